@@ -1,0 +1,110 @@
+// kitchen-gateway: parse the command line, load the config, run the gateway until SIGINT/SIGTERM.
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+#include <functional>
+#include <iostream>
+
+extern "C" {
+#include <libavdevice/avdevice.h>
+#include <libavformat/avformat.h>
+#include <libavutil/log.h>
+}
+
+#include "app/gateway.hpp"
+#include "common/logging.hpp"
+#include "config/config_loader.hpp"
+#include "kg/version.hpp"
+
+namespace {
+
+constexpr int kExitConfigError = 2;
+
+void print_errors(const kg::config::ConfigInvalid& e) {
+    for (const auto& err : e.errors) std::cerr << err.to_string() << "\n";
+    std::cerr << e.errors.size() << (e.errors.size() == 1 ? " error" : " errors")
+              << " in the configuration\n";
+}
+
+int run(const kg::config::Gateway& cfg) {
+    kg::Logging logging(cfg.log.level, cfg.log.json);
+    auto log = logging.get("main");
+    log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
+
+    avformat_network_init();
+    avdevice_register_all();
+    av_log_set_level(AV_LOG_ERROR);  // the ingest reports failures itself, with the camera id
+
+    kg::app::Gateway gateway(cfg, logging);
+    gateway.start();
+
+    boost::asio::io_context io;
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    boost::asio::steady_timer timer(io);
+    std::function<void()> schedule_tick = [&] {
+        timer.expires_after(kg::app::Gateway::kTickInterval);
+        timer.async_wait([&](const boost::system::error_code& ec) {
+            if (ec) return;
+            gateway.tick();
+            schedule_tick();
+        });
+    };
+    schedule_tick();
+    signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+        if (ec) return;
+        log->info("signal {} received, shutting down", signo);
+        timer.cancel();
+        io.stop();
+    });
+    io.run();
+
+    gateway.stop();
+    avformat_network_deinit();
+    log->info("bye");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "kitchen-gateway: bright-kitchen edge gateway (cameras and sensors in, alerts out over MQTT)"};
+    std::string config_path;
+    std::string check_path;
+    bool version = false;
+    app.add_option("-c,--config", config_path, "configuration file to run with")->check(CLI::ExistingFile);
+    app.add_option("--check-config", check_path, "validate a configuration file and exit");
+    app.add_flag("--version", version, "print the version and exit");
+    CLI11_PARSE(app, argc, argv);
+
+    if (version) {
+        std::cout << "kitchen-gateway " << kg::kVersion << "\n";
+        return 0;
+    }
+    if (!check_path.empty()) {
+        try {
+            const auto cfg = kg::config::load_file(check_path);
+            std::cout << check_path << ": configuration OK (site " << cfg.site.id << ", "
+                      << cfg.cameras.size() << " cameras)\n";
+            return 0;
+        } catch (const kg::config::ConfigInvalid& e) {
+            print_errors(e);
+            return kExitConfigError;
+        }
+    }
+    if (config_path.empty()) {
+        std::cerr << "kitchen-gateway: give --config FILE (or --check-config FILE, --version)\n";
+        return kExitConfigError;
+    }
+    kg::config::Gateway cfg;
+    try {
+        cfg = kg::config::load_file(config_path);
+    } catch (const kg::config::ConfigInvalid& e) {
+        print_errors(e);
+        return kExitConfigError;
+    }
+    return run(cfg);
+}

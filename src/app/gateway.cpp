@@ -1,0 +1,82 @@
+#include "app/gateway.hpp"
+
+#include <thread>
+
+#include "publish/payloads.hpp"
+
+namespace kg::app {
+namespace {
+
+// Events queued in memory while the broker is away (the durable outbox replaces this bound).
+constexpr std::size_t kOutboxMessages = 10000;
+constexpr auto kShutdownDrain = std::chrono::seconds(3);
+
+int analysis_threads(int configured) {
+    if (configured > 0) return configured;
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    return std::max(1, cores - 1);
+}
+
+}  // namespace
+
+Gateway::Gateway(config::Gateway cfg, const Logging& logging)
+    : cfg_(std::move(cfg)),
+      log_(logging.get("gateway")),
+      topics_(cfg_.mqtt.topic_prefix, cfg_.site.id),
+      link_(cfg_.mqtt, topics_.availability(), logging.get("mqtt")),
+      outbox_(link_, topics_, cfg_.site.id, kOutboxMessages, logging.get("outbox")),
+      pool_(analysis_threads(cfg_.analysis_threads)) {
+    for (const auto& camera : cfg_.cameras) {
+        if (!camera.enabled) continue;
+        cameras_.push_back(std::make_unique<CameraPipeline>(camera, pool_, outbox_, ids_, logging));
+    }
+    last_online_.assign(cameras_.size(), false);
+    link_.on_connected([this] {
+        link_.publish(topics_.gateway(), publish::gateway_payload(cfg_, started_at_, Clock::now()), 1, true);
+        republish_ = true;  // the next tick republishes every camera's retained state
+    });
+}
+
+Gateway::~Gateway() { stop(); }
+
+void Gateway::start() {
+    started_at_ = Clock::now();
+    log_->info("site {} ({}): {} cameras, {} analysis threads", cfg_.site.id, cfg_.site.name, cameras_.size(),
+               pool_.size());
+    link_.start();
+    outbox_.start();
+    pool_.start();
+    for (auto& camera : cameras_) camera->start();
+    running_ = true;
+}
+
+void Gateway::tick() {
+    if (!running_) return;
+    publish_states(Clock::now(), republish_.exchange(false));
+}
+
+void Gateway::publish_states(TimePoint now, bool force) {
+    const bool due = force || now - last_state_publish_ >= cfg_.mqtt.state_interval;
+    if (due) last_state_publish_ = now;
+    for (std::size_t i = 0; i < cameras_.size(); ++i) {
+        const auto state = cameras_[i]->supervise(now);
+        // A change of online state is reported at once, not at the next interval.
+        if (!due && state.online == last_online_[i]) continue;
+        last_online_[i] = state.online;
+        link_.publish(topics_.camera_state(state.camera->id),
+                      publish::camera_state_payload(state, cfg_.site.id, now), 1, true);
+    }
+}
+
+void Gateway::stop() {
+    if (!running_) return;
+    running_ = false;
+    log_->info("stopping");
+    for (auto& camera : cameras_) camera->stop();
+    pool_.stop();
+    outbox_.stop(kShutdownDrain);
+    link_.stop();
+    log_->info("stopped");
+}
+
+}  // namespace kg::app

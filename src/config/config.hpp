@@ -1,0 +1,102 @@
+#pragma once
+// The typed configuration tree of kitchen-gateway. Loaded from one YAML file by
+// config::load_file(); every value here has already been validated.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kg::config {
+
+using Duration = std::chrono::milliseconds;
+
+struct Site {
+    std::string id;          // canteen id, used in every MQTT topic; [A-Za-z0-9_-]+
+    std::string name;        // human name shown to the monitor and parents
+    std::string timezone = "Asia/Shanghai";
+};
+
+struct Tls {
+    std::string ca_file;    // empty: system trust store
+    std::string cert_file;  // client certificate (optional, with key_file)
+    std::string key_file;
+    bool verify_server = true;
+};
+
+struct Mqtt {
+    std::string url = "tcp://127.0.0.1:1883";  // tcp://, ssl://, mqtt://, mqtts://, ws://, wss://
+    std::string client_id;                     // default: kitchen-gateway-<site.id>
+    std::string topic_prefix = "kitchen";
+    std::string username;
+    std::string password;
+    std::optional<Tls> tls;
+    Duration keepalive{std::chrono::seconds(30)};
+    Duration reconnect_min{std::chrono::seconds(1)};
+    Duration reconnect_max{std::chrono::seconds(60)};
+    Duration state_interval{std::chrono::seconds(10)};  // retained camera state republish period
+};
+
+enum class Transport { tcp, udp };
+
+// How one camera is read. Per-camera values override `defaults.input`.
+struct Input {
+    Transport transport = Transport::tcp;  // RTSP only
+    Duration timeout{std::chrono::seconds(10)};  // a read blocked longer than this is a stall
+    Duration reconnect_min{std::chrono::seconds(1)};
+    Duration reconnect_max{std::chrono::seconds(30)};
+    bool loop = false;      // files only: start again at the end (demos and tests)
+    bool realtime = true;   // files only: read at the stream's own pace, like `ffmpeg -re`
+};
+
+struct Analysis {
+    double fps = 2.0;       // frames analysed per second
+    int width = 640;        // analysis size; every frame is scaled once to this
+    int height = 360;
+    bool keyframes_only = false;  // decode only key frames (boxes with many cameras)
+};
+
+// Camera health thresholds (the regulators' "offline, black, blocked, frozen").
+struct Health {
+    Duration offline_after{std::chrono::seconds(20)};  // no frame for this long -> offline
+    double black_luma = 25.0;      // mean luma (0-255) at or below which a frame is black
+    double blank_stddev = 6.0;     // luma standard deviation below which a frame is blank (uniform)
+    double covered_fraction = 0.75;  // fraction of featureless cells that makes a covered lens
+    Duration frozen_after{std::chrono::seconds(30)};  // identical picture this long -> frozen
+    double frozen_diff = 0.6;      // mean abs difference (0-255) below which two frames are the same
+    Duration confirm{std::chrono::seconds(5)};  // a condition must hold this long to open an event
+    Duration clear{std::chrono::seconds(5)};    // and be gone this long to end it
+};
+
+struct Camera {
+    std::string id;    // [A-Za-z0-9_-]+, unique
+    std::string name;
+    std::string url;   // rtsp://, rtsps://, rtmp://, http(s)://, file path or file://, /dev/videoN or v4l2://
+    bool is_public = false;
+    bool enabled = true;
+    std::vector<std::string> checks{"camera_health"};
+    Input input;
+    Analysis analysis;
+    Health health;
+    int source_line = 0;  // where the camera was declared, for run-time messages
+};
+
+struct Log {
+    std::string level = "info";  // trace, debug, info, warn, error
+    bool json = false;           // one JSON object per line instead of text
+};
+
+struct Gateway {
+    Site site;
+    Mqtt mqtt;
+    Log log;
+    int analysis_threads = 0;  // 0: one less than the cores, at least 1
+    std::vector<Camera> cameras;
+    std::string source_file;
+};
+
+// The checks this build knows, by config name.
+const std::vector<std::string>& known_checks();
+
+}  // namespace kg::config

@@ -1,0 +1,110 @@
+#include "events/event_tracker.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace kg::events {
+
+EventTracker::EventTracker(std::string source, std::string check, std::string label, std::string zone,
+                           TrackerRule rule, EventIdGenerator& ids)
+    : source_(std::move(source)),
+      check_(std::move(check)),
+      label_(std::move(label)),
+      zone_(std::move(zone)),
+      rule_(rule),
+      ids_(ids) {
+    window_.reserve(static_cast<std::size_t>(std::max(1, rule_.median_window)));
+    sort_buffer_.reserve(window_.capacity());
+}
+
+float EventTracker::smoothed(float score) {
+    const auto n = static_cast<std::size_t>(std::max(1, rule_.median_window));
+    if (window_.size() < n) {
+        window_.push_back(score);
+    } else {
+        window_[window_next_] = score;
+    }
+    window_next_ = (window_next_ + 1) % n;
+    sort_buffer_.assign(window_.begin(), window_.end());
+    const auto mid = sort_buffer_.begin() + static_cast<std::ptrdiff_t>(sort_buffer_.size() / 2);
+    std::nth_element(sort_buffer_.begin(), mid, sort_buffer_.end());
+    return *mid;
+}
+
+Event EventTracker::message(EventState state, TimePoint t) const {
+    Event e;
+    e.id = id_;
+    e.source = source_;
+    e.check = check_;
+    e.label = label_;
+    e.zone = zone_;
+    e.severity = rule_.severity;
+    e.state = state;
+    e.update_number = updates_;
+    e.start_time = start_time_;
+    e.time = t;
+    e.score = score_;
+    e.top_score = top_score_;
+    e.boxes = boxes_;
+    return e;
+}
+
+std::optional<Event> EventTracker::observe(TimePoint t, float score, const std::vector<vision::Box>& boxes) {
+    const float s = smoothed(score);
+    const bool present = s >= rule_.threshold;
+
+    if (!active_) {
+        if (!present) {
+            present_since_.reset();
+            pending_top_ = 0;
+            return std::nullopt;
+        }
+        if (!present_since_) present_since_ = t;
+        pending_top_ = std::max(pending_top_, s);
+        if (t - *present_since_ < rule_.confirm) return std::nullopt;
+        if (last_end_ && t - *last_end_ < rule_.cooldown) return std::nullopt;
+        active_ = true;
+        id_ = ids_.next(*present_since_);
+        start_time_ = *present_since_;
+        score_ = s;
+        top_score_ = pending_top_;
+        last_sent_score_ = s;
+        updates_ = 0;
+        boxes_ = boxes;
+        absent_since_.reset();
+        last_update_ = t;
+        return message(EventState::start, t);
+    }
+
+    if (present) {
+        absent_since_.reset();
+        score_ = s;
+        if (s > top_score_) {
+            top_score_ = s;
+            boxes_ = boxes;
+        }
+        const bool material = std::fabs(s - last_sent_score_) >= rule_.update_delta;
+        if (material && t - *last_update_ >= rule_.update_interval) {
+            ++updates_;
+            last_sent_score_ = s;
+            last_update_ = t;
+            boxes_ = boxes;
+            return message(EventState::update, t);
+        }
+        return std::nullopt;
+    }
+
+    if (!absent_since_) absent_since_ = t;
+    if (t - *absent_since_ < rule_.clear) return std::nullopt;
+    active_ = false;
+    present_since_.reset();
+    pending_top_ = 0;
+    last_end_ = t;
+    Event e = message(EventState::end, t);
+    // The condition ended when it was first seen gone, not when that was confirmed.
+    e.end_time = *absent_since_;
+    absent_since_.reset();
+    return e;
+}
+
+}  // namespace kg::events

@@ -1,0 +1,59 @@
+#pragma once
+// Turns a stream of per-frame observations of one (source, check, label, zone) into an event's
+// life: start only after the smoothed score held for `confirm`, end only after it stayed clear for
+// `clear`, no new start within `cooldown` of an end, and rate-limited updates in between. A single
+// false detection therefore never opens an alert.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "events/event.hpp"
+#include "events/event_id.hpp"
+
+namespace kg::events {
+
+struct TrackerRule {
+    Duration confirm{std::chrono::seconds(5)};
+    Duration clear{std::chrono::seconds(5)};
+    Duration cooldown{0};
+    Duration update_interval{std::chrono::seconds(30)};  // at most one update per interval
+    float update_delta = 0.1f;                           // a score change this large is material
+    float threshold = 0.5f;                              // a smoothed score at or above this is "present"
+    int median_window = 1;                               // smoothed score: median of the last N observations
+    int severity = 3;
+};
+
+class EventTracker {
+  public:
+    EventTracker(std::string source, std::string check, std::string label, std::string zone, TrackerRule rule,
+                 EventIdGenerator& ids);
+
+    // Returns the message this observation causes, if any.
+    std::optional<Event> observe(TimePoint t, float score, const std::vector<vision::Box>& boxes = {});
+
+    bool active() const { return active_; }
+    const std::string& label() const { return label_; }
+
+  private:
+    float smoothed(float score);
+    Event message(EventState state, TimePoint t) const;
+
+    std::string source_, check_, label_, zone_;
+    TrackerRule rule_;
+    EventIdGenerator& ids_;
+
+    std::vector<float> window_;  // ring of the last median_window scores
+    std::size_t window_next_ = 0;
+    std::vector<float> sort_buffer_;
+
+    bool active_ = false;
+    std::optional<TimePoint> present_since_, absent_since_, last_end_, last_update_;
+    std::string id_;
+    TimePoint start_time_{};
+    float score_ = 0, top_score_ = 0, last_sent_score_ = 0, pending_top_ = 0;
+    std::uint32_t updates_ = 0;
+    std::vector<vision::Box> boxes_;
+};
+
+}  // namespace kg::events

@@ -1,0 +1,91 @@
+#pragma once
+// Counters of one camera's ingest and analysis, written by the worker and the analysis pool and
+// read by whoever reports them (MQTT state, metrics). Thread-safe.
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/time.hpp"
+
+namespace kg::ingest {
+
+struct CameraStatsSnapshot {
+    std::uint64_t frames_in = 0;       // decoded
+    std::uint64_t frames_sampled = 0;  // handed to analysis
+    std::uint64_t frames_analysed = 0;
+    std::uint64_t frames_dropped = 0;  // sampled but overwritten before analysis took them
+    std::uint64_t decode_errors = 0;
+    int reconnects_1h = 0;
+    int stalls_1h = 0;
+    bool connected = false;
+    std::optional<TimePoint> last_frame;
+    std::string last_error;
+};
+
+class CameraStats {
+  public:
+    void frame_decoded(TimePoint t) {
+        frames_in_.fetch_add(1, std::memory_order_relaxed);
+        last_frame_ns_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    }
+    void frame_sampled() { frames_sampled_.fetch_add(1, std::memory_order_relaxed); }
+    void frame_analysed() { frames_analysed_.fetch_add(1, std::memory_order_relaxed); }
+    void frames_dropped(std::uint64_t total) { frames_dropped_.store(total, std::memory_order_relaxed); }
+    void decode_errors(std::uint64_t added) { decode_errors_.fetch_add(added, std::memory_order_relaxed); }
+
+    void connected() {
+        std::lock_guard lock(mutex_);
+        connected_ = true;
+    }
+    void disconnected(std::string why) {
+        std::lock_guard lock(mutex_);
+        connected_ = false;
+        last_error_ = std::move(why);
+    }
+    void reconnect(TimePoint t) { remember(reconnects_, t); }
+    void stall(TimePoint t) { remember(stalls_, t); }
+
+    CameraStatsSnapshot snapshot(TimePoint now) const {
+        CameraStatsSnapshot s;
+        s.frames_in = frames_in_.load(std::memory_order_relaxed);
+        s.frames_sampled = frames_sampled_.load(std::memory_order_relaxed);
+        s.frames_analysed = frames_analysed_.load(std::memory_order_relaxed);
+        s.frames_dropped = frames_dropped_.load(std::memory_order_relaxed);
+        s.decode_errors = decode_errors_.load(std::memory_order_relaxed);
+        const auto last = last_frame_ns_.load(std::memory_order_relaxed);
+        if (last != 0) s.last_frame = TimePoint(TimePoint::duration(last));
+        std::lock_guard lock(mutex_);
+        s.connected = connected_;
+        s.last_error = last_error_;
+        s.reconnects_1h = count_since(reconnects_, now - std::chrono::hours(1));
+        s.stalls_1h = count_since(stalls_, now - std::chrono::hours(1));
+        return s;
+    }
+
+  private:
+    void remember(std::deque<TimePoint>& q, TimePoint t) {
+        std::lock_guard lock(mutex_);
+        q.push_back(t);
+        // Bounded: an hour of reconnects at the fastest back-off fits; older ones no longer count.
+        while (q.size() > 4096 || (!q.empty() && q.front() < t - std::chrono::hours(1))) q.pop_front();
+    }
+    static int count_since(const std::deque<TimePoint>& q, TimePoint since) {
+        int n = 0;
+        for (auto it = q.rbegin(); it != q.rend() && *it >= since; ++it) ++n;
+        return n;
+    }
+
+    std::atomic<std::uint64_t> frames_in_{0}, frames_sampled_{0}, frames_analysed_{0}, frames_dropped_{0},
+        decode_errors_{0};
+    std::atomic<TimePoint::rep> last_frame_ns_{0};
+    mutable std::mutex mutex_;
+    bool connected_ = false;
+    std::string last_error_;
+    std::deque<TimePoint> reconnects_, stalls_;
+};
+
+}  // namespace kg::ingest

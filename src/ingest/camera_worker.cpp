@@ -1,0 +1,136 @@
+#include "ingest/camera_worker.hpp"
+
+#include "common/backoff.hpp"
+#include "ingest/frame_sampler.hpp"
+
+namespace kg::ingest {
+namespace {
+
+// A connection that delivered frames this long is healthy: the next failure starts the back-off
+// from its minimum again.
+constexpr auto kHealthyAfter = std::chrono::seconds(10);
+
+}  // namespace
+
+CameraWorker::CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats,
+                           std::function<void()> on_frame, std::shared_ptr<spdlog::logger> log)
+    : camera_(camera), out_(out), stats_(stats), on_frame_(std::move(on_frame)), log_(std::move(log)) {}
+
+CameraWorker::~CameraWorker() { stop(); }
+
+void CameraWorker::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+void CameraWorker::stop() {
+    {
+        std::lock_guard lock(wait_mutex_);
+        stop_ = true;
+    }
+    wait_cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+bool CameraWorker::wait_for(std::chrono::steady_clock::duration d) {
+    std::unique_lock lock(wait_mutex_);
+    return !wait_cv_.wait_for(lock, d, [this] { return stop_.load(); });
+}
+
+void CameraWorker::run() {
+    Backoff backoff(camera_.input.reconnect_min, camera_.input.reconnect_max);
+    const InputOptions options{camera_.url, camera_.input.transport, camera_.input.timeout,
+                               camera_.analysis.keyframes_only};
+    bool first = true;
+    while (!stop_) {
+        if (!first) stats_.reconnect(Clock::now());
+        first = false;
+
+        FfmpegInput input(options, stop_);
+        input.set_packet_observer(observer_);
+        const auto opened_at = std::chrono::steady_clock::now();
+        bool file_ended = false;
+        try {
+            input.open();
+            stats_.connected();
+            log_->info("connected to {}: {}", camera_.url, input.describe());
+            file_ended = read_frames(input) == StreamEnd::end_of_file;
+            stats_.disconnected(file_ended ? "end of file" : "stopped");
+        } catch (const IngestError& e) {
+            if (stop_) break;
+            if (e.kind == IngestError::Kind::stall) stats_.stall(Clock::now());
+            stats_.disconnected(e.what());
+            log_->warn("{}: {}", camera_.url, e.what());
+        }
+        if (observer_ != nullptr) observer_->on_stream_closed();
+        if (stop_) break;
+        if (file_ended) {
+            // A file without `loop` is played once; the camera then reads as offline.
+            log_->info("end of file {}; not looping", camera_.url);
+            std::unique_lock lock(wait_mutex_);
+            wait_cv_.wait(lock, [this] { return stop_.load(); });
+            break;
+        }
+        if (std::chrono::steady_clock::now() - opened_at > kHealthyAfter) backoff.reset();
+        const auto delay = backoff.next();
+        log_->info("reconnecting in {} ms", delay.count());
+        if (!wait_for(delay)) break;
+    }
+}
+
+CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input) {
+    const bool paced = input.kind() == SourceKind::file && camera_.input.realtime;
+    FrameSampler sampler(camera_.analysis.fps);
+    std::optional<std::chrono::steady_clock::time_point> pace_wall;
+    double pace_stream = 0.0;
+    std::uint64_t seq = 0;
+    std::uint64_t decode_errors_reported = 0;
+    const int width = camera_.analysis.width, height = camera_.analysis.height;
+
+    while (!stop_) {
+        if (!input.next_frame()) {
+            if (camera_.input.loop && input.rewind()) {
+                sampler.reset();
+                pace_wall.reset();
+                continue;
+            }
+            return StreamEnd::end_of_file;
+        }
+        const auto now = Clock::now();
+        stats_.frame_decoded(now);
+        if (input.decode_errors() != decode_errors_reported) {
+            stats_.decode_errors(input.decode_errors() - decode_errors_reported);
+            decode_errors_reported = input.decode_errors();
+        }
+        double t = input.frame_time();
+        const auto steady_now = std::chrono::steady_clock::now();
+        if (t < 0) t = std::chrono::duration<double>(steady_now.time_since_epoch()).count();
+
+        if (paced) {
+            // Like `ffmpeg -re`: a file plays at its own speed, as a camera would.
+            if (!pace_wall || t < pace_stream || t - pace_stream > 3600.0) {
+                pace_wall = steady_now;
+                pace_stream = t;
+            }
+            const auto due = *pace_wall + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                              std::chrono::duration<double>(t - pace_stream));
+            if (due > steady_now && !wait_for(due - steady_now)) break;
+        }
+        if (!sampler.accept(t)) continue;
+
+        Frame& frame = out_.back();
+        if (frame.image.rows != height || frame.image.cols != width)
+            frame.image.create(height, width, CV_8UC3);
+        input.scale_into(frame.image);
+        frame.seq = ++seq;
+        frame.time = Clock::now();
+        frame.stream_time = t;
+        frame.keyframe = input.frame_is_key();
+        out_.publish();
+        stats_.frame_sampled();
+        stats_.frames_dropped(out_.dropped());
+        if (on_frame_) on_frame_();
+    }
+    return StreamEnd::stopped;
+}
+
+}  // namespace kg::ingest

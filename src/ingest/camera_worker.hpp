@@ -1,0 +1,59 @@
+#pragma once
+// The ingest thread of one camera: connects with FFmpeg, decodes, samples to the analysis rate,
+// scales once to the analysis size and hands the newest frame on. Reconnects with capped
+// back-off, forever, until stopped.
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "config/config.hpp"
+#include "ingest/camera_stats.hpp"
+#include "ingest/ffmpeg_input.hpp"
+#include "ingest/latest_frame.hpp"
+
+namespace kg::ingest {
+
+class CameraWorker {
+  public:
+    // on_frame: called on the ingest thread after each new frame is published to `out`.
+    CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats,
+                 std::function<void()> on_frame, std::shared_ptr<spdlog::logger> log);
+    ~CameraWorker();
+    CameraWorker(const CameraWorker&) = delete;
+    CameraWorker& operator=(const CameraWorker&) = delete;
+
+    void start();
+    // Aborts any blocking FFmpeg call and joins the thread.
+    void stop();
+
+    // Receives every demuxed video packet (set before start()).
+    void set_packet_observer(PacketObserver* observer) { observer_ = observer; }
+
+  private:
+    enum class StreamEnd { stopped, end_of_file };
+
+    void run();
+    StreamEnd read_frames(FfmpegInput& input);
+    // Sleeps up to `d`; returns false if stopped meanwhile.
+    bool wait_for(std::chrono::steady_clock::duration d);
+
+    const config::Camera camera_;
+    LatestFrame& out_;
+    CameraStats& stats_;
+    std::function<void()> on_frame_;
+    std::shared_ptr<spdlog::logger> log_;
+    PacketObserver* observer_ = nullptr;
+
+    std::atomic<bool> stop_{false};
+    std::mutex wait_mutex_;
+    std::condition_variable wait_cv_;
+    std::thread thread_;
+};
+
+}  // namespace kg::ingest

@@ -1,0 +1,207 @@
+#include "ingest/ffmpeg_input.hpp"
+
+#include <fmt/format.h>
+
+#include <opencv2/core.hpp>
+
+extern "C" {
+#include <libavutil/imgutils.h>
+}
+
+namespace kg::ingest {
+namespace {
+
+std::int64_t steady_now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+bool starts_with(const std::string& s, std::string_view prefix) { return s.rfind(prefix, 0) == 0; }
+
+// The path FFmpeg should open: file:// and v4l2:// are this project's spellings.
+std::string ffmpeg_location(const std::string& url) {
+    if (starts_with(url, "file://")) return url.substr(7);
+    if (starts_with(url, "v4l2://")) return url.substr(7);
+    return url;
+}
+
+}  // namespace
+
+SourceKind classify_url(const std::string& url) {
+    if (starts_with(url, "v4l2://") || starts_with(url, "/dev/video")) return SourceKind::device;
+    for (std::string_view scheme : {"rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://"}) {
+        if (starts_with(url, scheme)) return SourceKind::network;
+    }
+    return SourceKind::file;
+}
+
+FfmpegInput::FfmpegInput(InputOptions options, const std::atomic<bool>& stop)
+    : options_(std::move(options)), stop_(stop), kind_(classify_url(options_.url)) {}
+
+int FfmpegInput::interrupt_cb(void* opaque) {
+    auto* self = static_cast<FfmpegInput*>(opaque);
+    if (self->stop_.load(std::memory_order_relaxed)) return 1;
+    if (steady_now_ns() > self->deadline_ns_.load(std::memory_order_relaxed)) {
+        self->timed_out_ = true;
+        return 1;
+    }
+    return 0;
+}
+
+void FfmpegInput::arm_deadline() {
+    timed_out_ = false;
+    deadline_ns_.store(steady_now_ns() + std::chrono::nanoseconds(options_.timeout).count(),
+                       std::memory_order_relaxed);
+}
+
+void FfmpegInput::open() {
+    AVFormatContext* raw = avformat_alloc_context();
+    if (raw == nullptr) throw IngestError(IngestError::Kind::open, "out of memory");
+    raw->interrupt_callback = {&FfmpegInput::interrupt_cb, this};
+
+    AVDictionary* opts = nullptr;
+    const AVInputFormat* format = nullptr;
+    const std::string location = ffmpeg_location(options_.url);
+    const auto timeout_us = std::to_string(std::chrono::microseconds(options_.timeout).count());
+    if (starts_with(options_.url, "rtsp")) {
+        av_dict_set(&opts, "rtsp_transport", options_.transport == config::Transport::udp ? "udp" : "tcp", 0);
+        av_dict_set(&opts, "timeout", timeout_us.c_str(), 0);
+    } else if (kind_ == SourceKind::network) {
+        av_dict_set(&opts, "rw_timeout", timeout_us.c_str(), 0);
+    } else if (kind_ == SourceKind::device) {
+        format = av_find_input_format("video4linux2");
+        if (format == nullptr) throw IngestError(IngestError::Kind::open, "FFmpeg has no video4linux2 input");
+    }
+    // Keep the probe short: cameras are live, and a long probe delays every reconnect.
+    av_dict_set(&opts, "probesize", "2000000", 0);
+    av_dict_set(&opts, "analyzeduration", "2000000", 0);
+
+    arm_deadline();
+    int err = avformat_open_input(&raw, location.c_str(), format, &opts);
+    av_dict_free(&opts);
+    if (err < 0) {
+        // avformat_open_input frees the context on failure.
+        throw IngestError(timed_out_ ? IngestError::Kind::stall : IngestError::Kind::open,
+                          timed_out_
+                              ? fmt::format("no answer within {} ms while opening", options_.timeout.count())
+                              : fmt::format("cannot open: {}", av_error_string(err)));
+    }
+    format_.reset(raw);
+
+    arm_deadline();
+    err = avformat_find_stream_info(format_.get(), nullptr);
+    if (err < 0) {
+        throw IngestError(timed_out_ ? IngestError::Kind::stall : IngestError::Kind::open,
+                          fmt::format("cannot read stream info: {}", av_error_string(err)));
+    }
+    const AVCodec* decoder = nullptr;
+    stream_index_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
+    if (stream_index_ < 0 || decoder == nullptr) {
+        throw IngestError(IngestError::Kind::open, "no decodable video stream");
+    }
+    for (unsigned i = 0; i < format_->nb_streams; ++i) {
+        // Audio and data streams are not read past the demuxer.
+        if (static_cast<int>(i) != stream_index_) format_->streams[i]->discard = AVDISCARD_ALL;
+    }
+    AVStream* stream = format_->streams[stream_index_];
+
+    codec_.reset(avcodec_alloc_context3(decoder));
+    if (!codec_) throw IngestError(IngestError::Kind::open, "out of memory");
+    avcodec_parameters_to_context(codec_.get(), stream->codecpar);
+    // One decoder thread per camera: cameras run in parallel, so per-camera CPU stays predictable.
+    codec_->thread_count = 1;
+    if (options_.keyframes_only) codec_->skip_frame = AVDISCARD_NONKEY;
+    err = avcodec_open2(codec_.get(), decoder, nullptr);
+    if (err < 0)
+        throw IngestError(IngestError::Kind::open,
+                          fmt::format("cannot open decoder: {}", av_error_string(err)));
+
+    packet_.reset(av_packet_alloc());
+    frame_.reset(av_frame_alloc());
+    if (!packet_ || !frame_) throw IngestError(IngestError::Kind::open, "out of memory");
+    draining_ = false;
+    if (observer_ != nullptr) observer_->on_stream_opened(*stream);
+}
+
+bool FfmpegInput::next_frame() {
+    for (;;) {
+        int err = avcodec_receive_frame(codec_.get(), frame_.get());
+        if (err == 0) return true;
+        if (err == AVERROR_EOF) return false;
+        if (err != AVERROR(EAGAIN)) {
+            ++decode_errors_;
+        }
+        if (draining_) return false;
+
+        arm_deadline();
+        err = av_read_frame(format_.get(), packet_.get());
+        if (err == AVERROR_EOF || (err < 0 && kind_ == SourceKind::file && avio_feof(format_->pb))) {
+            draining_ = true;
+            avcodec_send_packet(codec_.get(), nullptr);  // flush the frames the decoder holds
+            continue;
+        }
+        if (err < 0) {
+            if (timed_out_) {
+                throw IngestError(IngestError::Kind::stall,
+                                  fmt::format("no data for {} ms", options_.timeout.count()));
+            }
+            if (stop_.load()) throw IngestError(IngestError::Kind::read, "stopped");
+            throw IngestError(IngestError::Kind::read, fmt::format("read failed: {}", av_error_string(err)));
+        }
+        if (packet_->stream_index == stream_index_) {
+            const AVStream& stream = *format_->streams[stream_index_];
+            if (observer_ != nullptr) observer_->on_packet(*packet_, stream);
+            const bool key = (packet_->flags & AV_PKT_FLAG_KEY) != 0;
+            if (!options_.keyframes_only || key) {
+                err = avcodec_send_packet(codec_.get(), packet_.get());
+                if (err < 0 && err != AVERROR(EAGAIN)) ++decode_errors_;
+            }
+        }
+        av_packet_unref(packet_.get());
+    }
+}
+
+bool FfmpegInput::rewind() {
+    if (kind_ != SourceKind::file) return false;
+    if (av_seek_frame(format_.get(), stream_index_, 0, AVSEEK_FLAG_BACKWARD) < 0 &&
+        avformat_seek_file(format_.get(), -1, INT64_MIN, 0, 0, 0) < 0) {
+        return false;
+    }
+    avcodec_flush_buffers(codec_.get());
+    draining_ = false;
+    return true;
+}
+
+void FfmpegInput::scale_into(cv::Mat& image) {
+    sws_ = sws_getCachedContext(sws_, frame_->width, frame_->height,
+                                static_cast<AVPixelFormat>(frame_->format), image.cols, image.rows,
+                                AV_PIX_FMT_BGR24, SWS_BILINEAR, nullptr, nullptr, nullptr);
+    if (sws_owner_.get() != sws_) {
+        sws_owner_.release();  // sws_getCachedContext already freed the old one
+        sws_owner_.reset(sws_);
+    }
+    if (sws_ == nullptr) throw IngestError(IngestError::Kind::read, "cannot convert this pixel format");
+    std::uint8_t* dst[4] = {image.data, nullptr, nullptr, nullptr};
+    int dst_stride[4] = {static_cast<int>(image.step[0]), 0, 0, 0};
+    sws_scale(sws_, frame_->data, frame_->linesize, 0, frame_->height, dst, dst_stride);
+}
+
+double FfmpegInput::frame_time() const {
+    const AVStream* stream = format_->streams[stream_index_];
+    const std::int64_t ts = frame_->best_effort_timestamp;
+    if (ts == AV_NOPTS_VALUE) return -1.0;
+    return static_cast<double>(ts) * av_q2d(stream->time_base);
+}
+
+bool FfmpegInput::frame_is_key() const { return frame_->key_frame != 0; }
+
+std::string FfmpegInput::describe() const {
+    if (!codec_) return "not open";
+    const AVStream* stream = format_->streams[stream_index_];
+    const double fps = stream->avg_frame_rate.den != 0 ? av_q2d(stream->avg_frame_rate) : 0.0;
+    return fmt::format("{} {}x{} {:.1f}fps", avcodec_get_name(codec_->codec_id), codec_->width,
+                       codec_->height, fps);
+}
+
+}  // namespace kg::ingest

@@ -1,0 +1,92 @@
+#pragma once
+// One connection to one camera through FFmpeg: demux, decode, scale. The worker makes a new
+// FfmpegInput for every (re)connect, so a failed connection never leaves state behind.
+
+#include <atomic>
+#include <chrono>
+#include <opencv2/core/mat.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "config/config.hpp"
+#include "ingest/ffmpeg_ptr.hpp"
+
+namespace kg::ingest {
+
+class IngestError : public std::runtime_error {
+  public:
+    enum class Kind { open, stall, read };
+    IngestError(Kind kind, const std::string& what) : std::runtime_error(what), kind(kind) {}
+    Kind kind;
+};
+
+// Sees every demuxed packet of the video stream before decoding (for remuxing outputs: clip
+// ring, HLS, FLV). Called on the ingest thread; must not block.
+class PacketObserver {
+  public:
+    virtual ~PacketObserver() = default;
+    virtual void on_stream_opened(const AVStream& stream) = 0;
+    virtual void on_packet(const AVPacket& packet, const AVStream& stream) = 0;
+    virtual void on_stream_closed() = 0;
+};
+
+struct InputOptions {
+    std::string url;
+    config::Transport transport = config::Transport::tcp;
+    std::chrono::milliseconds timeout{10000};
+    bool keyframes_only = false;
+};
+
+enum class SourceKind { network, file, device };
+SourceKind classify_url(const std::string& url);
+
+class FfmpegInput {
+  public:
+    // stop: set by the owner to abort any blocking call at once.
+    FfmpegInput(InputOptions options, const std::atomic<bool>& stop);
+    FfmpegInput(const FfmpegInput&) = delete;
+    FfmpegInput& operator=(const FfmpegInput&) = delete;
+
+    // Opens the input and its decoder. Throws IngestError (Kind::stall when the timeout hit).
+    void open();
+
+    // Reads packets until a frame is decoded. Returns false at the end of a file.
+    // Throws IngestError on a stall or a read error. Decoder errors are counted, not thrown.
+    bool next_frame();
+
+    // Seeks a file back to its start (for looping). Returns false if it cannot.
+    bool rewind();
+
+    // Converts the current frame to BGR at image's size (image must be allocated: CV_8UC3).
+    void scale_into(cv::Mat& image);
+
+    double frame_time() const;  // seconds, stream clock
+    bool frame_is_key() const;
+    SourceKind kind() const { return kind_; }
+    std::uint64_t decode_errors() const { return decode_errors_; }
+    std::string describe() const;  // "h264 1920x1080 25fps" for the log
+    void set_packet_observer(PacketObserver* observer) { observer_ = observer; }
+
+  private:
+    static int interrupt_cb(void* opaque);
+    void arm_deadline();
+
+    InputOptions options_;
+    const std::atomic<bool>& stop_;
+    SourceKind kind_;
+    std::atomic<std::int64_t> deadline_ns_{0};
+    bool timed_out_ = false;
+
+    FormatContextPtr format_;
+    CodecContextPtr codec_;
+    PacketPtr packet_;
+    FramePtr frame_;
+    SwsContext* sws_ = nullptr;  // owned through sws_owner_; sws_getCachedContext may replace it
+    SwsPtr sws_owner_;
+    int stream_index_ = -1;
+    bool draining_ = false;
+    std::uint64_t decode_errors_ = 0;
+    PacketObserver* observer_ = nullptr;
+};
+
+}  // namespace kg::ingest

@@ -1,0 +1,153 @@
+#include "publish/mqtt_link.hpp"
+
+#include <mqtt/async_client.h>
+
+#include "common/backoff.hpp"
+
+namespace kg::publish {
+namespace {
+
+constexpr int kQos1 = 1;
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+
+// Paho C accepts tcp:// and ssl://; mqtt:// and mqtts:// are the spellings users know.
+std::string paho_uri(const std::string& url) {
+    if (url.rfind("mqtt://", 0) == 0) return "tcp://" + url.substr(7);
+    if (url.rfind("mqtts://", 0) == 0) return "ssl://" + url.substr(8);
+    return url;
+}
+
+}  // namespace
+
+MqttLink::MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared_ptr<spdlog::logger> log)
+    : cfg_(std::move(cfg)), availability_topic_(std::move(availability_topic)), log_(std::move(log)) {
+    // No Paho persistence: what must survive a restart lives in the gateway's own outbox.
+    client_ = std::make_unique<mqtt::async_client>(paho_uri(cfg_.url), cfg_.client_id);
+    client_->set_connection_lost_handler([this](const std::string& cause) {
+        {
+            // Under the lock so that run() cannot miss the wake-up between its check and its wait.
+            std::lock_guard lock(mutex_);
+            connected_ = false;
+        }
+        log_->warn("connection to {} lost{}{}", cfg_.url, cause.empty() ? "" : ": ", cause);
+        cv_.notify_all();
+    });
+}
+
+MqttLink::~MqttLink() { stop(); }
+
+void MqttLink::on_connected(std::function<void()> hook) { hooks_.push_back(std::move(hook)); }
+
+void MqttLink::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+bool MqttLink::connect_once() {
+    auto builder = mqtt::connect_options_builder()
+                       .clean_session(true)
+                       .keep_alive_interval(std::chrono::duration_cast<std::chrono::seconds>(cfg_.keepalive))
+                       .connect_timeout(kConnectTimeout)
+                       .automatic_reconnect(false)
+                       .will(mqtt::message(availability_topic_, "offline", kQos1, true));
+    if (!cfg_.username.empty()) builder.user_name(cfg_.username);
+    if (!cfg_.password.empty()) builder.password(cfg_.password);
+    if (cfg_.tls) {
+        auto ssl = mqtt::ssl_options_builder()
+                       .enable_server_cert_auth(cfg_.tls->verify_server)
+                       .verify(cfg_.tls->verify_server);
+        if (!cfg_.tls->ca_file.empty()) ssl.trust_store(cfg_.tls->ca_file);
+        if (!cfg_.tls->cert_file.empty()) ssl.key_store(cfg_.tls->cert_file);
+        if (!cfg_.tls->key_file.empty()) ssl.private_key(cfg_.tls->key_file);
+        builder.ssl(ssl.finalize());
+    }
+    try {
+        auto token = client_->connect(builder.finalize());
+        if (!token->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
+            log_->warn("connect to {} timed out", cfg_.url);
+            return false;
+        }
+        client_->publish(availability_topic_, std::string("online"), kQos1, true)->wait_for(kConnectTimeout);
+    } catch (const mqtt::exception& e) {
+        log_->warn("cannot connect to {}: {}", cfg_.url, e.what());
+        return false;
+    }
+    {
+        std::lock_guard lock(mutex_);
+        connected_ = true;
+    }
+    log_->info("connected to {} as {}", cfg_.url, cfg_.client_id);
+    for (auto& hook : hooks_) hook();
+    cv_.notify_all();
+    return true;
+}
+
+void MqttLink::run() {
+    Backoff backoff(cfg_.reconnect_min, cfg_.reconnect_max);
+    while (!stop_) {
+        if (!connected_) {
+            if (connect_once()) {
+                backoff.reset();
+            } else {
+                std::unique_lock lock(mutex_);
+                cv_.wait_for(lock, backoff.next(), [this] { return stop_.load(); });
+            }
+            continue;
+        }
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [this] { return stop_.load() || !connected_.load(); });
+    }
+}
+
+void MqttLink::stop() {
+    if (!thread_.joinable()) return;
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    if (connected_) {
+        try {
+            // The clean-shutdown counterpart of the last will.
+            client_->publish(availability_topic_, std::string("offline"), kQos1, true)
+                ->wait_for(std::chrono::seconds(5));
+            client_->disconnect()->wait_for(std::chrono::seconds(5));
+        } catch (const mqtt::exception& e) {
+            log_->warn("clean disconnect failed: {}", e.what());
+        }
+        connected_ = false;
+    }
+    log_->info("disconnected");
+}
+
+bool MqttLink::wait_connected(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [this] { return stop_.load() || connected_.load(); }) &&
+           connected_.load();
+}
+
+bool MqttLink::publish_confirmed(const std::string& topic, const std::string& payload, int qos, bool retain,
+                                 std::chrono::milliseconds timeout) {
+    if (!connected_) return false;
+    try {
+        auto token = client_->publish(topic, payload.data(), payload.size(), qos, retain);
+        if (!token->wait_for(timeout)) return false;
+        return token->get_return_code() == 0;
+    } catch (const mqtt::exception& e) {
+        log_->debug("publish to {} failed: {}", topic, e.what());
+        return false;
+    }
+}
+
+bool MqttLink::publish(const std::string& topic, const std::string& payload, int qos, bool retain) {
+    if (!connected_) return false;
+    try {
+        client_->publish(topic, payload.data(), payload.size(), qos, retain);
+        return true;
+    } catch (const mqtt::exception& e) {
+        log_->debug("publish to {} failed: {}", topic, e.what());
+        return false;
+    }
+}
+
+}  // namespace kg::publish

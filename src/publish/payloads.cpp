@@ -1,0 +1,81 @@
+#include "publish/payloads.hpp"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "kg/version.hpp"
+
+namespace kg::publish {
+namespace {
+
+using nlohmann::json;
+
+double round_to(double v, double step) { return std::round(v / step) * step; }
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
+
+std::string event_payload(const events::Event& e, const std::string& site) {
+    json boxes = json::array();
+    for (const auto& b : e.boxes) {
+        boxes.push_back(
+            {{"x", b.x}, {"y", b.y}, {"w", b.w}, {"h", b.h}, {"label", b.label}, {"score", b.score}});
+    }
+    json j = {
+        {"message_id", e.message_id()},
+        {"id", e.id},
+        {"site", site},
+        {"camera", e.source},
+        {"check", e.check},
+        {"label", e.label},
+        {"severity", e.severity},
+        {"state", events::to_string(e.state)},
+        {"start_time", iso8601_utc(e.start_time)},
+        {"end_time", e.end_time ? json(iso8601_utc(*e.end_time)) : json(nullptr)},
+        {"time", iso8601_utc(e.time)},
+        {"score", round_to(e.score, 0.001)},
+        {"top_score", round_to(e.top_score, 0.001)},
+        {"boxes", std::move(boxes)},
+        {"zone", e.zone.empty() ? json(nullptr) : json(e.zone)},
+    };
+    if (e.end_time) j["duration_s"] = round_to(seconds_between(e.start_time, *e.end_time), 0.001);
+    return dump(j);
+}
+
+std::string camera_state_payload(const CameraState& s, const std::string& site, TimePoint now) {
+    json j = {
+        {"site", site},
+        {"camera", s.camera->id},
+        {"name", s.camera->name},
+        {"online", s.online},
+        {"fps_in", round_to(s.fps_in, 0.01)},
+        {"fps_analysed", round_to(s.fps_analysed, 0.01)},
+        {"frames_dropped", s.stats.frames_dropped},
+        {"reconnects_1h", s.stats.reconnects_1h},
+        {"stalls_1h", s.stats.stalls_1h},
+        {"decode_errors", s.stats.decode_errors},
+        {"last_frame_time", s.stats.last_frame ? json(iso8601_utc(*s.stats.last_frame)) : json(nullptr)},
+        {"conditions", s.conditions},
+        {"time", iso8601_utc(now)},
+    };
+    if (!s.stats.last_error.empty()) j["last_error"] = s.stats.last_error;
+    return dump(j);
+}
+
+std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now) {
+    json cameras = json::array();
+    for (const auto& c : cfg.cameras) {
+        cameras.push_back({{"id", c.id}, {"name", c.name}, {"public", c.is_public}, {"checks", c.checks}});
+    }
+    return dump({
+        {"site", cfg.site.id},
+        {"name", cfg.site.name},
+        {"version", kVersion},
+        {"started_at", iso8601_utc(started_at)},
+        {"cameras", std::move(cameras)},
+        {"time", iso8601_utc(now)},
+    });
+}
+
+}  // namespace kg::publish

@@ -1,0 +1,21 @@
+#pragma once
+// The MQTT topic tree (docs/mqtt.md): everything under <prefix>/<site>/.
+
+#include <string>
+
+namespace kg::publish {
+
+class Topics {
+  public:
+    Topics(std::string prefix, std::string site);
+
+    const std::string& availability() const { return availability_; }  // retained online/offline
+    const std::string& gateway() const { return gateway_; }            // retained gateway info
+    const std::string& events() const { return events_; }              // QoS 1 event messages
+    std::string camera_state(const std::string& camera) const;         // retained camera state
+
+  private:
+    std::string base_, availability_, gateway_, events_;
+};
+
+}  // namespace kg::publish

@@ -1,0 +1,37 @@
+#pragma once
+// What every check produces for one analysed frame: observations (a label, a score, boxes) that
+// the event stage turns into start/update/end events. Checks never publish anything themselves.
+
+#include <string>
+#include <vector>
+
+#include "ingest/frame.hpp"
+
+namespace kg::vision {
+
+// A box in normalised coordinates (0..1 of the frame's width and height).
+struct Box {
+    float x = 0, y = 0, w = 0, h = 0;
+    std::string label;
+    float score = 0;
+};
+
+struct Observation {
+    std::string check;  // the check's config name, e.g. "camera_health"
+    std::string label;  // what it is about, e.g. "frozen"
+    std::string zone;   // empty: the whole frame
+    bool present = false;
+    float score = 0;  // 0..1, confidence that the label is present
+    std::vector<Box> boxes;
+};
+
+class Check {
+  public:
+    virtual ~Check() = default;
+    virtual const std::string& name() const = 0;
+    // Appends this frame's observations to `out`. Called for one camera's frames in order, from
+    // one thread at a time.
+    virtual void analyse(const ingest::Frame& frame, std::vector<Observation>& out) = 0;
+};
+
+}  // namespace kg::vision

@@ -1,0 +1,146 @@
+// The event life cycle: debounce, hysteresis, cooldown, smoothing, updates.
+#include "events/event_tracker.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace std::chrono_literals;
+using kg::TimePoint;
+using kg::events::EventIdGenerator;
+using kg::events::EventState;
+using kg::events::EventTracker;
+using kg::events::TrackerRule;
+
+namespace {
+
+TimePoint at(double seconds) {
+    return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(seconds)));
+}
+
+struct Script {
+    EventIdGenerator ids;
+    std::vector<kg::events::Event> sent;
+    // Feeds one score every `step` seconds from `from` (inclusive) to `to` (exclusive).
+    void feed(EventTracker& t, double from, double to, float score, double step = 0.5) {
+        for (double s = from; s < to - 1e-9; s += step) {
+            if (auto e = t.observe(at(s), score)) sent.push_back(*e);
+        }
+    }
+};
+
+TrackerRule rule(kg::Duration confirm, kg::Duration clear) {
+    TrackerRule r;
+    r.confirm = confirm;
+    r.clear = clear;
+    r.severity = 2;
+    return r;
+}
+
+}  // namespace
+
+TEST(EventTracker, StartsOnlyAfterConfirmAndEndsOnlyAfterClear) {
+    Script s;
+    EventTracker t("cam1", "camera_health", "black", "", rule(3s, 2s), s.ids);
+    s.feed(t, 0, 10, 0.0f);
+    EXPECT_TRUE(s.sent.empty());
+    s.feed(t, 10, 12.5, 1.0f);  // 2.5 s present: not yet confirmed
+    EXPECT_TRUE(s.sent.empty());
+    s.feed(t, 12.5, 30, 1.0f);
+    ASSERT_EQ(s.sent.size(), 1u);
+    EXPECT_EQ(s.sent[0].state, EventState::start);
+    EXPECT_EQ(s.sent[0].start_time, at(10));  // when the condition began, not when confirmed
+    EXPECT_EQ(s.sent[0].time, at(13));
+    EXPECT_EQ(s.sent[0].severity, 2);
+    s.feed(t, 30, 31.5, 0.0f);  // 1.5 s clear: still open
+    EXPECT_EQ(s.sent.size(), 1u);
+    s.feed(t, 31.5, 40, 0.0f);
+    ASSERT_EQ(s.sent.size(), 2u);
+    EXPECT_EQ(s.sent[1].state, EventState::end);
+    EXPECT_EQ(s.sent[1].id, s.sent[0].id);
+    ASSERT_TRUE(s.sent[1].end_time.has_value());
+    EXPECT_EQ(*s.sent[1].end_time, at(30));
+    EXPECT_EQ(s.sent[1].message_id(), s.sent[0].id + ":end");
+}
+
+TEST(EventTracker, FlickerShorterThanConfirmNeverOpens) {
+    Script s;
+    EventTracker t("cam1", "c", "l", "", rule(2s, 2s), s.ids);
+    for (int i = 0; i < 20; ++i) {
+        s.feed(t, i * 3.0, i * 3.0 + 1.5, 1.0f);  // 1.5 s on
+        s.feed(t, i * 3.0 + 1.5, i * 3.0 + 3.0, 0.0f);
+    }
+    EXPECT_TRUE(s.sent.empty());
+}
+
+TEST(EventTracker, GapShorterThanClearKeepsOneEvent) {
+    Script s;
+    EventTracker t("cam1", "c", "l", "", rule(1s, 3s), s.ids);
+    s.feed(t, 0, 5, 1.0f);
+    s.feed(t, 5, 7, 0.0f);  // 2 s gap < clear
+    s.feed(t, 7, 12, 1.0f);
+    s.feed(t, 12, 20, 0.0f);
+    ASSERT_EQ(s.sent.size(), 2u);
+    EXPECT_EQ(s.sent[0].state, EventState::start);
+    EXPECT_EQ(s.sent[1].state, EventState::end);
+    EXPECT_EQ(*s.sent[1].end_time, at(12));
+}
+
+TEST(EventTracker, CooldownDelaysTheNextStart) {
+    Script s;
+    TrackerRule r = rule(1s, 1s);
+    r.cooldown = 10s;
+    EventTracker t("cam1", "c", "l", "", r, s.ids);
+    s.feed(t, 0, 3, 1.0f);
+    s.feed(t, 3, 5, 0.0f);  // ends at t=4
+    ASSERT_EQ(s.sent.size(), 2u);
+    s.feed(t, 5, 13, 1.0f);  // present again, but within the cooldown
+    EXPECT_EQ(s.sent.size(), 2u);
+    s.feed(t, 13, 16, 1.0f);  // cooldown over at t=14
+    ASSERT_EQ(s.sent.size(), 3u);
+    EXPECT_EQ(s.sent[2].state, EventState::start);
+    EXPECT_NE(s.sent[2].id, s.sent[0].id);
+    EXPECT_EQ(s.sent[2].time, at(14));
+}
+
+TEST(EventTracker, MedianIgnoresASingleSpike) {
+    Script s;
+    TrackerRule r = rule(0s, 1s);
+    r.median_window = 5;
+    EventTracker t("cam1", "c", "l", "", r, s.ids);
+    s.feed(t, 0, 5, 0.1f);
+    if (auto e = t.observe(at(5), 0.99f)) s.sent.push_back(*e);  // one false detection
+    s.feed(t, 5.5, 10, 0.1f);
+    EXPECT_TRUE(s.sent.empty());
+    s.feed(t, 10, 12, 0.9f);  // sustained: the median crosses after three frames
+    ASSERT_EQ(s.sent.size(), 1u);
+    EXPECT_EQ(s.sent[0].time, at(11));
+}
+
+TEST(EventTracker, UpdatesAreMaterialAndRateLimited) {
+    Script s;
+    TrackerRule r = rule(0s, 1s);
+    r.update_interval = 5s;
+    r.update_delta = 0.2f;
+    EventTracker t("cam1", "c", "l", "", r, s.ids);
+    s.feed(t, 0, 2, 0.6f);
+    s.feed(t, 2, 4, 0.65f);   // not material
+    s.feed(t, 4, 20, 0.95f);  // material, at most one update per 5 s
+    ASSERT_GE(s.sent.size(), 2u);
+    EXPECT_EQ(s.sent[0].state, EventState::start);
+    EXPECT_EQ(s.sent[1].state, EventState::update);
+    EXPECT_EQ(s.sent[1].time, at(5));
+    EXPECT_EQ(s.sent[1].message_id(), s.sent[0].id + ":update-1");
+    EXPECT_EQ(s.sent.size(), 2u);  // the score no longer changes, so no further updates
+    EXPECT_FLOAT_EQ(s.sent[1].top_score, 0.95f);
+}
+
+TEST(EventIdGenerator, IdsAreUniqueAndTimeOrdered) {
+    EventIdGenerator ids;
+    std::set<std::string> seen;
+    std::string previous;
+    for (int i = 0; i < 1000; ++i) {
+        auto id = ids.next(at(1000 + i));
+        EXPECT_TRUE(seen.insert(id).second);
+        EXPECT_GT(id.substr(0, 11), previous.substr(0, std::min<size_t>(11, previous.size())));
+        previous = id;
+    }
+}

@@ -1,0 +1,154 @@
+// FFmpeg ingest against real inputs: a generated H.264 file and a TCP peer that never answers.
+#include "ingest/ffmpeg_input.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "common/logging.hpp"
+#include "ingest/camera_worker.hpp"
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+// 10 s of 320x180 H.264 at 25 fps with a key frame every 50 frames, made once per test run.
+const std::string& clip() {
+    static const std::string path = [] {
+        const fs::path p =
+            fs::temp_directory_path() / ("kg-ingest-test-" + std::to_string(getpid()) + ".mp4");
+        const std::string cmd =
+            "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 10 -c:v libx264 "
+            "-preset ultrafast -g 50 -keyint_min 50 -sc_threshold 0 -pix_fmt yuv420p " +
+            p.string();
+        if (std::system(cmd.c_str()) != 0)
+            throw std::runtime_error("ffmpeg could not generate " + p.string());
+        return p.string();
+    }();
+    return path;
+}
+
+kg::config::Camera file_camera(bool keyframes_only) {
+    kg::config::Camera cam;
+    cam.id = "file";
+    cam.url = clip();
+    cam.input.realtime = false;
+    cam.input.loop = false;
+    cam.analysis.fps = 2;
+    cam.analysis.width = 160;
+    cam.analysis.height = 90;
+    cam.analysis.keyframes_only = keyframes_only;
+    return cam;
+}
+
+// Runs a worker over the whole file and returns how many frames it handed on.
+int frames_from_file(bool keyframes_only, kg::ingest::CameraStats& stats) {
+    kg::ingest::LatestFrame slot;
+    std::atomic<int> frames{0};
+    kg::ingest::CameraWorker worker(
+        file_camera(keyframes_only), slot, stats,
+        [&] {
+            const auto* f = slot.take();
+            if (f != nullptr) {
+                EXPECT_EQ(f->image.cols, 160);
+                EXPECT_EQ(f->image.rows, 90);
+                ++frames;
+            }
+        },
+        kg::Logging::null_logger());
+    worker.start();
+    for (int i = 0; i < 200 && stats.snapshot(kg::Clock::now()).last_error != "end of file"; ++i) {
+        std::this_thread::sleep_for(50ms);
+    }
+    worker.stop();
+    return frames.load();
+}
+
+}  // namespace
+
+TEST(FfmpegInput, DecodesAFileSampledToTheAnalysisRate) {
+    kg::ingest::CameraStats stats;
+    EXPECT_EQ(frames_from_file(false, stats), 20);  // 10 s at 2 fps
+    const auto s = stats.snapshot(kg::Clock::now());
+    EXPECT_EQ(s.frames_in, 250u);
+    EXPECT_EQ(s.decode_errors, 0u);
+}
+
+TEST(FfmpegInput, KeyframesOnlyDecodesOnlyKeyFrames) {
+    kg::ingest::CameraStats stats;
+    EXPECT_EQ(frames_from_file(true, stats), 5);  // one key frame every 2 s
+    EXPECT_EQ(stats.snapshot(kg::Clock::now()).frames_in, 5u);
+}
+
+TEST(FfmpegInput, AFileThatDoesNotExistFailsToOpenWithTheReason) {
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({"/nonexistent/cam.mp4"}, stop);
+    try {
+        input.open();
+        FAIL() << "opened a missing file";
+    } catch (const kg::ingest::IngestError& e) {
+        EXPECT_EQ(e.kind, kg::ingest::IngestError::Kind::open);
+        EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
+    }
+}
+
+TEST(FfmpegInput, AServerThatNeverAnswersIsAStallWithinTheTimeout) {
+    const int listener = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(listener, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(listen(listener, 4), 0);
+    socklen_t len = sizeof addr;
+    getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+    const int port = ntohs(addr.sin_port);
+
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input(
+        {"rtsp://127.0.0.1:" + std::to_string(port) + "/cam", kg::config::Transport::tcp, 1500ms}, stop);
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+        input.open();
+        FAIL() << "opened a server that never answers";
+    } catch (const kg::ingest::IngestError& e) {
+        EXPECT_EQ(e.kind, kg::ingest::IngestError::Kind::stall) << e.what();
+    }
+    const auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(took, 1400ms);
+    EXPECT_LT(took, 5s);
+    close(listener);
+}
+
+TEST(FfmpegInput, StopAbortsABlockedOpenAtOnce) {
+    const int listener = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    listen(listener, 4);
+    socklen_t len = sizeof addr;
+    getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({"rtsp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/cam",
+                                   kg::config::Transport::tcp, 60s},
+                                  stop);
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(300ms);
+        stop = true;
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_THROW(input.open(), kg::ingest::IngestError);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+    stopper.join();
+    close(listener);
+}
