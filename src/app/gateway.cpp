@@ -1,5 +1,6 @@
 #include "app/gateway.hpp"
 
+#include <filesystem>
 #include <thread>
 
 #include "publish/payloads.hpp"
@@ -7,14 +8,28 @@
 namespace kg::app {
 namespace {
 
-// Events queued in memory while the broker is away (the durable outbox replaces this bound).
-constexpr std::size_t kOutboxMessages = 10000;
 constexpr auto kShutdownDrain = std::chrono::seconds(3);
 
 int analysis_threads(int configured) {
     if (configured > 0) return configured;
     const int cores = static_cast<int>(std::thread::hardware_concurrency());
     return std::max(1, cores - 1);
+}
+
+// Opens the durable outbox; if its file cannot be used, events still flow through memory, loudly.
+std::unique_ptr<outbox::SqliteStore> open_store(const config::Outbox& cfg, spdlog::logger& log) {
+    const outbox::SqliteStore::Limits limits{cfg.max_messages, cfg.max_bytes};
+    try {
+        if (cfg.path != ":memory:") {
+            std::filesystem::create_directories(std::filesystem::path(cfg.path).parent_path());
+        }
+        auto store = std::make_unique<outbox::SqliteStore>(cfg.path, limits);
+        log.info("outbox {}: {} messages waiting", cfg.path, store->size());
+        return store;
+    } catch (const std::exception& e) {
+        log.error("{}; events will be kept in memory only and lost on a restart", e.what());
+        return std::make_unique<outbox::SqliteStore>(":memory:", limits);
+    }
 }
 
 }  // namespace
@@ -24,7 +39,8 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
       log_(logging.get("gateway")),
       topics_(cfg_.mqtt.topic_prefix, cfg_.site.id),
       link_(cfg_.mqtt, topics_.availability(), logging.get("mqtt")),
-      outbox_(link_, topics_, cfg_.site.id, kOutboxMessages, logging.get("outbox")),
+      store_(open_store(cfg_.outbox, *log_)),
+      outbox_(*store_, link_, topics_, cfg_.site.id, logging.get("outbox")),
       pool_(analysis_threads(cfg_.analysis_threads)) {
     for (const auto& camera : cfg_.cameras) {
         if (!camera.enabled) continue;

@@ -11,8 +11,9 @@
 #include "common/logging.hpp"
 #include "config/config.hpp"
 #include "events/event_id.hpp"
+#include "outbox/outbox.hpp"
+#include "outbox/sqlite_store.hpp"
 #include "publish/mqtt_link.hpp"
-#include "publish/outbox.hpp"
 #include "publish/topics.hpp"
 
 namespace kg::app {
@@ -37,7 +38,8 @@ class Gateway {
     publish::Topics topics_;
     events::EventIdGenerator ids_;
     publish::MqttLink link_;
-    publish::Outbox outbox_;
+    std::unique_ptr<outbox::SqliteStore> store_;
+    outbox::Outbox outbox_;
     AnalysisPool pool_;
     std::vector<std::unique_ptr<CameraPipeline>> cameras_;
     std::vector<bool> last_online_;

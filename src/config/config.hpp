@@ -82,6 +82,13 @@ struct Camera {
     int source_line = 0;  // where the camera was declared, for run-time messages
 };
 
+// The durable queue of messages waiting for the broker's acknowledgement.
+struct Outbox {
+    std::string path = "/var/lib/kitchen-gateway/outbox.db";  // ":memory:" keeps it in memory only
+    std::size_t max_messages = 100000;
+    std::size_t max_bytes = 256u << 20;
+};
+
 struct Log {
     std::string level = "info";  // trace, debug, info, warn, error
     bool json = false;           // one JSON object per line instead of text
@@ -91,6 +98,7 @@ struct Gateway {
     Site site;
     Mqtt mqtt;
     Log log;
+    Outbox outbox;
     int analysis_threads = 0;  // 0: one less than the cores, at least 1
     std::vector<Camera> cameras;
     std::string source_file;

@@ -1,0 +1,57 @@
+#pragma once
+// Events wait in the outbox until the broker has acknowledged them. Every message is committed to
+// the store before it may be sent, sent one at a time in the order it was accepted, and removed
+// only after its PUBACK. While the broker is away messages queue (within the store's budget) and
+// the checks keep running; after a restart whatever was not acknowledged is sent again, in order.
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "events/event.hpp"
+#include "outbox/sqlite_store.hpp"
+#include "publish/mqtt_link.hpp"
+#include "publish/topics.hpp"
+
+namespace kg::outbox {
+
+class Outbox final : public events::EventSink {
+  public:
+    Outbox(SqliteStore& store, publish::MqttLink& link, publish::Topics topics, std::string site,
+           std::shared_ptr<spdlog::logger> log);
+    ~Outbox() override;
+
+    void submit(const events::Event& event) override;
+    void enqueue(Message message);
+
+    void start();
+    // Gives the queue up to `drain` to empty while connected, then stops the sender. What is left
+    // stays in the store for the next start.
+    void stop(std::chrono::milliseconds drain);
+
+    std::size_t depth() const { return store_.size(); }
+    std::uint64_t dropped() const { return store_.dropped_total(); }
+    std::uint64_t delivered() const { return delivered_.load(); }
+
+  private:
+    void run();
+
+    SqliteStore& store_;
+    publish::MqttLink& link_;
+    publish::Topics topics_;
+    std::string site_;
+    std::shared_ptr<spdlog::logger> log_;
+
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+    std::atomic<std::uint64_t> delivered_{0};
+    std::thread thread_;
+};
+
+}  // namespace kg::outbox
