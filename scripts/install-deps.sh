@@ -17,7 +17,7 @@ packages=(
   libpaho-mqttpp-dev libpaho-mqtt-dev
   libboost-dev libboost-system-dev
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libsqlite3-dev libcli11-dev libmodbus-dev libsystemd-dev
+  libsqlite3-dev libcli11-dev libmodbus-dev libsystemd-dev libhowardhinnant-date-dev tzdata
   # tests: unit framework, real broker, real RTSP server, stream tools
   libgtest-dev libgmock-dev
   mosquitto mosquitto-clients
