@@ -1,0 +1,98 @@
+#include "evidence/clip_writer.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+
+namespace kg::evidence {
+namespace {
+
+struct OutputCloser {
+    void operator()(AVFormatContext* c) const {
+        if (c->pb != nullptr && !(c->oformat->flags & AVFMT_NOFILE)) avio_closep(&c->pb);
+        avformat_free_context(c);
+    }
+};
+
+}  // namespace
+
+ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
+    ClipResult result;
+    if (span.packets.empty() || !span.codecpar) {
+        result.error = "no video buffered for this time";
+        return result;
+    }
+    const std::string partial = path + ".part";
+    AVFormatContext* raw = nullptr;
+    int err = avformat_alloc_output_context2(&raw, nullptr, "mp4", partial.c_str());
+    if (err < 0 || raw == nullptr) {
+        result.error = fmt::format("cannot create an MP4 muxer: {}", ingest::av_error_string(err));
+        return result;
+    }
+    std::unique_ptr<AVFormatContext, OutputCloser> out(raw);
+    AVStream* stream = avformat_new_stream(out.get(), nullptr);
+    if (stream == nullptr || avcodec_parameters_copy(stream->codecpar, span.codecpar.get()) < 0) {
+        result.error = "cannot describe the clip's stream";
+        return result;
+    }
+    stream->codecpar->codec_tag = 0;  // let the MP4 muxer choose (e.g. avc1 for H.264)
+    stream->time_base = span.time_base;
+    if ((err = avio_open(&out->pb, partial.c_str(), AVIO_FLAG_WRITE)) < 0) {
+        result.error = fmt::format("cannot write {}: {}", partial, ingest::av_error_string(err));
+        return result;
+    }
+    if ((err = avformat_write_header(out.get(), nullptr)) < 0) {
+        result.error = fmt::format("cannot write the MP4 header: {}", ingest::av_error_string(err));
+        std::remove(partial.c_str());
+        return result;
+    }
+
+    const AVPacket& first = *span.packets.front().packet;
+    const std::int64_t origin = first.dts != AV_NOPTS_VALUE ? first.dts : first.pts;
+    std::int64_t last_dts = AV_NOPTS_VALUE, last_end = 0;
+    AVPacket* pkt = av_packet_alloc();
+    for (const auto& ref : span.packets) {
+        av_packet_ref(pkt, ref.packet.get());
+        if (pkt->pts != AV_NOPTS_VALUE) pkt->pts -= origin;
+        if (pkt->dts != AV_NOPTS_VALUE) pkt->dts -= origin;
+        // Camera streams sometimes repeat a timestamp; the muxer insists on increasing dts.
+        if (pkt->dts != AV_NOPTS_VALUE && last_dts != AV_NOPTS_VALUE && pkt->dts <= last_dts) {
+            pkt->dts = last_dts + 1;
+            if (pkt->pts != AV_NOPTS_VALUE && pkt->pts < pkt->dts) pkt->pts = pkt->dts;
+        }
+        last_dts = pkt->dts;
+        if (pkt->pts != AV_NOPTS_VALUE)
+            last_end = std::max(last_end, pkt->pts + std::max<std::int64_t>(pkt->duration, 0));
+        pkt->stream_index = 0;
+        av_packet_rescale_ts(pkt, span.time_base, stream->time_base);
+        pkt->pos = -1;
+        err = av_interleaved_write_frame(out.get(), pkt);  // takes the reference
+        if (err < 0) {
+            av_packet_free(&pkt);
+            result.error = fmt::format("cannot write the clip: {}", ingest::av_error_string(err));
+            std::remove(partial.c_str());
+            return result;
+        }
+    }
+    av_packet_free(&pkt);
+    if ((err = av_write_trailer(out.get())) < 0) {
+        result.error = fmt::format("cannot finish the clip: {}", ingest::av_error_string(err));
+        std::remove(partial.c_str());
+        return result;
+    }
+    avio_closep(&out->pb);
+    std::error_code ec;
+    std::filesystem::rename(partial, path, ec);
+    if (ec) {
+        result.error = fmt::format("cannot rename {}: {}", partial, ec.message());
+        std::remove(partial.c_str());
+        return result;
+    }
+    result.ok = true;
+    result.bytes = static_cast<std::size_t>(std::filesystem::file_size(path, ec));
+    result.seconds = static_cast<double>(last_end) * av_q2d(span.time_base);
+    return result;
+}
+
+}  // namespace kg::evidence

@@ -1,0 +1,119 @@
+#include "evidence/evidence_store.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <fstream>
+
+namespace kg::evidence {
+namespace fs = std::filesystem;
+
+namespace {
+
+TimePoint file_time(const fs::path& p) {
+    std::error_code ec;
+    const auto ft = fs::last_write_time(p, ec);
+    if (ec) return Clock::now();
+    return std::chrono::time_point_cast<Clock::duration>(std::chrono::file_clock::to_sys(ft));
+}
+
+}  // namespace
+
+EvidenceStore::EvidenceStore(fs::path root, std::uint64_t max_bytes, Duration max_age)
+    : root_(std::move(root)), max_bytes_(max_bytes), max_age_(max_age) {
+    std::error_code ec;
+    fs::create_directories(root_, ec);  // failure shows on the first write, with the reason
+    for (fs::recursive_directory_iterator it(root_, ec), end; !ec && it != end; it.increment(ec)) {
+        if (!it->is_regular_file(ec)) continue;
+        const auto size = it->file_size(ec);
+        if (ec) continue;
+        files_[{file_time(it->path()), fs::relative(it->path(), root_).string()}] = size;
+        bytes_ += size;
+    }
+}
+
+void EvidenceStore::erase_oldest() {
+    auto it = files_.begin();
+    std::error_code ec;
+    fs::remove(root_ / it->first.second, ec);
+    bytes_ -= it->second;
+    files_.erase(it);
+}
+
+bool EvidenceStore::make_room(std::uint64_t size) {
+    if (size > max_bytes_) return false;
+    while (!files_.empty() && bytes_ + size > max_bytes_) erase_oldest();
+    return bytes_ + size <= max_bytes_;
+}
+
+StoreResult EvidenceStore::reserve(const std::string& relative, std::uint64_t size) {
+    std::lock_guard lock(mutex_);
+    StoreResult r;
+    if (!make_room(size)) {
+        r.error = fmt::format("{} bytes do not fit the evidence budget of {} bytes", size, max_bytes_);
+        return r;
+    }
+    std::error_code ec;
+    fs::create_directories((root_ / relative).parent_path(), ec);
+    if (ec) {
+        r.error =
+            fmt::format("cannot create {}: {}", (root_ / relative).parent_path().string(), ec.message());
+        return r;
+    }
+    r.ok = true;
+    r.path = relative;
+    return r;
+}
+
+void EvidenceStore::adopt(const std::string& relative) {
+    std::lock_guard lock(mutex_);
+    std::error_code ec;
+    const auto size = fs::file_size(root_ / relative, ec);
+    if (ec) return;
+    files_[{Clock::now(), relative}] = size;
+    bytes_ += size;
+    // A clip may come out larger than reserved: the budget still holds afterwards.
+    while (bytes_ > max_bytes_ && files_.size() > 1) erase_oldest();
+}
+
+StoreResult EvidenceStore::write(const std::string& relative, std::string_view data) {
+    StoreResult r = reserve(relative, data.size());
+    if (!r.ok) return r;
+    const fs::path target = root_ / relative;
+    const fs::path partial = target.string() + ".part";
+    {
+        std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+        out.write(data.data(), static_cast<std::streamsize>(data.size()));
+        out.flush();
+        if (!out) {
+            std::error_code ec;
+            fs::remove(partial, ec);
+            return {false, "", fmt::format("cannot write {}: {}", target.string(), std::strerror(errno))};
+        }
+    }
+    std::error_code ec;
+    fs::rename(partial, target, ec);
+    if (ec) {
+        fs::remove(partial, ec);
+        return {false, "", fmt::format("cannot write {}: {}", target.string(), ec.message())};
+    }
+    adopt(relative);
+    return r;
+}
+
+void EvidenceStore::expire(TimePoint now) {
+    std::lock_guard lock(mutex_);
+    while (!files_.empty() && now - files_.begin()->first.first > max_age_) erase_oldest();
+}
+
+std::uint64_t EvidenceStore::bytes() const {
+    std::lock_guard lock(mutex_);
+    return bytes_;
+}
+
+std::size_t EvidenceStore::files() const {
+    std::lock_guard lock(mutex_);
+    return files_.size();
+}
+
+}  // namespace kg::evidence

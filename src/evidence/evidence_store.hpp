@@ -1,0 +1,57 @@
+#pragma once
+// The evidence folder (snapshots and clips) under a size and an age budget: before a file is
+// written, the oldest files go until it fits, so the budget is never exceeded; files older than
+// the age limit go too. A full disk or an unwritable folder is reported to the caller, which
+// records it on the event instead of failing the event.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "common/time.hpp"
+
+namespace kg::evidence {
+
+struct StoreResult {
+    bool ok = false;
+    std::string path;   // relative to the store's root, when ok
+    std::string error;  // when !ok
+};
+
+class EvidenceStore {
+  public:
+    // Scans `root` for what an earlier run left, so the budget counts it.
+    EvidenceStore(std::filesystem::path root, std::uint64_t max_bytes, Duration max_age);
+
+    // Writes `data` at `relative` (e.g. "cam1/2026-11-24/<id>-start.jpg").
+    StoreResult write(const std::string& relative, std::string_view data);
+    // Makes room for a file of `size` bytes that the caller writes itself at `relative`; then
+    // adopt() it (or forget it when writing failed).
+    StoreResult reserve(const std::string& relative, std::uint64_t size);
+    void adopt(const std::string& relative);
+
+    // Deletes files past the age limit.
+    void expire(TimePoint now);
+
+    std::uint64_t bytes() const;
+    std::size_t files() const;
+    const std::filesystem::path& root() const { return root_; }
+    std::filesystem::path absolute(const std::string& relative) const { return root_ / relative; }
+
+  private:
+    bool make_room(std::uint64_t size);  // mutex_ held
+    void erase_oldest();                 // mutex_ held
+
+    std::filesystem::path root_;
+    std::uint64_t max_bytes_;
+    Duration max_age_;
+    mutable std::mutex mutex_;
+    // Oldest first: (time written, relative path) -> size.
+    std::map<std::pair<TimePoint, std::string>, std::uint64_t> files_;
+    std::uint64_t bytes_ = 0;
+};
+
+}  // namespace kg::evidence

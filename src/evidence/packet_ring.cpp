@@ -1,0 +1,89 @@
+#include "evidence/packet_ring.hpp"
+
+namespace kg::evidence {
+namespace {
+
+void free_codecpar(AVCodecParameters* p) { avcodec_parameters_free(&p); }
+
+std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> copy_codecpar(const AVCodecParameters* src) {
+    std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> copy(avcodec_parameters_alloc(),
+                                                                          free_codecpar);
+    if (copy && avcodec_parameters_copy(copy.get(), src) < 0) copy.reset();
+    return copy;
+}
+
+}  // namespace
+
+PacketRing::PacketRing(Duration keep) : keep_(keep) {}
+
+void PacketRing::on_stream_opened(const AVStream& stream) {
+    std::lock_guard lock(mutex_);
+    // A new connection may bring new parameters; old packets no longer decode with them.
+    ring_.clear();
+    bytes_ = 0;
+    codecpar_ = copy_codecpar(stream.codecpar);
+    time_base_ = stream.time_base;
+}
+
+void PacketRing::on_packet(const AVPacket& packet, const AVStream&) {
+    const bool key = (packet.flags & AV_PKT_FLAG_KEY) != 0;
+    std::lock_guard lock(mutex_);
+    // A clip must start on a key frame: packets before the first one are useless.
+    if (ring_.empty() && !key) return;
+    PacketRef ref;
+    ref.packet.reset(av_packet_clone(&packet));  // a new reference, not a copy of the data
+    if (!ref.packet) return;
+    ref.arrival = Clock::now();
+    ref.key = key;
+    bytes_ += static_cast<std::size_t>(packet.size);
+    ring_.push_back(std::move(ref));
+    trim(ring_.back().arrival);
+}
+
+void PacketRing::on_stream_closed() {}
+
+void PacketRing::trim(TimePoint now) {
+    // Drop whole GOPs from the front while the second key frame is still older than `keep`, so
+    // the ring always covers `keep` and always starts on a key frame.
+    for (;;) {
+        auto next_key =
+            std::find_if(ring_.begin() + 1, ring_.end(), [](const PacketRef& p) { return p.key; });
+        if (ring_.size() < 2 || next_key == ring_.end() || now - next_key->arrival < keep_) return;
+        for (auto it = ring_.begin(); it != next_key; ++it)
+            bytes_ -= static_cast<std::size_t>(it->packet->size);
+        ring_.erase(ring_.begin(), next_key);
+    }
+}
+
+PacketSpan PacketRing::span(TimePoint from, TimePoint to) const {
+    PacketSpan out;
+    std::lock_guard lock(mutex_);
+    if (ring_.empty() || !codecpar_) return out;
+    // The last key frame at or before `from` (or the first one held, if `from` is older).
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < ring_.size() && ring_[i].arrival <= from; ++i) {
+        if (ring_[i].key) start = i;
+    }
+    out.codecpar = copy_codecpar(codecpar_.get());
+    out.time_base = time_base_;
+    for (std::size_t i = start; i < ring_.size() && ring_[i].arrival <= to; ++i) {
+        PacketRef ref;
+        ref.packet.reset(av_packet_clone(ring_[i].packet.get()));
+        ref.arrival = ring_[i].arrival;
+        ref.key = ring_[i].key;
+        if (ref.packet) out.packets.push_back(std::move(ref));
+    }
+    return out;
+}
+
+std::size_t PacketRing::packets() const {
+    std::lock_guard lock(mutex_);
+    return ring_.size();
+}
+
+std::size_t PacketRing::bytes() const {
+    std::lock_guard lock(mutex_);
+    return bytes_;
+}
+
+}  // namespace kg::evidence

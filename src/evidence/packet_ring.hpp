@@ -1,0 +1,57 @@
+#pragma once
+// The last seconds of one camera's encoded video, kept as reference-counted FFmpeg packets (no
+// copy of the data), always starting on a key frame, so that a clip around an event can be cut
+// without re-encoding. Fed by the ingest thread, read by whoever cuts clips.
+
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include "common/time.hpp"
+#include "ingest/ffmpeg_input.hpp"
+
+namespace kg::evidence {
+
+struct PacketRef {
+    struct Unref {
+        void operator()(AVPacket* p) const { av_packet_free(&p); }
+    };
+    std::unique_ptr<AVPacket, Unref> packet;
+    TimePoint arrival;  // wall clock, the clock event times are in
+    bool key = false;
+};
+
+// What a clip needs: the stream description and the packets, key frame first.
+struct PacketSpan {
+    std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> codecpar{nullptr, nullptr};
+    AVRational time_base{1, 90000};
+    std::vector<PacketRef> packets;
+};
+
+class PacketRing final : public ingest::PacketObserver {
+  public:
+    explicit PacketRing(Duration keep);
+
+    void on_stream_opened(const AVStream& stream) override;
+    void on_packet(const AVPacket& packet, const AVStream& stream) override;
+    void on_stream_closed() override;
+
+    // Packets from the last key frame at or before `from` up to `to` (by arrival time).
+    // Empty if the ring holds nothing for that span (camera down, or older than `keep`).
+    PacketSpan span(TimePoint from, TimePoint to) const;
+
+    std::size_t packets() const;
+    std::size_t bytes() const;
+
+  private:
+    void trim(TimePoint now);
+
+    Duration keep_;
+    mutable std::mutex mutex_;
+    std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> codecpar_{nullptr, nullptr};
+    AVRational time_base_{1, 90000};
+    std::deque<PacketRef> ring_;
+    std::size_t bytes_ = 0;
+};
+
+}  // namespace kg::evidence

@@ -1,0 +1,168 @@
+// Evidence: the packet ring, MP4 clips cut from it without re-encoding, the budgeted store, and
+// annotated snapshots.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <thread>
+
+#include "evidence/clip_writer.hpp"
+#include "evidence/evidence_store.hpp"
+#include "evidence/packet_ring.hpp"
+#include "evidence/snapshot.hpp"
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_dir() {
+    auto d = fs::temp_directory_path() / ("kg-evidence-" + std::to_string(getpid()) + "-" +
+                                          ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+}
+
+// 12 s of H.264 at 25 fps with a key frame every second.
+std::string clip_source() {
+    static const std::string path = [] {
+        const auto p = fs::temp_directory_path() / ("kg-evidence-src-" + std::to_string(getpid()) + ".mp4");
+        const std::string cmd =
+            "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 12 -c:v libx264 -preset "
+            "ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p " +
+            p.string();
+        if (std::system(cmd.c_str()) != 0) throw std::runtime_error("ffmpeg failed");
+        return p.string();
+    }();
+    return path;
+}
+
+double probe_duration(const std::string& path, bool* starts_with_key) {
+    AVFormatContext* ctx = nullptr;
+    if (avformat_open_input(&ctx, path.c_str(), nullptr, nullptr) < 0) return -1;
+    avformat_find_stream_info(ctx, nullptr);
+    const double d = ctx->duration > 0 ? ctx->duration / static_cast<double>(AV_TIME_BASE) : -1;
+    AVPacket* pkt = av_packet_alloc();
+    if (av_read_frame(ctx, pkt) >= 0) *starts_with_key = (pkt->flags & AV_PKT_FLAG_KEY) != 0;
+    av_packet_free(&pkt);
+    avformat_close_input(&ctx);
+    return d;
+}
+
+}  // namespace
+
+TEST(PacketRing, CutsAClipStartingOnAKeyFrameWithoutReencoding) {
+    // Read the real file through the ingest, with the ring as its packet observer.
+    kg::evidence::PacketRing ring(30s);
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip_source()}, stop);
+    input.set_packet_observer(&ring);
+    input.open();
+    const auto t0 = kg::Clock::now();
+    while (input.next_frame()) {
+    }
+    const auto t1 = kg::Clock::now();
+    ASSERT_EQ(ring.packets(), 300u);
+
+    // The whole file was read in (t0, t1); ask for its middle part by arrival time.
+    const auto span = ring.span(t0 + (t1 - t0) * 5 / 12, t0 + (t1 - t0) * 8 / 12);
+    ASSERT_FALSE(span.packets.empty());
+    EXPECT_TRUE(span.packets.front().key);
+
+    const auto dir = temp_dir();
+    const auto path = (dir / "clip.mp4").string();
+    const auto r = kg::evidence::write_mp4(span, path);
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_FALSE(fs::exists(path + ".part"));
+    bool key = false;
+    const double d = probe_duration(path, &key);
+    EXPECT_TRUE(key);
+    EXPECT_GT(d, 2.5);  // 3 s asked, from the key frame before: within a GOP (1 s)
+    EXPECT_LT(d, 4.5);
+    EXPECT_NEAR(r.seconds, d, 0.2);
+    fs::remove_all(dir);
+}
+
+TEST(PacketRing, KeepsOnlyTheConfiguredSecondsFromAKeyFrame) {
+    kg::evidence::PacketRing ring(0ms);  // keep as little as possible: one GOP
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip_source()}, stop);
+    input.set_packet_observer(&ring);
+    input.open();
+    while (input.next_frame()) {
+    }
+    EXPECT_LE(ring.packets(), 26u);
+    const auto span = ring.span(kg::Clock::now() - 1h, kg::Clock::now());
+    ASSERT_FALSE(span.packets.empty());
+    EXPECT_TRUE(span.packets.front().key);
+}
+
+TEST(PacketRing, NothingBufferedIsAClearError) {
+    kg::evidence::PacketRing ring(10s);
+    const auto r =
+        kg::evidence::write_mp4(ring.span(kg::Clock::now() - 5s, kg::Clock::now()), "/tmp/never.mp4");
+    EXPECT_FALSE(r.ok);
+    EXPECT_FALSE(r.error.empty());
+}
+
+TEST(EvidenceStore, TheBudgetIsNeverExceededAndTheOldestGoFirst) {
+    const auto dir = temp_dir();
+    kg::evidence::EvidenceStore store(dir, 1000, 24h);
+    for (int i = 0; i < 20; ++i) {
+        const auto r = store.write("cam/" + std::to_string(i) + ".jpg", std::string(150, 'x'));
+        ASSERT_TRUE(r.ok) << r.error;
+        EXPECT_LE(store.bytes(), 1000u);
+        std::this_thread::sleep_for(2ms);
+    }
+    EXPECT_EQ(store.files(), 6u);
+    EXPECT_FALSE(fs::exists(dir / "cam/13.jpg"));
+    EXPECT_TRUE(fs::exists(dir / "cam/14.jpg"));
+    EXPECT_TRUE(fs::exists(dir / "cam/19.jpg"));
+    const auto big = store.write("cam/big.jpg", std::string(2000, 'x'));
+    EXPECT_FALSE(big.ok);
+    EXPECT_NE(big.error.find("budget"), std::string::npos);
+    fs::remove_all(dir);
+}
+
+TEST(EvidenceStore, CountsWhatAnEarlierRunLeftAndExpiresOldFiles) {
+    const auto dir = temp_dir();
+    {
+        kg::evidence::EvidenceStore store(dir, 1000, 24h);
+        store.write("a.jpg", std::string(400, 'x'));
+    }
+    kg::evidence::EvidenceStore again(dir, 1000, 1h);
+    EXPECT_EQ(again.bytes(), 400u);
+    again.expire(kg::Clock::now() + 2h);
+    EXPECT_EQ(again.files(), 0u);
+    EXPECT_FALSE(fs::exists(dir / "a.jpg"));
+    fs::remove_all(dir);
+}
+
+TEST(EvidenceStore, AnUnwritableFolderIsReportedNotThrown) {
+    kg::evidence::EvidenceStore store("/proc/kg-evidence", 1 << 20, 24h);
+    const auto r = store.write("cam/x.jpg", "data");
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("/proc/kg-evidence"), std::string::npos) << r.error;
+}
+
+TEST(Snapshot, IsAJpegOfTheFrameWithTheBoxDrawn) {
+    cv::Mat frame(360, 640, CV_8UC3, cv::Scalar(40, 40, 40));
+    kg::events::Event e;
+    e.check = "mask";
+    e.label = "no_mask";
+    e.boxes.push_back({0.5f, 0.5f, 0.25f, 0.25f, "no_mask", 0.9f});
+    cv::Mat canvas;
+    const auto jpeg = kg::evidence::annotated_jpeg(frame, e, {{{0.1f, 0.1f}, {0.9f, 0.1f}, {0.9f, 0.9f}}},
+                                                   {"cooking", "2026-11-24 14:30:00"}, canvas);
+    ASSERT_GT(jpeg.size(), 100u);
+    const cv::Mat decoded = cv::imdecode(std::vector<uchar>(jpeg.begin(), jpeg.end()), cv::IMREAD_COLOR);
+    ASSERT_EQ(decoded.cols, 640);
+    const auto px = decoded.at<cv::Vec3b>(180 + 45, 320);  // on the box's left edge
+    EXPECT_GT(px[2], 150);                                 // red
+    EXPECT_LT(px[0], 100);
+    const auto inside = decoded.at<cv::Vec3b>(200, 400);
+    EXPECT_LT(inside[2], 80);  // the frame itself is left as it was
+}
