@@ -1,0 +1,58 @@
+#pragma once
+// When a rule applies: weekly time windows in the site's time zone (working hours, meal
+// preparation, closed hours), with holidays on which the canteen is closed all day. A window
+// whose end is before its start crosses midnight and belongs to the day it starts on.
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/time.hpp"
+
+namespace kg::rules {
+
+struct TimeWindow {
+    int start_minute = 0;  // minutes after local midnight, 0..1439
+    int end_minute = 0;    // exclusive; <= start_minute crosses midnight (00:00-00:00 is all day)
+};
+
+struct Schedule {
+    std::string name;
+    unsigned days = 0x7f;  // bit 0 = Monday ... bit 6 = Sunday
+    std::vector<TimeWindow> windows;
+    bool on_holidays = false;  // windows apply on holidays too
+    bool inverted = false;     // active exactly when the windows are not (e.g. "closed" = not "working")
+};
+
+// Parses "06:30-13:30"; throws std::invalid_argument with the reason.
+TimeWindow parse_window(const std::string& text);
+// Parses "mon-fri", "sat,sun", "mon-sun", "daily"; throws std::invalid_argument.
+unsigned parse_days(const std::string& text);
+
+class Calendar {
+  public:
+    // time_zone: an IANA name such as Asia/Shanghai; holidays: "YYYY-MM-DD" local dates.
+    // Throws std::invalid_argument for an unknown zone or a bad date.
+    Calendar(const std::string& time_zone, const std::vector<std::string>& holidays);
+    ~Calendar();
+    Calendar(Calendar&&) noexcept;
+
+    bool active(const Schedule& schedule, TimePoint t) const;
+    bool holiday(TimePoint t) const;
+
+  private:
+    struct LocalTime {
+        long day_number;  // days since 1970-01-01, local
+        int weekday;      // 0 = Monday
+        int minute;       // of the day
+    };
+    LocalTime local(TimePoint t) const;
+    bool in_windows(const Schedule& s, const LocalTime& lt) const;
+
+    struct Zone;
+    std::unique_ptr<Zone> zone_;
+    std::set<long> holidays_;  // local day numbers
+};
+
+}  // namespace kg::rules
