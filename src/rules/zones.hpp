@@ -1,0 +1,44 @@
+#pragma once
+// Where a check applies on one camera: named zones (normalised polygons) and privacy/ignore masks.
+// A detection belongs to a zone when the bottom-centre of its box (where a person stands) is inside
+// it, as Frigate users expect; a detection whose box centre lies in a mask is discarded.
+
+#include <string>
+#include <vector>
+
+#include "vision/check.hpp"
+
+namespace kg::rules {
+
+struct Point {
+    float x = 0, y = 0;
+};
+using Polygon = std::vector<Point>;
+
+bool contains(const Polygon& polygon, Point p);
+
+struct Zone {
+    std::string name;
+    Polygon polygon;
+    std::vector<std::string> checks;  // empty: every check
+    bool applies_to(const std::string& check) const;
+};
+
+class ZoneFilter {
+  public:
+    ZoneFilter(std::vector<Zone> zones, std::vector<Polygon> masks);
+
+    // Turns one check's raw observation into what the event trackers see: boxes in masks removed,
+    // then one observation per zone that applies to the check (present if a box is in it), or the
+    // observation itself when no zone applies. Whole-frame observations (no boxes) pass unchanged.
+    void apply(const vision::Observation& raw, std::vector<vision::Observation>& out) const;
+
+    const std::vector<Zone>& zones() const { return zones_; }
+    const std::vector<Polygon>& masks() const { return masks_; }
+
+  private:
+    std::vector<Zone> zones_;
+    std::vector<Polygon> masks_;
+};
+
+}  // namespace kg::rules
