@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,9 +14,19 @@ namespace kg::config {
 using Duration = std::chrono::milliseconds;
 
 struct Site {
-    std::string id;          // canteen id, used in every MQTT topic; [A-Za-z0-9_-]+
-    std::string name;        // human name shown to the monitor and parents
+    std::string id;    // canteen id, used in every MQTT topic; [A-Za-z0-9_-]+
+    std::string name;  // human name shown to the monitor and parents
     std::string timezone = "Asia/Shanghai";
+    std::vector<std::string> holidays;  // "YYYY-MM-DD": the canteen is closed all day
+};
+
+// Weekly windows in the site's time zone; `inverted` = active when the windows are not.
+struct Schedule {
+    std::string name;
+    unsigned days = 0x7f;            // bit 0 = Monday
+    std::vector<std::string> times;  // "06:00-13:30"; an end before the start crosses midnight
+    bool on_holidays = false;
+    bool inverted = false;
 };
 
 struct Tls {
@@ -42,17 +53,17 @@ enum class Transport { tcp, udp };
 
 // How one camera is read. Per-camera values override `defaults.input`.
 struct Input {
-    Transport transport = Transport::tcp;  // RTSP only
+    Transport transport = Transport::tcp;        // RTSP only
     Duration timeout{std::chrono::seconds(10)};  // a read blocked longer than this is a stall
     Duration reconnect_min{std::chrono::seconds(1)};
     Duration reconnect_max{std::chrono::seconds(30)};
-    bool loop = false;      // files only: start again at the end (demos and tests)
-    bool realtime = true;   // files only: read at the stream's own pace, like `ffmpeg -re`
+    bool loop = false;     // files only: start again at the end (demos and tests)
+    bool realtime = true;  // files only: read at the stream's own pace, like `ffmpeg -re`
 };
 
 struct Analysis {
-    double fps = 2.0;       // frames analysed per second
-    int width = 640;        // analysis size; every frame is scaled once to this
+    double fps = 2.0;  // frames analysed per second
+    int width = 640;   // analysis size; every frame is scaled once to this
     int height = 360;
     bool keyframes_only = false;  // decode only key frames (boxes with many cameras)
 };
@@ -60,26 +71,51 @@ struct Analysis {
 // Camera health thresholds (the regulators' "offline, black, blocked, frozen").
 struct Health {
     Duration offline_after{std::chrono::seconds(20)};  // no frame for this long -> offline
-    double black_luma = 25.0;      // mean luma (0-255) at or below which a frame is black
-    double blank_stddev = 6.0;     // luma standard deviation below which a frame is blank (uniform)
+    double black_luma = 25.0;                          // mean luma (0-255) at or below which a frame is black
+    double blank_stddev = 6.0;       // luma standard deviation below which a frame is blank (uniform)
     double covered_fraction = 0.75;  // fraction of featureless cells that makes a covered lens
     Duration frozen_after{std::chrono::seconds(30)};  // identical picture this long -> frozen
-    double frozen_diff = 0.6;      // mean abs difference (0-255) below which two frames are the same
+    double frozen_diff = 0.6;  // mean abs difference (0-255) below which two frames are the same
     Duration confirm{std::chrono::seconds(5)};  // a condition must hold this long to open an event
     Duration clear{std::chrono::seconds(5)};    // and be gone this long to end it
 };
 
-struct Camera {
-    std::string id;    // [A-Za-z0-9_-]+, unique
+struct Point {
+    float x = 0, y = 0;  // normalised 0..1
+};
+
+// A named region of one camera where some checks apply (empty `checks`: all).
+struct Zone {
     std::string name;
-    std::string url;   // rtsp://, rtsps://, rtmp://, http(s)://, file path or file://, /dev/videoN or v4l2://
+    std::vector<Point> polygon;
+    std::vector<std::string> checks;
+};
+
+// How one check's observations become events (per camera; `defaults.rules` apply to all).
+struct Rule {
+    int severity = 3;                             // 1 immediate, 2 deadline, 3 routine
+    Duration confirm{std::chrono::seconds(5)};    // seen this long before an event starts
+    Duration clear{std::chrono::seconds(10)};     // gone this long before it ends
+    Duration cooldown{std::chrono::seconds(60)};  // no new event for the same camera+check+zone within this
+    double threshold = 0.5;                       // the smoothed score that counts as present
+    int median_window = 3;                        // smoothed score = median of the last N frames
+    std::string schedule;                         // empty: always; else a name from `schedules`
+};
+
+struct Camera {
+    std::string id;  // [A-Za-z0-9_-]+, unique
+    std::string name;
+    std::string url;  // rtsp://, rtsps://, rtmp://, http(s)://, file path or file://, /dev/videoN or v4l2://
     bool is_public = false;
     bool enabled = true;
     std::vector<std::string> checks{"camera_health"};
     Input input;
     Analysis analysis;
     Health health;
-    int source_line = 0;  // where the camera was declared, for run-time messages
+    std::vector<Zone> zones;
+    std::vector<std::vector<Point>> masks;  // privacy/ignore: detections there never count
+    std::map<std::string, Rule> rules;      // by check name; every check in `checks` has one
+    int source_line = 0;                    // where the camera was declared, for run-time messages
 };
 
 // The durable queue of messages waiting for the broker's acknowledgement.
@@ -87,6 +123,17 @@ struct Outbox {
     std::string path = "/var/lib/kitchen-gateway/outbox.db";  // ":memory:" keeps it in memory only
     std::size_t max_messages = 100000;
     std::size_t max_bytes = 256u << 20;
+};
+
+// Snapshots and clips that prove events.
+struct Evidence {
+    std::string path = "/var/lib/kitchen-gateway/evidence";
+    std::size_t max_bytes = std::size_t{2} << 30;   // never exceeded: the oldest files go first
+    Duration max_age{std::chrono::hours(24 * 15)};  // provinces ask 7-15 days of retention
+    Duration clip_pre{std::chrono::seconds(5)};
+    Duration clip_post{std::chrono::seconds(5)};
+    int jpeg_quality = 85;
+    bool mqtt_snapshots = true;  // also publish each start snapshot as a JPEG on MQTT
 };
 
 struct Log {
@@ -98,7 +145,9 @@ struct Gateway {
     Site site;
     Mqtt mqtt;
     Log log;
+    std::vector<Schedule> schedules;
     Outbox outbox;
+    Evidence evidence;
     int analysis_threads = 0;  // 0: one less than the cores, at least 1
     std::vector<Camera> cameras;
     std::string source_file;

@@ -1,0 +1,891 @@
+#include "config/config_loader.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "rules/schedule.hpp"
+
+namespace kg::config {
+namespace fs = std::filesystem;
+
+const std::vector<std::string>& known_checks() {
+    static const std::vector<std::string> checks{"camera_health"};
+    return checks;
+}
+
+std::string ConfigError::to_string() const {
+    std::string where = file;
+    if (line > 0) where += fmt::format(":{}:{}", line, column);
+    return key.empty() ? fmt::format("{}: {}", where, message)
+                       : fmt::format("{}: {}: {}", where, key, message);
+}
+
+namespace {
+
+std::string summary(const std::vector<ConfigError>& errors) {
+    return errors.empty() ? "invalid configuration" : errors.front().to_string();
+}
+
+}  // namespace
+
+ConfigInvalid::ConfigInvalid(std::vector<ConfigError> errs)
+    : std::runtime_error(summary(errs)), errors(std::move(errs)) {}
+
+bool parse_duration(const std::string& text, Duration& out) {
+    static const std::regex number(R"(^\s*([0-9]+(\.[0-9]+)?)\s*$)");
+    static const std::regex part(R"(([0-9]+(\.[0-9]+)?)(ms|s|m|h|d))");
+    std::smatch m;
+    if (std::regex_match(text, m, number)) {
+        out = Duration(static_cast<Duration::rep>(std::llround(std::stod(m[1]) * 1000.0)));
+        return true;
+    }
+    double ms = 0;
+    std::size_t consumed = 0;
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), part); it != std::sregex_iterator(); ++it) {
+        if (static_cast<std::size_t>(it->position()) != consumed) return false;
+        consumed += static_cast<std::size_t>(it->length());
+        const double v = std::stod((*it)[1]);
+        const std::string unit = (*it)[3];
+        ms += v * (unit == "ms"  ? 1.0
+                   : unit == "s" ? 1e3
+                   : unit == "m" ? 60e3
+                   : unit == "h" ? 3600e3
+                                 : 86400e3);
+    }
+    if (consumed == 0 || consumed != text.size()) return false;
+    out = Duration(static_cast<Duration::rep>(std::llround(ms)));
+    return true;
+}
+
+bool parse_size(const std::string& text, std::size_t& out) {
+    static const std::regex size(
+        R"(^\s*([0-9]+(\.[0-9]+)?)\s*(B|k|K|KB|KiB|M|MB|MiB|G|GB|GiB|T|TB|TiB)?\s*$)");
+    std::smatch m;
+    if (!std::regex_match(text, m, size)) return false;
+    const std::string unit = m[3];
+    double factor = 1;
+    if (unit == "k" || unit == "K" || unit == "KB") factor = 1e3;
+    if (unit == "KiB") factor = 1024.0;
+    if (unit == "M" || unit == "MB") factor = 1e6;
+    if (unit == "MiB") factor = 1024.0 * 1024;
+    if (unit == "G" || unit == "GB") factor = 1e9;
+    if (unit == "GiB") factor = 1024.0 * 1024 * 1024;
+    if (unit == "T" || unit == "TB") factor = 1e12;
+    if (unit == "TiB") factor = 1024.0 * 1024 * 1024 * 1024;
+    out = static_cast<std::size_t>(std::stod(m[1]) * factor);
+    return true;
+}
+
+namespace {
+
+const std::regex kIdPattern("^[A-Za-z0-9_-]{1,64}$");
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t up = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = up;
+        }
+    }
+    return row[b.size()];
+}
+
+std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+}
+
+// Reads one document, collecting every error with where it is.
+class Reader {
+  public:
+    Reader(std::string file, fs::path base_dir) : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
+
+    std::vector<ConfigError> errors;
+
+    void error(const YAML::Node& at, const std::string& key, std::string message) {
+        const auto mark = at.Mark();
+        errors.push_back({file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0,
+                          key, std::move(message)});
+    }
+
+    // A map with only the allowed keys; reports every unknown key at its own line.
+    bool map(const YAML::Node& node, const std::string& path, std::initializer_list<const char*> allowed) {
+        if (!node.IsMap()) {
+            error(node, path, "expected a map of keys");
+            return false;
+        }
+        for (const auto& kv : node) {
+            const auto key = kv.first.as<std::string>();
+            if (std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; }))
+                continue;
+            std::string hint;
+            std::size_t best = 3;
+            for (const char* a : allowed) {
+                const auto d = edit_distance(key, a);
+                if (d < best) {
+                    best = d;
+                    hint = fmt::format(" (did you mean '{}'?)", a);
+                }
+            }
+            error(kv.first, join(path, key), fmt::format("unknown key '{}'{}", key, hint));
+        }
+        return true;
+    }
+
+    bool scalar(const YAML::Node& node, const std::string& path, const char* what) {
+        if (node.IsScalar()) return true;
+        error(node, path, fmt::format("expected {}", what));
+        return false;
+    }
+
+    // Strings may refer to the environment as ${NAME}, so secrets stay out of the file.
+    bool string(const YAML::Node& node, const std::string& path, std::string& out) {
+        if (!scalar(node, path, "a string")) return false;
+        const auto raw = node.as<std::string>();
+        std::string result;
+        std::size_t pos = 0;
+        while (pos < raw.size()) {
+            const auto open = raw.find("${", pos);
+            if (open == std::string::npos) break;
+            const auto close = raw.find('}', open);
+            if (close == std::string::npos) break;
+            const auto name = raw.substr(open + 2, close - open - 2);
+            const char* value = std::getenv(name.c_str());
+            if (value == nullptr) {
+                error(node, path, fmt::format("environment variable '{}' is not set", name));
+                return false;
+            }
+            result += raw.substr(pos, open - pos) + value;
+            pos = close + 1;
+        }
+        out = result + raw.substr(std::min(pos, raw.size()));
+        return true;
+    }
+
+    bool boolean(const YAML::Node& node, const std::string& path, bool& out) {
+        if (!scalar(node, path, "true or false")) return false;
+        if (!YAML::convert<bool>::decode(node, out)) {
+            error(node, path, fmt::format("expected true or false, not '{}'", node.as<std::string>()));
+            return false;
+        }
+        return true;
+    }
+
+    bool integer(const YAML::Node& node, const std::string& path, int& out, int min, int max) {
+        if (!scalar(node, path, "an integer")) return false;
+        long long v = 0;
+        if (!YAML::convert<long long>::decode(node, v)) {
+            error(node, path, fmt::format("expected an integer, not '{}'", node.as<std::string>()));
+            return false;
+        }
+        if (v < min || v > max) {
+            error(node, path, fmt::format("{} is out of range ({}..{})", v, min, max));
+            return false;
+        }
+        out = static_cast<int>(v);
+        return true;
+    }
+
+    bool number(const YAML::Node& node, const std::string& path, double& out, double min, double max,
+                bool min_exclusive = false) {
+        if (!scalar(node, path, "a number")) return false;
+        double v = 0;
+        if (!YAML::convert<double>::decode(node, v) || !std::isfinite(v)) {
+            error(node, path, fmt::format("expected a number, not '{}'", node.as<std::string>()));
+            return false;
+        }
+        if (v < min || v > max || (min_exclusive && v == min)) {
+            error(node, path,
+                  fmt::format("{} is out of range ({}{}..{})", v, min_exclusive ? ">" : "", min, max));
+            return false;
+        }
+        out = v;
+        return true;
+    }
+
+    bool duration(const YAML::Node& node, const std::string& path, Duration& out, bool allow_zero = false) {
+        if (!scalar(node, path, "a duration")) return false;
+        Duration d{};
+        if (!parse_duration(node.as<std::string>(), d)) {
+            error(node, path,
+                  fmt::format("'{}' is not a duration (like 500ms, 10s, 5m, 1h30m, 7d)",
+                              node.as<std::string>()));
+            return false;
+        }
+        if (!allow_zero && d.count() <= 0) {
+            error(node, path, "must be longer than zero");
+            return false;
+        }
+        out = d;
+        return true;
+    }
+
+    bool size(const YAML::Node& node, const std::string& path, std::size_t& out) {
+        if (!scalar(node, path, "a size")) return false;
+        std::size_t s = 0;
+        if (!parse_size(node.as<std::string>(), s) || s == 0) {
+            error(node, path, fmt::format("'{}' is not a size (like 512MiB, 2GB)", node.as<std::string>()));
+            return false;
+        }
+        out = s;
+        return true;
+    }
+
+    bool strings(const YAML::Node& node, const std::string& path, std::vector<std::string>& out) {
+        if (!node.IsSequence()) {
+            error(node, path, "expected a list");
+            return false;
+        }
+        std::vector<std::string> values;
+        bool ok = true;
+        for (std::size_t i = 0; i < node.size(); ++i) {
+            std::string v;
+            if (string(node[i], fmt::format("{}[{}]", path, i), v)) {
+                values.push_back(v);
+            } else {
+                ok = false;
+            }
+        }
+        if (ok) out = std::move(values);
+        return ok;
+    }
+
+    bool id(const YAML::Node& node, const std::string& path, std::string& out) {
+        if (!string(node, path, out)) return false;
+        if (!std::regex_match(out, kIdPattern)) {
+            error(node, path,
+                  fmt::format("'{}' is not a valid id: use 1-64 letters, digits, '_' or '-'", out));
+            return false;
+        }
+        return true;
+    }
+
+    fs::path resolve(const std::string& p) const {
+        const fs::path path(p);
+        return path.is_absolute() ? path : (base_dir_ / path).lexically_normal();
+    }
+
+    const std::string& file() const { return file_; }
+
+  private:
+    std::string file_;
+    fs::path base_dir_;
+};
+
+bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
+
+// Checks host[:port] after a scheme. Returns an error message or "".
+std::string check_authority(const std::string& rest) {
+    auto end = rest.find_first_of("/?#");
+    std::string authority = rest.substr(0, end);
+    if (const auto at = authority.rfind('@'); at != std::string::npos) authority = authority.substr(at + 1);
+    std::string host = authority, port;
+    if (!authority.empty() && authority.front() == '[') {  // [IPv6]:port
+        const auto close = authority.find(']');
+        if (close == std::string::npos) return "unterminated IPv6 address";
+        host = authority.substr(0, close + 1);
+        if (close + 1 < authority.size() && authority[close + 1] == ':') port = authority.substr(close + 2);
+    } else if (const auto colon = authority.rfind(':'); colon != std::string::npos) {
+        host = authority.substr(0, colon);
+        port = authority.substr(colon + 1);
+        if (port.empty()) return "empty port";
+    }
+    if (host.empty()) return "no host";
+    if (!port.empty()) {
+        if (!std::all_of(port.begin(), port.end(), ::isdigit) || port.size() > 5 || std::stoi(port) < 1 ||
+            std::stoi(port) > 65535) {
+            return fmt::format("port '{}' is not 1..65535", port);
+        }
+    }
+    return "";
+}
+
+// Returns an error message or "" and the URL with relative file paths made absolute.
+std::string check_camera_url(const Reader& r, const std::string& url, std::string& resolved) {
+    if (url.empty()) return "is empty";
+    if (std::any_of(url.begin(), url.end(),
+                    [](unsigned char c) { return c < 0x20 || c == ' ' || c == 0x7f; })) {
+        return "contains spaces or control characters (percent-encode them)";
+    }
+    for (std::string_view scheme : {"rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://"}) {
+        if (starts_with(url, scheme)) {
+            const auto problem = check_authority(url.substr(scheme.size()));
+            resolved = url;
+            return problem.empty() ? "" : fmt::format("'{}': {}", url, problem);
+        }
+    }
+    if (starts_with(url, "v4l2://")) {
+        resolved = url;
+        return starts_with(url.substr(7), "/dev/") ? ""
+                                                   : fmt::format("'{}': expected v4l2:///dev/videoN", url);
+    }
+    if (starts_with(url, "/dev/")) {
+        resolved = url;
+        return "";
+    }
+    if (starts_with(url, "file://")) {
+        resolved = "file://" + r.resolve(url.substr(7)).string();
+        return url.size() > 7 ? "" : "file:// needs a path";
+    }
+    if (url.find("://") != std::string::npos) {
+        return fmt::format(
+            "'{}' is not a supported camera URL: use rtsp://, rtsps://, rtmp://, rtmps://, http://, "
+            "https://, "
+            "a file path (or file://), or a V4L2 device (/dev/videoN or v4l2:///dev/videoN)",
+            url);
+    }
+    resolved = r.resolve(url).string();  // a plain file path
+    return "";
+}
+
+void read_site(Reader& r, const YAML::Node& n, Site& site) {
+    if (!r.map(n, "site", {"id", "name", "timezone", "holidays"})) return;
+    if (n["id"]) {
+        r.id(n["id"], "site.id", site.id);
+    } else {
+        r.error(n, "site.id", "missing required key");
+    }
+    if (n["name"]) {
+        r.string(n["name"], "site.name", site.name);
+    } else {
+        r.error(n, "site.name", "missing required key");
+    }
+    if (n["timezone"]) r.string(n["timezone"], "site.timezone", site.timezone);
+    if (n["holidays"]) r.strings(n["holidays"], "site.holidays", site.holidays);
+}
+
+void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {
+    if (!r.map(n, "mqtt",
+               {"url", "client_id", "topic_prefix", "username", "password", "tls", "keepalive", "reconnect",
+                "state_interval"})) {
+        return;
+    }
+    if (n["url"] && r.string(n["url"], "mqtt.url", m.url)) {
+        bool scheme_ok = false;
+        for (std::string_view s : {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"}) {
+            if (starts_with(m.url, s)) {
+                scheme_ok = true;
+                const auto rest = m.url.substr(s.size());
+                const auto problem = check_authority(rest);
+                if (!problem.empty()) r.error(n["url"], "mqtt.url", fmt::format("'{}': {}", m.url, problem));
+            }
+        }
+        if (!scheme_ok) {
+            r.error(n["url"], "mqtt.url",
+                    fmt::format(
+                        "'{}' is not a broker URL: use tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://",
+                        m.url));
+        }
+    }
+    if (n["client_id"]) r.string(n["client_id"], "mqtt.client_id", m.client_id);
+    if (n["topic_prefix"] && r.string(n["topic_prefix"], "mqtt.topic_prefix", m.topic_prefix)) {
+        if (m.topic_prefix.find_first_of("#+") != std::string::npos || starts_with(m.topic_prefix, "/") ||
+            (!m.topic_prefix.empty() && m.topic_prefix.back() == '/')) {
+            r.error(n["topic_prefix"], "mqtt.topic_prefix",
+                    "must not contain '#' or '+' nor start or end with '/'");
+        }
+    }
+    if (n["username"]) r.string(n["username"], "mqtt.username", m.username);
+    if (n["password"]) r.string(n["password"], "mqtt.password", m.password);
+    if (n["keepalive"]) r.duration(n["keepalive"], "mqtt.keepalive", m.keepalive);
+    if (n["state_interval"]) r.duration(n["state_interval"], "mqtt.state_interval", m.state_interval);
+    if (const auto rc = n["reconnect"]; rc && r.map(rc, "mqtt.reconnect", {"min", "max"})) {
+        if (rc["min"]) r.duration(rc["min"], "mqtt.reconnect.min", m.reconnect_min);
+        if (rc["max"]) r.duration(rc["max"], "mqtt.reconnect.max", m.reconnect_max);
+        if (m.reconnect_min > m.reconnect_max) r.error(rc, "mqtt.reconnect", "min is longer than max");
+    }
+    if (const auto t = n["tls"];
+        t && r.map(t, "mqtt.tls", {"ca_file", "cert_file", "key_file", "verify_server"})) {
+        Tls tls;
+        for (auto [key, field] : {std::pair{"ca_file", &tls.ca_file}, std::pair{"cert_file", &tls.cert_file},
+                                  std::pair{"key_file", &tls.key_file}}) {
+            if (t[key] && r.string(t[key], join("mqtt.tls", key), *field) && !field->empty()) {
+                *field = r.resolve(*field).string();
+            }
+        }
+        if (t["verify_server"]) r.boolean(t["verify_server"], "mqtt.tls.verify_server", tls.verify_server);
+        if (tls.cert_file.empty() != tls.key_file.empty()) {
+            r.error(t, "mqtt.tls", "cert_file and key_file go together");
+        }
+        m.tls = tls;
+    }
+}
+
+void read_input(Reader& r, const YAML::Node& n, const std::string& path, Input& in) {
+    if (!r.map(n, path, {"transport", "timeout", "reconnect", "loop", "realtime"})) return;
+    if (n["transport"]) {
+        std::string t;
+        if (r.string(n["transport"], path + ".transport", t)) {
+            if (t == "tcp") {
+                in.transport = Transport::tcp;
+            } else if (t == "udp") {
+                in.transport = Transport::udp;
+            } else {
+                r.error(n["transport"], path + ".transport", fmt::format("'{}' is not tcp or udp", t));
+            }
+        }
+    }
+    if (n["timeout"]) r.duration(n["timeout"], path + ".timeout", in.timeout);
+    if (const auto rc = n["reconnect"]; rc && r.map(rc, path + ".reconnect", {"min", "max"})) {
+        if (rc["min"]) r.duration(rc["min"], path + ".reconnect.min", in.reconnect_min);
+        if (rc["max"]) r.duration(rc["max"], path + ".reconnect.max", in.reconnect_max);
+        if (in.reconnect_min > in.reconnect_max) r.error(rc, path + ".reconnect", "min is longer than max");
+    }
+    if (n["loop"]) r.boolean(n["loop"], path + ".loop", in.loop);
+    if (n["realtime"]) r.boolean(n["realtime"], path + ".realtime", in.realtime);
+}
+
+void read_analysis(Reader& r, const YAML::Node& n, const std::string& path, Analysis& a) {
+    if (!r.map(n, path, {"fps", "width", "height", "keyframes_only"})) return;
+    if (n["fps"]) r.number(n["fps"], path + ".fps", a.fps, 0.0, 30.0, true);
+    for (auto [key, field, max] :
+         {std::tuple{"width", &a.width, 3840}, std::tuple{"height", &a.height, 2160}}) {
+        if (n[key] && r.integer(n[key], join(path, key), *field, 32, max) && *field % 2 != 0) {
+            r.error(n[key], join(path, key), fmt::format("{} must be even", *field));
+        }
+    }
+    if (n["keyframes_only"]) r.boolean(n["keyframes_only"], path + ".keyframes_only", a.keyframes_only);
+}
+
+void read_health(Reader& r, const YAML::Node& n, const std::string& path, Health& h) {
+    if (!r.map(n, path,
+               {"offline_after", "black_luma", "blank_stddev", "covered_fraction", "frozen_after",
+                "frozen_diff", "confirm", "clear"})) {
+        return;
+    }
+    if (n["offline_after"]) r.duration(n["offline_after"], path + ".offline_after", h.offline_after);
+    if (n["black_luma"]) r.number(n["black_luma"], path + ".black_luma", h.black_luma, 0, 255);
+    if (n["blank_stddev"]) r.number(n["blank_stddev"], path + ".blank_stddev", h.blank_stddev, 0, 128);
+    if (n["covered_fraction"])
+        r.number(n["covered_fraction"], path + ".covered_fraction", h.covered_fraction, 0, 1, true);
+    if (n["frozen_after"]) r.duration(n["frozen_after"], path + ".frozen_after", h.frozen_after);
+    if (n["frozen_diff"]) r.number(n["frozen_diff"], path + ".frozen_diff", h.frozen_diff, 0, 255);
+    if (n["confirm"]) r.duration(n["confirm"], path + ".confirm", h.confirm, true);
+    if (n["clear"]) r.duration(n["clear"], path + ".clear", h.clear, true);
+}
+
+bool known_check(const std::string& name) {
+    const auto& k = known_checks();
+    return std::find(k.begin(), k.end(), name) != k.end();
+}
+
+void read_checks(Reader& r, const YAML::Node& n, const std::string& path, std::vector<std::string>& checks) {
+    std::vector<std::string> names;
+    if (!r.strings(n, path, names)) return;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        if (!known_check(names[i])) {
+            std::string list;
+            for (const auto& k : known_checks()) list += (list.empty() ? "" : ", ") + k;
+            r.error(n[i], fmt::format("{}[{}]", path, i),
+                    fmt::format("unknown check '{}' (known: {})", names[i], list));
+        }
+    }
+    checks = names;
+}
+
+void read_rule(Reader& r, const YAML::Node& n, const std::string& path, Rule& rule) {
+    if (!r.map(n, path,
+               {"severity", "confirm", "clear", "cooldown", "threshold", "median_window", "schedule"})) {
+        return;
+    }
+    if (n["severity"]) r.integer(n["severity"], path + ".severity", rule.severity, 1, 3);
+    if (n["confirm"]) r.duration(n["confirm"], path + ".confirm", rule.confirm, true);
+    if (n["clear"]) r.duration(n["clear"], path + ".clear", rule.clear, true);
+    if (n["cooldown"]) r.duration(n["cooldown"], path + ".cooldown", rule.cooldown, true);
+    if (n["threshold"]) r.number(n["threshold"], path + ".threshold", rule.threshold, 0, 1);
+    if (n["median_window"])
+        r.integer(n["median_window"], path + ".median_window", rule.median_window, 1, 100);
+    if (n["schedule"]) r.string(n["schedule"], path + ".schedule", rule.schedule);
+}
+
+// Per check name; a check's built-in rule is overridden by defaults.rules, then by the camera's.
+void read_rules(Reader& r, const YAML::Node& n, const std::string& path, std::map<std::string, Rule>& rules) {
+    if (!n.IsMap()) {
+        r.error(n, path, "expected a map of check names to rules");
+        return;
+    }
+    for (const auto& kv : n) {
+        const auto check = kv.first.as<std::string>();
+        const auto key = join(path, check);
+        if (!known_check(check)) {
+            r.error(kv.first, key, fmt::format("unknown check '{}'", check));
+            continue;
+        }
+        read_rule(r, kv.second, key, rules[check]);
+    }
+}
+
+std::vector<Point> read_polygon(Reader& r, const YAML::Node& n, const std::string& path) {
+    std::vector<Point> points;
+    if (!n.IsSequence() || n.size() < 3) {
+        r.error(n, path, "expected a polygon: a list of at least 3 [x, y] points, normalised 0..1");
+        return points;
+    }
+    for (std::size_t i = 0; i < n.size(); ++i) {
+        const auto p = n[i];
+        const auto key = fmt::format("{}[{}]", path, i);
+        double x = 0, y = 0;
+        if (!p.IsSequence() || p.size() != 2) {
+            r.error(p, key, "expected a point [x, y]");
+            continue;
+        }
+        if (r.number(p[0], key, x, 0, 1) && r.number(p[1], key, y, 0, 1)) {
+            points.push_back({static_cast<float>(x), static_cast<float>(y)});
+        }
+    }
+    return points;
+}
+
+void read_zones(Reader& r, const YAML::Node& n, const std::string& path, std::vector<Zone>& zones) {
+    if (!n.IsMap()) {
+        r.error(n, path, "expected a map of zone names to zones");
+        return;
+    }
+    for (const auto& kv : n) {
+        Zone z;
+        z.name = kv.first.as<std::string>();
+        const auto key = join(path, z.name);
+        if (!std::regex_match(z.name, kIdPattern)) {
+            r.error(kv.first, key,
+                    fmt::format("'{}' is not a valid zone name: use letters, digits, '_' or '-'", z.name));
+        }
+        if (!r.map(kv.second, key, {"polygon", "checks"})) continue;
+        if (kv.second["polygon"]) {
+            z.polygon = read_polygon(r, kv.second["polygon"], key + ".polygon");
+        } else {
+            r.error(kv.second, key + ".polygon", "missing required key");
+        }
+        if (kv.second["checks"]) read_checks(r, kv.second["checks"], key + ".checks", z.checks);
+        zones.push_back(std::move(z));
+    }
+}
+
+struct CameraDefaults {
+    Input input;
+    Analysis analysis;
+    Health health;
+    std::vector<std::string> checks{"camera_health"};
+    std::map<std::string, Rule> rules;
+};
+
+Rule builtin_rule(const std::string& check) {
+    Rule rule;
+    if (check == "camera_health") rule.severity = 2;  // a camera fault must be fixed within a deadline
+    return rule;
+}
+
+void read_defaults(Reader& r, const YAML::Node& n, CameraDefaults& d) {
+    if (!r.map(n, "defaults", {"input", "analysis", "health", "checks", "rules"})) return;
+    if (n["input"]) read_input(r, n["input"], "defaults.input", d.input);
+    if (n["analysis"]) read_analysis(r, n["analysis"], "defaults.analysis", d.analysis);
+    if (n["health"]) read_health(r, n["health"], "defaults.health", d.health);
+    if (n["checks"]) read_checks(r, n["checks"], "defaults.checks", d.checks);
+    if (n["rules"]) read_rules(r, n["rules"], "defaults.rules", d.rules);
+}
+
+void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const CameraDefaults& d,
+                 Camera& cam) {
+    cam.input = d.input;
+    cam.analysis = d.analysis;
+    cam.health = d.health;
+    cam.checks = d.checks;
+    cam.source_line = n.Mark().line + 1;
+    if (!r.map(n, path,
+               {"id", "name", "url", "public", "enabled", "checks", "input", "analysis", "health", "zones",
+                "masks", "rules"})) {
+        return;
+    }
+    if (n["id"]) {
+        r.id(n["id"], path + ".id", cam.id);
+    } else {
+        r.error(n, path + ".id", "missing required key");
+    }
+    if (n["name"]) r.string(n["name"], path + ".name", cam.name);
+    if (cam.name.empty()) cam.name = cam.id;
+    if (n["url"]) {
+        std::string url;
+        if (r.string(n["url"], path + ".url", url)) {
+            const auto problem = check_camera_url(r, url, cam.url);
+            if (!problem.empty()) r.error(n["url"], path + ".url", problem);
+        }
+    } else {
+        r.error(n, path + ".url", "missing required key");
+    }
+    if (n["public"]) r.boolean(n["public"], path + ".public", cam.is_public);
+    if (n["enabled"]) r.boolean(n["enabled"], path + ".enabled", cam.enabled);
+    if (n["checks"]) read_checks(r, n["checks"], path + ".checks", cam.checks);
+    if (n["input"]) read_input(r, n["input"], path + ".input", cam.input);
+    if (n["analysis"]) read_analysis(r, n["analysis"], path + ".analysis", cam.analysis);
+    if (n["health"]) read_health(r, n["health"], path + ".health", cam.health);
+    if (n["zones"]) read_zones(r, n["zones"], path + ".zones", cam.zones);
+    if (const auto m = n["masks"]) {
+        if (!m.IsSequence()) {
+            r.error(m, path + ".masks", "expected a list of polygons");
+        } else {
+            for (std::size_t i = 0; i < m.size(); ++i) {
+                cam.masks.push_back(read_polygon(r, m[i], fmt::format("{}.masks[{}]", path, i)));
+            }
+        }
+    }
+    std::map<std::string, Rule> overrides;
+    for (const auto& check : cam.checks) {
+        Rule rule = builtin_rule(check);
+        if (auto it = d.rules.find(check); it != d.rules.end()) rule = it->second;
+        cam.rules[check] = rule;
+    }
+    if (const auto rules = n["rules"]) {
+        if (rules.IsMap()) {
+            for (const auto& kv : rules) {
+                const auto check = kv.first.as<std::string>();
+                const auto key = join(path + ".rules", check);
+                if (!known_check(check)) {
+                    r.error(kv.first, key, fmt::format("unknown check '{}'", check));
+                } else if (!cam.rules.count(check)) {
+                    r.error(kv.first, key, fmt::format("check '{}' is not in this camera's checks", check));
+                } else {
+                    read_rule(r, kv.second, key, cam.rules[check]);
+                }
+            }
+        } else {
+            r.error(rules, path + ".rules", "expected a map of check names to rules");
+        }
+    }
+}
+
+void read_schedules(Reader& r, const YAML::Node& n, std::vector<Schedule>& schedules) {
+    if (!n.IsMap()) {
+        r.error(n, "schedules", "expected a map of schedule names to schedules");
+        return;
+    }
+    // Inverted schedules refer to others by name, so resolve them after all are read.
+    std::vector<std::pair<std::string, YAML::Node>> inversions;
+    for (const auto& kv : n) {
+        Schedule s;
+        s.name = kv.first.as<std::string>();
+        const auto key = join("schedules", s.name);
+        if (!r.map(kv.second, key, {"days", "times", "on_holidays", "not"})) continue;
+        if (kv.second["not"]) {
+            if (kv.second["days"] || kv.second["times"]) {
+                r.error(kv.second, key, "'not' takes no 'days' or 'times' of its own");
+            }
+            inversions.emplace_back(s.name, kv.second["not"]);
+            continue;
+        }
+        if (kv.second["days"]) {
+            std::string days;
+            if (r.string(kv.second["days"], key + ".days", days)) {
+                try {
+                    s.days = rules::parse_days(days);
+                } catch (const std::invalid_argument& e) {
+                    r.error(kv.second["days"], key + ".days", e.what());
+                }
+            }
+        }
+        if (kv.second["times"]) {
+            if (r.strings(kv.second["times"], key + ".times", s.times)) {
+                for (std::size_t i = 0; i < s.times.size(); ++i) {
+                    try {
+                        rules::parse_window(s.times[i]);
+                    } catch (const std::invalid_argument& e) {
+                        r.error(kv.second["times"][i], fmt::format("{}.times[{}]", key, i), e.what());
+                    }
+                }
+            }
+        } else {
+            r.error(kv.second, key + ".times", "missing required key");
+        }
+        if (kv.second["on_holidays"])
+            r.boolean(kv.second["on_holidays"], key + ".on_holidays", s.on_holidays);
+        schedules.push_back(std::move(s));
+    }
+    for (const auto& [name, target] : inversions) {
+        std::string of;
+        if (!r.string(target, join("schedules", name) + ".not", of)) continue;
+        auto it =
+            std::find_if(schedules.begin(), schedules.end(), [&](const Schedule& s) { return s.name == of; });
+        if (it == schedules.end()) {
+            r.error(target, join("schedules", name) + ".not", fmt::format("no schedule named '{}'", of));
+            continue;
+        }
+        Schedule inverted = *it;
+        inverted.name = name;
+        inverted.inverted = true;
+        schedules.push_back(std::move(inverted));
+    }
+}
+
+void read_outbox(Reader& r, const YAML::Node& n, Outbox& o) {
+    if (!r.map(n, "outbox", {"path", "max_messages", "max_size"})) return;
+    if (n["path"] && r.string(n["path"], "outbox.path", o.path) && o.path != ":memory:") {
+        o.path = r.resolve(o.path).string();
+    }
+    if (n["max_messages"]) {
+        int v = 0;
+        if (r.integer(n["max_messages"], "outbox.max_messages", v, 10, 100000000))
+            o.max_messages = static_cast<std::size_t>(v);
+    }
+    if (n["max_size"]) r.size(n["max_size"], "outbox.max_size", o.max_bytes);
+}
+
+void read_evidence(Reader& r, const YAML::Node& n, Evidence& e) {
+    if (!r.map(n, "evidence",
+               {"path", "max_size", "max_age", "clip_pre", "clip_post", "jpeg_quality", "mqtt_snapshots"})) {
+        return;
+    }
+    if (n["path"] && r.string(n["path"], "evidence.path", e.path)) e.path = r.resolve(e.path).string();
+    if (n["max_size"]) r.size(n["max_size"], "evidence.max_size", e.max_bytes);
+    if (n["max_age"]) r.duration(n["max_age"], "evidence.max_age", e.max_age);
+    if (n["clip_pre"]) r.duration(n["clip_pre"], "evidence.clip_pre", e.clip_pre, true);
+    if (n["clip_post"]) r.duration(n["clip_post"], "evidence.clip_post", e.clip_post, true);
+    if (n["jpeg_quality"]) r.integer(n["jpeg_quality"], "evidence.jpeg_quality", e.jpeg_quality, 10, 100);
+    if (n["mqtt_snapshots"]) r.boolean(n["mqtt_snapshots"], "evidence.mqtt_snapshots", e.mqtt_snapshots);
+}
+
+// Cross-field rules that need the whole document, each with a message naming the camera.
+void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
+    if (root["site"] && root["site"].IsMap()) {
+        try {
+            rules::Calendar(g.site.timezone, {});
+        } catch (const std::invalid_argument& e) {
+            r.error(root["site"]["timezone"] ? root["site"]["timezone"] : root["site"], "site.timezone",
+                    e.what());
+        }
+        if (const auto h = root["site"]["holidays"]; h && h.IsSequence()) {
+            for (std::size_t i = 0; i < g.site.holidays.size() && i < h.size(); ++i) {
+                try {
+                    rules::Calendar("UTC", {g.site.holidays[i]});
+                } catch (const std::invalid_argument& e) {
+                    r.error(h[i], fmt::format("site.holidays[{}]", i), e.what());
+                }
+            }
+        }
+    }
+    const auto cams = root["cameras"];
+    for (std::size_t i = 0; i < g.cameras.size(); ++i) {
+        for (const auto& [check, rule] : g.cameras[i].rules) {
+            if (rule.schedule.empty()) continue;
+            const bool known = std::any_of(g.schedules.begin(), g.schedules.end(),
+                                           [&](const Schedule& s) { return s.name == rule.schedule; });
+            if (!known) {
+                const YAML::Node at = cams && cams.IsSequence() && i < cams.size() ? cams[i] : root;
+                r.error(at, fmt::format("cameras[{}].rules.{}.schedule", i, check),
+                        fmt::format("camera '{}': no schedule named '{}'", g.cameras[i].id, rule.schedule));
+            }
+        }
+    }
+}
+
+Gateway read_document(Reader& r, const YAML::Node& root) {
+    Gateway g;
+    if (!root.IsMap()) {
+        r.error(root, "", "the configuration must be a map with site, mqtt and cameras");
+        throw ConfigInvalid(r.errors);
+    }
+    r.map(root, "",
+          {"site", "mqtt", "log", "analysis_threads", "defaults", "cameras", "schedules", "outbox",
+           "evidence"});
+    if (root["site"]) {
+        read_site(r, root["site"], g.site);
+    } else {
+        r.error(root, "site", "missing required key");
+    }
+    if (root["mqtt"]) read_mqtt(r, root["mqtt"], g.mqtt);
+    if (g.mqtt.client_id.empty()) g.mqtt.client_id = "kitchen-gateway-" + g.site.id;
+    if (const auto log = root["log"]; log && r.map(log, "log", {"level", "json"})) {
+        if (log["level"] && r.string(log["level"], "log.level", g.log.level)) {
+            static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error"};
+            if (!levels.count(g.log.level)) {
+                r.error(log["level"], "log.level",
+                        fmt::format("'{}' is not one of trace, debug, info, warn, error", g.log.level));
+            }
+        }
+        if (log["json"]) r.boolean(log["json"], "log.json", g.log.json);
+    }
+    if (root["analysis_threads"])
+        r.integer(root["analysis_threads"], "analysis_threads", g.analysis_threads, 0, 256);
+    if (root["schedules"]) read_schedules(r, root["schedules"], g.schedules);
+    if (root["outbox"]) read_outbox(r, root["outbox"], g.outbox);
+    if (root["evidence"]) read_evidence(r, root["evidence"], g.evidence);
+
+    CameraDefaults defaults;
+    if (root["defaults"]) read_defaults(r, root["defaults"], defaults);
+
+    const auto cams = root["cameras"];
+    if (!cams) {
+        r.error(root, "cameras", "missing required key: at least one camera");
+    } else if (!cams.IsSequence() || cams.size() == 0) {
+        r.error(cams, "cameras", "expected a non-empty list of cameras");
+    } else {
+        std::map<std::string, int> first_line;
+        for (std::size_t i = 0; i < cams.size(); ++i) {
+            Camera cam;
+            const auto path = fmt::format("cameras[{}]", i);
+            read_camera(r, cams[i], path, defaults, cam);
+            if (!cam.id.empty()) {
+                if (auto it = first_line.find(cam.id); it != first_line.end()) {
+                    r.error(
+                        cams[i]["id"], path + ".id",
+                        fmt::format("duplicate camera id '{}' (first used on line {})", cam.id, it->second));
+                } else {
+                    first_line[cam.id] = cams[i]["id"].Mark().line + 1;
+                }
+            }
+            g.cameras.push_back(std::move(cam));
+        }
+    }
+    check_references(r, root, g);
+    return g;
+}
+
+}  // namespace
+
+Gateway load_string(const std::string& yaml, const std::string& source_name) {
+    Reader reader(source_name, fs::absolute(fs::path(source_name)).parent_path());
+    YAML::Node root;
+    try {
+        root = YAML::Load(yaml);
+    } catch (const YAML::ParserException& e) {
+        throw ConfigInvalid(
+            {{source_name, e.mark.line + 1, e.mark.column + 1, "", "YAML syntax error: " + e.msg}});
+    }
+    Gateway g;
+    try {
+        g = read_document(reader, root);
+    } catch (const YAML::Exception& e) {
+        // A node shape the reader did not expect; still reported with its place.
+        reader.errors.push_back({source_name, e.mark.line + 1, e.mark.column + 1, "", e.msg});
+    }
+    if (!reader.errors.empty()) {
+        std::stable_sort(reader.errors.begin(), reader.errors.end(),
+                         [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+        throw ConfigInvalid(std::move(reader.errors));
+    }
+    g.source_file = source_name;
+    return g;
+}
+
+Gateway load_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw ConfigInvalid(
+            {{path, 0, 0, "", fmt::format("cannot read the file: {}", std::strerror(errno))}});
+    std::stringstream text;
+    text << in.rdbuf();
+    return load_string(text.str(), path);
+}
+
+}  // namespace kg::config

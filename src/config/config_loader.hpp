@@ -1,0 +1,40 @@
+#pragma once
+// Loads and validates the gateway's YAML configuration. Every problem is reported at once, each
+// with the file, line, column and key path, so an installer fixes them in one pass.
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace kg::config {
+
+struct ConfigError {
+    std::string file;
+    int line = 0;  // 1-based; 0 when the whole file is concerned
+    int column = 0;
+    std::string key;  // dotted path, e.g. cameras[1].analysis.fps
+    std::string message;
+
+    // "FILE:LINE:COL: KEY: MESSAGE"
+    std::string to_string() const;
+};
+
+class ConfigInvalid : public std::runtime_error {
+  public:
+    explicit ConfigInvalid(std::vector<ConfigError> errors);
+    std::vector<ConfigError> errors;
+};
+
+// Throws ConfigInvalid (also for an unreadable file or a YAML syntax error).
+Gateway load_file(const std::string& path);
+// `source_name` is used in messages and to resolve relative file paths (its directory).
+Gateway load_string(const std::string& yaml, const std::string& source_name);
+
+// "500ms", "10s", "5m", "1h30m", "7d", or a number of seconds.
+bool parse_duration(const std::string& text, Duration& out);
+// "512MiB", "2GB", "100k", or a number of bytes.
+bool parse_size(const std::string& text, std::size_t& out);
+
+}  // namespace kg::config

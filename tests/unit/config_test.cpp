@@ -1,0 +1,252 @@
+// The configuration loader: a valid document gives the expected tree; each invalid document gives
+// one specific error, with its line and key.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "config/config_loader.hpp"
+
+using namespace std::chrono_literals;
+using kg::config::ConfigInvalid;
+using kg::config::load_string;
+
+namespace {
+
+const char* kValid = R"(site:
+  id: sch-0101
+  name: No. 1 canteen
+  timezone: Asia/Shanghai
+  holidays: [2026-10-01]
+mqtt:
+  url: mqtts://broker.example:8883
+  password: ${KG_TEST_SECRET}
+  tls: {ca_file: certs/ca.crt}
+  reconnect: {min: 500ms, max: 1m}
+schedules:
+  working: {days: mon-fri, times: ["06:00-13:30"]}
+  closed: {not: working}
+defaults:
+  analysis: {fps: 1, width: 320, height: 180}
+  health: {frozen_after: 1h30m}
+  rules:
+    camera_health: {severity: 1}
+cameras:
+  - id: cooking
+    name: Cooking
+    url: rtsp://10.0.0.5/stream1
+    public: true
+    analysis: {fps: 5}
+  - id: demo
+    url: clips/demo.mp4
+    input: {loop: true, transport: udp, timeout: 2.5}
+    rules:
+      camera_health: {schedule: closed, confirm: 0s}
+    zones:
+      counter: {polygon: [[0, 0.5], [1, 0.5], [1, 1]]}
+    masks:
+      - [[0.8, 0], [1, 0], [1, 0.2]]
+)";
+
+// Loads `yaml` expecting exactly one error, and returns it.
+kg::config::ConfigError only_error(const std::string& yaml) {
+    try {
+        load_string(yaml, "/etc/kg/gateway.yaml");
+    } catch (const ConfigInvalid& e) {
+        EXPECT_EQ(e.errors.size(), 1u) << [&] {
+            std::string all;
+            for (const auto& err : e.errors) all += err.to_string() + "\n";
+            return all;
+        }();
+        if (!e.errors.empty()) return e.errors.front();
+    }
+    ADD_FAILURE() << "no error for:\n" << yaml;
+    return {};
+}
+
+const std::string kHead = "site: {id: s1, name: S}\n";  // line 1
+
+}  // namespace
+
+TEST(ConfigLoader, AValidDocumentGivesTheTree) {
+    setenv("KG_TEST_SECRET", "s3cret", 1);
+    const auto g = load_string(kValid, "/etc/kg/gateway.yaml");
+    EXPECT_EQ(g.site.id, "sch-0101");
+    EXPECT_EQ(g.site.holidays, std::vector<std::string>{"2026-10-01"});
+    EXPECT_EQ(g.mqtt.url, "mqtts://broker.example:8883");
+    EXPECT_EQ(g.mqtt.password, "s3cret");
+    EXPECT_EQ(g.mqtt.client_id, "kitchen-gateway-sch-0101");
+    ASSERT_TRUE(g.mqtt.tls);
+    EXPECT_EQ(g.mqtt.tls->ca_file, "/etc/kg/certs/ca.crt");
+    EXPECT_EQ(g.mqtt.reconnect_min, 500ms);
+    EXPECT_EQ(g.mqtt.reconnect_max, 60s);
+    ASSERT_EQ(g.schedules.size(), 2u);
+    EXPECT_TRUE(g.schedules[1].inverted);
+    EXPECT_EQ(g.schedules[1].times, g.schedules[0].times);
+
+    ASSERT_EQ(g.cameras.size(), 2u);
+    const auto& cooking = g.cameras[0];
+    EXPECT_TRUE(cooking.is_public);
+    EXPECT_EQ(cooking.analysis.fps, 5);      // camera's own
+    EXPECT_EQ(cooking.analysis.width, 320);  // inherited from defaults
+    EXPECT_EQ(cooking.health.frozen_after, 90min);
+    EXPECT_EQ(cooking.checks, std::vector<std::string>{"camera_health"});
+    EXPECT_EQ(cooking.rules.at("camera_health").severity, 1);
+    EXPECT_EQ(cooking.source_line, 20);
+
+    const auto& demo = g.cameras[1];
+    EXPECT_EQ(demo.name, "demo");  // defaults to the id
+    EXPECT_EQ(demo.url, "/etc/kg/clips/demo.mp4");
+    EXPECT_TRUE(demo.input.loop);
+    EXPECT_EQ(demo.input.transport, kg::config::Transport::udp);
+    EXPECT_EQ(demo.input.timeout, 2500ms);
+    EXPECT_EQ(demo.analysis.fps, 1);
+    EXPECT_EQ(demo.rules.at("camera_health").schedule, "closed");
+    EXPECT_EQ(demo.rules.at("camera_health").severity, 1);  // defaults.rules, then the camera's keys
+    EXPECT_EQ(demo.rules.at("camera_health").confirm, 0ms);
+    ASSERT_EQ(demo.zones.size(), 1u);
+    EXPECT_EQ(demo.zones[0].polygon.size(), 3u);
+    ASSERT_EQ(demo.masks.size(), 1u);
+}
+
+TEST(ConfigLoader, TheShippedExamplesLoad) {
+    for (const char* name : {"gateway.example.yaml", "demo.yaml"}) {
+        const std::string path = std::string(KG_SOURCE_DIR) + "/config/" + name;
+        try {
+            const auto g = kg::config::load_file(path);
+            EXPECT_FALSE(g.cameras.empty()) << name;
+        } catch (const ConfigInvalid& e) {
+            ADD_FAILURE() << e.what();
+        }
+    }
+}
+
+struct BadCase {
+    const char* name;
+    std::string yaml;
+    int line;
+    const char* key;
+    const char* message;  // a fragment of the message
+};
+
+class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConfigErrors, AreReportedWithLineAndKey) {
+    const auto& c = GetParam();
+    const auto e = only_error(c.yaml);
+    EXPECT_EQ(e.file, "/etc/kg/gateway.yaml");
+    EXPECT_EQ(e.line, c.line) << e.to_string();
+    EXPECT_EQ(e.key, c.key) << e.to_string();
+    EXPECT_NE(e.message.find(c.message), std::string::npos) << e.to_string();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ConfigErrors,
+    ::testing::Values(
+        BadCase{"syntax", kHead + "cameras: [\n  - {id: a, url: x.mp4\n", 3, "", "YAML syntax error"},
+        BadCase{"unknown_top_key", kHead + "cameras: [{id: a, url: a.mp4}]\ncamera: []\n", 3, "camera",
+                "unknown key 'camera' (did you mean 'cameras'?)"},
+        BadCase{"unknown_nested_key", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {fsp: 2}\n",
+                5, "cameras[0].analysis.fsp", "did you mean 'fps'?"},
+        BadCase{"wrong_type_number",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {fps: fast}\n", 5,
+                "cameras[0].analysis.fps", "expected a number, not 'fast'"},
+        BadCase{"wrong_type_bool", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    public: maybe\n", 5,
+                "cameras[0].public", "expected true or false"},
+        BadCase{"wrong_type_map", kHead + "mqtt: tcp://x:1883\ncameras: [{id: a, url: a.mp4}]\n", 2, "mqtt",
+                "expected a map"},
+        BadCase{"missing_site_id", "site: {name: S}\ncameras: [{id: a, url: a.mp4}]\n", 1, "site.id",
+                "missing required key"},
+        BadCase{"missing_cameras", kHead, 1, "cameras", "missing required key"},
+        BadCase{"missing_url", kHead + "cameras:\n  - id: a\n    name: A\n", 3, "cameras[0].url",
+                "missing required key"},
+        BadCase{"duplicate_camera",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n  - id: a\n    url: b.mp4\n", 5,
+                "cameras[1].id", "duplicate camera id 'a' (first used on line 3)"},
+        BadCase{"bad_scheme", kHead + "cameras:\n  - id: a\n    url: rtps://10.0.0.5/x\n", 4,
+                "cameras[0].url", "not a supported camera URL"},
+        BadCase{"no_host", kHead + "cameras:\n  - id: a\n    url: rtsp:///stream\n", 4, "cameras[0].url",
+                "no host"},
+        BadCase{"bad_port", kHead + "cameras:\n  - id: a\n    url: rtsp://cam:70000/x\n", 4, "cameras[0].url",
+                "port '70000' is not 1..65535"},
+        BadCase{"space_in_url", kHead + "cameras:\n  - id: a\n    url: rtsp://cam/my stream\n", 4,
+                "cameras[0].url", "spaces"},
+        BadCase{"bad_duration", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    input: {timeout: 10 sec}\n",
+                5, "cameras[0].input.timeout", "is not a duration"},
+        BadCase{"out_of_range", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {fps: 60}\n", 5,
+                "cameras[0].analysis.fps", "out of range"},
+        BadCase{"odd_width", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {width: 641}\n", 5,
+                "cameras[0].analysis.width", "must be even"},
+        BadCase{"unknown_check",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: [camera_health, chef_hatt]\n", 5,
+                "cameras[0].checks[1]", "unknown check 'chef_hatt'"},
+        BadCase{"bad_id", kHead + "cameras:\n  - id: cam one\n    url: a.mp4\n", 3, "cameras[0].id",
+                "not a valid id"},
+        BadCase{
+            "reconnect_min_over_max",
+            kHead + "cameras:\n  - id: a\n    url: a.mp4\n    input:\n      reconnect: {min: 1m, max: 10s}\n",
+            6, "cameras[0].input.reconnect", "min is longer than max"},
+        BadCase{"bad_broker", kHead + "mqtt: {url: http://broker:1883}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "mqtt.url", "not a broker URL"},
+        BadCase{"env_unset",
+                kHead + "mqtt: {password: '${KG_TEST_UNSET_VAR}'}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "mqtt.password", "environment variable 'KG_TEST_UNSET_VAR' is not set"},
+        BadCase{"bad_timezone",
+                "site: {id: s, name: S, timezone: Asia/Atlantis}\ncameras: [{id: a, url: a.mp4}]\n", 1,
+                "site.timezone", "unknown time zone"},
+        BadCase{"bad_schedule_time",
+                kHead + "schedules:\n  w: {times: ['6-13']}\ncameras: [{id: a, url: a.mp4}]\n", 3,
+                "schedules.w.times[0]", "not a time window"},
+        BadCase{
+            "unknown_schedule",
+            kHead + "cameras:\n  - id: a\n    url: a.mp4\n    rules: {camera_health: {schedule: nights}}\n",
+            3, "cameras[0].rules.camera_health.schedule", "no schedule named 'nights'"},
+        BadCase{
+            "bad_polygon",
+            kHead + "cameras:\n  - id: a\n    url: a.mp4\n    zones:\n      z: {polygon: [[0, 0], [1, 1]]}\n",
+            6, "cameras[0].zones.z.polygon", "at least 3"},
+        BadCase{"bad_size", kHead + "evidence: {max_size: lots}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "evidence.max_size", "not a size"}),
+    [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
+
+TEST(ConfigLoader, EveryErrorIsReportedInOnePass) {
+    try {
+        load_string(kHead + "cameras:\n  - id: a\n    url: ftp://x\n    analysis: {fps: 0}\n  - url: b.mp4\n",
+                    "g.yaml");
+        FAIL();
+    } catch (const ConfigInvalid& e) {
+        ASSERT_EQ(e.errors.size(), 3u);
+        EXPECT_EQ(e.errors[0].to_string().rfind("g.yaml:4:", 0), 0u) << e.errors[0].to_string();
+        EXPECT_EQ(e.errors[1].line, 5);
+        EXPECT_EQ(e.errors[2].key, "cameras[1].id");
+    }
+}
+
+TEST(ConfigLoader, AMissingFileIsAnError) {
+    try {
+        kg::config::load_file("/nonexistent/gateway.yaml");
+        FAIL();
+    } catch (const ConfigInvalid& e) {
+        EXPECT_NE(e.errors.at(0).to_string().find("/nonexistent/gateway.yaml: cannot read"),
+                  std::string::npos);
+    }
+}
+
+TEST(ConfigLoader, DurationsAndSizes) {
+    kg::config::Duration d{};
+    EXPECT_TRUE(kg::config::parse_duration("1h30m", d));
+    EXPECT_EQ(d, 90min);
+    EXPECT_TRUE(kg::config::parse_duration("250ms", d));
+    EXPECT_EQ(d, 250ms);
+    EXPECT_TRUE(kg::config::parse_duration("7d", d));
+    EXPECT_EQ(d, std::chrono::hours(168));
+    EXPECT_TRUE(kg::config::parse_duration("1.5", d));
+    EXPECT_EQ(d, 1500ms);
+    EXPECT_FALSE(kg::config::parse_duration("5 minutes", d));
+    EXPECT_FALSE(kg::config::parse_duration("m5", d));
+    std::size_t s = 0;
+    EXPECT_TRUE(kg::config::parse_size("512MiB", s));
+    EXPECT_EQ(s, 512u << 20);
+    EXPECT_TRUE(kg::config::parse_size("2GB", s));
+    EXPECT_EQ(s, 2000000000u);
+    EXPECT_FALSE(kg::config::parse_size("big", s));
+}
