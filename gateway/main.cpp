@@ -8,15 +8,10 @@
 #include <functional>
 #include <iostream>
 
-extern "C" {
-#include <libavdevice/avdevice.h>
-#include <libavformat/avformat.h>
-#include <libavutil/log.h>
-}
-
 #include "app/gateway.hpp"
 #include "common/logging.hpp"
 #include "config/config_loader.hpp"
+#include "ingest/ffmpeg_input.hpp"
 #include "kg/version.hpp"
 
 namespace {
@@ -34,9 +29,7 @@ int run(const kg::config::Gateway& cfg) {
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
 
-    avformat_network_init();
-    avdevice_register_all();
-    av_log_set_level(AV_LOG_ERROR);  // the ingest reports failures itself, with the camera id
+    kg::ingest::initialise_ffmpeg();
 
     kg::app::Gateway gateway(cfg, logging);
     gateway.start();
@@ -62,7 +55,6 @@ int run(const kg::config::Gateway& cfg) {
     io.run();
 
     gateway.stop();
-    avformat_network_deinit();
     log->info("bye");
     return 0;
 }

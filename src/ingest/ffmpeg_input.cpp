@@ -5,7 +5,9 @@
 #include <opencv2/core.hpp>
 
 extern "C" {
+#include <libavdevice/avdevice.h>
 #include <libavutil/imgutils.h>
+#include <libavutil/log.h>
 }
 
 namespace kg::ingest {
@@ -27,6 +29,12 @@ std::string ffmpeg_location(const std::string& url) {
 }
 
 }  // namespace
+
+void initialise_ffmpeg() {
+    avformat_network_init();
+    avdevice_register_all();
+    av_log_set_level(AV_LOG_ERROR);  // the ingest reports failures itself, with the camera id
+}
 
 SourceKind classify_url(const std::string& url) {
     if (starts_with(url, "v4l2://") || starts_with(url, "/dev/video")) return SourceKind::device;

@@ -37,6 +37,9 @@ struct InputOptions {
     bool keyframes_only = false;
 };
 
+// Registers FFmpeg's network and device inputs; call once at start-up, before any input opens.
+void initialise_ffmpeg();
+
 enum class SourceKind { network, file, device };
 SourceKind classify_url(const std::string& url);
 

@@ -122,7 +122,9 @@ TEST(CameraHealth, TheSamePictureForFrozenAfterIsFrozen) {
     for (int i = 0; i < 20; ++i) {
         auto labels = run.feed(still);
         if (!labels.empty() && frozen_from < 0) frozen_from = i;
-        if (frozen_from >= 0) EXPECT_EQ(labels, std::vector<std::string>{"frozen"});
+        if (frozen_from >= 0) {
+            EXPECT_EQ(labels, std::vector<std::string>{"frozen"});
+        }
     }
     // The first repeat is at i=1 (0.5 s later); 5 s of repeats makes it frozen at i=11.
     EXPECT_EQ(frozen_from, 11);
