@@ -53,8 +53,15 @@ void CameraWorker::run() {
             input.open();
             stats_.connected();
             log_->info("connected to {}: {}", camera_.url, input.describe());
-            file_ended = read_frames(input) == StreamEnd::end_of_file;
-            stats_.disconnected(file_ended ? "end of file" : "stopped");
+            const bool ended = read_frames(input) == StreamEnd::end_of_file;
+            // Only a file ends; a network or device stream that ends has gone away: reconnect.
+            file_ended = ended && input.kind() == SourceKind::file;
+            if (ended && !file_ended) {
+                stats_.disconnected("the stream ended");
+                log_->warn("{}: the stream ended", camera_.url);
+            } else {
+                stats_.disconnected(file_ended ? "end of file" : "stopped");
+            }
         } catch (const IngestError& e) {
             if (stop_) break;
             if (e.kind == IngestError::Kind::stall) stats_.stall(Clock::now());

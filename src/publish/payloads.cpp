@@ -10,7 +10,11 @@ namespace {
 
 using nlohmann::json;
 
-double round_to(double v, double step) { return std::round(v / step) * step; }
+// Rounds to `decimals` places; dividing by a power of ten keeps the printed value short (24.99).
+double round_to(double v, int decimals) {
+    const double scale = std::pow(10.0, decimals);
+    return std::round(v * scale) / scale;
+}
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -34,12 +38,12 @@ std::string event_payload(const events::Event& e, const std::string& site) {
         {"start_time", iso8601_utc(e.start_time)},
         {"end_time", e.end_time ? json(iso8601_utc(*e.end_time)) : json(nullptr)},
         {"time", iso8601_utc(e.time)},
-        {"score", round_to(e.score, 0.001)},
-        {"top_score", round_to(e.top_score, 0.001)},
+        {"score", round_to(e.score, 3)},
+        {"top_score", round_to(e.top_score, 3)},
         {"boxes", std::move(boxes)},
         {"zone", e.zone.empty() ? json(nullptr) : json(e.zone)},
     };
-    if (e.end_time) j["duration_s"] = round_to(seconds_between(e.start_time, *e.end_time), 0.001);
+    if (e.end_time) j["duration_s"] = round_to(seconds_between(e.start_time, *e.end_time), 3);
     return dump(j);
 }
 
@@ -49,8 +53,8 @@ std::string camera_state_payload(const CameraState& s, const std::string& site, 
         {"camera", s.camera->id},
         {"name", s.camera->name},
         {"online", s.online},
-        {"fps_in", round_to(s.fps_in, 0.01)},
-        {"fps_analysed", round_to(s.fps_analysed, 0.01)},
+        {"fps_in", round_to(s.fps_in, 2)},
+        {"fps_analysed", round_to(s.fps_analysed, 2)},
         {"frames_dropped", s.stats.frames_dropped},
         {"reconnects_1h", s.stats.reconnects_1h},
         {"stalls_1h", s.stats.stalls_1h},
