@@ -128,6 +128,8 @@ struct BadCase {
     const char* message;  // a fragment of the message
 };
 
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
 class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
 
 TEST_P(ConfigErrors, AreReportedWithLineAndKey) {
