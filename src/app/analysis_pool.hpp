@@ -12,17 +12,17 @@
 namespace kg::app {
 
 class AnalysisJob {
-  public:
+public:
     virtual ~AnalysisJob() = default;
     virtual void run_once() = 0;
 
-  private:
+private:
     friend class AnalysisPool;
     bool queued_ = false, running_ = false, again_ = false;  // guarded by the pool's mutex
 };
 
 class AnalysisPool {
-  public:
+public:
     explicit AnalysisPool(int threads);
     ~AnalysisPool();
     AnalysisPool(const AnalysisPool&) = delete;
@@ -34,7 +34,7 @@ class AnalysisPool {
     void notify(AnalysisJob& job);
     int size() const { return threads_; }
 
-  private:
+private:
     void run();
 
     int threads_;

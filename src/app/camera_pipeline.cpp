@@ -8,7 +8,16 @@ namespace kg::app {
 namespace {
 
 constexpr auto kRateWindow = std::chrono::seconds(10);
-constexpr int kHealthSeverity = 2;  // a camera fault must be fixed within a deadline
+// Beyond the clip itself the ring keeps a GOP's worth of margin, so a clip starts on a key frame.
+constexpr auto kRingMargin = std::chrono::seconds(10);
+
+// A clip spans [start - pre, confirmed + post]; the ring must still hold its first packet when
+// it is cut, so it keeps pre + post + the longest confirmation delay + margin.
+Duration ring_length(const config::Camera& camera, const config::Evidence& evidence) {
+    Duration confirm = camera.health.confirm + camera.health.frozen_after;
+    for (const auto& [check, rule] : camera.rules) confirm = std::max(confirm, rule.confirm);
+    return evidence.clip_pre + evidence.clip_post + confirm + kRingMargin;
+}
 
 std::unique_ptr<vision::Check> make_check(const std::string& name, const config::Camera& camera) {
     if (name == vision::CameraHealthCheck::kName)
@@ -17,21 +26,47 @@ std::unique_ptr<vision::Check> make_check(const std::string& name, const config:
     throw std::logic_error("no implementation for check '" + name + "'");
 }
 
+std::vector<rules::Zone> zones_of(const config::Camera& camera) {
+    std::vector<rules::Zone> zones;
+    for (const auto& z : camera.zones) {
+        rules::Zone zone{z.name, {}, z.checks};
+        for (const auto& p : z.polygon) zone.polygon.push_back({p.x, p.y});
+        zones.push_back(std::move(zone));
+    }
+    return zones;
+}
+
+std::vector<rules::Polygon> masks_of(const config::Camera& camera) {
+    std::vector<rules::Polygon> masks;
+    for (const auto& m : camera.masks) {
+        rules::Polygon poly;
+        for (const auto& p : m) poly.push_back({p.x, p.y});
+        masks.push_back(std::move(poly));
+    }
+    return masks;
+}
+
 }  // namespace
 
-CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool, events::EventSink& sink,
-                               events::EventIdGenerator& ids, const Logging& logging)
-    : camera_(camera), pool_(pool), sink_(sink), ids_(ids), log_(logging.get("cam:" + camera.id)) {
+CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool, const SiteContext& site)
+    : camera_(camera),
+      pool_(pool),
+      site_(site),
+      log_(site.logging.get("cam:" + camera.id)),
+      ring_(ring_length(camera, site.config.evidence)),
+      evidence_(camera_, site.config.evidence, site.evidence, ring_, site.sink, site.calendar, log_),
+      zones_(zones_of(camera), masks_of(camera)) {
     for (const auto& name : camera_.checks) checks_.push_back(make_check(name, camera_));
+    raw_.reserve(16);
     observations_.reserve(16);
     worker_ = std::make_unique<ingest::CameraWorker>(
         camera_, frames_, stats_, [this] { pool_.notify(*this); }, log_);
-    events::TrackerRule offline_rule;
+    if (site.evidence != nullptr) worker_->set_packet_observer(&ring_);
+    events::TrackerRule offline_rule = rule_for(vision::CameraHealthCheck::kName);
     offline_rule.confirm = Duration(0);  // offline_after already is the confirmation time
     offline_rule.clear = Duration(0);
-    offline_rule.severity = kHealthSeverity;
     offline_ = std::make_unique<events::EventTracker>(camera_.id, vision::CameraHealthCheck::kName, "offline",
-                                                      "", offline_rule, ids_);
+                                                      "", offline_rule, site_.ids);
 }
 
 CameraPipeline::~CameraPipeline() { stop(); }
@@ -44,37 +79,56 @@ void CameraPipeline::start() {
 void CameraPipeline::stop() { worker_->stop(); }
 
 events::TrackerRule CameraPipeline::rule_for(const std::string& check) const {
+    const auto& configured = camera_.rules.at(check);
     events::TrackerRule rule;
+    rule.severity = configured.severity;
+    rule.confirm = configured.confirm;
+    rule.clear = configured.clear;
+    rule.cooldown = configured.cooldown;
+    rule.threshold = static_cast<float>(configured.threshold);
+    rule.median_window = configured.median_window;
     if (check == vision::CameraHealthCheck::kName) {
+        // Camera faults are whole-picture states judged by the check itself over time.
         rule.confirm = camera_.health.confirm;
         rule.clear = camera_.health.clear;
-        rule.severity = kHealthSeverity;
+        rule.cooldown = Duration(0);
+        rule.median_window = 1;
     }
     return rule;
 }
 
-events::EventTracker& CameraPipeline::tracker_for(const vision::Observation& o) {
+CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& o) {
     for (auto& t : trackers_) {
-        if (t.check == o.check && t.label == o.label && t.zone == o.zone) return t.tracker;
+        if (t.check == o.check && t.label == o.label && t.zone == o.zone) return t;
     }
+    const rules::Schedule* schedule = nullptr;
+    const auto& name = camera_.rules.at(o.check).schedule;
+    if (!name.empty()) schedule = &site_.schedules.at(name);
     trackers_.push_back(
         {o.check, o.label, o.zone,
-         events::EventTracker(camera_.id, o.check, o.label, o.zone, rule_for(o.check), ids_)});
-    return trackers_.back().tracker;
+         events::EventTracker(camera_.id, o.check, o.label, o.zone, rule_for(o.check), site_.ids), schedule});
+    return trackers_.back();
 }
 
 void CameraPipeline::run_once() {
     const ingest::Frame* frame = frames_.take();
     if (frame == nullptr) return;
+    raw_.clear();
+    for (auto& check : checks_) check->analyse(*frame, raw_);
     observations_.clear();
-    for (auto& check : checks_) check->analyse(*frame, observations_);
+    for (const auto& o : raw_) zones_.apply(o, observations_);
 
     bool changed = false;
     for (const auto& o : observations_) {
-        auto event = tracker_for(o).observe(frame->time, o.score, o.boxes);
+        Tracked& t = tracker_for(o);
+        // Outside its schedule a rule sees nothing: open events end, none start.
+        const bool in_schedule = t.schedule == nullptr || site_.calendar.active(*t.schedule, frame->time);
+        auto event = t.tracker.observe(frame->time, in_schedule ? o.score : 0.0f, o.boxes);
+        if (t.tracker.improved()) evidence_.best_frame(t.tracker.current(frame->time), *frame);
         if (!event) continue;
         changed |= event->state != events::EventState::update;
-        sink_.submit(*event);
+        evidence_.attach(*event, *frame);
+        site_.sink.submit(*event);
     }
     stats_.frame_analysed();
     if (changed) {
@@ -100,8 +154,9 @@ publish::CameraState CameraPipeline::supervise(TimePoint now) {
                        std::chrono::duration_cast<std::chrono::milliseconds>(now - seen).count(),
                        state.stats.last_error.empty() ? "no error reported" : state.stats.last_error);
         }
-        sink_.submit(*event);
+        site_.sink.submit(*event);
     }
+    if (site_.evidence != nullptr) evidence_.poll(now);
 
     rate_samples_.push_back({now, state.stats.frames_in, state.stats.frames_analysed});
     while (rate_samples_.size() > 2 && now - rate_samples_.front().t > kRateWindow) rate_samples_.pop_front();

@@ -1,9 +1,11 @@
 #pragma once
-// Everything that belongs to one camera: its ingest worker, the frame hand-off, its checks and
-// their event trackers, and the counters it reports. The analysis side runs on the shared pool;
-// the supervisor side (offline detection, state report) runs on the gateway's timer.
+// Everything that belongs to one camera: its ingest worker and packet ring, the frame hand-off,
+// its checks, the zone and schedule rules, the event trackers and the evidence of their events.
+// The analysis side runs on the shared pool; the supervisor side (offline detection, clips, the
+// state report) runs on the gateway's timer.
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -12,18 +14,32 @@
 #include "common/logging.hpp"
 #include "config/config.hpp"
 #include "events/event_tracker.hpp"
+#include "evidence/event_evidence.hpp"
+#include "evidence/packet_ring.hpp"
 #include "ingest/camera_stats.hpp"
 #include "ingest/camera_worker.hpp"
 #include "ingest/latest_frame.hpp"
 #include "publish/payloads.hpp"
+#include "rules/schedule.hpp"
+#include "rules/zones.hpp"
 #include "vision/check.hpp"
 
 namespace kg::app {
 
+// What every camera of a site shares.
+struct SiteContext {
+    const config::Gateway& config;
+    const rules::Calendar& calendar;
+    const std::map<std::string, rules::Schedule>& schedules;
+    evidence::EvidenceStore* evidence;  // null: no evidence kept
+    events::EventSink& sink;
+    events::EventIdGenerator& ids;
+    const Logging& logging;
+};
+
 class CameraPipeline final : public AnalysisJob {
-  public:
-    CameraPipeline(const config::Camera& camera, AnalysisPool& pool, events::EventSink& sink,
-                   events::EventIdGenerator& ids, const Logging& logging);
+public:
+    CameraPipeline(const config::Camera& camera, AnalysisPool& pool, const SiteContext& site);
     ~CameraPipeline() override;
 
     void start();
@@ -32,33 +48,36 @@ class CameraPipeline final : public AnalysisJob {
     // Analysis side: runs the checks on the newest frame.
     void run_once() override;
 
-    // Supervisor side (one thread): offline detection and the numbers for the state report.
+    // Supervisor side (one thread): offline detection, due clips, the numbers for the state report.
     publish::CameraState supervise(TimePoint now);
 
     const config::Camera& camera() const { return camera_; }
 
-  private:
+private:
     struct Tracked {
         std::string check, label, zone;
         events::EventTracker tracker;
+        const rules::Schedule* schedule;  // null: always applies
     };
-    events::EventTracker& tracker_for(const vision::Observation& o);
+    Tracked& tracker_for(const vision::Observation& o);
     events::TrackerRule rule_for(const std::string& check) const;
 
     const config::Camera camera_;
     AnalysisPool& pool_;
-    events::EventSink& sink_;
-    events::EventIdGenerator& ids_;
+    const SiteContext& site_;
     std::shared_ptr<spdlog::logger> log_;
 
     ingest::LatestFrame frames_;
     ingest::CameraStats stats_;
+    evidence::PacketRing ring_;
     std::unique_ptr<ingest::CameraWorker> worker_;
+    evidence::EventEvidence evidence_;
+    rules::ZoneFilter zones_;
 
     // Analysis side, touched by one pool thread at a time.
     std::vector<std::unique_ptr<vision::Check>> checks_;
-    std::vector<Tracked> trackers_;
-    std::vector<vision::Observation> observations_;
+    std::deque<Tracked> trackers_;  // a deque: trackers are never moved once made
+    std::vector<vision::Observation> raw_, observations_;
 
     // Shared with the supervisor.
     std::mutex conditions_mutex_;

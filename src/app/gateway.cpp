@@ -9,6 +9,7 @@ namespace kg::app {
 namespace {
 
 constexpr auto kShutdownDrain = std::chrono::seconds(3);
+constexpr auto kExpiryInterval = std::chrono::minutes(1);
 
 int analysis_threads(int configured) {
     if (configured > 0) return configured;
@@ -32,19 +33,34 @@ std::unique_ptr<outbox::SqliteStore> open_store(const config::Outbox& cfg, spdlo
     }
 }
 
+std::map<std::string, rules::Schedule> make_schedules(const std::vector<config::Schedule>& configured) {
+    std::map<std::string, rules::Schedule> out;
+    for (const auto& c : configured) {
+        rules::Schedule s{c.name, c.days, {}, c.on_holidays, c.inverted};
+        for (const auto& t : c.times) s.windows.push_back(rules::parse_window(t));  // validated by the loader
+        out.emplace(c.name, std::move(s));
+    }
+    return out;
+}
+
 }  // namespace
 
 Gateway::Gateway(config::Gateway cfg, const Logging& logging)
     : cfg_(std::move(cfg)),
       log_(logging.get("gateway")),
       topics_(cfg_.mqtt.topic_prefix, cfg_.site.id),
+      calendar_(cfg_.site.timezone, cfg_.site.holidays),
+      schedules_(make_schedules(cfg_.schedules)),
       link_(cfg_.mqtt, topics_.availability(), logging.get("mqtt")),
       store_(open_store(cfg_.outbox, *log_)),
       outbox_(*store_, link_, topics_, cfg_.site.id, logging.get("outbox")),
+      evidence_(std::make_unique<evidence::EvidenceStore>(cfg_.evidence.path, cfg_.evidence.max_bytes,
+                                                          cfg_.evidence.max_age)),
+      site_{cfg_, calendar_, schedules_, evidence_.get(), outbox_, ids_, logging},
       pool_(analysis_threads(cfg_.analysis_threads)) {
     for (const auto& camera : cfg_.cameras) {
         if (!camera.enabled) continue;
-        cameras_.push_back(std::make_unique<CameraPipeline>(camera, pool_, outbox_, ids_, logging));
+        cameras_.push_back(std::make_unique<CameraPipeline>(camera, pool_, site_));
     }
     last_online_.assign(cameras_.size(), false);
     link_.on_connected([this] {
@@ -57,8 +73,9 @@ Gateway::~Gateway() { stop(); }
 
 void Gateway::start() {
     started_at_ = Clock::now();
-    log_->info("site {} ({}): {} cameras, {} analysis threads", cfg_.site.id, cfg_.site.name, cameras_.size(),
-               pool_.size());
+    log_->info("site {} ({}): {} cameras, {} analysis threads; evidence in {} ({} files, {} MiB)",
+               cfg_.site.id, cfg_.site.name, cameras_.size(), pool_.size(), cfg_.evidence.path,
+               evidence_->files(), evidence_->bytes() >> 20);
     link_.start();
     outbox_.start();
     pool_.start();
@@ -68,7 +85,12 @@ void Gateway::start() {
 
 void Gateway::tick() {
     if (!running_) return;
-    publish_states(Clock::now(), republish_.exchange(false));
+    const auto now = Clock::now();
+    publish_states(now, republish_.exchange(false));
+    if (now - last_expiry_ >= kExpiryInterval) {
+        last_expiry_ = now;
+        evidence_->expire(now);
+    }
 }
 
 void Gateway::publish_states(TimePoint now, bool force) {

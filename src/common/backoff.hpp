@@ -7,7 +7,7 @@
 namespace kg {
 
 class Backoff {
-  public:
+public:
     Backoff(std::chrono::milliseconds min, std::chrono::milliseconds max)
         : min_(min), max_(max), next_(min) {}
 
@@ -18,7 +18,7 @@ class Backoff {
     }
     void reset() { next_ = min_; }
 
-  private:
+private:
     std::chrono::milliseconds min_, max_, next_;
 };
 

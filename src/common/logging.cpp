@@ -15,7 +15,7 @@ namespace {
 
 // spdlog's pattern formatter cannot escape the message, so JSON lines are built here.
 class JsonFormatter final : public spdlog::formatter {
-  public:
+public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
         nlohmann::json line = {
             {"time", iso8601_utc(std::chrono::time_point_cast<Clock::duration>(msg.time))},

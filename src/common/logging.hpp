@@ -11,7 +11,7 @@
 namespace kg {
 
 class Logging {
-  public:
+public:
     // level: trace|debug|info|warn|error; json: one JSON object per line (for log shippers).
     Logging(const std::string& level, bool json);
 
@@ -20,7 +20,7 @@ class Logging {
     // A logger that discards everything, for tests and tools.
     static std::shared_ptr<spdlog::logger> null_logger();
 
-  private:
+private:
     std::vector<spdlog::sink_ptr> sinks_;
     spdlog::level::level_enum level_;
 };

@@ -111,7 +111,7 @@ std::string join(const std::string& path, const std::string& key) {
 
 // Reads one document, collecting every error with where it is.
 class Reader {
-  public:
+public:
     Reader(std::string file, fs::path base_dir) : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
 
     std::vector<ConfigError> errors;
@@ -281,7 +281,7 @@ class Reader {
 
     const std::string& file() const { return file_; }
 
-  private:
+private:
     std::string file_;
     fs::path base_dir_;
 };

@@ -22,7 +22,7 @@ struct ConfigError {
 };
 
 class ConfigInvalid : public std::runtime_error {
-  public:
+public:
     explicit ConfigInvalid(std::vector<ConfigError> errors);
     std::vector<ConfigError> errors;
 };

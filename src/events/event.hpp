@@ -15,6 +15,14 @@ namespace kg::events {
 enum class EventState { start, update, end };
 const char* to_string(EventState s);
 
+// Where the proof of an event is, relative to the evidence folder; empty when there is none.
+struct EventEvidence {
+    std::string snapshot;             // annotated JPEG of the frame that started it
+    std::string snapshot_end;         // the best-scoring frame, at the end
+    std::string clip;                 // MP4 around the start; written clip_post after it
+    std::vector<std::string> errors;  // why some evidence is missing (the event is sent regardless)
+};
+
 struct Event {
     std::string id;
     std::string source;  // camera id
@@ -30,15 +38,29 @@ struct Event {
     float score = 0;
     float top_score = 0;
     std::vector<vision::Box> boxes;
+    EventEvidence evidence;
 
     std::string message_id() const;
 };
 
-// Where events go next (the outbox). Called from analysis and supervisor threads.
+// A clip that was cut for an event (or could not be).
+struct ClipReport {
+    std::string event_id;
+    std::string camera;
+    std::string path;   // relative to the evidence folder, when written
+    std::string error;  // when not
+    TimePoint start_time{};
+    double seconds = 0;
+    std::size_t bytes = 0;
+};
+
+// Where events and their evidence go next (the outbox). Called from analysis and supervisor threads.
 class EventSink {
-  public:
+public:
     virtual ~EventSink() = default;
     virtual void submit(const Event& event) = 0;
+    virtual void submit_snapshot(const Event& event, std::string jpeg) = 0;
+    virtual void submit_clip(const ClipReport& clip) = 0;
 };
 
 }  // namespace kg::events

@@ -11,11 +11,11 @@
 namespace kg::events {
 
 class EventIdGenerator {
-  public:
+public:
     EventIdGenerator();
     std::string next(TimePoint t);
 
-  private:
+private:
     std::mutex mutex_;
     std::mt19937_64 rng_;
 };

@@ -52,6 +52,7 @@ Event EventTracker::message(EventState state, TimePoint t) const {
 std::optional<Event> EventTracker::observe(TimePoint t, float score, const std::vector<vision::Box>& boxes) {
     const float s = smoothed(score);
     const bool present = s >= rule_.threshold;
+    improved_ = false;
 
     if (!active_) {
         if (!present) {
@@ -82,6 +83,7 @@ std::optional<Event> EventTracker::observe(TimePoint t, float score, const std::
         if (s > top_score_) {
             top_score_ = s;
             boxes_ = boxes;
+            improved_ = true;
         }
         const bool material = std::fabs(s - last_sent_score_) >= rule_.update_delta;
         if (material && t - *last_update_ >= rule_.update_interval) {

@@ -25,7 +25,7 @@ struct TrackerRule {
 };
 
 class EventTracker {
-  public:
+public:
     EventTracker(std::string source, std::string check, std::string label, std::string zone, TrackerRule rule,
                  EventIdGenerator& ids);
 
@@ -33,9 +33,13 @@ class EventTracker {
     std::optional<Event> observe(TimePoint t, float score, const std::vector<vision::Box>& boxes = {});
 
     bool active() const { return active_; }
+    // True when the last observe() raised an open event's top score (a better frame for evidence).
+    bool improved() const { return improved_; }
+    // The open event as it stands, for evidence of the best frame.
+    Event current(TimePoint t) const { return message(EventState::update, t); }
     const std::string& label() const { return label_; }
 
-  private:
+private:
     float smoothed(float score);
     Event message(EventState state, TimePoint t) const;
 
@@ -48,6 +52,7 @@ class EventTracker {
     std::vector<float> sort_buffer_;
 
     bool active_ = false;
+    bool improved_ = false;
     std::optional<TimePoint> present_since_, absent_since_, last_end_, last_update_;
     std::string id_;
     TimePoint start_time_{};

@@ -22,7 +22,7 @@ struct StoreResult {
 };
 
 class EvidenceStore {
-  public:
+public:
     // Scans `root` for what an earlier run left, so the budget counts it.
     EvidenceStore(std::filesystem::path root, std::uint64_t max_bytes, Duration max_age);
 
@@ -41,7 +41,7 @@ class EvidenceStore {
     const std::filesystem::path& root() const { return root_; }
     std::filesystem::path absolute(const std::string& relative) const { return root_ / relative; }
 
-  private:
+private:
     bool make_room(std::uint64_t size);  // mutex_ held
     void erase_oldest();                 // mutex_ held
 

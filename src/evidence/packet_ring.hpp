@@ -29,7 +29,7 @@ struct PacketSpan {
 };
 
 class PacketRing final : public ingest::PacketObserver {
-  public:
+public:
     explicit PacketRing(Duration keep);
 
     void on_stream_opened(const AVStream& stream) override;
@@ -43,7 +43,7 @@ class PacketRing final : public ingest::PacketObserver {
     std::size_t packets() const;
     std::size_t bytes() const;
 
-  private:
+private:
     void trim(TimePoint now);
 
     Duration keep_;

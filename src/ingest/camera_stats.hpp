@@ -27,7 +27,7 @@ struct CameraStatsSnapshot {
 };
 
 class CameraStats {
-  public:
+public:
     void frame_decoded(TimePoint t) {
         frames_in_.fetch_add(1, std::memory_order_relaxed);
         last_frame_ns_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
@@ -66,7 +66,7 @@ class CameraStats {
         return s;
     }
 
-  private:
+private:
     void remember(std::deque<TimePoint>& q, TimePoint t) {
         std::lock_guard lock(mutex_);
         q.push_back(t);

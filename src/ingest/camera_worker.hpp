@@ -20,7 +20,7 @@
 namespace kg::ingest {
 
 class CameraWorker {
-  public:
+public:
     // on_frame: called on the ingest thread after each new frame is published to `out`.
     CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats,
                  std::function<void()> on_frame, std::shared_ptr<spdlog::logger> log);
@@ -35,7 +35,7 @@ class CameraWorker {
     // Receives every demuxed video packet (set before start()).
     void set_packet_observer(PacketObserver* observer) { observer_ = observer; }
 
-  private:
+private:
     enum class StreamEnd { stopped, end_of_file };
 
     void run();

@@ -14,7 +14,7 @@
 namespace kg::ingest {
 
 class IngestError : public std::runtime_error {
-  public:
+public:
     enum class Kind { open, stall, read };
     IngestError(Kind kind, const std::string& what) : std::runtime_error(what), kind(kind) {}
     Kind kind;
@@ -23,7 +23,7 @@ class IngestError : public std::runtime_error {
 // Sees every demuxed packet of the video stream before decoding (for remuxing outputs: clip
 // ring, HLS, FLV). Called on the ingest thread; must not block.
 class PacketObserver {
-  public:
+public:
     virtual ~PacketObserver() = default;
     virtual void on_stream_opened(const AVStream& stream) = 0;
     virtual void on_packet(const AVPacket& packet, const AVStream& stream) = 0;
@@ -44,7 +44,7 @@ enum class SourceKind { network, file, device };
 SourceKind classify_url(const std::string& url);
 
 class FfmpegInput {
-  public:
+public:
     // stop: set by the owner to abort any blocking call at once.
     FfmpegInput(InputOptions options, const std::atomic<bool>& stop);
     FfmpegInput(const FfmpegInput&) = delete;
@@ -70,7 +70,7 @@ class FfmpegInput {
     std::string describe() const;  // "h264 1920x1080 25fps" for the log
     void set_packet_observer(PacketObserver* observer) { observer_ = observer; }
 
-  private:
+private:
     static int interrupt_cb(void* opaque);
     void arm_deadline();
 

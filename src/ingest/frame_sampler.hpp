@@ -7,7 +7,7 @@
 namespace kg::ingest {
 
 class FrameSampler {
-  public:
+public:
     explicit FrameSampler(double fps) : interval_(1.0 / fps) {}
 
     bool accept(double t) {
@@ -25,7 +25,7 @@ class FrameSampler {
 
     void reset() { started_ = false; }
 
-  private:
+private:
     static constexpr double kTolerance = 1e-3;
     double interval_;
     double next_ = 0.0;

@@ -13,7 +13,7 @@
 namespace kg::ingest {
 
 class LatestFrame {
-  public:
+public:
     // Writer side (the ingest thread only).
     Frame& back() { return buffers_[back_]; }
 
@@ -39,7 +39,7 @@ class LatestFrame {
 
     std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
-  private:
+private:
     Frame buffers_[3];
     int back_ = 0, ready_ = 1, front_ = 2;
     bool fresh_ = false;

@@ -21,6 +21,15 @@ void Outbox::submit(const events::Event& event) {
     enqueue({0, topics_.events(), publish::event_payload(event, site_), 1, false, Priority::alert});
 }
 
+void Outbox::submit_snapshot(const events::Event& event, std::string jpeg) {
+    enqueue({0, topics_.event_snapshot(event.id), std::move(jpeg), 1, false, Priority::evidence});
+}
+
+void Outbox::submit_clip(const events::ClipReport& clip) {
+    enqueue({0, topics_.event_clip(clip.event_id), publish::clip_payload(clip, site_), 1, false,
+             Priority::evidence});
+}
+
 void Outbox::enqueue(Message message) {
     try {
         const std::size_t dropped = store_.append(message);

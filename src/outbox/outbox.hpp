@@ -21,12 +21,14 @@
 namespace kg::outbox {
 
 class Outbox final : public events::EventSink {
-  public:
+public:
     Outbox(SqliteStore& store, publish::MqttLink& link, publish::Topics topics, std::string site,
            std::shared_ptr<spdlog::logger> log);
     ~Outbox() override;
 
     void submit(const events::Event& event) override;
+    void submit_snapshot(const events::Event& event, std::string jpeg) override;
+    void submit_clip(const events::ClipReport& clip) override;
     void enqueue(Message message);
 
     void start();
@@ -38,7 +40,7 @@ class Outbox final : public events::EventSink {
     std::uint64_t dropped() const { return store_.dropped_total(); }
     std::uint64_t delivered() const { return delivered_.load(); }
 
-  private:
+private:
     void run();
 
     SqliteStore& store_;

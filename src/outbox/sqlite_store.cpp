@@ -78,7 +78,7 @@ void SqliteStore::load_totals() {
 
 std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes) {
     std::size_t dropped = 0;
-    for (Priority p : {Priority::telemetry, Priority::alert}) {
+    for (Priority p : {Priority::telemetry, Priority::evidence, Priority::alert}) {
         while (count_ > 0 &&
                (count_ + 1 > limits_.max_messages || bytes_ + incoming_bytes > limits_.max_bytes)) {
             sqlite3_reset(oldest_of_.get());

@@ -16,7 +16,8 @@ struct sqlite3_stmt;
 
 namespace kg::outbox {
 
-enum class Priority : int { alert = 0, telemetry = 1 };
+// What goes first when the outbox is full: telemetry, then evidence, alerts last.
+enum class Priority : int { alert = 0, evidence = 1, telemetry = 2 };
 
 struct Message {
     std::int64_t seq = 0;  // assigned by the store, increasing
@@ -28,12 +29,12 @@ struct Message {
 };
 
 class StoreError : public std::runtime_error {
-  public:
+public:
     using std::runtime_error::runtime_error;
 };
 
 class SqliteStore {
-  public:
+public:
     struct Limits {
         std::size_t max_messages = 100000;
         std::size_t max_bytes = 256u << 20;
@@ -54,7 +55,7 @@ class SqliteStore {
     std::size_t bytes() const;
     std::uint64_t dropped_total() const;
 
-  private:
+private:
     struct StmtFinalizer {
         void operator()(sqlite3_stmt* s) const;
     };

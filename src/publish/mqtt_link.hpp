@@ -23,7 +23,7 @@ class async_client;
 namespace kg::publish {
 
 class MqttLink {
-  public:
+public:
     MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared_ptr<spdlog::logger> log);
     ~MqttLink();
     MqttLink(const MqttLink&) = delete;
@@ -47,7 +47,7 @@ class MqttLink {
     // Publishes without waiting (retained state). False if not connected.
     bool publish(const std::string& topic, const std::string& payload, int qos, bool retain);
 
-  private:
+private:
     void run();
     bool connect_once();
 

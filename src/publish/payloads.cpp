@@ -44,6 +44,26 @@ std::string event_payload(const events::Event& e, const std::string& site) {
         {"zone", e.zone.empty() ? json(nullptr) : json(e.zone)},
     };
     if (e.end_time) j["duration_s"] = round_to(seconds_between(e.start_time, *e.end_time), 3);
+    auto path_or_null = [](const std::string& p) { return p.empty() ? json(nullptr) : json(p); };
+    j["evidence"] = {
+        {"snapshot", path_or_null(e.evidence.snapshot)},
+        {"snapshot_end", path_or_null(e.evidence.snapshot_end)},
+        {"clip", path_or_null(e.evidence.clip)},
+        {"errors", e.evidence.errors},
+    };
+    return dump(j);
+}
+
+std::string clip_payload(const events::ClipReport& c, const std::string& site) {
+    json j = {
+        {"id", c.event_id}, {"site", site}, {"camera", c.camera}, {"start_time", iso8601_utc(c.start_time)}};
+    if (c.error.empty()) {
+        j["path"] = c.path;
+        j["duration_s"] = round_to(c.seconds, 3);
+        j["bytes"] = c.bytes;
+    } else {
+        j["error"] = c.error;
+    }
     return dump(j);
 }
 

@@ -11,6 +11,7 @@
 namespace kg::publish {
 
 std::string event_payload(const events::Event& event, const std::string& site);
+std::string clip_payload(const events::ClipReport& clip, const std::string& site);
 
 struct CameraState {
     const config::Camera* camera = nullptr;

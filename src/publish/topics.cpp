@@ -12,4 +12,12 @@ std::string Topics::camera_state(const std::string& camera) const {
     return base_ + "/cameras/" + camera + "/state";
 }
 
+std::string Topics::event_snapshot(const std::string& event_id) const {
+    return events_ + "/" + event_id + "/snapshot";
+}
+
+std::string Topics::event_clip(const std::string& event_id) const {
+    return events_ + "/" + event_id + "/clip";
+}
+
 }  // namespace kg::publish

@@ -6,15 +6,17 @@
 namespace kg::publish {
 
 class Topics {
-  public:
+public:
     Topics(std::string prefix, std::string site);
 
     const std::string& availability() const { return availability_; }  // retained online/offline
     const std::string& gateway() const { return gateway_; }            // retained gateway info
     const std::string& events() const { return events_; }              // QoS 1 event messages
     std::string camera_state(const std::string& camera) const;         // retained camera state
+    std::string event_snapshot(const std::string& event_id) const;     // JPEG bytes
+    std::string event_clip(const std::string& event_id) const;         // clip report JSON
 
-  private:
+private:
     std::string base_, availability_, gateway_, events_;
 };
 

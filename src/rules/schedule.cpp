@@ -98,6 +98,14 @@ Calendar::LocalTime Calendar::local(TimePoint t) const {
             static_cast<int>(minutes)};
 }
 
+std::string Calendar::local_text(TimePoint t) const {
+    return date::format("%F %T", zone_->tz->to_local(std::chrono::time_point_cast<std::chrono::seconds>(t)));
+}
+
+std::string Calendar::local_date(TimePoint t) const {
+    return date::format("%F", zone_->tz->to_local(std::chrono::time_point_cast<std::chrono::seconds>(t)));
+}
+
 bool Calendar::holiday(TimePoint t) const { return holidays_.count(local(t).day_number) > 0; }
 
 bool Calendar::in_windows(const Schedule& s, const LocalTime& lt) const {

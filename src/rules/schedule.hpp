@@ -31,7 +31,7 @@ TimeWindow parse_window(const std::string& text);
 unsigned parse_days(const std::string& text);
 
 class Calendar {
-  public:
+public:
     // time_zone: an IANA name such as Asia/Shanghai; holidays: "YYYY-MM-DD" local dates.
     // Throws std::invalid_argument for an unknown zone or a bad date.
     Calendar(const std::string& time_zone, const std::vector<std::string>& holidays);
@@ -40,8 +40,12 @@ class Calendar {
 
     bool active(const Schedule& schedule, TimePoint t) const;
     bool holiday(TimePoint t) const;
+    // "2026-11-24 14:30:05", the canteen's wall clock (burned into evidence).
+    std::string local_text(TimePoint t) const;
+    // "2026-11-24", the local date (evidence folders).
+    std::string local_date(TimePoint t) const;
 
-  private:
+private:
     struct LocalTime {
         long day_number;  // days since 1970-01-01, local
         int weekday;      // 0 = Monday

@@ -25,7 +25,7 @@ struct Zone {
 };
 
 class ZoneFilter {
-  public:
+public:
     ZoneFilter(std::vector<Zone> zones, std::vector<Polygon> masks);
 
     // Turns one check's raw observation into what the event trackers see: boxes in masks removed,
@@ -36,7 +36,7 @@ class ZoneFilter {
     const std::vector<Zone>& zones() const { return zones_; }
     const std::vector<Polygon>& masks() const { return masks_; }
 
-  private:
+private:
     std::vector<Zone> zones_;
     std::vector<Polygon> masks_;
 };

@@ -22,7 +22,7 @@ struct HealthMeasures {
 };
 
 class CameraHealthCheck final : public Check {
-  public:
+public:
     static inline const std::string kName = "camera_health";
 
     explicit CameraHealthCheck(const config::Health& cfg);
@@ -31,7 +31,7 @@ class CameraHealthCheck final : public Check {
 
     const HealthMeasures& last_measures() const { return measures_; }
 
-  private:
+private:
     void measure(const cv::Mat& bgr);
 
     config::Health cfg_;

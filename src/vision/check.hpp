@@ -26,7 +26,7 @@ struct Observation {
 };
 
 class Check {
-  public:
+public:
     virtual ~Check() = default;
     virtual const std::string& name() const = 0;
     // Appends this frame's observations to `out`. Called for one camera's frames in order, from

@@ -153,6 +153,8 @@ class Schemas:
             return "camera-state"
         if len(parts) >= 5 and parts[-3] == "events" and parts[-1] == "snapshot":
             return None  # binary JPEG
+        if len(parts) >= 5 and parts[-3] == "events" and parts[-1] == "clip":
+            return "clip"
         raise AssertionError(f"no schema documented for topic {topic}")
 
     def validate(self, topic, payload):

@@ -1,0 +1,127 @@
+#include "evidence/event_evidence.hpp"
+
+#include <fmt/format.h>
+
+#include "evidence/clip_writer.hpp"
+
+namespace kg::evidence {
+
+EventEvidence::EventEvidence(const config::Camera& camera, const config::Evidence& cfg, EvidenceStore* store,
+                             const PacketRing& ring, events::EventSink& sink, const rules::Calendar& calendar,
+                             std::shared_ptr<spdlog::logger> log)
+    : camera_(camera),
+      cfg_(cfg),
+      store_(store),
+      ring_(ring),
+      sink_(sink),
+      calendar_(calendar),
+      log_(std::move(log)) {}
+
+std::vector<Outline> EventEvidence::outlines(const config::Camera& camera, const std::string& zone) {
+    std::vector<Outline> out;
+    for (const auto& z : camera.zones) {
+        if (!zone.empty() && z.name != zone) continue;
+        if (zone.empty()) continue;
+        Outline o;
+        for (const auto& p : z.polygon) o.emplace_back(p.x, p.y);
+        out.push_back(std::move(o));
+    }
+    return out;
+}
+
+std::string EventEvidence::path_for(const events::Event& e, const std::string& suffix) const {
+    return fmt::format("{}/{}/{}{}", camera_.id, calendar_.local_date(e.start_time), e.id, suffix);
+}
+
+std::string EventEvidence::write_snapshot(const events::Event& e, const cv::Mat& image,
+                                          const std::string& suffix, std::string* jpeg_out,
+                                          std::vector<std::string>& errors) {
+    // cv::putText draws ASCII only: the camera's id stands in for a name in another script.
+    const bool ascii =
+        std::all_of(camera_.name.begin(), camera_.name.end(), [](unsigned char c) { return c < 0x80; });
+    const SnapshotText text{ascii ? camera_.name : camera_.id, calendar_.local_text(e.time)};
+    std::string jpeg = annotated_jpeg(image, e, outlines(camera_, e.zone), text, canvas_, cfg_.jpeg_quality);
+    const auto relative = path_for(e, suffix);
+    const auto r = store_->write(relative, jpeg);
+    if (jpeg_out != nullptr) *jpeg_out = std::move(jpeg);
+    if (!r.ok) {
+        errors.push_back("snapshot: " + r.error);
+        log_->warn("event {}: snapshot not kept: {}", e.id, r.error);
+        return {};
+    }
+    return relative;
+}
+
+void EventEvidence::attach(events::Event& event, const ingest::Frame& frame) {
+    if (store_ == nullptr) return;
+    if (event.state == events::EventState::start) {
+        std::string jpeg;
+        event.evidence.snapshot =
+            write_snapshot(event, frame.image, "-start.jpg", &jpeg, event.evidence.errors);
+        if (cfg_.mqtt_snapshots && !jpeg.empty()) sink_.submit_snapshot(event, std::move(jpeg));
+        best_[event.id] = {frame.image.clone(), event};
+        if (cfg_.clip_pre.count() + cfg_.clip_post.count() > 0) {
+            event.evidence.clip = path_for(event, ".mp4");
+            PendingClip clip;
+            clip.report.event_id = event.id;
+            clip.report.camera = camera_.id;
+            clip.report.path = event.evidence.clip;
+            clip.report.start_time = event.start_time;
+            clip.from = event.start_time - cfg_.clip_pre;
+            clip.to = event.time + cfg_.clip_post;
+            std::lock_guard lock(pending_mutex_);
+            pending_.push_back(std::move(clip));
+        }
+    } else if (event.state == events::EventState::end) {
+        auto it = best_.find(event.id);
+        if (it != best_.end()) {
+            event.evidence.snapshot_end = write_snapshot(it->second.event, it->second.image, "-best.jpg",
+                                                         nullptr, event.evidence.errors);
+            best_.erase(it);
+        }
+    }
+}
+
+void EventEvidence::best_frame(const events::Event& event, const ingest::Frame& frame) {
+    auto it = best_.find(event.id);
+    if (it == best_.end()) return;
+    frame.image.copyTo(it->second.image);
+    it->second.event = event;
+}
+
+void EventEvidence::poll(TimePoint now) {
+    std::vector<PendingClip> due;
+    {
+        std::lock_guard lock(pending_mutex_);
+        auto split = std::partition(pending_.begin(), pending_.end(),
+                                    [&](const PendingClip& c) { return c.to > now; });
+        due.assign(std::make_move_iterator(split), std::make_move_iterator(pending_.end()));
+        pending_.erase(split, pending_.end());
+    }
+    for (auto& clip : due) {
+        const PacketSpan span = ring_.span(clip.from, clip.to);
+        std::size_t estimate = 0;
+        for (const auto& p : span.packets) estimate += static_cast<std::size_t>(p.packet->size);
+        auto& report = clip.report;
+        const auto room = store_->reserve(report.path, estimate + 64 * 1024);
+        if (!room.ok) {
+            report.error = room.error;
+        } else {
+            const auto written = write_mp4(span, store_->absolute(report.path).string());
+            if (written.ok) {
+                store_->adopt(report.path);
+                report.seconds = written.seconds;
+                report.bytes = written.bytes;
+            } else {
+                report.error = written.error;
+            }
+        }
+        if (!report.error.empty()) {
+            log_->warn("event {}: clip not kept: {}", report.event_id, report.error);
+            report.path.clear();
+        }
+        sink_.submit_clip(report);
+    }
+}
+
+}  // namespace kg::evidence

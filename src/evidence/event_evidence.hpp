@@ -1,0 +1,68 @@
+#pragma once
+// The evidence of one camera's events: the annotated snapshot when an event starts (also sent on
+// MQTT), the best-scoring frame when it ends, and the clip around the start, cut from the
+// camera's packet ring once its post-roll has been recorded. Every failure degrades the
+// evidence, never the event: it is recorded in the event's `evidence.errors`.
+
+#include <spdlog/logger.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "events/event.hpp"
+#include "evidence/evidence_store.hpp"
+#include "evidence/packet_ring.hpp"
+#include "evidence/snapshot.hpp"
+#include "ingest/frame.hpp"
+#include "rules/schedule.hpp"
+
+namespace kg::evidence {
+
+class EventEvidence {
+public:
+    EventEvidence(const config::Camera& camera, const config::Evidence& cfg, EvidenceStore* store,
+                  const PacketRing& ring, events::EventSink& sink, const rules::Calendar& calendar,
+                  std::shared_ptr<spdlog::logger> log);
+
+    // Analysis thread: fills `event.evidence` for a start or an end, with the frame that caused it.
+    void attach(events::Event& event, const ingest::Frame& frame);
+    // Analysis thread: an open event's score reached a new high on this frame.
+    void best_frame(const events::Event& event, const ingest::Frame& frame);
+
+    // Supervisor thread: cuts the clips whose post-roll has passed.
+    void poll(TimePoint now);
+
+    static std::vector<Outline> outlines(const config::Camera& camera, const std::string& zone);
+
+private:
+    struct Best {
+        cv::Mat image;
+        events::Event event;
+    };
+    struct PendingClip {
+        events::ClipReport report;
+        TimePoint from, to;
+    };
+    std::string path_for(const events::Event& e, const std::string& suffix) const;
+    std::string write_snapshot(const events::Event& e, const cv::Mat& image, const std::string& suffix,
+                               std::string* jpeg_out, std::vector<std::string>& errors);
+
+    const config::Camera& camera_;
+    const config::Evidence& cfg_;
+    EvidenceStore* store_;  // null: evidence disabled
+    const PacketRing& ring_;
+    events::EventSink& sink_;
+    const rules::Calendar& calendar_;
+    std::shared_ptr<spdlog::logger> log_;
+    cv::Mat canvas_;
+
+    std::map<std::string, Best> best_;  // by event id, analysis thread only
+    std::mutex pending_mutex_;
+    std::vector<PendingClip> pending_;
+};
+
+}  // namespace kg::evidence
