@@ -16,9 +16,11 @@ Outbox::Outbox(SqliteStore& store, publish::MqttLink& link, publish::Topics topi
 Outbox::~Outbox() { stop(std::chrono::milliseconds(0)); }
 
 void Outbox::submit(const events::Event& event) {
-    log_->info("event {} {} {}/{}/{} score {:.2f}", events::to_string(event.state), event.id, event.source,
-               event.check, event.label, event.score);
-    enqueue({0, topics_.events(), publish::event_payload(event, site_), 1, false, Priority::alert});
+    if (enqueue({0, topics_.events(), publish::event_payload(event, site_), 1, false, Priority::alert})) {
+        // Logged once committed: this line is the gateway's promise that the message will arrive.
+        log_->info("event {} queued: {}/{}/{} score {:.2f}", event.message_id(), event.source, event.check,
+                   event.label, event.score);
+    }
 }
 
 void Outbox::submit_snapshot(const events::Event& event, std::string jpeg) {
@@ -30,7 +32,7 @@ void Outbox::submit_clip(const events::ClipReport& clip) {
              Priority::evidence});
 }
 
-void Outbox::enqueue(Message message) {
+bool Outbox::enqueue(Message message) {
     try {
         const std::size_t dropped = store_.append(message);
         if (dropped > 0) {
@@ -40,12 +42,13 @@ void Outbox::enqueue(Message message) {
     } catch (const StoreError& e) {
         // The store is the durability guarantee; without it the message is lost, loudly.
         log_->error("message for {} lost: {}", message.topic, e.what());
-        return;
+        return false;
     }
     {
         std::lock_guard lock(mutex_);  // orders the wake-up after the sender's check
     }
     cv_.notify_all();
+    return true;
 }
 
 void Outbox::start() {

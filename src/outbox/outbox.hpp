@@ -29,7 +29,8 @@ public:
     void submit(const events::Event& event) override;
     void submit_snapshot(const events::Event& event, std::string jpeg) override;
     void submit_clip(const events::ClipReport& clip) override;
-    void enqueue(Message message);
+    // Commits the message; false (and logged) if the store could not take it.
+    bool enqueue(Message message);
 
     void start();
     // Gives the queue up to `drain` to empty while connected, then stops the sender. What is left

@@ -51,10 +51,20 @@ def wait_until(predicate, timeout, interval=0.1, what="condition"):
 class Broker:
     """A Mosquitto broker on a free loopback port, stoppable and restartable on the same port."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, persistent=False):
         self.port = free_port()
         self.conf = pathlib.Path(workdir) / f"mosquitto-{self.port}.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        conf = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        if os.geteuid() == 0:
+            conf += "user root\n"  # stay able to write the test's own (root-owned) folders
+        if persistent:
+            # Sessions and queued QoS 1 messages survive a broker restart, as on a production broker.
+            store = pathlib.Path(workdir) / f"mosquitto-{self.port}-data"
+            store.mkdir(exist_ok=True)
+            conf += f"persistence true\npersistence_location {store}/\nautosave_interval 1\n"
+        else:
+            conf += "persistence false\n"
+        self.conf.write_text(conf)
         self.log = pathlib.Path(workdir) / f"mosquitto-{self.port}.log"
         self.proc = None
         self.start()
@@ -76,6 +86,9 @@ class Broker:
             self.proc.wait(10)
         self.proc = None
 
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
     @property
     def url(self):
         return f"tcp://127.0.0.1:{self.port}"
@@ -84,10 +97,11 @@ class Broker:
 class Collector:
     """Subscribes to everything on the broker and records what arrives; reconnects by itself."""
 
-    def __init__(self, broker, topic="#"):
+    def __init__(self, broker, topic="#", persistent=False):
         self.messages = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(client_id=f"e2e-collector-{os.getpid()}-{id(self)}", clean_session=True)
+        # A persistent session: the broker queues QoS 1 messages for us while we are away.
+        self.client = mqtt.Client(client_id=f"e2e-collector-{os.getpid()}-{id(self)}", clean_session=not persistent)
         self.client.on_connect = lambda c, u, f, rc: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=1)

@@ -1,0 +1,154 @@
+"""Alerts that are never lost: the three outage scenarios of the fault test, each printing events
+generated / delivered / duplicated / lost, with lost = 0 asserted.
+
+1. broker down for a while during a burst of events, then back;
+2. gateway killed with SIGKILL while the broker is down, then both restarted;
+3. evidence folder unusable (unwritable) or tiny (budget): events still arrive, the budget holds.
+
+Events come from real cameras: clips that flicker between a normal and a black picture, so every
+camera opens and closes an event every few seconds."""
+
+import os
+import re
+import time
+
+import kg_e2e
+
+QUEUED = re.compile(r"event (\S+):(start|update-\d+|end) queued: (\S+?)/")
+
+
+def flicker(clips):
+    return clips("flicker", [("normal", 2), ("black", 2)] * 8)  # 32 s, looped
+
+
+def cameras(clip, n=3):
+    return [kg_e2e.camera(f"cam{i}", clip, input={"loop": True}, analysis={"fps": 4},
+                          health={"confirm": "500ms", "clear": "500ms"}) for i in range(n)]
+
+
+def generated(*gateways):
+    """Event messages the gateways committed to their outbox, in order, from their logs."""
+    out = []
+    for g in gateways:
+        for m in QUEUED.finditer(g.output()):
+            out.append((f"{m.group(1)}:{m.group(2)}", m.group(3)))
+    return out
+
+
+def tally(name, made, collector):
+    received = [e["message_id"] for e in collector.events()]
+    unique = set(received)
+    made_ids = [m for m, _ in made]
+    lost = [m for m in made_ids if m not in unique]
+    row = {"scenario": name, "generated": len(made_ids), "delivered": len(unique & set(made_ids)),
+           "duplicated": len(received) - len(unique), "lost": len(lost)}
+    print("\nFAULT {scenario:<28} generated {generated:>4}  delivered {delivered:>4}  duplicated {duplicated:>3}"
+          "  lost {lost:>3}".format(**row))
+    # In order per camera: the first arrival of each message follows the order it was committed.
+    by_camera = {}
+    for e in collector.events():
+        seq = by_camera.setdefault(e["camera"], [])
+        if e["message_id"] not in seq:
+            seq.append(e["message_id"])
+    for cam in {c for _, c in made}:
+        expected = [m for m, c in made if c == cam]
+        assert [m for m in by_camera.get(cam, []) if m in expected] == expected, f"{cam}: out of order"
+    return row, lost
+
+
+def test_broker_outage_during_a_burst(tmp_path, clips, schemas):
+    broker = kg_e2e.Broker(tmp_path, persistent=True)
+    collector = kg_e2e.Collector(broker, persistent=True)
+    gw = kg_e2e.Gateway(tmp_path, kg_e2e.base_config(broker, cameras(flicker(clips)), tmp_path))
+    try:
+        kg_e2e.wait_until(lambda: len(collector.events()) >= 4, 20, what="the first events")
+        broker.stop()
+        time.sleep(15)  # events keep coming and queue in the outbox
+        during = len(generated(gw))
+        broker.start()
+        time.sleep(8)
+        assert gw.terminate() == 0  # a clean stop drains what is left
+        made = generated(gw)
+        assert during >= 12, "the burst produced too few events while the broker was down"
+        kg_e2e.wait_until(lambda: {m for m, _ in made} <= {e["message_id"] for e in collector.events()}, 20,
+                          what="every generated event delivered")
+        row, lost = tally("broker down 15 s", made, collector)
+        assert lost == []
+        schemas.validate_all(collector)
+    finally:
+        gw.kill() if gw.running() else None
+        collector.close()
+        broker.kill()
+
+
+def test_gateway_killed_while_the_broker_is_down(tmp_path, clips, schemas):
+    broker = kg_e2e.Broker(tmp_path, persistent=True)
+    collector = kg_e2e.Collector(broker, persistent=True)
+    config = kg_e2e.base_config(broker, cameras(flicker(clips)), tmp_path)
+    first = kg_e2e.Gateway(tmp_path, config, "first")
+    second = None
+    try:
+        kg_e2e.wait_until(lambda: len(collector.events()) >= 2, 20, what="the first events")
+        broker.stop()
+        time.sleep(10)
+        first.kill()  # SIGKILL: whatever was committed must survive in the outbox
+        committed_before_kill = generated(first)
+        broker.start()
+        second = kg_e2e.Gateway(tmp_path, config, "second")
+        time.sleep(8)
+        assert second.terminate() == 0
+        made = generated(first, second)
+        kg_e2e.wait_until(lambda: {m for m, _ in made} <= {e["message_id"] for e in collector.events()}, 20,
+                          what="every committed event delivered")
+        row, lost = tally("SIGKILL while broker down", made, collector)
+        assert lost == []
+        assert len(committed_before_kill) >= 6
+        assert "messages waiting" in second.output()
+        schemas.validate_all(collector)
+    finally:
+        for g in (first, second):
+            if g is not None and g.running():
+                g.kill()
+        collector.close()
+        broker.kill()
+
+
+def test_unusable_or_tiny_evidence_folder_degrades_evidence_not_alerts(tmp_path, clips, schemas):
+    broker = kg_e2e.Broker(tmp_path)
+    collector = kg_e2e.Collector(broker)
+    budget = 3 * 1024 * 1024
+    cams = cameras(flicker(clips), n=2)
+    unusable = kg_e2e.base_config(broker, cams[:1], tmp_path / "a", evidence={"path": "/proc/kg-evidence"})
+    tiny = kg_e2e.base_config(broker, cams[1:], tmp_path / "b",
+                              evidence={"path": str(tmp_path / "tiny"), "max_size": budget,
+                                        "clip_pre": "1s", "clip_post": "1s"})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    unusable["site"]["id"] = "site-a"
+    tiny["site"]["id"] = "site-b"
+    a = kg_e2e.Gateway(tmp_path / "a", unusable)
+    b = kg_e2e.Gateway(tmp_path / "b", tiny)
+    try:
+        sizes = []
+        for _ in range(30):
+            time.sleep(1)
+            sizes.append(sum(f.stat().st_size for f in (tmp_path / "tiny").rglob("*") if f.is_file()))
+        assert a.terminate() == 0 and b.terminate() == 0
+        for gw, site in ((a, "site-a"), (b, "site-b")):
+            made = generated(gw)
+            received = {e["message_id"] for e in collector.events(site=site)}
+            lost = [m for m, _ in made if m not in received]
+            print(f"\nFAULT evidence {site:<19} generated {len(made):>4}  delivered {len(made) - len(lost):>4}"
+                  f"  lost {len(lost):>3}")
+            assert made and lost == []
+        starts = [e for e in collector.events(site="site-a") if e["state"] == "start"]
+        assert starts and all(e["evidence"]["snapshot"] is None and e["evidence"]["errors"] for e in starts)
+        assert max(sizes) <= budget, f"evidence grew to {max(sizes)} bytes over a {budget}-byte budget"
+        assert any(f.suffix == ".mp4" for f in (tmp_path / "tiny").rglob("*"))
+        schemas.validate_all(collector, site="site-a")
+        schemas.validate_all(collector, site="site-b")
+    finally:
+        for g in (a, b):
+            g.kill() if g.running() else None
+        collector.close()
+        broker.kill()
