@@ -1,0 +1,69 @@
+#include "eval/dataset.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace kg::eval {
+namespace fs = std::filesystem;
+
+std::vector<LabelledImage> load_yolo_folder(const std::string& folder, const std::map<int, std::string>& classes) {
+    const fs::path images = fs::path(folder) / "images", labels = fs::path(folder) / "labels";
+    if (!fs::is_directory(images)) throw std::runtime_error(fmt::format("{}: no images/ folder", folder));
+    std::vector<LabelledImage> out;
+    for (const auto& entry : fs::directory_iterator(images)) {
+        const auto ext = entry.path().extension().string();
+        if (ext != ".jpg" && ext != ".jpeg" && ext != ".png") continue;
+        LabelledImage li;
+        li.image = entry.path().string();
+        const fs::path label_file = labels / (entry.path().stem().string() + ".txt");
+        std::ifstream in(label_file);
+        std::string line;
+        int n = 0;
+        while (std::getline(in, line)) {
+            ++n;
+            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+            std::istringstream fields(line);
+            int cls = -1;
+            float cx, cy, w, h;
+            if (!(fields >> cls >> cx >> cy >> w >> h)) {
+                throw std::runtime_error(fmt::format("{}:{}: expected 'class cx cy w h'", label_file.string(), n));
+            }
+            const auto it = classes.find(cls);
+            if (it == classes.end()) continue;
+            vision::Detection d;
+            d.x = cx - w / 2;
+            d.y = cy - h / 2;
+            d.w = w;
+            d.h = h;
+            d.class_id = cls;
+            d.label = it->second;
+            d.score = 1;
+            li.truth.push_back(d);
+        }
+        out.push_back(std::move(li));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
+    return out;
+}
+
+std::map<int, std::string> parse_class_map(const std::string& text) {
+    std::map<int, std::string> out;
+    std::istringstream in(text);
+    std::string part;
+    while (std::getline(in, part, ',')) {
+        const auto eq = part.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == part.size()) {
+            throw std::invalid_argument(fmt::format("'{}' is not id=name", part));
+        }
+        out[std::stoi(part.substr(0, eq))] = part.substr(eq + 1);
+    }
+    if (out.empty()) throw std::invalid_argument("no classes given");
+    return out;
+}
+
+}  // namespace kg::eval

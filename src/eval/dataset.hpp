@@ -1,0 +1,25 @@
+#pragma once
+// A folder of labelled images in YOLO format (images/NAME.jpg, labels/NAME.txt with lines
+// "class cx cy w h", normalised), as the evaluation reads it.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "vision/detection.hpp"
+
+namespace kg::eval {
+
+struct LabelledImage {
+    std::string image;                     // path
+    std::vector<vision::Detection> truth;  // label = the mapped class name
+};
+
+// `classes` maps the dataset's class ids to names (ids not in the map are ignored).
+// Throws std::runtime_error naming the file for a malformed label line.
+std::vector<LabelledImage> load_yolo_folder(const std::string& folder, const std::map<int, std::string>& classes);
+
+// "0=no_mask,1=with_mask" -> {0: no_mask, 1: with_mask}; throws std::invalid_argument.
+std::map<int, std::string> parse_class_map(const std::string& text);
+
+}  // namespace kg::eval

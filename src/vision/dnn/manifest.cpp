@@ -1,0 +1,163 @@
+#include "vision/dnn/manifest.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace kg::vision::dnn {
+namespace fs = std::filesystem;
+namespace {
+
+class Reader {
+public:
+    explicit Reader(std::string file) : file_(std::move(file)) {}
+
+    [[noreturn]] void fail(const YAML::Node& at, const std::string& key, const std::string& message) const {
+        const auto mark = at.Mark();
+        throw ManifestError(fmt::format("{}:{}:{}: {}: {}", file_, mark.line + 1, mark.column + 1, key, message));
+    }
+
+    YAML::Node need(const YAML::Node& parent, const char* key) const {
+        const auto n = parent[key];
+        if (!n) fail(parent, key, "missing required key");
+        return n;
+    }
+
+    template <typename T>
+    T as(const YAML::Node& n, const std::string& key) const {
+        try {
+            return n.as<T>();
+        } catch (const YAML::Exception&) {
+            fail(n, key, "wrong type");
+        }
+    }
+
+    std::string expand(const YAML::Node& n, const std::string& key) const {
+        const auto raw = as<std::string>(n, key);
+        std::string out;
+        std::size_t pos = 0;
+        while (true) {
+            const auto open = raw.find("${", pos);
+            if (open == std::string::npos) break;
+            const auto close = raw.find('}', open);
+            if (close == std::string::npos) break;
+            const auto name = raw.substr(open + 2, close - open - 2);
+            const char* v = std::getenv(name.c_str());
+            if (v == nullptr) fail(n, key, fmt::format("environment variable '{}' is not set", name));
+            out += raw.substr(pos, open - pos) + v;
+            pos = close + 1;
+        }
+        return out + raw.substr(pos);
+    }
+
+private:
+    std::string file_;
+};
+
+}  // namespace
+
+Manifest load_manifest(const std::string& path) {
+    YAML::Node root;
+    try {
+        root = YAML::LoadFile(path);
+    } catch (const YAML::BadFile&) {
+        throw ManifestError(fmt::format("{}: cannot read the model manifest", path));
+    } catch (const YAML::ParserException& e) {
+        throw ManifestError(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
+    }
+    const Reader r(path);
+    const fs::path dir = fs::absolute(path).parent_path();
+    auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() ? p : (dir / p).lexically_normal().string(); };
+
+    Manifest m;
+    m.source = path;
+    m.name = r.as<std::string>(r.need(root, "name"), "name");
+    m.model = resolve(r.expand(r.need(root, "model"), "model"));
+    if (root["config"]) m.config = resolve(r.expand(root["config"], "config"));
+
+    const auto input = r.need(root, "input");
+    m.input = {r.as<int>(r.need(input, "width"), "input.width"), r.as<int>(r.need(input, "height"), "input.height")};
+    if (input["color"]) {
+        const auto c = r.as<std::string>(input["color"], "input.color");
+        if (c != "rgb" && c != "bgr") r.fail(input["color"], "input.color", "expected rgb or bgr");
+        m.rgb = c == "rgb";
+    }
+    if (input["mean"]) {
+        const auto v = r.as<std::vector<double>>(input["mean"], "input.mean");
+        if (v.size() != 3) r.fail(input["mean"], "input.mean", "expected three values");
+        m.mean = cv::Scalar(v[0], v[1], v[2]);
+    }
+    if (input["scale"]) m.scale = r.as<double>(input["scale"], "input.scale");
+    if (input["resize"]) {
+        const auto v = r.as<std::string>(input["resize"], "input.resize");
+        if (v != "stretch" && v != "letterbox") r.fail(input["resize"], "input.resize", "expected stretch or letterbox");
+        m.letterbox = v == "letterbox";
+    }
+
+    const auto out = r.need(root, "output");
+    const auto layout = r.as<std::string>(r.need(out, "layout"), "output.layout");
+    if (layout == "ultraface") {
+        m.layout = Layout::ultraface;
+    } else if (layout == "ssd") {
+        m.layout = Layout::ssd;
+    } else if (layout == "yolov5") {
+        m.layout = Layout::yolov5;
+    } else if (layout == "yolov8") {
+        m.layout = Layout::yolov8;
+    } else {
+        r.fail(out["layout"], "output.layout", fmt::format("'{}' is not ultraface, ssd, yolov5 or yolov8", layout));
+    }
+    if (out["names"]) m.outputs = r.as<std::vector<std::string>>(out["names"], "output.names");
+    const std::size_t wanted = m.layout == Layout::ultraface || m.layout == Layout::ssd ? 2 : 1;
+    if (!m.outputs.empty() && m.outputs.size() != wanted) {
+        r.fail(out["names"], "output.names", fmt::format("the {} layout reads {} outputs", layout, wanted));
+    }
+    if (m.layout == Layout::ssd) {
+        const auto priors = r.need(out, "priors");
+        for (const auto& fm : r.as<std::vector<std::vector<int>>>(r.need(priors, "feature_maps"), "output.priors.feature_maps")) {
+            if (fm.size() != 2) r.fail(priors["feature_maps"], "output.priors.feature_maps", "expected [width, height] pairs");
+            m.priors.feature_maps.emplace_back(fm[0], fm[1]);
+        }
+        m.priors.anchor_sizes = r.as<std::vector<std::vector<float>>>(r.need(priors, "sizes"), "output.priors.sizes");
+        m.priors.anchor_ratios = r.as<std::vector<std::vector<float>>>(r.need(priors, "ratios"), "output.priors.ratios");
+        if (m.priors.anchor_sizes.size() != m.priors.feature_maps.size() ||
+            m.priors.anchor_ratios.size() != m.priors.feature_maps.size()) {
+            r.fail(priors, "output.priors", "one list of sizes and of ratios per feature map");
+        }
+        if (out["variances"]) {
+            const auto v = r.as<std::vector<float>>(out["variances"], "output.variances");
+            if (v.size() != 4) r.fail(out["variances"], "output.variances", "expected four values");
+            m.variances = cv::Vec4f(v[0], v[1], v[2], v[3]);
+        }
+        if (out["background_first"]) m.background_first = r.as<bool>(out["background_first"], "output.background_first");
+    }
+    if (out["score_threshold"]) m.score_threshold = r.as<float>(out["score_threshold"], "output.score_threshold");
+    if (out["nms_iou"]) m.nms_iou = r.as<float>(out["nms_iou"], "output.nms_iou");
+    if (out["class_agnostic_nms"]) m.class_agnostic_nms = r.as<bool>(out["class_agnostic_nms"], "output.class_agnostic_nms");
+
+    const auto classes = r.need(root, "classes");
+    if (!classes.IsSequence() || classes.size() == 0) r.fail(classes, "classes", "expected a non-empty list");
+    for (std::size_t i = 0; i < classes.size(); ++i) {
+        const auto c = classes[i];
+        const auto key = fmt::format("classes[{}]", i);
+        ModelClass mc;
+        if (c.IsScalar()) {
+            mc.name = r.as<std::string>(c, key);
+        } else {
+            mc.name = r.as<std::string>(r.need(c, "name"), key + ".name");
+            if (c["check"]) mc.check = r.as<std::string>(c["check"], key + ".check");
+            if (c["label"]) mc.label = r.as<std::string>(c["label"], key + ".label");
+            if (c["severity"]) {
+                mc.severity = r.as<int>(c["severity"], key + ".severity");
+                if (mc.severity < 1 || mc.severity > 3) r.fail(c["severity"], key + ".severity", "expected 1, 2 or 3");
+            }
+        }
+        if (mc.label.empty()) mc.label = mc.name;
+        m.classes.push_back(std::move(mc));
+    }
+    return m;
+}
+
+}  // namespace kg::vision::dnn
