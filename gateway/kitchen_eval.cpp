@@ -1,10 +1,11 @@
 // kitchen-eval: runs a detector over a folder of labelled images (YOLO format) and prints, per
 // class, precision and recall at IoU 0.3 and 0.5, plus the median and p95 time per image.
 
+#include <fmt/format.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
-#include <fmt/format.h>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -30,9 +31,13 @@ int main(int argc, char** argv) {
     CLI::App app{"kitchen-eval: accuracy and speed of a detector on labelled images"};
     std::string detector_spec, data, classes_text, json_path;
     int threads = 1, limit = 0;
-    app.add_option("-d,--detector", detector_spec, "classic:mask, classic:head, or a model manifest (.yaml)")->required();
-    app.add_option("--data", data, "folder with images/ and labels/ (YOLO format)")->required()->check(CLI::ExistingDirectory);
-    app.add_option("--classes", classes_text, "dataset class ids to names, e.g. 0=no_mask,1=with_mask")->required();
+    app.add_option("-d,--detector", detector_spec, "classic:mask, classic:head, or a model manifest (.yaml)")
+        ->required();
+    app.add_option("--data", data, "folder with images/ and labels/ (YOLO format)")
+        ->required()
+        ->check(CLI::ExistingDirectory);
+    app.add_option("--classes", classes_text, "dataset class ids to names, e.g. 0=no_mask,1=with_mask")
+        ->required();
     app.add_option("--json", json_path, "also write the results as JSON to this file");
     app.add_option("--threads", threads, "OpenCV threads (1 = one core, as the targets are set)");
     app.add_option("--limit", limit, "evaluate only the first N images");
@@ -44,7 +49,8 @@ int main(int argc, char** argv) {
         std::vector<std::string> classes;
         for (const auto& [id, name] : class_map) classes.push_back(name);
         auto images = kg::eval::load_yolo_folder(data, class_map);
-        if (limit > 0 && static_cast<int>(images.size()) > limit) images.resize(static_cast<std::size_t>(limit));
+        if (limit > 0 && static_cast<int>(images.size()) > limit)
+            images.resize(static_cast<std::size_t>(limit));
         auto detector = kg::vision::make_detector(detector_spec);
 
         kg::eval::Accumulator at30(0.3f), at50(0.5f);
@@ -63,25 +69,27 @@ int main(int argc, char** argv) {
             }
             const auto t0 = std::chrono::steady_clock::now();
             detector->detect(img, found);
-            times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            times.push_back(
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
             at30.add(li.truth, found, classes);
             at50.add(li.truth, found, classes);
         }
 
-        nlohmann::json result = {{"detector", detector_spec}, {"data", data}, {"images", times.size()},
-                                 {"threads", threads}};
-        fmt::print("kitchen-eval: {} on {} ({} images, {} thread{})\n", detector_spec, data, times.size(), threads,
-                   threads == 1 ? "" : "s");
-        fmt::print("{:<12} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}\n", "class", "gt", "P@0.3", "R@0.3", "F1@0.3",
-                   "P@0.5", "R@0.5", "F1@0.5");
+        nlohmann::json result = {
+            {"detector", detector_spec}, {"data", data}, {"images", times.size()}, {"threads", threads}};
+        fmt::print("kitchen-eval: {} on {} ({} images, {} thread{})\n", detector_spec, data, times.size(),
+                   threads, threads == 1 ? "" : "s");
+        fmt::print("{:<12} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}\n", "class", "gt", "P@0.3", "R@0.3",
+                   "F1@0.3", "P@0.5", "R@0.5", "F1@0.5");
         for (const auto& cls : classes) {
             const auto a = at30.counts().count(cls) ? at30.counts().at(cls) : kg::eval::ClassCounts{};
             const auto b = at50.counts().count(cls) ? at50.counts().at(cls) : kg::eval::ClassCounts{};
-            fmt::print("{:<12} {:>5} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f}\n", cls, a.tp + a.fn,
-                       a.precision(), a.recall(), a.f1(), b.precision(), b.recall(), b.f1());
+            fmt::print("{:<12} {:>5} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f}\n", cls,
+                       a.tp + a.fn, a.precision(), a.recall(), a.f1(), b.precision(), b.recall(), b.f1());
             auto counts = [](const kg::eval::ClassCounts& c) {
-                return nlohmann::json{{"tp", c.tp},           {"fp", c.fp},        {"fn", c.fn},
-                                      {"precision", c.precision()}, {"recall", c.recall()}, {"f1", c.f1()}};
+                return nlohmann::json{{"tp", c.tp},           {"fp", c.fp},
+                                      {"fn", c.fn},           {"precision", c.precision()},
+                                      {"recall", c.recall()}, {"f1", c.f1()}};
             };
             result["classes"][cls] = {{"gt", a.tp + a.fn}, {"iou_0.3", counts(a)}, {"iou_0.5", counts(b)}};
         }

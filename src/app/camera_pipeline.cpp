@@ -1,8 +1,13 @@
 #include "app/camera_pipeline.hpp"
 
 #include <algorithm>
+#include <opencv2/imgcodecs.hpp>
 
 #include "vision/camera_health.hpp"
+#include "vision/detector_check.hpp"
+#include "vision/detector_factory.hpp"
+#include "vision/dnn/dnn_detector.hpp"
+#include "vision/region_checks.hpp"
 
 namespace kg::app {
 namespace {
@@ -19,11 +24,11 @@ Duration ring_length(const config::Camera& camera, const config::Evidence& evide
     return evidence.clip_pre + evidence.clip_post + confirm + kRingMargin;
 }
 
-std::unique_ptr<vision::Check> make_check(const std::string& name, const config::Camera& camera) {
-    if (name == vision::CameraHealthCheck::kName)
-        return std::make_unique<vision::CameraHealthCheck>(camera.health);
-    // The config loader only accepts known checks, so this is a programming error.
-    throw std::logic_error("no implementation for check '" + name + "'");
+bool needs_motion(const std::string& check) { return check != vision::CameraHealthCheck::kName; }
+
+// "auto" is the classic back-end until the project ships its own models (models/README.md).
+std::string detector_spec(const std::string& configured, const char* classic) {
+    return configured == "auto" ? classic : configured;
 }
 
 std::vector<rules::Zone> zones_of(const config::Camera& camera) {
@@ -56,7 +61,10 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
       ring_(ring_length(camera, site.config.evidence)),
       evidence_(camera_, site.config.evidence, site.evidence, ring_, site.sink, site.calendar, log_),
       zones_(zones_of(camera), masks_of(camera)) {
-    for (const auto& name : camera_.checks) checks_.push_back(make_check(name, camera_));
+    if (std::any_of(camera_.checks.begin(), camera_.checks.end(), needs_motion)) {
+        motion_ = std::make_unique<vision::MotionMap>();
+    }
+    for (const auto& name : camera_.checks) checks_.push_back(make_check(name));
     raw_.reserve(16);
     observations_.reserve(16);
     worker_ = std::make_unique<ingest::CameraWorker>(
@@ -70,6 +78,58 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
 }
 
 CameraPipeline::~CameraPipeline() { stop(); }
+
+std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& name) {
+    const auto& scene = camera_.scene;
+    if (name == vision::CameraHealthCheck::kName)
+        return std::make_unique<vision::CameraHealthCheck>(camera_.health);
+    if (name == "mask") {
+        return std::make_unique<vision::DetectorCheck>(
+            name, vision::make_detector(detector_spec(site_.config.mask_detector, "classic:mask")),
+            std::vector<vision::Violation>{{"no_mask", "mask", "no_mask", 0}}, motion_.get(),
+            scene.detect_refresh);
+    }
+    if (name == "head_covering") {
+        return std::make_unique<vision::DetectorCheck>(
+            name, vision::make_detector(detector_spec(site_.config.head_detector, "classic:head")),
+            std::vector<vision::Violation>{{"bare", "head_covering", "bare_head", 0}}, motion_.get(),
+            scene.detect_refresh);
+    }
+    if (name.rfind("model:", 0) == 0) {
+        // A user's model: every class its manifest maps to a check becomes events of that check.
+        auto manifest = vision::dnn::load_manifest(site_.config.models.at(name.substr(6)));
+        std::vector<vision::Violation> violations;
+        for (const auto& c : manifest.classes) {
+            if (!c.check.empty()) violations.push_back({c.label, c.check, c.label, c.severity});
+        }
+        return std::make_unique<vision::DetectorCheck>(
+            name, std::make_unique<vision::dnn::DnnDetector>(std::move(manifest)), std::move(violations),
+            motion_.get(), scene.detect_refresh);
+    }
+    if (name == vision::MotionCheck::kName) {
+        return std::make_unique<vision::MotionCheck>(vision::regions_for(name, camera_), *motion_,
+                                                     scene.min_area);
+    }
+    if (name == vision::UnattendedCheck::kName) {
+        return std::make_unique<vision::UnattendedCheck>(vision::regions_for(name, camera_), *motion_,
+                                                         scene.min_area, scene.unattended_after);
+    }
+    if (name == "cleanliness" || name == "bin_lid") {
+        cv::Mat reference;
+        if (!scene.reference.empty()) {
+            reference = cv::imread(scene.reference, cv::IMREAD_COLOR);
+            if (reference.empty()) {
+                throw std::runtime_error("camera " + camera_.id + ": cannot read scene.reference " +
+                                         scene.reference);
+            }
+        }
+        return std::make_unique<vision::ReferenceChangeCheck>(name, name == "bin_lid" ? "open" : "dirty",
+                                                              vision::regions_for(name, camera_), *motion_,
+                                                              scene.min_area, reference);
+    }
+    // The config loader only accepts known checks, so this is a programming error.
+    throw std::logic_error("no implementation for check '" + name + "'");
+}
 
 void CameraPipeline::start() {
     started_at_ = Clock::now();
@@ -97,30 +157,43 @@ events::TrackerRule CameraPipeline::rule_for(const std::string& check) const {
     return rule;
 }
 
-CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& o) {
+CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& o,
+                                                     const std::string& producer) {
     for (auto& t : trackers_) {
         if (t.check == o.check && t.label == o.label && t.zone == o.zone) return t;
     }
+    // The rule is the producing check's (a user model's classes share its rule), the severity the
+    // model's class mapping's when it sets one.
     const rules::Schedule* schedule = nullptr;
-    const auto& name = camera_.rules.at(o.check).schedule;
+    const auto& name = camera_.rules.at(producer).schedule;
     if (!name.empty()) schedule = &site_.schedules.at(name);
-    trackers_.push_back(
-        {o.check, o.label, o.zone,
-         events::EventTracker(camera_.id, o.check, o.label, o.zone, rule_for(o.check), site_.ids), schedule});
+    events::TrackerRule rule = rule_for(producer);
+    if (o.severity > 0) rule.severity = o.severity;
+    trackers_.push_back({o.check, o.label, o.zone,
+                         events::EventTracker(camera_.id, o.check, o.label, o.zone, rule, site_.ids),
+                         schedule});
     return trackers_.back();
 }
 
 void CameraPipeline::run_once() {
     const ingest::Frame* frame = frames_.take();
     if (frame == nullptr) return;
-    raw_.clear();
-    for (auto& check : checks_) check->analyse(*frame, raw_);
+    if (motion_) motion_->update(frame->image);
     observations_.clear();
-    for (const auto& o : raw_) zones_.apply(o, observations_);
+    produced_.clear();
+    for (auto& check : checks_) {
+        raw_.clear();
+        check->analyse(*frame, raw_);
+        for (const auto& o : raw_) zones_.apply(o, observations_);
+        produced_.push_back(observations_.size());
+    }
 
     bool changed = false;
-    for (const auto& o : observations_) {
-        Tracked& t = tracker_for(o);
+    std::size_t producer = 0;
+    for (std::size_t i = 0; i < observations_.size(); ++i) {
+        while (i >= produced_[producer]) ++producer;
+        const auto& o = observations_[i];
+        Tracked& t = tracker_for(o, checks_[producer]->name());
         // Outside its schedule a rule sees nothing: open events end, none start.
         const bool in_schedule = t.schedule == nullptr || site_.calendar.active(*t.schedule, frame->time);
         auto event = t.tracker.observe(frame->time, in_schedule ? o.score : 0.0f, o.boxes);

@@ -23,6 +23,7 @@
 #include "rules/schedule.hpp"
 #include "rules/zones.hpp"
 #include "vision/check.hpp"
+#include "vision/motion.hpp"
 
 namespace kg::app {
 
@@ -59,8 +60,9 @@ private:
         events::EventTracker tracker;
         const rules::Schedule* schedule;  // null: always applies
     };
-    Tracked& tracker_for(const vision::Observation& o);
+    Tracked& tracker_for(const vision::Observation& o, const std::string& producer);
     events::TrackerRule rule_for(const std::string& check) const;
+    std::unique_ptr<vision::Check> make_check(const std::string& name);
 
     const config::Camera camera_;
     AnalysisPool& pool_;
@@ -75,7 +77,9 @@ private:
     rules::ZoneFilter zones_;
 
     // Analysis side, touched by one pool thread at a time.
+    std::unique_ptr<vision::MotionMap> motion_;  // when a check needs it
     std::vector<std::unique_ptr<vision::Check>> checks_;
+    std::vector<std::size_t> produced_;  // observations_ produced by checks_[i] end at produced_[i]
     std::deque<Tracked> trackers_;  // a deque: trackers are never moved once made
     std::vector<vision::Observation> raw_, observations_;
 

@@ -80,6 +80,14 @@ struct Health {
     Duration clear{std::chrono::seconds(5)};    // and be gone this long to end it
 };
 
+// What the region checks compare against and how much change counts.
+struct Scene {
+    std::string reference;  // picture of the scene as it should be (clean floor, bin closed); empty: learned at start
+    double min_area = 0.01;                            // share of the picture a change or movement must cover
+    Duration unattended_after{std::chrono::minutes(5)};  // `unattended`: no movement at the station this long
+    Duration detect_refresh{std::chrono::seconds(10)};   // detectors run at least this often even without motion
+};
+
 struct Point {
     float x = 0, y = 0;  // normalised 0..1
 };
@@ -112,6 +120,7 @@ struct Camera {
     Input input;
     Analysis analysis;
     Health health;
+    Scene scene;
     std::vector<Zone> zones;
     std::vector<std::vector<Point>> masks;  // privacy/ignore: detections there never count
     std::map<std::string, Rule> rules;      // by check name; every check in `checks` has one
@@ -146,6 +155,11 @@ struct Gateway {
     Mqtt mqtt;
     Log log;
     std::vector<Schedule> schedules;
+    // Detector per hygiene check: "classic:mask", "classic:head", a manifest path, or "auto"
+    // (the project's own model in models/ when present, else the classic back-end).
+    std::string mask_detector = "auto";
+    std::string head_detector = "auto";
+    std::map<std::string, std::string> models;  // user models by name -> manifest; checks "model:<name>"
     Outbox outbox;
     Evidence evidence;
     int analysis_threads = 0;  // 0: one less than the cores, at least 1

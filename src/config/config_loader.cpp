@@ -19,7 +19,9 @@ namespace kg::config {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& known_checks() {
-    static const std::vector<std::string> checks{"camera_health"};
+    static const std::vector<std::string> checks{
+        "camera_health", "mask",        "head_covering", "after_hours_motion",
+        "unattended",    "cleanliness", "bin_lid"};
     return checks;
 }
 
@@ -478,7 +480,10 @@ void read_health(Reader& r, const YAML::Node& n, const std::string& path, Health
     if (n["clear"]) r.duration(n["clear"], path + ".clear", h.clear, true);
 }
 
+// "model:<name>" checks name a user model declared under `models`; they are checked once the whole
+// document is read (check_references), so here any model:<id> passes.
 bool known_check(const std::string& name) {
+    if (name.rfind("model:", 0) == 0) return std::regex_match(name.substr(6), kIdPattern);
     const auto& k = known_checks();
     return std::find(k.begin(), k.end(), name) != k.end();
 }
@@ -578,18 +583,44 @@ struct CameraDefaults {
     Input input;
     Analysis analysis;
     Health health;
+    Scene scene;
     std::vector<std::string> checks{"camera_health"};
     std::map<std::string, Rule> rules;
 };
 
+// Regulators' tiers: 1 immediate (rodents), 2 fix within a deadline (camera faults, bin lid),
+// 3 routine (mask, hat, cleanliness).
 Rule builtin_rule(const std::string& check) {
     Rule rule;
-    if (check == "camera_health") rule.severity = 2;  // a camera fault must be fixed within a deadline
+    if (check == "camera_health" || check == "bin_lid" || check == "unattended") rule.severity = 2;
+    if (check == "after_hours_motion") rule.severity = 1;
+    if (check == "cleanliness" || check == "bin_lid") rule.confirm = std::chrono::seconds(60);
+    if (check == "after_hours_motion") {
+        rule.confirm = std::chrono::seconds(1);
+        rule.median_window = 1;
+    }
+    if (check == "unattended") {
+        rule.confirm = Duration(0);  // scene.unattended_after already is the delay
+        rule.median_window = 1;
+    }
     return rule;
 }
 
+void read_scene(Reader& r, const YAML::Node& n, const std::string& path, Scene& s) {
+    if (!r.map(n, path, {"reference", "min_area", "unattended_after", "detect_refresh"})) return;
+    if (n["reference"] && r.string(n["reference"], path + ".reference", s.reference) &&
+        !s.reference.empty()) {
+        s.reference = r.resolve(s.reference).string();
+    }
+    if (n["min_area"]) r.number(n["min_area"], path + ".min_area", s.min_area, 0, 1, true);
+    if (n["unattended_after"])
+        r.duration(n["unattended_after"], path + ".unattended_after", s.unattended_after);
+    if (n["detect_refresh"]) r.duration(n["detect_refresh"], path + ".detect_refresh", s.detect_refresh);
+}
+
 void read_defaults(Reader& r, const YAML::Node& n, CameraDefaults& d) {
-    if (!r.map(n, "defaults", {"input", "analysis", "health", "checks", "rules"})) return;
+    if (!r.map(n, "defaults", {"input", "analysis", "health", "scene", "checks", "rules"})) return;
+    if (n["scene"]) read_scene(r, n["scene"], "defaults.scene", d.scene);
     if (n["input"]) read_input(r, n["input"], "defaults.input", d.input);
     if (n["analysis"]) read_analysis(r, n["analysis"], "defaults.analysis", d.analysis);
     if (n["health"]) read_health(r, n["health"], "defaults.health", d.health);
@@ -602,6 +633,7 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
     cam.input = d.input;
     cam.analysis = d.analysis;
     cam.health = d.health;
+    cam.scene = d.scene;
     cam.checks = d.checks;
     cam.source_line = n.Mark().line + 1;
     if (!r.map(n, path,
@@ -631,6 +663,7 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
     if (n["input"]) read_input(r, n["input"], path + ".input", cam.input);
     if (n["analysis"]) read_analysis(r, n["analysis"], path + ".analysis", cam.analysis);
     if (n["health"]) read_health(r, n["health"], path + ".health", cam.health);
+    if (n["scene"]) read_scene(r, n["scene"], path + ".scene", cam.scene);
     if (n["zones"]) read_zones(r, n["zones"], path + ".zones", cam.zones);
     if (const auto m = n["masks"]) {
         if (!m.IsSequence()) {
@@ -776,6 +809,15 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
     }
     const auto cams = root["cameras"];
     for (std::size_t i = 0; i < g.cameras.size(); ++i) {
+        for (std::size_t c = 0; c < g.cameras[i].checks.size(); ++c) {
+            const auto& check = g.cameras[i].checks[c];
+            if (check.rfind("model:", 0) == 0 && !g.models.count(check.substr(6))) {
+                const YAML::Node at = cams && cams.IsSequence() && i < cams.size() ? cams[i] : root;
+                r.error(at, fmt::format("cameras[{}].checks", i),
+                        fmt::format("camera '{}': no model named '{}' under models", g.cameras[i].id,
+                                    check.substr(6)));
+            }
+        }
         for (const auto& [check, rule] : g.cameras[i].rules) {
             if (rule.schedule.empty()) continue;
             const bool known = std::any_of(g.schedules.begin(), g.schedules.end(),

@@ -11,7 +11,8 @@
 namespace kg::eval {
 namespace fs = std::filesystem;
 
-std::vector<LabelledImage> load_yolo_folder(const std::string& folder, const std::map<int, std::string>& classes) {
+std::vector<LabelledImage> load_yolo_folder(const std::string& folder,
+                                            const std::map<int, std::string>& classes) {
     const fs::path images = fs::path(folder) / "images", labels = fs::path(folder) / "labels";
     if (!fs::is_directory(images)) throw std::runtime_error(fmt::format("{}: no images/ folder", folder));
     std::vector<LabelledImage> out;
@@ -31,7 +32,8 @@ std::vector<LabelledImage> load_yolo_folder(const std::string& folder, const std
             int cls = -1;
             float cx, cy, w, h;
             if (!(fields >> cls >> cx >> cy >> w >> h)) {
-                throw std::runtime_error(fmt::format("{}:{}: expected 'class cx cy w h'", label_file.string(), n));
+                throw std::runtime_error(
+                    fmt::format("{}:{}: expected 'class cx cy w h'", label_file.string(), n));
             }
             const auto it = classes.find(cls);
             if (it == classes.end()) continue;

@@ -17,7 +17,8 @@ struct LabelledImage {
 
 // `classes` maps the dataset's class ids to names (ids not in the map are ignored).
 // Throws std::runtime_error naming the file for a malformed label line.
-std::vector<LabelledImage> load_yolo_folder(const std::string& folder, const std::map<int, std::string>& classes);
+std::vector<LabelledImage> load_yolo_folder(const std::string& folder,
+                                            const std::map<int, std::string>& classes);
 
 // "0=no_mask,1=with_mask" -> {0: no_mask, 1: with_mask}; throws std::invalid_argument.
 std::map<int, std::string> parse_class_map(const std::string& text);

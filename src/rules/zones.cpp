@@ -34,6 +34,11 @@ void ZoneFilter::apply(const vision::Observation& raw, std::vector<vision::Obser
         return o;
     };
 
+    if (!raw.zone.empty()) {
+        // Region checks judge their own zones already.
+        out.push_back(raw);
+        return;
+    }
     if (raw.boxes.empty()) {
         // A whole-frame condition passes as it is; "nothing detected" reaches every zone's tracker
         // so that open events there can end.

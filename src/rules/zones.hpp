@@ -30,7 +30,8 @@ public:
 
     // Turns one check's raw observation into what the event trackers see: boxes in masks removed,
     // then one observation per zone that applies to the check (present if a box is in it), or the
-    // observation itself when no zone applies. Whole-frame observations (no boxes) pass unchanged.
+    // observation itself when no zone applies. Whole-frame observations (no boxes) and
+    // observations a region check already made for one zone pass unchanged.
     void apply(const vision::Observation& raw, std::vector<vision::Observation>& out) const;
 
     const std::vector<Zone>& zones() const { return zones_; }

@@ -23,6 +23,7 @@ struct Observation {
     bool present = false;
     float score = 0;  // 0..1, confidence that the label is present
     std::vector<Box> boxes;
+    int severity = 0;  // 0: the check's rule decides; 1-3: set by a model's class mapping
 };
 
 class Check {

@@ -13,12 +13,14 @@ float iou(const Detection& a, const Detection& b) {
 }
 
 void non_max_suppression(std::vector<Detection>& dets, float iou_threshold, bool class_agnostic) {
-    std::stable_sort(dets.begin(), dets.end(), [](const Detection& a, const Detection& b) { return a.score > b.score; });
+    std::stable_sort(dets.begin(), dets.end(),
+                     [](const Detection& a, const Detection& b) { return a.score > b.score; });
     std::size_t kept = 0;
     for (std::size_t i = 0; i < dets.size(); ++i) {
         bool suppressed = false;
         for (std::size_t k = 0; k < kept && !suppressed; ++k) {
-            suppressed = (class_agnostic || dets[k].class_id == dets[i].class_id) && iou(dets[k], dets[i]) > iou_threshold;
+            suppressed = (class_agnostic || dets[k].class_id == dets[i].class_id) &&
+                         iou(dets[k], dets[i]) > iou_threshold;
         }
         if (!suppressed) {
             if (kept != i) dets[kept] = std::move(dets[i]);

@@ -11,7 +11,8 @@ namespace {
 void load(cv::CascadeClassifier& c, const std::string& dir, const char* file) {
     const std::string path = dir + "/" + file;
     if (!c.load(path)) {
-        throw std::runtime_error(fmt::format("cannot load the OpenCV cascade {} (Debian package opencv-data)", path));
+        throw std::runtime_error(
+            fmt::format("cannot load the OpenCV cascade {} (Debian package opencv-data)", path));
     }
 }
 
@@ -64,7 +65,8 @@ void MaskDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
         const double ratio = std::clamp(bottom / std::max(top, 0.15), 0.0, 1.0);
         const bool bare = ratio > 0.55;
         const float score = static_cast<float>(bare ? ratio : 1.0 - ratio);
-        out.push_back(normalised(f, bgr, bare ? 1 : 0, bare ? "no_mask" : "with_mask", std::max(0.5f, score)));
+        out.push_back(
+            normalised(f, bgr, bare ? 1 : 0, bare ? "no_mask" : "with_mask", std::max(0.5f, score)));
     }
 }
 
@@ -86,7 +88,8 @@ void HeadCoveringDetector::detect(const cv::Mat& bgr, std::vector<Detection>& ou
     cv::cvtColor(bgr, ycrcb_, cv::COLOR_BGR2YCrCb);
     for (const auto& f : found_) {
         // The crown: a band above the face as wide as the face.
-        const cv::Rect crown = clip(cv::Rect(f.x, f.y - f.height * 2 / 5, f.width, f.height * 2 / 5 + f.height / 10), bgr);
+        const cv::Rect crown =
+            clip(cv::Rect(f.x, f.y - f.height * 2 / 5, f.width, f.height * 2 / 5 + f.height / 10), bgr);
         if (crown.area() == 0) continue;
         int dark = 0;
         for (int y = crown.y; y < crown.y + crown.height; ++y) {
@@ -100,7 +103,8 @@ void HeadCoveringDetector::detect(const cv::Mat& bgr, std::vector<Detection>& ou
         const double bare_score = std::clamp(std::max(hair * 1.6, skin * 1.2), 0.0, 1.0);
         const bool bare = bare_score > 0.5;
         // Report the head: the face box grown upwards to the crown.
-        const cv::Rect head = clip(cv::Rect(f.x - f.width / 10, f.y - f.height * 2 / 5, f.width * 6 / 5, f.height * 7 / 5), bgr);
+        const cv::Rect head = clip(
+            cv::Rect(f.x - f.width / 10, f.y - f.height * 2 / 5, f.width * 6 / 5, f.height * 7 / 5), bgr);
         out.push_back(normalised(head, bgr, bare ? 1 : 0, bare ? "bare" : "covered",
                                  static_cast<float>(bare ? bare_score : 1.0 - bare_score)));
     }

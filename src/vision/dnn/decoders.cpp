@@ -10,7 +10,8 @@ namespace {
 // Views a [1,N,K] (or [N,K]) tensor as N rows of K floats.
 cv::Mat rows_of(const cv::Mat& m, const char* what) {
     if (m.type() != CV_32F) throw std::invalid_argument(std::string(what) + ": expected float32 output");
-    if (m.dims == 3 && m.size[0] == 1) return cv::Mat(m.size[1], m.size[2], CV_32F, const_cast<float*>(m.ptr<float>()));
+    if (m.dims == 3 && m.size[0] == 1)
+        return cv::Mat(m.size[1], m.size[2], CV_32F, const_cast<float*>(m.ptr<float>()));
     if (m.dims == 2) return m;
     throw std::invalid_argument(std::string(what) + ": expected a [1,N,K] output");
 }
@@ -28,9 +29,11 @@ void push(std::vector<Detection>& out, float x1, float y1, float x2, float y2, i
 
 }  // namespace
 
-void decode_ultraface(const cv::Mat& boxes_t, const cv::Mat& scores_t, float threshold, std::vector<Detection>& out) {
+void decode_ultraface(const cv::Mat& boxes_t, const cv::Mat& scores_t, float threshold,
+                      std::vector<Detection>& out) {
     const cv::Mat boxes = rows_of(boxes_t, "boxes"), scores = rows_of(scores_t, "scores");
-    if (boxes.rows != scores.rows || boxes.cols != 4) throw std::invalid_argument("ultraface: boxes and scores disagree");
+    if (boxes.rows != scores.rows || boxes.cols != 4)
+        throw std::invalid_argument("ultraface: boxes and scores disagree");
     for (int i = 0; i < scores.rows; ++i) {
         const float* s = scores.ptr<float>(i);
         int best = 0;
@@ -44,7 +47,8 @@ void decode_ultraface(const cv::Mat& boxes_t, const cv::Mat& scores_t, float thr
 }
 
 std::vector<cv::Vec4f> make_priors(const PriorSpec& spec) {
-    if (spec.anchor_sizes.size() != spec.feature_maps.size() || spec.anchor_ratios.size() != spec.feature_maps.size()) {
+    if (spec.anchor_sizes.size() != spec.feature_maps.size() ||
+        spec.anchor_ratios.size() != spec.feature_maps.size()) {
         throw std::invalid_argument("priors: one list of sizes and ratios per feature map");
     }
     std::vector<cv::Vec4f> priors;
@@ -72,8 +76,9 @@ void decode_ssd(const cv::Mat& loc_t, const cv::Mat& conf_t, const std::vector<c
                 const cv::Vec4f& var, bool background_first, float threshold, std::vector<Detection>& out) {
     const cv::Mat loc = rows_of(loc_t, "loc"), conf = rows_of(conf_t, "conf");
     if (loc.rows != conf.rows || loc.rows != static_cast<int>(priors.size()) || loc.cols != 4) {
-        throw std::invalid_argument("ssd: " + std::to_string(loc.rows) + " boxes, " + std::to_string(conf.rows) +
-                                    " scores and " + std::to_string(priors.size()) + " priors do not match");
+        throw std::invalid_argument("ssd: " + std::to_string(loc.rows) + " boxes, " +
+                                    std::to_string(conf.rows) + " scores and " +
+                                    std::to_string(priors.size()) + " priors do not match");
     }
     const int first = background_first ? 1 : 0;
     for (int i = 0; i < conf.rows; ++i) {
@@ -106,8 +111,8 @@ void decode_yolov5(const cv::Mat& output, cv::Size input, float threshold, std::
         }
         const float score = r[4] * r[best];
         if (score < threshold) continue;
-        push(out, (r[0] - r[2] / 2) / iw, (r[1] - r[3] / 2) / ih, (r[0] + r[2] / 2) / iw, (r[1] + r[3] / 2) / ih,
-             best - 5, score);
+        push(out, (r[0] - r[2] / 2) / iw, (r[1] - r[3] / 2) / ih, (r[0] + r[2] / 2) / iw,
+             (r[1] + r[3] / 2) / ih, best - 5, score);
     }
 }
 
@@ -125,8 +130,10 @@ void decode_yolov8(const cv::Mat& output, cv::Size input, float threshold, std::
         }
         const float score = m.at<float>(best, i);
         if (score < threshold) continue;
-        const float cx = m.at<float>(0, i), cy = m.at<float>(1, i), w = m.at<float>(2, i), h = m.at<float>(3, i);
-        push(out, (cx - w / 2) / iw, (cy - h / 2) / ih, (cx + w / 2) / iw, (cy + h / 2) / ih, best - 4, score);
+        const float cx = m.at<float>(0, i), cy = m.at<float>(1, i), w = m.at<float>(2, i),
+                    h = m.at<float>(3, i);
+        push(out, (cx - w / 2) / iw, (cy - h / 2) / ih, (cx + w / 2) / iw, (cy + h / 2) / ih, best - 4,
+             score);
     }
 }
 

@@ -9,21 +9,25 @@ namespace kg::vision::dnn {
 
 DnnDetector::DnnDetector(Manifest manifest) : manifest_(std::move(manifest)) {
     if (!std::filesystem::exists(manifest_.model)) {
-        throw ManifestError(fmt::format("{}: model file {} does not exist", manifest_.source, manifest_.model));
+        throw ManifestError(
+            fmt::format("{}: model file {} does not exist", manifest_.source, manifest_.model));
     }
     try {
         net_ = manifest_.config.empty() ? cv::dnn::readNet(manifest_.model)
                                         : cv::dnn::readNet(manifest_.model, manifest_.config);
     } catch (const cv::Exception& e) {
-        throw ManifestError(fmt::format("{}: cannot load {}: {}", manifest_.source, manifest_.model, e.what()));
+        throw ManifestError(
+            fmt::format("{}: cannot load {}: {}", manifest_.source, manifest_.model, e.what()));
     }
     net_.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
     net_.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
     output_names_ = manifest_.outputs.empty() ? net_.getUnconnectedOutLayersNames() : manifest_.outputs;
-    const std::size_t wanted = manifest_.layout == Layout::ultraface || manifest_.layout == Layout::ssd ? 2 : 1;
+    const std::size_t wanted =
+        manifest_.layout == Layout::ultraface || manifest_.layout == Layout::ssd ? 2 : 1;
     if (output_names_.size() != wanted) {
-        throw ManifestError(fmt::format("{}: the model has {} outputs, the layout reads {}: name them in output.names",
-                                        manifest_.source, output_names_.size(), wanted));
+        throw ManifestError(
+            fmt::format("{}: the model has {} outputs, the layout reads {}: name them in output.names",
+                        manifest_.source, output_names_.size(), wanted));
     }
     if (manifest_.layout == Layout::ssd) priors_ = make_priors(manifest_.priors);
     for (const auto& c : manifest_.classes) labels_.push_back(c.label);
@@ -35,8 +39,10 @@ void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     // Letterbox: scale to fit, pad bottom/right, so boxes map back with one scale factor.
     float fx = 1.0f, fy = 1.0f;
     if (manifest_.letterbox) {
-        const double s = std::min(static_cast<double>(in.width) / bgr.cols, static_cast<double>(in.height) / bgr.rows);
-        const cv::Size fitted(std::max(1, static_cast<int>(bgr.cols * s)), std::max(1, static_cast<int>(bgr.rows * s)));
+        const double s =
+            std::min(static_cast<double>(in.width) / bgr.cols, static_cast<double>(in.height) / bgr.rows);
+        const cv::Size fitted(std::max(1, static_cast<int>(bgr.cols * s)),
+                              std::max(1, static_cast<int>(bgr.rows * s)));
         cv::resize(bgr, resized_, fitted, 0, 0, cv::INTER_LINEAR);
         cv::copyMakeBorder(resized_, padded_, 0, in.height - fitted.height, 0, in.width - fitted.width,
                            cv::BORDER_CONSTANT, cv::Scalar(114, 114, 114));
@@ -51,12 +57,19 @@ void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
 
     const float t = manifest_.score_threshold;
     switch (manifest_.layout) {
-        case Layout::ultraface: decode_ultraface(outputs_[0], outputs_[1], t, out); break;
-        case Layout::ssd:
-            decode_ssd(outputs_[0], outputs_[1], priors_, manifest_.variances, manifest_.background_first, t, out);
+        case Layout::ultraface:
+            decode_ultraface(outputs_[0], outputs_[1], t, out);
             break;
-        case Layout::yolov5: decode_yolov5(outputs_[0], in, t, out); break;
-        case Layout::yolov8: decode_yolov8(outputs_[0], in, t, out); break;
+        case Layout::ssd:
+            decode_ssd(outputs_[0], outputs_[1], priors_, manifest_.variances, manifest_.background_first, t,
+                       out);
+            break;
+        case Layout::yolov5:
+            decode_yolov5(outputs_[0], in, t, out);
+            break;
+        case Layout::yolov8:
+            decode_yolov8(outputs_[0], in, t, out);
+            break;
     }
     non_max_suppression(out, manifest_.nms_iou, manifest_.class_agnostic_nms);
     for (auto& d : out) {

@@ -16,7 +16,8 @@ public:
 
     [[noreturn]] void fail(const YAML::Node& at, const std::string& key, const std::string& message) const {
         const auto mark = at.Mark();
-        throw ManifestError(fmt::format("{}:{}:{}: {}: {}", file_, mark.line + 1, mark.column + 1, key, message));
+        throw ManifestError(
+            fmt::format("{}:{}:{}: {}: {}", file_, mark.line + 1, mark.column + 1, key, message));
     }
 
     YAML::Node need(const YAML::Node& parent, const char* key) const {
@@ -65,11 +66,14 @@ Manifest load_manifest(const std::string& path) {
     } catch (const YAML::BadFile&) {
         throw ManifestError(fmt::format("{}: cannot read the model manifest", path));
     } catch (const YAML::ParserException& e) {
-        throw ManifestError(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
+        throw ManifestError(
+            fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
     }
     const Reader r(path);
     const fs::path dir = fs::absolute(path).parent_path();
-    auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() ? p : (dir / p).lexically_normal().string(); };
+    auto resolve = [&](const std::string& p) {
+        return fs::path(p).is_absolute() ? p : (dir / p).lexically_normal().string();
+    };
 
     Manifest m;
     m.source = path;
@@ -78,7 +82,8 @@ Manifest load_manifest(const std::string& path) {
     if (root["config"]) m.config = resolve(r.expand(root["config"], "config"));
 
     const auto input = r.need(root, "input");
-    m.input = {r.as<int>(r.need(input, "width"), "input.width"), r.as<int>(r.need(input, "height"), "input.height")};
+    m.input = {r.as<int>(r.need(input, "width"), "input.width"),
+               r.as<int>(r.need(input, "height"), "input.height")};
     if (input["color"]) {
         const auto c = r.as<std::string>(input["color"], "input.color");
         if (c != "rgb" && c != "bgr") r.fail(input["color"], "input.color", "expected rgb or bgr");
@@ -92,7 +97,8 @@ Manifest load_manifest(const std::string& path) {
     if (input["scale"]) m.scale = r.as<double>(input["scale"], "input.scale");
     if (input["resize"]) {
         const auto v = r.as<std::string>(input["resize"], "input.resize");
-        if (v != "stretch" && v != "letterbox") r.fail(input["resize"], "input.resize", "expected stretch or letterbox");
+        if (v != "stretch" && v != "letterbox")
+            r.fail(input["resize"], "input.resize", "expected stretch or letterbox");
         m.letterbox = v == "letterbox";
     }
 
@@ -107,7 +113,8 @@ Manifest load_manifest(const std::string& path) {
     } else if (layout == "yolov8") {
         m.layout = Layout::yolov8;
     } else {
-        r.fail(out["layout"], "output.layout", fmt::format("'{}' is not ultraface, ssd, yolov5 or yolov8", layout));
+        r.fail(out["layout"], "output.layout",
+               fmt::format("'{}' is not ultraface, ssd, yolov5 or yolov8", layout));
     }
     if (out["names"]) m.outputs = r.as<std::vector<std::string>>(out["names"], "output.names");
     const std::size_t wanted = m.layout == Layout::ultraface || m.layout == Layout::ssd ? 2 : 1;
@@ -116,12 +123,17 @@ Manifest load_manifest(const std::string& path) {
     }
     if (m.layout == Layout::ssd) {
         const auto priors = r.need(out, "priors");
-        for (const auto& fm : r.as<std::vector<std::vector<int>>>(r.need(priors, "feature_maps"), "output.priors.feature_maps")) {
-            if (fm.size() != 2) r.fail(priors["feature_maps"], "output.priors.feature_maps", "expected [width, height] pairs");
+        for (const auto& fm : r.as<std::vector<std::vector<int>>>(r.need(priors, "feature_maps"),
+                                                                  "output.priors.feature_maps")) {
+            if (fm.size() != 2)
+                r.fail(priors["feature_maps"], "output.priors.feature_maps",
+                       "expected [width, height] pairs");
             m.priors.feature_maps.emplace_back(fm[0], fm[1]);
         }
-        m.priors.anchor_sizes = r.as<std::vector<std::vector<float>>>(r.need(priors, "sizes"), "output.priors.sizes");
-        m.priors.anchor_ratios = r.as<std::vector<std::vector<float>>>(r.need(priors, "ratios"), "output.priors.ratios");
+        m.priors.anchor_sizes =
+            r.as<std::vector<std::vector<float>>>(r.need(priors, "sizes"), "output.priors.sizes");
+        m.priors.anchor_ratios =
+            r.as<std::vector<std::vector<float>>>(r.need(priors, "ratios"), "output.priors.ratios");
         if (m.priors.anchor_sizes.size() != m.priors.feature_maps.size() ||
             m.priors.anchor_ratios.size() != m.priors.feature_maps.size()) {
             r.fail(priors, "output.priors", "one list of sizes and of ratios per feature map");
@@ -131,11 +143,14 @@ Manifest load_manifest(const std::string& path) {
             if (v.size() != 4) r.fail(out["variances"], "output.variances", "expected four values");
             m.variances = cv::Vec4f(v[0], v[1], v[2], v[3]);
         }
-        if (out["background_first"]) m.background_first = r.as<bool>(out["background_first"], "output.background_first");
+        if (out["background_first"])
+            m.background_first = r.as<bool>(out["background_first"], "output.background_first");
     }
-    if (out["score_threshold"]) m.score_threshold = r.as<float>(out["score_threshold"], "output.score_threshold");
+    if (out["score_threshold"])
+        m.score_threshold = r.as<float>(out["score_threshold"], "output.score_threshold");
     if (out["nms_iou"]) m.nms_iou = r.as<float>(out["nms_iou"], "output.nms_iou");
-    if (out["class_agnostic_nms"]) m.class_agnostic_nms = r.as<bool>(out["class_agnostic_nms"], "output.class_agnostic_nms");
+    if (out["class_agnostic_nms"])
+        m.class_agnostic_nms = r.as<bool>(out["class_agnostic_nms"], "output.class_agnostic_nms");
 
     const auto classes = r.need(root, "classes");
     if (!classes.IsSequence() || classes.size() == 0) r.fail(classes, "classes", "expected a non-empty list");
@@ -151,7 +166,8 @@ Manifest load_manifest(const std::string& path) {
             if (c["label"]) mc.label = r.as<std::string>(c["label"], key + ".label");
             if (c["severity"]) {
                 mc.severity = r.as<int>(c["severity"], key + ".severity");
-                if (mc.severity < 1 || mc.severity > 3) r.fail(c["severity"], key + ".severity", "expected 1, 2 or 3");
+                if (mc.severity < 1 || mc.severity > 3)
+                    r.fail(c["severity"], key + ".severity", "expected 1, 2 or 3");
             }
         }
         if (mc.label.empty()) mc.label = mc.name;

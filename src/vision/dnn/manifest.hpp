@@ -23,9 +23,9 @@ struct ModelClass {
 
 struct Manifest {
     std::string name;
-    std::string source;        // the manifest's own path, for messages
-    std::string model;         // .onnx or .caffemodel, resolved
-    std::string config;        // .prototxt for Caffe, resolved; empty for ONNX
+    std::string source;  // the manifest's own path, for messages
+    std::string model;   // .onnx or .caffemodel, resolved
+    std::string config;  // .prototxt for Caffe, resolved; empty for ONNX
     cv::Size input{320, 240};
     bool rgb = true;           // the network wants RGB (else BGR)
     cv::Scalar mean{0, 0, 0};  // subtracted per channel, in the network's channel order
@@ -35,11 +35,11 @@ struct Manifest {
     std::vector<std::string> outputs;  // output names in the order the layout reads them
     PriorSpec priors;                  // ssd
     cv::Vec4f variances{0.1f, 0.1f, 0.2f, 0.2f};
-    bool background_first = false;     // ssd: class 0 is background
+    bool background_first = false;  // ssd: class 0 is background
     float score_threshold = 0.5f;
     float nms_iou = 0.4f;
     bool class_agnostic_nms = false;
-    std::vector<ModelClass> classes;   // by class index (background excluded)
+    std::vector<ModelClass> classes;  // by class index (background excluded)
 };
 
 class ManifestError : public std::runtime_error {

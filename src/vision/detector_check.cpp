@@ -1,0 +1,40 @@
+#include "vision/detector_check.hpp"
+
+#include <algorithm>
+
+namespace kg::vision {
+
+DetectorCheck::DetectorCheck(std::string name, std::unique_ptr<Detector> detector,
+                             std::vector<Violation> violations, const MotionMap* motion, Duration refresh)
+    : name_(std::move(name)),
+      detector_(std::move(detector)),
+      violations_(std::move(violations)),
+      motion_(motion),
+      refresh_(refresh) {}
+
+void DetectorCheck::analyse(const ingest::Frame& frame, std::vector<Observation>& out) {
+    const bool stale = !last_run_ || frame.time - *last_run_ >= refresh_;
+    const bool moved = motion_ == nullptr || motion_->moved_fraction({}) >= kMotionGateFraction;
+    if (moved || stale) {
+        detector_->detect(frame.image, detections_);
+        last_run_ = frame.time;
+        ++runs_;
+    } else {
+        ++skipped_;
+    }
+    for (const auto& v : violations_) {
+        Observation o;
+        o.check = v.check;
+        o.label = v.label;
+        o.severity = v.severity;
+        for (const auto& d : detections_) {
+            if (d.label != v.detector_label) continue;
+            o.boxes.push_back({d.x, d.y, d.w, d.h, v.label, d.score});
+            o.score = std::max(o.score, d.score);
+        }
+        o.present = !o.boxes.empty();
+        out.push_back(std::move(o));
+    }
+}
+
+}  // namespace kg::vision

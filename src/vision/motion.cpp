@@ -1,0 +1,62 @@
+#include "vision/motion.hpp"
+
+#include <opencv2/imgproc.hpp>
+
+namespace kg::vision {
+
+MotionMap::MotionMap()
+    : model_(
+          cv::createBackgroundSubtractorMOG2(/*history=*/200, /*varThreshold=*/25, /*detectShadows=*/false)),
+      kernel_(cv::getStructuringElement(cv::MORPH_ELLIPSE, {3, 3})) {}
+
+void MotionMap::update(const cv::Mat& bgr) {
+    cv::cvtColor(bgr, gray_, cv::COLOR_BGR2GRAY);
+    cv::resize(gray_, small_, {kWidth, kHeight}, 0, 0, cv::INTER_AREA);
+    model_->apply(small_, foreground_);
+    // Sensor noise makes single pixels flicker: open removes them, close joins a body's parts.
+    cv::morphologyEx(foreground_, foreground_, cv::MORPH_OPEN, kernel_);
+    cv::morphologyEx(foreground_, foreground_, cv::MORPH_CLOSE, kernel_, {-1, -1}, 2);
+    if (previous_.empty()) small_.copyTo(previous_);
+    cv::absdiff(small_, previous_, moving_);
+    cv::threshold(moving_, moving_, 15, 255, cv::THRESH_BINARY);
+    cv::dilate(moving_, moving_, kernel_, {-1, -1}, 3);  // a moving body's edges, widened to its body
+    small_.copyTo(previous_);
+}
+
+cv::Mat MotionMap::polygon_mask(const rules::Polygon& polygon) const {
+    cv::Mat mask(kHeight, kWidth, CV_8U, cv::Scalar(polygon.empty() ? 255 : 0));
+    if (!polygon.empty()) {
+        std::vector<cv::Point> pts;
+        for (const auto& p : polygon) pts.emplace_back(cvRound(p.x * kWidth), cvRound(p.y * kHeight));
+        cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{pts}, cv::Scalar(255));
+    }
+    return mask;
+}
+
+double MotionMap::moved_fraction(const rules::Polygon& polygon) const {
+    if (foreground_.empty()) return 0.0;
+    const cv::Mat mask = polygon_mask(polygon);
+    const double area = cv::countNonZero(mask);
+    cv::bitwise_and(foreground_, mask, scratch_);
+    return area > 0 ? cv::countNonZero(scratch_) / area : 0.0;
+}
+
+std::vector<Box> MotionMap::blobs(const cv::Mat& binary, const rules::Polygon& polygon, double min_area,
+                                  const std::string& label) const {
+    std::vector<Box> out;
+    if (binary.empty()) return out;
+    cv::bitwise_and(binary, polygon_mask(polygon), scratch_);
+    cv::findContours(scratch_, contours_, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+    const double total = static_cast<double>(kWidth) * kHeight;
+    for (const auto& c : contours_) {
+        const cv::Rect r = cv::boundingRect(c);
+        const double a = cv::contourArea(c) / total;
+        if (a < min_area) continue;
+        out.push_back({static_cast<float>(r.x) / kWidth, static_cast<float>(r.y) / kHeight,
+                       static_cast<float>(r.width) / kWidth, static_cast<float>(r.height) / kHeight, label,
+                       static_cast<float>(std::min(1.0, 0.5 + a * 10))});
+    }
+    return out;
+}
+
+}  // namespace kg::vision

@@ -1,0 +1,116 @@
+#include "vision/region_checks.hpp"
+
+#include <opencv2/imgproc.hpp>
+
+namespace kg::vision {
+namespace {
+
+constexpr int kLearnFrames = 4;        // reference = average of the first frames when none is given
+constexpr double kChangeLevel = 30.0;  // grey levels of difference that count as changed
+
+Observation observation(const std::string& check, const std::string& label, const Region& r) {
+    Observation o;
+    o.check = check;
+    o.label = label;
+    o.zone = r.zone;
+    return o;
+}
+
+}  // namespace
+
+std::vector<Region> regions_for(const std::string& check, const config::Camera& camera) {
+    std::vector<Region> out;
+    for (const auto& z : camera.zones) {
+        if (std::find(z.checks.begin(), z.checks.end(), check) == z.checks.end()) continue;
+        Region r{z.name, {}};
+        for (const auto& p : z.polygon) r.polygon.push_back({p.x, p.y});
+        out.push_back(std::move(r));
+    }
+    if (out.empty()) out.push_back({"", {}});  // the whole picture
+    return out;
+}
+
+MotionCheck::MotionCheck(std::vector<Region> regions, const MotionMap& motion, double min_area)
+    : regions_(std::move(regions)), motion_(motion), min_area_(min_area) {}
+
+void MotionCheck::analyse(const ingest::Frame&, std::vector<Observation>& out) {
+    for (const auto& r : regions_) {
+        Observation o = observation(kName, "motion", r);
+        o.boxes = motion_.blobs(motion_.foreground(), r.polygon, min_area_, "motion");
+        for (const auto& b : o.boxes) o.score = std::max(o.score, b.score);
+        o.present = !o.boxes.empty();
+        out.push_back(std::move(o));
+    }
+}
+
+UnattendedCheck::UnattendedCheck(std::vector<Region> regions, const MotionMap& motion, double min_area,
+                                 Duration after)
+    : regions_(std::move(regions)),
+      motion_(motion),
+      min_area_(min_area),
+      after_(after),
+      last_activity_(regions_.size()) {}
+
+void UnattendedCheck::analyse(const ingest::Frame& frame, std::vector<Observation>& out) {
+    for (std::size_t i = 0; i < regions_.size(); ++i) {
+        const auto& r = regions_[i];
+        // Someone working at a station moves; a station where nothing moved is unattended.
+        if (!last_activity_[i] || motion_.moved_fraction(r.polygon) >= min_area_)
+            last_activity_[i] = frame.time;
+        Observation o = observation(kName, "unattended", r);
+        o.present = frame.time - *last_activity_[i] >= after_;
+        o.score = o.present ? 1.0f : 0.0f;
+        out.push_back(std::move(o));
+    }
+}
+
+ReferenceChangeCheck::ReferenceChangeCheck(std::string name, std::string label, std::vector<Region> regions,
+                                           const MotionMap& motion, double min_area, const cv::Mat& reference)
+    : name_(std::move(name)),
+      label_(std::move(label)),
+      regions_(std::move(regions)),
+      motion_(motion),
+      min_area_(min_area) {
+    if (!reference.empty()) {
+        cv::Mat gray, small;
+        if (reference.channels() == 3) {
+            cv::cvtColor(reference, gray, cv::COLOR_BGR2GRAY);
+        } else {
+            gray = reference;
+        }
+        cv::resize(gray, small, {MotionMap::kWidth, MotionMap::kHeight}, 0, 0, cv::INTER_AREA);
+        cv::GaussianBlur(small, reference_, {5, 5}, 0);
+        reference_.convertTo(reference_, CV_32F);
+        learned_ = kLearnFrames;
+    }
+}
+
+void ReferenceChangeCheck::analyse(const ingest::Frame&, std::vector<Observation>& out) {
+    cv::GaussianBlur(motion_.gray(), blurred_, {5, 5}, 0);
+    if (learned_ < kLearnFrames) {
+        // No reference picture given: the scene at start-up is taken as clean (or closed).
+        if (learned_ == 0) {
+            blurred_.convertTo(reference_, CV_32F);
+        } else {
+            cv::accumulateWeighted(blurred_, reference_, 1.0 / (learned_ + 1));
+        }
+        ++learned_;
+        for (const auto& r : regions_) out.push_back(observation(name_, label_, r));
+        return;
+    }
+    reference_.convertTo(diff_, CV_8U);
+    cv::absdiff(blurred_, diff_, diff_);
+    cv::threshold(diff_, changed_, kChangeLevel, 255, cv::THRESH_BINARY);
+    // What moves is a person passing, not something left behind.
+    cv::bitwise_not(motion_.moving(), still_);
+    cv::bitwise_and(changed_, still_, changed_);
+    for (const auto& r : regions_) {
+        Observation o = observation(name_, label_, r);
+        o.boxes = motion_.blobs(changed_, r.polygon, min_area_, label_);
+        for (const auto& b : o.boxes) o.score = std::max(o.score, b.score);
+        o.present = !o.boxes.empty();
+        out.push_back(std::move(o));
+    }
+}
+
+}  // namespace kg::vision

@@ -1,0 +1,77 @@
+#pragma once
+// Checks of configured regions (zones) rather than of people:
+// - after_hours_motion: anything moving (a rodent, an intruder) in the region, with it boxed; its
+//   rule's schedule limits it to closed hours;
+// - unattended: nobody moved at the station for `unattended_after` (e.g. a stove while cooking);
+// - cleanliness and bin_lid: the region differs from its reference (clean floor, closed bin) where
+//   nothing is moving, i.e. something was left there or the lid is open; the rule's `confirm`
+//   decides how long it must persist.
+// Each zone of the camera that names the check is judged on its own (all zones when none names it:
+// the whole picture). They share the camera's MotionMap.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "rules/zones.hpp"
+#include "vision/check.hpp"
+#include "vision/motion.hpp"
+
+namespace kg::vision {
+
+struct Region {
+    std::string zone;  // empty: the whole picture
+    rules::Polygon polygon;
+};
+std::vector<Region> regions_for(const std::string& check, const config::Camera& camera);
+
+class MotionCheck final : public Check {
+public:
+    MotionCheck(std::vector<Region> regions, const MotionMap& motion, double min_area);
+    const std::string& name() const override { return kName; }
+    void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
+    static inline const std::string kName = "after_hours_motion";
+
+private:
+    std::vector<Region> regions_;
+    const MotionMap& motion_;
+    double min_area_;
+};
+
+class UnattendedCheck final : public Check {
+public:
+    UnattendedCheck(std::vector<Region> regions, const MotionMap& motion, double min_area, Duration after);
+    const std::string& name() const override { return kName; }
+    void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
+    static inline const std::string kName = "unattended";
+
+private:
+    std::vector<Region> regions_;
+    const MotionMap& motion_;
+    double min_area_;
+    Duration after_;
+    std::vector<std::optional<TimePoint>> last_activity_;
+};
+
+class ReferenceChangeCheck final : public Check {
+public:
+    // reference: a picture of the region as it should be (clean, lid closed); empty: the first
+    // frames seen are taken as the reference.
+    ReferenceChangeCheck(std::string name, std::string label, std::vector<Region> regions,
+                         const MotionMap& motion, double min_area, const cv::Mat& reference);
+    const std::string& name() const override { return name_; }
+    void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
+
+private:
+    std::string name_, label_;
+    std::vector<Region> regions_;
+    const MotionMap& motion_;
+    double min_area_;
+    cv::Mat reference_;  // grey, MotionMap size, blurred
+    int learned_ = 0;
+    cv::Mat blurred_, diff_, changed_, still_;
+};
+
+}  // namespace kg::vision
