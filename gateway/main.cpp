@@ -31,7 +31,16 @@ int run(const kg::config::Gateway& cfg) {
 
     kg::ingest::initialise_ffmpeg();
 
-    kg::app::Gateway gateway(cfg, logging);
+    // Building the gateway loads models and reference pictures: a failure there is a setup error
+    // that names its cause, not a crash.
+    std::unique_ptr<kg::app::Gateway> built;
+    try {
+        built = std::make_unique<kg::app::Gateway>(cfg, logging);
+    } catch (const std::exception& e) {
+        log->error("cannot start: {}", e.what());
+        return 1;
+    }
+    kg::app::Gateway& gateway = *built;
     gateway.start();
 
     boost::asio::io_context io;

@@ -83,7 +83,7 @@ struct Health {
 // What the region checks compare against and how much change counts.
 struct Scene {
     std::string reference;  // picture of the scene as it should be (clean floor, bin closed); empty: learned at start
-    double min_area = 0.01;                            // share of the picture a change or movement must cover
+    double min_area = 0.004;                           // share of the picture a change or movement must cover
     Duration unattended_after{std::chrono::minutes(5)};  // `unattended`: no movement at the station this long
     Duration detect_refresh{std::chrono::seconds(10)};   // detectors run at least this often even without motion
 };

@@ -637,7 +637,7 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
     cam.checks = d.checks;
     cam.source_line = n.Mark().line + 1;
     if (!r.map(n, path,
-               {"id", "name", "url", "public", "enabled", "checks", "input", "analysis", "health", "zones",
+               {"id", "name", "url", "public", "enabled", "checks", "input", "analysis", "health", "scene", "zones",
                 "masks", "rules"})) {
         return;
     }
@@ -674,8 +674,10 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
             }
         }
     }
-    std::map<std::string, Rule> overrides;
-    for (const auto& check : cam.checks) {
+    // camera_health's rule always exists: offline detection runs on every camera.
+    std::vector<std::string> ruled = cam.checks;
+    if (std::find(ruled.begin(), ruled.end(), "camera_health") == ruled.end()) ruled.push_back("camera_health");
+    for (const auto& check : ruled) {
         Rule rule = builtin_rule(check);
         if (auto it = d.rules.find(check); it != d.rules.end()) rule = it->second;
         cam.rules[check] = rule;

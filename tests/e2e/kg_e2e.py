@@ -291,6 +291,11 @@ class Gateway:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([GATEWAY_BIN, "--config", str(self.config_path)], stdout=self.log,
                                      stderr=subprocess.STDOUT)
+        try:
+            code = self.proc.wait(0.3)
+        except subprocess.TimeoutExpired:
+            return
+        raise AssertionError(f"the gateway exited at once with {code}:\n{self.output()}")
 
     def terminate(self, timeout=20):
         if self.proc is None:
@@ -343,3 +348,41 @@ def camera(cam_id, url, **overrides):
         else:
             cam[key] = value
     return cam
+
+
+def make_scene(path, seconds, background="kitchen", boxes=()):
+    """A synthetic, static kitchen view (tiled wall and floor, sensor noise) with coloured boxes laid
+    over it: people walking (moving boxes), litter, an open bin lid, a rodent at night.
+
+    boxes: dicts with w, h, colour and either x/y expressions of t (ffmpeg overlay syntax) and an
+    `enable` expression."""
+    path = pathlib.Path(path)
+    if path.exists():
+        return str(path)
+    if background == "kitchen":
+        bg = (f"color=c=0x8a9098:size=640x360:rate=25:duration={seconds},"
+              "drawgrid=w=40:h=40:t=2:c=0x5a6068,"
+              "drawbox=x=0:y=220:w=640:h=140:c=0x70685e:t=fill,"  # the floor
+              "noise=alls=3:allf=t")
+    else:  # a dark infrared night view
+        bg = (f"color=c=0x1c1c1c:size=640x360:rate=25:duration={seconds},"
+              "drawgrid=w=80:h=80:t=1:c=0x262626,noise=alls=4:allf=t")
+    args = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", bg]
+    chain, last = [], "0:v"
+    for i, b in enumerate(boxes):
+        args += ["-f", "lavfi", "-i", f"color=c={b['colour']}:size={b['w']}x{b['h']}:rate=25:duration={seconds}"]
+        out = f"v{i}"
+        chain.append(f"[{last}][{i + 1}:v]overlay=x='{b['x']}':y='{b['y']}':enable='{b.get('enable', '1')}'[{out}]")
+        last = out
+    chain.append(f"[{last}]format=yuv420p[v]")
+    args += ["-filter_complex", ";".join(chain), "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast",
+             "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", str(path) + ".tmp.mp4"]
+    subprocess.run(args, check=True)
+    os.replace(str(path) + ".tmp.mp4", path)
+    return str(path)
+
+
+def walker(start, end, y=150, speed=110, colour="0x2a3550"):
+    """A person-sized box walking left to right between `start` and `end` seconds."""
+    return {"w": 50, "h": 150, "colour": colour, "y": str(y), "x": f"(t-{start})*{speed}",
+            "enable": f"between(t,{start},{end})"}
