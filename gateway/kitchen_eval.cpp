@@ -29,7 +29,7 @@ double percentile(std::vector<double> v, double p) {
 
 int main(int argc, char** argv) {
     CLI::App app{"kitchen-eval: accuracy and speed of a detector on labelled images"};
-    std::string detector_spec, data, classes_text, json_path;
+    std::string detector_spec, data, classes_text, json_path, dump_path;
     int threads = 1, limit = 0;
     app.add_option("-d,--detector", detector_spec, "classic:mask, classic:head, or a model manifest (.yaml)")
         ->required();
@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
     app.add_option("--classes", classes_text, "dataset class ids to names, e.g. 0=no_mask,1=with_mask")
         ->required();
     app.add_option("--json", json_path, "also write the results as JSON to this file");
+    app.add_option("--dump", dump_path, "write every image's detections as JSON to this file");
     app.add_option("--threads", threads, "OpenCV threads (1 = one core, as the targets are set)");
     app.add_option("--limit", limit, "evaluate only the first N images");
     CLI11_PARSE(app, argc, argv);
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
         kg::eval::Accumulator at30(0.3f), at50(0.5f);
         std::vector<double> times;
         std::vector<kg::vision::Detection> found;
+        nlohmann::json dump = nlohmann::json::object();
         bool warmed = false;
         for (const auto& li : images) {
             const cv::Mat img = cv::imread(li.image, cv::IMREAD_COLOR);
@@ -71,6 +73,17 @@ int main(int argc, char** argv) {
             detector->detect(img, found);
             times.push_back(
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            if (!dump_path.empty()) {
+                auto& boxes = dump[li.image] = nlohmann::json::array();
+                for (const auto& d : found) {
+                    boxes.push_back({{"x", d.x},
+                                     {"y", d.y},
+                                     {"w", d.w},
+                                     {"h", d.h},
+                                     {"label", d.label},
+                                     {"score", d.score}});
+                }
+            }
             at30.add(li.truth, found, classes);
             at50.add(li.truth, found, classes);
         }
@@ -97,6 +110,7 @@ int main(int argc, char** argv) {
         fmt::print("time per image: median {:.1f} ms, p95 {:.1f} ms\n", median, p95);
         result["time_ms"] = {{"median", median}, {"p95", p95}};
         if (!json_path.empty()) std::ofstream(json_path) << result.dump(2) << "\n";
+        if (!dump_path.empty()) std::ofstream(dump_path) << dump.dump() << "\n";
         return 0;
     } catch (const std::exception& e) {
         std::cerr << "kitchen-eval: " << e.what() << "\n";

@@ -25,7 +25,7 @@ packages=(
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   # end-to-end test driver (Debian's own Python, /usr/bin/python3)
-  python3 python3-pytest python3-paho-mqtt python3-jsonschema python3-yaml
+  python3 python3-pytest python3-paho-mqtt python3-jsonschema python3-yaml python3-numpy python3-opencv
 )
 
 missing=()

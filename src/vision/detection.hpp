@@ -15,11 +15,14 @@ struct Detection {
     float score = 0;
 };
 
-float iou(const Detection& a, const Detection& b);
+// `area_offset` is added to width and height when computing the areas (not the overlap): some
+// reference implementations (AIZOO's) do so, and matching their boxes exactly needs the same.
+float iou(const Detection& a, const Detection& b, float area_offset = 0.0f);
 
 // Greedy NMS: keeps the best-scoring box of every cluster overlapping more than `iou_threshold`.
 // Per class unless `class_agnostic`. Sorts `dets` by score and removes the suppressed ones.
-void non_max_suppression(std::vector<Detection>& dets, float iou_threshold, bool class_agnostic = false);
+void non_max_suppression(std::vector<Detection>& dets, float iou_threshold, bool class_agnostic = false,
+                         float area_offset = 0.0f);
 
 // Finds objects in a BGR image. Not thread-safe: one instance per analysis thread or camera,
 // because implementations keep working buffers between calls.

@@ -8,6 +8,9 @@
 namespace kg::vision::classic {
 namespace {
 
+// Cascade pyramid step: 1.2 instead of OpenCV's usual 1.1 halves the cost for a few points of recall.
+constexpr double kScaleStep = 1.2;
+
 void load(cv::CascadeClassifier& c, const std::string& dir, const char* file) {
     const std::string path = dir + "/" + file;
     if (!c.load(path)) {
@@ -52,8 +55,8 @@ void MaskDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     out.clear();
     cv::cvtColor(bgr, gray_, cv::COLOR_BGR2GRAY);
     cv::equalizeHist(gray_, gray_);
-    const int min_side = std::max(16, std::min(bgr.cols, bgr.rows) / 40);
-    faces_.detectMultiScale(gray_, found_, 1.1, 3, 0, cv::Size(min_side, min_side));
+    const int min_side = std::max(20, std::min(bgr.cols, bgr.rows) / 32);
+    faces_.detectMultiScale(gray_, found_, kScaleStep, 3, 0, cv::Size(min_side, min_side));
     if (found_.empty()) return;
     cv::cvtColor(bgr, ycrcb_, cv::COLOR_BGR2YCrCb);
     for (const auto& f : found_) {
@@ -79,9 +82,9 @@ void HeadCoveringDetector::detect(const cv::Mat& bgr, std::vector<Detection>& ou
     out.clear();
     cv::cvtColor(bgr, gray_, cv::COLOR_BGR2GRAY);
     cv::equalizeHist(gray_, gray_);
-    const int min_side = std::max(16, std::min(bgr.cols, bgr.rows) / 40);
-    frontal_.detectMultiScale(gray_, found_, 1.1, 3, 0, cv::Size(min_side, min_side));
-    profile_.detectMultiScale(gray_, profiles_, 1.1, 3, 0, cv::Size(min_side, min_side));
+    const int min_side = std::max(20, std::min(bgr.cols, bgr.rows) / 32);
+    frontal_.detectMultiScale(gray_, found_, kScaleStep, 3, 0, cv::Size(min_side, min_side));
+    profile_.detectMultiScale(gray_, profiles_, kScaleStep, 3, 0, cv::Size(min_side, min_side));
     found_.insert(found_.end(), profiles_.begin(), profiles_.end());
     if (found_.empty()) return;
     cv::cvtColor(bgr, hsv_, cv::COLOR_BGR2HSV);

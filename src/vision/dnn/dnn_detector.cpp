@@ -71,7 +71,7 @@ void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
             decode_yolov8(outputs_[0], in, t, out);
             break;
     }
-    non_max_suppression(out, manifest_.nms_iou, manifest_.class_agnostic_nms);
+    non_max_suppression(out, manifest_.nms_iou, manifest_.class_agnostic_nms, manifest_.nms_area_offset);
     for (auto& d : out) {
         d.x *= fx;
         d.w *= fx;

@@ -149,6 +149,8 @@ Manifest load_manifest(const std::string& path) {
     if (out["score_threshold"])
         m.score_threshold = r.as<float>(out["score_threshold"], "output.score_threshold");
     if (out["nms_iou"]) m.nms_iou = r.as<float>(out["nms_iou"], "output.nms_iou");
+    if (out["nms_area_offset"])
+        m.nms_area_offset = r.as<float>(out["nms_area_offset"], "output.nms_area_offset");
     if (out["class_agnostic_nms"])
         m.class_agnostic_nms = r.as<bool>(out["class_agnostic_nms"], "output.class_agnostic_nms");
 

@@ -39,6 +39,7 @@ struct Manifest {
     float score_threshold = 0.5f;
     float nms_iou = 0.4f;
     bool class_agnostic_nms = false;
+    float nms_area_offset = 0.0f;     // see non_max_suppression()
     std::vector<ModelClass> classes;  // by class index (background excluded)
 };
 

@@ -1,0 +1,43 @@
+"""Accuracy floors on real labelled photos (../shared), at the levels measured and published in
+docs/accuracy.md, so that a regression fails the suite. Skipped when ../shared is absent."""
+
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+import kg_e2e
+
+SHARED = pathlib.Path(os.environ.get("KG_SHARED_DIR") or kg_e2e.SOURCE_DIR.parent / "shared")
+EVAL_BIN = str(pathlib.Path(kg_e2e.GATEWAY_BIN).with_name("kitchen-eval"))
+MASK = ("datasets/mask-yolo/valid", "0=no_mask,1=with_mask")
+HELMET = ("datasets/helmet-yolo/valid", "0=covered,1=bare")
+
+pytestmark = pytest.mark.skipif(not (SHARED / "datasets").exists(), reason=f"no labelled photos in {SHARED}")
+
+# detector, dataset, {class: (min precision, min recall)} at IoU 0.3; measured values minus a margin.
+FLOORS = [
+    ("classic:mask", MASK, {"no_mask": (0.70, 0.30)}),
+    ("classic:head", HELMET, {"covered": (0.45, 0.03), "bare": (0.25, 0.05)}),
+    ("models/reference/aizoo-face-mask.yaml", MASK, {"no_mask": (0.45, 0.80), "with_mask": (0.85, 0.42)}),
+    ("models/reference/ultraface-masked-face-rfb-640.yaml", MASK, {"no_mask": (0.55, 0.45), "with_mask": (0.88, 0.50)}),
+]
+
+
+@pytest.mark.parametrize("detector,dataset,floors", FLOORS, ids=[f[0].split("/")[-1] for f in FLOORS])
+def test_accuracy_floor(detector, dataset, floors, tmp_path):
+    if detector.startswith("models/") and not (SHARED / "models").exists():
+        pytest.skip("no reference models")
+    spec = detector if detector.startswith("classic:") else str(kg_e2e.SOURCE_DIR / detector)
+    out = tmp_path / "eval.json"
+    env = dict(os.environ, KG_SHARED_DIR=str(SHARED))
+    r = subprocess.run([EVAL_BIN, "-d", spec, "--data", str(SHARED / dataset[0]), "--classes", dataset[1],
+                        "--json", str(out)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    print(r.stdout)
+    result = json.loads(out.read_text())
+    for cls, (p, rec) in floors.items():
+        got = result["classes"][cls]["iou_0.3"]
+        assert got["precision"] >= p and got["recall"] >= rec, (cls, got)

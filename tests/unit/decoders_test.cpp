@@ -1,0 +1,153 @@
+// The dnn back-end's decoders and NMS against hand-computed expectations.
+#include "vision/dnn/decoders.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+using kg::vision::Detection;
+namespace dnn = kg::vision::dnn;
+
+namespace {
+
+cv::Mat tensor(std::initializer_list<int> shape, std::vector<float> values) {
+    std::vector<int> dims(shape);
+    cv::Mat m(static_cast<int>(dims.size()), dims.data(), CV_32F);
+    EXPECT_EQ(m.total(), values.size());
+    std::copy(values.begin(), values.end(), m.ptr<float>());
+    return m;
+}
+
+Detection box(float x, float y, float w, float h, int cls, float score) {
+    Detection d;
+    d.x = x;
+    d.y = y;
+    d.w = w;
+    d.h = h;
+    d.class_id = cls;
+    d.score = score;
+    return d;
+}
+
+}  // namespace
+
+TEST(Nms, KeepsTheBestOfEachOverlappingClusterPerClass) {
+    std::vector<Detection> d{box(0, 0, 1, 1, 0, 0.6f), box(0.05f, 0, 1, 1, 0, 0.9f), box(0, 0, 1, 1, 1, 0.5f),
+                             box(2, 2, 1, 1, 0, 0.3f)};
+    kg::vision::non_max_suppression(d, 0.5f);
+    ASSERT_EQ(d.size(), 3u);
+    EXPECT_FLOAT_EQ(d[0].score, 0.9f);  // best of the class-0 cluster
+    EXPECT_FLOAT_EQ(d[1].score, 0.5f);  // class 1 is not suppressed by class 0
+    EXPECT_FLOAT_EQ(d[2].score, 0.3f);  // far away
+    kg::vision::non_max_suppression(d, 0.5f, true);
+    EXPECT_EQ(d.size(), 2u);  // class-agnostic: the class-1 box goes too
+}
+
+TEST(Iou, OfHalfOverlappingSquaresIsAThird) {
+    EXPECT_NEAR(kg::vision::iou(box(0, 0, 2, 2, 0, 1), box(1, 0, 2, 2, 0, 1)), 2.0f / 6.0f, 1e-6);
+    EXPECT_FLOAT_EQ(kg::vision::iou(box(0, 0, 1, 1, 0, 1), box(5, 5, 1, 1, 0, 1)), 0.0f);
+}
+
+TEST(UltraFace, SkipsBackgroundAndWeakBoxes) {
+    const auto boxes = tensor({1, 3, 4}, {0.1f, 0.2f, 0.3f, 0.5f, 0, 0, 1, 1, 0.5f, 0.5f, 0.6f, 0.7f});
+    // background, face, masked_face
+    const auto scores = tensor({1, 3, 3}, {0.1f, 0.85f, 0.05f, 0.9f, 0.05f, 0.05f, 0.2f, 0.1f, 0.7f});
+    std::vector<Detection> out;
+    dnn::decode_ultraface(boxes, scores, 0.5f, out);
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(out[0].class_id, 0);  // face (background excluded from ids)
+    EXPECT_FLOAT_EQ(out[0].x, 0.1f);
+    EXPECT_FLOAT_EQ(out[0].w, 0.2f);
+    EXPECT_FLOAT_EQ(out[0].h, 0.3f);
+    EXPECT_EQ(out[1].class_id, 1);  // masked_face
+    EXPECT_FLOAT_EQ(out[1].score, 0.7f);
+}
+
+TEST(SsdPriors, FollowTheAnchorGeneratorConvention) {
+    dnn::PriorSpec spec{{cv::Size(2, 2)}, {{0.2f, 0.4f}}, {{1.0f, 0.5f}}};
+    const auto p = dnn::make_priors(spec);
+    ASSERT_EQ(p.size(), 2u * 2u * 3u);  // 2 sizes + 1 extra ratio per cell
+    // Cell (0,0): centre 0.25, 0.25; size 0.2 ratio 1; size 0.4 ratio 1; size 0.2 ratio 0.5.
+    EXPECT_FLOAT_EQ(p[0][0], 0.25f);
+    EXPECT_FLOAT_EQ(p[0][2], 0.2f);
+    EXPECT_FLOAT_EQ(p[1][2], 0.4f);
+    EXPECT_NEAR(p[2][2], 0.2f * std::sqrt(0.5f), 1e-6);
+    EXPECT_NEAR(p[2][3], 0.2f / std::sqrt(0.5f), 1e-6);
+    // Row-major: the second cell is x = 1, y = 0.
+    EXPECT_FLOAT_EQ(p[3][0], 0.75f);
+    EXPECT_FLOAT_EQ(p[3][1], 0.25f);
+}
+
+TEST(Ssd, DecodesOffsetsAgainstPriorsWithVariances) {
+    const std::vector<cv::Vec4f> priors{{0.5f, 0.5f, 0.2f, 0.4f}, {0.2f, 0.2f, 0.1f, 0.1f}};
+    // dx = 1 -> cx moves by 1 * 0.1 * 0.2 = 0.02; dw = ln(2)/0.2 -> w doubles.
+    const float dw = std::log(2.0f) / 0.2f;
+    const auto loc = tensor({1, 2, 4}, {1.0f, 0.0f, dw, 0.0f, 0, 0, 0, 0});
+    const auto conf = tensor({1, 2, 2}, {0.1f, 0.8f, 0.6f, 0.3f});
+    std::vector<Detection> out;
+    dnn::decode_ssd(loc, conf, priors, {0.1f, 0.1f, 0.2f, 0.2f}, false, 0.5f, out);
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(out[0].class_id, 1);
+    EXPECT_NEAR(out[0].w, 0.4f, 1e-5);
+    EXPECT_NEAR(out[0].x, 0.52f - 0.2f, 1e-5);
+    EXPECT_NEAR(out[0].h, 0.4f, 1e-5);
+    EXPECT_NEAR(out[0].y, 0.3f, 1e-5);
+    EXPECT_EQ(out[1].class_id, 0);
+    EXPECT_NEAR(out[1].x, 0.15f, 1e-5);
+}
+
+TEST(Ssd, ABackgroundClassIsSkipped) {
+    const std::vector<cv::Vec4f> priors{{0.5f, 0.5f, 0.2f, 0.2f}};
+    const auto loc = tensor({1, 1, 4}, {0, 0, 0, 0});
+    std::vector<Detection> out;
+    dnn::decode_ssd(loc, tensor({1, 1, 3}, {0.9f, 0.05f, 0.05f}), priors, {0.1f, 0.1f, 0.2f, 0.2f}, true,
+                    0.01f, out);
+    EXPECT_TRUE(out.empty());
+    dnn::decode_ssd(loc, tensor({1, 1, 3}, {0.2f, 0.1f, 0.7f}), priors, {0.1f, 0.1f, 0.2f, 0.2f}, true, 0.5f,
+                    out);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].class_id, 1);
+}
+
+TEST(Ssd, MismatchedShapesAreAnError) {
+    EXPECT_THROW(
+        {
+            std::vector<Detection> out;
+            dnn::decode_ssd(tensor({1, 1, 4}, {0, 0, 0, 0}), tensor({1, 1, 2}, {0, 1}), {}, {}, false, 0.5f,
+                            out);
+        },
+        std::invalid_argument);
+}
+
+TEST(Yolov5, ScoreIsObjectnessTimesClassInInputPixels) {
+    // Two rows: one confident person (class 1), one weak.
+    const auto out_t =
+        tensor({1, 2, 7}, {320, 160, 64, 32, 0.9f, 0.1f, 0.8f, 10, 10, 5, 5, 0.2f, 0.9f, 0.1f});
+    std::vector<Detection> out;
+    dnn::decode_yolov5(out_t, {640, 320}, 0.25f, out);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].class_id, 1);
+    EXPECT_NEAR(out[0].score, 0.72f, 1e-6);
+    EXPECT_NEAR(out[0].x, (320 - 32) / 640.0f, 1e-6);
+    EXPECT_NEAR(out[0].y, (160 - 16) / 320.0f, 1e-6);
+    EXPECT_NEAR(out[0].w, 0.1f, 1e-6);
+    EXPECT_NEAR(out[0].h, 0.1f, 1e-6);
+}
+
+TEST(Yolov8, ReadsTheTransposedLayoutWithoutObjectness) {
+    // [1, 4 + 2 classes, 3 anchors], attribute-major.
+    const auto out_t = tensor({1, 6, 3}, {100, 300, 50,        // cx
+                                          100, 300, 50,        // cy
+                                          20, 40, 10,          // w
+                                          20, 40, 10,          // h
+                                          0.1f, 0.7f, 0.2f,    // class 0
+                                          0.9f, 0.1f, 0.1f});  // class 1
+    std::vector<Detection> out;
+    dnn::decode_yolov8(out_t, {400, 400}, 0.5f, out);
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(out[0].class_id, 1);
+    EXPECT_FLOAT_EQ(out[0].score, 0.9f);
+    EXPECT_FLOAT_EQ(out[0].x, 90 / 400.0f);
+    EXPECT_EQ(out[1].class_id, 0);
+    EXPECT_FLOAT_EQ(out[1].w, 40 / 400.0f);
+}
