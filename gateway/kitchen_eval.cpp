@@ -48,7 +48,10 @@ int main(int argc, char** argv) {
     try {
         const auto class_map = kg::eval::parse_class_map(classes_text);
         std::vector<std::string> classes;
-        for (const auto& [id, name] : class_map) classes.push_back(name);
+        for (const auto& [id, name] : class_map) {
+            // Several dataset ids may map to one name (e.g. any face): count it once.
+            if (std::find(classes.begin(), classes.end(), name) == classes.end()) classes.push_back(name);
+        }
         auto images = kg::eval::load_yolo_folder(data, class_map);
         if (limit > 0 && static_cast<int>(images.size()) > limit)
             images.resize(static_cast<std::size_t>(limit));
