@@ -19,7 +19,7 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libsqlite3-dev libcli11-dev libmodbus-dev libsystemd-dev libhowardhinnant-date-dev tzdata
   # tests: unit framework, real broker, real RTSP server, stream tools
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients
   ffmpeg
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp gstreamer1.0-tools

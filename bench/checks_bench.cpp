@@ -1,0 +1,150 @@
+// Per-frame cost of each check on a 1280x720 frame, on one core (cv::setNumThreads(1)).
+// Run: build/bench/kg-bench-checks   (uses ../shared's photos and reference models when present)
+
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <opencv2/core/utility.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "vision/camera_health.hpp"
+#include "vision/detector_check.hpp"
+#include "vision/detector_factory.hpp"
+#include "vision/motion.hpp"
+#include "vision/region_checks.hpp"
+
+namespace fs = std::filesystem;
+using namespace kg;
+
+namespace {
+
+fs::path shared_dir() {
+    const char* env = std::getenv("KG_SHARED_DIR");
+    return env != nullptr && *env != 0 ? fs::path(env) : fs::path(KG_SOURCE_DIR) / ".." / "shared";
+}
+
+// A real photo of people (from the mask set) scaled to 720p when ../shared is there, else a
+// synthetic kitchen picture with noise.
+const cv::Mat& frame720() {
+    static const cv::Mat frame = [] {
+        cv::Mat img;
+        const auto dir = shared_dir() / "datasets/mask-yolo/valid/images";
+        if (fs::is_directory(dir)) {
+            for (const auto& e : fs::directory_iterator(dir)) {
+                img = cv::imread(e.path().string());
+                if (!img.empty()) break;
+            }
+        }
+        if (img.empty()) {
+            img = cv::Mat(720, 1280, CV_8UC3, cv::Scalar(140, 150, 160));
+            for (int y = 0; y < 720; y += 48) cv::line(img, {0, y}, {1279, y}, cv::Scalar(90, 90, 90), 3);
+            cv::RNG rng(1);
+            cv::Mat noise(img.size(), img.type());
+            rng.fill(noise, cv::RNG::NORMAL, 0, 6);
+            cv::add(img, noise, img);
+        }
+        cv::resize(img, img, {1280, 720});
+        return img;
+    }();
+    return frame;
+}
+
+ingest::Frame make_frame() {
+    ingest::Frame f;
+    frame720().copyTo(f.image);
+    f.time = Clock::now();
+    return f;
+}
+
+void run_check(benchmark::State& state, vision::Check& check, vision::MotionMap* motion) {
+    cv::setNumThreads(1);
+    auto frame = make_frame();
+    std::vector<vision::Observation> out;
+    for (auto _ : state) {
+        out.clear();
+        if (motion != nullptr) motion->update(frame.image);
+        check.analyse(frame, out);
+        frame.time += std::chrono::milliseconds(500);
+        benchmark::DoNotOptimize(out.data());
+    }
+}
+
+void BM_CameraHealth(benchmark::State& state) {
+    vision::CameraHealthCheck check(config::Health{});
+    run_check(state, check, nullptr);
+}
+
+void BM_MotionMap(benchmark::State& state) {
+    cv::setNumThreads(1);
+    vision::MotionMap motion;
+    const auto frame = make_frame();
+    for (auto _ : state) motion.update(frame.image);
+}
+
+void detector_bench(benchmark::State& state, const std::string& spec, const char* violation) {
+    std::unique_ptr<vision::Detector> detector;
+    try {
+        setenv("KG_SHARED_DIR", shared_dir().string().c_str(), 0);
+        detector = vision::make_detector(spec);
+    } catch (const std::exception& e) {
+        state.SkipWithError(e.what());
+        return;
+    }
+    // Gating off: the cost of a frame on which the detector runs.
+    vision::DetectorCheck check("bench", std::move(detector), {{violation, "bench", violation, 0}}, nullptr,
+                                Duration(0));
+    run_check(state, check, nullptr);
+}
+
+void BM_MaskClassic(benchmark::State& s) { detector_bench(s, "classic:mask", "no_mask"); }
+void BM_HeadClassic(benchmark::State& s) { detector_bench(s, "classic:head", "bare"); }
+void BM_MaskAizoo(benchmark::State& s) {
+    detector_bench(s, std::string(KG_SOURCE_DIR) + "/models/reference/aizoo-face-mask.yaml", "no_mask");
+}
+void BM_MaskUltraFace640(benchmark::State& s) {
+    detector_bench(s, std::string(KG_SOURCE_DIR) + "/models/reference/ultraface-masked-face-rfb-640.yaml", "no_mask");
+}
+
+void BM_MaskGatedStill(benchmark::State& state) {
+    // A still picture: after the first frame the motion gate skips the detector.
+    vision::MotionMap motion;
+    vision::DetectorCheck check("mask", vision::make_detector("classic:mask"), {{"no_mask", "mask", "no_mask", 0}},
+                                &motion, std::chrono::hours(1));
+    run_check(state, check, &motion);
+}
+
+void BM_Cleanliness(benchmark::State& state) {
+    vision::MotionMap motion;
+    vision::ReferenceChangeCheck check("cleanliness", "dirty", {{"floor", {{0, 0.5f}, {1, 0.5f}, {1, 1}, {0, 1}}}},
+                                       motion, 0.004, {});
+    run_check(state, check, &motion);
+}
+
+void BM_AfterHoursMotion(benchmark::State& state) {
+    vision::MotionMap motion;
+    vision::MotionCheck check({{"", {}}}, motion, 0.0005);
+    run_check(state, check, &motion);
+}
+
+void BM_Unattended(benchmark::State& state) {
+    vision::MotionMap motion;
+    vision::UnattendedCheck check({{"stove", {{0.6f, 0.2f}, {0.95f, 0.2f}, {0.95f, 0.95f}}}}, motion, 0.004,
+                                  std::chrono::minutes(5));
+    run_check(state, check, &motion);
+}
+
+}  // namespace
+
+BENCHMARK(BM_CameraHealth)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MotionMap)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MaskClassic)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_HeadClassic)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MaskAizoo)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MaskUltraFace640)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MaskGatedStill)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Cleanliness)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AfterHoursMotion)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Unattended)->Unit(benchmark::kMillisecond);
+BENCHMARK_MAIN();
