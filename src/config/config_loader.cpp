@@ -840,8 +840,26 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
         throw ConfigInvalid(r.errors);
     }
     r.map(root, "",
-          {"site", "mqtt", "log", "analysis_threads", "defaults", "cameras", "schedules", "outbox",
-           "evidence"});
+          {"site", "mqtt", "log", "analysis_threads", "defaults", "cameras", "schedules", "outbox", "evidence",
+           "detectors", "models"});
+    if (const auto d = root["detectors"]; d && r.map(d, "detectors", {"mask", "head_covering"})) {
+        for (auto [key, field] : {std::pair{"mask", &g.mask_detector}, std::pair{"head_covering", &g.head_detector}}) {
+            if (!d[key] || !r.string(d[key], join("detectors", key), *field)) continue;
+            if (*field != "auto" && field->rfind("classic:", 0) != 0) *field = r.resolve(*field).string();
+        }
+    }
+    if (const auto m = root["models"]) {
+        if (!m.IsMap()) {
+            r.error(m, "models", "expected a map of model names to manifest files");
+        } else {
+            for (const auto& kv : m) {
+                const auto name = kv.first.as<std::string>();
+                std::string manifest;
+                if (!std::regex_match(name, kIdPattern)) r.error(kv.first, join("models", name), "not a valid model name");
+                if (r.string(kv.second, join("models", name), manifest)) g.models[name] = r.resolve(manifest).string();
+            }
+        }
+    }
     if (root["site"]) {
         read_site(r, root["site"], g.site);
     } else {

@@ -108,6 +108,30 @@ TEST(ConfigLoader, AValidDocumentGivesTheTree) {
     ASSERT_EQ(demo.masks.size(), 1u);
 }
 
+TEST(ConfigLoader, HygieneChecksModelsAndScenes) {
+    const auto g = load_string(kHead +
+                                   "detectors: {mask: models/m.yaml, head_covering: classic:head}\n"
+                                   "models: {ppe: models/ppe.yaml}\n"
+                                   "defaults: {scene: {unattended_after: 2m}}\n"
+                                   "cameras:\n"
+                                   "  - id: a\n"
+                                   "    url: a.mp4\n"
+                                   "    checks: [mask, head_covering, after_hours_motion, unattended, model:ppe]\n"
+                                   "    scene: {min_area: 0.02}\n",
+                               "/etc/kg/gateway.yaml");
+    EXPECT_EQ(g.mask_detector, "/etc/kg/models/m.yaml");
+    EXPECT_EQ(g.head_detector, "classic:head");
+    EXPECT_EQ(g.models.at("ppe"), "/etc/kg/models/ppe.yaml");
+    const auto& cam = g.cameras.at(0);
+    EXPECT_EQ(cam.scene.unattended_after, 2min);
+    EXPECT_DOUBLE_EQ(cam.scene.min_area, 0.02);
+    EXPECT_EQ(cam.rules.at("after_hours_motion").severity, 1);  // rodents are tier 1
+    EXPECT_EQ(cam.rules.at("mask").severity, 3);
+    EXPECT_EQ(cam.rules.at("unattended").severity, 2);
+    EXPECT_TRUE(cam.rules.count("camera_health"));  // offline detection runs on every camera
+    EXPECT_TRUE(cam.rules.count("model:ppe"));
+}
+
 TEST(ConfigLoader, TheShippedExamplesLoad) {
     for (const char* name : {"gateway.example.yaml", "demo.yaml"}) {
         const std::string path = std::string(KG_SOURCE_DIR) + "/config/" + name;
@@ -207,7 +231,13 @@ INSTANTIATE_TEST_SUITE_P(
             kHead + "cameras:\n  - id: a\n    url: a.mp4\n    zones:\n      z: {polygon: [[0, 0], [1, 1]]}\n",
             6, "cameras[0].zones.z.polygon", "at least 3"},
         BadCase{"bad_size", kHead + "evidence: {max_size: lots}\ncameras: [{id: a, url: a.mp4}]\n", 2,
-                "evidence.max_size", "not a size"}),
+                "evidence.max_size", "not a size"},
+        BadCase{"unknown_model", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: [model:ppe]\n", 3,
+                "cameras[0].checks", "no model named 'ppe' under models"},
+        BadCase{"bad_scene", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    scene: {min_area: 2}\n", 5,
+                "cameras[0].scene.min_area", "out of range"},
+        BadCase{"bad_detectors", kHead + "detectors: {masks: classic:mask}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "detectors.masks", "did you mean 'mask'?"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
 
 TEST(ConfigLoader, EveryErrorIsReportedInOnePass) {
