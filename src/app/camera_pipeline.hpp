@@ -80,7 +80,7 @@ private:
     std::unique_ptr<vision::MotionMap> motion_;  // when a check needs it
     std::vector<std::unique_ptr<vision::Check>> checks_;
     std::vector<std::size_t> produced_;  // observations_ produced by checks_[i] end at produced_[i]
-    std::deque<Tracked> trackers_;  // a deque: trackers are never moved once made
+    std::deque<Tracked> trackers_;       // a deque: trackers are never moved once made
     std::vector<vision::Observation> raw_, observations_;
 
     // Shared with the supervisor.

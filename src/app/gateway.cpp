@@ -63,6 +63,7 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
         cameras_.push_back(std::make_unique<CameraPipeline>(camera, pool_, site_));
     }
     last_online_.assign(cameras_.size(), false);
+    if (!cfg_.sensors.empty()) sensors_ = std::make_unique<SensorHub>(site_, outbox_, link_, topics_);
     link_.on_connected([this] {
         link_.publish(topics_.gateway(), publish::gateway_payload(cfg_, started_at_, Clock::now()), 1, true);
         republish_ = true;  // the next tick republishes every camera's retained state
@@ -73,12 +74,13 @@ Gateway::~Gateway() { stop(); }
 
 void Gateway::start() {
     started_at_ = Clock::now();
-    log_->info("site {} ({}): {} cameras, {} analysis threads; evidence in {} ({} files, {} MiB)",
-               cfg_.site.id, cfg_.site.name, cameras_.size(), pool_.size(), cfg_.evidence.path,
-               evidence_->files(), evidence_->bytes() >> 20);
+    log_->info("site {} ({}): {} cameras, {} sensors, {} analysis threads; evidence in {} ({} files, {} MiB)",
+               cfg_.site.id, cfg_.site.name, cameras_.size(), cfg_.sensors.size(), pool_.size(),
+               cfg_.evidence.path, evidence_->files(), evidence_->bytes() >> 20);
     link_.start();
     outbox_.start();
     pool_.start();
+    if (sensors_) sensors_->start();
     for (auto& camera : cameras_) camera->start();
     running_ = true;
 }
@@ -86,16 +88,17 @@ void Gateway::start() {
 void Gateway::tick() {
     if (!running_) return;
     const auto now = Clock::now();
-    publish_states(now, republish_.exchange(false));
+    const bool due = republish_.exchange(false) || now - last_state_publish_ >= cfg_.mqtt.state_interval;
+    if (due) last_state_publish_ = now;
+    publish_states(now, due);
+    if (sensors_) sensors_->tick(now, due);
     if (now - last_expiry_ >= kExpiryInterval) {
         last_expiry_ = now;
         evidence_->expire(now);
     }
 }
 
-void Gateway::publish_states(TimePoint now, bool force) {
-    const bool due = force || now - last_state_publish_ >= cfg_.mqtt.state_interval;
-    if (due) last_state_publish_ = now;
+void Gateway::publish_states(TimePoint now, bool due) {
     for (std::size_t i = 0; i < cameras_.size(); ++i) {
         const auto state = cameras_[i]->supervise(now);
         // A change of online state is reported at once, not at the next interval.
@@ -111,6 +114,7 @@ void Gateway::stop() {
     running_ = false;
     log_->info("stopping");
     for (auto& camera : cameras_) camera->stop();
+    if (sensors_) sensors_->stop();
     pool_.stop();
     outbox_.stop(kShutdownDrain);
     link_.stop();

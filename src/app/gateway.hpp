@@ -9,6 +9,7 @@
 
 #include "app/analysis_pool.hpp"
 #include "app/camera_pipeline.hpp"
+#include "app/sensor_hub.hpp"
 #include "common/logging.hpp"
 #include "config/config.hpp"
 #include "events/event_id.hpp"
@@ -34,7 +35,7 @@ public:
     static constexpr auto kTickInterval = std::chrono::milliseconds(500);
 
 private:
-    void publish_states(TimePoint now, bool force);
+    void publish_states(TimePoint now, bool due);
 
     const config::Gateway cfg_;
     std::shared_ptr<spdlog::logger> log_;
@@ -49,6 +50,7 @@ private:
     SiteContext site_;
     AnalysisPool pool_;
     std::vector<std::unique_ptr<CameraPipeline>> cameras_;
+    std::unique_ptr<SensorHub> sensors_;
     std::vector<bool> last_online_;
 
     TimePoint started_at_{};

@@ -145,6 +145,61 @@ struct Evidence {
     bool mqtt_snapshots = true;  // also publish each start snapshot as a JPEG on MQTT
 };
 
+// Where a sensor's readings come from.
+struct SensorSource {
+    enum class Kind { mqtt, modbus } kind = Kind::mqtt;
+    // MQTT JSON (Zigbee2MQTT, Tasmota...): the topic, and dotted paths into the payload.
+    std::string topic;
+    std::string value_path = "temperature";  // e.g. "temperature", "StatusSNS.DS18B20.Temperature"
+    std::string time_path;                   // optional: the reading's own time (ISO 8601 or epoch seconds)
+    // Modbus: "tcp://host:port" or "rtu:/dev/ttyUSB0" (with baud, parity, data and stop bits).
+    std::string device;
+    int baud = 9600;
+    char parity = 'N';
+    int data_bits = 8, stop_bits = 1;
+    int unit_id = 1;
+    int address = 0;
+    bool input_register = false;  // function 04 instead of 03 (holding)
+    enum class Type { int16, uint16, int32, uint32, float32 } type = Type::int16;
+    bool low_word_first = false;  // word order of 32-bit values
+    double scale = 1.0, offset = 0.0;  // value = raw * scale + offset
+};
+
+// A limit with a duration: e.g. sample fridge above 8 degC for 10 minutes.
+struct Threshold {
+    std::string label;       // event label, e.g. "too_warm"
+    bool above = true;       // the violation is the value above (else below) `value`
+    double value = 0;
+    double hysteresis = 0.5;  // the violation ends only past value -/+ hysteresis
+    Duration for_time{std::chrono::minutes(10)};
+    Duration clear_for{std::chrono::minutes(1)};
+    int severity = 2;
+    std::string schedule;    // empty: always
+};
+
+// A disinfection cabinet counts a cycle only when it stays at or above `setpoint` for `min_time`;
+// after each window of `schedule` (the meal services), no complete cycle in it is an event.
+struct Disinfection {
+    double setpoint = 120.0;
+    Duration min_time{std::chrono::minutes(10)};
+    std::string schedule;
+    int severity = 2;
+};
+
+struct Sensor {
+    std::string id, name;
+    std::string kind = "temperature";  // temperature, humidity, gas, door, power, ...
+    std::string location;              // fridge, freezer, sample_fridge, cabinet, ready_to_eat_room, ...
+    std::string unit = "degC";
+    Duration interval{std::chrono::seconds(60)};  // expected reporting (MQTT) or polling (Modbus) interval
+    int stale_after = 3;                          // intervals without a reading: offline
+    std::optional<double> min_valid, max_valid;   // physically possible range
+    SensorSource source;
+    std::vector<Threshold> thresholds;
+    std::optional<Disinfection> disinfection;
+    int source_line = 0;
+};
+
 struct Log {
     std::string level = "info";  // trace, debug, info, warn, error
     bool json = false;           // one JSON object per line instead of text
@@ -164,6 +219,8 @@ struct Gateway {
     Evidence evidence;
     int analysis_threads = 0;  // 0: one less than the cores, at least 1
     std::vector<Camera> cameras;
+    std::vector<Sensor> sensors;
+    std::string sensors_mqtt_url;  // the edge box's local broker for MQTT sensors; empty: mqtt.url
     std::string source_file;
 };
 

@@ -370,29 +370,26 @@ void read_site(Reader& r, const YAML::Node& n, Site& site) {
     if (n["holidays"]) r.strings(n["holidays"], "site.holidays", site.holidays);
 }
 
+void check_broker_url(Reader& r, const YAML::Node& at, const std::string& key, const std::string& url) {
+    for (std::string_view scheme : {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"}) {
+        if (starts_with(url, scheme)) {
+            const auto problem = check_authority(url.substr(scheme.size()));
+            if (!problem.empty()) r.error(at, key, fmt::format("'{}': {}", url, problem));
+            return;
+        }
+    }
+    r.error(
+        at, key,
+        fmt::format("'{}' is not a broker URL: use tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://", url));
+}
+
 void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {
     if (!r.map(n, "mqtt",
                {"url", "client_id", "topic_prefix", "username", "password", "tls", "keepalive", "reconnect",
                 "state_interval"})) {
         return;
     }
-    if (n["url"] && r.string(n["url"], "mqtt.url", m.url)) {
-        bool scheme_ok = false;
-        for (std::string_view s : {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"}) {
-            if (starts_with(m.url, s)) {
-                scheme_ok = true;
-                const auto rest = m.url.substr(s.size());
-                const auto problem = check_authority(rest);
-                if (!problem.empty()) r.error(n["url"], "mqtt.url", fmt::format("'{}': {}", m.url, problem));
-            }
-        }
-        if (!scheme_ok) {
-            r.error(n["url"], "mqtt.url",
-                    fmt::format(
-                        "'{}' is not a broker URL: use tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://",
-                        m.url));
-        }
-    }
+    if (n["url"] && r.string(n["url"], "mqtt.url", m.url)) check_broker_url(r, n["url"], "mqtt.url", m.url);
     if (n["client_id"]) r.string(n["client_id"], "mqtt.client_id", m.client_id);
     if (n["topic_prefix"] && r.string(n["topic_prefix"], "mqtt.topic_prefix", m.topic_prefix)) {
         if (m.topic_prefix.find_first_of("#+") != std::string::npos || starts_with(m.topic_prefix, "/") ||
@@ -637,8 +634,8 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
     cam.checks = d.checks;
     cam.source_line = n.Mark().line + 1;
     if (!r.map(n, path,
-               {"id", "name", "url", "public", "enabled", "checks", "input", "analysis", "health", "scene", "zones",
-                "masks", "rules"})) {
+               {"id", "name", "url", "public", "enabled", "checks", "input", "analysis", "health", "scene",
+                "zones", "masks", "rules"})) {
         return;
     }
     if (n["id"]) {
@@ -676,7 +673,8 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
     }
     // camera_health's rule always exists: offline detection runs on every camera.
     std::vector<std::string> ruled = cam.checks;
-    if (std::find(ruled.begin(), ruled.end(), "camera_health") == ruled.end()) ruled.push_back("camera_health");
+    if (std::find(ruled.begin(), ruled.end(), "camera_health") == ruled.end())
+        ruled.push_back("camera_health");
     for (const auto& check : ruled) {
         Rule rule = builtin_rule(check);
         if (auto it = d.rules.find(check); it != d.rules.end()) rule = it->second;
@@ -809,6 +807,27 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
             }
         }
     }
+    auto schedule_known = [&](const std::string& name) {
+        return std::any_of(g.schedules.begin(), g.schedules.end(),
+                           [&](const Schedule& s) { return s.name == name; });
+    };
+    const auto sensors = root["sensors"];
+    for (std::size_t i = 0; i < g.sensors.size(); ++i) {
+        const YAML::Node at = sensors && sensors.IsSequence() && i < sensors.size() ? sensors[i] : root;
+        for (std::size_t t = 0; t < g.sensors[i].thresholds.size(); ++t) {
+            const auto& name = g.sensors[i].thresholds[t].schedule;
+            if (!name.empty() && !schedule_known(name)) {
+                r.error(at, fmt::format("sensors[{}].thresholds[{}].schedule", i, t),
+                        fmt::format("sensor '{}': no schedule named '{}'", g.sensors[i].id, name));
+            }
+        }
+        if (g.sensors[i].disinfection && !g.sensors[i].disinfection->schedule.empty() &&
+            !schedule_known(g.sensors[i].disinfection->schedule)) {
+            r.error(at, fmt::format("sensors[{}].disinfection.schedule", i),
+                    fmt::format("sensor '{}': no schedule named '{}'", g.sensors[i].id,
+                                g.sensors[i].disinfection->schedule));
+        }
+    }
     const auto cams = root["cameras"];
     for (std::size_t i = 0; i < g.cameras.size(); ++i) {
         for (std::size_t c = 0; c < g.cameras[i].checks.size(); ++c) {
@@ -833,6 +852,183 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
     }
 }
 
+void read_source(Reader& r, const YAML::Node& n, const std::string& path, SensorSource& src) {
+    if (!r.map(n, path, {"mqtt", "modbus"})) return;
+    if (n["mqtt"] && n["modbus"]) r.error(n, path, "one of mqtt or modbus, not both");
+    if (const auto m = n["mqtt"]) {
+        src.kind = SensorSource::Kind::mqtt;
+        if (!r.map(m, path + ".mqtt", {"topic", "value", "time"})) return;
+        if (m["topic"]) {
+            r.string(m["topic"], path + ".mqtt.topic", src.topic);
+        } else {
+            r.error(m, path + ".mqtt.topic", "missing required key");
+        }
+        if (m["value"]) r.string(m["value"], path + ".mqtt.value", src.value_path);
+        if (m["time"]) r.string(m["time"], path + ".mqtt.time", src.time_path);
+    } else if (const auto b = n["modbus"]) {
+        src.kind = SensorSource::Kind::modbus;
+        if (!r.map(b, path + ".modbus",
+                   {"device", "baud", "parity", "data_bits", "stop_bits", "unit_id", "address", "register",
+                    "type", "word_order", "scale", "offset"})) {
+            return;
+        }
+        const auto p = path + ".modbus";
+        if (!b["device"]) {
+            r.error(b, p + ".device", "missing required key");
+        } else if (r.string(b["device"], p + ".device", src.device)) {
+            if (src.device.rfind("tcp://", 0) == 0) {
+                const auto problem = check_authority(src.device.substr(6));
+                if (!problem.empty())
+                    r.error(b["device"], p + ".device", fmt::format("'{}': {}", src.device, problem));
+            } else if (src.device.rfind("rtu:", 0) != 0 || src.device.size() <= 4) {
+                r.error(b["device"], p + ".device",
+                        fmt::format("'{}' is not tcp://host:port or rtu:/dev/ttyXXX", src.device));
+            }
+        }
+        if (b["baud"]) r.integer(b["baud"], p + ".baud", src.baud, 300, 1000000);
+        if (b["parity"]) {
+            std::string parity;
+            if (r.string(b["parity"], p + ".parity", parity)) {
+                if (parity != "N" && parity != "E" && parity != "O") {
+                    r.error(b["parity"], p + ".parity", "expected N, E or O");
+                } else {
+                    src.parity = parity[0];
+                }
+            }
+        }
+        if (b["data_bits"]) r.integer(b["data_bits"], p + ".data_bits", src.data_bits, 5, 8);
+        if (b["stop_bits"]) r.integer(b["stop_bits"], p + ".stop_bits", src.stop_bits, 1, 2);
+        if (b["unit_id"]) r.integer(b["unit_id"], p + ".unit_id", src.unit_id, 0, 247);
+        if (b["address"]) {
+            r.integer(b["address"], p + ".address", src.address, 0, 65535);
+        } else {
+            r.error(b, p + ".address", "missing required key");
+        }
+        if (b["register"]) {
+            std::string reg;
+            if (r.string(b["register"], p + ".register", reg)) {
+                if (reg != "holding" && reg != "input")
+                    r.error(b["register"], p + ".register", "expected holding or input");
+                src.input_register = reg == "input";
+            }
+        }
+        if (b["type"]) {
+            std::string type;
+            if (r.string(b["type"], p + ".type", type)) {
+                static const std::map<std::string, SensorSource::Type> types{
+                    {"int16", SensorSource::Type::int16},
+                    {"uint16", SensorSource::Type::uint16},
+                    {"int32", SensorSource::Type::int32},
+                    {"uint32", SensorSource::Type::uint32},
+                    {"float32", SensorSource::Type::float32}};
+                if (auto it = types.find(type); it != types.end()) {
+                    src.type = it->second;
+                } else {
+                    r.error(b["type"], p + ".type",
+                            fmt::format("'{}' is not int16, uint16, int32, uint32 or float32", type));
+                }
+            }
+        }
+        if (b["word_order"]) {
+            std::string order;
+            if (r.string(b["word_order"], p + ".word_order", order)) {
+                if (order != "big" && order != "little")
+                    r.error(b["word_order"], p + ".word_order", "expected big or little");
+                src.low_word_first = order == "little";
+            }
+        }
+        if (b["scale"]) r.number(b["scale"], p + ".scale", src.scale, -1e9, 1e9);
+        if (b["offset"]) r.number(b["offset"], p + ".offset", src.offset, -1e9, 1e9);
+    } else {
+        r.error(n, path, "expected mqtt or modbus");
+    }
+}
+
+void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor& s) {
+    s.source_line = n.Mark().line + 1;
+    if (!r.map(n, path,
+               {"id", "name", "kind", "location", "unit", "interval", "stale_after", "valid_range", "source",
+                "thresholds", "disinfection"})) {
+        return;
+    }
+    if (n["id"]) {
+        r.id(n["id"], path + ".id", s.id);
+    } else {
+        r.error(n, path + ".id", "missing required key");
+    }
+    if (n["name"]) r.string(n["name"], path + ".name", s.name);
+    if (s.name.empty()) s.name = s.id;
+    if (n["kind"]) r.string(n["kind"], path + ".kind", s.kind);
+    if (n["location"]) r.string(n["location"], path + ".location", s.location);
+    if (n["unit"]) r.string(n["unit"], path + ".unit", s.unit);
+    if (n["interval"]) r.duration(n["interval"], path + ".interval", s.interval);
+    if (n["stale_after"]) r.integer(n["stale_after"], path + ".stale_after", s.stale_after, 1, 1000);
+    if (const auto v = n["valid_range"]) {
+        double lo = 0, hi = 0;
+        if (!v.IsSequence() || v.size() != 2) {
+            r.error(v, path + ".valid_range", "expected [min, max]");
+        } else if (r.number(v[0], path + ".valid_range", lo, -1e9, 1e9) &&
+                   r.number(v[1], path + ".valid_range", hi, -1e9, 1e9)) {
+            if (lo >= hi) r.error(v, path + ".valid_range", "min must be below max");
+            s.min_valid = lo;
+            s.max_valid = hi;
+        }
+    }
+    if (n["source"]) {
+        read_source(r, n["source"], path + ".source", s.source);
+    } else {
+        r.error(n, path + ".source", "missing required key");
+    }
+    if (const auto t = n["thresholds"]) {
+        if (!t.IsSequence()) {
+            r.error(t, path + ".thresholds", "expected a list");
+        } else {
+            for (std::size_t i = 0; i < t.size(); ++i) {
+                const auto key = fmt::format("{}.thresholds[{}]", path, i);
+                Threshold th;
+                if (!r.map(t[i], key,
+                           {"label", "above", "below", "hysteresis", "for", "clear_for", "severity",
+                            "schedule"})) {
+                    continue;
+                }
+                if (t[i]["above"] && t[i]["below"]) r.error(t[i], key, "one of above or below, not both");
+                if (t[i]["above"]) {
+                    r.number(t[i]["above"], key + ".above", th.value, -1e9, 1e9);
+                } else if (t[i]["below"]) {
+                    th.above = false;
+                    r.number(t[i]["below"], key + ".below", th.value, -1e9, 1e9);
+                } else {
+                    r.error(t[i], key, "missing above or below");
+                }
+                th.label = th.above ? "too_high" : "too_low";
+                if (t[i]["label"]) r.string(t[i]["label"], key + ".label", th.label);
+                if (t[i]["hysteresis"])
+                    r.number(t[i]["hysteresis"], key + ".hysteresis", th.hysteresis, 0, 1e6);
+                if (t[i]["for"]) r.duration(t[i]["for"], key + ".for", th.for_time, true);
+                if (t[i]["clear_for"]) r.duration(t[i]["clear_for"], key + ".clear_for", th.clear_for, true);
+                if (t[i]["severity"]) r.integer(t[i]["severity"], key + ".severity", th.severity, 1, 3);
+                if (t[i]["schedule"]) r.string(t[i]["schedule"], key + ".schedule", th.schedule);
+                s.thresholds.push_back(th);
+            }
+        }
+    }
+    if (const auto d = n["disinfection"];
+        d && r.map(d, path + ".disinfection", {"setpoint", "min_time", "schedule", "severity"})) {
+        Disinfection dis;
+        const auto key = path + ".disinfection";
+        if (d["setpoint"]) r.number(d["setpoint"], key + ".setpoint", dis.setpoint, -1e6, 1e6);
+        if (d["min_time"]) r.duration(d["min_time"], key + ".min_time", dis.min_time);
+        if (d["schedule"]) {
+            r.string(d["schedule"], key + ".schedule", dis.schedule);
+        } else {
+            r.error(d, key + ".schedule",
+                    "missing required key: the meal windows after which a cycle is due");
+        }
+        if (d["severity"]) r.integer(d["severity"], key + ".severity", dis.severity, 1, 3);
+        s.disinfection = dis;
+    }
+}
+
 Gateway read_document(Reader& r, const YAML::Node& root) {
     Gateway g;
     if (!root.IsMap()) {
@@ -840,10 +1036,36 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
         throw ConfigInvalid(r.errors);
     }
     r.map(root, "",
-          {"site", "mqtt", "log", "analysis_threads", "defaults", "cameras", "schedules", "outbox", "evidence",
-           "detectors", "models"});
+          {"site", "mqtt", "log", "analysis_threads", "defaults", "cameras", "schedules", "outbox",
+           "evidence", "detectors", "models", "sensors", "sensors_mqtt"});
+    if (root["sensors_mqtt"] && r.string(root["sensors_mqtt"], "sensors_mqtt", g.sensors_mqtt_url)) {
+        check_broker_url(r, root["sensors_mqtt"], "sensors_mqtt", g.sensors_mqtt_url);
+    }
+    if (const auto sensors = root["sensors"]) {
+        if (!sensors.IsSequence()) {
+            r.error(sensors, "sensors", "expected a list of sensors");
+        } else {
+            std::map<std::string, int> first_line;
+            for (std::size_t i = 0; i < sensors.size(); ++i) {
+                Sensor sensor;
+                const auto path = fmt::format("sensors[{}]", i);
+                read_sensor(r, sensors[i], path, sensor);
+                if (!sensor.id.empty()) {
+                    if (auto it = first_line.find(sensor.id); it != first_line.end()) {
+                        r.error(sensors[i]["id"], path + ".id",
+                                fmt::format("duplicate sensor id '{}' (first used on line {})", sensor.id,
+                                            it->second));
+                    } else {
+                        first_line[sensor.id] = sensors[i]["id"].Mark().line + 1;
+                    }
+                }
+                g.sensors.push_back(std::move(sensor));
+            }
+        }
+    }
     if (const auto d = root["detectors"]; d && r.map(d, "detectors", {"mask", "head_covering"})) {
-        for (auto [key, field] : {std::pair{"mask", &g.mask_detector}, std::pair{"head_covering", &g.head_detector}}) {
+        for (auto [key, field] :
+             {std::pair{"mask", &g.mask_detector}, std::pair{"head_covering", &g.head_detector}}) {
             if (!d[key] || !r.string(d[key], join("detectors", key), *field)) continue;
             if (*field != "auto" && field->rfind("classic:", 0) != 0) *field = r.resolve(*field).string();
         }
@@ -855,8 +1077,10 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
             for (const auto& kv : m) {
                 const auto name = kv.first.as<std::string>();
                 std::string manifest;
-                if (!std::regex_match(name, kIdPattern)) r.error(kv.first, join("models", name), "not a valid model name");
-                if (r.string(kv.second, join("models", name), manifest)) g.models[name] = r.resolve(manifest).string();
+                if (!std::regex_match(name, kIdPattern))
+                    r.error(kv.first, join("models", name), "not a valid model name");
+                if (r.string(kv.second, join("models", name), manifest))
+                    g.models[name] = r.resolve(manifest).string();
             }
         }
     }
@@ -888,7 +1112,8 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
 
     const auto cams = root["cameras"];
     if (!cams) {
-        r.error(root, "cameras", "missing required key: at least one camera");
+        if (g.sensors.empty())
+            r.error(root, "cameras", "missing required key: at least one camera or sensor");
     } else if (!cams.IsSequence() || cams.size() == 0) {
         r.error(cams, "cameras", "expected a non-empty list of cameras");
     } else {

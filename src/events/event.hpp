@@ -25,7 +25,10 @@ struct EventEvidence {
 
 struct Event {
     std::string id;
-    std::string source;  // camera id
+    std::string source;  // camera or sensor id
+    bool from_sensor = false;
+    std::optional<double> value;  // sensor events: the reading that caused this message
+    std::string unit;
     std::string check;
     std::string label;
     std::string zone;  // empty: whole frame

@@ -30,7 +30,7 @@ std::string event_payload(const events::Event& e, const std::string& site) {
         {"message_id", e.message_id()},
         {"id", e.id},
         {"site", site},
-        {"camera", e.source},
+
         {"check", e.check},
         {"label", e.label},
         {"severity", e.severity},
@@ -43,6 +43,13 @@ std::string event_payload(const events::Event& e, const std::string& site) {
         {"boxes", std::move(boxes)},
         {"zone", e.zone.empty() ? json(nullptr) : json(e.zone)},
     };
+    if (e.from_sensor) {
+        j["sensor"] = e.source;
+        if (e.value) j["value"] = round_to(*e.value, 3);
+        j["unit"] = e.unit;
+    } else {
+        j["camera"] = e.source;
+    }
     if (e.end_time) j["duration_s"] = round_to(seconds_between(e.start_time, *e.end_time), 3);
     auto path_or_null = [](const std::string& p) { return p.empty() ? json(nullptr) : json(p); };
     j["evidence"] = {

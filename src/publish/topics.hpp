@@ -15,6 +15,8 @@ public:
     std::string camera_state(const std::string& camera) const;         // retained camera state
     std::string event_snapshot(const std::string& event_id) const;     // JPEG bytes
     std::string event_clip(const std::string& event_id) const;         // clip report JSON
+    std::string sensor_state(const std::string& sensor) const;         // retained current value
+    std::string sensor_rollup(const std::string& sensor) const;        // per-minute min/mean/max
 
 private:
     std::string base_, availability_, gateway_, events_;

@@ -18,6 +18,8 @@ import yaml
 
 SOURCE_DIR = pathlib.Path(os.environ.get("KG_SOURCE_DIR", pathlib.Path(__file__).resolve().parents[2]))
 GATEWAY_BIN = os.environ.get("KG_GATEWAY_BIN", str(SOURCE_DIR / "build/gateway/kitchen-gateway"))
+MODBUS_SERVER_BIN = str(pathlib.Path(os.environ.get("KG_TEST_RTSP_SERVER", str(SOURCE_DIR / "build/tests/support/x")))
+                        .with_name("kg-test-modbus-server"))
 RTSP_SERVER_BIN = os.environ.get("KG_TEST_RTSP_SERVER", str(SOURCE_DIR / "build/tests/support/kg-test-rtsp-server"))
 
 
@@ -165,6 +167,10 @@ class Schemas:
             return "event"
         if len(parts) >= 5 and parts[-3] == "cameras" and parts[-1] == "state":
             return "camera-state"
+        if len(parts) >= 5 and parts[-3] == "sensors" and parts[-1] == "state":
+            return "sensor-state"
+        if len(parts) >= 5 and parts[-3] == "sensors" and parts[-1] == "rollup":
+            return "sensor-rollup"
         if len(parts) >= 5 and parts[-3] == "events" and parts[-1] == "snapshot":
             return None  # binary JPEG
         if len(parts) >= 5 and parts[-3] == "events" and parts[-1] == "clip":
@@ -386,3 +392,47 @@ def walker(start, end, y=150, speed=110, colour="0x2a3550"):
     """A person-sized box walking left to right between `start` and `end` seconds."""
     return {"w": 50, "h": 150, "colour": colour, "y": str(y), "x": f"(t-{start})*{speed}",
             "enable": f"between(t,{start},{end})"}
+
+
+class ModbusServer:
+    """kg-test-modbus-server over TCP (port) or RTU (a serial device), driven through its stdin."""
+
+    def __init__(self, tcp_port=None, rtu_device=None, unit=1):
+        args = [MODBUS_SERVER_BIN] + (["--tcp", str(tcp_port)] if tcp_port else
+                                      ["--rtu", str(rtu_device), "--unit", str(unit)])
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.strip() == "READY", f"Modbus server did not start: {line!r}"
+
+    def command(self, text):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "OK"
+
+    def set(self, address, value):
+        self.command(f"set {address} {int(value)}")
+
+    def set_float(self, address, value):
+        import struct
+        hi, lo = struct.unpack(">HH", struct.pack(">f", value))
+        self.set(address, hi)
+        self.set(address + 1, lo)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(5)
+
+
+class PtyPair:
+    """Two linked pseudo-terminals from socat: a serial line for Modbus RTU tests."""
+
+    def __init__(self, workdir):
+        self.a, self.b = pathlib.Path(workdir) / "ttyA", pathlib.Path(workdir) / "ttyB"
+        self.proc = subprocess.Popen(["socat", f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
+                                     stderr=subprocess.DEVNULL)
+        wait_until(lambda: self.a.exists() and self.b.exists(), 5, what="socat's ptys")
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(5)

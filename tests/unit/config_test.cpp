@@ -109,16 +109,17 @@ TEST(ConfigLoader, AValidDocumentGivesTheTree) {
 }
 
 TEST(ConfigLoader, HygieneChecksModelsAndScenes) {
-    const auto g = load_string(kHead +
-                                   "detectors: {mask: models/m.yaml, head_covering: classic:head}\n"
-                                   "models: {ppe: models/ppe.yaml}\n"
-                                   "defaults: {scene: {unattended_after: 2m}}\n"
-                                   "cameras:\n"
-                                   "  - id: a\n"
-                                   "    url: a.mp4\n"
-                                   "    checks: [mask, head_covering, after_hours_motion, unattended, model:ppe]\n"
-                                   "    scene: {min_area: 0.02}\n",
-                               "/etc/kg/gateway.yaml");
+    const auto g =
+        load_string(kHead +
+                        "detectors: {mask: models/m.yaml, head_covering: classic:head}\n"
+                        "models: {ppe: models/ppe.yaml}\n"
+                        "defaults: {scene: {unattended_after: 2m}}\n"
+                        "cameras:\n"
+                        "  - id: a\n"
+                        "    url: a.mp4\n"
+                        "    checks: [mask, head_covering, after_hours_motion, unattended, model:ppe]\n"
+                        "    scene: {min_area: 0.02}\n",
+                    "/etc/kg/gateway.yaml");
     EXPECT_EQ(g.mask_detector, "/etc/kg/models/m.yaml");
     EXPECT_EQ(g.head_detector, "classic:head");
     EXPECT_EQ(g.models.at("ppe"), "/etc/kg/models/ppe.yaml");
@@ -130,6 +131,36 @@ TEST(ConfigLoader, HygieneChecksModelsAndScenes) {
     EXPECT_EQ(cam.rules.at("unattended").severity, 2);
     EXPECT_TRUE(cam.rules.count("camera_health"));  // offline detection runs on every camera
     EXPECT_TRUE(cam.rules.count("model:ppe"));
+}
+
+TEST(ConfigLoader, SensorsWithoutCameras) {
+    const auto g =
+        load_string(kHead +
+                        "schedules: {wash: {times: ['13:00-14:00']}}\n"
+                        "sensors:\n"
+                        "  - id: sample\n"
+                        "    location: sample_fridge\n"
+                        "    interval: 30s\n"
+                        "    valid_range: [-40, 60]\n"
+                        "    source: {mqtt: {topic: zigbee2mqtt/sample, value: temperature}}\n"
+                        "    thresholds: [{above: 8, for: 10m, label: too_warm}]\n"
+                        "  - id: cabinet\n"
+                        "    source: {modbus: {device: 'rtu:/dev/ttyUSB0', baud: 19200, parity: E, "
+                        "address: 4, type: float32, word_order: little}}\n"
+                        "    disinfection: {setpoint: 120, min_time: 10m, schedule: wash}\n",
+                    "g.yaml");
+    EXPECT_TRUE(g.cameras.empty());
+    ASSERT_EQ(g.sensors.size(), 2u);
+    EXPECT_EQ(g.sensors[0].interval, 30s);
+    EXPECT_EQ(*g.sensors[0].max_valid, 60);
+    EXPECT_EQ(g.sensors[0].thresholds.at(0).for_time, 10min);
+    EXPECT_TRUE(g.sensors[0].thresholds.at(0).above);
+    const auto& m = g.sensors[1].source;
+    EXPECT_EQ(m.kind, kg::config::SensorSource::Kind::modbus);
+    EXPECT_EQ(m.baud, 19200);
+    EXPECT_EQ(m.parity, 'E');
+    EXPECT_TRUE(m.low_word_first);
+    EXPECT_EQ(g.sensors[1].disinfection->schedule, "wash");
 }
 
 TEST(ConfigLoader, TheShippedExamplesLoad) {
@@ -182,7 +213,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "expected a map"},
         BadCase{"missing_site_id", "site: {name: S}\ncameras: [{id: a, url: a.mp4}]\n", 1, "site.id",
                 "missing required key"},
-        BadCase{"missing_cameras", kHead, 1, "cameras", "missing required key"},
+        BadCase{"missing_cameras", kHead, 1, "cameras", "at least one camera or sensor"},
         BadCase{"missing_url", kHead + "cameras:\n  - id: a\n    name: A\n", 3, "cameras[0].url",
                 "missing required key"},
         BadCase{"duplicate_camera",
@@ -236,8 +267,24 @@ INSTANTIATE_TEST_SUITE_P(
                 "cameras[0].checks", "no model named 'ppe' under models"},
         BadCase{"bad_scene", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    scene: {min_area: 2}\n", 5,
                 "cameras[0].scene.min_area", "out of range"},
-        BadCase{"bad_detectors", kHead + "detectors: {masks: classic:mask}\ncameras: [{id: a, url: a.mp4}]\n", 2,
-                "detectors.masks", "did you mean 'mask'?"}),
+        BadCase{"bad_modbus_device",
+                kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'com1', address: 0}}\n", 4,
+                "sensors[0].source.modbus.device", "not tcp://host:port or rtu:/dev/ttyXXX"},
+        BadCase{"bad_register_type",
+                kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'tcp://h:502', address: 0, type: "
+                        "double}}\n",
+                4, "sensors[0].source.modbus.type", "not int16, uint16, int32, uint32 or float32"},
+        BadCase{"duplicate_sensor",
+                kHead + "sensors:\n  - id: f\n    source: {mqtt: {topic: a}}\n  - id: f\n    source: {mqtt: "
+                        "{topic: b}}\n",
+                5, "sensors[1].id", "duplicate sensor id 'f' (first used on line 3)"},
+        BadCase{
+            "threshold_without_limit",
+            kHead +
+                "sensors:\n  - id: f\n    source: {mqtt: {topic: a}}\n    thresholds:\n      - {for: 10m}\n",
+            6, "sensors[0].thresholds[0]", "missing above or below"},
+        BadCase{"bad_detectors", kHead + "detectors: {masks: classic:mask}\ncameras: [{id: a, url: a.mp4}]\n",
+                2, "detectors.masks", "did you mean 'mask'?"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
 
 TEST(ConfigLoader, EveryErrorIsReportedInOnePass) {

@@ -1,0 +1,116 @@
+#include "app/sensor_hub.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace kg::app {
+
+SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::MqttLink& link,
+                     const publish::Topics& topics)
+    : site_(site), outbox_(outbox), link_(link), topics_(topics), log_(site.logging.get("sensors")) {
+    const auto& cfg = site_.config;
+    const auto now = Clock::now();
+    std::vector<const config::Sensor*> mqtt_sensors;
+    std::map<std::string, std::vector<const config::Sensor*>> devices;
+    for (const auto& s : cfg.sensors) {
+        entries_[s.id].rules =
+            std::make_unique<sensors::SensorRules>(s, site_.calendar, site_.schedules, site_.ids, now);
+        if (s.source.kind == config::SensorSource::Kind::mqtt) {
+            mqtt_sensors.push_back(&s);
+        } else {
+            devices[s.source.device].push_back(&s);
+        }
+    }
+    auto handler = [this](const sensors::Reading& r) { on_reading(r); };
+    if (!mqtt_sensors.empty()) {
+        const auto url = cfg.sensors_mqtt_url.empty() ? cfg.mqtt.url : cfg.sensors_mqtt_url;
+        mqtt_ = std::make_unique<sensors::MqttSensorInput>(url, cfg.mqtt.client_id + "-sensors", mqtt_sensors,
+                                                           handler, log_);
+    }
+    for (auto& [device, list] : devices) {
+        modbus_.push_back(std::make_unique<sensors::ModbusPoller>(device, list, handler, log_));
+    }
+}
+
+SensorHub::~SensorHub() { stop(); }
+
+void SensorHub::start() {
+    if (mqtt_) mqtt_->start();
+    for (auto& m : modbus_) m->start();
+}
+
+void SensorHub::stop() {
+    if (mqtt_) mqtt_->stop();
+    for (auto& m : modbus_) m->stop();
+    // The minute in progress is not lost at shutdown: it goes out as a partial roll-up.
+    std::lock_guard lock(mutex_);
+    for (auto& [id, e] : entries_) {
+        if (auto partial = e.roller.take()) publish_rollup(e.rules->sensor(), *partial);
+    }
+}
+
+void SensorHub::on_reading(const sensors::Reading& reading) {
+    std::vector<events::Event> out;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = entries_.find(reading.sensor);
+        if (it == entries_.end()) return;
+        auto& e = it->second;
+        e.rules->observe(reading, out);
+        if (auto done = e.roller.add(reading.time, reading.value)) publish_rollup(e.rules->sensor(), *done);
+        log_->debug("{} = {} {}", reading.sensor, reading.value, e.rules->sensor().unit);
+    }
+    deliver(out);
+}
+
+void SensorHub::deliver(std::vector<events::Event>& events) {
+    for (const auto& e : events) site_.sink.submit(e);
+}
+
+void SensorHub::publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r) {
+    const nlohmann::json j = {{"site", site_.config.site.id},
+                              {"sensor", sensor.id},
+                              {"unit", sensor.unit},
+                              {"minute", iso8601_utc(r.minute)},
+                              {"min", r.min},
+                              {"mean", r.mean()},
+                              {"max", r.max},
+                              {"count", r.count}};
+    // Through the outbox: the day's curve survives an outage, but goes first when space runs out.
+    outbox_.enqueue({0, topics_.sensor_rollup(sensor.id), j.dump(), 1, false, outbox::Priority::telemetry});
+}
+
+void SensorHub::publish_state(const Entry& e, TimePoint now) {
+    const auto& s = e.rules->sensor();
+    const auto st = e.rules->state(now);
+    nlohmann::json j = {{"site", site_.config.site.id},
+                        {"sensor", s.id},
+                        {"name", s.name},
+                        {"kind", s.kind},
+                        {"location", s.location},
+                        {"unit", s.unit},
+                        {"online", st.online},
+                        {"conditions", st.conditions},
+                        {"time", iso8601_utc(now)}};
+    j["value"] = st.value ? nlohmann::json(*st.value) : nlohmann::json(nullptr);
+    j["reading_time"] = st.time ? nlohmann::json(iso8601_utc(*st.time)) : nlohmann::json(nullptr);
+    link_.publish(topics_.sensor_state(s.id), j.dump(), 1, true);
+}
+
+void SensorHub::tick(TimePoint now, bool publish_states) {
+    std::vector<events::Event> out;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& [id, e] : entries_) {
+            e.rules->tick(now, out);
+            if (auto done = e.roller.expire(now)) publish_rollup(e.rules->sensor(), *done);
+            const auto conditions = e.rules->state(now).conditions;
+            if (publish_states || conditions != e.last_conditions) {
+                e.last_conditions = conditions;
+                publish_state(e, now);
+            }
+        }
+    }
+    deliver(out);
+}
+
+}  // namespace kg::app

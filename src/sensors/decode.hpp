@@ -1,0 +1,27 @@
+#pragma once
+// Turning what sensors send into numbers: Modbus registers by data type and word order, and a
+// value found by a dotted path in a JSON payload (Zigbee2MQTT, Tasmota).
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/time.hpp"
+#include "config/config.hpp"
+
+namespace kg::sensors {
+
+// Number of 16-bit registers a value of this type spans.
+int register_count(config::SensorSource::Type type);
+// raw registers -> value * scale + offset.
+double decode_registers(const std::vector<std::uint16_t>& regs, const config::SensorSource& src);
+
+// The number at `path` ("a.b.c"; array indexes as numbers: "sensors.0.t"), if there is one.
+// Numbers given as strings ("4.2") count; anything else is nullopt.
+std::optional<double> number_at(const nlohmann::json& doc, const std::string& path);
+// The time at `path`: ISO 8601 (with Z or an offset) or epoch seconds/milliseconds.
+std::optional<TimePoint> time_at(const nlohmann::json& doc, const std::string& path);
+
+}  // namespace kg::sensors

@@ -1,0 +1,225 @@
+#include "sensors/inputs.hpp"
+
+#include <modbus/modbus.h>
+#include <mqtt/async_client.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "common/backoff.hpp"
+#include "sensors/decode.hpp"
+
+namespace kg::sensors {
+
+namespace {
+
+// MQTT topic filter match (+ and # wildcards), so sensors may subscribe with patterns.
+bool topic_matches(const std::string& filter, const std::string& topic) {
+    std::size_t f = 0, t = 0;
+    while (f < filter.size()) {
+        const auto fe = filter.find('/', f);
+        const std::string level = filter.substr(f, fe == std::string::npos ? std::string::npos : fe - f);
+        if (level == "#") return true;
+        if (t > topic.size()) return false;
+        const auto te = topic.find('/', t);
+        const std::string tl = topic.substr(t, te == std::string::npos ? std::string::npos : te - t);
+        if (level != "+" && level != tl) return false;
+        if ((fe == std::string::npos) != (te == std::string::npos)) return false;
+        if (fe == std::string::npos) return true;
+        f = fe + 1;
+        t = te + 1;
+    }
+    return t >= topic.size();
+}
+
+std::string paho_uri(const std::string& url) {
+    if (url.rfind("mqtt://", 0) == 0) return "tcp://" + url.substr(7);
+    if (url.rfind("mqtts://", 0) == 0) return "ssl://" + url.substr(8);
+    return url;
+}
+
+}  // namespace
+
+MqttSensorInput::MqttSensorInput(std::string url, std::string client_id,
+                                 std::vector<const config::Sensor*> sensors, ReadingHandler handler,
+                                 std::shared_ptr<spdlog::logger> log)
+    : url_(std::move(url)),
+      client_id_(std::move(client_id)),
+      sensors_(std::move(sensors)),
+      handler_(std::move(handler)),
+      log_(std::move(log)) {
+    client_ = std::make_unique<mqtt::async_client>(paho_uri(url_), client_id_);
+    client_->set_message_callback(
+        [this](mqtt::const_message_ptr msg) { on_message(msg->get_topic(), msg->to_string()); });
+    client_->set_connection_lost_handler([this](const std::string&) {
+        log_->warn("sensor broker {} lost; reconnecting", url_);
+        cv_.notify_all();
+    });
+}
+
+MqttSensorInput::~MqttSensorInput() { stop(); }
+
+void MqttSensorInput::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+void MqttSensorInput::stop() {
+    if (!thread_.joinable()) return;
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    try {
+        if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
+    } catch (const mqtt::exception&) {
+        // shutting down anyway
+    }
+}
+
+void MqttSensorInput::run() {
+    Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
+    while (!stop_) {
+        if (!client_->is_connected()) {
+            try {
+                auto opts = mqtt::connect_options_builder()
+                                .clean_session(true)
+                                .keep_alive_interval(std::chrono::seconds(30))
+                                .finalize();
+                client_->connect(opts)->wait_for(std::chrono::seconds(10));
+                for (const auto* s : sensors_)
+                    client_->subscribe(s->source.topic, 1)->wait_for(std::chrono::seconds(5));
+                log_->info("reading {} MQTT sensors from {}", sensors_.size(), url_);
+                backoff.reset();
+            } catch (const mqtt::exception& e) {
+                log_->warn("sensor broker {}: {}", url_, e.what());
+                std::unique_lock lock(mutex_);
+                cv_.wait_for(lock, backoff.next(), [this] { return stop_.load(); });
+                continue;
+            }
+        }
+        std::unique_lock lock(mutex_);
+        cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_.load(); });
+    }
+}
+
+void MqttSensorInput::on_message(const std::string& topic, const std::string& payload) {
+    nlohmann::json doc = nlohmann::json::parse(payload, nullptr, false);
+    for (const auto* s : sensors_) {
+        if (!topic_matches(s->source.topic, topic)) continue;
+        const auto value = doc.is_discarded() ? std::nullopt : number_at(doc, s->source.value_path);
+        if (!value) {
+            // Garbage is counted and logged with what was wrong, and the sensor keeps its last value.
+            const auto n = ++rejected_;
+            log_->warn("sensor {}: payload on {} has no number at '{}' ({} rejected so far): {:.120}", s->id,
+                       topic, s->source.value_path, n, payload);
+            continue;
+        }
+        Reading r{s->id, *value, Clock::now()};
+        if (!s->source.time_path.empty()) {
+            if (auto t = time_at(doc, s->source.time_path)) r.time = *t;
+        }
+        handler_(r);
+    }
+}
+
+ModbusPoller::ModbusPoller(std::string device, std::vector<const config::Sensor*> sensors,
+                           ReadingHandler handler, std::shared_ptr<spdlog::logger> log)
+    : device_(std::move(device)),
+      sensors_(std::move(sensors)),
+      handler_(std::move(handler)),
+      log_(std::move(log)) {}
+
+ModbusPoller::~ModbusPoller() { stop(); }
+
+void ModbusPoller::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+void ModbusPoller::stop() {
+    if (!thread_.joinable()) return;
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+}
+
+void ModbusPoller::run() {
+    struct ModbusFree {
+        void operator()(modbus_t* m) const {
+            modbus_close(m);
+            modbus_free(m);
+        }
+    };
+    using Modbus = std::unique_ptr<modbus_t, ModbusFree>;
+    const auto& src = sensors_.front()->source;  // one device: one connection's parameters
+    Duration period = sensors_.front()->interval;
+    for (const auto* s : sensors_) period = std::min(period, s->interval);
+    std::vector<std::chrono::steady_clock::time_point> due(sensors_.size(), std::chrono::steady_clock::now());
+    Modbus ctx;
+    Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
+
+    while (!stop_) {
+        if (!ctx) {
+            modbus_t* m = nullptr;
+            if (device_.rfind("tcp://", 0) == 0) {
+                const auto hostport = device_.substr(6);
+                const auto colon = hostport.rfind(':');
+                const std::string host = colon == std::string::npos ? hostport : hostport.substr(0, colon);
+                const int port = colon == std::string::npos ? 502 : std::stoi(hostport.substr(colon + 1));
+                m = modbus_new_tcp(host.c_str(), port);
+            } else {
+                m = modbus_new_rtu(device_.substr(4).c_str(), src.baud, src.parity, src.data_bits,
+                                   src.stop_bits);
+            }
+            if (m != nullptr) {
+                modbus_set_response_timeout(m, 1, 0);
+                if (modbus_connect(m) == 0) {
+                    ctx.reset(m);
+                    log_->info("connected to Modbus device {}", device_);
+                    backoff.reset();
+                } else {
+                    log_->warn("Modbus device {}: cannot connect: {}", device_, modbus_strerror(errno));
+                    modbus_free(m);
+                }
+            }
+            if (!ctx) {
+                ++failures_;
+                std::unique_lock lock(mutex_);
+                cv_.wait_for(lock, backoff.next(), [this] { return stop_.load(); });
+                continue;
+            }
+        }
+        const auto now = std::chrono::steady_clock::now();
+        for (std::size_t i = 0; i < sensors_.size(); ++i) {
+            if (now < due[i]) continue;
+            const auto* s = sensors_[i];
+            due[i] = now + s->interval;
+            std::vector<std::uint16_t> regs(static_cast<std::size_t>(register_count(s->source.type)));
+            modbus_set_slave(ctx.get(), s->source.unit_id);
+            const int n = s->source.input_register
+                              ? modbus_read_input_registers(ctx.get(), s->source.address,
+                                                            static_cast<int>(regs.size()), regs.data())
+                              : modbus_read_registers(ctx.get(), s->source.address,
+                                                      static_cast<int>(regs.size()), regs.data());
+            if (n != static_cast<int>(regs.size())) {
+                ++failures_;
+                log_->warn("sensor {}: Modbus read of {} register {} failed: {}", s->id, device_,
+                           s->source.address, modbus_strerror(errno));
+                if (errno == EBADF || errno == ECONNRESET || errno == EPIPE || errno == ECONNREFUSED)
+                    ctx.reset();
+                continue;
+            }
+            handler_({s->id, decode_registers(regs, s->source), Clock::now()});
+        }
+        std::unique_lock lock(mutex_);
+        cv_.wait_for(lock, std::min<Duration>(period, std::chrono::seconds(1)),
+                     [this] { return stop_.load(); });
+    }
+}
+
+}  // namespace kg::sensors

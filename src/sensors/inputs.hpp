@@ -1,0 +1,77 @@
+#pragma once
+// Where readings come from: MQTT JSON sensors on the edge box's local broker, and Modbus TCP/RTU
+// devices polled on their interval. Each input owns its threads and hands readings to one
+// callback; a payload or a register it cannot read is logged and counted, never fatal.
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+#include "sensors/reading.hpp"
+
+namespace mqtt {
+class async_client;
+}
+
+namespace kg::sensors {
+
+using ReadingHandler = std::function<void(const Reading&)>;
+
+class MqttSensorInput {
+public:
+    MqttSensorInput(std::string url, std::string client_id, std::vector<const config::Sensor*> sensors,
+                    ReadingHandler handler, std::shared_ptr<spdlog::logger> log);
+    ~MqttSensorInput();
+    void start();
+    void stop();
+    std::uint64_t rejected() const { return rejected_.load(); }  // payloads that held no usable value
+
+private:
+    void run();
+    void on_message(const std::string& topic, const std::string& payload);
+
+    std::string url_, client_id_;
+    std::vector<const config::Sensor*> sensors_;
+    ReadingHandler handler_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::unique_ptr<mqtt::async_client> client_;
+    std::atomic<std::uint64_t> rejected_{0};
+    std::atomic<bool> stop_{false};
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::thread thread_;
+};
+
+// Polls every sensor of one Modbus device (one TCP endpoint or one serial line) in turn.
+class ModbusPoller {
+public:
+    ModbusPoller(std::string device, std::vector<const config::Sensor*> sensors, ReadingHandler handler,
+                 std::shared_ptr<spdlog::logger> log);
+    ~ModbusPoller();
+    void start();
+    void stop();
+    std::uint64_t failures() const { return failures_.load(); }
+
+private:
+    void run();
+
+    std::string device_;
+    std::vector<const config::Sensor*> sensors_;
+    ReadingHandler handler_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::atomic<std::uint64_t> failures_{0};
+    std::atomic<bool> stop_{false};
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::thread thread_;
+};
+
+}  // namespace kg::sensors

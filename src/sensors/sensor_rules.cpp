@@ -1,0 +1,122 @@
+#include "sensors/sensor_rules.hpp"
+
+namespace kg::sensors {
+namespace {
+
+events::TrackerRule immediate(int severity) {
+    events::TrackerRule r;
+    r.confirm = Duration(0);
+    r.clear = Duration(0);
+    r.cooldown = Duration(0);
+    r.median_window = 1;
+    r.severity = severity;
+    return r;
+}
+
+}  // namespace
+
+SensorRules::SensorRules(const config::Sensor& sensor, const rules::Calendar& calendar,
+                         const std::map<std::string, rules::Schedule>& schedules,
+                         events::EventIdGenerator& ids, TimePoint started)
+    : sensor_(sensor),
+      calendar_(calendar),
+      offline_(sensor.id, "sensor_health", "offline", "", immediate(2), ids),
+      invalid_(sensor.id, "sensor_health", "invalid", "", immediate(2), ids),
+      started_(started) {
+    for (const auto& th : sensor_.thresholds) {
+        events::TrackerRule r = immediate(th.severity);
+        r.confirm = th.for_time;
+        r.clear = th.clear_for;
+        limits_.push_back({&th, th.schedule.empty() ? nullptr : &schedules.at(th.schedule),
+                           events::EventTracker(sensor_.id, "sensor", th.label, "", r, ids)});
+    }
+    if (sensor_.disinfection) {
+        missed_.emplace(sensor_.id, "disinfection", "missed_cycle", "",
+                        immediate(sensor_.disinfection->severity), ids);
+        window_ = &schedules.at(sensor_.disinfection->schedule);
+    }
+}
+
+void SensorRules::emit(std::optional<events::Event> e, std::optional<double> value,
+                       std::vector<events::Event>& out) const {
+    if (!e) return;
+    e->from_sensor = true;
+    e->value = value;
+    e->unit = sensor_.unit;
+    out.push_back(std::move(*e));
+}
+
+void SensorRules::track_cycle(double value, TimePoint t) {
+    const auto& d = *sensor_.disinfection;
+    if (value >= d.setpoint) {
+        if (!hot_since_) hot_since_ = t;
+        // Complete as soon as it has held long enough, even if it is still running.
+        if (t - *hot_since_ >= d.min_time && (!last_cycle_ || *last_cycle_ < *hot_since_ + d.min_time)) {
+            last_cycle_ = *hot_since_ + d.min_time;
+        }
+    } else {
+        hot_since_.reset();
+    }
+}
+
+void SensorRules::observe(const Reading& reading, std::vector<events::Event>& out) {
+    const double v = reading.value;
+    const TimePoint t = reading.time;
+    last_time_ = std::max(last_time_.value_or(t), t);
+    emit(offline_.observe(t, 0.0f), v, out);
+
+    const bool valid =
+        (!sensor_.min_valid || v >= *sensor_.min_valid) && (!sensor_.max_valid || v <= *sensor_.max_valid);
+    emit(invalid_.observe(t, valid ? 0.0f : 1.0f), v, out);
+    if (!valid) return;  // an impossible value says the probe is broken, not that the fridge is warm
+    value_ = v;
+
+    for (auto& l : limits_) {
+        const auto& th = *l.config;
+        // Hysteresis: a violation ends only once the value is back past the limit by `hysteresis`.
+        const double limit =
+            l.tracker.active() ? (th.above ? th.value - th.hysteresis : th.value + th.hysteresis) : th.value;
+        bool violated = th.above ? v > limit : v < limit;
+        if (l.schedule != nullptr && !calendar_.active(*l.schedule, t)) violated = false;
+        emit(l.tracker.observe(t, violated ? 1.0f : 0.0f), v, out);
+    }
+    if (sensor_.disinfection) {
+        track_cycle(v, t);
+        // A complete cycle clears a missed one.
+        if (missed_->active() && last_cycle_ && *last_cycle_ >= window_start_)
+            emit(missed_->observe(t, 0.0f), v, out);
+    }
+}
+
+void SensorRules::tick(TimePoint now, std::vector<events::Event>& out) {
+    const TimePoint seen = last_time_.value_or(started_);
+    const bool stale = now - seen >= sensor_.interval * sensor_.stale_after;
+    emit(offline_.observe(now, stale ? 1.0f : 0.0f), value_, out);
+
+    if (window_ != nullptr) {
+        const bool active = calendar_.active(*window_, now);
+        if (active && !in_window_) window_start_ = now;
+        if (!active && in_window_) {
+            // The window just ended: was there a complete cycle in it?
+            const bool done = last_cycle_ && *last_cycle_ >= window_start_;
+            if (!done) emit(missed_->observe(now, 1.0f), value_, out);
+        }
+        in_window_ = active;
+    }
+}
+
+SensorState SensorRules::state(TimePoint now) const {
+    SensorState s;
+    s.value = value_;
+    s.time = last_time_;
+    s.online = last_time_ && now - *last_time_ < sensor_.interval * sensor_.stale_after;
+    if (offline_.active()) s.conditions.push_back("offline");
+    if (invalid_.active()) s.conditions.push_back("invalid");
+    for (const auto& l : limits_) {
+        if (l.tracker.active()) s.conditions.push_back(l.config->label);
+    }
+    if (missed_ && missed_->active()) s.conditions.push_back("missed_cycle");
+    return s;
+}
+
+}  // namespace kg::sensors

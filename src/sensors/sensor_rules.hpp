@@ -1,0 +1,69 @@
+#pragma once
+// The rules of one sensor, driven only by the times it is given (readings carry theirs; tick()
+// brings the present), so 48-hour and 10-minute rules are tested in a second:
+// - thresholds with a duration and hysteresis ("sample fridge above 8 degC for 10 minutes");
+// - a value outside the physically possible range is `sensor_health/invalid`, not a false alarm;
+// - no reading for `stale_after` intervals is `sensor_health/offline`;
+// - disinfection: a cycle counts only at or above the set point for the minimum time; at the end
+//   of each window of its schedule without a complete cycle, `disinfection/missed_cycle` starts, and
+//   ends with the next complete cycle.
+// Events share the cameras' life cycle (start/end, ids, severities) and go to the same outbox.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "events/event_tracker.hpp"
+#include "rules/schedule.hpp"
+#include "sensors/reading.hpp"
+
+namespace kg::sensors {
+
+struct SensorState {
+    std::optional<double> value;
+    std::optional<TimePoint> time;
+    bool online = false;
+    std::vector<std::string> conditions;  // labels of the open events
+};
+
+class SensorRules {
+public:
+    SensorRules(const config::Sensor& sensor, const rules::Calendar& calendar,
+                const std::map<std::string, rules::Schedule>& schedules, events::EventIdGenerator& ids,
+                TimePoint started);
+
+    void observe(const Reading& reading, std::vector<events::Event>& out);
+    void tick(TimePoint now, std::vector<events::Event>& out);
+    SensorState state(TimePoint now) const;
+    const config::Sensor& sensor() const { return sensor_; }
+
+private:
+    struct Limit {
+        const config::Threshold* config;
+        const rules::Schedule* schedule;
+        events::EventTracker tracker;
+    };
+    void emit(std::optional<events::Event> e, std::optional<double> value,
+              std::vector<events::Event>& out) const;
+    void track_cycle(double value, TimePoint t);
+
+    const config::Sensor& sensor_;
+    const rules::Calendar& calendar_;
+    std::vector<Limit> limits_;
+    events::EventTracker offline_, invalid_;
+    std::optional<events::EventTracker> missed_;
+    const rules::Schedule* window_ = nullptr;
+
+    TimePoint started_;
+    std::optional<double> value_;
+    std::optional<TimePoint> last_time_;
+    // Disinfection cycle tracking.
+    std::optional<TimePoint> hot_since_;
+    std::optional<TimePoint> last_cycle_;  // when the last complete cycle reached its minimum time
+    bool in_window_ = false;
+    TimePoint window_start_{};
+};
+
+}  // namespace kg::sensors

@@ -1,0 +1,113 @@
+"""Kitchen sensors end to end with real peers: MQTT JSON sensors (Zigbee2MQTT and Tasmota style)
+through a real Mosquitto, a Modbus TCP freezer and a Modbus RTU cabinet on a serial line (socat
+pseudo-terminals) served by libmodbus. Thresholds with durations, a sensor that goes silent, garbage
+payloads, retained current values and per-minute roll-ups, all validated against the schemas. The
+rules' long durations (10 minutes, 48 hours, disinfection windows) run on scripted time in
+tests/unit/sensors_test.cpp."""
+
+import json
+import time
+
+import paho.mqtt.publish as publish
+
+import kg_e2e
+
+PREFIX = "kitchen/test-site"
+
+
+def test_sensors_from_mqtt_modbus_tcp_and_rtu(broker, collector, schemas, gateways, tmp_path):
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")  # the edge box's own broker, where sensors publish
+    modbus_port = kg_e2e.free_port()
+    freezer = kg_e2e.ModbusServer(tcp_port=modbus_port)
+    pty = kg_e2e.PtyPair(tmp_path)
+    cabinet = kg_e2e.ModbusServer(rtu_device=pty.a, unit=3)
+    try:
+        freezer.set(0, -200)  # -20.0 degC at scale 0.1
+        cabinet.set_float(2, 25.0)
+        sensors = [
+            {"id": "sample-fridge", "name": "Sample fridge", "location": "sample_fridge", "interval": "1s",
+             "stale_after": 3, "valid_range": [-40, 60],
+             "source": {"mqtt": {"topic": "zigbee2mqtt/sample_fridge", "value": "temperature"}},
+             "thresholds": [{"label": "too_warm", "above": 8, "for": "2s", "clear_for": "1s", "hysteresis": 0.5}]},
+            {"id": "freezer", "location": "freezer", "interval": "500ms",
+             "source": {"modbus": {"device": f"tcp://127.0.0.1:{modbus_port}", "unit_id": 1, "address": 0,
+                                   "type": "int16", "scale": 0.1}},
+             "thresholds": [{"label": "too_warm", "above": -18, "for": "2s", "clear_for": "1s", "severity": 1}]},
+            {"id": "cabinet", "location": "cabinet", "interval": "500ms",
+             "source": {"modbus": {"device": f"rtu:{pty.b}", "baud": 9600, "unit_id": 3, "address": 2,
+                                   "register": "input", "type": "float32"}}},
+            {"id": "gas", "kind": "gas", "location": "kitchen", "unit": "ppm", "interval": "1s", "stale_after": 30,
+             "source": {"mqtt": {"topic": "tele/gas/SENSOR", "value": "MQ2.Gas"}},
+             "thresholds": [{"label": "leak", "above": 1000, "for": "0s", "clear_for": "1s", "severity": 1}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+
+        def fridge(value):
+            publish.single("zigbee2mqtt/sample_fridge", json.dumps({"temperature": value, "humidity": 60}),
+                           hostname="127.0.0.1", port=local.port)
+
+        def events(sensor):
+            return [(e["check"], e["label"], e["state"]) for e in collector.events() if e.get("sensor") == sensor]
+
+        def state(sensor):
+            return collector.last_json(f"{PREFIX}/sensors/{sensor}/state")
+
+        # MQTT: warm for 4 s (alarm after 2 s), then cool again (ends after 1 s back below 7.5).
+        for _ in range(6):
+            fridge(4.0)
+            time.sleep(0.5)
+        # Garbage on the sensor's topic is logged and counted; nothing crashes, nothing is inferred.
+        publish.single("zigbee2mqtt/sample_fridge", "not json at all", hostname="127.0.0.1", port=local.port)
+        publish.single("zigbee2mqtt/sample_fridge", '{"temperature": "hot"}', hostname="127.0.0.1", port=local.port)
+        for _ in range(8):
+            fridge(9.5)
+            time.sleep(0.5)
+        for _ in range(6):
+            fridge(5.0)
+            time.sleep(0.5)
+        assert events("sample-fridge") == [("sensor", "too_warm", "start"), ("sensor", "too_warm", "end")]
+        warm = [e for e in collector.events() if e.get("sensor") == "sample-fridge"][0]
+        assert warm["value"] >= 8 and warm["unit"] == "degC" and warm["severity"] == 2
+
+        # Modbus TCP: the freezer warms to -15.0 degC, then recovers.
+        freezer.set(0, -150)
+        kg_e2e.wait_until(lambda: ("sensor", "too_warm", "start") in events("freezer"), 8, what="freezer alarm")
+        freezer.set(0, -200)
+        kg_e2e.wait_until(lambda: ("sensor", "too_warm", "end") in events("freezer"), 8, what="freezer recovered")
+        assert [e for e in collector.events() if e.get("sensor") == "freezer"][0]["severity"] == 1
+
+        # Modbus RTU over a serial line: the cabinet heats up; its retained state shows it.
+        cabinet.set_float(2, 125.5)
+        kg_e2e.wait_until(lambda: (s := state("cabinet")) and s["value"] == 125.5, 8, what="cabinet at 125.5")
+
+        # MQTT, Tasmota style: a gas leak is immediate and tier 1.
+        publish.single("tele/gas/SENSOR", json.dumps({"Time": "2026-11-24T10:00:00", "MQ2": {"Gas": 1500}}),
+                       hostname="127.0.0.1", port=local.port)
+        kg_e2e.wait_until(lambda: ("sensor", "leak", "start") in events("gas"), 5, what="gas leak")
+
+        # The sample fridge stopped reporting after its last reading: offline after 3 intervals.
+        kg_e2e.wait_until(lambda: ("sensor_health", "offline", "start") in events("sample-fridge"), 8,
+                          what="sample fridge offline")
+        assert state("sample-fridge")["online"] is False or kg_e2e.wait_until(
+            lambda: state("sample-fridge")["online"] is False, 3, what="state offline")
+
+        assert gw.running()
+        assert gw.terminate() == 0
+        log = gw.output()
+        assert "has no number at 'temperature'" in log and "2 rejected so far" in log
+        fridge_state = state("sample-fridge")
+        assert fridge_state["value"] == 5.0 and fridge_state["location"] == "sample_fridge"
+        # Roll-ups: every minute that had readings, min / mean / max.
+        rollups = collector.json_on(f"{PREFIX}/sensors/sample-fridge/rollup")
+        assert rollups, "no roll-up published"
+        assert all(r["min"] <= r["mean"] <= r["max"] for r in rollups)
+        assert min(r["min"] for r in rollups) == 4.0 and max(r["max"] for r in rollups) == 9.5
+        schemas.validate_all(collector)
+    finally:
+        freezer.close()
+        cabinet.close()
+        pty.close()
+        local.kill()

@@ -1,0 +1,188 @@
+// Sensor decoding and rules on scripted time: a 10-minute rule and a 48-hour rule run in no time.
+#include <gtest/gtest.h>
+
+#include "sensors/decode.hpp"
+#include "sensors/sensor_rules.hpp"
+
+using namespace std::chrono_literals;
+using kg::TimePoint;
+using kg::events::Event;
+using kg::sensors::Reading;
+using kg::sensors::SensorRules;
+
+namespace {
+
+// 2026-11-24 00:00 Shanghai (a Tuesday) plus `minutes`.
+TimePoint at(double minutes) {
+    const auto base = TimePoint(std::chrono::seconds(1795478400)) - 8h;  // 2026-11-24T00:00Z - 8 h
+    return base +
+           std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(minutes * 60));
+}
+
+struct Rig {
+    kg::rules::Calendar calendar{"Asia/Shanghai", {}};
+    std::map<std::string, kg::rules::Schedule> schedules;
+    kg::events::EventIdGenerator ids;
+    kg::config::Sensor sensor;
+    std::vector<Event> out;
+
+    SensorRules make() { return SensorRules(sensor, calendar, schedules, ids, at(0)); }
+    void feed(SensorRules& r, double from, double to, double value, double step = 1.0) {
+        for (double m = from; m < to - 1e-9; m += step) {
+            r.observe({sensor.id, value, at(m)}, out);
+            r.tick(at(m), out);
+        }
+    }
+    std::vector<std::string> states() const {
+        std::vector<std::string> s;
+        for (const auto& e : out) s.push_back(e.check + "/" + e.label + ":" + kg::events::to_string(e.state));
+        return s;
+    }
+};
+
+kg::config::Threshold above(double v, kg::Duration for_time, std::string label = "too_warm") {
+    kg::config::Threshold t;
+    t.label = std::move(label);
+    t.value = v;
+    t.for_time = for_time;
+    t.clear_for = 2min;
+    return t;
+}
+
+}  // namespace
+
+TEST(ModbusDecode, TypesWordOrderScaleAndOffset) {
+    kg::config::SensorSource s;
+    s.type = kg::config::SensorSource::Type::int16;
+    s.scale = 0.1;
+    EXPECT_NEAR(kg::sensors::decode_registers({0xFF38}, s), -20.0, 1e-9);  // -200 * 0.1
+    s.type = kg::config::SensorSource::Type::uint16;
+    EXPECT_NEAR(kg::sensors::decode_registers({0xFF38}, s), 6533.6, 1e-9);  // 65336 * 0.1
+    s.scale = 1;
+    s.type = kg::config::SensorSource::Type::float32;
+    EXPECT_FLOAT_EQ(kg::sensors::decode_registers({0x4148, 0x0000}, s), 12.5f);  // big-endian words
+    s.low_word_first = true;
+    EXPECT_FLOAT_EQ(kg::sensors::decode_registers({0x0000, 0x4148}, s), 12.5f);
+    s.type = kg::config::SensorSource::Type::int32;
+    s.low_word_first = false;
+    s.offset = -40;
+    EXPECT_NEAR(kg::sensors::decode_registers({0xFFFF, 0xFFFE}, s), -42.0, 1e-9);
+    EXPECT_EQ(kg::sensors::register_count(kg::config::SensorSource::Type::float32), 2);
+}
+
+TEST(JsonPath, FindsNumbersInZigbeeAndTasmotaPayloads) {
+    const auto z2m = nlohmann::json::parse(R"({"temperature": 4.2, "humidity": 61, "battery": "97"})");
+    EXPECT_DOUBLE_EQ(*kg::sensors::number_at(z2m, "temperature"), 4.2);
+    EXPECT_DOUBLE_EQ(*kg::sensors::number_at(z2m, "battery"), 97.0);
+    const auto tasmota = nlohmann::json::parse(
+        R"({"Time":"2026-11-24T10:00:00+08:00","DS18B20":{"Temperature":-19.5},"list":[{"t":1}]})");
+    EXPECT_DOUBLE_EQ(*kg::sensors::number_at(tasmota, "DS18B20.Temperature"), -19.5);
+    EXPECT_DOUBLE_EQ(*kg::sensors::number_at(tasmota, "list.0.t"), 1.0);
+    EXPECT_FALSE(kg::sensors::number_at(tasmota, "DS18B20.Humidity"));
+    EXPECT_FALSE(kg::sensors::number_at(tasmota, "Time"));
+    EXPECT_EQ(*kg::sensors::time_at(tasmota, "Time"), TimePoint(std::chrono::seconds(1795485600)));  // 02:00Z
+}
+
+TEST(SensorRules, SampleFridgeAboveEightForTenMinutesWithHysteresis) {
+    Rig rig;
+    rig.sensor.id = "sample-fridge";
+    rig.sensor.interval = 1min;
+    rig.sensor.thresholds = {above(8.0, 10min)};
+    auto r = rig.make();
+    rig.feed(r, 0, 30, 4.0);
+    rig.feed(r, 30, 39, 9.0);  // 9 minutes above: not yet
+    EXPECT_TRUE(rig.out.empty());
+    rig.feed(r, 39, 50, 9.0);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/too_warm:start"});
+    EXPECT_EQ(rig.out[0].start_time, at(30));
+    EXPECT_TRUE(rig.out[0].from_sensor);
+    EXPECT_DOUBLE_EQ(*rig.out[0].value, 9.0);
+    rig.feed(r, 50, 60, 7.8);  // below 8 but within the 0.5 hysteresis: still warm
+    EXPECT_EQ(rig.out.size(), 1u);
+    rig.feed(r, 60, 70, 7.0);
+    ASSERT_EQ(rig.states(), (std::vector<std::string>{"sensor/too_warm:start", "sensor/too_warm:end"}));
+    EXPECT_EQ(*rig.out[1].end_time, at(60));
+}
+
+TEST(SensorRules, AFortyEightHourRuleInScriptedTime) {
+    Rig rig;
+    rig.sensor.id = "sample-fridge";
+    rig.sensor.interval = 10min;
+    rig.sensor.thresholds = {above(8.0, 48h, "retention_broken")};
+    auto r = rig.make();
+    rig.feed(r, 0, 47 * 60, 9.0, 10);
+    EXPECT_TRUE(rig.out.empty());
+    rig.feed(r, 47 * 60, 49 * 60, 9.0, 10);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/retention_broken:start"});
+    EXPECT_EQ(rig.out[0].time, at(48 * 60));
+}
+
+TEST(SensorRules, ASilentSensorIsOfflineNotAnAlarm) {
+    Rig rig;
+    rig.sensor.id = "freezer";
+    rig.sensor.interval = 1min;
+    rig.sensor.stale_after = 3;
+    rig.sensor.thresholds = {above(-18.0, 15min)};
+    auto r = rig.make();
+    rig.feed(r, 0, 10, -20.0);
+    for (double m = 10; m < 20; m += 0.5) r.tick(at(m), rig.out);  // it goes silent after t=9
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor_health/offline:start"});
+    EXPECT_EQ(rig.out[0].time, at(12));  // 3 intervals after the last reading
+    rig.feed(r, 20, 22, -20.0);
+    EXPECT_EQ(rig.states().back(), "sensor_health/offline:end");
+    EXPECT_FALSE(r.state(at(22)).conditions.size());
+}
+
+TEST(SensorRules, AnImpossibleValueIsInvalidAndDoesNotTriggerThresholds) {
+    Rig rig;
+    rig.sensor.id = "fridge";
+    rig.sensor.min_valid = -40;
+    rig.sensor.max_valid = 60;
+    rig.sensor.thresholds = {above(8.0, 0min)};
+    auto r = rig.make();
+    rig.feed(r, 0, 3, 850.0);  // a DS18B20's power-on value
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor_health/invalid:start"});
+    rig.feed(r, 3, 5, 4.0);
+    EXPECT_EQ(rig.states().back(), "sensor_health/invalid:end");
+}
+
+TEST(SensorRules, ADisinfectionCycleOneMinuteTooShortIsMissed) {
+    Rig rig;
+    kg::rules::Schedule after_lunch;
+    after_lunch.windows = {kg::rules::parse_window("13:00-14:00")};
+    rig.schedules["after_lunch"] = after_lunch;
+    rig.sensor.id = "cabinet";
+    rig.sensor.interval = 1min;
+    kg::config::Disinfection d;
+    d.setpoint = 120;
+    d.min_time = 10min;
+    d.schedule = "after_lunch";
+    rig.sensor.disinfection = d;
+    auto r = rig.make();
+    rig.feed(r, 12 * 60, 13 * 60 + 20, 25.0);
+    rig.feed(r, 13 * 60 + 20, 13 * 60 + 29, 125.0);  // 9 minutes hot: one minute too short
+    rig.feed(r, 13 * 60 + 29, 14 * 60 + 5, 40.0);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+    EXPECT_EQ(rig.out[0].time, at(14 * 60));
+    EXPECT_EQ(rig.out[0].severity, 2);
+    // A full cycle afterwards closes it.
+    rig.feed(r, 14 * 60 + 5, 14 * 60 + 20, 121.0);
+    EXPECT_EQ(rig.states().back(), "disinfection/missed_cycle:end");
+}
+
+TEST(SensorRules, AFullCycleInTheWindowRaisesNothing) {
+    Rig rig;
+    kg::rules::Schedule after_lunch;
+    after_lunch.windows = {kg::rules::parse_window("13:00-14:00")};
+    rig.schedules["after_lunch"] = after_lunch;
+    rig.sensor.id = "cabinet";
+    rig.sensor.interval = 1min;
+    kg::config::Disinfection d;
+    d.schedule = "after_lunch";
+    rig.sensor.disinfection = d;
+    auto r = rig.make();
+    rig.feed(r, 12 * 60, 13 * 60 + 20, 25.0);
+    rig.feed(r, 13 * 60 + 20, 13 * 60 + 31, 125.0);  // 11 minutes
+    rig.feed(r, 13 * 60 + 31, 15 * 60, 40.0);
+    EXPECT_TRUE(rig.out.empty());
+}
