@@ -33,7 +33,7 @@ std::string ffmpeg_location(const std::string& url) {
 void initialise_ffmpeg() {
     avformat_network_init();
     avdevice_register_all();
-    av_log_set_level(AV_LOG_ERROR);  // the ingest reports failures itself, with the camera id
+    av_log_set_level(AV_LOG_FATAL);  // the ingest reports failures itself, with the camera id and cause
 }
 
 SourceKind classify_url(const std::string& url) {

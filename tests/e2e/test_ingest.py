@@ -80,3 +80,38 @@ def test_a_camera_that_never_answers_is_a_stall_and_the_others_keep_working(brok
     finally:
         silent.close()
     schemas.validate_all(collector)
+
+
+def test_http_and_rtmp_cameras(broker, collector, schemas, clips, gateways, tmp_path):
+    """An MP4 over plain HTTP (a real web server) and an RTMP stream (FFmpeg's own RTMP server in
+    listen mode, the peer a media server would be) are read like any camera."""
+    import functools
+    import http.server
+    import shutil
+    import subprocess
+    import threading
+
+    clip = clips("long", [("normal", 90)])
+    web_root = tmp_path / "www"
+    web_root.mkdir()
+    shutil.copy(clip, web_root / "cam.mp4")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(web_root))
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    rtmp_port = kg_e2e.free_port()
+    rtmp = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-re", "-i", clip, "-c", "copy", "-f", "flv", "-listen", "1",
+                             f"rtmp://127.0.0.1:{rtmp_port}/live/cam"], stdin=subprocess.DEVNULL)
+    try:
+        # No probe of the RTMP port: FFmpeg's listener serves exactly one connection. The gateway
+        # retries until the listener is up.
+        cams = [kg_e2e.camera("http", f"http://127.0.0.1:{web.server_address[1]}/cam.mp4"),
+                kg_e2e.camera("rtmp", f"rtmp://127.0.0.1:{rtmp_port}/live/cam")]
+        gateways(kg_e2e.base_config(broker, cams, tmp_path))
+        for cam in ("http", "rtmp"):
+            kg_e2e.wait_until(lambda: (s := latest_state(collector, cam)) and s["online"] and s["fps_analysed"] >= 1.5,
+                              20, what=f"{cam} frames analysed")
+    finally:
+        rtmp.kill()
+        rtmp.wait()
+        web.shutdown()
+    schemas.validate_all(collector)

@@ -106,6 +106,9 @@ def test_sensors_from_mqtt_modbus_tcp_and_rtu(broker, collector, schemas, gatewa
         assert all(r["min"] <= r["mean"] <= r["max"] for r in rollups)
         assert min(r["min"] for r in rollups) == 4.0 and max(r["max"] for r in rollups) == 9.5
         schemas.validate_all(collector)
+        for topic, payload, retain, _ in collector.messages:  # what the broker carried (shown with -s)
+            if "/sensors/" in topic or (topic.endswith("/events") and b'"sensor"' in payload):
+                print(f"BROKER {topic}{' (retained)' if retain else ''} {payload.decode()[:300]}")
     finally:
         freezer.close()
         cabinet.close()
