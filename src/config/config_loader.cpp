@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/env.hpp"
 #include "rules/schedule.hpp"
 
 namespace kg::config {
@@ -157,24 +158,11 @@ public:
     // Strings may refer to the environment as ${NAME}, so secrets stay out of the file.
     bool string(const YAML::Node& node, const std::string& path, std::string& out) {
         if (!scalar(node, path, "a string")) return false;
-        const auto raw = node.as<std::string>();
-        std::string result;
-        std::size_t pos = 0;
-        while (pos < raw.size()) {
-            const auto open = raw.find("${", pos);
-            if (open == std::string::npos) break;
-            const auto close = raw.find('}', open);
-            if (close == std::string::npos) break;
-            const auto name = raw.substr(open + 2, close - open - 2);
-            const char* value = std::getenv(name.c_str());
-            if (value == nullptr) {
-                error(node, path, fmt::format("environment variable '{}' is not set", name));
-                return false;
-            }
-            result += raw.substr(pos, open - pos) + value;
-            pos = close + 1;
+        std::string missing;
+        if (!expand_env(node.as<std::string>(), out, missing)) {
+            error(node, path, fmt::format("environment variable '{}' is not set", missing));
+            return false;
         }
-        out = result + raw.substr(std::min(pos, raw.size()));
         return true;
     }
 

@@ -10,14 +10,13 @@ namespace {
 constexpr int kQos1 = 1;
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 
-// Paho C accepts tcp:// and ssl://; mqtt:// and mqtts:// are the spellings users know.
+}  // namespace
+
 std::string paho_uri(const std::string& url) {
     if (url.rfind("mqtt://", 0) == 0) return "tcp://" + url.substr(7);
     if (url.rfind("mqtts://", 0) == 0) return "ssl://" + url.substr(8);
     return url;
 }
-
-}  // namespace
 
 MqttLink::MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared_ptr<spdlog::logger> log)
     : cfg_(std::move(cfg)), availability_topic_(std::move(availability_topic)), log_(std::move(log)) {

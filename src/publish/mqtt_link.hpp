@@ -22,6 +22,9 @@ class async_client;
 
 namespace kg::publish {
 
+// Paho C accepts tcp:// and ssl://; mqtt:// and mqtts:// are the spellings users know.
+std::string paho_uri(const std::string& url);
+
 class MqttLink {
 public:
     MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared_ptr<spdlog::logger> log);

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/backoff.hpp"
+#include "publish/mqtt_link.hpp"
 #include "sensors/decode.hpp"
 
 namespace kg::sensors {
@@ -33,12 +34,6 @@ bool topic_matches(const std::string& filter, const std::string& topic) {
     return t >= topic.size();
 }
 
-std::string paho_uri(const std::string& url) {
-    if (url.rfind("mqtt://", 0) == 0) return "tcp://" + url.substr(7);
-    if (url.rfind("mqtts://", 0) == 0) return "ssl://" + url.substr(8);
-    return url;
-}
-
 }  // namespace
 
 MqttSensorInput::MqttSensorInput(std::string url, std::string client_id,
@@ -49,7 +44,7 @@ MqttSensorInput::MqttSensorInput(std::string url, std::string client_id,
       sensors_(std::move(sensors)),
       handler_(std::move(handler)),
       log_(std::move(log)) {
-    client_ = std::make_unique<mqtt::async_client>(paho_uri(url_), client_id_);
+    client_ = std::make_unique<mqtt::async_client>(publish::paho_uri(url_), client_id_);
     client_->set_message_callback(
         [this](mqtt::const_message_ptr msg) { on_message(msg->get_topic(), msg->to_string()); });
     client_->set_connection_lost_handler([this](const std::string&) {

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "common/env.hpp"
+
 namespace kg::vision::dnn {
 namespace fs = std::filesystem;
 namespace {
@@ -36,21 +38,11 @@ public:
     }
 
     std::string expand(const YAML::Node& n, const std::string& key) const {
-        const auto raw = as<std::string>(n, key);
-        std::string out;
-        std::size_t pos = 0;
-        while (true) {
-            const auto open = raw.find("${", pos);
-            if (open == std::string::npos) break;
-            const auto close = raw.find('}', open);
-            if (close == std::string::npos) break;
-            const auto name = raw.substr(open + 2, close - open - 2);
-            const char* v = std::getenv(name.c_str());
-            if (v == nullptr) fail(n, key, fmt::format("environment variable '{}' is not set", name));
-            out += raw.substr(pos, open - pos) + v;
-            pos = close + 1;
+        std::string out, missing;
+        if (!expand_env(as<std::string>(n, key), out, missing)) {
+            fail(n, key, fmt::format("environment variable '{}' is not set", missing));
         }
-        return out + raw.substr(pos);
+        return out;
     }
 
 private:
