@@ -13,6 +13,8 @@
 #include "config/config_loader.hpp"
 #include "ingest/ffmpeg_input.hpp"
 #include "kg/version.hpp"
+#include "web/http_server.hpp"
+#include "web/local_api.hpp"
 
 namespace {
 
@@ -44,6 +46,24 @@ int run(const kg::config::Gateway& cfg) {
     gateway.start();
 
     boost::asio::io_context io;
+    // The local HTTP side runs on this thread, as the supervision does: it reads the gateway's
+    // state without locks. A port already taken is an error in the log, not a reason to stop.
+    std::unique_ptr<kg::web::HttpServer> api;
+    if (!cfg.api.listen.empty()) {
+        kg::web::Limits limits;
+        limits.header_timeout = cfg.api.header_timeout;
+        limits.idle_timeout = cfg.api.idle_timeout;
+        auto api_log = logging.get("api");
+        try {
+            api = std::make_unique<kg::web::HttpServer>(
+                io, cfg.api.listen, limits, kg::web::local_api(gateway, cfg.api.token, api_log), api_log);
+            api->start();
+            api_log->info("local API on {} (port {}){}", cfg.api.listen, api->port(),
+                          cfg.api.token.empty() ? "; /api is off: no api.token" : "");
+        } catch (const std::exception& e) {
+            api_log->error("local API not started: {}", e.what());
+        }
+    }
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     boost::asio::steady_timer timer(io);
     std::function<void()> schedule_tick = [&] {
@@ -59,6 +79,7 @@ int run(const kg::config::Gateway& cfg) {
         if (ec) return;
         log->info("signal {} received, shutting down", signo);
         timer.cancel();
+        if (api) api->stop();
         io.stop();
     });
     io.run();

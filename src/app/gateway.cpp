@@ -1,6 +1,10 @@
 #include "app/gateway.hpp"
 
+#include <fmt/format.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "publish/payloads.hpp"
@@ -54,9 +58,10 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
       link_(cfg_.mqtt, topics_.availability(), logging.get("mqtt")),
       store_(open_store(cfg_.outbox, *log_)),
       outbox_(*store_, link_, topics_, cfg_.site.id, logging.get("outbox")),
+      event_log_(outbox_, cfg_.site.id),
       evidence_(std::make_unique<evidence::EvidenceStore>(cfg_.evidence.path, cfg_.evidence.max_bytes,
                                                           cfg_.evidence.max_age)),
-      site_{cfg_, calendar_, schedules_, evidence_.get(), outbox_, ids_, logging},
+      site_{cfg_, calendar_, schedules_, evidence_.get(), event_log_, ids_, logging},
       pool_(analysis_threads(cfg_.analysis_threads)) {
     for (const auto& camera : cfg_.cameras) {
         if (!camera.enabled) continue;
@@ -99,8 +104,9 @@ void Gateway::tick() {
 }
 
 void Gateway::publish_states(TimePoint now, bool due) {
+    states_.resize(cameras_.size());
     for (std::size_t i = 0; i < cameras_.size(); ++i) {
-        const auto state = cameras_[i]->supervise(now);
+        const auto& state = states_[i] = cameras_[i]->supervise(now);
         // A change of online state is reported at once, not at the next interval.
         if (!due && state.online == last_online_[i]) continue;
         last_online_[i] = state.online;
@@ -119,6 +125,136 @@ void Gateway::stop() {
     outbox_.stop(kShutdownDrain);
     link_.stop();
     log_->info("stopped");
+}
+
+nlohmann::json Gateway::cameras() const {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& s : states_) {
+        out.push_back(nlohmann::json::parse(publish::camera_state_payload(s, cfg_.site.id, Clock::now())));
+    }
+    return out;
+}
+
+nlohmann::json Gateway::sensors() const {
+    return sensors_ ? sensors_->states(Clock::now()) : nlohmann::json::array();
+}
+
+nlohmann::json Gateway::recent_events(std::size_t limit) const { return event_log_.recent(limit); }
+
+std::optional<std::string> Gateway::evidence_file(const std::string& event_id,
+                                                  const std::string& kind) const {
+    const auto relative = event_log_.evidence(event_id, kind);
+    if (!relative) return std::nullopt;
+    return evidence_->absolute(*relative).string();
+}
+
+bool Gateway::ready(std::string& why_not) const {
+    std::vector<std::string> problems;
+    if (!link_.connected()) problems.push_back("broker not connected");
+    for (const auto& s : states_) {
+        if (!s.online) problems.push_back("camera " + s.camera->id + " offline");
+    }
+    if (cameras_.size() != states_.size()) problems.push_back("starting");
+    for (const auto& p : problems) why_not += (why_not.empty() ? "" : "; ") + p;
+    return problems.empty();
+}
+
+namespace {
+
+// Prometheus label values escape backslash, quote and newline.
+std::string label(const std::string& v) {
+    std::string out;
+    for (char c : v) {
+        if (c == '\\' || c == '"') out += '\\';
+        out += c == '\n' ? 'n' : c;
+    }
+    return out;
+}
+
+struct ProcessStats {
+    double cpu_seconds = 0;
+    double rss_bytes = 0;
+};
+
+ProcessStats process_stats() {
+    ProcessStats p;
+    std::ifstream stat("/proc/self/stat");
+    std::string field;
+    for (int i = 1; i <= 15 && stat >> field; ++i) {
+        if (i == 14 || i == 15) p.cpu_seconds += std::stod(field) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    }
+    std::ifstream statm("/proc/self/statm");
+    double pages = 0;
+    statm >> pages >> pages;  // size, then resident
+    p.rss_bytes = pages * static_cast<double>(sysconf(_SC_PAGESIZE));
+    return p;
+}
+
+}  // namespace
+
+std::string Gateway::metrics() const {
+    std::string m;
+    auto family = [&m](const char* name, const char* type, const char* help) {
+        m += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    };
+    family("kg_camera_online", "gauge", "1 if the camera delivered a frame within health.offline_after");
+    for (const auto& s : states_)
+        m += fmt::format("kg_camera_online{{camera=\"{}\"}} {}\n", label(s.camera->id), s.online ? 1 : 0);
+    family("kg_camera_fps_in", "gauge", "decoded frames per second, last 10 s");
+    for (const auto& s : states_)
+        m += fmt::format("kg_camera_fps_in{{camera=\"{}\"}} {:.2f}\n", label(s.camera->id), s.fps_in);
+    family("kg_camera_fps_analysed", "gauge", "analysed frames per second, last 10 s");
+    for (const auto& s : states_) {
+        m += fmt::format("kg_camera_fps_analysed{{camera=\"{}\"}} {:.2f}\n", label(s.camera->id),
+                         s.fps_analysed);
+    }
+    family("kg_camera_frames_dropped_total", "counter", "sampled frames replaced before analysis took them");
+    for (const auto& s : states_) {
+        m += fmt::format("kg_camera_frames_dropped_total{{camera=\"{}\"}} {}\n", label(s.camera->id),
+                         s.stats.frames_dropped);
+    }
+    family("kg_camera_decode_errors_total", "counter", "packets the decoder rejected");
+    for (const auto& s : states_) {
+        m += fmt::format("kg_camera_decode_errors_total{{camera=\"{}\"}} {}\n", label(s.camera->id),
+                         s.stats.decode_errors);
+    }
+    family("kg_camera_reconnects_1h", "gauge", "connection attempts after a failure in the last hour");
+    for (const auto& s : states_) {
+        m += fmt::format("kg_camera_reconnects_1h{{camera=\"{}\"}} {}\n", label(s.camera->id),
+                         s.stats.reconnects_1h);
+    }
+    family("kg_camera_stalls_1h", "gauge", "reads interrupted by input.timeout in the last hour");
+    for (const auto& s : states_) {
+        m += fmt::format("kg_camera_stalls_1h{{camera=\"{}\"}} {}\n", label(s.camera->id), s.stats.stalls_1h);
+    }
+    family("kg_events_total", "counter", "event messages produced, by check and state");
+    for (const auto& [key, n] : event_log_.counts()) {
+        m +=
+            fmt::format("kg_events_total{{check=\"{}\",state=\"{}\"}} {}\n", label(key.first), key.second, n);
+    }
+    family("kg_outbox_depth", "gauge", "messages waiting for the broker's acknowledgement");
+    m += fmt::format("kg_outbox_depth {}\n", outbox_.depth());
+    family("kg_outbox_dropped_total", "counter", "messages dropped because the outbox was full");
+    m += fmt::format("kg_outbox_dropped_total {}\n", outbox_.dropped());
+    family("kg_outbox_delivered_total", "counter", "messages acknowledged by the broker since start");
+    m += fmt::format("kg_outbox_delivered_total {}\n", outbox_.delivered());
+    family("kg_mqtt_connected", "gauge", "1 while connected to the broker");
+    m += fmt::format("kg_mqtt_connected {}\n", link_.connected() ? 1 : 0);
+    if (sensors_) {
+        family("kg_sensor_age_seconds", "gauge", "seconds since the sensor's last reading");
+        for (const auto& s : sensors_->states(Clock::now())) {
+            if (s["age_s"].is_number()) {
+                m += fmt::format("kg_sensor_age_seconds{{sensor=\"{}\"}} {:.1f}\n",
+                                 label(s["sensor"].get<std::string>()), s["age_s"].get<double>());
+            }
+        }
+    }
+    const auto p = process_stats();
+    family("process_cpu_seconds_total", "counter", "user and system CPU time of the gateway");
+    m += fmt::format("process_cpu_seconds_total {:.2f}\n", p.cpu_seconds);
+    family("process_resident_memory_bytes", "gauge", "resident memory of the gateway");
+    m += fmt::format("process_resident_memory_bytes {:.0f}\n", p.rss_bytes);
+    return m;
 }
 
 }  // namespace kg::app

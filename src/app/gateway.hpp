@@ -9,6 +9,7 @@
 
 #include "app/analysis_pool.hpp"
 #include "app/camera_pipeline.hpp"
+#include "app/event_log.hpp"
 #include "app/sensor_hub.hpp"
 #include "common/logging.hpp"
 #include "config/config.hpp"
@@ -19,13 +20,14 @@
 #include "publish/mqtt_link.hpp"
 #include "publish/topics.hpp"
 #include "rules/schedule.hpp"
+#include "web/local_api.hpp"
 
 namespace kg::app {
 
-class Gateway {
+class Gateway final : public web::GatewayView {
 public:
     Gateway(config::Gateway cfg, const Logging& logging);
-    ~Gateway();
+    ~Gateway() override;
 
     void start();
     // Periodic supervision, from the main thread's timer: offline detection, clips, state reports.
@@ -33,6 +35,15 @@ public:
     void stop();
 
     static constexpr auto kTickInterval = std::chrono::milliseconds(500);
+
+    // web::GatewayView, on the main thread (as tick()).
+    nlohmann::json cameras() const override;
+    nlohmann::json sensors() const override;
+    nlohmann::json recent_events(std::size_t limit) const override;
+    std::optional<std::string> evidence_file(const std::string& event_id,
+                                             const std::string& kind) const override;
+    bool ready(std::string& why_not) const override;
+    std::string metrics() const override;
 
 private:
     void publish_states(TimePoint now, bool due);
@@ -46,12 +57,14 @@ private:
     publish::MqttLink link_;
     std::unique_ptr<outbox::SqliteStore> store_;
     outbox::Outbox outbox_;
+    EventLog event_log_;
     std::unique_ptr<evidence::EvidenceStore> evidence_;
     SiteContext site_;
     AnalysisPool pool_;
     std::vector<std::unique_ptr<CameraPipeline>> cameras_;
     std::unique_ptr<SensorHub> sensors_;
     std::vector<bool> last_online_;
+    std::vector<publish::CameraState> states_;  // as last supervised
 
     TimePoint started_at_{};
     TimePoint last_state_publish_{};

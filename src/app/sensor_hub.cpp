@@ -96,6 +96,26 @@ void SensorHub::publish_state(const Entry& e, TimePoint now) {
     link_.publish(topics_.sensor_state(s.id), j.dump(), 1, true);
 }
 
+nlohmann::json SensorHub::states(TimePoint now) {
+    std::lock_guard lock(mutex_);
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [id, e] : entries_) {
+        const auto& s = e.rules->sensor();
+        const auto st = e.rules->state(now);
+        out.push_back(
+            {{"sensor", id},
+             {"name", s.name},
+             {"kind", s.kind},
+             {"location", s.location},
+             {"unit", s.unit},
+             {"online", st.online},
+             {"value", st.value ? nlohmann::json(*st.value) : nlohmann::json(nullptr)},
+             {"age_s", st.time ? nlohmann::json(seconds_between(*st.time, now)) : nlohmann::json(nullptr)},
+             {"conditions", st.conditions}});
+    }
+    return out;
+}
+
 void SensorHub::tick(TimePoint now, bool publish_states) {
     std::vector<events::Event> out;
     {

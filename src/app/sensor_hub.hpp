@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "app/camera_pipeline.hpp"
@@ -31,6 +32,8 @@ public:
     void tick(TimePoint now, bool publish_states);
 
     std::size_t size() const { return entries_.size(); }
+    // Current state of every sensor, for the local API and the metrics.
+    nlohmann::json states(TimePoint now);
 
 private:
     struct Entry {

@@ -200,6 +200,14 @@ struct Sensor {
     int source_line = 0;
 };
 
+// The local HTTP side: health, readiness, metrics and the token-protected JSON API.
+struct Api {
+    std::string listen = "127.0.0.1:8080";  // loopback by default; empty: off
+    std::string token;                       // the /api routes are off without one (never a default)
+    Duration header_timeout{std::chrono::seconds(10)};
+    Duration idle_timeout{std::chrono::seconds(30)};
+};
+
 struct Log {
     std::string level = "info";  // trace, debug, info, warn, error
     bool json = false;           // one JSON object per line instead of text
@@ -209,6 +217,7 @@ struct Gateway {
     Site site;
     Mqtt mqtt;
     Log log;
+    Api api;
     std::vector<Schedule> schedules;
     // Detector per hygiene check: "classic:mask", "classic:head", a manifest path, or "auto"
     // (the project's own model in models/ when present, else the classic back-end).

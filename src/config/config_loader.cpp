@@ -1025,7 +1025,22 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
     }
     r.map(root, "",
           {"site", "mqtt", "log", "analysis_threads", "defaults", "cameras", "schedules", "outbox",
-           "evidence", "detectors", "models", "sensors", "sensors_mqtt"});
+           "evidence", "detectors", "models", "sensors", "sensors_mqtt", "api"});
+    if (const auto a = root["api"];
+        a && r.map(a, "api", {"listen", "token", "header_timeout", "idle_timeout"})) {
+        if (a["listen"] && r.string(a["listen"], "api.listen", g.api.listen) && !g.api.listen.empty()) {
+            const auto colon = g.api.listen.rfind(':');
+            const auto port = colon == std::string::npos ? std::string() : g.api.listen.substr(colon + 1);
+            if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) ||
+                std::stoi(port) > 65535) {
+                r.error(a["listen"], "api.listen",
+                        fmt::format("'{}' is not address:port (e.g. 127.0.0.1:8080)", g.api.listen));
+            }
+        }
+        if (a["token"]) r.string(a["token"], "api.token", g.api.token);
+        if (a["header_timeout"]) r.duration(a["header_timeout"], "api.header_timeout", g.api.header_timeout);
+        if (a["idle_timeout"]) r.duration(a["idle_timeout"], "api.idle_timeout", g.api.idle_timeout);
+    }
     if (root["sensors_mqtt"] && r.string(root["sensors_mqtt"], "sensors_mqtt", g.sensors_mqtt_url)) {
         check_broker_url(r, root["sensors_mqtt"], "sensors_mqtt", g.sensors_mqtt_url);
     }

@@ -1,4 +1,6 @@
-"""Fixtures for the end-to-end tests: every peer is real and cleaned up after the test."""
+"""Fixtures for the end-to-end tests: every peer is real (kg_e2e.py) and cleaned up after the test.
+When a test fails, the logs of what it started (gateway, broker, RTSP server) and what the broker
+carried are attached to its report."""
 
 import pathlib
 import sys
@@ -9,15 +11,56 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import kg_e2e  # noqa: E402
 
 
+class _Started:
+    """A factory fixture's value: starts things, remembers them, reports and cleans them up."""
+
+    def __init__(self, make, cleanup):
+        self.items = []
+        self._make = make
+        self._cleanup = cleanup
+
+    def __call__(self, *args, **kwargs):
+        item = self._make(*args, **kwargs)
+        self.items.append(item)
+        return item
+
+    def cleanup(self):
+        for item in self.items:
+            try:
+                self._cleanup(item)
+            except Exception as e:  # clean up the others regardless
+                print(f"cleanup of {item!r} failed: {e}")
+
+    def failure_report(self):
+        return [section for item in self.items if hasattr(item, "failure_report")
+                for section in item.failure_report()]
+
+
 @pytest.fixture(scope="session")
-def clips(tmp_path_factory):
-    """Generated H.264 clips, made once per session."""
-    d = tmp_path_factory.mktemp("clips")
-    return lambda name, segments: kg_e2e.make_clip(segments, d / f"{name}.mp4")
+def clip_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("clips")
+
+
+@pytest.fixture(scope="session")
+def make_clip(clip_dir):
+    """make_clip(segments[, path]) -> path of an H.264 MP4, e.g. [("normal", 8), ("black", 12)];
+    without a path, cached per session by its segments."""
+
+    def make(segments, path=None):
+        return kg_e2e.make_clip(segments, path or clip_dir / f"{kg_e2e.clip_name(segments)}.mp4")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def clips(make_clip):
+    """clips(label, segments): make_clip under a label kept for readability (cached by segments)."""
+    return lambda label, segments: make_clip(segments)
 
 
 @pytest.fixture
 def broker(tmp_path):
+    """Mosquitto on a free loopback port: .stop(), .start() (same port), .kill(), .url, .port."""
     b = kg_e2e.Broker(tmp_path)
     yield b
     b.kill()
@@ -25,6 +68,7 @@ def broker(tmp_path):
 
 @pytest.fixture
 def collector(broker):
+    """Everything published on the broker (`#`, QoS 1): .messages, .wait_for(), .events(), ..."""
     c = kg_e2e.Collector(broker)
     yield c
     c.close()
@@ -32,25 +76,40 @@ def collector(broker):
 
 @pytest.fixture(scope="session")
 def schemas():
+    """docs/schemas: .validate(topic, payload), .validate_all(collector)."""
     return kg_e2e.Schemas()
 
 
 @pytest.fixture
-def gateways(tmp_path, request):
-    """Starts gateways with gateways(config); kills what is left and prints logs on failure."""
-    started = []
+def rtsp_server(tmp_path):
+    """rtsp_server({"/cam": clip, ...}) -> a started kg-test-rtsp-server: .url(mount), .stop(),
+    .start() (same port), .kill()."""
+    started = _Started(lambda mounts: kg_e2e.RtspServer(mounts, tmp_path), lambda s: s.kill())
+    yield started
+    started.cleanup()
 
-    def start(config, name="gateway"):
-        g = kg_e2e.Gateway(tmp_path, config, name)
-        started.append(g)
-        return g
 
-    yield start
-    for g in started:
-        g.kill() if g.running() else None
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        for g in started:
-            print(f"--- {g.log_path} ---\n{g.output()[-20000:]}")
+@pytest.fixture
+def silent_server():
+    """silent_server() -> a TCP listener that accepts and never answers: .port, .url(), .accepted."""
+    started = _Started(kg_e2e.SilentServer, lambda s: s.close())
+    yield started
+    started.cleanup()
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    """gateway(config_dict[, name]) -> a running kitchen-gateway: .terminate() (SIGTERM, returns the
+    exit code), .kill() (SIGKILL), .output(). Killed after the test if still running."""
+    started = _Started(lambda config, name="gateway": kg_e2e.Gateway(tmp_path, config, name), lambda g: g.kill())
+    yield started
+    started.cleanup()
+
+
+@pytest.fixture
+def gateways(gateway):
+    """The same factory as `gateway` (older spelling)."""
+    return gateway
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -58,3 +117,14 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+    if rep.failed and rep.when in ("setup", "call"):
+        seen = set()
+        for value in getattr(item, "funcargs", {}).values():
+            if id(value) in seen or not hasattr(value, "failure_report"):
+                continue
+            seen.add(id(value))
+            try:
+                for title, text in value.failure_report():
+                    rep.sections.append((title, text))
+            except Exception as e:  # a report must never hide the failure itself
+                rep.sections.append(("failure report", f"could not be made: {e!r}"))

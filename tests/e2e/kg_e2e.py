@@ -1,14 +1,19 @@
-"""Real peers for the end-to-end tests: Mosquitto, the GStreamer RTSP server, FFmpeg-made clips,
-a TCP peer that never answers, and the gateway process itself."""
+"""Real peers for the end-to-end tests and the gateway process itself: a Mosquitto broker, an MQTT
+collector, the JSON Schemas of docs/schemas, FFmpeg-made H.264 clips, the GStreamer RTSP server
+(tests/support), a TCP peer that never answers, Modbus peers. No mocks: every peer is the real thing.
 
+The fixtures that wrap these are in conftest.py; tests/e2e/test_fixtures.py checks the peers by
+themselves, without the gateway."""
+
+import datetime
 import json
 import os
 import pathlib
-import shutil
+import re
+import select
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -21,33 +26,45 @@ GATEWAY_BIN = os.environ.get("KG_GATEWAY_BIN", str(SOURCE_DIR / "build/gateway/k
 MODBUS_SERVER_BIN = str(pathlib.Path(os.environ.get("KG_TEST_RTSP_SERVER", str(SOURCE_DIR / "build/tests/support/x")))
                         .with_name("kg-test-modbus-server"))
 RTSP_SERVER_BIN = os.environ.get("KG_TEST_RTSP_SERVER", str(SOURCE_DIR / "build/tests/support/kg-test-rtsp-server"))
+MOSQUITTO_BIN = "/usr/sbin/mosquitto"
 
 
 def free_port():
+    """A loopback TCP port nobody listens on now (the OS picks it: parallel tests never collide)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=10.0):
+def wait_port(port, timeout=10.0, proc=None, what="a listener"):
+    """Until 127.0.0.1:port accepts a connection; fails at once if `proc` died meanwhile."""
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode} before listening on port {port}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    raise TimeoutError(f"{what}: nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 def wait_until(predicate, timeout, interval=0.1, what="condition"):
+    """The first truthy value of predicate() within timeout seconds, else AssertionError."""
     deadline = time.time() + timeout
-    while time.time() < deadline:
+    while True:
         value = predicate()
         if value:
             return value
+        if time.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def tail(path, limit=20000):
+    path = pathlib.Path(path)
+    return path.read_text(errors="replace")[-limit:] if path.exists() else f"({path} does not exist)"
 
 
 class Broker:
@@ -73,8 +90,12 @@ class Broker:
 
     def start(self):
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(self.conf)], stdout=log, stderr=log)
-        wait_port(self.port)
+            self.proc = subprocess.Popen([MOSQUITTO_BIN, "-c", str(self.conf)], stdout=log, stderr=log)
+        try:
+            wait_port(self.port, proc=self.proc, what="mosquitto")
+        except (AssertionError, TimeoutError) as e:
+            self.kill()
+            raise AssertionError(f"{e}\n{tail(self.log)}") from None
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -91,25 +112,38 @@ class Broker:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def clients_connected(self):
+        """How many MQTT clients completed a CONNECT with this broker (from its log)."""
+        return tail(self.log, 10**9).count("New client connected")
+
     @property
     def url(self):
         return f"tcp://127.0.0.1:{self.port}"
 
+    def failure_report(self):
+        return [(f"mosquitto log (port {self.port})", tail(self.log))]
+
 
 class Collector:
-    """Subscribes to everything on the broker and records what arrives; reconnects by itself."""
+    """Subscribes to `topic` (default everything) at QoS 1 and records what arrives as
+    (topic, payload bytes, retain flag, receive time); reconnects by itself."""
 
     def __init__(self, broker, topic="#", persistent=False):
         self.messages = []
         self.lock = threading.Lock()
+        self.subscribed = threading.Event()
         # A persistent session: the broker queues QoS 1 messages for us while we are away.
         self.client = mqtt.Client(client_id=f"e2e-collector-{os.getpid()}-{id(self)}", clean_session=not persistent)
         self.client.on_connect = lambda c, u, f, rc: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, granted: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=1)
         self.client.connect("127.0.0.1", broker.port, keepalive=10)
         self.client.loop_start()
-        wait_until(lambda: self.client.is_connected(), 10, what="collector connected")
+        # Subscribed (SUBACK), not just connected: nothing the gateway sends afterwards is missed.
+        if not self.subscribed.wait(10):
+            self.close()
+            raise AssertionError(f"the collector could not subscribe on {broker.url}")
 
     def _on_message(self, client, userdata, msg):
         with self.lock:
@@ -119,6 +153,10 @@ class Collector:
         self.client.loop_stop()
         self.client.disconnect()
 
+    def wait_for(self, predicate, timeout, what="condition", interval=0.1):
+        """The first truthy predicate() within timeout seconds, else AssertionError naming `what`."""
+        return wait_until(predicate, timeout, interval=interval, what=what)
+
     def on(self, topic):
         with self.lock:
             return [m for m in self.messages if m[0] == topic]
@@ -127,35 +165,72 @@ class Collector:
         return [json.loads(m[1]) for m in self.on(topic)]
 
     def events(self, site="test-site", prefix="kitchen"):
+        """Every message on <prefix>/<site>/events, parsed, in arrival order."""
         return self.json_on(f"{prefix}/{site}/events")
+
+    def states(self, camera, site="test-site", prefix="kitchen"):
+        """Every state message of one camera, parsed, in arrival order."""
+        return self.json_on(f"{prefix}/{site}/cameras/{camera}/state")
 
     def last_json(self, topic):
         msgs = self.on(topic)
         return json.loads(msgs[-1][1]) if msgs else None
 
+    def failure_report(self):
+        with self.lock:
+            lines = [f"{t:.3f} {topic}{' (retained)' if r else ''} {p[:300]!r}" for topic, p, r, t in self.messages]
+        return [("what the broker carried (last 200 messages)", "\n".join(lines[-200:]))]
+
 
 def retained(broker, topic, timeout=3.0):
-    """The retained value of `topic`, read by a fresh subscriber (None if none)."""
+    """The retained value of `topic` as text, read by a fresh subscriber (None if there is none)."""
     got = []
-    client = mqtt.Client(client_id=f"e2e-retained-{time.time_ns()}", clean_session=True)
+    subscribed = threading.Event()
+    client = mqtt.Client(client_id=f"e2e-retained-{os.getpid()}-{time.time_ns()}", clean_session=True)
     client.on_connect = lambda c, u, f, rc: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda c, u, mid, granted: subscribed.set()
     client.on_message = lambda c, u, m: got.append(bytes(m.payload)) if m.retain else None
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
-    deadline = time.time() + timeout
-    while time.time() < deadline and not got:
-        time.sleep(0.05)
-    client.loop_stop()
-    client.disconnect()
+    try:
+        if not subscribed.wait(timeout):
+            raise AssertionError(f"could not subscribe to {topic} on {broker.url}")
+        deadline = time.time() + 1.0  # the broker sends retained messages right after the SUBACK
+        while time.time() < deadline and not got:
+            time.sleep(0.02)
+    finally:
+        client.loop_stop()
+        client.disconnect()
     return got[-1].decode() if got else None
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _is_date_time(value):
+    """RFC 3339 date-time. jsonschema 4.10 checks this format only with rfc3339-validator, which
+    Debian does not install, so without this checker `format: date-time` would pass anything."""
+    if not isinstance(value, str):
+        return True
+    if not _RFC3339.match(value):
+        return False
+    datetime.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))  # ValueError on 2026-13-40
+    return True
+
+
 class Schemas:
-    """The JSON Schemas of docs/schemas, chosen by topic."""
+    """The JSON Schemas of docs/schemas (the contract), chosen by topic."""
 
     def __init__(self):
         d = SOURCE_DIR / "docs/schemas"
         self.by_name = {p.name.split(".")[0]: json.loads(p.read_text()) for p in d.glob("*.schema.json")}
+        assert self.by_name, f"no schemas in {d}"
+        self.format_checker = jsonschema.FormatChecker()
+        self.format_checker.checks("date-time", raises=ValueError)(_is_date_time)
+        self.validators = {}
+        for name, schema in self.by_name.items():
+            jsonschema.Draft202012Validator.check_schema(schema)
+            self.validators[name] = jsonschema.Draft202012Validator(schema, format_checker=self.format_checker)
 
     def schema_for(self, topic):
         parts = topic.split("/")
@@ -177,88 +252,141 @@ class Schemas:
             return "clip"
         raise AssertionError(f"no schema documented for topic {topic}")
 
-    def validate(self, topic, payload):
-        name = self.schema_for(topic)
+    def errors(self, topic, payload):
+        """Why this message breaks the contract (empty list when it keeps it)."""
+        try:
+            name = self.schema_for(topic)
+        except AssertionError as e:
+            return [str(e)]
         if name is None:
-            assert payload[:2] == b"\xff\xd8", f"{topic}: not a JPEG"
-            return
-        schema = self.by_name[name]
-        value = payload.decode() if name == "availability" else json.loads(payload)
-        jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(value)
+            return [] if payload[:2] == b"\xff\xd8" else [f"{topic}: not a JPEG"]
+        try:
+            value = payload.decode() if name == "availability" else json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as e:
+            return [f"{topic}: not {'text' if name == 'availability' else 'JSON'}: {e}: {payload[:200]!r}"]
+        return [f"{topic}: {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}: {payload[:300]!r}"
+                for e in self.validators[name].iter_errors(value)]
 
-    def validate_all(self, collector, site="test-site"):
-        count = 0
+    def validate(self, topic, payload):
+        errors = self.errors(topic, payload)
+        assert not errors, "\n".join(errors)
+
+    def validate_all(self, collector, site="test-site", require=True):
+        """Validates every message the collector received for `site`; fails listing every mismatch.
+        Returns how many were checked (with require, at least one must have arrived)."""
+        count, errors = 0, []
         for topic, payload, _, _ in list(collector.messages):
             if f"/{site}/" in topic or topic.endswith(f"/{site}"):
-                self.validate(topic, payload)
+                errors += self.errors(topic, payload)
                 count += 1
+        assert not errors, f"{len(errors)} schema violations in {count} messages:\n" + "\n".join(errors[:20])
+        assert count or not require, f"no message arrived for site {site}"
         return count
 
 
+# Clip segments, 640x360 at 25 fps. Encoded at a constant QP (see make_clip).
 SEGMENTS = {
-    # A sensor-like scene: every frame differs a little, as a real camera's do.
+    # A sensor-like scene: temporal noise, so consecutive frames always differ as a real camera's do.
     "normal": "testsrc2=size=640x360:rate=25:duration={d},noise=alls=8:allf=t",
-    "black": "color=c=0x060606:size=640x360:rate=25:duration={d},noise=alls=2:allf=t",
-    # One frame of the scene repeated exactly: what a hung encoder sends.
+    # Near-black (grey level ~5 of 255) with a little noise.
+    "black": "color=c=0x050505:size=640x360:rate=25:duration={d},noise=alls=8:allf=t",
+    # One frame of the normal scene repeated exactly, no noise: what a hung encoder sends.
     "frozen": "testsrc2=size=640x360:rate=25:duration=1,trim=end_frame=1,loop=loop=-1:size=1,"
-    "trim=duration={d},setpts=N/25/TB",
-    # A hand over the lens: dark, smooth, out of focus.
-    "covered": "nullsrc=size=640x360:rate=25:duration={d},format=yuv420p,"
-    "geq=lum='35+50*Y/H+15*sin(X/W*3.14)':cb=118:cr=140,noise=alls=1:allf=t",
+              "trim=duration={d},setpts=N/25/TB",
+    # A hand over the lens: a smooth dark-brown gradient (mean grey ~45, no edges) that slowly
+    # breathes. Drawn small and scaled up, then blurred: geq at full size is 15x slower.
+    "covered": "nullsrc=size=64x36:rate=25:duration={d},format=yuv420p,"
+               "geq=lum='28+72*(0.45*X/W+0.55*Y/H)+4*sin(2*PI*T/6)':cb=116:cr=142,"
+               "scale=640x360:flags=bicubic,gblur=sigma=12",
 }
 
 
+def clip_name(segments):
+    """A cache key naming a clip by its segments: [("normal", 8), ("black", 12)] -> normal8-black12."""
+    return "-".join(f"{kind}{seconds:g}" for kind, seconds in segments)
+
+
 def make_clip(segments, path):
-    """An H.264 MP4 from [(kind, seconds), ...]; cached by name."""
+    """An H.264 MP4 (libx264 ultrafast, 640x360, 25 fps, GOP 50, yuv420p) from [(kind, seconds), ...]
+    with kinds of SEGMENTS; an existing file at `path` is reused."""
     path = pathlib.Path(path)
     if path.exists():
         return str(path)
-    args = ["ffmpeg", "-loglevel", "error", "-y"]
+    for kind, seconds in segments:
+        assert kind in SEGMENTS and seconds > 0, f"bad segment {(kind, seconds)}"
+    args = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
     for kind, seconds in segments:
         args += ["-f", "lavfi", "-i", SEGMENTS[kind].format(d=seconds)]
     n = len(segments)
     inputs = "".join(f"[{i}:v]" for i in range(n))
+    tmp = path.with_name(path.name + ".tmp.mp4")
+    # A constant QP (not CRF): every key frame of a frozen segment is coded exactly like the last, so
+    # its decoded frames are bit-identical (with CRF they drift by ~0.2 grey levels at each GOP).
     args += ["-filter_complex", f"{inputs}concat=n={n}:v=1:a=0,format=yuv420p[v]", "-map", "[v]",
-             "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0",
-             "-movflags", "+faststart", str(path) + ".tmp.mp4"]
+             "-c:v", "libx264", "-preset", "ultrafast", "-qp", "34", "-threads", "1",
+             "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-an", "-movflags", "+faststart", str(tmp)]
     subprocess.run(args, check=True)
-    os.replace(str(path) + ".tmp.mp4", path)
+    os.replace(tmp, path)
     return str(path)
 
 
 class RtspServer:
-    def __init__(self, mounts):
+    """kg-test-rtsp-server on a free port serving {mount: clip}; stoppable, restartable on the same
+    port, killable."""
+
+    def __init__(self, mounts, workdir=None):
         self.port = free_port()
-        self.mounts = mounts
+        self.mounts = dict(mounts)
+        self.log = pathlib.Path(workdir) / f"rtsp-server-{self.port}.log" if workdir else None
         self.proc = None
         self.start()
 
-    def start(self):
+    def start(self, timeout=10):
         args = [RTSP_SERVER_BIN, "--port", str(self.port)]
         for mount, path in self.mounts.items():
             args += ["--mount", f"{mount}={path}"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.proc.stdout.readline()
-        assert line.strip() == "READY", f"RTSP server did not start: {line!r}"
+        err = open(self.log, "ab") if self.log else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+        finally:
+            if self.log:
+                err.close()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().decode(errors="replace") if ready else ""
+        if line.strip() != "READY":
+            self.kill()
+            raise AssertionError(f"the RTSP server did not start on port {self.port} (said {line!r})"
+                                 + (f":\n{tail(self.log)}" if self.log else ""))
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
-        self.proc = None
+        self._close()
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._close()
+
+    def _close(self):
+        if self.proc is not None:
+            self.proc.stdout.close()
         self.proc = None
 
-    def url(self, mount):
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def url(self, mount="/cam"):
         return f"rtsp://127.0.0.1:{self.port}{mount}"
+
+    def failure_report(self):
+        return [(f"RTSP server log (port {self.port})", tail(self.log))] if self.log else []
 
 
 class SilentServer:
-    """Accepts TCP connections and never sends a byte: a camera that hangs."""
+    """Accepts TCP connections on a free loopback port and never sends a byte: a camera that hangs."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -277,6 +405,14 @@ class SilentServer:
             except OSError:
                 return
 
+    @property
+    def accepted(self):
+        """How many connections it accepted so far."""
+        return len(self.conns)
+
+    def url(self, scheme="rtsp", path="/cam"):
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
     def close(self):
         self.closed = True
         self.sock.close()
@@ -285,39 +421,49 @@ class SilentServer:
 
 
 class Gateway:
+    """The kitchen-gateway process on a YAML config written from a dict; its stdout and stderr go to
+    <workdir>/<name>.log."""
+
     def __init__(self, workdir, config, name="gateway"):
         self.workdir = pathlib.Path(workdir)
+        self.name = name
         self.config_path = self.workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log_path = self.workdir / f"{name}.log"
+        self.log = None
         self.proc = None
         self.start()
 
     def start(self):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([GATEWAY_BIN, "--config", str(self.config_path)], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             code = self.proc.wait(0.3)
         except subprocess.TimeoutExpired:
             return
+        self.proc = None
+        self.log.close()
         raise AssertionError(f"the gateway exited at once with {code}:\n{self.output()}")
 
     def terminate(self, timeout=20):
+        """SIGTERM, wait for the exit, return the exit code (None if it was not running)."""
         if self.proc is None:
             return None
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
+        code = self.proc.wait(timeout)  # TimeoutExpired leaves it to kill()
         self.proc = None
         self.log.close()
         return code
 
     def kill(self):
+        """SIGKILL (no goodbye: the broker publishes the last will)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
-        self.log.close()
+        if self.log:
+            self.log.close()
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -325,8 +471,19 @@ class Gateway:
     def output(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def api_port(self, timeout=10):
+        """The local HTTP API's port, from the log line `local API on HOST:PORT (port N)`."""
+        found = wait_until(lambda: re.search(r"local API on \S+ \(port (\d+)\)", self.output()), timeout,
+                           what="the local API's port in the gateway log")
+        return int(found.group(1))
+
+    def failure_report(self):
+        return [(f"gateway log {self.log_path}", tail(self.log_path))]
+
 
 def base_config(broker, cameras, workdir, **extra):
+    """A gateway config for site test-site, prefix kitchen, state every second, everything it writes
+    under workdir."""
     cfg = {
         "site": {"id": "test-site", "name": "Test canteen"},
         "mqtt": {"url": broker.url, "topic_prefix": "kitchen", "state_interval": "1s",
@@ -340,6 +497,7 @@ def base_config(broker, cameras, workdir, **extra):
 
 
 def camera(cam_id, url, **overrides):
+    """A camera with short test timings; sections in overrides are merged key by key."""
     cam = {
         "id": cam_id,
         "name": cam_id.title(),
@@ -348,12 +506,19 @@ def camera(cam_id, url, **overrides):
         "analysis": {"fps": 2, "width": 320, "height": 180},
         "health": {"offline_after": "4s", "confirm": "2s", "clear": "2s", "frozen_after": "4s"},
     }
+    if str(url).startswith("rtsp://"):
+        cam["input"]["transport"] = "tcp"
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cam.get(key), dict):
             cam[key] = {**cam[key], **value}
         else:
             cam[key] = value
     return cam
+
+
+def parse_time(iso):
+    """Seconds since the epoch of a UTC ISO 8601 time as the gateway writes it."""
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def make_scene(path, seconds, background="kitchen", boxes=()):

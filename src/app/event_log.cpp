@@ -1,0 +1,62 @@
+#include "app/event_log.hpp"
+
+#include "publish/payloads.hpp"
+
+namespace kg::app {
+
+EventLog::EventLog(events::EventSink& next, std::string site, std::size_t keep)
+    : next_(next), site_(std::move(site)), keep_(keep) {}
+
+void EventLog::submit(const events::Event& event) {
+    {
+        std::lock_guard lock(mutex_);
+        recent_.push_front(nlohmann::json::parse(publish::event_payload(event, site_)));
+        if (recent_.size() > keep_) recent_.pop_back();
+        ++counts_[{event.check, events::to_string(event.state)}];
+    }
+    next_.submit(event);
+}
+
+void EventLog::submit_snapshot(const events::Event& event, std::string jpeg) {
+    next_.submit_snapshot(event, std::move(jpeg));
+}
+
+void EventLog::submit_clip(const events::ClipReport& clip) {
+    if (clip.error.empty()) {
+        std::lock_guard lock(mutex_);
+        clips_[clip.event_id] = clip.path;
+        if (clips_.size() > keep_) clips_.erase(clips_.begin());
+    }
+    next_.submit_clip(clip);
+}
+
+nlohmann::json EventLog::recent(std::size_t limit) const {
+    std::lock_guard lock(mutex_);
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& e : recent_) {
+        if (out.size() >= limit) break;
+        out.push_back(e);
+    }
+    return out;
+}
+
+std::optional<std::string> EventLog::evidence(const std::string& event_id, const std::string& kind) const {
+    std::lock_guard lock(mutex_);
+    if (kind == "clip") {
+        auto it = clips_.find(event_id);
+        return it == clips_.end() ? std::nullopt : std::optional<std::string>(it->second);
+    }
+    for (const auto& e : recent_) {
+        if (e.value("id", "") != event_id) continue;
+        const auto& v = e["evidence"][kind];
+        if (v.is_string()) return v.get<std::string>();
+    }
+    return std::nullopt;
+}
+
+std::map<std::pair<std::string, std::string>, std::uint64_t> EventLog::counts() const {
+    std::lock_guard lock(mutex_);
+    return counts_;
+}
+
+}  // namespace kg::app

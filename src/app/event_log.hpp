@@ -1,0 +1,38 @@
+#pragma once
+// Keeps the recent event messages (as published) and counts them, for the local API and the
+// metrics, then hands everything on to the next sink (the outbox) unchanged.
+
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "events/event.hpp"
+
+namespace kg::app {
+
+class EventLog final : public events::EventSink {
+public:
+    EventLog(events::EventSink& next, std::string site, std::size_t keep = 500);
+
+    void submit(const events::Event& event) override;
+    void submit_snapshot(const events::Event& event, std::string jpeg) override;
+    void submit_clip(const events::ClipReport& clip) override;
+
+    nlohmann::json recent(std::size_t limit) const;  // newest first
+    // Relative evidence path of `kind` ("snapshot", "snapshot_end", "clip") for an event, if known.
+    std::optional<std::string> evidence(const std::string& event_id, const std::string& kind) const;
+    std::map<std::pair<std::string, std::string>, std::uint64_t> counts() const;  // (check, state) -> n
+
+private:
+    events::EventSink& next_;
+    std::string site_;
+    std::size_t keep_;
+    mutable std::mutex mutex_;
+    std::deque<nlohmann::json> recent_;
+    std::map<std::string, std::string> clips_;  // event id -> written clip path
+    std::map<std::pair<std::string, std::string>, std::uint64_t> counts_;
+};
+
+}  // namespace kg::app

@@ -1,0 +1,106 @@
+#include "web/local_api.hpp"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+namespace kg::web {
+namespace {
+
+// Constant-time comparison: the token must not leak through response timing.
+bool same_secret(const std::string& given, const std::string& token) {
+    if (token.empty()) return false;
+    unsigned char diff = given.size() == token.size() ? 0 : 1;
+    const std::string& a = given.size() == token.size() ? given : token;
+    for (std::size_t i = 0; i < token.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ token[i]);
+    return diff == 0;
+}
+
+Response json_response(const Request& req, const nlohmann::json& body,
+                       http::status status = http::status::ok) {
+    return text_response(req, status,
+                         body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                         "application/json");
+}
+
+Response file_response(const Request& req, const std::string& path, const std::string& type) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return text_response(req, http::status::not_found, "evidence file is gone\n");
+    std::ostringstream data;
+    data << in.rdbuf();
+    return text_response(req, http::status::ok, data.str(), type);
+}
+
+std::size_t limit_of(const std::string& target) {
+    static const std::regex limit(R"([?&]limit=([0-9]{1,4})(&|$))");
+    std::smatch m;
+    if (std::regex_search(target, m, limit)) return std::clamp<std::size_t>(std::stoul(m[1]), 1, 1000);
+    return 100;
+}
+
+}  // namespace
+
+Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log) {
+    return [&view, token = std::move(token), log](const Request& req, const std::string& client) -> Response {
+        const std::string target(req.target());
+        const std::string path = target.substr(0, target.find('?'));
+        if (req.method() != http::verb::get && req.method() != http::verb::head) {
+            auto res = text_response(req, http::status::method_not_allowed, "only GET\n");
+            res.set(http::field::allow, "GET, HEAD");
+            return res;
+        }
+        if (path == "/healthz") return text_response(req, http::status::ok, "ok\n");
+        if (path == "/readyz") {
+            std::string why;
+            return view.ready(why) ? text_response(req, http::status::ok, "ready\n")
+                                   : text_response(req, http::status::service_unavailable, why + "\n");
+        }
+        if (path == "/metrics") {
+            return text_response(req, http::status::ok, view.metrics(),
+                                 "text/plain; version=0.0.4; charset=utf-8");
+        }
+        if (path.rfind("/api/", 0) != 0) return text_response(req, http::status::not_found, "not found\n");
+
+        if (token.empty())
+            return text_response(req, http::status::forbidden, "the API is off: set api.token\n");
+        const auto auth = req[http::field::authorization];
+        const std::string given = auth.starts_with("Bearer ") ? std::string(auth.substr(7)) : std::string();
+        if (!same_secret(given, token)) {
+            log->warn("{} {} from {}: bad or missing bearer token", std::string(req.method_string()), path,
+                      client);
+            auto res = text_response(req, http::status::unauthorized, "bearer token required\n");
+            res.set(http::field::www_authenticate, "Bearer");
+            return res;
+        }
+        if (path == "/api/cameras") return json_response(req, view.cameras());
+        if (path == "/api/sensors") return json_response(req, view.sensors());
+        if (path == "/api/events") return json_response(req, view.recent_events(limit_of(target)));
+
+        // /api/events/<id>[/snapshot.jpg|/best.jpg|/clip.mp4]; ids are [A-Za-z0-9_-], nothing else
+        // reaches the file system.
+        static const std::regex event(
+            R"(^/api/events/([A-Za-z0-9_-]{8,80})(/(snapshot\.jpg|best\.jpg|clip\.mp4))?$)");
+        std::smatch m;
+        if (std::regex_match(path, m, event)) {
+            const std::string id = m[1];
+            if (!m[3].matched) {
+                for (const auto& e : view.recent_events(1000)) {
+                    if (e.value("id", "") == id) return json_response(req, e);
+                }
+                return text_response(req, http::status::not_found, "no such event\n");
+            }
+            const std::string what = m[3];
+            const std::string kind = what == "clip.mp4"   ? "clip"
+                                     : what == "best.jpg" ? "snapshot_end"
+                                                          : "snapshot";
+            const auto file = view.evidence_file(id, kind);
+            if (!file) return text_response(req, http::status::not_found, "no such evidence\n");
+            return file_response(req, *file, kind == "clip" ? "video/mp4" : "image/jpeg");
+        }
+        return text_response(req, http::status::not_found, "not found\n");
+    };
+}
+
+}  // namespace kg::web

@@ -1,0 +1,35 @@
+#pragma once
+// The local side, for installers and the monitor (loopback by default):
+//   GET /healthz            liveness
+//   GET /readyz             cameras delivering frames and the broker connected (503 with reasons if not)
+//   GET /metrics            Prometheus text format
+//   GET /api/cameras, /api/sensors, /api/events?limit=N, /api/events/<id>,
+//       /api/events/<id>/snapshot.jpg, /api/events/<id>/clip.mp4
+// The /api routes need `Authorization: Bearer <token>` with the configured token; without a token
+// configured they are off (there is never a default token).
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "web/http_server.hpp"
+
+namespace kg::web {
+
+// What the local API may see of the gateway. Called on the HTTP server's thread.
+class GatewayView {
+public:
+    virtual ~GatewayView() = default;
+    virtual nlohmann::json cameras() const = 0;
+    virtual nlohmann::json sensors() const = 0;
+    virtual nlohmann::json recent_events(std::size_t limit) const = 0;
+    // The evidence file of an event ("snapshot", "snapshot_end", "clip"), as an absolute path.
+    virtual std::optional<std::string> evidence_file(const std::string& event_id,
+                                                     const std::string& kind) const = 0;
+    virtual bool ready(std::string& why_not) const = 0;
+    virtual std::string metrics() const = 0;
+};
+
+Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log);
+
+}  // namespace kg::web

@@ -1,0 +1,85 @@
+"""The local HTTP side: health, readiness, Prometheus metrics, the token-protected JSON API with
+event evidence downloads, and abuse (bad tokens, path traversal, oversized headers, a slow client)
+refused cleanly while the gateway keeps serving."""
+
+import http.client
+import socket
+import time
+
+import kg_e2e
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def get(port, path, token=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    conn.request("GET", path, headers=h)
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, r.getheader("Content-Type"), body
+
+
+def test_local_side(broker, collector, clips, gateways, tmp_path):
+    clip = clips("black-api", [("normal", 6), ("black", 8), ("normal", 30)])
+    cam = kg_e2e.camera("cam", clip, input={"loop": False})
+    config = kg_e2e.base_config(broker, [cam], tmp_path)
+    config["api"] = {"listen": "127.0.0.1:0", "token": TOKEN, "header_timeout": "2s"}
+    config["evidence"].update({"clip_pre": "2s", "clip_post": "2s"})
+    gw = gateways(config)
+    port = gw.api_port()
+
+    assert get(port, "/healthz")[0] == 200
+    kg_e2e.wait_until(lambda: get(port, "/readyz")[0] == 200, 15, what="ready")
+
+    # An event with evidence, then the API shows it.
+    start = kg_e2e.wait_until(lambda: [e for e in collector.events() if e["state"] == "start"], 20, what="an event")[0]
+    kg_e2e.wait_until(lambda: collector.on(f"kitchen/test-site/events/{start['id']}/clip"), 10, what="the clip")
+
+    status, ctype, body = get(port, "/metrics")
+    text = body.decode()
+    assert status == 200 and ctype.startswith("text/plain")
+    assert 'kg_camera_online{camera="cam"} 1' in text
+    assert 'kg_camera_fps_analysed{camera="cam"}' in text
+    assert 'kg_events_total{check="camera_health",state="start"} 1' in text
+    assert "kg_mqtt_connected 1" in text and "process_resident_memory_bytes" in text
+    for line in text.splitlines():  # every sample line is "name{labels} number"
+        if line and not line.startswith("#"):
+            float(line.rsplit(" ", 1)[1])
+
+    assert get(port, "/api/cameras")[0] == 401
+    assert get(port, "/api/cameras", token="wrong")[0] == 401
+    status, ctype, body = get(port, "/api/cameras", token=TOKEN)
+    assert status == 200 and ctype == "application/json"
+    import json
+    cams = json.loads(body)
+    assert cams[0]["camera"] == "cam" and cams[0]["online"] is True
+    events = json.loads(get(port, "/api/events?limit=10", token=TOKEN)[2])
+    assert events[0]["id"] == start["id"]
+    status, ctype, jpeg = get(port, f"/api/events/{start['id']}/snapshot.jpg", token=TOKEN)
+    assert status == 200 and ctype == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+    status, ctype, mp4 = get(port, f"/api/events/{start['id']}/clip.mp4", token=TOKEN)
+    assert status == 200 and ctype == "video/mp4" and mp4[4:8] == b"ftyp"
+
+    # Abuse, each refused cleanly.
+    for path in ["/api/events/../../../../etc/passwd", "/api/events/%2e%2e%2fetc%2fpasswd/snapshot.jpg",
+                 "/api/events/" + "a" * 200, "/../etc/passwd"]:
+        assert get(port, path, token=TOKEN)[0] == 404, path
+    assert get(port, "/healthz", headers={"X-Big": "x" * 20000})[0] == 431
+    slow = socket.create_connection(("127.0.0.1", port))
+    slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never finishes the headers
+    t0 = time.time()
+    assert get(port, "/healthz")[0] == 200  # others are served meanwhile
+    slow.settimeout(5)
+    assert slow.recv(100) == b""  # closed by the header timeout (2 s)
+    assert time.time() - t0 < 4.5
+    slow.close()
+
+    broker.stop()  # readiness follows the broker
+    kg_e2e.wait_until(lambda: get(port, "/readyz")[0] == 503, 10, what="not ready without the broker")
+    assert b"broker not connected" in get(port, "/readyz")[2]
+    broker.start()
+    assert gw.terminate() == 0
