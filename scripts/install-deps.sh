@@ -20,7 +20,7 @@ packages=(
   libsqlite3-dev libcli11-dev libmodbus-dev libsystemd-dev libhowardhinnant-date-dev tzdata
   # tests: unit framework, real broker, real RTSP server, stream tools
   libgtest-dev libgmock-dev libbenchmark-dev
-  mosquitto mosquitto-clients socat
+  mosquitto mosquitto-clients socat openssl
   ffmpeg
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad

@@ -1,30 +1,51 @@
-"""Availability: retained online while running, offline on a clean stop, and the broker's last will
-when the gateway is killed."""
+"""Availability: retained `online` while the gateway runs; SIGTERM exits 0 leaving a retained
+`offline`; a restart says `online` again; a SIGKILL makes the broker publish the last will `offline`
+at once (the socket closes with the process, no keep-alive wait). Retained values are read by fresh
+subscribers, as a monitoring room that connects later would see them."""
 
+import json
 import time
 
 import kg_e2e
 
 TOPIC = "kitchen/test-site/availability"
+GATEWAY_TOPIC = "kitchen/test-site/gateway"
 
 
-def test_clean_stop_publishes_offline_and_a_kill_triggers_the_last_will(broker, collector, schemas, clips,
-                                                                      gateways, tmp_path):
-    cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cam", clips("short", [("normal", 4)]), input={"loop": True})],
+def values(collector):
+    return [m[1] for m in collector.on(TOPIC)]
+
+
+def test_online_offline_and_the_last_will(broker, collector, schemas, make_clip, gateway, tmp_path):
+    cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cam", make_clip([("normal", 4)]), input={"loop": True})],
                              tmp_path)
-    gw = gateways(cfg)
-    kg_e2e.wait_until(lambda: kg_e2e.retained(broker, TOPIC) == "online", 10, what="retained online")
-    assert collector.last_json("kitchen/test-site/gateway") is not None or kg_e2e.wait_until(
-        lambda: collector.on("kitchen/test-site/gateway"), 5, what="gateway info")
+    cfg["mqtt"]["keepalive"] = "30s"  # the will must come from the closed socket, not a 45 s keep-alive expiry
 
+    gw = gateway(cfg)
+    collector.wait_for(lambda: kg_e2e.retained(broker, TOPIC) == "online", 10, what="retained online")
+    assert values(collector)[0] == b"online"
+    info = collector.wait_for(lambda: kg_e2e.retained(broker, GATEWAY_TOPIC), 5, what="retained gateway info")
+    info = json.loads(info)
+    assert info["site"] == "test-site" and [c["id"] for c in info["cameras"]] == ["cam"]
+    collector.wait_for(lambda: kg_e2e.retained(broker, "kitchen/test-site/cameras/cam/state"), 5,
+                       what="retained camera state")
+
+    # A clean stop: exit 0, and what a newcomer reads is `offline`.
+    count = len(values(collector))
     assert gw.terminate() == 0
+    collector.wait_for(lambda: values(collector)[count:] == [b"offline"], 5, what="offline on a clean stop")
     assert kg_e2e.retained(broker, TOPIC) == "offline"
 
-    gw = gateways(cfg, name="second")
-    kg_e2e.wait_until(lambda: kg_e2e.retained(broker, TOPIC) == "online", 10, what="online again")
-    count = len(collector.on(TOPIC))
-    gw.kill()  # SIGKILL: no chance to say goodbye; the broker publishes the will
-    kg_e2e.wait_until(lambda: len(collector.on(TOPIC)) > count and collector.on(TOPIC)[-1][1] == b"offline", 10,
-                      what="the last will")
-    assert kg_e2e.retained(broker, TOPIC) == "offline"
+    # A restart: `online` again.
+    gw = gateway(cfg, name="second")
+    collector.wait_for(lambda: kg_e2e.retained(broker, TOPIC) == "online", 10, what="online after the restart")
+
+    # SIGKILL: no goodbye from the gateway; the broker publishes the will when the socket closes.
+    count = len(values(collector))
+    killed_at = time.time()
+    gw.kill()
+    collector.wait_for(lambda: values(collector)[count:] == [b"offline"], 10, what="the last will")
+    arrived = [m[3] for m in collector.on(TOPIC)][-1]
+    assert arrived - killed_at < 5, f"the will took {arrived - killed_at:.1f}s: keep-alive expiry, not socket close"
+    assert kg_e2e.retained(broker, TOPIC) == "offline"  # the will is retained
     schemas.validate_all(collector)

@@ -155,6 +155,7 @@ def test_broker_restarts_on_its_port_and_the_collector_follows(broker, collector
     collector.wait_for(lambda: collector.on("kitchen/x/availability"), 5, what="the message")
     assert kg_e2e.retained(broker, "kitchen/x/availability") == "online"
     assert kg_e2e.retained(broker, "kitchen/x/nothing") is None
+    assert broker.clients_connected() >= 3  # the collector, the publisher, the retained reader: seen in its log
     port = broker.port
     broker.stop()
     assert not broker.running()
