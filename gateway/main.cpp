@@ -1,5 +1,7 @@
 // kitchen-gateway: parse the command line, load the config, run the gateway until SIGINT/SIGTERM.
 
+#include <systemd/sd-daemon.h>
+
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -44,6 +46,8 @@ int run(const kg::config::Gateway& cfg) {
     }
     kg::app::Gateway& gateway = *built;
     gateway.start();
+    // Without systemd (no NOTIFY_SOCKET) these are no-ops.
+    sd_notify(0, "READY=1");
 
     boost::asio::io_context io;
     // The local HTTP side runs on this thread, as the supervision does: it reads the gateway's
@@ -71,6 +75,7 @@ int run(const kg::config::Gateway& cfg) {
         timer.async_wait([&](const boost::system::error_code& ec) {
             if (ec) return;
             gateway.tick();
+            sd_notify(0, "WATCHDOG=1");  // the supervision loop is alive
             schedule_tick();
         });
     };
@@ -78,6 +83,7 @@ int run(const kg::config::Gateway& cfg) {
     signals.async_wait([&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
         log->info("signal {} received, shutting down", signo);
+        sd_notify(0, "STOPPING=1");
         timer.cancel();
         if (api) api->stop();
         io.stop();

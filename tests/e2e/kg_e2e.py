@@ -150,8 +150,8 @@ class Collector:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain), time.time()))
 
     def close(self):
+        self.client.disconnect()  # first: the network thread then ends at once, not after its 1 s poll
         self.client.loop_stop()
-        self.client.disconnect()
 
     def wait_for(self, predicate, timeout, what="condition", interval=0.1):
         """The first truthy predicate() within timeout seconds, else AssertionError naming `what`."""
@@ -199,8 +199,8 @@ def retained(broker, topic, timeout=3.0):
         while time.time() < deadline and not got:
             time.sleep(0.02)
     finally:
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
     return got[-1].decode() if got else None
 
 
@@ -424,7 +424,8 @@ class Gateway:
     """The kitchen-gateway process on a YAML config written from a dict; its stdout and stderr go to
     <workdir>/<name>.log."""
 
-    def __init__(self, workdir, config, name="gateway"):
+    def __init__(self, workdir, config, name="gateway", env=None):
+        self.env = dict(os.environ, **(env or {}))
         self.workdir = pathlib.Path(workdir)
         self.name = name
         self.config_path = self.workdir / f"{name}.yaml"
@@ -437,7 +438,7 @@ class Gateway:
     def start(self):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([GATEWAY_BIN, "--config", str(self.config_path)], stdout=self.log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
         try:
             code = self.proc.wait(0.3)
         except subprocess.TimeoutExpired:
@@ -483,13 +484,16 @@ class Gateway:
 
 def base_config(broker, cameras, workdir, **extra):
     """A gateway config for site test-site, prefix kitchen, state every second, everything it writes
-    under workdir."""
+    or listens on private to the test."""
     cfg = {
         "site": {"id": "test-site", "name": "Test canteen"},
         "mqtt": {"url": broker.url, "topic_prefix": "kitchen", "state_interval": "1s",
                  "reconnect": {"min": "200ms", "max": "1s"}},
         "outbox": {"path": str(pathlib.Path(workdir) / "outbox.db")},
         "evidence": {"path": str(pathlib.Path(workdir) / "evidence")},
+        # The local HTTP side on a port of its own: the default 127.0.0.1:8080 would collide between
+        # gateways of parallel tests and with whatever else runs on the machine.
+        "api": {"listen": "127.0.0.1:0"},
         "cameras": cameras,
     }
     cfg.update(extra)

@@ -49,3 +49,34 @@ def test_online_offline_and_the_last_will(broker, collector, schemas, make_clip,
     assert arrived - killed_at < 5, f"the will took {arrived - killed_at:.1f}s: keep-alive expiry, not socket close"
     assert kg_e2e.retained(broker, TOPIC) == "offline"  # the will is retained
     schemas.validate_all(collector)
+
+
+def test_systemd_readiness_and_watchdog(broker, clips, tmp_path):
+    """Under systemd (Type=notify, WatchdogSec) the gateway says READY=1 once started, feeds the
+    watchdog from its supervision loop and says STOPPING=1 on SIGTERM."""
+    import socket
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cam", clips("short", [("normal", 4)]), input={"loop": True})],
+                             tmp_path)
+    gw = kg_e2e.Gateway(tmp_path, cfg, env={"NOTIFY_SOCKET": path})
+    try:
+        seen = []
+        while len([m for m in seen if m == b"WATCHDOG=1"]) < 3:
+            seen.append(sock.recv(1024))
+        assert seen[0] == b"READY=1"
+        assert gw.terminate() == 0
+        rest = []
+        sock.settimeout(2)
+        try:
+            while True:
+                rest.append(sock.recv(1024))
+        except socket.timeout:
+            pass
+        assert b"STOPPING=1" in rest
+    finally:
+        if gw.running():
+            gw.kill()
+        sock.close()
