@@ -178,6 +178,7 @@ CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& 
 void CameraPipeline::run_once() {
     const ingest::Frame* frame = frames_.take();
     if (frame == nullptr) return;
+    const auto began = std::chrono::steady_clock::now();
     if (motion_) motion_->update(frame->image);
     observations_.clear();
     produced_.clear();
@@ -203,7 +204,7 @@ void CameraPipeline::run_once() {
         evidence_.attach(*event, *frame);
         site_.sink.submit(*event);
     }
-    stats_.frame_analysed();
+    stats_.frame_analysed(std::chrono::steady_clock::now() - began);
     if (changed) {
         std::lock_guard lock(conditions_mutex_);
         conditions_.clear();
@@ -231,13 +232,19 @@ publish::CameraState CameraPipeline::supervise(TimePoint now) {
     }
     if (site_.evidence != nullptr) evidence_.poll(now);
 
-    rate_samples_.push_back({now, state.stats.frames_in, state.stats.frames_analysed});
+    rate_samples_.push_back(
+        {now, state.stats.frames_in, state.stats.frames_analysed, state.stats.analysis_ns});
     while (rate_samples_.size() > 2 && now - rate_samples_.front().t > kRateWindow) rate_samples_.pop_front();
     const auto& first = rate_samples_.front();
     const double span = seconds_between(first.t, now);
     if (span > 0.5) {
         state.fps_in = static_cast<double>(state.stats.frames_in - first.in) / span;
         state.fps_analysed = static_cast<double>(state.stats.frames_analysed - first.analysed) / span;
+        const auto frames = state.stats.frames_analysed - first.analysed;
+        if (frames > 0) {
+            state.check_seconds = static_cast<double>(state.stats.analysis_ns - first.analysis_ns) / 1e9 /
+                                  static_cast<double>(frames);
+        }
     }
     {
         std::lock_guard lock(conditions_mutex_);

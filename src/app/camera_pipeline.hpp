@@ -92,7 +92,7 @@ private:
     std::unique_ptr<events::EventTracker> offline_;
     struct RateSample {
         TimePoint t;
-        std::uint64_t in, analysed;
+        std::uint64_t in, analysed, analysis_ns;
     };
     std::deque<RateSample> rate_samples_;
 };

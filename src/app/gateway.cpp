@@ -208,6 +208,11 @@ std::string Gateway::metrics() const {
         m += fmt::format("kg_camera_fps_analysed{{camera=\"{}\"}} {:.2f}\n", label(s.camera->id),
                          s.fps_analysed);
     }
+    family("kg_camera_check_seconds", "gauge", "mean time of one frame through the checks, last 10 s");
+    for (const auto& s : states_) {
+        m += fmt::format("kg_camera_check_seconds{{camera=\"{}\"}} {:.6f}\n", label(s.camera->id),
+                         s.check_seconds);
+    }
     family("kg_camera_frames_dropped_total", "counter", "sampled frames replaced before analysis took them");
     for (const auto& s : states_) {
         m += fmt::format("kg_camera_frames_dropped_total{{camera=\"{}\"}} {}\n", label(s.camera->id),

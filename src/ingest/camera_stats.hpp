@@ -17,6 +17,7 @@ struct CameraStatsSnapshot {
     std::uint64_t frames_in = 0;       // decoded
     std::uint64_t frames_sampled = 0;  // handed to analysis
     std::uint64_t frames_analysed = 0;
+    std::uint64_t analysis_ns = 0;     // time spent in the checks, in total
     std::uint64_t frames_dropped = 0;  // sampled but overwritten before analysis took them
     std::uint64_t decode_errors = 0;
     int reconnects_1h = 0;
@@ -33,7 +34,11 @@ public:
         last_frame_ns_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
     }
     void frame_sampled() { frames_sampled_.fetch_add(1, std::memory_order_relaxed); }
-    void frame_analysed() { frames_analysed_.fetch_add(1, std::memory_order_relaxed); }
+    // One frame through the checks, and how long that took.
+    void frame_analysed(std::chrono::nanoseconds took) {
+        frames_analysed_.fetch_add(1, std::memory_order_relaxed);
+        analysis_ns_.fetch_add(static_cast<std::uint64_t>(took.count()), std::memory_order_relaxed);
+    }
     void frames_dropped(std::uint64_t total) { frames_dropped_.store(total, std::memory_order_relaxed); }
     void decode_errors(std::uint64_t added) { decode_errors_.fetch_add(added, std::memory_order_relaxed); }
 
@@ -54,6 +59,7 @@ public:
         s.frames_in = frames_in_.load(std::memory_order_relaxed);
         s.frames_sampled = frames_sampled_.load(std::memory_order_relaxed);
         s.frames_analysed = frames_analysed_.load(std::memory_order_relaxed);
+        s.analysis_ns = analysis_ns_.load(std::memory_order_relaxed);
         s.frames_dropped = frames_dropped_.load(std::memory_order_relaxed);
         s.decode_errors = decode_errors_.load(std::memory_order_relaxed);
         const auto last = last_frame_ns_.load(std::memory_order_relaxed);
@@ -80,7 +86,7 @@ private:
     }
 
     std::atomic<std::uint64_t> frames_in_{0}, frames_sampled_{0}, frames_analysed_{0}, frames_dropped_{0},
-        decode_errors_{0};
+        decode_errors_{0}, analysis_ns_{0};
     std::atomic<TimePoint::rep> last_frame_ns_{0};
     mutable std::mutex mutex_;
     bool connected_ = false;

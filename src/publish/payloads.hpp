@@ -18,6 +18,7 @@ struct CameraState {
     ingest::CameraStatsSnapshot stats;
     bool online = false;
     double fps_in = 0, fps_analysed = 0;
+    double check_seconds = 0;  // mean time of one frame through the checks, last 10 s
     std::vector<std::string> conditions;
 };
 std::string camera_state_payload(const CameraState& state, const std::string& site, TimePoint now);

@@ -44,6 +44,7 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
     assert status == 200 and ctype.startswith("text/plain")
     assert 'kg_camera_online{camera="cam"} 1' in text
     assert 'kg_camera_fps_analysed{camera="cam"}' in text
+    assert 'kg_camera_check_seconds{camera="cam"}' in text
     assert 'kg_events_total{check="camera_health",state="start"} 1' in text
     assert "kg_mqtt_connected 1" in text and "process_resident_memory_bytes" in text
     for line in text.splitlines():  # every sample line is "name{labels} number"

@@ -124,6 +124,7 @@ def test_a_fault_is_exactly_one_event_with_a_start_and_an_end(health, fault):
     assert any(abs(end["duration_s"] - x) <= 2.5 for x in expected), (expected, end)
     # And it is the faulty segment that started it: the file began playing when the gateway started.
     offset = parse_time(start["start_time"]) - health.started_at
+    print(f"{fault}: lasted {end['duration_s']:.1f}s, started {offset:.1f}s into the clip")
     assert BEFORE - 1 <= offset <= BEFORE + SEGMENT - 2, f"started {offset:.1f}s into the clip"
 
 
