@@ -17,6 +17,7 @@
 #include "kg/version.hpp"
 #include "web/http_server.hpp"
 #include "web/local_api.hpp"
+#include "web/public_site.hpp"
 
 namespace {
 
@@ -68,6 +69,19 @@ int run(const kg::config::Gateway& cfg) {
             api_log->error("local API not started: {}", e.what());
         }
     }
+    std::unique_ptr<kg::web::HttpServer> public_side;
+    if (!cfg.public_side.listen.empty()) {
+        auto public_log = logging.get("public");
+        try {
+            public_side =
+                std::make_unique<kg::web::HttpServer>(io, cfg.public_side.listen, kg::web::Limits{},
+                                                      kg::web::public_site(gateway, public_log), public_log);
+            public_side->start();
+            public_log->info("public side on {} (port {})", cfg.public_side.listen, public_side->port());
+        } catch (const std::exception& e) {
+            public_log->error("public side not started: {}", e.what());
+        }
+    }
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     boost::asio::steady_timer timer(io);
     std::function<void()> schedule_tick = [&] {
@@ -86,6 +100,7 @@ int run(const kg::config::Gateway& cfg) {
         sd_notify(0, "STOPPING=1");
         timer.cancel();
         if (api) api->stop();
+        if (public_side) public_side->stop();
         io.stop();
     });
     io.run();

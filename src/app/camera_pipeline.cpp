@@ -69,7 +69,17 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
     observations_.reserve(16);
     worker_ = std::make_unique<ingest::CameraWorker>(
         camera_, frames_, stats_, [this] { pool_.notify(*this); }, log_);
-    if (site.evidence != nullptr) worker_->set_packet_observer(&ring_);
+    if (site.evidence != nullptr) packets_.add(&ring_);
+    if (camera_.is_public && !site.config.public_side.listen.empty()) {
+        hls_ = std::make_unique<stream::HlsWriter>(
+            site.config.public_side.hls_dir + "/" + site.config.site.id + "/" + camera_.id,
+            static_cast<int>(std::max<long>(
+                1,
+                std::chrono::duration_cast<std::chrono::seconds>(site.config.public_side.segment).count())),
+            log_);
+        packets_.add(hls_.get());
+    }
+    if (!packets_.empty()) worker_->set_packet_observer(&packets_);
     events::TrackerRule offline_rule = rule_for(vision::CameraHealthCheck::kName);
     offline_rule.confirm = Duration(0);  // offline_after already is the confirmation time
     offline_rule.clear = Duration(0);

@@ -19,9 +19,11 @@
 #include "ingest/camera_stats.hpp"
 #include "ingest/camera_worker.hpp"
 #include "ingest/latest_frame.hpp"
+#include "ingest/packet_fanout.hpp"
 #include "publish/payloads.hpp"
 #include "rules/schedule.hpp"
 #include "rules/zones.hpp"
+#include "stream/hls_writer.hpp"
 #include "vision/check.hpp"
 #include "vision/motion.hpp"
 
@@ -53,6 +55,8 @@ public:
     publish::CameraState supervise(TimePoint now);
 
     const config::Camera& camera() const { return camera_; }
+    // The folder of this camera's live HLS, if it has one.
+    const std::string* hls_folder() const { return hls_ ? &hls_->folder() : nullptr; }
 
 private:
     struct Tracked {
@@ -72,6 +76,8 @@ private:
     ingest::LatestFrame frames_;
     ingest::CameraStats stats_;
     evidence::PacketRing ring_;
+    std::unique_ptr<stream::HlsWriter> hls_;  // public cameras, when the public side is on
+    ingest::PacketFanout packets_;
     std::unique_ptr<ingest::CameraWorker> worker_;
     evidence::EventEvidence evidence_;
     rules::ZoneFilter zones_;

@@ -148,6 +148,38 @@ std::optional<std::string> Gateway::evidence_file(const std::string& event_id,
     return evidence_->absolute(*relative).string();
 }
 
+nlohmann::json Gateway::public_status() const {
+    nlohmann::json cams = nlohmann::json::array();
+    for (const auto& s : states_) {
+        if (s.camera->is_public)
+            cams.push_back({{"id", s.camera->id}, {"name", s.camera->name}, {"online", s.online}});
+    }
+    // Counts only, by check: no staff images and no event details leave through the public side.
+    nlohmann::json checks = nlohmann::json::object();
+    for (const auto& [key, n] : event_log_.counts()) {
+        if (key.second == "start") checks[key.first]["raised"] = n;
+        if (key.second == "end") checks[key.first]["resolved"] = n;
+    }
+    nlohmann::json temps = nlohmann::json::array();
+    for (const auto& s : sensors()) {
+        if (s["kind"] == "temperature") {
+            temps.push_back({{"name", s["name"]},
+                             {"location", s["location"]},
+                             {"value", s["value"]},
+                             {"unit", s["unit"]}});
+        }
+    }
+    return {{"site", cfg_.site.name}, {"cameras", cams}, {"checks_since_start", checks}, {"sensors", temps}};
+}
+
+std::optional<std::string> Gateway::public_hls_folder(const std::string& camera) const {
+    for (const auto& c : cameras_) {
+        if (c->camera().id == camera && c->camera().is_public && c->hls_folder() != nullptr)
+            return *c->hls_folder();
+    }
+    return std::nullopt;
+}
+
 bool Gateway::ready(std::string& why_not) const {
     std::vector<std::string> problems;
     if (!link_.connected()) problems.push_back("broker not connected");

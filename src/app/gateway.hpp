@@ -21,10 +21,11 @@
 #include "publish/topics.hpp"
 #include "rules/schedule.hpp"
 #include "web/local_api.hpp"
+#include "web/public_site.hpp"
 
 namespace kg::app {
 
-class Gateway final : public web::GatewayView {
+class Gateway final : public web::GatewayView, public web::PublicView {
 public:
     Gateway(config::Gateway cfg, const Logging& logging);
     ~Gateway() override;
@@ -44,6 +45,10 @@ public:
                                              const std::string& kind) const override;
     bool ready(std::string& why_not) const override;
     std::string metrics() const override;
+
+    // web::PublicView: only what parents may see.
+    nlohmann::json public_status() const override;
+    std::optional<std::string> public_hls_folder(const std::string& camera) const override;
 
 private:
     void publish_states(TimePoint now, bool due);

@@ -208,6 +208,13 @@ struct Api {
     Duration idle_timeout{std::chrono::seconds(30)};
 };
 
+// The public side for parents: live HLS of the cameras marked `public`, and a status summary.
+struct Public {
+    std::string listen;  // e.g. "0.0.0.0:8081"; empty: off (the public side is opt-in)
+    std::string hls_dir = "/dev/shm/kitchen-gateway/hls";  // tmpfs: segments never touch the disk
+    Duration segment{std::chrono::seconds(2)};
+};
+
 struct Log {
     std::string level = "info";  // trace, debug, info, warn, error
     bool json = false;           // one JSON object per line instead of text
@@ -218,6 +225,7 @@ struct Gateway {
     Mqtt mqtt;
     Log log;
     Api api;
+    Public public_side;
     std::vector<Schedule> schedules;
     // Detector per hygiene check: "classic:mask", "classic:head", a manifest path, or "auto"
     // (the project's own model in models/ when present, else the classic back-end).

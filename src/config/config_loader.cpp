@@ -1025,7 +1025,14 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
     }
     r.map(root, "",
           {"site", "mqtt", "log", "analysis_threads", "defaults", "cameras", "schedules", "outbox",
-           "evidence", "detectors", "models", "sensors", "sensors_mqtt", "api"});
+           "evidence", "detectors", "models", "sensors", "sensors_mqtt", "api", "public"});
+    if (const auto p = root["public"]; p && r.map(p, "public", {"listen", "hls_dir", "segment"})) {
+        if (p["listen"]) r.string(p["listen"], "public.listen", g.public_side.listen);
+        if (p["hls_dir"] && r.string(p["hls_dir"], "public.hls_dir", g.public_side.hls_dir)) {
+            g.public_side.hls_dir = r.resolve(g.public_side.hls_dir).string();
+        }
+        if (p["segment"]) r.duration(p["segment"], "public.segment", g.public_side.segment);
+    }
     if (const auto a = root["api"];
         a && r.map(a, "api", {"listen", "token", "header_timeout", "idle_timeout"})) {
         if (a["listen"] && r.string(a["listen"], "api.listen", g.api.listen) && !g.api.listen.empty()) {

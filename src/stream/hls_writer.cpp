@@ -1,0 +1,86 @@
+#include "stream/hls_writer.hpp"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+
+extern "C" {
+#include <libavutil/opt.h>
+}
+
+namespace kg::stream {
+
+HlsWriter::HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<spdlog::logger> log)
+    : folder_(std::move(folder)), segment_seconds_(segment_seconds), log_(std::move(log)) {
+    std::error_code ec;
+    std::filesystem::create_directories(folder_, ec);
+    if (ec) log_->error("HLS folder {}: {}", folder_, ec.message());
+}
+
+HlsWriter::~HlsWriter() { close(); }
+
+void HlsWriter::close() {
+    if (out_ != nullptr) {
+        if (started_) av_write_trailer(out_);
+        avformat_free_context(out_);  // the HLS muxer closes its own files
+        out_ = nullptr;
+    }
+    av_packet_free(&packet_);
+    started_ = false;
+}
+
+void HlsWriter::on_stream_opened(const AVStream& stream) {
+    close();
+    ++generation_;
+    const std::string playlist = folder_ + "/index.m3u8";
+    if (avformat_alloc_output_context2(&out_, nullptr, "hls", playlist.c_str()) < 0 || out_ == nullptr) {
+        log_->error("HLS: cannot create a muxer for {}", playlist);
+        out_ = nullptr;
+        return;
+    }
+    AVStream* s = avformat_new_stream(out_, nullptr);
+    if (s == nullptr || avcodec_parameters_copy(s->codecpar, stream.codecpar) < 0) {
+        log_->error("HLS: cannot describe the stream");
+        return close();
+    }
+    s->codecpar->codec_tag = 0;
+    s->time_base = stream.time_base;
+    av_opt_set_int(out_->priv_data, "hls_time", segment_seconds_, 0);
+    av_opt_set_int(out_->priv_data, "hls_list_size", 6, 0);
+    av_opt_set(out_->priv_data, "hls_flags", "delete_segments+independent_segments+omit_endlist", 0);
+    av_opt_set(out_->priv_data, "hls_segment_filename",
+               fmt::format("{}/g{}-%05d.ts", folder_, generation_).c_str(), 0);
+    packet_ = av_packet_alloc();
+    last_dts_ = AV_NOPTS_VALUE;
+}
+
+void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
+    if (out_ == nullptr) return;
+    if (!started_) {
+        // A segment must start on a key frame, or players show garbage until the next one.
+        if ((packet.flags & AV_PKT_FLAG_KEY) == 0) return;
+        if (avformat_write_header(out_, nullptr) < 0) {
+            log_->error("HLS: cannot write the playlist header in {}", folder_);
+            return close();
+        }
+        started_ = true;
+    }
+    if (av_packet_ref(packet_, &packet) < 0) return;
+    if (packet_->dts != AV_NOPTS_VALUE && last_dts_ != AV_NOPTS_VALUE && packet_->dts <= last_dts_) {
+        av_packet_unref(packet_);  // cameras repeat timestamps now and then; the muxer refuses them
+        return;
+    }
+    last_dts_ = packet_->dts;
+    packet_->stream_index = 0;
+    av_packet_rescale_ts(packet_, stream.time_base, out_->streams[0]->time_base);
+    if (av_write_frame(out_, packet_) < 0) {
+        log_->warn("HLS: write failed in {}; the public stream restarts with the next connection", folder_);
+        av_packet_unref(packet_);
+        return close();
+    }
+    av_packet_unref(packet_);
+}
+
+void HlsWriter::on_stream_closed() { close(); }
+
+}  // namespace kg::stream
