@@ -49,24 +49,18 @@ MqttSensorInput::MqttSensorInput(std::string url, std::string client_id,
         [this](mqtt::const_message_ptr msg) { on_message(msg->get_topic(), msg->to_string()); });
     client_->set_connection_lost_handler([this](const std::string&) {
         log_->warn("sensor broker {} lost; reconnecting", url_);
-        cv_.notify_all();
+        thread_.wake();
     });
 }
 
 MqttSensorInput::~MqttSensorInput() { stop(); }
 
 void MqttSensorInput::start() {
-    thread_ = std::thread([this] { run(); });
+    thread_.start([this] { run(); });
 }
 
 void MqttSensorInput::stop() {
-    if (!thread_.joinable()) return;
-    {
-        std::lock_guard lock(mutex_);
-        stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
+    thread_.stop();
     try {
         if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
     } catch (const mqtt::exception&) {
@@ -76,7 +70,7 @@ void MqttSensorInput::stop() {
 
 void MqttSensorInput::run() {
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
-    while (!stop_) {
+    while (!thread_.stopping()) {
         if (!client_->is_connected()) {
             try {
                 auto opts = mqtt::connect_options_builder()
@@ -90,13 +84,11 @@ void MqttSensorInput::run() {
                 backoff.reset();
             } catch (const mqtt::exception& e) {
                 log_->warn("sensor broker {}: {}", url_, e.what());
-                std::unique_lock lock(mutex_);
-                cv_.wait_for(lock, backoff.next(), [this] { return stop_.load(); });
+                thread_.wait_for(backoff.next());
                 continue;
             }
         }
-        std::unique_lock lock(mutex_);
-        cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_.load(); });
+        thread_.wait_for(std::chrono::seconds(1));
     }
 }
 
@@ -130,18 +122,10 @@ ModbusPoller::ModbusPoller(std::string device, std::vector<const config::Sensor*
 ModbusPoller::~ModbusPoller() { stop(); }
 
 void ModbusPoller::start() {
-    thread_ = std::thread([this] { run(); });
+    thread_.start([this] { run(); });
 }
 
-void ModbusPoller::stop() {
-    if (!thread_.joinable()) return;
-    {
-        std::lock_guard lock(mutex_);
-        stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-}
+void ModbusPoller::stop() { thread_.stop(); }
 
 void ModbusPoller::run() {
     struct ModbusFree {
@@ -158,7 +142,7 @@ void ModbusPoller::run() {
     Modbus ctx;
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
 
-    while (!stop_) {
+    while (!thread_.stopping()) {
         if (!ctx) {
             modbus_t* m = nullptr;
             if (device_.rfind("tcp://", 0) == 0) {
@@ -184,8 +168,7 @@ void ModbusPoller::run() {
             }
             if (!ctx) {
                 ++failures_;
-                std::unique_lock lock(mutex_);
-                cv_.wait_for(lock, backoff.next(), [this] { return stop_.load(); });
+                thread_.wait_for(backoff.next());
                 continue;
             }
         }
@@ -211,9 +194,7 @@ void ModbusPoller::run() {
             }
             handler_({s->id, decode_registers(regs, s->source), Clock::now()});
         }
-        std::unique_lock lock(mutex_);
-        cv_.wait_for(lock, std::min<Duration>(period, std::chrono::seconds(1)),
-                     [this] { return stop_.load(); });
+        thread_.wait_for(std::min<Duration>(period, std::chrono::seconds(1)));
     }
 }
 

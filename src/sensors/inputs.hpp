@@ -6,14 +6,12 @@
 #include <spdlog/logger.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "common/worker_thread.hpp"
 #include "config/config.hpp"
 #include "sensors/reading.hpp"
 
@@ -44,10 +42,7 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<mqtt::async_client> client_;
     std::atomic<std::uint64_t> rejected_{0};
-    std::atomic<bool> stop_{false};
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    std::thread thread_;
+    WorkerThread thread_;
 };
 
 // Polls every sensor of one Modbus device (one TCP endpoint or one serial line) in turn.
@@ -68,10 +63,7 @@ private:
     ReadingHandler handler_;
     std::shared_ptr<spdlog::logger> log_;
     std::atomic<std::uint64_t> failures_{0};
-    std::atomic<bool> stop_{false};
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    std::thread thread_;
+    WorkerThread thread_;
 };
 
 }  // namespace kg::sensors

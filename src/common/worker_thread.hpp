@@ -1,0 +1,60 @@
+#pragma once
+// A thread owned by an object, with a clear stop: stop() wakes any wait and joins. The body polls
+// stopping() and sleeps with wait_for(), which returns early (false) when asked to stop.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace kg {
+
+class WorkerThread {
+public:
+    WorkerThread() = default;
+    WorkerThread(const WorkerThread&) = delete;
+    WorkerThread& operator=(const WorkerThread&) = delete;
+    ~WorkerThread() { stop(); }
+
+    void start(std::function<void()> body) { thread_ = std::thread(std::move(body)); }
+
+    void stop() {
+        if (!thread_.joinable()) return;
+        {
+            std::lock_guard lock(mutex_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+    }
+
+    bool stopping() const { return stop_.load(); }
+
+    // Sleeps up to `d`, or until stop() or wake(); false when stopping.
+    template <typename Rep, typename Period>
+    bool wait_for(std::chrono::duration<Rep, Period> d) {
+        std::unique_lock lock(mutex_);
+        cv_.wait_for(lock, d, [this] { return stop_.load() || woken_; });
+        woken_ = false;
+        return !stop_.load();
+    }
+
+    void wake() {
+        {
+            std::lock_guard lock(mutex_);
+            woken_ = true;
+        }
+        cv_.notify_all();
+    }
+
+private:
+    std::atomic<bool> stop_{false};
+    bool woken_ = false;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::thread thread_;
+};
+
+}  // namespace kg
