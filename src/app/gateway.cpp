@@ -229,41 +229,30 @@ std::string Gateway::metrics() const {
     auto family = [&m](const char* name, const char* type, const char* help) {
         m += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
     };
-    family("kg_camera_online", "gauge", "1 if the camera delivered a frame within health.offline_after");
-    for (const auto& s : states_)
-        m += fmt::format("kg_camera_online{{camera=\"{}\"}} {}\n", label(s.camera->id), s.online ? 1 : 0);
-    family("kg_camera_fps_in", "gauge", "decoded frames per second, last 10 s");
-    for (const auto& s : states_)
-        m += fmt::format("kg_camera_fps_in{{camera=\"{}\"}} {:.2f}\n", label(s.camera->id), s.fps_in);
-    family("kg_camera_fps_analysed", "gauge", "analysed frames per second, last 10 s");
-    for (const auto& s : states_) {
-        m += fmt::format("kg_camera_fps_analysed{{camera=\"{}\"}} {:.2f}\n", label(s.camera->id),
-                         s.fps_analysed);
-    }
-    family("kg_camera_check_seconds", "gauge", "mean time of one frame through the checks, last 10 s");
-    for (const auto& s : states_) {
-        m += fmt::format("kg_camera_check_seconds{{camera=\"{}\"}} {:.6f}\n", label(s.camera->id),
-                         s.check_seconds);
-    }
-    family("kg_camera_frames_dropped_total", "counter", "sampled frames replaced before analysis took them");
-    for (const auto& s : states_) {
-        m += fmt::format("kg_camera_frames_dropped_total{{camera=\"{}\"}} {}\n", label(s.camera->id),
-                         s.stats.frames_dropped);
-    }
-    family("kg_camera_decode_errors_total", "counter", "packets the decoder rejected");
-    for (const auto& s : states_) {
-        m += fmt::format("kg_camera_decode_errors_total{{camera=\"{}\"}} {}\n", label(s.camera->id),
-                         s.stats.decode_errors);
-    }
-    family("kg_camera_reconnects_1h", "gauge", "connection attempts after a failure in the last hour");
-    for (const auto& s : states_) {
-        m += fmt::format("kg_camera_reconnects_1h{{camera=\"{}\"}} {}\n", label(s.camera->id),
-                         s.stats.reconnects_1h);
-    }
-    family("kg_camera_stalls_1h", "gauge", "reads interrupted by input.timeout in the last hour");
-    for (const auto& s : states_) {
-        m += fmt::format("kg_camera_stalls_1h{{camera=\"{}\"}} {}\n", label(s.camera->id), s.stats.stalls_1h);
-    }
+    // One family per camera figure: a line per camera with its value.
+    auto per_camera = [&](const char* name, const char* type, const char* help, auto value) {
+        family(name, type, help);
+        for (const auto& s : states_)
+            m += fmt::format("{}{{camera=\"{}\"}} {}\n", name, label(s.camera->id), value(s));
+    };
+    using State = publish::CameraState;
+    per_camera("kg_camera_online", "gauge", "1 if the camera delivered a frame within health.offline_after",
+               [](const State& s) { return s.online ? 1 : 0; });
+    per_camera("kg_camera_fps_in", "gauge", "decoded frames per second, last 10 s",
+               [](const State& s) { return fmt::format("{:.2f}", s.fps_in); });
+    per_camera("kg_camera_fps_analysed", "gauge", "analysed frames per second, last 10 s",
+               [](const State& s) { return fmt::format("{:.2f}", s.fps_analysed); });
+    per_camera("kg_camera_check_seconds", "gauge", "mean time of one frame through the checks, last 10 s",
+               [](const State& s) { return fmt::format("{:.6f}", s.check_seconds); });
+    per_camera("kg_camera_frames_dropped_total", "counter",
+               "sampled frames replaced before analysis took them",
+               [](const State& s) { return s.stats.frames_dropped; });
+    per_camera("kg_camera_decode_errors_total", "counter", "packets the decoder rejected",
+               [](const State& s) { return s.stats.decode_errors; });
+    per_camera("kg_camera_reconnects_1h", "gauge", "connection attempts after a failure in the last hour",
+               [](const State& s) { return s.stats.reconnects_1h; });
+    per_camera("kg_camera_stalls_1h", "gauge", "reads interrupted by input.timeout in the last hour",
+               [](const State& s) { return s.stats.stalls_1h; });
     family("kg_events_total", "counter", "event messages produced, by check and state");
     for (const auto& [key, n] : event_log_.counts()) {
         m +=
