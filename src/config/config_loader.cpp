@@ -9,9 +9,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <tuple>
+#include <variant>
 
 #include "common/env.hpp"
 #include "rules/schedule.hpp"
@@ -36,7 +39,10 @@ std::string ConfigError::to_string() const {
 namespace {
 
 std::string summary(const std::vector<ConfigError>& errors) {
-    return errors.empty() ? "invalid configuration" : errors.front().to_string();
+    if (errors.empty()) return "invalid configuration";
+    if (errors.size() == 1) return errors.front().to_string();
+    const auto more = errors.size() - 1;
+    return fmt::format("{} (and {} more error{})", errors.front().to_string(), more, more == 1 ? "" : "s");
 }
 
 }  // namespace
@@ -48,8 +54,12 @@ bool parse_duration(const std::string& text, Duration& out) {
     static const std::regex number(R"(^\s*([0-9]+(\.[0-9]+)?)\s*$)");
     static const std::regex part(R"(([0-9]+(\.[0-9]+)?)(ms|s|m|h|d))");
     std::smatch m;
+    // Beyond a century a duration is a typo, and it would overflow the milliseconds.
+    constexpr double kMaxMs = 100.0 * 366 * 86400e3;
     if (std::regex_match(text, m, number)) {
-        out = Duration(static_cast<Duration::rep>(std::llround(std::stod(m[1]) * 1000.0)));
+        const double ms = std::stod(m[1]) * 1000.0;
+        if (ms > kMaxMs) return false;
+        out = Duration(static_cast<Duration::rep>(std::llround(ms)));
         return true;
     }
     double ms = 0;
@@ -65,7 +75,7 @@ bool parse_duration(const std::string& text, Duration& out) {
                    : unit == "h" ? 3600e3
                                  : 86400e3);
     }
-    if (consumed == 0 || consumed != text.size()) return false;
+    if (consumed == 0 || consumed != text.size() || ms > kMaxMs) return false;
     out = Duration(static_cast<Duration::rep>(std::llround(ms)));
     return true;
 }
@@ -112,6 +122,20 @@ std::string join(const std::string& path, const std::string& key) {
     return path.empty() ? key : path + "." + key;
 }
 
+// What a node is, for "expected X, not Y" messages.
+std::string describe(const YAML::Node& node) {
+    switch (node.Type()) {
+        case YAML::NodeType::Map:
+            return "a map";
+        case YAML::NodeType::Sequence:
+            return "a list";
+        case YAML::NodeType::Scalar:
+            return fmt::format("'{}'", node.Scalar());
+        default:
+            return "an empty value";
+    }
+}
+
 // Reads one document, collecting every error with where it is.
 class Reader {
 public:
@@ -120,66 +144,104 @@ public:
     std::vector<ConfigError> errors;
 
     void error(const YAML::Node& at, const std::string& key, std::string message) {
-        const auto mark = at.Mark();
+        // yaml-cpp marks an empty value (`mqtt:`) where the next token starts, often the next line;
+        // its key's position is where the reader looks.
+        auto mark = at.Mark();
+        if (at.IsNull()) {
+            if (auto it = key_marks_.find(key); it != key_marks_.end()) mark = it->second;
+        }
         errors.push_back({file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0,
                           key, std::move(message)});
     }
 
-    // A map with only the allowed keys; reports every unknown key at its own line.
-    bool map(const YAML::Node& node, const std::string& path, std::initializer_list<const char*> allowed) {
+    // A map whose keys are plain, distinct names. Used directly for maps keyed by user names
+    // (zones, rules, schedules, models). yaml-cpp keeps both copies of a repeated key and reads
+    // the first, so a repeat is reported rather than half-applied.
+    bool map_of_names(const YAML::Node& node, const std::string& path, const char* what) {
         if (!node.IsMap()) {
-            error(node, path, "expected a map of keys");
+            error(node, path, fmt::format("expected {}, not {}", what, describe(node)));
             return false;
         }
+        std::map<std::string, int> first_line;
         for (const auto& kv : node) {
-            const auto key = kv.first.as<std::string>();
-            if (std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; }))
+            if (!kv.first.IsScalar()) {
+                error(kv.first, path, fmt::format("a key must be a plain name, not {}", describe(kv.first)));
                 continue;
-            std::string hint;
-            std::size_t best = 3;
-            for (const char* a : allowed) {
-                const auto d = edit_distance(key, a);
-                if (d < best) {
-                    best = d;
-                    hint = fmt::format(" (did you mean '{}'?)", a);
-                }
             }
-            error(kv.first, join(path, key), fmt::format("unknown key '{}'{}", key, hint));
+            const auto key = kv.first.Scalar();
+            key_marks_[join(path, key)] = kv.first.Mark();
+            const int line = kv.first.Mark().line + 1;
+            if (auto [it, fresh] = first_line.emplace(key, line); !fresh) {
+                error(kv.first, join(path, key),
+                      fmt::format("duplicate key '{}' (first on line {})", key, it->second));
+            }
         }
         return true;
     }
 
-    bool scalar(const YAML::Node& node, const std::string& path, const char* what) {
-        if (node.IsScalar()) return true;
-        error(node, path, fmt::format("expected {}", what));
-        return false;
+    struct Entry {
+        std::string name;
+        YAML::Node key, value;
+    };
+    // The plain-name entries of a map already checked by map_of_names(), first copy of a repeat only.
+    static std::vector<Entry> entries(const YAML::Node& node) {
+        std::vector<Entry> out;
+        std::set<std::string> seen;
+        for (const auto& kv : node) {
+            if (kv.first.IsScalar() && seen.insert(kv.first.Scalar()).second)
+                out.push_back({kv.first.Scalar(), kv.first, kv.second});
+        }
+        return out;
     }
 
-    // Strings may refer to the environment as ${NAME}, so secrets stay out of the file.
-    bool string(const YAML::Node& node, const std::string& path, std::string& out) {
-        if (!scalar(node, path, "a string")) return false;
+    // A map with only the allowed keys; reports every unknown key at its own line.
+    bool map(const YAML::Node& node, const std::string& path, std::initializer_list<const char*> allowed) {
+        if (!map_of_names(node, path, "a map of keys")) return false;
+        for (const auto& kv : node) {
+            if (!kv.first.IsScalar()) continue;
+            const auto key = kv.first.Scalar();
+            if (std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; }))
+                continue;
+            error(kv.first, join(path, key), unknown_key_message(key, allowed));
+        }
+        return true;
+    }
+
+    // The scalar's text with ${NAME} replaced from the environment; every scalar goes through here,
+    // so a number or a duration may come from the environment as well as a password.
+    bool text(const YAML::Node& node, const std::string& path, const char* what, std::string& out) {
+        if (!node.IsScalar()) {
+            error(node, path, fmt::format("expected {}, not {}", what, describe(node)));
+            return false;
+        }
         std::string missing;
-        if (!expand_env(node.as<std::string>(), out, missing)) {
+        if (!expand_env(node.Scalar(), out, missing)) {
             error(node, path, fmt::format("environment variable '{}' is not set", missing));
             return false;
         }
         return true;
     }
 
+    bool string(const YAML::Node& node, const std::string& path, std::string& out) {
+        return text(node, path, "a string", out);
+    }
+
     bool boolean(const YAML::Node& node, const std::string& path, bool& out) {
-        if (!scalar(node, path, "true or false")) return false;
-        if (!YAML::convert<bool>::decode(node, out)) {
-            error(node, path, fmt::format("expected true or false, not '{}'", node.as<std::string>()));
+        std::string t;
+        if (!text(node, path, "true or false", t)) return false;
+        if (!YAML::convert<bool>::decode(YAML::Node(t), out)) {
+            error(node, path, fmt::format("expected true or false, not '{}'", t));
             return false;
         }
         return true;
     }
 
     bool integer(const YAML::Node& node, const std::string& path, int& out, int min, int max) {
-        if (!scalar(node, path, "an integer")) return false;
+        std::string t;
+        if (!text(node, path, "an integer", t)) return false;
         long long v = 0;
-        if (!YAML::convert<long long>::decode(node, v)) {
-            error(node, path, fmt::format("expected an integer, not '{}'", node.as<std::string>()));
+        if (!YAML::convert<long long>::decode(YAML::Node(t), v)) {
+            error(node, path, fmt::format("expected an integer, not '{}'", t));
             return false;
         }
         if (v < min || v > max) {
@@ -192,28 +254,31 @@ public:
 
     bool number(const YAML::Node& node, const std::string& path, double& out, double min, double max,
                 bool min_exclusive = false) {
-        if (!scalar(node, path, "a number")) return false;
+        std::string t;
+        if (!text(node, path, "a number", t)) return false;
         double v = 0;
-        if (!YAML::convert<double>::decode(node, v) || !std::isfinite(v)) {
-            error(node, path, fmt::format("expected a number, not '{}'", node.as<std::string>()));
+        if (!YAML::convert<double>::decode(YAML::Node(t), v) || !std::isfinite(v)) {
+            error(node, path, fmt::format("expected a number, not '{}'", t));
             return false;
         }
         if (v < min || v > max || (min_exclusive && v == min)) {
-            error(node, path,
-                  fmt::format("{} is out of range ({}{}..{})", v, min_exclusive ? ">" : "", min, max));
+            const auto range =
+                min_exclusive ? fmt::format("{} < value <= {}", min, max) : fmt::format("{}..{}", min, max);
+            error(node, path, fmt::format("{} is out of range ({})", v, range));
             return false;
         }
         out = v;
         return true;
     }
 
+    // allow_zero: for delays where "at once" is meaningful (confirm, clear, cooldown).
     bool duration(const YAML::Node& node, const std::string& path, Duration& out, bool allow_zero = false) {
-        if (!scalar(node, path, "a duration")) return false;
+        std::string t;
+        if (!text(node, path, "a duration", t)) return false;
         Duration d{};
-        if (!parse_duration(node.as<std::string>(), d)) {
+        if (!parse_duration(t, d)) {
             error(node, path,
-                  fmt::format("'{}' is not a duration (like 500ms, 10s, 5m, 1h30m, 7d)",
-                              node.as<std::string>()));
+                  fmt::format("'{}' is not a duration (seconds, or like 500ms, 10s, 5m, 1h30m, 7d)", t));
             return false;
         }
         if (!allow_zero && d.count() <= 0) {
@@ -225,10 +290,11 @@ public:
     }
 
     bool size(const YAML::Node& node, const std::string& path, std::size_t& out) {
-        if (!scalar(node, path, "a size")) return false;
+        std::string t;
+        if (!text(node, path, "a size", t)) return false;
         std::size_t s = 0;
-        if (!parse_size(node.as<std::string>(), s) || s == 0) {
-            error(node, path, fmt::format("'{}' is not a size (like 512MiB, 2GB)", node.as<std::string>()));
+        if (!parse_size(t, s) || s == 0) {
+            error(node, path, fmt::format("'{}' is not a size (like 512MiB, 2GB)", t));
             return false;
         }
         out = s;
@@ -237,7 +303,7 @@ public:
 
     bool strings(const YAML::Node& node, const std::string& path, std::vector<std::string>& out) {
         if (!node.IsSequence()) {
-            error(node, path, "expected a list");
+            error(node, path, fmt::format("expected a list, not {}", describe(node)));
             return false;
         }
         std::vector<std::string> values;
@@ -272,11 +338,49 @@ public:
     const std::string& file() const { return file_; }
 
 private:
+    static std::string unknown_key_message(const std::string& key,
+                                           std::initializer_list<const char*> allowed) {
+        if (key == "<<")
+            return "YAML merge keys ('<<') are not supported: put shared camera settings in 'defaults'";
+        std::string hint;
+        std::size_t best = 3;  // suggest only within an edit distance of 2
+        for (const char* a : allowed) {
+            const auto d = edit_distance(key, a);
+            if (d < best) {
+                best = d;
+                hint = fmt::format(" (did you mean '{}'?)", a);
+            }
+        }
+        return fmt::format("unknown key '{}'{}", key, hint);
+    }
+
     std::string file_;
     fs::path base_dir_;
+    std::map<std::string, YAML::Mark> key_marks_;  // key path -> where its key was written
 };
 
 bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
+
+// The URL as error messages show it: any password replaced, so that logs never carry it, and
+// control characters escaped, so that the message stays one readable line.
+std::string shown(const std::string& url) {
+    std::string out = url;
+    if (const auto scheme_end = url.find("://"); scheme_end != std::string::npos) {
+        const auto start = scheme_end + 3;
+        const auto end = std::min(url.find_first_of("/?#", start), url.size());
+        const auto at = url.rfind('@', end - 1);
+        const auto colon = url.find(':', start);
+        if (at != std::string::npos && at >= start && colon < at) {
+            out = url.substr(0, colon + 1) + "***" + url.substr(at);
+        }
+    }
+    std::string printable;
+    for (const unsigned char c : out) {
+        printable +=
+            c < 0x20 || c == 0x7f ? fmt::format("\\x{:02x}", c) : std::string(1, static_cast<char>(c));
+    }
+    return printable;
+}
 
 // Checks host[:port] after a scheme. Returns an error message or "".
 std::string check_authority(const std::string& rest) {
@@ -304,39 +408,49 @@ std::string check_authority(const std::string& rest) {
     return "";
 }
 
+constexpr const char* kCameraUrlForms =
+    "use rtsp://, rtsps://, rtmp://, rtmps://, http:// or https:// with a host, a file path (or "
+    "file://PATH), or a V4L2 device (/dev/videoN or v4l2:///dev/videoN)";
+
+// "rtsp:/host/x" or "ftp://x": a scheme the reader would otherwise take for part of a file name.
+bool has_scheme(const std::string& url) {
+    static const std::regex scheme("^[A-Za-z][A-Za-z0-9+.-]*:/");
+    return std::regex_search(url, scheme);
+}
+
 // Returns an error message or "" and the URL with relative file paths made absolute.
 std::string check_camera_url(const Reader& r, const std::string& url, std::string& resolved) {
-    if (url.empty()) return "is empty";
+    if (url.empty()) return fmt::format("is empty: {}", kCameraUrlForms);
+    const auto display = shown(url);
     if (std::any_of(url.begin(), url.end(),
                     [](unsigned char c) { return c < 0x20 || c == ' ' || c == 0x7f; })) {
-        return "contains spaces or control characters (percent-encode them)";
+        return fmt::format("'{}' contains spaces or control characters (percent-encode them); {}", display,
+                           kCameraUrlForms);
     }
     for (std::string_view scheme : {"rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://"}) {
         if (starts_with(url, scheme)) {
             const auto problem = check_authority(url.substr(scheme.size()));
             resolved = url;
-            return problem.empty() ? "" : fmt::format("'{}': {}", url, problem);
+            return problem.empty() ? "" : fmt::format("'{}': {}; {}", display, problem, kCameraUrlForms);
         }
     }
     if (starts_with(url, "v4l2://")) {
         resolved = url;
-        return starts_with(url.substr(7), "/dev/") ? ""
-                                                   : fmt::format("'{}': expected v4l2:///dev/videoN", url);
+        return starts_with(url.substr(7), "/dev/")
+                   ? ""
+                   : fmt::format("'{}': expected v4l2:///dev/videoN", display);
     }
     if (starts_with(url, "/dev/")) {
         resolved = url;
         return "";
     }
     if (starts_with(url, "file://")) {
+        if (url.size() == 7) return fmt::format("file:// needs a path; {}", kCameraUrlForms);
         resolved = "file://" + r.resolve(url.substr(7)).string();
-        return url.size() > 7 ? "" : "file:// needs a path";
+        return "";
     }
-    if (url.find("://") != std::string::npos) {
-        return fmt::format(
-            "'{}' is not a supported camera URL: use rtsp://, rtsps://, rtmp://, rtmps://, http://, "
-            "https://, "
-            "a file path (or file://), or a V4L2 device (/dev/videoN or v4l2:///dev/videoN)",
-            url);
+    if (url.find("://") != std::string::npos || has_scheme(url)) {
+        return fmt::format("'{}' is not a supported camera URL: {}", display, kCameraUrlForms);
     }
     resolved = r.resolve(url).string();  // a plain file path
     return "";
@@ -358,17 +472,22 @@ void read_site(Reader& r, const YAML::Node& n, Site& site) {
     if (n["holidays"]) r.strings(n["holidays"], "site.holidays", site.holidays);
 }
 
+// Paho's own defaults apply to a URL without a port (1883, 8883, 80, 443 by scheme).
 void check_broker_url(Reader& r, const YAML::Node& at, const std::string& key, const std::string& url) {
     for (std::string_view scheme : {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"}) {
         if (starts_with(url, scheme)) {
             const auto problem = check_authority(url.substr(scheme.size()));
-            if (!problem.empty()) r.error(at, key, fmt::format("'{}': {}", url, problem));
+            if (!problem.empty()) {
+                r.error(at, key,
+                        fmt::format("'{}': {}; a broker URL is SCHEME://HOST[:PORT]", shown(url), problem));
+            }
             return;
         }
     }
-    r.error(
-        at, key,
-        fmt::format("'{}' is not a broker URL: use tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://", url));
+    r.error(at, key,
+            fmt::format("'{}' is not a broker URL: use tcp://, mqtt://, ssl://, mqtts://, ws:// or wss:// "
+                        "followed by HOST[:PORT]",
+                        shown(url)));
 }
 
 void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {
@@ -477,7 +596,11 @@ void read_checks(Reader& r, const YAML::Node& n, const std::string& path, std::v
     std::vector<std::string> names;
     if (!r.strings(n, path, names)) return;
     for (std::size_t i = 0; i < names.size(); ++i) {
-        if (!known_check(names[i])) {
+        if (std::find(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(i), names[i]) !=
+            names.begin() + static_cast<std::ptrdiff_t>(i)) {
+            r.error(n[i], fmt::format("{}[{}]", path, i),
+                    fmt::format("check '{}' is listed twice", names[i]));
+        } else if (!known_check(names[i])) {
             std::string list;
             for (const auto& k : known_checks()) list += (list.empty() ? "" : ", ") + k;
             r.error(n[i], fmt::format("{}[{}]", path, i),
@@ -504,18 +627,14 @@ void read_rule(Reader& r, const YAML::Node& n, const std::string& path, Rule& ru
 
 // Per check name; a check's built-in rule is overridden by defaults.rules, then by the camera's.
 void read_rules(Reader& r, const YAML::Node& n, const std::string& path, std::map<std::string, Rule>& rules) {
-    if (!n.IsMap()) {
-        r.error(n, path, "expected a map of check names to rules");
-        return;
-    }
-    for (const auto& kv : n) {
-        const auto check = kv.first.as<std::string>();
+    if (!r.map_of_names(n, path, "a map of check names to rules")) return;
+    for (const auto& [check, key_node, value] : Reader::entries(n)) {
         const auto key = join(path, check);
         if (!known_check(check)) {
-            r.error(kv.first, key, fmt::format("unknown check '{}'", check));
+            r.error(key_node, key, fmt::format("unknown check '{}'", check));
             continue;
         }
-        read_rule(r, kv.second, key, rules[check]);
+        read_rule(r, value, key, rules[check]);
     }
 }
 
@@ -541,25 +660,22 @@ std::vector<Point> read_polygon(Reader& r, const YAML::Node& n, const std::strin
 }
 
 void read_zones(Reader& r, const YAML::Node& n, const std::string& path, std::vector<Zone>& zones) {
-    if (!n.IsMap()) {
-        r.error(n, path, "expected a map of zone names to zones");
-        return;
-    }
-    for (const auto& kv : n) {
+    if (!r.map_of_names(n, path, "a map of zone names to zones")) return;
+    for (const auto& [name, key_node, value] : Reader::entries(n)) {
         Zone z;
-        z.name = kv.first.as<std::string>();
+        z.name = name;
         const auto key = join(path, z.name);
         if (!std::regex_match(z.name, kIdPattern)) {
-            r.error(kv.first, key,
+            r.error(key_node, key,
                     fmt::format("'{}' is not a valid zone name: use letters, digits, '_' or '-'", z.name));
         }
-        if (!r.map(kv.second, key, {"polygon", "checks"})) continue;
-        if (kv.second["polygon"]) {
-            z.polygon = read_polygon(r, kv.second["polygon"], key + ".polygon");
+        if (!r.map(value, key, {"polygon", "checks"})) continue;
+        if (value["polygon"]) {
+            z.polygon = read_polygon(r, value["polygon"], key + ".polygon");
         } else {
-            r.error(kv.second, key + ".polygon", "missing required key");
+            r.error(value, key + ".polygon", "missing required key");
         }
-        if (kv.second["checks"]) read_checks(r, kv.second["checks"], key + ".checks", z.checks);
+        if (value["checks"]) read_checks(r, value["checks"], key + ".checks", z.checks);
         zones.push_back(std::move(z));
     }
 }
@@ -668,69 +784,61 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
         if (auto it = d.rules.find(check); it != d.rules.end()) rule = it->second;
         cam.rules[check] = rule;
     }
-    if (const auto rules = n["rules"]) {
-        if (rules.IsMap()) {
-            for (const auto& kv : rules) {
-                const auto check = kv.first.as<std::string>();
-                const auto key = join(path + ".rules", check);
-                if (!known_check(check)) {
-                    r.error(kv.first, key, fmt::format("unknown check '{}'", check));
-                } else if (!cam.rules.count(check)) {
-                    r.error(kv.first, key, fmt::format("check '{}' is not in this camera's checks", check));
-                } else {
-                    read_rule(r, kv.second, key, cam.rules[check]);
-                }
+    if (const auto rules = n["rules"];
+        rules && r.map_of_names(rules, path + ".rules", "a map of check names to rules")) {
+        for (const auto& [check, key_node, value] : Reader::entries(rules)) {
+            const auto key = join(path + ".rules", check);
+            if (!known_check(check)) {
+                r.error(key_node, key, fmt::format("unknown check '{}'", check));
+            } else if (!cam.rules.count(check)) {
+                r.error(key_node, key, fmt::format("check '{}' is not in this camera's checks", check));
+            } else {
+                read_rule(r, value, key, cam.rules[check]);
             }
-        } else {
-            r.error(rules, path + ".rules", "expected a map of check names to rules");
         }
     }
 }
 
 void read_schedules(Reader& r, const YAML::Node& n, std::vector<Schedule>& schedules) {
-    if (!n.IsMap()) {
-        r.error(n, "schedules", "expected a map of schedule names to schedules");
-        return;
-    }
+    if (!r.map_of_names(n, "schedules", "a map of schedule names to schedules")) return;
     // Inverted schedules refer to others by name, so resolve them after all are read.
     std::vector<std::pair<std::string, YAML::Node>> inversions;
-    for (const auto& kv : n) {
+    for (const auto& [name, key_node, value] : Reader::entries(n)) {
         Schedule s;
-        s.name = kv.first.as<std::string>();
+        s.name = name;
         const auto key = join("schedules", s.name);
-        if (!r.map(kv.second, key, {"days", "times", "on_holidays", "not"})) continue;
-        if (kv.second["not"]) {
-            if (kv.second["days"] || kv.second["times"]) {
-                r.error(kv.second, key, "'not' takes no 'days' or 'times' of its own");
+        if (!r.map(value, key, {"days", "times", "on_holidays", "not"})) continue;
+        if (value["not"]) {
+            if (value["days"] || value["times"]) {
+                r.error(value, key, "'not' takes no 'days' or 'times' of its own");
             }
-            inversions.emplace_back(s.name, kv.second["not"]);
+            inversions.emplace_back(s.name, value["not"]);
             continue;
         }
-        if (kv.second["days"]) {
+        if (value["days"]) {
             std::string days;
-            if (r.string(kv.second["days"], key + ".days", days)) {
+            if (r.string(value["days"], key + ".days", days)) {
                 try {
                     s.days = rules::parse_days(days);
                 } catch (const std::invalid_argument& e) {
-                    r.error(kv.second["days"], key + ".days", e.what());
+                    r.error(value["days"], key + ".days", e.what());
                 }
             }
         }
-        if (kv.second["times"]) {
-            if (r.strings(kv.second["times"], key + ".times", s.times)) {
+        if (value["times"]) {
+            if (r.strings(value["times"], key + ".times", s.times)) {
                 for (std::size_t i = 0; i < s.times.size(); ++i) {
                     try {
                         rules::parse_window(s.times[i]);
                     } catch (const std::invalid_argument& e) {
-                        r.error(kv.second["times"][i], fmt::format("{}.times[{}]", key, i), e.what());
+                        r.error(value["times"][i], fmt::format("{}.times[{}]", key, i), e.what());
                     }
                 }
             }
         } else {
-            r.error(kv.second, key + ".times", "missing required key");
+            r.error(value, key + ".times", "missing required key");
         }
-        if (kv.second["on_holidays"])
-            r.boolean(kv.second["on_holidays"], key + ".on_holidays", s.on_holidays);
+        if (value["on_holidays"]) r.boolean(value["on_holidays"], key + ".on_holidays", s.on_holidays);
         schedules.push_back(std::move(s));
     }
     for (const auto& [name, target] : inversions) {
@@ -776,15 +884,52 @@ void read_evidence(Reader& r, const YAML::Node& n, Evidence& e) {
     if (n["mqtt_snapshots"]) r.boolean(n["mqtt_snapshots"], "evidence.mqtt_snapshots", e.mqtt_snapshots);
 }
 
-// Cross-field rules that need the whole document, each with a message naming the camera.
+using Step = std::variant<std::string, std::size_t>;
+
+// The node at `steps` under `node` (map keys and list indexes), if every step exists; used to point
+// a cross-reference error at the value that was written rather than at its camera.
+std::optional<YAML::Node> node_at(const YAML::Node& node, std::initializer_list<Step> steps) {
+    YAML::Node at;
+    at.reset(node);  // plain assignment would write into the document
+    for (const auto& step : steps) {
+        const YAML::Node& here = at;  // the const operator[] never adds a key
+        YAML::Node next;
+        if (const auto* key = std::get_if<std::string>(&step)) {
+            if (!here.IsMap() || !here[*key]) return std::nullopt;
+            next.reset(here[*key]);
+        } else {
+            const auto index = std::get<std::size_t>(step);
+            if (!here.IsSequence() || index >= here.size()) return std::nullopt;
+            next.reset(here[index]);
+        }
+        at.reset(next);
+    }
+    return at;
+}
+
+// The time zone must be one the calendar can load from the system's tzdata (/usr/share/zoneinfo).
+void check_timezone(Reader& r, const YAML::Node& at, const std::string& zone) {
+    const fs::path file = fs::path("/usr/share/zoneinfo") / zone;
+    const bool plain = !zone.empty() && zone.front() != '/' && zone.find("..") == std::string::npos;
+    if (!plain || !fs::is_regular_file(file)) {
+        r.error(
+            at, "site.timezone",
+            fmt::format("unknown time zone '{}': no such file under /usr/share/zoneinfo (e.g. Asia/Shanghai)",
+                        zone));
+        return;
+    }
+    try {
+        rules::Calendar(zone, {});
+    } catch (const std::invalid_argument& e) {
+        r.error(at, "site.timezone", e.what());
+    }
+}
+
+// Cross-field rules that need the whole document. A reference inherited from `defaults` is
+// reported once, at the defaults, not once per camera.
 void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
     if (root["site"] && root["site"].IsMap()) {
-        try {
-            rules::Calendar(g.site.timezone, {});
-        } catch (const std::invalid_argument& e) {
-            r.error(root["site"]["timezone"] ? root["site"]["timezone"] : root["site"], "site.timezone",
-                    e.what());
-        }
+        check_timezone(r, node_at(root, {"site", "timezone"}).value_or(root["site"]), g.site.timezone);
         if (const auto h = root["site"]["holidays"]; h && h.IsSequence()) {
             for (std::size_t i = 0; i < g.site.holidays.size() && i < h.size(); ++i) {
                 try {
@@ -799,42 +944,55 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
         return std::any_of(g.schedules.begin(), g.schedules.end(),
                            [&](const Schedule& s) { return s.name == name; });
     };
-    const auto sensors = root["sensors"];
+    std::set<std::string> reported;  // key paths
+    auto report = [&](const std::optional<YAML::Node>& at, const YAML::Node& fallback, const std::string& key,
+                      const std::string& message) {
+        if (reported.insert(key).second) r.error(at.value_or(fallback), key, message);
+    };
     for (std::size_t i = 0; i < g.sensors.size(); ++i) {
-        const YAML::Node at = sensors && sensors.IsSequence() && i < sensors.size() ? sensors[i] : root;
-        for (std::size_t t = 0; t < g.sensors[i].thresholds.size(); ++t) {
-            const auto& name = g.sensors[i].thresholds[t].schedule;
+        const auto& sensor = g.sensors[i];
+        const auto at = node_at(root, {"sensors", i}).value_or(root);
+        for (std::size_t t = 0; t < sensor.thresholds.size(); ++t) {
+            const auto& name = sensor.thresholds[t].schedule;
             if (!name.empty() && !schedule_known(name)) {
-                r.error(at, fmt::format("sensors[{}].thresholds[{}].schedule", i, t),
-                        fmt::format("sensor '{}': no schedule named '{}'", g.sensors[i].id, name));
+                report(node_at(at, {"thresholds", t, "schedule"}), at,
+                       fmt::format("sensors[{}].thresholds[{}].schedule", i, t),
+                       fmt::format("sensor '{}': no schedule named '{}'", sensor.id, name));
             }
         }
-        if (g.sensors[i].disinfection && !g.sensors[i].disinfection->schedule.empty() &&
-            !schedule_known(g.sensors[i].disinfection->schedule)) {
-            r.error(at, fmt::format("sensors[{}].disinfection.schedule", i),
-                    fmt::format("sensor '{}': no schedule named '{}'", g.sensors[i].id,
-                                g.sensors[i].disinfection->schedule));
+        if (sensor.disinfection && !sensor.disinfection->schedule.empty() &&
+            !schedule_known(sensor.disinfection->schedule)) {
+            report(
+                node_at(at, {"disinfection", "schedule"}), at,
+                fmt::format("sensors[{}].disinfection.schedule", i),
+                fmt::format("sensor '{}': no schedule named '{}'", sensor.id, sensor.disinfection->schedule));
         }
     }
-    const auto cams = root["cameras"];
     for (std::size_t i = 0; i < g.cameras.size(); ++i) {
-        for (std::size_t c = 0; c < g.cameras[i].checks.size(); ++c) {
-            const auto& check = g.cameras[i].checks[c];
-            if (check.rfind("model:", 0) == 0 && !g.models.count(check.substr(6))) {
-                const YAML::Node at = cams && cams.IsSequence() && i < cams.size() ? cams[i] : root;
-                r.error(at, fmt::format("cameras[{}].checks", i),
-                        fmt::format("camera '{}': no model named '{}' under models", g.cameras[i].id,
-                                    check.substr(6)));
+        const auto& cam = g.cameras[i];
+        const auto at = node_at(root, {"cameras", i}).value_or(root);
+        const auto own_checks = node_at(at, {"checks"});
+        for (std::size_t c = 0; c < cam.checks.size(); ++c) {
+            const auto& check = cam.checks[c];
+            if (check.rfind("model:", 0) != 0 || g.models.count(check.substr(6))) continue;
+            const auto message = fmt::format("no model named '{}' under models", check.substr(6));
+            if (own_checks) {
+                report(node_at(*own_checks, {c}), at, fmt::format("cameras[{}].checks[{}]", i, c),
+                       fmt::format("camera '{}': {}", cam.id, message));
+            } else {
+                report(node_at(root, {"defaults", "checks", c}), at, fmt::format("defaults.checks[{}]", c),
+                       message);
             }
         }
-        for (const auto& [check, rule] : g.cameras[i].rules) {
-            if (rule.schedule.empty()) continue;
-            const bool known = std::any_of(g.schedules.begin(), g.schedules.end(),
-                                           [&](const Schedule& s) { return s.name == rule.schedule; });
-            if (!known) {
-                const YAML::Node at = cams && cams.IsSequence() && i < cams.size() ? cams[i] : root;
-                r.error(at, fmt::format("cameras[{}].rules.{}.schedule", i, check),
-                        fmt::format("camera '{}': no schedule named '{}'", g.cameras[i].id, rule.schedule));
+        for (const auto& [check, rule] : cam.rules) {
+            if (rule.schedule.empty() || schedule_known(rule.schedule)) continue;
+            const auto message = fmt::format("no schedule named '{}'", rule.schedule);
+            if (const auto own = node_at(at, {"rules", check, "schedule"})) {
+                report(own, at, fmt::format("cameras[{}].rules.{}.schedule", i, check),
+                       fmt::format("camera '{}': {}", cam.id, message));
+            } else {
+                report(node_at(root, {"defaults", "rules", check, "schedule"}), at,
+                       fmt::format("defaults.rules.{}.schedule", check), message);
             }
         }
     }
@@ -1081,15 +1239,12 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
         }
     }
     if (const auto m = root["models"]) {
-        if (!m.IsMap()) {
-            r.error(m, "models", "expected a map of model names to manifest files");
-        } else {
-            for (const auto& kv : m) {
-                const auto name = kv.first.as<std::string>();
+        if (r.map_of_names(m, "models", "a map of model names to manifest files")) {
+            for (const auto& [name, key_node, value] : Reader::entries(m)) {
                 std::string manifest;
                 if (!std::regex_match(name, kIdPattern))
-                    r.error(kv.first, join("models", name), "not a valid model name");
-                if (r.string(kv.second, join("models", name), manifest))
+                    r.error(key_node, join("models", name), "not a valid model name");
+                if (r.string(value, join("models", name), manifest))
                     g.models[name] = r.resolve(manifest).string();
             }
         }
@@ -1152,13 +1307,22 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
 
 Gateway load_string(const std::string& yaml, const std::string& source_name) {
     Reader reader(source_name, fs::absolute(fs::path(source_name)).parent_path());
-    YAML::Node root;
+    std::vector<YAML::Node> documents;
     try {
-        root = YAML::Load(yaml);
+        documents = YAML::LoadAll(yaml);
     } catch (const YAML::ParserException& e) {
         throw ConfigInvalid(
             {{source_name, e.mark.line + 1, e.mark.column + 1, "", "YAML syntax error: " + e.msg}});
     }
+    if (documents.empty() || documents.front().IsNull()) {
+        throw ConfigInvalid(
+            {{source_name, 0, 0, "", "the file is empty: it needs at least site and cameras"}});
+    }
+    if (documents.size() > 1) {
+        // yaml-cpp would silently read the first document only.
+        reader.error(documents[1], "", "a second YAML document ('---'): the configuration is one document");
+    }
+    const YAML::Node& root = documents.front();
     Gateway g;
     try {
         g = read_document(reader, root);
@@ -1168,7 +1332,9 @@ Gateway load_string(const std::string& yaml, const std::string& source_name) {
     }
     if (!reader.errors.empty()) {
         std::stable_sort(reader.errors.begin(), reader.errors.end(),
-                         [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+                         [](const ConfigError& a, const ConfigError& b) {
+                             return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+                         });
         throw ConfigInvalid(std::move(reader.errors));
     }
     g.source_file = source_name;
@@ -1176,12 +1342,17 @@ Gateway load_string(const std::string& yaml, const std::string& source_name) {
 }
 
 Gateway load_file(const std::string& path) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec))
+        throw ConfigInvalid({{path, 0, 0, "", "cannot read the file: it is a folder"}});
     std::ifstream in(path, std::ios::binary);
-    if (!in)
+    if (!in) {
         throw ConfigInvalid(
             {{path, 0, 0, "", fmt::format("cannot read the file: {}", std::strerror(errno))}});
+    }
     std::stringstream text;
     text << in.rdbuf();
+    if (in.bad()) throw ConfigInvalid({{path, 0, 0, "", "cannot read the file: read error"}});
     return load_string(text.str(), path);
 }
 

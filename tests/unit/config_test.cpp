@@ -1,8 +1,11 @@
 // The configuration loader: a valid document gives the expected tree; each invalid document gives
 // one specific error, with its line and key.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "config/config_loader.hpp"
 
@@ -22,10 +25,13 @@ mqtt:
   password: ${KG_TEST_SECRET}
   tls: {ca_file: certs/ca.crt}
   reconnect: {min: 500ms, max: 1m}
+log: {level: debug, json: true}
+analysis_threads: ${KG_TEST_THREADS}
 schedules:
   working: {days: mon-fri, times: ["06:00-13:30"]}
   closed: {not: working}
 defaults:
+  input: {reconnect: {max: 20s}}
   analysis: {fps: 1, width: 320, height: 180}
   health: {frozen_after: 1h30m}
   rules:
@@ -45,6 +51,13 @@ cameras:
       counter: {polygon: [[0, 0.5], [1, 0.5], [1, 1]]}
     masks:
       - [[0.8, 0], [1, 0], [1, 0.2]]
+  - id: cold-room
+    name: 凉菜间 Ready-to-eat room
+    url: rtsp://viewer:${KG_TEST_SECRET}@[fd00::66]:8554/live
+    enabled: false
+    checks: [camera_health, mask]
+    input: {reconnect: {min: 2s}}
+    health: {confirm: 0s}
 )";
 
 // Loads `yaml` expecting exactly one error, and returns it.
@@ -69,7 +82,9 @@ const std::string kHead = "site: {id: s1, name: S}\n";  // line 1
 
 TEST(ConfigLoader, AValidDocumentGivesTheTree) {
     setenv("KG_TEST_SECRET", "s3cret", 1);
+    setenv("KG_TEST_THREADS", "3", 1);
     const auto g = load_string(kValid, "/etc/kg/gateway.yaml");
+    EXPECT_EQ(g.source_file, "/etc/kg/gateway.yaml");
     EXPECT_EQ(g.site.id, "sch-0101");
     EXPECT_EQ(g.site.holidays, std::vector<std::string>{"2026-10-01"});
     EXPECT_EQ(g.mqtt.url, "mqtts://broker.example:8883");
@@ -79,11 +94,15 @@ TEST(ConfigLoader, AValidDocumentGivesTheTree) {
     EXPECT_EQ(g.mqtt.tls->ca_file, "/etc/kg/certs/ca.crt");
     EXPECT_EQ(g.mqtt.reconnect_min, 500ms);
     EXPECT_EQ(g.mqtt.reconnect_max, 60s);
+    EXPECT_EQ(g.mqtt.keepalive, 30s);  // built-in default
+    EXPECT_EQ(g.log.level, "debug");
+    EXPECT_TRUE(g.log.json);
+    EXPECT_EQ(g.analysis_threads, 3);  // from the environment, like any scalar
     ASSERT_EQ(g.schedules.size(), 2u);
     EXPECT_TRUE(g.schedules[1].inverted);
     EXPECT_EQ(g.schedules[1].times, g.schedules[0].times);
 
-    ASSERT_EQ(g.cameras.size(), 2u);
+    ASSERT_EQ(g.cameras.size(), 3u);
     const auto& cooking = g.cameras[0];
     EXPECT_TRUE(cooking.is_public);
     EXPECT_EQ(cooking.analysis.fps, 5);      // camera's own
@@ -91,7 +110,11 @@ TEST(ConfigLoader, AValidDocumentGivesTheTree) {
     EXPECT_EQ(cooking.health.frozen_after, 90min);
     EXPECT_EQ(cooking.checks, std::vector<std::string>{"camera_health"});
     EXPECT_EQ(cooking.rules.at("camera_health").severity, 1);
-    EXPECT_EQ(cooking.source_line, 20);
+    EXPECT_EQ(cooking.source_line, 23);
+    EXPECT_EQ(cooking.url, "rtsp://10.0.0.5/stream1");
+    EXPECT_FALSE(cooking.input.loop);
+    EXPECT_EQ(cooking.input.reconnect_min, 1s);   // built-in
+    EXPECT_EQ(cooking.input.reconnect_max, 20s);  // defaults
 
     const auto& demo = g.cameras[1];
     EXPECT_EQ(demo.name, "demo");  // defaults to the id
@@ -106,6 +129,21 @@ TEST(ConfigLoader, AValidDocumentGivesTheTree) {
     ASSERT_EQ(demo.zones.size(), 1u);
     EXPECT_EQ(demo.zones[0].polygon.size(), 3u);
     ASSERT_EQ(demo.masks.size(), 1u);
+    EXPECT_EQ(demo.source_line, 28);
+
+    const auto& cold = g.cameras[2];
+    EXPECT_EQ(cold.name, "凉菜间 Ready-to-eat room");
+    EXPECT_EQ(cold.url, "rtsp://viewer:s3cret@[fd00::66]:8554/live");
+    EXPECT_FALSE(cold.enabled);
+    EXPECT_FALSE(cold.is_public);
+    EXPECT_EQ(cold.checks, (std::vector<std::string>{"camera_health", "mask"}));  // a list replaces
+    EXPECT_EQ(cold.input.reconnect_min, 2s);                                      // camera
+    EXPECT_EQ(cold.input.reconnect_max, 20s);                                     // defaults
+    EXPECT_EQ(cold.input.transport, kg::config::Transport::tcp);
+    EXPECT_EQ(cold.health.confirm, 0ms);
+    EXPECT_EQ(cold.health.frozen_after, 90min);  // defaults
+    EXPECT_EQ(cold.health.offline_after, 20s);   // built-in
+    EXPECT_DOUBLE_EQ(cold.health.black_luma, 25.0);
 }
 
 TEST(ConfigLoader, HygieneChecksModelsAndScenes) {
@@ -256,15 +294,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{
             "unknown_schedule",
             kHead + "cameras:\n  - id: a\n    url: a.mp4\n    rules: {camera_health: {schedule: nights}}\n",
-            3, "cameras[0].rules.camera_health.schedule", "no schedule named 'nights'"},
+            5, "cameras[0].rules.camera_health.schedule", "camera 'a': no schedule named 'nights'"},
         BadCase{
             "bad_polygon",
             kHead + "cameras:\n  - id: a\n    url: a.mp4\n    zones:\n      z: {polygon: [[0, 0], [1, 1]]}\n",
             6, "cameras[0].zones.z.polygon", "at least 3"},
         BadCase{"bad_size", kHead + "evidence: {max_size: lots}\ncameras: [{id: a, url: a.mp4}]\n", 2,
                 "evidence.max_size", "not a size"},
-        BadCase{"unknown_model", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: [model:ppe]\n", 3,
-                "cameras[0].checks", "no model named 'ppe' under models"},
+        BadCase{"unknown_model", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: [model:ppe]\n", 5,
+                "cameras[0].checks[0]", "no model named 'ppe' under models"},
         BadCase{"bad_scene", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    scene: {min_area: 2}\n", 5,
                 "cameras[0].scene.min_area", "out of range"},
         BadCase{"bad_modbus_device",
@@ -283,9 +321,239 @@ INSTANTIATE_TEST_SUITE_P(
             kHead +
                 "sensors:\n  - id: f\n    source: {mqtt: {topic: a}}\n    thresholds:\n      - {for: 10m}\n",
             6, "sensors[0].thresholds[0]", "missing above or below"},
+        // Wrong types: each message says what was expected and what was found.
+        BadCase{"map_for_a_string", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    name: {first: A}\n", 5,
+                "cameras[0].name", "expected a string, not a map"},
+        BadCase{"text_for_an_int",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {width: abc}\n", 5,
+                "cameras[0].analysis.width", "expected an integer, not 'abc'"},
+        BadCase{"scalar_for_a_list",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: camera_health\n", 5,
+                "cameras[0].checks", "expected a list, not 'camera_health'"},
+        BadCase{"text_for_a_bool", kHead + "log: {json: abc}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "log.json", "expected true or false, not 'abc'"},
+        // An empty value is reported on its key's line, not where the next key starts.
+        BadCase{"empty_section", kHead + "mqtt:\ncameras: [{id: a, url: a.mp4}]\n", 2, "mqtt",
+                "expected a map of keys, not an empty value"},
+        BadCase{"empty_scalar", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis:\n      fps:\n", 6,
+                "cameras[0].analysis.fps", "expected a number, not an empty value"},
+        // Missing required keys, reported at the map that lacks them.
+        BadCase{"missing_site", "cameras: [{id: a, url: a.mp4}]\n", 1, "site", "missing required key"},
+        BadCase{"missing_site_name", "site: {id: s1}\ncameras: [{id: a, url: a.mp4}]\n", 1, "site.name",
+                "missing required key"},
+        BadCase{"missing_camera_id", kHead + "cameras:\n  - id: a\n    url: a.mp4\n  - url: b.mp4\n", 5,
+                "cameras[1].id", "missing required key"},
+        BadCase{"empty_cameras", kHead + "cameras: []\n", 2, "cameras",
+                "expected a non-empty list of cameras"},
+        BadCase{"cameras_not_a_list", kHead + "cameras:\n  id: a\n  url: a.mp4\n", 3, "cameras",
+                "expected a non-empty list of cameras"},
+        BadCase{"empty_file", "", 0, "", "the file is empty"},
+        // Unknown keys, at every level.
+        BadCase{"unknown_tls_key",
+                kHead + "mqtt:\n  tls:\n    ca_fil: ca.crt\ncameras: [{id: a, url: a.mp4}]\n", 4,
+                "mqtt.tls.ca_fil", "unknown key 'ca_fil' (did you mean 'ca_file'?)"},
+        BadCase{"unknown_defaults_key",
+                kHead + "defaults:\n  helth: {confirm: 1s}\ncameras: [{id: a, url: a.mp4}]\n", 3,
+                "defaults.helth", "did you mean 'health'?"},
+        BadCase{"merge_key", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    <<: {name: A}\n", 5,
+                "cameras[0].<<", "merge keys"},
+        BadCase{"duplicate_key",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis:\n      fps: 2\n      fps: 5\n", 7,
+                "cameras[0].analysis.fps", "duplicate key 'fps' (first on line 6)"},
+        BadCase{"second_document", kHead + "cameras: [{id: a, url: a.mp4}]\n---\nlog: {level: info}\n", 4, "",
+                "second YAML document"},
+        // Out of range.
+        BadCase{"height_too_big",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {height: 4320}\n", 5,
+                "cameras[0].analysis.height", "4320 is out of range (32..2160)"},
+        BadCase{"fps_zero", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {fps: 0}\n", 5,
+                "cameras[0].analysis.fps", "0 is out of range (0 < value <= 30)"},
+        BadCase{"black_luma", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    health: {black_luma: 300}\n",
+                5, "cameras[0].health.black_luma", "300 is out of range (0..255)"},
+        BadCase{"covered_fraction_zero",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    health: {covered_fraction: 0}\n", 5,
+                "cameras[0].health.covered_fraction", "out of range (0 < value <= 1)"},
+        BadCase{"negative_frozen_diff",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    health: {frozen_diff: -1}\n", 5,
+                "cameras[0].health.frozen_diff", "out of range"},
+        BadCase{"negative_threads", kHead + "analysis_threads: -1\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "analysis_threads", "-1 is out of range (0..256)"},
+        BadCase{"log_level", kHead + "log: {level: verbose}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "log.level", "'verbose' is not one of trace, debug, info, warn, error"},
+        BadCase{"bad_transport",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    input: {transport: http}\n", 5,
+                "cameras[0].input.transport", "'http' is not tcp or udp"},
+        BadCase{"bad_site_id", "site: {id: sch 0101, name: S}\ncameras: [{id: a, url: a.mp4}]\n", 1,
+                "site.id", "not a valid id"},
+        BadCase{"defaults_out_of_range",
+                kHead + "defaults:\n  analysis: {fps: 31}\ncameras: [{id: a, url: a.mp4}]\n", 3,
+                "defaults.analysis.fps", "out of range"},
+        // Durations.
+        BadCase{"zero_timeout", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    input: {timeout: 0s}\n", 5,
+                "cameras[0].input.timeout", "must be longer than zero"},
+        BadCase{"negative_duration", kHead + "mqtt: {keepalive: -5}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "mqtt.keepalive", "'-5' is not a duration"},
+        BadCase{"duration_unit",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    health: {frozen_after: 5min}\n", 5,
+                "cameras[0].health.frozen_after", "'5min' is not a duration"},
+        BadCase{"mqtt_reconnect_min_over_max",
+                kHead + "mqtt:\n  reconnect: {min: 2m, max: 1m}\ncameras: [{id: a, url: a.mp4}]\n", 3,
+                "mqtt.reconnect", "min is longer than max"},
+        BadCase{"inherited_reconnect_max",  // the camera's min against the defaults' max
+                kHead + "defaults:\n  input: {reconnect: {max: 5s}}\ncameras:\n  - id: a\n    url: a.mp4\n   "
+                        " input:\n"
+                        "      reconnect: {min: 10s}\n",
+                8, "cameras[0].input.reconnect", "min is longer than max"},
+        // Camera URLs.
+        BadCase{"ftp_scheme", kHead + "cameras:\n  - id: a\n    url: ftp://nas/a.mp4\n", 4, "cameras[0].url",
+                "use rtsp://, rtsps://, rtmp://, rtmps://, http:// or https://"},
+        BadCase{"rtsp_without_host", kHead + "cameras:\n  - id: a\n    url: 'rtsp://'\n", 4, "cameras[0].url",
+                "'rtsp://': no host; use rtsp://"},
+        BadCase{"one_slash", kHead + "cameras:\n  - id: a\n    url: 'rtsp:/10.0.0.5/x'\n", 4,
+                "cameras[0].url", "not a supported camera URL"},
+        BadCase{"control_char", kHead + "cameras:\n  - id: a\n    url: \"rtsp://cam/x\\ty\"\n", 4,
+                "cameras[0].url", "'rtsp://cam/x\\x09y' contains spaces or control characters"},
+        BadCase{"v4l2_without_dev", kHead + "cameras:\n  - id: a\n    url: v4l2://video0\n", 4,
+                "cameras[0].url", "expected v4l2:///dev/videoN"},
+        BadCase{"empty_file_url", kHead + "cameras:\n  - id: a\n    url: file://\n", 4, "cameras[0].url",
+                "file:// needs a path"},
+        // Broker URLs.
+        BadCase{"broker_without_host", kHead + "mqtt: {url: 'tcp://:1883'}\ncameras: [{id: a, url: a.mp4}]\n",
+                2, "mqtt.url", "'tcp://:1883': no host"},
+        BadCase{"broker_bad_port", kHead + "mqtt: {url: 'mqtts://b:99999'}\ncameras: [{id: a, url: a.mp4}]\n",
+                2, "mqtt.url", "port '99999' is not 1..65535"},
+        BadCase{"broker_empty_port", kHead + "mqtt: {url: 'ws://b:'}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "mqtt.url", "empty port"},
+        BadCase{"broker_without_scheme",
+                kHead + "mqtt: {url: 'broker:1883'}\ncameras: [{id: a, url: a.mp4}]\n", 2, "mqtt.url",
+                "use tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://"},
+        // Environment.
+        BadCase{"env_unset_in_url",
+                kHead + "cameras:\n  - id: a\n    url: 'rtsp://admin:${KG_TEST_UNSET_CAM}@cam/x'\n", 4,
+                "cameras[0].url", "environment variable 'KG_TEST_UNSET_CAM' is not set"},
+        BadCase{"env_unset_in_number",
+                kHead + "analysis_threads: ${KG_TEST_UNSET_THREADS}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "analysis_threads", "environment variable 'KG_TEST_UNSET_THREADS' is not set"},
+        // Checks.
+        BadCase{"unknown_default_check",
+                kHead + "defaults:\n  checks: [camera_health, hairnet]\ncameras: [{id: a, url: a.mp4}]\n", 3,
+                "defaults.checks[1]", "unknown check 'hairnet' (known: camera_health"},
+        BadCase{"check_twice", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: [mask, mask]\n", 5,
+                "cameras[0].checks[1]", "check 'mask' is listed twice"},
+        BadCase{"defaults_schedule_once",  // inherited by two cameras, reported once at the defaults
+                kHead + "defaults:\n  rules: {camera_health: {schedule: nights}}\ncameras: [{id: a, url: "
+                        "a.mp4}, {id: b, url: b.mp4}]\n",
+                3, "defaults.rules.camera_health.schedule", "no schedule named 'nights'"},
+        BadCase{"timezone_outside_zoneinfo",
+                "site: {id: s, name: S, timezone: ../../etc/passwd}\ncameras: [{id: a, url: a.mp4}]\n", 1,
+                "site.timezone", "no such file under /usr/share/zoneinfo"},
         BadCase{"bad_detectors", kHead + "detectors: {masks: classic:mask}\ncameras: [{id: a, url: a.mp4}]\n",
                 2, "detectors.masks", "did you mean 'mask'?"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
+
+// Every accepted camera URL form, and what is stored: relative file paths become absolute
+// against the config file's folder; network and device URLs are kept as written.
+TEST(ConfigLoader, CameraUrlForms) {
+    const std::vector<std::pair<std::string, std::string>> forms{
+        {"rtsp://10.0.0.5/stream1", "rtsp://10.0.0.5/stream1"},
+        {"rtsp://admin:p%40ss@10.0.0.5:554/Streaming/Channels/102",
+         "rtsp://admin:p%40ss@10.0.0.5:554/Streaming/Channels/102"},
+        {"rtsps://cam.example:322/live", "rtsps://cam.example:322/live"},
+        {"rtmp://127.0.0.1/live/kitchen", "rtmp://127.0.0.1/live/kitchen"},
+        {"rtmps://push.example/app/key", "rtmps://push.example/app/key"},
+        {"http://10.0.0.7:8080/live.flv", "http://10.0.0.7:8080/live.flv"},
+        {"https://cdn.example/kitchen/index.m3u8", "https://cdn.example/kitchen/index.m3u8"},
+        {"rtsp://[fd00::5]:8554/x", "rtsp://[fd00::5]:8554/x"},
+        {"clips/a.mp4", "/etc/kg/clips/a.mp4"},
+        {"./a.mp4", "/etc/kg/a.mp4"},
+        {"../media/a.mp4", "/etc/media/a.mp4"},
+        {"/srv/media/a.mp4", "/srv/media/a.mp4"},
+        {"file://clips/a.mp4", "file:///etc/kg/clips/a.mp4"},
+        {"file:///srv/a.mp4", "file:///srv/a.mp4"},
+        {"/dev/video0", "/dev/video0"},
+        {"v4l2:///dev/video2", "v4l2:///dev/video2"},
+    };
+    for (const auto& [url, stored] : forms) {
+        try {
+            const auto g =
+                load_string(kHead + "cameras: [{id: a, url: '" + url + "'}]\n", "/etc/kg/gateway.yaml");
+            EXPECT_EQ(g.cameras.at(0).url, stored) << url;
+        } catch (const ConfigInvalid& e) {
+            ADD_FAILURE() << url << ": " << e.what();
+        }
+    }
+}
+
+TEST(ConfigLoader, ErrorLinesHaveTheDocumentedFormat) {
+    const auto e = only_error(kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {fsp: 2}\n");
+    EXPECT_EQ(e.to_string(),
+              "/etc/kg/gateway.yaml:5:16: cameras[0].analysis.fsp: unknown key 'fsp' (did you mean 'fps'?)");
+    EXPECT_EQ(e.column, 16);
+}
+
+TEST(ConfigLoader, AFarOffKeyGetsNoSuggestion) {
+    const auto e = only_error(kHead + "cameras:\n  - id: a\n    url: a.mp4\n    colour: red\n");
+    EXPECT_EQ(e.key, "cameras[0].colour");
+    EXPECT_EQ(e.message, "unknown key 'colour'");
+}
+
+// Error messages end up in logs and terminals: a password in a URL never appears in them.
+TEST(ConfigLoader, PasswordsAreNotEchoed) {
+    for (const std::string url : {"rtsp://admin:hunter2@cam:0/x", "ftp://admin:hunter2@nas/x"}) {
+        const auto e = only_error(kHead + "cameras: [{id: a, url: '" + url + "'}]\n");
+        EXPECT_EQ(e.message.find("hunter2"), std::string::npos) << e.message;
+        EXPECT_NE(e.message.find("admin:***@"), std::string::npos) << e.message;
+    }
+    const auto e =
+        only_error(kHead + "mqtt: {url: 'http://u:hunter2@b:1883'}\ncameras: [{id: a, url: a.mp4}]\n");
+    EXPECT_EQ(e.message.find("hunter2"), std::string::npos) << e.message;
+}
+
+TEST(ConfigLoader, TheExceptionSummarisesAllErrors) {
+    try {
+        load_string(kHead + "cameras:\n  - id: a\n    url: ftp://x\n    analysis: {fps: 0}\n", "g.yaml");
+        FAIL();
+    } catch (const ConfigInvalid& e) {
+        ASSERT_EQ(e.errors.size(), 2u);
+        EXPECT_EQ(std::string(e.what()), e.errors[0].to_string() + " (and 1 more error)");
+    }
+}
+
+// A real file: relative paths resolve against its own folder, whatever the working directory.
+TEST(ConfigLoader, LoadFileResolvesAgainstTheFilesFolder) {
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("kg_config_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir / "conf");
+    const auto path = (dir / "conf" / "gateway.yaml").string();
+    std::ofstream(path) << kHead << "cameras: [{id: a, url: demo/kitchen.mp4}]\n";
+    const auto g = kg::config::load_file(path);
+    EXPECT_EQ(g.source_file, path);
+    EXPECT_EQ(g.cameras.at(0).url, (dir / "conf" / "demo" / "kitchen.mp4").string());
+    try {
+        kg::config::load_file((dir / "conf").string());
+        ADD_FAILURE() << "a folder loaded";
+    } catch (const ConfigInvalid& e) {
+        EXPECT_NE(std::string(e.what()).find("it is a folder"), std::string::npos) << e.what();
+    }
+    std::filesystem::remove_all(dir);
+}
+
+TEST(ConfigLoader, TheDemoConfigIsTheDocumentedOne) {
+    const auto g = kg::config::load_file(std::string(KG_SOURCE_DIR) + "/config/demo.yaml");
+    EXPECT_EQ(g.site.id, "demo-canteen");
+    EXPECT_EQ(g.mqtt.url, "tcp://127.0.0.1:1883");
+    ASSERT_EQ(g.cameras.size(), 1u);
+    const auto& cam = g.cameras[0];
+    EXPECT_EQ(cam.id, "demo-kitchen");
+    EXPECT_EQ(cam.url, std::string(KG_SOURCE_DIR) + "/config/demo/kitchen.mp4");
+    EXPECT_TRUE(cam.input.loop);
+    EXPECT_EQ(cam.analysis.fps, 2);
+    EXPECT_EQ(cam.analysis.width, 640);
+    EXPECT_EQ(cam.analysis.height, 360);
+    EXPECT_EQ(cam.health.confirm, 3s);
+    EXPECT_EQ(cam.health.clear, 3s);
+    EXPECT_EQ(cam.health.frozen_after, 10s);
+}
 
 TEST(ConfigLoader, EveryErrorIsReportedInOnePass) {
     try {
@@ -322,6 +590,14 @@ TEST(ConfigLoader, DurationsAndSizes) {
     EXPECT_EQ(d, 1500ms);
     EXPECT_FALSE(kg::config::parse_duration("5 minutes", d));
     EXPECT_FALSE(kg::config::parse_duration("m5", d));
+    EXPECT_TRUE(kg::config::parse_duration("10", d));
+    EXPECT_EQ(d, 10s);
+    EXPECT_TRUE(kg::config::parse_duration("5m", d));
+    EXPECT_EQ(d, 5min);
+    EXPECT_FALSE(kg::config::parse_duration("", d));
+    EXPECT_FALSE(kg::config::parse_duration("-1s", d));
+    EXPECT_FALSE(kg::config::parse_duration("10s5", d));
+    EXPECT_FALSE(kg::config::parse_duration("999999999h", d));  // a typo, and it would overflow
     std::size_t s = 0;
     EXPECT_TRUE(kg::config::parse_size("512MiB", s));
     EXPECT_EQ(s, 512u << 20);
