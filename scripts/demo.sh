@@ -7,12 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${KG_BUILD_DIR:-$root/build}"
 
-if [ "$(id -u)" -eq 0 ]; then
-  "$root/scripts/install-deps.sh"
-else
-  echo "demo: not root, assuming the dependencies are installed (scripts/install-deps.sh)"
-fi
-"$root/scripts/build.sh"
+"$root/scripts/setup.sh"
 
 # The demo camera: a kitchen-like test picture that goes black, then freezes, then recovers (80 s, looped).
 clip="$root/config/demo/kitchen.mp4"

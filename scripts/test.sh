@@ -5,11 +5,6 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${KG_BUILD_DIR:-$root/build}"
 
-if [ "$(id -u)" -eq 0 ]; then
-  "$root/scripts/install-deps.sh"
-else
-  echo "test: not root, assuming the dependencies are installed (scripts/install-deps.sh)"
-fi
-"$root/scripts/build.sh"
+"$root/scripts/setup.sh"
 cd "$build"
 ctest --output-on-failure --timeout 600 -j "${KG_TEST_JOBS:-2}" "$@"
