@@ -1,4 +1,5 @@
-// kitchen-gateway: parse the command line, load the config, run the gateway until SIGINT/SIGTERM.
+// kitchen-gateway: parse the command line, load the config, run the gateway until SIGINT/SIGTERM;
+// SIGHUP or POST /api/reload restart it in-process with the configuration file as it is now.
 
 #include <systemd/sd-daemon.h>
 
@@ -18,6 +19,7 @@
 #include "web/http_server.hpp"
 #include "web/local_api.hpp"
 #include "web/public_site.hpp"
+#include "web/viewer_token.hpp"
 
 namespace {
 
@@ -29,12 +31,14 @@ void print_errors(const kg::config::ConfigInvalid& e) {
               << " in the configuration\n";
 }
 
-int run(const kg::config::Gateway& cfg) {
+enum class Outcome { stop, reload };
+
+// One life of the gateway with one configuration: until a stop signal, or a reload (SIGHUP or
+// POST /api/reload) with a configuration that has already been validated.
+Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
-
-    kg::ingest::initialise_ffmpeg();
 
     // Building the gateway loads models and reference pictures: a failure there is a setup error
     // that names its cause, not a crash.
@@ -43,7 +47,7 @@ int run(const kg::config::Gateway& cfg) {
         built = std::make_unique<kg::app::Gateway>(cfg, logging);
     } catch (const std::exception& e) {
         log->error("cannot start: {}", e.what());
-        return 1;
+        throw;
     }
     kg::app::Gateway& gateway = *built;
     gateway.start();
@@ -51,9 +55,42 @@ int run(const kg::config::Gateway& cfg) {
     sd_notify(0, "READY=1");
 
     boost::asio::io_context io;
+    Outcome outcome = Outcome::stop;
+    boost::asio::steady_timer timer(io);
+    boost::asio::steady_timer reload_timer(io);
+    std::unique_ptr<kg::web::HttpServer> api;
+    std::unique_ptr<kg::web::HttpServer> public_side;
+    auto shut = [&](Outcome why) {
+        outcome = why;
+        sd_notify(0, why == Outcome::reload ? "RELOADING=1" : "STOPPING=1");
+        timer.cancel();
+        if (api) api->stop();
+        if (public_side) public_side->stop();
+        io.stop();
+    };
+    // A reload is accepted only if the file on disk is valid now: a typo must not take the
+    // running gateway down. Returns the errors, or nothing when the reload goes ahead.
+    auto reload = [&]() -> std::optional<std::string> {
+        try {
+            kg::config::load_file(config_path);
+        } catch (const kg::config::ConfigInvalid& e) {
+            std::string text;
+            for (const auto& err : e.errors) text += err.to_string() + "\n";
+            log->error("reload refused: {} error(s) in {}; still running the previous configuration",
+                       e.errors.size(), config_path);
+            return text;
+        }
+        log->info("reloading {}", config_path);
+        // A moment's grace, so the answer to POST /api/reload reaches the client first.
+        reload_timer.expires_after(std::chrono::milliseconds(300));
+        reload_timer.async_wait([&](const boost::system::error_code& ec) {
+            if (!ec) shut(Outcome::reload);
+        });
+        return std::nullopt;
+    };
+
     // The local HTTP side runs on this thread, as the supervision does: it reads the gateway's
     // state without locks. A port already taken is an error in the log, not a reason to stop.
-    std::unique_ptr<kg::web::HttpServer> api;
     if (!cfg.api.listen.empty()) {
         kg::web::Limits limits;
         limits.header_timeout = cfg.api.header_timeout;
@@ -61,7 +98,7 @@ int run(const kg::config::Gateway& cfg) {
         auto api_log = logging.get("api");
         try {
             api = std::make_unique<kg::web::HttpServer>(
-                io, cfg.api.listen, limits, kg::web::local_api(gateway, cfg.api.token, api_log), api_log);
+                io, cfg.api.listen, limits, kg::web::local_api(gateway, cfg.api.token, api_log, reload), api_log);
             api->start();
             api_log->info("local API on {} (port {}){}", cfg.api.listen, api->port(),
                           cfg.api.token.empty() ? "; /api is off: no api.token" : "");
@@ -69,21 +106,22 @@ int run(const kg::config::Gateway& cfg) {
             api_log->error("local API not started: {}", e.what());
         }
     }
-    std::unique_ptr<kg::web::HttpServer> public_side;
     if (!cfg.public_side.listen.empty()) {
         auto public_log = logging.get("public");
         try {
-            public_side =
-                std::make_unique<kg::web::HttpServer>(io, cfg.public_side.listen, kg::web::Limits{},
-                                                      kg::web::public_site(gateway, public_log), public_log);
+            auto routes = kg::web::public_site(gateway, cfg.public_side, public_log);
+            public_side = std::make_unique<kg::web::HttpServer>(io, cfg.public_side.listen,
+                                                                kg::web::public_limits(cfg.public_side),
+                                                                routes.handler, public_log);
+            if (routes.stream_handler) public_side->set_stream_handler(routes.stream_handler);
             public_side->start();
-            public_log->info("public side on {} (port {})", cfg.public_side.listen, public_side->port());
+            public_log->info("public side on {} (port {}){}", cfg.public_side.listen, public_side->port(),
+                             cfg.public_side.token_secret.empty() ? "" : "; stream URLs need viewer tokens");
         } catch (const std::exception& e) {
             public_log->error("public side not started: {}", e.what());
         }
     }
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-    boost::asio::steady_timer timer(io);
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
     std::function<void()> schedule_tick = [&] {
         timer.expires_after(kg::app::Gateway::kTickInterval);
         timer.async_wait([&](const boost::system::error_code& ec) {
@@ -94,20 +132,42 @@ int run(const kg::config::Gateway& cfg) {
         });
     };
     schedule_tick();
-    signals.async_wait([&](const boost::system::error_code& ec, int signo) {
-        if (ec) return;
-        log->info("signal {} received, shutting down", signo);
-        sd_notify(0, "STOPPING=1");
-        timer.cancel();
-        if (api) api->stop();
-        if (public_side) public_side->stop();
-        io.stop();
-    });
+    std::function<void()> wait_signal = [&] {
+        signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+            if (ec) return;
+            if (signo == SIGHUP) {
+                reload();
+                return wait_signal();
+            }
+            log->info("signal {} received, shutting down", signo);
+            shut(Outcome::stop);
+        });
+    };
+    wait_signal();
     io.run();
 
     gateway.stop();
-    log->info("bye");
-    return 0;
+    log->info(outcome == Outcome::reload ? "stopped for the reload" : "bye");
+    return outcome;
+}
+
+int run(kg::config::Gateway cfg, const std::string& config_path) {
+    kg::ingest::initialise_ffmpeg();
+    for (;;) {
+        Outcome outcome;
+        try {
+            outcome = run_once(cfg, config_path);
+        } catch (const std::exception&) {
+            return 1;
+        }
+        if (outcome == Outcome::stop) return 0;
+        try {
+            cfg = kg::config::load_file(config_path);
+        } catch (const kg::config::ConfigInvalid& e) {
+            // Changed again between the check and now: keep what ran.
+            print_errors(e);
+        }
+    }
 }
 
 }  // namespace
@@ -117,10 +177,16 @@ int main(int argc, char** argv) {
         "kitchen-gateway: bright-kitchen edge gateway (cameras and sensors in, alerts out over MQTT)"};
     std::string config_path;
     std::string check_path;
+    std::string token_camera;
+    long token_ttl = 24 * 3600;
     bool version = false;
     app.add_option("-c,--config", config_path, "configuration file to run with")->check(CLI::ExistingFile);
     app.add_option("--check-config", check_path, "validate a configuration file and exit");
     app.add_flag("--version", version, "print the version and exit");
+    app.add_option("--make-token", token_camera,
+                   "print a viewer token for a public camera ('*': every public camera) and exit; needs --config "
+                   "with public.token_secret");
+    app.add_option("--ttl", token_ttl, "validity of --make-token in seconds (default 86400)")->check(CLI::PositiveNumber);
     CLI11_PARSE(app, argc, argv);
 
     if (version) {
@@ -149,5 +215,15 @@ int main(int argc, char** argv) {
         print_errors(e);
         return kExitConfigError;
     }
-    return run(cfg);
+    if (!token_camera.empty()) {
+        if (cfg.public_side.token_secret.empty()) {
+            std::cerr << config_path << ": public.token_secret is not set: stream URLs need no token\n";
+            return kExitConfigError;
+        }
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+        std::cout << kg::web::sign_viewer_token(cfg.public_side.token_secret, token_camera, now + token_ttl) << "\n";
+        return 0;
+    }
+    return run(std::move(cfg), config_path);
 }

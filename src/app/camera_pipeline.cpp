@@ -31,6 +31,15 @@ std::string detector_spec(const std::string& configured, const char* classic) {
     return configured == "auto" ? classic : configured;
 }
 
+// "{site}" and "{camera}" in the push URL template become this camera's ids.
+std::string rtmp_url(std::string url, const std::string& site, const std::string& camera) {
+    for (const auto& [key, value] : {std::pair<std::string, std::string>{"{site}", site}, {"{camera}", camera}}) {
+        for (auto at = url.find(key); at != std::string::npos; at = url.find(key, at + value.size()))
+            url.replace(at, key.size(), value);
+    }
+    return url;
+}
+
 std::vector<rules::Zone> zones_of(const config::Camera& camera) {
     std::vector<rules::Zone> zones;
     for (const auto& z : camera.zones) {
@@ -71,13 +80,26 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
         camera_, frames_, stats_, [this] { pool_.notify(*this); }, log_);
     if (site.evidence != nullptr) packets_.add(&ring_);
     if (camera_.is_public && !site.config.public_side.listen.empty()) {
-        hls_ = std::make_unique<stream::HlsWriter>(
-            site.config.public_side.hls_dir + "/" + site.config.site.id + "/" + camera_.id,
-            static_cast<int>(std::max<long>(
-                1,
-                std::chrono::duration_cast<std::chrono::seconds>(site.config.public_side.segment).count())),
-            log_);
-        packets_.add(hls_.get());
+        const auto& pub = site.config.public_side;
+        stream::FeedOptions feed;
+        feed.camera = camera_.id;
+        feed.hls_folder = pub.hls_dir + "/" + site.config.site.id + "/" + camera_.id;
+        feed.segment_seconds = static_cast<int>(
+            std::max<long>(1, std::chrono::duration_cast<std::chrono::seconds>(pub.segment).count()));
+        if (!pub.rtmp_push.empty()) feed.rtmp_url = rtmp_url(pub.rtmp_push, site.config.site.id, camera_.id);
+        if (!camera_.privacy_masks.empty()) {
+            stream::PrivacyOptions privacy;
+            for (const auto& m : camera_.privacy_masks) {
+                rules::Polygon poly;
+                for (const auto& p : m) poly.push_back({p.x, p.y});
+                privacy.masks.push_back(std::move(poly));
+            }
+            privacy.width = pub.privacy_width;
+            privacy.fps = pub.privacy_fps;
+            feed.privacy = std::move(privacy);
+        }
+        feed_ = std::make_unique<stream::PublicFeed>(std::move(feed), site.logging.get("public:" + camera_.id));
+        packets_.add(feed_.get());
     }
     if (!packets_.empty()) worker_->set_packet_observer(&packets_);
     events::TrackerRule offline_rule = rule_for(vision::CameraHealthCheck::kName);

@@ -23,7 +23,7 @@
 #include "publish/payloads.hpp"
 #include "rules/schedule.hpp"
 #include "rules/zones.hpp"
-#include "stream/hls_writer.hpp"
+#include "stream/public_feed.hpp"
 #include "vision/check.hpp"
 #include "vision/motion.hpp"
 
@@ -55,8 +55,8 @@ public:
     publish::CameraState supervise(TimePoint now);
 
     const config::Camera& camera() const { return camera_; }
-    // The folder of this camera's live HLS, if it has one.
-    const std::string* hls_folder() const { return hls_ ? &hls_->folder() : nullptr; }
+    // What the public sees of this camera; null unless it is public and the public side is on.
+    stream::PublicFeed* public_feed() const { return feed_.get(); }
 
 private:
     struct Tracked {
@@ -76,7 +76,7 @@ private:
     ingest::LatestFrame frames_;
     ingest::CameraStats stats_;
     evidence::PacketRing ring_;
-    std::unique_ptr<stream::HlsWriter> hls_;  // public cameras, when the public side is on
+    std::unique_ptr<stream::PublicFeed> feed_;  // public cameras, when the public side is on
     ingest::PacketFanout packets_;
     std::unique_ptr<ingest::CameraWorker> worker_;
     evidence::EventEvidence evidence_;

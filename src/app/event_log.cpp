@@ -13,6 +13,14 @@ void EventLog::submit(const events::Event& event) {
         recent_.push_front(nlohmann::json::parse(publish::event_payload(event, site_)));
         if (recent_.size() > keep_) recent_.pop_back();
         ++counts_[{event.check, events::to_string(event.state)}];
+        if (event.state == events::EventState::start) {
+            open_[event.id] = event.check;
+            day_.emplace_back(event.time, event.check, false);
+        } else if (event.state == events::EventState::end) {
+            open_.erase(event.id);
+            day_.emplace_back(event.time, event.check, true);
+        }
+        while (!day_.empty() && event.time - std::get<0>(day_.front()) > std::chrono::hours(48)) day_.pop_front();
     }
     next_.submit(event);
 }
@@ -57,6 +65,23 @@ std::optional<std::string> EventLog::evidence(const std::string& event_id, const
 std::map<std::pair<std::string, std::string>, std::uint64_t> EventLog::counts() const {
     std::lock_guard lock(mutex_);
     return counts_;
+}
+
+}  // namespace kg::app
+
+namespace kg::app {
+
+std::map<std::string, EventLog::DayCount> EventLog::day_summary(
+    const std::function<std::string(TimePoint)>& date_of, TimePoint now) const {
+    std::lock_guard lock(mutex_);
+    std::map<std::string, DayCount> out;
+    for (const auto& [id, check] : open_) ++out[check].open;
+    const auto today = date_of(now);
+    for (const auto& [t, check, resolved] : day_) {
+        if (now - t > std::chrono::hours(26) || date_of(t) != today) continue;
+        ++(resolved ? out[check].resolved : out[check].raised);
+    }
+    return out;
 }
 
 }  // namespace kg::app

@@ -3,6 +3,8 @@
 // metrics, then hands everything on to the next sink (the outbox) unchanged.
 
 #include <deque>
+#include <functional>
+#include <tuple>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -25,6 +27,14 @@ public:
     std::optional<std::string> evidence(const std::string& event_id, const std::string& kind) const;
     std::map<std::pair<std::string, std::string>, std::uint64_t> counts() const;  // (check, state) -> n
 
+    // The parents' summary, by check: events open now, and raised / resolved on the local day
+    // `date_of(now)` (date_of maps a time to the site's local date).
+    struct DayCount {
+        std::uint64_t open = 0, raised = 0, resolved = 0;
+    };
+    std::map<std::string, DayCount> day_summary(const std::function<std::string(TimePoint)>& date_of,
+                                                TimePoint now) const;
+
 private:
     events::EventSink& next_;
     std::string site_;
@@ -33,6 +43,8 @@ private:
     std::deque<nlohmann::json> recent_;
     std::map<std::string, std::string> clips_;  // event id -> written clip path
     std::map<std::pair<std::string, std::string>, std::uint64_t> counts_;
+    std::map<std::string, std::string> open_;                   // event id -> check
+    std::deque<std::tuple<TimePoint, std::string, bool>> day_;  // (time, check, resolved), last 2 days at most
 };
 
 }  // namespace kg::app

@@ -68,6 +68,12 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
         cameras_.push_back(std::make_unique<CameraPipeline>(camera, pool_, site_));
     }
     last_online_.assign(cameras_.size(), false);
+    viewers_ = std::make_unique<web::ViewerCounter>(
+        web::ViewerLimits{cfg_.public_side.max_viewers_per_camera, cfg_.public_side.max_viewers_per_address},
+        // An HLS player polls the playlist every segment or so: a viewer unseen for three segments
+        // (and at least 10 s) has left.
+        std::max(std::chrono::seconds(10),
+                 3 * std::chrono::duration_cast<std::chrono::seconds>(cfg_.public_side.segment)));
     if (!cfg_.sensors.empty()) sensors_ = std::make_unique<SensorHub>(site_, outbox_, link_, topics_);
     link_.on_connected([this] {
         link_.publish(topics_.gateway(), publish::gateway_payload(cfg_, started_at_, Clock::now()), 1, true);
@@ -82,6 +88,7 @@ void Gateway::start() {
     log_->info("site {} ({}): {} cameras, {} sensors, {} analysis threads; evidence in {} ({} files, {} MiB)",
                cfg_.site.id, cfg_.site.name, cameras_.size(), cfg_.sensors.size(), pool_.size(),
                cfg_.evidence.path, evidence_->files(), evidence_->bytes() >> 20);
+    apply_public_hours(started_at_);
     link_.start();
     outbox_.start();
     pool_.start();
@@ -96,10 +103,21 @@ void Gateway::tick() {
     const bool due = republish_.exchange(false) || now - last_state_publish_ >= cfg_.mqtt.state_interval;
     if (due) last_state_publish_ = now;
     publish_states(now, due);
+    apply_public_hours(now);
     if (sensors_) sensors_->tick(now, due);
     if (now - last_expiry_ >= kExpiryInterval) {
         last_expiry_ = now;
         evidence_->expire(now);
+    }
+}
+
+void Gateway::apply_public_hours(TimePoint now) {
+    const auto& hours = cfg_.public_side.hours;
+    const bool open = hours.empty() || calendar_.active(schedules_.at(hours), now);
+    if (open != public_open_) log_->info("public hours: the public feeds are {}", open ? "open" : "closed");
+    public_open_ = open;
+    for (auto& camera : cameras_) {
+        if (auto* feed = camera->public_feed()) feed->set_open(open);
     }
 }
 
@@ -151,14 +169,20 @@ std::optional<std::string> Gateway::evidence_file(const std::string& event_id,
 nlohmann::json Gateway::public_status() const {
     nlohmann::json cams = nlohmann::json::array();
     for (const auto& s : states_) {
-        if (s.camera->is_public)
-            cams.push_back({{"id", s.camera->id}, {"name", s.camera->name}, {"online", s.online}});
+        if (!s.camera->is_public) continue;
+        const auto* feed = public_feed(s.camera->id);
+        cams.push_back({{"id", s.camera->id},
+                        {"name", s.camera->name},
+                        {"online", s.online},
+                        {"live", feed != nullptr && feed->open() && feed->hls_live()},
+                        {"flv", cfg_.public_side.flv}});
     }
     // Counts only, by check: no staff images and no event details leave through the public side.
     nlohmann::json checks = nlohmann::json::object();
-    for (const auto& [key, n] : event_log_.counts()) {
-        if (key.second == "start") checks[key.first]["raised"] = n;
-        if (key.second == "end") checks[key.first]["resolved"] = n;
+    const auto now = Clock::now();
+    for (const auto& [check, n] :
+         event_log_.day_summary([this](TimePoint t) { return calendar_.local_date(t); }, now)) {
+        checks[check] = {{"open", n.open}, {"raised_today", n.raised}, {"resolved_today", n.resolved}};
     }
     nlohmann::json temps = nlohmann::json::array();
     for (const auto& s : sensors()) {
@@ -169,15 +193,21 @@ nlohmann::json Gateway::public_status() const {
                              {"unit", s["unit"]}});
         }
     }
-    return {{"site", cfg_.site.name}, {"cameras", cams}, {"checks_since_start", checks}, {"sensors", temps}};
+    return {{"site", cfg_.site.name},
+            {"open", public_open_},
+            {"hours", cfg_.public_side.hours},
+            {"token_required", !cfg_.public_side.token_secret.empty()},
+            {"cameras", cams},
+            {"date", calendar_.local_date(now)},
+            {"checks", checks},
+            {"sensors", temps}};
 }
 
-std::optional<std::string> Gateway::public_hls_folder(const std::string& camera) const {
+stream::PublicFeed* Gateway::public_feed(const std::string& camera) const {
     for (const auto& c : cameras_) {
-        if (c->camera().id == camera && c->camera().is_public && c->hls_folder() != nullptr)
-            return *c->hls_folder();
+        if (c->camera().id == camera && c->camera().is_public) return c->public_feed();
     }
-    return std::nullopt;
+    return nullptr;
 }
 
 bool Gateway::ready(std::string& why_not) const {
@@ -257,6 +287,26 @@ std::string Gateway::metrics() const {
     for (const auto& [key, n] : event_log_.counts()) {
         m +=
             fmt::format("kg_events_total{{check=\"{}\",state=\"{}\"}} {}\n", label(key.first), key.second, n);
+    }
+    if (!cfg_.public_side.listen.empty()) {
+        family("kg_public_viewers", "gauge", "viewers of a public camera, by protocol");
+        const auto now = std::chrono::steady_clock::now();
+        for (const auto& c : cameras_) {
+            if (c->public_feed() == nullptr) continue;
+            const auto count = viewers_->viewers(c->camera().id, now);
+            const auto id = label(c->camera().id);
+            m += fmt::format("kg_public_viewers{{camera=\"{}\",protocol=\"hls\"}} {}\n", id, count.hls);
+            m += fmt::format("kg_public_viewers{{camera=\"{}\",protocol=\"flv\"}} {}\n", id, count.flv);
+        }
+        family("kg_public_open", "gauge", "1 within public hours");
+        m += fmt::format("kg_public_open {}\n", public_open_ ? 1 : 0);
+        family("kg_public_rtmp_connected", "gauge", "1 while the RTMP push of a public camera is connected");
+        for (const auto& c : cameras_) {
+            const auto* feed = c->public_feed();
+            if (feed == nullptr || feed->rtmp() == nullptr) continue;
+            m += fmt::format("kg_public_rtmp_connected{{camera=\"{}\"}} {}\n", label(c->camera().id),
+                             feed->rtmp()->connected() ? 1 : 0);
+        }
     }
     family("kg_outbox_depth", "gauge", "messages waiting for the broker's acknowledgement");
     m += fmt::format("kg_outbox_depth {}\n", outbox_.depth());

@@ -48,10 +48,12 @@ public:
 
     // web::PublicView: only what parents may see.
     nlohmann::json public_status() const override;
-    std::optional<std::string> public_hls_folder(const std::string& camera) const override;
+    stream::PublicFeed* public_feed(const std::string& camera) const override;
+    web::ViewerCounter& viewers() const override { return *viewers_; }
 
 private:
     void publish_states(TimePoint now, bool due);
+    void apply_public_hours(TimePoint now);
 
     const config::Gateway cfg_;
     std::shared_ptr<spdlog::logger> log_;
@@ -67,6 +69,8 @@ private:
     SiteContext site_;
     AnalysisPool pool_;
     std::vector<std::unique_ptr<CameraPipeline>> cameras_;
+    std::unique_ptr<web::ViewerCounter> viewers_;  // the public side's viewers, for its caps and metrics
+    bool public_open_ = true;                       // within public hours, as last ticked
     std::unique_ptr<SensorHub> sensors_;
     std::vector<bool> last_online_;
     std::vector<publish::CameraState> states_;  // as last supervised

@@ -122,7 +122,9 @@ struct Camera {
     Health health;
     Scene scene;
     std::vector<Zone> zones;
-    std::vector<std::vector<Point>> masks;  // privacy/ignore: detections there never count
+    std::vector<std::vector<Point>> masks;  // ignore: detections there never count
+    // Pixelated on the public feed (which is then re-encoded); the analysis still sees everything.
+    std::vector<std::vector<Point>> privacy_masks;
     std::map<std::string, Rule> rules;      // by check name; every check in `checks` has one
     int source_line = 0;                    // where the camera was declared, for run-time messages
 };
@@ -208,11 +210,23 @@ struct Api {
     Duration idle_timeout{std::chrono::seconds(30)};
 };
 
-// The public side for parents: live HLS of the cameras marked `public`, and a status summary.
+// The public side for parents: live HLS and HTTP-FLV of the cameras marked `public`, an optional
+// RTMP push to a media server, and a status summary.
 struct Public {
     std::string listen;  // e.g. "0.0.0.0:8081"; empty: off (the public side is opt-in)
     std::string hls_dir = "/dev/shm/kitchen-gateway/hls";  // tmpfs: segments never touch the disk
     Duration segment{std::chrono::seconds(2)};
+    std::string hours;      // a schedule name: the feeds are on only within it; empty: always
+    bool flv = true;        // HTTP-FLV at /live/<camera>.flv
+    std::string rtmp_push;  // e.g. "rtmp://media.example/live/{site}-{camera}"; empty: off
+    std::size_t max_viewers_per_camera = 50;
+    std::size_t max_viewers_per_address = 8;
+    std::string token_secret;  // set: stream URLs need a signed, expiring token
+    int privacy_width = 640;   // cameras with privacy_masks are re-encoded at this width...
+    int privacy_fps = 10;      // ...and at most this frame rate
+    Duration header_timeout{std::chrono::seconds(10)};
+    Duration idle_timeout{std::chrono::seconds(30)};
+    std::size_t max_connections = 512;
 };
 
 struct Log {

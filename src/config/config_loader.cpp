@@ -739,7 +739,7 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
     cam.source_line = n.Mark().line + 1;
     if (!r.map(n, path,
                {"id", "name", "url", "public", "enabled", "checks", "input", "analysis", "health", "scene",
-                "zones", "masks", "rules"})) {
+                "zones", "masks", "privacy_masks", "rules"})) {
         return;
     }
     if (n["id"]) {
@@ -772,6 +772,15 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
         } else {
             for (std::size_t i = 0; i < m.size(); ++i) {
                 cam.masks.push_back(read_polygon(r, m[i], fmt::format("{}.masks[{}]", path, i)));
+            }
+        }
+    }
+    if (const auto m = n["privacy_masks"]) {
+        if (!m.IsSequence()) {
+            r.error(m, path + ".privacy_masks", "expected a list of polygons");
+        } else {
+            for (std::size_t i = 0; i < m.size(); ++i) {
+                cam.privacy_masks.push_back(read_polygon(r, m[i], fmt::format("{}.privacy_masks[{}]", path, i)));
             }
         }
     }
@@ -944,6 +953,10 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
         return std::any_of(g.schedules.begin(), g.schedules.end(),
                            [&](const Schedule& s) { return s.name == name; });
     };
+    if (!g.public_side.hours.empty() && !schedule_known(g.public_side.hours)) {
+        r.error(node_at(root, {"public", "hours"}).value_or(root), "public.hours",
+                fmt::format("no schedule named '{}'", g.public_side.hours));
+    }
     std::set<std::string> reported;  // key paths
     auto report = [&](const std::optional<YAML::Node>& at, const YAML::Node& fallback, const std::string& key,
                       const std::string& message) {
@@ -1184,12 +1197,42 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
     r.map(root, "",
           {"site", "mqtt", "log", "analysis_threads", "defaults", "cameras", "schedules", "outbox",
            "evidence", "detectors", "models", "sensors", "sensors_mqtt", "api", "public"});
-    if (const auto p = root["public"]; p && r.map(p, "public", {"listen", "hls_dir", "segment"})) {
-        if (p["listen"]) r.string(p["listen"], "public.listen", g.public_side.listen);
-        if (p["hls_dir"] && r.string(p["hls_dir"], "public.hls_dir", g.public_side.hls_dir)) {
-            g.public_side.hls_dir = r.resolve(g.public_side.hls_dir).string();
+    if (const auto p = root["public"];
+        p && r.map(p, "public",
+                   {"listen", "hls_dir", "segment", "hours", "flv", "rtmp_push", "max_viewers_per_camera",
+                    "max_viewers_per_address", "token_secret", "privacy", "header_timeout", "idle_timeout",
+                    "max_connections"})) {
+        auto& pub = g.public_side;
+        if (p["listen"]) r.string(p["listen"], "public.listen", pub.listen);
+        if (p["hls_dir"] && r.string(p["hls_dir"], "public.hls_dir", pub.hls_dir)) {
+            pub.hls_dir = r.resolve(pub.hls_dir).string();
         }
-        if (p["segment"]) r.duration(p["segment"], "public.segment", g.public_side.segment);
+        if (p["segment"]) r.duration(p["segment"], "public.segment", pub.segment);
+        if (p["hours"]) r.string(p["hours"], "public.hours", pub.hours);
+        if (p["flv"]) r.boolean(p["flv"], "public.flv", pub.flv);
+        if (p["rtmp_push"] && r.string(p["rtmp_push"], "public.rtmp_push", pub.rtmp_push) &&
+            !pub.rtmp_push.empty() && pub.rtmp_push.rfind("rtmp://", 0) != 0 && pub.rtmp_push.rfind("rtmps://", 0) != 0) {
+            r.error(p["rtmp_push"], "public.rtmp_push", "expected an rtmp:// or rtmps:// URL");
+        }
+        int n = 0;
+        if (p["max_viewers_per_camera"] && r.integer(p["max_viewers_per_camera"], "public.max_viewers_per_camera", n, 1, 100000))
+            pub.max_viewers_per_camera = static_cast<std::size_t>(n);
+        if (p["max_viewers_per_address"] &&
+            r.integer(p["max_viewers_per_address"], "public.max_viewers_per_address", n, 1, 100000))
+            pub.max_viewers_per_address = static_cast<std::size_t>(n);
+        if (p["max_connections"] && r.integer(p["max_connections"], "public.max_connections", n, 1, 100000))
+            pub.max_connections = static_cast<std::size_t>(n);
+        if (p["token_secret"] && r.string(p["token_secret"], "public.token_secret", pub.token_secret) &&
+            !pub.token_secret.empty() && pub.token_secret.size() < 16) {
+            r.error(p["token_secret"], "public.token_secret",
+                    "too short: use at least 16 random characters (e.g. openssl rand -hex 32)");
+        }
+        if (const auto v = p["privacy"]; v && r.map(v, "public.privacy", {"width", "fps"})) {
+            if (v["width"]) r.integer(v["width"], "public.privacy.width", pub.privacy_width, 160, 3840);
+            if (v["fps"]) r.integer(v["fps"], "public.privacy.fps", pub.privacy_fps, 1, 30);
+        }
+        if (p["header_timeout"]) r.duration(p["header_timeout"], "public.header_timeout", pub.header_timeout);
+        if (p["idle_timeout"]) r.duration(p["idle_timeout"], "public.idle_timeout", pub.idle_timeout);
     }
     if (const auto a = root["api"];
         a && r.map(a, "api", {"listen", "token", "header_timeout", "idle_timeout"})) {

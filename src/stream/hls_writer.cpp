@@ -17,7 +17,10 @@ HlsWriter::HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<sp
     if (ec) log_->error("HLS folder {}: {}", folder_, ec.message());
 }
 
-HlsWriter::~HlsWriter() { close(); }
+HlsWriter::~HlsWriter() {
+    close();
+    clear_folder();
+}
 
 void HlsWriter::close() {
     if (out_ != nullptr) {
@@ -29,8 +32,18 @@ void HlsWriter::close() {
     started_ = false;
 }
 
+void HlsWriter::clear_folder() {
+    // Segments of an earlier connection or an earlier public window must not linger: the muxer
+    // deletes only what it wrote in this run.
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(folder_, ec)) {
+        std::filesystem::remove(entry.path(), ec);
+    }
+}
+
 void HlsWriter::on_stream_opened(const AVStream& stream) {
     close();
+    clear_folder();
     ++generation_;
     const std::string playlist = folder_ + "/index.m3u8";
     if (avformat_alloc_output_context2(&out_, nullptr, "hls", playlist.c_str()) < 0 || out_ == nullptr) {
@@ -48,8 +61,12 @@ void HlsWriter::on_stream_opened(const AVStream& stream) {
     av_opt_set_int(out_->priv_data, "hls_time", segment_seconds_, 0);
     av_opt_set_int(out_->priv_data, "hls_list_size", 6, 0);
     av_opt_set(out_->priv_data, "hls_flags", "delete_segments+independent_segments+omit_endlist", 0);
+    // Fragmented MP4 segments: what browsers' Media Source Extensions take as they are (the page's
+    // player) and what Safari and phones play natively; MPEG-TS would need transmuxing in the page.
+    av_opt_set(out_->priv_data, "hls_segment_type", "fmp4", 0);
+    av_opt_set(out_->priv_data, "hls_fmp4_init_filename", fmt::format("g{}-init.mp4", generation_).c_str(), 0);
     av_opt_set(out_->priv_data, "hls_segment_filename",
-               fmt::format("{}/g{}-%05d.ts", folder_, generation_).c_str(), 0);
+               fmt::format("{}/g{}-%05d.m4s", folder_, generation_).c_str(), 0);
     packet_ = av_packet_alloc();
     last_dts_ = AV_NOPTS_VALUE;
 }
@@ -81,6 +98,9 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
     av_packet_unref(packet_);
 }
 
-void HlsWriter::on_stream_closed() { close(); }
+void HlsWriter::on_stream_closed() {
+    close();
+    clear_folder();
+}
 
 }  // namespace kg::stream

@@ -5,6 +5,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 
+#include "web/live_stream.hpp"
+
 namespace kg::web {
 
 namespace beast = boost::beast;
@@ -14,6 +16,7 @@ using tcp = net::ip::tcp;
 struct HttpServer::Shared {
     Limits limits;
     Handler handler;
+    StreamHandler stream_handler;
     std::shared_ptr<spdlog::logger> log;
     std::size_t connections = 0;
     std::map<std::string, std::size_t> per_address;
@@ -30,6 +33,7 @@ public:
         : stream_(std::move(socket)), shared_(std::move(shared)), client_(std::move(client)) {}
 
     ~Session() {
+        if (live_) live_->cancel();
         --shared_->connections;
         if (--shared_->per_address[client_] == 0) shared_->per_address.erase(client_);
     }
@@ -74,6 +78,9 @@ private:
         const Request req = parser_->release();
         Response res;
         try {
+            if (shared_->stream_handler) {
+                if (auto reply = shared_->stream_handler(req, client_)) return stream(std::move(*reply));
+            }
             res = shared_->handler(req, client_);
         } catch (const std::exception& e) {
             shared_->log->error("{} {} from {}: {}", std::string(req.method_string()),
@@ -95,6 +102,52 @@ private:
                           });
     }
 
+    // Live body: the head, then whatever the producer queued, one gathered write at a time. A
+    // client that stops reading for idle_timeout is dropped by the write timer; one that reads too
+    // slowly overflows its queue and is dropped by the producer.
+    void stream(StreamReply reply) {
+        live_ = std::move(reply.body);
+        head_ = std::make_shared<http::response<http::empty_body>>(std::move(reply.head));
+        head_->keep_alive(false);
+        serializer_.emplace(*head_);
+        stream_.expires_after(shared_->limits.idle_timeout);
+        http::async_write_header(stream_, *serializer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            if (ec) return self->close();
+            self->writing_ = false;
+            std::weak_ptr<Session> weak = self;
+            self->live_->set_waker([weak, ex = self->stream_.get_executor()] {
+                net::post(ex, [weak] {
+                    if (auto s = weak.lock()) s->pump();
+                });
+            });
+            self->pump();
+        });
+        writing_ = true;
+    }
+
+    void pump() {
+        if (writing_ || !live_) return;
+        chunks_.clear();
+        if (!live_->take(chunks_)) {
+            if (live_->overflowed())
+                shared_->log->warn("live stream to {} dropped: the client reads too slowly", client_);
+            return close();
+        }
+        if (chunks_.empty()) return;  // woken early; the next push wakes again
+        buffers_.clear();
+        for (const auto& c : chunks_) buffers_.emplace_back(c->data(), c->size());
+        writing_ = true;
+        stream_.expires_after(shared_->limits.idle_timeout);
+        net::async_write(stream_, buffers_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            self->writing_ = false;
+            if (ec) {
+                self->live_->cancel();
+                return self->close();
+            }
+            self->pump();
+        });
+    }
+
     void close() {
         beast::error_code ignored;
         stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -104,6 +157,13 @@ private:
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     std::shared_ptr<Response> response_;
+    // Live body state (HTTP-FLV).
+    std::shared_ptr<LiveStream> live_;
+    std::shared_ptr<http::response<http::empty_body>> head_;
+    std::optional<http::response_serializer<http::empty_body>> serializer_;
+    std::vector<Chunk> chunks_;
+    std::vector<net::const_buffer> buffers_;
+    bool writing_ = false;
     std::shared_ptr<HttpServer::Shared> shared_;
     std::string client_;
 };
@@ -152,6 +212,8 @@ HttpServer::HttpServer(net::io_context& io, const std::string& listen, Limits li
 HttpServer::~HttpServer() { stop(); }
 
 unsigned short HttpServer::port() const { return acceptor_.local_endpoint().port(); }
+
+void HttpServer::set_stream_handler(StreamHandler handler) { shared_->stream_handler = std::move(handler); }
 
 void HttpServer::start() { accept(); }
 

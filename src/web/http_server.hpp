@@ -31,12 +31,24 @@ struct Limits {
 
 using Handler = std::function<Response(const Request&, const std::string& client)>;
 
+class LiveStream;
+// A response whose body is live (HTTP-FLV): the head goes out at once, then the stream's chunks
+// until it ends or the client goes; the connection closes after it.
+struct StreamReply {
+    http::response<http::empty_body> head;
+    std::shared_ptr<LiveStream> body;
+};
+// Asked first for every request; nullopt hands the request to the ordinary handler.
+using StreamHandler = std::function<std::optional<StreamReply>(const Request&, const std::string& client)>;
+
 class HttpServer {
 public:
     // Throws std::runtime_error naming the address when it cannot listen.
     HttpServer(boost::asio::io_context& io, const std::string& listen, Limits limits, Handler handler,
                std::shared_ptr<spdlog::logger> log);
     ~HttpServer();
+    // Before start(): serve live streams too.
+    void set_stream_handler(StreamHandler handler);
     void start();
     void stop();
     unsigned short port() const;  // the bound port (useful with :0)

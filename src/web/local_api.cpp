@@ -42,13 +42,17 @@ std::size_t limit_of(const std::string& target) {
 
 }  // namespace
 
-Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log) {
-    return [&view, token = std::move(token), log](const Request& req, const std::string& client) -> Response {
+Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log,
+                  ReloadFn reload) {
+    return [&view, token = std::move(token), log, reload = std::move(reload)](const Request& req,
+                                                                               const std::string& client) -> Response {
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
-        if (req.method() != http::verb::get && req.method() != http::verb::head) {
-            auto res = text_response(req, http::status::method_not_allowed, "only GET\n");
-            res.set(http::field::allow, "GET, HEAD");
+        const bool post_reload = path == "/api/reload" && req.method() == http::verb::post && reload;
+        if (req.method() != http::verb::get && req.method() != http::verb::head && !post_reload) {
+            auto res = text_response(req, http::status::method_not_allowed,
+                                     path == "/api/reload" ? "only POST\n" : "only GET\n");
+            res.set(http::field::allow, path == "/api/reload" ? "POST" : "GET, HEAD");
             return res;
         }
         if (path == "/healthz") return text_response(req, http::status::ok, "ok\n");
@@ -73,6 +77,13 @@ Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<sp
             auto res = text_response(req, http::status::unauthorized, "bearer token required\n");
             res.set(http::field::www_authenticate, "Bearer");
             return res;
+        }
+        if (post_reload) {
+            log->info("configuration reload asked by {}", client);
+            if (auto errors = reload()) {
+                return json_response(req, {{"reloading", false}, {"errors", *errors}}, http::status::unprocessable_entity);
+            }
+            return json_response(req, {{"reloading", true}}, http::status::accepted);
         }
         if (path == "/api/cameras") return json_response(req, view.cameras());
         if (path == "/api/sensors") return json_response(req, view.sensors());

@@ -9,6 +9,7 @@
 // configured they are off (there is never a default token).
 
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -30,6 +31,11 @@ public:
     virtual std::string metrics() const = 0;
 };
 
-Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log);
+// Asks for a reload of the configuration: nothing when it goes ahead, else why not (the errors).
+using ReloadFn = std::function<std::optional<std::string>()>;
+
+// POST /api/reload is served when `reload` is given.
+Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log,
+                  ReloadFn reload = {});
 
 }  // namespace kg::web

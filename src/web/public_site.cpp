@@ -1,73 +1,229 @@
 #include "web/public_site.hpp"
 
+#include <fmt/format.h>
+
 #include <fstream>
 #include <regex>
 #include <sstream>
 
+#include "web/viewer_token.hpp"
+
 namespace kg::web {
 namespace {
 
-// A plain page that plays where HLS plays natively (Safari, iOS, Android) and lists the streams;
-// a JavaScript HLS player for desktop browsers is the next step of the public side.
-constexpr const char* kPage = R"(<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>明厨亮灶 Bright kitchen</title>
-<style>body{font-family:sans-serif;margin:0 auto;max-width:720px;padding:12px}video{width:100%;background:#000}
-.cam{margin:12px 0}.off{color:#a00}</style></head>
-<body><h1 id="site">明厨亮灶</h1><div id="cams"></div><div id="sensors"></div>
-<script>
-fetch('/public/status').then(r=>r.json()).then(s=>{
-  document.getElementById('site').textContent=s.site;
-  const cams=document.getElementById('cams');
-  for(const c of s.cameras){
-    const d=document.createElement('div');d.className='cam';
-    d.innerHTML='<h2></h2><video controls muted autoplay playsinline></video><p></p>';
-    d.querySelector('h2').textContent=c.name;
-    d.querySelector('video').src='/live/'+encodeURIComponent(c.id)+'/index.m3u8';
-    const p=d.querySelector('p');p.textContent=c.online?'':'offline';p.className=c.online?'':'off';
-    cams.appendChild(d);
-  }
-  const t=document.getElementById('sensors');
-  for(const x of s.sensors){const p=document.createElement('p');p.textContent=x.name+': '+(x.value===null?'-':x.value+' '+x.unit);t.appendChild(p);}
-});
-</script></body></html>
-)";
+std::string query_value(const std::string& target, const std::string& key) {
+    const auto q = target.find('?');
+    if (q == std::string::npos) return {};
+    std::string rest = target.substr(q + 1);
+    std::size_t at = 0;
+    while (at <= rest.size()) {
+        const auto amp = rest.find('&', at);
+        const auto part = rest.substr(at, amp == std::string::npos ? std::string::npos : amp - at);
+        if (part.size() > key.size() && part.compare(0, key.size(), key) == 0 && part[key.size()] == '=') {
+            return part.substr(key.size() + 1);
+        }
+        if (amp == std::string::npos) break;
+        at = amp + 1;
+    }
+    return {};
+}
 
-Response file(const Request& req, const std::string& path, const char* type) {
+// Session ids and tokens go back into playlists: only plain characters are accepted.
+bool plain(const std::string& s, std::size_t max) {
+    return s.size() <= max && std::all_of(s.begin(), s.end(), [](char c) {
+               return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+           });
+}
+
+Response with_cors(Response res) {
+    // Parents' apps and mini-programs load streams from their own origin.
+    res.set(http::field::access_control_allow_origin, "*");
+    return res;
+}
+
+Response refuse(const Request& req, http::status status, const std::string& why) {
+    return with_cors(text_response(req, status, why + "\n"));
+}
+
+std::optional<std::string> read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) return text_response(req, http::status::not_found, "not found\n");
+    if (!in) return std::nullopt;
     std::ostringstream data;
     data << in.rdbuf();
-    return text_response(req, http::status::ok, data.str(), type);
+    return data.str();
 }
+
+// The playlist as the muxer wrote it, with this viewer's query on every URI in it, so the player's
+// segment requests carry the token and session id without knowing about them.
+std::string with_query(const std::string& playlist, const std::string& query) {
+    if (query.empty()) return playlist;
+    std::istringstream in(playlist);
+    std::string line, out;
+    while (std::getline(in, line)) {
+        if (!line.empty() && line[0] != '#') {
+            line += "?" + query;
+        } else if (line.rfind("#EXT-X-MAP:URI=\"", 0) == 0) {
+            const auto close = line.find('"', 16);
+            if (close != std::string::npos) line.insert(close, "?" + query);
+        }
+        out += line + "\n";
+    }
+    return out;
+}
+
+struct Guard {
+    const PublicView& view;
+    const config::Public& settings;
+    std::shared_ptr<spdlog::logger> log;
+
+    // Everything a stream request must pass: the camera is public, the hours are open, the token
+    // (if required) is good. Returns the feed, or a refusal in `res`.
+    stream::PublicFeed* admit(const Request& req, const std::string& camera, const std::string& client,
+                              std::optional<Response>& res) const {
+        auto* feed = view.public_feed(camera);
+        if (feed == nullptr) {
+            res = refuse(req, http::status::not_found, "not found");
+            return nullptr;
+        }
+        if (!settings.token_secret.empty()) {
+            const auto token = query_value(std::string(req.target()), "token");
+            const auto check = check_viewer_token(settings.token_secret, camera, token,
+                                                  std::chrono::duration_cast<std::chrono::seconds>(
+                                                      std::chrono::system_clock::now().time_since_epoch())
+                                                      .count());
+            if (check != TokenCheck::ok) {
+                log->info("stream {} refused to {}: {}", camera, client, to_string(check));
+                res = refuse(req, http::status::forbidden, to_string(check));
+                return nullptr;
+            }
+        }
+        if (!feed->open()) {
+            res = refuse(req, http::status::forbidden, "outside public hours");
+            return nullptr;
+        }
+        return feed;
+    }
+
+    std::optional<Response> over_cap(const Request& req, ViewerCounter::Admit admit, const std::string& camera,
+                                     const std::string& client) const {
+        if (admit == ViewerCounter::Admit::ok) return std::nullopt;
+        const bool camera_full = admit == ViewerCounter::Admit::camera_full;
+        log->warn("viewer of {} from {} refused: {}", camera, client,
+                  camera_full ? "the camera's viewer cap is reached" : "the address's viewer cap is reached");
+        auto res = refuse(req, camera_full ? http::status::service_unavailable : http::status::too_many_requests,
+                          camera_full ? "too many viewers on this camera; try again later"
+                                      : "too many streams from your address");
+        res.set(http::field::retry_after, "30");
+        return res;
+    }
+};
 
 }  // namespace
 
-Handler public_site(const PublicView& view, std::shared_ptr<spdlog::logger> log) {
-    return [&view, log](const Request& req, const std::string&) -> Response {
+Limits public_limits(const config::Public& settings) {
+    Limits limits;
+    limits.header_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(settings.header_timeout);
+    limits.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(settings.idle_timeout);
+    limits.header_limit = 4 * 1024;  // GET requests with short URLs: nothing legitimate is larger
+    limits.body_limit = 0;
+    limits.max_connections = settings.max_connections;
+    // Connections per address cover the page, its status polls and the streams of every camera.
+    limits.max_per_address = settings.max_viewers_per_address * 2 + 8;
+    return limits;
+}
+
+PublicRoutes public_site(const PublicView& view, const config::Public& settings, std::shared_ptr<spdlog::logger> log) {
+    auto guard = std::make_shared<Guard>(Guard{view, settings, log});
+    PublicRoutes routes;
+
+    routes.handler = [guard](const Request& req, const std::string& client) -> Response {
         if (req.method() != http::verb::get && req.method() != http::verb::head) {
-            return text_response(req, http::status::method_not_allowed, "only GET\n");
+            auto res = text_response(req, http::status::method_not_allowed, "only GET\n");
+            res.set(http::field::allow, "GET, HEAD");
+            return res;
         }
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
-        if (path == "/") return text_response(req, http::status::ok, kPage, "text/html; charset=utf-8");
+        if (path == "/") return text_response(req, http::status::ok, parents_page(), "text/html; charset=utf-8");
         if (path == "/public/status") {
-            return text_response(req, http::status::ok, view.public_status().dump() + "\n",
-                                 "application/json");
+            return with_cors(text_response(req, http::status::ok, guard->view.public_status().dump() + "\n",
+                                           "application/json"));
         }
-        // Names are matched whole: a camera id, then the playlist or a segment the muxer names.
+        // Names are matched whole: a camera id, then the playlist or a file the muxer names.
         static const std::regex live(
-            R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|g[0-9]{1,6}-[0-9]{5,9}\.ts)$)");
+            R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|g[0-9]{1,6}-init\.mp4|g[0-9]{1,6}-[0-9]{5,9}\.m4s)$)");
         std::smatch m;
-        if (std::regex_match(path, m, live)) {
-            const auto folder = view.public_hls_folder(m[1]);
-            if (!folder) return text_response(req, http::status::not_found, "not found\n");
-            const bool playlist = m[2] == "index.m3u8";
-            return file(req, *folder + "/" + std::string(m[2]),
-                        playlist ? "application/vnd.apple.mpegurl" : "video/mp2t");
+        if (!std::regex_match(path, m, live)) return text_response(req, http::status::not_found, "not found\n");
+        const std::string camera = m[1], file = m[2];
+        std::optional<Response> refused;
+        auto* feed = guard->admit(req, camera, client, refused);
+        if (feed == nullptr) return std::move(*refused);
+        const auto sid = query_value(target, "sid");
+        const auto token = query_value(target, "token");
+        if (!plain(sid, 64) || !plain(token, 128)) return refuse(req, http::status::bad_request, "bad sid or token");
+        if (auto cap = guard->over_cap(req, guard->view.viewers().hls(camera, client, sid, std::chrono::steady_clock::now()),
+                                       camera, client)) {
+            return std::move(*cap);
         }
-        return text_response(req, http::status::not_found, "not found\n");
+        const auto data = read_file(feed->hls_folder() + "/" + file);
+        if (!data) return refuse(req, http::status::not_found, "not found (the stream is starting)");
+        if (file == "index.m3u8") {
+            std::string query;
+            if (!sid.empty()) query += "sid=" + sid;
+            if (!token.empty()) query += (query.empty() ? "" : "&") + std::string("token=") + token;
+            return with_cors(text_response(req, http::status::ok, with_query(*data, query),
+                                           "application/vnd.apple.mpegurl"));
+        }
+        auto res = with_cors(text_response(req, http::status::ok, *data, "video/mp4"));
+        res.set(http::field::cache_control, "public, max-age=60");  // a segment never changes
+        return res;
     };
+
+    if (settings.flv) {
+        routes.stream_handler = [guard](const Request& req, const std::string& client) -> std::optional<StreamReply> {
+            const std::string target(req.target());
+            const std::string path = target.substr(0, target.find('?'));
+            static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
+            std::smatch m;
+            if (req.method() != http::verb::get || !std::regex_match(path, m, flv)) return std::nullopt;
+            const std::string camera = m[1];
+            // Refusals go back through the ordinary handler's path: a plain response.
+            std::optional<Response> refused;
+            auto* feed = guard->admit(req, camera, client, refused);
+            if (feed == nullptr) return std::nullopt;
+            const auto now = std::chrono::steady_clock::now();
+            if (guard->view.viewers().admit_flv(camera, client, now) != ViewerCounter::Admit::ok) return std::nullopt;
+            // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
+            auto stream = feed->flv().subscribe(4u << 20);
+            if (!stream) return std::nullopt;
+            guard->view.viewers().add_flv(camera, client, stream);
+            StreamReply reply;
+            reply.head.version(req.version());
+            reply.head.result(http::status::ok);
+            reply.head.set(http::field::server, "kitchen-gateway");
+            reply.head.set(http::field::content_type, "video/x-flv");
+            reply.head.set(http::field::cache_control, "no-store");
+            reply.head.set(http::field::access_control_allow_origin, "*");
+            reply.body = std::move(stream);
+            return reply;
+        };
+        // A refused FLV request falls through to the handler, which explains the refusal.
+        routes.handler = [inner = routes.handler, guard](const Request& req, const std::string& client) -> Response {
+            const std::string target(req.target());
+            const std::string path = target.substr(0, target.find('?'));
+            static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
+            std::smatch m;
+            if (!std::regex_match(path, m, flv)) return inner(req, client);
+            std::optional<Response> refused;
+            if (guard->admit(req, m[1], client, refused) == nullptr) return std::move(*refused);
+            if (auto cap = guard->over_cap(req, guard->view.viewers().admit_flv(m[1], client, std::chrono::steady_clock::now()),
+                                           m[1], client)) {
+                return std::move(*cap);
+            }
+            return refuse(req, http::status::service_unavailable, "the stream is starting; try again shortly");
+        };
+    }
+    return routes;
 }
 
 }  // namespace kg::web

@@ -1,0 +1,170 @@
+#include "stream/flv_hub.hpp"
+
+extern "C" {
+#include <libavformat/avformat.h>
+#include <libavutil/opt.h>
+}
+
+#include <algorithm>
+
+namespace kg::stream {
+namespace {
+
+// A GOP larger than this is not cached (a camera with a very long key-frame interval): new viewers
+// then wait for the next key frame instead of the gateway holding unbounded memory.
+constexpr std::size_t kMaxGopBytes = 16u << 20;
+constexpr int kIoBufferSize = 64 * 1024;
+
+int write_cb(void* opaque, std::uint8_t* buf, int size) {
+    static_cast<FlvHub*>(opaque)->append(buf, size);
+    return size;
+}
+
+}  // namespace
+
+FlvHub::FlvHub(std::string camera, std::shared_ptr<spdlog::logger> log)
+    : camera_(std::move(camera)), log_(std::move(log)), last_dts_(AV_NOPTS_VALUE) {}
+
+FlvHub::~FlvHub() {
+    close();
+    disconnect_all();
+}
+
+void FlvHub::close() {
+    if (out_ != nullptr) {
+        avformat_free_context(out_);
+        out_ = nullptr;
+    }
+    if (io_ != nullptr) {
+        av_freep(&io_->buffer);
+        avio_context_free(&io_);
+    }
+    av_packet_free(&packet_);
+    started_ = false;
+    pending_.clear();
+    std::lock_guard lock(mutex_);
+    header_.reset();
+    gop_.clear();
+    gop_bytes_ = 0;
+}
+
+void FlvHub::on_stream_opened(const AVStream& stream) {
+    close();
+    disconnect_all();  // a new connection may bring new parameters: players must start over
+    if (stream.codecpar->codec_id != AV_CODEC_ID_H264) {
+        // FLV carries H.264 (H.265 only in non-standard extensions players disagree on).
+        log_->warn("HTTP-FLV for {}: the camera sends {}, FLV carries H.264 only; HLS still works", camera_,
+                   avcodec_get_name(stream.codecpar->codec_id));
+        return;
+    }
+    if (avformat_alloc_output_context2(&out_, nullptr, "flv", nullptr) < 0 || out_ == nullptr) {
+        out_ = nullptr;
+        log_->error("HTTP-FLV for {}: cannot create the muxer", camera_);
+        return;
+    }
+    AVStream* s = avformat_new_stream(out_, nullptr);
+    if (s == nullptr || avcodec_parameters_copy(s->codecpar, stream.codecpar) < 0) {
+        log_->error("HTTP-FLV for {}: cannot describe the stream", camera_);
+        return close();
+    }
+    s->codecpar->codec_tag = 0;
+    s->time_base = AVRational{1, 1000};
+    auto* buffer = static_cast<std::uint8_t*>(av_malloc(kIoBufferSize));
+    io_ = avio_alloc_context(buffer, kIoBufferSize, 1, this, nullptr, write_cb, nullptr);
+    if (io_ == nullptr) {
+        av_free(buffer);
+        return close();
+    }
+    io_->seekable = 0;
+    out_->pb = io_;
+    out_->flags |= AVFMT_FLAG_CUSTOM_IO;
+    // A live stream has no duration or size to go back and fill in.
+    av_opt_set(out_->priv_data, "flvflags", "no_duration_filesize", 0);
+    packet_ = av_packet_alloc();
+    last_dts_ = AV_NOPTS_VALUE;
+}
+
+web::Chunk FlvHub::take_pending() {
+    auto chunk = std::make_shared<const std::string>(std::move(pending_));
+    pending_ = std::string();
+    return chunk;
+}
+
+void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
+    if (out_ == nullptr) return;
+    const bool key = (packet.flags & AV_PKT_FLAG_KEY) != 0;
+    if (!started_) {
+        if (!key) return;  // viewers must start on a key frame
+        if (avformat_write_header(out_, nullptr) < 0) {
+            log_->error("HTTP-FLV for {}: cannot write the header", camera_);
+            return close();
+        }
+        avio_flush(io_);
+        auto header = take_pending();
+        std::lock_guard lock(mutex_);
+        header_ = std::move(header);
+        started_ = true;
+    }
+    if (packet.dts != AV_NOPTS_VALUE && last_dts_ != AV_NOPTS_VALUE && packet.dts <= last_dts_) return;
+    if (av_packet_ref(packet_, &packet) < 0) return;
+    last_dts_ = packet.dts;
+    packet_->stream_index = 0;
+    av_packet_rescale_ts(packet_, stream.time_base, out_->streams[0]->time_base);
+    const int rc = av_write_frame(out_, packet_);
+    av_packet_unref(packet_);
+    if (rc < 0) {
+        log_->warn("HTTP-FLV for {}: mux error; restarting at the next connection", camera_);
+        disconnect_all();
+        return close();
+    }
+    avio_flush(io_);
+    if (pending_.empty()) return;
+    auto tag = take_pending();
+    {
+        std::lock_guard lock(mutex_);
+        if (key) {
+            gop_.clear();
+            gop_bytes_ = 0;
+        }
+        if (gop_bytes_ + tag->size() <= kMaxGopBytes && (key || !gop_.empty())) {
+            gop_.push_back(tag);
+            gop_bytes_ += tag->size();
+        }
+    }
+    broadcast(tag);
+}
+
+void FlvHub::broadcast(const web::Chunk& chunk) {
+    std::lock_guard lock(mutex_);
+    // A viewer whose queue overflowed or who left is dropped here.
+    std::erase_if(viewers_, [&](const auto& v) { return !v->push(chunk); });
+}
+
+std::shared_ptr<web::LiveStream> FlvHub::subscribe(std::size_t max_queued_bytes) {
+    std::lock_guard lock(mutex_);
+    if (!header_) return nullptr;
+    auto viewer = std::make_shared<web::LiveStream>(max_queued_bytes);
+    viewer->push(header_);
+    for (const auto& tag : gop_) viewer->push(tag);
+    viewers_.push_back(viewer);
+    return viewer;
+}
+
+std::size_t FlvHub::viewers() const {
+    std::lock_guard lock(mutex_);
+    return static_cast<std::size_t>(
+        std::count_if(viewers_.begin(), viewers_.end(), [](const auto& v) { return !v->finished(); }));
+}
+
+void FlvHub::disconnect_all() {
+    std::lock_guard lock(mutex_);
+    for (auto& v : viewers_) v->finish();
+    viewers_.clear();
+}
+
+void FlvHub::on_stream_closed() {
+    disconnect_all();
+    close();
+}
+
+}  // namespace kg::stream

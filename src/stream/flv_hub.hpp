@@ -1,0 +1,65 @@
+#pragma once
+// HTTP-FLV for one public camera: the camera's own packets muxed once into FLV (no decode, no
+// encode) and the same bytes fanned out to every viewer. A viewer that joins gets the FLV header
+// and sequence header, then the current GOP from its key frame, so it starts at once. This is the
+// format WeChat mini-program `live-player` and flv.js play. Fed on the ingest thread.
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ingest/ffmpeg_input.hpp"
+#include "web/live_stream.hpp"
+
+struct AVIOContext;
+
+namespace kg::stream {
+
+class FlvHub final : public ingest::PacketObserver {
+public:
+    FlvHub(std::string camera, std::shared_ptr<spdlog::logger> log);
+    ~FlvHub() override;
+    FlvHub(const FlvHub&) = delete;
+    FlvHub& operator=(const FlvHub&) = delete;
+
+    void on_stream_opened(const AVStream& stream) override;
+    void on_packet(const AVPacket& packet, const AVStream& stream) override;
+    void on_stream_closed() override;
+
+    // From the HTTP side (any thread): a new viewer. Null when the stream is not live yet.
+    std::shared_ptr<web::LiveStream> subscribe(std::size_t max_queued_bytes);
+    std::size_t viewers() const;
+    // Ends every viewer's stream (the feed closes: public hours over, shutdown).
+    void disconnect_all();
+
+    // Internal: the AVIO write callback appends here.
+    void append(const std::uint8_t* data, int size) { pending_.append(reinterpret_cast<const char*>(data), size); }
+
+private:
+    void close();
+    web::Chunk take_pending();
+    void broadcast(const web::Chunk& chunk);
+
+    std::string camera_;
+    std::shared_ptr<spdlog::logger> log_;
+    // Muxer state, ingest thread only.
+    AVFormatContext* out_ = nullptr;
+    AVIOContext* io_ = nullptr;
+    AVPacket* packet_ = nullptr;
+    bool started_ = false;
+    std::int64_t last_dts_;
+    std::string pending_;
+
+    // Shared with subscribers.
+    mutable std::mutex mutex_;
+    web::Chunk header_;                 // FLV header + metadata + sequence header; null: not live
+    std::vector<web::Chunk> gop_;       // tags since the last key frame
+    std::size_t gop_bytes_ = 0;
+    std::vector<std::shared_ptr<web::LiveStream>> viewers_;
+};
+
+}  // namespace kg::stream

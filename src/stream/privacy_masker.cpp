@@ -1,0 +1,201 @@
+#include "stream/privacy_masker.hpp"
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libavutil/opt.h>
+#include <libswscale/swscale.h>
+}
+
+#include <opencv2/imgproc.hpp>
+
+namespace kg::stream {
+namespace {
+
+// Pixel blocks of this many output pixels: faces and text become unreadable, the room stays legible.
+constexpr int kBlock = 16;
+
+}  // namespace
+
+PrivacyMasker::PrivacyMasker(PrivacyOptions options, ingest::PacketObserver& output,
+                             std::shared_ptr<spdlog::logger> log)
+    : options_(std::move(options)), output_(output), log_(std::move(log)) {
+    options_.width = std::max(64, options_.width) & ~1;
+    options_.fps = std::clamp(options_.fps, 1, 30);
+}
+
+PrivacyMasker::~PrivacyMasker() { close(); }
+
+void PrivacyMasker::close() {
+    if (output_open_) {
+        output_.on_stream_closed();
+        output_open_ = false;
+    }
+    avcodec_free_context(&decoder_);
+    avcodec_free_context(&encoder_);
+    sws_freeContext(sws_);
+    sws_ = nullptr;
+    av_frame_free(&decoded_);
+    av_frame_free(&scaled_);
+    av_packet_free(&packet_);
+    if (proxy_ != nullptr) {
+        avformat_free_context(proxy_);
+        proxy_ = nullptr;
+    }
+    src_w_ = src_h_ = 0;
+    src_format_ = -1;
+    have_last_ = false;
+    last_out_pts_ = -1;
+}
+
+void PrivacyMasker::on_stream_opened(const AVStream& stream) {
+    close();
+    const AVCodec* codec = avcodec_find_decoder(stream.codecpar->codec_id);
+    decoder_ = codec != nullptr ? avcodec_alloc_context3(codec) : nullptr;
+    if (decoder_ == nullptr || avcodec_parameters_to_context(decoder_, stream.codecpar) < 0) {
+        log_->error("privacy mask: no decoder for {}; the public feed of this camera stays off",
+                    avcodec_get_name(stream.codecpar->codec_id));
+        return close();
+    }
+    decoder_->thread_count = 1;  // the box's other core belongs to the checks
+    decoder_->pkt_timebase = stream.time_base;
+    if (avcodec_open2(decoder_, codec, nullptr) < 0) {
+        log_->error("privacy mask: cannot open the decoder");
+        return close();
+    }
+    decoded_ = av_frame_alloc();
+    packet_ = av_packet_alloc();
+}
+
+bool PrivacyMasker::open_encoder(int width, int height) {
+    const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
+    if (codec == nullptr) codec = avcodec_find_encoder(AV_CODEC_ID_H264);
+    if (codec == nullptr) {
+        log_->error("privacy mask: no H.264 encoder in this FFmpeg");
+        return false;
+    }
+    const int out_w = options_.width;
+    const int out_h = std::max(2, static_cast<int>(static_cast<long>(out_w) * height / width) & ~1);
+    encoder_ = avcodec_alloc_context3(codec);
+    encoder_->width = out_w;
+    encoder_->height = out_h;
+    encoder_->pix_fmt = AV_PIX_FMT_YUV420P;
+    encoder_->time_base = AVRational{1, 1000};
+    encoder_->framerate = AVRational{options_.fps, 1};
+    encoder_->gop_size = options_.fps * 2;  // a key frame every 2 s: HLS segments and late joiners
+    encoder_->max_b_frames = 0;
+    encoder_->thread_count = 1;
+    encoder_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;  // FLV and fMP4 want the SPS/PPS up front
+    av_opt_set(encoder_->priv_data, "preset", "veryfast", 0);
+    av_opt_set(encoder_->priv_data, "tune", "zerolatency", 0);
+    av_opt_set_int(encoder_->priv_data, "crf", options_.crf, 0);
+    if (avcodec_open2(encoder_, codec, nullptr) < 0) {
+        log_->error("privacy mask: cannot open the H.264 encoder");
+        return false;
+    }
+    sws_ = sws_getContext(width, height, static_cast<AVPixelFormat>(src_format_), out_w, out_h,
+                          AV_PIX_FMT_YUV420P, SWS_BILINEAR, nullptr, nullptr, nullptr);
+    scaled_ = av_frame_alloc();
+    scaled_->format = AV_PIX_FMT_YUV420P;
+    scaled_->width = out_w;
+    scaled_->height = out_h;
+    if (sws_ == nullptr || av_frame_get_buffer(scaled_, 0) < 0) return false;
+
+    // The masks, rasterised once at the output size.
+    luma_mask_ = cv::Mat::zeros(out_h, out_w, CV_8UC1);
+    for (const auto& poly : options_.masks) {
+        std::vector<cv::Point> pts;
+        for (const auto& p : poly)
+            pts.emplace_back(static_cast<int>(p.x * out_w + 0.5), static_cast<int>(p.y * out_h + 0.5));
+        cv::fillPoly(luma_mask_, std::vector<std::vector<cv::Point>>{pts}, cv::Scalar(255));
+    }
+    cv::resize(luma_mask_, chroma_mask_, cv::Size(out_w / 2, out_h / 2), 0, 0, cv::INTER_NEAREST);
+
+    proxy_ = avformat_alloc_context();
+    AVStream* s = proxy_ != nullptr ? avformat_new_stream(proxy_, nullptr) : nullptr;
+    if (s == nullptr || avcodec_parameters_from_context(s->codecpar, encoder_) < 0) return false;
+    s->time_base = encoder_->time_base;
+    s->avg_frame_rate = encoder_->framerate;
+    output_.on_stream_opened(*s);
+    output_open_ = true;
+    log_->info("privacy mask: public feed re-encoded at {}x{}, {} fps, {} region(s) pixelated", out_w, out_h,
+               options_.fps, options_.masks.size());
+    return true;
+}
+
+void PrivacyMasker::on_packet(const AVPacket& packet, const AVStream& stream) {
+    if (decoder_ == nullptr) return;
+    if (avcodec_send_packet(decoder_, &packet) < 0) return;  // a damaged packet: the next key frame heals it
+    while (avcodec_receive_frame(decoder_, decoded_) == 0) {
+        handle(decoded_, stream.time_base);
+        av_frame_unref(decoded_);
+        if (decoder_ == nullptr) return;
+    }
+}
+
+void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
+    const std::int64_t ts = frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp : frame->pts;
+    if (ts == AV_NOPTS_VALUE) return;
+    const std::int64_t ms = av_rescale_q(ts, in_time_base, AVRational{1, 1000});
+    // The frame rate cap: only frames at least one output interval after the last one are encoded.
+    if (have_last_ && ms - last_ms_ < 1000 / options_.fps - 5 && ms >= last_ms_) return;
+    if (encoder_ == nullptr || frame->width != src_w_ || frame->height != src_h_ || frame->format != src_format_) {
+        if (encoder_ != nullptr) {
+            log_->warn("privacy mask: the camera changed its picture size; restarting the encoder");
+            drain_encoder();
+            if (output_open_) output_.on_stream_closed();
+            output_open_ = false;
+            avcodec_free_context(&encoder_);
+            sws_freeContext(sws_);
+            sws_ = nullptr;
+            av_frame_free(&scaled_);
+            if (proxy_ != nullptr) avformat_free_context(proxy_);
+            proxy_ = nullptr;
+        }
+        src_w_ = frame->width;
+        src_h_ = frame->height;
+        src_format_ = frame->format;
+        if (!open_encoder(src_w_, src_h_)) {
+            log_->error("privacy mask: the public feed of this camera stays off");
+            avcodec_free_context(&decoder_);
+            return;
+        }
+    }
+    last_ms_ = ms;
+    have_last_ = true;
+    if (av_frame_make_writable(scaled_) < 0) return;
+    sws_scale(sws_, frame->data, frame->linesize, 0, frame->height, scaled_->data, scaled_->linesize);
+    pixelate();
+    if (ms <= last_out_pts_) return;  // the encoder refuses non-increasing timestamps
+    last_out_pts_ = ms;
+    scaled_->pts = ms;
+    if (avcodec_send_frame(encoder_, scaled_) < 0) return;
+    drain_encoder();
+}
+
+void PrivacyMasker::pixelate() {
+    if (options_.masks.empty()) return;
+    const cv::Mat* masks[3] = {&luma_mask_, &chroma_mask_, &chroma_mask_};
+    for (int plane = 0; plane < 3; ++plane) {
+        const cv::Mat& mask = *masks[plane];
+        cv::Mat view(mask.rows, mask.cols, CV_8UC1, scaled_->data[plane], static_cast<std::size_t>(scaled_->linesize[plane]));
+        const int block = plane == 0 ? kBlock : kBlock / 2;
+        cv::resize(view, mosaic_, cv::Size(std::max(1, mask.cols / block), std::max(1, mask.rows / block)), 0, 0,
+                   cv::INTER_AREA);
+        cv::resize(mosaic_, mosaic_, view.size(), 0, 0, cv::INTER_NEAREST);
+        mosaic_.copyTo(view, mask);
+    }
+}
+
+void PrivacyMasker::drain_encoder() {
+    while (avcodec_receive_packet(encoder_, packet_) == 0) {
+        ++encoded_;
+        output_.on_packet(*packet_, *proxy_->streams[0]);
+        av_packet_unref(packet_);
+    }
+}
+
+void PrivacyMasker::on_stream_closed() { close(); }
+
+}  // namespace kg::stream

@@ -1,0 +1,72 @@
+#pragma once
+// Privacy masks for the public feed of one camera: regions the public must not see (a cash desk,
+// a staff door) are pixelated before anything leaves for the public side. This is the only place the
+// public side decodes and re-encodes: the camera's packets are decoded, scaled down (a phone needs
+// no more), the regions pixelated, and the frames encoded again with libx264 at a low frame rate.
+// Its output is a packet stream like a camera's, handed to the HLS/FLV/RTMP outputs. Runs on the
+// ingest thread of that one camera; its CPU cost is measured in docs/performance.md.
+
+#include <spdlog/logger.h>
+
+#include <memory>
+#include <opencv2/core.hpp>
+#include <string>
+#include <vector>
+
+#include "ingest/ffmpeg_input.hpp"
+#include "rules/zones.hpp"
+
+struct AVCodecContext;
+struct AVFrame;
+struct SwsContext;
+
+namespace kg::stream {
+
+struct PrivacyOptions {
+    std::vector<rules::Polygon> masks;  // normalised coordinates
+    int width = 640;                    // output width; height keeps the aspect ratio
+    int fps = 10;                       // output frame rate cap
+    int crf = 28;                       // x264 quality (higher: smaller)
+};
+
+class PrivacyMasker final : public ingest::PacketObserver {
+public:
+    PrivacyMasker(PrivacyOptions options, ingest::PacketObserver& output, std::shared_ptr<spdlog::logger> log);
+    ~PrivacyMasker() override;
+    PrivacyMasker(const PrivacyMasker&) = delete;
+    PrivacyMasker& operator=(const PrivacyMasker&) = delete;
+
+    void on_stream_opened(const AVStream& stream) override;
+    void on_packet(const AVPacket& packet, const AVStream& stream) override;
+    void on_stream_closed() override;
+
+    std::uint64_t frames_encoded() const { return encoded_; }
+
+private:
+    void close();
+    bool open_encoder(int width, int height);
+    void handle(AVFrame* decoded, AVRational in_time_base);
+    void pixelate();
+    void drain_encoder();
+
+    PrivacyOptions options_;
+    ingest::PacketObserver& output_;
+    std::shared_ptr<spdlog::logger> log_;
+
+    AVCodecContext* decoder_ = nullptr;
+    AVCodecContext* encoder_ = nullptr;
+    SwsContext* sws_ = nullptr;
+    AVFrame* decoded_ = nullptr;
+    AVFrame* scaled_ = nullptr;
+    AVPacket* packet_ = nullptr;
+    AVFormatContext* proxy_ = nullptr;  // holds the AVStream that describes our output
+    bool output_open_ = false;
+    int src_w_ = 0, src_h_ = 0, src_format_ = -1;
+    std::int64_t last_ms_ = 0;
+    bool have_last_ = false;
+    std::int64_t last_out_pts_ = -1;
+    cv::Mat luma_mask_, chroma_mask_, mosaic_;  // at the output size, made once per size
+    std::uint64_t encoded_ = 0;
+};
+
+}  // namespace kg::stream

@@ -1,0 +1,101 @@
+#pragma once
+// One HTTP client's live byte stream (HTTP-FLV): a producer thread (a camera's ingest) pushes
+// shared, immutable chunks; the client's connection drains them on the io thread. The queue is
+// bounded in bytes: a client that cannot keep up is cut off instead of growing the gateway's
+// memory or slowing the camera (the producer never blocks).
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace kg::web {
+
+using Chunk = std::shared_ptr<const std::string>;
+
+class LiveStream {
+public:
+    explicit LiveStream(std::size_t max_queued_bytes) : max_bytes_(max_queued_bytes) {}
+
+    // Producer side (any thread). False once the stream is finished or the client fell behind.
+    bool push(Chunk chunk) {
+        std::function<void()> wake;
+        bool ok = true;
+        {
+            std::lock_guard lock(mutex_);
+            if (finished_) return false;
+            queued_bytes_ += chunk->size();
+            if (queued_bytes_ > max_bytes_) {
+                finished_ = overflowed_ = true;
+                queue_.clear();
+                queued_bytes_ = 0;
+                ok = false;
+            } else {
+                queue_.push_back(std::move(chunk));
+            }
+            wake = waker_;
+        }
+        if (wake) wake();
+        return ok;
+    }
+
+    // Ends the stream (the camera went away, the feed closed, the gateway stops).
+    void finish() {
+        std::function<void()> wake;
+        {
+            std::lock_guard lock(mutex_);
+            finished_ = true;
+            wake = waker_;
+        }
+        if (wake) wake();
+    }
+
+    // Consumer side (the connection): called whenever data may be waiting. Must be cheap and
+    // must not block; it is called on the producer's thread.
+    void set_waker(std::function<void()> waker) {
+        std::lock_guard lock(mutex_);
+        waker_ = std::move(waker);
+    }
+
+    // Moves the waiting chunks into `out`; false when the stream has ended and nothing is left.
+    bool take(std::vector<Chunk>& out) {
+        std::lock_guard lock(mutex_);
+        for (auto& c : queue_) {
+            queued_bytes_ -= c->size();
+            out.push_back(std::move(c));
+        }
+        queue_.clear();
+        return !(finished_ && out.empty());
+    }
+
+    // The client is gone: the producer stops sending at its next push.
+    void cancel() {
+        std::lock_guard lock(mutex_);
+        finished_ = true;
+        queue_.clear();
+        queued_bytes_ = 0;
+        waker_ = nullptr;
+    }
+
+    bool overflowed() const {
+        std::lock_guard lock(mutex_);
+        return overflowed_;
+    }
+    bool finished() const {
+        std::lock_guard lock(mutex_);
+        return finished_;
+    }
+
+private:
+    const std::size_t max_bytes_;
+    mutable std::mutex mutex_;
+    std::vector<Chunk> queue_;
+    std::size_t queued_bytes_ = 0;
+    bool finished_ = false;
+    bool overflowed_ = false;
+    std::function<void()> waker_;
+};
+
+}  // namespace kg::web

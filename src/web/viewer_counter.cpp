@@ -1,0 +1,70 @@
+#include "web/viewer_counter.hpp"
+
+#include <algorithm>
+
+namespace kg::web {
+
+void ViewerCounter::expire(Clock::time_point now) {
+    std::erase_if(hls_, [&](const auto& e) { return now - e.second > window_; });
+    std::erase_if(flv_, [](const Flv& f) {
+        auto s = f.stream.lock();
+        return !s || s->finished();
+    });
+}
+
+std::size_t ViewerCounter::on_camera(const std::string& camera) const {
+    std::size_t n = 0;
+    for (const auto& [key, seen] : hls_) n += std::get<0>(key) == camera;
+    for (const auto& f : flv_) n += f.camera == camera;
+    return n;
+}
+
+std::size_t ViewerCounter::from_address(const std::string& address) const {
+    std::size_t n = 0;
+    for (const auto& [key, seen] : hls_) n += std::get<1>(key) == address;
+    for (const auto& f : flv_) n += f.address == address;
+    return n;
+}
+
+ViewerCounter::Admit ViewerCounter::check(const std::string& camera, const std::string& address) const {
+    if (on_camera(camera) >= limits_.per_camera) return Admit::camera_full;
+    if (from_address(address) >= limits_.per_address) return Admit::address_full;
+    return Admit::ok;
+}
+
+ViewerCounter::Admit ViewerCounter::hls(const std::string& camera, const std::string& address,
+                                        const std::string& session, Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    expire(now);
+    const auto key = std::make_tuple(camera, address, session);
+    if (auto it = hls_.find(key); it != hls_.end()) {
+        it->second = now;
+        return Admit::ok;
+    }
+    const auto admit = check(camera, address);
+    if (admit == Admit::ok) hls_.emplace(key, now);
+    return admit;
+}
+
+ViewerCounter::Admit ViewerCounter::admit_flv(const std::string& camera, const std::string& address,
+                                              Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    expire(now);
+    return check(camera, address);
+}
+
+void ViewerCounter::add_flv(const std::string& camera, const std::string& address, std::shared_ptr<LiveStream> stream) {
+    std::lock_guard lock(mutex_);
+    flv_.push_back({camera, address, stream});
+}
+
+ViewerCounter::Count ViewerCounter::viewers(const std::string& camera, Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    expire(now);
+    Count c;
+    for (const auto& [key, seen] : hls_) c.hls += std::get<0>(key) == camera;
+    for (const auto& f : flv_) c.flv += f.camera == camera;
+    return c;
+}
+
+}  // namespace kg::web

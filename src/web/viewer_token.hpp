@@ -1,0 +1,19 @@
+#pragma once
+// Signed, expiring stream URLs, as media servers and CDNs do: a school's parents' app (which knows
+// the secret from the gateway's config) hands each parent a URL with `?token=<expiry>.<signature>`,
+// where the signature is HMAC-SHA256(secret, "<camera>:<expiry>") in hex. A token signed for the
+// camera "*" opens every public camera of the site (the parents' page). Expiry is Unix seconds.
+
+#include <cstdint>
+#include <string>
+
+namespace kg::web {
+
+enum class TokenCheck { ok, missing, malformed, expired, bad_signature };
+
+std::string sign_viewer_token(const std::string& secret, const std::string& camera, std::int64_t expires);
+TokenCheck check_viewer_token(const std::string& secret, const std::string& camera, const std::string& token,
+                              std::int64_t now);
+const char* to_string(TokenCheck check);
+
+}  // namespace kg::web
