@@ -31,6 +31,8 @@ packages=(
   chromium chromium-driver python3-selenium
   # signed viewer tokens (HMAC-SHA256)
   libssl-dev
+  # a real RTMP media server for the RTMP push test (nginx with its RTMP module)
+  nginx-light libnginx-mod-rtmp
 )
 
 missing=()
@@ -47,5 +49,6 @@ echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The Debian mosquitto package starts a system broker on :1883; the demo and tests run their own.
+# The Debian mosquitto and nginx packages start system services; the demo and tests run their own
+# on free ports, so those are left alone.
 echo "install-deps: done"

@@ -49,7 +49,8 @@ Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<sp
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
         const bool post_reload = path == "/api/reload" && req.method() == http::verb::post && reload;
-        if (req.method() != http::verb::get && req.method() != http::verb::head && !post_reload) {
+        const bool wrong_reload = path == "/api/reload" && reload && req.method() != http::verb::post;
+        if ((req.method() != http::verb::get && req.method() != http::verb::head && !post_reload) || wrong_reload) {
             auto res = text_response(req, http::status::method_not_allowed,
                                      path == "/api/reload" ? "only POST\n" : "only GET\n");
             res.set(http::field::allow, path == "/api/reload" ? "POST" : "GET, HEAD");

@@ -1,55 +1,298 @@
-"""The public side (parents): the page, the status summary and live HLS remuxed from a public
-camera's own packets, read back by FFmpeg; a private camera, the local API and paths outside the
-streams do not exist there."""
+"""The public side (parents): the page, the status summary, live HLS (fMP4) and HTTP-FLV remuxed
+from a public camera's own packets and read back by FFmpeg, RTMP push to a real nginx-rtmp media
+server, privacy masks, public hours, viewer caps, signed viewer tokens, config reload, and abuse
+(path traversal, oversized headers, slowloris) refused while the others keep being served."""
 
+import datetime
 import http.client
 import json
+import os
 import re
+import shutil
+import socket
 import subprocess
+import time
+
+import numpy as np
+import pytest
+import yaml
 
 import kg_e2e
 
 
-def get(port, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path)
+def get(port, path, headers=None, method="GET", timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.request(method, path, headers=headers or {})
     r = conn.getresponse()
     body = r.read()
     conn.close()
     return r.status, r.getheader("Content-Type"), body
 
 
-def test_public_hls_and_status(broker, clips, gateways, tmp_path):
+def public_port(gw, after=0):
+    """The public side's port from the log (the last one announced after `after` characters)."""
+    found = kg_e2e.wait_until(lambda: re.findall(r"public side on \S+ \(port (\d+)\)", gw.output()[after:]), 10,
+                              what="the public side")
+    return int(found[-1])
+
+
+def public_config(broker, tmp_path, cams, **public):
+    config = kg_e2e.base_config(broker, cams, tmp_path)
+    config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s", **public}
+    return config
+
+
+def playlist_with_segments(port, camera, query="", count=2, timeout=20):
+    return kg_e2e.wait_until(
+        lambda: (r := get(port, f"/live/{camera}/index.m3u8{query}"))[0] == 200 and r[2].count(b".m4s") >= count
+        and r[2].decode(), timeout, what=f"a playlist of {camera} with segments")
+
+
+def probe(url, entries="stream=codec_name,width,height"):
+    r = subprocess.run(["ffprobe", "-v", "error", "-rw_timeout", "10000000", "-show_entries", entries, "-of", "json",
+                        url], capture_output=True, text=True, timeout=40)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["streams"]
+
+
+def test_hls_flv_status_and_abuse(broker, clips, gateways, tmp_path):
     clip = clips("public", [("normal", 20)])
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True, name="Cooking area"),
             kg_e2e.camera("storage", clip, input={"loop": True})]
-    config = kg_e2e.base_config(broker, cams, tmp_path)
-    config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s"}
-    gw = gateways(config)
-    port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
-                                 what="the public side").group(1))
+    gw = gateways(public_config(broker, tmp_path, cams, header_timeout="2s"))
+    port = public_port(gw)
 
     status, ctype, page = get(port, "/")
-    assert status == 200 and ctype.startswith("text/html") and b"/public/status" in page
-    playlist = kg_e2e.wait_until(lambda: (r := get(port, "/live/kitchen/index.m3u8"))[0] == 200
-                                 and r[2].count(b".ts") >= 2 and r, 20, what="a playlist with segments")
-    assert playlist[1] == "application/vnd.apple.mpegurl"
-    segment = [line for line in playlist[2].decode().splitlines() if line.endswith(".ts")][0]
-    status, ctype, ts = get(port, f"/live/kitchen/{segment}")
-    assert status == 200 and ctype == "video/mp2t" and ts[0] == 0x47  # MPEG-TS sync byte
+    assert status == 200 and ctype.startswith("text/html") and b"/public/status" in page and b"MediaSource" in page
 
-    # FFmpeg reads the live stream from the gateway: the camera's own H.264, not re-encoded.
-    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "json",
-                            f"http://127.0.0.1:{port}/live/kitchen/index.m3u8"],
-                           capture_output=True, text=True, timeout=30)
-    streams = json.loads(probe.stdout)["streams"]
-    assert streams[0]["codec_name"] == "h264" and streams[0]["width"] == 640, probe.stdout
+    playlist = playlist_with_segments(port, "kitchen")
+    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist).group(1)
+    segment = [line for line in playlist.splitlines() if line.endswith(".m4s")][0]
+    status, ctype, data = get(port, f"/live/kitchen/{init}")
+    assert status == 200 and ctype == "video/mp4" and data[4:8] == b"ftyp"
+    status, ctype, data = get(port, f"/live/kitchen/{segment}")
+    assert status == 200 and ctype == "video/mp4" and data[4:8] == b"styp" and b"moof" in data and b"mdat" in data
+
+    # FFmpeg reads both live streams from the gateway: the camera's own H.264, not re-encoded.
+    hls = probe(f"http://127.0.0.1:{port}/live/kitchen/index.m3u8")
+    assert hls[0]["codec_name"] == "h264" and hls[0]["width"] == 640, hls
+    flv = probe(f"http://127.0.0.1:{port}/live/kitchen.flv")
+    assert flv[0]["codec_name"] == "h264" and flv[0]["width"] == 640, flv
 
     status_json = json.loads(get(port, "/public/status")[2])
     assert [c["id"] for c in status_json["cameras"]] == ["kitchen"]
-    assert status_json["site"] == "Test canteen"
+    assert status_json["site"] == "Test canteen" and status_json["open"] is True
+    assert status_json["cameras"][0]["online"] is True and status_json["cameras"][0]["live"] is True
 
-    for path in ["/live/storage/index.m3u8", "/live/nope/index.m3u8", "/live/kitchen/../../gateway.yaml",
-                 "/live/kitchen/%2e%2e/index.m3u8", "/api/cameras", "/metrics", "/healthz"]:
+    # A private camera, the local API and anything outside the streams do not exist here.
+    for path in ["/live/storage/index.m3u8", "/live/storage.flv", "/live/nope/index.m3u8", "/live/nope.flv",
+                 "/live/kitchen/../../gateway.yaml", "/live/kitchen/%2e%2e/index.m3u8", "/live/kitchen/index.m3u8/..",
+                 "/live/kitchen/g1-init.mp4/../../../etc/passwd", "/../../etc/passwd", "/api/cameras", "/metrics",
+                 "/healthz", "/live/kitchen/outbox.db"]:
         assert get(port, path)[0] == 404, path
+    assert get(port, "/public/status", method="POST")[0] == 405
+
+    # Oversized headers are refused with 431.
+    assert get(port, "/", headers={"X-Big": "a" * 9000})[0] == 431
+
+    # Slowloris: a client trickling its headers is cut off at header_timeout (2 s here) while the
+    # others are served meanwhile.
+    slow = socket.create_connection(("127.0.0.1", port))
+    slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    began = time.monotonic()
+    closed = False
+    while time.monotonic() - began < 8:
+        assert get(port, "/public/status")[0] == 200
+        try:
+            slow.sendall(b"X-Slow: 1\r\n")
+            slow.settimeout(0.5)
+            if slow.recv(1024) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            continue
+        except OSError:
+            closed = True
+            break
+    slow.close()
+    assert closed and time.monotonic() - began < 6, "the slow client was not cut off"
+
+    # Still serving after all that.
+    assert get(port, "/live/kitchen/index.m3u8")[0] == 200
     assert gw.terminate() == 0
+
+
+def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
+    clip = clips("public", [("normal", 20)])
+    cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True),
+            kg_e2e.camera("hall", clip, input={"loop": True}, public=True)]
+    secret = "0123456789abcdef0123456789abcdef"
+    config = public_config(broker, tmp_path, cams, max_viewers_per_camera=2, max_viewers_per_address=3,
+                           token_secret=secret)
+    config["api"]["token"] = "test-api-token"
+    gw = gateways(config)
+    port = public_port(gw)
+
+    def token(camera, ttl=600):
+        r = subprocess.run([kg_e2e.GATEWAY_BIN, "--config", str(gw.config_path), "--make-token", camera, "--ttl",
+                            str(ttl)], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    good = token("kitchen")
+    # Tokens: none, malformed, forged, for another camera, expired: all refused with a reason.
+    assert get(port, "/live/kitchen/index.m3u8")[0] == 403
+    assert get(port, "/live/kitchen.flv")[0] == 403
+    status, _, body = get(port, "/live/kitchen/index.m3u8?token=nonsense")
+    assert status == 403 and b"malformed" in body
+    forged = good[:-1] + ("0" if good[-1] != "0" else "1")
+    status, _, body = get(port, f"/live/kitchen/index.m3u8?token={forged}")
+    assert status == 403 and b"signature" in body
+    assert get(port, f"/live/hall/index.m3u8?token={good}")[0] == 403
+    expired = subprocess.run(  # signed with the right secret, an hour in the past
+        ["python3", "-c", "import hmac,hashlib,sys,time; e=int(time.time())-3600; "
+         "print(f'{e}.' + hmac.new(sys.argv[1].encode(), f'kitchen:{e}'.encode(), hashlib.sha256).hexdigest())",
+         secret], capture_output=True, text=True).stdout.strip()
+    status, _, body = get(port, f"/live/kitchen/index.m3u8?token={expired}")
+    assert status == 403 and b"expired" in body
+
+    # A good token: the playlist hands it on to the init segment and the segments.
+    playlist = playlist_with_segments(port, "kitchen", f"?token={good}&sid=a")
+    assert f'g1-init.mp4?sid=a&token={good}"' in playlist or re.search(r'init\.mp4\?sid=a&token=', playlist)
+    segment = [line for line in playlist.splitlines() if ".m4s?" in line][0]
+    assert get(port, f"/live/kitchen/{segment}")[0] == 200
+    # A site-wide token ("*") opens every public camera.
+    site = token("*")
+    assert get(port, f"/live/hall/index.m3u8?token={site}&sid=h")[0] == 200
+
+    # Viewer caps: 2 per camera. Sessions a and b watch; c is refused; a and b keep watching.
+    assert get(port, f"/live/kitchen/index.m3u8?token={good}&sid=b")[0] == 200
+    status, _, body = get(port, f"/live/kitchen/index.m3u8?token={good}&sid=c")
+    assert status == 503 and b"too many viewers" in body
+    assert get(port, f"/live/kitchen/index.m3u8?token={good}&sid=a")[0] == 200
+    # 3 per address: a, b and h are this address's three; a fourth on another camera is refused (429).
+    status, _, body = get(port, f"/live/hall/index.m3u8?token={site}&sid=z")
+    assert status == 429 and b"your address" in body
+    # ... and so is an FLV viewer over the camera cap.
+    assert get(port, f"/live/kitchen.flv?token={good}")[0] in (503, 429)
+
+    api = gw.api_port()
+    metrics = get(api, "/metrics")[2].decode()
+    assert 'kg_public_viewers{camera="kitchen",protocol="hls"} 2' in metrics, metrics
+    assert "kg_public_open 1" in metrics
+    assert gw.terminate() == 0
+
+
+def test_public_hours_and_reload(broker, clips, gateways, tmp_path):
+    """Outside public hours nothing of the kitchen is served and the page says so; a reload with the
+    hours removed (POST /api/reload) opens the feed without restarting the process."""
+    clip = clips("public", [("normal", 20)])
+    cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = (now + datetime.timedelta(hours=3)).strftime("%H:00")
+    end = (now + datetime.timedelta(hours=4)).strftime("%H:00")
+    config = public_config(broker, tmp_path, cams, hours="meals")
+    config["site"]["timezone"] = "UTC"
+    config["schedules"] = {"meals": {"times": [f"{start}-{end}"]}}
+    config["api"]["token"] = "test-api-token"
+    gw = gateways(config)
+    port = public_port(gw)
+    time.sleep(3)  # long enough for segments to exist if the feed were open
+
+    status_json = json.loads(get(port, "/public/status")[2])
+    assert status_json["open"] is False and status_json["hours"] == "meals"
+    status, _, body = get(port, "/live/kitchen/index.m3u8")
+    assert status == 403 and b"public hours" in body
+    assert get(port, "/live/kitchen.flv")[0] == 403
+    assert not any((tmp_path / "hls").rglob("*.m4s")), "segments were written outside public hours"
+    assert b"public hours" in get(port, "/")[2]
+
+    # A reload with a broken file is refused and the gateway keeps running as it was.
+    api = gw.api_port()
+    good_text = gw.config_path.read_text()
+    gw.config_path.write_text(good_text.replace("hours: meals", "hours: nosuchschedule"))
+    status, _, body = get(api, "/api/reload", method="POST", headers={"Authorization": "Bearer test-api-token"})
+    assert status == 422 and b"nosuchschedule" in body
+    assert get(api, "/api/reload", headers={"Authorization": "Bearer test-api-token"})[0] == 405
+    assert get(api, "/api/reload", method="POST")[0] == 401
+    assert json.loads(get(port, "/public/status")[2])["open"] is False
+
+    # Without the hours, after a reload, the feed opens.
+    del config["public"]["hours"]
+    gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    before = len(gw.output())
+    status, _, body = get(api, "/api/reload", method="POST", headers={"Authorization": "Bearer test-api-token"})
+    assert status == 202, body
+    port = public_port(gw, after=before)
+    playlist_with_segments(port, "kitchen")
+    assert json.loads(get(port, "/public/status")[2])["open"] is True
+    assert gw.running() and "stopped for the reload" in gw.output()
+    assert gw.terminate() == 0
+
+
+def test_privacy_mask_pixelates_the_region(broker, clips, gateways, tmp_path):
+    clip = clips("public", [("normal", 20)])
+    # The left half is masked; the public feed is re-encoded at 320 px wide.
+    cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True,
+                          privacy_masks=[[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]])]
+    gw = gateways(public_config(broker, tmp_path, cams, privacy={"width": 320, "fps": 5}))
+    port = public_port(gw)
+    playlist_with_segments(port, "kitchen")
+    hls = probe(f"http://127.0.0.1:{port}/live/kitchen/index.m3u8")
+    assert hls[0]["codec_name"] == "h264" and hls[0]["width"] == 320 and hls[0]["height"] == 180, hls
+    frame = tmp_path / "frame.png"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i",
+                    f"http://127.0.0.1:{port}/live/kitchen/index.m3u8", "-frames:v", "1", str(frame)],
+                   check=True, timeout=40)
+    import cv2
+    grey = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    # Inside the mask every 16x16 block is one flat colour (up to coding noise); outside it, the
+    # picture keeps its detail.
+    def block_spread(x0, x1):
+        return np.median([grey[y:y + 16, x:x + 16].std() for y in range(0, 176, 16) for x in range(x0, x1, 16)])
+    masked, clear = block_spread(0, 160 - 16), block_spread(160 + 16, 320 - 16)
+    assert masked < 4 and clear > 2 * masked, (masked, clear)
+    assert "privacy mask: public feed re-encoded at 320x180" in gw.output()
+    assert gw.terminate() == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/lib/nginx/modules/ngx_rtmp_module.so") or not shutil.which("nginx"),
+                    reason="nginx with the RTMP module is not installed (nginx-light, libnginx-mod-rtmp)")
+def test_rtmp_push_reaches_nginx(broker, clips, gateways, tmp_path):
+    rtmp_port = kg_e2e.free_port()
+    (tmp_path / "nginx").mkdir()
+    conf = tmp_path / "nginx" / "nginx.conf"
+    conf.write_text(f"""load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+daemon off;
+master_process off;
+pid {tmp_path}/nginx/nginx.pid;
+error_log {tmp_path}/nginx/error.log info;
+events {{}}
+rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; record off; }} }} }}
+""")
+    nginx = subprocess.Popen(["nginx", "-p", str(tmp_path / "nginx"), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        kg_e2e.wait_port(rtmp_port, proc=nginx, what="nginx-rtmp")
+        clip = clips("public", [("normal", 20)])
+        cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)]
+        gw = gateways(public_config(broker, tmp_path, cams,
+                                    rtmp_push=f"rtmp://127.0.0.1:{rtmp_port}/live/{{site}}-{{camera}}"))
+        kg_e2e.wait_until(lambda: "RTMP push to" in gw.output() and "connected" in gw.output(), 15,
+                          what="the RTMP push to connect")
+        # A viewer of the media server (not of the gateway) gets the camera's own stream.
+        streams = probe(f"rtmp://127.0.0.1:{rtmp_port}/live/test-site-kitchen")
+        assert streams[0]["codec_name"] == "h264" and streams[0]["width"] == 640, streams
+        metrics = get(gw.api_port(), "/metrics")[2].decode()
+        assert 'kg_public_rtmp_connected{camera="kitchen"} 1' in metrics
+        # The media server goes away: the gateway keeps serving and retries.
+        nginx.terminate()
+        nginx.wait(10)
+        kg_e2e.wait_until(lambda: "reconnecting" in gw.output() or "cannot connect" in gw.output(), 20,
+                          what="the push to notice the server is gone")
+        assert gw.running()
+        assert get(public_port(gw), "/public/status")[0] == 200
+        assert gw.terminate() == 0
+    finally:
+        if nginx.poll() is None:
+            nginx.kill()
