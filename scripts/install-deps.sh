@@ -28,7 +28,7 @@ packages=(
   python3 python3-pytest python3-paho-mqtt python3-jsonschema python3-yaml python3-numpy python3-opencv
   python3-onnx
   # browser tests (parents' page, monitoring dashboard): Debian's Chromium driven by Selenium
-  chromium chromium-driver python3-selenium
+  chromium chromium-driver python3-selenium fonts-wqy-microhei
   # signed viewer tokens (HMAC-SHA256)
   libssl-dev
   # a real RTMP media server for the RTMP push test (nginx with its RTMP module)

@@ -1,0 +1,99 @@
+"""The parents' page in real headless Chromium (Debian's chromium + chromedriver, driven by Selenium):
+it loads from the gateway's public side, the public camera's video starts playing from a real RTSP
+camera (its currentTime advances), a private camera is not listed and its stream does not exist,
+and the fridge temperature from a real MQTT sensor is shown. A screenshot is kept as an artifact
+(parents-page.png in the test's folder)."""
+
+import http.client
+import json
+import re
+import shutil
+import time
+
+import paho.mqtt.publish as mqtt_publish
+import pytest
+
+import kg_e2e
+
+selenium = pytest.importorskip("selenium", reason="python3-selenium is not installed")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not CHROMIUM or not CHROMEDRIVER, reason="chromium and chromium-driver are not installed")
+
+
+def get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, body
+
+
+@pytest.fixture
+def browser(tmp_path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_path=str(tmp_path / "chromedriver.log")),
+                              options=options)
+    yield driver
+    driver.quit()
+
+
+def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways, browser, tmp_path):
+    server = rtsp_server({"/kitchen": make_clip([("normal", 30)]), "/office": make_clip([("normal", 30)])})
+    cams = [kg_e2e.camera("kitchen", server.url("/kitchen"), public=True, name="Cooking area"),
+            kg_e2e.camera("office", server.url("/office"), name="Office")]
+    config = kg_e2e.base_config(broker, cams, tmp_path)
+    config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s"}
+    config["sensors"] = [{"id": "fridge1", "name": "Fridge 1", "kind": "temperature", "location": "fridge",
+                          "interval": "10s", "source": {"mqtt": {"topic": "sensors/fridge1"}}}]
+    gw = gateways(config)
+    port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
+                                 what="the public side").group(1))
+    kg_e2e.wait_until(lambda: "connected to" in gw.output() and "[mqtt] connected" in gw.output(), 15,
+                      what="the cameras and the broker")
+    mqtt_publish.single("sensors/fridge1", json.dumps({"temperature": 3.4}), qos=1, hostname="127.0.0.1",
+                        port=broker.port)
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[1].count(b".m4s") >= 2, 20,
+                      what="the kitchen's first segments")
+
+    browser.get(f"http://127.0.0.1:{port}/")
+    video = "document.querySelector('[data-camera=\"kitchen\"] video')"
+    kg_e2e.wait_until(lambda: browser.execute_script(f"return {video} !== null"), 15, what="the camera card")
+    # Playing: currentTime advances by more than two seconds of real time.
+    first = kg_e2e.wait_until(lambda: (t := browser.execute_script(f"return {video}.currentTime")) > 0.5 and t, 30,
+                              interval=0.5, what="the video to start playing")
+    time.sleep(3)
+    later = browser.execute_script(f"return {video}.currentTime")
+    assert later - first > 2.0, (first, later)
+    state = browser.execute_script(
+        f"const v = {video}; return {{paused: v.paused, width: v.videoWidth, height: v.videoHeight, "
+        "ready: v.readyState, error: v.error && v.error.message}")
+    assert state["width"] == 640 and state["height"] == 360 and state["error"] is None, state
+
+    text = browser.find_element("tag name", "body").text
+    assert "Test canteen" in text and "Cooking area" in text and "online" in text
+    assert "Office" not in text and browser.execute_script(
+        "return document.querySelector('[data-camera=\"office\"]') === null")
+    kg_e2e.wait_until(lambda: "3.4 °C" in browser.find_element("tag name", "body").text, 15, interval=0.5,
+                      what="the fridge temperature on the page")
+    assert get(port, "/live/office/index.m3u8")[0] == 404 and get(port, "/live/office.flv")[0] == 404
+
+    # Readable on a phone: the same page at a phone's width still shows the player across the screen.
+    browser.set_window_size(390, 844)
+    width = browser.execute_script(f"return {video}.getBoundingClientRect().width")
+    assert 300 < width <= 390, width
+    browser.set_window_size(1280, 900)
+    shot = tmp_path / "parents-page.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10000
+    print(f"screenshot: {shot}")
+    assert gw.terminate() == 0
