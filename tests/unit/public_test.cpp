@@ -1,0 +1,134 @@
+// The public side's building blocks, driven without a camera or a server: signed viewer tokens,
+// the viewer caps, and the bounded live stream that keeps a slow client from growing memory.
+#include <gtest/gtest.h>
+
+#include "web/live_stream.hpp"
+#include "web/viewer_counter.hpp"
+#include "web/viewer_token.hpp"
+
+namespace kg::web {
+namespace {
+
+const std::string kSecret = "0123456789abcdef0123456789abcdef";
+
+TEST(ViewerToken, SignedTokenOpensItsCameraUntilItExpires) {
+    const auto token = sign_viewer_token(kSecret, "kitchen", 1000);
+    EXPECT_EQ(check_viewer_token(kSecret, "kitchen", token, 999), TokenCheck::ok);
+    EXPECT_EQ(check_viewer_token(kSecret, "kitchen", token, 1000), TokenCheck::ok);
+    EXPECT_EQ(check_viewer_token(kSecret, "kitchen", token, 1001), TokenCheck::expired);
+    EXPECT_EQ(check_viewer_token(kSecret, "hall", token, 999), TokenCheck::bad_signature);
+    EXPECT_EQ(check_viewer_token("another-secret-of-length", "kitchen", token, 999), TokenCheck::bad_signature);
+}
+
+TEST(ViewerToken, KnownVector) {
+    // printf 'kitchen:1000' | openssl dgst -sha256 -hmac 0123456789abcdef0123456789abcdef
+    EXPECT_EQ(sign_viewer_token(kSecret, "kitchen", 1000),
+              "1000.e33c33b33b17c7a789fec5307fd10a48ece4c3669ccd86ab46843c5146dfe9a8");
+}
+
+TEST(ViewerToken, SiteTokenOpensEveryCamera) {
+    const auto token = sign_viewer_token(kSecret, "*", 1000);
+    EXPECT_EQ(check_viewer_token(kSecret, "kitchen", token, 10), TokenCheck::ok);
+    EXPECT_EQ(check_viewer_token(kSecret, "hall", token, 10), TokenCheck::ok);
+}
+
+TEST(ViewerToken, ExpiryCannotBeExtendedByEditingIt) {
+    auto token = sign_viewer_token(kSecret, "kitchen", 1000);
+    token.replace(0, 4, "9999");
+    EXPECT_EQ(check_viewer_token(kSecret, "kitchen", token, 10), TokenCheck::bad_signature);
+}
+
+TEST(ViewerToken, MalformedAndMissing) {
+    EXPECT_EQ(check_viewer_token(kSecret, "kitchen", "", 10), TokenCheck::missing);
+    for (const char* bad : {"abc", ".", "1000.", "x1000.00", "1000.zz", "-.aa"})
+        EXPECT_EQ(check_viewer_token(kSecret, "kitchen", bad, 10), TokenCheck::malformed) << bad;
+    const auto token = sign_viewer_token(kSecret, "kitchen", 1000);
+    EXPECT_EQ(check_viewer_token(kSecret, "kitchen", token + "0", 10), TokenCheck::malformed);
+}
+
+using Clock = ViewerCounter::Clock;
+
+TEST(ViewerCounter, CameraCapKeepsExistingViewers) {
+    ViewerCounter viewers({2, 10}, std::chrono::seconds(10));
+    const auto t = Clock::now();
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.1", "a", t), ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.2", "b", t), ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.3", "c", t), ViewerCounter::Admit::camera_full);
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.1", "a", t + std::chrono::seconds(5)), ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.hls("other", "10.0.0.3", "c", t), ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.viewers("cam", t).hls, 2u);
+}
+
+TEST(ViewerCounter, ViewersWhoLeftExpire) {
+    ViewerCounter viewers({1, 10}, std::chrono::seconds(10));
+    const auto t = Clock::now();
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.1", "a", t), ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.2", "b", t + std::chrono::seconds(5)), ViewerCounter::Admit::camera_full);
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.2", "b", t + std::chrono::seconds(11)), ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.viewers("cam", t + std::chrono::seconds(11)).hls, 1u);
+}
+
+TEST(ViewerCounter, AddressCapCountsHlsAndFlv) {
+    ViewerCounter viewers({10, 2}, std::chrono::seconds(10));
+    const auto t = Clock::now();
+    EXPECT_EQ(viewers.hls("a", "10.0.0.1", "s1", t), ViewerCounter::Admit::ok);
+    ASSERT_EQ(viewers.admit_flv("b", "10.0.0.1", t), ViewerCounter::Admit::ok);
+    auto stream = std::make_shared<LiveStream>(1024);
+    viewers.add_flv("b", "10.0.0.1", stream);
+    EXPECT_EQ(viewers.hls("c", "10.0.0.1", "s2", t), ViewerCounter::Admit::address_full);
+    EXPECT_EQ(viewers.admit_flv("c", "10.0.0.1", t), ViewerCounter::Admit::address_full);
+    EXPECT_EQ(viewers.viewers("b", t).flv, 1u);
+    stream->finish();  // the FLV viewer leaves: its place is free again
+    EXPECT_EQ(viewers.viewers("b", t).flv, 0u);
+    EXPECT_EQ(viewers.admit_flv("c", "10.0.0.1", t), ViewerCounter::Admit::ok);
+}
+
+Chunk chunk(std::size_t n) { return std::make_shared<const std::string>(n, 'x'); }
+
+TEST(LiveStream, DeliversInOrderAndWakesTheConsumer) {
+    LiveStream s(1000);
+    int wakes = 0;
+    s.set_waker([&] { ++wakes; });
+    EXPECT_TRUE(s.push(chunk(10)));
+    EXPECT_TRUE(s.push(chunk(20)));
+    EXPECT_EQ(wakes, 2);
+    std::vector<Chunk> out;
+    EXPECT_TRUE(s.take(out));
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(out[0]->size(), 10u);
+    EXPECT_EQ(out[1]->size(), 20u);
+    s.finish();
+    out.clear();
+    EXPECT_FALSE(s.take(out));  // ended and drained
+}
+
+TEST(LiveStream, SlowClientOverflowsAndIsDropped) {
+    LiveStream s(100);
+    EXPECT_TRUE(s.push(chunk(60)));
+    EXPECT_FALSE(s.push(chunk(60)));  // over the budget: the producer drops this viewer
+    EXPECT_TRUE(s.overflowed());
+    EXPECT_FALSE(s.push(chunk(1)));
+    std::vector<Chunk> out;
+    EXPECT_FALSE(s.take(out));  // nothing queued is kept
+    EXPECT_TRUE(out.empty());
+}
+
+TEST(LiveStream, FinishedStreamStillDrainsWhatWasQueued) {
+    LiveStream s(100);
+    s.push(chunk(5));
+    s.finish();
+    std::vector<Chunk> out;
+    EXPECT_TRUE(s.take(out));
+    EXPECT_EQ(out.size(), 1u);
+    out.clear();
+    EXPECT_FALSE(s.take(out));
+}
+
+TEST(LiveStream, CancelledByTheClientRefusesTheProducer) {
+    LiveStream s(100);
+    s.cancel();
+    EXPECT_FALSE(s.push(chunk(1)));
+}
+
+}  // namespace
+}  // namespace kg::web
