@@ -1,0 +1,144 @@
+"""Shared pieces of the training scripts: seeding, the shared-data location, augmentations suited
+to ceiling-mounted kitchen cameras, ONNX export and the cv::dnn equivalence fixtures.
+
+Runs on Debian 12's python3-torch 1.13 / python3-onnx / python3-opencv, CPU only: call
+/usr/bin/python3, not another interpreter.
+"""
+
+import json
+import os
+import pathlib
+import random
+
+import cv2
+import numpy as np
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+MODELS = REPO / "models"
+FIXTURES = MODELS / "train" / "fixtures"
+OPSET = 11  # OpenCV 4.6's ONNX importer is tested up to opset 11-13; 11 is the safe choice
+
+
+def shared_dir():
+    d = pathlib.Path(os.environ.get("KG_SHARED_DIR") or REPO.parent / "shared")
+    if not (d / "datasets").exists():
+        raise SystemExit(f"no training data in {d}/datasets (set KG_SHARED_DIR)")
+    return d
+
+
+def seed_everything(seed, threads):
+    """Fixed seeds and a fixed thread count: the same command gives the same weights."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    cv2.setNumThreads(1)
+    cv2.setRNGSeed(seed)
+
+
+# --- photometric augmentation: what a ceiling camera in a kitchen does to a picture ----------------
+
+def jpeg(img, rng, lo=15, hi=90):
+    q = int(rng.integers(lo, hi))
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else img
+
+
+def photometric(img, rng, strength=1.0):
+    """BGR uint8 in, BGR uint8 out: low light, colour cast, grey/IR, blur, low resolution, noise, JPEG."""
+    out = img.astype(np.float32)
+    if rng.random() < 0.5 * strength:  # low light / over-exposure: gain and gamma
+        gain = rng.uniform(0.35, 1.3)
+        gamma = rng.uniform(0.7, 1.6)
+        out = 255.0 * np.power(np.clip(out * gain / 255.0, 0, 1), gamma)
+    if rng.random() < 0.3 * strength:  # white balance of cheap sensors
+        out *= rng.uniform(0.8, 1.2, size=3).astype(np.float32)
+    if rng.random() < 0.2 * strength:  # contrast
+        m = out.mean()
+        out = (out - m) * rng.uniform(0.6, 1.3) + m
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if rng.random() < 0.2 * strength:  # night mode: grey / IR picture
+        g = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
+        out = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
+    if rng.random() < 0.3 * strength:  # far from the lens: low resolution, scaled back up
+        h, w = out.shape[:2]
+        f = rng.uniform(0.25, 0.7)
+        small = cv2.resize(out, (max(4, int(w * f)), max(4, int(h * f))), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.25 * strength:  # out of focus / motion
+        k = int(rng.choice([3, 5]))
+        out = cv2.GaussianBlur(out, (k, k), 0) if rng.random() < 0.6 else cv2.blur(out, (k, 1))
+    if rng.random() < 0.25 * strength:  # sensor noise in the dark
+        n = rng.normal(0, rng.uniform(3, 12), out.shape).astype(np.float32)
+        out = np.clip(out.astype(np.float32) + n, 0, 255).astype(np.uint8)
+    if rng.random() < 0.5 * strength:
+        out = jpeg(out, rng)
+    return out
+
+
+def occlude(img, rng, max_frac=0.35):
+    """A hand, a pan or a steam cloud over part of the picture."""
+    h, w = img.shape[:2]
+    ow, oh = int(w * rng.uniform(0.1, max_frac)), int(h * rng.uniform(0.1, max_frac))
+    x, y = int(rng.integers(0, w - ow + 1)), int(rng.integers(0, h - oh + 1))
+    out = img.copy()
+    if rng.random() < 0.5:
+        out[y:y + oh, x:x + ow] = rng.integers(0, 256, size=3)
+    else:
+        out[y:y + oh, x:x + ow] = cv2.GaussianBlur(out[y:y + oh, x:x + ow], (0, 0), 6)
+    return out
+
+
+# --- export and fixtures -----------------------------------------------------------------------------
+
+def fixed_input(shape):
+    """A deterministic input both Python and C++ can compute: x[i] = sin(0.37 i) * 0.9 + cos(0.011 i) * 0.1,
+    then scaled to the network's normalised range [-1, 1]-ish. i runs over the flat NCHW index."""
+    n = int(np.prod(shape))
+    i = np.arange(n, dtype=np.float64)
+    x = np.sin(0.37 * i) * 0.9 + np.cos(0.011 * i) * 0.1
+    return x.astype(np.float32).reshape(shape)
+
+
+def write_fixture(name, onnx_path, model, input_shape, output_names, samples=400):
+    """Runs the PyTorch model on fixed_input() and writes the expected outputs (a spread sample of
+    values plus sums) to fixtures/<name>.json, for tests/unit/own_models_test.cpp."""
+    model.eval()
+    x = fixed_input(input_shape)
+    with torch.no_grad():
+        outs = model(torch.from_numpy(x))
+    if isinstance(outs, torch.Tensor):
+        outs = (outs,)
+    fixture = {"model": str(pathlib.Path(onnx_path).relative_to(REPO)), "input_shape": list(input_shape),
+               "input": "x[i] = sin(0.37 i) * 0.9 + cos(0.011 i) * 0.1 over the flat NCHW index",
+               "outputs": []}
+    for oname, o in zip(output_names, outs):
+        flat = o.numpy().astype(np.float64).ravel()
+        step = max(1, len(flat) // samples)
+        idx = list(range(0, len(flat), step))
+        fixture["outputs"].append({"name": oname, "shape": list(o.shape), "sum": float(flat.sum()),
+                                   "abs_sum": float(np.abs(flat).sum()),
+                                   "samples": [[i, float(flat[i])] for i in idx]})
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    (FIXTURES / f"{name}.json").write_text(json.dumps(fixture, indent=0) + "\n")
+
+
+def check_with_opencv(onnx_path, model, input_shape, output_names):
+    """Loads the exported file in this machine's OpenCV (4.6 on Debian 12) and compares with PyTorch."""
+    # torch.onnx.export restores the wrapper's training flag onto every child: eval() again.
+    model.eval()
+    net = cv2.dnn.readNetFromONNX(str(onnx_path))
+    x = fixed_input(input_shape)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x.copy()))
+    # A copy: cv::dnn may work in place on the input buffer it is given.
+    net.setInput(x.copy())
+    got = net.forward(output_names)
+    if isinstance(want, torch.Tensor):
+        want = (want,)
+    for n, g, w in zip(output_names, got, want):
+        err = float(np.abs(g - w.numpy()).max())
+        print(f"  cv::dnn vs torch, output {n}: max abs difference {err:.2e}")
+        assert err < 1e-3, f"{onnx_path}: output {n} differs by {err}"
