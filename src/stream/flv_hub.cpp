@@ -1,5 +1,7 @@
 #include "stream/flv_hub.hpp"
 
+#include "stream/muxable.hpp"
+
 extern "C" {
 #include <libavformat/avformat.h>
 #include <libavutil/opt.h>
@@ -94,7 +96,7 @@ void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
     if (out_ == nullptr) return;
     const bool key = (packet.flags & AV_PKT_FLAG_KEY) != 0;
     if (!started_) {
-        if (!key) return;  // viewers must start on a key frame
+        if (!starts_output(packet)) return;  // viewers must start on a key frame
         if (avformat_write_header(out_, nullptr) < 0) {
             log_->error("HTTP-FLV for {}: cannot write the header", camera_);
             return close();
@@ -105,9 +107,8 @@ void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
         header_ = std::move(header);
         started_ = true;
     }
-    if (packet.dts != AV_NOPTS_VALUE && last_dts_ != AV_NOPTS_VALUE && packet.dts <= last_dts_) return;
+    if (!muxable(packet, last_dts_)) return;
     if (av_packet_ref(packet_, &packet) < 0) return;
-    last_dts_ = packet.dts;
     packet_->stream_index = 0;
     av_packet_rescale_ts(packet_, stream.time_base, out_->streams[0]->time_base);
     const int rc = av_write_frame(out_, packet_);

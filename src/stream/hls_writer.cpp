@@ -1,5 +1,7 @@
 #include "stream/hls_writer.hpp"
 
+#include "stream/muxable.hpp"
+
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -75,19 +77,15 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
     if (out_ == nullptr) return;
     if (!started_) {
         // A segment must start on a key frame, or players show garbage until the next one.
-        if ((packet.flags & AV_PKT_FLAG_KEY) == 0) return;
+        if (!starts_output(packet)) return;
         if (avformat_write_header(out_, nullptr) < 0) {
             log_->error("HLS: cannot write the playlist header in {}", folder_);
             return close();
         }
         started_ = true;
     }
+    if (!muxable(packet, last_dts_)) return;
     if (av_packet_ref(packet_, &packet) < 0) return;
-    if (packet_->dts != AV_NOPTS_VALUE && last_dts_ != AV_NOPTS_VALUE && packet_->dts <= last_dts_) {
-        av_packet_unref(packet_);  // cameras repeat timestamps now and then; the muxer refuses them
-        return;
-    }
-    last_dts_ = packet_->dts;
     packet_->stream_index = 0;
     av_packet_rescale_ts(packet_, stream.time_base, out_->streams[0]->time_base);
     if (av_write_frame(out_, packet_) < 0) {

@@ -8,6 +8,7 @@ extern "C" {
 }
 
 #include "common/backoff.hpp"
+#include "stream/muxable.hpp"
 
 namespace kg::stream {
 namespace {
@@ -76,7 +77,7 @@ void RtmpPusher::on_packet(const AVPacket& packet, const AVStream&) {
     {
         std::lock_guard lock(mutex_);
         if (!params_) return;
-        if (wait_key_ && !key) {
+        if (packet.dts == AV_NOPTS_VALUE || (wait_key_ && !starts_output(packet))) {
             dropped_.fetch_add(1, std::memory_order_relaxed);
             return;
         }
@@ -178,8 +179,7 @@ void RtmpPusher::push_once(const std::shared_ptr<AVCodecParameters>& params, AVR
             continue;
         }
         for (auto& p : batch) {
-            if (p->dts != AV_NOPTS_VALUE && last_dts != AV_NOPTS_VALUE && p->dts <= last_dts) continue;
-            last_dts = p->dts;
+            if (!muxable(*p, last_dts)) continue;
             p->stream_index = 0;
             av_packet_rescale_ts(p.get(), time_base, s->time_base);
             if ((rc = av_interleaved_write_frame(out, p.get())) < 0) {

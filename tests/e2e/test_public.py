@@ -55,10 +55,21 @@ def probe(url, entries="stream=codec_name,width,height"):
     return json.loads(r.stdout)["streams"]
 
 
-def test_hls_flv_status_and_abuse(broker, clips, gateways, tmp_path):
+def bframes_clip(path):
+    """H.264 High with B-frames (as most IP cameras send): over RTSP its first packets, the first key
+    frame included, have no decoding time, which muxers refuse."""
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=640x360:rate=25", "-t", "20", "-c:v", "libx264", "-preset", "veryfast",
+                    "-bf", "2", "-g", "50", "-pix_fmt", "yuv420p", str(path)], check=True)
+    return str(path)
+
+
+def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path):
     clip = clips("public", [("normal", 20)])
+    server = rtsp_server({"/cam": bframes_clip(tmp_path / "bframes.mp4")})
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True, name="Cooking area"),
-            kg_e2e.camera("storage", clip, input={"loop": True})]
+            kg_e2e.camera("storage", clip, input={"loop": True}),
+            kg_e2e.camera("ipcam", server.url("/cam"), public=True)]
     gw = gateways(public_config(broker, tmp_path, cams, header_timeout="2s"))
     port = public_port(gw)
 
@@ -78,9 +89,15 @@ def test_hls_flv_status_and_abuse(broker, clips, gateways, tmp_path):
     assert hls[0]["codec_name"] == "h264" and hls[0]["width"] == 640, hls
     flv = probe(f"http://127.0.0.1:{port}/live/kitchen.flv")
     assert flv[0]["codec_name"] == "h264" and flv[0]["width"] == 640, flv
+    # The same from a real RTSP camera sending B-frames.
+    playlist_with_segments(port, "ipcam")
+    for url in [f"http://127.0.0.1:{port}/live/ipcam/index.m3u8", f"http://127.0.0.1:{port}/live/ipcam.flv"]:
+        streams = probe(url, "stream=codec_name,width,has_b_frames")
+        assert streams[0]["codec_name"] == "h264" and streams[0]["has_b_frames"] > 0, (url, streams)
+    assert "mux error" not in gw.output() and "write failed" not in gw.output()
 
     status_json = json.loads(get(port, "/public/status")[2])
-    assert [c["id"] for c in status_json["cameras"]] == ["kitchen"]
+    assert [c["id"] for c in status_json["cameras"]] == ["kitchen", "ipcam"]
     assert status_json["site"] == "Test canteen" and status_json["open"] is True
     assert status_json["cameras"][0]["online"] is True and status_json["cameras"][0]["live"] is True
 
