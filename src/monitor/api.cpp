@@ -1,0 +1,353 @@
+#include "monitor/api.hpp"
+
+#include <fmt/format.h>
+
+#include <regex>
+
+#include "monitor/iso_time.hpp"
+
+namespace kg::monitor {
+
+using nlohmann::json;
+
+namespace {
+
+const std::regex kEventId("^[A-Za-z0-9_-]{8,80}$");
+const std::regex kId("^[A-Za-z0-9_-]{1,64}$");
+constexpr std::size_t kMaxNote = 4000;
+
+std::string url_decode(const std::string& s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '+') {
+            out += ' ';
+        } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+                   std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+            out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+            i += 2;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+std::map<std::string, std::string> parse_query(const std::string& q) {
+    std::map<std::string, std::string> out;
+    std::size_t pos = 0;
+    while (pos <= q.size() && !q.empty()) {
+        const auto amp = q.find('&', pos);
+        const std::string part = q.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+        const auto eq = part.find('=');
+        if (!part.empty()) out[url_decode(part.substr(0, eq))] = eq == std::string::npos ? "" : url_decode(part.substr(eq + 1));
+        if (amp == std::string::npos) break;
+        pos = amp + 1;
+    }
+    return out;
+}
+
+std::vector<std::string> path_parts(const std::string& path) {
+    std::vector<std::string> parts;
+    std::size_t pos = 1;
+    while (pos <= path.size()) {
+        const auto slash = path.find('/', pos);
+        parts.push_back(path.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos));
+        if (slash == std::string::npos) break;
+        pos = slash + 1;
+    }
+    return parts;
+}
+
+Response json_response(const Request& req, const json& body, http::status status = http::status::ok) {
+    return make_response(req, status, body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+Response error(const Request& req, http::status status, const std::string& message) {
+    return json_response(req, json{{"error", message}}, status);
+}
+
+json opt(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
+
+}  // namespace
+
+json alert_json(const Alert& a, const std::array<Deadline, 3>& deadlines, TimePoint now) {
+    const auto received = parse_iso8601_utc(a.received_at).value_or(now);
+    const auto d = deadline_state(deadlines, a.severity, a.status, received, now);
+    json j = {{"id", a.id},
+              {"site", a.site},
+              {"source_kind", a.source_kind},
+              {a.source_kind, a.source},
+              {"check", a.check},
+              {"label", a.label},
+              {"severity", a.severity},
+              {"condition", a.condition},
+              {"start_time", a.start_time},
+              {"end_time", opt(a.end_time)},
+              {"score", a.score},
+              {"top_score", a.top_score},
+              {"received_at", a.received_at},
+              {"updated_at", a.updated_at},
+              {"status", to_string(a.status)},
+              {"acknowledged_by", opt(a.acknowledged_by)},
+              {"acknowledged_at", opt(a.acknowledged_at)},
+              {"closed_by", opt(a.closed_by)},
+              {"closed_at", opt(a.closed_at)},
+              {"close_note", opt(a.close_note)},
+              {"has_snapshot", a.has_snapshot},
+              {"messages", a.messages},
+              {"acknowledge_due", d.acknowledge_due ? json(iso8601_utc(*d.acknowledge_due)) : json(nullptr)},
+              {"close_due", d.close_due ? json(iso8601_utc(*d.close_due)) : json(nullptr)},
+              {"overdue", d.overdue},
+              {"overdue_reason", d.overdue ? json(d.overdue_reason) : json(nullptr)}};
+    if (a.value) j["value"] = *a.value;
+    if (!a.unit.empty()) j["unit"] = a.unit;
+    if (a.clip) {
+        const auto clip = json::parse(*a.clip, nullptr, false);
+        j["clip"] = clip.is_discarded() ? json(nullptr) : clip;
+    }
+    return j;
+}
+
+namespace {
+
+class Api {
+public:
+    Api(ApiContext ctx, std::shared_ptr<spdlog::logger> log) : ctx_(std::move(ctx)), log_(std::move(log)) {}
+
+    Reply handle(const Request& req, const std::string& client) {
+        const std::string target(req.target());
+        const auto qmark = target.find('?');
+        const std::string path = target.substr(0, qmark);
+        const auto query = parse_query(qmark == std::string::npos ? "" : target.substr(qmark + 1));
+        const auto method = req.method();
+        const auto now = Clock::now();
+
+        if (path == "/" || path == "/index.html") {
+            if (method != http::verb::get && method != http::verb::head) return {error(req, http::status::method_not_allowed, "GET only")};
+            auto res = make_response(req, http::status::ok, dashboard_html(), "text/html; charset=utf-8");
+            // The page loads nothing from elsewhere; say so, so an injected script could not either.
+            res.set("Content-Security-Policy",
+                    "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'; "
+                    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'");
+            return {std::move(res)};
+        }
+        if (path == "/healthz") return {make_response(req, http::status::ok, "ok\n")};
+        if (path == "/readyz") {
+            const bool ready = ctx_.mqtt_connected();
+            return {make_response(req, ready ? http::status::ok : http::status::service_unavailable,
+                                  ready ? "ready\n" : "not connected to the broker\n")};
+        }
+        if (path == "/metrics") return {metrics(req)};
+        if (path == "/api/login") {
+            if (method != http::verb::post) return {error(req, http::status::method_not_allowed, "POST only")};
+            return {login(req, client, now)};
+        }
+
+        const auto who = ctx_.auth.identify(req, now);
+        if (!who) {
+            auto res = error(req, http::status::unauthorized, "sign in first");
+            // No WWW-Authenticate: the browser must not pop up its own dialog over the page's form.
+            return {std::move(res)};
+        }
+        if (path == "/api/logout") {
+            ctx_.auth.logout(req);
+            auto res = json_response(req, json{{"ok", true}});
+            res.set(http::field::set_cookie, fmt::format("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict", kSessionCookie));
+            return {std::move(res)};
+        }
+        if (path == "/api/stream") {
+            Reply r;
+            r.event_stream = true;
+            return r;
+        }
+        if (path == "/api/me") {
+            json deadlines = json::array();
+            for (const auto& d : ctx_.cfg.deadlines)
+                deadlines.push_back({{"acknowledge_s", d.acknowledge ? json(d.acknowledge->count() / 1000) : json(nullptr)},
+                                     {"close_s", d.close ? json(d.close->count() / 1000) : json(nullptr)}});
+            return {json_response(req, {{"operator", *who}, {"deadlines", deadlines}, {"time", iso8601_utc(now)}})};
+        }
+        if (path == "/api/sites") return {sites(req, now)};
+        if (path == "/api/checks") return {json_response(req, ctx_.store.checks())};
+        if (path == "/api/alerts") return {alerts(req, query, now)};
+
+        const auto parts = path_parts(path);
+        if (parts.size() >= 3 && parts[0] == "api" && parts[1] == "alerts") {
+            const std::string& id = parts[2];
+            if (!std::regex_match(id, kEventId)) return {error(req, http::status::not_found, "no such alert")};
+            if (parts.size() == 3) return {alert(req, id, now)};
+            if (parts.size() == 4 && parts[3] == "snapshot.jpg") return {snapshot(req, id)};
+            if (parts.size() == 4 && parse_action(parts[3])) {
+                if (method != http::verb::post) return {error(req, http::status::method_not_allowed, "POST only")};
+                return {act(req, id, *parse_action(parts[3]), *who, client, now)};
+            }
+        }
+        if (parts.size() == 4 && parts[0] == "api" && parts[1] == "sites" && parts[3] == "rollups") {
+            if (!std::regex_match(parts[2], kId)) return {error(req, http::status::not_found, "no such site")};
+            return {rollups(req, parts[2], query, now)};
+        }
+        return {error(req, http::status::not_found, "not found")};
+    }
+
+private:
+    Response login(const Request& req, const std::string& client, TimePoint now) {
+        const auto body = json::parse(req.body(), nullptr, false);
+        if (!body.is_object() || !body.contains("operator") || !body["operator"].is_string() ||
+            !body.contains("password") || !body["password"].is_string())
+            return error(req, http::status::bad_request, "expected {\"operator\": ..., \"password\": ...}");
+        const std::string name = body["operator"];
+        const auto token = ctx_.auth.login(name, body["password"], now);
+        if (!token) {
+            log_->warn("failed sign-in as '{}' from {}", name.substr(0, 64), client);
+            return error(req, http::status::unauthorized, "wrong operator or password");
+        }
+        log_->info("{} signed in from {}", name, client);
+        auto res = json_response(req, json{{"operator", name}});
+        res.set(http::field::set_cookie,
+                fmt::format("{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict", kSessionCookie, *token,
+                            ctx_.auth.session_ttl().count() / 1000));
+        return res;
+    }
+
+    Response sites(const Request& req, TimePoint now) {
+        auto list = ctx_.store.sites();
+        for (auto& s : list) {
+            // online/offline from the availability topic; "silent" when it claims online but
+            // nothing arrived within heartbeat_timeout (a half-open connection, a hung gateway).
+            std::string state = s["availability"].is_string() ? s["availability"].get<std::string>() : "unknown";
+            std::optional<double> age;
+            if (s["last_seen"].is_string()) {
+                if (const auto t = parse_iso8601_utc(s["last_seen"].get<std::string>()))
+                    age = std::chrono::duration<double>(now - *t).count();
+            }
+            if (state == "online" && (!age || *age * 1000 > static_cast<double>(ctx_.cfg.heartbeat_timeout.count())))
+                state = "silent";
+            s["state"] = state;
+            s["heartbeat_age_s"] = age ? json(std::round(*age * 10) / 10) : json(nullptr);
+        }
+        return json_response(req, list);
+    }
+
+    Response alerts(const Request& req, const std::map<std::string, std::string>& q, TimePoint now) {
+        AlertFilter f;
+        if (auto it = q.find("site"); it != q.end() && !it->second.empty()) f.site = it->second;
+        if (auto it = q.find("check"); it != q.end() && !it->second.empty()) f.check = it->second;
+        if (auto it = q.find("severity"); it != q.end() && !it->second.empty()) {
+            if (it->second != "1" && it->second != "2" && it->second != "3")
+                return error(req, http::status::bad_request, "severity is 1, 2 or 3");
+            f.severity = std::stoi(it->second);
+        }
+        if (auto it = q.find("status"); it != q.end() && !it->second.empty() && it->second != "active") {
+            if (it->second == "all") {
+                f.all = true;
+            } else if (const auto s = parse_status(it->second)) {
+                f.status = s;
+            } else {
+                return error(req, http::status::bad_request, "status is active, open, acknowledged, closed or all");
+            }
+        }
+        if (auto it = q.find("limit"); it != q.end()) {
+            try {
+                f.limit = std::clamp(std::stoi(it->second), 1, 5000);
+            } catch (const std::exception&) {
+                return error(req, http::status::bad_request, "limit is a number");
+            }
+        }
+        json out = json::array();
+        for (const auto& a : ctx_.store.alerts(f)) out.push_back(alert_json(a, ctx_.cfg.deadlines, now));
+        return json_response(req, out);
+    }
+
+    Response alert(const Request& req, const std::string& id, TimePoint now) {
+        const auto a = ctx_.store.alert(id);
+        if (!a) return error(req, http::status::not_found, "no such alert");
+        json out = alert_json(*a, ctx_.cfg.deadlines, now);
+        out["history"] = ctx_.store.alert_history(id);
+        json actions = json::array();
+        for (const auto& r : ctx_.store.actions(id))
+            actions.push_back({{"seq", r.seq},
+                               {"action", r.action},
+                               {"status", r.status_after},
+                               {"operator", r.operator_name},
+                               {"note", r.note},
+                               {"time", r.time},
+                               {"published_at", opt(r.published_at)}});
+        out["actions"] = actions;
+        return json_response(req, out);
+    }
+
+    Response snapshot(const Request& req, const std::string& id) {
+        auto jpeg = ctx_.store.snapshot(id);
+        if (!jpeg) return error(req, http::status::not_found, "no snapshot for this alert");
+        auto res = make_response(req, http::status::ok, std::move(*jpeg), "image/jpeg");
+        res.set(http::field::cache_control, "private, max-age=3600");  // a snapshot never changes
+        return res;
+    }
+
+    Response act(const Request& req, const std::string& id, Action action, const std::string& who,
+                 const std::string& client, TimePoint now) {
+        // JSON only: a cross-site form cannot send it without a CORS preflight, which is refused.
+        const auto ctype = req[http::field::content_type];
+        if (ctype.substr(0, 16) != "application/json")
+            return error(req, http::status::unsupported_media_type, "send application/json");
+        const auto body = req.body().empty() ? json::object() : json::parse(req.body(), nullptr, false);
+        if (!body.is_object()) return error(req, http::status::bad_request, "expected a JSON object");
+        std::string note;
+        if (body.contains("note")) {
+            if (!body["note"].is_string()) return error(req, http::status::bad_request, "note is a text");
+            note = body["note"];
+        }
+        if (note.size() > kMaxNote) return error(req, http::status::payload_too_large, "note too long");
+        const auto result = ctx_.store.act(id, action, who, note, now);
+        if (result.code == ActionResult::Code::not_found) return error(req, http::status::not_found, "no such alert");
+        if (result.code == ActionResult::Code::refused) return error(req, http::status::conflict, result.error);
+        log_->info("{} {} {} from {}{}", who, to_string(action), id, client, note.empty() ? "" : ": " + note.substr(0, 200));
+        ctx_.on_action(*result.record);
+        const auto a = ctx_.store.alert(id);
+        return json_response(req, a ? alert_json(*a, ctx_.cfg.deadlines, now) : json::object());
+    }
+
+    Response rollups(const Request& req, const std::string& site, const std::map<std::string, std::string>& q,
+                     TimePoint now) {
+        // Default: the last 24 hours. The page asks for the operator's own day (local midnight).
+        std::string from = iso8601_utc(now - std::chrono::hours(24));
+        std::string to = iso8601_utc(now + std::chrono::minutes(1));
+        if (auto it = q.find("from"); it != q.end()) {
+            if (!parse_iso8601_utc(it->second)) return error(req, http::status::bad_request, "from is an ISO 8601 UTC time");
+            from = it->second;
+        }
+        if (auto it = q.find("to"); it != q.end()) {
+            if (!parse_iso8601_utc(it->second)) return error(req, http::status::bad_request, "to is an ISO 8601 UTC time");
+            to = it->second;
+        }
+        return json_response(req, {{"site", site}, {"from", from}, {"to", to}, {"sensors", ctx_.store.rollups(site, from, to)}});
+    }
+
+    Response metrics(const Request& req) {
+        std::string out;
+        out += fmt::format("# TYPE kgm_mqtt_connected gauge\nkgm_mqtt_connected {}\n", ctx_.mqtt_connected() ? 1 : 0);
+        if (const auto* c = ctx_.counters) {
+            out += "# TYPE kgm_messages_total counter\n";
+            out += fmt::format("kgm_messages_total{{outcome=\"received\"}} {}\n", c->received.load());
+            out += fmt::format("kgm_messages_total{{outcome=\"created\"}} {}\n", c->created.load());
+            out += fmt::format("kgm_messages_total{{outcome=\"updated\"}} {}\n", c->updated.load());
+            out += fmt::format("kgm_messages_total{{outcome=\"duplicate\"}} {}\n", c->duplicates.load());
+            out += fmt::format("kgm_messages_total{{outcome=\"stale\"}} {}\n", c->stale.load());
+            out += fmt::format("kgm_messages_total{{outcome=\"refused\"}} {}\n", c->refused.load());
+        }
+        out += fmt::format("# TYPE kgm_alerts gauge\nkgm_alerts {}\n", ctx_.store.count_alerts());
+        return make_response(req, http::status::ok, std::move(out), "text/plain; version=0.0.4");
+    }
+
+    ApiContext ctx_;
+    std::shared_ptr<spdlog::logger> log_;
+};
+
+}  // namespace
+
+WebHandler make_api(ApiContext ctx, std::shared_ptr<spdlog::logger> log) {
+    auto api = std::make_shared<Api>(std::move(ctx), std::move(log));
+    return [api](const Request& req, const std::string& client) { return api->handle(req, client); };
+}
+
+}  // namespace kg::monitor

@@ -1,0 +1,38 @@
+#pragma once
+// The dashboard's HTTP routes: the page itself, sign-in, the JSON API (sites, alerts with their
+// history and snapshot, sensor roll-ups, the closed-loop actions) and the live event stream.
+// Everything but the page, /healthz, /readyz and sign-in needs an operator.
+
+#include <spdlog/logger.h>
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "monitor/auth.hpp"
+#include "monitor/ingest.hpp"
+#include "monitor/monitor_config.hpp"
+#include "monitor/store.hpp"
+#include "monitor/web_server.hpp"
+
+namespace kg::monitor {
+
+// An alert as the API and the event stream show it, with its deadlines and overdue flag at `now`.
+nlohmann::json alert_json(const Alert& a, const std::array<Deadline, 3>& deadlines, TimePoint now);
+
+struct ApiContext {
+    Store& store;
+    Auth& auth;
+    const MonitorConfig& cfg;
+    std::function<bool()> mqtt_connected;
+    // An operator recorded an action: publish the decision, tell the open dashboards.
+    std::function<void(const ActionRecord&)> on_action;
+    const Ingest::Counters* counters = nullptr;
+};
+
+WebHandler make_api(ApiContext ctx, std::shared_ptr<spdlog::logger> log);
+
+// The single-page dashboard (HTML, CSS and JavaScript inline: nothing is fetched from elsewhere).
+const std::string& dashboard_html();
+
+}  // namespace kg::monitor

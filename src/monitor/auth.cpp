@@ -1,0 +1,128 @@
+#include "monitor/auth.hpp"
+
+#include <fmt/format.h>
+
+#include <random>
+
+namespace kg::monitor {
+
+bool constant_time_equal(const std::string& a, const std::string& b) {
+    // Compare over the longer length so the time says nothing about the secret's length either.
+    const std::size_t n = std::max(a.size(), b.size());
+    unsigned diff = a.size() == b.size() ? 0u : 1u;
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto x = static_cast<unsigned char>(i < a.size() ? a[i] : 0);
+        const auto y = static_cast<unsigned char>(i < b.size() ? b[i] : 0);
+        diff |= static_cast<unsigned>(x ^ y);
+    }
+    return diff == 0;
+}
+
+std::optional<std::string> base64_decode(const std::string& text) {
+    auto value = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') return c - 'A';
+        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+        if (c >= '0' && c <= '9') return c - '0' + 52;
+        if (c == '+') return 62;
+        if (c == '/') return 63;
+        return -1;
+    };
+    std::string out;
+    unsigned buffer = 0;
+    int bits = 0;
+    std::size_t i = 0;
+    for (; i < text.size() && text[i] != '='; ++i) {
+        const int v = value(text[i]);
+        if (v < 0) return std::nullopt;
+        buffer = (buffer << 6) | static_cast<unsigned>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((buffer >> bits) & 0xff);
+        }
+    }
+    for (; i < text.size(); ++i)
+        if (text[i] != '=') return std::nullopt;
+    return out;
+}
+
+namespace {
+
+std::string random_token() {
+    std::random_device rd;  // /dev/urandom on Linux
+    std::string out;
+    for (int i = 0; i < 8; ++i) out += fmt::format("{:08x}", rd());
+    return out;
+}
+
+std::optional<std::string> cookie(const Request& req, const std::string& name) {
+    const auto it = req.find(http::field::cookie);
+    if (it == req.end()) return std::nullopt;
+    const std::string header(it->value());
+    std::size_t pos = 0;
+    while (pos < header.size()) {
+        const auto end = header.find(';', pos);
+        std::string part = header.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        const auto first = part.find_first_not_of(' ');
+        if (first != std::string::npos) part = part.substr(first);
+        if (part.rfind(name + "=", 0) == 0) return part.substr(name.size() + 1);
+        if (end == std::string::npos) break;
+        pos = end + 1;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+Auth::Auth(std::vector<Operator> operators, Duration session_ttl) : operators_(std::move(operators)), ttl_(session_ttl) {}
+
+std::optional<std::string> Auth::check_password(const std::string& name, const std::string& password) const {
+    for (const auto& op : operators_) {
+        if (!op.password.empty() && constant_time_equal(op.name, name) && constant_time_equal(op.password, password))
+            return op.name;
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> Auth::identify(const Request& req, TimePoint now) {
+    if (const auto token = cookie(req, kSessionCookie)) {
+        std::lock_guard lock(mutex_);
+        std::erase_if(sessions_, [&](const auto& kv) { return kv.second.expires < now; });
+        if (const auto it = sessions_.find(*token); it != sessions_.end()) return it->second.name;
+    }
+    const auto it = req.find(http::field::authorization);
+    if (it == req.end()) return std::nullopt;
+    const std::string value(it->value());
+    if (value.rfind("Bearer ", 0) == 0) {
+        const std::string token = value.substr(7);
+        for (const auto& op : operators_)
+            if (!op.token.empty() && constant_time_equal(op.token, token)) return op.name;
+        return std::nullopt;
+    }
+    if (value.rfind("Basic ", 0) == 0) {
+        const auto decoded = base64_decode(value.substr(6));
+        if (!decoded) return std::nullopt;
+        const auto colon = decoded->find(':');
+        if (colon == std::string::npos) return std::nullopt;
+        return check_password(decoded->substr(0, colon), decoded->substr(colon + 1));
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> Auth::login(const std::string& name, const std::string& password, TimePoint now) {
+    const auto who = check_password(name, password);
+    if (!who) return std::nullopt;
+    auto token = random_token();
+    std::lock_guard lock(mutex_);
+    sessions_[token] = {*who, now + ttl_};
+    return token;
+}
+
+void Auth::logout(const Request& req) {
+    if (const auto token = cookie(req, kSessionCookie)) {
+        std::lock_guard lock(mutex_);
+        sessions_.erase(*token);
+    }
+}
+
+}  // namespace kg::monitor

@@ -1,0 +1,337 @@
+// The monitoring room's page. One file, no framework and nothing fetched from elsewhere (the room
+// may have no Internet, and a CDN is one more thing that can fail): plain DOM, fetch() for the API,
+// EventSource for live updates, inline SVG for the sensor curves. Every value that came from a
+// site is inserted as text (esc()), never as markup.
+
+#include "monitor/api.hpp"
+
+namespace kg::monitor {
+
+const std::string& dashboard_html() {
+    static const std::string page = R"HTML(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Kitchen monitor</title>
+<style>
+  :root { --sev1: #c62828; --sev2: #ef6c00; --sev3: #607d8b; --ok: #2e7d32; --bg: #f4f5f7; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font: 14px/1.4 system-ui, sans-serif; background: var(--bg); color: #222; }
+  header { display: flex; gap: 1em; align-items: center; padding: .6em 1em; background: #263238; color: #fff; }
+  header h1 { font-size: 1.1em; margin: 0; flex: 1; }
+  #live { padding: .1em .6em; border-radius: 1em; background: #777; font-size: .85em; }
+  #live.on { background: var(--ok); }
+  main { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 1em; padding: 1em; }
+  section { background: #fff; border-radius: 6px; padding: .8em; box-shadow: 0 1px 2px #0002; margin-bottom: 1em; }
+  h2 { font-size: 1em; margin: 0 0 .5em; }
+  table { width: 100%; border-collapse: collapse; }
+  th, td { text-align: left; padding: .3em .4em; border-bottom: 1px solid #eee; vertical-align: top; }
+  th { font-weight: 600; color: #555; font-size: .85em; }
+  tr.alert { cursor: pointer; }
+  tr.alert:hover, tr.alert.selected { background: #e3f2fd; }
+  tr.overdue td:first-child { box-shadow: inset 4px 0 var(--sev1); }
+  .sev { display: inline-block; min-width: 2.2em; text-align: center; color: #fff; border-radius: 3px; font-weight: 600; }
+  .sev1 { background: var(--sev1); } .sev2 { background: var(--sev2); } .sev3 { background: var(--sev3); }
+  .state-online { color: var(--ok); font-weight: 600; } .state-offline { color: var(--sev1); font-weight: 600; }
+  .state-silent { color: var(--sev2); font-weight: 600; } .state-unknown { color: #888; }
+  .flag { color: var(--sev1); font-weight: 700; }
+  .muted { color: #777; font-size: .85em; }
+  .filters { display: flex; gap: .6em; flex-wrap: wrap; margin-bottom: .6em; }
+  button { cursor: pointer; padding: .25em .7em; }
+  #detail img { max-width: 100%; border-radius: 4px; background: #000; }
+  #detail textarea { width: 100%; min-height: 4em; }
+  .error { color: var(--sev1); }
+  #login { max-width: 22em; margin: 4em auto; }
+  #login input { width: 100%; margin-bottom: .6em; padding: .4em; }
+  .hidden { display: none !important; }
+  svg.chart { width: 100%; height: 170px; background: #fafafa; border: 1px solid #eee; }
+  ul.plain { list-style: none; padding: 0; margin: 0; }
+  ul.plain li { padding: .15em 0; border-bottom: 1px dotted #eee; }
+</style>
+</head>
+<body>
+<header>
+  <h1>Kitchen monitor &mdash; monitoring room</h1>
+  <span id="live">offline</span>
+  <span id="who"></span>
+  <button id="logout" class="hidden">Sign out</button>
+</header>
+
+<section id="login" class="hidden">
+  <h2>Sign in</h2>
+  <form id="login-form">
+    <input id="login-operator" placeholder="operator" autocomplete="username" required>
+    <input id="login-password" type="password" placeholder="password" autocomplete="current-password" required>
+    <button id="login-submit" type="submit">Sign in</button>
+    <p id="login-error" class="error"></p>
+  </form>
+</section>
+
+<main id="app" class="hidden">
+  <div>
+    <section>
+      <h2>Open alerts <span id="alert-count" class="muted"></span></h2>
+      <div class="filters">
+        <label>Site <select id="f-site"><option value="">all</option></select></label>
+        <label>Check <select id="f-check"><option value="">all</option></select></label>
+        <label>Severity <select id="f-severity"><option value="">all</option><option value="1">1 immediate</option>
+          <option value="2">2 deadline</option><option value="3">3 routine</option></select></label>
+        <label>Status <select id="f-status"><option value="active">open + acknowledged</option><option value="open">open</option>
+          <option value="acknowledged">acknowledged</option><option value="closed">closed</option><option value="all">all</option></select></label>
+      </div>
+      <table>
+        <thead><tr><th>Sev</th><th>Site</th><th>Where</th><th>What</th><th>Since</th><th>Condition</th><th>Status</th><th></th></tr></thead>
+        <tbody id="alerts"></tbody>
+      </table>
+    </section>
+    <section>
+      <h2>Sites</h2>
+      <table>
+        <thead><tr><th>Site</th><th>State</th><th>Last heartbeat</th><th>Cameras online</th><th>Sensors</th><th>Open alerts</th></tr></thead>
+        <tbody id="sites"></tbody>
+      </table>
+    </section>
+  </div>
+  <div>
+    <section id="detail">
+      <h2 id="d-title">Select an alert</h2>
+      <div id="d-body" class="hidden">
+        <img id="d-snapshot" alt="snapshot" class="hidden">
+        <p id="d-facts"></p>
+        <h2>Handling</h2>
+        <ul id="d-actions" class="plain"></ul>
+        <textarea id="d-note" placeholder="what was checked / what was done"></textarea>
+        <div>
+          <button id="d-ack">Acknowledge</button>
+          <button id="d-close">Close (with note)</button>
+          <button id="d-addnote">Add note</button>
+        </div>
+        <p id="d-error" class="error"></p>
+        <h2>History</h2>
+        <ul id="d-history" class="plain"></ul>
+      </div>
+    </section>
+    <section>
+      <h2>Sensors today <select id="s-site"></select></h2>
+      <div id="charts"><p class="muted">No readings.</p></div>
+    </section>
+  </div>
+</main>
+
+<script>
+"use strict";
+const $ = (s) => document.querySelector(s);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
+const state = { selected: null, stream: null, pending: new Set(), timer: null };
+
+async function api(path, options = {}) {
+  const r = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
+  if (r.status === 401 && path !== "/api/login") { showLogin(); throw new Error("signed out"); }
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+const post = (path, body) => api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
+
+function showLogin() {
+  $("#login").classList.remove("hidden"); $("#app").classList.add("hidden"); $("#logout").classList.add("hidden");
+  $("#who").textContent = "";
+  if (state.stream) { state.stream.close(); state.stream = null; }
+  setLive(false);
+}
+function showApp(name) {
+  $("#login").classList.add("hidden"); $("#app").classList.remove("hidden"); $("#logout").classList.remove("hidden");
+  $("#who").textContent = name;
+  connectStream();
+}
+function setLive(on) { const e = $("#live"); e.textContent = on ? "live" : "offline"; e.classList.toggle("on", on); }
+
+// Live updates: the stream says what changed, the page reloads just that list (coalesced).
+function schedule(kind) {
+  state.pending.add(kind);
+  if (state.timer) return;
+  state.timer = setTimeout(() => {
+    const kinds = state.pending; state.pending = new Set(); state.timer = null;
+    if (kinds.has("alerts")) refreshAlerts();
+    if (kinds.has("sites")) refreshSites();
+    if (kinds.has("detail")) refreshDetail();
+    if (kinds.has("charts")) refreshCharts();
+  }, 150);
+}
+function connectStream() {
+  if (state.stream) return;
+  const es = new EventSource("/api/stream");
+  state.stream = es;
+  es.onopen = () => { setLive(true); refreshAll(); };
+  es.onerror = () => {
+    setLive(false);
+    if (es.readyState === EventSource.CLOSED) {  // refused (signed out?) rather than interrupted
+      state.stream = null;
+      setTimeout(() => api("/api/me").then(() => connectStream()).catch(() => {}), 3000);
+    }
+  };
+  es.addEventListener("alert", (e) => {
+    const a = JSON.parse(e.data);
+    schedule("alerts"); schedule("sites");
+    if (a.id === state.selected) schedule("detail");
+  });
+  es.addEventListener("site", () => schedule("sites"));
+  es.addEventListener("rollup", (e) => { if (JSON.parse(e.data).site === $("#s-site").value) schedule("charts"); });
+}
+
+function refreshAll() { refreshSites(); refreshAlerts(); refreshChecks(); refreshDetail(); refreshCharts(); }
+
+function fillSelect(sel, values, keepFirst) {
+  const current = sel.value;
+  const first = keepFirst ? sel.options[0].outerHTML : "";
+  sel.innerHTML = first + values.map((v) => `<option value="${esc(v)}">${esc(v)}</option>`).join("");
+  if ([...sel.options].some((o) => o.value === current)) sel.value = current;
+}
+
+async function refreshChecks() {
+  try { fillSelect($("#f-check"), await api("/api/checks"), true); } catch (e) {}
+}
+
+async function refreshSites() {
+  let sites;
+  try { sites = await api("/api/sites"); } catch (e) { return; }
+  $("#sites").innerHTML = sites.map((s) => {
+    const cams = s.cameras || [];
+    const online = cams.filter((c) => c.online).length;
+    const age = s.heartbeat_age_s == null ? "never" : `${when(s.last_seen)} (${Math.round(s.heartbeat_age_s)} s ago)`;
+    const sensors = (s.sensors || []).map((x) => `${esc(x.sensor)}: ${x.value == null ? "-" : esc(x.value)} ${esc(x.unit || "")}`).join("<br>");
+    return `<tr data-site="${esc(s.site)}"><td>${esc(s.site)}<div class="muted">${esc(s.name || "")}</div></td>` +
+      `<td class="state-${esc(s.state)}">${esc(s.state)}</td><td>${esc(age)}</td>` +
+      `<td>${online} / ${cams.length}</td><td class="muted">${sensors}</td>` +
+      `<td>${s.open_alerts}${s.open_tier1 ? ` <span class="flag">(${s.open_tier1} tier 1)</span>` : ""}</td></tr>`;
+  }).join("") || `<tr><td colspan="6" class="muted">No site has reported yet.</td></tr>`;
+  const ids = sites.map((s) => s.site);
+  fillSelect($("#f-site"), ids, true);
+  const sensorSel = $("#s-site"); const before = sensorSel.value;
+  fillSelect(sensorSel, ids, false);
+  if (sensorSel.value !== before) refreshCharts();
+}
+
+async function refreshAlerts() {
+  const q = new URLSearchParams();
+  for (const [key, id] of [["site", "#f-site"], ["check", "#f-check"], ["severity", "#f-severity"], ["status", "#f-status"]])
+    if ($(id).value) q.set(key, $(id).value);
+  let alerts;
+  try { alerts = await api("/api/alerts?" + q); } catch (e) { return; }
+  $("#alert-count").textContent = `(${alerts.length})`;
+  $("#alerts").innerHTML = alerts.map((a) => {
+    const where = esc(a.camera || a.sensor || "");
+    const what = `${esc(a.check)} / ${esc(a.label)}${a.value != null ? ` ${esc(a.value)} ${esc(a.unit || "")}` : ""}`;
+    const overdue = a.overdue ? ` <span class="flag">OVERDUE (${esc(a.overdue_reason)})</span>` : "";
+    const ack = a.status === "open" ? `<button class="ack" data-id="${esc(a.id)}">Acknowledge</button>` : "";
+    return `<tr class="alert${a.overdue ? " overdue" : ""}${a.id === state.selected ? " selected" : ""}" data-id="${esc(a.id)}">` +
+      `<td><span class="sev sev${a.severity}">${a.severity}</span></td><td>${esc(a.site)}</td><td>${where}</td><td>${what}</td>` +
+      `<td>${esc(when(a.start_time))}</td><td>${esc(a.condition)}</td><td class="status">${esc(a.status)}${overdue}</td><td>${ack}</td></tr>`;
+  }).join("") || `<tr><td colspan="8" class="muted">No alerts.</td></tr>`;
+}
+
+async function refreshDetail() {
+  const id = state.selected;
+  if (!id) return;
+  let a;
+  try { a = await api("/api/alerts/" + encodeURIComponent(id)); } catch (e) { $("#d-error").textContent = e.message; return; }
+  if (id !== state.selected) return;
+  $("#d-body").classList.remove("hidden");
+  $("#d-title").innerHTML = `<span class="sev sev${a.severity}">${a.severity}</span> ${esc(a.site)} &middot; ${esc(a.camera || a.sensor)} &middot; ${esc(a.check)}/${esc(a.label)}`;
+  const img = $("#d-snapshot");
+  if (a.has_snapshot) { const src = `/api/alerts/${encodeURIComponent(id)}/snapshot.jpg`; if (img.getAttribute("src") !== src) img.src = src; img.classList.remove("hidden"); }
+  else { img.removeAttribute("src"); img.classList.add("hidden"); }
+  const due = [a.acknowledge_due && `acknowledge by ${when(a.acknowledge_due)}`, a.close_due && `close by ${when(a.close_due)}`].filter(Boolean).join(", ");
+  $("#d-facts").innerHTML = `Status <b>${esc(a.status)}</b>${a.overdue ? ` <span class="flag">OVERDUE (${esc(a.overdue_reason)})</span>` : ""}` +
+    `<br>Condition ${esc(a.condition)} since ${esc(when(a.start_time))}${a.end_time ? `, ended ${esc(when(a.end_time))}` : ""}` +
+    `<br>Received ${esc(when(a.received_at))}${due ? ` &middot; ${esc(due)}` : ""}` +
+    (a.clip && a.clip.path ? `<br>Clip at the site: ${esc(a.clip.path)} (${esc(a.clip.duration_s)} s)` : "");
+  $("#d-actions").innerHTML = a.actions.map((x) =>
+    `<li>${esc(when(x.time))} <b>${esc(x.operator)}</b> ${esc(x.action)} &rarr; ${esc(x.status)}${x.note ? `: ${esc(x.note)}` : ""}` +
+    ` <span class="muted">${x.published_at ? "sent to site" : "sending..."}</span></li>`).join("") || `<li class="muted">Nobody has handled it yet.</li>`;
+  $("#d-history").innerHTML = a.history.map((m) =>
+    `<li>${esc(when(m.time))} ${esc(m.state)} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`).join("");
+  $("#d-ack").disabled = a.status !== "open";
+  $("#d-close").disabled = a.status !== "acknowledged";
+}
+
+async function act(id, action, note) {
+  $("#d-error").textContent = "";
+  try { await post(`/api/alerts/${encodeURIComponent(id)}/${action}`, { note: note || "" }); }
+  catch (e) { $("#d-error").textContent = `${action}: ${e.message}`; return false; }
+  refreshAlerts(); if (id === state.selected) refreshDetail();
+  return true;
+}
+
+// Sensor curves: one SVG per sensor, the minute band (min..max) and the mean, over the
+// operator's local day.
+async function refreshCharts() {
+  const site = $("#s-site").value;
+  const box = $("#charts");
+  if (!site) { box.innerHTML = `<p class="muted">No readings.</p>`; return; }
+  const from = new Date(); from.setHours(0, 0, 0, 0);
+  const to = new Date(from.getTime() + 86400000);
+  let data;
+  try { data = await api(`/api/sites/${encodeURIComponent(site)}/rollups?from=${from.toISOString()}&to=${to.toISOString()}`); } catch (e) { return; }
+  if (!data.sensors.length) { box.innerHTML = `<p class="muted">No readings today.</p>`; return; }
+  const W = 600, H = 170, L = 40, R = 10, T = 10, B = 20;
+  box.innerHTML = data.sensors.map((s) => {
+    const pts = s.points;
+    let lo = Math.min(...pts.map((p) => p.min)), hi = Math.max(...pts.map((p) => p.max));
+    if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
+    const x = (iso) => L + (W - L - R) * (new Date(iso) - from) / 86400000;
+    const y = (v) => T + (H - T - B) * (hi - v) / (hi - lo);
+    const band = pts.map((p) => `${x(p.minute).toFixed(1)},${y(p.max).toFixed(1)}`).concat(
+      pts.slice().reverse().map((p) => `${x(p.minute).toFixed(1)},${y(p.min).toFixed(1)}`)).join(" ");
+    const mean = pts.map((p) => `${x(p.minute).toFixed(1)},${y(p.mean).toFixed(1)}`).join(" ");
+    const ticks = [0, 6, 12, 18, 24].map((h) => { const tx = L + (W - L - R) * h / 24;
+      return `<line x1="${tx}" y1="${T}" x2="${tx}" y2="${H - B}" stroke="#e0e0e0"/><text x="${tx}" y="${H - 5}" font-size="10" text-anchor="middle">${h}:00</text>`; }).join("");
+    const last = pts[pts.length - 1];
+    return `<div class="chart-block" data-sensor="${esc(s.sensor)}"><b>${esc(s.sensor)}</b> <span class="muted">last ${esc(last.mean.toFixed(1))} ${esc(s.unit)}, ${pts.length} minutes</span>` +
+      `<svg class="chart" viewBox="0 0 ${W} ${H}" preserveAspectRatio="none">${ticks}` +
+      `<text x="2" y="${T + 8}" font-size="10">${esc(hi.toFixed(1))}</text><text x="2" y="${H - B}" font-size="10">${esc(lo.toFixed(1))}</text>` +
+      `<polygon points="${band}" fill="#90caf9" fill-opacity="0.5" stroke="none"/>` +
+      `<polyline points="${mean}" fill="none" stroke="#1565c0" stroke-width="1.5"/>` +
+      (pts.length === 1 ? `<circle cx="${x(last.minute)}" cy="${y(last.mean)}" r="3" fill="#1565c0"/>` : "") + `</svg></div>`;
+  }).join("");
+}
+
+$("#alerts").addEventListener("click", (e) => {
+  const btn = e.target.closest("button.ack");
+  if (btn) { e.stopPropagation(); act(btn.dataset.id, "acknowledge", ""); return; }
+  const row = e.target.closest("tr.alert");
+  if (!row) return;
+  state.selected = row.dataset.id;
+  document.querySelectorAll("tr.alert").forEach((r) => r.classList.toggle("selected", r.dataset.id === state.selected));
+  $("#d-note").value = ""; $("#d-error").textContent = "";
+  refreshDetail();
+});
+$("#d-ack").addEventListener("click", () => act(state.selected, "acknowledge", $("#d-note").value));
+$("#d-close").addEventListener("click", async () => { if (await act(state.selected, "close", $("#d-note").value)) $("#d-note").value = ""; });
+$("#d-addnote").addEventListener("click", async () => { if (await act(state.selected, "note", $("#d-note").value)) $("#d-note").value = ""; });
+for (const id of ["#f-site", "#f-check", "#f-severity", "#f-status"]) $(id).addEventListener("change", refreshAlerts);
+$("#s-site").addEventListener("change", refreshCharts);
+$("#login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("#login-error").textContent = "";
+  try {
+    const me = await post("/api/login", { operator: $("#login-operator").value, password: $("#login-password").value });
+    $("#login-password").value = "";
+    showApp(me.operator);
+  } catch (err) { $("#login-error").textContent = err.message; }
+});
+$("#logout").addEventListener("click", async () => { try { await post("/api/logout"); } catch (e) {} showLogin(); });
+// Deadlines pass and heartbeats age without any message: re-read both now and then.
+setInterval(() => { if (state.stream) { schedule("alerts"); schedule("sites"); } }, 20000);
+
+api("/api/me").then((me) => showApp(me.operator)).catch(() => showLogin());
+</script>
+</body>
+</html>
+)HTML";
+    return page;
+}
+
+}  // namespace kg::monitor

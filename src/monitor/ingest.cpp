@@ -1,0 +1,263 @@
+#include "monitor/ingest.hpp"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <vector>
+
+#include "monitor/iso_time.hpp"
+
+namespace kg::monitor {
+
+using nlohmann::json;
+
+namespace {
+
+const std::regex kId("^[A-Za-z0-9_-]{1,64}$");
+const std::regex kEventId("^[A-Za-z0-9_-]{8,80}$");
+// Above any update number a gateway can reach, so an `end` is always the newest message.
+constexpr std::int64_t kEndSequence = std::int64_t{1} << 62;
+
+std::vector<std::string> split(const std::string& topic) {
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    for (;;) {
+        const auto slash = topic.find('/', start);
+        parts.push_back(topic.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+        if (slash == std::string::npos) break;
+        start = slash + 1;
+    }
+    return parts;
+}
+
+bool is_time(const json& j) { return j.is_string() && parse_iso8601_utc(j.get<std::string>()).has_value(); }
+
+// A printable start of a payload for a log line.
+std::string excerpt(const std::string& payload) {
+    std::string out;
+    for (char c : payload.substr(0, 160)) out += (c >= 0x20 && c < 0x7f) ? c : '.';
+    return payload.size() > 160 ? out + "..." : out;
+}
+
+}  // namespace
+
+std::optional<std::int64_t> message_sequence(const std::string& event_id, const std::string& message_id,
+                                             const std::string& state) {
+    if (message_id.size() <= event_id.size() + 1 || message_id.compare(0, event_id.size(), event_id) != 0 ||
+        message_id[event_id.size()] != ':')
+        return std::nullopt;
+    const std::string suffix = message_id.substr(event_id.size() + 1);
+    if (suffix == "start") return state == "start" ? std::optional<std::int64_t>(0) : std::nullopt;
+    if (suffix == "end") return state == "end" ? std::optional<std::int64_t>(kEndSequence) : std::nullopt;
+    static const std::regex update("^update-([0-9]{1,15})$");
+    std::smatch m;
+    if (state != "update" || !std::regex_match(suffix, m, update)) return std::nullopt;
+    const auto n = std::stoll(m[1]);
+    if (n < 1) return std::nullopt;
+    return n;
+}
+
+std::optional<EventMessage> parse_event(const std::string& topic_site, const std::string& payload,
+                                        std::string& error) {
+    const json j = json::parse(payload, nullptr, false);
+    if (j.is_discarded()) {
+        error = "not JSON";
+        return std::nullopt;
+    }
+    if (!j.is_object()) {
+        error = "not a JSON object";
+        return std::nullopt;
+    }
+    EventMessage m;
+    m.raw = payload;
+    for (const auto* key : {"message_id", "id", "site", "check", "label", "state", "start_time", "time"}) {
+        const auto it = j.find(key);
+        if (it == j.end() || !it->is_string() || it->get<std::string>().empty()) {
+            error = fmt::format("'{}' missing or not a text", key);
+            return std::nullopt;
+        }
+    }
+    m.message_id = j["message_id"];
+    m.id = j["id"];
+    m.site = j["site"];
+    m.check = j["check"];
+    m.label = j["label"];
+    m.state = j["state"];
+    m.start_time = j["start_time"];
+    m.time = j["time"];
+    if (!std::regex_match(m.id, kEventId)) {
+        error = fmt::format("id '{}' is not an event id", m.id);
+        return std::nullopt;
+    }
+    if (m.site != topic_site) {
+        // A site publishes only under its own id (the broker's ACL says so too): never trust the body.
+        error = fmt::format("site '{}' in the payload, '{}' in the topic", m.site, topic_site);
+        return std::nullopt;
+    }
+    if (m.state != "start" && m.state != "update" && m.state != "end") {
+        error = fmt::format("state '{}' is not start, update or end", m.state);
+        return std::nullopt;
+    }
+    const auto seq = message_sequence(m.id, m.message_id, m.state);
+    if (!seq) {
+        error = fmt::format("message_id '{}' does not match id and state '{}'", m.message_id, m.state);
+        return std::nullopt;
+    }
+    m.seq = *seq;
+    const auto sev = j.find("severity");
+    if (sev == j.end() || !sev->is_number_integer() || sev->get<int>() < 1 || sev->get<int>() > 3) {
+        error = "severity missing or not 1, 2 or 3";
+        return std::nullopt;
+    }
+    m.severity = sev->get<int>();
+    if (!is_time(j["start_time"]) || !is_time(j["time"])) {
+        error = "start_time or time is not an ISO 8601 UTC time";
+        return std::nullopt;
+    }
+    if (const auto it = j.find("end_time"); it != j.end() && !it->is_null()) {
+        if (!is_time(*it)) {
+            error = "end_time is not an ISO 8601 UTC time";
+            return std::nullopt;
+        }
+        m.end_time = it->get<std::string>();
+    }
+    const auto camera = j.find("camera");
+    const auto sensor = j.find("sensor");
+    const bool has_camera = camera != j.end() && camera->is_string();
+    const bool has_sensor = sensor != j.end() && sensor->is_string();
+    if (has_camera == has_sensor) {
+        error = "needs exactly one of camera and sensor";
+        return std::nullopt;
+    }
+    m.source_kind = has_camera ? "camera" : "sensor";
+    m.source = has_camera ? camera->get<std::string>() : sensor->get<std::string>();
+    if (!std::regex_match(m.source, kId)) {
+        error = fmt::format("{} id '{}' is not an id", m.source_kind, m.source);
+        return std::nullopt;
+    }
+    for (auto [key, out] : {std::pair{"score", &m.score}, std::pair{"top_score", &m.top_score}}) {
+        const auto it = j.find(key);
+        if (it != j.end() && it->is_number()) *out = it->get<double>();
+    }
+    if (const auto it = j.find("value"); it != j.end() && it->is_number()) m.value = it->get<double>();
+    if (const auto it = j.find("unit"); it != j.end() && it->is_string()) m.unit = it->get<std::string>();
+    return m;
+}
+
+Ingest::Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::logger> log, Notify notify)
+    : store_(store), prefix_(std::move(topic_prefix)), log_(std::move(log)), notify_(std::move(notify)) {}
+
+void Ingest::refuse(const std::string& topic, const std::string& payload, const std::string& why) {
+    ++counters_.refused;
+    log_->warn("refused message on {}: {} (payload {} bytes: {})", topic, why, payload.size(), excerpt(payload));
+}
+
+void Ingest::handle(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {
+    ++counters_.received;
+    try {
+        route(topic, payload, retained, now);
+    } catch (const std::exception& e) {
+        // A store failure (disk full, locked file) or a payload field of an unexpected type.
+        refuse(topic, payload, e.what());
+    }
+}
+
+void Ingest::route(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {
+    const auto parts = split(topic);
+    if (parts.size() < 3 || parts[0] != prefix_) return refuse(topic, payload, "not a topic of the site tree");
+    const std::string& site = parts[1];
+    if (!std::regex_match(site, kId)) return refuse(topic, payload, "the site level is not an id");
+    const std::string& kind = parts[2];
+
+    // A live message is the site's heartbeat; a retained one is only the broker's memory of it.
+    if (!retained) {
+        store_.site_seen(site, now);
+    }
+
+    if (kind == "availability" && parts.size() == 3) {
+        if (payload != "online" && payload != "offline") return refuse(topic, payload, "not online or offline");
+        store_.set_availability(site, payload, now);
+        notify_({Change::Kind::site, site, {}});
+        return;
+    }
+    if (kind == "decisions") return;  // our own (or another instance's) decisions, if subscribed
+
+    if (kind == "events" && parts.size() == 5 && parts[4] == "snapshot") {
+        if (!std::regex_match(parts[3], kEventId)) return refuse(topic, payload, "the event level is not an id");
+        if (payload.size() < 4 || static_cast<unsigned char>(payload[0]) != 0xff ||
+            static_cast<unsigned char>(payload[1]) != 0xd8)
+            return refuse(topic, payload, "not a JPEG");
+        if (!store_.add_snapshot(site, parts[3], payload, now))
+            return refuse(topic, payload, "the event belongs to another site");
+        notify_({Change::Kind::alert, site, parts[3]});
+        return;
+    }
+
+    const json j = json::parse(payload, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return refuse(topic, payload, "not a JSON object");
+
+    if (kind == "events" && parts.size() == 3) {
+        std::string error;
+        const auto m = parse_event(site, payload, error);
+        if (!m) return refuse(topic, payload, error);
+        const auto outcome = store_.add_event(*m, now);
+        switch (outcome) {
+            case IngestOutcome::created:
+                ++counters_.created;
+                break;
+            case IngestOutcome::updated:
+                ++counters_.updated;
+                break;
+            case IngestOutcome::duplicate:
+                ++counters_.duplicates;
+                log_->debug("duplicate {} ignored", m->message_id);
+                return;
+            case IngestOutcome::stale:
+                ++counters_.stale;
+                log_->debug("{} is older than what is shown: history only", m->message_id);
+                return;
+            case IngestOutcome::rejected:
+                return refuse(topic, payload, fmt::format("event {} belongs to another site", m->id));
+        }
+        log_->info("{} {} {}/{} {} {} (severity {})", site, m->state, m->check, m->label, m->source_kind, m->source,
+                   m->severity);
+        notify_({Change::Kind::alert, site, m->id});
+        return;
+    }
+    if (kind == "events" && parts.size() == 5 && parts[4] == "clip") {
+        if (!store_.set_clip(site, parts[3], j)) log_->debug("clip report for unknown event {}", parts[3]);
+        notify_({Change::Kind::alert, site, parts[3]});
+        return;
+    }
+    if (kind == "gateway" && parts.size() == 3) {
+        store_.set_gateway_info(site, j, now);
+        notify_({Change::Kind::site, site, {}});
+        return;
+    }
+    if (kind == "cameras" && parts.size() == 5 && parts[4] == "state") {
+        if (!std::regex_match(parts[3], kId)) return refuse(topic, payload, "the camera level is not an id");
+        store_.set_camera_state(site, parts[3], j);
+        notify_({Change::Kind::site, site, {}});
+        return;
+    }
+    if (kind == "sensors" && parts.size() == 5 && (parts[4] == "state" || parts[4] == "rollup")) {
+        if (!std::regex_match(parts[3], kId)) return refuse(topic, payload, "the sensor level is not an id");
+        if (parts[4] == "state") {
+            store_.set_sensor_state(site, parts[3], j);
+            notify_({Change::Kind::site, site, {}});
+            return;
+        }
+        for (const auto* key : {"min", "mean", "max"})
+            if (!j.contains(key) || !j[key].is_number()) return refuse(topic, payload, fmt::format("'{}' is not a number", key));
+        if (!j.contains("minute") || !is_time(j["minute"])) return refuse(topic, payload, "'minute' is not a time");
+        if (!j.contains("count") || !j["count"].is_number_integer())
+            return refuse(topic, payload, "'count' is not an integer");
+        store_.add_rollup(site, parts[3], j);
+        notify_({Change::Kind::rollup, site, {}});
+        return;
+    }
+    refuse(topic, payload, "unknown topic");
+}
+
+}  // namespace kg::monitor

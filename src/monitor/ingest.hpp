@@ -1,0 +1,61 @@
+#pragma once
+// MQTT messages of every site -> the store. Knows the gateway's topic tree and payloads
+// (docs/mqtt.md); checks each message before it touches the store, and logs what it refused and
+// why (topic, reason, the start of the payload) without ever throwing back to the MQTT client.
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/time.hpp"
+#include "monitor/store.hpp"
+
+namespace kg::monitor {
+
+// What a message changed, so the dashboard can refresh just that.
+struct Change {
+    enum class Kind { site, alert, rollup } kind = Kind::site;
+    std::string site;
+    std::string event_id;  // alerts
+};
+
+// Parses and checks an event payload received on <prefix>/<site>/events. nullopt with `error`
+// set when it is not a valid event of that site.
+std::optional<EventMessage> parse_event(const std::string& topic_site, const std::string& payload,
+                                        std::string& error);
+
+// The update sequence encoded in a message_id's suffix: start 0, update-<n> n, end highest.
+std::optional<std::int64_t> message_sequence(const std::string& event_id, const std::string& message_id,
+                                             const std::string& state);
+
+class Ingest {
+public:
+    using Notify = std::function<void(const Change&)>;
+
+    Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::logger> log, Notify notify);
+
+    // Never throws: a bad message is logged and counted.
+    void handle(const std::string& topic, const std::string& payload, bool retained, TimePoint now);
+
+    struct Counters {
+        std::atomic<std::uint64_t> received{0}, created{0}, updated{0}, duplicates{0}, stale{0}, refused{0};
+    };
+    const Counters& counters() const { return counters_; }
+
+private:
+    void route(const std::string& topic, const std::string& payload, bool retained, TimePoint now);
+    void refuse(const std::string& topic, const std::string& payload, const std::string& why);
+
+    Store& store_;
+    std::string prefix_;
+    std::shared_ptr<spdlog::logger> log_;
+    Notify notify_;
+    Counters counters_;
+};
+
+}  // namespace kg::monitor

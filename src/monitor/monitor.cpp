@@ -1,0 +1,73 @@
+#include "monitor/monitor.hpp"
+
+namespace kg::monitor {
+
+using nlohmann::json;
+
+Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::io_context& io)
+    : cfg_(cfg),
+      log_(logging.get("monitor")),
+      store_(cfg.db_path),
+      auth_(cfg.http.operators, cfg.http.session_ttl),
+      hub_(std::make_shared<EventHub>()) {
+    ingest_ = std::make_unique<Ingest>(store_, cfg_.mqtt.topic_prefix, logging.get("ingest"),
+                                       [this](const Change& c) { notify(c); });
+    mqtt_ = std::make_unique<MqttClient>(
+        cfg_.mqtt,
+        [this](const std::string& topic, const std::string& payload, bool retained) {
+            ingest_->handle(topic, payload, retained, Clock::now());
+        },
+        logging.get("mqtt"));
+    decisions_ = std::make_unique<DecisionPublisher>(store_, *mqtt_, cfg_.mqtt.topic_prefix, cfg_.mqtt.client_id,
+                                                     logging.get("decisions"));
+    ApiContext ctx{store_, auth_, cfg_, [this] { return mqtt_->connected(); },
+                   [this](const ActionRecord& r) {
+                       decisions_->wake();
+                       notify({Change::Kind::alert, r.site, r.event_id});
+                   },
+                   &ingest_->counters()};
+    auto http_log = logging.get("http");
+    web_ = std::make_unique<WebServer>(io, cfg_.http.listen, WebLimits{}, make_api(std::move(ctx), http_log), hub_,
+                                       http_log);
+}
+
+Monitor::~Monitor() { stop(); }
+
+void Monitor::start() {
+    web_->start();
+    log_->info("dashboard on {} (port {})", cfg_.http.listen, web_->port());
+    decisions_->start();
+    mqtt_->start();
+}
+
+void Monitor::stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    mqtt_->stop();
+    decisions_->stop();
+    web_->stop();
+}
+
+void Monitor::notify(const Change& change) {
+    // Runs on the MQTT thread (ingest) or the HTTP thread (actions); the hub only posts frames.
+    try {
+        switch (change.kind) {
+            case Change::Kind::alert: {
+                const auto a = store_.alert(change.event_id);
+                if (!a) return;  // a snapshot or clip report ahead of its event
+                hub_->broadcast("alert", alert_json(*a, cfg_.deadlines, Clock::now()).dump(-1, ' ', false, json::error_handler_t::replace));
+                return;
+            }
+            case Change::Kind::site:
+                hub_->broadcast("site", json{{"site", change.site}}.dump());
+                return;
+            case Change::Kind::rollup:
+                hub_->broadcast("rollup", json{{"site", change.site}}.dump());
+                return;
+        }
+    } catch (const std::exception& e) {
+        log_->warn("live update for {} not sent: {}", change.site, e.what());
+    }
+}
+
+}  // namespace kg::monitor

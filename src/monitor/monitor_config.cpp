@@ -1,0 +1,308 @@
+#include "monitor/monitor_config.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "common/env.hpp"
+
+namespace kg::monitor {
+namespace {
+
+namespace fs = std::filesystem;
+using config::ConfigError;
+
+const std::regex kIdPattern("^[A-Za-z0-9_-]{1,64}$");
+// A client id is also a topic-safe name in the broker's logs and ACLs.
+const std::regex kClientIdPattern("^[A-Za-z0-9_.-]{1,128}$");
+constexpr std::size_t kMinPasswordLength = 8;
+
+std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+}
+
+std::string describe(const YAML::Node& node) {
+    switch (node.Type()) {
+        case YAML::NodeType::Map:
+            return "a map";
+        case YAML::NodeType::Sequence:
+            return "a list";
+        case YAML::NodeType::Scalar:
+            return fmt::format("'{}'", node.Scalar());
+        default:
+            return "an empty value";
+    }
+}
+
+// Walks one document and collects every error with where it is.
+class Reader {
+public:
+    Reader(std::string file, fs::path base) : file_(std::move(file)), base_(std::move(base)) {}
+
+    std::vector<ConfigError> errors;
+
+    void error(const YAML::Node& at, const std::string& key, std::string message) {
+        auto mark = at.Mark();
+        // An empty value (`db:`) is marked where the next token starts; its key is where to look.
+        if ((!at.IsDefined() || at.IsNull()) && key_marks_.count(key)) mark = key_marks_.at(key);
+        errors.push_back({file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0, key,
+                          std::move(message)});
+    }
+
+    // A map with only the allowed keys, each once; remembers where each key is for later messages.
+    bool map(const YAML::Node& node, const std::string& path, std::initializer_list<const char*> allowed) {
+        if (!node.IsMap()) {
+            error(node, path, fmt::format("expected a map of keys, not {}", describe(node)));
+            return false;
+        }
+        const std::set<std::string> known(allowed.begin(), allowed.end());
+        std::map<std::string, int> first_line;
+        for (const auto& kv : node) {
+            if (!kv.first.IsScalar()) {
+                error(kv.first, path, fmt::format("a key must be a plain name, not {}", describe(kv.first)));
+                continue;
+            }
+            const auto key = kv.first.Scalar();
+            key_marks_[join(path, key)] = kv.first.Mark();
+            if (auto [it, fresh] = first_line.emplace(key, kv.first.Mark().line + 1); !fresh) {
+                error(kv.first, join(path, key),
+                      fmt::format("duplicate key '{}' (first on line {})", key, it->second));
+            } else if (!known.count(key)) {
+                std::string list;
+                for (const auto* k : allowed) list += (list.empty() ? "" : ", ") + std::string(k);
+                error(kv.first, join(path, key), fmt::format("unknown key (known here: {})", list));
+            }
+        }
+        return true;
+    }
+
+    // A scalar string with ${NAME} expanded from the environment; false (and an error) otherwise.
+    bool string(const YAML::Node& node, const std::string& path, std::string& out) {
+        if (!node.IsScalar()) {
+            error(node, path, fmt::format("expected a text value, not {}", describe(node)));
+            return false;
+        }
+        std::string missing;
+        if (!expand_env(node.Scalar(), out, missing)) {
+            error(node, path, fmt::format("environment variable {} is not set", missing));
+            return false;
+        }
+        return true;
+    }
+
+    void optional_string(const YAML::Node& parent, const std::string& path, const char* key, std::string& out) {
+        if (const auto node = parent[key]; node) string(node, join(path, key), out);
+    }
+
+    void boolean(const YAML::Node& parent, const std::string& path, const char* key, bool& out) {
+        const auto node = parent[key];
+        if (!node) return;
+        if (!node.IsScalar() || !YAML::convert<bool>::decode(node, out))
+            error(node, join(path, key), fmt::format("expected true or false, not {}", describe(node)));
+    }
+
+    void duration(const YAML::Node& parent, const std::string& path, const char* key, Duration& out) {
+        const auto node = parent[key];
+        if (!node) return;
+        std::string text;
+        if (!string(node, join(path, key), text)) return;
+        if (!config::parse_duration(text, out) || out.count() <= 0)
+            error(node, join(path, key), fmt::format("expected a positive duration like 30s, 15m, 2h, not '{}'", text));
+    }
+
+    // A deadline may also be `null`/`none`: no deadline for that tier.
+    void deadline(const YAML::Node& parent, const std::string& path, const char* key, std::optional<Duration>& out) {
+        const auto node = parent[key];
+        if (!node) return;
+        if (node.IsNull() || (node.IsScalar() && node.Scalar() == "none")) {
+            out.reset();
+            return;
+        }
+        Duration d{};
+        duration(parent, path, key, d);
+        if (d.count() > 0) out = d;
+    }
+
+    std::string file_path(const std::string& text) const {
+        if (text.empty() || fs::path(text).is_absolute()) return text;
+        return (base_ / text).lexically_normal().string();
+    }
+
+private:
+    std::string file_;
+    fs::path base_;
+    std::map<std::string, YAML::Mark> key_marks_;
+};
+
+void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {
+    const std::string p = "mqtt";
+    if (!r.map(node, p, {"url", "client_id", "username", "password", "tls", "topic_prefix", "share_group",
+                          "clean_session", "keepalive", "reconnect"}))
+        return;
+    if (!node["url"]) r.error(node, join(p, "url"), "required: the central broker, e.g. ssl://broker:8883");
+    r.optional_string(node, p, "url", m.url);
+    if (!m.url.empty() && !std::regex_search(m.url, std::regex("^(tcp|ssl|mqtt|mqtts|ws|wss)://[^/]+$")))
+        r.error(node["url"], join(p, "url"),
+                fmt::format("'{}' is not a broker URL (tcp://host:port, ssl://host:port, mqtt://, mqtts://)", m.url));
+    if (!node["client_id"]) r.error(node, join(p, "client_id"), "required: a name unique to this monitor instance");
+    r.optional_string(node, p, "client_id", m.client_id);
+    if (node["client_id"] && !std::regex_match(m.client_id, kClientIdPattern))
+        r.error(node["client_id"], join(p, "client_id"), "use letters, digits, '.', '_' and '-' (at most 128)");
+    r.optional_string(node, p, "username", m.username);
+    r.optional_string(node, p, "password", m.password);
+    if (!m.password.empty() && m.username.empty())
+        r.error(node["password"], join(p, "password"), "a password needs a username");
+    r.optional_string(node, p, "topic_prefix", m.topic_prefix);
+    if (!std::regex_match(m.topic_prefix, kIdPattern))
+        r.error(node["topic_prefix"], join(p, "topic_prefix"), "use letters, digits, '_' and '-'");
+    r.optional_string(node, p, "share_group", m.share_group);
+    if (!m.share_group.empty() && !std::regex_match(m.share_group, kIdPattern))
+        r.error(node["share_group"], join(p, "share_group"), "use letters, digits, '_' and '-' (a topic level)");
+    r.boolean(node, p, "clean_session", m.clean_session);
+    r.duration(node, p, "keepalive", m.keepalive);
+    if (const auto rc = node["reconnect"]; rc && r.map(rc, join(p, "reconnect"), {"min", "max"})) {
+        r.duration(rc, join(p, "reconnect"), "min", m.reconnect_min);
+        r.duration(rc, join(p, "reconnect"), "max", m.reconnect_max);
+        if (m.reconnect_max < m.reconnect_min)
+            r.error(rc, join(p, "reconnect"), "max is shorter than min");
+    }
+    if (const auto tls = node["tls"]; tls) {
+        const std::string tp = join(p, "tls");
+        if (r.map(tls, tp, {"ca_file", "cert_file", "key_file", "verify_server"})) {
+            config::Tls t;
+            r.optional_string(tls, tp, "ca_file", t.ca_file);
+            r.optional_string(tls, tp, "cert_file", t.cert_file);
+            r.optional_string(tls, tp, "key_file", t.key_file);
+            r.boolean(tls, tp, "verify_server", t.verify_server);
+            if (t.cert_file.empty() != t.key_file.empty())
+                r.error(tls, tp, "cert_file and key_file go together");
+            for (auto [key, f] : {std::pair{"ca_file", &t.ca_file}, std::pair{"cert_file", &t.cert_file},
+                                  std::pair{"key_file", &t.key_file}}) {
+                *f = r.file_path(*f);
+                if (!f->empty() && !fs::exists(*f)) r.error(tls[key], join(tp, key), fmt::format("{} does not exist", *f));
+            }
+            m.tls = t;
+        }
+    }
+}
+
+void read_http(Reader& r, const YAML::Node& node, HttpSettings& h) {
+    const std::string p = "http";
+    if (!r.map(node, p, {"listen", "operators", "session_ttl"})) return;
+    r.optional_string(node, p, "listen", h.listen);
+    if (!std::regex_match(h.listen, std::regex(R"(^(\[[0-9a-fA-F:.]+\]|[0-9.]*):[0-9]{1,5}$)")))
+        r.error(node["listen"], join(p, "listen"), fmt::format("'{}' is not IP:PORT (or :PORT)", h.listen));
+    r.duration(node, p, "session_ttl", h.session_ttl);
+    const auto ops = node["operators"];
+    // No default operator and no default password: a dashboard nobody configured is not reachable.
+    if (!ops || !ops.IsSequence() || ops.size() == 0) {
+        r.error(ops ? ops : node, join(p, "operators"),
+                "required: a list of operators, each with a name and a password or token");
+        return;
+    }
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+        const auto op = ops[i];
+        const std::string op_path = fmt::format("{}.operators[{}]", p, i);
+        if (!r.map(op, op_path, {"name", "password", "token"})) continue;
+        Operator o;
+        if (!op["name"]) r.error(op, join(op_path, "name"), "required");
+        r.optional_string(op, op_path, "name", o.name);
+        if (op["name"] && !std::regex_match(o.name, kIdPattern))
+            r.error(op["name"], join(op_path, "name"), "use letters, digits, '_' and '-' (at most 64)");
+        if (!o.name.empty() && !names.insert(o.name).second)
+            r.error(op["name"], join(op_path, "name"), fmt::format("operator '{}' is listed twice", o.name));
+        const bool password_read = op["password"] && r.string(op["password"], join(op_path, "password"), o.password);
+        const bool token_read = op["token"] && r.string(op["token"], join(op_path, "token"), o.token);
+        if (!op["password"] && !op["token"]) r.error(op, op_path, "give a password or a token (or both)");
+        // The messages never repeat the secret itself: config errors end up in logs.
+        if (password_read && o.password.size() < kMinPasswordLength)
+            r.error(op["password"], join(op_path, "password"),
+                    fmt::format("too short: at least {} characters", kMinPasswordLength));
+        if (token_read && o.token.size() < 16)
+            r.error(op["token"], join(op_path, "token"), "too short: at least 16 characters");
+        h.operators.push_back(std::move(o));
+    }
+}
+
+void read_deadlines(Reader& r, const YAML::Node& node, std::array<Deadline, 3>& out) {
+    if (!r.map(node, "deadlines", {"severity_1", "severity_2", "severity_3"})) return;
+    for (int s = 1; s <= 3; ++s) {
+        const std::string key = fmt::format("severity_{}", s);
+        const auto tier = node[key];
+        if (!tier) continue;
+        const std::string p = join("deadlines", key);
+        if (!r.map(tier, p, {"acknowledge", "close"})) continue;
+        auto& d = out[static_cast<std::size_t>(s - 1)];
+        r.deadline(tier, p, "acknowledge", d.acknowledge);
+        r.deadline(tier, p, "close", d.close);
+        if (d.acknowledge && d.close && *d.close < *d.acknowledge)
+            r.error(tier, p, "close is shorter than acknowledge");
+    }
+}
+
+MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::path& base) {
+    Reader r(source, base);
+    MonitorConfig cfg;
+    cfg.source_file = source;
+    if (!root.IsMap()) {
+        r.error(root, "", fmt::format("expected a map of sections, not {}", describe(root)));
+        throw config::ConfigInvalid(r.errors);
+    }
+    r.map(root, "", {"mqtt", "db", "http", "deadlines", "heartbeat_timeout", "log"});
+    if (const auto n = root["mqtt"]) {
+        read_mqtt(r, n, cfg.mqtt);
+    } else {
+        r.error(root, "mqtt", "required: the central broker (url, client_id)");
+    }
+    if (const auto n = root["db"]; n && r.map(n, "db", {"path"})) {
+        r.optional_string(n, "db", "path", cfg.db_path);
+        cfg.db_path = r.file_path(cfg.db_path);
+    }
+    if (cfg.db_path.empty()) r.error(root["db"] ? root["db"] : root, "db.path", "required: the SQLite database file");
+    if (const auto n = root["http"]) {
+        read_http(r, n, cfg.http);
+    } else {
+        r.error(root, "http", "required: listen address and operators");
+    }
+    if (const auto n = root["deadlines"]) read_deadlines(r, n, cfg.deadlines);
+    r.duration(root, "", "heartbeat_timeout", cfg.heartbeat_timeout);
+    if (const auto n = root["log"]; n && r.map(n, "log", {"level", "json"})) {
+        r.optional_string(n, "log", "level", cfg.log_level);
+        static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error"};
+        if (!levels.count(cfg.log_level))
+            r.error(n["level"], "log.level", "expected trace, debug, info, warn or error");
+        r.boolean(n, "log", "json", cfg.log_json);
+    }
+    if (!r.errors.empty()) throw config::ConfigInvalid(r.errors);
+    return cfg;
+}
+
+}  // namespace
+
+MonitorConfig load_monitor_config_string(const std::string& yaml, const std::string& source_name) {
+    YAML::Node root;
+    try {
+        root = YAML::Load(yaml);
+    } catch (const YAML::Exception& e) {
+        throw config::ConfigInvalid({{source_name, e.mark.line >= 0 ? e.mark.line + 1 : 0,
+                                      e.mark.column >= 0 ? e.mark.column + 1 : 0, "", e.msg}});
+    }
+    return read(root, source_name, fs::path(source_name).parent_path());
+}
+
+MonitorConfig load_monitor_config(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw config::ConfigInvalid({{path, 0, 0, "", "cannot read the file"}});
+    std::stringstream text;
+    text << in.rdbuf();
+    return load_monitor_config_string(text.str(), path);
+}
+
+}  // namespace kg::monitor

@@ -1,0 +1,78 @@
+#pragma once
+// kitchen-monitor's typed configuration and its YAML loader. Errors reuse the gateway's
+// ConfigError/ConfigInvalid, so both programs report problems the same way: FILE:LINE:COL: KEY: MESSAGE,
+// every problem at once.
+
+#include <array>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "config/config_loader.hpp"
+
+namespace kg::monitor {
+
+using Duration = std::chrono::milliseconds;
+
+struct MqttSettings {
+    std::string url;        // tcp://, ssl://, mqtt://, mqtts://
+    std::string client_id;  // required: unique per monitor instance (the broker keeps its session)
+    std::string username;
+    std::string password;
+    std::optional<config::Tls> tls;
+    std::string topic_prefix = "kitchen";
+    // Non-empty: the event streams (events, snapshots, clip reports, roll-ups) are read through
+    // `$share/<share_group>/...`, so the instances of one group split them.
+    std::string share_group;
+    bool clean_session = false;  // false: the broker queues QoS 1 messages while we are away
+    Duration keepalive{std::chrono::seconds(30)};
+    Duration reconnect_min{std::chrono::milliseconds(500)};
+    Duration reconnect_max{std::chrono::seconds(30)};
+};
+
+// An operator of the monitoring room: signs in with a password (dashboard, HTTP Basic) or calls
+// the API with a bearer token. At least one of the two is set.
+struct Operator {
+    std::string name;
+    std::string password;
+    std::string token;
+};
+
+struct HttpSettings {
+    std::string listen = "127.0.0.1:8090";
+    std::vector<Operator> operators;
+    Duration session_ttl{std::chrono::hours(12)};
+};
+
+// How long an alert of one tier may stay unacknowledged / unclosed, counted from when the
+// monitoring room received it. Unset: no deadline.
+struct Deadline {
+    std::optional<Duration> acknowledge;
+    std::optional<Duration> close;
+};
+
+struct MonitorConfig {
+    std::string source_file;
+    MqttSettings mqtt;
+    std::string db_path;
+    HttpSettings http;
+    // Index = severity - 1. Defaults from the regulators' tiers: tier 1 immediate, tier 2 within a
+    // deadline (a rectification plan within 2 hours, re-checked after 72 hours), tier 3 routine.
+    std::array<Deadline, 3> deadlines{{
+        {Duration{std::chrono::minutes(15)}, Duration{std::chrono::hours(2)}},
+        {Duration{std::chrono::hours(2)}, Duration{std::chrono::hours(72)}},
+        {std::nullopt, std::nullopt},
+    }};
+    // A site that says it is online but sent nothing for this long is shown as silent.
+    Duration heartbeat_timeout{std::chrono::seconds(60)};
+    std::string log_level = "info";
+    bool log_json = false;
+};
+
+// Throws config::ConfigInvalid (also for an unreadable file or a YAML syntax error).
+MonitorConfig load_monitor_config(const std::string& path);
+MonitorConfig load_monitor_config_string(const std::string& yaml, const std::string& source_name);
+
+}  // namespace kg::monitor

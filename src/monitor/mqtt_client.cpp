@@ -1,0 +1,143 @@
+#include "monitor/mqtt_client.hpp"
+
+#include <mqtt/async_client.h>
+
+#include "common/backoff.hpp"
+#include "publish/mqtt_link.hpp"
+
+namespace kg::monitor {
+namespace {
+
+constexpr int kQos1 = 1;
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+
+}  // namespace
+
+std::vector<std::string> subscription_filters(const MqttSettings& cfg) {
+    const std::string& p = cfg.topic_prefix;
+    const std::string shared = cfg.share_group.empty() ? "" : "$share/" + cfg.share_group + "/";
+    return {
+        p + "/+/availability",
+        p + "/+/gateway",
+        p + "/+/cameras/+/state",
+        p + "/+/sensors/+/state",
+        shared + p + "/+/events/#",  // events, events/<id>/snapshot, events/<id>/clip
+        shared + p + "/+/sensors/+/rollup",
+    };
+}
+
+MqttClient::MqttClient(MqttSettings cfg, MessageHandler handler, std::shared_ptr<spdlog::logger> log)
+    : cfg_(std::move(cfg)), handler_(std::move(handler)), log_(std::move(log)) {
+    // No Paho persistence: what the monitor must keep is in its database, and with a persistent
+    // session the broker holds what arrives while the monitor is away.
+    client_ = std::make_unique<mqtt::async_client>(publish::paho_uri(cfg_.url), cfg_.client_id);
+    client_->set_connection_lost_handler([this](const std::string& cause) {
+        connected_ = false;
+        log_->warn("connection to {} lost{}{}", cfg_.url, cause.empty() ? "" : ": ", cause);
+        worker_.wake();
+    });
+    client_->set_message_callback([this](mqtt::const_message_ptr msg) {
+        // Runs on Paho's thread; the handler never throws (Ingest::handle), but a stray exception
+        // must not unwind into the C library.
+        try {
+            handler_(msg->get_topic(), msg->get_payload_str(), msg->is_retained());
+        } catch (const std::exception& e) {
+            log_->error("message on {} not handled: {}", msg->get_topic(), e.what());
+        }
+    });
+}
+
+MqttClient::~MqttClient() { stop(); }
+
+void MqttClient::start() {
+    worker_.start([this] { run(); });
+}
+
+bool MqttClient::connect_once() {
+    auto builder = mqtt::connect_options_builder()
+                       .clean_session(cfg_.clean_session)
+                       .keep_alive_interval(std::chrono::duration_cast<std::chrono::seconds>(cfg_.keepalive))
+                       .connect_timeout(kConnectTimeout)
+                       .automatic_reconnect(false);
+    if (!cfg_.username.empty()) builder.user_name(cfg_.username);
+    if (!cfg_.password.empty()) builder.password(cfg_.password);
+    if (cfg_.tls) {
+        auto ssl = mqtt::ssl_options_builder()
+                       .enable_server_cert_auth(cfg_.tls->verify_server)
+                       .verify(cfg_.tls->verify_server);
+        if (!cfg_.tls->ca_file.empty()) ssl.trust_store(cfg_.tls->ca_file);
+        if (!cfg_.tls->cert_file.empty()) ssl.key_store(cfg_.tls->cert_file);
+        if (!cfg_.tls->key_file.empty()) ssl.private_key(cfg_.tls->key_file);
+        builder.ssl(ssl.finalize());
+    }
+    try {
+        auto token = client_->connect(builder.finalize());
+        if (!token->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
+            log_->warn("connect to {} timed out", cfg_.url);
+            return false;
+        }
+        // Subscribed again on every connect: a clean session forgot them, and a persistent one
+        // may have been expired by the broker.
+        const auto filters = subscription_filters(cfg_);
+        auto topics = mqtt::string_collection::create(filters);
+        std::vector<int> qos(filters.size(), kQos1);
+        auto sub = client_->subscribe(topics, qos);
+        if (!sub->wait_for(kConnectTimeout)) {
+            log_->warn("subscribe on {} timed out", cfg_.url);
+            client_->disconnect()->wait_for(std::chrono::seconds(2));
+            return false;
+        }
+        for (const auto& f : filters) log_->debug("subscribed to {}", f);
+    } catch (const mqtt::exception& e) {
+        log_->warn("cannot connect to {}: {}", cfg_.url, e.what());
+        return false;
+    }
+    connected_ = true;
+    log_->info("connected to {} as {}{}", cfg_.url, cfg_.client_id,
+               cfg_.share_group.empty() ? "" : " (share group " + cfg_.share_group + ")");
+    return true;
+}
+
+void MqttClient::run() {
+    Backoff backoff(cfg_.reconnect_min, cfg_.reconnect_max);
+    while (!worker_.stopping()) {
+        if (!connected_) {
+            if (connect_once()) {
+                backoff.reset();
+            } else {
+                worker_.wait_for(backoff.next());
+            }
+            continue;
+        }
+        // Woken by the connection-lost handler or stop().
+        worker_.wait_for(std::chrono::seconds(5));
+    }
+}
+
+void MqttClient::stop() {
+    worker_.stop();
+    if (connected_) {
+        try {
+            client_->disconnect()->wait_for(std::chrono::seconds(5));
+        } catch (const mqtt::exception& e) {
+            log_->warn("clean disconnect failed: {}", e.what());
+        }
+        connected_ = false;
+        log_->info("disconnected");
+    }
+}
+
+bool MqttClient::publish_confirmed(const std::string& topic, const std::string& payload, int qos,
+                                   std::chrono::milliseconds timeout) {
+    if (!connected_) return false;
+    try {
+        auto token = client_->publish(topic, payload.data(), payload.size(), qos, false);
+        if (!token->wait_for(timeout)) return false;
+        return token->get_return_code() == 0;
+    } catch (const mqtt::exception& e) {
+        log_->debug("publish to {} failed: {}", topic, e.what());
+        return false;
+    }
+}
+
+}  // namespace kg::monitor

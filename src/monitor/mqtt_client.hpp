@@ -1,0 +1,59 @@
+#pragma once
+// The monitor's connection to the central broker (Paho): subscribes to the site tree, hands each
+// message to a callback on Paho's thread, publishes decisions with PUBACK confirmation, and keeps
+// itself connected with capped back-off on its own thread. (The gateway's MqttLink only publishes
+// and carries the gateway's availability will, so it does not fit here.)
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/worker_thread.hpp"
+#include "monitor/monitor_config.hpp"
+
+namespace mqtt {
+class async_client;
+}
+
+namespace kg::monitor {
+
+// The topic filters a monitor reads. With a share group the event streams (events, their
+// snapshots and clip reports, sensor roll-ups) go through `$share/<group>/...` so the instances
+// split them; the retained site state (availability, gateway, camera and sensor state) is read by
+// every instance, as brokers do not send retained messages to shared subscriptions.
+std::vector<std::string> subscription_filters(const MqttSettings& cfg);
+
+class MqttClient {
+public:
+    using MessageHandler = std::function<void(const std::string& topic, const std::string& payload, bool retained)>;
+
+    MqttClient(MqttSettings cfg, MessageHandler handler, std::shared_ptr<spdlog::logger> log);
+    ~MqttClient();
+    MqttClient(const MqttClient&) = delete;
+    MqttClient& operator=(const MqttClient&) = delete;
+
+    void start();
+    void stop();
+    bool connected() const { return connected_.load(); }
+
+    // QoS 1: waits for PUBACK; false on any failure or timeout (the caller tries again later).
+    bool publish_confirmed(const std::string& topic, const std::string& payload, int qos,
+                           std::chrono::milliseconds timeout);
+
+private:
+    bool connect_once();
+    void run();
+
+    MqttSettings cfg_;
+    MessageHandler handler_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::unique_ptr<mqtt::async_client> client_;
+    std::atomic<bool> connected_{false};
+    WorkerThread worker_;
+};
+
+}  // namespace kg::monitor

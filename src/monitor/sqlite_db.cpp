@@ -1,0 +1,137 @@
+#include "monitor/sqlite_db.hpp"
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+namespace kg::monitor {
+
+void Stmt::Finalizer::operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+
+Stmt::Stmt(Db& db, const char* sql) : db_(&db), sql_(sql) {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db.handle(), sql, -1, &raw, nullptr) != SQLITE_OK) db.fail(fmt::format("prepare '{}'", sql));
+    stmt_.reset(raw);
+}
+
+Stmt& Stmt::bind(int i, std::string_view text) {
+    if (sqlite3_bind_text(stmt_.get(), i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT) != SQLITE_OK)
+        db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+    return *this;
+}
+
+Stmt& Stmt::bind(int i, const std::optional<std::string>& text) {
+    return text ? bind(i, std::string_view(*text)) : bind_null(i);
+}
+
+Stmt& Stmt::bind(int i, std::int64_t value) {
+    if (sqlite3_bind_int64(stmt_.get(), i, value) != SQLITE_OK) db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+    return *this;
+}
+
+Stmt& Stmt::bind(int i, double value) {
+    if (sqlite3_bind_double(stmt_.get(), i, value) != SQLITE_OK) db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+    return *this;
+}
+
+Stmt& Stmt::bind_blob(int i, std::string_view bytes) {
+    if (sqlite3_bind_blob(stmt_.get(), i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT) != SQLITE_OK)
+        db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+    return *this;
+}
+
+Stmt& Stmt::bind_null(int i) {
+    if (sqlite3_bind_null(stmt_.get(), i) != SQLITE_OK) db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+    return *this;
+}
+
+bool Stmt::step() {
+    const int rc = sqlite3_step(stmt_.get());
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    const std::string why = sqlite3_errmsg(db_->handle());
+    sqlite3_reset(stmt_.get());
+    throw DbError(fmt::format("{}: '{}': {}", db_->path(), sql_, why));
+}
+
+void Stmt::run() {
+    while (step()) {
+    }
+    reset();
+}
+
+void Stmt::reset() {
+    sqlite3_reset(stmt_.get());
+    sqlite3_clear_bindings(stmt_.get());
+}
+
+std::string Stmt::text(int col) const {
+    const auto* p = sqlite3_column_text(stmt_.get(), col);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), col)))
+             : std::string();
+}
+
+std::optional<std::string> Stmt::opt_text(int col) const {
+    if (is_null(col)) return std::nullopt;
+    return text(col);
+}
+
+std::int64_t Stmt::integer(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
+double Stmt::real(int col) const { return sqlite3_column_double(stmt_.get(), col); }
+bool Stmt::is_null(int col) const { return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL; }
+
+std::string Stmt::blob(int col) const {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_.get(), col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), col))) : std::string();
+}
+
+Db::Db(const std::string& path) : path_(path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        nullptr) != SQLITE_OK) {
+        const std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
+        sqlite3_close_v2(db_);
+        db_ = nullptr;
+        throw DbError(fmt::format("database {}: cannot open: {}", path, why));
+    }
+    sqlite3_busy_timeout(db_, 5000);
+    exec("PRAGMA journal_mode=WAL");
+    // NORMAL in WAL mode: a power cut may lose the last transactions but never corrupts the file;
+    // what matters most (events) is redelivered by the broker when it was not acknowledged.
+    exec("PRAGMA synchronous=NORMAL");
+    exec("PRAGMA foreign_keys=ON");
+}
+
+Db::~Db() { sqlite3_close_v2(db_); }
+
+void Db::exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+        const std::string why = err != nullptr ? err : "unknown error";
+        sqlite3_free(err);
+        throw DbError(fmt::format("database {}: '{}': {}", path_, sql, why));
+    }
+}
+
+int Db::changes() const { return sqlite3_changes(db_); }
+std::int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+
+void Db::fail(const std::string& what) const {
+    throw DbError(fmt::format("database {}: {}: {}", path_, what, sqlite3_errmsg(db_)));
+}
+
+Transaction::Transaction(Db& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+
+Transaction::~Transaction() {
+    if (!done_) {
+        try {
+            db_.exec("ROLLBACK");
+        } catch (...) {  // nothing more to do in a destructor; the connection stays usable
+        }
+    }
+}
+
+void Transaction::commit() {
+    db_.exec("COMMIT");
+    done_ = true;
+}
+
+}  // namespace kg::monitor

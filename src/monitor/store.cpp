@@ -1,0 +1,534 @@
+#include "monitor/store.hpp"
+
+#include <fmt/format.h>
+
+namespace kg::monitor {
+
+using nlohmann::json;
+
+const char* to_string(IngestOutcome o) {
+    switch (o) {
+        case IngestOutcome::created:
+            return "created";
+        case IngestOutcome::updated:
+            return "updated";
+        case IngestOutcome::duplicate:
+            return "duplicate";
+        case IngestOutcome::stale:
+            return "stale";
+        case IngestOutcome::rejected:
+            return "rejected";
+    }
+    return "rejected";
+}
+
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS sites (
+  site TEXT PRIMARY KEY, name TEXT, availability TEXT, availability_time TEXT, last_seen TEXT,
+  gateway TEXT);
+CREATE TABLE IF NOT EXISTS cameras (
+  site TEXT NOT NULL, camera TEXT NOT NULL, name TEXT, online INTEGER, state TEXT NOT NULL,
+  time TEXT, PRIMARY KEY (site, camera));
+CREATE TABLE IF NOT EXISTS sensors (
+  site TEXT NOT NULL, sensor TEXT NOT NULL, name TEXT, unit TEXT, online INTEGER, value REAL,
+  state TEXT NOT NULL, time TEXT, PRIMARY KEY (site, sensor));
+CREATE TABLE IF NOT EXISTS alerts (
+  id TEXT PRIMARY KEY, site TEXT NOT NULL, source_kind TEXT NOT NULL, source TEXT NOT NULL,
+  check_name TEXT NOT NULL, label TEXT NOT NULL, severity INTEGER NOT NULL, condition TEXT NOT NULL,
+  start_time TEXT NOT NULL, end_time TEXT, score REAL, top_score REAL, value REAL, unit TEXT,
+  last_seq INTEGER NOT NULL, received_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'open', acknowledged_by TEXT, acknowledged_at TEXT,
+  closed_by TEXT, closed_at TEXT, close_note TEXT, clip TEXT);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts(status, severity, received_at);
+CREATE INDEX IF NOT EXISTS alerts_site ON alerts(site, received_at);
+CREATE TABLE IF NOT EXISTS event_messages (
+  message_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
+  time TEXT, received_at TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS event_messages_event ON event_messages(event_id, received_at);
+CREATE TABLE IF NOT EXISTS snapshots (
+  event_id TEXT PRIMARY KEY, site TEXT NOT NULL, jpeg BLOB NOT NULL, received_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollups (
+  site TEXT NOT NULL, sensor TEXT NOT NULL, minute TEXT NOT NULL, unit TEXT, min REAL, mean REAL,
+  max REAL, count INTEGER, PRIMARY KEY (site, sensor, minute));
+CREATE TABLE IF NOT EXISTS actions (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, site TEXT NOT NULL,
+  action TEXT NOT NULL, status_after TEXT NOT NULL, operator TEXT NOT NULL, note TEXT NOT NULL,
+  time TEXT NOT NULL, published_at TEXT);
+CREATE INDEX IF NOT EXISTS actions_event ON actions(event_id, seq);
+CREATE INDEX IF NOT EXISTS actions_unpublished ON actions(published_at, seq);
+)sql";
+
+constexpr const char* kAlertColumns =
+    "a.id, a.site, a.source_kind, a.source, a.check_name, a.label, a.severity, a.condition, a.start_time,"
+    " a.end_time, a.score, a.top_score, a.value, a.unit, a.last_seq, a.received_at, a.updated_at, a.status,"
+    " a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.close_note, a.clip,"
+    " EXISTS(SELECT 1 FROM snapshots s WHERE s.event_id = a.id),"
+    " (SELECT COUNT(*) FROM event_messages m WHERE m.event_id = a.id)";
+
+std::optional<double> number(const json& j, const char* key) {
+    const auto it = j.find(key);
+    if (it == j.end() || !it->is_number()) return std::nullopt;
+    return it->get<double>();
+}
+
+std::optional<std::string> text(const json& j, const char* key) {
+    const auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) return std::nullopt;
+    return it->get<std::string>();
+}
+
+}  // namespace
+
+Store::Store(const std::string& path) : db_(path) { db_.exec(kSchema); }
+
+void Store::ensure_site(const std::string& site) {
+    Stmt(db_, "INSERT OR IGNORE INTO sites(site) VALUES(?)").bind(1, site).run();
+}
+
+void Store::site_seen(const std::string& site, TimePoint when) {
+    std::lock_guard lock(mutex_);
+    ensure_site(site);
+    // ISO 8601 UTC strings with milliseconds sort as times do.
+    Stmt(db_, "UPDATE sites SET last_seen = ?2 WHERE site = ?1 AND (last_seen IS NULL OR last_seen < ?2)")
+        .bind(1, site)
+        .bind(2, iso8601_utc(when))
+        .run();
+}
+
+bool Store::set_availability(const std::string& site, const std::string& state, TimePoint when) {
+    std::lock_guard lock(mutex_);
+    ensure_site(site);
+    Stmt s(db_,
+           "UPDATE sites SET availability = ?2, availability_time = ?3 WHERE site = ?1 AND"
+           " availability IS NOT ?2");
+    s.bind(1, site).bind(2, state).bind(3, iso8601_utc(when)).run();
+    return db_.changes() > 0;
+}
+
+void Store::set_gateway_info(const std::string& site, const json& info, TimePoint) {
+    std::lock_guard lock(mutex_);
+    ensure_site(site);
+    Stmt(db_, "UPDATE sites SET gateway = ?2, name = coalesce(?3, name) WHERE site = ?1")
+        .bind(1, site)
+        .bind(2, info.dump())
+        .bind(3, text(info, "name"))
+        .run();
+}
+
+void Store::set_camera_state(const std::string& site, const std::string& camera, const json& state) {
+    std::lock_guard lock(mutex_);
+    ensure_site(site);
+    const auto online = state.find("online");
+    Stmt s(db_,
+           "INSERT INTO cameras(site, camera, name, online, state, time) VALUES(?1,?2,?3,?4,?5,?6)"
+           " ON CONFLICT(site, camera) DO UPDATE SET name = excluded.name, online = excluded.online,"
+           " state = excluded.state, time = excluded.time");
+    s.bind(1, site).bind(2, camera).bind(3, text(state, "name"));
+    if (online != state.end() && online->is_boolean()) {
+        s.bind(4, online->get<bool>() ? 1 : 0);
+    } else {
+        s.bind_null(4);
+    }
+    s.bind(5, state.dump()).bind(6, text(state, "time")).run();
+}
+
+void Store::set_sensor_state(const std::string& site, const std::string& sensor, const json& state) {
+    std::lock_guard lock(mutex_);
+    ensure_site(site);
+    const auto online = state.find("online");
+    Stmt s(db_,
+           "INSERT INTO sensors(site, sensor, name, unit, online, value, state, time) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
+           " ON CONFLICT(site, sensor) DO UPDATE SET name = excluded.name, unit = excluded.unit,"
+           " online = excluded.online, value = excluded.value, state = excluded.state, time = excluded.time");
+    s.bind(1, site).bind(2, sensor).bind(3, text(state, "name")).bind(4, text(state, "unit"));
+    if (online != state.end() && online->is_boolean()) {
+        s.bind(5, online->get<bool>() ? 1 : 0);
+    } else {
+        s.bind_null(5);
+    }
+    if (const auto v = number(state, "value")) {
+        s.bind(6, *v);
+    } else {
+        s.bind_null(6);
+    }
+    s.bind(7, state.dump()).bind(8, text(state, "time")).run();
+}
+
+IngestOutcome Store::add_event(const EventMessage& m, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    const std::string received = iso8601_utc(now);
+    Transaction tx(db_);
+    // The alert, if known, must be this site's: ids are random, a clash means a site is trying to
+    // touch another site's alert.
+    std::optional<std::int64_t> last_seq;
+    {
+        Stmt s(db_, "SELECT site, last_seq FROM alerts WHERE id = ?");
+        s.bind(1, m.id);
+        if (s.step()) {
+            if (s.text(0) != m.site) return IngestOutcome::rejected;
+            last_seq = s.integer(1);
+        }
+    }
+    Stmt insert_message(db_,
+                        "INSERT OR IGNORE INTO event_messages(message_id, event_id, seq, state, time, received_at,"
+                        " payload) VALUES(?,?,?,?,?,?,?)");
+    insert_message.bind(1, m.message_id).bind(2, m.id).bind(3, m.seq).bind(4, m.state).bind(5, m.time);
+    insert_message.bind(6, received).bind(7, m.raw).run();
+    if (db_.changes() == 0) return IngestOutcome::duplicate;  // rolled back: nothing to keep
+
+    IngestOutcome outcome;
+    if (!last_seq) {
+        // The first message seen of this event (normally its start; an update or end when the
+        // start went to another instance or was lost).
+        Stmt s(db_,
+               "INSERT INTO alerts(id, site, source_kind, source, check_name, label, severity, condition,"
+               " start_time, end_time, score, top_score, value, unit, last_seq, received_at, updated_at)"
+               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?16)");
+        s.bind(1, m.id).bind(2, m.site).bind(3, m.source_kind).bind(4, m.source).bind(5, m.check);
+        s.bind(6, m.label).bind(7, m.severity).bind(8, m.state).bind(9, m.start_time).bind(10, m.end_time);
+        s.bind(11, m.score).bind(12, m.top_score);
+        if (m.value) {
+            s.bind(13, *m.value);
+        } else {
+            s.bind_null(13);
+        }
+        s.bind(14, m.unit).bind(15, m.seq).bind(16, received).run();
+        outcome = IngestOutcome::created;
+    } else if (m.seq > *last_seq) {
+        Stmt s(db_,
+               "UPDATE alerts SET condition = ?2, end_time = ?3, score = ?4, top_score = max(top_score, ?5),"
+               " value = coalesce(?6, value), severity = ?7, label = ?8, last_seq = ?9, updated_at = ?10"
+               " WHERE id = ?1");
+        s.bind(1, m.id).bind(2, m.state).bind(3, m.end_time).bind(4, m.score).bind(5, m.top_score);
+        if (m.value) {
+            s.bind(6, *m.value);
+        } else {
+            s.bind_null(6);
+        }
+        s.bind(7, m.severity).bind(8, m.label).bind(9, m.seq).bind(10, received).run();
+        outcome = IngestOutcome::updated;
+    } else {
+        // Older than what is shown (a redelivered update after a newer one): history only.
+        outcome = IngestOutcome::stale;
+    }
+    tx.commit();
+    return outcome;
+}
+
+bool Store::add_snapshot(const std::string& site, const std::string& event_id, const std::string& jpeg,
+                         TimePoint now) {
+    std::lock_guard lock(mutex_);
+    {
+        Stmt s(db_, "SELECT site FROM alerts WHERE id = ?");
+        s.bind(1, event_id);
+        if (s.step() && s.text(0) != site) return false;
+    }
+    {
+        Stmt s(db_, "SELECT site FROM snapshots WHERE event_id = ?");
+        s.bind(1, event_id);
+        if (s.step() && s.text(0) != site) return false;
+    }
+    // Keyed by event id: the snapshot may arrive before its event (another topic), and a
+    // redelivered copy replaces the first.
+    Stmt(db_, "INSERT OR REPLACE INTO snapshots(event_id, site, jpeg, received_at) VALUES(?,?,?,?)")
+        .bind(1, event_id)
+        .bind(2, site)
+        .bind_blob(3, jpeg)
+        .bind(4, iso8601_utc(now))
+        .run();
+    return true;
+}
+
+bool Store::set_clip(const std::string& site, const std::string& event_id, const json& report) {
+    std::lock_guard lock(mutex_);
+    Stmt(db_, "UPDATE alerts SET clip = ?3 WHERE id = ?1 AND site = ?2")
+        .bind(1, event_id)
+        .bind(2, site)
+        .bind(3, report.dump())
+        .run();
+    return db_.changes() > 0;
+}
+
+void Store::add_rollup(const std::string& site, const std::string& sensor, const json& r) {
+    std::lock_guard lock(mutex_);
+    ensure_site(site);
+    // A redelivered minute replaces itself.
+    Stmt s(db_,
+           "INSERT OR REPLACE INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
+           " VALUES(?,?,?,?,?,?,?,?)");
+    s.bind(1, site).bind(2, sensor).bind(3, r.at("minute").get<std::string>()).bind(4, text(r, "unit"));
+    s.bind(5, r.at("min").get<double>()).bind(6, r.at("mean").get<double>()).bind(7, r.at("max").get<double>());
+    s.bind(8, r.at("count").get<std::int64_t>()).run();
+}
+
+json Store::sites() {
+    std::lock_guard lock(mutex_);
+    json out = json::array();
+    Stmt s(db_,
+           "SELECT s.site, s.name, s.availability, s.availability_time, s.last_seen, s.gateway,"
+           " (SELECT COUNT(*) FROM alerts a WHERE a.site = s.site AND a.status != 'closed'),"
+           " (SELECT COUNT(*) FROM alerts a WHERE a.site = s.site AND a.status != 'closed' AND a.severity = 1)"
+           " FROM sites s ORDER BY s.site");
+    while (s.step()) {
+        json site = {{"site", s.text(0)},
+                     {"name", s.opt_text(1) ? json(*s.opt_text(1)) : json(nullptr)},
+                     {"availability", s.opt_text(2) ? json(*s.opt_text(2)) : json(nullptr)},
+                     {"availability_time", s.opt_text(3) ? json(*s.opt_text(3)) : json(nullptr)},
+                     {"last_seen", s.opt_text(4) ? json(*s.opt_text(4)) : json(nullptr)},
+                     {"open_alerts", s.integer(6)},
+                     {"open_tier1", s.integer(7)},
+                     {"cameras", json::array()},
+                     {"sensors", json::array()}};
+        if (const auto gw = s.opt_text(5)) {
+            const auto info = json::parse(*gw, nullptr, false);
+            if (info.is_object()) {
+                site["version"] = info.value("version", "");
+                site["started_at"] = info.value("started_at", "");
+            }
+        }
+        out.push_back(std::move(site));
+    }
+    for (auto& site : out) {
+        Stmt c(db_, "SELECT state FROM cameras WHERE site = ? ORDER BY camera");
+        c.bind(1, site["site"].get<std::string>());
+        while (c.step()) site["cameras"].push_back(json::parse(c.text(0), nullptr, false));
+        Stmt n(db_, "SELECT state FROM sensors WHERE site = ? ORDER BY sensor");
+        n.bind(1, site["site"].get<std::string>());
+        while (n.step()) site["sensors"].push_back(json::parse(n.text(0), nullptr, false));
+    }
+    return out;
+}
+
+Alert Store::read_alert(Stmt& s) {
+    Alert a;
+    a.id = s.text(0);
+    a.site = s.text(1);
+    a.source_kind = s.text(2);
+    a.source = s.text(3);
+    a.check = s.text(4);
+    a.label = s.text(5);
+    a.severity = static_cast<int>(s.integer(6));
+    a.condition = s.text(7);
+    a.start_time = s.text(8);
+    a.end_time = s.opt_text(9);
+    a.score = s.real(10);
+    a.top_score = s.real(11);
+    if (!s.is_null(12)) a.value = s.real(12);
+    a.unit = s.text(13);
+    a.last_seq = s.integer(14);
+    a.received_at = s.text(15);
+    a.updated_at = s.text(16);
+    a.status = parse_status(s.text(17)).value_or(Status::open);
+    a.acknowledged_by = s.opt_text(18);
+    a.acknowledged_at = s.opt_text(19);
+    a.closed_by = s.opt_text(20);
+    a.closed_at = s.opt_text(21);
+    a.close_note = s.opt_text(22);
+    a.clip = s.opt_text(23);
+    a.has_snapshot = s.integer(24) != 0;
+    a.messages = static_cast<int>(s.integer(25));
+    return a;
+}
+
+std::vector<Alert> Store::alerts(const AlertFilter& f) {
+    std::lock_guard lock(mutex_);
+    // Most urgent first: tier 1 before tier 2 before tier 3, then the newest.
+    const std::string sql = fmt::format(
+        "SELECT {} FROM alerts a WHERE (?1 IS NULL OR a.site = ?1) AND (?2 IS NULL OR a.check_name = ?2)"
+        " AND (?3 IS NULL OR a.severity = ?3) AND (?4 = 1 OR (?5 IS NULL AND a.status != 'closed')"
+        " OR a.status = ?5) ORDER BY a.severity, a.received_at DESC, a.id LIMIT ?6",
+        kAlertColumns);
+    Stmt s(db_, sql.c_str());
+    s.bind(1, f.site).bind(2, f.check);
+    if (f.severity) {
+        s.bind(3, *f.severity);
+    } else {
+        s.bind_null(3);
+    }
+    s.bind(4, f.all ? 1 : 0);
+    if (f.status) {
+        s.bind(5, std::string_view(to_string(*f.status)));
+    } else {
+        s.bind_null(5);
+    }
+    s.bind(6, f.limit);
+    std::vector<Alert> out;
+    while (s.step()) out.push_back(read_alert(s));
+    return out;
+}
+
+std::optional<Alert> Store::alert(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    const std::string sql = fmt::format("SELECT {} FROM alerts a WHERE a.id = ?", kAlertColumns);
+    Stmt s(db_, sql.c_str());
+    s.bind(1, id);
+    if (!s.step()) return std::nullopt;
+    return read_alert(s);
+}
+
+json Store::alert_history(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    json out = json::array();
+    Stmt s(db_,
+           "SELECT message_id, seq, state, time, received_at, payload FROM event_messages WHERE event_id = ?"
+           " ORDER BY seq, received_at");
+    s.bind(1, id);
+    while (s.step()) {
+        json payload = json::parse(s.text(5), nullptr, false);
+        out.push_back({{"message_id", s.text(0)},
+                       {"seq", s.integer(1)},
+                       {"state", s.text(2)},
+                       {"time", s.text(3)},
+                       {"received_at", s.text(4)},
+                       {"score", payload.is_object() ? payload.value("score", 0.0) : 0.0}});
+    }
+    return out;
+}
+
+namespace {
+
+ActionRecord read_action(Stmt& s) {
+    ActionRecord r;
+    r.seq = s.integer(0);
+    r.event_id = s.text(1);
+    r.site = s.text(2);
+    r.action = s.text(3);
+    r.status_after = s.text(4);
+    r.operator_name = s.text(5);
+    r.note = s.text(6);
+    r.time = s.text(7);
+    r.published_at = s.opt_text(8);
+    return r;
+}
+
+constexpr const char* kActionColumns =
+    "seq, event_id, site, action, status_after, operator, note, time, published_at";
+
+}  // namespace
+
+std::vector<ActionRecord> Store::actions(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    const std::string sql = fmt::format("SELECT {} FROM actions WHERE event_id = ? ORDER BY seq", kActionColumns);
+    Stmt s(db_, sql.c_str());
+    s.bind(1, id);
+    std::vector<ActionRecord> out;
+    while (s.step()) out.push_back(read_action(s));
+    return out;
+}
+
+std::optional<std::string> Store::snapshot(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    Stmt s(db_, "SELECT jpeg FROM snapshots WHERE event_id = ?");
+    s.bind(1, id);
+    if (!s.step()) return std::nullopt;
+    return s.blob(0);
+}
+
+json Store::rollups(const std::string& site, const std::string& from, const std::string& to) {
+    std::lock_guard lock(mutex_);
+    json by_sensor = json::object();
+    Stmt s(db_,
+           "SELECT sensor, unit, minute, min, mean, max, count FROM rollups WHERE site = ? AND minute >= ? AND"
+           " minute < ? ORDER BY sensor, minute");
+    s.bind(1, site).bind(2, from).bind(3, to);
+    while (s.step()) {
+        auto& entry = by_sensor[s.text(0)];
+        if (entry.is_null()) entry = {{"sensor", s.text(0)}, {"unit", s.text(1)}, {"points", json::array()}};
+        entry["points"].push_back(
+            {{"minute", s.text(2)}, {"min", s.real(3)}, {"mean", s.real(4)}, {"max", s.real(5)}, {"count", s.integer(6)}});
+    }
+    json out = json::array();
+    for (auto& [name, entry] : by_sensor.items()) out.push_back(std::move(entry));
+    return out;
+}
+
+std::vector<std::string> Store::checks() {
+    std::lock_guard lock(mutex_);
+    Stmt s(db_, "SELECT DISTINCT check_name FROM alerts ORDER BY check_name");
+    std::vector<std::string> out;
+    while (s.step()) out.push_back(s.text(0));
+    return out;
+}
+
+std::int64_t Store::count_alerts() {
+    std::lock_guard lock(mutex_);
+    Stmt s(db_, "SELECT COUNT(*) FROM alerts");
+    s.step();
+    return s.integer(0);
+}
+
+ActionResult Store::act(const std::string& id, Action action, const std::string& operator_name,
+                        const std::string& note, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    std::string site;
+    Status current;
+    {
+        Stmt s(db_, "SELECT site, status FROM alerts WHERE id = ?");
+        s.bind(1, id);
+        if (!s.step()) return {ActionResult::Code::not_found, "no such alert", std::nullopt};
+        site = s.text(0);
+        current = parse_status(s.text(1)).value_or(Status::open);
+    }
+    const auto t = transition(current, action, note);
+    if (!t.ok) return {ActionResult::Code::refused, t.error, std::nullopt};
+    const std::string when = iso8601_utc(now);
+    if (action == Action::acknowledge) {
+        Stmt(db_, "UPDATE alerts SET status = ?2, acknowledged_by = ?3, acknowledged_at = ?4 WHERE id = ?1")
+            .bind(1, id)
+            .bind(2, std::string_view(to_string(t.next)))
+            .bind(3, operator_name)
+            .bind(4, when)
+            .run();
+    } else if (action == Action::close) {
+        Stmt(db_, "UPDATE alerts SET status = ?2, closed_by = ?3, closed_at = ?4, close_note = ?5 WHERE id = ?1")
+            .bind(1, id)
+            .bind(2, std::string_view(to_string(t.next)))
+            .bind(3, operator_name)
+            .bind(4, when)
+            .bind(5, note)
+            .run();
+    }
+    // Every action, notes included, is a decision the site hears about (published_at set later).
+    Stmt(db_,
+         "INSERT INTO actions(event_id, site, action, status_after, operator, note, time) VALUES(?,?,?,?,?,?,?)")
+        .bind(1, id)
+        .bind(2, site)
+        .bind(3, std::string_view(to_string(action)))
+        .bind(4, std::string_view(to_string(t.next)))
+        .bind(5, operator_name)
+        .bind(6, note)
+        .bind(7, when)
+        .run();
+    ActionRecord r;
+    r.seq = db_.last_insert_rowid();
+    r.event_id = id;
+    r.site = site;
+    r.action = to_string(action);
+    r.status_after = to_string(t.next);
+    r.operator_name = operator_name;
+    r.note = note;
+    r.time = when;
+    tx.commit();
+    return {ActionResult::Code::ok, {}, r};
+}
+
+std::vector<ActionRecord> Store::unpublished_actions(int limit) {
+    std::lock_guard lock(mutex_);
+    const std::string sql =
+        fmt::format("SELECT {} FROM actions WHERE published_at IS NULL ORDER BY seq LIMIT ?", kActionColumns);
+    Stmt s(db_, sql.c_str());
+    s.bind(1, limit);
+    std::vector<ActionRecord> out;
+    while (s.step()) out.push_back(read_action(s));
+    return out;
+}
+
+void Store::mark_published(std::int64_t seq, TimePoint when) {
+    std::lock_guard lock(mutex_);
+    Stmt(db_, "UPDATE actions SET published_at = ? WHERE seq = ?").bind(1, iso8601_utc(when)).bind(2, seq).run();
+}
+
+}  // namespace kg::monitor

@@ -1,0 +1,131 @@
+#pragma once
+// The monitoring room's memory: sites, cameras, sensors, alerts (one row per event id), every
+// event message received (deduplicated by message_id), snapshots, sensor roll-ups, and the
+// operators' actions with their publication state. One SQLite file, one connection, one lock.
+//
+// At-least-once delivery is absorbed here: a message_id seen before is a duplicate and changes
+// nothing; a message older than what the alert already shows (a lower update sequence) is kept in
+// the history but never rolls the alert back.
+
+#include <cstdint>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/time.hpp"
+#include "monitor/alert_state.hpp"
+#include "monitor/sqlite_db.hpp"
+
+namespace kg::monitor {
+
+// One event message as the gateway publishes it (docs/schemas/event.schema.json), validated.
+struct EventMessage {
+    std::string message_id;
+    std::string id;
+    std::string site;
+    std::string source_kind;  // "camera" or "sensor"
+    std::string source;       // the camera's or sensor's id
+    std::string check;
+    std::string label;
+    int severity = 3;
+    std::string state;      // start | update | end
+    std::int64_t seq = 0;   // start 0, update-<n> n, end highest
+    std::string start_time;
+    std::optional<std::string> end_time;
+    std::string time;
+    double score = 0, top_score = 0;
+    std::optional<double> value;
+    std::string unit;
+    std::string raw;  // the payload as received
+};
+
+enum class IngestOutcome { created, updated, duplicate, stale, rejected };
+const char* to_string(IngestOutcome o);
+
+struct Alert {
+    std::string id, site, source_kind, source, check, label;
+    int severity = 3;
+    std::string condition;  // the gateway's last state: start, update or end
+    std::string start_time;
+    std::optional<std::string> end_time;
+    double score = 0, top_score = 0;
+    std::optional<double> value;
+    std::string unit;
+    std::int64_t last_seq = 0;
+    std::string received_at, updated_at;
+    Status status = Status::open;
+    std::optional<std::string> acknowledged_by, acknowledged_at, closed_by, closed_at, close_note;
+    bool has_snapshot = false;
+    std::optional<std::string> clip;  // the clip report (JSON) once it arrived
+    int messages = 0;
+};
+
+struct AlertFilter {
+    std::optional<std::string> site, check;
+    std::optional<int> severity;
+    // Empty: everything not closed. Otherwise one status.
+    std::optional<Status> status;
+    bool all = false;  // every status
+    int limit = 200;
+};
+
+struct ActionRecord {
+    std::int64_t seq = 0;
+    std::string event_id, site, action, status_after, operator_name, note, time;
+    std::optional<std::string> published_at;
+};
+
+struct ActionResult {
+    enum class Code { ok, not_found, refused } code = Code::ok;
+    std::string error;
+    std::optional<ActionRecord> record;
+};
+
+class Store {
+public:
+    explicit Store(const std::string& path);
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    // --- ingest (from the MQTT thread) ---
+    // Any live message from a site: its heartbeat.
+    void site_seen(const std::string& site, TimePoint when);
+    // Returns true when the state changed (online <-> offline).
+    bool set_availability(const std::string& site, const std::string& state, TimePoint when);
+    void set_gateway_info(const std::string& site, const nlohmann::json& info, TimePoint when);
+    void set_camera_state(const std::string& site, const std::string& camera, const nlohmann::json& state);
+    void set_sensor_state(const std::string& site, const std::string& sensor, const nlohmann::json& state);
+    IngestOutcome add_event(const EventMessage& m, TimePoint now);
+    // False when the event belongs to another site (a site cannot attach pictures to others' alerts).
+    bool add_snapshot(const std::string& site, const std::string& event_id, const std::string& jpeg, TimePoint now);
+    bool set_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report);
+    void add_rollup(const std::string& site, const std::string& sensor, const nlohmann::json& rollup);
+
+    // --- queries (from the HTTP thread) ---
+    nlohmann::json sites();  // each with cameras, sensors, open alert counts
+    std::vector<Alert> alerts(const AlertFilter& filter);
+    std::optional<Alert> alert(const std::string& id);
+    nlohmann::json alert_history(const std::string& id);  // messages as received, oldest first
+    std::vector<ActionRecord> actions(const std::string& id);
+    std::optional<std::string> snapshot(const std::string& id);
+    nlohmann::json rollups(const std::string& site, const std::string& from, const std::string& to);
+    std::vector<std::string> checks();
+    std::int64_t count_alerts();
+
+    // --- closed loop ---
+    ActionResult act(const std::string& id, Action action, const std::string& operator_name,
+                     const std::string& note, TimePoint now);
+    std::vector<ActionRecord> unpublished_actions(int limit);
+    void mark_published(std::int64_t seq, TimePoint when);
+
+private:
+    Alert read_alert(Stmt& s);
+    void ensure_site(const std::string& site);
+
+    std::mutex mutex_;
+    Db db_;
+};
+
+}  // namespace kg::monitor

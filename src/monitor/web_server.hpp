@@ -1,0 +1,85 @@
+#pragma once
+// The dashboard's HTTP/1.1 server on Boost.Beast, with one thing the gateway's HttpServer
+// (src/web/) does not do: Server-Sent Events. A handler answers a request with a whole response,
+// or asks for the connection to become an event stream; streams then receive what EventHub
+// broadcasts. Reads have timeouts and size limits, connections are capped in total and per
+// address, a stream that cannot keep up is closed (the browser reconnects and reloads its lists).
+
+#include <spdlog/logger.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http.hpp>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace kg::monitor {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+struct WebLimits {
+    std::chrono::milliseconds header_timeout{10000};
+    std::chrono::milliseconds idle_timeout{30000};
+    std::size_t header_limit = 8 * 1024;
+    std::size_t body_limit = 64 * 1024;
+    std::size_t max_connections = 256;
+    std::size_t max_per_address = 32;
+    std::size_t stream_queue = 256;  // frames a slow stream may have pending before it is closed
+    std::chrono::milliseconds ping_interval{15000};  // keeps proxies from closing idle streams
+};
+
+struct Reply {
+    Response response;
+    bool event_stream = false;  // true: ignore `response`, turn the connection into an SSE stream
+};
+
+using WebHandler = std::function<Reply(const Request&, const std::string& client)>;
+
+class StreamSession;
+
+// Fan-out of server-sent events to every open stream. broadcast() may be called from any thread.
+class EventHub {
+public:
+    void broadcast(const std::string& event, const std::string& data);
+    void add(const std::shared_ptr<StreamSession>& s);
+    std::size_t streams();
+    // A ready-made frame (e.g. an SSE comment used as a keep-alive).
+    void send(const std::shared_ptr<const std::string>& frame);
+
+private:
+    std::mutex mutex_;
+    std::vector<std::weak_ptr<StreamSession>> sessions_;
+};
+
+class WebServer {
+public:
+    // Throws std::runtime_error naming the address when it cannot listen.
+    WebServer(boost::asio::io_context& io, const std::string& listen, WebLimits limits, WebHandler handler,
+              std::shared_ptr<EventHub> hub, std::shared_ptr<spdlog::logger> log);
+    ~WebServer();
+    void start();
+    void stop();
+    unsigned short port() const;
+
+    struct Shared;
+
+private:
+    void accept();
+    void ping();
+
+    boost::asio::io_context& io_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer ping_timer_;
+    std::shared_ptr<Shared> shared_;
+};
+
+Response make_response(const Request& req, http::status status, std::string body,
+                       const std::string& content_type = "text/plain; charset=utf-8");
+
+}  // namespace kg::monitor

@@ -1,0 +1,338 @@
+// kitchen-monitor without the network: the store's dedup and update ordering, the alert state
+// machine and deadlines, the ingest router's handling of bad messages, and the config loader.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/logging.hpp"
+#include "monitor/alert_state.hpp"
+#include "monitor/auth.hpp"
+#include "monitor/decisions.hpp"
+#include "monitor/ingest.hpp"
+#include "monitor/iso_time.hpp"
+#include "monitor/monitor_config.hpp"
+#include "monitor/mqtt_client.hpp"
+#include "monitor/store.hpp"
+
+using namespace kg::monitor;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path dir = fs::temp_directory_path() /
+                   ("kg-monitor-" + std::to_string(getpid()) + "-" +
+                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    TempDir() { fs::create_directories(dir); }
+    ~TempDir() { fs::remove_all(dir); }
+    std::string path(const std::string& name) const { return (dir / name).string(); }
+};
+
+const kg::TimePoint kT0 = *parse_iso8601_utc("2026-11-24T06:00:00.000Z");
+
+// An event message in the gateway's exact format (docs/mqtt.md).
+json event(const std::string& id, const std::string& state, int update = 0, const std::string& site = "sch-0101",
+           int severity = 2) {
+    const std::string suffix = state == "update" ? "update-" + std::to_string(update) : state;
+    json j = {{"message_id", id + ":" + suffix},
+              {"id", id},
+              {"site", site},
+              {"camera", "cooking"},
+              {"check", "camera_health"},
+              {"label", "frozen"},
+              {"severity", severity},
+              {"state", state},
+              {"start_time", "2026-11-24T06:31:10.000Z"},
+              {"end_time", state == "end" ? json("2026-11-24T06:40:00.000Z") : json(nullptr)},
+              {"time", "2026-11-24T06:31:15.000Z"},
+              {"score", 0.5 + 0.1 * update},
+              {"top_score", 1.0},
+              {"boxes", json::array()},
+              {"zone", nullptr},
+              {"evidence", {{"snapshot", nullptr}, {"snapshot_end", nullptr}, {"clip", nullptr}, {"errors", json::array()}}}};
+    if (state == "end") j["duration_s"] = 530.0;
+    return j;
+}
+
+EventMessage parsed(const json& j) {
+    std::string error;
+    auto m = parse_event(j["site"], j.dump(), error);
+    EXPECT_TRUE(m) << error;
+    return *m;
+}
+
+}  // namespace
+
+TEST(MonitorStore, ADuplicateMessageChangesNothing) {
+    Store store(":memory:");
+    const auto start = parsed(event("19ab3c0f2e1-5f0c2a9e8d7b6c5a", "start"));
+    EXPECT_EQ(store.add_event(start, kT0), IngestOutcome::created);
+    EXPECT_EQ(store.add_event(start, kT0 + std::chrono::seconds(1)), IngestOutcome::duplicate);
+    EXPECT_EQ(store.add_event(start, kT0 + std::chrono::seconds(2)), IngestOutcome::duplicate);
+    EXPECT_EQ(store.count_alerts(), 1);
+    const auto a = store.alert(start.id);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->messages, 1);
+    EXPECT_EQ(a->received_at, "2026-11-24T06:00:00.000Z");  // the first arrival, not the copies
+}
+
+TEST(MonitorStore, AnOlderUpdateNeverRollsTheAlertBack) {
+    Store store(":memory:");
+    const std::string id = "19ab3c0f2e1-aaaaaaaaaaaaaaaa";
+    EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0), IngestOutcome::created);
+    EXPECT_EQ(store.add_event(parsed(event(id, "update", 2)), kT0), IngestOutcome::updated);
+    EXPECT_EQ(store.add_event(parsed(event(id, "update", 1)), kT0), IngestOutcome::stale);  // late copy
+    auto a = store.alert(id);
+    EXPECT_EQ(a->last_seq, 2);
+    EXPECT_NEAR(a->score, 0.7, 1e-9);
+    EXPECT_EQ(a->messages, 3);  // but it is in the history
+    EXPECT_EQ(store.add_event(parsed(event(id, "end")), kT0), IngestOutcome::updated);
+    EXPECT_EQ(store.add_event(parsed(event(id, "update", 3)), kT0), IngestOutcome::stale);  // after the end
+    a = store.alert(id);
+    EXPECT_EQ(a->condition, "end");
+    EXPECT_EQ(a->end_time.value_or(""), "2026-11-24T06:40:00.000Z");
+}
+
+TEST(MonitorStore, AnEndWithoutItsStartStillMakesOneAlert) {
+    // With a shared subscription the start may have gone to another instance.
+    Store store(":memory:");
+    const std::string id = "19ab3c0f2e1-bbbbbbbbbbbbbbbb";
+    EXPECT_EQ(store.add_event(parsed(event(id, "end")), kT0), IngestOutcome::created);
+    EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0), IngestOutcome::stale);
+    EXPECT_EQ(store.count_alerts(), 1);
+    EXPECT_EQ(store.alert(id)->condition, "end");
+}
+
+TEST(MonitorStore, ASiteCannotTouchAnotherSitesAlert) {
+    Store store(":memory:");
+    const std::string id = "19ab3c0f2e1-cccccccccccccccc";
+    EXPECT_EQ(store.add_event(parsed(event(id, "start", 0, "sch-0101")), kT0), IngestOutcome::created);
+    EXPECT_EQ(store.add_event(parsed(event(id, "end", 0, "sch-0999")), kT0), IngestOutcome::rejected);
+    EXPECT_FALSE(store.add_snapshot("sch-0999", id, "\xff\xd8jpeg", kT0));
+    EXPECT_TRUE(store.add_snapshot("sch-0101", id, "\xff\xd8jpeg", kT0));
+    EXPECT_EQ(store.alert(id)->condition, "start");
+}
+
+TEST(MonitorStore, SurvivesAReopen) {
+    TempDir tmp;
+    const std::string id = "19ab3c0f2e1-dddddddddddddddd";
+    {
+        Store store(tmp.path("m.db"));
+        store.add_event(parsed(event(id, "start")), kT0);
+        ASSERT_EQ(store.act(id, Action::acknowledge, "wang", "", kT0).code, ActionResult::Code::ok);
+    }
+    Store store(tmp.path("m.db"));
+    EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0), IngestOutcome::duplicate);
+    EXPECT_EQ(store.alert(id)->status, Status::acknowledged);
+    EXPECT_EQ(store.unpublished_actions(10).size(), 1u);
+}
+
+TEST(AlertState, TheLoopGoesOpenAcknowledgedClosed) {
+    EXPECT_EQ(transition(Status::open, Action::acknowledge, "").next, Status::acknowledged);
+    EXPECT_FALSE(transition(Status::open, Action::close, "fixed").ok);  // verify first
+    EXPECT_FALSE(transition(Status::acknowledged, Action::close, "  ").ok);  // say what was done
+    EXPECT_EQ(transition(Status::acknowledged, Action::close, "bin lid closed").next, Status::closed);
+    EXPECT_FALSE(transition(Status::acknowledged, Action::acknowledge, "").ok);
+    EXPECT_FALSE(transition(Status::closed, Action::close, "again").ok);
+    EXPECT_TRUE(transition(Status::closed, Action::note, "re-checked after 72 h: fine").ok);
+    EXPECT_FALSE(transition(Status::open, Action::note, "").ok);
+}
+
+TEST(AlertState, StoreRecordsEachActionForPublication) {
+    Store store(":memory:");
+    const std::string id = "19ab3c0f2e1-eeeeeeeeeeeeeeee";
+    store.add_event(parsed(event(id, "start")), kT0);
+    EXPECT_EQ(store.act("nosuchalert0", Action::acknowledge, "wang", "", kT0).code, ActionResult::Code::not_found);
+    EXPECT_EQ(store.act(id, Action::close, "wang", "done", kT0).code, ActionResult::Code::refused);
+    EXPECT_EQ(store.act(id, Action::acknowledge, "wang", "on my way", kT0).code, ActionResult::Code::ok);
+    const auto closed = store.act(id, Action::close, "li", "cleaned, staff briefed", kT0 + std::chrono::minutes(5));
+    ASSERT_EQ(closed.code, ActionResult::Code::ok);
+    const auto a = store.alert(id);
+    EXPECT_EQ(a->status, Status::closed);
+    EXPECT_EQ(a->acknowledged_by.value_or(""), "wang");
+    EXPECT_EQ(a->closed_by.value_or(""), "li");
+    EXPECT_EQ(a->close_note.value_or(""), "cleaned, staff briefed");
+    auto pending = store.unpublished_actions(10);
+    ASSERT_EQ(pending.size(), 2u);
+    store.mark_published(pending[0].seq, kT0);
+    pending = store.unpublished_actions(10);
+    ASSERT_EQ(pending.size(), 1u);
+    EXPECT_EQ(pending[0].action, "close");
+
+    const auto payload = decision_payload(pending[0], a, "monitor-1");
+    EXPECT_EQ(payload["status"], "closed");
+    EXPECT_EQ(payload["operator"], "li");
+    EXPECT_EQ(payload["alert"]["camera"], "cooking");
+    EXPECT_EQ(decision_topic("kitchen", pending[0]), "kitchen/sch-0101/decisions/" + id);
+    // Closed alerts leave the default (active) list but stay in "all".
+    EXPECT_TRUE(store.alerts({}).empty());
+    AlertFilter all;
+    all.all = true;
+    EXPECT_EQ(store.alerts(all).size(), 1u);
+}
+
+TEST(AlertState, OverdueByTier) {
+    const MonitorConfig cfg;  // defaults: tier 1 ack 15 min / close 2 h; tier 2 ack 2 h / close 72 h
+    using std::chrono::hours;
+    using std::chrono::minutes;
+    EXPECT_FALSE(deadline_state(cfg.deadlines, 1, Status::open, kT0, kT0 + minutes(14)).overdue);
+    auto d = deadline_state(cfg.deadlines, 1, Status::open, kT0, kT0 + minutes(16));
+    EXPECT_TRUE(d.overdue);
+    EXPECT_EQ(d.overdue_reason, "acknowledge");
+    EXPECT_FALSE(deadline_state(cfg.deadlines, 1, Status::acknowledged, kT0, kT0 + minutes(16)).overdue);
+    d = deadline_state(cfg.deadlines, 1, Status::acknowledged, kT0, kT0 + hours(3));
+    EXPECT_EQ(d.overdue_reason, "close");
+    EXPECT_FALSE(deadline_state(cfg.deadlines, 1, Status::closed, kT0, kT0 + hours(300)).overdue);
+    EXPECT_TRUE(deadline_state(cfg.deadlines, 2, Status::acknowledged, kT0, kT0 + hours(73)).overdue);
+    EXPECT_FALSE(deadline_state(cfg.deadlines, 3, Status::open, kT0, kT0 + hours(1000)).overdue);
+}
+
+TEST(Ingest, RoutesTheSiteTreeAndRefusesBadMessages) {
+    Store store(":memory:");
+    std::vector<Change> changes;
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [&](const Change& c) { changes.push_back(c); });
+    const std::string id = "19ab3c0f2e1-ffffffffffffffff";
+    ingest.handle("kitchen/sch-0101/availability", "online", true, kT0);
+    ingest.handle("kitchen/sch-0101/events", event(id, "start").dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events", event(id, "start").dump(), false, kT0);  // redelivered
+    ingest.handle("kitchen/sch-0101/events/" + id + "/snapshot", std::string("\xff\xd8\xff\xe0rest", 8), false, kT0);
+    ingest.handle("kitchen/sch-0101/sensors/fridge/rollup",
+                  R"({"site":"sch-0101","sensor":"fridge","unit":"degC","minute":"2026-11-24T06:00:00.000Z","min":3.1,"mean":3.4,"max":3.9,"count":12})",
+                  false, kT0);
+    // Bad input: each refused, none stops the next.
+    auto no_severity = event("19ab3c0f2e1-1111111111111111", "start");
+    no_severity.erase("severity");
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"kitchen/sch-0101/events", "{not json"},
+        {"kitchen/sch-0101/events", "[1,2]"},
+        {"kitchen/sch-0101/events", event(id, "start", 0, "sch-0202").dump()},  // site mismatch
+        {"kitchen/sch-0101/events", no_severity.dump()},
+        {"kitchen/sch-0101/events/" + id + "/snapshot", "not a jpeg"},
+        {"kitchen/sch-0101/availability", "maybe"},
+        {"kitchen/../events", "{}"},
+        {"other/sch-0101/events", "{}"},
+        {"kitchen/sch-0101/sensors/fridge/rollup", R"({"minute":"yesterday","min":1,"mean":1,"max":1,"count":1})"},
+    };
+    for (const auto& [topic, payload] : bad) ingest.handle(topic, payload, false, kT0);
+    auto wrong_seq = event("19ab3c0f2e1-2222222222222222", "start");
+    wrong_seq["message_id"] = "19ab3c0f2e1-2222222222222222:end";  // suffix disagrees with state
+    ingest.handle("kitchen/sch-0101/events", wrong_seq.dump(), false, kT0);
+
+    EXPECT_EQ(ingest.counters().created.load(), 1u);
+    EXPECT_EQ(ingest.counters().duplicates.load(), 1u);
+    EXPECT_EQ(ingest.counters().refused.load(), bad.size() + 1);
+    EXPECT_EQ(store.count_alerts(), 1);
+    EXPECT_TRUE(store.alert(id)->has_snapshot);
+    const auto sites = store.sites();
+    ASSERT_EQ(sites.size(), 1u);
+    EXPECT_EQ(sites[0]["availability"], "online");
+    EXPECT_TRUE(sites[0]["last_seen"].is_string());  // live messages are heartbeats
+    const auto rollups = store.rollups("sch-0101", "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z");
+    ASSERT_EQ(rollups.size(), 1u);
+    EXPECT_EQ(rollups[0]["points"][0]["mean"], 3.4);
+}
+
+TEST(Ingest, MessageSequence) {
+    EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:start", "start"), 0);
+    EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:update-7", "update"), 7);
+    EXPECT_GT(*message_sequence("abcdefgh", "abcdefgh:end", "end"), 1000000);
+    EXPECT_FALSE(message_sequence("abcdefgh", "abcdefgh:update-7", "start"));
+    EXPECT_FALSE(message_sequence("abcdefgh", "abcdefgX:start", "start"));
+    EXPECT_FALSE(message_sequence("abcdefgh", "abcdefgh:update-0", "update"));
+}
+
+TEST(MonitorMqtt, SharedSubscriptionsOnlyForTheEventStreams) {
+    MqttSettings m;
+    m.share_group = "room";
+    const auto f = subscription_filters(m);
+    EXPECT_NE(std::find(f.begin(), f.end(), "$share/room/kitchen/+/events/#"), f.end());
+    EXPECT_NE(std::find(f.begin(), f.end(), "$share/room/kitchen/+/sensors/+/rollup"), f.end());
+    // Retained state is never sent to shared subscriptions: every instance reads it.
+    EXPECT_NE(std::find(f.begin(), f.end(), "kitchen/+/availability"), f.end());
+    m.share_group.clear();
+    EXPECT_EQ(subscription_filters(m).at(4), "kitchen/+/events/#");
+}
+
+TEST(MonitorAuth, PasswordsTokensAndSessions) {
+    Auth auth({{"wang", "correct-horse", ""}, {"bot", "", "0123456789abcdef0123"}}, std::chrono::hours(1));
+    Request req;
+    EXPECT_FALSE(auth.identify(req, kT0));
+    req.set(http::field::authorization, "Basic d2FuZzpjb3JyZWN0LWhvcnNl");  // wang:correct-horse
+    EXPECT_EQ(auth.identify(req, kT0).value_or(""), "wang");
+    req.set(http::field::authorization, "Basic d2FuZzp3cm9uZw==");  // wang:wrong
+    EXPECT_FALSE(auth.identify(req, kT0));
+    req.set(http::field::authorization, "Bearer 0123456789abcdef0123");
+    EXPECT_EQ(auth.identify(req, kT0).value_or(""), "bot");
+    EXPECT_FALSE(auth.login("bot", "", kT0));  // a token-only operator has no password
+    const auto token = auth.login("wang", "correct-horse", kT0);
+    ASSERT_TRUE(token);
+    Request browser;
+    browser.set(http::field::cookie, std::string("a=b; ") + kSessionCookie + "=" + *token);
+    EXPECT_EQ(auth.identify(browser, kT0).value_or(""), "wang");
+    EXPECT_FALSE(auth.identify(browser, kT0 + std::chrono::hours(2)));  // expired
+}
+
+namespace {
+
+std::string config_error(const std::string& yaml) {
+    try {
+        load_monitor_config_string(yaml, "/etc/kitchen-monitor/monitor.yaml");
+    } catch (const kg::config::ConfigInvalid& e) {
+        return e.errors.front().to_string();
+    }
+    return "";
+}
+
+const std::string kGood = R"(mqtt:
+  url: tcp://127.0.0.1:1883
+  client_id: monitor-1
+  share_group: room
+db:
+  path: monitor.db
+http:
+  listen: 127.0.0.1:8090
+  operators:
+    - name: wang
+      password: correct-horse
+deadlines:
+  severity_2: {acknowledge: 1h, close: 24h}
+  severity_3: {acknowledge: none, close: 7d}
+)";
+
+}  // namespace
+
+TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
+    const auto cfg = load_monitor_config_string(kGood, "/etc/kitchen-monitor/monitor.yaml");
+    EXPECT_EQ(cfg.mqtt.share_group, "room");
+    EXPECT_EQ(cfg.db_path, "/etc/kitchen-monitor/monitor.db");  // relative to the file
+    EXPECT_EQ(*cfg.deadlines[1].acknowledge, std::chrono::hours(1));
+    EXPECT_FALSE(cfg.deadlines[2].acknowledge);
+    EXPECT_EQ(*cfg.deadlines[2].close, std::chrono::hours(24 * 7));
+    EXPECT_EQ(*cfg.deadlines[0].acknowledge, std::chrono::minutes(15));  // default kept
+
+    EXPECT_EQ(config_error(kGood + "colour: blue\n"),
+              "/etc/kitchen-monitor/monitor.yaml:15:1: colour: unknown key (known here: mqtt, db, http, deadlines, "
+              "heartbeat_timeout, log)");
+    std::string short_password = kGood;
+    short_password.replace(short_password.find("correct-horse"), 13, "abc");
+    EXPECT_EQ(config_error(short_password),
+              "/etc/kitchen-monitor/monitor.yaml:11:17: http.operators[0].password: too short: at least 8 characters");
+    std::string no_ops = kGood;
+    no_ops.replace(no_ops.find("  operators:"), no_ops.find("deadlines:") - no_ops.find("  operators:"), "");
+    EXPECT_NE(config_error(no_ops).find("http.operators: required"), std::string::npos);
+    std::string bad_url = kGood;
+    bad_url.replace(bad_url.find("tcp://127.0.0.1:1883"), 20, "http://x/y");
+    EXPECT_EQ(config_error(bad_url).rfind("/etc/kitchen-monitor/monitor.yaml:2:8: mqtt.url:", 0), 0u);
+    std::string bad_deadline = kGood;
+    bad_deadline.replace(bad_deadline.find("1h"), 2, "soon");
+    EXPECT_NE(config_error(bad_deadline).find(":13:29: deadlines.severity_2.acknowledge: expected a positive duration"),
+              std::string::npos);
+    EXPECT_NE(config_error("mqtt: [").find("/etc/kitchen-monitor/monitor.yaml:"), std::string::npos);
+    unsetenv("KGM_TEST_UNSET");
+    std::string env = kGood;
+    env.replace(env.find("correct-horse"), 13, "${KGM_TEST_UNSET}");
+    EXPECT_NE(config_error(env).find("environment variable KGM_TEST_UNSET is not set"), std::string::npos);
+}
