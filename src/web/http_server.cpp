@@ -20,6 +20,7 @@ struct HttpServer::Shared {
     std::shared_ptr<spdlog::logger> log;
     std::size_t connections = 0;
     std::map<std::string, std::size_t> per_address;
+    std::vector<std::weak_ptr<LiveStream>> live;  // streaming sessions, ended by stop()
     bool stopped = false;
 };
 
@@ -107,18 +108,20 @@ private:
     // slowly overflows its queue and is dropped by the producer.
     void stream(StreamReply reply) {
         live_ = std::move(reply.body);
+        std::erase_if(shared_->live, [](const auto& w) { return w.expired(); });
+        shared_->live.push_back(live_);
         head_ = std::make_shared<http::response<http::empty_body>>(std::move(reply.head));
         head_->keep_alive(false);
         serializer_.emplace(*head_);
         stream_.expires_after(shared_->limits.idle_timeout);
         http::async_write_header(stream_, *serializer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-            if (ec) return self->close();
+            if (ec) return self->end_stream();
             self->writing_ = false;
-            std::weak_ptr<Session> weak = self;
-            self->live_->set_waker([weak, ex = self->stream_.get_executor()] {
-                net::post(ex, [weak] {
-                    if (auto s = weak.lock()) s->pump();
-                });
+            // The waker keeps the session alive between writes (nothing else holds it while it
+            // waits for the camera's next packet); every way out of the stream cancels it, which
+            // drops the waker and with it this reference.
+            self->live_->set_waker([self, ex = self->stream_.get_executor()] {
+                net::post(ex, [self] { self->pump(); });
             });
             self->pump();
         });
@@ -131,7 +134,7 @@ private:
         if (!live_->take(chunks_)) {
             if (live_->overflowed())
                 shared_->log->warn("live stream to {} dropped: the client reads too slowly", client_);
-            return close();
+            return end_stream();
         }
         if (chunks_.empty()) return;  // woken early; the next push wakes again
         buffers_.clear();
@@ -140,12 +143,14 @@ private:
         stream_.expires_after(shared_->limits.idle_timeout);
         net::async_write(stream_, buffers_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
             self->writing_ = false;
-            if (ec) {
-                self->live_->cancel();
-                return self->close();
-            }
+            if (ec) return self->end_stream();
             self->pump();
         });
+    }
+
+    void end_stream() {
+        if (live_) live_->cancel();
+        close();
     }
 
     void close() {
@@ -221,6 +226,11 @@ void HttpServer::stop() {
     shared_->stopped = true;
     beast::error_code ignored;
     acceptor_.close(ignored);
+    // A live stream's session lives as long as its stream: end them, or they would outlive the server.
+    for (auto& w : shared_->live) {
+        if (auto s = w.lock()) s->cancel();
+    }
+    shared_->live.clear();
 }
 
 void HttpServer::accept() {

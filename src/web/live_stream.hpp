@@ -72,11 +72,14 @@ public:
 
     // The client is gone: the producer stops sending at its next push.
     void cancel() {
-        std::lock_guard lock(mutex_);
-        finished_ = true;
-        queue_.clear();
-        queued_bytes_ = 0;
-        waker_ = nullptr;
+        std::function<void()> dropped;  // released after the lock: it may own the connection
+        {
+            std::lock_guard lock(mutex_);
+            finished_ = true;
+            queue_.clear();
+            queued_bytes_ = 0;
+            dropped.swap(waker_);
+        }
     }
 
     bool overflowed() const {

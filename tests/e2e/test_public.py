@@ -89,6 +89,14 @@ def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path
     assert hls[0]["codec_name"] == "h264" and hls[0]["width"] == 640, hls
     flv = probe(f"http://127.0.0.1:{port}/live/kitchen.flv")
     assert flv[0]["codec_name"] == "h264" and flv[0]["width"] == 640, flv
+    # HTTP-FLV is a long-lived stream: six seconds of it, recorded by FFmpeg, hold six seconds of video.
+    recorded = tmp_path / "recorded.flv"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "10000000", "-i",
+                    f"http://127.0.0.1:{port}/live/kitchen.flv", "-t", "6", "-c", "copy", str(recorded)],
+                   check=True, timeout=40)
+    duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                                     str(recorded)], capture_output=True, text=True).stdout)
+    assert duration >= 5.5, duration
     # The same from a real RTSP camera sending B-frames.
     playlist_with_segments(port, "ipcam")
     for url in [f"http://127.0.0.1:{port}/live/ipcam/index.m3u8", f"http://127.0.0.1:{port}/live/ipcam.flv"]:
