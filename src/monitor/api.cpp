@@ -298,7 +298,7 @@ private:
             note = body["note"];
         }
         if (note.size() > kMaxNote) return error(req, http::status::payload_too_large, "note too long");
-        const auto result = ctx_.store.act(id, action, who, note, now);
+        const auto result = ctx_.store.act(id, action, who, note, now, ctx_.cfg.mqtt.client_id);
         if (result.code == ActionResult::Code::not_found) return error(req, http::status::not_found, "no such alert");
         if (result.code == ActionResult::Code::refused) return error(req, http::status::conflict, result.error);
         log_->info("{} {} {} from {}{}", who, to_string(action), id, client, note.empty() ? "" : ": " + note.substr(0, 200));

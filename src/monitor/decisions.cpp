@@ -10,8 +10,8 @@ std::string decision_topic(const std::string& prefix, const ActionRecord& action
     return prefix + "/" + action.site + "/decisions/" + action.event_id;
 }
 
-json decision_payload(const ActionRecord& action, const std::optional<Alert>& alert, const std::string& monitor_id) {
-    json out = {{"decision_id", monitor_id + "-" + std::to_string(action.seq)},
+json decision_payload(const ActionRecord& action, const std::optional<Alert>& alert) {
+    json out = {{"decision_id", action.monitor + "-" + std::to_string(action.seq)},
                 {"event_id", action.event_id},
                 {"site", action.site},
                 {"action", action.action},
@@ -19,7 +19,7 @@ json decision_payload(const ActionRecord& action, const std::optional<Alert>& al
                 {"operator", action.operator_name},
                 {"note", action.note},
                 {"time", action.time},
-                {"monitor", monitor_id}};
+                {"monitor", action.monitor}};
     // What the decision is about, so the canteen's screen needs nothing else to show it.
     if (alert) {
         json about = {{"check", alert->check},
@@ -32,9 +32,9 @@ json decision_payload(const ActionRecord& action, const std::optional<Alert>& al
     return out;
 }
 
-DecisionPublisher::DecisionPublisher(Store& store, MqttClient& mqtt, std::string prefix, std::string monitor_id,
+DecisionPublisher::DecisionPublisher(Store& store, MqttClient& mqtt, std::string prefix,
                                      std::shared_ptr<spdlog::logger> log)
-    : store_(store), mqtt_(mqtt), prefix_(std::move(prefix)), monitor_id_(std::move(monitor_id)), log_(std::move(log)) {}
+    : store_(store), mqtt_(mqtt), prefix_(std::move(prefix)), log_(std::move(log)) {}
 
 void DecisionPublisher::start() {
     worker_.start([this] { run(); });
@@ -47,7 +47,7 @@ bool DecisionPublisher::publish_pending() {
         for (const auto& action : pending) {
             if (worker_.stopping()) return true;
             const auto topic = decision_topic(prefix_, action);
-            const auto payload = decision_payload(action, store_.alert(action.event_id), monitor_id_).dump();
+            const auto payload = decision_payload(action, store_.alert(action.event_id)).dump(-1, ' ', false, json::error_handler_t::replace);
             if (!mqtt_.publish_confirmed(topic, payload, 1, std::chrono::seconds(5))) return false;
             store_.mark_published(action.seq, Clock::now());
             log_->info("decision {} on {} ({} by {})", action.seq, topic, action.action, action.operator_name);

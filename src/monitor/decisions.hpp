@@ -17,14 +17,13 @@
 namespace kg::monitor {
 
 std::string decision_topic(const std::string& prefix, const ActionRecord& action);
-// `monitor_id` (the client id) makes decision_id unique across monitor instances.
-nlohmann::json decision_payload(const ActionRecord& action, const std::optional<Alert>& alert,
-                                const std::string& monitor_id);
+// decision_id is "<recording instance's client id>-<action seq>": unique across instances and the
+// same on every (re)delivery, so the site deduplicates by it.
+nlohmann::json decision_payload(const ActionRecord& action, const std::optional<Alert>& alert);
 
 class DecisionPublisher {
 public:
-    DecisionPublisher(Store& store, MqttClient& mqtt, std::string prefix, std::string monitor_id,
-                      std::shared_ptr<spdlog::logger> log);
+    DecisionPublisher(Store& store, MqttClient& mqtt, std::string prefix, std::shared_ptr<spdlog::logger> log);
     ~DecisionPublisher() { stop(); }
 
     void start();
@@ -38,7 +37,7 @@ private:
 
     Store& store_;
     MqttClient& mqtt_;
-    std::string prefix_, monitor_id_;
+    std::string prefix_;
     std::shared_ptr<spdlog::logger> log_;
     WorkerThread worker_;
 };

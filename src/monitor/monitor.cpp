@@ -18,8 +18,7 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
             ingest_->handle(topic, payload, retained, Clock::now());
         },
         logging.get("mqtt"));
-    decisions_ = std::make_unique<DecisionPublisher>(store_, *mqtt_, cfg_.mqtt.topic_prefix, cfg_.mqtt.client_id,
-                                                     logging.get("decisions"));
+    decisions_ = std::make_unique<DecisionPublisher>(store_, *mqtt_, cfg_.mqtt.topic_prefix, logging.get("decisions"));
     ApiContext ctx{store_, auth_, cfg_, [this] { return mqtt_->connected(); },
                    [this](const ActionRecord& r) {
                        decisions_->wake();

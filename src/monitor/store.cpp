@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS rollups (
 CREATE TABLE IF NOT EXISTS actions (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, site TEXT NOT NULL,
   action TEXT NOT NULL, status_after TEXT NOT NULL, operator TEXT NOT NULL, note TEXT NOT NULL,
-  time TEXT NOT NULL, published_at TEXT);
+  time TEXT NOT NULL, monitor TEXT NOT NULL, published_at TEXT);
 CREATE INDEX IF NOT EXISTS actions_event ON actions(event_id, seq);
 CREATE INDEX IF NOT EXISTS actions_unpublished ON actions(published_at, seq);
 )sql";
@@ -400,11 +400,12 @@ ActionRecord read_action(Stmt& s) {
     r.note = s.text(6);
     r.time = s.text(7);
     r.published_at = s.opt_text(8);
+    r.monitor = s.text(9);
     return r;
 }
 
 constexpr const char* kActionColumns =
-    "seq, event_id, site, action, status_after, operator, note, time, published_at";
+    "seq, event_id, site, action, status_after, operator, note, time, published_at, monitor";
 
 }  // namespace
 
@@ -460,7 +461,7 @@ std::int64_t Store::count_alerts() {
 }
 
 ActionResult Store::act(const std::string& id, Action action, const std::string& operator_name,
-                        const std::string& note, TimePoint now) {
+                        const std::string& note, TimePoint now, const std::string& monitor_id) {
     std::lock_guard lock(mutex_);
     Transaction tx(db_);
     std::string site;
@@ -493,7 +494,8 @@ ActionResult Store::act(const std::string& id, Action action, const std::string&
     }
     // Every action, notes included, is a decision the site hears about (published_at set later).
     Stmt(db_,
-         "INSERT INTO actions(event_id, site, action, status_after, operator, note, time) VALUES(?,?,?,?,?,?,?)")
+         "INSERT INTO actions(event_id, site, action, status_after, operator, note, time, monitor)"
+         " VALUES(?,?,?,?,?,?,?,?)")
         .bind(1, id)
         .bind(2, site)
         .bind(3, std::string_view(to_string(action)))
@@ -501,6 +503,7 @@ ActionResult Store::act(const std::string& id, Action action, const std::string&
         .bind(5, operator_name)
         .bind(6, note)
         .bind(7, when)
+        .bind(8, monitor_id)
         .run();
     ActionRecord r;
     r.seq = db_.last_insert_rowid();
@@ -511,6 +514,7 @@ ActionResult Store::act(const std::string& id, Action action, const std::string&
     r.operator_name = operator_name;
     r.note = note;
     r.time = when;
+    r.monitor = monitor_id;
     tx.commit();
     return {ActionResult::Code::ok, {}, r};
 }

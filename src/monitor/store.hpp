@@ -74,6 +74,7 @@ struct AlertFilter {
 struct ActionRecord {
     std::int64_t seq = 0;
     std::string event_id, site, action, status_after, operator_name, note, time;
+    std::string monitor;  // the client id of the instance that recorded it
     std::optional<std::string> published_at;
 };
 
@@ -115,8 +116,10 @@ public:
     std::int64_t count_alerts();
 
     // --- closed loop ---
+    // `monitor_id`: this instance's client id, recorded with the action so that the decision's id
+    // stays the same whichever instance publishes it (instances may share one database).
     ActionResult act(const std::string& id, Action action, const std::string& operator_name,
-                     const std::string& note, TimePoint now);
+                     const std::string& note, TimePoint now, const std::string& monitor_id = "monitor");
     std::vector<ActionRecord> unpublished_actions(int limit);
     void mark_published(std::int64_t seq, TimePoint when);
 

@@ -148,7 +148,8 @@ TEST(AlertState, StoreRecordsEachActionForPublication) {
     EXPECT_EQ(store.act("nosuchalert0", Action::acknowledge, "wang", "", kT0).code, ActionResult::Code::not_found);
     EXPECT_EQ(store.act(id, Action::close, "wang", "done", kT0).code, ActionResult::Code::refused);
     EXPECT_EQ(store.act(id, Action::acknowledge, "wang", "on my way", kT0).code, ActionResult::Code::ok);
-    const auto closed = store.act(id, Action::close, "li", "cleaned, staff briefed", kT0 + std::chrono::minutes(5));
+    const auto closed =
+        store.act(id, Action::close, "li", "cleaned, staff briefed", kT0 + std::chrono::minutes(5), "monitor-1");
     ASSERT_EQ(closed.code, ActionResult::Code::ok);
     const auto a = store.alert(id);
     EXPECT_EQ(a->status, Status::closed);
@@ -162,7 +163,8 @@ TEST(AlertState, StoreRecordsEachActionForPublication) {
     ASSERT_EQ(pending.size(), 1u);
     EXPECT_EQ(pending[0].action, "close");
 
-    const auto payload = decision_payload(pending[0], a, "monitor-1");
+    const auto payload = decision_payload(pending[0], a);
+    EXPECT_EQ(payload["decision_id"], "monitor-1-" + std::to_string(pending[0].seq));
     EXPECT_EQ(payload["status"], "closed");
     EXPECT_EQ(payload["operator"], "li");
     EXPECT_EQ(payload["alert"]["camera"], "cooking");

@@ -1,0 +1,390 @@
+"""kitchen-monitor, the monitoring room's side, against real peers: a real Mosquitto, a real gateway,
+two monitor instances on one MQTT shared subscription, and the dashboard in real headless Chromium.
+
+1. A real gateway's alert (a camera going black) reaches the monitor's API with its snapshot, the
+   site shows online with a heartbeat and goes offline when the gateway stops; a redelivered copy of
+   the gateway's own message is shown once.
+2. Two instances in one share group split N events published at QoS 1: union == N, intersection
+   empty, both took some; with one shared database, every message delivered twice is still one alert.
+3. The dashboard: an alert published while the page is open appears without a reload; clicking
+   Acknowledge publishes a decision on kitchen/<site>/decisions/<id> that a test client receives (and
+   that matches docs/schemas/decision.schema.json); closing with a note publishes a second one. The
+   screenshot is kept as monitor-dashboard.png in the test's folder."""
+
+import base64
+import datetime
+import http.client
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+
+import kg_e2e
+
+MONITOR_BIN = os.environ.get("KG_MONITOR_BIN", str(kg_e2e.SOURCE_DIR / "build/gateway/kitchen-monitor"))
+OPERATOR, PASSWORD = "wang", "correct-horse-battery"
+
+
+class Monitor:
+    """The kitchen-monitor process on a generated config; its log is <workdir>/<name>.log."""
+
+    def __init__(self, workdir, broker, name="monitor", share_group=None, db=None):
+        self.workdir = pathlib.Path(workdir)
+        self.name = name
+        cfg = {
+            "mqtt": {"url": broker.url, "client_id": f"e2e-{name}-{os.getpid()}",
+                     "reconnect": {"min": "200ms", "max": "1s"}},
+            "db": {"path": str(db or self.workdir / f"{name}.db")},
+            "http": {"listen": "127.0.0.1:0", "operators": [{"name": OPERATOR, "password": PASSWORD}]},
+            "heartbeat_timeout": "10s",
+            "log": {"level": "debug"},
+        }
+        if share_group:
+            cfg["mqtt"]["share_group"] = share_group
+        self.config_path = self.workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self.log_path = self.workdir / f"{name}.log"
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([MONITOR_BIN, "--config", str(self.config_path)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        found = kg_e2e.wait_until(lambda: self._check_alive() and re.search(r"dashboard on \S+ \(port (\d+)\)",
+                                                                            self.output()), 10,
+                                  what=f"{name}'s dashboard port")
+        self.port = int(found.group(1))
+        kg_e2e.wait_until(lambda: self._check_alive() and "[mqtt] connected" in self.output(), 10,
+                          what=f"{name} connected to the broker")
+
+    def _check_alive(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
+        return True
+
+    def output(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def request(self, method, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        auth = base64.b64encode(f"{OPERATOR}:{PASSWORD}".encode()).decode()
+        headers = {"Authorization": f"Basic {auth}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        ctype = r.getheader("Content-Type") or ""
+        return r.status, (json.loads(data) if ctype.startswith("application/json") else data)
+
+    def get(self, path):
+        status, body = self.request("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def alert_ids(self):
+        return [a["id"] for a in self.get("/api/alerts?status=all&limit=5000")]
+
+    def metric(self, name):
+        text = self.get("/metrics").decode()
+        m = re.search(rf"^{re.escape(name)} (\d+)$", text, re.M)
+        return int(m.group(1)) if m else None
+
+    def terminate(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(15)
+        self.log.close()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+    def failure_report(self):
+        return [(f"{self.name} log {self.log_path}", kg_e2e.tail(self.log_path))]
+
+
+class Monitors:
+    """Factory fixture value: monitors(broker, name=..., share_group=..., db=...)."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.items = []
+
+    def __call__(self, broker, **kwargs):
+        m = Monitor(self.workdir, broker, **kwargs)
+        self.items.append(m)
+        return m
+
+    def failure_report(self):
+        return [s for m in self.items for s in m.failure_report()]
+
+
+@pytest.fixture
+def monitors(tmp_path):
+    started = Monitors(tmp_path)
+    yield started
+    for m in started.items:
+        m.kill()
+
+
+def now_iso(offset_s=0.0):
+    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset_s)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def event(event_id, site, state="start", camera="cooking", check="bin_lid", label="open", severity=2):
+    """An event message in the gateway's exact format (docs/schemas/event.schema.json)."""
+    msg = {"message_id": f"{event_id}:{state}", "id": event_id, "site": site, "camera": camera, "check": check,
+           "label": label, "severity": severity, "state": state, "start_time": now_iso(-5), "end_time": None,
+           "time": now_iso(), "score": 0.9, "top_score": 0.9, "boxes": [], "zone": None,
+           "evidence": {"snapshot": None, "snapshot_end": None, "clip": None, "errors": []}}
+    if state == "end":
+        msg["end_time"] = now_iso()
+        msg["duration_s"] = 5.0
+    return msg
+
+
+def publisher(broker):
+    client = mqtt.Client(client_id=f"e2e-pub-{os.getpid()}-{time.time_ns()}", clean_session=True)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    return client
+
+
+def publish_all(client, messages):
+    """Publishes (topic, payload) at QoS 1 and waits for every PUBACK."""
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(10)
+        assert info.is_published()
+
+
+def test_real_gateway_alert_reaches_the_monitor(broker, collector, clips, gateways, monitors, schemas, tmp_path):
+    mon = monitors(broker)
+    cam = kg_e2e.camera("cam", clips("black-monitor", [("normal", 4), ("black", 20)]), input={"loop": False})
+    gw = gateways(kg_e2e.base_config(broker, [cam], tmp_path))
+
+    alert = kg_e2e.wait_until(lambda: [a for a in mon.get("/api/alerts") if a["check"] == "camera_health"], 30,
+                              what="the gateway's camera_health alert in the monitor")[0]
+    start = [e for e in collector.events() if e["state"] == "start"][0]
+    schemas.validate("kitchen/test-site/events", json.dumps(start).encode())
+    assert alert["id"] == start["id"] and alert["site"] == "test-site" and alert["camera"] == "cam"
+    assert alert["label"] == start["label"] and alert["severity"] == start["severity"] and alert["status"] == "open"
+    kg_e2e.wait_until(lambda: mon.get(f"/api/alerts/{start['id']}")["has_snapshot"], 10, what="the snapshot")
+    status, jpeg = mon.request("GET", f"/api/alerts/{start['id']}/snapshot.jpg")
+    assert status == 200 and jpeg[:2] == b"\xff\xd8"
+    assert jpeg == collector.on(f"kitchen/test-site/events/{start['id']}/snapshot")[0][1]
+
+    site = kg_e2e.wait_until(lambda: [s for s in mon.get("/api/sites") if s["site"] == "test-site" and s["cameras"]],
+                             10, what="the site and its camera")[0]
+    assert site["state"] == "online" and site["name"] == "Test canteen" and site["heartbeat_age_s"] < 5
+    assert site["cameras"][0]["camera"] == "cam"
+
+    # The broker redelivers the gateway's own start message (a lost PUBACK): still one alert, one message.
+    before = mon.metric('kgm_messages_total{outcome="duplicate"}')
+    raw = [m[1] for m in collector.on("kitchen/test-site/events") if json.loads(m[1])["message_id"] == start["message_id"]][0]
+    pub = publisher(broker)
+    publish_all(pub, [("kitchen/test-site/events", raw)] * 3)
+    kg_e2e.wait_until(lambda: mon.metric('kgm_messages_total{outcome="duplicate"}') >= before + 3, 10,
+                      what="three duplicates counted")
+    assert mon.alert_ids().count(start["id"]) == 1
+    detail = mon.get(f"/api/alerts/{start['id']}")
+    assert [h["message_id"] for h in detail["history"]].count(start["message_id"]) == 1
+    pub.disconnect()
+
+    assert gw.terminate() == 0
+    kg_e2e.wait_until(lambda: [s for s in mon.get("/api/sites") if s["site"] == "test-site"][0]["state"] == "offline",
+                      10, what="the site offline after the gateway stopped")
+    assert mon.terminate() == 0
+
+
+def test_two_instances_split_a_shared_subscription(broker, monitors, tmp_path):
+    n = 200
+    a = monitors(broker, name="monitor-a", share_group="room")
+    b = monitors(broker, name="monitor-b", share_group="room")
+    sites = [f"sch-{i:04d}" for i in range(5)]
+    pub = publisher(broker)
+    publish_all(pub, [(f"kitchen/{s}/availability", "online") for s in sites])
+    ids = [f"19ab3c0f2e1-{i:016x}" for i in range(n)]
+    messages = [(f"kitchen/{sites[i % 5]}/events", json.dumps(event(ids[i], sites[i % 5]))) for i in range(n)]
+    t0 = time.time()
+    publish_all(pub, messages)
+    kg_e2e.wait_until(lambda: len(a.alert_ids()) + len(b.alert_ids()) >= n, 20, interval=0.3,
+                      what=f"{n} alerts across the two instances")
+    time.sleep(0.5)  # anything doubled would arrive now
+    got_a, got_b = a.alert_ids(), b.alert_ids()
+    print(f"{n} events split {len(got_a)} / {len(got_b)} in {time.time() - t0:.2f} s")
+    assert len(got_a) == len(set(got_a)) and len(got_b) == len(set(got_b))
+    assert set(got_a) | set(got_b) == set(ids), "missed"
+    assert not set(got_a) & set(got_b), "doubled"
+    assert got_a and got_b, "one instance took everything: the subscription is not shared"
+    # The retained site state is not split: both instances know every site is online.
+    for m in (a, b):
+        kg_e2e.wait_until(lambda: sorted(s["site"] for s in m.get("/api/sites") if s["availability"] == "online") == sites,
+                          5, what=f"{m.name} seeing every site online")
+    assert a.terminate() == 0 and b.terminate() == 0
+
+    # One database shared by two instances (one server, two processes): every message delivered
+    # twice, whichever instance takes each copy, is still one alert.
+    shared_db = tmp_path / "shared.db"
+    c = monitors(broker, name="monitor-c", share_group="pair", db=shared_db)
+    d = monitors(broker, name="monitor-d", share_group="pair", db=shared_db)
+    ids2 = [f"19ab3c0f2e2-{i:016x}" for i in range(100)]
+    once = [(f"kitchen/{sites[i % 5]}/events", json.dumps(event(ids2[i], sites[i % 5]))) for i in range(100)]
+    publish_all(pub, once + once)
+    handled = lambda m: m.metric('kgm_messages_total{outcome="created"}') + m.metric('kgm_messages_total{outcome="duplicate"}')
+    kg_e2e.wait_until(lambda: handled(c) + handled(d) >= 200, 20, interval=0.3,
+                      what="both copies of every message handled")
+    shown = [i for i in c.alert_ids() if i.startswith("19ab3c0f2e2-")]
+    assert sorted(shown) == sorted(ids2) and sorted(shown) == sorted(
+        i for i in d.alert_ids() if i.startswith("19ab3c0f2e2-"))
+    dups = c.metric('kgm_messages_total{outcome="duplicate"}') + d.metric('kgm_messages_total{outcome="duplicate"}')
+    assert dups == 100, dups
+    print(f"shared database: 200 deliveries -> {len(shown)} alerts, {dups} duplicates dropped")
+    pub.disconnect()
+    assert c.terminate() == 0 and d.terminate() == 0
+
+
+selenium = pytest.importorskip("selenium", reason="python3-selenium is not installed")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not CHROMIUM or not CHROMEDRIVER:
+        pytest.skip("chromium and chromium-driver are not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_path=str(tmp_path / "chromedriver.log")),
+                              options=options)
+    yield driver
+    driver.quit()
+
+
+def click(browser, css, timeout=10):
+    """Clicks the element `css` matches, again if the page re-rendered it under the pointer."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt():
+        try:
+            browser.find_element(By.CSS_SELECTOR, css).click()
+            return True
+        except StaleElementReferenceException:
+            return False
+    kg_e2e.wait_until(attempt, timeout, what=f"a click on {css}")
+
+
+def jpeg_bytes():
+    import cv2
+    import numpy as np
+    img = np.full((180, 320, 3), (60, 90, 120), np.uint8)
+    cv2.rectangle(img, (200, 100), (260, 160), (0, 0, 255), 3)
+    cv2.putText(img, "bin lid open", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+def test_dashboard_in_chromium(broker, monitors, browser, schemas, tmp_path):
+    mon = monitors(broker)
+    decisions = kg_e2e.Collector(broker, topic="kitchen/+/decisions/#")
+    pub = publisher(broker)
+    site = "sch-0101"
+    # What a site's gateway leaves on the broker, and some of today's fridge curve.
+    now = datetime.datetime.now(datetime.timezone.utc).replace(second=0, microsecond=0)
+    midnight = datetime.datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+    rollups = []
+    for k in range(60, 0, -1):
+        minute = now - datetime.timedelta(minutes=k)
+        if minute < midnight:
+            continue
+        v = 3.0 + 1.5 * ((k % 20) / 20)
+        rollups.append((f"kitchen/{site}/sensors/fridge1/rollup", json.dumps(
+            {"site": site, "sensor": "fridge1", "unit": "degC", "minute": minute.strftime("%Y-%m-%dT%H:%M:00.000Z"),
+             "min": v - 0.2, "mean": v, "max": v + 0.2, "count": 6})))
+    publish_all(pub, [(f"kitchen/{site}/availability", "online"),
+                      (f"kitchen/{site}/gateway", json.dumps({"site": site, "name": "No. 1 Primary School canteen",
+                                                              "version": "0.1.0", "started_at": now_iso(-3600),
+                                                              "cameras": [], "time": now_iso()})),
+                      (f"kitchen/{site}/sensors/fridge1/state", json.dumps(
+                          {"site": site, "sensor": "fridge1", "name": "Fridge 1", "kind": "temperature",
+                           "location": "fridge", "unit": "degC", "online": True, "value": 3.4,
+                           "reading_time": now_iso(), "conditions": [], "time": now_iso()}))] + rollups)
+
+    browser.get(f"http://127.0.0.1:{mon.port}/")
+    kg_e2e.wait_until(lambda: browser.find_element(By.ID, "login-operator").is_displayed(), 10, what="the sign-in form")
+    browser.find_element(By.ID, "login-operator").send_keys(OPERATOR)
+    browser.find_element(By.ID, "login-password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login-submit").click()
+    kg_e2e.wait_until(lambda: browser.find_element(By.ID, "live").text == "live", 10, what="the live stream")
+    kg_e2e.wait_until(lambda: site in browser.find_element(By.ID, "sites").text, 10, what="the site listed")
+    browser.execute_script("window.__noReload = 42")
+
+    # An alert published now appears without a reload.
+    event_id = "19ab3c0f2e1-0123456789abcdef"
+    publish_all(pub, [(f"kitchen/{site}/events", json.dumps(event(event_id, site, severity=1))),
+                      (f"kitchen/{site}/events/{event_id}/snapshot", jpeg_bytes())])
+    row = f'tr.alert[data-id="{event_id}"]'
+    kg_e2e.wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 10, what="the alert row on the page")
+    assert browser.execute_script("return window.__noReload") == 42, "the page reloaded"
+    assert "bin_lid / open" in browser.find_element(By.CSS_SELECTOR, row).text
+
+    # Acknowledge in the page -> a decision on the site's topic.
+    click(browser, f'button.ack[data-id="{event_id}"]')
+    topic = f"kitchen/{site}/decisions/{event_id}"
+    decision = kg_e2e.wait_until(lambda: decisions.json_on(topic), 10, what="the decision on MQTT")[0]
+    errors = list(schemas.validators["decision"].iter_errors(decision))
+    assert not errors, errors
+    assert decision["action"] == "acknowledge" and decision["status"] == "acknowledged"
+    assert decision["operator"] == OPERATOR and decision["event_id"] == event_id and decision["site"] == site
+    assert decision["alert"]["severity"] == 1 and decision["alert"]["camera"] == "cooking"
+
+    # The alert's detail: its snapshot, then closed with what was done.
+    click(browser, row)
+    kg_e2e.wait_until(lambda: browser.execute_script(
+        "const i = document.getElementById('d-snapshot'); return i.complete && i.naturalWidth === 320"), 10,
+        what="the snapshot shown")
+    kg_e2e.wait_until(lambda: browser.find_element(By.ID, "d-close").is_enabled(), 5, what="Close enabled")
+    browser.find_element(By.ID, "d-note").send_keys("Lid closed, staff reminded.")
+    browser.find_element(By.ID, "d-close").click()
+    closed = kg_e2e.wait_until(lambda: [d for d in decisions.json_on(topic) if d["action"] == "close"], 10,
+                               what="the close decision")[0]
+    assert closed["note"] == "Lid closed, staff reminded." and closed["status"] == "closed"
+    assert not list(schemas.validators["decision"].iter_errors(closed))
+    kg_e2e.wait_until(lambda: "sent to site" in browser.find_element(By.ID, "d-actions").text, 10,
+                      what="the handling history")
+    assert mon.get(f"/api/alerts/{event_id}")["closed_by"] == OPERATOR
+
+    # A second alert stays open for the screenshot; the fridge curve is drawn.
+    publish_all(pub, [(f"kitchen/{site}/events", json.dumps(event("19ab3c0f2e1-fedcba9876543210", site,
+                                                                  camera="prep", check="mask", label="no_mask",
+                                                                  severity=3)))])
+    kg_e2e.wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, 'tr.alert[data-id="19ab3c0f2e1-fedcba9876543210"]'),
+                      10, what="the second alert")
+    if rollups:
+        kg_e2e.wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, '[data-sensor="fridge1"] svg polyline'), 10,
+                          what="the fridge curve")
+    assert browser.execute_script("return window.__noReload") == 42
+    shot = tmp_path / "monitor-dashboard.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10000
+    print(f"screenshot: {shot}")
+    decisions.close()
+    pub.disconnect()
+    assert mon.terminate() == 0
