@@ -200,6 +200,25 @@ def test_real_gateway_alert_reaches_the_monitor(broker, collector, clips, gatewa
     assert mon.alert_ids().count(start["id"]) == 1
     detail = mon.get(f"/api/alerts/{start['id']}")
     assert [h["message_id"] for h in detail["history"]].count(start["message_id"]) == 1
+
+    # Bad input is refused with a log line naming what and where, and the monitor keeps working.
+    refused = mon.metric('kgm_messages_total{outcome="refused"}')
+    forged = dict(start, site="other-site")  # a site publishing about another site's alert
+    publish_all(pub, [("kitchen/test-site/events", b"\x00garbage"), ("kitchen/test-site/events", json.dumps(forged)),
+                      (f"kitchen/test-site/events/{start['id']}/snapshot", b"not a jpeg")])
+    kg_e2e.wait_until(lambda: mon.metric('kgm_messages_total{outcome="refused"}') == refused + 3, 10,
+                      what="three refused messages")
+    assert "refused message on kitchen/test-site/events: not a JSON object" in mon.output()
+    assert "site 'other-site' in the payload, 'test-site' in the topic" in mon.output()
+    conn = http.client.HTTPConnection("127.0.0.1", mon.port, timeout=10)
+    conn.request("GET", "/api/alerts")
+    assert conn.getresponse().status == 401  # no operator, no data
+    conn.close()
+    assert mon.request("POST", f"/api/alerts/{start['id']}/close", {"note": "done"})[0] == 409  # not acknowledged yet
+    assert mon.request("POST", f"/api/alerts/{start['id']}/acknowledge", None)[0] == 415  # JSON only
+    assert mon.request("GET", "/api/alerts/../../etc/passwd")[0] == 404
+    assert mon.request("GET", "/api/alerts?severity=9")[0] == 400
+    assert mon.get(f"/api/alerts/{start['id']}")["status"] == "open"
     pub.disconnect()
 
     assert gw.terminate() == 0
