@@ -40,7 +40,8 @@ void watch(const std::string& url, double fps, int width, int height, const std:
     std::vector<std::unique_ptr<kg::vision::Check>> run;
     const kg::Duration refresh = std::chrono::seconds(10);
     for (const auto& c : checks) {
-        if (c == "camera_health") run.push_back(std::make_unique<kg::vision::CameraHealthCheck>(kg::config::Health{}));
+        if (c == "camera_health")
+            run.push_back(std::make_unique<kg::vision::CameraHealthCheck>(kg::config::Health{}));
         if (c == "mask")
             run.push_back(std::make_unique<kg::vision::DetectorCheck>(
                 "mask", kg::vision::make_detector(mask_detector),
@@ -48,7 +49,8 @@ void watch(const std::string& url, double fps, int width, int height, const std:
         if (c == "head_covering")
             run.push_back(std::make_unique<kg::vision::DetectorCheck>(
                 "head_covering", kg::vision::make_detector(head_detector),
-                std::vector<kg::vision::Violation>{{"bare", "head_covering", "bare_head", 0}}, &motion, refresh));
+                std::vector<kg::vision::Violation>{{"bare", "head_covering", "bare_head", 0}}, &motion,
+                refresh));
     }
     cv::Mat frame;
     kg::ingest::Frame small;
@@ -97,8 +99,8 @@ int main(int argc, char** argv) {
     std::vector<Counts> counts(urls.size());
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < urls.size(); ++i)
-        threads.emplace_back(watch, urls[i], fps, width, height, std::cref(checks), std::cref(mask), std::cref(head),
-                             std::cref(stop), std::ref(counts[i]));
+        threads.emplace_back(watch, urls[i], fps, width, height, std::cref(checks), std::cref(mask),
+                             std::cref(head), std::cref(stop), std::ref(counts[i]));
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     stop = true;
     for (auto& t : threads) t.join();

@@ -98,7 +98,8 @@ Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path)
         auto api_log = logging.get("api");
         try {
             api = std::make_unique<kg::web::HttpServer>(
-                io, cfg.api.listen, limits, kg::web::local_api(gateway, cfg.api.token, api_log, reload), api_log);
+                io, cfg.api.listen, limits, kg::web::local_api(gateway, cfg.api.token, api_log, reload),
+                api_log);
             api->start();
             api_log->info("local API on {} (port {}){}", cfg.api.listen, api->port(),
                           cfg.api.token.empty() ? "; /api is off: no api.token" : "");
@@ -183,10 +184,12 @@ int main(int argc, char** argv) {
     app.add_option("-c,--config", config_path, "configuration file to run with")->check(CLI::ExistingFile);
     app.add_option("--check-config", check_path, "validate a configuration file and exit");
     app.add_flag("--version", version, "print the version and exit");
-    app.add_option("--make-token", token_camera,
-                   "print a viewer token for a public camera ('*': every public camera) and exit; needs --config "
-                   "with public.token_secret");
-    app.add_option("--ttl", token_ttl, "validity of --make-token in seconds (default 86400)")->check(CLI::PositiveNumber);
+    app.add_option(
+        "--make-token", token_camera,
+        "print a viewer token for a public camera ('*': every public camera) and exit; needs --config "
+        "with public.token_secret");
+    app.add_option("--ttl", token_ttl, "validity of --make-token in seconds (default 86400)")
+        ->check(CLI::PositiveNumber);
     CLI11_PARSE(app, argc, argv);
 
     if (version) {
@@ -221,8 +224,10 @@ int main(int argc, char** argv) {
             return kExitConfigError;
         }
         const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::system_clock::now().time_since_epoch()).count();
-        std::cout << kg::web::sign_viewer_token(cfg.public_side.token_secret, token_camera, now + token_ttl) << "\n";
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        std::cout << kg::web::sign_viewer_token(cfg.public_side.token_secret, token_camera, now + token_ttl)
+                  << "\n";
         return 0;
     }
     return run(std::move(cfg), config_path);

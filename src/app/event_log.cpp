@@ -20,7 +20,8 @@ void EventLog::submit(const events::Event& event) {
             open_.erase(event.id);
             day_.emplace_back(event.time, event.check, true);
         }
-        while (!day_.empty() && event.time - std::get<0>(day_.front()) > std::chrono::hours(48)) day_.pop_front();
+        while (!day_.empty() && event.time - std::get<0>(day_.front()) > std::chrono::hours(48))
+            day_.pop_front();
     }
     next_.submit(event);
 }

@@ -4,11 +4,11 @@
 
 #include <deque>
 #include <functional>
-#include <tuple>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <tuple>
 
 #include "events/event.hpp"
 
@@ -43,8 +43,9 @@ private:
     std::deque<nlohmann::json> recent_;
     std::map<std::string, std::string> clips_;  // event id -> written clip path
     std::map<std::pair<std::string, std::string>, std::uint64_t> counts_;
-    std::map<std::string, std::string> open_;                   // event id -> check
-    std::deque<std::tuple<TimePoint, std::string, bool>> day_;  // (time, check, resolved), last 2 days at most
+    std::map<std::string, std::string> open_;  // event id -> check
+    std::deque<std::tuple<TimePoint, std::string, bool>>
+        day_;  // (time, check, resolved), last 2 days at most
 };
 
 }  // namespace kg::app

@@ -780,7 +780,8 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
             r.error(m, path + ".privacy_masks", "expected a list of polygons");
         } else {
             for (std::size_t i = 0; i < m.size(); ++i) {
-                cam.privacy_masks.push_back(read_polygon(r, m[i], fmt::format("{}.privacy_masks[{}]", path, i)));
+                cam.privacy_masks.push_back(
+                    read_polygon(r, m[i], fmt::format("{}.privacy_masks[{}]", path, i)));
             }
         }
     }
@@ -1211,11 +1212,13 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
         if (p["hours"]) r.string(p["hours"], "public.hours", pub.hours);
         if (p["flv"]) r.boolean(p["flv"], "public.flv", pub.flv);
         if (p["rtmp_push"] && r.string(p["rtmp_push"], "public.rtmp_push", pub.rtmp_push) &&
-            !pub.rtmp_push.empty() && pub.rtmp_push.rfind("rtmp://", 0) != 0 && pub.rtmp_push.rfind("rtmps://", 0) != 0) {
+            !pub.rtmp_push.empty() && pub.rtmp_push.rfind("rtmp://", 0) != 0 &&
+            pub.rtmp_push.rfind("rtmps://", 0) != 0) {
             r.error(p["rtmp_push"], "public.rtmp_push", "expected an rtmp:// or rtmps:// URL");
         }
         int n = 0;
-        if (p["max_viewers_per_camera"] && r.integer(p["max_viewers_per_camera"], "public.max_viewers_per_camera", n, 1, 100000))
+        if (p["max_viewers_per_camera"] &&
+            r.integer(p["max_viewers_per_camera"], "public.max_viewers_per_camera", n, 1, 100000))
             pub.max_viewers_per_camera = static_cast<std::size_t>(n);
         if (p["max_viewers_per_address"] &&
             r.integer(p["max_viewers_per_address"], "public.max_viewers_per_address", n, 1, 100000))

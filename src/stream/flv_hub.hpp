@@ -37,7 +37,9 @@ public:
     void disconnect_all();
 
     // Internal: the AVIO write callback appends here.
-    void append(const std::uint8_t* data, int size) { pending_.append(reinterpret_cast<const char*>(data), size); }
+    void append(const std::uint8_t* data, int size) {
+        pending_.append(reinterpret_cast<const char*>(data), size);
+    }
 
 private:
     void close();
@@ -56,8 +58,8 @@ private:
 
     // Shared with subscribers.
     mutable std::mutex mutex_;
-    web::Chunk header_;                 // FLV header + metadata + sequence header; null: not live
-    std::vector<web::Chunk> gop_;       // tags since the last key frame
+    web::Chunk header_;            // FLV header + metadata + sequence header; null: not live
+    std::vector<web::Chunk> gop_;  // tags since the last key frame
     std::size_t gop_bytes_ = 0;
     std::vector<std::shared_ptr<web::LiveStream>> viewers_;
 };

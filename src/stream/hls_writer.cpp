@@ -1,10 +1,10 @@
 #include "stream/hls_writer.hpp"
 
-#include "stream/muxable.hpp"
-
 #include <fmt/format.h>
 
 #include <filesystem>
+
+#include "stream/muxable.hpp"
 
 extern "C" {
 #include <libavutil/opt.h>
@@ -66,7 +66,8 @@ void HlsWriter::on_stream_opened(const AVStream& stream) {
     // Fragmented MP4 segments: what browsers' Media Source Extensions take as they are (the page's
     // player) and what Safari and phones play natively; MPEG-TS would need transmuxing in the page.
     av_opt_set(out_->priv_data, "hls_segment_type", "fmp4", 0);
-    av_opt_set(out_->priv_data, "hls_fmp4_init_filename", fmt::format("g{}-init.mp4", generation_).c_str(), 0);
+    av_opt_set(out_->priv_data, "hls_fmp4_init_filename", fmt::format("g{}-init.mp4", generation_).c_str(),
+               0);
     av_opt_set(out_->priv_data, "hls_segment_filename",
                fmt::format("{}/g{}-%05d.m4s", folder_, generation_).c_str(), 0);
     packet_ = av_packet_alloc();

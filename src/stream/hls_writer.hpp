@@ -1,8 +1,8 @@
 #pragma once
 // A live HLS rendition of one camera for the public side: the camera's own H.264/H.265 packets
 // segmented by FFmpeg's HLS muxer (no decode, no encode) into fragmented-MP4 segments in a folder
-// on tmpfs, a short sliding playlist with old segments deleted. Fed on the ingest thread; a muxer error disables the output
-// until the camera's next connection, never the camera.
+// on tmpfs, a short sliding playlist with old segments deleted. Fed on the ingest thread; a muxer error
+// disables the output until the camera's next connection, never the camera.
 
 #include <spdlog/logger.h>
 

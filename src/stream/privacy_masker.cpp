@@ -135,12 +135,14 @@ void PrivacyMasker::on_packet(const AVPacket& packet, const AVStream& stream) {
 }
 
 void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
-    const std::int64_t ts = frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp : frame->pts;
+    const std::int64_t ts =
+        frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp : frame->pts;
     if (ts == AV_NOPTS_VALUE) return;
     const std::int64_t ms = av_rescale_q(ts, in_time_base, AVRational{1, 1000});
     // The frame rate cap: only frames at least one output interval after the last one are encoded.
     if (have_last_ && ms - last_ms_ < 1000 / options_.fps - 5 && ms >= last_ms_) return;
-    if (encoder_ == nullptr || frame->width != src_w_ || frame->height != src_h_ || frame->format != src_format_) {
+    if (encoder_ == nullptr || frame->width != src_w_ || frame->height != src_h_ ||
+        frame->format != src_format_) {
         if (encoder_ != nullptr) {
             log_->warn("privacy mask: the camera changed its picture size; restarting the encoder");
             drain_encoder();
@@ -179,10 +181,11 @@ void PrivacyMasker::pixelate() {
     const cv::Mat* masks[3] = {&luma_mask_, &chroma_mask_, &chroma_mask_};
     for (int plane = 0; plane < 3; ++plane) {
         const cv::Mat& mask = *masks[plane];
-        cv::Mat view(mask.rows, mask.cols, CV_8UC1, scaled_->data[plane], static_cast<std::size_t>(scaled_->linesize[plane]));
+        cv::Mat view(mask.rows, mask.cols, CV_8UC1, scaled_->data[plane],
+                     static_cast<std::size_t>(scaled_->linesize[plane]));
         const int block = plane == 0 ? kBlock : kBlock / 2;
-        cv::resize(view, mosaic_, cv::Size(std::max(1, mask.cols / block), std::max(1, mask.rows / block)), 0, 0,
-                   cv::INTER_AREA);
+        cv::resize(view, mosaic_, cv::Size(std::max(1, mask.cols / block), std::max(1, mask.rows / block)), 0,
+                   0, cv::INTER_AREA);
         cv::resize(mosaic_, mosaic_, view.size(), 0, 0, cv::INTER_NEAREST);
         mosaic_.copyTo(view, mask);
     }

@@ -31,7 +31,8 @@ struct PrivacyOptions {
 
 class PrivacyMasker final : public ingest::PacketObserver {
 public:
-    PrivacyMasker(PrivacyOptions options, ingest::PacketObserver& output, std::shared_ptr<spdlog::logger> log);
+    PrivacyMasker(PrivacyOptions options, ingest::PacketObserver& output,
+                  std::shared_ptr<spdlog::logger> log);
     ~PrivacyMasker() override;
     PrivacyMasker(const PrivacyMasker&) = delete;
     PrivacyMasker& operator=(const PrivacyMasker&) = delete;

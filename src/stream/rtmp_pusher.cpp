@@ -131,7 +131,8 @@ void RtmpPusher::run() {
     }
 }
 
-void RtmpPusher::push_once(const std::shared_ptr<AVCodecParameters>& params, AVRational time_base, int generation) {
+void RtmpPusher::push_once(const std::shared_ptr<AVCodecParameters>& params, AVRational time_base,
+                           int generation) {
     AVFormatContext* out = nullptr;
     if (avformat_alloc_output_context2(&out, nullptr, "flv", url_.c_str()) < 0 || out == nullptr) {
         log_->error("RTMP push to {}: cannot create the muxer", shown_url_);

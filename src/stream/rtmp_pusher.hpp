@@ -56,7 +56,7 @@ private:
     std::mutex mutex_;
     std::deque<PacketPtr> queue_;
     std::size_t queued_bytes_ = 0;
-    bool wait_key_ = true;  // after a drop, nothing until the next key frame
+    bool wait_key_ = true;                       // after a drop, nothing until the next key frame
     std::shared_ptr<AVCodecParameters> params_;  // null: no stream
     AVRational time_base_{1, 1000};
     int generation_ = 0;

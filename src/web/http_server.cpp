@@ -114,17 +114,17 @@ private:
         head_->keep_alive(false);
         serializer_.emplace(*head_);
         stream_.expires_after(shared_->limits.idle_timeout);
-        http::async_write_header(stream_, *serializer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-            if (ec) return self->end_stream();
-            self->writing_ = false;
-            // The waker keeps the session alive between writes (nothing else holds it while it
-            // waits for the camera's next packet); every way out of the stream cancels it, which
-            // drops the waker and with it this reference.
-            self->live_->set_waker([self, ex = self->stream_.get_executor()] {
-                net::post(ex, [self] { self->pump(); });
+        http::async_write_header(
+            stream_, *serializer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                if (ec) return self->end_stream();
+                self->writing_ = false;
+                // The waker keeps the session alive between writes (nothing else holds it while it
+                // waits for the camera's next packet); every way out of the stream cancels it, which
+                // drops the waker and with it this reference.
+                self->live_->set_waker(
+                    [self, ex = self->stream_.get_executor()] { net::post(ex, [self] { self->pump(); }); });
+                self->pump();
             });
-            self->pump();
-        });
         writing_ = true;
     }
 

@@ -44,13 +44,14 @@ std::size_t limit_of(const std::string& target) {
 
 Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log,
                   ReloadFn reload) {
-    return [&view, token = std::move(token), log, reload = std::move(reload)](const Request& req,
-                                                                               const std::string& client) -> Response {
+    return [&view, token = std::move(token), log, reload = std::move(reload)](
+               const Request& req, const std::string& client) -> Response {
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
         const bool post_reload = path == "/api/reload" && req.method() == http::verb::post && reload;
         const bool wrong_reload = path == "/api/reload" && reload && req.method() != http::verb::post;
-        if ((req.method() != http::verb::get && req.method() != http::verb::head && !post_reload) || wrong_reload) {
+        if ((req.method() != http::verb::get && req.method() != http::verb::head && !post_reload) ||
+            wrong_reload) {
             auto res = text_response(req, http::status::method_not_allowed,
                                      path == "/api/reload" ? "only POST\n" : "only GET\n");
             res.set(http::field::allow, path == "/api/reload" ? "POST" : "GET, HEAD");
@@ -82,7 +83,8 @@ Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<sp
         if (post_reload) {
             log->info("configuration reload asked by {}", client);
             if (auto errors = reload()) {
-                return json_response(req, {{"reloading", false}, {"errors", *errors}}, http::status::unprocessable_entity);
+                return json_response(req, {{"reloading", false}, {"errors", *errors}},
+                                     http::status::unprocessable_entity);
             }
             return json_response(req, {{"reloading", true}}, http::status::accepted);
         }

@@ -8,8 +8,8 @@
 // The /api routes need `Authorization: Bearer <token>` with the configured token; without a token
 // configured they are off (there is never a default token).
 
-#include <nlohmann/json.hpp>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 

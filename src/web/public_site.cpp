@@ -104,15 +104,16 @@ struct Guard {
         return feed;
     }
 
-    std::optional<Response> over_cap(const Request& req, ViewerCounter::Admit admit, const std::string& camera,
-                                     const std::string& client) const {
+    std::optional<Response> over_cap(const Request& req, ViewerCounter::Admit admit,
+                                     const std::string& camera, const std::string& client) const {
         if (admit == ViewerCounter::Admit::ok) return std::nullopt;
         const bool camera_full = admit == ViewerCounter::Admit::camera_full;
         log->warn("viewer of {} from {} refused: {}", camera, client,
                   camera_full ? "the camera's viewer cap is reached" : "the address's viewer cap is reached");
-        auto res = refuse(req, camera_full ? http::status::service_unavailable : http::status::too_many_requests,
-                          camera_full ? "too many viewers on this camera; try again later"
-                                      : "too many streams from your address");
+        auto res =
+            refuse(req, camera_full ? http::status::service_unavailable : http::status::too_many_requests,
+                   camera_full ? "too many viewers on this camera; try again later"
+                               : "too many streams from your address");
         res.set(http::field::retry_after, "30");
         return res;
     }
@@ -132,7 +133,8 @@ Limits public_limits(const config::Public& settings) {
     return limits;
 }
 
-PublicRoutes public_site(const PublicView& view, const config::Public& settings, std::shared_ptr<spdlog::logger> log) {
+PublicRoutes public_site(const PublicView& view, const config::Public& settings,
+                         std::shared_ptr<spdlog::logger> log) {
     auto guard = std::make_shared<Guard>(Guard{view, settings, log});
     PublicRoutes routes;
 
@@ -144,7 +146,8 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         }
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
-        if (path == "/") return text_response(req, http::status::ok, parents_page(), "text/html; charset=utf-8");
+        if (path == "/")
+            return text_response(req, http::status::ok, parents_page(), "text/html; charset=utf-8");
         if (path == "/public/status") {
             return with_cors(text_response(req, http::status::ok, guard->view.public_status().dump() + "\n",
                                            "application/json"));
@@ -153,16 +156,19 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         static const std::regex live(
             R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|g[0-9]{1,6}-init\.mp4|g[0-9]{1,6}-[0-9]{5,9}\.m4s)$)");
         std::smatch m;
-        if (!std::regex_match(path, m, live)) return text_response(req, http::status::not_found, "not found\n");
+        if (!std::regex_match(path, m, live))
+            return text_response(req, http::status::not_found, "not found\n");
         const std::string camera = m[1], file = m[2];
         std::optional<Response> refused;
         auto* feed = guard->admit(req, camera, client, refused);
         if (feed == nullptr) return std::move(*refused);
         const auto sid = query_value(target, "sid");
         const auto token = query_value(target, "token");
-        if (!plain(sid, 64) || !plain(token, 128)) return refuse(req, http::status::bad_request, "bad sid or token");
-        if (auto cap = guard->over_cap(req, guard->view.viewers().hls(camera, client, sid, std::chrono::steady_clock::now()),
-                                       camera, client)) {
+        if (!plain(sid, 64) || !plain(token, 128))
+            return refuse(req, http::status::bad_request, "bad sid or token");
+        if (auto cap = guard->over_cap(
+                req, guard->view.viewers().hls(camera, client, sid, std::chrono::steady_clock::now()), camera,
+                client)) {
             return std::move(*cap);
         }
         const auto data = read_file(feed->hls_folder() + "/" + file);
@@ -180,7 +186,8 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
     };
 
     if (settings.flv) {
-        routes.stream_handler = [guard](const Request& req, const std::string& client) -> std::optional<StreamReply> {
+        routes.stream_handler = [guard](const Request& req,
+                                        const std::string& client) -> std::optional<StreamReply> {
             const std::string target(req.target());
             const std::string path = target.substr(0, target.find('?'));
             static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
@@ -192,7 +199,8 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             auto* feed = guard->admit(req, camera, client, refused);
             if (feed == nullptr) return std::nullopt;
             const auto now = std::chrono::steady_clock::now();
-            if (guard->view.viewers().admit_flv(camera, client, now) != ViewerCounter::Admit::ok) return std::nullopt;
+            if (guard->view.viewers().admit_flv(camera, client, now) != ViewerCounter::Admit::ok)
+                return std::nullopt;
             // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
             auto stream = feed->flv().subscribe(4u << 20);
             if (!stream) return std::nullopt;
@@ -208,7 +216,8 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             return reply;
         };
         // A refused FLV request falls through to the handler, which explains the refusal.
-        routes.handler = [inner = routes.handler, guard](const Request& req, const std::string& client) -> Response {
+        routes.handler = [inner = routes.handler, guard](const Request& req,
+                                                         const std::string& client) -> Response {
             const std::string target(req.target());
             const std::string path = target.substr(0, target.find('?'));
             static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
@@ -216,11 +225,13 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             if (!std::regex_match(path, m, flv)) return inner(req, client);
             std::optional<Response> refused;
             if (guard->admit(req, m[1], client, refused) == nullptr) return std::move(*refused);
-            if (auto cap = guard->over_cap(req, guard->view.viewers().admit_flv(m[1], client, std::chrono::steady_clock::now()),
-                                           m[1], client)) {
+            if (auto cap = guard->over_cap(
+                    req, guard->view.viewers().admit_flv(m[1], client, std::chrono::steady_clock::now()),
+                    m[1], client)) {
                 return std::move(*cap);
             }
-            return refuse(req, http::status::service_unavailable, "the stream is starting; try again shortly");
+            return refuse(req, http::status::service_unavailable,
+                          "the stream is starting; try again shortly");
         };
     }
     return routes;

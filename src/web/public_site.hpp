@@ -35,7 +35,8 @@ struct PublicRoutes {
     Handler handler;
     StreamHandler stream_handler;
 };
-PublicRoutes public_site(const PublicView& view, const config::Public& settings, std::shared_ptr<spdlog::logger> log);
+PublicRoutes public_site(const PublicView& view, const config::Public& settings,
+                         std::shared_ptr<spdlog::logger> log);
 
 // Limits of the public HTTP server from the config.
 Limits public_limits(const config::Public& settings);

@@ -53,7 +53,8 @@ ViewerCounter::Admit ViewerCounter::admit_flv(const std::string& camera, const s
     return check(camera, address);
 }
 
-void ViewerCounter::add_flv(const std::string& camera, const std::string& address, std::shared_ptr<LiveStream> stream) {
+void ViewerCounter::add_flv(const std::string& camera, const std::string& address,
+                            std::shared_ptr<LiveStream> stream) {
     std::lock_guard lock(mutex_);
     flv_.push_back({camera, address, stream});
 }

@@ -23,13 +23,15 @@ struct ViewerLimits {
 class ViewerCounter {
 public:
     using Clock = std::chrono::steady_clock;
-    ViewerCounter(ViewerLimits limits, std::chrono::seconds hls_window) : limits_(limits), window_(hls_window) {}
+    ViewerCounter(ViewerLimits limits, std::chrono::seconds hls_window)
+        : limits_(limits), window_(hls_window) {}
 
     enum class Admit { ok, camera_full, address_full };
 
     // An HLS request. A session already counted is always let through (a viewer is never cut off
     // mid-stream by newcomers); a new one only within the caps.
-    Admit hls(const std::string& camera, const std::string& address, const std::string& session, Clock::time_point now);
+    Admit hls(const std::string& camera, const std::string& address, const std::string& session,
+              Clock::time_point now);
     // A new HTTP-FLV viewer: checked against the caps; on ok, call add_flv with its stream.
     Admit admit_flv(const std::string& camera, const std::string& address, Clock::time_point now);
     void add_flv(const std::string& camera, const std::string& address, std::shared_ptr<LiveStream> stream);

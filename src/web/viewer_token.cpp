@@ -54,11 +54,16 @@ TokenCheck check_viewer_token(const std::string& secret, const std::string& came
 
 const char* to_string(TokenCheck check) {
     switch (check) {
-        case TokenCheck::ok: return "ok";
-        case TokenCheck::missing: return "a viewer token is required";
-        case TokenCheck::malformed: return "the viewer token is malformed";
-        case TokenCheck::expired: return "the viewer token has expired";
-        case TokenCheck::bad_signature: return "the viewer token's signature is wrong";
+        case TokenCheck::ok:
+            return "ok";
+        case TokenCheck::missing:
+            return "a viewer token is required";
+        case TokenCheck::malformed:
+            return "the viewer token is malformed";
+        case TokenCheck::expired:
+            return "the viewer token has expired";
+        case TokenCheck::bad_signature:
+            return "the viewer token's signature is wrong";
     }
     return "?";
 }

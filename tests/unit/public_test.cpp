@@ -17,7 +17,8 @@ TEST(ViewerToken, SignedTokenOpensItsCameraUntilItExpires) {
     EXPECT_EQ(check_viewer_token(kSecret, "kitchen", token, 1000), TokenCheck::ok);
     EXPECT_EQ(check_viewer_token(kSecret, "kitchen", token, 1001), TokenCheck::expired);
     EXPECT_EQ(check_viewer_token(kSecret, "hall", token, 999), TokenCheck::bad_signature);
-    EXPECT_EQ(check_viewer_token("another-secret-of-length", "kitchen", token, 999), TokenCheck::bad_signature);
+    EXPECT_EQ(check_viewer_token("another-secret-of-length", "kitchen", token, 999),
+              TokenCheck::bad_signature);
 }
 
 TEST(ViewerToken, KnownVector) {
@@ -63,7 +64,8 @@ TEST(ViewerCounter, ViewersWhoLeftExpire) {
     ViewerCounter viewers({1, 10}, std::chrono::seconds(10));
     const auto t = Clock::now();
     EXPECT_EQ(viewers.hls("cam", "10.0.0.1", "a", t), ViewerCounter::Admit::ok);
-    EXPECT_EQ(viewers.hls("cam", "10.0.0.2", "b", t + std::chrono::seconds(5)), ViewerCounter::Admit::camera_full);
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.2", "b", t + std::chrono::seconds(5)),
+              ViewerCounter::Admit::camera_full);
     EXPECT_EQ(viewers.hls("cam", "10.0.0.2", "b", t + std::chrono::seconds(11)), ViewerCounter::Admit::ok);
     EXPECT_EQ(viewers.viewers("cam", t + std::chrono::seconds(11)).hls, 1u);
 }
