@@ -33,7 +33,8 @@ std::string detector_spec(const std::string& configured, const char* classic) {
 
 // "{site}" and "{camera}" in the push URL template become this camera's ids.
 std::string rtmp_url(std::string url, const std::string& site, const std::string& camera) {
-    for (const auto& [key, value] : {std::pair<std::string, std::string>{"{site}", site}, {"{camera}", camera}}) {
+    for (const auto& [key, value] :
+         {std::pair<std::string, std::string>{"{site}", site}, {"{camera}", camera}}) {
         for (auto at = url.find(key); at != std::string::npos; at = url.find(key, at + value.size()))
             url.replace(at, key.size(), value);
     }
@@ -98,7 +99,8 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
             privacy.fps = pub.privacy_fps;
             feed.privacy = std::move(privacy);
         }
-        feed_ = std::make_unique<stream::PublicFeed>(std::move(feed), site.logging.get("public:" + camera_.id));
+        feed_ =
+            std::make_unique<stream::PublicFeed>(std::move(feed), site.logging.get("public:" + camera_.id));
         packets_.add(feed_.get());
     }
     if (!packets_.empty()) worker_->set_packet_observer(&packets_);
