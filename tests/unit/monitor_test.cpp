@@ -130,7 +130,7 @@ TEST(MonitorStore, SurvivesAReopen) {
     EXPECT_EQ(store.unpublished_actions(10).size(), 1u);
 }
 
-TEST(AlertState, TheLoopGoesOpenAcknowledgedClosed) {
+TEST(MonitorAlertState, TheLoopGoesOpenAcknowledgedClosed) {
     EXPECT_EQ(transition(Status::open, Action::acknowledge, "").next, Status::acknowledged);
     EXPECT_FALSE(transition(Status::open, Action::close, "fixed").ok);  // verify first
     EXPECT_FALSE(transition(Status::acknowledged, Action::close, "  ").ok);  // say what was done
@@ -141,7 +141,7 @@ TEST(AlertState, TheLoopGoesOpenAcknowledgedClosed) {
     EXPECT_FALSE(transition(Status::open, Action::note, "").ok);
 }
 
-TEST(AlertState, StoreRecordsEachActionForPublication) {
+TEST(MonitorAlertState, StoreRecordsEachActionForPublication) {
     Store store(":memory:");
     const std::string id = "19ab3c0f2e1-eeeeeeeeeeeeeeee";
     store.add_event(parsed(event(id, "start")), kT0);
@@ -176,7 +176,7 @@ TEST(AlertState, StoreRecordsEachActionForPublication) {
     EXPECT_EQ(store.alerts(all).size(), 1u);
 }
 
-TEST(AlertState, OverdueByTier) {
+TEST(MonitorAlertState, OverdueByTier) {
     const MonitorConfig cfg;  // defaults: tier 1 ack 15 min / close 2 h; tier 2 ack 2 h / close 72 h
     using std::chrono::hours;
     using std::chrono::minutes;
@@ -192,7 +192,7 @@ TEST(AlertState, OverdueByTier) {
     EXPECT_FALSE(deadline_state(cfg.deadlines, 3, Status::open, kT0, kT0 + hours(1000)).overdue);
 }
 
-TEST(Ingest, RoutesTheSiteTreeAndRefusesBadMessages) {
+TEST(MonitorIngest, RoutesTheSiteTreeAndRefusesBadMessages) {
     Store store(":memory:");
     std::vector<Change> changes;
     Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [&](const Change& c) { changes.push_back(c); });
@@ -237,7 +237,7 @@ TEST(Ingest, RoutesTheSiteTreeAndRefusesBadMessages) {
     EXPECT_EQ(rollups[0]["points"][0]["mean"], 3.4);
 }
 
-TEST(Ingest, MessageSequence) {
+TEST(MonitorIngest, MessageSequence) {
     EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:start", "start"), 0);
     EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:update-7", "update"), 7);
     EXPECT_GT(*message_sequence("abcdefgh", "abcdefgh:end", "end"), 1000000);
