@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Benchmark of the public side: what viewers cost the edge box.
 
-One 1280x720 25 fps H.264 camera (about 2 Mbit/s) is served by the real GStreamer RTSP server of
+One 1280x720 25 fps H.264 camera (about 2 Mbit/s, no B-frames, as most IP cameras send: FFmpeg's own
+HLS muxer, the peer, cannot start on an RTSP stream with B-frames) is served by the real GStreamer RTSP server of
 tests/support; the gateway ingests it with the camera_health check and serves it to parents. The
 gateway's CPU (utime + stime from /proc) and resident memory are measured over the same window:
 
@@ -99,25 +100,29 @@ class FlvViewer(threading.Thread):
     def __init__(self, port, camera, stop):
         super().__init__(daemon=True)
         self.port, self.camera, self.stop = port, camera, stop
-        self.bytes = self.errors = 0
+        self.bytes = self.errors = self.reconnects = 0
 
     def run(self):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-            conn.request("GET", f"/live/{self.camera}.flv")
-            r = conn.getresponse()
-            if r.status != 200:
-                self.errors += 1
-                return
-            while not self.stop.is_set():
-                chunk = r.read1(65536)
-                if not chunk:
+        # Like flv.js: when the stream ends (the camera reconnected), open it again.
+        while not self.stop.is_set():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", f"/live/{self.camera}.flv")
+                r = conn.getresponse()
+                if r.status != 200:
                     self.errors += 1
-                    return
-                self.bytes += len(chunk)
-            conn.close()
-        except (OSError, http.client.HTTPException):
-            self.errors += 1
+                    self.stop.wait(1.0)
+                    continue
+                while not self.stop.is_set():
+                    chunk = r.read1(65536)
+                    if not chunk:
+                        self.reconnects += 1
+                        break
+                    self.bytes += len(chunk)
+                conn.close()
+            except (OSError, http.client.HTTPException):
+                self.errors += 1
+                self.stop.wait(1.0)
 
 
 def run_gateway(workdir, broker, rtsp, privacy):
@@ -155,10 +160,10 @@ def main():
     args = ap.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="kg-bench-viewers-"))
     clip = work / "cam720.mp4"
-    print(f"making a 60 s 1280x720 25 fps H.264 clip at ~2 Mbit/s in {work}", flush=True)
+    print(f"making a 150 s 1280x720 25 fps H.264 clip at ~2 Mbit/s in {work}", flush=True)
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc2=size=1280x720:rate=25,noise=alls=12:allf=t", "-t", "60", "-c:v", "libx264",
-                    "-preset", "veryfast", "-b:v", "2M", "-maxrate", "2.5M", "-bufsize", "4M", "-g", "50",
+                    "testsrc2=size=1280x720:rate=25", "-t", "150", "-c:v", "libx264",
+                    "-preset", "veryfast", "-bf", "0", "-b:v", "2M", "-maxrate", "2.5M", "-bufsize", "4M", "-g", "50",
                     "-pix_fmt", "yuv420p", str(clip)], check=True)
     broker = kg_e2e.Broker(work)
     rtsp = kg_e2e.RtspServer({"/cam": str(clip)}, work)
@@ -178,10 +183,10 @@ def main():
         for v in viewers:
             v.bytes = v.segments = v.errors = 0
         hls = measure(pid, args.seconds)
+        served = sum(v.bytes for v in viewers) * 8 / args.seconds / 1e6
         stop.set()
         for v in viewers:
             v.join(15)
-        served = sum(v.bytes for v in viewers) * 8 / args.seconds / 1e6
         errors = sum(v.errors for v in viewers)
         rows.append((f"gateway, {args.viewers} HLS viewers", *hls, f"{served:.0f} Mbit/s", errors))
 
@@ -193,13 +198,15 @@ def main():
         for v in flv:
             v.bytes = 0
         flv_m = measure(pid, args.seconds)
-        stop.set()
         served = sum(v.bytes for v in flv) * 8 / args.seconds / 1e6
+        stop.set()
         rows.append((f"gateway, {args.viewers} HTTP-FLV viewers", *flv_m, f"{served:.0f} Mbit/s",
                      sum(v.errors for v in flv)))
         gw.terminate()
         for v in flv:
             v.join(15)
+        if any(v.reconnects for v in flv):
+            print(f"(FLV viewers reopened the stream {sum(v.reconnects for v in flv)} times: the camera reconnected)")
 
         gw, port = run_gateway(work, broker, rtsp, privacy=True)
         time.sleep(3)
