@@ -23,7 +23,8 @@ constexpr auto kWatchdogInterval = std::chrono::seconds(5);
 
 void print_errors(const kg::config::ConfigInvalid& e) {
     for (const auto& err : e.errors) std::cerr << err.to_string() << "\n";
-    std::cerr << e.errors.size() << (e.errors.size() == 1 ? " error" : " errors") << " in the configuration\n";
+    std::cerr << e.errors.size() << (e.errors.size() == 1 ? " error" : " errors")
+              << " in the configuration\n";
 }
 
 int run(const kg::monitor::MonitorConfig& cfg) {
@@ -70,7 +71,9 @@ int run(const kg::monitor::MonitorConfig& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"kitchen-monitor: the monitoring room's side of kitchen-gateway (every site's alerts, closed-loop handling)"};
+    CLI::App app{
+        "kitchen-monitor: the monitoring room's side of kitchen-gateway (every site's alerts, closed-loop "
+        "handling)"};
     std::string config_path;
     std::string check_path;
     bool version = false;

@@ -39,7 +39,9 @@ std::map<std::string, std::string> parse_query(const std::string& q) {
         const auto amp = q.find('&', pos);
         const std::string part = q.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
         const auto eq = part.find('=');
-        if (!part.empty()) out[url_decode(part.substr(0, eq))] = eq == std::string::npos ? "" : url_decode(part.substr(eq + 1));
+        if (!part.empty())
+            out[url_decode(part.substr(0, eq))] =
+                eq == std::string::npos ? "" : url_decode(part.substr(eq + 1));
         if (amp == std::string::npos) break;
         pos = amp + 1;
     }
@@ -59,7 +61,8 @@ std::vector<std::string> path_parts(const std::string& path) {
 }
 
 Response json_response(const Request& req, const json& body, http::status status = http::status::ok) {
-    return make_response(req, status, body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    return make_response(req, status, body.dump(-1, ' ', false, json::error_handler_t::replace),
+                         "application/json");
 }
 
 Response error(const Request& req, http::status status, const std::string& message) {
@@ -123,12 +126,14 @@ public:
         const auto now = Clock::now();
 
         if (path == "/" || path == "/index.html") {
-            if (method != http::verb::get && method != http::verb::head) return {error(req, http::status::method_not_allowed, "GET only")};
+            if (method != http::verb::get && method != http::verb::head)
+                return {error(req, http::status::method_not_allowed, "GET only")};
             auto res = make_response(req, http::status::ok, dashboard_html(), "text/html; charset=utf-8");
             // The page loads nothing from elsewhere; say so, so an injected script could not either.
-            res.set("Content-Security-Policy",
-                    "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'; "
-                    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'");
+            res.set(
+                "Content-Security-Policy",
+                "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'; "
+                "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'");
             return {std::move(res)};
         }
         if (path == "/healthz") return {make_response(req, http::status::ok, "ok\n")};
@@ -139,7 +144,8 @@ public:
         }
         if (path == "/metrics") return {metrics(req)};
         if (path == "/api/login") {
-            if (method != http::verb::post) return {error(req, http::status::method_not_allowed, "POST only")};
+            if (method != http::verb::post)
+                return {error(req, http::status::method_not_allowed, "POST only")};
             return {login(req, client, now)};
         }
 
@@ -152,7 +158,8 @@ public:
         if (path == "/api/logout") {
             ctx_.auth.logout(req);
             auto res = json_response(req, json{{"ok", true}});
-            res.set(http::field::set_cookie, fmt::format("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict", kSessionCookie));
+            res.set(http::field::set_cookie,
+                    fmt::format("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict", kSessionCookie));
             return {std::move(res)};
         }
         if (path == "/api/stream") {
@@ -163,9 +170,11 @@ public:
         if (path == "/api/me") {
             json deadlines = json::array();
             for (const auto& d : ctx_.cfg.deadlines)
-                deadlines.push_back({{"acknowledge_s", d.acknowledge ? json(d.acknowledge->count() / 1000) : json(nullptr)},
-                                     {"close_s", d.close ? json(d.close->count() / 1000) : json(nullptr)}});
-            return {json_response(req, {{"operator", *who}, {"deadlines", deadlines}, {"time", iso8601_utc(now)}})};
+                deadlines.push_back(
+                    {{"acknowledge_s", d.acknowledge ? json(d.acknowledge->count() / 1000) : json(nullptr)},
+                     {"close_s", d.close ? json(d.close->count() / 1000) : json(nullptr)}});
+            return {json_response(
+                req, {{"operator", *who}, {"deadlines", deadlines}, {"time", iso8601_utc(now)}})};
         }
         if (path == "/api/sites") return {sites(req, now)};
         if (path == "/api/checks") return {json_response(req, ctx_.store.checks())};
@@ -174,16 +183,19 @@ public:
         const auto parts = path_parts(path);
         if (parts.size() >= 3 && parts[0] == "api" && parts[1] == "alerts") {
             const std::string& id = parts[2];
-            if (!std::regex_match(id, kEventId)) return {error(req, http::status::not_found, "no such alert")};
+            if (!std::regex_match(id, kEventId))
+                return {error(req, http::status::not_found, "no such alert")};
             if (parts.size() == 3) return {alert(req, id, now)};
             if (parts.size() == 4 && parts[3] == "snapshot.jpg") return {snapshot(req, id)};
             if (parts.size() == 4 && parse_action(parts[3])) {
-                if (method != http::verb::post) return {error(req, http::status::method_not_allowed, "POST only")};
+                if (method != http::verb::post)
+                    return {error(req, http::status::method_not_allowed, "POST only")};
                 return {act(req, id, *parse_action(parts[3]), *who, client, now)};
             }
         }
         if (parts.size() == 4 && parts[0] == "api" && parts[1] == "sites" && parts[3] == "rollups") {
-            if (!std::regex_match(parts[2], kId)) return {error(req, http::status::not_found, "no such site")};
+            if (!std::regex_match(parts[2], kId))
+                return {error(req, http::status::not_found, "no such site")};
             return {rollups(req, parts[2], query, now)};
         }
         return {error(req, http::status::not_found, "not found")};
@@ -214,13 +226,15 @@ private:
         for (auto& s : list) {
             // online/offline from the availability topic; "silent" when it claims online but
             // nothing arrived within heartbeat_timeout (a half-open connection, a hung gateway).
-            std::string state = s["availability"].is_string() ? s["availability"].get<std::string>() : "unknown";
+            std::string state =
+                s["availability"].is_string() ? s["availability"].get<std::string>() : "unknown";
             std::optional<double> age;
             if (s["last_seen"].is_string()) {
                 if (const auto t = parse_iso8601_utc(s["last_seen"].get<std::string>()))
                     age = std::chrono::duration<double>(now - *t).count();
             }
-            if (state == "online" && (!age || *age * 1000 > static_cast<double>(ctx_.cfg.heartbeat_timeout.count())))
+            if (state == "online" &&
+                (!age || *age * 1000 > static_cast<double>(ctx_.cfg.heartbeat_timeout.count())))
                 state = "silent";
             s["state"] = state;
             s["heartbeat_age_s"] = age ? json(std::round(*age * 10) / 10) : json(nullptr);
@@ -243,7 +257,8 @@ private:
             } else if (const auto s = parse_status(it->second)) {
                 f.status = s;
             } else {
-                return error(req, http::status::bad_request, "status is active, open, acknowledged, closed or all");
+                return error(req, http::status::bad_request,
+                             "status is active, open, acknowledged, closed or all");
             }
         }
         if (auto it = q.find("limit"); it != q.end()) {
@@ -299,9 +314,12 @@ private:
         }
         if (note.size() > kMaxNote) return error(req, http::status::payload_too_large, "note too long");
         const auto result = ctx_.store.act(id, action, who, note, now, ctx_.cfg.mqtt.client_id);
-        if (result.code == ActionResult::Code::not_found) return error(req, http::status::not_found, "no such alert");
-        if (result.code == ActionResult::Code::refused) return error(req, http::status::conflict, result.error);
-        log_->info("{} {} {} from {}{}", who, to_string(action), id, client, note.empty() ? "" : ": " + note.substr(0, 200));
+        if (result.code == ActionResult::Code::not_found)
+            return error(req, http::status::not_found, "no such alert");
+        if (result.code == ActionResult::Code::refused)
+            return error(req, http::status::conflict, result.error);
+        log_->info("{} {} {} from {}{}", who, to_string(action), id, client,
+                   note.empty() ? "" : ": " + note.substr(0, 200));
         ctx_.on_action(*result.record);
         const auto a = ctx_.store.alert(id);
         return json_response(req, a ? alert_json(*a, ctx_.cfg.deadlines, now) : json::object());
@@ -313,19 +331,24 @@ private:
         std::string from = iso8601_utc(now - std::chrono::hours(24));
         std::string to = iso8601_utc(now + std::chrono::minutes(1));
         if (auto it = q.find("from"); it != q.end()) {
-            if (!parse_iso8601_utc(it->second)) return error(req, http::status::bad_request, "from is an ISO 8601 UTC time");
+            if (!parse_iso8601_utc(it->second))
+                return error(req, http::status::bad_request, "from is an ISO 8601 UTC time");
             from = it->second;
         }
         if (auto it = q.find("to"); it != q.end()) {
-            if (!parse_iso8601_utc(it->second)) return error(req, http::status::bad_request, "to is an ISO 8601 UTC time");
+            if (!parse_iso8601_utc(it->second))
+                return error(req, http::status::bad_request, "to is an ISO 8601 UTC time");
             to = it->second;
         }
-        return json_response(req, {{"site", site}, {"from", from}, {"to", to}, {"sensors", ctx_.store.rollups(site, from, to)}});
+        return json_response(
+            req,
+            {{"site", site}, {"from", from}, {"to", to}, {"sensors", ctx_.store.rollups(site, from, to)}});
     }
 
     Response metrics(const Request& req) {
         std::string out;
-        out += fmt::format("# TYPE kgm_mqtt_connected gauge\nkgm_mqtt_connected {}\n", ctx_.mqtt_connected() ? 1 : 0);
+        out += fmt::format("# TYPE kgm_mqtt_connected gauge\nkgm_mqtt_connected {}\n",
+                           ctx_.mqtt_connected() ? 1 : 0);
         if (const auto* c = ctx_.counters) {
             out += "# TYPE kgm_messages_total counter\n";
             out += fmt::format("kgm_messages_total{{outcome=\"received\"}} {}\n", c->received.load());

@@ -74,11 +74,13 @@ std::optional<std::string> cookie(const Request& req, const std::string& name) {
 
 }  // namespace
 
-Auth::Auth(std::vector<Operator> operators, Duration session_ttl) : operators_(std::move(operators)), ttl_(session_ttl) {}
+Auth::Auth(std::vector<Operator> operators, Duration session_ttl)
+    : operators_(std::move(operators)), ttl_(session_ttl) {}
 
 std::optional<std::string> Auth::check_password(const std::string& name, const std::string& password) const {
     for (const auto& op : operators_) {
-        if (!op.password.empty() && constant_time_equal(op.name, name) && constant_time_equal(op.password, password))
+        if (!op.password.empty() && constant_time_equal(op.name, name) &&
+            constant_time_equal(op.password, password))
             return op.name;
     }
     return std::nullopt;

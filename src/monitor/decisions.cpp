@@ -47,10 +47,12 @@ bool DecisionPublisher::publish_pending() {
         for (const auto& action : pending) {
             if (worker_.stopping()) return true;
             const auto topic = decision_topic(prefix_, action);
-            const auto payload = decision_payload(action, store_.alert(action.event_id)).dump(-1, ' ', false, json::error_handler_t::replace);
+            const auto payload = decision_payload(action, store_.alert(action.event_id))
+                                     .dump(-1, ' ', false, json::error_handler_t::replace);
             if (!mqtt_.publish_confirmed(topic, payload, 1, std::chrono::seconds(5))) return false;
             store_.mark_published(action.seq, Clock::now());
-            log_->info("decision {} on {} ({} by {})", action.seq, topic, action.action, action.operator_name);
+            log_->info("decision {} on {} ({} by {})", action.seq, topic, action.action,
+                       action.operator_name);
         }
     }
 }

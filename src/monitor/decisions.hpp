@@ -23,7 +23,8 @@ nlohmann::json decision_payload(const ActionRecord& action, const std::optional<
 
 class DecisionPublisher {
 public:
-    DecisionPublisher(Store& store, MqttClient& mqtt, std::string prefix, std::shared_ptr<spdlog::logger> log);
+    DecisionPublisher(Store& store, MqttClient& mqtt, std::string prefix,
+                      std::shared_ptr<spdlog::logger> log);
     ~DecisionPublisher() { stop(); }
 
     void start();

@@ -150,7 +150,8 @@ Ingest::Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::l
 
 void Ingest::refuse(const std::string& topic, const std::string& payload, const std::string& why) {
     ++counters_.refused;
-    log_->warn("refused message on {}: {} (payload {} bytes: {})", topic, why, payload.size(), excerpt(payload));
+    log_->warn("refused message on {}: {} (payload {} bytes: {})", topic, why, payload.size(),
+               excerpt(payload));
 }
 
 void Ingest::handle(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {
@@ -165,7 +166,8 @@ void Ingest::handle(const std::string& topic, const std::string& payload, bool r
 
 void Ingest::route(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {
     const auto parts = split(topic);
-    if (parts.size() < 3 || parts[0] != prefix_) return refuse(topic, payload, "not a topic of the site tree");
+    if (parts.size() < 3 || parts[0] != prefix_)
+        return refuse(topic, payload, "not a topic of the site tree");
     const std::string& site = parts[1];
     if (!std::regex_match(site, kId)) return refuse(topic, payload, "the site level is not an id");
     const std::string& kind = parts[2];
@@ -176,7 +178,8 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     }
 
     if (kind == "availability" && parts.size() == 3) {
-        if (payload != "online" && payload != "offline") return refuse(topic, payload, "not online or offline");
+        if (payload != "online" && payload != "offline")
+            return refuse(topic, payload, "not online or offline");
         store_.set_availability(site, payload, now);
         notify_({Change::Kind::site, site, {}});
         return;
@@ -184,7 +187,8 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     if (kind == "decisions") return;  // our own (or another instance's) decisions, if subscribed
 
     if (kind == "events" && parts.size() == 5 && parts[4] == "snapshot") {
-        if (!std::regex_match(parts[3], kEventId)) return refuse(topic, payload, "the event level is not an id");
+        if (!std::regex_match(parts[3], kEventId))
+            return refuse(topic, payload, "the event level is not an id");
         if (payload.size() < 4 || static_cast<unsigned char>(payload[0]) != 0xff ||
             static_cast<unsigned char>(payload[1]) != 0xd8)
             return refuse(topic, payload, "not a JPEG");
@@ -220,8 +224,8 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
             case IngestOutcome::rejected:
                 return refuse(topic, payload, fmt::format("event {} belongs to another site", m->id));
         }
-        log_->info("{} {} {}/{} {} {} (severity {})", site, m->state, m->check, m->label, m->source_kind, m->source,
-                   m->severity);
+        log_->info("{} {} {}/{} {} {} (severity {})", site, m->state, m->check, m->label, m->source_kind,
+                   m->source, m->severity);
         notify_({Change::Kind::alert, site, m->id});
         return;
     }
@@ -249,8 +253,10 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
             return;
         }
         for (const auto* key : {"min", "mean", "max"})
-            if (!j.contains(key) || !j[key].is_number()) return refuse(topic, payload, fmt::format("'{}' is not a number", key));
-        if (!j.contains("minute") || !is_time(j["minute"])) return refuse(topic, payload, "'minute' is not a time");
+            if (!j.contains(key) || !j[key].is_number())
+                return refuse(topic, payload, fmt::format("'{}' is not a number", key));
+        if (!j.contains("minute") || !is_time(j["minute"]))
+            return refuse(topic, payload, "'minute' is not a time");
         if (!j.contains("count") || !j["count"].is_number_integer())
             return refuse(topic, payload, "'count' is not an integer");
         store_.add_rollup(site, parts[3], j);

@@ -18,16 +18,20 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
             ingest_->handle(topic, payload, retained, Clock::now());
         },
         logging.get("mqtt"));
-    decisions_ = std::make_unique<DecisionPublisher>(store_, *mqtt_, cfg_.mqtt.topic_prefix, logging.get("decisions"));
-    ApiContext ctx{store_, auth_, cfg_, [this] { return mqtt_->connected(); },
+    decisions_ =
+        std::make_unique<DecisionPublisher>(store_, *mqtt_, cfg_.mqtt.topic_prefix, logging.get("decisions"));
+    ApiContext ctx{store_,
+                   auth_,
+                   cfg_,
+                   [this] { return mqtt_->connected(); },
                    [this](const ActionRecord& r) {
                        decisions_->wake();
                        notify({Change::Kind::alert, r.site, r.event_id});
                    },
                    &ingest_->counters()};
     auto http_log = logging.get("http");
-    web_ = std::make_unique<WebServer>(io, cfg_.http.listen, WebLimits{}, make_api(std::move(ctx), http_log), hub_,
-                                       http_log);
+    web_ = std::make_unique<WebServer>(io, cfg_.http.listen, WebLimits{}, make_api(std::move(ctx), http_log),
+                                       hub_, http_log);
 }
 
 Monitor::~Monitor() { stop(); }
@@ -54,7 +58,8 @@ void Monitor::notify(const Change& change) {
             case Change::Kind::alert: {
                 const auto a = store_.alert(change.event_id);
                 if (!a) return;  // a snapshot or clip report ahead of its event
-                hub_->broadcast("alert", alert_json(*a, cfg_.deadlines, Clock::now()).dump(-1, ' ', false, json::error_handler_t::replace));
+                hub_->broadcast("alert", alert_json(*a, cfg_.deadlines, Clock::now())
+                                             .dump(-1, ' ', false, json::error_handler_t::replace));
                 return;
             }
             case Change::Kind::site:

@@ -51,8 +51,8 @@ public:
         auto mark = at.Mark();
         // An empty value (`db:`) is marked where the next token starts; its key is where to look.
         if ((!at.IsDefined() || at.IsNull()) && key_marks_.count(key)) mark = key_marks_.at(key);
-        errors.push_back({file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0, key,
-                          std::move(message)});
+        errors.push_back({file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0,
+                          key, std::move(message)});
     }
 
     // A map with only the allowed keys, each once; remembers where each key is for later messages.
@@ -96,7 +96,8 @@ public:
         return true;
     }
 
-    void optional_string(const YAML::Node& parent, const std::string& path, const char* key, std::string& out) {
+    void optional_string(const YAML::Node& parent, const std::string& path, const char* key,
+                         std::string& out) {
         if (const auto node = parent[key]; node) string(node, join(path, key), out);
     }
 
@@ -113,11 +114,13 @@ public:
         std::string text;
         if (!string(node, join(path, key), text)) return;
         if (!config::parse_duration(text, out) || out.count() <= 0)
-            error(node, join(path, key), fmt::format("expected a positive duration like 30s, 15m, 2h, not '{}'", text));
+            error(node, join(path, key),
+                  fmt::format("expected a positive duration like 30s, 15m, 2h, not '{}'", text));
     }
 
     // A deadline may also be `null`/`none`: no deadline for that tier.
-    void deadline(const YAML::Node& parent, const std::string& path, const char* key, std::optional<Duration>& out) {
+    void deadline(const YAML::Node& parent, const std::string& path, const char* key,
+                  std::optional<Duration>& out) {
         const auto node = parent[key];
         if (!node) return;
         if (node.IsNull() || (node.IsScalar() && node.Scalar() == "none")) {
@@ -142,18 +145,22 @@ private:
 
 void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {
     const std::string p = "mqtt";
-    if (!r.map(node, p, {"url", "client_id", "username", "password", "tls", "topic_prefix", "share_group",
-                          "clean_session", "keepalive", "reconnect"}))
+    if (!r.map(node, p,
+               {"url", "client_id", "username", "password", "tls", "topic_prefix", "share_group",
+                "clean_session", "keepalive", "reconnect"}))
         return;
     if (!node["url"]) r.error(node, join(p, "url"), "required: the central broker, e.g. ssl://broker:8883");
     r.optional_string(node, p, "url", m.url);
     if (!m.url.empty() && !std::regex_search(m.url, std::regex("^(tcp|ssl|mqtt|mqtts|ws|wss)://[^/]+$")))
         r.error(node["url"], join(p, "url"),
-                fmt::format("'{}' is not a broker URL (tcp://host:port, ssl://host:port, mqtt://, mqtts://)", m.url));
-    if (!node["client_id"]) r.error(node, join(p, "client_id"), "required: a name unique to this monitor instance");
+                fmt::format("'{}' is not a broker URL (tcp://host:port, ssl://host:port, mqtt://, mqtts://)",
+                            m.url));
+    if (!node["client_id"])
+        r.error(node, join(p, "client_id"), "required: a name unique to this monitor instance");
     r.optional_string(node, p, "client_id", m.client_id);
     if (node["client_id"] && !std::regex_match(m.client_id, kClientIdPattern))
-        r.error(node["client_id"], join(p, "client_id"), "use letters, digits, '.', '_' and '-' (at most 128)");
+        r.error(node["client_id"], join(p, "client_id"),
+                "use letters, digits, '.', '_' and '-' (at most 128)");
     r.optional_string(node, p, "username", m.username);
     r.optional_string(node, p, "password", m.password);
     if (!m.password.empty() && m.username.empty())
@@ -163,14 +170,14 @@ void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {
         r.error(node["topic_prefix"], join(p, "topic_prefix"), "use letters, digits, '_' and '-'");
     r.optional_string(node, p, "share_group", m.share_group);
     if (!m.share_group.empty() && !std::regex_match(m.share_group, kIdPattern))
-        r.error(node["share_group"], join(p, "share_group"), "use letters, digits, '_' and '-' (a topic level)");
+        r.error(node["share_group"], join(p, "share_group"),
+                "use letters, digits, '_' and '-' (a topic level)");
     r.boolean(node, p, "clean_session", m.clean_session);
     r.duration(node, p, "keepalive", m.keepalive);
     if (const auto rc = node["reconnect"]; rc && r.map(rc, join(p, "reconnect"), {"min", "max"})) {
         r.duration(rc, join(p, "reconnect"), "min", m.reconnect_min);
         r.duration(rc, join(p, "reconnect"), "max", m.reconnect_max);
-        if (m.reconnect_max < m.reconnect_min)
-            r.error(rc, join(p, "reconnect"), "max is shorter than min");
+        if (m.reconnect_max < m.reconnect_min) r.error(rc, join(p, "reconnect"), "max is shorter than min");
     }
     if (const auto tls = node["tls"]; tls) {
         const std::string tp = join(p, "tls");
@@ -185,7 +192,8 @@ void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {
             for (auto [key, f] : {std::pair{"ca_file", &t.ca_file}, std::pair{"cert_file", &t.cert_file},
                                   std::pair{"key_file", &t.key_file}}) {
                 *f = r.file_path(*f);
-                if (!f->empty() && !fs::exists(*f)) r.error(tls[key], join(tp, key), fmt::format("{} does not exist", *f));
+                if (!f->empty() && !fs::exists(*f))
+                    r.error(tls[key], join(tp, key), fmt::format("{} does not exist", *f));
             }
             m.tls = t;
         }
@@ -218,7 +226,8 @@ void read_http(Reader& r, const YAML::Node& node, HttpSettings& h) {
             r.error(op["name"], join(op_path, "name"), "use letters, digits, '_' and '-' (at most 64)");
         if (!o.name.empty() && !names.insert(o.name).second)
             r.error(op["name"], join(op_path, "name"), fmt::format("operator '{}' is listed twice", o.name));
-        const bool password_read = op["password"] && r.string(op["password"], join(op_path, "password"), o.password);
+        const bool password_read =
+            op["password"] && r.string(op["password"], join(op_path, "password"), o.password);
         const bool token_read = op["token"] && r.string(op["token"], join(op_path, "token"), o.token);
         if (!op["password"] && !op["token"]) r.error(op, op_path, "give a password or a token (or both)");
         // The messages never repeat the secret itself: config errors end up in logs.
@@ -265,7 +274,8 @@ MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::
         r.optional_string(n, "db", "path", cfg.db_path);
         cfg.db_path = r.file_path(cfg.db_path);
     }
-    if (cfg.db_path.empty()) r.error(root["db"] ? root["db"] : root, "db.path", "required: the SQLite database file");
+    if (cfg.db_path.empty())
+        r.error(root["db"] ? root["db"] : root, "db.path", "required: the SQLite database file");
     if (const auto n = root["http"]) {
         read_http(r, n, cfg.http);
     } else {

@@ -29,7 +29,8 @@ std::vector<std::string> subscription_filters(const MqttSettings& cfg);
 
 class MqttClient {
 public:
-    using MessageHandler = std::function<void(const std::string& topic, const std::string& payload, bool retained)>;
+    using MessageHandler =
+        std::function<void(const std::string& topic, const std::string& payload, bool retained)>;
 
     MqttClient(MqttSettings cfg, MessageHandler handler, std::shared_ptr<spdlog::logger> log);
     ~MqttClient();

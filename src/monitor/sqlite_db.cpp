@@ -9,12 +9,14 @@ void Stmt::Finalizer::operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
 
 Stmt::Stmt(Db& db, const char* sql) : db_(&db), sql_(sql) {
     sqlite3_stmt* raw = nullptr;
-    if (sqlite3_prepare_v2(db.handle(), sql, -1, &raw, nullptr) != SQLITE_OK) db.fail(fmt::format("prepare '{}'", sql));
+    if (sqlite3_prepare_v2(db.handle(), sql, -1, &raw, nullptr) != SQLITE_OK)
+        db.fail(fmt::format("prepare '{}'", sql));
     stmt_.reset(raw);
 }
 
 Stmt& Stmt::bind(int i, std::string_view text) {
-    if (sqlite3_bind_text(stmt_.get(), i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT) != SQLITE_OK)
+    if (sqlite3_bind_text(stmt_.get(), i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT) !=
+        SQLITE_OK)
         db_->fail(fmt::format("bind {} of '{}'", i, sql_));
     return *this;
 }
@@ -24,17 +26,20 @@ Stmt& Stmt::bind(int i, const std::optional<std::string>& text) {
 }
 
 Stmt& Stmt::bind(int i, std::int64_t value) {
-    if (sqlite3_bind_int64(stmt_.get(), i, value) != SQLITE_OK) db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+    if (sqlite3_bind_int64(stmt_.get(), i, value) != SQLITE_OK)
+        db_->fail(fmt::format("bind {} of '{}'", i, sql_));
     return *this;
 }
 
 Stmt& Stmt::bind(int i, double value) {
-    if (sqlite3_bind_double(stmt_.get(), i, value) != SQLITE_OK) db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+    if (sqlite3_bind_double(stmt_.get(), i, value) != SQLITE_OK)
+        db_->fail(fmt::format("bind {} of '{}'", i, sql_));
     return *this;
 }
 
 Stmt& Stmt::bind_blob(int i, std::string_view bytes) {
-    if (sqlite3_bind_blob(stmt_.get(), i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT) != SQLITE_OK)
+    if (sqlite3_bind_blob(stmt_.get(), i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT) !=
+        SQLITE_OK)
         db_->fail(fmt::format("bind {} of '{}'", i, sql_));
     return *this;
 }
@@ -66,7 +71,8 @@ void Stmt::reset() {
 
 std::string Stmt::text(int col) const {
     const auto* p = sqlite3_column_text(stmt_.get(), col);
-    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), col)))
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), col)))
              : std::string();
 }
 
@@ -81,11 +87,13 @@ bool Stmt::is_null(int col) const { return sqlite3_column_type(stmt_.get(), col)
 
 std::string Stmt::blob(int col) const {
     const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_.get(), col));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), col))) : std::string();
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), col)))
+             : std::string();
 }
 
 Db::Db(const std::string& path) : path_(path) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+    if (sqlite3_open_v2(path.c_str(), &db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         nullptr) != SQLITE_OK) {
         const std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
         sqlite3_close_v2(db_);

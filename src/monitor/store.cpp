@@ -139,7 +139,8 @@ void Store::set_sensor_state(const std::string& site, const std::string& sensor,
     ensure_site(site);
     const auto online = state.find("online");
     Stmt s(db_,
-           "INSERT INTO sensors(site, sensor, name, unit, online, value, state, time) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
+           "INSERT INTO sensors(site, sensor, name, unit, online, value, state, time) "
+           "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
            " ON CONFLICT(site, sensor) DO UPDATE SET name = excluded.name, unit = excluded.unit,"
            " online = excluded.online, value = excluded.value, state = excluded.state, time = excluded.time");
     s.bind(1, site).bind(2, sensor).bind(3, text(state, "name")).bind(4, text(state, "unit"));
@@ -171,9 +172,10 @@ IngestOutcome Store::add_event(const EventMessage& m, TimePoint now) {
             last_seq = s.integer(1);
         }
     }
-    Stmt insert_message(db_,
-                        "INSERT OR IGNORE INTO event_messages(message_id, event_id, seq, state, time, received_at,"
-                        " payload) VALUES(?,?,?,?,?,?,?)");
+    Stmt insert_message(
+        db_,
+        "INSERT OR IGNORE INTO event_messages(message_id, event_id, seq, state, time, received_at,"
+        " payload) VALUES(?,?,?,?,?,?,?)");
     insert_message.bind(1, m.message_id).bind(2, m.id).bind(3, m.seq).bind(4, m.state).bind(5, m.time);
     insert_message.bind(6, received).bind(7, m.raw).run();
     if (db_.changes() == 0) return IngestOutcome::duplicate;  // rolled back: nothing to keep
@@ -259,18 +261,21 @@ void Store::add_rollup(const std::string& site, const std::string& sensor, const
            "INSERT OR REPLACE INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
            " VALUES(?,?,?,?,?,?,?,?)");
     s.bind(1, site).bind(2, sensor).bind(3, r.at("minute").get<std::string>()).bind(4, text(r, "unit"));
-    s.bind(5, r.at("min").get<double>()).bind(6, r.at("mean").get<double>()).bind(7, r.at("max").get<double>());
+    s.bind(5, r.at("min").get<double>())
+        .bind(6, r.at("mean").get<double>())
+        .bind(7, r.at("max").get<double>());
     s.bind(8, r.at("count").get<std::int64_t>()).run();
 }
 
 json Store::sites() {
     std::lock_guard lock(mutex_);
     json out = json::array();
-    Stmt s(db_,
-           "SELECT s.site, s.name, s.availability, s.availability_time, s.last_seen, s.gateway,"
-           " (SELECT COUNT(*) FROM alerts a WHERE a.site = s.site AND a.status != 'closed'),"
-           " (SELECT COUNT(*) FROM alerts a WHERE a.site = s.site AND a.status != 'closed' AND a.severity = 1)"
-           " FROM sites s ORDER BY s.site");
+    Stmt s(
+        db_,
+        "SELECT s.site, s.name, s.availability, s.availability_time, s.last_seen, s.gateway,"
+        " (SELECT COUNT(*) FROM alerts a WHERE a.site = s.site AND a.status != 'closed'),"
+        " (SELECT COUNT(*) FROM alerts a WHERE a.site = s.site AND a.status != 'closed' AND a.severity = 1)"
+        " FROM sites s ORDER BY s.site");
     while (s.step()) {
         json site = {{"site", s.text(0)},
                      {"name", s.opt_text(1) ? json(*s.opt_text(1)) : json(nullptr)},
@@ -411,7 +416,8 @@ constexpr const char* kActionColumns =
 
 std::vector<ActionRecord> Store::actions(const std::string& id) {
     std::lock_guard lock(mutex_);
-    const std::string sql = fmt::format("SELECT {} FROM actions WHERE event_id = ? ORDER BY seq", kActionColumns);
+    const std::string sql =
+        fmt::format("SELECT {} FROM actions WHERE event_id = ? ORDER BY seq", kActionColumns);
     Stmt s(db_, sql.c_str());
     s.bind(1, id);
     std::vector<ActionRecord> out;
@@ -430,15 +436,19 @@ std::optional<std::string> Store::snapshot(const std::string& id) {
 json Store::rollups(const std::string& site, const std::string& from, const std::string& to) {
     std::lock_guard lock(mutex_);
     json by_sensor = json::object();
-    Stmt s(db_,
-           "SELECT sensor, unit, minute, min, mean, max, count FROM rollups WHERE site = ? AND minute >= ? AND"
-           " minute < ? ORDER BY sensor, minute");
+    Stmt s(
+        db_,
+        "SELECT sensor, unit, minute, min, mean, max, count FROM rollups WHERE site = ? AND minute >= ? AND"
+        " minute < ? ORDER BY sensor, minute");
     s.bind(1, site).bind(2, from).bind(3, to);
     while (s.step()) {
         auto& entry = by_sensor[s.text(0)];
         if (entry.is_null()) entry = {{"sensor", s.text(0)}, {"unit", s.text(1)}, {"points", json::array()}};
-        entry["points"].push_back(
-            {{"minute", s.text(2)}, {"min", s.real(3)}, {"mean", s.real(4)}, {"max", s.real(5)}, {"count", s.integer(6)}});
+        entry["points"].push_back({{"minute", s.text(2)},
+                                   {"min", s.real(3)},
+                                   {"mean", s.real(4)},
+                                   {"max", s.real(5)},
+                                   {"count", s.integer(6)}});
     }
     json out = json::array();
     for (auto& [name, entry] : by_sensor.items()) out.push_back(std::move(entry));
@@ -484,7 +494,8 @@ ActionResult Store::act(const std::string& id, Action action, const std::string&
             .bind(4, when)
             .run();
     } else if (action == Action::close) {
-        Stmt(db_, "UPDATE alerts SET status = ?2, closed_by = ?3, closed_at = ?4, close_note = ?5 WHERE id = ?1")
+        Stmt(db_,
+             "UPDATE alerts SET status = ?2, closed_by = ?3, closed_at = ?4, close_note = ?5 WHERE id = ?1")
             .bind(1, id)
             .bind(2, std::string_view(to_string(t.next)))
             .bind(3, operator_name)
@@ -532,7 +543,10 @@ std::vector<ActionRecord> Store::unpublished_actions(int limit) {
 
 void Store::mark_published(std::int64_t seq, TimePoint when) {
     std::lock_guard lock(mutex_);
-    Stmt(db_, "UPDATE actions SET published_at = ? WHERE seq = ?").bind(1, iso8601_utc(when)).bind(2, seq).run();
+    Stmt(db_, "UPDATE actions SET published_at = ? WHERE seq = ?")
+        .bind(1, iso8601_utc(when))
+        .bind(2, seq)
+        .run();
 }
 
 }  // namespace kg::monitor

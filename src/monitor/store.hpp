@@ -30,8 +30,8 @@ struct EventMessage {
     std::string check;
     std::string label;
     int severity = 3;
-    std::string state;      // start | update | end
-    std::int64_t seq = 0;   // start 0, update-<n> n, end highest
+    std::string state;     // start | update | end
+    std::int64_t seq = 0;  // start 0, update-<n> n, end highest
     std::string start_time;
     std::optional<std::string> end_time;
     std::string time;
@@ -100,7 +100,8 @@ public:
     void set_sensor_state(const std::string& site, const std::string& sensor, const nlohmann::json& state);
     IngestOutcome add_event(const EventMessage& m, TimePoint now);
     // False when the event belongs to another site (a site cannot attach pictures to others' alerts).
-    bool add_snapshot(const std::string& site, const std::string& event_id, const std::string& jpeg, TimePoint now);
+    bool add_snapshot(const std::string& site, const std::string& event_id, const std::string& jpeg,
+                      TimePoint now);
     bool set_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report);
     void add_rollup(const std::string& site, const std::string& sensor, const nlohmann::json& rollup);
 

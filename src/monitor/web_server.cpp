@@ -96,10 +96,11 @@ private:
     }
 
     void read() {
-        socket_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-            if (ec) return self->close();
-            self->read();  // a browser sends nothing on a stream; whatever comes is discarded
-        });
+        socket_.async_read_some(
+            net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                if (ec) return self->close();
+                self->read();  // a browser sends nothing on a stream; whatever comes is discarded
+            });
     }
 
     void close() {
@@ -173,17 +174,20 @@ private:
         parser_->header_limit(static_cast<std::uint32_t>(shared().limits.header_limit));
         parser_->body_limit(shared().limits.body_limit);
         stream_.expires_after(timeout);
-        http::async_read(stream_, buffer_, *parser_,
-                         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+        http::async_read(
+            stream_, buffer_, *parser_,
+            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
     }
 
     void on_read(beast::error_code ec) {
-        if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted)
+        if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+            ec == net::error::operation_aborted)
             return close();
         if (ec) {
             Request dummy;
             dummy.version(11);
-            const auto status = ec == http::error::header_limit ? http::status::request_header_fields_too_large
+            const auto status = ec == http::error::header_limit
+                                    ? http::status::request_header_fields_too_large
                                 : ec == http::error::body_limit ? http::status::payload_too_large
                                                                 : http::status::bad_request;
             shared().log->info("bad request from {}: {}", ticket_.client(), ec.message());
@@ -194,8 +198,8 @@ private:
         try {
             reply = shared().handler(req, ticket_.client());
         } catch (const std::exception& e) {
-            shared().log->error("{} {} from {}: {}", std::string(req.method_string()), std::string(req.target()),
-                                ticket_.client(), e.what());
+            shared().log->error("{} {} from {}: {}", std::string(req.method_string()),
+                                std::string(req.target()), ticket_.client(), e.what());
             reply.response = make_response(req, http::status::internal_server_error, "internal error\n");
         }
         if (reply.event_stream) return become_stream();
@@ -220,10 +224,11 @@ private:
         res.prepare_payload();
         response_ = std::make_shared<Response>(std::move(res));
         stream_.expires_after(shared().limits.idle_timeout);
-        http::async_write(stream_, *response_, [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
-            if (ec || !keep_alive || self->shared().stopped) return self->close();
-            self->read(self->shared().limits.idle_timeout);
-        });
+        http::async_write(stream_, *response_,
+                          [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                              if (ec || !keep_alive || self->shared().stopped) return self->close();
+                              self->read(self->shared().limits.idle_timeout);
+                          });
     }
 
     void close() {
@@ -246,14 +251,16 @@ tcp::endpoint parse_listen(const std::string& text) {
     const int port = std::stoi(text.substr(colon + 1));
     if (port < 0 || port > 65535) throw std::invalid_argument(fmt::format("'{}': port out of range", text));
     boost::system::error_code ec;
-    const auto address = host.empty() ? net::ip::address(net::ip::address_v6::any()) : net::ip::make_address(host, ec);
+    const auto address =
+        host.empty() ? net::ip::address(net::ip::address_v6::any()) : net::ip::make_address(host, ec);
     if (ec) throw std::invalid_argument(fmt::format("'{}': '{}' is not an IP address", text, host));
     return {address, static_cast<unsigned short>(port)};
 }
 
 }  // namespace
 
-Response make_response(const Request& req, http::status status, std::string body, const std::string& content_type) {
+Response make_response(const Request& req, http::status status, std::string body,
+                       const std::string& content_type) {
     Response res{status, req.version()};
     res.set(http::field::server, "kitchen-monitor");
     res.set(http::field::content_type, content_type);
@@ -313,34 +320,35 @@ void WebServer::ping() {
 }
 
 void WebServer::accept() {
-    acceptor_.async_accept(net::make_strand(io_), [this, shared = shared_](beast::error_code ec, tcp::socket socket) {
-        if (ec == net::error::operation_aborted || shared->stopped) return;
-        if (!ec) {
-            beast::error_code peer_ec;
-            const auto peer = socket.remote_endpoint(peer_ec);
-            const std::string client = peer_ec ? "unknown" : peer.address().to_string();
-            bool admitted = false;
-            {
-                std::lock_guard lock(shared->mutex);
-                if (shared->connections < shared->limits.max_connections &&
-                    shared->per_address[client] < shared->limits.max_per_address) {
-                    ++shared->connections;
-                    ++shared->per_address[client];
-                    admitted = true;
-                } else if (shared->per_address[client] == 0) {
-                    shared->per_address.erase(client);
+    acceptor_.async_accept(
+        net::make_strand(io_), [this, shared = shared_](beast::error_code ec, tcp::socket socket) {
+            if (ec == net::error::operation_aborted || shared->stopped) return;
+            if (!ec) {
+                beast::error_code peer_ec;
+                const auto peer = socket.remote_endpoint(peer_ec);
+                const std::string client = peer_ec ? "unknown" : peer.address().to_string();
+                bool admitted = false;
+                {
+                    std::lock_guard lock(shared->mutex);
+                    if (shared->connections < shared->limits.max_connections &&
+                        shared->per_address[client] < shared->limits.max_per_address) {
+                        ++shared->connections;
+                        ++shared->per_address[client];
+                        admitted = true;
+                    } else if (shared->per_address[client] == 0) {
+                        shared->per_address.erase(client);
+                    }
+                }
+                if (admitted) {
+                    std::make_shared<Session>(std::move(socket), Ticket(shared, client))->start();
+                } else {
+                    // Over the cap: refused at once, so one client cannot starve the others.
+                    shared->log->warn("connection from {} refused: too many connections", client);
+                    socket.close(peer_ec);
                 }
             }
-            if (admitted) {
-                std::make_shared<Session>(std::move(socket), Ticket(shared, client))->start();
-            } else {
-                // Over the cap: refused at once, so one client cannot starve the others.
-                shared->log->warn("connection from {} refused: too many connections", client);
-                socket.close(peer_ec);
-            }
-        }
-        accept();
-    });
+            accept();
+        });
 }
 
 }  // namespace kg::monitor

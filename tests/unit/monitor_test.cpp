@@ -23,9 +23,9 @@ namespace fs = std::filesystem;
 namespace {
 
 struct TempDir {
-    fs::path dir = fs::temp_directory_path() /
-                   ("kg-monitor-" + std::to_string(getpid()) + "-" +
-                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::path dir =
+        fs::temp_directory_path() / ("kg-monitor-" + std::to_string(getpid()) + "-" +
+                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     TempDir() { fs::create_directories(dir); }
     ~TempDir() { fs::remove_all(dir); }
     std::string path(const std::string& name) const { return (dir / name).string(); }
@@ -34,25 +34,27 @@ struct TempDir {
 const kg::TimePoint kT0 = *parse_iso8601_utc("2026-11-24T06:00:00.000Z");
 
 // An event message in the gateway's exact format (docs/mqtt.md).
-json event(const std::string& id, const std::string& state, int update = 0, const std::string& site = "sch-0101",
-           int severity = 2) {
+json event(const std::string& id, const std::string& state, int update = 0,
+           const std::string& site = "sch-0101", int severity = 2) {
     const std::string suffix = state == "update" ? "update-" + std::to_string(update) : state;
-    json j = {{"message_id", id + ":" + suffix},
-              {"id", id},
-              {"site", site},
-              {"camera", "cooking"},
-              {"check", "camera_health"},
-              {"label", "frozen"},
-              {"severity", severity},
-              {"state", state},
-              {"start_time", "2026-11-24T06:31:10.000Z"},
-              {"end_time", state == "end" ? json("2026-11-24T06:40:00.000Z") : json(nullptr)},
-              {"time", "2026-11-24T06:31:15.000Z"},
-              {"score", 0.5 + 0.1 * update},
-              {"top_score", 1.0},
-              {"boxes", json::array()},
-              {"zone", nullptr},
-              {"evidence", {{"snapshot", nullptr}, {"snapshot_end", nullptr}, {"clip", nullptr}, {"errors", json::array()}}}};
+    json j = {
+        {"message_id", id + ":" + suffix},
+        {"id", id},
+        {"site", site},
+        {"camera", "cooking"},
+        {"check", "camera_health"},
+        {"label", "frozen"},
+        {"severity", severity},
+        {"state", state},
+        {"start_time", "2026-11-24T06:31:10.000Z"},
+        {"end_time", state == "end" ? json("2026-11-24T06:40:00.000Z") : json(nullptr)},
+        {"time", "2026-11-24T06:31:15.000Z"},
+        {"score", 0.5 + 0.1 * update},
+        {"top_score", 1.0},
+        {"boxes", json::array()},
+        {"zone", nullptr},
+        {"evidence",
+         {{"snapshot", nullptr}, {"snapshot_end", nullptr}, {"clip", nullptr}, {"errors", json::array()}}}};
     if (state == "end") j["duration_s"] = 530.0;
     return j;
 }
@@ -132,7 +134,7 @@ TEST(MonitorStore, SurvivesAReopen) {
 
 TEST(MonitorAlertState, TheLoopGoesOpenAcknowledgedClosed) {
     EXPECT_EQ(transition(Status::open, Action::acknowledge, "").next, Status::acknowledged);
-    EXPECT_FALSE(transition(Status::open, Action::close, "fixed").ok);  // verify first
+    EXPECT_FALSE(transition(Status::open, Action::close, "fixed").ok);       // verify first
     EXPECT_FALSE(transition(Status::acknowledged, Action::close, "  ").ok);  // say what was done
     EXPECT_EQ(transition(Status::acknowledged, Action::close, "bin lid closed").next, Status::closed);
     EXPECT_FALSE(transition(Status::acknowledged, Action::acknowledge, "").ok);
@@ -145,11 +147,12 @@ TEST(MonitorAlertState, StoreRecordsEachActionForPublication) {
     Store store(":memory:");
     const std::string id = "19ab3c0f2e1-eeeeeeeeeeeeeeee";
     store.add_event(parsed(event(id, "start")), kT0);
-    EXPECT_EQ(store.act("nosuchalert0", Action::acknowledge, "wang", "", kT0).code, ActionResult::Code::not_found);
+    EXPECT_EQ(store.act("nosuchalert0", Action::acknowledge, "wang", "", kT0).code,
+              ActionResult::Code::not_found);
     EXPECT_EQ(store.act(id, Action::close, "wang", "done", kT0).code, ActionResult::Code::refused);
     EXPECT_EQ(store.act(id, Action::acknowledge, "wang", "on my way", kT0).code, ActionResult::Code::ok);
-    const auto closed =
-        store.act(id, Action::close, "li", "cleaned, staff briefed", kT0 + std::chrono::minutes(5), "monitor-1");
+    const auto closed = store.act(id, Action::close, "li", "cleaned, staff briefed",
+                                  kT0 + std::chrono::minutes(5), "monitor-1");
     ASSERT_EQ(closed.code, ActionResult::Code::ok);
     const auto a = store.alert(id);
     EXPECT_EQ(a->status, Status::closed);
@@ -195,15 +198,18 @@ TEST(MonitorAlertState, OverdueByTier) {
 TEST(MonitorIngest, RoutesTheSiteTreeAndRefusesBadMessages) {
     Store store(":memory:");
     std::vector<Change> changes;
-    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [&](const Change& c) { changes.push_back(c); });
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(),
+                  [&](const Change& c) { changes.push_back(c); });
     const std::string id = "19ab3c0f2e1-ffffffffffffffff";
     ingest.handle("kitchen/sch-0101/availability", "online", true, kT0);
     ingest.handle("kitchen/sch-0101/events", event(id, "start").dump(), false, kT0);
     ingest.handle("kitchen/sch-0101/events", event(id, "start").dump(), false, kT0);  // redelivered
-    ingest.handle("kitchen/sch-0101/events/" + id + "/snapshot", std::string("\xff\xd8\xff\xe0rest", 8), false, kT0);
-    ingest.handle("kitchen/sch-0101/sensors/fridge/rollup",
-                  R"({"site":"sch-0101","sensor":"fridge","unit":"degC","minute":"2026-11-24T06:00:00.000Z","min":3.1,"mean":3.4,"max":3.9,"count":12})",
+    ingest.handle("kitchen/sch-0101/events/" + id + "/snapshot", std::string("\xff\xd8\xff\xe0rest", 8),
                   false, kT0);
+    ingest.handle(
+        "kitchen/sch-0101/sensors/fridge/rollup",
+        R"({"site":"sch-0101","sensor":"fridge","unit":"degC","minute":"2026-11-24T06:00:00.000Z","min":3.1,"mean":3.4,"max":3.9,"count":12})",
+        false, kT0);
     // Bad input: each refused, none stops the next.
     auto no_severity = event("19ab3c0f2e1-1111111111111111", "start");
     no_severity.erase("severity");
@@ -216,7 +222,8 @@ TEST(MonitorIngest, RoutesTheSiteTreeAndRefusesBadMessages) {
         {"kitchen/sch-0101/availability", "maybe"},
         {"kitchen/../events", "{}"},
         {"other/sch-0101/events", "{}"},
-        {"kitchen/sch-0101/sensors/fridge/rollup", R"({"minute":"yesterday","min":1,"mean":1,"max":1,"count":1})"},
+        {"kitchen/sch-0101/sensors/fridge/rollup",
+         R"({"minute":"yesterday","min":1,"mean":1,"max":1,"count":1})"},
     };
     for (const auto& [topic, payload] : bad) ingest.handle(topic, payload, false, kT0);
     auto wrong_seq = event("19ab3c0f2e1-2222222222222222", "start");
@@ -315,13 +322,15 @@ TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
     EXPECT_EQ(*cfg.deadlines[2].close, std::chrono::hours(24 * 7));
     EXPECT_EQ(*cfg.deadlines[0].acknowledge, std::chrono::minutes(15));  // default kept
 
-    EXPECT_EQ(config_error(kGood + "colour: blue\n"),
-              "/etc/kitchen-monitor/monitor.yaml:15:1: colour: unknown key (known here: mqtt, db, http, deadlines, "
-              "heartbeat_timeout, log)");
+    EXPECT_EQ(
+        config_error(kGood + "colour: blue\n"),
+        "/etc/kitchen-monitor/monitor.yaml:15:1: colour: unknown key (known here: mqtt, db, http, deadlines, "
+        "heartbeat_timeout, log)");
     std::string short_password = kGood;
     short_password.replace(short_password.find("correct-horse"), 13, "abc");
     EXPECT_EQ(config_error(short_password),
-              "/etc/kitchen-monitor/monitor.yaml:11:17: http.operators[0].password: too short: at least 8 characters");
+              "/etc/kitchen-monitor/monitor.yaml:11:17: http.operators[0].password: too short: at least 8 "
+              "characters");
     std::string no_ops = kGood;
     no_ops.replace(no_ops.find("  operators:"), no_ops.find("deadlines:") - no_ops.find("  operators:"), "");
     EXPECT_NE(config_error(no_ops).find("http.operators: required"), std::string::npos);
@@ -330,7 +339,8 @@ TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
     EXPECT_EQ(config_error(bad_url).rfind("/etc/kitchen-monitor/monitor.yaml:2:8: mqtt.url:", 0), 0u);
     std::string bad_deadline = kGood;
     bad_deadline.replace(bad_deadline.find("1h"), 2, "soon");
-    EXPECT_NE(config_error(bad_deadline).find(":13:29: deadlines.severity_2.acknowledge: expected a positive duration"),
+    EXPECT_NE(config_error(bad_deadline)
+                  .find(":13:29: deadlines.severity_2.acknowledge: expected a positive duration"),
               std::string::npos);
     EXPECT_NE(config_error("mqtt: [").find("/etc/kitchen-monitor/monitor.yaml:"), std::string::npos);
     unsetenv("KGM_TEST_UNSET");
