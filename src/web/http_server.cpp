@@ -80,7 +80,8 @@ private:
         Response res;
         try {
             if (shared_->stream_handler) {
-                if (auto reply = shared_->stream_handler(req, client_)) return stream(std::move(*reply));
+                if (auto reply = shared_->stream_handler(req, client_))
+                    return stream(std::move(*reply), req.keep_alive());
             }
             res = shared_->handler(req, client_);
         } catch (const std::exception& e) {
@@ -106,12 +107,15 @@ private:
     // Live body: the head, then whatever the producer queued, one gathered write at a time. A
     // client that stops reading for idle_timeout is dropped by the write timer; one that reads too
     // slowly overflows its queue and is dropped by the producer.
-    void stream(StreamReply reply) {
+    void stream(StreamReply reply, bool keep_alive) {
         live_ = std::move(reply.body);
         std::erase_if(shared_->live, [](const auto& w) { return w.expired(); });
         shared_->live.push_back(live_);
         head_ = std::make_shared<http::response<http::empty_body>>(std::move(reply.head));
-        head_->keep_alive(false);
+        // A body of known length (a shared segment) keeps the connection for the next request; a
+        // live one ends with the connection.
+        finite_keep_alive_ = keep_alive && head_->has_content_length();
+        head_->keep_alive(finite_keep_alive_);
         serializer_.emplace(*head_);
         stream_.expires_after(shared_->limits.idle_timeout);
         http::async_write_header(
@@ -134,6 +138,12 @@ private:
         if (!live_->take(chunks_)) {
             if (live_->overflowed())
                 shared_->log->warn("live stream to {} dropped: the client reads too slowly", client_);
+            if (finite_keep_alive_ && !shared_->stopped) {
+                live_->cancel();  // drops the waker's hold on this session; the read below holds it
+                live_.reset();
+                serializer_.reset();
+                return read(shared_->limits.idle_timeout);
+            }
             return end_stream();
         }
         if (chunks_.empty()) return;  // woken early; the next push wakes again
@@ -169,6 +179,7 @@ private:
     std::vector<Chunk> chunks_;
     std::vector<net::const_buffer> buffers_;
     bool writing_ = false;
+    bool finite_keep_alive_ = false;
     std::shared_ptr<HttpServer::Shared> shared_;
     std::string client_;
 };

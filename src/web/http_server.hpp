@@ -32,8 +32,10 @@ struct Limits {
 using Handler = std::function<Response(const Request&, const std::string& client)>;
 
 class LiveStream;
-// A response whose body is live (HTTP-FLV): the head goes out at once, then the stream's chunks
-// until it ends or the client goes; the connection closes after it.
+// A response whose body comes from a LiveStream: the head goes out at once, then the stream's chunks
+// until it ends or the client goes. A live body (HTTP-FLV) closes the connection after it; a body
+// whose length the head gives (a shared, already finished stream: an HLS segment served from one
+// in-memory copy to every viewer) keeps the connection alive.
 struct StreamReply {
     http::response<http::empty_body> head;
     std::shared_ptr<LiveStream> body;

@@ -2,10 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <deque>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <regex>
 #include <sstream>
 
+#include "web/live_stream.hpp"
 #include "web/viewer_token.hpp"
 
 namespace kg::web {
@@ -119,6 +123,33 @@ struct Guard {
     }
 };
 
+// HLS segments and init files, read once and shared by every viewer: a segment is immutable once the
+// playlist names it (names carry the connection's generation), so 100 viewers cost one copy.
+class SegmentCache {
+public:
+    Chunk get(const std::string& path) {
+        std::lock_guard lock(mutex_);
+        if (auto it = entries_.find(path); it != entries_.end()) return it->second;
+        auto data = read_file(path);
+        if (!data) return nullptr;
+        auto chunk = std::make_shared<const std::string>(std::move(*data));
+        entries_.emplace(path, chunk);
+        order_.push_back(path);
+        while (order_.size() > kEntries) {
+            entries_.erase(order_.front());
+            order_.pop_front();
+        }
+        return chunk;
+    }
+
+private:
+    // A few playlists' worth for a handful of public cameras; older ones are gone from the playlists.
+    static constexpr std::size_t kEntries = 64;
+    std::mutex mutex_;
+    std::map<std::string, Chunk> entries_;
+    std::deque<std::string> order_;
+};
+
 }  // namespace
 
 Limits public_limits(const config::Public& settings) {
@@ -185,36 +216,59 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         return res;
     };
 
-    if (settings.flv) {
-        routes.stream_handler = [guard](const Request& req,
-                                        const std::string& client) -> std::optional<StreamReply> {
-            const std::string target(req.target());
-            const std::string path = target.substr(0, target.find('?'));
-            static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
-            std::smatch m;
-            if (req.method() != http::verb::get || !std::regex_match(path, m, flv)) return std::nullopt;
+    auto segments = std::make_shared<SegmentCache>();
+    routes.stream_handler = [guard, segments, flv_on = settings.flv](
+                                const Request& req, const std::string& client) -> std::optional<StreamReply> {
+        if (req.method() != http::verb::get) return std::nullopt;
+        const std::string target(req.target());
+        const std::string path = target.substr(0, target.find('?'));
+        StreamReply reply;
+        reply.head.version(req.version());
+        reply.head.result(http::status::ok);
+        reply.head.set(http::field::server, "kitchen-gateway");
+        reply.head.set(http::field::access_control_allow_origin, "*");
+        // Any refusal returns nullopt: the ordinary handler then answers with the reason.
+        std::optional<Response> refused;
+        static const std::regex segment(
+            R"(^/live/([A-Za-z0-9_-]{1,64})/(g[0-9]{1,6}-init\.mp4|g[0-9]{1,6}-[0-9]{5,9}\.m4s)$)");
+        std::smatch m;
+        if (std::regex_match(path, m, segment)) {
             const std::string camera = m[1];
-            // Refusals go back through the ordinary handler's path: a plain response.
-            std::optional<Response> refused;
             auto* feed = guard->admit(req, camera, client, refused);
-            if (feed == nullptr) return std::nullopt;
-            const auto now = std::chrono::steady_clock::now();
-            if (guard->view.viewers().admit_flv(camera, client, now) != ViewerCounter::Admit::ok)
+            const auto sid = query_value(target, "sid");
+            if (feed == nullptr || !plain(sid, 64) || !plain(query_value(target, "token"), 128) ||
+                guard->view.viewers().hls(camera, client, sid, std::chrono::steady_clock::now()) !=
+                    ViewerCounter::Admit::ok) {
                 return std::nullopt;
-            // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
-            auto stream = feed->flv().subscribe(4u << 20);
-            if (!stream) return std::nullopt;
-            guard->view.viewers().add_flv(camera, client, stream);
-            StreamReply reply;
-            reply.head.version(req.version());
-            reply.head.result(http::status::ok);
-            reply.head.set(http::field::server, "kitchen-gateway");
-            reply.head.set(http::field::content_type, "video/x-flv");
-            reply.head.set(http::field::cache_control, "no-store");
-            reply.head.set(http::field::access_control_allow_origin, "*");
-            reply.body = std::move(stream);
+            }
+            auto chunk = segments->get(feed->hls_folder() + "/" + std::string(m[2]));
+            if (!chunk) return std::nullopt;
+            reply.head.set(http::field::content_type, "video/mp4");
+            reply.head.set(http::field::cache_control, "public, max-age=60");  // a segment never changes
+            reply.head.content_length(chunk->size());
+            reply.body = std::make_shared<LiveStream>(chunk->size());
+            reply.body->push(std::move(chunk));
+            reply.body->finish();
             return reply;
-        };
+        }
+        static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
+        if (!flv_on || !std::regex_match(path, m, flv)) return std::nullopt;
+        const std::string camera = m[1];
+        auto* feed = guard->admit(req, camera, client, refused);
+        if (feed == nullptr) return std::nullopt;
+        const auto now = std::chrono::steady_clock::now();
+        if (guard->view.viewers().admit_flv(camera, client, now) != ViewerCounter::Admit::ok)
+            return std::nullopt;
+        // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
+        auto stream = feed->flv().subscribe(4u << 20);
+        if (!stream) return std::nullopt;
+        guard->view.viewers().add_flv(camera, client, stream);
+        reply.head.set(http::field::content_type, "video/x-flv");
+        reply.head.set(http::field::cache_control, "no-store");
+        reply.body = std::move(stream);
+        return reply;
+    };
+    if (settings.flv) {
         // A refused FLV request falls through to the handler, which explains the refusal.
         routes.handler = [inner = routes.handler, guard](const Request& req,
                                                          const std::string& client) -> Response {

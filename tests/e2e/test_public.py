@@ -84,6 +84,16 @@ def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path
     status, ctype, data = get(port, f"/live/kitchen/{segment}")
     assert status == 200 and ctype == "video/mp4" and data[4:8] == b"styp" and b"moof" in data and b"mdat" in data
 
+    # Segments come from one shared copy, on a kept-alive connection like a player's.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for path in [f"/live/kitchen/{init}", f"/live/kitchen/{segment}", "/live/kitchen/index.m3u8",
+                 f"/live/kitchen/{segment}"]:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status == 200 and len(body) == int(r.getheader("Content-Length")), path
+    conn.close()
+
     # FFmpeg reads both live streams from the gateway: the camera's own H.264, not re-encoded.
     hls = probe(f"http://127.0.0.1:{port}/live/kitchen/index.m3u8")
     assert hls[0]["codec_name"] == "h264" and hls[0]["width"] == 640, hls
