@@ -110,9 +110,9 @@ def run_one(work, n, args, clip):
     broker = kg_e2e.Broker(work)
     server = kg_e2e.RtspServer({f"/cam{i}": str(clip) for i in range(n)}, work)
     urls = [server.url(f"/cam{i}") for i in range(n)]
-    arrivals = {}
+    arrivals = []  # (arrival time, payload) of every event message
     client = mqtt.Client(client_id=f"bench-{n}")
-    client.on_message = lambda c, u, m: arrivals.setdefault(m.topic, (time.time(), m.payload))
+    client.on_message = lambda c, u, m: arrivals.append((time.time(), m.payload))
     client.connect("127.0.0.1", broker.port)
     client.subscribe("kitchen/+/events/#", qos=1)
     client.loop_start()
@@ -134,16 +134,20 @@ def run_one(work, n, args, clip):
                    dropped_pct=100 * dropped / max(1, analysed + dropped))
         # Alert latency: wait for each camera's black event (25 s into its session).
         deadline = time.time() + 40
-        while time.time() < deadline and sum(1 for t in arrivals if "camera_health" in t or "events" in t) < n:
+        def black_starts():
+            out = {}
+            for when, payload in list(arrivals):
+                try:
+                    e = json.loads(payload)
+                except ValueError:
+                    continue
+                if e.get("label") == "black" and e.get("state") == "start":
+                    out.setdefault(e["camera"], (when, e))
+            return out
+        while time.time() < deadline and len(black_starts()) < n:
             time.sleep(0.5)
         latencies = []
-        for t, (when, payload) in arrivals.items():
-            try:
-                e = json.loads(payload)
-            except ValueError:
-                continue
-            if e.get("label") != "black" or e.get("state") != "start":
-                continue
+        for when, e in black_starts().values():
             # start_time is the decode time of the first analysed black frame; the confirmation
             # time after it is policy, not processing.
             latencies.append(when - kg_e2e.parse_time(e["start_time"]) - CONFIRM)
