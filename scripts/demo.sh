@@ -45,6 +45,7 @@ fi
 "$build/gateway/kitchen-gateway" --config "$root/config/demo.yaml" &
 pids+=($!)
 
+echo "demo: the parents' page plays the demo camera at http://127.0.0.1:8081/ (local API: http://127.0.0.1:8080/metrics)"
 echo "demo: the gateway runs; what it publishes on kitchen/# follows (black at ~20 s, frozen at ~50 s)"
 if [ -n "${KG_DEMO_SECONDS:-}" ]; then
   mosquitto_sub -h 127.0.0.1 -p 1883 -v -t 'kitchen/#' -W "$KG_DEMO_SECONDS" || true

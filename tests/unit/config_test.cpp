@@ -566,6 +566,8 @@ TEST(ConfigLoader, TheDemoConfigIsTheDocumentedOne) {
     EXPECT_EQ(cam.health.confirm, 3s);
     EXPECT_EQ(cam.health.clear, 3s);
     EXPECT_EQ(cam.health.frozen_after, 10s);
+    EXPECT_TRUE(cam.is_public);
+    EXPECT_EQ(g.public_side.listen, "127.0.0.1:8081");
 }
 
 TEST(ConfigLoader, EveryErrorIsReportedInOnePass) {
