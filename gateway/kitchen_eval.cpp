@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <opencv2/core/utility.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
     CLI::App app{"kitchen-eval: accuracy and speed of a detector on labelled images"};
     std::string detector_spec, data, classes_text, json_path, dump_path;
     int threads = 1, limit = 0;
+    bool any_class = false;
     app.add_option("-d,--detector", detector_spec, "classic:mask, classic:head, or a model manifest (.yaml)")
         ->required();
     app.add_option("--data", data, "folder with images/ and labels/ (YOLO format)")
@@ -42,6 +44,9 @@ int main(int argc, char** argv) {
     app.add_option("--dump", dump_path, "write every image's detections as JSON to this file");
     app.add_option("--threads", threads, "OpenCV threads (1 = one core, as the targets are set)");
     app.add_option("--limit", limit, "evaluate only the first N images");
+    app.add_flag("--any-class", any_class,
+                 "count every detection as the one class of --classes (e.g. 0=face,1=face): how well a "
+                 "detector finds the objects, whatever it decides about them");
     CLI11_PARSE(app, argc, argv);
     cv::setNumThreads(threads);
 
@@ -55,6 +60,9 @@ int main(int argc, char** argv) {
         auto images = kg::eval::load_yolo_folder(data, class_map);
         if (limit > 0 && static_cast<int>(images.size()) > limit)
             images.resize(static_cast<std::size_t>(limit));
+        if (any_class && classes.size() != 1) {
+            throw std::runtime_error("--any-class needs --classes to name one class, e.g. 0=face,1=face");
+        }
         auto detector = kg::vision::make_detector(detector_spec);
 
         kg::eval::Accumulator at30(0.3f), at50(0.5f);
@@ -76,6 +84,9 @@ int main(int argc, char** argv) {
             detector->detect(img, found);
             times.push_back(
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            if (any_class) {
+                for (auto& d : found) d.label = classes.front();
+            }
             if (!dump_path.empty()) {
                 auto& boxes = dump[li.image] = nlohmann::json::array();
                 for (const auto& d : found) {

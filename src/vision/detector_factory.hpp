@@ -1,12 +1,25 @@
 #pragma once
-// Builds a detector from a spec: "classic:mask", "classic:head", or the path of a model manifest.
+// Builds a detector from a spec: "classic:mask", "classic:head", "auto:mask", "auto:head", or the
+// path of a model manifest.
 
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "vision/detection.hpp"
 
 namespace kg::vision {
+
+// Where the project's own models are looked for, in order: $KG_MODELS_DIR, then beside the
+// executable as installed (<prefix>/bin -> <prefix>/share/kitchen-gateway/models), then the
+// checkout a build folder sits in (<checkout>/<build>/<folder>/<exe> -> <checkout>/models).
+std::vector<std::filesystem::path> own_model_dirs();
+
+// "auto:mask" -> the project's own mask model (models/kitchen-mask.yaml) when it and its network
+// files are present, else "classic:mask"; "auto:head" likewise with models/kitchen-head-covering.yaml
+// and "classic:head". Any other spec is returned unchanged.
+std::string resolve_detector_spec(const std::string& spec);
 
 // Throws std::runtime_error (or dnn::ManifestError) saying what is wrong with the spec.
 std::unique_ptr<Detector> make_detector(const std::string& spec);

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 using kg::vision::Detection;
@@ -150,4 +151,49 @@ TEST(Yolov8, ReadsTheTransposedLayoutWithoutObjectness) {
     EXPECT_FLOAT_EQ(out[0].x, 90 / 400.0f);
     EXPECT_EQ(out[1].class_id, 0);
     EXPECT_FLOAT_EQ(out[1].w, 40 / 400.0f);
+}
+
+TEST(Decoders, CenterNetTakesPeaksOfEachScoreMapWithTheirBoxes) {
+    // 1 class, 3x4 grid on a 40x30 input (cells of 10x10): peaks at (row 1, col 1) and (row 0, col 3).
+    const int gh = 3, gw = 4, plane = gh * gw;
+    std::vector<float> v(static_cast<std::size_t>(plane * 5), 0.0f);
+    auto at = [&](int ch, int r, int c) -> float& { return v[static_cast<std::size_t>(ch * plane + r * gw + c)]; };
+    at(0, 1, 1) = 0.9f;
+    at(0, 2, 1) = 0.6f;  // beside the peak: not a peak itself
+    at(0, 0, 3) = 0.5f;
+    at(0, 2, 0) = 0.2f;  // under the threshold
+    at(1, 1, 1) = 0.5f;  // dx
+    at(2, 1, 1) = 0.5f;  // dy -> centre (15, 15)
+    at(3, 1, 1) = 10.0f;
+    at(4, 1, 1) = 20.0f;
+    at(1, 0, 3) = 0.0f;
+    at(2, 0, 3) = 1.0f;  // centre (30, 10)
+    at(3, 0, 3) = 4.0f;
+    at(4, 0, 3) = 4.0f;
+    const cv::Mat out = tensor({1, 5, gh, gw}, v);
+    std::vector<Detection> d;
+    dnn::decode_centernet(out, 1, cv::Size(40, 30), 0.3f, d);
+    ASSERT_EQ(d.size(), 2u);
+    // In scan order from the decoder; NMS sorts later.
+    std::sort(d.begin(), d.end(), [](const Detection& a, const Detection& b) { return a.score > b.score; });
+    EXPECT_FLOAT_EQ(d[0].score, 0.9f);
+    EXPECT_NEAR(d[0].x, 10.0f / 40, 1e-6);
+    EXPECT_NEAR(d[0].y, 5.0f / 30, 1e-6);
+    EXPECT_NEAR(d[0].w, 10.0f / 40, 1e-6);
+    EXPECT_NEAR(d[0].h, 20.0f / 30, 1e-6);
+    EXPECT_FLOAT_EQ(d[1].score, 0.5f);
+    EXPECT_NEAR(d[1].x, 28.0f / 40, 1e-6);
+    EXPECT_NEAR(d[1].y, 8.0f / 30, 1e-6);
+    EXPECT_EQ(d[1].class_id, 0);
+    EXPECT_THROW(dnn::decode_centernet(out, 2, cv::Size(40, 30), 0.3f, d), std::invalid_argument);
+}
+
+TEST(Decoders, CenterNetPlateauGivesOneBox) {
+    std::vector<float> v(static_cast<std::size_t>(2 * 2 * 5), 0.0f);
+    v[0] = v[1] = 0.8f;  // two equal neighbours
+    v[12] = v[13] = 4.0f;
+    v[16] = v[17] = 4.0f;
+    std::vector<Detection> d;
+    dnn::decode_centernet(tensor({1, 5, 2, 2}, v), 1, cv::Size(8, 8), 0.5f, d);
+    EXPECT_EQ(d.size(), 1u);
 }

@@ -1,5 +1,6 @@
 #include "vision/dnn/decoders.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -134,6 +135,54 @@ void decode_yolov8(const cv::Mat& output, cv::Size input, float threshold, std::
                     h = m.at<float>(3, i);
         push(out, (cx - w / 2) / iw, (cy - h / 2) / ih, (cx + w / 2) / iw, (cy + h / 2) / ih, best - 4,
              score);
+    }
+}
+
+void decode_centernet(const cv::Mat& output, int classes, cv::Size input, float threshold,
+                      std::vector<Detection>& out) {
+    if (output.type() != CV_32F || output.dims != 4 || output.size[0] != 1 || classes < 1 ||
+        output.size[1] != classes + 4) {
+        throw std::invalid_argument("centernet: expected a float [1," + std::to_string(classes + 4) +
+                                    ",H,W] output (the manifest's classes, then dx, dy, w, h)");
+    }
+    const int gh = output.size[2], gw = output.size[3];
+    const std::size_t plane = static_cast<std::size_t>(gh) * static_cast<std::size_t>(gw);
+    const float* base = output.ptr<float>();
+    const float* dx = base + plane * static_cast<std::size_t>(classes);
+    const float* dy = dx + plane;
+    const float* bw = dy + plane;
+    const float* bh = bw + plane;
+    const float sx = static_cast<float>(input.width) / static_cast<float>(gw);
+    const float sy = static_cast<float>(input.height) / static_cast<float>(gh);
+    const float iw = static_cast<float>(input.width), ih = static_cast<float>(input.height);
+    for (int c = 0; c < classes; ++c) {
+        const float* s = base + plane * static_cast<std::size_t>(c);
+        for (int r = 0; r < gh; ++r) {
+            for (int col = 0; col < gw; ++col) {
+                const std::size_t i = static_cast<std::size_t>(r) * static_cast<std::size_t>(gw) +
+                                      static_cast<std::size_t>(col);
+                const float v = s[i];
+                if (v < threshold) continue;
+                bool peak = true;
+                for (int nr = std::max(0, r - 1); peak && nr <= std::min(gh - 1, r + 1); ++nr) {
+                    for (int nc = std::max(0, col - 1); nc <= std::min(gw - 1, col + 1); ++nc) {
+                        // Ties keep the first cell in reading order, so a plateau yields one box.
+                        const float n = s[static_cast<std::size_t>(nr) * static_cast<std::size_t>(gw) +
+                                          static_cast<std::size_t>(nc)];
+                        const bool before = nr < r || (nr == r && nc < col);
+                        if (n > v || (before && n == v)) {
+                            peak = false;
+                            break;
+                        }
+                    }
+                }
+                if (!peak) continue;
+                const float cx = (static_cast<float>(col) + dx[i]) * sx;
+                const float cy = (static_cast<float>(r) + dy[i]) * sy;
+                const float w = bw[i], h = bh[i];
+                push(out, (cx - w / 2) / iw, (cy - h / 2) / ih, (cx + w / 2) / iw, (cy + h / 2) / ih, c, v);
+            }
+        }
     }
 }
 

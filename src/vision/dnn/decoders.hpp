@@ -37,4 +37,12 @@ void decode_yolov5(const cv::Mat& output, cv::Size input, float threshold, std::
 // YOLOv8 layout: [1,4+C,N] = cx, cy, w, h (input pixels) then C class scores, no objectness.
 void decode_yolov8(const cv::Mat& output, cv::Size input, float threshold, std::vector<Detection>& out);
 
+// CenterNet layout (the project's own models, models/train/train_head_detector.py): [1,C+4,H,W] =
+// C score maps (already probabilities), then per cell dx, dy (the centre in cells from the cell's
+// top-left corner) and w, h (input pixels). The centre is ((col + dx) * input.w / W, (row + dy) *
+// input.h / H). A detection is a cell scoring >= threshold and at least as high as its 8
+// neighbours in the same map (the peak stands in for NMS within a class).
+void decode_centernet(const cv::Mat& output, int classes, cv::Size input, float threshold,
+                      std::vector<Detection>& out);
+
 }  // namespace kg::vision::dnn

@@ -70,6 +70,9 @@ void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
         case Layout::yolov8:
             decode_yolov8(outputs_[0], in, t, out);
             break;
+        case Layout::centernet:
+            decode_centernet(outputs_[0], static_cast<int>(manifest_.classes.size()), in, t, out);
+            break;
     }
     non_max_suppression(out, manifest_.nms_iou, manifest_.class_agnostic_nms, manifest_.nms_area_offset);
     for (auto& d : out) {

@@ -49,6 +49,50 @@ private:
     std::string file_;
 };
 
+InputSpec read_input(const Reader& r, const YAML::Node& input, const std::string& key) {
+    InputSpec in;
+    in.size = {r.as<int>(r.need(input, "width"), key + ".width"),
+               r.as<int>(r.need(input, "height"), key + ".height")};
+    if (in.size.width < 1 || in.size.height < 1) r.fail(input, key, "width and height must be positive");
+    if (input["color"]) {
+        const auto c = r.as<std::string>(input["color"], key + ".color");
+        if (c != "rgb" && c != "bgr") r.fail(input["color"], key + ".color", "expected rgb or bgr");
+        in.rgb = c == "rgb";
+    }
+    if (input["mean"]) {
+        const auto v = r.as<std::vector<double>>(input["mean"], key + ".mean");
+        if (v.size() != 3) r.fail(input["mean"], key + ".mean", "expected three values");
+        in.mean = cv::Scalar(v[0], v[1], v[2]);
+    }
+    if (input["scale"]) in.scale = r.as<double>(input["scale"], key + ".scale");
+    return in;
+}
+
+std::vector<ModelClass> read_classes(const Reader& r, const YAML::Node& classes, const std::string& key) {
+    if (!classes.IsSequence() || classes.size() == 0) r.fail(classes, key, "expected a non-empty list");
+    std::vector<ModelClass> out;
+    for (std::size_t i = 0; i < classes.size(); ++i) {
+        const auto c = classes[i];
+        const auto k = fmt::format("{}[{}]", key, i);
+        ModelClass mc;
+        if (c.IsScalar()) {
+            mc.name = r.as<std::string>(c, k);
+        } else {
+            mc.name = r.as<std::string>(r.need(c, "name"), k + ".name");
+            if (c["check"]) mc.check = r.as<std::string>(c["check"], k + ".check");
+            if (c["label"]) mc.label = r.as<std::string>(c["label"], k + ".label");
+            if (c["severity"]) {
+                mc.severity = r.as<int>(c["severity"], k + ".severity");
+                if (mc.severity < 1 || mc.severity > 3)
+                    r.fail(c["severity"], k + ".severity", "expected 1, 2 or 3");
+            }
+        }
+        if (mc.label.empty()) mc.label = mc.name;
+        out.push_back(std::move(mc));
+    }
+    return out;
+}
+
 }  // namespace
 
 Manifest load_manifest(const std::string& path) {
@@ -73,24 +117,15 @@ Manifest load_manifest(const std::string& path) {
     m.model = resolve(r.expand(r.need(root, "model"), "model"));
     if (root["config"]) m.config = resolve(r.expand(root["config"], "config"));
 
-    const auto input = r.need(root, "input");
-    m.input = {r.as<int>(r.need(input, "width"), "input.width"),
-               r.as<int>(r.need(input, "height"), "input.height")};
-    if (input["color"]) {
-        const auto c = r.as<std::string>(input["color"], "input.color");
-        if (c != "rgb" && c != "bgr") r.fail(input["color"], "input.color", "expected rgb or bgr");
-        m.rgb = c == "rgb";
-    }
-    if (input["mean"]) {
-        const auto v = r.as<std::vector<double>>(input["mean"], "input.mean");
-        if (v.size() != 3) r.fail(input["mean"], "input.mean", "expected three values");
-        m.mean = cv::Scalar(v[0], v[1], v[2]);
-    }
-    if (input["scale"]) m.scale = r.as<double>(input["scale"], "input.scale");
-    if (input["resize"]) {
-        const auto v = r.as<std::string>(input["resize"], "input.resize");
+    const auto input = read_input(r, r.need(root, "input"), "input");
+    m.input = input.size;
+    m.rgb = input.rgb;
+    m.mean = input.mean;
+    m.scale = input.scale;
+    if (root["input"]["resize"]) {
+        const auto v = r.as<std::string>(root["input"]["resize"], "input.resize");
         if (v != "stretch" && v != "letterbox")
-            r.fail(input["resize"], "input.resize", "expected stretch or letterbox");
+            r.fail(root["input"]["resize"], "input.resize", "expected stretch or letterbox");
         m.letterbox = v == "letterbox";
     }
 
@@ -104,9 +139,11 @@ Manifest load_manifest(const std::string& path) {
         m.layout = Layout::yolov5;
     } else if (layout == "yolov8") {
         m.layout = Layout::yolov8;
+    } else if (layout == "centernet") {
+        m.layout = Layout::centernet;
     } else {
         r.fail(out["layout"], "output.layout",
-               fmt::format("'{}' is not ultraface, ssd, yolov5 or yolov8", layout));
+               fmt::format("'{}' is not ultraface, ssd, yolov5, yolov8 or centernet", layout));
     }
     if (out["names"]) m.outputs = r.as<std::vector<std::string>>(out["names"], "output.names");
     const std::size_t wanted = m.layout == Layout::ultraface || m.layout == Layout::ssd ? 2 : 1;
@@ -146,26 +183,31 @@ Manifest load_manifest(const std::string& path) {
     if (out["class_agnostic_nms"])
         m.class_agnostic_nms = r.as<bool>(out["class_agnostic_nms"], "output.class_agnostic_nms");
 
-    const auto classes = r.need(root, "classes");
-    if (!classes.IsSequence() || classes.size() == 0) r.fail(classes, "classes", "expected a non-empty list");
-    for (std::size_t i = 0; i < classes.size(); ++i) {
-        const auto c = classes[i];
-        const auto key = fmt::format("classes[{}]", i);
-        ModelClass mc;
-        if (c.IsScalar()) {
-            mc.name = r.as<std::string>(c, key);
-        } else {
-            mc.name = r.as<std::string>(r.need(c, "name"), key + ".name");
-            if (c["check"]) mc.check = r.as<std::string>(c["check"], key + ".check");
-            if (c["label"]) mc.label = r.as<std::string>(c["label"], key + ".label");
-            if (c["severity"]) {
-                mc.severity = r.as<int>(c["severity"], key + ".severity");
-                if (mc.severity < 1 || mc.severity > 3)
-                    r.fail(c["severity"], key + ".severity", "expected 1, 2 or 3");
-            }
+    m.classes = read_classes(r, r.need(root, "classes"), "classes");
+
+    if (const auto c = root["classifier"]) {
+        ClassifierSpec spec;
+        spec.model = resolve(r.expand(r.need(c, "model"), "classifier.model"));
+        spec.input = read_input(r, r.need(c, "input"), "classifier.input");
+        if (c["output"]) spec.output = r.as<std::string>(c["output"], "classifier.output");
+        if (c["expand"]) {
+            spec.expand = r.as<float>(c["expand"], "classifier.expand");
+            if (spec.expand < 0 || spec.expand > 2)
+                r.fail(c["expand"], "classifier.expand", "expected 0 to 2 (a fraction of the box)");
         }
-        if (mc.label.empty()) mc.label = mc.name;
-        m.classes.push_back(std::move(mc));
+        if (c["square"]) spec.square = r.as<bool>(c["square"], "classifier.square");
+        const auto cls = r.need(c, "classes");
+        spec.classes = read_classes(r, cls, "classifier.classes");
+        for (std::size_t i = 0; i < cls.size(); ++i) {
+            float p = 0;
+            if (cls[i].IsMap() && cls[i]["min_probability"]) {
+                const auto key = fmt::format("classifier.classes[{}].min_probability", i);
+                p = r.as<float>(cls[i]["min_probability"], key);
+                if (p < 0 || p > 1) r.fail(cls[i]["min_probability"], key, "expected 0 to 1");
+            }
+            spec.min_probability.push_back(p);
+        }
+        m.classifier = std::move(spec);
     }
     return m;
 }

@@ -4,6 +4,7 @@
 // A user's own model gets events with no code change: map its class names to checks here.
 
 #include <opencv2/core/types.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,13 +13,36 @@
 
 namespace kg::vision::dnn {
 
-enum class Layout { ultraface, ssd, yolov5, yolov8 };
+enum class Layout { ultraface, ssd, yolov5, yolov8, centernet };
 
 struct ModelClass {
     std::string name;   // as the model calls it
     std::string check;  // the check it feeds (empty: not used for events)
     std::string label;  // the label events carry (default: name)
     int severity = 3;
+};
+
+// How a network wants its input (shared by detectors and classifiers).
+struct InputSpec {
+    cv::Size size{320, 240};
+    bool rgb = true;           // the network wants RGB (else BGR)
+    cv::Scalar mean{0, 0, 0};  // subtracted per channel, in the network's channel order
+    double scale = 1.0 / 255;  // multiplied after the mean
+};
+
+// The second stage of a two-stage model: every box the detector finds is cut out (widened by
+// `expand` of its size on each side, made square around its centre when `square`), resized to
+// the classifier's input and classified; the box takes the classifier's best class. Its score is
+// detector score x class probability. A box whose best probability is under that class's
+// `min_probability` is dropped (neither class is sure enough to raise or clear an alarm).
+struct ClassifierSpec {
+    std::string model;   // .onnx, resolved
+    std::string output;  // output name (empty: the network's only output), [1,K] probabilities
+    InputSpec input;
+    float expand = 0.15f;
+    bool square = true;
+    std::vector<ModelClass> classes;     // by output index
+    std::vector<float> min_probability;  // per class, 0 = keep always
 };
 
 struct Manifest {
@@ -41,6 +65,8 @@ struct Manifest {
     bool class_agnostic_nms = false;
     float nms_area_offset = 0.0f;     // see non_max_suppression()
     std::vector<ModelClass> classes;  // by class index (background excluded)
+    // Present: the detector's boxes are classified again and take the classifier's classes.
+    std::optional<ClassifierSpec> classifier;
 };
 
 class ManifestError : public std::runtime_error {
