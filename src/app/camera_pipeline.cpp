@@ -26,9 +26,10 @@ Duration ring_length(const config::Camera& camera, const config::Evidence& evide
 
 bool needs_motion(const std::string& check) { return check != vision::CameraHealthCheck::kName; }
 
-// "auto" is the classic back-end until the project ships its own models (models/README.md).
-std::string detector_spec(const std::string& configured, const char* classic) {
-    return configured == "auto" ? classic : configured;
+// "auto" is the project's own model when it is installed (models/), else the classic back-end;
+// the vision factory decides (vision::resolve_detector_spec).
+std::string detector_spec(const std::string& configured, const char* automatic) {
+    return configured == "auto" ? automatic : configured;
 }
 
 // "{site}" and "{camera}" in the push URL template become this camera's ids.
@@ -117,17 +118,17 @@ std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& nam
     const auto& scene = camera_.scene;
     if (name == vision::CameraHealthCheck::kName)
         return std::make_unique<vision::CameraHealthCheck>(camera_.health);
-    if (name == "mask") {
+    if (name == "mask" || name == "head_covering") {
+        const bool mask = name == "mask";
+        const auto spec = vision::resolve_detector_spec(
+            detector_spec(mask ? site_.config.mask_detector : site_.config.head_detector,
+                          mask ? "auto:mask" : "auto:head"));
+        log_->info("{} check: detector {}", name, spec);
         return std::make_unique<vision::DetectorCheck>(
-            name, vision::make_detector(detector_spec(site_.config.mask_detector, "classic:mask")),
-            std::vector<vision::Violation>{{"no_mask", "mask", "no_mask", 0}}, motion_.get(),
-            scene.detect_refresh);
-    }
-    if (name == "head_covering") {
-        return std::make_unique<vision::DetectorCheck>(
-            name, vision::make_detector(detector_spec(site_.config.head_detector, "classic:head")),
-            std::vector<vision::Violation>{{"bare", "head_covering", "bare_head", 0}}, motion_.get(),
-            scene.detect_refresh);
+            name, vision::make_detector(spec),
+            mask ? std::vector<vision::Violation>{{"no_mask", "mask", "no_mask", 0}}
+                 : std::vector<vision::Violation>{{"bare", "head_covering", "bare_head", 0}},
+            motion_.get(), scene.detect_refresh);
     }
     if (name.rfind("model:", 0) == 0) {
         // A user's model: every class its manifest maps to a check becomes events of that check.
