@@ -171,8 +171,8 @@ def run_one(work, n, args, clip):
                 f.terminate()
                 f.wait(10)
             naive = subprocess.Popen([NAIVE_BIN, "--seconds", str(args.seconds + 8), "--checks", args.checks,
-                                      "--mask-detector", "classic:mask" if args.detectors == "auto" else args.detectors,
-                                      "--head-detector", "classic:head" if args.detectors == "auto" else args.detectors,
+                                      "--mask-detector", "auto:mask" if args.detectors == "auto" else args.detectors,
+                                      "--head-detector", "auto:head" if args.detectors == "auto" else args.detectors,
                                       *urls], stdout=subprocess.PIPE, text=True)
             time.sleep(4)
             row["naive_cpu"], row["naive_rss"] = measure(naive.pid, args.seconds)
