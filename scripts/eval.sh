@@ -12,8 +12,16 @@ mask=("--data" "$KG_SHARED_DIR/datasets/mask-yolo/valid" "--classes" "0=no_mask,
 helmet=("--data" "$KG_SHARED_DIR/datasets/helmet-yolo/valid" "--classes" "0=covered,1=bare")
 faces=("--data" "$KG_SHARED_DIR/datasets/mask-yolo/valid" "--classes" "0=face,1=face")
 
-for d in classic:mask models/reference/aizoo-face-mask.yaml models/reference/ultraface-masked-face-rfb-640.yaml; do
+# The project's own models (models/kitchen-*.yaml) in the same run as the references they are
+# measured against.
+for d in classic:mask models/reference/aizoo-face-mask.yaml models/reference/ultraface-masked-face-rfb-640.yaml \
+         models/kitchen-mask.yaml; do
   (cd "$root" && "$eval_bin" -d "$d" "${mask[@]}"); echo
 done
-(cd "$root" && "$eval_bin" -d classic:head "${helmet[@]}"); echo
-(cd "$root" && "$eval_bin" -d models/reference/ultraface-rfb-320.yaml "${faces[@]}")
+for d in classic:head models/kitchen-head-covering.yaml; do
+  (cd "$root" && "$eval_bin" -d "$d" "${helmet[@]}"); echo
+done
+for d in models/reference/ultraface-rfb-320.yaml models/kitchen-mask.yaml; do
+  # Faces only (either class): how well each finds the faces, whatever it decides about them.
+  (cd "$root" && "$eval_bin" -d "$d" "${faces[@]}" --any-class); echo
+done

@@ -1,0 +1,376 @@
+#!/usr/bin/python3
+"""Trains kitchen-heads: a small single-stage, anchor-free (CenterNet-style) head detector with a
+covered / bare attribute, and exports models/kitchen-heads.onnx.
+
+    /usr/bin/python3 models/train/train_head_detector.py            # ~30 min on two free cores, longer on a busy box
+
+Data:
+  * ../shared/datasets/helmet-yolo/train ("helmet detection" dataset v3, CC BY 4.0): heads with
+    class 0 helmet (covered) / 1 nohelmet (bare). 10% of it (seeded) is held out for monitoring.
+  * ../shared/datasets/mask-crops (Face-Mask-Detection, MIT): face photos pasted, feathered, onto the
+    helmet photos at many sizes, as extra heads/faces (masked and not, close up). Their covering is
+    unknown, so they train the "head" score and box only, not the attribute.
+  Never ../shared/datasets/mask-yolo (evaluation only, its licence forbids training).
+
+Model: 384x384 RGB input (trained on 320x320 crops), (x - 127.5) / 127.5; plain 3x3 convolutions to stride 32, a small
+top-down neck back to stride 8, one head per stride-8 cell (48x48): head score, covered
+probability, centre offset (cells), log size. Exported outputs (both from one file):
+  heads    [1, 5, 48, 48] = head score, dx, dy, w, h
+  covering [1, 6, 48, 48] = covered score (head * p), bare score (head * (1 - p)), dx, dy, w, h
+where the box centre is ((col + dx) * 8, (row + dy) * 8) and w, h are in input pixels
+(layout `centernet` in src/vision/dnn/decoders.hpp).
+"""
+
+import argparse
+import math
+import time
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import common
+
+S = 384  # inference input (exported)
+TS = 320  # training crops: the network is fully convolutional, smaller crops train faster
+STRIDE = 8
+G = S // STRIDE
+TG = TS // STRIDE
+
+
+def dws(cin, cout, stride=1):
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def pw(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def conv(cin, cout, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class HeadNet(nn.Module):
+    """Plain 3x3 convolutions: PyTorch's CPU backward for depthwise convolutions is several times
+    slower, and at these widths cv::dnn runs either in a few milliseconds."""
+
+    def __init__(self):
+        super().__init__()
+        self.c3 = nn.Sequential(conv(3, 16, 2), conv(16, 24, 2), conv(24, 32, 2), conv(32, 32))  # /8
+        self.c4 = nn.Sequential(conv(32, 64, 2), conv(64, 64))  # /16
+        self.c5 = nn.Sequential(conv(64, 96, 2), conv(96, 96))  # /32
+        self.l5, self.l4, self.l3 = pw(96, 48), pw(64, 48), pw(32, 48)
+        self.s4 = conv(48, 48)
+        self.s3 = conv(48, 48)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.out = nn.Conv2d(48, 6, 1)  # head logit, covered logit, dx, dy, log w, log h
+        nn.init.constant_(self.out.bias, 0.0)
+        with torch.no_grad():
+            self.out.bias[0] = -math.log((1 - 0.05) / 0.05)  # rare positives: start near 0.05
+
+    def forward(self, x):
+        c3 = self.c3(x)
+        c4 = self.c4(c3)
+        c5 = self.c5(c4)
+        p4 = self.s4(self.l4(c4) + self.up(self.l5(c5)))
+        p3 = self.s3(self.l3(c3) + self.up(p4))
+        return self.out(p3)
+
+
+class Exported(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        o = self.net(x)
+        head = torch.sigmoid(o[:, 0:1])
+        covered = torch.sigmoid(o[:, 1:2])
+        box = torch.cat([o[:, 2:4], torch.exp(o[:, 4:6]) * STRIDE], 1)
+        heads = torch.cat([head, box], 1)
+        covering = torch.cat([head * covered, head * (1 - covered), box], 1)
+        return heads, covering
+
+
+# --- data ---------------------------------------------------------------------------------------------
+
+def load_helmet(shared):
+    root = shared / "datasets" / "helmet-yolo" / "train"
+    files = sorted((root / "images").glob("*.jpg"))
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(files))
+    n_val = len(files) // 10
+    out = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        h, w = img.shape[:2]
+        boxes = []
+        lf = root / "labels" / (f.stem + ".txt")
+        if lf.exists():
+            for line in lf.read_text().split("\n"):
+                p = line.split()
+                if len(p) != 5:
+                    continue
+                c, cx, cy, bw, bh = int(p[0]), *map(float, p[1:])
+                covered = 1.0 if c == 0 else 0.0
+                boxes.append([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h, covered])
+        out.append((img, np.array(boxes, np.float32).reshape(-1, 5)))
+    val = [out[i] for i in order[:n_val]]
+    train = [out[i] for i in order[n_val:]]
+    return train, val
+
+
+def load_faces(shared, limit_per_class=900):
+    """Face photos for pasting: the same seeded 90% the mask classifier trains on (its 10% held out
+    stays unseen by both models)."""
+    root = shared / "datasets" / "mask-crops"
+    items = []
+    for folder in ["with_mask", "without_mask"]:
+        items += sorted((root / folder).glob("*.jpg"))
+    # Same split rule as train_mask_classifier.load(): sorted by folder name, then file name.
+    items = sorted(items, key=lambda p: (p.parent.name, p.name))
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(items))
+    train = [items[i] for i in order[len(items) // 10:]]
+    sel = np.random.default_rng(1).permutation(len(train))[:2 * limit_per_class]
+    return [cv2.imread(str(train[i]), cv2.IMREAD_COLOR) for i in sorted(sel)]
+
+
+def feather_ellipse(w, h):
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d = ((xx + 0.5 - w / 2) / (w / 2)) ** 2 + ((yy + 0.5 - h / 2) / (h / 2)) ** 2
+    return np.clip((1.15 - d) / 0.3, 0, 1)[..., None]
+
+
+def make_sample(train, faces, rng):
+    img, boxes = train[int(rng.integers(len(train)))]
+    H, W = img.shape[:2]
+    # Crop window: anything from the whole photo to a close-up (heads from ~10 px to ~150 px at 384).
+    # Object scale as at inference (the whole photo at S) down to a 3x zoom.
+    side = W * TS / S * math.exp(rng.uniform(math.log(0.33), math.log(1.0)))
+    aspect = math.exp(rng.uniform(math.log(0.7), math.log(1.45)))  # stretch: 16:9 cameras squeezed to square
+    ww, wh = side * math.sqrt(aspect), side / math.sqrt(aspect)
+    if len(boxes) and rng.random() < 0.6:
+        b = boxes[int(rng.integers(len(boxes)))]
+        cx = (b[0] + b[2]) / 2 + rng.uniform(-0.4, 0.4) * ww
+        cy = (b[1] + b[3]) / 2 + rng.uniform(-0.4, 0.4) * wh
+    else:
+        cx, cy = rng.uniform(0.3, 0.7) * W, rng.uniform(0.3, 0.7) * H
+    x0, y0 = cx - ww / 2, cy - wh / 2
+    sx, sy = TS / ww, TS / wh
+    m = np.array([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]], np.float32)
+    out = cv2.warpAffine(img, m, (TS, TS), flags=cv2.INTER_LINEAR if sx > 1 else cv2.INTER_AREA,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=(114, 114, 114))
+    objs = []
+    for b in boxes:
+        x1, y1, x2, y2 = (b[0] - x0) * sx, (b[1] - y0) * sy, (b[2] - x0) * sx, (b[3] - y0) * sy
+        cx1, cy1, cx2, cy2 = max(0, x1), max(0, y1), min(TS, x2), min(TS, y2)
+        full = (x2 - x1) * (y2 - y1)
+        if cx2 <= cx1 or cy2 <= cy1 or full <= 0:
+            continue
+        if (cx2 - cx1) * (cy2 - cy1) / full < 0.5:
+            continue  # mostly outside the window: neither a positive nor worth teaching as one
+        objs.append([cx1, cy1, cx2, cy2, b[4]])
+    # Paste face photos as extra close-up heads.
+    if rng.random() < 0.5:
+        for _ in range(int(rng.integers(1, 4))):
+            f = faces[int(rng.integers(len(faces)))]
+            fw = S * math.exp(rng.uniform(math.log(0.08), math.log(0.6)))
+            fh = fw * rng.uniform(1.0, 1.35)
+            fw, fh = int(fw), int(min(fh, TS - 2))
+            px, py = int(rng.integers(0, max(1, TS - fw))), int(rng.integers(0, max(1, TS - fh)))
+            face = cv2.resize(f, (fw, fh), interpolation=cv2.INTER_AREA)
+            face = common.photometric(face, rng, 0.5)
+            alpha = feather_ellipse(fw, fh) if rng.random() < 0.7 else np.ones((fh, fw, 1), np.float32)
+            roi = out[py:py + fh, px:px + fw].astype(np.float32)
+            out[py:py + fh, px:px + fw] = (roi * (1 - alpha) + face.astype(np.float32) * alpha).astype(np.uint8)
+            keep = []
+            for o in objs:  # heads the face now hides are gone
+                ix = max(0, min(o[2], px + fw) - max(o[0], px))
+                iy = max(0, min(o[3], py + fh) - max(o[1], py))
+                if ix * iy < 0.4 * (o[2] - o[0]) * (o[3] - o[1]):
+                    keep.append(o)
+            objs = keep + [[px, py, px + fw, py + fh, -1.0]]  # -1: covering unknown
+    if rng.random() < 0.5:
+        out = out[:, ::-1].copy()
+        objs = [[TS - o[2], o[1], TS - o[0], o[3], o[4]] for o in objs]
+    out = common.photometric(out, rng, 0.6)  # milder than for crops: a 10 px head must stay a head
+    if rng.random() < 0.25:
+        out = common.occlude(out, rng, 0.3)
+    return out, np.array(objs, np.float32).reshape(-1, 5)
+
+
+def targets(objs):
+    hm = np.zeros((TG, TG), np.float32)
+    reg = np.zeros((4, TG, TG), np.float32)
+    reg_w = np.zeros((TG, TG), np.float32)
+    attr = np.zeros((TG, TG), np.float32)
+    attr_w = np.zeros((TG, TG), np.float32)
+    ys, xs = np.mgrid[0:TG, 0:TG].astype(np.float32)
+    for x1, y1, x2, y2, cov in objs:
+        w, h = (x2 - x1) / STRIDE, (y2 - y1) / STRIDE
+        if w < 0.5 or h < 0.5:
+            continue
+        cx, cy = (x1 + x2) / 2 / STRIDE, (y1 + y2) / 2 / STRIDE
+        ci, cj = min(TG - 1, int(cy)), min(TG - 1, int(cx))
+        sx, sy = max(0.35, 0.54 * w / 6), max(0.35, 0.54 * h / 6)  # TTFNet's elliptical Gaussian
+        g = np.exp(-((xs - cj) ** 2) / (2 * sx * sx) - ((ys - ci) ** 2) / (2 * sy * sy))
+        hm = np.maximum(hm, g)
+        hm[ci, cj] = 1.0
+        for di in (-1, 0, 1):  # regress from the 3x3 around the centre: more signal from few photos
+            for dj in (-1, 0, 1):
+                i, j = ci + di, cj + dj
+                if not (0 <= i < TG and 0 <= j < TG):
+                    continue
+                wt = 1.0 if di == 0 and dj == 0 else 0.3
+                if wt <= reg_w[i, j]:
+                    continue
+                reg[:, i, j] = [cx - j, cy - i, math.log(w), math.log(h)]
+                reg_w[i, j] = wt
+                if cov >= 0:
+                    attr[i, j], attr_w[i, j] = cov, wt
+                else:
+                    attr_w[i, j] = 0.0
+    return hm, reg, reg_w, attr, attr_w
+
+
+def to_tensor(imgs):
+    x = np.stack(imgs)[..., ::-1].astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(((x - 127.5) / 127.5).transpose(0, 3, 1, 2)))
+
+
+def focal(logit, gt):
+    p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
+    pos = gt.eq(1).float()
+    neg = 1 - pos
+    pos_loss = torch.log(p) * (1 - p) ** 2 * pos
+    neg_loss = torch.log(1 - p) * p ** 2 * (1 - gt) ** 4 * neg
+    n = pos.sum().clamp(min=1)
+    return -(pos_loss.sum() + neg_loss.sum()) / n
+
+
+# --- decoding for monitoring (the C++ decoder does the same) --------------------------------------
+
+def decode(heads_or_cov, threshold, n_cls):
+    """[n_cls + 4, G, G] numpy -> list of (x1, y1, x2, y2, score, cls) in input pixels, after NMS."""
+    dets = []
+    for c in range(n_cls):
+        s = heads_or_cov[c]
+        mx = cv2.dilate(s, np.ones((3, 3), np.uint8))
+        for i, j in zip(*np.where((s >= threshold) & (s >= mx))):
+            dx, dy, w, h = heads_or_cov[n_cls:, i, j]
+            cx, cy = (j + dx) * STRIDE, (i + dy) * STRIDE
+            dets.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, float(s[i, j]), c))
+    dets.sort(key=lambda d: -d[4])
+    keep = []
+    for d in dets:
+        if all(iou(d, k) < 0.4 for k in keep):
+            keep.append(d)
+    return keep
+
+
+def iou(a, b):
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / max(1e-6, (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def evaluate(model, val, threshold=0.3):
+    """P/R per class (covered, bare) at IoU 0.3 on the held-out helmet photos, stretched to 384."""
+    model.eval()
+    tp, fp, fn = np.zeros(2), np.zeros(2), np.zeros(2)
+    with torch.no_grad():
+        for img, boxes in val:
+            H, W = img.shape[:2]
+            x = to_tensor([cv2.resize(img, (S, S), interpolation=cv2.INTER_AREA)])
+            _, cov = model(x)
+            dets = decode(cov[0].numpy(), threshold, 2)
+            gt = [(b[0] * S / W, b[1] * S / H, b[2] * S / W, b[3] * S / H, 0 if b[4] > 0.5 else 1) for b in boxes]
+            for c in range(2):
+                g = [b for b in gt if b[4] == c]
+                used = [False] * len(g)
+                for d in (d for d in dets if d[5] == c):
+                    best, bi = 0.3, -1
+                    for k, b in enumerate(g):
+                        if not used[k] and iou(d, b) >= best:
+                            best, bi = iou(d, b), k
+                    if bi >= 0:
+                        used[bi] = True
+                        tp[c] += 1
+                    else:
+                        fp[c] += 1
+                fn[c] += used.count(False)
+    p = tp / np.maximum(1, tp + fp)
+    r = tp / np.maximum(1, tp + fn)
+    return p, r
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(common.MODELS / "kitchen-heads.onnx"))
+    args = ap.parse_args()
+    common.seed_everything(args.seed, args.threads)
+    shared = common.shared_dir()
+    train, val = load_helmet(shared)
+    faces = load_faces(shared)
+    print(f"helmet-yolo: {len(train)} train, {len(val)} held out; {len(faces)} face photos to paste", flush=True)
+
+    net = HeadNet()
+    model = Exported(net)
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps, pct_start=0.1)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.time()
+    acc = np.zeros(4)
+    for step in range(1, args.steps + 1):
+        net.train()
+        samples = [make_sample(train, faces, rng) for _ in range(args.batch)]
+        x = to_tensor([s[0] for s in samples])
+        t = [targets(s[1]) for s in samples]
+        hm, reg, reg_w, attr, attr_w = (torch.from_numpy(np.stack([tt[k] for tt in t])) for k in range(5))
+        o = net(x)
+        l_hm = focal(o[:, 0], hm)
+        n = reg_w.sum().clamp(min=1)
+        l_off = (F.l1_loss(o[:, 2:4], reg[:, 0:2], reduction="none").sum(1) * reg_w).sum() / n
+        l_size = (F.l1_loss(o[:, 4:6], reg[:, 2:4], reduction="none").sum(1) * reg_w).sum() / n
+        l_attr = (F.binary_cross_entropy_with_logits(o[:, 1], attr, reduction="none") * attr_w).sum() / \
+            attr_w.sum().clamp(min=1)
+        loss = l_hm + l_off + l_size + l_attr
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        acc += [float(l_hm), float(l_off), float(l_size), float(l_attr)]
+        if step % 100 == 0 or step == args.steps:
+            a = acc / 100
+            acc[:] = 0
+            msg = f"step {step}/{args.steps} hm {a[0]:.3f} off {a[1]:.3f} size {a[2]:.3f} attr {a[3]:.3f}"
+            if step % 500 == 0 or step == args.steps:
+                p, r = evaluate(model, val)
+                msg += f" | held-out covered P {p[0]:.3f} R {r[0]:.3f}, bare P {p[1]:.3f} R {r[1]:.3f}"
+            print(f"{msg} ({time.time() - t0:.0f} s)", flush=True)
+            torch.save(net.state_dict(), "/tmp/kitchen-heads.pt")
+
+    model.eval()
+    for th in (0.2, 0.3, 0.4, 0.5):
+        p, r = evaluate(model, val, th)
+        print(f"held-out at threshold {th}: covered P {p[0]:.3f} R {r[0]:.3f}, bare P {p[1]:.3f} R {r[1]:.3f}")
+    shape = (1, 3, S, S)
+    torch.onnx.export(model, torch.zeros(shape), args.out, opset_version=common.OPSET, input_names=["input"],
+                      output_names=["heads", "covering"], do_constant_folding=True)
+    common.check_with_opencv(args.out, model, shape, ["heads", "covering"])
+    common.write_fixture("kitchen-heads", args.out, model, shape, ["heads", "covering"])
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
