@@ -6,7 +6,8 @@ two monitor instances on one MQTT shared subscription, and the dashboard in real
    the gateway's own message is shown once.
 2. Two instances in one share group split N events published at QoS 1: union == N, intersection
    empty, both took some; with one shared database, every message delivered twice is still one alert.
-3. The dashboard: an alert published while the page is open appears without a reload; clicking
+3. The dashboard: an alert published while the page is open (by a test client, then by a real
+   gateway whose camera goes black) appears without a reload; clicking
    Acknowledge publishes a decision on kitchen/<site>/decisions/<id> that a test client receives (and
    that matches docs/schemas/decision.schema.json); closing with a note publishes a second one. The
    screenshot is kept as monitor-dashboard.png in the test's folder."""
@@ -320,7 +321,7 @@ def jpeg_bytes():
     return cv2.imencode(".jpg", img)[1].tobytes()
 
 
-def test_dashboard_in_chromium(broker, monitors, browser, schemas, tmp_path):
+def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gateways, tmp_path):
     mon = monitors(broker)
     decisions = kg_e2e.Collector(broker, topic="kitchen/+/decisions/#")
     pub = publisher(broker)
@@ -389,6 +390,22 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, tmp_path):
     kg_e2e.wait_until(lambda: "sent to site" in browser.find_element(By.ID, "d-actions").text, 10,
                       what="the handling history")
     assert mon.get(f"/api/alerts/{event_id}")["closed_by"] == OPERATOR
+
+    # A real gateway's alert (its camera goes black) appears on the open page, and acknowledging it
+    # in the page reaches that site's topic.
+    cam = kg_e2e.camera("cam", clips("black-monitor", [("normal", 4), ("black", 20)]), input={"loop": False})
+    gw = gateways(kg_e2e.base_config(broker, [cam], tmp_path))
+    real = kg_e2e.wait_until(lambda: [a for a in mon.get("/api/alerts") if a["site"] == "test-site"], 30,
+                             what="the real gateway's alert")[0]
+    gw_row = f'tr.alert[data-id="{real["id"]}"]'
+    kg_e2e.wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, gw_row), 10, what="its row on the page")
+    assert "camera_health" in browser.find_element(By.CSS_SELECTOR, gw_row).text
+    click(browser, f'button.ack[data-id="{real["id"]}"]')
+    acked = kg_e2e.wait_until(lambda: decisions.json_on(f"kitchen/test-site/decisions/{real['id']}"), 10,
+                              what="the decision on the real site's topic")[0]
+    assert acked["action"] == "acknowledge" and acked["site"] == "test-site"
+    assert gw.terminate() == 0
+    assert browser.execute_script("return window.__noReload") == 42
 
     # A second alert stays open for the screenshot; the fridge curve is drawn.
     publish_all(pub, [(f"kitchen/{site}/events", json.dumps(event("19ab3c0f2e1-fedcba9876543210", site,
