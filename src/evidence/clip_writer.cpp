@@ -48,11 +48,25 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
         return result;
     }
 
-    const AVPacket& first = *span.packets.front().packet;
-    const std::int64_t origin = first.dts != AV_NOPTS_VALUE ? first.dts : first.pts;
+    // RTSP cameras with B-frames send the first packets of a connection without a decoding time
+    // (the first key frame included): a clip starts at the first key frame that has one, and
+    // packets without one are left out, as the muxer refuses them.
+    auto start = span.packets.begin();
+    while (start != span.packets.end() &&
+           (((*start).packet->flags & AV_PKT_FLAG_KEY) == 0 || (*start).packet->dts == AV_NOPTS_VALUE)) {
+        ++start;
+    }
+    if (start == span.packets.end()) {
+        result.error = "no key frame with timestamps in the clip's span";
+        std::remove(partial.c_str());
+        return result;
+    }
+    const std::int64_t origin = (*start).packet->dts;
     std::int64_t last_dts = AV_NOPTS_VALUE, last_end = 0;
     AVPacket* pkt = av_packet_alloc();
-    for (const auto& ref : span.packets) {
+    for (auto it = start; it != span.packets.end(); ++it) {
+        const auto& ref = *it;
+        if (ref.packet->dts == AV_NOPTS_VALUE) continue;
         av_packet_ref(pkt, ref.packet.get());
         if (pkt->pts != AV_NOPTS_VALUE) pkt->pts -= origin;
         if (pkt->dts != AV_NOPTS_VALUE) pkt->dts -= origin;

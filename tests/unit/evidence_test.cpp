@@ -86,6 +86,48 @@ TEST(PacketRing, CutsAClipStartingOnAKeyFrameWithoutReencoding) {
     fs::remove_all(dir);
 }
 
+// What an RTSP camera with B-frames looks like to the ring: the first packets of the connection
+// (its first key frame included) have no timestamps.
+class DropFirstTimestamps final : public kg::ingest::PacketObserver {
+public:
+    DropFirstTimestamps(kg::ingest::PacketObserver& next, int count) : next_(next), left_(count) {}
+    void on_stream_opened(const AVStream& s) override { next_.on_stream_opened(s); }
+    void on_packet(const AVPacket& p, const AVStream& s) override {
+        AVPacket* copy = av_packet_clone(&p);
+        if (left_-- > 0) copy->pts = copy->dts = AV_NOPTS_VALUE;
+        next_.on_packet(*copy, s);
+        av_packet_free(&copy);
+    }
+    void on_stream_closed() override { next_.on_stream_closed(); }
+
+private:
+    kg::ingest::PacketObserver& next_;
+    int left_;
+};
+
+TEST(PacketRing, AClipSkipsPacketsWithoutTimestampsAndStartsAtTheNextKeyFrame) {
+    kg::evidence::PacketRing ring(30s);
+    DropFirstTimestamps camera(ring, 30);  // the first GOP (25 packets) and the start of the second
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip_source()}, stop);
+    input.set_packet_observer(&camera);
+    input.open();
+    while (input.next_frame()) {
+    }
+    const auto span = ring.span(kg::Clock::now() - 1h, kg::Clock::now());
+    ASSERT_FALSE(span.packets.empty());
+    const auto dir = temp_dir();
+    const auto path = (dir / "clip.mp4").string();
+    const auto r = kg::evidence::write_mp4(span, path);
+    ASSERT_TRUE(r.ok) << r.error;
+    bool key = false;
+    const double d = probe_duration(path, &key);
+    EXPECT_TRUE(key);
+    // 12 s less two GOPs: packets 0-29 lost their timestamps, the key frames at 0 and 25 among them.
+    EXPECT_NEAR(d, 10.0, 0.3) << "duration " << d;
+    fs::remove_all(dir);
+}
+
 TEST(PacketRing, KeepsOnlyTheConfiguredSecondsFromAKeyFrame) {
     kg::evidence::PacketRing ring(0ms);  // keep as little as possible: one GOP
     std::atomic<bool> stop{false};
