@@ -10,6 +10,8 @@
 #include <map>
 #include <optional>
 
+#include "web/http_server.hpp"
+
 namespace kg::monitor {
 
 namespace beast = boost::beast;
@@ -243,20 +245,6 @@ private:
     Ticket ticket_;
 };
 
-tcp::endpoint parse_listen(const std::string& text) {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos) throw std::invalid_argument(fmt::format("'{}' is not host:port", text));
-    std::string host = text.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    const int port = std::stoi(text.substr(colon + 1));
-    if (port < 0 || port > 65535) throw std::invalid_argument(fmt::format("'{}': port out of range", text));
-    boost::system::error_code ec;
-    const auto address =
-        host.empty() ? net::ip::address(net::ip::address_v6::any()) : net::ip::make_address(host, ec);
-    if (ec) throw std::invalid_argument(fmt::format("'{}': '{}' is not an IP address", text, host));
-    return {address, static_cast<unsigned short>(port)};
-}
-
 }  // namespace
 
 Response make_response(const Request& req, http::status status, std::string body,
@@ -279,7 +267,7 @@ WebServer::WebServer(net::io_context& io, const std::string& listen, WebLimits l
     shared_->log = std::move(log);
     tcp::endpoint endpoint;
     try {
-        endpoint = parse_listen(listen);
+        endpoint = kg::web::parse_listen(listen);  // the gateway's own parser: one notion of host:port
     } catch (const std::exception& e) {
         throw std::runtime_error(fmt::format("cannot listen on {}: {}", listen, e.what()));
     }
