@@ -13,6 +13,7 @@ import random
 import cv2
 import numpy as np
 import torch
+import torch.nn as nn
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
@@ -111,7 +112,10 @@ def write_fixture(name, onnx_path, model, input_shape, output_names, samples=400
         outs = model(torch.from_numpy(x))
     if isinstance(outs, torch.Tensor):
         outs = (outs,)
-    fixture = {"model": str(pathlib.Path(onnx_path).relative_to(REPO)), "input_shape": list(input_shape),
+    path = pathlib.Path(onnx_path).resolve()
+    # Trained to a scratch path (to compare before shipping): the fixture names the shipped file.
+    rel = path.relative_to(REPO) if REPO in path.parents else pathlib.Path("models") / f"{name}.onnx"
+    fixture = {"model": str(rel), "input_shape": list(input_shape),
                "input": "x[i] = sin(0.37 i) * 0.9 + cos(0.011 i) * 0.1 over the flat NCHW index",
                "outputs": []}
     for oname, o in zip(output_names, outs):
@@ -142,3 +146,60 @@ def check_with_opencv(onnx_path, model, input_shape, output_names):
         err = float(np.abs(g - w.numpy()).max())
         print(f"  cv::dnn vs torch, output {n}: max abs difference {err:.2e}")
         assert err < 1e-3, f"{onnx_path}: output {n} differs by {err}"
+
+
+# --- fine-tuning from a shipped model -------------------------------------------------------------
+
+def init_from_onnx(net, path, input_shape):
+    """Starts from a shipped .onnx of the same network: its convolutions (batch norm folded in at
+    export) go into the network's convolutions, each batch norm becomes the identity plus the
+    folded bias; a final linear layer (Gemm) takes the file's rows, and when the network has more
+    outputs than the file (a new class), the new rows keep their random initialisation.
+    Fine-tuning then keeps the batch norms frozen (freeze_bn)."""
+    import onnx
+    import onnx.numpy_helper as nh
+    m = onnx.load(str(path))
+    init = {i.name: nh.to_array(i) for i in m.graph.initializer}
+    src = [(init[n.input[1]], init[n.input[2]] if len(n.input) > 2 else None)
+           for n in m.graph.node if n.op_type in ("Conv", "Gemm")]
+    order = []  # the network's layers in execution order, as the export traced them
+    hooks = [mod.register_forward_hook(lambda mod, i, o: order.append(mod))
+             for mod in net.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
+    net.eval()
+    with torch.no_grad():
+        net(torch.zeros(input_shape))
+    for h in hooks:
+        h.remove()
+    assert len(order) == len(src), (len(order), len(src))
+    bn_of = {}
+    for mod in net.modules():
+        if isinstance(mod, nn.Sequential):
+            for a, b in zip(list(mod)[:-1], list(mod)[1:]):
+                if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                    bn_of[a] = b
+    with torch.no_grad():
+        for layer, (w, b) in zip(order, src):
+            w = torch.from_numpy(w.copy())
+            b = torch.from_numpy(b.copy())
+            if isinstance(layer, nn.Linear):
+                k = w.shape[0]
+                assert layer.weight.shape[1] == w.shape[1] and layer.weight.shape[0] >= k
+                layer.weight[:k] = w
+                layer.bias[:k] = b
+                continue
+            assert layer.weight.shape == w.shape, (layer.weight.shape, w.shape)
+            layer.weight.copy_(w)
+            if layer in bn_of:
+                bn = bn_of[layer]
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(b)
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+            else:
+                layer.bias.copy_(b)
+
+
+def freeze_bn(net):
+    for mod in net.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.eval()

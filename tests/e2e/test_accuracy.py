@@ -24,8 +24,10 @@ FLOORS = [
     ("models/reference/aizoo-face-mask.yaml", MASK, {"no_mask": (0.45, 0.80), "with_mask": (0.85, 0.42)}),
     ("models/reference/ultraface-masked-face-rfb-640.yaml", MASK, {"no_mask": (0.55, 0.45), "with_mask": (0.88, 0.50)}),
     # The project's own models (models/kitchen-*.yaml, shipped in the repository): no ../shared/models needed.
-    ("models/kitchen-mask.yaml", MASK, {"no_mask": (0.25, 0.45), "with_mask": (0.40, 0.50)}),
-    ("models/kitchen-head-covering.yaml", HELMET, {"covered": (0.45, 0.55), "bare": (0.55, 0.40)}),
+    # Measured: kitchen-mask no_mask P 0.328 R 0.595, with_mask 0.495 / 0.540; kitchen-head-covering
+    # covered 0.567 / 0.668, bare 0.591 / 0.481 (docs/accuracy.md).
+    ("models/kitchen-mask.yaml", MASK, {"no_mask": (0.29, 0.55), "with_mask": (0.45, 0.50)}),
+    ("models/kitchen-head-covering.yaml", HELMET, {"covered": (0.52, 0.62), "bare": (0.55, 0.44)}),
 ]
 
 

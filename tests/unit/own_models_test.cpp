@@ -127,9 +127,10 @@ TEST(OwnModels, ManifestsLoadWithTheClassifierSection) {
     EXPECT_EQ(mask.layout, kg::vision::dnn::Layout::centernet);
     ASSERT_TRUE(mask.classifier.has_value());
     EXPECT_EQ(mask.classifier->input.size, cv::Size(64, 64));
-    ASSERT_EQ(mask.classifier->classes.size(), 2u);
+    ASSERT_EQ(mask.classifier->classes.size(), 3u);  // no_mask, with_mask, background (dropped)
     EXPECT_EQ(mask.classifier->classes[0].label, "no_mask");
-    EXPECT_EQ(mask.classifier->min_probability.size(), 2u);
+    EXPECT_EQ(mask.classifier->classes[2].name, "background");
+    EXPECT_EQ(mask.classifier->min_probability.size(), 3u);
     const auto head = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
     EXPECT_FALSE(head.classifier.has_value());
     ASSERT_EQ(head.classes.size(), 2u);

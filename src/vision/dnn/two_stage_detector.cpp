@@ -40,7 +40,14 @@ TwoStageDetector::TwoStageDetector(Manifest manifest)
         throw ManifestError(fmt::format("{}: the classifier has {} outputs: name one in classifier.output",
                                         source_, output_names_.size()));
     }
-    for (const auto& c : spec_.classes) labels_.push_back(c.label);
+    for (const auto& c : spec_.classes) {
+        if (c.name == "background") {
+            class_id_.push_back(-1);
+        } else {
+            class_id_.push_back(static_cast<int>(labels_.size()));
+            labels_.push_back(c.label);
+        }
+    }
 }
 
 void TwoStageDetector::cut(const cv::Mat& bgr, const Detection& d) {
@@ -86,10 +93,12 @@ void TwoStageDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
         }
         const float* v = p.ptr<float>();
         const int best = static_cast<int>(std::max_element(v, v + k) - v);
+        const int id = class_id_[static_cast<std::size_t>(best)];
+        if (id < 0) continue;  // not a face or head: the detector's false alarm
         if (v[best] < spec_.min_probability[static_cast<std::size_t>(best)]) continue;
         Detection o = d;
-        o.class_id = best;
-        o.label = labels_[static_cast<std::size_t>(best)];
+        o.class_id = id;
+        o.label = labels_[static_cast<std::size_t>(id)];
         o.score = d.score * v[best];
         out.push_back(std::move(o));
     }

@@ -3,6 +3,9 @@
 // second decides what each one is (mask / no mask), and the box takes the classifier's class.
 // This is how the project's own models work (models/kitchen-mask.yaml): a small detector that
 // finds every head, and a classifier that sees each head at its own resolution.
+// A classifier class named `background` means "not a face or head at all": a box the classifier
+// puts there is dropped (the detector's false alarm), whatever its probability, and `background`
+// is not among labels().
 
 #include <opencv2/dnn.hpp>
 
@@ -29,7 +32,8 @@ private:
     DnnDetector stage1_;
     cv::dnn::Net classifier_;
     std::vector<std::string> output_names_;
-    std::vector<std::string> labels_;
+    std::vector<std::string> labels_;  // the classes a box can take (`background` excluded)
+    std::vector<int> class_id_;        // by classifier class: index into labels_, -1 for `background`
     // Reused between frames: after the first frame the per-frame path allocates nothing but what
     // cv::dnn itself does.
     std::vector<Detection> found_;
