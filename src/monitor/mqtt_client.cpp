@@ -61,15 +61,7 @@ bool MqttClient::connect_once() {
                        .automatic_reconnect(false);
     if (!cfg_.username.empty()) builder.user_name(cfg_.username);
     if (!cfg_.password.empty()) builder.password(cfg_.password);
-    if (cfg_.tls) {
-        auto ssl = mqtt::ssl_options_builder()
-                       .enable_server_cert_auth(cfg_.tls->verify_server)
-                       .verify(cfg_.tls->verify_server);
-        if (!cfg_.tls->ca_file.empty()) ssl.trust_store(cfg_.tls->ca_file);
-        if (!cfg_.tls->cert_file.empty()) ssl.key_store(cfg_.tls->cert_file);
-        if (!cfg_.tls->key_file.empty()) ssl.private_key(cfg_.tls->key_file);
-        builder.ssl(ssl.finalize());
-    }
+    if (cfg_.tls) publish::apply_tls(builder, *cfg_.tls);
     try {
         auto token = client_->connect(builder.finalize());
         if (!token->wait_for(kConnectTimeout + std::chrono::seconds(1))) {

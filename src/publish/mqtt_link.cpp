@@ -12,6 +12,15 @@ constexpr auto kConnectTimeout = std::chrono::seconds(10);
 
 }  // namespace
 
+void apply_tls(mqtt::connect_options_builder& builder, const config::Tls& tls) {
+    auto ssl =
+        mqtt::ssl_options_builder().enable_server_cert_auth(tls.verify_server).verify(tls.verify_server);
+    if (!tls.ca_file.empty()) ssl.trust_store(tls.ca_file);
+    if (!tls.cert_file.empty()) ssl.key_store(tls.cert_file);
+    if (!tls.key_file.empty()) ssl.private_key(tls.key_file);
+    builder.ssl(ssl.finalize());
+}
+
 std::string paho_uri(const std::string& url) {
     if (url.rfind("mqtt://", 0) == 0) return "tcp://" + url.substr(7);
     if (url.rfind("mqtts://", 0) == 0) return "ssl://" + url.substr(8);
@@ -50,15 +59,7 @@ bool MqttLink::connect_once() {
                        .will(mqtt::message(availability_topic_, "offline", kQos1, true));
     if (!cfg_.username.empty()) builder.user_name(cfg_.username);
     if (!cfg_.password.empty()) builder.password(cfg_.password);
-    if (cfg_.tls) {
-        auto ssl = mqtt::ssl_options_builder()
-                       .enable_server_cert_auth(cfg_.tls->verify_server)
-                       .verify(cfg_.tls->verify_server);
-        if (!cfg_.tls->ca_file.empty()) ssl.trust_store(cfg_.tls->ca_file);
-        if (!cfg_.tls->cert_file.empty()) ssl.key_store(cfg_.tls->cert_file);
-        if (!cfg_.tls->key_file.empty()) ssl.private_key(cfg_.tls->key_file);
-        builder.ssl(ssl.finalize());
-    }
+    if (cfg_.tls) apply_tls(builder, *cfg_.tls);
     try {
         auto token = client_->connect(builder.finalize());
         if (!token->wait_for(kConnectTimeout + std::chrono::seconds(1))) {

@@ -18,12 +18,17 @@
 
 namespace mqtt {
 class async_client;
-}
+class connect_options_builder;
+}  // namespace mqtt
 
 namespace kg::publish {
 
 // Paho C accepts tcp:// and ssl://; mqtt:// and mqtts:// are the spellings users know.
 std::string paho_uri(const std::string& url);
+
+// TLS of a broker connection from the config (trust store, client certificate, server check);
+// shared by the gateway's link and kitchen-monitor's client.
+void apply_tls(mqtt::connect_options_builder& builder, const config::Tls& tls);
 
 class MqttLink {
 public:
