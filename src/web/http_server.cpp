@@ -79,11 +79,15 @@ private:
         const Request req = parser_->release();
         Response res;
         try {
-            if (shared_->stream_handler) {
-                if (auto reply = shared_->stream_handler(req, client_))
-                    return stream(std::move(*reply), req.keep_alive());
+            StreamResult routed;
+            if (shared_->stream_handler) routed = shared_->stream_handler(req, client_);
+            if (auto* reply = std::get_if<StreamReply>(&routed))
+                return stream(std::move(*reply), req.keep_alive());
+            if (auto* plain = std::get_if<Response>(&routed)) {
+                res = std::move(*plain);
+            } else {
+                res = shared_->handler(req, client_);
             }
-            res = shared_->handler(req, client_);
         } catch (const std::exception& e) {
             shared_->log->error("{} {} from {}: {}", std::string(req.method_string()),
                                 std::string(req.target()), client_, e.what());

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 
 namespace kg::web {
 
@@ -40,8 +41,11 @@ struct StreamReply {
     http::response<http::empty_body> head;
     std::shared_ptr<LiveStream> body;
 };
-// Asked first for every request; nullopt hands the request to the ordinary handler.
-using StreamHandler = std::function<std::optional<StreamReply>(const Request&, const std::string& client)>;
+// What a stream handler answers: a streamed body, a plain response (a refusal, a playlist), or
+// nothing: not its route, the ordinary handler answers.
+using StreamResult = std::variant<std::monostate, Response, StreamReply>;
+// Asked first for every request.
+using StreamHandler = std::function<StreamResult(const Request&, const std::string& client)>;
 
 class HttpServer {
 public:

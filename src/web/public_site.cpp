@@ -169,7 +169,7 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
     auto guard = std::make_shared<Guard>(Guard{view, settings, log});
     PublicRoutes routes;
 
-    routes.handler = [guard](const Request& req, const std::string& client) -> Response {
+    routes.handler = [guard](const Request& req, const std::string&) -> Response {
         if (req.method() != http::verb::get && req.method() != http::verb::head) {
             auto res = text_response(req, http::status::method_not_allowed, "only GET\n");
             res.set(http::field::allow, "GET, HEAD");
@@ -183,111 +183,78 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             return with_cors(text_response(req, http::status::ok, guard->view.public_status().dump() + "\n",
                                            "application/json"));
         }
-        // Names are matched whole: a camera id, then the playlist or a file the muxer names.
-        static const std::regex live(
+        return text_response(req, http::status::not_found, "not found\n");
+    };
+
+    // Every /live/ request is decided here, once: the playlist as a plain response, segments and
+    // HTTP-FLV as streamed bodies, refusals with their reason.
+    auto segments = std::make_shared<SegmentCache>();
+    routes.stream_handler = [guard, segments, flv_on = settings.flv](
+                                const Request& req, const std::string& client) -> StreamResult {
+        if (req.method() != http::verb::get) return {};
+        const std::string target(req.target());
+        const std::string path = target.substr(0, target.find('?'));
+        // Names are matched whole: a camera id, then the playlist or a file the muxer names, or .flv.
+        static const std::regex hls(
             R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|g[0-9]{1,6}-init\.mp4|g[0-9]{1,6}-[0-9]{5,9}\.m4s)$)");
+        static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
         std::smatch m;
-        if (!std::regex_match(path, m, live))
-            return text_response(req, http::status::not_found, "not found\n");
-        const std::string camera = m[1], file = m[2];
+        const bool is_hls = std::regex_match(path, m, hls);
+        if (!is_hls && !(flv_on && std::regex_match(path, m, flv))) return {};
+        const std::string camera = m[1];
         std::optional<Response> refused;
         auto* feed = guard->admit(req, camera, client, refused);
         if (feed == nullptr) return std::move(*refused);
+        const auto now = std::chrono::steady_clock::now();
+
+        StreamReply reply;
+        reply.head.version(req.version());
+        reply.head.result(http::status::ok);
+        reply.head.set(http::field::server, "kitchen-gateway");
+        reply.head.set(http::field::access_control_allow_origin, "*");
+        if (!is_hls) {
+            if (auto cap = guard->over_cap(req, guard->view.viewers().admit_flv(camera, client, now), camera,
+                                           client))
+                return std::move(*cap);
+            // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
+            auto stream = feed->flv().subscribe(4u << 20);
+            if (!stream)
+                return refuse(req, http::status::service_unavailable,
+                              "the stream is starting; try again shortly");
+            guard->view.viewers().add_flv(camera, client, stream);
+            reply.head.set(http::field::content_type, "video/x-flv");
+            reply.head.set(http::field::cache_control, "no-store");
+            reply.body = std::move(stream);
+            return reply;
+        }
+
+        const std::string file = m[2];
         const auto sid = query_value(target, "sid");
         const auto token = query_value(target, "token");
         if (!plain(sid, 64) || !plain(token, 128))
             return refuse(req, http::status::bad_request, "bad sid or token");
-        if (auto cap = guard->over_cap(
-                req, guard->view.viewers().hls(camera, client, sid, std::chrono::steady_clock::now()), camera,
-                client)) {
+        if (auto cap =
+                guard->over_cap(req, guard->view.viewers().hls(camera, client, sid, now), camera, client))
             return std::move(*cap);
-        }
-        const auto data = read_file(feed->hls_folder() + "/" + file);
-        if (!data) return refuse(req, http::status::not_found, "not found (the stream is starting)");
         if (file == "index.m3u8") {
+            const auto data = read_file(feed->hls_folder() + "/" + file);
+            if (!data) return refuse(req, http::status::not_found, "not found (the stream is starting)");
             std::string query;
             if (!sid.empty()) query += "sid=" + sid;
             if (!token.empty()) query += (query.empty() ? "" : "&") + std::string("token=") + token;
             return with_cors(text_response(req, http::status::ok, with_query(*data, query),
                                            "application/vnd.apple.mpegurl"));
         }
-        auto res = with_cors(text_response(req, http::status::ok, *data, "video/mp4"));
-        res.set(http::field::cache_control, "public, max-age=60");  // a segment never changes
-        return res;
-    };
-
-    auto segments = std::make_shared<SegmentCache>();
-    routes.stream_handler = [guard, segments, flv_on = settings.flv](
-                                const Request& req, const std::string& client) -> std::optional<StreamReply> {
-        if (req.method() != http::verb::get) return std::nullopt;
-        const std::string target(req.target());
-        const std::string path = target.substr(0, target.find('?'));
-        StreamReply reply;
-        reply.head.version(req.version());
-        reply.head.result(http::status::ok);
-        reply.head.set(http::field::server, "kitchen-gateway");
-        reply.head.set(http::field::access_control_allow_origin, "*");
-        // Any refusal returns nullopt: the ordinary handler then answers with the reason.
-        std::optional<Response> refused;
-        static const std::regex segment(
-            R"(^/live/([A-Za-z0-9_-]{1,64})/(g[0-9]{1,6}-init\.mp4|g[0-9]{1,6}-[0-9]{5,9}\.m4s)$)");
-        std::smatch m;
-        if (std::regex_match(path, m, segment)) {
-            const std::string camera = m[1];
-            auto* feed = guard->admit(req, camera, client, refused);
-            const auto sid = query_value(target, "sid");
-            if (feed == nullptr || !plain(sid, 64) || !plain(query_value(target, "token"), 128) ||
-                guard->view.viewers().hls(camera, client, sid, std::chrono::steady_clock::now()) !=
-                    ViewerCounter::Admit::ok) {
-                return std::nullopt;
-            }
-            auto chunk = segments->get(feed->hls_folder() + "/" + std::string(m[2]));
-            if (!chunk) return std::nullopt;
-            reply.head.set(http::field::content_type, "video/mp4");
-            reply.head.set(http::field::cache_control, "public, max-age=60");  // a segment never changes
-            reply.head.content_length(chunk->size());
-            reply.body = std::make_shared<LiveStream>(chunk->size());
-            reply.body->push(std::move(chunk));
-            reply.body->finish();
-            return reply;
-        }
-        static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
-        if (!flv_on || !std::regex_match(path, m, flv)) return std::nullopt;
-        const std::string camera = m[1];
-        auto* feed = guard->admit(req, camera, client, refused);
-        if (feed == nullptr) return std::nullopt;
-        const auto now = std::chrono::steady_clock::now();
-        if (guard->view.viewers().admit_flv(camera, client, now) != ViewerCounter::Admit::ok)
-            return std::nullopt;
-        // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
-        auto stream = feed->flv().subscribe(4u << 20);
-        if (!stream) return std::nullopt;
-        guard->view.viewers().add_flv(camera, client, stream);
-        reply.head.set(http::field::content_type, "video/x-flv");
-        reply.head.set(http::field::cache_control, "no-store");
-        reply.body = std::move(stream);
+        auto chunk = segments->get(feed->hls_folder() + "/" + file);
+        if (!chunk) return refuse(req, http::status::not_found, "not found (the stream is starting)");
+        reply.head.set(http::field::content_type, "video/mp4");
+        reply.head.set(http::field::cache_control, "public, max-age=60");  // a segment never changes
+        reply.head.content_length(chunk->size());
+        reply.body = std::make_shared<LiveStream>(chunk->size());
+        reply.body->push(std::move(chunk));
+        reply.body->finish();
         return reply;
     };
-    if (settings.flv) {
-        // A refused FLV request falls through to the handler, which explains the refusal.
-        routes.handler = [inner = routes.handler, guard](const Request& req,
-                                                         const std::string& client) -> Response {
-            const std::string target(req.target());
-            const std::string path = target.substr(0, target.find('?'));
-            static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
-            std::smatch m;
-            if (!std::regex_match(path, m, flv)) return inner(req, client);
-            std::optional<Response> refused;
-            if (guard->admit(req, m[1], client, refused) == nullptr) return std::move(*refused);
-            if (auto cap = guard->over_cap(
-                    req, guard->view.viewers().admit_flv(m[1], client, std::chrono::steady_clock::now()),
-                    m[1], client)) {
-                return std::move(*cap);
-            }
-            return refuse(req, http::status::service_unavailable,
-                          "the stream is starting; try again shortly");
-        };
-    }
     return routes;
 }
 
