@@ -1,5 +1,7 @@
 // kitchen-eval: runs a detector over a folder of labelled images (YOLO format) and prints, per
 // class, precision and recall at IoU 0.3 and 0.5, plus the median and p95 time per image.
+// --operating-points adds, per class, precision and recall at IoU 0.3 when only detections at or
+// above each score are kept: what an installer needs to choose a check's threshold.
 
 #include <fmt/format.h>
 
@@ -9,9 +11,9 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <stdexcept>
 #include <opencv2/core/utility.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <stdexcept>
 
 #include "eval/dataset.hpp"
 #include "eval/metrics.hpp"
@@ -32,7 +34,7 @@ int main(int argc, char** argv) {
     CLI::App app{"kitchen-eval: accuracy and speed of a detector on labelled images"};
     std::string detector_spec, data, classes_text, json_path, dump_path;
     int threads = 1, limit = 0;
-    bool any_class = false;
+    bool any_class = false, operating_points = false;
     app.add_option("-d,--detector", detector_spec, "classic:mask, classic:head, or a model manifest (.yaml)")
         ->required();
     app.add_option("--data", data, "folder with images/ and labels/ (YOLO format)")
@@ -47,6 +49,8 @@ int main(int argc, char** argv) {
     app.add_flag("--any-class", any_class,
                  "count every detection as the one class of --classes (e.g. 0=face,1=face): how well a "
                  "detector finds the objects, whatever it decides about them");
+    app.add_flag("--operating-points", operating_points,
+                 "also print precision and recall at IoU 0.3 for score thresholds 0.1 to 0.9");
     CLI11_PARSE(app, argc, argv);
     cv::setNumThreads(threads);
 
@@ -66,6 +70,16 @@ int main(int argc, char** argv) {
         auto detector = kg::vision::make_detector(detector_spec);
 
         kg::eval::Accumulator at30(0.3f), at50(0.5f);
+        // One accumulator per score threshold; each image's detections are filtered once per row.
+        std::vector<float> sweep_thresholds;
+        std::vector<kg::eval::Accumulator> sweep;
+        if (operating_points) {
+            for (int t = 10; t <= 90; t += 5) {
+                sweep_thresholds.push_back(static_cast<float>(t) / 100.0f);
+                sweep.emplace_back(0.3f);
+            }
+        }
+        std::vector<kg::vision::Detection> kept;
         std::vector<double> times;
         std::vector<kg::vision::Detection> found;
         nlohmann::json dump = nlohmann::json::object();
@@ -100,6 +114,13 @@ int main(int argc, char** argv) {
             }
             at30.add(li.truth, found, classes);
             at50.add(li.truth, found, classes);
+            for (std::size_t t = 0; t < sweep.size(); ++t) {
+                kept.clear();
+                for (const auto& d : found) {
+                    if (d.score >= sweep_thresholds[t]) kept.push_back(d);
+                }
+                sweep[t].add(li.truth, kept, classes);
+            }
         }
 
         nlohmann::json result = {
@@ -119,6 +140,26 @@ int main(int argc, char** argv) {
                                       {"recall", c.recall()}, {"f1", c.f1()}};
             };
             result["classes"][cls] = {{"gt", a.tp + a.fn}, {"iou_0.3", counts(a)}, {"iou_0.5", counts(b)}};
+        }
+        if (operating_points) {
+            fmt::print("operating points at IoU 0.3 (detections with score >= threshold):\n");
+            fmt::print("{:<12} {:>9} {:>5} {:>5} {:>7} {:>7} {:>7}\n", "class", "threshold", "tp", "fp", "P",
+                       "R", "F1");
+            for (const auto& cls : classes) {
+                for (std::size_t t = 0; t < sweep.size(); ++t) {
+                    const auto& counts = sweep[t].counts();
+                    const auto c = counts.count(cls) ? counts.at(cls) : kg::eval::ClassCounts{};
+                    fmt::print("{:<12} {:>9.2f} {:>5} {:>5} {:>7.3f} {:>7.3f} {:>7.3f}\n", cls,
+                               sweep_thresholds[t], c.tp, c.fp, c.precision(), c.recall(), c.f1());
+                    result["operating_points"][cls].push_back({{"threshold", sweep_thresholds[t]},
+                                                               {"tp", c.tp},
+                                                               {"fp", c.fp},
+                                                               {"fn", c.fn},
+                                                               {"precision", c.precision()},
+                                                               {"recall", c.recall()},
+                                                               {"f1", c.f1()}});
+                }
+            }
         }
         const double median = percentile(times, 0.5), p95 = percentile(times, 0.95);
         fmt::print("time per image: median {:.1f} ms, p95 {:.1f} ms\n", median, p95);

@@ -46,3 +46,26 @@ def test_accuracy_floor(detector, dataset, floors, tmp_path):
     for cls, (p, rec) in floors.items():
         got = result["classes"][cls]["iou_0.3"]
         assert got["precision"] >= p and got["recall"] >= rec, (cls, got)
+
+
+def test_operating_points(tmp_path):
+    """`--operating-points`: the table an installer reads to choose a check's threshold. Raising the
+    threshold only ever drops detections, so true and false positives never grow along it; at or below
+    the model's own score_threshold nothing is dropped and the row equals the plain figures."""
+    out = tmp_path / "eval.json"
+    r = subprocess.run([EVAL_BIN, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-head-covering.yaml"),
+                        "--data", str(SHARED / HELMET[0]), "--classes", HELMET[1], "--operating-points",
+                        "--json", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "operating points at IoU 0.3" in r.stdout
+    result = json.loads(out.read_text())
+    for cls in ("covered", "bare"):
+        rows = result["operating_points"][cls]
+        assert [round(row["threshold"], 2) for row in rows] == [round(0.1 + 0.05 * i, 2) for i in range(17)]
+        for a, b in zip(rows, rows[1:]):
+            assert b["tp"] <= a["tp"] and b["fp"] <= a["fp"], (cls, a, b)
+            assert b["tp"] + b["fn"] == a["tp"] + a["fn"] == result["classes"][cls]["gt"]
+        plain = result["classes"][cls]["iou_0.3"]
+        first = rows[0]  # 0.10: below the manifest's score_threshold, so everything is kept
+        assert (first["tp"], first["fp"], first["fn"]) == (plain["tp"], plain["fp"], plain["fn"])
+        assert rows[-1]["tp"] + rows[-1]["fp"] < first["tp"] + first["fp"], "0.9 should drop something"
