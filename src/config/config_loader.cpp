@@ -16,7 +16,7 @@
 #include <tuple>
 #include <variant>
 
-#include "common/env.hpp"
+#include "config/yaml_reader.hpp"
 #include "rules/schedule.hpp"
 
 namespace kg::config {
@@ -118,66 +118,10 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
     return row[b.size()];
 }
 
-std::string join(const std::string& path, const std::string& key) {
-    return path.empty() ? key : path + "." + key;
-}
-
-// What a node is, for "expected X, not Y" messages.
-std::string describe(const YAML::Node& node) {
-    switch (node.Type()) {
-        case YAML::NodeType::Map:
-            return "a map";
-        case YAML::NodeType::Sequence:
-            return "a list";
-        case YAML::NodeType::Scalar:
-            return fmt::format("'{}'", node.Scalar());
-        default:
-            return "an empty value";
-    }
-}
-
-// Reads one document, collecting every error with where it is.
-class Reader {
+// The gateway's typed values and its wording of errors.
+class Reader : public YamlReader {
 public:
-    Reader(std::string file, fs::path base_dir) : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
-
-    std::vector<ConfigError> errors;
-
-    void error(const YAML::Node& at, const std::string& key, std::string message) {
-        // yaml-cpp marks an empty value (`mqtt:`) where the next token starts, often the next line;
-        // its key's position is where the reader looks.
-        auto mark = at.Mark();
-        if (at.IsNull()) {
-            if (auto it = key_marks_.find(key); it != key_marks_.end()) mark = it->second;
-        }
-        errors.push_back({file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0,
-                          key, std::move(message)});
-    }
-
-    // A map whose keys are plain, distinct names. Used directly for maps keyed by user names
-    // (zones, rules, schedules, models). yaml-cpp keeps both copies of a repeated key and reads
-    // the first, so a repeat is reported rather than half-applied.
-    bool map_of_names(const YAML::Node& node, const std::string& path, const char* what) {
-        if (!node.IsMap()) {
-            error(node, path, fmt::format("expected {}, not {}", what, describe(node)));
-            return false;
-        }
-        std::map<std::string, int> first_line;
-        for (const auto& kv : node) {
-            if (!kv.first.IsScalar()) {
-                error(kv.first, path, fmt::format("a key must be a plain name, not {}", describe(kv.first)));
-                continue;
-            }
-            const auto key = kv.first.Scalar();
-            key_marks_[join(path, key)] = kv.first.Mark();
-            const int line = kv.first.Mark().line + 1;
-            if (auto [it, fresh] = first_line.emplace(key, line); !fresh) {
-                error(kv.first, join(path, key),
-                      fmt::format("duplicate key '{}' (first on line {})", key, it->second));
-            }
-        }
-        return true;
-    }
+    using YamlReader::YamlReader;
 
     struct Entry {
         std::string name;
@@ -194,34 +138,8 @@ public:
         return out;
     }
 
-    // A map with only the allowed keys; reports every unknown key at its own line.
-    bool map(const YAML::Node& node, const std::string& path, std::initializer_list<const char*> allowed) {
-        if (!map_of_names(node, path, "a map of keys")) return false;
-        for (const auto& kv : node) {
-            if (!kv.first.IsScalar()) continue;
-            const auto key = kv.first.Scalar();
-            if (std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; }))
-                continue;
-            error(kv.first, join(path, key), unknown_key_message(key, allowed));
-        }
-        return true;
-    }
-
-    // The scalar's text with ${NAME} replaced from the environment; every scalar goes through here,
-    // so a number or a duration may come from the environment as well as a password.
-    bool text(const YAML::Node& node, const std::string& path, const char* what, std::string& out) {
-        if (!node.IsScalar()) {
-            error(node, path, fmt::format("expected {}, not {}", what, describe(node)));
-            return false;
-        }
-        std::string missing;
-        if (!expand_env(node.Scalar(), out, missing)) {
-            error(node, path, fmt::format("environment variable '{}' is not set", missing));
-            return false;
-        }
-        return true;
-    }
-
+    // Every scalar goes through text(), so a number or a duration may come from the environment
+    // as well as a password.
     bool string(const YAML::Node& node, const std::string& path, std::string& out) {
         return text(node, path, "a string", out);
     }
@@ -330,12 +248,16 @@ public:
         return true;
     }
 
-    fs::path resolve(const std::string& p) const {
-        const fs::path path(p);
-        return path.is_absolute() ? path : (base_dir_ / path).lexically_normal();
+protected:
+    // Every copy of an unknown key is named, each at its own line.
+    void unknown_key(const YAML::Node& at, const std::string& path, const std::string& key,
+                     std::initializer_list<const char*> allowed, bool /*repeated*/) override {
+        error(at, join(path, key), unknown_key_message(key, allowed));
     }
 
-    const std::string& file() const { return file_; }
+    std::string unset_variable(const std::string& name) const override {
+        return fmt::format("environment variable '{}' is not set", name);
+    }
 
 private:
     static std::string unknown_key_message(const std::string& key,
@@ -353,10 +275,6 @@ private:
         }
         return fmt::format("unknown key '{}'{}", key, hint);
     }
-
-    std::string file_;
-    fs::path base_dir_;
-    std::map<std::string, YAML::Mark> key_marks_;  // key path -> where its key was written
 };
 
 bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }

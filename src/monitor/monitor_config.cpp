@@ -5,95 +5,32 @@
 
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
 
-#include "common/env.hpp"
+#include "config/yaml_reader.hpp"
 
 namespace kg::monitor {
 namespace {
 
 namespace fs = std::filesystem;
-using config::ConfigError;
+using config::describe;
+using config::join;
 
 const std::regex kIdPattern("^[A-Za-z0-9_-]{1,64}$");
 // A client id is also a topic-safe name in the broker's logs and ACLs.
 const std::regex kClientIdPattern("^[A-Za-z0-9_.-]{1,128}$");
 constexpr std::size_t kMinPasswordLength = 8;
 
-std::string join(const std::string& path, const std::string& key) {
-    return path.empty() ? key : path + "." + key;
-}
-
-std::string describe(const YAML::Node& node) {
-    switch (node.Type()) {
-        case YAML::NodeType::Map:
-            return "a map";
-        case YAML::NodeType::Sequence:
-            return "a list";
-        case YAML::NodeType::Scalar:
-            return fmt::format("'{}'", node.Scalar());
-        default:
-            return "an empty value";
-    }
-}
-
-// Walks one document and collects every error with where it is.
-class Reader {
+// kitchen-monitor's typed values keep their own messages, which its tests and operators match on;
+// a boolean is read as written, without ${NAME}.
+class Reader : public config::YamlReader {
 public:
-    Reader(std::string file, fs::path base) : file_(std::move(file)), base_(std::move(base)) {}
+    using YamlReader::YamlReader;
 
-    std::vector<ConfigError> errors;
-
-    void error(const YAML::Node& at, const std::string& key, std::string message) {
-        auto mark = at.Mark();
-        // An empty value (`db:`) is marked where the next token starts; its key is where to look.
-        if ((!at.IsDefined() || at.IsNull()) && key_marks_.count(key)) mark = key_marks_.at(key);
-        errors.push_back({file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0,
-                          key, std::move(message)});
-    }
-
-    // A map with only the allowed keys, each once; remembers where each key is for later messages.
-    bool map(const YAML::Node& node, const std::string& path, std::initializer_list<const char*> allowed) {
-        if (!node.IsMap()) {
-            error(node, path, fmt::format("expected a map of keys, not {}", describe(node)));
-            return false;
-        }
-        const std::set<std::string> known(allowed.begin(), allowed.end());
-        std::map<std::string, int> first_line;
-        for (const auto& kv : node) {
-            if (!kv.first.IsScalar()) {
-                error(kv.first, path, fmt::format("a key must be a plain name, not {}", describe(kv.first)));
-                continue;
-            }
-            const auto key = kv.first.Scalar();
-            key_marks_[join(path, key)] = kv.first.Mark();
-            if (auto [it, fresh] = first_line.emplace(key, kv.first.Mark().line + 1); !fresh) {
-                error(kv.first, join(path, key),
-                      fmt::format("duplicate key '{}' (first on line {})", key, it->second));
-            } else if (!known.count(key)) {
-                std::string list;
-                for (const auto* k : allowed) list += (list.empty() ? "" : ", ") + std::string(k);
-                error(kv.first, join(path, key), fmt::format("unknown key (known here: {})", list));
-            }
-        }
-        return true;
-    }
-
-    // A scalar string with ${NAME} expanded from the environment; false (and an error) otherwise.
     bool string(const YAML::Node& node, const std::string& path, std::string& out) {
-        if (!node.IsScalar()) {
-            error(node, path, fmt::format("expected a text value, not {}", describe(node)));
-            return false;
-        }
-        std::string missing;
-        if (!expand_env(node.Scalar(), out, missing)) {
-            error(node, path, fmt::format("environment variable {} is not set", missing));
-            return false;
-        }
-        return true;
+        return text(node, path, "a text value", out);
     }
 
     void optional_string(const YAML::Node& parent, const std::string& path, const char* key,
@@ -132,15 +69,10 @@ public:
         if (d.count() > 0) out = d;
     }
 
+    // An unset path stays unset rather than becoming the config's folder.
     std::string file_path(const std::string& text) const {
-        if (text.empty() || fs::path(text).is_absolute()) return text;
-        return (base_ / text).lexically_normal().string();
+        return text.empty() ? text : resolve(text).string();
     }
-
-private:
-    std::string file_;
-    fs::path base_;
-    std::map<std::string, YAML::Mark> key_marks_;
 };
 
 void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {

@@ -1,0 +1,107 @@
+#include "config/yaml_reader.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/env.hpp"
+
+namespace kg::config {
+
+std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+}
+
+std::string describe(const YAML::Node& node) {
+    switch (node.Type()) {
+        case YAML::NodeType::Map:
+            return "a map";
+        case YAML::NodeType::Sequence:
+            return "a list";
+        case YAML::NodeType::Scalar:
+            return fmt::format("'{}'", node.Scalar());
+        default:
+            return "an empty value";
+    }
+}
+
+YamlReader::YamlReader(std::string file, std::filesystem::path base_dir)
+    : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
+
+void YamlReader::error(const YAML::Node& at, const std::string& key, std::string message) {
+    // yaml-cpp marks an empty value (`mqtt:`) where the next token starts, often the next line;
+    // its key's position is where the reader looks.
+    auto mark = at.Mark();
+    if (at.IsNull()) {
+        if (auto it = key_marks_.find(key); it != key_marks_.end()) mark = it->second;
+    }
+    errors.push_back({file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0, key,
+                      std::move(message)});
+}
+
+bool YamlReader::map_of_names(const YAML::Node& node, const std::string& path, const char* what) {
+    return keys(node, path, what, nullptr);
+}
+
+bool YamlReader::map(const YAML::Node& node, const std::string& path,
+                     std::initializer_list<const char*> allowed) {
+    return keys(node, path, "a map of keys", &allowed);
+}
+
+bool YamlReader::keys(const YAML::Node& node, const std::string& path, const char* what,
+                      const std::initializer_list<const char*>* allowed) {
+    if (!node.IsMap()) {
+        error(node, path, fmt::format("expected {}, not {}", what, describe(node)));
+        return false;
+    }
+    std::map<std::string, int> first_line;
+    for (const auto& kv : node) {
+        if (!kv.first.IsScalar()) {
+            error(kv.first, path, fmt::format("a key must be a plain name, not {}", describe(kv.first)));
+            continue;
+        }
+        const auto key = kv.first.Scalar();
+        key_marks_[join(path, key)] = kv.first.Mark();
+        const auto [first, fresh] = first_line.emplace(key, kv.first.Mark().line + 1);
+        if (!fresh) {
+            error(kv.first, join(path, key),
+                  fmt::format("duplicate key '{}' (first on line {})", key, first->second));
+        }
+        if (allowed &&
+            std::none_of(allowed->begin(), allowed->end(), [&](const char* a) { return key == a; }))
+            unknown_key(kv.first, path, key, *allowed, !fresh);
+    }
+    return true;
+}
+
+bool YamlReader::text(const YAML::Node& node, const std::string& path, const char* what, std::string& out) {
+    if (!node.IsScalar()) {
+        error(node, path, fmt::format("expected {}, not {}", what, describe(node)));
+        return false;
+    }
+    std::string missing;
+    if (!expand_env(node.Scalar(), out, missing)) {
+        error(node, path, unset_variable(missing));
+        return false;
+    }
+    return true;
+}
+
+std::filesystem::path YamlReader::resolve(const std::string& path) const {
+    const std::filesystem::path p(path);
+    return p.is_absolute() ? p : (base_dir_ / p).lexically_normal();
+}
+
+void YamlReader::unknown_key(const YAML::Node& at, const std::string& path, const std::string& key,
+                             std::initializer_list<const char*> allowed, bool repeated) {
+    if (repeated) return;  // its duplicate message already points at the line to fix
+    std::string list;
+    for (const auto* k : allowed) list += (list.empty() ? "" : ", ") + std::string(k);
+    error(at, join(path, key), fmt::format("unknown key (known here: {})", list));
+}
+
+std::string YamlReader::unset_variable(const std::string& name) const {
+    return fmt::format("environment variable {} is not set", name);
+}
+
+}  // namespace kg::config
