@@ -115,8 +115,10 @@ TEST(OwnModels, MaskClassifierInOpenCvMatchesPyTorch) { expect_same_as_pytorch("
 
 TEST(OwnModels, HeadDetectorInOpenCvMatchesPyTorch) { expect_same_as_pytorch("kitchen-heads"); }
 
+TEST(OwnModels, MaskHeadDetectorInOpenCvMatchesPyTorch) { expect_same_as_pytorch("kitchen-mask-heads"); }
+
 TEST(OwnModels, ShippedFilesAreSmall) {
-    for (const char* f : {"kitchen-heads.onnx", "kitchen-mask-classifier.onnx"}) {
+    for (const char* f : {"kitchen-heads.onnx", "kitchen-mask-heads.onnx", "kitchen-mask-classifier.onnx"}) {
         ASSERT_TRUE(fs::exists(kModels / f)) << f;
         EXPECT_LT(fs::file_size(kModels / f), 4u << 20) << f;
     }

@@ -196,6 +196,11 @@ Manifest load_manifest(const std::string& path) {
                 r.fail(c["expand"], "classifier.expand", "expected 0 to 2 (a fraction of the box)");
         }
         if (c["square"]) spec.square = r.as<bool>(c["square"], "classifier.square");
+        if (c["min_score"]) {
+            spec.min_score = r.as<float>(c["min_score"], "classifier.min_score");
+            if (spec.min_score < 0 || spec.min_score > 1)
+                r.fail(c["min_score"], "classifier.min_score", "expected 0 to 1");
+        }
         const auto cls = r.need(c, "classes");
         spec.classes = read_classes(r, cls, "classifier.classes");
         for (std::size_t i = 0; i < cls.size(); ++i) {

@@ -34,7 +34,9 @@ struct InputSpec {
 // `expand` of its size on each side, made square around its centre when `square`), resized to
 // the classifier's input and classified; the box takes the classifier's best class. Its score is
 // detector score x class probability. A box whose best probability is under that class's
-// `min_probability` is dropped (neither class is sure enough to raise or clear an alarm).
+// `min_probability` is dropped (neither class is sure enough to raise or clear an alarm), and so is
+// a box whose combined score is under `min_score` (a weak head that the classifier is sure of is
+// still a weak finding: the threshold an installer moves to trade recall for precision).
 struct ClassifierSpec {
     std::string model;   // .onnx, resolved
     std::string output;  // output name (empty: the network's only output), [1,K] probabilities
@@ -43,6 +45,7 @@ struct ClassifierSpec {
     bool square = true;
     std::vector<ModelClass> classes;     // by output index
     std::vector<float> min_probability;  // per class, 0 = keep always
+    float min_score = 0;                 // on detector score x class probability
 };
 
 struct Manifest {

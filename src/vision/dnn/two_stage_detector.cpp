@@ -96,10 +96,12 @@ void TwoStageDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
         const int id = class_id_[static_cast<std::size_t>(best)];
         if (id < 0) continue;  // not a face or head: the detector's false alarm
         if (v[best] < spec_.min_probability[static_cast<std::size_t>(best)]) continue;
+        const float score = d.score * v[best];
+        if (score < spec_.min_score) continue;
         Detection o = d;
         o.class_id = id;
         o.label = labels_[static_cast<std::size_t>(id)];
-        o.score = d.score * v[best];
+        o.score = score;
         out.push_back(std::move(o));
     }
 }
