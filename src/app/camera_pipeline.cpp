@@ -124,11 +124,11 @@ std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& nam
             detector_spec(mask ? site_.config.mask_detector : site_.config.head_detector,
                           mask ? "auto:mask" : "auto:head"));
         log_->info("{} check: detector {}", name, spec);
+        std::vector<vision::Violation> violations;
+        violations.push_back(mask ? vision::Violation{"no_mask", "mask", "no_mask", 0}
+                                  : vision::Violation{"bare", "head_covering", "bare_head", 0});
         return std::make_unique<vision::DetectorCheck>(
-            name, vision::make_detector(spec),
-            mask ? std::vector<vision::Violation>{{"no_mask", "mask", "no_mask", 0}}
-                 : std::vector<vision::Violation>{{"bare", "head_covering", "bare_head", 0}},
-            motion_.get(), scene.detect_refresh);
+            name, vision::make_detector(spec), std::move(violations), motion_.get(), scene.detect_refresh);
     }
     if (name.rfind("model:", 0) == 0) {
         // A user's model: every class its manifest maps to a check becomes events of that check.
