@@ -1,10 +1,15 @@
-// The dnn back-end's decoders and NMS against hand-computed expectations.
+// The dnn back-end's decoders and NMS against hand-computed expectations, and its input blob
+// against OpenCV's.
 #include "vision/dnn/decoders.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <opencv2/dnn.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "vision/dnn/blob.hpp"
 
 using kg::vision::Detection;
 namespace dnn = kg::vision::dnn;
@@ -157,7 +162,9 @@ TEST(Decoders, CenterNetTakesPeaksOfEachScoreMapWithTheirBoxes) {
     // 1 class, 3x4 grid on a 40x30 input (cells of 10x10): peaks at (row 1, col 1) and (row 0, col 3).
     const int gh = 3, gw = 4, plane = gh * gw;
     std::vector<float> v(static_cast<std::size_t>(plane * 5), 0.0f);
-    auto at = [&](int ch, int r, int c) -> float& { return v[static_cast<std::size_t>(ch * plane + r * gw + c)]; };
+    auto at = [&](int ch, int r, int c) -> float& {
+        return v[static_cast<std::size_t>(ch * plane + r * gw + c)];
+    };
     at(0, 1, 1) = 0.9f;
     at(0, 2, 1) = 0.6f;  // beside the peak: not a peak itself
     at(0, 0, 3) = 0.5f;
@@ -196,4 +203,42 @@ TEST(Decoders, CenterNetPlateauGivesOneBox) {
     std::vector<Detection> d;
     dnn::decode_centernet(tensor({1, 5, 2, 2}, v), 1, cv::Size(8, 8), 0.5f, d);
     EXPECT_EQ(d.size(), 1u);
+}
+
+// make_blob: the same floats as cv::dnn::blobFromImage (which it replaces on the hot path), for
+// both channel orders, the means and scales the shipped manifests use, and odd sizes.
+TEST(MakeBlob, GivesTheSameFloatsAsBlobFromImage) {
+    cv::RNG rng(7);
+    for (const cv::Size size : {cv::Size(64, 64), cv::Size(53, 37), cv::Size(512, 512)}) {
+        cv::Mat img(size, CV_8UC3);
+        rng.fill(img, cv::RNG::UNIFORM, 0, 256);
+        struct Case {
+            bool rgb;
+            cv::Scalar mean;
+            double scale;
+        };
+        for (const Case& c : {Case{true, {127.5, 127.5, 127.5}, 1 / 127.5}, Case{false, {104, 117, 123}, 1.0},
+                              Case{true, {127, 127, 127}, 1 / 128.0}, Case{true, {0, 0, 0}, 1 / 255.0}}) {
+            const cv::Mat want = cv::dnn::blobFromImage(img, c.scale, size, c.mean, c.rgb, false, CV_32F);
+            cv::Mat got;
+            kg::vision::dnn::make_blob(img, c.rgb, c.mean, c.scale, got);
+            ASSERT_EQ(got.dims, 4);
+            ASSERT_EQ(got.total(), want.total());
+            EXPECT_EQ(cv::norm(got.reshape(1, 1), want.reshape(1, 1), cv::NORM_INF), 0.0)
+                << size << " rgb " << c.rgb << " scale " << c.scale;
+        }
+    }
+}
+
+TEST(MakeBlob, GreyFeedsAllThreeChannelsAndOtherTypesAreRefused) {
+    cv::Mat grey(20, 30, CV_8UC1);
+    cv::randu(grey, 0, 256);
+    cv::Mat bgr;
+    cv::cvtColor(grey, bgr, cv::COLOR_GRAY2BGR);
+    cv::Mat a, b;
+    kg::vision::dnn::make_blob(grey, true, {10, 20, 30}, 0.5, a);
+    kg::vision::dnn::make_blob(bgr, true, {10, 20, 30}, 0.5, b);
+    EXPECT_EQ(cv::norm(a.reshape(1, 1), b.reshape(1, 1), cv::NORM_INF), 0.0);
+    cv::Mat f(4, 4, CV_32FC3, cv::Scalar::all(0));
+    EXPECT_THROW(kg::vision::dnn::make_blob(f, true, {}, 1.0, a), std::invalid_argument);
 }

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <opencv2/imgproc.hpp>
 
+#include "vision/dnn/blob.hpp"
+
 namespace kg::vision::dnn {
 
 DnnDetector::DnnDetector(Manifest manifest) : manifest_(std::move(manifest)) {
@@ -51,7 +53,7 @@ void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     } else {
         cv::resize(bgr, padded_, in, 0, 0, cv::INTER_LINEAR);
     }
-    cv::dnn::blobFromImage(padded_, blob_, manifest_.scale, in, manifest_.mean, manifest_.rgb, false, CV_32F);
+    make_blob(padded_, manifest_.rgb, manifest_.mean, manifest_.scale, blob_);
     net_.setInput(blob_);
     net_.forward(outputs_, output_names_);
 

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <opencv2/imgproc.hpp>
 
+#include "vision/dnn/blob.hpp"
+
 namespace kg::vision::dnn {
 namespace {
 
@@ -81,8 +83,7 @@ void TwoStageDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     for (const auto& d : found_) {
         if (d.w <= 0 || d.h <= 0) continue;
         cut(bgr, d);
-        cv::dnn::blobFromImage(crop_, blob_, spec_.input.scale, spec_.input.size, spec_.input.mean,
-                               spec_.input.rgb, false, CV_32F);
+        make_blob(crop_, spec_.input.rgb, spec_.input.mean, spec_.input.scale, blob_);
         classifier_.setInput(blob_);
         classifier_.forward(probs_, output_names_);
         const cv::Mat& p = probs_[0];
