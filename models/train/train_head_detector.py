@@ -74,7 +74,7 @@ class HeadNet(nn.Module):
 
     def __init__(self, width=1.0):
         super().__init__()
-        c = [int(round(v * width / 8)) * 8 for v in (16, 24, 32, 64, 96, 48)]
+        c = [max(8, int(round(v * width / 8)) * 8) for v in (16, 24, 32, 64, 96, 48)]  # never 0 channels
         self.c3 = nn.Sequential(conv(3, c[0], 2), conv(c[0], c[1], 2), conv(c[1], c[2], 2), conv(c[2], c[2]))  # /8
         self.c4 = nn.Sequential(conv(c[2], c[3], 2), conv(c[3], c[3]))  # /16
         self.c5 = nn.Sequential(conv(c[3], c[4], 2), conv(c[4], c[4]))  # /32
@@ -343,6 +343,10 @@ def main():
                     help="start from this state dict (the .pt a run leaves in /tmp); with --steps 0: export it")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-heads.onnx"))
     args = ap.parse_args()
+    if args.init and args.weights:
+        ap.error("--init and --weights both set the starting weights: give one")
+    if args.steps < 0 or (args.steps == 0 and not (args.init or args.weights)):
+        ap.error("--steps 0 exports --weights or --init as they are; without either it would export a random network")
     common.seed_everything(args.seed, args.threads)
     shared = common.shared_dir()
     train, val = load_helmet(shared)

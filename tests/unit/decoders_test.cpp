@@ -218,7 +218,8 @@ TEST(MakeBlob, GivesTheSameFloatsAsBlobFromImage) {
             double scale;
         };
         for (const Case& c : {Case{true, {127.5, 127.5, 127.5}, 1 / 127.5}, Case{false, {104, 117, 123}, 1.0},
-                              Case{true, {127, 127, 127}, 1 / 128.0}, Case{true, {0, 0, 0}, 1 / 255.0}}) {
+                              Case{true, {104, 117, 123}, 1.0}, Case{true, {127, 127, 127}, 1 / 128.0},
+                              Case{true, {0, 0, 0}, 1 / 255.0}}) {
             const cv::Mat want = cv::dnn::blobFromImage(img, c.scale, size, c.mean, c.rgb, false, CV_32F);
             cv::Mat got;
             kg::vision::dnn::make_blob(img, c.rgb, c.mean, c.scale, got);
@@ -228,6 +229,23 @@ TEST(MakeBlob, GivesTheSameFloatsAsBlobFromImage) {
                 << size << " rgb " << c.rgb << " scale " << c.scale;
         }
     }
+}
+
+TEST(MakeBlob, ReadsRowsWithPaddingAndReusesItsBuffer) {
+    // A picture cut out of a larger one has rows longer than its width (the crops of the classifier).
+    cv::Mat big(100, 120, CV_8UC3);
+    cv::randu(big, 0, 256);
+    const cv::Mat roi = big(cv::Rect(7, 9, 64, 64));
+    ASSERT_FALSE(roi.isContinuous());
+    const cv::Mat want =
+        cv::dnn::blobFromImage(roi, 1 / 127.5, roi.size(), {127.5, 127.5, 127.5}, true, false);
+    cv::Mat got;
+    kg::vision::dnn::make_blob(roi, true, {127.5, 127.5, 127.5}, 1 / 127.5, got);
+    EXPECT_EQ(cv::norm(got.reshape(1, 1), want.reshape(1, 1), cv::NORM_INF), 0.0);
+    // The next frame of the same size is written into the same floats: no allocation per frame.
+    const float* before = got.ptr<float>();
+    kg::vision::dnn::make_blob(big(cv::Rect(30, 20, 64, 64)), true, {127.5, 127.5, 127.5}, 1 / 127.5, got);
+    EXPECT_EQ(got.ptr<float>(), before);
 }
 
 TEST(MakeBlob, GreyFeedsAllThreeChannelsAndOtherTypesAreRefused) {

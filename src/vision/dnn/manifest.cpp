@@ -175,9 +175,16 @@ Manifest load_manifest(const std::string& path) {
         if (out["background_first"])
             m.background_first = r.as<bool>(out["background_first"], "output.background_first");
     }
-    if (out["score_threshold"])
+    if (out["score_threshold"]) {
         m.score_threshold = r.as<float>(out["score_threshold"], "output.score_threshold");
-    if (out["nms_iou"]) m.nms_iou = r.as<float>(out["nms_iou"], "output.nms_iou");
+        if (!(m.score_threshold >= 0 && m.score_threshold <= 1))
+            r.fail(out["score_threshold"], "output.score_threshold", "expected 0 to 1");
+    }
+    if (out["nms_iou"]) {
+        m.nms_iou = r.as<float>(out["nms_iou"], "output.nms_iou");
+        if (!(m.nms_iou > 0 && m.nms_iou <= 1))
+            r.fail(out["nms_iou"], "output.nms_iou", "expected above 0, up to 1");
+    }
     if (out["nms_area_offset"])
         m.nms_area_offset = r.as<float>(out["nms_area_offset"], "output.nms_area_offset");
     if (out["class_agnostic_nms"])
@@ -192,13 +199,13 @@ Manifest load_manifest(const std::string& path) {
         if (c["output"]) spec.output = r.as<std::string>(c["output"], "classifier.output");
         if (c["expand"]) {
             spec.expand = r.as<float>(c["expand"], "classifier.expand");
-            if (spec.expand < 0 || spec.expand > 2)
+            if (!(spec.expand >= 0 && spec.expand <= 2))  // NaN too
                 r.fail(c["expand"], "classifier.expand", "expected 0 to 2 (a fraction of the box)");
         }
         if (c["square"]) spec.square = r.as<bool>(c["square"], "classifier.square");
         if (c["min_score"]) {
             spec.min_score = r.as<float>(c["min_score"], "classifier.min_score");
-            if (spec.min_score < 0 || spec.min_score > 1)
+            if (!(spec.min_score >= 0 && spec.min_score <= 1))
                 r.fail(c["min_score"], "classifier.min_score", "expected 0 to 1");
         }
         const auto cls = r.need(c, "classes");
@@ -208,7 +215,7 @@ Manifest load_manifest(const std::string& path) {
             if (cls[i].IsMap() && cls[i]["min_probability"]) {
                 const auto key = fmt::format("classifier.classes[{}].min_probability", i);
                 p = r.as<float>(cls[i]["min_probability"], key);
-                if (p < 0 || p > 1) r.fail(cls[i]["min_probability"], key, "expected 0 to 1");
+                if (!(p >= 0 && p <= 1)) r.fail(cls[i]["min_probability"], key, "expected 0 to 1");
             }
             spec.min_probability.push_back(p);
         }
