@@ -76,6 +76,9 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
         motion_ = std::make_unique<vision::MotionMap>();
     }
     for (const auto& name : camera_.checks) checks_.push_back(make_check(name));
+    if (const auto shared = passes_.shared(); shared > 0) {
+        log_->info("{} network pass(es) shared between checks: one run per frame each", shared);
+    }
     raw_.reserve(16);
     observations_.reserve(16);
     worker_ = std::make_unique<ingest::CameraWorker>(
@@ -127,8 +130,9 @@ std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& nam
         std::vector<vision::Violation> violations;
         violations.push_back(mask ? vision::Violation{"no_mask", "mask", "no_mask", 0}
                                   : vision::Violation{"bare", "head_covering", "bare_head", 0});
-        return std::make_unique<vision::DetectorCheck>(
-            name, vision::make_detector(spec), std::move(violations), motion_.get(), scene.detect_refresh);
+        return std::make_unique<vision::DetectorCheck>(name, vision::make_detector(spec, &passes_),
+                                                       std::move(violations), motion_.get(),
+                                                       scene.detect_refresh);
     }
     if (name.rfind("model:", 0) == 0) {
         // A user's model: every class its manifest maps to a check becomes events of that check.
@@ -138,8 +142,8 @@ std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& nam
             if (!c.check.empty()) violations.push_back({c.label, c.check, c.label, c.severity});
         }
         return std::make_unique<vision::DetectorCheck>(
-            name, std::make_unique<vision::dnn::DnnDetector>(std::move(manifest)), std::move(violations),
-            motion_.get(), scene.detect_refresh);
+            name, std::make_unique<vision::dnn::DnnDetector>(std::move(manifest), &passes_),
+            std::move(violations), motion_.get(), scene.detect_refresh);
     }
     if (name == vision::MotionCheck::kName) {
         return std::make_unique<vision::MotionCheck>(vision::regions_for(name, camera_), *motion_,
@@ -215,6 +219,7 @@ void CameraPipeline::run_once() {
     if (frame == nullptr) return;
     const auto began = std::chrono::steady_clock::now();
     if (motion_) motion_->update(frame->image);
+    passes_.begin_frame();
     observations_.clear();
     produced_.clear();
     for (auto& check : checks_) {

@@ -67,7 +67,7 @@ std::string resolve_detector_spec(const std::string& spec) {
     throw std::runtime_error(fmt::format("unknown automatic detector '{}' (auto:mask, auto:head)", spec));
 }
 
-std::unique_ptr<Detector> make_detector(const std::string& spec_in) {
+std::unique_ptr<Detector> make_detector(const std::string& spec_in, dnn::NetworkPasses* passes) {
     const std::string spec = resolve_detector_spec(spec_in);
     if (spec == "classic:mask") return std::make_unique<classic::MaskDetector>();
     if (spec == "classic:head") return std::make_unique<classic::HeadCoveringDetector>();
@@ -76,8 +76,8 @@ std::unique_ptr<Detector> make_detector(const std::string& spec_in) {
             fmt::format("unknown classic detector '{}' (classic:mask, classic:head)", spec));
     }
     auto manifest = dnn::load_manifest(spec);
-    if (manifest.classifier) return std::make_unique<dnn::TwoStageDetector>(std::move(manifest));
-    return std::make_unique<dnn::DnnDetector>(std::move(manifest));
+    if (manifest.classifier) return std::make_unique<dnn::TwoStageDetector>(std::move(manifest), passes);
+    return std::make_unique<dnn::DnnDetector>(std::move(manifest), passes);
 }
 
 }  // namespace kg::vision

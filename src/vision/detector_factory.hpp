@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "vision/detection.hpp"
+#include "vision/dnn/network_pass.hpp"
 
 namespace kg::vision {
 
@@ -21,7 +22,9 @@ std::vector<std::filesystem::path> own_model_dirs();
 // and "classic:head". Any other spec is returned unchanged.
 std::string resolve_detector_spec(const std::string& spec);
 
-// Throws std::runtime_error (or dnn::ManifestError) saying what is wrong with the spec.
-std::unique_ptr<Detector> make_detector(const std::string& spec);
+// Throws std::runtime_error (or dnn::ManifestError) saying what is wrong with the spec. With
+// `passes`, model detectors that feed the same network alike run it once per frame between them
+// (dnn/network_pass.hpp: the caller calls passes->begin_frame() for every new picture).
+std::unique_ptr<Detector> make_detector(const std::string& spec, dnn::NetworkPasses* passes = nullptr);
 
 }  // namespace kg::vision

@@ -28,10 +28,14 @@ FLOORS = [
     # (input 512) covered 0.502 / 0.752, bare 0.670 / 0.753 (docs/accuracy.md).
     ("models/kitchen-mask.yaml", MASK, {"no_mask": (0.38, 0.42), "with_mask": (0.58, 0.42)}),
     ("models/kitchen-head-covering.yaml", HELMET, {"covered": (0.47, 0.72), "bare": (0.63, 0.72)}),
+    # models/one-pass/ (both checks on one kitchen-mask-heads pass at 512): measured kitchen-mask no_mask
+    # 0.356 / 0.432, with_mask 0.662 / 0.490; head covering covered 0.500 / 0.733, bare 0.649 / 0.617.
+    ("models/one-pass/kitchen-mask.yaml", MASK, {"no_mask": (0.33, 0.40), "with_mask": (0.62, 0.46)}),
+    ("models/one-pass/kitchen-head-covering.yaml", HELMET, {"covered": (0.47, 0.70), "bare": (0.61, 0.58)}),
 ]
 
 
-@pytest.mark.parametrize("detector,dataset,floors", FLOORS, ids=[f[0].split("/")[-1] for f in FLOORS])
+@pytest.mark.parametrize("detector,dataset,floors", FLOORS, ids=[f[0].removeprefix("models/") for f in FLOORS])
 def test_accuracy_floor(detector, dataset, floors, tmp_path):
     if detector.startswith("models/reference/") and not (SHARED / "models").exists():
         pytest.skip("no reference models")
@@ -94,7 +98,9 @@ def test_classifier_min_score_drops_exactly_the_weak_findings(tmp_path):
 
     with_it, without = run(shipped, "shipped.json"), run(unfiltered, "unfiltered.json")
     for cls in ("no_mask", "with_mask"):
-        row = next(row for row in without["operating_points"][cls] if abs(row["threshold"] - min_score) < 1e-6)
+        rows = [row for row in without["operating_points"][cls] if abs(row["threshold"] - min_score) < 1e-6]
+        assert rows, f"{cls}: no operating point at min_score {min_score} (kitchen-eval steps 0.05 from 0.1)"
+        row = rows[0]
         plain = with_it["classes"][cls]["iou_0.3"]
         assert (row["tp"], row["fp"], row["fn"]) == (plain["tp"], plain["fp"], plain["fn"]), cls
         loose = without["classes"][cls]["iou_0.3"]

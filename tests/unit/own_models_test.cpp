@@ -3,14 +3,19 @@
 // must give the same within a tolerance. Also: the manifests load, "auto:*" finds them, and the
 // two-stage glue runs on a real-sized frame.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/dnn.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <optional>
 
 #include "vision/detector_factory.hpp"
 #include "vision/dnn/manifest.hpp"
@@ -156,6 +161,14 @@ TEST(OwnModels, AutoFindsTheOwnModelsAndFallsBackToClassic) {
     EXPECT_TRUE(spec == "classic:mask" || spec.ends_with("kitchen-mask.yaml")) << spec;
 }
 
+TEST(OwnModels, AutoFindsTheOnePassManifestsWhereKgModelsDirNamesThem) {
+    const EnvGuard env("KG_MODELS_DIR", (kModels / "one-pass").string());
+    EXPECT_EQ(kg::vision::resolve_detector_spec("auto:mask"),
+              (kModels / "one-pass" / "kitchen-mask.yaml").string());
+    EXPECT_EQ(kg::vision::resolve_detector_spec("auto:head"),
+              (kModels / "one-pass" / "kitchen-head-covering.yaml").string());
+}
+
 TEST(OwnModels, TwoStageDetectorRunsOnA720pFrame) {
     auto mask = kg::vision::make_detector((kModels / "kitchen-mask.yaml").string());
     auto head = kg::vision::make_detector((kModels / "kitchen-head-covering.yaml").string());
@@ -177,4 +190,148 @@ TEST(OwnModels, TwoStageDetectorRunsOnA720pFrame) {
             }
         }
     }
+}
+
+namespace {
+
+// Photos with people (../shared, when it is beside the checkout) as 720p frames, else synthetic ones:
+// the sharing below must hold either way, the photos make sure there are boxes to compare.
+std::vector<cv::Mat> frames_with_heads(bool& real) {
+    std::vector<cv::Mat> frames;
+    const char* env = std::getenv("KG_SHARED_DIR");
+    const fs::path shared =
+        env != nullptr && *env != '\0' ? fs::path(env) : fs::path(KG_SOURCE_DIR) / ".." / "shared";
+    const fs::path photos = shared / "datasets" / "helmet-yolo" / "valid" / "images";
+    std::vector<fs::path> files;
+    if (fs::is_directory(photos)) {
+        for (const auto& e : fs::directory_iterator(photos)) files.push_back(e.path());
+        std::sort(files.begin(), files.end());
+        if (files.size() > 4) files.resize(4);
+    }
+    for (const auto& f : files) {
+        cv::Mat img = cv::imread(f.string(), cv::IMREAD_COLOR), frame;
+        if (img.empty()) continue;
+        cv::resize(img, frame, cv::Size(1280, 720));
+        frames.push_back(frame);
+    }
+    real = !frames.empty();
+    if (!real) {
+        frames.push_back(test_frame());
+        cv::Mat flipped;
+        cv::flip(frames[0], flipped, 1);
+        frames.push_back(flipped);
+    }
+    return frames;
+}
+
+void expect_same(const std::vector<Detection>& got, const std::vector<Detection>& want, std::size_t frame) {
+    ASSERT_EQ(got.size(), want.size()) << "frame " << frame;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        EXPECT_EQ(got[i].label, want[i].label) << "frame " << frame << " box " << i;
+        EXPECT_EQ(got[i].x, want[i].x) << "frame " << frame << " box " << i;
+        EXPECT_EQ(got[i].y, want[i].y) << "frame " << frame << " box " << i;
+        EXPECT_EQ(got[i].w, want[i].w) << "frame " << frame << " box " << i;
+        EXPECT_EQ(got[i].h, want[i].h) << "frame " << frame << " box " << i;
+        EXPECT_EQ(got[i].score, want[i].score) << "frame " << frame << " box " << i;
+    }
+}
+
+}  // namespace
+
+TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
+    // models/one-pass/ feeds one network alike for both checks: the gateway runs it once per frame
+    // for both (vision/dnn/network_pass.hpp). Sharing must change the cost, never the boxes.
+    const fs::path dir = kModels / "one-pass";
+    kg::vision::dnn::NetworkPasses passes;
+    auto mask = kg::vision::make_detector((dir / "kitchen-mask.yaml").string(), &passes);
+    auto head = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string(), &passes);
+    EXPECT_EQ(passes.shared(), 1u);
+    auto mask_alone = kg::vision::make_detector((dir / "kitchen-mask.yaml").string());
+    auto head_alone = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string());
+    bool real = false;
+    const auto frames = frames_with_heads(real);
+    std::vector<Detection> m, h, m_alone, h_alone;
+    std::size_t boxes = 0;
+    // Twice through: the second round proves a new frame is never answered from the last one's pass.
+    for (int round = 0; round < 2; ++round) {
+        for (std::size_t i = 0; i < frames.size(); ++i) {
+            passes.begin_frame();
+            // Head first on odd frames: whichever check asks first runs the network.
+            if (i % 2 == 0) {
+                mask->detect(frames[i], m);
+                head->detect(frames[i], h);
+            } else {
+                head->detect(frames[i], h);
+                mask->detect(frames[i], m);
+            }
+            mask_alone->detect(frames[i], m_alone);
+            head_alone->detect(frames[i], h_alone);
+            expect_same(m, m_alone, i);
+            expect_same(h, h_alone, i);
+            boxes += h.size() + m.size();
+        }
+    }
+    if (real) {
+        EXPECT_GT(boxes, 0u) << "no heads found on the helmet photos: nothing was compared";
+    }
+}
+
+TEST(OwnModels, NetworksFedDifferentlyAreNotShared) {
+    {
+        // The default manifests: two networks (accuracy first, docs/accuracy.md), nothing to share.
+        kg::vision::dnn::NetworkPasses passes;
+        auto mask = kg::vision::make_detector((kModels / "kitchen-mask.yaml").string(), &passes);
+        auto head = kg::vision::make_detector((kModels / "kitchen-head-covering.yaml").string(), &passes);
+        EXPECT_EQ(passes.shared(), 0u);
+    }
+    kg::vision::dnn::NetworkPasses passes;
+    auto manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
+    kg::vision::make_detector((kModels / "kitchen-head-covering.yaml").string(), &passes);
+    manifest.input = cv::Size(384, 384);
+    const auto other = passes.pass_for(manifest);
+    EXPECT_EQ(other->readers(), 0u);  // a pass of its own, not the 512 one
+    EXPECT_EQ(passes.shared(), 0u);
+}
+
+TEST(OwnModels, ManifestValuesOutOfRangeAreNamed) {
+    // Every bound a manifest sets on a fraction, NaN included (it passes `v < 0 || v > 1`).
+    const std::string text = [] {
+        std::ifstream in(kModels / "kitchen-mask.yaml");
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    }();
+    const struct {
+        const char* from;
+        const char* to;
+        const char* key;
+    } cases[] = {
+        {"min_score: 0.25", "min_score: .nan", "classifier.min_score"},
+        {"min_score: 0.25", "min_score: 1.5", "classifier.min_score"},
+        {"expand: 0.0", "expand: -0.1", "classifier.expand"},
+        {"score_threshold: 0.3", "score_threshold: .nan", "output.score_threshold"},
+        {"nms_iou: 0.4", "nms_iou: 0", "output.nms_iou"},
+    };
+    const fs::path dir = fs::temp_directory_path() / ("kg-manifest-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    for (const char* f : {"kitchen-mask-heads.onnx", "kitchen-mask-classifier.onnx"})
+        fs::copy_file(kModels / f, dir / f, fs::copy_options::overwrite_existing);
+    for (const auto& c : cases) {
+        std::string bad = text;
+        const auto at = bad.find(c.from);
+        ASSERT_NE(at, std::string::npos) << c.from << " is not in kitchen-mask.yaml";
+        bad.replace(at, std::strlen(c.from), c.to);
+        const fs::path path = dir / "bad.yaml";
+        std::ofstream(path) << bad;
+        try {
+            kg::vision::dnn::load_manifest(path.string());
+            ADD_FAILURE() << c.to << " was accepted";
+        } catch (const kg::vision::dnn::ManifestError& e) {
+            EXPECT_NE(std::string(e.what()).find(c.key), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find("bad.yaml"), std::string::npos) << e.what();
+        }
+    }
+    // The shipped values themselves load.
+    std::ofstream(dir / "good.yaml") << text;
+    EXPECT_FLOAT_EQ(kg::vision::dnn::load_manifest((dir / "good.yaml").string()).classifier->min_score,
+                    0.25f);
+    fs::remove_all(dir);
 }

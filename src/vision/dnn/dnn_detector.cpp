@@ -2,35 +2,21 @@
 
 #include <fmt/format.h>
 
-#include <filesystem>
-#include <opencv2/imgproc.hpp>
-
-#include "vision/dnn/blob.hpp"
-
 namespace kg::vision::dnn {
 
-DnnDetector::DnnDetector(Manifest manifest) : manifest_(std::move(manifest)) {
-    if (!std::filesystem::exists(manifest_.model)) {
-        throw ManifestError(
-            fmt::format("{}: model file {} does not exist", manifest_.source, manifest_.model));
-    }
-    try {
-        net_ = manifest_.config.empty() ? cv::dnn::readNet(manifest_.model)
-                                        : cv::dnn::readNet(manifest_.model, manifest_.config);
-    } catch (const cv::Exception& e) {
-        throw ManifestError(
-            fmt::format("{}: cannot load {}: {}", manifest_.source, manifest_.model, e.what()));
-    }
-    net_.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
-    net_.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
-    output_names_ = manifest_.outputs.empty() ? net_.getUnconnectedOutLayersNames() : manifest_.outputs;
+DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
+    : manifest_(std::move(manifest)),
+      pass_(passes != nullptr ? passes->pass_for(manifest_)
+                              : std::make_shared<NetworkPass>(manifest_, nullptr)) {
+    const auto names = manifest_.outputs.empty() ? pass_->unconnected_outputs() : manifest_.outputs;
     const std::size_t wanted =
         manifest_.layout == Layout::ultraface || manifest_.layout == Layout::ssd ? 2 : 1;
-    if (output_names_.size() != wanted) {
+    if (names.size() != wanted) {
         throw ManifestError(
             fmt::format("{}: the model has {} outputs, the layout reads {}: name them in output.names",
-                        manifest_.source, output_names_.size(), wanted));
+                        manifest_.source, names.size(), wanted));
     }
+    outputs_ = pass_->add_outputs(names);
     if (manifest_.layout == Layout::ssd) priors_ = make_priors(manifest_.priors);
     for (const auto& c : manifest_.classes) labels_.push_back(c.label);
 }
@@ -38,42 +24,27 @@ DnnDetector::DnnDetector(Manifest manifest) : manifest_(std::move(manifest)) {
 void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     out.clear();
     const cv::Size in = manifest_.input;
-    // Letterbox: scale to fit, pad bottom/right, so boxes map back with one scale factor.
-    float fx = 1.0f, fy = 1.0f;
-    if (manifest_.letterbox) {
-        const double s =
-            std::min(static_cast<double>(in.width) / bgr.cols, static_cast<double>(in.height) / bgr.rows);
-        const cv::Size fitted(std::max(1, static_cast<int>(bgr.cols * s)),
-                              std::max(1, static_cast<int>(bgr.rows * s)));
-        cv::resize(bgr, resized_, fitted, 0, 0, cv::INTER_LINEAR);
-        cv::copyMakeBorder(resized_, padded_, 0, in.height - fitted.height, 0, in.width - fitted.width,
-                           cv::BORDER_CONSTANT, cv::Scalar(114, 114, 114));
-        fx = static_cast<float>(in.width) / static_cast<float>(fitted.width);
-        fy = static_cast<float>(in.height) / static_cast<float>(fitted.height);
-    } else {
-        cv::resize(bgr, padded_, in, 0, 0, cv::INTER_LINEAR);
-    }
-    make_blob(padded_, manifest_.rgb, manifest_.mean, manifest_.scale, blob_);
-    net_.setInput(blob_);
-    net_.forward(outputs_, output_names_);
+    const auto& outputs = pass_->run(bgr);
+    const cv::Mat& first = outputs[outputs_[0]];
+    const cv::Mat& second = outputs_.size() > 1 ? outputs[outputs_[1]] : first;
+    const float fx = pass_->fx(), fy = pass_->fy();
 
     const float t = manifest_.score_threshold;
     switch (manifest_.layout) {
         case Layout::ultraface:
-            decode_ultraface(outputs_[0], outputs_[1], t, out);
+            decode_ultraface(first, second, t, out);
             break;
         case Layout::ssd:
-            decode_ssd(outputs_[0], outputs_[1], priors_, manifest_.variances, manifest_.background_first, t,
-                       out);
+            decode_ssd(first, second, priors_, manifest_.variances, manifest_.background_first, t, out);
             break;
         case Layout::yolov5:
-            decode_yolov5(outputs_[0], in, t, out);
+            decode_yolov5(first, in, t, out);
             break;
         case Layout::yolov8:
-            decode_yolov8(outputs_[0], in, t, out);
+            decode_yolov8(first, in, t, out);
             break;
         case Layout::centernet:
-            decode_centernet(outputs_[0], static_cast<int>(manifest_.classes.size()), in, t, out);
+            decode_centernet(first, static_cast<int>(manifest_.classes.size()), in, t, out);
             break;
     }
     non_max_suppression(out, manifest_.nms_iou, manifest_.class_agnostic_nms, manifest_.nms_area_offset);

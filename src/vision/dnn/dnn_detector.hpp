@@ -2,17 +2,21 @@
 // Runs any ONNX or Caffe detector through OpenCV's cv::dnn as its manifest describes: resize
 // (stretch or letterbox), colour order, mean and scale; forward; decode; NMS; labels.
 
-#include <opencv2/dnn.hpp>
+#include <memory>
 
 #include "vision/detection.hpp"
 #include "vision/dnn/manifest.hpp"
+#include "vision/dnn/network_pass.hpp"
 
 namespace kg::vision::dnn {
 
 class DnnDetector final : public Detector {
 public:
-    // Throws ManifestError when the model cannot be loaded, naming the file.
-    explicit DnnDetector(Manifest manifest);
+    // Throws ManifestError when the model cannot be loaded, naming the file. With `passes`, the
+    // network's forward pass is shared with the other detectors built on the same passes that feed
+    // the same network alike (network_pass.hpp); the caller then calls passes->begin_frame() for
+    // every new picture. Without, this detector runs its network on every call.
+    explicit DnnDetector(Manifest manifest, NetworkPasses* passes = nullptr);
 
     void detect(const cv::Mat& bgr, std::vector<Detection>& out) override;
     const std::vector<std::string>& labels() const override { return labels_; }
@@ -20,13 +24,10 @@ public:
 
 private:
     Manifest manifest_;
-    cv::dnn::Net net_;
-    std::vector<std::string> output_names_;
+    std::shared_ptr<NetworkPass> pass_;
+    std::vector<std::size_t> outputs_;  // where the layout's outputs are in the pass's
     std::vector<cv::Vec4f> priors_;
     std::vector<std::string> labels_;
-    // Reused between frames.
-    cv::Mat resized_, padded_, blob_;
-    std::vector<cv::Mat> outputs_;
 };
 
 }  // namespace kg::vision::dnn

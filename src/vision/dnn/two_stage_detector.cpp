@@ -20,12 +20,12 @@ Manifest first_stage(Manifest m) {
 
 }  // namespace
 
-TwoStageDetector::TwoStageDetector(Manifest manifest)
+TwoStageDetector::TwoStageDetector(Manifest manifest, NetworkPasses* passes)
     : spec_(manifest.classifier
                 ? *manifest.classifier
                 : throw ManifestError(fmt::format("{}: no classifier section", manifest.source))),
       source_(manifest.source),
-      stage1_(first_stage(std::move(manifest))) {
+      stage1_(first_stage(std::move(manifest)), passes) {
     if (!std::filesystem::exists(spec_.model)) {
         throw ManifestError(fmt::format("{}: classifier model {} does not exist", source_, spec_.model));
     }

@@ -18,7 +18,8 @@ namespace kg::vision::dnn {
 class TwoStageDetector final : public Detector {
 public:
     // `manifest.classifier` must be set. Throws ManifestError when either network cannot be loaded.
-    explicit TwoStageDetector(Manifest manifest);
+    // `passes`: the detector stage may share its network pass (DnnDetector).
+    explicit TwoStageDetector(Manifest manifest, NetworkPasses* passes = nullptr);
 
     void detect(const cv::Mat& bgr, std::vector<Detection>& out) override;
     const std::vector<std::string>& labels() const override { return labels_; }

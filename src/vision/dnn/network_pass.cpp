@@ -1,0 +1,91 @@
+#include "vision/dnn/network_pass.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <opencv2/imgproc.hpp>
+
+#include "vision/dnn/blob.hpp"
+
+namespace kg::vision::dnn {
+
+NetworkPass::NetworkPass(const Manifest& m, std::shared_ptr<const std::uint64_t> frame)
+    : source_(m.source),
+      model_(m.model),
+      config_(m.config),
+      input_(m.input),
+      rgb_(m.rgb),
+      letterbox_(m.letterbox),
+      mean_(m.mean),
+      scale_(m.scale),
+      frame_(std::move(frame)) {
+    if (!std::filesystem::exists(model_)) {
+        throw ManifestError(fmt::format("{}: model file {} does not exist", source_, model_));
+    }
+    try {
+        net_ = config_.empty() ? cv::dnn::readNet(model_) : cv::dnn::readNet(model_, config_);
+    } catch (const cv::Exception& e) {
+        throw ManifestError(fmt::format("{}: cannot load {}: {}", source_, model_, e.what()));
+    }
+    net_.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+    net_.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+}
+
+bool NetworkPass::feeds_alike(const Manifest& m) const {
+    return m.model == model_ && m.config == config_ && m.input == input_ && m.rgb == rgb_ &&
+           m.letterbox == letterbox_ && m.mean == mean_ && m.scale == scale_;
+}
+
+std::vector<std::size_t> NetworkPass::add_outputs(const std::vector<std::string>& names) {
+    std::vector<std::size_t> at;
+    for (const auto& name : names) {
+        auto it = std::find(names_.begin(), names_.end(), name);
+        if (it == names_.end()) it = names_.insert(names_.end(), name);
+        at.push_back(static_cast<std::size_t>(it - names_.begin()));
+    }
+    fresh_ = false;  // a later reader may want outputs the last run did not compute
+    ++readers_;
+    return at;
+}
+
+const std::vector<cv::Mat>& NetworkPass::run(const cv::Mat& bgr) {
+    if (frame_ && fresh_ && ran_on_ == *frame_) return outputs_;
+    // Letterbox: scale to fit, pad bottom/right, so boxes map back with one scale factor.
+    if (letterbox_) {
+        const double s = std::min(static_cast<double>(input_.width) / bgr.cols,
+                                  static_cast<double>(input_.height) / bgr.rows);
+        const cv::Size fitted(std::max(1, static_cast<int>(bgr.cols * s)),
+                              std::max(1, static_cast<int>(bgr.rows * s)));
+        cv::resize(bgr, resized_, fitted, 0, 0, cv::INTER_LINEAR);
+        cv::copyMakeBorder(resized_, padded_, 0, input_.height - fitted.height, 0,
+                           input_.width - fitted.width, cv::BORDER_CONSTANT, cv::Scalar(114, 114, 114));
+        fx_ = static_cast<float>(input_.width) / static_cast<float>(fitted.width);
+        fy_ = static_cast<float>(input_.height) / static_cast<float>(fitted.height);
+    } else {
+        cv::resize(bgr, padded_, input_, 0, 0, cv::INTER_LINEAR);
+    }
+    make_blob(padded_, rgb_, mean_, scale_, blob_);
+    net_.setInput(blob_);
+    net_.forward(outputs_, names_);
+    if (frame_) {
+        fresh_ = true;
+        ran_on_ = *frame_;
+    }
+    return outputs_;
+}
+
+std::shared_ptr<NetworkPass> NetworkPasses::pass_for(const Manifest& m) {
+    for (const auto& p : passes_) {
+        if (p->feeds_alike(m)) return p;
+    }
+    passes_.push_back(std::make_shared<NetworkPass>(m, frame_));
+    return passes_.back();
+}
+
+std::size_t NetworkPasses::shared() const {
+    return static_cast<std::size_t>(
+        std::count_if(passes_.begin(), passes_.end(), [](const auto& p) { return p->readers() > 1; }));
+}
+
+}  // namespace kg::vision::dnn
