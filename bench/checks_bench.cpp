@@ -12,6 +12,7 @@
 #include "vision/camera_health.hpp"
 #include "vision/detector_check.hpp"
 #include "vision/detector_factory.hpp"
+#include "vision/dnn/network_pass.hpp"
 #include "vision/motion.hpp"
 #include "vision/region_checks.hpp"
 

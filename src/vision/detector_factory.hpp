@@ -8,9 +8,12 @@
 #include <vector>
 
 #include "vision/detection.hpp"
-#include "vision/dnn/network_pass.hpp"
 
 namespace kg::vision {
+
+namespace dnn {
+class NetworkPasses;
+}
 
 // Where the project's own models are looked for, in order: $KG_MODELS_DIR, then beside the
 // executable as installed (<prefix>/bin -> <prefix>/share/kitchen-gateway/models), then the

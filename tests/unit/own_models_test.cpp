@@ -19,6 +19,7 @@
 
 #include "vision/detector_factory.hpp"
 #include "vision/dnn/manifest.hpp"
+#include "vision/dnn/network_pass.hpp"
 
 namespace fs = std::filesystem;
 using kg::vision::Detection;
@@ -271,9 +272,73 @@ TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
             boxes += h.size() + m.size();
         }
     }
-    if (real) {
-        EXPECT_GT(boxes, 0u) << "no heads found on the helmet photos: nothing was compared";
+    // One forward pass per frame for both checks: the sharing itself, not only its result.
+    const auto pass = passes.pass_for(kg::vision::dnn::load_manifest((dir / "kitchen-mask.yaml").string()));
+    EXPECT_EQ(pass->readers(), 2u);
+    EXPECT_EQ(pass->runs(), 2 * frames.size());
+    if (!real) {
+        GTEST_SKIP() << "no photos in ../shared: the run count was checked, the boxes compared were "
+                        "those of synthetic frames (possibly none)";
     }
+    EXPECT_GT(boxes, 0u) << "no heads found on the helmet photos: nothing was compared";
+}
+
+TEST(OwnModels, ASharedPassNeverAnswersANewPictureWithTheLastOnesOutputs) {
+    // A caller that forgets begin_frame() must pay a second pass, not get the first picture's boxes.
+    const fs::path dir = kModels / "one-pass";
+    kg::vision::dnn::NetworkPasses passes;
+    auto head = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string(), &passes);
+    auto head_alone = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string());
+    bool real = false;
+    const auto frames = frames_with_heads(real);
+    ASSERT_GE(frames.size(), 2u);
+    std::vector<Detection> h, h_alone;
+    passes.begin_frame();
+    head->detect(frames[0], h);
+    head->detect(frames[1], h);  // same frame number, another picture
+    head_alone->detect(frames[1], h_alone);
+    expect_same(h, h_alone, 1);
+    const auto pass = passes.pass_for(kg::vision::dnn::load_manifest((dir / "kitchen-mask.yaml").string()));
+    EXPECT_EQ(pass->runs(), 2u);
+}
+
+TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
+    // Otherwise the first forward pass would throw, in every check that shares the network.
+    const auto tmp = fs::temp_directory_path() / ("kg-bad-output-" + std::to_string(::getpid()));
+    fs::create_directories(tmp);
+    std::ifstream in(kModels / "one-pass" / "kitchen-head-covering.yaml");
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    auto manifest =
+        kg::vision::dnn::load_manifest((kModels / "one-pass" / "kitchen-head-covering.yaml").string());
+    ASSERT_FALSE(manifest.outputs.empty());
+    const std::string names = "names: [" + manifest.outputs[0] + "]";
+    const auto at = text.find(names);
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, names.size(), "names: [no_such_layer]");
+    // The copy lives elsewhere: point its model at the shipped file.
+    const std::string rel = "model: ../";
+    const auto model_at = text.find(rel);
+    ASSERT_NE(model_at, std::string::npos);
+    // Normalised as the loader does, so that both manifests feed one pass and the refusal happens
+    // on the shared pass.
+    text.replace(model_at, rel.size(), "model: " + kModels.lexically_normal().string() + "/");
+    const fs::path bad = tmp / "bad-output.yaml";
+    std::ofstream(bad) << text;
+    kg::vision::dnn::NetworkPasses passes;
+    auto good = kg::vision::make_detector((kModels / "one-pass" / "kitchen-mask.yaml").string(), &passes);
+    try {
+        kg::vision::make_detector(bad.string(), &passes);
+        ADD_FAILURE() << "a manifest naming a missing output was accepted";
+    } catch (const kg::vision::dnn::ManifestError& e) {
+        EXPECT_NE(std::string(e.what()).find(bad.string()), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("no_such_layer"), std::string::npos) << e.what();
+    }
+    fs::remove_all(tmp);
+    EXPECT_EQ(passes.shared(), 0u);  // the refused reader was never added
+    // The check already made still runs.
+    std::vector<Detection> m;
+    passes.begin_frame();
+    EXPECT_NO_THROW(good->detect(test_frame(), m));
 }
 
 TEST(OwnModels, NetworksFedDifferentlyAreNotShared) {

@@ -16,7 +16,7 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
             fmt::format("{}: the model has {} outputs, the layout reads {}: name them in output.names",
                         manifest_.source, names.size(), wanted));
     }
-    outputs_ = pass_->add_outputs(names);
+    outputs_ = pass_->add_outputs(names, manifest_.source);
     if (manifest_.layout == Layout::ssd) priors_ = make_priors(manifest_.priors);
     for (const auto& c : manifest_.classes) labels_.push_back(c.label);
 }

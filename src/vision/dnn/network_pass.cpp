@@ -37,7 +37,15 @@ bool NetworkPass::feeds_alike(const Manifest& m) const {
            m.letterbox == letterbox_ && m.mean == mean_ && m.scale == scale_;
 }
 
-std::vector<std::size_t> NetworkPass::add_outputs(const std::vector<std::string>& names) {
+std::vector<std::size_t> NetworkPass::add_outputs(const std::vector<std::string>& names,
+                                                  const std::string& reader) {
+    // All checked before any is added: a refused reader leaves the pass as its other readers had it.
+    for (const auto& name : names) {
+        if (net_.getLayerId(name) < 0) {
+            throw ManifestError(
+                fmt::format("{}: output.names: {} has no layer named '{}'", reader, model_, name));
+        }
+    }
     std::vector<std::size_t> at;
     for (const auto& name : names) {
         auto it = std::find(names_.begin(), names_.end(), name);
@@ -50,7 +58,9 @@ std::vector<std::size_t> NetworkPass::add_outputs(const std::vector<std::string>
 }
 
 const std::vector<cv::Mat>& NetworkPass::run(const cv::Mat& bgr) {
-    if (frame_ && fresh_ && ran_on_ == *frame_) return outputs_;
+    if (frame_ && fresh_ && ran_on_ == *frame_ && ran_data_ == bgr.data && ran_size_ == bgr.size()) {
+        return outputs_;
+    }
     // Letterbox: scale to fit, pad bottom/right, so boxes map back with one scale factor.
     if (letterbox_) {
         const double s = std::min(static_cast<double>(input_.width) / bgr.cols,
@@ -68,9 +78,12 @@ const std::vector<cv::Mat>& NetworkPass::run(const cv::Mat& bgr) {
     make_blob(padded_, rgb_, mean_, scale_, blob_);
     net_.setInput(blob_);
     net_.forward(outputs_, names_);
+    ++runs_;
     if (frame_) {
         fresh_ = true;
         ran_on_ = *frame_;
+        ran_data_ = bgr.data;
+        ran_size_ = bgr.size();
     }
     return outputs_;
 }

@@ -27,7 +27,10 @@ public:
     // The network's outputs when a manifest names none.
     std::vector<std::string> unconnected_outputs() const { return net_.getUnconnectedOutLayersNames(); }
     // Adds outputs a reader needs to every later run; returns their places in run()'s result.
-    std::vector<std::size_t> add_outputs(const std::vector<std::string>& names);
+    // Throws ManifestError naming `reader` (the reader's manifest) when the network has no layer
+    // of that name: a wrong name in one manifest must fail at start-up, not at the first forward
+    // pass, where it would also break every other check reading this network.
+    std::vector<std::size_t> add_outputs(const std::vector<std::string>& names, const std::string& reader);
 
     // The outputs on this picture: computed on the first call of a frame, the same Mats after.
     const std::vector<cv::Mat>& run(const cv::Mat& bgr);
@@ -39,6 +42,8 @@ public:
     bool feeds_alike(const Manifest& manifest) const;
     // Readers that asked for outputs (two or more: a shared pass).
     std::size_t readers() const { return readers_; }
+    // Forward passes run so far (for tests and logs: shared readers add none).
+    std::uint64_t runs() const { return runs_; }
 
 private:
     std::string source_;  // the first manifest's path, for messages
@@ -54,6 +59,11 @@ private:
     std::shared_ptr<const std::uint64_t> frame_;
     bool fresh_ = false;        // outputs_ hold the frame *frame_ names
     std::uint64_t ran_on_ = 0;  // that frame
+    // The picture that frame was: a caller that forgets begin_frame() gets a fresh pass for a
+    // new picture rather than the last one's outputs.
+    const uchar* ran_data_ = nullptr;
+    cv::Size ran_size_;
+    std::uint64_t runs_ = 0;
     float fx_ = 1.0f, fy_ = 1.0f;
     // Reused between frames.
     cv::Mat resized_, padded_, blob_;
