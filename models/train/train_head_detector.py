@@ -28,6 +28,7 @@ where the box centre is ((col + dx) * 8, (row + dy) * 8) and w, h are in input p
 """
 
 import argparse
+import json
 import math
 import pathlib
 import time
@@ -139,9 +140,11 @@ def load_helmet(shared):
     return train, val
 
 
-def load_faces(shared, limit_per_class=900):
+def load_faces(shared, limit_per_class=900, face_boxes=None):
     """Face photos for pasting: the same seeded 90% the mask classifier trains on (its 10% held out
-    stays unseen by both models)."""
+    stays unseen by both models). With `face_boxes` (label_face_boxes.py's file), each comes with the
+    box of its face ([x1, y1, x2, y2], or None where the photo is the face or the labeller found
+    none) and photos of several faces are left out; without, every photo is the face (the shipped models' training)."""
     root = shared / "datasets" / "mask-crops"
     items = []
     for folder in ["with_mask", "without_mask"]:
@@ -152,7 +155,16 @@ def load_faces(shared, limit_per_class=900):
     order = rng.permutation(len(items))
     train = [items[i] for i in order[len(items) // 10:]]
     sel = np.random.default_rng(1).permutation(len(train))[:2 * limit_per_class]
-    return [cv2.imread(str(train[i]), cv2.IMREAD_COLOR) for i in sorted(sel)]
+    photos = [train[i] for i in sorted(sel)]
+    if face_boxes is None:
+        return [(cv2.imread(str(p), cv2.IMREAD_COLOR), None) for p in photos]
+    labels = json.loads(pathlib.Path(face_boxes).read_text())["photos"]
+    out = []
+    for p in photos:
+        v = labels[f"{p.parent.name}/{p.name}"]
+        if v != "skip":
+            out.append((cv2.imread(str(p), cv2.IMREAD_COLOR), None if v in ("whole", "none") else v))
+    return out
 
 
 def feather_ellipse(w, h):
@@ -193,12 +205,28 @@ def make_sample(train, faces, rng):
     # Paste face photos as extra close-up heads.
     if rng.random() < 0.5:
         for _ in range(int(rng.integers(1, 4))):
-            f = faces[int(rng.integers(len(faces)))]
+            f, fb = faces[int(rng.integers(len(faces)))]
             fw = S * math.exp(rng.uniform(math.log(0.08), math.log(0.6)))
             fh = fw * rng.uniform(1.0, 1.35) * (aspect if SQUEEZE_FACES else 1.0)
-            fw, fh = int(fw), int(min(fh, TS - 2))
+            if fb is None:  # the photo is the face
+                fw, fh = int(fw), int(min(fh, TS - 2))
+                cut, lx1, ly1, lx2, ly2 = f, 0, 0, fw, fh
+            else:
+                # The face (fw x fh) with some of the photo around it: the margin shows the network
+                # what is not face, the label is the face alone.
+                bw, bh = fb[2] - fb[0], fb[3] - fb[1]
+                sx, sy = fw / bw, fh / bh
+                m = rng.uniform(0.15, 0.3)
+                x1, y1 = max(0, int(fb[0] - m * bw)), max(0, int(fb[1] - m * bh))
+                x2, y2 = min(f.shape[1], int(fb[2] + m * bw) + 1), min(f.shape[0], int(fb[3] + m * bh) + 1)
+                cut = f[y1:y2, x1:x2]
+                k = min(1.0, (TS - 2) / ((x2 - x1) * sx), (TS - 2) / ((y2 - y1) * sy))  # must fit the crop
+                sx, sy = sx * k, sy * k
+                fw, fh = max(2, int((x2 - x1) * sx)), max(2, int((y2 - y1) * sy))
+                lx1, ly1 = (fb[0] - x1) * sx, (fb[1] - y1) * sy
+                lx2, ly2 = min(fw, (fb[2] - x1) * sx), min(fh, (fb[3] - y1) * sy)
             px, py = int(rng.integers(0, max(1, TS - fw))), int(rng.integers(0, max(1, TS - fh)))
-            face = cv2.resize(f, (fw, fh), interpolation=cv2.INTER_AREA)
+            face = cv2.resize(cut, (fw, fh), interpolation=cv2.INTER_AREA)
             face = common.photometric(face, rng, 0.5)
             alpha = feather_ellipse(fw, fh) if rng.random() < 0.7 else np.ones((fh, fw, 1), np.float32)
             roi = out[py:py + fh, px:px + fw].astype(np.float32)
@@ -209,7 +237,7 @@ def make_sample(train, faces, rng):
                 iy = max(0, min(o[3], py + fh) - max(o[1], py))
                 if ix * iy < 0.4 * (o[2] - o[0]) * (o[3] - o[1]):
                     keep.append(o)
-            objs = keep + [[px, py, px + fw, py + fh, -1.0]]  # -1: covering unknown
+            objs = keep + [[px + lx1, py + ly1, px + lx2, py + ly2, -1.0]]  # -1: covering unknown
     if rng.random() < 0.5:
         out = out[:, ::-1].copy()
         objs = [[TS - o[2], o[1], TS - o[0], o[3], o[4]] for o in objs]
@@ -339,6 +367,8 @@ def main():
                     help="widest horizontal squeeze of training crops (16:9 stretched to square is 1.78)")
     ap.add_argument("--squeeze-faces", action="store_true",
                     help="stretch the pasted faces by the crop's aspect too, as the camera's would be")
+    ap.add_argument("--face-boxes", default="",
+                    help="label_face_boxes.py's file: pasted photos are labelled with their face's box, not their own")
     ap.add_argument("--weights", default="",
                     help="start from this state dict (the .pt a run leaves in /tmp); with --steps 0: export it")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-heads.onnx"))
@@ -350,7 +380,7 @@ def main():
     common.seed_everything(args.seed, args.threads)
     shared = common.shared_dir()
     train, val = load_helmet(shared)
-    faces = load_faces(shared)
+    faces = load_faces(shared, face_boxes=args.face_boxes or None)
     print(f"helmet-yolo: {len(train)} train, {len(val)} held out; {len(faces)} face photos to paste", flush=True)
 
     ASPECT_MAX, SQUEEZE_FACES = args.aspect_max, args.squeeze_faces
