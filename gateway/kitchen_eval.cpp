@@ -2,11 +2,14 @@
 // class, precision and recall at IoU 0.3 and 0.5, plus the median and p95 time per image.
 // --operating-points adds, per class, precision and recall at IoU 0.3 when only detections at or
 // above each score are kept: what an installer needs to choose a check's threshold.
+// --errors adds where the errors are (eval/errors.hpp): the classes given to the objects found,
+// what the boxes on no labelled object were near, and the sizes of the objects missed.
 
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -16,6 +19,7 @@
 #include <stdexcept>
 
 #include "eval/dataset.hpp"
+#include "eval/errors.hpp"
 #include "eval/metrics.hpp"
 #include "vision/detector_factory.hpp"
 
@@ -28,13 +32,61 @@ double percentile(std::vector<double> v, double p) {
     return v[std::min(i, v.size() - 1)];
 }
 
+int count_of(const std::map<std::string, int>& m, const std::string& key) {
+    const auto it = m.find(key);
+    return it == m.end() ? 0 : it->second;
+}
+
+void print_errors(const kg::eval::ErrorCounts& e, const std::vector<std::string>& classes,
+                  nlohmann::json& out) {
+    fmt::print("errors at IoU 0.3 (matched whatever the class; rows: labelled, columns: detected as):\n");
+    fmt::print("{:<12}", "");
+    for (const auto& d : classes) fmt::print(" {:>10}", d);
+    fmt::print(" {:>8} {:>7}\n", "missed", "of");
+    std::vector<std::array<double, 3>> missed_q;  // 25% / median / 75% width, per class
+    for (const auto& t : classes) {
+        fmt::print("{:<12}", t);
+        for (const auto& d : classes) {
+            const auto it = e.confusion.find({t, d});
+            const int n = it == e.confusion.end() ? 0 : it->second;
+            fmt::print(" {:>10}", n);
+            out["confusion"][t][d] = n;
+        }
+        const auto m = e.missed_widths.find(t);
+        std::vector<double> widths;
+        if (m != e.missed_widths.end()) widths.assign(m->second.begin(), m->second.end());
+        fmt::print(" {:>8} {:>7}\n", widths.size(), count_of(e.labelled, t));
+        missed_q.push_back({percentile(widths, 0.25), percentile(widths, 0.5), percentile(widths, 0.75)});
+        out["missed"][t] = {{"count", widths.size()},
+                            {"labelled", count_of(e.labelled, t)},
+                            {"width_px_q25", missed_q.back()[0]},
+                            {"width_px_median", missed_q.back()[1]},
+                            {"width_px_q75", missed_q.back()[2]}};
+    }
+    fmt::print("boxes on no labelled object, by class detected (misplaced: IoU {:.1f} to 0.3 with one):\n",
+               kg::eval::ErrorBreakdown::kNearIou);
+    fmt::print("{:<12} {:>10} {:>10} {:>10}\n", "", "duplicate", "misplaced", "background");
+    for (const auto& d : classes) {
+        const int dup = count_of(e.duplicate, d), mis = count_of(e.misplaced, d),
+                  bg = count_of(e.background, d);
+        fmt::print("{:<12} {:>10} {:>10} {:>10}\n", d, dup, mis, bg);
+        out["unmatched"][d] = {{"duplicate", dup}, {"misplaced", mis}, {"background", bg}};
+    }
+    fmt::print("width of the objects missed, in image pixels:\n{:<12} {:>10} {:>10} {:>10}\n", "", "25%",
+               "median", "75%");
+    for (std::size_t i = 0; i < classes.size(); ++i) {
+        fmt::print("{:<12} {:>10.0f} {:>10.0f} {:>10.0f}\n", classes[i], missed_q[i][0], missed_q[i][1],
+                   missed_q[i][2]);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"kitchen-eval: accuracy and speed of a detector on labelled images"};
     std::string detector_spec, data, classes_text, json_path, dump_path;
     int threads = 1, limit = 0;
-    bool any_class = false, operating_points = false;
+    bool any_class = false, operating_points = false, errors = false;
     app.add_option("-d,--detector", detector_spec, "classic:mask, classic:head, or a model manifest (.yaml)")
         ->required();
     app.add_option("--data", data, "folder with images/ and labels/ (YOLO format)")
@@ -51,6 +103,9 @@ int main(int argc, char** argv) {
                  "detector finds the objects, whatever it decides about them");
     app.add_flag("--operating-points", operating_points,
                  "also print precision and recall at IoU 0.3 for score thresholds 0.1 to 0.9");
+    app.add_flag("--errors", errors,
+                 "also print where the errors are at IoU 0.3: objects found but given another class, boxes "
+                 "on no labelled object (duplicate, misplaced, background), sizes of the objects missed");
     CLI11_PARSE(app, argc, argv);
     cv::setNumThreads(threads);
 
@@ -70,6 +125,7 @@ int main(int argc, char** argv) {
         auto detector = kg::vision::make_detector(detector_spec);
 
         kg::eval::Accumulator at30(0.3f), at50(0.5f);
+        kg::eval::ErrorBreakdown breakdown(0.3f);
         // One accumulator per score threshold; each image's detections are filtered once per row.
         std::vector<float> sweep_thresholds;
         std::vector<kg::eval::Accumulator> sweep;
@@ -113,6 +169,7 @@ int main(int argc, char** argv) {
                 }
             }
             at30.add(li.truth, found, classes);
+            if (errors) breakdown.add(li.truth, found, classes, img.cols);
             at50.add(li.truth, found, classes);
             for (std::size_t t = 0; t < sweep.size(); ++t) {
                 kept.clear();
@@ -161,6 +218,7 @@ int main(int argc, char** argv) {
                 }
             }
         }
+        if (errors) print_errors(breakdown.counts(), classes, result["errors"]);
         const double median = percentile(times, 0.5), p95 = percentile(times, 0.95);
         fmt::print("time per image: median {:.1f} ms, p95 {:.1f} ms\n", median, p95);
         result["time_ms"] = {{"median", median}, {"p95", p95}};

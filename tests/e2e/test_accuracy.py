@@ -75,6 +75,33 @@ def test_operating_points(tmp_path):
         assert rows[-1]["tp"] + rows[-1]["fp"] < first["tp"] + first["fp"], "0.9 should drop something"
 
 
+def test_errors_account_for_every_labelled_object_and_every_box(tmp_path):
+    """`--errors`: where a model's errors are (src/eval/errors.hpp). Every labelled object is found
+    (under some class) or missed, and every box is on an object or on none, so the breakdown adds
+    up to the plain figures of the same run."""
+    out = tmp_path / "eval.json"
+    r = subprocess.run([EVAL_BIN, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-mask.yaml"),
+                        "--data", str(SHARED / MASK[0]), "--classes", MASK[1], "--errors",
+                        "--json", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    print(r.stdout)
+    assert "errors at IoU 0.3" in r.stdout
+    result = json.loads(out.read_text())
+    errors, classes = result["errors"], ("no_mask", "with_mask")
+    for t in classes:
+        found = sum(errors["confusion"][t][d] for d in classes)
+        missed = errors["missed"][t]
+        assert found + missed["count"] == missed["labelled"] == result["classes"][t]["gt"], (t, errors)
+        if missed["count"]:
+            assert 0 < missed["width_px_q25"] <= missed["width_px_median"] <= missed["width_px_q75"] <= 640
+    for d in classes:
+        boxes = sum(errors["confusion"][t][d] for t in classes) + sum(errors["unmatched"][d].values())
+        plain = result["classes"][d]["iou_0.3"]
+        assert boxes == plain["tp"] + plain["fp"], (d, errors, plain)
+    # A mask detector that confused no class at all would be a surprise on these photos.
+    assert errors["confusion"]["with_mask"]["no_mask"] > 0
+
+
 def test_classifier_min_score_drops_exactly_the_weak_findings(tmp_path):
     """kitchen-mask's `classifier.min_score` drops a box whose head score x class probability is under
     it: the shipped manifest must give exactly what the same models without it give at that
