@@ -53,6 +53,7 @@ TG = TS // STRIDE
 ASPECT_MAX = 1.45
 SQUEEZE_FACES = False  # --squeeze-faces: the pasted faces stretched like the crop (the shipped models: not)
 WIDTH = 1.0  # channel multiplier (--width)
+PASTE_RATE = 0.5  # --paste-rate: share of training crops that get pasted faces (the shipped models: 0.5)
 
 
 def dws(cin, cout, stride=1):
@@ -203,7 +204,7 @@ def make_sample(train, faces, rng):
             continue  # mostly outside the window: neither a positive nor worth teaching as one
         objs.append([cx1, cy1, cx2, cy2, b[4]])
     # Paste face photos as extra close-up heads.
-    if rng.random() < 0.5:
+    if rng.random() < PASTE_RATE:
         for _ in range(int(rng.integers(1, 4))):
             f, fb = faces[int(rng.integers(len(faces)))]
             fw = S * math.exp(rng.uniform(math.log(0.08), math.log(0.6)))
@@ -354,7 +355,7 @@ def evaluate(model, val, threshold=0.3):
 
 
 def main():
-    global ASPECT_MAX, SQUEEZE_FACES
+    global ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=12)
@@ -367,6 +368,8 @@ def main():
                     help="widest horizontal squeeze of training crops (16:9 stretched to square is 1.78)")
     ap.add_argument("--squeeze-faces", action="store_true",
                     help="stretch the pasted faces by the crop's aspect too, as the camera's would be")
+    ap.add_argument("--paste-rate", type=float, default=PASTE_RATE,
+                    help="share of training crops with 1-3 pasted faces")
     ap.add_argument("--face-boxes", default="",
                     help="label_face_boxes.py's file: pasted photos are labelled with their face's box, not their own")
     ap.add_argument("--weights", default="",
@@ -383,7 +386,7 @@ def main():
     faces = load_faces(shared, face_boxes=args.face_boxes or None)
     print(f"helmet-yolo: {len(train)} train, {len(val)} held out; {len(faces)} face photos to paste", flush=True)
 
-    ASPECT_MAX, SQUEEZE_FACES = args.aspect_max, args.squeeze_faces
+    ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE = args.aspect_max, args.squeeze_faces, args.paste_rate
     net = HeadNet(args.width)
     model = Exported(net)
     if args.init:
