@@ -39,7 +39,7 @@ int count_of(const std::map<std::string, int>& m, const std::string& key) {
 
 void print_errors(const kg::eval::ErrorCounts& e, const std::vector<std::string>& classes,
                   nlohmann::json& out) {
-    fmt::print("errors at IoU 0.3 (matched whatever the class; rows: labelled, columns: detected as):\n");
+    fmt::print("errors at IoU 0.3 (own class first, then any; rows: labelled, columns: detected as):\n");
     fmt::print("{:<12}", "");
     for (const auto& d : classes) fmt::print(" {:>10}", d);
     fmt::print(" {:>8} {:>7}\n", "missed", "of");
@@ -57,11 +57,15 @@ void print_errors(const kg::eval::ErrorCounts& e, const std::vector<std::string>
         if (m != e.missed_widths.end()) widths.assign(m->second.begin(), m->second.end());
         fmt::print(" {:>8} {:>7}\n", widths.size(), count_of(e.labelled, t));
         missed_q.push_back({percentile(widths, 0.25), percentile(widths, 0.5), percentile(widths, 0.75)});
+        // Nothing missed: no widths (null), not widths of 0.
+        auto width = [&](std::size_t k) {
+            return widths.empty() ? nlohmann::json() : nlohmann::json(missed_q.back()[k]);
+        };
         out["missed"][t] = {{"count", widths.size()},
                             {"labelled", count_of(e.labelled, t)},
-                            {"width_px_q25", missed_q.back()[0]},
-                            {"width_px_median", missed_q.back()[1]},
-                            {"width_px_q75", missed_q.back()[2]}};
+                            {"width_px_q25", width(0)},
+                            {"width_px_median", width(1)},
+                            {"width_px_q75", width(2)}};
     }
     fmt::print("boxes on no labelled object, by class detected (misplaced: IoU {:.1f} to 0.3 with one):\n",
                kg::eval::ErrorBreakdown::kNearIou);
@@ -75,8 +79,12 @@ void print_errors(const kg::eval::ErrorCounts& e, const std::vector<std::string>
     fmt::print("width of the objects missed, in image pixels:\n{:<12} {:>10} {:>10} {:>10}\n", "", "25%",
                "median", "75%");
     for (std::size_t i = 0; i < classes.size(); ++i) {
-        fmt::print("{:<12} {:>10.0f} {:>10.0f} {:>10.0f}\n", classes[i], missed_q[i][0], missed_q[i][1],
-                   missed_q[i][2]);
+        if (out["missed"][classes[i]]["count"] == 0) {
+            fmt::print("{:<12} {:>10} {:>10} {:>10}\n", classes[i], "-", "-", "-");
+        } else {
+            fmt::print("{:<12} {:>10.0f} {:>10.0f} {:>10.0f}\n", classes[i], missed_q[i][0], missed_q[i][1],
+                       missed_q[i][2]);
+        }
     }
 }
 

@@ -325,7 +325,7 @@ def main():
     common.check_with_opencv(args.out, model, shape, ["probs"])
     if pathlib.Path(args.out).resolve().parent == common.MODELS.resolve():
         # The equivalence fixture belongs to the shipped file only: scratch runs leave it alone.
-        common.write_fixture("kitchen-mask-classifier", args.out, model, shape, ["probs"])
+        common.write_fixture(pathlib.Path(args.out).stem, args.out, model, shape, ["probs"])
     print(f"wrote {args.out}; held-out accuracy {acc:.4f}, no_mask P {p0:.4f} R {r0:.4f}, {ex}")
 
 

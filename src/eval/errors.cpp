@@ -23,30 +23,39 @@ void ErrorBreakdown::add(const std::vector<vision::Detection>& truth,
         if (among(d.label, classes)) found.push_back(&d);
     }
     std::stable_sort(found.begin(), found.end(), [](auto a, auto b) { return a->score > b->score; });
-    std::vector<bool> used(gt.size(), false);
-    for (const auto* d : found) {
-        int best = -1;
-        float best_iou = iou_, nearest = 0;
-        bool on_taken = false;
-        for (std::size_t g = 0; g < gt.size(); ++g) {
-            const float v = vision::iou(*d, *gt[g]);
-            nearest = std::max(nearest, v);
-            if (used[g]) {
-                on_taken = on_taken || v >= iou_;
-            } else if (v >= best_iou) {
-                best_iou = v;
-                best = static_cast<int>(g);
+    std::vector<bool> used(gt.size(), false), matched(found.size(), false);
+    // Two rounds: first within each class, exactly as Accumulator matches, so that the diagonal is
+    // its true positives; then whatever is left whatever the class, so that a wrong-class box on an
+    // object no right-class box took counts as a confusion.
+    for (const bool same_class : {true, false}) {
+        for (std::size_t i = 0; i < found.size(); ++i) {
+            if (matched[i]) continue;
+            int best = -1;
+            float best_iou = iou_;
+            for (std::size_t g = 0; g < gt.size(); ++g) {
+                if (used[g] || (same_class && gt[g]->label != found[i]->label)) continue;
+                const float v = vision::iou(*found[i], *gt[g]);
+                if (v >= best_iou) {
+                    best_iou = v;
+                    best = static_cast<int>(g);
+                }
             }
-        }
-        if (best >= 0) {
+            if (best < 0) continue;
             used[static_cast<std::size_t>(best)] = true;
-            ++counts_.confusion[{gt[static_cast<std::size_t>(best)]->label, d->label}];
-        } else if (on_taken) {
-            ++counts_.duplicate[d->label];
+            matched[i] = true;
+            ++counts_.confusion[{gt[static_cast<std::size_t>(best)]->label, found[i]->label}];
+        }
+    }
+    for (std::size_t i = 0; i < found.size(); ++i) {
+        if (matched[i]) continue;
+        float nearest = 0;
+        for (const auto* g : gt) nearest = std::max(nearest, vision::iou(*found[i], *g));
+        if (nearest >= iou_) {
+            ++counts_.duplicate[found[i]->label];  // on an object another box took
         } else if (nearest >= kNearIou) {
-            ++counts_.misplaced[d->label];
+            ++counts_.misplaced[found[i]->label];
         } else {
-            ++counts_.background[d->label];
+            ++counts_.background[found[i]->label];
         }
     }
     for (std::size_t g = 0; g < gt.size(); ++g) {

@@ -5,9 +5,11 @@
 // and one false alarm; here it is one confusion, so that a model card can say whether to improve
 // the finder or the classifier.
 //
-// Matching ignores classes: detections best score first, each to the unmatched labelled object it
-// overlaps most, at IoU >= the threshold. A detection left over is
-//   duplicate  - on an object (IoU >= threshold) that a better-scored detection already took;
+// Matching: detections best score first, each to the unmatched labelled object it overlaps most at
+// IoU >= the threshold, first among objects of its own class (as metrics.hpp matches, so the
+// diagonal equals its true positives), then, for the detections left, among objects of any class
+// (a confusion). A detection left over after both is
+//   duplicate  - on an object (IoU >= threshold) that another detection took;
 //   misplaced  - overlapping an object, but under the threshold (IoU >= kNearIou);
 //   background - near no labelled object (an unlabelled one, or clutter).
 

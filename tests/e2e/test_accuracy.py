@@ -94,6 +94,8 @@ def test_errors_account_for_every_labelled_object_and_every_box(tmp_path):
         assert found + missed["count"] == missed["labelled"] == result["classes"][t]["gt"], (t, errors)
         if missed["count"]:
             assert 0 < missed["width_px_q25"] <= missed["width_px_median"] <= missed["width_px_q75"] <= 640
+        # Own class first, as precision and recall match: the diagonal is their true positives.
+        assert errors["confusion"][t][t] == result["classes"][t]["iou_0.3"]["tp"], (t, errors)
     for d in classes:
         boxes = sum(errors["confusion"][t][d] for t in classes) + sum(errors["unmatched"][d].values())
         plain = result["classes"][d]["iou_0.3"]

@@ -84,3 +84,23 @@ TEST(ErrorBreakdown, TheBetterScoredBoxTakesTheObject) {
     EXPECT_EQ(e.duplicate.at("with_mask"), 1);
     EXPECT_TRUE(e.missed_widths.empty());
 }
+
+TEST(ErrorBreakdown, ARightClassBoxTakesItsObjectBeforeABetterScoredWrongOne) {
+    // As precision and recall count it: the diagonal is their true positives. The wrong-class box,
+    // scored higher, is the duplicate (mask-yolo/valid has such a face).
+    kg::eval::ErrorBreakdown errors(0.3f);
+    kg::eval::Accumulator acc(0.3f);
+    const std::vector<Detection> truth{box(0.1f, 0.1f, 0.2f, 0.2f, "with_mask"),
+                                       box(0.6f, 0.6f, 0.2f, 0.2f, "helmet")};  // not evaluated
+    const std::vector<Detection> found{
+        box(0.1f, 0.1f, 0.2f, 0.2f, "no_mask", 0.46f), box(0.11f, 0.1f, 0.2f, 0.2f, "with_mask", 0.29f),
+        box(0.6f, 0.6f, 0.2f, 0.2f, "no_mask", 0.9f)};  // on the helmet: background
+    errors.add(truth, found, kClasses, 640);
+    acc.add(truth, found, kClasses);
+    const auto& e = errors.counts();
+    EXPECT_EQ((e.confusion.at({"with_mask", "with_mask"})), acc.counts().at("with_mask").tp);
+    EXPECT_EQ(e.confusion.count({"with_mask", "no_mask"}), 0u);
+    EXPECT_EQ(e.duplicate.at("no_mask"), 1);
+    EXPECT_EQ(e.background.at("no_mask"), 1);
+    EXPECT_EQ(e.labelled.count("helmet"), 0u);
+}

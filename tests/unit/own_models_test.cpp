@@ -326,6 +326,10 @@ TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
     std::ofstream(bad) << text;
     kg::vision::dnn::NetworkPasses passes;
     auto good = kg::vision::make_detector((kModels / "one-pass" / "kitchen-mask.yaml").string(), &passes);
+    // The bad reader would share the good one's pass: the refusal is tested where it matters.
+    const auto good_pass = passes.pass_for(
+        kg::vision::dnn::load_manifest((kModels / "one-pass" / "kitchen-mask.yaml").string()));
+    EXPECT_EQ(passes.pass_for(kg::vision::dnn::load_manifest(bad.string())), good_pass);
     try {
         kg::vision::make_detector(bad.string(), &passes);
         ADD_FAILURE() << "a manifest naming a missing output was accepted";

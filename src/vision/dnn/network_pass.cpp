@@ -40,6 +40,8 @@ bool NetworkPass::feeds_alike(const Manifest& m) const {
 std::vector<std::size_t> NetworkPass::add_outputs(const std::vector<std::string>& names,
                                                   const std::string& reader) {
     // All checked before any is added: a refused reader leaves the pass as its other readers had it.
+    // getLayerId() is the lookup forward() itself does for a name in OpenCV 4.x (getPinByAlias),
+    // so a name it refuses could not be computed either.
     for (const auto& name : names) {
         if (net_.getLayerId(name) < 0) {
             throw ManifestError(

@@ -59,8 +59,9 @@ private:
     std::shared_ptr<const std::uint64_t> frame_;
     bool fresh_ = false;        // outputs_ hold the frame *frame_ names
     std::uint64_t ran_on_ = 0;  // that frame
-    // The picture that frame was: a caller that forgets begin_frame() gets a fresh pass for a
-    // new picture rather than the last one's outputs.
+    // The picture that frame was. Best effort against a caller that forgets begin_frame(): it
+    // catches a new picture in another buffer, not one decoded into the same buffer (same
+    // address and size), so begin_frame() stays the contract.
     const uchar* ran_data_ = nullptr;
     cv::Size ran_size_;
     std::uint64_t runs_ = 0;
