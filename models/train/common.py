@@ -150,6 +150,19 @@ def check_with_opencv(onnx_path, model, input_shape, output_names):
 
 # --- fine-tuning from a shipped model -------------------------------------------------------------
 
+def export(model, out, input_shape, output_names):
+    """Exports `model` to ONNX at `out` (input `input`), checks it in this machine's OpenCV against
+    PyTorch and, for a file in models/ (a shipped one), writes its equivalence fixture; scratch runs
+    elsewhere leave the fixtures alone."""
+    model.eval()
+    torch.onnx.export(model, torch.zeros(input_shape), out, opset_version=OPSET, input_names=["input"],
+                      output_names=output_names, do_constant_folding=True)
+    check_with_opencv(out, model, input_shape, output_names)
+    path = pathlib.Path(out).resolve()
+    if path.parent == MODELS.resolve():
+        write_fixture(path.stem, out, model, input_shape, output_names)
+
+
 def init_from_onnx(net, path, input_shape):
     """Starts from a shipped .onnx of the same network: its convolutions (batch norm folded in at
     export) go into the network's convolutions, each batch norm becomes the identity plus the

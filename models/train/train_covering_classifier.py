@@ -71,19 +71,15 @@ def crops(photos, net, rng, expand):
     return arr(heads), np.array(labels, np.int64), arr(bg), fp
 
 
-def predict(net, imgs):
-    return tmc.predict(net, imgs)
-
-
 def evaluate(net, hx, hy, bx):
-    p = predict(net, hx).argmax(1)
+    p = tmc.predict(net, hx).argmax(1)
     out = {"heads_kept": float((p != BG).mean())}
     for c, name in enumerate(CLASSES[:BG]):
         called = p == c
         tp = int((called & (hy == c)).sum())
         out[f"{name}_P"] = tp / max(1, int(called.sum()))
         out[f"{name}_R"] = tp / max(1, int((hy == c).sum()))
-    out["bg_dropped"] = float((predict(net, bx).argmax(1) == BG).mean())
+    out["bg_dropped"] = float((tmc.predict(net, bx).argmax(1) == BG).mean())
     return out
 
 
@@ -135,13 +131,7 @@ def main():
 
     net.eval()
     model = tmc.Exported(net).eval()
-    shape = (1, 3, SIZE, SIZE)
-    torch.onnx.export(model, torch.zeros(shape), args.out, opset_version=common.OPSET,
-                      input_names=["input"], output_names=["probs"], do_constant_folding=True)
-    common.check_with_opencv(args.out, model, shape, ["probs"])
-    import pathlib
-    if pathlib.Path(args.out).resolve().parent == common.MODELS.resolve():
-        common.write_fixture(pathlib.Path(args.out).stem, args.out, model, shape, ["probs"])
+    common.export(model, args.out, (1, 3, SIZE, SIZE), ["probs"])
     print(f"wrote {args.out}")
 
 

@@ -435,14 +435,7 @@ def main():
     for th in (0.2, 0.3, 0.4, 0.5):
         p, r = evaluate(model, val, th)
         print(f"held-out at threshold {th}: covered P {p[0]:.3f} R {r[0]:.3f}, bare P {p[1]:.3f} R {r[1]:.3f}")
-    shape = (1, 3, S, S)
-    torch.onnx.export(model, torch.zeros(shape), args.out, opset_version=common.OPSET, input_names=["input"],
-                      output_names=["heads", "covering"], do_constant_folding=True)
-    common.check_with_opencv(args.out, model, shape, ["heads", "covering"])
-    out = pathlib.Path(args.out).resolve()
-    if out.parent == common.MODELS.resolve():
-        # The equivalence fixture belongs to the shipped files only: scratch runs leave them alone.
-        common.write_fixture(out.stem, args.out, model, shape, ["heads", "covering"])
+    common.export(model, args.out, (1, 3, S, S), ["heads", "covering"])
     print(f"wrote {args.out}")
 
 
