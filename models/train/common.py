@@ -6,6 +6,7 @@ Runs on Debian 12's python3-torch 1.13 / python3-onnx / python3-opencv, CPU only
 """
 
 import json
+import math
 import os
 import pathlib
 import random
@@ -216,3 +217,28 @@ def freeze_bn(net):
     for mod in net.modules():
         if isinstance(mod, nn.BatchNorm2d):
             mod.eval()
+
+
+class Ema:
+    """An exponential moving average of a network's weights and batch-norm statistics (as YOLOv5's
+    ModelEMA): the averaged copy is what gets evaluated and exported. On a few hundred photos the
+    last steps' weights swing with each batch; their average does not. The decay ramps up from 0 so
+    that the average does not keep the random start."""
+
+    def __init__(self, net, decay, ramp=1000):
+        import copy
+        self.net = copy.deepcopy(net).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.decay, self.ramp, self.updates = decay, ramp, 0
+
+    def update(self, net):
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.ramp))
+        with torch.no_grad():
+            src = net.state_dict()
+            for k, v in self.net.state_dict().items():
+                if v.dtype.is_floating_point:
+                    v.mul_(d).add_(src[k].detach(), alpha=1 - d)
+                else:
+                    v.copy_(src[k])

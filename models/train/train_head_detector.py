@@ -374,10 +374,15 @@ def main():
                     help="label_face_boxes.py's file: pasted photos are labelled with their face's box, not their own")
     ap.add_argument("--weights", default="",
                     help="start from this state dict (the .pt a run leaves in /tmp); with --steps 0: export it")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="evaluate and export a moving average of the weights with this decay (e.g. 0.999; "
+                         "0, the shipped models: the last step's weights)")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-heads.onnx"))
     args = ap.parse_args()
     if args.init and args.weights:
         ap.error("--init and --weights both set the starting weights: give one")
+    if not 0.0 <= args.ema < 1.0:
+        ap.error("--ema is a decay in [0, 1)")
     if args.steps < 0 or (args.steps == 0 and not (args.init or args.weights)):
         ap.error("--steps 0 exports --weights or --init as they are; without either it would export a random network")
     common.seed_everything(args.seed, args.threads)
@@ -397,6 +402,8 @@ def main():
         net.load_state_dict(torch.load(args.weights))
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(1, args.steps), pct_start=0.1)
+    ema = common.Ema(net, args.ema) if args.ema > 0 else None
+    final = Exported(ema.net) if ema else model  # what is evaluated and exported
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
     acc = np.zeros(4)
@@ -420,22 +427,24 @@ def main():
         loss.backward()
         opt.step()
         sched.step()
+        if ema:
+            ema.update(net)
         acc += [float(l_hm), float(l_off), float(l_size), float(l_attr)]
         if step % 100 == 0 or step == args.steps:
             a = acc / 100
             acc[:] = 0
             msg = f"step {step}/{args.steps} hm {a[0]:.3f} off {a[1]:.3f} size {a[2]:.3f} attr {a[3]:.3f}"
             if step % 500 == 0 or step == args.steps:
-                p, r = evaluate(model, val)
+                p, r = evaluate(final, val)
                 msg += f" | held-out covered P {p[0]:.3f} R {r[0]:.3f}, bare P {p[1]:.3f} R {r[1]:.3f}"
             print(f"{msg} ({time.time() - t0:.0f} s)", flush=True)
-            torch.save(net.state_dict(), "/tmp/" + pathlib.Path(args.out).stem + ".pt")
+            torch.save((ema.net if ema else net).state_dict(), "/tmp/" + pathlib.Path(args.out).stem + ".pt")
 
-    model.eval()
+    final.eval()
     for th in (0.2, 0.3, 0.4, 0.5):
-        p, r = evaluate(model, val, th)
+        p, r = evaluate(final, val, th)
         print(f"held-out at threshold {th}: covered P {p[0]:.3f} R {r[0]:.3f}, bare P {p[1]:.3f} R {r[1]:.3f}")
-    common.export(model, args.out, (1, 3, S, S), ["heads", "covering"])
+    common.export(final, args.out, (1, 3, S, S), ["heads", "covering"])
     print(f"wrote {args.out}")
 
 
