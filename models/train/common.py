@@ -5,6 +5,7 @@ Runs on Debian 12's python3-torch 1.13 / python3-onnx / python3-opencv, CPU only
 /usr/bin/python3, not another interpreter.
 """
 
+import copy
 import json
 import math
 import os
@@ -226,7 +227,6 @@ class Ema:
     that the average does not keep the random start."""
 
     def __init__(self, net, decay, ramp=1000):
-        import copy
         self.net = copy.deepcopy(net).eval()
         for p in self.net.parameters():
             p.requires_grad_(False)

@@ -10,6 +10,11 @@ The shipped model (models/kitchen-heads.md) is that one fine-tuned (batch norms 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --init /tmp/kitchen-heads-v1.onnx \
         --steps 1500 --lr 1e-3 --seed 1 --threads 2                 # ~8 min on two free cores
 
+kitchen-mask-heads, the mask check's network (models/kitchen-heads.md), ~33 min on two free cores:
+
+    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
+        --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --out models/kitchen-mask-heads.onnx
+
 Data:
   * ../shared/datasets/helmet-yolo/train ("helmet detection" dataset v3, CC BY 4.0): heads with
     class 0 helmet (covered) / 1 nohelmet (bare). 10% of it (seeded) is held out for monitoring.
