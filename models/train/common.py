@@ -170,7 +170,8 @@ def init_from_onnx(net, path, input_shape):
     export) go into the network's convolutions, each batch norm becomes the identity plus the
     folded bias; a final linear layer (Gemm) takes the file's rows, and when the network has more
     outputs than the file (a new class), the new rows keep their random initialisation.
-    Fine-tuning then keeps the batch norms frozen (freeze_bn)."""
+    Fine-tuning then keeps the batch norms frozen (freeze_bn). Returns the file's number of outputs
+    (rows of its last linear layer)."""
     import onnx
     import onnx.numpy_helper as nh
     m = onnx.load(str(path))
@@ -192,6 +193,7 @@ def init_from_onnx(net, path, input_shape):
             for a, b in zip(list(mod)[:-1], list(mod)[1:]):
                 if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
                     bn_of[a] = b
+    rows = 0
     with torch.no_grad():
         for layer, (w, b) in zip(order, src):
             w = torch.from_numpy(w.copy())
@@ -201,6 +203,7 @@ def init_from_onnx(net, path, input_shape):
                 assert layer.weight.shape[1] == w.shape[1] and layer.weight.shape[0] >= k
                 layer.weight[:k] = w
                 layer.bias[:k] = b
+                rows = k
                 continue
             assert layer.weight.shape == w.shape, (layer.weight.shape, w.shape)
             layer.weight.copy_(w)
@@ -212,6 +215,7 @@ def init_from_onnx(net, path, input_shape):
                 bn.running_var.fill_(1.0 - bn.eps)
             else:
                 layer.bias.copy_(b)
+    return rows
 
 
 def freeze_bn(net):

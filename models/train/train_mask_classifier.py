@@ -4,12 +4,18 @@
 ../shared/datasets/helmet-yolo/train (CC BY 4.0), and exports models/kitchen-mask-classifier.onnx.
 
 The shipped model (models/kitchen-mask-classifier.md) is the two-class model of commit e6fb04c,
-fine-tuned with the third class:
+fine-tuned with the third class (step 2), then fine-tuned again with the photos also framed as the
+head network frames them (step 3, frame_mask_crops.py):
 
     git show e6fb04c:models/kitchen-mask-classifier.onnx > /tmp/kitchen-mask-classifier-v1.onnx
     git show e6fb04c:models/kitchen-heads.onnx > /tmp/kitchen-heads-v1.onnx
     nice -n 5 /usr/bin/python3 models/train/train_mask_classifier.py --init /tmp/kitchen-mask-classifier-v1.onnx \
         --heads /tmp/kitchen-heads-v1.onnx --epochs 15 --lr 3e-3 --threads 1     # ~3 min on a free core
+    # step 3 (the file of step 2 is the one of commit 89db889)
+    git show 89db889:models/kitchen-mask-classifier.onnx > /tmp/kitchen-mask-classifier-89db889.onnx
+    cd models/train && nice -n 5 /usr/bin/python3 train_mask_classifier.py \
+        --init /tmp/kitchen-mask-classifier-89db889.onnx --heads ../kitchen-mask-heads.onnx \
+        --head-frames head_frames.json --epochs 30 --lr 1e-3 --ema 0.99 --threads 1   # ~6 min
 
 `background` ("not a face or head": the two-stage detector drops the box) is learnt from crops of
 helmet-yolo/train photos away from every labelled head: the head detector's own false positives
@@ -76,7 +82,7 @@ class Exported(nn.Module):
         return torch.softmax(self.net(x), dim=1)
 
 
-def load(shared, face_boxes=None):
+def load(shared, face_boxes=None, head_frames=None):
     """mask-crops, 90% train / 10% held out, as 96x96. Without `face_boxes` each photo is taken
     whole (the shipped model's training); with label_face_boxes.py's file, a photo whose face is a
     small part of it (a wider shot) is cut as TwoStageDetector cuts a head box, the face widened by
@@ -92,17 +98,23 @@ def load(shared, face_boxes=None):
     val = [items[i] for i in order[:n_val]]
     train = [items[i] for i in order[n_val:]]
     boxes = json.loads(pathlib.Path(face_boxes).read_text())["photos"] if face_boxes else {}
+    heads = json.loads(pathlib.Path(head_frames).read_text())["photos"] if head_frames else {}
 
     def read(lst):
-        imgs, labels = [], []
+        imgs, framed, labels = [], [], []
         for f, label in lst:
-            v = boxes.get(f"{f.parent.name}/{f.name}", "whole")
+            key = f"{f.parent.name}/{f.name}"
+            v = boxes.get(key, "whole")
             if v == "skip":
                 continue
             img = cv2.imread(str(f), cv2.IMREAD_COLOR)
             imgs.append(cut(img, v) if isinstance(v, list) else cv2.resize(img, (96, 96), interpolation=cv2.INTER_AREA))
+            # The photo as the pipeline frames it (the head network's box, square, no margin), or
+            # the plain photo where the head network found nothing.
+            framed.append(cut(img, heads[key], expand=0.0) if key in heads else imgs[-1])
             labels.append(label)
-        return np.array(imgs, np.uint8).reshape(-1, 96, 96, 3), np.array(labels, np.int64)
+        return (np.array(imgs, np.uint8).reshape(-1, 96, 96, 3), np.array(labels, np.int64),
+                np.array(framed, np.uint8).reshape(-1, 96, 96, 3))
 
     return read(train), read(val)
 
@@ -259,14 +271,20 @@ def main():
                     help="head detector whose false positives on helmet-yolo/train become background crops")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--init", default="",
-                    help="fine-tune from this two-class kitchen-mask-classifier.onnx (batch norms frozen)")
+                    help="fine-tune from this kitchen-mask-classifier.onnx, two or three classes (batch norms frozen)")
     ap.add_argument("--face-boxes", default="",
                     help="label_face_boxes.py's file: wider shots cut to their face, photos of several faces left out")
+    ap.add_argument("--head-frames", default="",
+                    help="frame_mask_crops.py's file: photos cut as the head network frames them")
+    ap.add_argument("--framed-share", type=float, default=0.5,
+                    help="with --head-frames, the share of face photos in a batch cut that way")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="evaluate and export a moving average of the weights with this decay (0: the last weights)")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-mask-classifier.onnx"))
     args = ap.parse_args()
     common.seed_everything(args.seed, args.threads)
     shared = common.shared_dir()
-    (tx, ty), (vx, vy) = load(shared, args.face_boxes or None)
+    (tx, ty, tf), (vx, vy, _) = load(shared, args.face_boxes or None, args.head_frames or None)
     print(f"mask-crops: {len(tx)} train, {len(vx)} held out "
           f"({int((ty == 0).sum())}/{int((ty == 1).sum())} no_mask/with_mask in train)", flush=True)
     rng = np.random.default_rng(args.seed)
@@ -276,15 +294,16 @@ def main():
 
     net = MaskNet()
     if args.init:
-        common.init_from_onnx(net, args.init, (1, 3, SIZE, SIZE))
-        with torch.no_grad():  # the new class starts unlikely
-            net.fc.bias[BG] = float(net.fc.bias[:BG].min()) - 2.0
+        if common.init_from_onnx(net, args.init, (1, 3, SIZE, SIZE)) <= BG:
+            with torch.no_grad():  # the new class starts unlikely
+                net.fc.bias[BG] = float(net.fc.bias[:BG].min()) - 2.0
         acc, p0, r0, ex = evaluate(net, vx, vy, vbx, vhx)
         print(f"from {args.init}: held-out acc {acc:.4f} no_mask P {p0:.4f} R {r0:.4f} {ex}", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-3)
     nb = len(tx) // 48
     steps = args.epochs * nb
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15)
+    ema = common.Ema(net, args.ema) if args.ema > 0 else None
     t0 = time.time()
     for epoch in range(args.epochs):
         net.train()
@@ -297,7 +316,8 @@ def main():
             idx = order[b * 48:(b + 1) * 48]
             bi = rng.integers(0, len(bx), 24)
             hi = rng.integers(0, len(hx), 8)
-            imgs = [augment(tx[i], rng) for i in idx] + [augment(bx[i], rng) for i in bi] + \
+            faces = [tf[i] if args.head_frames and rng.random() < args.framed_share else tx[i] for i in idx]
+            imgs = [augment(f, rng) for f in faces] + [augment(bx[i], rng) for i in bi] + \
                 [augment(hx[i], rng) for i in hi]
             y = torch.from_numpy(np.concatenate([ty[idx], np.full(24, BG, np.int64)]))
             logits = net(to_tensor(imgs))
@@ -309,14 +329,17 @@ def main():
             loss.backward()
             opt.step()
             sched.step()
+            if ema:
+                ema.update(net)
             total += float(loss)
-        acc, p0, r0, ex = evaluate(net, vx, vy, vbx, vhx)
+        acc, p0, r0, ex = evaluate(ema.net if ema else net, vx, vy, vbx, vhx)
         print(f"epoch {epoch + 1}/{args.epochs} loss {total / nb:.4f} held-out acc {acc:.4f} "
               f"no_mask P {p0:.4f} R {r0:.4f} faces dropped {ex['faces_dropped']:.4f}, "
               f"background dropped {ex['bg_dropped']:.4f}, helmet heads kept {ex['heads_kept']:.4f} "
               f"({time.time() - t0:.0f} s)", flush=True)
-        torch.save(net.state_dict(), "/tmp/kitchen-mask-classifier.pt")
+        torch.save((ema.net if ema else net).state_dict(), "/tmp/kitchen-mask-classifier.pt")
 
+    net = ema.net if ema else net
     net.eval()
     model = Exported(net).eval()
     common.export(model, args.out, (1, 3, SIZE, SIZE), ["probs"])
