@@ -86,7 +86,10 @@ def load(shared, face_boxes=None, head_frames=None):
     """mask-crops, 90% train / 10% held out, as 96x96. Without `face_boxes` each photo is taken
     whole (the shipped model's training); with label_face_boxes.py's file, a photo whose face is a
     small part of it (a wider shot) is cut as TwoStageDetector cuts a head box, the face widened by
-    10% and made square, and photos of several faces are left out, in both splits."""
+    10% and made square, and photos of several faces are left out, in both splits. Returns
+    (photos, labels, framed) for each split: `framed` holds each photo cut by its box in
+    frame_mask_crops.py's `head_frames` file (as the pipeline cuts a head box), or the photo as in
+    `photos` where the file has no box for it or none is given."""
     root = shared / "datasets" / "mask-crops"
     items = []
     for folder, label in sorted(FOLDERS.items()):
