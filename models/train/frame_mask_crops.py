@@ -25,7 +25,7 @@ import pathlib
 import cv2
 
 import common
-import train_head_detector as thd
+from train_mask_classifier import detector_boxes
 
 MIN_SCORE = 0.1
 
@@ -35,14 +35,10 @@ def head_box(net, img, face):
     h, w = img.shape[:2]
     m = max(h, w) // 2
     canvas = cv2.copyMakeBorder(img, m, m, m, m, cv2.BORDER_REPLICATE)
-    ch, cw = canvas.shape[:2]
-    net.setInput(cv2.dnn.blobFromImage(canvas, 1 / 127.5, (thd.S, thd.S), (127.5, 127.5, 127.5), swapRB=True))
-    heads = net.forward("heads")[0]
     fx, fy = (face[0] + face[2]) / 2 + m, (face[1] + face[3]) / 2 + m
     side = max(face[2] - face[0], face[3] - face[1])
     best = None
-    for d in thd.decode(heads, MIN_SCORE, 1):
-        b = (d[0] * cw / thd.S, d[1] * ch / thd.S, d[2] * cw / thd.S, d[3] * ch / thd.S, float(d[4]))
+    for b in detector_boxes(net, canvas, MIN_SCORE):
         if not (b[0] <= fx <= b[2] and b[1] <= fy <= b[3]):
             continue
         if not 0.6 * side <= max(b[2] - b[0], b[3] - b[1]) <= 2.5 * side:

@@ -169,13 +169,13 @@ def away_from_heads(box, heads):
 
 def detector_boxes(net, img, threshold=0.1):
     """kitchen-heads on the whole photo stretched to 384x384, as kitchen-eval runs it: peaks of the
-    head map, NMS 0.4; boxes in photo pixels."""
+    head map, NMS 0.4; boxes (x1, y1, x2, y2, score) in photo pixels."""
     import train_head_detector as thd
     H, W = img.shape[:2]
     blob = cv2.dnn.blobFromImage(img, 1 / 127.5, (thd.S, thd.S), (127.5, 127.5, 127.5), swapRB=True)
     net.setInput(blob)
     heads = net.forward("heads")[0]
-    return [(d[0] * W / thd.S, d[1] * H / thd.S, d[2] * W / thd.S, d[3] * H / thd.S)
+    return [(d[0] * W / thd.S, d[1] * H / thd.S, d[2] * W / thd.S, d[3] * H / thd.S, float(d[4]))
             for d in thd.decode(heads, threshold, 1)]
 
 
