@@ -285,6 +285,10 @@ def main():
                     help="evaluate and export a moving average of the weights with this decay (0: the last weights)")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-mask-classifier.onnx"))
     args = ap.parse_args()
+    if not 0.0 <= args.framed_share <= 1.0:
+        ap.error("--framed-share is a share in [0, 1]")
+    if not 0.0 <= args.ema < 1.0:
+        ap.error("--ema is a decay in [0, 1)")
     common.seed_everything(args.seed, args.threads)
     shared = common.shared_dir()
     (tx, ty, tf), (vx, vy, _) = load(shared, args.face_boxes or None, args.head_frames or None)
