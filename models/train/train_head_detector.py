@@ -59,6 +59,7 @@ ASPECT_MAX = 1.45
 SQUEEZE_FACES = False  # --squeeze-faces: the pasted faces stretched like the crop (the shipped models: not)
 WIDTH = 1.0  # channel multiplier (--width)
 PASTE_RATE = 0.5  # --paste-rate: share of training crops that get pasted faces (the shipped models: 0.5)
+CLUTTER_RATE = 0.0  # --clutter: share of training crops with drawn signs and marks, unlabelled (shipped: 0)
 
 
 def dws(cin, cout, stride=1):
@@ -179,6 +180,46 @@ def feather_ellipse(w, h):
     return np.clip((1.15 - d) / 0.3, 0, 1)[..., None]
 
 
+CLUTTER_COLOURS = [(0, 0, 230), (0, 200, 255), (0, 200, 0), (230, 120, 0), (200, 0, 200), (255, 255, 255),
+                   (20, 20, 20), (0, 140, 255), (200, 200, 0)]
+
+
+def draw_clutter(out, objs, rng):
+    """1-3 signs, labels, text and painted marks of head size, unlabelled: what the head networks
+    box in street and kitchen pictures and the building-site photos rarely show. Heads they hide
+    are dropped from `objs`."""
+    for _ in range(int(rng.integers(1, 4))):
+        w = int(TS * math.exp(rng.uniform(math.log(0.05), math.log(0.3))))
+        h = int(w * rng.uniform(0.5, 1.3))
+        x, y = int(rng.integers(0, max(1, TS - w))), int(rng.integers(0, max(1, TS - h)))
+        colour = lambda: tuple(int(c) for c in CLUTTER_COLOURS[int(rng.integers(len(CLUTTER_COLOURS)))])
+        patch = out[y:y + h, x:x + w].copy()
+        kind = rng.random()
+        if kind < 0.6:  # a sign or label: a plate with text, or text alone
+            if rng.random() < 0.6:
+                patch[:] = colour()
+            text = "".join(rng.choice(list("ABCDEFGHKLMNOPRSTUXZ0123456789"), int(rng.integers(1, 5))))
+            scale = max(0.3, h / 40 * rng.uniform(0.6, 1.0))
+            cv2.putText(patch, text, (int(rng.integers(0, max(1, w // 3))), int(h * rng.uniform(0.6, 0.95))),
+                        int(rng.choice([0, 1, 2, 3, 4])), scale, colour(), max(1, int(scale * 2)))
+        else:  # a painted mark: a cross, a chevron or a bar
+            t = max(2, w // 8)
+            c = colour()
+            m = int(rng.integers(0, 3))
+            if m == 0:
+                cv2.line(patch, (0, 0), (w - 1, h - 1), c, t)
+                cv2.line(patch, (0, h - 1), (w - 1, 0), c, t)
+            elif m == 1:
+                cv2.polylines(patch, [np.array([[0, h - 1], [w // 2, 0], [w - 1, h - 1]], np.int32)], False, c, t)
+            else:
+                patch[h // 3:2 * h // 3] = c
+        out[y:y + h, x:x + w] = patch
+        objs = [o for o in objs
+                if max(0, min(o[2], x + w) - max(o[0], x)) * max(0, min(o[3], y + h) - max(o[1], y))
+                < 0.4 * (o[2] - o[0]) * (o[3] - o[1])]
+    return out, objs
+
+
 def make_sample(train, faces, rng):
     img, boxes = train[int(rng.integers(len(train)))]
     H, W = img.shape[:2]
@@ -244,6 +285,8 @@ def make_sample(train, faces, rng):
                 if ix * iy < 0.4 * (o[2] - o[0]) * (o[3] - o[1]):
                     keep.append(o)
             objs = keep + [[px + lx1, py + ly1, px + lx2, py + ly2, -1.0]]  # -1: covering unknown
+    if CLUTTER_RATE > 0 and rng.random() < CLUTTER_RATE:
+        out, objs = draw_clutter(out, objs, rng)
     if rng.random() < 0.5:
         out = out[:, ::-1].copy()
         objs = [[TS - o[2], o[1], TS - o[0], o[3], o[4]] for o in objs]
@@ -360,7 +403,7 @@ def evaluate(model, val, threshold=0.3):
 
 
 def main():
-    global ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE
+    global ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE, CLUTTER_RATE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=12)
@@ -377,6 +420,8 @@ def main():
                     help="share of training crops with 1-3 pasted faces")
     ap.add_argument("--face-boxes", default="",
                     help="label_face_boxes.py's file: pasted photos are labelled with their face's box, not their own")
+    ap.add_argument("--clutter", type=float, default=CLUTTER_RATE,
+                    help="share of training crops with 1-3 drawn signs, text and marks (unlabelled)")
     ap.add_argument("--weights", default="",
                     help="start from this state dict (the .pt a run leaves in /tmp); with --steps 0: export it")
     ap.add_argument("--ema", type=float, default=0.0,
@@ -397,6 +442,7 @@ def main():
     print(f"helmet-yolo: {len(train)} train, {len(val)} held out; {len(faces)} face photos to paste", flush=True)
 
     ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE = args.aspect_max, args.squeeze_faces, args.paste_rate
+    CLUTTER_RATE = args.clutter
     net = HeadNet(args.width)
     model = Exported(net)
     if args.init:
