@@ -123,8 +123,13 @@ TEST(OwnModels, HeadDetectorInOpenCvMatchesPyTorch) { expect_same_as_pytorch("ki
 
 TEST(OwnModels, MaskHeadDetectorInOpenCvMatchesPyTorch) { expect_same_as_pytorch("kitchen-mask-heads"); }
 
+TEST(OwnModels, OnePassHeadDetectorInOpenCvMatchesPyTorch) {
+    expect_same_as_pytorch("kitchen-one-pass-heads");
+}
+
 TEST(OwnModels, ShippedFilesAreSmall) {
-    for (const char* f : {"kitchen-heads.onnx", "kitchen-mask-heads.onnx", "kitchen-mask-classifier.onnx"}) {
+    for (const char* f : {"kitchen-heads.onnx", "kitchen-mask-heads.onnx", "kitchen-one-pass-heads.onnx",
+                          "kitchen-mask-classifier.onnx"}) {
         ASSERT_TRUE(fs::exists(kModels / f)) << f;
         EXPECT_LT(fs::file_size(kModels / f), 4u << 20) << f;
     }
