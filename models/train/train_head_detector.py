@@ -18,8 +18,8 @@ kitchen-mask-heads, the mask check's network (models/kitchen-heads.md), ~33 min 
 kitchen-one-pass-heads, the network of models/one-pass/ (both checks): the same with drawn clutter
 in half the training crops, ~35 min on two free cores:
 
-    cd models/train && nice -n 5 /usr/bin/python3 train_head_detector.py --aspect-max 2.0 --squeeze-faces \
-        --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --out ../kitchen-one-pass-heads.onnx
+    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
+        --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --out models/kitchen-one-pass-heads.onnx
 
 Data:
   * ../shared/datasets/helmet-yolo/train ("helmet detection" dataset v3, CC BY 4.0): heads with
@@ -190,15 +190,24 @@ CLUTTER_COLOURS = [(0, 0, 230), (0, 200, 255), (0, 200, 0), (230, 120, 0), (200,
                    (20, 20, 20), (0, 140, 255), (200, 200, 0)]
 
 
+def unhidden(objs, x, y, w, h):
+    """The objects of which under 40% lies under the rectangle (x, y, w, h) pasted or drawn over them."""
+    return [o for o in objs
+            if max(0, min(o[2], x + w) - max(o[0], x)) * max(0, min(o[3], y + h) - max(o[1], y))
+            < 0.4 * (o[2] - o[0]) * (o[3] - o[1])]
+
+
 def draw_clutter(out, objs, rng):
     """1-3 signs, labels, text and painted marks of head size, unlabelled: what the head networks
     box in street and kitchen pictures and the building-site photos rarely show. Heads they hide
     are dropped from `objs`."""
+    def colour():
+        return tuple(int(c) for c in CLUTTER_COLOURS[int(rng.integers(len(CLUTTER_COLOURS)))])
+
     for _ in range(int(rng.integers(1, 4))):
         w = int(TS * math.exp(rng.uniform(math.log(0.05), math.log(0.3))))
         h = int(w * rng.uniform(0.5, 1.3))
         x, y = int(rng.integers(0, max(1, TS - w))), int(rng.integers(0, max(1, TS - h)))
-        colour = lambda: tuple(int(c) for c in CLUTTER_COLOURS[int(rng.integers(len(CLUTTER_COLOURS)))])
         patch = out[y:y + h, x:x + w].copy()
         kind = rng.random()
         if kind < 0.6:  # a sign or label: a plate with text, or text alone
@@ -220,9 +229,7 @@ def draw_clutter(out, objs, rng):
             else:
                 patch[h // 3:2 * h // 3] = c
         out[y:y + h, x:x + w] = patch
-        objs = [o for o in objs
-                if max(0, min(o[2], x + w) - max(o[0], x)) * max(0, min(o[3], y + h) - max(o[1], y))
-                < 0.4 * (o[2] - o[0]) * (o[3] - o[1])]
+        objs = unhidden(objs, x, y, w, h)
     return out, objs
 
 
@@ -284,14 +291,9 @@ def make_sample(train, faces, rng):
             alpha = feather_ellipse(fw, fh) if rng.random() < 0.7 else np.ones((fh, fw, 1), np.float32)
             roi = out[py:py + fh, px:px + fw].astype(np.float32)
             out[py:py + fh, px:px + fw] = (roi * (1 - alpha) + face.astype(np.float32) * alpha).astype(np.uint8)
-            keep = []
-            for o in objs:  # heads the face now hides are gone
-                ix = max(0, min(o[2], px + fw) - max(o[0], px))
-                iy = max(0, min(o[3], py + fh) - max(o[1], py))
-                if ix * iy < 0.4 * (o[2] - o[0]) * (o[3] - o[1]):
-                    keep.append(o)
-            objs = keep + [[px + lx1, py + ly1, px + lx2, py + ly2, -1.0]]  # -1: covering unknown
-    if CLUTTER_RATE > 0 and rng.random() < CLUTTER_RATE:
+            # Heads the face now hides are gone.
+            objs = unhidden(objs, px, py, fw, fh) + [[px + lx1, py + ly1, px + lx2, py + ly2, -1.0]]  # -1: covering unknown
+    if CLUTTER_RATE > 0 and rng.random() < CLUTTER_RATE:  # no draw at 0: older commands give the same weights
         out, objs = draw_clutter(out, objs, rng)
     if rng.random() < 0.5:
         out = out[:, ::-1].copy()
@@ -439,6 +441,8 @@ def main():
         ap.error("--init and --weights both set the starting weights: give one")
     if not 0.0 <= args.ema < 1.0:
         ap.error("--ema is a decay in [0, 1)")
+    if not 0.0 <= args.clutter <= 1.0:
+        ap.error("--clutter is a share in [0, 1]")
     if args.steps < 0 or (args.steps == 0 and not (args.init or args.weights)):
         ap.error("--steps 0 exports --weights or --init as they are; without either it would export a random network")
     common.seed_everything(args.seed, args.threads)
