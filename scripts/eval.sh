@@ -15,13 +15,13 @@ faces=("--data" "$KG_SHARED_DIR/datasets/mask-yolo/valid" "--classes" "0=face,1=
 # The project's own models (models/kitchen-*.yaml) in the same run as the references they are
 # measured against.
 for d in classic:mask models/reference/aizoo-face-mask.yaml models/reference/ultraface-masked-face-rfb-640.yaml \
-         models/kitchen-mask.yaml models/one-pass/kitchen-mask.yaml; do
+         models/kitchen-mask.yaml models/two-networks/kitchen-mask.yaml; do
   (cd "$root" && "$eval_bin" -d "$d" "${mask[@]}"); echo
 done
-for d in classic:head models/kitchen-head-covering.yaml models/one-pass/kitchen-head-covering.yaml; do
+for d in classic:head models/kitchen-head-covering.yaml models/two-networks/kitchen-head-covering.yaml; do
   (cd "$root" && "$eval_bin" -d "$d" "${helmet[@]}"); echo
 done
-for d in models/reference/ultraface-rfb-320.yaml models/kitchen-mask.yaml models/one-pass/kitchen-mask.yaml; do
+for d in models/reference/ultraface-rfb-320.yaml models/kitchen-mask.yaml models/two-networks/kitchen-mask.yaml; do
   # Faces only (either class): how well each finds the faces, whatever it decides about them.
   (cd "$root" && "$eval_bin" -d "$d" "${faces[@]}" --any-class); echo
 done

@@ -1,5 +1,5 @@
-"""Both hygiene checks on one network pass (models/one-pass/), end to end on a live camera: the gateway
-says it shares the pass, and the head-covering check still turns a bare head into one bare_head event
+"""Both hygiene checks on one network pass (the default models, models/kitchen-*.yaml), end to end on a
+live camera: the gateway finds the defaults by itself (`auto`), says it shares the pass, and the head-covering check still turns a bare head into one bare_head event
 that ends when only covered heads are left. Skipped without ../shared (the photos)."""
 
 import json
@@ -13,7 +13,7 @@ import kg_e2e
 
 SHARED = pathlib.Path(os.environ.get("KG_SHARED_DIR") or kg_e2e.SOURCE_DIR.parent / "shared")
 DATA = SHARED / "datasets/helmet-yolo/valid"
-ONE_PASS = kg_e2e.SOURCE_DIR / "models/one-pass"
+MODELS = kg_e2e.SOURCE_DIR / "models"
 EVAL_BIN = str(pathlib.Path(kg_e2e.GATEWAY_BIN).with_name("kitchen-eval"))
 
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"no labelled photos in {SHARED}")
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"no labelled photos i
 def pick_photos(tmp_path):
     """The photo with the most certain bare head, and one with certain covered heads only."""
     dump = tmp_path / "dump.json"
-    subprocess.run([EVAL_BIN, "-d", str(ONE_PASS / "kitchen-head-covering.yaml"), "--data", str(DATA),
+    subprocess.run([EVAL_BIN, "-d", str(MODELS / "kitchen-head-covering.yaml"), "--data", str(DATA),
                     "--classes", "0=covered,1=bare", "--dump", str(dump)], check=True, capture_output=True)
     found = json.loads(dump.read_text())
     bare = max(found, key=lambda img: max([b["score"] for b in found[img] if b["label"] == "bare"] or [0]))
@@ -44,13 +44,22 @@ def test_both_checks_share_one_pass_and_a_bare_head_is_one_event(broker, collect
                         analysis={"fps": 2, "width": 640, "height": 640},
                         rules={"mask": dict(rule), "head_covering": dict(rule)})
     config = kg_e2e.base_config(broker, [cam], tmp_path)
-    config["detectors"] = {"mask": str(ONE_PASS / "kitchen-mask.yaml"),
-                           "head_covering": str(ONE_PASS / "kitchen-head-covering.yaml")}
-    gw = gateways(config)
+    config["detectors"] = {"mask": "auto", "head_covering": "auto"}
+    env_before = os.environ.get("KG_MODELS_DIR")
+    os.environ["KG_MODELS_DIR"] = str(MODELS)  # this checkout's, whatever the build directory
+    try:
+        gw = gateways(config)
+    finally:
+        if env_before is None:
+            del os.environ["KG_MODELS_DIR"]
+        else:
+            os.environ["KG_MODELS_DIR"] = env_before
     kg_e2e.wait_until(lambda: [e["state"] for e in collector.events() if e["check"] == "head_covering"]
                       == ["start", "end"], 45, what="the bare_head event's start and end")
     assert gw.terminate() == 0
     log = gw.output()
+    assert f"mask check: detector {MODELS / 'kitchen-mask.yaml'}" in log, log[-3000:]
+    assert f"head_covering check: detector {MODELS / 'kitchen-head-covering.yaml'}" in log, log[-3000:]
     assert "1 network pass(es) shared between checks" in log, log[-3000:]
     heads = [e for e in collector.events() if e["check"] == "head_covering"]
     assert [(e["state"], e["label"], e["severity"]) for e in heads] == [("start", "bare_head", 3),

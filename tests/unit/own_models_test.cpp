@@ -167,12 +167,12 @@ TEST(OwnModels, AutoFindsTheOwnModelsAndFallsBackToClassic) {
     EXPECT_TRUE(spec == "classic:mask" || spec.ends_with("kitchen-mask.yaml")) << spec;
 }
 
-TEST(OwnModels, AutoFindsTheOnePassManifestsWhereKgModelsDirNamesThem) {
-    const EnvGuard env("KG_MODELS_DIR", (kModels / "one-pass").string());
+TEST(OwnModels, AutoFindsTheTwoNetworkManifestsWhereKgModelsDirNamesThem) {
+    const EnvGuard env("KG_MODELS_DIR", (kModels / "two-networks").string());
     EXPECT_EQ(kg::vision::resolve_detector_spec("auto:mask"),
-              (kModels / "one-pass" / "kitchen-mask.yaml").string());
+              (kModels / "two-networks" / "kitchen-mask.yaml").string());
     EXPECT_EQ(kg::vision::resolve_detector_spec("auto:head"),
-              (kModels / "one-pass" / "kitchen-head-covering.yaml").string());
+              (kModels / "two-networks" / "kitchen-head-covering.yaml").string());
 }
 
 TEST(OwnModels, TwoStageDetectorRunsOnA720pFrame) {
@@ -245,9 +245,9 @@ void expect_same(const std::vector<Detection>& got, const std::vector<Detection>
 }  // namespace
 
 TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
-    // models/one-pass/ feeds one network alike for both checks: the gateway runs it once per frame
+    // The default manifests feed one network alike for both checks: the gateway runs it once per frame
     // for both (vision/dnn/network_pass.hpp). Sharing must change the cost, never the boxes.
-    const fs::path dir = kModels / "one-pass";
+    const fs::path& dir = kModels;
     kg::vision::dnn::NetworkPasses passes;
     auto mask = kg::vision::make_detector((dir / "kitchen-mask.yaml").string(), &passes);
     auto head = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string(), &passes);
@@ -290,7 +290,7 @@ TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
 
 TEST(OwnModels, ASharedPassNeverAnswersANewPictureWithTheLastOnesOutputs) {
     // A caller that forgets begin_frame() must pay a second pass, not get the first picture's boxes.
-    const fs::path dir = kModels / "one-pass";
+    const fs::path& dir = kModels;
     kg::vision::dnn::NetworkPasses passes;
     auto head = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string(), &passes);
     auto head_alone = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string());
@@ -311,29 +311,30 @@ TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
     // Otherwise the first forward pass would throw, in every check that shares the network.
     const auto tmp = fs::temp_directory_path() / ("kg-bad-output-" + std::to_string(::getpid()));
     fs::create_directories(tmp);
-    std::ifstream in(kModels / "one-pass" / "kitchen-head-covering.yaml");
+    std::ifstream in(kModels / "kitchen-head-covering.yaml");
     std::string text((std::istreambuf_iterator<char>(in)), {});
     auto manifest =
-        kg::vision::dnn::load_manifest((kModels / "one-pass" / "kitchen-head-covering.yaml").string());
+        kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
     ASSERT_FALSE(manifest.outputs.empty());
     const std::string names = "names: [" + manifest.outputs[0] + "]";
     const auto at = text.find(names);
     ASSERT_NE(at, std::string::npos);
     text.replace(at, names.size(), "names: [no_such_layer]");
     // The copy lives elsewhere: point its model at the shipped file.
-    const std::string rel = "model: ../";
+    const std::string rel = "model: ";
     const auto model_at = text.find(rel);
     ASSERT_NE(model_at, std::string::npos);
     // Normalised as the loader does, so that both manifests feed one pass and the refusal happens
     // on the shared pass.
     text.replace(model_at, rel.size(), "model: " + kModels.lexically_normal().string() + "/");
+    ASSERT_NE(text.find("model: /"), std::string::npos);
     const fs::path bad = tmp / "bad-output.yaml";
     std::ofstream(bad) << text;
     kg::vision::dnn::NetworkPasses passes;
-    auto good = kg::vision::make_detector((kModels / "one-pass" / "kitchen-mask.yaml").string(), &passes);
+    auto good = kg::vision::make_detector((kModels / "kitchen-mask.yaml").string(), &passes);
     // The bad reader would share the good one's pass: the refusal is tested where it matters.
     const auto good_pass = passes.pass_for(
-        kg::vision::dnn::load_manifest((kModels / "one-pass" / "kitchen-mask.yaml").string()));
+        kg::vision::dnn::load_manifest((kModels / "kitchen-mask.yaml").string()));
     EXPECT_EQ(passes.pass_for(kg::vision::dnn::load_manifest(bad.string())), good_pass);
     try {
         kg::vision::make_detector(bad.string(), &passes);
@@ -352,10 +353,11 @@ TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
 
 TEST(OwnModels, NetworksFedDifferentlyAreNotShared) {
     {
-        // The default manifests: two networks (accuracy first, docs/accuracy.md), nothing to share.
+        // models/two-networks/: a network for each check, nothing to share.
+        const fs::path dir = kModels / "two-networks";
         kg::vision::dnn::NetworkPasses passes;
-        auto mask = kg::vision::make_detector((kModels / "kitchen-mask.yaml").string(), &passes);
-        auto head = kg::vision::make_detector((kModels / "kitchen-head-covering.yaml").string(), &passes);
+        auto mask = kg::vision::make_detector((dir / "kitchen-mask.yaml").string(), &passes);
+        auto head = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string(), &passes);
         EXPECT_EQ(passes.shared(), 0u);
     }
     kg::vision::dnn::NetworkPasses passes;
@@ -378,15 +380,15 @@ TEST(OwnModels, ManifestValuesOutOfRangeAreNamed) {
         const char* to;
         const char* key;
     } cases[] = {
-        {"min_score: 0.25", "min_score: .nan", "classifier.min_score"},
-        {"min_score: 0.25", "min_score: 1.5", "classifier.min_score"},
+        {"min_score: 0.3", "min_score: .nan", "classifier.min_score"},
+        {"min_score: 0.3", "min_score: 1.5", "classifier.min_score"},
         {"expand: 0.0", "expand: -0.1", "classifier.expand"},
         {"score_threshold: 0.3", "score_threshold: .nan", "output.score_threshold"},
         {"nms_iou: 0.4", "nms_iou: 0", "output.nms_iou"},
     };
     const fs::path dir = fs::temp_directory_path() / ("kg-manifest-" + std::to_string(::getpid()));
     fs::create_directories(dir);
-    for (const char* f : {"kitchen-mask-heads.onnx", "kitchen-mask-classifier.onnx"})
+    for (const char* f : {"kitchen-one-pass-heads.onnx", "kitchen-mask-classifier.onnx"})
         fs::copy_file(kModels / f, dir / f, fs::copy_options::overwrite_existing);
     for (const auto& c : cases) {
         std::string bad = text;
@@ -406,6 +408,6 @@ TEST(OwnModels, ManifestValuesOutOfRangeAreNamed) {
     // The shipped values themselves load.
     std::ofstream(dir / "good.yaml") << text;
     EXPECT_FLOAT_EQ(kg::vision::dnn::load_manifest((dir / "good.yaml").string()).classifier->min_score,
-                    0.25f);
+                    0.3f);
     fs::remove_all(dir);
 }
