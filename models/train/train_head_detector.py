@@ -15,7 +15,7 @@ kitchen-mask-heads, the mask check's network (models/kitchen-heads.md), ~33 min 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --out models/kitchen-mask-heads.onnx
 
-kitchen-one-pass-heads, the network of models/one-pass/ (both checks): the same with drawn clutter
+kitchen-one-pass-heads, the network of the default manifests (both checks): the same with drawn clutter
 in half the training crops, ~35 min on two free cores:
 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
