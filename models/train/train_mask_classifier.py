@@ -5,7 +5,8 @@
 
 The shipped model (models/kitchen-mask-classifier.md) is the two-class model of commit e6fb04c,
 fine-tuned with the third class (step 2), then fine-tuned again with the photos also framed as the
-head network frames them (step 3, frame_mask_crops.py):
+head network frames them (step 3, frame_mask_crops.py), then again with the framing and the
+background crops of the default head network, kitchen-one-pass-heads at 512 (step 4):
 
     git show e6fb04c:models/kitchen-mask-classifier.onnx > /tmp/kitchen-mask-classifier-v1.onnx
     git show e6fb04c:models/kitchen-heads.onnx > /tmp/kitchen-heads-v1.onnx
@@ -16,6 +17,11 @@ head network frames them (step 3, frame_mask_crops.py):
     cd models/train && nice -n 5 /usr/bin/python3 train_mask_classifier.py \
         --init /tmp/kitchen-mask-classifier-89db889.onnx --heads ../kitchen-mask-heads.onnx \
         --head-frames head_frames.json --epochs 30 --lr 1e-3 --ema 0.99 --threads 1   # ~6 min
+    # step 4 (the file of step 3 is the one of commit eb6a91b); byte for byte the shipped file
+    git show eb6a91b:models/kitchen-mask-classifier.onnx > /tmp/kitchen-mask-classifier-eb6a91b.onnx
+    cd models/train && nice -n 5 /usr/bin/python3 train_mask_classifier.py \
+        --init /tmp/kitchen-mask-classifier-eb6a91b.onnx --heads ../kitchen-one-pass-heads.onnx --heads-size 512 \
+        --head-frames head_frames_one_pass.json --epochs 30 --lr 1e-3 --ema 0.99 --threads 1 --seed 1   # ~5 min
 
 `background` ("not a face or head": the two-stage detector drops the box) is learnt from crops of
 helmet-yolo/train photos away from every labelled head: the head detector's own false positives
@@ -167,19 +173,21 @@ def away_from_heads(box, heads):
     return True
 
 
-def detector_boxes(net, img, threshold=0.1):
-    """kitchen-heads on the whole photo stretched to 384x384, as kitchen-eval runs it: peaks of the
-    head map, NMS 0.4; boxes (x1, y1, x2, y2, score) in photo pixels."""
+def detector_boxes(net, img, threshold=0.1, size=None):
+    """A head network on the whole photo stretched to size x size (default: the 384 it was
+    exported at), as kitchen-eval runs it: peaks of the head map, NMS 0.4; boxes (x1, y1, x2, y2,
+    score) in photo pixels."""
     import train_head_detector as thd
+    S = size or thd.S
     H, W = img.shape[:2]
-    blob = cv2.dnn.blobFromImage(img, 1 / 127.5, (thd.S, thd.S), (127.5, 127.5, 127.5), swapRB=True)
+    blob = cv2.dnn.blobFromImage(img, 1 / 127.5, (S, S), (127.5, 127.5, 127.5), swapRB=True)
     net.setInput(blob)
     heads = net.forward("heads")[0]
-    return [(d[0] * W / thd.S, d[1] * H / thd.S, d[2] * W / thd.S, d[3] * H / thd.S, float(d[4]))
+    return [(d[0] * W / S, d[1] * H / S, d[2] * W / S, d[3] * H / S, float(d[4]))
             for d in thd.decode(heads, threshold, 1)]
 
 
-def load_helmet_crops(shared, heads_onnx, rng):
+def load_helmet_crops(shared, heads_onnx, rng, heads_size=None):
     """Background crops (class BG) from helmet-yolo/train, away from every labelled head: the head
     detector's own false positives and random boxes of head sizes; and the labelled heads
     themselves (a face or head, mask unknown: they teach only "not background"). Split as the head
@@ -196,7 +204,7 @@ def load_helmet_crops(shared, heads_onnx, rng):
             for b in hb:
                 if min(b[2] - b[0], b[3] - b[1]) >= 6:
                     heads.append(cut(img, b))
-            for b in detector_boxes(net, img):
+            for b in detector_boxes(net, img, size=heads_size):
                 if away_from_heads(b, hb):
                     bg.append(cut(img, b))
                     fp += 1
@@ -272,6 +280,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--heads", default=str(common.MODELS / "kitchen-heads.onnx"),
                     help="head detector whose false positives on helmet-yolo/train become background crops")
+    ap.add_argument("--heads-size", type=int, default=0,
+                    help="input size --heads runs at (0: the 384 it was exported at; the default manifests run 512)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--init", default="",
                     help="fine-tune from this kitchen-mask-classifier.onnx, two or three classes (batch norms frozen)")
@@ -289,13 +299,16 @@ def main():
         ap.error("--framed-share is a share in [0, 1]")
     if not 0.0 <= args.ema < 1.0:
         ap.error("--ema is a decay in [0, 1)")
+    if args.heads_size and (args.heads_size < 64 or args.heads_size % 8):
+        ap.error("--heads-size is a multiple of 8, at least 64")
     common.seed_everything(args.seed, args.threads)
     shared = common.shared_dir()
     (tx, ty, tf), (vx, vy, _) = load(shared, args.face_boxes or None, args.head_frames or None)
     print(f"mask-crops: {len(tx)} train, {len(vx)} held out "
           f"({int((ty == 0).sum())}/{int((ty == 1).sum())} no_mask/with_mask in train)", flush=True)
     rng = np.random.default_rng(args.seed)
-    (bx, hx, nfp), (vbx, vhx, vfp) = load_helmet_crops(shared, args.heads, np.random.default_rng(args.seed + 1))
+    (bx, hx, nfp), (vbx, vhx, vfp) = load_helmet_crops(shared, args.heads, np.random.default_rng(args.seed + 1),
+                                                            args.heads_size or None)
     print(f"helmet-yolo/train: {len(bx)} background crops ({nfp} detector false positives), {len(hx)} heads; "
           f"held out: {len(vbx)} background ({vfp} false positives), {len(vhx)} heads", flush=True)
 
