@@ -137,6 +137,8 @@ void hygiene_both(benchmark::State& state, const std::string& folder) {
                             Duration(0));
     vision::DetectorCheck h("head_covering", std::move(head), {{"bare", "head_covering", "bare_head", 0}},
                             nullptr, Duration(0));
+    // Printed, so that a run whose manifests stopped sharing their network shows it.
+    state.counters["shared_passes"] = static_cast<double>(passes.shared());
     auto frame = make_frame();
     std::vector<vision::Observation> out;
     for (auto _ : state) {

@@ -7,7 +7,8 @@ classifier also learns faces framed as the pipeline frames them.
     cd models/train && /usr/bin/python3 frame_mask_crops.py --heads ../kitchen-one-pass-heads.onnx --size 512 \
         --out head_frames_one_pass.json
 
-In the pipeline the classifier sees a head box from kitchen-mask-heads, made square: hair, ears,
+In the pipeline the classifier sees a head box from the head network (kitchen-one-pass-heads in the
+default manifests, kitchen-mask-heads in models/two-networks/), made square: hair, ears,
 some neck and, in a crowd, part of the next person. mask-crops photos are framed by whoever cut
 them, tight on the face for most masked photos and looser for most unmasked ones. Run on the photo
 with a replicated margin around it (so that a face filling the photo is seen whole), the head

@@ -10,7 +10,7 @@ The shipped model (models/kitchen-heads.md) is that one fine-tuned (batch norms 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --init /tmp/kitchen-heads-v1.onnx \
         --steps 1500 --lr 1e-3 --seed 1 --threads 2                 # ~8 min on two free cores
 
-kitchen-mask-heads, the mask check's network (models/kitchen-heads.md), ~33 min on two free cores:
+kitchen-mask-heads, the mask check's network of models/two-networks/ (models/kitchen-heads.md), ~33 min on two free cores:
 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --out models/kitchen-mask-heads.onnx

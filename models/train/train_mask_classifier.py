@@ -29,8 +29,8 @@ helmet-yolo/train photos away from every labelled head: the head detector's own 
 (mask unknown). Never mask-yolo (evaluation only, its licence forbids training).
 
 Reproducible: fixed seed, fixed split (sorted file names, seeded shuffle), fixed thread count.
-The input is what the two-stage detector hands over: a head box from kitchen-heads, widened and
-made square, resized to 64x64. Augmentation therefore covers loose and tight crops, ceiling-camera
+The input is what the two-stage detector hands over: a head box from the head network
+(kitchen-one-pass-heads in the default manifests), made square, resized to 64x64. Augmentation therefore covers loose and tight crops, ceiling-camera
 angles (rotation, aspect), low light, grey/IR, blur, low resolution, JPEG and partial occlusion.
 """
 
