@@ -313,8 +313,7 @@ TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
     fs::create_directories(tmp);
     std::ifstream in(kModels / "kitchen-head-covering.yaml");
     std::string text((std::istreambuf_iterator<char>(in)), {});
-    auto manifest =
-        kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
+    auto manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
     ASSERT_FALSE(manifest.outputs.empty());
     const std::string names = "names: [" + manifest.outputs[0] + "]";
     const auto at = text.find(names);
@@ -333,8 +332,8 @@ TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
     kg::vision::dnn::NetworkPasses passes;
     auto good = kg::vision::make_detector((kModels / "kitchen-mask.yaml").string(), &passes);
     // The bad reader would share the good one's pass: the refusal is tested where it matters.
-    const auto good_pass = passes.pass_for(
-        kg::vision::dnn::load_manifest((kModels / "kitchen-mask.yaml").string()));
+    const auto good_pass =
+        passes.pass_for(kg::vision::dnn::load_manifest((kModels / "kitchen-mask.yaml").string()));
     EXPECT_EQ(passes.pass_for(kg::vision::dnn::load_manifest(bad.string())), good_pass);
     try {
         kg::vision::make_detector(bad.string(), &passes);
@@ -407,7 +406,6 @@ TEST(OwnModels, ManifestValuesOutOfRangeAreNamed) {
     }
     // The shipped values themselves load.
     std::ofstream(dir / "good.yaml") << text;
-    EXPECT_FLOAT_EQ(kg::vision::dnn::load_manifest((dir / "good.yaml").string()).classifier->min_score,
-                    0.3f);
+    EXPECT_FLOAT_EQ(kg::vision::dnn::load_manifest((dir / "good.yaml").string()).classifier->min_score, 0.3f);
     fs::remove_all(dir);
 }
