@@ -38,15 +38,6 @@ BG = 2
 NET_INPUT = 512  # as kitchen-head-covering.yaml runs the head network
 
 
-def detector_boxes(net, img, threshold=0.1):
-    H, W = img.shape[:2]
-    blob = cv2.dnn.blobFromImage(img, 1 / 127.5, (NET_INPUT, NET_INPUT), (127.5, 127.5, 127.5), swapRB=True)
-    net.setInput(blob)
-    heads = net.forward("heads")[0]
-    return [(d[0] * W / NET_INPUT, d[1] * H / NET_INPUT, d[2] * W / NET_INPUT, d[3] * H / NET_INPUT)
-            for d in thd.decode(heads, threshold, 1)]
-
-
 def crops(photos, net, rng, expand):
     heads, labels, bg, fp = [], [], [], 0
     for img, boxes in photos:
@@ -56,7 +47,7 @@ def crops(photos, net, rng, expand):
             if min(b[2] - b[0], b[3] - b[1]) >= 6:
                 heads.append(tmc.cut(img, b[:4], expand))
                 labels.append(0 if b[4] > 0.5 else 1)
-        for b in detector_boxes(net, img):
+        for b in tmc.detector_boxes(net, img, size=NET_INPUT):
             if tmc.away_from_heads(b, hb):
                 bg.append(tmc.cut(img, b, expand))
                 fp += 1
