@@ -99,9 +99,11 @@ def silent_server():
 
 @pytest.fixture
 def gateway(tmp_path):
-    """gateway(config_dict[, name]) -> a running kitchen-gateway: .terminate() (SIGTERM, returns the
-    exit code), .kill() (SIGKILL), .output(). Killed after the test if still running."""
-    started = _Started(lambda config, name="gateway": kg_e2e.Gateway(tmp_path, config, name), lambda g: g.kill())
+    """gateway(config_dict[, name][, env=dict]) -> a running kitchen-gateway (env: variables added to
+    the test's own): .terminate() (SIGTERM, returns the exit code), .kill() (SIGKILL), .output().
+    Killed after the test if still running."""
+    started = _Started(lambda config, name="gateway", env=None: kg_e2e.Gateway(tmp_path, config, name, env),
+                       lambda g: g.kill())
     yield started
     started.cleanup()
 

@@ -53,13 +53,7 @@ def test_a_bare_face_on_camera_is_one_no_mask_event_with_evidence(broker, collec
     config = kg_e2e.base_config(broker, [cam, user], tmp_path)
     config["detectors"] = {"mask": str(MANIFEST)}
     config["models"] = {"ppe": str(user_manifest)}
-    env_before = os.environ.get("KG_SHARED_DIR")
-    os.environ["KG_SHARED_DIR"] = str(SHARED)  # the manifest finds the model through it
-    try:
-        gw = gateways(config)
-    finally:
-        if env_before is None:
-            del os.environ["KG_SHARED_DIR"]
+    gw = gateways(config, env={"KG_SHARED_DIR": str(SHARED)})  # the manifest finds the model through it
     kg_e2e.wait_until(lambda: len([e for e in collector.events() if e["state"] == "end"]) == 2, 40,
                       what="both events' ends")
     assert gw.terminate() == 0

@@ -1,6 +1,7 @@
 """Both hygiene checks on one network pass (the default models, models/kitchen-*.yaml), end to end on a
-live camera: the gateway finds the defaults by itself (`auto`), says it shares the pass, and the head-covering check still turns a bare head into one bare_head event
-that ends when only covered heads are left. Skipped without ../shared (the photos)."""
+live camera: the gateway finds the defaults by itself (`auto`), says it shares the pass, and the
+head-covering check still turns a bare head into one bare_head event that ends when only covered
+heads are left. Skipped without ../shared (the photos)."""
 
 import json
 import os
@@ -45,15 +46,7 @@ def test_both_checks_share_one_pass_and_a_bare_head_is_one_event(broker, collect
                         rules={"mask": dict(rule), "head_covering": dict(rule)})
     config = kg_e2e.base_config(broker, [cam], tmp_path)
     config["detectors"] = {"mask": "auto", "head_covering": "auto"}
-    env_before = os.environ.get("KG_MODELS_DIR")
-    os.environ["KG_MODELS_DIR"] = str(MODELS)  # this checkout's, whatever the build directory
-    try:
-        gw = gateways(config)
-    finally:
-        if env_before is None:
-            del os.environ["KG_MODELS_DIR"]
-        else:
-            os.environ["KG_MODELS_DIR"] = env_before
+    gw = gateways(config, env={"KG_MODELS_DIR": str(MODELS)})  # this checkout's, whatever the build directory
     kg_e2e.wait_until(lambda: [e["state"] for e in collector.events() if e["check"] == "head_covering"]
                       == ["start", "end"], 45, what="the bare_head event's start and end")
     assert gw.terminate() == 0
