@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 #include <system_error>
@@ -32,6 +33,8 @@ bool usable(const fs::path& manifest) {
     try {
         const auto m = dnn::load_manifest(manifest.string());
         return fs::is_regular_file(m.model, ec) &&
+               std::all_of(m.ensemble.begin(), m.ensemble.end(),
+                           [&](const std::string& f) { return fs::is_regular_file(f, ec); }) &&
                (!m.classifier || fs::is_regular_file(m.classifier->model, ec));
     } catch (const std::exception&) {
         return false;

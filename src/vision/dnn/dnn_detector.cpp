@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <stdexcept>
+
 namespace kg::vision::dnn {
 
 DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
@@ -17,6 +19,18 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
                         manifest_.source, names.size(), wanted));
     }
     outputs_ = pass_->add_outputs(names, manifest_.source);
+    for (const auto& file : manifest_.ensemble) {
+        // The member is fed exactly as the model, so a pass of the same file elsewhere is shared.
+        Manifest member = manifest_;
+        member.model = file;
+        member.config.clear();
+        member.ensemble.clear();
+        member.classifier.reset();
+        auto pass =
+            passes != nullptr ? passes->pass_for(member) : std::make_shared<NetworkPass>(member, nullptr);
+        const auto at = pass->add_outputs(names, manifest_.source);
+        members_.push_back({std::move(pass), at[0]});
+    }
     if (manifest_.layout == Layout::ssd) priors_ = make_priors(manifest_.priors);
     for (const auto& c : manifest_.classes) labels_.push_back(c.label);
 }
@@ -25,7 +39,26 @@ void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     out.clear();
     const cv::Size in = manifest_.input;
     const auto& outputs = pass_->run(bgr);
-    const cv::Mat& first = outputs[outputs_[0]];
+    const cv::Mat* mean = &outputs[outputs_[0]];
+    if (!members_.empty()) {
+        mean->copyTo(mean_);
+        const auto n = mean_.total();
+        auto* acc = mean_.ptr<float>();
+        for (const auto& m : members_) {
+            const cv::Mat& o = m.pass->run(bgr)[m.output];
+            if (o.type() != mean_.type() || o.size != mean_.size || !o.isContinuous()) {
+                throw std::runtime_error(fmt::format(
+                    "{}: ensemble: the networks' outputs differ in shape, they cannot be averaged",
+                    manifest_.source));
+            }
+            const auto* v = o.ptr<float>();
+            for (std::size_t i = 0; i < n; ++i) acc[i] += v[i];
+        }
+        const float k = 1.0f / static_cast<float>(members_.size() + 1);
+        for (std::size_t i = 0; i < n; ++i) acc[i] *= k;
+        mean = &mean_;
+    }
+    const cv::Mat& first = *mean;
     const cv::Mat& second = outputs_.size() > 1 ? outputs[outputs_[1]] : first;
     const float fx = pass_->fx(), fy = pass_->fy();
 

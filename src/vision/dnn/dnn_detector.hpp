@@ -1,6 +1,7 @@
 #pragma once
 // Runs any ONNX or Caffe detector through OpenCV's cv::dnn as its manifest describes: resize
-// (stretch or letterbox), colour order, mean and scale; forward; decode; NMS; labels.
+// (stretch or letterbox), colour order, mean and scale; forward; decode; NMS; labels. A CenterNet
+// manifest may name an ensemble: its networks' maps are averaged before decoding.
 
 #include <memory>
 
@@ -26,6 +27,13 @@ private:
     Manifest manifest_;
     std::shared_ptr<NetworkPass> pass_;
     std::vector<std::size_t> outputs_;  // where the layout's outputs are in the pass's
+    // Manifest::ensemble: a pass per further network (shared like any other), where its output is.
+    struct Member {
+        std::shared_ptr<NetworkPass> pass;
+        std::size_t output;
+    };
+    std::vector<Member> members_;
+    cv::Mat mean_;  // the ensemble's mean maps, reused between frames
     std::vector<cv::Vec4f> priors_;
     std::vector<std::string> labels_;
 };

@@ -116,6 +116,11 @@ Manifest load_manifest(const std::string& path) {
     m.name = r.as<std::string>(r.need(root, "name"), "name");
     m.model = resolve(r.expand(r.need(root, "model"), "model"));
     if (root["config"]) m.config = resolve(r.expand(root["config"], "config"));
+    if (const auto e = root["ensemble"]) {
+        if (!e.IsSequence()) r.fail(e, "ensemble", "expected a list of network files");
+        for (std::size_t i = 0; i < e.size(); ++i)
+            m.ensemble.push_back(resolve(r.expand(e[i], fmt::format("ensemble[{}]", i))));
+    }
 
     const auto input = read_input(r, r.need(root, "input"), "input");
     m.input = input.size;
@@ -189,6 +194,11 @@ Manifest load_manifest(const std::string& path) {
         m.nms_area_offset = r.as<float>(out["nms_area_offset"], "output.nms_area_offset");
     if (out["class_agnostic_nms"])
         m.class_agnostic_nms = r.as<bool>(out["class_agnostic_nms"], "output.class_agnostic_nms");
+
+    if (!m.ensemble.empty() && m.layout != Layout::centernet) {
+        r.fail(root["ensemble"], "ensemble",
+               fmt::format("the {} layout's outputs cannot be averaged (centernet only)", layout));
+    }
 
     m.classes = read_classes(r, r.need(root, "classes"), "classes");
 

@@ -53,6 +53,10 @@ struct Manifest {
     std::string source;  // the manifest's own path, for messages
     std::string model;   // .onnx or .caffemodel, resolved
     std::string config;  // .prototxt for Caffe, resolved; empty for ONNX
+    // centernet: more networks (.onnx, resolved) of the model's outputs, fed alike. Each is run on
+    // the picture and the decoder reads the mean of all their maps: an ensemble of independently
+    // trained networks, whose mistakes differ more than their finds. Each adds a network's CPU.
+    std::vector<std::string> ensemble;
     cv::Size input{320, 240};
     bool rgb = true;           // the network wants RGB (else BGR)
     cv::Scalar mean{0, 0, 0};  // subtracted per channel, in the network's channel order
