@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "vision/detector_factory.hpp"
+#include "vision/dnn/dnn_detector.hpp"
 #include "vision/dnn/manifest.hpp"
 #include "vision/dnn/network_pass.hpp"
 
@@ -127,9 +128,13 @@ TEST(OwnModels, OnePassHeadDetectorInOpenCvMatchesPyTorch) {
     expect_same_as_pytorch("kitchen-one-pass-heads");
 }
 
+TEST(OwnModels, CoveringHeadDetectorInOpenCvMatchesPyTorch) {
+    expect_same_as_pytorch("kitchen-covering-heads");
+}
+
 TEST(OwnModels, ShippedFilesAreSmall) {
     for (const char* f : {"kitchen-heads.onnx", "kitchen-mask-heads.onnx", "kitchen-one-pass-heads.onnx",
-                          "kitchen-mask-classifier.onnx"}) {
+                          "kitchen-covering-heads.onnx", "kitchen-mask-classifier.onnx"}) {
         ASSERT_TRUE(fs::exists(kModels / f)) << f;
         EXPECT_LT(fs::file_size(kModels / f), 4u << 20) << f;
     }
@@ -146,6 +151,8 @@ TEST(OwnModels, ManifestsLoadWithTheClassifierSection) {
     EXPECT_EQ(mask.classifier->min_probability.size(), 3u);
     const auto head = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
     EXPECT_FALSE(head.classifier.has_value());
+    ASSERT_EQ(head.ensemble.size(), 1u);  // resolved against the manifest's folder
+    EXPECT_EQ(head.ensemble[0], (kModels / "kitchen-covering-heads.onnx").lexically_normal().string());
     ASSERT_EQ(head.classes.size(), 2u);
     EXPECT_EQ(head.classes[1].label, "bare");
 }
@@ -277,10 +284,17 @@ TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
             boxes += h.size() + m.size();
         }
     }
-    // One forward pass per frame for both checks: the sharing itself, not only its result.
+    // One forward pass per frame of the network both checks read: the sharing itself, not only its
+    // result. The head-covering check's second network (its ensemble) runs once per frame too.
     const auto pass = passes.pass_for(kg::vision::dnn::load_manifest((dir / "kitchen-mask.yaml").string()));
     EXPECT_EQ(pass->readers(), 2u);
     EXPECT_EQ(pass->runs(), 2 * frames.size());
+    auto second = kg::vision::dnn::load_manifest((dir / "kitchen-head-covering.yaml").string());
+    ASSERT_EQ(second.ensemble.size(), 1u);
+    second.model = second.ensemble[0];
+    const auto member = passes.pass_for(second);
+    EXPECT_EQ(member->readers(), 1u);
+    EXPECT_EQ(member->runs(), 2 * frames.size());
     if (!real) {
         GTEST_SKIP() << "no photos in ../shared: the run count was checked, the boxes compared were "
                         "those of synthetic frames (possibly none)";
@@ -407,5 +421,100 @@ TEST(OwnModels, ManifestValuesOutOfRangeAreNamed) {
     // The shipped values themselves load.
     std::ofstream(dir / "good.yaml") << text;
     EXPECT_FLOAT_EQ(kg::vision::dnn::load_manifest((dir / "good.yaml").string()).classifier->min_score, 0.3f);
+    fs::remove_all(dir);
+}
+
+TEST(OwnModels, AnEnsembleDecodesTheMeanOfItsNetworksMaps) {
+    // The head-covering check's boxes are those of the mean of both networks' maps, computed here by
+    // hand from cv::dnn's own blob and forward passes.
+    auto manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
+    ASSERT_EQ(manifest.ensemble.size(), 1u);
+    manifest.score_threshold = 0.2f;  // more boxes to compare
+    bool real = false;
+    const auto frames = frames_with_heads(real);
+    kg::vision::dnn::DnnDetector detector(manifest);
+    std::vector<cv::dnn::Net> nets;
+    for (const auto& f : {manifest.model, manifest.ensemble[0]}) nets.push_back(cv::dnn::readNet(f));
+    std::size_t boxes = 0;
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        cv::Mat resized;
+        cv::resize(frames[i], resized, manifest.input, 0, 0, cv::INTER_LINEAR);
+        const cv::Mat blob = cv::dnn::blobFromImage(resized, manifest.scale, manifest.input, manifest.mean,
+                                                    manifest.rgb, false);
+        cv::Mat mean;
+        for (auto& net : nets) {
+            net.setInput(blob);
+            const cv::Mat out = net.forward(manifest.outputs[0]);
+            if (mean.empty()) {
+                out.copyTo(mean);
+            } else {
+                mean += out;
+            }
+        }
+        mean *= 0.5;
+        std::vector<Detection> want, got;
+        kg::vision::dnn::decode_centernet(mean, static_cast<int>(manifest.classes.size()), manifest.input,
+                                          manifest.score_threshold, want);
+        kg::vision::non_max_suppression(want, manifest.nms_iou, manifest.class_agnostic_nms,
+                                        manifest.nms_area_offset);
+        for (auto& d : want) {  // clipped to the picture, as the detector does
+            const float x2 = std::min(1.0f, d.x + d.w), y2 = std::min(1.0f, d.y + d.h);
+            d.x = std::clamp(d.x, 0.0f, 1.0f);
+            d.y = std::clamp(d.y, 0.0f, 1.0f);
+            d.w = std::max(0.0f, x2 - d.x);
+            d.h = std::max(0.0f, y2 - d.y);
+        }
+        detector.detect(frames[i], got);
+        ASSERT_EQ(got.size(), want.size()) << "frame " << i;
+        for (std::size_t k = 0; k < got.size(); ++k) {
+            EXPECT_EQ(got[k].class_id, want[k].class_id) << "frame " << i << " box " << k;
+            EXPECT_NEAR(got[k].score, want[k].score, 1e-5) << "frame " << i << " box " << k;
+            EXPECT_NEAR(got[k].x + got[k].w / 2, want[k].x + want[k].w / 2, 1e-4) << "frame " << i;
+            EXPECT_NEAR(got[k].y + got[k].h / 2, want[k].y + want[k].h / 2, 1e-4) << "frame " << i;
+        }
+        boxes += got.size();
+    }
+    if (!real) GTEST_SKIP() << "no photos in ../shared: compared on synthetic frames (possibly no boxes)";
+    EXPECT_GT(boxes, 0u);
+}
+
+TEST(OwnModels, AnEnsembleIsRefusedWhereItCannotWorkNamingTheManifest) {
+    const fs::path dir = fs::temp_directory_path() / ("kg-ensemble-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string text = [] {
+        std::ifstream in(kModels / "kitchen-head-covering.yaml");
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    }();
+    auto write = [&](const std::string& name, const std::string& from, const std::string& to) {
+        std::string t = text;
+        const auto at = t.find(from);
+        EXPECT_NE(at, std::string::npos) << from;
+        if (at != std::string::npos) t.replace(at, from.size(), to);
+        std::ofstream(dir / name) << t;
+        return (dir / name).string();
+    };
+    fs::copy_file(kModels / "kitchen-one-pass-heads.onnx", dir / "kitchen-one-pass-heads.onnx");
+    // A layout whose outputs are not maps of the picture.
+    const auto ssd = write("ssd.yaml", "layout: centernet", "layout: yolov8");
+    try {
+        kg::vision::dnn::load_manifest(ssd);
+        ADD_FAILURE() << "an ensemble of yolov8 networks was accepted";
+    } catch (const kg::vision::dnn::ManifestError& e) {
+        EXPECT_NE(std::string(e.what()).find("ensemble"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("ssd.yaml"), std::string::npos) << e.what();
+    }
+    // A member that is not there: refused at start-up, naming the manifest and the file; "auto"
+    // does not count such a manifest as present.
+    const auto missing = write("missing.yaml", "[kitchen-covering-heads.onnx]", "[no-such-heads.onnx]");
+    try {
+        kg::vision::make_detector(missing);
+        ADD_FAILURE() << "a missing ensemble member was accepted";
+    } catch (const kg::vision::dnn::ManifestError& e) {
+        EXPECT_NE(std::string(e.what()).find("missing.yaml"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("no-such-heads.onnx"), std::string::npos) << e.what();
+    }
+    const auto not_a_list =
+        write("scalar.yaml", "[kitchen-covering-heads.onnx]", "kitchen-covering-heads.onnx");
+    EXPECT_THROW(kg::vision::dnn::load_manifest(not_a_list), kg::vision::dnn::ManifestError);
     fs::remove_all(dir);
 }
