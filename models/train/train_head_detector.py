@@ -21,6 +21,12 @@ in half the training crops, ~35 min on two free cores:
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --out models/kitchen-one-pass-heads.onnx
 
+kitchen-covering-heads, the second network of the default head-covering check (its maps averaged with
+kitchen-one-pass-heads'): the same trained twice as long, ~63 min on two free cores:
+
+    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
+        --steps 20000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --out models/kitchen-covering-heads.onnx
+
 Data:
   * ../shared/datasets/helmet-yolo/train ("helmet detection" dataset v3, CC BY 4.0): heads with
     class 0 helmet (covered) / 1 nohelmet (bare). 10% of it (seeded) is held out for monitoring.
