@@ -139,6 +139,7 @@ void hygiene_both(benchmark::State& state, const std::string& folder) {
                             nullptr, Duration(0));
     // Printed, so that a run whose manifests stopped sharing their network shows it.
     state.counters["shared_passes"] = static_cast<double>(passes.shared());
+    state.counters["network_passes"] = static_cast<double>(passes.count());
     auto frame = make_frame();
     std::vector<vision::Observation> out;
     for (auto _ : state) {

@@ -77,7 +77,10 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
     }
     for (const auto& name : camera_.checks) checks_.push_back(make_check(name));
     if (const auto shared = passes_.shared(); shared > 0) {
-        log_->info("{} network pass(es) shared between checks: one run per frame each", shared);
+        log_->info(
+            "{} network pass(es) shared between checks: one run per frame each ({} network "
+            "pass(es) per frame in all)",
+            shared, passes_.count());
     }
     raw_.reserve(16);
     observations_.reserve(16);

@@ -1,6 +1,6 @@
 """Both hygiene checks on one network pass (the default models, models/kitchen-*.yaml), end to end on a
 live camera: the gateway finds the defaults by itself (`auto`), says it shares the pass, and the
-head-covering check still turns a bare head into one bare_head event that ends when only covered
+head-covering check (which adds a second network of its own) still turns a bare head into one bare_head event that ends when only covered
 heads are left. Skipped without ../shared (the photos)."""
 
 import json
@@ -53,7 +53,10 @@ def test_both_checks_share_one_pass_and_a_bare_head_is_one_event(broker, collect
     log = gw.output()
     assert f"mask check: detector {MODELS / 'kitchen-mask.yaml'}" in log, log[-3000:]
     assert f"head_covering check: detector {MODELS / 'kitchen-head-covering.yaml'}" in log, log[-3000:]
-    assert "1 network pass(es) shared between checks" in log, log[-3000:]
+    # The head network both checks read, run once per frame, and the head-covering check's second
+    # network (its ensemble): two in all.
+    assert "1 network pass(es) shared between checks: one run per frame each (2 network pass(es) per frame " \
+        "in all)" in log, log[-3000:]
     heads = [e for e in collector.events() if e["check"] == "head_covering"]
     assert [(e["state"], e["label"], e["severity"]) for e in heads] == [("start", "bare_head", 3),
                                                                         ("end", "bare_head", 3)], heads

@@ -83,6 +83,8 @@ public:
     void begin_frame() { ++*frame_; }
     // Passes read by more than one detector.
     std::size_t shared() const;
+    // Every pass: the networks run per frame when every check reads.
+    std::size_t count() const { return passes_.size(); }
 
 private:
     std::shared_ptr<std::uint64_t> frame_;
