@@ -76,11 +76,11 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
         motion_ = std::make_unique<vision::MotionMap>();
     }
     for (const auto& name : camera_.checks) checks_.push_back(make_check(name));
-    if (const auto shared = passes_.shared(); shared > 0) {
+    if (const auto count = passes_.count(); count > 0) {
         log_->info(
             "{} network pass(es) shared between checks: one run per frame each ({} network "
             "pass(es) per frame in all)",
-            shared, passes_.count());
+            passes_.shared(), count);
     }
     raw_.reserve(16);
     observations_.reserve(16);

@@ -6,6 +6,16 @@
 
 namespace kg::vision::dnn {
 
+namespace {
+
+std::string shape_text(const cv::dnn::MatShape& shape) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
+    return out + "]";
+}
+
+}  // namespace
+
 DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
     : manifest_(std::move(manifest)),
       pass_(passes != nullptr ? passes->pass_for(manifest_)
@@ -18,16 +28,37 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
             fmt::format("{}: the model has {} outputs, the layout reads {}: name them in output.names",
                         manifest_.source, names.size(), wanted));
     }
-    outputs_ = pass_->add_outputs(names, manifest_.source);
-    for (const auto& file : manifest_.ensemble) {
+    // Every network of an ensemble is opened and checked before this reader joins any pass: a
+    // refused manifest leaves the passes as their other readers had them.
+    pass_->check_outputs(names, manifest_.source);
+    std::vector<std::shared_ptr<NetworkPass>> member_passes;
+    for (std::size_t i = 0; i < manifest_.ensemble.size(); ++i) {
         // The member is fed exactly as the model, so a pass of the same file elsewhere is shared.
         Manifest member = manifest_;
-        member.model = file;
+        member.model = manifest_.ensemble[i];
         member.config.clear();
         member.ensemble.clear();
         member.classifier.reset();
-        auto pass =
-            passes != nullptr ? passes->pass_for(member) : std::make_shared<NetworkPass>(member, nullptr);
+        try {
+            auto pass =
+                passes != nullptr ? passes->pass_for(member) : std::make_shared<NetworkPass>(member, nullptr);
+            pass->check_outputs(names, manifest_.source);
+            member_passes.push_back(std::move(pass));
+        } catch (const ManifestError& e) {
+            throw ManifestError(fmt::format("{} (ensemble[{}])", e.what(), i));
+        }
+        const auto want = pass_->output_shape(names[0]);
+        const auto got = member_passes.back()->output_shape(names[0]);
+        if (got != want) {
+            throw ManifestError(
+                fmt::format("{}: ensemble[{}]: {} gives '{}' of shape {} where {} gives {}: their maps "
+                            "cannot be averaged",
+                            manifest_.source, i, member.model, names[0], shape_text(got), manifest_.model,
+                            shape_text(want)));
+        }
+    }
+    outputs_ = pass_->add_outputs(names, manifest_.source);
+    for (auto& pass : member_passes) {
         const auto at = pass->add_outputs(names, manifest_.source);
         members_.push_back({std::move(pass), at[0]});
     }
@@ -41,12 +72,18 @@ void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     const auto& outputs = pass_->run(bgr);
     const cv::Mat* mean = &outputs[outputs_[0]];
     if (!members_.empty()) {
+        if (mean->type() != CV_32F) {
+            throw std::runtime_error(
+                fmt::format("{}: ensemble: the network's output is not float", manifest_.source));
+        }
         mean->copyTo(mean_);
         const auto n = mean_.total();
         auto* acc = mean_.ptr<float>();
         for (const auto& m : members_) {
             const cv::Mat& o = m.pass->run(bgr)[m.output];
-            if (o.type() != mean_.type() || o.size != mean_.size || !o.isContinuous()) {
+            // Checked at start-up (same shapes at this input); kept against a network that
+            // answers otherwise at run time.
+            if (o.type() != CV_32F || o.size != mean_.size || !o.isContinuous()) {
                 throw std::runtime_error(fmt::format(
                     "{}: ensemble: the networks' outputs differ in shape, they cannot be averaged",
                     manifest_.source));

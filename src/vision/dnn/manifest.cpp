@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -118,8 +119,14 @@ Manifest load_manifest(const std::string& path) {
     if (root["config"]) m.config = resolve(r.expand(root["config"], "config"));
     if (const auto e = root["ensemble"]) {
         if (!e.IsSequence()) r.fail(e, "ensemble", "expected a list of network files");
-        for (std::size_t i = 0; i < e.size(); ++i)
-            m.ensemble.push_back(resolve(r.expand(e[i], fmt::format("ensemble[{}]", i))));
+        for (std::size_t i = 0; i < e.size(); ++i) {
+            const auto key = fmt::format("ensemble[{}]", i);
+            auto file = resolve(r.expand(e[i], key));
+            // Twice the same network would weigh it double and, shared, not run it twice anyway.
+            if (file == m.model || std::find(m.ensemble.begin(), m.ensemble.end(), file) != m.ensemble.end())
+                r.fail(e[i], key, fmt::format("{} is already in the ensemble (model: counts as one)", file));
+            m.ensemble.push_back(std::move(file));
+        }
     }
 
     const auto input = read_input(r, r.need(root, "input"), "input");

@@ -37,9 +37,7 @@ bool NetworkPass::feeds_alike(const Manifest& m) const {
            m.letterbox == letterbox_ && m.mean == mean_ && m.scale == scale_;
 }
 
-std::vector<std::size_t> NetworkPass::add_outputs(const std::vector<std::string>& names,
-                                                  const std::string& reader) {
-    // All checked before any is added: a refused reader leaves the pass as its other readers had it.
+void NetworkPass::check_outputs(const std::vector<std::string>& names, const std::string& reader) const {
     // getLayerId() is the lookup forward() itself does for a name in OpenCV 4.x (getPinByAlias),
     // so a name it refuses could not be computed either.
     for (const auto& name : names) {
@@ -48,6 +46,18 @@ std::vector<std::size_t> NetworkPass::add_outputs(const std::vector<std::string>
                 fmt::format("{}: output.names: {} has no layer named '{}'", reader, model_, name));
         }
     }
+}
+
+cv::dnn::MatShape NetworkPass::output_shape(const std::string& name) const {
+    std::vector<cv::dnn::MatShape> in, out;
+    net_.getLayerShapes(cv::dnn::MatShape{1, 3, input_.height, input_.width}, net_.getLayerId(name), in, out);
+    return out.empty() ? cv::dnn::MatShape{} : out[0];
+}
+
+std::vector<std::size_t> NetworkPass::add_outputs(const std::vector<std::string>& names,
+                                                  const std::string& reader) {
+    // All checked before any is added: a refused reader leaves the pass as its other readers had it.
+    check_outputs(names, reader);
     std::vector<std::size_t> at;
     for (const auto& name : names) {
         auto it = std::find(names_.begin(), names_.end(), name);
@@ -96,6 +106,11 @@ std::shared_ptr<NetworkPass> NetworkPasses::pass_for(const Manifest& m) {
     }
     passes_.push_back(std::make_shared<NetworkPass>(m, frame_));
     return passes_.back();
+}
+
+std::size_t NetworkPasses::count() const {
+    return static_cast<std::size_t>(
+        std::count_if(passes_.begin(), passes_.end(), [](const auto& p) { return p->readers() > 0; }));
 }
 
 std::size_t NetworkPasses::shared() const {

@@ -31,6 +31,11 @@ public:
     // of that name: a wrong name in one manifest must fail at start-up, not at the first forward
     // pass, where it would also break every other check reading this network.
     std::vector<std::size_t> add_outputs(const std::vector<std::string>& names, const std::string& reader);
+    // The check add_outputs() makes before it adds anything, for a reader that must check several
+    // passes before it joins any.
+    void check_outputs(const std::vector<std::string>& names, const std::string& reader) const;
+    // The shape of output `name` at this pass's input (shape inference, no forward pass).
+    cv::dnn::MatShape output_shape(const std::string& name) const;
 
     // The outputs on this picture: computed on the first call of a frame, the same Mats after.
     const std::vector<cv::Mat>& run(const cv::Mat& bgr);
@@ -83,8 +88,8 @@ public:
     void begin_frame() { ++*frame_; }
     // Passes read by more than one detector.
     std::size_t shared() const;
-    // Every pass: the networks run per frame when every check reads.
-    std::size_t count() const { return passes_.size(); }
+    // Passes with a reader: the networks run per frame when every check reads.
+    std::size_t count() const;
 
 private:
     std::shared_ptr<std::uint64_t> frame_;
