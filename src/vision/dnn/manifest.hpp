@@ -54,7 +54,7 @@ struct Manifest {
     std::string model;   // .onnx or .caffemodel, resolved
     std::string config;  // .prototxt for Caffe, resolved; empty for ONNX
     // centernet: more networks (.onnx, resolved) of the model's outputs, fed alike. Each is run on
-    // the picture and the decoder reads the mean of all their maps: an ensemble of independently
+    // the picture and the decoder reads the mean of all their maps: an ensemble of separately
     // trained networks, whose mistakes differ more than their finds. Each adds a network's CPU.
     std::vector<std::string> ensemble;
     cv::Size input{320, 240};

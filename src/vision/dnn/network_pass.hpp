@@ -1,7 +1,7 @@
 #pragma once
 // One forward pass of a network per frame, read by every detector that needs it. The project's two
 // hygiene checks use one head network (its `heads` map for the mask check, its `covering` maps for
-// the head-covering check): run once, read twice, which halves what the pair costs per frame.
+// the head-covering check): run once, read twice, instead of once per check.
 //
 // Detectors whose manifests name the same network file and feed it the same input (size, stretch or
 // letterbox, colour order, mean, scale) share a pass through one NetworkPasses. Like detectors, it is
