@@ -96,6 +96,11 @@ cv::Mat test_frame() {
     return img;
 }
 
+std::string read_text(const fs::path& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 class EnvGuard {
 public:
     EnvGuard(const char* name, const std::string& value) : name_(name) {
@@ -327,8 +332,7 @@ TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
     // Otherwise the first forward pass would throw, in every check that shares the network.
     const auto tmp = fs::temp_directory_path() / ("kg-bad-output-" + std::to_string(::getpid()));
     fs::create_directories(tmp);
-    std::ifstream in(kModels / "kitchen-head-covering.yaml");
-    std::string text((std::istreambuf_iterator<char>(in)), {});
+    std::string text = read_text(kModels / "kitchen-head-covering.yaml");
     auto manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
     ASSERT_FALSE(manifest.outputs.empty());
     const std::string names = "names: [" + manifest.outputs[0] + "]";
@@ -386,10 +390,7 @@ TEST(OwnModels, NetworksFedDifferentlyAreNotShared) {
 
 TEST(OwnModels, ManifestValuesOutOfRangeAreNamed) {
     // Every bound a manifest sets on a fraction, NaN included (it passes `v < 0 || v > 1`).
-    const std::string text = [] {
-        std::ifstream in(kModels / "kitchen-mask.yaml");
-        return std::string(std::istreambuf_iterator<char>(in), {});
-    }();
+    const std::string text = read_text(kModels / "kitchen-mask.yaml");
     const struct {
         const char* from;
         const char* to;
@@ -486,10 +487,7 @@ TEST(OwnModels, AnEnsembleDecodesTheMeanOfItsNetworksMaps) {
 TEST(OwnModels, AnEnsembleIsRefusedWhereItCannotWorkNamingTheManifest) {
     const fs::path dir = fs::temp_directory_path() / ("kg-ens-" + std::to_string(::getpid()));
     fs::create_directories(dir);
-    const std::string text = [] {
-        std::ifstream in(kModels / "kitchen-head-covering.yaml");
-        return std::string(std::istreambuf_iterator<char>(in), {});
-    }();
+    const std::string text = read_text(kModels / "kitchen-head-covering.yaml");
     auto write = [&](const std::string& name, const std::string& from, const std::string& to) {
         std::string t = text;
         const auto at = t.find(from);

@@ -72,18 +72,14 @@ void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     const auto& outputs = pass_->run(bgr);
     const cv::Mat* mean = &outputs[outputs_[0]];
     if (!members_.empty()) {
-        if (mean->type() != CV_32F) {
-            throw std::runtime_error(
-                fmt::format("{}: ensemble: the network's output is not float", manifest_.source));
-        }
         mean->copyTo(mean_);
         const auto n = mean_.total();
         auto* acc = mean_.ptr<float>();
         for (const auto& m : members_) {
             const cv::Mat& o = m.pass->run(bgr)[m.output];
-            // Checked at start-up (same shapes at this input); kept against a network that
-            // answers otherwise at run time.
-            if (o.type() != CV_32F || o.size != mean_.size || !o.isContinuous()) {
+            // The shapes were compared at start-up; this guards the raw float loops below against a
+            // network that answers otherwise at run time.
+            if (mean_.type() != CV_32F || o.type() != CV_32F || o.size != mean_.size || !o.isContinuous()) {
                 throw std::runtime_error(fmt::format(
                     "{}: ensemble: the networks' outputs differ in shape, they cannot be averaged",
                     manifest_.source));
