@@ -30,6 +30,27 @@ def shared_dir():
     return d
 
 
+class MeanOfNetworks:
+    """Several head networks read as one, as a manifest's `ensemble:` reads them (DnnDetector): each
+    runs on the same input and their output maps are averaged."""
+
+    def __init__(self, paths):
+        self.nets = [cv2.dnn.readNetFromONNX(str(p)) for p in paths]
+
+    def setInput(self, blob):  # noqa: N802 (cv2.dnn's name)
+        for n in self.nets:
+            n.setInput(blob)
+
+    def forward(self, name):
+        return sum(n.forward(name) for n in self.nets) / len(self.nets)
+
+
+def read_heads(spec):
+    """--heads: one ONNX file, or several separated by commas (an ensemble, their maps averaged)."""
+    paths = [p for p in str(spec).split(",") if p]
+    return cv2.dnn.readNetFromONNX(paths[0]) if len(paths) == 1 else MeanOfNetworks(paths)
+
+
 def seed_everything(seed, threads):
     """Fixed seeds and a fixed thread count: the same command gives the same weights."""
     random.seed(seed)

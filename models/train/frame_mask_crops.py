@@ -60,7 +60,8 @@ def head_box(net, img, face, size=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     here = pathlib.Path(__file__).parent
-    ap.add_argument("--heads", default=str(common.MODELS / "kitchen-mask-heads.onnx"))
+    ap.add_argument("--heads", default=str(common.MODELS / "kitchen-mask-heads.onnx"),
+                    help="head network, or several separated by commas (an ensemble: their maps averaged)")
     ap.add_argument("--size", type=int, default=0,
                     help="input size the head network runs at (0: the 384 it was exported at)")
     ap.add_argument("--face-boxes", default=str(here / "face_boxes.json"))
@@ -69,7 +70,7 @@ def main():
     common.seed_everything(0, 1)
     root = common.shared_dir() / "datasets" / "mask-crops"
     faces = json.loads(pathlib.Path(args.face_boxes).read_text())["photos"]
-    net = cv2.dnn.readNetFromONNX(args.heads)
+    net = common.read_heads(args.heads)
     result, missed = {}, 0
     for folder in ["with_mask", "without_mask"]:
         for p in sorted((root / folder).glob("*.jpg")):
@@ -86,7 +87,8 @@ def main():
                 missed += 1
             else:
                 result[key] = b
-    out = {"labeller": pathlib.Path(args.heads).name, "min_score": MIN_SCORE, "photos": result}
+    labeller = ",".join(pathlib.Path(h).name for h in args.heads.split(",") if h)
+    out = {"labeller": labeller, "min_score": MIN_SCORE, "photos": result}
     if args.size:
         out["size"] = args.size
     pathlib.Path(args.out).write_text(json.dumps(out, indent=0, sort_keys=True) + "\n")

@@ -194,7 +194,7 @@ def load_helmet_crops(shared, heads_onnx, rng, heads_size=None):
     detector splits it: its held-out 10% gives the held-out crops here."""
     import train_head_detector as thd
     train, val = thd.load_helmet(shared)
-    net = cv2.dnn.readNetFromONNX(str(heads_onnx))
+    net = common.read_heads(heads_onnx)
 
     def crops(photos):
         bg, fp, heads = [], 0, []
@@ -279,7 +279,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--heads", default=str(common.MODELS / "kitchen-heads.onnx"),
-                    help="head detector whose false positives on helmet-yolo/train become background crops")
+                    help="head detector whose false positives on helmet-yolo/train become background crops "
+                         "(several separated by commas: an ensemble, their maps averaged)")
     ap.add_argument("--heads-size", type=int, default=0,
                     help="input size --heads runs at (0: the 384 it was exported at; the default manifests run 512)")
     ap.add_argument("--lr", type=float, default=3e-3)

@@ -302,6 +302,10 @@ TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
     const auto member = passes.pass_for(second);
     EXPECT_EQ(member->readers(), 1u);
     EXPECT_EQ(member->runs(), 2 * frames.size());
+    // Both networks are fed alike: one resize and blob per frame for the two of them.
+    EXPECT_EQ(&member->input(), &pass->input());
+    EXPECT_EQ(pass->input().preparations(), 2 * frames.size());
+    EXPECT_EQ(passes.inputs(), 1u);
     if (!real) {
         GTEST_SKIP() << "no photos in ../shared: the run count was checked, the boxes compared were "
                         "those of synthetic frames (possibly none)";
@@ -378,6 +382,31 @@ TEST(OwnModels, NetworksFedDifferentlyAreNotShared) {
         auto mask = kg::vision::make_detector((dir / "kitchen-mask.yaml").string(), &passes);
         auto head = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string(), &passes);
         EXPECT_EQ(passes.shared(), 0u);
+        EXPECT_EQ(passes.inputs(), 2u);  // 384 and 512: each frame is prepared for each
+    }
+    {
+        // Different networks fed alike: two passes, one preparation of the frame for both, and
+        // the boxes of each as when it runs alone.
+        kg::vision::dnn::NetworkPasses passes;
+        const auto other = (kModels / "two-networks" / "kitchen-head-covering.yaml").string();
+        auto one = kg::vision::make_detector((kModels / "kitchen-mask.yaml").string(), &passes);
+        auto two = kg::vision::make_detector(other, &passes);
+        auto two_alone = kg::vision::make_detector(other);
+        EXPECT_EQ(passes.shared(), 0u);
+        EXPECT_EQ(passes.count(), 2u);
+        EXPECT_EQ(passes.inputs(), 1u);
+        bool real = false;
+        const auto frames = frames_with_heads(real);
+        std::vector<Detection> a, b, b_alone;
+        for (std::size_t i = 0; i < frames.size(); ++i) {
+            passes.begin_frame();
+            one->detect(frames[i], a);
+            two->detect(frames[i], b);
+            two_alone->detect(frames[i], b_alone);
+            expect_same(b, b_alone, i);
+        }
+        const auto pass = passes.pass_for(kg::vision::dnn::load_manifest(other));
+        EXPECT_EQ(pass->input().preparations(), frames.size());
     }
     kg::vision::dnn::NetworkPasses passes;
     auto manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
@@ -386,6 +415,10 @@ TEST(OwnModels, NetworksFedDifferentlyAreNotShared) {
     const auto other = passes.pass_for(manifest);
     EXPECT_EQ(other->readers(), 0u);  // a pass of its own, not the 512 one
     EXPECT_EQ(passes.shared(), 0u);
+    EXPECT_NE(
+        &other->input(),
+        &passes.pass_for(kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string()))
+             ->input());
 }
 
 TEST(OwnModels, ManifestValuesOutOfRangeAreNamed) {

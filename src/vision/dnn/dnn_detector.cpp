@@ -17,9 +17,14 @@ std::string shape_text(const cv::dnn::MatShape& shape) {
 }  // namespace
 
 DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
+    : DnnDetector(std::move(manifest), passes,
+                  passes != nullptr ? nullptr : std::make_unique<NetworkPasses>()) {}
+
+DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_ptr<NetworkPasses> own)
     : manifest_(std::move(manifest)),
-      pass_(passes != nullptr ? passes->pass_for(manifest_)
-                              : std::make_shared<NetworkPass>(manifest_, nullptr)) {
+      own_passes_(std::move(own)),
+      pass_((own_passes_ ? own_passes_.get() : passes)->pass_for(manifest_)) {
+    if (own_passes_) passes = own_passes_.get();
     const auto names = manifest_.outputs.empty() ? pass_->unconnected_outputs() : manifest_.outputs;
     const std::size_t wanted =
         manifest_.layout == Layout::ultraface || manifest_.layout == Layout::ssd ? 2 : 1;
@@ -40,8 +45,7 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
         member.ensemble.clear();
         member.classifier.reset();
         try {
-            auto pass =
-                passes != nullptr ? passes->pass_for(member) : std::make_shared<NetworkPass>(member, nullptr);
+            auto pass = passes->pass_for(member);
             pass->check_outputs(names, manifest_.source);
             member_passes.push_back(std::move(pass));
         } catch (const ManifestError& e) {
@@ -69,6 +73,7 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
 void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     out.clear();
     const cv::Size in = manifest_.input;
+    if (own_passes_) own_passes_->begin_frame();
     const auto& outputs = pass_->run(bgr);
     const cv::Mat* mean = &outputs[outputs_[0]];
     if (!members_.empty()) {

@@ -24,7 +24,12 @@ public:
     const Manifest& manifest() const { return manifest_; }
 
 private:
+    DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_ptr<NetworkPasses> own);
+
     Manifest manifest_;
+    // Without the caller's passes: passes of its own, a new frame on every call, so that an
+    // ensemble's networks still share the frame's preparation.
+    std::unique_ptr<NetworkPasses> own_passes_;
     std::shared_ptr<NetworkPass> pass_;
     std::vector<std::size_t> outputs_;  // where the layout's outputs are in the pass's
     // Manifest::ensemble: a pass per further network (shared like any other), where its output is.

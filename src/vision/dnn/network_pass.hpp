@@ -4,7 +4,9 @@
 // the head-covering check): run once, read twice, instead of once per check.
 //
 // Detectors whose manifests name the same network file and feed it the same input (size, stretch or
-// letterbox, colour order, mean, scale) share a pass through one NetworkPasses. Like detectors, it is
+// letterbox, colour order, mean, scale) share a pass through one NetworkPasses. Passes of different
+// networks fed alike (an ensemble's members) share the frame's preparation, a NetworkInput: the
+// frame is resized and converted to a blob once for all of them. Like detectors, NetworkPasses is
 // not thread-safe: one per camera pipeline, which analyses one frame at a time and calls
 // begin_frame() before the checks see it.
 
@@ -18,11 +20,71 @@
 
 namespace kg::vision::dnn {
 
+// Which picture a cached result belongs to: the owner's frame number and, as a best effort against
+// a caller that forgets begin_frame(), the picture's buffer. It catches a new picture in another
+// buffer, not one decoded into the same buffer (same address and size), so begin_frame() stays the
+// contract. Without a frame counter nothing is ever current.
+class FrameStamp {
+public:
+    explicit FrameStamp(std::shared_ptr<const std::uint64_t> frame) : frame_(std::move(frame)) {}
+    bool holds(const cv::Mat& bgr) const {
+        return frame_ && fresh_ && on_ == *frame_ && data_ == bgr.data && size_ == bgr.size();
+    }
+    void set(const cv::Mat& bgr) {
+        if (!frame_) return;
+        fresh_ = true;
+        on_ = *frame_;
+        data_ = bgr.data;
+        size_ = bgr.size();
+    }
+    void clear() { fresh_ = false; }
+
+private:
+    std::shared_ptr<const std::uint64_t> frame_;
+    bool fresh_ = false;
+    std::uint64_t on_ = 0;
+    const uchar* data_ = nullptr;
+    cv::Size size_;
+};
+
+// A frame made into a network's input: resized (stretched, or letterboxed), colour-ordered and
+// normalised into a blob, once per frame for every network fed alike.
+class NetworkInput {
+public:
+    // `frame`: the owner's frame counter, or null for an input of its own (prepared on every call).
+    NetworkInput(const Manifest& manifest, std::shared_ptr<const std::uint64_t> frame);
+
+    // Whether `manifest` feeds its network exactly as this input is made.
+    bool feeds_alike(const Manifest& manifest) const;
+    // The blob of this picture: made on the first call of a frame, the same Mat after. (cv::dnn
+    // copies an input on setInput(), so several networks may be given it.)
+    const cv::Mat& blob(const cv::Mat& bgr);
+    cv::Size size() const { return input_; }
+    // Letterbox: multiply the input's normalised box coordinates by these to get the picture's.
+    float fx() const { return fx_; }
+    float fy() const { return fy_; }
+    // Frames prepared so far (for tests: the networks sharing this input add none).
+    std::uint64_t preparations() const { return preparations_; }
+
+private:
+    cv::Size input_;
+    bool rgb_, letterbox_;
+    cv::Scalar mean_;
+    double scale_;
+    FrameStamp stamp_;
+    std::uint64_t preparations_ = 0;
+    float fx_ = 1.0f, fy_ = 1.0f;
+    // Reused between frames.
+    cv::Mat resized_, padded_, blob_;
+};
+
 class NetworkPass {
 public:
     // `frame`: the owner's frame counter, or null for a pass of its own (runs on every call).
-    // Throws ManifestError naming the manifest when the network cannot be loaded.
-    NetworkPass(const Manifest& manifest, std::shared_ptr<const std::uint64_t> frame);
+    // `input`: the frame's preparation, shared with other networks fed alike; null for one of its
+    // own. Throws ManifestError naming the manifest when the network cannot be loaded.
+    NetworkPass(const Manifest& manifest, std::shared_ptr<const std::uint64_t> frame,
+                std::shared_ptr<NetworkInput> input = nullptr);
 
     // The network's outputs when a manifest names none.
     std::vector<std::string> unconnected_outputs() const { return net_.getUnconnectedOutLayersNames(); }
@@ -40,8 +102,9 @@ public:
     // The outputs on this picture: computed on the first call of a frame, the same Mats after.
     const std::vector<cv::Mat>& run(const cv::Mat& bgr);
     // Letterbox: multiply the input's normalised box coordinates by these to get the picture's.
-    float fx() const { return fx_; }
-    float fy() const { return fy_; }
+    float fx() const { return input_->fx(); }
+    float fy() const { return input_->fy(); }
+    const NetworkInput& input() const { return *input_; }
 
     // Whether `manifest` feeds this network exactly as this pass does.
     bool feeds_alike(const Manifest& manifest) const;
@@ -53,27 +116,14 @@ public:
 private:
     std::string source_;  // the first manifest's path, for messages
     std::string model_, config_;
-    cv::Size input_;
-    bool rgb_, letterbox_;
-    cv::Scalar mean_;
-    double scale_;
+    std::shared_ptr<NetworkInput> input_;
 
     cv::dnn::Net net_;
     std::vector<std::string> names_;
     std::size_t readers_ = 0;
-    std::shared_ptr<const std::uint64_t> frame_;
-    bool fresh_ = false;        // outputs_ hold the frame *frame_ names
-    std::uint64_t ran_on_ = 0;  // that frame
-    // The picture that frame was. Best effort against a caller that forgets begin_frame(): it
-    // catches a new picture in another buffer, not one decoded into the same buffer (same
-    // address and size), so begin_frame() stays the contract.
-    const uchar* ran_data_ = nullptr;
-    cv::Size ran_size_;
+    FrameStamp stamp_;  // which picture outputs_ hold
     std::uint64_t runs_ = 0;
-    float fx_ = 1.0f, fy_ = 1.0f;
-    // Reused between frames.
-    cv::Mat resized_, padded_, blob_;
-    std::vector<cv::Mat> outputs_;
+    std::vector<cv::Mat> outputs_;  // reused between frames
 };
 
 class NetworkPasses {
@@ -90,9 +140,12 @@ public:
     std::size_t shared() const;
     // Passes with a reader: the networks run per frame when every check reads.
     std::size_t count() const;
+    // Frame preparations (resize and blob) per frame when every check reads.
+    std::size_t inputs() const;
 
 private:
     std::shared_ptr<std::uint64_t> frame_;
+    std::vector<std::shared_ptr<NetworkInput>> inputs_;
     std::vector<std::shared_ptr<NetworkPass>> passes_;
 };
 
