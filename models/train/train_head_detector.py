@@ -27,6 +27,13 @@ kitchen-one-pass-heads'): the same trained twice as long, ~63 min on two free co
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 20000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --out models/kitchen-covering-heads.onnx
 
+Tried and not shipped (models/kitchen-heads.md, "More and smaller pasted faces"): the same with
+faces pasted from 15 px and up to five per crop, ~35 min on two free cores:
+
+    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
+        --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 \
+        --paste-sizes 0.04,0.6 --paste-max 5 --out /tmp/kitchen-crowd-heads.onnx
+
 Data:
   * ../shared/datasets/helmet-yolo/train ("helmet detection" dataset v3, CC BY 4.0): heads with
     class 0 helmet (covered) / 1 nohelmet (bare). 10% of it (seeded) is held out for monitoring.
@@ -72,6 +79,8 @@ SQUEEZE_FACES = False  # --squeeze-faces: the pasted faces stretched like the cr
 WIDTH = 1.0  # channel multiplier (--width)
 PASTE_RATE = 0.5  # --paste-rate: share of training crops that get pasted faces (the shipped models: 0.5)
 CLUTTER_RATE = 0.0  # --clutter: share of training crops with drawn signs and marks, unlabelled (shipped: 0)
+PASTE_SIZES = (0.08, 0.6)  # --paste-sizes: pasted face widths, as shares of S (log-uniform)
+PASTE_MAX = 3  # --paste-max: most faces pasted into one crop
 
 
 def dws(cin, cout, stride=1):
@@ -270,9 +279,9 @@ def make_sample(train, faces, rng):
         objs.append([cx1, cy1, cx2, cy2, b[4]])
     # Paste face photos as extra close-up heads.
     if rng.random() < PASTE_RATE:
-        for _ in range(int(rng.integers(1, 4))):
+        for _ in range(int(rng.integers(1, PASTE_MAX + 1))):
             f, fb = faces[int(rng.integers(len(faces)))]
-            fw = S * math.exp(rng.uniform(math.log(0.08), math.log(0.6)))
+            fw = S * math.exp(rng.uniform(math.log(PASTE_SIZES[0]), math.log(PASTE_SIZES[1])))
             fh = fw * rng.uniform(1.0, 1.35) * (aspect if SQUEEZE_FACES else 1.0)
             if fb is None:  # the photo is the face
                 fw, fh = int(fw), int(min(fh, TS - 2))
@@ -417,7 +426,7 @@ def evaluate(model, val, threshold=0.3):
 
 
 def main():
-    global ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE, CLUTTER_RATE
+    global ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE, CLUTTER_RATE, PASTE_SIZES, PASTE_MAX
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=12)
@@ -432,6 +441,10 @@ def main():
                     help="stretch the pasted faces by the crop's aspect too, as the camera's would be")
     ap.add_argument("--paste-rate", type=float, default=PASTE_RATE,
                     help="share of training crops with 1-3 pasted faces")
+    ap.add_argument("--paste-sizes", default=",".join(map(str, PASTE_SIZES)),
+                    help="smallest and largest pasted face width as shares of the 384 input, e.g. 0.04,0.6 "
+                         "(faces from 15 px: crowds seen from a ceiling)")
+    ap.add_argument("--paste-max", type=int, default=PASTE_MAX, help="most faces pasted into one crop")
     ap.add_argument("--face-boxes", default="",
                     help="label_face_boxes.py's file: pasted photos are labelled with their face's box, not their own")
     ap.add_argument("--clutter", type=float, default=CLUTTER_RATE,
@@ -449,6 +462,14 @@ def main():
         ap.error("--ema is a decay in [0, 1)")
     if not 0.0 <= args.clutter <= 1.0:
         ap.error("--clutter is a share in [0, 1]")
+    try:
+        sizes = tuple(float(v) for v in args.paste_sizes.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) != 2 or not 0.0 < sizes[0] <= sizes[1] <= 1.0:
+        ap.error("--paste-sizes is two shares of the input, smallest first, e.g. 0.08,0.6")
+    if args.paste_max < 1:
+        ap.error("--paste-max is at least 1")
     if args.steps < 0 or (args.steps == 0 and not (args.init or args.weights)):
         ap.error("--steps 0 exports --weights or --init as they are; without either it would export a random network")
     common.seed_everything(args.seed, args.threads)
@@ -459,6 +480,7 @@ def main():
 
     ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE = args.aspect_max, args.squeeze_faces, args.paste_rate
     CLUTTER_RATE = args.clutter
+    PASTE_SIZES, PASTE_MAX = sizes, args.paste_max
     net = HeadNet(args.width)
     model = Exported(net)
     if args.init:
