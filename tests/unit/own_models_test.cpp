@@ -332,6 +332,33 @@ TEST(OwnModels, ASharedPassNeverAnswersANewPictureWithTheLastOnesOutputs) {
     EXPECT_EQ(pass->runs(), 2u);
 }
 
+TEST(OwnModels, ALetterboxedPassKeepsTheScaleOfItsOwnPicture) {
+    // Two networks share a letterboxed input; the second is given another picture, of another
+    // shape, in the same frame. The first, asked again for its own picture, answers from its
+    // outputs, and must map them back with its picture's letterbox scale, not the input's latest.
+    auto x_manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
+    x_manifest.ensemble.clear();
+    x_manifest.letterbox = true;
+    auto y_manifest = x_manifest;
+    y_manifest.model = (kModels / "kitchen-heads.onnx").string();
+    kg::vision::dnn::NetworkPasses passes;
+    kg::vision::dnn::DnnDetector x(x_manifest, &passes), y(y_manifest, &passes);
+    ASSERT_EQ(passes.inputs(), 1u);
+    bool real = false;
+    const auto frames = frames_with_heads(real);
+    ASSERT_GE(frames.size(), 2u);
+    cv::Mat tall;
+    cv::resize(frames[1], tall, cv::Size(frames[1].cols / 2, frames[1].rows * 2));
+    std::vector<Detection> first, other, again;
+    passes.begin_frame();
+    x.detect(frames[0], first);
+    y.detect(tall, other);
+    x.detect(frames[0], again);
+    expect_same(again, first, 0);
+    EXPECT_EQ(passes.pass_for(x_manifest)->runs(), 1u);  // answered from its outputs
+    if (real) EXPECT_GT(first.size(), 0u) << "no heads found: nothing was compared";
+}
+
 TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
     // Otherwise the first forward pass would throw, in every check that shares the network.
     const auto tmp = fs::temp_directory_path() / ("kg-bad-output-" + std::to_string(::getpid()));
@@ -386,27 +413,36 @@ TEST(OwnModels, NetworksFedDifferentlyAreNotShared) {
     }
     {
         // Different networks fed alike: two passes, one preparation of the frame for both, and
-        // the boxes of each as when it runs alone.
+        // the boxes of each as when it runs alone. (The detectors alone share a preparation
+        // between an ensemble's networks too: AnEnsembleDecodesTheMeanOfItsNetworksMaps checks
+        // that against cv::dnn's own blob and forward passes.)
         kg::vision::dnn::NetworkPasses passes;
+        const auto first = (kModels / "kitchen-mask.yaml").string();
         const auto other = (kModels / "two-networks" / "kitchen-head-covering.yaml").string();
-        auto one = kg::vision::make_detector((kModels / "kitchen-mask.yaml").string(), &passes);
+        auto one = kg::vision::make_detector(first, &passes);
         auto two = kg::vision::make_detector(other, &passes);
+        auto one_alone = kg::vision::make_detector(first);
         auto two_alone = kg::vision::make_detector(other);
         EXPECT_EQ(passes.shared(), 0u);
         EXPECT_EQ(passes.count(), 2u);
         EXPECT_EQ(passes.inputs(), 1u);
         bool real = false;
         const auto frames = frames_with_heads(real);
-        std::vector<Detection> a, b, b_alone;
+        std::vector<Detection> a, b, a_alone, b_alone;
+        std::size_t boxes = 0;
         for (std::size_t i = 0; i < frames.size(); ++i) {
             passes.begin_frame();
             one->detect(frames[i], a);
             two->detect(frames[i], b);
+            one_alone->detect(frames[i], a_alone);
             two_alone->detect(frames[i], b_alone);
+            expect_same(a, a_alone, i);
             expect_same(b, b_alone, i);
+            boxes += a.size() + b.size();
         }
         const auto pass = passes.pass_for(kg::vision::dnn::load_manifest(other));
         EXPECT_EQ(pass->input().preparations(), frames.size());
+        if (real) EXPECT_GT(boxes, 0u) << "no heads found on the helmet photos: nothing was compared";
     }
     kg::vision::dnn::NetworkPasses passes;
     auto manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());

@@ -104,6 +104,8 @@ std::vector<std::size_t> NetworkPass::add_outputs(const std::vector<std::string>
 const std::vector<cv::Mat>& NetworkPass::run(const cv::Mat& bgr) {
     if (stamp_.holds(bgr)) return outputs_;
     net_.setInput(input_->blob(bgr));
+    fx_ = input_->fx();
+    fy_ = input_->fy();
     net_.forward(outputs_, names_);
     ++runs_;
     stamp_.set(bgr);

@@ -102,8 +102,10 @@ public:
     // The outputs on this picture: computed on the first call of a frame, the same Mats after.
     const std::vector<cv::Mat>& run(const cv::Mat& bgr);
     // Letterbox: multiply the input's normalised box coordinates by these to get the picture's.
-    float fx() const { return input_->fx(); }
-    float fy() const { return input_->fy(); }
+    // Those of the picture the outputs are of: the shared input may since have been made from
+    // another picture (a caller that forgot begin_frame()).
+    float fx() const { return fx_; }
+    float fy() const { return fy_; }
     const NetworkInput& input() const { return *input_; }
 
     // Whether `manifest` feeds this network exactly as this pass does.
@@ -123,6 +125,7 @@ private:
     std::size_t readers_ = 0;
     FrameStamp stamp_;  // which picture outputs_ hold
     std::uint64_t runs_ = 0;
+    float fx_ = 1.0f, fy_ = 1.0f;
     std::vector<cv::Mat> outputs_;  // reused between frames
 };
 
