@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The choosing data's figures, the ones the model cards' "chosen on" tables quote: never the valid
+# splits, which are measured once, after a choice (scripts/eval.sh).
+#
+#   scripts/choose.sh                              # the default manifests
+#   scripts/choose.sh MASK.yaml HEAD.yaml          # others, e.g. copies that name a new network
+#
+# Head covering: the 10% of helmet-yolo/train that train_head_detector.py holds out (the same
+# seeded split, made here), at score_threshold 0.25 / 0.3 / 0.35 / 0.4 / 0.45. Mask: mask-yolo/train
+# (its licence allows evaluation and tuning, never training), at the classifier's min_score 0.2 /
+# 0.25 / 0.3 / 0.35 / 0.4. For each: the two classes' F1 at IoU 0.3, their sum, and TP / FP / FN.
+# The manifests are read with those thresholds lowered, so every row comes from one run.
+# Needs ../shared (or KG_SHARED_DIR) and a build (KG_BUILD_DIR, default build/).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${KG_BUILD_DIR:-$root/build}"
+export KG_SHARED_DIR="${KG_SHARED_DIR:-$(cd "$root/.." && pwd)/shared}"
+[ -d "$KG_SHARED_DIR/datasets" ] || { echo "choose: no labelled photos in $KG_SHARED_DIR" >&2; exit 1; }
+eval_bin="$build/gateway/kitchen-eval"
+[ -x "$eval_bin" ] || { echo "choose: no $eval_bin: run scripts/build.sh first" >&2; exit 1; }
+mask="${1:-$root/models/kitchen-mask.yaml}"
+head="${2:-$root/models/kitchen-head-covering.yaml}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/kg-choose.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+/usr/bin/python3 - "$KG_SHARED_DIR" "$work" "$mask" "$head" <<'PY'
+import pathlib, sys
+import numpy as np
+import yaml
+
+shared, work, mask, head = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), *map(pathlib.Path, sys.argv[3:5])
+
+# The held-out photos exactly as models/train/train_head_detector.py:load_helmet() splits them.
+src = shared / "datasets" / "helmet-yolo" / "train"
+files = sorted((src / "images").glob("*.jpg"))
+held = [files[i] for i in np.random.default_rng(0).permutation(len(files))[: len(files) // 10]]
+for sub in ("images", "labels"):
+    (work / "heldout" / sub).mkdir(parents=True)
+for f in held:
+    (work / "heldout" / "images" / f.name).symlink_to(f)
+    label = src / "labels" / (f.stem + ".txt")
+    if label.exists():
+        (work / "heldout" / "labels" / label.name).symlink_to(label)
+
+
+def lowered(path, out, key):
+    """The manifest with its files made absolute and `key` (the threshold the rows vary) lowered."""
+    m = yaml.safe_load(path.read_text())
+    here = path.resolve().parent
+    absolute = lambda f: str((here / f).resolve())
+    m["model"] = absolute(m["model"])
+    if "ensemble" in m:
+        m["ensemble"] = [absolute(f) for f in m["ensemble"]]
+    if "classifier" in m:
+        m["classifier"]["model"] = absolute(m["classifier"]["model"])
+    if key == "min_score":
+        m["classifier"]["min_score"] = 0.0
+    else:
+        m["output"]["score_threshold"] = 0.1
+    (work / out).write_text(yaml.safe_dump(m, sort_keys=False))
+
+
+lowered(mask, "mask.yaml", "min_score")
+lowered(head, "head.yaml", "score_threshold")
+PY
+
+"$eval_bin" -d "$work/head.yaml" --data "$work/heldout" --classes 0=covered,1=bare --operating-points \
+    --json "$work/head.json" --threads 1 >/dev/null
+"$eval_bin" -d "$work/mask.yaml" --data "$KG_SHARED_DIR/datasets/mask-yolo/train" --classes 0=no_mask,1=with_mask \
+    --operating-points --json "$work/mask.json" --threads 1 >/dev/null
+
+/usr/bin/python3 - "$work" "$head" "$mask" <<'PY'
+import json, pathlib, sys
+
+work = pathlib.Path(sys.argv[1])
+for name, manifest, data, classes, thresholds in [
+    ("head covering", sys.argv[2], "helmet-yolo/train, 10% held out", ("covered", "bare"), (0.25, 0.3, 0.35, 0.4, 0.45)),
+    ("mask", sys.argv[3], "mask-yolo/train", ("no_mask", "with_mask"), (0.2, 0.25, 0.3, 0.35, 0.4)),
+]:
+    r = json.loads((work / ("head.json" if name == "head covering" else "mask.json")).read_text())
+    print(f"{name}: {manifest} on {data} (IoU 0.3)")
+    print(f"  threshold  {classes[0]:>10} F1 {classes[1]:>10} F1     sum   TP / FP / FN ({classes[0]}; {classes[1]})")
+    for t in thresholds:
+        f1, counts = [], []
+        for c in classes:
+            row = next(x for x in r["operating_points"][c] if abs(x["threshold"] - t) < 1e-6)
+            tp, fp, fn = row["tp"], row["fp"], row["fn"]
+            p, rc = tp / max(1, tp + fp), tp / max(1, tp + fn)
+            f1.append(2 * p * rc / max(1e-9, p + rc))
+            counts.append(f"{tp} / {fp} / {fn}")
+        print(f"  {t:9.2f}  {f1[0]:13.3f} {f1[1]:13.3f}  {sum(f1):6.3f}   {counts[0]}; {counts[1]}")
+    print()
+PY
