@@ -20,6 +20,9 @@ eval_bin="$build/gateway/kitchen-eval"
 [ -x "$eval_bin" ] || { echo "choose: no $eval_bin: run scripts/build.sh first" >&2; exit 1; }
 mask="${1:-$root/models/kitchen-mask.yaml}"
 head="${2:-$root/models/kitchen-head-covering.yaml}"
+for m in "$mask" "$head"; do
+  [ -f "$m" ] || { echo "choose: no manifest $m" >&2; exit 1; }
+done
 work="$(mktemp -d "${TMPDIR:-/tmp}/kg-choose.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
@@ -47,15 +50,18 @@ def lowered(path, out, key):
     """The manifest with its files made absolute and `key` (the threshold the rows vary) lowered."""
     m = yaml.safe_load(path.read_text())
     here = path.resolve().parent
-    absolute = lambda f: str((here / f).resolve())
+    # Relative to the manifest; a path from ${VARIABLE} or an absolute one is left to the loader.
+    absolute = lambda f: f if f.startswith("$") or f.startswith("/") else str((here / f).resolve())
     m["model"] = absolute(m["model"])
+    if "config" in m:
+        m["config"] = absolute(m["config"])
     if "ensemble" in m:
         m["ensemble"] = [absolute(f) for f in m["ensemble"]]
     if "classifier" in m:
         m["classifier"]["model"] = absolute(m["classifier"]["model"])
-    if key == "min_score":
+    if key == "min_score" and "classifier" in m:
         m["classifier"]["min_score"] = 0.0
-    else:
+    else:  # a one-stage detector: the rows vary its own threshold
         m["output"]["score_threshold"] = 0.1
     (work / out).write_text(yaml.safe_dump(m, sort_keys=False))
 

@@ -56,3 +56,25 @@ def test_choose_names_what_is_missing(tmp_path):
     env = dict(os.environ, KG_SHARED_DIR=str(tmp_path), KG_BUILD_DIR=str(BUILD))
     r = subprocess.run([str(kg_e2e.SOURCE_DIR / "scripts/choose.sh")], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and f"no labelled photos in {tmp_path}" in r.stderr, r.stderr
+    (tmp_path / "datasets").mkdir()
+    missing = tmp_path / "no-such-mask.yaml"
+    r = subprocess.run([str(kg_e2e.SOURCE_DIR / "scripts/choose.sh"), str(missing)], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode != 0 and f"no manifest {missing}" in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(not (SHARED / "models").exists(), reason=f"no reference models in {SHARED}")
+def test_choose_reads_a_one_stage_manifest_by_its_own_threshold():
+    """A mask manifest without a classifier (a public reference) is screened at its score_threshold."""
+    env = dict(os.environ, KG_SHARED_DIR=str(SHARED), KG_BUILD_DIR=str(BUILD))
+    r = subprocess.run([str(kg_e2e.SOURCE_DIR / "scripts/choose.sh"),
+                        str(kg_e2e.SOURCE_DIR / "models/reference/aizoo-face-mask.yaml")],
+                       capture_output=True, text=True, env=env, timeout=100)
+    assert r.returncode == 0, r.stderr
+    mask = rows(r.stdout, "mask")
+    assert sorted(mask) == [0.2, 0.25, 0.3, 0.35, 0.4]
+    counts = [[tuple(map(int, part.split(" / "))) for part in v[3].split("; ")] for v in mask.values()]
+    assert all([tp + fn for tp, _, fn in c] == [142, 372] for c in counts), counts
+    # Raising its threshold drops detections: the rows are of one run at a lowered threshold.
+    fps = [c[0][1] + c[1][1] for c in counts]
+    assert fps == sorted(fps, reverse=True) and fps[0] > fps[-1], fps
