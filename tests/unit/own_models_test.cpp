@@ -356,7 +356,9 @@ TEST(OwnModels, ALetterboxedPassKeepsTheScaleOfItsOwnPicture) {
     x.detect(frames[0], again);
     expect_same(again, first, 0);
     EXPECT_EQ(passes.pass_for(x_manifest)->runs(), 1u);  // answered from its outputs
-    if (real) EXPECT_GT(first.size(), 0u) << "no heads found: nothing was compared";
+    if (real) {
+        EXPECT_GT(first.size(), 0u) << "no heads found: nothing was compared";
+    }
 }
 
 TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
@@ -442,7 +444,9 @@ TEST(OwnModels, NetworksFedDifferentlyAreNotShared) {
         }
         const auto pass = passes.pass_for(kg::vision::dnn::load_manifest(other));
         EXPECT_EQ(pass->input().preparations(), frames.size());
-        if (real) EXPECT_GT(boxes, 0u) << "no heads found on the helmet photos: nothing was compared";
+        if (real) {
+            EXPECT_GT(boxes, 0u) << "no heads found on the helmet photos: nothing was compared";
+        }
     }
     kg::vision::dnn::NetworkPasses passes;
     auto manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
@@ -506,7 +510,8 @@ TEST(OwnModels, AnEnsembleDecodesTheMeanOfItsNetworksMaps) {
     const auto frames = frames_with_heads(real);
     kg::vision::dnn::DnnDetector detector(manifest);
     // What the start-up check compares members by: the shapes at the manifest's input (512 / 8 cells).
-    EXPECT_EQ(kg::vision::dnn::NetworkPass(manifest, nullptr).output_shape(manifest.outputs[0]),
+    kg::vision::dnn::NetworkPasses passes;
+    EXPECT_EQ(passes.pass_for(manifest)->output_shape(manifest.outputs[0]),
               (cv::dnn::MatShape{1, 6, 64, 64}));
     std::vector<cv::dnn::Net> nets;
     for (const auto& f : {manifest.model, manifest.ensemble[0]}) nets.push_back(cv::dnn::readNet(f));

@@ -21,10 +21,9 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
                   passes != nullptr ? nullptr : std::make_unique<NetworkPasses>()) {}
 
 DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_ptr<NetworkPasses> own)
-    : manifest_(std::move(manifest)),
-      own_passes_(std::move(own)),
-      pass_((own_passes_ ? own_passes_.get() : passes)->pass_for(manifest_)) {
-    if (own_passes_) passes = own_passes_.get();
+    : manifest_(std::move(manifest)), own_passes_(std::move(own)) {
+    NetworkPasses& all = own_passes_ ? *own_passes_ : *passes;
+    pass_ = all.pass_for(manifest_);
     const auto names = manifest_.outputs.empty() ? pass_->unconnected_outputs() : manifest_.outputs;
     const std::size_t wanted =
         manifest_.layout == Layout::ultraface || manifest_.layout == Layout::ssd ? 2 : 1;
@@ -45,7 +44,7 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_p
         member.ensemble.clear();
         member.classifier.reset();
         try {
-            auto pass = passes->pass_for(member);
+            auto pass = all.pass_for(member);
             pass->check_outputs(names, manifest_.source);
             member_passes.push_back(std::move(pass));
         } catch (const ManifestError& e) {

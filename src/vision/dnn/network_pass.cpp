@@ -50,7 +50,7 @@ NetworkPass::NetworkPass(const Manifest& m, std::shared_ptr<const std::uint64_t>
     : source_(m.source),
       model_(m.model),
       config_(m.config),
-      input_(input ? std::move(input) : std::make_shared<NetworkInput>(m, frame)),
+      input_(std::move(input)),
       stamp_(std::move(frame)) {
     if (!std::filesystem::exists(model_)) {
         throw ManifestError(fmt::format("{}: model file {} does not exist", source_, model_));
@@ -116,14 +116,12 @@ std::shared_ptr<NetworkPass> NetworkPasses::pass_for(const Manifest& m) {
     for (const auto& p : passes_) {
         if (p->feeds_alike(m)) return p;
     }
-    std::shared_ptr<NetworkInput> input;
-    for (const auto& i : inputs_) {
-        if (i->feeds_alike(m)) input = i;
-    }
-    if (!input) input = std::make_shared<NetworkInput>(m, frame_);
+    const auto found =
+        std::find_if(inputs_.begin(), inputs_.end(), [&](const auto& i) { return i->feeds_alike(m); });
+    auto input = found != inputs_.end() ? *found : std::make_shared<NetworkInput>(m, frame_);
     // Kept only once the network has loaded: a refused manifest leaves no input behind.
     auto pass = std::make_shared<NetworkPass>(m, frame_, input);
-    if (std::find(inputs_.begin(), inputs_.end(), input) == inputs_.end()) inputs_.push_back(input);
+    if (found == inputs_.end()) inputs_.push_back(std::move(input));
     passes_.push_back(std::move(pass));
     return passes_.back();
 }

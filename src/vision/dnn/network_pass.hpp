@@ -23,15 +23,14 @@ namespace kg::vision::dnn {
 // Which picture a cached result belongs to: the owner's frame number and, as a best effort against
 // a caller that forgets begin_frame(), the picture's buffer. It catches a new picture in another
 // buffer, not one decoded into the same buffer (same address and size), so begin_frame() stays the
-// contract. Without a frame counter nothing is ever current.
+// contract.
 class FrameStamp {
 public:
     explicit FrameStamp(std::shared_ptr<const std::uint64_t> frame) : frame_(std::move(frame)) {}
     bool holds(const cv::Mat& bgr) const {
-        return frame_ && fresh_ && on_ == *frame_ && data_ == bgr.data && size_ == bgr.size();
+        return fresh_ && on_ == *frame_ && data_ == bgr.data && size_ == bgr.size();
     }
     void set(const cv::Mat& bgr) {
-        if (!frame_) return;
         fresh_ = true;
         on_ = *frame_;
         data_ = bgr.data;
@@ -51,7 +50,7 @@ private:
 // normalised into a blob, once per frame for every network fed alike.
 class NetworkInput {
 public:
-    // `frame`: the owner's frame counter, or null for an input of its own (prepared on every call).
+    // `frame`: the owner's frame counter (NetworkPasses').
     NetworkInput(const Manifest& manifest, std::shared_ptr<const std::uint64_t> frame);
 
     // Whether `manifest` feeds its network exactly as this input is made.
@@ -80,11 +79,11 @@ private:
 
 class NetworkPass {
 public:
-    // `frame`: the owner's frame counter, or null for a pass of its own (runs on every call).
-    // `input`: the frame's preparation, shared with other networks fed alike; null for one of its
-    // own. Throws ManifestError naming the manifest when the network cannot be loaded.
+    // `frame`: the owner's frame counter (NetworkPasses'); `input`: the frame's preparation, shared
+    // with other networks fed alike. Throws ManifestError naming the manifest when the network
+    // cannot be loaded.
     NetworkPass(const Manifest& manifest, std::shared_ptr<const std::uint64_t> frame,
-                std::shared_ptr<NetworkInput> input = nullptr);
+                std::shared_ptr<NetworkInput> input);
 
     // The network's outputs when a manifest names none.
     std::vector<std::string> unconnected_outputs() const { return net_.getUnconnectedOutLayersNames(); }
