@@ -71,18 +71,26 @@ def jpeg(img, rng, lo=15, hi=90):
 
 
 def photometric(img, rng, strength=1.0):
-    """BGR uint8 in, BGR uint8 out: low light, colour cast, grey/IR, blur, low resolution, noise, JPEG."""
-    out = img.astype(np.float32)
+    """BGR uint8 in, BGR uint8 out: low light, colour cast, grey/IR, blur, low resolution, noise, JPEG.
+
+    The same draws and the same pictures as the plain float32 arithmetic on the whole picture, so
+    that old training commands still give their weights bit for bit, at half the cost: the picture
+    goes to float32 only when a branch needs it (uint8 -> float32 -> uint8 is the identity), and
+    gain and gamma, applied first to an 8-bit picture, are a 256-entry table. May return img itself."""
+    out = None  # float32 working copy, made by the first branch that needs one
     if rng.random() < 0.5 * strength:  # low light / over-exposure: gain and gamma
         gain = rng.uniform(0.35, 1.3)
         gamma = rng.uniform(0.7, 1.6)
-        out = 255.0 * np.power(np.clip(out * gain / 255.0, 0, 1), gamma)
+        table = 255.0 * np.power(np.clip(np.arange(256, dtype=np.float32) * gain / 255.0, 0, 1), gamma)
+        out = cv2.LUT(img, table)
     if rng.random() < 0.3 * strength:  # white balance of cheap sensors
+        out = img.astype(np.float32) if out is None else out
         out *= rng.uniform(0.8, 1.2, size=3).astype(np.float32)
     if rng.random() < 0.2 * strength:  # contrast
+        out = img.astype(np.float32) if out is None else out
         m = out.mean()
         out = (out - m) * rng.uniform(0.6, 1.3) + m
-    out = np.clip(out, 0, 255).astype(np.uint8)
+    out = img if out is None else np.clip(out, 0, 255).astype(np.uint8)
     if rng.random() < 0.2 * strength:  # night mode: grey / IR picture
         g = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
         out = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
@@ -100,6 +108,15 @@ def photometric(img, rng, strength=1.0):
     if rng.random() < 0.5 * strength:
         out = jpeg(out, rng)
     return out
+
+
+def to_tensor(imgs, channels_last=False):
+    """BGR uint8 pictures to the networks' RGB (x - 127.5) / 127.5, N x 3 x H x W: in torch (two
+    threads; the same float32 arithmetic as numpy's, so the same tensor). channels_last keeps the
+    pictures' own memory layout, which PyTorch's CPU convolutions run faster."""
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).flip(1)
+    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return x.float().sub_(127.5).div_(127.5)
 
 
 def occlude(img, rng, max_frac=0.35):

@@ -109,7 +109,7 @@ def main():
             bi = rng.integers(0, len(bx), 32)
             imgs = [tmc.augment(hx[i], rng) for i in idx] + [tmc.augment(bx[i], rng) for i in bi]
             y = torch.from_numpy(np.concatenate([hy[idx], np.full(32, BG, np.int64)]))
-            loss = F.cross_entropy(net(tmc.to_tensor(imgs)), y, label_smoothing=0.05)
+            loss = F.cross_entropy(net(common.to_tensor(imgs)), y, label_smoothing=0.05)
             opt.zero_grad()
             loss.backward()
             opt.step()

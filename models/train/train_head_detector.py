@@ -311,7 +311,7 @@ def make_sample(train, faces, rng):
     if CLUTTER_RATE > 0 and rng.random() < CLUTTER_RATE:  # no draw at 0: older commands give the same weights
         out, objs = draw_clutter(out, objs, rng)
     if rng.random() < 0.5:
-        out = out[:, ::-1].copy()
+        out = cv2.flip(out, 1)
         objs = [[TS - o[2], o[1], TS - o[0], o[3], o[4]] for o in objs]
     out = common.photometric(out, rng, 0.6)  # milder than for crops: a 10 px head must stay a head
     if rng.random() < 0.25:
@@ -351,11 +351,6 @@ def targets(objs):
                 else:
                     attr_w[i, j] = 0.0
     return hm, reg, reg_w, attr, attr_w
-
-
-def to_tensor(imgs):
-    x = np.stack(imgs)[..., ::-1].astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(((x - 127.5) / 127.5).transpose(0, 3, 1, 2)))
 
 
 def focal(logit, gt):
@@ -402,7 +397,7 @@ def evaluate(model, val, threshold=0.3):
     with torch.no_grad():
         for img, boxes in val:
             H, W = img.shape[:2]
-            x = to_tensor([cv2.resize(img, (S, S), interpolation=cv2.INTER_AREA)])
+            x = common.to_tensor([cv2.resize(img, (S, S), interpolation=cv2.INTER_AREA)])
             _, cov = model(x)
             dets = decode(cov[0].numpy(), threshold, 2)
             gt = [(b[0] * S / W, b[1] * S / H, b[2] * S / W, b[3] * S / H, 0 if b[4] > 0.5 else 1) for b in boxes]
@@ -454,6 +449,10 @@ def main():
     ap.add_argument("--ema", type=float, default=0.0,
                     help="evaluate and export a moving average of the weights with this decay (e.g. 0.999; "
                          "0, the shipped models: the last step's weights)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="train in PyTorch's channels-last memory layout: about 1.4x faster steps on this "
+                         "CPU, but not the same arithmetic, so not the weights of a run without it "
+                         "(the shipped files older than kitchen-covering-heads' retraining of 2026-11-29 are without)")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-heads.onnx"))
     args = ap.parse_args()
     if args.init and args.weights:
@@ -489,6 +488,8 @@ def main():
         print(f"from {args.init}: held-out covered P {p[0]:.3f} R {r[0]:.3f}, bare P {p[1]:.3f} R {r[1]:.3f}", flush=True)
     if args.weights:
         net.load_state_dict(torch.load(args.weights))
+    if args.channels_last:
+        net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(1, args.steps), pct_start=0.1)
     ema = common.Ema(net, args.ema) if args.ema > 0 else None
@@ -501,7 +502,7 @@ def main():
         if args.init:
             common.freeze_bn(net)
         samples = [make_sample(train, faces, rng) for _ in range(args.batch)]
-        x = to_tensor([s[0] for s in samples])
+        x = common.to_tensor([s[0] for s in samples], args.channels_last)
         t = [targets(s[1]) for s in samples]
         hm, reg, reg_w, attr, attr_w = (torch.from_numpy(np.stack([tt[k] for tt in t])) for k in range(5))
         o = net(x)
@@ -529,6 +530,7 @@ def main():
             print(f"{msg} ({time.time() - t0:.0f} s)", flush=True)
             torch.save((ema.net if ema else net).state_dict(), "/tmp/" + pathlib.Path(args.out).stem + ".pt")
 
+    final.to(memory_format=torch.contiguous_format)  # export and its checks in the usual layout
     final.eval()
     for th in (0.2, 0.3, 0.4, 0.5):
         p, r = evaluate(final, val, th)

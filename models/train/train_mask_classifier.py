@@ -239,19 +239,13 @@ def augment(img, rng):
     return out
 
 
-def to_tensor(batch_bgr):
-    x = np.stack(batch_bgr)[..., ::-1].astype(np.float32)  # RGB
-    x = (x - 127.5) / 127.5
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-
-
 def predict(net, imgs):
     net.eval()
     probs = []
     with torch.no_grad():
         for i in range(0, len(imgs), 256):
             batch = [cv2.resize(im, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for im in imgs[i:i + 256]]
-            probs.append(torch.softmax(net(to_tensor(batch)), 1).numpy())
+            probs.append(torch.softmax(net(common.to_tensor(batch)), 1).numpy())
     return np.concatenate(probs) if probs else np.zeros((0, len(CLASSES)), np.float32)
 
 
@@ -341,7 +335,7 @@ def main():
             imgs = [augment(f, rng) for f in faces] + [augment(bx[i], rng) for i in bi] + \
                 [augment(hx[i], rng) for i in hi]
             y = torch.from_numpy(np.concatenate([ty[idx], np.full(24, BG, np.int64)]))
-            logits = net(to_tensor(imgs))
+            logits = net(common.to_tensor(imgs))
             loss = F.cross_entropy(logits[:72], y, label_smoothing=0.05)
             # A helmet-yolo head is a face or head, masked or not: only "not background" is known.
             logp = F.log_softmax(logits[72:], 1)
