@@ -6,6 +6,7 @@ Runs on Debian 12's python3-torch 1.13 / python3-onnx / python3-opencv, CPU only
 """
 
 import copy
+import ctypes
 import json
 import math
 import os
@@ -51,8 +52,25 @@ def read_heads(spec):
     return cv2.dnn.readNetFromONNX(paths[0]) if len(paths) == 1 else MeanOfNetworks(paths)
 
 
+def keep_freed_memory():
+    """Tells glibc's malloc to keep the memory PyTorch frees instead of handing it back to the kernel.
+
+    A training step allocates and frees tensors of up to ~20 MB. By default glibc serves those with
+    fresh mmap()s and trims freed heap, so every step faults in and zeroes its memory again (2.2
+    million page faults in 80 steps of the head detector): about a fifth of the step. Reused memory
+    changes no arithmetic, so the weights stay bit for bit those of a run without this."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: nothing to tune
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed on 64-bit
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
 def seed_everything(seed, threads):
     """Fixed seeds and a fixed thread count: the same command gives the same weights."""
+    keep_freed_memory()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
