@@ -64,7 +64,7 @@ def keep_freed_memory():
     except OSError:
         return  # not glibc: nothing to tune
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed on 64-bit
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # above a step's largest tensors
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
@@ -128,15 +128,6 @@ def photometric(img, rng, strength=1.0):
     return out
 
 
-def to_tensor(imgs, channels_last=False):
-    """BGR uint8 pictures to the networks' RGB (x - 127.5) / 127.5, N x 3 x H x W: in torch (two
-    threads; the same float32 arithmetic as numpy's, so the same tensor). channels_last keeps the
-    pictures' own memory layout, which PyTorch's CPU convolutions run faster."""
-    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).flip(1)
-    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    return x.float().sub_(127.5).div_(127.5)
-
-
 def occlude(img, rng, max_frac=0.35):
     """A hand, a pan or a steam cloud over part of the picture."""
     h, w = img.shape[:2]
@@ -148,6 +139,17 @@ def occlude(img, rng, max_frac=0.35):
     else:
         out[y:y + oh, x:x + ow] = cv2.GaussianBlur(out[y:y + oh, x:x + ow], (0, 0), 6)
     return out
+
+
+# --- network input ----------------------------------------------------------------------------------
+
+def to_tensor(imgs, channels_last=False):
+    """BGR uint8 pictures to the networks' RGB (x - 127.5) / 127.5, N x 3 x H x W: in torch (on the
+    threads seed_everything set; the same float32 arithmetic as numpy's, so the same tensor).
+    channels_last keeps the pictures' own memory layout, which PyTorch's CPU convolutions run faster."""
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).flip(1)
+    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return x.float().sub_(127.5).div_(127.5)
 
 
 # --- export and fixtures -----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import common
+import train_head_detector as thd
 import train_mask_classifier as tmc
 
 SIZE = tmc.SIZE

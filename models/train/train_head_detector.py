@@ -450,9 +450,9 @@ def main():
                     help="evaluate and export a moving average of the weights with this decay (e.g. 0.999; "
                          "0, the shipped models: the last step's weights)")
     ap.add_argument("--channels-last", action="store_true",
-                    help="train in PyTorch's channels-last memory layout: about 1.4x faster steps on this "
-                         "CPU, but not the same arithmetic, so not the weights of a run without it "
-                         "(the shipped files older than kitchen-covering-heads' retraining of 2026-11-29 are without)")
+                    help="train in PyTorch's channels-last memory layout: about 1.2x faster steps on this CPU, "
+                         "but not the same arithmetic, so not the weights of a run without it (no shipped "
+                         "file was trained with it: their commands reproduce them only without)")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-heads.onnx"))
     args = ap.parse_args()
     if args.init and args.weights:
