@@ -23,7 +23,6 @@ sampled frames dropped. Usage (after scripts/build.sh):
 """
 
 import argparse
-import datetime
 import http.client
 import json
 import os
@@ -121,8 +120,6 @@ def run_one(work, n, args, clip):
         gw = run_gateway(work, n, urls, args, broker)
         api = gw.api_port()
         kg_e2e.wait_until(lambda: gw.output().count("connected to rtsp") >= n, 30, what="every camera")
-        connected = {m.group(2): m.group(1) for m in re.finditer(
-            r"^(\S+) info  \[cam:(cam\d+)\] connected to rtsp", gw.output(), re.M)}
         time.sleep(4)
         m0 = metrics(api)
         server_c0 = cpu_seconds(server.proc.pid)

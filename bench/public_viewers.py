@@ -28,8 +28,6 @@ import threading
 import time
 import http.client
 
-import yaml
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 import kg_e2e  # noqa: E402

@@ -26,7 +26,7 @@ packages=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   # end-to-end test driver (Debian's own Python, /usr/bin/python3)
   python3 python3-pytest python3-paho-mqtt python3-jsonschema python3-yaml python3-numpy python3-opencv
-  python3-onnx
+  python3-onnx python3-pyflakes
   # browser tests (parents' page, monitoring dashboard): Debian's Chromium driven by Selenium
   chromium chromium-driver python3-selenium fonts-wqy-microhei
   # signed viewer tokens (HMAC-SHA256)

@@ -8,7 +8,6 @@ generated / delivered / duplicated / lost, with lost = 0 asserted.
 Events come from real cameras: clips that flicker between a normal and a black picture, so every
 camera opens and closes an event every few seconds."""
 
-import os
 import re
 import time
 
