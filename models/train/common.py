@@ -92,7 +92,7 @@ def photometric(img, rng, strength=1.0):
     """BGR uint8 in, BGR uint8 out: low light, colour cast, grey/IR, blur, low resolution, noise, JPEG.
 
     The same draws and the same pictures as the plain float32 arithmetic on the whole picture, so
-    that old training commands still give their weights bit for bit, at half the cost: the picture
+    that old training commands still give their weights bit for bit, for less work: the picture
     goes to float32 only when a branch needs it (uint8 -> float32 -> uint8 is the identity), and
     gain and gamma, applied first to an 8-bit picture, are a 256-entry table. May return img itself."""
     out = None  # float32 working copy, made by the first branch that needs one
