@@ -210,6 +210,21 @@ def check_with_opencv(onnx_path, model, input_shape, output_names):
 
 # --- fine-tuning from a shipped model -------------------------------------------------------------
 
+def drop_omitted_inputs(path):
+    """torch writes an omitted optional input as an empty name at the end of a node's inputs (Pad's
+    constant value); ONNX allows leaving it off, and cv::dnn 4.6 fails on the empty name. Files with
+    no such input (every network without a Pad) are left untouched, byte for byte."""
+    import onnx
+    m = onnx.load(str(path))
+    changed = False
+    for n in m.graph.node:
+        while n.input and n.input[-1] == "":
+            n.input.pop()
+            changed = True
+    if changed:
+        onnx.save(m, str(path))
+
+
 def export(model, out, input_shape, output_names):
     """Exports `model` to ONNX at `out` (input `input`), checks it in this machine's OpenCV against
     PyTorch and, for a file in models/ (a shipped one), writes its equivalence fixture; scratch runs
@@ -217,6 +232,7 @@ def export(model, out, input_shape, output_names):
     model.eval()
     torch.onnx.export(model, torch.zeros(input_shape), out, opset_version=OPSET, input_names=["input"],
                       output_names=output_names, do_constant_folding=True)
+    drop_omitted_inputs(out)
     check_with_opencv(out, model, input_shape, output_names)
     path = pathlib.Path(out).resolve()
     if path.parent == MODELS.resolve():

@@ -1,0 +1,198 @@
+"""Google MediaPipe's BlazeFace (back-camera model, 256x256), read from its TensorFlow.js graph into
+PyTorch, as a pretrained trunk for the head networks.
+
+With 233 labelled training photos, a network trained from scratch learns what a head is from very
+little; BlazeFace's layers were trained by Google on a large face set and already tell faces from
+signs, text and hands. The weights come from the npm package @vladmandic/human (MIT), which ships
+MediaPipe's model converted to TensorFlow.js (models/blazeface.json, "generatedBy":
+"https://github.com/google/mediapipe"; MediaPipe and its models: Apache License 2.0).
+fetch_pretrained.sh fetches that package, pinned by version and checksums, and keeps the two files
+in models/train/pretrained/blazeface/ (not committed: the ONNX files trained on them carry the weights).
+
+The graph is rebuilt op by op (convolutions with TensorFlow's SAME padding, depthwise convolutions,
+residual adds, max pools, the channel padding of the shortcut), so the trunk computes what the
+TensorFlow.js graph computes. Run as a script, it shows that it does: the whole detector's face
+score on face photos of ../shared/datasets/mask-crops, small on a grey canvas as the back camera
+sees them, against corners of the helmet photos:
+
+    /usr/bin/python3 models/train/blazeface.py
+"""
+
+import base64
+import json
+import pathlib
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = pathlib.Path(__file__).resolve().parent
+DEFAULT_DIR = HERE / "pretrained" / "blazeface"  # fetch_pretrained.sh
+INPUT = 256  # the model's own input side; the trunk is fully convolutional
+
+
+def read_graph(model_dir=DEFAULT_DIR):
+    """(nodes, weights): the graph's non-constant nodes in order, and its weights as numpy arrays."""
+    model_dir = pathlib.Path(model_dir)
+    if not (model_dir / "blazeface.json").exists():
+        raise SystemExit(f"no BlazeFace in {model_dir}: run models/train/fetch_pretrained.sh")
+    j = json.loads((model_dir / "blazeface.json").read_text())
+    weights, blob, off = {}, b"", 0
+    for group in j["weightsManifest"]:
+        blob = b"".join((model_dir / p).read_bytes() for p in group["paths"])
+        off = 0
+        for w in group["weights"]:
+            dtype = {"float32": np.float32, "int32": np.int32}[w["dtype"]]
+            if "quantization" in w:
+                raise ValueError(f"{w['name']}: quantised weights are not read here")
+            n = int(np.prod(w["shape"])) if w["shape"] else 1
+            weights[w["name"]] = np.frombuffer(blob, dtype, n, off).reshape(w["shape"]).copy()
+            off += n * 4
+        if off != len(blob):
+            raise ValueError(f"blazeface.bin: {len(blob)} bytes, the manifest names {off}")
+    nodes = [n for n in j["modelTopology"]["node"] if n["op"] != "Const"]
+    return nodes, weights
+
+
+def _same_conv(x, w, b, k, s, groups=1):
+    """A convolution with TensorFlow's SAME padding, for the even input sides this trunk is fed:
+    (k - 1) / 2 each side at stride 1, PyTorch's own; at stride 2 TensorFlow pads k - 2 in all and
+    puts the odd pixel after. Constants, not read off the tensor, so that the export's Pad is fixed."""
+    if s == 1:
+        return F.conv2d(x, w, b, 1, (k - 1) // 2, groups=groups)
+    total = k - 2
+    x = F.pad(x, (total // 2, total - total // 2, total // 2, total - total // 2))
+    return F.conv2d(x, w, b, s, 0, groups=groups)
+
+
+def _short(name):
+    """'StatefulPartitionedCall/functional_1/re_lu_22/Relu' -> 're_lu_22': the Keras layer's name."""
+    return name.split("/")[-2] if "/" in name else name
+
+
+def _strides(node):
+    return int(node["attr"]["strides"]["list"]["i"][1])
+
+
+class BlazeTrunk(nn.Module):
+    """BlazeFace's layers from the input up to the last node named in `taps`.
+
+    The outputs of the nodes named in `taps` are returned, in that order (stride 8 is the output of
+    're_lu_22', 32x32 at 256; stride 16 is 're_lu_30')."""
+
+    def __init__(self, taps=("re_lu_22", "re_lu_30"), model_dir=DEFAULT_DIR):
+        super().__init__()
+        nodes, weights = read_graph(model_dir)
+        self.ops = []  # (kind, output, inputs, params name, stride, kernel)
+        self.params = nn.ParameterDict()
+        count = 0
+        channels = {}  # each node's output channels, to check the shortcut's widening
+        last = taps[-1]
+        self.taps = list(taps)
+        for n in nodes:
+            op, name = n["op"], _short(n["name"])
+            ins = [_short(i) for i in n.get("input", []) if i not in weights]
+            consts = [i for i in n.get("input", []) if i in weights]
+            if op == "Placeholder":
+                continue
+            if op == "_FusedConv2D":
+                fused = [base64.b64decode(s).decode() for s in n["attr"]["fused_ops"]["list"]["s"]]
+                w = torch.from_numpy(weights[consts[0]]).permute(3, 2, 0, 1).contiguous()  # HWIO -> OIHW
+                key, count = f"p{count}", count + 1
+                self.params[key + "w"] = nn.Parameter(w)
+                self.params[key + "b"] = nn.Parameter(torch.from_numpy(weights[consts[1]]))
+                self.ops.append(("conv", name, ins, key, _strides(n), w.shape[-1], "Relu" in fused))
+                channels[name] = w.shape[0]
+            elif op == "DepthwiseConv2dNative":
+                w = torch.from_numpy(weights[consts[0]]).permute(2, 3, 0, 1).contiguous()  # HWC1 -> C1HW
+                key, count = f"p{count}", count + 1
+                self.params[key + "w"] = nn.Parameter(w)
+                self.ops.append(("dw", name, ins, key, _strides(n), w.shape[-1], False))
+                channels[name] = w.shape[0]
+            elif op == "AddV2":
+                self.ops.append(("add", name, ins, None, 1, 0, False))
+                channels[name] = channels[ins[0]]
+            elif op == "Relu":
+                self.ops.append(("relu", name, ins, None, 1, 0, False))
+                channels[name] = channels[ins[0]]
+            elif op == "MaxPool":
+                self.ops.append(("pool", name, ins, None, _strides(n), 2, False))
+                channels[name] = channels[ins[0]]
+            elif op == "Pad":
+                pad = weights[consts[0]]  # NHWC: only channels are padded (the shortcut's widening)
+                if pad[:3].any():
+                    raise ValueError(f"{name}: pads other than channels are not read here")
+                if pad[3, 0] != 0 or pad[3, 1] != channels[ins[0]]:
+                    raise ValueError(f"{name}: the shortcut is widened by {pad[3].tolist()} channels, "
+                                     f"read here only as doubling its {channels[ins[0]]}")
+                self.ops.append(("padc", name, ins, None, int(pad[3, 1]), 0, False))
+                channels[name] = 2 * channels[ins[0]]
+            else:
+                continue  # the detector's own reshapes and outputs: not part of the trunk
+            if name == last:
+                break
+        else:
+            raise ValueError(f"no node {last} in blazeface.json")
+
+    def forward(self, x):
+        vals = {}
+        cur = x
+        out = []
+        for kind, name, ins, key, s, k, relu in self.ops:
+            src = [vals[i] if i in vals else x for i in ins]
+            if kind == "conv":
+                cur = _same_conv(src[0], self.params[key + "w"], self.params[key + "b"], k, s)
+                if relu:
+                    cur = F.relu(cur)
+            elif kind == "dw":
+                w = self.params[key + "w"]
+                cur = _same_conv(src[0], w, None, k, s, groups=w.shape[0])
+            elif kind == "add":
+                cur = src[0] + src[1]
+            elif kind == "relu":
+                cur = F.relu(cur if not src else src[0])
+            elif kind == "pool":
+                cur = F.max_pool2d(src[0], 2, 2)
+            elif kind == "padc":
+                # The shortcut's zero channels (as many as it has: checked when built), without a Pad.
+                cur = torch.cat([src[0], src[0] * 0.0], 1)
+            vals[name] = cur
+            if name in self.taps:
+                out.append(cur)
+        return out
+
+
+def main():
+    import cv2
+
+    import common
+    shared = common.shared_dir()
+    trunk = BlazeTrunk(taps=("conv2d_33", "conv2d_34"))  # the detector's two class outputs
+
+    def face_score(img):
+        x = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (INPUT, INPUT)).astype(np.float32) / 127.5 - 1
+        with torch.no_grad():
+            a, b = trunk(torch.from_numpy(x).permute(2, 0, 1)[None])
+        return float(torch.sigmoid(torch.cat([a.flatten(), b.flatten()])).max())
+
+    rng = np.random.default_rng(0)
+    for cls in ("without_mask", "with_mask"):
+        files = sorted((shared / "datasets" / "mask-crops" / cls).iterdir())
+        scores = []
+        for f in rng.permutation(files)[:40]:
+            img = cv2.imread(str(f))
+            h, w = img.shape[:2]
+            side = max(h, w)
+            canvas = np.full((3 * side, 3 * side, 3), 114, np.uint8)
+            canvas[side:side + h, side:side + w] = img
+            scores.append(face_score(canvas))
+        print(f"mask-crops {cls}, 40 photos: face score 10/50/90th percentile",
+              np.round(np.percentile(scores, [10, 50, 90]), 3))
+    files = sorted((shared / "datasets" / "helmet-yolo" / "train" / "images").glob("*.jpg"))[:20]
+    scores = [face_score(cv2.imread(str(f))[:200, :200]) for f in files]
+    print("helmet-yolo corners (200 px), 20 photos: 10/50/90th percentile", np.round(np.percentile(scores, [10, 50, 90]), 3))
+
+
+if __name__ == "__main__":
+    main()
