@@ -135,6 +135,14 @@ class BlazeTrunk(nn.Module):
         else:
             raise ValueError(f"no node {last} in blazeface.json")
 
+    def parameters_after(self, node):
+        """The weights of the layers after `node`: the ones --trunk-tune lets training adapt."""
+        names = [op[1] for op in self.ops]
+        if node not in names:
+            raise ValueError(f"no node {node} in the trunk")
+        keys = [op[3] for op in self.ops[names.index(node) + 1:] if op[3] is not None]
+        return [p for k, p in self.params.items() if k[:-1] in keys]
+
     def forward(self, x):
         vals = {}
         cur = x

@@ -137,12 +137,15 @@ class BlazeHeadNet(HeadNet):
     more faces and backgrounds. Half size because its first stage (24 channels at half its input)
     is where its time goes: at the full 512 input the trunk alone took 60 ms in cv::dnn here."""
 
-    def __init__(self, width=1.0):
+    def __init__(self, width=1.0, tune_after=None):
         super().__init__(width)
         import blazeface
         self.blaze = blazeface.BlazeTrunk(taps=("re_lu_22", "re_lu_30"))  # 48 channels at /8, 96 at /16
         for p in self.blaze.parameters():
             p.requires_grad_(False)
+        if tune_after:  # --trunk-tune: the later layers adapt (their pictures are small: cheap to train)
+            for p in self.blaze.parameters_after(tune_after):
+                p.requires_grad_(True)
         c = self.c
         self.l4, self.l5 = pw(c[3] + 48, c[5]), pw(c[4] + 96, c[5])
 
@@ -487,8 +490,13 @@ def main():
     ap.add_argument("--trunk", choices=("own", "blazeface"), default="own",
                     help="blazeface: add BlazeFace's pretrained features (fetch_pretrained.sh fetches them) "
                          "beside the network's own, frozen")
+    ap.add_argument("--trunk-tune", default="",
+                    help="with --trunk blazeface: train BlazeFace's layers after this node too, at a tenth of "
+                         "the learning rate (e.g. re_lu_14: its stride-8 and stride-16 stages)")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-heads.onnx"))
     args = ap.parse_args()
+    if args.trunk_tune and args.trunk != "blazeface":
+        ap.error("--trunk-tune needs --trunk blazeface")
     if args.init and args.trunk != "own":
         ap.error("--init reads a network of the own trunk only")
     if args.init and args.weights:
@@ -516,7 +524,7 @@ def main():
     ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE = args.aspect_max, args.squeeze_faces, args.paste_rate
     CLUTTER_RATE = args.clutter
     PASTE_SIZES, PASTE_MAX = sizes, args.paste_max
-    net = HeadNet(args.width) if args.trunk == "own" else BlazeHeadNet(args.width)
+    net = HeadNet(args.width) if args.trunk == "own" else BlazeHeadNet(args.width, args.trunk_tune or None)
     model = Exported(net)
     if args.init:
         common.init_from_onnx(net, args.init, (1, 3, S, S))
@@ -526,8 +534,13 @@ def main():
         net.load_state_dict(torch.load(args.weights))
     if args.channels_last:
         net.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(1, args.steps), pct_start=0.1)
+    tuned = set(map(id, net.blaze.parameters_after(args.trunk_tune))) if args.trunk_tune else set()
+    groups = [{"params": [p for p in net.parameters() if id(p) not in tuned], "lr": args.lr}]
+    if tuned:  # pretrained layers move slowly, or the first steps' large updates undo what they know
+        groups.append({"params": [p for p in net.parameters() if id(p) in tuned], "lr": args.lr / 10})
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups],
+                                                total_steps=max(1, args.steps), pct_start=0.1)
     ema = common.Ema(net, args.ema) if args.ema > 0 else None
     final = Exported(ema.net) if ema else model  # what is evaluated and exported
     rng = np.random.default_rng(args.seed)
