@@ -11,16 +11,22 @@ in models/train/pretrained/blazeface/ (not committed: the ONNX files trained on 
 
 The graph is rebuilt op by op (convolutions with TensorFlow's SAME padding, depthwise convolutions,
 residual adds, max pools, the channel padding of the shortcut), so the trunk computes what the
-TensorFlow.js graph computes. Run as a script, it shows that it does: the whole detector's face
-score on face photos of ../shared/datasets/mask-crops, small on a grey canvas as the back camera
-sees them, against corners of the helmet photos:
+TensorFlow.js graph computes. Run as a script it checks that, against TensorFlow.js itself when
+given its npm package (blazeface_reference.cjs runs the graph in TF.js's JavaScript CPU backend on a
+fixed picture; every tap and the detector's scores agree within 2e-5), and shows the detector's
+face score on face photos of ../shared/datasets/mask-crops, small on a grey canvas as the back
+camera sees them, against corners of the helmet photos:
 
-    /usr/bin/python3 models/train/blazeface.py
+    npm install --prefix /tmp/tfjs @tensorflow/tfjs@4          # once, for --tfjs
+    /usr/bin/python3 models/train/blazeface.py [--tfjs /tmp/tfjs]
 """
 
+import argparse
 import base64
 import json
 import pathlib
+import subprocess
+import tempfile
 
 import numpy as np
 import torch
@@ -61,6 +67,8 @@ def _same_conv(x, w, b, k, s, groups=1):
     puts the odd pixel after. Constants, not read off the tensor, so that the export's Pad is fixed."""
     if s == 1:
         return F.conv2d(x, w, b, 1, (k - 1) // 2, groups=groups)
+    if k < 2 or (not torch.jit.is_tracing() and (x.shape[-1] % 2 or x.shape[-2] % 2)):
+        raise ValueError(f"SAME padding at stride 2 is read here for even sides and k >= 2, not {tuple(x.shape)}, k {k}")
     total = k - 2
     x = F.pad(x, (total // 2, total - total // 2, total // 2, total - total // 2))
     return F.conv2d(x, w, b, s, 0, groups=groups)
@@ -75,10 +83,23 @@ def _strides(node):
     return int(node["attr"]["strides"]["list"]["i"][1])
 
 
+def _check_attrs(node, k):
+    """Only what this port computes: NHWC, no dilation, SAME padding (VALID only where it is the same,
+    1x1 kernels), 2x2 pools of stride 2."""
+    a = node.get("attr", {})
+    pad = base64.b64decode(a["padding"]["s"]).decode() if "padding" in a else "SAME"
+    fmt = base64.b64decode(a["data_format"]["s"]).decode() if "data_format" in a else "NHWC"
+    dil = [int(v) for v in a.get("dilations", {}).get("list", {}).get("i", ["1"])]
+    if fmt != "NHWC" or any(d != 1 for d in dil) or not (pad == "SAME" or (pad == "VALID" and k == 1)):
+        raise ValueError(f"{node['name']}: {fmt}, dilations {dil}, padding {pad} are not read here")
+    if node["op"] == "MaxPool" and [int(v) for v in a["ksize"]["list"]["i"]] != [1, 2, 2, 1]:
+        raise ValueError(f"{node['name']}: only 2x2 pools are read here")
+
+
 class BlazeTrunk(nn.Module):
     """BlazeFace's layers from the input up to the last node named in `taps`.
 
-    The outputs of the nodes named in `taps` are returned, in that order (stride 8 is the output of
+    The outputs of the nodes named in `taps` are returned, in the order of `taps` (stride 8 is the output of
     're_lu_22', 32x32 at 256; stride 16 is 're_lu_30')."""
 
     def __init__(self, taps=("re_lu_22", "re_lu_30"), model_dir=DEFAULT_DIR):
@@ -98,14 +119,20 @@ class BlazeTrunk(nn.Module):
                 continue
             if op == "_FusedConv2D":
                 fused = [base64.b64decode(s).decode() for s in n["attr"]["fused_ops"]["list"]["s"]]
+                if fused not in (["BiasAdd"], ["BiasAdd", "Relu"]):
+                    raise ValueError(f"{name}: fused {fused} is not read here")
                 w = torch.from_numpy(weights[consts[0]]).permute(3, 2, 0, 1).contiguous()  # HWIO -> OIHW
+                _check_attrs(n, w.shape[-1])
                 key, count = f"p{count}", count + 1
                 self.params[key + "w"] = nn.Parameter(w)
                 self.params[key + "b"] = nn.Parameter(torch.from_numpy(weights[consts[1]]))
                 self.ops.append(("conv", name, ins, key, _strides(n), w.shape[-1], "Relu" in fused))
                 channels[name] = w.shape[0]
             elif op == "DepthwiseConv2dNative":
+                if weights[consts[0]].shape[3] != 1:
+                    raise ValueError(f"{name}: channel multiplier {weights[consts[0]].shape[3]}, read here only as 1")
                 w = torch.from_numpy(weights[consts[0]]).permute(2, 3, 0, 1).contiguous()  # HWC1 -> C1HW
+                _check_attrs(n, w.shape[-1])
                 key, count = f"p{count}", count + 1
                 self.params[key + "w"] = nn.Parameter(w)
                 self.ops.append(("dw", name, ins, key, _strides(n), w.shape[-1], False))
@@ -117,6 +144,7 @@ class BlazeTrunk(nn.Module):
                 self.ops.append(("relu", name, ins, None, 1, 0, False))
                 channels[name] = channels[ins[0]]
             elif op == "MaxPool":
+                _check_attrs(n, 2)
                 self.ops.append(("pool", name, ins, None, _strides(n), 2, False))
                 channels[name] = channels[ins[0]]
             elif op == "Pad":
@@ -134,6 +162,9 @@ class BlazeTrunk(nn.Module):
                 break
         else:
             raise ValueError(f"no node {last} in blazeface.json")
+        missing = [t for t in taps if t not in {op[1] for op in self.ops}]
+        if missing:
+            raise ValueError(f"taps {missing} are not before {last} in blazeface.json")
 
     def parameters_after(self, node):
         """The weights of the layers after `node`: the ones --trunk-tune lets training adapt."""
@@ -144,11 +175,9 @@ class BlazeTrunk(nn.Module):
         return [p for k, p in self.params.items() if k[:-1] in keys]
 
     def forward(self, x):
-        vals = {}
-        cur = x
-        out = []
+        vals = {"input": x}  # the graph's Placeholder; a name not computed yet is an error, not x
         for kind, name, ins, key, s, k, relu in self.ops:
-            src = [vals[i] if i in vals else x for i in ins]
+            src = [vals[i] for i in ins]
             if kind == "conv":
                 cur = _same_conv(src[0], self.params[key + "w"], self.params[key + "b"], k, s)
                 if relu:
@@ -159,22 +188,49 @@ class BlazeTrunk(nn.Module):
             elif kind == "add":
                 cur = src[0] + src[1]
             elif kind == "relu":
-                cur = F.relu(cur if not src else src[0])
+                cur = F.relu(src[0])
             elif kind == "pool":
                 cur = F.max_pool2d(src[0], 2, 2)
             elif kind == "padc":
                 # The shortcut's zero channels (as many as it has: checked when built), without a Pad.
                 cur = torch.cat([src[0], src[0] * 0.0], 1)
             vals[name] = cur
-            if name in self.taps:
-                out.append(cur)
-        return out
+        return [vals[t] for t in self.taps]
+
+
+def against_tfjs(prefix, model_dir=DEFAULT_DIR):
+    """The largest difference between this port and TensorFlow.js on a fixed 256x256 picture, over
+    the two taps the head networks use and the detector's two score outputs."""
+    taps = ("re_lu_22", "re_lu_30", "conv2d_33", "conv2d_34")
+    x = (np.random.default_rng(0).random((1, INPUT, INPUT, 3)) * 2 - 1).astype(np.float32)
+    with torch.no_grad():
+        mine = BlazeTrunk(taps=taps, model_dir=model_dir)(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
+    full = {n["name"].split("/")[-2]: n["name"] for n in read_graph(model_dir)[0] if "/" in n["name"]}
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        x.tofile(f"{tmp}/in.f32")
+        subprocess.run(["node", str(HERE / "blazeface_reference.cjs"), str(prefix), str(model_dir), f"{tmp}/in.f32",
+                        str(INPUT), f"{tmp}/out", *[full[t] for t in taps]], check=True, stdout=subprocess.DEVNULL)
+        for i, (name, got) in enumerate(zip(taps, mine)):
+            want = np.fromfile(f"{tmp}/out.{i}.f32", np.float32).reshape(got.shape[0], *got.shape[2:], got.shape[1])
+            err = float(np.abs(got.permute(0, 2, 3, 1).numpy() - want).max())
+            print(f"{name} {tuple(want.shape)}: max abs difference from TensorFlow.js {err:.1e} "
+                  f"(values up to {float(np.abs(want).max()):.1f})")
+            worst = max(worst, err)
+    return worst
 
 
 def main():
     import cv2
 
     import common
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tfjs", default="", help="a prefix with node_modules/@tensorflow/tfjs: compare with TF.js itself")
+    args = ap.parse_args()
+    if args.tfjs:
+        worst = against_tfjs(args.tfjs)
+        if worst > 1e-4:
+            raise SystemExit(f"the port differs from TensorFlow.js by {worst:.1e}")
     shared = common.shared_dir()
     trunk = BlazeTrunk(taps=("conv2d_33", "conv2d_34"))  # the detector's two class outputs
 

@@ -3,14 +3,16 @@
 # MediaPipe's BlazeFace (back-camera model; MediaPipe and its models are under the Apache License 2.0)
 # as converted to TensorFlow.js in the npm package @vladmandic/human 3.3.6 (MIT). Pinned by the
 # package's checksum and the two files' own. Writes models/train/pretrained/blazeface/ (not committed;
-# the shipped ONNX files carry the weights they use). Needs npm (Debian's nodejs/npm).
+# an ONNX file trained on them carries the weights it uses). Needs npm (Debian's nodejs/npm). The
+# package's LICENSE (MIT) is kept beside them; the weights themselves are MediaPipe's, Apache 2.0
+# (https://github.com/google/mediapipe/blob/master/LICENSE), which a model trained on them must name.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 dest="$here/pretrained/blazeface"
 work="$(mktemp -d "${TMPDIR:-/tmp}/kg-pretrained.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-(cd "$work" && npm pack --silent @vladmandic/human@3.3.6 >/dev/null)
+(cd "$work" && npm pack --silent --ignore-scripts @vladmandic/human@3.3.6 >/dev/null)
 echo "425e9c51dbbca0c8934362b170cb0d54c2529c11c654b3c03092b16e9d6ad3f7  $work/vladmandic-human-3.3.6.tgz" \
   | sha256sum --check --quiet
 tar -xzf "$work/vladmandic-human-3.3.6.tgz" -C "$work" package/LICENSE package/models/blazeface.json \
