@@ -38,6 +38,13 @@ faces pasted from 15 px and up to five per crop, ~25 min:
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 \
         --paste-sizes 0.04,0.6 --paste-max 5 --out /tmp/kitchen-crowd-heads.onnx
 
+Tried and not shipped (models/kitchen-heads.md, "Pretrained features"): Google's BlazeFace beside the
+network's own layers, frozen or with its later stages tuned, ~40 min (models/train/fetch_pretrained.sh first):
+
+    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
+        --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --trunk blazeface \
+        [--trunk-tune re_lu_14] --out /tmp/kitchen-blaze-heads.onnx
+
 Data:
   * ../shared/datasets/helmet-yolo/train ("helmet detection" dataset v3, CC BY 4.0): heads with
     class 0 helmet (covered) / 1 nohelmet (bare). 10% of it (seeded) is held out for monitoring.
