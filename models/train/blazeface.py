@@ -44,7 +44,7 @@ def read_graph(model_dir=DEFAULT_DIR):
     if not (model_dir / "blazeface.json").exists():
         raise SystemExit(f"no BlazeFace in {model_dir}: run models/train/fetch_pretrained.sh")
     j = json.loads((model_dir / "blazeface.json").read_text())
-    weights, blob, off = {}, b"", 0
+    weights = {}
     for group in j["weightsManifest"]:
         blob = b"".join((model_dir / p).read_bytes() for p in group["paths"])
         off = 0
@@ -205,7 +205,7 @@ def against_tfjs(prefix, model_dir=DEFAULT_DIR):
     x = (np.random.default_rng(0).random((1, INPUT, INPUT, 3)) * 2 - 1).astype(np.float32)
     with torch.no_grad():
         mine = BlazeTrunk(taps=taps, model_dir=model_dir)(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
-    full = {n["name"].split("/")[-2]: n["name"] for n in read_graph(model_dir)[0] if "/" in n["name"]}
+    full = {_short(n["name"]): n["name"] for n in read_graph(model_dir)[0]}
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         x.tofile(f"{tmp}/in.f32")
@@ -235,9 +235,8 @@ def main():
     trunk = BlazeTrunk(taps=("conv2d_33", "conv2d_34"))  # the detector's two class outputs
 
     def face_score(img):
-        x = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (INPUT, INPUT)).astype(np.float32) / 127.5 - 1
         with torch.no_grad():
-            a, b = trunk(torch.from_numpy(x).permute(2, 0, 1)[None])
+            a, b = trunk(common.to_tensor([cv2.resize(img, (INPUT, INPUT))]))
         return float(torch.sigmoid(torch.cat([a.flatten(), b.flatten()])).max())
 
     rng = np.random.default_rng(0)

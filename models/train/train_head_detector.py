@@ -74,6 +74,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import blazeface
 import common
 
 S = 384  # inference input (exported)
@@ -146,7 +147,6 @@ class BlazeHeadNet(HeadNet):
 
     def __init__(self, width=1.0, tune_after=None):
         super().__init__(width)
-        import blazeface
         self.blaze = blazeface.BlazeTrunk(taps=("re_lu_22", "re_lu_30"))  # 48 channels at /8, 96 at /16
         for p in self.blaze.parameters():
             p.requires_grad_(False)
