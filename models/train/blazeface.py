@@ -19,6 +19,11 @@ camera sees them, against corners of the helmet photos:
 
     npm install --prefix /tmp/tfjs @tensorflow/tfjs@4          # once, for --tfjs
     /usr/bin/python3 models/train/blazeface.py [--tfjs /tmp/tfjs]
+
+It also writes the whole face detector as ONNX for kitchen-eval (tried as the mask check's first
+stage, not shipped: models/kitchen-mask.md, "History of the choices"):
+
+    /usr/bin/python3 models/train/blazeface.py --export-detector 384 384 /tmp/blazeface-384.onnx --box-scale 1.4
 """
 
 import argparse
@@ -198,6 +203,49 @@ class BlazeTrunk(nn.Module):
         return [vals[t] for t in self.taps]
 
 
+class Detector(nn.Module):
+    """BlazeFace's whole detector at a w x h input (multiples of 32), its anchors decoded in the graph,
+    in the gateway's `ultraface` layout: boxes [1, N, 4] as x1, y1, x2, y2 shares of the input, scores
+    [1, N, 2] as (0, face), so that the manifest's score_threshold alone decides (with 1 - face as
+    the background, no face under 0.5 would pass). The decoding is MediaPipe's (2 anchors per
+    stride-16 cell, 6 per stride-32 cell, centres offset from the cell's, sizes in input pixels),
+    done with 1x1 convolutions on the maps because cv::dnn 4.6 reads 3-D slices badly. BlazeFace's
+    boxes are tight on the face; `box_scale` widens them about their centre (mask-yolo's labels,
+    and the crops the mask classifier was fitted to, hold the whole head)."""
+
+    def __init__(self, w, h, box_scale=1.0, model_dir=DEFAULT_DIR):
+        super().__init__()
+        if w % 32 or h % 32:
+            raise ValueError(f"the detector's input sides are multiples of 32, not {w}x{h}")
+        self.trunk = BlazeTrunk(taps=("conv2d_33", "conv2d_35", "conv2d_36", "conv2d_34"), model_dir=model_dir)
+        for i, (stride, n) in enumerate(((16, 2), (32, 6))):
+            gw, gh = w // stride, h // stride
+            ys, xs = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+            ax, ay = (xs + 0.5) / gw, (ys + 0.5) / gh
+            centres = torch.stack([ax, ay, ax, ay], 0).repeat(n, 1, 1)[None].float()  # [1, 4n, gh, gw]
+            to_box = torch.zeros(4 * n, 16 * n, 1, 1)  # 16 numbers per anchor: dx, dy, w, h, 6 points
+            to_score = torch.zeros(2 * n, n, 1, 1)  # (0, face) per anchor
+            for a in range(n):
+                r = 16 * a
+                for k, (c, side, sign) in enumerate(((0, w, -1), (1, h, -1), (0, w, 1), (1, h, 1))):
+                    to_box[4 * a + k, r + c] = 1 / side
+                    to_box[4 * a + k, r + c + 2] = sign * 0.5 * box_scale / side
+                to_score[2 * a + 1, a] = 1.0
+            self.register_buffer(f"centres{i}", centres)
+            self.register_buffer(f"to_box{i}", to_box)
+            self.register_buffer(f"to_score{i}", to_score)
+
+    def forward(self, x):
+        c16, r16, r32, c32 = self.trunk(x)
+        boxes, scores = [], []
+        for i, (c, r) in enumerate(((c16, r16), (c32, r32))):
+            b = F.conv2d(r, getattr(self, f"to_box{i}")) + getattr(self, f"centres{i}")
+            s = F.conv2d(torch.sigmoid(c), getattr(self, f"to_score{i}"))
+            boxes.append(b.permute(0, 2, 3, 1).reshape(1, -1, 4))
+            scores.append(s.permute(0, 2, 3, 1).reshape(1, -1, 2))
+        return torch.cat(boxes, 1), torch.cat(scores, 1)
+
+
 def against_tfjs(prefix, model_dir=DEFAULT_DIR):
     """The largest difference between this port and TensorFlow.js on a fixed 256x256 picture, over
     the two taps the head networks use and the detector's two score outputs."""
@@ -226,7 +274,18 @@ def main():
     import common
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tfjs", default="", help="a prefix with node_modules/@tensorflow/tfjs: compare with TF.js itself")
+    ap.add_argument("--export-detector", nargs=3, metavar=("W", "H", "OUT"),
+                    help="write the whole face detector at a W x H input to OUT (ONNX, the ultraface layout) and stop")
+    ap.add_argument("--box-scale", type=float, default=1.0,
+                    help="with --export-detector: widen its face boxes this many times about their centre")
     args = ap.parse_args()
+    if args.export_detector:
+        w, h, out = int(args.export_detector[0]), int(args.export_detector[1]), args.export_detector[2]
+        if args.box_scale <= 0:
+            ap.error("--box-scale is a positive factor")
+        common.export(Detector(w, h, args.box_scale).eval(), out, (1, 3, h, w), ["boxes", "scores"])
+        print(f"wrote {out}")
+        return
     if args.tfjs:
         worst = against_tfjs(args.tfjs)
         if worst > 1e-4:
