@@ -93,6 +93,7 @@ PASTE_RATE = 0.5  # --paste-rate: share of training crops that get pasted faces 
 CLUTTER_RATE = 0.0  # --clutter: share of training crops with drawn signs and marks, unlabelled (shipped: 0)
 PASTE_SIZES = (0.08, 0.6)  # --paste-sizes: pasted face widths, as shares of S (log-uniform)
 PASTE_MAX = 3  # --paste-max: most faces pasted into one crop
+MOSAIC_RATE = 0.0  # --mosaic: share of training crops made of four quarter crops (shipped: 0)
 
 
 def dws(cin, cout, stride=1):
@@ -360,6 +361,33 @@ def make_sample(train, faces, rng):
     return out, np.array(objs, np.float32).reshape(-1, 5)
 
 
+def make_mosaic(train, faces, rng):
+    """Four training crops' quarters side by side (YOLO's mosaic, without its rescaling: the heads
+    keep the sizes make_sample gives them): four photos' backgrounds in one crop, more of what is
+    not a head next to what is. A quarter is a TS/2 window of a whole sample, most around a head; heads it cuts
+    are kept clipped when at least half of each is inside, as make_sample keeps them."""
+    h = TS // 2
+    out = np.empty((TS, TS, 3), np.uint8)
+    objs = []
+    for k in range(4):
+        img, boxes = make_sample(train, faces, rng)
+        if len(boxes) and rng.random() < 0.6:  # as make_sample: most windows around a head
+            b = boxes[int(rng.integers(len(boxes)))]
+            x0, y0 = ((b[0] + b[2]) / 2 - h / 2 + rng.uniform(-0.35, 0.35) * h,
+                      (b[1] + b[3]) / 2 - h / 2 + rng.uniform(-0.35, 0.35) * h)
+            x0, y0 = int(min(max(x0, 0), TS - h)), int(min(max(y0, 0), TS - h))
+        else:
+            x0, y0 = int(rng.integers(0, TS - h + 1)), int(rng.integers(0, TS - h + 1))
+        ox, oy = (k % 2) * h, (k // 2) * h
+        out[oy:oy + h, ox:ox + h] = img[y0:y0 + h, x0:x0 + h]
+        for x1, y1, x2, y2, cov in boxes:
+            cx1, cy1, cx2, cy2 = max(x1, x0), max(y1, y0), min(x2, x0 + h), min(y2, y0 + h)
+            if cx2 <= cx1 or cy2 <= cy1 or (cx2 - cx1) * (cy2 - cy1) < 0.5 * (x2 - x1) * (y2 - y1):
+                continue
+            objs.append([cx1 - x0 + ox, cy1 - y0 + oy, cx2 - x0 + ox, cy2 - y0 + oy, cov])
+    return out, np.array(objs, np.float32).reshape(-1, 5)
+
+
 def targets(objs):
     hm = np.zeros((TG, TG), np.float32)
     reg = np.zeros((4, TG, TG), np.float32)
@@ -462,7 +490,7 @@ def evaluate(model, val, threshold=0.3):
 
 
 def main():
-    global ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE, CLUTTER_RATE, PASTE_SIZES, PASTE_MAX
+    global ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE, CLUTTER_RATE, PASTE_SIZES, PASTE_MAX, MOSAIC_RATE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=12)
@@ -485,6 +513,8 @@ def main():
                     help="label_face_boxes.py's file: pasted photos are labelled with their face's box, not their own")
     ap.add_argument("--clutter", type=float, default=CLUTTER_RATE,
                     help="share of training crops with 1-3 drawn signs, text and marks (unlabelled)")
+    ap.add_argument("--mosaic", type=float, default=MOSAIC_RATE,
+                    help="share of training crops made of four quarter crops of other samples (YOLO's mosaic)")
     ap.add_argument("--weights", default="",
                     help="start from this state dict (the .pt a run leaves in /tmp); with --steps 0: export it")
     ap.add_argument("--ema", type=float, default=0.0,
@@ -512,6 +542,8 @@ def main():
         ap.error("--ema is a decay in [0, 1)")
     if not 0.0 <= args.clutter <= 1.0:
         ap.error("--clutter is a share in [0, 1]")
+    if not 0.0 <= args.mosaic <= 1.0:
+        ap.error("--mosaic is a share in [0, 1]")
     try:
         sizes = tuple(float(v) for v in args.paste_sizes.split(","))
     except ValueError:
@@ -529,7 +561,7 @@ def main():
     print(f"helmet-yolo: {len(train)} train, {len(val)} held out; {len(faces)} face photos to paste", flush=True)
 
     ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE = args.aspect_max, args.squeeze_faces, args.paste_rate
-    CLUTTER_RATE = args.clutter
+    CLUTTER_RATE, MOSAIC_RATE = args.clutter, args.mosaic
     PASTE_SIZES, PASTE_MAX = sizes, args.paste_max
     net = HeadNet(args.width) if args.trunk == "own" else BlazeHeadNet(args.width, args.trunk_tune or None)
     model = Exported(net)
@@ -557,7 +589,9 @@ def main():
         net.train()
         if args.init:
             common.freeze_bn(net)
-        samples = [make_sample(train, faces, rng) for _ in range(args.batch)]
+        # No draw at --mosaic 0: older commands give the same samples and weights.
+        samples = [make_mosaic(train, faces, rng) if MOSAIC_RATE > 0 and rng.random() < MOSAIC_RATE
+                   else make_sample(train, faces, rng) for _ in range(args.batch)]
         x = common.to_tensor([s[0] for s in samples], args.channels_last)
         t = [targets(s[1]) for s in samples]
         hm, reg, reg_w, attr, attr_w = (torch.from_numpy(np.stack([tt[k] for tt in t])) for k in range(5))
