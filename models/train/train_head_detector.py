@@ -93,7 +93,7 @@ PASTE_RATE = 0.5  # --paste-rate: share of training crops that get pasted faces 
 CLUTTER_RATE = 0.0  # --clutter: share of training crops with drawn signs and marks, unlabelled (shipped: 0)
 PASTE_SIZES = (0.08, 0.6)  # --paste-sizes: pasted face widths, as shares of S (log-uniform)
 PASTE_MAX = 3  # --paste-max: most faces pasted into one crop
-MOSAIC_RATE = 0.0  # --mosaic: share of training crops made of four quarter crops (shipped: 0)
+MOSAIC_RATE = 0.0  # --mosaic: share of training crops made of four samples at half size (shipped: 0)
 
 
 def dws(cin, cout, stride=1):
@@ -362,29 +362,18 @@ def make_sample(train, faces, rng):
 
 
 def make_mosaic(train, faces, rng):
-    """Four training crops' quarters side by side (YOLO's mosaic, without its rescaling: the heads
-    keep the sizes make_sample gives them): four photos' backgrounds in one crop, more of what is
-    not a head next to what is. A quarter is a TS/2 window of a whole sample, most around a head; heads it cuts
-    are kept clipped when at least half of each is inside, as make_sample keeps them."""
+    """Four training crops, each shrunk to half its side, side by side (YOLO's mosaic): four photos'
+    backgrounds in one crop, and their heads at half the sizes make_sample gives them, down to the
+    small and distant heads the networks miss most. Shrunk, not cut: a cut would leave parts of
+    large heads, close-up faces above all, in the picture without their labels."""
     h = TS // 2
     out = np.empty((TS, TS, 3), np.uint8)
     objs = []
     for k in range(4):
         img, boxes = make_sample(train, faces, rng)
-        if len(boxes) and rng.random() < 0.6:  # as make_sample: most windows around a head
-            b = boxes[int(rng.integers(len(boxes)))]
-            x0, y0 = ((b[0] + b[2]) / 2 - h / 2 + rng.uniform(-0.35, 0.35) * h,
-                      (b[1] + b[3]) / 2 - h / 2 + rng.uniform(-0.35, 0.35) * h)
-            x0, y0 = int(min(max(x0, 0), TS - h)), int(min(max(y0, 0), TS - h))
-        else:
-            x0, y0 = int(rng.integers(0, TS - h + 1)), int(rng.integers(0, TS - h + 1))
         ox, oy = (k % 2) * h, (k // 2) * h
-        out[oy:oy + h, ox:ox + h] = img[y0:y0 + h, x0:x0 + h]
-        for x1, y1, x2, y2, cov in boxes:
-            cx1, cy1, cx2, cy2 = max(x1, x0), max(y1, y0), min(x2, x0 + h), min(y2, y0 + h)
-            if cx2 <= cx1 or cy2 <= cy1 or (cx2 - cx1) * (cy2 - cy1) < 0.5 * (x2 - x1) * (y2 - y1):
-                continue
-            objs.append([cx1 - x0 + ox, cy1 - y0 + oy, cx2 - x0 + ox, cy2 - y0 + oy, cov])
+        out[oy:oy + h, ox:ox + h] = cv2.resize(img, (h, h), interpolation=cv2.INTER_AREA)
+        objs += [[x1 / 2 + ox, y1 / 2 + oy, x2 / 2 + ox, y2 / 2 + oy, cov] for x1, y1, x2, y2, cov in boxes]
     return out, np.array(objs, np.float32).reshape(-1, 5)
 
 
@@ -514,7 +503,7 @@ def main():
     ap.add_argument("--clutter", type=float, default=CLUTTER_RATE,
                     help="share of training crops with 1-3 drawn signs, text and marks (unlabelled)")
     ap.add_argument("--mosaic", type=float, default=MOSAIC_RATE,
-                    help="share of training crops made of four quarter crops of other samples (YOLO's mosaic)")
+                    help="share of training crops made of four other samples shrunk to quarters (YOLO's mosaic)")
     ap.add_argument("--weights", default="",
                     help="start from this state dict (the .pt a run leaves in /tmp); with --steps 0: export it")
     ap.add_argument("--ema", type=float, default=0.0,
