@@ -29,6 +29,7 @@ stage, not shipped: models/kitchen-mask.md, "History of the choices"):
 import argparse
 import base64
 import json
+import math
 import pathlib
 import subprocess
 import tempfile
@@ -280,8 +281,14 @@ def main():
                     help="with --export-detector: widen its face boxes this many times about their centre")
     args = ap.parse_args()
     if args.export_detector:
-        w, h, out = int(args.export_detector[0]), int(args.export_detector[1]), args.export_detector[2]
-        if args.box_scale <= 0:
+        try:
+            w, h = int(args.export_detector[0]), int(args.export_detector[1])
+        except ValueError:
+            ap.error(f"--export-detector W H OUT: W and H are whole numbers, not {args.export_detector[:2]}")
+        out = args.export_detector[2]
+        if w < 32 or h < 32 or w % 32 or h % 32:
+            ap.error(f"--export-detector: W and H are positive multiples of 32, not {w} x {h}")
+        if not 0 < args.box_scale < math.inf:  # also refuses nan
             ap.error("--box-scale is a positive factor")
         common.export(Detector(w, h, args.box_scale).eval(), out, (1, 3, h, w), ["boxes", "scores"])
         print(f"wrote {out}")
