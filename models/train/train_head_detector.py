@@ -45,6 +45,13 @@ network's own layers, frozen or with its later stages tuned, ~40 min (models/tra
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --trunk blazeface \
         [--trunk-tune re_lu_14] --out /tmp/kitchen-blaze-heads.onnx
 
+Tried and not shipped (models/kitchen-heads.md, "What was tried"): YOLO's mosaic, half the crops made
+of four samples shrunk to quarters, ~68 min:
+
+    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
+        --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --mosaic 0.5 \
+        --out /tmp/kitchen-mosaic-heads.onnx
+
 Data:
   * ../shared/datasets/helmet-yolo/train ("helmet detection" dataset v3, CC BY 4.0): heads with
     class 0 helmet (covered) / 1 nohelmet (bare). 10% of it (seeded) is held out for monitoring.
