@@ -97,7 +97,9 @@ ASPECT_MAX = 1.45
 SQUEEZE_FACES = False  # --squeeze-faces: the pasted faces stretched like the crop (the shipped models: not)
 WIDTH = 1.0  # channel multiplier (--width)
 PASTE_RATE = 0.5  # --paste-rate: share of training crops that get pasted faces (the shipped models: 0.5)
-CLUTTER_RATE = 0.0  # --clutter: share of training crops with drawn signs and marks, unlabelled (0: the first shipped models; kitchen-one-pass-heads and kitchen-covering-heads 0.5)
+# --clutter: share of training crops with drawn signs and marks, unlabelled (the first shipped
+# models: 0; kitchen-one-pass-heads and kitchen-covering-heads: 0.5)
+CLUTTER_RATE = 0.0
 PASTE_SIZES = (0.08, 0.6)  # --paste-sizes: pasted face widths, as shares of S (log-uniform)
 PASTE_MAX = 3  # --paste-max: most faces pasted into one crop
 MOSAIC_RATE = 0.0  # --mosaic: share of training crops made of four samples at half size (shipped: 0)
