@@ -216,8 +216,8 @@ class Detector(nn.Module):
 
     def __init__(self, w, h, box_scale=1.0, model_dir=DEFAULT_DIR):
         super().__init__()
-        if w % 32 or h % 32:
-            raise ValueError(f"the detector's input sides are multiples of 32, not {w}x{h}")
+        if w < 32 or h < 32 or w % 32 or h % 32:
+            raise ValueError(f"the detector's input sides are positive multiples of 32, not {w} x {h}")
         self.trunk = BlazeTrunk(taps=("conv2d_33", "conv2d_35", "conv2d_36", "conv2d_34"), model_dir=model_dir)
         for i, (stride, n) in enumerate(((16, 2), (32, 6))):
             gw, gh = w // stride, h // stride
@@ -286,11 +286,13 @@ def main():
         except ValueError:
             ap.error(f"--export-detector W H OUT: W and H are whole numbers, not {args.export_detector[:2]}")
         out = args.export_detector[2]
-        if w < 32 or h < 32 or w % 32 or h % 32:
-            ap.error(f"--export-detector: W and H are positive multiples of 32, not {w} x {h}")
         if not 0 < args.box_scale < math.inf:  # also refuses nan
             ap.error("--box-scale is a positive factor")
-        common.export(Detector(w, h, args.box_scale).eval(), out, (1, 3, h, w), ["boxes", "scores"])
+        try:
+            detector = Detector(w, h, args.box_scale).eval()
+        except ValueError as e:
+            ap.error(f"--export-detector: {e}")
+        common.export(detector, out, (1, 3, h, w), ["boxes", "scores"])
         print(f"wrote {out}")
         return
     if args.tfjs:

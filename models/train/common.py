@@ -208,8 +208,6 @@ def check_with_opencv(onnx_path, model, input_shape, output_names):
         assert err < 1e-3, f"{onnx_path}: output {n} differs by {err}"
 
 
-# --- fine-tuning from a shipped model -------------------------------------------------------------
-
 def drop_omitted_inputs(path):
     """torch writes an omitted optional input as an empty name at the end of a node's inputs (Pad's
     constant value); ONNX allows leaving it off, and cv::dnn 4.6 fails on the empty name. Files with
@@ -238,6 +236,8 @@ def export(model, out, input_shape, output_names):
     if path.parent == MODELS.resolve():
         write_fixture(path.stem, out, model, input_shape, output_names)
 
+
+# --- fine-tuning from a shipped model -------------------------------------------------------------
 
 def init_from_onnx(net, path, input_shape):
     """Starts from a shipped .onnx of the same network: its convolutions (batch norm folded in at
