@@ -52,6 +52,13 @@ of four samples shrunk to quarters, ~68 min:
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --mosaic 0.5 \
         --out /tmp/kitchen-mosaic-heads.onnx
 
+Tried and not shipped (models/kitchen-heads.md, "What was tried"): kitchen-one-pass-heads taught the
+averaged maps of itself and kitchen-covering-heads (distillation), ~27 min:
+
+    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --init models/kitchen-one-pass-heads.onnx \
+        --aspect-max 2.0 --squeeze-faces --steps 4000 --lr 1e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 \
+        --teacher models/kitchen-one-pass-heads.onnx,models/kitchen-covering-heads.onnx --out /tmp/kitchen-kd-heads.onnx
+
 Data:
   * ../shared/datasets/helmet-yolo/train ("helmet detection" dataset v3, CC BY 4.0): heads with
     class 0 helmet (covered) / 1 nohelmet (bare). 10% of it (seeded) is held out for monitoring.
@@ -430,6 +437,33 @@ def focal(logit, gt):
     return -(pos_loss.sum() + neg_loss.sum()) / n
 
 
+def distill_loss(o, teachers, x, hm):
+    """What the network loses against the teachers' averaged maps, as the gateway's `ensemble:`
+    averages them: the head score is the mean of theirs, the covered share the mean covered score
+    over it. The head term is cross-entropy to those soft targets over every cell, scaled like the
+    focal loss (by the crops' labelled centres); the covered share counts where the teachers see
+    a head. A pair averaged this way beat either network alone on the held-out photos
+    (models/kitchen-heads.md, "An ensemble for head covering"); one network that learns the
+    average would cost one pass instead of two."""
+    with torch.no_grad():
+        outs = [t(x) for t in teachers]
+        head = torch.stack([torch.sigmoid(t[:, 0]) for t in outs]).mean(0)
+        covered = torch.stack([torch.sigmoid(t[:, 0]) * torch.sigmoid(t[:, 1]) for t in outs]).mean(0)
+        share = (covered / head.clamp(min=1e-6)).clamp(0, 1)
+    n = hm.eq(1).float().sum().clamp(min=1)
+    # Cross-entropy less the targets' own entropy: the same gradient, and a value that is 0 when the
+    # network matches them (the divergence), so that the log says how far it is.
+    l_head = (F.binary_cross_entropy_with_logits(o[:, 0], head, reduction="sum") - entropy(head).sum()) / n
+    l_share = ((F.binary_cross_entropy_with_logits(o[:, 1], share, reduction="none") - entropy(share)) *
+               head).sum() / head.sum().clamp(min=1)
+    return l_head + l_share
+
+
+def entropy(p):
+    p = p.clamp(1e-6, 1 - 1e-6)
+    return -(p * torch.log(p) + (1 - p) * torch.log(1 - p))
+
+
 # --- decoding for monitoring (the C++ decoder does the same) --------------------------------------
 
 def decode(heads_or_cov, threshold, n_cls):
@@ -528,6 +562,10 @@ def main():
     ap.add_argument("--trunk-tune", default="",
                     help="with --trunk blazeface: train BlazeFace's layers after this node too, at a tenth of "
                          "the learning rate (e.g. re_lu_14: its stride-8 and stride-16 stages)")
+    ap.add_argument("--teacher", default="",
+                    help="comma-separated .onnx files of the own trunk whose averaged maps the network also "
+                         "learns (distillation; default: none, the shipped models)")
+    ap.add_argument("--distill", type=float, default=1.0, help="weight of the teachers' maps in the loss")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-heads.onnx"))
     args = ap.parse_args()
     if args.trunk_tune and args.trunk != "blazeface":
@@ -550,6 +588,8 @@ def main():
         ap.error("--paste-sizes is two shares of the input, smallest first, e.g. 0.08,0.6")
     if args.paste_max < 1:
         ap.error("--paste-max is at least 1")
+    if args.distill < 0:
+        ap.error("--distill is a weight, at least 0")
     if args.steps < 0 or (args.steps == 0 and not (args.init or args.weights)):
         ap.error("--steps 0 exports --weights or --init as they are; without either it would export a random network")
     common.seed_everything(args.seed, args.threads)
@@ -571,6 +611,14 @@ def main():
         net.load_state_dict(torch.load(args.weights))
     if args.channels_last:
         net.to(memory_format=torch.channels_last)
+    teachers = []
+    for path in filter(None, args.teacher.split(",")):
+        teacher = HeadNet()
+        common.init_from_onnx(teacher, path, (1, 3, S, S))
+        teacher.eval()
+        if args.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        teachers.append(teacher)
     tuned = set(map(id, net.blaze.parameters_after(args.trunk_tune))) if args.trunk_tune else set()
     groups = [{"params": [p for p in net.parameters() if id(p) not in tuned], "lr": args.lr}]
     if tuned:  # pretrained layers move slowly, or the first steps' large updates undo what they know
@@ -583,6 +631,7 @@ def main():
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
     acc = np.zeros(4)
+    acc_kd = 0.0
     for step in range(1, args.steps + 1):
         net.train()
         if args.init:
@@ -601,6 +650,10 @@ def main():
         l_attr = (F.binary_cross_entropy_with_logits(o[:, 1], attr, reduction="none") * attr_w).sum() / \
             attr_w.sum().clamp(min=1)
         loss = l_hm + l_off + l_size + l_attr
+        if teachers:
+            l_kd = distill_loss(o, teachers, x, hm)
+            loss = loss + args.distill * l_kd
+            acc_kd += float(l_kd)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -612,6 +665,9 @@ def main():
             a = acc / 100
             acc[:] = 0
             msg = f"step {step}/{args.steps} hm {a[0]:.3f} off {a[1]:.3f} size {a[2]:.3f} attr {a[3]:.3f}"
+            if teachers:
+                msg += f" distill {acc_kd / 100:.3f}"
+                acc_kd = 0.0
             if step % 500 == 0 or step == args.steps:
                 p, r = evaluate(final, val)
                 msg += f" | held-out covered P {p[0]:.3f} R {r[0]:.3f}, bare P {p[1]:.3f} R {r[1]:.3f}"
