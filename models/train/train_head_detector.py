@@ -270,37 +270,44 @@ def unhidden(objs, x, y, w, h):
             < 0.4 * (o[2] - o[0]) * (o[3] - o[1])]
 
 
+def clutter_colour(rng):
+    return tuple(int(c) for c in CLUTTER_COLOURS[int(rng.integers(len(CLUTTER_COLOURS)))])
+
+
+def paint_clutter(patch, rng):
+    """Paints one sign, label, text or painted mark over all of `patch` (in place)."""
+    h, w = patch.shape[:2]
+    kind = rng.random()
+    if kind < 0.6:  # a sign or label: a plate with text, or text alone
+        if rng.random() < 0.6:
+            patch[:] = clutter_colour(rng)
+        text = "".join(rng.choice(list("ABCDEFGHKLMNOPRSTUXZ0123456789"), int(rng.integers(1, 5))))
+        scale = max(0.3, h / 40 * rng.uniform(0.6, 1.0))
+        cv2.putText(patch, text, (int(rng.integers(0, max(1, w // 3))), int(h * rng.uniform(0.6, 0.95))),
+                    int(rng.choice([0, 1, 2, 3, 4])), scale, clutter_colour(rng), max(1, int(scale * 2)))
+    else:  # a painted mark: a cross, a chevron or a bar
+        t = max(2, w // 8)
+        c = clutter_colour(rng)
+        m = int(rng.integers(0, 3))
+        if m == 0:
+            cv2.line(patch, (0, 0), (w - 1, h - 1), c, t)
+            cv2.line(patch, (0, h - 1), (w - 1, 0), c, t)
+        elif m == 1:
+            cv2.polylines(patch, [np.array([[0, h - 1], [w // 2, 0], [w - 1, h - 1]], np.int32)], False, c, t)
+        else:
+            patch[h // 3:2 * h // 3] = c
+
+
 def draw_clutter(out, objs, rng):
     """1-3 signs, labels, text and painted marks of head size, unlabelled: what the head networks
     box in street and kitchen pictures and the building-site photos rarely show. Heads they hide
     are dropped from `objs`."""
-    def colour():
-        return tuple(int(c) for c in CLUTTER_COLOURS[int(rng.integers(len(CLUTTER_COLOURS)))])
-
     for _ in range(int(rng.integers(1, 4))):
         w = int(TS * math.exp(rng.uniform(math.log(0.05), math.log(0.3))))
         h = int(w * rng.uniform(0.5, 1.3))
         x, y = int(rng.integers(0, max(1, TS - w))), int(rng.integers(0, max(1, TS - h)))
         patch = out[y:y + h, x:x + w].copy()
-        kind = rng.random()
-        if kind < 0.6:  # a sign or label: a plate with text, or text alone
-            if rng.random() < 0.6:
-                patch[:] = colour()
-            text = "".join(rng.choice(list("ABCDEFGHKLMNOPRSTUXZ0123456789"), int(rng.integers(1, 5))))
-            scale = max(0.3, h / 40 * rng.uniform(0.6, 1.0))
-            cv2.putText(patch, text, (int(rng.integers(0, max(1, w // 3))), int(h * rng.uniform(0.6, 0.95))),
-                        int(rng.choice([0, 1, 2, 3, 4])), scale, colour(), max(1, int(scale * 2)))
-        else:  # a painted mark: a cross, a chevron or a bar
-            t = max(2, w // 8)
-            c = colour()
-            m = int(rng.integers(0, 3))
-            if m == 0:
-                cv2.line(patch, (0, 0), (w - 1, h - 1), c, t)
-                cv2.line(patch, (0, h - 1), (w - 1, 0), c, t)
-            elif m == 1:
-                cv2.polylines(patch, [np.array([[0, h - 1], [w // 2, 0], [w - 1, h - 1]], np.int32)], False, c, t)
-            else:
-                patch[h // 3:2 * h // 3] = c
+        paint_clutter(patch, rng)
         out[y:y + h, x:x + w] = patch
         objs = unhidden(objs, x, y, w, h)
     return out, objs
@@ -440,9 +447,9 @@ def focal(logit, gt):
 def distill_loss(o, teachers, x, hm):
     """What the network loses against the teachers' averaged maps, as the gateway's `ensemble:`
     averages them: the head score is the mean of theirs, the covered share the mean covered score
-    over it. The head term is cross-entropy to those soft targets over every cell, scaled like the
-    focal loss (by the crops' labelled centres); the covered share counts where the teachers see
-    a head. A pair averaged this way beat either network alone on the held-out photos
+    over it. Both terms are cross-entropy to those soft targets, scaled like the focal loss (by the
+    crops' labelled centres): the head score over every cell, the covered share where the
+    teachers see a head. The box channels learn from the labels alone. A pair averaged this way beat either network alone on the held-out photos
     (models/kitchen-heads.md, "An ensemble for head covering"); one network that learns the
     average would cost one pass instead of two."""
     with torch.no_grad():
@@ -454,8 +461,11 @@ def distill_loss(o, teachers, x, hm):
     # Cross-entropy less the targets' own entropy: the same gradient, and a value that is 0 when the
     # network matches them (the divergence), so that the log says how far it is.
     l_head = (F.binary_cross_entropy_with_logits(o[:, 0], head, reduction="sum") - entropy(head).sum()) / n
+    # The share only where the teachers see a head (under 0.1 it is a ratio of two small numbers),
+    # weighted by how surely, and scaled like the head term: per head, as strong as the labels'.
+    sure = head * (head >= 0.1).float()
     l_share = ((F.binary_cross_entropy_with_logits(o[:, 1], share, reduction="none") - entropy(share)) *
-               head).sum() / head.sum().clamp(min=1)
+               sure).sum() / n
     return l_head + l_share
 
 
@@ -590,6 +600,8 @@ def main():
         ap.error("--paste-max is at least 1")
     if args.distill < 0:
         ap.error("--distill is a weight, at least 0")
+    if args.distill != 1.0 and not args.teacher:
+        ap.error("--distill weighs the teachers' maps: give --teacher")
     if args.steps < 0 or (args.steps == 0 and not (args.init or args.weights)):
         ap.error("--steps 0 exports --weights or --init as they are; without either it would export a random network")
     common.seed_everything(args.seed, args.threads)
@@ -613,9 +625,9 @@ def main():
         net.to(memory_format=torch.channels_last)
     teachers = []
     for path in filter(None, args.teacher.split(",")):
-        teacher = HeadNet()
+        teacher = HeadNet()  # the own trunk at width 1.0, as every shipped head network
         common.init_from_onnx(teacher, path, (1, 3, S, S))
-        teacher.eval()
+        teacher.eval().requires_grad_(False)
         if args.channels_last:
             teacher.to(memory_format=torch.channels_last)
         teachers.append(teacher)

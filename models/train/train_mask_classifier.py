@@ -17,7 +17,8 @@ background crops of the default head network, kitchen-one-pass-heads at 512 (ste
     cd models/train && nice -n 5 /usr/bin/python3 train_mask_classifier.py \
         --init /tmp/kitchen-mask-classifier-89db889.onnx --heads ../kitchen-mask-heads.onnx \
         --head-frames head_frames.json --epochs 30 --lr 1e-3 --ema 0.99 --threads 1   # ~6 min
-    # step 4 (the file of step 3 is the one of commit eb6a91b); byte for byte the shipped file
+    # step 4 (the file of step 3 is the one of commit eb6a91b); the shipped file byte for byte on the
+    # machine it was made on (another processor rounds differently: models/kitchen-mask-classifier.md)
     git show eb6a91b:models/kitchen-mask-classifier.onnx > /tmp/kitchen-mask-classifier-eb6a91b.onnx
     cd models/train && nice -n 5 /usr/bin/python3 train_mask_classifier.py \
         --init /tmp/kitchen-mask-classifier-eb6a91b.onnx --heads ../kitchen-one-pass-heads.onnx --heads-size 512 \
@@ -239,6 +240,31 @@ def augment(img, rng):
     return out
 
 
+def draw_mark(crop, rng):
+    """A background crop with a sign, label, painted mark or plain coloured blob over most of it,
+    in place: what the head network boxes in street and crowd pictures (logos, signs, balloons,
+    stools, toys) and what the classifier, fitted on building-site crops, too often calls a masked
+    face, a uniform coloured patch being much of what a mask looks like."""
+    import train_head_detector as thd
+    side = crop.shape[0]
+    w = int(side * rng.uniform(0.35, 0.9))
+    h = min(side, int(w * rng.uniform(0.6, 1.3)))
+    x, y = int(rng.integers(0, side - w + 1)), int(rng.integers(0, side - h + 1))
+    patch = crop[y:y + h, x:x + w].copy()
+    if rng.random() < 0.6:
+        thd.paint_clutter(patch, rng)
+    else:  # a blob, lit from one side
+        base = np.array(thd.clutter_colour(rng), np.float32)
+        mask = np.zeros((h, w), np.uint8)
+        cv2.ellipse(mask, (w // 2, h // 2), (max(1, w // 2 - 1), max(1, h // 2 - 1)), float(rng.uniform(0, 180)),
+                    0, 360, 255, -1)
+        shade = np.linspace(rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0), w, dtype=np.float32)[None, :, None]
+        blob = np.clip(base * shade, 0, 255).astype(np.uint8) * np.ones((h, 1, 1), np.uint8)
+        patch = np.where(mask[..., None] > 0, blob, patch)
+    crop[y:y + h, x:x + w] = patch
+    return crop
+
+
 def predict(net, imgs):
     net.eval()
     probs = []
@@ -288,8 +314,13 @@ def main():
                     help="with --head-frames, the share of face photos in a batch cut that way")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="evaluate and export a moving average of the weights with this decay (0: the last weights)")
+    ap.add_argument("--clutter", type=float, default=0.0,
+                    help="share of background crops with a sign, mark or coloured blob drawn over them "
+                         "(default 0: the shipped models)")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-mask-classifier.onnx"))
     args = ap.parse_args()
+    if not 0.0 <= args.clutter <= 1.0:
+        ap.error("--clutter is a share in [0, 1]")
     if not 0.0 <= args.framed_share <= 1.0:
         ap.error("--framed-share is a share in [0, 1]")
     if not 0.0 <= args.ema < 1.0:
@@ -332,7 +363,10 @@ def main():
             bi = rng.integers(0, len(bx), 24)
             hi = rng.integers(0, len(hx), 8)
             faces = [tf[i] if args.head_frames and rng.random() < args.framed_share else tx[i] for i in idx]
-            imgs = [augment(f, rng) for f in faces] + [augment(bx[i], rng) for i in bi] + \
+            # No draw at --clutter 0: older commands give the same batches and weights.
+            bgs = [draw_mark(bx[i].copy(), rng) if args.clutter > 0 and rng.random() < args.clutter else bx[i]
+                   for i in bi]
+            imgs = [augment(f, rng) for f in faces] + [augment(b, rng) for b in bgs] + \
                 [augment(hx[i], rng) for i in hi]
             y = torch.from_numpy(np.concatenate([ty[idx], np.full(24, BG, np.int64)]))
             logits = net(common.to_tensor(imgs))
