@@ -448,10 +448,12 @@ def distill_loss(o, teachers, x, hm):
     """What the network loses against the teachers' averaged maps, as the gateway's `ensemble:`
     averages them: the head score is the mean of theirs, the covered share the mean covered score
     over it. Both terms are cross-entropy to those soft targets, scaled like the focal loss (by the
-    crops' labelled centres): the head score over every cell, the covered share where the
-    teachers see a head. The box channels learn from the labels alone. A pair averaged this way beat either network alone on the held-out photos
-    (models/kitchen-heads.md, "An ensemble for head covering"); one network that learns the
-    average would cost one pass instead of two."""
+    crops' labelled centres): the head score over every cell, the covered share where the teachers
+    see a head. The box channels learn from the labels alone.
+
+    A pair averaged this way beat either network alone on the held-out photos (models/kitchen-heads.md,
+    "An ensemble for head covering"); one network that learned the average would cost one pass
+    instead of two. Tried twice, it did not learn it (the card's "What was tried", 2026-11-30)."""
     with torch.no_grad():
         outs = [t(x) for t in teachers]
         head = torch.stack([torch.sigmoid(t[:, 0]) for t in outs]).mean(0)
