@@ -456,8 +456,9 @@ def distill_loss(o, teachers, x, hm):
     instead of two. Tried twice, it did not learn it (the card's "What was tried", 2026-11-30)."""
     with torch.no_grad():
         outs = [t(x) for t in teachers]
-        head = torch.stack([torch.sigmoid(t[:, 0]) for t in outs]).mean(0)
-        covered = torch.stack([torch.sigmoid(t[:, 0]) * torch.sigmoid(t[:, 1]) for t in outs]).mean(0)
+        heads = [torch.sigmoid(t[:, 0]) for t in outs]
+        head = torch.stack(heads).mean(0)
+        covered = torch.stack([h * torch.sigmoid(t[:, 1]) for h, t in zip(heads, outs)]).mean(0)
         share = (covered / head.clamp(min=1e-6)).clamp(0, 1)
     n = hm.eq(1).float().sum().clamp(min=1)
     # Cross-entropy less the targets' own entropy: the same gradient, and a value that is 0 when the

@@ -241,8 +241,8 @@ def augment(img, rng):
 
 
 def draw_mark(crop, rng):
-    """A background crop with a sign, label, painted mark or plain coloured blob over most of it,
-    in place: what the head network boxes in street and crowd pictures (logos, signs, balloons,
+    """A background crop with a sign, label, painted mark or shaded coloured blob drawn in a box
+    35-90% of its width, in place: what the head network boxes in street and crowd pictures (logos, signs, balloons,
     stools, toys) and what the classifier, fitted on building-site crops, too often calls a masked
     face, a uniform coloured patch being much of what a mask looks like."""
     import train_head_detector as thd
@@ -259,7 +259,7 @@ def draw_mark(crop, rng):
         cv2.ellipse(mask, (w // 2, h // 2), (max(1, w // 2 - 1), max(1, h // 2 - 1)), float(rng.uniform(0, 180)),
                     0, 360, 255, -1)
         shade = np.linspace(rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0), w, dtype=np.float32)[None, :, None]
-        blob = np.clip(base * shade, 0, 255).astype(np.uint8) * np.ones((h, 1, 1), np.uint8)
+        blob = np.clip(base * shade, 0, 255).astype(np.uint8)  # one row, broadcast down the patch
         patch = np.where(mask[..., None] > 0, blob, patch)
     crop[y:y + h, x:x + w] = patch
     return crop
