@@ -4,6 +4,9 @@
 // above each score are kept: what an installer needs to choose a check's threshold.
 // --errors adds where the errors are (eval/errors.hpp): the classes given to the objects found,
 // what the boxes on no labelled object were near, and the sizes of the objects missed.
+// --bootstrap N adds 95% intervals of precision, recall and F1 at IoU 0.3 from N resamplings of the
+// images, and --compare SPEC a second detector on the same images with the interval of the F1
+// difference (eval/bootstrap.hpp): whether "higher than the reference" holds beyond these photos.
 
 #include <fmt/format.h>
 
@@ -18,6 +21,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <stdexcept>
 
+#include "eval/bootstrap.hpp"
 #include "eval/dataset.hpp"
 #include "eval/errors.hpp"
 #include "eval/metrics.hpp"
@@ -88,12 +92,59 @@ void print_errors(const kg::eval::ErrorCounts& e, const std::vector<std::string>
     }
 }
 
+nlohmann::json interval_json(const kg::eval::Interval& i) { return nlohmann::json::array({i.lo, i.hi}); }
+
+void print_intervals(const std::vector<kg::eval::ImageCounts>& images,
+                     const std::vector<std::string>& classes, const kg::eval::BootstrapOptions& options,
+                     nlohmann::json& out) {
+    const auto intervals = kg::eval::bootstrap_intervals(images, classes, options);
+    fmt::print("{:.0f}% intervals at IoU 0.3, the {} images resampled {} times (seed {}):\n",
+               options.level * 100, images.size(), options.replicates, options.seed);
+    fmt::print("{:<12} {:>15} {:>15} {:>15}\n", "class", "P@0.3", "R@0.3", "F1@0.3");
+    out = {{"replicates", options.replicates}, {"seed", options.seed}, {"level", options.level}};
+    for (const auto& cls : classes) {
+        const auto& c = intervals.at(cls);
+        fmt::print("{:<12} [{:.3f}, {:.3f}] [{:.3f}, {:.3f}] [{:.3f}, {:.3f}]\n", cls, c.precision.lo,
+                   c.precision.hi, c.recall.lo, c.recall.hi, c.f1.lo, c.f1.hi);
+        out["classes"][cls] = {{"precision", interval_json(c.precision)},
+                               {"recall", interval_json(c.recall)},
+                               {"f1", interval_json(c.f1)}};
+    }
+}
+
+void print_comparison(const std::string& other, const std::vector<kg::eval::ImageCounts>& ours,
+                      const std::vector<kg::eval::ImageCounts>& theirs,
+                      const std::vector<std::string>& classes, const kg::eval::BootstrapOptions& options,
+                      nlohmann::json& out) {
+    const auto diffs = kg::eval::bootstrap_f1_difference(ours, theirs, classes, options);
+    fmt::print("F1@0.3 against {} on the same {} images, paired ({} resamplings, seed {}):\n", other,
+               ours.size(), options.replicates, options.seed);
+    fmt::print("{:<12} {:>7} {:>7} {:>7} {:>19} {:>14}\n", "class", "this", "other", "diff",
+               fmt::format("{:.0f}% interval", options.level * 100), "this higher in");
+    out = {{"detector", other},
+           {"replicates", options.replicates},
+           {"seed", options.seed},
+           {"level", options.level}};
+    for (const auto& cls : classes) {
+        const auto a = kg::eval::total(ours, cls), b = kg::eval::total(theirs, cls);
+        const auto& d = diffs.at(cls);
+        fmt::print("{:<12} {:>7.3f} {:>7.3f} {:>+7.3f}   [{:+.3f}, {:+.3f}] {:>13.1f}%\n", cls, a.f1(),
+                   b.f1(), d.observed, d.interval.lo, d.interval.hi, d.share_positive * 100);
+        out["classes"][cls] = {{"f1_this", a.f1()},
+                               {"f1_other", b.f1()},
+                               {"difference", d.observed},
+                               {"interval", interval_json(d.interval)},
+                               {"share_this_higher", d.share_positive}};
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"kitchen-eval: accuracy and speed of a detector on labelled images"};
-    std::string detector_spec, data, classes_text, json_path, dump_path;
-    int threads = 1, limit = 0;
+    std::string detector_spec, data, classes_text, json_path, dump_path, compare_spec;
+    int threads = 1, limit = 0, replicates = 0;
+    std::uint64_t seed = 1;
     bool any_class = false, operating_points = false, errors = false;
     app.add_option("-d,--detector", detector_spec, "classic:mask, classic:head, or a model manifest (.yaml)")
         ->required();
@@ -114,7 +165,19 @@ int main(int argc, char** argv) {
     app.add_flag("--errors", errors,
                  "also print where the errors are at IoU 0.3: objects found but given another class, boxes "
                  "on no labelled object (duplicate, misplaced, background), sizes of the objects missed");
+    app.add_option(
+           "--bootstrap", replicates,
+           "also print 95% intervals of precision, recall and F1 at IoU 0.3 from this many resamplings "
+           "of the images (e.g. 2000)")
+        ->check(CLI::Range(1, 1000000));
+    app.add_option(
+        "--compare", compare_spec,
+        "a second detector (same forms as -d) run on the same images: prints its F1 at IoU 0.3 and "
+        "the interval of the difference, paired over the images (--bootstrap resamplings, 2000 if "
+        "not given)");
+    app.add_option("--seed", seed, "seed of the resamplings (the same seed gives the same intervals)");
     CLI11_PARSE(app, argc, argv);
+    if (!compare_spec.empty() && replicates == 0) replicates = 2000;
     cv::setNumThreads(threads);
 
     try {
@@ -131,6 +194,9 @@ int main(int argc, char** argv) {
             throw std::runtime_error("--any-class needs --classes to name one class, e.g. 0=face,1=face");
         }
         auto detector = kg::vision::make_detector(detector_spec);
+        std::unique_ptr<kg::vision::Detector> other;
+        if (!compare_spec.empty()) other = kg::vision::make_detector(compare_spec);
+        std::vector<kg::eval::ImageCounts> per_image, per_image_other;  // at IoU 0.3, for the bootstrap
 
         kg::eval::Accumulator at30(0.3f), at50(0.5f);
         kg::eval::ErrorBreakdown breakdown(0.3f);
@@ -158,6 +224,13 @@ int main(int argc, char** argv) {
                 detector->detect(img, found);
                 warmed = true;
             }
+            if (other) {  // before the timed run, so that the times are this detector's alone
+                other->detect(img, found);
+                if (any_class) {
+                    for (auto& d : found) d.label = classes.front();
+                }
+                per_image_other.push_back(kg::eval::count_image(li.truth, found, classes, 0.3f));
+            }
             const auto t0 = std::chrono::steady_clock::now();
             detector->detect(img, found);
             times.push_back(
@@ -176,7 +249,7 @@ int main(int argc, char** argv) {
                                      {"score", d.score}});
                 }
             }
-            at30.add(li.truth, found, classes);
+            per_image.push_back(at30.add(li.truth, found, classes));
             if (errors) breakdown.add(li.truth, found, classes, img.cols);
             at50.add(li.truth, found, classes);
             for (std::size_t t = 0; t < sweep.size(); ++t) {
@@ -227,6 +300,12 @@ int main(int argc, char** argv) {
             }
         }
         if (errors) print_errors(breakdown.counts(), classes, result["errors"]);
+        const kg::eval::BootstrapOptions options{replicates, seed, 0.95};
+        if (replicates > 0 && !per_image.empty())
+            print_intervals(per_image, classes, options, result["bootstrap"]);
+        if (other && !per_image.empty()) {
+            print_comparison(compare_spec, per_image, per_image_other, classes, options, result["compare"]);
+        }
         const double median = percentile(times, 0.5), p95 = percentile(times, 0.95);
         fmt::print("time per image: median {:.1f} ms, p95 {:.1f} ms\n", median, p95);
         result["time_ms"] = {{"median", median}, {"p95", p95}};

@@ -19,14 +19,33 @@ struct ClassCounts {
         const double p = precision(), r = recall();
         return p + r > 0 ? 2 * p * r / (p + r) : 0.0;
     }
+    ClassCounts& operator+=(const ClassCounts& o) {
+        tp += o.tp;
+        fp += o.fp;
+        fn += o.fn;
+        return *this;
+    }
 };
+
+// One image's counts per class: the matching that Accumulator sums, kept per image where the
+// photos are to be resampled (bootstrap.hpp). Detections whose label is not among `classes` are
+// ignored; every class of `classes` gets an entry, zeros included.
+using ImageCounts = std::map<std::string, ClassCounts>;
+ImageCounts count_image(const std::vector<vision::Detection>& truth,
+                        const std::vector<vision::Detection>& detections,
+                        const std::vector<std::string>& classes, float iou_threshold);
+
+// The sum of one class's counts over images (zeros for images without the class).
+ClassCounts total(const std::vector<ImageCounts>& images, const std::string& cls);
 
 class Accumulator {
 public:
     explicit Accumulator(float iou_threshold) : iou_(iou_threshold) {}
     // Adds one image. Detections whose label is not among `classes` are ignored.
-    void add(const std::vector<vision::Detection>& truth, const std::vector<vision::Detection>& detections,
-             const std::vector<std::string>& classes);
+    // Returns that image's own counts.
+    ImageCounts add(const std::vector<vision::Detection>& truth,
+                    const std::vector<vision::Detection>& detections,
+                    const std::vector<std::string>& classes);
     const std::map<std::string, ClassCounts>& counts() const { return counts_; }
 
 private:

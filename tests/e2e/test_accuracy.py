@@ -146,3 +146,50 @@ def test_manifest_min_score_out_of_range_is_named(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert "classifier.min_score" in r.stderr and "expected 0 to 1" in r.stderr and str(bad) in r.stderr, r.stderr
+
+
+def test_bootstrap_intervals_and_paired_comparison(tmp_path):
+    """`--bootstrap` and `--compare` (src/eval/bootstrap.hpp): intervals that hold the figures measured
+    on all the photos, and a paired F1 difference equal to the two detectors' own figures, each from a
+    run of its own. The two head-covering checks differ by more than the photos do (docs/accuracy.md:
+    the default's F1 is above `two-networks/` in every resampling), so the interval excludes 0."""
+    default = str(kg_e2e.SOURCE_DIR / "models/kitchen-head-covering.yaml")
+    older = str(kg_e2e.SOURCE_DIR / "models/two-networks/kitchen-head-covering.yaml")
+
+    def run(*args):
+        out = tmp_path / "eval.json"
+        r = subprocess.run([EVAL_BIN, "--data", str(SHARED / HELMET[0]), "--classes", HELMET[1], *args,
+                            "--json", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        print(r.stdout)
+        return r.stdout, json.loads(out.read_text())
+
+    stdout, compared = run("-d", default, "--compare", older, "--bootstrap", "500", "--seed", "5")
+    assert "95% intervals at IoU 0.3" in stdout and "paired (500 resamplings, seed 5)" in stdout
+    _, alone = run("-d", older)
+    boot, comp = compared["bootstrap"], compared["compare"]
+    assert (boot["replicates"], boot["seed"], comp["detector"]) == (500, 5, older)
+    for cls in ("covered", "bare"):
+        mine = compared["classes"][cls]["iou_0.3"]
+        for figure in ("precision", "recall", "f1"):
+            lo, hi = boot["classes"][cls][figure]
+            assert lo <= mine[figure] <= hi, (cls, figure, lo, hi, mine)
+            assert hi - lo < 0.5, (cls, figure, "an interval over half the scale: resampling is broken")
+        c = comp["classes"][cls]
+        assert c["f1_this"] == pytest.approx(mine["f1"])
+        assert c["f1_other"] == pytest.approx(alone["classes"][cls]["iou_0.3"]["f1"])
+        assert c["difference"] == pytest.approx(c["f1_this"] - c["f1_other"])
+        lo, hi = c["interval"]
+        assert 0 < lo <= c["difference"] <= hi, (cls, c)
+        assert c["share_this_higher"] > 0.97, (cls, c)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--bootstrap", "0"], "--bootstrap"),
+    (["--compare", "/nonexistent/other.yaml"], "/nonexistent/other.yaml"),
+])
+def test_bootstrap_and_compare_bad_input_is_named(args, message):
+    r = subprocess.run([EVAL_BIN, "-d", "classic:mask", "--data", str(SHARED / MASK[0]), "--classes", MASK[1],
+                        *args], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert message in r.stderr + r.stdout, (r.stdout, r.stderr)

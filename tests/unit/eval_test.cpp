@@ -3,6 +3,11 @@
 // one that the counts must tell apart.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <stdexcept>
+#include <tuple>
+
+#include "eval/bootstrap.hpp"
 #include "eval/errors.hpp"
 #include "eval/metrics.hpp"
 
@@ -103,4 +108,114 @@ TEST(ErrorBreakdown, ARightClassBoxTakesItsObjectBeforeABetterScoredWrongOne) {
     EXPECT_EQ(e.duplicate.at("no_mask"), 1);
     EXPECT_EQ(e.background.at("no_mask"), 1);
     EXPECT_EQ(e.labelled.count("helmet"), 0u);
+}
+
+// --- bootstrap intervals (src/eval/bootstrap.hpp) ---------------------------------------------
+
+namespace {
+
+kg::eval::ImageCounts photo(int tp, int fp, int fn, const std::string& cls = "no_mask") {
+    kg::eval::ImageCounts c;
+    c[cls] = {tp, fp, fn};
+    return c;
+}
+
+const std::vector<std::string> kOne{"no_mask"};
+
+}  // namespace
+
+TEST(Accumulator, ReturnsEachImagesOwnCountsWhichSumToItsTotals) {
+    kg::eval::Accumulator acc(0.3f);
+    std::vector<kg::eval::ImageCounts> images;
+    images.push_back(acc.add({box(0.1f, 0.1f, 0.2f, 0.2f, "no_mask")},
+                             {box(0.1f, 0.1f, 0.2f, 0.2f, "no_mask")}, kClasses));
+    images.push_back(acc.add({box(0.1f, 0.1f, 0.2f, 0.2f, "with_mask")},
+                             {box(0.6f, 0.6f, 0.2f, 0.2f, "no_mask")}, kClasses));
+    EXPECT_EQ(images[0].at("no_mask").tp, 1);
+    EXPECT_EQ(images[0].at("with_mask").tp + images[0].at("with_mask").fp + images[0].at("with_mask").fn, 0);
+    EXPECT_EQ(images[1].at("no_mask").fp, 1);
+    EXPECT_EQ(images[1].at("with_mask").fn, 1);
+    for (const auto& cls : kClasses) {
+        const auto sum = kg::eval::total(images, cls);
+        const auto& all = acc.counts().at(cls);
+        EXPECT_EQ(std::tie(sum.tp, sum.fp, sum.fn), std::tie(all.tp, all.fp, all.fn)) << cls;
+    }
+}
+
+TEST(Bootstrap, PhotosAllAlikeGiveNoSpread) {
+    const std::vector<kg::eval::ImageCounts> images(12, photo(2, 1, 1));
+    const auto c = kg::eval::bootstrap_intervals(images, kOne, {500, 7, 0.95}).at("no_mask");
+    EXPECT_DOUBLE_EQ(c.precision.lo, 2.0 / 3);
+    EXPECT_DOUBLE_EQ(c.precision.hi, 2.0 / 3);
+    EXPECT_DOUBLE_EQ(c.recall.lo, 2.0 / 3);
+    EXPECT_DOUBLE_EQ(c.f1.hi, 2.0 / 3);
+}
+
+TEST(Bootstrap, PrecisionIntervalIsAsWideAsTheBinomialOne) {
+    // 400 photos with one box each, 300 of them right: precision 0.75 with a standard error of
+    // sqrt(0.75 * 0.25 / 400) = 0.0217, so a 95% interval about 2 * 1.96 * 0.0217 = 0.085 wide.
+    std::vector<kg::eval::ImageCounts> images;
+    for (int i = 0; i < 400; ++i) images.push_back(i % 4 == 0 ? photo(0, 1, 0) : photo(1, 0, 0));
+    const auto p = kg::eval::bootstrap_intervals(images, kOne, {4000, 1, 0.95}).at("no_mask").precision;
+    EXPECT_LT(p.lo, 0.75);
+    EXPECT_GT(p.hi, 0.75);
+    EXPECT_NEAR(p.hi - p.lo, 2 * 1.96 * std::sqrt(0.75 * 0.25 / 400), 0.012);
+    EXPECT_NEAR((p.lo + p.hi) / 2, 0.75, 0.01);
+}
+
+TEST(Bootstrap, TheSeedFixesTheIntervals) {
+    std::vector<kg::eval::ImageCounts> images;
+    for (int i = 0; i < 30; ++i) images.push_back(photo(i % 3, i % 5 == 0 ? 2 : 0, i % 4 == 0 ? 1 : 0));
+    const auto a = kg::eval::bootstrap_intervals(images, kOne, {300, 11, 0.9}).at("no_mask").f1;
+    const auto b = kg::eval::bootstrap_intervals(images, kOne, {300, 11, 0.9}).at("no_mask").f1;
+    const auto c = kg::eval::bootstrap_intervals(images, kOne, {300, 12, 0.9}).at("no_mask").f1;
+    EXPECT_EQ(std::tie(a.lo, a.hi), std::tie(b.lo, b.hi));
+    EXPECT_NE(std::tie(a.lo, a.hi), std::tie(c.lo, c.hi));
+    EXPECT_LT(a.lo, a.hi);
+}
+
+TEST(Bootstrap, ADetectorAgainstItselfDiffersByExactlyNothing) {
+    std::vector<kg::eval::ImageCounts> images;
+    for (int i = 0; i < 25; ++i) images.push_back(photo(i % 4, i % 3, i % 2));
+    const auto d = kg::eval::bootstrap_f1_difference(images, images, kOne, {500, 1, 0.95}).at("no_mask");
+    EXPECT_EQ(d.observed, 0.0);
+    EXPECT_EQ(d.interval.lo, 0.0);
+    EXPECT_EQ(d.interval.hi, 0.0);
+    EXPECT_EQ(d.share_positive, 0.0);
+}
+
+TEST(Bootstrap, PairingSeesASmallGainThatTheTwoIntervalsAloneHide) {
+    // The photos differ far more from each other (1 to 12 faces, found or not) than the detectors
+    // do: b misses one face on every fourth photo that a finds. Each detector's own F1 interval
+    // overlaps the other's, but drawn on the same photos a is never worse, so the paired interval
+    // lies above 0.
+    std::vector<kg::eval::ImageCounts> a, b;
+    for (int i = 0; i < 40; ++i) {
+        const int faces = 1 + (i * 7) % 12, found = faces - (i % 3 == 0 ? faces / 2 : 0);
+        const int extra = i % 4 == 0 ? 1 : 0;
+        a.push_back(photo(found, i % 5, faces - found));
+        b.push_back(photo(found - extra, i % 5, faces - found + extra));
+    }
+    const kg::eval::BootstrapOptions options{2000, 3, 0.95};
+    const auto ia = kg::eval::bootstrap_intervals(a, kOne, options).at("no_mask").f1;
+    const auto ib = kg::eval::bootstrap_intervals(b, kOne, options).at("no_mask").f1;
+    EXPECT_LT(ia.lo, ib.hi) << "the unpaired intervals should overlap";
+    const auto d = kg::eval::bootstrap_f1_difference(a, b, kOne, options).at("no_mask");
+    EXPECT_GT(d.observed, 0.0);
+    EXPECT_GT(d.interval.lo, 0.0);
+    EXPECT_GE(d.interval.hi, d.observed);
+    EXPECT_EQ(d.share_positive, 1.0);
+}
+
+TEST(Bootstrap, RefusesWhatItCannotResample) {
+    const std::vector<kg::eval::ImageCounts> none, two(2, photo(1, 0, 0)), three(3, photo(1, 0, 0));
+    EXPECT_THROW(kg::eval::bootstrap_intervals(none, kOne), std::invalid_argument);
+    EXPECT_THROW(kg::eval::bootstrap_intervals(two, kOne, {0, 1, 0.95}), std::invalid_argument);
+    EXPECT_THROW(kg::eval::bootstrap_intervals(two, kOne, {100, 1, 1.0}), std::invalid_argument);
+    try {
+        kg::eval::bootstrap_f1_difference(two, three, kOne);
+        FAIL() << "different photo counts should throw";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("2 and 3 photos"), std::string::npos) << e.what();
+    }
 }
