@@ -5,6 +5,10 @@
 #   scripts/choose.sh                              # the default manifests
 #   scripts/choose.sh MASK.yaml HEAD.yaml          # others, e.g. copies that name a new network
 #
+# With other manifests it also compares each with the default, at each manifest's own threshold,
+# paired on the same photos (kitchen-eval --compare, 2000 draws): a difference whose 95% range holds
+# 0 is one these photos cannot tell from luck (docs/accuracy.md, "How sure these figures are").
+#
 # Head covering: the 10% of helmet-yolo/train that train_head_detector.py holds out (the same
 # seeded split, made here), at score_threshold 0.25 / 0.3 / 0.35 / 0.4 / 0.45. Mask: mask-yolo/train
 # (its licence allows evaluation and tuning, never training), at the classifier's min_score 0.2 /
@@ -97,3 +101,13 @@ for name, manifest, data, classes, thresholds in [
         print(f"  {t:9.2f}  {f1[0]:13.3f} {f1[1]:13.3f}  {sum(f1):6.3f}   {counts[0]}; {counts[1]}")
     print()
 PY
+
+# Each candidate against the default it would replace, at the thresholds its manifest sets.
+compare() {  # manifest, default, data, classes
+  [ "$(readlink -f "$1")" = "$(readlink -f "$2")" ] && return 0
+  "$eval_bin" -d "$1" --data "$3" --classes "$4" --compare "$2" --bootstrap 2000 --threads 1 \
+    | sed -n '/^F1@0.3 against/,/^time per image/p' | grep -v '^time per image'
+  echo
+}
+compare "$head" "$root/models/kitchen-head-covering.yaml" "$work/heldout" 0=covered,1=bare
+compare "$mask" "$root/models/kitchen-mask.yaml" "$KG_SHARED_DIR/datasets/mask-yolo/train" 0=no_mask,1=with_mask
