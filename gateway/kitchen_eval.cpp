@@ -100,15 +100,29 @@ void print_intervals(const std::vector<kg::eval::ImageCounts>& images,
     const auto intervals = kg::eval::bootstrap_intervals(images, classes, options);
     fmt::print("{:.0f}% intervals at IoU 0.3, the {} images resampled {} times (seed {}):\n",
                options.level * 100, images.size(), options.replicates, options.seed);
-    fmt::print("{:<12} {:>15} {:>15} {:>15}\n", "class", "P@0.3", "R@0.3", "F1@0.3");
+    // A rare class sits on a few photos: the resampling has only those to vary, and the fewer they
+    // are, the more its interval understates the uncertainty. Say how many.
+    fmt::print("{:<12} {:>15} {:>15} {:>15} {:>10}\n", "class", "P@0.3", "R@0.3", "F1@0.3", "on images");
     out = {{"replicates", options.replicates}, {"seed", options.seed}, {"level", options.level}};
     for (const auto& cls : classes) {
         const auto& c = intervals.at(cls);
-        fmt::print("{:<12} [{:.3f}, {:.3f}] [{:.3f}, {:.3f}] [{:.3f}, {:.3f}]\n", cls, c.precision.lo,
-                   c.precision.hi, c.recall.lo, c.recall.hi, c.f1.lo, c.f1.hi);
-        out["classes"][cls] = {{"precision", interval_json(c.precision)},
-                               {"recall", interval_json(c.recall)},
-                               {"f1", interval_json(c.f1)}};
+        const auto on = std::count_if(images.begin(), images.end(), [&](const auto& image) {
+            const auto it = image.find(cls);
+            return it != image.end() && it->second.tp + it->second.fn > 0;
+        });
+        fmt::print("{:<12} [{:.3f}, {:.3f}] [{:.3f}, {:.3f}] [{:.3f}, {:.3f}] {:>10}\n", cls, c.precision.lo,
+                   c.precision.hi, c.recall.lo, c.recall.hi, c.f1.lo, c.f1.hi, on);
+        if (c.undefined_precision + c.undefined_recall + c.undefined_f1 > 0) {
+            fmt::print("{:<12} undefined in {} / {} / {} of the draws (nothing to divide by), left out\n", "",
+                       c.undefined_precision, c.undefined_recall, c.undefined_f1);
+        }
+        out["classes"][cls] = {
+            {"precision", interval_json(c.precision)},
+            {"recall", interval_json(c.recall)},
+            {"f1", interval_json(c.f1)},
+            {"images_with_class", on},
+            {"undefined_draws",
+             {{"precision", c.undefined_precision}, {"recall", c.undefined_recall}, {"f1", c.undefined_f1}}}};
     }
 }
 
@@ -175,9 +189,15 @@ int main(int argc, char** argv) {
         "a second detector (same forms as -d) run on the same images: prints its F1 at IoU 0.3 and "
         "the interval of the difference, paired over the images (--bootstrap resamplings, 2000 if "
         "not given)");
-    app.add_option("--seed", seed, "seed of the resamplings (the same seed gives the same intervals)");
+    auto* seed_option =
+        app.add_option("--seed", seed, "seed of the resamplings (the same seed gives the same intervals)");
     CLI11_PARSE(app, argc, argv);
     if (!compare_spec.empty() && replicates == 0) replicates = 2000;
+    if (seed_option->count() > 0 && replicates == 0) {
+        std::cerr
+            << "kitchen-eval: --seed sets the resamplings of --bootstrap or --compare: give one of them\n";
+        return 2;
+    }
     cv::setNumThreads(threads);
 
     try {

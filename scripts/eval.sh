@@ -25,13 +25,20 @@ for d in models/reference/ultraface-rfb-320.yaml models/kitchen-mask.yaml models
   # Faces only (either class): how well each finds the faces, whatever it decides about them.
   (cd "$root" && "$eval_bin" -d "$d" "${faces[@]}" --any-class); echo
 done
-# How far these photos carry the figures (docs/accuracy.md, "How sure these figures are"): the
-# defaults' 95% intervals over resampled photos, and their F1 against each peer, paired on the same
-# photos. The references' own intervals: -d models/reference/... --bootstrap 2000.
+# How far these photos carry the figures (docs/accuracy.md, "How sure these figures are"): each
+# detector's 95% ranges over resampled photos, then the defaults' F1 against each peer, paired on
+# the same photos.
+ranges() { sed -n '/intervals at IoU/,/^time per image/p' | grep -v '^time per image'; }
+paired() { sed -n '/^F1@0.3 against/,/^time per image/p' | grep -v '^time per image'; }
+for d in models/reference/aizoo-face-mask.yaml models/reference/ultraface-masked-face-rfb-640.yaml \
+         models/kitchen-mask.yaml; do
+  echo "$d"; (cd "$root" && "$eval_bin" -d "$d" "${mask[@]}" --bootstrap 2000 | ranges); echo
+done
+echo models/kitchen-head-covering.yaml
+(cd "$root" && "$eval_bin" -d models/kitchen-head-covering.yaml "${helmet[@]}" --bootstrap 2000 | ranges); echo
 for other in models/reference/aizoo-face-mask.yaml models/reference/ultraface-masked-face-rfb-640.yaml \
              models/two-networks/kitchen-mask.yaml; do
-  (cd "$root" && "$eval_bin" -d models/kitchen-mask.yaml "${mask[@]}" --compare "$other" --bootstrap 2000 \
-     | sed -n '/intervals at IoU/,/^time per image/p'); echo
+  (cd "$root" && "$eval_bin" -d models/kitchen-mask.yaml "${mask[@]}" --compare "$other" | paired); echo
 done
-(cd "$root" && "$eval_bin" -d models/kitchen-head-covering.yaml "${helmet[@]}" --bootstrap 2000 \
-   --compare models/two-networks/kitchen-head-covering.yaml | sed -n '/intervals at IoU/,/^time per image/p')
+(cd "$root" && "$eval_bin" -d models/kitchen-head-covering.yaml "${helmet[@]}" \
+   --compare models/two-networks/kitchen-head-covering.yaml | paired)

@@ -47,6 +47,7 @@ ClassCounts sum(const std::vector<ImageCounts>& images, const std::vector<std::s
 }
 
 Interval interval_of(std::vector<double>& values, double level) {
+    if (values.empty()) return {};
     std::sort(values.begin(), values.end());
     const double tail = (1.0 - level) / 2.0;
     const auto last = static_cast<double>(values.size() - 1);
@@ -68,15 +69,20 @@ std::map<std::string, ClassIntervals> bootstrap_intervals(const std::vector<Imag
         for (const auto& cls : classes) {
             const auto c = sum(images, drawn, cls);
             auto& v = values[cls];
-            v[0].push_back(c.precision());
-            v[1].push_back(c.recall());
-            v[2].push_back(c.f1());
+            if (c.tp + c.fp > 0) v[0].push_back(c.precision());
+            if (c.tp + c.fn > 0) v[1].push_back(c.recall());
+            if (c.tp + c.fp + c.fn > 0) v[2].push_back(c.f1());
         }
     });
     std::map<std::string, ClassIntervals> out;
     for (auto& [cls, v] : values) {
-        out[cls] = {interval_of(v[0], options.level), interval_of(v[1], options.level),
-                    interval_of(v[2], options.level)};
+        auto& o = out[cls];
+        o.undefined_precision = options.replicates - static_cast<int>(v[0].size());
+        o.undefined_recall = options.replicates - static_cast<int>(v[1].size());
+        o.undefined_f1 = options.replicates - static_cast<int>(v[2].size());
+        o.precision = interval_of(v[0], options.level);
+        o.recall = interval_of(v[1], options.level);
+        o.f1 = interval_of(v[2], options.level);
     }
     return out;
 }

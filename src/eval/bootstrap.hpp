@@ -28,6 +28,11 @@ struct Interval {
 
 struct ClassIntervals {
     Interval precision, recall, f1;
+    // Draws in which a figure had nothing to divide by (no box of the class drawn, for precision;
+    // no labelled object, for recall; neither, for F1): left out of that figure's interval, not
+    // counted as 0, which would drag a rare class's interval down. A figure undefined in every
+    // draw has the interval [0, 0].
+    int undefined_precision = 0, undefined_recall = 0, undefined_f1 = 0;
 };
 
 struct F1Difference {
@@ -42,15 +47,15 @@ struct BootstrapOptions {
     double level = 0.95;  // the interval holds this share of the replicates, centred
 };
 
-// Intervals of each class's precision, recall and F1. A figure whose denominator is empty in a
-// replicate (no detection of the class drawn, say) counts as 0 there, as ClassCounts gives it.
-// Throws std::invalid_argument for no photos or bad options.
+// Intervals of each class's precision, recall and F1 (see ClassIntervals for draws in which one is
+// undefined). Throws std::invalid_argument for no photos or bad options.
 std::map<std::string, ClassIntervals> bootstrap_intervals(const std::vector<ImageCounts>& images,
                                                           const std::vector<std::string>& classes,
                                                           const BootstrapOptions& options = {});
 
-// a[i] and b[i] are two detectors' counts on the same photo i. Throws std::invalid_argument when
-// the two lists differ in length, for no photos or bad options.
+// a[i] and b[i] are two detectors' counts on the same photo i. A draw with no labelled object and no
+// box of the class from either counts as a difference of 0 (both F1s are 0 there). Throws
+// std::invalid_argument when the two lists differ in length, for no photos or bad options.
 std::map<std::string, F1Difference> bootstrap_f1_difference(const std::vector<ImageCounts>& a,
                                                             const std::vector<ImageCounts>& b,
                                                             const std::vector<std::string>& classes,

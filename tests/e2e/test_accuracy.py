@@ -167,10 +167,14 @@ def test_bootstrap_intervals_and_paired_comparison(tmp_path):
     stdout, compared = run("-d", default, "--compare", older, "--bootstrap", "500", "--seed", "5")
     assert "95% intervals at IoU 0.3" in stdout and "paired (500 resamplings, seed 5)" in stdout
     _, alone = run("-d", older)
+    _, default_alone = run("-d", default)
     boot, comp = compared["bootstrap"], compared["compare"]
     assert (boot["replicates"], boot["seed"], comp["detector"]) == (500, 5, older)
     for cls in ("covered", "bare"):
         mine = compared["classes"][cls]["iou_0.3"]
+        assert mine == default_alone["classes"][cls]["iou_0.3"], "--compare changed the main detector's figures"
+        # Every photo with a labelled head of the class (11 of the 64 hold bare heads, 58 covered ones).
+        assert 0 < boot["classes"][cls]["images_with_class"] <= 64
         for figure in ("precision", "recall", "f1"):
             lo, hi = boot["classes"][cls][figure]
             assert lo <= mine[figure] <= hi, (cls, figure, lo, hi, mine)
@@ -187,6 +191,7 @@ def test_bootstrap_intervals_and_paired_comparison(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--bootstrap", "0"], "--bootstrap"),
     (["--compare", "/nonexistent/other.yaml"], "/nonexistent/other.yaml"),
+    (["--seed", "3"], "--seed"),
 ])
 def test_bootstrap_and_compare_bad_input_is_named(args, message):
     r = subprocess.run([EVAL_BIN, "-d", "classic:mask", "--data", str(SHARED / MASK[0]), "--classes", MASK[1],

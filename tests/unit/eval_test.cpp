@@ -219,3 +219,53 @@ TEST(Bootstrap, RefusesWhatItCannotResample) {
         EXPECT_NE(std::string(e.what()).find("2 and 3 photos"), std::string::npos) << e.what();
     }
 }
+
+TEST(Bootstrap, SwappingTheDetectorsMirrorsTheDifference) {
+    std::vector<kg::eval::ImageCounts> a, b;
+    for (int i = 0; i < 30; ++i) {
+        a.push_back(photo(2 + i % 3, i % 4, i % 2));
+        b.push_back(photo(1 + i % 4, i % 3, 1 + i % 2));
+    }
+    const kg::eval::BootstrapOptions options{1000, 9, 0.95};
+    const auto ab = kg::eval::bootstrap_f1_difference(a, b, kOne, options).at("no_mask");
+    const auto ba = kg::eval::bootstrap_f1_difference(b, a, kOne, options).at("no_mask");
+    EXPECT_NE(ab.observed, 0.0);
+    EXPECT_DOUBLE_EQ(ba.observed, -ab.observed);
+    EXPECT_DOUBLE_EQ(ba.interval.lo, -ab.interval.hi);
+    EXPECT_DOUBLE_EQ(ba.interval.hi, -ab.interval.lo);
+    EXPECT_LE(ab.share_positive + ba.share_positive, 1.0);
+}
+
+TEST(Bootstrap, ALowerLevelGivesANarrowerInterval) {
+    std::vector<kg::eval::ImageCounts> images;
+    for (int i = 0; i < 40; ++i) images.push_back(photo(i % 4, i % 3, i % 5 == 0 ? 2 : 0));
+    const auto wide = kg::eval::bootstrap_intervals(images, kOne, {2000, 1, 0.95}).at("no_mask").precision;
+    const auto narrow = kg::eval::bootstrap_intervals(images, kOne, {2000, 1, 0.5}).at("no_mask").precision;
+    EXPECT_LT(wide.lo, narrow.lo);
+    EXPECT_GT(wide.hi, narrow.hi);
+}
+
+TEST(Bootstrap, EveryPhotoCanBeDrawn) {
+    // Two photos, one box each, one right and one wrong: a quarter of the draws take the right one
+    // twice (precision 1), a quarter the wrong one twice (0).
+    const std::vector<kg::eval::ImageCounts> images{photo(1, 0, 0), photo(0, 1, 0)};
+    const auto p = kg::eval::bootstrap_intervals(images, kOne, {1000, 1, 0.95}).at("no_mask").precision;
+    EXPECT_EQ(p.lo, 0.0);
+    EXPECT_EQ(p.hi, 1.0);
+}
+
+TEST(Bootstrap, DrawsWithNothingToDivideByAreLeftOutNotCountedAsZero) {
+    // One box on one photo of ten, right: precision is 1 wherever it is defined, and undefined in the
+    // draws that miss that photo ((9/10)^10, about 35% of them).
+    std::vector<kg::eval::ImageCounts> images(9, photo(0, 0, 0));
+    images.push_back(photo(1, 0, 0));
+    const auto c = kg::eval::bootstrap_intervals(images, kOne, {2000, 1, 0.95}).at("no_mask");
+    EXPECT_EQ(c.precision.lo, 1.0);
+    EXPECT_EQ(c.recall.lo, 1.0);
+    EXPECT_NEAR(c.undefined_precision, 2000 * std::pow(0.9, 10), 80);
+    EXPECT_EQ(c.undefined_precision, c.undefined_recall);
+    const std::vector<kg::eval::ImageCounts> empty(5, photo(0, 0, 0));
+    const auto none = kg::eval::bootstrap_intervals(empty, kOne, {100, 1, 0.95}).at("no_mask");
+    EXPECT_EQ(none.undefined_f1, 100);
+    EXPECT_EQ(std::tie(none.f1.lo, none.f1.hi), std::make_tuple(0.0, 0.0));
+}
