@@ -269,3 +269,15 @@ TEST(Bootstrap, DrawsWithNothingToDivideByAreLeftOutNotCountedAsZero) {
     EXPECT_EQ(none.undefined_f1, 100);
     EXPECT_EQ(std::tie(none.f1.lo, none.f1.hi), std::make_tuple(0.0, 0.0));
 }
+
+TEST(Bootstrap, ALowerLevelGivesANarrowerDifference) {
+    std::vector<kg::eval::ImageCounts> a, b;
+    for (int i = 0; i < 40; ++i) {
+        a.push_back(photo(2 + i % 3, i % 4, i % 2));
+        b.push_back(photo(1 + i % 4, i % 3, 1 + i % 2));
+    }
+    const auto wide = kg::eval::bootstrap_f1_difference(a, b, kOne, {2000, 1, 0.95}).at("no_mask").interval;
+    const auto narrow = kg::eval::bootstrap_f1_difference(a, b, kOne, {2000, 1, 0.5}).at("no_mask").interval;
+    EXPECT_LT(wide.lo, narrow.lo);
+    EXPECT_GT(wide.hi, narrow.hi);
+}
