@@ -50,6 +50,8 @@ def test_choose_reproduces_the_cards_choosing_figures():
     # The shipped thresholds are the best the rows offer (what they were chosen as).
     assert max(head.values(), key=lambda v: v[2]) == head[0.3]
     assert max(mask.values(), key=lambda v: v[2]) == mask[0.3]
+    # The defaults are not compared with themselves.
+    assert "F1@0.3 against" not in r.stdout
 
 
 def test_choose_names_what_is_missing(tmp_path):
@@ -78,3 +80,12 @@ def test_choose_reads_a_one_stage_manifest_by_its_own_threshold():
     # Raising its threshold drops detections: the rows are of one run at a lowered threshold.
     fps = [c[0][1] + c[1][1] for c in counts]
     assert fps == sorted(fps, reverse=True) and fps[0] > fps[-1], fps
+    # Paired against the default mask check on the same photos, at its own threshold; the head-covering
+    # check given is the default, so it is not compared.
+    default = (kg_e2e.SOURCE_DIR / "models/kitchen-mask.yaml").resolve()
+    assert f"F1@0.3 against {default} on the same 148 images, paired" in r.stdout, r.stdout
+    assert r.stdout.count("F1@0.3 against") == 1, r.stdout
+    diff = re.search(r"^no_mask\s+([\d.]+)\s+([\d.]+)\s+([+-][\d.]+)\s+\[([+-][\d.]+), ([+-][\d.]+)\]", r.stdout, re.M)
+    assert diff, r.stdout
+    this, other, d, lo, hi = map(float, diff.groups())
+    assert d == pytest.approx(this - other, abs=0.0015) and lo <= d <= hi
