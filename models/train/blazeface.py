@@ -21,7 +21,7 @@ camera sees them, against corners of the helmet photos:
     /usr/bin/python3 models/train/blazeface.py [--tfjs /tmp/tfjs]
 
 It also writes the whole face detector as ONNX for kitchen-eval (tried as the mask check's first
-stage, not shipped: models/kitchen-mask.md, "History of the choices"):
+stage, not shipped: models/log/kitchen-mask.md, "BlazeFace's face detector as the first stage"):
 
     /usr/bin/python3 models/train/blazeface.py --export-detector 384 384 /tmp/blazeface-384.onnx --box-scale 1.4
 """

@@ -82,7 +82,8 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--expand", type=float, default=0.1, help="context around each box, as classifier.expand")
     ap.add_argument("--heads", default=str(common.MODELS / "kitchen-heads.onnx"))
-    # Not shipped (models/kitchen-heads.md): by default nothing is written into models/.
+    # Not shipped (models/log/kitchen-heads.md, "A covering classifier as a second stage"): by default
+    # nothing is written into models/.
     ap.add_argument("--out", default="/tmp/kitchen-covering-classifier.onnx")
     args = ap.parse_args()
     common.seed_everything(args.seed, args.threads)

@@ -10,7 +10,8 @@ The shipped model (models/kitchen-heads.md) is that one fine-tuned (batch norms 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --init /tmp/kitchen-heads-v1.onnx \
         --steps 1500 --lr 1e-3 --seed 1 --threads 2                 # ~8 min on two free cores
 
-Times are of two free cores with this script (models/kitchen-heads.md, "Training time": the same
+Times are of two free cores with this script (models/kitchen-heads.md, "Training time", and
+models/log/kitchen-heads.md, "Training time: what changed, and how it was checked": the same
 weights as when each file was made, in less time; --channels-last is faster again, but its weights
 are not the shipped ones).
 
@@ -31,28 +32,28 @@ kitchen-one-pass-heads'): the same trained twice as long, 49 min (63 before):
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 20000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --out models/kitchen-covering-heads.onnx
 
-Tried and not shipped (models/kitchen-heads.md, "More and smaller pasted faces"): the same with
+Tried and not shipped (models/log/kitchen-heads.md, "More and smaller pasted faces"): the same with
 faces pasted from 15 px and up to five per crop, ~25 min:
 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 \
         --paste-sizes 0.04,0.6 --paste-max 5 --out /tmp/kitchen-crowd-heads.onnx
 
-Tried and not shipped (models/kitchen-heads.md, "Pretrained features"): Google's BlazeFace beside the
+Tried and not shipped (models/log/kitchen-heads.md, "Pretrained features"): Google's BlazeFace beside the
 network's own layers, frozen or with its later stages tuned, ~40 min (models/train/fetch_pretrained.sh first):
 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --trunk blazeface \
         [--trunk-tune re_lu_14] --out /tmp/kitchen-blaze-heads.onnx
 
-Tried and not shipped (models/kitchen-heads.md, "What was tried"): YOLO's mosaic, half the crops made
+Tried and not shipped (models/log/kitchen-heads.md, "What was tried"): YOLO's mosaic, half the crops made
 of four samples shrunk to quarters, ~68 min:
 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --mosaic 0.5 \
         --out /tmp/kitchen-mosaic-heads.onnx
 
-Tried and not shipped (models/kitchen-heads.md, "What was tried"): kitchen-one-pass-heads taught the
+Tried and not shipped (models/log/kitchen-heads.md, "What was tried"): kitchen-one-pass-heads taught the
 averaged maps of itself and kitchen-covering-heads (distillation), ~27 min:
 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --init models/kitchen-one-pass-heads.onnx \
@@ -451,9 +452,9 @@ def distill_loss(o, teachers, x, hm):
     crops' labelled centres): the head score over every cell, the covered share where the teachers
     see a head. The box channels learn from the labels alone.
 
-    A pair averaged this way beat either network alone on the held-out photos (models/kitchen-heads.md,
+    A pair averaged this way beat either network alone on the held-out photos (models/log/kitchen-heads.md,
     "An ensemble for head covering"); one network that learned the average would cost one pass
-    instead of two. Tried twice, it did not learn it (the card's "What was tried", 2026-11-30)."""
+    instead of two. Tried twice, it did not learn it (the log's "What was tried", 2026-11-30)."""
     with torch.no_grad():
         outs = [t(x) for t in teachers]
         heads = [torch.sigmoid(t[:, 0]) for t in outs]

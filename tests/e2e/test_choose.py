@@ -1,6 +1,7 @@
-"""scripts/choose.sh reproduces the choosing data's figures the model cards quote (models/kitchen-heads.md,
-models/kitchen-mask.md): the held-out helmet photos split as train_head_detector.py splits them, and
-mask-yolo/train. The figures are skipped when ../shared is absent."""
+"""scripts/choose.sh reproduces the choosing data's figures the model cards and their logs quote
+(models/kitchen-heads.md, models/log/kitchen-heads.md, models/kitchen-mask.md): the held-out helmet
+photos split as train_head_detector.py splits them, and mask-yolo/train. The figures are skipped
+when ../shared is absent."""
 
 import os
 import pathlib
