@@ -201,30 +201,38 @@ class Exported(nn.Module):
 
 # --- data ---------------------------------------------------------------------------------------------
 
-def load_helmet(shared):
+def helmet_split(shared):
+    """helmet-yolo/train's photos split as every script here splits them: (train, held out) lists of
+    image paths, the held-out 10% drawn by a seeded shuffle of the sorted names."""
     root = shared / "datasets" / "helmet-yolo" / "train"
     files = sorted((root / "images").glob("*.jpg"))
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(files))
+    order = np.random.default_rng(0).permutation(len(files))
     n_val = len(files) // 10
-    out = []
-    for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        h, w = img.shape[:2]
-        boxes = []
-        lf = root / "labels" / (f.stem + ".txt")
-        if lf.exists():
-            for line in lf.read_text().split("\n"):
-                p = line.split()
-                if len(p) != 5:
-                    continue
-                c, cx, cy, bw, bh = int(p[0]), *map(float, p[1:])
-                covered = 1.0 if c == 0 else 0.0
-                boxes.append([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h, covered])
-        out.append((img, np.array(boxes, np.float32).reshape(-1, 5)))
-    val = [out[i] for i in order[:n_val]]
-    train = [out[i] for i in order[n_val:]]
-    return train, val
+    return [files[i] for i in order[n_val:]], [files[i] for i in order[:n_val]]
+
+
+def read_helmet_photo(path):
+    """(image, boxes [x1, y1, x2, y2, covered]): the boxes in the order of the label file's lines
+    (none of whose lines is blank or malformed before the last box)."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    h, w = img.shape[:2]
+    boxes = []
+    lf = path.parent.parent / "labels" / (path.stem + ".txt")
+    if lf.exists():
+        for line in lf.read_text().split("\n"):
+            p = line.split()
+            if len(p) != 5:
+                continue
+            c, cx, cy, bw, bh = int(p[0]), *map(float, p[1:])
+            covered = 1.0 if c == 0 else 0.0
+            boxes.append([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h, covered])
+    return img, np.array(boxes, np.float32).reshape(-1, 5)
+
+
+def load_helmet(shared):
+    """(train, held out): lists of read_helmet_photo() in helmet_split's order."""
+    train_files, val_files = helmet_split(shared)
+    return [read_helmet_photo(f) for f in train_files], [read_helmet_photo(f) for f in val_files]
 
 
 def load_faces(shared, limit_per_class=900, face_boxes=None):

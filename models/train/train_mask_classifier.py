@@ -29,6 +29,11 @@ helmet-yolo/train photos away from every labelled head: the head detector's own 
 (--heads) and random boxes of head sizes. The labelled helmet heads teach only "not background"
 (mask unknown). Never mask-yolo (evaluation only, its licence forbids training).
 
+Tried and not shipped (models/log/kitchen-mask-classifier.md, "Helmet-yolo heads labelled by their
+face"): --helmet-faces helmet_faces.json teaches the helmet heads a developer labelled as bare faces
+`no_mask` (and those showing no face, background), 8 a batch, on step 4's command; it fixes bare
+faces under hats and costs mask-yolo/train's no_mask F1 more.
+
 Reproducible: fixed seed, fixed split (sorted file names, seeded shuffle), fixed thread count.
 The input is what the two-stage detector hands over: a head box from the head network
 (kitchen-one-pass-heads in the default manifests), made square, resized to 64x64. Augmentation therefore covers loose and tight crops, ceiling-camera
@@ -188,23 +193,49 @@ def detector_boxes(net, img, threshold=0.1, size=None):
             for d in thd.decode(heads, threshold, 1)]
 
 
-def load_helmet_crops(shared, heads_onnx, rng, heads_size=None):
+UNKNOWN = -1  # a helmet head whose face helmet_faces.json does not label
+
+
+def read_helmet_faces(path):
+    """helmet_faces.json: {photo file name: {no_mask | with_mask | no_face: [label line, ...]}} ->
+    {(photo file name, line): class}; a head with no face to judge is background for the mask check."""
+    doc = json.loads(pathlib.Path(path).read_text())
+    names = {"no_mask": 0, "with_mask": 1, "no_face": BG}
+    out = {}
+    for photo, groups in doc["labels"].items():
+        for group, lines in groups.items():
+            if group not in names:
+                raise ValueError(f"{path}: {photo}: unknown label {group!r} (expected one of {sorted(names)})")
+            for line in lines:
+                if (photo, line) in out:
+                    raise ValueError(f"{path}: {photo}: line {line} labelled twice")
+                out[(photo, line)] = names[group]
+    return out
+
+
+def load_helmet_crops(shared, heads_onnx, rng, heads_size=None, face_labels=None):
     """Background crops (class BG) from helmet-yolo/train, away from every labelled head: the head
     detector's own false positives and random boxes of head sizes; and the labelled heads
-    themselves (a face or head, mask unknown: they teach only "not background"). Split as the head
+    themselves with their face labels (`face_labels`, read_helmet_faces(); UNKNOWN for every head
+    without: a face or head, mask unknown, which teaches only "not background"). Split as the head
     detector splits it: its held-out 10% gives the held-out crops here."""
     import train_head_detector as thd
+    names = thd.helmet_split(shared)
     train, val = thd.load_helmet(shared)
     net = common.read_heads(heads_onnx)
+    face_labels = face_labels or {}
+    found = set()
 
-    def crops(photos):
-        bg, fp, heads = [], 0, []
-        for img, boxes in photos:
+    def crops(photos, files):
+        bg, fp, heads, labels = [], 0, [], []
+        for (img, boxes), f in zip(photos, files):
             H, W = img.shape[:2]
             hb = [tuple(b[:4]) for b in boxes]
-            for b in hb:
+            for line, b in enumerate(hb):
                 if min(b[2] - b[0], b[3] - b[1]) >= 6:
                     heads.append(cut(img, b))
+                    labels.append(face_labels.get((f.name, line), UNKNOWN))
+                    found.add((f.name, line))
             for b in detector_boxes(net, img, size=heads_size):
                 if away_from_heads(b, hb):
                     bg.append(cut(img, b))
@@ -217,9 +248,14 @@ def load_helmet_crops(shared, heads_onnx, rng, heads_size=None):
                 b = (x, y, x + w, y + h)
                 if away_from_heads(b, hb):
                     bg.append(cut(img, b))
-        return np.array(bg, np.uint8).reshape(-1, 96, 96, 3), np.array(heads, np.uint8).reshape(-1, 96, 96, 3), fp
+        return (np.array(bg, np.uint8).reshape(-1, 96, 96, 3), np.array(heads, np.uint8).reshape(-1, 96, 96, 3),
+                np.array(labels, np.int64), fp)
 
-    return crops(train), crops(val)
+    out = crops(train, names[0]), crops(val, names[1])
+    missing = sorted(set(face_labels) - found)
+    if missing:
+        raise ValueError(f"face labels for heads that are not in helmet-yolo/train (or under 6 px): {missing[:5]}")
+    return out
 
 
 def augment(img, rng):
@@ -277,7 +313,8 @@ def predict(net, imgs):
 
 def evaluate(net, imgs, labels, bg=None, heads=None):
     """Face photos: accuracy and no_mask P/R (a face called background counts as wrong); background
-    crops: the share dropped; helmet heads: the share kept (not called background)."""
+    crops: the share dropped; helmet heads (images, labels): the share kept (not called background),
+    and the share of those labelled (not UNKNOWN) given their label."""
     p = predict(net, imgs)
     pred = p.argmax(1)
     acc = float((pred == labels).mean())
@@ -288,8 +325,12 @@ def evaluate(net, imgs, labels, bg=None, heads=None):
     if bg is not None and len(bg):
         extra["bg_dropped"] = float((predict(net, bg).argmax(1) == BG).mean())
         extra["faces_dropped"] = float((pred == BG).mean())
-    if heads is not None and len(heads):
-        extra["heads_kept"] = float((predict(net, heads).argmax(1) != BG).mean())
+    if heads is not None and len(heads[0]):
+        hp = predict(net, heads[0]).argmax(1)
+        extra["heads_kept"] = float((hp != BG).mean())
+        known = heads[1] != UNKNOWN
+        if known.any():  # the helmet heads helmet_faces.json labels, held out
+            extra["labelled_heads_right"] = float((hp[known] == heads[1][known]).mean())
     return acc, prec0, rec0, extra
 
 
@@ -317,6 +358,11 @@ def main():
     ap.add_argument("--clutter", type=float, default=0.0,
                     help="share of background crops with a sign, mark or coloured blob drawn over them "
                          "(default 0: the shipped models)")
+    ap.add_argument("--helmet-faces", default="",
+                    help="helmet_faces.json: helmet-yolo heads labelled no_mask, with_mask or no_face (background), "
+                         "taught as such instead of only 'not background'")
+    ap.add_argument("--labelled-heads", type=int, default=8,
+                    help="with --helmet-faces, labelled helmet heads added to each batch")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-mask-classifier.onnx"))
     args = ap.parse_args()
     if not 0.0 <= args.clutter <= 1.0:
@@ -327,23 +373,37 @@ def main():
         ap.error("--ema is a decay in [0, 1)")
     if args.heads_size and (args.heads_size < 64 or args.heads_size % 8):
         ap.error("--heads-size is a multiple of 8, at least 64")
+    if not 0 <= args.labelled_heads <= 48:
+        ap.error("--labelled-heads is 0 to 48 a batch")
+    try:
+        face_labels = read_helmet_faces(args.helmet_faces) if args.helmet_faces else None
+    except (OSError, ValueError, KeyError) as e:
+        ap.error(f"--helmet-faces {args.helmet_faces}: {e}")
     common.seed_everything(args.seed, args.threads)
     shared = common.shared_dir()
     (tx, ty, tf), (vx, vy, _) = load(shared, args.face_boxes or None, args.head_frames or None)
     print(f"mask-crops: {len(tx)} train, {len(vx)} held out "
           f"({int((ty == 0).sum())}/{int((ty == 1).sum())} no_mask/with_mask in train)", flush=True)
     rng = np.random.default_rng(args.seed)
-    (bx, hx, nfp), (vbx, vhx, vfp) = load_helmet_crops(shared, args.heads, np.random.default_rng(args.seed + 1),
-                                                            args.heads_size or None)
+    (bx, hx, hy, nfp), (vbx, vhx, vhy, vfp) = load_helmet_crops(
+        shared, args.heads, np.random.default_rng(args.seed + 1), args.heads_size or None, face_labels)
     print(f"helmet-yolo/train: {len(bx)} background crops ({nfp} detector false positives), {len(hx)} heads; "
           f"held out: {len(vbx)} background ({vfp} false positives), {len(vhx)} heads", flush=True)
+    # Without --helmet-faces every head is UNKNOWN and the batches are drawn as before.
+    kept = np.flatnonzero(hy != BG)  # "not background" pool: every head but those with no face
+    labelled = np.flatnonzero(hy != UNKNOWN)
+    if face_labels:
+        print(f"helmet heads labelled: {int((hy == 0).sum())} no_mask, {int((hy == 1).sum())} with_mask, "
+              f"{int((hy == BG).sum())} no face (train); held out: {int((vhy == 0).sum())} / {int((vhy == 1).sum())} / "
+              f"{int((vhy == BG).sum())}", flush=True)
+    vheads = (vhx, vhy)
 
     net = MaskNet()
     if args.init:
         if common.init_from_onnx(net, args.init, (1, 3, SIZE, SIZE)) <= BG:
             with torch.no_grad():  # the new class starts unlikely
                 net.fc.bias[BG] = float(net.fc.bias[:BG].min()) - 2.0
-        acc, p0, r0, ex = evaluate(net, vx, vy, vbx, vhx)
+        acc, p0, r0, ex = evaluate(net, vx, vy, vbx, vheads)
         print(f"from {args.init}: held-out acc {acc:.4f} no_mask P {p0:.4f} R {r0:.4f} {ex}", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-3)
     nb = len(tx) // 48
@@ -361,18 +421,20 @@ def main():
             # Each batch: 48 face photos (no_mask / with_mask), 24 background crops, 8 helmet heads.
             idx = order[b * 48:(b + 1) * 48]
             bi = rng.integers(0, len(bx), 24)
-            hi = rng.integers(0, len(hx), 8)
+            hi = kept[rng.integers(0, len(kept), 8)]
+            li = labelled[rng.integers(0, len(labelled), args.labelled_heads)] if face_labels else labelled[:0]
             faces = [tf[i] if args.head_frames and rng.random() < args.framed_share else tx[i] for i in idx]
             # No draw at --clutter 0: older commands give the same batches and weights.
             bgs = [draw_mark(bx[i].copy(), rng) if args.clutter > 0 and rng.random() < args.clutter else bx[i]
                    for i in bi]
             imgs = [augment(f, rng) for f in faces] + [augment(b, rng) for b in bgs] + \
-                [augment(hx[i], rng) for i in hi]
-            y = torch.from_numpy(np.concatenate([ty[idx], np.full(24, BG, np.int64)]))
+                [augment(hx[i], rng) for i in li] + [augment(hx[i], rng) for i in hi]
+            y = torch.from_numpy(np.concatenate([ty[idx], np.full(24, BG, np.int64), hy[li]]))
             logits = net(common.to_tensor(imgs))
-            loss = F.cross_entropy(logits[:72], y, label_smoothing=0.05)
-            # A helmet-yolo head is a face or head, masked or not: only "not background" is known.
-            logp = F.log_softmax(logits[72:], 1)
+            n = len(y)
+            loss = F.cross_entropy(logits[:n], y, label_smoothing=0.05)
+            # An unlabelled helmet-yolo head is a face or head, masked or not: only "not background" is known.
+            logp = F.log_softmax(logits[n:], 1)
             loss = loss + 0.3 * -torch.logsumexp(logp[:, :BG], 1).mean()
             opt.zero_grad()
             loss.backward()
@@ -381,11 +443,12 @@ def main():
             if ema:
                 ema.update(net)
             total += float(loss)
-        acc, p0, r0, ex = evaluate(ema.net if ema else net, vx, vy, vbx, vhx)
+        acc, p0, r0, ex = evaluate(ema.net if ema else net, vx, vy, vbx, vheads)
         print(f"epoch {epoch + 1}/{args.epochs} loss {total / nb:.4f} held-out acc {acc:.4f} "
               f"no_mask P {p0:.4f} R {r0:.4f} faces dropped {ex['faces_dropped']:.4f}, "
               f"background dropped {ex['bg_dropped']:.4f}, helmet heads kept {ex['heads_kept']:.4f} "
-              f"({time.time() - t0:.0f} s)", flush=True)
+              + (f"labelled helmet heads right {ex['labelled_heads_right']:.4f} " if "labelled_heads_right" in ex else "")
+              + f"({time.time() - t0:.0f} s)", flush=True)
         torch.save((ema.net if ema else net).state_dict(), "/tmp/kitchen-mask-classifier.pt")
 
     net = ema.net if ema else net
