@@ -22,6 +22,7 @@
 #include "vision/dnn/dnn_detector.hpp"
 #include "vision/dnn/manifest.hpp"
 #include "vision/dnn/network_pass.hpp"
+#include "vision/dnn/two_stage_detector.hpp"
 
 namespace fs = std::filesystem;
 using kg::vision::Detection;
@@ -256,6 +257,46 @@ void expect_same(const std::vector<Detection>& got, const std::vector<Detection>
 }
 
 }  // namespace
+
+// kitchen-eval --given-boxes feeds the classifier boxes of its own: classify() on the first stage's
+// boxes must be detect() exactly, and a box's score must scale the classifier's probability.
+TEST(OwnModels, TheClassifierAloneOnTheFirstStagesBoxesIsTheWholeDetector) {
+    auto manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-mask.yaml").string());
+    auto first = manifest;
+    first.classifier.reset();
+    kg::vision::dnn::DnnDetector stage1(first);
+    kg::vision::dnn::TwoStageDetector two(manifest);
+    bool real = false;
+    const auto frames = frames_with_heads(real);
+    std::size_t boxes = 0;
+    std::vector<Detection> heads, whole, alone, halved;
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        stage1.detect(frames[i], heads);
+        two.detect(frames[i], whole);
+        two.classify(frames[i], heads, alone);
+        expect_same(alone, whole, i);
+        boxes += whole.size();
+        for (auto& h : heads) h.score = 1.0f;  // as kitchen-eval gives the labelled boxes
+        two.classify(frames[i], heads, alone);
+        for (auto& h : heads) h.score = 0.5f;
+        two.classify(frames[i], heads, halved);
+        // Half the box score halves every kept score; min_score (0.3) may drop some of them.
+        for (const auto& h : halved) {
+            const auto same = std::find_if(alone.begin(), alone.end(), [&](const Detection& a) {
+                return a.x == h.x && a.y == h.y && a.w == h.w && a.h == h.h;
+            });
+            ASSERT_NE(same, alone.end());
+            EXPECT_EQ(same->label, h.label);
+            EXPECT_FLOAT_EQ(h.score, same->score * 0.5f);
+        }
+        EXPECT_LE(halved.size(), alone.size());
+    }
+    if (real) {
+        EXPECT_GT(boxes, 0u) << "the photos should hold heads to compare";
+    }
+    two.classify(frames[0], std::vector<Detection>{}, alone);
+    EXPECT_TRUE(alone.empty()) << "no boxes given: nothing found, nothing left from the last call";
+}
 
 TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
     // The default manifests feed one network alike for both checks: the gateway runs it once per frame

@@ -78,9 +78,14 @@ void TwoStageDetector::cut(const cv::Mat& bgr, const Detection& d) {
 }
 
 void TwoStageDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
-    out.clear();
     stage1_.detect(bgr, found_);
-    for (const auto& d : found_) {
+    classify(bgr, found_, out);
+}
+
+void TwoStageDetector::classify(const cv::Mat& bgr, std::span<const Detection> boxes,
+                                std::vector<Detection>& out) {
+    out.clear();
+    for (const auto& d : boxes) {
         if (d.w <= 0 || d.h <= 0) continue;
         cut(bgr, d);
         make_blob(crop_, spec_.input.rgb, spec_.input.mean, spec_.input.scale, blob_);

@@ -8,6 +8,7 @@
 // is not among labels().
 
 #include <opencv2/dnn.hpp>
+#include <span>
 
 #include "vision/detection.hpp"
 #include "vision/dnn/dnn_detector.hpp"
@@ -22,6 +23,11 @@ public:
     explicit TwoStageDetector(Manifest manifest, NetworkPasses* passes = nullptr);
 
     void detect(const cv::Mat& bgr, std::vector<Detection>& out) override;
+
+    // The second stage alone, on boxes found elsewhere (their scores stand for the first stage's):
+    // kitchen-eval --given-boxes judges the classifier on the labelled boxes this way, apart from
+    // what the first stage finds or misses.
+    void classify(const cv::Mat& bgr, std::span<const Detection> boxes, std::vector<Detection>& out);
     const std::vector<std::string>& labels() const override { return labels_; }
 
 private:
