@@ -327,8 +327,8 @@ int main(int argc, char** argv) {
                                  {"threads", threads},
                                  {"given_boxes", given_boxes}};
         fmt::print("kitchen-eval: {}{} on {} ({} images, {} thread{})\n", detector_spec,
-                   given_boxes ? "'s classifier on the labelled boxes" : "", data, times.size(), threads,
-                   threads == 1 ? "" : "s");
+                   given_boxes ? " (its classifier alone, given the labelled boxes)" : "", data, times.size(),
+                   threads, threads == 1 ? "" : "s");
         fmt::print("{:<12} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}\n", "class", "gt", "P@0.3", "R@0.3",
                    "F1@0.3", "P@0.5", "R@0.5", "F1@0.5");
         for (const auto& cls : classes) {
@@ -371,7 +371,8 @@ int main(int argc, char** argv) {
             print_comparison(compare_spec, per_image, per_image_other, classes, options, result["compare"]);
         }
         const double median = percentile(times, 0.5), p95 = percentile(times, 0.95);
-        fmt::print("time per image: median {:.1f} ms, p95 {:.1f} ms\n", median, p95);
+        fmt::print("{}time per image: median {:.1f} ms, p95 {:.1f} ms\n",
+                   given_boxes ? "the classifier's " : "", median, p95);
         result["time_ms"] = {{"median", median}, {"p95", p95}};
         if (!json_path.empty()) std::ofstream(json_path) << result.dump(2) << "\n";
         if (!dump_path.empty()) std::ofstream(dump_path) << dump.dump() << "\n";

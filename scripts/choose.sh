@@ -37,7 +37,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/kg-choose.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 /usr/bin/python3 - "$KG_SHARED_DIR" "$work" "$mask" "$head" "$root" <<'PY'
-import json, pathlib, sys
+import hashlib, json, pathlib, sys
 import numpy as np
 import yaml
 
@@ -60,6 +60,10 @@ for f in held:
 # own classes), all photos and the held-out ones.
 doc = json.loads((pathlib.Path(sys.argv[5]) / "models" / "train" / "helmet_faces.json").read_text())
 held_names = {f.name for f in held}
+for photo in doc["labels"]:  # labels name lines of the label file they were made on
+    label_file = src / "labels" / (pathlib.Path(photo).stem + ".txt")
+    if hashlib.md5(label_file.read_bytes()).hexdigest() != doc["label_md5"].get(photo):
+        sys.exit(f"choose: {label_file} is not the label file models/train/helmet_faces.json was made on")
 for name in ("faces-all", "faces-heldout"):
     for sub in ("images", "labels"):
         (work / name / sub).mkdir(parents=True)
@@ -93,6 +97,8 @@ def lowered(path, out, key):
 
 
 lowered(mask, "mask.yaml", "min_score")
+if yaml.safe_load(mask.read_text()).get("classifier"):  # a classifier to hand the labelled faces to
+    (work / "two-stage").touch()
 lowered(head, "head.yaml", "score_threshold")
 PY
 
@@ -125,7 +131,7 @@ for name, manifest, data, classes, thresholds in [
 PY
 
 # Only a two-stage manifest has a classifier to hand boxes to.
-if grep -q '^classifier:' "$mask"; then
+if [ -e "$work/two-stage" ]; then
 for set in faces-heldout faces-all; do
   for hat in 0 1; do
     "$eval_bin" -d "$mask" --data "$work/$set" --classes "$hat=no_mask,9=with_mask" --given-boxes --errors \

@@ -131,8 +131,35 @@ def test_given_boxes_judge_the_classifier_alone(tmp_path):
         assert given_class + errors["missed"][t]["count"] == result["classes"][t]["gt"], (t, errors)
     found = lambda run: sum(run["errors"]["confusion"][t][d] for t in classes for d in classes)
     assert found(runs[True]) > found(runs[False]), (found(runs[True]), found(runs[False]))
-    # The classifier does confuse masked and bare faces on these photos: not a pass-through.
-    assert errors["confusion"]["with_mask"]["no_mask"] + errors["confusion"]["no_mask"]["with_mask"] > 0
+    # What it decides, as docs/accuracy.md quotes it: bare faces 29 right / 6 called masked / 2 dropped,
+    # masked faces 8 / 88 / 4 (a face of room for another CPU's rounding).
+    got = [(errors["confusion"][t]["no_mask"], errors["confusion"][t]["with_mask"], errors["missed"][t]["count"])
+           for t in classes]
+    for g, want in zip(got, [(29, 6, 2), (8, 88, 4)]):
+        assert all(abs(a - b) <= 1 for a, b in zip(g, want)), got
+
+
+def test_given_boxes_compare_two_checks_with_one_classifier(tmp_path):
+    """The two-network mask check uses the default's classifier behind another head network: given the
+    labelled boxes, both are that classifier alone, so --compare finds them equal on every draw."""
+    out = tmp_path / "eval.json"
+    r = subprocess.run([EVAL_BIN, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-mask.yaml"), "--data",
+                        str(SHARED / MASK[0]), "--classes", MASK[1], "--given-boxes", "--compare",
+                        str(kg_e2e.SOURCE_DIR / "models/two-networks/kitchen-mask.yaml"), "--json", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    print(r.stdout)
+    compare = json.loads(out.read_text())["compare"]
+    for cls in ("no_mask", "with_mask"):
+        c = compare["classes"][cls]
+        assert c["difference"] == 0 and c["interval"] == [0, 0], (cls, c)
+
+
+def test_given_boxes_refuse_a_manifest_without_a_classifier():
+    r = subprocess.run([EVAL_BIN, "-d", str(kg_e2e.SOURCE_DIR / "models/reference/aizoo-face-mask.yaml"), "--data",
+                        str(SHARED / MASK[0]), "--classes", MASK[1], "--given-boxes"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "aizoo-face-mask.yaml has no classifier" in r.stderr, r.stderr
 
 
 def test_classifier_min_score_drops_exactly_the_weak_findings(tmp_path):

@@ -64,7 +64,10 @@ def test_choose_reproduces_the_cards_choosing_figures():
     assert {k: v[2] for k, v in faces.items()} == {
         ("held out", "yes"): 6, ("held out", "no"): 17, ("all", "yes"): 74, ("all", "no"): 170}
     assert faces[("held out", "yes")][:2] == (0, 6), faces
-    assert faces[("all", "yes")][1] >= 50 and faces[("all", "no")][1] <= 25, faces
+    # 17 / 57 under a hard hat and 150 / 15 without, as models/kitchen-mask-classifier.md quotes them;
+    # a face or two of room for another CPU's rounding at the decision boundary.
+    assert abs(faces[("all", "yes")][1] - 57) <= 2 and abs(faces[("all", "no")][1] - 15) <= 2, faces
+    assert abs(faces[("all", "yes")][0] - 17) <= 2 and abs(faces[("all", "no")][0] - 150) <= 2, faces
 
 
 def test_choose_names_what_is_missing(tmp_path):

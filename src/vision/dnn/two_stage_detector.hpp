@@ -26,7 +26,7 @@ public:
 
     // The second stage alone, on boxes found elsewhere (their scores stand for the first stage's):
     // kitchen-eval --given-boxes judges the classifier on the labelled boxes this way, apart from
-    // what the first stage finds or misses.
+    // what the first stage finds or misses. `boxes` must not be `out`.
     void classify(const cv::Mat& bgr, std::span<const Detection> boxes, std::vector<Detection>& out);
     const std::vector<std::string>& labels() const override { return labels_; }
 
