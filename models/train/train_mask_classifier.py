@@ -310,6 +310,34 @@ def draw_mark(crop, rng):
     return crop
 
 
+def draw_cap(face, rng):
+    """A cap drawn over the top of a face photo, in place: a dome with a band, white in a third of the
+    draws (a chef's hat) and a saturated colour otherwise (hard hats, coloured caps, hair nets),
+    shaded from one side. Drawn on photos of both classes alike, so that a coloured patch on the head
+    means neither a mask nor its absence (probe_hats.py: the shipped classifier calls 169 of 170 bare
+    faces masked under a drawn yellow cap)."""
+    side = face.shape[0]
+    h = int(side * rng.uniform(0.2, 0.36))
+    half_w = int(side * rng.uniform(0.36, 0.48))
+    cx = side // 2 + int(rng.integers(-side // 12, side // 12 + 1))
+    if rng.random() < 1 / 3:
+        colour = np.full(3, rng.uniform(200, 250), np.float32)
+    else:
+        hsv = np.uint8([[[rng.integers(0, 180), rng.integers(150, 256), rng.integers(120, 256)]]])
+        colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+    mask = np.zeros(face.shape[:2], np.uint8)
+    cv2.ellipse(mask, (cx, h), (half_w, h), 0, 180, 360, 255, -1)
+    cv2.rectangle(mask, (cx - half_w - 2, h - max(2, side // 24)), (cx + half_w + 2, h + max(2, side // 20)), 255, -1)
+    lo, hi = sorted(rng.uniform(0.7, 1.0, 2))
+    shade = np.linspace(hi, lo, side, dtype=np.float32)
+    if rng.random() < 0.5:
+        shade = shade[::-1]
+    layer = np.clip(colour[None, None, :] * shade[None, :, None], 0, 255).astype(np.uint8)
+    layer = np.broadcast_to(layer, face.shape)
+    face[mask > 0] = layer[mask > 0]
+    return face
+
+
 def predict(net, imgs):
     net.eval()
     probs = []
@@ -367,6 +395,8 @@ def main():
     ap.add_argument("--clutter", type=float, default=0.0,
                     help="share of background crops with a sign, mark or coloured blob drawn over them "
                          "(default 0: the shipped models)")
+    ap.add_argument("--caps", type=float, default=0.0,
+                    help="share of face photos (both classes) with a cap drawn over the head (default 0: the shipped models)")
     ap.add_argument("--helmet-faces", default="",
                     help="helmet_faces.json: helmet-yolo heads labelled no_mask, with_mask or no_face (background), "
                          "taught as such instead of only 'not background'")
@@ -376,6 +406,8 @@ def main():
     args = ap.parse_args()
     if not 0.0 <= args.clutter <= 1.0:
         ap.error("--clutter is a share in [0, 1]")
+    if not 0.0 <= args.caps <= 1.0:
+        ap.error("--caps is a share in [0, 1]")
     if not 0.0 <= args.framed_share <= 1.0:
         ap.error("--framed-share is a share in [0, 1]")
     if not 0.0 <= args.ema < 1.0:
@@ -435,6 +467,8 @@ def main():
             hi = kept[rng.integers(0, len(kept), 8)]
             li = labelled[rng.integers(0, len(labelled), args.labelled_heads)] if face_labels else labelled[:0]
             faces = [tf[i] if args.head_frames and rng.random() < args.framed_share else tx[i] for i in idx]
+            if args.caps > 0:  # no draw at 0: older commands give the same batches
+                faces = [draw_cap(f.copy(), rng) if rng.random() < args.caps else f for f in faces]
             # No draw at --clutter 0: older commands give the same batches and weights.
             bgs = [draw_mark(bx[i].copy(), rng) if args.clutter > 0 and rng.random() < args.clutter else bx[i]
                    for i in bi]
