@@ -37,7 +37,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/kg-choose.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 /usr/bin/python3 - "$KG_SHARED_DIR" "$work" "$mask" "$head" "$root" <<'PY'
-import hashlib, json, pathlib, sys
+import pathlib, sys
 import numpy as np
 import yaml
 
@@ -58,16 +58,18 @@ for f in held:
 
 # helmet_faces.json's bare faces as YOLO sets: class 0 under a hard hat, 1 without (helmet-yolo's
 # own classes), all photos and the held-out ones.
-doc = json.loads((pathlib.Path(sys.argv[5]) / "models" / "train" / "helmet_faces.json").read_text())
+sys.path.insert(0, str(pathlib.Path(sys.argv[5]) / "models" / "train"))
+import helmet_faces  # the labels' own reader and checks; no torch
+
+try:
+    labels = helmet_faces.read(shared)
+except ValueError as e:
+    sys.exit(f"choose: {e}")
 held_names = {f.name for f in held}
-for photo in doc["labels"]:  # labels name lines of the label file they were made on
-    label_file = src / "labels" / (pathlib.Path(photo).stem + ".txt")
-    if hashlib.md5(label_file.read_bytes()).hexdigest() != doc["label_md5"].get(photo):
-        sys.exit(f"choose: {label_file} is not the label file models/train/helmet_faces.json was made on")
 for name in ("faces-all", "faces-heldout"):
     for sub in ("images", "labels"):
         (work / name / sub).mkdir(parents=True)
-for photo, groups in doc["labels"].items():
+for photo, groups in labels.items():
     rows = (src / "labels" / (pathlib.Path(photo).stem + ".txt")).read_text().split("\n")
     bare = "".join(rows[n].strip() + "\n" for n in groups.get("no_mask", []))
     for name in ("faces-all", "faces-heldout") if photo in held_names else ("faces-all",):

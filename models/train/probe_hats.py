@@ -10,61 +10,36 @@ them; one that takes a coloured patch for a mask calls the capped faces masked.
 
 A drawn cap is not a kitchen photo: this measures what the classifier responds to, not how often a
 kitchen camera would see it (models/kitchen-mask-classifier.md, Limits). Needs ../shared (or
-KG_SHARED_DIR); cv2 and numpy only.
+KG_SHARED_DIR) and the training scripts' modules (the crop and the cap are theirs).
 """
 
-import json
-import os
 import pathlib
 import sys
 
 import cv2
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parent
-MODELS = ROOT.parent
+import common
+import helmet_faces
+from train_mask_classifier import cut, paint_cap
+
 CAPS = {"white cap": (235, 235, 235), "yellow cap": (30, 200, 240), "red cap": (40, 40, 210),
         "blue cap": (200, 120, 40)}  # BGR
 
 
-def shared_dir():
-    d = pathlib.Path(os.environ.get("KG_SHARED_DIR") or MODELS.parent.parent / "shared")
-    if not (d / "datasets" / "helmet-yolo").is_dir():
-        sys.exit(f"probe_hats: no helmet photos in {d} (set KG_SHARED_DIR)")
-    return d
-
-
-def square_crop(img, box, size=64):
-    """The box made square about its centre, edge pixels repeated outside the photo, as
-    train_mask_classifier.cut() with no context."""
-    x1, y1, x2, y2 = box
-    cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(2.0, x2 - x1, y2 - y1)
-    s = 96 / side
-    m = np.array([[s, 0, -(cx - side / 2) * s], [0, s, -(cy - side / 2) * s]], np.float32)
-    out = cv2.warpAffine(img, m, (96, 96), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-    return cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def with_cap(crop, bgr, height=0.38):
-    """A dome with a band over the top `height` of the crop, shaded from left to right."""
-    out = crop.copy()
-    h = int(crop.shape[0] * height)
-    mask = np.zeros(crop.shape[:2], np.uint8)
-    cv2.ellipse(mask, (32, h), (27, h), 0, 180, 360, 255, -1)
-    cv2.rectangle(mask, (5, h - 4), (59, h + 3), 255, -1)
-    shade = np.linspace(1.0, 0.8, crop.shape[1], dtype=np.float32)[None, :, None]
-    layer = np.clip(np.array(bgr, np.float32)[None, None, :] * shade, 0, 255).astype(np.uint8)
-    layer = np.broadcast_to(layer, crop.shape)
-    out[mask > 0] = layer[mask > 0]
-    return out
+def with_cap(crop, bgr):
+    """The dome of the training script's --caps over the top 38% of a 64x64 crop, centred, shaded 1.0
+    to 0.8 from left to right."""
+    side = crop.shape[0]
+    return paint_cap(crop.copy(), bgr, int(side * 0.38), int(side * 0.42), side // 2,
+                     np.linspace(1.0, 0.8, side, dtype=np.float32))
 
 
 def bare_faces_without_hard_hat(shared):
+    """The labelled boxes made square, cut as the training script cuts a head with no context."""
     src = shared / "datasets" / "helmet-yolo" / "train"
-    doc = json.loads((ROOT / "helmet_faces.json").read_text())
     crops = []
-    for photo, groups in sorted(doc["labels"].items()):
+    for photo, groups in sorted(helmet_faces.read(shared).items()):
         rows = (src / "labels" / (pathlib.Path(photo).stem + ".txt")).read_text().split("\n")
         img = None
         for line in groups.get("no_mask", []):
@@ -74,13 +49,14 @@ def bare_faces_without_hard_hat(shared):
             if img is None:
                 img = cv2.imread(str(src / "images" / photo))
             h, w = img.shape[:2]
-            crops.append(square_crop(img, ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)))
+            box = ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
+            crops.append(cv2.resize(cut(img, box, expand=0.0), (64, 64), interpolation=cv2.INTER_AREA))
     return crops
 
 
 def main():
-    crops = bare_faces_without_hard_hat(shared_dir())
-    for path in sys.argv[1:] or [str(MODELS / "kitchen-mask-classifier.onnx")]:
+    crops = bare_faces_without_hard_hat(common.shared_dir())
+    for path in sys.argv[1:] or [str(common.MODELS / "kitchen-mask-classifier.onnx")]:
         net = cv2.dnn.readNet(path)
         print(f"{path}: {len(crops)} bare faces without a hard hat, called no_mask / with_mask / background")
         for name, draw in [("as they are", lambda c: c)] + [(k, lambda c, v=v: with_cap(c, v)) for k, v in CAPS.items()]:

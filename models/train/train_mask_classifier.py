@@ -54,6 +54,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import common
+import helmet_faces
 
 SIZE = 64
 CLASSES = ["no_mask", "with_mask", "background"]  # output order of the exported model
@@ -198,28 +199,11 @@ UNKNOWN = -1  # a helmet head whose face helmet_faces.json does not label
 
 
 def read_helmet_faces(path, shared):
-    """helmet_faces.json: {photo file name: {no_mask | with_mask | no_face: [label line, ...]}} ->
-    {(photo file name, line): class}; a head with no face to judge is background for the mask check.
-    Refuses labels whose photo's label file is not the one they were made on (label_md5)."""
-    import hashlib
-    doc = json.loads(pathlib.Path(path).read_text())
-    names = {"no_mask": 0, "with_mask": 1, "no_face": BG}
-    labels_dir = shared / "datasets" / "helmet-yolo" / "train" / "labels"
-    out = {}
-    for photo, groups in doc["labels"].items():
-        label_file = labels_dir / (pathlib.Path(photo).stem + ".txt")
-        md5 = hashlib.md5(label_file.read_bytes()).hexdigest() if label_file.exists() else "missing"
-        if md5 != doc["label_md5"].get(photo):
-            raise ValueError(f"{path}: {photo}: {label_file} is not the label file these labels were made on "
-                             f"(md5 {md5}, expected {doc['label_md5'].get(photo)})")
-        for group, lines in groups.items():
-            if group not in names:
-                raise ValueError(f"{path}: {photo}: unknown label {group!r} (expected one of {sorted(names)})")
-            for line in lines:
-                if (photo, line) in out:
-                    raise ValueError(f"{path}: {photo}: line {line} labelled twice")
-                out[(photo, line)] = names[group]
-    return out
+    """helmet_faces.json (helmet_faces.read(), checked there) -> {(photo file name, line): class}; a
+    head with no face to judge is background for the mask check."""
+    classes = {"no_mask": 0, "with_mask": 1, "no_face": BG}
+    return {(photo, line): classes[group] for photo, groups in helmet_faces.read(shared, path).items()
+            for group, lines in groups.items() for line in lines}
 
 
 def load_helmet_crops(shared, heads_onnx, rng, heads_size=None, face_labels=None):
@@ -325,14 +309,21 @@ def draw_cap(face, rng):
     else:
         hsv = np.uint8([[[rng.integers(0, 180), rng.integers(150, 256), rng.integers(120, 256)]]])
         colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
-    mask = np.zeros(face.shape[:2], np.uint8)
-    cv2.ellipse(mask, (cx, h), (half_w, h), 0, 180, 360, 255, -1)
-    cv2.rectangle(mask, (cx - half_w - 2, h - max(2, side // 24)), (cx + half_w + 2, h + max(2, side // 20)), 255, -1)
     lo, hi = sorted(rng.uniform(0.7, 1.0, 2))
     shade = np.linspace(hi, lo, side, dtype=np.float32)
     if rng.random() < 0.5:
         shade = shade[::-1]
-    layer = np.clip(colour[None, None, :] * shade[None, :, None], 0, 255).astype(np.uint8)
+    return paint_cap(face, colour, h, half_w, cx, shade)
+
+
+def paint_cap(face, colour, h, half_w, cx, shade):
+    """In place: a dome of height `h` and half-width `half_w` about column `cx` over the top of the
+    photo, with a band at its rim, in BGR `colour` times `shade` (one factor per column)."""
+    side = face.shape[0]
+    mask = np.zeros(face.shape[:2], np.uint8)
+    cv2.ellipse(mask, (cx, h), (half_w, h), 0, 180, 360, 255, -1)
+    cv2.rectangle(mask, (cx - half_w - 2, h - max(2, side // 24)), (cx + half_w + 2, h + max(2, side // 20)), 255, -1)
+    layer = np.clip(np.asarray(colour, np.float32)[None, None, :] * shade[None, :, None], 0, 255).astype(np.uint8)
     layer = np.broadcast_to(layer, face.shape)
     face[mask > 0] = layer[mask > 0]
     return face
@@ -418,12 +409,12 @@ def main():
         ap.error("--labelled-heads is 0 to 48 a batch")
     if args.labelled_heads != 8 and not args.helmet_faces:
         ap.error("--labelled-heads counts the heads of --helmet-faces: give that file too")
+    shared = common.shared_dir()
     try:
-        face_labels = read_helmet_faces(args.helmet_faces, common.shared_dir()) if args.helmet_faces else None
+        face_labels = read_helmet_faces(args.helmet_faces, shared) if args.helmet_faces else None
     except (OSError, ValueError, KeyError) as e:
         ap.error(f"--helmet-faces {args.helmet_faces}: {e}")
     common.seed_everything(args.seed, args.threads)
-    shared = common.shared_dir()
     (tx, ty, tf), (vx, vy, _) = load(shared, args.face_boxes or None, args.head_frames or None)
     print(f"mask-crops: {len(tx)} train, {len(vx)} held out "
           f"({int((ty == 0).sum())}/{int((ty == 1).sum())} no_mask/with_mask in train)", flush=True)
