@@ -33,7 +33,10 @@ Tried and not shipped (models/log/kitchen-mask-classifier.md, "Helmet-yolo heads
 face"): --helmet-faces helmet_faces.json teaches the helmet heads a developer labelled as bare faces
 `no_mask` (and those showing no face, background), 8 a batch, on step 4's command; it fixes bare
 faces under hard hats (the shipped file calls 57 of 74 of them masked) and costs mask-yolo/train's
-no_mask F1 a little.
+no_mask F1 a little. --drawn-masks SHARE draws a mask over that share of the bare mask-crops faces
+(and of the labelled bare helmet heads, or --drawn-masks-heads SHARE for those alone) where
+face_points.py puts nose and mouth, taught as with_mask: the same face under both labels
+(models/log/kitchen-mask-classifier.md, "Masks drawn on bare faces").
 
 Reproducible: fixed seed, fixed split (sorted file names, seeded shuffle), fixed thread count.
 The input is what the two-stage detector hands over: a head box from the head network
@@ -329,6 +332,72 @@ def paint_cap(face, colour, h, half_w, cx, shade):
     return face
 
 
+MASK_COLOURS = (  # BGR: surgical blue, white, black, grey, pink, navy, pale green
+    (225, 200, 160), (235, 235, 235), (40, 40, 40), (165, 165, 165), (200, 180, 240), (95, 55, 35), (190, 220, 190))
+
+
+def _smooth_closed(pts, n=12):
+    """A closed Catmull-Rom curve through `pts` (K x 2), n points per segment."""
+    k = len(pts)
+    out = []
+    for i in range(k):
+        p0, p1, p2, p3 = pts[(i - 1) % k], pts[i], pts[(i + 1) % k], pts[(i + 2) % k]
+        for t in np.linspace(0, 1, n, endpoint=False):
+            t2, t3 = t * t, t * t * t
+            out.append(0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2
+                              + (3 * p1 - p0 - 3 * p2 + p3) * t3))
+    return np.array(out, np.float32)
+
+
+def draw_mask(face, points, rng):
+    """A mask drawn over nose, mouth and chin of a bare face, in place, from face_points.py's six
+    points (eyes, nose tip, mouth centre, ears): from the nose bridge to under the chin and out
+    towards the ears, in a mask's colour, shaded across, with pleats or ear loops in some draws,
+    its edge softened. Turns a bare face into a masked one with everything else kept: the same
+    person, hat, light and scene under both labels, so that only the mask can tell them apart."""
+    e0, e1, nose, mouth, ear0, ear1 = (np.asarray(p, np.float32) for p in points)
+    eyes = (e0 + e1) / 2
+    down = mouth - eyes
+    top = eyes + rng.uniform(0.28, 0.42) * down
+    bottom = mouth + rng.uniform(0.5, 0.8) * down
+    lift = top - eyes
+    width = rng.uniform(0.85, 1.0)
+    lt = top + width * (ear0 + lift - top)
+    rt = top + width * (ear1 + lift - top)
+    lb = bottom + rng.uniform(0.6, 0.8) * (ear0 + (bottom - eyes) * 0.8 - bottom)
+    rb = bottom + rng.uniform(0.6, 0.8) * (ear1 + (bottom - eyes) * 0.8 - bottom)
+    outline = _smooth_closed(np.array([lt, top - 0.06 * down, rt, rb, bottom, lb], np.float32))
+    side = face.shape[0]
+    alpha = np.zeros(face.shape[:2], np.float32)
+    cv2.fillPoly(alpha, [np.round(outline * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.6)
+    colour = np.array(MASK_COLOURS[rng.integers(len(MASK_COLOURS))], np.float32) * rng.uniform(0.85, 1.1)
+    colour = colour + rng.normal(0, 10, 3)
+    # Shading: across the face from one side, and a little darker towards the chin.
+    across = (rt - lt) / max(1e-3, float(np.linalg.norm(rt - lt)))
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
+    t = ((xs - lt[0]) * across[0] + (ys - lt[1]) * across[1]) / max(1.0, float(np.linalg.norm(rt - lt)))
+    lo, hi = sorted(rng.uniform(0.65, 1.05, 2))
+    shade = lo + (hi - lo) * np.clip(t if rng.random() < 0.5 else 1 - t, 0, 1)
+    layer = colour[None, None, :] * shade[..., None]
+    # Take some of the face's own light: a mask in shadow is dark, in sunlight bright.
+    light = cv2.GaussianBlur(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY).astype(np.float32), (0, 0), side / 12)
+    layer *= (0.6 + 0.4 * light / max(1.0, float(light.mean())))[..., None]
+    if rng.random() < 0.5:  # pleats of a surgical mask: darker lines along the top edge
+        for f in (0.3, 0.5, 0.7):
+            a, b = lt + f * (lb - lt), rt + f * (rb - rt)
+            cv2.line(layer, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)),
+                     tuple(float(c) * 0.8 for c in colour), 1, cv2.LINE_AA, shift=4)
+    out = face.astype(np.float32) * (1 - alpha[..., None]) + np.clip(layer, 0, 255) * alpha[..., None]
+    if rng.random() < 0.5:  # ear loops
+        loop = tuple(float(c) for c in np.clip(colour * 1.05, 0, 255))
+        for a, b in ((lt, ear0), (lb, ear0), (rt, ear1), (rb, ear1)):
+            cv2.line(out, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)), loop, 1,
+                     cv2.LINE_AA, shift=4)
+    face[:] = np.clip(out, 0, 255).astype(np.uint8)
+    return face
+
+
 def predict(net, imgs):
     net.eval()
     probs = []
@@ -393,12 +462,26 @@ def main():
                          "taught as such instead of only 'not background'")
     ap.add_argument("--labelled-heads", type=int, default=8,
                     help="with --helmet-faces, labelled helmet heads added to each batch")
+    ap.add_argument("--drawn-masks", type=float, default=0.0,
+                    help="share of bare faces (mask-crops, and helmet heads of --helmet-faces) with a mask drawn "
+                         "over nose and mouth and taught as with_mask (face_points.py finds where; needs "
+                         "fetch_pretrained.sh; default 0: the shipped models)")
+    ap.add_argument("--drawn-masks-heads", type=float, default=-1.0,
+                    help="the share for the bare helmet heads of --helmet-faces alone (default: --drawn-masks)")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-mask-classifier.onnx"))
     args = ap.parse_args()
     if not 0.0 <= args.clutter <= 1.0:
         ap.error("--clutter is a share in [0, 1]")
     if not 0.0 <= args.caps <= 1.0:
         ap.error("--caps is a share in [0, 1]")
+    if not 0.0 <= args.drawn_masks <= 1.0:
+        ap.error("--drawn-masks is a share in [0, 1]")
+    if args.drawn_masks_heads < 0:
+        args.drawn_masks_heads = args.drawn_masks
+    if not 0.0 <= args.drawn_masks_heads <= 1.0:
+        ap.error("--drawn-masks-heads is a share in [0, 1]")
+    if args.drawn_masks_heads > 0 and not args.helmet_faces:
+        ap.error("--drawn-masks-heads draws on the bare heads of --helmet-faces: give that file too")
     if not 0.0 <= args.framed_share <= 1.0:
         ap.error("--framed-share is a share in [0, 1]")
     if not 0.0 <= args.ema < 1.0:
@@ -431,6 +514,22 @@ def main():
               f"{int((hy == BG).sum())} no face (train); held out: {int((vhy == 0).sum())} / {int((vhy == 1).sum())} / "
               f"{int((vhy == BG).sum())}", flush=True)
     vheads = (vhx, vhy)
+    # Where a mask would go on each bare face BlazeFace is sure of (score 0.5 or more): {index: points}.
+    pts_x, pts_f, pts_h = {}, {}, {}
+    if args.drawn_masks > 0 or args.drawn_masks_heads > 0:
+        import face_points
+        find = face_points.FacePoints()
+        bare = np.flatnonzero(ty == 0) if args.drawn_masks > 0 else np.zeros(0, np.int64)
+        for pts, arr in ((pts_x, tx), (pts_f, tf)):
+            if len(bare):
+                sc, pp = find([arr[i] for i in bare])
+                pts.update({int(i): p for i, s_, p in zip(bare, sc, pp) if s_ >= 0.5})
+        bare_heads = np.flatnonzero(hy == 0) if args.drawn_masks_heads > 0 else np.zeros(0, np.int64)
+        if len(bare_heads):
+            sc, pp = find([hx[i] for i in bare_heads])
+            pts_h.update({int(i): p for i, s_, p in zip(bare_heads, sc, pp) if s_ >= 0.5})
+        print(f"drawn masks: points on {len(pts_x)} / {len(pts_f)} of {len(bare)} bare faces (photo / framed), "
+              f"{len(pts_h)} of {len(bare_heads)} bare helmet heads", flush=True)
 
     net = MaskNet()
     if args.init:
@@ -457,15 +556,28 @@ def main():
             bi = rng.integers(0, len(bx), 24)
             hi = kept[rng.integers(0, len(kept), 8)]
             li = labelled[rng.integers(0, len(labelled), args.labelled_heads)] if face_labels else labelled[:0]
-            faces = [tf[i] if args.head_frames and rng.random() < args.framed_share else tx[i] for i in idx]
+            framed = [bool(args.head_frames) and rng.random() < args.framed_share for _ in idx]
+            faces = [tf[i] if f else tx[i] for i, f in zip(idx, framed)]
+            fy, ly = ty[idx].copy(), hy[li].copy()
+            if args.drawn_masks > 0:  # no draw at 0: older commands give the same batches
+                for j, (i, f) in enumerate(zip(idx, framed)):
+                    p = (pts_f if f else pts_x).get(int(i))
+                    if p is not None and rng.random() < args.drawn_masks:
+                        faces[j], fy[j] = draw_mask(faces[j].copy(), p, rng), 1
+            heads_l = [hx[i] for i in li]
+            if args.drawn_masks_heads > 0:
+                for j, i in enumerate(li):
+                    p = pts_h.get(int(i))
+                    if p is not None and rng.random() < args.drawn_masks_heads:
+                        heads_l[j], ly[j] = draw_mask(heads_l[j].copy(), p, rng), 1
             if args.caps > 0:  # no draw at 0: older commands give the same batches
                 faces = [draw_cap(f.copy(), rng) if rng.random() < args.caps else f for f in faces]
             # No draw at --clutter 0: older commands give the same batches and weights.
             bgs = [draw_mark(bx[i].copy(), rng) if args.clutter > 0 and rng.random() < args.clutter else bx[i]
                    for i in bi]
             imgs = [augment(f, rng) for f in faces] + [augment(b, rng) for b in bgs] + \
-                [augment(hx[i], rng) for i in li] + [augment(hx[i], rng) for i in hi]
-            y = torch.from_numpy(np.concatenate([ty[idx], np.full(24, BG, np.int64), hy[li]]))
+                [augment(h, rng) for h in heads_l] + [augment(hx[i], rng) for i in hi]
+            y = torch.from_numpy(np.concatenate([fy, np.full(24, BG, np.int64), ly]))
             logits = net(common.to_tensor(imgs))
             n = len(y)
             loss = F.cross_entropy(logits[:n], y, label_smoothing=0.05)
