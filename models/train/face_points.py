@@ -26,12 +26,13 @@ class FacePoints:
         self.trunk = blazeface.BlazeTrunk(taps=("conv2d_33", "conv2d_35", "conv2d_36", "conv2d_34"),
                                           model_dir=model_dir).eval()
         S = blazeface.INPUT
-        self.centres = []
+        centres = []
         for stride, n in ((16, 2), (32, 6)):
             g = S // stride
             ys, xs = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
             # anchor order of the flattened maps: cell (y, x) major, anchor minor
-            self.centres.append(np.repeat(np.stack([(xs + 0.5) / g, (ys + 0.5) / g], -1).reshape(-1, 2), n, 0))
+            centres.append(np.repeat(np.stack([(xs + 0.5) / g, (ys + 0.5) / g], -1).reshape(-1, 2), n, 0))
+        self.centres = np.concatenate(centres)  # [anchors, 2], shares of the input
 
     def __call__(self, crops, batch=64):
         """(scores [N], points [N, 6, 2] in crop pixels) for N square crops of one size."""
@@ -54,10 +55,9 @@ class FacePoints:
             s = torch.cat([c16.permute(0, 2, 3, 1).reshape(n, -1), c32.permute(0, 2, 3, 1).reshape(n, -1)], 1)
             r = torch.cat([r16.permute(0, 2, 3, 1).reshape(n, -1, 16), r32.permute(0, 2, 3, 1).reshape(n, -1, 16)], 1)
             best = s.argmax(1).numpy()
-            centres = np.concatenate(self.centres)
             for k in range(n):
                 a = best[k]
-                xy = r[k, a, 4:16].numpy().reshape(POINTS, 2) / S + centres[a]  # shares of the canvas
+                xy = r[k, a, 4:16].numpy().reshape(POINTS, 2) / S + self.centres[a]  # shares of the canvas
                 points.append(xy * 3 * side - side)  # canvas shares -> crop pixels
                 scores.append(float(torch.sigmoid(s[k, a])))
         return np.array(scores, np.float32), np.array(points, np.float32).reshape(-1, POINTS, 2)

@@ -353,9 +353,10 @@ def draw_mask(face, points, rng):
     """A mask drawn over nose, mouth and chin of a bare face, in place, from face_points.py's six
     points (eyes, nose tip, mouth centre, ears): from the nose bridge to under the chin and out
     towards the ears, in a mask's colour, shaded across, with pleats or ear loops in some draws,
-    its edge softened. Turns a bare face into a masked one with everything else kept: the same
+    its edge softened. (OpenCV draws LINE_AA on a float picture as plain lines: the blur softens the
+    outline, the pleats and loops stay hard; kept so that the logged runs reproduce.) Turns a bare face into a masked one with everything else kept: the same
     person, hat, light and scene under both labels, so that only the mask can tell them apart."""
-    e0, e1, nose, mouth, ear0, ear1 = (np.asarray(p, np.float32) for p in points)
+    e0, e1, _nose, mouth, ear0, ear1 = (np.asarray(p, np.float32) for p in points)
     eyes = (e0 + e1) / 2
     down = mouth - eyes
     top = eyes + rng.uniform(0.28, 0.42) * down
@@ -373,7 +374,7 @@ def draw_mask(face, points, rng):
     alpha = cv2.GaussianBlur(alpha, (0, 0), 0.6)
     colour = np.array(MASK_COLOURS[rng.integers(len(MASK_COLOURS))], np.float32) * rng.uniform(0.85, 1.1)
     colour = colour + rng.normal(0, 10, 3)
-    # Shading: across the face from one side, and a little darker towards the chin.
+    # Shading: across the face, darker on one side.
     across = (rt - lt) / max(1e-3, float(np.linalg.norm(rt - lt)))
     ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
     t = ((xs - lt[0]) * across[0] + (ys - lt[1]) * across[1]) / max(1.0, float(np.linalg.norm(rt - lt)))
@@ -383,7 +384,7 @@ def draw_mask(face, points, rng):
     # Take some of the face's own light: a mask in shadow is dark, in sunlight bright.
     light = cv2.GaussianBlur(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY).astype(np.float32), (0, 0), side / 12)
     layer *= (0.6 + 0.4 * light / max(1.0, float(light.mean())))[..., None]
-    if rng.random() < 0.5:  # pleats of a surgical mask: darker lines along the top edge
+    if rng.random() < 0.5:  # pleats of a surgical mask: lines across it at 30/50/70% of its height
         for f in (0.3, 0.5, 0.7):
             a, b = lt + f * (lb - lt), rt + f * (rb - rt)
             cv2.line(layer, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)),
@@ -466,8 +467,9 @@ def main():
                     help="share of bare faces (mask-crops, and helmet heads of --helmet-faces) with a mask drawn "
                          "over nose and mouth and taught as with_mask (face_points.py finds where; needs "
                          "fetch_pretrained.sh; default 0: the shipped models)")
-    ap.add_argument("--drawn-masks-heads", type=float, default=-1.0,
-                    help="the share for the bare helmet heads of --helmet-faces alone (default: --drawn-masks)")
+    ap.add_argument("--drawn-masks-heads", type=float, default=None,
+                    help="the share for the bare helmet heads of --helmet-faces alone (default: --drawn-masks "
+                         "with --helmet-faces, else 0)")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-mask-classifier.onnx"))
     args = ap.parse_args()
     if not 0.0 <= args.clutter <= 1.0:
@@ -476,8 +478,8 @@ def main():
         ap.error("--caps is a share in [0, 1]")
     if not 0.0 <= args.drawn_masks <= 1.0:
         ap.error("--drawn-masks is a share in [0, 1]")
-    if args.drawn_masks_heads < 0:
-        args.drawn_masks_heads = args.drawn_masks
+    if args.drawn_masks_heads is None:
+        args.drawn_masks_heads = args.drawn_masks if args.helmet_faces else 0.0
     if not 0.0 <= args.drawn_masks_heads <= 1.0:
         ap.error("--drawn-masks-heads is a share in [0, 1]")
     if args.drawn_masks_heads > 0 and not args.helmet_faces:
