@@ -399,6 +399,14 @@ def draw_mask(face, points, rng):
     return face
 
 
+def draw_masks(images, labels, points, share, rng):
+    """In place: of the images with face points (not None), `share` drawn masked (a copy) and
+    relabelled with_mask."""
+    for j, p in enumerate(points):
+        if p is not None and rng.random() < share:
+            images[j], labels[j] = draw_mask(images[j].copy(), p, rng), 1
+
+
 def predict(net, imgs):
     net.eval()
     probs = []
@@ -561,17 +569,13 @@ def main():
             framed = [bool(args.head_frames) and rng.random() < args.framed_share for _ in idx]
             faces = [tf[i] if f else tx[i] for i, f in zip(idx, framed)]
             fy, ly = ty[idx].copy(), hy[li].copy()
-            if args.drawn_masks > 0:  # no draw at 0: older commands give the same batches
-                for j, (i, f) in enumerate(zip(idx, framed)):
-                    p = (pts_f if f else pts_x).get(int(i))
-                    if p is not None and rng.random() < args.drawn_masks:
-                        faces[j], fy[j] = draw_mask(faces[j].copy(), p, rng), 1
             heads_l = [hx[i] for i in li]
+            # No draw at 0: older commands give the same batches.
+            if args.drawn_masks > 0:
+                draw_masks(faces, fy, [(pts_f if f else pts_x).get(int(i)) for i, f in zip(idx, framed)],
+                           args.drawn_masks, rng)
             if args.drawn_masks_heads > 0:
-                for j, i in enumerate(li):
-                    p = pts_h.get(int(i))
-                    if p is not None and rng.random() < args.drawn_masks_heads:
-                        heads_l[j], ly[j] = draw_mask(heads_l[j].copy(), p, rng), 1
+                draw_masks(heads_l, ly, [pts_h.get(int(i)) for i in li], args.drawn_masks_heads, rng)
             if args.caps > 0:  # no draw at 0: older commands give the same batches
                 faces = [draw_cap(f.copy(), rng) if rng.random() < args.caps else f for f in faces]
             # No draw at --clutter 0: older commands give the same batches and weights.
