@@ -529,15 +529,18 @@ def main():
     if args.drawn_masks > 0 or args.drawn_masks_heads > 0:
         import face_points
         find = face_points.FacePoints()
+
+        def surest(images, idx):
+            if not len(idx):
+                return {}
+            scores, points = find([images[i] for i in idx])
+            return {int(i): p for i, sc, p in zip(idx, scores, points) if sc >= 0.5}
+
         bare = np.flatnonzero(ty == 0) if args.drawn_masks > 0 else np.zeros(0, np.int64)
-        for pts, arr in ((pts_x, tx), (pts_f, tf)):
-            if len(bare):
-                sc, pp = find([arr[i] for i in bare])
-                pts.update({int(i): p for i, s_, p in zip(bare, sc, pp) if s_ >= 0.5})
+        pts_x = surest(tx, bare)
+        pts_f = surest(tf, bare) if args.head_frames else pts_x  # without frames, tf is tx
         bare_heads = np.flatnonzero(hy == 0) if args.drawn_masks_heads > 0 else np.zeros(0, np.int64)
-        if len(bare_heads):
-            sc, pp = find([hx[i] for i in bare_heads])
-            pts_h.update({int(i): p for i, s_, p in zip(bare_heads, sc, pp) if s_ >= 0.5})
+        pts_h = surest(hx, bare_heads)
         print(f"drawn masks: points on {len(pts_x)} / {len(pts_f)} of {len(bare)} bare faces (photo / framed), "
               f"{len(pts_h)} of {len(bare_heads)} bare helmet heads", flush=True)
 
