@@ -36,7 +36,8 @@ faces under hard hats (the shipped file calls 57 of 74 of them masked) and costs
 no_mask F1 a little. --drawn-masks SHARE draws a mask over that share of the bare mask-crops faces
 (and of the labelled bare helmet heads, or --drawn-masks-heads SHARE for those alone) where
 face_points.py puts nose and mouth, taught as with_mask: the same face under both labels
-(models/log/kitchen-mask-classifier.md, "Masks drawn on bare faces").
+(models/log/kitchen-mask-classifier.md, "Masks drawn on bare faces"). --stamps SHARE pastes a clip-art object
+(stamps.py) over that share of the background crops ("Clip-art objects as backgrounds").
 
 Reproducible: fixed seed, fixed split (sorted file names, seeded shuffle), fixed thread count.
 The input is what the two-stage detector hands over: a head box from the head network
@@ -297,6 +298,20 @@ def draw_mark(crop, rng):
     return crop
 
 
+def paste_object(crop, objects, rng):
+    """A background crop with one clip-art object (stamps.py) over 40-90% of its width, near its
+    centre, in place: a thing the head network boxed, as in the street photos' clutter (toys,
+    signs, fruit, lamps) that the classifier calls masked faces."""
+    import stamps
+    side = crop.shape[0]
+    w = int(side * rng.uniform(0.4, 0.9))
+    h = int(w * rng.uniform(0.8, 1.25))
+    x = (side - w) // 2 + int(rng.integers(-side // 10, side // 10 + 1))
+    y = (side - h) // 2 + int(rng.integers(-side // 10, side // 10 + 1))
+    stamps.paste(crop, x, y, w, h, objects[int(rng.integers(len(objects)))], rng)
+    return crop
+
+
 def draw_cap(face, rng):
     """A cap drawn over the top of a face photo, in place: a dome with a band, white in a third of the
     draws (a chef's hat) and a saturated colour otherwise (hard hats, coloured caps, hair nets),
@@ -478,8 +493,14 @@ def main():
     ap.add_argument("--drawn-masks-heads", type=float, default=None,
                     help="the share for the bare helmet heads of --helmet-faces alone (default: --drawn-masks "
                          "with --helmet-faces, else 0)")
+    ap.add_argument("--stamps", type=float, default=0.0,
+                    help="share of background crops with a clip-art object (stamps.py: toys, signs, fruit, "
+                         "animals, tools) pasted over most of them (default 0: the shipped models)")
+    ap.add_argument("--stamp-count", type=int, default=3000, help="with --stamps, how many stamp files to draw from")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-mask-classifier.onnx"))
     args = ap.parse_args()
+    if not 0.0 <= args.stamps <= 1.0:
+        ap.error("--stamps is a share in [0, 1]")
     if not 0.0 <= args.clutter <= 1.0:
         ap.error("--clutter is a share in [0, 1]")
     if not 0.0 <= args.caps <= 1.0:
@@ -524,6 +545,14 @@ def main():
               f"{int((hy == BG).sum())} no face (train); held out: {int((vhy == 0).sum())} / {int((vhy == 1).sum())} / "
               f"{int((vhy == BG).sum())}", flush=True)
     vheads = (vhx, vhy)
+    objects = []
+    if args.stamps > 0:
+        import stamps
+        try:
+            objects = stamps.load(args.stamp_count, args.seed + 2)
+        except (OSError, ValueError) as e:
+            ap.error(f"--stamps: {e}")
+        print(f"stamps: {len(objects)} clip-art objects", flush=True)
     # Where a mask would go on each bare face BlazeFace is sure of (score 0.5 or more): {index: points}.
     pts_x, pts_f, pts_h = {}, {}, {}
     if args.drawn_masks > 0 or args.drawn_masks_heads > 0:
@@ -584,6 +613,8 @@ def main():
             # No draw at --clutter 0: older commands give the same batches and weights.
             bgs = [draw_mark(bx[i].copy(), rng) if args.clutter > 0 and rng.random() < args.clutter else bx[i]
                    for i in bi]
+            if args.stamps > 0:  # no draw at 0, as above
+                bgs = [paste_object(b.copy(), objects, rng) if rng.random() < args.stamps else b for b in bgs]
             imgs = [augment(f, rng) for f in faces] + [augment(b, rng) for b in bgs] + \
                 [augment(h, rng) for h in heads_l] + [augment(hx[i], rng) for i in hi]
             y = torch.from_numpy(np.concatenate([fy, np.full(24, BG, np.int64), ly]))

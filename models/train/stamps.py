@@ -1,0 +1,88 @@
+"""Clip-art objects pasted as clutter: real-looking things a head network boxes and a classifier may
+call a face (toys, signs, logos, fruit, kettles, balls), where the drawn clutter of
+train_head_detector.py has only plates, text and painted marks.
+
+Drawn from two Debian packages, installed for training only (`apt-get install openclipart-png
+tuxpaint-stamps-default`); nothing of them is committed:
+  * openclipart-png 1:0.18+dfsg-19: Open Clip Art Library, public domain (Creative Commons Public
+    Domain Dedication, /usr/share/doc/openclipart-png/copyright);
+  * tuxpaint-stamps-default 2022.06.04-1: Tux Paint's stamps, photos and drawings, GPL-2
+    (/usr/share/doc/tuxpaint-stamps-default/copyright).
+Their folders of people, clothes and medical things are left out: a drawn face, hat or face mask
+taught as "not a face" would teach the wrong thing.
+"""
+
+import pathlib
+
+import cv2
+import numpy as np
+
+DIRS = ("/usr/share/openclipart/png", "/usr/share/tuxpaint/stamps")
+SKIP = {"people", "clothes", "medical"}
+SIDE = 128  # stamps are kept at this longest side: they are pasted at head sizes, 10-150 px
+
+
+def files(dirs=DIRS):
+    """The stamp files in sorted order (the same list on every machine with the same packages)."""
+    out = []
+    for d in dirs:
+        root = pathlib.Path(d)
+        if not root.is_dir():
+            raise FileNotFoundError(f"no stamps in {root}: apt-get install openclipart-png tuxpaint-stamps-default")
+        out += sorted(p for p in root.rglob("*.png") if not SKIP & set(p.relative_to(root).parts[:-1]))
+    return out
+
+
+def load(count, seed, dirs=DIRS):
+    """`count` stamps drawn by `seed` (a generator of their own, so that the training draws do not
+    change with the count), each BGRA uint8, cut to what its alpha shows, longest side SIDE."""
+    paths = files(dirs)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(paths), min(count, len(paths)), replace=False))
+    out = []
+    for i in pick:
+        im = cv2.imread(str(paths[i]), cv2.IMREAD_UNCHANGED)
+        if im is None or im.ndim != 3 and im.ndim != 2:
+            continue
+        if im.dtype != np.uint8:  # 16-bit PNGs
+            im = (im / 257).astype(np.uint8)
+        if im.ndim == 2:
+            im = cv2.cvtColor(im, cv2.COLOR_GRAY2BGRA)
+        elif im.shape[2] == 3:
+            im = cv2.cvtColor(im, cv2.COLOR_BGR2BGRA)
+        ys, xs = np.nonzero(im[:, :, 3] > 32)
+        if len(xs) < 16:
+            continue
+        im = im[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        if (im[:, :, 3] > 32).mean() < 0.15:  # thin line art: a few strokes, not an object
+            continue
+        k = SIDE / max(im.shape[:2])
+        im = cv2.resize(im, (max(1, round(im.shape[1] * k)), max(1, round(im.shape[0] * k))),
+                        interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+        out.append(im)
+    if not out:
+        raise ValueError(f"no usable stamps among {len(pick)} files of {', '.join(dirs)}")
+    return out
+
+
+def paste(img, x, y, w, h, stamp, rng):
+    """Pastes `stamp` (BGRA) into `img` (BGR uint8, in place) at (x, y), w x h at most, its aspect
+    kept, mirrored in half the draws, its light and colour varied; returns the rectangle it covers
+    (x, y, w, h), clipped to the picture."""
+    sh, sw = stamp.shape[:2]
+    k = min(w / sw, h / sh)
+    pw, ph = max(2, int(sw * k)), max(2, int(sh * k))
+    s = cv2.resize(stamp, (pw, ph), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        s = s[:, ::-1]
+    x, y = x + (w - pw) // 2, y + (h - ph) // 2
+    H, W = img.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + pw), min(H, y + ph)
+    if x1 <= x0 or y1 <= y0:
+        return (x0, y0, 0, 0)
+    s = s[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.float32)
+    colour = s[:, :, :3] * rng.uniform(0.5, 1.15) * rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    alpha = s[:, :, 3:] / 255.0
+    roi = img[y0:y1, x0:x1].astype(np.float32)
+    img[y0:y1, x0:x1] = np.clip(roi * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
+    return (x0, y0, x1 - x0, y1 - y0)
