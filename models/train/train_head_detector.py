@@ -111,6 +111,8 @@ CLUTTER_RATE = 0.0
 PASTE_SIZES = (0.08, 0.6)  # --paste-sizes: pasted face widths, as shares of S (log-uniform)
 PASTE_MAX = 3  # --paste-max: most faces pasted into one crop
 MOSAIC_RATE = 0.0  # --mosaic: share of training crops made of four samples at half size (shipped: 0)
+STAMP_RATE = 0.0  # --stamps: share of training crops with pasted clip-art objects, unlabelled (shipped: 0)
+STAMPS = []  # the clip-art objects (stamps.load()), read once by main() when --stamps is set
 
 
 def dws(cin, cout, stride=1):
@@ -322,6 +324,31 @@ def draw_clutter(out, objs, rng):
     return out, objs
 
 
+def paste_stamps(out, objs, rng):
+    """1-3 clip-art objects (stamps.py: toys, signs, fruit, animals, tools) of head size, unlabelled:
+    real-looking things of the kind the head networks box in street photos. Heads whose box they
+    cover 40% or more of are dropped from `objs`, as unhidden() drops them for drawn clutter."""
+    import stamps
+    for _ in range(int(rng.integers(1, 4))):
+        w = int(TS * math.exp(rng.uniform(math.log(0.05), math.log(0.35))))
+        h = int(w * rng.uniform(0.7, 1.4))
+        x, y = int(rng.integers(-w // 4, TS - w // 2)), int(rng.integers(-h // 4, TS - h // 2))
+        x0, y0, opaque = stamps.paste(out, x, y, w, h, STAMPS[int(rng.integers(len(STAMPS)))], rng)
+        objs = [o for o in objs if covered(o, x0, y0, opaque) < 0.4]
+    return out, objs
+
+
+def covered(obj, x0, y0, opaque):
+    """The share of box `obj` (x1, y1, x2, y2, ...) under the opaque pixels `opaque` placed at
+    (x0, y0): a clip-art object hides a head only where it is drawn, not across its whole rectangle."""
+    x1, y1 = max(int(obj[0]), x0), max(int(obj[1]), y0)
+    x2, y2 = min(int(math.ceil(obj[2])), x0 + opaque.shape[1]), min(int(math.ceil(obj[3])), y0 + opaque.shape[0])
+    area = max(1e-6, (obj[2] - obj[0]) * (obj[3] - obj[1]))
+    if x2 <= x1 or y2 <= y1:
+        return 0.0
+    return float(opaque[y1 - y0:y2 - y0, x1 - x0:x2 - x0].sum()) / area
+
+
 def make_sample(train, faces, rng):
     img, boxes = train[int(rng.integers(len(train)))]
     H, W = img.shape[:2]
@@ -384,6 +411,8 @@ def make_sample(train, faces, rng):
             objs = unhidden(objs, px, py, fw, fh) + [[px + lx1, py + ly1, px + lx2, py + ly2, -1.0]]  # -1: covering unknown
     if CLUTTER_RATE > 0 and rng.random() < CLUTTER_RATE:  # no draw at 0: older commands give the same weights
         out, objs = draw_clutter(out, objs, rng)
+    if STAMP_RATE > 0 and rng.random() < STAMP_RATE:  # no draw at 0, as above
+        out, objs = paste_stamps(out, objs, rng)
     if rng.random() < 0.5:
         out = cv2.flip(out, 1)
         objs = [[TS - o[2], o[1], TS - o[0], o[3], o[4]] for o in objs]
@@ -544,7 +573,7 @@ def evaluate(model, val, threshold=0.3):
 
 
 def main():
-    global ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE, CLUTTER_RATE, PASTE_SIZES, PASTE_MAX, MOSAIC_RATE
+    global ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE, CLUTTER_RATE, PASTE_SIZES, PASTE_MAX, MOSAIC_RATE, STAMP_RATE, STAMPS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=12)
@@ -567,6 +596,9 @@ def main():
                     help="label_face_boxes.py's file: pasted photos are labelled with their face's box, not their own")
     ap.add_argument("--clutter", type=float, default=CLUTTER_RATE,
                     help="share of training crops with 1-3 drawn signs, text and marks (unlabelled)")
+    ap.add_argument("--stamps", type=float, default=STAMP_RATE,
+                    help="share of training crops with 1-3 pasted clip-art objects (stamps.py; unlabelled)")
+    ap.add_argument("--stamp-count", type=int, default=3000, help="with --stamps, how many stamp files to draw from")
     ap.add_argument("--mosaic", type=float, default=MOSAIC_RATE,
                     help="share of training crops made of four other samples shrunk to quarters (YOLO's mosaic)")
     ap.add_argument("--weights", default="",
@@ -600,6 +632,10 @@ def main():
         ap.error("--ema is a decay in [0, 1)")
     if not 0.0 <= args.clutter <= 1.0:
         ap.error("--clutter is a share in [0, 1]")
+    if not 0.0 <= args.stamps <= 1.0:
+        ap.error("--stamps is a share in [0, 1]")
+    if args.stamp_count < 1:
+        ap.error("--stamp-count is at least 1")
     if not 0.0 <= args.mosaic <= 1.0:
         ap.error("--mosaic is a share in [0, 1]")
     try:
@@ -624,6 +660,14 @@ def main():
 
     ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE = args.aspect_max, args.squeeze_faces, args.paste_rate
     CLUTTER_RATE, MOSAIC_RATE = args.clutter, args.mosaic
+    STAMP_RATE = args.stamps
+    if STAMP_RATE > 0:
+        import stamps
+        try:
+            STAMPS = stamps.load(args.stamp_count, args.seed + 2)
+        except (OSError, ValueError) as e:
+            ap.error(f"--stamps: {e}")
+        print(f"stamps: {len(STAMPS)} clip-art objects", flush=True)
     PASTE_SIZES, PASTE_MAX = sizes, args.paste_max
     net = HeadNet(args.width) if args.trunk == "own" else BlazeHeadNet(args.width, args.trunk_tune or None)
     model = Exported(net)

@@ -501,6 +501,8 @@ def main():
     args = ap.parse_args()
     if not 0.0 <= args.stamps <= 1.0:
         ap.error("--stamps is a share in [0, 1]")
+    if args.stamp_count < 1:
+        ap.error("--stamp-count is at least 1")
     if not 0.0 <= args.clutter <= 1.0:
         ap.error("--clutter is a share in [0, 1]")
     if not 0.0 <= args.caps <= 1.0:
