@@ -62,7 +62,7 @@ averaged maps of itself and kitchen-covering-heads (distillation), ~27 min:
 
 Tried and not shipped (models/log/kitchen-heads.md, "Clip-art objects as distractors"): the same with
 1-3 clip-art objects (stamps.py; apt-get install openclipart-png tuxpaint-stamps-default first) pasted,
-unlabelled, into half the crops, ~35 min:
+unlabelled, into half the crops, ~45 min:
 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --stamps 0.5 --out /tmp/heads-st.onnx
