@@ -63,12 +63,12 @@ def load(count, seed, dirs=DIRS):
     out = []
     for i in pick:
         im = cv2.imread(str(paths[i]), cv2.IMREAD_UNCHANGED)
-        if im is None or im.ndim != 3 and im.ndim != 2:
-            continue
+        if im is None or im.ndim != 3 or im.shape[2] != 4:
+            continue  # no alpha channel: a page, not an object
         if im.dtype != np.uint8:  # 16-bit PNGs
             im = (im / 257).astype(np.uint8)
-        if im.ndim == 2 or im.shape[2] != 4 or im[:, :, 3].min() == 255:
-            continue  # no transparency: a page, not an object
+        if im[:, :, 3].min() == 255:
+            continue  # an alpha channel, all opaque: a page too
         ys, xs = np.nonzero(im[:, :, 3] > 32)
         if len(xs) < 16:
             continue
@@ -84,6 +84,30 @@ def load(count, seed, dirs=DIRS):
     if not out:
         raise ValueError(f"no usable stamps among {len(pick)} files of {', '.join(dirs)}")
     return out
+
+
+def add_options(ap):
+    """--stamps and --stamp-count, the same in every training script that pastes objects."""
+    ap.add_argument("--stamps", type=float, default=0.0,
+                    help="share of training pictures with clip-art objects pasted over them (stamps.py; "
+                         "default 0: the shipped models)")
+    ap.add_argument("--stamp-count", type=int, default=3000, help="with --stamps, how many stamp files to draw from")
+
+
+def from_options(ap, args):
+    """The objects add_options()' flags ask for (none at --stamps 0), or ap.error() naming what is wrong."""
+    if not 0.0 <= args.stamps <= 1.0:
+        ap.error("--stamps is a share in [0, 1]")
+    if args.stamp_count < 1:
+        ap.error("--stamp-count is at least 1")
+    if args.stamps == 0:
+        return []
+    try:
+        objects = load(args.stamp_count, args.seed + 2)
+    except (OSError, ValueError) as e:
+        ap.error(f"--stamps: {e}")
+    print(f"stamps: {len(objects)} clip-art objects", flush=True)
+    return objects
 
 
 def paste(img, x, y, w, h, stamp, rng):

@@ -98,6 +98,7 @@ import torch.nn.functional as F
 
 import blazeface
 import common
+import stamps
 
 S = 384  # inference input (exported)
 TS = 320  # training crops: the network is fully convolutional, smaller crops train faster
@@ -335,7 +336,6 @@ def paste_stamps(out, objs, rng):
     """1-3 clip-art objects (stamps.py: toys, signs, fruit, animals, tools) of head size, unlabelled:
     real-looking things of the kind the head networks box in street photos. Heads whose box they
     cover 40% or more of are dropped from `objs`, as unhidden() drops them for drawn clutter."""
-    import stamps
     for _ in range(int(rng.integers(1, 4))):
         w = int(TS * math.exp(rng.uniform(math.log(0.05), math.log(0.35))))
         h = int(w * rng.uniform(0.7, 1.4))
@@ -603,9 +603,7 @@ def main():
                     help="label_face_boxes.py's file: pasted photos are labelled with their face's box, not their own")
     ap.add_argument("--clutter", type=float, default=CLUTTER_RATE,
                     help="share of training crops with 1-3 drawn signs, text and marks (unlabelled)")
-    ap.add_argument("--stamps", type=float, default=STAMP_RATE,
-                    help="share of training crops with 1-3 pasted clip-art objects (stamps.py; unlabelled)")
-    ap.add_argument("--stamp-count", type=int, default=3000, help="with --stamps, how many stamp files to draw from")
+    stamps.add_options(ap)  # here: 1-3 unlabelled objects in that share of the training crops
     ap.add_argument("--mosaic", type=float, default=MOSAIC_RATE,
                     help="share of training crops made of four other samples shrunk to quarters (YOLO's mosaic)")
     ap.add_argument("--weights", default="",
@@ -639,10 +637,6 @@ def main():
         ap.error("--ema is a decay in [0, 1)")
     if not 0.0 <= args.clutter <= 1.0:
         ap.error("--clutter is a share in [0, 1]")
-    if not 0.0 <= args.stamps <= 1.0:
-        ap.error("--stamps is a share in [0, 1]")
-    if args.stamp_count < 1:
-        ap.error("--stamp-count is at least 1")
     if not 0.0 <= args.mosaic <= 1.0:
         ap.error("--mosaic is a share in [0, 1]")
     try:
@@ -659,6 +653,7 @@ def main():
         ap.error("--distill weighs the teachers' maps: give --teacher")
     if args.steps < 0 or (args.steps == 0 and not (args.init or args.weights)):
         ap.error("--steps 0 exports --weights or --init as they are; without either it would export a random network")
+    STAMPS = stamps.from_options(ap, args)  # checked and read before the minutes of loading below
     common.seed_everything(args.seed, args.threads)
     shared = common.shared_dir()
     train, val = load_helmet(shared)
@@ -668,13 +663,6 @@ def main():
     ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE = args.aspect_max, args.squeeze_faces, args.paste_rate
     CLUTTER_RATE, MOSAIC_RATE = args.clutter, args.mosaic
     STAMP_RATE = args.stamps
-    if STAMP_RATE > 0:
-        import stamps
-        try:
-            STAMPS = stamps.load(args.stamp_count, args.seed + 2)
-        except (OSError, ValueError) as e:
-            ap.error(f"--stamps: {e}")
-        print(f"stamps: {len(STAMPS)} clip-art objects", flush=True)
     PASTE_SIZES, PASTE_MAX = sizes, args.paste_max
     net = HeadNet(args.width) if args.trunk == "own" else BlazeHeadNet(args.width, args.trunk_tune or None)
     model = Exported(net)

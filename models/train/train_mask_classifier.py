@@ -59,6 +59,7 @@ import torch.nn.functional as F
 
 import common
 import helmet_faces
+import stamps
 
 SIZE = 64
 CLASSES = ["no_mask", "with_mask", "background"]  # output order of the exported model
@@ -302,7 +303,6 @@ def paste_object(crop, objects, rng):
     """A background crop with one clip-art object (stamps.py) over 40-90% of its width, near its
     centre, in place: a thing the head network boxed, as in the street photos' clutter (toys,
     signs, fruit, lamps) that the classifier calls masked faces."""
-    import stamps
     side = crop.shape[0]
     w = int(side * rng.uniform(0.4, 0.9))
     h = int(w * rng.uniform(0.8, 1.25))
@@ -493,16 +493,9 @@ def main():
     ap.add_argument("--drawn-masks-heads", type=float, default=None,
                     help="the share for the bare helmet heads of --helmet-faces alone (default: --drawn-masks "
                          "with --helmet-faces, else 0)")
-    ap.add_argument("--stamps", type=float, default=0.0,
-                    help="share of background crops with a clip-art object (stamps.py: toys, signs, fruit, "
-                         "animals, tools) pasted over most of them (default 0: the shipped models)")
-    ap.add_argument("--stamp-count", type=int, default=3000, help="with --stamps, how many stamp files to draw from")
+    stamps.add_options(ap)  # here: one object over most of that share of the background crops
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-mask-classifier.onnx"))
     args = ap.parse_args()
-    if not 0.0 <= args.stamps <= 1.0:
-        ap.error("--stamps is a share in [0, 1]")
-    if args.stamp_count < 1:
-        ap.error("--stamp-count is at least 1")
     if not 0.0 <= args.clutter <= 1.0:
         ap.error("--clutter is a share in [0, 1]")
     if not 0.0 <= args.caps <= 1.0:
@@ -525,6 +518,7 @@ def main():
         ap.error("--labelled-heads is 0 to 48 a batch")
     if args.labelled_heads != 8 and not args.helmet_faces:
         ap.error("--labelled-heads counts the heads of --helmet-faces: give that file too")
+    objects = stamps.from_options(ap, args)  # checked and read before the minutes of loading below
     shared = common.shared_dir()
     try:
         face_labels = read_helmet_faces(args.helmet_faces, shared) if args.helmet_faces else None
@@ -547,14 +541,6 @@ def main():
               f"{int((hy == BG).sum())} no face (train); held out: {int((vhy == 0).sum())} / {int((vhy == 1).sum())} / "
               f"{int((vhy == BG).sum())}", flush=True)
     vheads = (vhx, vhy)
-    objects = []
-    if args.stamps > 0:
-        import stamps
-        try:
-            objects = stamps.load(args.stamp_count, args.seed + 2)
-        except (OSError, ValueError) as e:
-            ap.error(f"--stamps: {e}")
-        print(f"stamps: {len(objects)} clip-art objects", flush=True)
     # Where a mask would go on each bare face BlazeFace is sure of (score 0.5 or more): {index: points}.
     pts_x, pts_f, pts_h = {}, {}, {}
     if args.drawn_masks > 0 or args.drawn_masks_heads > 0:
