@@ -67,6 +67,8 @@ unlabelled, into half the crops, ~45 min:
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --stamps 0.5 --out /tmp/heads-st.onnx
 
+and with --stamps 0.2 (objects in a fifth of the crops; "... at a lower share"), also not shipped.
+
 Data:
   * ../shared/datasets/helmet-yolo/train ("helmet detection" dataset v3, CC BY 4.0): heads with
     class 0 helmet (covered) / 1 nohelmet (bare). 10% of it (seeded) is held out for monitoring.
