@@ -1,5 +1,7 @@
 """Google MediaPipe's BlazeFace (back-camera model, 256x256), read from its TensorFlow.js graph into
-PyTorch, as a pretrained trunk for the head networks.
+PyTorch: a pretrained trunk, tried beside the head networks' own layers (train_head_detector.py
+--trunk blazeface up to commit 044fd88), and with --export-detector the whole face detector as ONNX,
+tried as the mask check's first stage (models/log/kitchen-mask.md).
 
 With 233 labelled training photos, a network trained from scratch learns what a head is from very
 little; BlazeFace's layers were trained by Google on a large face set and already tell faces from
@@ -171,14 +173,6 @@ class BlazeTrunk(nn.Module):
         missing = [t for t in taps if t not in {op[1] for op in self.ops}]
         if missing:
             raise ValueError(f"taps {missing} are not before {last} in blazeface.json")
-
-    def parameters_after(self, node):
-        """The weights of the layers after `node`: the ones --trunk-tune lets training adapt."""
-        names = [op[1] for op in self.ops]
-        if node not in names:
-            raise ValueError(f"no node {node} in the trunk")
-        keys = [op[3] for op in self.ops[names.index(node) + 1:] if op[3] is not None]
-        return [p for k, p in self.params.items() if k[:-1] in keys]
 
     def forward(self, x):
         vals = {"input": x}  # the graph's Placeholder; a name not computed yet is an error, not x

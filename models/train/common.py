@@ -143,12 +143,10 @@ def occlude(img, rng, max_frac=0.35):
 
 # --- network input ----------------------------------------------------------------------------------
 
-def to_tensor(imgs, channels_last=False):
+def to_tensor(imgs):
     """BGR uint8 pictures to the networks' RGB (x - 127.5) / 127.5, N x 3 x H x W: in torch (on the
-    threads seed_everything set; the same float32 arithmetic as numpy's, so the same tensor).
-    channels_last keeps the pictures' own memory layout, which PyTorch's CPU convolutions run faster."""
-    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).flip(1)
-    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    threads seed_everything set; the same float32 arithmetic as numpy's, so the same tensor)."""
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).flip(1).contiguous()
     return x.float().sub_(127.5).div_(127.5)
 
 

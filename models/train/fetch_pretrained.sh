@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fetches the pretrained layers that `train_head_detector.py --trunk blazeface` starts from: Google
+# Fetches the pretrained layers blazeface.py reads (and `train_head_detector.py --trunk blazeface` of
+# commit 044fd88 started from): Google
 # MediaPipe's BlazeFace (back-camera model; MediaPipe and its models are under the Apache License 2.0)
 # as converted to TensorFlow.js in the npm package @vladmandic/human 3.3.6 (MIT). Pinned by the
 # package's checksum and the two files' own. Writes models/train/pretrained/blazeface/ (not committed;

@@ -28,7 +28,7 @@ CAPS = {"white cap": (235, 235, 235), "yellow cap": (30, 200, 240), "red cap": (
 
 
 def with_cap(crop, bgr):
-    """The dome of the training script's --caps over the top 38% of a 64x64 crop, centred, shaded 1.0
+    """The dome paint_cap() draws (the cap of train_mask_classifier.py --caps until 044fd88) over the top 38% of a 64x64 crop, centred, shaded 1.0
     to 0.8 from left to right."""
     side = crop.shape[0]
     return paint_cap(crop.copy(), bgr, int(side * 0.38), int(side * 0.42), side // 2,

@@ -12,8 +12,7 @@ The shipped model (models/kitchen-heads.md) is that one fine-tuned (batch norms 
 
 Times are of two free cores with this script (models/kitchen-heads.md, "Training time", and
 models/log/kitchen-heads.md, "Training time: what changed, and how it was checked": the same
-weights as when each file was made, in less time; --channels-last is faster again, but its weights
-are not the shipped ones).
+weights as when each file was made, in less time).
 
 kitchen-mask-heads, the mask check's network of models/two-networks/ (models/kitchen-heads.md), ~25 min:
 
@@ -32,42 +31,14 @@ kitchen-one-pass-heads'): the same trained twice as long, 49 min (63 before):
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 20000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --out models/kitchen-covering-heads.onnx
 
-Tried and not shipped (models/log/kitchen-heads.md, "More and smaller pasted faces"): the same with
-faces pasted from 15 px and up to five per crop, ~25 min:
+Tried and not shipped: the lab log (models/log/kitchen-heads.md) holds each command. The flags of those
+that changed the recipe's code (BlazeFace's trunk, distillation, mosaic, clip-art objects, channels-last)
+were removed after 044fd88; `git checkout 044fd88 -- models/train` brings them back to rerun one. The
+more and smaller pasted faces of "More and smaller pasted faces" are options still:
 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 \
         --paste-sizes 0.04,0.6 --paste-max 5 --out /tmp/kitchen-crowd-heads.onnx
-
-Tried and not shipped (models/log/kitchen-heads.md, "Pretrained features"): Google's BlazeFace beside the
-network's own layers, frozen or with its later stages tuned, ~40 min (models/train/fetch_pretrained.sh first):
-
-    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
-        --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --trunk blazeface \
-        [--trunk-tune re_lu_14] --out /tmp/kitchen-blaze-heads.onnx
-
-Tried and not shipped (models/log/kitchen-heads.md, "What was tried"): YOLO's mosaic, half the crops made
-of four samples shrunk to quarters, ~68 min:
-
-    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
-        --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --mosaic 0.5 \
-        --out /tmp/kitchen-mosaic-heads.onnx
-
-Tried and not shipped (models/log/kitchen-heads.md, "What was tried"): kitchen-one-pass-heads taught the
-averaged maps of itself and kitchen-covering-heads (distillation), ~27 min:
-
-    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --init models/kitchen-one-pass-heads.onnx \
-        --aspect-max 2.0 --squeeze-faces --steps 4000 --lr 1e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 \
-        --teacher models/kitchen-one-pass-heads.onnx,models/kitchen-covering-heads.onnx --out /tmp/kitchen-kd-heads.onnx
-
-Tried and not shipped (models/log/kitchen-heads.md, "Clip-art objects as distractors"): the same with
-1-3 clip-art objects (stamps.py; apt-get install openclipart-png tuxpaint-stamps-default first) pasted,
-unlabelled, into half the crops, ~45 min:
-
-    nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
-        --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --stamps 0.5 --out /tmp/heads-st.onnx
-
-and with --stamps 0.2 (objects in a fifth of the crops; "... at a lower share"), also not shipped.
 
 Data:
   * ../shared/datasets/helmet-yolo/train ("helmet detection" dataset v3, CC BY 4.0): heads with
@@ -87,6 +58,7 @@ where the box centre is ((col + dx) * 8, (row + dy) * 8) and w, h are in input p
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import pathlib
@@ -98,31 +70,30 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import blazeface
 import common
-import stamps
 
 S = 384  # inference input (exported)
 TS = 320  # training crops: the network is fully convolutional, smaller crops train faster
 STRIDE = 8
 G = S // STRIDE
 TG = TS // STRIDE
-# Widest horizontal squeeze of the training crops (--aspect-max). Cameras are 16:9 and the gateway
-# stretches the frame to the square input, so every head it sees is 16/9 = 1.78x taller than wide
-# than it is in the room; the shipped models were trained up to 1.45 (models/kitchen-heads.md), and
-# this default keeps their command reproducible.
-ASPECT_MAX = 1.45
-SQUEEZE_FACES = False  # --squeeze-faces: the pasted faces stretched like the crop (the shipped models: not)
-WIDTH = 1.0  # channel multiplier (--width)
-PASTE_RATE = 0.5  # --paste-rate: share of training crops that get pasted faces (the shipped models: 0.5)
-# --clutter: share of training crops with drawn signs and marks, unlabelled (the first shipped
-# models: 0; kitchen-one-pass-heads and kitchen-covering-heads: 0.5)
-CLUTTER_RATE = 0.0
-PASTE_SIZES = (0.08, 0.6)  # --paste-sizes: pasted face widths, as shares of S (log-uniform)
-PASTE_MAX = 3  # --paste-max: most faces pasted into one crop
-MOSAIC_RATE = 0.0  # --mosaic: share of training crops made of four samples at half size (shipped: 0)
-STAMP_RATE = 0.0  # --stamps: share of training crops with pasted clip-art objects, unlabelled (shipped: 0)
-STAMPS = []  # the clip-art objects (stamps.load()), read once by main() when --stamps is set
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How training crops are made: the command's augmentation options, passed to make_sample()."""
+    # Widest horizontal squeeze (--aspect-max). Cameras are 16:9 and the gateway stretches the frame
+    # to the square input, so every head it sees is 16/9 = 1.78x taller than wide than it is in the
+    # room; the first shipped models were trained up to 1.45 (models/kitchen-heads.md), and this
+    # default keeps their command reproducible.
+    aspect_max: float = 1.45
+    squeeze_faces: bool = False  # pasted faces stretched like the crop (the first shipped models: not)
+    paste_rate: float = 0.5  # share of crops that get pasted faces
+    paste_sizes: tuple = (0.08, 0.6)  # pasted face widths, as shares of S (log-uniform)
+    paste_max: int = 3  # most faces pasted into one crop
+    # Share of crops with drawn signs and marks, unlabelled (the first shipped models: 0;
+    # kitchen-one-pass-heads and kitchen-covering-heads: 0.5)
+    clutter: float = 0.0
 
 
 def dws(cin, cout, stride=1):
@@ -163,35 +134,6 @@ class HeadNet(nn.Module):
         c4 = self.c4(c3)
         c5 = self.c5(c4)
         p4 = self.s4(self.l4(c4) + self.up(self.l5(c5)))
-        p3 = self.s3(self.l3(c3) + self.up(p4))
-        return self.out(p3)
-
-
-class BlazeHeadNet(HeadNet):
-    """HeadNet with pretrained features beside its own (--trunk blazeface): Google MediaPipe's
-    BlazeFace (blazeface.py, Apache 2.0), frozen, run on the picture at half size, where its stride-8
-    and stride-16 layers line up with HeadNet's strides 16 and 32; the two are concatenated there.
-    233 labelled photos teach little about what is not a head; BlazeFace's layers were trained on far
-    more faces and backgrounds. Half size because its first stage (24 channels at half its input)
-    is where its time goes: at the full 512 input the trunk alone took 60 ms in cv::dnn here."""
-
-    def __init__(self, width=1.0, tune_after=None):
-        super().__init__(width)
-        self.blaze = blazeface.BlazeTrunk(taps=("re_lu_22", "re_lu_30"))  # 48 channels at /8, 96 at /16
-        for p in self.blaze.parameters():
-            p.requires_grad_(False)
-        if tune_after:  # --trunk-tune: the later layers adapt (their pictures are small: cheap to train)
-            for p in self.blaze.parameters_after(tune_after):
-                p.requires_grad_(True)
-        c = self.c
-        self.l4, self.l5 = pw(c[3] + 48, c[5]), pw(c[4] + 96, c[5])
-
-    def forward(self, x):
-        c3 = self.c3(x)
-        c4 = self.c4(c3)
-        c5 = self.c5(c4)
-        b4, b5 = self.blaze(F.avg_pool2d(x, 2))
-        p4 = self.s4(self.l4(torch.cat([c4, b4], 1)) + self.up(self.l5(torch.cat([c5, b5], 1))))
         p3 = self.s3(self.l3(c3) + self.up(p4))
         return self.out(p3)
 
@@ -334,37 +276,13 @@ def draw_clutter(out, objs, rng):
     return out, objs
 
 
-def paste_stamps(out, objs, rng):
-    """1-3 clip-art objects (stamps.py: toys, signs, fruit, animals, tools) of head size, unlabelled:
-    real-looking things of the kind the head networks box in street photos. Heads whose box they
-    cover 40% or more of are dropped from `objs`, as unhidden() drops them for drawn clutter."""
-    for _ in range(int(rng.integers(1, 4))):
-        w = int(TS * math.exp(rng.uniform(math.log(0.05), math.log(0.35))))
-        h = int(w * rng.uniform(0.7, 1.4))
-        x, y = int(rng.integers(-w // 4, TS - w // 2)), int(rng.integers(-h // 4, TS - h // 2))
-        x0, y0, opaque = stamps.paste(out, x, y, w, h, STAMPS[int(rng.integers(len(STAMPS)))], rng)
-        objs = [o for o in objs if covered(o, x0, y0, opaque) < 0.4]
-    return out, objs
-
-
-def covered(obj, x0, y0, opaque):
-    """The share of box `obj` (x1, y1, x2, y2, ...) under the opaque pixels `opaque` placed at
-    (x0, y0): a clip-art object hides a head only where it is drawn, not across its whole rectangle."""
-    x1, y1 = max(int(obj[0]), x0), max(int(obj[1]), y0)
-    x2, y2 = min(int(math.ceil(obj[2])), x0 + opaque.shape[1]), min(int(math.ceil(obj[3])), y0 + opaque.shape[0])
-    area = max(1e-6, (obj[2] - obj[0]) * (obj[3] - obj[1]))
-    if x2 <= x1 or y2 <= y1:
-        return 0.0
-    return float(opaque[y1 - y0:y2 - y0, x1 - x0:x2 - x0].sum()) / area
-
-
-def make_sample(train, faces, rng):
+def make_sample(train, faces, recipe, rng):
     img, boxes = train[int(rng.integers(len(train)))]
     H, W = img.shape[:2]
     # Crop window: anything from the whole photo to a close-up (heads from ~10 px to ~150 px at 384).
     # Object scale as at inference (the whole photo at S) down to a 3x zoom.
     side = W * TS / S * math.exp(rng.uniform(math.log(0.33), math.log(1.0)))
-    aspect = math.exp(rng.uniform(math.log(0.7), math.log(ASPECT_MAX)))  # stretch: 16:9 cameras squeezed to square
+    aspect = math.exp(rng.uniform(math.log(0.7), math.log(recipe.aspect_max)))  # stretch: 16:9 cameras squeezed to square
     ww, wh = side * math.sqrt(aspect), side / math.sqrt(aspect)
     if len(boxes) and rng.random() < 0.6:
         b = boxes[int(rng.integers(len(boxes)))]
@@ -388,11 +306,11 @@ def make_sample(train, faces, rng):
             continue  # mostly outside the window: neither a positive nor worth teaching as one
         objs.append([cx1, cy1, cx2, cy2, b[4]])
     # Paste face photos as extra close-up heads.
-    if rng.random() < PASTE_RATE:
-        for _ in range(int(rng.integers(1, PASTE_MAX + 1))):
+    if rng.random() < recipe.paste_rate:
+        for _ in range(int(rng.integers(1, recipe.paste_max + 1))):
             f, fb = faces[int(rng.integers(len(faces)))]
-            fw = S * math.exp(rng.uniform(math.log(PASTE_SIZES[0]), math.log(PASTE_SIZES[1])))
-            fh = fw * rng.uniform(1.0, 1.35) * (aspect if SQUEEZE_FACES else 1.0)
+            fw = S * math.exp(rng.uniform(*map(math.log, recipe.paste_sizes)))
+            fh = fw * rng.uniform(1.0, 1.35) * (aspect if recipe.squeeze_faces else 1.0)
             if fb is None:  # the photo is the face
                 fw, fh = int(fw), int(min(fh, TS - 2))
                 cut, lx1, ly1, lx2, ly2 = f, 0, 0, fw, fh
@@ -418,32 +336,14 @@ def make_sample(train, faces, rng):
             out[py:py + fh, px:px + fw] = (roi * (1 - alpha) + face.astype(np.float32) * alpha).astype(np.uint8)
             # Heads the face now hides are gone.
             objs = unhidden(objs, px, py, fw, fh) + [[px + lx1, py + ly1, px + lx2, py + ly2, -1.0]]  # -1: covering unknown
-    if CLUTTER_RATE > 0 and rng.random() < CLUTTER_RATE:  # no draw at 0: older commands give the same weights
+    if recipe.clutter > 0 and rng.random() < recipe.clutter:  # no draw at 0: older commands give the same weights
         out, objs = draw_clutter(out, objs, rng)
-    if STAMP_RATE > 0 and rng.random() < STAMP_RATE:  # no draw at 0, as above
-        out, objs = paste_stamps(out, objs, rng)
     if rng.random() < 0.5:
         out = cv2.flip(out, 1)
         objs = [[TS - o[2], o[1], TS - o[0], o[3], o[4]] for o in objs]
     out = common.photometric(out, rng, 0.6)  # milder than for crops: a 10 px head must stay a head
     if rng.random() < 0.25:
         out = common.occlude(out, rng, 0.3)
-    return out, np.array(objs, np.float32).reshape(-1, 5)
-
-
-def make_mosaic(train, faces, rng):
-    """Four training crops, each shrunk to half its side, side by side (YOLO's mosaic): four photos'
-    backgrounds in one crop, and their heads at half the sizes make_sample gives them, down to the
-    small and distant heads the networks miss most. Shrunk, not cut: a cut would leave parts of
-    large heads, close-up faces above all, in the picture without their labels."""
-    h = TS // 2
-    out = np.empty((TS, TS, 3), np.uint8)
-    objs = []
-    for k in range(4):
-        img, boxes = make_sample(train, faces, rng)
-        ox, oy = (k % 2) * h, (k // 2) * h
-        out[oy:oy + h, ox:ox + h] = cv2.resize(img, (h, h), interpolation=cv2.INTER_AREA)
-        objs += [[x1 / 2 + ox, y1 / 2 + oy, x2 / 2 + ox, y2 / 2 + oy, cov] for x1, y1, x2, y2, cov in boxes]
     return out, np.array(objs, np.float32).reshape(-1, 5)
 
 
@@ -489,39 +389,6 @@ def focal(logit, gt):
     neg_loss = torch.log(1 - p) * p ** 2 * (1 - gt) ** 4 * neg
     n = pos.sum().clamp(min=1)
     return -(pos_loss.sum() + neg_loss.sum()) / n
-
-
-def distill_loss(o, teachers, x, hm):
-    """What the network loses against the teachers' averaged maps, as the gateway's `ensemble:`
-    averages them: the head score is the mean of theirs, the covered share the mean covered score
-    over it. Both terms are cross-entropy to those soft targets, scaled like the focal loss (by the
-    crops' labelled centres): the head score over every cell, the covered share where the teachers
-    see a head. The box channels learn from the labels alone.
-
-    A pair averaged this way beat either network alone on the held-out photos (models/log/kitchen-heads.md,
-    "An ensemble for head covering"); one network that learned the average would cost one pass
-    instead of two. Tried twice, it did not learn it (the log's "What was tried", 2026-11-30)."""
-    with torch.no_grad():
-        outs = [t(x) for t in teachers]
-        heads = [torch.sigmoid(t[:, 0]) for t in outs]
-        head = torch.stack(heads).mean(0)
-        covered = torch.stack([h * torch.sigmoid(t[:, 1]) for h, t in zip(heads, outs)]).mean(0)
-        share = (covered / head.clamp(min=1e-6)).clamp(0, 1)
-    n = hm.eq(1).float().sum().clamp(min=1)
-    # Cross-entropy less the targets' own entropy: the same gradient, and a value that is 0 when the
-    # network matches them (the divergence), so that the log says how far it is.
-    l_head = (F.binary_cross_entropy_with_logits(o[:, 0], head, reduction="sum") - entropy(head).sum()) / n
-    # The share only where the teachers see a head (under 0.1 it is a ratio of two small numbers),
-    # weighted by how surely, and scaled like the head term: per head, as strong as the labels'.
-    sure = head * (head >= 0.1).float()
-    l_share = ((F.binary_cross_entropy_with_logits(o[:, 1], share, reduction="none") - entropy(share)) *
-               sure).sum() / n
-    return l_head + l_share
-
-
-def entropy(p):
-    p = p.clamp(1e-6, 1 - 1e-6)
-    return -(p * torch.log(p) + (1 - p) * torch.log(1 - p))
 
 
 # --- decoding for monitoring (the C++ decoder does the same) --------------------------------------
@@ -582,7 +449,6 @@ def evaluate(model, val, threshold=0.3):
 
 
 def main():
-    global ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE, CLUTTER_RATE, PASTE_SIZES, PASTE_MAX, MOSAIC_RATE, STAMP_RATE, STAMPS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=12)
@@ -590,57 +456,34 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--init", default="", help="fine-tune from this kitchen-heads.onnx (batch norms frozen)")
-    ap.add_argument("--width", type=float, default=WIDTH, help="channel multiplier of the network")
-    ap.add_argument("--aspect-max", type=float, default=ASPECT_MAX,
+    ap.add_argument("--width", type=float, default=1.0, help="channel multiplier of the network")
+    ap.add_argument("--aspect-max", type=float, default=Recipe.aspect_max,
                     help="widest horizontal squeeze of training crops (16:9 stretched to square is 1.78)")
     ap.add_argument("--squeeze-faces", action="store_true",
                     help="stretch the pasted faces by the crop's aspect too, as the camera's would be")
-    ap.add_argument("--paste-rate", type=float, default=PASTE_RATE,
+    ap.add_argument("--paste-rate", type=float, default=Recipe.paste_rate,
                     help="share of training crops with 1-3 pasted faces")
-    ap.add_argument("--paste-sizes", default=",".join(map(str, PASTE_SIZES)),
+    ap.add_argument("--paste-sizes", default=",".join(map(str, Recipe.paste_sizes)),
                     help="smallest and largest pasted face width as shares of the 384 input, e.g. 0.04,0.6 "
                          "(faces from 15 px: crowds seen from a ceiling)")
-    ap.add_argument("--paste-max", type=int, default=PASTE_MAX, help="most faces pasted into one crop")
+    ap.add_argument("--paste-max", type=int, default=Recipe.paste_max, help="most faces pasted into one crop")
     ap.add_argument("--face-boxes", default="",
                     help="label_face_boxes.py's file: pasted photos are labelled with their face's box, not their own")
-    ap.add_argument("--clutter", type=float, default=CLUTTER_RATE,
+    ap.add_argument("--clutter", type=float, default=Recipe.clutter,
                     help="share of training crops with 1-3 drawn signs, text and marks (unlabelled)")
-    stamps.add_options(ap)  # here: 1-3 unlabelled objects in that share of the training crops
-    ap.add_argument("--mosaic", type=float, default=MOSAIC_RATE,
-                    help="share of training crops made of four other samples shrunk to quarters (YOLO's mosaic)")
     ap.add_argument("--weights", default="",
                     help="start from this state dict (the .pt a run leaves in /tmp); with --steps 0: export it")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="evaluate and export a moving average of the weights with this decay (e.g. 0.999; "
                          "0, the shipped models: the last step's weights)")
-    ap.add_argument("--channels-last", action="store_true",
-                    help="train in PyTorch's channels-last memory layout: about 1.2x faster steps on this CPU, "
-                         "but not the same arithmetic, so not the weights of a run without it (no shipped "
-                         "file was trained with it: their commands reproduce them only without)")
-    ap.add_argument("--trunk", choices=("own", "blazeface"), default="own",
-                    help="blazeface: add BlazeFace's pretrained features (fetch_pretrained.sh fetches them) "
-                         "beside the network's own, frozen")
-    ap.add_argument("--trunk-tune", default="",
-                    help="with --trunk blazeface: train BlazeFace's layers after this node too, at a tenth of "
-                         "the learning rate (e.g. re_lu_14: its stride-8 and stride-16 stages)")
-    ap.add_argument("--teacher", default="",
-                    help="comma-separated .onnx files of the own trunk whose averaged maps the network also "
-                         "learns (distillation; default: none, the shipped models)")
-    ap.add_argument("--distill", type=float, default=1.0, help="weight of the teachers' maps in the loss")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-heads.onnx"))
     args = ap.parse_args()
-    if args.trunk_tune and args.trunk != "blazeface":
-        ap.error("--trunk-tune needs --trunk blazeface")
-    if args.init and args.trunk != "own":
-        ap.error("--init reads a network of the own trunk only")
     if args.init and args.weights:
         ap.error("--init and --weights both set the starting weights: give one")
     if not 0.0 <= args.ema < 1.0:
         ap.error("--ema is a decay in [0, 1)")
     if not 0.0 <= args.clutter <= 1.0:
         ap.error("--clutter is a share in [0, 1]")
-    if not 0.0 <= args.mosaic <= 1.0:
-        ap.error("--mosaic is a share in [0, 1]")
     try:
         sizes = tuple(float(v) for v in args.paste_sizes.split(","))
     except ValueError:
@@ -649,24 +492,17 @@ def main():
         ap.error("--paste-sizes is two shares of the input, smallest first, e.g. 0.08,0.6")
     if args.paste_max < 1:
         ap.error("--paste-max is at least 1")
-    if args.distill < 0:
-        ap.error("--distill is a weight, at least 0")
-    if args.distill != 1.0 and not args.teacher:
-        ap.error("--distill weighs the teachers' maps: give --teacher")
     if args.steps < 0 or (args.steps == 0 and not (args.init or args.weights)):
         ap.error("--steps 0 exports --weights or --init as they are; without either it would export a random network")
-    STAMPS = stamps.from_options(ap, args)  # checked and read before the minutes of loading below
     common.seed_everything(args.seed, args.threads)
     shared = common.shared_dir()
     train, val = load_helmet(shared)
     faces = load_faces(shared, face_boxes=args.face_boxes or None)
     print(f"helmet-yolo: {len(train)} train, {len(val)} held out; {len(faces)} face photos to paste", flush=True)
 
-    ASPECT_MAX, SQUEEZE_FACES, PASTE_RATE = args.aspect_max, args.squeeze_faces, args.paste_rate
-    CLUTTER_RATE, MOSAIC_RATE = args.clutter, args.mosaic
-    STAMP_RATE = args.stamps
-    PASTE_SIZES, PASTE_MAX = sizes, args.paste_max
-    net = HeadNet(args.width) if args.trunk == "own" else BlazeHeadNet(args.width, args.trunk_tune or None)
+    recipe = Recipe(aspect_max=args.aspect_max, squeeze_faces=args.squeeze_faces, paste_rate=args.paste_rate,
+                    paste_sizes=sizes, paste_max=args.paste_max, clutter=args.clutter)
+    net = HeadNet(args.width)
     model = Exported(net)
     if args.init:
         common.init_from_onnx(net, args.init, (1, 3, S, S))
@@ -674,37 +510,19 @@ def main():
         print(f"from {args.init}: held-out covered P {p[0]:.3f} R {r[0]:.3f}, bare P {p[1]:.3f} R {r[1]:.3f}", flush=True)
     if args.weights:
         net.load_state_dict(torch.load(args.weights))
-    if args.channels_last:
-        net.to(memory_format=torch.channels_last)
-    teachers = []
-    for path in filter(None, args.teacher.split(",")):
-        teacher = HeadNet()  # the own trunk at width 1.0, as every shipped head network
-        common.init_from_onnx(teacher, path, (1, 3, S, S))
-        teacher.eval().requires_grad_(False)
-        if args.channels_last:
-            teacher.to(memory_format=torch.channels_last)
-        teachers.append(teacher)
-    tuned = set(map(id, net.blaze.parameters_after(args.trunk_tune))) if args.trunk_tune else set()
-    groups = [{"params": [p for p in net.parameters() if id(p) not in tuned], "lr": args.lr}]
-    if tuned:  # pretrained layers move slowly, or the first steps' large updates undo what they know
-        groups.append({"params": [p for p in net.parameters() if id(p) in tuned], "lr": args.lr / 10})
-    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups],
-                                                total_steps=max(1, args.steps), pct_start=0.1)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(1, args.steps), pct_start=0.1)
     ema = common.Ema(net, args.ema) if args.ema > 0 else None
     final = Exported(ema.net) if ema else model  # what is evaluated and exported
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
     acc = np.zeros(4)
-    acc_kd = 0.0
     for step in range(1, args.steps + 1):
         net.train()
         if args.init:
             common.freeze_bn(net)
-        # No draw at --mosaic 0: older commands give the same samples and weights.
-        samples = [make_mosaic(train, faces, rng) if MOSAIC_RATE > 0 and rng.random() < MOSAIC_RATE
-                   else make_sample(train, faces, rng) for _ in range(args.batch)]
-        x = common.to_tensor([s[0] for s in samples], args.channels_last)
+        samples = [make_sample(train, faces, recipe, rng) for _ in range(args.batch)]
+        x = common.to_tensor([s[0] for s in samples])
         t = [targets(s[1]) for s in samples]
         hm, reg, reg_w, attr, attr_w = (torch.from_numpy(np.stack([tt[k] for tt in t])) for k in range(5))
         o = net(x)
@@ -715,10 +533,6 @@ def main():
         l_attr = (F.binary_cross_entropy_with_logits(o[:, 1], attr, reduction="none") * attr_w).sum() / \
             attr_w.sum().clamp(min=1)
         loss = l_hm + l_off + l_size + l_attr
-        if teachers:
-            l_kd = distill_loss(o, teachers, x, hm)
-            loss = loss + args.distill * l_kd
-            acc_kd += float(l_kd)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -730,16 +544,12 @@ def main():
             a = acc / 100
             acc[:] = 0
             msg = f"step {step}/{args.steps} hm {a[0]:.3f} off {a[1]:.3f} size {a[2]:.3f} attr {a[3]:.3f}"
-            if teachers:
-                msg += f" distill {acc_kd / 100:.3f}"
-                acc_kd = 0.0
             if step % 500 == 0 or step == args.steps:
                 p, r = evaluate(final, val)
                 msg += f" | held-out covered P {p[0]:.3f} R {r[0]:.3f}, bare P {p[1]:.3f} R {r[1]:.3f}"
             print(f"{msg} ({time.time() - t0:.0f} s)", flush=True)
             torch.save((ema.net if ema else net).state_dict(), "/tmp/" + pathlib.Path(args.out).stem + ".pt")
 
-    final.to(memory_format=torch.contiguous_format)  # export and its checks in the usual layout
     final.eval()
     for th in (0.2, 0.3, 0.4, 0.5):
         p, r = evaluate(final, val, th)

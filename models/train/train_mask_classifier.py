@@ -33,11 +33,9 @@ Tried and not shipped (models/log/kitchen-mask-classifier.md, "Helmet-yolo heads
 face"): --helmet-faces helmet_faces.json teaches the helmet heads a developer labelled as bare faces
 `no_mask` (and those showing no face, background), 8 a batch, on step 4's command; it fixes bare
 faces under hard hats (the shipped file calls 57 of 74 of them masked) and costs mask-yolo/train's
-no_mask F1 a little. --drawn-masks SHARE draws a mask over that share of the bare mask-crops faces
-(and of the labelled bare helmet heads, or --drawn-masks-heads SHARE for those alone) where
-face_points.py puts nose and mouth, taught as with_mask: the same face under both labels
-(models/log/kitchen-mask-classifier.md, "Masks drawn on bare faces"). --stamps SHARE pastes a clip-art object
-(stamps.py) over that share of the background crops ("Clip-art objects as backgrounds").
+no_mask F1 a little. The lab log holds the other tried commands; the flags of those that drew on
+the training pictures (--clutter, --caps, --drawn-masks, --stamps) were removed after 044fd88
+(`git checkout 044fd88 -- models/train` brings them back to rerun one).
 
 Reproducible: fixed seed, fixed split (sorted file names, seeded shuffle), fixed thread count.
 The input is what the two-stage detector hands over: a head box from the head network
@@ -59,7 +57,6 @@ import torch.nn.functional as F
 
 import common
 import helmet_faces
-import stamps
 
 SIZE = 64
 CLASSES = ["no_mask", "with_mask", "background"]  # output order of the exported model
@@ -274,69 +271,10 @@ def augment(img, rng):
     return out
 
 
-def draw_mark(crop, rng):
-    """A background crop with a sign, label, painted mark or shaded coloured blob drawn in a box
-    35-90% of its width, in place: what the head network boxes in street and crowd pictures (logos, signs, balloons,
-    stools, toys) and what the classifier, fitted on building-site crops, too often calls a masked
-    face, a uniform coloured patch being much of what a mask looks like."""
-    import train_head_detector as thd
-    side = crop.shape[0]
-    w = int(side * rng.uniform(0.35, 0.9))
-    h = min(side, int(w * rng.uniform(0.6, 1.3)))
-    x, y = int(rng.integers(0, side - w + 1)), int(rng.integers(0, side - h + 1))
-    patch = crop[y:y + h, x:x + w].copy()
-    if rng.random() < 0.6:
-        thd.paint_clutter(patch, rng)
-    else:  # a blob, lit from one side
-        base = np.array(thd.clutter_colour(rng), np.float32)
-        mask = np.zeros((h, w), np.uint8)
-        cv2.ellipse(mask, (w // 2, h // 2), (max(1, w // 2 - 1), max(1, h // 2 - 1)), float(rng.uniform(0, 180)),
-                    0, 360, 255, -1)
-        shade = np.linspace(rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0), w, dtype=np.float32)[None, :, None]
-        blob = np.clip(base * shade, 0, 255).astype(np.uint8)  # one row, broadcast down the patch
-        patch = np.where(mask[..., None] > 0, blob, patch)
-    crop[y:y + h, x:x + w] = patch
-    return crop
-
-
-def paste_object(crop, objects, rng):
-    """A background crop with one clip-art object (stamps.py) over 40-90% of its width, near its
-    centre, in place: a thing the head network boxed, as in the street photos' clutter (toys,
-    signs, fruit, lamps) that the classifier calls masked faces."""
-    side = crop.shape[0]
-    w = int(side * rng.uniform(0.4, 0.9))
-    h = int(w * rng.uniform(0.8, 1.25))
-    x = (side - w) // 2 + int(rng.integers(-side // 10, side // 10 + 1))
-    y = (side - h) // 2 + int(rng.integers(-side // 10, side // 10 + 1))
-    stamps.paste(crop, x, y, w, h, objects[int(rng.integers(len(objects)))], rng)
-    return crop
-
-
-def draw_cap(face, rng):
-    """A cap drawn over the top of a face photo, in place: a dome with a band, white in a third of the
-    draws (a chef's hat) and a saturated colour otherwise (hard hats, coloured caps, hair nets),
-    shaded from one side. Drawn on photos of both classes alike, so that a coloured patch on the head
-    means neither a mask nor its absence (probe_hats.py: the shipped classifier calls 169 of 170 bare
-    faces masked under a drawn yellow cap)."""
-    side = face.shape[0]
-    h = int(side * rng.uniform(0.2, 0.36))
-    half_w = int(side * rng.uniform(0.36, 0.48))
-    cx = side // 2 + int(rng.integers(-side // 12, side // 12 + 1))
-    if rng.random() < 1 / 3:
-        colour = np.full(3, rng.uniform(200, 250), np.float32)
-    else:
-        hsv = np.uint8([[[rng.integers(0, 180), rng.integers(150, 256), rng.integers(120, 256)]]])
-        colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
-    lo, hi = sorted(rng.uniform(0.7, 1.0, 2))
-    shade = np.linspace(hi, lo, side, dtype=np.float32)
-    if rng.random() < 0.5:
-        shade = shade[::-1]
-    return paint_cap(face, colour, h, half_w, cx, shade)
-
-
 def paint_cap(face, colour, h, half_w, cx, shade):
     """In place: a dome of height `h` and half-width `half_w` about column `cx` over the top of the
-    photo, with a band at its rim, in BGR `colour` times `shade` (one factor per column)."""
+    photo, with a band at its rim, in BGR `colour` times `shade` (one factor per column): the hat
+    probe_hats.py draws on bare faces to measure how often the classifier takes a hat for a mask."""
     side = face.shape[0]
     mask = np.zeros(face.shape[:2], np.uint8)
     cv2.ellipse(mask, (cx, h), (half_w, h), 0, 180, 360, 255, -1)
@@ -345,81 +283,6 @@ def paint_cap(face, colour, h, half_w, cx, shade):
     layer = np.broadcast_to(layer, face.shape)
     face[mask > 0] = layer[mask > 0]
     return face
-
-
-MASK_COLOURS = (  # BGR: surgical blue, white, black, grey, pink, navy, pale green
-    (225, 200, 160), (235, 235, 235), (40, 40, 40), (165, 165, 165), (200, 180, 240), (95, 55, 35), (190, 220, 190))
-
-
-def _smooth_closed(pts, n=12):
-    """A closed Catmull-Rom curve through `pts` (K x 2), n points per segment."""
-    k = len(pts)
-    out = []
-    for i in range(k):
-        p0, p1, p2, p3 = pts[(i - 1) % k], pts[i], pts[(i + 1) % k], pts[(i + 2) % k]
-        for t in np.linspace(0, 1, n, endpoint=False):
-            t2, t3 = t * t, t * t * t
-            out.append(0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2
-                              + (3 * p1 - p0 - 3 * p2 + p3) * t3))
-    return np.array(out, np.float32)
-
-
-def draw_mask(face, points, rng):
-    """A mask drawn over nose, mouth and chin of a bare face, in place, from face_points.py's six
-    points (eyes, nose tip, mouth centre, ears): from the nose bridge to under the chin and out
-    towards the ears, in a mask's colour, shaded across, with pleats or ear loops in some draws,
-    its edge softened. (OpenCV draws LINE_AA on a float picture as plain lines: the blur softens the
-    outline, the pleats and loops stay hard; kept so that the logged runs reproduce.) Turns a bare face into a masked one with everything else kept: the same
-    person, hat, light and scene under both labels, so that only the mask can tell them apart."""
-    e0, e1, _nose, mouth, ear0, ear1 = (np.asarray(p, np.float32) for p in points)
-    eyes = (e0 + e1) / 2
-    down = mouth - eyes
-    top = eyes + rng.uniform(0.28, 0.42) * down
-    bottom = mouth + rng.uniform(0.5, 0.8) * down
-    lift = top - eyes
-    width = rng.uniform(0.85, 1.0)
-    lt = top + width * (ear0 + lift - top)
-    rt = top + width * (ear1 + lift - top)
-    lb = bottom + rng.uniform(0.6, 0.8) * (ear0 + (bottom - eyes) * 0.8 - bottom)
-    rb = bottom + rng.uniform(0.6, 0.8) * (ear1 + (bottom - eyes) * 0.8 - bottom)
-    outline = _smooth_closed(np.array([lt, top - 0.06 * down, rt, rb, bottom, lb], np.float32))
-    side = face.shape[0]
-    alpha = np.zeros(face.shape[:2], np.float32)
-    cv2.fillPoly(alpha, [np.round(outline * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.6)
-    colour = np.array(MASK_COLOURS[rng.integers(len(MASK_COLOURS))], np.float32) * rng.uniform(0.85, 1.1)
-    colour = colour + rng.normal(0, 10, 3)
-    # Shading: across the face, darker on one side.
-    across = (rt - lt) / max(1e-3, float(np.linalg.norm(rt - lt)))
-    ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
-    t = ((xs - lt[0]) * across[0] + (ys - lt[1]) * across[1]) / max(1.0, float(np.linalg.norm(rt - lt)))
-    lo, hi = sorted(rng.uniform(0.65, 1.05, 2))
-    shade = lo + (hi - lo) * np.clip(t if rng.random() < 0.5 else 1 - t, 0, 1)
-    layer = colour[None, None, :] * shade[..., None]
-    # Take some of the face's own light: a mask in shadow is dark, in sunlight bright.
-    light = cv2.GaussianBlur(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY).astype(np.float32), (0, 0), side / 12)
-    layer *= (0.6 + 0.4 * light / max(1.0, float(light.mean())))[..., None]
-    if rng.random() < 0.5:  # pleats of a surgical mask: lines across it at 30/50/70% of its height
-        for f in (0.3, 0.5, 0.7):
-            a, b = lt + f * (lb - lt), rt + f * (rb - rt)
-            cv2.line(layer, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)),
-                     tuple(float(c) * 0.8 for c in colour), 1, cv2.LINE_AA, shift=4)
-    out = face.astype(np.float32) * (1 - alpha[..., None]) + np.clip(layer, 0, 255) * alpha[..., None]
-    if rng.random() < 0.5:  # ear loops
-        loop = tuple(float(c) for c in np.clip(colour * 1.05, 0, 255))
-        for a, b in ((lt, ear0), (lb, ear0), (rt, ear1), (rb, ear1)):
-            cv2.line(out, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)), loop, 1,
-                     cv2.LINE_AA, shift=4)
-    face[:] = np.clip(out, 0, 255).astype(np.uint8)
-    return face
-
-
-def draw_masks(images, labels, points, share, rng):
-    """In place: of the images with face points (not None), `share` drawn masked (a copy) and
-    relabelled with_mask."""
-    for j, p in enumerate(points):
-        if p is not None and rng.random() < share:
-            images[j], labels[j] = draw_mask(images[j].copy(), p, rng), 1
 
 
 def predict(net, imgs):
@@ -476,38 +339,13 @@ def main():
                     help="with --head-frames, the share of face photos in a batch cut that way")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="evaluate and export a moving average of the weights with this decay (0: the last weights)")
-    ap.add_argument("--clutter", type=float, default=0.0,
-                    help="share of background crops with a sign, mark or coloured blob drawn over them "
-                         "(default 0: the shipped models)")
-    ap.add_argument("--caps", type=float, default=0.0,
-                    help="share of face photos (both classes) with a cap drawn over the head (default 0: the shipped models)")
     ap.add_argument("--helmet-faces", default="",
                     help="helmet_faces.json: helmet-yolo heads labelled no_mask, with_mask or no_face (background), "
                          "taught as such instead of only 'not background'")
     ap.add_argument("--labelled-heads", type=int, default=8,
                     help="with --helmet-faces, labelled helmet heads added to each batch")
-    ap.add_argument("--drawn-masks", type=float, default=0.0,
-                    help="share of bare faces (mask-crops, and helmet heads of --helmet-faces) with a mask drawn "
-                         "over nose and mouth and taught as with_mask (face_points.py finds where; needs "
-                         "fetch_pretrained.sh; default 0: the shipped models)")
-    ap.add_argument("--drawn-masks-heads", type=float, default=None,
-                    help="the share for the bare helmet heads of --helmet-faces alone (default: --drawn-masks "
-                         "with --helmet-faces, else 0)")
-    stamps.add_options(ap)  # here: one object over most of that share of the background crops
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-mask-classifier.onnx"))
     args = ap.parse_args()
-    if not 0.0 <= args.clutter <= 1.0:
-        ap.error("--clutter is a share in [0, 1]")
-    if not 0.0 <= args.caps <= 1.0:
-        ap.error("--caps is a share in [0, 1]")
-    if not 0.0 <= args.drawn_masks <= 1.0:
-        ap.error("--drawn-masks is a share in [0, 1]")
-    if args.drawn_masks_heads is None:
-        args.drawn_masks_heads = args.drawn_masks if args.helmet_faces else 0.0
-    if not 0.0 <= args.drawn_masks_heads <= 1.0:
-        ap.error("--drawn-masks-heads is a share in [0, 1]")
-    if args.drawn_masks_heads > 0 and not args.helmet_faces:
-        ap.error("--drawn-masks-heads draws on the bare heads of --helmet-faces: give that file too")
     if not 0.0 <= args.framed_share <= 1.0:
         ap.error("--framed-share is a share in [0, 1]")
     if not 0.0 <= args.ema < 1.0:
@@ -518,7 +356,6 @@ def main():
         ap.error("--labelled-heads is 0 to 48 a batch")
     if args.labelled_heads != 8 and not args.helmet_faces:
         ap.error("--labelled-heads counts the heads of --helmet-faces: give that file too")
-    objects = stamps.from_options(ap, args)  # checked and read before the minutes of loading below
     shared = common.shared_dir()
     try:
         face_labels = read_helmet_faces(args.helmet_faces, shared) if args.helmet_faces else None
@@ -541,26 +378,6 @@ def main():
               f"{int((hy == BG).sum())} no face (train); held out: {int((vhy == 0).sum())} / {int((vhy == 1).sum())} / "
               f"{int((vhy == BG).sum())}", flush=True)
     vheads = (vhx, vhy)
-    # Where a mask would go on each bare face BlazeFace is sure of (score 0.5 or more): {index: points}.
-    pts_x, pts_f, pts_h = {}, {}, {}
-    if args.drawn_masks > 0 or args.drawn_masks_heads > 0:
-        import face_points
-        find = face_points.FacePoints()
-
-        def surest(images, idx):
-            if not len(idx):
-                return {}
-            scores, points = find([images[i] for i in idx])
-            return {int(i): p for i, sc, p in zip(idx, scores, points) if sc >= 0.5}
-
-        bare = np.flatnonzero(ty == 0) if args.drawn_masks > 0 else np.zeros(0, np.int64)
-        pts_x = surest(tx, bare)
-        pts_f = surest(tf, bare) if args.head_frames else pts_x  # without frames, tf is tx
-        bare_heads = np.flatnonzero(hy == 0) if args.drawn_masks_heads > 0 else np.zeros(0, np.int64)
-        pts_h = surest(hx, bare_heads)
-        print(f"drawn masks: points on {len(pts_x)} / {len(pts_f)} of {len(bare)} bare faces (photo / framed), "
-              f"{len(pts_h)} of {len(bare_heads)} bare helmet heads", flush=True)
-
     net = MaskNet()
     if args.init:
         if common.init_from_onnx(net, args.init, (1, 3, SIZE, SIZE)) <= BG:
@@ -588,22 +405,9 @@ def main():
             li = labelled[rng.integers(0, len(labelled), args.labelled_heads)] if face_labels else labelled[:0]
             framed = [bool(args.head_frames) and rng.random() < args.framed_share for _ in idx]
             faces = [tf[i] if f else tx[i] for i, f in zip(idx, framed)]
-            fy, ly = ty[idx].copy(), hy[li].copy()
+            fy, ly = ty[idx], hy[li]
             heads_l = [hx[i] for i in li]
-            # No draw at 0: older commands give the same batches.
-            if args.drawn_masks > 0:
-                draw_masks(faces, fy, [(pts_f if f else pts_x).get(int(i)) for i, f in zip(idx, framed)],
-                           args.drawn_masks, rng)
-            if args.drawn_masks_heads > 0:
-                draw_masks(heads_l, ly, [pts_h.get(int(i)) for i in li], args.drawn_masks_heads, rng)
-            if args.caps > 0:  # no draw at 0: older commands give the same batches
-                faces = [draw_cap(f.copy(), rng) if rng.random() < args.caps else f for f in faces]
-            # No draw at --clutter 0: older commands give the same batches and weights.
-            bgs = [draw_mark(bx[i].copy(), rng) if args.clutter > 0 and rng.random() < args.clutter else bx[i]
-                   for i in bi]
-            if args.stamps > 0:  # no draw at 0, as above
-                bgs = [paste_object(b.copy(), objects, rng) if rng.random() < args.stamps else b for b in bgs]
-            imgs = [augment(f, rng) for f in faces] + [augment(b, rng) for b in bgs] + \
+            imgs = [augment(f, rng) for f in faces] + [augment(bx[i], rng) for i in bi] + \
                 [augment(h, rng) for h in heads_l] + [augment(hx[i], rng) for i in hi]
             y = torch.from_numpy(np.concatenate([fy, np.full(24, BG, np.int64), ly]))
             logits = net(common.to_tensor(imgs))
