@@ -1,15 +1,13 @@
 """Google MediaPipe's BlazeFace (back-camera model, 256x256), read from its TensorFlow.js graph into
-PyTorch: a pretrained trunk, tried beside the head networks' own layers (train_head_detector.py
---trunk blazeface up to commit 044fd88), and with --export-detector the whole face detector as ONNX,
-tried as the mask check's first stage (models/log/kitchen-mask.md).
-
-With 233 labelled training photos, a network trained from scratch learns what a head is from very
-little; BlazeFace's layers were trained by Google on a large face set and already tell faces from
-signs, text and hands. The weights come from the npm package @vladmandic/human (MIT), which ships
+PyTorch. With --export-detector it writes the whole face detector as ONNX, tried as the mask check's
+first stage (models/log/kitchen-mask.md); its layers were also tried as a pretrained trunk beside the
+head networks' own (train_head_detector.py --trunk blazeface, up to commit 044fd88). BlazeFace's
+layers were trained by Google on a large face set and tell faces from signs, text and hands, what
+233 labelled photos teach a network from scratch little of. The weights come from the npm package @vladmandic/human (MIT), which ships
 MediaPipe's model converted to TensorFlow.js (models/blazeface.json, "generatedBy":
 "https://github.com/google/mediapipe"; MediaPipe and its models: Apache License 2.0).
 fetch_pretrained.sh fetches that package, pinned by version and checksums, and keeps the two files
-in models/train/pretrained/blazeface/ (not committed: the ONNX files trained on them carry the weights).
+in models/train/pretrained/blazeface/ (not committed: an ONNX file exported from them carries the weights).
 
 The graph is rebuilt op by op (convolutions with TensorFlow's SAME padding, depthwise convolutions,
 residual adds, max pools, the channel padding of the shortcut), so the trunk computes what the
@@ -110,7 +108,7 @@ class BlazeTrunk(nn.Module):
     The outputs of the nodes named in `taps` are returned, in the order of `taps` (stride 8 is the output of
     're_lu_22', 32x32 at 256; stride 16 is 're_lu_30')."""
 
-    def __init__(self, taps=("re_lu_22", "re_lu_30"), model_dir=DEFAULT_DIR):
+    def __init__(self, taps, model_dir=DEFAULT_DIR):
         super().__init__()
         nodes, weights = read_graph(model_dir)
         self.ops = []  # (kind, output, inputs, params name, stride, kernel)
@@ -243,7 +241,7 @@ class Detector(nn.Module):
 
 def against_tfjs(prefix, model_dir=DEFAULT_DIR):
     """The largest difference between this port and TensorFlow.js on a fixed 256x256 picture, over
-    the two taps the head networks use and the detector's two score outputs."""
+    two inner layers ('re_lu_22' at stride 8, 're_lu_30' at stride 16) and the detector's two score outputs."""
     taps = ("re_lu_22", "re_lu_30", "conv2d_33", "conv2d_34")
     x = (np.random.default_rng(0).random((1, INPUT, INPUT, 3)) * 2 - 1).astype(np.float32)
     with torch.no_grad():

@@ -307,8 +307,8 @@ class Ema:
         for p in self.net.parameters():
             p.requires_grad_(False)
         self.decay, self.ramp, self.updates = decay, ramp, 0
-        # Weights training never moves (a frozen pretrained trunk) are copied, not averaged: v * d +
-        # v * (1 - d) is not v in float32, and 10000 steps of it would drift them.
+        # Weights training never moves (requires_grad off, as frozen layers are) are copied, not
+        # averaged: v * d + v * (1 - d) is not v in float32, and 10000 steps of it would drift them.
         self.frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
 
     def update(self, net):

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Fetches the pretrained layers blazeface.py reads (and `train_head_detector.py --trunk blazeface` of
-# commit 044fd88 started from): Google
-# MediaPipe's BlazeFace (back-camera model; MediaPipe and its models are under the Apache License 2.0)
-# as converted to TensorFlow.js in the npm package @vladmandic/human 3.3.6 (MIT). Pinned by the
-# package's checksum and the two files' own. Writes models/train/pretrained/blazeface/ (not committed;
-# an ONNX file trained on them carries the weights it uses). Needs npm (Debian's nodejs/npm). The
-# package's LICENSE (MIT) is kept beside them; the weights themselves are MediaPipe's, Apache 2.0
-# (https://github.com/google/mediapipe/blob/master/LICENSE), which a model trained on them must name.
+# Fetches the pretrained layers blazeface.py reads (and `train_head_detector.py --trunk blazeface`
+# of commit 044fd88 started from): Google MediaPipe's BlazeFace (back-camera model; MediaPipe and its
+# models are under the Apache License 2.0) as converted to TensorFlow.js in the npm package
+# @vladmandic/human 3.3.6 (MIT). Pinned by the package's checksum and the two files' own. Writes
+# models/train/pretrained/blazeface/ (not committed; an ONNX file exported from them carries the
+# weights it uses). Needs npm (Debian's nodejs/npm). The package's LICENSE (MIT) is kept beside them;
+# the weights themselves are MediaPipe's, Apache 2.0
+# (https://github.com/google/mediapipe/blob/master/LICENSE), which a model made from them must name.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 dest="$here/pretrained/blazeface"

@@ -10,7 +10,7 @@ them; one that takes a coloured patch for a mask calls the capped faces masked.
 
 A drawn cap is not a kitchen photo: this measures what the classifier responds to, not how often a
 kitchen camera would see it (models/kitchen-mask-classifier.md, Limits). Needs ../shared (or
-KG_SHARED_DIR) and the training scripts' modules (the crop and the cap are theirs).
+KG_SHARED_DIR) and the training scripts' modules (the crop is theirs).
 """
 
 import pathlib
@@ -21,15 +21,29 @@ import numpy as np
 
 import common
 import helmet_faces
-from train_mask_classifier import cut, paint_cap
+from train_mask_classifier import cut
 
 CAPS = {"white cap": (235, 235, 235), "yellow cap": (30, 200, 240), "red cap": (40, 40, 210),
         "blue cap": (200, 120, 40)}  # BGR
 
 
+def paint_cap(face, colour, h, half_w, cx, shade):
+    """In place: a dome of height `h` and half-width `half_w` about column `cx` over the top of the
+    photo, with a band at its rim, in BGR `colour` times `shade` (one factor per column): the cap of
+    train_mask_classifier.py --caps up to commit 044fd88."""
+    side = face.shape[0]
+    mask = np.zeros(face.shape[:2], np.uint8)
+    cv2.ellipse(mask, (cx, h), (half_w, h), 0, 180, 360, 255, -1)
+    cv2.rectangle(mask, (cx - half_w - 2, h - max(2, side // 24)), (cx + half_w + 2, h + max(2, side // 20)), 255, -1)
+    layer = np.clip(np.asarray(colour, np.float32)[None, None, :] * shade[None, :, None], 0, 255).astype(np.uint8)
+    layer = np.broadcast_to(layer, face.shape)
+    face[mask > 0] = layer[mask > 0]
+    return face
+
+
 def with_cap(crop, bgr):
-    """The dome paint_cap() draws (the cap of train_mask_classifier.py --caps until 044fd88) over the top 38% of a 64x64 crop, centred, shaded 1.0
-    to 0.8 from left to right."""
+    """paint_cap()'s dome over the top 38% of a 64x64 crop, centred, shaded 1.0 to 0.8 from left to
+    right."""
     side = crop.shape[0]
     return paint_cap(crop.copy(), bgr, int(side * 0.38), int(side * 0.42), side // 2,
                      np.linspace(1.0, 0.8, side, dtype=np.float32))

@@ -31,10 +31,10 @@ kitchen-one-pass-heads'): the same trained twice as long, 49 min (63 before):
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 20000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 --out models/kitchen-covering-heads.onnx
 
-Tried and not shipped: the lab log (models/log/kitchen-heads.md) holds each command. The flags of those
-that changed the recipe's code (BlazeFace's trunk, distillation, mosaic, clip-art objects, channels-last)
-were removed after 044fd88; `git checkout 044fd88 -- models/train` brings them back to rerun one. The
-more and smaller pasted faces of "More and smaller pasted faces" are options still:
+Tried and not shipped: the lab log (models/log/kitchen-heads.md) holds each command. The code of those
+that changed the training (BlazeFace's trunk, distillation, mosaic, clip-art objects, channels-last) was
+removed after commit 044fd88, the last that has it (`git worktree add ../kg-044fd88 044fd88` to rerun
+one). Those that only set this script's options still run here, e.g. "More and smaller pasted faces":
 
     nice -n 5 /usr/bin/python3 models/train/train_head_detector.py --aspect-max 2.0 --squeeze-faces \
         --steps 10000 --lr 3e-3 --seed 3 --threads 2 --ema 0.999 --clutter 0.5 \
@@ -89,17 +89,11 @@ class Recipe:
     aspect_max: float = 1.45
     squeeze_faces: bool = False  # pasted faces stretched like the crop (the first shipped models: not)
     paste_rate: float = 0.5  # share of crops that get pasted faces
-    paste_sizes: tuple = (0.08, 0.6)  # pasted face widths, as shares of S (log-uniform)
+    paste_sizes: tuple[float, float] = (0.08, 0.6)  # pasted face widths, as shares of S (log-uniform)
     paste_max: int = 3  # most faces pasted into one crop
     # Share of crops with drawn signs and marks, unlabelled (the first shipped models: 0;
     # kitchen-one-pass-heads and kitchen-covering-heads: 0.5)
     clutter: float = 0.0
-
-
-def dws(cin, cout, stride=1):
-    return nn.Sequential(
-        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
-        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 def pw(cin, cout):
@@ -116,7 +110,7 @@ class HeadNet(nn.Module):
 
     def __init__(self, width=1.0):
         super().__init__()
-        c = self.c = [max(8, int(round(v * width / 8)) * 8) for v in (16, 24, 32, 64, 96, 48)]  # never 0 channels
+        c = [max(8, int(round(v * width / 8)) * 8) for v in (16, 24, 32, 64, 96, 48)]  # never 0 channels
         self.c3 = nn.Sequential(conv(3, c[0], 2), conv(c[0], c[1], 2), conv(c[1], c[2], 2), conv(c[2], c[2]))  # /8
         self.c4 = nn.Sequential(conv(c[2], c[3], 2), conv(c[3], c[3]))  # /16
         self.c5 = nn.Sequential(conv(c[3], c[4], 2), conv(c[4], c[4]))  # /32
@@ -309,7 +303,8 @@ def make_sample(train, faces, recipe, rng):
     if rng.random() < recipe.paste_rate:
         for _ in range(int(rng.integers(1, recipe.paste_max + 1))):
             f, fb = faces[int(rng.integers(len(faces)))]
-            fw = S * math.exp(rng.uniform(*map(math.log, recipe.paste_sizes)))
+            lo, hi = recipe.paste_sizes
+            fw = S * math.exp(rng.uniform(math.log(lo), math.log(hi)))
             fh = fw * rng.uniform(1.0, 1.35) * (aspect if recipe.squeeze_faces else 1.0)
             if fb is None:  # the photo is the face
                 fw, fh = int(fw), int(min(fh, TS - 2))

@@ -33,9 +33,9 @@ Tried and not shipped (models/log/kitchen-mask-classifier.md, "Helmet-yolo heads
 face"): --helmet-faces helmet_faces.json teaches the helmet heads a developer labelled as bare faces
 `no_mask` (and those showing no face, background), 8 a batch, on step 4's command; it fixes bare
 faces under hard hats (the shipped file calls 57 of 74 of them masked) and costs mask-yolo/train's
-no_mask F1 a little. The lab log holds the other tried commands; the flags of those that drew on
-the training pictures (--clutter, --caps, --drawn-masks, --stamps) were removed after 044fd88
-(`git checkout 044fd88 -- models/train` brings them back to rerun one).
+no_mask F1 a little. The lab log holds the other tried commands; the code of those that drew on
+the training pictures (--clutter, --caps, --drawn-masks, --drawn-masks-heads, --stamps) was removed
+after commit 044fd88, the last that has it (`git worktree add ../kg-044fd88 044fd88` to rerun one).
 
 Reproducible: fixed seed, fixed split (sorted file names, seeded shuffle), fixed thread count.
 The input is what the two-stage detector hands over: a head box from the head network
@@ -269,20 +269,6 @@ def augment(img, rng):
     if rng.random() < 0.2:  # small occluders only: a big one could hide the mask and flip the label
         out = common.occlude(out, rng, max_frac=0.3)
     return out
-
-
-def paint_cap(face, colour, h, half_w, cx, shade):
-    """In place: a dome of height `h` and half-width `half_w` about column `cx` over the top of the
-    photo, with a band at its rim, in BGR `colour` times `shade` (one factor per column): the hat
-    probe_hats.py draws on bare faces to measure how often the classifier takes a hat for a mask."""
-    side = face.shape[0]
-    mask = np.zeros(face.shape[:2], np.uint8)
-    cv2.ellipse(mask, (cx, h), (half_w, h), 0, 180, 360, 255, -1)
-    cv2.rectangle(mask, (cx - half_w - 2, h - max(2, side // 24)), (cx + half_w + 2, h + max(2, side // 20)), 255, -1)
-    layer = np.clip(np.asarray(colour, np.float32)[None, None, :] * shade[None, :, None], 0, 255).astype(np.uint8)
-    layer = np.broadcast_to(layer, face.shape)
-    face[mask > 0] = layer[mask > 0]
-    return face
 
 
 def predict(net, imgs):
