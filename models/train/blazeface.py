@@ -1,11 +1,11 @@
 """Google MediaPipe's BlazeFace (back-camera model, 256x256), read from its TensorFlow.js graph into
 PyTorch. With --export-detector it writes the whole face detector as ONNX, tried as the mask check's
 first stage (models/log/kitchen-mask.md); its layers were also tried as a pretrained trunk beside the
-head networks' own (train_head_detector.py --trunk blazeface, up to commit 044fd88). BlazeFace's
-layers were trained by Google on a large face set and tell faces from signs, text and hands, what
-233 labelled photos teach a network from scratch little of. The weights come from the npm package @vladmandic/human (MIT), which ships
-MediaPipe's model converted to TensorFlow.js (models/blazeface.json, "generatedBy":
-"https://github.com/google/mediapipe"; MediaPipe and its models: Apache License 2.0).
+head networks' own (train_head_detector.py --trunk blazeface, up to commit 044fd88), since Google
+trained them on far more faces than the 233 labelled photos here. The weights come from the npm
+package @vladmandic/human (MIT), which ships MediaPipe's model converted to TensorFlow.js
+(models/blazeface.json, "generatedBy": "https://github.com/google/mediapipe"; MediaPipe and its
+models: Apache License 2.0).
 fetch_pretrained.sh fetches that package, pinned by version and checksums, and keeps the two files
 in models/train/pretrained/blazeface/ (not committed: an ONNX file exported from them carries the weights).
 

@@ -307,9 +307,6 @@ class Ema:
         for p in self.net.parameters():
             p.requires_grad_(False)
         self.decay, self.ramp, self.updates = decay, ramp, 0
-        # Weights training never moves (requires_grad off, as frozen layers are) are copied, not
-        # averaged: v * d + v * (1 - d) is not v in float32, and 10000 steps of it would drift them.
-        self.frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
 
     def update(self, net):
         self.updates += 1
@@ -317,7 +314,7 @@ class Ema:
         with torch.no_grad():
             src = net.state_dict()
             for k, v in self.net.state_dict().items():
-                if v.dtype.is_floating_point and k not in self.frozen:
+                if v.dtype.is_floating_point:
                     v.mul_(d).add_(src[k].detach(), alpha=1 - d)
                 else:
                     v.copy_(src[k])
