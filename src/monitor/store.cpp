@@ -5,6 +5,8 @@
 namespace kg::monitor {
 
 using nlohmann::json;
+using sqlite::Stmt;
+using sqlite::Transaction;
 
 const char* to_string(IngestOutcome o) {
     switch (o) {
@@ -81,7 +83,14 @@ std::optional<std::string> text(const json& j, const char* key) {
 
 }  // namespace
 
-Store::Store(const std::string& path) : db_(path) { db_.exec(kSchema); }
+Store::Store(const std::string& path)
+    : db_(path, {.label = "database",
+                 // NORMAL in WAL mode: a power cut may lose the last transactions but never corrupts
+                 // the file; what matters most (events) is redelivered by the broker when it was not
+                 // acknowledged.
+                 .synchronous = sqlite::Synchronous::normal,
+                 .foreign_keys = true,
+                 .schema = kSchema}) {}
 
 void Store::ensure_site(const std::string& site) {
     Stmt(db_, "INSERT OR IGNORE INTO sites(site) VALUES(?)").bind(1, site).run();

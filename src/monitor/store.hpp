@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "common/sqlite_db.hpp"
 #include "common/time.hpp"
 #include "monitor/alert_state.hpp"
-#include "monitor/sqlite_db.hpp"
 
 namespace kg::monitor {
 
@@ -125,11 +125,11 @@ public:
     void mark_published(std::int64_t seq, TimePoint when);
 
 private:
-    Alert read_alert(Stmt& s);
+    Alert read_alert(sqlite::Stmt& s);
     void ensure_site(const std::string& site);
 
     std::mutex mutex_;
-    Db db_;
+    sqlite::Db db_;
 };
 
 }  // namespace kg::monitor

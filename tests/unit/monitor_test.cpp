@@ -132,6 +132,18 @@ TEST(MonitorStore, SurvivesAReopen) {
     EXPECT_EQ(store.unpublished_actions(10).size(), 1u);
 }
 
+TEST(MonitorStore, AnUnwritablePathIsAClearError) {
+    // Says which database and where: the same layer opens the gateway's outbox, whose errors say "outbox".
+    try {
+        Store store("/proc/kg-no-such-dir/monitor.db");
+        FAIL() << "opened an impossible path";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("database /proc/kg-no-such-dir/monitor.db: cannot open"),
+                  std::string::npos)
+            << e.what();
+    }
+}
+
 TEST(MonitorAlertState, TheLoopGoesOpenAcknowledgedClosed) {
     EXPECT_EQ(transition(Status::open, Action::acknowledge, "").next, Status::acknowledged);
     EXPECT_FALSE(transition(Status::open, Action::close, "fixed").ok);       // verify first

@@ -1,23 +1,26 @@
-#include "monitor/sqlite_db.hpp"
+#include "common/sqlite_db.hpp"
 
 #include <fmt/format.h>
 #include <sqlite3.h>
 
-namespace kg::monitor {
+namespace kg::sqlite {
 
 void Stmt::Finalizer::operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
 
-Stmt::Stmt(Db& db, const char* sql) : db_(&db), sql_(sql) {
+Stmt::Stmt(Db& db, const char* sql, Use use) : db_(&db), sql_(sql) {
     sqlite3_stmt* raw = nullptr;
-    if (sqlite3_prepare_v2(db.handle(), sql, -1, &raw, nullptr) != SQLITE_OK)
+    const unsigned flags = use == Use::persistent ? SQLITE_PREPARE_PERSISTENT : 0;
+    if (sqlite3_prepare_v3(db.handle(), sql, -1, flags, &raw, nullptr) != SQLITE_OK)
         db.fail(fmt::format("prepare '{}'", sql));
     stmt_.reset(raw);
 }
 
+void Stmt::fail_bind(int i) const { db_->fail(fmt::format("bind {} of '{}'", i, sql_)); }
+
 Stmt& Stmt::bind(int i, std::string_view text) {
     if (sqlite3_bind_text(stmt_.get(), i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT) !=
         SQLITE_OK)
-        db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+        fail_bind(i);
     return *this;
 }
 
@@ -26,26 +29,24 @@ Stmt& Stmt::bind(int i, const std::optional<std::string>& text) {
 }
 
 Stmt& Stmt::bind(int i, std::int64_t value) {
-    if (sqlite3_bind_int64(stmt_.get(), i, value) != SQLITE_OK)
-        db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+    if (sqlite3_bind_int64(stmt_.get(), i, value) != SQLITE_OK) fail_bind(i);
     return *this;
 }
 
 Stmt& Stmt::bind(int i, double value) {
-    if (sqlite3_bind_double(stmt_.get(), i, value) != SQLITE_OK)
-        db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+    if (sqlite3_bind_double(stmt_.get(), i, value) != SQLITE_OK) fail_bind(i);
     return *this;
 }
 
 Stmt& Stmt::bind_blob(int i, std::string_view bytes) {
     if (sqlite3_bind_blob(stmt_.get(), i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT) !=
         SQLITE_OK)
-        db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+        fail_bind(i);
     return *this;
 }
 
 Stmt& Stmt::bind_null(int i) {
-    if (sqlite3_bind_null(stmt_.get(), i) != SQLITE_OK) db_->fail(fmt::format("bind {} of '{}'", i, sql_));
+    if (sqlite3_bind_null(stmt_.get(), i) != SQLITE_OK) fail_bind(i);
     return *this;
 }
 
@@ -53,9 +54,11 @@ bool Stmt::step() {
     const int rc = sqlite3_step(stmt_.get());
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
+    // Read before the reset: the statement must be reusable after the throw, and a reset may
+    // replace the connection's message.
     const std::string why = sqlite3_errmsg(db_->handle());
     sqlite3_reset(stmt_.get());
-    throw DbError(fmt::format("{}: '{}': {}", db_->path(), sql_, why));
+    db_->fail(fmt::format("'{}'", sql_), why);
 }
 
 void Stmt::run() {
@@ -91,39 +94,38 @@ std::string Stmt::blob(int col) const {
              : std::string();
 }
 
-Db::Db(const std::string& path) : path_(path) {
-    if (sqlite3_open_v2(path.c_str(), &db_,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                        nullptr) != SQLITE_OK) {
-        const std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
-        sqlite3_close_v2(db_);
-        db_ = nullptr;
-        throw DbError(fmt::format("database {}: cannot open: {}", path, why));
-    }
-    sqlite3_busy_timeout(db_, 5000);
-    exec("PRAGMA journal_mode=WAL");
-    // NORMAL in WAL mode: a power cut may lose the last transactions but never corrupts the file;
-    // what matters most (events) is redelivered by the broker when it was not acknowledged.
-    exec("PRAGMA synchronous=NORMAL");
-    exec("PRAGMA foreign_keys=ON");
-}
+void Db::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::Db(const std::string& path, Options options) : label_(std::move(options.label)), path_(path) {
+    sqlite3* raw = nullptr;
+    const int rc = sqlite3_open_v2(
+        path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+    // Owned even when the open failed: SQLite may still have allocated a handle to close.
+    db_.reset(raw);
+    if (rc != SQLITE_OK) fail("cannot open", raw != nullptr ? sqlite3_errmsg(raw) : "out of memory");
+    sqlite3_busy_timeout(raw, 5000);
+    exec("PRAGMA journal_mode=WAL");
+    exec(options.synchronous == Synchronous::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    if (options.foreign_keys) exec("PRAGMA foreign_keys=ON");
+    if (options.schema != nullptr) exec(options.schema);
+}
 
 void Db::exec(const char* sql) {
     char* err = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    if (sqlite3_exec(db_.get(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
         const std::string why = err != nullptr ? err : "unknown error";
         sqlite3_free(err);
-        throw DbError(fmt::format("database {}: '{}': {}", path_, sql, why));
+        fail(fmt::format("'{}'", sql), why);
     }
 }
 
-int Db::changes() const { return sqlite3_changes(db_); }
-std::int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+int Db::changes() const { return sqlite3_changes(db_.get()); }
+std::int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_.get()); }
 
-void Db::fail(const std::string& what) const {
-    throw DbError(fmt::format("database {}: {}: {}", path_, what, sqlite3_errmsg(db_)));
+void Db::fail(const std::string& what) const { fail(what, sqlite3_errmsg(db_.get())); }
+
+void Db::fail(const std::string& what, const std::string& why) const {
+    throw Error(fmt::format("{} {}: {}: {}", label_, path_, what, why));
 }
 
 Transaction::Transaction(Db& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
@@ -142,4 +144,4 @@ void Transaction::commit() {
     done_ = true;
 }
 
-}  // namespace kg::monitor
+}  // namespace kg::sqlite
