@@ -5,14 +5,11 @@
 // oldest first, and every drop is counted (persistently).
 
 #include <cstdint>
-#include <memory>
 #include <mutex>
 #include <optional>
-#include <stdexcept>
 #include <string>
 
-struct sqlite3;
-struct sqlite3_stmt;
+#include "common/sqlite_db.hpp"
 
 namespace kg::outbox {
 
@@ -28,10 +25,9 @@ struct Message {
     Priority priority = Priority::alert;
 };
 
-class StoreError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
+// The outbox's callers catch this one type for any failure of the store, whichever SQLite call
+// it came from.
+using StoreError = sqlite::Error;
 
 class SqliteStore {
 public:
@@ -42,7 +38,6 @@ public:
 
     // path ":memory:" keeps the queue in memory (tests, or a box without storage).
     SqliteStore(const std::string& path, Limits limits);
-    ~SqliteStore();
     SqliteStore(const SqliteStore&) = delete;
     SqliteStore& operator=(const SqliteStore&) = delete;
 
@@ -56,22 +51,14 @@ public:
     std::uint64_t dropped_total() const;
 
 private:
-    struct StmtFinalizer {
-        void operator()(sqlite3_stmt* s) const;
-    };
-    using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
-
-    void exec(const char* sql);
-    Stmt prepare(const char* sql);
-    [[noreturn]] void fail(const std::string& what) const;
     std::size_t drop_for_room(std::size_t incoming_bytes);
     bool erase(std::int64_t seq);  // caller holds mutex_
     void load_totals();
 
-    std::string path_;
     Limits limits_;
-    sqlite3* db_ = nullptr;
-    Stmt insert_, front_, remove_, oldest_of_, drop_meta_;
+    sqlite::Db db_;
+    // Declared after db_: finalized before the connection closes.
+    sqlite::Stmt insert_, front_, remove_, oldest_of_, drop_meta_;
     mutable std::mutex mutex_;
     std::size_t count_ = 0, bytes_ = 0;
     std::uint64_t dropped_ = 0;
