@@ -1,34 +1,22 @@
 #pragma once
-// A small HTTP/1.1 server on Boost.Beast for the gateway's local API (and, later, the parents'
-// side): every read has a timeout and a size limit, connections are capped in total and per
-// client address, and a handler maps each request to a response. Runs on the caller's io_context.
+// A small HTTP/1.1 server on Boost.Beast for the gateway's local API and the parents' side: every
+// read has a timeout and a size limit, connections are capped in total and per client address (all
+// of which it shares with the monitor's server: web/http_connection.hpp), and a handler maps each
+// request to a response; a stream handler may answer with a live body instead. Runs on the caller's
+// io_context.
 
 #include <spdlog/logger.h>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http.hpp>
 #include <functional>
-#include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <variant>
 
+#include "web/http_connection.hpp"
+
 namespace kg::web {
-
-namespace http = boost::beast::http;
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
-
-struct Limits {
-    std::chrono::milliseconds header_timeout{10000};  // a request's headers must arrive within this
-    std::chrono::milliseconds idle_timeout{30000};    // a keep-alive connection may idle this long
-    std::size_t header_limit = 8 * 1024;              // bytes of request line and headers
-    std::size_t body_limit = 64 * 1024;
-    std::size_t max_connections = 256;
-    std::size_t max_per_address = 16;
-};
 
 using Handler = std::function<Response(const Request&, const std::string& client)>;
 
@@ -63,15 +51,9 @@ public:
     struct Shared;
 
 private:
-    void accept();
-
-    boost::asio::io_context& io_;
-    boost::asio::ip::tcp::acceptor acceptor_;
     std::shared_ptr<Shared> shared_;
+    Listener listener_;
 };
-
-// "127.0.0.1:8080", "[::1]:8080", ":8080" (all addresses); throws std::invalid_argument.
-boost::asio::ip::tcp::endpoint parse_listen(const std::string& text);
 
 Response text_response(const Request& req, http::status status, std::string body,
                        const std::string& content_type = "text/plain; charset=utf-8");

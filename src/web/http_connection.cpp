@@ -1,0 +1,169 @@
+#include "web/http_connection.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+
+namespace kg::web {
+
+namespace beast = boost::beast;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+struct ListenerState {
+    Limits limits;
+    std::shared_ptr<spdlog::logger> log;
+    // Under the lock: a ticket may go on another thread than the io thread (the monitor's event
+    // streams are let go by whichever thread broadcast last).
+    std::mutex mutex;
+    std::size_t connections = 0;
+    std::map<std::string, std::size_t> per_address;
+    std::atomic<bool> stopped{false};
+};
+
+tcp::endpoint parse_listen(const std::string& text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) throw std::invalid_argument(fmt::format("'{}' is not host:port", text));
+    std::string host = text.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const int port = std::stoi(text.substr(colon + 1));
+    if (port < 0 || port > 65535) throw std::invalid_argument(fmt::format("'{}': port out of range", text));
+    boost::system::error_code ec;
+    const auto address =
+        host.empty() ? net::ip::address(net::ip::address_v6::any()) : net::ip::make_address(host, ec);
+    if (ec) throw std::invalid_argument(fmt::format("'{}': '{}' is not an IP address", text, host));
+    return {address, static_cast<unsigned short>(port)};
+}
+
+Response plain_response(const Request& req, http::status status, std::string body,
+                        const std::string& content_type, boost::beast::string_view server) {
+    Response res{status, req.version()};
+    res.set(http::field::server, server);
+    res.set(http::field::content_type, content_type);
+    res.set(http::field::cache_control, "no-store");
+    res.body() = std::move(body);
+    return res;
+}
+
+ConnectionTicket::ConnectionTicket(std::shared_ptr<ListenerState> state, std::string client)
+    : state_(std::move(state)), client_(std::move(client)) {}
+
+ConnectionTicket::~ConnectionTicket() {
+    if (!state_) return;  // moved from
+    std::lock_guard lock(state_->mutex);
+    --state_->connections;
+    if (--state_->per_address[client_] == 0) state_->per_address.erase(client_);
+}
+
+bool ConnectionTicket::server_stopped() const { return !state_ || state_->stopped; }
+
+Listener::Listener(net::io_context& io, const tcp::endpoint& endpoint, const std::string& listen,
+                   const Limits& limits, std::shared_ptr<spdlog::logger> log)
+    : io_(io), acceptor_(io), state_(std::make_shared<ListenerState>()) {
+    state_->limits = limits;
+    state_->log = std::move(log);
+    beast::error_code ec;
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) throw std::runtime_error(fmt::format("cannot listen on {}: {}", listen, ec.message()));
+}
+
+Listener::~Listener() { stop(); }
+
+unsigned short Listener::port() const { return acceptor_.local_endpoint().port(); }
+
+void Listener::start(OnConnection on_connection) {
+    on_connection_ = std::move(on_connection);
+    accept();
+}
+
+void Listener::stop() {
+    state_->stopped = true;
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+}
+
+void Listener::accept() {
+    // The handler may run after stop() (an accept already done): it checks the shared state before
+    // it touches `this`.
+    acceptor_.async_accept(
+        net::make_strand(io_), [this, state = state_](beast::error_code ec, tcp::socket socket) {
+            if (ec == net::error::operation_aborted || state->stopped) return;
+            if (!ec) {
+                beast::error_code peer_ec;
+                const auto peer = socket.remote_endpoint(peer_ec);
+                const std::string client = peer_ec ? "unknown" : peer.address().to_string();
+                bool admitted = false;
+                {
+                    std::lock_guard lock(state->mutex);
+                    if (state->connections < state->limits.max_connections &&
+                        state->per_address[client] < state->limits.max_per_address) {
+                        ++state->connections;
+                        ++state->per_address[client];
+                        admitted = true;
+                    } else if (state->per_address[client] == 0) {
+                        state->per_address.erase(client);
+                    }
+                }
+                if (admitted) {
+                    on_connection_(std::move(socket), ConnectionTicket(state, client));
+                } else {
+                    state->log->warn("connection from {} refused: too many connections", client);
+                    socket.close(peer_ec);
+                }
+            }
+            accept();
+        });
+}
+
+HttpSession::HttpSession(tcp::socket socket, ConnectionTicket ticket, const Limits& limits)
+    : stream_(std::move(socket)), limits_(limits), ticket_(std::move(ticket)) {}
+
+void HttpSession::start() { read(limits_.header_timeout); }
+
+void HttpSession::read(std::chrono::milliseconds timeout) {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(limits_.header_limit));
+    parser_->body_limit(limits_.body_limit);
+    // The first request gets the header timeout; later ones the idle timeout (slow clients cannot
+    // hold a connection by trickling bytes: the timer covers the whole read).
+    stream_.expires_after(timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+}
+
+void HttpSession::on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == net::error::operation_aborted)
+        return close();
+    if (ec == http::error::header_limit)
+        return on_unreadable(ec, http::status::request_header_fields_too_large);
+    if (ec == http::error::body_limit) return on_unreadable(ec, http::status::payload_too_large);
+    if (ec) return on_unreadable(ec, http::status::bad_request);
+    on_request(parser_->release());
+}
+
+void HttpSession::send(Response res, bool keep_alive) {
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    response_ = std::make_shared<Response>(std::move(res));
+    stream_.expires_after(limits_.idle_timeout);
+    http::async_write(stream_, *response_,
+                      [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                          if (ec || !keep_alive || self->ticket_.server_stopped()) return self->close();
+                          self->read(self->limits_.idle_timeout);
+                      });
+}
+
+void HttpSession::close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+}  // namespace kg::web

@@ -1,0 +1,127 @@
+#pragma once
+// What the gateway's HttpServer and the monitor's WebServer do alike with a connection: listen,
+// admit it under caps in total and per client address, read requests under a timeout and size
+// limits, answer with whole responses, keep alive while it is used. What each server answers, and
+// what a connection may turn into (the gateway's live video, the monitor's event streams), stays
+// with the server.
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace kg::web {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+struct Limits {
+    std::chrono::milliseconds header_timeout{10000};  // a request's headers must arrive within this
+    std::chrono::milliseconds idle_timeout{30000};    // a keep-alive connection may idle this long
+    std::size_t header_limit = 8 * 1024;              // bytes of request line and headers
+    std::size_t body_limit = 64 * 1024;
+    std::size_t max_connections = 256;
+    std::size_t max_per_address = 16;
+};
+
+// "127.0.0.1:8080", "[::1]:8080", ":8080" (all addresses); throws std::invalid_argument.
+boost::asio::ip::tcp::endpoint parse_listen(const std::string& text);
+
+// A response built whole, for the request's HTTP version; never cached (it says how things are now).
+Response plain_response(const Request& req, http::status status, std::string body,
+                        const std::string& content_type, boost::beast::string_view server);
+
+// Listener state the connections share, and outlive the listener with: the counts and the stop.
+struct ListenerState;
+
+// An admitted connection: counted against the caps until the ticket's last owner goes (a session,
+// or the stream the session handed its socket to).
+class ConnectionTicket {
+public:
+    ConnectionTicket(ConnectionTicket&&) noexcept = default;
+    ConnectionTicket& operator=(ConnectionTicket&&) = delete;
+    ~ConnectionTicket();
+    const std::string& client() const { return client_; }
+    // Once the server stops, a kept-alive connection ends after the response it is writing.
+    bool server_stopped() const;
+
+private:
+    friend class Listener;
+    ConnectionTicket(std::shared_ptr<ListenerState> state, std::string client);
+
+    std::shared_ptr<ListenerState> state_;
+    std::string client_;
+};
+
+// Accepts connections on `listen`, each on a strand of its own; one over a cap is refused at once,
+// so one client cannot starve the others.
+class Listener {
+public:
+    using OnConnection = std::function<void(boost::asio::ip::tcp::socket, ConnectionTicket)>;
+
+    // Throws std::runtime_error naming `listen` (the address as configured) when it cannot listen.
+    Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
+             const std::string& listen, const Limits& limits, std::shared_ptr<spdlog::logger> log);
+    ~Listener();
+    void start(OnConnection on_connection);
+    // No more connections; those open see server_stopped().
+    void stop();
+    unsigned short port() const;  // the bound port (useful with :0)
+
+private:
+    void accept();
+
+    boost::asio::io_context& io_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    std::shared_ptr<ListenerState> state_;
+    OnConnection on_connection_;
+};
+
+// One connection's requests and whole responses: a request's headers within header_timeout, later
+// requests within idle_timeout, each size-limited; the connection kept alive while the client asks.
+// A server's session derives from it and decides what a request, or one that could not be read,
+// gets.
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+public:
+    virtual ~HttpSession() = default;
+    void start();
+
+protected:
+    HttpSession(boost::asio::ip::tcp::socket socket, ConnectionTicket ticket, const Limits& limits);
+
+    // A request read whole.
+    virtual void on_request(Request req) = 0;
+    // A request that could not be read (malformed, over a limit): `status` is the one to refuse it
+    // with. A client that left or ran out of time is not asked about: its connection just closes.
+    virtual void on_unreadable(boost::beast::error_code ec, http::status status) = 0;
+
+    void read(std::chrono::milliseconds timeout);
+    // Writes `res`, then reads the next request unless the connection ends: not kept alive, the
+    // write failed, or the server stopped.
+    void send(Response res, bool keep_alive);
+    void close();
+
+    boost::beast::tcp_stream stream_;
+    const Limits limits_;
+    ConnectionTicket ticket_;
+
+private:
+    void on_read(boost::beast::error_code ec);
+
+    boost::beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    std::shared_ptr<Response> response_;
+};
+
+}  // namespace kg::web
