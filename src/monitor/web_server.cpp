@@ -2,15 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <deque>
-#include <map>
-#include <optional>
-
-#include "web/http_server.hpp"
 
 namespace kg::monitor {
 
@@ -23,42 +19,20 @@ struct WebServer::Shared {
     WebHandler handler;
     std::shared_ptr<EventHub> hub;
     std::shared_ptr<spdlog::logger> log;
-    std::mutex mutex;  // the counts below (sessions live on their own strands)
-    std::size_t connections = 0;
-    std::map<std::string, std::size_t> per_address;
-    bool stopped = false;
+    // Set by stop(): a ping already due then must not arm the timer again (the server may be gone).
+    std::atomic<bool> stopped{false};
 };
-
-namespace {
-
-// One counted connection; the count goes down when the last owner of the ticket goes.
-class Ticket {
-public:
-    Ticket(std::shared_ptr<WebServer::Shared> shared, std::string client)
-        : shared_(std::move(shared)), client_(std::move(client)) {}
-    Ticket(Ticket&&) = default;
-    ~Ticket() {
-        if (!shared_) return;
-        std::lock_guard lock(shared_->mutex);
-        --shared_->connections;
-        if (--shared_->per_address[client_] == 0) shared_->per_address.erase(client_);
-    }
-    const std::string& client() const { return client_; }
-    WebServer::Shared& shared() const { return *shared_; }
-
-private:
-    std::shared_ptr<WebServer::Shared> shared_;
-    std::string client_;
-};
-
-}  // namespace
 
 // A connection turned into an event stream: writes what the hub sends, in order, and reads only
 // to notice that the browser went away.
 class StreamSession : public std::enable_shared_from_this<StreamSession> {
 public:
-    StreamSession(tcp::socket socket, Ticket ticket, std::size_t max_queue)
-        : socket_(std::move(socket)), ticket_(std::move(ticket)), max_queue_(max_queue) {}
+    StreamSession(tcp::socket socket, web::ConnectionTicket ticket, std::size_t max_queue,
+                  std::shared_ptr<spdlog::logger> log)
+        : socket_(std::move(socket)),
+          ticket_(std::move(ticket)),
+          max_queue_(max_queue),
+          log_(std::move(log)) {}
 
     void start(std::string header) {
         push(std::make_shared<const std::string>(std::move(header)));
@@ -71,8 +45,8 @@ public:
             if (self->queue_.size() >= self->max_queue_) {
                 // Too slow (or gone without a FIN): dropping frames would leave the page wrong
                 // without it knowing; closing makes the browser reconnect and reload.
-                self->ticket_.shared().log->warn("event stream to {} closed: {} frames pending",
-                                                 self->ticket_.client(), self->queue_.size());
+                self->log_->warn("event stream to {} closed: {} frames pending", self->ticket_.client(),
+                                 self->queue_.size());
                 return self->close();
             }
             self->queue_.push_back(frame);
@@ -114,8 +88,9 @@ private:
     }
 
     tcp::socket socket_;
-    Ticket ticket_;
+    web::ConnectionTicket ticket_;
     std::size_t max_queue_;
+    std::shared_ptr<spdlog::logger> log_;
     std::deque<std::shared_ptr<const std::string>> queue_;
     bool writing_ = false;
     std::atomic<bool> closed_{false};
@@ -160,47 +135,27 @@ void EventHub::send(const std::shared_ptr<const std::string>& frame) {
 
 namespace {
 
-// One client connection serving whole responses: read a request (headers within header_timeout,
-// size-limited), answer, keep alive until idle_timeout; or hand the socket to a StreamSession.
-class Session : public std::enable_shared_from_this<Session> {
+// One client connection serving whole responses, or handing its socket to a StreamSession.
+class Session : public web::HttpSession {
 public:
-    Session(tcp::socket socket, Ticket ticket) : stream_(std::move(socket)), ticket_(std::move(ticket)) {}
-
-    void start() { read(shared().limits.header_timeout); }
+    Session(tcp::socket socket, web::ConnectionTicket ticket, std::shared_ptr<WebServer::Shared> shared)
+        : HttpSession(std::move(socket), std::move(ticket), shared->limits.http),
+          shared_(std::move(shared)) {}
 
 private:
-    WebServer::Shared& shared() { return ticket_.shared(); }
-
-    void read(std::chrono::milliseconds timeout) {
-        parser_.emplace();
-        parser_->header_limit(static_cast<std::uint32_t>(shared().limits.header_limit));
-        parser_->body_limit(shared().limits.body_limit);
-        stream_.expires_after(timeout);
-        http::async_read(
-            stream_, buffer_, *parser_,
-            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    void on_unreadable(beast::error_code ec, http::status status) override {
+        Request dummy;
+        dummy.version(11);
+        shared_->log->info("bad request from {}: {}", ticket_.client(), ec.message());
+        send(make_response(dummy, status, "bad request: " + ec.message() + "\n"), false);
     }
 
-    void on_read(beast::error_code ec) {
-        if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-            ec == net::error::operation_aborted)
-            return close();
-        if (ec) {
-            Request dummy;
-            dummy.version(11);
-            const auto status = ec == http::error::header_limit
-                                    ? http::status::request_header_fields_too_large
-                                : ec == http::error::body_limit ? http::status::payload_too_large
-                                                                : http::status::bad_request;
-            shared().log->info("bad request from {}: {}", ticket_.client(), ec.message());
-            return send(make_response(dummy, status, "bad request: " + ec.message() + "\n"), false);
-        }
-        const Request req = parser_->release();
+    void on_request(Request req) override {
         Reply reply;
         try {
-            reply = shared().handler(req, ticket_.client());
+            reply = shared_->handler(req, ticket_.client());
         } catch (const std::exception& e) {
-            shared().log->error("{} {} from {}: {}", std::string(req.method_string()),
+            shared_->log->error("{} {} from {}: {}", std::string(req.method_string()),
                                 std::string(req.target()), ticket_.client(), e.what());
             reply.response = make_response(req, http::status::internal_server_error, "internal error\n");
         }
@@ -211,90 +166,61 @@ private:
     void become_stream() {
         stream_.expires_never();
         auto socket = stream_.release_socket();
-        auto hub = shared().hub;
-        const auto max_queue = shared().limits.stream_queue;
-        auto s = std::make_shared<StreamSession>(std::move(socket), std::move(ticket_), max_queue);
+        auto s = std::make_shared<StreamSession>(std::move(socket), std::move(ticket_),
+                                                 shared_->limits.stream_queue, shared_->log);
         // No Content-Length: the body is the stream, until either side closes it.
         s->start(
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
             "X-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n");
-        hub->add(s);
+        shared_->hub->add(s);
     }
 
-    void send(Response res, bool keep_alive) {
-        res.keep_alive(keep_alive);
-        res.prepare_payload();
-        response_ = std::make_shared<Response>(std::move(res));
-        stream_.expires_after(shared().limits.idle_timeout);
-        http::async_write(stream_, *response_,
-                          [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
-                              if (ec || !keep_alive || self->shared().stopped) return self->close();
-                              self->read(self->shared().limits.idle_timeout);
-                          });
-    }
-
-    void close() {
-        beast::error_code ignored;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    }
-
-    beast::tcp_stream stream_;
-    beast::flat_buffer buffer_;
-    std::optional<http::request_parser<http::string_body>> parser_;
-    std::shared_ptr<Response> response_;
-    Ticket ticket_;
+    std::shared_ptr<WebServer::Shared> shared_;
 };
+
+// The gateway's parser (one notion of host:port), its errors worded as the listener's.
+tcp::endpoint listen_endpoint(const std::string& listen) {
+    try {
+        return web::parse_listen(listen);
+    } catch (const std::exception& e) {
+        throw std::runtime_error(fmt::format("cannot listen on {}: {}", listen, e.what()));
+    }
+}
 
 }  // namespace
 
 Response make_response(const Request& req, http::status status, std::string body,
                        const std::string& content_type) {
-    Response res{status, req.version()};
-    res.set(http::field::server, "kitchen-monitor");
-    res.set(http::field::content_type, content_type);
-    res.set(http::field::cache_control, "no-store");
+    Response res = web::plain_response(req, status, std::move(body), content_type, "kitchen-monitor");
     res.set("X-Content-Type-Options", "nosniff");
-    res.body() = std::move(body);
     return res;
 }
 
 WebServer::WebServer(net::io_context& io, const std::string& listen, WebLimits limits, WebHandler handler,
                      std::shared_ptr<EventHub> hub, std::shared_ptr<spdlog::logger> log)
-    : io_(io), acceptor_(io), ping_timer_(io), shared_(std::make_shared<Shared>()) {
+    : shared_(std::make_shared<Shared>()),
+      listener_(io, listen_endpoint(listen), listen, limits.http, log),
+      ping_timer_(io) {
     shared_->limits = limits;
     shared_->handler = std::move(handler);
     shared_->hub = std::move(hub);
     shared_->log = std::move(log);
-    tcp::endpoint endpoint;
-    try {
-        endpoint = kg::web::parse_listen(listen);  // the gateway's own parser: one notion of host:port
-    } catch (const std::exception& e) {
-        throw std::runtime_error(fmt::format("cannot listen on {}: {}", listen, e.what()));
-    }
-    beast::error_code ec;
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
-    if (ec) throw std::runtime_error(fmt::format("cannot listen on {}: {}", listen, ec.message()));
 }
 
 WebServer::~WebServer() { stop(); }
 
-unsigned short WebServer::port() const { return acceptor_.local_endpoint().port(); }
+unsigned short WebServer::port() const { return listener_.port(); }
 
 void WebServer::start() {
-    accept();
+    listener_.start([shared = shared_](tcp::socket socket, web::ConnectionTicket ticket) {
+        std::make_shared<Session>(std::move(socket), std::move(ticket), shared)->start();
+    });
     ping();
 }
 
 void WebServer::stop() {
-    {
-        std::lock_guard lock(shared_->mutex);
-        shared_->stopped = true;
-    }
-    beast::error_code ignored;
-    acceptor_.close(ignored);
+    shared_->stopped = true;
+    listener_.stop();
     ping_timer_.cancel();
 }
 
@@ -305,38 +231,6 @@ void WebServer::ping() {
         shared->hub->send(std::make_shared<const std::string>(": ping\n\n"));  // an SSE comment
         ping();
     });
-}
-
-void WebServer::accept() {
-    acceptor_.async_accept(
-        net::make_strand(io_), [this, shared = shared_](beast::error_code ec, tcp::socket socket) {
-            if (ec == net::error::operation_aborted || shared->stopped) return;
-            if (!ec) {
-                beast::error_code peer_ec;
-                const auto peer = socket.remote_endpoint(peer_ec);
-                const std::string client = peer_ec ? "unknown" : peer.address().to_string();
-                bool admitted = false;
-                {
-                    std::lock_guard lock(shared->mutex);
-                    if (shared->connections < shared->limits.max_connections &&
-                        shared->per_address[client] < shared->limits.max_per_address) {
-                        ++shared->connections;
-                        ++shared->per_address[client];
-                        admitted = true;
-                    } else if (shared->per_address[client] == 0) {
-                        shared->per_address.erase(client);
-                    }
-                }
-                if (admitted) {
-                    std::make_shared<Session>(std::move(socket), Ticket(shared, client))->start();
-                } else {
-                    // Over the cap: refused at once, so one client cannot starve the others.
-                    shared->log->warn("connection from {} refused: too many connections", client);
-                    socket.close(peer_ec);
-                }
-            }
-            accept();
-        });
 }
 
 }  // namespace kg::monitor

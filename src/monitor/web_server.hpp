@@ -3,12 +3,12 @@
 // (src/web/) does not do: Server-Sent Events. A handler answers a request with a whole response,
 // or asks for the connection to become an event stream; streams then receive what EventHub
 // broadcasts. Reads have timeouts and size limits, connections are capped in total and per
-// address, a stream that cannot keep up is closed (the browser reconnects and reloads its lists).
+// address (the connection handling both servers share: web/http_connection.hpp), a stream that
+// cannot keep up is closed (the browser reconnects and reloads its lists).
 
 #include <spdlog/logger.h>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
 #include <functional>
@@ -17,19 +17,16 @@
 #include <string>
 #include <vector>
 
+#include "web/http_connection.hpp"
+
 namespace kg::monitor {
 
 namespace http = boost::beast::http;
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
+using Request = web::Request;
+using Response = web::Response;
 
 struct WebLimits {
-    std::chrono::milliseconds header_timeout{10000};
-    std::chrono::milliseconds idle_timeout{30000};
-    std::size_t header_limit = 8 * 1024;
-    std::size_t body_limit = 64 * 1024;
-    std::size_t max_connections = 256;
-    std::size_t max_per_address = 32;
+    web::Limits http{.max_per_address = 32};
     std::size_t stream_queue = 256;  // frames a slow stream may have pending before it is closed
     std::chrono::milliseconds ping_interval{15000};  // keeps proxies from closing idle streams
 };
@@ -70,13 +67,11 @@ public:
     struct Shared;
 
 private:
-    void accept();
     void ping();
 
-    boost::asio::io_context& io_;
-    boost::asio::ip::tcp::acceptor acceptor_;
-    boost::asio::steady_timer ping_timer_;
     std::shared_ptr<Shared> shared_;
+    web::Listener listener_;
+    boost::asio::steady_timer ping_timer_;
 };
 
 Response make_response(const Request& req, http::status status, std::string body,
