@@ -7,7 +7,6 @@
 
 #include <spdlog/logger.h>
 
-#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -64,7 +63,7 @@ private:
     std::string client_;
 };
 
-// Accepts connections on `listen`, each on a strand of its own; one over a cap is refused at once,
+// Accepts connections, each on a strand of its own; one over a cap is refused at once,
 // so one client cannot starve the others.
 class Listener {
 public:
