@@ -7,6 +7,8 @@
 // --bootstrap N adds 95% intervals of precision, recall and F1 at IoU 0.3 from N resamplings of the
 // images, and --compare SPEC a second detector on the same images with the interval of the F1
 // difference (eval/bootstrap.hpp): whether "higher than the reference" holds beyond these photos.
+// --write-labels DIR writes each image's detections as a YOLO label file: a check's boxes on a
+// canteen's own frames, to be corrected in a labelling tool and trained on (models/README.md).
 
 #include <fmt/format.h>
 
@@ -14,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -158,7 +161,7 @@ void print_comparison(const std::string& other, const std::vector<kg::eval::Imag
 
 int main(int argc, char** argv) {
     CLI::App app{"kitchen-eval: accuracy and speed of a detector on labelled images"};
-    std::string detector_spec, data, classes_text, json_path, dump_path, compare_spec;
+    std::string detector_spec, data, classes_text, json_path, dump_path, compare_spec, labels_dir;
     int threads = 1, limit = 0, replicates = 0;
     std::uint64_t seed = 1;
     bool any_class = false, operating_points = false, errors = false, given_boxes = false;
@@ -171,6 +174,10 @@ int main(int argc, char** argv) {
         ->required();
     app.add_option("--json", json_path, "also write the results as JSON to this file");
     app.add_option("--dump", dump_path, "write every image's detections as JSON to this file");
+    app.add_option("--write-labels", labels_dir,
+                   "write each image's detections (those the detector keeps) to DIR/<image name>.txt as "
+                   "YOLO label lines, class ids from --classes: boxes to correct in a labelling tool "
+                   "instead of drawing each one. Never overwrites a file: give an empty folder");
     app.add_option("--threads", threads, "OpenCV threads (1 = one core, as the targets are set)");
     app.add_option("--limit", limit, "evaluate only the first N images");
     app.add_flag("--any-class", any_class,
@@ -246,6 +253,24 @@ int main(int argc, char** argv) {
         Judge other;
         if (!compare_spec.empty()) other = make(compare_spec);
         std::vector<kg::eval::ImageCounts> per_image, per_image_other;  // at IoU 0.3, for the bootstrap
+        std::map<std::string, int> label_ids;  // class name -> the first dataset id of that name
+        for (const auto& [id, name] : class_map) label_ids.emplace(name, id);
+        auto label_file = [&](const std::string& image) {
+            return std::filesystem::path(labels_dir) /
+                   (std::filesystem::path(image).stem().string() + ".txt");
+        };
+        if (!labels_dir.empty()) {
+            // Checked before any image is run: a label file there may be a person's work, and a run
+            // stopped halfway would leave a folder half old, half new.
+            std::filesystem::create_directories(labels_dir);
+            for (const auto& li : images) {
+                if (std::filesystem::exists(label_file(li.image))) {
+                    throw std::runtime_error(fmt::format(
+                        "--write-labels: {} exists (it may hold labels a person made): give an empty folder",
+                        label_file(li.image).string()));
+                }
+            }
+        }
 
         kg::eval::Accumulator at30(0.3f), at50(0.5f);
         kg::eval::ErrorBreakdown breakdown(0.3f);
@@ -308,6 +333,12 @@ int main(int argc, char** argv) {
                                      {"label", d.label},
                                      {"score", d.score}});
                 }
+            }
+            if (!labels_dir.empty()) {
+                const auto path = label_file(li.image);
+                std::ofstream file(path);
+                file << kg::eval::yolo_label_lines(found, label_ids);
+                if (!file.flush()) throw std::runtime_error(fmt::format("cannot write {}", path.string()));
             }
             per_image.push_back(at30.add(li.truth, found, classes));
             if (errors) breakdown.add(li.truth, found, classes, img.cols);

@@ -53,6 +53,24 @@ std::vector<LabelledImage> load_yolo_folder(const std::string& folder,
     return out;
 }
 
+std::string yolo_label_lines(const std::vector<vision::Detection>& detections,
+                             const std::map<std::string, int>& ids) {
+    std::string out;
+    for (const auto& d : detections) {
+        const auto it = ids.find(d.label);
+        if (it == ids.end()) {
+            throw std::runtime_error(
+                fmt::format("the detector gives class '{}', which --classes does not name", d.label));
+        }
+        const float x1 = std::clamp(d.x, 0.0f, 1.0f), y1 = std::clamp(d.y, 0.0f, 1.0f);
+        const float x2 = std::clamp(d.x + d.w, 0.0f, 1.0f), y2 = std::clamp(d.y + d.h, 0.0f, 1.0f);
+        if (x2 <= x1 || y2 <= y1) continue;  // wholly outside the picture: nothing to label
+        out += fmt::format("{} {:.6f} {:.6f} {:.6f} {:.6f}\n", it->second, (x1 + x2) / 2, (y1 + y2) / 2,
+                           x2 - x1, y2 - y1);
+    }
+    return out;
+}
+
 std::map<int, std::string> parse_class_map(const std::string& text) {
     std::map<int, std::string> out;
     std::istringstream in(text);

@@ -20,6 +20,14 @@ struct LabelledImage {
 std::vector<LabelledImage> load_yolo_folder(const std::string& folder,
                                             const std::map<int, std::string>& classes);
 
+// Detections as YOLO label lines ("class cx cy w h", normalised, the box clipped to the image), the
+// format load_yolo_folder() reads and labelling tools (CVAT, labelImg, Label Studio) import: a
+// check's boxes on a canteen's own frames, for a person to correct instead of drawing every box.
+// `ids` maps a detection's label to the dataset class id; a label not in it is an error (a class
+// of the detector the --classes map does not name would otherwise vanish from the file).
+std::string yolo_label_lines(const std::vector<vision::Detection>& detections,
+                             const std::map<std::string, int>& ids);
+
 // "0=no_mask,1=with_mask" -> {0: no_mask, 1: with_mask}; throws std::invalid_argument.
 std::map<int, std::string> parse_class_map(const std::string& text);
 

@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <tuple>
 
 #include "eval/bootstrap.hpp"
+#include "eval/dataset.hpp"
 #include "eval/errors.hpp"
 #include "eval/metrics.hpp"
 
@@ -280,4 +283,51 @@ TEST(Bootstrap, ALowerLevelGivesANarrowerDifference) {
     const auto narrow = kg::eval::bootstrap_f1_difference(a, b, kOne, {2000, 1, 0.5}).at("no_mask").interval;
     EXPECT_LT(wide.lo, narrow.lo);
     EXPECT_GT(wide.hi, narrow.hi);
+}
+
+TEST(YoloLabels, WrittenBoxesReadBackAsTheSameLabels) {
+    // A check's boxes written as labels and read back as the evaluation reads a folder: the same
+    // classes (by dataset id) and the same boxes, so a corrected pre-labelled folder means what it shows.
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::path(::testing::TempDir()) / "kg-yolo-labels";
+    fs::remove_all(dir);
+    fs::create_directories(dir / "images");
+    fs::create_directories(dir / "labels");
+    std::ofstream(dir / "images" / "frame.jpg") << "not read here";
+    const std::vector<Detection> found{box(0.10f, 0.20f, 0.30f, 0.40f, "bare", 0.9f),
+                                       box(0.50f, 0.50f, 0.25f, 0.10f, "covered", 0.4f)};
+    const std::map<std::string, int> ids{{"covered", 0}, {"bare", 1}};
+    std::ofstream(dir / "labels" / "frame.txt") << kg::eval::yolo_label_lines(found, ids);
+
+    const auto images = kg::eval::load_yolo_folder(dir.string(), {{0, "covered"}, {1, "bare"}});
+    ASSERT_EQ(images.size(), 1u);
+    const auto& truth = images[0].truth;
+    ASSERT_EQ(truth.size(), 2u);
+    for (std::size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(truth[i].label, found[i].label);
+        EXPECT_EQ(truth[i].class_id, ids.at(found[i].label));
+        EXPECT_NEAR(truth[i].x, found[i].x, 1e-5);
+        EXPECT_NEAR(truth[i].y, found[i].y, 1e-5);
+        EXPECT_NEAR(truth[i].w, found[i].w, 1e-5);
+        EXPECT_NEAR(truth[i].h, found[i].h, 1e-5);
+    }
+    fs::remove_all(dir);
+}
+
+TEST(YoloLabels, ABoxOverTheEdgeIsClippedToThePicture) {
+    // Label files hold boxes inside the picture (labelling tools refuse others); a head cut by the
+    // frame's edge keeps its visible part.
+    const auto text = kg::eval::yolo_label_lines(
+        {box(-0.1f, 0.9f, 0.3f, 0.2f, "bare"), box(1.2f, 0.5f, 0.1f, 0.1f, "bare")},  // wholly outside
+        {{"bare", 1}});
+    EXPECT_EQ(text, "1 0.100000 0.950000 0.200000 0.100000\n");
+}
+
+TEST(YoloLabels, AClassTheMapDoesNotNameIsAnErrorNotALostBox) {
+    try {
+        (void)kg::eval::yolo_label_lines({box(0.1f, 0.1f, 0.2f, 0.2f, "with_mask")}, {{"no_mask", 0}});
+        FAIL() << "expected an error";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("'with_mask'"), std::string::npos) << e.what();
+    }
 }
