@@ -71,6 +71,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import common
+import site_photos
 
 S = 384  # inference input (exported)
 TS = 320  # training crops: the network is fully convolutional, smaller crops train faster
@@ -181,6 +182,19 @@ def load_helmet(shared):
     """(train, held out): lists of read_helmet_photo() in helmet_split's order."""
     train_files, val_files = helmet_split(shared)
     return [read_helmet_photo(f) for f in train_files], [read_helmet_photo(f) for f in val_files]
+
+
+def read_site_photo(path, boxes):
+    """A frame of a site folder (site_photos.read_folder()) as read_helmet_photo() reads a helmet
+    photo: stretched to 640x640, as those photos are and as the gateway squeezes a frame into the
+    network's square input, with boxes [x1, y1, x2, y2, covered] in its pixels."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise site_photos.SiteDataError(f"{path}: not an image OpenCV can read")
+    img = cv2.resize(img, (640, 640), interpolation=cv2.INTER_AREA)
+    out = [[(cx - w / 2) * 640, (cy - h / 2) * 640, (cx + w / 2) * 640, (cy + h / 2) * 640, 1.0 if c == 0 else 0.0]
+           for c, cx, cy, w, h in boxes]
+    return img, np.array(out, np.float32).reshape(-1, 5)
 
 
 def load_faces(shared, limit_per_class=900, face_boxes=None):
@@ -466,6 +480,11 @@ def main():
                     help="label_face_boxes.py's file: pasted photos are labelled with their face's box, not their own")
     ap.add_argument("--clutter", type=float, default=Recipe.clutter,
                     help="share of training crops with 1-3 drawn signs, text and marks (unlabelled)")
+    ap.add_argument("--site", action="append", default=[], metavar="DIR",
+                    help="a canteen's own labelled frames (site_photos.py: images/, labels/ with 0 = covered, "
+                         "1 = bare head boxes), drawn for --site-share of the training crops; repeatable")
+    ap.add_argument("--site-share", type=float, default=0.5,
+                    help="share of the training crops cut from the --site frames (the rest from helmet-yolo)")
     ap.add_argument("--weights", default="",
                     help="start from this state dict (the .pt a run leaves in /tmp); with --steps 0: export it")
     ap.add_argument("--ema", type=float, default=0.0,
@@ -487,6 +506,14 @@ def main():
         ap.error("--paste-sizes is two shares of the input, smallest first, e.g. 0.08,0.6")
     if args.paste_max < 1:
         ap.error("--paste-max is at least 1")
+    if not 0.0 <= args.site_share <= 1.0:
+        ap.error("--site-share is a share in [0, 1]")
+    if args.site_share != 0.5 and not args.site:
+        ap.error("--site-share sets the share of the --site frames: give --site too")
+    try:
+        site = [read_site_photo(p, b) for p, b in site_photos.read_folders(args.site, 2)]
+    except (site_photos.SiteDataError, OSError) as e:
+        ap.error(f"--site: {e}")
     if args.steps < 0 or (args.steps == 0 and not (args.init or args.weights)):
         ap.error("--steps 0 exports --weights or --init as they are; without either it would export a random network")
     common.seed_everything(args.seed, args.threads)
@@ -494,6 +521,10 @@ def main():
     train, val = load_helmet(shared)
     faces = load_faces(shared, face_boxes=args.face_boxes or None)
     print(f"helmet-yolo: {len(train)} train, {len(val)} held out; {len(faces)} face photos to paste", flush=True)
+    if site:
+        n = np.concatenate([b[:, 4] for _, b in site])
+        print(f"site frames: {len(site)} ({int((n == 1).sum())} covered, {int((n == 0).sum())} bare heads), "
+              f"{args.site_share:.0%} of the crops", flush=True)
 
     recipe = Recipe(aspect_max=args.aspect_max, squeeze_faces=args.squeeze_faces, paste_rate=args.paste_rate,
                     paste_sizes=sizes, paste_max=args.paste_max, clutter=args.clutter)
@@ -516,7 +547,9 @@ def main():
         net.train()
         if args.init:
             common.freeze_bn(net)
-        samples = [make_sample(train, faces, recipe, rng) for _ in range(args.batch)]
+        # Without --site no draw is made: the other recipes' runs stay as they were, bit for bit.
+        samples = [make_sample(site if site and rng.random() < args.site_share else train, faces, recipe, rng)
+                   for _ in range(args.batch)]
         x = common.to_tensor([s[0] for s in samples])
         t = [targets(s[1]) for s in samples]
         hm, reg, reg_w, attr, attr_w = (torch.from_numpy(np.stack([tt[k] for tt in t])) for k in range(5))

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 
 import common
 import helmet_faces
+import site_photos
 
 SIZE = 64
 CLASSES = ["no_mask", "with_mask", "background"]  # output order of the exported model
@@ -253,6 +254,24 @@ def load_helmet_crops(shared, heads_onnx, rng, heads_size=None, face_labels=None
     return out
 
 
+def load_site_crops(folders):
+    """The head boxes of site folders (site_photos.py; 0 = no_mask, 1 = with_mask, 2 = background) cut
+    from the frames as the gateway cuts them (TwoStageDetector: the box as found, made square, in
+    the frame's own pixels): (crops [N, 96, 96, 3], labels [N])."""
+    crops, labels = [], []
+    for path, boxes in site_photos.read_folders(folders, len(CLASSES)):
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise site_photos.SiteDataError(f"{path}: not an image OpenCV can read")
+        H, W = img.shape[:2]
+        for c, cx, cy, w, h in boxes:
+            crops.append(cut(img, ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H), expand=0.0))
+            labels.append(c)
+    if not crops:
+        raise site_photos.SiteDataError(f"{', '.join(map(str, folders))}: no labelled head to train on")
+    return np.array(crops, np.uint8).reshape(-1, 96, 96, 3), np.array(labels, np.int64)
+
+
 def augment(img, rng):
     # Geometry: loose/tight crop, off-centre, tilted (ceiling cameras look down at an angle), aspect.
     s = rng.uniform(0.75, 1.3)
@@ -330,6 +349,11 @@ def main():
                          "taught as such instead of only 'not background'")
     ap.add_argument("--labelled-heads", type=int, default=8,
                     help="with --helmet-faces, labelled helmet heads added to each batch")
+    ap.add_argument("--site", action="append", default=[], metavar="DIR",
+                    help="a canteen's own labelled frames (site_photos.py: images/, labels/ with head boxes, "
+                         "0 = no_mask, 1 = with_mask, 2 = background); repeatable")
+    ap.add_argument("--site-per-batch", type=int, default=16,
+                    help="crops of --site heads in each batch (beside 48 face photos, 24 background crops)")
     ap.add_argument("--out", default=str(common.MODELS / "kitchen-mask-classifier.onnx"))
     args = ap.parse_args()
     if not 0.0 <= args.framed_share <= 1.0:
@@ -342,6 +366,17 @@ def main():
         ap.error("--labelled-heads is 0 to 48 a batch")
     if args.labelled_heads != 8 and not args.helmet_faces:
         ap.error("--labelled-heads counts the heads of --helmet-faces: give that file too")
+    if not 1 <= args.site_per_batch <= 48:
+        ap.error("--site-per-batch is 1 to 48 a batch")
+    if args.site_per_batch != 16 and not args.site:
+        ap.error("--site-per-batch counts the crops of --site: give --site too")
+    try:
+        site_x, site_y = load_site_crops(args.site) if args.site else (None, None)
+    except (site_photos.SiteDataError, OSError) as e:
+        ap.error(f"--site: {e}")
+    if args.site:
+        print(f"site heads: {int((site_y == 0).sum())} no_mask, {int((site_y == 1).sum())} with_mask, "
+              f"{int((site_y == BG).sum())} background; {args.site_per_batch} a batch", flush=True)
     shared = common.shared_dir()
     try:
         face_labels = read_helmet_faces(args.helmet_faces, shared) if args.helmet_faces else None
@@ -393,9 +428,13 @@ def main():
             faces = [tf[i] if f else tx[i] for i, f in zip(idx, framed)]
             fy, ly = ty[idx], hy[li]
             heads_l = [hx[i] for i in li]
+            # Without --site no draw is made: the other recipes' runs stay as they were, bit for bit.
+            si = rng.integers(0, len(site_x), args.site_per_batch) if args.site else np.zeros(0, np.int64)
             imgs = [augment(f, rng) for f in faces] + [augment(bx[i], rng) for i in bi] + \
-                [augment(h, rng) for h in heads_l] + [augment(hx[i], rng) for i in hi]
-            y = torch.from_numpy(np.concatenate([fy, np.full(24, BG, np.int64), ly]))
+                [augment(h, rng) for h in heads_l] + [augment(site_x[i], rng) for i in si] + \
+                [augment(hx[i], rng) for i in hi]
+            sy = site_y[si] if args.site else np.zeros(0, np.int64)
+            y = torch.from_numpy(np.concatenate([fy, np.full(24, BG, np.int64), ly, sy]))
             logits = net(common.to_tensor(imgs))
             n = len(y)
             loss = F.cross_entropy(logits[:n], y, label_smoothing=0.05)
