@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -17,7 +18,10 @@ std::vector<LabelledImage> load_yolo_folder(const std::string& folder,
     if (!fs::is_directory(images)) throw std::runtime_error(fmt::format("{}: no images/ folder", folder));
     std::vector<LabelledImage> out;
     for (const auto& entry : fs::directory_iterator(images)) {
-        const auto ext = entry.path().extension().string();
+        // Cameras and phones often write ".JPG": the case of the suffix says nothing about the file.
+        auto ext = entry.path().extension().string();
+        std::transform(ext.begin(), ext.end(), ext.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         if (ext != ".jpg" && ext != ".jpeg" && ext != ".png") continue;
         LabelledImage li;
         li.image = entry.path().string();

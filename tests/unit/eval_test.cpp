@@ -331,3 +331,25 @@ TEST(YoloLabels, AClassTheMapDoesNotNameIsAnErrorNotALostBox) {
         EXPECT_NE(std::string(e.what()).find("'with_mask'"), std::string::npos) << e.what();
     }
 }
+
+TEST(YoloFolder, ReadsImagesWhateverTheCaseOfTheirSuffix) {
+    // Cameras and phones write "FRAME.JPG": such frames are as much a part of the folder as
+    // the ".jpg" ones (models/train/site_photos.py reads them too), and other files are not.
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::path(::testing::TempDir()) / "kg-yolo-suffixes";
+    fs::remove_all(dir);
+    fs::create_directories(dir / "images");
+    fs::create_directories(dir / "labels");
+    for (const char* name : {"a.jpg", "b.JPG", "c.Jpeg", "d.PNG", "notes.txt", "e.bmp"})
+        std::ofstream(dir / "images" / name) << "not read here";
+    std::ofstream(dir / "labels" / "b.txt") << "1 0.5 0.5 0.2 0.2\n";
+
+    const auto images = kg::eval::load_yolo_folder(dir.string(), {{0, "covered"}, {1, "bare"}});
+    std::vector<std::string> names;
+    for (const auto& li : images) names.push_back(fs::path(li.image).filename().string());
+    EXPECT_EQ(names, (std::vector<std::string>{"a.jpg", "b.JPG", "c.Jpeg", "d.PNG"}));
+    ASSERT_EQ(images.size(), 4u);
+    ASSERT_EQ(images[1].truth.size(), 1u);
+    EXPECT_EQ(images[1].truth[0].label, "bare");
+    fs::remove_all(dir);
+}
