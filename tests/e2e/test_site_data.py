@@ -1,0 +1,167 @@
+"""A canteen's own frames, the path of models/README.md ("Your own kitchen's photos"): kitchen-eval
+--write-labels pre-labels them with a check's own boxes; the folder it leaves is one that
+models/train/site_photos.py (the training scripts' --site) accepts and that kitchen-eval reads back
+as those same boxes; a folder that cannot be trained on is refused with the file and line at fault;
+and with PyTorch present, a few fine-tuning steps on it give a model the gateway loads.
+
+The pre-labelling and training tests use photos of ../shared as stand-in kitchen frames and are
+skipped without it; the folder checks need neither ../shared nor PyTorch."""
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import kg_e2e
+
+SHARED = pathlib.Path(os.environ.get("KG_SHARED_DIR") or kg_e2e.SOURCE_DIR.parent / "shared")
+EVAL_BIN = str(pathlib.Path(kg_e2e.GATEWAY_BIN).with_name("kitchen-eval"))
+TRAIN = kg_e2e.SOURCE_DIR / "models" / "train"
+MODELS = kg_e2e.SOURCE_DIR / "models"
+
+sys.path.insert(0, str(TRAIN))
+import site_photos  # noqa: E402  (torch-free: the folder reader of --site)
+
+CHECKS = [
+    # manifest, photos standing in for a canteen's frames, --classes, classes of the model trained on them
+    ("kitchen-head-covering.yaml", "helmet-yolo/valid", "0=covered,1=bare", 2),
+    ("kitchen-mask.yaml", "mask-yolo/valid", "0=no_mask,1=with_mask", 3),
+]
+needs_photos = pytest.mark.skipif(not (SHARED / "datasets").exists(), reason=f"no labelled photos in {SHARED}")
+
+
+def frames_folder(tmp_path, dataset, n):
+    """The first `n` photos of a shared dataset, unlabelled, as an installer's frames/images; one is
+    renamed to upper-case .JPG, as cameras and phones name files."""
+    src = sorted((SHARED / "datasets" / dataset / "images").glob("*.jpg"))[:n]
+    images = tmp_path / "frames" / "images"
+    images.mkdir(parents=True)
+    for i, p in enumerate(src):
+        shutil.copy(p, images / (p.stem + (".JPG" if i == 0 else ".jpg")))
+    return tmp_path / "frames"
+
+
+def kitchen_eval(*args):
+    return subprocess.run([EVAL_BIN, *map(str, args)], capture_output=True, text=True,
+                          env=dict(os.environ, KG_SHARED_DIR=str(SHARED)))
+
+
+@needs_photos
+@pytest.mark.parametrize("manifest,dataset,classes,n_classes", CHECKS, ids=[c[0] for c in CHECKS])
+def test_prelabelled_frames_are_a_site_folder_of_the_checks_own_boxes(manifest, dataset, classes, n_classes,
+                                                                      tmp_path):
+    frames = frames_folder(tmp_path, dataset, 8)
+    spec = MODELS / manifest
+    r = kitchen_eval("-d", spec, "--data", frames, "--classes", classes, "--write-labels", frames / "labels",
+                     "--json", tmp_path / "written.json")
+    assert r.returncode == 0, r.stderr
+    # Unlabelled frames: no precision or recall of 0 passed off as a verdict.
+    assert "nothing to measure against" in r.stdout, r.stdout
+    written = json.loads((tmp_path / "written.json").read_text())["labels_written"]
+    assert written["files"] == 8, written
+
+    # Every frame has its label file (the upper-case .JPG one too), and the training scripts accept them.
+    site = site_photos.read_folder(frames, n_classes)
+    assert [p.name for p, _ in site] == sorted(p.name for p in (frames / "images").iterdir())
+    boxes = [b for _, bs in site for b in bs]
+    names = dict(c.split("=") for c in classes.split(","))
+    assert {names[str(b[0])]: sum(1 for x in boxes if x[0] == b[0]) for b in boxes} == \
+        {k: v for k, v in written["boxes"].items() if v}, written
+    assert len(boxes) >= 8, "the check found almost nothing on photos full of heads: nothing was tested"
+
+    # Read back as labels, they are the check's boxes exactly: each is found again, in its class.
+    r = kitchen_eval("-d", spec, "--data", frames, "--classes", classes, "--json", tmp_path / "again.json")
+    assert r.returncode == 0, r.stderr
+    again = json.loads((tmp_path / "again.json").read_text())["classes"]
+    for name, counts in again.items():
+        assert counts["gt"] == written["boxes"][name], (name, counts)
+        assert counts["iou_0.5"]["fp"] == 0 and counts["iou_0.5"]["fn"] == 0, (name, counts)
+
+    # A second run would overwrite what a person may have corrected since: refused, nothing touched.
+    before = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in (frames / "labels").iterdir()}
+    r = kitchen_eval("-d", spec, "--data", frames, "--classes", classes, "--write-labels", frames / "labels")
+    assert r.returncode == 2
+    assert "exists" in r.stderr and str(frames / "labels") in r.stderr, r.stderr
+    assert before == {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in (frames / "labels").iterdir()}
+
+
+def make_site(root, labels, images=("frame.jpg",)):
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for name in images:
+        (root / "images" / name).write_bytes(b"")  # the reader checks labels only
+    for name, text in labels.items():
+        (root / "labels" / name).write_text(text)
+    return root
+
+
+BAD_SITES = [
+    # labels, images, n_classes, what the error must say
+    ({}, ("frame.jpg",), 2, ["frame.txt", "missing", "empty label file"]),
+    ({"frame.txt": "0 0.5 0.5 0.1 0.1\n2 0.5 0.5 0.1 0.1\n"}, ("frame.jpg",), 2,
+     ["frame.txt:2", "class 2 is not one of 0 to 1"]),
+    ({"frame.txt": "1 320 240 40 40\n"}, ("frame.jpg",), 2, ["frame.txt:1", "pixels?"]),
+    ({"frame.txt": "\n0 0.5 0.5 0.1\n"}, ("frame.jpg",), 2, ["frame.txt:2", "expected 'class cx cy w h'"]),
+    ({"frame.txt": "bare 0.5 0.5 0.1 0.1\n"}, ("frame.jpg",), 2, ["frame.txt:1", "not a whole number"]),
+    ({"frame.txt": "0 0.5 0.5 nan 0.1\n"}, ("frame.jpg",), 2, ["frame.txt:1", "finite"]),
+    ({"frame.txt": ""}, ("frame.jpg", "frame.png"), 2, ["frame.jpg", "frame.png", "frame.txt"]),
+    ({}, (), 2, ["no .jpg, .jpeg or .png images"]),
+]
+
+
+@pytest.mark.parametrize("labels,images,n_classes,expected", BAD_SITES,
+                         ids=["no-label-file", "class-out-of-range", "pixels", "four-fields", "class-name",
+                              "nan", "two-images-one-label", "no-images"])
+def test_a_site_folder_that_cannot_be_trained_on_is_refused_naming_the_fault(labels, images, n_classes,
+                                                                             expected, tmp_path):
+    site = make_site(tmp_path / "site", labels, images)
+    with pytest.raises(site_photos.SiteDataError) as e:
+        site_photos.read_folder(site, n_classes)
+    for text in expected:
+        assert text in str(e.value), (text, str(e.value))
+
+
+def test_a_good_site_folder_reads_as_written(tmp_path):
+    site = make_site(tmp_path / "site", {"a.txt": "0 0.5 0.4 0.2 0.3\n\n2 0.1 0.1 0.05 0.05\n", "B.txt": ""},
+                     ("a.jpg", "B.JPEG"))
+    got = site_photos.read_folder(site, 3)
+    assert [(p.name, boxes) for p, boxes in got] == [
+        ("B.JPEG", []), ("a.jpg", [(0, 0.5, 0.4, 0.2, 0.3), (2, 0.1, 0.1, 0.05, 0.05)])]
+    with pytest.raises(site_photos.SiteDataError, match="no images/ folder"):
+        site_photos.read_folder(tmp_path / "elsewhere", 3)
+
+
+HAVE_TORCH = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
+
+
+@needs_photos
+@pytest.mark.skipif(not HAVE_TORCH, reason="no PyTorch (python3-torch) for /usr/bin/python3")
+def test_a_few_fine_tuning_steps_on_prelabelled_frames_give_a_model_the_gateway_loads(tmp_path):
+    """The whole path on stand-in frames: pre-label, fine-tune the shipped head network with --site,
+    and run the check with the new file. A few steps prove the plumbing, not the accuracy
+    (models/README.md gives the recipe and what it measured)."""
+    frames = frames_folder(tmp_path, "helmet-yolo/valid", 6)
+    r = kitchen_eval("-d", MODELS / "kitchen-head-covering.yaml", "--data", frames, "--classes", "0=covered,1=bare",
+                     "--write-labels", frames / "labels")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "site-heads.onnx"
+    r = subprocess.run(["/usr/bin/python3", str(TRAIN / "train_head_detector.py"), "--init",
+                        str(MODELS / "kitchen-one-pass-heads.onnx"), "--site", str(frames), "--steps", "2",
+                        "--batch", "4", "--threads", "2", "--lr", "1e-4", "--out", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, KG_SHARED_DIR=str(SHARED)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "site frames: 6 (" in r.stdout, r.stdout
+    manifest = tmp_path / "site-head-covering.yaml"
+    text = (MODELS / "kitchen-head-covering.yaml").read_text()
+    assert "model: kitchen-one-pass-heads.onnx" in text and "ensemble: [kitchen-covering-heads.onnx]" in text
+    manifest.write_text(text.replace("model: kitchen-one-pass-heads.onnx", f"model: {out}")
+                        .replace("ensemble: [kitchen-covering-heads.onnx]",
+                                 f"ensemble: [{MODELS / 'kitchen-covering-heads.onnx'}]"))
+    r = kitchen_eval("-d", manifest, "--data", frames, "--classes", "0=covered,1=bare", "--json", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["images"] == 6
