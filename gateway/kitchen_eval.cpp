@@ -296,7 +296,6 @@ int main(int argc, char** argv) {
             judge.second_stage->classify(img, given, found);
         };
         nlohmann::json dump = nlohmann::json::object();
-        std::size_t label_files = 0;
         std::map<std::string, int> boxes_written;
         bool warmed = false;
         // Both detectors' boxes are counted alike: with --any-class, as the one class named.
@@ -337,7 +336,6 @@ int main(int argc, char** argv) {
                 }
             }
             if (!labels_dir.empty()) {
-                ++label_files;
                 for (const auto& d : found) ++boxes_written[d.label];
                 const auto path = label_file(li.image);
                 std::ofstream file(path);
@@ -367,10 +365,10 @@ int main(int argc, char** argv) {
         fmt::print("{:<12} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}\n", "class", "gt", "P@0.3", "R@0.3",
                    "F1@0.3", "P@0.5", "R@0.5", "F1@0.5");
         int labelled = 0;
-        for (const auto& [cls, c] : at30.counts()) labelled += c.tp + c.fn;
         for (const auto& cls : classes) {
             const auto a = at30.counts().count(cls) ? at30.counts().at(cls) : kg::eval::ClassCounts{};
             const auto b = at50.counts().count(cls) ? at50.counts().at(cls) : kg::eval::ClassCounts{};
+            labelled += a.tp + a.fn;
             fmt::print("{:<12} {:>5} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f}\n", cls,
                        a.tp + a.fn, a.precision(), a.recall(), a.f1(), b.precision(), b.recall(), b.f1());
             auto counts = [](const kg::eval::ClassCounts& c) {
@@ -389,9 +387,9 @@ int main(int argc, char** argv) {
             std::string tally;
             for (const auto& cls : classes)
                 tally += fmt::format("{}{} {}", tally.empty() ? "" : ", ", cls, boxes_written[cls]);
-            fmt::print("wrote {} label files to {} ({})\n", label_files, labels_dir, tally);
+            fmt::print("wrote {} label files to {} ({})\n", times.size(), labels_dir, tally);
             result["labels_written"] = {
-                {"files", label_files}, {"dir", labels_dir}, {"boxes", boxes_written}};
+                {"files", times.size()}, {"dir", labels_dir}, {"boxes", boxes_written}};
         }
         if (operating_points) {
             fmt::print("operating points at IoU 0.3 (detections with score >= threshold):\n");

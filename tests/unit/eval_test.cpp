@@ -285,14 +285,24 @@ TEST(Bootstrap, ALowerLevelGivesANarrowerDifference) {
     EXPECT_GT(wide.hi, narrow.hi);
 }
 
+namespace {
+
+// An empty YOLO folder (images/, labels/) under the test's temporary directory.
+std::filesystem::path fresh_yolo_folder(const std::string& name) {
+    const auto dir = std::filesystem::path(::testing::TempDir()) / name;
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir / "images");
+    std::filesystem::create_directories(dir / "labels");
+    return dir;
+}
+
+}  // namespace
+
 TEST(YoloLabels, WrittenBoxesReadBackAsTheSameLabels) {
     // A check's boxes written as labels and read back as the evaluation reads a folder: the same
     // classes (by dataset id) and the same boxes, so a corrected pre-labelled folder means what it shows.
     namespace fs = std::filesystem;
-    const fs::path dir = fs::path(::testing::TempDir()) / "kg-yolo-labels";
-    fs::remove_all(dir);
-    fs::create_directories(dir / "images");
-    fs::create_directories(dir / "labels");
+    const fs::path dir = fresh_yolo_folder("kg-yolo-labels");
     std::ofstream(dir / "images" / "frame.jpg") << "not read here";
     const std::vector<Detection> found{box(0.10f, 0.20f, 0.30f, 0.40f, "bare", 0.9f),
                                        box(0.50f, 0.50f, 0.25f, 0.10f, "covered", 0.4f)};
@@ -336,10 +346,7 @@ TEST(YoloFolder, ReadsImagesWhateverTheCaseOfTheirSuffix) {
     // Cameras and phones write "FRAME.JPG": such frames are as much a part of the folder as
     // the ".jpg" ones (models/train/site_photos.py reads them too), and other files are not.
     namespace fs = std::filesystem;
-    const fs::path dir = fs::path(::testing::TempDir()) / "kg-yolo-suffixes";
-    fs::remove_all(dir);
-    fs::create_directories(dir / "images");
-    fs::create_directories(dir / "labels");
+    const fs::path dir = fresh_yolo_folder("kg-yolo-suffixes");
     for (const char* name : {"a.jpg", "b.JPG", "c.Jpeg", "d.PNG", "notes.txt", "e.bmp"})
         std::ofstream(dir / "images" / name) << "not read here";
     std::ofstream(dir / "labels" / "b.txt") << "1 0.5 0.5 0.2 0.2\n";
