@@ -62,6 +62,28 @@ std::vector<rules::Polygon> masks_of(const config::Camera& camera) {
     return masks;
 }
 
+std::unique_ptr<evidence::TrainingFrames> training_frames_for(const config::Camera& camera,
+                                                              const SiteContext& site) {
+    const auto& cfg = site.config.training_frames;
+    if (!cfg.enabled) return nullptr;
+    if (!cfg.cameras.empty() &&
+        std::find(cfg.cameras.begin(), cfg.cameras.end(), camera.id) == cfg.cameras.end())
+        return nullptr;
+    const rules::Schedule* schedule = nullptr;
+    if (!cfg.schedule.empty()) {
+        // The loader has checked the name.
+        if (auto it = site.schedules.find(cfg.schedule); it != site.schedules.end()) schedule = &it->second;
+    }
+    evidence::TrainingFrameOptions options;
+    options.folder = std::filesystem::path(cfg.path) / camera.id;
+    options.camera = camera.id;
+    options.every = cfg.every;
+    options.max_bytes = cfg.max_bytes;
+    options.max_age = cfg.max_age;
+    options.jpeg_quality = cfg.jpeg_quality;
+    return std::make_unique<evidence::TrainingFrames>(std::move(options), site.calendar, schedule);
+}
+
 }  // namespace
 
 CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool, const SiteContext& site)
@@ -71,6 +93,7 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
       log_(site.logging.get("cam:" + camera.id)),
       ring_(ring_length(camera, site.config.evidence)),
       evidence_(camera_, site.config.evidence, site.evidence, ring_, site.sink, site.calendar, log_),
+      training_(training_frames_for(camera_, site)),
       zones_(zones_of(camera), masks_of(camera)) {
     if (std::any_of(camera_.checks.begin(), camera_.checks.end(), needs_motion)) {
         motion_ = std::make_unique<vision::MotionMap>();
@@ -81,6 +104,15 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
             "{} network pass(es) shared between checks: one run per frame each ({} network "
             "pass(es) per frame in all)",
             passes_.shared(), count);
+    }
+    if (training_) {
+        log_->info(
+            "training frames: one every {} s{} into {} ({} kept from before)",
+            std::chrono::duration_cast<std::chrono::seconds>(site.config.training_frames.every).count(),
+            site.config.training_frames.schedule.empty()
+                ? std::string()
+                : " while schedule '" + site.config.training_frames.schedule + "' is active",
+            training_->images_folder().string(), training_->files());
     }
     raw_.reserve(16);
     observations_.reserve(16);
@@ -248,6 +280,17 @@ void CameraPipeline::run_once() {
         site_.sink.submit(*event);
     }
     stats_.frame_analysed(std::chrono::steady_clock::now() - began);
+    if (training_) {
+        // On the analysis thread, which owns the frame; an encode every few minutes is cheap
+        // beside the checks, and a copy for another thread would cost more.
+        if (auto saved = training_->offer(frame->image, frame->time)) {
+            if (saved->ok) {
+                log_->debug("training frame {}", saved->path);
+            } else {
+                log_->warn("training frame not kept: {}", saved->error);
+            }
+        }
+    }
     if (changed) {
         std::lock_guard lock(conditions_mutex_);
         conditions_.clear();
@@ -274,6 +317,7 @@ publish::CameraState CameraPipeline::supervise(TimePoint now) {
         site_.sink.submit(*event);
     }
     if (site_.evidence != nullptr) evidence_.poll(now);
+    if (training_) training_->expire(now);
 
     rate_samples_.push_back(
         {now, state.stats.frames_in, state.stats.frames_analysed, state.stats.analysis_ns});

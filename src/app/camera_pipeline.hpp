@@ -16,6 +16,7 @@
 #include "events/event_tracker.hpp"
 #include "evidence/event_evidence.hpp"
 #include "evidence/packet_ring.hpp"
+#include "evidence/training_frames.hpp"
 #include "ingest/camera_stats.hpp"
 #include "ingest/camera_worker.hpp"
 #include "ingest/latest_frame.hpp"
@@ -81,6 +82,7 @@ private:
     ingest::PacketFanout packets_;
     std::unique_ptr<ingest::CameraWorker> worker_;
     evidence::EventEvidence evidence_;
+    std::unique_ptr<evidence::TrainingFrames> training_;  // when training_frames covers this camera
     rules::ZoneFilter zones_;
 
     // Analysis side, touched by one pool thread at a time.

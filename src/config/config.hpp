@@ -147,6 +147,19 @@ struct Evidence {
     bool mqtt_snapshots = true;  // also publish each start snapshot as a JPEG on MQTT
 };
 
+// Frames saved unannotated for labelling a canteen's own training and test photos
+// (models/README.md, "Your own kitchen's photos"). Off unless configured: they show staff.
+struct TrainingFrames {
+    bool enabled = false;
+    std::string path = "/var/lib/kitchen-gateway/training-frames";
+    Duration every{std::chrono::minutes(10)};      // one frame per camera per interval
+    std::size_t max_bytes = std::size_t{1} << 30;  // per camera; the oldest frames go first
+    Duration max_age{std::chrono::hours(24 * 30)};
+    int jpeg_quality = 95;  // labelling and training want few artefacts
+    std::string schedule;   // only while this schedule is active (e.g. service hours); empty: always
+    std::vector<std::string> cameras;  // camera ids; empty: every camera
+};
+
 // Where a sensor's readings come from.
 struct SensorSource {
     enum class Kind { mqtt, modbus } kind = Kind::mqtt;
@@ -248,6 +261,7 @@ struct Gateway {
     std::map<std::string, std::string> models;  // user models by name -> manifest; checks "model:<name>"
     Outbox outbox;
     Evidence evidence;
+    TrainingFrames training_frames;
     int analysis_threads = 0;  // 0: one less than the cores, at least 1
     std::vector<Camera> cameras;
     std::vector<Sensor> sensors;

@@ -812,6 +812,28 @@ void read_evidence(Reader& r, const YAML::Node& n, Evidence& e) {
     if (n["mqtt_snapshots"]) r.boolean(n["mqtt_snapshots"], "evidence.mqtt_snapshots", e.mqtt_snapshots);
 }
 
+void read_training_frames(Reader& r, const YAML::Node& n, TrainingFrames& t) {
+    if (!r.map(n, "training_frames",
+               {"enabled", "path", "every", "max_size", "max_age", "jpeg_quality", "schedule", "cameras"})) {
+        return;
+    }
+    // The section turns it on; `enabled: false` keeps the settings while it is off.
+    t.enabled = true;
+    if (n["enabled"]) r.boolean(n["enabled"], "training_frames.enabled", t.enabled);
+    if (n["path"] && r.string(n["path"], "training_frames.path", t.path)) t.path = r.resolve(t.path).string();
+    if (n["every"] && r.duration(n["every"], "training_frames.every", t.every) &&
+        t.every < std::chrono::seconds(1)) {
+        // Names carry the second: two frames in one second would share a file.
+        r.error(n["every"], "training_frames.every", "must be at least 1s");
+    }
+    if (n["max_size"]) r.size(n["max_size"], "training_frames.max_size", t.max_bytes);
+    if (n["max_age"]) r.duration(n["max_age"], "training_frames.max_age", t.max_age);
+    if (n["jpeg_quality"])
+        r.integer(n["jpeg_quality"], "training_frames.jpeg_quality", t.jpeg_quality, 10, 100);
+    if (n["schedule"]) r.string(n["schedule"], "training_frames.schedule", t.schedule);
+    if (n["cameras"]) r.strings(n["cameras"], "training_frames.cameras", t.cameras);
+}
+
 using Step = std::variant<std::string, std::size_t>;
 
 // The node at `steps` under `node` (map keys and list indexes), if every step exists; used to point
@@ -875,6 +897,17 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
     if (!g.public_side.hours.empty() && !schedule_known(g.public_side.hours)) {
         r.error(node_at(root, {"public", "hours"}).value_or(root), "public.hours",
                 fmt::format("no schedule named '{}'", g.public_side.hours));
+    }
+    if (const auto& t = g.training_frames; !t.schedule.empty() && !schedule_known(t.schedule)) {
+        r.error(node_at(root, {"training_frames", "schedule"}).value_or(root), "training_frames.schedule",
+                fmt::format("no schedule named '{}'", t.schedule));
+    }
+    for (std::size_t i = 0; i < g.training_frames.cameras.size(); ++i) {
+        const auto& id = g.training_frames.cameras[i];
+        if (std::none_of(g.cameras.begin(), g.cameras.end(), [&](const Camera& c) { return c.id == id; })) {
+            r.error(node_at(root, {"training_frames", "cameras", i}).value_or(root),
+                    fmt::format("training_frames.cameras[{}]", i), fmt::format("no camera with id '{}'", id));
+        }
     }
     std::set<std::string> reported;  // key paths
     auto report = [&](const std::optional<YAML::Node>& at, const YAML::Node& fallback, const std::string& key,
@@ -1115,7 +1148,7 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
     }
     r.map(root, "",
           {"site", "mqtt", "log", "analysis_threads", "defaults", "cameras", "schedules", "outbox",
-           "evidence", "detectors", "models", "sensors", "sensors_mqtt", "api", "public"});
+           "evidence", "training_frames", "detectors", "models", "sensors", "sensors_mqtt", "api", "public"});
     if (const auto p = root["public"];
         p && r.map(p, "public",
                    {"listen", "hls_dir", "segment", "hours", "flv", "rtmp_push", "max_viewers_per_camera",
@@ -1235,6 +1268,7 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
     if (root["schedules"]) read_schedules(r, root["schedules"], g.schedules);
     if (root["outbox"]) read_outbox(r, root["outbox"], g.outbox);
     if (root["evidence"]) read_evidence(r, root["evidence"], g.evidence);
+    if (root["training_frames"]) read_training_frames(r, root["training_frames"], g.training_frames);
 
     CameraDefaults defaults;
     if (root["defaults"]) read_defaults(r, root["defaults"], defaults);

@@ -50,7 +50,8 @@ StoreResult EvidenceStore::reserve(const std::string& relative, std::uint64_t si
     std::lock_guard lock(mutex_);
     StoreResult r;
     if (!make_room(size)) {
-        r.error = fmt::format("{} bytes do not fit the evidence budget of {} bytes", size, max_bytes_);
+        r.error =
+            fmt::format("{} bytes do not fit the budget of {} bytes of {}", size, max_bytes_, root_.string());
         return r;
     }
     std::error_code ec;

@@ -1,5 +1,5 @@
-"""A canteen's own frames, the path of models/README.md ("Your own kitchen's photos"): kitchen-eval
---write-labels pre-labels them with a check's own boxes; the folder it leaves is one that
+"""A canteen's own frames, the path of models/README.md ("Your own kitchen's photos"): the gateway
+saves them from its cameras (training_frames); kitchen-eval --write-labels pre-labels them with a check's own boxes; the folder it leaves is one that
 models/train/site_photos.py (the training scripts' --site) accepts and that kitchen-eval reads back
 as those same boxes; a folder that cannot be trained on is refused with the file and line at fault;
 and with PyTorch present, a few fine-tuning steps on it give a model the gateway loads.
@@ -15,6 +15,10 @@ import shutil
 import subprocess
 import sys
 
+import re
+import time
+
+import cv2
 import pytest
 
 import kg_e2e
@@ -165,3 +169,59 @@ def test_a_few_fine_tuning_steps_on_prelabelled_frames_give_a_model_the_gateway_
     r = kitchen_eval("-d", manifest, "--data", frames, "--classes", "0=covered,1=bare", "--json", tmp_path / "e.json")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "e.json").read_text())["images"] == 6
+
+
+def test_the_gateway_saves_frames_to_label_from_a_live_camera(rtsp_server, broker, gateway, make_clip, tmp_path):
+    """training_frames on a real RTSP camera: one frame an interval from the chosen camera only, as
+    the checks see it (analysis size, nothing drawn), named by camera and local time, in the folder
+    kitchen-eval pre-labels. A stand-in kitchen frame from ../shared shows heads; without it a test
+    pattern still proves the saving."""
+    photos = sorted((SHARED / "datasets" / "helmet-yolo" / "valid" / "images").glob("*.jpg"))
+    if photos:
+        # The photo with the most labelled heads: the check must find some of them.
+        photo = max(photos, key=lambda p: len((p.parent.parent / "labels" / (p.stem + ".txt")).read_text().split("\n")))
+        clip = tmp_path / "heads.mp4"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-loop", "1", "-t", "12", "-r", "25", "-i", str(photo),
+                        "-vf", "scale=640:640,noise=alls=3:allf=t,format=yuv420p", "-c:v", "libx264", "-preset",
+                        "ultrafast", "-g", "25", str(clip)], check=True)
+    else:
+        clip = make_clip([("normal", 12)])
+    server = rtsp_server({"/kitchen": clip, "/store": clip})
+    analysis = {"fps": 2, "width": 640, "height": 640}
+    cams = [kg_e2e.camera("kitchen", server.url("/kitchen"), checks=["head_covering"], analysis=analysis),
+            kg_e2e.camera("store", server.url("/store"), checks=["head_covering"], analysis=analysis)]
+    saved = tmp_path / "training-frames"
+    config = kg_e2e.base_config(broker, cams, tmp_path, training_frames={
+        "path": str(saved), "every": "2s", "cameras": ["kitchen"]})
+    gw = gateway(config, env={"KG_SHARED_DIR": str(SHARED)})
+    images = saved / "kitchen" / "images"
+    kg_e2e.wait_until(lambda: images.is_dir() and len(list(images.glob("*.jpg"))) >= 3, 30,
+                      what="three training frames")
+    assert gw.terminate() == 0
+    assert not (saved / "store").exists(), "a camera not in training_frames.cameras had frames saved"
+    assert "training frames: one every 2 s into" in gw.output()
+
+    names = sorted(p.name for p in images.iterdir())
+    assert all(re.fullmatch(r"kitchen_\d{4}-\d\d-\d\d_\d{6}(-\d+)?\.jpg", n) for n in names), names
+    stamps = [time.mktime(time.strptime(n[len("kitchen_"):len("kitchen_") + 17], "%Y-%m-%d_%H%M%S")) for n in names]
+    assert all(b - a >= 2 for a, b in zip(stamps, stamps[1:])), names  # one an interval, not one a frame
+    for n in names:
+        img = cv2.imread(str(images / n))
+        assert img is not None and img.shape[:2] == (640, 640), n
+
+    # The installer's next step: pre-label them with the check's own boxes.
+    r = kitchen_eval("-d", MODELS / "kitchen-head-covering.yaml", "--data", saved / "kitchen",
+                     "--classes", "0=covered,1=bare", "--write-labels", saved / "kitchen" / "labels")
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {len(names)} label files" in r.stdout, r.stdout
+    labels = sorted((saved / "kitchen" / "labels").iterdir())
+    assert [p.stem for p in labels] == [pathlib.Path(n).stem for n in names]
+    if photos:
+        assert all(p.read_text().strip() for p in labels), "no head found on a saved frame of a crowd of heads"
+
+    # Restarted with the labels beside them: the frames of before are counted, the labels left alone.
+    gw = gateway(config, "again", env={"KG_SHARED_DIR": str(SHARED)})
+    kg_e2e.wait_until(lambda: len(list(images.glob("*.jpg"))) > len(names), 20, what="a frame after the restart")
+    assert gw.terminate() == 0
+    assert f"({len(names)} kept from before)" in gw.output()
+    assert sorted((saved / "kitchen" / "labels").iterdir()) == labels

@@ -171,6 +171,34 @@ TEST(ConfigLoader, HygieneChecksModelsAndScenes) {
     EXPECT_TRUE(cam.rules.count("model:ppe"));
 }
 
+TEST(ConfigLoader, TrainingFrames) {
+    const auto off = load_string(kHead + "cameras: [{id: a, url: a.mp4}]\n", "/etc/kg/gateway.yaml");
+    EXPECT_FALSE(off.training_frames.enabled);  // they show staff: only when asked for
+
+    const auto g =
+        load_string(kHead +
+                        "schedules: {service: {times: ['10:00-13:00']}}\n"
+                        "training_frames: {path: frames, every: 5m, max_size: 200MiB, max_age: 7d,\n"
+                        "                  jpeg_quality: 90, schedule: service, cameras: [b]}\n"
+                        "cameras: [{id: a, url: a.mp4}, {id: b, url: b.mp4}]\n",
+                    "/etc/kg/gateway.yaml");
+    const auto& t = g.training_frames;
+    EXPECT_TRUE(t.enabled);
+    EXPECT_EQ(t.path, "/etc/kg/frames");
+    EXPECT_EQ(t.every, 5min);
+    EXPECT_EQ(t.max_bytes, std::size_t{200} << 20);
+    EXPECT_EQ(t.max_age, 7 * 24h);
+    EXPECT_EQ(t.jpeg_quality, 90);
+    EXPECT_EQ(t.schedule, "service");
+    EXPECT_EQ(t.cameras, std::vector<std::string>{"b"});
+
+    const auto kept =
+        load_string(kHead + "training_frames: {enabled: false, every: 1h}\ncameras: [{id: a, url: a.mp4}]\n",
+                    "/etc/kg/gateway.yaml");
+    EXPECT_FALSE(kept.training_frames.enabled);
+    EXPECT_EQ(kept.training_frames.every, 1h);
+}
+
 TEST(ConfigLoader, SensorsWithoutCameras) {
     const auto g =
         load_string(kHead +
@@ -314,6 +342,15 @@ INSTANTIATE_TEST_SUITE_P(
             6, "cameras[0].zones.z.polygon", "at least 3"},
         BadCase{"bad_size", kHead + "evidence: {max_size: lots}\ncameras: [{id: a, url: a.mp4}]\n", 2,
                 "evidence.max_size", "not a size"},
+        BadCase{"training_frames_too_often",
+                kHead + "training_frames: {every: 500ms}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "training_frames.every", "at least 1s"},
+        BadCase{"training_frames_unknown_camera",
+                kHead + "training_frames:\n  cameras: [a, kitchen]\ncameras: [{id: a, url: a.mp4}]\n", 3,
+                "training_frames.cameras[1]", "no camera with id 'kitchen'"},
+        BadCase{"training_frames_unknown_schedule",
+                kHead + "training_frames:\n  schedule: lunch\ncameras: [{id: a, url: a.mp4}]\n", 3,
+                "training_frames.schedule", "no schedule named 'lunch'"},
         BadCase{"unknown_model", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: [model:ppe]\n", 5,
                 "cameras[0].checks[0]", "no model named 'ppe' under models"},
         BadCase{"bad_scene", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    scene: {min_area: 2}\n", 5,

@@ -12,6 +12,7 @@
 #include "evidence/evidence_store.hpp"
 #include "evidence/packet_ring.hpp"
 #include "evidence/snapshot.hpp"
+#include "evidence/training_frames.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -207,4 +208,125 @@ TEST(Snapshot, IsAJpegOfTheFrameWithTheBoxDrawn) {
     EXPECT_LT(px[0], 100);
     const auto inside = decoded.at<cv::Vec3b>(200, 400);
     EXPECT_LT(inside[2], 80);  // the frame itself is left as it was
+}
+
+namespace {
+
+kg::TimePoint utc(int hour, int minute, int second) {
+    // 2026-11-24 (a Tuesday) in UTC.
+    return kg::TimePoint(std::chrono::seconds(1795478400 + hour * 3600 + minute * 60 + second));
+}
+
+kg::evidence::TrainingFrameOptions training_options(const fs::path& dir) {
+    kg::evidence::TrainingFrameOptions o;
+    o.folder = dir / "cam1";
+    o.camera = "cam1";
+    o.every = 10min;
+    return o;
+}
+
+std::vector<std::string> names_in(const fs::path& dir) {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+}  // namespace
+
+TEST(TrainingFrames, SavesTheFirstFrameAndThenOneAnInterval) {
+    const auto dir = temp_dir();
+    const kg::rules::Calendar calendar("UTC", {});
+    kg::evidence::TrainingFrames frames(training_options(dir), calendar, nullptr);
+    cv::Mat image(180, 320, CV_8UC3, cv::Scalar(20, 120, 220));
+
+    const auto first = frames.offer(image, utc(9, 0, 0));
+    ASSERT_TRUE(first && first->ok) << (first ? first->error : "not due");
+    EXPECT_EQ(first->path, "cam1_2026-11-24_090000.jpg");
+    EXPECT_FALSE(frames.offer(image, utc(9, 5, 0)));  // within the interval
+    EXPECT_FALSE(frames.offer(image, utc(9, 9, 59)));
+    const auto second = frames.offer(image, utc(9, 10, 0));
+    ASSERT_TRUE(second && second->ok);
+    EXPECT_EQ(second->path, "cam1_2026-11-24_091000.jpg");
+
+    // The layout kitchen-eval --data reads: <folder>/images/*.jpg, the frame as it came.
+    EXPECT_EQ(names_in(dir / "cam1" / "images"),
+              (std::vector<std::string>{"cam1_2026-11-24_090000.jpg", "cam1_2026-11-24_091000.jpg"}));
+    const cv::Mat back = cv::imread((dir / "cam1" / "images" / first->path).string(), cv::IMREAD_COLOR);
+    ASSERT_EQ(back.size(), image.size());
+    EXPECT_NEAR(back.at<cv::Vec3b>(90, 160)[2], 220, 4);  // unannotated: the colour is the frame's
+    EXPECT_NEAR(back.at<cv::Vec3b>(90, 160)[0], 20, 4);
+    fs::remove_all(dir);
+}
+
+TEST(TrainingFrames, OnlyWhileTheScheduleIsActive) {
+    const auto dir = temp_dir();
+    const kg::rules::Calendar calendar("UTC", {});
+    kg::rules::Schedule service{"service", 0x7f, {kg::rules::parse_window("10:00-13:00")}};
+    kg::evidence::TrainingFrames frames(training_options(dir), calendar, &service);
+    cv::Mat image(90, 160, CV_8UC3, cv::Scalar(0, 0, 0));
+    EXPECT_FALSE(frames.offer(image, utc(9, 30, 0)));
+    EXPECT_FALSE(frames.offer(image, utc(9, 59, 59)));
+    const auto in = frames.offer(image, utc(10, 0, 1));
+    ASSERT_TRUE(in && in->ok);
+    EXPECT_EQ(in->path, "cam1_2026-11-24_100001.jpg");
+    EXPECT_FALSE(frames.offer(image, utc(13, 30, 0)));  // after the window, however long since
+    fs::remove_all(dir);
+}
+
+TEST(TrainingFrames, KeepsTheBudgetAndNeverTouchesLabels) {
+    const auto dir = temp_dir();
+    const kg::rules::Calendar calendar("UTC", {});
+    fs::create_directories(dir / "cam1" / "labels");
+    { std::ofstream(dir / "cam1" / "labels" / "cam1_2026-11-24_090000.txt") << "1 0.5 0.5 0.2 0.2\n"; }
+    auto options = training_options(dir);
+    cv::Mat noise(120, 160, CV_8UC3);
+    cv::randu(noise, 0, 255);  // incompressible, so each file is about the same size
+    std::vector<uchar> probe;
+    cv::imencode(".jpg", noise, probe, {cv::IMWRITE_JPEG_QUALITY, options.jpeg_quality});
+    options.max_bytes = probe.size() * 5 / 2;  // room for two frames
+    kg::evidence::TrainingFrames frames(options, calendar, nullptr);
+    for (int i = 0; i < 4; ++i) {
+        const auto r = frames.offer(noise, utc(9, 10 * i, 0));
+        ASSERT_TRUE(r && r->ok) << i << ": " << (r ? r->error : "not due");
+    }
+    EXPECT_EQ(names_in(dir / "cam1" / "images"),
+              (std::vector<std::string>{"cam1_2026-11-24_092000.jpg", "cam1_2026-11-24_093000.jpg"}));
+    EXPECT_TRUE(fs::exists(dir / "cam1" / "labels" / "cam1_2026-11-24_090000.txt"));
+    fs::remove_all(dir);
+}
+
+TEST(TrainingFrames, AClockSetBackNeitherStopsSavingNorReplacesAFrame) {
+    const auto dir = temp_dir();
+    const kg::rules::Calendar calendar("UTC", {});
+    kg::evidence::TrainingFrames frames(training_options(dir), calendar, nullptr);
+    cv::Mat image(90, 160, CV_8UC3, cv::Scalar(1, 2, 3));
+    ASSERT_TRUE(frames.offer(image, utc(11, 0, 0)));
+    // Set back an hour: saving goes on at once instead of waiting for 11:10.
+    const auto back = frames.offer(image, utc(10, 0, 0));
+    ASSERT_TRUE(back && back->ok);
+    EXPECT_EQ(back->path, "cam1_2026-11-24_100000.jpg");
+    ASSERT_TRUE(frames.offer(image, utc(10, 10, 0)));
+    ASSERT_TRUE(frames.offer(image, utc(10, 20, 0)));
+    // ... and a second seen before keeps its first frame.
+    ASSERT_TRUE(frames.offer(image, utc(11, 0, 0)));  // 40 min after 10:20, at a name already taken
+    EXPECT_EQ(names_in(dir / "cam1" / "images").size(), 5u);
+    EXPECT_TRUE(fs::exists(dir / "cam1" / "images" / "cam1_2026-11-24_110000-2.jpg"));
+    fs::remove_all(dir);
+}
+
+TEST(TrainingFrames, AnUnwritableFolderIsReportedAndRetriedAnIntervalLater) {
+    const kg::rules::Calendar calendar("UTC", {});
+    kg::evidence::TrainingFrameOptions o;
+    o.folder = "/proc/kg-training";
+    o.camera = "cam1";
+    o.every = 1min;
+    kg::evidence::TrainingFrames frames(o, calendar, nullptr);
+    cv::Mat image(90, 160, CV_8UC3, cv::Scalar(0, 0, 0));
+    const auto r = frames.offer(image, utc(9, 0, 0));
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->ok);
+    EXPECT_NE(r->error.find("/proc/kg-training"), std::string::npos) << r->error;
+    EXPECT_FALSE(frames.offer(image, utc(9, 0, 30)));  // not an encode on every frame
+    EXPECT_TRUE(frames.offer(image, utc(9, 1, 0)));
 }
