@@ -1,11 +1,14 @@
 """A canteen's own frames, the path of models/README.md ("Your own kitchen's photos"): the gateway
-saves them from its cameras (training_frames); kitchen-eval --write-labels pre-labels them with a check's own boxes; the folder it leaves is one that
-models/train/site_photos.py (the training scripts' --site) accepts and that kitchen-eval reads back
-as those same boxes; a folder that cannot be trained on is refused with the file and line at fault;
-and with PyTorch present, a few fine-tuning steps on it give a model the gateway loads.
+saves them from its cameras (training_frames); split_site_frames.py splits them by whole days into
+frames to train on and frames to measure on; kitchen-eval --write-labels pre-labels them with a
+check's own boxes; the folder it leaves is one that models/train/site_photos.py (the training
+scripts' --site) accepts and that kitchen-eval reads back as those same boxes; a folder that cannot
+be trained on is refused with the file and line at fault; and with PyTorch present, a few
+fine-tuning steps on it give a model the gateway loads.
 
 The pre-labelling and training tests use photos of ../shared as stand-in kitchen frames and are
-skipped without it; the folder checks need neither ../shared nor PyTorch."""
+skipped without it (the live-camera test then films a test pattern); the folder checks need neither
+../shared nor PyTorch."""
 
 import hashlib
 import json
@@ -225,3 +228,72 @@ def test_the_gateway_saves_frames_to_label_from_a_live_camera(rtsp_server, broke
     assert gw.terminate() == 0
     assert f"({len(names)} kept from before)" in gw.output()
     assert sorted((saved / "kitchen" / "labels").iterdir()) == labels
+
+
+def saved_frames(root, camera, days, per_day=3, labelled=()):
+    """A camera folder as training_frames leaves it: `per_day` frames on each of `days` (day numbers of
+    2026-11), with label files for the (day, n) in `labelled`."""
+    folder = root / camera
+    (folder / "images").mkdir(parents=True)
+    for day in days:
+        for n in range(per_day):
+            stem = f"{camera}_2026-11-{day:02d}_{10 + n:02d}3000"
+            (folder / "images" / f"{stem}.jpg").write_bytes(b"jpeg " + stem.encode())
+            if (day, n) in labelled:
+                (folder / "labels").mkdir(exist_ok=True)
+                (folder / "labels" / f"{stem}.txt").write_text("1 0.5 0.5 0.1 0.1\n")
+    return folder
+
+
+def split_frames(*args):
+    return subprocess.run(["/usr/bin/python3", str(TRAIN / "split_site_frames.py"), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_saved_frames_split_into_train_and_heldout_by_whole_days(tmp_path):
+    days = [2, 3, 4, 5, 9, 10, 11, 12]
+    cook = saved_frames(tmp_path / "saved", "cooking", days, labelled={(5, 0), (12, 1)})
+    prep = saved_frames(tmp_path / "saved", "prep", days[:6], per_day=2)
+    out = tmp_path / "site"
+    r = split_frames(cook, prep, "--out", out)
+    assert r.returncode == 0, r.stderr
+    # Every 4th day in date order is held out (the 5th and the 12th), for both cameras.
+    held = sorted(p.name for p in (out / "heldout" / "images").iterdir())
+    assert held == sorted([f"cooking_2026-11-{d}_{h}3000.jpg" for d in ("05", "12") for h in (10, 11, 12)]
+                          + [f"prep_2026-11-05_{h}3000.jpg" for h in (10, 11)]), held
+    trained = {p.name[len("cooking_"):][:10] if p.name.startswith("cooking") else p.name[len("prep_"):][:10]
+               for p in (out / "train" / "images").iterdir()}
+    assert trained == {f"2026-11-{d:02d}" for d in (2, 3, 4, 9, 10, 11)}
+    assert len(list((out / "train" / "images").iterdir())) == 6 * 3 + 5 * 2
+    # Labels go with their frames; the frames are copies, the gateway's folder is left as it was.
+    assert sorted(p.name for p in (out / "heldout" / "labels").iterdir()) == [
+        "cooking_2026-11-05_103000.txt", "cooking_2026-11-12_113000.txt"]
+    assert not (out / "train" / "labels").exists()
+    assert len(list((cook / "images").iterdir())) == 24
+    assert "heldout: 8 frames of 2 days (2 with labels)" in r.stdout, r.stdout
+    assert "train: 28 frames of 6 days (0 with labels)" in r.stdout, r.stdout
+
+    # Never over an existing folder.
+    again = split_frames(cook, "--out", out)
+    assert again.returncode == 2 and "exists" in again.stderr, again.stderr
+
+
+@pytest.mark.parametrize("make,args,expected", [
+    (lambda root: saved_frames(root, "cooking", [2], per_day=5), [], "1 day(s) of frames"),
+    (lambda root: saved_frames(root, "cooking", [2, 3]), [], "2 day(s) of frames: holding out every 4th day"),
+    (lambda root: saved_frames(root, "cooking", range(1, 9)), ["--heldout-share", "1.5"], "between 0 and 1"),
+    (lambda root: root / "nowhere", [], "no images/ folder"),
+], ids=["one_day", "too_few_days", "bad_share", "not_a_camera_folder"])
+def test_a_split_that_cannot_be_made_is_refused_with_nothing_written(make, args, expected, tmp_path):
+    folder = make(tmp_path / "saved")
+    r = split_frames(folder, "--out", tmp_path / "site", *args)
+    assert r.returncode == 2 and expected in r.stderr, r.stderr
+    assert not (tmp_path / "site").exists()
+
+
+def test_a_frame_not_named_by_the_gateway_is_refused(tmp_path):
+    folder = saved_frames(tmp_path / "saved", "cooking", range(1, 9))
+    (folder / "images" / "IMG_0042.jpg").write_bytes(b"jpeg")
+    r = split_frames(folder, "--out", tmp_path / "site")
+    assert r.returncode == 2 and "IMG_0042.jpg: not named <camera>_<YYYY-MM-DD>_<HHMMSS>" in r.stderr, r.stderr
+    assert not (tmp_path / "site").exists()
