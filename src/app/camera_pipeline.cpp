@@ -65,23 +65,15 @@ std::vector<rules::Polygon> masks_of(const config::Camera& camera) {
 std::unique_ptr<evidence::TrainingFrames> training_frames_for(const config::Camera& camera,
                                                               const SiteContext& site) {
     const auto& cfg = site.config.training_frames;
-    if (!cfg.enabled) return nullptr;
+    if (site.training_frames == nullptr) return nullptr;
     if (!cfg.cameras.empty() &&
         std::find(cfg.cameras.begin(), cfg.cameras.end(), camera.id) == cfg.cameras.end())
         return nullptr;
-    const rules::Schedule* schedule = nullptr;
-    if (!cfg.schedule.empty()) {
-        // The loader has checked the name.
-        if (auto it = site.schedules.find(cfg.schedule); it != site.schedules.end()) schedule = &it->second;
-    }
-    evidence::TrainingFrameOptions options;
-    options.folder = std::filesystem::path(cfg.path) / camera.id;
-    options.camera = camera.id;
-    options.every = cfg.every;
-    options.max_bytes = cfg.max_bytes;
-    options.max_age = cfg.max_age;
-    options.jpeg_quality = cfg.jpeg_quality;
-    return std::make_unique<evidence::TrainingFrames>(std::move(options), site.calendar, schedule);
+    // The loader has checked the schedule's name: at() cannot throw on a loaded configuration.
+    const rules::Schedule* schedule = cfg.schedule.empty() ? nullptr : &site.schedules.at(cfg.schedule);
+    return std::make_unique<evidence::TrainingFrames>(
+        evidence::TrainingFrameOptions{camera.id, cfg.every, cfg.jpeg_quality}, *site.training_frames,
+        site.calendar, schedule);
 }
 
 }  // namespace
@@ -107,12 +99,12 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
     }
     if (training_) {
         log_->info(
-            "training frames: one every {} s{} into {} ({} kept from before)",
+            "training frames: one every {} s{} into {}",
             std::chrono::duration_cast<std::chrono::seconds>(site.config.training_frames.every).count(),
             site.config.training_frames.schedule.empty()
                 ? std::string()
                 : " while schedule '" + site.config.training_frames.schedule + "' is active",
-            training_->images_folder().string(), training_->files());
+            training_->images_folder().string());
     }
     raw_.reserve(16);
     observations_.reserve(16);
@@ -317,7 +309,6 @@ publish::CameraState CameraPipeline::supervise(TimePoint now) {
         site_.sink.submit(*event);
     }
     if (site_.evidence != nullptr) evidence_.poll(now);
-    if (training_) training_->expire(now);
 
     rate_samples_.push_back(
         {now, state.stats.frames_in, state.stats.frames_analysed, state.stats.analysis_ns});

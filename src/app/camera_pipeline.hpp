@@ -36,7 +36,8 @@ struct SiteContext {
     const config::Gateway& config;
     const rules::Calendar& calendar;
     const std::map<std::string, rules::Schedule>& schedules;
-    evidence::EvidenceStore* evidence;  // null: no evidence kept
+    evidence::EvidenceStore* evidence;         // null: no evidence kept
+    evidence::EvidenceStore* training_frames;  // null: no frames saved for labelling
     events::EventSink& sink;
     events::EventIdGenerator& ids;
     const Logging& logging;

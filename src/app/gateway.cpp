@@ -47,6 +47,13 @@ std::map<std::string, rules::Schedule> make_schedules(const std::vector<config::
     return out;
 }
 
+std::unique_ptr<evidence::EvidenceStore> open_training_frames(const config::TrainingFrames& cfg) {
+    std::error_code ec;
+    if (!cfg.enabled && !std::filesystem::is_directory(cfg.path, ec)) return nullptr;
+    return std::make_unique<evidence::EvidenceStore>(cfg.path, cfg.max_bytes, cfg.max_age,
+                                                     evidence::is_training_frame);
+}
+
 }  // namespace
 
 Gateway::Gateway(config::Gateway cfg, const Logging& logging)
@@ -61,7 +68,15 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
       event_log_(outbox_, cfg_.site.id),
       evidence_(std::make_unique<evidence::EvidenceStore>(cfg_.evidence.path, cfg_.evidence.max_bytes,
                                                           cfg_.evidence.max_age)),
-      site_{cfg_, calendar_, schedules_, evidence_.get(), event_log_, ids_, logging},
+      training_frames_(open_training_frames(cfg_.training_frames)),
+      site_{cfg_,
+            calendar_,
+            schedules_,
+            evidence_.get(),
+            cfg_.training_frames.enabled ? training_frames_.get() : nullptr,
+            event_log_,
+            ids_,
+            logging},
       pool_(analysis_threads(cfg_.analysis_threads)) {
     for (const auto& camera : cfg_.cameras) {
         if (!camera.enabled) continue;
@@ -88,6 +103,25 @@ void Gateway::start() {
     log_->info("site {} ({}): {} cameras, {} sensors, {} analysis threads; evidence in {} ({} files, {} MiB)",
                cfg_.site.id, cfg_.site.name, cameras_.size(), cfg_.sensors.size(), pool_.size(),
                cfg_.evidence.path, evidence_->files(), evidence_->bytes() >> 20);
+    if (training_frames_) {
+        const auto& t = cfg_.training_frames;
+        const auto hours = std::chrono::duration_cast<std::chrono::hours>(t.max_age).count();
+        const auto kept_for = hours % 24 == 0 ? fmt::format("{} d", hours / 24) : fmt::format("{} h", hours);
+        // A folder that cannot be written shows now, not at the first frame due.
+        std::error_code ec;
+        const bool writable =
+            std::filesystem::is_directory(t.path, ec) && ::access(t.path.c_str(), W_OK) == 0;
+        if (!t.enabled) {
+            log_->info("training frames: saving is off; the {} frames ({} MiB) in {} are deleted after {}",
+                       training_frames_->files(), training_frames_->bytes() >> 20, t.path, kept_for);
+        } else if (!writable) {
+            log_->error("training frames: {} is not a writable folder: no frame will be kept", t.path);
+        } else {
+            log_->info("training frames in {}: {} kept ({} MiB of {} MiB), each for {}", t.path,
+                       training_frames_->files(), training_frames_->bytes() >> 20, t.max_bytes >> 20,
+                       kept_for);
+        }
+    }
     apply_public_hours(started_at_);
     link_.start();
     outbox_.start();
@@ -108,6 +142,7 @@ void Gateway::tick() {
     if (now - last_expiry_ >= kExpiryInterval) {
         last_expiry_ = now;
         evidence_->expire(now);
+        if (training_frames_) training_frames_->expire(now);
     }
 }
 

@@ -66,6 +66,9 @@ private:
     outbox::Outbox outbox_;
     EventLog event_log_;
     std::unique_ptr<evidence::EvidenceStore> evidence_;
+    // Kept while saving is on, and also while it is off but the folder exists, so that frames
+    // saved before still expire.
+    std::unique_ptr<evidence::EvidenceStore> training_frames_;
     SiteContext site_;
     AnalysisPool pool_;
     std::vector<std::unique_ptr<CameraPipeline>> cameras_;

@@ -153,7 +153,7 @@ struct TrainingFrames {
     bool enabled = false;
     std::string path = "/var/lib/kitchen-gateway/training-frames";
     Duration every{std::chrono::minutes(10)};      // one frame per camera per interval
-    std::size_t max_bytes = std::size_t{1} << 30;  // per camera; the oldest frames go first
+    std::size_t max_bytes = std::size_t{2} << 30;  // all cameras together; the oldest frames go first
     Duration max_age{std::chrono::hours(24 * 30)};
     int jpeg_quality = 95;  // labelling and training want few artefacts
     std::string schedule;   // only while this schedule is active (e.g. service hours); empty: always

@@ -813,17 +813,22 @@ void read_evidence(Reader& r, const YAML::Node& n, Evidence& e) {
 }
 
 void read_training_frames(Reader& r, const YAML::Node& n, TrainingFrames& t) {
+    // The section turns it on, an empty one with every default; `enabled: false` keeps the
+    // settings while saving is off (frames saved before still expire).
+    if (n.IsNull()) {
+        t.enabled = true;
+        return;
+    }
     if (!r.map(n, "training_frames",
                {"enabled", "path", "every", "max_size", "max_age", "jpeg_quality", "schedule", "cameras"})) {
         return;
     }
-    // The section turns it on; `enabled: false` keeps the settings while it is off.
     t.enabled = true;
     if (n["enabled"]) r.boolean(n["enabled"], "training_frames.enabled", t.enabled);
     if (n["path"] && r.string(n["path"], "training_frames.path", t.path)) t.path = r.resolve(t.path).string();
     if (n["every"] && r.duration(n["every"], "training_frames.every", t.every) &&
         t.every < std::chrono::seconds(1)) {
-        // Names carry the second: two frames in one second would share a file.
+        // More often than any labelling needs, and file names carry only the second.
         r.error(n["every"], "training_frames.every", "must be at least 1s");
     }
     if (n["max_size"]) r.size(n["max_size"], "training_frames.max_size", t.max_bytes);
@@ -901,6 +906,25 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
     if (const auto& t = g.training_frames; !t.schedule.empty() && !schedule_known(t.schedule)) {
         r.error(node_at(root, {"training_frames", "schedule"}).value_or(root), "training_frames.schedule",
                 fmt::format("no schedule named '{}'", t.schedule));
+    }
+    if (const auto& t = g.training_frames; t.enabled) {
+        // Each folder's budget deletes files in it: nested, one would delete the other's.
+        const auto inside = [](const std::string& a, const std::string& b) {
+            const auto pa = fs::path(a).lexically_normal(), pb = fs::path(b).lexically_normal();
+            auto [end_a, end_b] = std::mismatch(pa.begin(), pa.end(), pb.begin(), pb.end());
+            return end_a == pa.end() || end_b == pb.end();
+        };
+        const auto at = node_at(root, {"training_frames", "path"}).value_or(root["training_frames"]);
+        for (const auto& [key, other] :
+             {std::pair<const char*, std::string>{"evidence.path", g.evidence.path},
+              {"public.hls_dir", g.public_side.hls_dir}}) {
+            if (!other.empty() && inside(t.path, other)) {
+                r.error(
+                    at, "training_frames.path",
+                    fmt::format("'{}' and {} '{}' are one inside the other: give each a folder of its own",
+                                t.path, key, other));
+            }
+        }
     }
     for (std::size_t i = 0; i < g.training_frames.cameras.size(); ++i) {
         const auto& id = g.training_frames.cameras[i];

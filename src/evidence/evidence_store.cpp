@@ -2,8 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <string_view>
+#include <vector>
 
 namespace kg::evidence {
 namespace fs = std::filesystem;
@@ -19,17 +22,28 @@ TimePoint file_time(const fs::path& p) {
 
 }  // namespace
 
-EvidenceStore::EvidenceStore(fs::path root, std::uint64_t max_bytes, Duration max_age)
-    : root_(std::move(root)), max_bytes_(max_bytes), max_age_(max_age) {
+EvidenceStore::EvidenceStore(fs::path root, std::uint64_t max_bytes, Duration max_age, Manages manages)
+    : root_(std::move(root)), max_bytes_(max_bytes), max_age_(max_age), manages_(std::move(manages)) {
     std::error_code ec;
     fs::create_directories(root_, ec);  // failure shows on the first write, with the reason
+    std::vector<fs::path> unfinished;
     for (fs::recursive_directory_iterator it(root_, ec), end; !ec && it != end; it.increment(ec)) {
         if (!it->is_regular_file(ec)) continue;
+        std::string relative = fs::relative(it->path(), root_).string();
+        constexpr std::string_view kPart = ".part";
+        const bool part = relative.size() > kPart.size() && relative.ends_with(kPart);
+        if (part) relative.resize(relative.size() - kPart.size());
+        if (manages_ && !manages_(relative)) continue;
+        if (part) {
+            unfinished.push_back(it->path());
+            continue;
+        }
         const auto size = it->file_size(ec);
         if (ec) continue;
-        files_[{file_time(it->path()), fs::relative(it->path(), root_).string()}] = size;
+        files_[{file_time(it->path()), relative}] = size;
         bytes_ += size;
     }
+    for (const auto& p : unfinished) fs::remove(p, ec);
 }
 
 void EvidenceStore::erase_oldest() {
@@ -71,7 +85,9 @@ void EvidenceStore::adopt(const std::string& relative) {
     std::error_code ec;
     const auto size = fs::file_size(root_ / relative, ec);
     if (ec) return;
-    files_[{Clock::now(), relative}] = size;
+    const TimePoint now = Clock::now();
+    const TimePoint at = files_.empty() ? now : std::max(now, files_.rbegin()->first.first + Duration(1));
+    files_[{at, relative}] = size;
     bytes_ += size;
     // A clip may come out larger than reserved: the budget still holds afterwards.
     while (bytes_ > max_bytes_ && files_.size() > 1) erase_oldest();
@@ -110,6 +126,14 @@ void EvidenceStore::expire(TimePoint now) {
 std::uint64_t EvidenceStore::bytes() const {
     std::lock_guard lock(mutex_);
     return bytes_;
+}
+
+std::optional<TimePoint> EvidenceStore::newest(const std::string& prefix) const {
+    std::lock_guard lock(mutex_);
+    for (auto it = files_.rbegin(); it != files_.rend(); ++it) {
+        if (it->first.second.starts_with(prefix)) return it->first.first;
+    }
+    return std::nullopt;
 }
 
 std::size_t EvidenceStore::files() const {

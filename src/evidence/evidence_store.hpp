@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,8 +25,14 @@ struct StoreResult {
 
 class EvidenceStore {
 public:
-    // Scans `root` for what an earlier run left, so the budget counts it.
-    EvidenceStore(std::filesystem::path root, std::uint64_t max_bytes, Duration max_age);
+    // Which files under the root are the store's (a path relative to the root): only these are
+    // counted and ever deleted. Other files, such as a person's labels, are left alone.
+    using Manages = std::function<bool(const std::string& relative)>;
+
+    // Scans `root` for what an earlier run left, so the budget counts it; a write an earlier run
+    // did not finish (its ".part" file) is deleted.
+    EvidenceStore(std::filesystem::path root, std::uint64_t max_bytes, Duration max_age,
+                  Manages manages = {});
 
     // Writes `data` at `relative` (e.g. "cam1/2026-11-24/<id>-start.jpg").
     StoreResult write(const std::string& relative, std::string_view data);
@@ -38,6 +46,8 @@ public:
 
     std::uint64_t bytes() const;
     std::size_t files() const;
+    // The time the newest file whose path starts with `prefix` was written, if there is one.
+    std::optional<TimePoint> newest(const std::string& prefix) const;
     const std::filesystem::path& root() const { return root_; }
     std::filesystem::path absolute(const std::string& relative) const { return root_ / relative; }
 
@@ -48,8 +58,10 @@ private:
     std::filesystem::path root_;
     std::uint64_t max_bytes_;
     Duration max_age_;
+    Manages manages_;
     mutable std::mutex mutex_;
-    // Oldest first: (time written, relative path) -> size.
+    // Oldest first: (time written, relative path) -> size. A file is never dated before the newest
+    // already kept, so that a clock set back does not make the newest files the first to go.
     std::map<std::pair<TimePoint, std::string>, std::uint64_t> files_;
     std::uint64_t bytes_ = 0;
 };

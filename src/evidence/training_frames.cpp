@@ -4,14 +4,15 @@
 
 #include <algorithm>
 #include <opencv2/imgcodecs.hpp>
+#include <regex>
 
 namespace kg::evidence {
 namespace fs = std::filesystem;
 
 namespace {
 
-// "cam1_2026-11-24_143005": sorts by time in a file browser and in a labelling tool, and says
-// which camera it came from once copied out of its folder.
+// "cam1_2026-11-24_143005": sorts by time in a file browser and in a labelling tool, says which
+// camera it came from once copied out of its folder, and gives split_site_frames.py its day.
 std::string stem_for(const std::string& camera, const std::string& local_text) {
     std::string stamp = local_text;  // "2026-11-24 14:30:05"
     std::replace(stamp.begin(), stamp.end(), ' ', '_');
@@ -21,12 +22,18 @@ std::string stem_for(const std::string& camera, const std::string& local_text) {
 
 }  // namespace
 
-TrainingFrames::TrainingFrames(TrainingFrameOptions options, const rules::Calendar& calendar,
-                               const rules::Schedule* schedule)
-    : options_(std::move(options)),
-      calendar_(calendar),
-      schedule_(schedule),
-      store_(options_.folder / "images", options_.max_bytes, options_.max_age) {}
+bool is_training_frame(const std::string& relative) {
+    static const std::regex kName(R"(([^/]+)/images/\1_\d{4}-\d\d-\d\d_\d{6}(-\d+)?\.jpg)");
+    return std::regex_match(relative, kName);
+}
+
+TrainingFrames::TrainingFrames(TrainingFrameOptions options, EvidenceStore& store,
+                               const rules::Calendar& calendar, const rules::Schedule* schedule)
+    : options_(std::move(options)), store_(store), calendar_(calendar), schedule_(schedule) {
+    if (auto newest = store_.newest(options_.camera + "/images/")) next_ = *newest + options_.every;
+}
+
+fs::path TrainingFrames::images_folder() const { return store_.root() / options_.camera / "images"; }
 
 std::optional<StoreResult> TrainingFrames::offer(const cv::Mat& image, TimePoint time) {
     // A next frame more than an interval away means the clock was set back: due now.
@@ -38,12 +45,18 @@ std::optional<StoreResult> TrainingFrames::offer(const cv::Mat& image, TimePoint
         return StoreResult{false, "",
                            fmt::format("{}: the frame could not be encoded as JPEG", options_.camera)};
     }
-    // A clock set back (NTP after a power cut) can repeat a second: never replace a kept frame.
+    // A clock set back (NTP after a power cut) can repeat a second: never replace a kept frame,
+    // nor give a new one the name of a labelled one.
     const std::string stem = stem_for(options_.camera, calendar_.local_text(time));
-    std::string name = stem + ".jpg";
-    std::error_code ec;
-    for (int n = 2; fs::exists(store_.absolute(name), ec); ++n) name = fmt::format("{}-{}.jpg", stem, n);
-    return store_.write(name, {reinterpret_cast<const char*>(jpeg_.data()), jpeg_.size()});
+    const auto taken = [&](const std::string& name) {
+        std::error_code ec;
+        return fs::exists(images_folder() / (name + ".jpg"), ec) ||
+               fs::exists(store_.root() / options_.camera / "labels" / (name + ".txt"), ec);
+    };
+    std::string name = stem;
+    for (int n = 2; taken(name); ++n) name = fmt::format("{}-{}", stem, n);
+    return store_.write(options_.camera + "/images/" + name + ".jpg",
+                        {reinterpret_cast<const char*>(jpeg_.data()), jpeg_.size()});
 }
 
 }  // namespace kg::evidence

@@ -4,11 +4,12 @@
 // kitchen and to fine-tune the models (models/README.md, "Your own kitchen's photos"); event
 // snapshots are no substitute, since they show only what the checks already found.
 //
-// Each camera's frames go to <folder>/images/, the layout `kitchen-eval --data <folder>` and the
-// training scripts' `--site` read, under their own size and age budget. Only images/ is managed:
-// labels/ beside it, where a person's work goes, is never touched.
+// Every camera's frames share one store rooted at training_frames.path, under one size and age
+// budget, as <camera>/images/<camera>_<YYYY-MM-DD>_<HHMMSS>.jpg: the layout `kitchen-eval --data
+// <path>/<camera>` and the training scripts' `--site` read. The store manages only files named so
+// (is_training_frame): a person's labels, wherever a labelling tool puts them, are never counted
+// or deleted.
 
-#include <filesystem>
 #include <opencv2/core/mat.hpp>
 #include <optional>
 #include <string>
@@ -20,39 +21,38 @@
 
 namespace kg::evidence {
 
+// True for "<camera>/images/<camera>_<YYYY-MM-DD>_<HHMMSS>[-<n>].jpg": the files the gateway
+// saved, and so the only ones its budget may delete.
+bool is_training_frame(const std::string& relative);
+
 struct TrainingFrameOptions {
-    std::filesystem::path folder;  // <training_frames.path>/<camera id>
-    std::string camera;            // camera id, the start of each file name
+    std::string camera;  // camera id: its folder and the start of each file name
     Duration every{std::chrono::minutes(10)};
-    std::uint64_t max_bytes = std::uint64_t{1} << 30;
-    Duration max_age{std::chrono::hours(24 * 30)};
     int jpeg_quality = 95;
 };
 
 class TrainingFrames {
 public:
-    // `schedule` (may be null: always) gates saving to the times it is active.
-    TrainingFrames(TrainingFrameOptions options, const rules::Calendar& calendar,
+    // `store` is the site's training frame store (managing is_training_frame files); `schedule`
+    // (may be null: always) gates saving to the times it is active. The first frame is due an
+    // interval after the newest this camera already has, so restarts do not add frames.
+    TrainingFrames(TrainingFrameOptions options, EvidenceStore& store, const rules::Calendar& calendar,
                    const rules::Schedule* schedule);
 
     // Analysis side: saves `image` (BGR) if a frame is due at `time`. Returns nothing when none
-    // was due, else the store's result (the file, relative to images/, or why it was not kept).
-    // A failed save is not retried before the next interval: a full disk would otherwise cost an
-    // encode on every frame.
+    // was due, else the store's result (the file, relative to the store's root, or why it was
+    // not kept). A failed save is not retried before the next interval: a full disk would
+    // otherwise cost an encode on every frame.
     std::optional<StoreResult> offer(const cv::Mat& image, TimePoint time);
 
-    // Supervisor side: deletes frames past the age limit.
-    void expire(TimePoint now) { store_.expire(now); }
-
-    std::size_t files() const { return store_.files(); }
-    std::filesystem::path images_folder() const { return store_.root(); }
+    std::filesystem::path images_folder() const;
 
 private:
     TrainingFrameOptions options_;
+    EvidenceStore& store_;
     const rules::Calendar& calendar_;
     const rules::Schedule* schedule_;
-    EvidenceStore store_;
-    TimePoint next_{};                // the epoch: the first frame in schedule is saved at once
+    TimePoint next_{};                // the epoch: due at once
     std::vector<std::uint8_t> jpeg_;  // reused between saves
 };
 

@@ -226,7 +226,15 @@ def test_the_gateway_saves_frames_to_label_from_a_live_camera(rtsp_server, broke
     gw = gateway(config, "again", env={"KG_SHARED_DIR": str(SHARED)})
     kg_e2e.wait_until(lambda: len(list(images.glob("*.jpg"))) > len(names), 20, what="a frame after the restart")
     assert gw.terminate() == 0
-    assert f"({len(names)} kept from before)" in gw.output()
+    assert f"training frames in {saved}: {len(names)} kept" in gw.output(), gw.output()
+    assert sorted((saved / "kitchen" / "labels").iterdir()) == labels
+
+    # Saving turned off: what was saved still expires (they show staff), and the labels stay.
+    config["training_frames"].update({"enabled": False, "max_age": "1s"})
+    gw = gateway(config, "off", env={"KG_SHARED_DIR": str(SHARED)})
+    kg_e2e.wait_until(lambda: not list(images.glob("*.jpg")), 15, what="the saved frames' expiry")
+    assert gw.terminate() == 0
+    assert "training frames: saving is off" in gw.output(), gw.output()
     assert sorted((saved / "kitchen" / "labels").iterdir()) == labels
 
 

@@ -192,6 +192,12 @@ TEST(ConfigLoader, TrainingFrames) {
     EXPECT_EQ(t.schedule, "service");
     EXPECT_EQ(t.cameras, std::vector<std::string>{"b"});
 
+    const auto defaults =
+        load_string(kHead + "training_frames:\ncameras: [{id: a, url: a.mp4}]\n", "/etc/kg/gateway.yaml");
+    EXPECT_TRUE(defaults.training_frames.enabled);  // an empty section: on, with every default
+    EXPECT_EQ(defaults.training_frames.every, 10min);
+    EXPECT_EQ(defaults.training_frames.max_bytes, std::size_t{2} << 30);
+
     const auto kept =
         load_string(kHead + "training_frames: {enabled: false, every: 1h}\ncameras: [{id: a, url: a.mp4}]\n",
                     "/etc/kg/gateway.yaml");
@@ -351,6 +357,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"training_frames_unknown_schedule",
                 kHead + "training_frames:\n  schedule: lunch\ncameras: [{id: a, url: a.mp4}]\n", 3,
                 "training_frames.schedule", "no schedule named 'lunch'"},
+        BadCase{"training_frames_in_evidence",
+                kHead + "evidence: {path: /var/kg}\ntraining_frames:\n  path: /var/kg/frames\ncameras: [{id: a, url: a.mp4}]\n",
+                4, "training_frames.path", "one inside the other"},
         BadCase{"unknown_model", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: [model:ppe]\n", 5,
                 "cameras[0].checks[0]", "no model named 'ppe' under models"},
         BadCase{"bad_scene", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    scene: {min_area: 2}\n", 5,

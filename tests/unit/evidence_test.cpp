@@ -217,12 +217,13 @@ kg::TimePoint utc(int hour, int minute, int second) {
     return kg::TimePoint(std::chrono::seconds(1795478400 + hour * 3600 + minute * 60 + second));
 }
 
-kg::evidence::TrainingFrameOptions training_options(const fs::path& dir) {
-    kg::evidence::TrainingFrameOptions o;
-    o.folder = dir / "cam1";
-    o.camera = "cam1";
-    o.every = 10min;
-    return o;
+kg::evidence::EvidenceStore training_store(const fs::path& dir, std::uint64_t max_bytes = 1 << 30,
+                                           kg::Duration max_age = 24h) {
+    return kg::evidence::EvidenceStore(dir, max_bytes, max_age, kg::evidence::is_training_frame);
+}
+
+kg::evidence::TrainingFrameOptions every(const std::string& camera, kg::Duration interval) {
+    return {camera, interval, 95};
 }
 
 std::vector<std::string> names_in(const fs::path& dir) {
@@ -232,27 +233,44 @@ std::vector<std::string> names_in(const fs::path& dir) {
     return names;
 }
 
+void touch(const fs::path& p, const std::string& text = "x") {
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+}
+
 }  // namespace
+
+TEST(TrainingFrames, OnlyTheGatewaysOwnFileNamesAreFrames) {
+    using kg::evidence::is_training_frame;
+    EXPECT_TRUE(is_training_frame("cam1/images/cam1_2026-11-24_090000.jpg"));
+    EXPECT_TRUE(is_training_frame("cam-2.a/images/cam-2.a_2026-11-24_090000-3.jpg"));
+    EXPECT_FALSE(is_training_frame("cam1/images/cam1_2026-11-24_090000.txt"));  // LabelImg's labels
+    EXPECT_FALSE(is_training_frame("cam1/images/classes.txt"));
+    EXPECT_FALSE(is_training_frame("cam1/images/IMG_0042.jpg"));
+    EXPECT_FALSE(is_training_frame("cam1/images/cam2_2026-11-24_090000.jpg"));  // not this camera's
+    EXPECT_FALSE(is_training_frame("cam1/labels/cam1_2026-11-24_090000.jpg"));
+    EXPECT_FALSE(is_training_frame("cam1/images/x/cam1_2026-11-24_090000.jpg"));
+}
 
 TEST(TrainingFrames, SavesTheFirstFrameAndThenOneAnInterval) {
     const auto dir = temp_dir();
     const kg::rules::Calendar calendar("UTC", {});
-    kg::evidence::TrainingFrames frames(training_options(dir), calendar, nullptr);
+    auto store = training_store(dir);
+    kg::evidence::TrainingFrames frames(every("cam1", 10min), store, calendar, nullptr);
     cv::Mat image(180, 320, CV_8UC3, cv::Scalar(20, 120, 220));
 
     const auto first = frames.offer(image, utc(9, 0, 0));
     ASSERT_TRUE(first && first->ok) << (first ? first->error : "not due");
-    EXPECT_EQ(first->path, "cam1_2026-11-24_090000.jpg");
+    EXPECT_EQ(first->path, "cam1/images/cam1_2026-11-24_090000.jpg");
     EXPECT_FALSE(frames.offer(image, utc(9, 5, 0)));  // within the interval
     EXPECT_FALSE(frames.offer(image, utc(9, 9, 59)));
     const auto second = frames.offer(image, utc(9, 10, 0));
     ASSERT_TRUE(second && second->ok);
-    EXPECT_EQ(second->path, "cam1_2026-11-24_091000.jpg");
 
     // The layout kitchen-eval --data reads: <folder>/images/*.jpg, the frame as it came.
     EXPECT_EQ(names_in(dir / "cam1" / "images"),
               (std::vector<std::string>{"cam1_2026-11-24_090000.jpg", "cam1_2026-11-24_091000.jpg"}));
-    const cv::Mat back = cv::imread((dir / "cam1" / "images" / first->path).string(), cv::IMREAD_COLOR);
+    const cv::Mat back = cv::imread((dir / first->path).string(), cv::IMREAD_COLOR);
     ASSERT_EQ(back.size(), image.size());
     EXPECT_NEAR(back.at<cv::Vec3b>(90, 160)[2], 220, 4);  // unannotated: the colour is the frame's
     EXPECT_NEAR(back.at<cv::Vec3b>(90, 160)[0], 20, 4);
@@ -263,65 +281,111 @@ TEST(TrainingFrames, OnlyWhileTheScheduleIsActive) {
     const auto dir = temp_dir();
     const kg::rules::Calendar calendar("UTC", {});
     kg::rules::Schedule service{"service", 0x7f, {kg::rules::parse_window("10:00-13:00")}};
-    kg::evidence::TrainingFrames frames(training_options(dir), calendar, &service);
+    auto store = training_store(dir);
+    kg::evidence::TrainingFrames frames(every("cam1", 10min), store, calendar, &service);
     cv::Mat image(90, 160, CV_8UC3, cv::Scalar(0, 0, 0));
     EXPECT_FALSE(frames.offer(image, utc(9, 30, 0)));
     EXPECT_FALSE(frames.offer(image, utc(9, 59, 59)));
     const auto in = frames.offer(image, utc(10, 0, 1));
     ASSERT_TRUE(in && in->ok);
-    EXPECT_EQ(in->path, "cam1_2026-11-24_100001.jpg");
+    EXPECT_EQ(in->path, "cam1/images/cam1_2026-11-24_100001.jpg");
     EXPECT_FALSE(frames.offer(image, utc(13, 30, 0)));  // after the window, however long since
     fs::remove_all(dir);
 }
 
-TEST(TrainingFrames, KeepsTheBudgetAndNeverTouchesLabels) {
+TEST(TrainingFrames, OneBudgetForEveryCameraThatNeverTouchesAPersonsFiles) {
     const auto dir = temp_dir();
     const kg::rules::Calendar calendar("UTC", {});
-    fs::create_directories(dir / "cam1" / "labels");
-    { std::ofstream(dir / "cam1" / "labels" / "cam1_2026-11-24_090000.txt") << "1 0.5 0.5 0.2 0.2\n"; }
-    auto options = training_options(dir);
+    // What a person and a labelling tool leave beside the frames: LabelImg saves its labels and
+    // classes.txt in images/ itself.
+    const std::vector<fs::path> theirs{dir / "cam1" / "labels" / "cam1_2026-11-24_090000.txt",
+                                       dir / "cam1" / "images" / "cam1_2026-11-24_090000.txt",
+                                       dir / "cam1" / "images" / "classes.txt",
+                                       dir / "cam1" / "images" / "IMG_0042.jpg", dir / "README.txt"};
+    for (const auto& p : theirs) touch(p, std::string(5000, 'x'));
     cv::Mat noise(120, 160, CV_8UC3);
     cv::randu(noise, 0, 255);  // incompressible, so each file is about the same size
     std::vector<uchar> probe;
-    cv::imencode(".jpg", noise, probe, {cv::IMWRITE_JPEG_QUALITY, options.jpeg_quality});
-    options.max_bytes = probe.size() * 5 / 2;  // room for two frames
-    kg::evidence::TrainingFrames frames(options, calendar, nullptr);
-    for (int i = 0; i < 4; ++i) {
-        const auto r = frames.offer(noise, utc(9, 10 * i, 0));
-        ASSERT_TRUE(r && r->ok) << i << ": " << (r ? r->error : "not due");
+    cv::imencode(".jpg", noise, probe, {cv::IMWRITE_JPEG_QUALITY, 95});
+    auto store = training_store(dir, probe.size() * 5 / 2);  // room for two frames, whoever's
+    EXPECT_EQ(store.files(), 0u);                            // none of theirs is counted
+    kg::evidence::TrainingFrames cam1(every("cam1", 10min), store, calendar, nullptr);
+    kg::evidence::TrainingFrames cam2(every("cam2", 10min), store, calendar, nullptr);
+    for (int i = 0; i < 2; ++i) {
+        for (auto* frames : {&cam1, &cam2}) {
+            const auto r = frames->offer(noise, utc(9, 10 * i, 0));
+            ASSERT_TRUE(r && r->ok) << i << ": " << (r ? r->error : "not due");
+        }
     }
-    EXPECT_EQ(names_in(dir / "cam1" / "images"),
-              (std::vector<std::string>{"cam1_2026-11-24_092000.jpg", "cam1_2026-11-24_093000.jpg"}));
-    EXPECT_TRUE(fs::exists(dir / "cam1" / "labels" / "cam1_2026-11-24_090000.txt"));
+    EXPECT_EQ(store.files(), 2u);  // the two newest of four, across both cameras
+    EXPECT_EQ(names_in(dir / "cam2" / "images"), std::vector<std::string>{"cam2_2026-11-24_091000.jpg"});
+    store.expire(kg::Clock::now() + 48h);
+    EXPECT_EQ(store.files(), 0u);
+    for (const auto& p : theirs) EXPECT_TRUE(fs::exists(p)) << p;
     fs::remove_all(dir);
 }
 
-TEST(TrainingFrames, AClockSetBackNeitherStopsSavingNorReplacesAFrame) {
+TEST(TrainingFrames, ARestartCountsWhatWasKeptAndWaitsOutTheInterval) {
     const auto dir = temp_dir();
     const kg::rules::Calendar calendar("UTC", {});
-    kg::evidence::TrainingFrames frames(training_options(dir), calendar, nullptr);
+    cv::Mat image(90, 160, CV_8UC3, cv::Scalar(1, 2, 3));
+    const auto now = kg::Clock::now();
+    {
+        auto store = training_store(dir);
+        kg::evidence::TrainingFrames frames(every("cam1", 10min), store, calendar, nullptr);
+        ASSERT_TRUE(frames.offer(image, now));
+    }
+    touch(dir / "cam1" / "images" / "cam1_2026-11-24_120000.jpg.part");  // a write cut short
+    auto store = training_store(dir);
+    EXPECT_EQ(store.files(), 1u);
+    EXPECT_FALSE(fs::exists(dir / "cam1" / "images" / "cam1_2026-11-24_120000.jpg.part"));
+    kg::evidence::TrainingFrames frames(every("cam1", 10min), store, calendar, nullptr);
+    EXPECT_FALSE(frames.offer(image, now + 1min));  // a crash loop does not add a frame a start
+    EXPECT_TRUE(frames.offer(image, now + 11min));
+    kg::evidence::TrainingFrames other(every("cam2", 10min), store, calendar, nullptr);
+    EXPECT_TRUE(other.offer(image, now + 1min));  // another camera's frames are not this one's
+    fs::remove_all(dir);
+}
+
+TEST(TrainingFrames, AClockSetBackNeitherStopsSavingNorReusesAName) {
+    const auto dir = temp_dir();
+    const kg::rules::Calendar calendar("UTC", {});
+    touch(dir / "cam1" / "labels" / "cam1_2026-11-24_102000.txt");  // labelled, its frame since expired
+    auto store = training_store(dir);
+    kg::evidence::TrainingFrames frames(every("cam1", 10min), store, calendar, nullptr);
     cv::Mat image(90, 160, CV_8UC3, cv::Scalar(1, 2, 3));
     ASSERT_TRUE(frames.offer(image, utc(11, 0, 0)));
     // Set back an hour: saving goes on at once instead of waiting for 11:10.
     const auto back = frames.offer(image, utc(10, 0, 0));
     ASSERT_TRUE(back && back->ok);
-    EXPECT_EQ(back->path, "cam1_2026-11-24_100000.jpg");
+    EXPECT_EQ(back->path, "cam1/images/cam1_2026-11-24_100000.jpg");
     ASSERT_TRUE(frames.offer(image, utc(10, 10, 0)));
-    ASSERT_TRUE(frames.offer(image, utc(10, 20, 0)));
-    // ... and a second seen before keeps its first frame.
-    ASSERT_TRUE(frames.offer(image, utc(11, 0, 0)));  // 40 min after 10:20, at a name already taken
+    const auto labelled = frames.offer(image, utc(10, 20, 0));
+    ASSERT_TRUE(labelled && labelled->ok);
+    EXPECT_EQ(labelled->path, "cam1/images/cam1_2026-11-24_102000-2.jpg");  // not the labelled name
+    const auto again = frames.offer(image, utc(11, 0, 0));                  // a second already seen
+    ASSERT_TRUE(again && again->ok);
+    EXPECT_EQ(again->path, "cam1/images/cam1_2026-11-24_110000-2.jpg");
     EXPECT_EQ(names_in(dir / "cam1" / "images").size(), 5u);
-    EXPECT_TRUE(fs::exists(dir / "cam1" / "images" / "cam1_2026-11-24_110000-2.jpg"));
+    fs::remove_all(dir);
+}
+
+TEST(EvidenceStore, FilesFromBeforeAClockWasSetBackAreNotKeptOverNewerOnes) {
+    const auto dir = temp_dir();
+    // Written when the clock ran an hour fast, then corrected.
+    touch(dir / "old.jpg", std::string(400, 'x'));
+    fs::last_write_time(dir / "old.jpg", fs::file_time_type::clock::now() + 1h);
+    kg::evidence::EvidenceStore store(dir, 1000, 24h);
+    ASSERT_TRUE(store.write("a.jpg", std::string(400, 'x')).ok);
+    ASSERT_TRUE(store.write("b.jpg", std::string(400, 'x')).ok);
+    EXPECT_EQ(names_in(dir), (std::vector<std::string>{"a.jpg", "b.jpg"}));
     fs::remove_all(dir);
 }
 
 TEST(TrainingFrames, AnUnwritableFolderIsReportedAndRetriedAnIntervalLater) {
     const kg::rules::Calendar calendar("UTC", {});
-    kg::evidence::TrainingFrameOptions o;
-    o.folder = "/proc/kg-training";
-    o.camera = "cam1";
-    o.every = 1min;
-    kg::evidence::TrainingFrames frames(o, calendar, nullptr);
+    auto store = training_store("/proc/kg-training");
+    kg::evidence::TrainingFrames frames(every("cam1", 1min), store, calendar, nullptr);
     cv::Mat image(90, 160, CV_8UC3, cv::Scalar(0, 0, 0));
     const auto r = frames.offer(image, utc(9, 0, 0));
     ASSERT_TRUE(r);
