@@ -98,13 +98,12 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
             passes_.shared(), count);
     }
     if (training_) {
-        log_->info(
-            "training frames: one every {} s{} into {}",
-            std::chrono::duration_cast<std::chrono::seconds>(site.config.training_frames.every).count(),
-            site.config.training_frames.schedule.empty()
-                ? std::string()
-                : " while schedule '" + site.config.training_frames.schedule + "' is active",
-            training_->images_folder().string());
+        log_->info("training frames: one every {:g} s{} into {}",
+                   static_cast<double>(site.config.training_frames.every.count()) / 1000.0,
+                   site.config.training_frames.schedule.empty()
+                       ? std::string()
+                       : " while schedule '" + site.config.training_frames.schedule + "' is active",
+                   training_->images_folder().string());
     }
     raw_.reserve(16);
     observations_.reserve(16);

@@ -30,16 +30,16 @@ bool is_training_frame(const std::string& relative) {
 TrainingFrames::TrainingFrames(TrainingFrameOptions options, EvidenceStore& store,
                                const rules::Calendar& calendar, const rules::Schedule* schedule)
     : options_(std::move(options)), store_(store), calendar_(calendar), schedule_(schedule) {
-    if (auto newest = store_.newest(options_.camera + "/images/")) next_ = *newest + options_.every;
+    last_ = store_.newest(options_.camera + "/images/");
 }
 
 fs::path TrainingFrames::images_folder() const { return store_.root() / options_.camera / "images"; }
 
 std::optional<StoreResult> TrainingFrames::offer(const cv::Mat& image, TimePoint time) {
-    // A next frame more than an interval away means the clock was set back: due now.
-    if ((time < next_ && next_ - time <= options_.every) || image.empty()) return std::nullopt;
+    // Within an interval after the last frame: not due. Before it, the clock was set back: due.
+    if (image.empty() || (last_ && time >= *last_ && time - *last_ < options_.every)) return std::nullopt;
     if (schedule_ != nullptr && !calendar_.active(*schedule_, time)) return std::nullopt;
-    next_ = time + options_.every;
+    last_ = time;
 
     if (!cv::imencode(".jpg", image, jpeg_, {cv::IMWRITE_JPEG_QUALITY, options_.jpeg_quality})) {
         return StoreResult{false, "",

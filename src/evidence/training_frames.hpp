@@ -10,6 +10,7 @@
 // (is_training_frame): a person's labels, wherever a labelling tool puts them, are never counted
 // or deleted.
 
+#include <cstdint>
 #include <opencv2/core/mat.hpp>
 #include <optional>
 #include <string>
@@ -52,7 +53,7 @@ private:
     EvidenceStore& store_;
     const rules::Calendar& calendar_;
     const rules::Schedule* schedule_;
-    TimePoint next_{};                // the epoch: due at once
+    std::optional<TimePoint> last_;   // the last frame saved or tried; none: due at once
     std::vector<std::uint8_t> jpeg_;  // reused between saves
 };
 

@@ -174,7 +174,8 @@ def test_a_few_fine_tuning_steps_on_prelabelled_frames_give_a_model_the_gateway_
     assert json.loads((tmp_path / "e.json").read_text())["images"] == 6
 
 
-def test_the_gateway_saves_frames_to_label_from_a_live_camera(rtsp_server, broker, gateway, make_clip, tmp_path):
+def test_the_gateway_saves_frames_to_label_from_a_live_camera(rtsp_server, broker, collector, gateway, make_clip,
+                                                              tmp_path):
     """training_frames on a real RTSP camera: one frame an interval from the chosen camera only, as
     the checks see it (analysis size, nothing drawn), named by camera and local time, in the folder
     kitchen-eval pre-labels. A stand-in kitchen frame from ../shared shows heads; without it a test
@@ -228,6 +229,18 @@ def test_the_gateway_saves_frames_to_label_from_a_live_camera(rtsp_server, broke
     assert gw.terminate() == 0
     assert f"training frames in {saved}: {len(names)} kept" in gw.output(), gw.output()
     assert sorted((saved / "kitchen" / "labels").iterdir()) == labels
+
+    # Outside its schedule nothing is saved, however long since the last frame.
+    config["schedules"] = {"always": {"times": ["00:00-00:00"]}, "never": {"not": "always"}}
+    config["training_frames"].update({"every": "1s", "schedule": "never"})
+    before = sorted(images.glob("*.jpg"))
+    gw = gateway(config, "never", env={"KG_SHARED_DIR": str(SHARED)})
+    started = time.time()
+    kg_e2e.wait_until(lambda: any(st.get("fps_analysed", 0) > 0 and kg_e2e.parse_time(st["time"]) > started + 2
+                                  for st in collector.states("kitchen")), 20,
+                      what="the camera analysed for a few seconds (so frames were offered)")
+    assert gw.terminate() == 0
+    assert sorted(images.glob("*.jpg")) == before, "a frame saved outside training_frames.schedule"
 
     # Saving turned off: what was saved still expires (they show staff), and the labels stay.
     config["training_frames"].update({"enabled": False, "max_age": "1s"})

@@ -198,6 +198,10 @@ TEST(ConfigLoader, TrainingFrames) {
     EXPECT_EQ(defaults.training_frames.every, 10min);
     EXPECT_EQ(defaults.training_frames.max_bytes, std::size_t{2} << 30);
 
+    const auto fastest = load_string(kHead + "training_frames: {every: 1s}\ncameras: [{id: a, url: a.mp4}]\n",
+                                     "/etc/kg/gateway.yaml");
+    EXPECT_EQ(fastest.training_frames.every, 1s);
+
     const auto kept =
         load_string(kHead + "training_frames: {enabled: false, every: 1h}\ncameras: [{id: a, url: a.mp4}]\n",
                     "/etc/kg/gateway.yaml");
@@ -357,6 +361,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"training_frames_unknown_schedule",
                 kHead + "training_frames:\n  schedule: lunch\ncameras: [{id: a, url: a.mp4}]\n", 3,
                 "training_frames.schedule", "no schedule named 'lunch'"},
+        BadCase{"training_frames_quality",
+                kHead + "training_frames: {jpeg_quality: 101}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "training_frames.jpeg_quality", "out of range"},
         BadCase{"training_frames_in_evidence",
                 kHead + "evidence: {path: /var/kg}\ntraining_frames:\n  path: /var/kg/frames\ncameras: [{id: a, url: a.mp4}]\n",
                 4, "training_frames.path", "one inside the other"},
