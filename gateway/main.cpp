@@ -11,6 +11,7 @@
 #include <functional>
 #include <iostream>
 
+#include "app/detector_preflight.hpp"
 #include "app/gateway.hpp"
 #include "common/logging.hpp"
 #include "config/config_loader.hpp"
@@ -72,7 +73,7 @@ Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path)
     // running gateway down. Returns the errors, or nothing when the reload goes ahead.
     auto reload = [&]() -> std::optional<std::string> {
         try {
-            kg::config::load_file(config_path);
+            kg::app::load_and_check(config_path);
         } catch (const kg::config::ConfigInvalid& e) {
             std::string text;
             for (const auto& err : e.errors) text += err.to_string() + "\n";
@@ -163,7 +164,7 @@ int run(kg::config::Gateway cfg, const std::string& config_path) {
         }
         if (outcome == Outcome::stop) return 0;
         try {
-            cfg = kg::config::load_file(config_path);
+            cfg = kg::app::load_and_check(config_path);
         } catch (const kg::config::ConfigInvalid& e) {
             // Changed again between the check and now: keep what ran.
             print_errors(e);
@@ -198,7 +199,7 @@ int main(int argc, char** argv) {
     }
     if (!check_path.empty()) {
         try {
-            const auto cfg = kg::config::load_file(check_path);
+            const auto cfg = kg::app::load_and_check(check_path);
             std::cout << check_path << ": configuration OK (site " << cfg.site.id << ", "
                       << cfg.cameras.size() << " cameras)\n";
             return 0;
@@ -213,7 +214,7 @@ int main(int argc, char** argv) {
     }
     kg::config::Gateway cfg;
     try {
-        cfg = kg::config::load_file(config_path);
+        cfg = kg::app::load_and_check(config_path);
     } catch (const kg::config::ConfigInvalid& e) {
         print_errors(e);
         return kExitConfigError;

@@ -107,6 +107,27 @@ def test_check_config_unknown_key_in_a_flow_mapping(watched, tmp_path):
     assert [(int(e["line"]), e["key"]) for e in errors] == [(9, "cameras[0].health.frozn")], r.stderr
 
 
+def test_check_config_loads_the_detectors_the_cameras_use(watched, tmp_path):
+    """A mistyped model path, or a model that cannot raise the check's alarm, fails the check (and so
+    systemd's ExecStartPre) instead of stopping the gateway at start or leaving the check blind."""
+    broker, camera = watched
+    path = tmp_path / "detectors.yaml"
+    models = kg_e2e.SOURCE_DIR / "models"
+    path.write_text(f"detectors: {{mask: {models / 'kitchen-head-covering.yaml'}, "
+                    f"head_covering: {models / 'kitchen-head-covring.yaml'}}}\n"
+                    + config_text(broker.url, camera.url(), "    checks: [mask, head_covering]\n"))
+    r = run("--check-config", str(path))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.startswith(f"{path}: ")]
+    assert len(lines) == 2, r.stderr
+    assert lines[0].startswith(f"{path}: detectors.mask: ") and "no class labelled 'no_mask'" in lines[0], r.stderr
+    assert lines[1].startswith(f"{path}: detectors.head_covering: ") and "kitchen-head-covring.yaml" in lines[1]
+    # The checks a camera does not run are not loaded.
+    path.write_text(path.read_text().replace("    checks: [mask, head_covering]\n", ""))
+    r = run("--check-config", str(path))
+    assert r.returncode == 0, r.stderr
+
+
 def test_check_config_reports_a_duplicate_camera_id_at_its_line(watched, tmp_path):
     broker, camera = watched
     path = tmp_path / "duplicate.yaml"

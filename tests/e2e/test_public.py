@@ -251,6 +251,15 @@ def test_public_hours_and_reload(broker, clips, gateways, tmp_path):
     assert get(api, "/api/reload", headers={"Authorization": "Bearer test-api-token"})[0] == 405
     assert get(api, "/api/reload", method="POST")[0] == 401
     assert json.loads(get(port, "/public/status")[2])["open"] is False
+    # So is one whose model cannot be loaded: before, the file passed and the new gateway failed to start.
+    broken = json.loads(json.dumps(config))
+    broken["cameras"][0]["checks"] = ["camera_health", "mask"]
+    broken["detectors"] = {"mask": str(tmp_path / "no-such-model.yaml")}
+    gw.config_path.write_text(yaml.safe_dump(broken, sort_keys=False))
+    status, _, body = get(api, "/api/reload", method="POST", headers={"Authorization": "Bearer test-api-token"})
+    assert status == 422 and b"detectors.mask" in body and b"no-such-model.yaml" in body, body
+    time.sleep(1)
+    assert gw.running() and json.loads(get(port, "/public/status")[2])["open"] is False
 
     # Without the hours, after a reload, the feed opens.
     del config["public"]["hours"]
