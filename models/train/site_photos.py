@@ -87,3 +87,33 @@ def read_labels(path, n_classes):
 def read_folders(folders, n_classes):
     """read_folder() of each of `folders`, joined."""
     return [item for f in folders for item in read_folder(f, n_classes)]
+
+
+def main(argv=None):
+    """Checks a site folder before labelling work is trained on: prints what it holds, or the file
+    and line at fault (exit status 2)."""
+    import argparse
+    import collections
+    import sys
+
+    ap = argparse.ArgumentParser(description="Checks a canteen's labelled frames (a site folder) for --site.")
+    ap.add_argument("folder", help="a site folder: images/ and labels/")
+    ap.add_argument("--model", choices=["heads", "masks"], required=True,
+                    help="heads: the head detector's classes (0 covered, 1 bare); masks: the mask "
+                         "classifier's (0 no_mask, 1 with_mask, 2 background)")
+    args = ap.parse_args(argv)
+    names = {"heads": ["covered", "bare"], "masks": ["no_mask", "with_mask", "background"]}[args.model]
+    try:
+        frames = read_folder(args.folder, len(names))
+    except SiteDataError as e:
+        print(f"site_photos: {e}", file=sys.stderr)
+        return 2
+    counts = collections.Counter(box[0] for _, boxes in frames for box in boxes)
+    empty = sum(1 for _, boxes in frames if not boxes)
+    print(f"{args.folder}: {len(frames)} frames ({empty} with no head), "
+          + ", ".join(f"{counts[c]} {name}" for c, name in enumerate(names)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

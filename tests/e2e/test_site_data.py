@@ -142,6 +142,15 @@ def test_a_good_site_folder_reads_as_written(tmp_path):
     with pytest.raises(site_photos.SiteDataError, match="no images/ folder"):
         site_photos.read_folder(tmp_path / "elsewhere", 3)
 
+    # The same check from the command line, as models/README.md has an installer run it.
+    def check(folder, model):
+        return subprocess.run(["/usr/bin/python3", str(TRAIN / "site_photos.py"), str(folder), "--model", model],
+                              capture_output=True, text=True)
+    r = check(site, "masks")
+    assert r.returncode == 0 and "2 frames (1 with no head), 1 no_mask, 0 with_mask, 1 background" in r.stdout, r
+    r = check(site, "heads")  # class 2 is no head-detector class
+    assert r.returncode == 2 and "a.txt:3: class 2 is not one of 0 to 1" in r.stderr, r
+
 
 HAVE_TORCH = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
 
