@@ -1,7 +1,11 @@
 // Evidence: the packet ring, MP4 clips cut from it without re-encoding, the budgeted store, and
 // annotated snapshots.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <filesystem>
 #include <fstream>
@@ -189,6 +193,31 @@ TEST(EvidenceStore, AnUnwritableFolderIsReportedNotThrown) {
     const auto r = store.write("cam/x.jpg", "data");
     EXPECT_FALSE(r.ok);
     EXPECT_NE(r.error.find("/proc/kg-evidence"), std::string::npos) << r.error;
+}
+
+TEST(EvidenceStore, AWriteCutShortIsReportedAndLeavesNothing) {
+    const auto dir = temp_dir();
+    // A full disk, as far as this process can tell: files may not grow past 1000 bytes. In a
+    // child, so that the limit does not outlive the test.
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        std::signal(SIGXFSZ, SIG_IGN);  // write() then fails with EFBIG instead of killing
+        const rlimit limit{1000, 1000};
+        setrlimit(RLIMIT_FSIZE, &limit);
+        kg::evidence::EvidenceStore store(dir, 1 << 20, 24h);
+        const bool small_ok = store.write("cam/a.jpg", std::string(500, 'x')).ok;
+        const auto big = store.write("cam/b.jpg", std::string(5000, 'x'));
+        const bool reported = !big.ok && big.error.find("cam/b.jpg") != std::string::npos &&
+                              big.error.find("too large") != std::string::npos;
+        const bool nothing_left = !fs::exists(dir / "cam" / "b.jpg") && !fs::exists(dir / "cam" / "b.jpg.part");
+        _exit(small_ok && reported && nothing_left && store.files() == 1 ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "the cut write was not reported, or left a file";
+    fs::remove_all(dir);
 }
 
 TEST(Snapshot, IsAJpegOfTheFrameWithTheBoxDrawn) {
