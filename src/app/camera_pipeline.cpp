@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <opencv2/imgcodecs.hpp>
 
+#include "app/detector_preflight.hpp"
 #include "vision/camera_health.hpp"
 #include "vision/detector_check.hpp"
 #include "vision/detector_factory.hpp"
@@ -25,12 +26,6 @@ Duration ring_length(const config::Camera& camera, const config::Evidence& evide
 }
 
 bool needs_motion(const std::string& check) { return check != vision::CameraHealthCheck::kName; }
-
-// "auto" is the project's own model when it is installed (models/), else the classic back-end;
-// the vision factory decides (vision::resolve_detector_spec).
-std::string detector_spec(const std::string& configured, const char* automatic) {
-    return configured == "auto" ? automatic : configured;
-}
 
 // "{site}" and "{camera}" in the push URL template become this camera's ids.
 std::string rtmp_url(std::string url, const std::string& site, const std::string& camera) {
@@ -147,16 +142,11 @@ std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& nam
     const auto& scene = camera_.scene;
     if (name == vision::CameraHealthCheck::kName)
         return std::make_unique<vision::CameraHealthCheck>(camera_.health);
-    if (name == "mask" || name == "head_covering") {
-        const bool mask = name == "mask";
-        const auto spec = vision::resolve_detector_spec(
-            detector_spec(mask ? site_.config.mask_detector : site_.config.head_detector,
-                          mask ? "auto:mask" : "auto:head"));
-        log_->info("{} check: detector {}", name, spec);
+    if (const auto hygiene = hygiene_detector(site_.config, name)) {
+        log_->info("{} check: detector {}", name, hygiene->spec);
         std::vector<vision::Violation> violations;
-        violations.push_back(mask ? vision::Violation{"no_mask", "mask", "no_mask", 0}
-                                  : vision::Violation{"bare", "head_covering", "bare_head", 0});
-        return std::make_unique<vision::DetectorCheck>(name, vision::make_detector(spec, &passes_),
+        violations.push_back({hygiene->alarm_label, name, hygiene->event_label, 0});
+        return std::make_unique<vision::DetectorCheck>(name, vision::make_detector(hygiene->spec, &passes_),
                                                        std::move(violations), motion_.get(),
                                                        scene.detect_refresh);
     }

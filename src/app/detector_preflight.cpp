@@ -35,6 +35,20 @@ std::string joined(const std::set<std::string>& items) {
 
 }  // namespace
 
+std::optional<HygieneDetector> hygiene_detector(const config::Gateway& cfg, const std::string& check) {
+    const auto resolved = [](const std::string& configured, const char* automatic) {
+        return vision::resolve_detector_spec(configured == "auto" ? std::string(automatic) : configured);
+    };
+    if (check == "mask")
+        return HygieneDetector{"detectors.mask", resolved(cfg.mask_detector, "auto:mask"), "no_mask",
+                               "no_mask"};
+    if (check == "head_covering") {
+        return HygieneDetector{"detectors.head_covering", resolved(cfg.head_detector, "auto:head"), "bare",
+                               "bare_head"};
+    }
+    return std::nullopt;
+}
+
 std::vector<config::ConfigError> check_detectors(const config::Gateway& cfg) {
     std::set<std::string> used;  // check names of the enabled cameras
     for (const auto& cam : cfg.cameras) {
@@ -45,31 +59,20 @@ std::vector<config::ConfigError> check_detectors(const config::Gateway& cfg) {
         errors.push_back({cfg.source_file, 0, 0, key, message});
     };
 
-    // The hygiene checks raise on one label of their detector's (camera_pipeline.cpp).
-    struct Hygiene {
-        const char* check;
-        const char* key;
-        const std::string& configured;
-        const char* automatic;
-        const char* label;
-    };
-    for (const auto& h :
-         {Hygiene{"mask", "detectors.mask", cfg.mask_detector, "auto:mask", "no_mask"},
-          Hygiene{"head_covering", "detectors.head_covering", cfg.head_detector, "auto:head", "bare"}}) {
-        if (!used.count(h.check)) continue;
-        const std::string spec =
-            vision::resolve_detector_spec(h.configured == "auto" ? std::string(h.automatic) : h.configured);
+    for (const char* check : {"mask", "head_covering"}) {
+        if (!used.count(check)) continue;
+        const auto h = *hygiene_detector(cfg, check);
         try {
-            vision::make_detector(spec);
-            if (spec.rfind("classic:", 0) == 0) continue;
-            const auto classes = classes_of(vision::dnn::load_manifest(spec));
-            if (!classes.labels.count(h.label)) {
+            vision::make_detector(h.spec);
+            if (h.spec.rfind("classic:", 0) == 0) continue;
+            const auto classes = classes_of(vision::dnn::load_manifest(h.spec));
+            if (!classes.labels.count(h.alarm_label)) {
                 fail(h.key, fmt::format("{}: no class labelled '{}' (its labels: {}), so the {} check would "
                                         "never raise an alarm",
-                                        spec, h.label, joined(classes.labels), h.check));
+                                        h.spec, h.alarm_label, joined(classes.labels), check));
             }
         } catch (const std::exception& e) {
-            fail(h.key, fmt::format("the {} check's detector cannot be loaded: {}", h.check, e.what()));
+            fail(h.key, fmt::format("the {} check's detector cannot be loaded: {}", check, e.what()));
         }
     }
     for (const auto& [name, path] : cfg.models) {
