@@ -23,31 +23,28 @@ bool Zone::applies_to(const std::string& check) const {
 ZoneFilter::ZoneFilter(std::vector<Zone> zones, std::vector<Polygon> masks)
     : zones_(std::move(zones)), masks_(std::move(masks)) {}
 
-void ZoneFilter::apply(const vision::Observation& raw, std::vector<vision::Observation>& out) const {
-    const bool zoned =
-        std::any_of(zones_.begin(), zones_.end(), [&](const Zone& z) { return z.applies_to(raw.check); });
+void ZoneFilter::apply(const vision::Observation& raw, const std::string& producer,
+                       std::vector<vision::Observation>& out) const {
+    auto applies = [&](const Zone& z) { return z.applies_to(raw.check) || z.applies_to(producer); };
+    const bool zoned = !raw.placed && std::any_of(zones_.begin(), zones_.end(), applies);
     auto per_zone = [&](const Zone& z) {
         vision::Observation o;
         o.check = raw.check;
         o.label = raw.label;
         o.zone = z.name;
+        o.severity = raw.severity;
         return o;
     };
 
-    if (!raw.zone.empty()) {
-        // Region checks judge their own zones already.
-        out.push_back(raw);
-        return;
-    }
     if (raw.boxes.empty()) {
-        // A whole-frame condition passes as it is; "nothing detected" reaches every zone's tracker
-        // so that open events there can end.
-        if (raw.present || !zoned) {
+        // A condition its check placed passes as it is, present or not. "Nothing detected" reaches
+        // every zone's tracker so that open events there can end.
+        if (!zoned) {
             out.push_back(raw);
             return;
         }
         for (const auto& z : zones_) {
-            if (z.applies_to(raw.check)) out.push_back(per_zone(z));
+            if (applies(z)) out.push_back(per_zone(z));
         }
         return;
     }
@@ -73,7 +70,7 @@ void ZoneFilter::apply(const vision::Observation& raw, std::vector<vision::Obser
         return;
     }
     for (const auto& z : zones_) {
-        if (!z.applies_to(raw.check)) continue;
+        if (!applies(z)) continue;
         vision::Observation o = per_zone(z);
         for (const auto& b : kept.boxes) {
             if (contains(z.polygon, {b.x + b.w / 2, b.y + b.h})) o.boxes.push_back(b);

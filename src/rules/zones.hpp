@@ -30,9 +30,15 @@ public:
 
     // Turns one check's raw observation into what the event trackers see: boxes in masks removed,
     // then one observation per zone that applies to the check (present if a box is in it), or the
-    // observation itself when no zone applies. Whole-frame observations (no boxes) and
-    // observations a region check already made for one zone pass unchanged.
-    void apply(const vision::Observation& raw, std::vector<vision::Observation>& out) const;
+    // observation itself when no zone applies. A zone applies when it names the observation's
+    // check or `producer`, the configured check that made it (a user model's `model:<name>`, whose
+    // classes map to checks of their own). Observations their check placed (camera health, region
+    // checks) are never split.
+    void apply(const vision::Observation& raw, const std::string& producer,
+               std::vector<vision::Observation>& out) const;
+    void apply(const vision::Observation& raw, std::vector<vision::Observation>& out) const {
+        apply(raw, raw.check, out);
+    }
 
     const std::vector<Zone>& zones() const { return zones_; }
     const std::vector<Polygon>& masks() const { return masks_; }

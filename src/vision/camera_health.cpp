@@ -21,6 +21,7 @@ Observation make(const std::string& label, bool present) {
     o.label = label;
     o.present = present;
     o.score = present ? 1.0f : 0.0f;
+    o.placed = true;
     return o;
 }
 

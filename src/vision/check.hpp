@@ -24,6 +24,10 @@ struct Observation {
     float score = 0;  // 0..1, confidence that the label is present
     std::vector<Box> boxes;
     int severity = 0;  // 0: the check's rule decides; 1-3: set by a model's class mapping
+    // Placed by its check: a condition of the whole picture (camera health) or of the region the
+    // check judged (region checks). Zones never split it, so the tracker that saw it start also
+    // sees it end; ignore masks still remove its boxes.
+    bool placed = false;
 };
 
 class Check {

@@ -13,6 +13,7 @@ Observation observation(const std::string& check, const std::string& label, cons
     o.check = check;
     o.label = label;
     o.zone = r.zone;
+    o.placed = true;
     return o;
 }
 
@@ -22,9 +23,9 @@ std::vector<Region> regions_for(const std::string& check, const config::Camera& 
     std::vector<Region> out;
     for (const auto& z : camera.zones) {
         if (std::find(z.checks.begin(), z.checks.end(), check) == z.checks.end()) continue;
-        Region r{z.name, {}};
-        for (const auto& p : z.polygon) r.polygon.push_back({p.x, p.y});
-        out.push_back(std::move(r));
+        rules::Polygon polygon;
+        for (const auto& p : z.polygon) polygon.push_back({p.x, p.y});
+        out.push_back({z.name, MotionMap::region_mask(polygon)});
     }
     if (out.empty()) out.push_back({"", {}});  // the whole picture
     return out;
@@ -36,7 +37,7 @@ MotionCheck::MotionCheck(std::vector<Region> regions, const MotionMap& motion, d
 void MotionCheck::analyse(const ingest::Frame&, std::vector<Observation>& out) {
     for (const auto& r : regions_) {
         Observation o = observation(kName, "motion", r);
-        o.boxes = motion_.blobs(motion_.foreground(), r.polygon, min_area_, "motion");
+        o.boxes = motion_.blobs(motion_.foreground(), r.mask, min_area_, "motion");
         for (const auto& b : o.boxes) o.score = std::max(o.score, b.score);
         o.present = !o.boxes.empty();
         out.push_back(std::move(o));
@@ -54,9 +55,10 @@ UnattendedCheck::UnattendedCheck(std::vector<Region> regions, const MotionMap& m
 void UnattendedCheck::analyse(const ingest::Frame& frame, std::vector<Observation>& out) {
     for (std::size_t i = 0; i < regions_.size(); ++i) {
         const auto& r = regions_[i];
-        // Someone working at a station moves; a station where nothing moved is unattended.
-        if (!last_activity_[i] || motion_.moved_fraction(r.polygon) >= min_area_)
-            last_activity_[i] = frame.time;
+        // Someone working at a station moves; a station where nothing moved is unattended. The
+        // movement is measured as a share of the picture, as min_area is everywhere: a share of a
+        // small stove zone would let steam or a flame's flicker pass for a cook.
+        if (!last_activity_[i] || motion_.moved_share(r.mask) >= min_area_) last_activity_[i] = frame.time;
         Observation o = observation(kName, "unattended", r);
         o.present = frame.time - *last_activity_[i] >= after_;
         o.score = o.present ? 1.0f : 0.0f;
@@ -106,7 +108,7 @@ void ReferenceChangeCheck::analyse(const ingest::Frame&, std::vector<Observation
     cv::bitwise_and(changed_, still_, changed_);
     for (const auto& r : regions_) {
         Observation o = observation(name_, label_, r);
-        o.boxes = motion_.blobs(changed_, r.polygon, min_area_, label_);
+        o.boxes = motion_.blobs(changed_, r.mask, min_area_, label_);
         for (const auto& b : o.boxes) o.score = std::max(o.score, b.score);
         o.present = !o.boxes.empty();
         out.push_back(std::move(o));

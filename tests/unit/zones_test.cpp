@@ -83,6 +83,7 @@ TEST(Zones, WholeFrameConditionsPassUnchanged) {
     Observation health;
     health.check = "camera_health";
     health.label = "frozen";
+    health.placed = true;  // as CameraHealthCheck makes it
     health.present = true;
     health.score = 1;
     std::vector<Observation> out;
@@ -90,4 +91,60 @@ TEST(Zones, WholeFrameConditionsPassUnchanged) {
     ASSERT_EQ(out.size(), 1u);
     EXPECT_TRUE(out[0].present);
     EXPECT_TRUE(out[0].zone.empty());
+}
+
+TEST(Zones, APlacedConditionEndsOnTheTrackerItStartedOn) {
+    // A zone for every check must not take camera health's "fault cleared" away from the
+    // whole-picture tracker that saw the fault start: the event would never end.
+    ZoneFilter f({{"prep", kLeftHalf, {}}}, {});
+    Observation health;
+    health.check = "camera_health";
+    health.label = "black";
+    health.placed = true;
+    for (const bool present : {true, false}) {
+        health.present = present;
+        health.score = present ? 1.0f : 0.0f;
+        std::vector<Observation> out;
+        f.apply(health, out);
+        ASSERT_EQ(out.size(), 1u);
+        EXPECT_EQ(out[0].present, present);
+        EXPECT_TRUE(out[0].zone.empty());
+    }
+}
+
+TEST(Zones, APlacedRegionObservationKeepsItsRegionButLosesMaskedBoxes) {
+    ZoneFilter f({{"prep", kLeftHalf, {}}}, {kRightHalf});
+    Observation motion;
+    motion.check = "after_hours_motion";
+    motion.label = "motion";
+    motion.placed = true;
+    motion.present = true;
+    motion.boxes = {{0.7f, 0.2f, 0.1f, 0.1f, "motion", 0.9f}};
+    std::vector<Observation> out;
+    f.apply(motion, out);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_TRUE(out[0].zone.empty());
+    EXPECT_FALSE(out[0].present);  // its only box lay in the ignore mask
+}
+
+TEST(Zones, AUserModelsZoneAppliesToItsClassesAndKeepsTheirSeverity) {
+    // `model:ppe` maps a class to the check "smoking"; a zone can only name `model:ppe`.
+    ZoneFilter f({{"prep", kLeftHalf, {"model:ppe"}}}, {});
+    Observation smoking;
+    smoking.check = "smoking";
+    smoking.label = "smoking";
+    smoking.severity = 3;
+    smoking.present = true;
+    smoking.boxes = {{0.7f, 0.2f, 0.1f, 0.1f, "smoking", 0.9f}};
+    std::vector<Observation> out;
+    f.apply(smoking, "model:ppe", out);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].zone, "prep");
+    EXPECT_FALSE(out[0].present);  // it stands in the right half, outside the zone
+    EXPECT_EQ(out[0].severity, 3);
+    out.clear();
+    f.apply(smoking, out);  // made by a check of that name: the zone does not apply
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_TRUE(out[0].zone.empty());
+    EXPECT_TRUE(out[0].present);
 }
