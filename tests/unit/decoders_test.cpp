@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <opencv2/dnn.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -259,4 +260,32 @@ TEST(MakeBlob, GreyFeedsAllThreeChannelsAndOtherTypesAreRefused) {
     EXPECT_EQ(cv::norm(a.reshape(1, 1), b.reshape(1, 1), cv::NORM_INF), 0.0);
     cv::Mat f(4, 4, CV_32FC3, cv::Scalar::all(0));
     EXPECT_THROW(kg::vision::dnn::make_blob(f, true, {}, 1.0, a), std::invalid_argument);
+}
+
+TEST(Decoders, NotANumberIsBelowEveryThreshold) {
+    // A broken network's NaN used to pass `score < threshold` (false for NaN): a box per cell.
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<Detection> d;
+    dnn::decode_centernet(tensor({1, 5, 2, 2}, std::vector<float>(20, nan)), 1, cv::Size(8, 8), 0.3f, d);
+    EXPECT_TRUE(d.empty());
+    dnn::decode_yolov5(tensor({1, 1, 6}, {4, 4, 2, 2, nan, 1}), cv::Size(8, 8), 0.3f, d);
+    EXPECT_TRUE(d.empty());
+    dnn::decode_yolov8(tensor({1, 5, 1}, {4, 4, 2, 2, nan}), cv::Size(8, 8), 0.3f, d);
+    EXPECT_TRUE(d.empty());
+    dnn::decode_ultraface(tensor({1, 1, 4}, {0, 0, 1, 1}), tensor({1, 1, 2}, {0, nan}), 0.3f, d);
+    EXPECT_TRUE(d.empty());
+    // A confident score on a box that is not a number: no place in the picture, dropped.
+    dnn::decode_ultraface(tensor({1, 1, 4}, {nan, 0, 1, 1}), tensor({1, 1, 2}, {0.1f, 0.9f}), 0.3f, d);
+    EXPECT_TRUE(d.empty());
+    const dnn::PriorSpec priors{{cv::Size(1, 1)}, {{0.5f}}, {{1.0f}}};
+    dnn::decode_ssd(tensor({1, 1, 4}, {0, 0, 0, 0}), tensor({1, 1, 2}, {nan, nan}), dnn::make_priors(priors),
+                    {0.1f, 0.1f, 0.2f, 0.2f}, false, 0.3f, d);
+    EXPECT_TRUE(d.empty());
+}
+
+TEST(SsdPriors, AFeatureMapWithoutSizesOrRatiosIsAnError) {
+    // It used to read past the end of the empty list (a crash of --check-config).
+    EXPECT_THROW(dnn::make_priors({{cv::Size(2, 2)}, {{}}, {{1.0f}}}), std::invalid_argument);
+    EXPECT_THROW(dnn::make_priors({{cv::Size(2, 2)}, {{0.2f}}, {{}}}), std::invalid_argument);
+    EXPECT_THROW(dnn::make_priors({{cv::Size(0, 2)}, {{0.2f}}, {{1.0f}}}), std::invalid_argument);
 }

@@ -667,3 +667,51 @@ TEST(OwnModels, AnEnsembleIsRefusedWhereItCannotWorkNamingTheManifest) {
     }
     fs::remove_all(dir);
 }
+
+TEST(OwnModels, AManifestThatDisagreesWithItsNetworkIsRefusedAtStartUpNamingIt) {
+    // Before, these loaded and then threw on every frame (or on every head in view), which ended the
+    // gateway; or they were silently ignored.
+    const fs::path dir = fs::temp_directory_path() / ("kg-disagree-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    for (const char* f :
+         {"kitchen-one-pass-heads.onnx", "kitchen-covering-heads.onnx", "kitchen-mask-classifier.onnx"})
+        fs::copy_file(kModels / f, dir / f, fs::copy_options::overwrite_existing);
+    auto write = [&](const char* from_manifest, const std::string& name, const std::string& from,
+                     const std::string& to) {
+        std::string t = read_text(kModels / from_manifest);
+        const auto at = t.find(from);
+        EXPECT_NE(at, std::string::npos) << from;
+        if (at != std::string::npos) t.replace(at, from.size(), to);
+        std::ofstream(dir / name) << t;
+        return (dir / name).string();
+    };
+    auto refused = [](const std::string& file, const std::string& why) {
+        try {
+            kg::vision::make_detector(file);
+            ADD_FAILURE() << file << " was accepted";
+        } catch (const kg::vision::dnn::ManifestError& e) {
+            EXPECT_NE(std::string(e.what()).find(fs::path(file).filename().string()), std::string::npos)
+                << e.what();
+            EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+        }
+    };
+    // The classifier gives three probabilities; a class list of two.
+    refused(write("kitchen-mask.yaml", "no-background.yaml", "    - {name: background}", ""),
+            "gives 3 probabilities, classifier.classes names 2");
+    refused(write("kitchen-mask.yaml", "no-layer.yaml", "  expand: 0.0",
+                  "  expand: 0.0\n  output: no_such_layer"),
+            "no layer named 'no_such_layer'");
+    // The head-covering maps hold two classes; a manifest naming one.
+    refused(write("kitchen-head-covering.yaml", "one-class.yaml",
+                  "  - {name: bare, check: head_covering, severity: 3}", ""),
+            "should be 5");
+    // Keys the loader would not read: refused, not ignored.
+    refused(write("kitchen-head-covering.yaml", "typo.yaml", "score_threshold: 0.3", "score_treshold: 0.9"),
+            "output.score_treshold: unknown key");
+    refused(write("kitchen-mask.yaml", "resize.yaml", "  input: {width: 64, height: 64,",
+                  "  input: {resize: letterbox, width: 64, height: 64,"),
+            "classifier.input.resize: unknown key");
+    refused(write("kitchen-mask.yaml", "nan.yaml", "scale: 0.00784313725490196}", "scale: .nan}"),
+            "input.scale: expected a finite number");
+    fs::remove_all(dir);
+}

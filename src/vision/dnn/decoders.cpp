@@ -17,7 +17,10 @@ cv::Mat rows_of(const cv::Mat& m, const char* what) {
     throw std::invalid_argument(std::string(what) + ": expected a [1,N,K] output");
 }
 
+// A box with a coordinate that is not a number (a broken or badly exported network) is dropped: it
+// has no place in the picture, and NaN would reach the events as null.
 void push(std::vector<Detection>& out, float x1, float y1, float x2, float y2, int cls, float score) {
+    if (!std::isfinite(x1) || !std::isfinite(y1) || !std::isfinite(x2) || !std::isfinite(y2)) return;
     Detection d;
     d.x = x1;
     d.y = y1;
@@ -27,6 +30,10 @@ void push(std::vector<Detection>& out, float x1, float y1, float x2, float y2, i
     d.score = score;
     out.push_back(std::move(d));
 }
+
+// Scores are compared as `!(s >= threshold)`: a NaN score is below every threshold, where
+// `s < threshold` would let it through (and an all-NaN map would give a box per cell).
+bool below(float score, float threshold) { return !(score >= threshold); }
 
 }  // namespace
 
@@ -41,7 +48,7 @@ void decode_ultraface(const cv::Mat& boxes_t, const cv::Mat& scores_t, float thr
         for (int c = 1; c < scores.cols; ++c) {
             if (s[c] > s[best]) best = c;
         }
-        if (best == 0 || s[best] < threshold) continue;  // background wins, or too weak
+        if (best == 0 || below(s[best], threshold)) continue;  // background wins, or too weak
         const float* b = boxes.ptr<float>(i);
         push(out, b[0], b[1], b[2], b[3], best - 1, s[best]);
     }
@@ -57,6 +64,10 @@ std::vector<cv::Vec4f> make_priors(const PriorSpec& spec) {
         const auto& fm = spec.feature_maps[m];
         const auto& sizes = spec.anchor_sizes[m];
         const auto& ratios = spec.anchor_ratios[m];
+        if (fm.width < 1 || fm.height < 1 || sizes.empty() || ratios.empty()) {
+            throw std::invalid_argument("priors: feature map " + std::to_string(m) +
+                                        " needs a size of at least 1x1, one anchor size and one ratio");
+        }
         std::vector<cv::Vec2f> shapes;  // (w, h) per anchor at one cell
         for (float s : sizes) shapes.emplace_back(s * std::sqrt(ratios[0]), s / std::sqrt(ratios[0]));
         for (std::size_t r = 1; r < ratios.size(); ++r) {
@@ -88,7 +99,7 @@ void decode_ssd(const cv::Mat& loc_t, const cv::Mat& conf_t, const std::vector<c
         for (int c = first + 1; c < conf.cols; ++c) {
             if (s[c] > s[best]) best = c;
         }
-        if (s[best] < threshold || (background_first && s[0] > s[best])) continue;
+        if (below(s[best], threshold) || (background_first && s[0] > s[best])) continue;
         const float* l = loc.ptr<float>(i);
         const auto& p = priors[static_cast<std::size_t>(i)];
         const float cx = l[0] * var[0] * p[2] + p[0];
@@ -105,13 +116,13 @@ void decode_yolov5(const cv::Mat& output, cv::Size input, float threshold, std::
     const float iw = static_cast<float>(input.width), ih = static_cast<float>(input.height);
     for (int i = 0; i < rows.rows; ++i) {
         const float* r = rows.ptr<float>(i);
-        if (r[4] < threshold) continue;
+        if (below(r[4], threshold)) continue;
         int best = 5;
         for (int c = 6; c < rows.cols; ++c) {
             if (r[c] > r[best]) best = c;
         }
         const float score = r[4] * r[best];
-        if (score < threshold) continue;
+        if (below(score, threshold)) continue;
         push(out, (r[0] - r[2] / 2) / iw, (r[1] - r[3] / 2) / ih, (r[0] + r[2] / 2) / iw,
              (r[1] + r[3] / 2) / ih, best - 5, score);
     }
@@ -130,7 +141,7 @@ void decode_yolov8(const cv::Mat& output, cv::Size input, float threshold, std::
             if (m.at<float>(c, i) > m.at<float>(best, i)) best = c;
         }
         const float score = m.at<float>(best, i);
-        if (score < threshold) continue;
+        if (below(score, threshold)) continue;
         const float cx = m.at<float>(0, i), cy = m.at<float>(1, i), w = m.at<float>(2, i),
                     h = m.at<float>(3, i);
         push(out, (cx - w / 2) / iw, (cy - h / 2) / ih, (cx + w / 2) / iw, (cy + h / 2) / ih, best - 4,
@@ -162,7 +173,7 @@ void decode_centernet(const cv::Mat& output, int classes, cv::Size input, float 
                 const std::size_t i = static_cast<std::size_t>(r) * static_cast<std::size_t>(gw) +
                                       static_cast<std::size_t>(col);
                 const float v = s[i];
-                if (v < threshold) continue;
+                if (below(v, threshold)) continue;
                 bool peak = true;
                 for (int nr = std::max(0, r - 1); peak && nr <= std::min(gh - 1, r + 1); ++nr) {
                     for (int nc = std::max(0, col - 1); nc <= std::min(gw - 1, col + 1); ++nc) {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace kg::vision::dnn {
@@ -60,13 +61,66 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_p
                             shape_text(want)));
         }
     }
+    if (manifest_.layout == Layout::ssd) priors_ = make_priors(manifest_.priors);
+    check_shapes(names);
     outputs_ = pass_->add_outputs(names, manifest_.source);
     for (auto& pass : member_passes) {
         const auto at = pass->add_outputs(names, manifest_.source);
         members_.push_back({std::move(pass), at[0]});
     }
-    if (manifest_.layout == Layout::ssd) priors_ = make_priors(manifest_.priors);
     for (const auto& c : manifest_.classes) labels_.push_back(c.label);
+}
+
+void DnnDetector::check_shapes(const std::vector<std::string>& names) const {
+    // At start-up, from the network's shape inference: a manifest that disagrees with its network
+    // (a wrong input size for the priors, a class list of another length) would otherwise fail on
+    // every frame, or raise nothing for the classes the network has and the manifest lacks.
+    const auto classes = static_cast<int>(manifest_.classes.size());
+    const auto mismatch = [&](const std::string& what, const cv::dnn::MatShape& shape, int expected) {
+        return ManifestError(fmt::format("{}: output '{}' of {} is {} at input {}x{}: {} should be {}",
+                                         manifest_.source, what, manifest_.model, shape_text(shape),
+                                         manifest_.input.width, manifest_.input.height, what, expected));
+    };
+    const auto rows = [](const cv::dnn::MatShape& s) {
+        return s.size() == 3 ? s[1] : s.size() == 2 ? s[0] : -1;
+    };
+    const auto last = [](const cv::dnn::MatShape& s) { return s.size() >= 2 ? s.back() : -1; };
+    switch (manifest_.layout) {
+        case Layout::ssd: {
+            const auto loc = pass_->output_shape(names[0]), conf = pass_->output_shape(names[1]);
+            const int priors = static_cast<int>(priors_.size());
+            if (rows(loc) >= 0 && rows(loc) != priors)
+                throw ManifestError(fmt::format(
+                    "{}: the network gives {} boxes at input {}x{}, output.priors make {}: the priors are "
+                    "for "
+                    "another input size",
+                    manifest_.source, rows(loc), manifest_.input.width, manifest_.input.height, priors));
+            const int want = classes + (manifest_.background_first ? 1 : 0);
+            if (last(conf) >= 0 && last(conf) != want) throw mismatch(names[1], conf, want);
+            break;
+        }
+        case Layout::ultraface: {
+            const auto scores = pass_->output_shape(names[1]);
+            if (last(scores) >= 0 && last(scores) != classes + 1)
+                throw mismatch(names[1], scores, classes + 1);
+            break;
+        }
+        case Layout::yolov5: {
+            const auto out = pass_->output_shape(names[0]);
+            if (last(out) >= 0 && last(out) != classes + 5) throw mismatch(names[0], out, classes + 5);
+            break;
+        }
+        case Layout::yolov8: {
+            const auto out = pass_->output_shape(names[0]);
+            if (out.size() == 3 && out[1] != classes + 4) throw mismatch(names[0], out, classes + 4);
+            break;
+        }
+        case Layout::centernet: {
+            const auto out = pass_->output_shape(names[0]);
+            if (out.size() == 4 && out[1] != classes + 4) throw mismatch(names[0], out, classes + 4);
+            break;
+        }
+    }
 }
 
 void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
@@ -133,6 +187,8 @@ void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
             d.label = labels_[static_cast<std::size_t>(d.class_id)];
         }
     }
+    // A box wholly past the picture's edge (in a letterbox's padding) has nothing to show.
+    std::erase_if(out, [](const Detection& d) { return d.w <= 0 || d.h <= 0; });
 }
 
 }  // namespace kg::vision::dnn

@@ -24,6 +24,7 @@ public:
     const Manifest& manifest() const { return manifest_; }
 
 private:
+    void check_shapes(const std::vector<std::string>& names) const;
     DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_ptr<NetworkPasses> own);
 
     Manifest manifest_;

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 
@@ -38,6 +39,20 @@ public:
         }
     }
 
+    // A key the loader does not read is refused, not ignored: `score_treshold: 0.9` must not
+    // leave the default threshold in force behind a configuration that passed --check-config.
+    void only(const YAML::Node& n, const std::string& key, std::initializer_list<const char*> known) const {
+        if (!n.IsMap()) fail(n, key.empty() ? "manifest" : key, "expected a mapping");
+        for (const auto& kv : n) {
+            const auto name = kv.first.Scalar();
+            if (std::any_of(known.begin(), known.end(), [&](const char* k) { return name == k; })) continue;
+            std::string list;
+            for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+            fail(kv.first, key.empty() ? name : key + "." + name,
+                 fmt::format("unknown key (known: {})", list));
+        }
+    }
+
     std::string expand(const YAML::Node& n, const std::string& key) const {
         std::string out, missing;
         if (!expand_env(as<std::string>(n, key), out, missing)) {
@@ -50,7 +65,12 @@ private:
     std::string file_;
 };
 
-InputSpec read_input(const Reader& r, const YAML::Node& input, const std::string& key) {
+InputSpec read_input(const Reader& r, const YAML::Node& input, const std::string& key, bool resizable) {
+    if (resizable) {
+        r.only(input, key, {"width", "height", "color", "mean", "scale", "resize"});
+    } else {
+        r.only(input, key, {"width", "height", "color", "mean", "scale"});
+    }
     InputSpec in;
     in.size = {r.as<int>(r.need(input, "width"), key + ".width"),
                r.as<int>(r.need(input, "height"), key + ".height")};
@@ -65,11 +85,16 @@ InputSpec read_input(const Reader& r, const YAML::Node& input, const std::string
         if (v.size() != 3) r.fail(input["mean"], key + ".mean", "expected three values");
         in.mean = cv::Scalar(v[0], v[1], v[2]);
     }
-    if (input["scale"]) in.scale = r.as<double>(input["scale"], key + ".scale");
+    if (input["scale"]) {
+        in.scale = r.as<double>(input["scale"], key + ".scale");
+        if (!std::isfinite(in.scale) || in.scale == 0)
+            r.fail(input["scale"], key + ".scale", "expected a finite number other than 0");
+    }
     return in;
 }
 
-std::vector<ModelClass> read_classes(const Reader& r, const YAML::Node& classes, const std::string& key) {
+std::vector<ModelClass> read_classes(const Reader& r, const YAML::Node& classes, const std::string& key,
+                                     bool classifier) {
     if (!classes.IsSequence() || classes.size() == 0) r.fail(classes, key, "expected a non-empty list");
     std::vector<ModelClass> out;
     for (std::size_t i = 0; i < classes.size(); ++i) {
@@ -79,6 +104,11 @@ std::vector<ModelClass> read_classes(const Reader& r, const YAML::Node& classes,
         if (c.IsScalar()) {
             mc.name = r.as<std::string>(c, k);
         } else {
+            if (classifier) {
+                r.only(c, k, {"name", "check", "label", "severity", "min_probability"});
+            } else {
+                r.only(c, k, {"name", "check", "label", "severity"});
+            }
             mc.name = r.as<std::string>(r.need(c, "name"), k + ".name");
             if (c["check"]) mc.check = r.as<std::string>(c["check"], k + ".check");
             if (c["label"]) mc.label = r.as<std::string>(c["label"], k + ".label");
@@ -107,6 +137,7 @@ Manifest load_manifest(const std::string& path) {
             fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
     }
     const Reader r(path);
+    r.only(root, "", {"name", "model", "config", "ensemble", "input", "output", "classes", "classifier"});
     const fs::path dir = fs::absolute(path).parent_path();
     auto resolve = [&](const std::string& p) {
         return fs::path(p).is_absolute() ? p : (dir / p).lexically_normal().string();
@@ -129,7 +160,7 @@ Manifest load_manifest(const std::string& path) {
         }
     }
 
-    const auto input = read_input(r, r.need(root, "input"), "input");
+    const auto input = read_input(r, r.need(root, "input"), "input", true);
     m.input = input.size;
     m.rgb = input.rgb;
     m.mean = input.mean;
@@ -142,6 +173,9 @@ Manifest load_manifest(const std::string& path) {
     }
 
     const auto out = r.need(root, "output");
+    r.only(out, "output",
+           {"layout", "names", "priors", "variances", "background_first", "score_threshold", "nms_iou",
+            "nms_area_offset", "class_agnostic_nms"});
     const auto layout = r.as<std::string>(r.need(out, "layout"), "output.layout");
     if (layout == "ultraface") {
         m.layout = Layout::ultraface;
@@ -164,11 +198,12 @@ Manifest load_manifest(const std::string& path) {
     }
     if (m.layout == Layout::ssd) {
         const auto priors = r.need(out, "priors");
+        r.only(priors, "output.priors", {"feature_maps", "sizes", "ratios"});
         for (const auto& fm : r.as<std::vector<std::vector<int>>>(r.need(priors, "feature_maps"),
                                                                   "output.priors.feature_maps")) {
-            if (fm.size() != 2)
+            if (fm.size() != 2 || fm[0] < 1 || fm[1] < 1)
                 r.fail(priors["feature_maps"], "output.priors.feature_maps",
-                       "expected [width, height] pairs");
+                       "expected [width, height] pairs of at least 1");
             m.priors.feature_maps.emplace_back(fm[0], fm[1]);
         }
         m.priors.anchor_sizes =
@@ -178,6 +213,19 @@ Manifest load_manifest(const std::string& path) {
         if (m.priors.anchor_sizes.size() != m.priors.feature_maps.size() ||
             m.priors.anchor_ratios.size() != m.priors.feature_maps.size()) {
             r.fail(priors, "output.priors", "one list of sizes and of ratios per feature map");
+        }
+        for (const auto* list : {&m.priors.anchor_sizes, &m.priors.anchor_ratios}) {
+            const bool sizes = list == &m.priors.anchor_sizes;
+            for (std::size_t i = 0; i < list->size(); ++i) {
+                const auto& v = (*list)[i];
+                const bool positive =
+                    std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x) && x > 0; });
+                if (v.empty() || !positive) {
+                    const char* name = sizes ? "sizes" : "ratios";
+                    r.fail(priors[name], fmt::format("output.priors.{}[{}]", name, i),
+                           "expected a non-empty list of positive numbers");
+                }
+            }
         }
         if (out["variances"]) {
             const auto v = r.as<std::vector<float>>(out["variances"], "output.variances");
@@ -197,8 +245,11 @@ Manifest load_manifest(const std::string& path) {
         if (!(m.nms_iou > 0 && m.nms_iou <= 1))
             r.fail(out["nms_iou"], "output.nms_iou", "expected above 0, up to 1");
     }
-    if (out["nms_area_offset"])
+    if (out["nms_area_offset"]) {
         m.nms_area_offset = r.as<float>(out["nms_area_offset"], "output.nms_area_offset");
+        if (!(m.nms_area_offset >= 0 && m.nms_area_offset <= 1))
+            r.fail(out["nms_area_offset"], "output.nms_area_offset", "expected 0 to 1");
+    }
     if (out["class_agnostic_nms"])
         m.class_agnostic_nms = r.as<bool>(out["class_agnostic_nms"], "output.class_agnostic_nms");
 
@@ -207,12 +258,13 @@ Manifest load_manifest(const std::string& path) {
                fmt::format("the {} layout's outputs cannot be averaged (centernet only)", layout));
     }
 
-    m.classes = read_classes(r, r.need(root, "classes"), "classes");
+    m.classes = read_classes(r, r.need(root, "classes"), "classes", false);
 
     if (const auto c = root["classifier"]) {
+        r.only(c, "classifier", {"model", "input", "output", "expand", "square", "min_score", "classes"});
         ClassifierSpec spec;
         spec.model = resolve(r.expand(r.need(c, "model"), "classifier.model"));
-        spec.input = read_input(r, r.need(c, "input"), "classifier.input");
+        spec.input = read_input(r, r.need(c, "input"), "classifier.input", false);
         if (c["output"]) spec.output = r.as<std::string>(c["output"], "classifier.output");
         if (c["expand"]) {
             spec.expand = r.as<float>(c["expand"], "classifier.expand");
@@ -226,7 +278,7 @@ Manifest load_manifest(const std::string& path) {
                 r.fail(c["min_score"], "classifier.min_score", "expected 0 to 1");
         }
         const auto cls = r.need(c, "classes");
-        spec.classes = read_classes(r, cls, "classifier.classes");
+        spec.classes = read_classes(r, cls, "classifier.classes", true);
         for (std::size_t i = 0; i < cls.size(); ++i) {
             float p = 0;
             if (cls[i].IsMap() && cls[i]["min_probability"]) {

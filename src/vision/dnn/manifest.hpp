@@ -76,6 +76,12 @@ struct Manifest {
     std::optional<ClassifierSpec> classifier;
 };
 
+// The classes a model's detections carry: the classifier's when it has one (its first stage only
+// finds the boxes), else the detector's.
+inline const std::vector<ModelClass>& detection_classes(const Manifest& m) {
+    return m.classifier ? m.classifier->classes : m.classes;
+}
+
 class ManifestError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;

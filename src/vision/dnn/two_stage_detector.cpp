@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <opencv2/dnn/shape_utils.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "vision/dnn/blob.hpp"
@@ -41,6 +42,21 @@ TwoStageDetector::TwoStageDetector(Manifest manifest, NetworkPasses* passes)
     if (output_names_.size() != 1) {
         throw ManifestError(fmt::format("{}: the classifier has {} outputs: name one in classifier.output",
                                         source_, output_names_.size()));
+    }
+    if (!spec_.output.empty() && classifier_.getLayerId(spec_.output) < 0) {
+        throw ManifestError(fmt::format("{}: classifier.output: {} has no layer named '{}'", source_,
+                                        spec_.model, spec_.output));
+    }
+    // At start-up rather than at the first head in view: a class list of another length than the
+    // classifier's output would otherwise fail on every box.
+    std::vector<cv::dnn::MatShape> in, out;
+    const cv::Size size = spec_.input.size;
+    classifier_.getLayerShapes(cv::dnn::MatShape{1, 3, size.height, size.width},
+                               classifier_.getLayerId(output_names_[0]), in, out);
+    if (!out.empty() && static_cast<std::size_t>(cv::dnn::total(out[0])) != spec_.classes.size()) {
+        throw ManifestError(
+            fmt::format("{}: the classifier {} gives {} probabilities, classifier.classes names {}", source_,
+                        spec_.model, cv::dnn::total(out[0]), spec_.classes.size()));
     }
     for (const auto& c : spec_.classes) {
         if (c.name == "background") {
