@@ -7,7 +7,7 @@
 #include "vision/camera_health.hpp"
 #include "vision/detector_check.hpp"
 #include "vision/detector_factory.hpp"
-#include "vision/dnn/dnn_detector.hpp"
+#include "vision/dnn/manifest.hpp"
 #include "vision/region_checks.hpp"
 
 namespace kg::app {
@@ -86,6 +86,8 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
         motion_ = std::make_unique<vision::MotionMap>();
     }
     for (const auto& name : camera_.checks) checks_.push_back(make_check(name));
+    failures_.resize(checks_.size());
+    failed_at_.resize(checks_.size());
     if (const auto count = passes_.count(); count > 0) {
         log_->info(
             "{} network pass(es) shared between checks: one run per frame each ({} network "
@@ -151,15 +153,16 @@ std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& nam
                                                        scene.detect_refresh);
     }
     if (name.rfind("model:", 0) == 0) {
-        // A user's model: every class its manifest maps to a check becomes events of that check.
-        auto manifest = vision::dnn::load_manifest(site_.config.models.at(name.substr(6)));
+        // A user's model: every class its manifest maps to a check becomes events of that check
+        // (a two-stage model's classes are its classifier's).
+        const auto& path = site_.config.models.at(name.substr(6));
         std::vector<vision::Violation> violations;
-        for (const auto& c : manifest.classes) {
+        for (const auto& c : vision::dnn::detection_classes(vision::dnn::load_manifest(path))) {
             if (!c.check.empty()) violations.push_back({c.label, c.check, c.label, c.severity});
         }
-        return std::make_unique<vision::DetectorCheck>(
-            name, std::make_unique<vision::dnn::DnnDetector>(std::move(manifest), &passes_),
-            std::move(violations), motion_.get(), scene.detect_refresh);
+        return std::make_unique<vision::DetectorCheck>(name, vision::make_detector(path, &passes_),
+                                                       std::move(violations), motion_.get(),
+                                                       scene.detect_refresh);
     }
     if (name == vision::MotionCheck::kName) {
         return std::make_unique<vision::MotionCheck>(vision::regions_for(name, camera_), *motion_,
@@ -192,6 +195,23 @@ void CameraPipeline::start() {
 }
 
 void CameraPipeline::stop() { worker_->stop(); }
+
+void CameraPipeline::check_failed(std::size_t i, const std::exception& e) {
+    constexpr auto kLogEvery = std::chrono::minutes(1);
+    const auto now = std::chrono::steady_clock::now();
+    stats_.check_failed();
+    {
+        std::lock_guard lock(conditions_mutex_);
+        failed_at_[i] = now;
+    }
+    auto& f = failures_[i];
+    ++f.unlogged;
+    if (f.logged && now - *f.logged < kLogEvery) return;
+    log_->error("{} check failed on {} frame(s) since the last report, their observations lost: {}",
+                checks_[i]->name(), f.unlogged, e.what());
+    f.unlogged = 0;
+    f.logged = now;
+}
 
 events::TrackerRule CameraPipeline::rule_for(const std::string& check) const {
     const auto& configured = camera_.rules.at(check);
@@ -238,10 +258,19 @@ void CameraPipeline::run_once() {
     passes_.begin_frame();
     observations_.clear();
     produced_.clear();
-    for (auto& check : checks_) {
+    for (std::size_t i = 0; i < checks_.size(); ++i) {
+        auto& check = *checks_[i];
         raw_.clear();
-        check->analyse(*frame, raw_);
-        for (const auto& o : raw_) zones_.apply(o, observations_);
+        try {
+            check.analyse(*frame, raw_);
+        } catch (const std::exception& e) {
+            // A model that answers otherwise than its manifest says, on this frame: the check's
+            // open events stay as they are (it saw nothing either way) and every other check,
+            // camera and sensor goes on.
+            raw_.clear();
+            check_failed(i, e);
+        }
+        for (const auto& o : raw_) zones_.apply(o, check.name(), observations_);
         produced_.push_back(observations_.size());
     }
 
@@ -314,8 +343,14 @@ publish::CameraState CameraPipeline::supervise(TimePoint now) {
         }
     }
     {
+        constexpr auto kFailingFor = std::chrono::minutes(1);
+        const auto steady = std::chrono::steady_clock::now();
         std::lock_guard lock(conditions_mutex_);
         state.conditions = conditions_;
+        for (std::size_t i = 0; i < failed_at_.size(); ++i) {
+            if (failed_at_[i] && steady - *failed_at_[i] < kFailingFor)
+                state.failing_checks.push_back(checks_[i]->name());
+        }
     }
     if (offline_->active()) state.conditions.insert(state.conditions.begin(), "offline");
     return state;

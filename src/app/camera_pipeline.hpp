@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "app/analysis_pool.hpp"
@@ -70,6 +71,7 @@ private:
     Tracked& tracker_for(const vision::Observation& o, const std::string& producer);
     events::TrackerRule rule_for(const std::string& check) const;
     std::unique_ptr<vision::Check> make_check(const std::string& name);
+    void check_failed(std::size_t check, const std::exception& e);
 
     const config::Camera camera_;
     AnalysisPool& pool_;
@@ -94,9 +96,17 @@ private:
     std::deque<Tracked> trackers_;       // a deque: trackers are never moved once made
     std::vector<vision::Observation> raw_, observations_;
 
+    // A check that throws loses its observations of that frame; the others and the camera go on.
+    struct CheckFailures {
+        std::uint64_t unlogged = 0;  // failures since the last log line
+        std::optional<std::chrono::steady_clock::time_point> logged;
+    };
+    std::vector<CheckFailures> failures_;  // per checks_[i]
+
     // Shared with the supervisor.
     std::mutex conditions_mutex_;
     std::vector<std::string> conditions_;
+    std::vector<std::optional<std::chrono::steady_clock::time_point>> failed_at_;  // per checks_[i]
 
     // Supervisor side.
     TimePoint started_at_{};

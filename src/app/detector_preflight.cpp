@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <opencv2/imgcodecs.hpp>
 #include <set>
 
 #include "vision/detector_factory.hpp"
@@ -19,12 +20,21 @@ struct ModelClasses {
 
 ModelClasses classes_of(const vision::dnn::Manifest& m) {
     ModelClasses out;
-    const auto& classes = m.classifier ? m.classifier->classes : m.classes;
-    for (const auto& c : classes) {
+    for (const auto& c : vision::dnn::detection_classes(m)) {
         out.labels.insert(c.label);
         if (!c.check.empty()) out.checks.insert(c.check);
     }
     return out;
+}
+
+// One run on a plain picture of a camera's usual size: a network that answers otherwise than its
+// manifest says (an output its decoder cannot read) fails here, naming the key, instead of on the
+// first frame of the running gateway. (A plain picture has no head in it, so a two-stage model's
+// classifier is checked at construction instead, from the network's shapes.)
+void dry_run(vision::Detector& detector) {
+    const cv::Mat plain(720, 1280, CV_8UC3, cv::Scalar(114, 114, 114));
+    std::vector<vision::Detection> found;
+    detector.detect(plain, found);
 }
 
 std::string joined(const std::set<std::string>& items) {
@@ -63,8 +73,9 @@ std::vector<config::ConfigError> check_detectors(const config::Gateway& cfg) {
         if (!used.count(check)) continue;
         const auto h = *hygiene_detector(cfg, check);
         try {
-            vision::make_detector(h.spec);
+            const auto detector = vision::make_detector(h.spec);
             if (h.spec.rfind("classic:", 0) == 0) continue;
+            dry_run(*detector);
             const auto classes = classes_of(vision::dnn::load_manifest(h.spec));
             if (!classes.labels.count(h.alarm_label)) {
                 fail(h.key, fmt::format("{}: no class labelled '{}' (its labels: {}), so the {} check would "
@@ -79,7 +90,7 @@ std::vector<config::ConfigError> check_detectors(const config::Gateway& cfg) {
         if (!used.count("model:" + name)) continue;
         const auto key = "models." + name;
         try {
-            vision::make_detector(path);
+            dry_run(*vision::make_detector(path));
             const auto classes = classes_of(vision::dnn::load_manifest(path));
             if (classes.checks.empty()) {
                 fail(key,
@@ -89,6 +100,20 @@ std::vector<config::ConfigError> check_detectors(const config::Gateway& cfg) {
             }
         } catch (const std::exception& e) {
             fail(key, fmt::format("cannot be loaded: {}", e.what()));
+        }
+    }
+    // A reference picture is read when the camera's check is built: a file that is missing or not
+    // a picture would stop the gateway at start, or at a reload.
+    for (std::size_t i = 0; i < cfg.cameras.size(); ++i) {
+        const auto& cam = cfg.cameras[i];
+        const auto uses = [&](const char* check) {
+            return std::find(cam.checks.begin(), cam.checks.end(), check) != cam.checks.end();
+        };
+        if (!cam.enabled || cam.scene.reference.empty() || !(uses("cleanliness") || uses("bin_lid")))
+            continue;
+        if (cv::imread(cam.scene.reference, cv::IMREAD_COLOR).empty()) {
+            fail(fmt::format("cameras[{}].scene.reference", i),
+                 fmt::format("camera {}: cannot read {} as a picture", cam.id, cam.scene.reference));
         }
     }
     return errors;

@@ -20,6 +20,7 @@ struct CameraStatsSnapshot {
     std::uint64_t analysis_ns = 0;     // time spent in the checks, in total
     std::uint64_t frames_dropped = 0;  // sampled but overwritten before analysis took them
     std::uint64_t decode_errors = 0;
+    std::uint64_t check_errors = 0;  // a check failed on a frame (its observations of that frame lost)
     int reconnects_1h = 0;
     int stalls_1h = 0;
     bool connected = false;
@@ -41,6 +42,7 @@ public:
     }
     void frames_dropped(std::uint64_t total) { frames_dropped_.store(total, std::memory_order_relaxed); }
     void decode_errors(std::uint64_t added) { decode_errors_.fetch_add(added, std::memory_order_relaxed); }
+    void check_failed() { check_errors_.fetch_add(1, std::memory_order_relaxed); }
 
     void connected() {
         std::lock_guard lock(mutex_);
@@ -62,6 +64,7 @@ public:
         s.analysis_ns = analysis_ns_.load(std::memory_order_relaxed);
         s.frames_dropped = frames_dropped_.load(std::memory_order_relaxed);
         s.decode_errors = decode_errors_.load(std::memory_order_relaxed);
+        s.check_errors = check_errors_.load(std::memory_order_relaxed);
         const auto last = last_frame_ns_.load(std::memory_order_relaxed);
         if (last != 0) s.last_frame = TimePoint(TimePoint::duration(last));
         std::lock_guard lock(mutex_);
@@ -86,7 +89,7 @@ private:
     }
 
     std::atomic<std::uint64_t> frames_in_{0}, frames_sampled_{0}, frames_analysed_{0}, frames_dropped_{0},
-        decode_errors_{0}, analysis_ns_{0};
+        decode_errors_{0}, check_errors_{0}, analysis_ns_{0};
     std::atomic<TimePoint::rep> last_frame_ns_{0};
     mutable std::mutex mutex_;
     bool connected_ = false;

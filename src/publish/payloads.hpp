@@ -20,6 +20,7 @@ struct CameraState {
     double fps_in = 0, fps_analysed = 0;
     double check_seconds = 0;  // mean time of one frame through the checks, last 10 s
     std::vector<std::string> conditions;
+    std::vector<std::string> failing_checks;  // checks that failed on a frame in the last minute
 };
 std::string camera_state_payload(const CameraState& state, const std::string& site, TimePoint now);
 

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
 
 #include "app/detector_preflight.hpp"
 
@@ -116,4 +117,36 @@ TEST(DetectorPreflight, LoadAndCheckThrowsEveryError) {
         EXPECT_EQ(e.errors[1].key, "detectors.head_covering");
     }
     fs::remove(path);
+}
+
+TEST(DetectorPreflight, AReferencePictureThatCannotBeReadIsNamedWithItsKey) {
+    // It was read only when the camera's check was built: the gateway stopped at start, or at a reload.
+    const auto dir = fs::temp_directory_path() / ("kg-preflight-ref-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    std::ofstream(dir / "not-a-picture.jpg") << "text";
+    auto g = with_cameras({"camera_health", "cleanliness"});
+    g.cameras.push_back(g.cameras[0]);
+    g.cameras[1].id = "bins";
+    g.cameras[1].checks = {"bin_lid"};
+    g.cameras[0].scene.reference = (dir / "missing.jpg").string();
+    g.cameras[1].scene.reference = (dir / "not-a-picture.jpg").string();
+    const auto errors = kg::app::check_detectors(g);
+    ASSERT_EQ(errors.size(), 2u) << all(errors);
+    EXPECT_EQ(errors[0].key, "cameras[0].scene.reference");
+    EXPECT_NE(errors[0].message.find("missing.jpg"), std::string::npos) << errors[0].message;
+    EXPECT_EQ(errors[1].key, "cameras[1].scene.reference");
+    // A picture passes; so does any file for a camera without a check that reads it.
+    cv::imwrite((dir / "floor.png").string(), cv::Mat(90, 160, CV_8UC3, cv::Scalar(40, 80, 120)));
+    g.cameras[0].scene.reference = (dir / "floor.png").string();
+    g.cameras[1].checks = {"camera_health"};
+    EXPECT_EQ(all(kg::app::check_detectors(g)), "");
+    fs::remove_all(dir);
+}
+
+TEST(DetectorPreflight, ATwoStageUserModelIsJudgedByItsClassifiersClasses) {
+    // The shipped mask model as a user's model: its boxes carry the classifier's classes, which map
+    // to the mask check; its first stage's class (head) maps to none.
+    auto g = with_cameras({"model:faces"});
+    g.models["faces"] = kModels + "/kitchen-mask.yaml";
+    EXPECT_EQ(all(kg::app::check_detectors(g)), "");
 }
