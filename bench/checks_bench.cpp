@@ -168,7 +168,9 @@ void BM_MaskGatedStill(benchmark::State& state) {
 void BM_Cleanliness(benchmark::State& state) {
     vision::MotionMap motion;
     vision::ReferenceChangeCheck check(
-        "cleanliness", "dirty", {{"floor", {{0, 0.5f}, {1, 0.5f}, {1, 1}, {0, 1}}}}, motion, 0.004, {});
+        "cleanliness", "dirty",
+        {{"floor", vision::MotionMap::region_mask({{0, 0.5f}, {1, 0.5f}, {1, 1}, {0, 1}})}}, motion, 0.004,
+        {});
     run_check(state, check, &motion);
 }
 
@@ -180,8 +182,9 @@ void BM_AfterHoursMotion(benchmark::State& state) {
 
 void BM_Unattended(benchmark::State& state) {
     vision::MotionMap motion;
-    vision::UnattendedCheck check({{"stove", {{0.6f, 0.2f}, {0.95f, 0.2f}, {0.95f, 0.95f}}}}, motion, 0.004,
-                                  std::chrono::minutes(5));
+    vision::UnattendedCheck check(
+        {{"stove", vision::MotionMap::region_mask({{0.6f, 0.2f}, {0.95f, 0.2f}, {0.95f, 0.95f}})}}, motion,
+        0.004, std::chrono::minutes(5));
     run_check(state, check, &motion);
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -84,7 +85,14 @@ std::map<int, std::string> parse_class_map(const std::string& text) {
         if (eq == std::string::npos || eq == 0 || eq + 1 == part.size()) {
             throw std::invalid_argument(fmt::format("'{}' is not id=name", part));
         }
-        out[std::stoi(part.substr(0, eq))] = part.substr(eq + 1);
+        const auto id_text = part.substr(0, eq);
+        int id = -1;
+        const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+        if (ec != std::errc() || end != id_text.data() + id_text.size() || id < 0) {
+            throw std::invalid_argument(fmt::format(
+                "'{}' is not id=name: '{}' is not a class id (a number, as in the labels)", part, id_text));
+        }
+        out[id] = part.substr(eq + 1);
     }
     if (out.empty()) throw std::invalid_argument("no classes given");
     return out;

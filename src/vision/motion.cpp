@@ -21,31 +21,35 @@ void MotionMap::update(const cv::Mat& bgr) {
     cv::threshold(moving_, moving_, 15, 255, cv::THRESH_BINARY);
     cv::dilate(moving_, moving_, kernel_, {-1, -1}, 3);  // a moving body's edges, widened to its body
     small_.copyTo(previous_);
+    moved_fraction_ =
+        static_cast<double>(cv::countNonZero(foreground_)) / (static_cast<double>(kWidth) * kHeight);
 }
 
-cv::Mat MotionMap::polygon_mask(const rules::Polygon& polygon) const {
-    cv::Mat mask(kHeight, kWidth, CV_8U, cv::Scalar(polygon.empty() ? 255 : 0));
-    if (!polygon.empty()) {
-        std::vector<cv::Point> pts;
-        for (const auto& p : polygon) pts.emplace_back(cvRound(p.x * kWidth), cvRound(p.y * kHeight));
-        cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{pts}, cv::Scalar(255));
-    }
+cv::Mat MotionMap::region_mask(const rules::Polygon& polygon) {
+    if (polygon.empty()) return {};
+    cv::Mat mask(kHeight, kWidth, CV_8U, cv::Scalar(0));
+    std::vector<cv::Point> pts;
+    for (const auto& p : polygon) pts.emplace_back(cvRound(p.x * kWidth), cvRound(p.y * kHeight));
+    cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{pts}, cv::Scalar(255));
     return mask;
 }
 
-double MotionMap::moved_fraction(const rules::Polygon& polygon) const {
+double MotionMap::moved_share(const cv::Mat& region) const {
     if (foreground_.empty()) return 0.0;
-    const cv::Mat mask = polygon_mask(polygon);
-    const double area = cv::countNonZero(mask);
-    cv::bitwise_and(foreground_, mask, scratch_);
-    return area > 0 ? cv::countNonZero(scratch_) / area : 0.0;
+    if (region.empty()) return moved_fraction_;
+    cv::bitwise_and(foreground_, region, scratch_);
+    return static_cast<double>(cv::countNonZero(scratch_)) / (static_cast<double>(kWidth) * kHeight);
 }
 
-std::vector<Box> MotionMap::blobs(const cv::Mat& binary, const rules::Polygon& polygon, double min_area,
+std::vector<Box> MotionMap::blobs(const cv::Mat& binary, const cv::Mat& region, double min_area,
                                   const std::string& label) const {
     std::vector<Box> out;
     if (binary.empty()) return out;
-    cv::bitwise_and(binary, polygon_mask(polygon), scratch_);
+    if (region.empty()) {
+        binary.copyTo(scratch_);
+    } else {
+        cv::bitwise_and(binary, region, scratch_);
+    }
     cv::findContours(scratch_, contours_, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
     const double total = static_cast<double>(kWidth) * kHeight;
     for (const auto& c : contours_) {

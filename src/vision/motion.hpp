@@ -20,18 +20,25 @@ public:
     // marks what arrived recently and stayed.
     const cv::Mat& moving() const { return moving_; }
     const cv::Mat& gray() const { return small_; }
-    // Fraction of `polygon` (or the whole picture when empty) that moved.
-    double moved_fraction(const rules::Polygon& polygon) const;
-    // Boxes around moving blobs larger than `min_area` (fraction of the picture) inside `polygon`.
-    std::vector<Box> blobs(const cv::Mat& mask, const rules::Polygon& polygon, double min_area,
+    // The share of the picture that moved in this frame (computed once per frame: every
+    // motion-gated detector reads it).
+    double moved_fraction() const { return moved_fraction_; }
+    // The share of the picture that moved inside `region` (a region_mask(); empty: anywhere).
+    double moved_share(const cv::Mat& region) const;
+    // Boxes around blobs of `binary` larger than `min_area` (share of the picture) inside `region`
+    // (a region_mask(); empty: the whole picture).
+    std::vector<Box> blobs(const cv::Mat& binary, const cv::Mat& region, double min_area,
                            const std::string& label) const;
-    cv::Mat polygon_mask(const rules::Polygon& polygon) const;
+    // A polygon as a 0/255 mask at this map's size, made once per region, not per frame; empty for
+    // an empty polygon (the whole picture).
+    static cv::Mat region_mask(const rules::Polygon& polygon);
 
     static constexpr int kWidth = 320, kHeight = 180;
 
 private:
     cv::Ptr<cv::BackgroundSubtractorMOG2> model_;
     cv::Mat gray_, small_, previous_, foreground_, moving_, kernel_;
+    double moved_fraction_ = 0;
     mutable cv::Mat scratch_;
     mutable std::vector<std::vector<cv::Point>> contours_;
 };

@@ -23,7 +23,7 @@ namespace kg::vision {
 
 struct Region {
     std::string zone;  // empty: the whole picture
-    rules::Polygon polygon;
+    cv::Mat mask;      // MotionMap::region_mask() of the zone's polygon; empty: the whole picture
 };
 std::vector<Region> regions_for(const std::string& check, const config::Camera& camera);
 

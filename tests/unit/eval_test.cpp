@@ -360,3 +360,18 @@ TEST(YoloFolder, ReadsImagesWhateverTheCaseOfTheirSuffix) {
     EXPECT_EQ(images[1].truth[0].label, "bare");
     fs::remove_all(dir);
 }
+
+TEST(ClassMap, NamesWhatIsNotAClassId) {
+    const auto m = kg::eval::parse_class_map("0=no_mask,1=with_mask");
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m.at(1), "with_mask");
+    // Written the wrong way round: it used to print only "stoi".
+    try {
+        kg::eval::parse_class_map("no_mask=0");
+        ADD_FAILURE() << "accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("'no_mask' is not a class id"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(kg::eval::parse_class_map("1x=a"), std::invalid_argument);
+    EXPECT_THROW(kg::eval::parse_class_map("-1=a"), std::invalid_argument);
+}
