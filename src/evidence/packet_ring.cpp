@@ -14,7 +14,8 @@ std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> copy_codecpar(c
 
 }  // namespace
 
-PacketRing::PacketRing(Duration keep) : keep_(keep) {}
+PacketRing::PacketRing(Duration keep, Duration longest_gop)
+    : keep_(keep), longest_gop_(std::max(2 * keep, longest_gop)) {}
 
 void PacketRing::on_stream_opened(const AVStream& stream) {
     std::lock_guard lock(mutex_);
@@ -48,6 +49,14 @@ void PacketRing::trim(TimePoint now) {
     for (;;) {
         auto next_key =
             std::find_if(ring_.begin() + 1, ring_.end(), [](const PacketRef& p) { return p.key; });
+        if (next_key == ring_.end() && !ring_.empty() && now - ring_.front().arrival > longest_gop_) {
+            // One GOP longer than the ring holds whole (a camera that sends a key frame rarely, or
+            // once): held on, it would grow with the bitrate for ever. Let it go; the ring starts
+            // again at the next key frame, and a clip meanwhile is reported missing.
+            ring_.clear();
+            bytes_ = 0;
+            return;
+        }
         if (ring_.size() < 2 || next_key == ring_.end() || now - next_key->arrival < keep_) return;
         for (auto it = ring_.begin(); it != next_key; ++it)
             bytes_ -= static_cast<std::size_t>(it->packet->size);

@@ -30,7 +30,9 @@ struct PacketSpan {
 
 class PacketRing final : public ingest::PacketObserver {
 public:
-    explicit PacketRing(Duration keep);
+    // `keep`: how far back a clip may start. A GOP is held whole up to twice that (at least
+    // `longest_gop`); a longer one is dropped, so memory stays bounded however rare key frames are.
+    explicit PacketRing(Duration keep, Duration longest_gop = std::chrono::seconds(30));
 
     void on_stream_opened(const AVStream& stream) override;
     void on_packet(const AVPacket& packet, const AVStream& stream) override;
@@ -46,7 +48,7 @@ public:
 private:
     void trim(TimePoint now);
 
-    Duration keep_;
+    Duration keep_, longest_gop_;
     mutable std::mutex mutex_;
     std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> codecpar_{nullptr, nullptr};
     AVRational time_base_{1, 90000};

@@ -47,13 +47,13 @@ void CameraWorker::run() {
 
         FfmpegInput input(options, stop_);
         input.set_packet_observer(observer_);
-        const auto opened_at = std::chrono::steady_clock::now();
+        Delivered delivered;
         bool file_ended = false;
         try {
             input.open();
             stats_.connected();
             log_->info("connected to {}: {}", camera_.url, input.describe());
-            const bool ended = read_frames(input) == StreamEnd::end_of_file;
+            const bool ended = read_frames(input, delivered) == StreamEnd::end_of_file;
             // Only a file ends; a network or device stream that ends has gone away: reconnect.
             file_ended = ended && input.kind() == SourceKind::file;
             if (ended && !file_ended) {
@@ -67,6 +67,12 @@ void CameraWorker::run() {
             if (e.kind == IngestError::Kind::stall) stats_.stall(Clock::now());
             stats_.disconnected(e.what());
             log_->warn("{}: {}", camera_.url, e.what());
+        } catch (const std::exception& e) {
+            // Not the stream's fault as far as we know (out of memory in a frame buffer, a packet
+            // observer that failed): the connection is dropped and made again, the gateway goes on.
+            if (stop_) break;
+            stats_.disconnected(e.what());
+            log_->error("{}: {}", camera_.url, e.what());
         }
         if (observer_ != nullptr) observer_->on_stream_closed();
         if (stop_) break;
@@ -77,18 +83,18 @@ void CameraWorker::run() {
             wait_cv_.wait(lock, [this] { return stop_.load(); });
             break;
         }
-        if (std::chrono::steady_clock::now() - opened_at > kHealthyAfter) backoff.reset();
+        if (delivered.first && *delivered.last - *delivered.first > kHealthyAfter) backoff.reset();
         const auto delay = backoff.next();
         log_->info("reconnecting in {} ms", delay.count());
         if (!wait_for(delay)) break;
     }
 }
 
-CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input) {
+CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered& delivered) {
     const bool paced = input.kind() == SourceKind::file && camera_.input.realtime;
     FrameSampler sampler(camera_.analysis.fps);
     std::optional<std::chrono::steady_clock::time_point> pace_wall;
-    double pace_stream = 0.0;
+    double pace_stream = 0.0, previous_t = 0.0;
     std::uint64_t seq = 0;
     std::uint64_t decode_errors_reported = 0;
     const int width = camera_.analysis.width, height = camera_.analysis.height;
@@ -104,6 +110,8 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input) {
         }
         const auto now = Clock::now();
         stats_.frame_decoded(now);
+        delivered.last = std::chrono::steady_clock::now();
+        if (!delivered.first) delivered.first = delivered.last;
         if (input.decode_errors() != decode_errors_reported) {
             stats_.decode_errors(input.decode_errors() - decode_errors_reported);
             decode_errors_reported = input.decode_errors();
@@ -114,10 +122,13 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input) {
 
         if (paced) {
             // Like `ffmpeg -re`: a file plays at its own speed, as a camera would.
-            if (!pace_wall || t < pace_stream || t - pace_stream > 3600.0) {
+            // A jump of the file's clock (back, or far ahead) starts the pacing again from here:
+            // measured from the previous frame, not from where the pacing started.
+            if (!pace_wall || t < previous_t || t - previous_t > 60.0) {
                 pace_wall = steady_now;
                 pace_stream = t;
             }
+            previous_t = t;
             const auto due = *pace_wall + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                               std::chrono::duration<double>(t - pace_stream));
             if (due > steady_now && !wait_for(due - steady_now)) break;

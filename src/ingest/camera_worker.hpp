@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "config/config.hpp"
@@ -39,7 +40,13 @@ private:
     enum class StreamEnd { stopped, end_of_file };
 
     void run();
-    StreamEnd read_frames(FfmpegInput& input);
+    // When this connection's first and latest frames were decoded: a connection is healthy (the
+    // back-off starts again from its minimum) once it has delivered frames for a while, not once
+    // it has lasted a while (a camera that hangs while opening lasts the whole timeout).
+    struct Delivered {
+        std::optional<std::chrono::steady_clock::time_point> first, last;
+    };
+    StreamEnd read_frames(FfmpegInput& input, Delivered& delivered);
     // Sleeps up to `d`; returns false if stopped meanwhile.
     bool wait_for(std::chrono::steady_clock::duration d);
 

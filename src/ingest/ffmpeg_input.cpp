@@ -129,19 +129,34 @@ void FfmpegInput::open() {
     frame_.reset(av_frame_alloc());
     if (!packet_ || !frame_) throw IngestError(IngestError::Kind::open, "out of memory");
     draining_ = false;
+    last_picture_ = std::chrono::steady_clock::now();
     if (observer_ != nullptr) observer_->on_stream_opened(*stream);
 }
 
 bool FfmpegInput::next_frame() {
     for (;;) {
         int err = avcodec_receive_frame(codec_.get(), frame_.get());
-        if (err == 0) return true;
+        if (err == 0) {
+            last_picture_ = std::chrono::steady_clock::now();
+            return true;
+        }
         if (err == AVERROR_EOF) return false;
         if (err != AVERROR(EAGAIN)) {
             ++decode_errors_;
         }
         if (draining_) return false;
 
+        if (kind_ != SourceKind::file) {
+            // With key frames only, a picture comes once a GOP: allow a few GOPs of a slow camera.
+            const auto limit = options_.timeout * (options_.keyframes_only ? 3 : 1);
+            const auto since = std::chrono::steady_clock::now() - last_picture_;
+            if (since > limit) {
+                throw IngestError(
+                    IngestError::Kind::stall,
+                    fmt::format("packets but no picture for {} ms (no key frame the decoder can start from?)",
+                                std::chrono::duration_cast<std::chrono::milliseconds>(since).count()));
+            }
+        }
         arm_deadline();
         err = av_read_frame(format_.get(), packet_.get());
         if (err == AVERROR_EOF || (err < 0 && kind_ == SourceKind::file && avio_feof(format_->pb))) {
@@ -178,6 +193,7 @@ bool FfmpegInput::rewind() {
     }
     avcodec_flush_buffers(codec_.get());
     draining_ = false;
+    last_picture_ = std::chrono::steady_clock::now();
     return true;
 }
 

@@ -88,6 +88,9 @@ private:
     SwsPtr sws_owner_;
     int stream_index_ = -1;
     bool draining_ = false;
+    // When the decoder last gave a picture (or the stream opened): a camera that keeps sending
+    // packets the decoder never turns into a picture (no key frame to start from) is a stall too.
+    std::chrono::steady_clock::time_point last_picture_{};
     std::uint64_t decode_errors_ = 0;
     PacketObserver* observer_ = nullptr;
 };

@@ -3,6 +3,9 @@ killed mid-stream and restarted on its port, a camera that accepts the connectio
 nothing (a stall) next to a healthy one, and HTTP and RTMP peers. Everything is judged by what the
 gateway publishes on a real broker, and every message is validated against docs/schemas."""
 
+import pathlib
+import re
+import subprocess
 import time
 
 import kg_e2e
@@ -175,3 +178,82 @@ def test_http_and_rtmp_cameras(broker, collector, schemas, clips, gateways, tmp_
         rtmp.wait()
         web.shutdown()
     schemas.validate_all(collector)
+
+
+class PacedHttpStream:
+    """Serves a file over HTTP at `rate` bytes/s, looped for ever: a camera that keeps sending."""
+
+    def __init__(self, path, rate):
+        import http.server
+        import socketserver
+        import threading
+
+        data = pathlib.Path(path).read_bytes()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp2t")
+                self.end_headers()
+                start, sent, chunk = time.time(), 0, 188 * 20
+                try:
+                    while not server.closing:
+                        for i in range(0, len(data), chunk):
+                            self.wfile.write(data[i:i + chunk])
+                            sent += chunk
+                            ahead = start + sent / rate - time.time()
+                            if ahead > 0:
+                                time.sleep(ahead)
+                except OSError:
+                    pass  # the gateway hung up
+
+            def log_message(self, *args):
+                pass
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        server.closing = False
+        self.server = server
+        self.port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.closing = True
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_camera_that_sends_packets_but_never_a_picture_is_a_stall(broker, collector, gateway, tmp_path):
+    """No key frame in the stream (the IDR pictures cut out): the decoder never gives a picture while
+    packets keep coming. The connection used to stay up for ever, never retried; it is a stall now,
+    and the gateway reconnects (a new session makes most cameras send a key frame)."""
+    clip = tmp_path / "nokey.ts"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
+                    "-t", "8", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50",
+                    "-bsf:v", "filter_units=remove_types=5", "-f", "mpegts", str(clip)], check=True)
+    stream = PacedHttpStream(clip, clip.stat().st_size / 8)
+    try:
+        cam = kg_e2e.camera("nokey", f"http://127.0.0.1:{stream.port}/cam.ts", input={"timeout": "3s"})
+        gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
+        state = collector.wait_for(lambda: (s := latest_state(collector, "nokey")) and s["reconnects_1h"] >= 1
+                                   and s, 15, what="a reconnect")
+        assert state["stalls_1h"] >= 1 and state["last_frame_time"] is None, state
+        assert "packets but no picture" in state.get("last_error", ""), state
+        gw.terminate()
+    finally:
+        stream.close()
+    assert "packets but no picture for" in gw.output()
+
+
+def test_the_back_off_grows_for_a_camera_that_hangs_while_opening(broker, gateway, silent_server, tmp_path):
+    """A camera that accepts and never answers, with input.timeout above the 10 s after which a
+    connection counts as healthy: the attempt lasted that long, but delivered nothing, so the
+    back-off must grow (it used to start again from its minimum after every attempt)."""
+    silent = silent_server()
+    cam = kg_e2e.camera("hung", silent.url(), input={"timeout": "11s", "reconnect": {"min": "500ms", "max": "8s"}})
+    gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
+    delays = lambda: [int(d) for d in re.findall(r"reconnecting in (\d+) ms", gw.output())]  # noqa: E731
+    kg_e2e.wait_until(lambda: len(delays()) >= 2, 30, what="two reconnects")
+    gw.terminate()
+    assert delays()[:2] == [500, 1000], gw.output()

@@ -423,3 +423,32 @@ TEST(TrainingFrames, AnUnwritableFolderIsReportedAndRetriedAnIntervalLater) {
     EXPECT_FALSE(frames.offer(image, utc(9, 0, 30)));  // not an encode on every frame
     EXPECT_TRUE(frames.offer(image, utc(9, 1, 0)));
 }
+
+TEST(PacketRing, AGopLongerThanItHoldsWholeIsLetGoSoMemoryStaysBounded) {
+    // A camera that sends one key frame and then only P-frames: the ring used to keep every packet.
+    const auto source = fs::temp_directory_path() / ("kg-evidence-onekey-" + std::to_string(getpid()) + ".mp4");
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 12 -c:v libx264 -preset "
+        "ultrafast -g 1000 -keyint_min 1000 -sc_threshold 0 -pix_fmt yuv420p " +
+        source.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    std::atomic<bool> stop{false};
+    auto read_into = [&](kg::evidence::PacketRing& ring) {
+        kg::ingest::FfmpegInput input({source.string()}, stop);
+        input.set_packet_observer(&ring);
+        input.open();
+        std::size_t frames = 0;
+        while (input.next_frame()) ++frames;
+        return frames;
+    };
+    kg::evidence::PacketRing whole(1h);
+    const auto frames = read_into(whole);
+    EXPECT_EQ(whole.packets(), frames);  // under the limit, the one GOP is kept whole
+    // Decoding 300 frames takes far longer than 1 ms: the GOP outgrows the limit and is let go,
+    // and with no key frame after it nothing is held again.
+    kg::evidence::PacketRing bounded(0ms, 1ms);
+    read_into(bounded);
+    EXPECT_EQ(bounded.packets(), 0u);
+    EXPECT_EQ(bounded.bytes(), 0u);
+    fs::remove(source);
+}
