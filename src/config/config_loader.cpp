@@ -907,13 +907,39 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
         r.error(node_at(root, {"training_frames", "schedule"}).value_or(root), "training_frames.schedule",
                 fmt::format("no schedule named '{}'", t.schedule));
     }
+    // Each folder's budget deletes files in it: nested, one would delete the other's.
+    const auto normal = [](const std::string& p) {
+        auto n = fs::path(p).lexically_normal();
+        return n.has_filename() ? n : n.parent_path();  // "a/b/" is "a/b"
+    };
+    const auto within = [&](const std::string& child, const std::string& parent) {
+        const auto c = normal(child), p = normal(parent);
+        return std::mismatch(p.begin(), p.end(), c.begin(), c.end()).first == p.end();
+    };
+    const auto inside = [&](const std::string& a, const std::string& b) {
+        return within(a, b) || within(b, a);
+    };
+    if (!g.public_side.listen.empty() && inside(g.evidence.path, g.public_side.hls_dir)) {
+        r.error(
+            node_at(root, {"public", "hls_dir"}).value_or(root), "public.hls_dir",
+            fmt::format("'{}' and evidence.path '{}' are one inside the other: give each a folder of its own",
+                        g.public_side.hls_dir, g.evidence.path));
+    }
+    if (g.outbox.path != ":memory:") {
+        // The outbox is the one file no budget may delete: a folder that expires files must not hold it.
+        const auto folder = fs::path(g.outbox.path).parent_path().string();
+        for (const auto& [key, managed, on] :
+             {std::tuple<const char*, std::string, bool>{"evidence.path", g.evidence.path, true},
+              {"public.hls_dir", g.public_side.hls_dir, !g.public_side.listen.empty()},
+              {"training_frames.path", g.training_frames.path, g.training_frames.enabled}}) {
+            if (on && !managed.empty() && within(folder, managed)) {
+                r.error(node_at(root, {"outbox", "path"}).value_or(root), "outbox.path",
+                        fmt::format("'{}' is inside {} '{}', whose size and age budget would delete it",
+                                    g.outbox.path, key, managed));
+            }
+        }
+    }
     if (const auto& t = g.training_frames; t.enabled) {
-        // Each folder's budget deletes files in it: nested, one would delete the other's.
-        const auto inside = [](const std::string& a, const std::string& b) {
-            const auto pa = fs::path(a).lexically_normal(), pb = fs::path(b).lexically_normal();
-            auto [end_a, end_b] = std::mismatch(pa.begin(), pa.end(), pb.begin(), pb.end());
-            return end_a == pa.end() || end_b == pb.end();
-        };
         const auto at = node_at(root, {"training_frames", "path"}).value_or(root["training_frames"]);
         for (const auto& [key, other] :
              {std::pair<const char*, std::string>{"evidence.path", g.evidence.path},

@@ -367,6 +367,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"training_frames_in_evidence",
                 kHead + "evidence: {path: /var/kg}\ntraining_frames:\n  path: /var/kg/frames\ncameras: [{id: a, url: a.mp4}]\n",
                 4, "training_frames.path", "one inside the other"},
+        BadCase{"outbox_in_evidence",
+                kHead + "evidence: {path: /var/kg}\noutbox:\n  path: /var/kg/db/outbox.db\ncameras: [{id: a, "
+                        "url: a.mp4}]\n",
+                4, "outbox.path", "inside evidence.path '/var/kg', whose size and age budget would delete it"},
+        BadCase{"hls_in_evidence",
+                kHead + "evidence: {path: /var/kg}\npublic:\n  listen: 127.0.0.1:8081\n  hls_dir: /var/kg/hls/\n"
+                        "cameras: [{id: a, url: a.mp4}]\n",
+                5, "public.hls_dir", "one inside the other"},
         BadCase{"unknown_model", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: [model:ppe]\n", 5,
                 "cameras[0].checks[0]", "no model named 'ppe' under models"},
         BadCase{"bad_scene", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    scene: {min_area: 2}\n", 5,
