@@ -127,39 +127,55 @@ void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
             gop_.clear();
             gop_bytes_ = 0;
         }
-        if (gop_bytes_ + tag->size() <= kMaxGopBytes && (key || !gop_.empty())) {
-            gop_.push_back(tag);
-            gop_bytes_ += tag->size();
+        if (key || !gop_.empty()) {
+            if (gop_bytes_ + tag->size() <= kMaxGopBytes) {
+                gop_.push_back(tag);
+                gop_bytes_ += tag->size();
+            } else {
+                // A GOP this large is not held: part of one would give a new viewer a picture with
+                // a hole. Viewers joining before the next key frame wait for it instead.
+                gop_.clear();
+                gop_bytes_ = 0;
+            }
         }
     }
-    broadcast(tag);
+    broadcast(tag, key);
 }
 
-void FlvHub::broadcast(const web::Chunk& chunk) {
+void FlvHub::broadcast(const web::Chunk& chunk, bool key) {
     std::lock_guard lock(mutex_);
     // A viewer whose queue overflowed or who left is dropped here.
-    std::erase_if(viewers_, [&](const auto& v) { return !v->push(chunk); });
+    std::erase_if(viewers_, [&](Viewer& v) {
+        if (v.waiting_for_key && !key) return v.stream->finished();
+        v.waiting_for_key = false;
+        return !v.stream->push(chunk);
+    });
 }
 
 std::shared_ptr<web::LiveStream> FlvHub::subscribe(std::size_t max_queued_bytes) {
     std::lock_guard lock(mutex_);
     if (!header_) return nullptr;
-    auto viewer = std::make_shared<web::LiveStream>(max_queued_bytes);
-    viewer->push(header_);
-    for (const auto& tag : gop_) viewer->push(tag);
-    viewers_.push_back(viewer);
-    return viewer;
+    auto stream = std::make_shared<web::LiveStream>(max_queued_bytes);
+    // The GOP so far starts the picture at once, when it fits well within the viewer's queue;
+    // pushed whole into a smaller queue it would overflow it, and the viewer was refused.
+    const bool whole = !gop_.empty() && header_->size() + gop_bytes_ <= max_queued_bytes / 2;
+    if (!stream->push(header_)) return nullptr;
+    if (whole) {
+        for (const auto& tag : gop_) stream->push(tag);
+    }
+    viewers_.push_back({stream, !whole});
+    return stream;
 }
 
 std::size_t FlvHub::viewers() const {
     std::lock_guard lock(mutex_);
     return static_cast<std::size_t>(
-        std::count_if(viewers_.begin(), viewers_.end(), [](const auto& v) { return !v->finished(); }));
+        std::count_if(viewers_.begin(), viewers_.end(), [](const auto& v) { return !v.stream->finished(); }));
 }
 
 void FlvHub::disconnect_all() {
     std::lock_guard lock(mutex_);
-    for (auto& v : viewers_) v->finish();
+    for (auto& v : viewers_) v.stream->finish();
     viewers_.clear();
 }
 

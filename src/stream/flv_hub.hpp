@@ -44,7 +44,7 @@ public:
 private:
     void close();
     web::Chunk take_pending();
-    void broadcast(const web::Chunk& chunk);
+    void broadcast(const web::Chunk& chunk, bool key);
 
     std::string camera_;
     std::shared_ptr<spdlog::logger> log_;
@@ -61,7 +61,13 @@ private:
     web::Chunk header_;            // FLV header + metadata + sequence header; null: not live
     std::vector<web::Chunk> gop_;  // tags since the last key frame
     std::size_t gop_bytes_ = 0;
-    std::vector<std::shared_ptr<web::LiveStream>> viewers_;
+    struct Viewer {
+        std::shared_ptr<web::LiveStream> stream;
+        // Joined when the GOP so far would not fit its queue (or was not held whole): it gets the
+        // header, then nothing until the next key frame, so its picture starts clean.
+        bool waiting_for_key = false;
+    };
+    std::vector<Viewer> viewers_;
 };
 
 }  // namespace kg::stream

@@ -1,7 +1,14 @@
 // The public side's building blocks, driven without a camera or a server: signed viewer tokens,
 // the viewer caps, and the bounded live stream that keeps a slow client from growing memory.
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <filesystem>
+
+#include "ingest/ffmpeg_input.hpp"
+#include "stream/flv_hub.hpp"
 #include "web/live_stream.hpp"
 #include "web/viewer_counter.hpp"
 #include "web/viewer_token.hpp"
@@ -134,3 +141,40 @@ TEST(LiveStream, CancelledByTheClientRefusesTheProducer) {
 
 }  // namespace
 }  // namespace kg::web
+
+// HTTP-FLV: a viewer joining in the middle of a GOP larger than its queue. It used to be handed the
+// whole GOP at once, which overflowed its queue: refused at once, and logged as a slow client.
+TEST(FlvHub, AViewerJoiningALargeGopWaitsForTheNextKeyFrameInsteadOfBeingRefused) {
+    namespace fs = std::filesystem;
+    const auto clip = fs::temp_directory_path() / ("kg-flv-gop-" + std::to_string(::getpid()) + ".mp4");
+    const std::string cmd = "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 8 -c:v libx264 "
+                            "-preset ultrafast -g 100 -keyint_min 100 -sc_threshold 0 -pix_fmt yuv420p " +
+                            clip.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    kg::stream::FlvHub hub("kitchen", spdlog::default_logger());
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip.string()}, stop);
+    input.set_packet_observer(&hub);
+    input.open();
+    constexpr std::size_t kQueue = 32 << 10;  // well under one 4 s GOP of this clip
+    std::shared_ptr<kg::web::LiveStream> early, late;
+    std::vector<kg::web::Chunk> early_got, late_got;
+    for (int frame = 0; input.next_frame(); ++frame) {
+        if (frame == 1) early = hub.subscribe(1 << 20);  // a queue the GOP so far fits: it starts at once
+        if (frame == 50) late = hub.subscribe(kQueue);   // mid-GOP, the GOP so far larger than half the queue
+        if (early) early->take(early_got);
+        if (late) late->take(late_got);
+    }
+    ASSERT_TRUE(early && late);
+    EXPECT_FALSE(late->overflowed());
+    const auto is_key_tag = [](const kg::web::Chunk& c) {
+        return c->size() > 12 && (*c)[0] == 9 && static_cast<unsigned char>((*c)[11]) == 0x17;
+    };
+    // The late viewer: the header, then the next key frame's tag, then what follows it.
+    ASSERT_GT(late_got.size(), 30u);
+    EXPECT_TRUE(is_key_tag(late_got[1]));
+    // The early one got the GOP so far, from its key frame, without waiting.
+    ASSERT_GT(early_got.size(), late_got.size());
+    EXPECT_TRUE(is_key_tag(early_got[1]));
+    fs::remove(clip);
+}
