@@ -1004,7 +1004,7 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, Sensor
         src.kind = SensorSource::Kind::modbus;
         if (!r.map(b, path + ".modbus",
                    {"device", "baud", "parity", "data_bits", "stop_bits", "unit_id", "address", "register",
-                    "type", "word_order", "scale", "offset"})) {
+                    "type", "word_order", "scale", "offset", "timeout"})) {
             return;
         }
         const auto p = path + ".modbus";
@@ -1074,6 +1074,9 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, Sensor
         }
         if (b["scale"]) r.number(b["scale"], p + ".scale", src.scale, -1e9, 1e9);
         if (b["offset"]) r.number(b["offset"], p + ".offset", src.offset, -1e9, 1e9);
+        if (b["timeout"] && r.duration(b["timeout"], p + ".timeout", src.response_timeout) &&
+            src.response_timeout > std::chrono::seconds(60))
+            r.error(b["timeout"], p + ".timeout", "at most 60s");
     } else {
         r.error(n, path, "expected mqtt or modbus");
     }

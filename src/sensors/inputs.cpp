@@ -34,6 +34,22 @@ bool topic_matches(const std::string& filter, const std::string& topic) {
     return t >= topic.size();
 }
 
+// libmodbus takes the timeout as seconds and microseconds.
+void set_response_timeout(modbus_t* ctx, Duration timeout) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
+    modbus_set_response_timeout(ctx, static_cast<std::uint32_t>(us / 1000000),
+                                static_cast<std::uint32_t>(us % 1000000));
+}
+
+// A Modbus exception (illegal address, device busy...) is a whole, matching answer: the exchange is
+// over. Anything else (timeout, garbled or mismatched frame, connection error) may leave an answer
+// in flight.
+bool device_answered(int err) { return err >= EMBXILFUN && err <= EMBXGTAR; }
+
+bool connection_lost(int err) {
+    return err == EBADF || err == ECONNRESET || err == EPIPE || err == ECONNREFUSED || err == EIO;
+}
+
 }  // namespace
 
 MqttSensorInput::MqttSensorInput(std::string url, std::string client_id,
@@ -141,11 +157,12 @@ void ModbusPoller::run() {
     std::vector<std::chrono::steady_clock::time_point> due(sensors_.size(), std::chrono::steady_clock::now());
     Modbus ctx;
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
+    const bool tcp = device_.rfind("tcp://", 0) == 0;
 
     while (!thread_.stopping()) {
         if (!ctx) {
             modbus_t* m = nullptr;
-            if (device_.rfind("tcp://", 0) == 0) {
+            if (tcp) {
                 const auto hostport = device_.substr(6);
                 const auto colon = hostport.rfind(':');
                 const std::string host = colon == std::string::npos ? hostport : hostport.substr(0, colon);
@@ -156,7 +173,7 @@ void ModbusPoller::run() {
                                    src.stop_bits);
             }
             if (m != nullptr) {
-                modbus_set_response_timeout(m, 1, 0);
+                set_response_timeout(m, src.response_timeout);
                 if (modbus_connect(m) == 0) {
                     ctx.reset(m);
                     log_->info("connected to Modbus device {}", device_);
@@ -179,17 +196,30 @@ void ModbusPoller::run() {
             due[i] = now + s->interval;
             std::vector<std::uint16_t> regs(static_cast<std::size_t>(register_count(s->source.type)));
             modbus_set_slave(ctx.get(), s->source.unit_id);
+            set_response_timeout(ctx.get(), s->source.response_timeout);
             const int n = s->source.input_register
                               ? modbus_read_input_registers(ctx.get(), s->source.address,
                                                             static_cast<int>(regs.size()), regs.data())
                               : modbus_read_registers(ctx.get(), s->source.address,
                                                       static_cast<int>(regs.size()), regs.data());
             if (n != static_cast<int>(regs.size())) {
+                const int err = n < 0 ? errno : EMBMDATA;  // before the log can change it
                 ++failures_;
                 log_->warn("sensor {}: Modbus read of {} register {} failed: {}", s->id, device_,
-                           s->source.address, modbus_strerror(errno));
-                if (errno == EBADF || errno == ECONNRESET || errno == EPIPE || errno == ECONNREFUSED)
-                    ctx.reset();
+                           s->source.address, modbus_strerror(err));
+                if (!device_answered(err)) {
+                    // The answer may still come, and would be read as the answer to the next request:
+                    // Modbus TCP would then never match a transaction id again.
+                    if (tcp || connection_lost(err)) {
+                        log_->info("Modbus device {}: reconnecting{}", device_,
+                                   tcp ? ", so that a late answer is not read as the next" : "");
+                        ctx.reset();
+                        break;
+                    }
+                    // A serial line cannot be reset: let a late answer arrive, then discard it.
+                    thread_.wait_for(s->source.response_timeout);
+                    modbus_flush(ctx.get());
+                }
                 continue;
             }
             handler_({s->id, decode_registers(regs, s->source), Clock::now()});

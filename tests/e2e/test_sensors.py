@@ -114,3 +114,46 @@ def test_sensors_from_mqtt_modbus_tcp_and_rtu(broker, collector, schemas, gatewa
         cabinet.close()
         pty.close()
         local.kill()
+
+
+def test_a_late_modbus_answer_does_not_take_the_sensor_offline(broker, collector, gateways, tmp_path):
+    """A Modbus TCP device answers one read after the gateway gave up on it. Before, that late answer
+    was read as the answer to the next request, transaction ids never matched again and the sensor
+    stayed offline for good; now the gateway reconnects after a failed read and reads on. A device
+    that is merely slow is read with a longer source.modbus.timeout."""
+    late = kg_e2e.ScriptedModbusTcp(delay=1.5, slow=1)
+    slow = kg_e2e.ScriptedModbusTcp(delay=1.5, slow=10**6)  # every answer 1.5 s late
+    late.registers[0] = 42
+    slow.registers[0] = 17
+    try:
+        sensors = [
+            {"id": "freezer", "interval": "500ms", "stale_after": 4,
+             "source": {"modbus": {"device": late.url, "address": 0, "timeout": "500ms"}}},
+            {"id": "blast-chiller", "interval": "1s", "stale_after": 5,
+             "source": {"modbus": {"device": slow.url, "address": 0, "timeout": "3s"}}},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors)
+        del config["cameras"]
+        gw = gateways(config)
+
+        def state(sensor):
+            return collector.last_json(f"{PREFIX}/sensors/{sensor}/state")
+
+        kg_e2e.wait_until(lambda: "Modbus read of" in gw.output(), 10, what="the first read timing out")
+        late.registers[0] = 43  # only a read after the late answer can see this
+        kg_e2e.wait_until(lambda: (s := state("freezer")) and s["value"] == 43 and s["online"], 10,
+                          what="the freezer read again after the late answer")
+        requests = late.requests
+        time.sleep(3)
+        assert late.requests >= requests + 4, "the freezer is no longer polled"
+        assert state("freezer")["online"] and state("freezer")["value"] == 43
+        assert late.connections == 2, f"{late.connections} connections: expected one reconnect after the timeout"
+        assert "reconnecting, so that a late answer is not read as the next" in gw.output()
+
+        kg_e2e.wait_until(lambda: (s := state("blast-chiller")) and s["value"] == 17 and s["online"], 10,
+                          what="the slow device read within its 3 s timeout")
+        assert "blast-chiller: Modbus read" not in gw.output()
+        assert gw.terminate() == 0
+    finally:
+        late.close()
+        slow.close()
