@@ -16,6 +16,7 @@
 #include <tuple>
 #include <variant>
 
+#include "common/mqtt_topic.hpp"
 #include "config/yaml_reader.hpp"
 #include "rules/schedule.hpp"
 
@@ -994,7 +995,11 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, Sensor
         src.kind = SensorSource::Kind::mqtt;
         if (!r.map(m, path + ".mqtt", {"topic", "value", "time"})) return;
         if (m["topic"]) {
-            r.string(m["topic"], path + ".mqtt.topic", src.topic);
+            if (r.string(m["topic"], path + ".mqtt.topic", src.topic)) {
+                // The broker would disconnect the sensor input, and every MQTT sensor with it.
+                if (const auto problem = topic_filter_problem(src.topic); !problem.empty())
+                    r.error(m["topic"], path + ".mqtt.topic", fmt::format("'{}': {}", src.topic, problem));
+            }
         } else {
             r.error(m, path + ".mqtt.topic", "missing required key");
         }

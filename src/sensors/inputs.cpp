@@ -8,31 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "common/backoff.hpp"
+#include "common/mqtt_topic.hpp"
 #include "publish/mqtt_link.hpp"
 #include "sensors/decode.hpp"
 
 namespace kg::sensors {
 
 namespace {
-
-// MQTT topic filter match (+ and # wildcards), so sensors may subscribe with patterns.
-bool topic_matches(const std::string& filter, const std::string& topic) {
-    std::size_t f = 0, t = 0;
-    while (f < filter.size()) {
-        const auto fe = filter.find('/', f);
-        const std::string level = filter.substr(f, fe == std::string::npos ? std::string::npos : fe - f);
-        if (level == "#") return true;
-        if (t > topic.size()) return false;
-        const auto te = topic.find('/', t);
-        const std::string tl = topic.substr(t, te == std::string::npos ? std::string::npos : te - t);
-        if (level != "+" && level != tl) return false;
-        if ((fe == std::string::npos) != (te == std::string::npos)) return false;
-        if (fe == std::string::npos) return true;
-        f = fe + 1;
-        t = te + 1;
-    }
-    return t >= topic.size();
-}
 
 // libmodbus takes the timeout as seconds and microseconds.
 void set_response_timeout(modbus_t* ctx, Duration timeout) {
@@ -94,17 +76,46 @@ void MqttSensorInput::run() {
                                 .keep_alive_interval(std::chrono::seconds(30))
                                 .finalize();
                 client_->connect(opts)->wait_for(std::chrono::seconds(10));
-                for (const auto* s : sensors_)
-                    client_->subscribe(s->source.topic, 1)->wait_for(std::chrono::seconds(5));
-                log_->info("reading {} MQTT sensors from {}", sensors_.size(), url_);
-                backoff.reset();
             } catch (const mqtt::exception& e) {
                 log_->warn("sensor broker {}: {}", url_, e.what());
                 thread_.wait_for(backoff.next());
                 continue;
             }
+            // A clean session: every subscription went with the previous connection.
+            pending_.clear();
+            for (const auto* s : sensors_) pending_.push_back({s, std::chrono::steady_clock::now()});
+            log_->info("reading {} MQTT sensors from {}", sensors_.size(), url_);
+            backoff.reset();
         }
+        subscribe_pending();
         thread_.wait_for(std::chrono::seconds(1));
+    }
+}
+
+void MqttSensorInput::subscribe_pending() {
+    // One sensor at a time: a filter the broker refuses (an ACL) must not keep the others silent.
+    constexpr auto kRetry = std::chrono::seconds(30);
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = pending_.begin(); it != pending_.end() && !thread_.stopping();) {
+        if (now < it->retry_at) {
+            ++it;
+            continue;
+        }
+        const auto* s = it->sensor;
+        try {
+            if (client_->subscribe(s->source.topic, 1)->wait_for(std::chrono::seconds(5))) {
+                it = pending_.erase(it);
+                continue;
+            }
+            log_->warn("sensor {}: the broker {} did not answer the subscription to '{}'; retrying", s->id, url_,
+                       s->source.topic);
+        } catch (const mqtt::exception& e) {
+            if (!client_->is_connected()) return;  // the connection went: the loop reconnects
+            log_->warn("sensor {}: the broker {} refused the subscription to '{}' ({}); retrying in {} s", s->id,
+                       url_, s->source.topic, e.what(), kRetry.count());
+        }
+        it->retry_at = now + kRetry;
+        ++it;
     }
 }
 

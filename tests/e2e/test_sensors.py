@@ -6,7 +6,10 @@ rules' long durations (10 minutes, 48 hours, disinfection windows) run on script
 tests/unit/sensors_test.cpp."""
 
 import json
+import subprocess
 import time
+
+import yaml
 
 import paho.mqtt.publish as publish
 
@@ -157,3 +160,50 @@ def test_a_late_modbus_answer_does_not_take_the_sensor_offline(broker, collector
     finally:
         late.close()
         slow.close()
+
+
+def test_mqtt_sensor_filters_and_resubscribing(broker, collector, gateways, tmp_path):
+    """A filter like fridge/# also takes a message on `fridge` itself (MQTT spec 4.7.1.2); after the
+    sensors' broker restarts the input subscribes again and every sensor reads on. A filter the broker
+    would refuse (a/#/b) is refused by --check-config, naming the key, instead of having the broker
+    disconnect the input and silence every MQTT sensor."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    try:
+        sensors = [
+            {"id": "fridge", "interval": "1s", "source": {"mqtt": {"topic": "fridge/#"}}},
+            {"id": "freezer", "interval": "1s", "source": {"mqtt": {"topic": "freezer/temp"}}},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+
+        bad = json.loads(json.dumps(config))
+        bad["sensors"].append({"id": "odd", "source": {"mqtt": {"topic": "a/#/b"}}})
+        bad_path = tmp_path / "bad.yaml"
+        bad_path.write_text(yaml.safe_dump(bad, sort_keys=False))
+        check = subprocess.run([kg_e2e.GATEWAY_BIN, "--check-config", str(bad_path)], capture_output=True, text=True,
+                               timeout=30)
+        assert check.returncode == 2 and "sensors[2].source.mqtt.topic: 'a/#/b'" in check.stderr, check.stderr
+
+        gw = gateways(config)
+
+        def value(sensor):
+            s = collector.last_json(f"{PREFIX}/sensors/{sensor}/state")
+            return s and s["value"]
+
+        def publish_both(fridge, freezer):
+            publish.single("fridge", json.dumps({"temperature": fridge}), hostname="127.0.0.1", port=local.port)
+            publish.single("freezer/temp", json.dumps({"temperature": freezer}), hostname="127.0.0.1",
+                           port=local.port)
+
+        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+        kg_e2e.wait_until(lambda: publish_both(3.5, -19.5) or (value("fridge"), value("freezer")) == (3.5, -19.5),
+                          10, interval=0.5, what="both sensors read")
+
+        local.stop()
+        local.start()
+        kg_e2e.wait_until(lambda: publish_both(4.5, -18.5) or (value("fridge"), value("freezer")) == (4.5, -18.5),
+                          40, interval=0.5, what="both sensors read after the broker restarted")
+        assert gw.terminate() == 0
+    finally:
+        local.kill()

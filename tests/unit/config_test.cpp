@@ -379,6 +379,11 @@ INSTANTIATE_TEST_SUITE_P(
                 kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'tcp://h:502', address: 0, type: "
                         "double}}\n",
                 4, "sensors[0].source.modbus.type", "not int16, uint16, int32, uint32 or float32"},
+        BadCase{"mqtt_filter_hash_inside",
+                kHead + "sensors:\n  - id: f\n    source: {mqtt: {topic: 'a/#/b'}}\n", 4,
+                "sensors[0].source.mqtt.topic", "'a/#/b': '#' must be a whole level and the last one"},
+        BadCase{"mqtt_filter_empty", kHead + "sensors:\n  - id: f\n    source: {mqtt: {topic: ''}}\n", 4,
+                "sensors[0].source.mqtt.topic", "an empty topic filter"},
         BadCase{"modbus_timeout_too_long",
                 kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'tcp://h:502', address: 0, "
                         "timeout: 2m}}\n",
