@@ -107,12 +107,12 @@ void MqttSensorInput::subscribe_pending() {
                 it = pending_.erase(it);
                 continue;
             }
-            log_->warn("sensor {}: the broker {} did not answer the subscription to '{}'; retrying", s->id, url_,
-                       s->source.topic);
+            log_->warn("sensor {}: the broker {} did not answer the subscription to '{}'; retrying", s->id,
+                       url_, s->source.topic);
         } catch (const mqtt::exception& e) {
             if (!client_->is_connected()) return;  // the connection went: the loop reconnects
-            log_->warn("sensor {}: the broker {} refused the subscription to '{}' ({}); retrying in {} s", s->id,
-                       url_, s->source.topic, e.what(), kRetry.count());
+            log_->warn("sensor {}: the broker {} refused the subscription to '{}' ({}); retrying in {} s",
+                       s->id, url_, s->source.topic, e.what(), kRetry.count());
         }
         it->retry_at = now + kRetry;
         ++it;
