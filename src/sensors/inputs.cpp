@@ -4,6 +4,7 @@
 #include <mqtt/async_client.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -233,7 +234,15 @@ void ModbusPoller::run() {
                 }
                 continue;
             }
-            handler_({s->id, decode_registers(regs, s->source), Clock::now()});
+            const double value = decode_registers(regs, s->source);
+            if (!std::isfinite(value)) {
+                // float32 NaN is how many devices say "no measurement": not a reading.
+                ++failures_;
+                log_->warn("sensor {}: {} register {} holds no number ({})", s->id, device_, s->source.address,
+                           value);
+                continue;
+            }
+            handler_({s->id, value, Clock::now()});
         }
         thread_.wait_for(std::min<Duration>(period, std::chrono::seconds(1)));
     }

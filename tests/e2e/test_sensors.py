@@ -207,3 +207,44 @@ def test_mqtt_sensor_filters_and_resubscribing(broker, collector, gateways, tmp_
         assert gw.terminate() == 0
     finally:
         local.kill()
+
+
+def test_no_value_and_impossible_values_stay_out_of_states_and_rollups(broker, collector, schemas, gateways,
+                                                                         tmp_path):
+    """A Modbus float32 NaN (how devices say "no measurement") is not a reading, and a value outside
+    valid_range (-127 from a DS18B20 whose wire broke) raises `invalid` but stays out of the minute's
+    roll-up. Before, both went into the roll-ups as null / -127, which the schema does not allow."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    device = kg_e2e.ScriptedModbusTcp()
+    device.set_float(0, float("nan"))
+    try:
+        sensors = [
+            {"id": "probe", "interval": "500ms", "stale_after": 100,
+             "source": {"modbus": {"device": device.url, "address": 0, "type": "float32"}}},
+            {"id": "fridge", "interval": "1s", "stale_after": 100, "valid_range": [-40, 60],
+             "source": {"mqtt": {"topic": "fridge"}}},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "register 0 holds no number (nan)" in gw.output(), 10, what="the NaN refused")
+        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output() or "reading 1 MQTT sensors" in gw.output(),
+                          10, what="the MQTT input subscribed")
+        for value in (4.0, -127, 5.0, -127):
+            publish.single("fridge", json.dumps({"temperature": value}), hostname="127.0.0.1", port=local.port)
+            time.sleep(0.3)
+        kg_e2e.wait_until(lambda: any(e.get("sensor") == "fridge" and e["label"] == "invalid"
+                                      for e in collector.events()), 10, what="the fridge's invalid event")
+        probe = collector.last_json(f"{PREFIX}/sensors/probe/state")
+        assert probe is not None and probe["value"] is None
+        assert gw.terminate() == 0  # publishes the minute in progress as a partial roll-up
+        collector.wait_for(lambda: collector.on(f"{PREFIX}/sensors/fridge/rollup"), 10, what="the fridge's roll-up")
+        rollups = collector.json_on(f"{PREFIX}/sensors/fridge/rollup")
+        assert min(r["min"] for r in rollups) == 4.0 and max(r["max"] for r in rollups) == 5.0, rollups
+        assert sum(r["count"] for r in rollups) == 2, rollups
+        assert not collector.on(f"{PREFIX}/sensors/probe/rollup")
+        schemas.validate_all(collector)
+    finally:
+        device.close()
+        local.kill()
