@@ -238,8 +238,8 @@ void ModbusPoller::run() {
             if (!std::isfinite(value)) {
                 // float32 NaN is how many devices say "no measurement": not a reading.
                 ++failures_;
-                log_->warn("sensor {}: {} register {} holds no number ({})", s->id, device_, s->source.address,
-                           value);
+                log_->warn("sensor {}: {} register {} holds no number ({})", s->id, device_,
+                           s->source.address, value);
                 continue;
             }
             handler_({s->id, value, Clock::now()});
