@@ -5,15 +5,16 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
 #include <functional>
 #include <iostream>
+#include <optional>
 
 #include "app/detector_preflight.hpp"
 #include "app/gateway.hpp"
 #include "common/logging.hpp"
+#include "common/process_signals.hpp"
 #include "config/config_loader.hpp"
 #include "ingest/ffmpeg_input.hpp"
 #include "kg/version.hpp"
@@ -36,7 +37,8 @@ enum class Outcome { stop, reload };
 
 // One life of the gateway with one configuration: until a stop signal, or a reload (SIGHUP or
 // POST /api/reload) with a configuration that has already been validated.
-Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path) {
+Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path,
+                 const kg::ProcessSignals& process_signals) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -123,7 +125,7 @@ Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path)
             public_log->error("public side not started: {}", e.what());
         }
     }
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+    kg::SignalWatch signals(io, process_signals);
     std::function<void()> schedule_tick = [&] {
         timer.expires_after(kg::app::Gateway::kTickInterval);
         timer.async_wait([&](const boost::system::error_code& ec) {
@@ -134,18 +136,15 @@ Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path)
         });
     };
     schedule_tick();
-    std::function<void()> wait_signal = [&] {
-        signals.async_wait([&](const boost::system::error_code& ec, int signo) {
-            if (ec) return;
-            if (signo == SIGHUP) {
-                reload();
-                return wait_signal();
-            }
-            log->info("signal {} received, shutting down", signo);
-            shut(Outcome::stop);
-        });
-    };
-    wait_signal();
+    // A SIGHUP that comes while this run stops for a reload stays pending and reloads the next run.
+    signals.start([&](int signo) {
+        if (signo == SIGHUP) {
+            reload();
+            return;
+        }
+        log->info("signal {} received, shutting down", signo);
+        shut(Outcome::stop);
+    });
     io.run();
 
     gateway.stop();
@@ -153,12 +152,12 @@ Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path)
     return outcome;
 }
 
-int run(kg::config::Gateway cfg, const std::string& config_path) {
+int run(kg::config::Gateway cfg, const std::string& config_path, const kg::ProcessSignals& signals) {
     kg::ingest::initialise_ffmpeg();
     for (;;) {
         Outcome outcome;
         try {
-            outcome = run_once(cfg, config_path);
+            outcome = run_once(cfg, config_path, signals);
         } catch (const std::exception&) {
             return 1;
         }
@@ -212,6 +211,15 @@ int main(int argc, char** argv) {
         std::cerr << "kitchen-gateway: give --config FILE (or --check-config FILE, --version)\n";
         return kExitConfigError;
     }
+    // Before anything can start a thread (the detector preflight loads models): every thread must
+    // inherit the blocked signals, or a SIGHUP between two runs would kill the daemon.
+    std::optional<kg::ProcessSignals> signals;
+    try {
+        signals.emplace();
+    } catch (const std::exception& e) {
+        std::cerr << "kitchen-gateway: cannot take the stop and reload signals: " << e.what() << "\n";
+        return 1;
+    }
     kg::config::Gateway cfg;
     try {
         cfg = kg::app::load_and_check(config_path);
@@ -231,5 +239,5 @@ int main(int argc, char** argv) {
                   << "\n";
         return 0;
     }
-    return run(std::move(cfg), config_path);
+    return run(std::move(cfg), config_path, *signals);
 }

@@ -178,6 +178,8 @@ struct SensorSource {
     enum class Type { int16, uint16, int32, uint32, float32 } type = Type::int16;
     bool low_word_first = false;  // word order of 32-bit values
     double scale = 1.0, offset = 0.0;  // value = raw * scale + offset
+    // How long a read waits for its answer (a radio link or a Modbus gateway may need more).
+    Duration response_timeout{std::chrono::seconds(1)};
 };
 
 // A limit with a duration: e.g. sample fridge above 8 degC for 10 minutes.

@@ -16,6 +16,7 @@
 #include <tuple>
 #include <variant>
 
+#include "common/mqtt_topic.hpp"
 #include "config/yaml_reader.hpp"
 #include "rules/schedule.hpp"
 
@@ -1020,7 +1021,11 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, Sensor
         src.kind = SensorSource::Kind::mqtt;
         if (!r.map(m, path + ".mqtt", {"topic", "value", "time"})) return;
         if (m["topic"]) {
-            r.string(m["topic"], path + ".mqtt.topic", src.topic);
+            if (r.string(m["topic"], path + ".mqtt.topic", src.topic)) {
+                // The broker would disconnect the sensor input, and every MQTT sensor with it.
+                if (const auto problem = topic_filter_problem(src.topic); !problem.empty())
+                    r.error(m["topic"], path + ".mqtt.topic", fmt::format("'{}': {}", src.topic, problem));
+            }
         } else {
             r.error(m, path + ".mqtt.topic", "missing required key");
         }
@@ -1030,7 +1035,7 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, Sensor
         src.kind = SensorSource::Kind::modbus;
         if (!r.map(b, path + ".modbus",
                    {"device", "baud", "parity", "data_bits", "stop_bits", "unit_id", "address", "register",
-                    "type", "word_order", "scale", "offset"})) {
+                    "type", "word_order", "scale", "offset", "timeout"})) {
             return;
         }
         const auto p = path + ".modbus";
@@ -1100,6 +1105,9 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, Sensor
         }
         if (b["scale"]) r.number(b["scale"], p + ".scale", src.scale, -1e9, 1e9);
         if (b["offset"]) r.number(b["offset"], p + ".offset", src.offset, -1e9, 1e9);
+        if (b["timeout"] && r.duration(b["timeout"], p + ".timeout", src.response_timeout) &&
+            src.response_timeout > std::chrono::seconds(60))
+            r.error(b["timeout"], p + ".timeout", "at most 60s");
     } else {
         r.error(n, path, "expected mqtt or modbus");
     }

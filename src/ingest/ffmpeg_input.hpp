@@ -57,7 +57,9 @@ public:
     // Throws IngestError on a stall or a read error. Decoder errors are counted, not thrown.
     bool next_frame();
 
-    // Seeks a file back to its start (for looping). Returns false if it cannot.
+    // Seeks a file back to its start (for looping). Returns false if it cannot. The packets and
+    // frames that follow carry on the timeline where the previous pass ended: a looped file is one
+    // continuous stream to every output and to the pacing, never a jump back in time.
     bool rewind();
 
     // Converts the current frame to BGR at image's size (image must be allocated: CV_8UC3).
@@ -73,6 +75,7 @@ public:
 private:
     static int interrupt_cb(void* opaque);
     void arm_deadline();
+    void continue_timeline(AVPacket& packet);
 
     InputOptions options_;
     const std::atomic<bool>& stop_;
@@ -92,6 +95,10 @@ private:
     // packets the decoder never turns into a picture (no key frame to start from) is a stall too.
     std::chrono::steady_clock::time_point last_picture_{};
     std::uint64_t decode_errors_ = 0;
+    // Looping (stream time base): added to every timestamp after a rewind; where the last pass ended.
+    std::int64_t loop_offset_ = 0;
+    std::int64_t timeline_end_ = AV_NOPTS_VALUE;
+    bool rewound_ = false;
     PacketObserver* observer_ = nullptr;
 };
 

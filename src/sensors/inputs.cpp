@@ -4,10 +4,12 @@
 #include <mqtt/async_client.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "common/backoff.hpp"
+#include "common/mqtt_topic.hpp"
 #include "publish/mqtt_link.hpp"
 #include "sensors/decode.hpp"
 
@@ -15,23 +17,20 @@ namespace kg::sensors {
 
 namespace {
 
-// MQTT topic filter match (+ and # wildcards), so sensors may subscribe with patterns.
-bool topic_matches(const std::string& filter, const std::string& topic) {
-    std::size_t f = 0, t = 0;
-    while (f < filter.size()) {
-        const auto fe = filter.find('/', f);
-        const std::string level = filter.substr(f, fe == std::string::npos ? std::string::npos : fe - f);
-        if (level == "#") return true;
-        if (t > topic.size()) return false;
-        const auto te = topic.find('/', t);
-        const std::string tl = topic.substr(t, te == std::string::npos ? std::string::npos : te - t);
-        if (level != "+" && level != tl) return false;
-        if ((fe == std::string::npos) != (te == std::string::npos)) return false;
-        if (fe == std::string::npos) return true;
-        f = fe + 1;
-        t = te + 1;
-    }
-    return t >= topic.size();
+// libmodbus takes the timeout as seconds and microseconds.
+void set_response_timeout(modbus_t* ctx, Duration timeout) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
+    modbus_set_response_timeout(ctx, static_cast<std::uint32_t>(us / 1000000),
+                                static_cast<std::uint32_t>(us % 1000000));
+}
+
+// A Modbus exception (illegal address, device busy...) is a whole, matching answer: the exchange is
+// over. Anything else (timeout, garbled or mismatched frame, connection error) may leave an answer
+// in flight.
+bool device_answered(int err) { return err >= EMBXILFUN && err <= EMBXGTAR; }
+
+bool connection_lost(int err) {
+    return err == EBADF || err == ECONNRESET || err == EPIPE || err == ECONNREFUSED || err == EIO;
 }
 
 }  // namespace
@@ -78,17 +77,46 @@ void MqttSensorInput::run() {
                                 .keep_alive_interval(std::chrono::seconds(30))
                                 .finalize();
                 client_->connect(opts)->wait_for(std::chrono::seconds(10));
-                for (const auto* s : sensors_)
-                    client_->subscribe(s->source.topic, 1)->wait_for(std::chrono::seconds(5));
-                log_->info("reading {} MQTT sensors from {}", sensors_.size(), url_);
-                backoff.reset();
             } catch (const mqtt::exception& e) {
                 log_->warn("sensor broker {}: {}", url_, e.what());
                 thread_.wait_for(backoff.next());
                 continue;
             }
+            // A clean session: every subscription went with the previous connection.
+            pending_.clear();
+            for (const auto* s : sensors_) pending_.push_back({s, std::chrono::steady_clock::now()});
+            log_->info("reading {} MQTT sensors from {}", sensors_.size(), url_);
+            backoff.reset();
         }
+        subscribe_pending();
         thread_.wait_for(std::chrono::seconds(1));
+    }
+}
+
+void MqttSensorInput::subscribe_pending() {
+    // One sensor at a time: a filter the broker refuses (an ACL) must not keep the others silent.
+    constexpr auto kRetry = std::chrono::seconds(30);
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = pending_.begin(); it != pending_.end() && !thread_.stopping();) {
+        if (now < it->retry_at) {
+            ++it;
+            continue;
+        }
+        const auto* s = it->sensor;
+        try {
+            if (client_->subscribe(s->source.topic, 1)->wait_for(std::chrono::seconds(5))) {
+                it = pending_.erase(it);
+                continue;
+            }
+            log_->warn("sensor {}: the broker {} did not answer the subscription to '{}'; retrying", s->id,
+                       url_, s->source.topic);
+        } catch (const mqtt::exception& e) {
+            if (!client_->is_connected()) return;  // the connection went: the loop reconnects
+            log_->warn("sensor {}: the broker {} refused the subscription to '{}' ({}); retrying in {} s",
+                       s->id, url_, s->source.topic, e.what(), kRetry.count());
+        }
+        it->retry_at = now + kRetry;
+        ++it;
     }
 }
 
@@ -141,11 +169,12 @@ void ModbusPoller::run() {
     std::vector<std::chrono::steady_clock::time_point> due(sensors_.size(), std::chrono::steady_clock::now());
     Modbus ctx;
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
+    const bool tcp = device_.rfind("tcp://", 0) == 0;
 
     while (!thread_.stopping()) {
         if (!ctx) {
             modbus_t* m = nullptr;
-            if (device_.rfind("tcp://", 0) == 0) {
+            if (tcp) {
                 const auto hostport = device_.substr(6);
                 const auto colon = hostport.rfind(':');
                 const std::string host = colon == std::string::npos ? hostport : hostport.substr(0, colon);
@@ -156,7 +185,7 @@ void ModbusPoller::run() {
                                    src.stop_bits);
             }
             if (m != nullptr) {
-                modbus_set_response_timeout(m, 1, 0);
+                set_response_timeout(m, src.response_timeout);
                 if (modbus_connect(m) == 0) {
                     ctx.reset(m);
                     log_->info("connected to Modbus device {}", device_);
@@ -179,20 +208,41 @@ void ModbusPoller::run() {
             due[i] = now + s->interval;
             std::vector<std::uint16_t> regs(static_cast<std::size_t>(register_count(s->source.type)));
             modbus_set_slave(ctx.get(), s->source.unit_id);
+            set_response_timeout(ctx.get(), s->source.response_timeout);
             const int n = s->source.input_register
                               ? modbus_read_input_registers(ctx.get(), s->source.address,
                                                             static_cast<int>(regs.size()), regs.data())
                               : modbus_read_registers(ctx.get(), s->source.address,
                                                       static_cast<int>(regs.size()), regs.data());
             if (n != static_cast<int>(regs.size())) {
+                const int err = n < 0 ? errno : EMBMDATA;  // before the log can change it
                 ++failures_;
                 log_->warn("sensor {}: Modbus read of {} register {} failed: {}", s->id, device_,
-                           s->source.address, modbus_strerror(errno));
-                if (errno == EBADF || errno == ECONNRESET || errno == EPIPE || errno == ECONNREFUSED)
-                    ctx.reset();
+                           s->source.address, modbus_strerror(err));
+                if (!device_answered(err)) {
+                    // The answer may still come, and would be read as the answer to the next request:
+                    // Modbus TCP would then never match a transaction id again.
+                    if (tcp || connection_lost(err)) {
+                        log_->info("Modbus device {}: reconnecting{}", device_,
+                                   tcp ? ", so that a late answer is not read as the next" : "");
+                        ctx.reset();
+                        break;
+                    }
+                    // A serial line cannot be reset: let a late answer arrive, then discard it.
+                    thread_.wait_for(s->source.response_timeout);
+                    modbus_flush(ctx.get());
+                }
                 continue;
             }
-            handler_({s->id, decode_registers(regs, s->source), Clock::now()});
+            const double value = decode_registers(regs, s->source);
+            if (!std::isfinite(value)) {
+                // float32 NaN is how many devices say "no measurement": not a reading.
+                ++failures_;
+                log_->warn("sensor {}: {} register {} holds no number ({})", s->id, device_,
+                           s->source.address, value);
+                continue;
+            }
+            handler_({s->id, value, Clock::now()});
         }
         thread_.wait_for(std::min<Duration>(period, std::chrono::seconds(1)));
     }

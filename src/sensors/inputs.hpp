@@ -6,6 +6,7 @@
 #include <spdlog/logger.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,13 +35,20 @@ public:
 
 private:
     void run();
+    void subscribe_pending();
     void on_message(const std::string& topic, const std::string& payload);
+
+    struct Pending {
+        const config::Sensor* sensor;
+        std::chrono::steady_clock::time_point retry_at;
+    };
 
     std::string url_, client_id_;
     std::vector<const config::Sensor*> sensors_;
     ReadingHandler handler_;
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<mqtt::async_client> client_;
+    std::vector<Pending> pending_;  // subscriptions not (yet) granted; input thread only
     std::atomic<std::uint64_t> rejected_{0};
     WorkerThread thread_;
 };

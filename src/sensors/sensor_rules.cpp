@@ -1,5 +1,7 @@
 #include "sensors/sensor_rules.hpp"
 
+#include <cmath>
+
 namespace kg::sensors {
 namespace {
 
@@ -14,6 +16,11 @@ events::TrackerRule immediate(int severity) {
 }
 
 }  // namespace
+
+bool in_valid_range(const config::Sensor& sensor, double value) {
+    return std::isfinite(value) && (!sensor.min_valid || value >= *sensor.min_valid) &&
+           (!sensor.max_valid || value <= *sensor.max_valid);
+}
 
 SensorRules::SensorRules(const config::Sensor& sensor, const rules::Calendar& calendar,
                          const std::map<std::string, rules::Schedule>& schedules,
@@ -65,8 +72,7 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
     last_time_ = std::max(last_time_.value_or(t), t);
     emit(offline_.observe(t, 0.0f), v, out);
 
-    const bool valid =
-        (!sensor_.min_valid || v >= *sensor_.min_valid) && (!sensor_.max_valid || v <= *sensor_.max_valid);
+    const bool valid = in_valid_range(sensor_, v);
     emit(invalid_.observe(t, valid ? 0.0f : 1.0f), v, out);
     if (!valid) return;  // an impossible value says the probe is broken, not that the fridge is warm
     value_ = v;

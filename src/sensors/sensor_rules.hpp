@@ -28,6 +28,9 @@ struct SensorState {
     std::vector<std::string> conditions;  // labels of the open events
 };
 
+// Whether `value` is physically possible for the sensor (its valid_range; any finite value without one).
+bool in_valid_range(const config::Sensor& sensor, double value);
+
 class SensorRules {
 public:
     SensorRules(const config::Sensor& sensor, const rules::Calendar& calendar,

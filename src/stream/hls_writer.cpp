@@ -62,7 +62,9 @@ void HlsWriter::on_stream_opened(const AVStream& stream) {
     s->time_base = stream.time_base;
     av_opt_set_int(out_->priv_data, "hls_time", segment_seconds_, 0);
     av_opt_set_int(out_->priv_data, "hls_list_size", 6, 0);
-    av_opt_set(out_->priv_data, "hls_flags", "delete_segments+independent_segments+omit_endlist", 0);
+    // temp_file: segments and the playlist are written under .tmp names and renamed when complete,
+    // so the web side never reads one half written (FFmpeg truncates and rewrites them in place).
+    av_opt_set(out_->priv_data, "hls_flags", "delete_segments+independent_segments+omit_endlist+temp_file", 0);
     // Fragmented MP4 segments: what browsers' Media Source Extensions take as they are (the page's
     // player) and what Safari and phones play natively; MPEG-TS would need transmuxing in the page.
     av_opt_set(out_->priv_data, "hls_segment_type", "fmp4", 0);

@@ -123,15 +123,34 @@ struct Guard {
     }
 };
 
+// Whether the playlist names `file` as a segment or as its init file (EXT-X-MAP).
+bool playlist_names(const std::string& playlist, const std::string& file) {
+    std::istringstream in(playlist);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line == file) return true;
+        if (line.rfind("#EXT-X-MAP:URI=\"", 0) == 0 && line.compare(16, file.size() + 1, file + "\"") == 0)
+            return true;
+    }
+    return false;
+}
+
 // HLS segments and init files, read once and shared by every viewer: a segment is immutable once the
-// playlist names it (names carry the connection's generation), so 100 viewers cost one copy.
+// playlist names it (names carry the connection's generation), so 100 viewers cost one copy. Only a
+// file the current playlist names is read: before that the muxer may still be writing it, and a
+// partial or empty read kept here would be served to every viewer after.
 class SegmentCache {
 public:
-    Chunk get(const std::string& path) {
+    Chunk get(const std::string& folder, const std::string& file) {
+        const std::string path = folder + "/" + file;
         std::lock_guard lock(mutex_);
+        // Named when it was read; a viewer a playlist behind may still ask for it once it is not.
         if (auto it = entries_.find(path); it != entries_.end()) return it->second;
+        const auto playlist = read_file(folder + "/index.m3u8");
+        if (!playlist || !playlist_names(*playlist, file)) return nullptr;
         auto data = read_file(path);
-        if (!data) return nullptr;
+        if (!data || data->empty()) return nullptr;
         auto chunk = std::make_shared<const std::string>(std::move(*data));
         entries_.emplace(path, chunk);
         order_.push_back(path);
@@ -245,8 +264,8 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             return with_cors(text_response(req, http::status::ok, with_query(*data, query),
                                            "application/vnd.apple.mpegurl"));
         }
-        auto chunk = segments->get(feed->hls_folder() + "/" + file);
-        if (!chunk) return refuse(req, http::status::not_found, "not found (the stream is starting)");
+        auto chunk = segments->get(feed->hls_folder(), file);
+        if (!chunk) return refuse(req, http::status::not_found, "not found (not in the playlist now)");
         reply.head.set(http::field::content_type, "video/mp4");
         reply.head.set(http::field::cache_control, "public, max-age=60");  // a segment never changes
         reply.head.content_length(chunk->size());

@@ -605,3 +605,78 @@ class PtyPair:
     def close(self):
         self.proc.terminate()
         self.proc.wait(5)
+
+
+class ScriptedModbusTcp:
+    """A Modbus TCP device written in Python (functions 03 and 04), for what libmodbus's server will
+    not do: answer late. The first `slow` answers are sent `delay` seconds after their request, as by
+    a busy device or one behind a radio link. Registers: .registers[address] = 16-bit value (0 if
+    unset); .connections and .requests count what it saw."""
+
+    def __init__(self, delay=0.0, slow=0):
+        self.delay, self.slow = delay, slow
+        self.registers = {}
+        self.connections = 0
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def set_float(self, address, value):
+        import struct
+        self.registers[address], self.registers[address + 1] = struct.unpack(">HH", struct.pack(">f", value))
+
+    @property
+    def url(self):
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        import struct
+        buf = b""
+        with conn:
+            while not self.closed:
+                try:
+                    data = conn.recv(1024)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                while len(buf) >= 12:  # MBAP header (7) + function, address, count (5)
+                    tid, _, _, unit, fc, address, count = struct.unpack(">HHHBBHH", buf[:12])
+                    buf = buf[12:]
+                    body = struct.pack(">BB", fc, 2 * count) + b"".join(
+                        struct.pack(">H", self.registers.get(address + i, 0) & 0xFFFF) for i in range(count))
+                    answer = struct.pack(">HHHB", tid, 0, len(body) + 1, unit) + body
+                    with self.lock:
+                        self.requests += 1
+                        late = self.requests <= self.slow
+                    if late:
+                        threading.Timer(self.delay, self._send, args=(conn, answer)).start()
+                    else:
+                        self._send(conn, answer)
+
+    @staticmethod
+    def _send(conn, answer):
+        try:
+            conn.sendall(answer)
+        except OSError:
+            pass  # the gateway hung up meanwhile: what a real device sees too
+
+    def close(self):
+        self.closed = True
+        self.sock.close()

@@ -3,6 +3,8 @@ event evidence downloads, and abuse (bad tokens, path traversal, oversized heade
 refused cleanly while the gateway keeps serving."""
 
 import http.client
+import re
+import signal
 import socket
 import time
 
@@ -83,4 +85,40 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
     kg_e2e.wait_until(lambda: get(port, "/readyz")[0] == 503, 10, what="not ready without the broker")
     assert b"broker not connected" in get(port, "/readyz")[2]
     broker.start()
+    assert gw.terminate() == 0
+
+
+def test_sighup_during_a_reload_queues_another(broker, gateways, tmp_path):
+    """SIGHUP is the daemon's reload signal at every moment of its life: one that arrives while a reload
+    rebuilds the gateway (or while the first start loads its models) reloads once more. Before, the
+    signal had its default action between two runs and killed the gateway for good (systemd does not
+    restart a death by SIGHUP)."""
+    config = kg_e2e.base_config(broker, [], tmp_path)
+    del config["cameras"]  # a sensors-only gateway: reloads are quick, the race window is the same
+    config["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "fridge/temp"}}}]
+    config["api"] = {"listen": "127.0.0.1:0", "token": TOKEN}
+    gw = gateways(config)
+    starts = lambda: gw.output().count(" starting with ")
+    kg_e2e.wait_until(lambda: starts() == 1, 10, what="the first start")
+    gw.proc.send_signal(signal.SIGHUP)  # while the first start builds the gateway, or right after
+    kg_e2e.wait_until(lambda: starts() == 2 or not gw.running(), 10, interval=0.01, what="the first reload")
+    assert gw.running(), f"the gateway died of a SIGHUP during its start:\n{gw.output()[-3000:]}"
+    kg_e2e.wait_until(lambda: "local API on" in gw.output().split(" starting with ")[-1], 10, interval=0.01,
+                      what="the reloaded gateway serving")
+
+    # A second SIGHUP sent the moment the running gateway has stopped for a reload, before the next
+    # one is built: it must queue a further reload, not kill the process.
+    for n in range(3):
+        gw.proc.send_signal(signal.SIGHUP)
+        kg_e2e.wait_until(lambda: gw.output().count("stopped for the reload") == 2 + 2 * n or not gw.running(), 10,
+                          interval=0.001, what="the gateway stopping for the reload")
+        gw.proc.send_signal(signal.SIGHUP)
+        kg_e2e.wait_until(lambda: starts() == 4 + 2 * n or not gw.running(), 15, interval=0.01,
+                          what="the queued reload")
+        assert gw.running(), f"the gateway died of a SIGHUP during a reload:\n{gw.output()[-3000:]}"
+        kg_e2e.wait_until(lambda: "local API on" in gw.output().split(" starting with ")[-1], 10,
+                          what="the gateway serving again")
+    last_run = gw.output().split(" starting with ")[-1]
+    port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
+    assert get(port, "/healthz")[0] == 200
     assert gw.terminate() == 0

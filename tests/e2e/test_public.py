@@ -340,3 +340,70 @@ rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; rec
     finally:
         if nginx.poll() is None:
             nginx.kill()
+
+
+def test_segments_are_served_only_when_complete(broker, clips, gateways, tmp_path):
+    """A player (or a script) that asks for the next segment before the playlist names it gets 404, and
+    once it is served every viewer gets the whole segment as on disk. Before, the shared segment cache
+    kept whatever it read while FFmpeg was still writing the file (empty or partial) and served that
+    to every parent for good."""
+    clip = clips("public-long", [("normal", 45)])
+    cams = [kg_e2e.camera("kitchen", clip, input={"loop": False}, public=True)]
+    gw = gateways(public_config(broker, tmp_path, cams))
+    port = public_port(gw)
+    folder = tmp_path / "hls" / "test-site" / "kitchen"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def fetch(path):
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+
+    checked = 0
+    while checked < 8:
+        playlist = playlist_with_segments(port, "kitchen")
+        generation, number = re.findall(r"g(\d+)-(\d+)\.m4s", playlist)[-1]
+        upcoming = f"g{generation}-{int(number) + 1:05d}.m4s"
+        deadline = time.time() + 5
+        while (result := fetch(f"/live/kitchen/{upcoming}"))[0] != 200 and time.time() < deadline:
+            assert result[0] == 404, result  # no pause: the moment the file appears is the one that matters
+        status, first = result
+        assert status == 200, f"{upcoming} never served"
+        named = get(port, "/live/kitchen/index.m3u8")[2].decode()
+        assert upcoming in named.splitlines(), f"{upcoming} served before the playlist named it:\n{named}"
+        on_disk = (folder / upcoming).read_bytes()
+        assert first == on_disk and len(on_disk) > 1000, (upcoming, len(first), len(on_disk))
+        assert get(port, f"/live/kitchen/{upcoming}?sid=other")[2] == on_disk, f"{upcoming}: the cache differs"
+        checked += 1
+    conn.close()
+    assert gw.terminate() == 0
+
+
+def test_a_looped_clip_keeps_streaming_after_its_end(broker, clips, gateways, tmp_path):
+    """A file camera with loop (the built-in demo) keeps feeding HLS and HTTP-FLV after its first pass.
+    Before, the rewind restarted its timestamps, the muxers dropped every packet that was not later
+    than the last one, and the parents' stream froze at the clip's length while /public/status still
+    said live."""
+    clip = clips("short", [("normal", 4)])
+    cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)]
+    gw = gateways(public_config(broker, tmp_path, cams))
+    port = public_port(gw)
+    playlist_with_segments(port, "kitchen")
+
+    def newest_segment():
+        status, _, body = get(port, "/live/kitchen/index.m3u8")
+        numbers = [int(n) for n in re.findall(r"g\d+-(\d+)\.m4s", body.decode())] if status == 200 else []
+        return max(numbers, default=-1)
+
+    # Segments cut at the clip's key frames (every 2 s): two a pass, so segment 6 is in the fourth pass.
+    kg_e2e.wait_until(lambda: newest_segment() >= 6, 25, what="segments past the third pass of the clip")
+    # HTTP-FLV over a rewind: 6 s recorded by FFmpeg hold 6 s of video.
+    recorded = tmp_path / "looped.flv"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "10000000", "-i",
+                    f"http://127.0.0.1:{port}/live/kitchen.flv", "-t", "6", "-c", "copy", str(recorded)],
+                   check=True, timeout=40)
+    duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                                     str(recorded)], capture_output=True, text=True).stdout)
+    assert duration >= 5.5, duration
+    assert json.loads(get(port, "/public/status")[2])["cameras"][0]["live"] is True
+    assert gw.terminate() == 0

@@ -6,7 +6,10 @@ rules' long durations (10 minutes, 48 hours, disinfection windows) run on script
 tests/unit/sensors_test.cpp."""
 
 import json
+import subprocess
 import time
+
+import yaml
 
 import paho.mqtt.publish as publish
 
@@ -113,4 +116,135 @@ def test_sensors_from_mqtt_modbus_tcp_and_rtu(broker, collector, schemas, gatewa
         freezer.close()
         cabinet.close()
         pty.close()
+        local.kill()
+
+
+def test_a_late_modbus_answer_does_not_take_the_sensor_offline(broker, collector, gateways, tmp_path):
+    """A Modbus TCP device answers one read after the gateway gave up on it. Before, that late answer
+    was read as the answer to the next request, transaction ids never matched again and the sensor
+    stayed offline for good; now the gateway reconnects after a failed read and reads on. A device
+    that is merely slow is read with a longer source.modbus.timeout."""
+    late = kg_e2e.ScriptedModbusTcp(delay=1.5, slow=1)
+    slow = kg_e2e.ScriptedModbusTcp(delay=1.5, slow=10**6)  # every answer 1.5 s late
+    late.registers[0] = 42
+    slow.registers[0] = 17
+    try:
+        sensors = [
+            {"id": "freezer", "interval": "500ms", "stale_after": 4,
+             "source": {"modbus": {"device": late.url, "address": 0, "timeout": "500ms"}}},
+            {"id": "blast-chiller", "interval": "1s", "stale_after": 5,
+             "source": {"modbus": {"device": slow.url, "address": 0, "timeout": "3s"}}},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors)
+        del config["cameras"]
+        gw = gateways(config)
+
+        def state(sensor):
+            return collector.last_json(f"{PREFIX}/sensors/{sensor}/state")
+
+        kg_e2e.wait_until(lambda: "Modbus read of" in gw.output(), 10, what="the first read timing out")
+        late.registers[0] = 43  # only a read after the late answer can see this
+        kg_e2e.wait_until(lambda: (s := state("freezer")) and s["value"] == 43 and s["online"], 10,
+                          what="the freezer read again after the late answer")
+        requests = late.requests
+        time.sleep(3)
+        assert late.requests >= requests + 4, "the freezer is no longer polled"
+        assert state("freezer")["online"] and state("freezer")["value"] == 43
+        assert late.connections == 2, f"{late.connections} connections: expected one reconnect after the timeout"
+        assert "reconnecting, so that a late answer is not read as the next" in gw.output()
+
+        kg_e2e.wait_until(lambda: (s := state("blast-chiller")) and s["value"] == 17 and s["online"], 10,
+                          what="the slow device read within its 3 s timeout")
+        assert "blast-chiller: Modbus read" not in gw.output()
+        assert gw.terminate() == 0
+    finally:
+        late.close()
+        slow.close()
+
+
+def test_mqtt_sensor_filters_and_resubscribing(broker, collector, gateways, tmp_path):
+    """A filter like fridge/# also takes a message on `fridge` itself (MQTT spec 4.7.1.2); after the
+    sensors' broker restarts the input subscribes again and every sensor reads on. A filter the broker
+    would refuse (a/#/b) is refused by --check-config, naming the key, instead of having the broker
+    disconnect the input and silence every MQTT sensor."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    try:
+        sensors = [
+            {"id": "fridge", "interval": "1s", "source": {"mqtt": {"topic": "fridge/#"}}},
+            {"id": "freezer", "interval": "1s", "source": {"mqtt": {"topic": "freezer/temp"}}},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+
+        bad = json.loads(json.dumps(config))
+        bad["sensors"].append({"id": "odd", "source": {"mqtt": {"topic": "a/#/b"}}})
+        bad_path = tmp_path / "bad.yaml"
+        bad_path.write_text(yaml.safe_dump(bad, sort_keys=False))
+        check = subprocess.run([kg_e2e.GATEWAY_BIN, "--check-config", str(bad_path)], capture_output=True, text=True,
+                               timeout=30)
+        assert check.returncode == 2 and "sensors[2].source.mqtt.topic: 'a/#/b'" in check.stderr, check.stderr
+
+        gw = gateways(config)
+
+        def value(sensor):
+            s = collector.last_json(f"{PREFIX}/sensors/{sensor}/state")
+            return s and s["value"]
+
+        def publish_both(fridge, freezer):
+            publish.single("fridge", json.dumps({"temperature": fridge}), hostname="127.0.0.1", port=local.port)
+            publish.single("freezer/temp", json.dumps({"temperature": freezer}), hostname="127.0.0.1",
+                           port=local.port)
+
+        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+        kg_e2e.wait_until(lambda: publish_both(3.5, -19.5) or (value("fridge"), value("freezer")) == (3.5, -19.5),
+                          10, interval=0.5, what="both sensors read")
+
+        local.stop()
+        local.start()
+        kg_e2e.wait_until(lambda: publish_both(4.5, -18.5) or (value("fridge"), value("freezer")) == (4.5, -18.5),
+                          40, interval=0.5, what="both sensors read after the broker restarted")
+        assert gw.terminate() == 0
+    finally:
+        local.kill()
+
+
+def test_no_value_and_impossible_values_stay_out_of_states_and_rollups(broker, collector, schemas, gateways,
+                                                                         tmp_path):
+    """A Modbus float32 NaN (how devices say "no measurement") is not a reading, and a value outside
+    valid_range (-127 from a DS18B20 whose wire broke) raises `invalid` but stays out of the minute's
+    roll-up. Before, both went into the roll-ups as null / -127, which the schema does not allow."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    device = kg_e2e.ScriptedModbusTcp()
+    device.set_float(0, float("nan"))
+    try:
+        sensors = [
+            {"id": "probe", "interval": "500ms", "stale_after": 100,
+             "source": {"modbus": {"device": device.url, "address": 0, "type": "float32"}}},
+            {"id": "fridge", "interval": "1s", "stale_after": 100, "valid_range": [-40, 60],
+             "source": {"mqtt": {"topic": "fridge"}}},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "register 0 holds no number (nan)" in gw.output(), 10, what="the NaN refused")
+        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output() or "reading 1 MQTT sensors" in gw.output(),
+                          10, what="the MQTT input subscribed")
+        for value in (4.0, -127, 5.0, -127):
+            publish.single("fridge", json.dumps({"temperature": value}), hostname="127.0.0.1", port=local.port)
+            time.sleep(0.3)
+        kg_e2e.wait_until(lambda: any(e.get("sensor") == "fridge" and e["label"] == "invalid"
+                                      for e in collector.events()), 10, what="the fridge's invalid event")
+        probe = collector.last_json(f"{PREFIX}/sensors/probe/state")
+        assert probe is not None and probe["value"] is None
+        assert gw.terminate() == 0  # publishes the minute in progress as a partial roll-up
+        collector.wait_for(lambda: collector.on(f"{PREFIX}/sensors/fridge/rollup"), 10, what="the fridge's roll-up")
+        rollups = collector.json_on(f"{PREFIX}/sensors/fridge/rollup")
+        assert min(r["min"] for r in rollups) == 4.0 and max(r["max"] for r in rollups) == 5.0, rollups
+        assert sum(r["count"] for r in rollups) == 2, rollups
+        assert not collector.on(f"{PREFIX}/sensors/probe/rollup")
+        schemas.validate_all(collector)
+    finally:
+        device.close()
         local.kill()

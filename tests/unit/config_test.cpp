@@ -222,7 +222,7 @@ TEST(ConfigLoader, SensorsWithoutCameras) {
                         "    thresholds: [{above: 8, for: 10m, label: too_warm}]\n"
                         "  - id: cabinet\n"
                         "    source: {modbus: {device: 'rtu:/dev/ttyUSB0', baud: 19200, parity: E, "
-                        "address: 4, type: float32, word_order: little}}\n"
+                        "address: 4, type: float32, word_order: little, timeout: 2500ms}}\n"
                         "    disinfection: {setpoint: 120, min_time: 10m, schedule: wash}\n",
                     "g.yaml");
     EXPECT_TRUE(g.cameras.empty());
@@ -236,6 +236,7 @@ TEST(ConfigLoader, SensorsWithoutCameras) {
     EXPECT_EQ(m.baud, 19200);
     EXPECT_EQ(m.parity, 'E');
     EXPECT_TRUE(m.low_word_first);
+    EXPECT_EQ(m.response_timeout, 2500ms);
     EXPECT_EQ(g.sensors[1].disinfection->schedule, "wash");
 }
 
@@ -386,6 +387,15 @@ INSTANTIATE_TEST_SUITE_P(
                 kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'tcp://h:502', address: 0, type: "
                         "double}}\n",
                 4, "sensors[0].source.modbus.type", "not int16, uint16, int32, uint32 or float32"},
+        BadCase{"mqtt_filter_hash_inside",
+                kHead + "sensors:\n  - id: f\n    source: {mqtt: {topic: 'a/#/b'}}\n", 4,
+                "sensors[0].source.mqtt.topic", "'a/#/b': '#' must be a whole level and the last one"},
+        BadCase{"mqtt_filter_empty", kHead + "sensors:\n  - id: f\n    source: {mqtt: {topic: ''}}\n", 4,
+                "sensors[0].source.mqtt.topic", "an empty topic filter"},
+        BadCase{"modbus_timeout_too_long",
+                kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'tcp://h:502', address: 0, "
+                        "timeout: 2m}}\n",
+                4, "sensors[0].source.modbus.timeout", "at most 60s"},
         BadCase{"duplicate_sensor",
                 kHead + "sensors:\n  - id: f\n    source: {mqtt: {topic: a}}\n  - id: f\n    source: {mqtt: "
                         "{topic: b}}\n",

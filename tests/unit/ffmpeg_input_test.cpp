@@ -152,3 +152,41 @@ TEST(FfmpegInput, StopAbortsABlockedOpenAtOnce) {
     stopper.join();
     close(listener);
 }
+
+namespace {
+
+// Records the decoding times the outputs (HLS, FLV, RTMP, clips) would be handed.
+struct DtsRecorder final : kg::ingest::PacketObserver {
+    std::vector<std::int64_t> dts;
+    std::int64_t frame_ticks = 0;
+    void on_stream_opened(const AVStream& s) override {
+        frame_ticks = av_rescale_q(1, av_inv_q(s.avg_frame_rate), s.time_base);
+    }
+    void on_packet(const AVPacket& p, const AVStream&) override { dts.push_back(p.dts); }
+    void on_stream_closed() override {}
+};
+
+}  // namespace
+
+TEST(FfmpegInput, ALoopedFileIsOneContinuousTimeline) {
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip()}, stop);
+    DtsRecorder recorder;
+    input.set_packet_observer(&recorder);
+    input.open();
+    std::vector<double> frame_times;
+    for (int pass = 0; pass < 3; ++pass) {
+        while (input.next_frame()) frame_times.push_back(input.frame_time());
+        if (pass < 2) {
+            ASSERT_TRUE(input.rewind());
+        }
+    }
+    ASSERT_EQ(recorder.dts.size(), 750u);  // three passes of 250 packets
+    // Strictly increasing across both rewinds (muxers drop any packet that is not), and with no gap:
+    // each pass starts one frame after the previous one ended.
+    for (std::size_t i = 1; i < recorder.dts.size(); ++i)
+        ASSERT_EQ(recorder.dts[i] - recorder.dts[i - 1], recorder.frame_ticks) << "packet " << i;
+    ASSERT_EQ(frame_times.size(), 750u);
+    EXPECT_NEAR(frame_times[250] - frame_times[249], 0.04, 1e-6);  // the pacing sees 25 fps throughout
+    EXPECT_NEAR(frame_times.back() - frame_times.front(), 30.0 - 0.04, 1e-6);
+}

@@ -1,6 +1,7 @@
 // Sensor decoding and rules on scripted time: a 10-minute rule and a 48-hour rule run in no time.
 #include <gtest/gtest.h>
 
+#include "common/mqtt_topic.hpp"
 #include "sensors/decode.hpp"
 #include "sensors/sensor_rules.hpp"
 
@@ -68,6 +69,33 @@ TEST(ModbusDecode, TypesWordOrderScaleAndOffset) {
     s.offset = -40;
     EXPECT_NEAR(kg::sensors::decode_registers({0xFFFF, 0xFFFE}, s), -42.0, 1e-9);
     EXPECT_EQ(kg::sensors::register_count(kg::config::SensorSource::Type::float32), 2);
+}
+
+TEST(MqttTopic, FiltersMatchAsTheSpecificationSays) {
+    using kg::topic_matches;
+    EXPECT_TRUE(topic_matches("zigbee2mqtt/fridge", "zigbee2mqtt/fridge"));
+    EXPECT_FALSE(topic_matches("zigbee2mqtt/fridge", "zigbee2mqtt/fridge2"));
+    EXPECT_TRUE(topic_matches("a/#", "a"));  // '#' includes the parent level
+    EXPECT_TRUE(topic_matches("a/#", "a/b/c"));
+    EXPECT_TRUE(topic_matches("#", "a/b"));
+    EXPECT_TRUE(topic_matches("a/+/c", "a/b/c"));
+    EXPECT_TRUE(topic_matches("a/+", "a/"));  // an empty level is a level
+    EXPECT_FALSE(topic_matches("a/+", "a"));
+    EXPECT_FALSE(topic_matches("a/+/c", "a/b/c/d"));
+    EXPECT_FALSE(topic_matches("a/b", "a"));
+    EXPECT_FALSE(topic_matches("a", "a/b"));
+    EXPECT_FALSE(topic_matches("#", "$SYS/broker/uptime"));
+    EXPECT_TRUE(topic_matches("$SYS/#", "$SYS/broker/uptime"));
+}
+
+TEST(MqttTopic, InvalidFiltersAreNamed) {
+    for (const char* good : {"a", "a/#", "#", "+", "a/+/b", "/a", "a//b", "+/+/#"})
+        EXPECT_EQ(kg::topic_filter_problem(good), "") << good;
+    EXPECT_EQ(kg::topic_filter_problem(""), "an empty topic filter");
+    for (const char* bad : {"a/#/b", "a#", "a/b#", "##"})
+        EXPECT_NE(kg::topic_filter_problem(bad).find("'#' must be a whole level"), std::string::npos) << bad;
+    for (const char* bad : {"a+", "a/+b/c"})
+        EXPECT_NE(kg::topic_filter_problem(bad).find("'+' must be a whole level"), std::string::npos) << bad;
 }
 
 TEST(JsonPath, FindsNumbersInZigbeeAndTasmotaPayloads) {

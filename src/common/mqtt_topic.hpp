@@ -1,0 +1,17 @@
+#pragma once
+// MQTT topic filters as the specification defines them (MQTT 3.1.1 section 4.7): checked where the
+// configuration is read, matched where sensor messages arrive.
+
+#include <string>
+
+namespace kg {
+
+// Why `filter` is not a valid MQTT topic filter, or empty when it is: a broker disconnects a client
+// that subscribes with an invalid one.
+std::string topic_filter_problem(const std::string& filter);
+
+// Whether a message on `topic` matches `filter`: '+' is one level, '#' the rest including none
+// ("a/#" matches "a"); wildcards at the first level do not match topics starting with '$'.
+bool topic_matches(const std::string& filter, const std::string& topic);
+
+}  // namespace kg
