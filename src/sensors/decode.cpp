@@ -69,6 +69,8 @@ const nlohmann::json* find(const nlohmann::json& doc, const std::string& path) {
 std::optional<double> number_at(const nlohmann::json& doc, const std::string& path) {
     const auto* node = find(doc, path);
     if (node == nullptr) return std::nullopt;
+    // A door contact or a relay reports true/false (Zigbee2MQTT's {"contact": true}).
+    if (node->is_boolean()) return node->get<bool>() ? 1.0 : 0.0;
     if (node->is_number()) {
         const double v = node->get<double>();
         return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;

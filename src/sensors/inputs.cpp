@@ -10,6 +10,7 @@
 
 #include "common/backoff.hpp"
 #include "common/mqtt_topic.hpp"
+#include "common/time.hpp"
 #include "publish/mqtt_link.hpp"
 #include "sensors/decode.hpp"
 
@@ -44,8 +45,9 @@ MqttSensorInput::MqttSensorInput(std::string url, std::string client_id,
       handler_(std::move(handler)),
       log_(std::move(log)) {
     client_ = std::make_unique<mqtt::async_client>(publish::paho_uri(url_), client_id_);
-    client_->set_message_callback(
-        [this](mqtt::const_message_ptr msg) { on_message(msg->get_topic(), msg->to_string()); });
+    client_->set_message_callback([this](mqtt::const_message_ptr msg) {
+        on_message(msg->get_topic(), msg->to_string(), msg->is_retained());
+    });
     client_->set_connection_lost_handler([this](const std::string&) {
         log_->warn("sensor broker {} lost; reconnecting", url_);
         thread_.wake();
@@ -120,7 +122,42 @@ void MqttSensorInput::subscribe_pending() {
     }
 }
 
-void MqttSensorInput::on_message(const std::string& topic, const std::string& payload) {
+std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, const nlohmann::json& doc,
+                                                       bool retained) {
+    // A device's clock is believed only near the arrival: ahead of it, or (for a live message) far
+    // behind it, it is a clock never set or drifting, and would turn off offline detection or raise
+    // offline events with negative durations. A little behind is a device that batches readings.
+    constexpr auto kAhead = std::chrono::seconds(5);
+    constexpr auto kBehind = std::chrono::minutes(5);
+    const auto arrival = Clock::now();
+    std::optional<TimePoint> own;
+    if (!s.source.time_path.empty()) own = time_at(doc, s.source.time_path);
+    if (retained) {
+        // The broker's copy of the last message, handed out on every subscribe: without its own
+        // time it says nothing of whether the sensor is alive now (a dead Zigbee2MQTT sensor's last
+        // value would read as fresh after each reconnect or reload).
+        const auto horizon = s.interval * s.stale_after;
+        if (own && *own <= arrival + kAhead && arrival - *own < horizon) return std::min(*own, arrival);
+        if (retained_warned_.insert(s.id).second) {
+            log_->info("sensor {}: retained messages on {} are not counted as readings ({})", s.id,
+                       s.source.topic,
+                       own ? "their own time is not recent" : "the payload has no time at source.time_path");
+        }
+        return std::nullopt;
+    }
+    if (!own) return arrival;
+    if (*own > arrival + kAhead || arrival - *own > kBehind) {
+        if (clock_warned_.insert(s.id).second) {
+            log_->warn("sensor {}: its clock is {} s off ({}); its readings are timed by their arrival", s.id,
+                       std::chrono::duration_cast<std::chrono::seconds>(*own - arrival).count(),
+                       iso8601_utc(*own));
+        }
+        return arrival;
+    }
+    return std::min(*own, arrival);
+}
+
+void MqttSensorInput::on_message(const std::string& topic, const std::string& payload, bool retained) {
     nlohmann::json doc = nlohmann::json::parse(payload, nullptr, false);
     for (const auto* s : sensors_) {
         if (!topic_matches(s->source.topic, topic)) continue;
@@ -132,11 +169,9 @@ void MqttSensorInput::on_message(const std::string& topic, const std::string& pa
                        topic, s->source.value_path, n, payload);
             continue;
         }
-        Reading r{s->id, *value, Clock::now()};
-        if (!s->source.time_path.empty()) {
-            if (auto t = time_at(doc, s->source.time_path)) r.time = *t;
-        }
-        handler_(r);
+        const auto time = reading_time(*s, doc, retained);
+        if (!time) continue;
+        handler_(Reading{s->id, *value, *time});
     }
 }
 

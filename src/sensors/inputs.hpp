@@ -9,6 +9,9 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,7 +39,11 @@ public:
 private:
     void run();
     void subscribe_pending();
-    void on_message(const std::string& topic, const std::string& payload);
+    void on_message(const std::string& topic, const std::string& payload, bool retained);
+    // When a reading was taken: its own time when the payload has one that can be believed, else
+    // its arrival. Null: the message tells nothing current (a retained message of unknown age).
+    std::optional<TimePoint> reading_time(const config::Sensor& sensor, const nlohmann::json& doc,
+                                          bool retained);
 
     struct Pending {
         const config::Sensor* sensor;
@@ -49,6 +56,7 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<mqtt::async_client> client_;
     std::vector<Pending> pending_;  // subscriptions not (yet) granted; input thread only
+    std::set<std::string> clock_warned_, retained_warned_;  // sensors already logged; callback thread only
     std::atomic<std::uint64_t> rejected_{0};
     WorkerThread thread_;
 };

@@ -248,3 +248,45 @@ def test_no_value_and_impossible_values_stay_out_of_states_and_rollups(broker, c
     finally:
         device.close()
         local.kill()
+
+
+def test_retained_messages_and_device_clocks_that_are_off(broker, collector, gateways, tmp_path):
+    """A dead sensor's retained last message (Zigbee2MQTT keeps one) used to read as a fresh reading
+    on every subscribe; a device clock a day ahead turned offline detection off for a day. Now the
+    retained message without a time of its own is not a reading, and a clock that is off is logged
+    and the arrival time used."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    try:
+        publish.single("dead/t", json.dumps({"temperature": 3.0}), retain=True, hostname="127.0.0.1",
+                       port=local.port)
+        sensors = [
+            {"id": "dead", "interval": "1s", "source": {"mqtt": {"topic": "dead/t"}}},
+            {"id": "ahead", "interval": "1s", "source": {"mqtt": {"topic": "ahead/t", "time": "ts"}}},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+
+        def state(sensor):
+            return collector.last_json(f"{PREFIX}/sensors/{sensor}/state")
+
+        # A device a day ahead keeps reporting: it is online, and stays online while it reports.
+        for _ in range(12):
+            publish.single("ahead/t", json.dumps({"temperature": 4.0, "ts": time.time() + 86400}),
+                           hostname="127.0.0.1", port=local.port)
+            time.sleep(0.5)
+        ahead = state("ahead")
+        assert ahead and ahead["online"] is True and ahead["value"] == 4.0, ahead
+        # ... and once it stops, it goes offline within stale_after intervals, not a day later.
+        kg_e2e.wait_until(lambda: any(e["sensor"] == "ahead" and e["label"] == "offline" and e["state"] == "start"
+                                      for e in collector.events() if e.get("sensor")), 10, what="ahead: offline")
+        dead = state("dead")
+        assert dead and dead["online"] is False and dead["value"] is None, dead
+        assert gw.terminate() == 0
+        out = gw.output()
+        assert "sensor ahead: its clock is 86" in out and "timed by their arrival" in out, out[-2000:]
+        assert "sensor dead: retained messages on dead/t are not counted as readings" in out, out[-2000:]
+    finally:
+        local.kill()

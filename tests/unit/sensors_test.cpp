@@ -109,6 +109,10 @@ TEST(JsonPath, FindsNumbersInZigbeeAndTasmotaPayloads) {
     EXPECT_FALSE(kg::sensors::number_at(tasmota, "DS18B20.Humidity"));
     EXPECT_FALSE(kg::sensors::number_at(tasmota, "Time"));
     EXPECT_EQ(*kg::sensors::time_at(tasmota, "Time"), TimePoint(std::chrono::seconds(1795485600)));  // 02:00Z
+    // A Zigbee2MQTT door contact.
+    const auto door = nlohmann::json::parse(R"({"contact": true, "tamper": false})");
+    EXPECT_DOUBLE_EQ(*kg::sensors::number_at(door, "contact"), 1.0);
+    EXPECT_DOUBLE_EQ(*kg::sensors::number_at(door, "tamper"), 0.0);
 }
 
 TEST(SensorRules, SampleFridgeAboveEightForTenMinutesWithHysteresis) {
