@@ -1,5 +1,6 @@
 #include "config/config_loader.hpp"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -392,6 +393,30 @@ void read_site(Reader& r, const YAML::Node& n, Site& site) {
 }
 
 // Paho's own defaults apply to a URL without a port (1883, 8883, 80, 443 by scheme).
+// A listen address as the HTTP servers read it: an IP literal (IPv6 in brackets) or nothing (every
+// address), a colon, a port. A host name or a missing port used to pass here and then keep the
+// server from starting, with only a log line to say so.
+void check_listen(Reader& r, const YAML::Node& at, const std::string& key, const std::string& text) {
+    const auto colon = text.rfind(':');
+    std::string host = colon == std::string::npos ? text : text.substr(0, colon);
+    const auto port = colon == std::string::npos ? std::string() : text.substr(colon + 1);
+    const bool port_ok =
+        !port.empty() && port.size() <= 5 &&
+        std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); }) &&
+        std::stoi(port) <= 65535;
+    const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+    if (bracketed) host = host.substr(1, host.size() - 2);
+    unsigned char buffer[sizeof(struct in6_addr)];
+    const bool host_ok = host.empty() || (!bracketed && inet_pton(AF_INET, host.c_str(), buffer) == 1) ||
+                         (bracketed && inet_pton(AF_INET6, host.c_str(), buffer) == 1);
+    if (!port_ok || !host_ok) {
+        r.error(at, key,
+                fmt::format("'{}' is not address:port with an IP address (e.g. 127.0.0.1:8080, 0.0.0.0:8081, "
+                            "[::]:8081)",
+                            text));
+    }
+}
+
 void check_broker_url(Reader& r, const YAML::Node& at, const std::string& key, const std::string& url) {
     for (std::string_view scheme : {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"}) {
         if (starts_with(url, scheme)) {
@@ -1213,7 +1238,8 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
                     "max_viewers_per_address", "token_secret", "privacy", "header_timeout", "idle_timeout",
                     "max_connections"})) {
         auto& pub = g.public_side;
-        if (p["listen"]) r.string(p["listen"], "public.listen", pub.listen);
+        if (p["listen"] && r.string(p["listen"], "public.listen", pub.listen) && !pub.listen.empty())
+            check_listen(r, p["listen"], "public.listen", pub.listen);
         if (p["hls_dir"] && r.string(p["hls_dir"], "public.hls_dir", pub.hls_dir)) {
             pub.hls_dir = r.resolve(pub.hls_dir).string();
         }
@@ -1235,9 +1261,14 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
         if (p["max_connections"] && r.integer(p["max_connections"], "public.max_connections", n, 1, 100000))
             pub.max_connections = static_cast<std::size_t>(n);
         if (p["token_secret"] && r.string(p["token_secret"], "public.token_secret", pub.token_secret) &&
-            !pub.token_secret.empty() && pub.token_secret.size() < 16) {
+            pub.token_secret.size() < 16) {
+            // Empty too: written here, a secret was meant (`${KG_VIEWER_SECRET}` set but empty would
+            // otherwise open every stream without a token).
             r.error(p["token_secret"], "public.token_secret",
-                    "too short: use at least 16 random characters (e.g. openssl rand -hex 32)");
+                    pub.token_secret.empty()
+                        ? "empty: set a secret of at least 16 random characters, or remove the key to serve "
+                          "streams without tokens"
+                        : "too short: use at least 16 random characters (e.g. openssl rand -hex 32)");
         }
         if (const auto v = p["privacy"]; v && r.map(v, "public.privacy", {"width", "fps"})) {
             if (v["width"]) r.integer(v["width"], "public.privacy.width", pub.privacy_width, 160, 3840);
@@ -1248,15 +1279,8 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
     }
     if (const auto a = root["api"];
         a && r.map(a, "api", {"listen", "token", "header_timeout", "idle_timeout"})) {
-        if (a["listen"] && r.string(a["listen"], "api.listen", g.api.listen) && !g.api.listen.empty()) {
-            const auto colon = g.api.listen.rfind(':');
-            const auto port = colon == std::string::npos ? std::string() : g.api.listen.substr(colon + 1);
-            if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) ||
-                std::stoi(port) > 65535) {
-                r.error(a["listen"], "api.listen",
-                        fmt::format("'{}' is not address:port (e.g. 127.0.0.1:8080)", g.api.listen));
-            }
-        }
+        if (a["listen"] && r.string(a["listen"], "api.listen", g.api.listen) && !g.api.listen.empty())
+            check_listen(r, a["listen"], "api.listen", g.api.listen);
         if (a["token"]) r.string(a["token"], "api.token", g.api.token);
         if (a["header_timeout"]) r.duration(a["header_timeout"], "api.header_timeout", g.api.header_timeout);
         if (a["idle_timeout"]) r.duration(a["idle_timeout"], "api.idle_timeout", g.api.idle_timeout);
