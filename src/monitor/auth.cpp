@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <boost/beast/core/string.hpp>
 #include <random>
 
 namespace kg::monitor {
@@ -95,13 +96,17 @@ std::optional<std::string> Auth::identify(const Request& req, TimePoint now) {
     const auto it = req.find(http::field::authorization);
     if (it == req.end()) return std::nullopt;
     const std::string value(it->value());
-    if (value.rfind("Bearer ", 0) == 0) {
+    // Schemes are case-insensitive (RFC 9110 11.1).
+    const auto scheme = [&](boost::beast::string_view name) {
+        return value.size() > name.size() && boost::beast::iequals(value.substr(0, name.size()), name);
+    };
+    if (scheme("Bearer ")) {
         const std::string token = value.substr(7);
         for (const auto& op : operators_)
             if (!op.token.empty() && constant_time_equal(op.token, token)) return op.name;
         return std::nullopt;
     }
-    if (value.rfind("Basic ", 0) == 0) {
+    if (scheme("Basic ")) {
         const auto decoded = base64_decode(value.substr(6));
         if (!decoded) return std::nullopt;
         const auto colon = decoded->find(':');

@@ -147,7 +147,8 @@ private:
         Request dummy;
         dummy.version(11);
         shared_->log->info("bad request from {}: {}", ticket_.client(), ec.message());
-        send(make_response(dummy, status, "bad request: " + ec.message() + "\n"), false);
+        dummy.keep_alive(false);
+        send(make_response(dummy, status, "bad request: " + ec.message() + "\n"), dummy);
     }
 
     void on_request(Request req) override {
@@ -160,7 +161,7 @@ private:
             reply.response = make_response(req, http::status::internal_server_error, "internal error\n");
         }
         if (reply.event_stream) return become_stream();
-        send(std::move(reply.response), req.keep_alive());
+        send(std::move(reply.response), req);
     }
 
     void become_stream() {

@@ -150,9 +150,15 @@ void HttpSession::on_read(beast::error_code ec) {
     on_request(parser_->release());
 }
 
-void HttpSession::send(Response res, bool keep_alive) {
+void HttpSession::send(Response res, const Request& req) {
+    const bool keep_alive = req.keep_alive();
     res.keep_alive(keep_alive);
     res.prepare_payload();
+    if (req.method() == http::verb::head) {
+        const auto length = res.body().size();
+        res.body().clear();
+        res.content_length(length);
+    }
     response_ = std::make_shared<Response>(std::move(res));
     stream_.expires_after(limits_.idle_timeout);
     http::async_write(stream_, *response_,

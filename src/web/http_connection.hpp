@@ -108,7 +108,9 @@ protected:
     void read(std::chrono::milliseconds timeout);
     // Writes `res`, then reads the next request unless the connection ends: not kept alive, the
     // write failed, or the server stopped.
-    void send(Response res, bool keep_alive);
+    // `req`: the request answered. A HEAD request gets the head alone, with the length the body
+    // would have (RFC 9110 9.3.2), whatever the handler put in the body.
+    void send(Response res, const Request& req);
     void close();
 
     boost::beast::tcp_stream stream_;

@@ -41,9 +41,10 @@ private:
         Request dummy;
         dummy.version(11);
         const bool over_limit = ec == http::error::header_limit || ec == http::error::body_limit;
+        dummy.keep_alive(false);
         send(text_response(dummy, status,
                            over_limit ? ec.message() + "\n" : "bad request: " + ec.message() + "\n"),
-             false);
+             dummy);
     }
 
     void on_request(Request req) override {
@@ -63,7 +64,7 @@ private:
                                 std::string(req.target()), ticket_.client(), e.what());
             res = text_response(req, http::status::internal_server_error, "internal error\n");
         }
-        send(std::move(res), req.keep_alive());
+        send(std::move(res), req);
     }
 
     // Live body: the head, then whatever the producer queued, one gathered write at a time. A

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <boost/beast/core/string.hpp>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -72,7 +73,9 @@ Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<sp
         if (token.empty())
             return text_response(req, http::status::forbidden, "the API is off: set api.token\n");
         const auto auth = req[http::field::authorization];
-        const std::string given = auth.starts_with("Bearer ") ? std::string(auth.substr(7)) : std::string();
+        // The scheme is case-insensitive (RFC 9110 11.1): "bearer x" is the same credential.
+        const bool bearer = auth.size() > 7 && boost::beast::iequals(auth.substr(0, 7), "Bearer ");
+        const std::string given = bearer ? std::string(auth.substr(7)) : std::string();
         if (!same_secret(given, token)) {
             log->warn("{} {} from {}: bad or missing bearer token", std::string(req.method_string()), path,
                       client);

@@ -210,7 +210,8 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
     auto segments = std::make_shared<SegmentCache>();
     routes.stream_handler = [guard, segments, flv_on = settings.flv](
                                 const Request& req, const std::string& client) -> StreamResult {
-        if (req.method() != http::verb::get) return {};
+        const bool head = req.method() == http::verb::head;
+        if (req.method() != http::verb::get && !head) return {};
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
         // Names are matched whole: a camera id, then the playlist or a file the muxer names, or .flv.
@@ -231,6 +232,12 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         reply.head.result(http::status::ok);
         reply.head.set(http::field::server, "kitchen-gateway");
         reply.head.set(http::field::access_control_allow_origin, "*");
+        if (!is_hls && head) {
+            // What a GET would start, without joining: a player or a monitor probing the stream.
+            auto res = text_response(req, http::status::ok, "", "video/x-flv");
+            res.set(http::field::cache_control, "no-store");
+            return with_cors(std::move(res));
+        }
         if (!is_hls) {
             if (auto cap = guard->over_cap(req, guard->view.viewers().admit_flv(camera, client, now), camera,
                                            client))
@@ -266,6 +273,12 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         }
         auto chunk = segments->get(feed->hls_folder(), file);
         if (!chunk) return refuse(req, http::status::not_found, "not found (not in the playlist now)");
+        if (head) {
+            // The session sends the head alone, with this length.
+            auto res = text_response(req, http::status::ok, std::string(*chunk), "video/mp4");
+            res.set(http::field::cache_control, "public, max-age=60");
+            return with_cors(std::move(res));
+        }
         reply.head.set(http::field::content_type, "video/mp4");
         reply.head.set(http::field::cache_control, "public, max-age=60");  // a segment never changes
         reply.head.content_length(chunk->size());

@@ -55,6 +55,9 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
 
     assert get(port, "/api/cameras")[0] == 401
     assert get(port, "/api/cameras", token="wrong")[0] == 401
+    # The scheme is case-insensitive (RFC 9110 11.1); the token is not.
+    assert get(port, "/api/cameras", headers={"Authorization": f"bearer {TOKEN}"})[0] == 200
+    assert get(port, "/api/cameras", headers={"Authorization": f"bearer {TOKEN.upper()}"})[0] == 401
     status, ctype, body = get(port, "/api/cameras", token=TOKEN)
     assert status == 200 and ctype == "application/json"
     import json

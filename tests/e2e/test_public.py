@@ -92,6 +92,16 @@ def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path
         r = conn.getresponse()
         body = r.read()
         assert r.status == 200 and len(body) == int(r.getheader("Content-Length")), path
+    # HEAD, which the docs allow: the head alone, with the length a GET's body has (it used to be 404
+    # on the streams, and a plain response sent its body too).
+    for path, ctype in [(f"/live/kitchen/{segment}", "video/mp4"), ("/live/kitchen/index.m3u8", None),
+                        ("/", "text/html"), ("/live/kitchen.flv", "video/x-flv")]:
+        conn.request("HEAD", path)
+        r = conn.getresponse()
+        assert r.status == 200 and r.read() == b"", path
+        assert ctype is None or r.getheader("Content-Type").startswith(ctype), (path, r.getheaders())
+        if path.endswith(".m4s"):
+            assert int(r.getheader("Content-Length")) == len(get(port, path)[2]), path
     conn.close()
 
     # FFmpeg reads both live streams from the gateway: the camera's own H.264, not re-encoded.
