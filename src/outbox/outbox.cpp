@@ -1,11 +1,22 @@
 #include "outbox/outbox.hpp"
 
+#include <fmt/format.h>
+
 #include "publish/payloads.hpp"
 
 namespace kg::outbox {
 namespace {
-constexpr auto kAckTimeout = std::chrono::seconds(10);
+// How often the sender looks up from a delivery it waits on (stop, connection lost).
+constexpr auto kAckPoll = std::chrono::milliseconds(200);
 constexpr auto kRetryPause = std::chrono::milliseconds(200);
+// A head message in flight when the connection dropped this many times in a row is taken for one
+// the broker refuses by disconnecting (over its max_packet_size, denied by an ACL that
+// disconnects); it is moved aside so that the messages behind it flow on.
+constexpr int kMaxLossesInFlight = 3;
+// Once a message of some size was moved aside, one loss is enough for a message at least as large:
+// a broker's max_packet_size refuses every snapshot, and three reconnects for each would let them
+// pile up faster than they are moved aside.
+constexpr int kMaxLossesAtRefusedSize = 1;
 constexpr auto kStoreErrorPause = std::chrono::seconds(1);
 }  // namespace
 
@@ -73,7 +84,37 @@ void Outbox::stop(std::chrono::milliseconds drain) {
         log_->warn("{} messages kept in the outbox for the next start", n);
 }
 
+void Outbox::set_aside(const Message& head, int losses) {
+    const auto reason = fmt::format("the connection was lost {} times while it was in flight", losses);
+    try {
+        store_.bury(head, reason);
+    } catch (const StoreError& e) {
+        // Not moved: it stays at the head and is tried again, as before.
+        log_->error("cannot move message {} for {} aside: {}", head.seq, head.topic, e.what());
+        return;
+    }
+    smallest_refused_ = std::min(smallest_refused_, head.payload.size() + head.topic.size());
+    log_->error(
+        "message {} for {} ({} bytes) moved aside to the outbox's dead table: {}; the broker seems to refuse "
+        "it (its max_packet_size or an ACL?); {} moved aside in total",
+        head.seq, head.topic, head.payload.size() + head.topic.size(), reason, store_.dead_total());
+}
+
+void Outbox::pause(std::chrono::milliseconds how_long) {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, how_long, [this] { return stop_; });
+}
+
 void Outbox::run() {
+    // The head message handed to the broker and not yet acknowledged.
+    struct InFlight {
+        explicit InFlight(std::int64_t s) : seq(s) {}
+        std::int64_t seq;
+        std::optional<publish::Delivery> delivery;
+        std::uint64_t sent_on = 0;  // the connection it was last sent on, 0 if not sent
+        int losses = 0;             // connections lost while it was in flight
+    };
+    std::optional<InFlight> flight;
     for (;;) {
         std::optional<Message> head;
         {
@@ -84,21 +125,51 @@ void Outbox::run() {
             head = store_.front();
         } catch (const StoreError& e) {
             log_->error("{}", e.what());
-            std::unique_lock lock(mutex_);
-            cv_.wait_for(lock, kStoreErrorPause, [this] { return stop_; });
+            pause(kStoreErrorPause);
             continue;
         }
         if (!head) {
+            flight.reset();
             std::unique_lock lock(mutex_);
             cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || store_.size() > 0; });
             continue;
         }
+        if (!flight || flight->seq != head->seq) flight.emplace(head->seq);
         if (!link_.wait_connected(std::chrono::seconds(1))) continue;
-        if (!link_.publish_confirmed(head->topic, head->payload, head->qos, head->retain, kAckTimeout)) {
-            std::unique_lock lock(mutex_);
-            cv_.wait_for(lock, kRetryPause, [this] { return stop_; });
-            continue;
+        const auto connection = link_.connection();
+        if (flight->sent_on != 0 && flight->sent_on != connection) {
+            // Paho does not resend after a clean-session reconnect: the head goes again, once.
+            flight->delivery.reset();
+            flight->sent_on = 0;
+            const std::size_t size = head->payload.size() + head->topic.size();
+            const int limit = size >= smallest_refused_ ? kMaxLossesAtRefusedSize : kMaxLossesInFlight;
+            if (++flight->losses >= limit) {
+                set_aside(*head, flight->losses);
+                flight.reset();
+                continue;
+            }
         }
+        if (!flight->delivery) {
+            flight->delivery = link_.send(head->topic, head->payload, head->qos, head->retain);
+            if (!flight->delivery) {
+                pause(kRetryPause);
+                continue;
+            }
+            flight->sent_on = flight->delivery->connection();
+        }
+        // While the connection stays up the broker has the message: wait for its PUBACK however
+        // long a slow uplink takes, rather than publish copies that queue behind it.
+        switch (flight->delivery->wait_for(kAckPoll)) {
+            case publish::Delivery::State::pending:
+                continue;
+            case publish::Delivery::State::failed:
+                flight->delivery.reset();  // sent again, on this connection or the next
+                pause(kRetryPause);
+                continue;
+            case publish::Delivery::State::acknowledged:
+                break;
+        }
+        flight.reset();
         try {
             store_.remove(head->seq);
             delivered_.fetch_add(1);

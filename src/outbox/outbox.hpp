@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,9 +41,13 @@ public:
     std::size_t depth() const { return store_.size(); }
     std::uint64_t dropped() const { return store_.dropped_total(); }
     std::uint64_t delivered() const { return delivered_.load(); }
+    // Messages moved aside because the broker kept refusing them (SqliteStore::bury).
+    std::uint64_t dead() const { return store_.dead_total(); }
 
 private:
     void run();
+    void set_aside(const Message& head, int losses);
+    void pause(std::chrono::milliseconds how_long);
 
     SqliteStore& store_;
     publish::MqttLink& link_;
@@ -54,6 +59,8 @@ private:
     std::condition_variable cv_;
     bool stop_ = false;
     std::atomic<std::uint64_t> delivered_{0};
+    // The smallest message moved aside since start (sender thread only).
+    std::size_t smallest_refused_ = std::numeric_limits<std::size_t>::max();
     std::thread thread_;
 };
 

@@ -12,6 +12,10 @@ CREATE TABLE IF NOT EXISTS messages (
   qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_priority ON messages(priority, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+  qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL,
+  queued_seq INTEGER NOT NULL, reason TEXT NOT NULL, moved_at INTEGER NOT NULL);
 )sql";
 
 constexpr auto kPersistent = sqlite::Stmt::Use::persistent;
@@ -37,7 +41,11 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
       drop_meta_(db_,
                  "INSERT INTO meta(key, value) VALUES('dropped', ?) ON CONFLICT(key) DO UPDATE SET value = "
                  "excluded.value",
-                 kPersistent) {
+                 kPersistent),
+      bury_(db_,
+            "INSERT INTO dead(topic, payload, qos, retain, priority, queued_seq, reason, moved_at) "
+            "VALUES(?,?,?,?,?,?,?,strftime('%s','now'))",
+            kPersistent) {
     load_totals();
 }
 
@@ -48,6 +56,9 @@ void SqliteStore::load_totals() {
     bytes_ = static_cast<std::size_t>(s.integer(1));
     sqlite::Stmt m(db_, "SELECT value FROM meta WHERE key = 'dropped'");
     dropped_ = m.step() ? static_cast<std::uint64_t>(m.integer(0)) : 0;
+    sqlite::Stmt d(db_, "SELECT count(*) FROM dead");
+    if (!d.step()) db_.fail("counting dead messages");
+    dead_ = static_cast<std::uint64_t>(d.integer(0));
 }
 
 std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes) {
@@ -129,6 +140,33 @@ bool SqliteStore::erase(std::int64_t seq) {
 void SqliteStore::remove(std::int64_t seq) {
     std::lock_guard lock(mutex_);
     erase(seq);
+}
+
+void SqliteStore::bury(const Message& m, const std::string& reason) {
+    std::lock_guard lock(mutex_);
+    try {
+        sqlite::Transaction tx(db_);
+        bury_.reset();
+        bury_.bind(1, m.topic)
+            .bind_blob(2, m.payload)
+            .bind(3, m.qos)
+            .bind(4, m.retain ? 1 : 0)
+            .bind(5, static_cast<int>(m.priority))
+            .bind(6, m.seq)
+            .bind(7, reason)
+            .run();
+        if (m.seq > 0) erase(m.seq);
+        tx.commit();
+        ++dead_;
+    } catch (...) {
+        load_totals();  // erase() counted a row the rollback brought back
+        throw;
+    }
+}
+
+std::uint64_t SqliteStore::dead_total() const {
+    std::lock_guard lock(mutex_);
+    return dead_;
 }
 
 std::size_t SqliteStore::size() const {

@@ -45,10 +45,15 @@ public:
     std::size_t append(Message& message);
     std::optional<Message> front();
     void remove(std::int64_t seq);
+    // Moves a message the broker keeps refusing out of the queue into the `dead` table, where it
+    // stays (with `reason`) for someone to look at; the queue behind it flows on. A message that
+    // was never stored (seq <= 0) is only written there.
+    void bury(const Message& message, const std::string& reason);
 
     std::size_t size() const;
     std::size_t bytes() const;
     std::uint64_t dropped_total() const;
+    std::uint64_t dead_total() const;  // rows of the dead table
 
 private:
     std::size_t drop_for_room(std::size_t incoming_bytes);
@@ -58,10 +63,10 @@ private:
     Limits limits_;
     sqlite::Db db_;
     // Declared after db_: finalized before the connection closes.
-    sqlite::Stmt insert_, front_, remove_, oldest_of_, drop_meta_;
+    sqlite::Stmt insert_, front_, remove_, oldest_of_, drop_meta_, bury_;
     mutable std::mutex mutex_;
     std::size_t count_ = 0, bytes_ = 0;
-    std::uint64_t dropped_ = 0;
+    std::uint64_t dropped_ = 0, dead_ = 0;
 };
 
 }  // namespace kg::outbox

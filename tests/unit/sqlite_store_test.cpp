@@ -117,3 +117,26 @@ TEST(SqliteStore, AnUnwritablePathIsAClearError) {
             << e.what();
     }
 }
+
+TEST(SqliteStore, AMessageMovedAsideLeavesTheQueueAndIsKept) {
+    TempDb db;
+    {
+        SqliteStore store(db.path(), {});
+        auto poison = msg(std::string(5000, 'j')), next = msg("e1");
+        store.append(poison);
+        store.append(next);
+        store.bury(*store.front(), "refused");
+        EXPECT_EQ(store.front()->payload, "e1");  // the rest flows on
+        EXPECT_EQ(store.size(), 1u);
+        EXPECT_EQ(store.bytes(), next.payload.size() + next.topic.size());
+        EXPECT_EQ(store.dead_total(), 1u);
+    }
+    SqliteStore reopened(db.path(), {});
+    EXPECT_EQ(reopened.dead_total(), 1u);
+    EXPECT_EQ(reopened.size(), 1u);
+    kg::sqlite::Db raw(db.path(), {.label = "check"});
+    kg::sqlite::Stmt s(raw, "SELECT length(payload), reason FROM dead");
+    ASSERT_TRUE(s.step());
+    EXPECT_EQ(s.integer(0), 5000);
+    EXPECT_EQ(s.text(1), "refused");
+}

@@ -1,0 +1,94 @@
+"""The outbox against a hostile path to the monitoring room: a broker that refuses one message by
+disconnecting (max_packet_size), an uplink so slow that a PUBACK takes longer than any timeout.
+In both the alerts behind the difficult message must arrive, once each."""
+
+import http.client
+import re
+import sqlite3
+import time
+
+import kg_e2e
+
+QUEUED = re.compile(r"event (\S+) queued")
+
+
+def flicker(clips):
+    return clips("flicker", [("normal", 2), ("black", 2)] * 8)  # 32 s, looped
+
+
+def cameras(clip, n):
+    return [kg_e2e.camera(f"cam{i}", clip, input={"loop": True}, analysis={"fps": 4},
+                          health={"confirm": "500ms", "clear": "500ms"}) for i in range(n)]
+
+
+def metric(gw, name):
+    conn = http.client.HTTPConnection("127.0.0.1", gw.api_port(), timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert found, f"{name} not in /metrics:\n{text}"
+    return float(found.group(1))
+
+
+def test_a_message_the_broker_refuses_is_moved_aside_and_the_rest_flows(tmp_path, clips, schemas):
+    # Every snapshot (a JPEG of some KiB) is over the limit; event JSON is well under it.
+    broker = kg_e2e.Broker(tmp_path, extra_conf="max_packet_size 2500\n")
+    collector = kg_e2e.Collector(broker)
+    gw = kg_e2e.Gateway(tmp_path, kg_e2e.base_config(broker, cameras(flicker(clips), 2), tmp_path))
+    try:
+        time.sleep(25)
+        made = QUEUED.findall(gw.output())
+        assert len(made) >= 8
+
+        def stuck():
+            received = {e["message_id"] for e in collector.events()}
+            return [m for m in made if m not in received]
+
+        try:
+            # Snapshots keep coming and each costs a reconnect: allow the queue time to get there.
+            kg_e2e.wait_until(lambda: not stuck(), 30, what="every queued event delivered")
+        except AssertionError:
+            raise AssertionError(f"{len(stuck())} of {len(made)} events stuck behind a refused message") from None
+        dead = metric(gw, "kg_outbox_dead_total")
+        print(f"\nrefused snapshots: {len(made)} events delivered, {dead:g} messages moved aside")
+        assert dead >= 1
+        assert gw.terminate() == 0
+        assert not [t for t, *_ in collector.messages if t.endswith("/snapshot")]
+        assert "moved aside to the outbox's dead table" in gw.output()
+        # Kept, not deleted: the refused snapshots wait in the dead table for someone to look at.
+        with sqlite3.connect(tmp_path / "outbox.db") as db:
+            rows = db.execute("SELECT topic, length(payload), reason FROM dead").fetchall()
+        assert len(rows) >= dead and all(t.endswith("/snapshot") and n > 2500 for t, n, _ in rows), rows
+        schemas.validate_all(collector)
+    finally:
+        gw.kill() if gw.running() else None
+        collector.close()
+        broker.kill()
+
+
+def test_a_slow_uplink_gets_each_message_once(tmp_path, clips, schemas):
+    # 300 bytes/s: a snapshot of several KiB takes longer than 10 s to reach the broker.
+    broker = kg_e2e.Broker(tmp_path)
+    collector = kg_e2e.Collector(broker)
+    link = kg_e2e.ThrottledLink(broker.port, rate=300)
+    black = clips("black", [("black", 20)])
+    cfg = kg_e2e.base_config(broker, cameras(black, 1), tmp_path)
+    cfg["mqtt"].update({"url": link.url, "keepalive": "120s", "state_interval": "600s"})
+    gw = kg_e2e.Gateway(tmp_path, cfg)
+    try:
+        start = collector.wait_for(lambda: [e for e in collector.events() if e["state"] == "start"], 30,
+                                   what="the start")[0]
+        snapshot = f"kitchen/test-site/events/{start['id']}/snapshot"
+        collector.wait_for(lambda: collector.on(snapshot), 60, what="the snapshot through the slow link")
+        time.sleep(15)  # a copy sent after a timeout would arrive within this
+        copies = len(collector.on(snapshot))
+        print(f"\nslow uplink: {link.carried} bytes carried, snapshot copies {copies}")
+        assert copies == 1, f"the snapshot arrived {copies} times"
+        assert gw.terminate() == 0
+        schemas.validate_all(collector)
+    finally:
+        gw.kill() if gw.running() else None
+        link.close()
+        collector.close()
+        broker.kill()
