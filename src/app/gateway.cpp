@@ -347,6 +347,9 @@ std::string Gateway::metrics() const {
     m += fmt::format("kg_outbox_depth {}\n", outbox_.depth());
     family("kg_outbox_dropped_total", "counter", "messages dropped because the outbox was full");
     m += fmt::format("kg_outbox_dropped_total {}\n", outbox_.dropped());
+    family("kg_outbox_refused_total", "counter",
+           "messages refused because only more important messages could have made room for them");
+    m += fmt::format("kg_outbox_refused_total {}\n", outbox_.refused());
     family("kg_outbox_dead_total", "counter",
            "messages moved aside to the outbox's dead table because the broker kept refusing them");
     m += fmt::format("kg_outbox_dead_total {}\n", outbox_.dead());

@@ -45,10 +45,20 @@ void Outbox::submit_clip(const events::ClipReport& clip) {
 
 bool Outbox::enqueue(Message message) {
     try {
-        const std::size_t dropped = store_.append(message);
-        if (dropped > 0) {
-            log_->error("outbox full: dropped {} older messages to keep {} ({} dropped in total)", dropped,
-                        message.topic, store_.dropped_total());
+        const auto result = store_.append(message);
+        if (!result.stored) {
+            const std::size_t size = message.payload.size() + message.topic.size();
+            const std::size_t budget = store_.limits().max_bytes;
+            log_->error("outbox full: refused a message of {} bytes for {}: {} ({} refused in total)", size,
+                        message.topic,
+                        size > budget ? fmt::format("it alone exceeds outbox.max_size ({} bytes)", budget)
+                                      : std::string("only more important messages could make room for it"),
+                        store_.refused_total());
+            return false;
+        }
+        if (result.dropped > 0) {
+            log_->error("outbox full: dropped {} older messages to keep {} ({} dropped in total)",
+                        result.dropped, message.topic, store_.dropped_total());
         }
     } catch (const StoreError& e) {
         // The store is the durability guarantee; without it the message is lost, loudly.

@@ -40,6 +40,7 @@ public:
 
     std::size_t depth() const { return store_.size(); }
     std::uint64_t dropped() const { return store_.dropped_total(); }
+    std::uint64_t refused() const { return store_.refused_total(); }
     std::uint64_t delivered() const { return delivered_.load(); }
     // Messages moved aside because the broker kept refusing them (SqliteStore::bury).
     std::uint64_t dead() const { return store_.dead_total(); }

@@ -38,8 +38,12 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
                  "SELECT seq, length(payload) + length(topic) FROM messages WHERE priority = ? ORDER BY seq "
                  "LIMIT 1",
                  kPersistent),
-      drop_meta_(db_,
-                 "INSERT INTO meta(key, value) VALUES('dropped', ?) ON CONFLICT(key) DO UPDATE SET value = "
+      evictable_(db_,
+                 "SELECT count(*), coalesce(sum(length(payload) + length(topic)), 0) FROM messages WHERE "
+                 "priority >= ?",
+                 kPersistent),
+      save_meta_(db_,
+                 "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = "
                  "excluded.value",
                  kPersistent),
       bury_(db_,
@@ -54,18 +58,37 @@ void SqliteStore::load_totals() {
     if (!s.step()) db_.fail("counting messages");
     count_ = static_cast<std::size_t>(s.integer(0));
     bytes_ = static_cast<std::size_t>(s.integer(1));
-    sqlite::Stmt m(db_, "SELECT value FROM meta WHERE key = 'dropped'");
-    dropped_ = m.step() ? static_cast<std::uint64_t>(m.integer(0)) : 0;
+    auto counter = [this](const char* key) -> std::uint64_t {
+        sqlite::Stmt m(db_, "SELECT value FROM meta WHERE key = ?");
+        return m.bind(1, key).step() ? static_cast<std::uint64_t>(m.integer(0)) : 0;
+    };
+    dropped_ = counter("dropped");
+    refused_ = counter("refused");
     sqlite::Stmt d(db_, "SELECT count(*) FROM dead");
     if (!d.step()) db_.fail("counting dead messages");
     dead_ = static_cast<std::uint64_t>(d.integer(0));
 }
 
-std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes) {
+bool SqliteStore::fits(std::size_t count, std::size_t bytes, std::size_t incoming_bytes) const {
+    return count + 1 <= limits_.max_messages && bytes + incoming_bytes <= limits_.max_bytes;
+}
+
+bool SqliteStore::room_possible(std::size_t incoming_bytes, Priority incoming) {
+    if (fits(count_, bytes_, incoming_bytes)) return true;
+    // What could go for it: the messages no more important than it (an equal or larger Priority).
+    evictable_.reset();
+    if (!evictable_.bind(1, static_cast<int>(incoming)).step()) db_.fail("measuring evictable messages");
+    const auto count = static_cast<std::size_t>(evictable_.integer(0));
+    const auto bytes = static_cast<std::size_t>(evictable_.integer(1));
+    evictable_.reset();
+    return fits(count_ - std::min(count_, count), bytes_ - std::min(bytes_, bytes), incoming_bytes);
+}
+
+std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes, Priority incoming) {
     std::size_t dropped = 0;
     for (Priority p : {Priority::telemetry, Priority::evidence, Priority::alert}) {
-        while (count_ > 0 &&
-               (count_ + 1 > limits_.max_messages || bytes_ + incoming_bytes > limits_.max_bytes)) {
+        if (p < incoming) break;  // never evict a more important message for this one
+        while (count_ > 0 && !fits(count_, bytes_, incoming_bytes)) {
             oldest_of_.reset();
             if (!oldest_of_.bind(1, static_cast<int>(p)).step()) break;  // none of this priority left
             const auto seq = oldest_of_.integer(0);
@@ -77,18 +100,28 @@ std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes) {
     return dropped;
 }
 
-std::size_t SqliteStore::append(Message& m) {
+void SqliteStore::save_counter(const char* key, std::uint64_t value) {
+    save_meta_.reset();
+    save_meta_.bind(1, key).bind(2, static_cast<std::int64_t>(value)).run();
+}
+
+SqliteStore::Appended SqliteStore::append(Message& m) {
     std::lock_guard lock(mutex_);
     const std::size_t size = m.payload.size() + m.topic.size();
     try {
         // Inside the try: by the time the handler reloads the totals, leaving this block has
         // rolled the transaction back.
         sqlite::Transaction tx(db_);
-        const std::size_t dropped = drop_for_room(size);
+        if (!room_possible(size, m.priority)) {
+            ++refused_;
+            save_counter("refused", refused_);
+            tx.commit();
+            return {.stored = false, .dropped = 0};
+        }
+        const std::size_t dropped = drop_for_room(size, m.priority);
         if (dropped > 0) {
             dropped_ += dropped;
-            drop_meta_.reset();
-            drop_meta_.bind(1, static_cast<std::int64_t>(dropped_)).run();
+            save_counter("dropped", dropped_);
         }
         insert_.reset();
         insert_.bind(1, m.topic)
@@ -101,7 +134,7 @@ std::size_t SqliteStore::append(Message& m) {
         tx.commit();
         ++count_;
         bytes_ += size;
-        return dropped;
+        return {.stored = true, .dropped = dropped};
     } catch (...) {
         // drop_for_room() changed the counters for rows the rollback brought back.
         load_totals();
@@ -162,6 +195,11 @@ void SqliteStore::bury(const Message& m, const std::string& reason) {
         load_totals();  // erase() counted a row the rollback brought back
         throw;
     }
+}
+
+std::uint64_t SqliteStore::refused_total() const {
+    std::lock_guard lock(mutex_);
+    return refused_;
 }
 
 std::uint64_t SqliteStore::dead_total() const {
