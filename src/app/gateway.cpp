@@ -248,6 +248,7 @@ stream::PublicFeed* Gateway::public_feed(const std::string& camera) const {
 bool Gateway::ready(std::string& why_not) const {
     std::vector<std::string> problems;
     if (!link_.connected()) problems.push_back("broker not connected");
+    if (auto outbox = outbox_.store_problem()) problems.push_back(*outbox);
     for (const auto& s : states_) {
         if (!s.online) problems.push_back("camera " + s.camera->id + " offline");
     }
@@ -345,6 +346,12 @@ std::string Gateway::metrics() const {
     }
     family("kg_outbox_depth", "gauge", "messages waiting for the broker's acknowledgement");
     m += fmt::format("kg_outbox_depth {}\n", outbox_.depth());
+    family("kg_outbox_in_memory", "gauge",
+           "messages kept in memory because the outbox store failed (counted in kg_outbox_depth)");
+    m += fmt::format("kg_outbox_in_memory {}\n", outbox_.in_memory());
+    family("kg_outbox_store_errors_total", "counter",
+           "failed operations of the outbox store (disk full, file unwritable, database locked)");
+    m += fmt::format("kg_outbox_store_errors_total {}\n", outbox_.store_errors());
     family("kg_outbox_dropped_total", "counter", "messages dropped because the outbox was full");
     m += fmt::format("kg_outbox_dropped_total {}\n", outbox_.dropped());
     family("kg_outbox_refused_total", "counter",
