@@ -92,3 +92,37 @@ def test_a_slow_uplink_gets_each_message_once(tmp_path, clips, schemas):
         link.close()
         collector.close()
         broker.kill()
+
+
+def test_a_corrupt_outbox_file_is_moved_aside_and_a_new_durable_one_started(tmp_path, clips, schemas):
+    garbage = bytes(range(256)) * 32  # 8 KiB that is no SQLite database
+    (tmp_path / "outbox.db").write_bytes(garbage)
+    broker = kg_e2e.Broker(tmp_path)
+    collector = kg_e2e.Collector(broker)
+    cfg = kg_e2e.base_config(broker, cameras(flicker(clips), 1), tmp_path,
+                             evidence={"mqtt_snapshots": False, "path": str(tmp_path / "evidence")})
+    gw = kg_e2e.Gateway(tmp_path, cfg, "first")
+    second = None
+    try:
+        collector.wait_for(lambda: collector.events(), 20, what="an event through the new outbox")
+        assert metric(gw, "kg_outbox_corrupt_files_total") == 1
+        assert gw.terminate() == 0
+        out = gw.output()
+        aside = list(tmp_path.glob("outbox.db.corrupt-*"))
+        assert len(aside) == 1 and aside[0].read_bytes() == garbage, aside
+        assert re.search(r"error .*outbox .*moved aside to \S+outbox\.db\.corrupt-\d{8}T\d{6}Z", out), out
+        assert "kept in memory only" not in out
+        # Durable again: a second start opens the new file as it is, nothing moved aside.
+        second = kg_e2e.Gateway(tmp_path, cfg, "second")
+        kg_e2e.wait_until(lambda: "messages waiting" in second.output(), 10, what="the outbox opened")
+        assert second.terminate() == 0
+        assert len(list(tmp_path.glob("outbox.db.corrupt-*"))) == 1
+        with sqlite3.connect(tmp_path / "outbox.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        schemas.validate_all(collector)
+    finally:
+        for g in (gw, second):
+            if g is not None and g.running():
+                g.kill()
+        collector.close()
+        broker.kill()
