@@ -193,6 +193,15 @@ void CameraPipeline::start() {
 
 void CameraPipeline::stop() { worker_->stop(); }
 
+void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
+    for (auto& t : trackers_) {
+        if (auto end = t.tracker.close(now, reason)) site_.sink.submit(*end);
+    }
+    if (auto end = offline_->close(now, reason)) site_.sink.submit(*end);
+    std::lock_guard lock(conditions_mutex_);
+    conditions_.clear();
+}
+
 events::TrackerRule CameraPipeline::rule_for(const std::string& check) const {
     const auto& configured = camera_.rules.at(check);
     events::TrackerRule rule;

@@ -213,8 +213,12 @@ void Gateway::stop() {
     running_ = false;
     log_->info("stopping");
     for (auto& camera : cameras_) camera->stop();
-    if (sensors_) sensors_->stop();
+    if (sensors_) sensors_->stop();  // ends its open events
     pool_.stop();
+    // Committed before the link closes: the room sees every open event end, and the next start
+    // opens a new one if the condition is still there, instead of a second alert beside this one.
+    const auto now = Clock::now();
+    for (auto& camera : cameras_) camera->close_events(now, events::kEndStopped);
     outbox_.stop(kShutdownDrain);
     link_.stop();
     log_->info("stopped");

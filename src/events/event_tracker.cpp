@@ -109,4 +109,17 @@ std::optional<Event> EventTracker::observe(TimePoint t, float score, const std::
     return e;
 }
 
+std::optional<Event> EventTracker::close(TimePoint t, const std::string& reason) {
+    if (!active_) return std::nullopt;
+    active_ = false;
+    present_since_.reset();
+    absent_since_.reset();
+    pending_top_ = 0;
+    last_end_ = t;
+    Event e = message(EventState::end, t);
+    e.end_time = t;
+    e.end_reason = reason;
+    return e;
+}
+
 }  // namespace kg::events

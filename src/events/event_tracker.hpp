@@ -32,6 +32,10 @@ public:
     // Returns the message this observation causes, if any.
     std::optional<Event> observe(TimePoint t, float score, const std::vector<vision::Box>& boxes = {});
 
+    // Ends an open event now, whatever the condition (the gateway stops or reloads): the end
+    // carries `reason`, and the tracker starts afresh. Nothing if no event is open.
+    std::optional<Event> close(TimePoint t, const std::string& reason);
+
     bool active() const { return active_; }
     // True when the last observe() raised an open event's top score (a better frame for evidence).
     bool improved() const { return improved_; }

@@ -126,3 +126,48 @@ def test_a_corrupt_outbox_file_is_moved_aside_and_a_new_durable_one_started(tmp_
                 g.kill()
         collector.close()
         broker.kill()
+
+
+def test_a_stop_ends_every_open_event_and_the_restart_opens_a_new_one(tmp_path, clips, schemas):
+    broker = kg_e2e.Broker(tmp_path)
+    collector = kg_e2e.Collector(broker)
+    black = clips("black", [("black", 20)])
+    cams = [kg_e2e.camera("dark", black, input={"loop": True}, analysis={"fps": 4},
+                          health={"confirm": "500ms", "clear": "500ms"}),
+            kg_e2e.camera("gone", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/cam")]  # nobody listens
+    cfg = kg_e2e.base_config(broker, cams, tmp_path,
+                             evidence={"mqtt_snapshots": False, "path": str(tmp_path / "evidence")})
+    first = kg_e2e.Gateway(tmp_path, cfg, "first")
+    second = None
+
+    def starts(camera):
+        return [e for e in collector.events() if e["state"] == "start" and e["camera"] == camera]
+
+    try:
+        collector.wait_for(lambda: starts("dark") and starts("gone"), 30, what="both cameras' events open")
+        opened = {e["id"]: e for e in collector.events() if e["state"] == "start"}
+        assert first.terminate() == 0
+        # The ends were committed before the link closed: they are on the broker already.
+        def ends():
+            return {e["id"]: e for e in collector.events() if e["state"] == "end"}
+
+        try:
+            collector.wait_for(lambda: set(opened) <= set(ends()), 5, what="an end for each open event")
+        except AssertionError:
+            raise AssertionError(f"left open: {set(opened) - set(ends())}") from None
+        ends = ends()
+        for event_id in opened:
+            assert ends[event_id]["end_reason"] == "gateway stopped"
+        assert {(e["camera"], e["label"]) for e in opened.values()} >= {("dark", "black"), ("gone", "offline")}
+
+        second = kg_e2e.Gateway(tmp_path, cfg, "second")
+        collector.wait_for(lambda: len(starts("dark")) >= 2, 30, what="a new start after the restart")
+        again = starts("dark")[-1]
+        assert again["id"] not in opened
+        schemas.validate_all(collector)
+    finally:
+        for g in (first, second):
+            if g is not None and g.running():
+                g.kill()
+        collector.close()
+        broker.kill()

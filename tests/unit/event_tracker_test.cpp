@@ -144,3 +144,20 @@ TEST(EventIdGenerator, IdsAreUniqueAndTimeOrdered) {
         previous = id;
     }
 }
+
+TEST(EventTracker, CloseEndsAnOpenEventWithTheReasonAndStartsAfresh) {
+    Script s;
+    EventTracker t("cam", "camera_health", "black", "", rule(2s, 2s), s.ids);
+    EXPECT_FALSE(t.close(at(1), kg::events::kEndStopped));  // nothing open: nothing to end
+    s.feed(t, 0, 5, 1.0f);
+    ASSERT_EQ(s.sent.size(), 1u);
+    const auto end = t.close(at(5), kg::events::kEndStopped);
+    ASSERT_TRUE(end);
+    EXPECT_EQ(end->state, EventState::end);
+    EXPECT_EQ(end->id, s.sent[0].id);
+    EXPECT_EQ(end->end_reason, "gateway stopped");
+    ASSERT_TRUE(end->end_time);
+    EXPECT_EQ(*end->end_time, at(5));
+    EXPECT_FALSE(t.active());
+    EXPECT_FALSE(t.close(at(5.5), kg::events::kEndStopped));  // ended once
+}
