@@ -85,6 +85,10 @@ def test_a_slow_uplink_gets_each_message_once(tmp_path, clips, schemas):
         copies = len(collector.on(snapshot))
         print(f"\nslow uplink: {link.carried} bytes carried, snapshot copies {copies}")
         assert copies == 1, f"the snapshot arrived {copies} times"
+        # docs/mqtt.md: the snapshot follows its event's start.
+        order = [t for t, p, *_ in collector.messages
+                 if t == snapshot or (t.endswith("/events") and start["message_id"].encode() in p)]
+        assert order[0].endswith("/events"), f"the snapshot came before the start: {order}"
         assert gw.terminate() == 0
         schemas.validate_all(collector)
     finally:
