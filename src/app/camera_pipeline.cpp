@@ -262,7 +262,7 @@ void CameraPipeline::run_once() {
         Tracked& t = tracker_for(o, checks_[producer]->name());
         // Outside its schedule a rule sees nothing: open events end, none start.
         const bool in_schedule = t.schedule == nullptr || site_.calendar.active(*t.schedule, frame->time);
-        auto event = t.tracker.observe(frame->time, in_schedule ? o.score : 0.0f, o.boxes);
+        auto event = t.tracker.observe(frame->time, frame->steady, in_schedule ? o.score : 0.0f, o.boxes);
         if (t.tracker.improved()) evidence_.best_frame(t.tracker.current(frame->time), *frame);
         if (!event) continue;
         changed |= event->state != events::EventState::update;
@@ -299,7 +299,7 @@ publish::CameraState CameraPipeline::supervise(TimePoint now) {
     state.online = state.stats.last_frame.has_value() && now - seen < camera_.health.offline_after;
 
     const bool offline = now - seen >= camera_.health.offline_after;
-    if (auto event = offline_->observe(now, offline ? 1.0f : 0.0f)) {
+    if (auto event = offline_->observe(now, std::chrono::steady_clock::now(), offline ? 1.0f : 0.0f)) {
         if (event->state == events::EventState::start) {
             log_->warn("offline: no frame for {} ms ({})",
                        std::chrono::duration_cast<std::chrono::milliseconds>(now - seen).count(),
