@@ -213,6 +213,15 @@ void CameraPipeline::check_failed(std::size_t i, const std::exception& e) {
     f.logged = now;
 }
 
+void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
+    for (auto& t : trackers_) {
+        if (auto end = t.tracker.close(now, reason)) site_.sink.submit(*end);
+    }
+    if (auto end = offline_->close(now, reason)) site_.sink.submit(*end);
+    std::lock_guard lock(conditions_mutex_);
+    conditions_.clear();
+}
+
 events::TrackerRule CameraPipeline::rule_for(const std::string& check) const {
     const auto& configured = camera_.rules.at(check);
     events::TrackerRule rule;
@@ -282,12 +291,13 @@ void CameraPipeline::run_once() {
         Tracked& t = tracker_for(o, checks_[producer]->name());
         // Outside its schedule a rule sees nothing: open events end, none start.
         const bool in_schedule = t.schedule == nullptr || site_.calendar.active(*t.schedule, frame->time);
-        auto event = t.tracker.observe(frame->time, in_schedule ? o.score : 0.0f, o.boxes);
+        auto event = t.tracker.observe(frame->time, frame->steady, in_schedule ? o.score : 0.0f, o.boxes);
         if (t.tracker.improved()) evidence_.best_frame(t.tracker.current(frame->time), *frame);
         if (!event) continue;
         changed |= event->state != events::EventState::update;
-        evidence_.attach(*event, *frame);
+        auto snapshot = evidence_.attach(*event, *frame);
         site_.sink.submit(*event);
+        if (!snapshot.empty()) site_.sink.submit_snapshot(*event, std::move(snapshot));
     }
     stats_.frame_analysed(std::chrono::steady_clock::now() - began);
     if (training_) {
@@ -318,7 +328,7 @@ publish::CameraState CameraPipeline::supervise(TimePoint now) {
     state.online = state.stats.last_frame.has_value() && now - seen < camera_.health.offline_after;
 
     const bool offline = now - seen >= camera_.health.offline_after;
-    if (auto event = offline_->observe(now, offline ? 1.0f : 0.0f)) {
+    if (auto event = offline_->observe(now, std::chrono::steady_clock::now(), offline ? 1.0f : 0.0f)) {
         if (event->state == events::EventState::start) {
             log_->warn("offline: no frame for {} ms ({})",
                        std::chrono::duration_cast<std::chrono::milliseconds>(now - seen).count(),

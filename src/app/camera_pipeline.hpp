@@ -51,6 +51,9 @@ public:
 
     void start();
     void stop();
+    // Sends an end (with `reason`) for every open event of this camera. Only once stopped and its
+    // frames are no longer analysed: the trackers belong to the analysis thread while it runs.
+    void close_events(TimePoint now, const std::string& reason);
 
     // Analysis side: runs the checks on the newest frame.
     void run_once() override;

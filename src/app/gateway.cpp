@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -21,16 +22,55 @@ int analysis_threads(int configured) {
     return std::max(1, cores - 1);
 }
 
-// Opens the durable outbox; if its file cannot be used, events still flow through memory, loudly.
-std::unique_ptr<outbox::SqliteStore> open_store(const config::Outbox& cfg, spdlog::logger& log) {
+// "20261201T054734Z": a file name part that sorts by time and names the zone.
+std::string utc_stamp() {
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char out[32];
+    std::strftime(out, sizeof out, "%Y%m%dT%H%M%SZ", &utc);
+    return out;
+}
+
+// Moves a damaged outbox (and its WAL) aside as <path>.corrupt-<UTC time>, kept for whoever wants
+// to recover from it; returns the new name.
+std::string move_aside(const std::string& path) {
+    const std::string aside = path + ".corrupt-" + utc_stamp();
+    std::filesystem::rename(path, aside);  // throws filesystem_error naming both paths
+    for (const char* suffix : {"-wal", "-shm"}) {
+        std::error_code ec;  // absent after a clean close
+        if (std::filesystem::exists(path + suffix, ec))
+            std::filesystem::rename(path + suffix, aside + suffix, ec);
+    }
+    return aside;
+}
+
+// Opens the durable outbox. A damaged file is moved aside and a new one started, so that one bad
+// file does not leave every later start without durability; if no file can be used at all, events
+// still flow through memory, loudly.
+std::unique_ptr<outbox::SqliteStore> open_store(const config::Outbox& cfg, spdlog::logger& log,
+                                                std::uint64_t& moved_aside) {
     const outbox::SqliteStore::Limits limits{cfg.max_messages, cfg.max_bytes};
     try {
         if (cfg.path != ":memory:") {
             std::filesystem::create_directories(std::filesystem::path(cfg.path).parent_path());
         }
-        auto store = std::make_unique<outbox::SqliteStore>(cfg.path, limits);
-        log.info("outbox {}: {} messages waiting", cfg.path, store->size());
-        return store;
+        try {
+            auto store = std::make_unique<outbox::SqliteStore>(cfg.path, limits);
+            log.info("outbox {}: {} messages waiting", cfg.path, store->size());
+            return store;
+        } catch (const outbox::StoreError& e) {
+            if (!e.corrupt() || cfg.path == ":memory:") throw;
+            const auto aside = move_aside(cfg.path);
+            ++moved_aside;
+            log.error(
+                "{}; the damaged file was moved aside to {} (the messages it held are not sent) and a new "
+                "outbox is started",
+                e.what(), aside);
+            auto store = std::make_unique<outbox::SqliteStore>(cfg.path, limits);
+            log.info("outbox {}: new, empty", cfg.path);
+            return store;
+        }
     } catch (const std::exception& e) {
         log.error("{}; events will be kept in memory only and lost on a restart", e.what());
         return std::make_unique<outbox::SqliteStore>(":memory:", limits);
@@ -63,7 +103,7 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
       calendar_(cfg_.site.timezone, cfg_.site.holidays),
       schedules_(make_schedules(cfg_.schedules)),
       link_(cfg_.mqtt, topics_.availability(), logging.get("mqtt")),
-      store_(open_store(cfg_.outbox, *log_)),
+      store_(open_store(cfg_.outbox, *log_, corrupt_outboxes_)),
       outbox_(*store_, link_, topics_, cfg_.site.id, logging.get("outbox")),
       event_log_(outbox_, cfg_.site.id),
       evidence_(std::make_unique<evidence::EvidenceStore>(cfg_.evidence.path, cfg_.evidence.max_bytes,
@@ -173,8 +213,12 @@ void Gateway::stop() {
     running_ = false;
     log_->info("stopping");
     for (auto& camera : cameras_) camera->stop();
-    if (sensors_) sensors_->stop();
+    if (sensors_) sensors_->stop();  // ends its open events
     pool_.stop();
+    // Committed before the link closes: the room sees every open event end, and the next start
+    // opens a new one if the condition is still there, instead of a second alert beside this one.
+    const auto now = Clock::now();
+    for (auto& camera : cameras_) camera->close_events(now, events::kEndStopped);
     outbox_.stop(kShutdownDrain);
     link_.stop();
     log_->info("stopped");
@@ -248,6 +292,7 @@ stream::PublicFeed* Gateway::public_feed(const std::string& camera) const {
 bool Gateway::ready(std::string& why_not) const {
     std::vector<std::string> problems;
     if (!link_.connected()) problems.push_back("broker not connected");
+    if (auto outbox = outbox_.store_problem()) problems.push_back(*outbox);
     for (const auto& s : states_) {
         if (!s.online) problems.push_back("camera " + s.camera->id + " offline");
     }
@@ -347,8 +392,23 @@ std::string Gateway::metrics() const {
     }
     family("kg_outbox_depth", "gauge", "messages waiting for the broker's acknowledgement");
     m += fmt::format("kg_outbox_depth {}\n", outbox_.depth());
+    family("kg_outbox_in_memory", "gauge",
+           "messages kept in memory because the outbox store failed (counted in kg_outbox_depth)");
+    m += fmt::format("kg_outbox_in_memory {}\n", outbox_.in_memory());
+    family("kg_outbox_store_errors_total", "counter",
+           "failed operations of the outbox store (disk full, file unwritable, database locked)");
+    m += fmt::format("kg_outbox_store_errors_total {}\n", outbox_.store_errors());
     family("kg_outbox_dropped_total", "counter", "messages dropped because the outbox was full");
     m += fmt::format("kg_outbox_dropped_total {}\n", outbox_.dropped());
+    family("kg_outbox_refused_total", "counter",
+           "messages refused because only more important messages could have made room for them");
+    m += fmt::format("kg_outbox_refused_total {}\n", outbox_.refused());
+    family("kg_outbox_corrupt_files_total", "counter",
+           "damaged outbox files moved aside (outbox.db.corrupt-<time>) at this start");
+    m += fmt::format("kg_outbox_corrupt_files_total {}\n", corrupt_outboxes_);
+    family("kg_outbox_dead_total", "counter",
+           "messages moved aside to the outbox's dead table because the broker kept refusing them");
+    m += fmt::format("kg_outbox_dead_total {}\n", outbox_.dead());
     family("kg_outbox_delivered_total", "counter", "messages acknowledged by the broker since start");
     m += fmt::format("kg_outbox_delivered_total {}\n", outbox_.delivered());
     family("kg_mqtt_connected", "gauge", "1 while connected to the broker");

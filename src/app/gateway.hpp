@@ -62,6 +62,7 @@ private:
     rules::Calendar calendar_;
     std::map<std::string, rules::Schedule> schedules_;
     publish::MqttLink link_;
+    std::uint64_t corrupt_outboxes_ = 0;  // damaged outbox files moved aside at the start (before store_)
     std::unique_ptr<outbox::SqliteStore> store_;
     outbox::Outbox outbox_;
     EventLog event_log_;
@@ -73,7 +74,7 @@ private:
     AnalysisPool pool_;
     std::vector<std::unique_ptr<CameraPipeline>> cameras_;
     std::unique_ptr<web::ViewerCounter> viewers_;  // the public side's viewers, for its caps and metrics
-    bool public_open_ = true;                       // within public hours, as last ticked
+    bool public_open_ = true;                      // within public hours, as last ticked
     std::unique_ptr<SensorHub> sensors_;
     std::vector<bool> last_online_;
     std::vector<publish::CameraState> states_;  // as last supervised

@@ -41,11 +41,18 @@ void SensorHub::start() {
 void SensorHub::stop() {
     if (mqtt_) mqtt_->stop();
     for (auto& m : modbus_) m->stop();
-    // The minute in progress is not lost at shutdown: it goes out as a partial roll-up.
-    std::lock_guard lock(mutex_);
-    for (auto& [id, e] : entries_) {
-        if (auto partial = e.roller.take()) publish_rollup(e.rules->sensor(), *partial);
+    std::vector<events::Event> ends;
+    {
+        // The minute in progress is not lost at shutdown: it goes out as a partial roll-up; and no
+        // event stays open in the room for a gateway that is gone.
+        std::lock_guard lock(mutex_);
+        const auto now = Clock::now();
+        for (auto& [id, e] : entries_) {
+            if (auto partial = e.roller.take()) publish_rollup(e.rules->sensor(), *partial);
+            e.rules->close(now, events::kEndStopped, ends);
+        }
     }
+    deliver(ends);
 }
 
 void SensorHub::on_reading(const sensors::Reading& reading) {

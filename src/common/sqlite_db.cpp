@@ -58,7 +58,7 @@ bool Stmt::step() {
     // replace the connection's message.
     const std::string why = sqlite3_errmsg(db_->handle());
     sqlite3_reset(stmt_.get());
-    db_->fail(fmt::format("'{}'", sql_), why);
+    db_->fail(fmt::format("'{}'", sql_), why, rc);
 }
 
 void Stmt::run() {
@@ -102,7 +102,7 @@ Db::Db(const std::string& path, Options options) : label_(std::move(options.labe
         path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
     // Owned even when the open failed: SQLite may still have allocated a handle to close.
     db_.reset(raw);
-    if (rc != SQLITE_OK) fail("cannot open", raw != nullptr ? sqlite3_errmsg(raw) : "out of memory");
+    if (rc != SQLITE_OK) fail("cannot open", raw != nullptr ? sqlite3_errmsg(raw) : "out of memory", rc);
     sqlite3_busy_timeout(raw, 5000);
     exec("PRAGMA journal_mode=WAL");
     exec(options.synchronous == Synchronous::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
@@ -112,20 +112,26 @@ Db::Db(const std::string& path, Options options) : label_(std::move(options.labe
 
 void Db::exec(const char* sql) {
     char* err = nullptr;
-    if (sqlite3_exec(db_.get(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    if (const int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, &err); rc != SQLITE_OK) {
         const std::string why = err != nullptr ? err : "unknown error";
         sqlite3_free(err);
-        fail(fmt::format("'{}'", sql), why);
+        fail(fmt::format("'{}'", sql), why, rc);
     }
 }
 
 int Db::changes() const { return sqlite3_changes(db_.get()); }
 std::int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_.get()); }
 
+bool Error::corrupt() const { return code_ == SQLITE_CORRUPT || code_ == SQLITE_NOTADB; }
+
 void Db::fail(const std::string& what) const { fail(what, sqlite3_errmsg(db_.get())); }
 
 void Db::fail(const std::string& what, const std::string& why) const {
-    throw Error(fmt::format("{} {}: {}: {}", label_, path_, what, why));
+    fail(what, why, db_ ? sqlite3_errcode(db_.get()) : 0);
+}
+
+void Db::fail(const std::string& what, const std::string& why, int code) const {
+    throw Error(fmt::format("{} {}: {}: {}", label_, path_, what, why), code & 0xff);
 }
 
 Transaction::Transaction(Db& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }

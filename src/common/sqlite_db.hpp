@@ -17,7 +17,14 @@ namespace kg::sqlite {
 
 class Error : public std::runtime_error {
 public:
-    using std::runtime_error::runtime_error;
+    explicit Error(const std::string& what, int code = 0) : std::runtime_error(what), code_(code) {}
+    // SQLite's primary result code (SQLITE_FULL, SQLITE_CORRUPT, ...), 0 if none applies.
+    int code() const { return code_; }
+    // The file is damaged or not a database: reopening it will fail the same way.
+    bool corrupt() const;
+
+private:
+    int code_;
 };
 
 // What a power cut may cost (WAL mode either way, so it never corrupts the file).
@@ -99,6 +106,7 @@ public:
     [[noreturn]] void fail(const std::string& what) const;
     // Throws with `what` and `why`: for a reason that is not (or no longer) the connection's last
     // message, such as sqlite3_exec's own text or one read before a reset.
+    [[noreturn]] void fail(const std::string& what, const std::string& why, int code) const;
     [[noreturn]] void fail(const std::string& what, const std::string& why) const;
     sqlite3* handle() const { return db_.get(); }
 

@@ -821,7 +821,20 @@ void read_outbox(Reader& r, const YAML::Node& n, Outbox& o) {
         if (r.integer(n["max_messages"], "outbox.max_messages", v, 10, 100000000))
             o.max_messages = static_cast<std::size_t>(v);
     }
-    if (n["max_size"]) r.size(n["max_size"], "outbox.max_size", o.max_bytes);
+    if (n["max_size"]) {
+        // Below this an outage of minutes at a busy site fills it with snapshots, and a single
+        // snapshot (tens to hundreds of KiB) may not fit at all.
+        constexpr std::size_t kMinOutbox = 16u << 20;
+        std::size_t v = 0;
+        if (r.size(n["max_size"], "outbox.max_size", v)) {
+            if (v < kMinOutbox) {
+                r.error(n["max_size"], "outbox.max_size",
+                        fmt::format("{} bytes is less than the minimum 16MiB", v));
+            } else {
+                o.max_bytes = v;
+            }
+        }
+    }
 }
 
 void read_evidence(Reader& r, const YAML::Node& n, Evidence& e) {

@@ -15,6 +15,9 @@ namespace kg::events {
 enum class EventState { start, update, end };
 const char* to_string(EventState s);
 
+// end_reason of the ends a stopping or reloading gateway sends for its open events.
+inline constexpr const char* kEndStopped = "gateway stopped";
+
 // Where the proof of an event is, relative to the evidence folder; empty when there is none.
 struct EventEvidence {
     std::string snapshot;             // annotated JPEG of the frame that started it
@@ -42,6 +45,9 @@ struct Event {
     float top_score = 0;
     std::vector<vision::Box> boxes;
     EventEvidence evidence;
+    // Why an end was sent: empty when the condition cleared; set when the gateway ended the event
+    // itself (kEndStopped), so the room does not take it for a resolved condition.
+    std::string end_reason;
 
     std::string message_id() const;
 };

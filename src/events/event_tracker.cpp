@@ -49,7 +49,8 @@ Event EventTracker::message(EventState state, TimePoint t) const {
     return e;
 }
 
-std::optional<Event> EventTracker::observe(TimePoint t, float score, const std::vector<vision::Box>& boxes) {
+std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float score,
+                                           const std::vector<vision::Box>& boxes) {
     const float s = smoothed(score);
     const bool present = s >= rule_.threshold;
     improved_ = false;
@@ -60,20 +61,20 @@ std::optional<Event> EventTracker::observe(TimePoint t, float score, const std::
             pending_top_ = 0;
             return std::nullopt;
         }
-        if (!present_since_) present_since_ = t;
+        if (!present_since_) present_since_ = Moment{t, now};
         pending_top_ = std::max(pending_top_, s);
-        if (t - *present_since_ < rule_.confirm) return std::nullopt;
-        if (last_end_ && t - *last_end_ < rule_.cooldown) return std::nullopt;
+        if (now - present_since_->steady < rule_.confirm) return std::nullopt;
+        if (last_end_ && now - *last_end_ < rule_.cooldown) return std::nullopt;
         active_ = true;
-        id_ = ids_.next(*present_since_);
-        start_time_ = *present_since_;
+        id_ = ids_.next(present_since_->wall);
+        start_time_ = present_since_->wall;
         score_ = s;
         top_score_ = pending_top_;
         last_sent_score_ = s;
         updates_ = 0;
         boxes_ = boxes;
         absent_since_.reset();
-        last_update_ = t;
+        last_update_ = now;
         return message(EventState::start, t);
     }
 
@@ -86,26 +87,38 @@ std::optional<Event> EventTracker::observe(TimePoint t, float score, const std::
             improved_ = true;
         }
         const bool material = std::fabs(s - last_sent_score_) >= rule_.update_delta;
-        if (material && t - *last_update_ >= rule_.update_interval) {
+        if (material && now - *last_update_ >= rule_.update_interval) {
             ++updates_;
             last_sent_score_ = s;
-            last_update_ = t;
+            last_update_ = now;
             boxes_ = boxes;
             return message(EventState::update, t);
         }
         return std::nullopt;
     }
 
-    if (!absent_since_) absent_since_ = t;
-    if (t - *absent_since_ < rule_.clear) return std::nullopt;
+    if (!absent_since_) absent_since_ = Moment{t, now};
+    if (now - absent_since_->steady < rule_.clear) return std::nullopt;
     active_ = false;
     present_since_.reset();
     pending_top_ = 0;
-    last_end_ = t;
+    last_end_ = now;
     Event e = message(EventState::end, t);
     // The condition ended when it was first seen gone, not when that was confirmed.
-    e.end_time = *absent_since_;
+    e.end_time = absent_since_->wall;
     absent_since_.reset();
+    return e;
+}
+
+std::optional<Event> EventTracker::close(TimePoint t, const std::string& reason) {
+    if (!active_) return std::nullopt;
+    active_ = false;
+    present_since_.reset();
+    absent_since_.reset();
+    pending_top_ = 0;
+    Event e = message(EventState::end, t);
+    e.end_time = t;
+    e.end_reason = reason;
     return e;
 }
 

@@ -29,8 +29,19 @@ public:
     EventTracker(std::string source, std::string check, std::string label, std::string zone, TrackerRule rule,
                  EventIdGenerator& ids);
 
-    // Returns the message this observation causes, if any.
-    std::optional<Event> observe(TimePoint t, float score, const std::vector<vision::Box>& boxes = {});
+    // Returns the message this observation causes, if any. confirm, clear, cooldown and the update
+    // interval are timed on `steady`, so a step of the wall clock neither holds an event back nor
+    // opens one early; `t` (wall) only goes into the messages.
+    std::optional<Event> observe(TimePoint t, SteadyPoint steady, float score,
+                                 const std::vector<vision::Box>& boxes = {});
+    // For callers whose times are their own (sensor readings, scripted tests).
+    std::optional<Event> observe(TimePoint t, float score, const std::vector<vision::Box>& boxes = {}) {
+        return observe(t, steady_from_wall(t), score, boxes);
+    }
+
+    // Ends an open event now, whatever the condition (the gateway stops or reloads): the end
+    // carries `reason`, and the tracker starts afresh. Nothing if no event is open.
+    std::optional<Event> close(TimePoint t, const std::string& reason);
 
     bool active() const { return active_; }
     // True when the last observe() raised an open event's top score (a better frame for evidence).
@@ -53,7 +64,13 @@ private:
 
     bool active_ = false;
     bool improved_ = false;
-    std::optional<TimePoint> present_since_, absent_since_, last_end_, last_update_;
+    // When, on both clocks: steady for the durations, wall for the messages.
+    struct Moment {
+        TimePoint wall;
+        SteadyPoint steady;
+    };
+    std::optional<Moment> present_since_, absent_since_;
+    std::optional<SteadyPoint> last_end_, last_update_;
     std::string id_;
     TimePoint start_time_{};
     float score_ = 0, top_score_ = 0, last_sent_score_ = 0, pending_top_ = 0;

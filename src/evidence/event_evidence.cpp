@@ -52,13 +52,14 @@ std::string EventEvidence::write_snapshot(const events::Event& e, const cv::Mat&
     return relative;
 }
 
-void EventEvidence::attach(events::Event& event, const ingest::Frame& frame) {
-    if (store_ == nullptr) return;
+std::string EventEvidence::attach(events::Event& event, const ingest::Frame& frame) {
+    std::string for_mqtt;
+    if (store_ == nullptr) return for_mqtt;
     if (event.state == events::EventState::start) {
         std::string jpeg;
         event.evidence.snapshot =
             write_snapshot(event, frame.image, "-start.jpg", &jpeg, event.evidence.errors);
-        if (cfg_.mqtt_snapshots && !jpeg.empty()) sink_.submit_snapshot(event, std::move(jpeg));
+        if (cfg_.mqtt_snapshots) for_mqtt = std::move(jpeg);
         best_[event.id] = {frame.image.clone(), event};
         if (cfg_.clip_pre.count() + cfg_.clip_post.count() > 0) {
             event.evidence.clip = path_for(event, ".mp4");
@@ -80,6 +81,7 @@ void EventEvidence::attach(events::Event& event, const ingest::Frame& frame) {
             best_.erase(it);
         }
     }
+    return for_mqtt;
 }
 
 void EventEvidence::best_frame(const events::Event& event, const ingest::Frame& frame) {

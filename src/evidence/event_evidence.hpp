@@ -29,7 +29,9 @@ public:
                   std::shared_ptr<spdlog::logger> log);
 
     // Analysis thread: fills `event.evidence` for a start or an end, with the frame that caused it.
-    void attach(events::Event& event, const ingest::Frame& frame);
+    // Returns the start snapshot's JPEG for MQTT (empty when none is to be sent): the caller submits
+    // it after the event, so that the room gets the start before its snapshot (docs/mqtt.md).
+    [[nodiscard]] std::string attach(events::Event& event, const ingest::Frame& frame);
     // Analysis thread: an open event's score reached a new high on this frame.
     void best_frame(const events::Event& event, const ingest::Frame& frame);
 

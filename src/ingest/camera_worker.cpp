@@ -141,6 +141,7 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
         input.scale_into(frame.image);
         frame.seq = ++seq;
         frame.time = Clock::now();
+        frame.steady = std::chrono::steady_clock::now();
         frame.stream_time = t;
         frame.keyframe = input.frame_is_key();
         out_.publish();

@@ -1,17 +1,35 @@
 #include "outbox/outbox.hpp"
 
+#include <fmt/format.h>
+
 #include "publish/payloads.hpp"
 
 namespace kg::outbox {
 namespace {
-constexpr auto kAckTimeout = std::chrono::seconds(10);
+// How often the sender looks up from a delivery it waits on (stop, connection lost).
+constexpr auto kAckPoll = std::chrono::milliseconds(200);
 constexpr auto kRetryPause = std::chrono::milliseconds(200);
+// A head message in flight when the connection dropped this many times in a row is taken for one
+// the broker refuses by disconnecting (over its max_packet_size, denied by an ACL that
+// disconnects); it is moved aside so that the messages behind it flow on.
+constexpr int kMaxLossesInFlight = 3;
+// Once a message of some size was moved aside, one loss is enough for a message at least as large:
+// a broker's max_packet_size refuses every snapshot, and three reconnects for each would let them
+// pile up faster than they are moved aside.
+constexpr int kMaxLossesAtRefusedSize = 1;
 constexpr auto kStoreErrorPause = std::chrono::seconds(1);
 }  // namespace
 
+const Overflow::Limits Outbox::kOverflowLimits{};
+
 Outbox::Outbox(SqliteStore& store, publish::MqttLink& link, publish::Topics topics, std::string site,
                std::shared_ptr<spdlog::logger> log)
-    : store_(store), link_(link), topics_(std::move(topics)), site_(std::move(site)), log_(std::move(log)) {}
+    : store_(store),
+      link_(link),
+      topics_(std::move(topics)),
+      site_(std::move(site)),
+      log_(std::move(log)),
+      overflow_(kOverflowLimits) {}
 
 Outbox::~Outbox() { stop(std::chrono::milliseconds(0)); }
 
@@ -33,22 +51,96 @@ void Outbox::submit_clip(const events::ClipReport& clip) {
 }
 
 bool Outbox::enqueue(Message message) {
-    try {
-        const std::size_t dropped = store_.append(message);
-        if (dropped > 0) {
-            log_->error("outbox full: dropped {} older messages to keep {} ({} dropped in total)", dropped,
-                        message.topic, store_.dropped_total());
+    {
+        // One producer at a time: what the store could not take stays ahead of what comes after it.
+        std::lock_guard order(enqueue_mutex_);
+        if (overflow_.size() > 0) flush_overflow();
+        if (overflow_.size() > 0 || !append(message)) {
+            if (!keep_in_memory(std::move(message))) return false;
         }
-    } catch (const StoreError& e) {
-        // The store is the durability guarantee; without it the message is lost, loudly.
-        log_->error("message for {} lost: {}", message.topic, e.what());
-        return false;
     }
     {
         std::lock_guard lock(mutex_);  // orders the wake-up after the sender's check
     }
     cv_.notify_all();
     return true;
+}
+
+bool Outbox::append(Message& message) {
+    try {
+        const auto result = store_.append(message);
+        store_recovered();
+        if (!result.stored) {
+            const std::size_t size = message.payload.size() + message.topic.size();
+            const std::size_t budget = store_.limits().max_bytes;
+            log_->error("outbox full: refused a message of {} bytes for {}: {} ({} refused in total)", size,
+                        message.topic,
+                        size > budget ? fmt::format("it alone exceeds outbox.max_size ({} bytes)", budget)
+                                      : std::string("only more important messages could make room for it"),
+                        store_.refused_total());
+            return true;  // handled: refused for good, not a failure of the store
+        }
+        if (result.dropped > 0) {
+            log_->error("outbox full: dropped {} older messages to keep {} ({} dropped in total)",
+                        result.dropped, message.topic, store_.dropped_total());
+        }
+        return true;
+    } catch (const StoreError& e) {
+        store_failed(e.what());
+        return false;
+    }
+}
+
+bool Outbox::keep_in_memory(Message message) {
+    const auto topic = message.topic;
+    const auto pushed = overflow_.push(std::move(message));
+    if (!pushed.kept) {
+        log_->error(
+            "message for {} lost: the outbox store fails and the memory overflow is full ({} lost in total)",
+            topic, overflow_.dropped_total());
+        return false;
+    }
+    if (pushed.dropped > 0) {
+        log_->error("outbox memory overflow full: dropped {} older messages to keep {}", pushed.dropped,
+                    topic);
+    }
+    return true;
+}
+
+void Outbox::flush_overflow() {
+    std::size_t moved = 0;
+    while (auto m = overflow_.front()) {
+        const auto seq = m->seq;
+        m->seq = 0;
+        if (!append(*m)) break;
+        overflow_.pop(seq);
+        ++moved;
+    }
+    if (moved > 0) log_->info("{} messages moved from memory into the outbox store", moved);
+}
+
+void Outbox::store_failed(const std::string& error) {
+    store_errors_.fetch_add(1);
+    std::lock_guard lock(problem_mutex_);
+    if (store_problem_.empty()) {
+        log_->error("outbox store failing: {}; messages are kept in memory (up to {}) and sent from there",
+                    error, kOverflowLimits.max_messages);
+    }
+    store_problem_ = error;
+}
+
+void Outbox::store_recovered() {
+    std::lock_guard lock(problem_mutex_);
+    if (store_problem_.empty()) return;
+    store_problem_.clear();
+    log_->info("outbox store works again");
+}
+
+std::optional<std::string> Outbox::store_problem() const {
+    std::lock_guard lock(problem_mutex_);
+    if (store_problem_.empty()) return std::nullopt;
+    return fmt::format("outbox store failing ({} messages kept in memory): {}", overflow_.size(),
+                       store_problem_);
 }
 
 void Outbox::start() {
@@ -60,7 +152,7 @@ void Outbox::start() {
 void Outbox::stop(std::chrono::milliseconds drain) {
     if (!thread_.joinable()) return;
     const auto deadline = std::chrono::steady_clock::now() + drain;
-    while (std::chrono::steady_clock::now() < deadline && store_.size() > 0 && link_.connected()) {
+    while (std::chrono::steady_clock::now() < deadline && depth() > 0 && link_.connected()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     {
@@ -69,43 +161,130 @@ void Outbox::stop(std::chrono::milliseconds drain) {
     }
     cv_.notify_all();
     thread_.join();
+    {
+        std::lock_guard order(enqueue_mutex_);
+        if (overflow_.size() > 0) flush_overflow();
+    }
+    if (const auto n = overflow_.size(); n > 0)
+        log_->error("{} messages held in memory are lost: the outbox store still fails", n);
     if (const auto n = store_.size(); n > 0)
         log_->warn("{} messages kept in the outbox for the next start", n);
 }
 
+void Outbox::set_aside(const Message& head, int losses) {
+    const auto reason = fmt::format("the connection was lost {} times while it was in flight", losses);
+    try {
+        store_.bury(head, reason);
+    } catch (const StoreError& e) {
+        // Not moved: it stays at the head and is tried again, as before.
+        store_failed(e.what());
+        log_->error("cannot move message {} for {} aside: {}", head.seq, head.topic, e.what());
+        return;
+    }
+    if (head.seq < 0) overflow_.pop(head.seq);
+    smallest_refused_ = std::min(smallest_refused_, head.payload.size() + head.topic.size());
+    log_->error(
+        "message {} for {} ({} bytes) moved aside to the outbox's dead table: {}; the broker seems to refuse "
+        "it (its max_packet_size or an ACL?); {} moved aside in total",
+        head.seq, head.topic, head.payload.size() + head.topic.size(), reason, store_.dead_total());
+}
+
+void Outbox::pause(std::chrono::milliseconds how_long) {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, how_long, [this] { return stop_; });
+}
+
+std::optional<Message> Outbox::next() {
+    try {
+        if (auto m = store_.front()) return m;
+    } catch (const StoreError& e) {
+        store_failed(e.what());
+        if (overflow_.size() == 0) pause(kStoreErrorPause);  // nothing else to send: do not spin
+    }
+    // The stored messages are older than those kept in memory: these come after them.
+    return overflow_.front();
+}
+
 void Outbox::run() {
+    // The head message handed to the broker and not yet acknowledged.
+    struct InFlight {
+        explicit InFlight(Message m) : message(std::move(m)) {}
+        Message message;
+        std::optional<publish::Delivery> delivery;
+        std::uint64_t sent_on = 0;  // the connection it was last sent on, 0 if not sent
+        int losses = 0;             // connections lost while it was in flight
+    };
+    std::optional<InFlight> flight;
+    auto last_flush = std::chrono::steady_clock::now();
     for (;;) {
-        std::optional<Message> head;
         {
             std::unique_lock lock(mutex_);
             if (stop_) return;
         }
-        try {
-            head = store_.front();
-        } catch (const StoreError& e) {
-            log_->error("{}", e.what());
-            std::unique_lock lock(mutex_);
-            cv_.wait_for(lock, kStoreErrorPause, [this] { return stop_; });
-            continue;
+        if (overflow_.size() > 0 && std::chrono::steady_clock::now() - last_flush >= kStoreErrorPause) {
+            // Made durable as soon as the store works again, even if nothing new is submitted.
+            last_flush = std::chrono::steady_clock::now();
+            std::lock_guard order(enqueue_mutex_);
+            flush_overflow();
         }
-        if (!head) {
-            std::unique_lock lock(mutex_);
-            cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || store_.size() > 0; });
-            continue;
+        if (!flight) {
+            auto head = next();
+            if (!head) {
+                std::unique_lock lock(mutex_);
+                cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || depth() > 0; });
+                continue;
+            }
+            flight.emplace(std::move(*head));
         }
+        const Message& head = flight->message;
         if (!link_.wait_connected(std::chrono::seconds(1))) continue;
-        if (!link_.publish_confirmed(head->topic, head->payload, head->qos, head->retain, kAckTimeout)) {
-            std::unique_lock lock(mutex_);
-            cv_.wait_for(lock, kRetryPause, [this] { return stop_; });
-            continue;
+        const auto connection = link_.connection();
+        if (flight->sent_on != 0 && flight->sent_on != connection) {
+            // Paho does not resend after a clean-session reconnect: the head goes again, once.
+            flight->delivery.reset();
+            flight->sent_on = 0;
+            const std::size_t size = head.payload.size() + head.topic.size();
+            const int limit = size >= smallest_refused_ ? kMaxLossesAtRefusedSize : kMaxLossesInFlight;
+            if (++flight->losses >= limit) {
+                set_aside(head, flight->losses);
+                flight.reset();
+                continue;
+            }
         }
-        try {
-            store_.remove(head->seq);
-            delivered_.fetch_add(1);
-        } catch (const StoreError& e) {
-            // Delivered but not removed: it will be sent again, and receivers deduplicate.
-            log_->error("{}", e.what());
+        if (!flight->delivery) {
+            flight->delivery = link_.send(head.topic, head.payload, head.qos, head.retain);
+            if (!flight->delivery) {
+                pause(kRetryPause);
+                continue;
+            }
+            flight->sent_on = flight->delivery->connection();
         }
+        // While the connection stays up the broker has the message: wait for its PUBACK however
+        // long a slow uplink takes, rather than publish copies that queue behind it.
+        switch (flight->delivery->wait_for(kAckPoll)) {
+            case publish::Delivery::State::pending:
+                continue;
+            case publish::Delivery::State::failed:
+                flight->delivery.reset();  // sent again, on this connection or the next
+                pause(kRetryPause);
+                continue;
+            case publish::Delivery::State::acknowledged:
+                break;
+        }
+        delivered_.fetch_add(1);
+        if (head.seq < 0) {
+            // Moved into the store meanwhile, it goes once more: receivers deduplicate.
+            overflow_.pop(head.seq);
+        } else {
+            try {
+                store_.remove(head.seq);
+                store_recovered();
+            } catch (const StoreError& e) {
+                // Delivered but not removed: it will be sent again, and receivers deduplicate.
+                store_failed(e.what());
+            }
+        }
+        flight.reset();
     }
 }
 

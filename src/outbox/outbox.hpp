@@ -3,17 +3,22 @@
 // the store before it may be sent, sent one at a time in the order it was accepted, and removed
 // only after its PUBACK. While the broker is away messages queue (within the store's budget) and
 // the checks keep running; after a restart whatever was not acknowledged is sent again, in order.
+// If the store itself fails (disk full, file unwritable) messages are kept in a bounded memory
+// overflow, sent from there and moved into the store once it works again.
 
 #include <spdlog/logger.h>
 
 #include <atomic>
 #include <condition_variable>
+#include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "events/event.hpp"
+#include "outbox/overflow.hpp"
 #include "outbox/sqlite_store.hpp"
 #include "publish/mqtt_link.hpp"
 #include "publish/topics.hpp"
@@ -29,7 +34,8 @@ public:
     void submit(const events::Event& event) override;
     void submit_snapshot(const events::Event& event, std::string jpeg) override;
     void submit_clip(const events::ClipReport& clip) override;
-    // Commits the message; false (and logged) if the store could not take it.
+    // Commits the message, or keeps it in memory if the store fails; false (and logged) if it was
+    // refused (budget) or lost (store failing and memory overflow full).
     bool enqueue(Message message);
 
     void start();
@@ -37,12 +43,27 @@ public:
     // stays in the store for the next start.
     void stop(std::chrono::milliseconds drain);
 
-    std::size_t depth() const { return store_.size(); }
-    std::uint64_t dropped() const { return store_.dropped_total(); }
+    std::size_t depth() const { return store_.size() + overflow_.size(); }
+    std::size_t in_memory() const { return overflow_.size(); }
+    std::uint64_t dropped() const { return store_.dropped_total() + overflow_.dropped_total(); }
+    std::uint64_t store_errors() const { return store_errors_.load(); }
+    // Set while the store fails (since its last failure, until an append succeeds), for readiness.
+    std::optional<std::string> store_problem() const;
+    std::uint64_t refused() const { return store_.refused_total(); }
     std::uint64_t delivered() const { return delivered_.load(); }
+    // Messages moved aside because the broker kept refusing them (SqliteStore::bury).
+    std::uint64_t dead() const { return store_.dead_total(); }
 
 private:
     void run();
+    void set_aside(const Message& head, int losses);
+    bool append(Message& message);  // false if the store failed
+    bool keep_in_memory(Message message);
+    void flush_overflow();  // caller holds enqueue_mutex_
+    void store_failed(const std::string& error);
+    void store_recovered();
+    std::optional<Message> next();
+    void pause(std::chrono::milliseconds how_long);
 
     SqliteStore& store_;
     publish::MqttLink& link_;
@@ -50,10 +71,19 @@ private:
     std::string site_;
     std::shared_ptr<spdlog::logger> log_;
 
+    static const Overflow::Limits kOverflowLimits;
+    Overflow overflow_;
+    std::mutex enqueue_mutex_;
+    std::atomic<std::uint64_t> store_errors_{0};
+    mutable std::mutex problem_mutex_;
+    std::string store_problem_;  // the last error while the store fails, empty when it works
+
     std::mutex mutex_;
     std::condition_variable cv_;
     bool stop_ = false;
     std::atomic<std::uint64_t> delivered_{0};
+    // The smallest message moved aside since start (sender thread only).
+    std::size_t smallest_refused_ = std::numeric_limits<std::size_t>::max();
     std::thread thread_;
 };
 

@@ -12,6 +12,10 @@ CREATE TABLE IF NOT EXISTS messages (
   qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_priority ON messages(priority, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+  qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL,
+  queued_seq INTEGER NOT NULL, reason TEXT NOT NULL, moved_at INTEGER NOT NULL);
 )sql";
 
 constexpr auto kPersistent = sqlite::Stmt::Use::persistent;
@@ -34,10 +38,18 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
                  "SELECT seq, length(payload) + length(topic) FROM messages WHERE priority = ? ORDER BY seq "
                  "LIMIT 1",
                  kPersistent),
-      drop_meta_(db_,
-                 "INSERT INTO meta(key, value) VALUES('dropped', ?) ON CONFLICT(key) DO UPDATE SET value = "
+      evictable_(db_,
+                 "SELECT count(*), coalesce(sum(length(payload) + length(topic)), 0) FROM messages WHERE "
+                 "priority >= ?",
+                 kPersistent),
+      save_meta_(db_,
+                 "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = "
                  "excluded.value",
-                 kPersistent) {
+                 kPersistent),
+      bury_(db_,
+            "INSERT INTO dead(topic, payload, qos, retain, priority, queued_seq, reason, moved_at) "
+            "VALUES(?,?,?,?,?,?,?,strftime('%s','now'))",
+            kPersistent) {
     load_totals();
 }
 
@@ -46,15 +58,37 @@ void SqliteStore::load_totals() {
     if (!s.step()) db_.fail("counting messages");
     count_ = static_cast<std::size_t>(s.integer(0));
     bytes_ = static_cast<std::size_t>(s.integer(1));
-    sqlite::Stmt m(db_, "SELECT value FROM meta WHERE key = 'dropped'");
-    dropped_ = m.step() ? static_cast<std::uint64_t>(m.integer(0)) : 0;
+    auto counter = [this](const char* key) -> std::uint64_t {
+        sqlite::Stmt m(db_, "SELECT value FROM meta WHERE key = ?");
+        return m.bind(1, key).step() ? static_cast<std::uint64_t>(m.integer(0)) : 0;
+    };
+    dropped_ = counter("dropped");
+    refused_ = counter("refused");
+    sqlite::Stmt d(db_, "SELECT count(*) FROM dead");
+    if (!d.step()) db_.fail("counting dead messages");
+    dead_ = static_cast<std::uint64_t>(d.integer(0));
 }
 
-std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes) {
+bool SqliteStore::fits(std::size_t count, std::size_t bytes, std::size_t incoming_bytes) const {
+    return count + 1 <= limits_.max_messages && bytes + incoming_bytes <= limits_.max_bytes;
+}
+
+bool SqliteStore::room_possible(std::size_t incoming_bytes, Priority incoming) {
+    if (fits(count_, bytes_, incoming_bytes)) return true;
+    // What could go for it: the messages no more important than it (an equal or larger Priority).
+    evictable_.reset();
+    if (!evictable_.bind(1, static_cast<int>(incoming)).step()) db_.fail("measuring evictable messages");
+    const auto count = static_cast<std::size_t>(evictable_.integer(0));
+    const auto bytes = static_cast<std::size_t>(evictable_.integer(1));
+    evictable_.reset();
+    return fits(count_ - std::min(count_, count), bytes_ - std::min(bytes_, bytes), incoming_bytes);
+}
+
+std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes, Priority incoming) {
     std::size_t dropped = 0;
     for (Priority p : {Priority::telemetry, Priority::evidence, Priority::alert}) {
-        while (count_ > 0 &&
-               (count_ + 1 > limits_.max_messages || bytes_ + incoming_bytes > limits_.max_bytes)) {
+        if (p < incoming) break;  // never evict a more important message for this one
+        while (count_ > 0 && !fits(count_, bytes_, incoming_bytes)) {
             oldest_of_.reset();
             if (!oldest_of_.bind(1, static_cast<int>(p)).step()) break;  // none of this priority left
             const auto seq = oldest_of_.integer(0);
@@ -66,18 +100,28 @@ std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes) {
     return dropped;
 }
 
-std::size_t SqliteStore::append(Message& m) {
+void SqliteStore::save_counter(const char* key, std::uint64_t value) {
+    save_meta_.reset();
+    save_meta_.bind(1, key).bind(2, static_cast<std::int64_t>(value)).run();
+}
+
+SqliteStore::Appended SqliteStore::append(Message& m) {
     std::lock_guard lock(mutex_);
     const std::size_t size = m.payload.size() + m.topic.size();
     try {
         // Inside the try: by the time the handler reloads the totals, leaving this block has
         // rolled the transaction back.
         sqlite::Transaction tx(db_);
-        const std::size_t dropped = drop_for_room(size);
+        if (!room_possible(size, m.priority)) {
+            ++refused_;
+            save_counter("refused", refused_);
+            tx.commit();
+            return {.stored = false, .dropped = 0};
+        }
+        const std::size_t dropped = drop_for_room(size, m.priority);
         if (dropped > 0) {
             dropped_ += dropped;
-            drop_meta_.reset();
-            drop_meta_.bind(1, static_cast<std::int64_t>(dropped_)).run();
+            save_counter("dropped", dropped_);
         }
         insert_.reset();
         insert_.bind(1, m.topic)
@@ -90,7 +134,7 @@ std::size_t SqliteStore::append(Message& m) {
         tx.commit();
         ++count_;
         bytes_ += size;
-        return dropped;
+        return {.stored = true, .dropped = dropped};
     } catch (...) {
         // drop_for_room() changed the counters for rows the rollback brought back.
         load_totals();
@@ -129,6 +173,38 @@ bool SqliteStore::erase(std::int64_t seq) {
 void SqliteStore::remove(std::int64_t seq) {
     std::lock_guard lock(mutex_);
     erase(seq);
+}
+
+void SqliteStore::bury(const Message& m, const std::string& reason) {
+    std::lock_guard lock(mutex_);
+    try {
+        sqlite::Transaction tx(db_);
+        bury_.reset();
+        bury_.bind(1, m.topic)
+            .bind_blob(2, m.payload)
+            .bind(3, m.qos)
+            .bind(4, m.retain ? 1 : 0)
+            .bind(5, static_cast<int>(m.priority))
+            .bind(6, m.seq)
+            .bind(7, reason)
+            .run();
+        if (m.seq > 0) erase(m.seq);
+        tx.commit();
+        ++dead_;
+    } catch (...) {
+        load_totals();  // erase() counted a row the rollback brought back
+        throw;
+    }
+}
+
+std::uint64_t SqliteStore::refused_total() const {
+    std::lock_guard lock(mutex_);
+    return refused_;
+}
+
+std::uint64_t SqliteStore::dead_total() const {
+    std::lock_guard lock(mutex_);
+    return dead_;
 }
 
 std::size_t SqliteStore::size() const {

@@ -2,7 +2,8 @@
 // The outbox's durable queue: an SQLite database in WAL mode in which every message is committed
 // (fsync'd) before anyone may send it, so a crash or a power cut loses nothing that was accepted.
 // Bounded by a message count and a byte budget: when full, telemetry goes before alerts, the
-// oldest first, and every drop is counted (persistently).
+// oldest first, and a message only ever makes room by dropping messages no more important than
+// itself; one that cannot fit that way is refused. Drops and refusals are counted (persistently).
 
 #include <cstdint>
 #include <mutex>
@@ -41,27 +42,42 @@ public:
     SqliteStore(const SqliteStore&) = delete;
     SqliteStore& operator=(const SqliteStore&) = delete;
 
-    // Commits the message; returns how many older messages were dropped to make room.
-    std::size_t append(Message& message);
+    struct Appended {
+        bool stored = true;       // false: refused, it alone exceeds the budget or would need
+                                  // more important messages dropped to fit
+        std::size_t dropped = 0;  // older messages dropped to make room
+    };
+    // Commits the message (and sets its seq) unless it is refused.
+    Appended append(Message& message);
     std::optional<Message> front();
     void remove(std::int64_t seq);
+    // Moves a message the broker keeps refusing out of the queue into the `dead` table, where it
+    // stays (with `reason`) for someone to look at; the queue behind it flows on. A message that
+    // was never stored (seq <= 0) is only written there.
+    void bury(const Message& message, const std::string& reason);
 
+    const Limits& limits() const { return limits_; }
     std::size_t size() const;
     std::size_t bytes() const;
     std::uint64_t dropped_total() const;
+    std::uint64_t refused_total() const;
+    std::uint64_t dead_total() const;  // rows of the dead table
 
 private:
-    std::size_t drop_for_room(std::size_t incoming_bytes);
+    bool fits(std::size_t count, std::size_t bytes, std::size_t incoming_bytes) const;
+    bool room_possible(std::size_t incoming_bytes, Priority incoming);  // caller holds mutex_
+    std::size_t drop_for_room(std::size_t incoming_bytes, Priority incoming);
+    void save_counter(const char* key, std::uint64_t value);
     bool erase(std::int64_t seq);  // caller holds mutex_
     void load_totals();
 
     Limits limits_;
     sqlite::Db db_;
     // Declared after db_: finalized before the connection closes.
-    sqlite::Stmt insert_, front_, remove_, oldest_of_, drop_meta_;
+    sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, bury_;
     mutable std::mutex mutex_;
     std::size_t count_ = 0, bytes_ = 0;
-    std::uint64_t dropped_ = 0;
+    std::uint64_t dropped_ = 0, refused_ = 0, dead_ = 0;
 };
 
 }  // namespace kg::outbox

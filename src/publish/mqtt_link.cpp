@@ -73,6 +73,7 @@ bool MqttLink::connect_once() {
     }
     {
         std::lock_guard lock(mutex_);
+        connection_.fetch_add(1);
         connected_ = true;
     }
     log_->info("connected to {} as {}", cfg_.url, cfg_.client_id);
@@ -126,16 +127,24 @@ bool MqttLink::wait_connected(std::chrono::milliseconds timeout) {
            connected_.load();
 }
 
-bool MqttLink::publish_confirmed(const std::string& topic, const std::string& payload, int qos, bool retain,
-                                 std::chrono::milliseconds timeout) {
-    if (!connected_) return false;
+Delivery::State Delivery::wait_for(std::chrono::milliseconds timeout) {
     try {
-        auto token = client_->publish(topic, payload.data(), payload.size(), qos, retain);
-        if (!token->wait_for(timeout)) return false;
-        return token->get_return_code() == 0;
+        if (!token_->wait_for(timeout)) return State::pending;
+        return token_->get_return_code() == 0 ? State::acknowledged : State::failed;
+    } catch (const mqtt::exception&) {
+        return State::failed;  // Paho gave up on it (connection lost, client stopping)
+    }
+}
+
+std::optional<Delivery> MqttLink::send(const std::string& topic, const std::string& payload, int qos,
+                                       bool retain) {
+    const auto connection = connection_.load();
+    if (!connected_) return std::nullopt;
+    try {
+        return Delivery(client_->publish(topic, payload.data(), payload.size(), qos, retain), connection);
     } catch (const mqtt::exception& e) {
         log_->debug("publish to {} failed: {}", topic, e.what());
-        return false;
+        return std::nullopt;
     }
 }
 

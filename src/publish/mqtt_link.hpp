@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +20,7 @@
 namespace mqtt {
 class async_client;
 class connect_options_builder;
+class delivery_token;
 }  // namespace mqtt
 
 namespace kg::publish {
@@ -29,6 +31,24 @@ std::string paho_uri(const std::string& url);
 // TLS of a broker connection from the config (trust store, client certificate, server check);
 // shared by the gateway's link and kitchen-monitor's client.
 void apply_tls(mqtt::connect_options_builder& builder, const config::Tls& tls);
+
+// One message handed to the broker, awaited through its delivery token. Waiting again on the
+// same delivery (rather than publishing again) is what keeps a slow PUBACK from producing copies.
+class Delivery {
+public:
+    enum class State { pending, acknowledged, failed };
+    // Waits up to `timeout` for the broker's acknowledgement (PUBACK for QoS 1).
+    State wait_for(std::chrono::milliseconds timeout);
+    // The number of the link's connection it was sent on (MqttLink::connection()).
+    std::uint64_t connection() const { return connection_; }
+
+private:
+    friend class MqttLink;
+    Delivery(std::shared_ptr<mqtt::delivery_token> token, std::uint64_t connection)
+        : token_(std::move(token)), connection_(connection) {}
+    std::shared_ptr<mqtt::delivery_token> token_;
+    std::uint64_t connection_;
+};
 
 class MqttLink {
 public:
@@ -48,10 +68,13 @@ public:
     // Blocks until connected, stopped or `timeout`; true if connected.
     bool wait_connected(std::chrono::milliseconds timeout);
 
-    // Publishes and waits for the broker's acknowledgement (PUBACK for QoS 1). False on any
-    // failure or timeout; the caller keeps the message and tries again.
-    bool publish_confirmed(const std::string& topic, const std::string& payload, int qos, bool retain,
-                           std::chrono::milliseconds timeout);
+    // Counts successful connects: a delivery sent on an older connection than this one was cut
+    // off by a connection loss.
+    std::uint64_t connection() const { return connection_.load(); }
+
+    // Hands the message to the broker without waiting; nullopt (logged at debug) if not connected
+    // or refused at once. The caller keeps the message until the delivery is acknowledged.
+    std::optional<Delivery> send(const std::string& topic, const std::string& payload, int qos, bool retain);
     // Publishes without waiting (retained state). False if not connected.
     bool publish(const std::string& topic, const std::string& payload, int qos, bool retain);
 
@@ -66,6 +89,7 @@ private:
     std::vector<std::function<void()>> hooks_;
 
     std::atomic<bool> connected_{false};
+    std::atomic<std::uint64_t> connection_{0};
     std::atomic<bool> stop_{false};
     std::mutex mutex_;
     std::condition_variable cv_;

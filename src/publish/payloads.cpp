@@ -51,6 +51,7 @@ std::string event_payload(const events::Event& e, const std::string& site) {
         j["camera"] = e.source;
     }
     if (e.end_time) j["duration_s"] = round_to(seconds_between(e.start_time, *e.end_time), 3);
+    if (e.state == events::EventState::end) j["end_reason"] = e.end_reason.empty() ? "cleared" : e.end_reason;
     auto path_or_null = [](const std::string& p) { return p.empty() ? json(nullptr) : json(p); };
     j["evidence"] = {
         {"snapshot", path_or_null(e.evidence.snapshot)},

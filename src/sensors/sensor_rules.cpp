@@ -53,6 +53,13 @@ void SensorRules::emit(std::optional<events::Event> e, std::optional<double> val
     out.push_back(std::move(*e));
 }
 
+void SensorRules::close(TimePoint now, const std::string& reason, std::vector<events::Event>& out) {
+    for (auto& l : limits_) emit(l.tracker.close(now, reason), value_, out);
+    emit(offline_.close(now, reason), value_, out);
+    emit(invalid_.close(now, reason), value_, out);
+    if (missed_) emit(missed_->close(now, reason), value_, out);
+}
+
 void SensorRules::track_cycle(double value, TimePoint t) {
     const auto& d = *sensor_.disinfection;
     if (value >= d.setpoint) {

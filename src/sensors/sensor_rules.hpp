@@ -39,6 +39,8 @@ public:
 
     void observe(const Reading& reading, std::vector<events::Event>& out);
     void tick(TimePoint now, std::vector<events::Event>& out);
+    // Ends every open event of this sensor with `reason` (the gateway stops or reloads).
+    void close(TimePoint now, const std::string& reason, std::vector<events::Event>& out);
     SensorState state(TimePoint now) const;
     const config::Sensor& sensor() const { return sensor_; }
 

@@ -70,7 +70,7 @@ def tail(path, limit=20000):
 class Broker:
     """A Mosquitto broker on a free loopback port, stoppable and restartable on the same port."""
 
-    def __init__(self, workdir, persistent=False):
+    def __init__(self, workdir, persistent=False, extra_conf=""):
         self.port = free_port()
         self.conf = pathlib.Path(workdir) / f"mosquitto-{self.port}.conf"
         conf = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
@@ -83,7 +83,7 @@ class Broker:
             conf += f"persistence true\npersistence_location {store}/\nautosave_interval 1\n"
         else:
             conf += "persistence false\n"
-        self.conf.write_text(conf)
+        self.conf.write_text(conf + extra_conf)
         self.log = pathlib.Path(workdir) / f"mosquitto-{self.port}.log"
         self.proc = None
         self.start()
@@ -122,6 +122,63 @@ class Broker:
 
     def failure_report(self):
         return [(f"mosquitto log (port {self.port})", tail(self.log))]
+
+
+class ThrottledLink:
+    """A TCP relay to `port` on a free loopback port that carries client -> server bytes at `rate`
+    bytes per second (server -> client at full speed): a slow uplink to the broker."""
+
+    def __init__(self, port, rate):
+        self.target, self.rate = port, rate
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.carried = 0  # client -> server bytes
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, self.rate), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+
+    def _pump(self, src, dst, rate):
+        try:
+            while True:
+                data = src.recv(64 if rate else 65536)
+                if not data:
+                    break
+                dst.sendall(data)
+                if rate:
+                    self.carried += len(data)
+                    time.sleep(len(data) / rate)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
 
 
 class Collector:

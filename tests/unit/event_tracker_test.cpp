@@ -144,3 +144,60 @@ TEST(EventIdGenerator, IdsAreUniqueAndTimeOrdered) {
         previous = id;
     }
 }
+
+TEST(EventTracker, CloseEndsAnOpenEventWithTheReasonAndStartsAfresh) {
+    Script s;
+    EventTracker t("cam", "camera_health", "black", "", rule(2s, 2s), s.ids);
+    EXPECT_FALSE(t.close(at(1), kg::events::kEndStopped));  // nothing open: nothing to end
+    s.feed(t, 0, 5, 1.0f);
+    ASSERT_EQ(s.sent.size(), 1u);
+    const auto end = t.close(at(5), kg::events::kEndStopped);
+    ASSERT_TRUE(end);
+    EXPECT_EQ(end->state, EventState::end);
+    EXPECT_EQ(end->id, s.sent[0].id);
+    EXPECT_EQ(end->end_reason, "gateway stopped");
+    ASSERT_TRUE(end->end_time);
+    EXPECT_EQ(*end->end_time, at(5));
+    EXPECT_FALSE(t.active());
+    EXPECT_FALSE(t.close(at(5.5), kg::events::kEndStopped));  // ended once
+}
+
+namespace {
+kg::SteadyPoint steady(double seconds) {
+    return kg::SteadyPoint(
+        std::chrono::duration_cast<kg::SteadyPoint::duration>(std::chrono::duration<double>(seconds)));
+}
+}  // namespace
+
+TEST(EventTracker, AWallClockStepBackNeitherHoldsAStartNorAnEnd) {
+    EventIdGenerator ids;
+    EventTracker t("cam", "camera_health", "black", "", rule(5s, 5s), ids);
+    const double step_back = -3600;  // NTP steps the wall clock back an hour after the first frame
+    std::optional<kg::events::Event> start, end;
+    for (int i = 0; i <= 40 && !start; ++i) {
+        const double s = 1000 + 0.5 * i;
+        start = t.observe(at(s + (i > 0 ? step_back : 0)), steady(s), 1.0f);
+    }
+    ASSERT_TRUE(start) << "no start in 20 s of a present condition";
+    EXPECT_EQ(start->time, at(1005 + step_back));  // 5 s later on the monotonic clock
+    EXPECT_EQ(start->start_time, at(1000));        // the wall time it was first seen, as reported
+    for (int i = 0; i <= 40 && !end; ++i) {
+        const double s = 1010 + 0.5 * i;
+        end = t.observe(at(s + 2 * step_back), steady(s), 0.0f);  // and once more, while clearing
+    }
+    ASSERT_TRUE(end) << "no end in 20 s of a clear condition";
+    EXPECT_EQ(end->time, at(1015 + 2 * step_back));
+}
+
+TEST(EventTracker, AWallClockStepForwardDoesNotOpenAnEventEarly) {
+    EventIdGenerator ids;
+    EventTracker t("cam", "camera_health", "black", "", rule(5s, 5s), ids);
+    EXPECT_FALSE(t.observe(at(1000), steady(1000), 1.0f));
+    EXPECT_FALSE(t.observe(at(1000 + 3600.5), steady(1000.5), 1.0f));  // 0.5 s later, +1 h on the wall
+    EXPECT_FALSE(t.active());
+    std::optional<kg::events::Event> start;
+    for (int i = 2; i <= 12 && !start; ++i)
+        start = t.observe(at(4600 + 0.5 * i), steady(1000 + 0.5 * i), 1.0f);
+    ASSERT_TRUE(start);
+    EXPECT_EQ(start->time, at(4605));  // after 5 real seconds
+}

@@ -218,3 +218,22 @@ TEST(SensorRules, AFullCycleInTheWindowRaisesNothing) {
     rig.feed(r, 13 * 60 + 31, 15 * 60, 40.0);
     EXPECT_TRUE(rig.out.empty());
 }
+
+TEST(SensorRules, AStopEndsEveryOpenEventOfTheSensor) {
+    Rig rig;
+    rig.sensor.id = "sample-fridge";
+    rig.sensor.interval = 1min;
+    rig.sensor.stale_after = 3;
+    rig.sensor.thresholds = {above(8.0, 5min)};
+    auto r = rig.make();
+    rig.feed(r, 0, 10, 9.0);                                       // too warm ...
+    for (double m = 10; m < 15; m += 0.5) r.tick(at(m), rig.out);  // ... then silent: offline too
+    ASSERT_EQ(rig.states(),
+              (std::vector<std::string>{"sensor/too_warm:start", "sensor_health/offline:start"}));
+    r.close(at(15), kg::events::kEndStopped, rig.out);
+    ASSERT_EQ(rig.states(), (std::vector<std::string>{"sensor/too_warm:start", "sensor_health/offline:start",
+                                                      "sensor/too_warm:end", "sensor_health/offline:end"}));
+    EXPECT_EQ(rig.out[2].end_reason, "gateway stopped");
+    EXPECT_TRUE(rig.out[2].from_sensor);
+    EXPECT_TRUE(r.state(at(15)).conditions.empty());
+}

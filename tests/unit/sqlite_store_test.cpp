@@ -76,11 +76,11 @@ TEST(SqliteStore, WhenFullTelemetryGoesBeforeAlertsAndDropsAreCounted) {
     store.append(a2);
     store.append(t2);
     auto a3 = msg("a3");
-    EXPECT_EQ(store.append(a3), 1u);  // t1 goes
+    EXPECT_EQ(store.append(a3).dropped, 1u);  // t1 goes
     auto a4 = msg("a4");
-    EXPECT_EQ(store.append(a4), 1u);  // t2 goes
+    EXPECT_EQ(store.append(a4).dropped, 1u);  // t2 goes
     auto a5 = msg("a5");
-    EXPECT_EQ(store.append(a5), 1u);  // only alerts left: the oldest alert goes
+    EXPECT_EQ(store.append(a5).dropped, 1u);  // only alerts left: the oldest alert goes
     EXPECT_EQ(store.size(), 4u);
     EXPECT_EQ(store.dropped_total(), 3u);
     std::vector<std::string> left;
@@ -106,6 +106,51 @@ TEST(SqliteStore, TheByteBudgetHolds) {
     EXPECT_EQ(reopened.dropped_total(), 40u);  // the drop count is kept too
 }
 
+TEST(SqliteStore, AMessageNeverDropsAMoreImportantOne) {
+    TempDb db;
+    SqliteStore store(db.path(), {3, 1u << 20});
+    auto a1 = msg("a1"), e1 = msg("e1", Priority::evidence), a2 = msg("a2");
+    store.append(a1);
+    store.append(e1);
+    store.append(a2);
+    auto t1 = msg("t1", Priority::telemetry);
+    EXPECT_FALSE(store.append(t1).stored);  // full of alerts and evidence: the rollup is refused
+    auto e2 = msg("e2", Priority::evidence);
+    const auto kept = store.append(e2);  // evidence may replace older evidence
+    EXPECT_TRUE(kept.stored);
+    EXPECT_EQ(kept.dropped, 1u);
+    auto e3 = msg("e3", Priority::evidence);
+    store.append(e3);  // ... but not an alert: e2 goes
+    EXPECT_EQ(store.refused_total(), 1u);
+    std::vector<std::string> left;
+    while (auto m = store.front()) {
+        left.push_back(m->payload);
+        store.remove(m->seq);
+    }
+    EXPECT_EQ(left, (std::vector<std::string>{"a1", "a2", "e3"}));
+    SqliteStore reopened(db.path(), {3, 1u << 20});
+    EXPECT_EQ(reopened.refused_total(), 1u);
+}
+
+TEST(SqliteStore, AMessageLargerThanTheBudgetIsRefusedWithoutDroppingAnything) {
+    TempDb db;
+    const std::size_t budget = 200 * 1024;
+    SqliteStore store(db.path(), {1000, budget});
+    for (int i = 0; i < 50; ++i) {
+        auto m = msg(std::string(600, 'a'));
+        store.append(m);
+    }
+    auto snapshot = msg(std::string(250 * 1024, 'j'), Priority::evidence);
+    const auto result = store.append(snapshot);
+    EXPECT_FALSE(result.stored);
+    EXPECT_EQ(result.dropped, 0u);
+    EXPECT_EQ(store.size(), 50u);  // not one alert went for it
+    EXPECT_EQ(store.dropped_total(), 0u);
+    EXPECT_EQ(store.refused_total(), 1u);
+    auto alert = msg(std::string(600, 'b'));
+    EXPECT_TRUE(store.append(alert).stored);
+}
+
 TEST(SqliteStore, AnUnwritablePathIsAClearError) {
     try {
         SqliteStore store("/proc/kg-no-such-dir/outbox.db", {});
@@ -116,4 +161,27 @@ TEST(SqliteStore, AnUnwritablePathIsAClearError) {
                   std::string::npos)
             << e.what();
     }
+}
+
+TEST(SqliteStore, AMessageMovedAsideLeavesTheQueueAndIsKept) {
+    TempDb db;
+    {
+        SqliteStore store(db.path(), {});
+        auto poison = msg(std::string(5000, 'j')), next = msg("e1");
+        store.append(poison);
+        store.append(next);
+        store.bury(*store.front(), "refused");
+        EXPECT_EQ(store.front()->payload, "e1");  // the rest flows on
+        EXPECT_EQ(store.size(), 1u);
+        EXPECT_EQ(store.bytes(), next.payload.size() + next.topic.size());
+        EXPECT_EQ(store.dead_total(), 1u);
+    }
+    SqliteStore reopened(db.path(), {});
+    EXPECT_EQ(reopened.dead_total(), 1u);
+    EXPECT_EQ(reopened.size(), 1u);
+    kg::sqlite::Db raw(db.path(), {.label = "check"});
+    kg::sqlite::Stmt s(raw, "SELECT length(payload), reason FROM dead");
+    ASSERT_TRUE(s.step());
+    EXPECT_EQ(s.integer(0), 5000);
+    EXPECT_EQ(s.text(1), "refused");
 }
