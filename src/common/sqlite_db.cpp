@@ -124,6 +124,21 @@ std::int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db
 
 bool Error::corrupt() const { return code_ == SQLITE_CORRUPT || code_ == SQLITE_NOTADB; }
 
+bool Error::transient() const {
+    switch (code_) {
+        case SQLITE_FULL:
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+        case SQLITE_IOERR:
+        case SQLITE_CANTOPEN:
+        case SQLITE_READONLY:
+        case SQLITE_NOMEM:
+            return true;
+        default:
+            return false;
+    }
+}
+
 void Db::fail(const std::string& what) const { fail(what, sqlite3_errmsg(db_.get())); }
 
 void Db::fail(const std::string& what, const std::string& why) const {

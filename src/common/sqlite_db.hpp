@@ -22,6 +22,9 @@ public:
     int code() const { return code_; }
     // The file is damaged or not a database: reopening it will fail the same way.
     bool corrupt() const;
+    // The database could not take the write now (disk full, locked, an I/O error): the same write
+    // may succeed later, unlike one the data itself breaks (a constraint, a type).
+    bool transient() const;
 
 private:
     int code_;

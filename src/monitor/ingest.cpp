@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <vector>
 
+#include "common/sqlite_db.hpp"
 #include "monitor/iso_time.hpp"
 
 namespace kg::monitor {
@@ -156,12 +158,42 @@ void Ingest::refuse(const std::string& topic, const std::string& payload, const 
 
 void Ingest::handle(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {
     ++counters_.received;
-    try {
-        route(topic, payload, retained, now);
-    } catch (const std::exception& e) {
-        // A store failure (disk full, locked file) or a payload field of an unexpected type.
-        refuse(topic, payload, e.what());
+    std::chrono::milliseconds wait(500);
+    std::optional<std::chrono::steady_clock::time_point> logged;
+    for (;;) {
+        try {
+            route(topic, payload, retained, now);
+            return;
+        } catch (const sqlite::Error& e) {
+            if (!e.transient()) return refuse(topic, payload, e.what());
+            ++counters_.store_retries;
+            const auto steady = std::chrono::steady_clock::now();
+            if (!logged || steady - *logged >= std::chrono::minutes(1)) {
+                log_->error("message on {} not stored yet (retrying; the broker holds what follows): {}",
+                            topic, e.what());
+                logged = steady;
+            }
+            std::unique_lock lock(stop_mutex_);
+            if (stop_cv_.wait_for(lock, wait, [this] { return stopping_; })) {
+                ++counters_.refused;
+                log_->error("message on {} lost: the monitor stopped while its database failed ({})", topic,
+                            e.what());
+                return;
+            }
+            wait = std::min<std::chrono::milliseconds>(wait * 2, std::chrono::seconds(10));
+        } catch (const std::exception& e) {
+            // A payload field of an unexpected type.
+            return refuse(topic, payload, e.what());
+        }
     }
+}
+
+void Ingest::stop() {
+    {
+        std::lock_guard lock(stop_mutex_);
+        stopping_ = true;
+    }
+    stop_cv_.notify_all();
 }
 
 void Ingest::route(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {

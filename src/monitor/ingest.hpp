@@ -6,9 +6,11 @@
 #include <spdlog/logger.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -39,11 +41,17 @@ public:
 
     Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::logger> log, Notify notify);
 
-    // Never throws: a bad message is logged and counted.
+    // Never throws: a bad message is logged and counted. When the database cannot take a message
+    // now (disk full, locked), it is tried again, with back-off, until it is stored or stop() is
+    // called: the broker has already had its PUBACK, so a dropped message would be lost for good,
+    // while a callback that waits makes the broker hold the messages after it.
     void handle(const std::string& topic, const std::string& payload, bool retained, TimePoint now);
+    // Ends a wait in handle(): the monitor stops.
+    void stop();
 
     struct Counters {
-        std::atomic<std::uint64_t> received{0}, created{0}, updated{0}, duplicates{0}, stale{0}, refused{0};
+        std::atomic<std::uint64_t> received{0}, created{0}, updated{0}, duplicates{0}, stale{0}, refused{0},
+            store_retries{0};
     };
     const Counters& counters() const { return counters_; }
 
@@ -56,6 +64,9 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     Notify notify_;
     Counters counters_;
+    std::mutex stop_mutex_;
+    std::condition_variable stop_cv_;
+    bool stopping_ = false;
 };
 
 }  // namespace kg::monitor

@@ -46,6 +46,7 @@ void Monitor::start() {
 void Monitor::stop() {
     if (stopped_) return;
     stopped_ = true;
+    ingest_->stop();  // a message waiting for the database gives up, so the MQTT client can stop
     mqtt_->stop();
     decisions_->stop();
     web_->stop();

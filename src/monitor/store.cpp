@@ -85,10 +85,9 @@ std::optional<std::string> text(const json& j, const char* key) {
 
 Store::Store(const std::string& path)
     : db_(path, {.label = "database",
-                 // NORMAL in WAL mode: a power cut may lose the last transactions but never corrupts
-                 // the file; what matters most (events) is redelivered by the broker when it was not
-                 // acknowledged.
-                 .synchronous = sqlite::Synchronous::normal,
+                 // FULL: the broker had its PUBACK before the message was stored (Paho acknowledges
+                 // on arrival), so a transaction a power cut took back would be an alert lost.
+                 .synchronous = sqlite::Synchronous::full,
                  .foreign_keys = true,
                  .schema = kSchema}) {}
 

@@ -1,7 +1,12 @@
 // kitchen-monitor without the network: the store's dedup and update ordering, the alert state
 // machine and deadlines, the ingest router's handling of bad messages, and the config loader.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
+#include <thread>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -359,4 +364,64 @@ TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
     std::string env = kGood;
     env.replace(env.find("correct-horse"), 13, "${KGM_TEST_UNSET}");
     EXPECT_NE(config_error(env).find("environment variable KGM_TEST_UNSET is not set"), std::string::npos);
+}
+
+namespace {
+
+// In a child process: the monitor's database on a disk that is full (RLIMIT_FSIZE: no file may grow),
+// then is not. Each check is one bit of the exit code.
+int run_full_database(const fs::path& dir) {
+    int failed = 0;
+    auto check = [&failed](int bit, bool ok) { failed |= ok ? 0 : 1 << bit; };
+    Store store((dir / "monitor.db").string());
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const std::string a = "19ab3c0f2e1-aaaaaaaaaaaaaaaa", b = "19ab3c0f2e1-bbbbbbbbbbbbbbbb",
+                      c = "19ab3c0f2e1-cccccccccccccccc";
+    ingest.handle("kitchen/sch-0101/events", event(a, "start").dump(), false, kT0);
+    check(0, store.alert(a).has_value());
+
+    std::signal(SIGXFSZ, SIG_IGN);  // write() fails with EFBIG instead of killing the process
+    rlimit limit{};
+    getrlimit(RLIMIT_FSIZE, &limit);
+    const auto hard = limit.rlim_max;
+    std::uintmax_t largest = 0;
+    for (const auto& f : fs::directory_iterator(dir)) largest = std::max(largest, f.file_size());
+    limit.rlim_cur = largest;
+    setrlimit(RLIMIT_FSIZE, &limit);
+    // The disk has room again after a second: the message that arrived meanwhile is stored, not
+    // dropped (the broker had its PUBACK already).
+    std::thread space([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+        rlimit more = limit;
+        more.rlim_cur = hard;
+        setrlimit(RLIMIT_FSIZE, &more);
+    });
+    ingest.handle("kitchen/sch-0101/events", event(b, "start").dump(), false, kT0);
+    space.join();
+    check(1, store.alert(b).has_value());
+    check(2, ingest.counters().store_retries >= 1 && ingest.counters().refused == 0);
+
+    // Full again, and the monitor stops: the wait ends, the message is counted as refused.
+    setrlimit(RLIMIT_FSIZE, &limit);
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(800));
+        ingest.stop();
+    });
+    ingest.handle("kitchen/sch-0101/events", event(c, "start").dump(), false, kT0);
+    stopper.join();
+    check(3, ingest.counters().refused == 1);
+    return failed;
+}
+
+}  // namespace
+
+TEST(MonitorIngest, AMessageTheDatabaseCannotTakeNowIsRetriedNotDropped) {
+    TempDir tmp;
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) _exit(run_full_database(tmp.dir));
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "failed checks (bits): " << WEXITSTATUS(status);
 }
