@@ -12,8 +12,12 @@ extern "C" {
 
 namespace kg::stream {
 
-HlsWriter::HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<spdlog::logger> log)
-    : folder_(std::move(folder)), segment_seconds_(segment_seconds), log_(std::move(log)) {
+HlsWriter::HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<spdlog::logger> log,
+                     std::size_t max_gop_bytes)
+    : folder_(std::move(folder)),
+      segment_seconds_(segment_seconds),
+      log_(std::move(log)),
+      max_gop_bytes_(max_gop_bytes) {
     std::error_code ec;
     std::filesystem::create_directories(folder_, ec);
     if (ec) log_->error("HLS folder {}: {}", folder_, ec.message());
@@ -46,7 +50,19 @@ void HlsWriter::clear_folder() {
 void HlsWriter::on_stream_opened(const AVStream& stream) {
     close();
     clear_folder();
+    codecpar_ = {avcodec_parameters_alloc(), [](AVCodecParameters* p) { avcodec_parameters_free(&p); }};
+    if (!codecpar_ || avcodec_parameters_copy(codecpar_.get(), stream.codecpar) < 0) {
+        log_->error("HLS: cannot describe the stream");
+        codecpar_.reset();
+        return;
+    }
+    time_base_ = stream.time_base;
+    open_muxer();
+}
+
+void HlsWriter::open_muxer() {
     ++generation_;
+    gop_bytes_ = 0;
     const std::string playlist = folder_ + "/index.m3u8";
     if (avformat_alloc_output_context2(&out_, nullptr, "hls", playlist.c_str()) < 0 || out_ == nullptr) {
         log_->error("HLS: cannot create a muxer for {}", playlist);
@@ -54,17 +70,18 @@ void HlsWriter::on_stream_opened(const AVStream& stream) {
         return;
     }
     AVStream* s = avformat_new_stream(out_, nullptr);
-    if (s == nullptr || avcodec_parameters_copy(s->codecpar, stream.codecpar) < 0) {
+    if (s == nullptr || avcodec_parameters_copy(s->codecpar, codecpar_.get()) < 0) {
         log_->error("HLS: cannot describe the stream");
         return close();
     }
     s->codecpar->codec_tag = 0;
-    s->time_base = stream.time_base;
+    s->time_base = time_base_;
     av_opt_set_int(out_->priv_data, "hls_time", segment_seconds_, 0);
     av_opt_set_int(out_->priv_data, "hls_list_size", 6, 0);
     // temp_file: segments and the playlist are written under .tmp names and renamed when complete,
     // so the web side never reads one half written (FFmpeg truncates and rewrites them in place).
-    av_opt_set(out_->priv_data, "hls_flags", "delete_segments+independent_segments+omit_endlist+temp_file", 0);
+    av_opt_set(out_->priv_data, "hls_flags", "delete_segments+independent_segments+omit_endlist+temp_file",
+               0);
     // Fragmented MP4 segments: what browsers' Media Source Extensions take as they are (the page's
     // player) and what Safari and phones play natively; MPEG-TS would need transmuxing in the page.
     av_opt_set(out_->priv_data, "hls_segment_type", "fmp4", 0);
@@ -88,6 +105,23 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
         started_ = true;
     }
     if (!muxable(packet, last_dts_)) return;
+    // A segment ends only at a key frame, and the open one grows on tmpfs (memory) until then: a
+    // camera that sends key frames rarely, or once, would fill it. Past this the stream starts over
+    // at the next key frame.
+    gop_bytes_ =
+        (packet.flags & AV_PKT_FLAG_KEY) != 0 ? 0 : gop_bytes_ + static_cast<std::size_t>(packet.size);
+    if (gop_bytes_ > max_gop_bytes_) {
+        if (!warned_gop_) {
+            log_->warn(
+                "HLS in {}: no key frame for {} KiB of video; the public stream waits for the next one (set "
+                "the camera's I-frame interval to 1-2 s)",
+                folder_, max_gop_bytes_ >> 10);
+            warned_gop_ = true;
+        }
+        close();
+        clear_folder();
+        return open_muxer();
+    }
     if (av_packet_ref(packet_, &packet) < 0) return;
     packet_->stream_index = 0;
     av_packet_rescale_ts(packet_, stream.time_base, out_->streams[0]->time_base);

@@ -16,7 +16,10 @@ namespace kg::stream {
 
 class HlsWriter final : public ingest::PacketObserver {
 public:
-    HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<spdlog::logger> log);
+    // `max_gop_bytes`: the most video held in one open segment waiting for a key frame (on tmpfs:
+    // memory); past it the stream starts over at the next key frame.
+    HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<spdlog::logger> log,
+              std::size_t max_gop_bytes = std::size_t{64} << 20);
     ~HlsWriter() override;
 
     void on_stream_opened(const AVStream& stream) override;
@@ -30,6 +33,7 @@ public:
 private:
     void close();
     void clear_folder();
+    void open_muxer();
 
     std::string folder_;
     int segment_seconds_;
@@ -39,6 +43,12 @@ private:
     std::atomic<bool> started_{false};  // false: waiting for the first key frame
     std::int64_t last_dts_ = AV_NOPTS_VALUE;
     int generation_ = 0;  // bumps on every reconnect: segment names never repeat
+    // The camera's stream, kept to start the muxer again after a GOP too large to segment.
+    std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> codecpar_{nullptr, nullptr};
+    AVRational time_base_{1, 90000};
+    std::size_t max_gop_bytes_;
+    std::size_t gop_bytes_ = 0;  // since the last key frame: what the open segment holds, on tmpfs
+    bool warned_gop_ = false;
 };
 
 }  // namespace kg::stream

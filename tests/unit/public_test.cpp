@@ -9,6 +9,7 @@
 
 #include "ingest/ffmpeg_input.hpp"
 #include "stream/flv_hub.hpp"
+#include "stream/hls_writer.hpp"
 #include "web/live_stream.hpp"
 #include "web/viewer_counter.hpp"
 #include "web/viewer_token.hpp"
@@ -147,9 +148,10 @@ TEST(LiveStream, CancelledByTheClientRefusesTheProducer) {
 TEST(FlvHub, AViewerJoiningALargeGopWaitsForTheNextKeyFrameInsteadOfBeingRefused) {
     namespace fs = std::filesystem;
     const auto clip = fs::temp_directory_path() / ("kg-flv-gop-" + std::to_string(::getpid()) + ".mp4");
-    const std::string cmd = "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 8 -c:v libx264 "
-                            "-preset ultrafast -g 100 -keyint_min 100 -sc_threshold 0 -pix_fmt yuv420p " +
-                            clip.string();
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 8 -c:v libx264 "
+        "-preset ultrafast -g 100 -keyint_min 100 -sc_threshold 0 -pix_fmt yuv420p " +
+        clip.string();
     ASSERT_EQ(std::system(cmd.c_str()), 0);
     kg::stream::FlvHub hub("kitchen", spdlog::default_logger());
     std::atomic<bool> stop{false};
@@ -176,5 +178,37 @@ TEST(FlvHub, AViewerJoiningALargeGopWaitsForTheNextKeyFrameInsteadOfBeingRefused
     // The early one got the GOP so far, from its key frame, without waiting.
     ASSERT_GT(early_got.size(), late_got.size());
     EXPECT_TRUE(is_key_tag(early_got[1]));
+    fs::remove(clip);
+}
+
+// HLS: a camera that sends one key frame and then only P-frames. The open segment, on tmpfs, grew
+// with the bitrate for ever; past the limit the writer lets it go and waits for the next key frame.
+TEST(HlsWriter, AGopLargerThanItHoldsIsLetGoAndTheStreamWaitsForAKeyFrame) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-gop-" + std::to_string(::getpid()));
+    const auto clip = dir.string() + ".mp4";
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 8 -c:v libx264 "
+        "-preset ultrafast -g 1000 -keyint_min 1000 -sc_threshold 0 -pix_fmt yuv420p " +
+        clip;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    auto bytes_in = [](const fs::path& folder) {
+        std::uintmax_t n = 0;
+        for (const auto& f : fs::directory_iterator(folder)) n += f.file_size();
+        return n;
+    };
+    std::atomic<bool> stop{false};
+    {
+        kg::stream::HlsWriter writer(dir.string(), 1, spdlog::default_logger(), 64 << 10);
+        kg::ingest::FfmpegInput input({clip}, stop);
+        input.set_packet_observer(&writer);
+        input.open();
+        bool was_live = false;
+        while (input.next_frame()) was_live |= writer.live();
+        EXPECT_TRUE(was_live);        // it started on the key frame
+        EXPECT_FALSE(writer.live());  // and let go of the GOP that outgrew 64 KiB
+        EXPECT_LT(bytes_in(dir), 64u << 10);
+    }
+    fs::remove_all(dir);
     fs::remove(clip);
 }
