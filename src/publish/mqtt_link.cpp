@@ -56,6 +56,9 @@ bool MqttLink::connect_once() {
                        .keep_alive_interval(std::chrono::duration_cast<std::chrono::seconds>(cfg_.keepalive))
                        .connect_timeout(kConnectTimeout)
                        .automatic_reconnect(false)
+                       // 3.1.1 only: Paho's default falls back to 3.1 after a failed attempt, and a
+                       // connect racing that fallback was seen never to complete.
+                       .mqtt_version(MQTTVERSION_3_1_1)
                        .will(mqtt::message(availability_topic_, "offline", kQos1, true));
     if (!cfg_.username.empty()) builder.user_name(cfg_.username);
     if (!cfg_.password.empty()) builder.password(cfg_.password);
@@ -84,14 +87,19 @@ bool MqttLink::connect_once() {
 
 void MqttLink::run() {
     Backoff backoff(cfg_.reconnect_min, cfg_.reconnect_max);
+    bool first = true;
     while (!stop_) {
         if (!connected_) {
-            if (connect_once()) {
-                backoff.reset();
-            } else {
+            // Also after a lost connection, not only after a failed attempt: Paho is still closing
+            // the old one when its connection-lost handler runs, and a connect then is ignored
+            // (MQTT error -18), which left the client in a state no later connect completed from.
+            if (!first) {
                 std::unique_lock lock(mutex_);
                 cv_.wait_for(lock, backoff.next(), [this] { return stop_.load(); });
+                if (stop_) break;
             }
+            first = false;
+            if (connect_once()) backoff.reset();
             continue;
         }
         std::unique_lock lock(mutex_);
