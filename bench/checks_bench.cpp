@@ -56,6 +56,7 @@ ingest::Frame make_frame() {
     ingest::Frame f;
     frame720().copyTo(f.image);
     f.time = Clock::now();
+    f.steady = std::chrono::steady_clock::now();
     return f;
 }
 

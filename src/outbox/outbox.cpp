@@ -15,8 +15,11 @@ constexpr auto kRetryPause = std::chrono::milliseconds(200);
 constexpr int kMaxLossesInFlight = 3;
 // Once a message of some size was moved aside, one loss is enough for a message at least as large:
 // a broker's max_packet_size refuses every snapshot, and three reconnects for each would let them
-// pile up faster than they are moved aside.
+// pile up faster than they are moved aside. Until a message that large is acknowledged again.
 constexpr int kMaxLossesAtRefusedSize = 1;
+// An alert is a small message no broker refuses for its size: a link that drops while one is in
+// flight is taken for a bad link far longer before the alert is moved aside, never after one loss.
+constexpr int kMaxLossesForAnAlert = 10;
 constexpr auto kStoreErrorPause = std::chrono::seconds(1);
 }  // namespace
 
@@ -55,9 +58,9 @@ bool Outbox::enqueue(Message message) {
         // One producer at a time: what the store could not take stays ahead of what comes after it.
         std::lock_guard order(enqueue_mutex_);
         if (overflow_.size() > 0) flush_overflow();
-        if (overflow_.size() > 0 || !append(message)) {
-            if (!keep_in_memory(std::move(message))) return false;
-        }
+        const auto appended = overflow_.size() > 0 ? Appended::store_failed : append(message);
+        if (appended == Appended::refused) return false;
+        if (appended == Appended::store_failed && !keep_in_memory(std::move(message))) return false;
     }
     {
         std::lock_guard lock(mutex_);  // orders the wake-up after the sender's check
@@ -66,7 +69,7 @@ bool Outbox::enqueue(Message message) {
     return true;
 }
 
-bool Outbox::append(Message& message) {
+Outbox::Appended Outbox::append(Message& message) {
     try {
         const auto result = store_.append(message);
         store_recovered();
@@ -78,16 +81,16 @@ bool Outbox::append(Message& message) {
                         size > budget ? fmt::format("it alone exceeds outbox.max_size ({} bytes)", budget)
                                       : std::string("only more important messages could make room for it"),
                         store_.refused_total());
-            return true;  // handled: refused for good, not a failure of the store
+            return Appended::refused;  // for good, not a failure of the store
         }
         if (result.dropped > 0) {
             log_->error("outbox full: dropped {} older messages to keep {} ({} dropped in total)",
                         result.dropped, message.topic, store_.dropped_total());
         }
-        return true;
+        return Appended::stored;
     } catch (const StoreError& e) {
         store_failed(e.what());
-        return false;
+        return Appended::store_failed;
     }
 }
 
@@ -112,8 +115,8 @@ void Outbox::flush_overflow() {
     while (auto m = overflow_.front()) {
         const auto seq = m->seq;
         m->seq = 0;
-        if (!append(*m)) break;
-        overflow_.pop(seq);
+        if (append(*m) == Appended::store_failed) break;
+        overflow_.pop(seq);  // stored, or refused by the budget for good (logged)
         ++moved;
     }
     if (moved > 0) log_->info("{} messages moved from memory into the outbox store", moved);
@@ -196,7 +199,12 @@ void Outbox::pause(std::chrono::milliseconds how_long) {
 
 std::optional<Message> Outbox::next() {
     try {
-        if (auto m = store_.front()) return m;
+        if (auto m = store_.front()) {
+            // A read that works clears a one-off failure, unless messages still wait in memory
+            // for the store to take them (a full disk still reads).
+            if (overflow_.size() == 0) store_recovered();
+            return m;
+        }
     } catch (const StoreError& e) {
         store_failed(e.what());
         if (overflow_.size() == 0) pause(kStoreErrorPause);  // nothing else to send: do not spin
@@ -244,7 +252,9 @@ void Outbox::run() {
             flight->delivery.reset();
             flight->sent_on = 0;
             const std::size_t size = head.payload.size() + head.topic.size();
-            const int limit = size >= smallest_refused_ ? kMaxLossesAtRefusedSize : kMaxLossesInFlight;
+            const int limit = head.priority == Priority::alert ? kMaxLossesForAnAlert
+                              : size >= smallest_refused_      ? kMaxLossesAtRefusedSize
+                                                               : kMaxLossesInFlight;
             if (++flight->losses >= limit) {
                 set_aside(head, flight->losses);
                 flight.reset();
@@ -272,6 +282,10 @@ void Outbox::run() {
                 break;
         }
         delivered_.fetch_add(1);
+        // The broker takes messages this large after all (a flapping link, not its size limit,
+        // lost the one moved aside): back to the full count of losses.
+        if (head.payload.size() + head.topic.size() >= smallest_refused_)
+            smallest_refused_ = std::numeric_limits<std::size_t>::max();
         if (head.seq < 0) {
             // Moved into the store meanwhile, it goes once more: receivers deduplicate.
             overflow_.pop(head.seq);

@@ -57,7 +57,8 @@ public:
 private:
     void run();
     void set_aside(const Message& head, int losses);
-    bool append(Message& message);  // false if the store failed
+    enum class Appended { stored, refused, store_failed };
+    Appended append(Message& message);
     bool keep_in_memory(Message message);
     void flush_overflow();  // caller holds enqueue_mutex_
     void store_failed(const std::string& error);

@@ -74,9 +74,9 @@ void CameraHealthCheck::analyse(const ingest::Frame& frame, std::vector<Observat
     if (!same || black || blank || covered) {
         same_since_.reset();
     } else if (!same_since_) {
-        same_since_ = frame.time;
+        same_since_ = frame.steady;
     }
-    const bool frozen = same_since_ && frame.time - *same_since_ >= cfg_.frozen_after;
+    const bool frozen = same_since_ && frame.steady - *same_since_ >= cfg_.frozen_after;
 
     if (!black && !blank && !covered && !same) {
         baseline_edge_ =

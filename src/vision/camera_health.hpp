@@ -38,7 +38,7 @@ private:
     // Working images, allocated on the first frame and reused.
     cv::Mat gray_, small_, previous_, gx_, gy_, magnitude_;
     bool have_previous_ = false;
-    std::optional<TimePoint> same_since_;
+    std::optional<SteadyPoint> same_since_;  // monotonic: a clock step is no frozen picture
     // The detail this camera normally shows, learned from healthy frames: a covered lens is
     // judged against it, so a plain wall is not mistaken for a hand over the lens.
     std::optional<double> baseline_edge_;

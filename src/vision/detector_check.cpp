@@ -13,11 +13,11 @@ DetectorCheck::DetectorCheck(std::string name, std::unique_ptr<Detector> detecto
       refresh_(refresh) {}
 
 void DetectorCheck::analyse(const ingest::Frame& frame, std::vector<Observation>& out) {
-    const bool stale = !last_run_ || frame.time - *last_run_ >= refresh_;
+    const bool stale = !last_run_ || frame.steady - *last_run_ >= refresh_;
     const bool moved = motion_ == nullptr || motion_->moved_fraction() >= kMotionGateFraction;
     if (moved || stale) {
         detector_->detect(frame.image, detections_);
-        last_run_ = frame.time;
+        last_run_ = frame.steady;
         ++runs_;
     } else {
         ++skipped_;

@@ -39,7 +39,7 @@ private:
     const MotionMap* motion_;  // null: no gating
     Duration refresh_;
     std::vector<Detection> detections_;
-    std::optional<TimePoint> last_run_;
+    std::optional<SteadyPoint> last_run_;
     std::uint64_t runs_ = 0, skipped_ = 0;
 };
 

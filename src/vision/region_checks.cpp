@@ -58,9 +58,9 @@ void UnattendedCheck::analyse(const ingest::Frame& frame, std::vector<Observatio
         // Someone working at a station moves; a station where nothing moved is unattended. The
         // movement is measured as a share of the picture, as min_area is everywhere: a share of a
         // small stove zone would let steam or a flame's flicker pass for a cook.
-        if (!last_activity_[i] || motion_.moved_share(r.mask) >= min_area_) last_activity_[i] = frame.time;
+        if (!last_activity_[i] || motion_.moved_share(r.mask) >= min_area_) last_activity_[i] = frame.steady;
         Observation o = observation(kName, "unattended", r);
-        o.present = frame.time - *last_activity_[i] >= after_;
+        o.present = frame.steady - *last_activity_[i] >= after_;
         o.score = o.present ? 1.0f : 0.0f;
         out.push_back(std::move(o));
     }

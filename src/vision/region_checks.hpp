@@ -52,7 +52,7 @@ private:
     const MotionMap& motion_;
     double min_area_;
     Duration after_;
-    std::vector<std::optional<TimePoint>> last_activity_;
+    std::vector<std::optional<SteadyPoint>> last_activity_;  // monotonic, as event timing
 };
 
 class ReferenceChangeCheck final : public Check {

@@ -232,11 +232,17 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         reply.head.result(http::status::ok);
         reply.head.set(http::field::server, "kitchen-gateway");
         reply.head.set(http::field::access_control_allow_origin, "*");
+        // HEAD: the head a GET gets, and no body (a finished, empty one).
+        const auto head_only = [&reply]() -> StreamResult {
+            reply.body = std::make_shared<LiveStream>(0);
+            reply.body->finish();
+            return std::move(reply);
+        };
         if (!is_hls && head) {
             // What a GET would start, without joining: a player or a monitor probing the stream.
-            auto res = text_response(req, http::status::ok, "", "video/x-flv");
-            res.set(http::field::cache_control, "no-store");
-            return with_cors(std::move(res));
+            reply.head.set(http::field::content_type, "video/x-flv");
+            reply.head.set(http::field::cache_control, "no-store");
+            return head_only();
         }
         if (!is_hls) {
             if (auto cap = guard->over_cap(req, guard->view.viewers().admit_flv(camera, client, now), camera,
@@ -273,15 +279,10 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         }
         auto chunk = segments->get(feed->hls_folder(), file);
         if (!chunk) return refuse(req, http::status::not_found, "not found (not in the playlist now)");
-        if (head) {
-            // The session sends the head alone, with this length.
-            auto res = text_response(req, http::status::ok, std::string(*chunk), "video/mp4");
-            res.set(http::field::cache_control, "public, max-age=60");
-            return with_cors(std::move(res));
-        }
         reply.head.set(http::field::content_type, "video/mp4");
         reply.head.set(http::field::cache_control, "public, max-age=60");  // a segment never changes
         reply.head.content_length(chunk->size());
+        if (head) return head_only();
         reply.body = std::make_shared<LiveStream>(chunk->size());
         reply.body->push(std::move(chunk));
         reply.body->finish();

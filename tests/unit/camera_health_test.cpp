@@ -49,6 +49,7 @@ struct HealthRun {
     std::vector<std::string> feed(const cv::Mat& img) {
         img.copyTo(frame.image);
         frame.time = kg::TimePoint(std::chrono::milliseconds(static_cast<long long>(t * 1000)));
+        frame.steady = kg::steady_from_wall(frame.time);
         t += 0.5;
         std::vector<Observation> out;
         check.analyse(frame, out);
