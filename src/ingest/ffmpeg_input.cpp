@@ -200,6 +200,7 @@ bool FfmpegInput::rewind() {
 }
 
 void FfmpegInput::continue_timeline(AVPacket& packet) {
+    if (kind_ != SourceKind::file) return;  // only a file is rewound: a camera's clock is left alone
     const auto at = [](const AVPacket& p) { return p.dts != AV_NOPTS_VALUE ? p.dts : p.pts; };
     if (rewound_ && at(packet) != AV_NOPTS_VALUE) {
         // The first packet of a new pass follows the last one of the previous pass.

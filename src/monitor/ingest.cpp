@@ -7,6 +7,7 @@
 #include <regex>
 #include <vector>
 
+#include "common/backoff.hpp"
 #include "common/sqlite_db.hpp"
 #include "monitor/iso_time.hpp"
 
@@ -158,7 +159,7 @@ void Ingest::refuse(const std::string& topic, const std::string& payload, const 
 
 void Ingest::handle(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {
     ++counters_.received;
-    std::chrono::milliseconds wait(500);
+    Backoff wait(std::chrono::milliseconds(500), std::chrono::seconds(10));
     std::optional<std::chrono::steady_clock::time_point> logged;
     for (;;) {
         try {
@@ -174,13 +175,12 @@ void Ingest::handle(const std::string& topic, const std::string& payload, bool r
                 logged = steady;
             }
             std::unique_lock lock(stop_mutex_);
-            if (stop_cv_.wait_for(lock, wait, [this] { return stopping_; })) {
+            if (stop_cv_.wait_for(lock, wait.next(), [this] { return stopping_; })) {
                 ++counters_.refused;
                 log_->error("message on {} lost: the monitor stopped while its database failed ({})", topic,
                             e.what());
                 return;
             }
-            wait = std::min<std::chrono::milliseconds>(wait * 2, std::chrono::seconds(10));
         } catch (const std::exception& e) {
             // A payload field of an unexpected type.
             return refuse(topic, payload, e.what());
