@@ -266,9 +266,12 @@ nlohmann::json Gateway::public_status() const {
     nlohmann::json temps = nlohmann::json::array();
     for (const auto& s : sensors()) {
         if (s["kind"] == "temperature") {
+            // An offline probe's last value would read to a parent as the fridge's temperature now.
+            const bool online = s["online"].get<bool>();
             temps.push_back({{"name", s["name"]},
                              {"location", s["location"]},
-                             {"value", s["value"]},
+                             {"online", online},
+                             {"value", online ? s["value"] : nlohmann::json(nullptr)},
                              {"unit", s["unit"]}});
         }
     }

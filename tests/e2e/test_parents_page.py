@@ -1,7 +1,8 @@
 """The parents' page in real headless Chromium (Debian's chromium + chromedriver, driven by Selenium):
 it loads from the gateway's public side, the public camera's video starts playing from a real RTSP
 camera (its currentTime advances), a private camera is not listed and its stream does not exist,
-and the fridge temperature from a real MQTT sensor is shown. A screenshot is kept as an artifact
+and the fridge temperature from a real MQTT sensor is shown; a probe that went silent shows as
+offline, not with its last value. A screenshot is kept as an artifact
 (parents-page.png in the test's folder)."""
 
 import http.client
@@ -54,13 +55,18 @@ def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways
     config = kg_e2e.base_config(broker, cams, tmp_path)
     config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s"}
     config["sensors"] = [{"id": "fridge1", "name": "Fridge 1", "kind": "temperature", "location": "fridge",
-                          "interval": "10s", "source": {"mqtt": {"topic": "sensors/fridge1"}}}]
+                          "interval": "10s", "source": {"mqtt": {"topic": "sensors/fridge1"}}},
+                         {"id": "freezer1", "name": "Freezer 1", "kind": "temperature", "location": "freezer",
+                          "interval": "1s", "stale_after": 2, "source": {"mqtt": {"topic": "sensors/freezer1"}}}]
     gw = gateways(config)
     port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
                                  what="the public side").group(1))
     kg_e2e.wait_until(lambda: "connected to" in gw.output() and "[mqtt] connected" in gw.output(), 15,
                       what="the cameras and the broker")
     mqtt_publish.single("sensors/fridge1", json.dumps({"temperature": 3.4}), qos=1, hostname="127.0.0.1",
+                        port=broker.port)
+    # One reading, then silence: offline 2 s later.
+    mqtt_publish.single("sensors/freezer1", json.dumps({"temperature": -18.5}), qos=1, hostname="127.0.0.1",
                         port=broker.port)
     kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[1].count(b".m4s") >= 2, 20,
                       what="the kitchen's first segments")
@@ -85,6 +91,15 @@ def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways
         "return document.querySelector('[data-camera=\"office\"]') === null")
     kg_e2e.wait_until(lambda: "3.4 °C" in browser.find_element("tag name", "body").text, 15, interval=0.5,
                       what="the fridge temperature on the page")
+    # The silent freezer probe: its last value is not shown to parents as if it were current.
+    sensors_text = "return document.getElementById('sensors').innerText"
+    kg_e2e.wait_until(lambda: re.search(r"Freezer 1\s+离线 offline", browser.execute_script(sensors_text)), 20,
+                      interval=0.5, what="the silent probe shown offline")
+    assert "-18.5" not in browser.execute_script(sensors_text)
+    status = json.loads(get(port, "/public/status")[1])
+    by_name = {x["name"]: x for x in status["sensors"]}
+    assert by_name["Freezer 1"]["online"] is False and by_name["Freezer 1"]["value"] is None, by_name
+    assert by_name["Fridge 1"]["online"] is True and by_name["Fridge 1"]["value"] == 3.4, by_name
     assert get(port, "/live/office/index.m3u8")[0] == 404 and get(port, "/live/office.flv")[0] == 404
 
     # Readable on a phone: the same page at a phone's width still shows the player across the screen.
