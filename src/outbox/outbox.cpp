@@ -176,8 +176,9 @@ void Outbox::stop(std::chrono::milliseconds drain) {
 
 void Outbox::set_aside(const Message& head, int losses) {
     const auto reason = fmt::format("the connection was lost {} times while it was in flight", losses);
+    std::size_t pruned = 0;
     try {
-        store_.bury(head, reason);
+        pruned = store_.bury(head, reason);
     } catch (const StoreError& e) {
         // Not moved: it stays at the head and is tried again, as before.
         store_failed(e.what());
@@ -190,6 +191,10 @@ void Outbox::set_aside(const Message& head, int losses) {
         "message {} for {} ({} bytes) moved aside to the outbox's dead table: {}; the broker seems to refuse "
         "it (its max_packet_size or an ACL?); {} moved aside in total",
         head.seq, head.topic, head.payload.size() + head.topic.size(), reason, store_.dead_total());
+    if (pruned > 0) {
+        log_->warn("the outbox's dead table is full ({} messages or {} MiB): its {} oldest were deleted",
+                   store_.limits().max_dead, store_.limits().max_dead_bytes >> 20, pruned);
+    }
 }
 
 void Outbox::pause(std::chrono::milliseconds how_long) {

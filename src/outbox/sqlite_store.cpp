@@ -49,7 +49,10 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
       bury_(db_,
             "INSERT INTO dead(topic, payload, qos, retain, priority, queued_seq, reason, moved_at) "
             "VALUES(?,?,?,?,?,?,?,strftime('%s','now'))",
-            kPersistent) {
+            kPersistent),
+      dead_size_(db_, "SELECT count(*), coalesce(sum(length(payload) + length(topic)), 0) FROM dead",
+                 kPersistent),
+      dead_oldest_(db_, "DELETE FROM dead WHERE seq = (SELECT min(seq) FROM dead)", kPersistent) {
     load_totals();
 }
 
@@ -64,9 +67,10 @@ void SqliteStore::load_totals() {
     };
     dropped_ = counter("dropped");
     refused_ = counter("refused");
+    // A database from before the counter was kept has only the rows to go by.
     sqlite::Stmt d(db_, "SELECT count(*) FROM dead");
     if (!d.step()) db_.fail("counting dead messages");
-    dead_ = static_cast<std::uint64_t>(d.integer(0));
+    dead_ = std::max(counter("dead"), static_cast<std::uint64_t>(d.integer(0)));
 }
 
 bool SqliteStore::fits(std::size_t count, std::size_t bytes, std::size_t incoming_bytes) const {
@@ -175,8 +179,9 @@ void SqliteStore::remove(std::int64_t seq) {
     erase(seq);
 }
 
-void SqliteStore::bury(const Message& m, const std::string& reason) {
+std::size_t SqliteStore::bury(const Message& m, const std::string& reason) {
     std::lock_guard lock(mutex_);
+    std::size_t pruned = 0;
     try {
         sqlite::Transaction tx(db_);
         bury_.reset();
@@ -189,12 +194,26 @@ void SqliteStore::bury(const Message& m, const std::string& reason) {
             .bind(7, reason)
             .run();
         if (m.seq > 0) erase(m.seq);
+        // The newest one stays whatever its size: it is the one someone will want to look at.
+        for (;;) {
+            dead_size_.reset();
+            if (!dead_size_.step()) db_.fail("measuring the dead table");
+            const auto rows = static_cast<std::size_t>(dead_size_.integer(0));
+            const auto bytes = static_cast<std::size_t>(dead_size_.integer(1));
+            dead_size_.reset();
+            if (rows <= 1 || (rows <= limits_.max_dead && bytes <= limits_.max_dead_bytes)) break;
+            dead_oldest_.reset();
+            dead_oldest_.run();
+            ++pruned;
+        }
+        save_counter("dead", dead_ + 1);
         tx.commit();
         ++dead_;
     } catch (...) {
         load_totals();  // erase() counted a row the rollback brought back
         throw;
     }
+    return pruned;
 }
 
 std::uint64_t SqliteStore::refused_total() const {

@@ -35,6 +35,10 @@ public:
     struct Limits {
         std::size_t max_messages = 100000;
         std::size_t max_bytes = 256u << 20;
+        // The dead table keeps the newest messages moved aside within these; older ones are
+        // deleted, so a broker that refuses everything for months cannot fill the disk.
+        std::size_t max_dead = 1000;
+        std::size_t max_dead_bytes = 32u << 20;
     };
 
     // path ":memory:" keeps the queue in memory (tests, or a box without storage).
@@ -53,15 +57,16 @@ public:
     void remove(std::int64_t seq);
     // Moves a message the broker keeps refusing out of the queue into the `dead` table, where it
     // stays (with `reason`) for someone to look at; the queue behind it flows on. A message that
-    // was never stored (seq <= 0) is only written there.
-    void bury(const Message& message, const std::string& reason);
+    // was never stored (seq <= 0) is only written there. Returns how many older moved-aside
+    // messages were deleted to keep the table within max_dead / max_dead_bytes.
+    std::size_t bury(const Message& message, const std::string& reason);
 
     const Limits& limits() const { return limits_; }
     std::size_t size() const;
     std::size_t bytes() const;
     std::uint64_t dropped_total() const;
     std::uint64_t refused_total() const;
-    std::uint64_t dead_total() const;  // rows of the dead table
+    std::uint64_t dead_total() const;  // messages ever moved aside (the table keeps the newest)
 
 private:
     bool fits(std::size_t count, std::size_t bytes, std::size_t incoming_bytes) const;
@@ -74,7 +79,8 @@ private:
     Limits limits_;
     sqlite::Db db_;
     // Declared after db_: finalized before the connection closes.
-    sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, bury_;
+    sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, bury_, dead_size_,
+        dead_oldest_;
     mutable std::mutex mutex_;
     std::size_t count_ = 0, bytes_ = 0;
     std::uint64_t dropped_ = 0, refused_ = 0, dead_ = 0;

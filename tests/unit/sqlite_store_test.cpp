@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <tuple>
 
 using kg::outbox::Message;
 using kg::outbox::Priority;
@@ -184,4 +185,42 @@ TEST(SqliteStore, AMessageMovedAsideLeavesTheQueueAndIsKept) {
     ASSERT_TRUE(s.step());
     EXPECT_EQ(s.integer(0), 5000);
     EXPECT_EQ(s.text(1), "refused");
+}
+
+TEST(SqliteStore, TheDeadTableKeepsOnlyTheNewestWithinItsLimits) {
+    TempDb db;
+    const auto rows = [&db] {
+        kg::sqlite::Db raw(db.path(), {.label = "check"});
+        kg::sqlite::Stmt s(
+            raw, "SELECT count(*), coalesce(min(queued_seq), 0), coalesce(max(queued_seq), 0) FROM dead");
+        EXPECT_TRUE(s.step());
+        return std::tuple{s.integer(0), s.integer(1), s.integer(2)};
+    };
+    {
+        SqliteStore store(db.path(), {.max_dead = 3, .max_dead_bytes = 1u << 20});
+        for (int i = 0; i < 5; ++i) {
+            auto m = msg("poison" + std::to_string(i));
+            store.append(m);
+            EXPECT_EQ(store.bury(*store.front(), "refused"), i < 3 ? 0u : 1u) << i;
+        }
+        EXPECT_EQ(store.dead_total(), 5u);  // a counter: it never goes down
+        EXPECT_EQ(store.size(), 0u);
+    }
+    const auto [n, oldest, newest] = rows();
+    EXPECT_EQ(n, 3);
+    EXPECT_EQ(newest - oldest, 2);  // the three newest
+    {
+        // By size (payload + topic): 979 bytes leave no room for even one of the 26-byte ones in
+        // 1000; a message alone larger than the limit stays, as the only one.
+        SqliteStore store(db.path(), {.max_dead = 100, .max_dead_bytes = 1000});
+        EXPECT_EQ(store.dead_total(), 5u);  // kept across a restart
+        auto big = msg(std::string(960, 'x'));
+        store.append(big);
+        EXPECT_EQ(store.bury(*store.front(), "refused"), 3u);  // the 3 small ones make room
+        auto bigger = msg(std::string(2000, 'y'));
+        store.append(bigger);
+        EXPECT_EQ(store.bury(*store.front(), "refused"), 1u);
+        EXPECT_EQ(store.dead_total(), 7u);
+    }
+    EXPECT_EQ(std::get<0>(rows()), 1);
 }
