@@ -357,6 +357,7 @@ private:
             out += fmt::format("kgm_messages_total{{outcome=\"duplicate\"}} {}\n", c->duplicates.load());
             out += fmt::format("kgm_messages_total{{outcome=\"stale\"}} {}\n", c->stale.load());
             out += fmt::format("kgm_messages_total{{outcome=\"refused\"}} {}\n", c->refused.load());
+            out += fmt::format("kgm_messages_total{{outcome=\"expired\"}} {}\n", c->expired.load());
             out += fmt::format("# TYPE kgm_store_retries_total counter\nkgm_store_retries_total {}\n",
                                c->store_retries.load());
         }

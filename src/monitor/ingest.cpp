@@ -255,6 +255,11 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
                 return;
             case IngestOutcome::rejected:
                 return refuse(topic, payload, fmt::format("event {} belongs to another site", m->id));
+            case IngestOutcome::expired:
+                ++counters_.expired;
+                log_->info("{} ignored: its event started {}, before the retention of closed alerts",
+                           m->message_id, m->start_time);
+                return;
         }
         log_->info("{} {} {}/{} {} {} (severity {})", site, m->state, m->check, m->label, m->source_kind,
                    m->source, m->severity);

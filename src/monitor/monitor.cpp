@@ -7,7 +7,7 @@ using nlohmann::json;
 Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::io_context& io)
     : cfg_(cfg),
       log_(logging.get("monitor")),
-      store_(cfg.db_path),
+      store_(cfg.db_path, cfg.retention),
       auth_(cfg.http.operators, cfg.http.session_ttl),
       hub_(std::make_shared<EventHub>()) {
     ingest_ = std::make_unique<Ingest>(store_, cfg_.mqtt.topic_prefix, logging.get("ingest"),
@@ -41,11 +41,39 @@ void Monitor::start() {
     log_->info("dashboard on {} (port {})", cfg_.http.listen, web_->port());
     decisions_->start();
     mqtt_->start();
+    retention_.start([this] {
+        do {
+            prune_until_done();
+        } while (retention_.wait_for(std::chrono::hours(1)));
+    });
+}
+
+void Monitor::prune_until_done() {
+    Pruned total;
+    try {
+        for (;;) {
+            const auto p = store_.prune(Clock::now());
+            total.alerts += p.alerts;
+            total.snapshots += p.snapshots;
+            total.rollups += p.rollups;
+            if (!p.more || retention_.stopping()) break;
+        }
+    } catch (const std::exception& e) {
+        // Tried again within the hour; nothing is lost by waiting.
+        log_->warn("retention: could not delete old records: {}", e.what());
+    }
+    if (total.total() > 0) {
+        log_->info(
+            "retention: deleted past their time: closed alerts {} (with their history and pictures), other "
+            "snapshots {}, sensor roll-ups {}",
+            total.alerts, total.snapshots, total.rollups);
+    }
 }
 
 void Monitor::stop() {
     if (stopped_) return;
     stopped_ = true;
+    retention_.stop();
     ingest_->stop();  // a message waiting for the database gives up, so the MQTT client can stop
     mqtt_->stop();
     decisions_->stop();

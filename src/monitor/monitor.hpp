@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "common/logging.hpp"
+#include "common/worker_thread.hpp"
 #include "monitor/api.hpp"
 #include "monitor/auth.hpp"
 #include "monitor/decisions.hpp"
@@ -33,6 +34,7 @@ public:
 
 private:
     void notify(const Change& change);
+    void prune_until_done();
 
     MonitorConfig cfg_;
     std::shared_ptr<spdlog::logger> log_;
@@ -43,6 +45,7 @@ private:
     std::unique_ptr<MqttClient> mqtt_;
     std::unique_ptr<DecisionPublisher> decisions_;
     std::unique_ptr<WebServer> web_;
+    WorkerThread retention_;  // deletes what is past cfg_.retention: at start, then hourly
     bool stopped_ = false;
 };
 

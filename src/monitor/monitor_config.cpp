@@ -55,9 +55,9 @@ public:
                   fmt::format("expected a positive duration like 30s, 15m, 2h, not '{}'", text));
     }
 
-    // A deadline may also be `null`/`none`: no deadline for that tier.
-    void deadline(const YAML::Node& parent, const std::string& path, const char* key,
-                  std::optional<Duration>& out) {
+    // A duration that may also be `null`/`none`: no deadline for that tier, kept for ever.
+    void duration_or_none(const YAML::Node& parent, const std::string& path, const char* key,
+                          std::optional<Duration>& out) {
         const auto node = parent[key];
         if (!node) return;
         if (node.IsNull() || (node.IsScalar() && node.Scalar() == "none")) {
@@ -181,10 +181,22 @@ void read_deadlines(Reader& r, const YAML::Node& node, std::array<Deadline, 3>& 
         const std::string p = join("deadlines", key);
         if (!r.map(tier, p, {"acknowledge", "close"})) continue;
         auto& d = out[static_cast<std::size_t>(s - 1)];
-        r.deadline(tier, p, "acknowledge", d.acknowledge);
-        r.deadline(tier, p, "close", d.close);
+        r.duration_or_none(tier, p, "acknowledge", d.acknowledge);
+        r.duration_or_none(tier, p, "close", d.close);
         if (d.acknowledge && d.close && *d.close < *d.acknowledge)
             r.error(tier, p, "close is shorter than acknowledge");
+    }
+}
+
+void read_retention(Reader& r, const YAML::Node& node, Retention& out) {
+    if (!r.map(node, "retention", {"alerts", "snapshots", "rollups"})) return;
+    for (auto [key, value] : {std::pair{"alerts", &out.alerts}, std::pair{"snapshots", &out.snapshots},
+                              std::pair{"rollups", &out.rollups}}) {
+        r.duration_or_none(node, "retention", key, *value);
+        // A unit slip (30m for 30d) would delete nearly everything at the next start.
+        if (*value && *value < std::chrono::hours(24))
+            r.error(node[key], join("retention", key),
+                    "shorter than a day: is the unit right? (30d, not 30m)");
     }
 }
 
@@ -196,7 +208,7 @@ MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::
         r.error(root, "", fmt::format("expected a map of sections, not {}", describe(root)));
         throw config::ConfigInvalid(r.errors);
     }
-    r.map(root, "", {"mqtt", "db", "http", "deadlines", "heartbeat_timeout", "log"});
+    r.map(root, "", {"mqtt", "db", "http", "deadlines", "retention", "heartbeat_timeout", "log"});
     if (const auto n = root["mqtt"]) {
         read_mqtt(r, n, cfg.mqtt);
     } else {
@@ -214,6 +226,7 @@ MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::
         r.error(root, "http", "required: listen address and operators");
     }
     if (const auto n = root["deadlines"]) read_deadlines(r, n, cfg.deadlines);
+    if (const auto n = root["retention"]) read_retention(r, n, cfg.retention);
     r.duration(root, "", "heartbeat_timeout", cfg.heartbeat_timeout);
     if (const auto n = root["log"]; n && r.map(n, "log", {"level", "json"})) {
         r.optional_string(n, "log", "level", cfg.log_level);

@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "config/config_loader.hpp"
+#include "monitor/retention.hpp"
 
 namespace kg::monitor {
 
@@ -65,6 +66,7 @@ struct MonitorConfig {
         {Duration{std::chrono::hours(2)}, Duration{std::chrono::hours(72)}},
         {std::nullopt, std::nullopt},
     }};
+    Retention retention;
     // A site that says it is online but sent nothing for this long is shown as silent.
     Duration heartbeat_timeout{std::chrono::seconds(60)};
     std::string log_level = "info";

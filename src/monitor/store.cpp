@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "monitor/iso_time.hpp"
+
 namespace kg::monitor {
 
 using nlohmann::json;
@@ -20,6 +22,8 @@ const char* to_string(IngestOutcome o) {
             return "stale";
         case IngestOutcome::rejected:
             return "rejected";
+        case IngestOutcome::expired:
+            return "expired";
     }
     return "rejected";
 }
@@ -60,6 +64,9 @@ CREATE TABLE IF NOT EXISTS actions (
   time TEXT NOT NULL, monitor TEXT NOT NULL, published_at TEXT);
 CREATE INDEX IF NOT EXISTS actions_event ON actions(event_id, seq);
 CREATE INDEX IF NOT EXISTS actions_unpublished ON actions(published_at, seq);
+CREATE INDEX IF NOT EXISTS alerts_closed ON alerts(status, closed_at);
+CREATE INDEX IF NOT EXISTS snapshots_received ON snapshots(received_at);
+CREATE INDEX IF NOT EXISTS rollups_minute ON rollups(minute);
 )sql";
 
 constexpr const char* kAlertColumns =
@@ -83,8 +90,9 @@ std::optional<std::string> text(const json& j, const char* key) {
 
 }  // namespace
 
-Store::Store(const std::string& path)
-    : db_(path, {.label = "database",
+Store::Store(const std::string& path, Retention retention)
+    : retention_(retention),
+      db_(path, {.label = "database",
                  // FULL: the broker had its PUBACK before the message was stored (Paho acknowledges
                  // on arrival), so a transaction a power cut took back would be an alert lost.
                  .synchronous = sqlite::Synchronous::full,
@@ -179,6 +187,10 @@ IngestOutcome Store::add_event(const EventMessage& m, TimePoint now) {
             if (s.text(0) != m.site) return IngestOutcome::rejected;
             last_seq = s.integer(1);
         }
+    }
+    if (!last_seq && retention_.alerts) {
+        const auto started = parse_iso8601_utc(m.start_time);
+        if (started && *started < now - *retention_.alerts) return IngestOutcome::expired;
     }
     Stmt insert_message(
         db_,
@@ -555,6 +567,54 @@ void Store::mark_published(std::int64_t seq, TimePoint when) {
         .bind(1, iso8601_utc(when))
         .bind(2, seq)
         .run();
+}
+
+Pruned Store::prune(TimePoint now, int batch) {
+    std::lock_guard lock(mutex_);
+    Pruned out;
+    Transaction tx(db_);
+    if (retention_.alerts) {
+        // An alert whose decisions are not all published yet stays until they are: the site has
+        // not heard of its closing.
+        Stmt pick(db_,
+                  "SELECT id FROM alerts WHERE status = 'closed' AND closed_at < ?1 AND NOT EXISTS"
+                  " (SELECT 1 FROM actions WHERE event_id = alerts.id AND published_at IS NULL) LIMIT ?2");
+        pick.bind(1, iso8601_utc(now - *retention_.alerts)).bind(2, batch);
+        std::vector<std::string> ids;
+        while (pick.step()) ids.push_back(pick.text(0));
+        for (const auto& id : ids) {
+            for (const char* sql :
+                 {"DELETE FROM event_messages WHERE event_id = ?", "DELETE FROM snapshots WHERE event_id = ?",
+                  "DELETE FROM actions WHERE event_id = ?", "DELETE FROM alerts WHERE id = ?"}) {
+                Stmt(db_, sql).bind(1, id).run();
+            }
+        }
+        out.alerts = static_cast<std::int64_t>(ids.size());
+        out.more = out.more || out.alerts == batch;
+    }
+    if (retention_.snapshots) {
+        // Pictures of alerts that are closed, or whose event never came; an open alert keeps its own.
+        Stmt(db_,
+             "DELETE FROM snapshots WHERE event_id IN (SELECT s.event_id FROM snapshots s WHERE "
+             "s.received_at < ?1"
+             " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = s.event_id AND a.status <> 'closed') "
+             "LIMIT ?2)")
+            .bind(1, iso8601_utc(now - *retention_.snapshots))
+            .bind(2, batch)
+            .run();
+        out.snapshots = db_.changes();
+        out.more = out.more || out.snapshots == batch;
+    }
+    if (retention_.rollups) {
+        Stmt(db_, "DELETE FROM rollups WHERE rowid IN (SELECT rowid FROM rollups WHERE minute < ?1 LIMIT ?2)")
+            .bind(1, iso8601_utc(now - *retention_.rollups))
+            .bind(2, batch)
+            .run();
+        out.rollups = db_.changes();
+        out.more = out.more || out.rollups == batch;
+    }
+    tx.commit();
+    return out;
 }
 
 }  // namespace kg::monitor

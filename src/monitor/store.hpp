@@ -17,6 +17,7 @@
 #include "common/sqlite_db.hpp"
 #include "common/time.hpp"
 #include "monitor/alert_state.hpp"
+#include "monitor/retention.hpp"
 
 namespace kg::monitor {
 
@@ -41,7 +42,9 @@ struct EventMessage {
     std::string raw;  // the payload as received
 };
 
-enum class IngestOutcome { created, updated, duplicate, stale, rejected };
+// expired: the first message seen of an event that started before the retention of closed alerts;
+// not stored, since its alert was (or would at once be) deleted: a late copy must not reopen it.
+enum class IngestOutcome { created, updated, duplicate, stale, rejected, expired };
 const char* to_string(IngestOutcome o);
 
 struct Alert {
@@ -84,9 +87,16 @@ struct ActionResult {
     std::optional<ActionRecord> record;
 };
 
+// What one prune() call deleted.
+struct Pruned {
+    std::int64_t alerts = 0, snapshots = 0, rollups = 0;
+    bool more = false;  // a batch was full: call again
+    std::int64_t total() const { return alerts + snapshots + rollups; }
+};
+
 class Store {
 public:
-    explicit Store(const std::string& path);
+    explicit Store(const std::string& path, Retention retention = {});
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
 
@@ -124,10 +134,17 @@ public:
     std::vector<ActionRecord> unpublished_actions(int limit);
     void mark_published(std::int64_t seq, TimePoint when);
 
+    // --- retention ---
+    // Deletes at most `batch` rows of each kind past the retention at `now`, in one short
+    // transaction, so ingest and the dashboard wait for one batch at most.
+    Pruned prune(TimePoint now, int batch = 500);
+    const Retention& retention() const { return retention_; }
+
 private:
     Alert read_alert(sqlite::Stmt& s);
     void ensure_site(const std::string& site);
 
+    Retention retention_;
     std::mutex mutex_;
     sqlite::Db db_;
 };

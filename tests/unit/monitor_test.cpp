@@ -6,10 +6,9 @@
 #include <unistd.h>
 
 #include <csignal>
-#include <thread>
-
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/logging.hpp"
 #include "monitor/alert_state.hpp"
@@ -342,7 +341,7 @@ TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
     EXPECT_EQ(
         config_error(kGood + "colour: blue\n"),
         "/etc/kitchen-monitor/monitor.yaml:15:1: colour: unknown key (known here: mqtt, db, http, deadlines, "
-        "heartbeat_timeout, log)");
+        "retention, heartbeat_timeout, log)");
     std::string short_password = kGood;
     short_password.replace(short_password.find("correct-horse"), 13, "abc");
     EXPECT_EQ(config_error(short_password),
@@ -424,4 +423,118 @@ TEST(MonitorIngest, AMessageTheDatabaseCannotTakeNowIsRetriedNotDropped) {
     ASSERT_EQ(waitpid(child, &status, 0), child);
     ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
     EXPECT_EQ(WEXITSTATUS(status), 0) << "failed checks (bits): " << WEXITSTATUS(status);
+}
+
+TEST(MonitorConfig, RetentionDefaultsNoneAndUnitSlips) {
+    auto cfg = load_monitor_config_string(kGood, "/etc/kitchen-monitor/monitor.yaml");
+    EXPECT_EQ(*cfg.retention.alerts, std::chrono::hours(24 * 730));
+    EXPECT_EQ(*cfg.retention.rollups, std::chrono::hours(24 * 90));
+    cfg = load_monitor_config_string(kGood + "retention: {alerts: none, rollups: 30d}\n", "m.yaml");
+    EXPECT_FALSE(cfg.retention.alerts);
+    EXPECT_EQ(*cfg.retention.rollups, std::chrono::hours(24 * 30));
+    EXPECT_EQ(*cfg.retention.snapshots, std::chrono::hours(24 * 180));  // default kept
+    EXPECT_EQ(
+        config_error(kGood + "retention: {rollups: 30m}\n"),
+        "/etc/kitchen-monitor/monitor.yaml:15:22: retention.rollups: shorter than a day: is the unit right? "
+        "(30d, not 30m)");
+    EXPECT_NE(config_error(kGood + "retention: {pictures: 30d}\n").find("retention.pictures: unknown key"),
+              std::string::npos);
+}
+
+namespace {
+
+// An event of `id` that started at `start` (ISO), with its messages, snapshot and a decision.
+void closed_alert(Store& store, const std::string& id, const std::string& start, kg::TimePoint closed_at) {
+    auto j = event(id, "start");
+    j["start_time"] = start;
+    ASSERT_EQ(store.add_event(parsed(j), closed_at), IngestOutcome::created);
+    j = event(id, "end");
+    j["start_time"] = start;
+    ASSERT_EQ(store.add_event(parsed(j), closed_at), IngestOutcome::updated);
+    ASSERT_TRUE(store.add_snapshot("sch-0101", id, "\xff\xd8jpeg", closed_at));
+    ASSERT_EQ(store.act(id, Action::acknowledge, "wang", "", closed_at).code, ActionResult::Code::ok);
+    const auto r = store.act(id, Action::close, "wang", "cleaned", closed_at);
+    ASSERT_EQ(r.code, ActionResult::Code::ok);
+    for (const auto& a : store.unpublished_actions(10)) store.mark_published(a.seq, closed_at);
+}
+
+json rollup(const std::string& minute) {
+    return {{"minute", minute}, {"unit", "degC"}, {"min", 2.0}, {"mean", 3.0}, {"max", 4.0}, {"count", 6}};
+}
+
+}  // namespace
+
+TEST(MonitorStore, RetentionDeletesOnlyWhatIsPastItsTime) {
+    using std::chrono::hours;
+    const auto day = hours(24);
+    Store store(":memory:", Retention{.alerts = day * 10, .snapshots = day * 5, .rollups = day * 2});
+    const auto now = kT0 + day * 30;
+    closed_alert(store, "old000000001", "2026-11-24T06:00:00.000Z", kT0);             // closed 30 days ago
+    closed_alert(store, "mid000000001", "2026-12-16T06:00:00.000Z", kT0 + day * 22);  // closed 8 days ago
+    closed_alert(store, "new000000001", "2026-12-23T06:00:00.000Z", kT0 + day * 29);  // closed yesterday
+    // Open for 30 days: work still to do, never deleted, nor its picture.
+    auto open = event("opn000000001", "start");
+    ASSERT_EQ(store.add_event(parsed(open), kT0), IngestOutcome::created);
+    ASSERT_TRUE(store.add_snapshot("sch-0101", "opn000000001", "\xff\xd8jpeg", kT0));
+    // A picture whose event never came, 30 days ago.
+    ASSERT_TRUE(store.add_snapshot("sch-0101", "orphan000001", "\xff\xd8jpeg", kT0));
+    for (const char* m : {"2026-12-21T05:59:00.000Z", "2026-12-22T06:01:00.000Z", "2026-12-24T05:00:00.000Z"})
+        store.add_rollup("sch-0101", "fridge1", rollup(m));
+
+    const auto p = store.prune(now, 500);
+    EXPECT_EQ(p.alerts, 1);     // old: past 10 days
+    EXPECT_EQ(p.snapshots, 2);  // mid's (closed, received 8 days ago) and the orphan's
+    EXPECT_EQ(p.rollups, 1);    // before 2026-12-22T06:00
+    EXPECT_FALSE(p.more);
+    EXPECT_FALSE(store.alert("old000000001"));
+    EXPECT_TRUE(store.alert_history("old000000001").empty());
+    EXPECT_TRUE(store.actions("old000000001").empty());
+    EXPECT_TRUE(store.alert("mid000000001"));
+    EXPECT_FALSE(store.snapshot("mid000000001"));
+    EXPECT_TRUE(store.snapshot("new000000001"));
+    EXPECT_TRUE(store.snapshot("opn000000001"));
+    EXPECT_FALSE(store.snapshot("orphan000001"));
+    EXPECT_EQ(store.count_alerts(), 3);
+    const auto left = store.rollups("sch-0101", "2026-12-01T00:00:00.000Z", "2027-01-01T00:00:00.000Z");
+    ASSERT_EQ(left.size(), 1u);
+    ASSERT_EQ(left[0]["points"].size(), 2u);
+    EXPECT_EQ(left[0]["points"][0]["minute"], "2026-12-22T06:01:00.000Z");
+    EXPECT_EQ(store.prune(now, 500).total(), 0);  // nothing left to do
+
+    // A late copy of the deleted alert's start does not reopen it, nor does any event that
+    // started before the retention; a recent one is taken as ever.
+    auto late = event("old000000001", "start");
+    late["start_time"] = "2026-11-24T06:00:00.000Z";
+    late["message_id"] = "old000000001:start";
+    EXPECT_EQ(store.add_event(parsed(late), now), IngestOutcome::expired);
+    EXPECT_FALSE(store.alert("old000000001"));
+    auto fresh = event("frs000000001", "start");
+    fresh["start_time"] = "2026-12-24T05:00:00.000Z";
+    EXPECT_EQ(store.add_event(parsed(fresh), now), IngestOutcome::created);
+}
+
+TEST(MonitorStore, RetentionWorksInBatchesAndKeepsUndecidedAlerts) {
+    using std::chrono::hours;
+    Store store(":memory:",
+                Retention{.alerts = hours(24), .snapshots = std::nullopt, .rollups = std::nullopt});
+    for (int i = 0; i < 5; ++i)
+        closed_alert(store, fmt::format("bat{:09}", i), "2026-11-24T06:00:00.000Z", kT0);
+    // Closed, but the site has not heard of it yet: its decision is unpublished.
+    auto j = event("unp000000001", "start");
+    ASSERT_EQ(store.add_event(parsed(j), kT0), IngestOutcome::created);
+    ASSERT_EQ(store.act("unp000000001", Action::acknowledge, "wang", "", kT0).code, ActionResult::Code::ok);
+    ASSERT_EQ(store.act("unp000000001", Action::close, "wang", "done", kT0).code, ActionResult::Code::ok);
+    const auto now = kT0 + hours(48);
+    auto p = store.prune(now, 2);
+    EXPECT_EQ(p.alerts, 2);
+    EXPECT_TRUE(p.more);
+    EXPECT_EQ(store.prune(now, 2).alerts, 2);
+    p = store.prune(now, 2);
+    EXPECT_EQ(p.alerts, 1);
+    EXPECT_FALSE(p.more);
+    EXPECT_EQ(store.count_alerts(), 1);
+    EXPECT_TRUE(store.alert("unp000000001"));
+    for (const auto& a : store.unpublished_actions(10)) store.mark_published(a.seq, now);
+    EXPECT_EQ(store.prune(now, 2).alerts, 1);
+    EXPECT_EQ(store.count_alerts(), 0);
 }
