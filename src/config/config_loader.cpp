@@ -17,6 +17,7 @@
 #include <tuple>
 #include <variant>
 
+#include "common/listen_address.hpp"
 #include "common/mqtt_topic.hpp"
 #include "config/yaml_reader.hpp"
 #include "rules/schedule.hpp"
@@ -397,23 +398,12 @@ void read_site(Reader& r, const YAML::Node& n, Site& site) {
 // address), a colon, a port. A host name or a missing port used to pass here and then keep the
 // server from starting, with only a log line to say so.
 void check_listen(Reader& r, const YAML::Node& at, const std::string& key, const std::string& text) {
-    const auto colon = text.rfind(':');
-    std::string host = colon == std::string::npos ? text : text.substr(0, colon);
-    const auto port = colon == std::string::npos ? std::string() : text.substr(colon + 1);
-    const bool port_ok =
-        !port.empty() && port.size() <= 5 &&
-        std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); }) &&
-        std::stoi(port) <= 65535;
-    const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
-    if (bracketed) host = host.substr(1, host.size() - 2);
-    unsigned char buffer[sizeof(struct in6_addr)];
-    const bool host_ok = host.empty() || (!bracketed && inet_pton(AF_INET, host.c_str(), buffer) == 1) ||
-                         (bracketed && inet_pton(AF_INET6, host.c_str(), buffer) == 1);
-    if (!port_ok || !host_ok) {
+    std::string why;
+    if (!parse_listen_address(text, &why)) {
         r.error(at, key,
                 fmt::format("'{}' is not address:port with an IP address (e.g. 127.0.0.1:8080, 0.0.0.0:8081, "
-                            "[::]:8081)",
-                            text));
+                            "[::]:8081): {}",
+                            text, why));
     }
 }
 

@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/listen_address.hpp"
 #include "config/yaml_reader.hpp"
 
 namespace kg::monitor {
@@ -136,8 +137,9 @@ void read_http(Reader& r, const YAML::Node& node, HttpSettings& h) {
     const std::string p = "http";
     if (!r.map(node, p, {"listen", "operators", "session_ttl"})) return;
     r.optional_string(node, p, "listen", h.listen);
-    if (!std::regex_match(h.listen, std::regex(R"(^(\[[0-9a-fA-F:.]+\]|[0-9.]*):[0-9]{1,5}$)")))
-        r.error(node["listen"], join(p, "listen"), fmt::format("'{}' is not IP:PORT (or :PORT)", h.listen));
+    if (std::string why; !parse_listen_address(h.listen, &why))
+        r.error(node["listen"], join(p, "listen"),
+                fmt::format("'{}' is not IP:PORT (or :PORT): {}", h.listen, why));
     r.duration(node, p, "session_ttl", h.session_ttl);
     const auto ops = node["operators"];
     // No default operator and no default password: a dashboard nobody configured is not reachable.

@@ -9,6 +9,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "common/listen_address.hpp"
+
 namespace kg::web {
 
 namespace beast = boost::beast;
@@ -27,17 +29,13 @@ struct ListenerState {
 };
 
 tcp::endpoint parse_listen(const std::string& text) {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos) throw std::invalid_argument(fmt::format("'{}' is not host:port", text));
-    std::string host = text.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    const int port = std::stoi(text.substr(colon + 1));
-    if (port < 0 || port > 65535) throw std::invalid_argument(fmt::format("'{}': port out of range", text));
-    boost::system::error_code ec;
-    const auto address =
-        host.empty() ? net::ip::address(net::ip::address_v6::any()) : net::ip::make_address(host, ec);
-    if (ec) throw std::invalid_argument(fmt::format("'{}': '{}' is not an IP address", text, host));
-    return {address, static_cast<unsigned short>(port)};
+    std::string why;
+    const auto parsed = parse_listen_address(text, &why);
+    if (!parsed)
+        throw std::invalid_argument(
+            fmt::format("'{}' is not address:port with an IP address: {}", text, why));
+    if (parsed->host.empty()) return {net::ip::address_v6::any(), parsed->port};
+    return {net::ip::make_address(parsed->host), parsed->port};
 }
 
 Response plain_response(const Request& req, http::status status, std::string body,

@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/listen_address.hpp"
 #include "config/config_loader.hpp"
+#include "web/http_connection.hpp"
 
 using namespace std::chrono_literals;
 using kg::config::ConfigInvalid;
@@ -293,12 +295,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"public_short_secret",
                 kHead + "cameras: [{id: a, url: a.mp4}]\npublic: {token_secret: abc}\n", 3,
                 "public.token_secret", "too short"},
-        BadCase{"public_empty_secret", kHead + "cameras: [{id: a, url: a.mp4}]\npublic: {token_secret: ''}\n", 3,
-                "public.token_secret", "empty: set a secret"},
-        BadCase{"public_listen_no_port", kHead + "cameras: [{id: a, url: a.mp4}]\npublic: {listen: 0.0.0.0}\n", 3,
-                "public.listen", "'0.0.0.0' is not address:port with an IP address"},
-        BadCase{"api_listen_host_name", kHead + "cameras: [{id: a, url: a.mp4}]\napi: {listen: 'localhost:8092'}\n",
-                3, "api.listen", "'localhost:8092' is not address:port"},
+        BadCase{"public_empty_secret", kHead + "cameras: [{id: a, url: a.mp4}]\npublic: {token_secret: ''}\n",
+                3, "public.token_secret", "empty: set a secret"},
+        BadCase{"public_listen_no_port",
+                kHead + "cameras: [{id: a, url: a.mp4}]\npublic: {listen: 0.0.0.0}\n", 3, "public.listen",
+                "'0.0.0.0' is not address:port with an IP address"},
+        BadCase{"api_listen_v6_no_brackets",
+                kHead + "cameras: [{id: a, url: a.mp4}]\napi: {listen: '::1:8092'}\n", 3, "api.listen",
+                "an IPv6 address goes in brackets, [::1]:8092"},
+        BadCase{"api_listen_host_name",
+                kHead + "cameras: [{id: a, url: a.mp4}]\napi: {listen: 'localhost:8092'}\n", 3, "api.listen",
+                "'localhost:8092' is not address:port"},
         BadCase{"public_push_not_rtmp",
                 kHead + "cameras: [{id: a, url: a.mp4}]\npublic: {rtmp_push: 'http://x/live'}\n", 3,
                 "public.rtmp_push", "rtmp://"},
@@ -381,10 +388,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"outbox_in_evidence",
                 kHead + "evidence: {path: /var/kg}\noutbox:\n  path: /var/kg/db/outbox.db\ncameras: [{id: a, "
                         "url: a.mp4}]\n",
-                4, "outbox.path", "inside evidence.path '/var/kg', whose size and age budget would delete it"},
+                4, "outbox.path",
+                "inside evidence.path '/var/kg', whose size and age budget would delete it"},
         BadCase{"hls_in_evidence",
-                kHead + "evidence: {path: /var/kg}\npublic:\n  listen: 127.0.0.1:8081\n  hls_dir: /var/kg/hls/\n"
-                        "cameras: [{id: a, url: a.mp4}]\n",
+                kHead +
+                    "evidence: {path: /var/kg}\npublic:\n  listen: 127.0.0.1:8081\n  hls_dir: /var/kg/hls/\n"
+                    "cameras: [{id: a, url: a.mp4}]\n",
                 5, "public.hls_dir", "one inside the other"},
         BadCase{"unknown_model", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: [model:ppe]\n", 5,
                 "cameras[0].checks[0]", "no model named 'ppe' under models"},
@@ -700,4 +709,38 @@ TEST(ConfigLoader, DurationsAndSizes) {
     EXPECT_TRUE(kg::config::parse_size("2GB", s));
     EXPECT_EQ(s, 2000000000u);
     EXPECT_FALSE(kg::config::parse_size("big", s));
+}
+
+// The configuration checks and the servers share one parser: what a check accepts, a server binds.
+TEST(ListenAddress, OneNotionForTheChecksAndTheServers) {
+    for (const char* ok : {"127.0.0.1:8080", "0.0.0.0:8081", "[::]:8081", "[::1]:0", ":8090"}) {
+        std::string why;
+        const auto a = kg::parse_listen_address(ok, &why);
+        ASSERT_TRUE(a) << ok << ": " << why;
+        EXPECT_NO_THROW(kg::web::parse_listen(ok)) << ok;
+    }
+    EXPECT_EQ(kg::parse_listen_address("[::1]:8080")->host, "::1");
+    EXPECT_TRUE(kg::parse_listen_address("[::1]:8080")->v6);
+    EXPECT_EQ(kg::parse_listen_address(":8090")->port, 8090);
+    const std::pair<const char*, const char*> bad[] = {
+        {"0.0.0.0", "no :port"},
+        {"localhost:8092", "'localhost' is not an IPv4 address (a host name cannot be listened on)"},
+        {"::1:8080", "'::1': an IPv6 address goes in brackets, [::1]:8080"},
+        {"[localhost]:80", "'localhost' is not an IPv6 address"},
+        {"127.0.0.1:65536", "port 65536 is beyond 65535"},
+        {"127.0.0.1:http", "'http' is not a port number"},
+        {"127.0.0.1:", "'' is not a port number"},
+    };
+    for (const auto& [text, expected] : bad) {
+        std::string why;
+        EXPECT_FALSE(kg::parse_listen_address(text, &why)) << text;
+        EXPECT_EQ(why, expected) << text;
+        // The server refuses it too, with the same reason, instead of std::stoi's "stoi".
+        try {
+            kg::web::parse_listen(text);
+            ADD_FAILURE() << text << " bound";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+        }
+    }
 }
