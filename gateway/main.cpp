@@ -35,10 +35,17 @@ void print_errors(const kg::config::ConfigInvalid& e) {
 
 enum class Outcome { stop, reload };
 
+// How a run ended; for a reload, the configuration that was checked when it was asked for, so
+// that what runs next is what was validated, and its models are not loaded once more to check it.
+struct RunEnd {
+    Outcome outcome = Outcome::stop;
+    std::optional<kg::config::Gateway> next;
+};
+
 // One life of the gateway with one configuration: until a stop signal, or a reload (SIGHUP or
 // POST /api/reload) with a configuration that has already been validated.
-Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path,
-                 const kg::ProcessSignals& process_signals) {
+RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
+                const kg::ProcessSignals& process_signals) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -59,6 +66,7 @@ Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path,
 
     boost::asio::io_context io;
     Outcome outcome = Outcome::stop;
+    std::optional<kg::config::Gateway> next;
     boost::asio::steady_timer timer(io);
     boost::asio::steady_timer reload_timer(io);
     std::unique_ptr<kg::web::HttpServer> api;
@@ -75,7 +83,7 @@ Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     // running gateway down. Returns the errors, or nothing when the reload goes ahead.
     auto reload = [&]() -> std::optional<std::string> {
         try {
-            kg::app::load_and_check(config_path);
+            next = kg::app::load_and_check(config_path);
         } catch (const kg::config::ConfigInvalid& e) {
             std::string text;
             for (const auto& err : e.errors) text += err.to_string() + "\n";
@@ -149,25 +157,20 @@ Outcome run_once(const kg::config::Gateway& cfg, const std::string& config_path,
 
     gateway.stop();
     log->info(outcome == Outcome::reload ? "stopped for the reload" : "bye");
-    return outcome;
+    return {outcome, outcome == Outcome::reload ? std::move(next) : std::nullopt};
 }
 
 int run(kg::config::Gateway cfg, const std::string& config_path, const kg::ProcessSignals& signals) {
     kg::ingest::initialise_ffmpeg();
     for (;;) {
-        Outcome outcome;
+        RunEnd end;
         try {
-            outcome = run_once(cfg, config_path, signals);
+            end = run_once(cfg, config_path, signals);
         } catch (const std::exception&) {
             return 1;
         }
-        if (outcome == Outcome::stop) return 0;
-        try {
-            cfg = kg::app::load_and_check(config_path);
-        } catch (const kg::config::ConfigInvalid& e) {
-            // Changed again between the check and now: keep what ran.
-            print_errors(e);
-        }
+        if (end.outcome == Outcome::stop) return 0;
+        if (end.next) cfg = std::move(*end.next);
     }
 }
 
