@@ -123,13 +123,12 @@ void MqttSensorInput::subscribe_pending() {
 }
 
 std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, const nlohmann::json& doc,
-                                                       bool retained) {
+                                                       bool retained, TimePoint arrival) {
     // A device's clock is believed only near the arrival: ahead of it, or (for a live message) far
     // behind it, it is a clock never set or drifting, and would turn off offline detection or raise
     // offline events with negative durations. A little behind is a device that batches readings.
     constexpr auto kAhead = std::chrono::seconds(5);
     constexpr auto kBehind = std::chrono::minutes(5);
-    const auto arrival = Clock::now();
     std::optional<TimePoint> own;
     if (!s.source.time_path.empty()) own = time_at(doc, s.source.time_path);
     if (retained) {
@@ -169,9 +168,10 @@ void MqttSensorInput::on_message(const std::string& topic, const std::string& pa
                        topic, s->source.value_path, n, payload);
             continue;
         }
-        const auto time = reading_time(*s, doc, retained);
+        const auto arrival = Clock::now();
+        const auto time = reading_time(*s, doc, retained, arrival);
         if (!time) continue;
-        handler_(Reading{s->id, *value, *time});
+        handler_(Reading{s->id, *value, *time, arrival});
     }
 }
 
@@ -277,7 +277,7 @@ void ModbusPoller::run() {
                            s->source.address, value);
                 continue;
             }
-            handler_({s->id, value, Clock::now()});
+            handler_({s->id, value, Clock::now(), std::nullopt});
         }
         thread_.wait_for(std::min<Duration>(period, std::chrono::seconds(1)));
     }

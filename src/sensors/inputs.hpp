@@ -43,7 +43,7 @@ private:
     // When a reading was taken: its own time when the payload has one that can be believed, else
     // its arrival. Null: the message tells nothing current (a retained message of unknown age).
     std::optional<TimePoint> reading_time(const config::Sensor& sensor, const nlohmann::json& doc,
-                                          bool retained);
+                                          bool retained, TimePoint arrival);
 
     struct Pending {
         const config::Sensor* sensor;

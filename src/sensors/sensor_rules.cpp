@@ -76,8 +76,11 @@ void SensorRules::track_cycle(double value, TimePoint t) {
 void SensorRules::observe(const Reading& reading, std::vector<events::Event>& out) {
     const double v = reading.value;
     const TimePoint t = reading.time;
+    const TimePoint arrived = reading.arrival.value_or(t);
     last_time_ = std::max(last_time_.value_or(t), t);
-    emit(offline_.observe(t, 0.0f), v, out);
+    last_arrival_ = std::max(last_arrival_.value_or(arrived), arrived);
+    // On the arrival's clock, like tick(): a device whose clock lags must not read as silent.
+    emit(offline_.observe(arrived, 0.0f), v, out);
 
     const bool valid = in_valid_range(sensor_, v);
     emit(invalid_.observe(t, valid ? 0.0f : 1.0f), v, out);
@@ -102,7 +105,7 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
 }
 
 void SensorRules::tick(TimePoint now, std::vector<events::Event>& out) {
-    const TimePoint seen = last_time_.value_or(started_);
+    const TimePoint seen = last_arrival_.value_or(started_);
     const bool stale = now - seen >= sensor_.interval * sensor_.stale_after;
     emit(offline_.observe(now, stale ? 1.0f : 0.0f), value_, out);
 
@@ -122,7 +125,7 @@ SensorState SensorRules::state(TimePoint now) const {
     SensorState s;
     s.value = value_;
     s.time = last_time_;
-    s.online = last_time_ && now - *last_time_ < sensor_.interval * sensor_.stale_after;
+    s.online = last_arrival_ && now - *last_arrival_ < sensor_.interval * sensor_.stale_after;
     if (offline_.active()) s.conditions.push_back("offline");
     if (invalid_.active()) s.conditions.push_back("invalid");
     for (const auto& l : limits_) {

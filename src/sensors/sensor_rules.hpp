@@ -63,7 +63,8 @@ private:
 
     TimePoint started_;
     std::optional<double> value_;
-    std::optional<TimePoint> last_time_;
+    std::optional<TimePoint> last_time_;     // the newest reading's own time
+    std::optional<TimePoint> last_arrival_;  // when the newest reading arrived: liveness
     // Disinfection cycle tracking.
     std::optional<TimePoint> hot_since_;
     std::optional<TimePoint> last_cycle_;  // when the last complete cycle reached its minimum time

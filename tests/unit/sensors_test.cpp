@@ -30,7 +30,7 @@ struct Rig {
     SensorRules make() { return SensorRules(sensor, calendar, schedules, ids, at(0)); }
     void feed(SensorRules& r, double from, double to, double value, double step = 1.0) {
         for (double m = from; m < to - 1e-9; m += step) {
-            r.observe({sensor.id, value, at(m)}, out);
+            r.observe({sensor.id, value, at(m), std::nullopt}, out);
             r.tick(at(m), out);
         }
     }
@@ -163,6 +163,29 @@ TEST(SensorRules, ASilentSensorIsOfflineNotAnAlarm) {
     rig.feed(r, 20, 22, -20.0);
     EXPECT_EQ(rig.states().back(), "sensor_health/offline:end");
     EXPECT_FALSE(r.state(at(22)).conditions.size());
+}
+
+TEST(SensorRules, ADeviceClockBehindIsNotSilence) {
+    // Readings every minute whose own time is 4 minutes behind their arrival (a device clock that
+    // lags, within what is believed): alive, and the thresholds still time on the device's clock.
+    Rig rig;
+    rig.sensor.id = "fridge";
+    rig.sensor.interval = 1min;
+    rig.sensor.stale_after = 3;
+    rig.sensor.thresholds = {above(8.0, 5min)};
+    auto r = rig.make();
+    for (double m = 0; m < 30; m += 1) {
+        r.observe({rig.sensor.id, m < 10 ? 4.0 : 9.0, at(m - 4), at(m)}, rig.out);
+        r.tick(at(m), rig.out);
+        r.tick(at(m + 0.5), rig.out);
+    }
+    EXPECT_TRUE(r.state(at(29.5)).online);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/too_warm:start"});
+    EXPECT_EQ(rig.out[0].time, at(15 - 4));                        // warm from device time 6, for 5 minutes
+    EXPECT_EQ(r.state(at(29.5)).time, at(25));                     // the reading's own time, as published
+    for (double m = 30; m < 40; m += 0.5) r.tick(at(m), rig.out);  // then silent
+    EXPECT_EQ(rig.states().back(), "sensor_health/offline:start");
+    EXPECT_EQ(rig.out.back().time, at(32));  // 3 intervals after the last arrival
 }
 
 TEST(SensorRules, AnImpossibleValueIsInvalidAndDoesNotTriggerThresholds) {
