@@ -163,6 +163,10 @@ void Gateway::start() {
         }
     }
     apply_public_hours(started_at_);
+    // The previous run died without ending its events (SIGKILL, a crash, a power cut): the room
+    // would show them open for ever. Ended first, behind whatever that run left queued (their starts
+    // among it), and before any camera or sensor here can open an event.
+    for (const auto& end : outbox_.left_open(started_at_, events::kEndRestarted)) event_log_.submit(end);
     link_.start();
     outbox_.start();
     pool_.start();
