@@ -14,6 +14,8 @@ namespace kg::app {
 namespace {
 
 constexpr auto kShutdownDrain = std::chrono::seconds(3);
+// For the clips still pending at a stop: remuxing a ring's packets takes well under a second each.
+constexpr auto kClipFlushTime = std::chrono::seconds(5);
 constexpr auto kExpiryInterval = std::chrono::minutes(1);
 
 int analysis_threads(int configured) {
@@ -223,6 +225,10 @@ void Gateway::stop() {
     // opens a new one if the condition is still there, instead of a second alert beside this one.
     const auto now = Clock::now();
     for (auto& camera : cameras_) camera->close_events(now, events::kEndStopped);
+    // The starts named their clips: those still waiting for clip_post are cut from what the rings
+    // hold, and their reports committed, before the outbox closes.
+    const auto clips_by = std::chrono::steady_clock::now() + kClipFlushTime;
+    for (auto& camera : cameras_) camera->flush_clips(now, clips_by);
     outbox_.stop(kShutdownDrain);
     link_.stop();
     log_->info("stopped");

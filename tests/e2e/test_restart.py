@@ -3,11 +3,15 @@
 1. Killed (SIGKILL) with a camera event and a sensor event open: the next start ends both, same ids,
    `end_reason` "gateway restarted", once each, and kitchen-monitor shows them ended. A clean stop
    then leaves nothing for the start after it to end; a reload ends each open event once
-   ("gateway stopped"), never again as "gateway restarted"."""
+   ("gateway stopped"), never again as "gateway restarted".
+2. Stopped 1-2 s after an event's start while its clip still waits for `clip_post`: the clip is cut
+   from what the camera's ring holds, plays, and its report reaches the broker before the gateway
+   exits."""
 
 import json
 import signal
 import sqlite3
+import subprocess
 import time
 
 import paho.mqtt.publish as publish
@@ -110,3 +114,45 @@ def test_events_left_open_by_a_kill_are_ended_at_the_next_start(tmp_path, broker
         schemas.validate_all(collector)
     finally:
         mon.kill()
+
+
+def ffprobe_seconds(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-count_frames", "-show_streams",
+                          "-show_format", str(path)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    video = [s for s in info["streams"] if s["codec_type"] == "video"]
+    assert video and int(video[0]["nb_read_frames"]) > 0, info
+    return float(info["format"]["duration"])
+
+
+def test_a_stop_cuts_the_clips_still_waiting_for_their_post_roll(tmp_path, broker, collector, clips, gateways,
+                                                                 schemas):
+    camera, _ = scene(clips)
+    cfg = kg_e2e.base_config(broker, [camera], tmp_path,
+                             evidence={"mqtt_snapshots": False, "path": str(tmp_path / "evidence"),
+                                       "clip_pre": "2s", "clip_post": "30s"})
+    gw = gateways(cfg)
+    start = collector.wait_for(lambda: [e for e in collector.events() if e["state"] == "start"], 30,
+                               what="an event start")[0]
+    named = start["evidence"]["clip"]
+    assert named and named.endswith(".mp4")
+    time.sleep(1.5)  # well inside clip_post: the clip is still pending
+    stopping = time.monotonic()
+    assert gw.terminate() == 0
+    took = time.monotonic() - stopping
+    topic = f"kitchen/test-site/events/{start['id']}/clip"
+    # Queued before the outbox closed: on the broker already, not at the next start.
+    reports = collector.wait_for(lambda: collector.json_on(topic), 5, what="the clip report")
+    assert len(reports) == 1, reports
+    report = reports[0]
+    assert "error" not in report, report
+    assert report["path"] == named
+    # Shorter than asked (2 s + 30 s), and the report says how long it is.
+    assert 0 < report["duration_s"] < 20, report
+    clip = tmp_path / "evidence" / named
+    assert clip.is_file() and clip.stat().st_size == report["bytes"]
+    assert abs(ffprobe_seconds(clip) - report["duration_s"]) < 1.0
+    assert "clip cut short" in gw.output()
+    print(f"\nstop with a pending clip: {took:.2f} s to exit, clip {report['duration_s']} s, {report['bytes']} bytes")
+    schemas.validate_all(collector)
