@@ -222,6 +222,10 @@ void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
     conditions_.clear();
 }
 
+void CameraPipeline::flush_clips(TimePoint now, std::chrono::steady_clock::time_point deadline) {
+    if (site_.evidence != nullptr) evidence_.flush(now, deadline);
+}
+
 events::TrackerRule CameraPipeline::rule_for(const std::string& check) const {
     const auto& configured = camera_.rules.at(check);
     events::TrackerRule rule;

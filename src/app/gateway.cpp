@@ -14,6 +14,8 @@ namespace kg::app {
 namespace {
 
 constexpr auto kShutdownDrain = std::chrono::seconds(3);
+// For the clips still pending at a stop: remuxing a ring's packets takes well under a second each.
+constexpr auto kClipFlushTime = std::chrono::seconds(5);
 constexpr auto kExpiryInterval = std::chrono::minutes(1);
 
 int analysis_threads(int configured) {
@@ -163,6 +165,10 @@ void Gateway::start() {
         }
     }
     apply_public_hours(started_at_);
+    // The previous run died without ending its events (SIGKILL, a crash, a power cut): the room
+    // would show them open for ever. Ended first, behind whatever that run left queued (their starts
+    // among it), and before any camera or sensor here can open an event.
+    for (const auto& end : outbox_.left_open(started_at_, events::kEndRestarted)) event_log_.submit(end);
     link_.start();
     outbox_.start();
     pool_.start();
@@ -219,6 +225,10 @@ void Gateway::stop() {
     // opens a new one if the condition is still there, instead of a second alert beside this one.
     const auto now = Clock::now();
     for (auto& camera : cameras_) camera->close_events(now, events::kEndStopped);
+    // The starts named their clips: those still waiting for clip_post are cut from what the rings
+    // hold, and their reports committed, before the outbox closes.
+    const auto clips_by = std::chrono::steady_clock::now() + kClipFlushTime;
+    for (auto& camera : cameras_) camera->flush_clips(now, clips_by);
     outbox_.stop(kShutdownDrain);
     link_.stop();
     log_->info("stopped");

@@ -17,6 +17,9 @@ const char* to_string(EventState s);
 
 // end_reason of the ends a stopping or reloading gateway sends for its open events.
 inline constexpr const char* kEndStopped = "gateway stopped";
+// end_reason of the ends a starting gateway sends for the events its previous run left open
+// (killed, crashed, power cut): it could not end them itself.
+inline constexpr const char* kEndRestarted = "gateway restarted";
 
 // Where the proof of an event is, relative to the evidence folder; empty when there is none.
 struct EventEvidence {
@@ -46,7 +49,7 @@ struct Event {
     std::vector<vision::Box> boxes;
     EventEvidence evidence;
     // Why an end was sent: empty when the condition cleared; set when the gateway ended the event
-    // itself (kEndStopped), so the room does not take it for a resolved condition.
+    // itself (kEndStopped, kEndRestarted), so the room does not take it for a resolved condition.
     std::string end_reason;
 
     std::string message_id() const;

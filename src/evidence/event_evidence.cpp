@@ -100,30 +100,56 @@ void EventEvidence::poll(TimePoint now) {
         due.assign(std::make_move_iterator(split), std::make_move_iterator(pending_.end()));
         pending_.erase(split, pending_.end());
     }
-    for (auto& clip : due) {
-        const PacketSpan span = ring_.span(clip.from, clip.to);
-        std::size_t estimate = 0;
-        for (const auto& p : span.packets) estimate += static_cast<std::size_t>(p.packet->size);
+    for (auto& clip : due) cut(clip, clip.to);
+}
+
+void EventEvidence::flush(TimePoint now, std::chrono::steady_clock::time_point deadline) {
+    std::vector<PendingClip> all;
+    {
+        std::lock_guard lock(pending_mutex_);
+        all.swap(pending_);
+    }
+    for (auto& clip : all) {
         auto& report = clip.report;
-        const auto room = store_->reserve(report.path, estimate + 64 * 1024);
-        if (!room.ok) {
-            report.error = room.error;
-        } else {
-            const auto written = write_mp4(span, store_->absolute(report.path).string());
-            if (written.ok) {
-                store_->adopt(report.path);
-                report.seconds = written.seconds;
-                report.bytes = written.bytes;
-            } else {
-                report.error = written.error;
-            }
-        }
-        if (!report.error.empty()) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+            report.error = "the gateway stopped before the clip could be cut";
             log_->warn("event {}: clip not kept: {}", report.event_id, report.error);
             report.path.clear();
+            sink_.submit_clip(report);
+            continue;
         }
-        sink_.submit_clip(report);
+        const bool short_of_post_roll = clip.to > now;
+        cut(clip, std::min(clip.to, now));
+        if (short_of_post_roll && report.error.empty()) {
+            log_->info("event {}: clip cut short by the stop: {:.1f} s of the {:.1f} s asked",
+                       report.event_id, report.seconds, seconds_between(clip.from, clip.to));
+        }
     }
+}
+
+void EventEvidence::cut(PendingClip& clip, TimePoint to) {
+    const PacketSpan span = ring_.span(clip.from, to);
+    std::size_t estimate = 0;
+    for (const auto& p : span.packets) estimate += static_cast<std::size_t>(p.packet->size);
+    auto& report = clip.report;
+    const auto room = store_->reserve(report.path, estimate + 64 * 1024);
+    if (!room.ok) {
+        report.error = room.error;
+    } else {
+        const auto written = write_mp4(span, store_->absolute(report.path).string());
+        if (written.ok) {
+            store_->adopt(report.path);
+            report.seconds = written.seconds;
+            report.bytes = written.bytes;
+        } else {
+            report.error = written.error;
+        }
+    }
+    if (!report.error.empty()) {
+        log_->warn("event {}: clip not kept: {}", report.event_id, report.error);
+        report.path.clear();
+    }
+    sink_.submit_clip(report);
 }
 
 }  // namespace kg::evidence

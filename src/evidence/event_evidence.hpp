@@ -37,6 +37,11 @@ public:
 
     // Supervisor thread: cuts the clips whose post-roll has passed.
     void poll(TimePoint now);
+    // Supervisor thread, at a stop or a reload once the camera no longer delivers: the start
+    // messages have named clips that must exist, so every clip still waiting for its post-roll is
+    // cut now from what the ring holds (shorter than asked; its report gives its length) and
+    // reported. Those not begun by `deadline` are reported as not kept, so the stop stays bounded.
+    void flush(TimePoint now, std::chrono::steady_clock::time_point deadline);
 
     static std::vector<Outline> outlines(const config::Camera& camera, const std::string& zone);
 
@@ -50,6 +55,8 @@ private:
         TimePoint from, to;
     };
     std::string path_for(const events::Event& e, const std::string& suffix) const;
+    // Writes the clip up to `to` (at most its own end) and submits its report.
+    void cut(PendingClip& clip, TimePoint to);
     std::string write_snapshot(const events::Event& e, const cv::Mat& image, const std::string& suffix,
                                std::string* jpeg_out, std::vector<std::string>& errors);
 

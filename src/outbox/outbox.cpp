@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "outbox/open_record.hpp"
 #include "publish/payloads.hpp"
 
 namespace kg::outbox {
@@ -37,7 +38,14 @@ Outbox::Outbox(SqliteStore& store, publish::MqttLink& link, publish::Topics topi
 Outbox::~Outbox() { stop(std::chrono::milliseconds(0)); }
 
 void Outbox::submit(const events::Event& event) {
-    if (enqueue({0, topics_.events(), publish::event_payload(event, site_), 1, false, Priority::alert})) {
+    Message message{0, topics_.events(), publish::event_payload(event, site_), 1, false, Priority::alert};
+    if (event.state == events::EventState::end) {
+        message.open_event = {OpenEventMark::Kind::close, event.id, {}};
+    } else {
+        // An update refreshes the record: an end after a crash carries the scores last sent.
+        message.open_event = {OpenEventMark::Kind::open, event.id, open_record(event)};
+    }
+    if (enqueue(std::move(message))) {
         // Logged once committed: this line is the gateway's promise that the message will arrive.
         log_->info("event {} queued: {}/{}/{} score {:.2f}", event.message_id(), event.source, event.check,
                    event.label, event.score);
@@ -144,6 +152,31 @@ std::optional<std::string> Outbox::store_problem() const {
     if (store_problem_.empty()) return std::nullopt;
     return fmt::format("outbox store failing ({} messages kept in memory): {}", overflow_.size(),
                        store_problem_);
+}
+
+std::vector<events::Event> Outbox::left_open(TimePoint now, const std::string& reason) {
+    std::vector<events::Event> ends;
+    try {
+        for (const auto& open : store_.open_events()) {
+            try {
+                ends.push_back(end_from_record(open.id, open.record, now, reason));
+            } catch (const std::runtime_error& e) {
+                // Written by another version, or damaged: never readable, so not kept for ever.
+                log_->error("{}; no end is sent for it", e.what());
+                store_.forget_open_event(open.id);
+            }
+        }
+    } catch (const StoreError& e) {
+        store_failed(e.what());
+        log_->error("cannot read the events the previous run left open ({}): they are ended at a later start",
+                    e.what());
+    }
+    if (!ends.empty()) {
+        log_->warn(
+            "{} event(s) left open by the previous run (it did not stop cleanly): ending them with '{}'",
+            ends.size(), reason);
+    }
+    return ends;
 }
 
 void Outbox::start() {

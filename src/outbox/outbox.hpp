@@ -5,6 +5,11 @@
 // the checks keep running; after a restart whatever was not acknowledged is sent again, in order.
 // If the store itself fails (disk full, file unwritable) messages are kept in a bounded memory
 // overflow, sent from there and moved into the store once it works again.
+// With each event message the store records which events are open in the room (a start opens, an
+// end closes, in the message's own transaction), so that a start after a crash can end them. A
+// message kept in memory carries its mark with it and records it when the store takes it: until
+// then a crash loses the record as it loses the message (an event started and delivered from
+// memory then stays open in the room, as before this record existed).
 
 #include <spdlog/logger.h>
 
@@ -16,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "events/event.hpp"
 #include "outbox/overflow.hpp"
@@ -37,6 +43,12 @@ public:
     // Commits the message, or keeps it in memory if the store fails; false (and logged) if it was
     // refused (budget) or lost (store failing and memory overflow full).
     bool enqueue(Message message);
+
+    // The events the previous run recorded as open and never ended (it crashed), each as an end at
+    // `now` with `reason`, for the caller to submit before anything can open events. A record that
+    // cannot be read is logged and forgotten; if the store cannot be read the error is logged and
+    // those events are ended at a later start.
+    std::vector<events::Event> left_open(TimePoint now, const std::string& reason);
 
     void start();
     // Gives the queue up to `drain` to empty while connected, then stops the sender. What is left

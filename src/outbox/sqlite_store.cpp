@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS dead (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
   qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL,
   queued_seq INTEGER NOT NULL, reason TEXT NOT NULL, moved_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS open_events (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 )sql";
 
 constexpr auto kPersistent = sqlite::Stmt::Use::persistent;
@@ -52,7 +53,12 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
             kPersistent),
       dead_size_(db_, "SELECT count(*), coalesce(sum(length(payload) + length(topic)), 0) FROM dead",
                  kPersistent),
-      dead_oldest_(db_, "DELETE FROM dead WHERE seq = (SELECT min(seq) FROM dead)", kPersistent) {
+      dead_oldest_(db_, "DELETE FROM dead WHERE seq = (SELECT min(seq) FROM dead)", kPersistent),
+      open_(db_,
+            "INSERT INTO open_events(id, record) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET record = "
+            "excluded.record",
+            kPersistent),
+      close_(db_, "DELETE FROM open_events WHERE id = ?", kPersistent) {
     load_totals();
 }
 
@@ -135,6 +141,7 @@ SqliteStore::Appended SqliteStore::append(Message& m) {
             .bind(5, static_cast<int>(m.priority))
             .run();
         m.seq = db_.last_insert_rowid();
+        mark(m.open_event);
         tx.commit();
         ++count_;
         bytes_ += size;
@@ -144,6 +151,36 @@ SqliteStore::Appended SqliteStore::append(Message& m) {
         load_totals();
         throw;
     }
+}
+
+void SqliteStore::mark(const OpenEventMark& mark) {
+    switch (mark.kind) {
+        case OpenEventMark::Kind::none:
+            return;
+        case OpenEventMark::Kind::open:
+            open_.reset();
+            open_.bind(1, mark.id).bind(2, mark.record).run();
+            return;
+        case OpenEventMark::Kind::close:
+            close_.reset();
+            close_.bind(1, mark.id).run();
+            return;
+    }
+}
+
+std::vector<OpenEvent> SqliteStore::open_events() {
+    std::lock_guard lock(mutex_);
+    // rowid: an update's upsert keeps the row, so this is the order the events started in.
+    sqlite::Stmt s(db_, "SELECT id, record FROM open_events ORDER BY rowid");
+    std::vector<OpenEvent> out;
+    while (s.step()) out.push_back({s.text(0), s.text(1)});
+    return out;
+}
+
+void SqliteStore::forget_open_event(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    close_.reset();
+    close_.bind(1, id).run();
 }
 
 std::optional<Message> SqliteStore::front() {

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/sqlite_db.hpp"
 
@@ -17,6 +18,16 @@ namespace kg::outbox {
 // What goes first when the outbox is full: telemetry, then evidence, alerts last.
 enum class Priority : int { alert = 0, evidence = 1, telemetry = 2 };
 
+// What committing a message does to the store's record of the events open in the room, in the same
+// transaction: a start (or an update) records its event as open, an end removes it. The record and
+// the queue then agree whatever moment a crash picks, and the next start can end what was left open.
+struct OpenEventMark {
+    enum class Kind { none, open, close };
+    Kind kind = Kind::none;
+    std::string id;      // the event's id
+    std::string record;  // Kind::open: what ending the event later takes (opaque to the store)
+};
+
 struct Message {
     std::int64_t seq = 0;  // assigned by the store, increasing
     std::string topic;
@@ -24,6 +35,13 @@ struct Message {
     int qos = 1;
     bool retain = false;
     Priority priority = Priority::alert;
+    OpenEventMark open_event{};
+};
+
+// An event the record holds as open.
+struct OpenEvent {
+    std::string id;
+    std::string record;
 };
 
 // The outbox's callers catch this one type for any failure of the store, whichever SQLite call
@@ -51,7 +69,8 @@ public:
                                   // more important messages dropped to fit
         std::size_t dropped = 0;  // older messages dropped to make room
     };
-    // Commits the message (and sets its seq) unless it is refused.
+    // Commits the message (and sets its seq) and its open_event mark unless it is refused; a refused
+    // message changes no record either.
     Appended append(Message& message);
     std::optional<Message> front();
     void remove(std::int64_t seq);
@@ -60,6 +79,11 @@ public:
     // was never stored (seq <= 0) is only written there. Returns how many older moved-aside
     // messages were deleted to keep the table within max_dead / max_dead_bytes.
     std::size_t bury(const Message& message, const std::string& reason);
+
+    // The events recorded as open, oldest first: at a start, those the previous run left open.
+    std::vector<OpenEvent> open_events();
+    // Removes an event from the record without a message (its record cannot be read).
+    void forget_open_event(const std::string& id);
 
     const Limits& limits() const { return limits_; }
     std::size_t size() const;
@@ -73,14 +97,15 @@ private:
     bool room_possible(std::size_t incoming_bytes, Priority incoming);  // caller holds mutex_
     std::size_t drop_for_room(std::size_t incoming_bytes, Priority incoming);
     void save_counter(const char* key, std::uint64_t value);
-    bool erase(std::int64_t seq);  // caller holds mutex_
+    bool erase(std::int64_t seq);          // caller holds mutex_
+    void mark(const OpenEventMark& mark);  // caller holds mutex_, inside the message's transaction
     void load_totals();
 
     Limits limits_;
     sqlite::Db db_;
     // Declared after db_: finalized before the connection closes.
     sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, bury_, dead_size_,
-        dead_oldest_;
+        dead_oldest_, open_, close_;
     mutable std::mutex mutex_;
     std::size_t count_ = 0, bytes_ = 0;
     std::uint64_t dropped_ = 0, refused_ = 0, dead_ = 0;

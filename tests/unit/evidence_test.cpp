@@ -6,13 +6,14 @@
 #include <unistd.h>
 
 #include <csignal>
-
 #include <filesystem>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <thread>
 
+#include "common/logging.hpp"
 #include "evidence/clip_writer.hpp"
+#include "evidence/event_evidence.hpp"
 #include "evidence/evidence_store.hpp"
 #include "evidence/packet_ring.hpp"
 #include "evidence/snapshot.hpp"
@@ -210,7 +211,8 @@ TEST(EvidenceStore, AWriteCutShortIsReportedAndLeavesNothing) {
         const auto big = store.write("cam/b.jpg", std::string(5000, 'x'));
         const bool reported = !big.ok && big.error.find("cam/b.jpg") != std::string::npos &&
                               big.error.find("too large") != std::string::npos;
-        const bool nothing_left = !fs::exists(dir / "cam" / "b.jpg") && !fs::exists(dir / "cam" / "b.jpg.part");
+        const bool nothing_left =
+            !fs::exists(dir / "cam" / "b.jpg") && !fs::exists(dir / "cam" / "b.jpg.part");
         _exit(small_ok && reported && nothing_left && store.files() == 1 ? 0 : 1);
     }
     int status = 0;
@@ -426,7 +428,8 @@ TEST(TrainingFrames, AnUnwritableFolderIsReportedAndRetriedAnIntervalLater) {
 
 TEST(PacketRing, AGopLongerThanItHoldsWholeIsLetGoSoMemoryStaysBounded) {
     // A camera that sends one key frame and then only P-frames: the ring used to keep every packet.
-    const auto source = fs::temp_directory_path() / ("kg-evidence-onekey-" + std::to_string(getpid()) + ".mp4");
+    const auto source =
+        fs::temp_directory_path() / ("kg-evidence-onekey-" + std::to_string(getpid()) + ".mp4");
     const std::string cmd =
         "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 12 -c:v libx264 -preset "
         "ultrafast -g 1000 -keyint_min 1000 -sc_threshold 0 -pix_fmt yuv420p " +
@@ -451,4 +454,91 @@ TEST(PacketRing, AGopLongerThanItHoldsWholeIsLetGoSoMemoryStaysBounded) {
     EXPECT_EQ(bounded.packets(), 0u);
     EXPECT_EQ(bounded.bytes(), 0u);
     fs::remove(source);
+}
+
+namespace {
+
+// Where EventEvidence sends its clip reports.
+struct ClipSink final : kg::events::EventSink {
+    void submit(const kg::events::Event&) override {}
+    void submit_snapshot(const kg::events::Event&, std::string) override {}
+    void submit_clip(const kg::events::ClipReport& clip) override { clips.push_back(clip); }
+    std::vector<kg::events::ClipReport> clips;
+};
+
+// A camera whose 12 s were read into the ring, and an event that started on its last frame with a
+// post-roll far ahead: a stop now leaves its clip pending.
+struct PendingClipRig {
+    kg::config::Camera camera = [] {
+        kg::config::Camera c;
+        c.id = "cam";
+        return c;
+    }();
+    kg::config::Evidence cfg = [] {
+        kg::config::Evidence e;
+        e.clip_pre = 3s;
+        e.clip_post = 1h;
+        return e;
+    }();
+    fs::path dir = temp_dir();
+    kg::evidence::EvidenceStore store{dir, 1u << 30, 24h};
+    kg::evidence::PacketRing ring{1h};
+    ClipSink sink;
+    kg::rules::Calendar calendar{"UTC", {}};
+    kg::evidence::EventEvidence evidence{
+        camera, cfg, &store, ring, sink, calendar, kg::Logging::null_logger()};
+    kg::events::Event start;
+
+    PendingClipRig() {
+        std::atomic<bool> stop{false};
+        kg::ingest::FfmpegInput input({clip_source()}, stop);
+        input.set_packet_observer(&ring);
+        input.open();
+        while (input.next_frame()) {
+        }
+        start.id = "ev1";
+        start.source = "cam";
+        start.state = kg::events::EventState::start;
+        start.start_time = start.time = kg::Clock::now();
+        kg::ingest::Frame frame;
+        frame.image = cv::Mat(180, 320, CV_8UC3, cv::Scalar(40, 40, 40));
+        frame.time = start.time;
+        (void)evidence.attach(start, frame);
+    }
+    ~PendingClipRig() { fs::remove_all(dir); }
+};
+
+}  // namespace
+
+TEST(EventEvidence, AStopCutsAPendingClipFromWhatTheRingHoldsAndReportsItsLength) {
+    PendingClipRig rig;
+    ASSERT_FALSE(rig.start.evidence.clip.empty());
+    rig.evidence.poll(kg::Clock::now());
+    EXPECT_TRUE(rig.sink.clips.empty());  // an hour of post-roll to go
+    rig.evidence.flush(kg::Clock::now(), std::chrono::steady_clock::now() + 5s);
+    ASSERT_EQ(rig.sink.clips.size(), 1u);
+    const auto& report = rig.sink.clips[0];
+    ASSERT_TRUE(report.error.empty()) << report.error;
+    EXPECT_EQ(report.path, rig.start.evidence.clip);
+    const auto file = rig.store.absolute(report.path).string();
+    bool key = false;
+    const double d = probe_duration(file, &key);
+    EXPECT_TRUE(key);
+    // The ring was read faster than real time: 3 s of pre-roll by arrival hold most of the 12 s.
+    EXPECT_GT(report.seconds, 0.5);
+    EXPECT_LT(report.seconds, 12.5);
+    EXPECT_NEAR(report.seconds, d, 0.2);
+    EXPECT_EQ(report.bytes, fs::file_size(file));
+    rig.evidence.flush(kg::Clock::now(), std::chrono::steady_clock::now() + 5s);
+    EXPECT_EQ(rig.sink.clips.size(), 1u);  // flushed once: nothing left pending
+}
+
+TEST(EventEvidence, AClipAStopHasNoTimeLeftToCutIsReportedAsNotKept) {
+    PendingClipRig rig;
+    rig.evidence.flush(kg::Clock::now(), std::chrono::steady_clock::now() - 1s);
+    ASSERT_EQ(rig.sink.clips.size(), 1u);
+    const auto& report = rig.sink.clips[0];
+    EXPECT_EQ(report.error, "the gateway stopped before the clip could be cut");
+    EXPECT_TRUE(report.path.empty());
+    EXPECT_FALSE(fs::exists(rig.store.absolute(rig.start.evidence.clip)));
 }

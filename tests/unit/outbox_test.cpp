@@ -11,12 +11,70 @@
 #include <filesystem>
 
 #include "common/logging.hpp"
+#include "outbox/open_record.hpp"
 
 namespace fs = std::filesystem;
 using kg::outbox::Message;
 using kg::outbox::Priority;
 
 namespace {
+
+using kg::events::Event;
+using kg::events::EventState;
+
+// A store, a broker link that is never started (nothing is sent) and the outbox between them.
+struct Rig {
+    explicit Rig(const std::string& path)
+        : store(path, {}),
+          link(mqtt(), "kitchen/s/availability", kg::Logging::null_logger()),
+          outbox(store, link, kg::publish::Topics("kitchen", "s"), "s", kg::Logging::null_logger()) {}
+    static kg::config::Mqtt mqtt() {
+        kg::config::Mqtt m;
+        m.url = "tcp://127.0.0.1:1";
+        m.client_id = "outbox-test";
+        return m;
+    }
+    kg::outbox::SqliteStore store;
+    kg::publish::MqttLink link;
+    kg::outbox::Outbox outbox;
+};
+
+kg::TimePoint at_ms(std::int64_t ms) { return kg::TimePoint(std::chrono::milliseconds(ms)); }
+
+Event camera_event(const std::string& id, EventState state, float score = 0.8f) {
+    Event e;
+    e.id = id;
+    e.source = "cooking";
+    e.check = "bin_lid";
+    e.label = "open";
+    e.zone = "prep";
+    e.severity = 2;
+    e.state = state;
+    e.start_time = at_ms(1'790'000'000'123);
+    e.time = at_ms(1'790'000'005'000);
+    e.score = score;
+    e.top_score = score;
+    if (state == EventState::end) e.end_time = e.time;
+    return e;
+}
+
+Event sensor_event(const std::string& id, EventState state) {
+    Event e;
+    e.id = id;
+    e.source = "sample-fridge";
+    e.from_sensor = true;
+    e.value = 9.5;
+    e.unit = "degC";
+    e.check = "sensor";
+    e.label = "too_warm";
+    e.severity = 1;
+    e.state = state;
+    e.start_time = at_ms(1'790'000'001'000);
+    e.time = at_ms(1'790'000'002'000);
+    e.score = 1;
+    e.top_score = 1;
+    return e;
+}
 
 Message alert(const std::string& payload) {
     return {0, "kitchen/s/events", payload, 1, false, Priority::alert};
@@ -67,17 +125,135 @@ int run_disk_full(const fs::path& dir) {
     return failed;
 }
 
-}  // namespace
+// The record of open events follows its messages through the memory overflow: a start kept in
+// memory while the disk is full is recorded when the store takes it.
+int run_disk_full_marks(const fs::path& dir) {
+    int failed = 0;
+    auto check = [&failed](int bit, bool ok) { failed |= ok ? 0 : 1 << bit; };
+    Rig rig((dir / "outbox.db").string());
+    rig.outbox.submit(camera_event("before", EventState::start));
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit limit{};
+    getrlimit(RLIMIT_FSIZE, &limit);
+    const auto hard = limit.rlim_max;
+    std::uintmax_t largest = 0;
+    for (const auto& f : fs::directory_iterator(dir)) largest = std::max(largest, f.file_size());
+    limit.rlim_cur = largest;
+    setrlimit(RLIMIT_FSIZE, &limit);
+    // Padded so that the WAL cannot take it in the space its last frames left.
+    auto full = camera_event("full", EventState::start);
+    full.label = std::string(5000, 'x');
+    rig.outbox.submit(full);
+    rig.outbox.submit(camera_event("before", EventState::end));
+    check(0, rig.outbox.in_memory() == 2);
+    auto open = rig.store.open_events();
+    check(1, open.size() == 1 && open[0].id == "before");  // neither change recorded yet
+    limit.rlim_cur = hard;
+    setrlimit(RLIMIT_FSIZE, &limit);
+    check(2, rig.outbox.enqueue(alert("next")));
+    open = rig.store.open_events();
+    check(3, rig.outbox.in_memory() == 0 && open.size() == 1 && open[0].id == "full");
+    return failed;
+}
 
-TEST(Outbox, KeepsInMemoryWhatAFullDiskRefusesAndStoresItInOrderOnceThereIsSpace) {
-    const fs::path dir = fs::temp_directory_path() / ("kg-outbox-" + std::to_string(getpid()));
+// Runs `body` in a child process (its file size limit must not outlive it) on a fresh folder.
+void expect_child_passes(int (*body)(const fs::path&)) {
+    const fs::path dir =
+        fs::temp_directory_path() / ("kg-outbox-" + std::to_string(getpid()) + "-" +
+                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir);
     const pid_t child = fork();
     ASSERT_GE(child, 0);
-    if (child == 0) _exit(run_disk_full(dir));
+    if (child == 0) _exit(body(dir));
     int status = 0;
     ASSERT_EQ(waitpid(child, &status, 0), child);
     ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
     EXPECT_EQ(WEXITSTATUS(status), 0) << "failed checks (bits): " << WEXITSTATUS(status);
+    fs::remove_all(dir);
+}
+
+}  // namespace
+
+TEST(Outbox, KeepsInMemoryWhatAFullDiskRefusesAndStoresItInOrderOnceThereIsSpace) {
+    expect_child_passes(run_disk_full);
+}
+
+TEST(Outbox, KeepsTheRecordOfOpenEventsWithTheMessagesItHoldsInMemory) {
+    expect_child_passes(run_disk_full_marks);
+}
+
+TEST(Outbox, EndsAtTheNextStartTheEventsACrashLeftOpenOnceEach) {
+    const fs::path dir = fs::temp_directory_path() / ("kg-outbox-left-open-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const auto path = (dir / "outbox.db").string();
+    {
+        Rig first(path);
+        first.outbox.submit(camera_event("cam", EventState::start, 0.6f));
+        first.outbox.submit(sensor_event("fridge", EventState::start));
+        first.outbox.submit(camera_event("gone", EventState::start));
+        first.outbox.submit(camera_event("gone", EventState::end));
+        auto update = camera_event("cam", EventState::update, 0.9f);
+        update.update_number = 1;
+        first.outbox.submit(update);
+    }  // no stop and no end: as SIGKILL leaves it
+    const auto now = at_ms(1'790'000'100'000);
+    {
+        Rig second(path);
+        const auto ends = second.outbox.left_open(now, kg::events::kEndRestarted);
+        ASSERT_EQ(ends.size(), 2u);
+        const auto& cam = ends[0];
+        EXPECT_EQ(cam.id, "cam");
+        EXPECT_EQ(cam.state, EventState::end);
+        EXPECT_EQ(cam.source, "cooking");
+        EXPECT_FALSE(cam.from_sensor);
+        EXPECT_EQ(cam.check, "bin_lid");
+        EXPECT_EQ(cam.label, "open");
+        EXPECT_EQ(cam.zone, "prep");
+        EXPECT_EQ(cam.severity, 2);
+        EXPECT_EQ(cam.start_time, at_ms(1'790'000'000'123));  // to the millisecond
+        EXPECT_EQ(cam.time, now);
+        EXPECT_EQ(cam.end_time, now);
+        EXPECT_FLOAT_EQ(cam.top_score, 0.9f);  // as its last update said
+        EXPECT_EQ(cam.end_reason, "gateway restarted");
+        EXPECT_EQ(cam.message_id(), "cam:end");
+        const auto& fridge = ends[1];
+        EXPECT_EQ(fridge.id, "fridge");
+        EXPECT_TRUE(fridge.from_sensor);
+        EXPECT_EQ(fridge.source, "sample-fridge");
+        EXPECT_EQ(fridge.unit, "degC");
+        EXPECT_EQ(fridge.severity, 1);
+        EXPECT_EQ(fridge.start_time, at_ms(1'790'000'001'000));
+        for (const auto& end : ends) second.outbox.submit(end);
+        EXPECT_TRUE(second.outbox.left_open(now, kg::events::kEndRestarted).empty());
+        // Queued behind the first run's messages, in the payload the room reads.
+        std::vector<std::string> queued;
+        while (auto m = second.store.front()) {
+            queued.push_back(m->payload);
+            second.store.remove(m->seq);
+        }
+        ASSERT_EQ(queued.size(), 7u);
+        EXPECT_NE(queued[5].find(R"("message_id":"cam:end")"), std::string::npos) << queued[5];
+        EXPECT_NE(queued[5].find(R"("end_reason":"gateway restarted")"), std::string::npos) << queued[5];
+        EXPECT_NE(queued[6].find(R"("sensor":"sample-fridge")"), std::string::npos) << queued[6];
+    }
+    // Ended once: a third start finds nothing left open.
+    Rig third(path);
+    EXPECT_TRUE(third.outbox.left_open(now, kg::events::kEndRestarted).empty());
+    fs::remove_all(dir);
+}
+
+TEST(Outbox, AnOpenEventRecordThatCannotBeReadIsForgottenNotEndedForEver) {
+    const fs::path dir = fs::temp_directory_path() / ("kg-outbox-bad-record-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    Rig rig((dir / "outbox.db").string());
+    auto m = alert("x");
+    m.open_event = {kg::outbox::OpenEventMark::Kind::open, "odd", R"({"source":"cooking"})"};
+    rig.store.append(m);
+    rig.outbox.submit(camera_event("good", EventState::start));
+    const auto ends = rig.outbox.left_open(at_ms(1'790'000'100'000), kg::events::kEndRestarted);
+    ASSERT_EQ(ends.size(), 1u);
+    EXPECT_EQ(ends[0].id, "good");
+    ASSERT_EQ(rig.store.open_events().size(), 1u);  // "odd" forgotten, "good" until its end is queued
+    EXPECT_THROW(kg::outbox::end_from_record("odd", "{", at_ms(0), "r"), std::runtime_error);
     fs::remove_all(dir);
 }

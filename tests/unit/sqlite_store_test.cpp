@@ -224,3 +224,63 @@ TEST(SqliteStore, TheDeadTableKeepsOnlyTheNewestWithinItsLimits) {
     }
     EXPECT_EQ(std::get<0>(rows()), 1);
 }
+
+namespace {
+
+using Kind = kg::outbox::OpenEventMark::Kind;
+
+Message marked(const std::string& payload, Kind kind, const std::string& id, const std::string& record = {}) {
+    auto m = msg(payload);
+    m.open_event = {kind, id, record};
+    return m;
+}
+
+std::vector<std::string> open_ids(SqliteStore& store) {
+    std::vector<std::string> ids;
+    for (const auto& e : store.open_events()) ids.push_back(e.id + "=" + e.record);
+    return ids;
+}
+
+}  // namespace
+
+TEST(SqliteStore, RecordsTheOpenEventsWithTheirMessagesAndKeepsThemThroughACrash) {
+    TempDb db;
+    {
+        SqliteStore store(db.path(), {});
+        auto a = marked("a:start", Kind::open, "a", "ra"), b = marked("b:start", Kind::open, "b", "rb");
+        store.append(a);
+        store.append(b);
+        EXPECT_EQ(open_ids(store), (std::vector<std::string>{"a=ra", "b=rb"}));
+        auto update = marked("a:update-1", Kind::open, "a", "ra1");
+        store.append(update);
+        // Refreshed in place: still listed in the order the events started.
+        EXPECT_EQ(open_ids(store), (std::vector<std::string>{"a=ra1", "b=rb"}));
+        auto end = marked("b:end", Kind::close, "b");
+        store.append(end);
+        EXPECT_EQ(open_ids(store), (std::vector<std::string>{"a=ra1"}));
+        // Delivering the messages empties the queue, not the record: the room still has `a` open.
+        while (auto m = store.front()) store.remove(m->seq);
+        EXPECT_EQ(open_ids(store), (std::vector<std::string>{"a=ra1"}));
+        auto plain = msg("a snapshot");  // a message without a mark changes nothing
+        store.append(plain);
+        EXPECT_EQ(open_ids(store), (std::vector<std::string>{"a=ra1"}));
+    }  // closed as a crash would leave it
+    SqliteStore reopened(db.path(), {});
+    EXPECT_EQ(open_ids(reopened), (std::vector<std::string>{"a=ra1"}));
+    reopened.forget_open_event("a");
+    EXPECT_TRUE(reopened.open_events().empty());
+}
+
+TEST(SqliteStore, ARefusedMessageChangesNoRecord) {
+    TempDb db;
+    const std::size_t budget = 1000;
+    SqliteStore store(db.path(), {1000, budget});
+    auto start = marked("a:start", Kind::open, "a", "ra");
+    ASSERT_TRUE(store.append(start).stored);
+    // Over the byte budget on its own: refused, and so neither records nor removes anything.
+    auto huge_start = marked(std::string(2 * budget, 's'), Kind::open, "b", "rb");
+    EXPECT_FALSE(store.append(huge_start).stored);
+    auto huge_end = marked(std::string(2 * budget, 'e'), Kind::close, "a");
+    EXPECT_FALSE(store.append(huge_end).stored);
+    EXPECT_EQ(open_ids(store), (std::vector<std::string>{"a=ra"}));
+}

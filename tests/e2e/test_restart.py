@@ -1,0 +1,158 @@
+"""A gateway that goes away with events open, and the room's view of them afterwards.
+
+1. Killed (SIGKILL) with a camera event and a sensor event open: the next start ends both, same ids,
+   `end_reason` "gateway restarted", once each, and kitchen-monitor shows them ended. A clean stop
+   then leaves nothing for the start after it to end; a reload ends each open event once
+   ("gateway stopped"), never again as "gateway restarted".
+2. Stopped 1-2 s after an event's start while its clip still waits for `clip_post`: the clip is cut
+   from what the camera's ring holds, plays, and its report reaches the broker before the gateway
+   exits."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+
+import paho.mqtt.publish as publish
+
+import kg_e2e
+import test_monitor  # its Monitor: the room's side, on a real kitchen-monitor
+
+FRIDGE_TOPIC = "zigbee2mqtt/sample_fridge"
+
+
+def scene(clips):
+    black = clips("black", [("black", 20)])
+    camera = kg_e2e.camera("dark", black, input={"loop": True}, analysis={"fps": 4},
+                           health={"confirm": "500ms", "clear": "500ms"})
+    # Read from the test's broker: a reading above 8 degC opens an event at once.
+    fridge = {"id": "sample-fridge", "name": "Sample fridge", "location": "sample_fridge", "interval": "1s",
+              "stale_after": 600, "source": {"mqtt": {"topic": FRIDGE_TOPIC, "value": "temperature"}},
+              "thresholds": [{"label": "too_warm", "above": 8, "for": "0s", "clear_for": "1s"}]}
+    return camera, fridge
+
+
+def open_in_outbox(tmp_path):
+    with sqlite3.connect(tmp_path / "outbox.db") as db:
+        return [row[0] for row in db.execute("SELECT id FROM open_events")]
+
+
+def test_events_left_open_by_a_kill_are_ended_at_the_next_start(tmp_path, broker, collector, clips, gateways,
+                                                                 schemas):
+    mon = test_monitor.Monitor(tmp_path, broker)
+    camera, fridge = scene(clips)
+    cfg = kg_e2e.base_config(broker, [camera], tmp_path, sensors=[fridge],
+                             evidence={"mqtt_snapshots": False, "path": str(tmp_path / "evidence")})
+
+    def starts():
+        return {e["id"]: e for e in collector.events() if e["state"] == "start"}
+
+    def ends(event_id):
+        return [e for e in collector.events() if e["message_id"] == f"{event_id}:end"]
+
+    def warm():
+        publish.single(FRIDGE_TOPIC, json.dumps({"temperature": 9.5}), hostname="127.0.0.1", port=broker.port)
+
+    try:
+        first = gateways(cfg, "first")
+
+        def both_open():
+            warm()
+            return {(e.get("camera"), e.get("sensor"), e["label"]) for e in starts().values()} >= {
+                ("dark", None, "black"), (None, "sample-fridge", "too_warm")}
+
+        kg_e2e.wait_until(both_open, 30, interval=1, what="a camera and a sensor event open")
+        opened = starts()
+        kg_e2e.wait_until(lambda: set(opened) <= set(mon.alert_ids()), 10, what="the room showing them")
+        assert all(mon.get(f"/api/alerts/{i}")["condition"] == "start" for i in opened)
+        first.kill()  # SIGKILL: no end, the broker publishes the last will
+        assert not [e for e in collector.events() if e["state"] == "end"]
+
+        second = gateways(cfg, "second")
+        for event_id, start in opened.items():
+            end = collector.wait_for(lambda: ends(event_id), 20, what=f"an end for {event_id}")[0]
+            assert end["end_reason"] == "gateway restarted"
+            for key in ("check", "label", "severity", "zone", "start_time", "camera", "sensor", "unit"):
+                assert end.get(key) == start.get(key), (key, start, end)
+            assert end["end_time"] == end["time"] and kg_e2e.parse_time(end["time"]) > kg_e2e.parse_time(
+                start["time"])
+        assert "ending them with 'gateway restarted'" in second.output()
+        time.sleep(3)  # a second copy, from the record or from a resend, would arrive within this
+        for event_id in opened:
+            assert len(ends(event_id)) == 1, ends(event_id)
+        # The room: each alert's condition is over, ended when the new run said so.
+        for event_id in opened:
+            alert = kg_e2e.wait_until(lambda: (a := mon.get(f"/api/alerts/{event_id}"))["condition"] == "end" and a,
+                                      10, what=f"{event_id} ended in the monitor")
+            assert alert["end_time"] == ends(event_id)[0]["end_time"]
+
+        # A clean stop ends what the second run opened ("gateway stopped") and leaves no record.
+        kg_e2e.wait_until(lambda: [i for i in starts() if i not in opened], 30, what="a new event in the second run")
+        assert second.terminate() == 0
+        assert open_in_outbox(tmp_path) == []
+        second_ids = [i for i in starts() if i not in opened]
+        assert all(ends(i) and ends(i)[0]["end_reason"] == "gateway stopped" for i in second_ids)
+
+        # A reload ends each open event once, as stopped: the new life finds nothing left open.
+        third = gateways(cfg, "third")
+        kg_e2e.wait_until(lambda: [i for i in starts() if i not in opened and i not in second_ids], 30,
+                          what="a new event in the third run")
+        before_reload = [i for i in starts() if i not in opened and i not in second_ids]
+        third.proc.send_signal(signal.SIGHUP)
+        kg_e2e.wait_until(lambda: "stopped for the reload" in third.output(), 20, what="the reload")
+        for event_id in before_reload:
+            collector.wait_for(lambda: ends(event_id), 10, what=f"an end for {event_id} at the reload")
+        kg_e2e.wait_until(lambda: third.output().count("messages waiting") >= 2, 10, what="the reloaded outbox")
+        time.sleep(3)
+        for event_id in before_reload:
+            assert [e["end_reason"] for e in ends(event_id)] == ["gateway stopped"]
+        assert third.output().count("ending them with") == 0
+        assert third.terminate() == 0
+        restarted = [e for e in collector.events() if e.get("end_reason") == "gateway restarted"]
+        assert sorted(e["id"] for e in restarted) == sorted(opened), restarted
+        schemas.validate_all(collector)
+    finally:
+        mon.kill()
+
+
+def ffprobe_seconds(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-count_frames", "-show_streams",
+                          "-show_format", str(path)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    video = [s for s in info["streams"] if s["codec_type"] == "video"]
+    assert video and int(video[0]["nb_read_frames"]) > 0, info
+    return float(info["format"]["duration"])
+
+
+def test_a_stop_cuts_the_clips_still_waiting_for_their_post_roll(tmp_path, broker, collector, clips, gateways,
+                                                                 schemas):
+    camera, _ = scene(clips)
+    cfg = kg_e2e.base_config(broker, [camera], tmp_path,
+                             evidence={"mqtt_snapshots": False, "path": str(tmp_path / "evidence"),
+                                       "clip_pre": "2s", "clip_post": "30s"})
+    gw = gateways(cfg)
+    start = collector.wait_for(lambda: [e for e in collector.events() if e["state"] == "start"], 30,
+                               what="an event start")[0]
+    named = start["evidence"]["clip"]
+    assert named and named.endswith(".mp4")
+    time.sleep(1.5)  # well inside clip_post: the clip is still pending
+    stopping = time.monotonic()
+    assert gw.terminate() == 0
+    took = time.monotonic() - stopping
+    topic = f"kitchen/test-site/events/{start['id']}/clip"
+    # Queued before the outbox closed: on the broker already, not at the next start.
+    reports = collector.wait_for(lambda: collector.json_on(topic), 5, what="the clip report")
+    assert len(reports) == 1, reports
+    report = reports[0]
+    assert "error" not in report, report
+    assert report["path"] == named
+    # Shorter than asked (2 s + 30 s), and the report says how long it is.
+    assert 0 < report["duration_s"] < 20, report
+    clip = tmp_path / "evidence" / named
+    assert clip.is_file() and clip.stat().st_size == report["bytes"]
+    assert abs(ffprobe_seconds(clip) - report["duration_s"]) < 1.0
+    assert "clip cut short" in gw.output()
+    print(f"\nstop with a pending clip: {took:.2f} s to exit, clip {report['duration_s']} s, {report['bytes']} bytes")
+    schemas.validate_all(collector)
