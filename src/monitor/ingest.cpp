@@ -257,7 +257,7 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
                 return refuse(topic, payload, fmt::format("event {} belongs to another site", m->id));
             case IngestOutcome::expired:
                 ++counters_.expired;
-                log_->info("{} ignored: its event started {}, before the retention of closed alerts",
+                log_->info("{} ignored: its alert (started {}) was closed and deleted by retention",
                            m->message_id, m->start_time);
                 return;
         }

@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS actions_event ON actions(event_id, seq);
 CREATE INDEX IF NOT EXISTS actions_unpublished ON actions(published_at, seq);
 CREATE INDEX IF NOT EXISTS alerts_closed ON alerts(status, closed_at);
+CREATE TABLE IF NOT EXISTS deleted_alerts (
+  id TEXT PRIMARY KEY, site TEXT NOT NULL, deleted_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS deleted_alerts_at ON deleted_alerts(deleted_at);
 CREATE INDEX IF NOT EXISTS snapshots_received ON snapshots(received_at);
 CREATE INDEX IF NOT EXISTS rollups_minute ON rollups(minute);
 )sql";
@@ -188,10 +191,9 @@ IngestOutcome Store::add_event(const EventMessage& m, TimePoint now) {
             last_seq = s.integer(1);
         }
     }
-    if (!last_seq && retention_.alerts) {
-        const auto started = parse_iso8601_utc(m.start_time);
-        if (started && *started < now - *retention_.alerts) return IngestOutcome::expired;
-    }
+    // Decided on the room's own record of what retention deleted, never on the gateway's clock: a
+    // box whose clock was never set still raises alerts.
+    if (!last_seq && was_deleted(m.id)) return IngestOutcome::expired;
     Stmt insert_message(
         db_,
         "INSERT OR IGNORE INTO event_messages(message_id, event_id, seq, state, time, received_at,"
@@ -252,6 +254,8 @@ bool Store::add_snapshot(const std::string& site, const std::string& event_id, c
         s.bind(1, event_id);
         if (s.step() && s.text(0) != site) return false;
     }
+    // A late copy of the picture of an alert retention deleted: taken, and not kept.
+    if (was_deleted(event_id)) return true;
     // Keyed by event id: the snapshot may arrive before its event (another topic), and a
     // redelivered copy replaces the first.
     Stmt(db_, "INSERT OR REPLACE INTO snapshots(event_id, site, jpeg, received_at) VALUES(?,?,?,?)")
@@ -582,7 +586,14 @@ Pruned Store::prune(TimePoint now, int batch) {
         pick.bind(1, iso8601_utc(now - *retention_.alerts)).bind(2, batch);
         std::vector<std::string> ids;
         while (pick.step()) ids.push_back(pick.text(0));
+        const std::string deleted_at = iso8601_utc(now);
         for (const auto& id : ids) {
+            Stmt(db_,
+                 "INSERT OR REPLACE INTO deleted_alerts(id, site, deleted_at) SELECT id, site, ? FROM alerts "
+                 "WHERE id = ?")
+                .bind(1, deleted_at)
+                .bind(2, id)
+                .run();
             for (const char* sql :
                  {"DELETE FROM event_messages WHERE event_id = ?", "DELETE FROM snapshots WHERE event_id = ?",
                   "DELETE FROM actions WHERE event_id = ?", "DELETE FROM alerts WHERE id = ?"}) {
@@ -594,13 +605,15 @@ Pruned Store::prune(TimePoint now, int batch) {
     }
     if (retention_.snapshots) {
         // Pictures of alerts that are closed, or whose event never came; an open alert keeps its own.
+        // Not those whose alert is itself past its time: they go with it, and are counted there.
         Stmt(db_,
              "DELETE FROM snapshots WHERE event_id IN (SELECT s.event_id FROM snapshots s WHERE "
              "s.received_at < ?1"
-             " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = s.event_id AND a.status <> 'closed') "
-             "LIMIT ?2)")
+             " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = s.event_id AND (a.status <> 'closed' OR"
+             " a.closed_at < ?3)) LIMIT ?2)")
             .bind(1, iso8601_utc(now - *retention_.snapshots))
             .bind(2, batch)
+            .bind(3, retention_.alerts ? iso8601_utc(now - *retention_.alerts) : std::string())
             .run();
         out.snapshots = db_.changes();
         out.more = out.more || out.snapshots == batch;
@@ -613,8 +626,21 @@ Pruned Store::prune(TimePoint now, int batch) {
         out.rollups = db_.changes();
         out.more = out.more || out.rollups == batch;
     }
+    // The record of deleted alerts only has to outlast a late copy's redelivery (minutes to days).
+    Stmt(db_,
+         "DELETE FROM deleted_alerts WHERE rowid IN (SELECT rowid FROM deleted_alerts WHERE deleted_at < ?1 "
+         "LIMIT ?2)")
+        .bind(1, iso8601_utc(now - kDeletedAlertMemory))
+        .bind(2, batch)
+        .run();
     tx.commit();
     return out;
+}
+
+bool Store::was_deleted(const std::string& id) {
+    Stmt s(db_, "SELECT 1 FROM deleted_alerts WHERE id = ?");
+    s.bind(1, id);
+    return s.step();
 }
 
 }  // namespace kg::monitor

@@ -42,8 +42,8 @@ struct EventMessage {
     std::string raw;  // the payload as received
 };
 
-// expired: the first message seen of an event that started before the retention of closed alerts;
-// not stored, since its alert was (or would at once be) deleted: a late copy must not reopen it.
+// expired: a late copy of a message of an alert that retention deleted (remembered 30 days): not
+// stored, so that it does not reopen the alert.
 enum class IngestOutcome { created, updated, duplicate, stale, rejected, expired };
 const char* to_string(IngestOutcome o);
 
@@ -142,6 +142,9 @@ public:
 
 private:
     Alert read_alert(sqlite::Stmt& s);
+    bool was_deleted(const std::string& id);  // caller holds mutex_
+    // How long an alert retention deleted is remembered, so that a late copy cannot reopen it.
+    static constexpr auto kDeletedAlertMemory = std::chrono::hours(24 * 30);
     void ensure_site(const std::string& site);
 
     Retention retention_;

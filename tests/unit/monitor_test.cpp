@@ -501,16 +501,21 @@ TEST(MonitorStore, RetentionDeletesOnlyWhatIsPastItsTime) {
     EXPECT_EQ(left[0]["points"][0]["minute"], "2026-12-22T06:01:00.000Z");
     EXPECT_EQ(store.prune(now, 500).total(), 0);  // nothing left to do
 
-    // A late copy of the deleted alert's start does not reopen it, nor does any event that
-    // started before the retention; a recent one is taken as ever.
+    // A late copy of the deleted alert's start does not reopen it, nor does its picture come back.
     auto late = event("old000000001", "start");
     late["start_time"] = "2026-11-24T06:00:00.000Z";
-    late["message_id"] = "old000000001:start";
     EXPECT_EQ(store.add_event(parsed(late), now), IngestOutcome::expired);
     EXPECT_FALSE(store.alert("old000000001"));
-    auto fresh = event("frs000000001", "start");
-    fresh["start_time"] = "2026-12-24T05:00:00.000Z";
-    EXPECT_EQ(store.add_event(parsed(fresh), now), IngestOutcome::created);
+    EXPECT_TRUE(store.add_snapshot("sch-0101", "old000000001", "\xff\xd8jpeg", now));
+    EXPECT_FALSE(store.snapshot("old000000001"));
+    // A new event is an alert whatever the gateway's clock says: one whose clock was never set
+    // (1970) still raises alerts.
+    auto unset_clock = event("clk000000001", "start");
+    unset_clock["start_time"] = "1970-01-01T00:02:10.000Z";
+    EXPECT_EQ(store.add_event(parsed(unset_clock), now), IngestOutcome::created);
+    // The deleted alert is remembered 30 days, then forgotten.
+    EXPECT_EQ(store.prune(now + day * 31, 500).alerts, 2);  // mid and new, closed over 10 days ago by then
+    EXPECT_EQ(store.add_event(parsed(late), now + day * 31), IngestOutcome::created);
 }
 
 TEST(MonitorStore, RetentionWorksInBatchesAndKeepsUndecidedAlerts) {
