@@ -51,9 +51,14 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
             "INSERT INTO dead(topic, payload, qos, retain, priority, queued_seq, reason, moved_at) "
             "VALUES(?,?,?,?,?,?,?,strftime('%s','now'))",
             kPersistent),
-      dead_size_(db_, "SELECT count(*), coalesce(sum(length(payload) + length(topic)), 0) FROM dead",
-                 kPersistent),
-      dead_oldest_(db_, "DELETE FROM dead WHERE seq = (SELECT min(seq) FROM dead)", kPersistent),
+      // Keeps the newest rows within both limits (the newest one always) and deletes the rest in one
+      // statement: a table grown large before the limits existed is cut at once, not row by row.
+      trim_dead_(
+          db_,
+          "DELETE FROM dead WHERE seq < (SELECT min(seq) FROM (SELECT seq, row_number() OVER w AS n,"
+          " sum(length(payload) + length(topic)) OVER w AS b FROM dead WINDOW w AS (ORDER BY seq DESC))"
+          " WHERE n = 1 OR (n <= ?1 AND b <= ?2))",
+          kPersistent),
       open_(db_,
             "INSERT INTO open_events(id, record) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET record = "
             "excluded.record",
@@ -231,18 +236,11 @@ std::size_t SqliteStore::bury(const Message& m, const std::string& reason) {
             .bind(7, reason)
             .run();
         if (m.seq > 0) erase(m.seq);
-        // The newest one stays whatever its size: it is the one someone will want to look at.
-        for (;;) {
-            dead_size_.reset();
-            if (!dead_size_.step()) db_.fail("measuring the dead table");
-            const auto rows = static_cast<std::size_t>(dead_size_.integer(0));
-            const auto bytes = static_cast<std::size_t>(dead_size_.integer(1));
-            dead_size_.reset();
-            if (rows <= 1 || (rows <= limits_.max_dead && bytes <= limits_.max_dead_bytes)) break;
-            dead_oldest_.reset();
-            dead_oldest_.run();
-            ++pruned;
-        }
+        trim_dead_.reset();
+        trim_dead_.bind(1, static_cast<std::int64_t>(limits_.max_dead))
+            .bind(2, static_cast<std::int64_t>(limits_.max_dead_bytes))
+            .run();
+        pruned = static_cast<std::size_t>(db_.changes());
         save_counter("dead", dead_ + 1);
         tx.commit();
         ++dead_;

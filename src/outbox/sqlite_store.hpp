@@ -104,8 +104,8 @@ private:
     Limits limits_;
     sqlite::Db db_;
     // Declared after db_: finalized before the connection closes.
-    sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, bury_, dead_size_,
-        dead_oldest_, open_, close_;
+    sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, bury_, trim_dead_, open_,
+        close_;
     mutable std::mutex mutex_;
     std::size_t count_ = 0, bytes_ = 0;
     std::uint64_t dropped_ = 0, refused_ = 0, dead_ = 0;

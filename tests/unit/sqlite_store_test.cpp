@@ -284,3 +284,29 @@ TEST(SqliteStore, ARefusedMessageChangesNoRecord) {
     EXPECT_FALSE(store.append(huge_end).stored);
     EXPECT_EQ(open_ids(store), (std::vector<std::string>{"a=ra"}));
 }
+
+TEST(SqliteStore, ADeadTableGrownBeforeTheLimitIsCutAtOnce) {
+    TempDb db;
+    { SqliteStore create(db.path(), {}); }
+    {
+        // As a gateway of before the limit left it: 5000 rows moved aside.
+        kg::sqlite::Db raw(db.path(), {.label = "check"});
+        kg::sqlite::Stmt(
+            raw,
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) "
+            "INSERT INTO dead(topic, payload, qos, retain, priority, queued_seq, reason, moved_at) "
+            "SELECT 't', zeroblob(100), 1, 0, 0, i, 'old', 0 FROM n")
+            .run();
+    }
+    SqliteStore store(db.path(), {});  // max_dead 1000
+    EXPECT_EQ(store.dead_total(), 5000u);
+    auto m = msg("poison");
+    store.append(m);
+    EXPECT_EQ(store.bury(*store.front(), "refused"), 4001u);  // one statement, not 4001
+    EXPECT_EQ(store.dead_total(), 5001u);
+    kg::sqlite::Db raw(db.path(), {.label = "check"});
+    kg::sqlite::Stmt s(raw, "SELECT count(*), min(queued_seq) FROM dead WHERE reason = 'old'");
+    ASSERT_TRUE(s.step());
+    EXPECT_EQ(s.integer(0), 999);
+    EXPECT_EQ(s.integer(1), 4002);  // the newest 999 of the old ones, and the new one
+}
