@@ -276,12 +276,15 @@ nlohmann::json Gateway::public_status() const {
     nlohmann::json temps = nlohmann::json::array();
     for (const auto& s : sensors()) {
         if (s["kind"] == "temperature") {
-            // An offline probe's last value would read to a parent as the fridge's temperature now.
-            const bool online = s["online"].get<bool>();
+            // Offline as the sensor rules say (silent for interval x stale_after), not merely without a
+            // reading since a start or reload. A value only while fresh: an offline probe's last value
+            // would read to a parent as the fridge's temperature now.
+            const auto& conditions = s["conditions"];
+            const bool offline = std::find(conditions.begin(), conditions.end(), "offline") != conditions.end();
             temps.push_back({{"name", s["name"]},
                              {"location", s["location"]},
-                             {"online", online},
-                             {"value", online ? s["value"] : nlohmann::json(nullptr)},
+                             {"online", !offline},
+                             {"value", s["online"].get<bool>() ? s["value"] : nlohmann::json(nullptr)},
                              {"unit", s["unit"]}});
         }
     }

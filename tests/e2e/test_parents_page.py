@@ -57,7 +57,9 @@ def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways
     config["sensors"] = [{"id": "fridge1", "name": "Fridge 1", "kind": "temperature", "location": "fridge",
                           "interval": "10s", "source": {"mqtt": {"topic": "sensors/fridge1"}}},
                          {"id": "freezer1", "name": "Freezer 1", "kind": "temperature", "location": "freezer",
-                          "interval": "1s", "stale_after": 2, "source": {"mqtt": {"topic": "sensors/freezer1"}}}]
+                          "interval": "1s", "stale_after": 2, "source": {"mqtt": {"topic": "sensors/freezer1"}}},
+                         {"id": "coldroom", "name": "Cold room", "kind": "temperature", "location": "storage",
+                          "interval": "60s", "source": {"mqtt": {"topic": "sensors/coldroom"}}}]
     gw = gateways(config)
     port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
                                  what="the public side").group(1))
@@ -100,6 +102,9 @@ def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways
     by_name = {x["name"]: x for x in status["sensors"]}
     assert by_name["Freezer 1"]["online"] is False and by_name["Freezer 1"]["value"] is None, by_name
     assert by_name["Fridge 1"]["online"] is True and by_name["Fridge 1"]["value"] == 3.4, by_name
+    # No reading yet since the start, but not silent for long: not offline, no value ("-").
+    assert by_name["Cold room"]["online"] is True and by_name["Cold room"]["value"] is None, by_name
+    assert re.search(r"Cold room\s+-", browser.execute_script(sensors_text))
     assert get(port, "/live/office/index.m3u8")[0] == 404 and get(port, "/live/office.flv")[0] == 404
 
     # Readable on a phone: the same page at a phone's width still shows the player across the screen.
