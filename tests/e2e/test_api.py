@@ -125,3 +125,35 @@ def test_sighup_during_a_reload_queues_another(broker, gateways, tmp_path):
     port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
     assert get(port, "/healthz")[0] == 200
     assert gw.terminate() == 0
+
+
+def test_a_reload_runs_the_configuration_it_checked(broker, gateways, tmp_path):
+    """What a reload accepted is what runs next, not whatever the file holds once the gateway has
+    stopped (it used to read and check the file a second time, loading every model once more)."""
+    import json
+    import yaml
+
+    config = kg_e2e.base_config(broker, [], tmp_path)
+    del config["cameras"]
+    config["sensors"] = [{"id": "first", "source": {"mqtt": {"topic": "t/first"}}}]
+    config["api"] = {"listen": "127.0.0.1:0", "token": TOKEN}
+    gw = gateways(config)
+    port = gw.api_port()
+    sensors = lambda p: [s["sensor"] for s in json.loads(get(p, "/api/sensors", token=TOKEN)[2])]
+    assert sensors(port) == ["first"]
+
+    config["sensors"] = [{"id": "checked", "source": {"mqtt": {"topic": "t/checked"}}}]
+    gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/api/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert conn.getresponse().status == 202
+    conn.close()
+    # Changed again within the 300 ms the gateway waits before it stops for the reload.
+    config["sensors"] = [{"id": "later", "source": {"mqtt": {"topic": "t/later"}}}]
+    gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    kg_e2e.wait_until(lambda: "local API on" in gw.output().split(" starting with ")[-1] and
+                      gw.output().count(" starting with ") == 2, 15, what="the reloaded gateway serving")
+    last_run = gw.output().split(" starting with ")[-1]
+    port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
+    assert sensors(port) == ["checked"]
+    assert gw.terminate() == 0
