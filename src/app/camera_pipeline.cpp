@@ -157,7 +157,10 @@ std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& nam
         // (a two-stage model's classes are its classifier's).
         const auto& path = site_.config.models.at(name.substr(6));
         std::vector<vision::Violation> violations;
-        for (const auto& c : vision::dnn::detection_classes(vision::dnn::load_manifest(path))) {
+        // Named: the classes are a reference into the manifest, which a temporary in the range
+        // expression would have destroyed before the loop read them.
+        const auto manifest = vision::dnn::load_manifest(path);
+        for (const auto& c : vision::dnn::detection_classes(manifest)) {
             if (!c.check.empty()) violations.push_back({c.label, c.check, c.label, c.severity});
         }
         return std::make_unique<vision::DetectorCheck>(name, vision::make_detector(path, &passes_),
