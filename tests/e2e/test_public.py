@@ -417,3 +417,67 @@ def test_a_looped_clip_keeps_streaming_after_its_end(broker, clips, gateways, tm
     assert duration >= 5.5, duration
     assert json.loads(get(port, "/public/status")[2])["cameras"][0]["live"] is True
     assert gw.terminate() == 0
+
+
+def jumping_clip(path, first=6, second=16, first_start=100):
+    """An MPEG-TS stream whose clock jumps back: two FFmpeg-made parts concatenated byte for byte (as a
+    camera that resets its clock, or an NVR that restarts a stream, sends them), the first stamped
+    from `first_start` s, the second from 0 again. Both 320x180, 25 fps, a key frame every second."""
+    parts = []
+    for i, (seconds, offset) in enumerate([(first, first_start), (second, 0)]):
+        part = path.with_name(f"{path.stem}-{i}.ts")
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=size=320x180:rate=25:duration={seconds}", "-c:v", "libx264", "-preset",
+                        "ultrafast", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+                        "-output_ts_offset", str(offset), "-f", "mpegts", str(part)], check=True)
+        parts.append(part.read_bytes())
+    path.write_bytes(b"".join(parts))
+    return str(path)
+
+
+@pytest.mark.parametrize("first_start,direction,size", [(30, "back", (34, 38)), (100, "ahead", (95000, 96000))],
+                         ids=["back", "wrapped-ahead"])
+def test_a_camera_clock_that_jumps_keeps_the_public_streams_going(broker, gateways, tmp_path, first_start, direction,
+                                                                  size):
+    """A camera whose timestamps jump without a reconnect (its clock reset, an NVR restarted the stream,
+    NTP stepped it): HLS keeps gaining segments and HTTP-FLV keeps delivering across the jump, on one
+    continuous timeline, and the jump is logged and counted. Before, the muxers dropped every packet not
+    later than the last one before a jump back: the parents' stream froze for good. A jump back of more
+    than 60 s reaches the outputs as a jump ahead of about 26.5 hours (FFmpeg takes it for the 33-bit
+    MPEG-TS clock wrapping, as it does for RTP's 32 bits): a segment a day long, an FLV viewer lost."""
+    clip = jumping_clip(tmp_path / "jump.ts", first_start=first_start)
+    cams = [kg_e2e.camera("kitchen", clip, input={"loop": False}, public=True)]
+    gw = gateways(public_config(broker, tmp_path, cams))
+    port = public_port(gw)
+    playlist_with_segments(port, "kitchen")
+    # An FFmpeg viewer of HTTP-FLV from here (about 2 s into the first part) for 12 s: across the jump.
+    recorded = tmp_path / "across.flv"
+    viewer = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "5000000", "-i",
+                               f"http://127.0.0.1:{port}/live/kitchen.flv", "-t", "12", "-c", "copy", str(recorded)])
+    durations = []
+    try:
+        def newest_segment():
+            status, _, body = get(port, "/live/kitchen/index.m3u8")
+            if status != 200:
+                return -1
+            durations.extend(float(d) for d in re.findall(r"#EXTINF:([\d.]+)", body.decode()))
+            return max((int(n) for n in re.findall(r"-(\d+)\.m4s", body.decode())), default=-1)
+
+        # One-second segments: the first part gives about six, eight seconds of the second part the rest.
+        kg_e2e.wait_until(lambda: newest_segment() >= 12, 25, what="segments after the camera's clock jumped")
+        # Each segment as long as the GOP it holds: none spans the jump.
+        assert durations and max(durations) < 2.5, sorted(set(durations))
+        viewer.wait(40)
+        duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
+                                         "csv=p=0", str(recorded)], capture_output=True, text=True).stdout)
+        assert duration >= 11.5, duration
+    finally:
+        if viewer.poll() is None:
+            viewer.kill()
+    # Logged once, naming the camera (the logger) and the size of the jump.
+    jumps = re.findall(r"\[cam:kitchen\].*timestamps jumped (back|ahead) by (\d+\.\d+) s", gw.output())
+    assert len(jumps) == 1 and jumps[0][0] == direction and size[0] < float(jumps[0][1]) < size[1], jumps
+    metrics = get(gw.api_port(), "/metrics")[2].decode()
+    assert 'kg_camera_timestamp_jumps_total{camera="kitchen"} 1' in metrics, metrics
+    assert "mux error" not in gw.output() and "write failed" not in gw.output()
+    assert gw.terminate() == 0
