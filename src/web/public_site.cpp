@@ -137,9 +137,9 @@ bool playlist_names(const std::string& playlist, const std::string& file) {
 }
 
 // HLS segments and init files, read once and shared by every viewer: a segment is immutable once the
-// playlist names it (names carry the connection's generation), so 100 viewers cost one copy. Only a
-// file the current playlist names is read: before that the muxer may still be writing it, and a
-// partial or empty read kept here would be served to every viewer after.
+// playlist names it (names carry the writer's run and the connection's generation), so 100 viewers
+// cost one copy. Only a file the current playlist names is read: before that the muxer may still be
+// writing it, and a partial or empty read kept here would be served to every viewer after.
 class SegmentCache {
 public:
     Chunk get(const std::string& folder, const std::string& file) {
@@ -216,7 +216,7 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         const std::string path = target.substr(0, target.find('?'));
         // Names are matched whole: a camera id, then the playlist or a file the muxer names, or .flv.
         static const std::regex hls(
-            R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|g[0-9]{1,6}-init\.mp4|g[0-9]{1,6}-[0-9]{5,9}\.m4s)$)");
+            R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|[0-9a-z]{6}g[0-9]{1,6}-(init\.mp4|[0-9]{5,9}\.m4s))$)");
         static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
         std::smatch m;
         const bool is_hls = std::regex_match(path, m, hls);
