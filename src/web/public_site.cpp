@@ -238,21 +238,24 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             reply.body->finish();
             return std::move(reply);
         };
-        if (!is_hls && head) {
-            // What a GET would start, without joining: a player or a monitor probing the stream.
-            reply.head.set(http::field::content_type, "video/x-flv");
-            reply.head.set(http::field::cache_control, "no-store");
-            return head_only();
-        }
         if (!is_hls) {
             if (auto cap = guard->over_cap(req, guard->view.viewers().admit_flv(camera, client, now), camera,
                                            client))
                 return std::move(*cap);
-            // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
-            auto stream = feed->flv().subscribe(4u << 20);
-            if (!stream)
+            const auto starting = [&] {
                 return refuse(req, http::status::service_unavailable,
                               "the stream is starting; try again shortly");
+            };
+            if (head) {
+                // What a GET would get, without joining: a player or a monitor probing the stream.
+                if (!feed->flv().live()) return starting();
+                reply.head.set(http::field::content_type, "video/x-flv");
+                reply.head.set(http::field::cache_control, "no-store");
+                return head_only();
+            }
+            // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
+            auto stream = feed->flv().subscribe(4u << 20);
+            if (!stream) return starting();
             guard->view.viewers().add_flv(camera, client, stream);
             reply.head.set(http::field::content_type, "video/x-flv");
             reply.head.set(http::field::cache_control, "no-store");
@@ -265,9 +268,11 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         const auto token = query_value(target, "token");
         if (!plain(sid, 64) || !plain(token, 128))
             return refuse(req, http::status::bad_request, "bad sid or token");
-        if (auto cap =
-                guard->over_cap(req, guard->view.viewers().hls(camera, client, sid, now), camera, client))
-            return std::move(*cap);
+        // A HEAD is told what a GET would be told, but is not a viewer.
+        auto& viewers = guard->view.viewers();
+        const auto admit =
+            head ? viewers.peek_hls(camera, client, sid, now) : viewers.hls(camera, client, sid, now);
+        if (auto cap = guard->over_cap(req, admit, camera, client)) return std::move(*cap);
         if (file == "index.m3u8") {
             const auto data = read_file(feed->hls_folder() + "/" + file);
             if (!data) return refuse(req, http::status::not_found, "not found (the stream is starting)");

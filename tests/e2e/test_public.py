@@ -1,7 +1,8 @@
 """The public side (parents): the page, the status summary, live HLS (fMP4) and HTTP-FLV remuxed
 from a public camera's own packets and read back by FFmpeg, RTMP push to a real nginx-rtmp media
-server, privacy masks, public hours, viewer caps, signed viewer tokens, config reload, and abuse
-(path traversal, oversized headers, slowloris) refused while the others keep being served."""
+server, privacy masks, public hours, viewer caps (HEAD included), signed viewer tokens, config reload, a
+camera clock that jumps, and abuse (path traversal, oversized headers, slowloris) refused while the others
+keep being served."""
 
 import datetime
 import http.client
@@ -227,6 +228,46 @@ def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
     metrics = get(api, "/metrics")[2].decode()
     assert 'kg_public_viewers{camera="kitchen",protocol="hls"} 2' in metrics, metrics
     assert "kg_public_open 1" in metrics
+    assert gw.terminate() == 0
+
+
+def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
+    """HEAD on a stream gets the status a GET would get, without counting as a viewer. Before, a HEAD on
+    HTTP-FLV answered 200 at the viewer cap and while the stream was not live (a GET: 503), and a HEAD on
+    HLS took a viewer's place."""
+    clip = clips("public", [("normal", 20)])
+    cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True),
+            kg_e2e.camera("gone", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/cam", public=True)]
+    gw = gateways(public_config(broker, tmp_path, cams, max_viewers_per_camera=2))
+    port = public_port(gw)
+    api = gw.api_port()
+
+    def viewers(protocol):
+        metrics = get(api, "/metrics")[2].decode()
+        return int(re.search(rf'kg_public_viewers{{camera="kitchen",protocol="{protocol}"}} (\d+)', metrics).group(1))
+
+    # A camera that never delivers: its FLV is "starting" to a GET, and to a HEAD.
+    assert get(port, "/live/gone.flv")[0] == 503
+    assert get(port, "/live/gone.flv", method="HEAD")[0] == 503
+    playlist_with_segments(port, "kitchen", "?sid=a")
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen.flv", method="HEAD")[0] == 200, 10, what="FLV to go live")
+    # Under the cap: HEADs are answered 200 and nobody is counted for them.
+    assert get(port, "/live/kitchen/index.m3u8?sid=b", method="HEAD")[0] == 200
+    assert viewers("hls") == 1 and viewers("flv") == 0
+    # Session b watches: the cap (2) is reached. HEAD and GET alike are refused with 503 and Retry-After.
+    assert get(port, "/live/kitchen/index.m3u8?sid=b")[0] == 200
+    for path in ["/live/kitchen.flv", "/live/kitchen/index.m3u8?sid=c"]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for method in ["HEAD", "GET"]:
+            conn.request(method, path)
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == 503 and r.getheader("Retry-After") == "30", (method, path, r.status)
+            assert (body == b"") == (method == "HEAD"), (method, path, body)
+        conn.close()
+    # The sessions already watching are still let through, HEAD or GET.
+    assert get(port, "/live/kitchen/index.m3u8?sid=a", method="HEAD")[0] == 200
+    assert viewers("hls") == 2 and viewers("flv") == 0
     assert gw.terminate() == 0
 
 

@@ -95,6 +95,22 @@ TEST(ViewerCounter, AddressCapCountsHlsAndFlv) {
     EXPECT_EQ(viewers.admit_flv("c", "10.0.0.1", t), ViewerCounter::Admit::ok);
 }
 
+// A HEAD is answered as a GET would be, without taking a viewer's place.
+TEST(ViewerCounter, PeekingAnswersLikeACountDoesWithoutCounting) {
+    ViewerCounter viewers({1, 10}, std::chrono::seconds(10));
+    const auto t = Clock::now();
+    EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.1", "a", t), ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.viewers("cam", t).hls, 0u);
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.2", "b", t), ViewerCounter::Admit::ok);  // the place is still free
+    EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.2", "b", t), ViewerCounter::Admit::ok);  // already watching
+    EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.1", "a", t), ViewerCounter::Admit::camera_full);
+    // Peeking does not keep a session alive either.
+    EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.2", "b", t + std::chrono::seconds(9)),
+              ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.1", "a", t + std::chrono::seconds(11)),
+              ViewerCounter::Admit::ok);
+}
+
 Chunk chunk(std::size_t n) { return std::make_shared<const std::string>(n, 'x'); }
 
 TEST(LiveStream, DeliversInOrderAndWakesTheConsumer) {
