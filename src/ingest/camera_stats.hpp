@@ -20,7 +20,8 @@ struct CameraStatsSnapshot {
     std::uint64_t analysis_ns = 0;     // time spent in the checks, in total
     std::uint64_t frames_dropped = 0;  // sampled but overwritten before analysis took them
     std::uint64_t decode_errors = 0;
-    std::uint64_t check_errors = 0;  // a check failed on a frame (its observations of that frame lost)
+    std::uint64_t check_errors = 0;     // a check failed on a frame (its observations of that frame lost)
+    std::uint64_t timestamp_jumps = 0;  // the camera's clock jumped without a reconnect (absorbed)
     int reconnects_1h = 0;
     int stalls_1h = 0;
     bool connected = false;
@@ -43,6 +44,9 @@ public:
     void frames_dropped(std::uint64_t total) { frames_dropped_.store(total, std::memory_order_relaxed); }
     void decode_errors(std::uint64_t added) { decode_errors_.fetch_add(added, std::memory_order_relaxed); }
     void check_failed() { check_errors_.fetch_add(1, std::memory_order_relaxed); }
+    void timestamp_jumps(std::uint64_t added) {
+        timestamp_jumps_.fetch_add(added, std::memory_order_relaxed);
+    }
 
     void connected() {
         std::lock_guard lock(mutex_);
@@ -65,6 +69,7 @@ public:
         s.frames_dropped = frames_dropped_.load(std::memory_order_relaxed);
         s.decode_errors = decode_errors_.load(std::memory_order_relaxed);
         s.check_errors = check_errors_.load(std::memory_order_relaxed);
+        s.timestamp_jumps = timestamp_jumps_.load(std::memory_order_relaxed);
         const auto last = last_frame_ns_.load(std::memory_order_relaxed);
         if (last != 0) s.last_frame = TimePoint(TimePoint::duration(last));
         std::lock_guard lock(mutex_);
@@ -89,7 +94,7 @@ private:
     }
 
     std::atomic<std::uint64_t> frames_in_{0}, frames_sampled_{0}, frames_analysed_{0}, frames_dropped_{0},
-        decode_errors_{0}, check_errors_{0}, analysis_ns_{0};
+        decode_errors_{0}, check_errors_{0}, analysis_ns_{0}, timestamp_jumps_{0};
     std::atomic<TimePoint::rep> last_frame_ns_{0};
     mutable std::mutex mutex_;
     bool connected_ = false;

@@ -1,5 +1,9 @@
 #include "ingest/camera_worker.hpp"
 
+#include <fmt/format.h>
+
+#include <cmath>
+
 #include "common/backoff.hpp"
 #include "ingest/frame_sampler.hpp"
 
@@ -96,7 +100,7 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
     std::optional<std::chrono::steady_clock::time_point> pace_wall;
     double pace_stream = 0.0, previous_t = 0.0;
     std::uint64_t seq = 0;
-    std::uint64_t decode_errors_reported = 0;
+    std::uint64_t decode_errors_reported = 0, jumps_reported = 0;
     const int width = camera_.analysis.width, height = camera_.analysis.height;
 
     while (!stop_) {
@@ -115,6 +119,19 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
         if (input.decode_errors() != decode_errors_reported) {
             stats_.decode_errors(input.decode_errors() - decode_errors_reported);
             decode_errors_reported = input.decode_errors();
+        }
+        if (input.timeline_jumps() != jumps_reported) {
+            // Absorbed at ingest (the outputs carry on), but worth knowing: a camera whose clock keeps
+            // jumping has a fault (its NTP, its firmware, the NVR in front of it).
+            const auto added = input.timeline_jumps() - jumps_reported;
+            const double s = input.last_jump_seconds();
+            log_->warn(
+                "timestamps jumped {} by {:.3f} s without a reconnect{}; the outputs continue on one "
+                "timeline",
+                s < 0 ? "back" : "ahead", std::abs(s),
+                added > 1 ? fmt::format(" ({} jumps since the last picture)", added) : "");
+            stats_.timestamp_jumps(added);
+            jumps_reported = input.timeline_jumps();
         }
         double t = input.frame_time();
         const auto steady_now = std::chrono::steady_clock::now();

@@ -130,6 +130,11 @@ void FfmpegInput::open() {
     if (!packet_ || !frame_) throw IngestError(IngestError::Kind::open, "out of memory");
     draining_ = false;
     last_picture_ = std::chrono::steady_clock::now();
+    // A packet without a duration lasts one frame at the stream's rate.
+    const std::int64_t frame_ticks =
+        stream->avg_frame_rate.num > 0 ? av_rescale_q(1, av_inv_q(stream->avg_frame_rate), stream->time_base)
+                                       : 1;
+    timeline_.emplace(stream->time_base, frame_ticks);
     if (observer_ != nullptr) observer_->on_stream_opened(*stream);
 }
 
@@ -173,7 +178,10 @@ bool FfmpegInput::next_frame() {
             throw IngestError(IngestError::Kind::read, fmt::format("read failed: {}", av_error_string(err)));
         }
         if (packet_->stream_index == stream_index_) {
-            continue_timeline(*packet_);
+            if (const auto jumped = timeline_->place(*packet_)) {
+                ++timeline_jumps_;
+                last_jump_seconds_ = *jumped;
+            }
             const AVStream& stream = *format_->streams[stream_index_];
             if (observer_ != nullptr) observer_->on_packet(*packet_, stream);
             const bool key = (packet_->flags & AV_PKT_FLAG_KEY) != 0;
@@ -195,34 +203,8 @@ bool FfmpegInput::rewind() {
     avcodec_flush_buffers(codec_.get());
     draining_ = false;
     last_picture_ = std::chrono::steady_clock::now();
-    rewound_ = true;
+    timeline_->restart();
     return true;
-}
-
-void FfmpegInput::continue_timeline(AVPacket& packet) {
-    if (kind_ != SourceKind::file) return;  // only a file is rewound: a camera's clock is left alone
-    const auto at = [](const AVPacket& p) { return p.dts != AV_NOPTS_VALUE ? p.dts : p.pts; };
-    if (rewound_ && at(packet) != AV_NOPTS_VALUE) {
-        // The first packet of a new pass follows the last one of the previous pass.
-        if (timeline_end_ != AV_NOPTS_VALUE) loop_offset_ = timeline_end_ - at(packet);
-        rewound_ = false;
-    }
-    if (loop_offset_ != 0) {
-        if (packet.pts != AV_NOPTS_VALUE) packet.pts += loop_offset_;
-        if (packet.dts != AV_NOPTS_VALUE) packet.dts += loop_offset_;
-    }
-    if (at(packet) == AV_NOPTS_VALUE) return;
-    std::int64_t duration = packet.duration;
-    if (duration <= 0) {
-        // A packet without a duration lasts one frame at the stream's rate.
-        const AVStream& stream = *format_->streams[stream_index_];
-        duration = stream.avg_frame_rate.num > 0
-                       ? av_rescale_q(1, av_inv_q(stream.avg_frame_rate), stream.time_base)
-                       : 1;
-        duration = std::max<std::int64_t>(duration, 1);
-    }
-    const std::int64_t end = at(packet) + duration;
-    if (timeline_end_ == AV_NOPTS_VALUE || end > timeline_end_) timeline_end_ = end;
 }
 
 void FfmpegInput::scale_into(cv::Mat& image) {

@@ -5,11 +5,13 @@
 #include <atomic>
 #include <chrono>
 #include <opencv2/core/mat.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "config/config.hpp"
 #include "ingest/ffmpeg_ptr.hpp"
+#include "ingest/timeline.hpp"
 
 namespace kg::ingest {
 
@@ -69,13 +71,16 @@ public:
     bool frame_is_key() const;
     SourceKind kind() const { return kind_; }
     std::uint64_t decode_errors() const { return decode_errors_; }
+    // Jumps of the source's clock absorbed so far (see Timeline), and the size of the latest one in
+    // seconds (negative: back).
+    std::uint64_t timeline_jumps() const { return timeline_jumps_; }
+    double last_jump_seconds() const { return last_jump_seconds_; }
     std::string describe() const;  // "h264 1920x1080 25fps" for the log
     void set_packet_observer(PacketObserver* observer) { observer_ = observer; }
 
 private:
     static int interrupt_cb(void* opaque);
     void arm_deadline();
-    void continue_timeline(AVPacket& packet);
 
     InputOptions options_;
     const std::atomic<bool>& stop_;
@@ -95,10 +100,11 @@ private:
     // packets the decoder never turns into a picture (no key frame to start from) is a stall too.
     std::chrono::steady_clock::time_point last_picture_{};
     std::uint64_t decode_errors_ = 0;
-    // Looping (stream time base): added to every timestamp after a rewind; where the last pass ended.
-    std::int64_t loop_offset_ = 0;
-    std::int64_t timeline_end_ = AV_NOPTS_VALUE;
-    bool rewound_ = false;
+    // Every packet is placed on it before anyone sees it: a looped file or a camera whose clock
+    // jumps is one continuous stream to every output and to the pacing.
+    std::optional<Timeline> timeline_;
+    std::uint64_t timeline_jumps_ = 0;
+    double last_jump_seconds_ = 0.0;
     PacketObserver* observer_ = nullptr;
 };
 

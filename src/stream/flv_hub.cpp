@@ -167,6 +167,11 @@ std::shared_ptr<web::LiveStream> FlvHub::subscribe(std::size_t max_queued_bytes)
     return stream;
 }
 
+bool FlvHub::live() const {
+    std::lock_guard lock(mutex_);
+    return header_ != nullptr;
+}
+
 std::size_t FlvHub::viewers() const {
     std::lock_guard lock(mutex_);
     return static_cast<std::size_t>(

@@ -33,6 +33,8 @@ public:
     // From the HTTP side (any thread): a new viewer. Null when the stream is not live yet.
     std::shared_ptr<web::LiveStream> subscribe(std::size_t max_queued_bytes);
     std::size_t viewers() const;
+    // Whether subscribe() would give a stream now (any thread).
+    bool live() const;
     // Ends every viewer's stream (the feed closes: public hours over, shutdown).
     void disconnect_all();
 

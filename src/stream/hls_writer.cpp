@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <random>
 
 #include "stream/muxable.hpp"
 
@@ -11,12 +12,27 @@ extern "C" {
 }
 
 namespace kg::stream {
+namespace {
+
+std::string random_run() {
+    std::random_device random;
+    std::uint64_t value = (std::uint64_t{random()} << 32) | random();
+    std::string run(6, '0');
+    for (char& c : run) {
+        c = "0123456789abcdefghijklmnopqrstuvwxyz"[value % 36];
+        value /= 36;
+    }
+    return run;
+}
+
+}  // namespace
 
 HlsWriter::HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<spdlog::logger> log,
                      std::size_t max_gop_bytes)
     : folder_(std::move(folder)),
       segment_seconds_(segment_seconds),
       log_(std::move(log)),
+      run_(random_run()),
       max_gop_bytes_(max_gop_bytes) {
     std::error_code ec;
     std::filesystem::create_directories(folder_, ec);
@@ -85,10 +101,10 @@ void HlsWriter::open_muxer() {
     // Fragmented MP4 segments: what browsers' Media Source Extensions take as they are (the page's
     // player) and what Safari and phones play natively; MPEG-TS would need transmuxing in the page.
     av_opt_set(out_->priv_data, "hls_segment_type", "fmp4", 0);
-    av_opt_set(out_->priv_data, "hls_fmp4_init_filename", fmt::format("g{}-init.mp4", generation_).c_str(),
+    const std::string stem = fmt::format("{}g{}", run_, generation_);  // e.g. k3f9a2g1
+    av_opt_set(out_->priv_data, "hls_fmp4_init_filename", (stem + "-init.mp4").c_str(), 0);
+    av_opt_set(out_->priv_data, "hls_segment_filename", fmt::format("{}/{}-%05d.m4s", folder_, stem).c_str(),
                0);
-    av_opt_set(out_->priv_data, "hls_segment_filename",
-               fmt::format("{}/g{}-%05d.m4s", folder_, generation_).c_str(), 0);
     packet_ = av_packet_alloc();
     last_dts_ = AV_NOPTS_VALUE;
 }

@@ -42,7 +42,12 @@ private:
     AVPacket* packet_ = nullptr;
     std::atomic<bool> started_{false};  // false: waiting for the first key frame
     std::int64_t last_dts_ = AV_NOPTS_VALUE;
-    int generation_ = 0;  // bumps on every reconnect: segment names never repeat
+    // Segment and init file names start with both: they are served with max-age=60, so a name must
+    // never come back, across reconnects (generation) nor restarts (run), or a player or a cache
+    // could mix a file from before with one after. The run is random, not the start time: a box
+    // without a battery-backed clock can start at the same time twice.
+    std::string run_;     // 6 characters [0-9a-z], drawn when the writer is made
+    int generation_ = 0;  // bumps on every reconnect
     // The camera's stream, kept to start the muxer again after a GOP too large to segment.
     std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> codecpar_{nullptr, nullptr};
     AVRational time_base_{1, 90000};

@@ -137,9 +137,9 @@ bool playlist_names(const std::string& playlist, const std::string& file) {
 }
 
 // HLS segments and init files, read once and shared by every viewer: a segment is immutable once the
-// playlist names it (names carry the connection's generation), so 100 viewers cost one copy. Only a
-// file the current playlist names is read: before that the muxer may still be writing it, and a
-// partial or empty read kept here would be served to every viewer after.
+// playlist names it (names carry the writer's run and the connection's generation), so 100 viewers
+// cost one copy. Only a file the current playlist names is read: before that the muxer may still be
+// writing it, and a partial or empty read kept here would be served to every viewer after.
 class SegmentCache {
 public:
     Chunk get(const std::string& folder, const std::string& file) {
@@ -216,7 +216,7 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         const std::string path = target.substr(0, target.find('?'));
         // Names are matched whole: a camera id, then the playlist or a file the muxer names, or .flv.
         static const std::regex hls(
-            R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|g[0-9]{1,6}-init\.mp4|g[0-9]{1,6}-[0-9]{5,9}\.m4s)$)");
+            R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|[0-9a-z]{6}g[0-9]{1,6}-(init\.mp4|[0-9]{5,9}\.m4s))$)");
         static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
         std::smatch m;
         const bool is_hls = std::regex_match(path, m, hls);
@@ -238,21 +238,24 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             reply.body->finish();
             return std::move(reply);
         };
-        if (!is_hls && head) {
-            // What a GET would start, without joining: a player or a monitor probing the stream.
-            reply.head.set(http::field::content_type, "video/x-flv");
-            reply.head.set(http::field::cache_control, "no-store");
-            return head_only();
-        }
         if (!is_hls) {
             if (auto cap = guard->over_cap(req, guard->view.viewers().admit_flv(camera, client, now), camera,
                                            client))
                 return std::move(*cap);
-            // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
-            auto stream = feed->flv().subscribe(4u << 20);
-            if (!stream)
+            const auto starting = [&] {
                 return refuse(req, http::status::service_unavailable,
                               "the stream is starting; try again shortly");
+            };
+            if (head) {
+                // What a GET would get, without joining: a player or a monitor probing the stream.
+                if (!feed->flv().live()) return starting();
+                reply.head.set(http::field::content_type, "video/x-flv");
+                reply.head.set(http::field::cache_control, "no-store");
+                return head_only();
+            }
+            // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
+            auto stream = feed->flv().subscribe(4u << 20);
+            if (!stream) return starting();
             guard->view.viewers().add_flv(camera, client, stream);
             reply.head.set(http::field::content_type, "video/x-flv");
             reply.head.set(http::field::cache_control, "no-store");
@@ -265,9 +268,11 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         const auto token = query_value(target, "token");
         if (!plain(sid, 64) || !plain(token, 128))
             return refuse(req, http::status::bad_request, "bad sid or token");
-        if (auto cap =
-                guard->over_cap(req, guard->view.viewers().hls(camera, client, sid, now), camera, client))
-            return std::move(*cap);
+        // A HEAD is told what a GET would be told, but is not a viewer.
+        auto& viewers = guard->view.viewers();
+        const auto admit =
+            head ? viewers.peek_hls(camera, client, sid, now) : viewers.hls(camera, client, sid, now);
+        if (auto cap = guard->over_cap(req, admit, camera, client)) return std::move(*cap);
         if (file == "index.m3u8") {
             const auto data = read_file(feed->hls_folder() + "/" + file);
             if (!data) return refuse(req, http::status::not_found, "not found (the stream is starting)");

@@ -46,6 +46,14 @@ ViewerCounter::Admit ViewerCounter::hls(const std::string& camera, const std::st
     return admit;
 }
 
+ViewerCounter::Admit ViewerCounter::peek_hls(const std::string& camera, const std::string& address,
+                                             const std::string& session, Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    expire(now);
+    if (hls_.contains(std::make_tuple(camera, address, session))) return Admit::ok;
+    return check(camera, address);
+}
+
 ViewerCounter::Admit ViewerCounter::admit_flv(const std::string& camera, const std::string& address,
                                               Clock::time_point now) {
     std::lock_guard lock(mutex_);

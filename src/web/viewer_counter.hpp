@@ -32,6 +32,9 @@ public:
     // mid-stream by newcomers); a new one only within the caps.
     Admit hls(const std::string& camera, const std::string& address, const std::string& session,
               Clock::time_point now);
+    // What hls() would answer, without counting anyone (a HEAD request).
+    Admit peek_hls(const std::string& camera, const std::string& address, const std::string& session,
+                   Clock::time_point now);
     // A new HTTP-FLV viewer: checked against the caps; on ok, call add_flv with its stream.
     Admit admit_flv(const std::string& camera, const std::string& address, Clock::time_point now);
     void add_flv(const std::string& camera, const std::string& address, std::shared_ptr<LiveStream> stream);

@@ -1,7 +1,8 @@
 """The public side (parents): the page, the status summary, live HLS (fMP4) and HTTP-FLV remuxed
 from a public camera's own packets and read back by FFmpeg, RTMP push to a real nginx-rtmp media
-server, privacy masks, public hours, viewer caps, signed viewer tokens, config reload, and abuse
-(path traversal, oversized headers, slowloris) refused while the others keep being served."""
+server, privacy masks, public hours, viewer caps (HEAD included), signed viewer tokens, config reload, a
+camera clock that jumps, and abuse (path traversal, oversized headers, slowloris) refused while the others
+keep being served."""
 
 import datetime
 import http.client
@@ -78,6 +79,8 @@ def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path
 
     playlist = playlist_with_segments(port, "kitchen")
     init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist).group(1)
+    # Names drawn for this run of the gateway (a restart never hands out a name again): short ones.
+    assert re.fullmatch(r"[0-9a-z]{6}g1-init\.mp4", init), init
     segment = [line for line in playlist.splitlines() if line.endswith(".m4s")][0]
     status, ctype, data = get(port, f"/live/kitchen/{init}")
     assert status == 200 and ctype == "video/mp4" and data[4:8] == b"ftyp"
@@ -132,7 +135,7 @@ def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path
     # A private camera, the local API and anything outside the streams do not exist here.
     for path in ["/live/storage/index.m3u8", "/live/storage.flv", "/live/nope/index.m3u8", "/live/nope.flv",
                  "/live/kitchen/../../gateway.yaml", "/live/kitchen/%2e%2e/index.m3u8", "/live/kitchen/index.m3u8/..",
-                 "/live/kitchen/g1-init.mp4/../../../etc/passwd", "/../../etc/passwd", "/api/cameras", "/metrics",
+                 f"/live/kitchen/{init}/../../../etc/passwd", "/../../etc/passwd", "/api/cameras", "/metrics",
                  "/healthz", "/live/kitchen/outbox.db"]:
         assert get(port, path)[0] == 404, path
     assert get(port, "/public/status", method="POST")[0] == 405
@@ -203,7 +206,7 @@ def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
 
     # A good token: the playlist hands it on to the init segment and the segments.
     playlist = playlist_with_segments(port, "kitchen", f"?token={good}&sid=a")
-    assert f'g1-init.mp4?sid=a&token={good}"' in playlist or re.search(r'init\.mp4\?sid=a&token=', playlist)
+    assert re.search(rf'#EXT-X-MAP:URI="[0-9a-z]{{6}}g1-init\.mp4\?sid=a&token={good}"', playlist), playlist
     segment = [line for line in playlist.splitlines() if ".m4s?" in line][0]
     assert get(port, f"/live/kitchen/{segment}")[0] == 200
     # A site-wide token ("*") opens every public camera.
@@ -225,6 +228,46 @@ def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
     metrics = get(api, "/metrics")[2].decode()
     assert 'kg_public_viewers{camera="kitchen",protocol="hls"} 2' in metrics, metrics
     assert "kg_public_open 1" in metrics
+    assert gw.terminate() == 0
+
+
+def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
+    """HEAD on a stream gets the status a GET would get, without counting as a viewer. Before, a HEAD on
+    HTTP-FLV answered 200 at the viewer cap and while the stream was not live (a GET: 503), and a HEAD on
+    HLS took a viewer's place."""
+    clip = clips("public", [("normal", 20)])
+    cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True),
+            kg_e2e.camera("gone", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/cam", public=True)]
+    gw = gateways(public_config(broker, tmp_path, cams, max_viewers_per_camera=2))
+    port = public_port(gw)
+    api = gw.api_port()
+
+    def viewers(protocol):
+        metrics = get(api, "/metrics")[2].decode()
+        return int(re.search(rf'kg_public_viewers{{camera="kitchen",protocol="{protocol}"}} (\d+)', metrics).group(1))
+
+    # A camera that never delivers: its FLV is "starting" to a GET, and to a HEAD.
+    assert get(port, "/live/gone.flv")[0] == 503
+    assert get(port, "/live/gone.flv", method="HEAD")[0] == 503
+    playlist_with_segments(port, "kitchen", "?sid=a")
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen.flv", method="HEAD")[0] == 200, 10, what="FLV to go live")
+    # Under the cap: HEADs are answered 200 and nobody is counted for them.
+    assert get(port, "/live/kitchen/index.m3u8?sid=b", method="HEAD")[0] == 200
+    assert viewers("hls") == 1 and viewers("flv") == 0
+    # Session b watches: the cap (2) is reached. HEAD and GET alike are refused with 503 and Retry-After.
+    assert get(port, "/live/kitchen/index.m3u8?sid=b")[0] == 200
+    for path in ["/live/kitchen.flv", "/live/kitchen/index.m3u8?sid=c"]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for method in ["HEAD", "GET"]:
+            conn.request(method, path)
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == 503 and r.getheader("Retry-After") == "30", (method, path, r.status)
+            assert (body == b"") == (method == "HEAD"), (method, path, body)
+        conn.close()
+    # The sessions already watching are still let through, HEAD or GET.
+    assert get(port, "/live/kitchen/index.m3u8?sid=a", method="HEAD")[0] == 200
+    assert viewers("hls") == 2 and viewers("flv") == 0
     assert gw.terminate() == 0
 
 
@@ -372,8 +415,8 @@ def test_segments_are_served_only_when_complete(broker, clips, gateways, tmp_pat
     checked = 0
     while checked < 8:
         playlist = playlist_with_segments(port, "kitchen")
-        generation, number = re.findall(r"g(\d+)-(\d+)\.m4s", playlist)[-1]
-        upcoming = f"g{generation}-{int(number) + 1:05d}.m4s"
+        stem, number = re.findall(r"([0-9a-z]{6}g\d+)-(\d+)\.m4s", playlist)[-1]
+        upcoming = f"{stem}-{int(number) + 1:05d}.m4s"
         deadline = time.time() + 5
         while (result := fetch(f"/live/kitchen/{upcoming}"))[0] != 200 and time.time() < deadline:
             assert result[0] == 404, result  # no pause: the moment the file appears is the one that matters
@@ -402,7 +445,7 @@ def test_a_looped_clip_keeps_streaming_after_its_end(broker, clips, gateways, tm
 
     def newest_segment():
         status, _, body = get(port, "/live/kitchen/index.m3u8")
-        numbers = [int(n) for n in re.findall(r"g\d+-(\d+)\.m4s", body.decode())] if status == 200 else []
+        numbers = [int(n) for n in re.findall(r"-(\d+)\.m4s", body.decode())] if status == 200 else []
         return max(numbers, default=-1)
 
     # Segments cut at the clip's key frames (every 2 s): two a pass, so segment 6 is in the fourth pass.
@@ -416,4 +459,68 @@ def test_a_looped_clip_keeps_streaming_after_its_end(broker, clips, gateways, tm
                                      str(recorded)], capture_output=True, text=True).stdout)
     assert duration >= 5.5, duration
     assert json.loads(get(port, "/public/status")[2])["cameras"][0]["live"] is True
+    assert gw.terminate() == 0
+
+
+def jumping_clip(path, first=6, second=16, first_start=100):
+    """An MPEG-TS stream whose clock jumps back: two FFmpeg-made parts concatenated byte for byte (as a
+    camera that resets its clock, or an NVR that restarts a stream, sends them), the first stamped
+    from `first_start` s, the second from 0 again. Both 320x180, 25 fps, a key frame every second."""
+    parts = []
+    for i, (seconds, offset) in enumerate([(first, first_start), (second, 0)]):
+        part = path.with_name(f"{path.stem}-{i}.ts")
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=size=320x180:rate=25:duration={seconds}", "-c:v", "libx264", "-preset",
+                        "ultrafast", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+                        "-output_ts_offset", str(offset), "-f", "mpegts", str(part)], check=True)
+        parts.append(part.read_bytes())
+    path.write_bytes(b"".join(parts))
+    return str(path)
+
+
+@pytest.mark.parametrize("first_start,direction,size", [(30, "back", (34, 38)), (100, "ahead", (95000, 96000))],
+                         ids=["back", "wrapped-ahead"])
+def test_a_camera_clock_that_jumps_keeps_the_public_streams_going(broker, gateways, tmp_path, first_start, direction,
+                                                                  size):
+    """A camera whose timestamps jump without a reconnect (its clock reset, an NVR restarted the stream,
+    NTP stepped it): HLS keeps gaining segments and HTTP-FLV keeps delivering across the jump, on one
+    continuous timeline, and the jump is logged and counted. Before, the muxers dropped every packet not
+    later than the last one before a jump back: the parents' stream froze for good. A jump back of more
+    than 60 s reaches the outputs as a jump ahead of about 26.5 hours (FFmpeg takes it for the 33-bit
+    MPEG-TS clock wrapping, as it does for RTP's 32 bits): a segment a day long, an FLV viewer lost."""
+    clip = jumping_clip(tmp_path / "jump.ts", first_start=first_start)
+    cams = [kg_e2e.camera("kitchen", clip, input={"loop": False}, public=True)]
+    gw = gateways(public_config(broker, tmp_path, cams))
+    port = public_port(gw)
+    playlist_with_segments(port, "kitchen")
+    # An FFmpeg viewer of HTTP-FLV from here (about 2 s into the first part) for 12 s: across the jump.
+    recorded = tmp_path / "across.flv"
+    viewer = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "5000000", "-i",
+                               f"http://127.0.0.1:{port}/live/kitchen.flv", "-t", "12", "-c", "copy", str(recorded)])
+    durations = []
+    try:
+        def newest_segment():
+            status, _, body = get(port, "/live/kitchen/index.m3u8")
+            if status != 200:
+                return -1
+            durations.extend(float(d) for d in re.findall(r"#EXTINF:([\d.]+)", body.decode()))
+            return max((int(n) for n in re.findall(r"-(\d+)\.m4s", body.decode())), default=-1)
+
+        # One-second segments: the first part gives about six, eight seconds of the second part the rest.
+        kg_e2e.wait_until(lambda: newest_segment() >= 12, 25, what="segments after the camera's clock jumped")
+        # Each segment as long as the GOP it holds: none spans the jump.
+        assert durations and max(durations) < 2.5, sorted(set(durations))
+        viewer.wait(40)
+        duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
+                                         "csv=p=0", str(recorded)], capture_output=True, text=True).stdout)
+        assert duration >= 11.5, duration
+    finally:
+        if viewer.poll() is None:
+            viewer.kill()
+    # Logged once, naming the camera (the logger) and the size of the jump.
+    jumps = re.findall(r"\[cam:kitchen\].*timestamps jumped (back|ahead) by (\d+\.\d+) s", gw.output())
+    assert len(jumps) == 1 and jumps[0][0] == direction and size[0] < float(jumps[0][1]) < size[1], jumps
+    metrics = get(gw.api_port(), "/metrics")[2].decode()
+    assert 'kg_camera_timestamp_jumps_total{camera="kitchen"} 1' in metrics, metrics
+    assert "mux error" not in gw.output() and "write failed" not in gw.output()
     assert gw.terminate() == 0

@@ -190,3 +190,42 @@ TEST(FfmpegInput, ALoopedFileIsOneContinuousTimeline) {
     EXPECT_NEAR(frame_times[250] - frame_times[249], 0.04, 1e-6);  // the pacing sees 25 fps throughout
     EXPECT_NEAR(frame_times.back() - frame_times.front(), 30.0 - 0.04, 1e-6);
 }
+
+// A camera whose clock jumps without a reconnect: an MPEG-TS stream of two parts concatenated byte
+// for byte, the first stamped from 30 s, the second from 0 again (as when a camera resets its clock
+// or an NVR restarts a stream). Every output is handed one continuous timeline, and the jump is
+// counted with its size. Before, the packets after the jump went on 36 s back in time: every muxer
+// dropped them all.
+TEST(FfmpegInput, ACameraClockThatJumpsBackIsOneContinuousTimeline) {
+    const fs::path dir = fs::temp_directory_path() / ("kg-jump-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    std::string joined = "cat";
+    for (const auto& [seconds, offset] : {std::pair{6, 30}, std::pair{4, 0}}) {
+        const fs::path part = dir / ("part" + std::to_string(offset) + ".ts");
+        const std::string cmd =
+            "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25:duration=" +
+            std::to_string(seconds) +
+            " -c:v libx264 -preset ultrafast -g 25 -pix_fmt yuv420p -output_ts_offset " +
+            std::to_string(offset) + " -f mpegts " + part.string();
+        ASSERT_EQ(std::system(cmd.c_str()), 0);
+        joined += " " + part.string();
+    }
+    const fs::path clip = dir / "jump.ts";
+    ASSERT_EQ(std::system((joined + " > " + clip.string()).c_str()), 0);
+
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip.string()}, stop);
+    DtsRecorder recorder;
+    input.set_packet_observer(&recorder);
+    input.open();
+    std::vector<double> frame_times;
+    while (input.next_frame()) frame_times.push_back(input.frame_time());
+    ASSERT_EQ(recorder.dts.size(), 250u);
+    for (std::size_t i = 1; i < recorder.dts.size(); ++i)
+        ASSERT_EQ(recorder.dts[i] - recorder.dts[i - 1], recorder.frame_ticks) << "packet " << i;
+    EXPECT_EQ(input.timeline_jumps(), 1u);
+    EXPECT_NEAR(input.last_jump_seconds(), -36.0, 0.05);  // from 36 s (30 + 6) back to 0
+    ASSERT_EQ(frame_times.size(), 250u);
+    EXPECT_NEAR(frame_times[150] - frame_times[149], 0.04, 1e-6);  // the pacing sees no jump either
+    fs::remove_all(dir);
+}

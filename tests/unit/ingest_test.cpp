@@ -1,11 +1,15 @@
-// Ingest building blocks that need no camera: sampling, the newest-frame hand-off, back-off.
+// Ingest building blocks that need no camera: sampling, the newest-frame hand-off, back-off, and the
+// continuous timeline that absorbs a camera clock's jumps.
 #include <gtest/gtest.h>
+
+#include <vector>
 
 #include "common/backoff.hpp"
 #include "ingest/camera_stats.hpp"
 #include "ingest/ffmpeg_input.hpp"
 #include "ingest/frame_sampler.hpp"
 #include "ingest/latest_frame.hpp"
+#include "ingest/timeline.hpp"
 
 using namespace std::chrono_literals;
 
@@ -97,4 +101,128 @@ TEST(ClassifyUrl, KnowsNetworkFilesAndDevices) {
     EXPECT_EQ(kg::ingest::classify_url("file:///var/lib/demo.mp4"), SourceKind::file);
     EXPECT_EQ(kg::ingest::classify_url("/dev/video0"), SourceKind::device);
     EXPECT_EQ(kg::ingest::classify_url("v4l2:///dev/video2"), SourceKind::device);
+}
+
+namespace {
+
+// A camera's packets in the RTP time base: 25 fps is 3600 ticks a frame.
+constexpr AVRational kRtp{1, 90000};
+constexpr std::int64_t kFrame = 3600;
+
+struct Placed {
+    std::int64_t pts, dts;
+    std::optional<double> jumped;
+};
+
+// Places one packet with these source timestamps (AV_NOPTS_VALUE: none); duration 0 as RTSP gives.
+Placed place(kg::ingest::Timeline& timeline, std::int64_t pts, std::int64_t dts) {
+    AVPacket p{};
+    p.pts = pts;
+    p.dts = dts;
+    const auto jumped = timeline.place(p);
+    return {p.pts, p.dts, jumped};
+}
+
+}  // namespace
+
+TEST(Timeline, LeavesASteadyClockAlone) {
+    kg::ingest::Timeline timeline(kRtp, kFrame);
+    for (std::int64_t i = 0; i < 500; ++i) {
+        // B-frames: presentation two frames after decoding; a 3 s pause at packet 250 is a real pause.
+        const std::int64_t dts = 1'000'000 + i * kFrame + (i >= 250 ? 3 * 90000 : 0);
+        const auto placed = place(timeline, dts + 2 * kFrame, dts);
+        ASSERT_EQ(placed.dts, dts) << i;
+        ASSERT_EQ(placed.pts, dts + 2 * kFrame) << i;
+        ASSERT_FALSE(placed.jumped) << i;
+    }
+}
+
+TEST(Timeline, AJumpBackContinuesOneFrameAfterTheLastPacket) {
+    kg::ingest::Timeline timeline(kRtp, kFrame);
+    std::int64_t last = 0;
+    for (std::int64_t i = 0; i < 100; ++i)
+        last = place(timeline, 40 * 90000 + i * kFrame, 40 * 90000 + i * kFrame).dts;
+    // The camera's clock is reset to 0: 40 s + 100 frames (44 s) back from where it was to continue.
+    const auto first = place(timeline, 2 * kFrame, 0);
+    ASSERT_TRUE(first.jumped);
+    EXPECT_NEAR(*first.jumped, -44.0, 1e-9);
+    EXPECT_EQ(first.dts, last + kFrame);
+    EXPECT_EQ(first.pts - first.dts, 2 * kFrame);  // the reordering delay is kept
+    for (std::int64_t i = 1; i < 100; ++i) {
+        const auto placed = place(timeline, (i + 2) * kFrame, i * kFrame);
+        ASSERT_EQ(placed.dts, last + (i + 1) * kFrame) << i;
+        ASSERT_FALSE(placed.jumped) << i;
+    }
+}
+
+TEST(Timeline, AJumpAheadOfAWrappedClockIsAbsorbed) {
+    // FFmpeg takes an RTP clock (32 bits) set back by more than 60 s for one that wrapped: 2^32 ticks
+    // ahead, 13 hours. A segment or an FLV gap that long would lose every viewer.
+    kg::ingest::Timeline timeline(kRtp, kFrame);
+    std::int64_t last = 0;
+    for (std::int64_t i = 0; i < 10; ++i) last = place(timeline, i * kFrame, i * kFrame).dts;
+    const std::int64_t wrapped = std::int64_t{1} << 32;
+    const auto first = place(timeline, wrapped, wrapped);
+    ASSERT_TRUE(first.jumped);
+    EXPECT_NEAR(*first.jumped, static_cast<double>(wrapped - 10 * kFrame) / 90000, 1e-9);
+    EXPECT_EQ(first.dts, last + kFrame);
+    EXPECT_EQ(place(timeline, wrapped + kFrame, wrapped + kFrame).dts, last + 2 * kFrame);
+}
+
+TEST(Timeline, SmallStepsBackAreNotJumps) {
+    // Jitter of a few ms, a repeated time, a step back of most of a second: left as they are (the
+    // muxers skip what is not later than the last packet); shifting the timeline for each would make
+    // it drift ahead of the camera's.
+    kg::ingest::Timeline timeline(kRtp, kFrame);
+    for (const std::int64_t dts : {900000, 903600, 903420, 903600, 907200, 907200, 817200 + 3600, 910800}) {
+        const auto placed = place(timeline, dts, dts);
+        EXPECT_EQ(placed.dts, dts);
+        EXPECT_FALSE(placed.jumped) << dts;
+    }
+}
+
+TEST(Timeline, PacketsWithoutADecodingTimeAreMovedButNotJudged) {
+    kg::ingest::Timeline timeline(kRtp, kFrame);
+    // The first packets of an RTSP stream with B-frames: presentation times only, out of order.
+    EXPECT_FALSE(place(timeline, 7200, AV_NOPTS_VALUE).jumped);
+    EXPECT_FALSE(place(timeline, 0, AV_NOPTS_VALUE).jumped);
+    EXPECT_EQ(place(timeline, 3600, 3600).dts, 3600);
+    const auto jumped = place(timeline, 50 * 90000, 50 * 90000);
+    ASSERT_TRUE(jumped.jumped);
+    EXPECT_EQ(jumped.dts, 7200 + kFrame);  // after the latest presentation seen
+    EXPECT_EQ(place(timeline, 50 * 90000 + kFrame, AV_NOPTS_VALUE).pts, 7200 + 2 * kFrame);
+}
+
+TEST(Timeline, ARestartContinuesWithoutCountingAJump) {
+    // A file rewound for looping: expected, not a fault of the source.
+    kg::ingest::Timeline timeline(kRtp, kFrame);
+    for (std::int64_t i = 0; i < 50; ++i) place(timeline, i * kFrame, i * kFrame);
+    timeline.restart();
+    for (std::int64_t i = 0; i < 50; ++i) {
+        const auto placed = place(timeline, i * kFrame, i * kFrame);
+        ASSERT_FALSE(placed.jumped) << i;
+        ASSERT_EQ(placed.dts, (50 + i) * kFrame) << i;
+    }
+    // A jump of the file's clock within a pass is still one.
+    const auto back = place(timeline, 0, 0);
+    ASSERT_TRUE(back.jumped);
+    EXPECT_NEAR(*back.jumped, -2.0, 1e-9);
+    EXPECT_EQ(back.dts, 100 * kFrame);
+}
+
+TEST(Timeline, EveryJumpIsAbsorbedAndTheTimelineKeepsGrowing) {
+    kg::ingest::Timeline timeline(kRtp, kFrame);
+    std::int64_t previous = AV_NOPTS_VALUE;
+    int jumps = 0;
+    for (std::int64_t i = 0; i < 1000; ++i) {
+        // The camera's clock restarts every 200 frames, alternately from 0 and from 10 hours on.
+        const std::int64_t source = (i / 200 % 2 == 0 ? 0 : std::int64_t{36000} * 90000) + i % 200 * kFrame;
+        const auto placed = place(timeline, source, source);
+        jumps += placed.jumped ? 1 : 0;
+        if (previous != AV_NOPTS_VALUE) {
+            ASSERT_EQ(placed.dts - previous, kFrame) << i;
+        }
+        previous = placed.dts;
+    }
+    EXPECT_EQ(jumps, 4);
 }

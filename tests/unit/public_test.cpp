@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <filesystem>
+#include <regex>
+#include <set>
 
 #include "ingest/ffmpeg_input.hpp"
 #include "stream/flv_hub.hpp"
@@ -91,6 +93,22 @@ TEST(ViewerCounter, AddressCapCountsHlsAndFlv) {
     stream->finish();  // the FLV viewer leaves: its place is free again
     EXPECT_EQ(viewers.viewers("b", t).flv, 0u);
     EXPECT_EQ(viewers.admit_flv("c", "10.0.0.1", t), ViewerCounter::Admit::ok);
+}
+
+// A HEAD is answered as a GET would be, without taking a viewer's place.
+TEST(ViewerCounter, PeekingAnswersLikeACountDoesWithoutCounting) {
+    ViewerCounter viewers({1, 10}, std::chrono::seconds(10));
+    const auto t = Clock::now();
+    EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.1", "a", t), ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.viewers("cam", t).hls, 0u);
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.2", "b", t), ViewerCounter::Admit::ok);  // the place is still free
+    EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.2", "b", t), ViewerCounter::Admit::ok);  // already watching
+    EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.1", "a", t), ViewerCounter::Admit::camera_full);
+    // Peeking does not keep a session alive either.
+    EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.2", "b", t + std::chrono::seconds(9)),
+              ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.1", "a", t + std::chrono::seconds(11)),
+              ViewerCounter::Admit::ok);
 }
 
 Chunk chunk(std::size_t n) { return std::make_shared<const std::string>(n, 'x'); }
@@ -208,6 +226,45 @@ TEST(HlsWriter, AGopLargerThanItHoldsIsLetGoAndTheStreamWaitsForAKeyFrame) {
         EXPECT_TRUE(was_live);        // it started on the key frame
         EXPECT_FALSE(writer.live());  // and let go of the GOP that outgrew 64 KiB
         EXPECT_LT(bytes_in(dir), 64u << 10);
+    }
+    fs::remove_all(dir);
+    fs::remove(clip);
+}
+
+// HLS file names never come back after a restart: segments are served with max-age=60, and a player
+// or a cache holding `g1-00001.m4s` from before a restart was handed the same name for other video.
+TEST(HlsWriter, FileNamesDifferFromOneRunToTheNext) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-names-" + std::to_string(::getpid()));
+    const auto clip = dir.string() + ".mp4";
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 3 -c:v libx264 "
+        "-preset ultrafast -g 25 -pix_fmt yuv420p " +
+        clip;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    // The names one writer (one run of the gateway) gives the clip, as its playlist lists them.
+    auto names_of_a_run = [&] {
+        std::set<std::string> names;
+        kg::stream::HlsWriter writer(dir.string(), 1, spdlog::default_logger());
+        std::atomic<bool> stop{false};
+        kg::ingest::FfmpegInput input({clip}, stop);
+        input.set_packet_observer(&writer);
+        input.open();
+        while (input.next_frame()) {
+            for (const auto& f : fs::directory_iterator(dir)) {
+                const auto name = f.path().filename().string();
+                if (name.ends_with(".m4s") || name.ends_with("-init.mp4")) names.insert(name);
+            }
+        }
+        return names;
+    };
+    const auto first = names_of_a_run(), second = names_of_a_run();
+    ASSERT_GE(first.size(), 3u);
+    ASSERT_GE(second.size(), 3u);
+    const std::regex short_name(R"([0-9a-z]{6}g1-(init\.mp4|[0-9]{5}\.m4s))");
+    for (const auto& name : first) {
+        EXPECT_TRUE(std::regex_match(name, short_name)) << name;
+        EXPECT_FALSE(second.contains(name)) << name << " came back after a restart";
     }
     fs::remove_all(dir);
     fs::remove(clip);

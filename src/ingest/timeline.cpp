@@ -1,0 +1,53 @@
+#include "ingest/timeline.hpp"
+
+extern "C" {
+#include <libavutil/mathematics.h>
+}
+
+#include <algorithm>
+
+namespace kg::ingest {
+namespace {
+
+std::int64_t ticks(double seconds, AVRational time_base) {
+    return av_rescale_q(static_cast<std::int64_t>(seconds * 1000), AVRational{1, 1000}, time_base);
+}
+
+}  // namespace
+
+Timeline::Timeline(AVRational time_base, std::int64_t frame_ticks)
+    : time_base_(time_base),
+      frame_ticks_(std::max<std::int64_t>(frame_ticks, 1)),
+      max_back_(ticks(kMaxBackSeconds, time_base)),
+      max_ahead_(ticks(kMaxAheadSeconds, time_base)) {}
+
+std::optional<double> Timeline::place(AVPacket& packet) {
+    // Packets without a decoding time (the first ones of an RTSP stream with B-frames) are placed by
+    // their presentation time; only decoding times are compared, which B-frames do not reorder.
+    const auto at = [](const AVPacket& p) { return p.dts != AV_NOPTS_VALUE ? p.dts : p.pts; };
+    std::optional<double> jumped;
+    if (at(packet) != AV_NOPTS_VALUE) {
+        if (restarted_) {
+            if (end_ != AV_NOPTS_VALUE) offset_ = end_ - at(packet);
+            restarted_ = false;
+        } else if (packet.dts != AV_NOPTS_VALUE && last_dts_ != AV_NOPTS_VALUE) {
+            const std::int64_t dts = packet.dts + offset_;
+            const std::int64_t step = dts - last_dts_;
+            if (step < -max_back_ || step > max_ahead_) {
+                jumped = static_cast<double>(dts - end_) * av_q2d(time_base_);
+                offset_ += end_ - dts;
+            }
+        }
+    }
+    if (offset_ != 0) {
+        if (packet.pts != AV_NOPTS_VALUE) packet.pts += offset_;
+        if (packet.dts != AV_NOPTS_VALUE) packet.dts += offset_;
+    }
+    if (packet.dts != AV_NOPTS_VALUE) last_dts_ = packet.dts;
+    if (at(packet) == AV_NOPTS_VALUE) return jumped;
+    const std::int64_t end = at(packet) + (packet.duration > 0 ? packet.duration : frame_ticks_);
+    if (end_ == AV_NOPTS_VALUE || end > end_) end_ = end;
+    return jumped;
+}
+
+}  // namespace kg::ingest
