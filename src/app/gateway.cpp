@@ -255,6 +255,21 @@ std::optional<std::string> Gateway::evidence_file(const std::string& event_id,
     return evidence_->absolute(*relative).string();
 }
 
+nlohmann::json Gateway::dead_messages(std::size_t limit) const {
+    static constexpr const char* kPriority[] = {"alert", "evidence", "telemetry"};
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& d : outbox_.dead_messages(limit)) {
+        out.push_back({{"seq", d.seq},
+                       {"queued_seq", d.queued_seq},
+                       {"topic", d.topic},
+                       {"bytes", d.bytes},
+                       {"priority", kPriority[std::clamp(static_cast<int>(d.priority), 0, 2)]},
+                       {"reason", d.reason},
+                       {"moved_at", iso8601_utc(TimePoint(std::chrono::seconds(d.moved_at)))}});
+    }
+    return out;
+}
+
 nlohmann::json Gateway::public_status() const {
     nlohmann::json cams = nlohmann::json::array();
     for (const auto& s : states_) {
@@ -280,7 +295,8 @@ nlohmann::json Gateway::public_status() const {
             // reading since a start or reload. A value only while fresh: an offline probe's last value
             // would read to a parent as the fridge's temperature now.
             const auto& conditions = s["conditions"];
-            const bool offline = std::find(conditions.begin(), conditions.end(), "offline") != conditions.end();
+            const bool offline =
+                std::find(conditions.begin(), conditions.end(), "offline") != conditions.end();
             temps.push_back({{"name", s["name"]},
                              {"location", s["location"]},
                              {"online", !offline},

@@ -45,6 +45,8 @@ public:
                                              const std::string& kind) const override;
     bool ready(std::string& why_not) const override;
     std::string metrics() const override;
+    nlohmann::json dead_messages(std::size_t limit) const override;
+    std::size_t requeue_dead() override { return outbox_.requeue_dead(); }
 
     // web::PublicView: only what parents may see.
     nlohmann::json public_status() const override;

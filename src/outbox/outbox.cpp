@@ -230,6 +230,20 @@ void Outbox::set_aside(const Message& head, int losses) {
     }
 }
 
+std::size_t Outbox::requeue_dead() {
+    std::size_t back = 0;
+    {
+        std::lock_guard order(enqueue_mutex_);  // in order with what is submitted meanwhile
+        back = store_.requeue_dead();
+    }
+    // Someone removed the cause: messages as large as those moved aside get the full count of
+    // losses again.
+    forgive_refused_ = true;
+    cv_.notify_all();
+    log_->info("{} messages moved aside were put back in the queue", back);
+    return back;
+}
+
 void Outbox::pause(std::chrono::milliseconds how_long) {
     std::unique_lock lock(mutex_);
     cv_.wait_for(lock, how_long, [this] { return stop_; });
@@ -273,6 +287,7 @@ void Outbox::run() {
             std::lock_guard order(enqueue_mutex_);
             flush_overflow();
         }
+        if (forgive_refused_.exchange(false)) smallest_refused_ = std::numeric_limits<std::size_t>::max();
         if (!flight) {
             auto head = next();
             if (!head) {

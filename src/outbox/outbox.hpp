@@ -65,6 +65,12 @@ public:
     std::uint64_t delivered() const { return delivered_.load(); }
     // Messages moved aside because the broker kept refusing them (SqliteStore::bury).
     std::uint64_t dead() const { return store_.dead_total(); }
+    // The messages moved aside, newest first (GET /api/outbox/dead), and putting them back in the
+    // queue once the broker takes them (POST /api/outbox/requeue): how many went back.
+    std::vector<SqliteStore::DeadMessage> dead_messages(std::size_t limit) const {
+        return store_.dead_messages(limit);
+    }
+    std::size_t requeue_dead();
 
 private:
     void run();
@@ -97,6 +103,7 @@ private:
     std::atomic<std::uint64_t> delivered_{0};
     // The smallest message moved aside since start (sender thread only).
     std::size_t smallest_refused_ = std::numeric_limits<std::size_t>::max();
+    std::atomic<bool> forgive_refused_{false};  // set by requeue_dead(), read by the sender thread
     std::thread thread_;
 };
 

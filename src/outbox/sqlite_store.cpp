@@ -251,6 +251,74 @@ std::size_t SqliteStore::bury(const Message& m, const std::string& reason) {
     return pruned;
 }
 
+std::size_t SqliteStore::requeue_dead() {
+    std::lock_guard lock(mutex_);
+    std::size_t back = 0;
+    try {
+        sqlite::Transaction tx(db_);
+        struct Row {
+            std::int64_t seq;
+            Message m;
+        };
+        std::vector<Row> rows;
+        {
+            sqlite::Stmt s(db_, "SELECT seq, topic, payload, qos, retain, priority FROM dead ORDER BY seq");
+            while (s.step()) {
+                Row r{s.integer(0), {}};
+                r.m.topic = s.text(1);
+                r.m.payload = s.blob(2);
+                r.m.qos = static_cast<int>(s.integer(3));
+                r.m.retain = s.integer(4) != 0;
+                r.m.priority = static_cast<Priority>(s.integer(5));
+                rows.push_back(std::move(r));
+            }
+        }
+        for (auto& [seq, m] : rows) {
+            const std::size_t size = m.payload.size() + m.topic.size();
+            // Only into free room: these are older than anything queued, and must not push it out.
+            if (!fits(count_, bytes_, size)) continue;
+            insert_.reset();
+            insert_.bind(1, m.topic)
+                .bind_blob(2, m.payload)
+                .bind(3, m.qos)
+                .bind(4, m.retain ? 1 : 0)
+                .bind(5, static_cast<int>(m.priority))
+                .run();
+            sqlite::Stmt(db_, "DELETE FROM dead WHERE seq = ?").bind(1, seq).run();
+            ++count_;
+            bytes_ += size;
+            ++back;
+        }
+        tx.commit();
+    } catch (...) {
+        load_totals();  // the rollback took back what the counters already hold
+        throw;
+    }
+    return back;
+}
+
+std::vector<SqliteStore::DeadMessage> SqliteStore::dead_messages(std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    sqlite::Stmt s(
+        db_,
+        "SELECT seq, queued_seq, moved_at, topic, reason, length(payload) + length(topic), priority FROM "
+        "dead ORDER BY seq DESC LIMIT ?");
+    s.bind(1, static_cast<std::int64_t>(limit));
+    std::vector<DeadMessage> out;
+    while (s.step()) {
+        DeadMessage d;
+        d.seq = s.integer(0);
+        d.queued_seq = s.integer(1);
+        d.moved_at = s.integer(2);
+        d.topic = s.text(3);
+        d.reason = s.text(4);
+        d.bytes = static_cast<std::size_t>(s.integer(5));
+        d.priority = static_cast<Priority>(s.integer(6));
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
 std::uint64_t SqliteStore::refused_total() const {
     std::lock_guard lock(mutex_);
     return refused_;

@@ -79,6 +79,17 @@ public:
     // was never stored (seq <= 0) is only written there. Returns how many older moved-aside
     // messages were deleted to keep the table within max_dead / max_dead_bytes.
     std::size_t bury(const Message& message, const std::string& reason);
+    // Puts the messages moved aside back at the end of the queue, oldest first, into the room the
+    // budget has free (a message that does not fit stays aside; nothing queued is dropped for it). For after the cause was
+    // removed (the broker's max_packet_size raised, its ACL mended). Returns how many went back.
+    std::size_t requeue_dead();
+    struct DeadMessage {
+        std::int64_t seq = 0, queued_seq = 0, moved_at = 0;  // moved_at: Unix seconds
+        std::string topic, reason;
+        std::size_t bytes = 0;
+        Priority priority = Priority::alert;
+    };
+    std::vector<DeadMessage> dead_messages(std::size_t limit);  // newest first
 
     // The events recorded as open, oldest first: at a start, those the previous run left open.
     std::vector<OpenEvent> open_events();

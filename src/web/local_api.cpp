@@ -43,21 +43,23 @@ std::size_t limit_of(const std::string& target) {
 
 }  // namespace
 
-Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log,
+Handler local_api(GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log,
                   ReloadFn reload) {
     return [&view, token = std::move(token), log, reload = std::move(reload)](
                const Request& req, const std::string& client) -> Response {
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
-        const bool post_reload = path == "/api/reload" && req.method() == http::verb::post && reload;
-        const bool wrong_reload = path == "/api/reload" && reload && req.method() != http::verb::post;
-        if ((req.method() != http::verb::get && req.method() != http::verb::head && !post_reload) ||
-            wrong_reload) {
-            auto res = text_response(req, http::status::method_not_allowed,
-                                     path == "/api/reload" ? "only POST\n" : "only GET\n");
-            res.set(http::field::allow, path == "/api/reload" ? "POST" : "GET, HEAD");
+        // The two actions are POST only; everything else is read with GET or HEAD.
+        const bool action = (path == "/api/reload" && reload) || path == "/api/outbox/requeue";
+        const bool post = req.method() == http::verb::post;
+        const bool read = req.method() == http::verb::get || req.method() == http::verb::head;
+        if (action ? !post : !read) {
+            auto res =
+                text_response(req, http::status::method_not_allowed, action ? "only POST\n" : "only GET\n");
+            res.set(http::field::allow, action ? "POST" : "GET, HEAD");
             return res;
         }
+        const bool post_reload = post && path == "/api/reload";
         if (path == "/healthz") return text_response(req, http::status::ok, "ok\n");
         if (path == "/readyz") {
             std::string why;
@@ -91,6 +93,17 @@ Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<sp
             }
             return json_response(req, {{"reloading", true}}, http::status::accepted);
         }
+        if (path == "/api/outbox/requeue") {
+            try {
+                const auto back = view.requeue_dead();
+                log->info("{} messages moved aside put back in the queue, asked by {}", back, client);
+                return json_response(req, {{"requeued", back}});
+            } catch (const std::exception& e) {
+                return text_response(req, http::status::service_unavailable,
+                                     std::string("the outbox cannot take them now: ") + e.what() + "\n");
+            }
+        }
+        if (path == "/api/outbox/dead") return json_response(req, view.dead_messages(limit_of(target)));
         if (path == "/api/cameras") return json_response(req, view.cameras());
         if (path == "/api/sensors") return json_response(req, view.sensors());
         if (path == "/api/events") return json_response(req, view.recent_events(limit_of(target)));

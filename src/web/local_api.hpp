@@ -5,6 +5,8 @@
 //   GET /metrics            Prometheus text format
 //   GET /api/cameras, /api/sensors, /api/events?limit=N, /api/events/<id>,
 //       /api/events/<id>/snapshot.jpg, /api/events/<id>/clip.mp4
+//   GET /api/outbox/dead?limit=N   the messages the broker refused, moved aside
+//   POST /api/outbox/requeue       puts them back in the queue (after the cause was mended)
 // The /api routes need `Authorization: Bearer <token>` with the configured token; without a token
 // configured they are off (there is never a default token).
 
@@ -29,13 +31,16 @@ public:
                                                      const std::string& kind) const = 0;
     virtual bool ready(std::string& why_not) const = 0;
     virtual std::string metrics() const = 0;
+    virtual nlohmann::json dead_messages(std::size_t limit) const = 0;
+    // Puts the messages moved aside back in the outbox's queue; how many went back.
+    virtual std::size_t requeue_dead() = 0;
 };
 
 // Asks for a reload of the configuration: nothing when it goes ahead, else why not (the errors).
 using ReloadFn = std::function<std::optional<std::string>()>;
 
 // POST /api/reload is served when `reload` is given.
-Handler local_api(const GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log,
+Handler local_api(GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log,
                   ReloadFn reload = {});
 
 }  // namespace kg::web

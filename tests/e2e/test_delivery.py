@@ -3,6 +3,7 @@ disconnecting (max_packet_size), an uplink so slow that a PUBACK takes longer th
 In both the alerts behind the difficult message must arrive, once each."""
 
 import http.client
+import json
 import re
 import sqlite3
 import time
@@ -61,6 +62,56 @@ def test_a_message_the_broker_refuses_is_moved_aside_and_the_rest_flows(tmp_path
             rows = db.execute("SELECT topic, length(payload), reason FROM dead").fetchall()
         assert len(rows) >= dead and all(t.endswith("/snapshot") and n > 2500 for t, n, _ in rows), rows
         schemas.validate_all(collector)
+    finally:
+        gw.kill() if gw.running() else None
+        collector.close()
+        broker.kill()
+
+
+def test_messages_moved_aside_go_again_once_the_broker_takes_them(tmp_path, clips):
+    """After the installer raises the broker's limit, POST /api/outbox/requeue sends the snapshots the
+    broker refused: they reach the room instead of staying aside for ever."""
+    broker = kg_e2e.Broker(tmp_path, extra_conf="max_packet_size 2500\n")
+    collector = kg_e2e.Collector(broker)
+    config = kg_e2e.base_config(broker, [kg_e2e.camera("cam0", clips("flicker-once", [("normal", 2), ("black", 3),
+                                                                                   ("normal", 3)]),
+                                                     input={"loop": False}, analysis={"fps": 4},
+                                                     health={"confirm": "500ms", "clear": "500ms"})], tmp_path)
+    config["api"] = {"listen": "127.0.0.1:0", "token": "tok-requeue-123456"}
+    gw = kg_e2e.Gateway(tmp_path, config)
+    auth = {"Authorization": "Bearer tok-requeue-123456"}
+
+    def api(method, path):
+        conn = http.client.HTTPConnection("127.0.0.1", gw.api_port(), timeout=10)
+        conn.request(method, path, headers=auth)
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        return r.status, body
+
+    try:
+        # The clip's one event (black, then not) has one picture, its start's, over the limit.
+        kg_e2e.wait_until(lambda: metric(gw, "kg_outbox_dead_total") >= 1, 60, interval=0.5,
+                          what="the refused snapshots moved aside")
+        status, body = api("GET", "/api/outbox/dead")
+        aside = json.loads(body)
+        assert status == 200 and len(aside) == 1 and all(d["topic"].endswith("/snapshot") for d in aside), aside
+        assert api("GET", "/api/outbox/requeue")[0] == 405  # an action: POST only
+        # The installer raises the limit and restarts the broker (Mosquitto 2.0.11 keeps the old
+        # limit through a SIGHUP reload), then asks.
+        connects = gw.output().count("[mqtt] connected")
+        broker.stop()
+        broker.conf.write_text(broker.conf.read_text().replace("max_packet_size 2500\n", ""))
+        broker.start()
+        kg_e2e.wait_until(lambda: gw.output().count("[mqtt] connected") > connects, 15, what="the gateway back")
+        time.sleep(1)  # the collector's own reconnect (0.2-1 s)
+        status, body = api("POST", "/api/outbox/requeue")
+        assert status == 200 and json.loads(body)["requeued"] == len(aside), body
+        topics = lambda: [t for t, *_ in collector.messages if t.endswith("/snapshot")]
+        kg_e2e.wait_until(lambda: len(topics()) >= len(aside), 30, what="the snapshots delivered")
+        assert sorted(topics()) == sorted(d["topic"] for d in aside)
+        assert json.loads(api("GET", "/api/outbox/dead")[1]) == []
+        assert gw.terminate() == 0
     finally:
         gw.kill() if gw.running() else None
         collector.close()

@@ -310,3 +310,33 @@ TEST(SqliteStore, ADeadTableGrownBeforeTheLimitIsCutAtOnce) {
     EXPECT_EQ(s.integer(0), 999);
     EXPECT_EQ(s.integer(1), 4002);  // the newest 999 of the old ones, and the new one
 }
+
+TEST(SqliteStore, MessagesMovedAsideGoBackInOrderWithinTheBudget) {
+    TempDb db;
+    SqliteStore store(db.path(), {.max_messages = 3, .max_bytes = 1u << 20});
+    for (const char* p : {"dead1", "dead2", "dead3"}) {
+        auto m = msg(p);
+        store.append(m);
+        store.bury(*store.front(), "refused");
+    }
+    auto live = msg("live");
+    store.append(live);
+    const auto listed = store.dead_messages(10);
+    ASSERT_EQ(listed.size(), 3u);
+    EXPECT_EQ(listed[0].reason, "refused");  // newest first
+    EXPECT_GT(listed[0].seq, listed[2].seq);
+    // Room for two more alerts: the oldest two go back, behind what is queued; the third stays aside.
+    EXPECT_EQ(store.requeue_dead(), 2u);
+    EXPECT_EQ(store.size(), 3u);
+    std::vector<std::string> order;
+    while (auto m = store.front()) {
+        order.push_back(m->payload);
+        store.remove(m->seq);
+    }
+    EXPECT_EQ(order, (std::vector<std::string>{"live", "dead1", "dead2"}));
+    ASSERT_EQ(store.dead_messages(10).size(), 1u);
+    EXPECT_EQ(store.requeue_dead(), 1u);
+    EXPECT_EQ(store.front()->payload, "dead3");
+    EXPECT_TRUE(store.dead_messages(10).empty());
+    EXPECT_EQ(store.dead_total(), 3u);  // the counter counts what was ever moved aside
+}
