@@ -120,6 +120,17 @@ void SqliteStore::save_counter(const char* key, std::uint64_t value) {
     save_meta_.bind(1, key).bind(2, static_cast<std::int64_t>(value)).run();
 }
 
+void SqliteStore::insert(Message& m) {
+    insert_.reset();
+    insert_.bind(1, m.topic)
+        .bind_blob(2, m.payload)
+        .bind(3, m.qos)
+        .bind(4, m.retain ? 1 : 0)
+        .bind(5, static_cast<int>(m.priority))
+        .run();
+    m.seq = db_.last_insert_rowid();
+}
+
 SqliteStore::Appended SqliteStore::append(Message& m) {
     std::lock_guard lock(mutex_);
     const std::size_t size = m.payload.size() + m.topic.size();
@@ -138,14 +149,7 @@ SqliteStore::Appended SqliteStore::append(Message& m) {
             dropped_ += dropped;
             save_counter("dropped", dropped_);
         }
-        insert_.reset();
-        insert_.bind(1, m.topic)
-            .bind_blob(2, m.payload)
-            .bind(3, m.qos)
-            .bind(4, m.retain ? 1 : 0)
-            .bind(5, static_cast<int>(m.priority))
-            .run();
-        m.seq = db_.last_insert_rowid();
+        insert(m);
         mark(m.open_event);
         tx.commit();
         ++count_;
@@ -277,13 +281,7 @@ std::size_t SqliteStore::requeue_dead() {
             const std::size_t size = m.payload.size() + m.topic.size();
             // Only into free room: these are older than anything queued, and must not push it out.
             if (!fits(count_, bytes_, size)) continue;
-            insert_.reset();
-            insert_.bind(1, m.topic)
-                .bind_blob(2, m.payload)
-                .bind(3, m.qos)
-                .bind(4, m.retain ? 1 : 0)
-                .bind(5, static_cast<int>(m.priority))
-                .run();
+            insert(m);
             sqlite::Stmt(db_, "DELETE FROM dead WHERE seq = ?").bind(1, seq).run();
             ++count_;
             bytes_ += size;

@@ -80,8 +80,9 @@ public:
     // messages were deleted to keep the table within max_dead / max_dead_bytes.
     std::size_t bury(const Message& message, const std::string& reason);
     // Puts the messages moved aside back at the end of the queue, oldest first, into the room the
-    // budget has free (a message that does not fit stays aside; nothing queued is dropped for it). For after the cause was
-    // removed (the broker's max_packet_size raised, its ACL mended). Returns how many went back.
+    // budget has free (a message that does not fit stays aside; nothing queued is dropped for it). For after
+    // the cause was removed (the broker's max_packet_size raised, its ACL mended). Returns how many went
+    // back.
     std::size_t requeue_dead();
     struct DeadMessage {
         std::int64_t seq = 0, queued_seq = 0, moved_at = 0;  // moved_at: Unix seconds
@@ -109,6 +110,7 @@ private:
     std::size_t drop_for_room(std::size_t incoming_bytes, Priority incoming);
     void save_counter(const char* key, std::uint64_t value);
     bool erase(std::int64_t seq);          // caller holds mutex_
+    void insert(Message& message);         // caller holds mutex_, inside a transaction; sets seq
     void mark(const OpenEventMark& mark);  // caller holds mutex_, inside the message's transaction
     void load_totals();
 
