@@ -36,6 +36,7 @@ const std::string& dashboard_html() {
   .state-online { color: var(--ok); font-weight: 600; } .state-offline { color: var(--sev1); font-weight: 600; }
   .state-silent { color: var(--sev2); font-weight: 600; } .state-unknown { color: #888; }
   .flag { color: var(--sev1); font-weight: 700; }
+  .unknown-end { color: var(--sev2); font-weight: 600; }
   .muted { color: #777; font-size: .85em; }
   .filters { display: flex; gap: .6em; flex-wrap: wrap; margin-bottom: .6em; }
   button { cursor: pointer; padding: .25em .7em; }
@@ -125,6 +126,14 @@ const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
 const state = { selected: null, stream: null, pending: new Set(), timer: null };
+// The gateway's condition. An end the gateway made because it stopped or restarted (its previous
+// run was killed) says nothing about the condition: it must not read like a resolved one.
+function condition(a) {
+  if (a.condition !== "end") return { text: a.condition, unknown: false };
+  if (!a.end_reason || a.end_reason === "cleared") return { text: "end (cleared)", unknown: false };
+  return { text: `${a.end_reason}: not seen to clear`, unknown: true };
+}
+const conditionHtml = (a) => { const c = condition(a); return c.unknown ? `<span class="unknown-end">${esc(c.text)}</span>` : esc(c.text); };
 
 async function api(path, options = {}) {
   const r = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
@@ -228,7 +237,7 @@ async function refreshAlerts() {
     const ack = a.status === "open" ? `<button class="ack" data-id="${esc(a.id)}">Acknowledge</button>` : "";
     return `<tr class="alert${a.overdue ? " overdue" : ""}${a.id === state.selected ? " selected" : ""}" data-id="${esc(a.id)}">` +
       `<td><span class="sev sev${a.severity}">${a.severity}</span></td><td>${esc(a.site)}</td><td>${where}</td><td>${what}</td>` +
-      `<td>${esc(when(a.start_time))}</td><td>${esc(a.condition)}</td><td class="status">${esc(a.status)}${overdue}</td><td>${ack}</td></tr>`;
+      `<td>${esc(when(a.start_time))}</td><td class="condition">${conditionHtml(a)}</td><td class="status">${esc(a.status)}${overdue}</td><td>${ack}</td></tr>`;
   }).join("") || `<tr><td colspan="8" class="muted">No alerts.</td></tr>`;
 }
 
@@ -245,14 +254,17 @@ async function refreshDetail() {
   else { img.removeAttribute("src"); img.classList.add("hidden"); }
   const due = [a.acknowledge_due && `acknowledge by ${when(a.acknowledge_due)}`, a.close_due && `close by ${when(a.close_due)}`].filter(Boolean).join(", ");
   $("#d-facts").innerHTML = `Status <b>${esc(a.status)}</b>${a.overdue ? ` <span class="flag">OVERDUE (${esc(a.overdue_reason)})</span>` : ""}` +
-    `<br>Condition ${esc(a.condition)} since ${esc(when(a.start_time))}${a.end_time ? `, ended ${esc(when(a.end_time))}` : ""}` +
+    `<br>Condition ${conditionHtml(a)} since ${esc(when(a.start_time))}` +
+    (!a.end_time ? "" : condition(a).unknown
+      ? ` &middot; <span class="unknown-end">the gateway ended it at ${esc(when(a.end_time))} because it ${a.end_reason === "gateway restarted" ? "restarted after a crash or kill" : "stopped"}; whether the condition cleared is not known: check on site</span>`
+      : `, ended ${esc(when(a.end_time))}`) +
     `<br>Received ${esc(when(a.received_at))}${due ? ` &middot; ${esc(due)}` : ""}` +
     (a.clip && a.clip.path ? `<br>Clip at the site: ${esc(a.clip.path)} (${esc(a.clip.duration_s)} s)` : "");
   $("#d-actions").innerHTML = a.actions.map((x) =>
     `<li>${esc(when(x.time))} <b>${esc(x.operator)}</b> ${esc(x.action)} &rarr; ${esc(x.status)}${x.note ? `: ${esc(x.note)}` : ""}` +
     ` <span class="muted">${x.published_at ? "sent to site" : "sending..."}</span></li>`).join("") || `<li class="muted">Nobody has handled it yet.</li>`;
   $("#d-history").innerHTML = a.history.map((m) =>
-    `<li>${esc(when(m.time))} ${esc(m.state)} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`).join("");
+    `<li>${esc(when(m.time))} ${esc(m.state)}${m.end_reason ? ` (${esc(m.end_reason)})` : ""} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`).join("");
   $("#d-ack").disabled = a.status !== "open";
   $("#d-close").disabled = a.status !== "acknowledged";
 }

@@ -125,6 +125,13 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
         }
         m.end_time = it->get<std::string>();
     }
+    if (const auto it = j.find("end_reason"); it != j.end() && !it->is_null() && m.state == "end") {
+        if (!it->is_string() || it->get<std::string>().empty() || it->get<std::string>().size() > 64) {
+            error = "end_reason is not a text of at most 64 characters";
+            return std::nullopt;
+        }
+        m.end_reason = it->get<std::string>();
+    }
     const auto camera = j.find("camera");
     const auto sensor = j.find("sensor");
     const bool has_camera = camera != j.end() && camera->is_string();

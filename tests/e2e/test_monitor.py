@@ -457,6 +457,26 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
     assert acked["action"] == "acknowledge" and acked["site"] == "test-site"
     assert gw.terminate() == 0
     assert browser.execute_script("return window.__noReload") == 42
+    # The gateway ended its open event as it stopped ("gateway stopped"): the camera may still be
+    # black, so the row must not read like a cleared condition.
+    kg_e2e.wait_until(lambda: "gateway stopped: not seen to clear" in browser.find_element(By.CSS_SELECTOR, gw_row).text,
+                      10, what="the stopped gateway's end shown as not cleared")
+    # A gateway killed with its event open ends it at its next start ("gateway restarted",
+    # docs/mqtt.md): shown as such in the row and the detail, never as "ended" like a cleared one.
+    killed_id = "19ab3c0f2e1-00000000000000d1"
+    ended = dict(event(killed_id, site, state="end", camera="store", check="sensor", label="too_warm"),
+                 end_reason="gateway restarted")
+    publish_all(pub, [(f"kitchen/{site}/events", json.dumps(event(killed_id, site, camera="store", check="sensor",
+                                                                  label="too_warm"))),
+                      (f"kitchen/{site}/events", json.dumps(ended))])
+    killed_row = f'tr.alert[data-id="{killed_id}"]'
+    kg_e2e.wait_until(lambda: "gateway restarted: not seen to clear" in "".join(
+        r.text for r in browser.find_elements(By.CSS_SELECTOR, killed_row)), 10, what="the restarted end in its row")
+    click(browser, killed_row)
+    kg_e2e.wait_until(lambda: "restarted after a crash or kill" in browser.find_element(By.ID, "d-facts").text, 10,
+                      what="the detail saying the condition is not known")
+    assert ", ended " not in browser.find_element(By.ID, "d-facts").text
+    assert mon.get(f"/api/alerts/{killed_id}")["end_reason"] == "gateway restarted"
 
     # A second alert stays open for the screenshot; the fridge curve is drawn.
     publish_all(pub, [(f"kitchen/{site}/events", json.dumps(event("19ab3c0f2e1-fedcba9876543210", site,

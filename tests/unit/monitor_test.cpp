@@ -12,6 +12,7 @@
 
 #include "common/logging.hpp"
 #include "monitor/alert_state.hpp"
+#include "monitor/api.hpp"
 #include "monitor/auth.hpp"
 #include "monitor/decisions.hpp"
 #include "monitor/ingest.hpp"
@@ -110,6 +111,63 @@ TEST(MonitorStore, AnEndWithoutItsStartStillMakesOneAlert) {
     EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0), IngestOutcome::stale);
     EXPECT_EQ(store.count_alerts(), 1);
     EXPECT_EQ(store.alert(id)->condition, "end");
+}
+
+TEST(MonitorStore, KeepsWhyTheGatewayEndedAnEvent) {
+    // "gateway restarted" (its previous run was killed) says nothing about the condition: the room
+    // must be able to tell it from "cleared", in the alert, its history and the API.
+    TempDir tmp;
+    const std::string cleared = "19ab3c0f2e1-eeeeeeeeeeeeeee1", restarted = "19ab3c0f2e1-eeeeeeeeeeeeeee2";
+    {
+        Store store(tmp.path("m.db"));
+        store.add_event(parsed(event(cleared, "start")), kT0);
+        auto end = event(cleared, "end");
+        end["end_reason"] = "cleared";
+        EXPECT_EQ(store.add_event(parsed(end), kT0), IngestOutcome::updated);
+        end = event(restarted, "end");  // its start went to another instance
+        end["end_reason"] = "gateway restarted";
+        EXPECT_EQ(store.add_event(parsed(end), kT0), IngestOutcome::created);
+        EXPECT_EQ(store.alert(cleared)->end_reason.value_or(""), "cleared");
+    }
+    Store store(tmp.path("m.db"));
+    const auto a = store.alert(restarted);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->end_reason.value_or(""), "gateway restarted");
+    EXPECT_EQ(alert_json(*a, MonitorConfig{}.deadlines, kT0)["end_reason"], "gateway restarted");
+    EXPECT_EQ(store.alert_history(restarted)[0]["end_reason"], "gateway restarted");
+    // Still open for the operators: the gateway's end never closes the loop.
+    EXPECT_EQ(a->status, Status::open);
+}
+
+TEST(MonitorStore, ADatabaseFromBeforeEndReasonGetsTheColumn) {
+    TempDir tmp;
+    const std::string id = "19ab3c0f2e1-eeeeeeeeeeeeeee3";
+    {
+        Store store(tmp.path("old.db"));
+        store.add_event(parsed(event(id, "start")), kT0);
+    }
+    {
+        // As a monitor of yesterday left it: no end_reason column.
+        kg::sqlite::Db db(tmp.path("old.db"), {.label = "database"});
+        db.exec("ALTER TABLE alerts DROP COLUMN end_reason");
+    }
+    Store store(tmp.path("old.db"));
+    auto end = event(id, "end");
+    end["end_reason"] = "gateway stopped";
+    EXPECT_EQ(store.add_event(parsed(end), kT0), IngestOutcome::updated);
+    EXPECT_EQ(store.alert(id)->end_reason.value_or(""), "gateway stopped");
+}
+
+TEST(MonitorIngest, AnEndReasonThatIsNotAShortTextIsRefused) {
+    auto end = event("19ab3c0f2e1-eeeeeeeeeeeeeee4", "end");
+    end["end_reason"] = 7;
+    std::string error;
+    EXPECT_FALSE(parse_event("sch-0101", end.dump(), error));
+    EXPECT_EQ(error, "end_reason is not a text of at most 64 characters");
+    end["end_reason"] = std::string(65, 'x');
+    EXPECT_FALSE(parse_event("sch-0101", end.dump(), error));
+    end.erase("end_reason");  // an older gateway
+    EXPECT_FALSE(parsed(end).end_reason);
 }
 
 TEST(MonitorStore, ASiteCannotTouchAnotherSitesAlert) {
