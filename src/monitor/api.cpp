@@ -271,7 +271,10 @@ private:
         }
         json out = json::array();
         for (const auto& a : ctx_.store.alerts(f)) out.push_back(alert_json(a, ctx_.cfg.deadlines, now));
-        return json_response(req, out);
+        auto res = json_response(req, out);
+        // The list stops at `limit`; how many match tells the page (and a script) what it did not get.
+        res.set("X-Total-Count", std::to_string(ctx_.store.count_alerts(f)));
+        return res;
     }
 
     Response alert(const Request& req, const std::string& id, TimePoint now) {

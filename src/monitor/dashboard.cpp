@@ -135,13 +135,16 @@ function condition(a) {
 }
 const conditionHtml = (a) => { const c = condition(a); return c.unknown ? `<span class="unknown-end">${esc(c.text)}</span>` : esc(c.text); };
 
-async function api(path, options = {}) {
+async function api(path, options = {}, withResponse = false) {
   const r = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
   if (r.status === 401 && path !== "/api/login") { showLogin(); throw new Error("signed out"); }
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error || r.statusText);
-  return body;
+  return withResponse ? { body, response: r } : body;
 }
+// The most rows the list asks for. Past it the page says how many it does not show, so a room
+// with more alerts than that never takes the list for all of them.
+const kListLimit = 1000;
 const post = (path, body) => api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
 
 function showLogin() {
@@ -227,9 +230,15 @@ async function refreshAlerts() {
   const q = new URLSearchParams();
   for (const [key, id] of [["site", "#f-site"], ["check", "#f-check"], ["severity", "#f-severity"], ["status", "#f-status"]])
     if ($(id).value) q.set(key, $(id).value);
-  let alerts;
-  try { alerts = await api("/api/alerts?" + q); } catch (e) { return; }
-  $("#alert-count").textContent = `(${alerts.length})`;
+  q.set("limit", kListLimit);
+  let alerts, total;
+  try {
+    const { body, response } = await api("/api/alerts?" + q, {}, true);
+    alerts = body; total = Number(response.headers.get("X-Total-Count") ?? body.length);
+  } catch (e) { return; }
+  const hidden = total - alerts.length;
+  $("#alert-count").innerHTML = hidden > 0
+    ? `(${alerts.length} shown, <span class="flag">${total} in all</span>)` : `(${alerts.length})`;
   $("#alerts").innerHTML = alerts.map((a) => {
     const where = esc(a.camera || a.sensor || "");
     const what = `${esc(a.check)} / ${esc(a.label)}${a.value != null ? ` ${esc(a.value)} ${esc(a.unit || "")}` : ""}`;
@@ -238,7 +247,9 @@ async function refreshAlerts() {
     return `<tr class="alert${a.overdue ? " overdue" : ""}${a.id === state.selected ? " selected" : ""}" data-id="${esc(a.id)}">` +
       `<td><span class="sev sev${a.severity}">${a.severity}</span></td><td>${esc(a.site)}</td><td>${where}</td><td>${what}</td>` +
       `<td>${esc(when(a.start_time))}</td><td class="condition">${conditionHtml(a)}</td><td class="status">${esc(a.status)}${overdue}</td><td>${ack}</td></tr>`;
-  }).join("") || `<tr><td colspan="8" class="muted">No alerts.</td></tr>`;
+  }).join("") + (hidden > 0 ? `<tr id="alerts-more"><td colspan="8" class="flag">${hidden} more, less urgent or older,` +
+    ` not shown: narrow the filters (site, check, severity).</td></tr>` : "") ||
+    `<tr><td colspan="8" class="muted">No alerts.</td></tr>`;
 }
 
 async function refreshDetail() {

@@ -379,15 +379,14 @@ Alert Store::read_alert(Stmt& s) {
     return a;
 }
 
-std::vector<Alert> Store::alerts(const AlertFilter& f) {
-    std::lock_guard lock(mutex_);
-    // Most urgent first: tier 1 before tier 2 before tier 3, then the newest.
-    const std::string sql = fmt::format(
-        "SELECT {} FROM alerts a WHERE (?1 IS NULL OR a.site = ?1) AND (?2 IS NULL OR a.check_name = ?2)"
-        " AND (?3 IS NULL OR a.severity = ?3) AND (?4 = 1 OR (?5 IS NULL AND a.status != 'closed')"
-        " OR a.status = ?5) ORDER BY a.severity, a.received_at DESC, a.id LIMIT ?6",
-        kAlertColumns);
-    Stmt s(db_, sql.c_str());
+namespace {
+
+// The filter's WHERE clause over alerts `a`, parameters ?1 to ?5 (bind_filter).
+constexpr const char* kAlertFilter =
+    "(?1 IS NULL OR a.site = ?1) AND (?2 IS NULL OR a.check_name = ?2) AND (?3 IS NULL OR a.severity = ?3)"
+    " AND (?4 = 1 OR (?5 IS NULL AND a.status != 'closed') OR a.status = ?5)";
+
+void bind_filter(Stmt& s, const AlertFilter& f) {
     s.bind(1, f.site).bind(2, f.check);
     if (f.severity) {
         s.bind(3, *f.severity);
@@ -400,10 +399,31 @@ std::vector<Alert> Store::alerts(const AlertFilter& f) {
     } else {
         s.bind_null(5);
     }
+}
+
+}  // namespace
+
+std::vector<Alert> Store::alerts(const AlertFilter& f) {
+    std::lock_guard lock(mutex_);
+    // Most urgent first: tier 1 before tier 2 before tier 3, then the newest.
+    const std::string sql =
+        fmt::format("SELECT {} FROM alerts a WHERE {} ORDER BY a.severity, a.received_at DESC, a.id LIMIT ?6",
+                    kAlertColumns, kAlertFilter);
+    Stmt s(db_, sql.c_str());
+    bind_filter(s, f);
     s.bind(6, f.limit);
     std::vector<Alert> out;
     while (s.step()) out.push_back(read_alert(s));
     return out;
+}
+
+std::int64_t Store::count_alerts(const AlertFilter& f) {
+    std::lock_guard lock(mutex_);
+    const std::string sql = fmt::format("SELECT COUNT(*) FROM alerts a WHERE {}", kAlertFilter);
+    Stmt s(db_, sql.c_str());
+    bind_filter(s, f);
+    s.step();
+    return s.integer(0);
 }
 
 std::optional<Alert> Store::alert(const std::string& id) {

@@ -122,6 +122,8 @@ public:
     // --- queries (from the HTTP thread) ---
     nlohmann::json sites();  // each with cameras, sensors, open alert counts
     std::vector<Alert> alerts(const AlertFilter& filter);
+    // How many alerts the filter matches, whatever its limit: the page says when it shows fewer.
+    std::int64_t count_alerts(const AlertFilter& filter);
     std::optional<Alert> alert(const std::string& id);
     nlohmann::json alert_history(const std::string& id);  // messages as received, oldest first
     std::vector<ActionRecord> actions(const std::string& id);
