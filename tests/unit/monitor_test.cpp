@@ -601,3 +601,59 @@ TEST(MonitorStore, RetentionWorksInBatchesAndKeepsUndecidedAlerts) {
     EXPECT_EQ(store.prune(now, 2).alerts, 1);
     EXPECT_EQ(store.count_alerts(), 0);
 }
+
+namespace {
+
+// One request to the API as an operator with a bearer token; the response's status and body.
+struct ApiProbe {
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
+    WebHandler handler =
+        make_api(ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr},
+                 kg::Logging::null_logger());
+
+    std::pair<int, std::string> call(http::verb method, const std::string& target, bool signed_in = true) {
+        Request req{method, target, 11};
+        if (signed_in) req.set(http::field::authorization, "Bearer tok-0123456789abcdef");
+        const auto reply = handler(req, "127.0.0.1");
+        return {static_cast<int>(reply.response.result_int()), reply.response.body()};
+    }
+};
+
+}  // namespace
+
+TEST(MonitorApi, BadQueryValuesAndWrongMethodsAreRefusedClearly) {
+    ApiProbe api;
+    const std::string id = "19ab3c0f2e1-ffffffffffffff01";
+    api.store.add_event(parsed(event(id, "start")), kT0);
+    // limit: a whole number from 1 to 5000, nothing read into it.
+    for (const std::string bad : {"-1", "0", "20x", "", "5001", "99999999999", "1e3"}) {
+        const auto [status, body] = api.call(http::verb::get, "/api/alerts?limit=" + bad);
+        EXPECT_EQ(status, 400) << bad;
+        EXPECT_NE(body.find("is not a whole number from 1 to 5000"), std::string::npos) << body;
+    }
+    EXPECT_EQ(api.call(http::verb::get, "/api/alerts?limit=5000").first, 200);
+    EXPECT_EQ(json::parse(api.call(http::verb::get, "/api/alerts?limit=1").second).size(), 1u);
+    // Times: not a time, and a window that ends before it starts.
+    EXPECT_EQ(api.call(http::verb::get, "/api/sites/sch-0101/rollups?from=garbage").first, 400);
+    const auto [status, body] = api.call(
+        http::verb::get, "/api/sites/sch-0101/rollups?from=2026-11-25T00:00:00Z&to=2026-11-24T00:00:00Z");
+    EXPECT_EQ(status, 400);
+    EXPECT_NE(body.find("is after to"), std::string::npos) << body;
+    // Reading routes read only: another method is 405, not an answer that looks like it worked.
+    for (const std::string& path :
+         std::vector<std::string>{"/api/alerts", "/api/alerts/" + id, "/api/alerts/" + id + "/snapshot.jpg",
+                                  "/api/sites", "/api/checks", "/api/me", "/api/stream",
+                                  "/api/sites/sch-0101/rollups", "/metrics", "/healthz"}) {
+        EXPECT_EQ(api.call(http::verb::delete_, path).first, 405) << path;
+        EXPECT_EQ(api.call(http::verb::post, path).first, 405) << path;
+    }
+    EXPECT_EQ(api.call(http::verb::get, "/api/logout").first, 405);
+    EXPECT_EQ(api.call(http::verb::get, "/api/alerts/" + id + "/acknowledge").first, 405);
+    EXPECT_EQ(api.call(http::verb::post, "/api/nothing").first, 404);
+    EXPECT_EQ(api.call(http::verb::get, "/api/alerts/" + id + "/bogus").first, 404);
+    EXPECT_EQ(api.call(http::verb::get, "/api/alerts/" + id).first, 200);
+    EXPECT_EQ(api.call(http::verb::get, "/api/alerts", false).first, 401);
+    EXPECT_EQ(api.store.alert(id)->status, Status::open);
+}
