@@ -318,6 +318,30 @@ TEST(MonitorIngest, RoutesTheSiteTreeAndRefusesBadMessages) {
     EXPECT_EQ(rollups[0]["points"][0]["mean"], 3.4);
 }
 
+TEST(MonitorIngest, AHugePayloadIsRefusedBeforeTheStore) {
+    // One site must not fill the room's disk: a well-formed event padded to 300 KiB, a "snapshot" of
+    // 9 MiB with JPEG magic. A snapshot of a few MiB (a 4K frame) is still taken.
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const std::string id = "19ab3c0f2e1-ffffffffffffff02";
+    auto padded = event(id, "start");
+    padded["boxes"] = json::array({{{"label", std::string(300 * 1024, 'x')}}});
+    ingest.handle("kitchen/sch-0101/events", padded.dump(), false, kT0);
+    std::string huge(9 * 1024 * 1024, 'j');
+    huge[0] = '\xff';
+    huge[1] = '\xd8';
+    ingest.handle("kitchen/sch-0101/events/" + id + "/snapshot", huge, false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 2);
+    EXPECT_EQ(store.count_alerts(), 0);
+    EXPECT_FALSE(store.snapshot(id));
+    // The monitor carries on: the same event at its real size, a 3 MiB picture.
+    ingest.handle("kitchen/sch-0101/events", event(id, "start").dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events/" + id + "/snapshot", huge.substr(0, 3 * 1024 * 1024), false, kT0);
+    EXPECT_EQ(store.count_alerts(), 1);
+    EXPECT_EQ(store.snapshot(id).value_or("").size(), 3u * 1024 * 1024);
+    EXPECT_EQ(ingest.counters().refused.load(), 2);
+}
+
 TEST(MonitorIngest, MessageSequence) {
     EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:start", "start"), 0);
     EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:update-7", "update"), 7);
