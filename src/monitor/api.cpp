@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <regex>
 
 #include "monitor/iso_time.hpp"
@@ -15,6 +16,7 @@ namespace {
 const std::regex kEventId("^[A-Za-z0-9_-]{8,80}$");
 const std::regex kId("^[A-Za-z0-9_-]{1,64}$");
 constexpr std::size_t kMaxNote = 4000;
+constexpr int kMaxLimit = 5000;  // alerts in one answer
 
 std::string url_decode(const std::string& s) {
     std::string out;
@@ -86,6 +88,7 @@ json alert_json(const Alert& a, const std::array<Deadline, 3>& deadlines, TimePo
               {"condition", a.condition},
               {"start_time", a.start_time},
               {"end_time", opt(a.end_time)},
+              {"end_reason", opt(a.end_reason)},
               {"score", a.score},
               {"top_score", a.top_score},
               {"received_at", a.received_at},
@@ -136,6 +139,11 @@ public:
                 "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'");
             return {std::move(res)};
         }
+        // Every route but sign-in, sign-out and the actions only reads: another method is a
+        // mistake the caller should hear about, not a read that looks like it worked.
+        const bool reading = method == http::verb::get || method == http::verb::head;
+        const auto get_only = [&] { return Reply{error(req, http::status::method_not_allowed, "GET only")}; };
+        if ((path == "/healthz" || path == "/readyz" || path == "/metrics") && !reading) return get_only();
         if (path == "/healthz") return {make_response(req, http::status::ok, "ok\n")};
         if (path == "/readyz") {
             const bool ready = ctx_.mqtt_connected();
@@ -156,12 +164,22 @@ public:
             return {std::move(res)};
         }
         if (path == "/api/logout") {
+            if (method != http::verb::post)
+                return {error(req, http::status::method_not_allowed, "POST only")};
             ctx_.auth.logout(req);
             auto res = json_response(req, json{{"ok", true}});
             res.set(http::field::set_cookie,
                     fmt::format("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict", kSessionCookie));
             return {std::move(res)};
         }
+        const auto parts = path_parts(path);
+        const bool read_route =
+            path == "/api/stream" || path == "/api/me" || path == "/api/sites" || path == "/api/checks" ||
+            path == "/api/alerts" ||
+            (parts.size() >= 3 && parts[0] == "api" && parts[1] == "alerts" &&
+             (parts.size() == 3 || (parts.size() == 4 && parts[3] == "snapshot.jpg"))) ||
+            (parts.size() == 4 && parts[0] == "api" && parts[1] == "sites" && parts[3] == "rollups");
+        if (read_route && !reading) return get_only();
         if (path == "/api/stream") {
             Reply r;
             r.event_stream = true;
@@ -180,7 +198,6 @@ public:
         if (path == "/api/checks") return {json_response(req, ctx_.store.checks())};
         if (path == "/api/alerts") return {alerts(req, query, now)};
 
-        const auto parts = path_parts(path);
         if (parts.size() >= 3 && parts[0] == "api" && parts[1] == "alerts") {
             const std::string& id = parts[2];
             if (!std::regex_match(id, kEventId))
@@ -262,15 +279,22 @@ private:
             }
         }
         if (auto it = q.find("limit"); it != q.end()) {
-            try {
-                f.limit = std::clamp(std::stoi(it->second), 1, 5000);
-            } catch (const std::exception&) {
-                return error(req, http::status::bad_request, "limit is a number");
-            }
+            // Digits only: "-1", "0" or "20x" were taken as 1, 1 and 20 and answered as if asked.
+            const auto& v = it->second;
+            const bool digits = !v.empty() && v.size() <= 4 &&
+                                std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+            if (!digits || std::stoi(v) < 1 || std::stoi(v) > kMaxLimit)
+                return error(
+                    req, http::status::bad_request,
+                    fmt::format("limit '{}' is not a whole number from 1 to {}", v.substr(0, 32), kMaxLimit));
+            f.limit = std::stoi(v);
         }
         json out = json::array();
         for (const auto& a : ctx_.store.alerts(f)) out.push_back(alert_json(a, ctx_.cfg.deadlines, now));
-        return json_response(req, out);
+        auto res = json_response(req, out);
+        // The list stops at `limit`; how many match tells the page (and a script) what it did not get.
+        res.set("X-Total-Count", std::to_string(ctx_.store.count_alerts(f)));
+        return res;
     }
 
     Response alert(const Request& req, const std::string& id, TimePoint now) {
@@ -340,6 +364,8 @@ private:
                 return error(req, http::status::bad_request, "to is an ISO 8601 UTC time");
             to = it->second;
         }
+        if (*parse_iso8601_utc(from) > *parse_iso8601_utc(to))
+            return error(req, http::status::bad_request, fmt::format("from {} is after to {}", from, to));
         return json_response(
             req,
             {{"site", site}, {"from", from}, {"to", to}, {"sensors", ctx_.store.rollups(site, from, to)}});

@@ -36,6 +36,7 @@ const std::string& dashboard_html() {
   .state-online { color: var(--ok); font-weight: 600; } .state-offline { color: var(--sev1); font-weight: 600; }
   .state-silent { color: var(--sev2); font-weight: 600; } .state-unknown { color: #888; }
   .flag { color: var(--sev1); font-weight: 700; }
+  .unknown-end { color: var(--sev2); font-weight: 600; }
   .muted { color: #777; font-size: .85em; }
   .filters { display: flex; gap: .6em; flex-wrap: wrap; margin-bottom: .6em; }
   button { cursor: pointer; padding: .25em .7em; }
@@ -125,14 +126,25 @@ const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
 const state = { selected: null, stream: null, pending: new Set(), timer: null };
+// The gateway's condition. An end the gateway made because it stopped or restarted (its previous
+// run was killed) says nothing about the condition: it must not read like a resolved one.
+function condition(a) {
+  if (a.condition !== "end") return { text: a.condition, unknown: false };
+  if (!a.end_reason || a.end_reason === "cleared") return { text: "end (cleared)", unknown: false };
+  return { text: `${a.end_reason}: not seen to clear`, unknown: true };
+}
+const conditionHtml = (a) => { const c = condition(a); return c.unknown ? `<span class="unknown-end">${esc(c.text)}</span>` : esc(c.text); };
 
-async function api(path, options = {}) {
+async function api(path, options = {}, withResponse = false) {
   const r = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
   if (r.status === 401 && path !== "/api/login") { showLogin(); throw new Error("signed out"); }
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error || r.statusText);
-  return body;
+  return withResponse ? { body, response: r } : body;
 }
+// The most rows the list asks for. Past it the page says how many it does not show, so a room
+// with more alerts than that never takes the list for all of them.
+const kListLimit = 1000;
 const post = (path, body) => api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
 
 function showLogin() {
@@ -218,9 +230,15 @@ async function refreshAlerts() {
   const q = new URLSearchParams();
   for (const [key, id] of [["site", "#f-site"], ["check", "#f-check"], ["severity", "#f-severity"], ["status", "#f-status"]])
     if ($(id).value) q.set(key, $(id).value);
-  let alerts;
-  try { alerts = await api("/api/alerts?" + q); } catch (e) { return; }
-  $("#alert-count").textContent = `(${alerts.length})`;
+  q.set("limit", kListLimit);
+  let alerts, total;
+  try {
+    const { body, response } = await api("/api/alerts?" + q, {}, true);
+    alerts = body; total = Number(response.headers.get("X-Total-Count") ?? body.length);
+  } catch (e) { return; }
+  const hidden = total - alerts.length;
+  $("#alert-count").innerHTML = hidden > 0
+    ? `(${alerts.length} shown, <span class="flag">${total} in all</span>)` : `(${alerts.length})`;
   $("#alerts").innerHTML = alerts.map((a) => {
     const where = esc(a.camera || a.sensor || "");
     const what = `${esc(a.check)} / ${esc(a.label)}${a.value != null ? ` ${esc(a.value)} ${esc(a.unit || "")}` : ""}`;
@@ -228,8 +246,10 @@ async function refreshAlerts() {
     const ack = a.status === "open" ? `<button class="ack" data-id="${esc(a.id)}">Acknowledge</button>` : "";
     return `<tr class="alert${a.overdue ? " overdue" : ""}${a.id === state.selected ? " selected" : ""}" data-id="${esc(a.id)}">` +
       `<td><span class="sev sev${a.severity}">${a.severity}</span></td><td>${esc(a.site)}</td><td>${where}</td><td>${what}</td>` +
-      `<td>${esc(when(a.start_time))}</td><td>${esc(a.condition)}</td><td class="status">${esc(a.status)}${overdue}</td><td>${ack}</td></tr>`;
-  }).join("") || `<tr><td colspan="8" class="muted">No alerts.</td></tr>`;
+      `<td>${esc(when(a.start_time))}</td><td class="condition">${conditionHtml(a)}</td><td class="status">${esc(a.status)}${overdue}</td><td>${ack}</td></tr>`;
+  }).join("") + (hidden > 0 ? `<tr id="alerts-more"><td colspan="8" class="flag">${hidden} more, less urgent or older,` +
+    ` not shown: narrow the filters (site, check, severity).</td></tr>` : "") ||
+    `<tr><td colspan="8" class="muted">No alerts.</td></tr>`;
 }
 
 async function refreshDetail() {
@@ -245,14 +265,17 @@ async function refreshDetail() {
   else { img.removeAttribute("src"); img.classList.add("hidden"); }
   const due = [a.acknowledge_due && `acknowledge by ${when(a.acknowledge_due)}`, a.close_due && `close by ${when(a.close_due)}`].filter(Boolean).join(", ");
   $("#d-facts").innerHTML = `Status <b>${esc(a.status)}</b>${a.overdue ? ` <span class="flag">OVERDUE (${esc(a.overdue_reason)})</span>` : ""}` +
-    `<br>Condition ${esc(a.condition)} since ${esc(when(a.start_time))}${a.end_time ? `, ended ${esc(when(a.end_time))}` : ""}` +
+    `<br>Condition ${conditionHtml(a)} since ${esc(when(a.start_time))}` +
+    (!a.end_time ? "" : condition(a).unknown
+      ? ` &middot; <span class="unknown-end">the gateway ended it at ${esc(when(a.end_time))} because it ${a.end_reason === "gateway restarted" ? "restarted after a crash or kill" : "stopped"}; whether the condition cleared is not known: check on site</span>`
+      : `, ended ${esc(when(a.end_time))}`) +
     `<br>Received ${esc(when(a.received_at))}${due ? ` &middot; ${esc(due)}` : ""}` +
     (a.clip && a.clip.path ? `<br>Clip at the site: ${esc(a.clip.path)} (${esc(a.clip.duration_s)} s)` : "");
   $("#d-actions").innerHTML = a.actions.map((x) =>
     `<li>${esc(when(x.time))} <b>${esc(x.operator)}</b> ${esc(x.action)} &rarr; ${esc(x.status)}${x.note ? `: ${esc(x.note)}` : ""}` +
     ` <span class="muted">${x.published_at ? "sent to site" : "sending..."}</span></li>`).join("") || `<li class="muted">Nobody has handled it yet.</li>`;
   $("#d-history").innerHTML = a.history.map((m) =>
-    `<li>${esc(when(m.time))} ${esc(m.state)} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`).join("");
+    `<li>${esc(when(m.time))} ${esc(m.state)}${m.end_reason ? ` (${esc(m.end_reason)})` : ""} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`).join("");
   $("#d-ack").disabled = a.status !== "open";
   $("#d-close").disabled = a.status !== "acknowledged";
 }

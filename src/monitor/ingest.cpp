@@ -21,6 +21,11 @@ const std::regex kId("^[A-Za-z0-9_-]{1,64}$");
 const std::regex kEventId("^[A-Za-z0-9_-]{8,80}$");
 // Above any update number a gateway can reach, so an `end` is always the newest message.
 constexpr std::int64_t kEndSequence = std::int64_t{1} << 62;
+// What a gateway sends is small: an event or a state is a few KiB, a snapshot some tens of KiB (a
+// 4K frame a few MiB). Far larger is a broken or hostile site; storing it would let one site fill
+// the room's disk a message at a time. Refused before it touches the store.
+constexpr std::size_t kMaxJson = 256 * 1024;
+constexpr std::size_t kMaxSnapshot = 8 * 1024 * 1024;
 
 std::vector<std::string> split(const std::string& topic) {
     std::vector<std::string> parts;
@@ -125,6 +130,13 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
         }
         m.end_time = it->get<std::string>();
     }
+    if (const auto it = j.find("end_reason"); it != j.end() && !it->is_null() && m.state == "end") {
+        if (!it->is_string() || it->get<std::string>().empty() || it->get<std::string>().size() > 64) {
+            error = "end_reason is not a text of at most 64 characters";
+            return std::nullopt;
+        }
+        m.end_reason = it->get<std::string>();
+    }
     const auto camera = j.find("camera");
     const auto sensor = j.find("sensor");
     const bool has_camera = camera != j.end() && camera->is_string();
@@ -203,6 +215,11 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     const std::string& site = parts[1];
     if (!std::regex_match(site, kId)) return refuse(topic, payload, "the site level is not an id");
     const std::string& kind = parts[2];
+    const bool snapshot = kind == "events" && parts.size() == 5 && parts[4] == "snapshot";
+    if (const auto max = snapshot ? kMaxSnapshot : kMaxJson; payload.size() > max)
+        return refuse(topic, payload,
+                      fmt::format("too large: {} bytes, at most {} KiB {}", payload.size(), max / 1024,
+                                  snapshot ? "for a snapshot" : "for a JSON message"));
 
     // A live message is the site's heartbeat; a retained one is only the broker's memory of it.
     if (!retained) {
@@ -218,7 +235,7 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     }
     if (kind == "decisions") return;  // our own (or another instance's) decisions, if subscribed
 
-    if (kind == "events" && parts.size() == 5 && parts[4] == "snapshot") {
+    if (snapshot) {
         if (!std::regex_match(parts[3], kEventId))
             return refuse(topic, payload, "the event level is not an id");
         if (payload.size() < 4 || static_cast<unsigned char>(payload[0]) != 0xff ||

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS alerts (
   start_time TEXT NOT NULL, end_time TEXT, score REAL, top_score REAL, value REAL, unit TEXT,
   last_seq INTEGER NOT NULL, received_at TEXT NOT NULL, updated_at TEXT NOT NULL,
   status TEXT NOT NULL DEFAULT 'open', acknowledged_by TEXT, acknowledged_at TEXT,
-  closed_by TEXT, closed_at TEXT, close_note TEXT, clip TEXT);
+  closed_by TEXT, closed_at TEXT, close_note TEXT, clip TEXT, end_reason TEXT);
 CREATE INDEX IF NOT EXISTS alerts_status ON alerts(status, severity, received_at);
 CREATE INDEX IF NOT EXISTS alerts_site ON alerts(site, received_at);
 CREATE TABLE IF NOT EXISTS event_messages (
@@ -77,7 +77,7 @@ constexpr const char* kAlertColumns =
     " a.end_time, a.score, a.top_score, a.value, a.unit, a.last_seq, a.received_at, a.updated_at, a.status,"
     " a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.close_note, a.clip,"
     " EXISTS(SELECT 1 FROM snapshots s WHERE s.event_id = a.id),"
-    " (SELECT COUNT(*) FROM event_messages m WHERE m.event_id = a.id)";
+    " (SELECT COUNT(*) FROM event_messages m WHERE m.event_id = a.id), a.end_reason";
 
 std::optional<double> number(const json& j, const char* key) {
     const auto it = j.find(key);
@@ -100,7 +100,24 @@ Store::Store(const std::string& path, Retention retention)
                  // on arrival), so a transaction a power cut took back would be an alert lost.
                  .synchronous = sqlite::Synchronous::full,
                  .foreign_keys = true,
-                 .schema = kSchema}) {}
+                 .schema = kSchema}) {
+    add_end_reason_column();
+}
+
+void Store::add_end_reason_column() {
+    // A database made before end_reason was kept has no such column; ADD COLUMN is instant. Another
+    // instance on the same file may add it between the look and the ALTER: then it is there.
+    const auto has_it = [this] {
+        Stmt s(db_, "SELECT 1 FROM pragma_table_info('alerts') WHERE name = 'end_reason'");
+        return s.step();
+    };
+    if (has_it()) return;
+    try {
+        db_.exec("ALTER TABLE alerts ADD COLUMN end_reason TEXT");
+    } catch (const sqlite::Error&) {
+        if (!has_it()) throw;
+    }
+}
 
 void Store::ensure_site(const std::string& site) {
     Stmt(db_, "INSERT OR IGNORE INTO sites(site) VALUES(?)").bind(1, site).run();
@@ -208,8 +225,8 @@ IngestOutcome Store::add_event(const EventMessage& m, TimePoint now) {
         // start went to another instance or was lost).
         Stmt s(db_,
                "INSERT INTO alerts(id, site, source_kind, source, check_name, label, severity, condition,"
-               " start_time, end_time, score, top_score, value, unit, last_seq, received_at, updated_at)"
-               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?16)");
+               " start_time, end_time, score, top_score, value, unit, last_seq, received_at, updated_at,"
+               " end_reason) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?16,?17)");
         s.bind(1, m.id).bind(2, m.site).bind(3, m.source_kind).bind(4, m.source).bind(5, m.check);
         s.bind(6, m.label).bind(7, m.severity).bind(8, m.state).bind(9, m.start_time).bind(10, m.end_time);
         s.bind(11, m.score).bind(12, m.top_score);
@@ -218,20 +235,20 @@ IngestOutcome Store::add_event(const EventMessage& m, TimePoint now) {
         } else {
             s.bind_null(13);
         }
-        s.bind(14, m.unit).bind(15, m.seq).bind(16, received).run();
+        s.bind(14, m.unit).bind(15, m.seq).bind(16, received).bind(17, m.end_reason).run();
         outcome = IngestOutcome::created;
     } else if (m.seq > *last_seq) {
         Stmt s(db_,
                "UPDATE alerts SET condition = ?2, end_time = ?3, score = ?4, top_score = max(top_score, ?5),"
-               " value = coalesce(?6, value), severity = ?7, label = ?8, last_seq = ?9, updated_at = ?10"
-               " WHERE id = ?1");
+               " value = coalesce(?6, value), severity = ?7, label = ?8, last_seq = ?9, updated_at = ?10,"
+               " end_reason = ?11 WHERE id = ?1");
         s.bind(1, m.id).bind(2, m.state).bind(3, m.end_time).bind(4, m.score).bind(5, m.top_score);
         if (m.value) {
             s.bind(6, *m.value);
         } else {
             s.bind_null(6);
         }
-        s.bind(7, m.severity).bind(8, m.label).bind(9, m.seq).bind(10, received).run();
+        s.bind(7, m.severity).bind(8, m.label).bind(9, m.seq).bind(10, received).bind(11, m.end_reason).run();
         outcome = IngestOutcome::updated;
     } else {
         // Older than what is shown (a redelivered update after a newer one): history only.
@@ -358,18 +375,18 @@ Alert Store::read_alert(Stmt& s) {
     a.clip = s.opt_text(23);
     a.has_snapshot = s.integer(24) != 0;
     a.messages = static_cast<int>(s.integer(25));
+    a.end_reason = s.opt_text(26);
     return a;
 }
 
-std::vector<Alert> Store::alerts(const AlertFilter& f) {
-    std::lock_guard lock(mutex_);
-    // Most urgent first: tier 1 before tier 2 before tier 3, then the newest.
-    const std::string sql = fmt::format(
-        "SELECT {} FROM alerts a WHERE (?1 IS NULL OR a.site = ?1) AND (?2 IS NULL OR a.check_name = ?2)"
-        " AND (?3 IS NULL OR a.severity = ?3) AND (?4 = 1 OR (?5 IS NULL AND a.status != 'closed')"
-        " OR a.status = ?5) ORDER BY a.severity, a.received_at DESC, a.id LIMIT ?6",
-        kAlertColumns);
-    Stmt s(db_, sql.c_str());
+namespace {
+
+// The filter's WHERE clause over alerts `a`, parameters ?1 to ?5 (bind_filter).
+constexpr const char* kAlertFilter =
+    "(?1 IS NULL OR a.site = ?1) AND (?2 IS NULL OR a.check_name = ?2) AND (?3 IS NULL OR a.severity = ?3)"
+    " AND (?4 = 1 OR (?5 IS NULL AND a.status != 'closed') OR a.status = ?5)";
+
+void bind_filter(Stmt& s, const AlertFilter& f) {
     s.bind(1, f.site).bind(2, f.check);
     if (f.severity) {
         s.bind(3, *f.severity);
@@ -382,10 +399,31 @@ std::vector<Alert> Store::alerts(const AlertFilter& f) {
     } else {
         s.bind_null(5);
     }
+}
+
+}  // namespace
+
+std::vector<Alert> Store::alerts(const AlertFilter& f) {
+    std::lock_guard lock(mutex_);
+    // Most urgent first: tier 1 before tier 2 before tier 3, then the newest.
+    const std::string sql =
+        fmt::format("SELECT {} FROM alerts a WHERE {} ORDER BY a.severity, a.received_at DESC, a.id LIMIT ?6",
+                    kAlertColumns, kAlertFilter);
+    Stmt s(db_, sql.c_str());
+    bind_filter(s, f);
     s.bind(6, f.limit);
     std::vector<Alert> out;
     while (s.step()) out.push_back(read_alert(s));
     return out;
+}
+
+std::int64_t Store::count_alerts(const AlertFilter& f) {
+    std::lock_guard lock(mutex_);
+    const std::string sql = fmt::format("SELECT COUNT(*) FROM alerts a WHERE {}", kAlertFilter);
+    Stmt s(db_, sql.c_str());
+    bind_filter(s, f);
+    s.step();
+    return s.integer(0);
 }
 
 std::optional<Alert> Store::alert(const std::string& id) {
@@ -406,12 +444,15 @@ json Store::alert_history(const std::string& id) {
     s.bind(1, id);
     while (s.step()) {
         json payload = json::parse(s.text(5), nullptr, false);
-        out.push_back({{"message_id", s.text(0)},
-                       {"seq", s.integer(1)},
-                       {"state", s.text(2)},
-                       {"time", s.text(3)},
-                       {"received_at", s.text(4)},
-                       {"score", payload.is_object() ? payload.value("score", 0.0) : 0.0}});
+        out.push_back(
+            {{"message_id", s.text(0)},
+             {"seq", s.integer(1)},
+             {"state", s.text(2)},
+             {"time", s.text(3)},
+             {"received_at", s.text(4)},
+             {"score", payload.is_object() ? payload.value("score", 0.0) : 0.0},
+             {"end_reason", payload.is_object() && payload.contains("end_reason") ? payload["end_reason"]
+                                                                                  : json(nullptr)}});
     }
     return out;
 }

@@ -35,6 +35,9 @@ struct EventMessage {
     std::int64_t seq = 0;  // start 0, update-<n> n, end highest
     std::string start_time;
     std::optional<std::string> end_time;
+    // Why an `end` ended (docs/mqtt.md): "cleared", or "gateway stopped" / "gateway restarted", which
+    // say nothing about the condition itself. Absent from older gateways.
+    std::optional<std::string> end_reason;
     std::string time;
     double score = 0, top_score = 0;
     std::optional<double> value;
@@ -53,6 +56,7 @@ struct Alert {
     std::string condition;  // the gateway's last state: start, update or end
     std::string start_time;
     std::optional<std::string> end_time;
+    std::optional<std::string> end_reason;  // with condition "end", when the gateway said why
     double score = 0, top_score = 0;
     std::optional<double> value;
     std::string unit;
@@ -118,6 +122,8 @@ public:
     // --- queries (from the HTTP thread) ---
     nlohmann::json sites();  // each with cameras, sensors, open alert counts
     std::vector<Alert> alerts(const AlertFilter& filter);
+    // How many alerts the filter matches, whatever its limit: the page says when it shows fewer.
+    std::int64_t count_alerts(const AlertFilter& filter);
     std::optional<Alert> alert(const std::string& id);
     nlohmann::json alert_history(const std::string& id);  // messages as received, oldest first
     std::vector<ActionRecord> actions(const std::string& id);
@@ -142,6 +148,7 @@ public:
 
 private:
     Alert read_alert(sqlite::Stmt& s);
+    void add_end_reason_column();
     bool was_deleted(const std::string& id);  // caller holds mutex_
     // How long an alert retention deleted is remembered, so that a late copy cannot reopen it.
     static constexpr auto kDeletedAlertMemory = std::chrono::hours(24 * 30);

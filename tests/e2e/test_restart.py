@@ -81,11 +81,13 @@ def test_events_left_open_by_a_kill_are_ended_at_the_next_start(tmp_path, broker
         time.sleep(3)  # a second copy, from the record or from a resend, would arrive within this
         for event_id in opened:
             assert len(ends(event_id)) == 1, ends(event_id)
-        # The room: each alert's condition is over, ended when the new run said so.
+        # The room: each alert ended when the new run said so, and says why (not "cleared": the
+        # condition may still be there).
         for event_id in opened:
             alert = kg_e2e.wait_until(lambda: (a := mon.get(f"/api/alerts/{event_id}"))["condition"] == "end" and a,
                                       10, what=f"{event_id} ended in the monitor")
             assert alert["end_time"] == ends(event_id)[0]["end_time"]
+            assert alert["end_reason"] == "gateway restarted"
 
         # A clean stop ends what the second run opened ("gateway stopped") and leaves no record.
         kg_e2e.wait_until(lambda: [i for i in starts() if i not in opened], 30, what="a new event in the second run")

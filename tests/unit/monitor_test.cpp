@@ -12,6 +12,7 @@
 
 #include "common/logging.hpp"
 #include "monitor/alert_state.hpp"
+#include "monitor/api.hpp"
 #include "monitor/auth.hpp"
 #include "monitor/decisions.hpp"
 #include "monitor/ingest.hpp"
@@ -110,6 +111,63 @@ TEST(MonitorStore, AnEndWithoutItsStartStillMakesOneAlert) {
     EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0), IngestOutcome::stale);
     EXPECT_EQ(store.count_alerts(), 1);
     EXPECT_EQ(store.alert(id)->condition, "end");
+}
+
+TEST(MonitorStore, KeepsWhyTheGatewayEndedAnEvent) {
+    // "gateway restarted" (its previous run was killed) says nothing about the condition: the room
+    // must be able to tell it from "cleared", in the alert, its history and the API.
+    TempDir tmp;
+    const std::string cleared = "19ab3c0f2e1-eeeeeeeeeeeeeee1", restarted = "19ab3c0f2e1-eeeeeeeeeeeeeee2";
+    {
+        Store store(tmp.path("m.db"));
+        store.add_event(parsed(event(cleared, "start")), kT0);
+        auto end = event(cleared, "end");
+        end["end_reason"] = "cleared";
+        EXPECT_EQ(store.add_event(parsed(end), kT0), IngestOutcome::updated);
+        end = event(restarted, "end");  // its start went to another instance
+        end["end_reason"] = "gateway restarted";
+        EXPECT_EQ(store.add_event(parsed(end), kT0), IngestOutcome::created);
+        EXPECT_EQ(store.alert(cleared)->end_reason.value_or(""), "cleared");
+    }
+    Store store(tmp.path("m.db"));
+    const auto a = store.alert(restarted);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->end_reason.value_or(""), "gateway restarted");
+    EXPECT_EQ(alert_json(*a, MonitorConfig{}.deadlines, kT0)["end_reason"], "gateway restarted");
+    EXPECT_EQ(store.alert_history(restarted)[0]["end_reason"], "gateway restarted");
+    // Still open for the operators: the gateway's end never closes the loop.
+    EXPECT_EQ(a->status, Status::open);
+}
+
+TEST(MonitorStore, ADatabaseFromBeforeEndReasonGetsTheColumn) {
+    TempDir tmp;
+    const std::string id = "19ab3c0f2e1-eeeeeeeeeeeeeee3";
+    {
+        Store store(tmp.path("old.db"));
+        store.add_event(parsed(event(id, "start")), kT0);
+    }
+    {
+        // As a monitor of yesterday left it: no end_reason column.
+        kg::sqlite::Db db(tmp.path("old.db"), {.label = "database"});
+        db.exec("ALTER TABLE alerts DROP COLUMN end_reason");
+    }
+    Store store(tmp.path("old.db"));
+    auto end = event(id, "end");
+    end["end_reason"] = "gateway stopped";
+    EXPECT_EQ(store.add_event(parsed(end), kT0), IngestOutcome::updated);
+    EXPECT_EQ(store.alert(id)->end_reason.value_or(""), "gateway stopped");
+}
+
+TEST(MonitorIngest, AnEndReasonThatIsNotAShortTextIsRefused) {
+    auto end = event("19ab3c0f2e1-eeeeeeeeeeeeeee4", "end");
+    end["end_reason"] = 7;
+    std::string error;
+    EXPECT_FALSE(parse_event("sch-0101", end.dump(), error));
+    EXPECT_EQ(error, "end_reason is not a text of at most 64 characters");
+    end["end_reason"] = std::string(65, 'x');
+    EXPECT_FALSE(parse_event("sch-0101", end.dump(), error));
+    end.erase("end_reason");  // an older gateway
+    EXPECT_FALSE(parsed(end).end_reason);
 }
 
 TEST(MonitorStore, ASiteCannotTouchAnotherSitesAlert) {
@@ -258,6 +316,30 @@ TEST(MonitorIngest, RoutesTheSiteTreeAndRefusesBadMessages) {
     const auto rollups = store.rollups("sch-0101", "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z");
     ASSERT_EQ(rollups.size(), 1u);
     EXPECT_EQ(rollups[0]["points"][0]["mean"], 3.4);
+}
+
+TEST(MonitorIngest, AHugePayloadIsRefusedBeforeTheStore) {
+    // One site must not fill the room's disk: a well-formed event padded to 300 KiB, a "snapshot" of
+    // 9 MiB with JPEG magic. A snapshot of a few MiB (a 4K frame) is still taken.
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const std::string id = "19ab3c0f2e1-ffffffffffffff02";
+    auto padded = event(id, "start");
+    padded["boxes"] = json::array({{{"label", std::string(300 * 1024, 'x')}}});
+    ingest.handle("kitchen/sch-0101/events", padded.dump(), false, kT0);
+    std::string huge(9 * 1024 * 1024, 'j');
+    huge[0] = '\xff';
+    huge[1] = '\xd8';
+    ingest.handle("kitchen/sch-0101/events/" + id + "/snapshot", huge, false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 2);
+    EXPECT_EQ(store.count_alerts(), 0);
+    EXPECT_FALSE(store.snapshot(id));
+    // The monitor carries on: the same event at its real size, a 3 MiB picture.
+    ingest.handle("kitchen/sch-0101/events", event(id, "start").dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events/" + id + "/snapshot", huge.substr(0, 3 * 1024 * 1024), false, kT0);
+    EXPECT_EQ(store.count_alerts(), 1);
+    EXPECT_EQ(store.snapshot(id).value_or("").size(), 3u * 1024 * 1024);
+    EXPECT_EQ(ingest.counters().refused.load(), 2);
 }
 
 TEST(MonitorIngest, MessageSequence) {
@@ -542,4 +624,60 @@ TEST(MonitorStore, RetentionWorksInBatchesAndKeepsUndecidedAlerts) {
     for (const auto& a : store.unpublished_actions(10)) store.mark_published(a.seq, now);
     EXPECT_EQ(store.prune(now, 2).alerts, 1);
     EXPECT_EQ(store.count_alerts(), 0);
+}
+
+namespace {
+
+// One request to the API as an operator with a bearer token; the response's status and body.
+struct ApiProbe {
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
+    WebHandler handler =
+        make_api(ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr},
+                 kg::Logging::null_logger());
+
+    std::pair<int, std::string> call(http::verb method, const std::string& target, bool signed_in = true) {
+        Request req{method, target, 11};
+        if (signed_in) req.set(http::field::authorization, "Bearer tok-0123456789abcdef");
+        const auto reply = handler(req, "127.0.0.1");
+        return {static_cast<int>(reply.response.result_int()), reply.response.body()};
+    }
+};
+
+}  // namespace
+
+TEST(MonitorApi, BadQueryValuesAndWrongMethodsAreRefusedClearly) {
+    ApiProbe api;
+    const std::string id = "19ab3c0f2e1-ffffffffffffff01";
+    api.store.add_event(parsed(event(id, "start")), kT0);
+    // limit: a whole number from 1 to 5000, nothing read into it.
+    for (const std::string bad : {"-1", "0", "20x", "", "5001", "99999999999", "1e3"}) {
+        const auto [status, body] = api.call(http::verb::get, "/api/alerts?limit=" + bad);
+        EXPECT_EQ(status, 400) << bad;
+        EXPECT_NE(body.find("is not a whole number from 1 to 5000"), std::string::npos) << body;
+    }
+    EXPECT_EQ(api.call(http::verb::get, "/api/alerts?limit=5000").first, 200);
+    EXPECT_EQ(json::parse(api.call(http::verb::get, "/api/alerts?limit=1").second).size(), 1u);
+    // Times: not a time, and a window that ends before it starts.
+    EXPECT_EQ(api.call(http::verb::get, "/api/sites/sch-0101/rollups?from=garbage").first, 400);
+    const auto [status, body] = api.call(
+        http::verb::get, "/api/sites/sch-0101/rollups?from=2026-11-25T00:00:00Z&to=2026-11-24T00:00:00Z");
+    EXPECT_EQ(status, 400);
+    EXPECT_NE(body.find("is after to"), std::string::npos) << body;
+    // Reading routes read only: another method is 405, not an answer that looks like it worked.
+    for (const std::string& path :
+         std::vector<std::string>{"/api/alerts", "/api/alerts/" + id, "/api/alerts/" + id + "/snapshot.jpg",
+                                  "/api/sites", "/api/checks", "/api/me", "/api/stream",
+                                  "/api/sites/sch-0101/rollups", "/metrics", "/healthz"}) {
+        EXPECT_EQ(api.call(http::verb::delete_, path).first, 405) << path;
+        EXPECT_EQ(api.call(http::verb::post, path).first, 405) << path;
+    }
+    EXPECT_EQ(api.call(http::verb::get, "/api/logout").first, 405);
+    EXPECT_EQ(api.call(http::verb::get, "/api/alerts/" + id + "/acknowledge").first, 405);
+    EXPECT_EQ(api.call(http::verb::post, "/api/nothing").first, 404);
+    EXPECT_EQ(api.call(http::verb::get, "/api/alerts/" + id + "/bogus").first, 404);
+    EXPECT_EQ(api.call(http::verb::get, "/api/alerts/" + id).first, 200);
+    EXPECT_EQ(api.call(http::verb::get, "/api/alerts", false).first, 401);
+    EXPECT_EQ(api.store.alert(id)->status, Status::open);
 }
