@@ -89,6 +89,26 @@ std::map<std::string, rules::Schedule> make_schedules(const std::vector<config::
     return out;
 }
 
+// The outbox's lock (<outbox.path>.lock). Another gateway holding it stops this one from starting;
+// a lock that cannot be taken at all (no such folder, no permission) does not: open_store() then
+// says what is wrong with the folder.
+std::optional<FileLock> lock_outbox(const config::Outbox& cfg, spdlog::logger& log) {
+    if (cfg.path == ":memory:") return std::nullopt;
+    try {
+        std::filesystem::create_directories(std::filesystem::path(cfg.path).parent_path());
+        return std::make_optional<FileLock>(cfg.path + ".lock");
+    } catch (const FileLock::Held& e) {
+        throw std::runtime_error(fmt::format(
+            "outbox {}: another kitchen-gateway runs on it ({}); two gateways on one outbox would send each "
+            "other's messages and end each other's alerts: stop the other one, or give this one its own "
+            "outbox.path",
+            cfg.path, e.what()));
+    } catch (const std::exception& e) {
+        log.warn("outbox {}: not locked against a second gateway: {}", cfg.path, e.what());
+        return std::nullopt;
+    }
+}
+
 std::unique_ptr<evidence::EvidenceStore> open_training_frames(const config::TrainingFrames& cfg) {
     std::error_code ec;
     if (!cfg.enabled && !std::filesystem::is_directory(cfg.path, ec)) return nullptr;
@@ -104,6 +124,7 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
       topics_(cfg_.mqtt.topic_prefix, cfg_.site.id),
       calendar_(cfg_.site.timezone, cfg_.site.holidays),
       schedules_(make_schedules(cfg_.schedules)),
+      outbox_lock_(lock_outbox(cfg_.outbox, *log_)),
       link_(cfg_.mqtt, topics_.availability(), logging.get("mqtt")),
       store_(open_store(cfg_.outbox, *log_, corrupt_outboxes_)),
       outbox_(*store_, link_, topics_, cfg_.site.id, logging.get("outbox")),

@@ -5,12 +5,14 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "app/analysis_pool.hpp"
 #include "app/camera_pipeline.hpp"
 #include "app/event_log.hpp"
 #include "app/sensor_hub.hpp"
+#include "common/file_lock.hpp"
 #include "common/logging.hpp"
 #include "config/config.hpp"
 #include "events/event_id.hpp"
@@ -63,6 +65,9 @@ private:
     events::EventIdGenerator ids_;
     rules::Calendar calendar_;
     std::map<std::string, rules::Schedule> schedules_;
+    // Held while this gateway runs: a second process on the same outbox would send this one's
+    // messages and end its open events as left by a crash.
+    std::optional<FileLock> outbox_lock_;
     publish::MqttLink link_;
     std::uint64_t corrupt_outboxes_ = 0;  // damaged outbox files moved aside at the start (before store_)
     std::unique_ptr<outbox::SqliteStore> store_;

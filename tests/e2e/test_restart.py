@@ -158,3 +158,27 @@ def test_a_stop_cuts_the_clips_still_waiting_for_their_post_roll(tmp_path, broke
     assert "clip cut short" in gw.output()
     print(f"\nstop with a pending clip: {took:.2f} s to exit, clip {report['duration_s']} s, {report['bytes']} bytes")
     schemas.validate_all(collector)
+
+
+def test_a_second_gateway_on_the_same_outbox_is_refused(broker, tmp_path):
+    """Two processes on one outbox would send each other's messages and end each other's open events
+    as if left by a crash: the second one refuses to start, naming the outbox and the first's pid, and
+    the first runs on. Once the first has stopped, the outbox is free again."""
+    config = kg_e2e.base_config(broker, [], tmp_path)
+    del config["cameras"]
+    config["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "t/fridge"}}}]
+    first = kg_e2e.Gateway(tmp_path, config, name="first")
+    kg_e2e.wait_until(lambda: "[mqtt] connected" in first.output(), 10, what="the first gateway connected")
+    second_cfg = tmp_path / "second.yaml"
+    second_cfg.write_text(first.config_path.read_text())
+    done = subprocess.run([kg_e2e.GATEWAY_BIN, "--config", str(second_cfg)], capture_output=True, text=True,
+                          timeout=30)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert f"outbox {tmp_path / 'outbox.db'}: another kitchen-gateway runs on it" in out, out
+    assert f"(pid {first.proc.pid})" in out, out
+    assert first.running() and "gateway restarted" not in first.output()
+    assert first.terminate() == 0
+    again = kg_e2e.Gateway(tmp_path, config, name="again")
+    kg_e2e.wait_until(lambda: "[mqtt] connected" in again.output(), 10, what="a gateway on the freed outbox")
+    assert again.terminate() == 0
