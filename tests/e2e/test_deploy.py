@@ -1,9 +1,16 @@
 """The deployment's broker configuration, for real: deploy/mosquitto's ACL and per-site credentials
 (made by add-site.sh) and a TLS listener with a CA from deploy/tls/make-test-ca.sh. A gateway
-publishes under its own site over TLS; the same credentials cannot publish under another site."""
+publishes under its own site over TLS; the same credentials cannot publish under another site. And
+the Debian package, installed with dpkg in a private mount namespace: who may read its config and
+secrets."""
 
+import os
+import pathlib
+import shutil
 import subprocess
 import time
+
+import pytest
 
 import paho.mqtt.client as mqtt
 
@@ -84,3 +91,64 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
     finally:
         broker.kill()
         broker.wait()
+
+
+def _can_install_privately():
+    """Root, and a private mount namespace with overlayfs: the package goes into overlays on /etc,
+    /usr and /var that vanish with the namespace, so the machine itself is untouched."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("cpack"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_install_privately(), reason="needs root, unshare and mounts (overlayfs)")
+def test_package_keeps_the_config_and_secrets_from_other_users(tmp_path):
+    """The .deb, installed with dpkg: the config (which names camera passwords in RTSP URLs) is
+    readable by root and the service's group only, the secrets file the unit reads is root's alone,
+    and the service user can still check its config, as the unit's ExecStartPre does. A config an
+    earlier version left world-readable is tightened on upgrade, its content kept."""
+    build = pathlib.Path(kg_e2e.GATEWAY_BIN).resolve().parents[1]
+    subprocess.run(["cpack", "-G", "DEB", "--config", str(build / "CPackConfig.cmake"), "-B", str(tmp_path / "pkg")],
+                   check=True, capture_output=True)
+    deb = next((tmp_path / "pkg").glob("kitchen-gateway_*.deb"))
+    installed_here = pathlib.Path("/etc/kitchen-gateway/secrets.env").exists()
+    layers = ""
+    for d in ("etc", "usr", "var"):
+        (tmp_path / f"{d}-upper").mkdir()
+        (tmp_path / f"{d}-work").mkdir()
+        layers += (f"mount -t overlay overlay -o lowerdir=/{d},upperdir={tmp_path}/{d}-upper,"
+                   f"workdir={tmp_path}/{d}-work /{d}\n")
+    report = "stat -c 'STAT %n %U:%G %a' /etc/kitchen-gateway /etc/kitchen-gateway/gateway.yaml " \
+             "/etc/kitchen-gateway/secrets.env\n"
+    script = f"""set -e
+{layers}
+DEBIAN_FRONTEND=noninteractive dpkg -i {deb} >/dev/null
+{report}
+sed -n 's/^EnvironmentFile=/UNIT /p' /usr/lib/systemd/system/kitchen-gateway.service
+runuser -u nobody -- cat /etc/kitchen-gateway/gateway.yaml >/dev/null 2>&1 && echo 'NOBODY read'
+runuser -u kitchen-gateway -- /usr/bin/kitchen-gateway --check-config /etc/kitchen-gateway/gateway.yaml
+# An earlier version's copy: root:root 0644, edited by the installer.
+echo '# edited' >>/etc/kitchen-gateway/gateway.yaml
+chown root:root /etc/kitchen-gateway/gateway.yaml
+chmod 0644 /etc/kitchen-gateway/gateway.yaml
+DEBIAN_FRONTEND=noninteractive dpkg -i {deb} >/dev/null
+echo UPGRADE
+{report}
+tail -n 1 /etc/kitchen-gateway/gateway.yaml
+"""
+    run = subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    first, upgraded = run.stdout.split("UPGRADE\n")
+    modes = lambda text: {ln.split()[1]: tuple(ln.split()[2:]) for ln in text.splitlines() if ln.startswith("STAT ")}
+    expected = {"/etc/kitchen-gateway": ("root:kitchen-gateway", "750"),
+                "/etc/kitchen-gateway/gateway.yaml": ("root:kitchen-gateway", "640"),
+                "/etc/kitchen-gateway/secrets.env": ("root:root", "600")}
+    assert modes(first) == expected, run.stdout
+    assert "UNIT -/etc/kitchen-gateway/secrets.env" in first
+    assert "NOBODY read" not in first
+    assert "configuration OK" in first
+    assert modes(upgraded) == expected, run.stdout
+    assert upgraded.splitlines()[-1] == "# edited"
+    # Nothing leaked out of the namespace.
+    assert pathlib.Path("/etc/kitchen-gateway/secrets.env").exists() == installed_here
