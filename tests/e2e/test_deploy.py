@@ -6,6 +6,7 @@ secrets."""
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import time
@@ -152,3 +153,51 @@ tail -n 1 /etc/kitchen-gateway/gateway.yaml
     assert upgraded.splitlines()[-1] == "# edited"
     # Nothing leaked out of the namespace.
     assert pathlib.Path("/etc/kitchen-gateway/secrets.env").exists() == installed_here
+
+
+def _docker_ignores(patterns, path):
+    """Docker's rule for .dockerignore: a pattern is matched (Go filepath.Match: `*` and `?` within one
+    folder name, `**` across any number of them) against the path relative to the context or any of
+    its parent folders, which excludes everything under them; the last matching pattern wins."""
+    def regex(pattern):
+        out, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                out, i = out + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                out, i = out + ".*", i + 2
+            elif pattern[i] == "*":
+                out, i = out + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                out, i = out + "[^/]", i + 1
+            else:
+                out, i = out + re.escape(pattern[i]), i + 1
+        return out
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    excluded = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        compiled = re.compile(regex(raw[1:] if negate else raw))
+        if any(compiled.fullmatch(p) for p in prefixes):
+            excluded = not negate
+    return excluded
+
+
+def test_the_container_context_is_the_sources_alone():
+    """deploy/container/Dockerfile copies the whole context (COPY . /src): the build folders, the demo
+    clip and the git history stay out of it, every source the build needs goes in."""
+    ignore = kg_e2e.SOURCE_DIR / ".dockerignore"
+    assert ignore.exists(), "no .dockerignore: docker sends build/ (1 GB and more) with every image build"
+    patterns = [ln.strip() for ln in ignore.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    for out in ("build/CMakeCache.txt", "build-release/gateway/kitchen-gateway", ".git/HEAD",
+                "config/demo/kitchen.mp4", "tests/e2e/__pycache__/kg_e2e.cpython-311.pyc",
+                "models/train/pretrained/x.pt"):
+        assert _docker_ignores(patterns, out), out
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=kg_e2e.SOURCE_DIR, capture_output=True, text=True)
+    sources = tracked.stdout.split("\0") if tracked.returncode == 0 else \
+        [p.relative_to(kg_e2e.SOURCE_DIR).as_posix() for d in ("src", "gateway", "cmake", "models", "scripts")
+         for p in (kg_e2e.SOURCE_DIR / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    for path in filter(None, sources):
+        assert not _docker_ignores(patterns, path), f"{path} is a source, yet left out of the image's context"
