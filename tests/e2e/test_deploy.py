@@ -201,3 +201,40 @@ def test_the_container_context_is_the_sources_alone():
          for p in (kg_e2e.SOURCE_DIR / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     for path in filter(None, sources):
         assert not _docker_ignores(patterns, path), f"{path} is a source, yet left out of the image's context"
+
+
+def test_the_units_reload_checks_the_file_then_reloads_the_gateway(broker, gateway, make_clip, tmp_path):
+    """`systemctl reload kitchen-gateway` runs the unit's ExecReload= lines in order, stopping at the
+    first that fails. Run here as systemd would (no systemd in the test): a valid edit reloads the
+    running gateway; a typo fails the reload with its error and leaves the gateway alone."""
+    unit = (DEPLOY / "systemd/kitchen-gateway.service").read_text()
+    lines = [ln.split("=", 1)[1] for ln in unit.splitlines() if ln.startswith("ExecReload=")]
+    assert lines, "the unit has no ExecReload=: `systemctl reload kitchen-gateway` is refused"
+    cam = kg_e2e.camera("cam", make_clip([("normal", 4)]), input={"loop": True})
+    gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
+    kg_e2e.wait_until(lambda: "kitchen-gateway" in gw.output() and "[cam:cam]" in gw.output(), 15,
+                      what="the gateway running")
+
+    def systemctl_reload():
+        for line in lines:
+            argv = [kg_e2e.GATEWAY_BIN if a == "/usr/bin/kitchen-gateway" else
+                    str(gw.config_path) if a == "/etc/kitchen-gateway/gateway.yaml" else
+                    str(gw.proc.pid) if a == "$MAINPID" else a for a in line.split()]
+            run = subprocess.run(argv, capture_output=True, text=True)
+            if run.returncode != 0:
+                return run
+        return None
+
+    gw.config_path.write_text(gw.config_path.read_text().replace("Test canteen", "Reloaded canteen"))
+    assert systemctl_reload() is None
+    kg_e2e.wait_until(lambda: "reloading " in gw.output(), 10, what="the gateway reloading")
+    kg_e2e.wait_until(lambda: gw.output().count("starting with") == 2, 20, what="the second run")
+
+    gw.config_path.write_text(gw.config_path.read_text() + "typo_key: 1\n")
+    failed = systemctl_reload()
+    assert failed is not None and failed.returncode == 2
+    assert "typo_key" in failed.stdout + failed.stderr
+    time.sleep(1)
+    assert gw.output().count("reloading ") == 1 and "reload refused" not in gw.output()
+    assert gw.running()
+    assert gw.terminate() == 0
