@@ -47,8 +47,10 @@ pids+=($!)
 
 echo "demo: the parents' page plays the demo camera at http://127.0.0.1:8081/ (local API: http://127.0.0.1:8080/metrics)"
 echo "demo: the gateway runs; what it publishes on kitchen/# follows (black at ~20 s, frozen at ~50 s)"
-if [ -n "${KG_DEMO_SECONDS:-}" ]; then
-  mosquitto_sub -h 127.0.0.1 -p 1883 -v -t 'kitchen/#' -W "$KG_DEMO_SECONDS" || true
-else
-  mosquitto_sub -h 127.0.0.1 -p 1883 -v -t 'kitchen/#'
-fi
+# Snapshots are JPEG bytes: printed as their size, not as bytes that garble the terminal.
+snapshots='kitchen/+/events/+/snapshot'
+wait_for=()
+[ -n "${KG_DEMO_SECONDS:-}" ] && wait_for=(-W "$KG_DEMO_SECONDS")
+mosquitto_sub -h 127.0.0.1 -p 1883 -t "$snapshots" -F '%t <JPEG snapshot, %l bytes>' "${wait_for[@]}" &
+pids+=($!)
+mosquitto_sub -h 127.0.0.1 -p 1883 -v -t 'kitchen/#' -T "$snapshots" "${wait_for[@]}" || true

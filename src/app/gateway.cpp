@@ -113,7 +113,7 @@ std::unique_ptr<evidence::EvidenceStore> open_training_frames(const config::Trai
     std::error_code ec;
     if (!cfg.enabled && !std::filesystem::is_directory(cfg.path, ec)) return nullptr;
     return std::make_unique<evidence::EvidenceStore>(cfg.path, cfg.max_bytes, cfg.max_age,
-                                                     evidence::is_training_frame);
+                                                     evidence::is_training_frame, cfg.min_free);
 }
 
 }  // namespace
@@ -129,8 +129,9 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
       store_(open_store(cfg_.outbox, *log_, corrupt_outboxes_)),
       outbox_(*store_, link_, topics_, cfg_.site.id, logging.get("outbox")),
       event_log_(outbox_, cfg_.site.id),
-      evidence_(std::make_unique<evidence::EvidenceStore>(cfg_.evidence.path, cfg_.evidence.max_bytes,
-                                                          cfg_.evidence.max_age)),
+      evidence_(std::make_unique<evidence::EvidenceStore>(
+          cfg_.evidence.path, cfg_.evidence.max_bytes, cfg_.evidence.max_age,
+          evidence::EvidenceStore::Manages{}, cfg_.evidence.min_free)),
       training_frames_(open_training_frames(cfg_.training_frames)),
       site_{cfg_,
             calendar_,

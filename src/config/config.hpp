@@ -141,6 +141,9 @@ struct Evidence {
     std::string path = "/var/lib/kitchen-gateway/evidence";
     std::size_t max_bytes = std::size_t{2} << 30;   // never exceeded: the oldest files go first
     Duration max_age{std::chrono::hours(24 * 15)};  // provinces ask 7-15 days of retention
+    // Kept free on the disk holding the folder (the oldest files go first): the outbox and the
+    // system's logs share that disk, and a budget may be larger than what is free on it. 0: off.
+    std::size_t min_free = std::size_t{1} << 30;
     Duration clip_pre{std::chrono::seconds(5)};
     Duration clip_post{std::chrono::seconds(5)};
     int jpeg_quality = 85;
@@ -155,6 +158,7 @@ struct TrainingFrames {
     Duration every{std::chrono::minutes(10)};      // one frame per camera per interval
     std::size_t max_bytes = std::size_t{2} << 30;  // all cameras together; the oldest frames go first
     Duration max_age{std::chrono::hours(24 * 30)};
+    std::size_t min_free = std::size_t{1} << 30;  // as Evidence::min_free
     int jpeg_quality = 95;  // labelling and training want few artefacts
     std::string schedule;   // only while this schedule is active (e.g. service hours); empty: always
     std::vector<std::string> cameras;  // camera ids; empty: every camera

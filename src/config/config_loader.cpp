@@ -210,11 +210,11 @@ public:
         return true;
     }
 
-    bool size(const YAML::Node& node, const std::string& path, std::size_t& out) {
+    bool size(const YAML::Node& node, const std::string& path, std::size_t& out, bool allow_zero = false) {
         std::string t;
         if (!text(node, path, "a size", t)) return false;
         std::size_t s = 0;
-        if (!parse_size(t, s) || s == 0) {
+        if (!parse_size(t, s) || (s == 0 && !allow_zero)) {
             error(node, path, fmt::format("'{}' is not a size (like 512MiB, 2GB)", t));
             return false;
         }
@@ -829,12 +829,14 @@ void read_outbox(Reader& r, const YAML::Node& n, Outbox& o) {
 
 void read_evidence(Reader& r, const YAML::Node& n, Evidence& e) {
     if (!r.map(n, "evidence",
-               {"path", "max_size", "max_age", "clip_pre", "clip_post", "jpeg_quality", "mqtt_snapshots"})) {
+               {"path", "max_size", "max_age", "min_free", "clip_pre", "clip_post", "jpeg_quality",
+                "mqtt_snapshots"})) {
         return;
     }
     if (n["path"] && r.string(n["path"], "evidence.path", e.path)) e.path = r.resolve(e.path).string();
     if (n["max_size"]) r.size(n["max_size"], "evidence.max_size", e.max_bytes);
     if (n["max_age"]) r.duration(n["max_age"], "evidence.max_age", e.max_age);
+    if (n["min_free"]) r.size(n["min_free"], "evidence.min_free", e.min_free, true);
     if (n["clip_pre"]) r.duration(n["clip_pre"], "evidence.clip_pre", e.clip_pre, true);
     if (n["clip_post"]) r.duration(n["clip_post"], "evidence.clip_post", e.clip_post, true);
     if (n["jpeg_quality"]) r.integer(n["jpeg_quality"], "evidence.jpeg_quality", e.jpeg_quality, 10, 100);
@@ -849,7 +851,8 @@ void read_training_frames(Reader& r, const YAML::Node& n, TrainingFrames& t) {
         return;
     }
     if (!r.map(n, "training_frames",
-               {"enabled", "path", "every", "max_size", "max_age", "jpeg_quality", "schedule", "cameras"})) {
+               {"enabled", "path", "every", "max_size", "max_age", "min_free", "jpeg_quality", "schedule",
+                "cameras"})) {
         return;
     }
     t.enabled = true;
@@ -862,6 +865,7 @@ void read_training_frames(Reader& r, const YAML::Node& n, TrainingFrames& t) {
     }
     if (n["max_size"]) r.size(n["max_size"], "training_frames.max_size", t.max_bytes);
     if (n["max_age"]) r.duration(n["max_age"], "training_frames.max_age", t.max_age);
+    if (n["min_free"]) r.size(n["min_free"], "training_frames.min_free", t.min_free, true);
     if (n["jpeg_quality"])
         r.integer(n["jpeg_quality"], "training_frames.jpeg_quality", t.jpeg_quality, 10, 100);
     if (n["schedule"]) r.string(n["schedule"], "training_frames.schedule", t.schedule);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,8 +50,20 @@ std::optional<std::string> write_durably(const fs::path& path, std::string_view 
 
 }  // namespace
 
-EvidenceStore::EvidenceStore(fs::path root, std::uint64_t max_bytes, Duration max_age, Manages manages)
-    : root_(std::move(root)), max_bytes_(max_bytes), max_age_(max_age), manages_(std::move(manages)) {
+std::optional<std::uint64_t> EvidenceStore::disk_free(const fs::path& path) {
+    struct statvfs st {};
+    if (::statvfs(path.c_str(), &st) != 0) return std::nullopt;
+    return std::uint64_t{st.f_bavail} * st.f_frsize;
+}
+
+EvidenceStore::EvidenceStore(fs::path root, std::uint64_t max_bytes, Duration max_age, Manages manages,
+                             std::uint64_t min_free, FreeSpace free_space)
+    : root_(std::move(root)),
+      max_bytes_(max_bytes),
+      max_age_(max_age),
+      manages_(std::move(manages)),
+      min_free_(min_free),
+      free_space_(std::move(free_space)) {
     std::error_code ec;
     fs::create_directories(root_, ec);  // failure shows on the first write, with the reason
     std::vector<fs::path> unfinished;
@@ -81,18 +94,35 @@ void EvidenceStore::erase_oldest() {
     files_.erase(it);
 }
 
-bool EvidenceStore::make_room(std::uint64_t size) {
-    if (size > max_bytes_) return false;
+bool EvidenceStore::below_floor(std::uint64_t size) const {
+    if (min_free_ == 0 || !free_space_) return false;
+    const auto free = free_space_(root_);
+    return free && *free < size + min_free_;  // unknown (no such folder yet): the write says why
+}
+
+std::optional<std::string> EvidenceStore::make_room(std::uint64_t size) {
+    if (size > max_bytes_) {
+        return fmt::format("{} bytes do not fit the budget of {} bytes of {}", size, max_bytes_,
+                           root_.string());
+    }
     while (!files_.empty() && bytes_ + size > max_bytes_) erase_oldest();
-    return bytes_ + size <= max_bytes_;
+    // Each deletion is seen on the disk at once, so the free space is asked again after each.
+    while (!files_.empty() && below_floor(size)) erase_oldest();
+    if (below_floor(size)) {
+        const auto free = free_space_(root_).value_or(0);
+        return fmt::format(
+            "the disk holding {} has {} bytes free: {} more would leave less than the {} "
+            "bytes kept free (min_free), and no older file of the folder is left to delete",
+            root_.string(), free, size, min_free_);
+    }
+    return std::nullopt;
 }
 
 StoreResult EvidenceStore::reserve(const std::string& relative, std::uint64_t size) {
     std::lock_guard lock(mutex_);
     StoreResult r;
-    if (!make_room(size)) {
-        r.error =
-            fmt::format("{} bytes do not fit the budget of {} bytes of {}", size, max_bytes_, root_.string());
+    if (auto why = make_room(size)) {
+        r.error = std::move(*why);
         return r;
     }
     std::error_code ec;
@@ -116,8 +146,9 @@ void EvidenceStore::adopt(const std::string& relative) {
     const TimePoint at = files_.empty() ? now : std::max(now, files_.rbegin()->first.first + Duration(1));
     files_[{at, relative}] = size;
     bytes_ += size;
-    // A clip may come out larger than reserved: the budget still holds afterwards.
+    // A clip may come out larger than reserved: the budget and the floor still hold afterwards.
     while (bytes_ > max_bytes_ && files_.size() > 1) erase_oldest();
+    while (files_.size() > 1 && below_floor(0)) erase_oldest();
 }
 
 StoreResult EvidenceStore::write(const std::string& relative, std::string_view data) {

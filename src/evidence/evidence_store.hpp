@@ -1,8 +1,10 @@
 #pragma once
 // The evidence folder (snapshots and clips) under a size and an age budget: before a file is
 // written, the oldest files go until it fits, so the budget is never exceeded; files older than
-// the age limit go too. A full disk or an unwritable folder is reported to the caller, which
-// records it on the event instead of failing the event.
+// the age limit go too. The oldest files also go to keep `min_free` bytes free on the disk that holds
+// the folder, which the outbox and the system's logs share: a budget larger than the disk, or a disk
+// filled by something else, never fills it to the last byte. A disk too full even then, or an
+// unwritable folder, is reported to the caller, which records it on the event instead of failing it.
 
 #include <cstdint>
 #include <filesystem>
@@ -28,11 +30,14 @@ public:
     // Which files under the root are the store's (a path relative to the root): only these are
     // counted and ever deleted. Other files, such as a person's labels, are left alone.
     using Manages = std::function<bool(const std::string& relative)>;
+    // The bytes free to an unprivileged writer on the disk holding a path, or nothing when unknown.
+    using FreeSpace = std::function<std::optional<std::uint64_t>(const std::filesystem::path&)>;
+    static std::optional<std::uint64_t> disk_free(const std::filesystem::path& path);  // statvfs
 
     // Scans `root` for what an earlier run left, so the budget counts it; a write an earlier run
-    // did not finish (its ".part" file) is deleted.
-    EvidenceStore(std::filesystem::path root, std::uint64_t max_bytes, Duration max_age,
-                  Manages manages = {});
+    // did not finish (its ".part" file) is deleted. `min_free` 0: no floor on the disk's free space.
+    EvidenceStore(std::filesystem::path root, std::uint64_t max_bytes, Duration max_age, Manages manages = {},
+                  std::uint64_t min_free = 0, FreeSpace free_space = disk_free);
 
     // Writes `data` at `relative` (e.g. "cam1/2026-11-24/<id>-start.jpg").
     StoreResult write(const std::string& relative, std::string_view data);
@@ -52,13 +57,18 @@ public:
     std::filesystem::path absolute(const std::string& relative) const { return root_ / relative; }
 
 private:
-    bool make_room(std::uint64_t size);  // mutex_ held
-    void erase_oldest();                 // mutex_ held
+    // Why a file of `size` bytes cannot be written, after deleting the oldest files to make room
+    // for it (mutex_ held).
+    std::optional<std::string> make_room(std::uint64_t size);
+    bool below_floor(std::uint64_t size) const;  // writing `size` bytes would leave < min_free_
+    void erase_oldest();                         // mutex_ held
 
     std::filesystem::path root_;
     std::uint64_t max_bytes_;
     Duration max_age_;
     Manages manages_;
+    std::uint64_t min_free_;
+    FreeSpace free_space_;
     mutable std::mutex mutex_;
     // Oldest first: (time written, relative path) -> size. A file is never dated before the newest
     // already kept, so that a clock set back does not make the newest files the first to go.

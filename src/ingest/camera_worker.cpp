@@ -44,6 +44,8 @@ void CameraWorker::run() {
     Backoff backoff(camera_.input.reconnect_min, camera_.input.reconnect_max);
     const InputOptions options{camera_.url, camera_.input.transport, camera_.input.timeout,
                                camera_.analysis.keyframes_only};
+    // Logs end up in the journal and in support tickets: never with the camera's password.
+    const std::string shown_url = without_password(camera_.url);
     bool first = true;
     while (!stop_) {
         if (!first) stats_.reconnect(Clock::now());
@@ -56,13 +58,13 @@ void CameraWorker::run() {
         try {
             input.open();
             stats_.connected();
-            log_->info("connected to {}: {}", camera_.url, input.describe());
+            log_->info("connected to {}: {}", shown_url, input.describe());
             const bool ended = read_frames(input, delivered) == StreamEnd::end_of_file;
             // Only a file ends; a network or device stream that ends has gone away: reconnect.
             file_ended = ended && input.kind() == SourceKind::file;
             if (ended && !file_ended) {
                 stats_.disconnected("the stream ended");
-                log_->warn("{}: the stream ended", camera_.url);
+                log_->warn("{}: the stream ended", shown_url);
             } else {
                 stats_.disconnected(file_ended ? "end of file" : "stopped");
             }
@@ -70,19 +72,19 @@ void CameraWorker::run() {
             if (stop_) break;
             if (e.kind == IngestError::Kind::stall) stats_.stall(Clock::now());
             stats_.disconnected(e.what());
-            log_->warn("{}: {}", camera_.url, e.what());
+            log_->warn("{}: {}", shown_url, e.what());
         } catch (const std::exception& e) {
             // Not the stream's fault as far as we know (out of memory in a frame buffer, a packet
             // observer that failed): the connection is dropped and made again, the gateway goes on.
             if (stop_) break;
             stats_.disconnected(e.what());
-            log_->error("{}: {}", camera_.url, e.what());
+            log_->error("{}: {}", shown_url, e.what());
         }
         if (observer_ != nullptr) observer_->on_stream_closed();
         if (stop_) break;
         if (file_ended) {
             // A file without `loop` is played once; the camera then reads as offline.
-            log_->info("end of file {}; not looping", camera_.url);
+            log_->info("end of file {}; not looping", shown_url);
             std::unique_lock lock(wait_mutex_);
             wait_cv_.wait(lock, [this] { return stop_.load(); });
             break;

@@ -44,6 +44,9 @@ void initialise_ffmpeg();
 
 enum class SourceKind { network, file, device };
 SourceKind classify_url(const std::string& url);
+// The URL as logs may show it: a password in it (rtsp://user:password@host/...) becomes "***", the
+// user name stays so that an installer still sees which account the camera was asked for.
+std::string without_password(const std::string& url);
 
 class FfmpegInput {
 public:

@@ -1,9 +1,17 @@
 """The deployment's broker configuration, for real: deploy/mosquitto's ACL and per-site credentials
 (made by add-site.sh) and a TLS listener with a CA from deploy/tls/make-test-ca.sh. A gateway
-publishes under its own site over TLS; the same credentials cannot publish under another site."""
+publishes under its own site over TLS; the same credentials cannot publish under another site. And
+the Debian package, installed with dpkg in a private mount namespace: who may read its config and
+secrets."""
 
+import os
+import pathlib
+import re
+import shutil
 import subprocess
 import time
+
+import pytest
 
 import paho.mqtt.client as mqtt
 
@@ -84,3 +92,149 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
     finally:
         broker.kill()
         broker.wait()
+
+
+def _can_install_privately():
+    """Root, and a private mount namespace with overlayfs: the package goes into overlays on /etc,
+    /usr and /var that vanish with the namespace, so the machine itself is untouched."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("cpack"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_install_privately(), reason="needs root, unshare and mounts (overlayfs)")
+def test_package_keeps_the_config_and_secrets_from_other_users(tmp_path):
+    """The .deb, installed with dpkg: the config (which names camera passwords in RTSP URLs) is
+    readable by root and the service's group only, the secrets file the unit reads is root's alone,
+    and the service user can still check its config, as the unit's ExecStartPre does. A config an
+    earlier version left world-readable is tightened on upgrade, its content kept."""
+    build = pathlib.Path(kg_e2e.GATEWAY_BIN).resolve().parents[1]
+    subprocess.run(["cpack", "-G", "DEB", "--config", str(build / "CPackConfig.cmake"), "-B", str(tmp_path / "pkg")],
+                   check=True, capture_output=True)
+    deb = next((tmp_path / "pkg").glob("kitchen-gateway_*.deb"))
+    installed_here = pathlib.Path("/etc/kitchen-gateway/secrets.env").exists()
+    layers = ""
+    for d in ("etc", "usr", "var"):
+        (tmp_path / f"{d}-upper").mkdir()
+        (tmp_path / f"{d}-work").mkdir()
+        layers += (f"mount -t overlay overlay -o lowerdir=/{d},upperdir={tmp_path}/{d}-upper,"
+                   f"workdir={tmp_path}/{d}-work /{d}\n")
+    report = "stat -c 'STAT %n %U:%G %a' /etc/kitchen-gateway /etc/kitchen-gateway/gateway.yaml " \
+             "/etc/kitchen-gateway/secrets.env\n"
+    script = f"""set -e
+{layers}
+DEBIAN_FRONTEND=noninteractive dpkg -i {deb} >/dev/null
+{report}
+sed -n 's/^EnvironmentFile=/UNIT /p' /usr/lib/systemd/system/kitchen-gateway.service
+runuser -u nobody -- cat /etc/kitchen-gateway/gateway.yaml >/dev/null 2>&1 && echo 'NOBODY read'
+runuser -u kitchen-gateway -- /usr/bin/kitchen-gateway --check-config /etc/kitchen-gateway/gateway.yaml
+# An earlier version's copy: root:root 0644, edited by the installer.
+echo '# edited' >>/etc/kitchen-gateway/gateway.yaml
+chown root:root /etc/kitchen-gateway/gateway.yaml
+chmod 0644 /etc/kitchen-gateway/gateway.yaml
+DEBIAN_FRONTEND=noninteractive dpkg -i {deb} >/dev/null
+echo UPGRADE
+{report}
+tail -n 1 /etc/kitchen-gateway/gateway.yaml
+"""
+    run = subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    first, upgraded = run.stdout.split("UPGRADE\n")
+    modes = lambda text: {ln.split()[1]: tuple(ln.split()[2:]) for ln in text.splitlines() if ln.startswith("STAT ")}
+    expected = {"/etc/kitchen-gateway": ("root:kitchen-gateway", "750"),
+                "/etc/kitchen-gateway/gateway.yaml": ("root:kitchen-gateway", "640"),
+                "/etc/kitchen-gateway/secrets.env": ("root:root", "600")}
+    assert modes(first) == expected, run.stdout
+    assert "UNIT -/etc/kitchen-gateway/secrets.env" in first
+    assert "NOBODY read" not in first
+    assert "configuration OK" in first
+    assert modes(upgraded) == expected, run.stdout
+    assert upgraded.splitlines()[-1] == "# edited"
+    # Nothing leaked out of the namespace.
+    assert pathlib.Path("/etc/kitchen-gateway/secrets.env").exists() == installed_here
+
+
+def _docker_ignores(patterns, path):
+    """Docker's rule for .dockerignore: a pattern is matched (Go filepath.Match: `*` and `?` within one
+    folder name, `**` across any number of them) against the path relative to the context or any of
+    its parent folders, which excludes everything under them; the last matching pattern wins."""
+    def regex(pattern):
+        out, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                out, i = out + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                out, i = out + ".*", i + 2
+            elif pattern[i] == "*":
+                out, i = out + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                out, i = out + "[^/]", i + 1
+            else:
+                out, i = out + re.escape(pattern[i]), i + 1
+        return out
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    excluded = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        compiled = re.compile(regex(raw[1:] if negate else raw))
+        if any(compiled.fullmatch(p) for p in prefixes):
+            excluded = not negate
+    return excluded
+
+
+def test_the_container_context_is_the_sources_alone():
+    """deploy/container/Dockerfile copies the whole context (COPY . /src): the build folders, the demo
+    clip and the git history stay out of it, every source the build needs goes in."""
+    ignore = kg_e2e.SOURCE_DIR / ".dockerignore"
+    assert ignore.exists(), "no .dockerignore: docker sends build/ (1 GB and more) with every image build"
+    patterns = [ln.strip() for ln in ignore.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    for out in ("build/CMakeCache.txt", "build-release/gateway/kitchen-gateway", ".git/HEAD",
+                "config/demo/kitchen.mp4", "tests/e2e/__pycache__/kg_e2e.cpython-311.pyc",
+                "models/train/pretrained/x.pt"):
+        assert _docker_ignores(patterns, out), out
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=kg_e2e.SOURCE_DIR, capture_output=True, text=True)
+    sources = tracked.stdout.split("\0") if tracked.returncode == 0 else \
+        [p.relative_to(kg_e2e.SOURCE_DIR).as_posix() for d in ("src", "gateway", "cmake", "models", "scripts")
+         for p in (kg_e2e.SOURCE_DIR / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    for path in filter(None, sources):
+        assert not _docker_ignores(patterns, path), f"{path} is a source, yet left out of the image's context"
+
+
+def test_the_units_reload_checks_the_file_then_reloads_the_gateway(broker, gateway, make_clip, tmp_path):
+    """`systemctl reload kitchen-gateway` runs the unit's ExecReload= lines in order, stopping at the
+    first that fails. Run here as systemd would (no systemd in the test): a valid edit reloads the
+    running gateway; a typo fails the reload with its error and leaves the gateway alone."""
+    unit = (DEPLOY / "systemd/kitchen-gateway.service").read_text()
+    lines = [ln.split("=", 1)[1] for ln in unit.splitlines() if ln.startswith("ExecReload=")]
+    assert lines, "the unit has no ExecReload=: `systemctl reload kitchen-gateway` is refused"
+    cam = kg_e2e.camera("cam", make_clip([("normal", 4)]), input={"loop": True})
+    gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
+    kg_e2e.wait_until(lambda: "kitchen-gateway" in gw.output() and "[cam:cam]" in gw.output(), 15,
+                      what="the gateway running")
+
+    def systemctl_reload():
+        for line in lines:
+            argv = [kg_e2e.GATEWAY_BIN if a == "/usr/bin/kitchen-gateway" else
+                    str(gw.config_path) if a == "/etc/kitchen-gateway/gateway.yaml" else
+                    str(gw.proc.pid) if a == "$MAINPID" else a for a in line.split()]
+            run = subprocess.run(argv, capture_output=True, text=True)
+            if run.returncode != 0:
+                return run
+        return None
+
+    gw.config_path.write_text(gw.config_path.read_text().replace("Test canteen", "Reloaded canteen"))
+    assert systemctl_reload() is None
+    kg_e2e.wait_until(lambda: "reloading " in gw.output(), 10, what="the gateway reloading")
+    kg_e2e.wait_until(lambda: gw.output().count("starting with") == 2, 20, what="the second run")
+
+    gw.config_path.write_text(gw.config_path.read_text() + "typo_key: 1\n")
+    failed = systemctl_reload()
+    assert failed is not None and failed.returncode == 2
+    assert "typo_key" in failed.stdout + failed.stderr
+    time.sleep(1)
+    assert gw.output().count("reloading ") == 1 and "reload refused" not in gw.output()
+    assert gw.running()
+    assert gw.terminate() == 0

@@ -257,3 +257,20 @@ def test_the_back_off_grows_for_a_camera_that_hangs_while_opening(broker, gatewa
     kg_e2e.wait_until(lambda: len(delays()) >= 2, 30, what="two reconnects")
     gw.terminate()
     assert delays()[:2] == [500, 1000], gw.output()
+
+
+def test_the_log_never_shows_a_camera_password(broker, collector, make_clip, rtsp_server, gateway, tmp_path):
+    """Logs go to the journal and into support tickets: a camera URL with a password in it is logged
+    with the user name only, whether the camera connects or is refused (logged every back-off)."""
+    server = rtsp_server({"/cam": make_clip([("normal", 30)])})
+    with_password = server.url("/cam").replace("rtsp://", "rtsp://admin:s3cret@")
+    refused = f"rtsp://admin:s3cret@127.0.0.1:{kg_e2e.free_port()}/cam"
+    gw = gateway(kg_e2e.base_config(broker, [kg_e2e.camera("ok", with_password), kg_e2e.camera("down", refused)],
+                                    tmp_path))
+    collector.wait_for(lambda: frames_flowing(collector, "ok"), 20, what="frames from the camera with a password")
+    kg_e2e.wait_until(lambda: gw.output().count("[cam:down]") >= 4, 10, what="the refused camera's retries")
+    assert gw.terminate() == 0
+    log = gw.output()
+    assert "s3cret" not in log
+    assert f"connected to {server.url('/cam').replace('rtsp://', 'rtsp://admin:***@')}" in log
+    assert "rtsp://admin:***@127.0.0.1:" in log.split("[cam:down]", 1)[1]

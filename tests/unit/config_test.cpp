@@ -173,6 +173,17 @@ TEST(ConfigLoader, HygieneChecksModelsAndScenes) {
     EXPECT_TRUE(cam.rules.count("model:ppe"));
 }
 
+TEST(ConfigLoader, EvidenceKeepsMinFreeOnItsDisk) {
+    const auto defaults = load_string(kHead + "cameras: [{id: a, url: a.mp4}]\n", "/etc/kg/gateway.yaml");
+    EXPECT_EQ(defaults.evidence.min_free, std::size_t{1} << 30);  // the outbox and the logs share the disk
+    const auto set = load_string(kHead +
+                                     "evidence: {min_free: 5GiB}\ntraining_frames: {min_free: 0}\n"
+                                     "cameras: [{id: a, url: a.mp4}]\n",
+                                 "/etc/kg/gateway.yaml");
+    EXPECT_EQ(set.evidence.min_free, std::size_t{5} << 30);
+    EXPECT_EQ(set.training_frames.min_free, 0u);  // 0 turns the floor off
+}
+
 TEST(ConfigLoader, TrainingFrames) {
     const auto off = load_string(kHead + "cameras: [{id: a, url: a.mp4}]\n", "/etc/kg/gateway.yaml");
     EXPECT_FALSE(off.training_frames.enabled);  // they show staff: only when asked for
@@ -199,6 +210,7 @@ TEST(ConfigLoader, TrainingFrames) {
     EXPECT_TRUE(defaults.training_frames.enabled);  // an empty section: on, with every default
     EXPECT_EQ(defaults.training_frames.every, 10min);
     EXPECT_EQ(defaults.training_frames.max_bytes, std::size_t{2} << 30);
+    EXPECT_EQ(defaults.training_frames.min_free, std::size_t{1} << 30);
 
     const auto fastest = load_string(kHead + "training_frames: {every: 1s}\ncameras: [{id: a, url: a.mp4}]\n",
                                      "/etc/kg/gateway.yaml");
@@ -365,6 +377,8 @@ INSTANTIATE_TEST_SUITE_P(
             "bad_polygon",
             kHead + "cameras:\n  - id: a\n    url: a.mp4\n    zones:\n      z: {polygon: [[0, 0], [1, 1]]}\n",
             6, "cameras[0].zones.z.polygon", "at least 3"},
+        BadCase{"bad_min_free", kHead + "evidence: {min_free: 10%}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "evidence.min_free", "not a size"},
         BadCase{"bad_size", kHead + "evidence: {max_size: lots}\ncameras: [{id: a, url: a.mp4}]\n", 2,
                 "evidence.max_size", "not a size"},
         BadCase{"outbox_too_small", kHead + "outbox: {max_size: 200KiB}\ncameras: [{id: a, url: a.mp4}]\n", 2,

@@ -8,7 +8,9 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <opencv2/imgcodecs.hpp>
+#include <optional>
 #include <thread>
 
 #include "common/logging.hpp"
@@ -172,6 +174,68 @@ TEST(EvidenceStore, TheBudgetIsNeverExceededAndTheOldestGoFirst) {
     const auto big = store.write("cam/big.jpg", std::string(2000, 'x'));
     EXPECT_FALSE(big.ok);
     EXPECT_NE(big.error.find("budget"), std::string::npos);
+    fs::remove_all(dir);
+}
+
+// A small disk holding the folder: its free space is its capacity less what the folder really
+// holds and what the rest of the system has written there.
+struct SmallDisk {
+    fs::path dir;
+    std::uint64_t capacity;
+    std::uint64_t others = 0;
+    std::optional<std::uint64_t> operator()(const fs::path&) const {
+        std::uint64_t used = others;
+        for (const auto& e : fs::recursive_directory_iterator(dir)) {
+            if (e.is_regular_file()) used += e.file_size();
+        }
+        return used >= capacity ? 0 : capacity - used;
+    }
+};
+
+TEST(EvidenceStore, ABudgetLargerThanTheDiskLeavesMinFreeOnIt) {
+    const auto dir = temp_dir();
+    fs::create_directories(dir);
+    auto disk = std::make_shared<SmallDisk>(SmallDisk{dir, 2000});
+    // The budget (10 000) is more than the disk (2 000): the floor (500) is what stops the folder.
+    kg::evidence::EvidenceStore store(dir, 10000, 24h, {}, 500,
+                                      [disk](const fs::path& p) { return (*disk)(p); });
+    for (int i = 0; i < 20; ++i) {
+        const auto r = store.write("cam/" + std::to_string(i) + ".jpg", std::string(200, 'x'));
+        ASSERT_TRUE(r.ok) << r.error;
+        EXPECT_GE(*(*disk)(dir), 500u) << "after file " << i;
+        std::this_thread::sleep_for(2ms);
+    }
+    EXPECT_EQ(store.files(), 7u);  // 1 500 bytes usable: 7 files of 200
+    EXPECT_FALSE(fs::exists(dir / "cam/12.jpg"));
+    EXPECT_TRUE(fs::exists(dir / "cam/13.jpg"));
+    EXPECT_TRUE(fs::exists(dir / "cam/19.jpg"));
+
+    // Something else fills the disk: the folder gives way, and when it has nothing left to give the
+    // write is refused with the reason, the disk's last 500 bytes untouched.
+    disk->others = 1100;  // 900 bytes left for the folder: 200 for the new file, 500 free, 1 old file
+    const auto squeezed = store.write("cam/20.jpg", std::string(200, 'x'));
+    ASSERT_TRUE(squeezed.ok) << squeezed.error;
+    EXPECT_EQ(store.files(), 2u);
+    EXPECT_TRUE(fs::exists(dir / "cam/19.jpg"));
+    disk->others = 1500;
+    const auto refused = store.write("cam/21.jpg", std::string(200, 'x'));
+    EXPECT_FALSE(refused.ok);
+    EXPECT_NE(refused.error.find(dir.string()), std::string::npos) << refused.error;
+    EXPECT_NE(refused.error.find("min_free"), std::string::npos) << refused.error;
+    EXPECT_EQ(store.files(), 0u);
+    EXPECT_FALSE(fs::exists(dir / "cam/21.jpg"));
+    fs::remove_all(dir);
+}
+
+TEST(EvidenceStore, DiskFreeIsWhatTheFilesystemSays) {
+    const auto dir = temp_dir();
+    fs::create_directories(dir);
+    const auto free = kg::evidence::EvidenceStore::disk_free(dir);
+    ASSERT_TRUE(free.has_value());
+    const auto space = fs::space(dir);
+    // Both read the same statvfs; other writers on the disk may move it a little in between.
+    EXPECT_NEAR(static_cast<double>(*free), static_cast<double>(space.available), 64.0 * (1 << 20));
+    EXPECT_FALSE(kg::evidence::EvidenceStore::disk_free(dir / "no-such-folder").has_value());
     fs::remove_all(dir);
 }
 

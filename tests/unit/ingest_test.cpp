@@ -92,6 +92,20 @@ TEST(CameraStats, CountsReconnectsAndStallsInTheLastHour) {
     EXPECT_EQ(s.stalls_1h, 1);
 }
 
+TEST(WithoutPassword, HidesTheCameraPasswordAndKeepsTheRest) {
+    using kg::ingest::without_password;
+    EXPECT_EQ(without_password("rtsp://admin:secret@192.168.1.64:554/Streaming/Channels/102"),
+              "rtsp://admin:***@192.168.1.64:554/Streaming/Channels/102");
+    EXPECT_EQ(without_password("rtsp://admin:p@ss:w0rd@cam:554/s?x=a@b"), "rtsp://admin:***@cam:554/s?x=a@b");
+    EXPECT_EQ(without_password("http://u:p@host"), "http://u:***@host");
+    // Nothing secret: unchanged.
+    EXPECT_EQ(without_password("rtsp://admin@cam:554/s"), "rtsp://admin@cam:554/s");
+    EXPECT_EQ(without_password("rtsp://10.0.0.5:554/stream1"), "rtsp://10.0.0.5:554/stream1");
+    EXPECT_EQ(without_password("rtsp://cam/live?user=a:b@c"), "rtsp://cam/live?user=a:b@c");
+    EXPECT_EQ(without_password("/var/lib/demo:1@x.mp4"), "/var/lib/demo:1@x.mp4");
+    EXPECT_EQ(without_password("file:///srv/a:b@c.mp4"), "file:///srv/a:b@c.mp4");
+}
+
 TEST(ClassifyUrl, KnowsNetworkFilesAndDevices) {
     using kg::ingest::SourceKind;
     EXPECT_EQ(kg::ingest::classify_url("rtsp://10.0.0.5:554/stream1"), SourceKind::network);

@@ -1,0 +1,73 @@
+"""README's first command, scripts/demo.sh, does what README says: the demo camera's camera_health
+event arrives on the local broker, the parents' page at http://127.0.0.1:8081/ serves the camera's
+live stream while it runs, and what it prints is text an installer can read (a snapshot's JPEG bytes
+are shown as their size, not poured onto the terminal)."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import threading
+import urllib.request
+
+import pytest
+
+import kg_e2e
+
+# The demo's fixed addresses (config/demo.yaml, scripts/demo.sh). A broker already on 1883 would be
+# used by the demo as is; this test wants the demo's own, so it skips when any of them is taken.
+PORTS = (1883, 8080, 8081)
+
+
+def _listening(port):
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.skipif(any(_listening(p) for p in PORTS), reason="the demo's ports 1883/8080/8081 are in use")
+def test_demo_prints_events_as_text_and_serves_the_parents_page():
+    build = pathlib.Path(kg_e2e.GATEWAY_BIN).resolve().parents[1]
+    env = dict(os.environ, KG_BUILD_DIR=str(build), KG_DEMO_SECONDS="40", KG_JOBS="2")
+    demo = subprocess.Popen([str(kg_e2e.SOURCE_DIR / "scripts/demo.sh")], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    out = bytearray()
+
+    def read():  # as it comes: the checks below run while the demo does
+        for chunk in iter(lambda: demo.stdout.read1(65536), b""):
+            out.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        kg_e2e.wait_until(lambda: b"demo: the gateway runs" in out, 120, what="the demo started")
+        # The parents' page and the demo camera's live HLS playlist, as README promises.
+        page = kg_e2e.wait_until(lambda: _get("http://127.0.0.1:8081/"), 15, what="the parents' page")
+        assert b"<html" in page
+        playlist = kg_e2e.wait_until(lambda: _get("http://127.0.0.1:8081/live/demo-kitchen/index.m3u8"), 20,
+                                     what="the demo camera's playlist")
+        assert b"#EXTM3U" in playlist and b".m4s" in playlist
+        assert demo.wait(timeout=90) == 0
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, 15)
+            demo.wait(timeout=10)
+        reader.join(timeout=10)
+    text = out.decode("utf-8")  # raises on a JPEG's bytes
+    lines = text.splitlines()
+    events = [ln for ln in lines if ln.startswith("kitchen/demo-canteen/events ")]
+    assert any('"check":"camera_health"' in ln and '"label":"black"' in ln for ln in events), text[-3000:]
+    snapshots = [ln for ln in lines if "/snapshot" in ln]
+    assert snapshots, text[-3000:]
+    assert all(ln.startswith("kitchen/demo-canteen/events/") and ln.endswith(" bytes>") for ln in snapshots), \
+        snapshots
+    # The demo's processes are gone: its ports are free again.
+    kg_e2e.wait_until(lambda: not any(_listening(p) for p in PORTS), 10, what="the demo's ports freed")
+
+
+def _get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.read() if r.status == 200 else None
+    except OSError:
+        return None
