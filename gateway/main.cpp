@@ -10,9 +10,11 @@
 #include <functional>
 #include <iostream>
 #include <optional>
+#include <vector>
 
 #include "app/detector_preflight.hpp"
 #include "app/gateway.hpp"
+#include "common/backoff.hpp"
 #include "common/logging.hpp"
 #include "common/process_signals.hpp"
 #include "config/config_loader.hpp"
@@ -101,38 +103,73 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     };
 
     // The local HTTP side runs on this thread, as the supervision does: it reads the gateway's
-    // state without locks. A port already taken is an error in the log, not a reason to stop.
-    if (!cfg.api.listen.empty()) {
-        kg::web::Limits limits;
-        limits.header_timeout = cfg.api.header_timeout;
-        limits.idle_timeout = cfg.api.idle_timeout;
-        auto api_log = logging.get("api");
+    // state without locks. A port already taken (a process of before still closing it, another
+    // service) is logged and tried again with back-off up to a minute: left down, the parents'
+    // page would stay down until the next restart, which on an unattended box may be months.
+    struct Listener {
+        std::string what;
+        std::shared_ptr<spdlog::logger> log;
+        std::function<void()> open;  // throws when the address cannot be bound
+        std::unique_ptr<boost::asio::steady_timer> retry;
+        kg::Backoff backoff{std::chrono::seconds(1), std::chrono::seconds(60)};
+        bool warned = false;
+    };
+    std::vector<std::unique_ptr<Listener>> listeners;
+    std::function<void(Listener&)> try_open = [&](Listener& l) {
         try {
-            api = std::make_unique<kg::web::HttpServer>(
-                io, cfg.api.listen, limits, kg::web::local_api(gateway, cfg.api.token, api_log, reload),
-                api_log);
-            api->start();
-            api_log->info("local API on {} (port {}){}", cfg.api.listen, api->port(),
-                          cfg.api.token.empty() ? "; /api is off: no api.token" : "");
+            l.open();
+            if (l.warned) l.log->info("{} started after all", l.what);
         } catch (const std::exception& e) {
-            api_log->error("local API not started: {}", e.what());
+            const auto wait = l.backoff.next();
+            // Logged as an error once, then quietly: a port taken for good must not flood the log.
+            if (!l.warned) {
+                l.log->error("{} not started: {}; trying again, with back-off up to a minute", l.what,
+                             e.what());
+            } else {
+                l.log->debug("{} still not started: {}", l.what, e.what());
+            }
+            l.warned = true;
+            l.retry->expires_after(wait);
+            l.retry->async_wait([&try_open, &l](const boost::system::error_code& ec) {
+                if (!ec) try_open(l);
+            });
         }
+    };
+    if (!cfg.api.listen.empty()) {
+        auto api_log = logging.get("api");
+        listeners.push_back(std::make_unique<Listener>(
+            Listener{"local API", api_log,
+                     [&, api_log] {
+                         kg::web::Limits limits;
+                         limits.header_timeout = cfg.api.header_timeout;
+                         limits.idle_timeout = cfg.api.idle_timeout;
+                         api = std::make_unique<kg::web::HttpServer>(
+                             io, cfg.api.listen, limits,
+                             kg::web::local_api(gateway, cfg.api.token, api_log, reload), api_log);
+                         api->start();
+                         api_log->info("local API on {} (port {}){}", cfg.api.listen, api->port(),
+                                       cfg.api.token.empty() ? "; /api is off: no api.token" : "");
+                     },
+                     std::make_unique<boost::asio::steady_timer>(io)}));
     }
     if (!cfg.public_side.listen.empty()) {
         auto public_log = logging.get("public");
-        try {
-            auto routes = kg::web::public_site(gateway, cfg.public_side, public_log);
-            public_side = std::make_unique<kg::web::HttpServer>(io, cfg.public_side.listen,
-                                                                kg::web::public_limits(cfg.public_side),
-                                                                routes.handler, public_log);
-            if (routes.stream_handler) public_side->set_stream_handler(routes.stream_handler);
-            public_side->start();
-            public_log->info("public side on {} (port {}){}", cfg.public_side.listen, public_side->port(),
-                             cfg.public_side.token_secret.empty() ? "" : "; stream URLs need viewer tokens");
-        } catch (const std::exception& e) {
-            public_log->error("public side not started: {}", e.what());
-        }
+        listeners.push_back(std::make_unique<Listener>(Listener{
+            "public side", public_log,
+            [&, public_log] {
+                auto routes = kg::web::public_site(gateway, cfg.public_side, public_log);
+                public_side = std::make_unique<kg::web::HttpServer>(io, cfg.public_side.listen,
+                                                                    kg::web::public_limits(cfg.public_side),
+                                                                    routes.handler, public_log);
+                if (routes.stream_handler) public_side->set_stream_handler(routes.stream_handler);
+                public_side->start();
+                public_log->info(
+                    "public side on {} (port {}){}", cfg.public_side.listen, public_side->port(),
+                    cfg.public_side.token_secret.empty() ? "" : "; stream URLs need viewer tokens");
+            },
+            std::make_unique<boost::asio::steady_timer>(io)}));
     }
+    for (auto& l : listeners) try_open(*l);
     kg::SignalWatch signals(io, process_signals);
     std::function<void()> schedule_tick = [&] {
         timer.expires_after(kg::app::Gateway::kTickInterval);

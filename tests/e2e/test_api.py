@@ -157,3 +157,24 @@ def test_a_reload_runs_the_configuration_it_checked(broker, gateways, tmp_path):
     port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
     assert sensors(port) == ["checked"]
     assert gw.terminate() == 0
+
+
+def test_a_port_taken_at_start_is_tried_again(broker, gateways, tmp_path):
+    """A port still held at start (the previous process closing it, another service) is not given up
+    for the life of the process: the gateway tries again with back-off and serves once it is free."""
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    config = kg_e2e.base_config(broker, [], tmp_path)
+    del config["cameras"]
+    config["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "t/fridge"}}}]
+    config["api"] = {"listen": f"127.0.0.1:{port}", "token": TOKEN}
+    gw = gateways(config)
+    kg_e2e.wait_until(lambda: "local API not started" in gw.output(), 10, what="the taken port logged")
+    time.sleep(2)
+    assert gw.output().count("local API not started") == 1  # once, not at every try
+    blocker.close()
+    kg_e2e.wait_until(lambda: "local API started after all" in gw.output(), 15, what="the API on the freed port")
+    assert get(port, "/healthz")[0] == 200
+    assert gw.terminate() == 0
