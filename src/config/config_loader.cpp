@@ -19,6 +19,7 @@
 
 #include "common/listen_address.hpp"
 #include "common/mqtt_topic.hpp"
+#include "common/url_text.hpp"
 #include "config/yaml_reader.hpp"
 #include "rules/schedule.hpp"
 
@@ -285,16 +286,7 @@ bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0
 // The URL as error messages show it: any password replaced, so that logs never carry it, and
 // control characters escaped, so that the message stays one readable line.
 std::string shown(const std::string& url) {
-    std::string out = url;
-    if (const auto scheme_end = url.find("://"); scheme_end != std::string::npos) {
-        const auto start = scheme_end + 3;
-        const auto end = std::min(url.find_first_of("/?#", start), url.size());
-        const auto at = url.rfind('@', end - 1);
-        const auto colon = url.find(':', start);
-        if (at != std::string::npos && at >= start && colon < at) {
-            out = url.substr(0, colon + 1) + "***" + url.substr(at);
-        }
-    }
+    const std::string out = without_password(url);
     std::string printable;
     for (const unsigned char c : out) {
         printable +=

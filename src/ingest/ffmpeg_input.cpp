@@ -44,20 +44,6 @@ SourceKind classify_url(const std::string& url) {
     return SourceKind::file;
 }
 
-std::string without_password(const std::string& url) {
-    const auto scheme = url.find("://");
-    if (scheme == std::string::npos) return url;
-    const auto host_start = scheme + 3;
-    const auto authority_end = url.find_first_of("/?#", host_start);
-    // The last '@' of the authority ends the user info (a password may itself hold an '@').
-    const auto at =
-        url.rfind('@', authority_end == std::string::npos ? std::string::npos : authority_end - 1);
-    if (at == std::string::npos || at < host_start) return url;
-    const auto colon = url.find(':', host_start);
-    if (colon == std::string::npos || colon > at) return url;
-    return url.substr(0, colon + 1) + "***" + url.substr(at);
-}
-
 FfmpegInput::FfmpegInput(InputOptions options, const std::atomic<bool>& stop)
     : options_(std::move(options)), stop_(stop), kind_(classify_url(options_.url)) {}
 

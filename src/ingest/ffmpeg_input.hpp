@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/url_text.hpp"
 #include "config/config.hpp"
 #include "ingest/ffmpeg_ptr.hpp"
 #include "ingest/timeline.hpp"
@@ -44,9 +45,7 @@ void initialise_ffmpeg();
 
 enum class SourceKind { network, file, device };
 SourceKind classify_url(const std::string& url);
-// The URL as logs may show it: a password in it (rtsp://user:password@host/...) becomes "***", the
-// user name stays so that an installer still sees which account the camera was asked for.
-std::string without_password(const std::string& url);
+using kg::without_password;  // common/url_text.hpp: cameras' URLs as logs show them
 
 class FfmpegInput {
 public:
