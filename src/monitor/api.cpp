@@ -366,9 +366,10 @@ private:
         }
         if (*parse_iso8601_utc(from) > *parse_iso8601_utc(to))
             return error(req, http::status::bad_request, fmt::format("from {} is after to {}", from, to));
-        return json_response(
-            req,
-            {{"site", site}, {"from", from}, {"to", to}, {"sensors", ctx_.store.rollups(site, from, to)}});
+        auto sensors = ctx_.store.rollups(site, from, to);
+        if (!sensors) return error(req, http::status::not_found, fmt::format("no such site '{}'", site));
+        return json_response(req,
+                             {{"site", site}, {"from", from}, {"to", to}, {"sensors", std::move(*sensors)}});
     }
 
     Response metrics(const Request& req) {

@@ -263,7 +263,9 @@ async function refreshDetail() {
   const img = $("#d-snapshot");
   if (a.has_snapshot) { const src = `/api/alerts/${encodeURIComponent(id)}/snapshot.jpg`; if (img.getAttribute("src") !== src) img.src = src; img.classList.remove("hidden"); }
   else { img.removeAttribute("src"); img.classList.add("hidden"); }
-  const due = [a.acknowledge_due && `acknowledge by ${when(a.acknowledge_due)}`, a.close_due && `close by ${when(a.close_due)}`].filter(Boolean).join(", ");
+  // Only the steps still to do: a closed alert has no deadline left to show.
+  const due = [a.status === "open" && a.acknowledge_due && `acknowledge by ${when(a.acknowledge_due)}`,
+    a.status !== "closed" && a.close_due && `close by ${when(a.close_due)}`].filter(Boolean).join(", ");
   $("#d-facts").innerHTML = `Status <b>${esc(a.status)}</b>${a.overdue ? ` <span class="flag">OVERDUE (${esc(a.overdue_reason)})</span>` : ""}` +
     `<br>Condition ${conditionHtml(a)} since ${esc(when(a.start_time))}` +
     (!a.end_time ? "" : condition(a).unknown

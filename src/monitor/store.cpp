@@ -498,8 +498,13 @@ std::optional<std::string> Store::snapshot(const std::string& id) {
     return s.blob(0);
 }
 
-json Store::rollups(const std::string& site, const std::string& from, const std::string& to) {
+std::optional<json> Store::rollups(const std::string& site, const std::string& from, const std::string& to) {
     std::lock_guard lock(mutex_);
+    {
+        Stmt known(db_, "SELECT 1 FROM sites WHERE site = ?");
+        known.bind(1, site);
+        if (!known.step()) return std::nullopt;
+    }
     json by_sensor = json::object();
     Stmt s(
         db_,

@@ -128,7 +128,10 @@ public:
     nlohmann::json alert_history(const std::string& id);  // messages as received, oldest first
     std::vector<ActionRecord> actions(const std::string& id);
     std::optional<std::string> snapshot(const std::string& id);
-    nlohmann::json rollups(const std::string& site, const std::string& from, const std::string& to);
+    // Per sensor, its minutes in [from, to); nullopt for a site the room has never heard from (a
+    // typo in a link must not read as "no sensor data").
+    std::optional<nlohmann::json> rollups(const std::string& site, const std::string& from,
+                                          const std::string& to);
     std::vector<std::string> checks();
     std::int64_t count_alerts();
 

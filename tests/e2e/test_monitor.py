@@ -432,6 +432,9 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
         "const i = document.getElementById('d-snapshot'); return i.complete && i.naturalWidth === 320"), 10,
         what="the snapshot shown")
     kg_e2e.wait_until(lambda: browser.find_element(By.ID, "d-close").is_enabled(), 5, what="Close enabled")
+    # Acknowledged: only the close deadline is still to meet (tier 1 has both by default).
+    facts = browser.find_element(By.ID, "d-facts").text
+    assert "close by" in facts and "acknowledge by" not in facts, facts
     browser.find_element(By.ID, "d-note").send_keys("Lid closed, staff reminded.")
     browser.find_element(By.ID, "d-close").click()
     closed = kg_e2e.wait_until(lambda: [d for d in decisions.json_on(topic) if d["action"] == "close"], 10,
@@ -440,6 +443,10 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
     assert not list(schemas.validators["decision"].iter_errors(closed))
     kg_e2e.wait_until(lambda: "sent to site" in browser.find_element(By.ID, "d-actions").text, 10,
                       what="the handling history")
+    kg_e2e.wait_until(lambda: "Status closed" in browser.find_element(By.ID, "d-facts").text, 10,
+                      what="the detail showing it closed")
+    facts = browser.find_element(By.ID, "d-facts").text
+    assert "close by" not in facts and "acknowledge by" not in facts, facts
     assert mon.get(f"/api/alerts/{event_id}")["closed_by"] == OPERATOR
 
     # A real gateway's alert (its camera goes black) appears on the open page, and acknowledging it

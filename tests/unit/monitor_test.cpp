@@ -314,8 +314,10 @@ TEST(MonitorIngest, RoutesTheSiteTreeAndRefusesBadMessages) {
     EXPECT_EQ(sites[0]["availability"], "online");
     EXPECT_TRUE(sites[0]["last_seen"].is_string());  // live messages are heartbeats
     const auto rollups = store.rollups("sch-0101", "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z");
-    ASSERT_EQ(rollups.size(), 1u);
-    EXPECT_EQ(rollups[0]["points"][0]["mean"], 3.4);
+    ASSERT_TRUE(rollups);
+    ASSERT_EQ(rollups->size(), 1u);
+    EXPECT_EQ((*rollups)[0]["points"][0]["mean"], 3.4);
+    EXPECT_FALSE(store.rollups("sch-0102", "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z"));
 }
 
 TEST(MonitorIngest, AHugePayloadIsRefusedBeforeTheStore) {
@@ -577,7 +579,7 @@ TEST(MonitorStore, RetentionDeletesOnlyWhatIsPastItsTime) {
     EXPECT_TRUE(store.snapshot("opn000000001"));
     EXPECT_FALSE(store.snapshot("orphan000001"));
     EXPECT_EQ(store.count_alerts(), 3);
-    const auto left = store.rollups("sch-0101", "2026-12-01T00:00:00.000Z", "2027-01-01T00:00:00.000Z");
+    const auto left = *store.rollups("sch-0101", "2026-12-01T00:00:00.000Z", "2027-01-01T00:00:00.000Z");
     ASSERT_EQ(left.size(), 1u);
     ASSERT_EQ(left[0]["points"].size(), 2u);
     EXPECT_EQ(left[0]["points"][0]["minute"], "2026-12-22T06:01:00.000Z");
@@ -665,6 +667,12 @@ TEST(MonitorApi, BadQueryValuesAndWrongMethodsAreRefusedClearly) {
         http::verb::get, "/api/sites/sch-0101/rollups?from=2026-11-25T00:00:00Z&to=2026-11-24T00:00:00Z");
     EXPECT_EQ(status, 400);
     EXPECT_NE(body.find("is after to"), std::string::npos) << body;
+    // A site the room has never heard from is not a site without sensors.
+    api.store.site_seen("sch-0101", kT0);
+    EXPECT_EQ(api.call(http::verb::get, "/api/sites/sch-0101/rollups").first, 200);
+    const auto [unknown, unknown_body] = api.call(http::verb::get, "/api/sites/sch-9999/rollups");
+    EXPECT_EQ(unknown, 404);
+    EXPECT_NE(unknown_body.find("no such site 'sch-9999'"), std::string::npos) << unknown_body;
     // Reading routes read only: another method is 405, not an answer that looks like it worked.
     for (const std::string& path :
          std::vector<std::string>{"/api/alerts", "/api/alerts/" + id, "/api/alerts/" + id + "/snapshot.jpg",
