@@ -12,7 +12,7 @@
 #include "vision/camera_health.hpp"
 #include "vision/detector_check.hpp"
 #include "vision/detector_factory.hpp"
-#include "vision/dnn/network_pass.hpp"
+#include "vision/frame_passes.hpp"
 #include "vision/motion.hpp"
 #include "vision/region_checks.hpp"
 
@@ -122,14 +122,14 @@ void BM_HeadOwn(benchmark::State& s) {
 // what a camera with mask and head-covering checks costs per analysed frame when people move. As in
 // the gateway (CameraPipeline), the checks share a network pass when their manifests feed one
 // network alike: the default manifests do (one head network), models/two-networks/ does not.
-void hygiene_both(benchmark::State& state, const std::string& folder) {
+void hygiene_both(benchmark::State& state, const std::string& mask_spec, const std::string& head_spec) {
     cv::setNumThreads(1);
     vision::MotionMap motion;
-    vision::dnn::NetworkPasses passes;
+    vision::FramePasses passes;
     std::unique_ptr<vision::Detector> mask, head;
     try {
-        mask = vision::make_detector(folder + "/kitchen-mask.yaml", &passes);
-        head = vision::make_detector(folder + "/kitchen-head-covering.yaml", &passes);
+        mask = vision::make_detector(mask_spec, &passes);
+        head = vision::make_detector(head_spec, &passes);
     } catch (const std::exception& e) {
         state.SkipWithError(e.what());
         return;
@@ -139,8 +139,8 @@ void hygiene_both(benchmark::State& state, const std::string& folder) {
     vision::DetectorCheck h("head_covering", std::move(head), {{"bare", "head_covering", "bare_head", 0}},
                             nullptr, Duration(0));
     // Printed, so that a run whose manifests stopped sharing their network shows it.
-    state.counters["shared_passes"] = static_cast<double>(passes.shared());
-    state.counters["network_passes"] = static_cast<double>(passes.count());
+    state.counters["shared_passes"] = static_cast<double>(passes.networks().shared());
+    state.counters["network_passes"] = static_cast<double>(passes.networks().count());
     auto frame = make_frame();
     std::vector<vision::Observation> out;
     for (auto _ : state) {
@@ -153,10 +153,15 @@ void hygiene_both(benchmark::State& state, const std::string& folder) {
         benchmark::DoNotOptimize(out.data());
     }
 }
+void hygiene_both(benchmark::State& state, const std::string& folder) {
+    hygiene_both(state, folder + "/kitchen-mask.yaml", folder + "/kitchen-head-covering.yaml");
+}
 void BM_HygieneOwnBoth(benchmark::State& s) { hygiene_both(s, std::string(KG_SOURCE_DIR) + "/models"); }
 void BM_HygieneOwnTwoNetworks(benchmark::State& s) {
     hygiene_both(s, std::string(KG_SOURCE_DIR) + "/models/two-networks");
 }
+// The fallback back-end with both checks: one frontal-face search per frame between them.
+void BM_HygieneClassicBoth(benchmark::State& s) { hygiene_both(s, "classic:mask", "classic:head"); }
 
 void BM_MaskGatedStill(benchmark::State& state) {
     // A still picture: after the first frame the motion gate skips the detector.
@@ -201,6 +206,7 @@ BENCHMARK(BM_MaskOwn)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HeadOwn)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HygieneOwnBoth)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HygieneOwnTwoNetworks)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_HygieneClassicBoth)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MaskGatedStill)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Cleanliness)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AfterHoursMotion)->Unit(benchmark::kMillisecond);

@@ -88,11 +88,11 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
     for (const auto& name : camera_.checks) checks_.push_back(make_check(name));
     failures_.resize(checks_.size());
     failed_at_.resize(checks_.size());
-    if (const auto count = passes_.count(); count > 0) {
+    if (const auto count = passes_.networks().count(); count > 0) {
         log_->info(
             "{} network pass(es) shared between checks: one run per frame each ({} network "
             "pass(es) per frame in all)",
-            passes_.shared(), count);
+            passes_.networks().shared(), count);
     }
     if (training_) {
         log_->info("training frames: one every {:g} s{} into {}",

@@ -27,7 +27,7 @@
 #include "rules/zones.hpp"
 #include "stream/public_feed.hpp"
 #include "vision/check.hpp"
-#include "vision/dnn/network_pass.hpp"
+#include "vision/frame_passes.hpp"
 #include "vision/motion.hpp"
 
 namespace kg::app {
@@ -96,7 +96,7 @@ private:
 
     // Analysis side, touched by one pool thread at a time.
     std::unique_ptr<vision::MotionMap> motion_;  // when a check needs it
-    vision::dnn::NetworkPasses passes_;          // networks the checks share, one run per frame
+    vision::FramePasses passes_;                 // work the checks share, done once per frame
     std::vector<std::unique_ptr<vision::Check>> checks_;
     std::vector<std::size_t> produced_;  // observations_ produced by checks_[i] end at produced_[i]
     std::deque<Tracked> trackers_;       // a deque: trackers are never moved once made

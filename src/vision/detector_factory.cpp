@@ -10,6 +10,7 @@
 #include "vision/classic/classic_detectors.hpp"
 #include "vision/dnn/dnn_detector.hpp"
 #include "vision/dnn/two_stage_detector.hpp"
+#include "vision/frame_passes.hpp"
 
 namespace kg::vision {
 namespace fs = std::filesystem;
@@ -70,17 +71,20 @@ std::string resolve_detector_spec(const std::string& spec) {
     throw std::runtime_error(fmt::format("unknown automatic detector '{}' (auto:mask, auto:head)", spec));
 }
 
-std::unique_ptr<Detector> make_detector(const std::string& spec_in, dnn::NetworkPasses* passes) {
+std::unique_ptr<Detector> make_detector(const std::string& spec_in, FramePasses* passes) {
     const std::string spec = resolve_detector_spec(spec_in);
-    if (spec == "classic:mask") return std::make_unique<classic::MaskDetector>();
-    if (spec == "classic:head") return std::make_unique<classic::HeadCoveringDetector>();
+    const auto faces = [&] { return passes ? passes->frontal_faces(classic::kCascadeDir) : nullptr; };
+    if (spec == "classic:mask") return std::make_unique<classic::MaskDetector>(classic::kCascadeDir, faces());
+    if (spec == "classic:head")
+        return std::make_unique<classic::HeadCoveringDetector>(classic::kCascadeDir, faces());
     if (spec.rfind("classic:", 0) == 0) {
         throw std::runtime_error(
             fmt::format("unknown classic detector '{}' (classic:mask, classic:head)", spec));
     }
     auto manifest = dnn::load_manifest(spec);
-    if (manifest.classifier) return std::make_unique<dnn::TwoStageDetector>(std::move(manifest), passes);
-    return std::make_unique<dnn::DnnDetector>(std::move(manifest), passes);
+    dnn::NetworkPasses* networks = passes ? &passes->networks() : nullptr;
+    if (manifest.classifier) return std::make_unique<dnn::TwoStageDetector>(std::move(manifest), networks);
+    return std::make_unique<dnn::DnnDetector>(std::move(manifest), networks);
 }
 
 }  // namespace kg::vision

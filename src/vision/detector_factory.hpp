@@ -11,9 +11,7 @@
 
 namespace kg::vision {
 
-namespace dnn {
-class NetworkPasses;
-}
+class FramePasses;
 
 // Where the project's own models are looked for, in order: $KG_MODELS_DIR, then beside the
 // executable as installed (<prefix>/bin -> <prefix>/share/kitchen-gateway/models), then the
@@ -26,8 +24,9 @@ std::vector<std::filesystem::path> own_model_dirs();
 std::string resolve_detector_spec(const std::string& spec);
 
 // Throws std::runtime_error (or dnn::ManifestError) saying what is wrong with the spec. With
-// `passes`, model detectors that feed the same network alike run it once per frame between them
-// (dnn/network_pass.hpp: the caller calls passes->begin_frame() for every new picture).
-std::unique_ptr<Detector> make_detector(const std::string& spec, dnn::NetworkPasses* passes = nullptr);
+// `passes`, detectors that share work run it once per frame between them: model detectors that feed
+// the same network alike, the two classic detectors' frontal-face search (frame_passes.hpp: the
+// caller calls passes->begin_frame() for every new picture).
+std::unique_ptr<Detector> make_detector(const std::string& spec, FramePasses* passes = nullptr);
 
 }  // namespace kg::vision

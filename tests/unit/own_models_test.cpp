@@ -18,11 +18,12 @@
 #include <opencv2/imgproc.hpp>
 #include <optional>
 
+#include "vision/classic/classic_detectors.hpp"
 #include "vision/detector_factory.hpp"
 #include "vision/dnn/dnn_detector.hpp"
 #include "vision/dnn/manifest.hpp"
-#include "vision/dnn/network_pass.hpp"
 #include "vision/dnn/two_stage_detector.hpp"
+#include "vision/frame_passes.hpp"
 
 namespace fs = std::filesystem;
 using kg::vision::Detection;
@@ -216,12 +217,12 @@ namespace {
 
 // Photos with people (../shared, when it is beside the checkout) as 720p frames, else synthetic ones:
 // the sharing below must hold either way, the photos make sure there are boxes to compare.
-std::vector<cv::Mat> frames_with_heads(bool& real) {
+std::vector<cv::Mat> frames_with_heads(bool& real, const char* dataset = "helmet-yolo", bool to_720p = true) {
     std::vector<cv::Mat> frames;
     const char* env = std::getenv("KG_SHARED_DIR");
     const fs::path shared =
         env != nullptr && *env != '\0' ? fs::path(env) : fs::path(KG_SOURCE_DIR) / ".." / "shared";
-    const fs::path photos = shared / "datasets" / "helmet-yolo" / "valid" / "images";
+    const fs::path photos = shared / "datasets" / dataset / "valid" / "images";
     std::vector<fs::path> files;
     if (fs::is_directory(photos)) {
         for (const auto& e : fs::directory_iterator(photos)) files.push_back(e.path());
@@ -231,6 +232,10 @@ std::vector<cv::Mat> frames_with_heads(bool& real) {
     for (const auto& f : files) {
         cv::Mat img = cv::imread(f.string(), cv::IMREAD_COLOR), frame;
         if (img.empty()) continue;
+        if (!to_720p) {
+            frames.push_back(img);
+            continue;
+        }
         cv::resize(img, frame, cv::Size(1280, 720));
         frames.push_back(frame);
     }
@@ -312,10 +317,10 @@ TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
     // The default manifests feed one network alike for both checks: the gateway runs it once per frame
     // for both (vision/dnn/network_pass.hpp). Sharing must change the cost, never the boxes.
     const fs::path& dir = kModels;
-    kg::vision::dnn::NetworkPasses passes;
+    kg::vision::FramePasses passes;
     auto mask = kg::vision::make_detector((dir / "kitchen-mask.yaml").string(), &passes);
     auto head = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string(), &passes);
-    EXPECT_EQ(passes.shared(), 1u);
+    EXPECT_EQ(passes.networks().shared(), 1u);
     auto mask_alone = kg::vision::make_detector((dir / "kitchen-mask.yaml").string());
     auto head_alone = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string());
     bool real = false;
@@ -343,20 +348,21 @@ TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
     }
     // One forward pass per frame of the network both checks read: the sharing itself, not only its
     // result. The head-covering check's second network (its ensemble) runs once per frame too.
-    const auto pass = passes.pass_for(kg::vision::dnn::load_manifest((dir / "kitchen-mask.yaml").string()));
+    const auto pass =
+        passes.networks().pass_for(kg::vision::dnn::load_manifest((dir / "kitchen-mask.yaml").string()));
     EXPECT_EQ(pass->readers(), 2u);
     EXPECT_EQ(pass->runs(), 2 * frames.size());
-    EXPECT_EQ(passes.count(), 2u);
+    EXPECT_EQ(passes.networks().count(), 2u);
     auto second = kg::vision::dnn::load_manifest((dir / "kitchen-head-covering.yaml").string());
     ASSERT_EQ(second.ensemble.size(), 1u);
     second.model = second.ensemble[0];
-    const auto member = passes.pass_for(second);
+    const auto member = passes.networks().pass_for(second);
     EXPECT_EQ(member->readers(), 1u);
     EXPECT_EQ(member->runs(), 2 * frames.size());
     // Both networks are fed alike: one resize and blob per frame for the two of them.
     EXPECT_EQ(&member->input(), &pass->input());
     EXPECT_EQ(pass->input().preparations(), 2 * frames.size());
-    EXPECT_EQ(passes.inputs(), 1u);
+    EXPECT_EQ(passes.networks().inputs(), 1u);
     if (!real) {
         GTEST_SKIP() << "no photos in ../shared: the run count was checked, the boxes compared were "
                         "those of synthetic frames (possibly none)";
@@ -364,10 +370,56 @@ TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
     EXPECT_GT(boxes, 0u) << "no heads found on the helmet photos: nothing was compared";
 }
 
+TEST(OwnModels, TheClassicChecksShareOneFrontalFaceSearchAndFindTheSame) {
+    // The fallback back-end (no model files): both classic checks start from the frontal-face cascade,
+    // which a camera with both searches once per frame (vision/frame_passes.hpp).
+    kg::vision::FramePasses passes;
+    auto mask = kg::vision::make_detector("classic:mask", &passes);
+    auto head = kg::vision::make_detector("classic:head", &passes);
+    auto mask_alone = kg::vision::make_detector("classic:mask");
+    auto head_alone = kg::vision::make_detector("classic:head");
+    // Faces near enough for the cascade (the mask photos; the helmet photos' are too small), at their
+    // own size: a cascade search of a 720p frame takes a third of a second here.
+    bool real = false;
+    const auto frames = frames_with_heads(real, "mask-yolo", false);
+    std::vector<Detection> m, h, m_alone, h_alone;
+    std::size_t boxes = 0;
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        passes.begin_frame();
+        if (i % 2 == 0) {
+            mask->detect(frames[i], m);
+            head->detect(frames[i], h);
+        } else {
+            head->detect(frames[i], h);
+            mask->detect(frames[i], m);
+        }
+        mask_alone->detect(frames[i], m_alone);
+        head_alone->detect(frames[i], h_alone);
+        expect_same(m, m_alone, i);
+        expect_same(h, h_alone, i);
+        boxes += m.size();
+    }
+    const auto faces = passes.frontal_faces(kg::vision::classic::kCascadeDir);
+    EXPECT_EQ(faces->searches(), frames.size());
+    // Used alone, a detector searches on every call: nothing tells it a new picture began, even one
+    // decoded into the same buffer.
+    if (frames.size() > 1) {
+        cv::Mat buffer = frames[0].clone();
+        head_alone->detect(buffer, h_alone);
+        frames[1].copyTo(buffer);
+        head_alone->detect(buffer, h_alone);
+        passes.begin_frame();
+        head->detect(frames[1], h);
+        expect_same(h_alone, h, 1);
+    }
+    if (!real) GTEST_SKIP() << "no photos in ../shared: the search count was checked on synthetic frames";
+    EXPECT_GT(boxes, 0u) << "no frontal face found on the mask photos: nothing was compared";
+}
+
 TEST(OwnModels, ASharedPassNeverAnswersANewPictureWithTheLastOnesOutputs) {
     // A caller that forgets begin_frame() must pay a second pass, not get the first picture's boxes.
     const fs::path& dir = kModels;
-    kg::vision::dnn::NetworkPasses passes;
+    kg::vision::FramePasses passes;
     auto head = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string(), &passes);
     auto head_alone = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string());
     bool real = false;
@@ -379,7 +431,8 @@ TEST(OwnModels, ASharedPassNeverAnswersANewPictureWithTheLastOnesOutputs) {
     head->detect(frames[1], h);  // same frame number, another picture
     head_alone->detect(frames[1], h_alone);
     expect_same(h, h_alone, 1);
-    const auto pass = passes.pass_for(kg::vision::dnn::load_manifest((dir / "kitchen-mask.yaml").string()));
+    const auto pass =
+        passes.networks().pass_for(kg::vision::dnn::load_manifest((dir / "kitchen-mask.yaml").string()));
     EXPECT_EQ(pass->runs(), 2u);
 }
 
@@ -392,9 +445,9 @@ TEST(OwnModels, ALetterboxedPassKeepsTheScaleOfItsOwnPicture) {
     x_manifest.letterbox = true;
     auto y_manifest = x_manifest;
     y_manifest.model = (kModels / "kitchen-heads.onnx").string();
-    kg::vision::dnn::NetworkPasses passes;
-    kg::vision::dnn::DnnDetector x(x_manifest, &passes), y(y_manifest, &passes);
-    ASSERT_EQ(passes.inputs(), 1u);
+    kg::vision::FramePasses passes;
+    kg::vision::dnn::DnnDetector x(x_manifest, &passes.networks()), y(y_manifest, &passes.networks());
+    ASSERT_EQ(passes.networks().inputs(), 1u);
     bool real = false;
     const auto frames = frames_with_heads(real);
     ASSERT_GE(frames.size(), 2u);
@@ -406,7 +459,7 @@ TEST(OwnModels, ALetterboxedPassKeepsTheScaleOfItsOwnPicture) {
     y.detect(tall, other);
     x.detect(frames[0], again);
     expect_same(again, first, 0);
-    EXPECT_EQ(passes.pass_for(x_manifest)->runs(), 1u);  // answered from its outputs
+    EXPECT_EQ(passes.networks().pass_for(x_manifest)->runs(), 1u);  // answered from its outputs
     if (real) {
         EXPECT_GT(first.size(), 0u) << "no heads found: nothing was compared";
     }
@@ -433,12 +486,12 @@ TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
     ASSERT_NE(text.find("model: /"), std::string::npos);
     const fs::path bad = tmp / "bad-output.yaml";
     std::ofstream(bad) << text;
-    kg::vision::dnn::NetworkPasses passes;
+    kg::vision::FramePasses passes;
     auto good = kg::vision::make_detector((kModels / "kitchen-mask.yaml").string(), &passes);
     // The bad reader would share the good one's pass: the refusal is tested where it matters.
     const auto good_pass =
-        passes.pass_for(kg::vision::dnn::load_manifest((kModels / "kitchen-mask.yaml").string()));
-    EXPECT_EQ(passes.pass_for(kg::vision::dnn::load_manifest(bad.string())), good_pass);
+        passes.networks().pass_for(kg::vision::dnn::load_manifest((kModels / "kitchen-mask.yaml").string()));
+    EXPECT_EQ(passes.networks().pass_for(kg::vision::dnn::load_manifest(bad.string())), good_pass);
     try {
         kg::vision::make_detector(bad.string(), &passes);
         ADD_FAILURE() << "a manifest naming a missing output was accepted";
@@ -447,7 +500,7 @@ TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
         EXPECT_NE(std::string(e.what()).find("no_such_layer"), std::string::npos) << e.what();
     }
     fs::remove_all(tmp);
-    EXPECT_EQ(passes.shared(), 0u);  // the refused reader was never added
+    EXPECT_EQ(passes.networks().shared(), 0u);  // the refused reader was never added
     // The check already made still runs.
     std::vector<Detection> m;
     passes.begin_frame();
@@ -458,27 +511,27 @@ TEST(OwnModels, NetworksFedDifferentlyAreNotShared) {
     {
         // models/two-networks/: a network for each check, nothing to share.
         const fs::path dir = kModels / "two-networks";
-        kg::vision::dnn::NetworkPasses passes;
+        kg::vision::FramePasses passes;
         auto mask = kg::vision::make_detector((dir / "kitchen-mask.yaml").string(), &passes);
         auto head = kg::vision::make_detector((dir / "kitchen-head-covering.yaml").string(), &passes);
-        EXPECT_EQ(passes.shared(), 0u);
-        EXPECT_EQ(passes.inputs(), 2u);  // 384 and 512: each frame is prepared for each
+        EXPECT_EQ(passes.networks().shared(), 0u);
+        EXPECT_EQ(passes.networks().inputs(), 2u);  // 384 and 512: each frame is prepared for each
     }
     {
         // Different networks fed alike: two passes, one preparation of the frame for both, and
         // the boxes of each as when it runs alone. (The detectors alone share a preparation
         // between an ensemble's networks too: AnEnsembleDecodesTheMeanOfItsNetworksMaps checks
         // that against cv::dnn's own blob and forward passes.)
-        kg::vision::dnn::NetworkPasses passes;
+        kg::vision::FramePasses passes;
         const auto first = (kModels / "kitchen-mask.yaml").string();
         const auto other = (kModels / "two-networks" / "kitchen-head-covering.yaml").string();
         auto one = kg::vision::make_detector(first, &passes);
         auto two = kg::vision::make_detector(other, &passes);
         auto one_alone = kg::vision::make_detector(first);
         auto two_alone = kg::vision::make_detector(other);
-        EXPECT_EQ(passes.shared(), 0u);
-        EXPECT_EQ(passes.count(), 2u);
-        EXPECT_EQ(passes.inputs(), 1u);
+        EXPECT_EQ(passes.networks().shared(), 0u);
+        EXPECT_EQ(passes.networks().count(), 2u);
+        EXPECT_EQ(passes.networks().inputs(), 1u);
         bool real = false;
         const auto frames = frames_with_heads(real);
         std::vector<Detection> a, b, a_alone, b_alone;
@@ -493,22 +546,23 @@ TEST(OwnModels, NetworksFedDifferentlyAreNotShared) {
             expect_same(b, b_alone, i);
             boxes += a.size() + b.size();
         }
-        const auto pass = passes.pass_for(kg::vision::dnn::load_manifest(other));
+        const auto pass = passes.networks().pass_for(kg::vision::dnn::load_manifest(other));
         EXPECT_EQ(pass->input().preparations(), frames.size());
         if (real) {
             EXPECT_GT(boxes, 0u) << "no heads found on the helmet photos: nothing was compared";
         }
     }
-    kg::vision::dnn::NetworkPasses passes;
+    kg::vision::FramePasses passes;
     auto manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
     kg::vision::make_detector((kModels / "kitchen-head-covering.yaml").string(), &passes);
     manifest.input = cv::Size(384, 384);
-    const auto other = passes.pass_for(manifest);
+    const auto other = passes.networks().pass_for(manifest);
     EXPECT_EQ(other->readers(), 0u);  // a pass of its own, not the 512 one
-    EXPECT_EQ(passes.shared(), 0u);
+    EXPECT_EQ(passes.networks().shared(), 0u);
     EXPECT_NE(
         &other->input(),
-        &passes.pass_for(kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string()))
+        &passes.networks()
+             .pass_for(kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string()))
              ->input());
 }
 
@@ -561,8 +615,8 @@ TEST(OwnModels, AnEnsembleDecodesTheMeanOfItsNetworksMaps) {
     const auto frames = frames_with_heads(real);
     kg::vision::dnn::DnnDetector detector(manifest);
     // What the start-up check compares members by: the shapes at the manifest's input (512 / 8 cells).
-    kg::vision::dnn::NetworkPasses passes;
-    EXPECT_EQ(passes.pass_for(manifest)->output_shape(manifest.outputs[0]),
+    kg::vision::FramePasses passes;
+    EXPECT_EQ(passes.networks().pass_for(manifest)->output_shape(manifest.outputs[0]),
               (cv::dnn::MatShape{1, 6, 64, 64}));
     std::vector<cv::dnn::Net> nets;
     for (const auto& f : {manifest.model, manifest.ensemble[0]}) nets.push_back(cv::dnn::readNet(f));
@@ -643,15 +697,15 @@ TEST(OwnModels, AnEnsembleIsRefusedWhereItCannotWorkNamingTheManifest) {
     refused([&] { kg::vision::dnn::load_manifest(scalar); }, "scalar.yaml", "expected a list");
     // A member that is not there, or lacks the output the manifest reads: refused at start-up,
     // naming the manifest and the entry, and the passes the other checks use are left as they were.
-    kg::vision::dnn::NetworkPasses passes;
+    kg::vision::FramePasses passes;
     auto mask = kg::vision::make_detector((kModels / "kitchen-mask.yaml").string(), &passes);
-    ASSERT_EQ(passes.count(), 1u);
+    ASSERT_EQ(passes.networks().count(), 1u);
     const auto missing = write("missing.yaml", "[kitchen-covering-heads.onnx]", "[no-such-heads.onnx]");
     refused([&] { kg::vision::make_detector(missing, &passes); }, "no-such-heads.onnx", "(ensemble[0])");
     const auto other = write("other.yaml", "[kitchen-covering-heads.onnx]", "[kitchen-mask-classifier.onnx]");
     refused([&] { kg::vision::make_detector(other, &passes); }, "other.yaml", "(ensemble[0])");
-    EXPECT_EQ(passes.count(), 1u);
-    EXPECT_EQ(passes.shared(), 0u);
+    EXPECT_EQ(passes.networks().count(), 1u);
+    EXPECT_EQ(passes.networks().shared(), 0u);
     // "auto" does not count a manifest as present without every network it names: a package that
     // lacks the second network falls back instead of failing at start-up.
     fs::copy_file(kModels / "kitchen-mask.yaml", dir / "kitchen-mask.yaml");
