@@ -52,7 +52,21 @@ std::string EventEvidence::write_snapshot(const events::Event& e, const cv::Mat&
     return relative;
 }
 
-std::string EventEvidence::attach(events::Event& event, const ingest::Frame& frame) {
+void EventEvidence::submit(events::Event& event, const ingest::Frame& frame) {
+    std::optional<PendingClip> clip;
+    std::string snapshot = attach(event, frame, clip);
+    sink_.submit(event);
+    if (!snapshot.empty()) sink_.submit_snapshot(event, std::move(snapshot));
+    if (clip) {
+        // Only now may poll() cut it: with a short clip_post it could otherwise report the clip
+        // before the start is committed, and the start would then record it as pending for ever.
+        std::lock_guard lock(pending_mutex_);
+        pending_.push_back(std::move(*clip));
+    }
+}
+
+std::string EventEvidence::attach(events::Event& event, const ingest::Frame& frame,
+                                  std::optional<PendingClip>& clip_out) {
     std::string for_mqtt;
     if (store_ == nullptr) return for_mqtt;
     if (event.state == events::EventState::start) {
@@ -70,8 +84,7 @@ std::string EventEvidence::attach(events::Event& event, const ingest::Frame& fra
             clip.report.start_time = event.start_time;
             clip.from = event.start_time - cfg_.clip_pre;
             clip.to = event.time + cfg_.clip_post;
-            std::lock_guard lock(pending_mutex_);
-            pending_.push_back(std::move(clip));
+            clip_out = std::move(clip);
         }
     } else if (event.state == events::EventState::end) {
         auto it = best_.find(event.id);

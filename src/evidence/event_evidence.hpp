@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,10 +29,11 @@ public:
                   const PacketRing& ring, events::EventSink& sink, const rules::Calendar& calendar,
                   std::shared_ptr<spdlog::logger> log);
 
-    // Analysis thread: fills `event.evidence` for a start or an end, with the frame that caused it.
-    // Returns the start snapshot's JPEG for MQTT (empty when none is to be sent): the caller submits
-    // it after the event, so that the room gets the start before its snapshot (docs/mqtt.md).
-    [[nodiscard]] std::string attach(events::Event& event, const ingest::Frame& frame);
+    // Analysis thread: fills `event.evidence` for a start or an end, with the frame that caused it,
+    // and submits the event to the sink, then the start's snapshot (the room gets the start before
+    // its snapshot, docs/mqtt.md), and only then lets its clip be cut: a clip report never goes
+    // before the start that names the clip, in which the outbox records the clip as pending.
+    void submit(events::Event& event, const ingest::Frame& frame);
     // Analysis thread: an open event's score reached a new high on this frame.
     void best_frame(const events::Event& event, const ingest::Frame& frame);
 
@@ -54,6 +56,9 @@ private:
         events::ClipReport report;
         TimePoint from, to;
     };
+    // Fills `event.evidence`; returns the start snapshot's JPEG for MQTT (empty when none is to be
+    // sent) and sets `clip` to the clip a start names.
+    std::string attach(events::Event& event, const ingest::Frame& frame, std::optional<PendingClip>& clip);
     std::string path_for(const events::Event& e, const std::string& suffix) const;
     // Writes the clip up to `to` (at most its own end) and submits its report.
     void cut(PendingClip& clip, TimePoint to);

@@ -567,7 +567,7 @@ struct PendingClipRig {
         kg::ingest::Frame frame;
         frame.image = cv::Mat(180, 320, CV_8UC3, cv::Scalar(40, 40, 40));
         frame.time = start.time;
-        (void)evidence.attach(start, frame);
+        evidence.submit(start, frame);
     }
     ~PendingClipRig() { fs::remove_all(dir); }
 };
@@ -605,4 +605,51 @@ TEST(EventEvidence, AClipAStopHasNoTimeLeftToCutIsReportedAsNotKept) {
     EXPECT_EQ(report.error, "the gateway stopped before the clip could be cut");
     EXPECT_TRUE(report.path.empty());
     EXPECT_FALSE(fs::exists(rig.store.absolute(rig.start.evidence.clip)));
+}
+
+namespace {
+
+// Records the order in which the room would get an event and its clip report; while it takes the
+// event, the supervisor thread's poll() runs (the worst moment it can pick).
+struct OrderSink final : kg::events::EventSink {
+    void submit(const kg::events::Event& e) override {
+        if (evidence != nullptr) evidence->poll(kg::Clock::now() + 1h);
+        order.push_back("start " + e.id);
+    }
+    void submit_snapshot(const kg::events::Event&, std::string) override {}
+    void submit_clip(const kg::events::ClipReport& clip) override {
+        order.push_back("clip " + clip.event_id);
+    }
+    kg::evidence::EventEvidence* evidence = nullptr;
+    std::vector<std::string> order;
+};
+
+}  // namespace
+
+TEST(EventEvidence, AClipIsReportedOnlyAfterTheStartThatNamesItWasSubmitted) {
+    const auto dir = temp_dir();
+    kg::config::Camera camera;
+    camera.id = "cam";
+    kg::config::Evidence cfg;
+    cfg.clip_pre = 3s;
+    cfg.clip_post = 0s;  // due at once
+    kg::evidence::EvidenceStore store(dir, 1u << 30, 24h);
+    kg::evidence::PacketRing ring(1h);
+    OrderSink sink;
+    kg::rules::Calendar calendar("UTC", {});
+    kg::evidence::EventEvidence evidence(camera, cfg, &store, ring, sink, calendar,
+                                         kg::Logging::null_logger());
+    sink.evidence = &evidence;
+    kg::events::Event start;
+    start.id = "ev1";
+    start.source = "cam";
+    start.start_time = start.time = kg::Clock::now();
+    kg::ingest::Frame frame;
+    frame.image = cv::Mat(180, 320, CV_8UC3, cv::Scalar(40, 40, 40));
+    frame.time = start.time;
+    evidence.submit(start, frame);
+    ASSERT_FALSE(start.evidence.clip.empty());
+    evidence.poll(kg::Clock::now() + 1h);
+    EXPECT_EQ(sink.order, (std::vector<std::string>{"start ev1", "clip ev1"}));
+    fs::remove_all(dir);
 }
