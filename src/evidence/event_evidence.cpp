@@ -6,6 +6,36 @@
 
 namespace kg::evidence {
 
+events::ClipReport settle_left_clip(EvidenceStore& store, events::ClipReport report, spdlog::logger& log) {
+    const auto file = store.absolute(report.path);
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(file, ec)) {
+        const auto found = probe_mp4(file.string());
+        if (found.ok) {
+            log.warn(
+                "event {}: clip {} was cut before the previous run died, its report was not sent: sent now",
+                report.event_id, report.path);
+            report.error.clear();
+            report.seconds = found.seconds;
+            report.bytes = found.bytes;
+            return report;
+        }
+        log.warn("event {}: clip {} left unfinished by the previous run: {}", report.event_id, report.path,
+                 found.error);
+    }
+    try {
+        for (const auto& removed : store.remove(report.path)) {
+            log.info("event {}: deleted {}, left unfinished by the previous run", report.event_id, removed);
+        }
+    } catch (const std::filesystem::filesystem_error& e) {
+        log.error("event {}: cannot delete what the previous run left of its clip: {}", report.event_id,
+                  e.what());
+    }
+    log.warn("event {}: clip not kept: {}", report.event_id, report.error);
+    report.path.clear();
+    return report;
+}
+
 EventEvidence::EventEvidence(const config::Camera& camera, const config::Evidence& cfg, EvidenceStore* store,
                              const PacketRing& ring, events::EventSink& sink, const rules::Calendar& calendar,
                              std::shared_ptr<spdlog::logger> log)

@@ -23,6 +23,14 @@
 
 namespace kg::evidence {
 
+// The report for a clip that a start of the previous run named and that run never reported (it was
+// killed, crashed or lost power within clip_post of the start): `report` comes from the outbox's
+// record, with the path the start named and an error. A whole MP4 at that path (cut, and the run
+// died before its report was committed) is reported as kept. Anything else there (a file a power cut
+// left empty, an unfinished write) is deleted, and the error is reported without a path: no file is
+// left that a report claims, or that the room could take for the clip. Failures are logged on `log`.
+events::ClipReport settle_left_clip(EvidenceStore& store, events::ClipReport report, spdlog::logger& log);
+
 class EventEvidence {
 public:
     EventEvidence(const config::Camera& camera, const config::Evidence& cfg, EvidenceStore* store,
