@@ -302,9 +302,7 @@ void CameraPipeline::run_once() {
         if (t.tracker.improved()) evidence_.best_frame(t.tracker.current(frame->time), *frame);
         if (!event) continue;
         changed |= event->state != events::EventState::update;
-        auto snapshot = evidence_.attach(*event, *frame);
-        site_.sink.submit(*event);
-        if (!snapshot.empty()) site_.sink.submit_snapshot(*event, std::move(snapshot));
+        evidence_.submit(*event, *frame);
     }
     stats_.frame_analysed(std::chrono::steady_clock::now() - began);
     if (training_) {

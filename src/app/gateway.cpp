@@ -191,6 +191,11 @@ void Gateway::start() {
     // would show them open for ever. Ended first, behind whatever that run left queued (their starts
     // among it), and before any camera or sensor here can open an event.
     for (const auto& end : outbox_.left_open(started_at_, events::kEndRestarted)) event_log_.submit(end);
+    // Their starts named clips that run never cut: the room gets the clip report it waits for, and
+    // a file the crash left at the named path is deleted unless it is a whole clip.
+    for (auto& clip : outbox_.clips_left_pending(events::kClipRestarted)) {
+        event_log_.submit_clip(evidence::settle_left_clip(*evidence_, std::move(clip), *log_));
+    }
     link_.start();
     outbox_.start();
     pool_.start();

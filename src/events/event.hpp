@@ -20,6 +20,9 @@ inline constexpr const char* kEndStopped = "gateway stopped";
 // end_reason of the ends a starting gateway sends for the events its previous run left open
 // (killed, crashed, power cut): it could not end them itself.
 inline constexpr const char* kEndRestarted = "gateway restarted";
+// error of the clip reports a starting gateway sends for the clips its previous run promised in a
+// start and died before cutting (killed, crashed, power cut within clip_post of the start).
+inline constexpr const char* kClipRestarted = "gateway restarted before the clip was recorded";
 
 // Where the proof of an event is, relative to the evidence folder; empty when there is none.
 struct EventEvidence {

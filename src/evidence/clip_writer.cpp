@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "ingest/ffmpeg_ptr.hpp"
+
 namespace kg::evidence {
 namespace {
 
@@ -106,6 +108,38 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
     result.ok = true;
     result.bytes = static_cast<std::size_t>(std::filesystem::file_size(path, ec));
     result.seconds = static_cast<double>(last_end) * av_q2d(span.time_base);
+    return result;
+}
+
+ClipResult probe_mp4(const std::string& path) {
+    ClipResult result;
+    AVFormatContext* raw = nullptr;
+    int err = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
+    if (err < 0) {
+        result.error = fmt::format("cannot read {}: {}", path, ingest::av_error_string(err));
+        return result;
+    }
+    const ingest::FormatContextPtr in(raw);
+    if ((err = avformat_find_stream_info(in.get(), nullptr)) < 0) {
+        result.error = fmt::format("cannot read the streams of {}: {}", path, ingest::av_error_string(err));
+        return result;
+    }
+    if (av_find_best_stream(in.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0) < 0) {
+        result.error = fmt::format("{} holds no video", path);
+        return result;
+    }
+    if (in->duration <= 0 || in->duration == AV_NOPTS_VALUE) {
+        result.error = fmt::format("{} has no duration", path);
+        return result;
+    }
+    std::error_code ec;
+    result.bytes = static_cast<std::size_t>(std::filesystem::file_size(path, ec));
+    if (ec) {
+        result.error = fmt::format("cannot read the size of {}: {}", path, ec.message());
+        return result;
+    }
+    result.seconds = static_cast<double>(in->duration) / AV_TIME_BASE;
+    result.ok = true;
     return result;
 }
 

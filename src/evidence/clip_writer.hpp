@@ -18,4 +18,8 @@ struct ClipResult {
 
 ClipResult write_mp4(const PacketSpan& span, const std::string& path);
 
+// Reads an MP4 written earlier: ok with its size and duration when FFmpeg opens it and finds a
+// video stream that lasts, otherwise why not (a file a power cut left empty or cut short).
+ClipResult probe_mp4(const std::string& path);
+
 }  // namespace kg::evidence

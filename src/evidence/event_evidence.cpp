@@ -6,6 +6,36 @@
 
 namespace kg::evidence {
 
+events::ClipReport settle_left_clip(EvidenceStore& store, events::ClipReport report, spdlog::logger& log) {
+    const auto file = store.absolute(report.path);
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(file, ec)) {
+        const auto found = probe_mp4(file.string());
+        if (found.ok) {
+            log.warn(
+                "event {}: clip {} was cut before the previous run died, its report was not sent: sent now",
+                report.event_id, report.path);
+            report.error.clear();
+            report.seconds = found.seconds;
+            report.bytes = found.bytes;
+            return report;
+        }
+        log.warn("event {}: clip {} left unfinished by the previous run: {}", report.event_id, report.path,
+                 found.error);
+    }
+    try {
+        for (const auto& removed : store.remove(report.path)) {
+            log.info("event {}: deleted {}, left unfinished by the previous run", report.event_id, removed);
+        }
+    } catch (const std::filesystem::filesystem_error& e) {
+        log.error("event {}: cannot delete what the previous run left of its clip: {}", report.event_id,
+                  e.what());
+    }
+    log.warn("event {}: clip not kept: {}", report.event_id, report.error);
+    report.path.clear();
+    return report;
+}
+
 EventEvidence::EventEvidence(const config::Camera& camera, const config::Evidence& cfg, EvidenceStore* store,
                              const PacketRing& ring, events::EventSink& sink, const rules::Calendar& calendar,
                              std::shared_ptr<spdlog::logger> log)
@@ -52,7 +82,21 @@ std::string EventEvidence::write_snapshot(const events::Event& e, const cv::Mat&
     return relative;
 }
 
-std::string EventEvidence::attach(events::Event& event, const ingest::Frame& frame) {
+void EventEvidence::submit(events::Event& event, const ingest::Frame& frame) {
+    std::optional<PendingClip> clip;
+    std::string snapshot = attach(event, frame, clip);
+    sink_.submit(event);
+    if (!snapshot.empty()) sink_.submit_snapshot(event, std::move(snapshot));
+    if (clip) {
+        // Only now may poll() cut it: with a short clip_post it could otherwise report the clip
+        // before the start is committed, and the start would then record it as pending for ever.
+        std::lock_guard lock(pending_mutex_);
+        pending_.push_back(std::move(*clip));
+    }
+}
+
+std::string EventEvidence::attach(events::Event& event, const ingest::Frame& frame,
+                                  std::optional<PendingClip>& clip_out) {
     std::string for_mqtt;
     if (store_ == nullptr) return for_mqtt;
     if (event.state == events::EventState::start) {
@@ -70,8 +114,7 @@ std::string EventEvidence::attach(events::Event& event, const ingest::Frame& fra
             clip.report.start_time = event.start_time;
             clip.from = event.start_time - cfg_.clip_pre;
             clip.to = event.time + cfg_.clip_post;
-            std::lock_guard lock(pending_mutex_);
-            pending_.push_back(std::move(clip));
+            clip_out = std::move(clip);
         }
     } else if (event.state == events::EventState::end) {
         auto it = best_.find(event.id);

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,16 +23,25 @@
 
 namespace kg::evidence {
 
+// The report for a clip that a start of the previous run named and that run never reported (it was
+// killed, crashed or lost power within clip_post of the start): `report` comes from the outbox's
+// record, with the path the start named and an error. A whole MP4 at that path (cut, and the run
+// died before its report was committed) is reported as kept. Anything else there (a file a power cut
+// left empty, an unfinished write) is deleted, and the error is reported without a path: no file is
+// left that a report claims, or that the room could take for the clip. Failures are logged on `log`.
+events::ClipReport settle_left_clip(EvidenceStore& store, events::ClipReport report, spdlog::logger& log);
+
 class EventEvidence {
 public:
     EventEvidence(const config::Camera& camera, const config::Evidence& cfg, EvidenceStore* store,
                   const PacketRing& ring, events::EventSink& sink, const rules::Calendar& calendar,
                   std::shared_ptr<spdlog::logger> log);
 
-    // Analysis thread: fills `event.evidence` for a start or an end, with the frame that caused it.
-    // Returns the start snapshot's JPEG for MQTT (empty when none is to be sent): the caller submits
-    // it after the event, so that the room gets the start before its snapshot (docs/mqtt.md).
-    [[nodiscard]] std::string attach(events::Event& event, const ingest::Frame& frame);
+    // Analysis thread: fills `event.evidence` for a start or an end, with the frame that caused it,
+    // and submits the event to the sink, then the start's snapshot (the room gets the start before
+    // its snapshot, docs/mqtt.md), and only then lets its clip be cut: a clip report never goes
+    // before the start that names the clip, in which the outbox records the clip as pending.
+    void submit(events::Event& event, const ingest::Frame& frame);
     // Analysis thread: an open event's score reached a new high on this frame.
     void best_frame(const events::Event& event, const ingest::Frame& frame);
 
@@ -54,6 +64,9 @@ private:
         events::ClipReport report;
         TimePoint from, to;
     };
+    // Fills `event.evidence`; returns the start snapshot's JPEG for MQTT (empty when none is to be
+    // sent) and sets `clip` to the clip a start names.
+    std::string attach(events::Event& event, const ingest::Frame& frame, std::optional<PendingClip>& clip);
     std::string path_for(const events::Event& e, const std::string& suffix) const;
     // Writes the clip up to `to` (at most its own end) and submits its report.
     void cut(PendingClip& clip, TimePoint to);

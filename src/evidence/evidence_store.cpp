@@ -151,6 +151,21 @@ void EvidenceStore::adopt(const std::string& relative) {
     while (files_.size() > 1 && below_floor(0)) erase_oldest();
 }
 
+std::vector<std::string> EvidenceStore::remove(const std::string& relative) {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> removed;
+    for (const auto& name : {relative, relative + ".part"}) {
+        if (fs::remove(root_ / name)) removed.push_back(name);  // throws, naming the file
+    }
+    for (auto it = files_.begin(); it != files_.end(); ++it) {
+        if (it->first.second != relative) continue;
+        bytes_ -= std::min(bytes_, it->second);
+        files_.erase(it);
+        break;
+    }
+    return removed;
+}
+
 StoreResult EvidenceStore::write(const std::string& relative, std::string_view data) {
     StoreResult r = reserve(relative, data.size());
     if (!r.ok) return r;

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/time.hpp"
 
@@ -45,6 +46,10 @@ public:
     // adopt() it (or forget it when writing failed).
     StoreResult reserve(const std::string& relative, std::uint64_t size);
     void adopt(const std::string& relative);
+    // Deletes the file at `relative` and an unfinished write of it (its ".part"), and stops counting
+    // it. Returns what was deleted (nothing when neither existed); throws std::filesystem_error
+    // naming the file when one exists and cannot be deleted.
+    std::vector<std::string> remove(const std::string& relative);
 
     // Deletes files past the age limit.
     void expire(TimePoint now);

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -48,6 +50,38 @@ events::Event end_from_record(const std::string& id, const std::string& record, 
     } catch (const nlohmann::json::exception& err) {
         throw std::runtime_error(
             fmt::format("open event {}: unreadable record '{}': {}", id, record, err.what()));
+    }
+}
+
+std::string clip_record(const events::Event& start) {
+    const nlohmann::json j = {
+        {"camera", start.source}, {"path", start.evidence.clip}, {"start_ms", to_ms(start.start_time)}};
+    return j.dump();
+}
+
+events::ClipReport clip_from_record(const std::string& event_id, const std::string& record,
+                                    const std::string& error) {
+    try {
+        const auto j = nlohmann::json::parse(record);
+        events::ClipReport c;
+        c.event_id = event_id;
+        c.camera = j.at("camera").get<std::string>();
+        c.path = j.at("path").get<std::string>();
+        // The path is deleted if its file is not a whole clip: never one outside the evidence folder.
+        const std::filesystem::path path(c.path);
+        const bool inside = !path.empty() && path.is_relative() &&
+                            std::none_of(path.begin(), path.end(), [](const auto& p) { return p == ".."; });
+        if (!inside || path.extension() != ".mp4") {
+            throw std::runtime_error(
+                fmt::format("pending clip of event {}: path '{}' is not an .mp4 inside the evidence folder",
+                            event_id, c.path));
+        }
+        c.start_time = TimePoint(std::chrono::milliseconds(j.at("start_ms").get<std::int64_t>()));
+        c.error = error;
+        return c;
+    } catch (const nlohmann::json::exception& err) {
+        throw std::runtime_error(fmt::format("pending clip of event {}: unreadable record '{}': {}", event_id,
+                                             record, err.what()));
     }
 }
 

@@ -45,6 +45,11 @@ void Outbox::submit(const events::Event& event) {
         // An update refreshes the record: an end after a crash carries the scores last sent.
         message.open_event = {OpenEventMark::Kind::open, event.id, open_record(event)};
     }
+    if (event.state == events::EventState::start && !event.evidence.clip.empty()) {
+        // The start promises the room a clip report: recorded with it, so that a run that dies
+        // before the clip is cut leaves the next start a report to send.
+        message.clip = {ClipMark::Kind::pending, event.id, clip_record(event)};
+    }
     if (enqueue(std::move(message))) {
         // Logged once committed: this line is the gateway's promise that the message will arrive.
         log_->info("event {} queued: {}/{}/{} score {:.2f}", event.message_id(), event.source, event.check,
@@ -57,8 +62,11 @@ void Outbox::submit_snapshot(const events::Event& event, std::string jpeg) {
 }
 
 void Outbox::submit_clip(const events::ClipReport& clip) {
-    enqueue({0, topics_.event_clip(clip.event_id), publish::clip_payload(clip, site_), 1, false,
-             Priority::evidence});
+    auto payload = publish::clip_payload(clip, site_);
+    Message message{0, topics_.event_clip(clip.event_id), std::move(payload), 1, false, Priority::evidence};
+    // Written or not, the clip is reported: the next start has nothing to report for it.
+    message.clip = {ClipMark::Kind::reported, clip.event_id, {}};
+    enqueue(std::move(message));
 }
 
 bool Outbox::enqueue(Message message) {
@@ -177,6 +185,30 @@ std::vector<events::Event> Outbox::left_open(TimePoint now, const std::string& r
             ends.size(), reason);
     }
     return ends;
+}
+
+std::vector<events::ClipReport> Outbox::clips_left_pending(const std::string& error) {
+    std::vector<events::ClipReport> reports;
+    try {
+        for (const auto& pending : store_.pending_clips()) {
+            try {
+                reports.push_back(clip_from_record(pending.id, pending.record, error));
+            } catch (const std::runtime_error& e) {
+                log_->error("{}; no clip report is sent for it", e.what());
+                store_.forget_pending_clip(pending.id);
+            }
+        }
+    } catch (const StoreError& e) {
+        store_failed(e.what());
+        log_->error(
+            "cannot read the clips the previous run left pending ({}): they are reported at a later start",
+            e.what());
+    }
+    if (!reports.empty()) {
+        log_->warn("{} clip(s) promised by the previous run were never reported (it did not stop cleanly)",
+                   reports.size());
+    }
+    return reports;
 }
 
 void Outbox::start() {

@@ -6,7 +6,8 @@
 // If the store itself fails (disk full, file unwritable) messages are kept in a bounded memory
 // overflow, sent from there and moved into the store once it works again.
 // With each event message the store records which events are open in the room (a start opens, an
-// end closes, in the message's own transaction), so that a start after a crash can end them. A
+// end closes, in the message's own transaction), so that a start after a crash can end them, and
+// which clips a start promised that were not reported yet (a clip report removes its own). A
 // message kept in memory carries its mark with it and records it when the store takes it: until
 // then a crash loses the record as it loses the message (an event started and delivered from
 // memory then stays open in the room, as before this record existed).
@@ -49,6 +50,11 @@ public:
     // cannot be read is logged and forgotten; if the store cannot be read the error is logged and
     // those events are ended at a later start.
     std::vector<events::Event> left_open(TimePoint now, const std::string& reason);
+    // The clips whose starts the previous run committed and whose reports it never did (it died
+    // within clip_post of the start), each as a report with `error` and the path the start named
+    // (for the caller to look at, and delete what a crash left there); the report takes the record
+    // out once submitted. Unreadable records and a failing store as for left_open().
+    std::vector<events::ClipReport> clips_left_pending(const std::string& error);
 
     void start();
     // Gives the queue up to `drain` to empty while connected, then stops the sender. What is left

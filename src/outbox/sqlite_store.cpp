@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS dead (
   qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL,
   queued_seq INTEGER NOT NULL, reason TEXT NOT NULL, moved_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS open_events (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending_clips (event_id TEXT PRIMARY KEY, record TEXT NOT NULL);
 )sql";
 
 constexpr auto kPersistent = sqlite::Stmt::Use::persistent;
@@ -63,7 +64,13 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
             "INSERT INTO open_events(id, record) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET record = "
             "excluded.record",
             kPersistent),
-      close_(db_, "DELETE FROM open_events WHERE id = ?", kPersistent) {
+      close_(db_, "DELETE FROM open_events WHERE id = ?", kPersistent),
+      clip_pending_(
+          db_,
+          "INSERT INTO pending_clips(event_id, record) VALUES(?, ?) ON CONFLICT(event_id) DO UPDATE "
+          "SET record = excluded.record",
+          kPersistent),
+      clip_reported_(db_, "DELETE FROM pending_clips WHERE event_id = ?", kPersistent) {
     load_totals();
 }
 
@@ -150,7 +157,7 @@ SqliteStore::Appended SqliteStore::append(Message& m) {
             save_counter("dropped", dropped_);
         }
         insert(m);
-        mark(m.open_event);
+        mark(m);
         tx.commit();
         ++count_;
         bytes_ += size;
@@ -162,18 +169,30 @@ SqliteStore::Appended SqliteStore::append(Message& m) {
     }
 }
 
-void SqliteStore::mark(const OpenEventMark& mark) {
-    switch (mark.kind) {
+void SqliteStore::mark(const Message& m) {
+    switch (m.open_event.kind) {
         case OpenEventMark::Kind::none:
-            return;
+            break;
         case OpenEventMark::Kind::open:
             open_.reset();
-            open_.bind(1, mark.id).bind(2, mark.record).run();
-            return;
+            open_.bind(1, m.open_event.id).bind(2, m.open_event.record).run();
+            break;
         case OpenEventMark::Kind::close:
             close_.reset();
-            close_.bind(1, mark.id).run();
-            return;
+            close_.bind(1, m.open_event.id).run();
+            break;
+    }
+    switch (m.clip.kind) {
+        case ClipMark::Kind::none:
+            break;
+        case ClipMark::Kind::pending:
+            clip_pending_.reset();
+            clip_pending_.bind(1, m.clip.event_id).bind(2, m.clip.record).run();
+            break;
+        case ClipMark::Kind::reported:
+            clip_reported_.reset();
+            clip_reported_.bind(1, m.clip.event_id).run();
+            break;
     }
 }
 
@@ -190,6 +209,20 @@ void SqliteStore::forget_open_event(const std::string& id) {
     std::lock_guard lock(mutex_);
     close_.reset();
     close_.bind(1, id).run();
+}
+
+std::vector<OpenEvent> SqliteStore::pending_clips() {
+    std::lock_guard lock(mutex_);
+    sqlite::Stmt s(db_, "SELECT event_id, record FROM pending_clips ORDER BY rowid");
+    std::vector<OpenEvent> out;
+    while (s.step()) out.push_back({s.text(0), s.text(1)});
+    return out;
+}
+
+void SqliteStore::forget_pending_clip(const std::string& event_id) {
+    std::lock_guard lock(mutex_);
+    clip_reported_.reset();
+    clip_reported_.bind(1, event_id).run();
 }
 
 std::optional<Message> SqliteStore::front() {

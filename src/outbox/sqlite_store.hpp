@@ -28,6 +28,16 @@ struct OpenEventMark {
     std::string record;  // Kind::open: what ending the event later takes (opaque to the store)
 };
 
+// The same for the clips the room was promised: a start that names a clip (evidence.clip) records it
+// as pending, in the start's transaction; the clip's report (written or not) removes it. A clip still
+// pending at a start was never reported: the run that promised it died first.
+struct ClipMark {
+    enum class Kind { none, pending, reported };
+    Kind kind = Kind::none;
+    std::string event_id;
+    std::string record;  // Kind::pending: what reporting the clip later takes (opaque to the store)
+};
+
 struct Message {
     std::int64_t seq = 0;  // assigned by the store, increasing
     std::string topic;
@@ -36,9 +46,10 @@ struct Message {
     bool retain = false;
     Priority priority = Priority::alert;
     OpenEventMark open_event{};
+    ClipMark clip{};
 };
 
-// An event the record holds as open.
+// An event the record holds as open, or a clip it holds as pending (id: the event's).
 struct OpenEvent {
     std::string id;
     std::string record;
@@ -69,8 +80,8 @@ public:
                                   // more important messages dropped to fit
         std::size_t dropped = 0;  // older messages dropped to make room
     };
-    // Commits the message (and sets its seq) and its open_event mark unless it is refused; a refused
-    // message changes no record either.
+    // Commits the message (and sets its seq) and its open_event and clip marks unless it is refused;
+    // a refused message changes no record either.
     Appended append(Message& message);
     std::optional<Message> front();
     void remove(std::int64_t seq);
@@ -96,6 +107,11 @@ public:
     std::vector<OpenEvent> open_events();
     // Removes an event from the record without a message (its record cannot be read).
     void forget_open_event(const std::string& id);
+    // The clips recorded as pending, oldest first: at a start, those the previous run promised and
+    // never reported.
+    std::vector<OpenEvent> pending_clips();
+    // Removes a clip from the record without a message (its record cannot be read).
+    void forget_pending_clip(const std::string& event_id);
 
     const Limits& limits() const { return limits_; }
     std::size_t size() const;
@@ -109,16 +125,16 @@ private:
     bool room_possible(std::size_t incoming_bytes, Priority incoming);  // caller holds mutex_
     std::size_t drop_for_room(std::size_t incoming_bytes, Priority incoming);
     void save_counter(const char* key, std::uint64_t value);
-    bool erase(std::int64_t seq);          // caller holds mutex_
-    void insert(Message& message);         // caller holds mutex_, inside a transaction; sets seq
-    void mark(const OpenEventMark& mark);  // caller holds mutex_, inside the message's transaction
+    bool erase(std::int64_t seq);       // caller holds mutex_
+    void insert(Message& message);      // caller holds mutex_, inside a transaction; sets seq
+    void mark(const Message& message);  // caller holds mutex_, inside the message's transaction
     void load_totals();
 
     Limits limits_;
     sqlite::Db db_;
     // Declared after db_: finalized before the connection closes.
     sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, bury_, trim_dead_, open_,
-        close_;
+        close_, clip_pending_, clip_reported_;
     mutable std::mutex mutex_;
     std::size_t count_ = 0, bytes_ = 0;
     std::uint64_t dropped_ = 0, refused_ = 0, dead_ = 0;

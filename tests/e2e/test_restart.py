@@ -6,7 +6,10 @@
    ("gateway stopped"), never again as "gateway restarted".
 2. Stopped 1-2 s after an event's start while its clip still waits for `clip_post`: the clip is cut
    from what the camera's ring holds, plays, and its report reaches the broker before the gateway
-   exits."""
+   exits.
+3. Killed (SIGKILL) while a start's clip still waits for `clip_post`: the next start sends the clip
+   report the room waits for, once, as an error, and deletes what a crash may have left at the clip's
+   path."""
 
 import json
 import signal
@@ -157,6 +160,59 @@ def test_a_stop_cuts_the_clips_still_waiting_for_their_post_roll(tmp_path, broke
     assert abs(ffprobe_seconds(clip) - report["duration_s"]) < 1.0
     assert "clip cut short" in gw.output()
     print(f"\nstop with a pending clip: {took:.2f} s to exit, clip {report['duration_s']} s, {report['bytes']} bytes")
+    schemas.validate_all(collector)
+
+
+def pending_clips_in_outbox(tmp_path):
+    with sqlite3.connect(tmp_path / "outbox.db") as db:
+        return [row[0] for row in db.execute("SELECT event_id FROM pending_clips")]
+
+
+def test_a_clip_a_kill_left_pending_is_reported_as_not_recorded_at_the_next_start(tmp_path, broker, collector,
+                                                                                 clips, gateways, schemas):
+    camera, _ = scene(clips)
+    cfg = kg_e2e.base_config(broker, [camera], tmp_path,
+                             evidence={"mqtt_snapshots": False, "path": str(tmp_path / "evidence"),
+                                       "min_free": "32MiB", "clip_pre": "2s", "clip_post": "30s"})
+    first = gateways(cfg, "first")
+    start = collector.wait_for(lambda: [e for e in collector.events() if e["state"] == "start"], 30,
+                               what="an event start")[0]
+    named = start["evidence"]["clip"]
+    assert named and named.endswith(".mp4")
+    time.sleep(1.0)  # well inside clip_post: the clip is still pending
+    first.kill()
+    topic = f"kitchen/test-site/events/{start['id']}/clip"
+    assert collector.json_on(topic) == []
+    assert start["id"] in pending_clips_in_outbox(tmp_path)
+    # What a power cut may leave: the clip renamed before its data reached the disk, and an
+    # unfinished write. Neither may stay where the start said the clip would be.
+    clip = tmp_path / "evidence" / named
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    clip.write_bytes(b"\0" * 4096)
+    part = clip.with_name(clip.name + ".part")
+    part.write_bytes(b"\0" * 4096)
+
+    second = gateways(cfg, "second")
+    collector.wait_for(lambda: collector.json_on(topic), 20, what="the clip report at the next start")
+    time.sleep(3)  # a second copy would arrive within this
+    reports = collector.json_on(topic)
+    assert reports == [{"id": start["id"], "site": "test-site", "camera": "dark", "start_time": start["start_time"],
+                        "error": "gateway restarted before the clip was recorded"}], reports
+    assert not clip.exists() and not part.exists()
+    assert "clip(s) promised by the previous run were never reported" in second.output()
+    # The event itself is ended as before.
+    assert [e["end_reason"] for e in collector.events() if e["message_id"] == f"{start['id']}:end"] == [
+        "gateway restarted"]
+    # A clean stop reports the second run's own clips itself and leaves none pending.
+    assert second.terminate() == 0
+    assert pending_clips_in_outbox(tmp_path) == []
+
+    third = gateways(cfg, "third")
+    kg_e2e.wait_until(lambda: "[mqtt] connected" in third.output(), 10, what="the third run connected")
+    time.sleep(3)
+    assert len(collector.json_on(topic)) == 1
+    assert "were never reported" not in third.output()
+    assert third.terminate() == 0
     schemas.validate_all(collector)
 
 

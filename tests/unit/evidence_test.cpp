@@ -567,7 +567,7 @@ struct PendingClipRig {
         kg::ingest::Frame frame;
         frame.image = cv::Mat(180, 320, CV_8UC3, cv::Scalar(40, 40, 40));
         frame.time = start.time;
-        (void)evidence.attach(start, frame);
+        evidence.submit(start, frame);
     }
     ~PendingClipRig() { fs::remove_all(dir); }
 };
@@ -605,4 +605,123 @@ TEST(EventEvidence, AClipAStopHasNoTimeLeftToCutIsReportedAsNotKept) {
     EXPECT_EQ(report.error, "the gateway stopped before the clip could be cut");
     EXPECT_TRUE(report.path.empty());
     EXPECT_FALSE(fs::exists(rig.store.absolute(rig.start.evidence.clip)));
+}
+
+namespace {
+
+// The report the outbox's record gives for a clip the previous run never reported.
+kg::events::ClipReport left_pending(const std::string& path) {
+    kg::events::ClipReport r;
+    r.event_id = "ev1";
+    r.camera = "cam";
+    r.path = path;
+    r.error = kg::events::kClipRestarted;
+    return r;
+}
+
+}  // namespace
+
+TEST(EventEvidence, AClipLeftPendingByACrashIsReportedAsNotRecordedWhenNothingIsThere) {
+    const auto dir = temp_dir();
+    kg::evidence::EvidenceStore store(dir, 1u << 30, 24h);
+    const auto report = kg::evidence::settle_left_clip(store, left_pending("cam/2026-11-24/ev1.mp4"),
+                                                       *kg::Logging::null_logger());
+    EXPECT_EQ(report.error, "gateway restarted before the clip was recorded");
+    EXPECT_TRUE(report.path.empty());  // the error form: no path
+    fs::remove_all(dir);
+}
+
+TEST(EventEvidence, WhatACrashLeftOfAClipIsDeletedAndNoLongerCounted) {
+    PendingClipRig rig;
+    rig.evidence.flush(kg::Clock::now(), std::chrono::steady_clock::now() + 5s);
+    ASSERT_EQ(rig.sink.clips.size(), 1u);
+    const auto whole = rig.store.absolute(rig.start.evidence.clip);
+    std::string bytes;
+    {
+        std::ifstream in(whole, std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    ASSERT_GT(bytes.size(), 1000u);
+    // The same clip cut short, as a power cut after the rename of an unflushed file may leave it.
+    const auto dir = temp_dir();
+    const std::string relative = "cam/2026-11-24/ev1.mp4";
+    fs::create_directories((dir / relative).parent_path());
+    std::ofstream(dir / relative, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    kg::evidence::EvidenceStore store(dir, 1u << 30, 24h);
+    ASSERT_EQ(store.files(), 1u);
+    ASSERT_EQ(store.bytes(), bytes.size() / 2);
+    EXPECT_FALSE(kg::evidence::probe_mp4((dir / relative).string()).ok);
+    std::ofstream(dir / (relative + ".part")) << "half a write";  // SIGKILL inside write_mp4
+    const auto report =
+        kg::evidence::settle_left_clip(store, left_pending(relative), *kg::Logging::null_logger());
+    EXPECT_EQ(report.error, "gateway restarted before the clip was recorded");
+    EXPECT_TRUE(report.path.empty());
+    EXPECT_FALSE(fs::exists(dir / relative));
+    EXPECT_FALSE(fs::exists(dir / (relative + ".part")));
+    EXPECT_EQ(store.files(), 0u);
+    EXPECT_EQ(store.bytes(), 0u);
+    fs::remove_all(dir);
+}
+
+TEST(EventEvidence, AWholeClipWhoseReportACrashLostIsReportedAsKept) {
+    PendingClipRig rig;
+    rig.evidence.flush(kg::Clock::now(), std::chrono::steady_clock::now() + 5s);
+    ASSERT_EQ(rig.sink.clips.size(), 1u);
+    const auto& written = rig.sink.clips[0];
+    ASSERT_TRUE(written.error.empty()) << written.error;
+    // Cut and renamed, and the process died before the report was committed.
+    const auto report =
+        kg::evidence::settle_left_clip(rig.store, left_pending(written.path), *kg::Logging::null_logger());
+    EXPECT_TRUE(report.error.empty()) << report.error;
+    EXPECT_EQ(report.path, written.path);
+    EXPECT_EQ(report.bytes, written.bytes);
+    EXPECT_NEAR(report.seconds, written.seconds, 0.2);
+    EXPECT_TRUE(fs::exists(rig.store.absolute(written.path)));
+}
+
+namespace {
+
+// Records the order in which the room would get an event and its clip report; while it takes the
+// event, the supervisor thread's poll() runs (the worst moment it can pick).
+struct OrderSink final : kg::events::EventSink {
+    void submit(const kg::events::Event& e) override {
+        if (evidence != nullptr) evidence->poll(kg::Clock::now() + 1h);
+        order.push_back("start " + e.id);
+    }
+    void submit_snapshot(const kg::events::Event&, std::string) override {}
+    void submit_clip(const kg::events::ClipReport& clip) override {
+        order.push_back("clip " + clip.event_id);
+    }
+    kg::evidence::EventEvidence* evidence = nullptr;
+    std::vector<std::string> order;
+};
+
+}  // namespace
+
+TEST(EventEvidence, AClipIsReportedOnlyAfterTheStartThatNamesItWasSubmitted) {
+    const auto dir = temp_dir();
+    kg::config::Camera camera;
+    camera.id = "cam";
+    kg::config::Evidence cfg;
+    cfg.clip_pre = 3s;
+    cfg.clip_post = 0s;  // due at once
+    kg::evidence::EvidenceStore store(dir, 1u << 30, 24h);
+    kg::evidence::PacketRing ring(1h);
+    OrderSink sink;
+    kg::rules::Calendar calendar("UTC", {});
+    kg::evidence::EventEvidence evidence(camera, cfg, &store, ring, sink, calendar,
+                                         kg::Logging::null_logger());
+    sink.evidence = &evidence;
+    kg::events::Event start;
+    start.id = "ev1";
+    start.source = "cam";
+    start.start_time = start.time = kg::Clock::now();
+    kg::ingest::Frame frame;
+    frame.image = cv::Mat(180, 320, CV_8UC3, cv::Scalar(40, 40, 40));
+    frame.time = start.time;
+    evidence.submit(start, frame);
+    ASSERT_FALSE(start.evidence.clip.empty());
+    evidence.poll(kg::Clock::now() + 1h);
+    EXPECT_EQ(sink.order, (std::vector<std::string>{"start ev1", "clip ev1"}));
+    fs::remove_all(dir);
 }

@@ -257,3 +257,103 @@ TEST(Outbox, AnOpenEventRecordThatCannotBeReadIsForgottenNotEndedForEver) {
     EXPECT_THROW(kg::outbox::end_from_record("odd", "{", at_ms(0), "r"), std::runtime_error);
     fs::remove_all(dir);
 }
+
+namespace {
+
+Event clip_start(const std::string& id) {
+    auto e = camera_event(id, EventState::start);
+    e.evidence.clip = "cooking/2026-09-22/" + id + ".mp4";
+    return e;
+}
+
+std::vector<std::string> drain(kg::outbox::SqliteStore& store) {
+    std::vector<std::string> out;
+    while (auto m = store.front()) {
+        out.push_back(m->topic + " " + m->payload);
+        store.remove(m->seq);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST(Outbox, ReportsAtTheNextStartTheClipsACrashLeftPendingOnceEach) {
+    const fs::path dir = fs::temp_directory_path() / ("kg-outbox-clips-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const auto path = (dir / "outbox.db").string();
+    {
+        Rig first(path);
+        first.outbox.submit(clip_start("cut"));
+        first.outbox.submit(clip_start("pending"));
+        first.outbox.submit(camera_event("no-clip", EventState::start));  // evidence off
+        first.outbox.submit(sensor_event("fridge", EventState::start));
+        auto update = clip_start("pending");  // an update does not promise the clip again
+        update.state = EventState::update;
+        update.update_number = 1;
+        first.outbox.submit(update);
+        kg::events::ClipReport cut;
+        cut.event_id = "cut";
+        cut.camera = "cooking";
+        cut.path = "cooking/2026-09-22/cut.mp4";
+        cut.seconds = 7;
+        cut.bytes = 1000;
+        first.outbox.submit_clip(cut);
+        first.outbox.submit(camera_event("pending", EventState::end));  // the clip still waits
+    }  // no stop, no flush: as SIGKILL leaves it
+    {
+        Rig second(path);
+        auto clips = second.outbox.clips_left_pending(kg::events::kClipRestarted);
+        ASSERT_EQ(clips.size(), 1u);
+        const auto& c = clips[0];
+        EXPECT_EQ(c.event_id, "pending");
+        EXPECT_EQ(c.camera, "cooking");
+        EXPECT_EQ(c.path, "cooking/2026-09-22/pending.mp4");  // for the caller to look at
+        EXPECT_EQ(c.start_time, at_ms(1'790'000'000'123));    // to the millisecond
+        EXPECT_EQ(c.error, "gateway restarted before the clip was recorded");
+        drain(second.store);
+        second.outbox.submit_clip(c);
+        EXPECT_TRUE(second.outbox.clips_left_pending(kg::events::kClipRestarted).empty());
+        const auto queued = drain(second.store);
+        ASSERT_EQ(queued.size(), 1u);
+        EXPECT_EQ(queued[0].rfind("kitchen/s/events/pending/clip ", 0), 0u) << queued[0];
+        EXPECT_NE(queued[0].find(R"("error":"gateway restarted before the clip was recorded")"),
+                  std::string::npos)
+            << queued[0];
+        EXPECT_EQ(queued[0].find(R"("path")"), std::string::npos) << queued[0];
+        EXPECT_NE(queued[0].find(R"("start_time":"2026-09-21T14:13:20.123Z")"), std::string::npos)
+            << queued[0];
+    }
+    // Reported once: a third start finds nothing pending.
+    Rig third(path);
+    EXPECT_TRUE(third.outbox.clips_left_pending(kg::events::kClipRestarted).empty());
+    fs::remove_all(dir);
+}
+
+TEST(Outbox, APendingClipRecordThatCannotBeReadOrPointsOutsideTheEvidenceIsForgotten) {
+    const fs::path dir = fs::temp_directory_path() / ("kg-outbox-bad-clip-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    Rig rig((dir / "outbox.db").string());
+    auto odd = [&rig](const std::string& id, const std::string& record) {
+        auto m = alert(id);
+        m.clip = {kg::outbox::ClipMark::Kind::pending, id, record};
+        rig.store.append(m);
+    };
+    odd("not-json", "{");
+    odd("no-path", R"({"camera":"cooking","start_ms":1})");
+    odd("up", R"({"camera":"cooking","path":"../../etc/passwd.mp4","start_ms":1})");
+    odd("absolute", R"({"camera":"cooking","path":"/etc/cron.d/x.mp4","start_ms":1})");
+    odd("not-a-clip", R"({"camera":"cooking","path":"cooking/2026-09-22/x-start.jpg","start_ms":1})");
+    rig.outbox.submit(clip_start("good"));
+    const auto clips = rig.outbox.clips_left_pending(kg::events::kClipRestarted);
+    ASSERT_EQ(clips.size(), 1u);
+    EXPECT_EQ(clips[0].event_id, "good");
+    ASSERT_EQ(rig.store.pending_clips().size(), 1u);  // the odd ones forgotten, "good" until reported
+    try {
+        kg::outbox::clip_from_record("up", R"({"camera":"c","path":"../x.mp4","start_ms":1})", "e");
+        ADD_FAILURE() << "no error";
+    } catch (const std::runtime_error& e) {
+        EXPECT_STREQ(e.what(),
+                     "pending clip of event up: path '../x.mp4' is not an .mp4 inside the evidence folder");
+    }
+    fs::remove_all(dir);
+}

@@ -285,6 +285,68 @@ TEST(SqliteStore, ARefusedMessageChangesNoRecord) {
     EXPECT_EQ(open_ids(store), (std::vector<std::string>{"a=ra"}));
 }
 
+namespace {
+
+using ClipKind = kg::outbox::ClipMark::Kind;
+
+std::vector<std::string> pending_ids(SqliteStore& store) {
+    std::vector<std::string> ids;
+    for (const auto& c : store.pending_clips()) ids.push_back(c.id + "=" + c.record);
+    return ids;
+}
+
+}  // namespace
+
+TEST(SqliteStore, RecordsThePendingClipsWithTheirStartsAndReportsAndKeepsThemThroughACrash) {
+    TempDb db;
+    {
+        SqliteStore store(db.path(), {});
+        // A start that names a clip carries both marks, committed together.
+        auto a = marked("a:start", Kind::open, "a", "ra");
+        a.clip = {ClipKind::pending, "a", "ca"};
+        auto b = marked("b:start", Kind::open, "b", "rb");
+        b.clip = {ClipKind::pending, "b", "cb"};
+        auto c = marked("c:start", Kind::open, "c", "rc");  // evidence off: no clip named
+        store.append(a);
+        store.append(b);
+        store.append(c);
+        EXPECT_EQ(pending_ids(store), (std::vector<std::string>{"a=ca", "b=cb"}));
+        // An end leaves the clip pending (it is cut clip_post after the start, not at the end).
+        auto end = marked("a:end", Kind::close, "a");
+        store.append(end);
+        EXPECT_EQ(open_ids(store), (std::vector<std::string>{"b=rb", "c=rc"}));
+        EXPECT_EQ(pending_ids(store), (std::vector<std::string>{"a=ca", "b=cb"}));
+        // The clip report, written or not, takes its clip out.
+        auto report = msg("{\"id\":\"a\"}", Priority::evidence);
+        report.clip = {ClipKind::reported, "a", {}};
+        store.append(report);
+        EXPECT_EQ(pending_ids(store), (std::vector<std::string>{"b=cb"}));
+        while (auto m = store.front()) store.remove(m->seq);  // delivered: the record stays
+        EXPECT_EQ(pending_ids(store), (std::vector<std::string>{"b=cb"}));
+    }  // closed as a crash would leave it
+    SqliteStore reopened(db.path(), {});
+    EXPECT_EQ(pending_ids(reopened), (std::vector<std::string>{"b=cb"}));
+    reopened.forget_pending_clip("b");
+    EXPECT_TRUE(reopened.pending_clips().empty());
+    EXPECT_EQ(open_ids(reopened), (std::vector<std::string>{"b=rb", "c=rc"}));  // a separate record
+}
+
+TEST(SqliteStore, ARefusedStartOrClipReportChangesNoPendingClip) {
+    TempDb db;
+    const std::size_t budget = 1000;
+    SqliteStore store(db.path(), {1000, budget});
+    auto start = marked("a:start", Kind::open, "a", "ra");
+    start.clip = {ClipKind::pending, "a", "ca"};
+    ASSERT_TRUE(store.append(start).stored);
+    auto huge_start = marked(std::string(2 * budget, 's'), Kind::open, "b", "rb");
+    huge_start.clip = {ClipKind::pending, "b", "cb"};
+    EXPECT_FALSE(store.append(huge_start).stored);
+    auto huge_report = msg(std::string(2 * budget, 'r'), Priority::evidence);
+    huge_report.clip = {ClipKind::reported, "a", {}};
+    EXPECT_FALSE(store.append(huge_report).stored);
+    EXPECT_EQ(pending_ids(store), (std::vector<std::string>{"a=ca"}));
+}
+
 TEST(SqliteStore, ADeadTableGrownBeforeTheLimitIsCutAtOnce) {
     TempDb db;
     { SqliteStore create(db.path(), {}); }
