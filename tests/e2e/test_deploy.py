@@ -12,6 +12,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 import paho.mqtt.client as mqtt
 
@@ -201,6 +202,35 @@ def test_the_container_context_is_the_sources_alone():
          for p in (kg_e2e.SOURCE_DIR / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     for path in filter(None, sources):
         assert not _docker_ignores(patterns, path), f"{path} is a source, yet left out of the image's context"
+
+
+def _published_address(port):
+    """The host address a compose `ports:` entry binds: short syntax [HOST_IP:]HOST:CONTAINER[/PROTO]
+    (an IPv6 address in brackets) or the long syntax's host_ip; None for every interface."""
+    if isinstance(port, dict):
+        return port.get("host_ip")
+    text = str(port).split("/")[0]
+    if text.startswith("["):
+        return text[1:text.index("]")]
+    parts = text.split(":")
+    return parts[0] if len(parts) == 3 else None
+
+
+def test_the_trial_compose_file_publishes_nothing_beyond_this_machine():
+    """compose.yaml's broker takes anonymous clients and the gateway's 8080 is its local API: published
+    on every interface, anyone on the canteen's network could publish alerts for any site or read the
+    metrics. Each published port is bound to loopback; opening one is a deliberate edit (the file says
+    how). The file must also be YAML that compose can read at all."""
+    compose = yaml.safe_load((DEPLOY / "container/compose.yaml").read_text())
+    published = {name: service.get("ports", []) for name, service in compose["services"].items()}
+    assert published["broker"] and published["gateway"] and published["monitor"]
+    for name, ports in published.items():
+        assert compose["services"][name].get("network_mode") != "host", name
+        for port in ports:
+            assert _published_address(port) in ("127.0.0.1", "::1"), f"{name} publishes {port} on every interface"
+    # What the services themselves need: the broker inside compose's network, by its service name.
+    gateway = yaml.safe_load((DEPLOY / "container/gateway.yaml").read_text())
+    assert gateway["mqtt"]["url"] == "tcp://broker:1883"
 
 
 def test_the_units_reload_checks_the_file_then_reloads_the_gateway(broker, gateway, make_clip, tmp_path):
