@@ -4,7 +4,6 @@ publishes under its own site over TLS; the same credentials cannot publish under
 the Debian package, installed with dpkg in a private mount namespace: who may read its config and
 secrets."""
 
-import os
 import pathlib
 import re
 import shutil
