@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${KG_BUILD_DIR:-$root/build}"
 
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" --demo
 
 # The demo camera: a kitchen-like test picture that goes black, then freezes, then recovers (80 s, looped).
 clip="$root/config/demo/kitchen.mp4"

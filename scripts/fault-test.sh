@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The outage fault test: for each scenario (broker down during a burst, gateway SIGKILLed while the
 # broker is down, unusable or tiny evidence folder) prints events generated / delivered /
-# duplicated / lost. Builds first; needs the test dependencies (scripts/install-deps.sh).
+# duplicated / lost. Builds first; needs the test dependencies (scripts/install-deps.sh --tests).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${KG_BUILD_DIR:-$root/build}"

@@ -5,6 +5,6 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${KG_BUILD_DIR:-$root/build}"
 
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" --tests
 cd "$build"
 ctest --output-on-failure --timeout 600 -j "${KG_TEST_JOBS:-2}" "$@"

@@ -4,12 +4,18 @@
 # the unit does (as the kitchen-gateway user, with the unit's ExecStartPre and ExecStart) against a
 # local Mosquitto and waits for it to come online. Run as root on a Debian 12 machine, preferably a
 # fresh one. Without systemd running (a container) the unit itself cannot be started: the script
-# then runs the unit's commands directly and says so.
+# then runs the unit's commands directly and says so. Last, Debian's removal policy: `apt-get remove`
+# keeps the config, secrets, state and user, `apt-get purge` removes them (both skipped, and said
+# so, where kitchen-gateway was installed before the script ran: that config is a site's own).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${KG_BUILD_DIR:-$root/build}"
 "$root/scripts/build.sh" >/dev/null
 (cd "$build" && cpack -G DEB >/dev/null)
+preinstalled=false
+if dpkg-query -W -f='${Status}' kitchen-gateway 2>/dev/null | grep -q "ok installed" || [ -e /etc/kitchen-gateway ]; then
+  preinstalled=true
+fi
 deb="$(ls "$build"/kitchen-gateway_*_*.deb | tail -n 1)"
 echo "test-install: installing $deb"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
@@ -51,7 +57,34 @@ else
   echo "test-install: no systemd here: running the unit's commands as its user"
   runuser -u kitchen-gateway -- ${exec_pre/\/etc\/kitchen-gateway\/gateway.yaml/$work/gateway.yaml}
   runuser -u kitchen-gateway -- ${exec_start/\/etc\/kitchen-gateway\/gateway.yaml/$work/gateway.yaml} &
+  gateway_pid=$!
 fi
 state="$(timeout 20 mosquitto_sub -p "$port" -t kitchen/install-test/cameras/cam/state -C 3 | tail -n 1)"
 echo "$state" | grep -q '"online":true' || fail "camera state never online: $state"
 echo "test-install: OK: the installed gateway published $state"
+
+if $preinstalled; then
+  echo "test-install: kitchen-gateway was installed before: remove and purge not tried on that site's config"
+  exit 0
+fi
+# With systemd the package's prerm stops the unit; without, the gateway started above is stopped here.
+if [ -n "${gateway_pid:-}" ]; then kill "$gateway_pid" && wait "$gateway_pid" || true; fi
+[ -s /var/lib/kitchen-gateway/outbox.db ] || fail "the gateway made no outbox in /var/lib/kitchen-gateway"
+DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq kitchen-gateway >/dev/null
+if [ -e /usr/bin/kitchen-gateway ]; then fail "/usr/bin/kitchen-gateway still there after apt-get remove"; fi
+for kept in /etc/kitchen-gateway/gateway.yaml /etc/kitchen-gateway/secrets.env /var/lib/kitchen-gateway/outbox.db; do
+  [ -e "$kept" ] || fail "apt-get remove deleted $kept (only purge may)"
+done
+getent passwd kitchen-gateway >/dev/null || fail "apt-get remove deleted the kitchen-gateway user (only purge may)"
+# dpkg remembers a removed package for its purge only while it has a postrm (or conffiles).
+status="$(dpkg-query -W -f='${Status}' kitchen-gateway 2>/dev/null || true)"
+[ "$status" = "deinstall ok config-files" ] ||
+  fail "after apt-get remove dpkg has kitchen-gateway as '$status', not config-files: nothing could purge it"
+echo "test-install: OK: apt-get remove kept the config, secrets, state and user"
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq kitchen-gateway >/dev/null
+for gone in /etc/kitchen-gateway /var/lib/kitchen-gateway; do
+  if [ -e "$gone" ]; then fail "apt-get purge left $gone"; fi
+done
+if getent passwd kitchen-gateway >/dev/null; then fail "apt-get purge left the kitchen-gateway user"; fi
+if getent group kitchen-gateway >/dev/null; then fail "apt-get purge left the kitchen-gateway group"; fi
+echo "test-install: OK: apt-get purge removed the config, secrets, state, user and group"

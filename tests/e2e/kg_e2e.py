@@ -11,6 +11,7 @@ import os
 import pathlib
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -60,6 +61,27 @@ def wait_until(predicate, timeout, interval=0.1, what="condition"):
         if time.time() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def can_install_privately():
+    """Root, and a private mount namespace with overlayfs: packages go into overlays on /etc, /usr
+    and /var that vanish with the namespace, so the machine itself is untouched."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+def private_system(tmp_path):
+    """The shell lines that lay writable overlays on /etc, /usr and /var (their changes kept in
+    tmp_path) and a fresh /run, to begin a script run by `unshare -m` (see can_install_privately)."""
+    lines = ""
+    for d in ("etc", "usr", "var"):
+        (tmp_path / f"{d}-upper").mkdir()
+        (tmp_path / f"{d}-work").mkdir()
+        lines += (f"mount -t overlay overlay -o lowerdir=/{d},upperdir={tmp_path}/{d}-upper,"
+                  f"workdir={tmp_path}/{d}-work /{d}\n")
+    return lines + "mount -t tmpfs tmpfs /run\n"
 
 
 def tail(path, limit=20000):

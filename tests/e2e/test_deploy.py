@@ -4,7 +4,6 @@ publishes under its own site over TLS; the same credentials cannot publish under
 the Debian package, installed with dpkg in a private mount namespace: who may read its config and
 secrets."""
 
-import os
 import pathlib
 import re
 import shutil
@@ -12,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 import paho.mqtt.client as mqtt
 
@@ -95,12 +95,14 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
 
 
 def _can_install_privately():
-    """Root, and a private mount namespace with overlayfs: the package goes into overlays on /etc,
-    /usr and /var that vanish with the namespace, so the machine itself is untouched."""
-    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("cpack"):
-        return False
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
-    return probe.returncode == 0
+    return shutil.which("cpack") is not None and kg_e2e.can_install_privately()
+
+
+def _build_package(tmp_path):
+    build = pathlib.Path(kg_e2e.GATEWAY_BIN).resolve().parents[1]
+    subprocess.run(["cpack", "-G", "DEB", "--config", str(build / "CPackConfig.cmake"), "-B", str(tmp_path / "pkg")],
+                   check=True, capture_output=True)
+    return next((tmp_path / "pkg").glob("kitchen-gateway_*.deb"))
 
 
 @pytest.mark.skipif(not _can_install_privately(), reason="needs root, unshare and mounts (overlayfs)")
@@ -109,17 +111,9 @@ def test_package_keeps_the_config_and_secrets_from_other_users(tmp_path):
     readable by root and the service's group only, the secrets file the unit reads is root's alone,
     and the service user can still check its config, as the unit's ExecStartPre does. A config an
     earlier version left world-readable is tightened on upgrade, its content kept."""
-    build = pathlib.Path(kg_e2e.GATEWAY_BIN).resolve().parents[1]
-    subprocess.run(["cpack", "-G", "DEB", "--config", str(build / "CPackConfig.cmake"), "-B", str(tmp_path / "pkg")],
-                   check=True, capture_output=True)
-    deb = next((tmp_path / "pkg").glob("kitchen-gateway_*.deb"))
+    deb = _build_package(tmp_path)
     installed_here = pathlib.Path("/etc/kitchen-gateway/secrets.env").exists()
-    layers = ""
-    for d in ("etc", "usr", "var"):
-        (tmp_path / f"{d}-upper").mkdir()
-        (tmp_path / f"{d}-work").mkdir()
-        layers += (f"mount -t overlay overlay -o lowerdir=/{d},upperdir={tmp_path}/{d}-upper,"
-                   f"workdir={tmp_path}/{d}-work /{d}\n")
+    layers = kg_e2e.private_system(tmp_path)
     report = "stat -c 'STAT %n %U:%G %a' /etc/kitchen-gateway /etc/kitchen-gateway/gateway.yaml " \
              "/etc/kitchen-gateway/secrets.env\n"
     script = f"""set -e
@@ -153,6 +147,78 @@ tail -n 1 /etc/kitchen-gateway/gateway.yaml
     assert upgraded.splitlines()[-1] == "# edited"
     # Nothing leaked out of the namespace.
     assert pathlib.Path("/etc/kitchen-gateway/secrets.env").exists() == installed_here
+
+
+# What the package and its units make on a canteen's box, as `HAS <what>` lines.
+_LEFT_BEHIND = """for p in /etc/kitchen-gateway/gateway.yaml /etc/kitchen-gateway/secrets.env /etc/kitchen-gateway/ca.crt \\
+         /etc/kitchen-gateway /var/lib/kitchen-gateway/outbox.db /var/lib/kitchen-gateway \\
+         /var/lib/kitchen-monitor /var/lib/private/kitchen-monitor \\
+         /etc/systemd/system/multi-user.target.wants/kitchen-gateway.service; do
+  if [ -e "$p" ] || [ -L "$p" ]; then echo "HAS $p"; fi
+done
+getent passwd kitchen-gateway >/dev/null && echo 'HAS user'
+getent group kitchen-gateway >/dev/null && echo 'HAS group'
+true
+"""
+
+
+@pytest.mark.skipif(not _can_install_privately(), reason="needs root, unshare and mounts (overlayfs)")
+def test_remove_keeps_the_sites_config_and_data_and_purge_removes_them(tmp_path):
+    """Debian policy, with dpkg in a private mount namespace: `dpkg -r` keeps the config, the
+    secrets, the state (the outbox of unsent alerts) and the service user, and a reinstall finds them
+    as they were; `dpkg --purge` removes all the package made: config, secrets, both units' state
+    folders, the administrator's enable links, the user and its group. A file the administrator put
+    in /etc/kitchen-gateway is kept, with its folder, and purge says so."""
+    deb = _build_package(tmp_path)
+    script = f"""set -e
+{kg_e2e.private_system(tmp_path)}
+dpkg -i {deb} >/dev/null
+# What the units make while they run, and the administrator's own edits.
+install -d -o kitchen-gateway -g kitchen-gateway -m 0750 /var/lib/kitchen-gateway
+echo 'unsent alerts' >/var/lib/kitchen-gateway/outbox.db
+mkdir -p /var/lib/private/kitchen-monitor /etc/systemd/system/multi-user.target.wants
+echo 'alerts' >/var/lib/private/kitchen-monitor/monitor.db
+ln -s private/kitchen-monitor /var/lib/kitchen-monitor
+ln -s /usr/lib/systemd/system/kitchen-gateway.service /etc/systemd/system/multi-user.target.wants/
+echo '# edited' >>/etc/kitchen-gateway/gateway.yaml
+echo 'KG_MQTT_PASSWORD=s3cret' >>/etc/kitchen-gateway/secrets.env
+echo INSTALLED
+{_LEFT_BEHIND}
+dpkg -r kitchen-gateway >/dev/null
+echo REMOVED
+{_LEFT_BEHIND}
+dpkg -i {deb} >/dev/null
+echo REINSTALLED
+tail -n 1 /etc/kitchen-gateway/gateway.yaml
+tail -n 1 /etc/kitchen-gateway/secrets.env
+echo 'a certificate' >/etc/kitchen-gateway/ca.crt
+dpkg --purge kitchen-gateway >/dev/null 2>"{tmp_path}/purge.err"
+echo PURGED
+{_LEFT_BEHIND}
+cat "{tmp_path}/purge.err"
+rm /etc/kitchen-gateway/ca.crt
+dpkg -i {deb} >/dev/null
+dpkg --purge kitchen-gateway >/dev/null
+echo PURGED AGAIN
+{_LEFT_BEHIND}
+"""
+    run = subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    installed, rest = run.stdout.split("REMOVED\n")
+    removed, rest = rest.split("REINSTALLED\n")
+    reinstalled, rest = rest.split("PURGED\n")
+    purged, purged_again = rest.split("PURGED AGAIN\n")
+    has = lambda text: {ln[4:] for ln in text.splitlines() if ln.startswith("HAS ")}
+    everything = {"/etc/kitchen-gateway/gateway.yaml", "/etc/kitchen-gateway/secrets.env", "/etc/kitchen-gateway",
+                  "/var/lib/kitchen-gateway/outbox.db", "/var/lib/kitchen-gateway", "/var/lib/kitchen-monitor",
+                  "/var/lib/private/kitchen-monitor", "/etc/systemd/system/multi-user.target.wants/kitchen-gateway.service",
+                  "user", "group"}
+    assert has(installed) == everything, run.stdout
+    assert has(removed) == everything, run.stdout
+    assert reinstalled.splitlines() == ["# edited", "KG_MQTT_PASSWORD=s3cret"], run.stdout
+    assert has(purged) == {"/etc/kitchen-gateway", "/etc/kitchen-gateway/ca.crt"}, run.stdout
+    assert "/etc/kitchen-gateway kept" in purged
+    assert has(purged_again) == set(), run.stdout
 
 
 def _docker_ignores(patterns, path):
@@ -201,6 +267,35 @@ def test_the_container_context_is_the_sources_alone():
          for p in (kg_e2e.SOURCE_DIR / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     for path in filter(None, sources):
         assert not _docker_ignores(patterns, path), f"{path} is a source, yet left out of the image's context"
+
+
+def _published_address(port):
+    """The host address a compose `ports:` entry binds: short syntax [HOST_IP:]HOST:CONTAINER[/PROTO]
+    (an IPv6 address in brackets) or the long syntax's host_ip; None for every interface."""
+    if isinstance(port, dict):
+        return port.get("host_ip")
+    text = str(port).split("/")[0]
+    if text.startswith("["):
+        return text[1:text.index("]")]
+    parts = text.split(":")
+    return parts[0] if len(parts) == 3 else None
+
+
+def test_the_trial_compose_file_publishes_nothing_beyond_this_machine():
+    """compose.yaml's broker takes anonymous clients and the gateway's 8080 is its local API: published
+    on every interface, anyone on the canteen's network could publish alerts for any site or read the
+    metrics. Each published port is bound to loopback; opening one is a deliberate edit (the file says
+    how). The file must also be YAML that compose can read at all."""
+    compose = yaml.safe_load((DEPLOY / "container/compose.yaml").read_text())
+    published = {name: service.get("ports", []) for name, service in compose["services"].items()}
+    assert published["broker"] and published["gateway"] and published["monitor"]
+    for name, ports in published.items():
+        assert compose["services"][name].get("network_mode") != "host", name
+        for port in ports:
+            assert _published_address(port) in ("127.0.0.1", "::1"), f"{name} publishes {port} on every interface"
+    # What the services themselves need: the broker inside compose's network, by its service name.
+    gateway = yaml.safe_load((DEPLOY / "container/gateway.yaml").read_text())
+    assert gateway["mqtt"]["url"] == "tcp://broker:1883"
 
 
 def test_the_units_reload_checks_the_file_then_reloads_the_gateway(broker, gateway, make_clip, tmp_path):
