@@ -1,9 +1,14 @@
 #include "evidence/clip_writer.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "ingest/ffmpeg_ptr.hpp"
 
@@ -16,6 +21,17 @@ struct OutputCloser {
         avformat_free_context(c);
     }
 };
+
+// fsync() of a written file; the reason on failure.
+std::optional<std::string> sync_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::strerror(errno);
+    const bool ok = ::fsync(fd) == 0;
+    const int saved = errno;
+    ::close(fd);
+    if (!ok) return std::strerror(saved);
+    return std::nullopt;
+}
 
 }  // namespace
 
@@ -97,7 +113,19 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
         std::remove(partial.c_str());
         return result;
     }
-    avio_closep(&out->pb);
+    // The last buffered bytes are written at the close: a full disk shows here, not before.
+    if ((err = avio_closep(&out->pb)) < 0) {
+        result.error = fmt::format("cannot finish the clip: {}", ingest::av_error_string(err));
+        std::remove(partial.c_str());
+        return result;
+    }
+    // On the disk before the rename, as snapshots are: after a power cut the name must not point
+    // at an empty file whose report already reached the room.
+    if (auto why = sync_file(partial)) {
+        result.error = fmt::format("cannot flush the clip {} to the disk: {}", partial, *why);
+        std::remove(partial.c_str());
+        return result;
+    }
     std::error_code ec;
     std::filesystem::rename(partial, path, ec);
     if (ec) {

@@ -577,6 +577,10 @@ def base_config(broker, cameras, workdir, **extra):
         "api": {"listen": "127.0.0.1:0"},
         "cameras": cameras,
     }
+    # An evidence section given is merged into this one: a test that sets clip timings keeps the
+    # low min_free (a whole dict given had silently restored the 1 GiB default).
+    if isinstance(extra.get("evidence"), dict):
+        extra["evidence"] = {**cfg["evidence"], **extra["evidence"]}
     cfg.update(extra)
     return cfg
 
