@@ -158,6 +158,7 @@ _LEFT_BEHIND = """for p in /etc/kitchen-gateway/gateway.yaml /etc/kitchen-gatewa
 done
 getent passwd kitchen-gateway >/dev/null && echo 'HAS user'
 getent group kitchen-gateway >/dev/null && echo 'HAS group'
+[ "$(getent shadow kitchen-gateway | cut -d: -f8)" = 1 ] && echo 'HAS locked user'
 true
 """
 
@@ -167,8 +168,9 @@ def test_remove_keeps_the_sites_config_and_data_and_purge_removes_them(tmp_path)
     """Debian policy, with dpkg in a private mount namespace: `dpkg -r` keeps the config, the
     secrets, the state (the outbox of unsent alerts) and the service user, and a reinstall finds them
     as they were; `dpkg --purge` removes all the package made: config, secrets, both units' state
-    folders, the administrator's enable links, the user and its group. A file the administrator put
-    in /etc/kitchen-gateway is kept, with its folder, and purge says so."""
+    folders, the administrator's enable links, and locks the user (not deleted: files it owns may
+    remain), which a reinstall unlocks. A file the administrator put in /etc/kitchen-gateway is kept,
+    with its folder, and purge says so."""
     deb = _build_package(tmp_path)
     script = f"""set -e
 {kg_e2e.private_system(tmp_path)}
@@ -198,6 +200,8 @@ echo PURGED
 cat "{tmp_path}/purge.err"
 rm /etc/kitchen-gateway/ca.crt
 dpkg -i {deb} >/dev/null
+[ "$(getent shadow kitchen-gateway | cut -d: -f8)" = 1 ] && echo 'STILL LOCKED'
+runuser -u kitchen-gateway -- true && echo 'USER WORKS'
 dpkg --purge kitchen-gateway >/dev/null
 echo PURGED AGAIN
 {_LEFT_BEHIND}
@@ -216,9 +220,11 @@ echo PURGED AGAIN
     assert has(installed) == everything, run.stdout
     assert has(removed) == everything, run.stdout
     assert reinstalled.splitlines() == ["# edited", "KG_MQTT_PASSWORD=s3cret"], run.stdout
-    assert has(purged) == {"/etc/kitchen-gateway", "/etc/kitchen-gateway/ca.crt"}, run.stdout
+    locked = {"user", "group", "locked user"}
+    assert has(purged) == {"/etc/kitchen-gateway", "/etc/kitchen-gateway/ca.crt"} | locked, run.stdout
     assert "/etc/kitchen-gateway kept" in purged
-    assert has(purged_again) == set(), run.stdout
+    assert "STILL LOCKED" not in purged and "USER WORKS" in purged, run.stdout
+    assert has(purged_again) == locked, run.stdout
 
 
 def _docker_ignores(patterns, path):
