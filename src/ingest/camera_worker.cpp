@@ -99,7 +99,10 @@ void CameraWorker::run() {
 CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered& delivered) {
     const bool paced = input.kind() == SourceKind::file && camera_.input.realtime;
     FrameSampler sampler(camera_.analysis.fps);
-    std::optional<std::chrono::steady_clock::time_point> pace_wall;
+    // A plain value and a flag rather than an optional: g++ 12 cannot see that the optional is set
+    // before it is read and warned on every build (-Wmaybe-uninitialized).
+    std::chrono::steady_clock::time_point pace_wall{};
+    bool pacing = false;
     double pace_stream = 0.0, previous_t = 0.0;
     std::uint64_t seq = 0;
     std::uint64_t decode_errors_reported = 0, jumps_reported = 0;
@@ -109,7 +112,7 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
         if (!input.next_frame()) {
             if (camera_.input.loop && input.rewind()) {
                 sampler.reset();
-                pace_wall.reset();
+                pacing = false;
                 continue;
             }
             return StreamEnd::end_of_file;
@@ -143,13 +146,14 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
             // Like `ffmpeg -re`: a file plays at its own speed, as a camera would.
             // A jump of the file's clock (back, or far ahead) starts the pacing again from here:
             // measured from the previous frame, not from where the pacing started.
-            if (!pace_wall || t < previous_t || t - previous_t > 60.0) {
+            if (!pacing || t < previous_t || t - previous_t > 60.0) {
+                pacing = true;
                 pace_wall = steady_now;
                 pace_stream = t;
             }
             previous_t = t;
-            const auto due = *pace_wall + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                              std::chrono::duration<double>(t - pace_stream));
+            const auto due = pace_wall + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                             std::chrono::duration<double>(t - pace_stream));
             if (due > steady_now && !wait_for(due - steady_now)) break;
         }
         if (!sampler.accept(t)) continue;
