@@ -102,7 +102,7 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
     std::optional<std::chrono::steady_clock::time_point> pace_wall;
     double pace_stream = 0.0, previous_t = 0.0;
     std::uint64_t seq = 0;
-    std::uint64_t decode_errors_reported = 0, jumps_reported = 0;
+    std::uint64_t decode_errors_reported = 0, jumps_reported = 0, steps_reported = 0;
     const int width = camera_.analysis.width, height = camera_.analysis.height;
 
     while (!stop_) {
@@ -134,6 +134,19 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
                 added > 1 ? fmt::format(" ({} jumps since the last picture)", added) : "");
             stats_.timestamp_jumps(added);
             jumps_reported = input.timeline_jumps();
+        }
+        if (input.timeline_steps() != steps_reported) {
+            // A clock set back by less than a second: an NTP client stepping the camera's clock (at
+            // its boot, or after drift) is routine, not a fault, so not a warning; counted with the
+            // jumps all the same, as a camera whose clock keeps being corrected is worth a look.
+            const auto added = input.timeline_steps() - steps_reported;
+            log_->info(
+                "timestamps stepped back by {:.3f} s without a reconnect (the camera's clock was set "
+                "back){}; absorbed, the outputs continue on one timeline",
+                std::abs(input.last_step_seconds()),
+                added > 1 ? fmt::format(" ({} steps since the last picture)", added) : "");
+            stats_.timestamp_jumps(added);
+            steps_reported = input.timeline_steps();
         }
         double t = input.frame_time();
         const auto steady_now = std::chrono::steady_clock::now();
