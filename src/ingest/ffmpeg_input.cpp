@@ -184,7 +184,7 @@ bool FfmpegInput::next_frame() {
                     last_jump_seconds_ = shifted->seconds;
                 } else {
                     ++timeline_steps_;
-                    last_step_seconds_ = shifted->seconds;
+                    timeline_steps_seconds_ += shifted->seconds;
                 }
             }
             const AVStream& stream = *format_->streams[stream_index_];
