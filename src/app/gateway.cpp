@@ -421,7 +421,7 @@ std::string Gateway::metrics() const {
     per_camera("kg_camera_check_errors_total", "counter", "frames on which a check failed",
                [](const State& s) { return s.stats.check_errors; });
     per_camera("kg_camera_timestamp_jumps_total", "counter",
-               "jumps of the camera's clock without a reconnect, absorbed at ingest",
+               "jumps and steps back of the camera's clock without a reconnect, absorbed at ingest",
                [](const State& s) { return s.stats.timestamp_jumps; });
     per_camera("kg_camera_reconnects_1h", "gauge", "connection attempts after a failure in the last hour",
                [](const State& s) { return s.stats.reconnects_1h; });

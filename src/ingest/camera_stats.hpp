@@ -21,7 +21,7 @@ struct CameraStatsSnapshot {
     std::uint64_t frames_dropped = 0;  // sampled but overwritten before analysis took them
     std::uint64_t decode_errors = 0;
     std::uint64_t check_errors = 0;     // a check failed on a frame (its observations of that frame lost)
-    std::uint64_t timestamp_jumps = 0;  // the camera's clock jumped without a reconnect (absorbed)
+    std::uint64_t timestamp_jumps = 0;  // the camera's clock jumped or stepped back, no reconnect (absorbed)
     int reconnects_1h = 0;
     int stalls_1h = 0;
     bool connected = false;

@@ -105,7 +105,8 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
     bool pacing = false;
     double pace_stream = 0.0, previous_t = 0.0;
     std::uint64_t seq = 0;
-    std::uint64_t decode_errors_reported = 0, jumps_reported = 0;
+    std::uint64_t decode_errors_reported = 0, jumps_reported = 0, steps_reported = 0, steps_logged = 0;
+    double steps_seconds_logged = 0.0;
     const int width = camera_.analysis.width, height = camera_.analysis.height;
 
     while (!stop_) {
@@ -137,6 +138,25 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
                 added > 1 ? fmt::format(" ({} jumps since the last picture)", added) : "");
             stats_.timestamp_jumps(added);
             jumps_reported = input.timeline_jumps();
+        }
+        if (input.timeline_steps() != steps_reported) {
+            // Counted with the jumps, as a camera whose clock keeps being corrected is worth a look.
+            stats_.timestamp_jumps(input.timeline_steps() - steps_reported);
+            steps_reported = input.timeline_steps();
+        } else if (steps_reported != steps_logged) {
+            // A clock set back by less than a second: an NTP client stepping the camera's clock (at
+            // its boot, or after drift) is routine, not a fault, so info, not a warning. Logged once
+            // the steps stop: a source that repeats a time frame after frame until its clock catches
+            // up (as FFmpeg relaying a stepped stream over RTP was seen to) makes one step a frame,
+            // and that is still one correction of the camera's clock, not one a frame in the log.
+            const auto steps = steps_reported - steps_logged;
+            const double seconds = input.timeline_steps_seconds() - steps_seconds_logged;
+            log_->info(
+                "timestamps stepped back by {:.3f} s without a reconnect (the camera's clock was set "
+                "back){}; absorbed, the outputs continue on one timeline",
+                std::abs(seconds), steps > 1 ? fmt::format(" in {} steps", steps) : "");
+            steps_logged = steps_reported;
+            steps_seconds_logged = input.timeline_steps_seconds();
         }
         double t = input.frame_time();
         const auto steady_now = std::chrono::steady_clock::now();

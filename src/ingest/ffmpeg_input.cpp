@@ -178,9 +178,14 @@ bool FfmpegInput::next_frame() {
             throw IngestError(IngestError::Kind::read, fmt::format("read failed: {}", av_error_string(err)));
         }
         if (packet_->stream_index == stream_index_) {
-            if (const auto jumped = timeline_->place(*packet_)) {
-                ++timeline_jumps_;
-                last_jump_seconds_ = *jumped;
+            if (const auto shifted = timeline_->place(*packet_)) {
+                if (shifted->kind == Timeline::Shift::Kind::jump) {
+                    ++timeline_jumps_;
+                    last_jump_seconds_ = shifted->seconds;
+                } else {
+                    ++timeline_steps_;
+                    timeline_steps_seconds_ += shifted->seconds;
+                }
             }
             const AVStream& stream = *format_->streams[stream_index_];
             if (observer_ != nullptr) observer_->on_packet(*packet_, stream);

@@ -77,6 +77,10 @@ public:
     // seconds (negative: back).
     std::uint64_t timeline_jumps() const { return timeline_jumps_; }
     double last_jump_seconds() const { return last_jump_seconds_; }
+    // Steps back of the source's clock (of at most Timeline::kMaxBackSeconds) absorbed so far, and
+    // their sizes added up, in seconds (negative).
+    std::uint64_t timeline_steps() const { return timeline_steps_; }
+    double timeline_steps_seconds() const { return timeline_steps_seconds_; }
     std::string describe() const;  // "h264 1920x1080 25fps" for the log
     void set_packet_observer(PacketObserver* observer) { observer_ = observer; }
 
@@ -105,8 +109,8 @@ private:
     // Every packet is placed on it before anyone sees it: a looped file or a camera whose clock
     // jumps is one continuous stream to every output and to the pacing.
     std::optional<Timeline> timeline_;
-    std::uint64_t timeline_jumps_ = 0;
-    double last_jump_seconds_ = 0.0;
+    std::uint64_t timeline_jumps_ = 0, timeline_steps_ = 0;
+    double last_jump_seconds_ = 0.0, timeline_steps_seconds_ = 0.0;
     PacketObserver* observer_ = nullptr;
 };
 

@@ -21,11 +21,11 @@ Timeline::Timeline(AVRational time_base, std::int64_t frame_ticks)
       max_back_(ticks(kMaxBackSeconds, time_base)),
       max_ahead_(ticks(kMaxAheadSeconds, time_base)) {}
 
-std::optional<double> Timeline::place(AVPacket& packet) {
+std::optional<Timeline::Shift> Timeline::place(AVPacket& packet) {
     // Packets without a decoding time (the first ones of an RTSP stream with B-frames) are placed by
     // their presentation time; only decoding times are compared, which B-frames do not reorder.
     const auto at = [](const AVPacket& p) { return p.dts != AV_NOPTS_VALUE ? p.dts : p.pts; };
-    std::optional<double> jumped;
+    std::optional<Shift> shifted;
     if (at(packet) != AV_NOPTS_VALUE) {
         if (restarted_) {
             if (end_ != AV_NOPTS_VALUE) offset_ = end_ - at(packet);
@@ -33,8 +33,14 @@ std::optional<double> Timeline::place(AVPacket& packet) {
         } else if (packet.dts != AV_NOPTS_VALUE && last_dts_ != AV_NOPTS_VALUE) {
             const std::int64_t dts = packet.dts + offset_;
             const std::int64_t step = dts - last_dts_;
-            if (step < -max_back_ || step > max_ahead_) {
-                jumped = static_cast<double>(dts - end_) * av_q2d(time_base_);
+            const bool jump = step < -max_back_ || step > max_ahead_;
+            // A packet not later than the last one: the muxers would drop it, and every packet after
+            // it up to where the clock was. It goes where the camera's cadence would have put it, one
+            // frame after the last packet, not one tick: with B-frames, frames decoded before it are
+            // shown up to a few frames later, and its presentation time must stay after theirs.
+            if (jump || step <= 0) {
+                shifted = Shift{jump ? Shift::Kind::jump : Shift::Kind::step,
+                                static_cast<double>(dts - end_) * av_q2d(time_base_)};
                 offset_ += end_ - dts;
             }
         }
@@ -44,10 +50,10 @@ std::optional<double> Timeline::place(AVPacket& packet) {
         if (packet.dts != AV_NOPTS_VALUE) packet.dts += offset_;
     }
     if (packet.dts != AV_NOPTS_VALUE) last_dts_ = packet.dts;
-    if (at(packet) == AV_NOPTS_VALUE) return jumped;
+    if (at(packet) == AV_NOPTS_VALUE) return shifted;
     const std::int64_t end = at(packet) + (packet.duration > 0 ? packet.duration : frame_ticks_);
     if (end_ == AV_NOPTS_VALUE || end > end_) end_ = end;
-    return jumped;
+    return shifted;
 }
 
 }  // namespace kg::ingest

@@ -8,8 +8,14 @@
 // gap a day long. So a jump is absorbed here, once, by an offset: the packets after it continue one
 // frame after the last one before it. A file rewound for looping continues the same way.
 //
-// A small step back (B-frame reordering, a few ms of jitter, a repeated time) is not a jump: it is
-// left as it is, and the muxers skip the packets that are not later than the last one, as before.
+// A step back of less than that (NTP stepping a camera's clock: chrony or ntpd at boot or after
+// drift, by a few tenths of a second) is absorbed the same way: every muxer refuses a packet not later
+// than the last one, so without it each output lost as much video as the clock stepped back, and a
+// lost reference frame spoils the picture up to the next key frame. What decides is the decoding
+// time: B-frames reorder presentation times but never decoding times, and jitter of a few ms keeps
+// decoding times increasing (a step back of less than one frame loses nothing, so it is left as it
+// is). Absorbing a packet that only repeats a time costs the timeline one frame ahead of the camera's
+// clock, never a lost frame.
 
 extern "C" {
 #include <libavcodec/packet.h>
@@ -37,9 +43,19 @@ public:
     // continues where the last one ended. Expected, so not a jump.
     void restart() { restarted_ = true; }
 
-    // Moves `packet` (pts and dts) onto the continuous timeline. When the source's clock jumped at
-    // this packet: by how much, in seconds from where the timeline was to continue (negative: back).
-    std::optional<double> place(AVPacket& packet);
+    // A change of the source's clock absorbed at one packet.
+    struct Shift {
+        enum class Kind {
+            jump,  // more than kMaxBackSeconds back or kMaxAheadSeconds ahead: reset, restarted, wrapped
+            step,  // back by at most kMaxBackSeconds: the packet was not later than the last one
+        };
+        Kind kind;
+        double seconds;  // from where the timeline was to continue (negative: back)
+    };
+
+    // Moves `packet` (pts and dts) onto the continuous timeline. When the source's clock jumped or
+    // stepped back at this packet: which, and by how much.
+    std::optional<Shift> place(AVPacket& packet);
 
 private:
     AVRational time_base_;

@@ -1,9 +1,10 @@
 #pragma once
 // Which camera packets a muxer can take. RTSP carries presentation times only: FFmpeg's demuxer
 // leaves the first packets of a stream with B-frames without a decoding time (even the first key
-// frame), and cameras now and then repeat a time or step back a little. Muxers refuse both, so the
-// outputs skip such packets, and start only at a key frame that has one. A jump of the camera's
-// clock never gets here: ingest puts every packet on one continuous timeline (ingest/timeline.hpp).
+// frame). Muxers refuse those, so the outputs skip them, and start only at a key frame that has one.
+// A jump or a step back of the camera's clock (a repeated time included) never gets here: ingest
+// puts every packet on one continuous timeline (ingest/timeline.hpp); the check below stays as the
+// muxers' own rule.
 
 extern "C" {
 #include <libavcodec/packet.h>

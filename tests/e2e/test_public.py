@@ -1,8 +1,8 @@
 """The public side (parents): the page, the status summary, live HLS (fMP4) and HTTP-FLV remuxed
 from a public camera's own packets and read back by FFmpeg, RTMP push to a real nginx-rtmp media
 server, privacy masks, public hours, viewer caps (HEAD included), signed viewer tokens, config reload, a
-camera clock that jumps, and abuse (path traversal, oversized headers, slowloris) refused while the others
-keep being served."""
+camera clock that jumps or steps back, and abuse (path traversal, oversized headers, slowloris) refused
+while the others keep being served."""
 
 import datetime
 import http.client
@@ -520,6 +520,107 @@ def test_a_camera_clock_that_jumps_keeps_the_public_streams_going(broker, gatewa
     # Logged once, naming the camera (the logger) and the size of the jump.
     jumps = re.findall(r"\[cam:kitchen\].*timestamps jumped (back|ahead) by (\d+\.\d+) s", gw.output())
     assert len(jumps) == 1 and jumps[0][0] == direction and size[0] < float(jumps[0][1]) < size[1], jumps
+    metrics = get(gw.api_port(), "/metrics")[2].decode()
+    assert 'kg_camera_timestamp_jumps_total{camera="kitchen"} 1' in metrics, metrics
+    assert "mux error" not in gw.output() and "write failed" not in gw.output()
+    assert gw.terminate() == 0
+
+
+def stepping_clip(path, step, first=6, second=16, start=100):
+    """An MPEG-TS stream whose clock steps back by `step` s after `first` s, as an NTP client setting a
+    camera's clock back sends it: one picture sequence (320x180, 25 fps, H.264 with B-frames, a key
+    frame every second) cut in two parts concatenated byte for byte, the second stamped from
+    start + first + step. Each frame shows its number (frame_numbers reads it back)."""
+    total = first + second
+    # The top left 64x64: luma 16 + 4 * (n % 50) in its upper half, 16 + 4 * (n // 50 % 50) in its lower.
+    counter = (f"color=c=black:size=64x64:rate=25:duration={total},format=yuv420p,"
+               "geq=lum='16+4*if(lt(Y,32),mod(N,50),mod(floor(N/50),50))':cb=128:cr=128")
+    parts = []
+    for i, (first_frame, frames, offset) in enumerate([(0, first * 25, start),
+                                                       (first * 25, second * 25, start + first + step)]):
+        part = path.with_name(f"{path.stem}-{i}.ts")
+        graph = (f"testsrc2=size=320x180:rate=25:duration={total}[bg];{counter}[n];[bg][n]overlay=0:0:shortest=1,"
+                 f"trim=start_frame={first_frame}:end_frame={first_frame + frames},setpts=PTS-STARTPTS")
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-filter_complex", graph, "-c:v", "libx264",
+                        "-preset", "veryfast", "-bf", "2", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0",
+                        "-pix_fmt", "yuv420p", "-output_ts_offset", str(offset), "-f", "mpegts", str(part)],
+                       check=True)
+        parts.append(part.read_bytes())
+    path.write_bytes(b"".join(parts))
+    return str(path)
+
+
+def frame_numbers(path):
+    """The number each frame of a recording of a stepping_clip shows, in the order they are shown."""
+    r = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-fps_mode", "passthrough",
+                        "-vf", "crop=64:64:0:0", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+                       capture_output=True, check=True, timeout=60)
+    luma = np.frombuffer(r.stdout, np.uint8).reshape(-1, 64 * 96)[:, :64 * 64].reshape(-1, 64, 64)
+
+    def digit(rows):  # the middle of a half, away from the edges the encoder blurs
+        return np.rint((luma[:, rows, 8:56].mean(axis=(1, 2)) - 16) / 4).astype(int)
+
+    return list(digit(slice(40, 56)) * 50 + digit(slice(8, 24)))
+
+
+def decoding_times(path):
+    """The decoding times of a recording's video packets, in seconds, in the order they come."""
+    r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=dts_time", "-of",
+                        "csv=p=0", str(path)], capture_output=True, text=True, timeout=60)
+    return [float(t.strip(",")) for t in r.stdout.split() if t.strip(",") not in ("", "N/A")]
+
+
+def test_a_camera_clock_stepped_back_by_ntp_loses_no_video(broker, gateways, tmp_path):
+    """A camera whose clock is set back by half a second (chrony or ntpd at its boot, or after drift):
+    HLS and HTTP-FLV carry every frame across the step, on timestamps that keep increasing a frame at
+    a time, and the step is logged once and counted. Before, every muxer dropped the packets not later
+    than the last one until the camera's clock caught up: the step's key frame and the 11 frames after
+    it, so the rest of that second could not be decoded either (frames 150 to 174 missing or broken in
+    both outputs), a stall for the parents."""
+    clip = stepping_clip(tmp_path / "step.ts", step=-0.5)
+    cams = [kg_e2e.camera("kitchen", clip, input={"loop": False}, public=True)]
+    gw = gateways(public_config(broker, tmp_path, cams))
+    port = public_port(gw)
+    playlist_with_segments(port, "kitchen")
+    # An FFmpeg viewer of HTTP-FLV from here (about 2 s into the clip) for 10 s: across the step at 6 s.
+    recorded = tmp_path / "across.flv"
+    viewer = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "5000000", "-i",
+                               f"http://127.0.0.1:{port}/live/kitchen.flv", "-t", "10", "-c", "copy", str(recorded)])
+    try:
+        # HLS: the segments a player would fetch once a few seconds past the step are listed.
+        def playlist_past_the_step():
+            status, _, body = get(port, "/live/kitchen/index.m3u8")
+            numbers = [int(n) for n in re.findall(r"-(\d+)\.m4s", body.decode())] if status == 200 else []
+            return max(numbers, default=-1) >= 9 and body.decode()
+
+        playlist = kg_e2e.wait_until(playlist_past_the_step, 25, what="segments past the camera's clock step")
+        names = [re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist).group(1)]
+        names += [line for line in playlist.splitlines() if line.endswith(".m4s")]
+        fetched = [get(port, f"/live/kitchen/{name}") for name in names]
+        assert all(status == 200 for status, _, _ in fetched), [(n, f[0]) for n, f in zip(names, fetched)]
+        hls = tmp_path / "hls-across.mp4"
+        hls.write_bytes(b"".join(body for _, _, body in fetched))
+        viewer.wait(40)
+    finally:
+        if viewer.poll() is None:
+            viewer.kill()
+
+    step_frame = 6 * 25  # the first frame stamped after the step
+    for name, recording in [("HLS", hls), ("HTTP-FLV", recorded)]:
+        # The second either side of the step (a recording's own ends are cut between B-frames).
+        numbers = [n for n in frame_numbers(recording) if abs(n - step_frame) <= 25]
+        assert numbers and numbers[0] == step_frame - 25 and numbers[-1] == step_frame + 25, (name, numbers)
+        # Every frame in the order the camera took them: none lost at the step (one at most), none twice.
+        gaps = [b - a for a, b in zip(numbers, numbers[1:])]
+        assert min(gaps) == 1 and sum(gaps) - len(gaps) <= 1, (name, [(n, g) for n, g in zip(numbers, gaps) if g != 1])
+        # Their timestamps keep increasing, a frame (40 ms) at a time, across the step too.
+        times = decoding_times(recording)
+        steps = [round(b - a, 3) for a, b in zip(times, times[1:])]
+        assert steps and all(0 < s <= 0.081 for s in steps), (name, sorted(set(steps)))
+    # Logged once, naming the camera (the logger) and the size of the step; counted with the jumps.
+    stepped = re.findall(r"\[cam:kitchen\].*timestamps stepped back by (\d+\.\d+) s", gw.output())
+    assert len(stepped) == 1 and abs(float(stepped[0]) - 0.5) < 0.01, stepped
+    assert "timestamps jumped" not in gw.output()
     metrics = get(gw.api_port(), "/metrics")[2].decode()
     assert 'kg_camera_timestamp_jumps_total{camera="kitchen"} 1' in metrics, metrics
     assert "mux error" not in gw.output() and "write failed" not in gw.output()

@@ -4,13 +4,17 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <thread>
+#include <vector>
 
 #include "common/logging.hpp"
 #include "ingest/camera_worker.hpp"
@@ -227,5 +231,62 @@ TEST(FfmpegInput, ACameraClockThatJumpsBackIsOneContinuousTimeline) {
     EXPECT_NEAR(input.last_jump_seconds(), -36.0, 0.05);  // from 36 s (30 + 6) back to 0
     ASSERT_EQ(frame_times.size(), 250u);
     EXPECT_NEAR(frame_times[150] - frame_times[149], 0.04, 1e-6);  // the pacing sees no jump either
+    fs::remove_all(dir);
+}
+
+// A camera whose clock is set back twice without a reconnect: once through a relay that turns the
+// step into times repeated frame after frame (five frames stamped alike: five steps of one frame),
+// once by 0.5 s at one frame (an NTP client stepping it). Each step is counted; each correction is
+// logged once, at info, with its size, not once a frame.
+TEST(CameraWorker, StepsBackAreCountedEachAndLoggedOncePerCorrection) {
+    const fs::path dir = fs::temp_directory_path() / ("kg-steps-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    // (frames, first time in s): 2 s from 30 s; five single frames all at 31.96 s, the time of the
+    // frame before them; 2 s more where the clock had been (32 s: the five frames it stamped alike
+    // are lost to the camera's clock, not to the stream); 2 s from 33.5 s, where 34 s was due.
+    const std::vector<std::pair<int, double>> parts{{50, 30.0}, {1, 31.96}, {1, 31.96}, {1, 31.96},
+                                                    {1, 31.96}, {1, 31.96}, {50, 32.0}, {50, 33.5}};
+    std::string joined = "cat";
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        const fs::path part = dir / ("part" + std::to_string(i) + ".ts");
+        const std::string cmd =
+            "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -frames:v " +
+            std::to_string(parts[i].first) +
+            " -c:v libx264 -preset ultrafast -g 25 -pix_fmt yuv420p -output_ts_offset " +
+            std::to_string(parts[i].second) + " -f mpegts " + part.string();
+        ASSERT_EQ(std::system(cmd.c_str()), 0);
+        joined += " " + part.string();
+    }
+    kg::config::Camera cam = file_camera(false);
+    cam.url = (dir / "steps.ts").string();
+    ASSERT_EQ(std::system((joined + " > " + cam.url).c_str()), 0);
+
+    std::ostringstream lines;
+    auto log = std::make_shared<spdlog::logger>("cam:steps",
+                                                std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
+    log->set_pattern("%l %v");
+    kg::ingest::CameraStats stats;
+    kg::ingest::LatestFrame slot;
+    kg::ingest::CameraWorker worker(
+        cam, slot, stats, [&] { slot.take(); }, log);
+    worker.start();
+    for (int i = 0; i < 200 && stats.snapshot(kg::Clock::now()).last_error != "end of file"; ++i) {
+        std::this_thread::sleep_for(50ms);
+    }
+    worker.stop();
+    const auto s = stats.snapshot(kg::Clock::now());
+    EXPECT_EQ(s.frames_in, 155u);
+    EXPECT_EQ(s.timestamp_jumps, 6u);  // five steps of one frame, one of 0.5 s
+    std::vector<std::string> stepped;
+    std::istringstream in(lines.str());
+    for (std::string line; std::getline(in, line);) {
+        if (line.find("stepped back") != std::string::npos) stepped.push_back(line);
+    }
+    ASSERT_EQ(stepped.size(), 2u) << lines.str();
+    EXPECT_EQ(stepped[0].rfind("info timestamps stepped back by 0.200 s", 0), 0u) << stepped[0];
+    EXPECT_NE(stepped[0].find(" in 5 steps"), std::string::npos) << stepped[0];
+    EXPECT_EQ(stepped[1].rfind("info timestamps stepped back by 0.500 s", 0), 0u) << stepped[1];
+    EXPECT_EQ(stepped[1].find(" steps"), std::string::npos) << stepped[1];
+    EXPECT_EQ(lines.str().find("jumped"), std::string::npos) << lines.str();
     fs::remove_all(dir);
 }

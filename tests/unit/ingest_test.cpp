@@ -1,7 +1,9 @@
 // Ingest building blocks that need no camera: sampling, the newest-frame hand-off, back-off, and the
-// continuous timeline that absorbs a camera clock's jumps.
+// continuous timeline that absorbs a camera clock's jumps and steps back.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "common/backoff.hpp"
@@ -10,6 +12,7 @@
 #include "ingest/frame_sampler.hpp"
 #include "ingest/latest_frame.hpp"
 #include "ingest/timeline.hpp"
+#include "stream/muxable.hpp"
 
 using namespace std::chrono_literals;
 
@@ -125,7 +128,8 @@ constexpr std::int64_t kFrame = 3600;
 
 struct Placed {
     std::int64_t pts, dts;
-    std::optional<double> jumped;
+    std::optional<double> jumped;   // a jump of the clock: by how much
+    std::optional<double> stepped;  // a step back of the clock: by how much
 };
 
 // Places one packet with these source timestamps (AV_NOPTS_VALUE: none); duration 0 as RTSP gives.
@@ -133,8 +137,12 @@ Placed place(kg::ingest::Timeline& timeline, std::int64_t pts, std::int64_t dts)
     AVPacket p{};
     p.pts = pts;
     p.dts = dts;
-    const auto jumped = timeline.place(p);
-    return {p.pts, p.dts, jumped};
+    const auto shifted = timeline.place(p);
+    Placed placed{p.pts, p.dts, std::nullopt, std::nullopt};
+    if (shifted && shifted->kind == kg::ingest::Timeline::Shift::Kind::jump) placed.jumped = shifted->seconds;
+    if (shifted && shifted->kind == kg::ingest::Timeline::Shift::Kind::step)
+        placed.stepped = shifted->seconds;
+    return placed;
 }
 
 }  // namespace
@@ -147,7 +155,7 @@ TEST(Timeline, LeavesASteadyClockAlone) {
         const auto placed = place(timeline, dts + 2 * kFrame, dts);
         ASSERT_EQ(placed.dts, dts) << i;
         ASSERT_EQ(placed.pts, dts + 2 * kFrame) << i;
-        ASSERT_FALSE(placed.jumped) << i;
+        ASSERT_FALSE(placed.jumped || placed.stepped) << i;
     }
 }
 
@@ -183,16 +191,86 @@ TEST(Timeline, AJumpAheadOfAWrappedClockIsAbsorbed) {
     EXPECT_EQ(place(timeline, wrapped + kFrame, wrapped + kFrame).dts, last + 2 * kFrame);
 }
 
-TEST(Timeline, SmallStepsBackAreNotJumps) {
-    // Jitter of a few ms, a repeated time, a step back of most of a second: left as they are (the
-    // muxers skip what is not later than the last packet); shifting the timeline for each would make
-    // it drift ahead of the camera's.
+TEST(Timeline, JitterThatKeepsTheDecodingTimeIncreasingIsLeftAlone) {
+    // RTP times a camera stamps at capture: a few ms early or late, a step back of less than a frame.
+    // Nothing is lost (each packet is still later than the last), so nothing is moved: shifting the
+    // timeline for each would make it drift ahead of the camera's.
     kg::ingest::Timeline timeline(kRtp, kFrame);
-    for (const std::int64_t dts : {900000, 903600, 903420, 903600, 907200, 907200, 817200 + 3600, 910800}) {
-        const auto placed = place(timeline, dts, dts);
+    for (const std::int64_t dts : {900000, 903600, 906750, 910800, 914850, 914860, 918000, 921600}) {
+        const auto placed = place(timeline, dts + kFrame, dts);
         EXPECT_EQ(placed.dts, dts);
-        EXPECT_FALSE(placed.jumped) << dts;
+        EXPECT_EQ(placed.pts, dts + kFrame);
+        EXPECT_FALSE(placed.jumped || placed.stepped) << dts;
     }
+}
+
+// The camera's packets around an NTP step of its clock by `step_ticks` (negative: back) after 100
+// frames: H.264 with two B-frames (decoding order I P B B P B B ...: presentation two frames after
+// decoding for I and P, none for B), as most IP cameras send, and what the timeline makes of them.
+std::vector<Placed> place_across_a_step(kg::ingest::Timeline& timeline, std::int64_t step_ticks) {
+    std::vector<Placed> placed;
+    for (std::int64_t i = 0; i < 199; ++i) {
+        const std::int64_t dts = 10 * 90000 + i * kFrame + (i >= 100 ? step_ticks : 0);
+        // Frame 0 is the key frame; then P (shown two frames on), B, B; a frame later in all (the
+        // decoder's delay), so that pts >= dts. The 100th packet, the first after the step, is a P.
+        const std::int64_t shown = i == 0 ? 0 : (i % 3 == 1 ? 2 : -1);
+        placed.push_back(place(timeline, dts + (shown + 1) * kFrame, dts));
+    }
+    return placed;
+}
+
+TEST(Timeline, AStepBackOfLessThanASecondIsAbsorbed) {
+    // chrony or ntpd stepping a camera's clock back at its boot or after drift. Before, every muxer
+    // dropped the packets not later than the last one: 0.3 s or 0.9 s of video lost in every output
+    // (and a broken picture up to the next key frame when a reference frame was among them).
+    for (const double seconds : {-0.3, -0.9}) {
+        SCOPED_TRACE(seconds);
+        kg::ingest::Timeline timeline(kRtp, kFrame);
+        const std::int64_t step_ticks = std::llround(seconds * 90000);
+        const auto placed = place_across_a_step(timeline, step_ticks);
+        std::int64_t last_dts = AV_NOPTS_VALUE;
+        int dropped = 0, steps = 0, jumps = 0, uneven = 0;
+        for (std::size_t i = 0; i < placed.size(); ++i) {
+            // What every output does with it (stream/muxable.hpp).
+            AVPacket packet{};
+            packet.pts = placed[i].pts;
+            packet.dts = placed[i].dts;
+            dropped += kg::stream::muxable(packet, last_dts) ? 0 : 1;
+            jumps += placed[i].jumped ? 1 : 0;
+            ASSERT_GE(placed[i].pts, placed[i].dts) << i;
+            if (placed[i].stepped) {
+                ++steps;
+                EXPECT_EQ(i, 100u);
+                EXPECT_NEAR(*placed[i].stepped, seconds, 1e-9);
+            }
+            // One frame after another on the timeline, across the step too.
+            if (i > 0 && placed[i].dts - placed[i - 1].dts != kFrame) {
+                ++uneven;
+                ADD_FAILURE() << "packet " << i << " comes " << placed[i].dts - placed[i - 1].dts
+                              << " ticks after the one before";
+            }
+        }
+        EXPECT_EQ(dropped, 0);
+        EXPECT_EQ(steps, 1);
+        EXPECT_EQ(jumps, 0);
+        EXPECT_EQ(uneven, 0);
+        // The presentation order the camera sent is kept across the step (no two frames swapped).
+        std::vector<std::int64_t> pts;
+        for (const auto& p : placed) pts.push_back(p.pts);
+        std::sort(pts.begin(), pts.end());
+        for (std::size_t i = 1; i < pts.size(); ++i) ASSERT_EQ(pts[i] - pts[i - 1], kFrame) << i;
+    }
+}
+
+TEST(Timeline, ARepeatedTimeIsAStepOfOneFrame) {
+    // A camera that stamps two frames alike: the second goes one frame on, not to the bin.
+    kg::ingest::Timeline timeline(kRtp, kFrame);
+    for (const std::int64_t dts : {900000, 903600, 907200}) EXPECT_EQ(place(timeline, dts, dts).dts, dts);
+    const auto repeated = place(timeline, 907200, 907200);
+    ASSERT_TRUE(repeated.stepped);
+    EXPECT_NEAR(*repeated.stepped, -0.04, 1e-9);
+    EXPECT_EQ(repeated.dts, 910800);
+    EXPECT_EQ(place(timeline, 910800, 910800).dts, 914400);
 }
 
 TEST(Timeline, PacketsWithoutADecodingTimeAreMovedButNotJudged) {
