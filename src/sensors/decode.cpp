@@ -84,6 +84,11 @@ std::optional<double> number_at(const nlohmann::json& doc, const std::string& pa
     return std::nullopt;
 }
 
+bool boolean_at(const nlohmann::json& doc, const std::string& path) {
+    const auto* node = find(doc, path);
+    return node != nullptr && node->is_boolean();
+}
+
 std::optional<TimePoint> time_at(const nlohmann::json& doc, const std::string& path) {
     const auto* node = find(doc, path);
     if (node == nullptr) return std::nullopt;

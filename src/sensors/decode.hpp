@@ -21,6 +21,8 @@ double decode_registers(const std::vector<std::uint16_t>& regs, const config::Se
 // The number at `path` ("a.b.c"; array indexes as numbers: "sensors.0.t"), if there is one.
 // Numbers given as strings ("4.2") count; anything else is nullopt.
 std::optional<double> number_at(const nlohmann::json& doc, const std::string& path);
+// Whether the value at `path` is true or false (number_at reads it as 1 or 0).
+bool boolean_at(const nlohmann::json& doc, const std::string& path);
 // The time at `path`: ISO 8601 (with Z or an offset) or epoch seconds/milliseconds.
 std::optional<TimePoint> time_at(const nlohmann::json& doc, const std::string& path);
 

@@ -171,7 +171,7 @@ void MqttSensorInput::on_message(const std::string& topic, const std::string& pa
         const auto arrival = Clock::now();
         const auto time = reading_time(*s, doc, retained, arrival);
         if (!time) continue;
-        handler_(Reading{s->id, *value, *time, arrival});
+        handler_(Reading{s->id, *value, *time, arrival, boolean_at(doc, s->source.value_path)});
     }
 }
 

@@ -90,8 +90,9 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
     for (auto& l : limits_) {
         const auto& th = *l.config;
         // Hysteresis: a violation ends only once the value is back past the limit by `hysteresis`.
-        const double limit =
-            l.tracker.active() ? (th.above ? th.value - th.hysteresis : th.value + th.hysteresis) : th.value;
+        // Not for true/false: `above: 0` on a gas detector's 1/0 would then never end.
+        const double h = reading.binary ? 0.0 : th.hysteresis;
+        const double limit = l.tracker.active() ? (th.above ? th.value - h : th.value + h) : th.value;
         bool violated = th.above ? v > limit : v < limit;
         if (l.schedule != nullptr && !calendar_.active(*l.schedule, t)) violated = false;
         emit(l.tracker.observe(t, violated ? 1.0f : 0.0f), v, out);

@@ -290,3 +290,46 @@ def test_retained_messages_and_device_clocks_that_are_off(broker, collector, gat
         assert "sensor dead: retained messages on dead/t are not counted as readings" in out, out[-2000:]
     finally:
         local.kill()
+
+
+def test_true_false_sensors_end_their_alarms(broker, collector, gateways, tmp_path):
+    """Zigbee2MQTT door contacts and gas detectors send true/false, read as 1/0. The natural limits,
+    `below: 1` for {"contact": false} and `above: 0` for {"gas": true}, took the default hysteresis
+    of 0.5: the alarm could end only at 1.5 or -0.5, values these sensors never send, so a door shut
+    again or a leak over stayed an alarm until the gateway stopped."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    try:
+        sensors = [
+            {"id": "cold-room-door", "kind": "door", "unit": "", "interval": "1s", "stale_after": 30,
+             "source": {"mqtt": {"topic": "zigbee2mqtt/cold_room_door", "value": "contact"}},
+             "thresholds": [{"label": "door_open", "below": 1, "for": "0s", "clear_for": "0s"}]},
+            {"id": "gas", "kind": "gas", "unit": "", "interval": "1s", "stale_after": 30,
+             "source": {"mqtt": {"topic": "zigbee2mqtt/gas", "value": "gas"}},
+             "thresholds": [{"label": "leak", "above": 0, "for": "0s", "clear_for": "0s", "severity": 1}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+
+        def send(topic, payload):
+            publish.single(topic, json.dumps(payload), hostname="127.0.0.1", port=local.port)
+            time.sleep(0.3)
+
+        def events(sensor):
+            return [(e["label"], e["state"]) for e in collector.events() if e.get("sensor") == sensor]
+
+        send("zigbee2mqtt/cold_room_door", {"contact": False, "battery": 90})
+        send("zigbee2mqtt/gas", {"gas": True, "battery_low": False})
+        kg_e2e.wait_until(lambda: events("cold-room-door") == [("door_open", "start")] and
+                          events("gas") == [("leak", "start")], 10, what="door open and gas alarms")
+        send("zigbee2mqtt/cold_room_door", {"contact": True, "battery": 90})
+        send("zigbee2mqtt/gas", {"gas": False, "battery_low": False})
+        kg_e2e.wait_until(lambda: ("door_open", "end") in events("cold-room-door") and ("leak", "end") in events("gas"),
+                          10, what="both alarms ended by the sensors, not by the stop")
+        ends = [e for e in collector.events() if e.get("sensor") and e["state"] == "end"]
+        assert all(e["end_reason"] == "cleared" for e in ends), ends
+        assert gw.terminate() == 0
+    finally:
+        local.kill()

@@ -113,6 +113,9 @@ TEST(JsonPath, FindsNumbersInZigbeeAndTasmotaPayloads) {
     const auto door = nlohmann::json::parse(R"({"contact": true, "tamper": false})");
     EXPECT_DOUBLE_EQ(*kg::sensors::number_at(door, "contact"), 1.0);
     EXPECT_DOUBLE_EQ(*kg::sensors::number_at(door, "tamper"), 0.0);
+    EXPECT_TRUE(kg::sensors::boolean_at(door, "contact"));
+    EXPECT_FALSE(kg::sensors::boolean_at(z2m, "temperature"));
+    EXPECT_FALSE(kg::sensors::boolean_at(door, "missing"));
 }
 
 TEST(SensorRules, SampleFridgeAboveEightForTenMinutesWithHysteresis) {
@@ -259,4 +262,35 @@ TEST(SensorRules, AStopEndsEveryOpenEventOfTheSensor) {
     EXPECT_EQ(rig.out[2].end_reason, "gateway stopped");
     EXPECT_TRUE(rig.out[2].from_sensor);
     EXPECT_TRUE(r.state(at(15)).conditions.empty());
+}
+
+TEST(SensorRules, TrueFalseSensorsEndWhenTheStateReturns) {
+    // Zigbee2MQTT's {"contact": false} (door open) and {"gas": true} read as 0 and 1. With the
+    // default hysteresis of 0.5, `below: 1` ended only above 1.5 and `above: 0` only below -0.5:
+    // values a true/false sensor never sends, so the alarm never ended.
+    Rig rig;
+    rig.sensor.id = "door";
+    auto door = above(1.0, 0min, "door_open");
+    door.above = false;
+    door.clear_for = 0min;
+    auto gas = above(0.0, 0min, "leak");
+    gas.clear_for = 0min;
+    rig.sensor.thresholds = {door, gas};
+    auto r = rig.make();
+    auto feed = [&](double m, double v) {
+        Reading reading{rig.sensor.id, v, at(m), std::nullopt};
+        reading.binary = true;
+        r.observe(reading, rig.out);
+    };
+    feed(0, 1.0);  // closed, and gas
+    feed(1, 0.0);  // open, no gas
+    feed(2, 1.0);
+    EXPECT_EQ(rig.states(),
+              (std::vector<std::string>{"sensor/leak:start", "sensor/door_open:start", "sensor/leak:end",
+                                        "sensor/door_open:end", "sensor/leak:start"}));
+    // A number keeps its hysteresis: 1.2 on a `below: 1` is not yet back past 1.5.
+    rig.out.clear();
+    r.observe({rig.sensor.id, 0.2, at(3), std::nullopt}, rig.out);
+    r.observe({rig.sensor.id, 1.2, at(4), std::nullopt}, rig.out);
+    EXPECT_EQ(rig.states(), (std::vector<std::string>{"sensor/door_open:start"}));
 }
