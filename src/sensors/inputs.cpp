@@ -202,6 +202,9 @@ void ModbusPoller::run() {
     Duration period = sensors_.front()->interval;
     for (const auto* s : sensors_) period = std::min(period, s->interval);
     std::vector<std::chrono::steady_clock::time_point> due(sensors_.size(), std::chrono::steady_clock::now());
+    // Where a round starts: after the sensor whose failed read last dropped the connection. A unit
+    // that never answers, read first again after each reconnect, would keep the others unread.
+    std::size_t first = 0;
     Modbus ctx;
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
     const bool tcp = device_.rfind("tcp://", 0) == 0;
@@ -237,7 +240,8 @@ void ModbusPoller::run() {
             }
         }
         const auto now = std::chrono::steady_clock::now();
-        for (std::size_t i = 0; i < sensors_.size(); ++i) {
+        for (std::size_t k = 0; k < sensors_.size(); ++k) {
+            const std::size_t i = (first + k) % sensors_.size();
             if (now < due[i]) continue;
             const auto* s = sensors_[i];
             due[i] = now + s->interval;
@@ -261,6 +265,7 @@ void ModbusPoller::run() {
                         log_->info("Modbus device {}: reconnecting{}", device_,
                                    tcp ? ", so that a late answer is not read as the next" : "");
                         ctx.reset();
+                        first = (i + 1) % sensors_.size();
                         break;
                     }
                     // A serial line cannot be reset: let a late answer arrive, then discard it.

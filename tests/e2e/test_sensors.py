@@ -333,3 +333,38 @@ def test_true_false_sensors_end_their_alarms(broker, collector, gateways, tmp_pa
         assert gw.terminate() == 0
     finally:
         local.kill()
+
+
+def test_a_unit_that_never_answers_does_not_silence_the_others_on_its_device(broker, collector, gateways,
+                                                                             tmp_path):
+    """Two sensors behind one Modbus TCP gateway; the first has a unit id no device answers to (a
+    typo, a dead fridge controller). Each of its reads times out and drops the connection, and every
+    round started again with it: when its timeout and the reconnect took as long as its interval, the
+    freezer behind it was never read, raised `offline` and could not raise `too_warm`."""
+    device = kg_e2e.ScriptedModbusTcp(units={1})
+    device.registers[0] = -150 & 0xFFFF  # -15.0 degC: a freezer too warm
+    try:
+        sensors = [
+            {"id": "fridge", "interval": "1s", "stale_after": 5,
+             "source": {"modbus": {"device": device.url, "unit_id": 7, "address": 0, "scale": 0.1}}},
+            {"id": "freezer", "interval": "1s", "stale_after": 5,
+             "source": {"modbus": {"device": device.url, "unit_id": 1, "address": 0, "scale": 0.1}},
+             "thresholds": [{"label": "too_warm", "above": -18, "for": "0s", "severity": 1}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors)
+        del config["cameras"]
+        gw = gateways(config)
+
+        def events(sensor):
+            return [(e["label"], e["state"]) for e in collector.events() if e.get("sensor") == sensor]
+
+        kg_e2e.wait_until(lambda: ("too_warm", "start") in events("freezer"), 10, what="the freezer's alarm")
+        kg_e2e.wait_until(lambda: ("offline", "start") in events("fridge"), 10, what="the silent unit offline")
+        time.sleep(3)
+        freezer = collector.last_json(f"{PREFIX}/sensors/freezer/state")
+        assert freezer["online"] and freezer["value"] == -15.0, freezer
+        assert ("offline", "start") not in events("freezer")
+        assert "sensor fridge: Modbus read of" in gw.output()
+        assert gw.terminate() == 0
+    finally:
+        device.close()
