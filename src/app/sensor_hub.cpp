@@ -39,6 +39,8 @@ void SensorHub::start() {
 }
 
 void SensorHub::stop() {
+    if (stopped_) return;
+    stopped_ = true;
     if (mqtt_) mqtt_->stop();
     for (auto& m : modbus_) m->stop();
     std::vector<events::Event> ends;
@@ -50,6 +52,10 @@ void SensorHub::stop() {
         for (auto& [id, e] : entries_) {
             if (auto partial = e.roller.take()) publish_rollup(e.rules->sensor(), *partial);
             e.rules->close(now, events::kEndStopped, ends);
+            // The retained state must not keep showing the conditions whose events just ended, nor
+            // a sensor as read that nobody reads now: a reload may have removed it, and its last
+            // state would stay on the broker, and in the room, for good.
+            publish_state(e, now, false);
         }
     }
     deliver(ends);
@@ -91,7 +97,7 @@ void SensorHub::publish_rollup(const config::Sensor& sensor, const sensors::Roll
     outbox_.enqueue({0, topics_.sensor_rollup(sensor.id), j.dump(), 1, false, outbox::Priority::telemetry});
 }
 
-void SensorHub::publish_state(const Entry& e, TimePoint now) {
+void SensorHub::publish_state(const Entry& e, TimePoint now, bool running) {
     const auto& s = e.rules->sensor();
     const auto st = e.rules->state(now);
     nlohmann::json j = {{"site", site_.config.site.id},
@@ -100,7 +106,7 @@ void SensorHub::publish_state(const Entry& e, TimePoint now) {
                         {"kind", s.kind},
                         {"location", s.location},
                         {"unit", s.unit},
-                        {"online", st.online},
+                        {"online", running && st.online},
                         {"conditions", st.conditions},
                         {"time", iso8601_utc(now)}};
     j["value"] = st.value ? nlohmann::json(*st.value) : nlohmann::json(nullptr);

@@ -6,7 +6,9 @@ rules' long durations (10 minutes, 48 hours, disinfection windows) run on script
 tests/unit/sensors_test.cpp."""
 
 import json
+import signal
 import subprocess
+import threading
 import time
 
 import yaml
@@ -368,3 +370,68 @@ def test_a_unit_that_never_answers_does_not_silence_the_others_on_its_device(bro
         assert gw.terminate() == 0
     finally:
         device.close()
+
+
+def test_a_reload_that_removes_a_sensor_leaves_no_alarm_in_its_retained_state(broker, collector, schemas,
+                                                                            gateways, tmp_path):
+    """A gas detector in alarm is removed by a reload (SIGHUP) that also raises the fridge's limit.
+    The stop ended both events, but the retained states kept `conditions: ["leak"]` and
+    `online: true`: the removed sensor's state stayed on the broker, and in the room, as a leak for
+    good. Now a stop or reload publishes each sensor's state once more: no conditions, not online."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    feeding = threading.Event()
+    try:
+        sensors = [
+            {"id": "fridge", "interval": "1s", "stale_after": 5, "source": {"mqtt": {"topic": "fridge"}},
+             "thresholds": [{"label": "too_warm", "above": 8, "for": "1s", "clear_for": "1s"}]},
+            {"id": "gas", "kind": "gas", "unit": "ppm", "interval": "1s", "stale_after": 5,
+             "source": {"mqtt": {"topic": "gas", "value": "gas"}},
+             "thresholds": [{"label": "leak", "above": 1000, "for": "0s", "severity": 1}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+
+        def feed():
+            while not feeding.is_set():
+                publish.single("fridge", json.dumps({"temperature": 9.0}), hostname="127.0.0.1", port=local.port)
+                publish.single("gas", json.dumps({"gas": 1500}), hostname="127.0.0.1", port=local.port)
+                time.sleep(0.3)
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+
+        def events(sensor):
+            return [(e["label"], e["state"], e.get("end_reason")) for e in collector.events()
+                    if e.get("sensor") == sensor]
+
+        def retained(sensor):
+            return json.loads(kg_e2e.retained(broker, f"{PREFIX}/sensors/{sensor}/state"))
+
+        kg_e2e.wait_until(lambda: ("too_warm", "start", None) in events("fridge") and
+                          ("leak", "start", None) in events("gas"), 10, what="both alarms")
+        kg_e2e.wait_until(lambda: retained("gas")["conditions"] == ["leak"], 5, what="the leak in the state")
+
+        reloaded = json.loads(json.dumps(config))
+        reloaded["sensors"] = [reloaded["sensors"][0]]
+        reloaded["sensors"][0]["thresholds"][0]["above"] = 10
+        gw.config_path.write_text(yaml.safe_dump(reloaded, sort_keys=False))
+        gw.proc.send_signal(signal.SIGHUP)
+        kg_e2e.wait_until(lambda: gw.output().count("reading 1 MQTT sensors") >= 1, 15, what="the reloaded run")
+        time.sleep(2)
+        assert events("gas") == [("leak", "start", None), ("leak", "end", "gateway stopped")]
+        assert events("fridge") == [("too_warm", "start", None), ("too_warm", "end", "gateway stopped")]
+        gas = retained("gas")
+        assert gas["conditions"] == [] and gas["online"] is False and gas["value"] == 1500.0, gas
+        fridge = retained("fridge")  # still read after the reload, at 9 now within its new limit of 10
+        assert fridge["conditions"] == [] and fridge["online"] is True and fridge["value"] == 9.0, fridge
+        feeding.set()
+        feeder.join()
+        assert gw.terminate() == 0
+        fridge = retained("fridge")
+        assert fridge["conditions"] == [] and fridge["online"] is False, fridge
+        schemas.validate_all(collector)
+    finally:
+        feeding.set()
+        local.kill()
