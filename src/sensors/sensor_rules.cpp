@@ -41,6 +41,10 @@ SensorRules::SensorRules(const config::Sensor& sensor, const rules::Calendar& ca
         missed_.emplace(sensor_.id, "disinfection", "missed_cycle", "",
                         immediate(sensor_.disinfection->severity), ids);
         window_ = &schedules.at(sensor_.disinfection->schedule);
+        // Started inside a window (a reload, a restart): a cycle may have run before, unseen, so that
+        // window is not judged; the next one is, from its start.
+        in_window_ = calendar_.active(*window_, started);
+        judge_window_ = !in_window_;
     }
 }
 
@@ -112,8 +116,11 @@ void SensorRules::tick(TimePoint now, std::vector<events::Event>& out) {
 
     if (window_ != nullptr) {
         const bool active = calendar_.active(*window_, now);
-        if (active && !in_window_) window_start_ = now;
-        if (!active && in_window_) {
+        if (active && !in_window_) {
+            window_start_ = now;
+            judge_window_ = true;
+        }
+        if (!active && in_window_ && judge_window_) {
             // The window just ended: was there a complete cycle in it?
             const bool done = last_cycle_ && *last_cycle_ >= window_start_;
             if (!done) emit(missed_->observe(now, 1.0f), value_, out);

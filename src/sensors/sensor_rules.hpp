@@ -6,7 +6,7 @@
 // - no reading for `stale_after` intervals is `sensor_health/offline`;
 // - disinfection: a cycle counts only at or above the set point for the minimum time; at the end
 //   of each window of its schedule without a complete cycle, `disinfection/missed_cycle` starts, and
-//   ends with the next complete cycle.
+//   ends with the next complete cycle. A window already running at the start is not judged.
 // Events share the cameras' life cycle (start/end, ids, severities) and go to the same outbox.
 
 #include <map>
@@ -69,6 +69,7 @@ private:
     std::optional<TimePoint> hot_since_;
     std::optional<TimePoint> last_cycle_;  // when the last complete cycle reached its minimum time
     bool in_window_ = false;
+    bool judge_window_ = false;  // false for a window already running when these rules started
     TimePoint window_start_{};
 };
 

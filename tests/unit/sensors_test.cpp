@@ -294,3 +294,24 @@ TEST(SensorRules, TrueFalseSensorsEndWhenTheStateReturns) {
     r.observe({rig.sensor.id, 1.2, at(4), std::nullopt}, rig.out);
     EXPECT_EQ(rig.states(), (std::vector<std::string>{"sensor/door_open:start"}));
 }
+
+TEST(SensorRules, AWindowJoinedAfterItsCycleIsNotJudged) {
+    // The cabinet ran its full cycle 13:10-13:22; the gateway restarted (a reload, an upgrade) at
+    // 13:40, inside the window: it cannot know about that cycle, and used to raise missed_cycle at
+    // 14:00, a false alarm. The next window is judged as usual.
+    Rig rig;
+    kg::rules::Schedule after_meals;
+    after_meals.windows = {kg::rules::parse_window("13:00-14:00"), kg::rules::parse_window("19:00-20:00")};
+    rig.schedules["after_meals"] = after_meals;
+    rig.sensor.id = "cabinet";
+    rig.sensor.interval = 1min;
+    kg::config::Disinfection d;
+    d.schedule = "after_meals";
+    rig.sensor.disinfection = d;
+    SensorRules r(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(13 * 60 + 40));
+    rig.feed(r, 13 * 60 + 40, 15 * 60, 40.0);
+    EXPECT_TRUE(rig.out.empty()) << rig.states().front();
+    rig.feed(r, 15 * 60, 20 * 60 + 5, 40.0);  // no cycle after dinner: that window was seen whole
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+    EXPECT_EQ(rig.out[0].time, at(20 * 60));
+}
