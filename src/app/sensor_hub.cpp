@@ -78,7 +78,7 @@ void SensorHub::on_reading(const sensors::Reading& reading) {
         // The day's curve holds what the sensor measured: a probe's error value (-127 from a DS18B20
         // whose wire broke) is an `invalid` event, not a minute whose minimum is -127.
         if (sensors::in_valid_range(e.rules->sensor(), reading.value)) {
-            if (auto done = e.roller.add(reading.time, reading.value))
+            if (auto done = e.roller.add(reading.time, reading.value, reading.arrival.value_or(reading.time)))
                 publish_rollup(e.rules->sensor(), *done);
         }
         log_->debug("{} = {} {}", reading.sensor, reading.value, e.rules->sensor().unit);

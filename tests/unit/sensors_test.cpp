@@ -3,6 +3,7 @@
 
 #include "common/mqtt_topic.hpp"
 #include "sensors/decode.hpp"
+#include "sensors/rollup.hpp"
 #include "sensors/sensor_rules.hpp"
 
 using namespace std::chrono_literals;
@@ -314,4 +315,32 @@ TEST(SensorRules, AWindowJoinedAfterItsCycleIsNotJudged) {
     rig.feed(r, 15 * 60, 20 * 60 + 5, 40.0);  // no cycle after dinner: that window was seen whole
     ASSERT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
     EXPECT_EQ(rig.out[0].time, at(20 * 60));
+}
+
+TEST(Rollup, ADeviceClockBehindStillGivesOneRollupPerMinute) {
+    // Readings every 10 s whose own time is 2 minutes behind their arrival (a batching device, or a
+    // clock that lags, within what is believed). The supervisor's tick expired each minute by the
+    // wall clock, while that minute's readings were still to come: one roll-up per reading, and the
+    // room keeps the last per minute, so a minute's 9.5 peak vanished from the day's curve.
+    kg::sensors::Roller roller;
+    std::vector<kg::sensors::Rollup> done;
+    const auto lag = 2min;
+    for (int s = 0; s < 180; s += 10) {
+        const auto own = at(60) + std::chrono::seconds(s);
+        const double v = s == 30 ? 9.5 : 4.0;
+        if (auto r = roller.add(own, v, own + lag)) done.push_back(*r);
+        if (auto r = roller.expire(own + lag + 500ms)) done.push_back(*r);  // the tick after it arrived
+    }
+    if (auto r = roller.take()) done.push_back(*r);
+    ASSERT_EQ(done.size(), 3u);
+    EXPECT_EQ(done[0].minute, at(60));
+    EXPECT_EQ(done[0].count, 6);
+    EXPECT_DOUBLE_EQ(done[0].max, 9.5);
+    EXPECT_EQ(done[1].count, 6);
+    EXPECT_EQ(done[2].count, 6);
+    // A minute whose readings stopped still goes out once the device's clock is past it.
+    kg::sensors::Roller quiet;
+    quiet.add(at(60), 4.0, at(62));
+    EXPECT_FALSE(quiet.expire(at(62.9)));
+    EXPECT_TRUE(quiet.expire(at(63)));
 }
