@@ -435,3 +435,40 @@ def test_a_reload_that_removes_a_sensor_leaves_no_alarm_in_its_retained_state(br
     finally:
         feeding.set()
         local.kill()
+
+
+def test_a_door_left_open_raises_its_alarm_without_another_message(broker, collector, gateways, tmp_path):
+    """A Zigbee door contact reports when the door opens and then nothing until it shuts. `for` ran
+    out only when a reading came, so the alarm waited for the next message, the one saying the door
+    was shut: a door left open never raised door_open. The last reading now holds until the next
+    one while the sensor is online."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    try:
+        sensors = [
+            {"id": "cold-room-door", "kind": "door", "unit": "", "interval": "1h",
+             "source": {"mqtt": {"topic": "zigbee2mqtt/cold_room_door", "value": "contact"}},
+             "thresholds": [{"label": "door_open", "below": 1, "for": "2s", "clear_for": "0s"}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "reading 1 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+
+        def events():
+            return [e for e in collector.events() if e.get("sensor") == "cold-room-door"]
+
+        opened = time.time()
+        publish.single("zigbee2mqtt/cold_room_door", json.dumps({"contact": False}), hostname="127.0.0.1",
+                       port=local.port)
+        kg_e2e.wait_until(lambda: events(), 10, what="door_open from the one message")
+        start = events()[0]
+        assert (start["label"], start["state"], start["value"]) == ("door_open", "start", 0.0), start
+        assert 1.5 <= kg_e2e.parse_time(start["time"]) - opened <= 4, start
+        publish.single("zigbee2mqtt/cold_room_door", json.dumps({"contact": True}), hostname="127.0.0.1",
+                       port=local.port)
+        kg_e2e.wait_until(lambda: [e["state"] for e in events()] == ["start", "end"], 10, what="the door shut")
+        assert events()[1]["end_reason"] == "cleared"
+        assert gw.terminate() == 0
+    finally:
+        local.kill()

@@ -344,3 +344,65 @@ TEST(Rollup, ADeviceClockBehindStillGivesOneRollupPerMinute) {
     EXPECT_FALSE(quiet.expire(at(62.9)));
     EXPECT_TRUE(quiet.expire(at(63)));
 }
+
+TEST(SensorRules, AReadingHoldsUntilTheNextOneForAThresholdsDuration) {
+    // A Zigbee door contact reports on change (and checks in hourly): {"contact": false} at 10:00,
+    // then nothing while the door stays open. `for` was timed only when a reading came, so the
+    // door_open alarm waited for the next message, the one that says the door is shut: never raised.
+    Rig rig;
+    rig.sensor.id = "cold-room-door";
+    rig.sensor.interval = 60min;
+    auto door = above(1.0, 5min, "door_open");
+    door.above = false;
+    rig.sensor.thresholds = {door};
+    auto r = rig.make();
+    Reading open{rig.sensor.id, 0.0, at(600), std::nullopt};
+    open.binary = true;
+    r.observe(open, rig.out);
+    for (double m = 600; m < 620; m += 0.5) r.tick(at(m), rig.out);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/door_open:start"});
+    EXPECT_EQ(rig.out[0].start_time, at(600));
+    EXPECT_EQ(rig.out[0].time, at(605));
+    EXPECT_DOUBLE_EQ(*rig.out[0].value, 0.0);
+
+    // A fridge read every 10 minutes with `for: 5m`: raised 5 minutes after the warm reading, not
+    // at the next one; and its clear_for runs between readings too.
+    Rig fridge;
+    fridge.sensor.id = "fridge";
+    fridge.sensor.interval = 10min;
+    fridge.sensor.thresholds = {above(8.0, 5min)};
+    auto f = fridge.make();
+    f.observe({"fridge", 9.0, at(0), std::nullopt}, fridge.out);
+    for (double m = 0; m < 10; m += 0.5) f.tick(at(m), fridge.out);
+    ASSERT_EQ(fridge.states(), std::vector<std::string>{"sensor/too_warm:start"});
+    EXPECT_EQ(fridge.out[0].time, at(5));
+    f.observe({"fridge", 4.0, at(10), std::nullopt}, fridge.out);
+    for (double m = 10; m < 15; m += 0.5) f.tick(at(m), fridge.out);
+    ASSERT_EQ(fridge.states(), (std::vector<std::string>{"sensor/too_warm:start", "sensor/too_warm:end"}));
+    EXPECT_EQ(*fridge.out[1].end_time, at(10));
+
+    // Once the sensor is silent past stale_after, its last value no longer counts: no alarm from a
+    // reading 40 minutes old.
+    Rig silent;
+    silent.sensor.id = "fridge";
+    silent.sensor.interval = 1min;
+    silent.sensor.thresholds = {above(8.0, 5min)};
+    auto s = silent.make();
+    s.observe({"fridge", 9.0, at(0), std::nullopt}, silent.out);
+    for (double m = 0; m < 40; m += 0.5) s.tick(at(m), silent.out);
+    EXPECT_EQ(silent.states(), std::vector<std::string>{"sensor_health/offline:start"});
+    // Nor does a valid value from before an impossible reading: the probe says nothing now.
+    Rig broken;
+    broken.sensor.id = "fridge";
+    broken.sensor.interval = 1min;
+    broken.sensor.min_valid = -40;
+    broken.sensor.max_valid = 60;
+    broken.sensor.thresholds = {above(8.0, 2min)};
+    auto b = broken.make();
+    b.observe({"fridge", 9.0, at(0), std::nullopt}, broken.out);
+    b.observe({"fridge", -127.0, at(1), std::nullopt}, broken.out);
+    for (double m = 1; m < 2.5; m += 0.5) b.tick(at(m), broken.out);
+    b.observe({"fridge", -127.0, at(2.5), std::nullopt}, broken.out);
+    for (double m = 2.5; m < 5; m += 0.5) b.tick(at(m), broken.out);
+    EXPECT_EQ(broken.states(), std::vector<std::string>{"sensor_health/invalid:start"});
+}
