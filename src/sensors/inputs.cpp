@@ -130,7 +130,18 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
     constexpr auto kAhead = std::chrono::seconds(5);
     constexpr auto kBehind = std::chrono::minutes(5);
     std::optional<TimePoint> own;
-    if (!s.source.time_path.empty()) own = time_at(doc, s.source.time_path);
+    if (!s.source.time_path.empty()) {
+        own = time_at(doc, s.source.time_path);
+        // Tasmota's "Time" is local time with no offset: which zone is the device's setting. Said
+        // once, or a configured time would be ignored without a word.
+        const auto* node = own ? nullptr : node_at(doc, s.source.time_path);
+        if (node != nullptr && time_warned_.insert(s.id).second) {
+            log_->warn(
+                "sensor {}: its time at '{}' ({:.40}) is not ISO 8601 with Z or an offset, nor epoch "
+                "seconds or milliseconds; its readings are timed by their arrival",
+                s.id, s.source.time_path, node->dump());
+        }
+    }
     if (retained) {
         // The broker's copy of the last message, handed out on every subscribe: without its own
         // time it says nothing of whether the sensor is alive now (a dead Zigbee2MQTT sensor's last
@@ -140,7 +151,7 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
         if (retained_warned_.insert(s.id).second) {
             log_->info("sensor {}: retained messages on {} are not counted as readings ({})", s.id,
                        s.source.topic,
-                       own ? "their own time is not recent" : "the payload has no time at source.time_path");
+                       own ? "their own time is not recent" : "the payload has no usable time at source.time_path");
         }
         return std::nullopt;
     }

@@ -265,11 +265,14 @@ def test_retained_messages_and_device_clocks_that_are_off(broker, collector, gat
         sensors = [
             {"id": "dead", "interval": "1s", "source": {"mqtt": {"topic": "dead/t"}}},
             {"id": "ahead", "interval": "1s", "source": {"mqtt": {"topic": "ahead/t", "time": "ts"}}},
+            # Tasmota's Time is local time without an offset: said once, and timed by arrival.
+            {"id": "tasmota", "interval": "1s", "stale_after": 100,
+             "source": {"mqtt": {"topic": "tele/fridge/SENSOR", "value": "DS18B20.Temperature", "time": "Time"}}},
         ]
         config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
         del config["cameras"]
         gw = gateways(config)
-        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+        kg_e2e.wait_until(lambda: "reading 3 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
 
         def state(sensor):
             return collector.last_json(f"{PREFIX}/sensors/{sensor}/state")
@@ -277,6 +280,9 @@ def test_retained_messages_and_device_clocks_that_are_off(broker, collector, gat
         # A device a day ahead keeps reporting: it is online, and stays online while it reports.
         for _ in range(12):
             publish.single("ahead/t", json.dumps({"temperature": 4.0, "ts": time.time() + 86400}),
+                           hostname="127.0.0.1", port=local.port)
+            publish.single("tele/fridge/SENSOR", json.dumps({"Time": "2026-11-24T10:00:00",
+                                                              "DS18B20": {"Temperature": 3.5}, "TempUnit": "C"}),
                            hostname="127.0.0.1", port=local.port)
             time.sleep(0.5)
         ahead = state("ahead")
@@ -290,6 +296,9 @@ def test_retained_messages_and_device_clocks_that_are_off(broker, collector, gat
         out = gw.output()
         assert "sensor ahead: its clock is 86" in out and "timed by their arrival" in out, out[-2000:]
         assert "sensor dead: retained messages on dead/t are not counted as readings" in out, out[-2000:]
+        assert out.count("sensor tasmota: its time at 'Time' (\"2026-11-24T10:00:00\") is not ISO 8601") == 1, \
+            out[-2000:]
+        assert collector.last_json(f"{PREFIX}/sensors/tasmota/state")["value"] == 3.5
     finally:
         local.kill()
 

@@ -117,6 +117,10 @@ TEST(JsonPath, FindsNumbersInZigbeeAndTasmotaPayloads) {
     EXPECT_TRUE(kg::sensors::boolean_at(door, "contact"));
     EXPECT_FALSE(kg::sensors::boolean_at(z2m, "temperature"));
     EXPECT_FALSE(kg::sensors::boolean_at(door, "missing"));
+    // An empty path is the whole payload: ESPHome publishes the bare number on its state topic.
+    EXPECT_DOUBLE_EQ(*kg::sensors::number_at(nlohmann::json::parse("4.5"), ""), 4.5);
+    // Tasmota's Time is local, with no offset: not a time that can be placed.
+    EXPECT_FALSE(kg::sensors::time_at(nlohmann::json::parse(R"({"Time":"2026-11-24T10:00:00"})"), "Time"));
 }
 
 TEST(SensorRules, SampleFridgeAboveEightForTenMinutesWithHysteresis) {
