@@ -149,9 +149,9 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
         const auto horizon = s.interval * s.stale_after;
         if (own && *own <= arrival + kAhead && arrival - *own < horizon) return std::min(*own, arrival);
         if (retained_warned_.insert(s.id).second) {
-            log_->info("sensor {}: retained messages on {} are not counted as readings ({})", s.id,
-                       s.source.topic,
-                       own ? "their own time is not recent" : "the payload has no usable time at source.time_path");
+            log_->info(
+                "sensor {}: retained messages on {} are not counted as readings ({})", s.id, s.source.topic,
+                own ? "their own time is not recent" : "the payload has no usable time at source.time_path");
         }
         return std::nullopt;
     }
