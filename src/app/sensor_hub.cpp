@@ -14,6 +14,12 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
     for (const auto& s : cfg.sensors) {
         entries_[s.id].rules =
             std::make_unique<sensors::SensorRules>(s, site_.calendar, site_.schedules, site_.ids, now);
+        if (s.disinfection && site_.calendar.active(site_.schedules.at(s.disinfection->schedule), now)) {
+            log_->info(
+                "sensor {}: started within its disinfection window ({}): a cycle before now is unknown, "
+                "so this window is not judged",
+                s.id, s.disinfection->schedule);
+        }
         if (s.source.kind == config::SensorSource::Kind::mqtt) {
             mqtt_sensors.push_back(&s);
         } else {
@@ -39,6 +45,8 @@ void SensorHub::start() {
 }
 
 void SensorHub::stop() {
+    if (stopped_) return;
+    stopped_ = true;
     if (mqtt_) mqtt_->stop();
     for (auto& m : modbus_) m->stop();
     std::vector<events::Event> ends;
@@ -50,6 +58,10 @@ void SensorHub::stop() {
         for (auto& [id, e] : entries_) {
             if (auto partial = e.roller.take()) publish_rollup(e.rules->sensor(), *partial);
             e.rules->close(now, events::kEndStopped, ends);
+            // The retained state must not keep showing the conditions whose events just ended, nor
+            // a sensor as read that nobody reads now: a reload may have removed it, and its last
+            // state would stay on the broker, and in the room, for good.
+            publish_state(e, now, false);
         }
     }
     deliver(ends);
@@ -66,7 +78,7 @@ void SensorHub::on_reading(const sensors::Reading& reading) {
         // The day's curve holds what the sensor measured: a probe's error value (-127 from a DS18B20
         // whose wire broke) is an `invalid` event, not a minute whose minimum is -127.
         if (sensors::in_valid_range(e.rules->sensor(), reading.value)) {
-            if (auto done = e.roller.add(reading.time, reading.value))
+            if (auto done = e.roller.add(reading.time, reading.value, reading.arrival.value_or(reading.time)))
                 publish_rollup(e.rules->sensor(), *done);
         }
         log_->debug("{} = {} {}", reading.sensor, reading.value, e.rules->sensor().unit);
@@ -91,7 +103,7 @@ void SensorHub::publish_rollup(const config::Sensor& sensor, const sensors::Roll
     outbox_.enqueue({0, topics_.sensor_rollup(sensor.id), j.dump(), 1, false, outbox::Priority::telemetry});
 }
 
-void SensorHub::publish_state(const Entry& e, TimePoint now) {
+void SensorHub::publish_state(const Entry& e, TimePoint now, bool running) {
     const auto& s = e.rules->sensor();
     const auto st = e.rules->state(now);
     nlohmann::json j = {{"site", site_.config.site.id},
@@ -100,7 +112,7 @@ void SensorHub::publish_state(const Entry& e, TimePoint now) {
                         {"kind", s.kind},
                         {"location", s.location},
                         {"unit", s.unit},
-                        {"online", st.online},
+                        {"online", running && st.online},
                         {"conditions", st.conditions},
                         {"time", iso8601_utc(now)}};
     j["value"] = st.value ? nlohmann::json(*st.value) : nlohmann::json(nullptr);

@@ -43,7 +43,8 @@ private:
     };
     void deliver(std::vector<events::Event>& events);
     void publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r);
-    void publish_state(const Entry& e, TimePoint now);
+    // `running` false: the gateway stops reading the sensor (a stop or a reload), so not online.
+    void publish_state(const Entry& e, TimePoint now, bool running = true);
 
     const SiteContext& site_;
     outbox::Outbox& outbox_;
@@ -54,6 +55,7 @@ private:
     std::mutex mutex_;  // readings arrive on input threads, ticks on the supervisor
     std::map<std::string, Entry> entries_;
     std::vector<events::Event> pending_;
+    bool stopped_ = false;  // stop() ran: the destructor's call does nothing more
 
     std::unique_ptr<sensors::MqttSensorInput> mqtt_;
     std::vector<std::unique_ptr<sensors::ModbusPoller>> modbus_;

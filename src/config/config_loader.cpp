@@ -989,6 +989,29 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
                       const std::string& message) {
         if (reported.insert(key).second) r.error(at.value_or(fallback), key, message);
     };
+    // One serial line is opened once, with one speed and framing: the first sensor's. A second sensor
+    // on it with other settings would have them ignored without a word.
+    std::map<std::string, std::size_t> first_on_line;
+    for (std::size_t i = 0; i < g.sensors.size(); ++i) {
+        const auto& src = g.sensors[i].source;
+        if (src.kind != SensorSource::Kind::modbus || src.device.rfind("rtu:", 0) != 0) continue;
+        const auto [it, first] = first_on_line.emplace(src.device, i);
+        if (first) continue;
+        const auto& other = g.sensors[it->second];
+        const auto& o = other.source;
+        const auto at = node_at(root, {"sensors", i, "source", "modbus"}).value_or(root);
+        const std::pair<const char*, bool> differ[] = {{"baud", src.baud != o.baud},
+                                                       {"parity", src.parity != o.parity},
+                                                       {"data_bits", src.data_bits != o.data_bits},
+                                                       {"stop_bits", src.stop_bits != o.stop_bits}};
+        for (const auto& [key, differs] : differ) {
+            if (!differs) continue;
+            report(node_at(at, {key}), at, fmt::format("sensors[{}].source.modbus.{}", i, key),
+                   fmt::format("sensor '{}' is on the serial line {} with sensor '{}' (line {}), whose {} "
+                               "differs: one line has one setting, give both the same",
+                               g.sensors[i].id, src.device, other.id, other.source_line, key));
+        }
+    }
     for (std::size_t i = 0; i < g.sensors.size(); ++i) {
         const auto& sensor = g.sensors[i];
         const auto at = node_at(root, {"sensors", i}).value_or(root);

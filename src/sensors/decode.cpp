@@ -42,9 +42,7 @@ double decode_registers(const std::vector<std::uint16_t>& regs, const config::Se
     return raw * src.scale + src.offset;
 }
 
-namespace {
-
-const nlohmann::json* find(const nlohmann::json& doc, const std::string& path) {
+const nlohmann::json* node_at(const nlohmann::json& doc, const std::string& path) {
     const nlohmann::json* node = &doc;
     std::istringstream in(path);
     std::string part;
@@ -64,10 +62,8 @@ const nlohmann::json* find(const nlohmann::json& doc, const std::string& path) {
     return node;
 }
 
-}  // namespace
-
 std::optional<double> number_at(const nlohmann::json& doc, const std::string& path) {
-    const auto* node = find(doc, path);
+    const auto* node = node_at(doc, path);
     if (node == nullptr) return std::nullopt;
     // A door contact or a relay reports true/false (Zigbee2MQTT's {"contact": true}).
     if (node->is_boolean()) return node->get<bool>() ? 1.0 : 0.0;
@@ -84,8 +80,13 @@ std::optional<double> number_at(const nlohmann::json& doc, const std::string& pa
     return std::nullopt;
 }
 
+bool boolean_at(const nlohmann::json& doc, const std::string& path) {
+    const auto* node = node_at(doc, path);
+    return node != nullptr && node->is_boolean();
+}
+
 std::optional<TimePoint> time_at(const nlohmann::json& doc, const std::string& path) {
-    const auto* node = find(doc, path);
+    const auto* node = node_at(doc, path);
     if (node == nullptr) return std::nullopt;
     if (node->is_number()) {
         double v = node->get<double>();

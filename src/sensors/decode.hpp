@@ -18,9 +18,13 @@ int register_count(config::SensorSource::Type type);
 // raw registers -> value * scale + offset.
 double decode_registers(const std::vector<std::uint16_t>& regs, const config::SensorSource& src);
 
-// The number at `path` ("a.b.c"; array indexes as numbers: "sensors.0.t"), if there is one.
+// The JSON value at `path` ("a.b.c"; array indexes as numbers: "sensors.0.t"), or null.
+const nlohmann::json* node_at(const nlohmann::json& doc, const std::string& path);
+// The number at `path`, if there is one.
 // Numbers given as strings ("4.2") count; anything else is nullopt.
 std::optional<double> number_at(const nlohmann::json& doc, const std::string& path);
+// Whether the value at `path` is true or false (number_at reads it as 1 or 0).
+bool boolean_at(const nlohmann::json& doc, const std::string& path);
 // The time at `path`: ISO 8601 (with Z or an offset) or epoch seconds/milliseconds.
 std::optional<TimePoint> time_at(const nlohmann::json& doc, const std::string& path);
 

@@ -130,7 +130,18 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
     constexpr auto kAhead = std::chrono::seconds(5);
     constexpr auto kBehind = std::chrono::minutes(5);
     std::optional<TimePoint> own;
-    if (!s.source.time_path.empty()) own = time_at(doc, s.source.time_path);
+    if (!s.source.time_path.empty()) {
+        own = time_at(doc, s.source.time_path);
+        // Tasmota's "Time" is local time with no offset: which zone is the device's setting. Said
+        // once, or a configured time would be ignored without a word.
+        const auto* node = own ? nullptr : node_at(doc, s.source.time_path);
+        if (node != nullptr && time_warned_.insert(s.id).second) {
+            log_->warn(
+                "sensor {}: its time at '{}' ({:.40}) is not ISO 8601 with Z or an offset, nor epoch "
+                "seconds or milliseconds; its readings are timed by their arrival",
+                s.id, s.source.time_path, node->dump());
+        }
+    }
     if (retained) {
         // The broker's copy of the last message, handed out on every subscribe: without its own
         // time it says nothing of whether the sensor is alive now (a dead Zigbee2MQTT sensor's last
@@ -138,9 +149,9 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
         const auto horizon = s.interval * s.stale_after;
         if (own && *own <= arrival + kAhead && arrival - *own < horizon) return std::min(*own, arrival);
         if (retained_warned_.insert(s.id).second) {
-            log_->info("sensor {}: retained messages on {} are not counted as readings ({})", s.id,
-                       s.source.topic,
-                       own ? "their own time is not recent" : "the payload has no time at source.time_path");
+            log_->info(
+                "sensor {}: retained messages on {} are not counted as readings ({})", s.id, s.source.topic,
+                own ? "their own time is not recent" : "the payload has no usable time at source.time_path");
         }
         return std::nullopt;
     }
@@ -171,7 +182,7 @@ void MqttSensorInput::on_message(const std::string& topic, const std::string& pa
         const auto arrival = Clock::now();
         const auto time = reading_time(*s, doc, retained, arrival);
         if (!time) continue;
-        handler_(Reading{s->id, *value, *time, arrival});
+        handler_(Reading{s->id, *value, *time, arrival, boolean_at(doc, s->source.value_path)});
     }
 }
 
@@ -202,6 +213,9 @@ void ModbusPoller::run() {
     Duration period = sensors_.front()->interval;
     for (const auto* s : sensors_) period = std::min(period, s->interval);
     std::vector<std::chrono::steady_clock::time_point> due(sensors_.size(), std::chrono::steady_clock::now());
+    // Where a round starts: after the sensor whose failed read last dropped the connection. A unit
+    // that never answers, read first again after each reconnect, would keep the others unread.
+    std::size_t first = 0;
     Modbus ctx;
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
     const bool tcp = device_.rfind("tcp://", 0) == 0;
@@ -237,7 +251,8 @@ void ModbusPoller::run() {
             }
         }
         const auto now = std::chrono::steady_clock::now();
-        for (std::size_t i = 0; i < sensors_.size(); ++i) {
+        for (std::size_t k = 0; k < sensors_.size(); ++k) {
+            const std::size_t i = (first + k) % sensors_.size();
             if (now < due[i]) continue;
             const auto* s = sensors_[i];
             due[i] = now + s->interval;
@@ -261,6 +276,7 @@ void ModbusPoller::run() {
                         log_->info("Modbus device {}: reconnecting{}", device_,
                                    tcp ? ", so that a late answer is not read as the next" : "");
                         ctx.reset();
+                        first = (i + 1) % sensors_.size();
                         break;
                     }
                     // A serial line cannot be reset: let a late answer arrive, then discard it.

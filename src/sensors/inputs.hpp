@@ -56,7 +56,8 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<mqtt::async_client> client_;
     std::vector<Pending> pending_;  // subscriptions not (yet) granted; input thread only
-    std::set<std::string> clock_warned_, retained_warned_;  // sensors already logged; callback thread only
+    // Sensors already logged about; callback thread only.
+    std::set<std::string> clock_warned_, retained_warned_, time_warned_;
     std::atomic<std::uint64_t> rejected_{0};
     WorkerThread thread_;
 };

@@ -15,6 +15,9 @@ struct Reading {
     // When it reached the gateway, if not `time`: whether the sensor is alive is judged on this,
     // so a device whose clock runs a minute behind is not taken for silent.
     std::optional<TimePoint> arrival;
+    // The payload said true/false (a door contact, a gas or leak detector): two states, so a
+    // threshold's hysteresis does not apply (it would put the end beyond the value that ends it).
+    bool binary = false;
 };
 
 }  // namespace kg::sensors

@@ -21,8 +21,12 @@ struct Rollup {
 
 class Roller {
 public:
-    // Adds a reading; returns the finished minute when this reading starts a new one.
-    std::optional<Rollup> add(TimePoint t, double v) {
+    // Adds a reading taken at `t` (its own time) that arrived at `arrived`; returns the finished
+    // minute when this reading starts a new one.
+    std::optional<Rollup> add(TimePoint t, double v, TimePoint arrived) {
+        // How far the device's clock runs behind: expire() waits for it, or a batching device's
+        // minute would be sent before most of its readings arrived.
+        lag_ = std::max(TimePoint::duration::zero(), arrived - t);
         const auto minute = std::chrono::floor<std::chrono::minutes>(t);
         std::optional<Rollup> done;
         if (current_.count > 0 && minute != current_.minute) done = flush();
@@ -33,9 +37,9 @@ public:
         ++current_.count;
         return done;
     }
-    // The current minute, if `now` is past it (readings stopped).
+    // The current minute, if `now` (the wall clock) is past it on the readings' clock (readings stopped).
     std::optional<Rollup> expire(TimePoint now) {
-        if (current_.count > 0 && now >= current_.minute + std::chrono::minutes(1)) return flush();
+        if (current_.count > 0 && now - lag_ >= current_.minute + std::chrono::minutes(1)) return flush();
         return std::nullopt;
     }
 
@@ -52,6 +56,7 @@ private:
         return r;
     }
     Rollup current_;
+    TimePoint::duration lag_{};  // arrival - own time of the newest reading
 };
 
 }  // namespace kg::sensors

@@ -41,6 +41,10 @@ SensorRules::SensorRules(const config::Sensor& sensor, const rules::Calendar& ca
         missed_.emplace(sensor_.id, "disinfection", "missed_cycle", "",
                         immediate(sensor_.disinfection->severity), ids);
         window_ = &schedules.at(sensor_.disinfection->schedule);
+        // Started inside a window (a reload, a restart): a cycle may have run before, unseen, so that
+        // window is not judged; the next one is, from its start.
+        in_window_ = calendar_.active(*window_, started);
+        judge_window_ = !in_window_;
     }
 }
 
@@ -84,18 +88,12 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
 
     const bool valid = in_valid_range(sensor_, v);
     emit(invalid_.observe(t, valid ? 0.0f : 1.0f), v, out);
+    last_valid_ = valid;
     if (!valid) return;  // an impossible value says the probe is broken, not that the fridge is warm
     value_ = v;
+    binary_ = reading.binary;
 
-    for (auto& l : limits_) {
-        const auto& th = *l.config;
-        // Hysteresis: a violation ends only once the value is back past the limit by `hysteresis`.
-        const double limit =
-            l.tracker.active() ? (th.above ? th.value - th.hysteresis : th.value + th.hysteresis) : th.value;
-        bool violated = th.above ? v > limit : v < limit;
-        if (l.schedule != nullptr && !calendar_.active(*l.schedule, t)) violated = false;
-        emit(l.tracker.observe(t, violated ? 1.0f : 0.0f), v, out);
-    }
+    check_limits(v, t, out);
     if (sensor_.disinfection) {
         track_cycle(v, t);
         // A complete cycle clears a missed one.
@@ -104,15 +102,37 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
     }
 }
 
+void SensorRules::check_limits(double v, TimePoint t, std::vector<events::Event>& out) {
+    for (auto& l : limits_) {
+        const auto& th = *l.config;
+        // Hysteresis: a violation ends only once the value is back past the limit by `hysteresis`.
+        // Not for true/false: `above: 0` on a gas detector's 1/0 would then never end.
+        const double h = binary_ ? 0.0 : th.hysteresis;
+        const double limit = l.tracker.active() ? (th.above ? th.value - h : th.value + h) : th.value;
+        bool violated = th.above ? v > limit : v < limit;
+        if (l.schedule != nullptr && !calendar_.active(*l.schedule, t)) violated = false;
+        emit(l.tracker.observe(t, violated ? 1.0f : 0.0f), v, out);
+    }
+}
+
 void SensorRules::tick(TimePoint now, std::vector<events::Event>& out) {
     const TimePoint seen = last_arrival_.value_or(started_);
     const bool stale = now - seen >= sensor_.interval * sensor_.stale_after;
     emit(offline_.observe(now, stale ? 1.0f : 0.0f), value_, out);
+    if (!stale && last_valid_ && value_) {
+        // The last reading holds until the next one: a door contact reports when the door opens,
+        // then nothing while it stays open, and `for` must run out all the same. On the readings'
+        // clock, as they are timed; not once the sensor is silent or its last reading impossible.
+        check_limits(*value_, now - (*last_arrival_ - *last_time_), out);
+    }
 
     if (window_ != nullptr) {
         const bool active = calendar_.active(*window_, now);
-        if (active && !in_window_) window_start_ = now;
-        if (!active && in_window_) {
+        if (active && !in_window_) {
+            window_start_ = now;
+            judge_window_ = true;
+        }
+        if (!active && in_window_ && judge_window_) {
             // The window just ended: was there a complete cycle in it?
             const bool done = last_cycle_ && *last_cycle_ >= window_start_;
             if (!done) emit(missed_->observe(now, 1.0f), value_, out);

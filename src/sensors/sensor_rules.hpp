@@ -1,12 +1,13 @@
 #pragma once
 // The rules of one sensor, driven only by the times it is given (readings carry theirs; tick()
 // brings the present), so 48-hour and 10-minute rules are tested in a second:
-// - thresholds with a duration and hysteresis ("sample fridge above 8 degC for 10 minutes");
+// - thresholds with a duration and hysteresis ("sample fridge above 8 degC for 10 minutes"); a
+//   reading holds until the next one while the sensor is online, so `for` runs out between readings;
 // - a value outside the physically possible range is `sensor_health/invalid`, not a false alarm;
 // - no reading for `stale_after` intervals is `sensor_health/offline`;
 // - disinfection: a cycle counts only at or above the set point for the minimum time; at the end
 //   of each window of its schedule without a complete cycle, `disinfection/missed_cycle` starts, and
-//   ends with the next complete cycle.
+//   ends with the next complete cycle. A window already running at the start is not judged.
 // Events share the cameras' life cycle (start/end, ids, severities) and go to the same outbox.
 
 #include <map>
@@ -53,6 +54,8 @@ private:
     void emit(std::optional<events::Event> e, std::optional<double> value,
               std::vector<events::Event>& out) const;
     void track_cycle(double value, TimePoint t);
+    // Feeds `v`, the value at `t` on the readings' clock, to every threshold.
+    void check_limits(double v, TimePoint t, std::vector<events::Event>& out);
 
     const config::Sensor& sensor_;
     const rules::Calendar& calendar_;
@@ -63,12 +66,15 @@ private:
 
     TimePoint started_;
     std::optional<double> value_;
+    bool binary_ = false;                    // value_ came as true/false
+    bool last_valid_ = false;                // the newest reading was within valid_range
     std::optional<TimePoint> last_time_;     // the newest reading's own time
     std::optional<TimePoint> last_arrival_;  // when the newest reading arrived: liveness
     // Disinfection cycle tracking.
     std::optional<TimePoint> hot_since_;
     std::optional<TimePoint> last_cycle_;  // when the last complete cycle reached its minimum time
     bool in_window_ = false;
+    bool judge_window_ = false;  // false for a window already running when these rules started
     TimePoint window_start_{};
 };
 

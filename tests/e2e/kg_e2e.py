@@ -696,10 +696,11 @@ class ScriptedModbusTcp:
     """A Modbus TCP device written in Python (functions 03 and 04), for what libmodbus's server will
     not do: answer late. The first `slow` answers are sent `delay` seconds after their request, as by
     a busy device or one behind a radio link. Registers: .registers[address] = 16-bit value (0 if
-    unset); .connections and .requests count what it saw."""
+    unset); .connections and .requests count what it saw. With `units`, only those unit ids are
+    answered: a Modbus TCP gateway whose serial line has no device at the others stays silent."""
 
-    def __init__(self, delay=0.0, slow=0):
-        self.delay, self.slow = delay, slow
+    def __init__(self, delay=0.0, slow=0, units=None):
+        self.delay, self.slow, self.units = delay, slow, units
         self.registers = {}
         self.connections = 0
         self.requests = 0
@@ -750,6 +751,8 @@ class ScriptedModbusTcp:
                     with self.lock:
                         self.requests += 1
                         late = self.requests <= self.slow
+                    if self.units is not None and unit not in self.units:
+                        continue
                     if late:
                         threading.Timer(self.delay, self._send, args=(conn, answer)).start()
                     else:

@@ -6,7 +6,9 @@ rules' long durations (10 minutes, 48 hours, disinfection windows) run on script
 tests/unit/sensors_test.cpp."""
 
 import json
+import signal
 import subprocess
+import threading
 import time
 
 import yaml
@@ -263,11 +265,14 @@ def test_retained_messages_and_device_clocks_that_are_off(broker, collector, gat
         sensors = [
             {"id": "dead", "interval": "1s", "source": {"mqtt": {"topic": "dead/t"}}},
             {"id": "ahead", "interval": "1s", "source": {"mqtt": {"topic": "ahead/t", "time": "ts"}}},
+            # Tasmota's Time is local time without an offset: said once, and timed by arrival.
+            {"id": "tasmota", "interval": "1s", "stale_after": 100,
+             "source": {"mqtt": {"topic": "tele/fridge/SENSOR", "value": "DS18B20.Temperature", "time": "Time"}}},
         ]
         config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
         del config["cameras"]
         gw = gateways(config)
-        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+        kg_e2e.wait_until(lambda: "reading 3 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
 
         def state(sensor):
             return collector.last_json(f"{PREFIX}/sensors/{sensor}/state")
@@ -275,6 +280,9 @@ def test_retained_messages_and_device_clocks_that_are_off(broker, collector, gat
         # A device a day ahead keeps reporting: it is online, and stays online while it reports.
         for _ in range(12):
             publish.single("ahead/t", json.dumps({"temperature": 4.0, "ts": time.time() + 86400}),
+                           hostname="127.0.0.1", port=local.port)
+            publish.single("tele/fridge/SENSOR", json.dumps({"Time": "2026-11-24T10:00:00",
+                                                              "DS18B20": {"Temperature": 3.5}, "TempUnit": "C"}),
                            hostname="127.0.0.1", port=local.port)
             time.sleep(0.5)
         ahead = state("ahead")
@@ -288,5 +296,188 @@ def test_retained_messages_and_device_clocks_that_are_off(broker, collector, gat
         out = gw.output()
         assert "sensor ahead: its clock is 86" in out and "timed by their arrival" in out, out[-2000:]
         assert "sensor dead: retained messages on dead/t are not counted as readings" in out, out[-2000:]
+        assert out.count("sensor tasmota: its time at 'Time' (\"2026-11-24T10:00:00\") is not ISO 8601") == 1, \
+            out[-2000:]
+        assert collector.last_json(f"{PREFIX}/sensors/tasmota/state")["value"] == 3.5
+    finally:
+        local.kill()
+
+
+def test_true_false_sensors_end_their_alarms(broker, collector, gateways, tmp_path):
+    """Zigbee2MQTT door contacts and gas detectors send true/false, read as 1/0. The natural limits,
+    `below: 1` for {"contact": false} and `above: 0` for {"gas": true}, took the default hysteresis
+    of 0.5: the alarm could end only at 1.5 or -0.5, values these sensors never send, so a door shut
+    again or a leak over stayed an alarm until the gateway stopped."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    try:
+        sensors = [
+            {"id": "cold-room-door", "kind": "door", "unit": "", "interval": "1s", "stale_after": 30,
+             "source": {"mqtt": {"topic": "zigbee2mqtt/cold_room_door", "value": "contact"}},
+             "thresholds": [{"label": "door_open", "below": 1, "for": "0s", "clear_for": "0s"}]},
+            {"id": "gas", "kind": "gas", "unit": "", "interval": "1s", "stale_after": 30,
+             "source": {"mqtt": {"topic": "zigbee2mqtt/gas", "value": "gas"}},
+             "thresholds": [{"label": "leak", "above": 0, "for": "0s", "clear_for": "0s", "severity": 1}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+
+        def send(topic, payload):
+            publish.single(topic, json.dumps(payload), hostname="127.0.0.1", port=local.port)
+            time.sleep(0.3)
+
+        def events(sensor):
+            return [(e["label"], e["state"]) for e in collector.events() if e.get("sensor") == sensor]
+
+        send("zigbee2mqtt/cold_room_door", {"contact": False, "battery": 90})
+        send("zigbee2mqtt/gas", {"gas": True, "battery_low": False})
+        kg_e2e.wait_until(lambda: events("cold-room-door") == [("door_open", "start")] and
+                          events("gas") == [("leak", "start")], 10, what="door open and gas alarms")
+        send("zigbee2mqtt/cold_room_door", {"contact": True, "battery": 90})
+        send("zigbee2mqtt/gas", {"gas": False, "battery_low": False})
+        kg_e2e.wait_until(lambda: ("door_open", "end") in events("cold-room-door") and ("leak", "end") in events("gas"),
+                          10, what="both alarms ended by the sensors, not by the stop")
+        ends = [e for e in collector.events() if e.get("sensor") and e["state"] == "end"]
+        assert all(e["end_reason"] == "cleared" for e in ends), ends
+        assert gw.terminate() == 0
+    finally:
+        local.kill()
+
+
+def test_a_unit_that_never_answers_does_not_silence_the_others_on_its_device(broker, collector, gateways,
+                                                                             tmp_path):
+    """Two sensors behind one Modbus TCP gateway; the first has a unit id no device answers to (a
+    typo, a dead fridge controller). Each of its reads times out and drops the connection, and every
+    round started again with it: when its timeout and the reconnect took as long as its interval, the
+    freezer behind it was never read, raised `offline` and could not raise `too_warm`."""
+    device = kg_e2e.ScriptedModbusTcp(units={1})
+    device.registers[0] = -150 & 0xFFFF  # -15.0 degC: a freezer too warm
+    try:
+        sensors = [
+            {"id": "fridge", "interval": "1s", "stale_after": 5,
+             "source": {"modbus": {"device": device.url, "unit_id": 7, "address": 0, "scale": 0.1}}},
+            {"id": "freezer", "interval": "1s", "stale_after": 5,
+             "source": {"modbus": {"device": device.url, "unit_id": 1, "address": 0, "scale": 0.1}},
+             "thresholds": [{"label": "too_warm", "above": -18, "for": "0s", "severity": 1}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors)
+        del config["cameras"]
+        gw = gateways(config)
+
+        def events(sensor):
+            return [(e["label"], e["state"]) for e in collector.events() if e.get("sensor") == sensor]
+
+        kg_e2e.wait_until(lambda: ("too_warm", "start") in events("freezer"), 10, what="the freezer's alarm")
+        kg_e2e.wait_until(lambda: ("offline", "start") in events("fridge"), 10, what="the silent unit offline")
+        time.sleep(3)
+        freezer = collector.last_json(f"{PREFIX}/sensors/freezer/state")
+        assert freezer["online"] and freezer["value"] == -15.0, freezer
+        assert ("offline", "start") not in events("freezer")
+        assert "sensor fridge: Modbus read of" in gw.output()
+        assert gw.terminate() == 0
+    finally:
+        device.close()
+
+
+def test_a_reload_that_removes_a_sensor_leaves_no_alarm_in_its_retained_state(broker, collector, schemas,
+                                                                            gateways, tmp_path):
+    """A gas detector in alarm is removed by a reload (SIGHUP) that also raises the fridge's limit.
+    The stop ended both events, but the retained states kept `conditions: ["leak"]` and
+    `online: true`: the removed sensor's state stayed on the broker, and in the room, as a leak for
+    good. Now a stop or reload publishes each sensor's state once more: no conditions, not online."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    feeding = threading.Event()
+    try:
+        sensors = [
+            {"id": "fridge", "interval": "1s", "stale_after": 5, "source": {"mqtt": {"topic": "fridge"}},
+             "thresholds": [{"label": "too_warm", "above": 8, "for": "1s", "clear_for": "1s"}]},
+            {"id": "gas", "kind": "gas", "unit": "ppm", "interval": "1s", "stale_after": 5,
+             "source": {"mqtt": {"topic": "gas", "value": "gas"}},
+             "thresholds": [{"label": "leak", "above": 1000, "for": "0s", "severity": 1}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+
+        def feed():
+            while not feeding.is_set():
+                publish.single("fridge", json.dumps({"temperature": 9.0}), hostname="127.0.0.1", port=local.port)
+                publish.single("gas", json.dumps({"gas": 1500}), hostname="127.0.0.1", port=local.port)
+                time.sleep(0.3)
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+
+        def events(sensor):
+            return [(e["label"], e["state"], e.get("end_reason")) for e in collector.events()
+                    if e.get("sensor") == sensor]
+
+        def retained(sensor):
+            return json.loads(kg_e2e.retained(broker, f"{PREFIX}/sensors/{sensor}/state"))
+
+        kg_e2e.wait_until(lambda: ("too_warm", "start", None) in events("fridge") and
+                          ("leak", "start", None) in events("gas"), 10, what="both alarms")
+        kg_e2e.wait_until(lambda: retained("gas")["conditions"] == ["leak"], 5, what="the leak in the state")
+
+        reloaded = json.loads(json.dumps(config))
+        reloaded["sensors"] = [reloaded["sensors"][0]]
+        reloaded["sensors"][0]["thresholds"][0]["above"] = 10
+        gw.config_path.write_text(yaml.safe_dump(reloaded, sort_keys=False))
+        gw.proc.send_signal(signal.SIGHUP)
+        kg_e2e.wait_until(lambda: gw.output().count("reading 1 MQTT sensors") >= 1, 15, what="the reloaded run")
+        time.sleep(2)
+        assert events("gas") == [("leak", "start", None), ("leak", "end", "gateway stopped")]
+        assert events("fridge") == [("too_warm", "start", None), ("too_warm", "end", "gateway stopped")]
+        gas = retained("gas")
+        assert gas["conditions"] == [] and gas["online"] is False and gas["value"] == 1500.0, gas
+        fridge = retained("fridge")  # still read after the reload, at 9 now within its new limit of 10
+        assert fridge["conditions"] == [] and fridge["online"] is True and fridge["value"] == 9.0, fridge
+        feeding.set()
+        feeder.join()
+        assert gw.terminate() == 0
+        fridge = retained("fridge")
+        assert fridge["conditions"] == [] and fridge["online"] is False, fridge
+        schemas.validate_all(collector)
+    finally:
+        feeding.set()
+        local.kill()
+
+
+def test_a_door_left_open_raises_its_alarm_without_another_message(broker, collector, gateways, tmp_path):
+    """A Zigbee door contact reports when the door opens and then nothing until it shuts. `for` ran
+    out only when a reading came, so the alarm waited for the next message, the one saying the door
+    was shut: a door left open never raised door_open. The last reading now holds until the next
+    one while the sensor is online."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    try:
+        sensors = [
+            {"id": "cold-room-door", "kind": "door", "unit": "", "interval": "1h",
+             "source": {"mqtt": {"topic": "zigbee2mqtt/cold_room_door", "value": "contact"}},
+             "thresholds": [{"label": "door_open", "below": 1, "for": "2s", "clear_for": "0s"}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "reading 1 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+
+        def events():
+            return [e for e in collector.events() if e.get("sensor") == "cold-room-door"]
+
+        opened = time.time()
+        publish.single("zigbee2mqtt/cold_room_door", json.dumps({"contact": False}), hostname="127.0.0.1",
+                       port=local.port)
+        kg_e2e.wait_until(lambda: events(), 10, what="door_open from the one message")
+        start = events()[0]
+        assert (start["label"], start["state"], start["value"]) == ("door_open", "start", 0.0), start
+        assert 1.5 <= kg_e2e.parse_time(start["time"]) - opened <= 4, start
+        publish.single("zigbee2mqtt/cold_room_door", json.dumps({"contact": True}), hostname="127.0.0.1",
+                       port=local.port)
+        kg_e2e.wait_until(lambda: [e["state"] for e in events()] == ["start", "end"], 10, what="the door shut")
+        assert events()[1]["end_reason"] == "cleared"
+        assert gw.terminate() == 0
     finally:
         local.kill()

@@ -429,6 +429,13 @@ INSTANTIATE_TEST_SUITE_P(
                 kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'tcp://h:502', address: 0, "
                         "timeout: 2m}}\n",
                 4, "sensors[0].source.modbus.timeout", "at most 60s"},
+        BadCase{
+            "serial_line_settings_differ",
+            kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'rtu:/dev/ttyUSB0', address: 0}}\n"
+                    "  - id: g\n    source:\n      modbus: {device: 'rtu:/dev/ttyUSB0', address: 1, baud: "
+                    "19200}\n",
+            7, "sensors[1].source.modbus.baud",
+            "sensor 'g' is on the serial line rtu:/dev/ttyUSB0 with sensor 'f' (line 3), whose baud differs"},
         BadCase{"duplicate_sensor",
                 kHead + "sensors:\n  - id: f\n    source: {mqtt: {topic: a}}\n  - id: f\n    source: {mqtt: "
                         "{topic: b}}\n",

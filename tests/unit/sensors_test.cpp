@@ -3,6 +3,7 @@
 
 #include "common/mqtt_topic.hpp"
 #include "sensors/decode.hpp"
+#include "sensors/rollup.hpp"
 #include "sensors/sensor_rules.hpp"
 
 using namespace std::chrono_literals;
@@ -113,6 +114,13 @@ TEST(JsonPath, FindsNumbersInZigbeeAndTasmotaPayloads) {
     const auto door = nlohmann::json::parse(R"({"contact": true, "tamper": false})");
     EXPECT_DOUBLE_EQ(*kg::sensors::number_at(door, "contact"), 1.0);
     EXPECT_DOUBLE_EQ(*kg::sensors::number_at(door, "tamper"), 0.0);
+    EXPECT_TRUE(kg::sensors::boolean_at(door, "contact"));
+    EXPECT_FALSE(kg::sensors::boolean_at(z2m, "temperature"));
+    EXPECT_FALSE(kg::sensors::boolean_at(door, "missing"));
+    // An empty path is the whole payload: ESPHome publishes the bare number on its state topic.
+    EXPECT_DOUBLE_EQ(*kg::sensors::number_at(nlohmann::json::parse("4.5"), ""), 4.5);
+    // Tasmota's Time is local, with no offset: not a time that can be placed.
+    EXPECT_FALSE(kg::sensors::time_at(nlohmann::json::parse(R"({"Time":"2026-11-24T10:00:00"})"), "Time"));
 }
 
 TEST(SensorRules, SampleFridgeAboveEightForTenMinutesWithHysteresis) {
@@ -259,4 +267,146 @@ TEST(SensorRules, AStopEndsEveryOpenEventOfTheSensor) {
     EXPECT_EQ(rig.out[2].end_reason, "gateway stopped");
     EXPECT_TRUE(rig.out[2].from_sensor);
     EXPECT_TRUE(r.state(at(15)).conditions.empty());
+}
+
+TEST(SensorRules, TrueFalseSensorsEndWhenTheStateReturns) {
+    // Zigbee2MQTT's {"contact": false} (door open) and {"gas": true} read as 0 and 1. With the
+    // default hysteresis of 0.5, `below: 1` ended only above 1.5 and `above: 0` only below -0.5:
+    // values a true/false sensor never sends, so the alarm never ended.
+    Rig rig;
+    rig.sensor.id = "door";
+    auto door = above(1.0, 0min, "door_open");
+    door.above = false;
+    door.clear_for = 0min;
+    auto gas = above(0.0, 0min, "leak");
+    gas.clear_for = 0min;
+    rig.sensor.thresholds = {door, gas};
+    auto r = rig.make();
+    auto feed = [&](double m, double v) {
+        Reading reading{rig.sensor.id, v, at(m), std::nullopt};
+        reading.binary = true;
+        r.observe(reading, rig.out);
+    };
+    feed(0, 1.0);  // closed, and gas
+    feed(1, 0.0);  // open, no gas
+    feed(2, 1.0);
+    EXPECT_EQ(rig.states(),
+              (std::vector<std::string>{"sensor/leak:start", "sensor/door_open:start", "sensor/leak:end",
+                                        "sensor/door_open:end", "sensor/leak:start"}));
+    // A number keeps its hysteresis: 1.2 on a `below: 1` is not yet back past 1.5.
+    rig.out.clear();
+    r.observe({rig.sensor.id, 0.2, at(3), std::nullopt}, rig.out);
+    r.observe({rig.sensor.id, 1.2, at(4), std::nullopt}, rig.out);
+    EXPECT_EQ(rig.states(), (std::vector<std::string>{"sensor/door_open:start"}));
+}
+
+TEST(SensorRules, AWindowJoinedAfterItsCycleIsNotJudged) {
+    // The cabinet ran its full cycle 13:10-13:22; the gateway restarted (a reload, an upgrade) at
+    // 13:40, inside the window: it cannot know about that cycle, and used to raise missed_cycle at
+    // 14:00, a false alarm. The next window is judged as usual.
+    Rig rig;
+    kg::rules::Schedule after_meals;
+    after_meals.windows = {kg::rules::parse_window("13:00-14:00"), kg::rules::parse_window("19:00-20:00")};
+    rig.schedules["after_meals"] = after_meals;
+    rig.sensor.id = "cabinet";
+    rig.sensor.interval = 1min;
+    kg::config::Disinfection d;
+    d.schedule = "after_meals";
+    rig.sensor.disinfection = d;
+    SensorRules r(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(13 * 60 + 40));
+    rig.feed(r, 13 * 60 + 40, 15 * 60, 40.0);
+    EXPECT_TRUE(rig.out.empty()) << rig.states().front();
+    rig.feed(r, 15 * 60, 20 * 60 + 5, 40.0);  // no cycle after dinner: that window was seen whole
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+    EXPECT_EQ(rig.out[0].time, at(20 * 60));
+}
+
+TEST(Rollup, ADeviceClockBehindStillGivesOneRollupPerMinute) {
+    // Readings every 10 s whose own time is 2 minutes behind their arrival (a batching device, or a
+    // clock that lags, within what is believed). The supervisor's tick expired each minute by the
+    // wall clock, while that minute's readings were still to come: one roll-up per reading, and the
+    // room keeps the last per minute, so a minute's 9.5 peak vanished from the day's curve.
+    kg::sensors::Roller roller;
+    std::vector<kg::sensors::Rollup> done;
+    const auto lag = 2min;
+    for (int s = 0; s < 180; s += 10) {
+        const auto own = at(60) + std::chrono::seconds(s);
+        const double v = s == 30 ? 9.5 : 4.0;
+        if (auto r = roller.add(own, v, own + lag)) done.push_back(*r);
+        if (auto r = roller.expire(own + lag + 500ms)) done.push_back(*r);  // the tick after it arrived
+    }
+    if (auto r = roller.take()) done.push_back(*r);
+    ASSERT_EQ(done.size(), 3u);
+    EXPECT_EQ(done[0].minute, at(60));
+    EXPECT_EQ(done[0].count, 6);
+    EXPECT_DOUBLE_EQ(done[0].max, 9.5);
+    EXPECT_EQ(done[1].count, 6);
+    EXPECT_EQ(done[2].count, 6);
+    // A minute whose readings stopped still goes out once the device's clock is past it.
+    kg::sensors::Roller quiet;
+    quiet.add(at(60), 4.0, at(62));
+    EXPECT_FALSE(quiet.expire(at(62.9)));
+    EXPECT_TRUE(quiet.expire(at(63)));
+}
+
+TEST(SensorRules, AReadingHoldsUntilTheNextOneForAThresholdsDuration) {
+    // A Zigbee door contact reports on change (and checks in hourly): {"contact": false} at 10:00,
+    // then nothing while the door stays open. `for` was timed only when a reading came, so the
+    // door_open alarm waited for the next message, the one that says the door is shut: never raised.
+    Rig rig;
+    rig.sensor.id = "cold-room-door";
+    rig.sensor.interval = 60min;
+    auto door = above(1.0, 5min, "door_open");
+    door.above = false;
+    rig.sensor.thresholds = {door};
+    auto r = rig.make();
+    Reading open{rig.sensor.id, 0.0, at(600), std::nullopt};
+    open.binary = true;
+    r.observe(open, rig.out);
+    for (double m = 600; m < 620; m += 0.5) r.tick(at(m), rig.out);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/door_open:start"});
+    EXPECT_EQ(rig.out[0].start_time, at(600));
+    EXPECT_EQ(rig.out[0].time, at(605));
+    EXPECT_DOUBLE_EQ(*rig.out[0].value, 0.0);
+
+    // A fridge read every 10 minutes with `for: 5m`: raised 5 minutes after the warm reading, not
+    // at the next one; and its clear_for runs between readings too.
+    Rig fridge;
+    fridge.sensor.id = "fridge";
+    fridge.sensor.interval = 10min;
+    fridge.sensor.thresholds = {above(8.0, 5min)};
+    auto f = fridge.make();
+    f.observe({"fridge", 9.0, at(0), std::nullopt}, fridge.out);
+    for (double m = 0; m < 10; m += 0.5) f.tick(at(m), fridge.out);
+    ASSERT_EQ(fridge.states(), std::vector<std::string>{"sensor/too_warm:start"});
+    EXPECT_EQ(fridge.out[0].time, at(5));
+    f.observe({"fridge", 4.0, at(10), std::nullopt}, fridge.out);
+    for (double m = 10; m < 15; m += 0.5) f.tick(at(m), fridge.out);
+    ASSERT_EQ(fridge.states(), (std::vector<std::string>{"sensor/too_warm:start", "sensor/too_warm:end"}));
+    EXPECT_EQ(*fridge.out[1].end_time, at(10));
+
+    // Once the sensor is silent past stale_after, its last value no longer counts: no alarm from a
+    // reading 40 minutes old.
+    Rig silent;
+    silent.sensor.id = "fridge";
+    silent.sensor.interval = 1min;
+    silent.sensor.thresholds = {above(8.0, 5min)};
+    auto s = silent.make();
+    s.observe({"fridge", 9.0, at(0), std::nullopt}, silent.out);
+    for (double m = 0; m < 40; m += 0.5) s.tick(at(m), silent.out);
+    EXPECT_EQ(silent.states(), std::vector<std::string>{"sensor_health/offline:start"});
+    // Nor does a valid value from before an impossible reading: the probe says nothing now.
+    Rig broken;
+    broken.sensor.id = "fridge";
+    broken.sensor.interval = 1min;
+    broken.sensor.min_valid = -40;
+    broken.sensor.max_valid = 60;
+    broken.sensor.thresholds = {above(8.0, 2min)};
+    auto b = broken.make();
+    b.observe({"fridge", 9.0, at(0), std::nullopt}, broken.out);
+    b.observe({"fridge", -127.0, at(1), std::nullopt}, broken.out);
+    for (double m = 1; m < 2.5; m += 0.5) b.tick(at(m), broken.out);
+    b.observe({"fridge", -127.0, at(2.5), std::nullopt}, broken.out);
+    for (double m = 2.5; m < 5; m += 0.5) b.tick(at(m), broken.out);
+    EXPECT_EQ(broken.states(), std::vector<std::string>{"sensor_health/invalid:start"});
 }
