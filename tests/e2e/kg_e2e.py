@@ -73,14 +73,17 @@ def can_install_privately():
 
 
 def private_system(tmp_path):
-    """The shell lines that lay writable overlays on /etc, /usr and /var (their changes kept in
-    tmp_path) and a fresh /run, to begin a script run by `unshare -m` (see can_install_privately)."""
-    lines = ""
+    """The shell lines that lay writable overlays on /etc, /usr and /var and a fresh /run, to begin a
+    script run by `unshare -m` (see can_install_privately). The overlays' changes go to a tmpfs
+    mounted in the namespace on tmp_path/layers, not to tmp_path itself: overlayfs refuses an upper
+    folder on an overlayfs, which is what tmp_path is on in a container whose root is one."""
+    layers = tmp_path / "layers"
+    layers.mkdir()
+    lines = f"mount -t tmpfs tmpfs {layers}\n"
     for d in ("etc", "usr", "var"):
-        (tmp_path / f"{d}-upper").mkdir()
-        (tmp_path / f"{d}-work").mkdir()
-        lines += (f"mount -t overlay overlay -o lowerdir=/{d},upperdir={tmp_path}/{d}-upper,"
-                  f"workdir={tmp_path}/{d}-work /{d}\n")
+        lines += (f"mkdir {layers}/{d}-upper {layers}/{d}-work\n"
+                  f"mount -t overlay overlay -o lowerdir=/{d},upperdir={layers}/{d}-upper,"
+                  f"workdir={layers}/{d}-work /{d}\n")
     return lines + "mount -t tmpfs tmpfs /run\n"
 
 
