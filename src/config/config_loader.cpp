@@ -1220,6 +1220,9 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
                 if (t[i]["label"]) r.string(t[i]["label"], key + ".label", th.label);
                 if (t[i]["hysteresis"])
                     r.number(t[i]["hysteresis"], key + ".hysteresis", th.hysteresis, 0, 1e6);
+                // A gas or smoke alarm is a danger now, not a fridge warming through a delivery:
+                // without a `for` of its own it raises at the first reading past the limit.
+                if (s.kind == "gas" || s.kind == "smoke") th.for_time = Duration::zero();
                 if (t[i]["for"]) r.duration(t[i]["for"], key + ".for", th.for_time, true);
                 if (t[i]["clear_for"]) r.duration(t[i]["clear_for"], key + ".clear_for", th.clear_for, true);
                 if (t[i]["severity"]) r.integer(t[i]["severity"], key + ".severity", th.severity, 1, 3);

@@ -254,6 +254,24 @@ TEST(ConfigLoader, SensorsWithoutCameras) {
     EXPECT_EQ(g.sensors[1].disinfection->schedule, "wash");
 }
 
+TEST(ConfigLoader, AGasOrSmokeThresholdWithoutForRaisesAtOnce) {
+    // `for` defaults to 10m (a fridge door open through a delivery is no alarm), but a gas detector
+    // written without one must not alarm ten minutes late.
+    const auto g =
+        load_string(kHead +
+                        "sensors:\n"
+                        "  - {id: gas, kind: gas, unit: '', source: {mqtt: {topic: t/gas, value: gas}},\n"
+                        "     thresholds: [{above: 0, label: leak}]}\n"
+                        "  - {id: smoke, kind: smoke, source: {mqtt: {topic: t/s}},\n"
+                        "     thresholds: [{above: 0, label: smoke, for: 5s}]}\n"
+                        "  - {id: fridge, source: {mqtt: {topic: t/f}}, thresholds: [{above: 8}]}\n",
+                    "g.yaml");
+    ASSERT_EQ(g.sensors.size(), 3u);
+    EXPECT_EQ(g.sensors[0].thresholds.at(0).for_time, 0s);
+    EXPECT_EQ(g.sensors[1].thresholds.at(0).for_time, 5s);  // its own `for` stands
+    EXPECT_EQ(g.sensors[2].thresholds.at(0).for_time, 10min);
+}
+
 TEST(ConfigLoader, TheShippedExamplesLoad) {
     for (const char* name : {"gateway.example.yaml", "demo.yaml"}) {
         const std::string path = std::string(KG_SOURCE_DIR) + "/config/" + name;
