@@ -15,6 +15,15 @@ events::TrackerRule immediate(int severity) {
     return r;
 }
 
+// A probe that reads impossible values now and then (a DS18B20's -127 or 85 on a loose wire) is one
+// fault, not an alert per glitch: the condition ends only once the readings have stayed possible for
+// two intervals.
+events::TrackerRule invalid_rule(const config::Sensor& sensor) {
+    events::TrackerRule r = immediate(2);
+    r.clear = sensor.interval * 2;
+    return r;
+}
+
 }  // namespace
 
 bool in_valid_range(const config::Sensor& sensor, double value) {
@@ -28,7 +37,7 @@ SensorRules::SensorRules(const config::Sensor& sensor, const rules::Calendar& ca
     : sensor_(sensor),
       calendar_(calendar),
       offline_(sensor.id, "sensor_health", "offline", "", immediate(2), ids),
-      invalid_(sensor.id, "sensor_health", "invalid", "", immediate(2), ids),
+      invalid_(sensor.id, "sensor_health", "invalid", "", invalid_rule(sensor), ids),
       started_(started) {
     for (const auto& th : sensor_.thresholds) {
         events::TrackerRule r = immediate(th.severity);

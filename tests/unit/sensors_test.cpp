@@ -205,8 +205,24 @@ TEST(SensorRules, AnImpossibleValueIsInvalidAndDoesNotTriggerThresholds) {
     auto r = rig.make();
     rig.feed(r, 0, 3, 850.0);  // a DS18B20's power-on value
     ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor_health/invalid:start"});
-    rig.feed(r, 3, 5, 4.0);
+    rig.feed(r, 3, 5, 4.0);  // possible again, not yet for two intervals (one minute each)
+    EXPECT_EQ(rig.states().back(), "sensor_health/invalid:start");
+    rig.feed(r, 5, 6, 4.0);
     EXPECT_EQ(rig.states().back(), "sensor_health/invalid:end");
+}
+
+TEST(SensorRules, AProbeThatGlitchesNowAndThenIsOneInvalidConditionNotAnAlertPerGlitch) {
+    Rig rig;
+    rig.sensor.id = "fridge";
+    rig.sensor.min_valid = -40;
+    rig.sensor.max_valid = 60;
+    auto r = rig.make();
+    // A loose DS18B20: -127 every other minute for an hour, then sound.
+    for (int m = 0; m < 60; ++m) rig.feed(r, m, m + 1, m % 2 == 0 ? -127.0 : 4.0);
+    EXPECT_EQ(rig.states(), std::vector<std::string>{"sensor_health/invalid:start"});
+    rig.feed(r, 60, 63, 4.0);
+    EXPECT_EQ(rig.states(),
+              (std::vector<std::string>{"sensor_health/invalid:start", "sensor_health/invalid:end"}));
 }
 
 TEST(SensorRules, ADisinfectionCycleOneMinuteTooShortIsMissed) {
