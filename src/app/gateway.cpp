@@ -252,6 +252,15 @@ void Gateway::stop() {
     // opens a new one if the condition is still there, instead of a second alert beside this one.
     const auto now = Clock::now();
     for (auto& camera : cameras_) camera->close_events(now, events::kEndStopped);
+    // The retained states must not keep showing the conditions whose events just ended, nor a camera
+    // as watched that nobody watches now: a reload may have removed it, and its last state would
+    // stay on the broker, and in the room, for good (as the sensors' do, SensorHub::stop).
+    for (auto& camera : cameras_) {
+        auto state = camera->supervise(now);
+        state.online = false;
+        link_.publish(topics_.camera_state(state.camera->id),
+                      publish::camera_state_payload(state, cfg_.site.id, now), 1, true);
+    }
     // The starts named their clips: those still waiting for clip_post are cut from what the rings
     // hold, and their reports committed, before the outbox closes.
     const auto clips_by = std::chrono::steady_clock::now() + kClipFlushTime;

@@ -9,7 +9,10 @@
    exits.
 3. Killed (SIGKILL) while a start's clip still waits for `clip_post`: the next start sends the clip
    report the room waits for, once, as an error, and deletes what a crash may have left at the clip's
-   path."""
+   path.
+4. Stopped with a camera's condition open: its retained state is published once more, not online
+   and with no conditions, so neither a plain stop nor a reload that removes the camera leaves the
+   room a condition whose event has ended."""
 
 import json
 import signal
@@ -238,3 +241,19 @@ def test_a_second_gateway_on_the_same_outbox_is_refused(broker, tmp_path):
     again = kg_e2e.Gateway(tmp_path, config, name="again")
     kg_e2e.wait_until(lambda: "[mqtt] connected" in again.output(), 10, what="a gateway on the freed outbox")
     assert again.terminate() == 0
+
+
+def test_a_stop_leaves_no_condition_in_a_cameras_retained_state(tmp_path, broker, collector, clips, gateways):
+    camera, _ = scene(clips)
+    gw = gateways(kg_e2e.base_config(broker, [camera], tmp_path))
+
+    def retained():
+        payload = kg_e2e.retained(broker, "kitchen/test-site/cameras/dark/state")
+        return json.loads(payload) if payload else {"conditions": None}
+
+    kg_e2e.wait_until(lambda: retained()["conditions"] == ["black"], 20, what="the black condition in the state")
+    assert gw.terminate() == 0
+    ends = [e for e in collector.events() if e.get("camera") == "dark" and e["state"] == "end"]
+    assert [e["end_reason"] for e in ends] == ["gateway stopped"], ends
+    state = retained()
+    assert state["conditions"] == [] and state["online"] is False, state
