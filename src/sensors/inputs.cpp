@@ -193,6 +193,22 @@ ModbusPoller::ModbusPoller(std::string device, std::vector<const config::Sensor*
       handler_(std::move(handler)),
       log_(std::move(log)) {}
 
+namespace {
+
+// The level of the n-th failure in a row (from 0): the first, and every 1000th after, as a warning.
+spdlog::level::level_enum repeat_level(std::uint64_t n) {
+    return n % 1000 == 0 ? spdlog::level::warn : spdlog::level::debug;
+}
+
+// Said with the first failure of a run (`count` after it): what the log will and will not repeat.
+std::string repeat_note(std::uint64_t count) {
+    if (count == 1) return " (further failures in a row at debug level, every 1000th as a warning)";
+    if (count % 1000 == 1) return fmt::format(" ({} failures in a row)", count);
+    return {};
+}
+
+}  // namespace
+
 ModbusPoller::~ModbusPoller() { stop(); }
 
 void ModbusPoller::start() {
@@ -216,6 +232,10 @@ void ModbusPoller::run() {
     // Where a round starts: after the sensor whose failed read last dropped the connection. A unit
     // that never answers, read first again after each reconnect, would keep the others unread.
     std::size_t first = 0;
+    // Failed reads in a row, per sensor, and failed connects: a device that stays dead is logged when
+    // it fails and when it comes back, not at every poll for the months it may stay so.
+    std::vector<std::uint64_t> failing(sensors_.size(), 0);
+    std::uint64_t connect_failing = 0;
     Modbus ctx;
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
     const bool tcp = device_.rfind("tcp://", 0) == 0;
@@ -237,10 +257,16 @@ void ModbusPoller::run() {
                 set_response_timeout(m, src.response_timeout);
                 if (modbus_connect(m) == 0) {
                     ctx.reset(m);
-                    log_->info("connected to Modbus device {}", device_);
+                    log_->info("connected to Modbus device {}{}", device_,
+                               connect_failing > 0 ? fmt::format(" after {} failed attempts", connect_failing)
+                                                   : std::string());
+                    connect_failing = 0;
                     backoff.reset();
                 } else {
-                    log_->warn("Modbus device {}: cannot connect: {}", device_, modbus_strerror(errno));
+                    const int err = errno;
+                    const auto streak = connect_failing++;
+                    log_->log(repeat_level(streak), "Modbus device {}: cannot connect: {}{}", device_,
+                              modbus_strerror(err), repeat_note(streak + 1));
                     modbus_free(m);
                 }
             }
@@ -267,8 +293,9 @@ void ModbusPoller::run() {
             if (n != static_cast<int>(regs.size())) {
                 const int err = n < 0 ? errno : EMBMDATA;  // before the log can change it
                 ++failures_;
-                log_->warn("sensor {}: Modbus read of {} register {} failed: {}", s->id, device_,
-                           s->source.address, modbus_strerror(err));
+                const auto streak = failing[i]++;
+                log_->log(repeat_level(streak), "sensor {}: Modbus read of {} register {} failed: {}{}",
+                          s->id, device_, s->source.address, modbus_strerror(err), repeat_note(streak + 1));
                 if (!device_answered(err)) {
                     // The answer may still come, and would be read as the answer to the next request:
                     // Modbus TCP would then never match a transaction id again.
@@ -289,9 +316,15 @@ void ModbusPoller::run() {
             if (!std::isfinite(value)) {
                 // float32 NaN is how many devices say "no measurement": not a reading.
                 ++failures_;
-                log_->warn("sensor {}: {} register {} holds no number ({})", s->id, device_,
-                           s->source.address, value);
+                const auto streak = failing[i]++;
+                log_->log(repeat_level(streak), "sensor {}: {} register {} holds no number ({}){}", s->id,
+                          device_, s->source.address, value, repeat_note(streak + 1));
                 continue;
+            }
+            if (failing[i] > 0) {
+                log_->info("sensor {}: {} register {} read again after {} failed reads", s->id, device_,
+                           s->source.address, failing[i]);
+                failing[i] = 0;
             }
             handler_({s->id, value, Clock::now(), std::nullopt});
         }
