@@ -328,7 +328,9 @@ void ModbusPoller::run() {
             }
             handler_({s->id, value, Clock::now(), std::nullopt});
         }
-        thread_.wait_for(std::min<Duration>(period, std::chrono::seconds(1)));
+        // A connection dropped after a timeout is made again at once: the sensors after the one
+        // that timed out are due now.
+        if (ctx) thread_.wait_for(std::min<Duration>(period, std::chrono::seconds(1)));
     }
 }
 
