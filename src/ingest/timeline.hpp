@@ -14,8 +14,9 @@
 // lost reference frame spoils the picture up to the next key frame. What decides is the decoding
 // time: B-frames reorder presentation times but never decoding times, and jitter of a few ms keeps
 // decoding times increasing (a step back of less than one frame loses nothing, so it is left as it
-// is). Absorbing a packet that only repeats a time costs the timeline one frame ahead of the camera's
-// clock, never a lost frame.
+// is). A packet that only repeats the last time, or is less than a frame before it, is moved alone to
+// one tick after the last (as `ffmpeg` does): the timeline does not move, so cameras that do it every
+// few seconds do not make it drift ahead of their clock.
 
 extern "C" {
 #include <libavcodec/packet.h>
@@ -47,7 +48,7 @@ public:
     struct Shift {
         enum class Kind {
             jump,  // more than kMaxBackSeconds back or kMaxAheadSeconds ahead: reset, restarted, wrapped
-            step,  // back by at most kMaxBackSeconds: the packet was not later than the last one
+            step,  // back by a frame to kMaxBackSeconds: the packet was not later than the last one
         };
         Kind kind;
         double seconds;  // from where the timeline was to continue (negative: back)

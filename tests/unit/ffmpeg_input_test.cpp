@@ -234,16 +234,15 @@ TEST(FfmpegInput, ACameraClockThatJumpsBackIsOneContinuousTimeline) {
     fs::remove_all(dir);
 }
 
-// A camera whose clock is set back twice without a reconnect: once through a relay that turns the
-// step into times repeated frame after frame (five frames stamped alike: five steps of one frame),
-// once by 0.5 s at one frame (an NTP client stepping it). Each step is counted; each correction is
-// logged once, at info, with its size, not once a frame.
-TEST(CameraWorker, StepsBackAreCountedEachAndLoggedOncePerCorrection) {
+// A camera that stamps five frames like the one before them (a relay, a careless clock), then whose
+// clock an NTP client steps back by 0.5 s. The repeats are moved a tick each, neither counted nor
+// logged (cameras do it all day); the step is counted and logged once, at info, with its size. No
+// frame is lost to either.
+TEST(CameraWorker, AStepBackIsCountedAndLoggedAndRepeatedTimesAreNot) {
     const fs::path dir = fs::temp_directory_path() / ("kg-steps-" + std::to_string(getpid()));
     fs::create_directories(dir);
     // (frames, first time in s): 2 s from 30 s; five single frames all at 31.96 s, the time of the
-    // frame before them; 2 s more where the clock had been (32 s: the five frames it stamped alike
-    // are lost to the camera's clock, not to the stream); 2 s from 33.5 s, where 34 s was due.
+    // frame before them; 2 s more from 32 s; 2 s from 33.5 s, where 34 s was due.
     const std::vector<std::pair<int, double>> parts{{50, 30.0}, {1, 31.96}, {1, 31.96}, {1, 31.96},
                                                     {1, 31.96}, {1, 31.96}, {50, 32.0}, {50, 33.5}};
     std::string joined = "cat";
@@ -276,17 +275,17 @@ TEST(CameraWorker, StepsBackAreCountedEachAndLoggedOncePerCorrection) {
     worker.stop();
     const auto s = stats.snapshot(kg::Clock::now());
     EXPECT_EQ(s.frames_in, 155u);
-    EXPECT_EQ(s.timestamp_jumps, 6u);  // five steps of one frame, one of 0.5 s
+    // The five frames stamped like the one before them are moved a tick each, not counted: cameras
+    // with a careless clock do it all day. The 0.5 s step is one.
+    EXPECT_EQ(s.timestamp_jumps, 1u);
     std::vector<std::string> stepped;
     std::istringstream in(lines.str());
     for (std::string line; std::getline(in, line);) {
         if (line.find("stepped back") != std::string::npos) stepped.push_back(line);
     }
-    ASSERT_EQ(stepped.size(), 2u) << lines.str();
-    EXPECT_EQ(stepped[0].rfind("info timestamps stepped back by 0.200 s", 0), 0u) << stepped[0];
-    EXPECT_NE(stepped[0].find(" in 5 steps"), std::string::npos) << stepped[0];
-    EXPECT_EQ(stepped[1].rfind("info timestamps stepped back by 0.500 s", 0), 0u) << stepped[1];
-    EXPECT_EQ(stepped[1].find(" steps"), std::string::npos) << stepped[1];
+    ASSERT_EQ(stepped.size(), 1u) << lines.str();
+    EXPECT_EQ(stepped[0].rfind("info timestamps stepped back by 0.500 s", 0), 0u) << stepped[0];
+    EXPECT_EQ(stepped[0].find(" steps"), std::string::npos) << stepped[0];
     EXPECT_EQ(lines.str().find("jumped"), std::string::npos) << lines.str();
     fs::remove_all(dir);
 }
