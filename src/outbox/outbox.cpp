@@ -233,6 +233,14 @@ void Outbox::stop(std::chrono::milliseconds drain) {
         std::lock_guard order(enqueue_mutex_);
         if (overflow_.size() > 0) flush_overflow();
     }
+    settle_marks();
+    remove_sent();
+    if (!unsettled_.empty()) {
+        log_->error(
+            "{} ends or clip reports delivered while the outbox store failed are not in its records: "
+            "the next start sends them again",
+            unsettled_.size());
+    }
     if (const auto n = overflow_.size(); n > 0)
         log_->error("{} messages held in memory are lost: the outbox store still fails", n);
     if (const auto n = store_.size(); n > 0)
@@ -276,6 +284,34 @@ std::size_t Outbox::requeue_dead() {
     return back;
 }
 
+void Outbox::remove_sent() {
+    std::size_t done = 0;
+    try {
+        for (; done < unremoved_.size(); ++done) store_.remove(unremoved_[done]);
+    } catch (const StoreError& e) {
+        store_failed(e.what());
+    }
+    unremoved_.erase(unremoved_.begin(), unremoved_.begin() + static_cast<std::ptrdiff_t>(done));
+    if (unremoved_.empty()) sent_upto_ = 0;
+}
+
+void Outbox::settle_marks() {
+    std::size_t done = 0;
+    try {
+        for (; done < unsettled_.size(); ++done) {
+            const auto& u = unsettled_[done];
+            if (u.clip) {
+                store_.forget_pending_clip(u.id);
+            } else {
+                store_.forget_open_event(u.id);
+            }
+        }
+    } catch (const StoreError& e) {
+        store_failed(e.what());
+    }
+    unsettled_.erase(unsettled_.begin(), unsettled_.begin() + static_cast<std::ptrdiff_t>(done));
+}
+
 void Outbox::pause(std::chrono::milliseconds how_long) {
     std::unique_lock lock(mutex_);
     cv_.wait_for(lock, how_long, [this] { return stop_; });
@@ -283,7 +319,7 @@ void Outbox::pause(std::chrono::milliseconds how_long) {
 
 std::optional<Message> Outbox::next() {
     try {
-        if (auto m = store_.front()) {
+        if (auto m = store_.front(sent_upto_)) {
             // A read that works clears a one-off failure, unless messages still wait in memory
             // for the store to take them (a full disk still reads).
             if (overflow_.size() == 0) store_recovered();
@@ -313,11 +349,14 @@ void Outbox::run() {
             std::unique_lock lock(mutex_);
             if (stop_) return;
         }
-        if (overflow_.size() > 0 && std::chrono::steady_clock::now() - last_flush >= kStoreErrorPause) {
+        if ((overflow_.size() > 0 || !unsettled_.empty() || !unremoved_.empty()) &&
+            std::chrono::steady_clock::now() - last_flush >= kStoreErrorPause) {
             // Made durable as soon as the store works again, even if nothing new is submitted.
             last_flush = std::chrono::steady_clock::now();
             std::lock_guard order(enqueue_mutex_);
             flush_overflow();
+            settle_marks();
+            remove_sent();
         }
         if (forgive_refused_.exchange(false)) smallest_refused_ = std::numeric_limits<std::size_t>::max();
         if (!flight) {
@@ -374,12 +413,19 @@ void Outbox::run() {
         if (head.seq < 0) {
             // Moved into the store meanwhile, it goes once more: receivers deduplicate.
             overflow_.pop(head.seq);
+            if (head.open_event.kind == OpenEventMark::Kind::close)
+                unsettled_.push_back({false, head.open_event.id});
+            if (head.clip.kind == ClipMark::Kind::reported) unsettled_.push_back({true, head.clip.event_id});
+            settle_marks();
         } else {
             try {
                 store_.remove(head.seq);
                 store_recovered();
             } catch (const StoreError& e) {
-                // Delivered but not removed: it will be sent again, and receivers deduplicate.
+                // Delivered but not removed: skipped from now on, removed once the store works (sent
+                // again only if the gateway stops first, and receivers deduplicate).
+                unremoved_.push_back(head.seq);
+                sent_upto_ = head.seq;
                 store_failed(e.what());
             }
         }

@@ -89,6 +89,9 @@ private:
     void store_recovered();
     std::optional<Message> next();
     void pause(std::chrono::milliseconds how_long);
+    // Applies to the store's records the ends and clip reports delivered from memory (sender thread,
+    // or after it stopped); those the store still refuses wait for the next call.
+    void settle_marks();
 
     SqliteStore& store_;
     publish::MqttLink& link_;
@@ -110,6 +113,21 @@ private:
     // The smallest message moved aside since start (sender thread only).
     std::size_t smallest_refused_ = std::numeric_limits<std::size_t>::max();
     std::atomic<bool> forgive_refused_{false};  // set by requeue_dead(), read by the sender thread
+    // An end or a clip report delivered from memory took its mark with it, while the start it closes
+    // may be in the store's records: without these, the next start would send it again (a clip's
+    // as "gateway restarted before the clip was recorded", over the room's true report).
+    struct Unsettled {
+        bool clip;  // else an event's end
+        std::string id;
+    };
+    std::vector<Unsettled> unsettled_;  // sender thread only (and stop(), after it)
+    // Stored messages the broker acknowledged that the failing store could not remove yet: skipped
+    // (the queue goes on after the last of them, sent_upto_) and removed once it works. Sending the
+    // head again and again instead flooded the broker with thousands of copies a second while the
+    // disk was full, and nothing behind it went out.
+    std::vector<std::int64_t> unremoved_;  // sender thread only (and stop(), after it)
+    std::int64_t sent_upto_ = 0;
+    void remove_sent();  // tries unremoved_ again
     std::thread thread_;
 };
 

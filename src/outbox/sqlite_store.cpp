@@ -32,7 +32,9 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
                  .schema = kSchema}),
       insert_(db_, "INSERT INTO messages(topic, payload, qos, retain, priority) VALUES(?,?,?,?,?)",
               kPersistent),
-      front_(db_, "SELECT seq, topic, payload, qos, retain, priority FROM messages ORDER BY seq LIMIT 1",
+      front_(db_,
+             "SELECT seq, topic, payload, qos, retain, priority FROM messages WHERE seq > ? ORDER BY seq "
+             "LIMIT 1",
              kPersistent),
       remove_(db_, "DELETE FROM messages WHERE seq = ? RETURNING length(payload) + length(topic)",
               kPersistent),
@@ -225,10 +227,13 @@ void SqliteStore::forget_pending_clip(const std::string& event_id) {
     clip_reported_.bind(1, event_id).run();
 }
 
-std::optional<Message> SqliteStore::front() {
+std::optional<Message> SqliteStore::front(std::int64_t after) {
     std::lock_guard lock(mutex_);
     front_.reset();
-    if (!front_.step()) return std::nullopt;
+    if (!front_.bind(1, after).step()) {
+        front_.reset();
+        return std::nullopt;
+    }
     Message m;
     m.seq = front_.integer(0);
     m.topic = front_.text(1);

@@ -83,7 +83,9 @@ public:
     // Commits the message (and sets its seq) and its open_event and clip marks unless it is refused;
     // a refused message changes no record either.
     Appended append(Message& message);
-    std::optional<Message> front();
+    // The oldest message queued, or the oldest after seq `after` (those before it were sent, and
+    // could not be removed yet).
+    std::optional<Message> front(std::int64_t after = 0);
     void remove(std::int64_t seq);
     // Moves a message the broker keeps refusing out of the queue into the `dead` table, where it
     // stays (with `reason`) for someone to look at; the queue behind it flows on. A message that

@@ -2,13 +2,20 @@
 // RLIMIT_FSIZE in a child process), then can again.
 #include "outbox/outbox.hpp"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <thread>
 
 #include "common/logging.hpp"
 #include "outbox/open_record.hpp"
@@ -356,4 +363,96 @@ TEST(Outbox, APendingClipRecordThatCannotBeReadOrPointsOutsideTheEvidenceIsForgo
                      "pending clip of event up: path '../x.mp4' is not an .mp4 inside the evidence folder");
     }
     fs::remove_all(dir);
+}
+
+namespace {
+
+// A port nobody listens on now.
+int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+// Delivered from memory while the disk is full: the start that promised the clip was stored (its
+// record says pending), its report was kept in memory and delivered from there. Once the store works,
+// the record must say reported, or the next start sends the report again in its error form.
+int run_report_delivered_from_memory(const fs::path& dir) {
+    int failed = 0;
+    auto check = [&failed](int bit, bool ok) { failed |= ok ? 0 : 1 << bit; };
+    kg::outbox::SqliteStore store((dir / "outbox.db").string(), {});
+    kg::config::Mqtt mqtt = Rig::mqtt();
+    mqtt.url = std::string("tcp://127.0.0.1:") + std::getenv("KG_TEST_BROKER_PORT");
+    kg::publish::MqttLink link(mqtt, "kitchen/s/availability", kg::Logging::null_logger());
+    kg::outbox::Outbox outbox(store, link, kg::publish::Topics("kitchen", "s"), "s",
+                              kg::Logging::null_logger());
+    outbox.submit(clip_start("promised"));
+    outbox.submit(camera_event("promised", EventState::end));
+    check(0, store.pending_clips().size() == 1 && store.open_events().empty());
+
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit limit{};
+    getrlimit(RLIMIT_FSIZE, &limit);
+    const auto hard = limit.rlim_max;
+    std::uintmax_t largest = 0;
+    for (const auto& f : fs::directory_iterator(dir)) largest = std::max(largest, f.file_size());
+    limit.rlim_cur = largest;
+    setrlimit(RLIMIT_FSIZE, &limit);
+    kg::events::ClipReport report;
+    report.event_id = "promised";
+    report.camera = "cooking";
+    report.path = "cooking/2026-09-22/promised.mp4";
+    report.seconds = 7;
+    report.bytes = 1000;
+    report.error = std::string(5000, 'x');  // padded: the WAL cannot take it in what its last frames left
+    outbox.submit_clip(report);
+    check(1, outbox.in_memory() == 1);
+
+    link.start();
+    outbox.start();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (outbox.in_memory() > 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    check(2, outbox.in_memory() == 0);  // delivered from memory
+    // Each once: the start and the end, stored and acknowledged but not removable while the disk is
+    // full, are skipped, not sent again and again ahead of the report.
+    check(5, outbox.delivered() == 3);
+    check(3, store.pending_clips().size() == 1);  // the full disk keeps the record as it was
+
+    limit.rlim_cur = hard;
+    setrlimit(RLIMIT_FSIZE, &limit);
+    const auto settled = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!store.pending_clips().empty() && std::chrono::steady_clock::now() < settled)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    check(4, store.pending_clips().empty());
+    outbox.stop(std::chrono::seconds(2));
+    link.stop();
+    return failed;
+}
+
+}  // namespace
+
+TEST(Outbox, WhileTheDiskIsFullEachMessageGoesOnceAndAReportFromMemoryIsNotSentAgainAtTheNextStart) {
+    const char* mosquitto = "/usr/sbin/mosquitto";
+    if (!fs::exists(mosquitto)) GTEST_SKIP() << "needs Mosquitto (" << mosquitto << ")";
+    const std::string port = std::to_string(free_port());
+    char* argv[] = {const_cast<char*>(mosquitto), const_cast<char*>("-p"), const_cast<char*>(port.c_str()),
+                    nullptr};
+    posix_spawn_file_actions_t quiet;  // its log would fill the test's output
+    posix_spawn_file_actions_init(&quiet);
+    posix_spawn_file_actions_addopen(&quiet, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&quiet, 2, "/dev/null", O_WRONLY, 0);
+    pid_t broker = 0;
+    ASSERT_EQ(posix_spawn(&broker, mosquitto, &quiet, nullptr, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&quiet);
+    setenv("KG_TEST_BROKER_PORT", port.c_str(), 1);
+    expect_child_passes(run_report_delivered_from_memory);
+    ::kill(broker, SIGTERM);
+    ::waitpid(broker, nullptr, 0);
 }
