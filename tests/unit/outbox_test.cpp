@@ -83,6 +83,29 @@ Event sensor_event(const std::string& id, EventState state) {
     return e;
 }
 
+// A full disk, in this (child) process: no file may grow past the size of the largest file in `dir`
+// now, and write() fails with EFBIG instead of SIGXFSZ killing the process. free() gives the space back.
+class DiskFull {
+public:
+    explicit DiskFull(const fs::path& dir) {
+        std::signal(SIGXFSZ, SIG_IGN);
+        getrlimit(RLIMIT_FSIZE, &limit_);
+        hard_ = limit_.rlim_max;
+        std::uintmax_t largest = 0;
+        for (const auto& f : fs::directory_iterator(dir)) largest = std::max(largest, f.file_size());
+        limit_.rlim_cur = largest;
+        setrlimit(RLIMIT_FSIZE, &limit_);
+    }
+    void free() {
+        limit_.rlim_cur = hard_;
+        setrlimit(RLIMIT_FSIZE, &limit_);
+    }
+
+private:
+    rlimit limit_{};
+    rlim_t hard_ = 0;
+};
+
 Message alert(const std::string& payload) {
     return {0, "kitchen/s/events", payload, 1, false, Priority::alert};
 }
@@ -101,15 +124,7 @@ int run_disk_full(const fs::path& dir) {
                               kg::Logging::null_logger());
     for (int i = 0; i < 3; ++i) check(0, outbox.enqueue(alert("m" + std::to_string(i))));
 
-    // The disk is full: no file may grow past its present size.
-    std::signal(SIGXFSZ, SIG_IGN);  // write() then fails with EFBIG instead of killing
-    rlimit limit{};
-    getrlimit(RLIMIT_FSIZE, &limit);
-    const auto hard = limit.rlim_max;
-    std::uintmax_t largest = 0;
-    for (const auto& f : fs::directory_iterator(dir)) largest = std::max(largest, f.file_size());
-    limit.rlim_cur = largest;
-    setrlimit(RLIMIT_FSIZE, &limit);
+    DiskFull disk(dir);  // no file of the folder may grow past its present size
     for (int i = 3; i < 8; ++i)
         check(0, outbox.enqueue(alert("m" + std::to_string(i) + std::string(5000, 'x'))));
     check(1, store.size() == 3);
@@ -119,8 +134,7 @@ int run_disk_full(const fs::path& dir) {
     check(5, problem && problem->find("outbox store failing") != std::string::npos);
 
     // Space again: the next message first moves what was kept in memory into the store, in order.
-    limit.rlim_cur = hard;
-    setrlimit(RLIMIT_FSIZE, &limit);
+    disk.free();
     check(6, outbox.enqueue(alert("m8")));
     check(7, outbox.in_memory() == 0 && store.size() == 9 && !outbox.store_problem());
     std::string order;
@@ -139,14 +153,7 @@ int run_disk_full_marks(const fs::path& dir) {
     auto check = [&failed](int bit, bool ok) { failed |= ok ? 0 : 1 << bit; };
     Rig rig((dir / "outbox.db").string());
     rig.outbox.submit(camera_event("before", EventState::start));
-    std::signal(SIGXFSZ, SIG_IGN);
-    rlimit limit{};
-    getrlimit(RLIMIT_FSIZE, &limit);
-    const auto hard = limit.rlim_max;
-    std::uintmax_t largest = 0;
-    for (const auto& f : fs::directory_iterator(dir)) largest = std::max(largest, f.file_size());
-    limit.rlim_cur = largest;
-    setrlimit(RLIMIT_FSIZE, &limit);
+    DiskFull disk(dir);  // no file of the folder may grow past its present size
     // Padded so that the WAL cannot take it in the space its last frames left.
     auto full = camera_event("full", EventState::start);
     full.label = std::string(5000, 'x');
@@ -155,8 +162,7 @@ int run_disk_full_marks(const fs::path& dir) {
     check(0, rig.outbox.in_memory() == 2);
     auto open = rig.store.open_events();
     check(1, open.size() == 1 && open[0].id == "before");  // neither change recorded yet
-    limit.rlim_cur = hard;
-    setrlimit(RLIMIT_FSIZE, &limit);
+    disk.free();
     check(2, rig.outbox.enqueue(alert("next")));
     open = rig.store.open_events();
     check(3, rig.outbox.in_memory() == 0 && open.size() == 1 && open[0].id == "full");
@@ -396,14 +402,7 @@ int run_report_delivered_from_memory(const fs::path& dir) {
     outbox.submit(camera_event("promised", EventState::end));
     check(0, store.pending_clips().size() == 1 && store.open_events().empty());
 
-    std::signal(SIGXFSZ, SIG_IGN);
-    rlimit limit{};
-    getrlimit(RLIMIT_FSIZE, &limit);
-    const auto hard = limit.rlim_max;
-    std::uintmax_t largest = 0;
-    for (const auto& f : fs::directory_iterator(dir)) largest = std::max(largest, f.file_size());
-    limit.rlim_cur = largest;
-    setrlimit(RLIMIT_FSIZE, &limit);
+    DiskFull disk(dir);  // no file of the folder may grow past its present size
     kg::events::ClipReport report;
     report.event_id = "promised";
     report.camera = "cooking";
@@ -425,8 +424,7 @@ int run_report_delivered_from_memory(const fs::path& dir) {
     check(5, outbox.delivered() == 3);
     check(3, store.pending_clips().size() == 1);  // the full disk keeps the record as it was
 
-    limit.rlim_cur = hard;
-    setrlimit(RLIMIT_FSIZE, &limit);
+    disk.free();
     const auto settled = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (!store.pending_clips().empty() && std::chrono::steady_clock::now() < settled)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
