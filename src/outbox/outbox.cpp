@@ -233,8 +233,7 @@ void Outbox::stop(std::chrono::milliseconds drain) {
         std::lock_guard order(enqueue_mutex_);
         if (overflow_.size() > 0) flush_overflow();
     }
-    settle_marks();
-    remove_sent();
+    settle_with_store();
     if (!unsettled_.empty()) {
         log_->error(
             "{} ends or clip reports delivered while the outbox store failed are not in its records: "
@@ -284,32 +283,25 @@ std::size_t Outbox::requeue_dead() {
     return back;
 }
 
-void Outbox::remove_sent() {
-    std::size_t done = 0;
-    try {
-        for (; done < unremoved_.size(); ++done) store_.remove(unremoved_[done]);
-    } catch (const StoreError& e) {
-        store_failed(e.what());
-    }
-    unremoved_.erase(unremoved_.begin(), unremoved_.begin() + static_cast<std::ptrdiff_t>(done));
-    if (unremoved_.empty()) sent_upto_ = 0;
-}
-
-void Outbox::settle_marks() {
-    std::size_t done = 0;
-    try {
-        for (; done < unsettled_.size(); ++done) {
-            const auto& u = unsettled_[done];
-            if (u.clip) {
-                store_.forget_pending_clip(u.id);
-            } else {
-                store_.forget_open_event(u.id);
-            }
+void Outbox::settle_with_store() {
+    // In order, each dropped once done; the first failure leaves the rest for the next call.
+    const auto apply = [this](auto& items, const auto& op) {
+        std::size_t done = 0;
+        try {
+            for (; done < items.size(); ++done) op(items[done]);
+        } catch (const StoreError& e) {
+            store_failed(e.what());
         }
-    } catch (const StoreError& e) {
-        store_failed(e.what());
-    }
-    unsettled_.erase(unsettled_.begin(), unsettled_.begin() + static_cast<std::ptrdiff_t>(done));
+        items.erase(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(done));
+    };
+    apply(unsettled_, [this](const Unsettled& u) {
+        if (u.clip) {
+            store_.forget_pending_clip(u.id);
+        } else {
+            store_.forget_open_event(u.id);
+        }
+    });
+    apply(unremoved_, [this](std::int64_t seq) { store_.remove(seq); });
 }
 
 void Outbox::pause(std::chrono::milliseconds how_long) {
@@ -319,7 +311,8 @@ void Outbox::pause(std::chrono::milliseconds how_long) {
 
 std::optional<Message> Outbox::next() {
     try {
-        if (auto m = store_.front(sent_upto_)) {
+        // After the last message sent that the store could not remove yet: those before it went.
+        if (auto m = store_.front(unremoved_.empty() ? 0 : unremoved_.back())) {
             // A read that works clears a one-off failure, unless messages still wait in memory
             // for the store to take them (a full disk still reads).
             if (overflow_.size() == 0) store_recovered();
@@ -355,8 +348,7 @@ void Outbox::run() {
             last_flush = std::chrono::steady_clock::now();
             std::lock_guard order(enqueue_mutex_);
             flush_overflow();
-            settle_marks();
-            remove_sent();
+            settle_with_store();
         }
         if (forgive_refused_.exchange(false)) smallest_refused_ = std::numeric_limits<std::size_t>::max();
         if (!flight) {
@@ -416,7 +408,7 @@ void Outbox::run() {
             if (head.open_event.kind == OpenEventMark::Kind::close)
                 unsettled_.push_back({false, head.open_event.id});
             if (head.clip.kind == ClipMark::Kind::reported) unsettled_.push_back({true, head.clip.event_id});
-            settle_marks();
+            settle_with_store();
         } else {
             try {
                 store_.remove(head.seq);
@@ -425,7 +417,6 @@ void Outbox::run() {
                 // Delivered but not removed: skipped from now on, removed once the store works (sent
                 // again only if the gateway stops first, and receivers deduplicate).
                 unremoved_.push_back(head.seq);
-                sent_upto_ = head.seq;
                 store_failed(e.what());
             }
         }

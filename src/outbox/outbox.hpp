@@ -89,9 +89,10 @@ private:
     void store_recovered();
     std::optional<Message> next();
     void pause(std::chrono::milliseconds how_long);
-    // Applies to the store's records the ends and clip reports delivered from memory (sender thread,
-    // or after it stopped); those the store still refuses wait for the next call.
-    void settle_marks();
+    // Applies to the store what it refused while it failed: the records of the ends and clip reports
+    // delivered from memory (unsettled_), the removal of messages sent (unremoved_). Sender thread, or
+    // after it stopped; what the store still refuses waits for the next call.
+    void settle_with_store();
 
     SqliteStore& store_;
     publish::MqttLink& link_;
@@ -121,13 +122,11 @@ private:
         std::string id;
     };
     std::vector<Unsettled> unsettled_;  // sender thread only (and stop(), after it)
-    // Stored messages the broker acknowledged that the failing store could not remove yet: skipped
-    // (the queue goes on after the last of them, sent_upto_) and removed once it works. Sending the
+    // Stored messages the broker acknowledged that the failing store could not remove yet, in seq
+    // order: skipped (the queue goes on after the last of them) and removed once it works. Sending the
     // head again and again instead flooded the broker with thousands of copies a second while the
     // disk was full, and nothing behind it went out.
     std::vector<std::int64_t> unremoved_;  // sender thread only (and stop(), after it)
-    std::int64_t sent_upto_ = 0;
-    void remove_sent();  // tries unremoved_ again
     std::thread thread_;
 };
 
