@@ -14,7 +14,7 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
     for (const auto& s : cfg.sensors) {
         entries_[s.id].rules =
             std::make_unique<sensors::SensorRules>(s, site_.calendar, site_.schedules, site_.ids, now);
-        if (s.disinfection && site_.calendar.active(site_.schedules.at(s.disinfection->schedule), now)) {
+        if (entries_[s.id].rules->skips_current_window()) {
             log_->info(
                 "sensor {}: started within its disinfection window ({}): a cycle before now is unknown, "
                 "so this window is not judged",

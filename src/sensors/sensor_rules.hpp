@@ -44,6 +44,9 @@ public:
     void close(TimePoint now, const std::string& reason, std::vector<events::Event>& out);
     SensorState state(TimePoint now) const;
     const config::Sensor& sensor() const { return sensor_; }
+    // Whether the disinfection window running now goes unjudged: it was already running when these
+    // rules started, so a cycle before then is unknown.
+    bool skips_current_window() const { return in_window_ && !judge_window_; }
 
 private:
     struct Limit {
