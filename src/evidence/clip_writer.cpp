@@ -1,15 +1,12 @@
 #include "evidence/clip_writer.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <optional>
 
+#include "common/durable_file.hpp"
 #include "ingest/ffmpeg_ptr.hpp"
 
 namespace kg::evidence {
@@ -21,17 +18,6 @@ struct OutputCloser {
         avformat_free_context(c);
     }
 };
-
-// fsync() of a written file; the reason on failure.
-std::optional<std::string> sync_file(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return std::strerror(errno);
-    const bool ok = ::fsync(fd) == 0;
-    const int saved = errno;
-    ::close(fd);
-    if (!ok) return std::strerror(saved);
-    return std::nullopt;
-}
 
 }  // namespace
 
@@ -126,13 +112,13 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
         std::remove(partial.c_str());
         return result;
     }
-    std::error_code ec;
-    std::filesystem::rename(partial, path, ec);
-    if (ec) {
-        result.error = fmt::format("cannot rename {}: {}", partial, ec.message());
+    if (auto why = rename_durably(partial, path)) {
+        result.error = fmt::format("cannot rename {}: {}", partial, *why);
         std::remove(partial.c_str());
+        std::remove(path.c_str());
         return result;
     }
+    std::error_code ec;
     result.ok = true;
     result.bytes = static_cast<std::size_t>(std::filesystem::file_size(path, ec));
     result.seconds = static_cast<double>(last_end) * av_q2d(span.time_base);

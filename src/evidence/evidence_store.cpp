@@ -1,17 +1,15 @@
 #include "evidence/evidence_store.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/statvfs.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "common/durable_file.hpp"
 
 namespace kg::evidence {
 namespace fs = std::filesystem;
@@ -23,29 +21,6 @@ TimePoint file_time(const fs::path& p) {
     const auto ft = fs::last_write_time(p, ec);
     if (ec) return Clock::now();
     return std::chrono::time_point_cast<Clock::duration>(std::chrono::file_clock::to_sys(ft));
-}
-
-// Writes `data` to `path` and flushes it to the disk before returning, so that the rename that
-// follows never publishes an empty file after a power cut (evidence is what an inspector asks
-// for). Returns the reason on failure.
-std::optional<std::string> write_durably(const fs::path& path, std::string_view data) {
-    struct Fd {
-        int fd;
-        ~Fd() {
-            if (fd >= 0) ::close(fd);
-        }
-    } file{::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)};
-    if (file.fd < 0) return std::strerror(errno);
-    for (std::size_t done = 0; done < data.size();) {
-        const auto n = ::write(file.fd, data.data() + done, data.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return std::strerror(errno);
-        done += static_cast<std::size_t>(n);
-    }
-    if (::fsync(file.fd) != 0) return std::strerror(errno);
-    const int fd = std::exchange(file.fd, -1);
-    if (::close(fd) != 0) return std::strerror(errno);
-    return std::nullopt;
 }
 
 }  // namespace
@@ -171,16 +146,15 @@ StoreResult EvidenceStore::write(const std::string& relative, std::string_view d
     if (!r.ok) return r;
     const fs::path target = root_ / relative;
     const fs::path partial = target.string() + ".part";
-    if (const auto error = write_durably(partial, data)) {
+    // Flushed before the rename and the folder after it: after a power cut the name an event gave
+    // the room must not point at an empty file, or at nothing.
+    auto error = write_file_durably(partial, data);
+    if (!error) error = rename_durably(partial, target);
+    if (error) {
         std::error_code ec;
         fs::remove(partial, ec);
+        fs::remove(target, ec);
         return {false, "", fmt::format("cannot write {}: {}", target.string(), *error)};
-    }
-    std::error_code ec;
-    fs::rename(partial, target, ec);
-    if (ec) {
-        fs::remove(partial, ec);
-        return {false, "", fmt::format("cannot write {}: {}", target.string(), ec.message())};
     }
     adopt(relative);
     return r;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/durable_file.hpp"
 #include "common/logging.hpp"
 #include "evidence/clip_writer.hpp"
 #include "evidence/event_evidence.hpp"
@@ -724,4 +725,25 @@ TEST(EventEvidence, AClipIsReportedOnlyAfterTheStartThatNamesItWasSubmitted) {
     evidence.poll(kg::Clock::now() + 1h);
     EXPECT_EQ(sink.order, (std::vector<std::string>{"start ev1", "clip ev1"}));
     fs::remove_all(dir);
+}
+
+TEST(DurableFile, RenamesAndNamesWhatWentWrong) {
+    const auto dir = std::filesystem::temp_directory_path() / ("kg-durable-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    const auto part = dir / "a.jpg.part";
+    ASSERT_EQ(kg::write_file_durably(part, "jpeg bytes"), std::nullopt);
+    ASSERT_EQ(kg::rename_durably(part, dir / "a.jpg"), std::nullopt);
+    EXPECT_FALSE(std::filesystem::exists(part));
+    std::ifstream in(dir / "a.jpg");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text, "jpeg bytes");
+
+    const auto missing = kg::rename_durably(dir / "a.jpg", dir / "no-such-folder" / "a.jpg");
+    ASSERT_TRUE(missing.has_value());
+    EXPECT_NE(missing->find("No such file"), std::string::npos) << *missing;
+    const auto unwritable = kg::write_file_durably(dir / "no-such-folder" / "b.jpg", "x");
+    ASSERT_TRUE(unwritable.has_value());
+    EXPECT_NE(unwritable->find("No such file"), std::string::npos) << *unwritable;
+    std::filesystem::remove_all(dir);
 }

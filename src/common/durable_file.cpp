@@ -1,0 +1,66 @@
+#include "common/durable_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace kg {
+namespace {
+
+class Fd {
+public:
+    explicit Fd(int fd) : fd_(fd) {}
+    ~Fd() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    int get() const { return fd_; }
+    // Closes now: close() can report a write-back error that fsync() did not.
+    bool close() { return ::close(std::exchange(fd_, -1)) == 0; }
+
+private:
+    int fd_;
+};
+
+std::optional<std::string> sync_open(const std::filesystem::path& path, int flags) {
+    Fd fd(::open(path.c_str(), flags | O_CLOEXEC));
+    if (fd.get() < 0) return std::strerror(errno);
+    if (::fsync(fd.get()) != 0) return std::strerror(errno);
+    if (!fd.close()) return std::strerror(errno);
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> write_file_durably(const std::filesystem::path& path, std::string_view data) {
+    Fd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+    if (file.get() < 0) return std::strerror(errno);
+    for (std::size_t done = 0; done < data.size();) {
+        const auto n = ::write(file.get(), data.data() + done, data.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return std::strerror(errno);
+        done += static_cast<std::size_t>(n);
+    }
+    if (::fsync(file.get()) != 0) return std::strerror(errno);
+    if (!file.close()) return std::strerror(errno);
+    return std::nullopt;
+}
+
+std::optional<std::string> sync_file(const std::filesystem::path& path) { return sync_open(path, O_RDONLY); }
+
+std::optional<std::string> rename_durably(const std::filesystem::path& from,
+                                          const std::filesystem::path& to) {
+    std::error_code ec;
+    std::filesystem::rename(from, to, ec);
+    if (ec) return ec.message();
+    const auto folder = to.has_parent_path() ? to.parent_path() : std::filesystem::path(".");
+    if (auto why = sync_open(folder, O_RDONLY | O_DIRECTORY))
+        return "renamed, but the folder " + folder.string() + " could not be flushed: " + *why;
+    return std::nullopt;
+}
+
+}  // namespace kg
