@@ -10,6 +10,7 @@
 #include <functional>
 #include <iostream>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "app/detector_preflight.hpp"
@@ -46,8 +47,10 @@ struct RunEnd {
 
 // One life of the gateway with one configuration: until a stop signal, or a reload (SIGHUP or
 // POST /api/reload) with a configuration that has already been validated.
+// `carry`: what the run before this one (a reload) handed over, taken here; filled again when this
+// run ends for a reload.
 RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
-                const kg::ProcessSignals& process_signals) {
+                const kg::ProcessSignals& process_signals, kg::app::SensorCarryOver& carry) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -62,6 +65,7 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
         throw;
     }
     kg::app::Gateway& gateway = *built;
+    gateway.adopt(std::exchange(carry, {}));
     gateway.start();
     // Without systemd (no NOTIFY_SOCKET) these are no-ops.
     sd_notify(0, "READY=1");
@@ -192,17 +196,18 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     });
     io.run();
 
-    gateway.stop();
+    gateway.stop(outcome == Outcome::reload ? &carry : nullptr);
     log->info(outcome == Outcome::reload ? "stopped for the reload" : "bye");
     return {outcome, outcome == Outcome::reload ? std::move(next) : std::nullopt};
 }
 
 int run(kg::config::Gateway cfg, const std::string& config_path, const kg::ProcessSignals& signals) {
     kg::ingest::initialise_ffmpeg();
+    kg::app::SensorCarryOver carry;
     for (;;) {
         RunEnd end;
         try {
-            end = run_once(cfg, config_path, signals);
+            end = run_once(cfg, config_path, signals, carry);
         } catch (const std::exception&) {
             return 1;
         }

@@ -241,12 +241,24 @@ void Gateway::publish_states(TimePoint now, bool due) {
     }
 }
 
-void Gateway::stop() {
+void Gateway::adopt(SensorCarryOver carried) {
+    if (sensors_) {
+        sensors_->adopt(std::move(carried));
+        return;
+    }
+    // No sensors in this run: the minutes the last run had begun go out as they are.
+    for (auto& [id, c] : carried.sensors) {
+        if (auto partial = c.roller.take())
+            publish_rollup(outbox_, topics_, cfg_.site.id, c.config, *partial);
+    }
+}
+
+void Gateway::stop(SensorCarryOver* carry) {
     if (!running_) return;
     running_ = false;
     log_->info("stopping");
     for (auto& camera : cameras_) camera->stop();
-    if (sensors_) sensors_->stop();  // ends its open events
+    if (sensors_) sensors_->stop(carry);  // ends its open events
     pool_.stop();
     // Committed before the link closes: the room sees every open event end, and the next start
     // opens a new one if the condition is still there, instead of a second alert beside this one.

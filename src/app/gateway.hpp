@@ -32,10 +32,14 @@ public:
     Gateway(config::Gateway cfg, const Logging& logging);
     ~Gateway() override;
 
+    // Before start(), at a reload: the previous run's sensor readings and minutes in progress.
+    void adopt(SensorCarryOver carried);
     void start();
     // Periodic supervision, from the main thread's timer: offline detection, clips, state reports.
     void tick();
-    void stop();
+    // With `carry` (a reload: the process goes on) the sensors hand their readings and minutes in
+    // progress over instead of sending partial roll-ups.
+    void stop(SensorCarryOver* carry = nullptr);
 
     static constexpr auto kTickInterval = std::chrono::milliseconds(500);
 

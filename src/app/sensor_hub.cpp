@@ -44,19 +44,48 @@ void SensorHub::start() {
     for (auto& m : modbus_) m->start();
 }
 
-void SensorHub::stop() {
+void SensorHub::adopt(SensorCarryOver carried) {
+    std::vector<events::Event> out;
+    {
+        std::lock_guard lock(mutex_);
+        const auto now = Clock::now();
+        for (auto& [id, c] : carried.sensors) {
+            auto it = entries_.find(id);
+            const bool same = it != entries_.end() && it->second.rules->sensor().source == c.config.source &&
+                              it->second.rules->sensor().unit == c.config.unit;
+            if (!same) {
+                if (auto partial = c.roller.take()) publish_rollup(c.config, *partial);
+                continue;
+            }
+            auto& e = it->second;
+            e.roller = c.roller;
+            if (!c.last) continue;
+            e.last = *c.last;
+            e.rules->resume(*c.last, now, out);
+            log_->debug("sensor {}: the last reading before the reload holds ({} {})", id, c.last->value,
+                        e.rules->sensor().unit);
+        }
+    }
+    deliver(out);
+}
+
+void SensorHub::stop(SensorCarryOver* carry) {
     if (stopped_) return;
     stopped_ = true;
     if (mqtt_) mqtt_->stop();
     for (auto& m : modbus_) m->stop();
     std::vector<events::Event> ends;
     {
-        // The minute in progress is not lost at shutdown: it goes out as a partial roll-up; and no
-        // event stays open in the room for a gateway that is gone.
+        // The minute in progress is not lost at shutdown: it goes out as a partial roll-up, or on
+        // to the next run at a reload; and no event stays open in the room for a gateway that is gone.
         std::lock_guard lock(mutex_);
         const auto now = Clock::now();
         for (auto& [id, e] : entries_) {
-            if (auto partial = e.roller.take()) publish_rollup(e.rules->sensor(), *partial);
+            if (carry != nullptr) {
+                carry->sensors[id] = {e.rules->sensor(), e.last, e.roller};
+            } else if (auto partial = e.roller.take()) {
+                publish_rollup(e.rules->sensor(), *partial);
+            }
             e.rules->close(now, events::kEndStopped, ends);
             // The retained state must not keep showing the conditions whose events just ended, nor
             // a sensor as read that nobody reads now: a reload may have removed it, and its last
@@ -74,6 +103,7 @@ void SensorHub::on_reading(const sensors::Reading& reading) {
         auto it = entries_.find(reading.sensor);
         if (it == entries_.end()) return;
         auto& e = it->second;
+        e.last = reading;
         e.rules->observe(reading, out);
         // The day's curve holds what the sensor measured: a probe's error value (-127 from a DS18B20
         // whose wire broke) is an `invalid` event, not a minute whose minimum is -127.
@@ -90,17 +120,17 @@ void SensorHub::deliver(std::vector<events::Event>& events) {
     for (const auto& e : events) site_.sink.submit(e);
 }
 
-void SensorHub::publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r) {
-    const nlohmann::json j = {{"site", site_.config.site.id},
-                              {"sensor", sensor.id},
-                              {"unit", sensor.unit},
-                              {"minute", iso8601_utc(r.minute)},
-                              {"min", r.min},
-                              {"mean", r.mean()},
-                              {"max", r.max},
-                              {"count", r.count}};
+void publish_rollup(outbox::Outbox& outbox, const publish::Topics& topics, const std::string& site,
+                    const config::Sensor& sensor, const sensors::Rollup& r) {
+    const nlohmann::json j = {
+        {"site", site}, {"sensor", sensor.id}, {"unit", sensor.unit}, {"minute", iso8601_utc(r.minute)},
+        {"min", r.min}, {"mean", r.mean()},    {"max", r.max},        {"count", r.count}};
     // Through the outbox: the day's curve survives an outage, but goes first when space runs out.
-    outbox_.enqueue({0, topics_.sensor_rollup(sensor.id), j.dump(), 1, false, outbox::Priority::telemetry});
+    outbox.enqueue({0, topics.sensor_rollup(sensor.id), j.dump(), 1, false, outbox::Priority::telemetry});
+}
+
+void SensorHub::publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r) {
+    app::publish_rollup(outbox_, topics_, site_.config.site.id, sensor, r);
 }
 
 void SensorHub::publish_state(const Entry& e, TimePoint now, bool running) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "app/camera_pipeline.hpp"
@@ -18,14 +19,36 @@
 
 namespace kg::app {
 
+// What one run's sensors hand to the next at a reload (the process goes on): each sensor's last
+// reading and its minute in progress. A door contact reports once when the door opens; without its
+// last reading the next run would not know the door is open until it shut again. And the minute
+// in progress goes on in the next run instead of being sent twice, cut in two.
+struct SensorCarryOver {
+    struct Sensor {
+        config::Sensor config;  // as the previous run read it
+        std::optional<sensors::Reading> last;
+        sensors::Roller roller;
+    };
+    std::map<std::string, Sensor> sensors;
+};
+
+// One minute's roll-up of a sensor, through the outbox as telemetry.
+void publish_rollup(outbox::Outbox& outbox, const publish::Topics& topics, const std::string& site,
+                    const config::Sensor& sensor, const sensors::Rollup& r);
+
 class SensorHub {
 public:
     SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::MqttLink& link,
               const publish::Topics& topics);
     ~SensorHub();
 
+    // Before start(): takes over the previous run's readings and minutes (a reload) for the sensors
+    // read the same way as before (same source and unit); the minutes of the others are sent now.
+    void adopt(SensorCarryOver carried);
     void start();
-    void stop();
+    // Ends the sensors' events and publishes their states offline. With `carry` (a reload) each
+    // sensor's last reading and minute in progress go there instead of a partial roll-up.
+    void stop(SensorCarryOver* carry = nullptr);
     // Reading from any input thread.
     void on_reading(const sensors::Reading& reading);
     // Supervisor: staleness, disinfection windows, roll-ups of quiet minutes, state reports.
@@ -40,6 +63,7 @@ private:
         std::unique_ptr<sensors::SensorRules> rules;
         sensors::Roller roller;
         std::vector<std::string> last_conditions;
+        std::optional<sensors::Reading> last;  // the last reading received, for the next run
     };
     void deliver(std::vector<events::Event>& events);
     void publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r);

@@ -184,6 +184,7 @@ struct SensorSource {
     double scale = 1.0, offset = 0.0;  // value = raw * scale + offset
     // How long a read waits for its answer (a radio link or a Modbus gateway may need more).
     Duration response_timeout{std::chrono::seconds(1)};
+    bool operator==(const SensorSource&) const = default;
 };
 
 // A limit with a duration: e.g. sample fridge above 8 degC for 10 minutes.

@@ -111,6 +111,17 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
     }
 }
 
+void SensorRules::resume(const Reading& last, TimePoint now, std::vector<events::Event>& out) {
+    if (!in_valid_range(sensor_, last.value)) return;
+    const TimePoint arrived = last.arrival.value_or(last.time);
+    last_time_ = last.time;
+    last_arrival_ = arrived;
+    last_valid_ = true;
+    value_ = last.value;
+    binary_ = last.binary;
+    check_limits(last.value, now - (arrived - last.time), out);  // on the readings' clock, as tick()
+}
+
 void SensorRules::check_limits(double v, TimePoint t, std::vector<events::Event>& out) {
     for (auto& l : limits_) {
         const auto& th = *l.config;

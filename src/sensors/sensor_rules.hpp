@@ -39,6 +39,11 @@ public:
                 TimePoint started);
 
     void observe(const Reading& reading, std::vector<events::Event>& out);
+    // The previous run's last reading, at a reload: it holds here as it did there (a door contact
+    // that reported "open" and then nothing), with its own times, so the sensor is no fresher than it
+    // was; but its limits are judged from `now` on, since the stop ended their events and a new one
+    // must not start before that end. An impossible value is not taken over.
+    void resume(const Reading& last, TimePoint now, std::vector<events::Event>& out);
     void tick(TimePoint now, std::vector<events::Event>& out);
     // Ends every open event of this sensor with `reason` (the gateway stops or reloads).
     void close(TimePoint now, const std::string& reason, std::vector<events::Event>& out);

@@ -489,3 +489,66 @@ def test_a_door_left_open_raises_its_alarm_without_another_message(broker, colle
         assert gw.terminate() == 0
     finally:
         local.kill()
+
+
+def test_a_reload_keeps_a_door_open_and_the_minute_in_progress(broker, collector, gateways, tmp_path):
+    """A reload (SIGHUP) rebuilt the sensors without their last readings: a door contact that had
+    reported "open" (and says nothing more until it shuts) was unknown to the new run, so a door
+    opened shortly before a reload never raised door_open. And the minute in progress went out as
+    a partial roll-up at the reload, then again with the rest of its readings: two roll-ups for one
+    minute, the second replacing the first in the room. Now a reload hands each sensor's last
+    reading and minute in progress to the next run."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    try:
+        sensors = [
+            {"id": "door", "kind": "door", "unit": "", "interval": "1h",
+             "source": {"mqtt": {"topic": "zigbee2mqtt/door", "value": "contact"}},
+             "thresholds": [{"label": "door_open", "below": 1, "for": "3s", "clear_for": "0s"}]},
+            # Timed by its own clock, so that the test knows which minute each reading falls in.
+            {"id": "fridge", "interval": "1s", "stale_after": 600,
+             "source": {"mqtt": {"topic": "fridge/t", "time": "ts"}}},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+
+        def fridge(ts, value):
+            publish.single("fridge/t", json.dumps({"temperature": value, "ts": ts}), hostname="127.0.0.1",
+                           port=local.port)
+
+        def door_events():
+            return [(e["label"], e["state"], e.get("end_reason")) for e in collector.events()
+                    if e.get("sensor") == "door"]
+
+        minute = (int(time.time()) // 60 - 2) * 60  # two minutes back: within what a device clock may lag
+        fridge(minute + 10, 3.0)
+        fridge(minute + 20, 4.0)
+        publish.single("zigbee2mqtt/door", json.dumps({"contact": False}), hostname="127.0.0.1", port=local.port)
+        time.sleep(1)
+        runs = gw.output().count("reading 2 MQTT sensors")
+        gw.proc.send_signal(signal.SIGHUP)  # the same file: nothing changes but the run
+        kg_e2e.wait_until(lambda: gw.output().count("reading 2 MQTT sensors") > runs, 15, what="the reloaded run")
+        reloaded = time.time()
+        fridge(minute + 30, 5.0)
+        fridge(minute + 40, 6.0)
+        fridge(minute + 70, 7.0)  # the next minute: the one before is complete
+
+        # The door, silent since it opened, raises its alarm `for` after the reload.
+        kg_e2e.wait_until(lambda: ("door_open", "start", None) in door_events(), 10, what="door_open after the reload")
+        start = [e for e in collector.events() if e.get("sensor") == "door"][-1]
+        assert 2.5 <= kg_e2e.parse_time(start["time"]) - reloaded <= 6, (start, reloaded)
+        assert door_events() == [("door_open", "start", None)], door_events()
+
+        rollups = kg_e2e.wait_until(lambda: [r for r in collector.json_on(f"{PREFIX}/sensors/fridge/rollup")
+                                             if kg_e2e.parse_time(r["minute"]) == minute], 10,
+                                    what="the fridge's roll-up of the reloaded minute")
+        time.sleep(1)
+        rollups = [r for r in collector.json_on(f"{PREFIX}/sensors/fridge/rollup")
+                   if kg_e2e.parse_time(r["minute"]) == minute]
+        assert len(rollups) == 1, rollups
+        assert (rollups[0]["count"], rollups[0]["min"], rollups[0]["max"], rollups[0]["mean"]) == (4, 3.0, 6.0, 4.5)
+        assert gw.terminate() == 0
+    finally:
+        local.kill()
