@@ -387,7 +387,12 @@ private:
             out += fmt::format("kgm_messages_total{{outcome=\"expired\"}} {}\n", c->expired.load());
             out += fmt::format("# TYPE kgm_store_retries_total counter\nkgm_store_retries_total {}\n",
                                c->store_retries.load());
+            out += fmt::format("# TYPE kgm_lost_messages_total counter\nkgm_lost_messages_total {}\n",
+                               c->lost_numbers.load());
         }
+        if (ctx_.replay_requests)
+            out += fmt::format("# TYPE kgm_replay_requests_total counter\nkgm_replay_requests_total {}\n",
+                               ctx_.replay_requests());
         out += fmt::format("# TYPE kgm_alerts gauge\nkgm_alerts {}\n", ctx_.store.count_alerts());
         return make_response(req, http::status::ok, std::move(out), "text/plain; version=0.0.4");
     }

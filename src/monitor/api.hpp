@@ -28,6 +28,7 @@ struct ApiContext {
     // An operator recorded an action: publish the decision, tell the open dashboards.
     std::function<void(const ActionRecord&)> on_action;
     const Ingest::Counters* counters = nullptr;
+    std::function<std::uint64_t()> replay_requests;  // replay requests the broker took
 };
 
 WebHandler make_api(ApiContext ctx, std::shared_ptr<spdlog::logger> log);

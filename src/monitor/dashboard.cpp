@@ -89,7 +89,7 @@ const std::string& dashboard_html() {
     <section>
       <h2>Sites</h2>
       <table>
-        <thead><tr><th>Site</th><th>State</th><th>Last heartbeat</th><th>Cameras online</th><th>Sensors</th><th>Open alerts</th></tr></thead>
+        <thead><tr><th>Site</th><th>State</th><th>Last heartbeat</th><th>Cameras online</th><th>Sensors</th><th>Open alerts</th><th>Messages</th></tr></thead>
         <tbody id="sites"></tbody>
       </table>
     </section>
@@ -206,6 +206,15 @@ async function refreshChecks() {
   try { fillSelect($("#f-check"), await api("/api/checks"), true); } catch (e) {}
 }
 
+// What the room is missing of the site's numbered stream (null: its gateway does not number them).
+function messages(s) {
+  if (s.missing_messages == null) return `<span class="muted">not numbered</span>`;
+  const parts = [];
+  if (s.missing_messages) parts.push(`<span class="state-silent">${s.missing_messages} missing</span>`);
+  if (s.lost_messages) parts.push(`<span class="flag">${s.lost_messages} lost</span>`);
+  return parts.join("<br>") || "all received";
+}
+
 async function refreshSites() {
   let sites;
   try { sites = await api("/api/sites"); } catch (e) { return; }
@@ -217,8 +226,9 @@ async function refreshSites() {
     return `<tr data-site="${esc(s.site)}"><td>${esc(s.site)}<div class="muted">${esc(s.name || "")}</div></td>` +
       `<td class="state-${esc(s.state)}">${esc(s.state)}</td><td>${esc(age)}</td>` +
       `<td>${online} / ${cams.length}</td><td class="muted">${sensors}</td>` +
-      `<td>${s.open_alerts}${s.open_tier1 ? ` <span class="flag">(${s.open_tier1} tier 1)</span>` : ""}</td></tr>`;
-  }).join("") || `<tr><td colspan="6" class="muted">No site has reported yet.</td></tr>`;
+      `<td>${s.open_alerts}${s.open_tier1 ? ` <span class="flag">(${s.open_tier1} tier 1)</span>` : ""}</td>` +
+      `<td class="messages">${messages(s)}</td></tr>`;
+  }).join("") || `<tr><td colspan="7" class="muted">No site has reported yet.</td></tr>`;
   const ids = sites.map((s) => s.site);
   fillSelect($("#f-site"), ids, true);
   const sensorSel = $("#s-site"); const before = sensorSel.value;

@@ -19,6 +19,9 @@ namespace {
 
 const std::regex kId("^[A-Za-z0-9_-]{1,64}$");
 const std::regex kEventId("^[A-Za-z0-9_-]{8,80}$");
+const std::regex kStream("^[0-9a-f]{16}$");
+// Sequence numbers stay within what every JSON reader holds exactly.
+constexpr std::int64_t kMaxSeq = (std::int64_t{1} << 53) - 1;
 // Above any update number a gateway can reach, so an `end` is always the newest message.
 constexpr std::int64_t kEndSequence = std::int64_t{1} << 62;
 // What a gateway sends is small: an event or a state is a few KiB, a snapshot some tens of KiB (a
@@ -49,6 +52,50 @@ std::string excerpt(const std::string& payload) {
 }
 
 }  // namespace
+
+namespace {
+
+// A whole number in [min, kMaxSeq] at j[key], or an error naming the key.
+std::optional<std::int64_t> sequence_number(const json& j, const char* key, std::int64_t min,
+                                            std::string& error) {
+    const auto it = j.find(key);
+    if (it == j.end() || !it->is_number_integer() ||
+        (it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(kMaxSeq)) ||
+        it->get<std::int64_t>() < min || it->get<std::int64_t>() > kMaxSeq) {
+        error = fmt::format("'{}' is {}, not a whole number from {} to {}", key,
+                            it == j.end() ? "missing" : it->dump().substr(0, 40), min, kMaxSeq);
+        return std::nullopt;
+    }
+    return it->get<std::int64_t>();
+}
+
+}  // namespace
+
+namespace {
+
+// The outbox's stream id at j["stream"], or an error naming it.
+std::optional<std::string> stream_id(const json& j, std::string& error) {
+    const auto it = j.find("stream");
+    if (it == j.end() || !it->is_string() || !std::regex_match(it->get<std::string>(), kStream)) {
+        error = fmt::format("'stream' is {}, not 16 lowercase hex digits",
+                            it == j.end() ? "missing" : it->dump().substr(0, 40));
+        return std::nullopt;
+    }
+    return it->get<std::string>();
+}
+
+}  // namespace
+
+std::optional<Sequence> parse_sequence(const json& j, std::int64_t min_seq, std::string& error) {
+    error.clear();
+    const auto present = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
+    if (!present("stream") && !present("seq")) return std::nullopt;
+    const auto stream = stream_id(j, error);
+    if (!stream) return std::nullopt;
+    const auto seq = sequence_number(j, "seq", min_seq, error);
+    if (!seq) return std::nullopt;
+    return Sequence{*stream, *seq};
+}
 
 std::optional<std::int64_t> message_sequence(const std::string& event_id, const std::string& message_id,
                                              const std::string& state) {
@@ -160,8 +207,13 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
     return m;
 }
 
-Ingest::Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::logger> log, Notify notify)
-    : store_(store), prefix_(std::move(topic_prefix)), log_(std::move(log)), notify_(std::move(notify)) {}
+Ingest::Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::logger> log, Notify notify,
+               bool track_sequences)
+    : store_(store),
+      prefix_(std::move(topic_prefix)),
+      log_(std::move(log)),
+      notify_(std::move(notify)),
+      track_sequences_(track_sequences) {}
 
 void Ingest::refuse(const std::string& topic, const std::string& payload, const std::string& why) {
     ++counters_.refused;
@@ -251,48 +303,26 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     if (j.is_discarded() || !j.is_object()) return refuse(topic, payload, "not a JSON object");
 
     if (kind == "events" && parts.size() == 3) {
-        std::string error;
-        const auto m = parse_event(site, payload, error);
-        if (!m) return refuse(topic, payload, error);
-        const auto outcome = store_.add_event(*m, now);
-        switch (outcome) {
-            case IngestOutcome::created:
-                ++counters_.created;
-                break;
-            case IngestOutcome::updated:
-                ++counters_.updated;
-                break;
-            case IngestOutcome::duplicate:
-                ++counters_.duplicates;
-                log_->debug("duplicate {} ignored", m->message_id);
-                return;
-            case IngestOutcome::stale:
-                ++counters_.stale;
-                log_->debug("{} is older than what is shown: history only", m->message_id);
-                return;
-            case IngestOutcome::rejected:
-                return refuse(topic, payload, fmt::format("event {} belongs to another site", m->id));
-            case IngestOutcome::expired:
-                ++counters_.expired;
-                log_->info("{} ignored: its alert (started {}) was closed and deleted by retention",
-                           m->message_id, m->start_time);
-                return;
-        }
-        log_->info("{} {} {}/{} {} {} (severity {})", site, m->state, m->check, m->label, m->source_kind,
-                   m->source, m->severity);
-        notify_({Change::Kind::alert, site, m->id});
+        route_event(topic, site, payload, now);
+        // After the message is stored: a crash in between leaves the number missing, so it is
+        // asked for again and the copy deduplicated. A refused message was delivered all the same:
+        // asking for it again would bring the same message.
+        track(topic, site, j, false, now);
         return;
     }
     if (kind == "events" && parts.size() == 5 && parts[4] == "clip") {
         if (!store_.set_clip(site, parts[3], j)) log_->debug("clip report for unknown event {}", parts[3]);
         notify_({Change::Kind::alert, site, parts[3]});
+        track(topic, site, j, false, now);
         return;
     }
     if (kind == "gateway" && parts.size() == 3) {
         store_.set_gateway_info(site, j, now);
         notify_({Change::Kind::site, site, {}});
+        track(topic, site, j, true, now);
         return;
     }
+    if (kind == "lost" && parts.size() == 3) return route_lost(topic, site, payload, j, now);
     if (kind == "cameras" && parts.size() == 5 && parts[4] == "state") {
         if (!std::regex_match(parts[3], kId)) return refuse(topic, payload, "the camera level is not an id");
         store_.set_camera_state(site, parts[3], j);
@@ -318,6 +348,112 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         return;
     }
     refuse(topic, payload, "unknown topic");
+}
+
+void Ingest::route_event(const std::string& topic, const std::string& site, const std::string& payload,
+                         TimePoint now) {
+    std::string error;
+    const auto m = parse_event(site, payload, error);
+    if (!m) return refuse(topic, payload, error);
+    const auto outcome = store_.add_event(*m, now);
+    switch (outcome) {
+        case IngestOutcome::created:
+            ++counters_.created;
+            break;
+        case IngestOutcome::updated:
+            ++counters_.updated;
+            break;
+        case IngestOutcome::duplicate:
+            ++counters_.duplicates;
+            log_->debug("duplicate {} ignored", m->message_id);
+            return;
+        case IngestOutcome::stale:
+            ++counters_.stale;
+            log_->debug("{} is older than what is shown: history only", m->message_id);
+            return;
+        case IngestOutcome::rejected:
+            return refuse(topic, payload, fmt::format("event {} belongs to another site", m->id));
+        case IngestOutcome::expired:
+            ++counters_.expired;
+            log_->info("{} ignored: its alert (started {}) was closed and deleted by retention",
+                       m->message_id, m->start_time);
+            return;
+    }
+    log_->info("{} {} {}/{} {} {} (severity {})", site, m->state, m->check, m->label, m->source_kind,
+               m->source, m->severity);
+    notify_({Change::Kind::alert, site, m->id});
+}
+
+void Ingest::track(const std::string& topic, const std::string& site, const json& j, bool sent,
+                   TimePoint now) {
+    if (!track_sequences_) return;
+    std::string error;
+    const auto s = parse_sequence(j, sent ? 0 : 1, error);
+    if (!s) {
+        if (!error.empty())
+            log_->warn("sequence number on {} ignored (the message is kept): {}", topic, error);
+        return;
+    }
+    report(site, s->stream, sent ? store_.track_sent(site, *s, now) : store_.track_received(site, *s, now));
+}
+
+void Ingest::report(const std::string& site, const std::string& stream, const TrackResult& r) {
+    if (r.kind == TrackResult::Kind::started) {
+        if (r.replaced_stream.empty()) {
+            log_->info("{}: following stream {}", site, stream);
+        } else {
+            log_->warn("{}: new stream {} (its outbox was replaced); stream {} is no longer followed{}", site,
+                       stream, r.replaced_stream,
+                       r.replaced_missing ? fmt::format(" and its {} missing numbers are no longer asked for",
+                                                        r.replaced_missing)
+                                          : "");
+        }
+    }
+    if (r.given_up) {
+        counters_.lost_numbers += static_cast<std::uint64_t>(r.given_up->count);
+        log_->warn(
+            "{} stream {}: more than {} numbers missing: {}-{} ({} numbers) no longer asked for, counted "
+            "as lost",
+            site, stream, StreamTrack::kMaxMissing, r.given_up->from, r.given_up->to, r.given_up->count);
+    }
+    if (r.changed) notify_({Change::Kind::site, site, {}});
+}
+
+void Ingest::route_lost(const std::string& topic, const std::string& site, const std::string& payload,
+                        const json& j, TimePoint now) {
+    // The gateway's answer to a replay request: these numbers will never come.
+    const auto text = [&](const char* key) -> std::optional<std::string> {
+        const auto it = j.find(key);
+        if (it == j.end() || !it->is_string()) return std::nullopt;
+        return it->get<std::string>();
+    };
+    if (text("site") != site)
+        return refuse(topic, payload, fmt::format("'site' is not '{}', the site in the topic", site));
+    std::string error;
+    const auto stream = stream_id(j, error);
+    if (!stream) return refuse(topic, payload, error);
+    const auto from = sequence_number(j, "from", 1, error);
+    const auto to = from ? sequence_number(j, "to", 1, error) : std::nullopt;
+    if (!from || !to) return refuse(topic, payload, error);
+    if (*from > *to) return refuse(topic, payload, fmt::format("'from' {} is after 'to' {}", *from, *to));
+    const auto reason = text("reason");
+    if (!reason || reason->empty()) return refuse(topic, payload, "'reason' missing or not a text");
+    const std::string request = text("request_id").value_or("none");
+    if (!track_sequences_) {
+        log_->warn("{} stream {}: {}-{} lost ({}, request {})", site, *stream, *from, *to, excerpt(*reason),
+                   excerpt(request));
+        return;
+    }
+    const auto r = store_.track_lost(site, *stream, *from, *to, now);
+    if (r.kind == TrackResult::Kind::ignored) {
+        log_->warn("{} stream {}: {}-{} lost ({}, request {}); not the stream the room follows for this site",
+                   site, *stream, *from, *to, excerpt(*reason), excerpt(request));
+        return;
+    }
+    counters_.lost_numbers += static_cast<std::uint64_t>(r.lost);
+    log_->warn("{} stream {}: {}-{} lost ({}, request {}): {} numbers no longer asked for", site, *stream,
+               *from, *to, excerpt(*reason), excerpt(request), r.lost);
+    report(site, *stream, r);
 }
 
 }  // namespace kg::monitor

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -31,6 +32,12 @@ struct Change {
 std::optional<EventMessage> parse_event(const std::string& topic_site, const std::string& payload,
                                         std::string& error);
 
+// The `stream` and `seq` of a numbered message (docs/mqtt.md, "Sequence numbers and replay"): seq
+// at least `min_seq` (1 for events and clip reports, 0 in the `gateway` message). nullopt with
+// `error` empty when the message has neither (a gateway of an older version), with `error` set
+// when they are there but wrong.
+std::optional<Sequence> parse_sequence(const nlohmann::json& j, std::int64_t min_seq, std::string& error);
+
 // The update sequence encoded in a message_id's suffix: start 0, update-<n> n, end highest.
 std::optional<std::int64_t> message_sequence(const std::string& event_id, const std::string& message_id,
                                              const std::string& state);
@@ -39,7 +46,10 @@ class Ingest {
 public:
     using Notify = std::function<void(const Change&)>;
 
-    Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::logger> log, Notify notify);
+    // `track_sequences`: follow each site's numbered stream (off for an instance of a share group
+    // with its own database: it sees only part of each stream).
+    Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::logger> log, Notify notify,
+           bool track_sequences = true);
 
     // Never throws: a bad message is logged and counted. When the database cannot take a message
     // now (disk full, locked), it is tried again, with back-off, until it is stored or stop() is
@@ -51,18 +61,28 @@ public:
 
     struct Counters {
         std::atomic<std::uint64_t> received{0}, created{0}, updated{0}, duplicates{0}, stale{0}, refused{0},
-            store_retries{0}, expired{0};
+            store_retries{0}, expired{0}, lost_numbers{0};
     };
     const Counters& counters() const { return counters_; }
 
 private:
     void route(const std::string& topic, const std::string& payload, bool retained, TimePoint now);
     void refuse(const std::string& topic, const std::string& payload, const std::string& why);
+    void route_event(const std::string& topic, const std::string& site, const std::string& payload,
+                     TimePoint now);
+    void route_lost(const std::string& topic, const std::string& site, const std::string& payload,
+                    const nlohmann::json& j, TimePoint now);
+    // Reads the message's stream and seq (a wrong one is logged, the message is still stored) and
+    // records it: `sent` for the gateway message (everything up to it was acknowledged).
+    void track(const std::string& topic, const std::string& site, const nlohmann::json& j, bool sent,
+               TimePoint now);
+    void report(const std::string& site, const std::string& stream, const TrackResult& r);
 
     Store& store_;
     std::string prefix_;
     std::shared_ptr<spdlog::logger> log_;
     Notify notify_;
+    bool track_sequences_;
     Counters counters_;
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;

@@ -10,8 +10,9 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
       store_(cfg.db_path, cfg.retention),
       auth_(cfg.http.operators, cfg.http.session_ttl),
       hub_(std::make_shared<EventHub>()) {
-    ingest_ = std::make_unique<Ingest>(store_, cfg_.mqtt.topic_prefix, logging.get("ingest"),
-                                       [this](const Change& c) { notify(c); });
+    ingest_ = std::make_unique<Ingest>(
+        store_, cfg_.mqtt.topic_prefix, logging.get("ingest"), [this](const Change& c) { notify(c); },
+        cfg_.track_sequences());
     mqtt_ = std::make_unique<MqttClient>(
         cfg_.mqtt,
         [this](const std::string& topic, const std::string& payload, bool retained) {
@@ -20,6 +21,14 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
         logging.get("mqtt"));
     decisions_ =
         std::make_unique<DecisionPublisher>(store_, *mqtt_, cfg_.mqtt.topic_prefix, logging.get("decisions"));
+    if (cfg_.replay.enabled) {
+        replay_ = std::make_unique<ReplayRequester>(
+            store_,
+            [this](const std::string& topic, const std::string& payload) {
+                return mqtt_->publish_confirmed(topic, payload, 1, std::chrono::seconds(5));
+            },
+            cfg_.mqtt.topic_prefix, cfg_.mqtt.client_id, cfg_.replay, logging.get("replay"));
+    }
     ApiContext ctx{store_,
                    auth_,
                    cfg_,
@@ -28,7 +37,8 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
                        decisions_->wake();
                        notify({Change::Kind::alert, r.site, r.event_id});
                    },
-                   &ingest_->counters()};
+                   &ingest_->counters(),
+                   [this] { return replay_ ? replay_->requests() : 0; }};
     auto http_log = logging.get("http");
     web_ = std::make_unique<WebServer>(io, cfg_.http.listen, WebLimits{}, make_api(std::move(ctx), http_log),
                                        hub_, http_log);
@@ -41,6 +51,14 @@ void Monitor::start() {
     log_->info("dashboard on {} (port {})", cfg_.http.listen, web_->port());
     decisions_->start();
     mqtt_->start();
+    if (replay_) {
+        replay_->start();
+        log_->info("replay requests on: a number missing {} s is asked for, again every {} s",
+                   cfg_.replay.after.count() / 1000.0, cfg_.replay.every.count() / 1000.0);
+    } else {
+        log_->info("replay requests off{}",
+                   cfg_.track_sequences() ? "" : "; sequence numbers not followed (share group)");
+    }
     retention_.start([this] {
         do {
             prune_until_done();
@@ -74,6 +92,7 @@ void Monitor::stop() {
     if (stopped_) return;
     stopped_ = true;
     retention_.stop();
+    if (replay_) replay_->stop();
     ingest_->stop();  // a message waiting for the database gives up, so the MQTT client can stop
     mqtt_->stop();
     decisions_->stop();

@@ -1,6 +1,7 @@
 #pragma once
 // kitchen-monitor wired together: the store, MQTT ingest of every site, the decision publisher
-// and the dashboard server. Start order store -> dashboard -> decisions -> MQTT; stop in reverse,
+// the replay requester and the dashboard server. Start order store -> dashboard -> decisions -> MQTT
+// -> replay requests; stop in reverse,
 // so no message is taken from the broker that the monitor can no longer store.
 
 #include <boost/asio/io_context.hpp>
@@ -14,6 +15,7 @@
 #include "monitor/ingest.hpp"
 #include "monitor/monitor_config.hpp"
 #include "monitor/mqtt_client.hpp"
+#include "monitor/replay.hpp"
 #include "monitor/store.hpp"
 #include "monitor/web_server.hpp"
 
@@ -44,6 +46,7 @@ private:
     std::unique_ptr<Ingest> ingest_;
     std::unique_ptr<MqttClient> mqtt_;
     std::unique_ptr<DecisionPublisher> decisions_;
+    std::unique_ptr<ReplayRequester> replay_;  // null with replay.enabled off
     std::unique_ptr<WebServer> web_;
     WorkerThread retention_;  // deletes what is past cfg_.retention: at start, then hourly
     bool stopped_ = false;

@@ -202,6 +202,20 @@ void read_retention(Reader& r, const YAML::Node& node, Retention& out) {
     }
 }
 
+void read_replay(Reader& r, const YAML::Node& node, const std::string& share_group, ReplaySettings& out) {
+    out.enabled = share_group.empty();
+    if (!node) return;
+    if (!r.map(node, "replay", {"enabled", "after", "every"})) return;
+    r.boolean(node, "replay", "enabled", out.enabled);
+    r.duration(node, "replay", "after", out.after);
+    r.duration(node, "replay", "every", out.every);
+    // The gateway answers through its outbox, behind what is queued: asking faster only repeats.
+    for (auto [key, value] : {std::pair{"after", out.after}, std::pair{"every", out.every}}) {
+        if (node[key] && value.count() > 0 && value < std::chrono::seconds(1))
+            r.error(node[key], join("replay", key), "shorter than 1s: the gateway needs time to answer");
+    }
+}
+
 MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::path& base) {
     Reader r(source, base);
     MonitorConfig cfg;
@@ -210,7 +224,7 @@ MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::
         r.error(root, "", fmt::format("expected a map of sections, not {}", describe(root)));
         throw config::ConfigInvalid(r.errors);
     }
-    r.map(root, "", {"mqtt", "db", "http", "deadlines", "retention", "heartbeat_timeout", "log"});
+    r.map(root, "", {"mqtt", "db", "http", "deadlines", "retention", "replay", "heartbeat_timeout", "log"});
     if (const auto n = root["mqtt"]) {
         read_mqtt(r, n, cfg.mqtt);
     } else {
@@ -229,6 +243,7 @@ MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::
     }
     if (const auto n = root["deadlines"]) read_deadlines(r, n, cfg.deadlines);
     if (const auto n = root["retention"]) read_retention(r, n, cfg.retention);
+    read_replay(r, root["replay"], cfg.mqtt.share_group, cfg.replay);
     r.duration(root, "", "heartbeat_timeout", cfg.heartbeat_timeout);
     if (const auto n = root["log"]; n && r.map(n, "log", {"level", "json"})) {
         r.optional_string(n, "log", "level", cfg.log_level);

@@ -54,6 +54,15 @@ struct Deadline {
     std::optional<Duration> close;
 };
 
+// Replay requests for missing sequence numbers (docs/mqtt.md, "Sequence numbers and replay").
+struct ReplaySettings {
+    // Unset in the file: on without mqtt.share_group, off with one (each instance of a group sees
+    // only part of every stream, unless they share one database).
+    bool enabled = true;
+    Duration after{std::chrono::seconds(60)};  // a number missing this long is asked for
+    Duration every{std::chrono::minutes(5)};   // and again this often while it stays missing
+};
+
 struct MonitorConfig {
     std::string source_file;
     MqttSettings mqtt;
@@ -67,6 +76,10 @@ struct MonitorConfig {
         {std::nullopt, std::nullopt},
     }};
     Retention retention;
+    ReplaySettings replay;
+    // Sites' numbered streams are followed (missing and lost counts) with requests on, or without a
+    // share group; an instance of a group on its own database would see most numbers as missing.
+    bool track_sequences() const { return replay.enabled || mqtt.share_group.empty(); }
     // A site that says it is online but sent nothing for this long is shown as silent.
     Duration heartbeat_timeout{std::chrono::seconds(60)};
     std::string log_level = "info";

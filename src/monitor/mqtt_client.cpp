@@ -23,6 +23,9 @@ std::vector<std::string> subscription_filters(const MqttSettings& cfg) {
         p + "/+/sensors/+/state",
         shared + p + "/+/events/#",  // events, events/<id>/snapshot, events/<id>/clip
         shared + p + "/+/sensors/+/rollup",
+        // Answers to replay requests: with a share group, one instance takes each (the instances that
+        // ask share one database, monitor.md).
+        shared + p + "/+/lost",
     };
 }
 

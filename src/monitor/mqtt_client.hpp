@@ -22,8 +22,8 @@ class async_client;
 namespace kg::monitor {
 
 // The topic filters a monitor reads. With a share group the event streams (events, their
-// snapshots and clip reports, sensor roll-ups) go through `$share/<group>/...` so the instances
-// split them; the retained site state (availability, gateway, camera and sensor state) is read by
+// snapshots and clip reports, sensor roll-ups, `lost` answers) go through `$share/<group>/...` so the
+// instances split them; the retained site state (availability, gateway, camera and sensor state) is read by
 // every instance, as brokers do not send retained messages to shared subscriptions.
 std::vector<std::string> subscription_filters(const MqttSettings& cfg);
 

@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS deleted_alerts (
 CREATE INDEX IF NOT EXISTS deleted_alerts_at ON deleted_alerts(deleted_at);
 CREATE INDEX IF NOT EXISTS snapshots_received ON snapshots(received_at);
 CREATE INDEX IF NOT EXISTS rollups_minute ON rollups(minute);
+CREATE TABLE IF NOT EXISTS seq_streams (
+  site TEXT NOT NULL, stream TEXT NOT NULL, mark INTEGER NOT NULL, top INTEGER NOT NULL,
+  lost INTEGER NOT NULL DEFAULT 0, started_at TEXT NOT NULL, current INTEGER NOT NULL,
+  PRIMARY KEY (site, stream));
+CREATE TABLE IF NOT EXISTS seq_missing (
+  site TEXT NOT NULL, stream TEXT NOT NULL, from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL,
+  since TEXT NOT NULL, asked_at TEXT, PRIMARY KEY (site, stream, from_seq));
 )sql";
 
 constexpr const char* kAlertColumns =
@@ -315,8 +322,11 @@ json Store::sites() {
         db_,
         "SELECT s.site, s.name, s.availability, s.availability_time, s.last_seen, s.gateway,"
         " (SELECT COUNT(*) FROM alerts a WHERE a.site = s.site AND a.status != 'closed'),"
-        " (SELECT COUNT(*) FROM alerts a WHERE a.site = s.site AND a.status != 'closed' AND a.severity = 1)"
-        " FROM sites s ORDER BY s.site");
+        " (SELECT COUNT(*) FROM alerts a WHERE a.site = s.site AND a.status != 'closed' AND a.severity = 1),"
+        " q.stream, q.lost,"
+        " (SELECT COALESCE(SUM(m.to_seq - m.from_seq + 1), 0) FROM seq_missing m WHERE m.site = q.site AND"
+        " m.stream = q.stream)"
+        " FROM sites s LEFT JOIN seq_streams q ON q.site = s.site AND q.current = 1 ORDER BY s.site");
     while (s.step()) {
         json site = {{"site", s.text(0)},
                      {"name", s.opt_text(1) ? json(*s.opt_text(1)) : json(nullptr)},
@@ -325,6 +335,10 @@ json Store::sites() {
                      {"last_seen", s.opt_text(4) ? json(*s.opt_text(4)) : json(nullptr)},
                      {"open_alerts", s.integer(6)},
                      {"open_tier1", s.integer(7)},
+                     // null: the site's gateway sends no sequence numbers (an older version).
+                     {"stream", s.opt_text(8) ? json(*s.opt_text(8)) : json(nullptr)},
+                     {"lost_messages", s.is_null(9) ? json(nullptr) : json(s.integer(9))},
+                     {"missing_messages", s.is_null(8) ? json(nullptr) : json(s.integer(10))},
                      {"cameras", json::array()},
                      {"sensors", json::array()}};
         if (const auto gw = s.opt_text(5)) {

@@ -18,6 +18,7 @@
 #include "common/time.hpp"
 #include "monitor/alert_state.hpp"
 #include "monitor/retention.hpp"
+#include "monitor/sequence.hpp"
 
 namespace kg::monitor {
 
@@ -98,6 +99,26 @@ struct Pruned {
     std::int64_t total() const { return alerts + snapshots + rollups; }
 };
 
+// What one numbered message (or `gateway` or `lost` message) did to its site's tracked stream.
+struct TrackResult {
+    // ignored: a stream the site replaced (a late message of its old outbox), or a `lost` about a
+    // stream the room does not track; tracked: applied to the site's stream; started: a new stream.
+    enum class Kind { ignored, tracked, started } kind = Kind::ignored;
+    bool changed = false;  // missing or lost numbers changed: the site's row wants a refresh
+    std::optional<GivenUp> given_up;
+    std::int64_t lost = 0;  // numbers a `lost` message settled
+    // With `started` for a site that had a stream: the replaced one and how many of its numbers
+    // were still missing (the old outbox is gone: they are no longer asked for).
+    std::string replaced_stream;
+    std::int64_t replaced_missing = 0;
+};
+
+// A site's missing ranges due for a replay request.
+struct DueReplay {
+    std::string site, stream;
+    std::vector<MissingRange> ranges;
+};
+
 class Store {
 public:
     explicit Store(const std::string& path, Retention retention = {});
@@ -118,6 +139,22 @@ public:
                       TimePoint now);
     bool set_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report);
     void add_rollup(const std::string& site, const std::string& sensor, const nlohmann::json& rollup);
+
+    // --- sequence tracking (docs/mqtt.md, "Sequence numbers and replay") ---
+    // A numbered event or clip report arrived (stored, duplicate or refused: it was delivered).
+    TrackResult track_received(const std::string& site, const Sequence& s, TimePoint now);
+    // The site's `gateway` message: the broker has everything up to s.seq.
+    TrackResult track_sent(const std::string& site, const Sequence& s, TimePoint now);
+    // The site's `lost` message: from..to of `stream` are gone for good.
+    TrackResult track_lost(const std::string& site, const std::string& stream, std::int64_t from,
+                           std::int64_t to, TimePoint now);
+    // Missing ranges missing for `after` and not asked for within `every`, per site.
+    std::vector<DueReplay> due_replays(TimePoint now, Duration after, Duration every);
+    // A replay request for from..to went out.
+    void mark_asked(const std::string& site, const std::string& stream, std::int64_t from, std::int64_t to,
+                    TimePoint now);
+    // The site's tracked stream as stored (nullopt: its gateway sends no numbers).
+    std::optional<StreamTrack> stream_track(const std::string& site);
 
     // --- queries (from the HTTP thread) ---
     nlohmann::json sites();  // each with cameras, sensors, open alert counts
@@ -156,6 +193,20 @@ private:
     // How long an alert retention deleted is remembered, so that a late copy cannot reopen it.
     static constexpr auto kDeletedAlertMemory = std::chrono::hours(24 * 30);
     void ensure_site(const std::string& site);
+    // Sequence tracking; the caller holds mutex_ (and a transaction to write).
+    std::optional<StreamTrack> load_current_track(const std::string& site);
+    bool is_retired_stream(const std::string& site, const std::string& stream);
+    void save_track(const std::string& site, const StreamTrack& before, const StreamTrack& after);
+    void start_stream(const std::string& site, const StreamTrack& track, TimePoint now, TrackResult& result);
+    enum class Creates { from_gateway, from_message, never };
+    // Loads the site's track of `s.stream` (starting it as `creates` says), applies `apply(track)`
+    // and writes back what changed, in one transaction.
+    template <typename Apply>
+    TrackResult with_track(const std::string& site, const Sequence& s, Creates creates, TimePoint now,
+                           Apply apply);
+    // How many replaced streams of a site are remembered, so that a late message of one is not
+    // taken for a new outbox.
+    static constexpr int kRetiredStreams = 8;
 
     Retention retention_;
     std::mutex mutex_;

@@ -548,3 +548,96 @@ def test_dashboard_lists_every_active_alert(broker, monitors, browser):
     kg_e2e.wait_until(lambda: browser.find_element(By.ID, "alert-count").text == "(5)", 10, what="5 tier-1 alerts")
     pub.disconnect()
     assert mon.terminate() == 0
+
+
+def numbered(n, site, stream):
+    """Event number `n` of a gateway's numbered stream (docs/mqtt.md, "Sequence numbers and replay")."""
+    return dict(event(f"19ab3c0f2f4-{n:016x}", site), stream=stream, seq=n)
+
+
+def test_replay_closes_a_gap_and_counts_what_is_lost(broker, monitors, browser, tmp_path):
+    """The test plays a gateway with stream/seq: a gap is asked for on kitchen/<site>/replay after
+    replay.after and again every replay.every; a replayed message fills it and its alert is shown once;
+    a `lost` answer is counted and never asked for again; the counts survive a restart and show on the
+    dashboard's site list."""
+    site, stream = "sch-0401", "00c0ffee00c0ffee"
+    db = tmp_path / "replay.db"
+    extra = {"replay": {"after": "1s", "every": "2s"}}
+    mon = monitors(broker, name="replay", db=db, extra=extra)
+    requests = kg_e2e.Collector(broker, topic=f"kitchen/{site}/replay")
+    pub = publisher(broker)
+    site_row = lambda m: next((s for s in m.get("/api/sites") if s["site"] == site), {})
+    send = lambda numbers: publish_all(pub, [(f"kitchen/{site}/events", json.dumps(numbered(n, site, stream)))
+                                             for n in numbers])
+
+    # The gateway's state says the broker had nothing yet, then that it has 1-10; of those only 1-3,
+    # 6, 7 and 9 arrive: 4-5, 8 and 10 are missing, all since the same moment (so due together).
+    publish_all(pub, [(f"kitchen/{site}/gateway", json.dumps({"site": site, "name": "No. 4", "version": "0.2.0",
+                                                              "stream": stream, "seq": 0, "time": now_iso()}))])
+    gap_seen = time.time()
+    publish_all(pub, [(f"kitchen/{site}/gateway", json.dumps({"site": site, "version": "0.2.0", "stream": stream,
+                                                              "seq": 10, "time": now_iso()}))])
+    send([1, 2, 3, 6, 7, 9])
+    kg_e2e.wait_until(lambda: site_row(mon).get("missing_messages") == 4, 10, what="4 numbers missing")
+    assert site_row(mon)["lost_messages"] == 0 and site_row(mon)["stream"] == stream
+
+    first = kg_e2e.wait_until(lambda: requests.on(f"kitchen/{site}/replay"), 10, what="a replay request")[0]
+    asked = json.loads(first[1])
+    waited = first[3] - gap_seen
+    print(f"first replay request {waited:.2f} s after the gap (replay.after 1s): {asked}")
+    assert 0.9 <= waited < 5, waited
+    assert not first[2], "a request must not be retained"
+    assert (asked["site"], asked["stream"], asked["from"], asked["to"]) == (site, stream, 4, 10)
+    assert asked["monitor"] == f"e2e-replay-{os.getpid()}" and asked["request_id"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", asked["time"])
+    # Nobody answered: asked again after replay.every, under a new request_id.
+    again = kg_e2e.wait_until(lambda: requests.json_on(f"kitchen/{site}/replay")[1:], 10, what="a second request")[0]
+    assert (again["from"], again["to"]) == (4, 10) and again["request_id"] != asked["request_id"]
+    assert 1.5 <= requests.on(f"kitchen/{site}/replay")[1][3] - first[3] < 5
+
+    # The gateway answers: what it keeps of 4-10 again (6, 7 and 9 too, which the room has), 8 and 10
+    # as lost.
+    duplicates = mon.metric('kgm_messages_total{outcome="duplicate"}')
+    send([4, 5, 6, 7, 9])
+    lost = lambda lo, hi, reason: (f"kitchen/{site}/lost", json.dumps(
+        {"site": site, "stream": stream, "from": lo, "to": hi, "reason": reason,
+         "request_id": again["request_id"], "time": now_iso()}))
+    publish_all(pub, [lost(8, 8, "not kept"), lost(10, 10, "moved aside")])
+    answered = time.time()
+    kg_e2e.wait_until(lambda: (site_row(mon)["missing_messages"], site_row(mon)["lost_messages"]) == (0, 2), 10,
+                      what="nothing missing, 2 lost")
+    assert mon.metric('kgm_messages_total{outcome="duplicate"}') == duplicates + 3
+    ids = [i for i in mon.alert_ids() if i.startswith("19ab3c0f2f4-")]
+    assert sorted(ids) == sorted(f"19ab3c0f2f4-{n:016x}" for n in [1, 2, 3, 4, 5, 6, 7, 9]), ids  # each once
+    assert f"{site} stream {stream}: 8-8 lost (not kept, request {again['request_id']})" in mon.output()
+    assert f"{site} stream {stream}: 10-10 lost (moved aside" in mon.output()
+    assert mon.metric("kgm_lost_messages_total") == 2
+    # No more requests: nothing is missing (wait past two replay.every).
+    time.sleep(4.5)
+    late = [m for m in requests.on(f"kitchen/{site}/replay") if m[3] > answered + 0.5]
+    assert not late, late
+
+    # The dashboard's site list says it.
+    sign_in(browser, mon)
+    # Read in one script: the live list re-renders its rows under a WebDriver element.
+    messages_cell = lambda: browser.execute_script(
+        f"const c = document.querySelector('tr[data-site=\"{site}\"] td.messages'); return c && c.innerText")
+    kg_e2e.wait_until(lambda: messages_cell() == "2 lost", 10, what="'2 lost' on the page")
+    # A new gap shows as missing, live.
+    send([12])
+    kg_e2e.wait_until(lambda: messages_cell() == "1 missing\n2 lost", 10, what="'1 missing' on the page")
+
+    # A restart keeps the stream, the counts and the gap, and asks for it again.
+    assert mon.terminate() == 0
+    before = len(requests.on(f"kitchen/{site}/replay"))
+    mon = monitors(broker, name="replay-2", db=db, extra=extra)  # its own log: the port is read from it
+    row = site_row(mon)
+    assert (row["missing_messages"], row["lost_messages"]) == (1, 2), row
+    req = kg_e2e.wait_until(lambda: requests.json_on(f"kitchen/{site}/replay")[before:], 10,
+                            what="the request after the restart")[0]
+    assert (req["from"], req["to"]) == (11, 11)
+    send([11])
+    kg_e2e.wait_until(lambda: site_row(mon)["missing_messages"] == 0, 10, what="11 arrived")
+    requests.close()
+    pub.disconnect()
+    assert mon.terminate() == 0

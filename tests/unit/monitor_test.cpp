@@ -359,6 +359,8 @@ TEST(MonitorMqtt, SharedSubscriptionsOnlyForTheEventStreams) {
     const auto f = subscription_filters(m);
     EXPECT_NE(std::find(f.begin(), f.end(), "$share/room/kitchen/+/events/#"), f.end());
     EXPECT_NE(std::find(f.begin(), f.end(), "$share/room/kitchen/+/sensors/+/rollup"), f.end());
+    // Answers to replay requests: one instance of the group takes each.
+    EXPECT_NE(std::find(f.begin(), f.end(), "$share/room/kitchen/+/lost"), f.end());
     // Retained state is never sent to shared subscriptions: every instance reads it.
     EXPECT_NE(std::find(f.begin(), f.end(), "kitchen/+/availability"), f.end());
     m.share_group.clear();
@@ -425,7 +427,7 @@ TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
     EXPECT_EQ(
         config_error(kGood + "colour: blue\n"),
         "/etc/kitchen-monitor/monitor.yaml:15:1: colour: unknown key (known here: mqtt, db, http, deadlines, "
-        "retention, heartbeat_timeout, log)");
+        "retention, replay, heartbeat_timeout, log)");
     std::string short_password = kGood;
     short_password.replace(short_password.find("correct-horse"), 13, "abc");
     EXPECT_EQ(config_error(short_password),
@@ -636,7 +638,7 @@ struct ApiProbe {
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
     WebHandler handler =
-        make_api(ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr},
+        make_api(ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}},
                  kg::Logging::null_logger());
 
     std::pair<int, std::string> call(http::verb method, const std::string& target, bool signed_in = true) {

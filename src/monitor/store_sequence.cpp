@@ -1,0 +1,180 @@
+// The store's half of sequence tracking: each site's stream (seq_streams) and its missing ranges
+// (seq_missing). The tracking itself is StreamTrack (sequence.cpp); this file loads it, applies one
+// message and writes back what changed, inside the store's lock and one transaction, so that
+// instances sharing the database track one stream between them.
+
+#include <map>
+
+#include "monitor/iso_time.hpp"
+#include "monitor/store.hpp"
+
+namespace kg::monitor {
+
+using sqlite::Stmt;
+using sqlite::Transaction;
+
+namespace {
+
+TimePoint read_time(const std::string& text) { return parse_iso8601_utc(text).value_or(TimePoint{}); }
+
+}  // namespace
+
+std::optional<StreamTrack> Store::load_current_track(const std::string& site) {
+    Stmt s(db_, "SELECT stream, mark, top, lost FROM seq_streams WHERE site = ? AND current = 1");
+    s.bind(1, site);
+    if (!s.step()) return std::nullopt;
+    const std::string stream = s.text(0);
+    const std::int64_t mark = s.integer(1), top = s.integer(2), lost = s.integer(3);
+    std::vector<MissingRange> missing;
+    Stmt m(db_,
+           "SELECT from_seq, to_seq, since, asked_at FROM seq_missing WHERE site = ? AND stream = ?"
+           " ORDER BY from_seq");
+    m.bind(1, site).bind(2, stream);
+    while (m.step()) {
+        MissingRange r{m.integer(0), m.integer(1), read_time(m.text(2)), std::nullopt};
+        if (const auto asked = m.opt_text(3)) r.asked_at = read_time(*asked);
+        missing.push_back(r);
+    }
+    return StreamTrack(stream, mark, top, lost, std::move(missing));
+}
+
+bool Store::is_retired_stream(const std::string& site, const std::string& stream) {
+    Stmt s(db_, "SELECT 1 FROM seq_streams WHERE site = ? AND stream = ? AND current = 0");
+    s.bind(1, site).bind(2, stream);
+    return s.step();
+}
+
+void Store::save_track(const std::string& site, const StreamTrack& before, const StreamTrack& after) {
+    Stmt(db_, "UPDATE seq_streams SET mark = ?3, top = ?4, lost = ?5 WHERE site = ?1 AND stream = ?2")
+        .bind(1, site)
+        .bind(2, after.stream())
+        .bind(3, after.mark())
+        .bind(4, after.top())
+        .bind(5, after.lost())
+        .run();
+    // Only the ranges that changed are written: one message touches one or two of them.
+    std::map<std::int64_t, MissingRange> old;
+    for (const auto& r : before.missing()) old[r.from] = r;
+    std::map<std::int64_t, MissingRange> now;
+    for (const auto& r : after.missing()) now[r.from] = r;
+    for (const auto& [from, r] : old) {
+        if (now.count(from)) continue;
+        Stmt(db_, "DELETE FROM seq_missing WHERE site = ? AND stream = ? AND from_seq = ?")
+            .bind(1, site)
+            .bind(2, after.stream())
+            .bind(3, from)
+            .run();
+    }
+    for (const auto& [from, r] : now) {
+        if (const auto it = old.find(from); it != old.end() && it->second == r) continue;
+        Stmt s(db_,
+               "INSERT OR REPLACE INTO seq_missing(site, stream, from_seq, to_seq, since, asked_at)"
+               " VALUES(?,?,?,?,?,?)");
+        s.bind(1, site).bind(2, after.stream()).bind(3, r.from).bind(4, r.to).bind(5, iso8601_utc(r.since));
+        s.bind(6, r.asked_at ? std::optional<std::string>(iso8601_utc(*r.asked_at)) : std::nullopt).run();
+    }
+}
+
+void Store::start_stream(const std::string& site, const StreamTrack& track, TimePoint now,
+                         TrackResult& result) {
+    // The site's outbox was replaced (or this is its first numbered message): the old stream's
+    // missing numbers can no longer be replayed, so they are no longer asked for.
+    if (const auto old = load_current_track(site)) {
+        result.replaced_stream = old->stream();
+        result.replaced_missing = old->missing_count();
+        Stmt(db_, "DELETE FROM seq_missing WHERE site = ? AND stream = ?")
+            .bind(1, site)
+            .bind(2, old->stream())
+            .run();
+        Stmt(db_, "UPDATE seq_streams SET current = 0 WHERE site = ?").bind(1, site).run();
+    }
+    Stmt(db_,
+         "INSERT OR REPLACE INTO seq_streams(site, stream, mark, top, lost, started_at, current)"
+         " VALUES(?,?,?,?,?,?,1)")
+        .bind(1, site)
+        .bind(2, track.stream())
+        .bind(3, track.mark())
+        .bind(4, track.top())
+        .bind(5, track.lost())
+        .bind(6, iso8601_utc(now))
+        .run();
+    Stmt(db_,
+         "DELETE FROM seq_streams WHERE site = ?1 AND current = 0 AND stream NOT IN (SELECT stream FROM"
+         " seq_streams WHERE site = ?1 AND current = 0 ORDER BY started_at DESC LIMIT ?2)")
+        .bind(1, site)
+        .bind(2, kRetiredStreams)
+        .run();
+    result.kind = TrackResult::Kind::started;
+    result.changed = true;
+}
+
+template <typename Apply>
+TrackResult Store::with_track(const std::string& site, const Sequence& s, Creates creates, TimePoint now,
+                              Apply apply) {
+    std::lock_guard lock(mutex_);
+    Transaction tx(db_);
+    ensure_site(site);
+    TrackResult result;
+    auto track = load_current_track(site);
+    if (!track || track->stream() != s.stream) {
+        if (creates == Creates::never || is_retired_stream(site, s.stream)) return result;
+        track = creates == Creates::from_gateway ? StreamTrack::from_gateway(s.stream, s.seq)
+                                                 : StreamTrack::from_message(s.stream, s.seq);
+        start_stream(site, *track, now, result);
+    } else {
+        result.kind = TrackResult::Kind::tracked;
+    }
+    const StreamTrack before = *track;
+    apply(*track, result);
+    if (track->missing_count() != before.missing_count() || track->lost() != before.lost())
+        result.changed = true;
+    save_track(site, before, *track);
+    tx.commit();
+    return result;
+}
+
+TrackResult Store::track_received(const std::string& site, const Sequence& s, TimePoint now) {
+    return with_track(site, s, Creates::from_message, now,
+                      [&](StreamTrack& t, TrackResult& r) { t.receive(s.seq, now, &r.given_up); });
+}
+
+TrackResult Store::track_sent(const std::string& site, const Sequence& s, TimePoint now) {
+    return with_track(site, s, Creates::from_gateway, now,
+                      [&](StreamTrack& t, TrackResult& r) { t.sent_up_to(s.seq, now, &r.given_up); });
+}
+
+TrackResult Store::track_lost(const std::string& site, const std::string& stream, std::int64_t from,
+                              std::int64_t to, TimePoint now) {
+    return with_track(site, {stream, from}, Creates::never, now,
+                      [&](StreamTrack& t, TrackResult& r) { r.lost = t.lose(from, to, now); });
+}
+
+std::vector<DueReplay> Store::due_replays(TimePoint now, Duration after, Duration every) {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> sites;
+    {
+        Stmt s(db_, "SELECT DISTINCT site FROM seq_missing ORDER BY site");
+        while (s.step()) sites.push_back(s.text(0));
+    }
+    std::vector<DueReplay> out;
+    for (const auto& site : sites) {
+        const auto track = load_current_track(site);
+        if (!track) continue;
+        auto ranges = track->due(now, after, every);
+        if (!ranges.empty()) out.push_back({site, track->stream(), std::move(ranges)});
+    }
+    return out;
+}
+
+void Store::mark_asked(const std::string& site, const std::string& stream, std::int64_t from, std::int64_t to,
+                       TimePoint now) {
+    with_track(site, {stream, from}, Creates::never, now,
+               [&](StreamTrack& t, TrackResult&) { t.asked(from, to, now); });
+}
+
+std::optional<StreamTrack> Store::stream_track(const std::string& site) {
+    std::lock_guard lock(mutex_);
+    return load_current_track(site);
+}
+
+}  // namespace kg::monitor

@@ -1,0 +1,471 @@
+// kitchen-monitor's side of sequence numbers and replay (docs/mqtt.md): the per-site tracker
+// (in order, gaps, out of order, baselines, lost ranges, the cap), its store (restart, new streams),
+// ingest of stream/seq and `lost`, the replay requester, and the replay config.
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/logging.hpp"
+#include "monitor/ingest.hpp"
+#include "monitor/iso_time.hpp"
+#include "monitor/monitor_config.hpp"
+#include "monitor/replay.hpp"
+#include "monitor/sequence.hpp"
+#include "monitor/store.hpp"
+
+using namespace kg::monitor;
+using namespace std::chrono_literals;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const kg::TimePoint kT0 = *parse_iso8601_utc("2026-12-01T08:00:00.000Z");
+const std::string kStream = "00c0ffee00c0ffee";
+const std::string kOther = "0123456789abcdef";
+
+std::vector<std::pair<std::int64_t, std::int64_t>> ranges(const StreamTrack& t) {
+    std::vector<std::pair<std::int64_t, std::int64_t>> out;
+    for (const auto& r : t.missing()) out.emplace_back(r.from, r.to);
+    return out;
+}
+
+using Ranges = std::vector<std::pair<std::int64_t, std::int64_t>>;
+
+// A numbered event in the gateway's format (docs/mqtt.md): event `n` of the stream is its seq.
+json numbered_event(int n, const std::string& stream = kStream, const std::string& site = "sch-0101") {
+    const std::string id = fmt::format("19ab3c0f2e1-{:016x}", n);
+    return {{"message_id", id + ":start"},
+            {"id", id},
+            {"site", site},
+            {"camera", "cooking"},
+            {"check", "bin_lid"},
+            {"label", "open"},
+            {"severity", 2},
+            {"state", "start"},
+            {"start_time", "2026-12-01T07:59:50.000Z"},
+            {"end_time", nullptr},
+            {"time", "2026-12-01T07:59:55.000Z"},
+            {"stream", stream},
+            {"seq", n}};
+}
+
+json gateway_info(std::int64_t seq, const std::string& stream = kStream) {
+    return {{"site", "sch-0101"}, {"name", "No. 1"}, {"version", "0.2.0"}, {"stream", stream}, {"seq", seq}};
+}
+
+json lost(std::int64_t from, std::int64_t to, const std::string& stream = kStream) {
+    return {{"site", "sch-0101"},
+            {"stream", stream},
+            {"from", from},
+            {"to", to},
+            {"reason", "not kept"},
+            {"request_id", "r-1"},
+            {"time", "2026-12-01T08:02:00.000Z"}};
+}
+
+struct TempDir {
+    fs::path dir =
+        fs::temp_directory_path() / ("kg-monitor-seq-" + std::to_string(getpid()) + "-" +
+                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    TempDir() { fs::create_directories(dir); }
+    ~TempDir() { fs::remove_all(dir); }
+    std::string path(const std::string& name) const { return (dir / name).string(); }
+};
+
+// A logger whose lines the test reads.
+struct CapturedLog {
+    std::ostringstream text;
+    std::shared_ptr<spdlog::logger> logger =
+        std::make_shared<spdlog::logger>("ingest", std::make_shared<spdlog::sinks::ostream_sink_st>(text));
+    std::string str() const { return text.str(); }
+};
+
+}  // namespace
+
+TEST(MonitorSequence, InOrderAdvancesTheMarkAndKeepsNothing) {
+    auto t = StreamTrack::from_message(kStream, 1);
+    for (int n = 1; n <= 500; ++n) EXPECT_TRUE(t.receive(n, kT0));
+    EXPECT_EQ(t.mark(), 500);
+    EXPECT_EQ(t.missing_count(), 0);
+    EXPECT_TRUE(t.missing().empty());
+    EXPECT_FALSE(t.receive(499, kT0));  // a redelivered copy
+    EXPECT_EQ(t.lost(), 0);
+}
+
+TEST(MonitorSequence, GapsAndOutOfOrder) {
+    auto t = StreamTrack::from_message(kStream, 1);
+    t.receive(1, kT0);
+    t.receive(2, kT0);
+    t.receive(6, kT0 + 1s);  // 3-5 missing from now
+    t.receive(9, kT0 + 2s);  // 7-8 too
+    EXPECT_EQ(t.mark(), 2);
+    EXPECT_EQ(t.missing_count(), 5);
+    EXPECT_EQ(ranges(t), (Ranges{{3, 5}, {7, 8}}));
+    EXPECT_TRUE(t.receive(4, kT0 + 3s));  // splits its range; both halves keep when they went missing
+    EXPECT_EQ(ranges(t), (Ranges{{3, 3}, {5, 5}, {7, 8}}));
+    EXPECT_EQ(t.missing()[1].since, kT0 + 1s);
+    EXPECT_FALSE(t.receive(4, kT0 + 3s));
+    EXPECT_FALSE(t.receive(6, kT0 + 3s));  // received already, not missing
+    t.receive(3, kT0 + 4s);
+    EXPECT_EQ(t.mark(), 5 - 1);
+    t.receive(5, kT0 + 4s);
+    EXPECT_EQ(t.mark(), 6);
+    t.receive(8, kT0);
+    t.receive(7, kT0);
+    EXPECT_EQ(t.mark(), 9);
+    EXPECT_EQ(t.missing_count(), 0);
+}
+
+TEST(MonitorSequence, BaselinesOfANewStream) {
+    // Seen first in the gateway message: everything up to its seq was delivered before the room watched.
+    auto g = StreamTrack::from_gateway(kStream, 40);
+    EXPECT_EQ(g.mark(), 40);
+    EXPECT_FALSE(g.receive(38, kT0));  // a late copy from before
+    EXPECT_TRUE(g.receive(41, kT0));
+    EXPECT_EQ(g.missing_count(), 0);
+    // Seen first in a numbered message: it starts just below it.
+    auto m = StreamTrack::from_message(kStream, 17);
+    EXPECT_EQ(m.mark(), 16);
+    m.receive(17, kT0);
+    EXPECT_EQ(m.mark(), 17);
+    EXPECT_FALSE(m.receive(12, kT0));
+    EXPECT_EQ(m.missing_count(), 0);
+    // A gateway of a fresh outbox says 0.
+    EXPECT_EQ(StreamTrack::from_gateway(kStream, 0).mark(), 0);
+}
+
+TEST(MonitorSequence, TheGatewaysSeqCountsAsSentAndTheTimersFollowIt) {
+    auto t = StreamTrack::from_gateway(kStream, 10);
+    t.receive(11, kT0);
+    EXPECT_FALSE(t.sent_up_to(11, kT0));
+    EXPECT_TRUE(t.sent_up_to(14, kT0));  // the tail of the stream: 12-14 never came
+    EXPECT_EQ(ranges(t), (Ranges{{12, 14}}));
+    EXPECT_TRUE(t.due(kT0 + 59s, 60s, 5min).empty());
+    ASSERT_EQ(t.due(kT0 + 60s, 60s, 5min).size(), 1u);
+    t.asked(12, 14, kT0 + 60s);
+    EXPECT_TRUE(t.due(kT0 + 61s, 60s, 5min).empty());
+    t.receive(13, kT0 + 62s);  // one came: the rest is still asked for, on the same schedule
+    EXPECT_EQ(ranges(t), (Ranges{{12, 12}, {14, 14}}));
+    EXPECT_TRUE(t.due(kT0 + 60s + 4min, 60s, 5min).empty());
+    EXPECT_EQ(t.due(kT0 + 60s + 5min, 60s, 5min).size(), 2u);
+}
+
+TEST(MonitorSequence, ALostRangeIsSettledAndCountedOnce) {
+    auto t = StreamTrack::from_message(kStream, 1);
+    t.receive(1, kT0);
+    t.receive(2, kT0);
+    t.receive(10, kT0);
+    t.receive(6, kT0);
+    EXPECT_EQ(ranges(t), (Ranges{{3, 5}, {7, 9}}));
+    EXPECT_EQ(t.lose(4, 8, kT0), 4);  // 4, 5, 7, 8: 6 was received, it is not lost
+    EXPECT_EQ(t.lost(), 4);
+    EXPECT_EQ(ranges(t), (Ranges{{3, 3}, {9, 9}}));
+    EXPECT_EQ(t.lose(4, 8, kT0), 0);  // the same answer again (a redelivery) counts nothing
+    EXPECT_EQ(t.lose(1, 3, kT0), 1);
+    EXPECT_EQ(t.mark(), 8);
+    // Numbers above what was known sent: the gateway assigned them, so they are sent and lost.
+    EXPECT_EQ(t.lose(9, 12, kT0), 3);  // 9, 11, 12: 10 arrived
+    EXPECT_EQ(t.lost(), 8);
+    EXPECT_EQ(t.mark(), 12);
+    EXPECT_EQ(t.missing_count(), 0);
+}
+
+TEST(MonitorSequence, AFarJumpIsCappedNotAllocated) {
+    auto t = StreamTrack::from_message(kStream, 1);
+    t.receive(1, kT0);
+    std::optional<GivenUp> gone;
+    t.receive(1'000'000'000'000, kT0, &gone);
+    EXPECT_EQ(t.missing_count(), StreamTrack::kMaxMissing);
+    EXPECT_EQ(t.missing().size(), 1u);  // one range, whatever its length
+    ASSERT_TRUE(gone);
+    EXPECT_EQ(gone->from, 2);
+    EXPECT_EQ(gone->count, 1'000'000'000'000 - 2 - StreamTrack::kMaxMissing);
+    EXPECT_EQ(gone->to, gone->from + gone->count - 1);
+    EXPECT_EQ(t.lost(), gone->count);
+    EXPECT_EQ(t.mark(), gone->to);
+    EXPECT_EQ(ranges(t), (Ranges{{gone->to + 1, 1'000'000'000'000 - 1}}));
+    // Many small gaps: the oldest go first.
+    auto s = StreamTrack::from_message(kStream, 1);
+    for (std::int64_t n = 1; n <= 3 * StreamTrack::kMaxMissing; n += 2) s.receive(n, kT0);
+    EXPECT_EQ(s.missing_count(), StreamTrack::kMaxMissing);
+    // 14999 even numbers missing: the lowest 4999 (2-9998) go.
+    EXPECT_EQ(s.missing().front().from, 10000);
+    EXPECT_EQ(s.lost(), 4999);
+    EXPECT_EQ(s.mark(), 9999);
+}
+
+TEST(MonitorSequence, RequestsCoverCloseRangesOnceAndFarOnesApart) {
+    const auto r = [](std::int64_t from, std::int64_t to) {
+        return MissingRange{from, to, kT0, std::nullopt};
+    };
+    EXPECT_EQ(plan_requests({r(41, 45), r(50, 57)}), (std::vector<ReplayRange>{{41, 57}}));
+    EXPECT_EQ(plan_requests({r(41, 45), r(46 + kMaxResentInRequest, 200)}),
+              (std::vector<ReplayRange>{{41, 200}}));
+    EXPECT_EQ(plan_requests({r(41, 45), r(47 + kMaxResentInRequest, 200)}),
+              (std::vector<ReplayRange>{{41, 45}, {47 + kMaxResentInRequest, 200}}));
+    // No request names more than a gateway takes.
+    EXPECT_EQ(plan_requests({r(1, 9000), r(9050, 12000)}),
+              (std::vector<ReplayRange>{{1, 9000}, {9050, 12000}}));
+    EXPECT_EQ(plan_requests({r(1, 25000)}),
+              (std::vector<ReplayRange>{{1, 10000}, {10001, 20000}, {20001, 25000}}));
+    EXPECT_TRUE(plan_requests({}).empty());
+}
+
+TEST(MonitorSequenceStore, SurvivesARestartAndStartsAfreshForANewOutbox) {
+    TempDir tmp;
+    const auto db = tmp.path("monitor.db");
+    {
+        Store store(db);
+        EXPECT_EQ(store.track_sent("sch-0101", {kStream, 3}, kT0).kind, TrackResult::Kind::started);
+        store.track_received("sch-0101", {kStream, 4}, kT0);
+        const auto r = store.track_received("sch-0101", {kStream, 9}, kT0 + 1s);  // 5-8 missing
+        EXPECT_TRUE(r.changed);
+        store.track_received("sch-0101", {kStream, 7}, kT0 + 1s);
+        store.mark_asked("sch-0101", kStream, 5, 8, kT0 + 61s);
+    }
+    Store store(db);  // the monitor restarted
+    auto t = store.stream_track("sch-0101");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->mark(), 4);
+    EXPECT_EQ(ranges(*t), (Ranges{{5, 6}, {8, 8}}));
+    EXPECT_EQ(t->missing()[0].since, kT0 + 1s);
+    EXPECT_EQ(t->missing()[0].asked_at, kT0 + 61s);
+    EXPECT_TRUE(store.due_replays(kT0 + 62s, 60s, 5min).empty());  // asked a moment ago
+    const auto due = store.due_replays(kT0 + 61s + 5min, 60s, 5min);
+    ASSERT_EQ(due.size(), 1u);
+    EXPECT_EQ(due[0].site, "sch-0101");
+    EXPECT_EQ(due[0].stream, kStream);
+    EXPECT_EQ(due[0].ranges.size(), 2u);
+    EXPECT_EQ(store.track_lost("sch-0101", kStream, 8, 8, kT0 + 400s).lost, 1);
+    auto sites = store.sites();
+    EXPECT_EQ(sites[0]["missing_messages"], 2);
+    EXPECT_EQ(sites[0]["lost_messages"], 1);
+    EXPECT_EQ(sites[0]["stream"], kStream);
+
+    // The site's outbox was replaced: a new stream, its own baseline and counts.
+    const auto r = store.track_received("sch-0101", {kOther, 1}, kT0 + 500s);
+    EXPECT_EQ(r.kind, TrackResult::Kind::started);
+    EXPECT_EQ(r.replaced_stream, kStream);
+    EXPECT_EQ(r.replaced_missing, 2);
+    sites = store.sites();
+    EXPECT_EQ(sites[0]["missing_messages"], 0);
+    EXPECT_EQ(sites[0]["lost_messages"], 0);
+    EXPECT_EQ(sites[0]["stream"], kOther);
+    EXPECT_TRUE(store.due_replays(kT0 + 1h, 60s, 5min).empty());
+    // A late message of the old outbox (the broker still had it) does not switch back.
+    EXPECT_EQ(store.track_received("sch-0101", {kStream, 6}, kT0 + 501s).kind, TrackResult::Kind::ignored);
+    EXPECT_EQ(store.stream_track("sch-0101")->stream(), kOther);
+    // A lost answer about a stream the room does not follow changes nothing.
+    EXPECT_EQ(store.track_lost("sch-0101", "ffffffffffffffff", 1, 5, kT0).kind, TrackResult::Kind::ignored);
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 0);
+}
+
+TEST(MonitorSequenceIngest, FieldsAreReadAndAWrongOneIsLoggedWhileTheMessageIsStored) {
+    Store store(":memory:");
+    CapturedLog log;
+    int site_changes = 0;
+    Ingest ingest(store, "kitchen", log.logger, [&](const Change& c) {
+        if (c.kind == Change::Kind::site) ++site_changes;
+    });
+    ingest.handle("kitchen/sch-0101/gateway", gateway_info(2).dump(), true, kT0);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(3).dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(6).dump(), false, kT0);
+    auto clip = json{{"site", "sch-0101"}, {"stream", kStream}, {"seq", 5}, {"path", "clips/x.mp4"}};
+    ingest.handle("kitchen/sch-0101/events/19ab3c0f2e1-0000000000000003/clip", clip.dump(), false, kT0);
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{4, 4}}));
+
+    auto wrong = numbered_event(7);
+    wrong["seq"] = "7";
+    ingest.handle("kitchen/sch-0101/events", wrong.dump(), false, kT0);
+    auto bad_stream = numbered_event(8);
+    bad_stream["stream"] = "C0FFEE";
+    ingest.handle("kitchen/sch-0101/events", bad_stream.dump(), false, kT0);
+    auto negative = numbered_event(9);
+    negative["seq"] = -1;
+    ingest.handle("kitchen/sch-0101/events", negative.dump(), false, kT0);
+    EXPECT_EQ(ingest.counters().created.load(), 5u);  // stored as today
+    EXPECT_EQ(ingest.counters().refused.load(), 0u);
+    EXPECT_NE(
+        log.str().find("sequence number on kitchen/sch-0101/events ignored (the message is kept): 'seq' is "
+                       "\"7\", not a whole number"),
+        std::string::npos)
+        << log.str();
+    EXPECT_NE(log.str().find("'stream' is \"C0FFEE\", not 16 lowercase hex digits"), std::string::npos);
+    EXPECT_NE(log.str().find("'seq' is -1"), std::string::npos);
+    EXPECT_EQ(store.stream_track("sch-0101")->top(), 6);
+
+    // A message refused for its body was still delivered: its number is not asked for.
+    auto refused = numbered_event(4);
+    refused.erase("severity");
+    ingest.handle("kitchen/sch-0101/events", refused.dump(), false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 1u);
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
+    EXPECT_GT(site_changes, 0);
+
+    // An older gateway: no fields, nothing followed, no complaint.
+    ingest.handle("kitchen/sch-0202/gateway", R"({"site":"sch-0202","version":"0.1.0"})", true, kT0);
+    auto old = numbered_event(1, kStream, "sch-0202");
+    old.erase("stream");
+    old.erase("seq");
+    ingest.handle("kitchen/sch-0202/events", old.dump(), false, kT0);
+    EXPECT_FALSE(store.stream_track("sch-0202"));
+    const auto sites = store.sites();
+    ASSERT_EQ(sites[1]["site"], "sch-0202");
+    EXPECT_TRUE(sites[1]["missing_messages"].is_null() && sites[1]["lost_messages"].is_null());
+    EXPECT_EQ(log.str().find("kitchen/sch-0202"), std::string::npos) << log.str();
+}
+
+TEST(MonitorSequenceIngest, AReplayedMessageFillsTheGapWithoutCountingTheAlertTwice) {
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    ingest.handle("kitchen/sch-0101/events", numbered_event(1).dump(), false, kT0);
+    // Event 2 was stored before the monitor crashed, and its number was not recorded.
+    std::string error;
+    const auto two = parse_event("sch-0101", numbered_event(2).dump(), error);
+    ASSERT_TRUE(two) << error;
+    EXPECT_EQ(store.add_event(*two, kT0), IngestOutcome::created);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(3).dump(), false, kT0);
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 1);
+    // The gateway's replay: the same message, deduplicated, and the gap is closed.
+    ingest.handle("kitchen/sch-0101/events", numbered_event(2).dump(), false, kT0 + 70s);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(2).dump(), false, kT0 + 71s);
+    EXPECT_EQ(ingest.counters().duplicates.load(), 2u);
+    EXPECT_EQ(store.count_alerts(), 3);
+    EXPECT_EQ(store.alert(fmt::format("19ab3c0f2e1-{:016x}", 2))->messages, 1);
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 3);
+}
+
+TEST(MonitorSequenceIngest, LostMessagesAreCountedLoggedAndCheckedFirst) {
+    Store store(":memory:");
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    ingest.handle("kitchen/sch-0101/events", numbered_event(1).dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(20).dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/lost", lost(2, 5).dump(), false, kT0);
+    EXPECT_EQ(ingest.counters().lost_numbers.load(), 4u);
+    EXPECT_NE(
+        log.str().find("[warning] sch-0101 stream 00c0ffee00c0ffee: 2-5 lost (not kept, request r-1): 4 "
+                       "numbers no longer asked for"),
+        std::string::npos)
+        << log.str();
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 4);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 5);
+    // Bad answers are refused with what is wrong; nothing is marked.
+    auto other_site = lost(6, 7);
+    other_site["site"] = "sch-0202";
+    auto reversed = lost(9, 7);
+    auto no_reason = lost(6, 7);
+    no_reason.erase("reason");
+    auto text_from = lost(6, 7);
+    text_from["from"] = "6";
+    for (const auto& bad : {other_site, reversed, no_reason, text_from})
+        ingest.handle("kitchen/sch-0101/lost", bad.dump(), false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 4u);
+    EXPECT_NE(log.str().find("refused message on kitchen/sch-0101/lost: 'from' 9 is after 'to' 7"),
+              std::string::npos);
+    EXPECT_NE(log.str().find("refused message on kitchen/sch-0101/lost: 'from' is \"6\""), std::string::npos);
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 4);
+    EXPECT_EQ(ingest.counters().lost_numbers.load(), 4u);
+}
+
+TEST(MonitorReplay, AsksForWhatIsDueOncePerEveryAndOnlyWhenTheBrokerTookIt) {
+    Store store(":memory:");
+    std::vector<std::pair<std::string, json>> sent;
+    bool broker_up = true;
+    ReplayRequester replay(
+        store,
+        [&](const std::string& topic, const std::string& payload) {
+            if (!broker_up) return false;
+            sent.emplace_back(topic, json::parse(payload));
+            return true;
+        },
+        "kitchen", "monitor-1", ReplaySettings{true, 60s, 5min}, kg::Logging::null_logger());
+    store.track_received("sch-0101", {kStream, 1}, kT0);
+    store.track_received("sch-0101", {kStream, 5}, kT0);       // 2-4
+    store.track_received("sch-0101", {kStream, 9}, kT0);       // 6-8
+    store.track_received("sch-0101", {kStream, 5000}, kT0);    // 10-4999
+    store.track_received("sch-0202", {kOther, 1}, kT0 + 30s);  // in order: nothing to ask
+    store.track_received("sch-0202", {kOther, 3}, kT0 + 30s);  // 2, missing only since +30s
+
+    EXPECT_EQ(replay.ask_due(kT0 + 59s), 0);
+    broker_up = false;
+    EXPECT_EQ(replay.ask_due(kT0 + 60s), 0);  // not taken: not marked, asked at the next pass
+    broker_up = true;
+    EXPECT_EQ(replay.ask_due(kT0 + 61s), 1);  // 2-8 in one request; 10-4999 is 4990 numbers...
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(sent[0].first, "kitchen/sch-0101/replay");
+    const json req = sent[0].second;
+    EXPECT_EQ(req["site"], "sch-0101");
+    EXPECT_EQ(req["stream"], kStream);
+    EXPECT_EQ(req["from"], 2);
+    EXPECT_EQ(req["to"], 4999);  // ...within 100 of 8 and 10000 in all, so the same request
+    EXPECT_EQ(req["monitor"], "monitor-1");
+    EXPECT_EQ(req["time"], "2026-12-01T08:01:01.000Z");
+    EXPECT_TRUE(req["request_id"].get<std::string>().rfind("monitor-1-", 0) == 0);
+    EXPECT_EQ(replay.ask_due(kT0 + 62s), 0);
+    EXPECT_EQ(replay.ask_due(kT0 + 90s), 1);  // sch-0202's 2, missing for 60 s now
+    EXPECT_EQ(sent[1].first, "kitchen/sch-0202/replay");
+    EXPECT_NE(sent[1].second["request_id"], req["request_id"]);
+    store.track_lost("sch-0101", kStream, 2, 4999, kT0 + 100s);
+    EXPECT_EQ(replay.ask_due(kT0 + 61s + 5min), 0);  // lost: no longer asked for
+    EXPECT_EQ(replay.ask_due(kT0 + 90s + 5min), 1);  // still missing: asked again
+    EXPECT_EQ(replay.requests(), 3u);
+}
+
+TEST(MonitorReplay, ConfigDefaultsAndErrors) {
+    const std::string base = R"(mqtt:
+  url: tcp://127.0.0.1:1883
+  client_id: monitor-1
+db:
+  path: monitor.db
+http:
+  operators:
+    - name: wang
+      password: correct-horse
+)";
+    const auto load = [](const std::string& yaml) {
+        return load_monitor_config_string(yaml, "/etc/kitchen-monitor/monitor.yaml");
+    };
+    const auto error = [&](const std::string& yaml) {
+        try {
+            load(yaml);
+        } catch (const kg::config::ConfigInvalid& e) {
+            return e.errors.front().to_string();
+        }
+        return std::string();
+    };
+    auto cfg = load(base);
+    EXPECT_TRUE(cfg.replay.enabled);
+    EXPECT_TRUE(cfg.track_sequences());
+    EXPECT_EQ(cfg.replay.after, 60s);
+    EXPECT_EQ(cfg.replay.every, 5min);
+    std::string grouped = base;
+    grouped.insert(grouped.find("db:"), "  share_group: room\n");
+    cfg = load(grouped);
+    EXPECT_FALSE(cfg.replay.enabled);  // each instance sees part of every stream
+    EXPECT_FALSE(cfg.track_sequences());
+    cfg = load(grouped + "replay: {enabled: true}\n");  // instances sharing one database
+    EXPECT_TRUE(cfg.replay.enabled);
+    cfg = load(base + "replay: {enabled: false, after: 2s, every: 10m}\n");
+    EXPECT_FALSE(cfg.replay.enabled);
+    EXPECT_TRUE(cfg.track_sequences());  // still counted, just not asked for
+    EXPECT_EQ(cfg.replay.after, 2s);
+    EXPECT_EQ(cfg.replay.every, 10min);
+    EXPECT_EQ(
+        error(base + "replay: {after: 500ms}\n"),
+        "/etc/kitchen-monitor/monitor.yaml:10:17: replay.after: shorter than 1s: the gateway needs time to "
+        "answer");
+    EXPECT_EQ(
+        error(base + "replay: {every: soon}\n"),
+        "/etc/kitchen-monitor/monitor.yaml:10:17: replay.every: expected a positive duration like 30s, 15m, "
+        "2h, not 'soon'");
+    EXPECT_EQ(error(base + "replay: {enabled: maybe}\n"),
+              "/etc/kitchen-monitor/monitor.yaml:10:19: replay.enabled: expected true or false, not 'maybe'");
+    EXPECT_NE(error(base + "replay: {afer: 2s}\n").find("replay.afer: unknown key"), std::string::npos);
+}
