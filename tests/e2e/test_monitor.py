@@ -55,14 +55,17 @@ class Monitor:
         self.config_path = self.workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         self.log_path = self.workdir / f"{name}.log"
+        # A monitor started again under the same name appends to the same log: only this run's lines
+        # tell its port and its connection.
+        begin = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([MONITOR_BIN, "--config", str(self.config_path)], stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         found = kg_e2e.wait_until(lambda: self._check_alive() and re.search(r"dashboard on \S+ \(port (\d+)\)",
-                                                                            self.output()), 10,
+                                                                            self._output_since(begin)), 10,
                                   what=f"{name}'s dashboard port")
         self.port = int(found.group(1))
-        kg_e2e.wait_until(lambda: self._check_alive() and "[mqtt] connected" in self.output(), 10,
+        kg_e2e.wait_until(lambda: self._check_alive() and "[mqtt] connected" in self._output_since(begin), 10,
                           what=f"{name} connected to the broker")
 
     def _check_alive(self):
@@ -72,6 +75,9 @@ class Monitor:
 
     def output(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def _output_since(self, offset):
+        return self.log_path.read_bytes()[offset:].decode(errors="replace") if self.log_path.exists() else ""
 
     def request(self, method, path, body=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
