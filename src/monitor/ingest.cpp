@@ -51,10 +51,6 @@ std::string excerpt(const std::string& payload) {
     return payload.size() > 160 ? out + "..." : out;
 }
 
-}  // namespace
-
-namespace {
-
 // A whole number in [min, kMaxSeq] at j[key], or an error naming the key.
 std::optional<std::int64_t> sequence_number(const json& j, const char* key, std::int64_t min,
                                             std::string& error) {
@@ -68,10 +64,6 @@ std::optional<std::int64_t> sequence_number(const json& j, const char* key, std:
     }
     return it->get<std::int64_t>();
 }
-
-}  // namespace
-
-namespace {
 
 // The outbox's stream id at j["stream"], or an error naming it.
 std::optional<std::string> stream_id(const json& j, std::string& error) {
