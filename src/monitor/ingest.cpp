@@ -51,10 +51,6 @@ std::string excerpt(const std::string& payload) {
     return payload.size() > 160 ? out + "..." : out;
 }
 
-}  // namespace
-
-namespace {
-
 // A whole number in [min, kMaxSeq] at j[key], or an error naming the key.
 std::optional<std::int64_t> sequence_number(const json& j, const char* key, std::int64_t min,
                                             std::string& error) {
@@ -68,10 +64,6 @@ std::optional<std::int64_t> sequence_number(const json& j, const char* key, std:
     }
     return it->get<std::int64_t>();
 }
-
-}  // namespace
-
-namespace {
 
 // The outbox's stream id at j["stream"], or an error naming it.
 std::optional<std::string> stream_id(const json& j, std::string& error) {
@@ -302,24 +294,21 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     const json j = json::parse(payload, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return refuse(topic, payload, "not a JSON object");
 
-    if (kind == "events" && parts.size() == 3) {
-        route_event(topic, site, payload, now);
-        // After the message is stored: a crash in between leaves the number missing, so it is
-        // asked for again and the copy deduplicated. A refused message was delivered all the same:
-        // asking for it again would bring the same message.
-        track(topic, site, j, false, now);
-        return;
-    }
+    if (kind == "events" && parts.size() == 3) return route_event(topic, site, payload, j, now);
     if (kind == "events" && parts.size() == 5 && parts[4] == "clip") {
-        if (!store_.set_clip(site, parts[3], j)) log_->debug("clip report for unknown event {}", parts[3]);
+        const auto seq = sequence_of(topic, j, 1);
+        const auto clip = store_.set_clip(site, parts[3], j, now, seq);
+        if (!clip.attached) log_->debug("clip report for unknown event {}", parts[3]);
         notify_({Change::Kind::alert, site, parts[3]});
-        track(topic, site, j, false, now);
+        if (seq) report(site, seq->stream, clip.track);
         return;
     }
     if (kind == "gateway" && parts.size() == 3) {
-        store_.set_gateway_info(site, j, now);
+        // Its seq: everything up to it was acknowledged by the broker.
+        const auto seq = sequence_of(topic, j, 0);
+        const auto track = store_.set_gateway_info(site, j, now, seq);
         notify_({Change::Kind::site, site, {}});
-        track(topic, site, j, true, now);
+        if (seq) report(site, seq->stream, track);
         return;
     }
     if (kind == "lost" && parts.size() == 3) return route_lost(topic, site, payload, j, now);
@@ -351,12 +340,19 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
 }
 
 void Ingest::route_event(const std::string& topic, const std::string& site, const std::string& payload,
-                         TimePoint now) {
+                         const json& j, TimePoint now) {
+    const auto seq = sequence_of(topic, j, 1);
     std::string error;
     const auto m = parse_event(site, payload, error);
-    if (!m) return refuse(topic, payload, error);
-    const auto outcome = store_.add_event(*m, now);
-    switch (outcome) {
+    if (!m) {
+        // Refused for its body, it was delivered all the same: asking for it again would bring the
+        // same message.
+        if (seq) report(site, seq->stream, store_.track_received(site, *seq, now));
+        return refuse(topic, payload, error);
+    }
+    const auto stored = store_.add_event(*m, now, seq);
+    if (seq) report(site, seq->stream, stored.track);
+    switch (stored.outcome) {
         case IngestOutcome::created:
             ++counters_.created;
             break;
@@ -384,17 +380,13 @@ void Ingest::route_event(const std::string& topic, const std::string& site, cons
     notify_({Change::Kind::alert, site, m->id});
 }
 
-void Ingest::track(const std::string& topic, const std::string& site, const json& j, bool sent,
-                   TimePoint now) {
-    if (!track_sequences_) return;
+std::optional<Sequence> Ingest::sequence_of(const std::string& topic, const json& j, std::int64_t min_seq) {
+    if (!track_sequences_) return std::nullopt;
     std::string error;
-    const auto s = parse_sequence(j, sent ? 0 : 1, error);
-    if (!s) {
-        if (!error.empty())
-            log_->warn("sequence number on {} ignored (the message is kept): {}", topic, error);
-        return;
-    }
-    report(site, s->stream, sent ? store_.track_sent(site, *s, now) : store_.track_received(site, *s, now));
+    auto s = parse_sequence(j, min_seq, error);
+    if (!s && !error.empty())
+        log_->warn("sequence number on {} ignored (the message is kept): {}", topic, error);
+    return s;
 }
 
 void Ingest::report(const std::string& site, const std::string& stream, const TrackResult& r) {

@@ -69,13 +69,14 @@ private:
     void route(const std::string& topic, const std::string& payload, bool retained, TimePoint now);
     void refuse(const std::string& topic, const std::string& payload, const std::string& why);
     void route_event(const std::string& topic, const std::string& site, const std::string& payload,
-                     TimePoint now);
+                     const nlohmann::json& j, TimePoint now);
     void route_lost(const std::string& topic, const std::string& site, const std::string& payload,
                     const nlohmann::json& j, TimePoint now);
-    // Reads the message's stream and seq (a wrong one is logged, the message is still stored) and
-    // records it: `sent` for the gateway message (everything up to it was acknowledged).
-    void track(const std::string& topic, const std::string& site, const nlohmann::json& j, bool sent,
-               TimePoint now);
+    // The message's stream and seq, to be recorded with it (see parse_sequence for `min_seq`);
+    // nullopt when it has none, when they are wrong (logged: the message is still stored) or when
+    // this instance does not track sequences.
+    std::optional<Sequence> sequence_of(const std::string& topic, const nlohmann::json& j,
+                                        std::int64_t min_seq);
     void report(const std::string& site, const std::string& stream, const TrackResult& r);
 
     Store& store_;

@@ -150,14 +150,17 @@ bool Store::set_availability(const std::string& site, const std::string& state, 
     return db_.changes() > 0;
 }
 
-void Store::set_gateway_info(const std::string& site, const json& info, TimePoint) {
-    std::lock_guard lock(mutex_);
-    ensure_site(site);
-    Stmt(db_, "UPDATE sites SET gateway = ?2, name = coalesce(?3, name) WHERE site = ?1")
-        .bind(1, site)
-        .bind(2, info.dump())
-        .bind(3, text(info, "name"))
-        .run();
+TrackResult Store::set_gateway_info(const std::string& site, const json& info, TimePoint when,
+                                    const std::optional<Sequence>& seq) {
+    return in_transaction([&] {
+        ensure_site(site);
+        Stmt(db_, "UPDATE sites SET gateway = ?2, name = coalesce(?3, name) WHERE site = ?1")
+            .bind(1, site)
+            .bind(2, info.dump())
+            .bind(3, text(info, "name"))
+            .run();
+        return seq ? record_sent(site, *seq, when) : TrackResult{};
+    });
 }
 
 void Store::set_camera_state(const std::string& site, const std::string& camera, const json& state) {
@@ -200,10 +203,16 @@ void Store::set_sensor_state(const std::string& site, const std::string& sensor,
     s.bind(7, state.dump()).bind(8, text(state, "time")).run();
 }
 
-IngestOutcome Store::add_event(const EventMessage& m, TimePoint now) {
-    std::lock_guard lock(mutex_);
+EventStored Store::add_event(const EventMessage& m, TimePoint now, const std::optional<Sequence>& seq) {
+    return in_transaction([&] {
+        EventStored out{store_event(m, now), {}};
+        if (seq) out.track = record_received(m.site, *seq, now);
+        return out;
+    });
+}
+
+IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
     const std::string received = iso8601_utc(now);
-    Transaction tx(db_);
     // The alert, if known, must be this site's: ids are random, a clash means a site is trying to
     // touch another site's alert.
     std::optional<std::int64_t> last_seq;
@@ -224,7 +233,7 @@ IngestOutcome Store::add_event(const EventMessage& m, TimePoint now) {
         " payload) VALUES(?,?,?,?,?,?,?)");
     insert_message.bind(1, m.message_id).bind(2, m.id).bind(3, m.seq).bind(4, m.state).bind(5, m.time);
     insert_message.bind(6, received).bind(7, m.raw).run();
-    if (db_.changes() == 0) return IngestOutcome::duplicate;  // rolled back: nothing to keep
+    if (db_.changes() == 0) return IngestOutcome::duplicate;
 
     IngestOutcome outcome;
     if (!last_seq) {
@@ -261,7 +270,6 @@ IngestOutcome Store::add_event(const EventMessage& m, TimePoint now) {
         // Older than what is shown (a redelivered update after a newer one): history only.
         outcome = IngestOutcome::stale;
     }
-    tx.commit();
     return outcome;
 }
 
@@ -291,14 +299,18 @@ bool Store::add_snapshot(const std::string& site, const std::string& event_id, c
     return true;
 }
 
-bool Store::set_clip(const std::string& site, const std::string& event_id, const json& report) {
-    std::lock_guard lock(mutex_);
-    Stmt(db_, "UPDATE alerts SET clip = ?3 WHERE id = ?1 AND site = ?2")
-        .bind(1, event_id)
-        .bind(2, site)
-        .bind(3, report.dump())
-        .run();
-    return db_.changes() > 0;
+ClipStored Store::set_clip(const std::string& site, const std::string& event_id, const json& report,
+                           TimePoint now, const std::optional<Sequence>& seq) {
+    return in_transaction([&] {
+        Stmt(db_, "UPDATE alerts SET clip = ?3 WHERE id = ?1 AND site = ?2")
+            .bind(1, event_id)
+            .bind(2, site)
+            .bind(3, report.dump())
+            .run();
+        ClipStored out{db_.changes() > 0, {}};
+        if (seq) out.track = record_received(site, *seq, now);
+        return out;
+    });
 }
 
 void Store::add_rollup(const std::string& site, const std::string& sensor, const json& r) {

@@ -113,6 +113,19 @@ struct TrackResult {
     std::int64_t replaced_missing = 0;
 };
 
+// What add_event did with an event message, and what its number did to the site's stream.
+struct EventStored {
+    IngestOutcome outcome = IngestOutcome::rejected;
+    TrackResult track;
+};
+
+// What set_clip did with a clip report (`attached` false: the site has no such alert), and what
+// its number did to the site's stream.
+struct ClipStored {
+    bool attached = false;
+    TrackResult track;
+};
+
 // A site's missing ranges due for a replay request.
 struct DueReplay {
     std::string site, stream;
@@ -130,21 +143,28 @@ public:
     void site_seen(const std::string& site, TimePoint when);
     // Returns true when the state changed (online <-> offline).
     bool set_availability(const std::string& site, const std::string& state, TimePoint when);
-    void set_gateway_info(const std::string& site, const nlohmann::json& info, TimePoint when);
+    // The gateway, event and clip messages may carry a sequence number (`seq`, docs/mqtt.md): it is
+    // recorded in the message's own transaction, so a crash keeps both or neither. Stored, duplicate
+    // or refused, the message was delivered: its number counts as received all the same (asking for
+    // it again would bring the same message); the gateway message's says the broker has everything
+    // up to it. The TrackResult says what the number did to the site's stream (`ignored` without one).
+    TrackResult set_gateway_info(const std::string& site, const nlohmann::json& info, TimePoint when,
+                                 const std::optional<Sequence>& seq = std::nullopt);
     void set_camera_state(const std::string& site, const std::string& camera, const nlohmann::json& state);
     void set_sensor_state(const std::string& site, const std::string& sensor, const nlohmann::json& state);
-    IngestOutcome add_event(const EventMessage& m, TimePoint now);
+    EventStored add_event(const EventMessage& m, TimePoint now,
+                          const std::optional<Sequence>& seq = std::nullopt);
     // False when the event belongs to another site (a site cannot attach pictures to others' alerts).
     bool add_snapshot(const std::string& site, const std::string& event_id, const std::string& jpeg,
                       TimePoint now);
-    bool set_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report);
+    ClipStored set_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report,
+                        TimePoint now, const std::optional<Sequence>& seq = std::nullopt);
     void add_rollup(const std::string& site, const std::string& sensor, const nlohmann::json& rollup);
 
     // --- sequence tracking (docs/mqtt.md, "Sequence numbers and replay") ---
-    // A numbered event or clip report arrived (stored, duplicate or refused: it was delivered).
+    // A numbered message arrived that never reached the store (refused for its body): it was
+    // delivered. Numbers that come with a message go through the message's own call above.
     TrackResult track_received(const std::string& site, const Sequence& s, TimePoint now);
-    // The site's `gateway` message: the broker has everything up to s.seq.
-    TrackResult track_sent(const std::string& site, const Sequence& s, TimePoint now);
     // The site's `lost` message: from..to of `stream` are gone for good.
     TrackResult track_lost(const std::string& site, const std::string& stream, std::int64_t from,
                            std::int64_t to, TimePoint now);
@@ -200,10 +220,25 @@ private:
     void start_stream(const std::string& site, const StreamTrack& track, TimePoint now, TrackResult& result);
     enum class Creates { from_gateway, from_message, never };
     // Loads the site's track of `s.stream` (starting it as `creates` says), applies `apply(track)`
-    // and writes back what changed, in one transaction.
+    // and writes back what changed. The caller holds mutex_ and a transaction.
     template <typename Apply>
-    TrackResult with_track(const std::string& site, const Sequence& s, Creates creates, TimePoint now,
-                           Apply apply);
+    TrackResult apply_track(const std::string& site, const Sequence& s, Creates creates, TimePoint now,
+                            Apply apply);
+    // The writes of add_event, set_gateway_info's number and track_received; the caller holds mutex_
+    // and a transaction.
+    IngestOutcome store_event(const EventMessage& m, TimePoint now);
+    TrackResult record_received(const std::string& site, const Sequence& s, TimePoint now);
+    TrackResult record_sent(const std::string& site, const Sequence& s, TimePoint now);
+    // Runs `work` under the lock in one transaction, committed when it returns (whatever it
+    // returns: a duplicate's number is recorded too) and rolled back if it throws.
+    template <typename Work>
+    auto in_transaction(Work work) {
+        std::lock_guard lock(mutex_);
+        sqlite::Transaction tx(db_);
+        auto result = work();
+        tx.commit();
+        return result;
+    }
     // How many replaced streams of a site are remembered, so that a late message of one is not
     // taken for a new outbox.
     static constexpr int kRetiredStreams = 8;

@@ -1,7 +1,8 @@
 // The store's half of sequence tracking: each site's stream (seq_streams) and its missing ranges
 // (seq_missing). The tracking itself is StreamTrack (sequence.cpp); this file loads it, applies one
-// message and writes back what changed, inside the store's lock and one transaction, so that
-// instances sharing the database track one stream between them.
+// message and writes back what changed, inside the store's lock and one transaction (the message's
+// own when the number came with one), so that instances sharing the database track one stream
+// between them.
 
 #include <map>
 
@@ -11,7 +12,6 @@
 namespace kg::monitor {
 
 using sqlite::Stmt;
-using sqlite::Transaction;
 
 namespace {
 
@@ -109,10 +109,8 @@ void Store::start_stream(const std::string& site, const StreamTrack& track, Time
 }
 
 template <typename Apply>
-TrackResult Store::with_track(const std::string& site, const Sequence& s, Creates creates, TimePoint now,
-                              Apply apply) {
-    std::lock_guard lock(mutex_);
-    Transaction tx(db_);
+TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creates creates, TimePoint now,
+                               Apply apply) {
     ensure_site(site);
     TrackResult result;
     auto track = load_current_track(site);
@@ -129,24 +127,29 @@ TrackResult Store::with_track(const std::string& site, const Sequence& s, Create
     if (track->missing_count() != before.missing_count() || track->lost() != before.lost())
         result.changed = true;
     save_track(site, before, *track);
-    tx.commit();
     return result;
 }
 
-TrackResult Store::track_received(const std::string& site, const Sequence& s, TimePoint now) {
-    return with_track(site, s, Creates::from_message, now,
-                      [&](StreamTrack& t, TrackResult& r) { t.receive(s.seq, now, &r.given_up); });
+TrackResult Store::record_received(const std::string& site, const Sequence& s, TimePoint now) {
+    return apply_track(site, s, Creates::from_message, now,
+                       [&](StreamTrack& t, TrackResult& r) { t.receive(s.seq, now, &r.given_up); });
 }
 
-TrackResult Store::track_sent(const std::string& site, const Sequence& s, TimePoint now) {
-    return with_track(site, s, Creates::from_gateway, now,
-                      [&](StreamTrack& t, TrackResult& r) { t.sent_up_to(s.seq, now, &r.given_up); });
+TrackResult Store::record_sent(const std::string& site, const Sequence& s, TimePoint now) {
+    return apply_track(site, s, Creates::from_gateway, now,
+                       [&](StreamTrack& t, TrackResult& r) { t.sent_up_to(s.seq, now, &r.given_up); });
+}
+
+TrackResult Store::track_received(const std::string& site, const Sequence& s, TimePoint now) {
+    return in_transaction([&] { return record_received(site, s, now); });
 }
 
 TrackResult Store::track_lost(const std::string& site, const std::string& stream, std::int64_t from,
                               std::int64_t to, TimePoint now) {
-    return with_track(site, {stream, from}, Creates::never, now,
-                      [&](StreamTrack& t, TrackResult& r) { r.lost = t.lose(from, to, now); });
+    return in_transaction([&] {
+        return apply_track(site, {stream, from}, Creates::never, now,
+                           [&](StreamTrack& t, TrackResult& r) { r.lost = t.lose(from, to, now); });
+    });
 }
 
 std::vector<DueReplay> Store::due_replays(TimePoint now, Duration after, Duration every) {
@@ -168,8 +171,10 @@ std::vector<DueReplay> Store::due_replays(TimePoint now, Duration after, Duratio
 
 void Store::mark_asked(const std::string& site, const std::string& stream, std::int64_t from, std::int64_t to,
                        TimePoint now) {
-    with_track(site, {stream, from}, Creates::never, now,
-               [&](StreamTrack& t, TrackResult&) { t.asked(from, to, now); });
+    in_transaction([&] {
+        return apply_track(site, {stream, from}, Creates::never, now,
+                           [&](StreamTrack& t, TrackResult&) { t.asked(from, to, now); });
+    });
 }
 
 std::optional<StreamTrack> Store::stream_track(const std::string& site) {

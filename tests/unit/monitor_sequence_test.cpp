@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/logging.hpp"
+#include "common/sqlite_db.hpp"
 #include "monitor/ingest.hpp"
 #include "monitor/iso_time.hpp"
 #include "monitor/monitor_config.hpp"
@@ -221,7 +222,8 @@ TEST(MonitorSequenceStore, SurvivesARestartAndStartsAfreshForANewOutbox) {
     const auto db = tmp.path("monitor.db");
     {
         Store store(db);
-        EXPECT_EQ(store.track_sent("sch-0101", {kStream, 3}, kT0).kind, TrackResult::Kind::started);
+        EXPECT_EQ(store.set_gateway_info("sch-0101", gateway_info(3), kT0, Sequence{kStream, 3}).kind,
+                  TrackResult::Kind::started);
         store.track_received("sch-0101", {kStream, 4}, kT0);
         const auto r = store.track_received("sch-0101", {kStream, 9}, kT0 + 1s);  // 5-8 missing
         EXPECT_TRUE(r.changed);
@@ -324,11 +326,12 @@ TEST(MonitorSequenceIngest, AReplayedMessageFillsTheGapWithoutCountingTheAlertTw
     Store store(":memory:");
     Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
     ingest.handle("kitchen/sch-0101/events", numbered_event(1).dump(), false, kT0);
-    // Event 2 was stored before the monitor crashed, and its number was not recorded.
+    // Event 2 was stored without its number: an older monitor that crashed between the two (this
+    // one records both in one transaction), or one that did not track sequences.
     std::string error;
     const auto two = parse_event("sch-0101", numbered_event(2).dump(), error);
     ASSERT_TRUE(two) << error;
-    EXPECT_EQ(store.add_event(*two, kT0), IngestOutcome::created);
+    EXPECT_EQ(store.add_event(*two, kT0).outcome, IngestOutcome::created);
     ingest.handle("kitchen/sch-0101/events", numbered_event(3).dump(), false, kT0);
     EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 1);
     // The gateway's replay: the same message, deduplicated, and the gap is closed.
@@ -339,6 +342,86 @@ TEST(MonitorSequenceIngest, AReplayedMessageFillsTheGapWithoutCountingTheAlertTw
     EXPECT_EQ(store.alert(fmt::format("19ab3c0f2e1-{:016x}", 2))->messages, 1);
     EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
     EXPECT_EQ(store.stream_track("sch-0101")->mark(), 3);
+}
+
+TEST(MonitorSequenceStore, ANumberCountsAsReceivedWhateverTheStoreDidWithItsMessage) {
+    Store store(":memory:");
+    std::string error;
+    const auto event = [&](int n, const std::string& site = "sch-0101") {
+        auto m = parse_event(site, numbered_event(n, kStream, site).dump(), error);
+        EXPECT_TRUE(m) << error;
+        return *m;
+    };
+    const auto mark = [&] { return store.stream_track("sch-0101")->mark(); };
+    auto stored = store.add_event(event(1), kT0, Sequence{kStream, 1});
+    EXPECT_EQ(stored.outcome, IngestOutcome::created);
+    EXPECT_EQ(stored.track.kind, TrackResult::Kind::started);
+    EXPECT_EQ(mark(), 1);
+    // A copy of event 1 sent again under number 2 (a replay the gateway numbered anew).
+    stored = store.add_event(event(1), kT0, Sequence{kStream, 2});
+    EXPECT_EQ(stored.outcome, IngestOutcome::duplicate);
+    EXPECT_EQ(stored.track.kind, TrackResult::Kind::tracked);
+    EXPECT_EQ(mark(), 2);
+    // Another site's alert id: refused, and delivered.
+    store.add_event(event(7, "sch-0202"), kT0);
+    auto clash = event(7);
+    EXPECT_EQ(store.add_event(clash, kT0, Sequence{kStream, 3}).outcome, IngestOutcome::rejected);
+    EXPECT_EQ(mark(), 3);
+    EXPECT_EQ(store.alert(clash.id)->site, "sch-0202");
+    // A clip report of an event the room never had.
+    const auto clip = store.set_clip("sch-0101", "19ab3c0f2e1-ffffffffffffffff", json{{"path", "x.mp4"}}, kT0,
+                                     Sequence{kStream, 5});
+    EXPECT_FALSE(clip.attached);
+    EXPECT_TRUE(clip.track.changed);  // 4 is missing
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{4, 4}}));
+    // Without a number, nothing is tracked.
+    EXPECT_EQ(store.add_event(event(4), kT0).track.kind, TrackResult::Kind::ignored);
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{4, 4}}));
+    EXPECT_EQ(store.set_gateway_info("sch-0101", gateway_info(9), kT0, Sequence{kStream, 9}).kind,
+              TrackResult::Kind::tracked);
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{4, 4}, {6, 9}}));
+}
+
+TEST(MonitorSequenceIngest, AMessageAndItsNumberAreStoredTogetherOrNotAtAll) {
+    TempDir tmp;
+    const auto path = tmp.path("monitor.db");
+    Store store(path);
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const std::string one = fmt::format("19ab3c0f2e1-{:016x}", 1),
+                      two = fmt::format("19ab3c0f2e1-{:016x}", 2);
+    ingest.handle("kitchen/sch-0101/gateway", gateway_info(0).dump(), true, kT0);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(1).dump(), false, kT0);
+    ASSERT_EQ(store.stream_track("sch-0101")->mark(), 1);
+
+    // Recording the number fails after the message was written (a trigger here; a full disk, an I/O
+    // error or a crash in the field): neither the message nor its number is kept, for each kind of
+    // numbered message.
+    kg::sqlite::Db other(path, {});
+    other.exec(
+        "CREATE TRIGGER fail_tracking BEFORE UPDATE ON seq_streams BEGIN SELECT RAISE(ABORT, 'tracking "
+        "failed'); END");
+    ingest.handle("kitchen/sch-0101/events", numbered_event(2).dump(), false, kT0);
+    const json clip = {{"site", "sch-0101"}, {"stream", kStream}, {"seq", 3}, {"path", "clips/1.mp4"}};
+    ingest.handle("kitchen/sch-0101/events/" + one + "/clip", clip.dump(), false, kT0);
+    auto renamed = gateway_info(3);
+    renamed["name"] = "No. 1 renamed";
+    ingest.handle("kitchen/sch-0101/gateway", renamed.dump(), true, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 3u);
+    EXPECT_FALSE(store.alert(two));
+    EXPECT_FALSE(store.alert(one)->clip);
+    EXPECT_EQ(store.sites()[0]["name"], "No. 1");
+    EXPECT_EQ(store.stream_track("sch-0101")->top(), 1);
+
+    // The same messages again (the broker's redelivery, the gateway's replay): both go in.
+    other.exec("DROP TRIGGER fail_tracking");
+    ingest.handle("kitchen/sch-0101/events", numbered_event(2).dump(), false, kT0 + 70s);
+    ingest.handle("kitchen/sch-0101/events/" + one + "/clip", clip.dump(), false, kT0 + 70s);
+    ingest.handle("kitchen/sch-0101/gateway", renamed.dump(), true, kT0 + 70s);
+    EXPECT_TRUE(store.alert(two));
+    EXPECT_TRUE(store.alert(one)->clip);
+    EXPECT_EQ(store.sites()[0]["name"], "No. 1 renamed");
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 3);
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
 }
 
 TEST(MonitorSequenceIngest, LostMessagesAreCountedLoggedAndCheckedFirst) {

@@ -76,9 +76,9 @@ EventMessage parsed(const json& j) {
 TEST(MonitorStore, ADuplicateMessageChangesNothing) {
     Store store(":memory:");
     const auto start = parsed(event("19ab3c0f2e1-5f0c2a9e8d7b6c5a", "start"));
-    EXPECT_EQ(store.add_event(start, kT0), IngestOutcome::created);
-    EXPECT_EQ(store.add_event(start, kT0 + std::chrono::seconds(1)), IngestOutcome::duplicate);
-    EXPECT_EQ(store.add_event(start, kT0 + std::chrono::seconds(2)), IngestOutcome::duplicate);
+    EXPECT_EQ(store.add_event(start, kT0).outcome, IngestOutcome::created);
+    EXPECT_EQ(store.add_event(start, kT0 + std::chrono::seconds(1)).outcome, IngestOutcome::duplicate);
+    EXPECT_EQ(store.add_event(start, kT0 + std::chrono::seconds(2)).outcome, IngestOutcome::duplicate);
     EXPECT_EQ(store.count_alerts(), 1);
     const auto a = store.alert(start.id);
     ASSERT_TRUE(a);
@@ -89,15 +89,17 @@ TEST(MonitorStore, ADuplicateMessageChangesNothing) {
 TEST(MonitorStore, AnOlderUpdateNeverRollsTheAlertBack) {
     Store store(":memory:");
     const std::string id = "19ab3c0f2e1-aaaaaaaaaaaaaaaa";
-    EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0), IngestOutcome::created);
-    EXPECT_EQ(store.add_event(parsed(event(id, "update", 2)), kT0), IngestOutcome::updated);
-    EXPECT_EQ(store.add_event(parsed(event(id, "update", 1)), kT0), IngestOutcome::stale);  // late copy
+    EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0).outcome, IngestOutcome::created);
+    EXPECT_EQ(store.add_event(parsed(event(id, "update", 2)), kT0).outcome, IngestOutcome::updated);
+    EXPECT_EQ(store.add_event(parsed(event(id, "update", 1)), kT0).outcome,
+              IngestOutcome::stale);  // late copy
     auto a = store.alert(id);
     EXPECT_EQ(a->last_seq, 2);
     EXPECT_NEAR(a->score, 0.7, 1e-9);
     EXPECT_EQ(a->messages, 3);  // but it is in the history
-    EXPECT_EQ(store.add_event(parsed(event(id, "end")), kT0), IngestOutcome::updated);
-    EXPECT_EQ(store.add_event(parsed(event(id, "update", 3)), kT0), IngestOutcome::stale);  // after the end
+    EXPECT_EQ(store.add_event(parsed(event(id, "end")), kT0).outcome, IngestOutcome::updated);
+    EXPECT_EQ(store.add_event(parsed(event(id, "update", 3)), kT0).outcome,
+              IngestOutcome::stale);  // after the end
     a = store.alert(id);
     EXPECT_EQ(a->condition, "end");
     EXPECT_EQ(a->end_time.value_or(""), "2026-11-24T06:40:00.000Z");
@@ -107,8 +109,8 @@ TEST(MonitorStore, AnEndWithoutItsStartStillMakesOneAlert) {
     // With a shared subscription the start may have gone to another instance.
     Store store(":memory:");
     const std::string id = "19ab3c0f2e1-bbbbbbbbbbbbbbbb";
-    EXPECT_EQ(store.add_event(parsed(event(id, "end")), kT0), IngestOutcome::created);
-    EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0), IngestOutcome::stale);
+    EXPECT_EQ(store.add_event(parsed(event(id, "end")), kT0).outcome, IngestOutcome::created);
+    EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0).outcome, IngestOutcome::stale);
     EXPECT_EQ(store.count_alerts(), 1);
     EXPECT_EQ(store.alert(id)->condition, "end");
 }
@@ -123,10 +125,10 @@ TEST(MonitorStore, KeepsWhyTheGatewayEndedAnEvent) {
         store.add_event(parsed(event(cleared, "start")), kT0);
         auto end = event(cleared, "end");
         end["end_reason"] = "cleared";
-        EXPECT_EQ(store.add_event(parsed(end), kT0), IngestOutcome::updated);
+        EXPECT_EQ(store.add_event(parsed(end), kT0).outcome, IngestOutcome::updated);
         end = event(restarted, "end");  // its start went to another instance
         end["end_reason"] = "gateway restarted";
-        EXPECT_EQ(store.add_event(parsed(end), kT0), IngestOutcome::created);
+        EXPECT_EQ(store.add_event(parsed(end), kT0).outcome, IngestOutcome::created);
         EXPECT_EQ(store.alert(cleared)->end_reason.value_or(""), "cleared");
     }
     Store store(tmp.path("m.db"));
@@ -154,7 +156,7 @@ TEST(MonitorStore, ADatabaseFromBeforeEndReasonGetsTheColumn) {
     Store store(tmp.path("old.db"));
     auto end = event(id, "end");
     end["end_reason"] = "gateway stopped";
-    EXPECT_EQ(store.add_event(parsed(end), kT0), IngestOutcome::updated);
+    EXPECT_EQ(store.add_event(parsed(end), kT0).outcome, IngestOutcome::updated);
     EXPECT_EQ(store.alert(id)->end_reason.value_or(""), "gateway stopped");
 }
 
@@ -173,8 +175,9 @@ TEST(MonitorIngest, AnEndReasonThatIsNotAShortTextIsRefused) {
 TEST(MonitorStore, ASiteCannotTouchAnotherSitesAlert) {
     Store store(":memory:");
     const std::string id = "19ab3c0f2e1-cccccccccccccccc";
-    EXPECT_EQ(store.add_event(parsed(event(id, "start", 0, "sch-0101")), kT0), IngestOutcome::created);
-    EXPECT_EQ(store.add_event(parsed(event(id, "end", 0, "sch-0999")), kT0), IngestOutcome::rejected);
+    EXPECT_EQ(store.add_event(parsed(event(id, "start", 0, "sch-0101")), kT0).outcome,
+              IngestOutcome::created);
+    EXPECT_EQ(store.add_event(parsed(event(id, "end", 0, "sch-0999")), kT0).outcome, IngestOutcome::rejected);
     EXPECT_FALSE(store.add_snapshot("sch-0999", id, "\xff\xd8jpeg", kT0));
     EXPECT_TRUE(store.add_snapshot("sch-0101", id, "\xff\xd8jpeg", kT0));
     EXPECT_EQ(store.alert(id)->condition, "start");
@@ -189,7 +192,7 @@ TEST(MonitorStore, SurvivesAReopen) {
         ASSERT_EQ(store.act(id, Action::acknowledge, "wang", "", kT0).code, ActionResult::Code::ok);
     }
     Store store(tmp.path("m.db"));
-    EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0), IngestOutcome::duplicate);
+    EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0).outcome, IngestOutcome::duplicate);
     EXPECT_EQ(store.alert(id)->status, Status::acknowledged);
     EXPECT_EQ(store.unpublished_actions(10).size(), 1u);
 }
@@ -533,10 +536,10 @@ namespace {
 void closed_alert(Store& store, const std::string& id, const std::string& start, kg::TimePoint closed_at) {
     auto j = event(id, "start");
     j["start_time"] = start;
-    ASSERT_EQ(store.add_event(parsed(j), closed_at), IngestOutcome::created);
+    ASSERT_EQ(store.add_event(parsed(j), closed_at).outcome, IngestOutcome::created);
     j = event(id, "end");
     j["start_time"] = start;
-    ASSERT_EQ(store.add_event(parsed(j), closed_at), IngestOutcome::updated);
+    ASSERT_EQ(store.add_event(parsed(j), closed_at).outcome, IngestOutcome::updated);
     ASSERT_TRUE(store.add_snapshot("sch-0101", id, "\xff\xd8jpeg", closed_at));
     ASSERT_EQ(store.act(id, Action::acknowledge, "wang", "", closed_at).code, ActionResult::Code::ok);
     const auto r = store.act(id, Action::close, "wang", "cleaned", closed_at);
@@ -560,7 +563,7 @@ TEST(MonitorStore, RetentionDeletesOnlyWhatIsPastItsTime) {
     closed_alert(store, "new000000001", "2026-12-23T06:00:00.000Z", kT0 + day * 29);  // closed yesterday
     // Open for 30 days: work still to do, never deleted, nor its picture.
     auto open = event("opn000000001", "start");
-    ASSERT_EQ(store.add_event(parsed(open), kT0), IngestOutcome::created);
+    ASSERT_EQ(store.add_event(parsed(open), kT0).outcome, IngestOutcome::created);
     ASSERT_TRUE(store.add_snapshot("sch-0101", "opn000000001", "\xff\xd8jpeg", kT0));
     // A picture whose event never came, 30 days ago.
     ASSERT_TRUE(store.add_snapshot("sch-0101", "orphan000001", "\xff\xd8jpeg", kT0));
@@ -590,7 +593,7 @@ TEST(MonitorStore, RetentionDeletesOnlyWhatIsPastItsTime) {
     // A late copy of the deleted alert's start does not reopen it, nor does its picture come back.
     auto late = event("old000000001", "start");
     late["start_time"] = "2026-11-24T06:00:00.000Z";
-    EXPECT_EQ(store.add_event(parsed(late), now), IngestOutcome::expired);
+    EXPECT_EQ(store.add_event(parsed(late), now).outcome, IngestOutcome::expired);
     EXPECT_FALSE(store.alert("old000000001"));
     EXPECT_TRUE(store.add_snapshot("sch-0101", "old000000001", "\xff\xd8jpeg", now));
     EXPECT_FALSE(store.snapshot("old000000001"));
@@ -598,10 +601,10 @@ TEST(MonitorStore, RetentionDeletesOnlyWhatIsPastItsTime) {
     // (1970) still raises alerts.
     auto unset_clock = event("clk000000001", "start");
     unset_clock["start_time"] = "1970-01-01T00:02:10.000Z";
-    EXPECT_EQ(store.add_event(parsed(unset_clock), now), IngestOutcome::created);
+    EXPECT_EQ(store.add_event(parsed(unset_clock), now).outcome, IngestOutcome::created);
     // The deleted alert is remembered 30 days, then forgotten.
     EXPECT_EQ(store.prune(now + day * 31, 500).alerts, 2);  // mid and new, closed over 10 days ago by then
-    EXPECT_EQ(store.add_event(parsed(late), now + day * 31), IngestOutcome::created);
+    EXPECT_EQ(store.add_event(parsed(late), now + day * 31).outcome, IngestOutcome::created);
 }
 
 TEST(MonitorStore, RetentionWorksInBatchesAndKeepsUndecidedAlerts) {
@@ -612,7 +615,7 @@ TEST(MonitorStore, RetentionWorksInBatchesAndKeepsUndecidedAlerts) {
         closed_alert(store, fmt::format("bat{:09}", i), "2026-11-24T06:00:00.000Z", kT0);
     // Closed, but the site has not heard of it yet: its decision is unpublished.
     auto j = event("unp000000001", "start");
-    ASSERT_EQ(store.add_event(parsed(j), kT0), IngestOutcome::created);
+    ASSERT_EQ(store.add_event(parsed(j), kT0).outcome, IngestOutcome::created);
     ASSERT_EQ(store.act("unp000000001", Action::acknowledge, "wang", "", kT0).code, ActionResult::Code::ok);
     ASSERT_EQ(store.act("unp000000001", Action::close, "wang", "done", kT0).code, ActionResult::Code::ok);
     const auto now = kT0 + hours(48);
