@@ -53,7 +53,8 @@ std::string move_aside(const std::string& path) {
 std::unique_ptr<outbox::SqliteStore> open_store(const config::Outbox& cfg, spdlog::logger& log,
                                                 std::uint64_t& moved_aside) {
     outbox::SqliteStore::Limits limits{cfg.max_messages, cfg.max_bytes};
-    limits.keep_sent = std::chrono::duration_cast<std::chrono::seconds>(cfg.keep_sent);
+    // Rounded up: a keep_sent under a second still keeps (the sent table counts whole seconds).
+    limits.keep_sent = std::chrono::ceil<std::chrono::seconds>(cfg.keep_sent);
     limits.keep_sent_bytes = cfg.keep_sent_bytes;
     try {
         if (cfg.path != ":memory:") {

@@ -15,6 +15,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 
 #include <chrono>
+#include <ctime>
 #include <csignal>
 #include <filesystem>
 #include <map>
@@ -436,6 +437,12 @@ int run_report_delivered_from_memory(const fs::path& dir) {
     while (!store.pending_clips().empty() && std::chrono::steady_clock::now() < settled)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     check(4, store.pending_clips().empty());
+    // The report sent from memory is kept for replay like the stored messages sent before it.
+    while (store.sent_count() < 3 && std::chrono::steady_clock::now() < settled)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const auto kept = store.whereabouts(1, 3, static_cast<std::int64_t>(std::time(nullptr))).kept;
+    check(6, kept.size() == 3 && kept[2].topic == "kitchen/s/events/promised/clip" &&
+                 store.highest_acknowledged() == 3 && outbox.acknowledged() == 3);
     outbox.stop(std::chrono::seconds(2));
     link.stop();
     return failed;
