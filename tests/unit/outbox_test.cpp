@@ -7,16 +7,15 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <spawn.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <spdlog/sinks/ostream_sink.h>
-
 #include <chrono>
-#include <ctime>
 #include <csignal>
+#include <ctime>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -506,9 +505,9 @@ kg::outbox::ReplayRequest request(const std::string& stream, std::int64_t from, 
 }
 
 struct TempDir {
-    fs::path dir = fs::temp_directory_path() /
-                   ("kg-outbox-" + std::to_string(getpid()) + "-" +
-                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::path dir =
+        fs::temp_directory_path() / ("kg-outbox-" + std::to_string(getpid()) + "-" +
+                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     TempDir() { fs::create_directories(dir); }
     ~TempDir() { fs::remove_all(dir); }
     std::string db() const { return (dir / "outbox.db").string(); }
@@ -607,7 +606,8 @@ TEST(Outbox, AnswersAReplayRequestWithKeptMessagesAndOneLostMessagePerRun) {
     kg::outbox::SqliteStore::Limits limits;
     limits.keep_sent_bytes = 3 * each + each / 2;
     Rig rig(tmp.db(), limits);
-    for (int i = 1; i <= 8; ++i) rig.outbox.submit(camera_event("ev-" + std::to_string(i), EventState::start));
+    for (int i = 1; i <= 8; ++i)
+        rig.outbox.submit(camera_event("ev-" + std::to_string(i), EventState::start));
     std::map<std::int64_t, std::string> original;
     for (int i = 1; i <= 6; ++i) {
         auto m = rig.store.front();
@@ -626,7 +626,7 @@ TEST(Outbox, AnswersAReplayRequestWithKeptMessagesAndOneLostMessagePerRun) {
     EXPECT_EQ(a.queued, 2u);    // 7, 8
     EXPECT_EQ(a.lost, 3u);      // 1-2 not kept, 4 moved aside
     EXPECT_EQ(a.lost_messages, 2u);
-    EXPECT_EQ(a.ignored, 4u);  // 9..12: never given
+    EXPECT_EQ(a.ignored, 4u);                                // 9..12: never given
     EXPECT_EQ(rig.store.open_events().size(), open_before);  // a replay opens and closes nothing
     EXPECT_EQ(rig.store.last_stream_seq(), 8);               // and takes no number
 
@@ -668,7 +668,8 @@ TEST(Outbox, AReplayRequestForAnotherStreamIsAnsweredLostAsAWhole) {
     Rig rig(tmp.db());
     rig.outbox.submit(camera_event("ev-1", EventState::start));
     drain_all(rig.store);
-    const std::string other = rig.store.stream() == "0123456789abcdef" ? "fedcba9876543210" : "0123456789abcdef";
+    const std::string other =
+        rig.store.stream() == "0123456789abcdef" ? "fedcba9876543210" : "0123456789abcdef";
     const auto a = rig.outbox.answer(request(other, 1, 50), kg::Clock::now());
     EXPECT_EQ(a.lost, 50u);
     EXPECT_EQ(a.lost_messages, 1u);
@@ -725,25 +726,27 @@ TEST_P(ReplayRequests, AreRefusedSayingWhatIsWrong) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, ReplayRequests,
-    ::testing::Values(BadRequest{"not_json", "give me 41 to 57", "not JSON"},
-                      BadRequest{"not_an_object", "[41, 57]", "a JSON array, not an object"},
-                      BadRequest{"no_request_id", request_json(R"({"request_id":null})"), "no 'request_id'"},
-                      BadRequest{"from_as_text", request_json(R"({"from":"41"})"), "'from' is string, not an integer"},
-                      BadRequest{"to_as_float", request_json(R"({"to":57.5})"), "'to' is number, not an integer"},
-                      BadRequest{"zero", request_json(R"({"from":0})"), "'from' is 0: numbers start at 1"},
-                      BadRequest{"negative", request_json(R"({"to":-3})"), "'to' is -3"},
-                      BadRequest{"reversed", request_json(R"({"from":58})"), "'from' 58 is after 'to' 57"},
-                      BadRequest{"too_many", request_json(R"({"from":1,"to":10001})"), "10001 numbers, more than 10000"},
-                      BadRequest{"other_site", request_json(R"({"site":"t"})"), "it is for site 't', this is 's'"},
-                      BadRequest{"bad_stream", request_json(R"({"stream":"ABC"})"), "not 16 lowercase hex digits"},
-                      BadRequest{"no_monitor", request_json(R"({"monitor":null})"), "no 'monitor'"},
-                      BadRequest{"time_as_number", request_json(R"({"time":5})"), "'time' is number, not a string"}));
+    ::testing::Values(
+        BadRequest{"not_json", "give me 41 to 57", "not JSON"},
+        BadRequest{"not_an_object", "[41, 57]", "a JSON array, not an object"},
+        BadRequest{"no_request_id", request_json(R"({"request_id":null})"), "no 'request_id'"},
+        BadRequest{"from_as_text", request_json(R"({"from":"41"})"), "'from' is string, not an integer"},
+        BadRequest{"to_as_float", request_json(R"({"to":57.5})"), "'to' is number, not an integer"},
+        BadRequest{"zero", request_json(R"({"from":0})"), "'from' is 0: numbers start at 1"},
+        BadRequest{"negative", request_json(R"({"to":-3})"), "'to' is -3"},
+        BadRequest{"reversed", request_json(R"({"from":58})"), "'from' 58 is after 'to' 57"},
+        BadRequest{"too_many", request_json(R"({"from":1,"to":10001})"), "10001 numbers, more than 10000"},
+        BadRequest{"other_site", request_json(R"({"site":"t"})"), "it is for site 't', this is 's'"},
+        BadRequest{"bad_stream", request_json(R"({"stream":"ABC"})"), "not 16 lowercase hex digits"},
+        BadRequest{"no_monitor", request_json(R"({"monitor":null})"), "no 'monitor'"},
+        BadRequest{"time_as_number", request_json(R"({"time":5})"), "'time' is number, not a string"}));
 
 TEST(ReplayDesk, LogsABadRequestAndAnswersTheNextOneOffTheCallersThread) {
     TempDir tmp;
     Rig rig(tmp.db());
     std::ostringstream log_text;
-    auto log = std::make_shared<spdlog::logger>("replay", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    auto log = std::make_shared<spdlog::logger>("replay",
+                                                std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
     kg::outbox::ReplayDesk desk(rig.outbox, "s", log);
     desk.start();
     desk.submit("{\"from\": 41");  // cut short

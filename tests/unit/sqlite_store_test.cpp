@@ -476,7 +476,8 @@ TEST(SqliteStore, AnAcknowledgedNumberedMessageIsKeptInTheSameTransactionThatRem
     SqliteStore reopened(db.path(), {});
     EXPECT_EQ(reopened.highest_acknowledged(), 1);
     EXPECT_EQ(reopened.sent_count(), 1u);
-    EXPECT_EQ(reopened.sent_bytes(), std::string("{\"seq\":1}").size() + std::string("kitchen/site/events").size());
+    EXPECT_EQ(reopened.sent_bytes(),
+              std::string("{\"seq\":1}").size() + std::string("kitchen/site/events").size());
 }
 
 TEST(SqliteStore, KeepSentZeroKeepsNothingButStillCountsTheAcknowledgement) {
@@ -539,7 +540,8 @@ TEST(SqliteStore, ADatabaseFromBeforeTheStreamIsBroughtUpToDate) {
             "NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL);"
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
             "CREATE TABLE dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT "
-            "NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL, queued_seq INTEGER "
+            "NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL, queued_seq "
+            "INTEGER "
             "NOT NULL, reason TEXT NOT NULL, moved_at INTEGER NOT NULL);"
             "INSERT INTO messages(topic, payload, qos, retain, priority) VALUES('t', 'old', 1, 0, 0);");
     }
