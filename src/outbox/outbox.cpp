@@ -103,6 +103,42 @@ bool Outbox::accept(Message message, bool numbered) {
     return true;
 }
 
+std::size_t Outbox::enqueue_all(std::vector<Message> messages) {
+    if (messages.empty()) return 0;
+    std::size_t accepted = 0;
+    {
+        std::lock_guard order(enqueue_mutex_);
+        if (overflow_.size() > 0) flush_overflow();
+        bool stored = false;
+        if (overflow_.size() == 0) {
+            try {
+                std::size_t refused = 0, dropped = 0;
+                for (const auto& r : store_.append_all(messages)) {
+                    refused += r.stored ? 0 : 1;
+                    dropped += r.dropped;
+                }
+                store_recovered();
+                stored = true;
+                accepted = messages.size() - refused;
+                if (refused > 0 || dropped > 0) {
+                    log_->error("outbox full: {} of {} messages refused, {} older messages dropped for them",
+                                refused, messages.size(), dropped);
+                }
+            } catch (const StoreError& e) {
+                store_failed(e.what());
+            }
+        }
+        if (!stored) {
+            for (auto& m : messages) accepted += keep_in_memory(std::move(m)) ? 1 : 0;
+        }
+    }
+    {
+        std::lock_guard lock(mutex_);  // orders the wake-up after the sender's check
+    }
+    cv_.notify_all();
+    return accepted;
+}
+
 Outbox::Appended Outbox::append(Message& message) {
     try {
         const auto result = store_.append(message);
@@ -231,64 +267,75 @@ std::vector<events::ClipReport> Outbox::clips_left_pending(const std::string& er
 
 Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now) {
     ReplayAnswer a;
+    std::vector<Message> out;  // the answers of one chunk, committed together
     const auto lost = [&](std::int64_t from, std::int64_t to, const char* reason) {
         const publish::Lost l{request.stream, from, to, reason, request.request_id};
-        enqueue({0, topics_.lost(), publish::lost_payload(l, site_, now), 1, false, Priority::alert});
+        out.push_back({0, topics_.lost(), publish::lost_payload(l, site_, now), 1, false, Priority::alert});
         a.lost += static_cast<std::size_t>(to - from + 1);
         ++a.lost_messages;
     };
     if (request.stream != store_.stream()) {
         // Its outbox was replaced (moved aside as corrupt, deleted): nothing of it can come again.
         lost(request.from, request.to, "unknown stream");
+        enqueue_all(std::move(out));
         return a;
     }
     std::int64_t to = 0;
-    std::vector<std::int64_t> in_memory;
-    SqliteStore::Whereabouts where;
     {
-        // Nothing moves from memory into the store meanwhile, and no number is given.
         std::lock_guard order(enqueue_mutex_);
         to = std::min(request.to, last_stream_seq_);
-        if (request.from <= to) {
-            in_memory = overflow_.stream_seqs(request.from, to);
-            where = store_.whereabouts(
-                request.from, to,
-                std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
-        }
     }
     a.ignored = static_cast<std::size_t>(request.to - std::max(to, request.from - 1));
     const auto among = [](const std::vector<std::int64_t>& v, std::int64_t n) {
         return std::binary_search(v.begin(), v.end(), n);
     };
-    auto kept = where.kept.begin();
-    std::int64_t run_from = 0;  // the lost run being gathered, 0 if none
+    std::int64_t run_from = 0;  // the lost run being gathered (it may span chunks), 0 if none
     const char* run_reason = nullptr;
     const auto end_run = [&](std::int64_t last) {
         if (run_from > 0) lost(run_from, last, run_reason);
         run_from = 0;
     };
-    for (std::int64_t n = request.from; n <= to; ++n) {
-        if (kept != where.kept.end() && kept->stream_seq == n) {
-            end_run(n - 1);
-            // Unchanged: the same message_id, stream, seq and topic; receivers deduplicate.
-            enqueue({0, std::move(kept->topic), std::move(kept->payload), 1, false, Priority::alert});
-            ++a.replayed;
-            ++kept;
-            continue;
+    // In chunks: a request of 10000 kept messages would hold them all in memory at once. Each number
+    // is looked up once, so one moving from queued to sent between two chunks is still seen once.
+    constexpr std::int64_t kChunk = 500;
+    for (std::int64_t first = request.from; first <= to; first += kChunk) {
+        const std::int64_t last = std::min(to, first + kChunk - 1);
+        std::vector<std::int64_t> in_memory;
+        SqliteStore::Whereabouts where;
+        {
+            // Nothing moves from memory into the store meanwhile.
+            std::lock_guard order(enqueue_mutex_);
+            in_memory = overflow_.stream_seqs(first, last);
+            where = store_.whereabouts(
+                first, last, std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
         }
-        if (among(where.queued, n) || among(in_memory, n)) {  // on its way
-            end_run(n - 1);
-            ++a.queued;
-            continue;
+        auto kept = where.kept.begin();
+        for (std::int64_t n = first; n <= last; ++n) {
+            if (kept != where.kept.end() && kept->stream_seq == n) {
+                end_run(n - 1);
+                // Unchanged: the same message_id, stream, seq and topic; receivers deduplicate.
+                out.push_back({0, std::move(kept->topic), std::move(kept->payload), 1, false, Priority::alert});
+                ++a.replayed;
+                ++kept;
+                continue;
+            }
+            if (among(where.queued, n) || among(in_memory, n)) {  // on its way
+                end_run(n - 1);
+                ++a.queued;
+                continue;
+            }
+            const char* reason = among(where.dead, n) ? "moved aside" : "not kept";
+            if (run_from > 0 && reason != run_reason) end_run(n - 1);
+            if (run_from == 0) {
+                run_from = n;
+                run_reason = reason;
+            }
         }
-        const char* reason = among(where.dead, n) ? "moved aside" : "not kept";
-        if (run_from > 0 && reason != run_reason) end_run(n - 1);
-        if (run_from == 0) {
-            run_from = n;
-            run_reason = reason;
-        }
+        enqueue_all(std::move(out));
+        out.clear();
     }
     end_run(to);
+    enqueue_all(std::move(out));
     return a;
 }
 

@@ -248,37 +248,56 @@ void SqliteStore::insert(Message& m) {
     m.seq = db_.last_insert_rowid();
 }
 
+SqliteStore::Appended SqliteStore::add(Message& m) {
+    const std::size_t size = m.payload.size() + m.topic.size();
+    // Given even if refused: a number is never given twice (the room learns of the gap as lost).
+    note_assigned(m.stream_seq);
+    if (!room_possible(size, m.priority)) {
+        ++refused_;
+        save_counter("refused", refused_);
+        return {.stored = false, .dropped = 0};
+    }
+    const std::size_t dropped = drop_for_room(size, m.priority);
+    if (dropped > 0) {
+        dropped_ += dropped;
+        save_counter("dropped", dropped_);
+    }
+    insert(m);
+    mark(m);
+    ++count_;
+    bytes_ += size;
+    return {.stored = true, .dropped = dropped};
+}
+
 SqliteStore::Appended SqliteStore::append(Message& m) {
     std::lock_guard lock(mutex_);
-    const std::size_t size = m.payload.size() + m.topic.size();
     try {
         // Inside the try: by the time the handler reloads the totals, leaving this block has
         // rolled the transaction back.
         sqlite::Transaction tx(db_);
-        // Given even if refused: a number is never given twice (the room learns of the gap as lost).
-        note_assigned(m.stream_seq);
-        if (!room_possible(size, m.priority)) {
-            ++refused_;
-            save_counter("refused", refused_);
-            tx.commit();
-            return {.stored = false, .dropped = 0};
-        }
-        const std::size_t dropped = drop_for_room(size, m.priority);
-        if (dropped > 0) {
-            dropped_ += dropped;
-            save_counter("dropped", dropped_);
-        }
-        insert(m);
-        mark(m);
+        const auto result = add(m);
         tx.commit();
-        ++count_;
-        bytes_ += size;
-        return {.stored = true, .dropped = dropped};
+        return result;
     } catch (...) {
-        // drop_for_room() changed the counters for rows the rollback brought back.
+        // The counters count rows the rollback took back (or brought back, for drop_for_room()).
         load_totals();
         throw;
     }
+}
+
+std::vector<SqliteStore::Appended> SqliteStore::append_all(std::vector<Message>& messages) {
+    std::lock_guard lock(mutex_);
+    std::vector<Appended> results;
+    results.reserve(messages.size());
+    try {
+        sqlite::Transaction tx(db_);
+        for (auto& m : messages) results.push_back(add(m));
+        tx.commit();
+    } catch (...) {
+        load_totals();
+        throw;
+    }
+    return results;
 }
 
 void SqliteStore::mark(const Message& m) {

@@ -95,6 +95,9 @@ public:
     // a refused message changes no record either. Its stream_seq, if any, is recorded as assigned
     // even when it is refused, so that the number is never given again.
     Appended append(Message& message);
+    // Appends the messages as append() would, in one transaction (one sync to the disk instead of
+    // one per message): all of them or, if the store fails, none.
+    std::vector<Appended> append_all(std::vector<Message>& messages);
     // The oldest message queued, or the oldest after seq `after` (those before it were sent, and
     // could not be removed yet).
     std::optional<Message> front(std::int64_t after = 0);
@@ -170,6 +173,7 @@ private:
     void save_counter(const char* key, std::uint64_t value);
     bool erase(std::int64_t seq);       // caller holds mutex_
     void insert(Message& message);      // caller holds mutex_, inside a transaction; sets seq
+    Appended add(Message& message);     // caller holds mutex_, inside a transaction
     void mark(const Message& message);  // caller holds mutex_, inside the message's transaction
     void load_totals();
     void note_assigned(std::int64_t stream_seq);      // caller holds mutex_, inside a transaction

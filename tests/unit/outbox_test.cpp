@@ -767,3 +767,36 @@ TEST(ReplayDesk, LogsABadRequestAndAnswersTheNextOneOffTheCallersThread) {
     ASSERT_EQ(queued.size(), 1u);
     EXPECT_EQ(json::parse(queued[0].payload)["reason"], "unknown stream");
 }
+
+TEST(Outbox, ARunOfLostNumbersLongerThanAChunkIsOneLostMessageAndTheRestComeInOrder) {
+    TempDir tmp;
+    std::size_t each = 0;
+    {
+        Rig probe(":memory:");
+        probe.outbox.submit(camera_event("ev-1000", EventState::start));
+        const auto m = probe.store.front();
+        each = m->payload.size() + m->topic.size() + 1;  // numbers up to 1200: one digit more at most
+    }
+    kg::outbox::SqliteStore::Limits limits;
+    limits.keep_sent_bytes = 150 * each;  // the newest ~150 of 1200 are kept
+    Rig rig(tmp.db(), limits);
+    for (int i = 1000; i < 2200; ++i) rig.outbox.submit(camera_event("ev-" + std::to_string(i), EventState::start));
+    std::map<std::int64_t, std::string> original;
+    while (auto m = rig.store.front()) {
+        original[m->stream_seq] = m->payload;
+        rig.store.remove(m->seq);
+    }
+    const auto a = rig.outbox.answer(request(rig.store.stream(), 1, 1200), kg::Clock::now());
+    EXPECT_EQ(a.lost_messages, 1u);
+    EXPECT_EQ(a.lost + a.replayed, 1200u);
+    EXPECT_GE(a.replayed, 140u);
+    const auto queued = drain_all(rig.store);
+    ASSERT_EQ(queued.size(), 1 + a.replayed);
+    const auto lost = json::parse(queued[0].payload);
+    EXPECT_EQ(lost["from"], 1);
+    EXPECT_EQ(lost["to"], static_cast<std::int64_t>(a.lost));  // across the chunks of 500
+    for (std::size_t i = 1; i < queued.size(); ++i) {
+        const auto n = static_cast<std::int64_t>(a.lost + i);
+        EXPECT_EQ(queued[i].payload, original[n]) << n;  // in order, unchanged
+    }
+}

@@ -557,3 +557,21 @@ TEST(SqliteStore, ADatabaseFromBeforeTheStreamIsBroughtUpToDate) {
     store.remove(m.seq);
     EXPECT_EQ(store.sent_count(), 1u);
 }
+
+TEST(SqliteStore, AppendAllCommitsEachMessageAsAppendWould) {
+    TempDb db;
+    SqliteStore store(db.path(), {.max_messages = 3, .max_bytes = 1u << 20});
+    std::vector<Message> batch{msg("a"), msg("t", Priority::telemetry), numbered(5), msg("b")};
+    const auto results = store.append_all(batch);
+    ASSERT_EQ(results.size(), 4u);
+    EXPECT_TRUE(results[3].stored);
+    EXPECT_EQ(results[3].dropped, 1u);  // the telemetry made room for the fourth, as append() does
+    EXPECT_EQ(store.size(), 3u);
+    EXPECT_EQ(store.last_stream_seq(), 5);
+    std::string order;
+    while (auto m = store.front()) {
+        order += m->payload.substr(0, 1);
+        store.remove(m->seq);
+    }
+    EXPECT_EQ(order, "a{b");
+}
