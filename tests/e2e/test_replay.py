@@ -117,6 +117,11 @@ def test_numbers_without_gaps_and_replay_answers(tmp_path, clips, broker, collec
         assert not lost_answers(collector, "future")
 
         assert gw.terminate() == 0
+        # The gateway message followed the acknowledgements: republished only when its number changed.
+        announced = [j["seq"] for j in collector.json_on(f"kitchen/{SITE}/gateway")]
+        assert len(announced) >= 5 and announced == sorted(announced), announced
+        assert all(a != b for a, b in zip(announced, announced[1:])), f"republished unchanged: {announced}"
+        assert announced[-1] >= max(seqs) - 3, (announced, max(seqs))
         # Still no gap after everything: replays carried their old numbers, lost messages none.
         seqs = sorted({n for n, _, _, _ in numbered(collector)})
         assert seqs == list(range(1, len(seqs) + 1))
