@@ -52,7 +52,10 @@ std::string move_aside(const std::string& path) {
 // still flow through memory, loudly.
 std::unique_ptr<outbox::SqliteStore> open_store(const config::Outbox& cfg, spdlog::logger& log,
                                                 std::uint64_t& moved_aside) {
-    const outbox::SqliteStore::Limits limits{cfg.max_messages, cfg.max_bytes};
+    outbox::SqliteStore::Limits limits{cfg.max_messages, cfg.max_bytes};
+    // Rounded up: a keep_sent under a second still keeps (the sent table counts whole seconds).
+    limits.keep_sent = std::chrono::ceil<std::chrono::seconds>(cfg.keep_sent);
+    limits.keep_sent_bytes = cfg.keep_sent_bytes;
     try {
         if (cfg.path != ":memory:") {
             std::filesystem::create_directories(std::filesystem::path(cfg.path).parent_path());
@@ -128,6 +131,7 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
       link_(cfg_.mqtt, topics_.availability(), logging.get("mqtt")),
       store_(open_store(cfg_.outbox, *log_, corrupt_outboxes_)),
       outbox_(*store_, link_, topics_, cfg_.site.id, logging.get("outbox")),
+      replay_desk_(outbox_, cfg_.site.id, logging.get("replay")),
       event_log_(outbox_, cfg_.site.id),
       evidence_(std::make_unique<evidence::EvidenceStore>(
           cfg_.evidence.path, cfg_.evidence.max_bytes, cfg_.evidence.max_age,
@@ -154,8 +158,10 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
         std::max(std::chrono::seconds(10),
                  3 * std::chrono::duration_cast<std::chrono::seconds>(cfg_.public_side.segment)));
     if (!cfg_.sensors.empty()) sensors_ = std::make_unique<SensorHub>(site_, outbox_, link_, topics_);
+    link_.subscribe(topics_.replay(),
+                    [this](std::string payload) { replay_desk_.submit(std::move(payload)); });
     link_.on_connected([this] {
-        link_.publish(topics_.gateway(), publish::gateway_payload(cfg_, started_at_, Clock::now()), 1, true);
+        publish_gateway(Clock::now());
         republish_ = true;  // the next tick republishes every camera's retained state
     });
 }
@@ -196,6 +202,7 @@ void Gateway::start() {
     for (auto& clip : outbox_.clips_left_pending(events::kClipRestarted)) {
         event_log_.submit_clip(evidence::settle_left_clip(*evidence_, std::move(clip), *log_));
     }
+    replay_desk_.start();
     link_.start();
     outbox_.start();
     pool_.start();
@@ -210,6 +217,9 @@ void Gateway::tick() {
     const bool due = republish_.exchange(false) || now - last_state_publish_ >= cfg_.mqtt.state_interval;
     if (due) last_state_publish_ = now;
     publish_states(now, due);
+    // The room learns of a loss at the tail of the stream (the last message before a quiet hour)
+    // from this number: republished when it changed, at most once a state_interval.
+    if (due && outbox_.acknowledged() != published_acknowledged_.load()) publish_gateway(now);
     apply_public_hours(now);
     if (sensors_) sensors_->tick(now, due);
     if (now - last_expiry_ >= kExpiryInterval) {
@@ -227,6 +237,14 @@ void Gateway::apply_public_hours(TimePoint now) {
     for (auto& camera : cameras_) {
         if (auto* feed = camera->public_feed()) feed->set_open(open);
     }
+}
+
+void Gateway::publish_gateway(TimePoint now) {
+    const auto acknowledged = outbox_.acknowledged();
+    if (link_.publish(topics_.gateway(),
+                      publish::gateway_payload(cfg_, started_at_, now, outbox_.stream(), acknowledged), 1,
+                      true))
+        published_acknowledged_ = acknowledged;
 }
 
 void Gateway::publish_states(TimePoint now, bool due) {
@@ -277,6 +295,8 @@ void Gateway::stop(SensorCarryOver* carry) {
     // hold, and their reports committed, before the outbox closes.
     const auto clips_by = std::chrono::steady_clock::now() + kClipFlushTime;
     for (auto& camera : cameras_) camera->flush_clips(now, clips_by);
+    // No more answers to queue: what was asked meanwhile the room asks again.
+    replay_desk_.stop();
     outbox_.stop(kShutdownDrain);
     link_.stop();
     log_->info("stopped");

@@ -18,6 +18,7 @@
 #include "events/event_id.hpp"
 #include "evidence/evidence_store.hpp"
 #include "outbox/outbox.hpp"
+#include "outbox/replay.hpp"
 #include "outbox/sqlite_store.hpp"
 #include "publish/mqtt_link.hpp"
 #include "publish/topics.hpp"
@@ -61,6 +62,7 @@ public:
 
 private:
     void publish_states(TimePoint now, bool due);
+    void publish_gateway(TimePoint now);
     void apply_public_hours(TimePoint now);
 
     const config::Gateway cfg_;
@@ -76,6 +78,7 @@ private:
     std::uint64_t corrupt_outboxes_ = 0;  // damaged outbox files moved aside at the start (before store_)
     std::unique_ptr<outbox::SqliteStore> store_;
     outbox::Outbox outbox_;
+    outbox::ReplayDesk replay_desk_;  // answers the room's replay requests through the outbox
     EventLog event_log_;
     std::unique_ptr<evidence::EvidenceStore> evidence_;
     // Kept while saving is on, and also while it is off but the folder exists, so that frames
@@ -94,6 +97,8 @@ private:
     TimePoint last_state_publish_{};
     TimePoint last_expiry_{};
     std::atomic<bool> republish_{false};
+    // The highest acknowledged number the retained gateway message last carried (-1: none yet).
+    std::atomic<std::int64_t> published_acknowledged_{-1};
     bool running_ = false;
 };
 

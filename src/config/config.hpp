@@ -134,6 +134,10 @@ struct Outbox {
     std::string path = "/var/lib/kitchen-gateway/outbox.db";  // ":memory:" keeps it in memory only
     std::size_t max_messages = 100000;
     std::size_t max_bytes = 256u << 20;
+    // The numbered messages the broker acknowledged are kept this long, within this many bytes, for
+    // the room's replay requests (docs/mqtt.md); 0 keeps none.
+    Duration keep_sent{std::chrono::hours(24 * 7)};
+    std::size_t keep_sent_bytes = 16u << 20;
 };
 
 // Snapshots and clips that prove events.

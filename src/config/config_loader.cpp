@@ -794,7 +794,7 @@ void read_schedules(Reader& r, const YAML::Node& n, std::vector<Schedule>& sched
 }
 
 void read_outbox(Reader& r, const YAML::Node& n, Outbox& o) {
-    if (!r.map(n, "outbox", {"path", "max_messages", "max_size"})) return;
+    if (!r.map(n, "outbox", {"path", "max_messages", "max_size", "keep_sent", "keep_sent_size"})) return;
     if (n["path"] && r.string(n["path"], "outbox.path", o.path) && o.path != ":memory:") {
         o.path = r.resolve(o.path).string();
     }
@@ -817,6 +817,15 @@ void read_outbox(Reader& r, const YAML::Node& n, Outbox& o) {
             }
         }
     }
+    if (n["keep_sent"]) {
+        // "none" (or 0) keeps nothing: every replay request is then answered lost.
+        if (n["keep_sent"].IsScalar() && n["keep_sent"].Scalar() == "none") {
+            o.keep_sent = Duration::zero();
+        } else {
+            r.duration(n["keep_sent"], "outbox.keep_sent", o.keep_sent, true);
+        }
+    }
+    if (n["keep_sent_size"]) r.size(n["keep_sent_size"], "outbox.keep_sent_size", o.keep_sent_bytes, true);
 }
 
 void read_evidence(Reader& r, const YAML::Node& n, Evidence& e) {

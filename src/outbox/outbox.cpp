@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <iterator>
+
 #include "outbox/open_record.hpp"
 #include "publish/payloads.hpp"
 
@@ -33,7 +36,9 @@ Outbox::Outbox(SqliteStore& store, publish::MqttLink& link, publish::Topics topi
       topics_(std::move(topics)),
       site_(std::move(site)),
       log_(std::move(log)),
-      overflow_(kOverflowLimits) {}
+      overflow_(kOverflowLimits),
+      last_stream_seq_(store_.last_stream_seq()),
+      acknowledged_(store_.highest_acknowledged()) {}
 
 Outbox::~Outbox() { stop(std::chrono::milliseconds(0)); }
 
@@ -50,7 +55,7 @@ void Outbox::submit(const events::Event& event) {
         // before the clip is cut leaves the next start a report to send.
         message.clip = {ClipMark::Kind::pending, event.id, clip_record(event)};
     }
-    if (enqueue(std::move(message))) {
+    if (accept(std::move(message), true)) {
         // Logged once committed: this line is the gateway's promise that the message will arrive.
         log_->info("event {} queued: {}/{}/{} score {:.2f}", event.message_id(), event.source, event.check,
                    event.label, event.score);
@@ -66,13 +71,26 @@ void Outbox::submit_clip(const events::ClipReport& clip) {
     Message message{0, topics_.event_clip(clip.event_id), std::move(payload), 1, false, Priority::evidence};
     // Written or not, the clip is reported: the next start has nothing to report for it.
     message.clip = {ClipMark::Kind::reported, clip.event_id, {}};
-    enqueue(std::move(message));
+    accept(std::move(message), true);
 }
 
-bool Outbox::enqueue(Message message) {
+void Outbox::number(Message& message) {
+    message.stream_seq = ++last_stream_seq_;
+    // The payloads are this project's own JSON objects (publish/payloads.cpp): the two fields go in
+    // before the closing brace, without parsing the message again.
+    if (message.payload.empty() || message.payload.back() != '}')
+        throw std::logic_error("a numbered message must be a JSON object: " + message.topic);
+    message.payload.pop_back();
+    fmt::format_to(std::back_inserter(message.payload), R"(,"stream":"{}","seq":{}}})", store_.stream(),
+                   message.stream_seq);
+}
+
+bool Outbox::accept(Message message, bool numbered) {
     {
-        // One producer at a time: what the store could not take stays ahead of what comes after it.
+        // One producer at a time: what the store could not take stays ahead of what comes after it,
+        // and the numbers follow that order.
         std::lock_guard order(enqueue_mutex_);
+        if (numbered) number(message);
         if (overflow_.size() > 0) flush_overflow();
         const auto appended = overflow_.size() > 0 ? Appended::store_failed : append(message);
         if (appended == Appended::refused) return false;
@@ -83,6 +101,42 @@ bool Outbox::enqueue(Message message) {
     }
     cv_.notify_all();
     return true;
+}
+
+std::size_t Outbox::enqueue_all(std::vector<Message> messages) {
+    if (messages.empty()) return 0;
+    std::size_t accepted = 0;
+    {
+        std::lock_guard order(enqueue_mutex_);
+        if (overflow_.size() > 0) flush_overflow();
+        bool stored = false;
+        if (overflow_.size() == 0) {
+            try {
+                std::size_t refused = 0, dropped = 0;
+                for (const auto& r : store_.append_all(messages)) {
+                    refused += r.stored ? 0 : 1;
+                    dropped += r.dropped;
+                }
+                store_recovered();
+                stored = true;
+                accepted = messages.size() - refused;
+                if (refused > 0 || dropped > 0) {
+                    log_->error("outbox full: {} of {} messages refused, {} older messages dropped for them",
+                                refused, messages.size(), dropped);
+                }
+            } catch (const StoreError& e) {
+                store_failed(e.what());
+            }
+        }
+        if (!stored) {
+            for (auto& m : messages) accepted += keep_in_memory(std::move(m)) ? 1 : 0;
+        }
+    }
+    {
+        std::lock_guard lock(mutex_);  // orders the wake-up after the sender's check
+    }
+    cv_.notify_all();
+    return accepted;
 }
 
 Outbox::Appended Outbox::append(Message& message) {
@@ -211,6 +265,80 @@ std::vector<events::ClipReport> Outbox::clips_left_pending(const std::string& er
     return reports;
 }
 
+Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now) {
+    ReplayAnswer a;
+    std::vector<Message> out;  // the answers of one chunk, committed together
+    const auto lost = [&](std::int64_t from, std::int64_t to, const char* reason) {
+        const publish::Lost l{request.stream, from, to, reason, request.request_id};
+        out.push_back({0, topics_.lost(), publish::lost_payload(l, site_, now), 1, false, Priority::alert});
+        a.lost += static_cast<std::size_t>(to - from + 1);
+        ++a.lost_messages;
+    };
+    if (request.stream != store_.stream()) {
+        // Its outbox was replaced (moved aside as corrupt, deleted): nothing of it can come again.
+        lost(request.from, request.to, "unknown stream");
+        enqueue_all(std::move(out));
+        return a;
+    }
+    std::int64_t to = 0;
+    {
+        std::lock_guard order(enqueue_mutex_);
+        to = std::min(request.to, last_stream_seq_);
+    }
+    a.ignored = static_cast<std::size_t>(request.to - std::max(to, request.from - 1));
+    const auto among = [](const std::vector<std::int64_t>& v, std::int64_t n) {
+        return std::binary_search(v.begin(), v.end(), n);
+    };
+    std::int64_t run_from = 0;  // the lost run being gathered (it may span chunks), 0 if none
+    const char* run_reason = nullptr;
+    const auto end_run = [&](std::int64_t last) {
+        if (run_from > 0) lost(run_from, last, run_reason);
+        run_from = 0;
+    };
+    // In chunks: a request of 10000 kept messages would hold them all in memory at once. Each number
+    // is looked up once, so one moving from queued to sent between two chunks is still seen once.
+    constexpr std::int64_t kChunk = 500;
+    for (std::int64_t first = request.from; first <= to; first += kChunk) {
+        const std::int64_t last = std::min(to, first + kChunk - 1);
+        std::vector<std::int64_t> in_memory;
+        SqliteStore::Whereabouts where;
+        {
+            // Nothing moves from memory into the store meanwhile.
+            std::lock_guard order(enqueue_mutex_);
+            in_memory = overflow_.stream_seqs(first, last);
+            where = store_.whereabouts(
+                first, last, std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+        }
+        auto kept = where.kept.begin();
+        for (std::int64_t n = first; n <= last; ++n) {
+            if (kept != where.kept.end() && kept->stream_seq == n) {
+                end_run(n - 1);
+                // Unchanged: the same message_id, stream, seq and topic; receivers deduplicate.
+                out.push_back({0, std::move(kept->topic), std::move(kept->payload), 1, false, Priority::alert});
+                ++a.replayed;
+                ++kept;
+                continue;
+            }
+            if (among(where.queued, n) || among(in_memory, n)) {  // on its way
+                end_run(n - 1);
+                ++a.queued;
+                continue;
+            }
+            const char* reason = among(where.dead, n) ? "moved aside" : "not kept";
+            if (run_from > 0 && reason != run_reason) end_run(n - 1);
+            if (run_from == 0) {
+                run_from = n;
+                run_reason = reason;
+            }
+        }
+        enqueue_all(std::move(out));
+        out.clear();
+    }
+    end_run(to);
+    enqueue_all(std::move(out));
+    return a;
+}
+
 void Outbox::start() {
     if (const auto n = store_.size(); n > 0)
         log_->info("{} messages from before the restart wait to be sent", n);
@@ -302,6 +430,7 @@ void Outbox::settle_with_store() {
         }
     });
     apply(unremoved_, [this](std::int64_t seq) { store_.remove(seq); });
+    apply(sent_from_memory_, [this](const Message& m) { store_.record_sent(m); });
 }
 
 void Outbox::pause(std::chrono::milliseconds how_long) {
@@ -342,7 +471,8 @@ void Outbox::run() {
             std::unique_lock lock(mutex_);
             if (stop_) return;
         }
-        if ((overflow_.size() > 0 || !unsettled_.empty() || !unremoved_.empty()) &&
+        if ((overflow_.size() > 0 || !unsettled_.empty() || !unremoved_.empty() ||
+             !sent_from_memory_.empty()) &&
             std::chrono::steady_clock::now() - last_flush >= kStoreErrorPause) {
             // Made durable as soon as the store works again, even if nothing new is submitted.
             last_flush = std::chrono::steady_clock::now();
@@ -402,9 +532,15 @@ void Outbox::run() {
         // lost the one moved aside): back to the full count of losses.
         if (head.payload.size() + head.topic.size() >= smallest_refused_)
             smallest_refused_ = std::numeric_limits<std::size_t>::max();
+        if (head.stream_seq > acknowledged_.load()) acknowledged_ = head.stream_seq;
         if (head.seq < 0) {
             // Moved into the store meanwhile, it goes once more: receivers deduplicate.
-            overflow_.pop(head.seq);
+            if (overflow_.pop(head.seq) && head.stream_seq > 0) {
+                // Bounded as the overflow is: a disk full for days must not fill the memory with these.
+                if (sent_from_memory_.size() >= kOverflowLimits.max_messages)
+                    sent_from_memory_.erase(sent_from_memory_.begin());
+                sent_from_memory_.push_back(head);
+            }
             if (head.open_event.kind == OpenEventMark::Kind::close)
                 unsettled_.push_back({false, head.open_event.id});
             if (head.clip.kind == ClipMark::Kind::reported) unsettled_.push_back({true, head.clip.event_id});

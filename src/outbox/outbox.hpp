@@ -26,6 +26,7 @@
 
 #include "events/event.hpp"
 #include "outbox/overflow.hpp"
+#include "outbox/replay.hpp"
 #include "outbox/sqlite_store.hpp"
 #include "publish/mqtt_link.hpp"
 #include "publish/topics.hpp"
@@ -42,8 +43,25 @@ public:
     void submit_snapshot(const events::Event& event, std::string jpeg) override;
     void submit_clip(const events::ClipReport& clip) override;
     // Commits the message, or keeps it in memory if the store fails; false (and logged) if it was
-    // refused (budget) or lost (store failing and memory overflow full).
-    bool enqueue(Message message);
+    // refused (budget) or lost (store failing and memory overflow full). It gets no stream number.
+    bool enqueue(Message message) { return accept(std::move(message), false); }
+    // Enqueues the messages in order, without numbers, in one transaction of the store (all kept in
+    // memory if it fails); returns how many were accepted. For a replay's answers: thousands of
+    // messages at once, where one sync to the disk each would take minutes on an SD card.
+    std::size_t enqueue_all(std::vector<Message> messages);
+
+    // Answers a replay request (for this site, checked by parse_replay_request): the messages of the
+    // range kept in the sent table go again unchanged, numbers still queued are skipped, each
+    // contiguous run of the others gets one lost message with its reason, numbers above the highest
+    // given are ignored; a request for another stream is answered lost as a whole. Everything goes
+    // through the queue as an alert, without a number. Throws StoreError if the store cannot be read.
+    struct ReplayAnswer {
+        std::size_t replayed = 0, queued = 0, lost = 0, lost_messages = 0, ignored = 0;
+    };
+    ReplayAnswer answer(const ReplayRequest& request, TimePoint now);
+    // The stream's id, and the highest number the broker acknowledged (for the gateway message).
+    const std::string& stream() const { return store_.stream(); }
+    std::int64_t acknowledged() const { return acknowledged_.load(); }
 
     // The events the previous run recorded as open and never ended (it crashed), each as an end at
     // `now` with `reason`, for the caller to submit before anything can open events. A record that
@@ -79,6 +97,8 @@ public:
     std::size_t requeue_dead();
 
 private:
+    bool accept(Message message, bool numbered);
+    void number(Message& message);  // caller holds enqueue_mutex_
     void run();
     void set_aside(const Message& head, int losses);
     enum class Appended { stored, refused, store_failed };
@@ -103,6 +123,10 @@ private:
     static const Overflow::Limits kOverflowLimits;
     Overflow overflow_;
     std::mutex enqueue_mutex_;
+    // The last stream number given (under enqueue_mutex_): ahead of the store's while messages wait
+    // in memory for it.
+    std::int64_t last_stream_seq_;
+    std::atomic<std::int64_t> acknowledged_;  // written by the sender thread
     std::atomic<std::uint64_t> store_errors_{0};
     mutable std::mutex problem_mutex_;
     std::string store_problem_;  // the last error while the store fails, empty when it works
@@ -127,6 +151,9 @@ private:
     // head again and again instead flooded the broker with thousands of copies a second while the
     // disk was full, and nothing behind it went out.
     std::vector<std::int64_t> unremoved_;  // sender thread only (and stop(), after it)
+    // Numbered messages delivered from memory, for the sent table once the store works (else a
+    // replay request would find them lost). Sender thread only (and stop(), after it).
+    std::vector<Message> sent_from_memory_;
     std::thread thread_;
 };
 

@@ -64,6 +64,16 @@ bool Overflow::pop(std::int64_t seq) {
     return true;
 }
 
+std::vector<std::int64_t> Overflow::stream_seqs(std::int64_t from, std::int64_t to) const {
+    std::lock_guard lock(mutex_);
+    std::vector<std::int64_t> out;
+    for (const auto& m : messages_) {
+        if (m.stream_seq >= from && m.stream_seq <= to) out.push_back(m.stream_seq);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
 std::size_t Overflow::size() const {
     std::lock_guard lock(mutex_);
     return messages_.size();

@@ -1,6 +1,10 @@
 #include "outbox/sqlite_store.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <ctime>
+#include <random>
 
 namespace kg::outbox {
 
@@ -9,18 +13,46 @@ namespace {
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
-  qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL);
+  qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL,
+  stream_seq INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS messages_priority ON messages(priority, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
   qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL,
-  queued_seq INTEGER NOT NULL, reason TEXT NOT NULL, moved_at INTEGER NOT NULL);
+  queued_seq INTEGER NOT NULL, reason TEXT NOT NULL, moved_at INTEGER NOT NULL,
+  stream_seq INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sent (
+  seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, sent_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS open_events (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pending_clips (event_id TEXT PRIMARY KEY, record TEXT NOT NULL);
 )sql";
 
 constexpr auto kPersistent = sqlite::Stmt::Use::persistent;
+constexpr std::int64_t kPruneEvery = 60;  // seconds between two deletions of expired sent messages
+
+std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+// Brings a database of an earlier version up to date (the stream_seq columns), and gives it its
+// stream id if it has none: once, when it is created (or first opened by this version).
+std::string open_stream(sqlite::Db& db) {
+    for (const char* table : {"messages", "dead"}) {
+        sqlite::Stmt has(db, "SELECT count(*) FROM pragma_table_info(?) WHERE name = 'stream_seq'");
+        if (has.bind(1, table).step() && has.integer(0) == 0) {
+            db.exec(table == std::string("messages")
+                        ? "ALTER TABLE messages ADD COLUMN stream_seq INTEGER NOT NULL DEFAULT 0"
+                        : "ALTER TABLE dead ADD COLUMN stream_seq INTEGER NOT NULL DEFAULT 0");
+        }
+    }
+    std::random_device random;
+    const std::uint64_t id = (static_cast<std::uint64_t>(random()) << 32) | random();
+    sqlite::Stmt(db, "INSERT INTO meta(key, value) VALUES('stream', ?) ON CONFLICT(key) DO NOTHING")
+        .bind(1, static_cast<std::int64_t>(id))
+        .run();
+    sqlite::Stmt read(db, "SELECT value FROM meta WHERE key = 'stream'");
+    if (!read.step()) db.fail("reading the stream id");
+    return fmt::format("{:016x}", static_cast<std::uint64_t>(read.integer(0)));
+}
 
 }  // namespace
 
@@ -30,13 +62,15 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
                  // FULL: a committed message survives a power cut, not only a crash of the process.
                  .synchronous = sqlite::Synchronous::full,
                  .schema = kSchema}),
-      insert_(db_, "INSERT INTO messages(topic, payload, qos, retain, priority) VALUES(?,?,?,?,?)",
+      stream_(open_stream(db_)),
+      insert_(db_,
+              "INSERT INTO messages(topic, payload, qos, retain, priority, stream_seq) VALUES(?,?,?,?,?,?)",
               kPersistent),
       front_(db_,
-             "SELECT seq, topic, payload, qos, retain, priority FROM messages WHERE seq > ? ORDER BY seq "
-             "LIMIT 1",
+             "SELECT seq, topic, payload, qos, retain, priority, stream_seq FROM messages WHERE seq > ? "
+             "ORDER BY seq LIMIT 1",
              kPersistent),
-      remove_(db_, "DELETE FROM messages WHERE seq = ? RETURNING length(payload) + length(topic)",
+      remove_(db_, "DELETE FROM messages WHERE seq = ? RETURNING length(payload) + length(topic), stream_seq",
               kPersistent),
       oldest_of_(db_,
                  "SELECT seq, length(payload) + length(topic) FROM messages WHERE priority = ? ORDER BY seq "
@@ -50,10 +84,15 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
                  "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = "
                  "excluded.value",
                  kPersistent),
-      bury_(db_,
-            "INSERT INTO dead(topic, payload, qos, retain, priority, queued_seq, reason, moved_at) "
-            "VALUES(?,?,?,?,?,?,?,strftime('%s','now'))",
-            kPersistent),
+      raise_meta_(db_,
+                  "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+                  "max(value, excluded.value)",
+                  kPersistent),
+      bury_(
+          db_,
+          "INSERT INTO dead(topic, payload, qos, retain, priority, queued_seq, reason, moved_at, stream_seq) "
+          "VALUES(?,?,?,?,?,?,?,strftime('%s','now'),?)",
+          kPersistent),
       // Keeps the newest rows within both limits (the newest one always) and deletes the rest in one
       // statement: a table grown large before the limits existed is cut at once, not row by row.
       trim_dead_(
@@ -72,7 +111,25 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
           "INSERT INTO pending_clips(event_id, record) VALUES(?, ?) ON CONFLICT(event_id) DO UPDATE "
           "SET record = excluded.record",
           kPersistent),
-      clip_reported_(db_, "DELETE FROM pending_clips WHERE event_id = ?", kPersistent) {
+      clip_reported_(db_, "DELETE FROM pending_clips WHERE event_id = ?", kPersistent),
+      // A number already kept stays as it is: the first copy acknowledged is the one sent.
+      keep_sent_(db_,
+                 "INSERT INTO sent(seq, topic, payload, sent_at) SELECT stream_seq, topic, payload, ? FROM "
+                 "messages WHERE seq = ? AND stream_seq > 0 ON CONFLICT(seq) DO NOTHING RETURNING "
+                 "length(payload) + length(topic)",
+                 kPersistent),
+      insert_sent_(
+          db_,
+          "INSERT INTO sent(seq, topic, payload, sent_at) VALUES(?,?,?,?) ON CONFLICT(seq) DO NOTHING "
+          "RETURNING length(payload) + length(topic)",
+          kPersistent),
+      drop_oldest_sent_(
+          db_,
+          "DELETE FROM sent WHERE seq = (SELECT min(seq) FROM sent) RETURNING length(payload) + "
+          "length(topic)",
+          kPersistent),
+      expire_sent_(db_, "DELETE FROM sent WHERE sent_at < ? RETURNING length(payload) + length(topic)",
+                   kPersistent) {
     load_totals();
 }
 
@@ -91,6 +148,56 @@ void SqliteStore::load_totals() {
     sqlite::Stmt d(db_, "SELECT count(*) FROM dead");
     if (!d.step()) db_.fail("counting dead messages");
     dead_ = std::max(counter("dead"), static_cast<std::uint64_t>(d.integer(0)));
+    // Whatever table holds a higher number than meta says (it cannot, unless edited by hand), no
+    // number is given twice.
+    sqlite::Stmt n(
+        db_,
+        "SELECT max(coalesce((SELECT value FROM meta WHERE key = 'stream_seq'), 0),"
+        " coalesce((SELECT max(stream_seq) FROM messages), 0),"
+        " coalesce((SELECT max(stream_seq) FROM dead), 0), coalesce((SELECT max(seq) FROM sent), 0))");
+    if (!n.step()) db_.fail("reading the stream's last number");
+    last_stream_seq_ = n.integer(0);
+    acknowledged_ = static_cast<std::int64_t>(counter("acknowledged"));
+    sqlite::Stmt sent(db_, "SELECT count(*), coalesce(sum(length(payload) + length(topic)), 0) FROM sent");
+    if (!sent.step()) db_.fail("measuring the sent messages");
+    sent_count_ = static_cast<std::size_t>(sent.integer(0));
+    sent_bytes_ = static_cast<std::size_t>(sent.integer(1));
+}
+
+void SqliteStore::note_assigned(std::int64_t stream_seq) {
+    if (stream_seq <= last_stream_seq_) return;
+    raise_meta_.reset();
+    raise_meta_.bind(1, "stream_seq").bind(2, stream_seq).run();
+    last_stream_seq_ = stream_seq;
+}
+
+void SqliteStore::note_acknowledged(std::int64_t stream_seq) {
+    if (stream_seq <= acknowledged_) return;
+    raise_meta_.reset();
+    raise_meta_.bind(1, "acknowledged").bind(2, stream_seq).run();
+    acknowledged_ = stream_seq;
+}
+
+void SqliteStore::expire_sent(std::int64_t now) {
+    last_prune_ = now;
+    expire_sent_.reset();
+    expire_sent_.bind(1, now - limits_.keep_sent.count());
+    while (expire_sent_.step()) {
+        --sent_count_;
+        sent_bytes_ -= std::min(sent_bytes_, static_cast<std::size_t>(expire_sent_.integer(0)));
+    }
+    expire_sent_.reset();
+}
+
+void SqliteStore::trim_sent() {
+    while (sent_bytes_ > limits_.keep_sent_bytes && sent_count_ > 0) {
+        drop_oldest_sent_.reset();
+        if (!drop_oldest_sent_.step()) break;
+        const auto size = static_cast<std::size_t>(drop_oldest_sent_.integer(0));
+        drop_oldest_sent_.reset();
+        --sent_count_;
+        sent_bytes_ -= std::min(sent_bytes_, size);
+    }
 }
 
 bool SqliteStore::fits(std::size_t count, std::size_t bytes, std::size_t incoming_bytes) const {
@@ -136,39 +243,61 @@ void SqliteStore::insert(Message& m) {
         .bind(3, m.qos)
         .bind(4, m.retain ? 1 : 0)
         .bind(5, static_cast<int>(m.priority))
+        .bind(6, m.stream_seq)
         .run();
     m.seq = db_.last_insert_rowid();
 }
 
+SqliteStore::Appended SqliteStore::add(Message& m) {
+    const std::size_t size = m.payload.size() + m.topic.size();
+    // Given even if refused: a number is never given twice (the room learns of the gap as lost).
+    note_assigned(m.stream_seq);
+    if (!room_possible(size, m.priority)) {
+        ++refused_;
+        save_counter("refused", refused_);
+        return {.stored = false, .dropped = 0};
+    }
+    const std::size_t dropped = drop_for_room(size, m.priority);
+    if (dropped > 0) {
+        dropped_ += dropped;
+        save_counter("dropped", dropped_);
+    }
+    insert(m);
+    mark(m);
+    ++count_;
+    bytes_ += size;
+    return {.stored = true, .dropped = dropped};
+}
+
 SqliteStore::Appended SqliteStore::append(Message& m) {
     std::lock_guard lock(mutex_);
-    const std::size_t size = m.payload.size() + m.topic.size();
     try {
         // Inside the try: by the time the handler reloads the totals, leaving this block has
         // rolled the transaction back.
         sqlite::Transaction tx(db_);
-        if (!room_possible(size, m.priority)) {
-            ++refused_;
-            save_counter("refused", refused_);
-            tx.commit();
-            return {.stored = false, .dropped = 0};
-        }
-        const std::size_t dropped = drop_for_room(size, m.priority);
-        if (dropped > 0) {
-            dropped_ += dropped;
-            save_counter("dropped", dropped_);
-        }
-        insert(m);
-        mark(m);
+        const auto result = add(m);
         tx.commit();
-        ++count_;
-        bytes_ += size;
-        return {.stored = true, .dropped = dropped};
+        return result;
     } catch (...) {
-        // drop_for_room() changed the counters for rows the rollback brought back.
+        // The counters count rows the rollback took back (or brought back, for drop_for_room()).
         load_totals();
         throw;
     }
+}
+
+std::vector<SqliteStore::Appended> SqliteStore::append_all(std::vector<Message>& messages) {
+    std::lock_guard lock(mutex_);
+    std::vector<Appended> results;
+    results.reserve(messages.size());
+    try {
+        sqlite::Transaction tx(db_);
+        for (auto& m : messages) results.push_back(add(m));
+        tx.commit();
+    } catch (...) {
+        load_totals();
+        throw;
+    }
+    return results;
 }
 
 void SqliteStore::mark(const Message& m) {
@@ -241,6 +370,7 @@ std::optional<Message> SqliteStore::front(std::int64_t after) {
     m.qos = static_cast<int>(front_.integer(3));
     m.retain = front_.integer(4) != 0;
     m.priority = static_cast<Priority>(front_.integer(5));
+    m.stream_seq = front_.integer(6);
     front_.reset();
     return m;
 }
@@ -260,7 +390,114 @@ bool SqliteStore::erase(std::int64_t seq) {
 
 void SqliteStore::remove(std::int64_t seq) {
     std::lock_guard lock(mutex_);
-    erase(seq);
+    const auto now = unix_now();
+    try {
+        // One transaction: a crash never leaves an acknowledged message neither queued nor kept.
+        sqlite::Transaction tx(db_);
+        if (limits_.keep_sent.count() > 0) {
+            keep_sent_.reset();
+            if (keep_sent_.bind(1, now).bind(2, seq).step()) {
+                sent_bytes_ += static_cast<std::size_t>(keep_sent_.integer(0));
+                ++sent_count_;
+            }
+            keep_sent_.reset();
+            trim_sent();
+        }
+        remove_.reset();
+        if (remove_.bind(1, seq).step()) {
+            const auto size = static_cast<std::size_t>(remove_.integer(0));
+            const auto stream_seq = remove_.integer(1);
+            remove_.run();
+            --count_;
+            bytes_ -= std::min(bytes_, size);
+            note_acknowledged(stream_seq);
+        } else {
+            remove_.reset();  // already gone
+        }
+        if (now - last_prune_ >= kPruneEvery && sent_count_ > 0) expire_sent(now);
+        tx.commit();
+    } catch (...) {
+        load_totals();  // the rollback took back what the counters already hold
+        throw;
+    }
+}
+
+void SqliteStore::record_sent(const Message& m) {
+    if (m.stream_seq <= 0) return;
+    std::lock_guard lock(mutex_);
+    try {
+        sqlite::Transaction tx(db_);
+        if (limits_.keep_sent.count() > 0) {
+            insert_sent_.reset();
+            insert_sent_.bind(1, m.stream_seq).bind(2, m.topic).bind_blob(3, m.payload).bind(4, unix_now());
+            if (insert_sent_.step()) {
+                sent_bytes_ += static_cast<std::size_t>(insert_sent_.integer(0));
+                ++sent_count_;
+            }
+            insert_sent_.reset();
+            trim_sent();
+        }
+        note_assigned(m.stream_seq);
+        note_acknowledged(m.stream_seq);
+        tx.commit();
+    } catch (...) {
+        load_totals();
+        throw;
+    }
+}
+
+void SqliteStore::prune_sent(std::int64_t now) {
+    std::lock_guard lock(mutex_);
+    try {
+        sqlite::Transaction tx(db_);
+        expire_sent(now);
+        tx.commit();
+    } catch (...) {
+        load_totals();
+        throw;
+    }
+}
+
+SqliteStore::Whereabouts SqliteStore::whereabouts(std::int64_t from, std::int64_t to, std::int64_t now) {
+    std::lock_guard lock(mutex_);
+    Whereabouts out;
+    {
+        // Acknowledged before now - keep_sent: not kept, even if the next prune has not run yet.
+        sqlite::Stmt s(
+            db_,
+            "SELECT seq, topic, payload FROM sent WHERE seq BETWEEN ? AND ? AND sent_at >= ? ORDER BY seq");
+        s.bind(1, from).bind(2, to).bind(3, now - limits_.keep_sent.count());
+        while (s.step()) out.kept.push_back({s.integer(0), s.text(1), s.blob(2)});
+    }
+    const auto numbers = [&](const char* sql, std::vector<std::int64_t>& into) {
+        sqlite::Stmt s(db_, sql);
+        s.bind(1, from).bind(2, to);
+        while (s.step()) into.push_back(s.integer(0));
+    };
+    numbers("SELECT stream_seq FROM messages WHERE stream_seq BETWEEN ? AND ? ORDER BY stream_seq",
+            out.queued);
+    numbers("SELECT stream_seq FROM dead WHERE stream_seq BETWEEN ? AND ? ORDER BY stream_seq", out.dead);
+    return out;
+}
+
+std::int64_t SqliteStore::last_stream_seq() const {
+    std::lock_guard lock(mutex_);
+    return last_stream_seq_;
+}
+
+std::int64_t SqliteStore::highest_acknowledged() const {
+    std::lock_guard lock(mutex_);
+    return acknowledged_;
+}
+
+std::size_t SqliteStore::sent_count() const {
+    std::lock_guard lock(mutex_);
+    return sent_count_;
+}
+
+std::size_t SqliteStore::sent_bytes() const {
+    std::lock_guard lock(mutex_);
+    return sent_bytes_;
 }
 
 std::size_t SqliteStore::bury(const Message& m, const std::string& reason) {
@@ -276,8 +513,10 @@ std::size_t SqliteStore::bury(const Message& m, const std::string& reason) {
             .bind(5, static_cast<int>(m.priority))
             .bind(6, m.seq)
             .bind(7, reason)
+            .bind(8, m.stream_seq)
             .run();
         if (m.seq > 0) erase(m.seq);
+        note_assigned(m.stream_seq);  // a message from memory: its number may be news to the store
         trim_dead_.reset();
         trim_dead_.bind(1, static_cast<std::int64_t>(limits_.max_dead))
             .bind(2, static_cast<std::int64_t>(limits_.max_dead_bytes))
@@ -304,7 +543,8 @@ std::size_t SqliteStore::requeue_dead() {
         };
         std::vector<Row> rows;
         {
-            sqlite::Stmt s(db_, "SELECT seq, topic, payload, qos, retain, priority FROM dead ORDER BY seq");
+            sqlite::Stmt s(
+                db_, "SELECT seq, topic, payload, qos, retain, priority, stream_seq FROM dead ORDER BY seq");
             while (s.step()) {
                 Row r{s.integer(0), {}};
                 r.m.topic = s.text(1);
@@ -312,6 +552,7 @@ std::size_t SqliteStore::requeue_dead() {
                 r.m.qos = static_cast<int>(s.integer(3));
                 r.m.retain = s.integer(4) != 0;
                 r.m.priority = static_cast<Priority>(s.integer(5));
+                r.m.stream_seq = s.integer(6);
                 rows.push_back(std::move(r));
             }
         }

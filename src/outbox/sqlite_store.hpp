@@ -4,7 +4,11 @@
 // Bounded by a message count and a byte budget: when full, telemetry goes before alerts, the
 // oldest first, and a message only ever makes room by dropping messages no more important than
 // itself; one that cannot fit that way is refused. Drops and refusals are counted (persistently).
+// It also holds the outbox's stream (docs/mqtt.md, "Sequence numbers and replay"): the stream's id,
+// the last number assigned and the highest acknowledged (table meta), and the numbered messages the
+// broker acknowledged, kept for replay requests (table sent).
 
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -39,7 +43,7 @@ struct ClipMark {
 };
 
 struct Message {
-    std::int64_t seq = 0;  // assigned by the store, increasing
+    std::int64_t seq = 0;  // assigned by the store, increasing: its place in the queue
     std::string topic;
     std::string payload;
     int qos = 1;
@@ -47,6 +51,9 @@ struct Message {
     Priority priority = Priority::alert;
     OpenEventMark open_event{};
     ClipMark clip{};
+    // Its number in the outbox's stream (the payload's "seq"), 0 for a message without one
+    // (snapshots, roll-ups, replays and lost reports).
+    std::int64_t stream_seq = 0;
 };
 
 // An event the record holds as open, or a clip it holds as pending (id: the event's).
@@ -68,6 +75,10 @@ public:
         // deleted, so a broker that refuses everything for months cannot fill the disk.
         std::size_t max_dead = 1000;
         std::size_t max_dead_bytes = 32u << 20;
+        // The numbered messages acknowledged are kept this long within this many bytes (the oldest
+        // numbers go first), for replay requests; 0 keeps none.
+        std::chrono::seconds keep_sent{std::chrono::hours(24 * 7)};
+        std::size_t keep_sent_bytes = 16u << 20;
     };
 
     // path ":memory:" keeps the queue in memory (tests, or a box without storage).
@@ -81,12 +92,45 @@ public:
         std::size_t dropped = 0;  // older messages dropped to make room
     };
     // Commits the message (and sets its seq) and its open_event and clip marks unless it is refused;
-    // a refused message changes no record either.
+    // a refused message changes no record either. Its stream_seq, if any, is recorded as assigned
+    // even when it is refused, so that the number is never given again.
     Appended append(Message& message);
+    // Appends the messages as append() would, in one transaction (one sync to the disk instead of
+    // one per message): all of them or, if the store fails, none.
+    std::vector<Appended> append_all(std::vector<Message>& messages);
     // The oldest message queued, or the oldest after seq `after` (those before it were sent, and
     // could not be removed yet).
     std::optional<Message> front(std::int64_t after = 0);
+    // Removes a message the broker acknowledged. A numbered one is copied into the sent table in the
+    // same transaction (unless keep_sent is 0) and becomes the highest acknowledged if it is.
     void remove(std::int64_t seq);
+    // Records in the sent table a numbered message that was acknowledged without ever being stored
+    // (sent from the memory overflow while the store failed).
+    void record_sent(const Message& message);
+    // Deletes the sent messages acknowledged before now - keep_sent (Unix seconds). remove() calls it
+    // at most once a minute.
+    void prune_sent(std::int64_t now);
+
+    // The stream: its id (16 lowercase hex digits, chosen when the database was created), the
+    // highest number any message was given in it as far as the store knows (messages held in
+    // memory while it failed may have higher ones), and the highest the broker acknowledged.
+    const std::string& stream() const { return stream_; }
+    std::int64_t last_stream_seq() const;
+    std::int64_t highest_acknowledged() const;
+
+    // Where the numbers from..to of the stream are, for a replay request at `now` (Unix seconds):
+    // the messages kept (acknowledged within keep_sent), the numbers still queued, those moved aside.
+    struct SentMessage {
+        std::int64_t stream_seq = 0;
+        std::string topic, payload;
+    };
+    struct Whereabouts {
+        std::vector<SentMessage> kept;           // by number
+        std::vector<std::int64_t> queued, dead;  // sorted
+    };
+    Whereabouts whereabouts(std::int64_t from, std::int64_t to, std::int64_t now);
+    std::size_t sent_count() const;
+    std::size_t sent_bytes() const;
     // Moves a message the broker keeps refusing out of the queue into the `dead` table, where it
     // stays (with `reason`) for someone to look at; the queue behind it flows on. A message that
     // was never stored (seq <= 0) is only written there. Returns how many older moved-aside
@@ -129,17 +173,27 @@ private:
     void save_counter(const char* key, std::uint64_t value);
     bool erase(std::int64_t seq);       // caller holds mutex_
     void insert(Message& message);      // caller holds mutex_, inside a transaction; sets seq
+    Appended add(Message& message);     // caller holds mutex_, inside a transaction
     void mark(const Message& message);  // caller holds mutex_, inside the message's transaction
     void load_totals();
+    void note_assigned(std::int64_t stream_seq);      // caller holds mutex_, inside a transaction
+    void note_acknowledged(std::int64_t stream_seq);  // caller holds mutex_, inside a transaction
+    void trim_sent();                                 // caller holds mutex_, inside a transaction
+    void expire_sent(std::int64_t now);               // caller holds mutex_, inside a transaction
 
     Limits limits_;
     sqlite::Db db_;
+    std::string stream_;  // set up (and the schema brought up to date) before any statement is prepared
     // Declared after db_: finalized before the connection closes.
-    sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, bury_, trim_dead_, open_,
-        close_, clip_pending_, clip_reported_;
+    sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, raise_meta_, bury_, trim_dead_,
+        open_, close_, clip_pending_, clip_reported_, keep_sent_, insert_sent_, drop_oldest_sent_,
+        expire_sent_;
     mutable std::mutex mutex_;
     std::size_t count_ = 0, bytes_ = 0;
     std::uint64_t dropped_ = 0, refused_ = 0, dead_ = 0;
+    std::int64_t last_stream_seq_ = 0, acknowledged_ = 0;
+    std::size_t sent_count_ = 0, sent_bytes_ = 0;
+    std::int64_t last_prune_ = 0;  // Unix seconds
 };
 
 }  // namespace kg::outbox

@@ -46,7 +46,19 @@ MqttLink::~MqttLink() { stop(); }
 
 void MqttLink::on_connected(std::function<void()> hook) { hooks_.push_back(std::move(hook)); }
 
+void MqttLink::subscribe(std::string topic, std::function<void(std::string)> handler) {
+    subscriptions_.push_back({std::move(topic), std::move(handler)});
+}
+
 void MqttLink::start() {
+    if (!subscriptions_.empty()) {
+        // Set once, before the first connect: the list does not change while the client runs.
+        client_->set_message_callback([this](mqtt::const_message_ptr message) {
+            for (const auto& s : subscriptions_) {
+                if (s.topic == message->get_topic()) s.handler(message->to_string());
+            }
+        });
+    }
     thread_ = std::thread([this] { run(); });
 }
 
@@ -70,6 +82,24 @@ bool MqttLink::connect_once() {
             return false;
         }
         client_->publish(availability_topic_, std::string("online"), kQos1, true)->wait_for(kConnectTimeout);
+        for (const auto& s : subscriptions_) {
+            try {
+                auto sub = client_->subscribe(s.topic, kQos1);
+                if (!sub->wait_for(kConnectTimeout)) {
+                    log_->error(
+                        "subscribing to {} timed out: its messages are not received on this connection",
+                        s.topic);
+                } else if (const auto codes = sub->get_subscribe_response().get_reason_codes();
+                           !codes.empty() && codes.front() >= 0x80) {
+                    log_->error(
+                        "the broker refused the subscription to {} (its ACL?): its messages are not received",
+                        s.topic);
+                }
+            } catch (const mqtt::exception& e) {
+                // Publishing goes on without it: alerts matter more than answering replay requests.
+                log_->error("cannot subscribe to {}: {}", s.topic, e.what());
+            }
+        }
     } catch (const mqtt::exception& e) {
         log_->warn("cannot connect to {}: {}", cfg_.url, e.what());
         return false;

@@ -1,7 +1,8 @@
 #pragma once
 // The gateway's one connection to its MQTT broker (Paho). Keeps itself connected with capped
-// back-off, sets the retained `offline` last will, publishes `online` on every connect and runs
-// the on-connect hooks (retained state republished), and publishes `offline` on a clean stop.
+// back-off, sets the retained `offline` last will, publishes `online` on every connect, subscribes
+// to the topics it was asked to (the room's replay requests) and runs the on-connect hooks
+// (retained state republished), and publishes `offline` on a clean stop.
 
 #include <spdlog/logger.h>
 
@@ -59,6 +60,10 @@ public:
 
     // Hooks run on the link's thread after each successful connect, in registration order.
     void on_connected(std::function<void()> hook);
+    // Subscribes (QoS 1) to `topic` on every connect (the session is clean, so the broker forgets
+    // it with each connection). `handler` gets each message's payload on Paho's callback thread:
+    // it must not block. Before start().
+    void subscribe(std::string topic, std::function<void(std::string)> handler);
 
     void start();
     // Publishes `offline` (retained) if connected, disconnects, joins.
@@ -87,6 +92,11 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<mqtt::async_client> client_;
     std::vector<std::function<void()>> hooks_;
+    struct Subscription {
+        std::string topic;
+        std::function<void(std::string)> handler;
+    };
+    std::vector<Subscription> subscriptions_;
 
     std::atomic<bool> connected_{false};
     std::atomic<std::uint64_t> connection_{0};

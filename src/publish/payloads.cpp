@@ -98,7 +98,8 @@ std::string camera_state_payload(const CameraState& s, const std::string& site, 
     return dump(j);
 }
 
-std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now) {
+std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now,
+                            const std::string& stream, std::int64_t acknowledged) {
     json cameras = json::array();
     for (const auto& c : cfg.cameras) {
         cameras.push_back({{"id", c.id}, {"name", c.name}, {"public", c.is_public}, {"checks", c.checks}});
@@ -109,6 +110,20 @@ std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, Ti
         {"version", kVersion},
         {"started_at", iso8601_utc(started_at)},
         {"cameras", std::move(cameras)},
+        {"stream", stream},
+        {"seq", acknowledged},
+        {"time", iso8601_utc(now)},
+    });
+}
+
+std::string lost_payload(const Lost& lost, const std::string& site, TimePoint now) {
+    return dump({
+        {"site", site},
+        {"stream", lost.stream},
+        {"from", lost.from},
+        {"to", lost.to},
+        {"reason", lost.reason},
+        {"request_id", lost.request_id},
         {"time", iso8601_utc(now)},
     });
 }

@@ -24,6 +24,16 @@ struct CameraState {
 };
 std::string camera_state_payload(const CameraState& state, const std::string& site, TimePoint now);
 
-std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now);
+// `stream` and `acknowledged`: the outbox's stream and the highest number the broker acknowledged.
+std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now,
+                            const std::string& stream, std::int64_t acknowledged);
+
+// The answer to a replay request for the numbers from..to that cannot be sent again, and why.
+struct Lost {
+    std::string stream;
+    std::int64_t from = 0, to = 0;
+    std::string reason, request_id;
+};
+std::string lost_payload(const Lost& lost, const std::string& site, TimePoint now);
 
 }  // namespace kg::publish

@@ -6,7 +6,9 @@ Topics::Topics(std::string prefix, std::string site)
     : base_(prefix.empty() ? site : prefix + "/" + site),
       availability_(base_ + "/availability"),
       gateway_(base_ + "/gateway"),
-      events_(base_ + "/events") {}
+      events_(base_ + "/events"),
+      replay_(base_ + "/replay"),
+      lost_(base_ + "/lost") {}
 
 std::string Topics::camera_state(const std::string& camera) const {
     return base_ + "/cameras/" + camera + "/state";

@@ -17,9 +17,11 @@ public:
     std::string event_clip(const std::string& event_id) const;         // clip report JSON
     std::string sensor_state(const std::string& sensor) const;         // retained current value
     std::string sensor_rollup(const std::string& sensor) const;        // per-minute min/mean/max
+    const std::string& replay() const { return replay_; }              // the room's replay requests
+    const std::string& lost() const { return lost_; }                  // numbers that cannot be replayed
 
 private:
-    std::string base_, availability_, gateway_, events_;
+    std::string base_, availability_, gateway_, events_, replay_, lost_;
 };
 
 }  // namespace kg::publish

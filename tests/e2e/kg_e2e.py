@@ -210,12 +210,14 @@ class Collector:
     """Subscribes to `topic` (default everything) at QoS 1 and records what arrives as
     (topic, payload bytes, retain flag, receive time); reconnects by itself."""
 
-    def __init__(self, broker, topic="#", persistent=False):
+    def __init__(self, broker, topic="#", persistent=False, client_id=None):
         self.messages = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
-        # A persistent session: the broker queues QoS 1 messages for us while we are away.
-        self.client = mqtt.Client(client_id=f"e2e-collector-{os.getpid()}-{id(self)}", clean_session=not persistent)
+        # A persistent session: the broker queues QoS 1 messages for us while we are away (for a
+        # collector that comes back under the same client_id).
+        self.client = mqtt.Client(client_id=client_id or f"e2e-collector-{os.getpid()}-{id(self)}",
+                                  clean_session=not persistent)
         self.client.on_connect = lambda c, u, f, rc: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda c, u, mid, granted: self.subscribed.set()
         self.client.on_message = self._on_message
@@ -322,6 +324,10 @@ class Schemas:
             return "gateway"
         if topic.endswith("/events"):
             return "event"
+        if topic.endswith("/replay"):
+            return "replay"
+        if topic.endswith("/lost"):
+            return "lost"
         if len(parts) >= 5 and parts[-3] == "cameras" and parts[-1] == "state":
             return "camera-state"
         if len(parts) >= 5 and parts[-3] == "sensors" and parts[-1] == "state":

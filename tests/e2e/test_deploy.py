@@ -4,6 +4,7 @@ publishes under its own site over TLS; the same credentials cannot publish under
 the Debian package, installed with dpkg in a private mount namespace: who may read its config and
 secrets."""
 
+import json
 import pathlib
 import re
 import shutil
@@ -74,6 +75,23 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
             time.sleep(0.5)
             assert not [t for t, _ in got if t.startswith("kitchen/sch-0102/")]
             intruder.loop_stop()
+            # Replay: only the room may ask a site; the site reads its requests and answers on lost.
+            def replay_request(request_id):
+                return json.dumps({"request_id": request_id, "site": "sch-0101", "stream": "0000000000000000",
+                                   "from": 1, "to": 5, "monitor": "monitor-test",
+                                   "time": "2026-12-01T10:00:00.000Z"}).encode()
+            other = mqtt.Client(client_id="other-site")
+            other.username_pw_set("sch-0102", out["sch-0102"])
+            other.connect("127.0.0.1", plain)
+            other.loop_start()
+            other.publish("kitchen/sch-0101/replay", replay_request("from-another-site"), qos=1).wait_for_publish(5)
+            other.loop_stop()
+            monitor.publish("kitchen/sch-0101/replay", replay_request("from-the-room"), qos=1).wait_for_publish(5)
+            lost = lambda: [json.loads(p) for t, p in got if t == "kitchen/sch-0101/lost"]
+            kg_e2e.wait_until(lost, 15, what="the site's answer on kitchen/sch-0101/lost")
+            time.sleep(0.5)
+            assert [(a["request_id"], a["reason"]) for a in lost()] == [("from-the-room", "unknown stream")]
+            schemas.validate("kitchen/sch-0101/lost", json.dumps(lost()[0]).encode())
             # Wrong password: refused.
             bad = mqtt.Client(client_id="bad")
             bad.username_pw_set("sch-0102", "wrong")

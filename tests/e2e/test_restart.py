@@ -199,8 +199,11 @@ def test_a_clip_a_kill_left_pending_is_reported_as_not_recorded_at_the_next_star
     collector.wait_for(lambda: collector.json_on(topic), 20, what="the clip report at the next start")
     time.sleep(3)  # a second copy would arrive within this
     reports = collector.json_on(topic)
+    numbers = [(r.pop("stream", None), r.pop("seq", None)) for r in reports]
     assert reports == [{"id": start["id"], "site": "test-site", "camera": "dark", "start_time": start["start_time"],
                         "error": "gateway restarted before the clip was recorded"}], reports
+    # Numbered in the same stream as the start, after it: the restart goes on with the stream.
+    assert numbers[0][0] == start["stream"] and numbers[0][1] > start["seq"], (numbers, start)
     assert not clip.exists() and not part.exists()
     assert "clip(s) promised by the previous run were never reported" in second.output()
     # The event itself is ended as before.

@@ -184,6 +184,23 @@ TEST(ConfigLoader, EvidenceKeepsMinFreeOnItsDisk) {
     EXPECT_EQ(set.training_frames.min_free, 0u);  // 0 turns the floor off
 }
 
+TEST(ConfigLoader, OutboxKeepsSentMessagesForReplay) {
+    const auto defaults = load_string(kHead + "cameras: [{id: a, url: a.mp4}]\n", "/etc/kg/gateway.yaml");
+    EXPECT_EQ(defaults.outbox.keep_sent, std::chrono::hours(24 * 7));
+    EXPECT_EQ(defaults.outbox.keep_sent_bytes, std::size_t{16} << 20);
+    const auto set = load_string(
+        kHead + "outbox: {keep_sent: 2d, keep_sent_size: 64MiB}\ncameras: [{id: a, url: a.mp4}]\n",
+        "/etc/kg/gateway.yaml");
+    EXPECT_EQ(set.outbox.keep_sent, std::chrono::hours(48));
+    EXPECT_EQ(set.outbox.keep_sent_bytes, std::size_t{64} << 20);
+    for (const char* none : {"none", "0"}) {
+        const auto off =
+            load_string(kHead + "outbox: {keep_sent: " + none + "}\ncameras: [{id: a, url: a.mp4}]\n",
+                        "/etc/kg/gateway.yaml");
+        EXPECT_EQ(off.outbox.keep_sent.count(), 0) << none;
+    }
+}
+
 TEST(ConfigLoader, TrainingFrames) {
     const auto off = load_string(kHead + "cameras: [{id: a, url: a.mp4}]\n", "/etc/kg/gateway.yaml");
     EXPECT_FALSE(off.training_frames.enabled);  // they show staff: only when asked for
@@ -401,6 +418,14 @@ INSTANTIATE_TEST_SUITE_P(
                 "evidence.max_size", "not a size"},
         BadCase{"outbox_too_small", kHead + "outbox: {max_size: 200KiB}\ncameras: [{id: a, url: a.mp4}]\n", 2,
                 "outbox.max_size", "less than the minimum 16MiB"},
+        BadCase{"bad_keep_sent", kHead + "outbox: {keep_sent: forever}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "outbox.keep_sent", "'forever' is not a duration"},
+        BadCase{"bad_keep_sent_size",
+                kHead + "outbox:\n  keep_sent_size: [16MiB]\ncameras: [{id: a, url: a.mp4}]\n", 3,
+                "outbox.keep_sent_size", "a size"},
+        BadCase{"keep_sent_size_not_a_size",
+                kHead + "outbox: {keep_sent_size: 16 megs}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "outbox.keep_sent_size", "'16 megs' is not a size"},
         BadCase{"training_frames_too_often",
                 kHead + "training_frames: {every: 500ms}\ncameras: [{id: a, url: a.mp4}]\n", 2,
                 "training_frames.every", "at least 1s"},

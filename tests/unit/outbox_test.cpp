@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <spawn.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -14,11 +15,17 @@
 
 #include <chrono>
 #include <csignal>
+#include <ctime>
 #include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "common/logging.hpp"
 #include "outbox/open_record.hpp"
+#include "outbox/replay.hpp"
+#include "publish/payloads.hpp"
 
 namespace fs = std::filesystem;
 using kg::outbox::Message;
@@ -31,8 +38,8 @@ using kg::events::EventState;
 
 // A store, a broker link that is never started (nothing is sent) and the outbox between them.
 struct Rig {
-    explicit Rig(const std::string& path)
-        : store(path, {}),
+    explicit Rig(const std::string& path, kg::outbox::SqliteStore::Limits limits = {})
+        : store(path, limits),
           link(mqtt(), "kitchen/s/availability", kg::Logging::null_logger()),
           outbox(store, link, kg::publish::Topics("kitchen", "s"), "s", kg::Logging::null_logger()) {}
     static kg::config::Mqtt mqtt() {
@@ -429,6 +436,12 @@ int run_report_delivered_from_memory(const fs::path& dir) {
     while (!store.pending_clips().empty() && std::chrono::steady_clock::now() < settled)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     check(4, store.pending_clips().empty());
+    // The report sent from memory is kept for replay like the stored messages sent before it.
+    while (store.sent_count() < 3 && std::chrono::steady_clock::now() < settled)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const auto kept = store.whereabouts(1, 3, static_cast<std::int64_t>(std::time(nullptr))).kept;
+    check(6, kept.size() == 3 && kept[2].topic == "kitchen/s/events/promised/clip" &&
+                 store.highest_acknowledged() == 3 && outbox.acknowledged() == 3);
     outbox.stop(std::chrono::seconds(2));
     link.stop();
     return failed;
@@ -453,4 +466,337 @@ TEST(Outbox, WhileTheDiskIsFullEachMessageGoesOnceAndAReportFromMemoryIsNotSentA
     expect_child_passes(run_report_delivered_from_memory);
     ::kill(broker, SIGTERM);
     ::waitpid(broker, nullptr, 0);
+}
+
+// --- Sequence numbers and replay (docs/mqtt.md) ---
+
+namespace {
+
+using nlohmann::json;
+
+struct Queued {
+    std::string topic, payload;
+    Priority priority;
+    std::int64_t stream_seq;
+};
+
+std::vector<Queued> drain_all(kg::outbox::SqliteStore& store) {
+    std::vector<Queued> out;
+    while (auto m = store.front()) {
+        out.push_back({m->topic, m->payload, m->priority, m->stream_seq});
+        store.remove(m->seq);
+    }
+    return out;
+}
+
+kg::events::ClipReport clip_report(const std::string& id) {
+    kg::events::ClipReport c;
+    c.event_id = id;
+    c.camera = "cooking";
+    c.start_time = at_ms(1'790'000'000'123);
+    c.path = "cooking/2026-09-22/" + id + ".mp4";
+    c.seconds = 7;
+    c.bytes = 1000;
+    return c;
+}
+
+kg::outbox::ReplayRequest request(const std::string& stream, std::int64_t from, std::int64_t to) {
+    return {"r-1", "s", stream, "monitor-1", "2026-12-01T10:00:00.000Z", from, to};
+}
+
+struct TempDir {
+    fs::path dir =
+        fs::temp_directory_path() / ("kg-outbox-" + std::to_string(getpid()) + "-" +
+                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    TempDir() { fs::create_directories(dir); }
+    ~TempDir() { fs::remove_all(dir); }
+    std::string db() const { return (dir / "outbox.db").string(); }
+};
+
+}  // namespace
+
+TEST(Outbox, NumbersEveryEventAndClipReportInTheOrderAcceptedAndGoesOnAfterARestart) {
+    TempDir tmp;
+    std::string stream;
+    {
+        Rig rig(tmp.db());
+        stream = rig.store.stream();
+        const auto start = clip_start("e1");
+        rig.outbox.submit(start);
+        rig.outbox.submit_snapshot(start, "JPEG");
+        rig.outbox.submit_clip(clip_report("e1"));
+        rig.outbox.submit(sensor_event("f1", EventState::start));
+        rig.outbox.enqueue({0, "kitchen/s/sensors/f/rollup", R"({"min":1})", 1, false, Priority::telemetry});
+        const auto queued = drain_all(rig.store);
+        ASSERT_EQ(queued.size(), 5u);
+        // The payload the room reads: the event's own fields, then stream and seq.
+        auto expected = json::parse(kg::publish::event_payload(start, "s"));
+        expected["stream"] = stream;
+        expected["seq"] = 1;
+        EXPECT_EQ(json::parse(queued[0].payload), expected);
+        EXPECT_EQ(queued[0].stream_seq, 1);
+        EXPECT_EQ(queued[1].payload, "JPEG");  // snapshots have no number
+        EXPECT_EQ(queued[1].stream_seq, 0);
+        const auto clip = json::parse(queued[2].payload);
+        EXPECT_EQ(clip["seq"], 2);
+        EXPECT_EQ(clip["stream"], stream);
+        EXPECT_EQ(clip["id"], "e1");
+        EXPECT_EQ(json::parse(queued[3].payload)["seq"], 3);
+        EXPECT_EQ(queued[4].payload, R"({"min":1})");  // roll-ups neither
+    }
+    Rig again(tmp.db());
+    EXPECT_EQ(again.store.stream(), stream);
+    again.outbox.submit(camera_event("e2", EventState::start));
+    const auto queued = drain_all(again.store);
+    ASSERT_EQ(queued.size(), 1u);
+    EXPECT_EQ(json::parse(queued[0].payload)["seq"], 4);  // never a number the first run gave
+    EXPECT_EQ(again.store.highest_acknowledged(), 4);
+}
+
+namespace {
+
+// Numbers given while the store fails travel with the messages kept in memory, in order, into the
+// store once it works; meanwhile a replay request counts them as queued.
+int run_disk_full_numbers(const fs::path& dir) {
+    int failed = 0;
+    auto check = [&failed](int bit, bool ok) { failed |= ok ? 0 : 1 << bit; };
+    const auto path = (dir / "outbox.db").string();
+    {
+        Rig rig(path);
+        rig.outbox.submit(camera_event("a", EventState::start));
+        DiskFull disk(dir);
+        for (const char* id : {"b", "c", "d"}) {
+            auto e = camera_event(id, EventState::start);
+            e.label = std::string(5000, 'x');  // padded: the WAL cannot take it in what its last frames left
+            rig.outbox.submit(e);
+        }
+        check(0, rig.outbox.in_memory() == 3);
+        const auto a = rig.outbox.answer(request(rig.store.stream(), 1, 9), kg::TimePoint{});
+        check(1, a.queued == 4 && a.lost == 0 && a.replayed == 0 && a.ignored == 5);
+        disk.free();
+        rig.outbox.submit(camera_event("e", EventState::start));
+        check(2, rig.outbox.in_memory() == 0);
+        std::string seqs;
+        for (const auto& q : drain_all(rig.store)) {
+            if (q.topic == "kitchen/s/events") seqs += std::to_string(q.stream_seq) + ",";
+        }
+        check(3, seqs == "1,2,3,4,5,");
+    }
+    Rig again(path);
+    check(4, again.store.last_stream_seq() == 5);
+    return failed;
+}
+
+}  // namespace
+
+TEST(Outbox, NumbersGivenWhileTheStoreFailsGoWithTheMessagesIntoTheStore) {
+    expect_child_passes(run_disk_full_numbers);
+}
+
+TEST(Outbox, AnswersAReplayRequestWithKeptMessagesAndOneLostMessagePerRun) {
+    TempDir tmp;
+    // Each message the same size (ids of one length, one-digit numbers): the sent table keeps 3.
+    std::size_t each = 0;
+    {
+        Rig probe(":memory:");
+        probe.outbox.submit(camera_event("ev-1", EventState::start));
+        const auto m = probe.store.front();
+        each = m->payload.size() + m->topic.size();
+    }
+    kg::outbox::SqliteStore::Limits limits;
+    limits.keep_sent_bytes = 3 * each + each / 2;
+    Rig rig(tmp.db(), limits);
+    for (int i = 1; i <= 8; ++i)
+        rig.outbox.submit(camera_event("ev-" + std::to_string(i), EventState::start));
+    std::map<std::int64_t, std::string> original;
+    for (int i = 1; i <= 6; ++i) {
+        auto m = rig.store.front();
+        original[m->stream_seq] = m->payload;
+        if (m->stream_seq == 4) {
+            rig.store.bury(*m, "the broker refused it");
+        } else {
+            rig.store.remove(m->seq);  // acknowledged: 1 and 2 then pushed out of the sent table
+        }
+    }
+    const auto open_before = rig.store.open_events().size();
+    const auto stream = rig.store.stream();
+
+    const auto a = rig.outbox.answer(request(stream, 1, 12), kg::Clock::now());
+    EXPECT_EQ(a.replayed, 3u);  // 3, 5, 6
+    EXPECT_EQ(a.queued, 2u);    // 7, 8
+    EXPECT_EQ(a.lost, 3u);      // 1-2 not kept, 4 moved aside
+    EXPECT_EQ(a.lost_messages, 2u);
+    EXPECT_EQ(a.ignored, 4u);                                // 9..12: never given
+    EXPECT_EQ(rig.store.open_events().size(), open_before);  // a replay opens and closes nothing
+    EXPECT_EQ(rig.store.last_stream_seq(), 8);               // and takes no number
+
+    const auto queued = drain_all(rig.store);
+    ASSERT_EQ(queued.size(), 2u + 5u);
+    EXPECT_EQ(queued[0].stream_seq, 7);  // behind what was queued
+    EXPECT_EQ(queued[1].stream_seq, 8);
+    const auto lost = [&](const Queued& q, int from, int to, const char* reason) {
+        EXPECT_EQ(q.topic, "kitchen/s/lost");
+        const auto j = json::parse(q.payload);
+        EXPECT_EQ(j["site"], "s");
+        EXPECT_EQ(j["stream"], stream);
+        EXPECT_EQ(j["from"], from);
+        EXPECT_EQ(j["to"], to);
+        EXPECT_EQ(j["reason"], reason);
+        EXPECT_EQ(j["request_id"], "r-1");
+        EXPECT_TRUE(j["time"].is_string());
+    };
+    lost(queued[2], 1, 2, "not kept");
+    const auto replayed = [&](const Queued& q, std::int64_t n) {
+        EXPECT_EQ(q.topic, "kitchen/s/events");
+        EXPECT_EQ(q.payload, original[n]);  // unchanged, byte for byte
+        EXPECT_EQ(q.stream_seq, 0);         // not numbered again
+    };
+    replayed(queued[3], 3);
+    lost(queued[4], 4, 4, "moved aside");
+    replayed(queued[5], 5);
+    replayed(queued[6], 6);
+    for (std::size_t i = 2; i < queued.size(); ++i) EXPECT_EQ(queued[i].priority, Priority::alert) << i;
+
+    // A replayed message acknowledged again is not a new sent message.
+    EXPECT_EQ(rig.store.highest_acknowledged(), 8);
+    rig.outbox.submit(camera_event("ev-9", EventState::start));
+    EXPECT_EQ(rig.store.front()->stream_seq, 9);
+}
+
+TEST(Outbox, AReplayRequestForAnotherStreamIsAnsweredLostAsAWhole) {
+    TempDir tmp;
+    Rig rig(tmp.db());
+    rig.outbox.submit(camera_event("ev-1", EventState::start));
+    drain_all(rig.store);
+    const std::string other =
+        rig.store.stream() == "0123456789abcdef" ? "fedcba9876543210" : "0123456789abcdef";
+    const auto a = rig.outbox.answer(request(other, 1, 50), kg::Clock::now());
+    EXPECT_EQ(a.lost, 50u);
+    EXPECT_EQ(a.lost_messages, 1u);
+    EXPECT_EQ(a.replayed, 0u);
+    const auto queued = drain_all(rig.store);
+    ASSERT_EQ(queued.size(), 1u);
+    const auto j = json::parse(queued[0].payload);
+    EXPECT_EQ(j["stream"], other);  // the stream asked about
+    EXPECT_EQ(j["from"], 1);
+    EXPECT_EQ(j["to"], 50);  // past the highest number: that stream's numbers are not ours to know
+    EXPECT_EQ(j["reason"], "unknown stream");
+}
+
+namespace {
+
+struct BadRequest {
+    const char* name;
+    std::string payload;
+    const char* error;  // a fragment of the message
+};
+
+void PrintTo(const BadRequest& c, std::ostream* os) { *os << c.name; }
+
+class ReplayRequests : public ::testing::TestWithParam<BadRequest> {};
+
+std::string request_json(const std::string& change) {
+    auto j = json::parse(
+        R"({"request_id":"r-7","site":"s","stream":"00000000000000ff","from":41,"to":57,"monitor":"m-1",)"
+        R"("time":"2026-12-01T10:00:00.000Z"})");
+    if (!change.empty()) j.merge_patch(json::parse(change));
+    return j.dump();
+}
+
+}  // namespace
+
+TEST(ReplayRequest, AValidRequestIsRead) {
+    const auto r = kg::outbox::parse_replay_request(request_json(""), "s");
+    EXPECT_EQ(r.request_id, "r-7");
+    EXPECT_EQ(r.stream, "00000000000000ff");
+    EXPECT_EQ(r.from, 41);
+    EXPECT_EQ(r.to, 57);
+    EXPECT_EQ(r.monitor, "m-1");
+    EXPECT_EQ(kg::outbox::parse_replay_request(request_json(R"({"from":1,"to":10000})"), "s").to, 10000);
+}
+
+TEST_P(ReplayRequests, AreRefusedSayingWhatIsWrong) {
+    try {
+        kg::outbox::parse_replay_request(GetParam().payload, "s");
+        ADD_FAILURE() << "accepted: " << GetParam().payload;
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find(GetParam().error), std::string::npos) << e.what();
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ReplayRequests,
+    ::testing::Values(
+        BadRequest{"not_json", "give me 41 to 57", "not JSON"},
+        BadRequest{"not_an_object", "[41, 57]", "a JSON array, not an object"},
+        BadRequest{"no_request_id", request_json(R"({"request_id":null})"), "no 'request_id'"},
+        BadRequest{"from_as_text", request_json(R"({"from":"41"})"), "'from' is string, not an integer"},
+        BadRequest{"to_as_float", request_json(R"({"to":57.5})"), "'to' is number, not an integer"},
+        BadRequest{"zero", request_json(R"({"from":0})"), "'from' is 0: numbers start at 1"},
+        BadRequest{"negative", request_json(R"({"to":-3})"), "'to' is -3"},
+        BadRequest{"reversed", request_json(R"({"from":58})"), "'from' 58 is after 'to' 57"},
+        BadRequest{"too_many", request_json(R"({"from":1,"to":10001})"), "10001 numbers, more than 10000"},
+        BadRequest{"other_site", request_json(R"({"site":"t"})"), "it is for site 't', this is 's'"},
+        BadRequest{"bad_stream", request_json(R"({"stream":"ABC"})"), "not 16 lowercase hex digits"},
+        BadRequest{"no_monitor", request_json(R"({"monitor":null})"), "no 'monitor'"},
+        BadRequest{"time_as_number", request_json(R"({"time":5})"), "'time' is number, not a string"}));
+
+TEST(ReplayDesk, LogsABadRequestAndAnswersTheNextOneOffTheCallersThread) {
+    TempDir tmp;
+    Rig rig(tmp.db());
+    std::ostringstream log_text;
+    auto log = std::make_shared<spdlog::logger>("replay",
+                                                std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    kg::outbox::ReplayDesk desk(rig.outbox, "s", log);
+    desk.start();
+    desk.submit("{\"from\": 41");  // cut short
+    desk.submit(request_json(R"({"stream":")" + rig.store.stream() + R"(","from":1,"to":3})"));
+    desk.submit(request_json(R"({"from":1,"to":3})"));  // another stream
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (rig.store.size() < 1 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    desk.stop();
+    log->flush();
+    EXPECT_NE(log_text.str().find("replay request ignored: not JSON: {\"from\": 41"), std::string::npos)
+        << log_text.str();
+    // Nothing was ever numbered: 1..3 are above the highest, ignored; the other stream is lost.
+    EXPECT_NE(log_text.str().find("0 sent again, 0 still queued, 0 lost in 0 lost message(s), 3 above"),
+              std::string::npos)
+        << log_text.str();
+    const auto queued = drain_all(rig.store);
+    ASSERT_EQ(queued.size(), 1u);
+    EXPECT_EQ(json::parse(queued[0].payload)["reason"], "unknown stream");
+}
+
+TEST(Outbox, ARunOfLostNumbersLongerThanAChunkIsOneLostMessageAndTheRestComeInOrder) {
+    TempDir tmp;
+    std::size_t each = 0;
+    {
+        Rig probe(":memory:");
+        probe.outbox.submit(camera_event("ev-1000", EventState::start));
+        const auto m = probe.store.front();
+        each = m->payload.size() + m->topic.size() + 1;  // numbers up to 1200: one digit more at most
+    }
+    kg::outbox::SqliteStore::Limits limits;
+    limits.keep_sent_bytes = 150 * each;  // the newest ~150 of 1200 are kept
+    Rig rig(tmp.db(), limits);
+    for (int i = 1000; i < 2200; ++i) rig.outbox.submit(camera_event("ev-" + std::to_string(i), EventState::start));
+    std::map<std::int64_t, std::string> original;
+    while (auto m = rig.store.front()) {
+        original[m->stream_seq] = m->payload;
+        rig.store.remove(m->seq);
+    }
+    const auto a = rig.outbox.answer(request(rig.store.stream(), 1, 1200), kg::Clock::now());
+    EXPECT_EQ(a.lost_messages, 1u);
+    EXPECT_EQ(a.lost + a.replayed, 1200u);
+    EXPECT_GE(a.replayed, 140u);
+    const auto queued = drain_all(rig.store);
+    ASSERT_EQ(queued.size(), 1 + a.replayed);
+    const auto lost = json::parse(queued[0].payload);
+    EXPECT_EQ(lost["from"], 1);
+    EXPECT_EQ(lost["to"], static_cast<std::int64_t>(a.lost));  // across the chunks of 500
+    for (std::size_t i = 1; i < queued.size(); ++i) {
+        const auto n = static_cast<std::int64_t>(a.lost + i);
+        EXPECT_EQ(queued[i].payload, original[n]) << n;  // in order, unchanged
+    }
 }

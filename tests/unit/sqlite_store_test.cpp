@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <filesystem>
+#include <regex>
 #include <tuple>
+
+#include "common/sqlite_db.hpp"
 
 using kg::outbox::Message;
 using kg::outbox::Priority;
@@ -401,4 +405,173 @@ TEST(SqliteStore, MessagesMovedAsideGoBackInOrderWithinTheBudget) {
     EXPECT_EQ(store.front()->payload, "dead3");
     EXPECT_TRUE(store.dead_messages(10).empty());
     EXPECT_EQ(store.dead_total(), 3u);  // the counter counts what was ever moved aside
+}
+
+// --- The stream (docs/mqtt.md, "Sequence numbers and replay") ---
+
+namespace {
+
+Message numbered(std::int64_t n, const std::string& payload = "") {
+    auto m = msg(payload.empty() ? "{\"seq\":" + std::to_string(n) + "}" : payload);
+    m.stream_seq = n;
+    return m;
+}
+
+std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+}  // namespace
+
+TEST(SqliteStore, TheStreamIdIsChosenOnceWhenTheDatabaseIsCreated) {
+    TempDb db;
+    std::string first;
+    {
+        SqliteStore store(db.path(), {});
+        first = store.stream();
+        EXPECT_TRUE(std::regex_match(first, std::regex("^[0-9a-f]{16}$"))) << first;
+    }
+    EXPECT_EQ(SqliteStore(db.path(), {}).stream(), first);  // kept in the database
+    TempDb other;
+    EXPECT_NE(SqliteStore(other.path() + "2", {}).stream(), first);  // a new database, a new stream
+    EXPECT_NE(SqliteStore(":memory:", {}).stream(), SqliteStore(":memory:", {}).stream());
+}
+
+TEST(SqliteStore, TheLastNumberGivenSurvivesAReopenEvenForARefusedOrDroppedMessage) {
+    TempDb db;
+    {
+        SqliteStore store(db.path(), {.max_messages = 2, .max_bytes = 1u << 20});
+        EXPECT_EQ(store.last_stream_seq(), 0);
+        auto a = numbered(1), b = numbered(2), c = numbered(3);
+        store.append(a);
+        store.append(b);
+        EXPECT_EQ(store.append(c).dropped, 1u);  // 1 dropped for 3: its number is not given again
+        auto too_big = numbered(4, std::string(2u << 20, 'x'));
+        EXPECT_FALSE(store.append(too_big).stored);
+        EXPECT_EQ(store.last_stream_seq(), 4);
+    }
+    SqliteStore reopened(db.path(), {});
+    EXPECT_EQ(reopened.last_stream_seq(), 4);
+    EXPECT_EQ(reopened.front()->stream_seq, 2);  // read back with the message
+}
+
+TEST(SqliteStore, AnAcknowledgedNumberedMessageIsKeptInTheSameTransactionThatRemovesIt) {
+    TempDb db;
+    {
+        SqliteStore store(db.path(), {});
+        auto a = numbered(1), b = numbered(2), plain = msg("snapshot");
+        store.append(a);
+        store.append(plain);
+        store.append(b);
+        store.remove(a.seq);
+        store.remove(plain.seq);  // no number: nothing to keep
+        EXPECT_EQ(store.sent_count(), 1u);
+        EXPECT_EQ(store.highest_acknowledged(), 1);
+        const auto w = store.whereabouts(1, 3, now_s());
+        ASSERT_EQ(w.kept.size(), 1u);
+        EXPECT_EQ(w.kept[0].stream_seq, 1);
+        EXPECT_EQ(w.kept[0].payload, a.payload);
+        EXPECT_EQ(w.kept[0].topic, a.topic);
+        EXPECT_EQ(w.queued, std::vector<std::int64_t>{2});
+        EXPECT_TRUE(w.dead.empty());
+    }
+    SqliteStore reopened(db.path(), {});
+    EXPECT_EQ(reopened.highest_acknowledged(), 1);
+    EXPECT_EQ(reopened.sent_count(), 1u);
+    EXPECT_EQ(reopened.sent_bytes(),
+              std::string("{\"seq\":1}").size() + std::string("kitchen/site/events").size());
+}
+
+TEST(SqliteStore, KeepSentZeroKeepsNothingButStillCountsTheAcknowledgement) {
+    TempDb db;
+    SqliteStore store(db.path(), {.keep_sent = std::chrono::seconds(0)});
+    auto a = numbered(1);
+    store.append(a);
+    store.remove(a.seq);
+    EXPECT_EQ(store.sent_count(), 0u);
+    EXPECT_EQ(store.highest_acknowledged(), 1);
+    EXPECT_TRUE(store.whereabouts(1, 1, now_s()).kept.empty());
+}
+
+TEST(SqliteStore, SentMessagesArePrunedBySizeOldestNumbersFirstAndByAge) {
+    TempDb db;
+    const std::size_t each = std::string("{\"seq\":1}").size() + std::string("kitchen/site/events").size();
+    SqliteStore store(db.path(), {.keep_sent = std::chrono::hours(1), .keep_sent_bytes = 3 * each});
+    for (int n = 1; n <= 5; ++n) {
+        auto m = numbered(n);
+        store.append(m);
+        store.remove(m.seq);
+    }
+    EXPECT_EQ(store.sent_count(), 3u);
+    EXPECT_LE(store.sent_bytes(), 3 * each);
+    auto w = store.whereabouts(1, 5, now_s());
+    ASSERT_EQ(w.kept.size(), 3u);
+    EXPECT_EQ(w.kept.front().stream_seq, 3);
+    // Older than keep_sent: no longer given out, even before the prune runs, then deleted by it.
+    EXPECT_TRUE(store.whereabouts(1, 5, now_s() + 3601 + 5).kept.empty());
+    EXPECT_EQ(store.sent_count(), 3u);
+    store.prune_sent(now_s() + 3601 + 5);
+    EXPECT_EQ(store.sent_count(), 0u);
+    EXPECT_EQ(store.sent_bytes(), 0u);
+    EXPECT_EQ(store.highest_acknowledged(), 5);  // pruning forgets messages, not how far the stream got
+}
+
+TEST(SqliteStore, AMessageMovedAsideKeepsItsNumberAndTakesItBackToTheQueue) {
+    TempDb db;
+    SqliteStore store(db.path(), {});
+    auto a = numbered(7);
+    store.append(a);
+    store.bury(a, "refused");
+    auto w = store.whereabouts(1, 10, now_s());
+    EXPECT_EQ(w.dead, std::vector<std::int64_t>{7});
+    EXPECT_TRUE(w.queued.empty());
+    EXPECT_EQ(store.requeue_dead(), 1u);
+    EXPECT_EQ(store.front()->stream_seq, 7);
+    w = store.whereabouts(1, 10, now_s());
+    EXPECT_EQ(w.queued, std::vector<std::int64_t>{7});
+    EXPECT_TRUE(w.dead.empty());
+}
+
+TEST(SqliteStore, ADatabaseFromBeforeTheStreamIsBroughtUpToDate) {
+    TempDb db;
+    {
+        // The tables as the previous version created them, with a message queued.
+        kg::sqlite::Db old(db.path(), {.label = "old"});
+        old.exec(
+            "CREATE TABLE messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB "
+            "NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL);"
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+            "CREATE TABLE dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT "
+            "NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL, queued_seq "
+            "INTEGER "
+            "NOT NULL, reason TEXT NOT NULL, moved_at INTEGER NOT NULL);"
+            "INSERT INTO messages(topic, payload, qos, retain, priority) VALUES('t', 'old', 1, 0, 0);");
+    }
+    SqliteStore store(db.path(), {});
+    EXPECT_EQ(store.stream().size(), 16u);
+    const auto old = store.front();
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->payload, "old");
+    EXPECT_EQ(old->stream_seq, 0);  // sent as it was queued, without a number
+    auto m = numbered(1);
+    store.append(m);
+    store.remove(old->seq);
+    store.remove(m.seq);
+    EXPECT_EQ(store.sent_count(), 1u);
+}
+
+TEST(SqliteStore, AppendAllCommitsEachMessageAsAppendWould) {
+    TempDb db;
+    SqliteStore store(db.path(), {.max_messages = 3, .max_bytes = 1u << 20});
+    std::vector<Message> batch{msg("a"), msg("t", Priority::telemetry), numbered(5), msg("b")};
+    const auto results = store.append_all(batch);
+    ASSERT_EQ(results.size(), 4u);
+    EXPECT_TRUE(results[3].stored);
+    EXPECT_EQ(results[3].dropped, 1u);  // the telemetry made room for the fourth, as append() does
+    EXPECT_EQ(store.size(), 3u);
+    EXPECT_EQ(store.last_stream_seq(), 5);
+    std::string order;
+    while (auto m = store.front()) {
+        order += m->payload.substr(0, 1);
+        store.remove(m->seq);
+    }
+    EXPECT_EQ(order, "a{b");
 }
