@@ -3,14 +3,19 @@ monitoring room with a plain MQTT client. The events and clip reports of a run c
 the numbers 1..N without a gap; a replay request gets the kept messages again byte for byte, numbers
 the outbox no longer keeps as `lost` "not kept", another stream as "unknown stream"; a malformed
 request is logged and the gateway keeps answering. And the loss this exists for: a broker without
-persistence restarted while a persistent-session subscriber is away."""
+persistence restarted while a persistent-session subscriber is away; and the same with the real
+kitchen-monitor as the room, which finds the gap and asks for it by itself."""
 
 import json
+import signal
 import time
 
 import paho.mqtt.client as mqtt
+import paho.mqtt.publish as publish
+import yaml
 
 import kg_e2e
+import test_monitor  # its Monitor: the room's side, on a real kitchen-monitor
 
 SITE = "test-site"
 EVENTS = f"kitchen/{SITE}/events"
@@ -176,3 +181,113 @@ def test_a_broker_that_lost_its_queue_is_caught_up_by_replay(tmp_path, clips, sc
         if gw.running():
             gw.kill()
         broker.kill()
+
+
+ROOM_REPLAY = {"replay": {"after": "2s", "every": "4s"}}
+
+
+def test_the_room_gets_back_what_the_broker_lost(tmp_path, broker, collector, gateways, schemas):
+    """Both real sides: the gateway deletes a message once the broker acknowledged it; a broker that
+    then dies before it saved the monitor's queue (here: one without persistence, killed while the
+    monitor is away) loses it. The real kitchen-monitor sees the gap when the gateway reconnects,
+    asks the real gateway on `replay`, and gets the very same messages again; what the gateway no
+    longer keeps comes back as `lost`, counted, never asked for again."""
+    local = kg_e2e.Broker(tmp_path)  # the canteen's own broker, where its gas detector publishes
+    try:
+        sensors = [{"id": "gas", "kind": "gas", "location": "kitchen", "unit": "ppm", "interval": "1s",
+                    "stale_after": 60, "source": {"mqtt": {"topic": "tele/gas/SENSOR", "value": "MQ2.Gas"}},
+                    "thresholds": [{"label": "leak", "above": 1000, "for": "0s", "clear_for": "1s",
+                                    "severity": 1}]}]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        mon = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)
+
+        def gas(ppm):
+            publish.single("tele/gas/SENSOR", json.dumps({"MQ2": {"Gas": ppm}}), hostname="127.0.0.1",
+                           port=local.port)
+
+        def sent():
+            return {e["message_id"]: e for e in collector.events()}
+
+        def leaks(n):
+            """n gas alarms, each a start and an end the collector saw."""
+            for _ in range(n):
+                before = len(sent())
+                gas(2500)
+                kg_e2e.wait_until(lambda: len(sent()) == before + 1, 10, what="a leak's start")
+                kg_e2e.wait_until(lambda: (gas(10), len(sent()) == before + 2)[1], 10, interval=0.5,
+                                  what="its end")
+
+        def in_room():
+            ids = {e["id"] for e in sent().values()}
+            got = set()
+            for i in ids:
+                status, detail = mon.request("GET", f"/api/alerts/{i}")
+                if status == 200:
+                    got |= {h["message_id"] for h in detail["history"]}
+            return got
+
+        def site():
+            return [s for s in mon.get("/api/sites") if s["site"] == "test-site"][0]
+
+        leaks(2)
+        kg_e2e.wait_until(lambda: in_room() == set(sent()), 15, what="the first alarms in the room")
+        first = sent()
+        seqs = sorted(e["seq"] for e in first.values())
+        assert seqs == list(range(1, len(seqs) + 1)), seqs
+        assert len({e["stream"] for e in first.values()}) == 1
+
+        # The room goes away (its persistent session keeps a queue on the broker), three more alarms
+        # are acknowledged by the broker and leave the gateway's outbox, and the broker dies without
+        # having saved them.
+        assert mon.terminate() == 0
+        leaks(3)
+        kg_e2e.wait_until(lambda: json.loads(kg_e2e.retained(broker, "kitchen/test-site/gateway") or "{}")
+                          .get("seq") == len(sent()), 10, what="the gateway's acknowledged seq published")
+        broker.kill()
+        broker.start()
+        mon = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)
+
+        # The gateway reconnects and says how far it got; the room sees the gap and asks for it.
+        kg_e2e.wait_until(lambda: in_room() == set(sent()), 40, what="the lost alarms replayed into the room")
+        assert site()["missing_messages"] == 0 and site()["lost_messages"] == 0
+        assert len(mon.alert_ids()) == len({e["id"] for e in sent().values()})  # each alarm once
+        replayed = [json.loads(p) for t, p, r, _ in collector.messages if t == "kitchen/test-site/events"]
+        assert len(replayed) > len(sent())  # the replay went over the broker again...
+        for m in replayed:  # ...byte for byte the messages first sent, valid as any event
+            assert m == sent()[m["message_id"]]
+        for t, p, r, _ in collector.messages:
+            if t == "kitchen/test-site/replay":
+                schemas.validate(t, p)
+
+        # What the gateway no longer keeps comes back as lost: counted, not asked for again.
+        config["outbox"]["keep_sent"] = "0"
+        gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        reloads = gw.output().count("stopped for the reload")
+        gw.proc.send_signal(signal.SIGHUP)
+        kg_e2e.wait_until(lambda: gw.output().count("stopped for the reload") > reloads, 15, what="the reload")
+        kg_e2e.wait_until(lambda: gw.output().count("reading 1 MQTT sensors") >= 2, 15, what="the reloaded run")
+        assert mon.terminate() == 0
+        before = set(sent())
+        leaks(1)
+        gone = set(sent()) - before
+        kg_e2e.wait_until(lambda: json.loads(kg_e2e.retained(broker, "kitchen/test-site/gateway") or "{}")
+                          .get("seq") == max(e["seq"] for e in sent().values()), 10,
+                          what="the gateway's acknowledged seq published")
+        broker.kill()
+        broker.start()
+        mon = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)
+        kg_e2e.wait_until(lambda: site()["lost_messages"] == len(gone), 40, what="the lost messages counted")
+        assert site()["missing_messages"] == 0
+        lost = [json.loads(p) for t, p, r, _ in collector.messages if t == "kitchen/test-site/lost"]
+        assert lost and all(m["reason"] == "not kept" for m in lost), lost
+        for t, p, r, _ in collector.messages:
+            if t == "kitchen/test-site/lost":
+                schemas.validate(t, p)
+        asked = mon.output().count("replay")
+        time.sleep(10)  # two more `every` periods: nothing more is asked for
+        assert mon.output().count("replay") == asked
+        assert mon.terminate() == 0
+    finally:
+        local.kill()
