@@ -52,14 +52,16 @@ std::optional<std::string> write_file_durably(const std::filesystem::path& path,
 
 std::optional<std::string> sync_file(const std::filesystem::path& path) { return sync_open(path, O_RDONLY); }
 
-std::optional<std::string> rename_durably(const std::filesystem::path& from,
-                                          const std::filesystem::path& to) {
+std::optional<std::string> rename_file(const std::filesystem::path& from, const std::filesystem::path& to) {
     std::error_code ec;
     std::filesystem::rename(from, to, ec);
     if (ec) return ec.message();
-    const auto folder = to.has_parent_path() ? to.parent_path() : std::filesystem::path(".");
-    if (auto why = sync_open(folder, O_RDONLY | O_DIRECTORY))
-        return "renamed, but the folder " + folder.string() + " could not be flushed: " + *why;
+    return std::nullopt;
+}
+
+std::optional<std::string> sync_parent_folder(const std::filesystem::path& path) {
+    const auto folder = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    if (auto why = sync_open(folder, O_RDONLY | O_DIRECTORY)) return "cannot flush the folder " + folder.string() + ": " + *why;
     return std::nullopt;
 }
 

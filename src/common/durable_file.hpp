@@ -18,8 +18,11 @@ std::optional<std::string> write_file_durably(const std::filesystem::path& path,
 // fsync() of a file already written and closed; the reason on failure.
 std::optional<std::string> sync_file(const std::filesystem::path& path);
 
-// Renames `from` to `to` and flushes the folder that holds `to`; the reason on failure. A failed
-// folder flush leaves the rename done (the name may not survive a power cut).
-std::optional<std::string> rename_durably(const std::filesystem::path& from, const std::filesystem::path& to);
+// Renames `from` to `to` (replacing it); the reason on failure.
+std::optional<std::string> rename_file(const std::filesystem::path& from, const std::filesystem::path& to);
+
+// Flushes the folder that holds `path`, so that a name just created or renamed there survives a power
+// cut; the reason on failure (the file itself is whole: only its name may not survive).
+std::optional<std::string> sync_parent_folder(const std::filesystem::path& path);
 
 }  // namespace kg

@@ -112,12 +112,13 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
         std::remove(partial.c_str());
         return result;
     }
-    if (auto why = rename_durably(partial, path)) {
+    if (auto why = rename_file(partial, path)) {
         result.error = fmt::format("cannot rename {}: {}", partial, *why);
         std::remove(partial.c_str());
-        std::remove(path.c_str());
         return result;
     }
+    // Whole and named: kept even if its folder cannot be flushed (said, for the log).
+    if (auto why = sync_parent_folder(path)) result.warning = *why;
     std::error_code ec;
     result.ok = true;
     result.bytes = static_cast<std::size_t>(std::filesystem::file_size(path, ec));

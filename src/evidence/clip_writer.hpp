@@ -12,6 +12,8 @@ namespace kg::evidence {
 struct ClipResult {
     bool ok = false;
     std::string error;  // why not, when !ok
+    // When ok: kept, but its name may not survive a power cut (the folder could not be flushed).
+    std::string warning;
     std::size_t bytes = 0;
     double seconds = 0;  // duration of the clip
 };

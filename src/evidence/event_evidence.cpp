@@ -79,6 +79,7 @@ std::string EventEvidence::write_snapshot(const events::Event& e, const cv::Mat&
         log_->warn("event {}: snapshot not kept: {}", e.id, r.error);
         return {};
     }
+    if (!r.warning.empty()) log_->warn("event {}: snapshot {} kept, but {}", e.id, relative, r.warning);
     return relative;
 }
 
@@ -181,6 +182,8 @@ void EventEvidence::cut(PendingClip& clip, TimePoint to) {
     } else {
         const auto written = write_mp4(span, store_->absolute(report.path).string());
         if (written.ok) {
+            if (!written.warning.empty())
+                log_->warn("event {}: clip {} kept, but {}", report.event_id, report.path, written.warning);
             store_->adopt(report.path);
             report.seconds = written.seconds;
             report.bytes = written.bytes;

@@ -149,13 +149,15 @@ StoreResult EvidenceStore::write(const std::string& relative, std::string_view d
     // Flushed before the rename and the folder after it: after a power cut the name an event gave
     // the room must not point at an empty file, or at nothing.
     auto error = write_file_durably(partial, data);
-    if (!error) error = rename_durably(partial, target);
+    if (!error) error = rename_file(partial, target);
     if (error) {
         std::error_code ec;
         fs::remove(partial, ec);
-        fs::remove(target, ec);
-        return {false, "", fmt::format("cannot write {}: {}", target.string(), *error)};
+        return {false, "", fmt::format("cannot write {}: {}", target.string(), *error), ""};
     }
+    // The file is whole and named: a folder that cannot be flushed (a failing disk) leaves it kept,
+    // said, rather than deleted.
+    if (auto why = sync_parent_folder(target)) r.warning = *why;
     adopt(relative);
     return r;
 }

@@ -24,6 +24,8 @@ struct StoreResult {
     bool ok = false;
     std::string path;   // relative to the store's root, when ok
     std::string error;  // when !ok
+    // When ok: kept, but its name may not survive a power cut (the folder could not be flushed).
+    std::string warning;
 };
 
 class EvidenceStore {

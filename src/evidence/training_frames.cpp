@@ -43,7 +43,7 @@ std::optional<StoreResult> TrainingFrames::offer(const cv::Mat& image, TimePoint
 
     if (!cv::imencode(".jpg", image, jpeg_, {cv::IMWRITE_JPEG_QUALITY, options_.jpeg_quality})) {
         return StoreResult{false, "",
-                           fmt::format("{}: the frame could not be encoded as JPEG", options_.camera)};
+                           fmt::format("{}: the frame could not be encoded as JPEG", options_.camera), ""};
     }
     // A clock set back (NTP after a power cut) can repeat a second: never replace a kept frame,
     // nor give a new one the name of a labelled one.

@@ -733,15 +733,20 @@ TEST(DurableFile, RenamesAndNamesWhatWentWrong) {
     std::filesystem::create_directories(dir);
     const auto part = dir / "a.jpg.part";
     ASSERT_EQ(kg::write_file_durably(part, "jpeg bytes"), std::nullopt);
-    ASSERT_EQ(kg::rename_durably(part, dir / "a.jpg"), std::nullopt);
+    ASSERT_EQ(kg::rename_file(part, dir / "a.jpg"), std::nullopt);
+    ASSERT_EQ(kg::sync_parent_folder(dir / "a.jpg"), std::nullopt);
     EXPECT_FALSE(std::filesystem::exists(part));
     std::ifstream in(dir / "a.jpg");
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     EXPECT_EQ(text, "jpeg bytes");
 
-    const auto missing = kg::rename_durably(dir / "a.jpg", dir / "no-such-folder" / "a.jpg");
+    const auto missing = kg::rename_file(dir / "a.jpg", dir / "no-such-folder" / "a.jpg");
     ASSERT_TRUE(missing.has_value());
     EXPECT_NE(missing->find("No such file"), std::string::npos) << *missing;
+    EXPECT_TRUE(std::filesystem::exists(dir / "a.jpg"));  // a failed rename leaves the file where it was
+    const auto no_folder = kg::sync_parent_folder(dir / "no-such-folder" / "a.jpg");
+    ASSERT_TRUE(no_folder.has_value());
+    EXPECT_NE(no_folder->find("no-such-folder"), std::string::npos) << *no_folder;
     const auto unwritable = kg::write_file_durably(dir / "no-such-folder" / "b.jpg", "x");
     ASSERT_TRUE(unwritable.has_value());
     EXPECT_NE(unwritable->find("No such file"), std::string::npos) << *unwritable;
