@@ -217,7 +217,7 @@ bool SqliteStore::room_possible(std::size_t incoming_bytes, Priority incoming) {
 
 std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes, Priority incoming) {
     std::size_t dropped = 0;
-    for (Priority p : {Priority::telemetry, Priority::evidence, Priority::alert}) {
+    for (Priority p : {Priority::replay, Priority::telemetry, Priority::evidence, Priority::alert}) {
         if (p < incoming) break;  // never evict a more important message for this one
         while (count_ > 0 && !fits(count_, bytes_, incoming_bytes)) {
             oldest_of_.reset();

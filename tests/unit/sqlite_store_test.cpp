@@ -96,6 +96,30 @@ TEST(SqliteStore, WhenFullTelemetryGoesBeforeAlertsAndDropsAreCounted) {
     EXPECT_EQ(left, (std::vector<std::string>{"a2", "a3", "a4", "a5"}));
 }
 
+TEST(SqliteStore, ReplayAnswersGoFirstAndMakeRoomOnlyAmongThemselves) {
+    TempDb db;
+    SqliteStore store(db.path(), {3, 1u << 20});
+    auto r1 = msg("r1", Priority::replay), t1 = msg("t1", Priority::telemetry),
+         r2 = msg("r2", Priority::replay);
+    store.append(r1);
+    store.append(t1);
+    store.append(r2);
+    auto t2 = msg("t2", Priority::telemetry);
+    EXPECT_EQ(store.append(t2).dropped, 1u);  // r1 goes, not the older roll-up
+    auto r3 = msg("r3", Priority::replay);
+    EXPECT_EQ(store.append(r3).dropped, 1u);  // r2 makes room for it
+    auto a1 = msg("a1");
+    EXPECT_EQ(store.append(a1).dropped, 1u);  // r3 goes before any roll-up
+    auto r4 = msg("r4", Priority::replay);
+    EXPECT_FALSE(store.append(r4).stored);  // nothing below it left: refused
+    std::vector<std::string> left;
+    while (auto m = store.front()) {
+        left.push_back(m->payload);
+        store.remove(m->seq);
+    }
+    EXPECT_EQ(left, (std::vector<std::string>{"t1", "t2", "a1"}));
+}
+
 TEST(SqliteStore, TheByteBudgetHolds) {
     TempDb db;
     const std::size_t budget = 10 * (100 + msg("").topic.size());
