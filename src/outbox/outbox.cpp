@@ -309,18 +309,23 @@ Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now)
         }
         auto kept = where.kept.begin();
         for (std::int64_t n = first; n <= last; ++n) {
-            if (kept != where.kept.end() && kept->stream_seq == n) {
-                end_run(n - 1);
-                // Unchanged: the same message_id, stream, seq and topic; receivers deduplicate.
-                out.push_back(
-                    {0, std::move(kept->topic), std::move(kept->payload), 1, false, Priority::replay});
-                ++a.replayed;
-                ++kept;
-                continue;
-            }
+            const bool is_kept = kept != where.kept.end() && kept->stream_seq == n;
+            // Queued first: a kept message may have a replayed copy of itself still queued.
             if (among(where.queued, n)) {  // on its way
                 end_run(n - 1);
                 ++a.queued;
+                if (is_kept) ++kept;
+                continue;
+            }
+            if (is_kept) {
+                end_run(n - 1);
+                // Unchanged: the same message_id, stream, seq and topic; receivers deduplicate. It
+                // keeps its number, so that a request while it is queued finds it on its way.
+                out.push_back(
+                    {0, std::move(kept->topic), std::move(kept->payload), 1, false, Priority::replay});
+                out.back().stream_seq = n;
+                ++a.replayed;
+                ++kept;
                 continue;
             }
             const char* reason = among(where.dead, n) ? "moved aside" : "not kept";

@@ -112,11 +112,12 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
           "SET record = excluded.record",
           kPersistent),
       clip_reported_(db_, "DELETE FROM pending_clips WHERE event_id = ?", kPersistent),
-      // A number already kept stays as it is: the first copy acknowledged is the one sent.
+      // A number already kept stays as it is: the first copy acknowledged is the one sent. A replayed
+      // copy is not a new sent message: its number's age and place in the table stay the original's.
       keep_sent_(db_,
                  "INSERT INTO sent(seq, topic, payload, sent_at) SELECT stream_seq, topic, payload, ? FROM "
-                 "messages WHERE seq = ? AND stream_seq > 0 ON CONFLICT(seq) DO NOTHING RETURNING "
-                 "length(payload) + length(topic)",
+                 "messages WHERE seq = ? AND stream_seq > 0 AND priority <> ? ON CONFLICT(seq) DO NOTHING "
+                 "RETURNING length(payload) + length(topic)",
                  kPersistent),
       insert_sent_(
           db_,
@@ -396,7 +397,7 @@ void SqliteStore::remove(std::int64_t seq) {
         sqlite::Transaction tx(db_);
         if (limits_.keep_sent.count() > 0) {
             keep_sent_.reset();
-            if (keep_sent_.bind(1, now).bind(2, seq).step()) {
+            if (keep_sent_.bind(1, now).bind(2, seq).bind(3, static_cast<int>(Priority::replay)).step()) {
                 sent_bytes_ += static_cast<std::size_t>(keep_sent_.integer(0));
                 ++sent_count_;
             }

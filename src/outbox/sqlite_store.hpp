@@ -55,7 +55,8 @@ struct Message {
     OpenEventMark open_event{};
     ClipMark clip{};
     // Its number in the outbox's stream (the payload's "seq"), 0 for a message without one
-    // (snapshots, roll-ups, replays and lost reports).
+    // (snapshots, roll-ups, lost reports). A replayed copy (Priority::replay) carries the number of the
+    // message it repeats: it is never given, acknowledged or kept in the sent table as a new one.
     std::int64_t stream_seq = 0;
 };
 

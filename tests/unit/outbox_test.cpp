@@ -647,7 +647,7 @@ TEST(Outbox, AnswersAReplayRequestWithKeptMessagesAndOneLostMessagePerRun) {
     const auto replayed = [&](const Queued& q, std::int64_t n) {
         EXPECT_EQ(q.topic, "kitchen/s/events");
         EXPECT_EQ(q.payload, original[n]);  // unchanged, byte for byte
-        EXPECT_EQ(q.stream_seq, 0);         // not numbered again
+        EXPECT_EQ(q.stream_seq, n);         // its own number, not a new one
     };
     replayed(queued[3], 3);
     lost(queued[4], 4, 4, "moved aside");
@@ -663,6 +663,30 @@ TEST(Outbox, AnswersAReplayRequestWithKeptMessagesAndOneLostMessagePerRun) {
 
 // Three events acknowledged (kept in the sent table), then the queue filled with undelivered alerts up
 // to max_messages: an answer gets no room, and no alert is dropped for it.
+// The broker is away: the first answer is still queued when the room asks again.
+TEST(Outbox, ASecondRequestWhileTheAnswerIsQueuedQueuesNothingAgain) {
+    TempDir tmp;
+    Rig rig(tmp.db());
+    for (int i = 1; i <= 3; ++i)
+        rig.outbox.submit(camera_event("ev-" + std::to_string(i), EventState::start));
+    drain_all(rig.store);
+    const auto first = rig.outbox.answer(request(rig.store.stream(), 1, 3), kg::Clock::now());
+    EXPECT_EQ(first.replayed, 3u);
+    const auto second = rig.outbox.answer(request(rig.store.stream(), 1, 3), kg::Clock::now());
+    EXPECT_EQ(second.replayed, 0u);
+    EXPECT_EQ(second.queued, 3u);  // on their way
+    EXPECT_EQ(rig.store.size(), 3u);
+    // Acknowledged, a copy is no new sent message, even after the original's keep_sent ran out.
+    rig.store.prune_sent(std::time(nullptr) + 8 * 24 * 3600);
+    ASSERT_EQ(rig.store.sent_count(), 0u);
+    std::string seqs;
+    for (const auto& q : drain_all(rig.store)) seqs += std::to_string(q.stream_seq) + ",";
+    EXPECT_EQ(seqs, "1,2,3,");
+    EXPECT_EQ(rig.store.sent_count(), 0u);
+    EXPECT_EQ(rig.store.highest_acknowledged(), 3);
+    EXPECT_EQ(rig.store.last_stream_seq(), 3);
+}
+
 TEST(Outbox, AReplayAnswerNeverDropsAnUndeliveredAlert) {
     TempDir tmp;
     kg::outbox::SqliteStore::Limits limits;
