@@ -263,7 +263,8 @@ std::vector<events::ClipReport> Outbox::clips_left_pending(const std::string& er
     return reports;
 }
 
-Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now) {
+Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now,
+                                    const std::function<bool()>& stopping) {
     ReplayAnswer a;
     std::vector<Message> out;  // the answers of one chunk, committed together
     const auto lost = [&](std::int64_t from, std::int64_t to, const char* reason) {
@@ -297,6 +298,11 @@ Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now)
     // is looked up once, so one moving from queued to sent between two chunks is still seen once.
     constexpr std::int64_t kChunk = 500;
     for (std::int64_t first = request.from; first <= to; first += kChunk) {
+        if (first > request.from && stopping && stopping()) {
+            // What was answered is queued; the room asks again for the rest.
+            a.stopped_at = first;
+            return a;
+        }
         const std::int64_t last = std::min(to, first + kChunk - 1);
         SqliteStore::Whereabouts where;
         {

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -53,10 +54,14 @@ public:
     // through the queue at Priority::replay, without a number. Throws StoreError if the store cannot
     // be read or written, or while messages wait in memory for it (the room asks again): what was
     // answered before stays queued.
+    // `stopping` is asked between two chunks of 500 numbers: once it says true the answer ends there
+    // (stopped_at: the first number not answered), so that a stop or reload does not wait for it.
     struct ReplayAnswer {
         std::size_t replayed = 0, queued = 0, lost = 0, lost_messages = 0, ignored = 0;
+        std::int64_t stopped_at = 0;  // 0 if answered whole
     };
-    ReplayAnswer answer(const ReplayRequest& request, TimePoint now);
+    ReplayAnswer answer(const ReplayRequest& request, TimePoint now,
+                        const std::function<bool()>& stopping = {});
     // The stream's id, and the highest number the broker acknowledged (for the gateway message).
     const std::string& stream() const { return store_.stream(); }
     std::int64_t acknowledged() const { return acknowledged_.load(); }

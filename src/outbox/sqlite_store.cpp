@@ -33,8 +33,8 @@ constexpr std::int64_t kPruneEvery = 60;  // seconds between two deletions of ex
 
 std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
-// Brings a database of an earlier version up to date (the stream_seq columns), and gives it its
-// stream id if it has none: once, when it is created (or first opened by this version).
+// Brings a database of an earlier version up to date (the stream_seq columns and their indexes), and gives it
+// its stream id if it has none: once, when it is created (or first opened by this version).
 std::string open_stream(sqlite::Db& db) {
     for (const char* table : {"messages", "dead"}) {
         sqlite::Stmt has(db, "SELECT count(*) FROM pragma_table_info(?) WHERE name = 'stream_seq'");
@@ -44,6 +44,12 @@ std::string open_stream(sqlite::Db& db) {
                         : "ALTER TABLE dead ADD COLUMN stream_seq INTEGER NOT NULL DEFAULT 0");
         }
     }
+    // Here, not in kSchema: a database from before has no stream_seq column until the lines above.
+    // The replay lookup (whereabouts) finds numbers through them instead of scanning the queue and its
+    // snapshots' pages; the sent table's age expiry runs in the sender's remove().
+    db.exec("CREATE INDEX IF NOT EXISTS messages_stream_seq ON messages(stream_seq)");
+    db.exec("CREATE INDEX IF NOT EXISTS dead_stream_seq ON dead(stream_seq)");
+    db.exec("CREATE INDEX IF NOT EXISTS sent_sent_at ON sent(sent_at)");
     std::random_device random;
     const std::uint64_t id = (static_cast<std::uint64_t>(random()) << 32) | random();
     sqlite::Stmt(db, "INSERT INTO meta(key, value) VALUES('stream', ?) ON CONFLICT(key) DO NOTHING")

@@ -882,7 +882,14 @@ TEST(Outbox, ARunOfLostNumbersLongerThanAChunkIsOneLostMessageAndTheRestComeInOr
         original[m->stream_seq] = m->payload;
         rig.store.remove(m->seq);
     }
+    int asked = 0;
+    const auto cut = rig.outbox.answer(request(rig.store.stream(), 1, 1200), kg::Clock::now(),
+                                       [&asked] { return ++asked > 1; });  // a stop during the second chunk
+    EXPECT_EQ(cut.stopped_at, 1001);
+    EXPECT_EQ(cut.lost_messages, 0u);  // the run was not ended: the room asks again
+    EXPECT_EQ(rig.store.size(), 0u);
     const auto a = rig.outbox.answer(request(rig.store.stream(), 1, 1200), kg::Clock::now());
+    EXPECT_EQ(a.stopped_at, 0);
     EXPECT_EQ(a.lost_messages, 1u);
     EXPECT_EQ(a.lost + a.replayed, 1200u);
     EXPECT_GE(a.replayed, 140u);

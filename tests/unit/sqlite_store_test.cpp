@@ -580,6 +580,20 @@ TEST(SqliteStore, ADatabaseFromBeforeTheStreamIsBroughtUpToDate) {
     store.remove(old->seq);
     store.remove(m.seq);
     EXPECT_EQ(store.sent_count(), 1u);
+    // The replay lookup and the sent table's expiry go through indexes, not a scan of the table.
+    kg::sqlite::Db look(db.path(), {.label = "look"});
+    const auto plan = [&](const char* sql) {
+        kg::sqlite::Stmt s(look, (std::string("EXPLAIN QUERY PLAN ") + sql).c_str());
+        std::string out;
+        while (s.step()) out += s.text(3) + ";";
+        return out;
+    };
+    EXPECT_EQ(plan("SELECT stream_seq FROM messages WHERE stream_seq BETWEEN 1 AND 9 ORDER BY stream_seq"),
+              "SEARCH messages USING COVERING INDEX messages_stream_seq (stream_seq>? AND stream_seq<?);");
+    EXPECT_EQ(plan("SELECT stream_seq FROM dead WHERE stream_seq BETWEEN 1 AND 9 ORDER BY stream_seq"),
+              "SEARCH dead USING COVERING INDEX dead_stream_seq (stream_seq>? AND stream_seq<?);");
+    EXPECT_EQ(plan("DELETE FROM sent WHERE sent_at < 5"),
+              "SEARCH sent USING INDEX sent_sent_at (sent_at<?);");
 }
 
 TEST(SqliteStore, AppendAllCommitsEachMessageAsAppendWould) {
