@@ -324,14 +324,14 @@ std::optional<std::string> Gateway::evidence_file(const std::string& event_id,
 }
 
 nlohmann::json Gateway::dead_messages(std::size_t limit) const {
-    static constexpr const char* kPriority[] = {"alert", "evidence", "telemetry"};
+    static constexpr const char* kPriority[] = {"alert", "evidence", "telemetry", "replay"};
     nlohmann::json out = nlohmann::json::array();
     for (const auto& d : outbox_.dead_messages(limit)) {
         out.push_back({{"seq", d.seq},
                        {"queued_seq", d.queued_seq},
                        {"topic", d.topic},
                        {"bytes", d.bytes},
-                       {"priority", kPriority[std::clamp(static_cast<int>(d.priority), 0, 2)]},
+                       {"priority", kPriority[std::clamp(static_cast<int>(d.priority), 0, 3)]},
                        {"reason", d.reason},
                        {"moved_at", iso8601_utc(TimePoint(std::chrono::seconds(d.moved_at)))}});
     }

@@ -103,33 +103,31 @@ bool Outbox::accept(Message message, bool numbered) {
     return true;
 }
 
-std::size_t Outbox::enqueue_all(std::vector<Message> messages) {
+std::size_t Outbox::queue_answers(std::vector<Message> messages) {
     if (messages.empty()) return 0;
     std::size_t accepted = 0;
     {
         std::lock_guard order(enqueue_mutex_);
         if (overflow_.size() > 0) flush_overflow();
-        bool stored = false;
-        if (overflow_.size() == 0) {
-            try {
-                std::size_t refused = 0, dropped = 0;
-                for (const auto& r : store_.append_all(messages)) {
-                    refused += r.stored ? 0 : 1;
-                    dropped += r.dropped;
-                }
-                store_recovered();
-                stored = true;
-                accepted = messages.size() - refused;
-                if (refused > 0 || dropped > 0) {
-                    log_->error("outbox full: {} of {} messages refused, {} older messages dropped for them",
-                                refused, messages.size(), dropped);
-                }
-            } catch (const StoreError& e) {
-                store_failed(e.what());
+        // The memory overflow is for live messages: an answer it took could push them out, and the
+        // room asks again for what is not answered.
+        if (overflow_.size() > 0) throw StoreError("the outbox store fails (messages wait in memory)");
+        try {
+            std::size_t refused = 0, dropped = 0;
+            for (const auto& r : store_.append_all(messages)) {
+                refused += r.stored ? 0 : 1;
+                dropped += r.dropped;
             }
-        }
-        if (!stored) {
-            for (auto& m : messages) accepted += keep_in_memory(std::move(m)) ? 1 : 0;
+            store_recovered();
+            accepted = messages.size() - refused;
+            if (refused > 0 || dropped > 0) {
+                log_->error(
+                    "outbox full: {} of {} replay answers refused, {} older replay answers dropped for them",
+                    refused, messages.size(), dropped);
+            }
+        } catch (const StoreError& e) {
+            store_failed(e.what());
+            throw;
         }
     }
     {
@@ -265,19 +263,20 @@ std::vector<events::ClipReport> Outbox::clips_left_pending(const std::string& er
     return reports;
 }
 
-Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now) {
+Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now,
+                                    const std::function<bool()>& stopping) {
     ReplayAnswer a;
     std::vector<Message> out;  // the answers of one chunk, committed together
     const auto lost = [&](std::int64_t from, std::int64_t to, const char* reason) {
         const publish::Lost l{request.stream, from, to, reason, request.request_id};
-        out.push_back({0, topics_.lost(), publish::lost_payload(l, site_, now), 1, false, Priority::alert});
+        out.push_back({0, topics_.lost(), publish::lost_payload(l, site_, now), 1, false, Priority::replay});
         a.lost += static_cast<std::size_t>(to - from + 1);
         ++a.lost_messages;
     };
     if (request.stream != store_.stream()) {
         // Its outbox was replaced (moved aside as corrupt, deleted): nothing of it can come again.
         lost(request.from, request.to, "unknown stream");
-        enqueue_all(std::move(out));
+        queue_answers(std::move(out));
         return a;
     }
     std::int64_t to = 0;
@@ -299,29 +298,40 @@ Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now)
     // is looked up once, so one moving from queued to sent between two chunks is still seen once.
     constexpr std::int64_t kChunk = 500;
     for (std::int64_t first = request.from; first <= to; first += kChunk) {
+        if (first > request.from && stopping && stopping()) {
+            // What was answered is queued; the room asks again for the rest.
+            a.stopped_at = first;
+            return a;
+        }
         const std::int64_t last = std::min(to, first + kChunk - 1);
-        std::vector<std::int64_t> in_memory;
         SqliteStore::Whereabouts where;
         {
-            // Nothing moves from memory into the store meanwhile.
+            // Nothing moves from memory into the store meanwhile, and nothing waits there: numbers
+            // held in memory would be missing from the store's answer.
             std::lock_guard order(enqueue_mutex_);
-            in_memory = overflow_.stream_seqs(first, last);
+            if (overflow_.size() > 0) throw StoreError("the outbox store fails (messages wait in memory)");
             where = store_.whereabouts(
                 first, last, std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
         }
         auto kept = where.kept.begin();
         for (std::int64_t n = first; n <= last; ++n) {
-            if (kept != where.kept.end() && kept->stream_seq == n) {
-                end_run(n - 1);
-                // Unchanged: the same message_id, stream, seq and topic; receivers deduplicate.
-                out.push_back({0, std::move(kept->topic), std::move(kept->payload), 1, false, Priority::alert});
-                ++a.replayed;
-                ++kept;
-                continue;
-            }
-            if (among(where.queued, n) || among(in_memory, n)) {  // on its way
+            const bool is_kept = kept != where.kept.end() && kept->stream_seq == n;
+            // Queued first: a kept message may have a replayed copy of itself still queued.
+            if (among(where.queued, n)) {  // on its way
                 end_run(n - 1);
                 ++a.queued;
+                if (is_kept) ++kept;
+                continue;
+            }
+            if (is_kept) {
+                end_run(n - 1);
+                // Unchanged: the same message_id, stream, seq and topic; receivers deduplicate. It
+                // keeps its number, so that a request while it is queued finds it on its way.
+                out.push_back(
+                    {0, std::move(kept->topic), std::move(kept->payload), 1, false, Priority::replay});
+                out.back().stream_seq = n;
+                ++a.replayed;
+                ++kept;
                 continue;
             }
             const char* reason = among(where.dead, n) ? "moved aside" : "not kept";
@@ -331,11 +341,11 @@ Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now)
                 run_reason = reason;
             }
         }
-        enqueue_all(std::move(out));
+        queue_answers(std::move(out));
         out.clear();
     }
     end_run(to);
-    enqueue_all(std::move(out));
+    queue_answers(std::move(out));
     return a;
 }
 

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -45,20 +46,22 @@ public:
     // Commits the message, or keeps it in memory if the store fails; false (and logged) if it was
     // refused (budget) or lost (store failing and memory overflow full). It gets no stream number.
     bool enqueue(Message message) { return accept(std::move(message), false); }
-    // Enqueues the messages in order, without numbers, in one transaction of the store (all kept in
-    // memory if it fails); returns how many were accepted. For a replay's answers: thousands of
-    // messages at once, where one sync to the disk each would take minutes on an SD card.
-    std::size_t enqueue_all(std::vector<Message> messages);
 
     // Answers a replay request (for this site, checked by parse_replay_request): the messages of the
     // range kept in the sent table go again unchanged, numbers still queued are skipped, each
     // contiguous run of the others gets one lost message with its reason, numbers above the highest
     // given are ignored; a request for another stream is answered lost as a whole. Everything goes
-    // through the queue as an alert, without a number. Throws StoreError if the store cannot be read.
+    // through the queue at Priority::replay, without a number. Throws StoreError if the store cannot
+    // be read or written, or while messages wait in memory for it (the room asks again): what was
+    // answered before stays queued.
+    // `stopping` is asked between two chunks of 500 numbers: once it says true the answer ends there
+    // (stopped_at: the first number not answered), so that a stop or reload does not wait for it.
     struct ReplayAnswer {
         std::size_t replayed = 0, queued = 0, lost = 0, lost_messages = 0, ignored = 0;
+        std::int64_t stopped_at = 0;  // 0 if answered whole
     };
-    ReplayAnswer answer(const ReplayRequest& request, TimePoint now);
+    ReplayAnswer answer(const ReplayRequest& request, TimePoint now,
+                        const std::function<bool()>& stopping = {});
     // The stream's id, and the highest number the broker acknowledged (for the gateway message).
     const std::string& stream() const { return store_.stream(); }
     std::int64_t acknowledged() const { return acknowledged_.load(); }
@@ -98,6 +101,10 @@ public:
 
 private:
     bool accept(Message message, bool numbered);
+    // Enqueues a replay's answers in order, in one transaction of the store (thousands at once, where
+    // one sync to the disk each would take minutes on an SD card); returns how many were accepted.
+    // Never into the memory overflow: throws StoreError instead.
+    std::size_t queue_answers(std::vector<Message> messages);
     void number(Message& message);  // caller holds enqueue_mutex_
     void run();
     void set_aside(const Message& head, int losses);

@@ -31,7 +31,7 @@ Overflow::Pushed Overflow::push(Message message) {
         return {.kept = false, .dropped = 0};
     }
     Pushed result;
-    for (Priority p : {Priority::telemetry, Priority::evidence, Priority::alert}) {
+    for (Priority p : {Priority::replay, Priority::telemetry, Priority::evidence, Priority::alert}) {
         if (p < message.priority) break;
         for (auto it = messages_.begin(); it != messages_.end() && !fits(size);) {
             if (it->priority != p) {
@@ -62,16 +62,6 @@ bool Overflow::pop(std::int64_t seq) {
     bytes_ -= weight(messages_.front());
     messages_.pop_front();
     return true;
-}
-
-std::vector<std::int64_t> Overflow::stream_seqs(std::int64_t from, std::int64_t to) const {
-    std::lock_guard lock(mutex_);
-    std::vector<std::int64_t> out;
-    for (const auto& m : messages_) {
-        if (m.stream_seq >= from && m.stream_seq <= to) out.push_back(m.stream_seq);
-    }
-    std::sort(out.begin(), out.end());
-    return out;
 }
 
 std::size_t Overflow::size() const {

@@ -9,7 +9,6 @@
 #include <deque>
 #include <mutex>
 #include <optional>
-#include <vector>
 
 #include "outbox/sqlite_store.hpp"
 
@@ -33,8 +32,6 @@ public:
     std::optional<Message> front() const;
     // Removes the front message if it is still the one with `seq` (true if removed).
     bool pop(std::int64_t seq);
-    // The stream numbers from..to of the messages it holds, sorted.
-    std::vector<std::int64_t> stream_seqs(std::int64_t from, std::int64_t to) const;
 
     std::size_t size() const;
     std::uint64_t dropped_total() const;

@@ -116,7 +116,12 @@ void ReplayDesk::handle(const std::string& payload) {
         return;
     }
     try {
-        const auto a = outbox_.answer(request, Clock::now());
+        const auto a = outbox_.answer(request, Clock::now(), [this] { return worker_.stopping(); });
+        if (a.stopped_at > 0) {
+            log_->info("replay request {} for {}..{} cut short at {} by the stop ({} sent again so far)",
+                       request.request_id, request.from, request.to, a.stopped_at, a.replayed);
+            return;
+        }
         log_->info(
             "replay request {} from {} for {}..{} of stream {}: {} sent again, {} still queued, {} lost in "
             "{} "

@@ -33,8 +33,8 @@ constexpr std::int64_t kPruneEvery = 60;  // seconds between two deletions of ex
 
 std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
-// Brings a database of an earlier version up to date (the stream_seq columns), and gives it its
-// stream id if it has none: once, when it is created (or first opened by this version).
+// Brings a database of an earlier version up to date (the stream_seq columns and their indexes), and gives it
+// its stream id if it has none: once, when it is created (or first opened by this version).
 std::string open_stream(sqlite::Db& db) {
     for (const char* table : {"messages", "dead"}) {
         sqlite::Stmt has(db, "SELECT count(*) FROM pragma_table_info(?) WHERE name = 'stream_seq'");
@@ -44,6 +44,12 @@ std::string open_stream(sqlite::Db& db) {
                         : "ALTER TABLE dead ADD COLUMN stream_seq INTEGER NOT NULL DEFAULT 0");
         }
     }
+    // Here, not in kSchema: a database from before has no stream_seq column until the lines above.
+    // The replay lookup (whereabouts) finds numbers through them instead of scanning the queue and its
+    // snapshots' pages; the sent table's age expiry runs in the sender's remove().
+    db.exec("CREATE INDEX IF NOT EXISTS messages_stream_seq ON messages(stream_seq)");
+    db.exec("CREATE INDEX IF NOT EXISTS dead_stream_seq ON dead(stream_seq)");
+    db.exec("CREATE INDEX IF NOT EXISTS sent_sent_at ON sent(sent_at)");
     std::random_device random;
     const std::uint64_t id = (static_cast<std::uint64_t>(random()) << 32) | random();
     sqlite::Stmt(db, "INSERT INTO meta(key, value) VALUES('stream', ?) ON CONFLICT(key) DO NOTHING")
@@ -112,11 +118,12 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
           "SET record = excluded.record",
           kPersistent),
       clip_reported_(db_, "DELETE FROM pending_clips WHERE event_id = ?", kPersistent),
-      // A number already kept stays as it is: the first copy acknowledged is the one sent.
+      // A number already kept stays as it is: the first copy acknowledged is the one sent. A replayed
+      // copy is not a new sent message: its number's age and place in the table stay the original's.
       keep_sent_(db_,
                  "INSERT INTO sent(seq, topic, payload, sent_at) SELECT stream_seq, topic, payload, ? FROM "
-                 "messages WHERE seq = ? AND stream_seq > 0 ON CONFLICT(seq) DO NOTHING RETURNING "
-                 "length(payload) + length(topic)",
+                 "messages WHERE seq = ? AND stream_seq > 0 AND priority <> ? ON CONFLICT(seq) DO NOTHING "
+                 "RETURNING length(payload) + length(topic)",
                  kPersistent),
       insert_sent_(
           db_,
@@ -217,7 +224,7 @@ bool SqliteStore::room_possible(std::size_t incoming_bytes, Priority incoming) {
 
 std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes, Priority incoming) {
     std::size_t dropped = 0;
-    for (Priority p : {Priority::telemetry, Priority::evidence, Priority::alert}) {
+    for (Priority p : {Priority::replay, Priority::telemetry, Priority::evidence, Priority::alert}) {
         if (p < incoming) break;  // never evict a more important message for this one
         while (count_ > 0 && !fits(count_, bytes_, incoming_bytes)) {
             oldest_of_.reset();
@@ -396,7 +403,7 @@ void SqliteStore::remove(std::int64_t seq) {
         sqlite::Transaction tx(db_);
         if (limits_.keep_sent.count() > 0) {
             keep_sent_.reset();
-            if (keep_sent_.bind(1, now).bind(2, seq).step()) {
+            if (keep_sent_.bind(1, now).bind(2, seq).bind(3, static_cast<int>(Priority::replay)).step()) {
                 sent_bytes_ += static_cast<std::size_t>(keep_sent_.integer(0));
                 ++sent_count_;
             }

@@ -1,7 +1,7 @@
 #pragma once
 // The outbox's durable queue: an SQLite database in WAL mode in which every message is committed
 // (fsync'd) before anyone may send it, so a crash or a power cut loses nothing that was accepted.
-// Bounded by a message count and a byte budget: when full, telemetry goes before alerts, the
+// Bounded by a message count and a byte budget: when full, replay answers and telemetry go before alerts, the
 // oldest first, and a message only ever makes room by dropping messages no more important than
 // itself; one that cannot fit that way is refused. Drops and refusals are counted (persistently).
 // It also holds the outbox's stream (docs/mqtt.md, "Sequence numbers and replay"): the stream's id,
@@ -19,8 +19,11 @@
 
 namespace kg::outbox {
 
-// What goes first when the outbox is full: telemetry, then evidence, alerts last.
-enum class Priority : int { alert = 0, evidence = 1, telemetry = 2 };
+// What goes first when the outbox is full: replay answers, then telemetry, then evidence, alerts last.
+// replay: the answers to the room's replay requests (copies of messages the broker acknowledged once,
+// and lost reports). Below everything live: an answer never drops an undelivered message, and one
+// dropped is asked for again.
+enum class Priority : int { alert = 0, evidence = 1, telemetry = 2, replay = 3 };
 
 // What committing a message does to the store's record of the events open in the room, in the same
 // transaction: a start (or an update) records its event as open, an end removes it. The record and
@@ -52,7 +55,8 @@ struct Message {
     OpenEventMark open_event{};
     ClipMark clip{};
     // Its number in the outbox's stream (the payload's "seq"), 0 for a message without one
-    // (snapshots, roll-ups, replays and lost reports).
+    // (snapshots, roll-ups, lost reports). A replayed copy (Priority::replay) carries the number of the
+    // message it repeats: it is never given, acknowledged or kept in the sent table as a new one.
     std::int64_t stream_seq = 0;
 };
 

@@ -96,6 +96,30 @@ TEST(SqliteStore, WhenFullTelemetryGoesBeforeAlertsAndDropsAreCounted) {
     EXPECT_EQ(left, (std::vector<std::string>{"a2", "a3", "a4", "a5"}));
 }
 
+TEST(SqliteStore, ReplayAnswersGoFirstAndMakeRoomOnlyAmongThemselves) {
+    TempDb db;
+    SqliteStore store(db.path(), {3, 1u << 20});
+    auto r1 = msg("r1", Priority::replay), t1 = msg("t1", Priority::telemetry),
+         r2 = msg("r2", Priority::replay);
+    store.append(r1);
+    store.append(t1);
+    store.append(r2);
+    auto t2 = msg("t2", Priority::telemetry);
+    EXPECT_EQ(store.append(t2).dropped, 1u);  // r1 goes, not the older roll-up
+    auto r3 = msg("r3", Priority::replay);
+    EXPECT_EQ(store.append(r3).dropped, 1u);  // r2 makes room for it
+    auto a1 = msg("a1");
+    EXPECT_EQ(store.append(a1).dropped, 1u);  // r3 goes before any roll-up
+    auto r4 = msg("r4", Priority::replay);
+    EXPECT_FALSE(store.append(r4).stored);  // nothing below it left: refused
+    std::vector<std::string> left;
+    while (auto m = store.front()) {
+        left.push_back(m->payload);
+        store.remove(m->seq);
+    }
+    EXPECT_EQ(left, (std::vector<std::string>{"t1", "t2", "a1"}));
+}
+
 TEST(SqliteStore, TheByteBudgetHolds) {
     TempDb db;
     const std::size_t budget = 10 * (100 + msg("").topic.size());
@@ -556,6 +580,20 @@ TEST(SqliteStore, ADatabaseFromBeforeTheStreamIsBroughtUpToDate) {
     store.remove(old->seq);
     store.remove(m.seq);
     EXPECT_EQ(store.sent_count(), 1u);
+    // The replay lookup and the sent table's expiry go through indexes, not a scan of the table.
+    kg::sqlite::Db look(db.path(), {.label = "look"});
+    const auto plan = [&](const char* sql) {
+        kg::sqlite::Stmt s(look, (std::string("EXPLAIN QUERY PLAN ") + sql).c_str());
+        std::string out;
+        while (s.step()) out += s.text(3) + ";";
+        return out;
+    };
+    EXPECT_EQ(plan("SELECT stream_seq FROM messages WHERE stream_seq BETWEEN 1 AND 9 ORDER BY stream_seq"),
+              "SEARCH messages USING COVERING INDEX messages_stream_seq (stream_seq>? AND stream_seq<?);");
+    EXPECT_EQ(plan("SELECT stream_seq FROM dead WHERE stream_seq BETWEEN 1 AND 9 ORDER BY stream_seq"),
+              "SEARCH dead USING COVERING INDEX dead_stream_seq (stream_seq>? AND stream_seq<?);");
+    EXPECT_EQ(plan("DELETE FROM sent WHERE sent_at < 5"),
+              "SEARCH sent USING INDEX sent_sent_at (sent_at<?);");
 }
 
 TEST(SqliteStore, AppendAllCommitsEachMessageAsAppendWould) {
