@@ -8,6 +8,9 @@
 
 namespace kg::outbox {
 
+// front_ and front_replay_ name the replay priority in their SQL.
+static_assert(static_cast<int>(Priority::replay) == 3);
+
 namespace {
 
 constexpr const char* kSchema = R"sql(
@@ -74,8 +77,12 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
               kPersistent),
       front_(db_,
              "SELECT seq, topic, payload, qos, retain, priority, stream_seq FROM messages WHERE seq > ? "
-             "ORDER BY seq LIMIT 1",
+             "AND priority <> 3 ORDER BY seq LIMIT 1",
              kPersistent),
+      front_replay_(db_,
+                    "SELECT seq, topic, payload, qos, retain, priority, stream_seq FROM messages "
+                    "WHERE priority = 3 AND seq > ? ORDER BY seq LIMIT 1",
+                    kPersistent),
       remove_(db_, "DELETE FROM messages WHERE seq = ? RETURNING length(payload) + length(topic), stream_seq",
               kPersistent),
       oldest_of_(db_,
@@ -365,21 +372,27 @@ void SqliteStore::forget_pending_clip(const std::string& event_id) {
 
 std::optional<Message> SqliteStore::front(std::int64_t after) {
     std::lock_guard lock(mutex_);
-    front_.reset();
-    if (!front_.bind(1, after).step()) {
-        front_.reset();
-        return std::nullopt;
+    // Live messages first, in the order they were committed; replay answers after them: an answer of
+    // thousands of copies on a slow uplink must not hold back an alert raised meanwhile.
+    for (auto* stmt : {&front_, &front_replay_}) {
+        auto& q = *stmt;
+        q.reset();
+        if (!q.bind(1, after).step()) {
+            q.reset();
+            continue;
+        }
+        Message m;
+        m.seq = q.integer(0);
+        m.topic = q.text(1);
+        m.payload = q.blob(2);
+        m.qos = static_cast<int>(q.integer(3));
+        m.retain = q.integer(4) != 0;
+        m.priority = static_cast<Priority>(q.integer(5));
+        m.stream_seq = q.integer(6);
+        q.reset();
+        return m;
     }
-    Message m;
-    m.seq = front_.integer(0);
-    m.topic = front_.text(1);
-    m.payload = front_.blob(2);
-    m.qos = static_cast<int>(front_.integer(3));
-    m.retain = front_.integer(4) != 0;
-    m.priority = static_cast<Priority>(front_.integer(5));
-    m.stream_seq = front_.integer(6);
-    front_.reset();
-    return m;
+    return std::nullopt;
 }
 
 bool SqliteStore::erase(std::int64_t seq) {

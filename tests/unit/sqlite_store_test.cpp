@@ -120,6 +120,38 @@ TEST(SqliteStore, ReplayAnswersGoFirstAndMakeRoomOnlyAmongThemselves) {
     EXPECT_EQ(left, (std::vector<std::string>{"t1", "t2", "a1"}));
 }
 
+TEST(SqliteStore, LiveMessagesGoBeforeReplayAnswersQueuedEarlier) {
+    // An answer of thousands of copies on a slow uplink must not hold back an alert raised meanwhile.
+    TempDb db;
+    SqliteStore store(db.path(), {100, 1u << 20});
+    auto r1 = msg("r1", Priority::replay), r2 = msg("r2", Priority::replay), a1 = msg("a1"),
+         t1 = msg("t1", Priority::telemetry), a2 = msg("a2");
+    for (auto* m : {&r1, &r2, &a1, &t1, &a2}) store.append(*m);
+    std::vector<std::string> order;
+    while (auto m = store.front()) {
+        order.push_back(m->payload);
+        store.remove(m->seq);
+    }
+    EXPECT_EQ(order, (std::vector<std::string>{"a1", "t1", "a2", "r1", "r2"}));
+    // After seqs that could not be removed yet (the store failing), live messages still go first.
+    auto r3 = msg("r3", Priority::replay), a3 = msg("a3"), a4 = msg("a4");
+    for (auto* m : {&r3, &a3, &a4}) store.append(*m);
+    const auto first = store.front();
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->payload, "a3");
+    const auto next = store.front(first->seq);
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->payload, "a4");
+    // r3 is older than the live messages that could not be removed: it waits until the store works
+    // and they are gone (it is not lost: still queued).
+    EXPECT_FALSE(store.front(next->seq));
+    store.remove(first->seq);
+    store.remove(next->seq);
+    const auto last = store.front();
+    ASSERT_TRUE(last);
+    EXPECT_EQ(last->payload, "r3");
+}
+
 TEST(SqliteStore, TheByteBudgetHolds) {
     TempDb db;
     const std::size_t budget = 10 * (100 + msg("").topic.size());
