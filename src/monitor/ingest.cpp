@@ -298,7 +298,15 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     if (kind == "events" && parts.size() == 5 && parts[4] == "clip") {
         const auto seq = sequence_of(topic, j, 1);
         const auto clip = store_.set_clip(site, parts[3], j, now, seq);
-        if (!clip.attached) log_->debug("clip report for unknown event {}", parts[3]);
+        if (clip.pending)
+            log_->info("clip report for event {} kept until its alert arrives (its start is on its way)",
+                       parts[3]);
+        else if (!clip.attached)
+            log_->warn("clip report for event {} not kept: the event belongs to another site or was deleted",
+                       parts[3]);
+        if (clip.evicted)
+            log_->warn("{}: more than {} clip reports wait for their alert: the {} oldest dropped", site,
+                       Store::kMaxPendingClips, clip.evicted);
         notify_({Change::Kind::alert, site, parts[3]});
         if (seq) report(site, seq->stream, clip.track);
         return;

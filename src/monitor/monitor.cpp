@@ -74,6 +74,7 @@ void Monitor::prune_until_done() {
             total.alerts += p.alerts;
             total.snapshots += p.snapshots;
             total.rollups += p.rollups;
+            total.pending_clips += p.pending_clips;
             if (!p.more || retention_.stopping()) break;
         }
     } catch (const std::exception& e) {
@@ -83,8 +84,8 @@ void Monitor::prune_until_done() {
     if (total.total() > 0) {
         log_->info(
             "retention: deleted past their time: closed alerts {} (with their history and pictures), other "
-            "snapshots {}, sensor roll-ups {}",
-            total.alerts, total.snapshots, total.rollups);
+            "snapshots {}, sensor roll-ups {}, clip reports whose alert never came {}",
+            total.alerts, total.snapshots, total.rollups, total.pending_clips);
     }
 }
 

@@ -95,8 +95,9 @@ struct ActionResult {
 // What one prune() call deleted.
 struct Pruned {
     std::int64_t alerts = 0, snapshots = 0, rollups = 0;
-    bool more = false;  // a batch was full: call again
-    std::int64_t total() const { return alerts + snapshots + rollups; }
+    std::int64_t pending_clips = 0;  // clip reports whose alert never came
+    bool more = false;               // a batch was full: call again
+    std::int64_t total() const { return alerts + snapshots + rollups + pending_clips; }
 };
 
 // What one numbered message (or `gateway` or `lost` message) did to its site's tracked stream.
@@ -119,10 +120,15 @@ struct EventStored {
     TrackResult track;
 };
 
-// What set_clip did with a clip report (`attached` false: the site has no such alert), and what
-// its number did to the site's stream.
+// What set_clip did with a clip report, and what its number did to the site's stream. `attached`:
+// to its alert. `pending`: the alert is not there yet (its start was lost and is asked for again):
+// the report waits for it and is attached when it is created. Neither: another site's alert, or a
+// late copy of an alert retention deleted. `evicted`: older waiting reports of the site dropped to
+// stay within Store::kMaxPendingClips.
 struct ClipStored {
     bool attached = false;
+    bool pending = false;
+    std::int64_t evicted = 0;
     TrackResult track;
 };
 
@@ -157,6 +163,8 @@ public:
     // False when the event belongs to another site (a site cannot attach pictures to others' alerts).
     bool add_snapshot(const std::string& site, const std::string& event_id, const std::string& jpeg,
                       TimePoint now);
+    // At most this many clip reports per site wait for their alert; beyond it the oldest go.
+    static constexpr int kMaxPendingClips = 1000;
     ClipStored set_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report,
                         TimePoint now, const std::optional<Sequence>& seq = std::nullopt);
     void add_rollup(const std::string& site, const std::string& sensor, const nlohmann::json& rollup);
@@ -213,6 +221,10 @@ private:
     // How long an alert retention deleted is remembered, so that a late copy cannot reopen it.
     static constexpr auto kDeletedAlertMemory = std::chrono::hours(24 * 30);
     void ensure_site(const std::string& site);
+    // Clip reports waiting for their alert (see ClipStored); the caller holds mutex_ and a transaction.
+    bool keep_pending_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report,
+                           TimePoint now, std::int64_t& evicted);
+    void attach_pending_clip(const std::string& site, const std::string& event_id);
     // Sequence tracking; the caller holds mutex_ (and a transaction to write).
     std::optional<StreamTrack> load_current_track(const std::string& site);
     bool is_retired_stream(const std::string& site, const std::string& stream);

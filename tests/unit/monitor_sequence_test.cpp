@@ -344,6 +344,65 @@ TEST(MonitorSequenceIngest, AReplayedMessageFillsTheGapWithoutCountingTheAlertTw
     EXPECT_EQ(store.stream_track("sch-0101")->mark(), 3);
 }
 
+TEST(MonitorSequenceIngest, AClipReportAheadOfItsLostStartWaitsForItAndIsAttached) {
+    Store store(":memory:", Retention{.alerts = std::nullopt, .snapshots = 24h, .rollups = std::nullopt});
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    const std::string one = fmt::format("19ab3c0f2e1-{:016x}", 1);
+    const auto clip = [&](std::int64_t seq, const std::string& id, const std::string& site = "sch-0101") {
+        return std::pair{
+            fmt::format("kitchen/{}/events/{}/clip", site, id),
+            json{{"id", id}, {"site", site}, {"stream", kStream}, {"seq", seq}, {"path", id + ".mp4"}}
+                .dump()};
+    };
+    ingest.handle("kitchen/sch-0101/gateway", gateway_info(0).dump(), true, kT0);
+    // Start 1 was acknowledged by the broker and lost; its clip report, 2, arrives.
+    const auto [topic, payload] = clip(2, one);
+    ingest.handle(topic, payload, false, kT0);
+    EXPECT_NE(log.str().find("clip report for event " + one + " kept until its alert arrives"),
+              std::string::npos)
+        << log.str();
+    EXPECT_FALSE(store.alert(one));
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{1, 1}}));  // 2 is received
+    // Another site cannot take the waiting report's place.
+    const auto theirs = store.set_clip("sch-0202", one, json{{"path", "theirs.mp4"}}, kT0);
+    EXPECT_FALSE(theirs.attached);
+    EXPECT_FALSE(theirs.pending);
+    // The replay brings the start: the alert is created with its clip, once.
+    ingest.handle("kitchen/sch-0101/events", numbered_event(1).dump(), false, kT0 + 70s);
+    ASSERT_TRUE(store.alert(one));
+    ASSERT_TRUE(store.alert(one)->clip);
+    EXPECT_EQ(json::parse(*store.alert(one)->clip)["path"], one + ".mp4");
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 2);
+
+    // Reports whose alert never comes are bounded per site (the oldest go) and expire with the
+    // snapshots whose event never came.
+    for (int n = 0; n <= Store::kMaxPendingClips; ++n) {
+        const auto stored = store.set_clip("sch-0101", fmt::format("19ab3c0f2e2-{:016x}", n), json{{"n", n}},
+                                           kT0 + std::chrono::seconds(n));
+        EXPECT_TRUE(stored.pending);
+        EXPECT_EQ(stored.evicted, n == Store::kMaxPendingClips ? 1 : 0);
+    }
+    auto late = numbered_event(1);
+    const auto first = fmt::format("19ab3c0f2e2-{:016x}", 0), second = fmt::format("19ab3c0f2e2-{:016x}", 1);
+    for (const auto& id : {first, second}) {
+        late["id"] = id;
+        late["message_id"] = id + ":start";
+        late.erase("stream");
+        late.erase("seq");
+        ingest.handle("kitchen/sch-0101/events", late.dump(), false, kT0 + 2h);
+    }
+    EXPECT_FALSE(store.alert(first)->clip);  // evicted
+    EXPECT_EQ(json::parse(*store.alert(second)->clip)["n"], 1);
+    EXPECT_EQ(store.prune(kT0 + 2h).pending_clips, 0);
+    std::int64_t expired = 0;
+    Pruned p;
+    do expired += (p = store.prune(kT0 + 25h)).pending_clips;
+    while (p.more);
+    EXPECT_EQ(expired, Store::kMaxPendingClips - 1);
+}
+
 TEST(MonitorSequenceStore, ANumberCountsAsReceivedWhateverTheStoreDidWithItsMessage) {
     Store store(":memory:");
     std::string error;
