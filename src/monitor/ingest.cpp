@@ -402,11 +402,13 @@ void Ingest::report(const std::string& site, const std::string& stream, const Tr
         if (r.replaced_stream.empty()) {
             log_->info("{}: following stream {}", site, stream);
         } else {
+            counters_.lost_numbers += static_cast<std::uint64_t>(r.replaced_missing);
             log_->warn("{}: new stream {} (its outbox was replaced); stream {} is no longer followed{}", site,
                        stream, r.replaced_stream,
-                       r.replaced_missing ? fmt::format(" and its {} missing numbers are no longer asked for",
-                                                        r.replaced_missing)
-                                          : "");
+                       r.replaced_missing
+                           ? fmt::format(" and its {} missing numbers will never come: counted as lost",
+                                         r.replaced_missing)
+                           : "");
         }
     }
     if (r.given_up) {

@@ -15,6 +15,12 @@ StreamTrack StreamTrack::from_message(std::string stream, std::int64_t seq) {
     return StreamTrack(std::move(stream), std::max<std::int64_t>(seq - 1, 0));
 }
 
+StreamTrack StreamTrack::replacing(std::string stream, std::int64_t lost) {
+    StreamTrack t(std::move(stream), 0);
+    t.lost_ = lost;
+    return t;
+}
+
 StreamTrack::StreamTrack(std::string stream, std::int64_t mark, std::int64_t top, std::int64_t lost,
                          std::vector<MissingRange> missing)
     : stream_(std::move(stream)), mark_(mark), top_(std::max(top, mark)), lost_(lost) {

@@ -109,7 +109,7 @@ struct TrackResult {
     std::optional<GivenUp> given_up;
     std::int64_t lost = 0;  // numbers a `lost` message settled
     // With `started` for a site that had a stream: the replaced one and how many of its numbers
-    // were still missing (the old outbox is gone: they are no longer asked for).
+    // were still missing (the old outbox is gone: they are counted as lost, no longer asked for).
     std::string replaced_stream;
     std::int64_t replaced_missing = 0;
 };
@@ -230,6 +230,7 @@ private:
     bool is_retired_stream(const std::string& site, const std::string& stream);
     void save_track(const std::string& site, const StreamTrack& before, const StreamTrack& after);
     void start_stream(const std::string& site, const StreamTrack& track, TimePoint now, TrackResult& result);
+    void retire_stream(const std::string& site, const StreamTrack& old, TrackResult& result);
     enum class Creates { from_gateway, from_message, never };
     // Loads the site's track of `s.stream` (starting it as `creates` says), applies `apply(track)`
     // and writes back what changed. The caller holds mutex_ and a transaction.

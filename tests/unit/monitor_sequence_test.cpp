@@ -249,14 +249,15 @@ TEST(MonitorSequenceStore, SurvivesARestartAndStartsAfreshForANewOutbox) {
     EXPECT_EQ(sites[0]["lost_messages"], 1);
     EXPECT_EQ(sites[0]["stream"], kStream);
 
-    // The site's outbox was replaced: a new stream, its own baseline and counts.
+    // The site's outbox was replaced: a new stream, numbered from 1. The old stream's missing
+    // numbers went with its outbox: counted as lost, with the one lost before.
     const auto r = store.track_received("sch-0101", {kOther, 1}, kT0 + 500s);
     EXPECT_EQ(r.kind, TrackResult::Kind::started);
     EXPECT_EQ(r.replaced_stream, kStream);
     EXPECT_EQ(r.replaced_missing, 2);
     sites = store.sites();
     EXPECT_EQ(sites[0]["missing_messages"], 0);
-    EXPECT_EQ(sites[0]["lost_messages"], 0);
+    EXPECT_EQ(sites[0]["lost_messages"], 3);
     EXPECT_EQ(sites[0]["stream"], kOther);
     EXPECT_TRUE(store.due_replays(kT0 + 1h, 60s, 5min).empty());
     // A late message of the old outbox (the broker still had it) does not switch back.
@@ -264,7 +265,42 @@ TEST(MonitorSequenceStore, SurvivesARestartAndStartsAfreshForANewOutbox) {
     EXPECT_EQ(store.stream_track("sch-0101")->stream(), kOther);
     // A lost answer about a stream the room does not follow changes nothing.
     EXPECT_EQ(store.track_lost("sch-0101", "ffffffffffffffff", 1, 5, kT0).kind, TrackResult::Kind::ignored);
-    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 0);
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 3);
+}
+
+TEST(MonitorSequenceStore, ANewStreamOfAFollowedSiteStartsFromOneAndTheOldOnesMissingAreLost) {
+    Store store(":memory:");
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    // A site the room has never followed: what came before was delivered before it watched.
+    ingest.handle("kitchen/sch-0101/events", numbered_event(7).dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(9).dump(), false, kT0);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 7);
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{8, 8}}));
+    // Its outbox is moved aside as corrupt; events 1-5 of the new one were acknowledged and the
+    // broker lost them: the room sees 6 first.
+    ingest.handle("kitchen/sch-0101/events", numbered_event(16, kOther).dump(), false, kT0 + 10s);
+    const auto t = store.stream_track("sch-0101");
+    EXPECT_EQ(t->stream(), kOther);
+    EXPECT_EQ(ranges(*t), (Ranges{{1, 15}}));
+    EXPECT_EQ(t->lost(), 1);  // 8 of the old stream
+    EXPECT_EQ(ingest.counters().lost_numbers.load(), 1u);
+    EXPECT_NE(log.str().find("stream 00c0ffee00c0ffee is no longer followed and its 1 missing numbers will "
+                             "never come: counted as lost"),
+              std::string::npos)
+        << log.str();
+    const auto due = store.due_replays(kT0 + 80s, 60s, 5min);
+    ASSERT_EQ(due.size(), 1u);
+    EXPECT_EQ(due[0].stream, kOther);
+    EXPECT_EQ(due[0].ranges.front().from, 1);
+    EXPECT_EQ(store.sites()[0]["lost_messages"], 1);
+    EXPECT_EQ(store.sites()[0]["missing_messages"], 15);
+
+    // Replaced again, first seen through its gateway message: everything up to its seq is missing.
+    ingest.handle("kitchen/sch-0101/gateway", gateway_info(4, "ffffffffffffffff").dump(), true, kT0 + 20s);
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{1, 4}}));
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 16);
+    EXPECT_EQ(ingest.counters().lost_numbers.load(), 16u);
 }
 
 TEST(MonitorSequenceIngest, FieldsAreReadAndAWrongOneIsLoggedWhileTheMessageIsStored) {
