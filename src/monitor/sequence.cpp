@@ -64,6 +64,23 @@ std::int64_t StreamTrack::lose(std::int64_t from, std::int64_t to, TimePoint now
     return settled;
 }
 
+std::vector<GivenUp> StreamTrack::give_up_missed_before(TimePoint cutoff) {
+    std::vector<GivenUp> out;
+    for (auto it = missing_.begin(); it != missing_.end();) {
+        if (it->second.since > cutoff) {
+            ++it;
+            continue;
+        }
+        const MissingRange& r = it->second;
+        out.push_back({r.from, r.to, r.size()});
+        missing_count_ -= r.size();
+        lost_ += r.size();
+        it = missing_.erase(it);
+    }
+    advance_mark();
+    return out;
+}
+
 void StreamTrack::asked(std::int64_t from, std::int64_t to, TimePoint now) {
     auto it = missing_.upper_bound(from);
     if (it != missing_.begin()) --it;

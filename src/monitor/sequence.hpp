@@ -64,6 +64,9 @@ public:
     // The gateway answered that from..to are gone: how many missing numbers that settled (those
     // received are not lost; numbers above what was known sent are taken as sent and lost).
     std::int64_t lose(std::int64_t from, std::int64_t to, TimePoint now);
+    // Gives up on the missing ranges first missed at or before `cutoff` (no answer came): counted as
+    // lost. Returns them, lowest first.
+    std::vector<GivenUp> give_up_missed_before(TimePoint cutoff);
     // Missing ranges asked for now (they are due again after `every`).
     void asked(std::int64_t from, std::int64_t to, TimePoint now);
 

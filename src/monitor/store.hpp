@@ -132,6 +132,12 @@ struct ClipStored {
     TrackResult track;
 };
 
+// Missing ranges of a site's stream the room gave up on (no answer for replay.give_up).
+struct GaveUp {
+    std::string site, stream;
+    std::vector<GivenUp> ranges;
+};
+
 // A site's missing ranges due for a replay request.
 struct DueReplay {
     std::string site, stream;
@@ -178,6 +184,9 @@ public:
                            std::int64_t to, TimePoint now);
     // Missing ranges missing for `after` and not asked for within `every`, per site.
     std::vector<DueReplay> due_replays(TimePoint now, Duration after, Duration every);
+    // Gives up on the ranges first missed at or before `cutoff` (no answer came): they are counted
+    // as lost and no longer asked for. One transaction per site.
+    std::vector<GaveUp> give_up_missed_before(TimePoint cutoff);
     // A replay request for from..to went out.
     void mark_asked(const std::string& site, const std::string& stream, std::int64_t from, std::int64_t to,
                     TimePoint now);

@@ -184,6 +184,29 @@ std::vector<DueReplay> Store::due_replays(TimePoint now, Duration after, Duratio
     return out;
 }
 
+std::vector<GaveUp> Store::give_up_missed_before(TimePoint cutoff) {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> sites;
+    {
+        // Times are stored in one fixed-width UTC format, so text order is time order.
+        Stmt s(db_, "SELECT DISTINCT site FROM seq_missing WHERE since <= ? ORDER BY site");
+        s.bind(1, iso8601_utc(cutoff));
+        while (s.step()) sites.push_back(s.text(0));
+    }
+    std::vector<GaveUp> out;
+    for (const auto& site : sites) {
+        sqlite::Transaction tx(db_);
+        auto track = load_current_track(site);
+        if (!track) continue;
+        const StreamTrack before = *track;
+        auto ranges = track->give_up_missed_before(cutoff);
+        save_track(site, before, *track);
+        tx.commit();
+        if (!ranges.empty()) out.push_back({site, track->stream(), std::move(ranges)});
+    }
+    return out;
+}
+
 void Store::mark_asked(const std::string& site, const std::string& stream, std::int64_t from, std::int64_t to,
                        TimePoint now) {
     in_transaction([&] {

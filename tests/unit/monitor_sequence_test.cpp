@@ -596,6 +596,48 @@ TEST(MonitorReplay, AsksForWhatIsDueOncePerEveryAndOnlyWhenTheBrokerTookIt) {
     EXPECT_EQ(replay.requests(), 3u);
 }
 
+TEST(MonitorReplay, ARangeWithNoAnswerIsGivenUpAfterGiveUpAndCountedAsLost) {
+    Store store(":memory:");
+    CapturedLog log;
+    std::vector<std::string> changed;
+    int sent = 0;
+    ReplayRequester replay(
+        store, [&](const std::string&, const std::string&) { return ++sent > 0; }, "kitchen", "monitor-1",
+        ReplaySettings{true, 60s, 5min, 24h}, log.logger,
+        [&](const std::string& site) { changed.push_back(site); });
+    store.track_received("sch-0101", {kStream, 1}, kT0);
+    store.track_received("sch-0101", {kStream, 5}, kT0);       // 2-4, first missed at kT0
+    store.track_received("sch-0101", {kStream, 9}, kT0 + 1h);  // 6-8, an hour later
+    store.track_received("sch-0101", {kStream, 3}, kT0 + 2h);  // 3 arrives: 2 and 4 still missed since kT0
+    EXPECT_EQ(replay.ask_due(kT0 + 61s), 1);
+    EXPECT_EQ(replay.ask_due(kT0 + 24h - 5min), 1);  // asked again, nothing given up yet
+    EXPECT_EQ(replay.given_up(), 0u);
+    EXPECT_TRUE(changed.empty());
+
+    // A day without an answer (the gateway offline for good, its ACL, a message refused unread).
+    EXPECT_EQ(replay.ask_due(kT0 + 24h), 1);  // 6-8 is still asked for
+    EXPECT_EQ(replay.given_up(), 2u);
+    EXPECT_EQ(changed, std::vector<std::string>{"sch-0101"});
+    auto t = store.stream_track("sch-0101");
+    EXPECT_EQ(ranges(*t), (Ranges{{6, 8}}));
+    EXPECT_EQ(t->lost(), 2);
+    EXPECT_EQ(t->mark(), 5);
+    EXPECT_NE(log.str().find("sch-0101 stream 00c0ffee00c0ffee: 2-2 (1 numbers) missing for 24 h with no "
+                             "answer: no longer asked for, counted as lost"),
+              std::string::npos)
+        << log.str();
+    EXPECT_NE(log.str().find(": 4-4 (1 numbers) missing for 24 h"), std::string::npos);
+    EXPECT_EQ(store.sites()[0]["lost_messages"], 2);
+
+    EXPECT_EQ(replay.ask_due(kT0 + 25h), 0);  // 6-8 given up too
+    EXPECT_EQ(replay.given_up(), 5u);
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 9);
+    // A given-up number that still arrives is stored as usual and changes nothing.
+    EXPECT_FALSE(store.track_received("sch-0101", {kStream, 7}, kT0 + 26h).changed);
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 5);
+}
+
 TEST(MonitorReplay, ConfigDefaultsAndErrors) {
     const std::string base = R"(mqtt:
   url: tcp://127.0.0.1:1883
@@ -623,6 +665,7 @@ http:
     EXPECT_TRUE(cfg.track_sequences());
     EXPECT_EQ(cfg.replay.after, 60s);
     EXPECT_EQ(cfg.replay.every, 5min);
+    EXPECT_EQ(cfg.replay.give_up, 24h);
     std::string grouped = base;
     grouped.insert(grouped.find("db:"), "  share_group: room\n");
     cfg = load(grouped);
@@ -630,11 +673,19 @@ http:
     EXPECT_FALSE(cfg.track_sequences());
     cfg = load(grouped + "replay: {enabled: true}\n");  // instances sharing one database
     EXPECT_TRUE(cfg.replay.enabled);
-    cfg = load(base + "replay: {enabled: false, after: 2s, every: 10m}\n");
+    cfg = load(base + "replay: {enabled: false, after: 2s, every: 10m, give_up: 7d}\n");
     EXPECT_FALSE(cfg.replay.enabled);
     EXPECT_TRUE(cfg.track_sequences());  // still counted, just not asked for
     EXPECT_EQ(cfg.replay.after, 2s);
     EXPECT_EQ(cfg.replay.every, 10min);
+    EXPECT_EQ(cfg.replay.give_up, 24h * 7);
+    EXPECT_EQ(error(base + "replay: {give_up: 30s}\n"),
+              "/etc/kitchen-monitor/monitor.yaml:10:19: replay.give_up: not longer than replay.after (60 s): "
+              "nothing would be asked for");
+    EXPECT_EQ(
+        error(base + "replay: {give_up: 0s}\n"),
+        "/etc/kitchen-monitor/monitor.yaml:10:19: replay.give_up: expected a positive duration like 30s, "
+        "15m, 2h, not '0s'");
     EXPECT_EQ(
         error(base + "replay: {after: 500ms}\n"),
         "/etc/kitchen-monitor/monitor.yaml:10:17: replay.after: shorter than 1s: the gateway needs time to "
