@@ -388,7 +388,7 @@ private:
             out += fmt::format("# TYPE kgm_store_retries_total counter\nkgm_store_retries_total {}\n",
                                c->store_retries.load());
             out += fmt::format("# TYPE kgm_lost_messages_total counter\nkgm_lost_messages_total {}\n",
-                               c->lost_numbers.load());
+                               c->lost_numbers.load() + (ctx_.replay_given_up ? ctx_.replay_given_up() : 0));
         }
         if (ctx_.replay_requests)
             out += fmt::format("# TYPE kgm_replay_requests_total counter\nkgm_replay_requests_total {}\n",

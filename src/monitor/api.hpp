@@ -29,6 +29,7 @@ struct ApiContext {
     std::function<void(const ActionRecord&)> on_action;
     const Ingest::Counters* counters = nullptr;
     std::function<std::uint64_t()> replay_requests;  // replay requests the broker took
+    std::function<std::uint64_t()> replay_given_up;  // numbers given up for want of an answer
 };
 
 WebHandler make_api(ApiContext ctx, std::shared_ptr<spdlog::logger> log);

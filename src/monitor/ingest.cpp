@@ -298,7 +298,15 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     if (kind == "events" && parts.size() == 5 && parts[4] == "clip") {
         const auto seq = sequence_of(topic, j, 1);
         const auto clip = store_.set_clip(site, parts[3], j, now, seq);
-        if (!clip.attached) log_->debug("clip report for unknown event {}", parts[3]);
+        if (clip.pending)
+            log_->info("clip report for event {} kept until its alert arrives (its start is on its way)",
+                       parts[3]);
+        else if (!clip.attached)
+            log_->warn("clip report for event {} not kept: the event belongs to another site or was deleted",
+                       parts[3]);
+        if (clip.evicted)
+            log_->warn("{}: more than {} clip reports wait for their alert: the {} oldest dropped", site,
+                       Store::kMaxPendingClips, clip.evicted);
         notify_({Change::Kind::alert, site, parts[3]});
         if (seq) report(site, seq->stream, clip.track);
         return;
@@ -394,11 +402,13 @@ void Ingest::report(const std::string& site, const std::string& stream, const Tr
         if (r.replaced_stream.empty()) {
             log_->info("{}: following stream {}", site, stream);
         } else {
+            counters_.lost_numbers += static_cast<std::uint64_t>(r.replaced_missing);
             log_->warn("{}: new stream {} (its outbox was replaced); stream {} is no longer followed{}", site,
                        stream, r.replaced_stream,
-                       r.replaced_missing ? fmt::format(" and its {} missing numbers are no longer asked for",
-                                                        r.replaced_missing)
-                                          : "");
+                       r.replaced_missing
+                           ? fmt::format(" and its {} missing numbers will never come: counted as lost",
+                                         r.replaced_missing)
+                           : "");
         }
     }
     if (r.given_up) {

@@ -27,7 +27,10 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
             [this](const std::string& topic, const std::string& payload) {
                 return mqtt_->publish_confirmed(topic, payload, 1, std::chrono::seconds(5));
             },
-            cfg_.mqtt.topic_prefix, cfg_.mqtt.client_id, cfg_.replay, logging.get("replay"));
+            cfg_.mqtt.topic_prefix, cfg_.mqtt.client_id, cfg_.replay, logging.get("replay"),
+            [this](const std::string& site) {
+                notify({Change::Kind::site, site, {}});
+            });
     }
     ApiContext ctx{store_,
                    auth_,
@@ -38,7 +41,8 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
                        notify({Change::Kind::alert, r.site, r.event_id});
                    },
                    &ingest_->counters(),
-                   [this] { return replay_ ? replay_->requests() : 0; }};
+                   [this] { return replay_ ? replay_->requests() : 0; },
+                   [this] { return replay_ ? replay_->given_up() : 0; }};
     auto http_log = logging.get("http");
     web_ = std::make_unique<WebServer>(io, cfg_.http.listen, WebLimits{}, make_api(std::move(ctx), http_log),
                                        hub_, http_log);
@@ -53,8 +57,10 @@ void Monitor::start() {
     mqtt_->start();
     if (replay_) {
         replay_->start();
-        log_->info("replay requests on: a number missing {} s is asked for, again every {} s",
-                   cfg_.replay.after.count() / 1000.0, cfg_.replay.every.count() / 1000.0);
+        log_->info(
+            "replay requests on: a number missing {} s is asked for, again every {} s, given up after {} s",
+            cfg_.replay.after.count() / 1000.0, cfg_.replay.every.count() / 1000.0,
+            cfg_.replay.give_up.count() / 1000.0);
     } else {
         log_->info("replay requests off{}",
                    cfg_.track_sequences() ? "" : "; sequence numbers not followed (share group)");
@@ -74,6 +80,7 @@ void Monitor::prune_until_done() {
             total.alerts += p.alerts;
             total.snapshots += p.snapshots;
             total.rollups += p.rollups;
+            total.pending_clips += p.pending_clips;
             if (!p.more || retention_.stopping()) break;
         }
     } catch (const std::exception& e) {
@@ -83,8 +90,8 @@ void Monitor::prune_until_done() {
     if (total.total() > 0) {
         log_->info(
             "retention: deleted past their time: closed alerts {} (with their history and pictures), other "
-            "snapshots {}, sensor roll-ups {}",
-            total.alerts, total.snapshots, total.rollups);
+            "snapshots {}, sensor roll-ups {}, clip reports whose alert never came {}",
+            total.alerts, total.snapshots, total.rollups, total.pending_clips);
     }
 }
 

@@ -205,10 +205,15 @@ void read_retention(Reader& r, const YAML::Node& node, Retention& out) {
 void read_replay(Reader& r, const YAML::Node& node, const std::string& share_group, ReplaySettings& out) {
     out.enabled = share_group.empty();
     if (!node) return;
-    if (!r.map(node, "replay", {"enabled", "after", "every"})) return;
+    if (!r.map(node, "replay", {"enabled", "after", "every", "give_up"})) return;
     r.boolean(node, "replay", "enabled", out.enabled);
     r.duration(node, "replay", "after", out.after);
     r.duration(node, "replay", "every", out.every);
+    r.duration(node, "replay", "give_up", out.give_up);
+    if (node["give_up"] && out.give_up <= out.after)
+        r.error(node["give_up"], join("replay", "give_up"),
+                fmt::format("not longer than replay.after ({} s): nothing would be asked for",
+                            out.after.count() / 1000.0));
     // The gateway answers through its outbox, behind what is queued: asking faster only repeats.
     for (auto [key, value] : {std::pair{"after", out.after}, std::pair{"every", out.every}}) {
         if (node[key] && value.count() > 0 && value < std::chrono::seconds(1))

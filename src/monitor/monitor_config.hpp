@@ -61,6 +61,10 @@ struct ReplaySettings {
     bool enabled = true;
     Duration after{std::chrono::seconds(60)};  // a number missing this long is asked for
     Duration every{std::chrono::minutes(5)};   // and again this often while it stays missing
+    // A number missing this long (since first missed) is given up: counted as lost, no longer asked
+    // for (a gateway offline for good, one that cannot read its replay topic, a message the room
+    // refuses before reading its number).
+    Duration give_up{std::chrono::hours(24)};
 };
 
 struct MonitorConfig {

@@ -26,13 +26,14 @@ json replay_request(const std::string& request_id, const std::string& site, cons
 }
 
 ReplayRequester::ReplayRequester(Store& store, Publish publish, std::string prefix, std::string client_id,
-                                 ReplaySettings cfg, std::shared_ptr<spdlog::logger> log)
+                                 ReplaySettings cfg, std::shared_ptr<spdlog::logger> log, Changed changed)
     : store_(store),
       publish_(std::move(publish)),
       prefix_(std::move(prefix)),
       client_id_(std::move(client_id)),
       cfg_(cfg),
       log_(std::move(log)),
+      changed_(std::move(changed)),
       id_prefix_(fmt::format(
           "{}-{}-", client_id_,
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count())) {}
@@ -42,6 +43,18 @@ void ReplayRequester::start() {
 }
 
 int ReplayRequester::ask_due(TimePoint now) {
+    for (const auto& gone : store_.give_up_missed_before(now - cfg_.give_up)) {
+        for (const auto& r : gone.ranges) {
+            given_up_ += static_cast<std::uint64_t>(r.count);
+            log_->warn(
+                "{} stream {}: {}-{} ({} numbers) missing for {} h with no answer: no longer asked for, "
+                "counted as lost (the gateway offline for good, not allowed to read its replay topic, or a "
+                "message the room refuses before reading its number)",
+                gone.site, gone.stream, r.from, r.to, r.count,
+                std::chrono::duration<double, std::ratio<3600>>(cfg_.give_up).count());
+        }
+        if (changed_) changed_(gone.site);
+    }
     int sent = 0;
     for (const auto& due : store_.due_replays(now, cfg_.after, cfg_.every)) {
         for (const auto& range : plan_requests(due.ranges)) {

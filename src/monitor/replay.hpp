@@ -29,8 +29,11 @@ public:
     // Publishes at QoS 1 and returns true once the broker acknowledged it.
     using Publish = std::function<bool(const std::string& topic, const std::string& payload)>;
 
+    // A site's missing or lost counts changed (a range given up).
+    using Changed = std::function<void(const std::string& site)>;
+
     ReplayRequester(Store& store, Publish publish, std::string prefix, std::string client_id,
-                    ReplaySettings cfg, std::shared_ptr<spdlog::logger> log);
+                    ReplaySettings cfg, std::shared_ptr<spdlog::logger> log, Changed changed = {});
     ~ReplayRequester() { stop(); }
     ReplayRequester(const ReplayRequester&) = delete;
     ReplayRequester& operator=(const ReplayRequester&) = delete;
@@ -38,9 +41,12 @@ public:
     void start();
     void stop() { worker_.stop(); }
 
-    // One pass: asks for what is due at `now`. Returns how many requests the broker took.
+    // One pass: gives up on what had no answer for `give_up` (counted as lost, logged), then asks for
+    // what is due at `now`. Returns how many requests the broker took.
     int ask_due(TimePoint now);
     std::uint64_t requests() const { return requests_.load(); }
+    // Numbers given up for want of an answer, since start.
+    std::uint64_t given_up() const { return given_up_.load(); }
 
 private:
     void run();
@@ -51,10 +57,12 @@ private:
     std::string client_id_;
     ReplaySettings cfg_;
     std::shared_ptr<spdlog::logger> log_;
+    Changed changed_;
     // request_id = <client id>-<start time in ms>-<n>: unique across instances and restarts.
     std::string id_prefix_;
     std::uint64_t next_id_ = 1;
     std::atomic<std::uint64_t> requests_{0};
+    std::atomic<std::uint64_t> given_up_{0};
     WorkerThread worker_;
 };
 

@@ -15,6 +15,12 @@ StreamTrack StreamTrack::from_message(std::string stream, std::int64_t seq) {
     return StreamTrack(std::move(stream), std::max<std::int64_t>(seq - 1, 0));
 }
 
+StreamTrack StreamTrack::replacing(std::string stream, std::int64_t lost) {
+    StreamTrack t(std::move(stream), 0);
+    t.lost_ = lost;
+    return t;
+}
+
 StreamTrack::StreamTrack(std::string stream, std::int64_t mark, std::int64_t top, std::int64_t lost,
                          std::vector<MissingRange> missing)
     : stream_(std::move(stream)), mark_(mark), top_(std::max(top, mark)), lost_(lost) {
@@ -56,6 +62,23 @@ std::int64_t StreamTrack::lose(std::int64_t from, std::int64_t to, TimePoint now
     lost_ += settled;
     advance_mark();
     return settled;
+}
+
+std::vector<GivenUp> StreamTrack::give_up_missed_before(TimePoint cutoff) {
+    std::vector<GivenUp> out;
+    for (auto it = missing_.begin(); it != missing_.end();) {
+        if (it->second.since > cutoff) {
+            ++it;
+            continue;
+        }
+        const MissingRange& r = it->second;
+        out.push_back({r.from, r.to, r.size()});
+        missing_count_ -= r.size();
+        lost_ += r.size();
+        it = missing_.erase(it);
+    }
+    advance_mark();
+    return out;
 }
 
 void StreamTrack::asked(std::int64_t from, std::int64_t to, TimePoint now) {

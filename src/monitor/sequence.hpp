@@ -48,6 +48,10 @@ public:
     static StreamTrack from_gateway(std::string stream, std::int64_t sent);
     // A stream first seen through a numbered message: it starts just below it.
     static StreamTrack from_message(std::string stream, std::int64_t seq);
+    // A new stream of a site the room already followed under another one (its outbox was replaced):
+    // a gateway numbers a new stream from 1, so every number below the first one seen is missing.
+    // `lost`: what the site had lost so far, carried over so that its count never goes back.
+    static StreamTrack replacing(std::string stream, std::int64_t lost);
     // Read back from the store.
     StreamTrack(std::string stream, std::int64_t mark, std::int64_t top, std::int64_t lost,
                 std::vector<MissingRange> missing);
@@ -60,6 +64,9 @@ public:
     // The gateway answered that from..to are gone: how many missing numbers that settled (those
     // received are not lost; numbers above what was known sent are taken as sent and lost).
     std::int64_t lose(std::int64_t from, std::int64_t to, TimePoint now);
+    // Gives up on the missing ranges first missed at or before `cutoff` (no answer came): counted as
+    // lost. Returns them, lowest first.
+    std::vector<GivenUp> give_up_missed_before(TimePoint cutoff);
     // Missing ranges asked for now (they are due again after `every`).
     void asked(std::int64_t from, std::int64_t to, TimePoint now);
 

@@ -77,6 +77,9 @@ CREATE TABLE IF NOT EXISTS seq_streams (
 CREATE TABLE IF NOT EXISTS seq_missing (
   site TEXT NOT NULL, stream TEXT NOT NULL, from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL,
   since TEXT NOT NULL, asked_at TEXT, PRIMARY KEY (site, stream, from_seq));
+CREATE TABLE IF NOT EXISTS pending_clips (
+  event_id TEXT PRIMARY KEY, site TEXT NOT NULL, report TEXT NOT NULL, received_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_clips_site ON pending_clips(site, received_at);
 )sql";
 
 constexpr const char* kAlertColumns =
@@ -252,6 +255,7 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
             s.bind_null(13);
         }
         s.bind(14, m.unit).bind(15, m.seq).bind(16, received).bind(17, m.end_reason).run();
+        attach_pending_clip(m.site, m.id);
         outcome = IngestOutcome::created;
     } else if (m.seq > *last_seq) {
         Stmt s(db_,
@@ -302,15 +306,64 @@ bool Store::add_snapshot(const std::string& site, const std::string& event_id, c
 ClipStored Store::set_clip(const std::string& site, const std::string& event_id, const json& report,
                            TimePoint now, const std::optional<Sequence>& seq) {
     return in_transaction([&] {
+        ClipStored out;
         Stmt(db_, "UPDATE alerts SET clip = ?3 WHERE id = ?1 AND site = ?2")
             .bind(1, event_id)
             .bind(2, site)
             .bind(3, report.dump())
             .run();
-        ClipStored out{db_.changes() > 0, {}};
+        out.attached = db_.changes() > 0;
+        if (!out.attached) out.pending = keep_pending_clip(site, event_id, report, now, out.evicted);
         if (seq) out.track = record_received(site, *seq, now);
         return out;
     });
+}
+
+bool Store::keep_pending_clip(const std::string& site, const std::string& event_id, const json& report,
+                              TimePoint now, std::int64_t& evicted) {
+    {
+        // Another site's alert, or another site's waiting report: not this site's to touch.
+        Stmt s(
+            db_,
+            "SELECT site FROM alerts WHERE id = ?1 UNION ALL SELECT site FROM pending_clips WHERE event_id = "
+            "?1");
+        s.bind(1, event_id);
+        while (s.step())
+            if (s.text(0) != site) return false;
+    }
+    // A late copy of the report of an alert retention deleted: taken, and not kept.
+    if (was_deleted(event_id)) return false;
+    // Its start is still on its way (a replay brings it): the report waits for it, and a redelivered
+    // copy replaces the first.
+    Stmt(db_, "INSERT OR REPLACE INTO pending_clips(event_id, site, report, received_at) VALUES(?,?,?,?)")
+        .bind(1, event_id)
+        .bind(2, site)
+        .bind(3, report.dump())
+        .bind(4, iso8601_utc(now))
+        .run();
+    // A site sending reports of events that never come cannot grow the table without end.
+    Stmt(db_,
+         "DELETE FROM pending_clips WHERE event_id IN (SELECT event_id FROM pending_clips WHERE site = ?1"
+         " ORDER BY received_at DESC, rowid DESC LIMIT -1 OFFSET ?2)")
+        .bind(1, site)
+        .bind(2, kMaxPendingClips)
+        .run();
+    evicted = db_.changes();
+    return true;
+}
+
+void Store::attach_pending_clip(const std::string& site, const std::string& event_id) {
+    Stmt(db_,
+         "UPDATE alerts SET clip = (SELECT report FROM pending_clips WHERE event_id = ?1 AND site = ?2)"
+         " WHERE id = ?1 AND site = ?2 AND EXISTS (SELECT 1 FROM pending_clips WHERE event_id = ?1 AND"
+         " site = ?2)")
+        .bind(1, event_id)
+        .bind(2, site)
+        .run();
+    Stmt(db_, "DELETE FROM pending_clips WHERE event_id = ?1 AND site = ?2")
+        .bind(1, event_id)
+        .bind(2, site)
+        .run();
 }
 
 void Store::add_rollup(const std::string& site, const std::string& sensor, const json& r) {
@@ -689,6 +742,17 @@ Pruned Store::prune(TimePoint now, int batch) {
             .run();
         out.snapshots = db_.changes();
         out.more = out.more || out.snapshots == batch;
+    }
+    if (retention_.snapshots) {
+        // Clip reports whose alert never came go with the pictures whose event never came.
+        Stmt(db_,
+             "DELETE FROM pending_clips WHERE event_id IN (SELECT event_id FROM pending_clips WHERE"
+             " received_at < ?1 LIMIT ?2)")
+            .bind(1, iso8601_utc(now - *retention_.snapshots))
+            .bind(2, batch)
+            .run();
+        out.pending_clips = db_.changes();
+        out.more = out.more || out.pending_clips == batch;
     }
     if (retention_.rollups) {
         Stmt(db_, "DELETE FROM rollups WHERE rowid IN (SELECT rowid FROM rollups WHERE minute < ?1 LIMIT ?2)")

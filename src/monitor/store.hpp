@@ -95,8 +95,9 @@ struct ActionResult {
 // What one prune() call deleted.
 struct Pruned {
     std::int64_t alerts = 0, snapshots = 0, rollups = 0;
-    bool more = false;  // a batch was full: call again
-    std::int64_t total() const { return alerts + snapshots + rollups; }
+    std::int64_t pending_clips = 0;  // clip reports whose alert never came
+    bool more = false;               // a batch was full: call again
+    std::int64_t total() const { return alerts + snapshots + rollups + pending_clips; }
 };
 
 // What one numbered message (or `gateway` or `lost` message) did to its site's tracked stream.
@@ -108,7 +109,7 @@ struct TrackResult {
     std::optional<GivenUp> given_up;
     std::int64_t lost = 0;  // numbers a `lost` message settled
     // With `started` for a site that had a stream: the replaced one and how many of its numbers
-    // were still missing (the old outbox is gone: they are no longer asked for).
+    // were still missing (the old outbox is gone: they are counted as lost, no longer asked for).
     std::string replaced_stream;
     std::int64_t replaced_missing = 0;
 };
@@ -119,11 +120,22 @@ struct EventStored {
     TrackResult track;
 };
 
-// What set_clip did with a clip report (`attached` false: the site has no such alert), and what
-// its number did to the site's stream.
+// What set_clip did with a clip report, and what its number did to the site's stream. `attached`:
+// to its alert. `pending`: the alert is not there yet (its start was lost and is asked for again):
+// the report waits for it and is attached when it is created. Neither: another site's alert, or a
+// late copy of an alert retention deleted. `evicted`: older waiting reports of the site dropped to
+// stay within Store::kMaxPendingClips.
 struct ClipStored {
     bool attached = false;
+    bool pending = false;
+    std::int64_t evicted = 0;
     TrackResult track;
+};
+
+// Missing ranges of a site's stream the room gave up on (no answer for replay.give_up).
+struct GaveUp {
+    std::string site, stream;
+    std::vector<GivenUp> ranges;
 };
 
 // A site's missing ranges due for a replay request.
@@ -157,6 +169,8 @@ public:
     // False when the event belongs to another site (a site cannot attach pictures to others' alerts).
     bool add_snapshot(const std::string& site, const std::string& event_id, const std::string& jpeg,
                       TimePoint now);
+    // At most this many clip reports per site wait for their alert; beyond it the oldest go.
+    static constexpr int kMaxPendingClips = 1000;
     ClipStored set_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report,
                         TimePoint now, const std::optional<Sequence>& seq = std::nullopt);
     void add_rollup(const std::string& site, const std::string& sensor, const nlohmann::json& rollup);
@@ -170,6 +184,9 @@ public:
                            std::int64_t to, TimePoint now);
     // Missing ranges missing for `after` and not asked for within `every`, per site.
     std::vector<DueReplay> due_replays(TimePoint now, Duration after, Duration every);
+    // Gives up on the ranges first missed at or before `cutoff` (no answer came): they are counted
+    // as lost and no longer asked for. One transaction per site.
+    std::vector<GaveUp> give_up_missed_before(TimePoint cutoff);
     // A replay request for from..to went out.
     void mark_asked(const std::string& site, const std::string& stream, std::int64_t from, std::int64_t to,
                     TimePoint now);
@@ -213,11 +230,16 @@ private:
     // How long an alert retention deleted is remembered, so that a late copy cannot reopen it.
     static constexpr auto kDeletedAlertMemory = std::chrono::hours(24 * 30);
     void ensure_site(const std::string& site);
+    // Clip reports waiting for their alert (see ClipStored); the caller holds mutex_ and a transaction.
+    bool keep_pending_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report,
+                           TimePoint now, std::int64_t& evicted);
+    void attach_pending_clip(const std::string& site, const std::string& event_id);
     // Sequence tracking; the caller holds mutex_ (and a transaction to write).
     std::optional<StreamTrack> load_current_track(const std::string& site);
     bool is_retired_stream(const std::string& site, const std::string& stream);
     void save_track(const std::string& site, const StreamTrack& before, const StreamTrack& after);
     void start_stream(const std::string& site, const StreamTrack& track, TimePoint now, TrackResult& result);
+    void retire_stream(const std::string& site, const StreamTrack& old, TrackResult& result);
     enum class Creates { from_gateway, from_message, never };
     // Loads the site's track of `s.stream` (starting it as `creates` says), applies `apply(track)`
     // and writes back what changed. The caller holds mutex_ and a transaction.

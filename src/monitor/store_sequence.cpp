@@ -77,17 +77,6 @@ void Store::save_track(const std::string& site, const StreamTrack& before, const
 
 void Store::start_stream(const std::string& site, const StreamTrack& track, TimePoint now,
                          TrackResult& result) {
-    // The site's outbox was replaced (or this is its first numbered message): the old stream's
-    // missing numbers can no longer be replayed, so they are no longer asked for.
-    if (const auto old = load_current_track(site)) {
-        result.replaced_stream = old->stream();
-        result.replaced_missing = old->missing_count();
-        Stmt(db_, "DELETE FROM seq_missing WHERE site = ? AND stream = ?")
-            .bind(1, site)
-            .bind(2, old->stream())
-            .run();
-        Stmt(db_, "UPDATE seq_streams SET current = 0 WHERE site = ?").bind(1, site).run();
-    }
     Stmt(db_,
          "INSERT OR REPLACE INTO seq_streams(site, stream, mark, top, lost, started_at, current)"
          " VALUES(?,?,?,?,?,?,1)")
@@ -108,6 +97,23 @@ void Store::start_stream(const std::string& site, const StreamTrack& track, Time
     result.changed = true;
 }
 
+void Store::retire_stream(const std::string& site, const StreamTrack& old, TrackResult& result) {
+    // The site's outbox was replaced: the old stream's missing numbers went with it and will never
+    // come. They are lost, no longer asked for.
+    result.replaced_stream = old.stream();
+    result.replaced_missing = old.missing_count();
+    Stmt(db_, "DELETE FROM seq_missing WHERE site = ? AND stream = ?")
+        .bind(1, site)
+        .bind(2, old.stream())
+        .run();
+    Stmt(db_, "UPDATE seq_streams SET lost = lost + ?3 WHERE site = ?1 AND stream = ?2")
+        .bind(1, site)
+        .bind(2, old.stream())
+        .bind(3, old.missing_count())
+        .run();
+    Stmt(db_, "UPDATE seq_streams SET current = 0 WHERE site = ?").bind(1, site).run();
+}
+
 template <typename Apply>
 TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creates creates, TimePoint now,
                                Apply apply) {
@@ -116,8 +122,17 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
     auto track = load_current_track(site);
     if (!track || track->stream() != s.stream) {
         if (creates == Creates::never || is_retired_stream(site, s.stream)) return result;
-        track = creates == Creates::from_gateway ? StreamTrack::from_gateway(s.stream, s.seq)
-                                                 : StreamTrack::from_message(s.stream, s.seq);
+        if (track) {
+            // A site the room follows: the new stream is numbered from 1, and what the room has not
+            // seen of it is missing (asked for), not taken as delivered.
+            retire_stream(site, *track, result);
+            track = StreamTrack::replacing(s.stream, track->lost() + track->missing_count());
+        } else {
+            // A site the room has never followed (a monitor deployed after its gateway): what came
+            // before was delivered before the room watched.
+            track = creates == Creates::from_gateway ? StreamTrack::from_gateway(s.stream, s.seq)
+                                                     : StreamTrack::from_message(s.stream, s.seq);
+        }
         start_stream(site, *track, now, result);
     } else {
         result.kind = TrackResult::Kind::tracked;
@@ -164,6 +179,29 @@ std::vector<DueReplay> Store::due_replays(TimePoint now, Duration after, Duratio
         const auto track = load_current_track(site);
         if (!track) continue;
         auto ranges = track->due(now, after, every);
+        if (!ranges.empty()) out.push_back({site, track->stream(), std::move(ranges)});
+    }
+    return out;
+}
+
+std::vector<GaveUp> Store::give_up_missed_before(TimePoint cutoff) {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> sites;
+    {
+        // Times are stored in one fixed-width UTC format, so text order is time order.
+        Stmt s(db_, "SELECT DISTINCT site FROM seq_missing WHERE since <= ? ORDER BY site");
+        s.bind(1, iso8601_utc(cutoff));
+        while (s.step()) sites.push_back(s.text(0));
+    }
+    std::vector<GaveUp> out;
+    for (const auto& site : sites) {
+        sqlite::Transaction tx(db_);
+        auto track = load_current_track(site);
+        if (!track) continue;
+        const StreamTrack before = *track;
+        auto ranges = track->give_up_missed_before(cutoff);
+        save_track(site, before, *track);
+        tx.commit();
         if (!ranges.empty()) out.push_back({site, track->stream(), std::move(ranges)});
     }
     return out;

@@ -249,14 +249,15 @@ TEST(MonitorSequenceStore, SurvivesARestartAndStartsAfreshForANewOutbox) {
     EXPECT_EQ(sites[0]["lost_messages"], 1);
     EXPECT_EQ(sites[0]["stream"], kStream);
 
-    // The site's outbox was replaced: a new stream, its own baseline and counts.
+    // The site's outbox was replaced: a new stream, numbered from 1. The old stream's missing
+    // numbers went with its outbox: counted as lost, with the one lost before.
     const auto r = store.track_received("sch-0101", {kOther, 1}, kT0 + 500s);
     EXPECT_EQ(r.kind, TrackResult::Kind::started);
     EXPECT_EQ(r.replaced_stream, kStream);
     EXPECT_EQ(r.replaced_missing, 2);
     sites = store.sites();
     EXPECT_EQ(sites[0]["missing_messages"], 0);
-    EXPECT_EQ(sites[0]["lost_messages"], 0);
+    EXPECT_EQ(sites[0]["lost_messages"], 3);
     EXPECT_EQ(sites[0]["stream"], kOther);
     EXPECT_TRUE(store.due_replays(kT0 + 1h, 60s, 5min).empty());
     // A late message of the old outbox (the broker still had it) does not switch back.
@@ -264,7 +265,42 @@ TEST(MonitorSequenceStore, SurvivesARestartAndStartsAfreshForANewOutbox) {
     EXPECT_EQ(store.stream_track("sch-0101")->stream(), kOther);
     // A lost answer about a stream the room does not follow changes nothing.
     EXPECT_EQ(store.track_lost("sch-0101", "ffffffffffffffff", 1, 5, kT0).kind, TrackResult::Kind::ignored);
-    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 0);
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 3);
+}
+
+TEST(MonitorSequenceStore, ANewStreamOfAFollowedSiteStartsFromOneAndTheOldOnesMissingAreLost) {
+    Store store(":memory:");
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    // A site the room has never followed: what came before was delivered before it watched.
+    ingest.handle("kitchen/sch-0101/events", numbered_event(7).dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(9).dump(), false, kT0);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 7);
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{8, 8}}));
+    // Its outbox is moved aside as corrupt; events 1-5 of the new one were acknowledged and the
+    // broker lost them: the room sees 6 first.
+    ingest.handle("kitchen/sch-0101/events", numbered_event(16, kOther).dump(), false, kT0 + 10s);
+    const auto t = store.stream_track("sch-0101");
+    EXPECT_EQ(t->stream(), kOther);
+    EXPECT_EQ(ranges(*t), (Ranges{{1, 15}}));
+    EXPECT_EQ(t->lost(), 1);  // 8 of the old stream
+    EXPECT_EQ(ingest.counters().lost_numbers.load(), 1u);
+    EXPECT_NE(log.str().find("stream 00c0ffee00c0ffee is no longer followed and its 1 missing numbers will "
+                             "never come: counted as lost"),
+              std::string::npos)
+        << log.str();
+    const auto due = store.due_replays(kT0 + 80s, 60s, 5min);
+    ASSERT_EQ(due.size(), 1u);
+    EXPECT_EQ(due[0].stream, kOther);
+    EXPECT_EQ(due[0].ranges.front().from, 1);
+    EXPECT_EQ(store.sites()[0]["lost_messages"], 1);
+    EXPECT_EQ(store.sites()[0]["missing_messages"], 15);
+
+    // Replaced again, first seen through its gateway message: everything up to its seq is missing.
+    ingest.handle("kitchen/sch-0101/gateway", gateway_info(4, "ffffffffffffffff").dump(), true, kT0 + 20s);
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{1, 4}}));
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 16);
+    EXPECT_EQ(ingest.counters().lost_numbers.load(), 16u);
 }
 
 TEST(MonitorSequenceIngest, FieldsAreReadAndAWrongOneIsLoggedWhileTheMessageIsStored) {
@@ -342,6 +378,65 @@ TEST(MonitorSequenceIngest, AReplayedMessageFillsTheGapWithoutCountingTheAlertTw
     EXPECT_EQ(store.alert(fmt::format("19ab3c0f2e1-{:016x}", 2))->messages, 1);
     EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
     EXPECT_EQ(store.stream_track("sch-0101")->mark(), 3);
+}
+
+TEST(MonitorSequenceIngest, AClipReportAheadOfItsLostStartWaitsForItAndIsAttached) {
+    Store store(":memory:", Retention{.alerts = std::nullopt, .snapshots = 24h, .rollups = std::nullopt});
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    const std::string one = fmt::format("19ab3c0f2e1-{:016x}", 1);
+    const auto clip = [&](std::int64_t seq, const std::string& id, const std::string& site = "sch-0101") {
+        return std::pair{
+            fmt::format("kitchen/{}/events/{}/clip", site, id),
+            json{{"id", id}, {"site", site}, {"stream", kStream}, {"seq", seq}, {"path", id + ".mp4"}}
+                .dump()};
+    };
+    ingest.handle("kitchen/sch-0101/gateway", gateway_info(0).dump(), true, kT0);
+    // Start 1 was acknowledged by the broker and lost; its clip report, 2, arrives.
+    const auto [topic, payload] = clip(2, one);
+    ingest.handle(topic, payload, false, kT0);
+    EXPECT_NE(log.str().find("clip report for event " + one + " kept until its alert arrives"),
+              std::string::npos)
+        << log.str();
+    EXPECT_FALSE(store.alert(one));
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{1, 1}}));  // 2 is received
+    // Another site cannot take the waiting report's place.
+    const auto theirs = store.set_clip("sch-0202", one, json{{"path", "theirs.mp4"}}, kT0);
+    EXPECT_FALSE(theirs.attached);
+    EXPECT_FALSE(theirs.pending);
+    // The replay brings the start: the alert is created with its clip, once.
+    ingest.handle("kitchen/sch-0101/events", numbered_event(1).dump(), false, kT0 + 70s);
+    ASSERT_TRUE(store.alert(one));
+    ASSERT_TRUE(store.alert(one)->clip);
+    EXPECT_EQ(json::parse(*store.alert(one)->clip)["path"], one + ".mp4");
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 2);
+
+    // Reports whose alert never comes are bounded per site (the oldest go) and expire with the
+    // snapshots whose event never came.
+    for (int n = 0; n <= Store::kMaxPendingClips; ++n) {
+        const auto stored = store.set_clip("sch-0101", fmt::format("19ab3c0f2e2-{:016x}", n), json{{"n", n}},
+                                           kT0 + std::chrono::seconds(n));
+        EXPECT_TRUE(stored.pending);
+        EXPECT_EQ(stored.evicted, n == Store::kMaxPendingClips ? 1 : 0);
+    }
+    auto late = numbered_event(1);
+    const auto first = fmt::format("19ab3c0f2e2-{:016x}", 0), second = fmt::format("19ab3c0f2e2-{:016x}", 1);
+    for (const auto& id : {first, second}) {
+        late["id"] = id;
+        late["message_id"] = id + ":start";
+        late.erase("stream");
+        late.erase("seq");
+        ingest.handle("kitchen/sch-0101/events", late.dump(), false, kT0 + 2h);
+    }
+    EXPECT_FALSE(store.alert(first)->clip);  // evicted
+    EXPECT_EQ(json::parse(*store.alert(second)->clip)["n"], 1);
+    EXPECT_EQ(store.prune(kT0 + 2h).pending_clips, 0);
+    std::int64_t expired = 0;
+    Pruned p;
+    do expired += (p = store.prune(kT0 + 25h)).pending_clips;
+    while (p.more);
+    EXPECT_EQ(expired, Store::kMaxPendingClips - 1);
 }
 
 TEST(MonitorSequenceStore, ANumberCountsAsReceivedWhateverTheStoreDidWithItsMessage) {
@@ -501,6 +596,48 @@ TEST(MonitorReplay, AsksForWhatIsDueOncePerEveryAndOnlyWhenTheBrokerTookIt) {
     EXPECT_EQ(replay.requests(), 3u);
 }
 
+TEST(MonitorReplay, ARangeWithNoAnswerIsGivenUpAfterGiveUpAndCountedAsLost) {
+    Store store(":memory:");
+    CapturedLog log;
+    std::vector<std::string> changed;
+    int sent = 0;
+    ReplayRequester replay(
+        store, [&](const std::string&, const std::string&) { return ++sent > 0; }, "kitchen", "monitor-1",
+        ReplaySettings{true, 60s, 5min, 24h}, log.logger,
+        [&](const std::string& site) { changed.push_back(site); });
+    store.track_received("sch-0101", {kStream, 1}, kT0);
+    store.track_received("sch-0101", {kStream, 5}, kT0);       // 2-4, first missed at kT0
+    store.track_received("sch-0101", {kStream, 9}, kT0 + 1h);  // 6-8, an hour later
+    store.track_received("sch-0101", {kStream, 3}, kT0 + 2h);  // 3 arrives: 2 and 4 still missed since kT0
+    EXPECT_EQ(replay.ask_due(kT0 + 61s), 1);
+    EXPECT_EQ(replay.ask_due(kT0 + 24h - 5min), 1);  // asked again, nothing given up yet
+    EXPECT_EQ(replay.given_up(), 0u);
+    EXPECT_TRUE(changed.empty());
+
+    // A day without an answer (the gateway offline for good, its ACL, a message refused unread).
+    EXPECT_EQ(replay.ask_due(kT0 + 24h), 1);  // 6-8 is still asked for
+    EXPECT_EQ(replay.given_up(), 2u);
+    EXPECT_EQ(changed, std::vector<std::string>{"sch-0101"});
+    auto t = store.stream_track("sch-0101");
+    EXPECT_EQ(ranges(*t), (Ranges{{6, 8}}));
+    EXPECT_EQ(t->lost(), 2);
+    EXPECT_EQ(t->mark(), 5);
+    EXPECT_NE(log.str().find("sch-0101 stream 00c0ffee00c0ffee: 2-2 (1 numbers) missing for 24 h with no "
+                             "answer: no longer asked for, counted as lost"),
+              std::string::npos)
+        << log.str();
+    EXPECT_NE(log.str().find(": 4-4 (1 numbers) missing for 24 h"), std::string::npos);
+    EXPECT_EQ(store.sites()[0]["lost_messages"], 2);
+
+    EXPECT_EQ(replay.ask_due(kT0 + 25h), 0);  // 6-8 given up too
+    EXPECT_EQ(replay.given_up(), 5u);
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 9);
+    // A given-up number that still arrives is stored as usual and changes nothing.
+    EXPECT_FALSE(store.track_received("sch-0101", {kStream, 7}, kT0 + 26h).changed);
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 5);
+}
+
 TEST(MonitorReplay, ConfigDefaultsAndErrors) {
     const std::string base = R"(mqtt:
   url: tcp://127.0.0.1:1883
@@ -528,6 +665,7 @@ http:
     EXPECT_TRUE(cfg.track_sequences());
     EXPECT_EQ(cfg.replay.after, 60s);
     EXPECT_EQ(cfg.replay.every, 5min);
+    EXPECT_EQ(cfg.replay.give_up, 24h);
     std::string grouped = base;
     grouped.insert(grouped.find("db:"), "  share_group: room\n");
     cfg = load(grouped);
@@ -535,11 +673,19 @@ http:
     EXPECT_FALSE(cfg.track_sequences());
     cfg = load(grouped + "replay: {enabled: true}\n");  // instances sharing one database
     EXPECT_TRUE(cfg.replay.enabled);
-    cfg = load(base + "replay: {enabled: false, after: 2s, every: 10m}\n");
+    cfg = load(base + "replay: {enabled: false, after: 2s, every: 10m, give_up: 7d}\n");
     EXPECT_FALSE(cfg.replay.enabled);
     EXPECT_TRUE(cfg.track_sequences());  // still counted, just not asked for
     EXPECT_EQ(cfg.replay.after, 2s);
     EXPECT_EQ(cfg.replay.every, 10min);
+    EXPECT_EQ(cfg.replay.give_up, 24h * 7);
+    EXPECT_EQ(error(base + "replay: {give_up: 30s}\n"),
+              "/etc/kitchen-monitor/monitor.yaml:10:19: replay.give_up: not longer than replay.after (60 s): "
+              "nothing would be asked for");
+    EXPECT_EQ(
+        error(base + "replay: {give_up: 0s}\n"),
+        "/etc/kitchen-monitor/monitor.yaml:10:19: replay.give_up: expected a positive duration like 30s, "
+        "15m, 2h, not '0s'");
     EXPECT_EQ(
         error(base + "replay: {after: 500ms}\n"),
         "/etc/kitchen-monitor/monitor.yaml:10:17: replay.after: shorter than 1s: the gateway needs time to "
