@@ -641,7 +641,7 @@ struct ApiProbe {
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
     WebHandler handler =
-        make_api(ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}},
+        make_api(ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}},
                  kg::Logging::null_logger());
 
     std::pair<int, std::string> call(http::verb method, const std::string& target, bool signed_in = true) {
