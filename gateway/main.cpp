@@ -10,6 +10,7 @@
 #include <functional>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -45,12 +46,20 @@ struct RunEnd {
     std::optional<kg::config::Gateway> next;
 };
 
+// The gateway could not be built with a configuration (the log names why). Distinct from a failure
+// while running: after a reload, the configuration that ran before is started again instead.
+struct BuildFailed : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 // One life of the gateway with one configuration: until a stop signal, or a reload (SIGHUP or
 // POST /api/reload) with a configuration that has already been validated.
 // `carry`: what the run before this one (a reload) handed over, taken here; filled again when this
 // run ends for a reload.
+// `fallback`: a configuration that ran before this one (this run is a reload) and is started again
+// if this one cannot be built.
 RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
-                const kg::ProcessSignals& process_signals, kg::app::SensorCarryOver& carry) {
+                const kg::ProcessSignals& process_signals, kg::app::SensorCarryOver& carry, bool fallback) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -61,8 +70,17 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     try {
         built = std::make_unique<kg::app::Gateway>(cfg, logging);
     } catch (const std::exception& e) {
-        log->error("cannot start: {}", e.what());
-        throw;
+        // The checks of a reload read the file and load the models, but some things only show when
+        // the gateway is built (another gateway holding the outbox named now). Going back to what ran
+        // keeps the cameras, sensors and alerts of a months-long unattended run instead of exiting
+        // into a restart loop on the same file.
+        if (fallback) {
+            log->error("reload failed: cannot start with {}: {}; starting the previous configuration again",
+                       cfg.source_file, e.what());
+        } else {
+            log->error("cannot start: {}", e.what());
+        }
+        throw BuildFailed(e.what());
     }
     kg::app::Gateway& gateway = *built;
     gateway.adopt(std::exchange(carry, {}));
@@ -204,15 +222,24 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
 int run(kg::config::Gateway cfg, const std::string& config_path, const kg::ProcessSignals& signals) {
     kg::ingest::initialise_ffmpeg();
     kg::app::SensorCarryOver carry;
+    // The configuration of the run before a reload, while the reloaded one has not started.
+    std::optional<kg::config::Gateway> previous;
     for (;;) {
         RunEnd end;
         try {
-            end = run_once(cfg, config_path, signals, carry);
+            end = run_once(cfg, config_path, signals, carry, previous.has_value());
+        } catch (const BuildFailed&) {
+            // Logged by run_once. What the stopped run handed over is still in `carry`: the run
+            // that failed never took it.
+            if (!previous) return 1;
+            cfg = std::move(*std::exchange(previous, std::nullopt));
+            continue;
         } catch (const std::exception&) {
             return 1;
         }
+        previous.reset();
         if (end.outcome == Outcome::stop) return 0;
-        if (end.next) cfg = std::move(*end.next);
+        if (end.next) previous = std::exchange(cfg, std::move(*end.next));
     }
 }
 

@@ -159,6 +159,57 @@ def test_a_reload_runs_the_configuration_it_checked(broker, gateways, tmp_path):
     assert gw.terminate() == 0
 
 
+def test_a_reload_that_cannot_start_goes_back_to_the_running_configuration(broker, gateways, tmp_path):
+    """A reloaded configuration that passes the checks but cannot be built (here its outbox is held by
+    another process, as when an installer copies a second gateway's file) is logged and the previous
+    configuration runs again. The gateway used to exit, and systemd restarted it into the same file:
+    an unattended box lost its cameras, sensors and alerts until someone came."""
+    import fcntl
+    import json
+    import yaml
+
+    config = kg_e2e.base_config(broker, [], tmp_path)
+    del config["cameras"]
+    config["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "t/fridge"}}}]
+    config["api"] = {"listen": "127.0.0.1:0", "token": TOKEN}
+    gw = gateways(config)
+    port = gw.api_port()
+    sensors = lambda p: [s["sensor"] for s in json.loads(get(p, "/api/sensors", token=TOKEN)[2])]
+    assert sensors(port) == ["fridge"]
+
+    held = tmp_path / "other" / "outbox.db"
+    held.parent.mkdir()
+    with open(str(held) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        config["outbox"] = {"path": str(held)}
+        config["sensors"] = [{"id": "freezer", "source": {"mqtt": {"topic": "t/freezer"}}}]
+        gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        gw.proc.send_signal(signal.SIGHUP)
+        kg_e2e.wait_until(lambda: gw.output().count(" starting with ") == 3 or not gw.running(), 20,
+                          what="the reload and the start after it")
+        assert gw.running(), f"the gateway exited on a reload it could not start:\n{gw.output()[-3000:]}"
+        failed = [line for line in gw.output().splitlines() if "reload failed" in line]
+        assert len(failed) == 1, gw.output()[-3000:]
+        assert str(held) in failed[0] and "another kitchen-gateway runs on it" in failed[0], failed[0]
+        assert "starting the previous configuration again" in failed[0]
+        kg_e2e.wait_until(lambda: "local API on" in gw.output().split(" starting with ")[-1], 15,
+                          what="the previous configuration serving again")
+        last_run = gw.output().split(" starting with ")[-1]
+        port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
+        assert sensors(port) == ["fridge"]  # the configuration that ran, not the one that failed
+        assert get(port, "/readyz")[0] == 200
+        assert not held.exists()  # the failed run never opened the other gateway's outbox
+
+    # The file on disk is what a later reload checks and starts again, now that it can.
+    gw.proc.send_signal(signal.SIGHUP)
+    kg_e2e.wait_until(lambda: gw.output().count(" starting with ") == 4 and
+                      "local API on" in gw.output().split(" starting with ")[-1], 20, what="the next reload")
+    last_run = gw.output().split(" starting with ")[-1]
+    port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
+    assert sensors(port) == ["freezer"]
+    assert gw.terminate() == 0
+
+
 def test_a_port_taken_at_start_is_tried_again(broker, gateways, tmp_path):
     """A port still held at start (the previous process closing it, another service) is not given up
     for the life of the process: the gateway tries again with back-off and serves once it is free."""
