@@ -389,6 +389,9 @@ private:
                                c->store_retries.load());
             out += fmt::format("# TYPE kgm_lost_messages_total counter\nkgm_lost_messages_total {}\n",
                                c->lost_numbers.load() + (ctx_.replay_given_up ? ctx_.replay_given_up() : 0));
+            out += fmt::format(
+                "# TYPE kgm_lost_messages_found_total counter\nkgm_lost_messages_found_total {}\n",
+                c->found_numbers.load());
         }
         if (ctx_.replay_requests)
             out += fmt::format("# TYPE kgm_replay_requests_total counter\nkgm_replay_requests_total {}\n",

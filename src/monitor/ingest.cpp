@@ -418,6 +418,11 @@ void Ingest::report(const std::string& site, const std::string& stream, const Tr
             "as lost",
             site, stream, StreamTrack::kMaxMissing, r.given_up->from, r.given_up->to, r.given_up->count);
     }
+    if (r.found) {
+        ++counters_.found_numbers;
+        log_->info("{} stream {}: number {}, counted lost, arrived after all: no longer counted as lost",
+                   site, stream, *r.found);
+    }
     if (r.changed) notify_({Change::Kind::site, site, {}});
 }
 

@@ -61,7 +61,7 @@ public:
 
     struct Counters {
         std::atomic<std::uint64_t> received{0}, created{0}, updated{0}, duplicates{0}, stale{0}, refused{0},
-            store_retries{0}, expired{0}, lost_numbers{0};
+            store_retries{0}, expired{0}, lost_numbers{0}, found_numbers{0};
     };
     const Counters& counters() const { return counters_; }
 

@@ -58,8 +58,7 @@ bool StreamTrack::sent_up_to(std::int64_t seq, TimePoint now, std::optional<Give
 
 std::int64_t StreamTrack::lose(std::int64_t from, std::int64_t to, TimePoint now) {
     if (to > top_) sent_up_to(to, now);
-    const std::int64_t settled = settle(std::max(from, mark_ + 1), to);
-    lost_ += settled;
+    const std::int64_t settled = settle(std::max(from, mark_ + 1), to, true);
     advance_mark();
     return settled;
 }
@@ -74,11 +73,23 @@ std::vector<GivenUp> StreamTrack::give_up_missed_before(TimePoint cutoff) {
         const MissingRange& r = it->second;
         out.push_back({r.from, r.to, r.size()});
         missing_count_ -= r.size();
-        lost_ += r.size();
+        count_lost(r.from, r.to);
         it = missing_.erase(it);
     }
     advance_mark();
     return out;
+}
+
+void StreamTrack::found_lost(std::int64_t count) { lost_ = std::max<std::int64_t>(lost_ - count, 0); }
+
+void StreamTrack::count_lost(std::int64_t from, std::int64_t to) {
+    lost_ += to - from + 1;
+    // Ranges counted one after the other (a cap dropping the oldest of several) are one range.
+    if (!newly_lost_.empty() && newly_lost_.back().to + 1 == from) {
+        newly_lost_.back().to = to;
+    } else {
+        newly_lost_.push_back({from, to});
+    }
 }
 
 void StreamTrack::asked(std::int64_t from, std::int64_t to, TimePoint now) {
@@ -123,21 +134,19 @@ void StreamTrack::extend(std::int64_t to, TimePoint now, std::optional<GivenUp>*
         gone.to = r.from + drop - 1;
         gone.count += drop;
         missing_count_ -= drop;
+        count_lost(r.from, r.from + drop - 1);
         missing_.erase(it);
         if (drop < r.size()) {
             r.from += drop;
             missing_[r.from] = r;
         }
     }
-    if (gone.count > 0) {
-        lost_ += gone.count;
-        if (given_up) *given_up = gone;
-    }
+    if (gone.count > 0 && given_up) *given_up = gone;
 }
 
 void StreamTrack::advance_mark() { mark_ = missing_.empty() ? top_ : missing_.begin()->second.from - 1; }
 
-std::int64_t StreamTrack::settle(std::int64_t from, std::int64_t to) {
+std::int64_t StreamTrack::settle(std::int64_t from, std::int64_t to, bool lost) {
     if (from > to) return 0;
     std::int64_t settled = 0;
     auto it = missing_.upper_bound(from);
@@ -151,6 +160,7 @@ std::int64_t StreamTrack::settle(std::int64_t from, std::int64_t to) {
         it = missing_.erase(it);
         const std::int64_t lo = std::max(r.from, from), hi = std::min(r.to, to);
         settled += hi - lo + 1;
+        if (lost) count_lost(lo, hi);
         if (r.from < lo) {
             MissingRange left = r;
             left.to = lo - 1;

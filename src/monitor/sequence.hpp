@@ -32,6 +32,12 @@ struct MissingRange {
     bool operator==(const MissingRange&) const = default;
 };
 
+// Numbers from..to (inclusive), as counted lost.
+struct NumberRange {
+    std::int64_t from = 0, to = 0;
+    bool operator==(const NumberRange&) const = default;
+};
+
 // Numbers the tracker stopped waiting for because a site had more than kMaxMissing missing.
 struct GivenUp {
     std::int64_t from = 0, to = 0, count = 0;
@@ -67,6 +73,13 @@ public:
     // Gives up on the missing ranges first missed at or before `cutoff` (no answer came): counted as
     // lost. Returns them, lowest first.
     std::vector<GivenUp> give_up_missed_before(TimePoint cutoff);
+    // A number counted lost arrived after all (a message the gateway had moved aside and an operator
+    // requeued, or one later than the room waited): it is no longer counted. The store knows which
+    // numbers were lost (newly_lost() of each change); the track keeps only the count.
+    void found_lost(std::int64_t count);
+    // The numbers this track counted lost since it was built or loaded, in the order it did.
+    const std::vector<NumberRange>& newly_lost() const { return newly_lost_; }
+
     // Missing ranges asked for now (they are due again after `every`).
     void asked(std::int64_t from, std::int64_t to, TimePoint now);
 
@@ -85,8 +98,10 @@ private:
     // Marks from..to missing (all above top_ before), then keeps at most kMaxMissing.
     void extend(std::int64_t to, TimePoint now, std::optional<GivenUp>* given_up);
     void advance_mark();
-    // Removes the numbers from..to from the missing ranges; returns how many were missing.
-    std::int64_t settle(std::int64_t from, std::int64_t to);
+    // Removes the numbers from..to from the missing ranges; returns how many were missing. With
+    // `lost`, those numbers are counted lost.
+    std::int64_t settle(std::int64_t from, std::int64_t to, bool lost = false);
+    void count_lost(std::int64_t from, std::int64_t to);
 
     std::string stream_;
     std::int64_t mark_ = 0;
@@ -94,6 +109,7 @@ private:
     std::int64_t lost_ = 0;
     std::int64_t missing_count_ = 0;
     std::map<std::int64_t, MissingRange> missing_;  // by `from`; disjoint, all in (mark_, top_]
+    std::vector<NumberRange> newly_lost_;
 };
 
 // One replay request's range, as sent on <prefix>/<site>/replay.

@@ -77,6 +77,11 @@ CREATE TABLE IF NOT EXISTS seq_streams (
 CREATE TABLE IF NOT EXISTS seq_missing (
   site TEXT NOT NULL, stream TEXT NOT NULL, from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL,
   since TEXT NOT NULL, asked_at TEXT, PRIMARY KEY (site, stream, from_seq));
+-- Numbers counted lost (a `lost` answer, given up), so that one arriving after all is no longer
+-- counted (see StreamTrack::found_lost).
+CREATE TABLE IF NOT EXISTS seq_lost (
+  site TEXT NOT NULL, stream TEXT NOT NULL, from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL,
+  PRIMARY KEY (site, stream, from_seq));
 CREATE TABLE IF NOT EXISTS pending_clips (
   event_id TEXT PRIMARY KEY, site TEXT NOT NULL, report TEXT NOT NULL, received_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS pending_clips_site ON pending_clips(site, received_at);

@@ -108,6 +108,9 @@ struct TrackResult {
     bool changed = false;  // missing or lost numbers changed: the site's row wants a refresh
     std::optional<GivenUp> given_up;
     std::int64_t lost = 0;  // numbers a `lost` message settled
+    // A number that had been counted lost arrived (an operator requeued what the gateway had moved
+    // aside, or it came after the room gave up): it is no longer counted.
+    std::optional<std::int64_t> found;
     // With `started` for a site that had a stream: the replaced one and how many of its numbers
     // were still missing (the old outbox is gone: they are counted as lost, no longer asked for).
     std::string replaced_stream;
@@ -238,6 +241,8 @@ private:
     std::optional<StreamTrack> load_current_track(const std::string& site);
     bool is_retired_stream(const std::string& site, const std::string& stream);
     void save_track(const std::string& site, const StreamTrack& before, const StreamTrack& after);
+    // Takes `seq` out of the numbers counted lost of the site's stream; false when it was not one.
+    bool take_lost(const std::string& site, const std::string& stream, std::int64_t seq);
     void start_stream(const std::string& site, const StreamTrack& track, TimePoint now, TrackResult& result);
     void retire_stream(const std::string& site, const StreamTrack& old, TrackResult& result);
     enum class Creates { from_gateway, from_message, never };

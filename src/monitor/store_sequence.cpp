@@ -1,8 +1,8 @@
-// The store's half of sequence tracking: each site's stream (seq_streams) and its missing ranges
-// (seq_missing). The tracking itself is StreamTrack (sequence.cpp); this file loads it, applies one
-// message and writes back what changed, inside the store's lock and one transaction (the message's
-// own when the number came with one), so that instances sharing the database track one stream
-// between them.
+// The store's half of sequence tracking: each site's stream (seq_streams), its missing ranges
+// (seq_missing) and the ranges it counted lost (seq_lost). The tracking itself is StreamTrack (sequence.cpp);
+// this file loads it, applies one message and writes back what changed, inside the store's lock and one
+// transaction (the message's own when the number came with one), so that instances sharing the database track
+// one stream between them.
 
 #include <map>
 
@@ -73,6 +73,44 @@ void Store::save_track(const std::string& site, const StreamTrack& before, const
         s.bind(1, site).bind(2, after.stream()).bind(3, r.from).bind(4, r.to).bind(5, iso8601_utc(r.since));
         s.bind(6, r.asked_at ? std::optional<std::string>(iso8601_utc(*r.asked_at)) : std::nullopt).run();
     }
+    // A number is counted lost once: it left the missing ranges when it was, so the ranges written
+    // here never overlap one already kept.
+    const auto& lost = after.newly_lost();
+    for (auto i = before.newly_lost().size(); i < lost.size(); ++i) {
+        Stmt(db_, "INSERT OR REPLACE INTO seq_lost(site, stream, from_seq, to_seq) VALUES(?,?,?,?)")
+            .bind(1, site)
+            .bind(2, after.stream())
+            .bind(3, lost[i].from)
+            .bind(4, lost[i].to)
+            .run();
+    }
+}
+
+bool Store::take_lost(const std::string& site, const std::string& stream, std::int64_t seq) {
+    Stmt s(db_,
+           "SELECT from_seq, to_seq FROM seq_lost WHERE site = ? AND stream = ? AND from_seq <= ?"
+           " ORDER BY from_seq DESC LIMIT 1");
+    s.bind(1, site).bind(2, stream).bind(3, seq);
+    if (!s.step()) return false;
+    const std::int64_t from = s.integer(0), to = s.integer(1);
+    if (to < seq) return false;
+    Stmt(db_, "DELETE FROM seq_lost WHERE site = ? AND stream = ? AND from_seq = ?")
+        .bind(1, site)
+        .bind(2, stream)
+        .bind(3, from)
+        .run();
+    const auto keep = [&](std::int64_t lo, std::int64_t hi) {
+        if (lo > hi) return;
+        Stmt(db_, "INSERT INTO seq_lost(site, stream, from_seq, to_seq) VALUES(?,?,?,?)")
+            .bind(1, site)
+            .bind(2, stream)
+            .bind(3, lo)
+            .bind(4, hi)
+            .run();
+    };
+    keep(from, seq - 1);
+    keep(seq + 1, to);
+    return true;
 }
 
 void Store::start_stream(const std::string& site, const StreamTrack& track, TimePoint now,
@@ -92,6 +130,12 @@ void Store::start_stream(const std::string& site, const StreamTrack& track, Time
          " seq_streams WHERE site = ?1 AND current = 0 ORDER BY started_at DESC LIMIT ?2)")
         .bind(1, site)
         .bind(2, kRetiredStreams)
+        .run();
+    // The lost numbers of a retired stream: its late messages are not tracked, so nothing can be
+    // found among them.
+    Stmt(db_, "DELETE FROM seq_lost WHERE site = ? AND stream <> ?")
+        .bind(1, site)
+        .bind(2, track.stream())
         .run();
     result.kind = TrackResult::Kind::started;
     result.changed = true;
@@ -146,8 +190,13 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
 }
 
 TrackResult Store::record_received(const std::string& site, const Sequence& s, TimePoint now) {
-    return apply_track(site, s, Creates::from_message, now,
-                       [&](StreamTrack& t, TrackResult& r) { t.receive(s.seq, now, &r.given_up); });
+    return apply_track(site, s, Creates::from_message, now, [&](StreamTrack& t, TrackResult& r) {
+        // Not new: a copy (QoS 1, a replay answer), or a number counted lost that came after all.
+        if (!t.receive(s.seq, now, &r.given_up) && take_lost(site, t.stream(), s.seq)) {
+            t.found_lost(1);
+            r.found = s.seq;
+        }
+    });
 }
 
 TrackResult Store::record_sent(const std::string& site, const Sequence& s, TimePoint now) {

@@ -176,6 +176,32 @@ TEST(MonitorSequence, ALostRangeIsSettledAndCountedOnce) {
     EXPECT_EQ(t.missing_count(), 0);
 }
 
+TEST(MonitorSequence, TheNumbersCountedLostAreNamedExactly) {
+    auto t = StreamTrack::from_message(kStream, 1);
+    for (std::int64_t n : {1, 2, 6, 10}) t.receive(n, kT0);  // 3-5 and 7-9 missing
+    t.lose(4, 8, kT0);
+    EXPECT_EQ(t.newly_lost(), (std::vector<NumberRange>{{4, 5}, {7, 8}}));  // not 6, which arrived
+    t.give_up_missed_before(kT0);
+    EXPECT_EQ(t.newly_lost(), (std::vector<NumberRange>{{4, 5}, {7, 8}, {3, 3}, {9, 9}}));
+    EXPECT_EQ(t.lost(), 6);
+    t.found_lost(1);
+    EXPECT_EQ(t.lost(), 5);
+    t.found_lost(10);  // never below nothing
+    EXPECT_EQ(t.lost(), 0);
+    // The cap drops the oldest missing numbers, skipping those that arrived between them.
+    auto s = StreamTrack::from_message(kStream, 1);
+    for (std::int64_t n = 1; n <= 3 * StreamTrack::kMaxMissing; n += 2) s.receive(n, kT0);
+    std::int64_t counted = 0;
+    for (const auto& r : s.newly_lost()) {
+        EXPECT_EQ(r.from % 2, 0) << r.from;  // the even numbers were missing, the odd ones arrived
+        EXPECT_EQ(r.from, r.to);
+        ++counted;
+    }
+    EXPECT_EQ(counted, s.lost());
+    EXPECT_EQ(s.newly_lost().front().from, 2);
+    EXPECT_EQ(s.newly_lost().back().from, 9998);
+}
+
 TEST(MonitorSequence, AFarJumpIsCappedNotAllocated) {
     auto t = StreamTrack::from_message(kStream, 1);
     t.receive(1, kT0);
@@ -552,6 +578,47 @@ TEST(MonitorSequenceIngest, LostMessagesAreCountedLoggedAndCheckedFirst) {
     EXPECT_EQ(ingest.counters().lost_numbers.load(), 4u);
 }
 
+TEST(MonitorSequenceIngest, AMessageCountedLostThatArrivesAfterAllIsNoLongerCounted) {
+    // The gateway had moved messages aside (refused by the broker) and answered "moved aside"; an
+    // operator then requeued them (POST /api/outbox/requeue): they arrive with their own numbers.
+    TempDir tmp;
+    const auto db = tmp.path("monitor.db");
+    {
+        Store store(db);
+        CapturedLog log;
+        Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+        for (int n : {1, 2, 9}) ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0);
+        ingest.handle("kitchen/sch-0101/lost", lost(3, 6).dump(), false, kT0 + 61s);  // 7-8 still missing
+        EXPECT_EQ(store.sites()[0]["lost_messages"], 4);
+        EXPECT_EQ(store.sites()[0]["missing_messages"], 2);
+        ingest.handle("kitchen/sch-0101/events", numbered_event(5).dump(), false, kT0 + 120s);
+        EXPECT_EQ(store.sites()[0]["lost_messages"], 3);
+        EXPECT_EQ(ingest.counters().found_numbers.load(), 1u);
+        EXPECT_NE(log.str().find("sch-0101 stream 00c0ffee00c0ffee: number 5, counted lost, arrived after all"),
+                  std::string::npos)
+            << log.str();
+        EXPECT_EQ(ingest.counters().created.load(), 4u);  // its alert is stored like any other
+        // A second copy of it, or of a number that was never lost, changes nothing.
+        ingest.handle("kitchen/sch-0101/events", numbered_event(5).dump(), false, kT0 + 121s);
+        ingest.handle("kitchen/sch-0101/events", numbered_event(2).dump(), false, kT0 + 121s);
+        EXPECT_EQ(store.sites()[0]["lost_messages"], 3);
+        EXPECT_EQ(ingest.counters().found_numbers.load(), 1u);
+    }
+    // After a restart the room still knows which numbers it counted lost.
+    Store store(db);
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    for (int n : {3, 6}) ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0 + 200s);
+    EXPECT_EQ(store.sites()[0]["lost_messages"], 1);  // only 4 is still lost
+    EXPECT_EQ(store.sites()[0]["missing_messages"], 2);
+    // Numbers the room gave up on (no answer) are found the same way.
+    store.give_up_missed_before(kT0 + 1h);
+    EXPECT_EQ(store.sites()[0]["lost_messages"], 3);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(8).dump(), false, kT0 + 2h);
+    EXPECT_EQ(store.sites()[0]["lost_messages"], 2);
+    EXPECT_EQ(ingest.counters().found_numbers.load(), 3u);
+}
+
 TEST(MonitorReplay, AsksForWhatIsDueOncePerEveryAndOnlyWhenTheBrokerTookIt) {
     Store store(":memory:");
     std::vector<std::pair<std::string, json>> sent;
@@ -633,9 +700,12 @@ TEST(MonitorReplay, ARangeWithNoAnswerIsGivenUpAfterGiveUpAndCountedAsLost) {
     EXPECT_EQ(replay.given_up(), 5u);
     EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
     EXPECT_EQ(store.stream_track("sch-0101")->mark(), 9);
-    // A given-up number that still arrives is stored as usual and changes nothing.
-    EXPECT_FALSE(store.track_received("sch-0101", {kStream, 7}, kT0 + 26h).changed);
-    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 5);
+    // A given-up number that still arrives is stored as usual and no longer counted as lost.
+    const auto late = store.track_received("sch-0101", {kStream, 7}, kT0 + 26h);
+    EXPECT_TRUE(late.changed);
+    EXPECT_EQ(late.found, 7);
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), 4);
+    EXPECT_FALSE(store.track_received("sch-0101", {kStream, 7}, kT0 + 26h).found);  // once
 }
 
 TEST(MonitorReplay, ConfigDefaultsAndErrors) {
