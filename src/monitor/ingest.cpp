@@ -44,6 +44,42 @@ std::vector<std::string> split(const std::string& topic) {
 
 bool is_time(const json& j) { return j.is_string() && parse_iso8601_utc(j.get<std::string>()).has_value(); }
 
+// Empty when j[key] is the text `expected` (an id the topic names); else what is wrong. A site
+// publishes only under its own topics (the broker's ACL says so too): the body must agree with them.
+std::string names(const json& j, const char* key, const std::string& expected, const char* level) {
+    const auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) return fmt::format("'{}' missing or not a text", key);
+    if (it->get<std::string>() != expected)
+        return fmt::format("'{}' is '{}', not '{}', the {} in the topic", key, it->get<std::string>(),
+                           expected, level);
+    return {};
+}
+
+// What is wrong with a clip report (docs/schemas/clip.schema.json) of event `event` of `site`;
+// empty when nothing is.
+std::string clip_report_error(const json& j, const std::string& site, const std::string& event) {
+    if (auto e = names(j, "id", event, "event"); !e.empty()) return e;
+    if (auto e = names(j, "site", site, "site"); !e.empty()) return e;
+    const auto camera = j.find("camera");
+    if (camera == j.end() || !camera->is_string() || !std::regex_match(camera->get<std::string>(), kId))
+        return "'camera' missing or not an id";
+    if (!j.contains("start_time") || !is_time(j["start_time"])) return "'start_time' missing or not a time";
+    if (const auto error = j.find("error"); error != j.end()) {
+        if (!error->is_string() || error->get<std::string>().empty()) return "'error' is not a text";
+        return {};
+    }
+    const auto path = j.find("path");
+    if (path == j.end() || !path->is_string() || path->get<std::string>().empty())
+        return "neither 'error' nor 'path' (a text)";
+    const auto duration = j.find("duration_s");
+    if (duration == j.end() || !duration->is_number() || duration->get<double>() < 0)
+        return "'duration_s' missing or not a number of seconds";
+    const auto bytes = j.find("bytes");
+    if (bytes == j.end() || !bytes->is_number_integer() || bytes->get<std::int64_t>() < 0)
+        return "'bytes' missing or not a whole number";
+    return {};
+}
+
 // A printable start of a payload for a log line.
 std::string excerpt(const std::string& payload) {
     std::string out;
@@ -297,6 +333,13 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     if (kind == "events" && parts.size() == 3) return route_event(topic, site, payload, j, now);
     if (kind == "events" && parts.size() == 5 && parts[4] == "clip") {
         const auto seq = sequence_of(topic, j, 1);
+        if (!std::regex_match(parts[3], kEventId))
+            return refuse(topic, payload, "the event level is not an id");
+        if (const auto error = clip_report_error(j, site, parts[3]); !error.empty()) {
+            // Delivered all the same, as a refused event is: asking again would bring the same one.
+            if (seq) report(site, seq->stream, store_.track_received(site, *seq, now));
+            return refuse(topic, payload, error);
+        }
         const auto clip = store_.set_clip(site, parts[3], j, now, seq);
         if (clip.pending)
             log_->info("clip report for event {} kept until its alert arrives (its start is on its way)",
@@ -310,6 +353,16 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         notify_({Change::Kind::alert, site, parts[3]});
         if (seq) report(site, seq->stream, clip.track);
         return;
+    }
+    // The states and roll-ups name their site (and camera or sensor) as their topic does.
+    if (kind == "gateway" || kind == "cameras" || kind == "sensors") {
+        if (auto e = names(j, "site", site, "site"); !e.empty()) return refuse(topic, payload, e);
+        if (kind != "gateway" && parts.size() == 5) {
+            if (auto e = names(j, kind == "cameras" ? "camera" : "sensor", parts[3],
+                               kind == "cameras" ? "camera" : "sensor");
+                !e.empty())
+                return refuse(topic, payload, e);
+        }
     }
     if (kind == "gateway" && parts.size() == 3) {
         // Its seq: everything up to it was acknowledged by the broker.

@@ -55,6 +55,19 @@ json numbered_event(int n, const std::string& stream = kStream, const std::strin
             {"seq", n}};
 }
 
+// A numbered clip report in the gateway's format (docs/schemas/clip.schema.json).
+json clip_report(const std::string& id, std::int64_t seq, const std::string& site = "sch-0101") {
+    return {{"id", id},
+            {"site", site},
+            {"camera", "cooking"},
+            {"start_time", "2026-12-01T07:59:50.000Z"},
+            {"path", id + ".mp4"},
+            {"duration_s", 10.0},
+            {"bytes", 123456},
+            {"stream", kStream},
+            {"seq", seq}};
+}
+
 json gateway_info(std::int64_t seq, const std::string& stream = kStream) {
     return {{"site", "sch-0101"}, {"name", "No. 1"}, {"version", "0.2.0"}, {"stream", stream}, {"seq", seq}};
 }
@@ -339,8 +352,8 @@ TEST(MonitorSequenceIngest, FieldsAreReadAndAWrongOneIsLoggedWhileTheMessageIsSt
     ingest.handle("kitchen/sch-0101/gateway", gateway_info(2).dump(), true, kT0);
     ingest.handle("kitchen/sch-0101/events", numbered_event(3).dump(), false, kT0);
     ingest.handle("kitchen/sch-0101/events", numbered_event(6).dump(), false, kT0);
-    auto clip = json{{"site", "sch-0101"}, {"stream", kStream}, {"seq", 5}, {"path", "clips/x.mp4"}};
-    ingest.handle("kitchen/sch-0101/events/19ab3c0f2e1-0000000000000003/clip", clip.dump(), false, kT0);
+    const std::string three = "19ab3c0f2e1-0000000000000003";
+    ingest.handle("kitchen/sch-0101/events/" + three + "/clip", clip_report(three, 5).dump(), false, kT0);
     EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{4, 4}}));
 
     auto wrong = numbered_event(7);
@@ -412,10 +425,8 @@ TEST(MonitorSequenceIngest, AClipReportAheadOfItsLostStartWaitsForItAndIsAttache
     Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
     const std::string one = fmt::format("19ab3c0f2e1-{:016x}", 1);
     const auto clip = [&](std::int64_t seq, const std::string& id, const std::string& site = "sch-0101") {
-        return std::pair{
-            fmt::format("kitchen/{}/events/{}/clip", site, id),
-            json{{"id", id}, {"site", site}, {"stream", kStream}, {"seq", seq}, {"path", id + ".mp4"}}
-                .dump()};
+        return std::pair{fmt::format("kitchen/{}/events/{}/clip", site, id),
+                         clip_report(id, seq, site).dump()};
     };
     ingest.handle("kitchen/sch-0101/gateway", gateway_info(0).dump(), true, kT0);
     // Start 1 was acknowledged by the broker and lost; its clip report, 2, arrives.
@@ -522,7 +533,7 @@ TEST(MonitorSequenceIngest, AMessageAndItsNumberAreStoredTogetherOrNotAtAll) {
         "CREATE TRIGGER fail_tracking BEFORE UPDATE ON seq_streams BEGIN SELECT RAISE(ABORT, 'tracking "
         "failed'); END");
     ingest.handle("kitchen/sch-0101/events", numbered_event(2).dump(), false, kT0);
-    const json clip = {{"site", "sch-0101"}, {"stream", kStream}, {"seq", 3}, {"path", "clips/1.mp4"}};
+    const json clip = clip_report(one, 3);
     ingest.handle("kitchen/sch-0101/events/" + one + "/clip", clip.dump(), false, kT0);
     auto renamed = gateway_info(3);
     renamed["name"] = "No. 1 renamed";
@@ -543,6 +554,69 @@ TEST(MonitorSequenceIngest, AMessageAndItsNumberAreStoredTogetherOrNotAtAll) {
     EXPECT_EQ(store.sites()[0]["name"], "No. 1 renamed");
     EXPECT_EQ(store.stream_track("sch-0101")->mark(), 3);
     EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
+}
+
+TEST(MonitorSequenceIngest, ABadClipReportIsRefusedAndItsNumberStillCounts) {
+    // A clip report is checked as an event is before it touches an alert: the dashboard shows what
+    // it says as the site's clip.
+    Store store(":memory:");
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    const std::string one = fmt::format("19ab3c0f2e1-{:016x}", 1);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(1).dump(), false, kT0);
+    const std::string topic = "kitchen/sch-0101/events/" + one + "/clip";
+    auto other_site = clip_report(one, 2, "sch-0202");
+    auto other_event = clip_report(fmt::format("19ab3c0f2e1-{:016x}", 9), 3);
+    auto no_camera = clip_report(one, 4);
+    no_camera.erase("camera");
+    auto neither = clip_report(one, 5);
+    neither.erase("path");
+    auto text_bytes = clip_report(one, 6);
+    text_bytes["bytes"] = "123";
+    auto empty_error = clip_report(one, 7);
+    empty_error.erase("path");
+    empty_error["error"] = "";
+    for (const auto& bad : {other_site, other_event, no_camera, neither, text_bytes, empty_error})
+        ingest.handle(topic, bad.dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events/ANY/clip", clip_report("ANY", 8).dump(), false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 7u);
+    EXPECT_FALSE(store.alert(one)->clip);
+    for (const char* why :
+         {"'site' is 'sch-0202', not 'sch-0101', the site in the topic",
+          "'id' is '19ab3c0f2e1-0000000000000009', not '19ab3c0f2e1-0000000000000001', the event in the "
+          "topic",
+          "'camera' missing or not an id", "neither 'error' nor 'path' (a text)",
+          "'bytes' missing or not a whole number", "'error' is not a text", "the event level is not an id"})
+        EXPECT_NE(log.str().find(std::string("/clip: ") + why), std::string::npos) << why << "\n"
+                                                                                   << log.str();
+    // Delivered all the same (asking again would bring the same message), except the one whose topic
+    // is not an event's: numbers 2-7 are in, 8 is not.
+    EXPECT_EQ(store.stream_track("sch-0101")->top(), 7);
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
+
+    // A report with an error instead of a clip is whole.
+    auto failed = clip_report(one, 9);
+    for (const char* key : {"path", "duration_s", "bytes"}) failed.erase(key);
+    failed["error"] = "gateway restarted before the clip was recorded";
+    ingest.handle(topic, failed.dump(), false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 7u);
+    ASSERT_TRUE(store.alert(one)->clip);
+    EXPECT_EQ(json::parse(*store.alert(one)->clip)["error"],
+              "gateway restarted before the clip was recorded");
+
+    // States name their site and camera or sensor as their topic does.
+    ingest.handle("kitchen/sch-0101/cameras/cooking/state",
+                  json{{"site", "sch-0202"}, {"camera", "cooking"}, {"online", true}}.dump(), true, kT0);
+    ingest.handle("kitchen/sch-0101/sensors/fridge/state",
+                  json{{"site", "sch-0101"}, {"sensor", "freezer"}, {"online", true}}.dump(), true, kT0);
+    ingest.handle("kitchen/sch-0101/gateway", json{{"name", "No. 1"}}.dump(), true, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 10u);
+    EXPECT_NE(log.str().find("cameras/cooking/state: 'site' is 'sch-0202', not 'sch-0101'"),
+              std::string::npos);
+    EXPECT_NE(
+        log.str().find("sensors/fridge/state: 'sensor' is 'freezer', not 'fridge', the sensor in the topic"),
+        std::string::npos);
+    EXPECT_NE(log.str().find("/gateway: 'site' missing or not a text"), std::string::npos);
 }
 
 TEST(MonitorSequenceIngest, LostMessagesAreCountedLoggedAndCheckedFirst) {
@@ -587,15 +661,17 @@ TEST(MonitorSequenceIngest, AMessageCountedLostThatArrivesAfterAllIsNoLongerCoun
         Store store(db);
         CapturedLog log;
         Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
-        for (int n : {1, 2, 9}) ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0);
+        for (int n : {1, 2, 9})
+            ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0);
         ingest.handle("kitchen/sch-0101/lost", lost(3, 6).dump(), false, kT0 + 61s);  // 7-8 still missing
         EXPECT_EQ(store.sites()[0]["lost_messages"], 4);
         EXPECT_EQ(store.sites()[0]["missing_messages"], 2);
         ingest.handle("kitchen/sch-0101/events", numbered_event(5).dump(), false, kT0 + 120s);
         EXPECT_EQ(store.sites()[0]["lost_messages"], 3);
         EXPECT_EQ(ingest.counters().found_numbers.load(), 1u);
-        EXPECT_NE(log.str().find("sch-0101 stream 00c0ffee00c0ffee: number 5, counted lost, arrived after all"),
-                  std::string::npos)
+        EXPECT_NE(
+            log.str().find("sch-0101 stream 00c0ffee00c0ffee: number 5, counted lost, arrived after all"),
+            std::string::npos)
             << log.str();
         EXPECT_EQ(ingest.counters().created.load(), 4u);  // its alert is stored like any other
         // A second copy of it, or of a number that was never lost, changes nothing.
@@ -608,7 +684,8 @@ TEST(MonitorSequenceIngest, AMessageCountedLostThatArrivesAfterAllIsNoLongerCoun
     Store store(db);
     CapturedLog log;
     Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
-    for (int n : {3, 6}) ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0 + 200s);
+    for (int n : {3, 6})
+        ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0 + 200s);
     EXPECT_EQ(store.sites()[0]["lost_messages"], 1);  // only 4 is still lost
     EXPECT_EQ(store.sites()[0]["missing_messages"], 2);
     // Numbers the room gave up on (no answer) are found the same way.
