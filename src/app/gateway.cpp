@@ -49,9 +49,9 @@ std::string move_aside(const std::string& path) {
 
 // Opens the durable outbox. A damaged file is moved aside and a new one started, so that one bad
 // file does not leave every later start without durability; if no file can be used at all, events
-// still flow through memory, loudly.
+// still flow through memory, loudly: `memory_only` then says why (readiness and /metrics show it).
 std::unique_ptr<outbox::SqliteStore> open_store(const config::Outbox& cfg, spdlog::logger& log,
-                                                std::uint64_t& moved_aside) {
+                                                std::uint64_t& moved_aside, std::string& memory_only) {
     outbox::SqliteStore::Limits limits{cfg.max_messages, cfg.max_bytes};
     // Rounded up: a keep_sent under a second still keeps (the sent table counts whole seconds).
     limits.keep_sent = std::chrono::ceil<std::chrono::seconds>(cfg.keep_sent);
@@ -78,6 +78,7 @@ std::unique_ptr<outbox::SqliteStore> open_store(const config::Outbox& cfg, spdlo
         }
     } catch (const std::exception& e) {
         log.error("{}; events will be kept in memory only and lost on a restart", e.what());
+        memory_only = e.what();
         return std::make_unique<outbox::SqliteStore>(":memory:", limits);
     }
 }
@@ -129,7 +130,7 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
       schedules_(make_schedules(cfg_.schedules)),
       outbox_lock_(lock_outbox(cfg_.outbox, *log_)),
       link_(cfg_.mqtt, topics_.availability(), logging.get("mqtt")),
-      store_(open_store(cfg_.outbox, *log_, corrupt_outboxes_)),
+      store_(open_store(cfg_.outbox, *log_, corrupt_outboxes_, outbox_memory_only_)),
       outbox_(*store_, link_, topics_, cfg_.site.id, logging.get("outbox")),
       replay_desk_(outbox_, cfg_.site.id, logging.get("replay")),
       event_log_(outbox_, cfg_.site.id),
@@ -393,6 +394,10 @@ bool Gateway::ready(std::string& why_not) const {
     std::vector<std::string> problems;
     if (!link_.connected()) problems.push_back("broker not connected");
     if (auto outbox = outbox_.store_problem()) problems.push_back(*outbox);
+    // Events still flow, but a restart or a reload loses what is queued and starts a new stream the
+    // room counts the old one's gaps of as lost: not a state to leave a box in unnoticed.
+    if (!outbox_memory_only_.empty())
+        problems.push_back("outbox in memory only, lost on a restart (" + outbox_memory_only_ + ")");
     for (const auto& s : states_) {
         if (!s.online) problems.push_back("camera " + s.camera->id + " offline");
     }
@@ -509,6 +514,10 @@ std::string Gateway::metrics() const {
     family("kg_outbox_corrupt_files_total", "counter",
            "damaged outbox files moved aside (outbox.db.corrupt-<time>) at this start");
     m += fmt::format("kg_outbox_corrupt_files_total {}\n", corrupt_outboxes_);
+    family("kg_outbox_durable", "gauge",
+           "1 when the outbox is a file; 0 when it could not be opened and messages are kept in memory only");
+    m += fmt::format("kg_outbox_durable {}\n",
+                     outbox_memory_only_.empty() && cfg_.outbox.path != ":memory:" ? 1 : 0);
     family("kg_outbox_dead_total", "counter",
            "messages moved aside to the outbox's dead table because the broker kept refusing them");
     m += fmt::format("kg_outbox_dead_total {}\n", outbox_.dead());

@@ -75,6 +75,9 @@ private:
     // messages and end its open events as left by a crash.
     std::optional<FileLock> outbox_lock_;
     publish::MqttLink link_;
+    // Why the outbox file could not be used and messages are kept in memory only; empty when it is a
+    // file (before store_).
+    std::string outbox_memory_only_;
     std::uint64_t corrupt_outboxes_ = 0;  // damaged outbox files moved aside at the start (before store_)
     std::unique_ptr<outbox::SqliteStore> store_;
     outbox::Outbox outbox_;

@@ -210,6 +210,44 @@ def test_a_reload_that_cannot_start_goes_back_to_the_running_configuration(broke
     assert gw.terminate() == 0
 
 
+def test_an_outbox_that_cannot_be_opened_runs_in_memory_and_says_so(broker, gateways, tmp_path):
+    """An outbox file that cannot be opened at all (here its folder is a file; in the field a wrong
+    owner of /var/lib/kitchen-gateway) leaves the gateway running on memory: alerts still flow, but a
+    restart loses what is queued. Readiness and /metrics say so; it used to be one log line at the
+    start, and a box ran "ready" for months without durability."""
+    import urllib.request
+
+    (tmp_path / "not-a-folder").write_text("a file where the outbox's folder should be")
+    config = kg_e2e.base_config(broker, [], tmp_path)
+    del config["cameras"]
+    config["outbox"] = {"path": str(tmp_path / "not-a-folder" / "outbox.db")}
+    config["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "t/fridge"}}}]
+    config["api"] = {"listen": "127.0.0.1:0", "token": TOKEN}
+    gw = gateways(config)
+    port = gw.api_port()
+    kg_e2e.wait_until(lambda: b"broker not connected" not in get(port, "/readyz")[2], 15, what="the broker")
+    status, _, body = get(port, "/readyz")
+    assert status == 503, body
+    assert b"outbox in memory only, lost on a restart" in body and b"not-a-folder" in body, body
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert re.search(r"^kg_outbox_durable 0$", metrics, re.M), metrics
+    assert "events will be kept in memory only" in gw.output()
+    # Still serving the room: its retained `gateway` message names the stream of the memory outbox.
+    import json
+    info = json.loads(kg_e2e.retained(broker, "kitchen/test-site/gateway") or "{}")
+    assert re.fullmatch(r"[0-9a-f]{16}", info.get("stream", "")), info
+    assert gw.terminate() == 0
+
+    # A usable folder: durable and ready.
+    config["outbox"] = {"path": str(tmp_path / "outbox" / "outbox.db")}
+    gw = gateways(config, "durable")
+    port = gw.api_port()
+    kg_e2e.wait_until(lambda: get(port, "/readyz")[0] == 200, 15, what="ready with a durable outbox")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert re.search(r"^kg_outbox_durable 1$", metrics, re.M), metrics
+    assert gw.terminate() == 0
+
+
 def test_a_port_taken_at_start_is_tried_again(broker, gateways, tmp_path):
     """A port still held at start (the previous process closing it, another service) is not given up
     for the life of the process: the gateway tries again with back-off and serves once it is free."""
