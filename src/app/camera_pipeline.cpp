@@ -217,10 +217,29 @@ void CameraPipeline::check_failed(std::size_t i, const std::exception& e) {
 }
 
 void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
-    for (auto& t : trackers_) {
-        if (auto end = t.tracker.close(now, reason)) site_.sink.submit(*end);
+    {
+        std::lock_guard trackers(trackers_mutex_);
+        for (auto& t : trackers_) {
+            if (auto end = t.tracker.close(now, reason)) site_.sink.submit(*end);
+        }
     }
     if (auto end = offline_->close(now, reason)) site_.sink.submit(*end);
+    std::lock_guard lock(conditions_mutex_);
+    conditions_.clear();
+}
+
+void CameraPipeline::end_for_offline(TimePoint last_frame) {
+    {
+        std::lock_guard trackers(trackers_mutex_);
+        for (auto& t : trackers_) {
+            auto end = t.tracker.close(last_frame, events::kEndCameraOffline);
+            if (!end) continue;
+            // A frame's own time may run a little ahead of the decoder's clock that `last_frame` is.
+            if (*end->end_time < end->start_time) end->end_time = end->time = end->start_time;
+            log_->info("{}/{} ended: the camera went offline", end->check, end->label);
+            evidence_.submit_end(*end);
+        }
+    }
     std::lock_guard lock(conditions_mutex_);
     conditions_.clear();
 }
@@ -292,6 +311,7 @@ void CameraPipeline::run_once() {
 
     bool changed = false;
     std::size_t producer = 0;
+    std::unique_lock trackers(trackers_mutex_);
     for (std::size_t i = 0; i < observations_.size(); ++i) {
         while (i >= produced_[producer]) ++producer;
         const auto& o = observations_[i];
@@ -304,6 +324,7 @@ void CameraPipeline::run_once() {
         changed |= event->state != events::EventState::update;
         evidence_.submit(*event, *frame);
     }
+    trackers.unlock();
     stats_.frame_analysed(std::chrono::steady_clock::now() - began);
     if (training_) {
         // On the analysis thread, which owns the frame; an encode every few minutes is cheap
@@ -317,6 +338,7 @@ void CameraPipeline::run_once() {
         }
     }
     if (changed) {
+        std::lock_guard held(trackers_mutex_);
         std::lock_guard lock(conditions_mutex_);
         conditions_.clear();
         for (const auto& t : trackers_) {
@@ -340,6 +362,10 @@ publish::CameraState CameraPipeline::supervise(TimePoint now) {
                        state.stats.last_error.empty() ? "no error reported" : state.stats.last_error);
         }
         site_.sink.submit(*event);
+        // Its open events end with the last frame: left open, a `no_mask` would last as long as
+        // the outage in the room's figures. A condition still there when frames return is a new
+        // event once confirmed again.
+        if (event->state == events::EventState::start) end_for_offline(std::max(seen, started_at_));
     }
     if (site_.evidence != nullptr) evidence_.poll(now);
 

@@ -69,6 +69,8 @@ public:
     stream::PublicFeed* public_feed() const { return feed_.get(); }
 
 private:
+    // Ends the camera's open events (not its offline event) as of its last frame.
+    void end_for_offline(TimePoint last_frame);
     struct Tracked {
         std::string check, label, zone;
         events::EventTracker tracker;
@@ -99,7 +101,10 @@ private:
     vision::FramePasses passes_;                 // work the checks share, done once per frame
     std::vector<std::unique_ptr<vision::Check>> checks_;
     std::vector<std::size_t> produced_;  // observations_ produced by checks_[i] end at produced_[i]
-    std::deque<Tracked> trackers_;       // a deque: trackers are never moved once made
+    // A deque: trackers are never moved once made. Under trackers_mutex_: the supervisor ends their
+    // events when the camera goes offline, when no frame comes to the analysis side.
+    std::deque<Tracked> trackers_;
+    std::mutex trackers_mutex_;
     std::vector<vision::Observation> raw_, observations_;
 
     // A check that throws loses its observations of that frame; the others and the camera go on.

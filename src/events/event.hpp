@@ -17,6 +17,9 @@ const char* to_string(EventState s);
 
 // end_reason of the ends a stopping or reloading gateway sends for its open events.
 inline constexpr const char* kEndStopped = "gateway stopped";
+// end_reason of the ends a camera's events get when it goes offline: without frames the condition
+// can be neither seen nor seen to clear (end_time is its last frame).
+inline constexpr const char* kEndCameraOffline = "camera offline";
 // end_reason of the ends a starting gateway sends for the events its previous run left open
 // (killed, crashed, power cut): it could not end them itself.
 inline constexpr const char* kEndRestarted = "gateway restarted";

@@ -118,14 +118,22 @@ std::string EventEvidence::attach(events::Event& event, const ingest::Frame& fra
             clip_out = std::move(clip);
         }
     } else if (event.state == events::EventState::end) {
-        auto it = best_.find(event.id);
-        if (it != best_.end()) {
-            event.evidence.snapshot_end = write_snapshot(it->second.event, it->second.image, "-best.jpg",
-                                                         nullptr, event.evidence.errors);
-            best_.erase(it);
-        }
+        attach_end(event);
     }
     return for_mqtt;
+}
+
+void EventEvidence::attach_end(events::Event& event) {
+    auto it = best_.find(event.id);
+    if (it == best_.end()) return;
+    event.evidence.snapshot_end =
+        write_snapshot(it->second.event, it->second.image, "-best.jpg", nullptr, event.evidence.errors);
+    best_.erase(it);
+}
+
+void EventEvidence::submit_end(events::Event& event) {
+    if (store_ != nullptr) attach_end(event);
+    sink_.submit(event);
 }
 
 void EventEvidence::best_frame(const events::Event& event, const ingest::Frame& frame) {

@@ -44,6 +44,10 @@ public:
     void submit(events::Event& event, const ingest::Frame& frame);
     // Analysis thread: an open event's score reached a new high on this frame.
     void best_frame(const events::Event& event, const ingest::Frame& frame);
+    // An end with no frame to show (the camera went offline): its best frame is the end's snapshot,
+    // and the copy kept for it is released. Called by the supervisor under the camera pipeline's
+    // lock that keeps it apart from submit() and best_frame().
+    void submit_end(events::Event& event);
 
     // Supervisor thread: cuts the clips whose post-roll has passed.
     void poll(TimePoint now);
@@ -67,6 +71,7 @@ private:
     // Fills `event.evidence`; returns the start snapshot's JPEG for MQTT (empty when none is to be
     // sent) and sets `clip` to the clip a start names.
     std::string attach(events::Event& event, const ingest::Frame& frame, std::optional<PendingClip>& clip);
+    void attach_end(events::Event& event);  // the best frame as the end's snapshot
     std::string path_for(const events::Event& e, const std::string& suffix) const;
     // Writes the clip up to `to` (at most its own end) and submits its report.
     void cut(PendingClip& clip, TimePoint to);
@@ -82,7 +87,8 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     cv::Mat canvas_;
 
-    std::map<std::string, Best> best_;  // by event id, analysis thread only
+    // By event id: the analysis thread's, and submit_end()'s under the pipeline's lock.
+    std::map<std::string, Best> best_;
     std::mutex pending_mutex_;
     std::vector<PendingClip> pending_;
 };

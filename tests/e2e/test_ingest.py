@@ -274,3 +274,44 @@ def test_the_log_never_shows_a_camera_password(broker, collector, make_clip, rts
     assert "s3cret" not in log
     assert f"connected to {server.url('/cam').replace('rtsp://', 'rtsp://admin:***@')}" in log
     assert "rtsp://admin:***@127.0.0.1:" in log.split("[cam:down]", 1)[1]
+
+
+def test_a_camera_that_goes_offline_ends_its_open_events_at_its_last_frame(broker, collector, schemas, make_clip,
+                                                                            rtsp_server, gateway, tmp_path):
+    """An event open when the camera goes offline ends with it (end_reason "camera offline", end_time
+    its last frame, the best frame as its end snapshot): without frames the condition can be neither
+    seen nor seen to clear. It used to stay open for the whole outage, and a `no_mask` of a minute
+    showed in the room as lasting the hours a cable was unplugged."""
+    server = rtsp_server({"/cam": make_clip([("normal", 2), ("black", 60)])})
+    gateway(kg_e2e.base_config(broker, [kg_e2e.camera("rtsp", server.url("/cam"))], tmp_path))
+    black = collector.wait_for(
+        lambda: next((e for e in collector.events() if e["label"] == "black" and e["state"] == "start"), None), 25,
+        what="the black picture's event")
+    time.sleep(1)
+    killed_at = time.time()
+    server.kill()
+
+    def ends():
+        return [e for e in collector.events() if e["state"] == "end"]
+
+    collector.wait_for(lambda: any(e["id"] == black["id"] for e in ends()), 15, what="the black event's end")
+    end = next(e for e in ends() if e["id"] == black["id"])
+    assert end["end_reason"] == "camera offline", end
+    assert parse_time(black["start_time"]) <= parse_time(end["end_time"]) <= killed_at + 1, (black, end)
+    offline = collector.wait_for(
+        lambda: next((e for e in collector.events() if e["label"] == "offline" and e["state"] == "start"), None), 5,
+        what="the offline event")
+    assert parse_time(end["end_time"]) <= parse_time(offline["time"]), (end, offline)
+    best = end["evidence"]["snapshot_end"]
+    assert best and (tmp_path / "evidence" / best).stat().st_size > 0, end
+    assert [e["state"] for e in collector.events() if e["id"] == black["id"] and e["state"] != "update"] == \
+        ["start", "end"]
+
+    # Back: the offline event ends; the black picture, still there, is a new event once confirmed.
+    server.start()
+    collector.wait_for(lambda: any(e["id"] == offline["id"] for e in ends()), 20, what="the offline event's end")
+    again = collector.wait_for(
+        lambda: next((e for e in collector.events() if e["label"] == "black" and e["state"] == "start"
+                      and e["id"] != black["id"]), None), 25, what="a new black event")
+    assert parse_time(again["start_time"]) > parse_time(end["end_time"])
+    schemas.validate_all(collector)
