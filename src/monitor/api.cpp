@@ -396,7 +396,10 @@ private:
         if (ctx_.replay_requests)
             out += fmt::format("# TYPE kgm_replay_requests_total counter\nkgm_replay_requests_total {}\n",
                                ctx_.replay_requests());
-        out += fmt::format("# TYPE kgm_alerts gauge\nkgm_alerts {}\n", ctx_.store.count_alerts());
+        // By status: what the room has to act on (open, acknowledged) apart from history (closed).
+        out += "# TYPE kgm_alerts gauge\n";
+        for (const auto& [status, n] : ctx_.store.count_alerts_by_status())
+            out += fmt::format("kgm_alerts{{status=\"{}\"}} {}\n", status, n);
         return make_response(req, http::status::ok, std::move(out), "text/plain; version=0.0.4");
     }
 

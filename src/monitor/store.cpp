@@ -624,6 +624,14 @@ std::int64_t Store::count_alerts() {
     return s.integer(0);
 }
 
+std::map<std::string, std::int64_t> Store::count_alerts_by_status() {
+    std::lock_guard lock(mutex_);
+    std::map<std::string, std::int64_t> out{{"open", 0}, {"acknowledged", 0}, {"closed", 0}};
+    Stmt s(db_, "SELECT status, COUNT(*) FROM alerts GROUP BY status");
+    while (s.step()) out[s.text(0)] = s.integer(1);
+    return out;
+}
+
 ActionResult Store::act(const std::string& id, Action action, const std::string& operator_name,
                         const std::string& note, TimePoint now, const std::string& monitor_id) {
     std::lock_guard lock(mutex_);

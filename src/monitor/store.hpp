@@ -8,6 +8,7 @@
 // the history but never rolls the alert back.
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -211,6 +212,8 @@ public:
                                           const std::string& to);
     std::vector<std::string> checks();
     std::int64_t count_alerts();
+    // Alerts by status (open, acknowledged, closed; each present, 0 when none).
+    std::map<std::string, std::int64_t> count_alerts_by_status();
 
     // --- closed loop ---
     // `monitor_id`: this instance's client id, recorded with the action so that the decision's id

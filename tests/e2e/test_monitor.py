@@ -308,6 +308,7 @@ def test_retention_deletes_closed_alerts_and_old_curves(broker, monitors, tmp_pa
         assert mon.request("POST", f"/api/alerts/{closed['id']}/{action}", body)[0] == 200
     # A closed alert whose decision the site has not heard yet is kept: wait until it is published.
     kg_e2e.wait_until(lambda: "(close by wang)" in mon.output(), 10, what="the close decision published")
+    assert (mon.metric('kgm_alerts{status="open"}'), mon.metric('kgm_alerts{status="closed"}')) == (1, 1)
     assert mon.terminate() == 0
     # Three days pass: the records are dated back, as they would be after three days of running.
     back = lambda column: f"{column} = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-3 days')"

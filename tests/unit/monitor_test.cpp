@@ -195,6 +195,14 @@ TEST(MonitorStore, SurvivesAReopen) {
     EXPECT_EQ(store.add_event(parsed(event(id, "start")), kT0).outcome, IngestOutcome::duplicate);
     EXPECT_EQ(store.alert(id)->status, Status::acknowledged);
     EXPECT_EQ(store.unpublished_actions(10).size(), 1u);
+    // By status, every status named (the /metrics gauge kgm_alerts{status}).
+    const std::string other = "19ab3c0f2e1-eeeeeeeeeeeeeeee";
+    store.add_event(parsed(event(other, "start")), kT0);
+    EXPECT_EQ(store.count_alerts_by_status(),
+              (std::map<std::string, std::int64_t>{{"acknowledged", 1}, {"closed", 0}, {"open", 1}}));
+    ASSERT_EQ(store.act(id, Action::close, "wang", "lid closed", kT0).code, ActionResult::Code::ok);
+    EXPECT_EQ(store.count_alerts_by_status(),
+              (std::map<std::string, std::int64_t>{{"acknowledged", 0}, {"closed", 1}, {"open", 1}}));
 }
 
 TEST(MonitorStore, AnUnwritablePathIsAClearError) {
@@ -640,9 +648,9 @@ struct ApiProbe {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
-    WebHandler handler =
-        make_api(ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}},
-                 kg::Logging::null_logger());
+    WebHandler handler = make_api(
+        ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}},
+        kg::Logging::null_logger());
 
     std::pair<int, std::string> call(http::verb method, const std::string& target, bool signed_in = true) {
         Request req{method, target, 11};
