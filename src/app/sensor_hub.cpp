@@ -28,9 +28,8 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
     }
     auto handler = [this](const sensors::Reading& r) { on_reading(r); };
     if (!mqtt_sensors.empty()) {
-        const auto url = cfg.sensors_mqtt_url.empty() ? cfg.mqtt.url : cfg.sensors_mqtt_url;
-        mqtt_ = std::make_unique<sensors::MqttSensorInput>(url, cfg.mqtt.client_id + "-sensors", mqtt_sensors,
-                                                           handler, log_);
+        mqtt_ = std::make_unique<sensors::MqttSensorInput>(
+            cfg.sensors_broker(), cfg.mqtt.client_id + "-sensors", mqtt_sensors, handler, log_);
     }
     for (auto& [device, list] : devices) {
         modbus_.push_back(std::make_unique<sensors::ModbusPoller>(device, list, handler, log_));

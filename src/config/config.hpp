@@ -36,6 +36,14 @@ struct Tls {
     bool verify_server = true;
 };
 
+// A broker the gateway reads from and the account it reads with (sensors_mqtt).
+struct BrokerAccount {
+    std::string url;
+    std::string username;
+    std::string password;
+    std::optional<Tls> tls;
+};
+
 struct Mqtt {
     std::string url = "tcp://127.0.0.1:1883";  // tcp://, ssl://, mqtt://, mqtts://, ws://, wss://
     std::string client_id;                     // default: kitchen-gateway-<site.id>
@@ -82,10 +90,12 @@ struct Health {
 
 // What the region checks compare against and how much change counts.
 struct Scene {
-    std::string reference;  // picture of the scene as it should be (clean floor, bin closed); empty: learned at start
-    double min_area = 0.004;                           // share of the picture a change or movement must cover
+    std::string
+        reference;  // picture of the scene as it should be (clean floor, bin closed); empty: learned at start
+    double min_area = 0.004;  // share of the picture a change or movement must cover
     Duration unattended_after{std::chrono::minutes(5)};  // `unattended`: no movement at the station this long
-    Duration detect_refresh{std::chrono::seconds(10)};   // detectors run at least this often even without motion
+    Duration detect_refresh{
+        std::chrono::seconds(10)};  // detectors run at least this often even without motion
 };
 
 struct Point {
@@ -125,8 +135,8 @@ struct Camera {
     std::vector<std::vector<Point>> masks;  // ignore: detections there never count
     // Pixelated on the public feed (which is then re-encoded); the analysis still sees everything.
     std::vector<std::vector<Point>> privacy_masks;
-    std::map<std::string, Rule> rules;      // by check name; every check in `checks` has one
-    int source_line = 0;                    // where the camera was declared, for run-time messages
+    std::map<std::string, Rule> rules;  // by check name; every check in `checks` has one
+    int source_line = 0;                // where the camera was declared, for run-time messages
 };
 
 // The durable queue of messages waiting for the broker's acknowledgement.
@@ -163,8 +173,8 @@ struct TrainingFrames {
     std::size_t max_bytes = std::size_t{2} << 30;  // all cameras together; the oldest frames go first
     Duration max_age{std::chrono::hours(24 * 30)};
     std::size_t min_free = std::size_t{1} << 30;  // as Evidence::min_free
-    int jpeg_quality = 95;  // labelling and training want few artefacts
-    std::string schedule;   // only while this schedule is active (e.g. service hours); empty: always
+    int jpeg_quality = 95;                        // labelling and training want few artefacts
+    std::string schedule;  // only while this schedule is active (e.g. service hours); empty: always
     std::vector<std::string> cameras;  // camera ids; empty: every camera
 };
 
@@ -184,7 +194,7 @@ struct SensorSource {
     int address = 0;
     bool input_register = false;  // function 04 instead of 03 (holding)
     enum class Type { int16, uint16, int32, uint32, float32 } type = Type::int16;
-    bool low_word_first = false;  // word order of 32-bit values
+    bool low_word_first = false;       // word order of 32-bit values
     double scale = 1.0, offset = 0.0;  // value = raw * scale + offset
     // How long a read waits for its answer (a radio link or a Modbus gateway may need more).
     Duration response_timeout{std::chrono::seconds(1)};
@@ -193,14 +203,14 @@ struct SensorSource {
 
 // A limit with a duration: e.g. sample fridge above 8 degC for 10 minutes.
 struct Threshold {
-    std::string label;       // event label, e.g. "too_warm"
-    bool above = true;       // the violation is the value above (else below) `value`
+    std::string label;  // event label, e.g. "too_warm"
+    bool above = true;  // the violation is the value above (else below) `value`
     double value = 0;
     double hysteresis = 0.5;  // the violation ends only past value -/+ hysteresis
     Duration for_time{std::chrono::minutes(10)};
     Duration clear_for{std::chrono::minutes(1)};
     int severity = 2;
-    std::string schedule;    // empty: always
+    std::string schedule;  // empty: always
 };
 
 // A disinfection cabinet counts a cycle only when it stays at or above `setpoint` for `min_time`;
@@ -229,7 +239,7 @@ struct Sensor {
 // The local HTTP side: health, readiness, metrics and the token-protected JSON API.
 struct Api {
     std::string listen = "127.0.0.1:8080";  // loopback by default; empty: off
-    std::string token;                       // the /api routes are off without one (never a default)
+    std::string token;                      // the /api routes are off without one (never a default)
     Duration header_timeout{std::chrono::seconds(10)};
     Duration idle_timeout{std::chrono::seconds(30)};
 };
@@ -276,7 +286,11 @@ struct Gateway {
     int analysis_threads = 0;  // 0: one less than the cores, at least 1
     std::vector<Camera> cameras;
     std::vector<Sensor> sensors;
-    std::string sensors_mqtt_url;  // the edge box's local broker for MQTT sensors; empty: mqtt.url
+    // The edge box's broker for MQTT sensors (`sensors_mqtt`); unset: mqtt's URL, account and TLS.
+    std::optional<BrokerAccount> sensors_mqtt;
+    BrokerAccount sensors_broker() const {
+        return sensors_mqtt ? *sensors_mqtt : BrokerAccount{mqtt.url, mqtt.username, mqtt.password, mqtt.tls};
+    }
     std::string source_file;
 };
 

@@ -402,6 +402,16 @@ void check_listen(Reader& r, const YAML::Node& at, const std::string& key, const
 void check_broker_url(Reader& r, const YAML::Node& at, const std::string& key, const std::string& url) {
     for (std::string_view scheme : {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"}) {
         if (starts_with(url, scheme)) {
+            // Paho takes no account from the URL: the connection would fail with a bare "-1".
+            const auto rest = url.substr(scheme.size());
+            if (rest.substr(0, rest.find_first_of("/?#")).find('@') != std::string::npos) {
+                r.error(
+                    at, key,
+                    fmt::format("'{}': an account in the URL is not used; give it as username and password "
+                                "beside the URL",
+                                shown(url)));
+                return;
+            }
             const auto problem = check_authority(url.substr(scheme.size()));
             if (!problem.empty()) {
                 r.error(at, key,
@@ -414,6 +424,20 @@ void check_broker_url(Reader& r, const YAML::Node& at, const std::string& key, c
             fmt::format("'{}' is not a broker URL: use tcp://, mqtt://, ssl://, mqtts://, ws:// or wss:// "
                         "followed by HOST[:PORT]",
                         shown(url)));
+}
+
+void read_tls(Reader& r, const YAML::Node& t, const std::string& path, std::optional<Tls>& out) {
+    if (!r.map(t, path, {"ca_file", "cert_file", "key_file", "verify_server"})) return;
+    Tls tls;
+    for (auto [key, field] : {std::pair{"ca_file", &tls.ca_file}, std::pair{"cert_file", &tls.cert_file},
+                              std::pair{"key_file", &tls.key_file}}) {
+        if (t[key] && r.string(t[key], join(path, key), *field) && !field->empty()) {
+            *field = r.resolve(*field).string();
+        }
+    }
+    if (t["verify_server"]) r.boolean(t["verify_server"], path + ".verify_server", tls.verify_server);
+    if (tls.cert_file.empty() != tls.key_file.empty()) r.error(t, path, "cert_file and key_file go together");
+    out = tls;
 }
 
 void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {
@@ -440,21 +464,31 @@ void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {
         if (rc["max"]) r.duration(rc["max"], "mqtt.reconnect.max", m.reconnect_max);
         if (m.reconnect_min > m.reconnect_max) r.error(rc, "mqtt.reconnect", "min is longer than max");
     }
-    if (const auto t = n["tls"];
-        t && r.map(t, "mqtt.tls", {"ca_file", "cert_file", "key_file", "verify_server"})) {
-        Tls tls;
-        for (auto [key, field] : {std::pair{"ca_file", &tls.ca_file}, std::pair{"cert_file", &tls.cert_file},
-                                  std::pair{"key_file", &tls.key_file}}) {
-            if (t[key] && r.string(t[key], join("mqtt.tls", key), *field) && !field->empty()) {
-                *field = r.resolve(*field).string();
-            }
-        }
-        if (t["verify_server"]) r.boolean(t["verify_server"], "mqtt.tls.verify_server", tls.verify_server);
-        if (tls.cert_file.empty() != tls.key_file.empty()) {
-            r.error(t, "mqtt.tls", "cert_file and key_file go together");
-        }
-        m.tls = tls;
+    if (n["tls"]) read_tls(r, n["tls"], "mqtt.tls", m.tls);
+}
+
+// `sensors_mqtt`: a broker URL (anonymous), or {url, username, password, tls}.
+void read_sensors_broker(Reader& r, const YAML::Node& n, std::optional<BrokerAccount>& out) {
+    BrokerAccount b;
+    if (n.IsScalar()) {
+        if (r.string(n, "sensors_mqtt", b.url)) check_broker_url(r, n, "sensors_mqtt", b.url);
+        out = b;
+        return;
     }
+    if (!n.IsMap()) {
+        r.error(n, "sensors_mqtt", "expected a broker URL, or a map with url, username, password and tls");
+        return;
+    }
+    if (!r.map(n, "sensors_mqtt", {"url", "username", "password", "tls"})) return;
+    if (!n["url"]) {
+        r.error(n, "sensors_mqtt", "url missing (the broker's URL, e.g. tcp://127.0.0.1:1883)");
+    } else if (r.string(n["url"], "sensors_mqtt.url", b.url)) {
+        check_broker_url(r, n["url"], "sensors_mqtt.url", b.url);
+    }
+    if (n["username"]) r.string(n["username"], "sensors_mqtt.username", b.username);
+    if (n["password"]) r.string(n["password"], "sensors_mqtt.password", b.password);
+    if (n["tls"]) read_tls(r, n["tls"], "sensors_mqtt.tls", b.tls);
+    out = b;
 }
 
 void read_input(Reader& r, const YAML::Node& n, const std::string& path, Input& in) {
@@ -1319,9 +1353,7 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
         if (a["header_timeout"]) r.duration(a["header_timeout"], "api.header_timeout", g.api.header_timeout);
         if (a["idle_timeout"]) r.duration(a["idle_timeout"], "api.idle_timeout", g.api.idle_timeout);
     }
-    if (root["sensors_mqtt"] && r.string(root["sensors_mqtt"], "sensors_mqtt", g.sensors_mqtt_url)) {
-        check_broker_url(r, root["sensors_mqtt"], "sensors_mqtt", g.sensors_mqtt_url);
-    }
+    if (root["sensors_mqtt"]) read_sensors_broker(r, root["sensors_mqtt"], g.sensors_mqtt);
     if (const auto sensors = root["sensors"]) {
         if (!sensors.IsSequence()) {
             r.error(sensors, "sensors", "expected a list of sensors");

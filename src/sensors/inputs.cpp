@@ -36,10 +36,11 @@ bool connection_lost(int err) {
 
 }  // namespace
 
-MqttSensorInput::MqttSensorInput(std::string url, std::string client_id,
+MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string client_id,
                                  std::vector<const config::Sensor*> sensors, ReadingHandler handler,
                                  std::shared_ptr<spdlog::logger> log)
-    : url_(std::move(url)),
+    : broker_(std::move(broker)),
+      url_(broker_.url),
       client_id_(std::move(client_id)),
       sensors_(std::move(sensors)),
       handler_(std::move(handler)),
@@ -74,11 +75,16 @@ void MqttSensorInput::run() {
     while (!thread_.stopping()) {
         if (!client_->is_connected()) {
             try {
-                auto opts = mqtt::connect_options_builder()
-                                .clean_session(true)
-                                .keep_alive_interval(std::chrono::seconds(30))
-                                .finalize();
-                client_->connect(opts)->wait_for(std::chrono::seconds(10));
+                auto builder = mqtt::connect_options_builder()
+                                   .clean_session(true)
+                                   .keep_alive_interval(std::chrono::seconds(30))
+                                   // As the uplink's: Paho's default falls back to 3.1, and a connect
+                                   // racing that fallback was seen never to complete.
+                                   .mqtt_version(MQTTVERSION_3_1_1);
+                if (!broker_.username.empty()) builder.user_name(broker_.username);
+                if (!broker_.password.empty()) builder.password(broker_.password);
+                if (broker_.tls) publish::apply_tls(builder, *broker_.tls);
+                client_->connect(builder.finalize())->wait_for(std::chrono::seconds(10));
             } catch (const mqtt::exception& e) {
                 log_->warn("sensor broker {}: {}", url_, e.what());
                 thread_.wait_for(backoff.next());

@@ -29,8 +29,10 @@ using ReadingHandler = std::function<void(const Reading&)>;
 
 class MqttSensorInput {
 public:
-    MqttSensorInput(std::string url, std::string client_id, std::vector<const config::Sensor*> sensors,
-                    ReadingHandler handler, std::shared_ptr<spdlog::logger> log);
+    // `broker`: where the sensors publish, with the account and TLS to read them with.
+    MqttSensorInput(config::BrokerAccount broker, std::string client_id,
+                    std::vector<const config::Sensor*> sensors, ReadingHandler handler,
+                    std::shared_ptr<spdlog::logger> log);
     ~MqttSensorInput();
     void start();
     void stop();
@@ -50,7 +52,8 @@ private:
         std::chrono::steady_clock::time_point retry_at;
     };
 
-    std::string url_, client_id_;
+    config::BrokerAccount broker_;
+    std::string url_, client_id_;  // url_: the broker's, as logged
     std::vector<const config::Sensor*> sensors_;
     ReadingHandler handler_;
     std::shared_ptr<spdlog::logger> log_;

@@ -552,3 +552,55 @@ def test_a_reload_keeps_a_door_open_and_the_minute_in_progress(broker, collector
         assert gw.terminate() == 0
     finally:
         local.kill()
+
+
+def test_mqtt_sensors_read_with_an_account(gateways, tmp_path):
+    """MQTT sensors on a broker that wants an account. Without `sensors_mqtt` they are read from
+    `mqtt`'s broker with `mqtt`'s account (they used to connect anonymously and were refused,
+    "CONNACK return code" for ever); `sensors_mqtt` as a map names another broker and its account."""
+    import http.client
+
+    def broker_with_account(user, password):
+        pw = tmp_path / f"pw-{user}"
+        subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), user, password], check=True)
+        return kg_e2e.Broker(tmp_path, extra_conf=f"allow_anonymous false\npassword_file {pw}\n")
+
+    def last_value(port, sensor):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/api/sensors", headers={"Authorization": "Bearer t0ken"})
+        sensors = json.loads(conn.getresponse().read())
+        conn.close()
+        return next((s.get("value") for s in sensors if s["sensor"] == sensor), None)
+
+    uplink = broker_with_account("site", "s3cret")
+    local = broker_with_account("z2m", "l0cal")
+    try:
+        sensors = [{"id": "fridge", "interval": "1s", "source": {"mqtt": {"topic": "zigbee2mqtt/fridge"}}}]
+        config = kg_e2e.base_config(uplink, [], tmp_path, sensors=sensors)
+        del config["cameras"]
+        config["mqtt"].update({"username": "site", "password": "s3cret"})
+        config["api"] = {"listen": "127.0.0.1:0", "token": "t0ken"}
+        gw = gateways(config)
+        port = gw.api_port()
+
+        def read(broker, auth, value):
+            publish.single("zigbee2mqtt/fridge", json.dumps({"temperature": value}), hostname="127.0.0.1",
+                           port=broker.port, auth=auth)
+            return last_value(port, "fridge") == value
+
+        kg_e2e.wait_until(lambda: read(uplink, {"username": "site", "password": "s3cret"}, 3.5), 15,
+                          what="a reading through mqtt's broker and account")
+        assert "CONNACK" not in gw.output(), gw.output()[-2000:]
+        assert gw.terminate() == 0
+
+        config["sensors_mqtt"] = {"url": local.url, "username": "z2m", "password": "l0cal"}
+        gw = gateways(config, "local")
+        port = gw.api_port()
+        kg_e2e.wait_until(lambda: read(local, {"username": "z2m", "password": "l0cal"}, 4.5), 15,
+                          what="a reading through sensors_mqtt's broker and account")
+        assert "CONNACK" not in gw.output(), gw.output()[-2000:]
+        assert "l0cal" not in gw.output() and "s3cret" not in gw.output()
+        assert gw.terminate() == 0
+    finally:
+        uplink.kill()
+        local.kill()
