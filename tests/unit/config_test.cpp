@@ -148,6 +148,27 @@ TEST(ConfigLoader, AValidDocumentGivesTheTree) {
     EXPECT_DOUBLE_EQ(cold.health.black_luma, 25.0);
 }
 
+TEST(ConfigLoader, SensorsAreReadWithMqttsAccountUnlessTheirOwnIsGiven) {
+    const std::string head =
+        "site: {id: s, name: S}\nmqtt: {url: 'ssl://up:8883', username: site, password: pw, "
+        "tls: {verify_server: false}}\nsensors: [{id: f, source: {mqtt: {topic: t/f}}}]\n";
+    auto b = load_string(head, "g.yaml").sensors_broker();
+    EXPECT_EQ(b.url, "ssl://up:8883");
+    EXPECT_EQ(b.username, "site");
+    EXPECT_EQ(b.password, "pw");
+    ASSERT_TRUE(b.tls);
+    EXPECT_FALSE(b.tls->verify_server);
+    b = load_string(head + "sensors_mqtt: tcp://127.0.0.1:1883\n", "g.yaml").sensors_broker();
+    EXPECT_EQ(b.url, "tcp://127.0.0.1:1883");
+    EXPECT_TRUE(b.username.empty() && b.password.empty() && !b.tls);  // a URL alone: anonymous
+    b = load_string(head + "sensors_mqtt: {url: 'tcp://127.0.0.1:1883', username: z2m, password: l}\n",
+                    "g.yaml")
+            .sensors_broker();
+    EXPECT_EQ(b.username, "z2m");
+    EXPECT_EQ(b.password, "l");
+    EXPECT_FALSE(b.tls);
+}
+
 TEST(ConfigLoader, HygieneChecksModelsAndScenes) {
     const auto g =
         load_string(kHead +
@@ -594,6 +615,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"broker_without_scheme",
                 kHead + "mqtt: {url: 'broker:1883'}\ncameras: [{id: a, url: a.mp4}]\n", 2, "mqtt.url",
                 "use tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://"},
+        BadCase{
+            "broker_account_in_url",
+            kHead + "mqtt: {url: 'tcp://site:s3cret@b:1883'}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+            "mqtt.url",
+            "'tcp://site:***@b:1883': an account in the URL is not used; give it as username and password"},
+        BadCase{"sensors_broker_without_url",
+                kHead + "sensors_mqtt: {username: z2m}\ncameras: [{id: a, url: a.mp4}]\n", 2, "sensors_mqtt",
+                "url missing"},
+        BadCase{"sensors_broker_unknown_key",
+                kHead + "sensors_mqtt: {url: 'tcp://b', user: z2m}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "sensors_mqtt.user", "unknown key"},
         // Environment.
         BadCase{"env_unset_in_url",
                 kHead + "cameras:\n  - id: a\n    url: 'rtsp://admin:${KG_TEST_UNSET_CAM}@cam/x'\n", 4,
