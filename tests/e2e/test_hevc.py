@@ -1,8 +1,10 @@
 """H.265 (HEVC) cameras end to end, as many canteen cameras (Hikvision, Dahua, Uniview) send by default:
 the real RTSP server serving H.265 copies of the tests' clips, the real gateway, a real broker. The
 camera is analysed and raises its hygiene event with the evidence cut from its own packets (an MP4
-tagged hvc1, which Apple players need); its public HLS is H.265 tagged hvc1 in a valid playlist; a
-privacy-masked H.265 camera is re-encoded to H.264."""
+tagged hvc1, which Apple players need); its public HLS is H.265 tagged hvc1 in a valid playlist;
+HTTP-FLV, which carries H.264 only, is refused with a reason instead of a stream that never starts,
+while an H.264 camera beside it keeps it; a privacy-masked H.265 camera is re-encoded to H.264 and
+has it too."""
 
 import http.client
 import json
@@ -193,6 +195,19 @@ def test_the_public_side_of_an_h265_camera(broker, collector, make_clip, rtsp_se
     assert hls["streams"][0] == {"codec_name": "hevc", "codec_tag_string": "hvc1", "width": 640, "height": 360}, hls
     assert decode_errors(f"http://127.0.0.1:{port}/live/hevc/index.m3u8", "-t", "3") == ""
 
+    # HTTP-FLV carries H.264 only: the H.265 camera's is refused at once with the reason and where to
+    # look instead (before, 503 "starting" forever: players retried a stream that could never come),
+    # HEAD alike; /public/status says so. The H.264 camera beside it keeps its FLV.
+    for method in ("GET", "HEAD"):
+        status, ctype, body = get(port, "/live/hevc.flv", method=method)
+        assert status == 415, (method, status, body)
+        if method == "GET":
+            assert b"H.265" in body and b"H.264" in body and b"/live/hevc/index.m3u8" in body, body
+    cameras = {c["id"]: c for c in json.loads(get(port, "/public/status")[2])["cameras"]}
+    assert cameras["hevc"]["flv"] is False and cameras["hevc"]["live"] is True, cameras
+    assert cameras["avc"]["flv"] is True and cameras["masked"]["flv"] is True, cameras
+    flv = ffprobe(f"http://127.0.0.1:{port}/live/avc.flv", "stream=codec_name,width")
+    assert flv["streams"][0] == {"codec_name": "h264", "width": 640}, flv
     assert sample_entry(check_playlist(port, "avc", tmp_path)[0]) == b"avc1"
 
     # A privacy-masked H.265 camera is decoded and re-encoded to H.264: every output works.
@@ -201,5 +216,7 @@ def test_the_public_side_of_an_h265_camera(broker, collector, make_clip, rtsp_se
         assert streams[0] == {"codec_name": "h264", "width": 320, "height": 180}, (url, streams)
 
     output = gw.output()
+    assert len(re.findall(r"\[public:hevc\].*HTTP-FLV", output)) == 1, output  # said once, not per viewer
+    assert not re.search(r"\[public:(avc|masked)\].*HTTP-FLV", output), output
     assert "mux error" not in output and "write failed" not in output
     assert gw.terminate() == 0
