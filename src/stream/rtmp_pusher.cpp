@@ -8,6 +8,7 @@ extern "C" {
 }
 
 #include "common/backoff.hpp"
+#include "stream/flv_codecs.hpp"
 #include "stream/muxable.hpp"
 
 namespace kg::stream {
@@ -47,6 +48,19 @@ RtmpPusher::RtmpPusher(std::string url, std::shared_ptr<spdlog::logger> log)
 RtmpPusher::~RtmpPusher() { thread_.stop(); }
 
 void RtmpPusher::on_stream_opened(const AVStream& stream) {
+    if (!flv_carries(stream.codecpar->codec_id)) {
+        // Before, the push connected, failed the handshake ("Function not implemented") and tried
+        // again at every key frame, forever: a media server hammered and a log that named no cause.
+        if (!refused_) {
+            log_->error(
+                "RTMP push to {}: the camera sends {}, and RTMP carries H.264 only: nothing is pushed for "
+                "this camera (set its stream to H.264 in the camera's settings; HLS still serves it)",
+                shown_url_, codec_for_people(stream.codecpar->codec_id));
+        }
+        refused_ = true;
+        return on_stream_closed();  // no stream to push
+    }
+    refused_ = false;
     std::shared_ptr<AVCodecParameters> params(avcodec_parameters_alloc(), ParamsDeleter{});
     if (!params || avcodec_parameters_copy(params.get(), stream.codecpar) < 0) return;
     {
