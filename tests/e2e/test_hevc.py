@@ -4,7 +4,8 @@ camera is analysed and raises its hygiene event with the evidence cut from its o
 tagged hvc1, which Apple players need); its public HLS is H.265 tagged hvc1 in a valid playlist;
 HTTP-FLV and RTMP, which carry H.264 only, are refused with a reason instead of a stream that never
 starts, while an H.264 camera beside it keeps them; a privacy-masked H.265 camera is re-encoded to
-H.264 and has them all."""
+H.264 and has them all; and the parents' page tells a browser that cannot play H.265 so, instead of
+showing a black player."""
 
 import http.client
 import json
@@ -271,3 +272,49 @@ rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; rec
         if nginx.poll() is None:
             nginx.kill()
             nginx.wait(10)
+
+
+def test_the_parents_page_says_when_the_browser_cannot_play_h265(broker, make_clip, rtsp_server, gateway, browser,
+                                                                 tmp_path):
+    """Chromium on Linux has no H.265 decoder (MediaSource.isTypeSupported says no). Before, the page
+    handed the playlist to the <video> element, which showed a black player and no reason; now the
+    camera's card says the browser cannot play H.265, as go2rtc and Frigate do, and the H.264 camera
+    beside it plays."""
+    clip = make_clip([("normal", 60)])
+    server = rtsp_server({"/hevc": kg_e2e.hevc_copy(clip), "/avc": clip})
+    cams = [kg_e2e.camera("hevc", server.url("/hevc"), public=True, name="Cooking"),
+            kg_e2e.camera("avc", server.url("/avc"), public=True, name="Serving")]
+    gw = gateway(public_config(broker, tmp_path, cams))
+    port = public_port(gw)
+    for cam in ("hevc", "avc"):
+        kg_e2e.wait_until(lambda: get(port, f"/live/{cam}/index.m3u8")[2].count(b".m4s") >= 2, 25,
+                          what=f"the first segments of {cam}")
+    hevc_level = ffprobe(f"http://127.0.0.1:{port}/live/hevc/index.m3u8", "stream=level")["streams"][0]["level"]
+
+    browser.get(f"http://127.0.0.1:{port}/")
+    card = "document.querySelector('[data-camera=\"{}\"]')"
+    kg_e2e.wait_until(lambda: browser.execute_script(f"return {card.format('hevc')} !== null"), 15,
+                      what="the camera cards")
+    # The H.264 camera plays: the page works in this browser.
+    video = card.format("avc") + ".querySelector('video')"
+    first = kg_e2e.wait_until(lambda: (t := browser.execute_script(f"return {video}.currentTime")) > 0.5 and t, 30,
+                              interval=0.5, what="the H.264 camera to play")
+    # The H.265 camera's card says why it does not.
+    message = card.format("hevc") + ".querySelector('.msg').textContent"
+    text = kg_e2e.wait_until(lambda: browser.execute_script(f"return {message}"), 15, interval=0.5,
+                             what="a message on the H.265 camera's card")
+    assert "H.265" in text, text
+    # The codec it asked the browser about is this stream's (its profile and level, from the init
+    # segment's hvcC), not a fixed guess.
+    init = re.search(r'URI="([^"]+)"', get(port, "/live/hevc/index.m3u8")[2].decode()).group(1)
+    codec = browser.execute_script(
+        "return fetch(arguments[0]).then(r => r.arrayBuffer()).then(b => LivePlayer.codecOf(b))", f"/live/hevc/{init}")
+    assert re.fullmatch(rf"hvc1\.1\.6\.L{hevc_level}\.[0-9A-F]{{2}}(\.[0-9A-F]{{2}})*", codec), (codec, hevc_level)
+    assert browser.execute_script(f"return MediaSource.isTypeSupported('video/mp4; codecs=\"{codec}\"')") is False
+    assert browser.execute_script(f"return {card.format('hevc')}.querySelector('video').error") is None
+    time.sleep(2)
+    assert browser.execute_script(f"return {video}.currentTime") - first > 1.5
+    shot = tmp_path / "parents-page-hevc.png"
+    browser.save_screenshot(str(shot))
+    print(f"screenshot: {shot}")
+    assert gw.terminate() == 0
