@@ -141,7 +141,19 @@ void RtmpPusher::run() {
             queued_bytes_ = 0;
             wait_key_ = true;
         }
-        thread_.wait_for(backoff.next());
+        // on_packet wakes this thread at every key frame to send it; during the back-off that must not
+        // cut the wait short (it did: a push to a server that was gone was tried again at every key
+        // frame, every 2 s on most cameras, never backing off to 30 s). A camera that reconnected
+        // still starts a push at once.
+        const auto until = std::chrono::steady_clock::now() + backoff.next();
+        for (auto now = std::chrono::steady_clock::now(); now < until && !thread_.stopping();
+             now = std::chrono::steady_clock::now()) {
+            {
+                std::lock_guard lock(mutex_);
+                if (generation != generation_) break;
+            }
+            thread_.wait_for(until - now);
+        }
     }
 }
 
