@@ -344,11 +344,13 @@ nlohmann::json Gateway::public_status() const {
     for (const auto& s : states_) {
         if (!s.camera->is_public) continue;
         const auto* feed = public_feed(s.camera->id);
-        cams.push_back({{"id", s.camera->id},
-                        {"name", s.camera->name},
-                        {"online", s.online},
-                        {"live", feed != nullptr && feed->open() && feed->hls_live()},
-                        {"flv", cfg_.public_side.flv}});
+        cams.push_back(
+            {{"id", s.camera->id},
+             {"name", s.camera->name},
+             {"online", s.online},
+             {"live", feed != nullptr && feed->open() && feed->hls_live()},
+             // Not for a camera whose codec FLV cannot carry (H.265): apps choose HLS.
+             {"flv", cfg_.public_side.flv && (feed == nullptr || feed->flv().refused_codec().empty())}});
     }
     // Counts only, by check: no staff images and no event details leave through the public side.
     nlohmann::json checks = nlohmann::json::object();

@@ -8,6 +8,7 @@
 
 #include "common/durable_file.hpp"
 #include "ingest/ffmpeg_ptr.hpp"
+#include "stream/mp4_tag.hpp"
 
 namespace kg::evidence {
 namespace {
@@ -40,7 +41,8 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
         result.error = "cannot describe the clip's stream";
         return result;
     }
-    stream->codecpar->codec_tag = 0;  // let the MP4 muxer choose (e.g. avc1 for H.264)
+    // avc1 for H.264 (the muxer's choice), hvc1 for H.265: the muxer's hev1 does not play on Apple's.
+    stream->codecpar->codec_tag = stream::mp4_codec_tag(stream->codecpar->codec_id);
     stream->time_base = span.time_base;
     if ((err = avio_open(&out->pb, partial.c_str(), AVIO_FLAG_WRITE)) < 0) {
         result.error = fmt::format("cannot write {}: {}", partial, ingest::av_error_string(err));

@@ -1,5 +1,6 @@
 #include "stream/flv_hub.hpp"
 
+#include "stream/flv_codecs.hpp"
 #include "stream/muxable.hpp"
 
 extern "C" {
@@ -53,10 +54,22 @@ void FlvHub::close() {
 void FlvHub::on_stream_opened(const AVStream& stream) {
     close();
     disconnect_all();  // a new connection may bring new parameters: players must start over
-    if (stream.codecpar->codec_id != AV_CODEC_ID_H264) {
-        // FLV carries H.264 (H.265 only in non-standard extensions players disagree on).
-        log_->warn("HTTP-FLV for {}: the camera sends {}, FLV carries H.264 only; HLS still works", camera_,
-                   avcodec_get_name(stream.codecpar->codec_id));
+    const AVCodecID codec = stream.codecpar->codec_id;
+    const std::string refused = flv_carries(codec) ? std::string() : codec_for_people(codec);
+    bool changed = false;
+    {
+        std::lock_guard lock(mutex_);
+        changed = refused != refused_codec_;
+        refused_codec_ = refused;
+    }
+    if (!refused.empty()) {
+        // Said once, not again at every reconnect of the same camera.
+        if (changed) {
+            log_->warn(
+                "HTTP-FLV for {}: the camera sends {}, FLV carries H.264 only; its viewers are refused "
+                "with that reason; HLS still works",
+                camera_, refused);
+        }
         return;
     }
     if (avformat_alloc_output_context2(&out_, nullptr, "flv", nullptr) < 0 || out_ == nullptr) {
@@ -165,6 +178,11 @@ std::shared_ptr<web::LiveStream> FlvHub::subscribe(std::size_t max_queued_bytes)
     }
     viewers_.push_back({stream, !whole});
     return stream;
+}
+
+std::string FlvHub::refused_codec() const {
+    std::lock_guard lock(mutex_);
+    return refused_codec_;
 }
 
 bool FlvHub::live() const {

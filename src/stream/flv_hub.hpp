@@ -2,7 +2,9 @@
 // HTTP-FLV for one public camera: the camera's own packets muxed once into FLV (no decode, no
 // encode) and the same bytes fanned out to every viewer. A viewer that joins gets the FLV header
 // and sequence header, then the current GOP from its key frame, so it starts at once. This is the
-// format WeChat mini-program `live-player` and flv.js play. Fed on the ingest thread.
+// format WeChat mini-program `live-player` and flv.js play. FLV carries H.264 only: a camera sending
+// anything else (H.265, as many do by default) has no HTTP-FLV, and the hub says so (refused_codec)
+// for the HTTP side to tell viewers at once. Fed on the ingest thread.
 
 #include <spdlog/logger.h>
 
@@ -37,6 +39,9 @@ public:
     bool live() const;
     // Ends every viewer's stream (the feed closes: public hours over, shutdown).
     void disconnect_all();
+    // The codec of the camera's last connection when FLV cannot carry it, for people ("H.265
+    // (HEVC)"); empty when it can or before the first connection (any thread).
+    std::string refused_codec() const;
 
     // Internal: the AVIO write callback appends here.
     void append(const std::uint8_t* data, int size) {
@@ -70,6 +75,7 @@ private:
         bool waiting_for_key = false;
     };
     std::vector<Viewer> viewers_;
+    std::string refused_codec_;
 };
 
 }  // namespace kg::stream

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <random>
 
+#include "stream/mp4_tag.hpp"
 #include "stream/muxable.hpp"
 
 extern "C" {
@@ -90,7 +91,8 @@ void HlsWriter::open_muxer() {
         log_->error("HLS: cannot describe the stream");
         return close();
     }
-    s->codecpar->codec_tag = 0;
+    // hvc1 for H.265 (the fMP4 muxer's hev1 does not play on iPhones and Safari), else its choice.
+    s->codecpar->codec_tag = mp4_codec_tag(s->codecpar->codec_id);
     s->time_base = time_base_;
     av_opt_set_int(out_->priv_data, "hls_time", segment_seconds_, 0);
     av_opt_set_int(out_->priv_data, "hls_list_size", 6, 0);

@@ -8,6 +8,7 @@ extern "C" {
 }
 
 #include "common/backoff.hpp"
+#include "stream/flv_codecs.hpp"
 #include "stream/muxable.hpp"
 
 namespace kg::stream {
@@ -47,6 +48,19 @@ RtmpPusher::RtmpPusher(std::string url, std::shared_ptr<spdlog::logger> log)
 RtmpPusher::~RtmpPusher() { thread_.stop(); }
 
 void RtmpPusher::on_stream_opened(const AVStream& stream) {
+    if (!flv_carries(stream.codecpar->codec_id)) {
+        // Before, the push connected, failed the handshake ("Function not implemented") and tried
+        // again at every key frame, forever: a media server hammered and a log that named no cause.
+        if (!refused_) {
+            log_->error(
+                "RTMP push to {}: the camera sends {}, and RTMP carries H.264 only: nothing is pushed for "
+                "this camera (set its stream to H.264 in the camera's settings; HLS still serves it)",
+                shown_url_, codec_for_people(stream.codecpar->codec_id));
+        }
+        refused_ = true;
+        return on_stream_closed();  // no stream to push
+    }
+    refused_ = false;
     std::shared_ptr<AVCodecParameters> params(avcodec_parameters_alloc(), ParamsDeleter{});
     if (!params || avcodec_parameters_copy(params.get(), stream.codecpar) < 0) return;
     {
@@ -127,7 +141,19 @@ void RtmpPusher::run() {
             queued_bytes_ = 0;
             wait_key_ = true;
         }
-        thread_.wait_for(backoff.next());
+        // on_packet wakes this thread at every key frame to send it; during the back-off that must not
+        // cut the wait short (it did: a push to a server that was gone was tried again at every key
+        // frame, every 2 s on most cameras, never backing off to 30 s). A camera that reconnected
+        // still starts a push at once.
+        const auto until = std::chrono::steady_clock::now() + backoff.next();
+        for (auto now = std::chrono::steady_clock::now(); now < until && !thread_.stopping();
+             now = std::chrono::steady_clock::now()) {
+            {
+                std::lock_guard lock(mutex_);
+                if (generation != generation_) break;
+            }
+            thread_.wait_for(until - now);
+        }
     }
 }
 

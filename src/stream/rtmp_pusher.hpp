@@ -3,7 +3,9 @@
 // city-scale deployment serves parents from its media servers, not from the edge box. The ingest
 // thread only queues packets; a thread of this object connects, writes and reconnects with back-off,
 // so a slow or unreachable media server never stalls the camera. When the queue is full the pusher
-// drops to the next key frame.
+// drops to the next key frame. RTMP carries H.264 only (stream/flv_codecs.hpp): a camera sending
+// H.265 is not pushed at all, said once in the log, instead of failing the media server's handshake
+// again and again.
 
 #include <spdlog/logger.h>
 
@@ -60,6 +62,7 @@ private:
     std::shared_ptr<AVCodecParameters> params_;  // null: no stream
     AVRational time_base_{1, 1000};
     int generation_ = 0;
+    bool refused_ = false;  // ingest thread only: the camera's codec cannot go over RTMP (logged)
 
     std::atomic<bool> connected_{false};
     std::atomic<std::uint64_t> sent_{0}, dropped_{0}, connects_{0};

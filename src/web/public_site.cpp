@@ -239,6 +239,14 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             return std::move(reply);
         };
         if (!is_hls) {
+            // A camera FLV cannot carry: refused for good, with where to look instead, not "starting"
+            // forever (players would retry a stream that can never come).
+            if (const auto codec = feed->flv().refused_codec(); !codec.empty()) {
+                return refuse(req, http::status::unsupported_media_type,
+                              fmt::format("this camera sends {}; HTTP-FLV carries H.264 only: watch "
+                                          "/live/{}/index.m3u8 (HLS) instead",
+                                          codec, camera));
+            }
             if (auto cap = guard->over_cap(req, guard->view.viewers().admit_flv(camera, client, now), camera,
                                            client))
                 return std::move(*cap);

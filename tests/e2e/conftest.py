@@ -3,6 +3,7 @@ When a test fails, the logs of what it started (gateway, broker, RTSP server) an
 carried are attached to its report."""
 
 import pathlib
+import shutil
 import sys
 
 import pytest
@@ -112,6 +113,27 @@ def gateway(tmp_path):
 def gateways(gateway):
     """The same factory as `gateway` (older spelling)."""
     return gateway
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Real headless Chromium (Debian's chromium + chromedriver, driven by Selenium), autoplay allowed;
+    the test is skipped when any of them is missing."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="python3-selenium is not installed")
+    from selenium.webdriver.chrome.service import Service
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not chromedriver:
+        pytest.skip("chromium and chromium-driver are not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(chromedriver, log_path=str(tmp_path / "chromedriver.log")),
+                              options=options)
+    yield driver
+    driver.quit()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

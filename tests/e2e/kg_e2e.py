@@ -1,6 +1,7 @@
 """Real peers for the end-to-end tests and the gateway process itself: a Mosquitto broker, an MQTT
-collector, the JSON Schemas of docs/schemas, FFmpeg-made H.264 clips, the GStreamer RTSP server
-(tests/support), a TCP peer that never answers, Modbus peers. No mocks: every peer is the real thing.
+collector, the JSON Schemas of docs/schemas, FFmpeg-made H.264 clips (and H.265 copies of them), the
+GStreamer RTSP server (tests/support), a TCP peer that never answers, Modbus peers. No mocks: every
+peer is the real thing.
 
 The fixtures that wrap these are in conftest.py; tests/e2e/test_fixtures.py checks the peers by
 themselves, without the gateway."""
@@ -414,6 +415,24 @@ def make_clip(segments, path):
              "-c:v", "libx264", "-preset", "ultrafast", "-qp", "34", "-threads", "1",
              "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-an", "-movflags", "+faststart", str(tmp)]
     subprocess.run(args, check=True)
+    os.replace(tmp, path)
+    return str(path)
+
+
+def hevc_copy(source, path=None):
+    """An H.265 MP4 of an H.264 clip of make_clip or make_scene (libx265 ultrafast with its B-frames,
+    a constant QP, an IDR key frame every 50 frames as the source has (closed GOPs, as cameras send),
+    tagged hvc1): the same picture as many cameras (Hikvision, Dahua, Uniview) send it by default.
+    Beside the source unless `path` is given; an existing file is reused."""
+    source = pathlib.Path(source)
+    path = pathlib.Path(path) if path else source.with_name(f"{source.stem}-hevc.mp4")
+    if path.exists():
+        return str(path)
+    tmp = path.with_name(path.name + ".tmp.mp4")
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-c:v", "libx265",
+                    "-preset", "ultrafast", "-x265-params",
+                    "qp=34:keyint=50:min-keyint=50:scenecut=0:open-gop=0:pools=1:frame-threads=1:log-level=error",
+                    "-tag:v", "hvc1", "-an", "-movflags", "+faststart", str(tmp)], check=True)
     os.replace(tmp, path)
     return str(path)
 

@@ -1,8 +1,8 @@
 """The test peers by themselves, without the gateway: if one of these fails, the gateway's end-to-end
 results mean nothing. Clips have the picture properties the health tests rely on, the RTSP server
-serves H.264 in real time and survives kill/restart on its port, the broker stops and restarts on
-its port with the collector following, the silent server never answers, the schemas reject what
-breaks them (including bad date-times)."""
+serves H.264 in real time and survives kill/restart on its port, and serves H.265 copies of the
+clips, the broker stops and restarts on its port with the collector following, the silent server
+never answers, the schemas reject what breaks them (including bad date-times)."""
 
 import json
 import signal
@@ -124,6 +124,37 @@ def test_rtsp_server_serves_h264_in_real_time_and_restarts_on_its_port(rtsp_serv
     assert server.port == port
     streams = ffprobe(["-rtsp_transport", "tcp", "-show_streams", server.url("/cam")])["streams"]
     assert streams[0]["codec_name"] == "h264"
+
+
+def test_hevc_copy_and_the_rtsp_server_serve_h265_as_cameras_send_it(rtsp_server, make_clip):
+    """H.265 copies of the clips: same picture, a key frame every 50 frames, B-frames, tagged hvc1;
+    the RTSP server serves them beside H.264 ones, choosing the payloader by the file's codec."""
+    clip = make_clip([("normal", 6)])
+    hevc = kg_e2e.hevc_copy(clip)
+    video = ffprobe(["-show_streams", hevc])["streams"][0]
+    assert (video["codec_name"], video["codec_tag_string"], video["width"], video["height"]) == (
+        "hevc", "hvc1", 640, 360), video
+    assert video["has_b_frames"] > 0 and video["r_frame_rate"] == "25/1", video
+    keys = ffprobe(["-select_streams", "v", "-skip_frame", "nokey", "-show_entries", "frame=pts", hevc])["frames"]
+    assert len(keys) == 3, keys  # frames 0, 50 and 100
+    server = rtsp_server({"/hevc": hevc, "/avc": clip})
+    for mount, codec in (("/hevc", "hevc"), ("/avc", "h264")):
+        streams = ffprobe(["-rtsp_transport", "tcp", "-show_streams", server.url(mount)])["streams"]
+        assert [(s["codec_name"], s["width"], s["height"]) for s in streams] == [(codec, 640, 360)], mount
+    # Every frame of the H.265 stream decodes, from the first key frame on.
+    r = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i", server.url("/hevc"),
+                        "-frames:v", "60", "-f", "null", "-"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_rtsp_server_refuses_a_file_that_is_not_h264_or_h265(tmp_path):
+    mpeg4 = tmp_path / "mpeg4.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=duration=1",
+                    "-c:v", "mpeg4", str(mpeg4)], check=True)
+    r = subprocess.run([kg_e2e.RTSP_SERVER_BIN, "--port", str(kg_e2e.free_port()), "--mount", f"/cam={mpeg4}"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "READY" not in r.stdout, r
+    assert "not H.264 or H.265" in r.stderr and "mpeg4.mp4" in r.stderr, r.stderr
 
 
 def test_rtsp_server_stops_cleanly_with_a_client_playing(rtsp_server, make_clip):

@@ -3,26 +3,17 @@ it loads from the gateway's public side, the public camera's video starts playin
 camera (its currentTime advances), a private camera is not listed and its stream does not exist,
 and the fridge temperature from a real MQTT sensor is shown; a probe that went silent shows as
 offline, not with its last value. A screenshot is kept as an artifact
-(parents-page.png in the test's folder)."""
+(parents-page.png in the test's folder). The `browser` fixture (conftest.py) skips the test when
+selenium, chromium or chromedriver is missing."""
 
 import http.client
 import json
 import re
-import shutil
 import time
 
 import paho.mqtt.publish as mqtt_publish
-import pytest
 
 import kg_e2e
-
-selenium = pytest.importorskip("selenium", reason="python3-selenium is not installed")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not CHROMIUM or not CHROMEDRIVER, reason="chromium and chromium-driver are not installed")
 
 
 def get(port, path):
@@ -32,20 +23,6 @@ def get(port, path):
     body = r.read()
     conn.close()
     return r.status, body
-
-
-@pytest.fixture
-def browser(tmp_path):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_path=str(tmp_path / "chromedriver.log")),
-                              options=options)
-    yield driver
-    driver.quit()
 
 
 def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways, browser, tmp_path):

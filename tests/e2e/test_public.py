@@ -382,11 +382,17 @@ rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; rec
         assert streams[0]["codec_name"] == "h264" and streams[0]["width"] == 640, streams
         metrics = get(gw.api_port(), "/metrics")[2].decode()
         assert 'kg_public_rtmp_connected{camera="kitchen"} 1' in metrics
-        # The media server goes away: the gateway keeps serving and retries.
+        # The media server goes away: the gateway keeps serving and retries, backing off (1 s, 2 s, 4 s,
+        # 8 s...). Before, the camera's key frames (every 2 s) woke the pusher out of its back-off:
+        # a try every key frame, for ever.
         nginx.terminate()
         nginx.wait(10)
         kg_e2e.wait_until(lambda: "reconnecting" in gw.output() or "cannot connect" in gw.output(), 20,
                           what="the push to notice the server is gone")
+        gone = len(gw.output())
+        time.sleep(14)
+        tries = gw.output()[gone:].count("cannot connect")
+        assert 2 <= tries <= 4, gw.output()[gone:]
         assert gw.running()
         assert get(public_port(gw), "/public/status")[0] == 200
         assert gw.terminate() == 0

@@ -1,17 +1,20 @@
-// A real RTSP server for the end-to-end tests (GStreamer's gst-rtsp-server): serves H.264 MP4 files,
-// paced in real time by the pipeline clock, one mount per file. Every client plays its file from the
-// start (the factories are not shared).
+// A real RTSP server for the end-to-end tests (GStreamer's gst-rtsp-server): serves H.264 and H.265
+// MP4 files, paced in real time by the pipeline clock, one mount per file. Every client plays its file
+// from the start (the factories are not shared). Each file's codec is read from the file itself, so
+// a mount is spelt the same for both: many real cameras send H.265 by default.
 //
 //   kg-test-rtsp-server --port N --mount /cam=/path/clip.mp4 [--mount /other=/path2.mp4 ...]
 //
 // Prints READY on stdout (flushed) once it listens on 127.0.0.1:N; on SIGINT/SIGTERM it closes its
-// clients and exits 0. Exit 2: bad arguments; exit 1: cannot listen.
+// clients and exits 0. Exit 2: bad arguments (a file that is missing or holds no H.264/H.265 video
+// included); exit 1: cannot listen.
 #include <glib-unix.h>
 #include <gst/gst.h>
 #include <gst/rtsp-server/rtsp-server.h>
 
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 
 namespace {
@@ -27,6 +30,49 @@ GstRTSPFilterResult close_client(GstRTSPServer*, GstRTSPClient*, gpointer) {
     return GST_RTSP_FILTER_REMOVE;  // closes the client's connection and tears its sessions down
 }
 
+struct PipelineStop {
+    void operator()(GstElement* p) const {
+        gst_element_set_state(p, GST_STATE_NULL);
+        gst_object_unref(p);
+    }
+};
+struct CapsUnref {
+    void operator()(GstCaps* c) const { gst_caps_unref(c); }
+};
+
+// The parser and payloader for the file's first video stream ("h264" or "h265"), or empty with the
+// reason in `why`: the caps qtdemux gives that stream, read by prerolling the served pipeline's
+// first half into a fakesink. Nothing is decoded (no decoder needed, as none is for serving).
+std::string video_codec(const std::string& file, std::string& why) {
+    const std::string launch =
+        "filesrc location=\"" + file + "\" ! qtdemux name=d d.video_0 ! fakesink name=sink";
+    GError* error = nullptr;
+    const std::unique_ptr<GstElement, PipelineStop> pipeline(gst_parse_launch(launch.c_str(), &error));
+    if (error != nullptr || !pipeline) {
+        why = error != nullptr ? error->message : "cannot build a pipeline";
+        if (error != nullptr) g_error_free(error);
+        return {};
+    }
+    gst_element_set_state(pipeline.get(), GST_STATE_PAUSED);
+    if (gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND) !=
+        GST_STATE_CHANGE_SUCCESS) {
+        why = "not an MP4 file with a video stream";
+        return {};
+    }
+    GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
+    GstPad* pad = gst_element_get_static_pad(sink, "sink");
+    const std::unique_ptr<GstCaps, CapsUnref> caps(gst_pad_get_current_caps(pad));
+    gst_object_unref(pad);
+    gst_object_unref(sink);
+    const std::string name = caps && gst_caps_get_size(caps.get()) > 0
+                                 ? gst_structure_get_name(gst_caps_get_structure(caps.get(), 0))
+                                 : "";
+    if (name == "video/x-h264") return "h264";
+    if (name == "video/x-h265") return "h265";
+    why = "its video is " + (name.empty() ? std::string("of no known kind") : name) + ", not H.264 or H.265";
+    return {};
+}
+
 // Adds one `/path=file.mp4` mount; false (with a message) when the spec or the file is unusable.
 bool add_mount(GstRTSPMountPoints* mounts, const char* spec) {
     const char* eq = std::strchr(spec, '=');
@@ -40,8 +86,15 @@ bool add_mount(GstRTSPMountPoints* mounts, const char* spec) {
         std::fprintf(stderr, "kg-test-rtsp-server: '%s' is not a usable file\n", file.c_str());
         return false;
     }
-    const std::string launch = "( filesrc location=\"" + file +
-                               "\" ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )";
+    std::string why;
+    const std::string codec = video_codec(file, why);
+    if (codec.empty()) {
+        std::fprintf(stderr, "kg-test-rtsp-server: '%s' cannot be served: %s\n", file.c_str(), why.c_str());
+        return false;
+    }
+    // config-interval=1: the parameter sets again every second, in band, as cameras send them.
+    const std::string launch = "( filesrc location=\"" + file + "\" ! qtdemux ! " + codec + "parse ! rtp" +
+                               codec + "pay name=pay0 pt=96 config-interval=1 )";
     GstRTSPMediaFactory* factory = gst_rtsp_media_factory_new();
     gst_rtsp_media_factory_set_launch(factory, launch.c_str());
     gst_rtsp_media_factory_set_shared(factory, FALSE);
