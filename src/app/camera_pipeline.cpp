@@ -229,19 +229,27 @@ void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
 }
 
 void CameraPipeline::end_for_offline(TimePoint last_frame) {
+    std::vector<std::pair<events::Event, std::optional<evidence::EventEvidence::BestFrame>>> ended;
     {
         std::lock_guard trackers(trackers_mutex_);
+        // The cooldown runs from now: back within it with the condition still there, the camera
+        // opens no second alert for it.
+        const auto steady = std::chrono::steady_clock::now();
         for (auto& t : trackers_) {
-            auto end = t.tracker.close(last_frame, events::kEndCameraOffline);
+            auto end = t.tracker.close(last_frame, events::kEndCameraOffline, steady);
             if (!end) continue;
             // A frame's own time may run a little ahead of the decoder's clock that `last_frame` is.
             if (*end->end_time < end->start_time) end->end_time = end->time = end->start_time;
-            log_->info("{}/{} ended: the camera went offline", end->check, end->label);
-            evidence_.submit_end(*end);
+            auto best = evidence_.take_best(end->id);
+            ended.emplace_back(std::move(*end), std::move(best));
         }
+        std::lock_guard lock(conditions_mutex_);
+        conditions_.clear();
     }
-    std::lock_guard lock(conditions_mutex_);
-    conditions_.clear();
+    for (auto& [end, best] : ended) {
+        log_->info("{}/{} ended: the camera went offline", end.check, end.label);
+        evidence_.submit_end(end, std::move(best));
+    }
 }
 
 void CameraPipeline::flush_clips(TimePoint now, std::chrono::steady_clock::time_point deadline) {
@@ -347,7 +355,11 @@ void CameraPipeline::run_once() {
     }
 }
 
-publish::CameraState CameraPipeline::supervise(TimePoint now) {
+publish::CameraState CameraPipeline::supervise(TimePoint now) { return report(now, true); }
+
+publish::CameraState CameraPipeline::final_state(TimePoint now) { return report(now, false); }
+
+publish::CameraState CameraPipeline::report(TimePoint now, bool observe) {
     publish::CameraState state;
     state.camera = &camera_;
     state.stats = stats_.snapshot(now);
@@ -355,7 +367,9 @@ publish::CameraState CameraPipeline::supervise(TimePoint now) {
     state.online = state.stats.last_frame.has_value() && now - seen < camera_.health.offline_after;
 
     const bool offline = now - seen >= camera_.health.offline_after;
-    if (auto event = offline_->observe(now, std::chrono::steady_clock::now(), offline ? 1.0f : 0.0f)) {
+    std::optional<events::Event> event;
+    if (observe) event = offline_->observe(now, std::chrono::steady_clock::now(), offline ? 1.0f : 0.0f);
+    if (event) {
         if (event->state == events::EventState::start) {
             log_->warn("offline: no frame for {} ms ({})",
                        std::chrono::duration_cast<std::chrono::milliseconds>(now - seen).count(),
@@ -367,7 +381,7 @@ publish::CameraState CameraPipeline::supervise(TimePoint now) {
         // event once confirmed again.
         if (event->state == events::EventState::start) end_for_offline(std::max(seen, started_at_));
     }
-    if (site_.evidence != nullptr) evidence_.poll(now);
+    if (observe && site_.evidence != nullptr) evidence_.poll(now);
 
     rate_samples_.push_back(
         {now, state.stats.frames_in, state.stats.frames_analysed, state.stats.analysis_ns});

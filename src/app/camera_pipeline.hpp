@@ -63,6 +63,9 @@ public:
 
     // Supervisor side (one thread): offline detection, due clips, the numbers for the state report.
     publish::CameraState supervise(TimePoint now);
+    // The numbers for the last state report of a stopping gateway, after close_events(): nothing is
+    // observed, so no event opens (an offline camera's would, right after its "gateway stopped").
+    publish::CameraState final_state(TimePoint now);
 
     const config::Camera& camera() const { return camera_; }
     // What the public sees of this camera; null unless it is public and the public side is on.
@@ -70,6 +73,7 @@ public:
 
 private:
     // Ends the camera's open events (not its offline event) as of its last frame.
+    publish::CameraState report(TimePoint now, bool observe);  // supervise() and final_state()
     void end_for_offline(TimePoint last_frame);
     struct Tracked {
         std::string check, label, zone;

@@ -287,7 +287,7 @@ void Gateway::stop(SensorCarryOver* carry) {
     // as watched that nobody watches now: a reload may have removed it, and its last state would
     // stay on the broker, and in the room, for good (as the sensors' do, SensorHub::stop).
     for (auto& camera : cameras_) {
-        auto state = camera->supervise(now);
+        auto state = camera->final_state(now);
         state.online = false;
         link_.publish(topics_.camera_state(state.camera->id),
                       publish::camera_state_payload(state, cfg_.site.id, now), 1, true);

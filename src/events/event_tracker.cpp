@@ -110,9 +110,11 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
     return e;
 }
 
-std::optional<Event> EventTracker::close(TimePoint t, const std::string& reason) {
+std::optional<Event> EventTracker::close(TimePoint t, const std::string& reason,
+                                         std::optional<SteadyPoint> cooldown_from) {
     if (!active_) return std::nullopt;
     active_ = false;
+    if (cooldown_from) last_end_ = *cooldown_from;
     present_since_.reset();
     absent_since_.reset();
     pending_top_ = 0;

@@ -39,9 +39,12 @@ public:
         return observe(t, steady_from_wall(t), score, boxes);
     }
 
-    // Ends an open event now, whatever the condition (the gateway stops or reloads): the end
-    // carries `reason`, and the tracker starts afresh. Nothing if no event is open.
-    std::optional<Event> close(TimePoint t, const std::string& reason);
+    // Ends an open event now, whatever the condition (the gateway stops or reloads, the camera went
+    // offline): the end carries `reason`, and the tracker starts afresh. Nothing if no event is open.
+    // With `cooldown_from`, the rule's cooldown runs from then, as after an end of its own: a tracker
+    // that lives on (a camera back from an outage) opens no second event for a condition that held.
+    std::optional<Event> close(TimePoint t, const std::string& reason,
+                               std::optional<SteadyPoint> cooldown_from = std::nullopt);
 
     bool active() const { return active_; }
     // True when the last observe() raised an open event's top score (a better frame for evidence).

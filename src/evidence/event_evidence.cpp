@@ -65,12 +65,12 @@ std::string EventEvidence::path_for(const events::Event& e, const std::string& s
 
 std::string EventEvidence::write_snapshot(const events::Event& e, const cv::Mat& image,
                                           const std::string& suffix, std::string* jpeg_out,
-                                          std::vector<std::string>& errors) {
+                                          std::vector<std::string>& errors, cv::Mat& canvas) {
     // cv::putText draws ASCII only: the camera's id stands in for a name in another script.
     const bool ascii =
         std::all_of(camera_.name.begin(), camera_.name.end(), [](unsigned char c) { return c < 0x80; });
     const SnapshotText text{ascii ? camera_.name : camera_.id, calendar_.local_text(e.time)};
-    std::string jpeg = annotated_jpeg(image, e, outlines(camera_, e.zone), text, canvas_, cfg_.jpeg_quality);
+    std::string jpeg = annotated_jpeg(image, e, outlines(camera_, e.zone), text, canvas, cfg_.jpeg_quality);
     const auto relative = path_for(e, suffix);
     const auto r = store_->write(relative, jpeg);
     if (jpeg_out != nullptr) *jpeg_out = std::move(jpeg);
@@ -103,7 +103,7 @@ std::string EventEvidence::attach(events::Event& event, const ingest::Frame& fra
     if (event.state == events::EventState::start) {
         std::string jpeg;
         event.evidence.snapshot =
-            write_snapshot(event, frame.image, "-start.jpg", &jpeg, event.evidence.errors);
+            write_snapshot(event, frame.image, "-start.jpg", &jpeg, event.evidence.errors, canvas_);
         if (cfg_.mqtt_snapshots) for_mqtt = std::move(jpeg);
         best_[event.id] = {frame.image.clone(), event};
         if (cfg_.clip_pre.count() + cfg_.clip_post.count() > 0) {
@@ -118,21 +118,28 @@ std::string EventEvidence::attach(events::Event& event, const ingest::Frame& fra
             clip_out = std::move(clip);
         }
     } else if (event.state == events::EventState::end) {
-        attach_end(event);
+        auto it = best_.find(event.id);
+        if (it != best_.end()) {
+            event.evidence.snapshot_end = write_snapshot(it->second.event, it->second.image, "-best.jpg",
+                                                         nullptr, event.evidence.errors, canvas_);
+            best_.erase(it);
+        }
     }
     return for_mqtt;
 }
 
-void EventEvidence::attach_end(events::Event& event) {
-    auto it = best_.find(event.id);
-    if (it == best_.end()) return;
-    event.evidence.snapshot_end =
-        write_snapshot(it->second.event, it->second.image, "-best.jpg", nullptr, event.evidence.errors);
-    best_.erase(it);
+std::optional<EventEvidence::BestFrame> EventEvidence::take_best(const std::string& event_id) {
+    auto node = best_.extract(event_id);
+    if (node.empty()) return std::nullopt;
+    return std::move(node.mapped());
 }
 
-void EventEvidence::submit_end(events::Event& event) {
-    if (store_ != nullptr) attach_end(event);
+void EventEvidence::submit_end(events::Event& event, std::optional<BestFrame> best) {
+    if (store_ != nullptr && best) {
+        cv::Mat canvas;  // not canvas_: the analysis thread may be drawing on it
+        event.evidence.snapshot_end =
+            write_snapshot(best->event, best->image, "-best.jpg", nullptr, event.evidence.errors, canvas);
+    }
     sink_.submit(event);
 }
 

@@ -44,10 +44,18 @@ public:
     void submit(events::Event& event, const ingest::Frame& frame);
     // Analysis thread: an open event's score reached a new high on this frame.
     void best_frame(const events::Event& event, const ingest::Frame& frame);
-    // An end with no frame to show (the camera went offline): its best frame is the end's snapshot,
-    // and the copy kept for it is released. Called by the supervisor under the camera pipeline's
-    // lock that keeps it apart from submit() and best_frame().
-    void submit_end(events::Event& event);
+    // The best frame of an open event and the event as it then stood.
+    struct BestFrame {
+        cv::Mat image;
+        events::Event event;
+    };
+    // An end with no frame to show (the camera went offline), in two steps. take_best(), under the
+    // camera pipeline's lock that keeps it apart from submit() and best_frame(): the best frame kept
+    // for the event, released. submit_end(), outside it (an encode and two fsyncs must not hold up
+    // the analysis or the supervisor's thread, which also serves HTTP): the end, with that frame as
+    // its snapshot.
+    std::optional<BestFrame> take_best(const std::string& event_id);
+    void submit_end(events::Event& event, std::optional<BestFrame> best);
 
     // Supervisor thread: cuts the clips whose post-roll has passed.
     void poll(TimePoint now);
@@ -60,10 +68,7 @@ public:
     static std::vector<Outline> outlines(const config::Camera& camera, const std::string& zone);
 
 private:
-    struct Best {
-        cv::Mat image;
-        events::Event event;
-    };
+    using Best = BestFrame;
     struct PendingClip {
         events::ClipReport report;
         TimePoint from, to;
@@ -71,12 +76,12 @@ private:
     // Fills `event.evidence`; returns the start snapshot's JPEG for MQTT (empty when none is to be
     // sent) and sets `clip` to the clip a start names.
     std::string attach(events::Event& event, const ingest::Frame& frame, std::optional<PendingClip>& clip);
-    void attach_end(events::Event& event);  // the best frame as the end's snapshot
     std::string path_for(const events::Event& e, const std::string& suffix) const;
     // Writes the clip up to `to` (at most its own end) and submits its report.
     void cut(PendingClip& clip, TimePoint to);
+    // `canvas`: where the picture is annotated (canvas_ on the analysis side).
     std::string write_snapshot(const events::Event& e, const cv::Mat& image, const std::string& suffix,
-                               std::string* jpeg_out, std::vector<std::string>& errors);
+                               std::string* jpeg_out, std::vector<std::string>& errors, cv::Mat& canvas);
 
     const config::Camera& camera_;
     const config::Evidence& cfg_;
@@ -87,7 +92,7 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     cv::Mat canvas_;
 
-    // By event id: the analysis thread's, and submit_end()'s under the pipeline's lock.
+    // By event id: the analysis thread's, and take_best()'s under the pipeline's lock.
     std::map<std::string, Best> best_;
     std::mutex pending_mutex_;
     std::vector<PendingClip> pending_;

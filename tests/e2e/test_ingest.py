@@ -315,3 +315,21 @@ def test_a_camera_that_goes_offline_ends_its_open_events_at_its_last_frame(broke
                       and e["id"] != black["id"]), None), 25, what="a new black event")
     assert parse_time(again["start_time"]) > parse_time(end["end_time"])
     schemas.validate_all(collector)
+
+
+def test_a_stop_with_a_camera_offline_ends_its_offline_event_and_opens_none(broker, collector, schemas, gateway,
+                                                                            tmp_path):
+    """A stop ends the offline event of a camera that is down ("gateway stopped"), and the last state it
+    reports opens no new one: the final report used to observe the camera again and send a second
+    offline start after the end, which the next start then ended as "gateway restarted"."""
+    gw = gateway(kg_e2e.base_config(broker, [kg_e2e.camera("gone", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/x")],
+                                    tmp_path))
+    collector.wait_for(lambda: any(e["label"] == "offline" for e in collector.events()), 15, what="the offline event")
+    assert gw.terminate() == 0
+    collector.wait_for(lambda: any(e["state"] == "end" for e in collector.events()), 5, what="its end")
+    time.sleep(0.5)
+    assert [(e["state"], e.get("end_reason")) for e in collector.events() if e["state"] != "update"] == \
+        [("start", None), ("end", "gateway stopped")], collector.events()
+    state = collector.last_json(STATE.format("gone"))
+    assert state["online"] is False and state["conditions"] == [], state
+    schemas.validate_all(collector)

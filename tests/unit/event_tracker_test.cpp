@@ -162,6 +162,25 @@ TEST(EventTracker, CloseEndsAnOpenEventWithTheReasonAndStartsAfresh) {
     EXPECT_FALSE(t.close(at(5.5), kg::events::kEndStopped));  // ended once
 }
 
+TEST(EventTracker, AnEndForAnOutageStartsTheCooldown) {
+    // A camera that went offline ends its events; back within the cooldown with the condition still
+    // there, it must not open a second alert at once (nor without the outage's end: a plain close).
+    for (const bool cooldown : {true, false}) {
+        Script s;
+        TrackerRule r = rule(1s, 1s);
+        r.cooldown = 10s;
+        EventTracker t("cam1", "mask", "no_mask", "", r, s.ids);
+        s.feed(t, 0, 3, 1.0f);
+        ASSERT_EQ(s.sent.size(), 1u);
+        const auto end = cooldown ? t.close(at(3), kg::events::kEndCameraOffline, kg::steady_from_wall(at(3)))
+                                  : t.close(at(3), kg::events::kEndCameraOffline);
+        ASSERT_TRUE(end);
+        s.feed(t, 5, 16, 1.0f);  // frames again from t=5, the condition still there
+        ASSERT_EQ(s.sent.size(), 2u) << cooldown;
+        EXPECT_EQ(s.sent[1].time, cooldown ? at(13) : at(6)) << cooldown;
+    }
+}
+
 namespace {
 kg::SteadyPoint steady(double seconds) {
     return kg::SteadyPoint(
