@@ -42,7 +42,7 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
         return result;
     }
     // avc1 for H.264 (the muxer's choice), hvc1 for H.265: the muxer's hev1 does not play on Apple's.
-    stream->codecpar->codec_tag = stream::mp4_codec_tag(stream->codecpar->codec_id);
+    stream->codecpar->codec_tag = stream::mp4_codec_tag(*stream->codecpar);
     stream->time_base = span.time_base;
     if ((err = avio_open(&out->pb, partial.c_str(), AVIO_FLAG_WRITE)) < 0) {
         result.error = fmt::format("cannot write {}: {}", partial, ingest::av_error_string(err));

@@ -175,6 +175,10 @@ public:
                       TimePoint now);
     // At most this many clip reports per site wait for their alert; beyond it the oldest go.
     static constexpr int kMaxPendingClips = 1000;
+    // Ranges of lost numbers kept per stream to recognise one that arrives after all (the newest; as
+    // many as a gateway's dead table keeps). A site that loses every other number does not grow
+    // the table: the oldest ranges are forgotten (still counted lost, no longer recognised).
+    static constexpr int kMaxLostRanges = 1000;
     ClipStored set_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report,
                         TimePoint now, const std::optional<Sequence>& seq = std::nullopt);
     void add_rollup(const std::string& site, const std::string& sensor, const nlohmann::json& rollup);

@@ -84,6 +84,20 @@ void Store::save_track(const std::string& site, const StreamTrack& before, const
             .bind(4, lost[i].to)
             .run();
     }
+    if (lost.size() > before.newly_lost().size()) {
+        // At most kMaxLostRanges: the lowest beyond them go (one walk of the primary key).
+        Stmt oldest(db_,
+                    "SELECT from_seq FROM seq_lost WHERE site = ? AND stream = ? ORDER BY from_seq DESC"
+                    " LIMIT 1 OFFSET ?");
+        oldest.bind(1, site).bind(2, after.stream()).bind(3, kMaxLostRanges);
+        if (oldest.step()) {
+            Stmt(db_, "DELETE FROM seq_lost WHERE site = ? AND stream = ? AND from_seq <= ?")
+                .bind(1, site)
+                .bind(2, after.stream())
+                .bind(3, oldest.integer(0))
+                .run();
+        }
+    }
 }
 
 bool Store::take_lost(const std::string& site, const std::string& stream, std::int64_t seq) {

@@ -92,7 +92,7 @@ void HlsWriter::open_muxer() {
         return close();
     }
     // hvc1 for H.265 (the fMP4 muxer's hev1 does not play on iPhones and Safari), else its choice.
-    s->codecpar->codec_tag = mp4_codec_tag(s->codecpar->codec_id);
+    s->codecpar->codec_tag = mp4_codec_tag(*s->codecpar);
     s->time_base = time_base_;
     av_opt_set_int(out_->priv_data, "hls_time", segment_seconds_, 0);
     av_opt_set_int(out_->priv_data, "hls_list_size", 6, 0);

@@ -7,6 +7,7 @@
 
 extern "C" {
 #include <libavcodec/codec_id.h>
+#include <libavcodec/codec_par.h>
 #include <libavutil/macros.h>
 }
 
@@ -14,9 +15,11 @@ extern "C" {
 
 namespace kg::stream {
 
-// The codec_tag to set on an MP4 output stream for `codec`: 0 lets the muxer choose.
-inline std::uint32_t mp4_codec_tag(AVCodecID codec) {
-    return codec == AV_CODEC_ID_HEVC ? MKTAG('h', 'v', 'c', '1') : 0;
+// The codec_tag to set on an MP4 output stream of `params`: 0 lets the muxer choose. `hvc1` needs the
+// parameter sets in the sample entry: a camera that sends them only in the stream (none in its SDP,
+// so no extradata) keeps `hev1`, which carries them in band and still plays outside Apple's players.
+inline std::uint32_t mp4_codec_tag(const AVCodecParameters& params) {
+    return params.codec_id == AV_CODEC_ID_HEVC && params.extradata_size > 0 ? MKTAG('h', 'v', 'c', '1') : 0;
 }
 
 }  // namespace kg::stream

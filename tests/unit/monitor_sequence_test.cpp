@@ -696,6 +696,21 @@ TEST(MonitorSequenceIngest, AMessageCountedLostThatArrivesAfterAllIsNoLongerCoun
     EXPECT_EQ(ingest.counters().found_numbers.load(), 3u);
 }
 
+TEST(MonitorSequenceStore, TheLostRangesKeptPerStreamAreBounded) {
+    // A site that loses every other number: one lost range each. Only the newest kMaxLostRanges are
+    // kept to be recognised; the counts stay whole.
+    Store store(":memory:");
+    const std::int64_t n = Store::kMaxLostRanges + 1;
+    for (std::int64_t seq = 1; seq <= 2 * n + 1; seq += 2)
+        store.track_received("sch-0101", {kStream, seq}, kT0);
+    for (std::int64_t seq = 2; seq <= 2 * n; seq += 2) store.track_lost("sch-0101", kStream, seq, seq, kT0);
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), n);
+    EXPECT_FALSE(store.track_received("sch-0101", {kStream, 2}, kT0).found);  // the oldest, forgotten
+    EXPECT_EQ(store.track_received("sch-0101", {kStream, 4}, kT0).found, 4);
+    EXPECT_EQ(store.track_received("sch-0101", {kStream, 2 * n}, kT0).found, 2 * n);
+    EXPECT_EQ(store.stream_track("sch-0101")->lost(), n - 2);
+}
+
 TEST(MonitorReplay, AsksForWhatIsDueOncePerEveryAndOnlyWhenTheBrokerTookIt) {
     Store store(":memory:");
     std::vector<std::pair<std::string, json>> sent;

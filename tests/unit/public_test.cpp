@@ -12,6 +12,7 @@
 #include "ingest/ffmpeg_input.hpp"
 #include "stream/flv_hub.hpp"
 #include "stream/hls_writer.hpp"
+#include "stream/mp4_tag.hpp"
 #include "web/live_stream.hpp"
 #include "web/viewer_counter.hpp"
 #include "web/viewer_token.hpp"
@@ -268,4 +269,17 @@ TEST(HlsWriter, FileNamesDifferFromOneRunToTheNext) {
     }
     fs::remove_all(dir);
     fs::remove(clip);
+}
+
+TEST(Mp4Tag, H265IsTaggedHvc1OnlyWithItsParameterSetsOutOfBand) {
+    AVCodecParameters params{};
+    params.codec_id = AV_CODEC_ID_H264;
+    EXPECT_EQ(kg::stream::mp4_codec_tag(params), 0u);  // the muxer's own avc1
+    params.codec_id = AV_CODEC_ID_HEVC;
+    EXPECT_EQ(kg::stream::mp4_codec_tag(params), 0u);  // in band only: hev1
+    std::uint8_t hvcc[23] = {1};
+    params.extradata = hvcc;
+    params.extradata_size = sizeof hvcc;
+    EXPECT_EQ(kg::stream::mp4_codec_tag(params), MKTAG('h', 'v', 'c', '1'));
+    params.extradata = nullptr;  // not owned
 }
