@@ -50,8 +50,11 @@ def playlist_with_segments(port, camera, query="", count=2, timeout=20):
 
 
 def probe(url, entries="stream=codec_name,width,height"):
-    r = subprocess.run(["ffprobe", "-v", "error", "-rw_timeout", "10000000", "-show_entries", entries, "-of", "json",
-                        url], capture_output=True, text=True, timeout=40)
+    # FLV, HLS and RTMP may add streams later (no stream list in their header), so FFmpeg reads a live
+    # one for its whole analyzeduration (5 s by default) before answering. The video stream's codec,
+    # size and B-frame reordering are in the first key frame's SPS: one second of stream is plenty.
+    r = subprocess.run(["ffprobe", "-v", "error", "-rw_timeout", "10000000", "-analyzeduration", "1000000",
+                        "-show_entries", entries, "-of", "json", url], capture_output=True, text=True, timeout=40)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["streams"]
 
