@@ -43,6 +43,13 @@ def public_config(broker, tmp_path, cams, **public):
     return config
 
 
+def public_clip(clips, seconds=20):
+    """The normal scene with a key frame every second: HLS segments are cut at key frames, so the
+    1 s segments configured here are 1 s long and a playlist names its first two within about 2 s
+    (4 s at the clips' usual GOP of 2 s)."""
+    return clips("public", [("normal", seconds)], gop=25)
+
+
 def playlist_with_segments(port, camera, query="", count=2, timeout=20):
     return kg_e2e.wait_until(
         lambda: (r := get(port, f"/live/{camera}/index.m3u8{query}"))[0] == 200 and r[2].count(b".m4s") >= count
@@ -69,7 +76,7 @@ def bframes_clip(path):
 
 
 def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path):
-    clip = clips("public", [("normal", 20)])
+    clip = public_clip(clips)
     server = rtsp_server({"/cam": bframes_clip(tmp_path / "bframes.mp4")})
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True, name="Cooking area"),
             kg_e2e.camera("storage", clip, input={"loop": True}),
@@ -174,7 +181,7 @@ def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path
 
 
 def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
-    clip = clips("public", [("normal", 20)])
+    clip = public_clip(clips)
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True),
             kg_e2e.camera("hall", clip, input={"loop": True}, public=True)]
     secret = "0123456789abcdef0123456789abcdef"
@@ -238,7 +245,7 @@ def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
     """HEAD on a stream gets the status a GET would get, without counting as a viewer. Before, a HEAD on
     HTTP-FLV answered 200 at the viewer cap and while the stream was not live (a GET: 503), and a HEAD on
     HLS took a viewer's place."""
-    clip = clips("public", [("normal", 20)])
+    clip = public_clip(clips)
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True),
             kg_e2e.camera("gone", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/cam", public=True)]
     gw = gateways(public_config(broker, tmp_path, cams, max_viewers_per_camera=2))
@@ -277,7 +284,7 @@ def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
 def test_public_hours_and_reload(broker, clips, gateways, tmp_path):
     """Outside public hours nothing of the kitchen is served and the page says so; a reload with the
     hours removed (POST /api/reload) opens the feed without restarting the process."""
-    clip = clips("public", [("normal", 20)])
+    clip = public_clip(clips)
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)]
     now = datetime.datetime.now(datetime.timezone.utc)
     start = (now + datetime.timedelta(hours=3)).strftime("%H:00")
@@ -331,7 +338,7 @@ def test_public_hours_and_reload(broker, clips, gateways, tmp_path):
 
 
 def test_privacy_mask_pixelates_the_region(broker, clips, gateways, tmp_path):
-    clip = clips("public", [("normal", 20)])
+    clip = public_clip(clips)
     # The left half is masked; the public feed is re-encoded at 320 px wide.
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True,
                           privacy_masks=[[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]])]
@@ -374,7 +381,7 @@ rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; rec
                              stderr=subprocess.DEVNULL)
     try:
         kg_e2e.wait_port(rtmp_port, proc=nginx, what="nginx-rtmp")
-        clip = clips("public", [("normal", 20)])
+        clip = public_clip(clips)
         cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)]
         gw = gateways(public_config(broker, tmp_path, cams,
                                     rtmp_push=f"rtmp://127.0.0.1:{rtmp_port}/live/{{site}}-{{camera}}"))
@@ -403,7 +410,7 @@ def test_segments_are_served_only_when_complete(broker, clips, gateways, tmp_pat
     once it is served every viewer gets the whole segment as on disk. Before, the shared segment cache
     kept whatever it read while FFmpeg was still writing the file (empty or partial) and served that
     to every parent for good."""
-    clip = clips("public-long", [("normal", 45)])
+    clip = public_clip(clips, 45)
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": False}, public=True)]
     gw = gateways(public_config(broker, tmp_path, cams))
     port = public_port(gw)
