@@ -66,6 +66,19 @@ def probe(url, entries="stream=codec_name,width,height"):
     return json.loads(r.stdout)["streams"]
 
 
+def record_flv(port, path, seconds, camera="kitchen"):
+    """An FFmpeg viewer of a camera's HTTP-FLV, started now, copying `seconds` of it into `path`."""
+    return subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "10000000", "-i",
+                             f"http://127.0.0.1:{port}/live/{camera}.flv", "-t", str(seconds), "-c", "copy", str(path)])
+
+
+def recorded_seconds(recorder, path):
+    """How long the recording of a record_flv viewer is, once it ended well."""
+    assert recorder.wait(40) == 0, f"the FFmpeg viewer failed with {recorder.returncode}"
+    return float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                                 str(path)], capture_output=True, text=True).stdout)
+
+
 def bframes_clip(path):
     """H.264 High with B-frames (as most IP cameras send): over RTSP its first packets, the first key
     frame included, have no decoding time, which muxers refuse."""
@@ -117,24 +130,26 @@ def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path
             assert int(r.getheader("Content-Length")) == len(get(port, path)[2]), path
     conn.close()
 
-    # FFmpeg reads both live streams from the gateway: the camera's own H.264, not re-encoded.
-    hls = probe(f"http://127.0.0.1:{port}/live/kitchen/index.m3u8")
-    assert hls[0]["codec_name"] == "h264" and hls[0]["width"] == 640, hls
-    flv = probe(f"http://127.0.0.1:{port}/live/kitchen.flv")
-    assert flv[0]["codec_name"] == "h264" and flv[0]["width"] == 640, flv
-    # HTTP-FLV is a long-lived stream: six seconds of it, recorded by FFmpeg, hold six seconds of video.
+    # HTTP-FLV is a long-lived stream: six seconds of it, recorded by FFmpeg (while the probes below
+    # run, each a viewer of its own), hold six seconds of video.
     recorded = tmp_path / "recorded.flv"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "10000000", "-i",
-                    f"http://127.0.0.1:{port}/live/kitchen.flv", "-t", "6", "-c", "copy", str(recorded)],
-                   check=True, timeout=40)
-    duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
-                                     str(recorded)], capture_output=True, text=True).stdout)
-    assert duration >= 5.5, duration
-    # The same from a real RTSP camera sending B-frames.
-    playlist_with_segments(port, "ipcam")
-    for url in [f"http://127.0.0.1:{port}/live/ipcam/index.m3u8", f"http://127.0.0.1:{port}/live/ipcam.flv"]:
-        streams = probe(url, "stream=codec_name,width,has_b_frames")
-        assert streams[0]["codec_name"] == "h264" and streams[0]["has_b_frames"] > 0, (url, streams)
+    recorder = record_flv(port, recorded, 6)
+    try:
+        # FFmpeg reads both live streams from the gateway: the camera's own H.264, not re-encoded.
+        hls = probe(f"http://127.0.0.1:{port}/live/kitchen/index.m3u8")
+        assert hls[0]["codec_name"] == "h264" and hls[0]["width"] == 640, hls
+        flv = probe(f"http://127.0.0.1:{port}/live/kitchen.flv")
+        assert flv[0]["codec_name"] == "h264" and flv[0]["width"] == 640, flv
+        # The same from a real RTSP camera sending B-frames.
+        playlist_with_segments(port, "ipcam")
+        for url in [f"http://127.0.0.1:{port}/live/ipcam/index.m3u8", f"http://127.0.0.1:{port}/live/ipcam.flv"]:
+            streams = probe(url, "stream=codec_name,width,has_b_frames")
+            assert streams[0]["codec_name"] == "h264" and streams[0]["has_b_frames"] > 0, (url, streams)
+        duration = recorded_seconds(recorder, recorded)
+        assert duration >= 5.5, duration
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
     assert "mux error" not in gw.output() and "write failed" not in gw.output()
 
     status_json = json.loads(get(port, "/public/status")[2])
@@ -458,16 +473,18 @@ def test_a_looped_clip_keeps_streaming_after_its_end(broker, clips, gateways, tm
         numbers = [int(n) for n in re.findall(r"-(\d+)\.m4s", body.decode())] if status == 200 else []
         return max(numbers, default=-1)
 
-    # Segments cut at the clip's key frames (every 2 s): two a pass, so segment 6 is in the fourth pass.
-    kg_e2e.wait_until(lambda: newest_segment() >= 6, 25, what="segments past the third pass of the clip")
-    # HTTP-FLV over a rewind: 6 s recorded by FFmpeg hold 6 s of video.
+    # HTTP-FLV over the rewinds: 6 s recorded by FFmpeg from the end of the first pass (a rewind every
+    # 4 s: at least one inside them) hold 6 s of video. Recorded while the segments below come.
     recorded = tmp_path / "looped.flv"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "10000000", "-i",
-                    f"http://127.0.0.1:{port}/live/kitchen.flv", "-t", "6", "-c", "copy", str(recorded)],
-                   check=True, timeout=40)
-    duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
-                                     str(recorded)], capture_output=True, text=True).stdout)
-    assert duration >= 5.5, duration
+    recorder = record_flv(port, recorded, 6)
+    try:
+        # Segments cut at the clip's key frames (every 2 s): two a pass, so segment 6 is in the fourth pass.
+        kg_e2e.wait_until(lambda: newest_segment() >= 6, 25, what="segments past the third pass of the clip")
+        duration = recorded_seconds(recorder, recorded)
+        assert duration >= 5.5, duration
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
     assert json.loads(get(port, "/public/status")[2])["cameras"][0]["live"] is True
     assert gw.terminate() == 0
 
