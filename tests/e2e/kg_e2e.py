@@ -621,6 +621,15 @@ def parse_time(iso):
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+def in_parallel(calls):
+    """The results of calls (functions without arguments), run on as many threads as there are cores:
+    clips made by FFmpeg processes of their own, each mostly on one core, for a test that needs
+    several before it can start."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=max(1, min(len(calls), os.cpu_count() or 1))) as pool:
+        return [f.result() for f in [pool.submit(c) for c in calls]]
+
+
 def make_scene(path, seconds, background="kitchen", boxes=()):
     """A synthetic, static kitchen view (tiled wall and floor, sensor noise) with coloured boxes laid
     over it: people walking (moving boxes), litter, an open bin lid, a rodent at night.
