@@ -44,19 +44,20 @@ def clip_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def make_clip(clip_dir):
-    """make_clip(segments[, path]) -> path of an H.264 MP4, e.g. [("normal", 8), ("black", 12)];
-    without a path, cached per session by its segments."""
+    """make_clip(segments[, path][, gop=50]) -> path of an H.264 MP4, e.g. [("normal", 8), ("black", 12)];
+    without a path, cached per session by its segments and GOP."""
 
-    def make(segments, path=None):
-        return kg_e2e.make_clip(segments, path or clip_dir / f"{kg_e2e.clip_name(segments)}.mp4")
+    def make(segments, path=None, gop=50):
+        return kg_e2e.make_clip(segments, path or clip_dir / f"{kg_e2e.clip_name(segments, gop)}.mp4", gop)
 
     return make
 
 
 @pytest.fixture(scope="session")
 def clips(make_clip):
-    """clips(label, segments): make_clip under a label kept for readability (cached by segments)."""
-    return lambda label, segments: make_clip(segments)
+    """clips(label, segments[, gop=50]): make_clip under a label kept for readability (cached by
+    segments and GOP)."""
+    return lambda label, segments, gop=50: make_clip(segments, gop=gop)
 
 
 @pytest.fixture

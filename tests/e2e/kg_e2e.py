@@ -390,19 +390,21 @@ SEGMENTS = {
 }
 
 
-def clip_name(segments):
-    """A cache key naming a clip by its segments: [("normal", 8), ("black", 12)] -> normal8-black12."""
-    return "-".join(f"{kind}{seconds:g}" for kind, seconds in segments)
+def clip_name(segments, gop=50):
+    """A cache key naming a clip by its segments (and a GOP other than 50):
+    [("normal", 8), ("black", 12)] -> normal8-black12; with gop=25 -> normal8-black12-gop25."""
+    return "-".join(f"{kind}{seconds:g}" for kind, seconds in segments) + (f"-gop{gop}" if gop != 50 else "")
 
 
-def make_clip(segments, path):
-    """An H.264 MP4 (libx264 ultrafast, 640x360, 25 fps, GOP 50, yuv420p) from [(kind, seconds), ...]
-    with kinds of SEGMENTS; an existing file at `path` is reused."""
+def make_clip(segments, path, gop=50):
+    """An H.264 MP4 (libx264 ultrafast, 640x360, 25 fps, GOP 50 unless given, yuv420p) from
+    [(kind, seconds), ...] with kinds of SEGMENTS; an existing file at `path` is reused."""
     path = pathlib.Path(path)
     if path.exists():
         return str(path)
     for kind, seconds in segments:
         assert kind in SEGMENTS and seconds > 0, f"bad segment {(kind, seconds)}"
+    assert gop > 0, f"bad GOP {gop}"
     args = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
     for kind, seconds in segments:
         args += ["-f", "lavfi", "-i", SEGMENTS[kind].format(d=seconds)]
@@ -413,7 +415,7 @@ def make_clip(segments, path):
     # its decoded frames are bit-identical (with CRF they drift by ~0.2 grey levels at each GOP).
     args += ["-filter_complex", f"{inputs}concat=n={n}:v=1:a=0,format=yuv420p[v]", "-map", "[v]",
              "-c:v", "libx264", "-preset", "ultrafast", "-qp", "34", "-threads", "1",
-             "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-an", "-movflags", "+faststart", str(tmp)]
+             "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-an", "-movflags", "+faststart", str(tmp)]
     subprocess.run(args, check=True)
     os.replace(tmp, path)
     return str(path)
@@ -636,6 +638,15 @@ def camera(cam_id, url, **overrides):
 def parse_time(iso):
     """Seconds since the epoch of a UTC ISO 8601 time as the gateway writes it."""
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def in_parallel(calls):
+    """The results of calls (functions without arguments), run on as many threads as there are cores:
+    clips made by FFmpeg processes of their own, each mostly on one core, for a test that needs
+    several before it can start."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=max(1, min(len(calls), os.cpu_count() or 1))) as pool:
+        return [f.result() for f in [pool.submit(c) for c in calls]]
 
 
 def make_scene(path, seconds, background="kitchen", boxes=()):

@@ -36,18 +36,30 @@ FLOORS = [
 ]
 
 
+_RUNS = {}
+
+
+def evaluate(tmp_path, *args):
+    """(stdout, JSON result) of `kitchen-eval ARGS --json FILE`, which must succeed. A run is kept for
+    the module: several tests read the same run (a floor and the figures a comparison is checked
+    against, the plain errors and the classifier's), and kitchen-eval gives the same figures for the
+    same arguments, so each is paid for once."""
+    if args not in _RUNS:
+        out = tmp_path / f"eval-{len(_RUNS)}.json"
+        r = subprocess.run([EVAL_BIN, *args, "--json", str(out)], capture_output=True, text=True,
+                           env=dict(os.environ, KG_SHARED_DIR=str(SHARED)))
+        assert r.returncode == 0, r.stderr
+        _RUNS[args] = (r.stdout, json.loads(out.read_text()))
+    return _RUNS[args]
+
+
 @pytest.mark.parametrize("detector,dataset,floors", FLOORS, ids=[f[0].removeprefix("models/") for f in FLOORS])
 def test_accuracy_floor(detector, dataset, floors, tmp_path):
     if detector.startswith("models/reference/") and not (SHARED / "models").exists():
         pytest.skip("no reference models")
     spec = detector if detector.startswith("classic:") else str(kg_e2e.SOURCE_DIR / detector)
-    out = tmp_path / "eval.json"
-    env = dict(os.environ, KG_SHARED_DIR=str(SHARED))
-    r = subprocess.run([EVAL_BIN, "-d", spec, "--data", str(SHARED / dataset[0]), "--classes", dataset[1],
-                        "--json", str(out)], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
-    print(r.stdout)
-    result = json.loads(out.read_text())
+    stdout, result = evaluate(tmp_path, "-d", spec, "--data", str(SHARED / dataset[0]), "--classes", dataset[1])
+    print(stdout)
     for cls, (p, rec) in floors.items():
         got = result["classes"][cls]["iou_0.3"]
         assert got["precision"] >= p and got["recall"] >= rec, (cls, got)
@@ -80,14 +92,10 @@ def test_errors_account_for_every_labelled_object_and_every_box(tmp_path):
     """`--errors`: where a model's errors are (src/eval/errors.hpp). Every labelled object is found
     (under some class) or missed, and every box is on an object or on none, so the breakdown adds
     up to the plain figures of the same run."""
-    out = tmp_path / "eval.json"
-    r = subprocess.run([EVAL_BIN, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-mask.yaml"),
-                        "--data", str(SHARED / MASK[0]), "--classes", MASK[1], "--errors",
-                        "--json", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    print(r.stdout)
-    assert "errors at IoU 0.3" in r.stdout
-    result = json.loads(out.read_text())
+    stdout, result = evaluate(tmp_path, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-mask.yaml"),
+                              "--data", str(SHARED / MASK[0]), "--classes", MASK[1], "--errors")
+    print(stdout)
+    assert "errors at IoU 0.3" in stdout
     errors, classes = result["errors"], ("no_mask", "with_mask")
     for t in classes:
         found = sum(errors["confusion"][t][d] for d in classes)
@@ -112,13 +120,10 @@ def test_given_boxes_judge_the_classifier_alone(tmp_path):
     finds more faces than the whole check, whose head network misses some."""
     runs = {}
     for given in (True, False):
-        out = tmp_path / f"eval-{given}.json"
-        r = subprocess.run([EVAL_BIN, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-mask.yaml"),
-                            "--data", str(SHARED / MASK[0]), "--classes", MASK[1], "--errors", "--json", str(out)]
-                           + (["--given-boxes"] if given else []), capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        print(r.stdout)
-        runs[given] = json.loads(out.read_text())
+        stdout, runs[given] = evaluate(tmp_path, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-mask.yaml"),
+                                       "--data", str(SHARED / MASK[0]), "--classes", MASK[1], "--errors",
+                                       *(["--given-boxes"] if given else []))
+        print(stdout)
     result, errors = runs[True], runs[True]["errors"]
     assert result["given_boxes"] is True and runs[False]["given_boxes"] is False
     classes = ("no_mask", "with_mask")
@@ -213,18 +218,16 @@ def test_bootstrap_intervals_and_paired_comparison(tmp_path):
     default = str(kg_e2e.SOURCE_DIR / "models/kitchen-head-covering.yaml")
     older = str(kg_e2e.SOURCE_DIR / "models/two-networks/kitchen-head-covering.yaml")
 
-    def run(*args):
-        out = tmp_path / "eval.json"
-        r = subprocess.run([EVAL_BIN, "--data", str(SHARED / HELMET[0]), "--classes", HELMET[1], *args,
-                            "--json", str(out)], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        print(r.stdout)
-        return r.stdout, json.loads(out.read_text())
+    def run(detector, *args):  # in the floors' order of arguments: the same run as theirs
+        stdout, result = evaluate(tmp_path, "-d", detector, "--data", str(SHARED / HELMET[0]), "--classes",
+                                  HELMET[1], *args)
+        print(stdout)
+        return stdout, result
 
-    stdout, compared = run("-d", default, "--compare", older, "--bootstrap", "500", "--seed", "5")
+    stdout, compared = run(default, "--compare", older, "--bootstrap", "500", "--seed", "5")
     assert "95% intervals at IoU 0.3" in stdout and "paired (500 resamplings, seed 5)" in stdout
-    _, alone = run("-d", older)
-    _, default_alone = run("-d", default)
+    _, alone = run(older)
+    _, default_alone = run(default)
     boot, comp = compared["bootstrap"], compared["compare"]
     assert (boot["replicates"], boot["seed"], comp["detector"]) == (500, 5, older)
     for cls in ("covered", "bare"):

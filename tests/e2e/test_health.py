@@ -30,9 +30,10 @@ class HealthRun:
         self.collector = kg_e2e.Collector(self.broker)
         self.gateway = None
         self.waits = []  # what the run waited for and did not get (the tests say what it means)
-        cams = [kg_e2e.camera("normal", make_clip([("normal", BEFORE + SEGMENT + AFTER)]))]
-        for fault in FAULTS:
-            cams.append(kg_e2e.camera(fault, make_clip([("normal", BEFORE), (fault, SEGMENT), ("normal", AFTER)])))
+        clips = kg_e2e.in_parallel([lambda: make_clip([("normal", BEFORE + SEGMENT + AFTER)])] + [
+            lambda fault=fault: make_clip([("normal", BEFORE), (fault, SEGMENT), ("normal", AFTER)])
+            for fault in FAULTS])
+        cams = [kg_e2e.camera(name, clip) for name, clip in zip(["normal"] + FAULTS, clips)]
         config = kg_e2e.base_config(self.broker, cams, workdir)
         config["evidence"].update({"clip_pre": "3s", "clip_post": "3s"})
         self.started_at = time.time()

@@ -178,9 +178,15 @@ def publish_all(client, messages):
         assert info.is_published()
 
 
+def black_clip(clips):
+    """A camera that goes black after a second (its alert comes about 3 s after the start) and stays
+    so until 24 s, when the file ends and the camera goes offline: longer than these tests need it."""
+    return clips("black-monitor", [("normal", 1), ("black", 23)])
+
+
 def test_real_gateway_alert_reaches_the_monitor(broker, collector, clips, gateways, monitors, schemas, tmp_path):
     mon = monitors(broker)
-    cam = kg_e2e.camera("cam", clips("black-monitor", [("normal", 4), ("black", 20)]), input={"loop": False})
+    cam = kg_e2e.camera("cam", black_clip(clips), input={"loop": False})
     gw = gateways(kg_e2e.base_config(broker, [cam], tmp_path))
 
     alert = kg_e2e.wait_until(lambda: [a for a in mon.get("/api/alerts") if a["check"] == "camera_health"], 30,
@@ -458,7 +464,7 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
 
     # A real gateway's alert (its camera goes black) appears on the open page, and acknowledging it
     # in the page reaches that site's topic.
-    cam = kg_e2e.camera("cam", clips("black-monitor", [("normal", 4), ("black", 20)]), input={"loop": False})
+    cam = kg_e2e.camera("cam", black_clip(clips), input={"loop": False})
     gw = gateways(kg_e2e.base_config(broker, [cam], tmp_path))
     real = kg_e2e.wait_until(lambda: [a for a in mon.get("/api/alerts") if a["site"] == "test-site"], 30,
                              what="the real gateway's alert")[0]

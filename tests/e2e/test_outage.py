@@ -63,10 +63,14 @@ def test_broker_outage_during_a_burst(tmp_path, clips, schemas):
         kg_e2e.wait_until(lambda: len(collector.events()) >= 4, 20, what="the first events")
         broker.stop()
         time.sleep(15)  # events keep coming and queue in the outbox
-        during = len(generated(gw))
+        queued = generated(gw)
+        during = len(queued)
         broker.start()
-        time.sleep(8)
-        assert gw.terminate() == 0  # a clean stop drains what is left
+        # The backlog goes out over the new connection while the cameras keep adding to it (a fixed
+        # 8 s here before); then a clean stop drains what is left.
+        kg_e2e.wait_until(lambda: {m for m, _ in queued} <= {e["message_id"] for e in collector.events()}, 20,
+                          what="the events queued during the outage delivered")
+        assert gw.terminate() == 0
         made = generated(gw)
         assert during >= 12, "the burst produced too few events while the broker was down"
         kg_e2e.wait_until(lambda: {m for m, _ in made} <= {e["message_id"] for e in collector.events()}, 20,
@@ -94,7 +98,11 @@ def test_gateway_killed_while_the_broker_is_down(tmp_path, clips, schemas):
         committed_before_kill = generated(first)
         broker.start()
         second = kg_e2e.Gateway(tmp_path, config, "second")
-        time.sleep(8)
+        # The second run sends what the first committed, while its own cameras add to it (a fixed 8 s
+        # here before); then a clean stop drains what is left.
+        kg_e2e.wait_until(lambda: {m for m, _ in committed_before_kill}
+                          <= {e["message_id"] for e in collector.events()}, 20,
+                          what="the killed gateway's committed events delivered by the second")
         assert second.terminate() == 0
         made = generated(first, second)
         kg_e2e.wait_until(lambda: {m for m, _ in made} <= {e["message_id"] for e in collector.events()}, 20,

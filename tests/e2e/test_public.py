@@ -43,6 +43,13 @@ def public_config(broker, tmp_path, cams, **public):
     return config
 
 
+def public_clip(clips, seconds=20):
+    """The normal scene with a key frame every second: HLS segments are cut at key frames, so the
+    1 s segments configured here are 1 s long and a playlist names its first two within about 2 s
+    (4 s at the clips' usual GOP of 2 s)."""
+    return clips("public", [("normal", seconds)], gop=25)
+
+
 def playlist_with_segments(port, camera, query="", count=2, timeout=20):
     return kg_e2e.wait_until(
         lambda: (r := get(port, f"/live/{camera}/index.m3u8{query}"))[0] == 200 and r[2].count(b".m4s") >= count
@@ -50,10 +57,26 @@ def playlist_with_segments(port, camera, query="", count=2, timeout=20):
 
 
 def probe(url, entries="stream=codec_name,width,height"):
-    r = subprocess.run(["ffprobe", "-v", "error", "-rw_timeout", "10000000", "-show_entries", entries, "-of", "json",
-                        url], capture_output=True, text=True, timeout=40)
+    # FLV, HLS and RTMP may add streams later (no stream list in their header), so FFmpeg reads a live
+    # one for its whole analyzeduration (5 s by default) before answering. The video stream's codec,
+    # size and B-frame reordering are in the first key frame's SPS: one second of stream is plenty.
+    r = subprocess.run(["ffprobe", "-v", "error", "-rw_timeout", "10000000", "-analyzeduration", "1000000",
+                        "-show_entries", entries, "-of", "json", url], capture_output=True, text=True, timeout=40)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["streams"]
+
+
+def record_flv(port, path, seconds, camera="kitchen"):
+    """An FFmpeg viewer of a camera's HTTP-FLV, started now, copying `seconds` of it into `path`."""
+    return subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "10000000", "-i",
+                             f"http://127.0.0.1:{port}/live/{camera}.flv", "-t", str(seconds), "-c", "copy", str(path)])
+
+
+def recorded_seconds(recorder, path):
+    """How long the recording of a record_flv viewer is, once it ended well."""
+    assert recorder.wait(40) == 0, f"the FFmpeg viewer failed with {recorder.returncode}"
+    return float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                                 str(path)], capture_output=True, text=True).stdout)
 
 
 def bframes_clip(path):
@@ -66,7 +89,7 @@ def bframes_clip(path):
 
 
 def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path):
-    clip = clips("public", [("normal", 20)])
+    clip = public_clip(clips)
     server = rtsp_server({"/cam": bframes_clip(tmp_path / "bframes.mp4")})
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True, name="Cooking area"),
             kg_e2e.camera("storage", clip, input={"loop": True}),
@@ -107,24 +130,26 @@ def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path
             assert int(r.getheader("Content-Length")) == len(get(port, path)[2]), path
     conn.close()
 
-    # FFmpeg reads both live streams from the gateway: the camera's own H.264, not re-encoded.
-    hls = probe(f"http://127.0.0.1:{port}/live/kitchen/index.m3u8")
-    assert hls[0]["codec_name"] == "h264" and hls[0]["width"] == 640, hls
-    flv = probe(f"http://127.0.0.1:{port}/live/kitchen.flv")
-    assert flv[0]["codec_name"] == "h264" and flv[0]["width"] == 640, flv
-    # HTTP-FLV is a long-lived stream: six seconds of it, recorded by FFmpeg, hold six seconds of video.
+    # HTTP-FLV is a long-lived stream: six seconds of it, recorded by FFmpeg (while the probes below
+    # run, each a viewer of its own), hold six seconds of video.
     recorded = tmp_path / "recorded.flv"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "10000000", "-i",
-                    f"http://127.0.0.1:{port}/live/kitchen.flv", "-t", "6", "-c", "copy", str(recorded)],
-                   check=True, timeout=40)
-    duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
-                                     str(recorded)], capture_output=True, text=True).stdout)
-    assert duration >= 5.5, duration
-    # The same from a real RTSP camera sending B-frames.
-    playlist_with_segments(port, "ipcam")
-    for url in [f"http://127.0.0.1:{port}/live/ipcam/index.m3u8", f"http://127.0.0.1:{port}/live/ipcam.flv"]:
-        streams = probe(url, "stream=codec_name,width,has_b_frames")
-        assert streams[0]["codec_name"] == "h264" and streams[0]["has_b_frames"] > 0, (url, streams)
+    recorder = record_flv(port, recorded, 6)
+    try:
+        # FFmpeg reads both live streams from the gateway: the camera's own H.264, not re-encoded.
+        hls = probe(f"http://127.0.0.1:{port}/live/kitchen/index.m3u8")
+        assert hls[0]["codec_name"] == "h264" and hls[0]["width"] == 640, hls
+        flv = probe(f"http://127.0.0.1:{port}/live/kitchen.flv")
+        assert flv[0]["codec_name"] == "h264" and flv[0]["width"] == 640, flv
+        # The same from a real RTSP camera sending B-frames.
+        playlist_with_segments(port, "ipcam")
+        for url in [f"http://127.0.0.1:{port}/live/ipcam/index.m3u8", f"http://127.0.0.1:{port}/live/ipcam.flv"]:
+            streams = probe(url, "stream=codec_name,width,has_b_frames")
+            assert streams[0]["codec_name"] == "h264" and streams[0]["has_b_frames"] > 0, (url, streams)
+        duration = recorded_seconds(recorder, recorded)
+        assert duration >= 5.5, duration
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
     assert "mux error" not in gw.output() and "write failed" not in gw.output()
 
     status_json = json.loads(get(port, "/public/status")[2])
@@ -171,7 +196,7 @@ def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path
 
 
 def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
-    clip = clips("public", [("normal", 20)])
+    clip = public_clip(clips)
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True),
             kg_e2e.camera("hall", clip, input={"loop": True}, public=True)]
     secret = "0123456789abcdef0123456789abcdef"
@@ -235,7 +260,7 @@ def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
     """HEAD on a stream gets the status a GET would get, without counting as a viewer. Before, a HEAD on
     HTTP-FLV answered 200 at the viewer cap and while the stream was not live (a GET: 503), and a HEAD on
     HLS took a viewer's place."""
-    clip = clips("public", [("normal", 20)])
+    clip = public_clip(clips)
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True),
             kg_e2e.camera("gone", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/cam", public=True)]
     gw = gateways(public_config(broker, tmp_path, cams, max_viewers_per_camera=2))
@@ -274,7 +299,7 @@ def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
 def test_public_hours_and_reload(broker, clips, gateways, tmp_path):
     """Outside public hours nothing of the kitchen is served and the page says so; a reload with the
     hours removed (POST /api/reload) opens the feed without restarting the process."""
-    clip = clips("public", [("normal", 20)])
+    clip = public_clip(clips)
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)]
     now = datetime.datetime.now(datetime.timezone.utc)
     start = (now + datetime.timedelta(hours=3)).strftime("%H:00")
@@ -328,7 +353,7 @@ def test_public_hours_and_reload(broker, clips, gateways, tmp_path):
 
 
 def test_privacy_mask_pixelates_the_region(broker, clips, gateways, tmp_path):
-    clip = clips("public", [("normal", 20)])
+    clip = public_clip(clips)
     # The left half is masked; the public feed is re-encoded at 320 px wide.
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True,
                           privacy_masks=[[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]])]
@@ -371,7 +396,7 @@ rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; rec
                              stderr=subprocess.DEVNULL)
     try:
         kg_e2e.wait_port(rtmp_port, proc=nginx, what="nginx-rtmp")
-        clip = clips("public", [("normal", 20)])
+        clip = public_clip(clips)
         cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)]
         gw = gateways(public_config(broker, tmp_path, cams,
                                     rtmp_push=f"rtmp://127.0.0.1:{rtmp_port}/live/{{site}}-{{camera}}"))
@@ -406,7 +431,7 @@ def test_segments_are_served_only_when_complete(broker, clips, gateways, tmp_pat
     once it is served every viewer gets the whole segment as on disk. Before, the shared segment cache
     kept whatever it read while FFmpeg was still writing the file (empty or partial) and served that
     to every parent for good."""
-    clip = clips("public-long", [("normal", 45)])
+    clip = public_clip(clips, 45)
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": False}, public=True)]
     gw = gateways(public_config(broker, tmp_path, cams))
     port = public_port(gw)
@@ -454,16 +479,18 @@ def test_a_looped_clip_keeps_streaming_after_its_end(broker, clips, gateways, tm
         numbers = [int(n) for n in re.findall(r"-(\d+)\.m4s", body.decode())] if status == 200 else []
         return max(numbers, default=-1)
 
-    # Segments cut at the clip's key frames (every 2 s): two a pass, so segment 6 is in the fourth pass.
-    kg_e2e.wait_until(lambda: newest_segment() >= 6, 25, what="segments past the third pass of the clip")
-    # HTTP-FLV over a rewind: 6 s recorded by FFmpeg hold 6 s of video.
+    # HTTP-FLV over the rewinds: 6 s recorded by FFmpeg from the end of the first pass (a rewind every
+    # 4 s: at least one inside them) hold 6 s of video. Recorded while the segments below come.
     recorded = tmp_path / "looped.flv"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "10000000", "-i",
-                    f"http://127.0.0.1:{port}/live/kitchen.flv", "-t", "6", "-c", "copy", str(recorded)],
-                   check=True, timeout=40)
-    duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
-                                     str(recorded)], capture_output=True, text=True).stdout)
-    assert duration >= 5.5, duration
+    recorder = record_flv(port, recorded, 6)
+    try:
+        # Segments cut at the clip's key frames (every 2 s): two a pass, so segment 6 is in the fourth pass.
+        kg_e2e.wait_until(lambda: newest_segment() >= 6, 25, what="segments past the third pass of the clip")
+        duration = recorded_seconds(recorder, recorded)
+        assert duration >= 5.5, duration
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
     assert json.loads(get(port, "/public/status")[2])["cameras"][0]["live"] is True
     assert gw.terminate() == 0
 

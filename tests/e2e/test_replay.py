@@ -27,10 +27,10 @@ def flicker(clips):
     return clips("flicker", [("normal", 2), ("black", 2)] * 8)  # 32 s, looped
 
 
-def config(broker, clips, tmp_path, **outbox):
-    cam = kg_e2e.camera("cam", flicker(clips), input={"loop": True}, analysis={"fps": 4},
-                        health={"confirm": "500ms", "clear": "500ms"})
-    cfg = kg_e2e.base_config(broker, [cam], tmp_path)
+def config(broker, clips, tmp_path, cameras=("cam",), **outbox):
+    cams = [kg_e2e.camera(c, flicker(clips), input={"loop": True}, analysis={"fps": 4},
+                          health={"confirm": "500ms", "clear": "500ms"}) for c in cameras]
+    cfg = kg_e2e.base_config(broker, cams, tmp_path)
     cfg["outbox"].update(outbox)
     return cfg
 
@@ -65,7 +65,8 @@ def monitor_client(broker):
 
 def test_numbers_without_gaps_and_replay_answers(tmp_path, clips, broker, collector, schemas):
     # About 8 messages fit in the sent table: the first numbers are pushed out as the run goes on.
-    gw = kg_e2e.Gateway(tmp_path, config(broker, clips, tmp_path, keep_sent_size="4KiB"))
+    # Two cameras: their events share one numbering and bring the 20 messages in half the time.
+    gw = kg_e2e.Gateway(tmp_path, config(broker, clips, tmp_path, cameras=("cam", "cam2"), keep_sent_size="4KiB"))
     room = monitor_client(broker)
     try:
         kg_e2e.wait_until(lambda: len(numbered(collector)) >= 20, 90, what="20 numbered messages")
@@ -155,7 +156,12 @@ def test_a_broker_that_lost_its_queue_is_caught_up_by_replay(tmp_path, clips, sc
     try:
         kg_e2e.wait_until(lambda: len(numbered(room)) >= 3, 60, what="the first numbered messages")
         room.close()  # the room goes away; its session would queue what comes meanwhile
-        time.sleep(8)  # messages flow, acknowledged by the broker, queued for the room's session
+        # Messages flow, acknowledged by the broker (the gateway's retained message says how far) and
+        # queued for the room's session: two of them are enough for a gap.
+        last = max(n for n, _, _, _ in numbered(room))
+        kg_e2e.wait_until(lambda: json.loads(kg_e2e.retained(broker, f"kitchen/{SITE}/gateway") or "{}")
+                          .get("seq", 0) >= last + 2, 30, interval=0.5,
+                          what="two more numbered messages acknowledged by the broker")
         broker.stop()
         broker.start()  # ... and forgotten by the restart
         room2 = kg_e2e.Collector(broker, topic=f"kitchen/{SITE}/#", persistent=True, client_id=room_id)

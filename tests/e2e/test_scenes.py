@@ -24,13 +24,14 @@ def test_region_checks_raise_one_event_each_and_traffic_none(broker, collector, 
     rodent = {"w": 24, "h": 12, "colour": "0x909090", "x": "100+(t-12)*60", "y": "300", "enable": "between(t,12,17)"}
     cook = {"w": 50, "h": 150, "colour": "0x2a3550", "x": "420+20*sin(t*3)", "y": "120",
             "enable": "lt(t,6)+between(t,24,40)"}
-    scenes = {
-        "floor": kg_e2e.make_scene(d / "floor.mp4", 40, boxes=walkers + [litter]),
-        "bin": kg_e2e.make_scene(d / "bin.mp4", 40, boxes=walkers + [lid]),
-        "night": kg_e2e.make_scene(d / "night.mp4", 40, background="night", boxes=[rodent]),
-        "stove": kg_e2e.make_scene(d / "stove.mp4", 40, boxes=[cook]),
-        "busy": kg_e2e.make_scene(d / "busy.mp4", 40, boxes=[kg_e2e.walker(t, t + 6) for t in (1, 9, 17, 25)]),
-    }
+    made = kg_e2e.in_parallel([
+        lambda: kg_e2e.make_scene(d / "floor.mp4", 40, boxes=walkers + [litter]),
+        lambda: kg_e2e.make_scene(d / "bin.mp4", 40, boxes=walkers + [lid]),
+        lambda: kg_e2e.make_scene(d / "night.mp4", 40, background="night", boxes=[rodent]),
+        lambda: kg_e2e.make_scene(d / "stove.mp4", 40, boxes=[cook]),
+        lambda: kg_e2e.make_scene(d / "busy.mp4", 40, boxes=[kg_e2e.walker(t, t + 6) for t in (1, 9, 17, 25)]),
+    ])
+    scenes = dict(zip(["floor", "bin", "night", "stove", "busy"], made))
     quick = {"confirm": "4s", "clear": "2s", "cooldown": "0s", "median_window": 1}
     cams = [
         cam("floor", scenes["floor"], ["cleanliness"], {"floor": {"polygon": FLOOR, "checks": ["cleanliness"]}},
