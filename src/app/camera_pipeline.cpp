@@ -235,6 +235,7 @@ void CameraPipeline::end_for_offline(TimePoint last_frame) {
         // The cooldown runs from now: back within it with the condition still there, the camera
         // opens no second alert for it.
         const auto steady = std::chrono::steady_clock::now();
+        outage_ended_at_ = steady;
         for (auto& t : trackers_) {
             auto end = t.tracker.close(last_frame, events::kEndCameraOffline, steady);
             if (!end) continue;
@@ -320,6 +321,9 @@ void CameraPipeline::run_once() {
     bool changed = false;
     std::size_t producer = 0;
     std::unique_lock trackers(trackers_mutex_);
+    // A frame from before an outage, analysed after the outage ended its events, would reopen one
+    // dated before that end.
+    if (outage_ended_at_ && frame->steady <= *outage_ended_at_) observations_.clear();
     for (std::size_t i = 0; i < observations_.size(); ++i) {
         while (i >= produced_[producer]) ++producer;
         const auto& o = observations_[i];

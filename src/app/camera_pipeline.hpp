@@ -109,6 +109,7 @@ private:
     // events when the camera goes offline, when no frame comes to the analysis side.
     std::deque<Tracked> trackers_;
     std::mutex trackers_mutex_;
+    std::optional<SteadyPoint> outage_ended_at_;  // under trackers_mutex_: the last end_for_offline()
     std::vector<vision::Observation> raw_, observations_;
 
     // A check that throws loses its observations of that frame; the others and the camera go on.
