@@ -197,7 +197,7 @@ def test_a_reload_that_cannot_start_goes_back_to_the_running_configuration(broke
         last_run = gw.output().split(" starting with ")[-1]
         port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
         assert sensors(port) == ["fridge"]  # the configuration that ran, not the one that failed
-        assert get(port, "/readyz")[0] == 200
+        kg_e2e.wait_until(lambda: get(port, "/readyz")[0] == 200, 10, what="ready again (the broker reconnected)")
         assert not held.exists()  # the failed run never opened the other gateway's outbox
 
     # The file on disk is what a later reload checks and starts again, now that it can.
