@@ -494,6 +494,54 @@ class RtspServer:
         return [(f"RTSP server log (port {self.port})", tail(self.log))] if self.log else []
 
 
+NGINX_RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+
+
+def has_nginx_rtmp():
+    return os.path.exists(NGINX_RTMP_MODULE) and shutil.which("nginx") is not None
+
+
+class NginxRtmp:
+    """nginx with its RTMP module on a free loopback port, as the media server an RTMP push reaches
+    (application `live`): .port, .url(path), .log_text(), .stop(), .kill()."""
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.dir = pathlib.Path(workdir) / "nginx"
+        self.dir.mkdir()
+        conf = self.dir / "nginx.conf"
+        conf.write_text(f"""load_module {NGINX_RTMP_MODULE};
+daemon off;
+master_process off;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log info;
+events {{}}
+rtmp {{ server {{ listen 127.0.0.1:{self.port}; application live {{ live on; record off; }} }} }}
+""")
+        self.proc = subprocess.Popen(["nginx", "-p", str(self.dir), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        try:
+            wait_port(self.port, proc=self.proc, what="nginx-rtmp")
+        except BaseException:
+            self.kill()
+            raise
+
+    def url(self, path):
+        return f"rtmp://127.0.0.1:{self.port}/{path}"
+
+    def log_text(self):
+        return (self.dir / "error.log").read_text()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
 class SilentServer:
     """Accepts TCP connections on a free loopback port and never sends a byte: a camera that hangs."""
 

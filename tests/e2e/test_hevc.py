@@ -9,9 +9,7 @@ showing a black player."""
 
 import http.client
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 
@@ -227,51 +225,36 @@ def test_the_public_side_of_an_h265_camera(broker, collector, make_clip, rtsp_se
     assert gw.terminate() == 0
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/lib/nginx/modules/ngx_rtmp_module.so") or not shutil.which("nginx"),
+@pytest.mark.skipif(not kg_e2e.has_nginx_rtmp(),
                     reason="nginx with the RTMP module is not installed (nginx-light, libnginx-mod-rtmp)")
 def test_rtmp_push_of_an_h265_camera_is_refused_once_with_the_reason(broker, make_clip, rtsp_server, gateway, tmp_path):
     """RTMP (FLV) carries H.264 only in standard players and media servers. Before, the gateway
     connected to the media server every key frame, failed its handshake ("Function not implemented")
     and tried again, forever, while the H.264 camera beside it pushed fine."""
-    rtmp_port = kg_e2e.free_port()
-    (tmp_path / "nginx").mkdir()
-    conf = tmp_path / "nginx" / "nginx.conf"
-    conf.write_text(f"""load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-daemon off;
-master_process off;
-pid {tmp_path}/nginx/nginx.pid;
-error_log {tmp_path}/nginx/error.log info;
-events {{}}
-rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; record off; }} }} }}
-""")
-    nginx = subprocess.Popen(["nginx", "-p", str(tmp_path / "nginx"), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    nginx = kg_e2e.NginxRtmp(tmp_path)
     try:
-        kg_e2e.wait_port(rtmp_port, proc=nginx, what="nginx-rtmp")
         clip = make_clip([("normal", 60)])
         server = rtsp_server({"/hevc": kg_e2e.hevc_copy(clip), "/avc": clip})
         cams = [kg_e2e.camera("hevc", server.url("/hevc"), public=True),
                 kg_e2e.camera("avc", server.url("/avc"), public=True)]
-        gw = gateway(public_config(broker, tmp_path, cams, rtmp_push=f"rtmp://127.0.0.1:{rtmp_port}/live/{{camera}}"))
+        gw = gateway(public_config(broker, tmp_path, cams, rtmp_push=nginx.url("live/{camera}")))
         kg_e2e.wait_until(lambda: "[public:avc] RTMP push to" in gw.output() and "connected" in gw.output(), 15,
                           what="the H.264 camera's push to connect")
-        streams = ffprobe(f"rtmp://127.0.0.1:{rtmp_port}/live/avc", "stream=codec_name,width")["streams"]
+        streams = ffprobe(nginx.url("live/avc"), "stream=codec_name,width")["streams"]
         assert streams[0] == {"codec_name": "h264", "width": 640}, streams
         time.sleep(6)  # three of the H.265 camera's key frames
         output = gw.output()
         refusals = re.findall(r"\[public:hevc\] .*RTMP push.*", output)
         assert len(refusals) == 1 and "H.265" in refusals[0] and "H.264" in refusals[0], refusals
         assert "handshake failed" not in output, output
-        nginx_log = (tmp_path / "nginx" / "error.log").read_text()
+        nginx_log = nginx.log_text()
         assert "name='hevc'" not in nginx_log and "name='avc'" in nginx_log, nginx_log[-3000:]
         metrics = get(gw.api_port(), "/metrics")[2].decode()
         assert 'kg_public_rtmp_connected{camera="hevc"} 0' in metrics and \
             'kg_public_rtmp_connected{camera="avc"} 1' in metrics, metrics
         assert gw.terminate() == 0
     finally:
-        if nginx.poll() is None:
-            nginx.kill()
-            nginx.wait(10)
+        nginx.kill()
 
 
 def test_the_parents_page_says_when_the_browser_cannot_play_h265(broker, make_clip, rtsp_server, gateway, browser,

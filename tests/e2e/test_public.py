@@ -7,9 +7,7 @@ while the others keep being served."""
 import datetime
 import http.client
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -378,40 +376,26 @@ def test_privacy_mask_pixelates_the_region(broker, clips, gateways, tmp_path):
     assert gw.terminate() == 0
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/lib/nginx/modules/ngx_rtmp_module.so") or not shutil.which("nginx"),
+@pytest.mark.skipif(not kg_e2e.has_nginx_rtmp(),
                     reason="nginx with the RTMP module is not installed (nginx-light, libnginx-mod-rtmp)")
 def test_rtmp_push_reaches_nginx(broker, clips, gateways, tmp_path):
-    rtmp_port = kg_e2e.free_port()
-    (tmp_path / "nginx").mkdir()
-    conf = tmp_path / "nginx" / "nginx.conf"
-    conf.write_text(f"""load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-daemon off;
-master_process off;
-pid {tmp_path}/nginx/nginx.pid;
-error_log {tmp_path}/nginx/error.log info;
-events {{}}
-rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; record off; }} }} }}
-""")
-    nginx = subprocess.Popen(["nginx", "-p", str(tmp_path / "nginx"), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    nginx = kg_e2e.NginxRtmp(tmp_path)
     try:
-        kg_e2e.wait_port(rtmp_port, proc=nginx, what="nginx-rtmp")
         clip = public_clip(clips)
         cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)]
         gw = gateways(public_config(broker, tmp_path, cams,
-                                    rtmp_push=f"rtmp://127.0.0.1:{rtmp_port}/live/{{site}}-{{camera}}"))
+                                    rtmp_push=nginx.url("live/{site}-{camera}")))
         kg_e2e.wait_until(lambda: "RTMP push to" in gw.output() and "connected" in gw.output(), 15,
                           what="the RTMP push to connect")
         # A viewer of the media server (not of the gateway) gets the camera's own stream.
-        streams = probe(f"rtmp://127.0.0.1:{rtmp_port}/live/test-site-kitchen")
+        streams = probe(nginx.url("live/test-site-kitchen"))
         assert streams[0]["codec_name"] == "h264" and streams[0]["width"] == 640, streams
         metrics = get(gw.api_port(), "/metrics")[2].decode()
         assert 'kg_public_rtmp_connected{camera="kitchen"} 1' in metrics
         # The media server goes away: the gateway keeps serving and retries, backing off (1 s, 2 s, 4 s,
         # 8 s...). Before, the camera's key frames (every 2 s) woke the pusher out of its back-off:
         # a try every key frame, for ever.
-        nginx.terminate()
-        nginx.wait(10)
+        nginx.stop()
         kg_e2e.wait_until(lambda: "reconnecting" in gw.output() or "cannot connect" in gw.output(), 20,
                           what="the push to notice the server is gone")
         gone = len(gw.output())
@@ -422,8 +406,7 @@ rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; rec
         assert get(public_port(gw), "/public/status")[0] == 200
         assert gw.terminate() == 0
     finally:
-        if nginx.poll() is None:
-            nginx.kill()
+        nginx.kill()
 
 
 def test_segments_are_served_only_when_complete(broker, clips, gateways, tmp_path):
