@@ -337,7 +337,7 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
             return refuse(topic, payload, "the event level is not an id");
         if (const auto error = clip_report_error(j, site, parts[3]); !error.empty()) {
             // Delivered all the same, as a refused event is: asking again would bring the same one.
-            if (seq) report(site, seq->stream, store_.track_received(site, *seq, now));
+            if (seq) report(site, seq->stream, store_.track_received(site, *seq, now), now);
             return refuse(topic, payload, error);
         }
         const auto clip = store_.set_clip(site, parts[3], j, now, seq);
@@ -351,7 +351,7 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
             log_->warn("{}: more than {} clip reports wait for their alert: the {} oldest dropped", site,
                        Store::kMaxPendingClips, clip.evicted);
         notify_({Change::Kind::alert, site, parts[3]});
-        if (seq) report(site, seq->stream, clip.track);
+        if (seq) report(site, seq->stream, clip.track, now);
         return;
     }
     // The states and roll-ups name their site (and camera or sensor) as their topic does.
@@ -369,7 +369,7 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         const auto seq = sequence_of(topic, j, 0);
         const auto track = store_.set_gateway_info(site, j, now, seq);
         notify_({Change::Kind::site, site, {}});
-        if (seq) report(site, seq->stream, track);
+        if (seq) report(site, seq->stream, track, now);
         return;
     }
     if (kind == "lost" && parts.size() == 3) return route_lost(topic, site, payload, j, now);
@@ -408,11 +408,11 @@ void Ingest::route_event(const std::string& topic, const std::string& site, cons
     if (!m) {
         // Refused for its body, it was delivered all the same: asking for it again would bring the
         // same message.
-        if (seq) report(site, seq->stream, store_.track_received(site, *seq, now));
+        if (seq) report(site, seq->stream, store_.track_received(site, *seq, now), now);
         return refuse(topic, payload, error);
     }
     const auto stored = store_.add_event(*m, now, seq);
-    if (seq) report(site, seq->stream, stored.track);
+    if (seq) report(site, seq->stream, stored.track, now);
     switch (stored.outcome) {
         case IngestOutcome::created:
             ++counters_.created;
@@ -450,7 +450,7 @@ std::optional<Sequence> Ingest::sequence_of(const std::string& topic, const json
     return s;
 }
 
-void Ingest::report(const std::string& site, const std::string& stream, const TrackResult& r) {
+void Ingest::report(const std::string& site, const std::string& stream, const TrackResult& r, TimePoint now) {
     if (r.kind == TrackResult::Kind::started) {
         if (r.replaced_stream.empty()) {
             log_->info("{}: following stream {}", site, stream);
@@ -473,8 +473,19 @@ void Ingest::report(const std::string& site, const std::string& stream, const Tr
     }
     if (r.found) {
         ++counters_.found_numbers;
-        log_->info("{} stream {}: number {}, counted lost, arrived after all: no longer counted as lost",
-                   site, stream, *r.found);
+        // One line a minute per site: an operator who requeues thousands of dead messages must not
+        // get thousands of lines.
+        std::lock_guard lock(found_mutex_);
+        auto& f = found_logs_[site];
+        if (f.last && now - *f.last < std::chrono::minutes(1)) {
+            ++f.unlogged;
+        } else {
+            log_->info(
+                "{} stream {}: number {}, counted lost, arrived after all: no longer counted as lost{}", site,
+                stream, *r.found,
+                f.unlogged ? fmt::format(" (and {} more since the last such line)", f.unlogged) : "");
+            f = {now, 0};
+        }
     }
     if (r.changed) notify_({Change::Kind::site, site, {}});
 }
@@ -513,7 +524,7 @@ void Ingest::route_lost(const std::string& topic, const std::string& site, const
     counters_.lost_numbers += static_cast<std::uint64_t>(r.lost);
     log_->warn("{} stream {}: {}-{} lost ({}, request {}): {} numbers no longer asked for", site, *stream,
                *from, *to, excerpt(*reason), excerpt(request), r.lost);
-    report(site, *stream, r);
+    report(site, *stream, r, now);
 }
 
 }  // namespace kg::monitor

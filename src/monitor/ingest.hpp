@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -77,7 +78,7 @@ private:
     // this instance does not track sequences.
     std::optional<Sequence> sequence_of(const std::string& topic, const nlohmann::json& j,
                                         std::int64_t min_seq);
-    void report(const std::string& site, const std::string& stream, const TrackResult& r);
+    void report(const std::string& site, const std::string& stream, const TrackResult& r, TimePoint now);
 
     Store& store_;
     std::string prefix_;
@@ -85,6 +86,13 @@ private:
     Notify notify_;
     bool track_sequences_;
     Counters counters_;
+    // Per site: when a found number was last logged, and how many were found since.
+    struct FoundLog {
+        std::optional<TimePoint> last;
+        std::uint64_t unlogged = 0;
+    };
+    std::mutex found_mutex_;
+    std::map<std::string, FoundLog> found_logs_;
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;
     bool stopping_ = false;

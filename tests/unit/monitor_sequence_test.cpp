@@ -696,6 +696,34 @@ TEST(MonitorSequenceIngest, AMessageCountedLostThatArrivesAfterAllIsNoLongerCoun
     EXPECT_EQ(ingest.counters().found_numbers.load(), 3u);
 }
 
+TEST(MonitorSequenceIngest, FoundNumbersAreLoggedAtMostOnceAMinutePerSite) {
+    // An operator requeues thousands of dead messages: a line a minute, not one each.
+    Store store(":memory:");
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    for (int n : {1, 10}) ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/lost", lost(2, 9).dump(), false, kT0);
+    const auto found = [&](int n, kg::Duration at) {
+        ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0 + at);
+    };
+    found(2, 1s);
+    found(3, 10s);
+    found(4, 20s);
+    EXPECT_NE(log.str().find("number 2, counted lost, arrived after all: no longer counted as lost\n"),
+              std::string::npos)
+        << log.str();
+    EXPECT_EQ(log.str().find("number 3,"), std::string::npos) << log.str();
+    EXPECT_EQ(log.str().find("number 4,"), std::string::npos) << log.str();
+    found(5, 62s);
+    EXPECT_NE(log.str().find(
+                  "number 5, counted lost, arrived after all: no longer counted as lost (and 2 more since "
+                  "the last such line)"),
+              std::string::npos)
+        << log.str();
+    EXPECT_EQ(ingest.counters().found_numbers.load(), 4u);
+    EXPECT_EQ(store.sites()[0]["lost_messages"], 4);  // 6-9
+}
+
 TEST(MonitorSequenceStore, TheLostRangesKeptPerStreamAreBounded) {
     // A site that loses every other number: one lost range each. Only the newest kMaxLostRanges are
     // kept to be recognised; the counts stay whole.
