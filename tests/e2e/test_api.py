@@ -25,6 +25,17 @@ def get(port, path, token=None, headers=None):
     return r.status, r.getheader("Content-Type"), body
 
 
+def last_run_port(gw):
+    """The local API's port of the gateway's latest run (a reload starts the API again on a new port)."""
+    last_run = gw.output().split(" starting with ")[-1]
+    return int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
+
+
+def sensor_ids(port):
+    import json
+    return [s["sensor"] for s in json.loads(get(port, "/api/sensors", token=TOKEN)[2])]
+
+
 def test_local_side(broker, collector, clips, gateways, tmp_path):
     clip = clips("black-api", [("normal", 6), ("black", 8), ("normal", 30)])
     cam = kg_e2e.camera("cam", clip, input={"loop": False})
@@ -121,8 +132,7 @@ def test_sighup_during_a_reload_queues_another(broker, gateways, tmp_path):
         assert gw.running(), f"the gateway died of a SIGHUP during a reload:\n{gw.output()[-3000:]}"
         kg_e2e.wait_until(lambda: "local API on" in gw.output().split(" starting with ")[-1], 10,
                           what="the gateway serving again")
-    last_run = gw.output().split(" starting with ")[-1]
-    port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
+    port = last_run_port(gw)
     assert get(port, "/healthz")[0] == 200
     assert gw.terminate() == 0
 
@@ -130,7 +140,6 @@ def test_sighup_during_a_reload_queues_another(broker, gateways, tmp_path):
 def test_a_reload_runs_the_configuration_it_checked(broker, gateways, tmp_path):
     """What a reload accepted is what runs next, not whatever the file holds once the gateway has
     stopped (it used to read and check the file a second time, loading every model once more)."""
-    import json
     import yaml
 
     config = kg_e2e.base_config(broker, [], tmp_path)
@@ -139,8 +148,7 @@ def test_a_reload_runs_the_configuration_it_checked(broker, gateways, tmp_path):
     config["api"] = {"listen": "127.0.0.1:0", "token": TOKEN}
     gw = gateways(config)
     port = gw.api_port()
-    sensors = lambda p: [s["sensor"] for s in json.loads(get(p, "/api/sensors", token=TOKEN)[2])]
-    assert sensors(port) == ["first"]
+    assert sensor_ids(port) == ["first"]
 
     config["sensors"] = [{"id": "checked", "source": {"mqtt": {"topic": "t/checked"}}}]
     gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -153,9 +161,8 @@ def test_a_reload_runs_the_configuration_it_checked(broker, gateways, tmp_path):
     gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     kg_e2e.wait_until(lambda: "local API on" in gw.output().split(" starting with ")[-1] and
                       gw.output().count(" starting with ") == 2, 15, what="the reloaded gateway serving")
-    last_run = gw.output().split(" starting with ")[-1]
-    port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
-    assert sensors(port) == ["checked"]
+    port = last_run_port(gw)
+    assert sensor_ids(port) == ["checked"]
     assert gw.terminate() == 0
 
 
@@ -165,7 +172,6 @@ def test_a_reload_that_cannot_start_goes_back_to_the_running_configuration(broke
     configuration runs again. The gateway used to exit, and systemd restarted it into the same file:
     an unattended box lost its cameras, sensors and alerts until someone came."""
     import fcntl
-    import json
     import yaml
 
     config = kg_e2e.base_config(broker, [], tmp_path)
@@ -174,8 +180,7 @@ def test_a_reload_that_cannot_start_goes_back_to_the_running_configuration(broke
     config["api"] = {"listen": "127.0.0.1:0", "token": TOKEN}
     gw = gateways(config)
     port = gw.api_port()
-    sensors = lambda p: [s["sensor"] for s in json.loads(get(p, "/api/sensors", token=TOKEN)[2])]
-    assert sensors(port) == ["fridge"]
+    assert sensor_ids(port) == ["fridge"]
 
     held = tmp_path / "other" / "outbox.db"
     held.parent.mkdir()
@@ -194,9 +199,8 @@ def test_a_reload_that_cannot_start_goes_back_to_the_running_configuration(broke
         assert "starting the previous configuration again" in failed[0]
         kg_e2e.wait_until(lambda: "local API on" in gw.output().split(" starting with ")[-1], 15,
                           what="the previous configuration serving again")
-        last_run = gw.output().split(" starting with ")[-1]
-        port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
-        assert sensors(port) == ["fridge"]  # the configuration that ran, not the one that failed
+        port = last_run_port(gw)
+        assert sensor_ids(port) == ["fridge"]  # the configuration that ran, not the one that failed
         kg_e2e.wait_until(lambda: get(port, "/readyz")[0] == 200, 10, what="ready again (the broker reconnected)")
         assert not held.exists()  # the failed run never opened the other gateway's outbox
 
@@ -204,9 +208,8 @@ def test_a_reload_that_cannot_start_goes_back_to_the_running_configuration(broke
     gw.proc.send_signal(signal.SIGHUP)
     kg_e2e.wait_until(lambda: gw.output().count(" starting with ") == 4 and
                       "local API on" in gw.output().split(" starting with ")[-1], 20, what="the next reload")
-    last_run = gw.output().split(" starting with ")[-1]
-    port = int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
-    assert sensors(port) == ["freezer"]
+    port = last_run_port(gw)
+    assert sensor_ids(port) == ["freezer"]
     assert gw.terminate() == 0
 
 

@@ -722,27 +722,23 @@ int run_no_answer_while_the_store_fails(const fs::path& dir) {
     drain_all(rig.store);
     {
         DiskFull disk(dir);
+        const auto answer_throws = [&] {
+            try {
+                rig.outbox.answer(request(rig.store.stream(), 1, 3), kg::Clock::now());
+            } catch (const kg::outbox::StoreError&) {
+                return true;
+            }
+            return false;
+        };
         // The store fails at the answer itself: nothing waits in memory yet.
-        bool threw = false;
-        try {
-            rig.outbox.answer(request(rig.store.stream(), 1, 3), kg::Clock::now());
-        } catch (const kg::outbox::StoreError&) {
-            threw = true;
-        }
-        check(0, threw);
+        check(0, answer_throws());
         check(1, rig.outbox.in_memory() == 0);
         // Live messages wait in memory: not answered either.
         auto e = camera_event("ev-4", EventState::start);
         e.label = std::string(5000, 'x');
         rig.outbox.submit(e);
         check(2, rig.outbox.in_memory() == 1);
-        threw = false;
-        try {
-            rig.outbox.answer(request(rig.store.stream(), 1, 3), kg::Clock::now());
-        } catch (const kg::outbox::StoreError&) {
-            threw = true;
-        }
-        check(3, threw);
+        check(3, answer_throws());
         check(4, rig.outbox.in_memory() == 1);
         disk.free();
     }
@@ -876,7 +872,8 @@ TEST(Outbox, ARunOfLostNumbersLongerThanAChunkIsOneLostMessageAndTheRestComeInOr
     kg::outbox::SqliteStore::Limits limits;
     limits.keep_sent_bytes = 150 * each;  // the newest ~150 of 1200 are kept
     Rig rig(tmp.db(), limits);
-    for (int i = 1000; i < 2200; ++i) rig.outbox.submit(camera_event("ev-" + std::to_string(i), EventState::start));
+    for (int i = 1000; i < 2200; ++i)
+        rig.outbox.submit(camera_event("ev-" + std::to_string(i), EventState::start));
     std::map<std::int64_t, std::string> original;
     while (auto m = rig.store.front()) {
         original[m->stream_seq] = m->payload;
