@@ -400,6 +400,7 @@ private:
         out += "# TYPE kgm_alerts gauge\n";
         for (const auto& [status, n] : ctx_.store.count_alerts_by_status())
             out += fmt::format("kgm_alerts{{status=\"{}\"}} {}\n", status, n);
+        if (ctx_.notification_metrics) out += ctx_.notification_metrics();
         return make_response(req, http::status::ok, std::move(out), "text/plain; version=0.0.4");
     }
 

@@ -28,8 +28,9 @@ struct ApiContext {
     // An operator recorded an action: publish the decision, tell the open dashboards.
     std::function<void(const ActionRecord&)> on_action;
     const Ingest::Counters* counters = nullptr;
-    std::function<std::uint64_t()> replay_requests;  // replay requests the broker took
-    std::function<std::uint64_t()> replay_given_up;  // numbers given up for want of an answer
+    std::function<std::uint64_t()> replay_requests;     // replay requests the broker took
+    std::function<std::uint64_t()> replay_given_up;     // numbers given up for want of an answer
+    std::function<std::string()> notification_metrics;  // the notifier's lines, empty without one
 };
 
 WebHandler make_api(ApiContext ctx, std::shared_ptr<spdlog::logger> log);

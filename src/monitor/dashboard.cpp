@@ -339,6 +339,8 @@ $("#alerts").addEventListener("click", (e) => {
   const row = e.target.closest("tr.alert");
   if (!row) return;
   state.selected = row.dataset.id;
+  // The address names the alert, so it can be passed on (notifications link to it the same way).
+  history.replaceState(null, "", "#alert=" + encodeURIComponent(state.selected));
   document.querySelectorAll("tr.alert").forEach((r) => r.classList.toggle("selected", r.dataset.id === state.selected));
   $("#d-note").value = ""; $("#d-error").textContent = "";
   refreshDetail();
@@ -361,6 +363,9 @@ $("#logout").addEventListener("click", async () => { try { await post("/api/logo
 // Deadlines pass and heartbeats age without any message: re-read both now and then.
 setInterval(() => { if (state.stream) { schedule("alerts"); schedule("sites"); } }, 20000);
 
+// A link to one alert (#alert=<id>, from a notification) opens it once signed in.
+const linked = new URLSearchParams(location.hash.slice(1)).get("alert");
+if (linked) state.selected = linked;
 api("/api/me").then((me) => showApp(me.operator)).catch(() => showLogin());
 </script>
 </body>

@@ -10,6 +10,9 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
       store_(cfg.db_path, cfg.retention),
       auth_(cfg.http.operators, cfg.http.session_ttl),
       hub_(std::make_shared<EventHub>()) {
+    // Before ingest exists: from its first message, storing an alert queues its notifications.
+    if (!cfg_.notify.targets.empty())
+        notifier_ = std::make_unique<Notifier>(store_, cfg_, logging.get("notify"));
     ingest_ = std::make_unique<Ingest>(
         store_, cfg_.mqtt.topic_prefix, logging.get("ingest"), [this](const Change& c) { notify(c); },
         cfg_.track_sequences());
@@ -42,7 +45,8 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
                    },
                    &ingest_->counters(),
                    [this] { return replay_ ? replay_->requests() : 0; },
-                   [this] { return replay_ ? replay_->given_up() : 0; }};
+                   [this] { return replay_ ? replay_->given_up() : 0; },
+                   [this] { return notifier_ ? notifier_->metrics_text() : std::string(); }};
     auto http_log = logging.get("http");
     web_ = std::make_unique<WebServer>(io, cfg_.http.listen, WebLimits{}, make_api(std::move(ctx), http_log),
                                        hub_, http_log);
@@ -54,6 +58,10 @@ void Monitor::start() {
     web_->start();
     log_->info("dashboard on {} (port {})", cfg_.http.listen, web_->port());
     decisions_->start();
+    if (notifier_) {
+        notifier_->start();
+        log_->info("notifications to {} target(s)", cfg_.notify.targets.size());
+    }
     mqtt_->start();
     if (replay_) {
         replay_->start();
@@ -102,6 +110,7 @@ void Monitor::stop() {
     if (replay_) replay_->stop();
     ingest_->stop();  // a message waiting for the database gives up, so the MQTT client can stop
     mqtt_->stop();
+    if (notifier_) notifier_->stop();
     decisions_->stop();
     web_->stop();
 }
@@ -111,6 +120,7 @@ void Monitor::notify(const Change& change) {
     try {
         switch (change.kind) {
             case Change::Kind::alert: {
+                if (notifier_) notifier_->wake();
                 const auto a = store_.alert(change.event_id);
                 if (!a) return;  // a snapshot or clip report ahead of its event
                 hub_->broadcast("alert", alert_json(*a, cfg_.deadlines, Clock::now())

@@ -1,7 +1,7 @@
 #pragma once
 // kitchen-monitor wired together: the store, MQTT ingest of every site, the decision publisher
-// the replay requester and the dashboard server. Start order store -> dashboard -> decisions -> MQTT
-// -> replay requests; stop in reverse,
+// the replay requester, the notifier and the dashboard server. Start order store -> dashboard ->
+// decisions -> notifier -> MQTT -> replay requests; stop in reverse,
 // so no message is taken from the broker that the monitor can no longer store.
 
 #include <boost/asio/io_context.hpp>
@@ -15,6 +15,7 @@
 #include "monitor/ingest.hpp"
 #include "monitor/monitor_config.hpp"
 #include "monitor/mqtt_client.hpp"
+#include "monitor/notifier.hpp"
 #include "monitor/replay.hpp"
 #include "monitor/store.hpp"
 #include "monitor/web_server.hpp"
@@ -47,6 +48,7 @@ private:
     std::unique_ptr<MqttClient> mqtt_;
     std::unique_ptr<DecisionPublisher> decisions_;
     std::unique_ptr<ReplayRequester> replay_;  // null with replay.enabled off
+    std::unique_ptr<Notifier> notifier_;       // null without notify.targets
     std::unique_ptr<WebServer> web_;
     WorkerThread retention_;  // deletes what is past cfg_.retention: at start, then hourly
     bool stopped_ = false;

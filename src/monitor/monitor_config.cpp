@@ -221,6 +221,120 @@ void read_replay(Reader& r, const YAML::Node& node, const std::string& share_gro
     }
 }
 
+// http(s)://host[:port][/path]: what the notifier can post to.
+const std::regex kWebhookUrl(R"(^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(/[^\s#]*)?$)");
+
+void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p, NotifyTarget& t) {
+    if (!r.map(node, p,
+               {"name", "url", "format", "secret", "ca_file", "severities", "checks", "sites", "on",
+                "timeout", "give_up"}))
+        return;
+    if (!node["name"]) r.error(node, join(p, "name"), "required: a name for logs and metrics");
+    r.optional_string(node, p, "name", t.name);
+    if (node["name"] && !std::regex_match(t.name, kIdPattern))
+        r.error(node["name"], join(p, "name"), "use letters, digits, '_' and '-' (at most 64)");
+    if (!node["url"]) r.error(node, join(p, "url"), "required: where the notifications are posted");
+    r.optional_string(node, p, "url", t.url);
+    // The URL of a WeCom robot holds its key: never repeated in a message.
+    if (node["url"] && !std::regex_match(t.url, kWebhookUrl))
+        r.error(node["url"], join(p, "url"), "not an http:// or https:// URL (http://host[:port]/path)");
+    std::string format = "json";
+    r.optional_string(node, p, "format", format);
+    if (format == "json") {
+        t.format = NotifyTarget::Format::json;
+    } else if (format == "wecom") {
+        t.format = NotifyTarget::Format::wecom;
+    } else if (format == "dingtalk") {
+        t.format = NotifyTarget::Format::dingtalk;
+    } else {
+        r.error(node["format"], join(p, "format"),
+                fmt::format("expected json, wecom or dingtalk, not '{}'", format));
+    }
+    r.optional_string(node, p, "secret", t.secret);
+    if (node["secret"] && t.format != NotifyTarget::Format::dingtalk)
+        r.error(node["secret"], join(p, "secret"), "only a dingtalk robot signs with a secret");
+    r.optional_string(node, p, "ca_file", t.ca_file);
+    t.ca_file = r.file_path(t.ca_file);
+    if (!t.ca_file.empty() && !fs::exists(t.ca_file))
+        r.error(node["ca_file"], join(p, "ca_file"), fmt::format("{} does not exist", t.ca_file));
+    if (!t.ca_file.empty() && t.url.rfind("https://", 0) != 0)
+        r.error(node["ca_file"], join(p, "ca_file"), "a CA is for an https:// URL");
+    if (const auto sev = node["severities"]) {
+        t.severities.clear();
+        if (!sev.IsSequence() || sev.size() == 0) {
+            r.error(sev, join(p, "severities"), "expected a list of severities, e.g. [1, 2]");
+        } else {
+            for (std::size_t i = 0; i < sev.size(); ++i) {
+                int v = 0;
+                if (!sev[i].IsScalar() || !YAML::convert<int>::decode(sev[i], v) || v < 1 || v > 3) {
+                    r.error(sev[i], fmt::format("{}.severities[{}]", p, i),
+                            fmt::format("expected 1, 2 or 3, not {}", describe(sev[i])));
+                    continue;
+                }
+                t.severities.push_back(v);
+            }
+        }
+    }
+    for (auto [key, list] : {std::pair{"checks", &t.checks}, std::pair{"sites", &t.sites}}) {
+        const auto n = node[key];
+        if (!n) continue;
+        if (!n.IsSequence() || n.size() == 0) {
+            r.error(n, join(p, key), fmt::format("expected a list of {} (leave it out for all)", key));
+            continue;
+        }
+        for (std::size_t i = 0; i < n.size(); ++i) {
+            std::string v;
+            if (r.string(n[i], fmt::format("{}.{}[{}]", p, key, i), v)) list->push_back(v);
+        }
+    }
+    if (const auto on = node["on"]) {
+        t.on_open = t.on_end = false;
+        if (!on.IsSequence() || on.size() == 0) {
+            r.error(on, join(p, "on"), "expected a list of open and/or end");
+        } else {
+            for (std::size_t i = 0; i < on.size(); ++i) {
+                std::string v;
+                if (!r.string(on[i], fmt::format("{}.on[{}]", p, i), v)) continue;
+                if (v == "open") {
+                    t.on_open = true;
+                } else if (v == "end") {
+                    t.on_end = true;
+                } else {
+                    r.error(on[i], fmt::format("{}.on[{}]", p, i),
+                            fmt::format("expected open or end, not '{}'", v));
+                }
+            }
+        }
+    }
+    r.duration(node, p, "timeout", t.timeout);
+    r.duration(node, p, "give_up", t.give_up);
+    if (node["give_up"] && t.give_up < std::chrono::minutes(1))
+        r.error(node["give_up"], join(p, "give_up"),
+                "shorter than a minute: a target down briefly would lose alerts");
+}
+
+void read_notify(Reader& r, const YAML::Node& node, NotifySettings& out) {
+    if (!r.map(node, "notify", {"dashboard_url", "targets"})) return;
+    r.optional_string(node, "notify", "dashboard_url", out.dashboard_url);
+    if (!out.dashboard_url.empty() && !std::regex_match(out.dashboard_url, kWebhookUrl))
+        r.error(node["dashboard_url"], "notify.dashboard_url", "not an http:// or https:// URL");
+    const auto targets = node["targets"];
+    if (!targets || !targets.IsSequence() || targets.size() == 0) {
+        r.error(targets ? targets : node, "notify.targets",
+                "required: a list of targets, each with a name and a url");
+        return;
+    }
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        const std::string p = fmt::format("notify.targets[{}]", i);
+        NotifyTarget t;
+        read_notify_target(r, targets[i], p, t);
+        if (!t.name.empty() && !names.insert(t.name).second)
+            r.error(targets[i]["name"], join(p, "name"), fmt::format("target '{}' is listed twice", t.name));
+        out.targets.push_back(std::move(t));
+    }
+}
+
 MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::path& base) {
     Reader r(source, base);
     MonitorConfig cfg;
@@ -229,7 +343,8 @@ MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::
         r.error(root, "", fmt::format("expected a map of sections, not {}", describe(root)));
         throw config::ConfigInvalid(r.errors);
     }
-    r.map(root, "", {"mqtt", "db", "http", "deadlines", "retention", "replay", "heartbeat_timeout", "log"});
+    r.map(root, "",
+          {"mqtt", "db", "http", "deadlines", "retention", "replay", "notify", "heartbeat_timeout", "log"});
     if (const auto n = root["mqtt"]) {
         read_mqtt(r, n, cfg.mqtt);
     } else {
@@ -249,6 +364,7 @@ MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::
     if (const auto n = root["deadlines"]) read_deadlines(r, n, cfg.deadlines);
     if (const auto n = root["retention"]) read_retention(r, n, cfg.retention);
     read_replay(r, root["replay"], cfg.mqtt.share_group, cfg.replay);
+    if (const auto n = root["notify"]) read_notify(r, n, cfg.notify);
     r.duration(root, "", "heartbeat_timeout", cfg.heartbeat_timeout);
     if (const auto n = root["log"]; n && r.map(n, "log", {"level", "json"})) {
         r.optional_string(n, "log", "level", cfg.log_level);

@@ -67,6 +67,31 @@ struct ReplaySettings {
     Duration give_up{std::chrono::hours(24)};
 };
 
+// Where alerts are pushed as they arrive (docs/monitor.md, "Notifications"): a duty officer's
+// WeCom or DingTalk group, or any HTTP endpoint taking JSON. The room's own queue keeps each
+// notification until the target takes it, across restarts, once per alert and kind.
+struct NotifyTarget {
+    enum class Format { json, wecom, dingtalk };
+    std::string name;  // in logs, metrics and the queue
+    std::string url;   // http:// or https://
+    Format format = Format::json;
+    std::string secret;   // dingtalk: the robot's signing secret ("SEC..."), when it has one
+    std::string ca_file;  // https: trust this CA instead of the system's
+    std::vector<int> severities{1, 2, 3};
+    std::vector<std::string> checks;  // empty: every check
+    std::vector<std::string> sites;   // empty: every site
+    bool on_open = true;              // an alert arrives (its first message)
+    bool on_end = false;              // the gateway ends it
+    Duration timeout{std::chrono::seconds(10)};
+    Duration give_up{std::chrono::hours(24)};  // a notification not taken this long is dropped
+};
+
+struct NotifySettings {
+    // The dashboard's address as operators open it: messages link to the alert. Empty: no link.
+    std::string dashboard_url;
+    std::vector<NotifyTarget> targets;
+};
+
 struct MonitorConfig {
     std::string source_file;
     MqttSettings mqtt;
@@ -81,6 +106,7 @@ struct MonitorConfig {
     }};
     Retention retention;
     ReplaySettings replay;
+    NotifySettings notify;
     // Sites' numbered streams are followed (missing and lost counts) with requests on, or without a
     // share group; an instance of a group on its own database would see most numbers as missing.
     bool track_sequences() const { return replay.enabled || mqtt.share_group.empty(); }

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "monitor/iso_time.hpp"
 
 namespace kg::monitor {
@@ -85,6 +87,14 @@ CREATE TABLE IF NOT EXISTS seq_lost (
 CREATE TABLE IF NOT EXISTS pending_clips (
   event_id TEXT PRIMARY KEY, site TEXT NOT NULL, report TEXT NOT NULL, received_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS pending_clips_site ON pending_clips(site, received_at);
+-- Notifications to send (monitor/notifier.hpp): one per target, alert and kind, so a message
+-- stored twice queues nothing twice. Times in ms since the epoch, the room's clock.
+CREATE TABLE IF NOT EXISTS notifications (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, event_id TEXT NOT NULL,
+  kind TEXT NOT NULL, queued_at INTEGER NOT NULL, next_at INTEGER NOT NULL,
+  lease_until INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+  UNIQUE (target, event_id, kind));
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications(next_at);
 )sql";
 
 constexpr const char* kAlertColumns =
@@ -279,7 +289,102 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
         // Older than what is shown (a redelivered update after a newer one): history only.
         outcome = IngestOutcome::stale;
     }
+    queue_notifications(m, outcome, now);
     return outcome;
+}
+
+namespace {
+std::int64_t epoch_ms(TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+void Store::queue_notifications(const EventMessage& m, IngestOutcome outcome, TimePoint now) {
+    if (!notify_routes_) return;
+    // The alert's first message opens it (whatever its state: a start lost on the way is not
+    // waited for); an end is one only while newer than what the alert shows.
+    std::vector<std::string> kinds;
+    if (outcome == IngestOutcome::created) kinds.emplace_back("open");
+    if (m.state == "end" && (outcome == IngestOutcome::created || outcome == IngestOutcome::updated))
+        kinds.emplace_back("end");
+    for (const auto& kind : kinds) {
+        for (const auto& target : notify_routes_(m, kind)) {
+            Stmt(db_,
+                 "INSERT OR IGNORE INTO notifications(target, event_id, kind, queued_at, next_at)"
+                 " VALUES(?1,?2,?3,?4,?4)")
+                .bind(1, target)
+                .bind(2, m.id)
+                .bind(3, kind)
+                .bind(4, epoch_ms(now))
+                .run();
+        }
+    }
+}
+
+std::vector<QueuedNotification> Store::take_notifications(TimePoint now, int limit, Duration lease) {
+    return in_transaction([&] {
+        std::vector<QueuedNotification> out;
+        Stmt s(db_,
+               "UPDATE notifications SET lease_until = ?2 WHERE id IN (SELECT id FROM notifications"
+               " WHERE next_at <= ?1 AND lease_until <= ?1 ORDER BY id LIMIT ?3)"
+               " RETURNING id, target, event_id, kind, attempts, queued_at");
+        s.bind(1, epoch_ms(now)).bind(2, epoch_ms(now + lease)).bind(3, limit);
+        while (s.step()) {
+            QueuedNotification n;
+            n.id = s.integer(0);
+            n.target = s.text(1);
+            n.event_id = s.text(2);
+            n.kind = s.text(3);
+            n.attempts = static_cast<int>(s.integer(4));
+            n.queued_at = TimePoint(std::chrono::milliseconds(s.integer(5)));
+            out.push_back(std::move(n));
+        }
+        // RETURNING gives rows in no set order.
+        std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+        return out;
+    });
+}
+
+void Store::notification_done(std::int64_t id) {
+    std::lock_guard lock(mutex_);
+    Stmt(db_, "DELETE FROM notifications WHERE id = ?").bind(1, id).run();
+}
+
+void Store::notification_later(std::int64_t id, TimePoint next, bool attempted, const std::string& error) {
+    std::lock_guard lock(mutex_);
+    Stmt(db_,
+         "UPDATE notifications SET next_at = ?2, lease_until = 0, attempts = attempts + ?3,"
+         " last_error = coalesce(?4, last_error) WHERE id = ?1")
+        .bind(1, id)
+        .bind(2, epoch_ms(next))
+        .bind(3, attempted ? 1 : 0)
+        .bind(4, error.empty() ? std::optional<std::string>() : std::optional<std::string>(error))
+        .run();
+}
+
+std::int64_t Store::forget_notifications_except(const std::vector<std::string>& targets) {
+    return in_transaction([&] {
+        std::int64_t forgotten = 0;
+        std::vector<std::string> queued;
+        {
+            Stmt s(db_, "SELECT DISTINCT target FROM notifications");
+            while (s.step()) queued.push_back(s.text(0));
+        }
+        for (const auto& t : queued) {
+            if (std::find(targets.begin(), targets.end(), t) != targets.end()) continue;
+            Stmt(db_, "DELETE FROM notifications WHERE target = ?").bind(1, t).run();
+            forgotten += db_.changes();
+        }
+        return forgotten;
+    });
+}
+
+std::map<std::string, std::int64_t> Store::queued_notifications() {
+    std::lock_guard lock(mutex_);
+    std::map<std::string, std::int64_t> out;
+    Stmt s(db_, "SELECT target, COUNT(*) FROM notifications GROUP BY target");
+    while (s.step()) out[s.text(0)] = s.integer(1);
+    return out;
 }
 
 bool Store::add_snapshot(const std::string& site, const std::string& event_id, const std::string& jpeg,

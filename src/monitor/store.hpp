@@ -8,6 +8,7 @@
 // the history but never rolls the alert back.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -136,6 +137,17 @@ struct ClipStored {
     TrackResult track;
 };
 
+// A notification waiting in the store's queue (monitor/notifier.hpp), taken for sending.
+struct QueuedNotification {
+    std::int64_t id = 0;
+    std::string target, event_id, kind;
+    int attempts = 0;  // failed attempts so far
+    TimePoint queued_at;
+};
+
+// Which notification targets take `kind` ("open" or "end") of this event message (empty: none).
+using NotifyRoutes = std::function<std::vector<std::string>(const EventMessage&, const std::string& kind)>;
+
 // Missing ranges of a site's stream the room gave up on (no answer for replay.give_up).
 struct GaveUp {
     std::string site, stream;
@@ -227,6 +239,25 @@ public:
     std::vector<ActionRecord> unpublished_actions(int limit);
     void mark_published(std::int64_t seq, TimePoint when);
 
+    // --- notifications (monitor/notifier.hpp) ---
+    // Set before ingest starts: from then on add_event queues, in its own transaction, one
+    // notification per target the routes name, once per alert and kind.
+    void set_notify_routes(NotifyRoutes routes) {
+        std::lock_guard lock(mutex_);
+        notify_routes_ = std::move(routes);
+    }
+    // Up to `limit` notifications due at `now` that no one is sending, oldest first, leased for
+    // `lease` (another instance on this database leaves them alone meanwhile).
+    std::vector<QueuedNotification> take_notifications(TimePoint now, int limit, Duration lease);
+    // Sent, dropped or no longer wanted: out of the queue.
+    void notification_done(std::int64_t id);
+    // To be tried again at `next`; `attempted`: this was a failed attempt (counted), not a skip.
+    void notification_later(std::int64_t id, TimePoint next, bool attempted, const std::string& error);
+    // Drops the queued notifications of targets no longer configured; returns how many.
+    std::int64_t forget_notifications_except(const std::vector<std::string>& targets);
+    // Notifications waiting, per target.
+    std::map<std::string, std::int64_t> queued_notifications();
+
     // --- retention ---
     // Deletes at most `batch` rows of each kind past the retention at `now`, in one short
     // transaction, so ingest and the dashboard wait for one batch at most.
@@ -277,7 +308,10 @@ private:
     // taken for a new outbox.
     static constexpr int kRetiredStreams = 8;
 
+    void queue_notifications(const EventMessage& m, IngestOutcome outcome, TimePoint now);
+
     Retention retention_;
+    NotifyRoutes notify_routes_;
     std::mutex mutex_;
     sqlite::Db db_;
 };

@@ -497,6 +497,8 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
                       what="the detail saying the condition is not known")
     assert ", ended " not in browser.find_element(By.ID, "d-facts").text
     assert mon.get(f"/api/alerts/{killed_id}")["end_reason"] == "gateway restarted"
+    # The address names the alert shown, as the room's notifications link to it.
+    assert browser.execute_script("return location.hash") == f"#alert={killed_id}"
 
     # A second alert stays open for the screenshot; the fridge curve is drawn.
     publish_all(pub, [(f"kitchen/{site}/events", json.dumps(event("19ab3c0f2e1-fedcba9876543210", site,
@@ -512,6 +514,11 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10000
     print(f"screenshot: {shot}")
+    # A notification's link (docs/monitor.md, "Notifications") opens its alert in a new page.
+    browser.get(f"http://127.0.0.1:{mon.port}/?from=notification#alert={event_id}")
+    kg_e2e.wait_until(lambda: "Status closed" in browser.find_element(By.ID, "d-facts").text, 10,
+                      what="the linked alert's detail")
+    assert site in browser.find_element(By.ID, "d-title").text
     decisions.close()
     pub.disconnect()
     assert mon.terminate() == 0

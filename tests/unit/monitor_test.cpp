@@ -438,7 +438,7 @@ TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
     EXPECT_EQ(
         config_error(kGood + "colour: blue\n"),
         "/etc/kitchen-monitor/monitor.yaml:15:1: colour: unknown key (known here: mqtt, db, http, deadlines, "
-        "retention, replay, heartbeat_timeout, log)");
+        "retention, replay, notify, heartbeat_timeout, log)");
     std::string short_password = kGood;
     short_password.replace(short_password.find("correct-horse"), 13, "abc");
     EXPECT_EQ(config_error(short_password),
@@ -649,7 +649,7 @@ struct ApiProbe {
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
     WebHandler handler = make_api(
-        ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}},
+        ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}},
         kg::Logging::null_logger());
 
     std::pair<int, std::string> call(http::verb method, const std::string& target, bool signed_in = true) {

@@ -1,0 +1,309 @@
+#include "monitor/notifier.hpp"
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "monitor/api.hpp"
+#include "monitor/iso_time.hpp"
+
+namespace kg::monitor {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kBatch = 20;
+constexpr auto kPoll = std::chrono::seconds(1);
+constexpr auto kFirstRetry = std::chrono::seconds(5);
+constexpr auto kMaxRetry = std::chrono::minutes(5);
+
+bool listed(const std::vector<std::string>& list, const std::string& value) {
+    return list.empty() || std::find(list.begin(), list.end(), value) != list.end();
+}
+
+std::string base64(const unsigned char* data, std::size_t n) {
+    std::string out(4 * ((n + 2) / 3), '\0');
+    const int written =
+        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
+    out.resize(static_cast<std::size_t>(written));
+    return out;
+}
+
+std::string url_encode(const std::string& text) {
+    std::string out;
+    for (const unsigned char c : text) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            out += fmt::format("%{:02X}", c);
+        }
+    }
+    return out;
+}
+
+const char* severity_word(int severity) {
+    switch (severity) {
+        case 1:
+            return "urgent";
+        case 2:
+            return "serious";
+        default:
+            return "routine";
+    }
+}
+
+// The lines of a WeCom or DingTalk markdown message (both read the same subset).
+std::string markdown(const std::string& dashboard_url, const Alert& a, const std::string& kind) {
+    std::string where = fmt::format("{} {}", a.source_kind, a.source);
+    std::string text = kind == kNotifyOpen ? fmt::format("**Alert, severity {} ({}): {} / {}**\n", a.severity,
+                                                         severity_word(a.severity), a.check, a.label)
+                                           : fmt::format("**Ended: {} / {}** ({})\n", a.check, a.label,
+                                                         a.end_reason.value_or("cleared"));
+    text += fmt::format("> Site: {}\n> Where: {}\n", a.site, where);
+    if (a.value) text += fmt::format("> Value: {:g} {}\n", *a.value, a.unit);
+    text += fmt::format("> Since: {}\n", a.start_time);
+    if (kind == kNotifyEnd && a.end_time) text += fmt::format("> Ended: {}\n", *a.end_time);
+    text += fmt::format("> Received: {}\n", a.received_at);
+    if (!dashboard_url.empty())
+        text += fmt::format("\n[Open in the dashboard]({}#alert={})", dashboard_url, a.id);
+    return text;
+}
+
+}  // namespace
+
+std::vector<std::string> notify_targets_for(const NotifySettings& settings, const EventMessage& m,
+                                            const std::string& kind) {
+    std::vector<std::string> out;
+    for (const auto& t : settings.targets) {
+        if (kind == kNotifyOpen ? !t.on_open : !t.on_end) continue;
+        if (std::find(t.severities.begin(), t.severities.end(), m.severity) == t.severities.end()) continue;
+        if (!listed(t.checks, m.check) || !listed(t.sites, m.site)) continue;
+        out.push_back(t.name);
+    }
+    return out;
+}
+
+NotifyBody render_notification(const NotifyTarget& target, const std::string& dashboard_url,
+                               const Alert& alert, const std::string& kind, const json& alert_json) {
+    switch (target.format) {
+        case NotifyTarget::Format::wecom:
+            return {"application/json",
+                    json{{"msgtype", "markdown"},
+                         {"markdown", {{"content", markdown(dashboard_url, alert, kind)}}}}
+                        .dump(-1, ' ', false, json::error_handler_t::replace)};
+        case NotifyTarget::Format::dingtalk: {
+            const auto title =
+                kind == kNotifyOpen
+                    ? fmt::format("Alert: {} / {} at {}", alert.check, alert.label, alert.site)
+                    : fmt::format("Ended: {} / {} at {}", alert.check, alert.label, alert.site);
+            return {"application/json",
+                    json{{"msgtype", "markdown"},
+                         {"markdown", {{"title", title}, {"text", markdown(dashboard_url, alert, kind)}}}}
+                        .dump(-1, ' ', false, json::error_handler_t::replace)};
+        }
+        case NotifyTarget::Format::json:
+            break;
+    }
+    json body = {{"kind", kind}, {"alert", alert_json}};
+    if (!dashboard_url.empty()) body["link"] = dashboard_url + "#alert=" + alert.id;
+    return {"application/json", body.dump(-1, ' ', false, json::error_handler_t::replace)};
+}
+
+std::string dingtalk_signed_url(const std::string& url, const std::string& secret,
+                                std::int64_t timestamp_ms) {
+    const std::string to_sign = fmt::format("{}\n{}", timestamp_ms, secret);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+         reinterpret_cast<const unsigned char*>(to_sign.data()), to_sign.size(), mac, &len);
+    const char joiner = url.find('?') == std::string::npos ? '?' : '&';
+    return fmt::format("{}{}timestamp={}&sign={}", url, joiner, timestamp_ms, url_encode(base64(mac, len)));
+}
+
+bool notification_accepted(NotifyTarget::Format format, const HttpAnswer& answer, std::string& why) {
+    if (answer.status == 0) {
+        why = answer.error;
+        return false;
+    }
+    if (answer.status < 200 || answer.status > 299) {
+        why = fmt::format("HTTP {}: {}", answer.status, answer.body.substr(0, 200));
+        return false;
+    }
+    if (format == NotifyTarget::Format::json) return true;
+    // The robots answer 200 with {"errcode": N, "errmsg": ...}: a wrong key or a blocked keyword is
+    // an errcode, not a status.
+    const auto j = json::parse(answer.body, nullptr, false);
+    if (j.is_object() && j.contains("errcode") && j["errcode"].is_number_integer()) {
+        if (j["errcode"].get<long long>() == 0) return true;
+        why = fmt::format(
+            "errcode {}: {}", j["errcode"].get<long long>(),
+            j.contains("errmsg") && j["errmsg"].is_string() ? j["errmsg"].get<std::string>() : "");
+        return false;
+    }
+    why = fmt::format("HTTP {} without the robot's errcode: {}", answer.status, answer.body.substr(0, 200));
+    return false;
+}
+
+Notifier::Notifier(Store& store, const MonitorConfig& cfg, std::shared_ptr<spdlog::logger> log)
+    : store_(store), cfg_(cfg), log_(std::move(log)) {
+    Duration longest{0};
+    for (const auto& t : cfg_.notify.targets) {
+        targets_[t.name] = &t;
+        stats_[t.name];
+        longest = std::max(longest, t.timeout);
+    }
+    // Longer than any one attempt: a notification is never taken by a second instance while the first
+    // still waits for its answer.
+    lease_ = longest + std::chrono::seconds(30);
+    store_.set_notify_routes([this](const EventMessage& m, const std::string& kind) {
+        return notify_targets_for(cfg_.notify, m, kind);
+    });
+}
+
+Notifier::~Notifier() {
+    stop();
+    store_.set_notify_routes({});  // the routes read this object's settings
+}
+
+void Notifier::start() {
+    std::vector<std::string> names;
+    for (const auto& t : cfg_.notify.targets) names.push_back(t.name);
+    if (const auto n = store_.forget_notifications_except(names); n > 0)
+        log_->warn("{} queued notification(s) dropped: their target is no longer in notify.targets", n);
+    for (const auto& [name, queued] : store_.queued_notifications())
+        log_->info("{} notification(s) to {} waiting from before", queued, name);
+    worker_.start([this] {
+        do {
+            try {
+                while (round() && !worker_.stopping()) {
+                }
+            } catch (const std::exception& e) {
+                // The queue stays in the store; the next poll tries again.
+                log_->error("notifications: {}", e.what());
+            }
+        } while (worker_.wait_for(kPoll));
+    });
+}
+
+void Notifier::stop() { worker_.stop(); }
+
+bool Notifier::round() {
+    const auto now = Clock::now();
+    const auto due = store_.take_notifications(now, kBatch, lease_);
+    for (const auto& n : due) {
+        if (worker_.stopping()) {
+            // Left for the next start without waiting out the lease.
+            store_.notification_later(n.id, Clock::now(), false, "");
+            continue;
+        }
+        const auto it = targets_.find(n.target);
+        if (it == targets_.end()) {
+            store_.notification_done(n.id);
+            continue;
+        }
+        if (Clock::now() - n.queued_at >= it->second->give_up) {
+            // Behind an older one of a target that is down: never tried, and too old now all the same.
+            ++stats_.at(n.target).dropped;
+            store_.notification_done(n.id);
+            log_->error(
+                "notification ({}) of alert {} to {} dropped: not taken within {} h (the target is down)",
+                n.kind, n.event_id, n.target,
+                std::chrono::duration<double, std::ratio<3600>>(it->second->give_up).count());
+            continue;
+        }
+        if (const auto down = down_until_.find(n.target);
+            down != down_until_.end() && down->second > Clock::now()) {
+            store_.notification_later(n.id, down->second, false, "");
+            continue;
+        }
+        send(n, *it->second);
+    }
+    return static_cast<int>(due.size()) == kBatch;
+}
+
+void Notifier::send(const QueuedNotification& n, const NotifyTarget& target) {
+    auto& stats = stats_.at(target.name);
+    const auto alert = store_.alert(n.event_id);
+    if (!alert) {
+        // Deleted by retention while it waited: there is nothing left to show.
+        log_->info("notification of alert {} to {} dropped: the alert is no longer kept", n.event_id,
+                   target.name);
+        store_.notification_done(n.id);
+        return;
+    }
+    const auto now = Clock::now();
+    const auto body = render_notification(target, cfg_.notify.dashboard_url, *alert, n.kind,
+                                          alert_json(*alert, cfg_.deadlines, now));
+    const std::string url =
+        target.format == NotifyTarget::Format::dingtalk && !target.secret.empty()
+            ? dingtalk_signed_url(
+                  target.url, target.secret,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count())
+            : target.url;
+    std::string why;
+    if (const auto parsed = parse_web_url(url)) {
+        const auto answer = http_post(*parsed, body.body, body.content_type, target.timeout, target.ca_file);
+        if (notification_accepted(target.format, answer, why)) {
+            store_.notification_done(n.id);
+            ++stats.sent;
+            if (const auto f = failing_[target.name]; f > 0)
+                log_->info("notifications to {} delivered again after {} failed attempt(s)", target.name, f);
+            failing_[target.name] = 0;
+            down_until_.erase(target.name);
+            log_->debug("{} of alert {} sent to {}", n.kind, n.event_id, target.name);
+            return;
+        }
+    } else {
+        why = "the URL cannot be read";  // checked at load; the signed form adds only a query
+    }
+    ++stats.failures;
+    const int failed = ++failing_[target.name];
+    if (now - n.queued_at >= target.give_up) {
+        ++stats.dropped;
+        store_.notification_done(n.id);
+        log_->error(
+            "notification ({}) of alert {} ({} at {}) to {} dropped: not taken within {} h; last error: {}",
+            n.kind, n.event_id, alert->check, alert->site, target.name,
+            std::chrono::duration<double, std::ratio<3600>>(target.give_up).count(), why);
+        return;
+    }
+    auto wait = std::chrono::duration_cast<Duration>(kFirstRetry) * (1 << std::min(failed - 1, 10));
+    wait = std::min(wait, std::chrono::duration_cast<Duration>(kMaxRetry));
+    const auto next = now + wait;
+    down_until_[target.name] = next;
+    store_.notification_later(n.id, next, true, why);
+    // Once per run of failures at warning: a target down for hours must not flood the log.
+    if (failed == 1) {
+        log_->warn("notifications to {} failing: {}; trying again with back-off up to {} s", target.name, why,
+                   std::chrono::duration_cast<std::chrono::seconds>(kMaxRetry).count());
+    } else {
+        log_->debug("notifications to {} still failing ({} attempts): {}", target.name, failed, why);
+    }
+}
+
+std::string Notifier::metrics_text() {
+    std::string out = "# TYPE kgm_notifications_total counter\n";
+    for (const auto& [name, s] : stats_) {
+        out +=
+            fmt::format("kgm_notifications_total{{target=\"{}\",result=\"sent\"}} {}\n", name, s.sent.load());
+        out += fmt::format("kgm_notifications_total{{target=\"{}\",result=\"dropped\"}} {}\n", name,
+                           s.dropped.load());
+    }
+    out += "# TYPE kgm_notification_failures_total counter\n";
+    for (const auto& [name, s] : stats_)
+        out += fmt::format("kgm_notification_failures_total{{target=\"{}\"}} {}\n", name, s.failures.load());
+    out += "# TYPE kgm_notifications_queued gauge\n";
+    const auto queued = store_.queued_notifications();
+    for (const auto& [name, s] : stats_) {
+        const auto it = queued.find(name);
+        out += fmt::format("kgm_notifications_queued{{target=\"{}\"}} {}\n", name,
+                           it == queued.end() ? 0 : it->second);
+    }
+    return out;
+}
+
+}  // namespace kg::monitor

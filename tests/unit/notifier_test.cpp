@@ -1,0 +1,416 @@
+// The monitor's notifications: the `notify` section, which targets take which alert, the bodies
+// WeCom, DingTalk and a JSON endpoint get, the store's queue (once per alert and kind, leased,
+// kept across restarts) and the notifier posting to a real HTTP server on a local port.
+#include "monitor/notifier.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/logging.hpp"
+#include "monitor/ingest.hpp"
+#include "monitor/iso_time.hpp"
+
+using namespace kg::monitor;
+using nlohmann::json;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+namespace {
+
+const std::string kE1 = "19ab3c0f2e1-00000001", kE2 = "19ab3c0f2e1-00000002";
+const kg::TimePoint kT0 = *parse_iso8601_utc("2026-12-01T06:00:00.000Z");
+
+const std::string kBase = R"(mqtt: {url: "tcp://127.0.0.1:1883", client_id: monitor-1}
+db: {path: monitor.db}
+http:
+  operators: [{name: wang, password: correct-horse}]
+)";
+
+MonitorConfig config(const std::string& notify) {
+    return load_monitor_config_string(kBase + notify, "/etc/kitchen-monitor/monitor.yaml");
+}
+
+std::string config_error(const std::string& notify) {
+    try {
+        config(notify);
+    } catch (const kg::config::ConfigInvalid& e) {
+        return e.errors.front().to_string();
+    }
+    return "";
+}
+
+EventMessage message(const std::string& id, const std::string& state, int severity = 1,
+                     const std::string& check = "mask", const std::string& site = "sch-0101") {
+    json j = {
+        {"message_id", id + ":" + state},
+        {"id", id},
+        {"site", site},
+        {"camera", "cooking"},
+        {"check", check},
+        {"label", "no_mask"},
+        {"severity", severity},
+        {"state", state},
+        {"start_time", "2026-12-01T05:59:50.000Z"},
+        {"end_time", state == "end" ? json("2026-12-01T06:02:00.000Z") : json(nullptr)},
+        {"time", "2026-12-01T05:59:55.000Z"},
+        {"score", 0.8},
+        {"top_score", 0.9},
+        {"boxes", json::array()},
+        {"zone", nullptr},
+        {"evidence",
+         {{"snapshot", nullptr}, {"snapshot_end", nullptr}, {"clip", nullptr}, {"errors", json::array()}}}};
+    if (state == "end") {
+        j["duration_s"] = 130.0;
+        j["end_reason"] = "cleared";
+    }
+    std::string error;
+    auto m = parse_event(site, j.dump(), error);
+    EXPECT_TRUE(m) << error;
+    return *m;
+}
+
+// A real HTTP server on a local port: answers each POST with the next of `answers` (the last one
+// repeats) and keeps what it was sent.
+class WebhookServer {
+public:
+    struct Answer {
+        int status = 200;
+        std::string body = "{}";
+    };
+    explicit WebhookServer(std::vector<Answer> answers)
+        : answers_(std::move(answers)), acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~WebhookServer() {
+        stopping_ = true;
+        // Wakes accept() with a connection of its own.
+        try {
+            asio::ip::tcp::socket s(io_);
+            s.connect(acceptor_.local_endpoint());
+        } catch (...) {
+        }
+        thread_.join();
+    }
+    std::string url(const std::string& path = "/hook") const {
+        return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + path;
+    }
+    // Waits up to `timeout` for `n` requests; returns them.
+    std::vector<http::request<http::string_body>> wait_for(std::size_t n, std::chrono::seconds timeout) {
+        std::unique_lock lock(mutex_);
+        cv_.wait_for(lock, timeout, [&] { return requests_.size() >= n; });
+        return requests_;
+    }
+
+private:
+    void serve() {
+        while (!stopping_) {
+            asio::ip::tcp::socket socket(io_);
+            acceptor_.accept(socket);
+            if (stopping_) return;
+            beast::flat_buffer buffer;
+            http::request<http::string_body> req;
+            beast::error_code ec;
+            http::read(socket, buffer, req, ec);
+            if (ec) continue;
+            Answer a;
+            {
+                std::lock_guard lock(mutex_);
+                a = answers_[std::min(requests_.size(), answers_.size() - 1)];
+                requests_.push_back(req);
+            }
+            cv_.notify_all();
+            http::response<http::string_body> res{static_cast<http::status>(a.status), 11};
+            res.set(http::field::content_type, "application/json");
+            res.body() = a.body;
+            res.prepare_payload();
+            http::write(socket, res, ec);
+        }
+    }
+
+    std::vector<Answer> answers_;
+    asio::io_context io_;
+    asio::ip::tcp::acceptor acceptor_;
+    std::atomic<bool> stopping_{false};
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<http::request<http::string_body>> requests_;
+    std::thread thread_;
+};
+
+}  // namespace
+
+TEST(NotifyConfig, ReadsTargetsWithTheirFilters) {
+    const auto cfg = config(R"(notify:
+  dashboard_url: https://room.example.cn/
+  targets:
+    - name: duty-wecom
+      url: https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc
+      format: wecom
+      severities: [1, 2]
+      checks: [mask, gas]
+      on: [open, end]
+    - {name: hook, url: "http://[::1]:8080/alerts"}
+)");
+    ASSERT_EQ(cfg.notify.targets.size(), 2u);
+    const auto& w = cfg.notify.targets[0];
+    EXPECT_EQ(w.format, NotifyTarget::Format::wecom);
+    EXPECT_EQ(w.severities, (std::vector<int>{1, 2}));
+    EXPECT_EQ(w.checks, (std::vector<std::string>{"mask", "gas"}));
+    EXPECT_TRUE(w.on_open && w.on_end);
+    const auto& h = cfg.notify.targets[1];
+    EXPECT_EQ(h.format, NotifyTarget::Format::json);
+    EXPECT_EQ(h.severities, (std::vector<int>{1, 2, 3}));
+    EXPECT_TRUE(h.on_open);
+    EXPECT_FALSE(h.on_end);
+    EXPECT_EQ(h.timeout, std::chrono::seconds(10));
+    EXPECT_EQ(h.give_up, std::chrono::hours(24));
+    EXPECT_EQ(cfg.notify.dashboard_url, "https://room.example.cn/");
+}
+
+TEST(NotifyConfig, NamesWhatIsWrongAndWhere) {
+    const std::string at = "/etc/kitchen-monitor/monitor.yaml:";
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'ftp://x/y'}]}\n"),
+              at + "5:35: notify.targets[0].url: not an http:// or https:// URL (http://host[:port]/path)");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', format: slack}]}\n"),
+              at + "5:56: notify.targets[0].format: expected json, wecom or dingtalk, not 'slack'");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', format: wecom, secret: s}]}\n"),
+              at + "5:71: notify.targets[0].secret: only a dingtalk robot signs with a secret");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', severities: [1, 4]}]}\n"),
+              at + "5:64: notify.targets[0].severities[1]: expected 1, 2 or 3, not '4'");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', on: [start]}]}\n"),
+              at + "5:53: notify.targets[0].on[0]: expected open or end, not 'start'");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/'}, {name: a, url: 'http://y/'}]}\n"),
+              at + "5:56: notify.targets[1].name: target 'a' is listed twice");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', give_up: 30s}]}\n"),
+              at + "5:57: notify.targets[0].give_up: shorter than a minute: a target down briefly would lose "
+                   "alerts");
+    EXPECT_EQ(config_error("notify: {targets: []}\n"),
+              at + "5:19: notify.targets: required: a list of targets, each with a name and a url");
+    EXPECT_EQ(config_error("notify: {targets: [{url: 'http://x/'}]}\n"),
+              at + "5:20: notify.targets[0].name: required: a name for logs and metrics");
+}
+
+TEST(Notify, TargetsTakeTheAlertsTheirFiltersName) {
+    const auto cfg = config(R"(notify:
+  targets:
+    - {name: urgent, url: "http://x/", severities: [1]}
+    - {name: gas-ends, url: "http://x/", checks: [gas], on: [end]}
+    - {name: one-site, url: "http://x/", sites: [sch-0202]}
+)");
+    using V = std::vector<std::string>;
+    EXPECT_EQ(notify_targets_for(cfg.notify, message(kE1, "start", 1), kNotifyOpen), V{"urgent"});
+    EXPECT_EQ(notify_targets_for(cfg.notify, message(kE1, "start", 2), kNotifyOpen), V{});
+    EXPECT_EQ(notify_targets_for(cfg.notify, message(kE1, "end", 2, "gas"), kNotifyEnd), V{"gas-ends"});
+    EXPECT_EQ(notify_targets_for(cfg.notify, message(kE1, "start", 3, "gas", "sch-0202"), kNotifyOpen),
+              V{"one-site"});
+}
+
+TEST(Notify, RendersWhatEachKindOfTargetReads) {
+    Store store(":memory:");
+    store.add_event(message(kE1, "start", 1), kT0);
+    const auto alert = *store.alert(kE1);
+    const auto cfg = config(R"(notify:
+  targets:
+    - {name: w, url: "http://x/", format: wecom}
+    - {name: d, url: "http://x/", format: dingtalk}
+    - {name: j, url: "http://x/"}
+)");
+    const json aj = {{"id", kE1}};
+    const auto wecom =
+        json::parse(render_notification(cfg.notify.targets[0], "https://room/", alert, "open", aj).body);
+    EXPECT_EQ(wecom["msgtype"], "markdown");
+    const std::string content = wecom["markdown"]["content"];
+    EXPECT_NE(content.find("**Alert, severity 1 (urgent): mask / no_mask**"), std::string::npos) << content;
+    EXPECT_NE(content.find("> Site: sch-0101"), std::string::npos) << content;
+    EXPECT_NE(content.find("> Where: camera cooking"), std::string::npos) << content;
+    EXPECT_NE(content.find("[Open in the dashboard](https://room/#alert=19ab3c0f2e1-00000001)"),
+              std::string::npos)
+        << content;
+
+    const auto ding = json::parse(render_notification(cfg.notify.targets[1], "", alert, "open", aj).body);
+    EXPECT_EQ(ding["markdown"]["title"], "Alert: mask / no_mask at sch-0101");
+    EXPECT_EQ(std::string(ding["markdown"]["text"]).find("Open in the dashboard"), std::string::npos);
+
+    const auto plain = render_notification(cfg.notify.targets[2], "https://room/", alert, "open", aj);
+    EXPECT_EQ(plain.content_type, "application/json");
+    EXPECT_EQ(json::parse(plain.body),
+              (json{{"kind", "open"}, {"alert", aj}, {"link", "https://room/#alert=19ab3c0f2e1-00000001"}}));
+}
+
+TEST(Notify, SignsADingTalkRobotsUrlAsItsDocumentationSays) {
+    // The reference: Python's hmac/base64/quote_plus, as in DingTalk's own example.
+    EXPECT_EQ(dingtalk_signed_url("https://oapi.dingtalk.com/robot/send?access_token=t",
+                                  "SECabc123+/=", 1764626400000),
+              "https://oapi.dingtalk.com/robot/send?access_token=t&timestamp=1764626400000"
+              "&sign=BJVbmujQiuszZR1SXKfggXC0sJJwmyNKLasVxk68qn8%3D");
+}
+
+TEST(Notify, ARobotsErrcodeIsAFailureDespiteItsStatus) {
+    std::string why;
+    EXPECT_TRUE(notification_accepted(NotifyTarget::Format::json, {204, "", ""}, why));
+    EXPECT_FALSE(notification_accepted(NotifyTarget::Format::json, {503, "busy", ""}, why));
+    EXPECT_EQ(why, "HTTP 503: busy");
+    EXPECT_FALSE(
+        notification_accepted(NotifyTarget::Format::json, {0, "", "connect: Connection refused"}, why));
+    EXPECT_EQ(why, "connect: Connection refused");
+    EXPECT_TRUE(
+        notification_accepted(NotifyTarget::Format::wecom, {200, R"({"errcode":0,"errmsg":"ok"})", ""}, why));
+    EXPECT_FALSE(notification_accepted(
+        NotifyTarget::Format::wecom, {200, R"({"errcode":93000,"errmsg":"invalid webhook url"})", ""}, why));
+    EXPECT_EQ(why, "errcode 93000: invalid webhook url");
+    EXPECT_FALSE(notification_accepted(NotifyTarget::Format::dingtalk, {200, "<html>", ""}, why));
+}
+
+TEST(Notify, ReadsWebhookUrls) {
+    const auto u = parse_web_url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k");
+    ASSERT_TRUE(u);
+    EXPECT_TRUE(u->tls);
+    EXPECT_EQ(u->host, "qyapi.weixin.qq.com");
+    EXPECT_EQ(u->port, "443");
+    EXPECT_EQ(u->target, "/cgi-bin/webhook/send?key=k");
+    const auto v6 = parse_web_url("http://[::1]:8080");
+    ASSERT_TRUE(v6);
+    EXPECT_EQ(v6->host, "::1");
+    EXPECT_EQ(v6->port, "8080");
+    EXPECT_EQ(v6->target, "/");
+    EXPECT_FALSE(parse_web_url("http://host:70000/"));
+    EXPECT_FALSE(parse_web_url("mqtt://host/"));
+}
+
+TEST(NotifyQueue, QueuesOncePerAlertAndKindHoweverOftenItsMessagesCome) {
+    Store store(":memory:");
+    store.set_notify_routes([](const EventMessage&, const std::string& kind) {
+        return kind == kNotifyOpen ? std::vector<std::string>{"a", "b"} : std::vector<std::string>{"a"};
+    });
+    const auto start = message(kE1, "start");
+    store.add_event(start, kT0);
+    store.add_event(start, kT0 + std::chrono::seconds(1));  // a duplicate
+    EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"a", 1}, {"b", 1}}));
+    store.add_event(message(kE1, "end"), kT0 + std::chrono::seconds(2));
+    EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"a", 2}, {"b", 1}}));
+    // Taken once: a second instance on the database finds them leased.
+    const auto taken = store.take_notifications(kT0 + std::chrono::seconds(3), 10, std::chrono::seconds(40));
+    ASSERT_EQ(taken.size(), 3u);
+    EXPECT_EQ(taken[0].kind, "open");
+    EXPECT_EQ(taken[2].kind, "end");
+    EXPECT_EQ(taken[0].queued_at, kT0);
+    EXPECT_TRUE(
+        store.take_notifications(kT0 + std::chrono::seconds(4), 10, std::chrono::seconds(40)).empty());
+    // A lease that ran out (its sender died) gives it to the next one.
+    EXPECT_EQ(store.take_notifications(kT0 + std::chrono::seconds(44), 10, std::chrono::seconds(40)).size(),
+              3u);
+    store.notification_done(taken[0].id);
+    store.notification_later(taken[1].id, kT0 + std::chrono::minutes(5), true, "HTTP 503");
+    store.notification_later(taken[2].id, kT0, false, "");
+    const auto again = store.take_notifications(kT0 + std::chrono::minutes(2), 10, std::chrono::seconds(40));
+    ASSERT_EQ(again.size(), 1u);
+    EXPECT_EQ(again[0].id, taken[2].id);
+    EXPECT_EQ(again[0].attempts, 0);
+    EXPECT_EQ(store.forget_notifications_except({"a"}), 1);
+    EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"a", 1}}));
+}
+
+TEST(NotifyQueue, AnEndWhoseStartWasLostOpensAndEndsAtOnce) {
+    Store store(":memory:");
+    store.set_notify_routes(
+        [](const EventMessage&, const std::string&) { return std::vector<std::string>{"a"}; });
+    store.add_event(message(kE1, "end"), kT0);
+    const auto taken = store.take_notifications(kT0, 10, std::chrono::seconds(40));
+    ASSERT_EQ(taken.size(), 2u);
+    EXPECT_EQ(taken[0].kind, "open");
+    EXPECT_EQ(taken[1].kind, "end");
+}
+
+TEST(NotifyQueue, WaitsInTheDatabaseForTheNextStart) {
+    const auto path =
+        (std::filesystem::temp_directory_path() / ("kg-notify-" + std::to_string(getpid()) + ".db")).string();
+    std::filesystem::remove(path);
+    {
+        Store store(path);
+        store.set_notify_routes(
+            [](const EventMessage&, const std::string&) { return std::vector<std::string>{"a"}; });
+        store.add_event(message(kE1, "start"), kT0);
+    }
+    Store reopened(path);
+    EXPECT_EQ(reopened.take_notifications(kT0, 10, std::chrono::seconds(40)).size(), 1u);
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+}
+
+TEST(Notifier, PostsEachQueuedAlertOnceToARealServer) {
+    WebhookServer server({{200, "{}"}});
+    auto cfg = config("notify:\n  dashboard_url: http://room/\n  targets: [{name: hook, url: '" +
+                      server.url() + "', severities: [1]}]\n");
+    Store store(":memory:");
+    Notifier notifier(store, cfg, kg::Logging::null_logger());
+    notifier.start();
+    store.add_event(message(kE1, "start", 1), kg::Clock::now());
+    store.add_event(message(kE2, "start", 2), kg::Clock::now());  // not a severity the target takes
+    notifier.wake();
+    const auto got = server.wait_for(1, std::chrono::seconds(10));
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].method(), http::verb::post);
+    EXPECT_EQ(got[0].target(), "/hook");
+    EXPECT_EQ(got[0][http::field::content_type], "application/json");
+    const auto body = json::parse(got[0].body());
+    EXPECT_EQ(body["kind"], "open");
+    EXPECT_EQ(body["alert"]["id"], kE1);
+    EXPECT_EQ(body["alert"]["severity"], 1);
+    EXPECT_EQ(body["link"], "http://room/#alert=19ab3c0f2e1-00000001");
+    // Sent and out of the queue: nothing goes twice.
+    for (int i = 0; i < 50 && !store.queued_notifications().empty(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_TRUE(store.queued_notifications().empty());
+    notifier.wake();
+    EXPECT_EQ(server.wait_for(2, std::chrono::seconds(1)).size(), 1u);
+    notifier.stop();
+    const auto metrics = notifier.metrics_text();
+    EXPECT_NE(metrics.find("kgm_notifications_total{target=\"hook\",result=\"sent\"} 1"), std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("kgm_notifications_queued{target=\"hook\"} 0"), std::string::npos) << metrics;
+}
+
+TEST(Notifier, KeepsWhatTheTargetRefusesAndSaysWhy) {
+    WebhookServer server({{200, R"({"errcode":93000,"errmsg":"invalid webhook url"})"}});
+    auto cfg = config("notify:\n  targets: [{name: robot, format: wecom, url: '" + server.url() + "'}]\n");
+    Store store(":memory:");
+    Notifier notifier(store, cfg, kg::Logging::null_logger());
+    notifier.start();
+    store.add_event(message(kE1, "start"), kg::Clock::now());
+    notifier.wake();
+    ASSERT_EQ(server.wait_for(1, std::chrono::seconds(10)).size(), 1u);
+    notifier.stop();
+    // Still queued, for the back-off's next try.
+    EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"robot", 1}}));
+    const auto metrics = notifier.metrics_text();
+    EXPECT_NE(metrics.find("kgm_notification_failures_total{target=\"robot\"} 1"), std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("kgm_notifications_total{target=\"robot\",result=\"sent\"} 0"), std::string::npos);
+}
+
+TEST(HttpPost, SaysWhatFailedAndWhen) {
+    // A port nobody listens on: a clear error, no exception.
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    const auto port = a.local_endpoint().port();
+    a.close();
+    const auto refused = http_post(*parse_web_url("http://127.0.0.1:" + std::to_string(port) + "/"), "{}",
+                                   "application/json", std::chrono::seconds(2));
+    EXPECT_EQ(refused.status, 0);
+    EXPECT_EQ(refused.error, "connect: Connection refused");
+    // A server that takes the connection and never answers.
+    asio::ip::tcp::acceptor silent(io, {asio::ip::make_address("127.0.0.1"), 0});
+    const auto answer =
+        http_post(*parse_web_url("http://127.0.0.1:" + std::to_string(silent.local_endpoint().port()) + "/"),
+                  "{}", "application/json", std::chrono::milliseconds(300));
+    EXPECT_EQ(answer.status, 0);
+    EXPECT_EQ(answer.error, "read the answer: timed out after 0.3 s");
+}
