@@ -22,12 +22,17 @@ public:
 
     void stop() {
         if (!thread_.joinable()) return;
+        request_stop();
+        thread_.join();
+    }
+
+    // Asks without waiting: an owner of several threads asks them all, then joins each.
+    void request_stop() {
         {
             std::lock_guard lock(mutex_);
             stop_ = true;
         }
         cv_.notify_all();
-        thread_.join();
     }
 
     bool stopping() const { return stop_.load(); }

@@ -364,8 +364,16 @@ $("#logout").addEventListener("click", async () => { try { await post("/api/logo
 setInterval(() => { if (state.stream) { schedule("alerts"); schedule("sites"); } }, 20000);
 
 // A link to one alert (#alert=<id>, from a notification) opens it once signed in.
-const linked = new URLSearchParams(location.hash.slice(1)).get("alert");
-if (linked) state.selected = linked;
+const linkedAlert = () => new URLSearchParams(location.hash.slice(1)).get("alert");
+if (linkedAlert()) state.selected = linkedAlert();
+// A second link opened in this tab changes only the fragment: no page load, so follow it here.
+window.addEventListener("hashchange", () => {
+  const id = linkedAlert();
+  if (!id || id === state.selected) return;
+  state.selected = id;
+  document.querySelectorAll("tr.alert").forEach((r) => r.classList.toggle("selected", r.dataset.id === id));
+  refreshDetail();
+});
 api("/api/me").then((me) => showApp(me.operator)).catch(() => showLogin());
 </script>
 </body>

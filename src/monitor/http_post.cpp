@@ -96,8 +96,11 @@ void post(const WebUrl& url, http::request<http::string_body>& req,
     ctx.set_verify_mode(asio::ssl::verify_peer);
     beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), ctx);
     stream.set_verify_callback(asio::ssl::host_name_verification(url.host));
-    // SNI: a server behind a shared address picks its certificate by name.
-    if (SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str()) != 1)
+    // SNI: a server behind a shared address picks its certificate by name (never an address:
+    // RFC 6066 forbids it).
+    beast::error_code not_ip;
+    asio::ip::make_address(url.host, not_ip);
+    if (not_ip && SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str()) != 1)
         throw StepFailed(
             "TLS", beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()));
     stream.async_handshake(asio::ssl::stream_base::client, [&ec](beast::error_code e) { ec = e; });

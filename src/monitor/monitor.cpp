@@ -58,6 +58,13 @@ void Monitor::start() {
     web_->start();
     log_->info("dashboard on {} (port {})", cfg_.http.listen, web_->port());
     decisions_->start();
+    {
+        // With or without a notify section: a target taken out of it takes its queue along.
+        std::vector<std::string> names;
+        for (const auto& t : cfg_.notify.targets) names.push_back(t.name);
+        if (const auto n = store_.forget_notifications_except(names); n > 0)
+            log_->warn("{} queued notification(s) dropped: their target is no longer in notify.targets", n);
+    }
     if (notifier_) {
         notifier_->start();
         log_->info("notifications to {} target(s)", cfg_.notify.targets.size());

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <boost/asio/ssl/context.hpp>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -11,6 +12,7 @@
 
 #include "common/listen_address.hpp"
 #include "config/yaml_reader.hpp"
+#include "monitor/http_post.hpp"
 
 namespace kg::monitor {
 namespace {
@@ -221,9 +223,6 @@ void read_replay(Reader& r, const YAML::Node& node, const std::string& share_gro
     }
 }
 
-// http(s)://host[:port][/path]: what the notifier can post to.
-const std::regex kWebhookUrl(R"(^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(/[^\s#]*)?$)");
-
 void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p, NotifyTarget& t) {
     if (!r.map(node, p,
                {"name", "url", "format", "secret", "ca_file", "severities", "checks", "sites", "on",
@@ -236,7 +235,7 @@ void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p,
     if (!node["url"]) r.error(node, join(p, "url"), "required: where the notifications are posted");
     r.optional_string(node, p, "url", t.url);
     // The URL of a WeCom robot holds its key: never repeated in a message.
-    if (node["url"] && !std::regex_match(t.url, kWebhookUrl))
+    if (node["url"] && !parse_web_url(t.url))
         r.error(node["url"], join(p, "url"), "not an http:// or https:// URL (http://host[:port]/path)");
     std::string format = "json";
     r.optional_string(node, p, "format", format);
@@ -259,6 +258,16 @@ void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p,
         r.error(node["ca_file"], join(p, "ca_file"), fmt::format("{} does not exist", t.ca_file));
     if (!t.ca_file.empty() && t.url.rfind("https://", 0) != 0)
         r.error(node["ca_file"], join(p, "ca_file"), "a CA is for an https:// URL");
+    if (!t.ca_file.empty() && fs::exists(t.ca_file)) {
+        // Read now: a file that is not a PEM certificate would fail every attempt for a day.
+        try {
+            boost::asio::ssl::context ctx(boost::asio::ssl::context::tls_client);
+            ctx.load_verify_file(t.ca_file);
+        } catch (const std::exception& e) {
+            r.error(node["ca_file"], join(p, "ca_file"),
+                    fmt::format("{} cannot be read as PEM certificates: {}", t.ca_file, e.what()));
+        }
+    }
     if (const auto sev = node["severities"]) {
         t.severities.clear();
         if (!sev.IsSequence() || sev.size() == 0) {
@@ -307,6 +316,9 @@ void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p,
         }
     }
     r.duration(node, p, "timeout", t.timeout);
+    // Bounded: a stop waits for the attempt in progress, and systemd's patience is 90 s.
+    if (node["timeout"] && (t.timeout < std::chrono::seconds(1) || t.timeout > std::chrono::seconds(60)))
+        r.error(node["timeout"], join(p, "timeout"), "expected 1s to 60s");
     r.duration(node, p, "give_up", t.give_up);
     if (node["give_up"] && t.give_up < std::chrono::minutes(1))
         r.error(node["give_up"], join(p, "give_up"),
@@ -316,7 +328,7 @@ void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p,
 void read_notify(Reader& r, const YAML::Node& node, NotifySettings& out) {
     if (!r.map(node, "notify", {"dashboard_url", "targets"})) return;
     r.optional_string(node, "notify", "dashboard_url", out.dashboard_url);
-    if (!out.dashboard_url.empty() && !std::regex_match(out.dashboard_url, kWebhookUrl))
+    if (!out.dashboard_url.empty() && !parse_web_url(out.dashboard_url))
         r.error(node["dashboard_url"], "notify.dashboard_url", "not an http:// or https:// URL");
     const auto targets = node["targets"];
     if (!targets || !targets.IsSequence() || targets.size() == 0) {

@@ -16,10 +16,11 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kBatch = 20;
 constexpr auto kPoll = std::chrono::seconds(1);
-constexpr auto kFirstRetry = std::chrono::seconds(5);
-constexpr auto kMaxRetry = std::chrono::minutes(5);
+constexpr auto kMaxRetry = std::chrono::minutes(5);  // the senders' Backoff's cap
+// A lease outlives the attempt it covers: another instance never takes a notification still being sent.
+constexpr auto kLeaseMargin = std::chrono::seconds(30);
+constexpr auto kRobotInterval = std::chrono::seconds(3);
 
 bool listed(const std::vector<std::string>& list, const std::string& value) {
     return list.empty() || std::find(list.begin(), list.end(), value) != list.end();
@@ -108,7 +109,8 @@ NotifyBody render_notification(const NotifyTarget& target, const std::string& da
         case NotifyTarget::Format::json:
             break;
     }
-    json body = {{"kind", kind}, {"alert", alert_json}};
+    // `key` is the same for every attempt: a receiver that got it once drops a repeat.
+    json body = {{"key", alert.id + ":" + kind}, {"kind", kind}, {"alert", alert_json}};
     if (!dashboard_url.empty()) body["link"] = dashboard_url + "#alert=" + alert.id;
     return {"application/json", body.dump(-1, ' ', false, json::error_handler_t::replace)};
 }
@@ -150,15 +152,7 @@ bool notification_accepted(NotifyTarget::Format format, const HttpAnswer& answer
 
 Notifier::Notifier(Store& store, const MonitorConfig& cfg, std::shared_ptr<spdlog::logger> log)
     : store_(store), cfg_(cfg), log_(std::move(log)) {
-    Duration longest{0};
-    for (const auto& t : cfg_.notify.targets) {
-        targets_[t.name] = &t;
-        stats_[t.name];
-        longest = std::max(longest, t.timeout);
-    }
-    // Longer than any one attempt: a notification is never taken by a second instance while the first
-    // still waits for its answer.
-    lease_ = longest + std::chrono::seconds(30);
+    for (const auto& t : cfg_.notify.targets) senders_.push_back(std::make_unique<Sender>(t));
     store_.set_notify_routes([this](const EventMessage& m, const std::string& kind) {
         return notify_targets_for(cfg_.notify, m, kind);
     });
@@ -170,73 +164,62 @@ Notifier::~Notifier() {
 }
 
 void Notifier::start() {
-    std::vector<std::string> names;
-    for (const auto& t : cfg_.notify.targets) names.push_back(t.name);
-    if (const auto n = store_.forget_notifications_except(names); n > 0)
-        log_->warn("{} queued notification(s) dropped: their target is no longer in notify.targets", n);
-    for (const auto& [name, queued] : store_.queued_notifications())
-        log_->info("{} notification(s) to {} waiting from before", queued, name);
-    worker_.start([this] {
-        do {
-            try {
-                while (round() && !worker_.stopping()) {
-                }
-            } catch (const std::exception& e) {
-                // The queue stays in the store; the next poll tries again.
-                log_->error("notifications: {}", e.what());
-            }
-        } while (worker_.wait_for(kPoll));
-    });
-}
-
-void Notifier::stop() { worker_.stop(); }
-
-bool Notifier::round() {
-    const auto now = Clock::now();
-    const auto due = store_.take_notifications(now, kBatch, lease_);
-    for (const auto& n : due) {
-        if (worker_.stopping()) {
-            // Left for the next start without waiting out the lease.
-            store_.notification_later(n.id, Clock::now(), false, "");
-            continue;
-        }
-        const auto it = targets_.find(n.target);
-        if (it == targets_.end()) {
-            store_.notification_done(n.id);
-            continue;
-        }
-        if (Clock::now() - n.queued_at >= it->second->give_up) {
-            // Behind an older one of a target that is down: never tried, and too old now all the same.
-            ++stats_.at(n.target).dropped;
-            store_.notification_done(n.id);
-            log_->error(
-                "notification ({}) of alert {} to {} dropped: not taken within {} h (the target is down)",
-                n.kind, n.event_id, n.target,
-                std::chrono::duration<double, std::ratio<3600>>(it->second->give_up).count());
-            continue;
-        }
-        if (const auto down = down_until_.find(n.target);
-            down != down_until_.end() && down->second > Clock::now()) {
-            store_.notification_later(n.id, down->second, false, "");
-            continue;
-        }
-        send(n, *it->second);
+    const auto queued = store_.queued_notifications();
+    for (auto& s : senders_) {
+        if (const auto it = queued.find(s->target.name); it != queued.end())
+            log_->info("{} notification(s) to {} waiting from before", it->second, s->target.name);
+        s->worker.start([this, &s = *s] { run(s); });
     }
-    return static_cast<int>(due.size()) == kBatch;
 }
 
-void Notifier::send(const QueuedNotification& n, const NotifyTarget& target) {
-    auto& stats = stats_.at(target.name);
-    const auto alert = store_.alert(n.event_id);
+void Notifier::stop() {
+    // All asked at once, then joined: each may be in the middle of one attempt (at most its timeout).
+    for (auto& s : senders_) s->worker.request_stop();
+    for (auto& s : senders_) s->worker.stop();
+}
+
+void Notifier::wake() {
+    for (auto& s : senders_) s->worker.wake();
+}
+
+void Notifier::run(Sender& s) {
+    Duration wait{0};
+    do {
+        try {
+            wait = step(s);
+        } catch (const std::exception& e) {
+            // The queue stays in the store; the next poll tries again.
+            log_->error("notifications to {}: {}", s.target.name, e.what());
+            wait = std::chrono::duration_cast<Duration>(kPoll);
+        }
+    } while (wait.count() == 0 ? !s.worker.stopping() : s.worker.wait_for(wait));
+}
+
+Duration Notifier::step(Sender& s) {
+    const auto& target = s.target;
+    const auto now = Clock::now();
+    // In bulk: behind a target down for long, thousands may pass their time together.
+    if (const auto n = store_.drop_notifications_queued_before(target.name, now - target.give_up, now);
+        n > 0) {
+        s.dropped += static_cast<std::uint64_t>(n);
+        log_->error("{} notification(s) to {} dropped: not taken within {} h; last error: {}", n, target.name,
+                    std::chrono::duration<double, std::ratio<3600>>(target.give_up).count(),
+                    s.last_error.empty() ? "none in this run" : s.last_error);
+    }
+    // Not before the back-off's or the rate limit's time, however often a new alert wakes it.
+    if (const auto steady = std::chrono::steady_clock::now(); steady < s.next_send)
+        return std::chrono::duration_cast<Duration>(s.next_send - steady) + Duration(1);
+    const auto n = store_.take_notification(target.name, now, target.timeout + kLeaseMargin);
+    if (!n) return std::chrono::duration_cast<Duration>(kPoll);
+    const auto alert = store_.alert(n->event_id);
     if (!alert) {
         // Deleted by retention while it waited: there is nothing left to show.
-        log_->info("notification of alert {} to {} dropped: the alert is no longer kept", n.event_id,
+        log_->info("notification of alert {} to {} dropped: the alert is no longer kept", n->event_id,
                    target.name);
-        store_.notification_done(n.id);
-        return;
+        store_.notification_done(n->id);
+        return Duration(0);
     }
-    const auto now = Clock::now();
-    const auto body = render_notification(target, cfg_.notify.dashboard_url, *alert, n.kind,
+    const auto body = render_notification(target, cfg_.notify.dashboard_url, *alert, n->kind,
                                           alert_json(*alert, cfg_.deadlines, now));
     const std::string url =
         target.format == NotifyTarget::Format::dingtalk && !target.secret.empty()
@@ -244,63 +227,58 @@ void Notifier::send(const QueuedNotification& n, const NotifyTarget& target) {
                   target.url, target.secret,
                   std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count())
             : target.url;
-    std::string why;
+    std::string why = "the URL cannot be read";  // checked at load; signing adds only a query
     if (const auto parsed = parse_web_url(url)) {
         const auto answer = http_post(*parsed, body.body, body.content_type, target.timeout, target.ca_file);
         if (notification_accepted(target.format, answer, why)) {
-            store_.notification_done(n.id);
-            ++stats.sent;
-            if (const auto f = failing_[target.name]; f > 0)
-                log_->info("notifications to {} delivered again after {} failed attempt(s)", target.name, f);
-            failing_[target.name] = 0;
-            down_until_.erase(target.name);
-            log_->debug("{} of alert {} sent to {}", n.kind, n.event_id, target.name);
-            return;
+            store_.notification_done(n->id);
+            ++s.sent;
+            if (s.failing > 0)
+                log_->info("notifications to {} delivered again after {} failed attempt(s)", target.name,
+                           s.failing);
+            s.failing = 0;
+            s.backoff.reset();
+            // The robots take 20 messages a minute; past that they refuse (DingTalk for 10 minutes).
+            if (target.format != NotifyTarget::Format::json)
+                s.next_send = std::chrono::steady_clock::now() + kRobotInterval;
+            log_->debug("{} of alert {} sent to {}", n->kind, n->event_id, target.name);
+            return Duration(0);
         }
-    } else {
-        why = "the URL cannot be read";  // checked at load; the signed form adds only a query
     }
-    ++stats.failures;
-    const int failed = ++failing_[target.name];
-    if (now - n.queued_at >= target.give_up) {
-        ++stats.dropped;
-        store_.notification_done(n.id);
-        log_->error(
-            "notification ({}) of alert {} ({} at {}) to {} dropped: not taken within {} h; last error: {}",
-            n.kind, n.event_id, alert->check, alert->site, target.name,
-            std::chrono::duration<double, std::ratio<3600>>(target.give_up).count(), why);
-        return;
-    }
-    auto wait = std::chrono::duration_cast<Duration>(kFirstRetry) * (1 << std::min(failed - 1, 10));
-    wait = std::min(wait, std::chrono::duration_cast<Duration>(kMaxRetry));
-    const auto next = now + wait;
-    down_until_[target.name] = next;
-    store_.notification_later(n.id, next, true, why);
+    ++s.failures;
+    ++s.failing;
+    s.last_error = why;
+    store_.notification_failed(*n, why);
+    // From now, not from the attempt's start: a target that times out still gets its pause.
+    const auto wait = s.backoff.next();
+    s.next_send = std::chrono::steady_clock::now() + wait;
     // Once per run of failures at warning: a target down for hours must not flood the log.
-    if (failed == 1) {
+    if (s.failing == 1) {
         log_->warn("notifications to {} failing: {}; trying again with back-off up to {} s", target.name, why,
                    std::chrono::duration_cast<std::chrono::seconds>(kMaxRetry).count());
     } else {
-        log_->debug("notifications to {} still failing ({} attempts): {}", target.name, failed, why);
+        log_->debug("notifications to {} still failing ({} attempts): {}", target.name, s.failing, why);
     }
+    return wait;
 }
 
 std::string Notifier::metrics_text() {
     std::string out = "# TYPE kgm_notifications_total counter\n";
-    for (const auto& [name, s] : stats_) {
-        out +=
-            fmt::format("kgm_notifications_total{{target=\"{}\",result=\"sent\"}} {}\n", name, s.sent.load());
-        out += fmt::format("kgm_notifications_total{{target=\"{}\",result=\"dropped\"}} {}\n", name,
-                           s.dropped.load());
+    for (const auto& s : senders_) {
+        out += fmt::format("kgm_notifications_total{{target=\"{}\",result=\"sent\"}} {}\n", s->target.name,
+                           s->sent.load());
+        out += fmt::format("kgm_notifications_total{{target=\"{}\",result=\"dropped\"}} {}\n", s->target.name,
+                           s->dropped.load());
     }
     out += "# TYPE kgm_notification_failures_total counter\n";
-    for (const auto& [name, s] : stats_)
-        out += fmt::format("kgm_notification_failures_total{{target=\"{}\"}} {}\n", name, s.failures.load());
+    for (const auto& s : senders_)
+        out += fmt::format("kgm_notification_failures_total{{target=\"{}\"}} {}\n", s->target.name,
+                           s->failures.load());
     out += "# TYPE kgm_notifications_queued gauge\n";
     const auto queued = store_.queued_notifications();
-    for (const auto& [name, s] : stats_) {
-        const auto it = queued.find(name);
-        out += fmt::format("kgm_notifications_queued{{target=\"{}\"}} {}\n", name,
+    for (const auto& s : senders_) {
+        const auto it = queued.find(s->target.name);
+        out += fmt::format("kgm_notifications_queued{{target=\"{}\"}} {}\n", s->target.name,
                            it == queued.end() ? 0 : it->second);
     }
     return out;

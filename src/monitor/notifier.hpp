@@ -5,18 +5,18 @@
 // What to send is decided when an alert's message is stored, in that message's transaction (the
 // store's `notifications` table, one row per target, alert and kind): a crash right after the
 // alert arrives still sends it, and a message that arrives twice, or at two instances sharing the
-// database, queues it once. This thread only sends what is queued: oldest first, a target that
-// fails waits with back-off (its other notifications with it) while the others go on, and a
-// notification no target took within its `give_up` is dropped and logged.
+// database, queues it once. Each target has a thread of its own that sends its queue oldest first,
+// so a target that hangs or is down (waiting with back-off) holds up no other. A notification not
+// taken within its target's `give_up` is dropped and logged.
 
 #include <spdlog/logger.h>
 
 #include <atomic>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/backoff.hpp"
 #include "common/worker_thread.hpp"
 #include "monitor/http_post.hpp"
 #include "monitor/monitor_config.hpp"
@@ -50,12 +50,6 @@ bool notification_accepted(NotifyTarget::Format format, const HttpAnswer& answer
 
 class Notifier {
 public:
-    struct TargetStats {
-        std::atomic<std::uint64_t> sent{0};
-        std::atomic<std::uint64_t> failures{0};  // attempts that failed (each is retried)
-        std::atomic<std::uint64_t> dropped{0};   // given up after give_up
-    };
-
     Notifier(Store& store, const MonitorConfig& cfg, std::shared_ptr<spdlog::logger> log);
     ~Notifier();
     Notifier(const Notifier&) = delete;
@@ -64,27 +58,33 @@ public:
     void start();
     void stop();
     // Something may have been queued: look now rather than at the next poll.
-    void wake() { worker_.wake(); }
+    void wake();
 
     // Prometheus text for /metrics: per target sent, failures, dropped, and what waits.
     std::string metrics_text();
 
 private:
-    // Sends what is due; true when a full batch was taken (look again at once).
-    bool round();
-    void send(const QueuedNotification& n, const NotifyTarget& target);
+    // One target's sender: its thread, its back-off and its figures.
+    struct Sender {
+        explicit Sender(const NotifyTarget& t) : target(t) {}
+        const NotifyTarget& target;
+        WorkerThread worker;
+        Backoff backoff{std::chrono::seconds(5), std::chrono::minutes(5)};
+        int failing = 0;         // failed attempts in a row
+        std::string last_error;  // of the last failed attempt
+        // Not before: the back-off after a failure, the robots' rate limit after a success.
+        std::chrono::steady_clock::time_point next_send{};
+        std::atomic<std::uint64_t> sent{0}, failures{0}, dropped{0};
+    };
+
+    void run(Sender& s);
+    // Sends the target's next notification, if any; returns how long to wait before the next step.
+    Duration step(Sender& s);
 
     Store& store_;
     const MonitorConfig& cfg_;
     std::shared_ptr<spdlog::logger> log_;
-    std::map<std::string, const NotifyTarget*> targets_;
-    std::map<std::string, TargetStats> stats_;
-    // Per target, until when it is left alone after a failure, and how many attempts failed in a row
-    // (this thread only).
-    std::map<std::string, TimePoint> down_until_;
-    std::map<std::string, int> failing_;
-    Duration lease_{};
-    WorkerThread worker_;
+    std::vector<std::unique_ptr<Sender>> senders_;
 };
 
 }  // namespace kg::monitor

@@ -91,10 +91,10 @@ CREATE INDEX IF NOT EXISTS pending_clips_site ON pending_clips(site, received_at
 -- stored twice queues nothing twice. Times in ms since the epoch, the room's clock.
 CREATE TABLE IF NOT EXISTS notifications (
   id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, event_id TEXT NOT NULL,
-  kind TEXT NOT NULL, queued_at INTEGER NOT NULL, next_at INTEGER NOT NULL,
-  lease_until INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+  kind TEXT NOT NULL, queued_at INTEGER NOT NULL, lease_until INTEGER NOT NULL DEFAULT 0,
+  lease INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
   UNIQUE (target, event_id, kind));
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications(next_at);
+CREATE INDEX IF NOT EXISTS notifications_target ON notifications(target, id);
 )sql";
 
 constexpr const char* kAlertColumns =
@@ -310,8 +310,7 @@ void Store::queue_notifications(const EventMessage& m, IngestOutcome outcome, Ti
     for (const auto& kind : kinds) {
         for (const auto& target : notify_routes_(m, kind)) {
             Stmt(db_,
-                 "INSERT OR IGNORE INTO notifications(target, event_id, kind, queued_at, next_at)"
-                 " VALUES(?1,?2,?3,?4,?4)")
+                 "INSERT OR IGNORE INTO notifications(target, event_id, kind, queued_at) VALUES(?1,?2,?3,?4)")
                 .bind(1, target)
                 .bind(2, m.id)
                 .bind(3, kind)
@@ -321,28 +320,39 @@ void Store::queue_notifications(const EventMessage& m, IngestOutcome outcome, Ti
     }
 }
 
-std::vector<QueuedNotification> Store::take_notifications(TimePoint now, int limit, Duration lease) {
-    return in_transaction([&] {
-        std::vector<QueuedNotification> out;
-        Stmt s(db_,
-               "UPDATE notifications SET lease_until = ?2 WHERE id IN (SELECT id FROM notifications"
-               " WHERE next_at <= ?1 AND lease_until <= ?1 ORDER BY id LIMIT ?3)"
-               " RETURNING id, target, event_id, kind, attempts, queued_at");
-        s.bind(1, epoch_ms(now)).bind(2, epoch_ms(now + lease)).bind(3, limit);
-        while (s.step()) {
-            QueuedNotification n;
-            n.id = s.integer(0);
-            n.target = s.text(1);
-            n.event_id = s.text(2);
-            n.kind = s.text(3);
-            n.attempts = static_cast<int>(s.integer(4));
-            n.queued_at = TimePoint(std::chrono::milliseconds(s.integer(5)));
-            out.push_back(std::move(n));
-        }
-        // RETURNING gives rows in no set order.
-        std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
-        return out;
-    });
+std::optional<QueuedNotification> Store::take_notification(const std::string& target, TimePoint now,
+                                                           Duration lease) {
+    std::lock_guard lock(mutex_);
+    {
+        // A read first: most polls find nothing, and need no write lock on a shared database.
+        Stmt s(db_, "SELECT 1 FROM notifications WHERE target = ?1 AND lease_until <= ?2 LIMIT 1");
+        s.bind(1, target).bind(2, epoch_ms(now));
+        if (!s.step()) return std::nullopt;
+    }
+    // Random: instances sharing the database draw their own, and 0 is no one's.
+    std::int64_t token = 0;
+    while (token == 0) token = static_cast<std::int64_t>(lease_tokens_());
+    sqlite::Transaction tx(db_);
+    Stmt s(db_,
+           "UPDATE notifications SET lease_until = ?3, lease = ?4 WHERE id = (SELECT id FROM notifications"
+           " WHERE target = ?1 AND lease_until <= ?2 ORDER BY id LIMIT 1)"
+           " RETURNING id, event_id, kind, attempts, queued_at");
+    s.bind(1, target).bind(2, epoch_ms(now)).bind(3, epoch_ms(now + lease)).bind(4, token);
+    std::optional<QueuedNotification> out;
+    if (s.step()) {
+        QueuedNotification n;
+        n.id = s.integer(0);
+        n.target = target;
+        n.event_id = s.text(1);
+        n.kind = s.text(2);
+        n.attempts = static_cast<int>(s.integer(3));
+        n.queued_at = TimePoint(std::chrono::milliseconds(s.integer(4)));
+        n.lease = token;
+        out = std::move(n);
+    }
+    s.reset();
+    tx.commit();
+    return out;
 }
 
 void Store::notification_done(std::int64_t id) {
@@ -350,16 +360,34 @@ void Store::notification_done(std::int64_t id) {
     Stmt(db_, "DELETE FROM notifications WHERE id = ?").bind(1, id).run();
 }
 
-void Store::notification_later(std::int64_t id, TimePoint next, bool attempted, const std::string& error) {
+void Store::notification_failed(const QueuedNotification& n, const std::string& error) {
     std::lock_guard lock(mutex_);
     Stmt(db_,
-         "UPDATE notifications SET next_at = ?2, lease_until = 0, attempts = attempts + ?3,"
-         " last_error = coalesce(?4, last_error) WHERE id = ?1")
-        .bind(1, id)
-        .bind(2, epoch_ms(next))
-        .bind(3, attempted ? 1 : 0)
-        .bind(4, error.empty() ? std::optional<std::string>() : std::optional<std::string>(error))
+         "UPDATE notifications SET lease_until = 0, attempts = attempts + 1, last_error = ?3"
+         " WHERE id = ?1 AND lease = ?2")
+        .bind(1, n.id)
+        .bind(2, n.lease)
+        .bind(3, error)
         .run();
+}
+
+void Store::release_notification(const QueuedNotification& n) {
+    std::lock_guard lock(mutex_);
+    Stmt(db_, "UPDATE notifications SET lease_until = 0 WHERE id = ?1 AND lease = ?2")
+        .bind(1, n.id)
+        .bind(2, n.lease)
+        .run();
+}
+
+std::int64_t Store::drop_notifications_queued_before(const std::string& target, TimePoint cutoff,
+                                                     TimePoint now) {
+    std::lock_guard lock(mutex_);
+    Stmt(db_, "DELETE FROM notifications WHERE target = ?1 AND queued_at < ?2 AND lease_until <= ?3")
+        .bind(1, target)
+        .bind(2, epoch_ms(cutoff))
+        .bind(3, epoch_ms(now))
+        .run();
+    return db_.changes();
 }
 
 std::int64_t Store::forget_notifications_except(const std::vector<std::string>& targets) {

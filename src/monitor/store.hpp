@@ -13,6 +13,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -143,6 +144,7 @@ struct QueuedNotification {
     std::string target, event_id, kind;
     int attempts = 0;  // failed attempts so far
     TimePoint queued_at;
+    std::int64_t lease = 0;  // the token of this taking: a late answer cannot touch another's lease
 };
 
 // Which notification targets take `kind` ("open" or "end") of this event message (empty: none).
@@ -246,13 +248,19 @@ public:
         std::lock_guard lock(mutex_);
         notify_routes_ = std::move(routes);
     }
-    // Up to `limit` notifications due at `now` that no one is sending, oldest first, leased for
-    // `lease` (another instance on this database leaves them alone meanwhile).
-    std::vector<QueuedNotification> take_notifications(TimePoint now, int limit, Duration lease);
-    // Sent, dropped or no longer wanted: out of the queue.
+    // The target's oldest notification no one is sending at `now`, leased for `lease` (another
+    // instance on this database leaves it alone meanwhile). Oldest first: a target's notifications
+    // go in the order their alerts arrived.
+    std::optional<QueuedNotification> take_notification(const std::string& target, TimePoint now,
+                                                        Duration lease);
+    // Taken by the target (or no longer wanted): out of the queue.
     void notification_done(std::int64_t id);
-    // To be tried again at `next`; `attempted`: this was a failed attempt (counted), not a skip.
-    void notification_later(std::int64_t id, TimePoint next, bool attempted, const std::string& error);
+    // A failed attempt (counted, with why) or a notification put back untried; the lease ends, if
+    // still this taking's.
+    void notification_failed(const QueuedNotification& n, const std::string& error);
+    void release_notification(const QueuedNotification& n);
+    // Drops the target's notifications queued before `cutoff` and not leased at `now`; returns how many.
+    std::int64_t drop_notifications_queued_before(const std::string& target, TimePoint cutoff, TimePoint now);
     // Drops the queued notifications of targets no longer configured; returns how many.
     std::int64_t forget_notifications_except(const std::vector<std::string>& targets);
     // Notifications waiting, per target.
@@ -312,6 +320,7 @@ private:
 
     Retention retention_;
     NotifyRoutes notify_routes_;
+    std::mt19937_64 lease_tokens_{std::random_device{}()};
     std::mutex mutex_;
     sqlite::Db db_;
 };

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -115,6 +116,8 @@ def targets(hooks):
                 {"name": "gas-dingtalk", "format": "dingtalk", "url": hooks.url("/robot/send?access_token=t"),
                  "secret": DING_SECRET, "ca_file": str(hooks.cert), "checks": ["gas"], "on": ["open", "end"]},
                 {"name": "archive", "url": hooks.url("/archive"), "ca_file": str(hooks.cert)},
+                # The same server without its CA: the system's CAs do not vouch for it.
+                {"name": "untrusted", "url": hooks.url("/untrusted")},
             ]}
 
 
@@ -162,6 +165,10 @@ def test_each_target_gets_what_it_asked_for_once(broker, monitors, tmp_path):
         first = next(a["body"] for a in archive if a["body"]["alert"]["id"] == mask["id"])
         assert first["alert"]["site"] == SITE and first["alert"]["check"] == "mask" and first["alert"]["severity"] == 1
         assert first["link"] == f"https://room.example.cn/#alert={mask['id']}"
+        assert first["key"] == f"{mask['id']}:open"
+
+        assert not hooks.received("/untrusted")  # never past the TLS handshake
+        assert "notifications to untrusted failing: TLS handshake: certificate verify failed" in mon.output()
 
         metrics = mon.get("/metrics").decode()
         for line in ['kgm_notifications_total{target="duty-wecom",result="sent"} 1',
@@ -170,6 +177,10 @@ def test_each_target_gets_what_it_asked_for_once(broker, monitors, tmp_path):
                      'kgm_notification_failures_total{target="gas-dingtalk"} 0',
                      'kgm_notifications_queued{target="archive"} 0']:
             assert line in metrics, (line, metrics)
+        # Refused at every try, and tried with back-off (5 s, then 10 s), not at every new alert.
+        failures = int(re.search(r'^kgm_notification_failures_total\{target="untrusted"\} (\d+)$', metrics, re.M)[1])
+        assert 1 <= failures <= 2, metrics
+        assert 'kgm_notifications_queued{target="untrusted"} 2' in metrics
     finally:
         hooks.close()
 

@@ -3,6 +3,7 @@
 // kept across restarts) and the notifier posting to a real HTTP server on a local port.
 #include "monitor/notifier.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -104,7 +105,7 @@ public:
         return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + path;
     }
     // Waits up to `timeout` for `n` requests; returns them.
-    std::vector<http::request<http::string_body>> wait_for(std::size_t n, std::chrono::seconds timeout) {
+    std::vector<http::request<http::string_body>> wait_for(std::size_t n, std::chrono::milliseconds timeout) {
         std::unique_lock lock(mutex_);
         cv_.wait_for(lock, timeout, [&] { return requests_.size() >= n; });
         return requests_;
@@ -193,6 +194,13 @@ TEST(NotifyConfig, NamesWhatIsWrongAndWhere) {
     EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', give_up: 30s}]}\n"),
               at + "5:57: notify.targets[0].give_up: shorter than a minute: a target down briefly would lose "
                    "alerts");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x:0/'}]}\n"),
+              at + "5:35: notify.targets[0].url: not an http:// or https:// URL (http://host[:port]/path)");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', timeout: 5m}]}\n"),
+              at + "5:57: notify.targets[0].timeout: expected 1s to 60s");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'https://x/', ca_file: /etc/hostname}]}\n"),
+              at + "5:58: notify.targets[0].ca_file: /etc/hostname cannot be read as PEM certificates: "
+                   "load_verify_file: no certificate or crl found");
     EXPECT_EQ(config_error("notify: {targets: []}\n"),
               at + "5:19: notify.targets: required: a list of targets, each with a name and a url");
     EXPECT_EQ(config_error("notify: {targets: [{url: 'http://x/'}]}\n"),
@@ -242,8 +250,10 @@ TEST(Notify, RendersWhatEachKindOfTargetReads) {
 
     const auto plain = render_notification(cfg.notify.targets[2], "https://room/", alert, "open", aj);
     EXPECT_EQ(plain.content_type, "application/json");
-    EXPECT_EQ(json::parse(plain.body),
-              (json{{"kind", "open"}, {"alert", aj}, {"link", "https://room/#alert=19ab3c0f2e1-00000001"}}));
+    EXPECT_EQ(json::parse(plain.body), (json{{"key", kE1 + ":open"},
+                                             {"kind", "open"},
+                                             {"alert", aj},
+                                             {"link", "https://room/#alert=19ab3c0f2e1-00000001"}}));
 }
 
 TEST(Notify, SignsADingTalkRobotsUrlAsItsDocumentationSays) {
@@ -297,24 +307,34 @@ TEST(NotifyQueue, QueuesOncePerAlertAndKindHoweverOftenItsMessagesCome) {
     EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"a", 1}, {"b", 1}}));
     store.add_event(message(kE1, "end"), kT0 + std::chrono::seconds(2));
     EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"a", 2}, {"b", 1}}));
-    // Taken once: a second instance on the database finds them leased.
-    const auto taken = store.take_notifications(kT0 + std::chrono::seconds(3), 10, std::chrono::seconds(40));
-    ASSERT_EQ(taken.size(), 3u);
-    EXPECT_EQ(taken[0].kind, "open");
-    EXPECT_EQ(taken[2].kind, "end");
-    EXPECT_EQ(taken[0].queued_at, kT0);
-    EXPECT_TRUE(
-        store.take_notifications(kT0 + std::chrono::seconds(4), 10, std::chrono::seconds(40)).empty());
-    // A lease that ran out (its sender died) gives it to the next one.
-    EXPECT_EQ(store.take_notifications(kT0 + std::chrono::seconds(44), 10, std::chrono::seconds(40)).size(),
-              3u);
-    store.notification_done(taken[0].id);
-    store.notification_later(taken[1].id, kT0 + std::chrono::minutes(5), true, "HTTP 503");
-    store.notification_later(taken[2].id, kT0, false, "");
-    const auto again = store.take_notifications(kT0 + std::chrono::minutes(2), 10, std::chrono::seconds(40));
-    ASSERT_EQ(again.size(), 1u);
-    EXPECT_EQ(again[0].id, taken[2].id);
-    EXPECT_EQ(again[0].attempts, 0);
+    const auto lease = std::chrono::seconds(40);
+    // Oldest first, each taken once: a second instance on the database finds it leased.
+    const auto open = store.take_notification("a", kT0 + std::chrono::seconds(3), lease);
+    ASSERT_TRUE(open);
+    EXPECT_EQ(open->kind, "open");
+    EXPECT_EQ(open->queued_at, kT0);
+    const auto end = store.take_notification("a", kT0 + std::chrono::seconds(3), lease);
+    ASSERT_TRUE(end);
+    EXPECT_EQ(end->kind, "end");
+    EXPECT_FALSE(store.take_notification("a", kT0 + std::chrono::seconds(4), lease));
+    store.notification_done(end->id);
+    // A lease that ran out (its sender died) gives it to the next taker, under a new lease: the
+    // first one's late failure no longer touches it.
+    const auto again = store.take_notification("a", kT0 + std::chrono::seconds(44), lease);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->id, open->id);
+    EXPECT_NE(again->lease, open->lease);
+    store.notification_failed(*open, "late");
+    EXPECT_FALSE(store.take_notification("a", kT0 + std::chrono::seconds(45), lease))
+        << "the late failure freed it";
+    store.notification_failed(*again, "HTTP 503");
+    const auto third = store.take_notification("a", kT0 + std::chrono::seconds(46), lease);
+    ASSERT_TRUE(third);
+    EXPECT_EQ(third->id, open->id);
+    EXPECT_EQ(third->attempts, 1) << "only the lease holder's failure counts";
+    // Put back untried (a stop): the next taker has it at once.
+    store.release_notification(*third);
+    EXPECT_EQ(store.take_notification("a", kT0 + std::chrono::seconds(47), lease)->id, open->id);
     EXPECT_EQ(store.forget_notifications_except({"a"}), 1);
     EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"a", 1}}));
 }
@@ -324,10 +344,8 @@ TEST(NotifyQueue, AnEndWhoseStartWasLostOpensAndEndsAtOnce) {
     store.set_notify_routes(
         [](const EventMessage&, const std::string&) { return std::vector<std::string>{"a"}; });
     store.add_event(message(kE1, "end"), kT0);
-    const auto taken = store.take_notifications(kT0, 10, std::chrono::seconds(40));
-    ASSERT_EQ(taken.size(), 2u);
-    EXPECT_EQ(taken[0].kind, "open");
-    EXPECT_EQ(taken[1].kind, "end");
+    EXPECT_EQ(store.take_notification("a", kT0, std::chrono::seconds(40))->kind, "open");
+    EXPECT_EQ(store.take_notification("a", kT0, std::chrono::seconds(40))->kind, "end");
 }
 
 TEST(NotifyQueue, WaitsInTheDatabaseForTheNextStart) {
@@ -341,8 +359,25 @@ TEST(NotifyQueue, WaitsInTheDatabaseForTheNextStart) {
         store.add_event(message(kE1, "start"), kT0);
     }
     Store reopened(path);
-    EXPECT_EQ(reopened.take_notifications(kT0, 10, std::chrono::seconds(40)).size(), 1u);
+    EXPECT_TRUE(reopened.take_notification("a", kT0, std::chrono::seconds(40)));
     for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+}
+
+TEST(NotifyQueue, DropsWhatWaitedTooLongButNotWhatIsBeingSent) {
+    Store store(":memory:");
+    store.set_notify_routes([](const EventMessage& m, const std::string&) {
+        return std::vector<std::string>{m.check == "gas" ? "b" : "a"};
+    });
+    store.add_event(message(kE1, "start"), kT0);
+    store.add_event(message(kE2, "start"), kT0);
+    store.add_event(message("19ab3c0f2e1-00000003", "start", 1, "gas"), kT0);
+    ASSERT_TRUE(store.take_notification("b", kT0, std::chrono::seconds(40)));
+    EXPECT_EQ(store.drop_notifications_queued_before("b", kT0 + std::chrono::hours(1),
+                                                     kT0 + std::chrono::seconds(1)),
+              0);
+    EXPECT_EQ(store.drop_notifications_queued_before("a", kT0, kT0), 0) << "queued at the cutoff, not before";
+    EXPECT_EQ(store.drop_notifications_queued_before("a", kT0 + std::chrono::seconds(1), kT0), 2);
+    EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"b", 1}}));
 }
 
 TEST(Notifier, PostsEachQueuedAlertOnceToARealServer) {
@@ -413,4 +448,53 @@ TEST(HttpPost, SaysWhatFailedAndWhen) {
                   "{}", "application/json", std::chrono::milliseconds(300));
     EXPECT_EQ(answer.status, 0);
     EXPECT_EQ(answer.error, "read the answer: timed out after 0.3 s");
+}
+
+TEST(Notifier, TriesADownTargetOnceForAllItWaitsForAndDropsThemAfterGiveUp) {
+    WebhookServer server({{503, "busy"}});
+    // give_up far below the file's minimum (1m): the loader is for operators, this is the mechanism.
+    auto cfg = config("notify:\n  targets: [{name: hook, url: '" + server.url() + "'}]\n");
+    cfg.notify.targets[0].give_up = std::chrono::milliseconds(1500);
+    Store store(":memory:");
+    Notifier notifier(store, cfg, kg::Logging::null_logger());
+    for (int i = 1; i <= 5; ++i)
+        store.add_event(message(fmt::format("19ab3c0f2e1-1000000{}", i), "start"), kg::Clock::now());
+    notifier.start();
+    ASSERT_EQ(server.wait_for(1, std::chrono::seconds(10)).size(), 1u);
+    // The first failure puts the target off 5 s; past give_up, a wake drops all five at once.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1600));
+    notifier.wake();
+    for (int i = 0; i < 100 && !store.queued_notifications().empty(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    notifier.stop();
+    EXPECT_TRUE(store.queued_notifications().empty());
+    // One attempt for the five: the others waited behind the first, oldest first.
+    EXPECT_EQ(server.wait_for(2, std::chrono::milliseconds(10)).size(), 1u);
+    const auto metrics = notifier.metrics_text();
+    EXPECT_NE(metrics.find("kgm_notifications_total{target=\"hook\",result=\"dropped\"} 5"),
+              std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("kgm_notification_failures_total{target=\"hook\"} 1"), std::string::npos)
+        << metrics;
+}
+
+TEST(Notifier, ATargetThatHangsHoldsUpNoOther) {
+    // Takes connections and never answers: every attempt costs the whole timeout.
+    asio::io_context io;
+    asio::ip::tcp::acceptor hung(io, {asio::ip::make_address("127.0.0.1"), 0});
+    WebhookServer server({{200, "{}"}});
+    auto cfg = config("notify:\n  targets:\n    - {name: hung, timeout: 2s, url: 'http://127.0.0.1:" +
+                      std::to_string(hung.local_endpoint().port()) + "/'}\n    - {name: fine, url: '" +
+                      server.url() + "'}\n");
+    Store store(":memory:");
+    Notifier notifier(store, cfg, kg::Logging::null_logger());
+    notifier.start();
+    const auto before = std::chrono::steady_clock::now();
+    store.add_event(message(kE1, "start"), kg::Clock::now());
+    notifier.wake();
+    ASSERT_EQ(server.wait_for(1, std::chrono::seconds(4)).size(), 1u);
+    EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::milliseconds(1500))
+        << "waited behind the hung target's 2 s";
+    notifier.stop();  // within the hung attempt's timeout
+    EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"hung", 1}}));
 }
