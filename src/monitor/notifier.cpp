@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "monitor/api.hpp"
 #include "monitor/iso_time.hpp"
@@ -216,6 +217,7 @@ Duration Notifier::step(Sender& s) {
         // Deleted by retention while it waited: there is nothing left to show.
         log_->info("notification of alert {} to {} dropped: the alert is no longer kept", n->event_id,
                    target.name);
+        ++s.dropped;
         store_.notification_done(n->id);
         return Duration(0);
     }
@@ -245,6 +247,9 @@ Duration Notifier::step(Sender& s) {
             return Duration(0);
         }
     }
+    // A robot's error page may echo the request: its key or token must not reach the log.
+    static const std::regex secret(R"(((?:key|access_token|sign)=)[^&\s"'<]+)");
+    why = std::regex_replace(why, secret, "$1***");
     ++s.failures;
     ++s.failing;
     s.last_error = why;
