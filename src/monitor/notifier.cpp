@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -47,6 +48,23 @@ std::string url_encode(const std::string& text) {
     return out;
 }
 
+// A robot's error page may echo the request: its key or token must not reach the log.
+std::string redact(const std::string& text) {
+    static const std::regex secret(R"(((?:key|access_token|sign)=)[^&\s"'<]+)");
+    return std::regex_replace(text, secret, "$1***");
+}
+
+// The room's local time: duty officers read their own clock, not UTC.
+std::string local_time(const std::string& iso) {
+    const auto t = parse_iso8601_utc(iso);
+    if (!t) return iso;
+    const std::time_t tt = Clock::to_time_t(*t);
+    std::tm tm{};
+    if (localtime_r(&tt, &tm) == nullptr) return iso;
+    char out[48];
+    return std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S %z", &tm) > 0 ? std::string(out) : iso;
+}
+
 const char* severity_word(int severity) {
     switch (severity) {
         case 1:
@@ -67,9 +85,9 @@ std::string markdown(const std::string& dashboard_url, const Alert& a, const std
                                                          a.end_reason.value_or("cleared"));
     text += fmt::format("> Site: {}\n> Where: {}\n", a.site, where);
     if (a.value) text += fmt::format("> Value: {:g} {}\n", *a.value, a.unit);
-    text += fmt::format("> Since: {}\n", a.start_time);
-    if (kind == kNotifyEnd && a.end_time) text += fmt::format("> Ended: {}\n", *a.end_time);
-    text += fmt::format("> Received: {}\n", a.received_at);
+    text += fmt::format("> Since: {}\n", local_time(a.start_time));
+    if (kind == kNotifyEnd && a.end_time) text += fmt::format("> Ended: {}\n", local_time(*a.end_time));
+    text += fmt::format("> Received: {}\n", local_time(a.received_at));
     if (!dashboard_url.empty())
         text += fmt::format("\n[Open in the dashboard]({}#alert={})", dashboard_url, a.id);
     return text;
@@ -127,28 +145,33 @@ std::string dingtalk_signed_url(const std::string& url, const std::string& secre
     return fmt::format("{}{}timestamp={}&sign={}", url, joiner, timestamp_ms, url_encode(base64(mac, len)));
 }
 
-bool notification_accepted(NotifyTarget::Format format, const HttpAnswer& answer, std::string& why) {
+NotifyVerdict notification_verdict(NotifyTarget::Format format, const HttpAnswer& answer, std::string& why) {
     if (answer.status == 0) {
         why = answer.error;
-        return false;
+        return NotifyVerdict::target_failed;
     }
     if (answer.status < 200 || answer.status > 299) {
         why = fmt::format("HTTP {}: {}", answer.status, answer.body.substr(0, 200));
-        return false;
+        // What an endpoint says of this one body (malformed, too large, not acceptable), as opposed to
+        // itself (down, busy, moved, not authorised): retrying would only hold up the ones behind it.
+        const bool this_body =
+            answer.status == 400 || answer.status == 413 || answer.status == 415 || answer.status == 422;
+        return format == NotifyTarget::Format::json && this_body ? NotifyVerdict::message_refused
+                                                                 : NotifyVerdict::target_failed;
     }
-    if (format == NotifyTarget::Format::json) return true;
-    // The robots answer 200 with {"errcode": N, "errmsg": ...}: a wrong key or a blocked keyword is
-    // an errcode, not a status.
+    if (format == NotifyTarget::Format::json) return NotifyVerdict::taken;
+    // The robots answer 200 with {"errcode": N, "errmsg": ...}: a wrong key, a bad signature or a rate
+    // limit is an errcode, not a status. All are the robot's, not the message's: ours are short.
     const auto j = json::parse(answer.body, nullptr, false);
     if (j.is_object() && j.contains("errcode") && j["errcode"].is_number_integer()) {
-        if (j["errcode"].get<long long>() == 0) return true;
+        if (j["errcode"].get<long long>() == 0) return NotifyVerdict::taken;
         why = fmt::format(
             "errcode {}: {}", j["errcode"].get<long long>(),
             j.contains("errmsg") && j["errmsg"].is_string() ? j["errmsg"].get<std::string>() : "");
-        return false;
+        return NotifyVerdict::target_failed;
     }
     why = fmt::format("HTTP {} without the robot's errcode: {}", answer.status, answer.body.substr(0, 200));
-    return false;
+    return NotifyVerdict::target_failed;
 }
 
 Notifier::Notifier(Store& store, const MonitorConfig& cfg, std::shared_ptr<spdlog::logger> log)
@@ -232,7 +255,16 @@ Duration Notifier::step(Sender& s) {
     std::string why = "the URL cannot be read";  // checked at load; signing adds only a query
     if (const auto parsed = parse_web_url(url)) {
         const auto answer = http_post(*parsed, body.body, body.content_type, target.timeout, target.ca_file);
-        if (notification_accepted(target.format, answer, why)) {
+        const auto verdict = notification_verdict(target.format, answer, why);
+        if (verdict == NotifyVerdict::message_refused) {
+            ++s.failures;
+            ++s.dropped;
+            store_.notification_done(n->id);
+            log_->error("notification ({}) of alert {} to {} dropped: the target refuses it: {}", n->kind,
+                        n->event_id, target.name, redact(why));
+            return Duration(0);
+        }
+        if (verdict == NotifyVerdict::taken) {
             store_.notification_done(n->id);
             ++s.sent;
             if (s.failing > 0)
@@ -247,9 +279,7 @@ Duration Notifier::step(Sender& s) {
             return Duration(0);
         }
     }
-    // A robot's error page may echo the request: its key or token must not reach the log.
-    static const std::regex secret(R"(((?:key|access_token|sign)=)[^&\s"'<]+)");
-    why = std::regex_replace(why, secret, "$1***");
+    why = redact(why);
     ++s.failures;
     ++s.failing;
     s.last_error = why;

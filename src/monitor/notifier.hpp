@@ -44,9 +44,12 @@ NotifyBody render_notification(const NotifyTarget& target, const std::string& da
 // "<timestamp>\n<secret>")), URL-encoded, appended to the query.
 std::string dingtalk_signed_url(const std::string& url, const std::string& secret, std::int64_t timestamp_ms);
 
-// Whether the target took it: a 2xx answer, and for the WeCom and DingTalk robots (which answer
-// 200 to nearly everything) errcode 0 in the body. `why` says what was wrong otherwise.
-bool notification_accepted(NotifyTarget::Format format, const HttpAnswer& answer, std::string& why);
+// taken: a 2xx answer, and for the WeCom and DingTalk robots (which answer 200 to nearly
+// everything) errcode 0 in the body. message_refused: a JSON endpoint refuses this body (400, 413,
+// 415, 422): dropped, so that it does not hold up the ones behind it. target_failed: anything else,
+// tried again with back-off. `why` says what was wrong.
+enum class NotifyVerdict { taken, message_refused, target_failed };
+NotifyVerdict notification_verdict(NotifyTarget::Format format, const HttpAnswer& answer, std::string& why);
 
 class Notifier {
 public:

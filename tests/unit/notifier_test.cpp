@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "common/logging.hpp"
@@ -264,20 +265,28 @@ TEST(Notify, SignsADingTalkRobotsUrlAsItsDocumentationSays) {
               "&sign=BJVbmujQiuszZR1SXKfggXC0sJJwmyNKLasVxk68qn8%3D");
 }
 
-TEST(Notify, ARobotsErrcodeIsAFailureDespiteItsStatus) {
+TEST(Notify, TellsATargetsFailureFromARefusalOfOneMessage) {
+    using F = NotifyTarget::Format;
+    using V = NotifyVerdict;
     std::string why;
-    EXPECT_TRUE(notification_accepted(NotifyTarget::Format::json, {204, "", ""}, why));
-    EXPECT_FALSE(notification_accepted(NotifyTarget::Format::json, {503, "busy", ""}, why));
+    EXPECT_EQ(notification_verdict(F::json, {204, "", ""}, why), V::taken);
+    EXPECT_EQ(notification_verdict(F::json, {503, "busy", ""}, why), V::target_failed);
     EXPECT_EQ(why, "HTTP 503: busy");
-    EXPECT_FALSE(
-        notification_accepted(NotifyTarget::Format::json, {0, "", "connect: Connection refused"}, why));
+    EXPECT_EQ(notification_verdict(F::json, {0, "", "connect: Connection refused"}, why), V::target_failed);
     EXPECT_EQ(why, "connect: Connection refused");
-    EXPECT_TRUE(
-        notification_accepted(NotifyTarget::Format::wecom, {200, R"({"errcode":0,"errmsg":"ok"})", ""}, why));
-    EXPECT_FALSE(notification_accepted(
-        NotifyTarget::Format::wecom, {200, R"({"errcode":93000,"errmsg":"invalid webhook url"})", ""}, why));
+    // The endpoint itself is wrong (moved, not authorised, throttling): every message would fail.
+    for (int status : {401, 403, 404, 408, 429})
+        EXPECT_EQ(notification_verdict(F::json, {status, "", ""}, why), V::target_failed) << status;
+    // This one body is refused: the next may go.
+    for (int status : {400, 413, 415, 422})
+        EXPECT_EQ(notification_verdict(F::json, {status, "", ""}, why), V::message_refused) << status;
+    EXPECT_EQ(notification_verdict(F::wecom, {200, R"({"errcode":0,"errmsg":"ok"})", ""}, why), V::taken);
+    EXPECT_EQ(
+        notification_verdict(F::wecom, {200, R"({"errcode":93000,"errmsg":"invalid webhook url"})", ""}, why),
+        V::target_failed);
     EXPECT_EQ(why, "errcode 93000: invalid webhook url");
-    EXPECT_FALSE(notification_accepted(NotifyTarget::Format::dingtalk, {200, "<html>", ""}, why));
+    EXPECT_EQ(notification_verdict(F::dingtalk, {200, "<html>", ""}, why), V::target_failed);
+    EXPECT_EQ(notification_verdict(F::dingtalk, {400, "", ""}, why), V::target_failed);
 }
 
 TEST(Notify, ReadsWebhookUrls) {
@@ -497,4 +506,56 @@ TEST(Notifier, ATargetThatHangsHoldsUpNoOther) {
         << "waited behind the hung target's 2 s";
     notifier.stop();  // within the hung attempt's timeout
     EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"hung", 1}}));
+}
+
+TEST(Notifier, DropsAMessageTheEndpointRefusesAndGoesOnWithTheNext) {
+    WebhookServer server({{422, R"({"error":"value: expected a number"})"}, {200, "{}"}});
+    auto cfg = config("notify:\n  targets: [{name: hook, url: '" + server.url() + "'}]\n");
+    Store store(":memory:");
+    Notifier notifier(store, cfg, kg::Logging::null_logger());
+    store.add_event(message(kE1, "start"), kg::Clock::now());
+    store.add_event(message(kE2, "start"), kg::Clock::now());
+    notifier.start();
+    const auto got = server.wait_for(2, std::chrono::seconds(3));
+    ASSERT_EQ(got.size(), 2u) << "the second waited behind the refused first";
+    EXPECT_EQ(json::parse(got[1].body())["alert"]["id"], kE2);
+    for (int i = 0; i < 50 && !store.queued_notifications().empty(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    notifier.stop();
+    EXPECT_TRUE(store.queued_notifications().empty());
+    const auto metrics = notifier.metrics_text();
+    EXPECT_NE(metrics.find("kgm_notifications_total{target=\"hook\",result=\"dropped\"} 1"),
+              std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("kgm_notifications_total{target=\"hook\",result=\"sent\"} 1"), std::string::npos);
+}
+
+TEST(Notifier, TwoInstancesOnOneDatabaseSendEachNotificationOnce) {
+    const auto path =
+        (std::filesystem::temp_directory_path() / ("kg-notify-two-" + std::to_string(getpid()) + ".db"))
+            .string();
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+    WebhookServer server({{200, "{}"}});
+    auto cfg = config("notify:\n  targets: [{name: hook, url: '" + server.url() + "'}]\n");
+    Store a(path), b(path);
+    Notifier first(a, cfg, kg::Logging::null_logger()), second(b, cfg, kg::Logging::null_logger());
+    first.start();
+    second.start();
+    constexpr int kAlerts = 20;
+    for (int i = 0; i < kAlerts; ++i) {
+        // Half arrive at each instance, as a share group splits them.
+        (i % 2 ? a : b).add_event(message(fmt::format("19ab3c0f2e1-2{:07}", i), "start"), kg::Clock::now());
+        first.wake();
+        second.wake();
+    }
+    server.wait_for(kAlerts, std::chrono::seconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a second sending would have come
+    first.stop();
+    second.stop();
+    std::set<std::string> ids;
+    const auto got = server.wait_for(kAlerts + 1, std::chrono::milliseconds(10));
+    for (const auto& r : got) ids.insert(json::parse(r.body())["alert"]["id"].get<std::string>());
+    EXPECT_EQ(got.size(), static_cast<std::size_t>(kAlerts));
+    EXPECT_EQ(ids.size(), static_cast<std::size_t>(kAlerts));
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
 }
