@@ -247,14 +247,16 @@ def test_a_camera_that_sends_packets_but_never_a_picture_is_a_stall(broker, coll
 
 
 def test_the_back_off_grows_for_a_camera_that_hangs_while_opening(broker, gateway, silent_server, tmp_path):
-    """A camera that accepts and never answers, with input.timeout above the 10 s after which a
-    connection counts as healthy: the attempt lasted that long, but delivered nothing, so the
-    back-off must grow (it used to start again from its minimum after every attempt)."""
+    """A camera that accepts and never answers, with input.timeout above reconnect.healthy_after (the
+    time after which a connection counts as healthy; 10 s by default, 1 s here so that two attempts
+    take seconds): the attempt lasted that long, but delivered nothing, so the back-off must grow (it
+    used to start again from its minimum after every attempt)."""
     silent = silent_server()
-    cam = kg_e2e.camera("hung", silent.url(), input={"timeout": "11s", "reconnect": {"min": "500ms", "max": "8s"}})
+    cam = kg_e2e.camera("hung", silent.url(), input={
+        "timeout": "2s", "reconnect": {"min": "500ms", "max": "8s", "healthy_after": "1s"}})
     gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
     delays = lambda: [int(d) for d in re.findall(r"reconnecting in (\d+) ms", gw.output())]  # noqa: E731
-    kg_e2e.wait_until(lambda: len(delays()) >= 2, 30, what="two reconnects")
+    kg_e2e.wait_until(lambda: len(delays()) >= 2, 15, what="two reconnects")
     gw.terminate()
     assert delays()[:2] == [500, 1000], gw.output()
 
