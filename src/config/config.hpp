@@ -65,6 +65,9 @@ struct Input {
     Duration timeout{std::chrono::seconds(10)};  // a read blocked longer than this is a stall
     Duration reconnect_min{std::chrono::seconds(1)};
     Duration reconnect_max{std::chrono::seconds(30)};
+    // A connection that delivered frames this long is healthy: the next failure starts the back-off
+    // from reconnect_min again.
+    Duration reconnect_healthy_after{std::chrono::seconds(10)};
     bool loop = false;     // files only: start again at the end (demos and tests)
     bool realtime = true;  // files only: read at the stream's own pace, like `ffmpeg -re`
 };

@@ -506,9 +506,13 @@ void read_input(Reader& r, const YAML::Node& n, const std::string& path, Input& 
         }
     }
     if (n["timeout"]) r.duration(n["timeout"], path + ".timeout", in.timeout);
-    if (const auto rc = n["reconnect"]; rc && r.map(rc, path + ".reconnect", {"min", "max"})) {
+    if (const auto rc = n["reconnect"];
+        rc && r.map(rc, path + ".reconnect", {"min", "max", "healthy_after"})) {
         if (rc["min"]) r.duration(rc["min"], path + ".reconnect.min", in.reconnect_min);
         if (rc["max"]) r.duration(rc["max"], path + ".reconnect.max", in.reconnect_max);
+        if (rc["healthy_after"]) {
+            r.duration(rc["healthy_after"], path + ".reconnect.healthy_after", in.reconnect_healthy_after);
+        }
         if (in.reconnect_min > in.reconnect_max) r.error(rc, path + ".reconnect", "min is longer than max");
     }
     if (n["loop"]) r.boolean(n["loop"], path + ".loop", in.loop);

@@ -8,13 +8,6 @@
 #include "ingest/frame_sampler.hpp"
 
 namespace kg::ingest {
-namespace {
-
-// A connection that delivered frames this long is healthy: the next failure starts the back-off
-// from its minimum again.
-constexpr auto kHealthyAfter = std::chrono::seconds(10);
-
-}  // namespace
 
 CameraWorker::CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats,
                            std::function<void()> on_frame, std::shared_ptr<spdlog::logger> log)
@@ -89,7 +82,8 @@ void CameraWorker::run() {
             wait_cv_.wait(lock, [this] { return stop_.load(); });
             break;
         }
-        if (delivered.first && *delivered.last - *delivered.first > kHealthyAfter) backoff.reset();
+        if (delivered.first && *delivered.last - *delivered.first > camera_.input.reconnect_healthy_after)
+            backoff.reset();
         const auto delay = backoff.next();
         log_->info("reconnecting in {} ms", delay.count());
         if (!wait_for(delay)) break;

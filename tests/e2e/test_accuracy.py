@@ -12,6 +12,10 @@ import kg_e2e
 
 SHARED = pathlib.Path(os.environ.get("KG_SHARED_DIR") or kg_e2e.SOURCE_DIR.parent / "shared")
 EVAL_BIN = str(pathlib.Path(kg_e2e.GATEWAY_BIN).with_name("kitchen-eval"))
+# Both cores: this file runs alone (RUN_SERIAL) on CI's 2-core box, and kitchen-eval gives the same
+# boxes, figures and messages with 2 threads as with 1 (every run of this file compared, 2026-12-01).
+# The Haar cascades of classic:head take 40 s on one core, 21 s on two.
+EVAL = [EVAL_BIN, "--threads", "2"]
 MASK = ("datasets/mask-yolo/valid", "0=no_mask,1=with_mask")
 HELMET = ("datasets/helmet-yolo/valid", "0=covered,1=bare")
 
@@ -46,7 +50,7 @@ def evaluate(tmp_path, *args):
     same arguments, so each is paid for once."""
     if args not in _RUNS:
         out = tmp_path / f"eval-{len(_RUNS)}.json"
-        r = subprocess.run([EVAL_BIN, *args, "--json", str(out)], capture_output=True, text=True,
+        r = subprocess.run([*EVAL, *args, "--json", str(out)], capture_output=True, text=True,
                            env=dict(os.environ, KG_SHARED_DIR=str(SHARED)))
         assert r.returncode == 0, r.stderr
         _RUNS[args] = (r.stdout, json.loads(out.read_text()))
@@ -70,7 +74,7 @@ def test_operating_points(tmp_path):
     threshold only ever drops detections, so true and false positives never grow along it; at or below
     the model's own score_threshold nothing is dropped and the row equals the plain figures."""
     out = tmp_path / "eval.json"
-    r = subprocess.run([EVAL_BIN, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-head-covering.yaml"),
+    r = subprocess.run([*EVAL, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-head-covering.yaml"),
                         "--data", str(SHARED / HELMET[0]), "--classes", HELMET[1], "--operating-points",
                         "--json", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -148,7 +152,7 @@ def test_given_boxes_compare_two_checks_with_one_classifier(tmp_path):
     """The two-network mask check uses the default's classifier behind another head network: given the
     labelled boxes, both are that classifier alone, so --compare finds them equal on every draw."""
     out = tmp_path / "eval.json"
-    r = subprocess.run([EVAL_BIN, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-mask.yaml"), "--data",
+    r = subprocess.run([*EVAL, "-d", str(kg_e2e.SOURCE_DIR / "models/kitchen-mask.yaml"), "--data",
                         str(SHARED / MASK[0]), "--classes", MASK[1], "--given-boxes", "--compare",
                         str(kg_e2e.SOURCE_DIR / "models/two-networks/kitchen-mask.yaml"), "--json", str(out)],
                        capture_output=True, text=True)
@@ -161,7 +165,7 @@ def test_given_boxes_compare_two_checks_with_one_classifier(tmp_path):
 
 
 def test_given_boxes_refuse_a_manifest_without_a_classifier():
-    r = subprocess.run([EVAL_BIN, "-d", str(kg_e2e.SOURCE_DIR / "models/reference/aizoo-face-mask.yaml"), "--data",
+    r = subprocess.run([*EVAL, "-d", str(kg_e2e.SOURCE_DIR / "models/reference/aizoo-face-mask.yaml"), "--data",
                         str(SHARED / MASK[0]), "--classes", MASK[1], "--given-boxes"], capture_output=True, text=True)
     assert r.returncode == 2
     assert "aizoo-face-mask.yaml has no classifier" in r.stderr, r.stderr
@@ -183,7 +187,7 @@ def test_classifier_min_score_drops_exactly_the_weak_findings(tmp_path):
 
     def run(manifest, name):
         out = tmp_path / name
-        r = subprocess.run([EVAL_BIN, "-d", str(manifest), "--data", str(SHARED / MASK[0]), "--classes", MASK[1],
+        r = subprocess.run([*EVAL, "-d", str(manifest), "--data", str(SHARED / MASK[0]), "--classes", MASK[1],
                             "--operating-points", "--json", str(out)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         return json.loads(out.read_text())
@@ -204,7 +208,7 @@ def test_manifest_min_score_out_of_range_is_named(tmp_path):
     text = (kg_e2e.SOURCE_DIR / "models/kitchen-mask.yaml").read_text()
     line = next(l for l in text.splitlines() if l.strip().startswith("min_score:"))
     bad.write_text(text.replace(line, line.split("min_score")[0] + "min_score: 1.5"))
-    r = subprocess.run([EVAL_BIN, "-d", str(bad), "--data", str(SHARED / MASK[0]), "--classes", MASK[1]],
+    r = subprocess.run([*EVAL, "-d", str(bad), "--data", str(SHARED / MASK[0]), "--classes", MASK[1]],
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert "classifier.min_score" in r.stderr and "expected 0 to 1" in r.stderr and str(bad) in r.stderr, r.stderr
@@ -255,7 +259,7 @@ def test_bootstrap_intervals_and_paired_comparison(tmp_path):
     (["--given-boxes"], "two-stage manifest"),
 ])
 def test_bootstrap_and_compare_bad_input_is_named(args, message):
-    r = subprocess.run([EVAL_BIN, "-d", "classic:mask", "--data", str(SHARED / MASK[0]), "--classes", MASK[1],
+    r = subprocess.run([*EVAL, "-d", "classic:mask", "--data", str(SHARED / MASK[0]), "--classes", MASK[1],
                         *args], capture_output=True, text=True)
     assert r.returncode != 0
     assert message in r.stderr + r.stdout, (r.stdout, r.stderr)

@@ -43,27 +43,27 @@ def assert_streaming_steadily(collector, cam, first):
     return state
 
 
-def test_a_looping_file_is_analysed_at_the_configured_rate(broker, collector, schemas, make_clip, gateway, tmp_path):
+def test_a_looping_file_and_a_real_rtsp_camera_are_analysed_at_the_configured_rate(broker, collector, schemas,
+                                                                                     make_clip, rtsp_server, gateway,
+                                                                                     tmp_path):
+    """A looping file and a real RTSP camera, read side by side by one gateway: one 10 s rate window
+    serves both (they were two gateways, each waiting out its own)."""
     clip = make_clip([("normal", 6)])  # loops every 6 s
-    gateway(kg_e2e.base_config(broker, [kg_e2e.camera("file", clip, input={"loop": True})], tmp_path))
-    first = collector.wait_for(lambda: frames_flowing(collector, "file"), 15, what="frames from the file")
-    count = len(collector.on(STATE.format("file")))
-    time.sleep(11)  # a full 10 s rate window, across loop boundaries
-    state = assert_streaming_steadily(collector, "file", first)
-    assert state["reconnects_1h"] == 0, state  # starting the file again is not a reconnect
-    assert len(collector.on(STATE.format("file"))) - count >= 8  # state_interval 1s
-    assert collector.events() == []  # a looping normal picture is healthy
-    schemas.validate_all(collector)
-
-
-def test_a_real_rtsp_camera(broker, collector, schemas, make_clip, rtsp_server, gateway, tmp_path):
     server = rtsp_server({"/cam": make_clip([("normal", 90)])})
-    gateway(kg_e2e.base_config(broker, [kg_e2e.camera("rtsp", server.url("/cam"))], tmp_path))
-    first = collector.wait_for(lambda: frames_flowing(collector, "rtsp"), 20, what="frames over RTSP")
-    time.sleep(10)
-    state = assert_streaming_steadily(collector, "rtsp", first)
-    assert state["reconnects_1h"] == 0, state
-    assert collector.events() == []
+    started = time.time()
+    gateway(kg_e2e.base_config(broker, [kg_e2e.camera("file", clip, input={"loop": True}),
+                                        kg_e2e.camera("rtsp", server.url("/cam"))], tmp_path))
+    # Each within the time it had from the gateway's start when it had a gateway of its own.
+    first = {cam: collector.wait_for(lambda: frames_flowing(collector, cam), max(0.0, started + limit - time.time()),
+                                     what=what)
+             for cam, limit, what in [("file", 15, "frames from the file"), ("rtsp", 20, "frames over RTSP")]}
+    count = len(collector.on(STATE.format("file")))
+    time.sleep(11)  # a full 10 s rate window, across the file's loop boundaries
+    for cam in ("file", "rtsp"):
+        state = assert_streaming_steadily(collector, cam, first[cam])
+        assert state["reconnects_1h"] == 0, state  # for the file: starting it again is not a reconnect
+    assert len(collector.on(STATE.format("file"))) - count >= 8  # state_interval 1s
+    assert collector.events() == []  # a looping normal picture and a steady camera are healthy
     schemas.validate_all(collector)
 
 
@@ -247,14 +247,16 @@ def test_a_camera_that_sends_packets_but_never_a_picture_is_a_stall(broker, coll
 
 
 def test_the_back_off_grows_for_a_camera_that_hangs_while_opening(broker, gateway, silent_server, tmp_path):
-    """A camera that accepts and never answers, with input.timeout above the 10 s after which a
-    connection counts as healthy: the attempt lasted that long, but delivered nothing, so the
-    back-off must grow (it used to start again from its minimum after every attempt)."""
+    """A camera that accepts and never answers, with input.timeout above reconnect.healthy_after (the
+    time after which a connection counts as healthy; 10 s by default, 1 s here so that two attempts
+    take seconds): the attempt lasted that long, but delivered nothing, so the back-off must grow (it
+    used to start again from its minimum after every attempt)."""
     silent = silent_server()
-    cam = kg_e2e.camera("hung", silent.url(), input={"timeout": "11s", "reconnect": {"min": "500ms", "max": "8s"}})
+    cam = kg_e2e.camera("hung", silent.url(), input={
+        "timeout": "2s", "reconnect": {"min": "500ms", "max": "8s", "healthy_after": "1s"}})
     gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
     delays = lambda: [int(d) for d in re.findall(r"reconnecting in (\d+) ms", gw.output())]  # noqa: E731
-    kg_e2e.wait_until(lambda: len(delays()) >= 2, 30, what="two reconnects")
+    kg_e2e.wait_until(lambda: len(delays()) >= 2, 15, what="two reconnects")
     gw.terminate()
     assert delays()[:2] == [500, 1000], gw.output()
 

@@ -222,6 +222,20 @@ TEST(ConfigLoader, OutboxKeepsSentMessagesForReplay) {
     }
 }
 
+TEST(ConfigLoader, ReconnectHealthyAfterIsInheritedKeyByKey) {
+    const auto built_in = load_string(kHead + "cameras: [{id: a, url: a.mp4}]\n", "/etc/kg/gateway.yaml");
+    EXPECT_EQ(built_in.cameras[0].input.reconnect_healthy_after, 10s);
+    const auto set = load_string(kHead +
+                                     "defaults:\n  input: {reconnect: {healthy_after: 1m}}\ncameras:\n"
+                                     "  - {id: a, url: a.mp4, input: {reconnect: {min: 2s}}}\n"
+                                     "  - {id: b, url: b.mp4, input: {reconnect: {healthy_after: 1500ms}}}\n",
+                                 "/etc/kg/gateway.yaml");
+    EXPECT_EQ(set.cameras[0].input.reconnect_healthy_after, 1min);  // defaults, beside the camera's min
+    EXPECT_EQ(set.cameras[0].input.reconnect_min, 2s);
+    EXPECT_EQ(set.cameras[1].input.reconnect_healthy_after, 1500ms);  // camera
+    EXPECT_EQ(set.cameras[1].input.reconnect_min, 1s);
+}
+
 TEST(ConfigLoader, TrainingFrames) {
     const auto off = load_string(kHead + "cameras: [{id: a, url: a.mp4}]\n", "/etc/kg/gateway.yaml");
     EXPECT_FALSE(off.training_frames.enabled);  // they show staff: only when asked for
@@ -579,6 +593,13 @@ INSTANTIATE_TEST_SUITE_P(
         // Durations.
         BadCase{"zero_timeout", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    input: {timeout: 0s}\n", 5,
                 "cameras[0].input.timeout", "must be longer than zero"},
+        BadCase{"zero_healthy_after",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    input: {reconnect: {healthy_after: 0s}}\n",
+                5, "cameras[0].input.reconnect.healthy_after", "must be longer than zero"},
+        BadCase{
+            "healthy_after_not_a_duration",
+            kHead + "cameras:\n  - id: a\n    url: a.mp4\n    input: {reconnect: {healthy_after: soon}}\n", 5,
+            "cameras[0].input.reconnect.healthy_after", "'soon' is not a duration"},
         BadCase{"negative_duration", kHead + "mqtt: {keepalive: -5}\ncameras: [{id: a, url: a.mp4}]\n", 2,
                 "mqtt.keepalive", "'-5' is not a duration"},
         BadCase{"duration_unit",
