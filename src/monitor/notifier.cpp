@@ -77,14 +77,59 @@ const char* severity_word(int severity) {
 }
 
 // The lines of a WeCom or DingTalk markdown message (both read the same subset).
+// Text a site sent, made inert in markdown: a gateway (or whoever holds its broker account) must
+// not put a link or a heading into a duty group's message. Markup characters become their
+// full-width forms, which read the same; line breaks become spaces.
+std::string plain(const std::string& text) {
+    std::string out;
+    for (const char c : text) {
+        switch (c) {
+            case '[':
+                out += "\uFF3B";
+                break;
+            case ']':
+                out += "\uFF3D";
+                break;
+            case '(':
+                out += "\uFF08";
+                break;
+            case ')':
+                out += "\uFF09";
+                break;
+            case '*':
+                out += "\uFF0A";
+                break;
+            case '`':
+                out += "\uFF40";
+                break;
+            case '#':
+                out += "\uFF03";
+                break;
+            case '<':
+                out += "\uFF1C";
+                break;
+            case '>':
+                out += "\uFF1E";
+                break;
+            case '\n':
+            case '\r':
+                out += ' ';
+                break;
+            default:
+                out += c;
+        }
+    }
+    return out;
+}
+
 std::string markdown(const std::string& dashboard_url, const Alert& a, const std::string& kind) {
-    std::string where = fmt::format("{} {}", a.source_kind, a.source);
+    const std::string check = plain(a.check), label = plain(a.label);
     std::string text = kind == kNotifyOpen ? fmt::format("**Alert, severity {} ({}): {} / {}**\n", a.severity,
-                                                         severity_word(a.severity), a.check, a.label)
-                                           : fmt::format("**Ended: {} / {}** ({})\n", a.check, a.label,
-                                                         a.end_reason.value_or("cleared"));
-    text += fmt::format("> Site: {}\n> Where: {}\n", a.site, where);
-    if (a.value) text += fmt::format("> Value: {:g} {}\n", *a.value, a.unit);
+                                                         severity_word(a.severity), check, label)
+                                           : fmt::format("**Ended: {} / {}** ({})\n", check, label,
+                                                         plain(a.end_reason.value_or("cleared")));
+    text += fmt::format("> Site: {}\n> Where: {} {}\n", plain(a.site), a.source_kind, plain(a.source));
+    if (a.value) text += fmt::format("> Value: {:g} {}\n", *a.value, plain(a.unit));
     text += fmt::format("> Since: {}\n", local_time(a.start_time));
     if (kind == kNotifyEnd && a.end_time) text += fmt::format("> Ended: {}\n", local_time(*a.end_time));
     text += fmt::format("> Received: {}\n", local_time(a.received_at));

@@ -559,3 +559,21 @@ TEST(Notifier, TwoInstancesOnOneDatabaseSendEachNotificationOnce) {
     EXPECT_EQ(ids.size(), static_cast<std::size_t>(kAlerts));
     for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
 }
+
+TEST(Notify, TextFromASiteCannotAddMarkupToARobotsMessage) {
+    Store store(":memory:");
+    auto m = message(kE1, "start");
+    m.label = "open](http://evil.example/)\n# Everything is fine";
+    store.add_event(m, kT0);
+    const auto cfg = config("notify: {targets: [{name: w, url: 'http://x/', format: wecom}]}\n");
+    const auto body = json::parse(
+        render_notification(cfg.notify.targets[0], "https://room/", *store.alert(kE1), "open", json::object())
+            .body);
+    const std::string content = body["markdown"]["content"];
+    EXPECT_EQ(content.find("](http://evil"), std::string::npos) << content;
+    EXPECT_EQ(content.find("\n# "), std::string::npos) << content;
+    EXPECT_NE(content.find("open\uFF3D\uFF08http://evil.example/\uFF09 \uFF03 Everything is fine"),
+              std::string::npos)
+        << content;
+    EXPECT_NE(content.find("mask / open"), std::string::npos) << "underscores and words stay as they are";
+}
