@@ -223,15 +223,8 @@ void read_replay(Reader& r, const YAML::Node& node, const std::string& share_gro
     }
 }
 
-void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p, NotifyTarget& t) {
-    if (!r.map(node, p,
-               {"name", "url", "format", "secret", "ca_file", "severities", "checks", "sites", "on",
-                "timeout", "give_up"}))
-        return;
-    if (!node["name"]) r.error(node, join(p, "name"), "required: a name for logs and metrics");
-    r.optional_string(node, p, "name", t.name);
-    if (node["name"] && !std::regex_match(t.name, kIdPattern))
-        r.error(node["name"], join(p, "name"), "use letters, digits, '_' and '-' (at most 64)");
+// Where and how a target is posted to: url, format, secret, ca_file.
+void read_notify_endpoint(Reader& r, const YAML::Node& node, const std::string& p, NotifyTarget& t) {
     if (!node["url"]) r.error(node, join(p, "url"), "required: where the notifications are posted");
     r.optional_string(node, p, "url", t.url);
     // The URL of a WeCom robot holds its key: never repeated in a message.
@@ -268,6 +261,10 @@ void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p,
                     fmt::format("{} cannot be read as PEM certificates: {}", t.ca_file, e.what()));
         }
     }
+}
+
+// Which alerts a target takes: severities, checks, sites, on.
+void read_notify_filters(Reader& r, const YAML::Node& node, const std::string& p, NotifyTarget& t) {
     if (const auto sev = node["severities"]) {
         t.severities.clear();
         if (!sev.IsSequence() || sev.size() == 0) {
@@ -315,6 +312,19 @@ void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p,
             }
         }
     }
+}
+
+void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p, NotifyTarget& t) {
+    if (!r.map(node, p,
+               {"name", "url", "format", "secret", "ca_file", "severities", "checks", "sites", "on",
+                "timeout", "give_up"}))
+        return;
+    if (!node["name"]) r.error(node, join(p, "name"), "required: a name for logs and metrics");
+    r.optional_string(node, p, "name", t.name);
+    if (node["name"] && !std::regex_match(t.name, kIdPattern))
+        r.error(node["name"], join(p, "name"), "use letters, digits, '_' and '-' (at most 64)");
+    read_notify_endpoint(r, node, p, t);
+    read_notify_filters(r, node, p, t);
     r.duration(node, p, "timeout", t.timeout);
     // Bounded: a stop waits for the attempt in progress, and systemd's patience is 90 s.
     if (node["timeout"] && (t.timeout < std::chrono::seconds(1) || t.timeout > std::chrono::seconds(60)))
