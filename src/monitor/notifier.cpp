@@ -2,13 +2,13 @@
 
 #include <fmt/format.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "common/hmac.hpp"
 #include "monitor/api.hpp"
 #include "monitor/iso_time.hpp"
 
@@ -23,15 +23,17 @@ constexpr auto kMaxRetry = std::chrono::minutes(5);  // the senders' Backoff's c
 // A lease outlives the attempt it covers: another instance never takes a notification still being sent.
 constexpr auto kLeaseMargin = std::chrono::seconds(30);
 constexpr auto kRobotInterval = std::chrono::seconds(3);
+constexpr auto kExpiryCheck = std::chrono::minutes(1);
 
 bool listed(const std::vector<std::string>& list, const std::string& value) {
     return list.empty() || std::find(list.begin(), list.end(), value) != list.end();
 }
 
-std::string base64(const unsigned char* data, std::size_t n) {
-    std::string out(4 * ((n + 2) / 3), '\0');
+std::string base64(const std::string& bytes) {
+    std::string out(4 * ((bytes.size() + 2) / 3), '\0');
     const int written =
-        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
+        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                        reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
     out.resize(static_cast<std::size_t>(written));
     return out;
 }
@@ -76,7 +78,6 @@ const char* severity_word(int severity) {
     }
 }
 
-// The lines of a WeCom or DingTalk markdown message (both read the same subset).
 // Text a site sent, made inert in markdown: a gateway (or whoever holds its broker account) must
 // not put a link or a heading into a duty group's message. Markup characters become their
 // full-width forms, which read the same; line breaks become spaces.
@@ -122,6 +123,7 @@ std::string plain(const std::string& text) {
     return out;
 }
 
+// The lines of a WeCom or DingTalk markdown message (both read the same subset).
 std::string markdown(const std::string& dashboard_url, const Alert& a, const std::string& kind) {
     const std::string check = plain(a.check), label = plain(a.label);
     std::string text = kind == kNotifyOpen ? fmt::format("**Alert, severity {} ({}): {} / {}**\n", a.severity,
@@ -161,10 +163,8 @@ NotifyBody render_notification(const NotifyTarget& target, const std::string& da
                          {"markdown", {{"content", markdown(dashboard_url, alert, kind)}}}}
                         .dump(-1, ' ', false, json::error_handler_t::replace)};
         case NotifyTarget::Format::dingtalk: {
-            const auto title =
-                kind == kNotifyOpen
-                    ? fmt::format("Alert: {} / {} at {}", alert.check, alert.label, alert.site)
-                    : fmt::format("Ended: {} / {} at {}", alert.check, alert.label, alert.site);
+            const auto title = fmt::format("{}: {} / {} at {}", kind == kNotifyOpen ? "Alert" : "Ended",
+                                           alert.check, alert.label, alert.site);
             return {"application/json",
                     json{{"msgtype", "markdown"},
                          {"markdown", {{"title", title}, {"text", markdown(dashboard_url, alert, kind)}}}}
@@ -181,13 +181,9 @@ NotifyBody render_notification(const NotifyTarget& target, const std::string& da
 
 std::string dingtalk_signed_url(const std::string& url, const std::string& secret,
                                 std::int64_t timestamp_ms) {
-    const std::string to_sign = fmt::format("{}\n{}", timestamp_ms, secret);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-         reinterpret_cast<const unsigned char*>(to_sign.data()), to_sign.size(), mac, &len);
+    const auto mac = hmac_sha256(secret, fmt::format("{}\n{}", timestamp_ms, secret));
     const char joiner = url.find('?') == std::string::npos ? '?' : '&';
-    return fmt::format("{}{}timestamp={}&sign={}", url, joiner, timestamp_ms, url_encode(base64(mac, len)));
+    return fmt::format("{}{}timestamp={}&sign={}", url, joiner, timestamp_ms, url_encode(base64(mac)));
 }
 
 NotifyVerdict notification_verdict(NotifyTarget::Format format, const HttpAnswer& answer, std::string& why) {
@@ -267,17 +263,23 @@ void Notifier::run(Sender& s) {
 Duration Notifier::step(Sender& s) {
     const auto& target = s.target;
     const auto now = Clock::now();
-    // In bulk: behind a target down for long, thousands may pass their time together.
-    if (const auto n = store_.drop_notifications_queued_before(target.name, now - target.give_up, now);
-        n > 0) {
-        s.dropped += static_cast<std::uint64_t>(n);
-        log_->error("{} notification(s) to {} dropped: not taken within {} h; last error: {}", n, target.name,
-                    std::chrono::duration<double, std::ratio<3600>>(target.give_up).count(),
-                    s.last_error.empty() ? "none in this run" : s.last_error);
+    // In bulk: behind a target down for long, thousands may pass their time together. At the first
+    // step (for what waited while the room was down), then every minute or quarter of give_up: a
+    // write each poll would compete with ingest for the database for nothing.
+    const auto steady = std::chrono::steady_clock::now();
+    if (steady >= s.next_expiry_check) {
+        s.next_expiry_check =
+            steady + std::min(std::chrono::duration_cast<Duration>(kExpiryCheck), target.give_up / 4);
+        if (const auto n = store_.drop_notifications_queued_before(target.name, now - target.give_up, now);
+            n > 0) {
+            s.dropped += static_cast<std::uint64_t>(n);
+            log_->error("{} notification(s) to {} dropped: not taken within {} h; last error: {}", n,
+                        target.name, std::chrono::duration<double, std::ratio<3600>>(target.give_up).count(),
+                        s.last_error.empty() ? "none in this run" : s.last_error);
+        }
     }
     // Not before the back-off's or the rate limit's time, however often a new alert wakes it.
-    if (const auto steady = std::chrono::steady_clock::now(); steady < s.next_send)
-        return std::chrono::duration_cast<Duration>(s.next_send - steady) + Duration(1);
+    if (steady < s.next_send) return std::chrono::duration_cast<Duration>(s.next_send - steady) + Duration(1);
     const auto n = store_.take_notification(target.name, now, target.timeout + kLeaseMargin);
     if (!n) return std::chrono::duration_cast<Duration>(kPoll);
     const auto alert = store_.alert(n->event_id);

@@ -24,10 +24,6 @@
 
 namespace kg::monitor {
 
-// "open" when an alert arrives, "end" when the gateway ends it.
-inline constexpr const char* kNotifyOpen = "open";
-inline constexpr const char* kNotifyEnd = "end";
-
 // The targets whose filters take `kind` of this event message.
 std::vector<std::string> notify_targets_for(const NotifySettings& settings, const EventMessage& m,
                                             const std::string& kind);
@@ -77,6 +73,7 @@ private:
         std::string last_error;  // of the last failed attempt
         // Not before: the back-off after a failure, the robots' rate limit after a success.
         std::chrono::steady_clock::time_point next_send{};
+        std::chrono::steady_clock::time_point next_expiry_check{};  // give_up's bulk drop
         std::atomic<std::uint64_t> sent{0}, failures{0}, dropped{0};
     };
 

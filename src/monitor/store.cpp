@@ -304,9 +304,9 @@ void Store::queue_notifications(const EventMessage& m, IngestOutcome outcome, Ti
     // The alert's first message opens it (whatever its state: a start lost on the way is not
     // waited for); an end is one only while newer than what the alert shows.
     std::vector<std::string> kinds;
-    if (outcome == IngestOutcome::created) kinds.emplace_back("open");
+    if (outcome == IngestOutcome::created) kinds.emplace_back(kNotifyOpen);
     if (m.state == "end" && (outcome == IngestOutcome::created || outcome == IngestOutcome::updated))
-        kinds.emplace_back("end");
+        kinds.emplace_back(kNotifyEnd);
     for (const auto& kind : kinds) {
         for (const auto& target : notify_routes_(m, kind)) {
             Stmt(db_,
@@ -368,14 +368,6 @@ void Store::notification_failed(const QueuedNotification& n, const std::string& 
         .bind(1, n.id)
         .bind(2, n.lease)
         .bind(3, error)
-        .run();
-}
-
-void Store::release_notification(const QueuedNotification& n) {
-    std::lock_guard lock(mutex_);
-    Stmt(db_, "UPDATE notifications SET lease_until = 0 WHERE id = ?1 AND lease = ?2")
-        .bind(1, n.id)
-        .bind(2, n.lease)
         .run();
 }
 

@@ -147,6 +147,10 @@ struct QueuedNotification {
     std::int64_t lease = 0;  // the token of this taking: a late answer cannot touch another's lease
 };
 
+// The kinds of notification: "open" when an alert arrives, "end" when the gateway ends it.
+inline constexpr const char* kNotifyOpen = "open";
+inline constexpr const char* kNotifyEnd = "end";
+
 // Which notification targets take `kind` ("open" or "end") of this event message (empty: none).
 using NotifyRoutes = std::function<std::vector<std::string>(const EventMessage&, const std::string& kind)>;
 
@@ -255,10 +259,8 @@ public:
                                                         Duration lease);
     // Taken by the target (or no longer wanted): out of the queue.
     void notification_done(std::int64_t id);
-    // A failed attempt (counted, with why) or a notification put back untried; the lease ends, if
-    // still this taking's.
+    // A failed attempt (counted, with why); the lease ends, if still this taking's.
     void notification_failed(const QueuedNotification& n, const std::string& error);
-    void release_notification(const QueuedNotification& n);
     // Drops the target's notifications queued before `cutoff` and not leased at `now`; returns how many.
     std::int64_t drop_notifications_queued_before(const std::string& target, TimePoint cutoff, TimePoint now);
     // Drops the queued notifications of targets no longer configured; returns how many.

@@ -1,22 +1,19 @@
 #include "web/viewer_token.hpp"
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <charconv>
+
+#include "common/hmac.hpp"
 
 namespace kg::web {
 namespace {
 
 std::string hmac_hex(const std::string& secret, const std::string& message) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-         reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest, &length);
+    const auto digest = hmac_sha256(secret, message);
     std::string hex;
-    hex.reserve(length * 2);
-    for (unsigned int i = 0; i < length; ++i) hex += fmt::format("{:02x}", digest[i]);
+    hex.reserve(digest.size() * 2);
+    for (const unsigned char c : digest) hex += fmt::format("{:02x}", c);
     return hex;
 }
 

@@ -48,8 +48,8 @@ def decode_errors(target, *extra):
 def camera_clip(make_clip):
     """The H.264 clip behind the RTSP cameras of the public-side tests (its H.265 copy beside it). Each
     test's RTSP server plays it from the start to each client, and no test keeps its gateway for more
-    than about 22 s on a loaded 2-core box: 40 s outlasts them all, and encoding its H.265 copy on one
-    core costs 2/3 of what the 60 s it was did (about 4 s less)."""
+    than about 22 s on a loaded 2-core box: 40 s outlasts them all, and encoding its H.265 copy costs 2/3
+    of what the 60 s it was did."""
     return make_clip([("normal", 40)])
 
 

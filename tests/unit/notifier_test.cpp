@@ -341,8 +341,8 @@ TEST(NotifyQueue, QueuesOncePerAlertAndKindHoweverOftenItsMessagesCome) {
     ASSERT_TRUE(third);
     EXPECT_EQ(third->id, open->id);
     EXPECT_EQ(third->attempts, 1) << "only the lease holder's failure counts";
-    // Put back untried (a stop): the next taker has it at once.
-    store.release_notification(*third);
+    // A failure ends the lease at once: the next taker has it without waiting it out.
+    store.notification_failed(*third, "HTTP 503");
     EXPECT_EQ(store.take_notification("a", kT0 + std::chrono::seconds(47), lease)->id, open->id);
     EXPECT_EQ(store.forget_notifications_except({"a"}), 1);
     EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"a", 1}}));
