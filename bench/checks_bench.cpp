@@ -1,5 +1,7 @@
 // Per-frame cost of each check on a 1280x720 frame, on one core (cv::setNumThreads(1)).
 // Run: build/bench/kg-bench-checks   (uses ../shared's photos and reference models when present)
+// KG_BENCH_CANDIDATE=DIR adds HygieneCandidateBoth: both checks with DIR's kitchen-mask.yaml and
+// kitchen-head-covering.yaml, to time a network before it replaces a shipped one, in the same run.
 
 #include <benchmark/benchmark.h>
 
@@ -211,4 +213,16 @@ BENCHMARK(BM_MaskGatedStill)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Cleanliness)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AfterHoursMotion)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Unattended)->Unit(benchmark::kMillisecond);
-BENCHMARK_MAIN();
+
+int main(int argc, char** argv) {
+    if (const char* dir = std::getenv("KG_BENCH_CANDIDATE"); dir != nullptr && *dir != 0) {
+        benchmark::RegisterBenchmark("BM_HygieneCandidateBoth",
+                                     [folder = std::string(dir)](benchmark::State& s) { hygiene_both(s, folder); })
+            ->Unit(benchmark::kMillisecond);
+    }
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
