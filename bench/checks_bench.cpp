@@ -216,10 +216,8 @@ BENCHMARK(BM_Unattended)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
     if (const char* dir = std::getenv("KG_BENCH_CANDIDATE"); dir != nullptr && *dir != 0) {
-        benchmark::RegisterBenchmark("BM_HygieneCandidateBoth", [folder =
-                                                                     std::string(dir)](benchmark::State& s) {
-            hygiene_both(s, folder);
-        })->Unit(benchmark::kMillisecond);
+        auto candidate = [folder = std::string(dir)](benchmark::State& s) { hygiene_both(s, folder); };
+        benchmark::RegisterBenchmark("BM_HygieneCandidateBoth", candidate)->Unit(benchmark::kMillisecond);
     }
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <ctime>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <utility>
 
 #include "common/hmac.hpp"
 #include "monitor/api.hpp"
@@ -82,42 +84,18 @@ const char* severity_word(int severity) {
 // not put a link or a heading into a duty group's message. Markup characters become their
 // full-width forms, which read the same; line breaks become spaces.
 std::string plain(const std::string& text) {
+    static constexpr std::pair<char, const char*> kFullWidth[] = {
+        {'[', "\uFF3B"}, {']', "\uFF3D"}, {'(', "\uFF08"}, {')', "\uFF09"}, {'*', "\uFF0A"}, {'`', "\uFF40"},
+        {'#', "\uFF03"}, {'<', "\uFF1C"}, {'>', "\uFF1E"}, {'\n', " "},     {'\r', " "}};
     std::string out;
+    out.reserve(text.size());
     for (const char c : text) {
-        switch (c) {
-            case '[':
-                out += "\uFF3B";
-                break;
-            case ']':
-                out += "\uFF3D";
-                break;
-            case '(':
-                out += "\uFF08";
-                break;
-            case ')':
-                out += "\uFF09";
-                break;
-            case '*':
-                out += "\uFF0A";
-                break;
-            case '`':
-                out += "\uFF40";
-                break;
-            case '#':
-                out += "\uFF03";
-                break;
-            case '<':
-                out += "\uFF1C";
-                break;
-            case '>':
-                out += "\uFF1E";
-                break;
-            case '\n':
-            case '\r':
-                out += ' ';
-                break;
-            default:
-                out += c;
+        const auto* hit = std::find_if(std::begin(kFullWidth), std::end(kFullWidth),
+                                       [c](const auto& entry) { return entry.first == c; });
+        if (hit != std::end(kFullWidth)) {
+            out += hit->second;
+        } else {
+            out += c;
         }
     }
     return out;
