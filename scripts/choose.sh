@@ -88,7 +88,9 @@ def lowered(path, out, key):
     if "config" in m:
         m["config"] = absolute(m["config"])
     if "ensemble" in m:
-        m["ensemble"] = [absolute(f) for f in m["ensemble"]]
+        # A file, or {model: FILE, input: ...} for a network at its own input size.
+        m["ensemble"] = [dict(e, model=absolute(e["model"])) if isinstance(e, dict) else absolute(e)
+                         for e in m["ensemble"]]
     if "classifier" in m:
         m["classifier"]["model"] = absolute(m["classifier"]["model"])
     if key == "min_score" and "classifier" in m:

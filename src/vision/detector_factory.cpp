@@ -35,7 +35,7 @@ bool usable(const fs::path& manifest) {
         const auto m = dnn::load_manifest(manifest.string());
         return fs::is_regular_file(m.model, ec) &&
                std::all_of(m.ensemble.begin(), m.ensemble.end(),
-                           [&](const std::string& f) { return fs::is_regular_file(f, ec); }) &&
+                           [&](const auto& e) { return fs::is_regular_file(e.model, ec); }) &&
                (!m.classifier || fs::is_regular_file(m.classifier->model, ec));
     } catch (const std::exception&) {
         return false;

@@ -160,7 +160,7 @@ TEST(OwnModels, ManifestsLoadWithTheClassifierSection) {
     const auto head = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
     EXPECT_FALSE(head.classifier.has_value());
     ASSERT_EQ(head.ensemble.size(), 1u);  // resolved against the manifest's folder
-    EXPECT_EQ(head.ensemble[0], (kModels / "kitchen-covering-heads.onnx").lexically_normal().string());
+    EXPECT_EQ(head.ensemble[0].model, (kModels / "kitchen-covering-heads.onnx").lexically_normal().string());
     ASSERT_EQ(head.classes.size(), 2u);
     EXPECT_EQ(head.classes[1].label, "bare");
 }
@@ -366,7 +366,8 @@ TEST(OwnModels, TheOnePassManifestsShareOneHeadNetworkPassAndFindTheSame) {
     EXPECT_EQ(passes.networks().count(), 2u);
     auto second = kg::vision::dnn::load_manifest((dir / "kitchen-head-covering.yaml").string());
     ASSERT_EQ(second.ensemble.size(), 1u);
-    second.model = second.ensemble[0];
+    second.model = second.ensemble[0].model;
+    if (!second.ensemble[0].input.empty()) second.input = second.ensemble[0].input;
     const auto member = passes.networks().pass_for(second);
     EXPECT_EQ(member->readers(), 1u);
     EXPECT_EQ(member->runs(), 2 * frames.size());
@@ -616,7 +617,7 @@ TEST(OwnModels, AnEnsembleDecodesTheMeanOfItsNetworksMaps) {
     EXPECT_EQ(passes.networks().pass_for(manifest)->output_shape(manifest.outputs[0]),
               (cv::dnn::MatShape{1, 6, 64, 64}));
     std::vector<cv::dnn::Net> nets;
-    for (const auto& f : {manifest.model, manifest.ensemble[0]}) nets.push_back(cv::dnn::readNet(f));
+    for (const auto& f : {manifest.model, manifest.ensemble[0].model}) nets.push_back(cv::dnn::readNet(f));
     std::size_t boxes = 0;
     for (std::size_t i = 0; i < frames.size(); ++i) {
         cv::Mat resized;
@@ -658,6 +659,146 @@ TEST(OwnModels, AnEnsembleDecodesTheMeanOfItsNetworksMaps) {
     }
     if (!real) GTEST_SKIP() << "no photos in ../shared: compared on synthetic frames (possibly no boxes)";
     EXPECT_GT(boxes, 0u);
+}
+
+TEST(OwnModels, AnEnsembleMemberAtItsOwnInputAddsItsScoreMapsResizedToTheModelsGrid) {
+    // For a box short of CPU: the second network at 448 while the first stays at 512. Its score maps
+    // (56x56) are resized to the first's grid (64x64) and averaged; the boxes' offsets and sizes,
+    // in another grid and in other pixels, are the first network's. Computed here by hand.
+    auto manifest = kg::vision::dnn::load_manifest((kModels / "kitchen-head-covering.yaml").string());
+    ASSERT_EQ(manifest.ensemble.size(), 1u);
+    manifest.ensemble[0].input = {448, 448};
+    manifest.score_threshold = 0.2f;  // more boxes to compare
+    bool real = false;
+    const auto frames = frames_with_heads(real);
+    kg::vision::FramePasses passes;
+    kg::vision::dnn::DnnDetector detector(manifest, &passes.networks());
+    // The member is fed a picture of its own size: two inputs, two passes.
+    EXPECT_EQ(passes.networks().count(), 2u);
+    EXPECT_EQ(passes.networks().inputs(), 2u);
+    const int classes = static_cast<int>(manifest.classes.size());
+    std::vector<cv::dnn::Net> nets;
+    for (const auto& f : {manifest.model, manifest.ensemble[0].model}) nets.push_back(cv::dnn::readNet(f));
+    std::size_t boxes = 0;
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        cv::Mat maps[2];
+        const cv::Size sizes[2] = {manifest.input, manifest.ensemble[0].input};
+        for (int n = 0; n < 2; ++n) {
+            cv::Mat resized;
+            cv::resize(frames[i], resized, sizes[n], 0, 0, cv::INTER_LINEAR);
+            nets[n].setInput(cv::dnn::blobFromImage(resized, manifest.scale, sizes[n], manifest.mean,
+                                                    manifest.rgb, false));
+            maps[n] = nets[n].forward(manifest.outputs[0]).clone();
+        }
+        ASSERT_EQ(maps[1].size[2], 56);
+        cv::Mat mean = maps[0].clone();
+        const int rows = mean.size[2], cols = mean.size[3];
+        for (int c = 0; c < classes; ++c) {
+            cv::Mat plane(rows, cols, CV_32F, mean.ptr<float>(0, c));
+            const cv::Mat other(maps[1].size[2], maps[1].size[3], CV_32F, maps[1].ptr<float>(0, c));
+            cv::Mat scaled;
+            cv::resize(other, scaled, {cols, rows}, 0, 0, cv::INTER_LINEAR);
+            plane = (plane + scaled) * 0.5;  // writes through the header into `mean`
+        }
+        std::vector<Detection> want, got;
+        kg::vision::dnn::decode_centernet(mean, classes, manifest.input, manifest.score_threshold, want);
+        kg::vision::non_max_suppression(want, manifest.nms_iou, manifest.class_agnostic_nms,
+                                        manifest.nms_area_offset);
+        for (auto& d : want) {  // clipped to the picture, as the detector does
+            const float x2 = std::min(1.0f, d.x + d.w), y2 = std::min(1.0f, d.y + d.h);
+            d.x = std::clamp(d.x, 0.0f, 1.0f);
+            d.y = std::clamp(d.y, 0.0f, 1.0f);
+            d.w = std::max(0.0f, x2 - d.x);
+            d.h = std::max(0.0f, y2 - d.y);
+        }
+        passes.begin_frame();
+        detector.detect(frames[i], got);
+        ASSERT_EQ(got.size(), want.size()) << "frame " << i;
+        for (std::size_t k = 0; k < got.size(); ++k) {
+            EXPECT_EQ(got[k].class_id, want[k].class_id) << "frame " << i << " box " << k;
+            EXPECT_NEAR(got[k].score, want[k].score, 1e-5) << "frame " << i << " box " << k;
+            EXPECT_NEAR(got[k].x + got[k].w / 2, want[k].x + want[k].w / 2, 1e-4) << "frame " << i;
+            EXPECT_NEAR(got[k].h, want[k].h, 1e-4) << "frame " << i << ": the first network's box sizes";
+        }
+        boxes += got.size();
+    }
+    if (!real) GTEST_SKIP() << "no photos in ../shared: compared on synthetic frames (possibly no boxes)";
+    EXPECT_GT(boxes, 0u);
+}
+
+TEST(OwnModels, AnEnsembleMemberWithItsOwnInputIsReadAndCheckedNamingTheEntry) {
+    const fs::path dir = fs::temp_directory_path() / ("kg-ens-in-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string text = read_text(kModels / "kitchen-head-covering.yaml");
+    const std::string plain = "ensemble: [kitchen-covering-heads.onnx]";
+    ASSERT_NE(text.find(plain), std::string::npos);
+    auto write = [&](const std::string& name, const std::string& ensemble, const std::string& extra = "") {
+        std::string t = text;  // `extra` first: the model's input, before an entry's can be found
+        if (!extra.empty()) t.replace(t.find("input: {width: 512"), 8, "input: {" + extra + ", ");
+        t.replace(t.find(plain), plain.size(), ensemble);
+        std::ofstream(dir / name) << t;
+        return (dir / name).string();
+    };
+    const auto load = [](const std::string& f) { return kg::vision::dnn::load_manifest(f); };
+    // The map form: the file resolved against the manifest's folder, the size kept.
+    auto m = load(write("own.yaml", "ensemble: [{model: heads.onnx, input: {width: 448, height: 448}}]"));
+    ASSERT_EQ(m.ensemble.size(), 1u);
+    EXPECT_EQ(m.ensemble[0].model, (dir / "heads.onnx").string());
+    EXPECT_EQ(m.ensemble[0].input, cv::Size(448, 448));
+    // The model's own size is the plain form; the model itself at another size is another view.
+    m = load(write("same.yaml", "ensemble: [{model: heads.onnx, input: {width: 512, height: 512}}]"));
+    EXPECT_TRUE(m.ensemble[0].input.empty());
+    m = load(write("scales.yaml",
+                   "ensemble: [{model: kitchen-one-pass-heads.onnx, input: {width: 384, height: 384}}]"));
+    EXPECT_EQ(m.ensemble[0].input, cv::Size(384, 384));
+    // Stretched, another shape is fine (both maps cover the picture); letterboxed it is not.
+    m = load(write("wide.yaml", "ensemble: [{model: heads.onnx, input: {width: 512, height: 288}}]"));
+    EXPECT_EQ(m.ensemble[0].input, cv::Size(512, 288));
+    const std::vector<std::tuple<std::string, std::string, std::string, std::string>> bad = {
+        {"key.yaml", "ensemble: [{model: heads.onnx, size: 448}]", "", "ensemble[0].size: unknown key"},
+        {"nomodel.yaml", "ensemble: [{input: {width: 448, height: 448}}]", "",
+         "ensemble[0].model: missing required key"},
+        {"noinput.yaml", "ensemble: [{model: heads.onnx}]", "", "ensemble[0].input: missing required key"},
+        {"zero.yaml", "ensemble: [{model: heads.onnx, input: {width: 0, height: 448}}]", "",
+         "ensemble[0].input: width and height must be positive"},
+        {"depth.yaml", "ensemble: [{model: heads.onnx, input: {width: 448, height: 448, scale: 1}}]", "",
+         "ensemble[0].input.scale: unknown key"},
+        {"letterbox.yaml", "ensemble: [{model: heads.onnx, input: {width: 512, height: 288}}]",
+         "resize: letterbox", "ensemble[0].input: 512x288 is not the shape of input 512x512"},
+        {"twice.yaml",
+         "ensemble: [{model: h.onnx, input: {width: 448, height: 448}}, "
+         "{model: h.onnx, input: {width: 448, height: 448}}]",
+         "", "ensemble[1]: "},
+    };
+    for (const auto& [name, ensemble, extra, why] : bad) {
+        const auto file = write(name, ensemble, extra);
+        try {
+            load(file);
+            ADD_FAILURE() << name << " was accepted";
+        } catch (const kg::vision::dnn::ManifestError& e) {
+            EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+        }
+    }
+    // At start-up, a member at its own size may differ from the model in its grid only.
+    for (const char* f : {"kitchen-one-pass-heads.onnx", "kitchen-mask-classifier.onnx"})
+        fs::copy_file(kModels / f, dir / f);
+    const auto other = write(
+        "other.yaml", "ensemble: [{model: kitchen-mask-classifier.onnx, input: {width: 448, height: 448}}]");
+    kg::vision::FramePasses passes;
+    try {
+        kg::vision::make_detector(other, &passes);
+        ADD_FAILURE() << "other.yaml was accepted";
+    } catch (const kg::vision::dnn::ManifestError& e) {
+        EXPECT_NE(std::string(e.what()).find("(ensemble[0])"), std::string::npos) << e.what();
+    }
+    const auto scales = write(
+        "scales.yaml", "ensemble: [{model: kitchen-one-pass-heads.onnx, input: {width: 384, height: 384}}]");
+    std::vector<Detection> out;
+    auto detector = kg::vision::make_detector(scales, &passes);
+    passes.begin_frame();
+    detector->detect(cv::Mat(720, 1280, CV_8UC3, cv::Scalar(120, 130, 140)), out);
+    fs::remove_all(dir);
 }
 
 TEST(OwnModels, AnEnsembleIsRefusedWhereItCannotWorkNamingTheManifest) {

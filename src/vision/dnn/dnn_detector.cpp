@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <opencv2/imgproc.hpp>
 #include <stdexcept>
 
 namespace kg::vision::dnn {
@@ -38,9 +39,12 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_p
     pass_->check_outputs(names, manifest_.source);
     std::vector<std::shared_ptr<NetworkPass>> member_passes;
     for (std::size_t i = 0; i < manifest_.ensemble.size(); ++i) {
-        // The member is fed exactly as the model, so a pass of the same file elsewhere is shared.
+        // The member is fed exactly as the model (at its own size, if it has one), so a pass of the
+        // same file elsewhere is shared.
+        const auto& entry = manifest_.ensemble[i];
         Manifest member = manifest_;
-        member.model = manifest_.ensemble[i];
+        member.model = entry.model;
+        if (!entry.input.empty()) member.input = entry.input;
         member.config.clear();
         member.ensemble.clear();
         member.classifier.reset();
@@ -53,20 +57,24 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_p
         }
         const auto want = pass_->output_shape(names[0]);
         const auto got = member_passes.back()->output_shape(names[0]);
-        if (got != want) {
+        // At another input only the grid may differ: the score maps are resized to the model's.
+        const bool alike = entry.input.empty() ? got == want
+                                               : got.size() == 4 && want.size() == 4 && got[0] == want[0] &&
+                                                     got[1] == want[1];
+        if (!alike) {
             throw ManifestError(
-                fmt::format("{}: ensemble[{}]: {} gives '{}' of shape {} where {} gives {}: their maps "
-                            "cannot be averaged",
-                            manifest_.source, i, member.model, names[0], shape_text(got), manifest_.model,
-                            shape_text(want)));
+                fmt::format("{}: ensemble[{}]: {} gives '{}' of shape {} at input {}x{} where {} gives {}: "
+                            "their maps cannot be averaged",
+                            manifest_.source, i, member.model, names[0], shape_text(got), member.input.width,
+                            member.input.height, manifest_.model, shape_text(want)));
         }
     }
     if (manifest_.layout == Layout::ssd) priors_ = make_priors(manifest_.priors);
     check_shapes(names);
     outputs_ = pass_->add_outputs(names, manifest_.source);
-    for (auto& pass : member_passes) {
-        const auto at = pass->add_outputs(names, manifest_.source);
-        members_.push_back({std::move(pass), at[0]});
+    for (std::size_t i = 0; i < member_passes.size(); ++i) {
+        const auto at = member_passes[i]->add_outputs(names, manifest_.source);
+        members_.push_back({std::move(member_passes[i]), at[0], !manifest_.ensemble[i].input.empty()});
     }
     for (const auto& c : manifest_.classes) labels_.push_back(c.label);
 }
@@ -123,6 +131,51 @@ void DnnDetector::check_shapes(const std::vector<std::string>& names) const {
     }
 }
 
+void DnnDetector::average_members(const cv::Mat& model_maps, const cv::Mat& bgr) {
+    model_maps.copyTo(mean_);
+    // [1, classes + 4, H, W]: the score maps, then the boxes' offsets and sizes.
+    const auto mismatch = [&] {
+        return std::runtime_error(
+            fmt::format("{}: ensemble: the networks' outputs differ in shape, they cannot be averaged",
+                        manifest_.source));
+    };
+    if (mean_.type() != CV_32F || mean_.dims != 4 || mean_.size[0] != 1) throw mismatch();
+    const int rows = mean_.size[2], cols = mean_.size[3];
+    const std::size_t plane = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
+    const std::size_t scores = plane * manifest_.classes.size();
+    const std::size_t n = mean_.total();
+    auto* acc = mean_.ptr<float>();
+    float summed_scores = 1, summed_boxes = 1;  // how many networks each part of the mean holds
+    for (const auto& m : members_) {
+        const cv::Mat& o = m.pass->run(bgr)[m.output];
+        // The shapes were compared at start-up; this guards the raw float loops below against a
+        // network that answers otherwise at run time.
+        if (o.type() != CV_32F || !o.isContinuous() || o.dims != 4 || o.size[0] != 1 ||
+            o.size[1] != mean_.size[1] || (!m.resized && o.size != mean_.size)) {
+            throw mismatch();
+        }
+        const auto* v = o.ptr<float>();
+        if (!m.resized) {
+            for (std::size_t i = 0; i < n; ++i) acc[i] += v[i];
+            ++summed_boxes;
+        } else {
+            const std::size_t other = o.total() / static_cast<std::size_t>(o.size[1]);
+            for (std::size_t c = 0; c < manifest_.classes.size(); ++c) {
+                // A header over the member's plane: cv::resize reads it in place, into a map kept
+                // between frames.
+                const cv::Mat map(o.size[2], o.size[3], CV_32F, const_cast<float*>(v + c * other));
+                cv::resize(map, resized_, {cols, rows}, 0, 0, cv::INTER_LINEAR);
+                const auto* r = resized_.ptr<float>();
+                float* a = acc + c * plane;
+                for (std::size_t i = 0; i < plane; ++i) a[i] += r[i];
+            }
+        }
+        ++summed_scores;
+    }
+    for (std::size_t i = 0; i < scores; ++i) acc[i] /= summed_scores;
+    for (std::size_t i = scores; i < n; ++i) acc[i] /= summed_boxes;
+}
+
 void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     out.clear();
     const cv::Size in = manifest_.input;
@@ -130,23 +183,7 @@ void DnnDetector::detect(const cv::Mat& bgr, std::vector<Detection>& out) {
     const auto& outputs = pass_->run(bgr);
     const cv::Mat* mean = &outputs[outputs_[0]];
     if (!members_.empty()) {
-        mean->copyTo(mean_);
-        const auto n = mean_.total();
-        auto* acc = mean_.ptr<float>();
-        for (const auto& m : members_) {
-            const cv::Mat& o = m.pass->run(bgr)[m.output];
-            // The shapes were compared at start-up; this guards the raw float loops below against a
-            // network that answers otherwise at run time.
-            if (mean_.type() != CV_32F || o.type() != CV_32F || o.size != mean_.size || !o.isContinuous()) {
-                throw std::runtime_error(fmt::format(
-                    "{}: ensemble: the networks' outputs differ in shape, they cannot be averaged",
-                    manifest_.source));
-            }
-            const auto* v = o.ptr<float>();
-            for (std::size_t i = 0; i < n; ++i) acc[i] += v[i];
-        }
-        const float k = 1.0f / static_cast<float>(members_.size() + 1);
-        for (std::size_t i = 0; i < n; ++i) acc[i] *= k;
+        average_members(*mean, bgr);
         mean = &mean_;
     }
     const cv::Mat& first = *mean;

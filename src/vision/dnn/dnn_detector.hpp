@@ -37,9 +37,14 @@ private:
     struct Member {
         std::shared_ptr<NetworkPass> pass;
         std::size_t output;
+        bool resized;  // at another input: its score maps are resized to the model's grid
     };
+    // The mean of the model's maps and its members' into mean_.
+    void average_members(const cv::Mat& model_maps, const cv::Mat& bgr);
+
     std::vector<Member> members_;
-    cv::Mat mean_;  // the ensemble's mean maps, reused between frames
+    cv::Mat mean_;     // the ensemble's mean maps, reused between frames
+    cv::Mat resized_;  // a member's score map at the model's grid, reused between frames
     std::vector<cv::Vec4f> priors_;
     std::vector<std::string> labels_;
 };

@@ -148,17 +148,6 @@ Manifest load_manifest(const std::string& path) {
     m.name = r.as<std::string>(r.need(root, "name"), "name");
     m.model = resolve(r.expand(r.need(root, "model"), "model"));
     if (root["config"]) m.config = resolve(r.expand(root["config"], "config"));
-    if (const auto e = root["ensemble"]) {
-        if (!e.IsSequence()) r.fail(e, "ensemble", "expected a list of network files");
-        for (std::size_t i = 0; i < e.size(); ++i) {
-            const auto key = fmt::format("ensemble[{}]", i);
-            auto file = resolve(r.expand(e[i], key));
-            // Twice the same network would weigh it double and, shared, not run it twice anyway.
-            if (file == m.model || std::find(m.ensemble.begin(), m.ensemble.end(), file) != m.ensemble.end())
-                r.fail(e[i], key, fmt::format("{} is already in the ensemble (model: counts as one)", file));
-            m.ensemble.push_back(std::move(file));
-        }
-    }
 
     const auto input = read_input(r, r.need(root, "input"), "input", true);
     m.input = input.size;
@@ -170,6 +159,51 @@ Manifest load_manifest(const std::string& path) {
         if (v != "stretch" && v != "letterbox")
             r.fail(root["input"]["resize"], "input.resize", "expected stretch or letterbox");
         m.letterbox = v == "letterbox";
+    }
+
+    if (const auto e = root["ensemble"]) {
+        if (!e.IsSequence()) r.fail(e, "ensemble", "expected a list of network files");
+        for (std::size_t i = 0; i < e.size(); ++i) {
+            const auto key = fmt::format("ensemble[{}]", i);
+            Manifest::EnsembleMember member;
+            if (e[i].IsMap()) {
+                // {model: FILE, input: {width: W, height: H}}: the network at its own input size.
+                r.only(e[i], key, {"model", "input"});
+                for (const char* k : {"model", "input"})
+                    if (!e[i][k]) r.fail(e[i], fmt::format("{}.{}", key, k), "missing required key");
+                member.model = resolve(r.expand(e[i]["model"], key + ".model"));
+                const auto in = e[i]["input"];
+                r.only(in, key + ".input", {"width", "height"});
+                member.input = {r.as<int>(r.need(in, "width"), key + ".input.width"),
+                                r.as<int>(r.need(in, "height"), key + ".input.height")};
+                if (member.input.width < 1 || member.input.height < 1)
+                    r.fail(in, key + ".input", "width and height must be positive");
+                // A letterbox of another shape pads another share of the input: its maps would not
+                // lie over the model's.
+                if (m.letterbox && static_cast<long>(member.input.width) * m.input.height !=
+                                       static_cast<long>(member.input.height) * m.input.width) {
+                    r.fail(
+                        in, key + ".input",
+                        fmt::format("{}x{} is not the shape of input {}x{}: with resize: letterbox the "
+                                    "maps would not lie over each other",
+                                    member.input.width, member.input.height, m.input.width, m.input.height));
+                }
+                if (member.input == m.input) member.input = {};
+            } else {
+                member.model = resolve(r.expand(e[i], key));
+            }
+            // Twice the same network at the same input would weigh it double and, shared, not run it
+            // twice anyway. (At another input it is another view of the picture.)
+            const auto same = [&](const Manifest::EnsembleMember& o) {
+                return o.model == member.model && o.input == member.input;
+            };
+            if ((member.model == m.model && member.input.empty()) ||
+                std::any_of(m.ensemble.begin(), m.ensemble.end(), same))
+                r.fail(e[i], key,
+                       fmt::format("{} is already in the ensemble at that input (model: counts as one)",
+                                   member.model));
+            m.ensemble.push_back(std::move(member));
+        }
     }
 
     const auto out = r.need(root, "output");

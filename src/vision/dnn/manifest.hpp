@@ -53,10 +53,17 @@ struct Manifest {
     std::string source;  // the manifest's own path, for messages
     std::string model;   // .onnx or .caffemodel, resolved
     std::string config;  // .prototxt for Caffe, resolved; empty for ONNX
-    // centernet: more networks (.onnx, resolved) of the model's outputs, fed alike. Each is run on
-    // the picture and the decoder reads the mean of all their maps: an ensemble of separately
-    // trained networks, whose mistakes differ more than their finds. Each adds a network's CPU.
-    std::vector<std::string> ensemble;
+    // centernet: more networks of the model's outputs, fed alike. Each is run on the picture and
+    // the decoder reads the mean of all their maps: an ensemble of separately trained networks,
+    // whose mistakes differ more than their finds. Each adds a network's CPU.
+    struct EnsembleMember {
+        std::string model;  // .onnx, resolved
+        // Empty: the model's input, and the mean takes all its maps. Another size (cheaper when
+        // smaller): only its score maps join the mean, resized to the model's grid; the boxes'
+        // offsets and sizes, in another grid and other pixels, are the other networks'.
+        cv::Size input;
+    };
+    std::vector<EnsembleMember> ensemble;
     cv::Size input{320, 240};
     bool rgb = true;           // the network wants RGB (else BGR)
     cv::Scalar mean{0, 0, 0};  // subtracted per channel, in the network's channel order
