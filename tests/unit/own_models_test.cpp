@@ -475,12 +475,12 @@ TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
     ASSERT_NE(at, std::string::npos);
     text.replace(at, names.size(), "names: [no_such_layer]");
     // The copy lives elsewhere: point its model at the shipped file.
-    const std::string rel = "model: ";
+    const std::string rel = "\nmodel: ";  // the key, not the word in a comment
     const auto model_at = text.find(rel);
     ASSERT_NE(model_at, std::string::npos);
     // Normalised as the loader does, so that both manifests feed one pass and the refusal happens
     // on the shared pass.
-    text.replace(model_at, rel.size(), "model: " + kModels.lexically_normal().string() + "/");
+    text.replace(model_at, rel.size(), "\nmodel: " + kModels.lexically_normal().string() + "/");
     ASSERT_NE(text.find("model: /"), std::string::npos);
     const fs::path bad = tmp / "bad-output.yaml";
     std::ofstream(bad) << text;
