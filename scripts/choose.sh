@@ -89,8 +89,9 @@ def lowered(path, out, key):
         m["config"] = absolute(m["config"])
     if "ensemble" in m:
         # A file, or {model: FILE, input: ...} for a network at its own input size.
-        m["ensemble"] = [dict(e, model=absolute(e["model"])) if isinstance(e, dict) else absolute(e)
-                         for e in m["ensemble"]]
+        # (A map without `model` is left for the loader to name.)
+        m["ensemble"] = [dict(e, model=absolute(e["model"])) if isinstance(e, dict) and "model" in e
+                         else e if isinstance(e, dict) else absolute(e) for e in m["ensemble"]]
     if "classifier" in m:
         m["classifier"]["model"] = absolute(m["classifier"]["model"])
     if key == "min_score" and "classifier" in m:

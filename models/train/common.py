@@ -32,8 +32,9 @@ def shared_dir():
 
 
 class MeanOfNetworks:
-    """Several head networks read as one, as a manifest's `ensemble:` reads them (DnnDetector): each
-    runs on the same input and their output maps are averaged."""
+    """Several head networks read as one, as a manifest's `ensemble:` reads plain file entries
+    (DnnDetector): each runs on the same input and their output maps are averaged. Entries at an input
+    of their own ({model, input}) are not mirrored here."""
 
     def __init__(self, paths):
         self.nets = [cv2.dnn.readNetFromONNX(str(p)) for p in paths]

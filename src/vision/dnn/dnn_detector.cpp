@@ -48,19 +48,26 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_p
         member.config.clear();
         member.ensemble.clear();
         member.classifier.reset();
+        const auto want = pass_->output_shape(names[0], manifest_.source);
+        cv::dnn::MatShape got;
         try {
             auto pass = all.pass_for(member);
             pass->check_outputs(names, manifest_.source);
+            got = pass->output_shape(names[0], manifest_.source);
             member_passes.push_back(std::move(pass));
         } catch (const ManifestError& e) {
             throw ManifestError(fmt::format("{} (ensemble[{}])", e.what(), i));
         }
-        const auto want = pass_->output_shape(names[0]);
-        const auto got = member_passes.back()->output_shape(names[0]);
-        // At another input only the grid may differ: the score maps are resized to the model's.
+        // At another input only the grid may differ, at the model's pixels per cell: the score
+        // maps are resized to the model's grid, and an input off the network's stride would leave
+        // its cells off the model's.
         const bool alike = entry.input.empty() ? got == want
                                                : got.size() == 4 && want.size() == 4 && got[0] == want[0] &&
-                                                     got[1] == want[1];
+                                                     got[1] == want[1] &&
+                                                     static_cast<long>(got[2]) * manifest_.input.height ==
+                                                         static_cast<long>(want[2]) * member.input.height &&
+                                                     static_cast<long>(got[3]) * manifest_.input.width ==
+                                                         static_cast<long>(want[3]) * member.input.width;
         if (!alike) {
             throw ManifestError(
                 fmt::format("{}: ensemble[{}]: {} gives '{}' of shape {} at input {}x{} where {} gives {}: "
@@ -95,7 +102,8 @@ void DnnDetector::check_shapes(const std::vector<std::string>& names) const {
     const auto last = [](const cv::dnn::MatShape& s) { return s.size() >= 2 ? s.back() : -1; };
     switch (manifest_.layout) {
         case Layout::ssd: {
-            const auto loc = pass_->output_shape(names[0]), conf = pass_->output_shape(names[1]);
+            const auto loc = pass_->output_shape(names[0], manifest_.source),
+                       conf = pass_->output_shape(names[1], manifest_.source);
             const int priors = static_cast<int>(priors_.size());
             if (rows(loc) >= 0 && rows(loc) != priors)
                 throw ManifestError(fmt::format(
@@ -108,23 +116,23 @@ void DnnDetector::check_shapes(const std::vector<std::string>& names) const {
             break;
         }
         case Layout::ultraface: {
-            const auto scores = pass_->output_shape(names[1]);
+            const auto scores = pass_->output_shape(names[1], manifest_.source);
             if (last(scores) >= 0 && last(scores) != classes + 1)
                 throw mismatch(names[1], scores, classes + 1);
             break;
         }
         case Layout::yolov5: {
-            const auto out = pass_->output_shape(names[0]);
+            const auto out = pass_->output_shape(names[0], manifest_.source);
             if (last(out) >= 0 && last(out) != classes + 5) throw mismatch(names[0], out, classes + 5);
             break;
         }
         case Layout::yolov8: {
-            const auto out = pass_->output_shape(names[0]);
+            const auto out = pass_->output_shape(names[0], manifest_.source);
             if (out.size() == 3 && out[1] != classes + 4) throw mismatch(names[0], out, classes + 4);
             break;
         }
         case Layout::centernet: {
-            const auto out = pass_->output_shape(names[0]);
+            const auto out = pass_->output_shape(names[0], manifest_.source);
             if (out.size() == 4 && out[1] != classes + 4) throw mismatch(names[0], out, classes + 4);
             break;
         }

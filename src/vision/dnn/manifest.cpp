@@ -162,7 +162,7 @@ Manifest load_manifest(const std::string& path) {
     }
 
     if (const auto e = root["ensemble"]) {
-        if (!e.IsSequence()) r.fail(e, "ensemble", "expected a list of network files");
+        if (!e.IsSequence()) r.fail(e, "ensemble", "expected a list of network files or {model, input} maps");
         for (std::size_t i = 0; i < e.size(); ++i) {
             const auto key = fmt::format("ensemble[{}]", i);
             Manifest::EnsembleMember member;
@@ -174,8 +174,10 @@ Manifest load_manifest(const std::string& path) {
                 member.model = resolve(r.expand(e[i]["model"], key + ".model"));
                 const auto in = e[i]["input"];
                 r.only(in, key + ".input", {"width", "height"});
-                member.input = {r.as<int>(r.need(in, "width"), key + ".input.width"),
-                                r.as<int>(r.need(in, "height"), key + ".input.height")};
+                for (const char* k : {"width", "height"})
+                    if (!in[k]) r.fail(in, fmt::format("{}.input.{}", key, k), "missing required key");
+                member.input = {r.as<int>(in["width"], key + ".input.width"),
+                                r.as<int>(in["height"], key + ".input.height")};
                 if (member.input.width < 1 || member.input.height < 1)
                     r.fail(in, key + ".input", "width and height must be positive");
                 // A letterbox of another shape pads another share of the input: its maps would not
@@ -184,8 +186,8 @@ Manifest load_manifest(const std::string& path) {
                                        static_cast<long>(member.input.height) * m.input.width) {
                     r.fail(
                         in, key + ".input",
-                        fmt::format("{}x{} is not the shape of input {}x{}: with resize: letterbox the "
-                                    "maps would not lie over each other",
+                        fmt::format("{}x{} is not the aspect ratio of input {}x{}: with resize: letterbox "
+                                    "the maps would not lie over each other",
                                     member.input.width, member.input.height, m.input.width, m.input.height));
                 }
                 if (member.input == m.input) member.input = {};

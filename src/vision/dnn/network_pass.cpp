@@ -79,10 +79,18 @@ void NetworkPass::check_outputs(const std::vector<std::string>& names, const std
     }
 }
 
-cv::dnn::MatShape NetworkPass::output_shape(const std::string& name) const {
+cv::dnn::MatShape NetworkPass::output_shape(const std::string& name, const std::string& reader) const {
     std::vector<cv::dnn::MatShape> in, out;
     const cv::Size size = input_->size();
-    net_.getLayerShapes(cv::dnn::MatShape{1, 3, size.height, size.width}, net_.getLayerId(name), in, out);
+    try {
+        net_.getLayerShapes(cv::dnn::MatShape{1, 3, size.height, size.width}, net_.getLayerId(name), in, out);
+    } catch (const cv::Exception& e) {
+        // Otherwise OpenCV's assertion, naming neither the manifest nor the size, ends the start-up.
+        throw ManifestError(
+            fmt::format("{}{}{} cannot take an input of {}x{} (a size off the network's "
+                        "stride? the project's head networks take multiples of 32): {}",
+                        reader, reader.empty() ? "" : ": ", model_, size.width, size.height, e.err));
+    }
     return out.empty() ? cv::dnn::MatShape{} : out[0];
 }
 

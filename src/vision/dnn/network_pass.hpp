@@ -71,7 +71,9 @@ public:
     // passes before it joins any.
     void check_outputs(const std::vector<std::string>& names, const std::string& reader) const;
     // The shape of output `name` at this pass's input (shape inference, no forward pass).
-    cv::dnn::MatShape output_shape(const std::string& name) const;
+    // Throws ManifestError, naming `reader` and the input size, when the network cannot take that
+    // input (e.g. a size off its stride).
+    cv::dnn::MatShape output_shape(const std::string& name, const std::string& reader = {}) const;
 
     // The outputs on this picture: computed on the first call of a frame, the same Mats after.
     const std::vector<cv::Mat>& run(const cv::Mat& bgr);
