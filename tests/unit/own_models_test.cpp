@@ -103,6 +103,17 @@ std::string read_text(const fs::path& path) {
     return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// `load` must throw a ManifestError that names `file` and says `why`.
+void expect_refused(const std::function<void()>& load, const std::string& file, const std::string& why) {
+    try {
+        load();
+        ADD_FAILURE() << file << " was accepted";
+    } catch (const kg::vision::dnn::ManifestError& e) {
+        EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+}
+
 class EnvGuard {
 public:
     EnvGuard(const char* name, const std::string& value) : name_(name) {
@@ -259,6 +270,23 @@ void expect_same(const std::vector<Detection>& got, const std::vector<Detection>
         EXPECT_EQ(got[i].h, want[i].h) << "frame " << frame << " box " << i;
         EXPECT_EQ(got[i].score, want[i].score) << "frame " << frame << " box " << i;
     }
+}
+
+// The boxes DnnDetector gives for a CenterNet manifest's (mean) maps at its input, stretched:
+// decoded, suppressed and clipped to the picture as it does.
+std::vector<Detection> boxes_of_maps(const cv::Mat& maps, const kg::vision::dnn::Manifest& m) {
+    std::vector<Detection> out;
+    kg::vision::dnn::decode_centernet(maps, static_cast<int>(m.classes.size()), m.input, m.score_threshold,
+                                      out);
+    kg::vision::non_max_suppression(out, m.nms_iou, m.class_agnostic_nms, m.nms_area_offset);
+    for (auto& d : out) {
+        const float x2 = std::min(1.0f, d.x + d.w), y2 = std::min(1.0f, d.y + d.h);
+        d.x = std::clamp(d.x, 0.0f, 1.0f);
+        d.y = std::clamp(d.y, 0.0f, 1.0f);
+        d.w = std::max(0.0f, x2 - d.x);
+        d.h = std::max(0.0f, y2 - d.y);
+    }
+    return out;
 }
 
 }  // namespace
@@ -635,18 +663,8 @@ TEST(OwnModels, AnEnsembleDecodesTheMeanOfItsNetworksMaps) {
             }
         }
         mean *= 0.5;
-        std::vector<Detection> want, got;
-        kg::vision::dnn::decode_centernet(mean, static_cast<int>(manifest.classes.size()), manifest.input,
-                                          manifest.score_threshold, want);
-        kg::vision::non_max_suppression(want, manifest.nms_iou, manifest.class_agnostic_nms,
-                                        manifest.nms_area_offset);
-        for (auto& d : want) {  // clipped to the picture, as the detector does
-            const float x2 = std::min(1.0f, d.x + d.w), y2 = std::min(1.0f, d.y + d.h);
-            d.x = std::clamp(d.x, 0.0f, 1.0f);
-            d.y = std::clamp(d.y, 0.0f, 1.0f);
-            d.w = std::max(0.0f, x2 - d.x);
-            d.h = std::max(0.0f, y2 - d.y);
-        }
+        const auto want = boxes_of_maps(mean, manifest);
+        std::vector<Detection> got;
         detector.detect(frames[i], got);
         ASSERT_EQ(got.size(), want.size()) << "frame " << i;
         for (std::size_t k = 0; k < got.size(); ++k) {
@@ -726,17 +744,8 @@ TEST(OwnModels, AnEnsembleMemberAtItsOwnInputAddsItsScoreMapsResizedToTheModelsG
             cv::Mat mean = box_maps / with_boxes;
             for (std::size_t k = 0; k < score_end; ++k)
                 mean.ptr<float>()[k] = scores.ptr<float>()[k] / static_cast<float>(nets.size());
-            std::vector<Detection> want, got;
-            kg::vision::dnn::decode_centernet(mean, classes, manifest.input, manifest.score_threshold, want);
-            kg::vision::non_max_suppression(want, manifest.nms_iou, manifest.class_agnostic_nms,
-                                            manifest.nms_area_offset);
-            for (auto& d : want) {  // clipped to the picture, as the detector does
-                const float x2 = std::min(1.0f, d.x + d.w), y2 = std::min(1.0f, d.y + d.h);
-                d.x = std::clamp(d.x, 0.0f, 1.0f);
-                d.y = std::clamp(d.y, 0.0f, 1.0f);
-                d.w = std::max(0.0f, x2 - d.x);
-                d.h = std::max(0.0f, y2 - d.y);
-            }
+            const auto want = boxes_of_maps(mean, manifest);
+            std::vector<Detection> got;
             passes.begin_frame();
             detector.detect(frames[i], got);
             ASSERT_EQ(got.size(), want.size()) << "frame " << i;
@@ -803,13 +812,7 @@ TEST(OwnModels, AnEnsembleMemberWithItsOwnInputIsReadAndCheckedNamingTheEntry) {
     };
     for (const auto& [name, ensemble, extra, why] : bad) {
         const auto file = write(name, ensemble, extra);
-        try {
-            load(file);
-            ADD_FAILURE() << name << " was accepted";
-        } catch (const kg::vision::dnn::ManifestError& e) {
-            EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
-            EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
-        }
+        expect_refused([&] { load(file); }, name, why);
     }
     // At start-up, a member at its own size may differ from the model in its grid only.
     for (const char* f : {"kitchen-one-pass-heads.onnx", "kitchen-mask-classifier.onnx"})
@@ -817,13 +820,8 @@ TEST(OwnModels, AnEnsembleMemberWithItsOwnInputIsReadAndCheckedNamingTheEntry) {
     kg::vision::FramePasses passes;
     const auto refused_at_start = [&](const std::string& name, const std::string& ensemble,
                                       const std::string& why) {
-        try {
-            kg::vision::make_detector(write(name, ensemble), &passes);
-            ADD_FAILURE() << name << " was accepted";
-        } catch (const kg::vision::dnn::ManifestError& e) {
-            EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
-            EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
-        }
+        const auto file = write(name, ensemble);
+        expect_refused([&] { kg::vision::make_detector(file, &passes); }, name, why);
     };
     // Without the output the manifest reads.
     refused_at_start("other.yaml",
@@ -841,14 +839,8 @@ TEST(OwnModels, AnEnsembleMemberWithItsOwnInputIsReadAndCheckedNamingTheEntry) {
         ASSERT_NE(t.find(size), std::string::npos);
         t.replace(t.find(size), size.size(), "width: 500, height: 500");
         std::ofstream(dir / "own-stride.yaml") << t;
-        try {
-            kg::vision::make_detector((dir / "own-stride.yaml").string(), &passes);
-            ADD_FAILURE() << "own-stride.yaml was accepted";
-        } catch (const kg::vision::dnn::ManifestError& e) {
-            EXPECT_NE(std::string(e.what()).find("own-stride.yaml"), std::string::npos) << e.what();
-            EXPECT_NE(std::string(e.what()).find("cannot take an input of 500x500"), std::string::npos)
-                << e.what();
-        }
+        expect_refused([&] { kg::vision::make_detector((dir / "own-stride.yaml").string(), &passes); },
+                       "own-stride.yaml", "cannot take an input of 500x500");
     }
     EXPECT_EQ(passes.networks().count(), 0u);  // nothing refused joined the passes
     // The model itself at another scale runs, with a pass and an input of its own.
@@ -876,15 +868,7 @@ TEST(OwnModels, AnEnsembleIsRefusedWhereItCannotWorkNamingTheManifest) {
         std::ofstream(dir / name) << t;
         return (dir / name).string();
     };
-    auto refused = [](const std::function<void()>& load, const std::string& file, const std::string& why) {
-        try {
-            load();
-            ADD_FAILURE() << file << " was accepted";
-        } catch (const kg::vision::dnn::ManifestError& e) {
-            EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
-            EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
-        }
-    };
+    const auto refused = expect_refused;
     for (const char* f : {"kitchen-one-pass-heads.onnx", "kitchen-mask-classifier.onnx"})
         fs::copy_file(kModels / f, dir / f);
     // A layout whose outputs are not maps of the picture.
