@@ -128,6 +128,28 @@ def test_check_config_loads_the_detectors_the_cameras_use(watched, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_check_config_names_an_input_size_the_network_cannot_take(watched, tmp_path):
+    """A manifest copy at 500x500 for a network that takes multiples of 32: one line naming the
+    config key, the manifest and the size, and none of OpenCV's internals before it."""
+    broker, camera = watched
+    models = kg_e2e.SOURCE_DIR / "models"
+    manifest = tmp_path / "head500.yaml"
+    manifest.write_text((models / "kitchen-head-covering.yaml").read_text()
+                        .replace("\nmodel: kitchen-one-pass-heads.onnx", f"\nmodel: {models / 'kitchen-one-pass-heads.onnx'}")
+                        .replace("ensemble: [kitchen-covering-heads.onnx]",
+                                 f"ensemble: [{models / 'kitchen-covering-heads.onnx'}]")
+                        .replace("width: 512, height: 512", "width: 500, height: 500"))
+    path = tmp_path / "size.yaml"
+    path.write_text(f"detectors: {{head_covering: {manifest}}}\n"
+                    + config_text(broker.url, camera.url(), "    checks: [head_covering]\n"))
+    r = run("--check-config", str(path))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith(f"{path}: detectors.head_covering: "), r.stderr
+    assert f"{manifest}: " in lines[0] and "cannot take an input of 500x500" in lines[0], r.stderr
+    assert "[ERROR" not in r.stderr, r.stderr
+
+
 def test_check_config_reports_a_duplicate_camera_id_at_its_line(watched, tmp_path):
     broker, camera = watched
     path = tmp_path / "duplicate.yaml"
