@@ -10,6 +10,18 @@ namespace kg::vision::dnn {
 
 namespace {
 
+// Whether a member's output (`got`, at input `at`) can join the mean of the model's (`want`, at
+// `model_at`). At the model's input: the same shape. At another: the same channels, and the model's
+// pixels per cell (the member's grid is resized to the model's; an input off the network's stride
+// would leave its cells off the model's).
+bool averageable(const cv::dnn::MatShape& got, cv::Size at, const cv::dnn::MatShape& want,
+                 cv::Size model_at) {
+    if (at == model_at) return got == want;
+    return got.size() == 4 && want.size() == 4 && got[0] == want[0] && got[1] == want[1] &&
+           static_cast<long>(got[2]) * model_at.height == static_cast<long>(want[2]) * at.height &&
+           static_cast<long>(got[3]) * model_at.width == static_cast<long>(want[3]) * at.width;
+}
+
 std::string shape_text(const cv::dnn::MatShape& shape) {
     std::string out = "[";
     for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
@@ -38,6 +50,8 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_p
     // refused manifest leaves the passes as their other readers had them.
     pass_->check_outputs(names, manifest_.source);
     std::vector<std::shared_ptr<NetworkPass>> member_passes;
+    const auto want =
+        manifest_.ensemble.empty() ? cv::dnn::MatShape{} : pass_->output_shape(names[0], manifest_.source);
     for (std::size_t i = 0; i < manifest_.ensemble.size(); ++i) {
         // The member is fed exactly as the model (at its own size, if it has one), so a pass of the
         // same file elsewhere is shared.
@@ -48,7 +62,6 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_p
         member.config.clear();
         member.ensemble.clear();
         member.classifier.reset();
-        const auto want = pass_->output_shape(names[0], manifest_.source);
         cv::dnn::MatShape got;
         try {
             auto pass = all.pass_for(member);
@@ -58,17 +71,7 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_p
         } catch (const ManifestError& e) {
             throw ManifestError(fmt::format("{} (ensemble[{}])", e.what(), i));
         }
-        // At another input only the grid may differ, at the model's pixels per cell: the score
-        // maps are resized to the model's grid, and an input off the network's stride would leave
-        // its cells off the model's.
-        const bool alike = entry.input.empty() ? got == want
-                                               : got.size() == 4 && want.size() == 4 && got[0] == want[0] &&
-                                                     got[1] == want[1] &&
-                                                     static_cast<long>(got[2]) * manifest_.input.height ==
-                                                         static_cast<long>(want[2]) * member.input.height &&
-                                                     static_cast<long>(got[3]) * manifest_.input.width ==
-                                                         static_cast<long>(want[3]) * member.input.width;
-        if (!alike) {
+        if (!averageable(got, member.input, want, manifest_.input)) {
             throw ManifestError(
                 fmt::format("{}: ensemble[{}]: {} gives '{}' of shape {} at input {}x{} where {} gives {}: "
                             "their maps cannot be averaged",
