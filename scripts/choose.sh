@@ -88,10 +88,13 @@ def lowered(path, out, key):
     if "config" in m:
         m["config"] = absolute(m["config"])
     if "ensemble" in m:
-        # A file, or {model: FILE, input: ...} for a network at its own input size.
-        # (A map without `model` is left for the loader to name.)
-        m["ensemble"] = [dict(e, model=absolute(e["model"])) if isinstance(e, dict) and "model" in e
-                         else e if isinstance(e, dict) else absolute(e) for e in m["ensemble"]]
+        # A file, or {model: FILE, input: ...} for a network at its own input size (a map without
+        # `model` is left for the loader to name).
+        def entry(e):
+            if not isinstance(e, dict):
+                return absolute(e)
+            return dict(e, model=absolute(e["model"])) if "model" in e else e
+        m["ensemble"] = [entry(e) for e in m["ensemble"]]
     if "classifier" in m:
         m["classifier"]["model"] = absolute(m["classifier"]["model"])
     if key == "min_score" and "classifier" in m:

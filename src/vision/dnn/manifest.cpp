@@ -24,9 +24,10 @@ public:
             fmt::format("{}:{}:{}: {}: {}", file_, mark.line + 1, mark.column + 1, key, message));
     }
 
-    YAML::Node need(const YAML::Node& parent, const char* key) const {
+    // `path`: the key as messages name it, when `key` sits inside another (`ensemble[0].model`).
+    YAML::Node need(const YAML::Node& parent, const char* key, const std::string& path = {}) const {
         const auto n = parent[key];
-        if (!n) fail(parent, key, "missing required key");
+        if (!n) fail(parent, path.empty() ? key : path, "missing required key");
         return n;
     }
 
@@ -169,15 +170,12 @@ Manifest load_manifest(const std::string& path) {
             if (e[i].IsMap()) {
                 // {model: FILE, input: {width: W, height: H}}: the network at its own input size.
                 r.only(e[i], key, {"model", "input"});
-                for (const char* k : {"model", "input"})
-                    if (!e[i][k]) r.fail(e[i], fmt::format("{}.{}", key, k), "missing required key");
-                member.model = resolve(r.expand(e[i]["model"], key + ".model"));
-                const auto in = e[i]["input"];
+                member.model = resolve(r.expand(r.need(e[i], "model", key + ".model"), key + ".model"));
+                const auto in = r.need(e[i], "input", key + ".input");
                 r.only(in, key + ".input", {"width", "height"});
-                for (const char* k : {"width", "height"})
-                    if (!in[k]) r.fail(in, fmt::format("{}.input.{}", key, k), "missing required key");
-                member.input = {r.as<int>(in["width"], key + ".input.width"),
-                                r.as<int>(in["height"], key + ".input.height")};
+                member.input = {
+                    r.as<int>(r.need(in, "width", key + ".input.width"), key + ".input.width"),
+                    r.as<int>(r.need(in, "height", key + ".input.height"), key + ".input.height")};
                 if (member.input.width < 1 || member.input.height < 1)
                     r.fail(in, key + ".input", "width and height must be positive");
                 // A letterbox of another shape pads another share of the input: its maps would not
