@@ -36,6 +36,7 @@ MqttClient::MqttClient(MqttSettings cfg, MessageHandler handler, std::shared_ptr
     client_ = std::make_unique<mqtt::async_client>(publish::paho_uri(cfg_.url), cfg_.client_id);
     client_->set_connection_lost_handler([this](const std::string& cause) {
         connected_ = false;
+        losses_.fetch_add(1);
         log_->warn("connection to {} lost{}{}", cfg_.url, cause.empty() ? "" : ": ", cause);
         worker_.wake();
     });
@@ -65,6 +66,7 @@ bool MqttClient::connect_once() {
     if (!cfg_.username.empty()) builder.user_name(cfg_.username);
     if (!cfg_.password.empty()) builder.password(cfg_.password);
     if (cfg_.tls) publish::apply_tls(builder, *cfg_.tls);
+    const auto losses = losses_.load();
     try {
         auto token = client_->connect(builder.finalize());
         if (!token->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
@@ -87,7 +89,14 @@ bool MqttClient::connect_once() {
         log_->warn("cannot connect to {}: {}", cfg_.url, e.what());
         return false;
     }
+    // A loss after the SUBACK and before this line has already been reported: marked up after it,
+    // the client would never reconnect and the room would stop receiving alerts.
     connected_ = true;
+    if (losses_.load() != losses || !client_->is_connected()) {
+        connected_ = false;
+        log_->warn("connection to {} lost while it was being set up; connecting again", cfg_.url);
+        return false;
+    }
     log_->info("connected to {} as {}{}", cfg_.url, cfg_.client_id,
                cfg_.share_group.empty() ? "" : " (share group " + cfg_.share_group + ")");
     return true;
@@ -104,8 +113,13 @@ void MqttClient::run() {
             }
             continue;
         }
-        // Woken by the connection-lost handler or stop().
+        // Woken by the connection-lost handler or stop(); Paho's own view is checked now and then
+        // too, so that a loss it never reported cannot stop the room's intake until a restart.
         worker_.wait_for(std::chrono::seconds(5));
+        if (!worker_.stopping() && connected_ && !client_->is_connected()) {
+            log_->warn("connection to {} found closed; connecting again", cfg_.url);
+            connected_ = false;
+        }
     }
 }
 

@@ -54,6 +54,7 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<mqtt::async_client> client_;
     std::atomic<bool> connected_{false};
+    std::atomic<std::uint64_t> losses_{0};  // connection-lost callbacks so far
     WorkerThread worker_;
 };
 

@@ -9,6 +9,7 @@ namespace {
 
 constexpr int kQos1 = 1;
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr auto kConnectedCheck = std::chrono::seconds(5);
 
 }  // namespace
 
@@ -36,6 +37,7 @@ MqttLink::MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared
             // Under the lock so that run() cannot miss the wake-up between its check and its wait.
             std::lock_guard lock(mutex_);
             connected_ = false;
+            ++losses_;
         }
         log_->warn("connection to {} lost{}{}", cfg_.url, cause.empty() ? "" : ": ", cause);
         cv_.notify_all();
@@ -75,6 +77,11 @@ bool MqttLink::connect_once() {
     if (!cfg_.username.empty()) builder.user_name(cfg_.username);
     if (!cfg_.password.empty()) builder.password(cfg_.password);
     if (cfg_.tls) apply_tls(builder, *cfg_.tls);
+    std::uint64_t losses = 0;
+    {
+        std::lock_guard lock(mutex_);
+        losses = losses_;
+    }
     try {
         auto token = client_->connect(builder.finalize());
         if (!token->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
@@ -104,8 +111,17 @@ bool MqttLink::connect_once() {
         log_->warn("cannot connect to {}: {}", cfg_.url, e.what());
         return false;
     }
+    // The connection can drop between the broker's CONNACK and here (a subscribe it answered by
+    // closing, a broker restart): the lost handler has then run already, and marking the link up
+    // after it would leave it "connected" for good, every send refused, with nothing to reconnect.
+    const bool up = client_->is_connected();
     {
         std::lock_guard lock(mutex_);
+        if (!up || losses_ != losses) {
+            connected_ = false;
+            log_->warn("connection to {} lost while it was being set up; connecting again", cfg_.url);
+            return false;
+        }
         connection_.fetch_add(1);
         connected_ = true;
     }
@@ -133,7 +149,15 @@ void MqttLink::run() {
             continue;
         }
         std::unique_lock lock(mutex_);
-        cv_.wait(lock, [this] { return stop_.load() || !connected_.load(); });
+        cv_.wait_for(lock, kConnectedCheck, [this] { return stop_.load() || !connected_.load(); });
+        lock.unlock();
+        // The lost handler is what ends a connection here; Paho's own view is checked now and then
+        // too, so that a loss it never reported cannot hold every alert back until a restart.
+        if (!stop_ && connected_ && !client_->is_connected()) {
+            log_->warn("connection to {} found closed; connecting again", cfg_.url);
+            std::lock_guard relock(mutex_);
+            connected_ = false;
+        }
     }
 }
 

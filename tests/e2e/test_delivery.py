@@ -1,11 +1,13 @@
 """The outbox against a hostile path to the monitoring room: a broker that refuses one message by
-disconnecting (max_packet_size), an uplink so slow that a PUBACK takes longer than any timeout.
-In both the alerts behind the difficult message must arrive, once each."""
+disconnecting (max_packet_size), an uplink so slow that a PUBACK takes longer than any timeout, a
+connection that drops while it is being set up. In each the alerts must arrive, once each."""
 
 import http.client
 import json
 import re
+import socket
 import sqlite3
+import threading
 import time
 
 import kg_e2e
@@ -226,4 +228,126 @@ def test_a_stop_ends_every_open_event_and_the_restart_opens_a_new_one(tmp_path, 
             if g is not None and g.running():
                 g.kill()
         collector.close()
+        broker.kill()
+
+
+class CutAtSubscribe:
+    """A TCP relay to the broker that reads the client's MQTT packets and, on each of the first
+    `cuts` connections, holds back its first SUBSCRIBE and closes the connection `delays[i]` seconds
+    later: the broker's CONNACK (and whatever came before the subscribe) got through, so the client
+    saw the connection made, and then lose it while still setting it up."""
+
+    def __init__(self, port, delays):
+        self.target, self.delays = port, list(delays)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.cut = 0
+        self.open = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            n = self.connections
+            self.connections += 1
+            self.open += [client, server]
+            delay = self.delays[n] if n < len(self.delays) else None
+            threading.Thread(target=self._client_to_server, args=(client, server, delay), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+
+    @staticmethod
+    def _close(*socks):
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def _pump(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        self._close(src, dst)
+
+    def _client_to_server(self, client, server, delay):
+        buf = b""
+        try:
+            while data := client.recv(65536):
+                buf += data
+                # Whole packets only: fixed header, remaining length (1-4 bytes of 7 bits), body.
+                while len(buf) >= 2:
+                    length, shift, i = 0, 0, 1
+                    while i < len(buf) and i <= 4:
+                        length |= (buf[i] & 0x7F) << shift
+                        shift += 7
+                        i += 1
+                        if not buf[i - 1] & 0x80:
+                            break
+                    else:
+                        break
+                    if len(buf) < i + length:
+                        break
+                    packet, buf = buf[:i + length], buf[i + length:]
+                    if delay is not None and packet[0] >> 4 == 8:  # SUBSCRIBE
+                        self.cut += 1
+                        time.sleep(delay)
+                        self._close(client, server)
+                        return
+                    server.sendall(packet)
+        except OSError:
+            pass
+        self._close(client, server)
+
+    def close(self):
+        self.sock.close()
+        self._close(*self.open)
+
+
+def test_a_connection_lost_while_it_is_set_up_is_made_again(tmp_path, clips, schemas):
+    """The broker's CONNACK arrives, then the connection drops while the gateway subscribes to its
+    replay requests (a broker restarting, a broker that answers a denied subscribe by closing). The
+    link used to mark itself connected after the loss had been reported: every alert was then
+    refused for good, with nothing to reconnect, until a restart."""
+    broker = kg_e2e.Broker(tmp_path)
+    collector = kg_e2e.Collector(broker)
+    relay = CutAtSubscribe(broker.port, [0, 0.05, 0.3, 1.0, 0, 0.05, 0.3, 1.0])
+    config = kg_e2e.base_config(broker, cameras(flicker(clips), 1), tmp_path)
+    config["mqtt"]["url"] = relay.url
+    gw = kg_e2e.Gateway(tmp_path, config)
+    try:
+        try:
+            kg_e2e.wait_until(lambda: relay.cut == len(relay.delays) and relay.connections > relay.cut, 60)
+        except AssertionError:
+            raise AssertionError(f"{relay.connections} connections, {relay.cut} cut of {len(relay.delays)}: the link "
+                                 f"did not connect again:\n{gw.output()[-3000:]}") from None
+        made = kg_e2e.wait_until(lambda: len(m := QUEUED.findall(gw.output())) >= 4 and m, 30, what="4 events queued")
+
+        def stuck():
+            received = {e["message_id"] for e in collector.events()}
+            return [m for m in made if m not in received]
+
+        kg_e2e.wait_until(lambda: not stuck(), 30, what="every queued event delivered")
+        assert gw.terminate() == 0
+        out = gw.output()
+        assert "lost while it was being set up; connecting again" in out, out[-3000:]
+        schemas.validate_all(collector)
+    finally:
+        gw.kill() if gw.running() else None
+        collector.close()
+        relay.close()
         broker.kill()
