@@ -98,6 +98,7 @@ bool Outbox::accept(Message message, bool numbered) {
     }
     {
         std::lock_guard lock(mutex_);  // orders the wake-up after the sender's check
+        ++submissions_;
     }
     cv_.notify_all();
     return true;
@@ -132,6 +133,7 @@ std::size_t Outbox::queue_answers(std::vector<Message> messages) {
     }
     {
         std::lock_guard lock(mutex_);  // orders the wake-up after the sender's check
+        ++submissions_;
     }
     cv_.notify_all();
     return accepted;
@@ -311,7 +313,8 @@ Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now,
             std::lock_guard order(enqueue_mutex_);
             if (overflow_.size() > 0) throw StoreError("the outbox store fails (messages wait in memory)");
             where = store_.whereabouts(
-                first, last, std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+                first, last,
+                std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
         }
         auto kept = where.kept.begin();
         for (std::int64_t n = first; n <= last; ++n) {
@@ -416,6 +419,10 @@ std::size_t Outbox::requeue_dead() {
     // Someone removed the cause: messages as large as those moved aside get the full count of
     // losses again.
     forgive_refused_ = true;
+    {
+        std::lock_guard lock(mutex_);
+        ++submissions_;
+    }
     cv_.notify_all();
     log_->info("{} messages moved aside were put back in the queue", back);
     return back;
@@ -492,10 +499,18 @@ void Outbox::run() {
         }
         if (forgive_refused_.exchange(false)) smallest_refused_ = std::numeric_limits<std::size_t>::max();
         if (!flight) {
+            std::uint64_t seen = 0;
+            {
+                std::lock_guard lock(mutex_);
+                seen = submissions_;
+            }
             auto head = next();
             if (!head) {
+                // Woken by what is submitted after the look, not by depth(): rows sent but not yet
+                // removed (a full disk) count in it, and would keep the thread reading the store
+                // in a loop for as long as the disk stays full.
                 std::unique_lock lock(mutex_);
-                cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || depth() > 0; });
+                cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || submissions_ != seen; });
                 continue;
             }
             flight.emplace(std::move(*head));

@@ -141,6 +141,8 @@ private:
     std::mutex mutex_;
     std::condition_variable cv_;
     bool stop_ = false;
+    std::uint64_t submissions_ =
+        0;  // under mutex_: messages accepted so far, so the sender waits for new ones
     std::atomic<std::uint64_t> delivered_{0};
     // The smallest message moved aside since start (sender thread only).
     std::size_t smallest_refused_ = std::numeric_limits<std::size_t>::max();

@@ -393,6 +393,12 @@ int free_port() {
     return ntohs(a.sin_port);
 }
 
+double process_cpu_seconds() {
+    timespec t{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
 // Delivered from memory while the disk is full: the start that promised the clip was stored (its
 // record says pending), its report was kept in memory and delivered from there. Once the store works,
 // the record must say reported, or the next start sends the report again in its error form.
@@ -430,6 +436,11 @@ int run_report_delivered_from_memory(const fs::path& dir) {
     // full, are skipped, not sent again and again ahead of the report.
     check(5, outbox.delivered() == 3);
     check(3, store.pending_clips().size() == 1);  // the full disk keeps the record as it was
+    // Nothing left to send, two rows the store cannot remove: the sender waits for work instead of
+    // reading the store again and again (it took a whole core for as long as the disk stayed full).
+    const double cpu_before = process_cpu_seconds();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    check(7, process_cpu_seconds() - cpu_before < 0.5);
 
     disk.free();
     const auto settled = std::chrono::steady_clock::now() + std::chrono::seconds(10);
