@@ -17,6 +17,7 @@
 #include "app/detector_preflight.hpp"
 #include "app/gateway.hpp"
 #include "common/backoff.hpp"
+#include "common/file_limit.hpp"
 #include "common/logging.hpp"
 #include "common/process_signals.hpp"
 #include "config/config_loader.hpp"
@@ -63,6 +64,17 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
+    // Each viewer holds a socket; past the limit, accepts fail (and are tried again every 500 ms).
+    // What the gateway itself keeps open beside its viewers: cameras, files, the broker, the API.
+    const std::size_t own_files = 128 + 8 * cfg.cameras.size();
+    if (const auto open_files = kg::raise_open_files_limit();
+        !cfg.public_side.listen.empty() && open_files > 0 &&
+        open_files < cfg.public_side.max_connections + own_files) {
+        log->warn(
+            "the process may open {} files (RLIMIT_NOFILE), fewer than public.max_connections ({}) and the "
+            "gateway's own {}: raise LimitNOFILE in its systemd unit, or lower public.max_connections",
+            open_files, cfg.public_side.max_connections, own_files);
+    }
 
     // Building the gateway loads models and reference pictures: a failure there is a setup error
     // that names its cause, not a crash.

@@ -5,11 +5,13 @@
 #include <atomic>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 
 #include "common/listen_address.hpp"
+#include "common/log_throttle.hpp"
 
 namespace kg::web {
 
@@ -26,7 +28,14 @@ struct ListenerState {
     std::size_t connections = 0;
     std::map<std::string, std::size_t> per_address;
     std::atomic<bool> stopped{false};
+    LogThrottle refusals;  // connections refused over the caps
 };
+
+namespace {
+
+constexpr auto kAcceptRetry = std::chrono::milliseconds(500);
+
+}  // namespace
 
 tcp::endpoint parse_listen(const std::string& text) {
     std::string why;
@@ -62,7 +71,7 @@ bool ConnectionTicket::server_stopped() const { return !state_ || state_->stoppe
 
 Listener::Listener(net::io_context& io, const tcp::endpoint& endpoint, const std::string& listen,
                    const Limits& limits, std::shared_ptr<spdlog::logger> log)
-    : io_(io), acceptor_(io), state_(std::make_shared<ListenerState>()) {
+    : io_(io), acceptor_(io), retry_(io), state_(std::make_shared<ListenerState>()) {
     state_->limits = limits;
     state_->log = std::move(log);
     beast::error_code ec;
@@ -84,8 +93,24 @@ void Listener::start(OnConnection on_connection) {
 
 void Listener::stop() {
     state_->stopped = true;
+    retry_.cancel();
     beast::error_code ignored;
     acceptor_.close(ignored);
+}
+
+void Listener::accept_failed(const boost::system::error_code& ec) {
+    ++failed_accepts_;
+    // At the limit, accepts fail and succeed by turns as sockets close: a line a minute each way.
+    if (const auto n = accept_failures_logged_.pass(); n > 0) {
+        state_->log->error(
+            "cannot accept connections: {}; trying again every {} ms ({} failed since the last report)",
+            ec.message(), kAcceptRetry.count(), n);
+    }
+    retry_.expires_after(kAcceptRetry);
+    retry_.async_wait([this, state = state_](const boost::system::error_code& wait_ec) {
+        if (wait_ec || state->stopped) return;
+        accept();
+    });
 }
 
 void Listener::accept() {
@@ -94,7 +119,12 @@ void Listener::accept() {
     acceptor_.async_accept(
         net::make_strand(io_), [this, state = state_](beast::error_code ec, tcp::socket socket) {
             if (ec == net::error::operation_aborted || state->stopped) return;
-            if (!ec) {
+            if (ec) return accept_failed(ec);
+            if (failed_accepts_ > 0 && accept_recoveries_logged_.pass() > 0) {
+                state->log->info("accepting connections again, after {} failed accepts", failed_accepts_);
+            }
+            failed_accepts_ = 0;
+            {
                 beast::error_code peer_ec;
                 const auto peer = socket.remote_endpoint(peer_ec);
                 const std::string client = peer_ec ? "unknown" : peer.address().to_string();
@@ -113,7 +143,14 @@ void Listener::accept() {
                 if (admitted) {
                     on_connection_(std::move(socket), ConnectionTicket(state, client));
                 } else {
-                    state->log->warn("connection from {} refused: too many connections", client);
+                    if (const auto refusals = state->refusals.pass(); refusals == 1) {
+                        state->log->warn("connection from {} refused: too many connections", client);
+                    } else if (refusals > 1) {
+                        state->log->warn(
+                            "{} connections refused since the last report (too many connections), the last "
+                            "from {}",
+                            refusals, client);
+                    }
                     socket.close(peer_ec);
                 }
             }

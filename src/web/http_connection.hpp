@@ -9,6 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
@@ -18,6 +19,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+
+#include "common/log_throttle.hpp"
 
 namespace kg::web {
 
@@ -80,11 +83,18 @@ public:
 
 private:
     void accept();
+    // An accept that failed (no file descriptor left: EMFILE, ENFILE) is tried again after a pause:
+    // the connection waiting in the backlog would make it fail again at once, in a loop on the
+    // thread that also runs the supervision.
+    void accept_failed(const boost::system::error_code& ec);
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer retry_;
     std::shared_ptr<ListenerState> state_;
     OnConnection on_connection_;
+    std::uint64_t failed_accepts_ = 0;  // in the present run of failures
+    LogThrottle accept_failures_logged_, accept_recoveries_logged_;
 };
 
 // One connection's requests and whole responses: a request's headers within header_timeout, later

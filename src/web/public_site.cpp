@@ -9,6 +9,7 @@
 #include <regex>
 #include <sstream>
 
+#include "common/log_throttle.hpp"
 #include "web/live_stream.hpp"
 #include "web/viewer_token.hpp"
 
@@ -79,6 +80,9 @@ struct Guard {
     const PublicView& view;
     const config::Public& settings;
     std::shared_ptr<spdlog::logger> log;
+    // Refusals are what clients cause, and are logged at most once a minute with their count.
+    mutable LogThrottle token_refusals{};
+    mutable LogThrottle viewer_refusals{};
 
     // Everything a stream request must pass: the camera is public, the hours are open, the token
     // (if required) is good. Returns the feed, or a refusal in `res`.
@@ -96,7 +100,13 @@ struct Guard {
                                                       std::chrono::system_clock::now().time_since_epoch())
                                                       .count());
             if (check != TokenCheck::ok) {
-                log->info("stream {} refused to {}: {}", camera, client, to_string(check));
+                if (const auto n = token_refusals.pass(); n == 1) {
+                    log->info("stream {} refused to {}: {}", camera, client, to_string(check));
+                } else if (n > 1) {
+                    log->info(
+                        "{} streams refused for their token since the last report, the last {} to {}: {}", n,
+                        camera, client, to_string(check));
+                }
                 res = refuse(req, http::status::forbidden, to_string(check));
                 return nullptr;
             }
@@ -112,8 +122,14 @@ struct Guard {
                                      const std::string& camera, const std::string& client) const {
         if (admit == ViewerCounter::Admit::ok) return std::nullopt;
         const bool camera_full = admit == ViewerCounter::Admit::camera_full;
-        log->warn("viewer of {} from {} refused: {}", camera, client,
-                  camera_full ? "the camera's viewer cap is reached" : "the address's viewer cap is reached");
+        const char* why =
+            camera_full ? "the camera's viewer cap is reached" : "the address's viewer cap is reached";
+        if (const auto n = viewer_refusals.pass(); n == 1) {
+            log->warn("viewer of {} from {} refused: {}", camera, client, why);
+        } else if (n > 1) {
+            log->warn("{} viewers refused since the last report, the last of {} from {}: {}", n, camera,
+                      client, why);
+        }
         auto res =
             refuse(req, camera_full ? http::status::service_unavailable : http::status::too_many_requests,
                    camera_full ? "too many viewers on this camera; try again later"
@@ -185,7 +201,7 @@ Limits public_limits(const config::Public& settings) {
 
 PublicRoutes public_site(const PublicView& view, const config::Public& settings,
                          std::shared_ptr<spdlog::logger> log) {
-    auto guard = std::make_shared<Guard>(Guard{view, settings, log});
+    auto guard = std::make_shared<Guard>(view, settings, log);
     PublicRoutes routes;
 
     routes.handler = [guard](const Request& req, const std::string&) -> Response {

@@ -582,8 +582,9 @@ class Gateway:
     """The kitchen-gateway process on a YAML config written from a dict; its stdout and stderr go to
     <workdir>/<name>.log."""
 
-    def __init__(self, workdir, config, name="gateway", env=None):
+    def __init__(self, workdir, config, name="gateway", env=None, wrapper=()):
         self.env = dict(os.environ, **(env or {}))
+        self.wrapper = list(wrapper)  # a command the gateway runs under, e.g. ["prlimit", "--nofile=64"]
         self.workdir = pathlib.Path(workdir)
         self.name = name
         self.config_path = self.workdir / f"{name}.yaml"
@@ -595,7 +596,7 @@ class Gateway:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([GATEWAY_BIN, "--config", str(self.config_path)], stdout=self.log,
+        self.proc = subprocess.Popen([*self.wrapper, GATEWAY_BIN, "--config", str(self.config_path)], stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
         try:
             code = self.proc.wait(0.3)

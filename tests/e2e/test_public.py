@@ -1,12 +1,13 @@
 """The public side (parents): the page, the status summary, live HLS (fMP4) and HTTP-FLV remuxed
 from a public camera's own packets and read back by FFmpeg, RTMP push to a real nginx-rtmp media
 server, privacy masks, public hours, viewer caps (HEAD included), signed viewer tokens, config reload, a
-camera clock that jumps or steps back, and abuse (path traversal, oversized headers, slowloris) refused
-while the others keep being served."""
+camera clock that jumps or steps back, and abuse (path traversal, oversized headers, slowloris, more
+connections than the process may open files) refused while the others keep being served."""
 
 import datetime
 import http.client
 import json
+import os
 import re
 import socket
 import subprocess
@@ -641,3 +642,44 @@ def test_a_camera_clock_stepped_back_by_ntp_loses_no_video(broker, gateways, tmp
     assert 'kg_camera_timestamp_jumps_total{camera="kitchen"} 1' in metrics, metrics
     assert "mux error" not in gw.output() and "write failed" not in gw.output()
     assert gw.terminate() == 0
+
+
+def thread_cpu_seconds(pid, tid):
+    fields = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_file_descriptors_the_public_side_waits_and_serves_again(broker, clips, tmp_path):
+    """More viewers than the process may open files: each accept fails (EMFILE) while the connection
+    waits in the backlog. The listener used to try again at once, a whole core spinning on the
+    thread that also runs the supervision; it now tries every 500 ms, says so once, and serves
+    again when sockets are free."""
+    config = public_config(broker, tmp_path, [kg_e2e.camera("kitchen", public_clip(clips, 60), public=True,
+                                                            input={"loop": True})],
+                           max_connections=1000, max_viewers_per_address=400)
+    gw = kg_e2e.Gateway(tmp_path, config, wrapper=["prlimit", "--nofile=96:96"])
+    idle = []
+    try:
+        port = public_port(gw)
+        assert "the process may open 96 files (RLIMIT_NOFILE)" in gw.output()
+        assert get(port, "/public/status")[0] == 200
+        for _ in range(160):  # past the limit: the rest wait in the listen backlog
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        kg_e2e.wait_until(lambda: "cannot accept connections: Too many open files" in gw.output(), 10,
+                          what="the failed accept logged")
+        main = gw.proc.pid  # the listener runs on the main thread, with the supervision
+        before = thread_cpu_seconds(main, main)
+        time.sleep(3)
+        spent = thread_cpu_seconds(main, main) - before
+        assert spent < 0.5, f"the main thread used {spent:.2f} s of CPU in 3 s"
+        assert gw.output().count("cannot accept connections") == 1
+        for s in idle:
+            s.close()
+        idle.clear()
+        kg_e2e.wait_until(lambda: get(port, "/public/status", timeout=3)[0] == 200, 15, what="served again")
+        kg_e2e.wait_until(lambda: "accepting connections again, after" in gw.output(), 5, what="the recovery logged")
+        assert gw.terminate() == 0
+    finally:
+        for s in idle:
+            s.close()
+        gw.kill()

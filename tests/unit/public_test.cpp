@@ -9,6 +9,7 @@
 #include <regex>
 #include <set>
 
+#include "common/log_throttle.hpp"
 #include "ingest/ffmpeg_input.hpp"
 #include "stream/flv_hub.hpp"
 #include "stream/hls_writer.hpp"
@@ -282,4 +283,16 @@ TEST(Mp4Tag, H265IsTaggedHvc1OnlyWithItsParameterSetsOutOfBand) {
     params.extradata_size = sizeof hvcc;
     EXPECT_EQ(kg::stream::mp4_codec_tag(params), MKTAG('h', 'v', 'c', '1'));
     params.extradata = nullptr;  // not owned
+}
+
+TEST(LogThrottle, LetsALineThroughOnceAnIntervalWithHowManyItStandsFor) {
+    using namespace std::chrono_literals;
+    kg::LogThrottle throttle(60s);
+    const kg::LogThrottle::Clock::time_point t0{};
+    EXPECT_EQ(throttle.pass(t0), 1u);  // the first at once
+    EXPECT_EQ(throttle.pass(t0 + 1s), 0u);
+    EXPECT_EQ(throttle.pass(t0 + 59s), 0u);
+    EXPECT_EQ(throttle.pass(t0 + 60s), 3u);  // this one and the two held back
+    EXPECT_EQ(throttle.pass(t0 + 61s), 0u);
+    EXPECT_EQ(throttle.pass(t0 + 10min), 2u);
 }
