@@ -44,6 +44,7 @@ void SensorHub::start() {
 }
 
 void SensorHub::adopt(SensorCarryOver carried) {
+    std::lock_guard order(deliver_mutex_);
     std::vector<events::Event> out;
     {
         std::lock_guard lock(mutex_);
@@ -73,6 +74,7 @@ void SensorHub::stop(SensorCarryOver* carry) {
     stopped_ = true;
     if (mqtt_) mqtt_->stop();
     for (auto& m : modbus_) m->stop();
+    std::lock_guard order(deliver_mutex_);
     std::vector<events::Event> ends;
     {
         // The minute in progress is not lost at shutdown: it goes out as a partial roll-up, or on
@@ -96,6 +98,7 @@ void SensorHub::stop(SensorCarryOver* carry) {
 }
 
 void SensorHub::on_reading(const sensors::Reading& reading) {
+    std::lock_guard order(deliver_mutex_);
     std::vector<events::Event> out;
     {
         std::lock_guard lock(mutex_);
@@ -170,6 +173,7 @@ nlohmann::json SensorHub::states(TimePoint now) {
 }
 
 void SensorHub::tick(TimePoint now, bool publish_states) {
+    std::lock_guard order(deliver_mutex_);
     std::vector<events::Event> out;
     {
         std::lock_guard lock(mutex_);

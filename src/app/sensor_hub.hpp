@@ -77,6 +77,11 @@ private:
     std::shared_ptr<spdlog::logger> log_;
 
     std::mutex mutex_;  // readings arrive on input threads, ticks on the supervisor
+    // Taken before mutex_ by whatever makes events, and held until they are in the outbox: two
+    // threads' events reach it in the order they were made (an offline sensor's start, made by a
+    // tick, went in after the end a reading arriving meanwhile made), while the fsync of their
+    // commit does not hold up the state reads that take mutex_ alone.
+    std::mutex deliver_mutex_;
     std::map<std::string, Entry> entries_;
     std::vector<events::Event> pending_;
     bool stopped_ = false;  // stop() ran: the destructor's call does nothing more
