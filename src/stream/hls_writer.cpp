@@ -53,6 +53,7 @@ void HlsWriter::close() {
     }
     av_packet_free(&packet_);
     started_ = false;
+    listed_ = false;
 }
 
 void HlsWriter::clear_folder() {
@@ -149,6 +150,12 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
         return close();
     }
     av_packet_unref(packet_);
+    // A segment closes at a key frame, and the playlist is (re)written then: looked for at key
+    // frames only, until it is there.
+    if (!listed_ && (packet.flags & AV_PKT_FLAG_KEY) != 0) {
+        std::error_code ec;
+        listed_ = std::filesystem::exists(folder_ + "/index.m3u8", ec);
+    }
 }
 
 void HlsWriter::on_stream_closed() {

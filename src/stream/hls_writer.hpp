@@ -28,7 +28,9 @@ public:
 
     const std::string& folder() const { return folder_; }
 
-    bool live() const { return started_.load(); }
+    // A playlist to serve: FFmpeg writes index.m3u8 when the first segment closes, a GOP or more
+    // after the muxer started; a player told "live" before that would get no playlist.
+    bool live() const { return listed_.load(); }
 
 private:
     void close();
@@ -41,6 +43,7 @@ private:
     AVFormatContext* out_ = nullptr;
     AVPacket* packet_ = nullptr;
     std::atomic<bool> started_{false};  // false: waiting for the first key frame
+    std::atomic<bool> listed_{false};   // the playlist of this muxer is written
     std::int64_t last_dts_ = AV_NOPTS_VALUE;
     // Segment and init file names start with both: they are served with max-age=60, so a name must
     // never come back, across reconnects (generation) nor restarts (run), or a player or a cache

@@ -299,7 +299,14 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         if (auto cap = guard->over_cap(req, admit, camera, client)) return std::move(*cap);
         if (file == "index.m3u8") {
             const auto data = read_file(feed->hls_folder() + "/" + file);
-            if (!data) return refuse(req, http::status::not_found, "not found (the stream is starting)");
+            if (!data) {
+                // Its first segment is not complete yet: players retry a 503, where hls.js takes a
+                // 404 on the playlist for good.
+                auto res = refuse(req, http::status::service_unavailable,
+                                  "the stream is starting; try again shortly");
+                res.set(http::field::retry_after, "2");
+                return res;
+            }
             std::string query;
             if (!sid.empty()) query += "sid=" + sid;
             if (!token.empty()) query += (query.empty() ? "" : "&") + std::string("token=") + token;

@@ -683,3 +683,38 @@ def test_out_of_file_descriptors_the_public_side_waits_and_serves_again(broker, 
         for s in idle:
             s.close()
         gw.kill()
+
+
+def test_a_starting_hls_stream_is_503_until_its_playlist_is_there(broker, clips, tmp_path):
+    """FFmpeg writes the playlist when the first segment closes, a GOP or more after the camera
+    connects. Meanwhile /public/status said `live` and the playlist answered 404, which hls.js takes
+    as final: now 503 with Retry-After, and `live` only once the playlist is there."""
+    clip = clips("public-gop4", [("normal", 30)], gop=100)  # a key frame every 4 s
+    config = public_config(broker, tmp_path, [kg_e2e.camera("kitchen", clip, public=True, input={"loop": True})])
+    gw = kg_e2e.Gateway(tmp_path, config)
+    try:
+        port = public_port(gw)
+        seen = []
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            # The cameras are listed from the first state report on (about a second after start).
+            cams = json.loads(get(port, "/public/status")[2])["cameras"]
+            live = any(c["id"] == "kitchen" and c["live"] for c in cams)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/live/kitchen/index.m3u8?sid=s1")
+            r = conn.getresponse()
+            r.read()
+            conn.close()
+            seen.append((live, r.status, r.getheader("Retry-After")))
+            if r.status == 200 and live:
+                break
+            time.sleep(0.1)
+        assert seen[-1][:2] == (True, 200), seen[-5:]
+        starting = [s for s in seen if s[1] != 200]
+        assert starting, "the playlist was there at the first request: nothing was checked"
+        assert all(status == 503 and retry == "2" for _, status, retry in starting), starting
+        # `live` never came before a playlist to serve (one poll's difference aside: the status is read first).
+        assert all(not live for live, status, _ in seen[:-1] if status != 200), seen
+        assert gw.terminate() == 0
+    finally:
+        gw.kill()
