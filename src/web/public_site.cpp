@@ -292,10 +292,13 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         const auto token = query_value(target, "token");
         if (!plain(sid, 64) || !plain(token, 128))
             return refuse(req, http::status::bad_request, "bad sid or token");
-        // A HEAD is told what a GET would be told, but is not a viewer.
+        // A HEAD is told what a GET would be told, but is not a viewer. Nor is a session that only
+        // asks for the playlist: a viewer is one that fetches video. Counted from the playlist on,
+        // made-up session ids from a few addresses held every slot of a camera (8 playlist requests
+        // an address every 10 s), at no cost to whoever sent them.
         auto& viewers = guard->view.viewers();
-        const auto admit =
-            head ? viewers.peek_hls(camera, client, sid, now) : viewers.hls(camera, client, sid, now);
+        const auto admit = head || file == "index.m3u8" ? viewers.peek_hls(camera, client, sid, now)
+                                                        : viewers.hls(camera, client, sid, now);
         if (auto cap = guard->over_cap(req, admit, camera, client)) return std::move(*cap);
         if (file == "index.m3u8") {
             const auto data = read_file(feed->hls_folder() + "/" + file);

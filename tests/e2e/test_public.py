@@ -36,6 +36,19 @@ def public_port(gw, after=0):
     return int(found[-1])
 
 
+def watch(port, camera, query, method="GET"):
+    """(status, body) of what a player does to start watching: the playlist, then its init segment
+    (a session counts as a viewer from its first video file, not from the playlist); the playlist's
+    answer when that is a refusal."""
+    status, _, body = get(port, f"/live/{camera}/index.m3u8{query}")
+    if status != 200:
+        return status, body
+    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', body.decode())
+    assert init, body
+    status, _, body = get(port, f"/live/{camera}/{init.group(1)}", method=method)
+    return status, body
+
+
 def public_config(broker, tmp_path, cams, **public):
     config = kg_e2e.base_config(broker, cams, tmp_path)
     config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s", **public}
@@ -235,15 +248,19 @@ def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
     assert get(port, f"/live/kitchen/{segment}")[0] == 200
     # A site-wide token ("*") opens every public camera.
     site = token("*")
-    assert get(port, f"/live/hall/index.m3u8?token={site}&sid=h")[0] == 200
+    playlist_with_segments(port, "hall", f"?token={site}&sid=h")
+    assert watch(port, "hall", f"?token={site}&sid=h")[0] == 200
 
+    # Sessions that only ask for the playlist are not viewers: made-up session ids held every slot.
+    for fake in range(6):
+        assert get(port, f"/live/kitchen/index.m3u8?token={good}&sid=fake{fake}")[0] == 200
     # Viewer caps: 2 per camera. Sessions a and b watch; c is refused; a and b keep watching.
-    assert get(port, f"/live/kitchen/index.m3u8?token={good}&sid=b")[0] == 200
-    status, _, body = get(port, f"/live/kitchen/index.m3u8?token={good}&sid=c")
+    assert watch(port, "kitchen", f"?token={good}&sid=b")[0] == 200
+    status, body = watch(port, "kitchen", f"?token={good}&sid=c")
     assert status == 503 and b"too many viewers" in body
-    assert get(port, f"/live/kitchen/index.m3u8?token={good}&sid=a")[0] == 200
+    assert watch(port, "kitchen", f"?token={good}&sid=a")[0] == 200
     # 3 per address: a, b and h are this address's three; a fourth on another camera is refused (429).
-    status, _, body = get(port, f"/live/hall/index.m3u8?token={site}&sid=z")
+    status, body = watch(port, "hall", f"?token={site}&sid=z")
     assert status == 429 and b"your address" in body
     # ... and so is an FLV viewer over the camera cap.
     assert get(port, f"/live/kitchen.flv?token={good}")[0] in (503, 429)
@@ -274,12 +291,14 @@ def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
     assert get(port, "/live/gone.flv")[0] == 503
     assert get(port, "/live/gone.flv", method="HEAD")[0] == 503
     playlist_with_segments(port, "kitchen", "?sid=a")
+    assert watch(port, "kitchen", "?sid=a")[0] == 200
     kg_e2e.wait_until(lambda: get(port, "/live/kitchen.flv", method="HEAD")[0] == 200, 10, what="FLV to go live")
     # Under the cap: HEADs are answered 200 and nobody is counted for them.
     assert get(port, "/live/kitchen/index.m3u8?sid=b", method="HEAD")[0] == 200
+    assert watch(port, "kitchen", "?sid=b", method="HEAD")[0] == 200
     assert viewers("hls") == 1 and viewers("flv") == 0
     # Session b watches: the cap (2) is reached. HEAD and GET alike are refused with 503 and Retry-After.
-    assert get(port, "/live/kitchen/index.m3u8?sid=b")[0] == 200
+    assert watch(port, "kitchen", "?sid=b")[0] == 200
     for path in ["/live/kitchen.flv", "/live/kitchen/index.m3u8?sid=c"]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         for method in ["HEAD", "GET"]:
