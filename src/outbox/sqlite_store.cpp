@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS sent (
   seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, sent_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS open_events (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pending_clips (event_id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS closing_events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, record TEXT NOT NULL);
 )sql";
 
 constexpr auto kPersistent = sqlite::Stmt::Use::persistent;
@@ -53,6 +54,8 @@ std::string open_stream(sqlite::Db& db) {
     db.exec("CREATE INDEX IF NOT EXISTS messages_stream_seq ON messages(stream_seq)");
     db.exec("CREATE INDEX IF NOT EXISTS dead_stream_seq ON dead(stream_seq)");
     db.exec("CREATE INDEX IF NOT EXISTS sent_sent_at ON sent(sent_at)");
+    // Records of ends no longer queued (removed by a version before the table): nothing to keep.
+    db.exec("DELETE FROM closing_events WHERE seq NOT IN (SELECT seq FROM messages)");
     std::random_device random;
     const std::uint64_t id = (static_cast<std::uint64_t>(random()) << 32) | random();
     sqlite::Stmt(db, "INSERT INTO meta(key, value) VALUES('stream', ?) ON CONFLICT(key) DO NOTHING")
@@ -119,6 +122,18 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
             "excluded.record",
             kPersistent),
       close_(db_, "DELETE FROM open_events WHERE id = ?", kPersistent),
+      // An end queued keeps its event's record beside it until it is delivered: dropped from a full
+      // queue or moved aside instead, the record goes back, and the next start ends the event in
+      // the room, which would otherwise keep it open for good.
+      closing_(db_,
+               "INSERT OR REPLACE INTO closing_events(seq, id, record) SELECT ?, id, record FROM open_events "
+               "WHERE id = ?",
+               kPersistent),
+      reopen_(
+          db_,
+          "INSERT OR IGNORE INTO open_events(id, record) SELECT id, record FROM closing_events WHERE seq = ?",
+          kPersistent),
+      closed_(db_, "DELETE FROM closing_events WHERE seq = ?", kPersistent),
       clip_pending_(
           db_,
           "INSERT INTO pending_clips(event_id, record) VALUES(?, ?) ON CONFLICT(event_id) DO UPDATE "
@@ -323,6 +338,8 @@ void SqliteStore::mark(const Message& m) {
             open_.bind(1, m.open_event.id).bind(2, m.open_event.record).run();
             break;
         case OpenEventMark::Kind::close:
+            closing_.reset();
+            closing_.bind(1, m.seq).bind(2, m.open_event.id).run();
             close_.reset();
             close_.bind(1, m.open_event.id).run();
             break;
@@ -403,6 +420,10 @@ bool SqliteStore::erase(std::int64_t seq) {
     }
     const auto size = static_cast<std::size_t>(remove_.integer(0));
     remove_.run();
+    reopen_.reset();
+    reopen_.bind(1, seq).run();
+    closed_.reset();
+    closed_.bind(1, seq).run();
     --count_;
     bytes_ -= std::min(bytes_, size);
     return true;
@@ -428,6 +449,8 @@ void SqliteStore::remove(std::int64_t seq) {
             const auto size = static_cast<std::size_t>(remove_.integer(0));
             const auto stream_seq = remove_.integer(1);
             remove_.run();
+            closed_.reset();
+            closed_.bind(1, seq).run();
             --count_;
             bytes_ -= std::min(bytes_, size);
             note_acknowledged(stream_seq);

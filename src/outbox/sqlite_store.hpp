@@ -28,6 +28,7 @@ enum class Priority : int { alert = 0, evidence = 1, telemetry = 2, replay = 3 }
 // What committing a message does to the store's record of the events open in the room, in the same
 // transaction: a start (or an update) records its event as open, an end removes it. The record and
 // the queue then agree whatever moment a crash picks, and the next start can end what was left open.
+// An end that never reaches the room (dropped from a full queue, moved aside) puts the record back.
 struct OpenEventMark {
     enum class Kind { none, open, close };
     Kind kind = Kind::none;
@@ -189,9 +190,9 @@ private:
     sqlite::Db db_;
     std::string stream_;  // set up (and the schema brought up to date) before any statement is prepared
     // Declared after db_: finalized before the connection closes.
-    sqlite::Stmt insert_, front_, front_replay_, remove_, oldest_of_, evictable_, save_meta_, raise_meta_, bury_, trim_dead_,
-        open_, close_, clip_pending_, clip_reported_, keep_sent_, insert_sent_, drop_oldest_sent_,
-        expire_sent_;
+    sqlite::Stmt insert_, front_, front_replay_, remove_, oldest_of_, evictable_, save_meta_, raise_meta_,
+        bury_, trim_dead_, open_, close_, closing_, reopen_, closed_, clip_pending_, clip_reported_,
+        keep_sent_, insert_sent_, drop_oldest_sent_, expire_sent_;
     mutable std::mutex mutex_;
     std::size_t count_ = 0, bytes_ = 0;
     std::uint64_t dropped_ = 0, refused_ = 0, dead_ = 0;

@@ -331,6 +331,39 @@ TEST(SqliteStore, RecordsTheOpenEventsWithTheirMessagesAndKeepsThemThroughACrash
     EXPECT_TRUE(reopened.open_events().empty());
 }
 
+TEST(SqliteStore, AnEndThatNeverReachesTheRoomPutsItsEventBackInTheRecord) {
+    TempDb db;
+    SqliteStore store(db.path(), {3, 1u << 20});
+    auto a = marked("a:start", Kind::open, "a", "ra"), b = marked("b:start", Kind::open, "b", "rb");
+    store.append(a);
+    store.append(b);
+    auto a_end = marked("a:end", Kind::close, "a");
+    auto b_end = marked("b:end", Kind::close, "b");
+    store.append(a_end);
+    EXPECT_EQ(open_ids(store), (std::vector<std::string>{"b=rb"}));
+    // The room has both starts; a's end is delivered and b's is moved aside (refused by the broker).
+    store.remove(store.front()->seq);
+    store.remove(store.front()->seq);
+    store.append(b_end);
+    EXPECT_EQ(open_ids(store), std::vector<std::string>{});
+    store.remove(store.front()->seq);  // a's end delivered: a stays closed
+    EXPECT_EQ(open_ids(store), std::vector<std::string>{});
+    store.bury(*store.front(), "refused");
+    EXPECT_EQ(open_ids(store), (std::vector<std::string>{"b=rb"}));
+    // c's end is queued, then dropped for newer alerts when the queue is full.
+    auto c = marked("c:start", Kind::open, "c", "rc"), c_end = marked("c:end", Kind::close, "c");
+    store.append(c);
+    store.remove(store.front()->seq);
+    store.append(c_end);
+    EXPECT_EQ(open_ids(store), (std::vector<std::string>{"b=rb"}));
+    for (int i = 0; i < 3; ++i) {
+        auto later = msg("later");
+        store.append(later);
+    }
+    EXPECT_EQ(store.dropped_total(), 1u);
+    EXPECT_EQ(open_ids(store), (std::vector<std::string>{"b=rb", "c=rc"}));
+}
+
 TEST(SqliteStore, ARefusedMessageChangesNoRecord) {
     TempDb db;
     const std::size_t budget = 1000;
