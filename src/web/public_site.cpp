@@ -170,8 +170,13 @@ public:
         auto chunk = std::make_shared<const std::string>(std::move(*data));
         entries_.emplace(path, chunk);
         order_.push_back(path);
-        while (order_.size() > kEntries) {
-            entries_.erase(order_.front());
+        bytes_ += chunk->size();
+        // The newest is always kept; older ones go past either bound (a viewer still writing one
+        // out holds its own reference).
+        while (order_.size() > 1 && (order_.size() > kEntries || bytes_ > kBytes)) {
+            const auto oldest = entries_.find(order_.front());
+            bytes_ -= oldest->second->size();
+            entries_.erase(oldest);
             order_.pop_front();
         }
         return chunk;
@@ -179,10 +184,14 @@ public:
 
 private:
     // A few playlists' worth for a handful of public cameras; older ones are gone from the playlists.
+    // In bytes too: segments are a GOP or more, and a camera with a long GOP (H.264+, 10 s at 4 Mbit/s:
+    // 5 MB) would otherwise keep 64 of them, 300 MB, in memory.
     static constexpr std::size_t kEntries = 64;
+    static constexpr std::size_t kBytes = std::size_t{64} << 20;
     std::mutex mutex_;
     std::map<std::string, Chunk> entries_;
     std::deque<std::string> order_;
+    std::size_t bytes_ = 0;
 };
 
 }  // namespace
