@@ -96,7 +96,21 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     }
     kg::app::Gateway& gateway = *built;
     gateway.adopt(std::exchange(carry, {}));
-    gateway.start();
+    try {
+        gateway.start();
+    } catch (const std::exception& e) {
+        // What started is stopped as the gateway is destroyed. After a reload the configuration
+        // that ran before starts again, as when the build fails; what the sensors carried over is
+        // lost with this run (they start afresh).
+        if (fallback) {
+            log->error("reload failed: cannot start with {}: {}; starting the previous configuration again",
+                       cfg.source_file, e.what());
+        } else {
+            log->error("cannot start with {}: {}", cfg.source_file, e.what());
+        }
+        built.reset();
+        throw BuildFailed(e.what());
+    }
     // Without systemd (no NOTIFY_SOCKET) these are no-ops.
     sd_notify(0, "READY=1");
 
@@ -241,12 +255,14 @@ int run(kg::config::Gateway cfg, const std::string& config_path, const kg::Proce
         try {
             end = run_once(cfg, config_path, signals, carry, previous.has_value());
         } catch (const BuildFailed&) {
-            // Logged by run_once. What the stopped run handed over is still in `carry`: the run
-            // that failed never took it.
+            // Logged by run_once. What the stopped run handed over is still in `carry` if the run
+            // that failed was not built; one that failed to start took it with it.
             if (!previous) return 1;
             cfg = std::move(*std::exchange(previous, std::nullopt));
             continue;
-        } catch (const std::exception&) {
+        } catch (const std::exception& e) {
+            // The run's own log is gone with it: said here, so that an exit is never without a reason.
+            std::cerr << "kitchen-gateway: stopped on an error: " << e.what() << "\n";
             return 1;
         }
         previous.reset();

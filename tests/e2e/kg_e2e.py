@@ -150,18 +150,19 @@ class Broker:
         return [(f"mosquitto log (port {self.port})", tail(self.log))]
 
 
-class ThrottledLink:
-    """A TCP relay to `port` on a free loopback port that carries client -> server bytes at `rate`
-    bytes per second (server -> client at full speed): a slow uplink to the broker."""
+class Relay:
+    """A TCP relay on a free loopback port to `port` (the broker): each connection accepted is
+    handed to carry(client, server, n), n counting from 0, which starts the threads that move its
+    bytes. close() ends it and every connection."""
 
-    def __init__(self, port, rate):
-        self.target, self.rate = port, rate
+    def __init__(self, port):
+        self.target = port
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
-        self.carried = 0  # client -> server bytes
+        self.connections = 0
         self.conns = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -177,22 +178,32 @@ class ThrottledLink:
                 return
             server = socket.create_connection(("127.0.0.1", self.target))
             self.conns += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, self.rate), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+            n = self.connections
+            self.connections += 1
+            self.carry(client, server, n)
 
-    def _pump(self, src, dst, rate):
+    def carry(self, client, server, n):
+        threading.Thread(target=self.pump, args=(client, server), daemon=True).start()
+        threading.Thread(target=self.pump, args=(server, client), daemon=True).start()
+
+    def pump(self, src, dst, chunk=65536, on_data=None):
+        """Copies src to dst until either closes, then closes both; on_data(n) after each n bytes."""
         try:
-            while True:
-                data = src.recv(64 if rate else 65536)
-                if not data:
-                    break
+            while data := src.recv(chunk):
                 dst.sendall(data)
-                if rate:
-                    self.carried += len(data)
-                    time.sleep(len(data) / rate)
+                if on_data:
+                    on_data(len(data))
         except OSError:
             pass
-        for s in (src, dst):
+        self.drop(src, dst)
+
+    @staticmethod
+    def drop(*socks):
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 s.close()
             except OSError:
@@ -200,11 +211,25 @@ class ThrottledLink:
 
     def close(self):
         self.sock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
+        self.drop(*self.conns)
+
+
+class ThrottledLink(Relay):
+    """A relay that carries client -> server bytes at `rate` bytes per second (server -> client at
+    full speed): a slow uplink to the broker."""
+
+    def __init__(self, port, rate):
+        self.rate = rate
+        self.carried = 0  # client -> server bytes
+        super().__init__(port)
+
+    def carry(self, client, server, n):
+        def slow(count):
+            self.carried += count
+            time.sleep(count / self.rate)
+
+        threading.Thread(target=self.pump, args=(client, server, 64, slow), daemon=True).start()
+        threading.Thread(target=self.pump, args=(server, client), daemon=True).start()
 
 
 class Collector:

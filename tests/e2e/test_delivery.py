@@ -5,7 +5,6 @@ connection that drops while it is being set up. In each the alerts must arrive, 
 import http.client
 import json
 import re
-import socket
 import sqlite3
 import threading
 import time
@@ -231,58 +230,21 @@ def test_a_stop_ends_every_open_event_and_the_restart_opens_a_new_one(tmp_path, 
         broker.kill()
 
 
-class CutAtSubscribe:
-    """A TCP relay to the broker that reads the client's MQTT packets and, on each of the first
-    `cuts` connections, holds back its first SUBSCRIBE and closes the connection `delays[i]` seconds
-    later: the broker's CONNACK (and whatever came before the subscribe) got through, so the client
-    saw the connection made, and then lose it while still setting it up."""
+class CutAtSubscribe(kg_e2e.Relay):
+    """A relay that reads the client's MQTT packets and, on each of the first len(delays)
+    connections, holds back its first SUBSCRIBE and closes the connection delays[n] seconds later:
+    the broker's CONNACK (and whatever came before the subscribe) got through, so the client saw the
+    connection made, and then loses it while still setting it up."""
 
     def __init__(self, port, delays):
-        self.target, self.delays = port, list(delays)
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
+        self.delays = list(delays)
         self.cut = 0
-        self.open = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(port)
 
-    @property
-    def url(self):
-        return f"tcp://127.0.0.1:{self.port}"
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target))
-            n = self.connections
-            self.connections += 1
-            self.open += [client, server]
-            delay = self.delays[n] if n < len(self.delays) else None
-            threading.Thread(target=self._client_to_server, args=(client, server, delay), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
-
-    @staticmethod
-    def _close(*socks):
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def _pump(self, src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        self._close(src, dst)
+    def carry(self, client, server, n):
+        delay = self.delays[n] if n < len(self.delays) else None
+        threading.Thread(target=self._client_to_server, args=(client, server, delay), daemon=True).start()
+        threading.Thread(target=self.pump, args=(server, client), daemon=True).start()
 
     def _client_to_server(self, client, server, delay):
         buf = b""
@@ -306,16 +268,12 @@ class CutAtSubscribe:
                     if delay is not None and packet[0] >> 4 == 8:  # SUBSCRIBE
                         self.cut += 1
                         time.sleep(delay)
-                        self._close(client, server)
+                        self.drop(client, server)
                         return
                     server.sendall(packet)
         except OSError:
             pass
-        self._close(client, server)
-
-    def close(self):
-        self.sock.close()
-        self._close(*self.open)
+        self.drop(client, server)
 
 
 def test_a_connection_lost_while_it_is_set_up_is_made_again(tmp_path, clips, schemas):
