@@ -1,9 +1,11 @@
 // kitchen-gateway: parse the command line, load the config, run the gateway until SIGINT/SIGTERM;
 // SIGHUP or POST /api/reload restart it in-process with the configuration file as it is now.
 
+#include <sys/select.h>
 #include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
@@ -67,13 +69,25 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     // Each viewer holds a socket; past the limit, accepts fail (and are tried again every 500 ms).
     // What the gateway itself keeps open beside its viewers: cameras, files, the broker, the API.
     const std::size_t own_files = 128 + 8 * cfg.cameras.size();
-    if (const auto open_files = kg::raise_open_files_limit();
-        !cfg.public_side.listen.empty() && open_files > 0 &&
-        open_files < cfg.public_side.max_connections + own_files) {
+    const std::size_t wanted =
+        cfg.public_side.listen.empty() ? 0 : cfg.public_side.max_connections + own_files;
+    // libmodbus waits with select(), which cannot take a descriptor of FD_SETSIZE (1024) or more:
+    // with Modbus sensors the gateway stays under it.
+    const bool modbus = std::any_of(cfg.sensors.begin(), cfg.sensors.end(), [](const auto& s) {
+        return s.source.kind == kg::config::SensorSource::Kind::modbus;
+    });
+    const std::size_t allowed = modbus ? std::min<std::size_t>(wanted, FD_SETSIZE) : wanted;
+    const auto open_files = kg::raise_open_files_limit(allowed);
+    if (wanted > 0 && open_files > 0 && open_files < wanted) {
+        const bool by_modbus = allowed < wanted;
         log->warn(
-            "the process may open {} files (RLIMIT_NOFILE), fewer than public.max_connections ({}) and the "
-            "gateway's own {}: raise LimitNOFILE in its systemd unit, or lower public.max_connections",
-            open_files, cfg.public_side.max_connections, own_files);
+            "the process may open {} files ({}), fewer than public.max_connections ({}) and the gateway's "
+            "own "
+            "{}: {}",
+            open_files, by_modbus ? "Modbus sensors: select() takes at most 1024" : "RLIMIT_NOFILE",
+            cfg.public_side.max_connections, own_files,
+            by_modbus ? "lower public.max_connections"
+                      : "raise LimitNOFILE in its systemd unit, or lower public.max_connections");
     }
 
     // Building the gateway loads models and reference pictures: a failure there is a setup error
@@ -99,7 +113,7 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     try {
         gateway.start();
     } catch (const std::exception& e) {
-        // What started is stopped as the gateway is destroyed. After a reload the configuration
+        // What started is stopped, in order, as the gateway is destroyed. After a reload the configuration
         // that ran before starts again, as when the build fails; what the sensors carried over is
         // lost with this run (they start afresh).
         if (fallback) {

@@ -203,13 +203,15 @@ void Gateway::start() {
     for (auto& clip : outbox_.clips_left_pending(events::kClipRestarted)) {
         event_log_.submit_clip(evidence::settle_left_clip(*evidence_, std::move(clip), *log_));
     }
+    // Set before the first thread starts: if a later start throws, stop() (from the destructor)
+    // stops what did start, in order, instead of members being destroyed under running threads.
+    running_ = true;
     replay_desk_.start();
     link_.start();
     outbox_.start();
     pool_.start();
     if (sensors_) sensors_->start();
     for (auto& camera : cameras_) camera->start();
-    running_ = true;
 }
 
 void Gateway::tick() {

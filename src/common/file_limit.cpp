@@ -2,14 +2,17 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
+
 namespace kg {
 
-std::uint64_t raise_open_files_limit() {
+std::uint64_t raise_open_files_limit(std::uint64_t wanted) {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
-    if (limit.rlim_cur < limit.rlim_max) {
+    const auto target = std::min<rlim_t>(static_cast<rlim_t>(wanted), limit.rlim_max);
+    if (limit.rlim_cur < target) {
         rlimit raised = limit;
-        raised.rlim_cur = limit.rlim_max;
+        raised.rlim_cur = target;
         if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
     }
     return static_cast<std::uint64_t>(limit.rlim_cur);

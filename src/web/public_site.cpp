@@ -276,8 +276,10 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
                                            client))
                 return std::move(*cap);
             const auto starting = [&] {
-                return refuse(req, http::status::service_unavailable,
-                              "the stream is starting; try again shortly");
+                auto res = refuse(req, http::status::service_unavailable,
+                                  "the stream is starting; try again shortly");
+                res.set(http::field::retry_after, "2");
+                return res;
             };
             if (head) {
                 // What a GET would get, without joining: a player or a monitor probing the stream.
@@ -302,12 +304,12 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         if (!plain(sid, 64) || !plain(token, 128))
             return refuse(req, http::status::bad_request, "bad sid or token");
         // A HEAD is told what a GET would be told, but is not a viewer. Nor is a session that only
-        // asks for the playlist: a viewer is one that fetches video. Counted from the playlist on,
-        // made-up session ids from a few addresses held every slot of a camera (8 playlist requests
-        // an address every 10 s), at no cost to whoever sent them.
+        // asks for the playlist or the init file: a viewer is one that is served a media segment.
+        // Counted from the playlist on, made-up session ids from a few addresses held every place
+        // of a camera (8 playlist requests an address every 10 s), at no cost to whoever sent them.
         auto& viewers = guard->view.viewers();
-        const auto admit = head || file == "index.m3u8" ? viewers.peek_hls(camera, client, sid, now)
-                                                        : viewers.hls(camera, client, sid, now);
+        const auto admit = !head && file == "index.m3u8" ? viewers.playlist(camera, client, sid, now)
+                                                         : viewers.peek_hls(camera, client, sid, now);
         if (auto cap = guard->over_cap(req, admit, camera, client)) return std::move(*cap);
         if (file == "index.m3u8") {
             const auto data = read_file(feed->hls_folder() + "/" + file);
@@ -327,6 +329,12 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         }
         auto chunk = segments->get(feed->hls_folder(), file);
         if (!chunk) return refuse(req, http::status::not_found, "not found (not in the playlist now)");
+        if (!head && file.ends_with(".m4s")) {
+            // Counted once it gets video; a newcomer that lost the last place since the check above
+            // is refused as the check would have.
+            if (auto cap = guard->over_cap(req, viewers.hls(camera, client, sid, now), camera, client))
+                return std::move(*cap);
+        }
         reply.head.set(http::field::content_type, "video/mp4");
         reply.head.set(http::field::cache_control, "public, max-age=60");  // a segment never changes
         reply.head.content_length(chunk->size());

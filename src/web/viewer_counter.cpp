@@ -54,6 +54,17 @@ ViewerCounter::Admit ViewerCounter::peek_hls(const std::string& camera, const st
     return check(camera, address);
 }
 
+ViewerCounter::Admit ViewerCounter::playlist(const std::string& camera, const std::string& address,
+                                             const std::string& session, Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    expire(now);
+    if (auto it = hls_.find(std::make_tuple(camera, address, session)); it != hls_.end()) {
+        it->second = now;
+        return Admit::ok;
+    }
+    return check(camera, address);
+}
+
 ViewerCounter::Admit ViewerCounter::admit_flv(const std::string& camera, const std::string& address,
                                               Clock::time_point now) {
     std::lock_guard lock(mutex_);

@@ -35,6 +35,11 @@ public:
     // What hls() would answer, without counting anyone (a HEAD request).
     Admit peek_hls(const std::string& camera, const std::string& address, const std::string& session,
                    Clock::time_point now);
+    // A playlist request: what hls() would answer, counting nobody new (a session is a viewer from
+    // its first media segment); a session already counted is seen now, so a player polling its
+    // playlist between two long segments keeps its place.
+    Admit playlist(const std::string& camera, const std::string& address, const std::string& session,
+                   Clock::time_point now);
     // A new HTTP-FLV viewer: checked against the caps; on ok, call add_flv with its stream.
     Admit admit_flv(const std::string& camera, const std::string& address, Clock::time_point now);
     void add_flv(const std::string& camera, const std::string& address, std::shared_ptr<LiveStream> stream);

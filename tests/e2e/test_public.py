@@ -37,15 +37,15 @@ def public_port(gw, after=0):
 
 
 def watch(port, camera, query, method="GET"):
-    """(status, body) of what a player does to start watching: the playlist, then its init segment
-    (a session counts as a viewer from its first video file, not from the playlist); the playlist's
-    answer when that is a refusal."""
+    """(status, body) of what a player does to start watching: the playlist, then its first media
+    segment (a session counts as a viewer from its first segment, not from the playlist or the init
+    file); the playlist's answer when that is a refusal."""
     status, _, body = get(port, f"/live/{camera}/index.m3u8{query}")
     if status != 200:
         return status, body
-    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', body.decode())
-    assert init, body
-    status, _, body = get(port, f"/live/{camera}/{init.group(1)}", method=method)
+    segment = next((line for line in body.decode().splitlines() if ".m4s?" in line), None)
+    assert segment, body
+    status, _, body = get(port, f"/live/{camera}/{segment}", method=method)
     return status, body
 
 
@@ -251,9 +251,13 @@ def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
     playlist_with_segments(port, "hall", f"?token={site}&sid=h")
     assert watch(port, "hall", f"?token={site}&sid=h")[0] == 200
 
-    # Sessions that only ask for the playlist are not viewers: made-up session ids held every slot.
+    # Sessions that only ask for the playlist, the init file or made-up segments are not viewers:
+    # made-up session ids held every place.
+    init = re.search(r'#EXT-X-MAP:URI="([^"?]+)', playlist).group(1)
     for fake in range(6):
         assert get(port, f"/live/kitchen/index.m3u8?token={good}&sid=fake{fake}")[0] == 200
+        assert get(port, f"/live/kitchen/{init}?token={good}&sid=fake{fake}")[0] == 200
+        assert get(port, f"/live/kitchen/{init[:8]}-9{fake:04d}.m4s?token={good}&sid=fake{fake}")[0] == 404
     # Viewer caps: 2 per camera. Sessions a and b watch; c is refused; a and b keep watching.
     assert watch(port, "kitchen", f"?token={good}&sid=b")[0] == 200
     status, body = watch(port, "kitchen", f"?token={good}&sid=c")

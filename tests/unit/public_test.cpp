@@ -1,6 +1,7 @@
 // The public side's building blocks, driven without a camera or a server: signed viewer tokens,
 // the viewer caps, and the bounded live stream that keeps a slow client from growing memory.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "common/log_throttle.hpp"
 #include "ingest/ffmpeg_input.hpp"
@@ -111,6 +113,22 @@ TEST(ViewerCounter, PeekingAnswersLikeACountDoesWithoutCounting) {
               ViewerCounter::Admit::ok);
     EXPECT_EQ(viewers.peek_hls("cam", "10.0.0.1", "a", t + std::chrono::seconds(11)),
               ViewerCounter::Admit::ok);
+}
+
+TEST(ViewerCounter, APlaylistRequestKeepsAViewerButCountsNobodyNew) {
+    ViewerCounter viewers({1, 10}, std::chrono::seconds(10));
+    const auto t = Clock::now();
+    EXPECT_EQ(viewers.playlist("cam", "10.0.0.1", "a", t), ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.viewers("cam", t).hls, 0u);  // the playlist alone makes no viewer
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.2", "b", t), ViewerCounter::Admit::ok);
+    // b polls its playlist between two long segments: still watching 15 s later, a refused.
+    EXPECT_EQ(viewers.playlist("cam", "10.0.0.2", "b", t + std::chrono::seconds(8)),
+              ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.1", "a", t + std::chrono::seconds(15)),
+              ViewerCounter::Admit::camera_full);
+    EXPECT_EQ(viewers.viewers("cam", t + std::chrono::seconds(15)).hls, 1u);
+    // Once b stops asking, its place frees after the window.
+    EXPECT_EQ(viewers.hls("cam", "10.0.0.1", "a", t + std::chrono::seconds(19)), ViewerCounter::Admit::ok);
 }
 
 Chunk chunk(std::size_t n) { return std::make_shared<const std::string>(n, 'x'); }
@@ -219,14 +237,20 @@ TEST(HlsWriter, AGopLargerThanItHoldsIsLetGoAndTheStreamWaitsForAKeyFrame) {
     };
     std::atomic<bool> stop{false};
     {
-        kg::stream::HlsWriter writer(dir.string(), 1, spdlog::default_logger(), 64 << 10);
+        std::ostringstream log_text;
+        auto log = std::make_shared<spdlog::logger>(
+            "hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+        kg::stream::HlsWriter writer(dir.string(), 1, log, 64 << 10);
         kg::ingest::FfmpegInput input({clip}, stop);
         input.set_packet_observer(&writer);
         input.open();
         bool was_live = false;
         while (input.next_frame()) was_live |= writer.live();
-        EXPECT_TRUE(was_live);        // it started on the key frame
-        EXPECT_FALSE(writer.live());  // and let go of the GOP that outgrew 64 KiB
+        // It started on the key frame and let go of the GOP once it outgrew 64 KiB.
+        EXPECT_NE(log_text.str().find("no key frame for 64 KiB of video"), std::string::npos)
+            << log_text.str();
+        EXPECT_FALSE(was_live);  // that GOP never closed a segment: no playlist to serve
+        EXPECT_FALSE(writer.live());
         EXPECT_LT(bytes_in(dir), 64u << 10);
     }
     fs::remove_all(dir);
