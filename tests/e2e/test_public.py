@@ -291,9 +291,14 @@ def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
         metrics = get(api, "/metrics")[2].decode()
         return int(re.search(rf'kg_public_viewers{{camera="kitchen",protocol="{protocol}"}} (\d+)', metrics).group(1))
 
-    # A camera that never delivers: its FLV is "starting" to a GET, and to a HEAD.
-    assert get(port, "/live/gone.flv")[0] == 503
-    assert get(port, "/live/gone.flv", method="HEAD")[0] == 503
+    # A camera that never delivers: its FLV is "starting" to a GET, and to a HEAD, with when to ask again.
+    for method in ["GET", "HEAD"]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request(method, "/live/gone.flv")
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        assert (r.status, r.getheader("Retry-After")) == (503, "2"), (method, r.status, r.getheader("Retry-After"))
     playlist_with_segments(port, "kitchen", "?sid=a")
     assert watch(port, "kitchen", "?sid=a")[0] == 200
     kg_e2e.wait_until(lambda: get(port, "/live/kitchen.flv", method="HEAD")[0] == 200, 10, what="FLV to go live")
