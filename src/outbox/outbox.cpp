@@ -235,7 +235,9 @@ std::vector<events::Event> Outbox::left_open(TimePoint now, const std::string& r
     }
     if (!ends.empty()) {
         log_->warn(
-            "{} event(s) left open by the previous run (it did not stop cleanly): ending them with '{}'",
+            "{} event(s) left open in the room by the previous run (it did not stop cleanly, or their ends "
+            "were "
+            "dropped from a full outbox or moved aside): ending them with '{}'",
             ends.size(), reason);
     }
     return ends;
