@@ -112,12 +112,22 @@ void MqttSensorInput::subscribe_pending() {
         }
         const auto* s = it->sensor;
         try {
-            if (client_->subscribe(s->source.topic, 1)->wait_for(std::chrono::seconds(5))) {
-                it = pending_.erase(it);
-                continue;
+            auto token = client_->subscribe(s->source.topic, 1);
+            if (token->wait_for(std::chrono::seconds(5))) {
+                // MQTT 3.1.1 refuses a filter in the SUBACK itself (0x80), which Paho may report as
+                // a success: without this the sensor would wait for readings that never come.
+                const auto codes = token->get_subscribe_response().get_reason_codes();
+                if (codes.empty() || codes.front() < 0x80) {
+                    it = pending_.erase(it);
+                    continue;
+                }
+                log_->warn(
+                    "sensor {}: the broker {} refused the subscription to '{}' (its ACL?); retrying in {} s",
+                    s->id, url_, s->source.topic, kRetry.count());
+            } else {
+                log_->warn("sensor {}: the broker {} did not answer the subscription to '{}'; retrying",
+                           s->id, url_, s->source.topic);
             }
-            log_->warn("sensor {}: the broker {} did not answer the subscription to '{}'; retrying", s->id,
-                       url_, s->source.topic);
         } catch (const mqtt::exception& e) {
             if (!client_->is_connected()) return;  // the connection went: the loop reconnects
             log_->warn("sensor {}: the broker {} refused the subscription to '{}' ({}); retrying in {} s",
