@@ -50,6 +50,14 @@ Response refuse(const Request& req, http::status status, const std::string& why)
     return with_cors(text_response(req, status, why + "\n"));
 }
 
+// A stream with nothing to serve yet (FLV: no key frame; HLS: no playlist): players retry a 503
+// with Retry-After, where hls.js takes a 404 on the playlist as final.
+Response starting(const Request& req) {
+    auto res = refuse(req, http::status::service_unavailable, "the stream is starting; try again shortly");
+    res.set(http::field::retry_after, "2");
+    return res;
+}
+
 std::optional<std::string> read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return std::nullopt;
@@ -275,22 +283,16 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             if (auto cap = guard->over_cap(req, guard->view.viewers().admit_flv(camera, client, now), camera,
                                            client))
                 return std::move(*cap);
-            const auto starting = [&] {
-                auto res = refuse(req, http::status::service_unavailable,
-                                  "the stream is starting; try again shortly");
-                res.set(http::field::retry_after, "2");
-                return res;
-            };
             if (head) {
                 // What a GET would get, without joining: a player or a monitor probing the stream.
-                if (!feed->flv().live()) return starting();
+                if (!feed->flv().live()) return starting(req);
                 reply.head.set(http::field::content_type, "video/x-flv");
                 reply.head.set(http::field::cache_control, "no-store");
                 return head_only();
             }
             // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
             auto stream = feed->flv().subscribe(4u << 20);
-            if (!stream) return starting();
+            if (!stream) return starting(req);
             guard->view.viewers().add_flv(camera, client, stream);
             reply.head.set(http::field::content_type, "video/x-flv");
             reply.head.set(http::field::cache_control, "no-store");
@@ -313,14 +315,7 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         if (auto cap = guard->over_cap(req, admit, camera, client)) return std::move(*cap);
         if (file == "index.m3u8") {
             const auto data = read_file(feed->hls_folder() + "/" + file);
-            if (!data) {
-                // Its first segment is not complete yet: players retry a 503, where hls.js takes a
-                // 404 on the playlist for good.
-                auto res = refuse(req, http::status::service_unavailable,
-                                  "the stream is starting; try again shortly");
-                res.set(http::field::retry_after, "2");
-                return res;
-            }
+            if (!data) return starting(req);  // its first segment is not complete yet
             std::string query;
             if (!sid.empty()) query += "sid=" + sid;
             if (!token.empty()) query += (query.empty() ? "" : "&") + std::string("token=") + token;

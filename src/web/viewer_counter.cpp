@@ -32,37 +32,33 @@ ViewerCounter::Admit ViewerCounter::check(const std::string& camera, const std::
     return Admit::ok;
 }
 
-ViewerCounter::Admit ViewerCounter::hls(const std::string& camera, const std::string& address,
-                                        const std::string& session, Clock::time_point now) {
+ViewerCounter::Admit ViewerCounter::session(const std::string& camera, const std::string& address,
+                                            const std::string& session, Clock::time_point now, Seen seen) {
     std::lock_guard lock(mutex_);
     expire(now);
     const auto key = std::make_tuple(camera, address, session);
     if (auto it = hls_.find(key); it != hls_.end()) {
-        it->second = now;
+        if (seen != Seen::peek) it->second = now;
         return Admit::ok;
     }
     const auto admit = check(camera, address);
-    if (admit == Admit::ok) hls_.emplace(key, now);
+    if (admit == Admit::ok && seen == Seen::count) hls_.emplace(key, now);
     return admit;
+}
+
+ViewerCounter::Admit ViewerCounter::hls(const std::string& camera, const std::string& address,
+                                        const std::string& session, Clock::time_point now) {
+    return this->session(camera, address, session, now, Seen::count);
 }
 
 ViewerCounter::Admit ViewerCounter::peek_hls(const std::string& camera, const std::string& address,
                                              const std::string& session, Clock::time_point now) {
-    std::lock_guard lock(mutex_);
-    expire(now);
-    if (hls_.contains(std::make_tuple(camera, address, session))) return Admit::ok;
-    return check(camera, address);
+    return this->session(camera, address, session, now, Seen::peek);
 }
 
 ViewerCounter::Admit ViewerCounter::playlist(const std::string& camera, const std::string& address,
                                              const std::string& session, Clock::time_point now) {
-    std::lock_guard lock(mutex_);
-    expire(now);
-    if (auto it = hls_.find(std::make_tuple(camera, address, session)); it != hls_.end()) {
-        it->second = now;
-        return Admit::ok;
-    }
-    return check(camera, address);
+    return this->session(camera, address, session, now, Seen::refresh);
 }
 
 ViewerCounter::Admit ViewerCounter::admit_flv(const std::string& camera, const std::string& address,

@@ -54,6 +54,11 @@ private:
     std::size_t on_camera(const std::string& camera) const;
     std::size_t from_address(const std::string& address) const;
     Admit check(const std::string& camera, const std::string& address) const;
+    // An HLS request: peek counts and refreshes nobody, refresh keeps a counted session, count also
+    // counts a new one within the caps.
+    enum class Seen { peek, refresh, count };
+    Admit session(const std::string& camera, const std::string& address, const std::string& session,
+                  Clock::time_point now, Seen seen);
 
     struct Flv {
         std::string camera, address;
