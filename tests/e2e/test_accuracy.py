@@ -191,7 +191,8 @@ def test_given_boxes_compare_two_checks_with_one_classifier(tmp_path):
 
 def test_given_boxes_refuse_a_manifest_without_a_classifier():
     r = subprocess.run([*EVAL, "-d", str(kg_e2e.SOURCE_DIR / "models/reference/aizoo-face-mask.yaml"), "--data",
-                        str(SHARED / MASK[0]), "--classes", MASK[1], "--given-boxes"], capture_output=True, text=True)
+                        str(SHARED / MASK[0]), "--classes", MASK[1], "--given-boxes"], capture_output=True, text=True,
+                       env=dict(os.environ, KG_SHARED_DIR=str(SHARED)))
     assert r.returncode == 2
     assert "aizoo-face-mask.yaml has no classifier" in r.stderr, r.stderr
 

@@ -759,7 +759,9 @@ TEST(OwnModels, AnEnsembleMemberAtItsOwnInputAddsItsScoreMapsResizedToTheModelsG
             }
             boxes += got.size();
         }
-        if (real) EXPECT_GT(boxes, 0u);
+        if (real) {
+            EXPECT_GT(boxes, 0u);
+        }
     }
     if (!real) GTEST_SKIP() << "no photos in ../shared: compared on synthetic frames (possibly no boxes)";
 }
