@@ -9,6 +9,7 @@
 #include "common/durable_file.hpp"
 #include "ingest/ffmpeg_ptr.hpp"
 #include "stream/mp4_tag.hpp"
+#include "stream/muxable.hpp"
 
 namespace kg::evidence {
 namespace {
@@ -26,6 +27,10 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
     ClipResult result;
     if (span.packets.empty() || !span.codecpar) {
         result.error = "no video buffered for this time";
+        return result;
+    }
+    if (std::string why = stream::unmuxable_reason(*span.codecpar); !why.empty()) {
+        result.error = std::move(why);
         return result;
     }
     const std::string partial = path + ".part";

@@ -72,6 +72,11 @@ void FlvHub::on_stream_opened(const AVStream& stream) {
         }
         return;
     }
+    const std::string why = unmuxable_reason(*stream.codecpar);
+    if (!why.empty()) {
+        log_->warn("HTTP-FLV for {}: {}; its viewers wait for the next connection", camera_, why);
+        return;
+    }
     if (avformat_alloc_output_context2(&out_, nullptr, "flv", nullptr) < 0 || out_ == nullptr) {
         out_ = nullptr;
         log_->error("HTTP-FLV for {}: cannot create the muxer", camera_);

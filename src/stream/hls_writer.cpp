@@ -75,6 +75,16 @@ void HlsWriter::on_stream_opened(const AVStream& stream) {
         return;
     }
     time_base_ = stream.time_base;
+    const std::string why = unmuxable_reason(*codecpar_);
+    if (!why.empty()) {
+        // Said when it changes, not at every reconnect of the same camera.
+        if (why != unmuxable_)
+            log_->warn("HLS in {}: {}; the public stream waits for the next connection", folder_, why);
+        unmuxable_ = why;
+        codecpar_.reset();
+        return;
+    }
+    unmuxable_.clear();
     open_muxer();
 }
 

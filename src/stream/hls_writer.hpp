@@ -57,6 +57,7 @@ private:
     std::size_t max_gop_bytes_;
     std::size_t gop_bytes_ = 0;  // since the last key frame: what the open segment holds, on tmpfs
     bool warned_gop_ = false;
+    std::string unmuxable_;  // why the last connection's stream could not be segmented; empty if it could
 };
 
 }  // namespace kg::stream

@@ -7,11 +7,13 @@
 // muxers' own rule.
 
 extern "C" {
+#include <libavcodec/codec_par.h>
 #include <libavcodec/packet.h>
 #include <libavutil/avutil.h>
 }
 
 #include <cstdint>
+#include <string>
 
 namespace kg::stream {
 
@@ -26,6 +28,20 @@ inline bool muxable(const AVPacket& packet, std::int64_t& last_dts) {
 // A packet an output can start on: a key frame with a decoding time.
 inline bool starts_output(const AVPacket& packet) {
     return (packet.flags & AV_PKT_FLAG_KEY) != 0 && packet.dts != AV_NOPTS_VALUE;
+}
+
+// Why no output can be made of a stream with these parameters; empty when one can. A connection
+// whose description and probed packets gave no picture size (no parameter sets: a camera that
+// sends them only with its key frames, and none came within the probe) makes the MP4-based
+// muxers refuse their header. FFmpeg 5.1's HLS muxer also leaks about 260 KB every time its
+// header fails that way (found under AddressSanitizer, bench/soak.py), so the outputs do not try:
+// the next connection probes again.
+inline std::string unmuxable_reason(const AVCodecParameters& params) {
+    if (params.width <= 0 || params.height <= 0) {
+        return "the camera's stream gave no picture size (no parameter sets in its description or first "
+               "packets)";
+    }
+    return {};
 }
 
 }  // namespace kg::stream
