@@ -74,27 +74,31 @@ void SensorHub::stop(SensorCarryOver* carry) {
     stopped_ = true;
     if (mqtt_) mqtt_->stop();
     for (auto& m : modbus_) m->stop();
-    std::lock_guard order(deliver_mutex_);
-    std::vector<events::Event> ends;
+    std::vector<StateMessage> states;
     {
-        // The minute in progress is not lost at shutdown: it goes out as a partial roll-up, or on
-        // to the next run at a reload; and no event stays open in the room for a gateway that is gone.
-        std::lock_guard lock(mutex_);
-        const auto now = Clock::now();
-        for (auto& [id, e] : entries_) {
-            if (carry != nullptr) {
-                carry->sensors[id] = {e.rules->sensor(), e.last, e.roller};
-            } else if (auto partial = e.roller.take()) {
-                publish_rollup(e.rules->sensor(), *partial);
+        std::lock_guard order(deliver_mutex_);
+        std::vector<events::Event> ends;
+        {
+            // The minute in progress is not lost at shutdown: it goes out as a partial roll-up, or on
+            // to the next run at a reload; and no event stays open in the room for a gateway that is gone.
+            std::lock_guard lock(mutex_);
+            const auto now = Clock::now();
+            for (auto& [id, e] : entries_) {
+                if (carry != nullptr) {
+                    carry->sensors[id] = {e.rules->sensor(), e.last, e.roller};
+                } else if (auto partial = e.roller.take()) {
+                    publish_rollup(e.rules->sensor(), *partial);
+                }
+                e.rules->close(now, events::kEndStopped, ends);
+                // The retained state must not keep showing the conditions whose events just ended, nor
+                // a sensor as read that nobody reads now: a reload may have removed it, and its last
+                // state would stay on the broker, and in the room, for good.
+                states.push_back(state_message(e, now, false));
             }
-            e.rules->close(now, events::kEndStopped, ends);
-            // The retained state must not keep showing the conditions whose events just ended, nor
-            // a sensor as read that nobody reads now: a reload may have removed it, and its last
-            // state would stay on the broker, and in the room, for good.
-            publish_state(e, now, false);
         }
+        deliver(ends);
     }
-    deliver(ends);
+    publish_states(states);
 }
 
 void SensorHub::on_reading(const sensors::Reading& reading) {
@@ -135,7 +139,7 @@ void SensorHub::publish_rollup(const config::Sensor& sensor, const sensors::Roll
     app::publish_rollup(outbox_, topics_, site_.config.site.id, sensor, r);
 }
 
-void SensorHub::publish_state(const Entry& e, TimePoint now, bool running) {
+SensorHub::StateMessage SensorHub::state_message(const Entry& e, TimePoint now, bool running) const {
     const auto& s = e.rules->sensor();
     const auto st = e.rules->state(now);
     nlohmann::json j = {{"site", site_.config.site.id},
@@ -149,7 +153,11 @@ void SensorHub::publish_state(const Entry& e, TimePoint now, bool running) {
                         {"time", iso8601_utc(now)}};
     j["value"] = st.value ? nlohmann::json(*st.value) : nlohmann::json(nullptr);
     j["reading_time"] = st.time ? nlohmann::json(iso8601_utc(*st.time)) : nlohmann::json(nullptr);
-    link_.publish(topics_.sensor_state(s.id), j.dump(), 1, true);
+    return {topics_.sensor_state(s.id), j.dump()};
+}
+
+void SensorHub::publish_states(const std::vector<StateMessage>& messages) {
+    for (const auto& m : messages) link_.publish(m.topic, m.payload, 1, true);
 }
 
 nlohmann::json SensorHub::states(TimePoint now) {
@@ -172,22 +180,26 @@ nlohmann::json SensorHub::states(TimePoint now) {
     return out;
 }
 
-void SensorHub::tick(TimePoint now, bool publish_states) {
-    std::lock_guard order(deliver_mutex_);
-    std::vector<events::Event> out;
+void SensorHub::tick(TimePoint now, bool publish_all_states) {
+    std::vector<StateMessage> states;
     {
-        std::lock_guard lock(mutex_);
-        for (auto& [id, e] : entries_) {
-            e.rules->tick(now, out);
-            if (auto done = e.roller.expire(now)) publish_rollup(e.rules->sensor(), *done);
-            const auto conditions = e.rules->state(now).conditions;
-            if (publish_states || conditions != e.last_conditions) {
-                e.last_conditions = conditions;
-                publish_state(e, now);
+        std::lock_guard order(deliver_mutex_);
+        std::vector<events::Event> out;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto& [id, e] : entries_) {
+                e.rules->tick(now, out);
+                if (auto done = e.roller.expire(now)) publish_rollup(e.rules->sensor(), *done);
+                const auto conditions = e.rules->state(now).conditions;
+                if (publish_all_states || conditions != e.last_conditions) {
+                    e.last_conditions = conditions;
+                    states.push_back(state_message(e, now));
+                }
             }
         }
+        deliver(out);
     }
-    deliver(out);
+    publish_states(states);
 }
 
 }  // namespace kg::app

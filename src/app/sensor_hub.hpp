@@ -52,7 +52,7 @@ public:
     // Reading from any input thread.
     void on_reading(const sensors::Reading& reading);
     // Supervisor: staleness, disinfection windows, roll-ups of quiet minutes, state reports.
-    void tick(TimePoint now, bool publish_states);
+    void tick(TimePoint now, bool publish_all_states);
 
     std::size_t size() const { return entries_.size(); }
     // Current state of every sensor, for the local API and the metrics.
@@ -67,8 +67,17 @@ private:
     };
     void deliver(std::vector<events::Event>& events);
     void publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r);
-    // `running` false: the gateway stops reading the sensor (a stop or a reload), so not online.
-    void publish_state(const Entry& e, TimePoint now, bool running = true);
+    struct StateMessage {
+        std::string topic;
+        std::string payload;
+    };
+    // The retained state of a sensor, made under mutex_ and published after both locks are let go:
+    // Paho calls a sensor message's handler (on_reading, which takes them) while it holds its own
+    // process-wide mutex, which publishing takes too, so publishing under them could deadlock the
+    // supervisor with Paho's receive thread (ThreadSanitizer, test_sensors). `running` false: the
+    // gateway stops reading the sensor (a stop or a reload), so not online.
+    StateMessage state_message(const Entry& e, TimePoint now, bool running = true) const;
+    void publish_states(const std::vector<StateMessage>& messages);
 
     const SiteContext& site_;
     outbox::Outbox& outbox_;
