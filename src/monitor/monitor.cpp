@@ -114,8 +114,11 @@ void Monitor::stop() {
     if (stopped_) return;
     stopped_ = true;
     retention_.stop();
+    // First: a message waiting for the database gives up, so the MQTT client can stop. Paho holds
+    // its process-wide mutex while that message's handler waits, and a replay request being
+    // published would wait for the mutex, and replay_->stop() for it.
+    ingest_->stop();
     if (replay_) replay_->stop();
-    ingest_->stop();  // a message waiting for the database gives up, so the MQTT client can stop
     mqtt_->stop();
     if (notifier_) notifier_->stop();
     decisions_->stop();

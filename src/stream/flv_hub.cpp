@@ -74,9 +74,12 @@ void FlvHub::on_stream_opened(const AVStream& stream) {
     }
     const std::string why = unmuxable_reason(*stream.codecpar);
     if (!why.empty()) {
-        log_->warn("HTTP-FLV for {}: {}; its viewers wait for the next connection", camera_, why);
+        if (why != unmuxable_)
+            log_->warn("HTTP-FLV for {}: {}; its viewers wait for the next connection", camera_, why);
+        unmuxable_ = why;
         return;
     }
+    unmuxable_.clear();
     if (avformat_alloc_output_context2(&out_, nullptr, "flv", nullptr) < 0 || out_ == nullptr) {
         out_ = nullptr;
         log_->error("HTTP-FLV for {}: cannot create the muxer", camera_);

@@ -76,6 +76,7 @@ private:
     };
     std::vector<Viewer> viewers_;
     std::string refused_codec_;
+    std::string unmuxable_;  // ingest thread only: why the last connection's stream had no FLV (logged)
 };
 
 }  // namespace kg::stream

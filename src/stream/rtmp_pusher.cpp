@@ -61,6 +61,14 @@ void RtmpPusher::on_stream_opened(const AVStream& stream) {
         return on_stream_closed();  // no stream to push
     }
     refused_ = false;
+    if (const std::string why = unmuxable_reason(*stream.codecpar); !why.empty()) {
+        // Connecting would only fail the handshake with "Invalid argument" at every reconnect.
+        if (why != unmuxable_)
+            log_->warn("RTMP push to {}: {}; nothing is pushed until the next connection", shown_url_, why);
+        unmuxable_ = why;
+        return on_stream_closed();
+    }
+    unmuxable_.clear();
     std::shared_ptr<AVCodecParameters> params(avcodec_parameters_alloc(), ParamsDeleter{});
     if (!params || avcodec_parameters_copy(params.get(), stream.codecpar) < 0) return;
     {

@@ -62,7 +62,8 @@ private:
     std::shared_ptr<AVCodecParameters> params_;  // null: no stream
     AVRational time_base_{1, 1000};
     int generation_ = 0;
-    bool refused_ = false;  // ingest thread only: the camera's codec cannot go over RTMP (logged)
+    bool refused_ = false;   // ingest thread only: the camera's codec cannot go over RTMP (logged)
+    std::string unmuxable_;  // ingest thread only: why the last connection's stream cannot be pushed
 
     std::atomic<bool> connected_{false};
     std::atomic<std::uint64_t> sent_{0}, dropped_{0}, connects_{0};

@@ -303,6 +303,8 @@ TEST(HlsWriter, AStreamWithoutAPictureSizeIsNotSegmentedAndTheReasonIsSaidOnce) 
         for (const auto& f : fs::directory_iterator(dir))
             init_written |= f.path().string().ends_with("-init.mp4");
         EXPECT_TRUE(init_written) << log_text.str();
+        EXPECT_EQ(log_text.str().find("cannot write"), std::string::npos)
+            << log_text.str();  // its header went out
     }
     fs::remove_all(dir);
 }
