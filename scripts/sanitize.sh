@@ -3,7 +3,7 @@
 # threading errors (use after free, overflows, leaks, undefined behaviour, data races) that the
 # ordinary build shows only by chance.
 #
-#   scripts/sanitize.sh [address|thread] [ctest arguments...]
+#   scripts/sanitize.sh [address|thread] [ctest arguments...]   (KG_SANITIZE_BUILD_DIR to build elsewhere)
 #
 # address (the default) is AddressSanitizer with UndefinedBehaviorSanitizer and LeakSanitizer, in
 # build-asan/; thread is ThreadSanitizer, in build-tsan/. Without ctest arguments it runs the unit
@@ -15,11 +15,16 @@
 # ordinary build.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-kind="${1:-address}"
-[[ $# -gt 0 ]] && shift
+kind=address
+if [[ $# -gt 0 && $1 != -* ]]; then
+  kind="$1"
+  shift
+fi
+# Its own variable, not KG_BUILD_DIR: an exported KG_BUILD_DIR would otherwise turn the ordinary
+# build (build.sh, test.sh) into a sanitized one, its KG_SANITIZE cached.
 case "$kind" in
-  address) flags="address,undefined"; build="${KG_BUILD_DIR:-$root/build-asan}" ;;
-  thread) flags="thread"; build="${KG_BUILD_DIR:-$root/build-tsan}" ;;
+  address) flags="address,undefined"; build="${KG_SANITIZE_BUILD_DIR:-$root/build-asan}" ;;
+  thread) flags="thread"; build="${KG_SANITIZE_BUILD_DIR:-$root/build-tsan}" ;;
   *) echo "sanitize.sh: unknown sanitizer '$kind' (address or thread)" >&2; exit 2 ;;
 esac
 [[ $# -eq 0 ]] && set -- -L unit
@@ -33,19 +38,20 @@ mkdir -p "$reports"
 touch "$reports/.started"  # the end-to-end tests' logs newer than this are this run's
 supp="$root/tests/sanitizer"
 # log_path: each process writes its own <prefix>.<pid>; the tests' pass or fail is CTest's, the
-# reports are this script's.
+# reports are this script's. AddressSanitizer, LeakSanitizer and UBSan share one runtime and one
+# log_path (the last of their options to set it wins), so all three get the same.
 export ASAN_OPTIONS="log_path=$reports/asan:detect_stack_use_after_return=1:strict_init_order=1:detect_leaks=1"
 export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
-export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=0"
+export UBSAN_OPTIONS="log_path=$reports/asan:print_stacktrace=1"
 export TSAN_OPTIONS="log_path=$reports/tsan:suppressions=$supp/tsan.supp:second_deadlock_stack=1:history_size=4"
 
 status=0
 (cd "$build" && ctest --output-on-failure --timeout 900 -j "${KG_TEST_JOBS:-2}" "$@") || status=$?
 
 shopt -s nullglob
-# UndefinedBehaviorSanitizer stops the process at its first report (-fno-sanitize-recover) and
-# writes it to stderr, not to log_path: a test process's ends its test; a daemon's is in the log
-# the end-to-end test kept, so those are searched too.
+# UndefinedBehaviorSanitizer stops the process at its first report (-fno-sanitize-recover); a
+# report printed on stderr instead of log_path (as a check with GCC 12 once did) would be in the
+# log an end-to-end test kept of its daemon, so those are searched too.
 find "$build/tests/e2e" -type f -name '*.log' -newer "$reports/.started" -print0 2>/dev/null \
   | { xargs -0 -r grep -lsI 'runtime error:' || true; } \
   | while read -r f; do cp "$f" "$reports/ubsan-from-$(basename "$(dirname "$f")")-$(basename "$f")"; done
