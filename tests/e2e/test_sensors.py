@@ -60,6 +60,7 @@ def test_sensors_from_mqtt_modbus_tcp_and_rtu(broker, collector, schemas, gatewa
         def state(sensor):
             return collector.last_json(f"{PREFIX}/sensors/{sensor}/state")
 
+        kg_e2e.wait_until(lambda: "reading 2 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
         # MQTT: warm for 4 s (alarm after 2 s), then cool again (ends after 1 s back below 7.5).
         for _ in range(6):
             fridge(4.0)
