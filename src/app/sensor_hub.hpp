@@ -72,10 +72,10 @@ private:
         std::string payload;
     };
     // The retained state of a sensor, made under mutex_ and published after both locks are let go:
-    // Paho calls a sensor message's handler (on_reading, which takes them) while it holds its own
-    // process-wide mutex, which publishing takes too, so publishing under them could deadlock the
-    // supervisor with Paho's receive thread (ThreadSanitizer, test_sensors). `running` false: the
-    // gateway stops reading the sensor (a stop or a reload), so not online.
+    // publishing takes Paho's process-wide mutex, and no lock of ours is held into Paho's (when
+    // readings were handled on Paho's thread, holding it, that order deadlocked the supervisor with
+    // it: ThreadSanitizer, test_sensors). `running` false: the gateway stops reading the sensor (a
+    // stop or a reload), so not online.
     StateMessage state_message(const Entry& e, TimePoint now, bool running = true) const;
     void publish_states(const std::vector<StateMessage>& messages);
 

@@ -47,7 +47,7 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
       log_(std::move(log)) {
     client_ = std::make_unique<mqtt::async_client>(publish::paho_uri(url_), client_id_);
     client_->set_message_callback([this](mqtt::const_message_ptr msg) {
-        on_message(msg->get_topic(), msg->to_string(), msg->is_retained());
+        receive({msg->get_topic(), msg->to_string(), msg->is_retained(), Clock::now()});
     });
     client_->set_connection_lost_handler([this](const std::string&) {
         log_->warn("sensor broker {} lost; reconnecting", url_);
@@ -58,6 +58,7 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
 MqttSensorInput::~MqttSensorInput() { stop(); }
 
 void MqttSensorInput::start() {
+    handling_.start([this] { handle_messages(); });
     thread_.start([this] { run(); });
 }
 
@@ -67,6 +68,47 @@ void MqttSensorInput::stop() {
         if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
     } catch (const mqtt::exception&) {
         // shutting down anyway
+    }
+    // After the disconnect, so what the broker delivered before it is still handled (a reading
+    // Paho acknowledged is not dropped at a reload).
+    handling_.stop();
+}
+
+void MqttSensorInput::receive(Message message) {
+    // A bound against a flood (a device publishing in a loop) while the handler waits on a disk:
+    // the oldest readings go first, as the newest say most about now.
+    constexpr std::size_t kMaxQueued = 10000;
+    std::uint64_t dropped = 0;
+    {
+        std::lock_guard lock(queue_mutex_);
+        if (queue_.size() >= kMaxQueued) {
+            queue_.pop_front();
+            dropped = ++dropped_;
+        }
+        queue_.push_back(std::move(message));
+    }
+    if (dropped == 1 || (dropped != 0 && dropped % 10000 == 0)) {
+        log_->warn("sensor broker {}: readings arrive faster than they are handled; {} dropped so far", url_,
+                   dropped);
+    }
+    handling_.wake();
+}
+
+void MqttSensorInput::handle_messages() {
+    std::deque<Message> batch;
+    for (;;) {
+        {
+            std::lock_guard lock(queue_mutex_);
+            batch.swap(queue_);
+        }
+        for (const auto& m : batch) on_message(m);
+        batch.clear();
+        if (handling_.stopping()) {
+            std::lock_guard lock(queue_mutex_);
+            if (queue_.empty()) return;  // else: what came during the last batch, then out
+        } else {
+            handling_.wait_for(std::chrono::seconds(1));
+        }
     }
 }
 
@@ -199,7 +241,8 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
     return std::min(*own, arrival);
 }
 
-void MqttSensorInput::on_message(const std::string& topic, const std::string& payload, bool retained) {
+void MqttSensorInput::on_message(const Message& message) {
+    const auto& [topic, payload, retained, arrival] = message;
     nlohmann::json doc = nlohmann::json::parse(payload, nullptr, false);
     for (const auto* s : sensors_) {
         if (!topic_matches(s->source.topic, topic)) continue;
@@ -211,7 +254,6 @@ void MqttSensorInput::on_message(const std::string& topic, const std::string& pa
                        topic, s->source.value_path, n, payload);
             continue;
         }
-        const auto arrival = Clock::now();
         const auto time = reading_time(*s, doc, retained, arrival);
         if (!time) continue;
         handler_(Reading{s->id, *value, *time, arrival, boolean_at(doc, s->source.value_path)});

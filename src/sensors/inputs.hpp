@@ -7,8 +7,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -41,7 +43,15 @@ public:
 private:
     void run();
     void subscribe_pending();
-    void on_message(const std::string& topic, const std::string& payload, bool retained);
+    // A message as Paho handed it over: copied out of its callback, handled on handling_.
+    struct Message {
+        std::string topic, payload;
+        bool retained;
+        TimePoint arrival;
+    };
+    void receive(Message message);
+    void handle_messages();
+    void on_message(const Message& message);
     // When a reading was taken: its own time when the payload has one that can be believed, else
     // its arrival. Null: the message tells nothing current (a retained message of unknown age).
     std::optional<TimePoint> reading_time(const config::Sensor& sensor, const nlohmann::json& doc,
@@ -59,10 +69,17 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<mqtt::async_client> client_;
     std::vector<Pending> pending_;  // subscriptions not (yet) granted; input thread only
-    // Sensors already logged about; callback thread only.
+    // Sensors already logged about; handling thread only.
     std::set<std::string> clock_warned_, retained_warned_, time_warned_;
     std::atomic<std::uint64_t> rejected_{0};
-    WorkerThread thread_;
+    // Paho calls the message callback holding a mutex every Paho client in the process takes to
+    // publish, so the handler (rules, and an event's outbox commit with its fsync) runs on a thread
+    // of its own: the uplink never waits for a sensor's disk write, nor can it deadlock with it.
+    std::mutex queue_mutex_;
+    std::deque<Message> queue_;
+    std::uint64_t dropped_ = 0;  // under queue_mutex_
+    WorkerThread thread_;        // connects and subscribes
+    WorkerThread handling_;      // turns messages into readings
 };
 
 // Polls every sensor of one Modbus device (one TCP endpoint or one serial line) in turn.

@@ -2,14 +2,9 @@
 // RLIMIT_FSIZE in a child process), then can again.
 #include "outbox/outbox.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <spawn.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +21,7 @@
 #include "outbox/open_record.hpp"
 #include "outbox/replay.hpp"
 #include "publish/payloads.hpp"
+#include "test_broker.hpp"
 
 namespace fs = std::filesystem;
 using kg::outbox::Message;
@@ -380,19 +376,6 @@ TEST(Outbox, APendingClipRecordThatCannotBeReadOrPointsOutsideTheEvidenceIsForgo
 
 namespace {
 
-// A port nobody listens on now.
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
-
 double process_cpu_seconds() {
     timespec t{};
     ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
@@ -461,22 +444,11 @@ int run_report_delivered_from_memory(const fs::path& dir) {
 }  // namespace
 
 TEST(Outbox, WhileTheDiskIsFullEachMessageGoesOnceAndAReportFromMemoryIsNotSentAgainAtTheNextStart) {
-    const char* mosquitto = "/usr/sbin/mosquitto";
-    if (!fs::exists(mosquitto)) GTEST_SKIP() << "needs Mosquitto (" << mosquitto << ")";
-    const std::string port = std::to_string(free_port());
-    char* argv[] = {const_cast<char*>(mosquitto), const_cast<char*>("-p"), const_cast<char*>(port.c_str()),
-                    nullptr};
-    posix_spawn_file_actions_t quiet;  // its log would fill the test's output
-    posix_spawn_file_actions_init(&quiet);
-    posix_spawn_file_actions_addopen(&quiet, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&quiet, 2, "/dev/null", O_WRONLY, 0);
-    pid_t broker = 0;
-    ASSERT_EQ(posix_spawn(&broker, mosquitto, &quiet, nullptr, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&quiet);
-    setenv("KG_TEST_BROKER_PORT", port.c_str(), 1);
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    setenv("KG_TEST_BROKER_PORT", std::to_string(broker.port()).c_str(), 1);
     expect_child_passes(run_report_delivered_from_memory);
-    ::kill(broker, SIGTERM);
-    ::waitpid(broker, nullptr, 0);
 }
 
 // --- Sequence numbers and replay (docs/mqtt.md) ---

@@ -1,10 +1,19 @@
-// Sensor decoding and rules on scripted time: a 10-minute rule and a 48-hour rule run in no time.
+// Sensor decoding and rules on scripted time (a 10-minute rule and a 48-hour rule run in no time),
+// and the MQTT input against a real Mosquitto.
 #include <gtest/gtest.h>
+#include <mqtt/async_client.h>
+#include <spdlog/sinks/base_sink.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "common/mqtt_topic.hpp"
 #include "sensors/decode.hpp"
+#include "sensors/inputs.hpp"
 #include "sensors/rollup.hpp"
 #include "sensors/sensor_rules.hpp"
+#include "test_broker.hpp"
 
 using namespace std::chrono_literals;
 using kg::TimePoint;
@@ -425,4 +434,103 @@ TEST(SensorRules, AReadingHoldsUntilTheNextOneForAThresholdsDuration) {
     b.observe({"fridge", -127.0, at(2.5), std::nullopt}, broken.out);
     for (double m = 2.5; m < 5; m += 0.5) b.tick(at(m), broken.out);
     EXPECT_EQ(broken.states(), std::vector<std::string>{"sensor_health/invalid:start"});
+}
+
+// --- The MQTT input, against a real Mosquitto ---
+
+namespace {
+
+// Log lines kept for a test to look for, safe to read while the input's threads write.
+class LinesSink : public spdlog::sinks::base_sink<std::mutex> {
+public:
+    bool contains(const std::string& text) {
+        std::lock_guard lock(mutex_);
+        for (const auto& l : lines_)
+            if (l.find(text) != std::string::npos) return true;
+        return false;
+    }
+
+protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+        lines_.emplace_back(msg.payload.begin(), msg.payload.end());
+    }
+    void flush_() override {}
+
+private:
+    std::vector<std::string> lines_;
+};
+
+template <typename Predicate>
+bool within(std::chrono::milliseconds limit, Predicate done) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+}  // namespace
+
+// Paho calls a message's handler holding a mutex that every Paho client in the process takes too.
+// The gateway's handler commits an event to the outbox (an fsync), and once took locks the
+// supervisor held while it published: the uplink waited for a sensor, and could deadlock with it.
+// Readings are handled on the input's own thread now: a handler that waits holds up no client,
+// and what arrived meanwhile is handled after it, in order, none lost, even at a stop.
+TEST(MqttSensorInput, AHandlerThatWaitsHoldsUpNoOtherClientAndLosesNoReading) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+
+    kg::config::Sensor fridge;
+    fridge.id = "fridge";
+    fridge.interval = 1s;
+    fridge.source.topic = "fridge";
+    std::mutex m;
+    std::condition_variable cv;
+    bool release = false;
+    std::vector<double> values;
+    auto handler = [&](const Reading& r) {
+        std::unique_lock lock(m);
+        values.push_back(r.value);
+        cv.notify_all();
+        cv.wait_for(lock, 20s, [&] { return release; });  // the first holds up the rest until released
+    };
+    auto sink = std::make_shared<LinesSink>();
+    auto log = std::make_shared<spdlog::logger>("sensors", sink);
+    kg::sensors::MqttSensorInput input({broker.url(), "", "", std::nullopt}, "kg-test-sensors", {&fridge},
+                                       handler, log);
+    input.start();
+    // Said once the subscription is granted: a message published after it is delivered.
+    ASSERT_TRUE(within(10s, [&] { return sink->contains("reading 1 MQTT sensors from " + broker.url()); }));
+
+    mqtt::async_client device(broker.url(), "kg-test-device");
+    ASSERT_TRUE(device.connect()->wait_for(10s));
+    auto send = [&](double value) {
+        return device.publish("fridge", "{\"temperature\": " + std::to_string(value) + "}", 1, false)
+            ->wait_for(5s);
+    };
+    ASSERT_TRUE(send(1.0));
+    {
+        std::unique_lock lock(m);
+        ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return !values.empty(); }))
+            << "the first reading never came";
+    }
+    // The handler waits. Another client still publishes and is acknowledged; a new one connects.
+    for (double v : {2.0, 3.0, 4.0}) EXPECT_TRUE(send(v)) << "a publish waited for the sensor's handler";
+    mqtt::async_client other(broker.url(), "kg-test-other");
+    EXPECT_TRUE(other.connect()->wait_for(5s)) << "a connect waited for the sensor's handler";
+    if (other.is_connected()) other.disconnect()->wait_for(5s);
+
+    // Stopped while the handler still waits: what was delivered before the stop is handled.
+    std::thread stopper([&] { input.stop(); });
+    std::this_thread::sleep_for(200ms);
+    {
+        std::lock_guard lock(m);
+        release = true;
+    }
+    cv.notify_all();
+    stopper.join();
+    EXPECT_EQ(values, (std::vector<double>{1.0, 2.0, 3.0, 4.0}));
+    device.disconnect()->wait_for(5s);
 }
