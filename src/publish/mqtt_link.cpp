@@ -88,7 +88,6 @@ bool MqttLink::connect_once() {
             log_->warn("connect to {} timed out", cfg_.url);
             return false;
         }
-        client_->publish(availability_topic_, std::string("online"), kQos1, true)->wait_for(kConnectTimeout);
         for (const auto& s : subscriptions_) {
             try {
                 auto sub = client_->subscribe(s.topic, kQos1);
@@ -106,6 +105,14 @@ bool MqttLink::connect_once() {
                 // Publishing goes on without it: alerts matter more than answering replay requests.
                 log_->error("cannot subscribe to {}: {}", s.topic, e.what());
             }
+        }
+        // After the subscriptions: the room reads `online` as "asks on replay are answered now".
+        try {
+            client_->publish(availability_topic_, std::string("online"), kQos1, true)
+                ->wait_for(kConnectTimeout);
+        } catch (const mqtt::exception& e) {
+            // A connection lost meanwhile is said (and made again) just below.
+            if (client_->is_connected()) log_->warn("cannot publish online on {}: {}", cfg_.url, e.what());
         }
     } catch (const mqtt::exception& e) {
         log_->warn("cannot connect to {}: {}", cfg_.url, e.what());

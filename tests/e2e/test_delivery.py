@@ -102,11 +102,12 @@ def test_messages_moved_aside_go_again_once_the_broker_takes_them(tmp_path, clip
         # The installer raises the limit and restarts the broker (Mosquitto 2.0.11 keeps the old
         # limit through a SIGHUP reload), then asks.
         connects = gw.output().count("[mqtt] connected")
+        collector.subscribed.clear()
         broker.stop()
         broker.conf.write_text(broker.conf.read_text().replace("max_packet_size 2500\n", ""))
         broker.start()
         kg_e2e.wait_until(lambda: gw.output().count("[mqtt] connected") > connects, 15, what="the gateway back")
-        time.sleep(1)  # the collector's own reconnect (0.2-1 s)
+        assert collector.subscribed.wait(15), "the collector did not subscribe again"  # its own reconnect
         status, body = api("POST", "/api/outbox/requeue")
         assert status == 200 and json.loads(body)["requeued"] == len(aside), body
         topics = lambda: [t for t, *_ in collector.messages if t.endswith("/snapshot")]

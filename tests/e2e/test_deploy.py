@@ -9,6 +9,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -49,11 +50,13 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
         got = []
         monitor = mqtt.Client(client_id="monitor-test")
         monitor.username_pw_set("monitor", out["monitor"])
+        subscribed = threading.Event()
         monitor.on_connect = lambda c, u, f, rc: c.subscribe("kitchen/#", qos=1)
+        monitor.on_subscribe = lambda c, u, mid, granted: subscribed.set()
         monitor.on_message = lambda c, u, m: got.append((m.topic, bytes(m.payload)))
         monitor.connect("127.0.0.1", plain)
         monitor.loop_start()
-        kg_e2e.wait_until(lambda: monitor.is_connected(), 5, what="monitor connected")
+        assert subscribed.wait(10), "the monitor's subscription was not granted"
 
         # The gateway of sch-0101, over TLS with the site's credentials.
         cam = kg_e2e.camera("cam", clips("short", [("normal", 4)]), input={"loop": True})
@@ -63,6 +66,7 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
                                "tls": {"ca_file": str(tmp_path / "tls/ca.crt")}})
         gw = kg_e2e.Gateway(tmp_path, config)
         try:
+            # `online` comes after the gateway's subscriptions (its replay requests among them).
             kg_e2e.wait_until(lambda: ("kitchen/sch-0101/availability", b"online") in got, 15, what="online over TLS")
             # The same credentials cannot speak for another site: the broker drops the message.
             intruder = mqtt.Client(client_id="intruder")

@@ -246,7 +246,7 @@ def test_rtmp_push_of_an_h265_camera_is_refused_once_with_the_reason(broker, mak
         cams = [kg_e2e.camera("hevc", server.url("/hevc"), public=True),
                 kg_e2e.camera("avc", server.url("/avc"), public=True)]
         gw = gateway(public_config(broker, tmp_path, cams, rtmp_push=nginx.url("live/{camera}")))
-        kg_e2e.wait_until(lambda: "[public:avc] RTMP push to" in gw.output() and "connected" in gw.output(), 15,
+        kg_e2e.wait_until(lambda: re.search(r"\[public:avc\] RTMP push to \S+: connected", gw.output()), 15,
                           what="the H.264 camera's push to connect")
         streams = ffprobe(nginx.url("live/avc"), "stream=codec_name,width")["streams"]
         assert streams[0] == {"codec_name": "h264", "width": 640}, streams

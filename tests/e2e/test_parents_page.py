@@ -40,8 +40,11 @@ def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways
     gw = gateways(config)
     port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
                                  what="the public side").group(1))
-    kg_e2e.wait_until(lambda: "connected to" in gw.output() and "[mqtt] connected" in gw.output(), 15,
-                      what="the cameras and the broker")
+    kg_e2e.wait_until(lambda: re.search(r"\[cam:\S+\] connected to", gw.output()) and "[mqtt] connected" in gw.output(),
+                      15, what="the cameras and the broker")
+    # The sensors have a client of their own: a reading published before its subscriptions are
+    # granted is dropped by the broker.
+    kg_e2e.wait_until(lambda: "reading 3 MQTT sensors" in gw.output(), 15, what="the sensors subscribed")
     mqtt_publish.single("sensors/fridge1", json.dumps({"temperature": 3.4}), qos=1, hostname="127.0.0.1",
                         port=broker.port)
     # One reading, then silence: offline 2 s later.

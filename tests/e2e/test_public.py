@@ -414,7 +414,7 @@ def test_rtmp_push_reaches_nginx(broker, clips, gateways, tmp_path):
         cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)]
         gw = gateways(public_config(broker, tmp_path, cams,
                                     rtmp_push=nginx.url("live/{site}-{camera}")))
-        kg_e2e.wait_until(lambda: "RTMP push to" in gw.output() and "connected" in gw.output(), 15,
+        kg_e2e.wait_until(lambda: re.search(r"RTMP push to \S+: connected", gw.output()), 15,
                           what="the RTMP push to connect")
         # A viewer of the media server (not of the gateway) gets the camera's own stream.
         streams = probe(nginx.url("live/test-site-kitchen"))

@@ -100,7 +100,8 @@ def test_events_left_open_by_a_kill_are_ended_at_the_next_start(tmp_path, broker
         assert second.terminate() == 0
         assert open_in_outbox(tmp_path) == []
         second_ids = [i for i in starts() if i not in opened]
-        assert all(ends(i) and ends(i)[0]["end_reason"] == "gateway stopped" for i in second_ids)
+        kg_e2e.wait_until(lambda: all(ends(i) for i in second_ids), 5, what="the stop's ends at the collector")
+        assert all(ends(i)[0]["end_reason"] == "gateway stopped" for i in second_ids)
 
         # A reload ends each open event once, as stopped: the new life finds nothing left open.
         third = gateways(cfg, "third")

@@ -104,11 +104,15 @@ def test_sensors_from_mqtt_modbus_tcp_and_rtu(broker, collector, schemas, gatewa
         assert gw.terminate() == 0
         log = gw.output()
         assert "has no number at 'temperature'" in log and "2 rejected so far" in log
-        fridge_state = state("sample-fridge")
-        assert fridge_state["value"] == 5.0 and fridge_state["location"] == "sample_fridge"
+        # What the stop sent was acknowledged by the broker; the collector may get it a moment later.
+        fridge_state = collector.wait_for(lambda: (s := state("sample-fridge")) and s["value"] == 5.0 and s, 5,
+                                          what="the fridge's last state")
+        assert fridge_state["location"] == "sample_fridge"
         # Roll-ups: every minute that had readings, min / mean / max.
-        rollups = collector.json_on(f"{PREFIX}/sensors/sample-fridge/rollup")
-        assert rollups, "no roll-up published"
+        rollups = collector.wait_for(
+            lambda: (r := collector.json_on(f"{PREFIX}/sensors/sample-fridge/rollup")) and
+            min(x["min"] for x in r) == 4.0 and max(x["max"] for x in r) == 9.5 and r, 5,
+            what="the roll-ups, the stop's partial minute with them")
         assert all(r["min"] <= r["mean"] <= r["max"] for r in rollups)
         assert min(r["min"] for r in rollups) == 4.0 and max(r["max"] for r in rollups) == 9.5
         schemas.validate_all(collector)
@@ -527,7 +531,13 @@ def test_a_reload_keeps_a_door_open_and_the_minute_in_progress(broker, collector
         fridge(minute + 10, 3.0)
         fridge(minute + 20, 4.0)
         publish.single("zigbee2mqtt/door", json.dumps({"contact": False}), hostname="127.0.0.1", port=local.port)
-        time.sleep(1)
+
+        def value(sensor):
+            s = collector.last_json(f"{PREFIX}/sensors/{sensor}/state")
+            return s and s["value"]
+
+        # The old run has both readings (its states, sent every second, say so) before the reload.
+        collector.wait_for(lambda: value("door") == 0 and value("fridge") == 4.0, 10, what="both readings taken")
         runs = gw.output().count("reading 2 MQTT sensors")
         gw.proc.send_signal(signal.SIGHUP)  # the same file: nothing changes but the run
         kg_e2e.wait_until(lambda: gw.output().count("reading 2 MQTT sensors") > runs, 15, what="the reloaded run")
