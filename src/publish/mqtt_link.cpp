@@ -108,11 +108,19 @@ bool MqttLink::connect_once() {
         }
         // After the subscriptions: the room reads `online` as "asks on replay are answered now".
         try {
-            client_->publish(availability_topic_, std::string("online"), kQos1, true)
-                ->wait_for(kConnectTimeout);
+            if (!client_->publish(availability_topic_, std::string("online"), kQos1, true)
+                     ->wait_for(kConnectTimeout)) {
+                log_->warn("the broker has not acknowledged {} online within {} s; going on",
+                           availability_topic_,
+                           std::chrono::duration_cast<std::chrono::seconds>(kConnectTimeout).count());
+            }
         } catch (const mqtt::exception& e) {
-            // A connection lost meanwhile is said (and made again) just below.
-            if (client_->is_connected()) log_->warn("cannot publish online on {}: {}", cfg_.url, e.what());
+            // A connection lost meanwhile is said (and made again) just below; otherwise the room
+            // would see this gateway `offline` (its last will) for the whole connection.
+            if (client_->is_connected()) {
+                log_->warn("cannot publish online on {}: {}; connecting again", cfg_.url, e.what());
+                return false;
+            }
         }
     } catch (const mqtt::exception& e) {
         log_->warn("cannot connect to {}: {}", cfg_.url, e.what());

@@ -47,7 +47,7 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
       log_(std::move(log)) {
     client_ = std::make_unique<mqtt::async_client>(publish::paho_uri(url_), client_id_);
     client_->set_message_callback([this](mqtt::const_message_ptr msg) {
-        receive({msg->get_topic(), msg->to_string(), msg->is_retained(), Clock::now()});
+        receive({msg->get_topic(), msg->to_string(), msg->is_retained()});
     });
     client_->set_connection_lost_handler([this](const std::string&) {
         log_->warn("sensor broker {} lost; reconnecting", url_);
@@ -101,7 +101,16 @@ void MqttSensorInput::handle_messages() {
             std::lock_guard lock(queue_mutex_);
             batch.swap(queue_);
         }
-        for (const auto& m : batch) on_message(m);
+        for (const auto& m : batch) {
+            try {
+                on_message(m);
+            } catch (const std::exception& e) {
+                // Not expected (parsing does not throw, the outbox keeps what it cannot store), but
+                // one message must not end the process: the thread is ours, not Paho's.
+                log_->error("sensor broker {}: a message on {} could not be handled: {}", url_, m.topic,
+                            e.what());
+            }
+        }
         batch.clear();
         if (handling_.stopping()) {
             std::lock_guard lock(queue_mutex_);
@@ -113,6 +122,7 @@ void MqttSensorInput::handle_messages() {
 }
 
 void MqttSensorInput::run() {
+    constexpr auto kConnectTimeout = std::chrono::seconds(10);
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
     bool announce = false;
     while (!thread_.stopping()) {
@@ -123,11 +133,19 @@ void MqttSensorInput::run() {
                                    .keep_alive_interval(std::chrono::seconds(30))
                                    // As the uplink's: Paho's default falls back to 3.1, and a connect
                                    // racing that fallback was seen never to complete.
-                                   .mqtt_version(MQTTVERSION_3_1_1);
+                                   .mqtt_version(MQTTVERSION_3_1_1)
+                                   .connect_timeout(kConnectTimeout);
                 if (!broker_.username.empty()) builder.user_name(broker_.username);
                 if (!broker_.password.empty()) builder.password(broker_.password);
                 if (broker_.tls) publish::apply_tls(builder, *broker_.tls);
-                if (!client_->connect(builder.finalize())->wait_for(std::chrono::seconds(10))) {
+                // A clean session: every subscription went with the previous connection. Listed
+                // before the attempt, not after its success: an attempt that outlives our wait may
+                // still connect, and is then found connected at the next turn.
+                pending_.clear();
+                for (const auto* s : sensors_) pending_.push_back({s, std::chrono::steady_clock::now()});
+                announce = true;
+                if (!client_->connect(builder.finalize())
+                         ->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
                     log_->warn("sensor broker {} did not answer the connect within 10 s; retrying", url_);
                     thread_.wait_for(backoff.next());
                     continue;
@@ -137,10 +155,6 @@ void MqttSensorInput::run() {
                 thread_.wait_for(backoff.next());
                 continue;
             }
-            // A clean session: every subscription went with the previous connection.
-            pending_.clear();
-            for (const auto* s : sensors_) pending_.push_back({s, std::chrono::steady_clock::now()});
-            announce = true;
             backoff.reset();
         }
         subscribe_pending();
@@ -242,7 +256,10 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
 }
 
 void MqttSensorInput::on_message(const Message& message) {
-    const auto& [topic, payload, retained, arrival] = message;
+    const auto& [topic, payload, retained] = message;
+    // Stamped here, not in Paho's callback: a supervisor tick between the two would otherwise judge
+    // the sensor stale at a `now` later than this reading's arrival, or close its minute first.
+    const auto arrival = Clock::now();
     nlohmann::json doc = nlohmann::json::parse(payload, nullptr, false);
     for (const auto* s : sensors_) {
         if (!topic_matches(s->source.topic, topic)) continue;

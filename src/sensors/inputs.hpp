@@ -47,7 +47,6 @@ private:
     struct Message {
         std::string topic, payload;
         bool retained;
-        TimePoint arrival;
     };
     void receive(Message message);
     void handle_messages();
@@ -67,19 +66,22 @@ private:
     std::vector<const config::Sensor*> sensors_;
     ReadingHandler handler_;
     std::shared_ptr<spdlog::logger> log_;
-    std::unique_ptr<mqtt::async_client> client_;
     std::vector<Pending> pending_;  // subscriptions not (yet) granted; input thread only
     // Sensors already logged about; handling thread only.
     std::set<std::string> clock_warned_, retained_warned_, time_warned_;
     std::atomic<std::uint64_t> rejected_{0};
-    // Paho calls the message callback holding a mutex every Paho client in the process takes to
-    // publish, so the handler (rules, and an event's outbox commit with its fsync) runs on a thread
-    // of its own: the uplink never waits for a sensor's disk write, nor can it deadlock with it.
+    // Paho C calls message callbacks on one receive thread shared by every client in the process
+    // (the uplink's acknowledgements arrive on it too), holding a mutex they take to publish. So the
+    // handler (rules, and an event's outbox commit with its fsync) runs on a thread of its own: the
+    // uplink never waits for a sensor's disk write, nor can it deadlock with it.
     std::mutex queue_mutex_;
     std::deque<Message> queue_;
     std::uint64_t dropped_ = 0;  // under queue_mutex_
     WorkerThread thread_;        // connects and subscribes
     WorkerThread handling_;      // turns messages into readings
+    // Last, so destroyed first: a callback Paho still runs while the client goes (a disconnect that
+    // failed at stop) finds the queue and the threads whole.
+    std::unique_ptr<mqtt::async_client> client_;
 };
 
 // Polls every sensor of one Modbus device (one TCP endpoint or one serial line) in turn.

@@ -5,6 +5,7 @@
 #include <spdlog/sinks/base_sink.h>
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -496,10 +497,23 @@ TEST(MqttSensorInput, AHandlerThatWaitsHoldsUpNoOtherClientAndLosesNoReading) {
         cv.notify_all();
         cv.wait_for(lock, 20s, [&] { return release; });  // the first holds up the rest until released
     };
+    auto let_go = [&] {
+        {
+            std::lock_guard lock(m);
+            release = true;
+        }
+        cv.notify_all();
+    };
     auto sink = std::make_shared<LinesSink>();
     auto log = std::make_shared<spdlog::logger>("sensors", sink);
     kg::sensors::MqttSensorInput input({broker.url(), "", "", std::nullopt}, "kg-test-sensors", {&fridge},
                                        handler, log);
+    // After the input, so gone before it: a failed assertion returns early, and the input's
+    // destructor must not wait on a handler held up.
+    struct Release {
+        std::function<void()> f;
+        ~Release() { f(); }
+    } released{let_go};
     input.start();
     // Said once the subscription is granted: a message published after it is delivered.
     ASSERT_TRUE(within(10s, [&] { return sink->contains("reading 1 MQTT sensors from " + broker.url()); }));
@@ -525,11 +539,7 @@ TEST(MqttSensorInput, AHandlerThatWaitsHoldsUpNoOtherClientAndLosesNoReading) {
     // Stopped while the handler still waits: what was delivered before the stop is handled.
     std::thread stopper([&] { input.stop(); });
     std::this_thread::sleep_for(200ms);
-    {
-        std::lock_guard lock(m);
-        release = true;
-    }
-    cv.notify_all();
+    let_go();
     stopper.join();
     EXPECT_EQ(values, (std::vector<double>{1.0, 2.0, 3.0, 4.0}));
     device.disconnect()->wait_for(5s);
