@@ -72,12 +72,18 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     const std::size_t wanted =
         cfg.public_side.listen.empty() ? 0 : cfg.public_side.max_connections + own_files;
     // libmodbus waits with select(), which cannot take a descriptor of FD_SETSIZE (1024) or more:
-    // with Modbus sensors the gateway stays under it.
+    // with Modbus sensors the gateway stays under it, also when its unit or shell set the limit
+    // higher.
     const bool modbus = std::any_of(cfg.sensors.begin(), cfg.sensors.end(), [](const auto& s) {
         return s.source.kind == kg::config::SensorSource::Kind::modbus;
     });
     const std::size_t allowed = modbus ? std::min<std::size_t>(wanted, FD_SETSIZE) : wanted;
-    const auto open_files = kg::raise_open_files_limit(allowed);
+    auto open_files = kg::raise_open_files_limit(allowed);
+    if (modbus && open_files > FD_SETSIZE) {
+        open_files = kg::lower_open_files_limit(FD_SETSIZE);
+        log->info("open files limited to {} (Modbus sensors: select() takes at most {})", open_files,
+                  FD_SETSIZE);
+    }
     if (wanted > 0 && open_files > 0 && open_files < wanted) {
         const bool by_modbus = allowed < wanted;
         log->warn(

@@ -18,4 +18,15 @@ std::uint64_t raise_open_files_limit(std::uint64_t wanted) {
     return static_cast<std::uint64_t>(limit.rlim_cur);
 }
 
+std::uint64_t lower_open_files_limit(std::uint64_t ceiling) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+    if (limit.rlim_cur > static_cast<rlim_t>(ceiling)) {
+        rlimit lowered = limit;
+        lowered.rlim_cur = static_cast<rlim_t>(ceiling);
+        if (::setrlimit(RLIMIT_NOFILE, &lowered) == 0) limit = lowered;
+    }
+    return static_cast<std::uint64_t>(limit.rlim_cur);
+}
+
 }  // namespace kg

@@ -13,4 +13,9 @@ namespace kg {
 // returns the soft limit in force afterwards, 0 if it cannot be read.
 std::uint64_t raise_open_files_limit(std::uint64_t wanted);
 
+// Lowers the soft RLIMIT_NOFILE to `ceiling` when it is above (a unit's LimitNOFILE, a shell's
+// ulimit -n): the kernel hands out the lowest free descriptor, so under a soft limit of 1024 no
+// descriptor reaches 1024. Returns the soft limit in force afterwards, 0 if it cannot be read.
+std::uint64_t lower_open_files_limit(std::uint64_t ceiling);
+
 }  // namespace kg

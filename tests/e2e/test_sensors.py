@@ -6,6 +6,8 @@ rules' long durations (10 minutes, 48 hours, disinfection windows) run on script
 tests/unit/sensors_test.cpp."""
 
 import json
+import pathlib
+import re
 import signal
 import subprocess
 import threading
@@ -167,6 +169,45 @@ def test_a_late_modbus_answer_does_not_take_the_sensor_offline(broker, collector
     finally:
         late.close()
         slow.close()
+
+
+def test_modbus_sensors_keep_every_descriptor_under_1024(broker, collector, gateways, tmp_path):
+    """libmodbus waits with select(), which writes past its set for a descriptor of 1024 or more.
+    With Modbus sensors the gateway keeps its soft open-files limit at 1024 even when its unit or
+    shell set it higher (the kernel hands out the lowest free descriptor), and reads on."""
+    device = kg_e2e.ScriptedModbusTcp(delay=0, slow=0)
+    device.registers[0] = 42
+    try:
+        sensors = [{"id": "freezer", "interval": "500ms",
+                    "source": {"modbus": {"device": device.url, "address": 0}}}]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors)
+        del config["cameras"]
+        gw = kg_e2e.Gateway(tmp_path, config, wrapper=["prlimit", "--nofile=4096:8192"])
+        try:
+            kg_e2e.wait_until(lambda: (s := collector.last_json(f"{PREFIX}/sensors/freezer/state")) and
+                              s["value"] == 42, 10, what="the freezer read")
+            limits = pathlib.Path(f"/proc/{gw.proc.pid}/limits").read_text()
+            soft, hard = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits).groups()
+            assert (int(soft), int(hard)) == (1024, 8192), limits
+            assert "open files limited to 1024 (Modbus sensors" in gw.output()
+            assert gw.terminate() == 0
+        finally:
+            gw.kill()
+    finally:
+        device.close()
+
+    # Without Modbus sensors the limit the gateway was given stays.
+    (tmp_path / "no-modbus").mkdir()
+    sensors = [{"id": "fridge", "source": {"mqtt": {"topic": "fridge/#"}}}]
+    config = kg_e2e.base_config(broker, [], tmp_path / "no-modbus", sensors=sensors)
+    del config["cameras"]
+    gw = kg_e2e.Gateway(tmp_path / "no-modbus", config, wrapper=["prlimit", "--nofile=4096:8192"])
+    try:
+        kg_e2e.wait_until(lambda: "reading 1 MQTT sensors" in gw.output(), 10, what="the gateway up")
+        limits = pathlib.Path(f"/proc/{gw.proc.pid}/limits").read_text()
+        assert re.search(r"Max open files\s+4096\s+8192", limits), limits
+    finally:
+        gw.kill()
 
 
 def test_mqtt_sensor_filters_and_resubscribing(broker, collector, gateways, tmp_path):
