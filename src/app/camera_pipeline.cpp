@@ -73,7 +73,8 @@ std::unique_ptr<evidence::TrainingFrames> training_frames_for(const config::Came
 
 }  // namespace
 
-CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool, const SiteContext& site)
+CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool, const SiteContext& site,
+                               const CheckFactory& make_checks)
     : camera_(camera),
       pool_(pool),
       site_(site),
@@ -85,7 +86,8 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
     if (std::any_of(camera_.checks.begin(), camera_.checks.end(), needs_motion)) {
         motion_ = std::make_unique<vision::MotionMap>();
     }
-    for (const auto& name : camera_.checks) checks_.push_back(make_check(name));
+    for (const auto& name : camera_.checks)
+        checks_.push_back(make_checks ? make_checks(name) : make_check(name));
     failures_.resize(checks_.size());
     failed_at_.resize(checks_.size());
     if (const auto count = passes_.networks().count(); count > 0) {
@@ -208,6 +210,7 @@ void CameraPipeline::check_failed(std::size_t i, const std::exception& e) {
         failed_at_[i] = now;
     }
     auto& f = failures_[i];
+    f.failed_now = true;
     ++f.unlogged;
     if (f.logged && now - *f.logged < kLogEvery) return;
     log_->error("{} check failed on {} frame(s) since the last report, their observations lost: {}",
@@ -228,8 +231,24 @@ void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
     conditions_.clear();
 }
 
+void CameraPipeline::end_for_failing_checks(const ingest::Frame& frame, std::vector<EndedEvent>& ended) {
+    for (auto& t : trackers_) {
+        const bool failing = std::any_of(t.producers.begin(), t.producers.end(),
+                                         [this](std::size_t p) { return failures_[p].failed_now; });
+        if (!failing || frame.steady - t.last_seen < t.clear) continue;
+        // As of its last observation, as an outage ends as of the last frame. The cooldown runs from
+        // now: a check that recovers with the condition still there opens no second alert within
+        // it. Not open, a condition pending confirmation is forgotten.
+        auto end = t.tracker.close(t.last_seen_wall, events::kEndCheckFailing, frame.steady);
+        if (!end) continue;
+        if (*end->end_time < end->start_time) end->end_time = end->time = end->start_time;
+        auto best = evidence_.take_best(end->id);
+        ended.emplace_back(std::move(*end), std::move(best));
+    }
+}
+
 void CameraPipeline::end_for_offline(TimePoint last_frame) {
-    std::vector<std::pair<events::Event, std::optional<evidence::EventEvidence::BestFrame>>> ended;
+    std::vector<EndedEvent> ended;
     {
         std::lock_guard trackers(trackers_mutex_);
         // The cooldown runs from now: back within it with the condition still there, the camera
@@ -276,41 +295,46 @@ events::TrackerRule CameraPipeline::rule_for(const std::string& check) const {
     return rule;
 }
 
-CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& o,
-                                                     const std::string& producer) {
+CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& o, std::size_t producer) {
     for (auto& t : trackers_) {
         if (t.check == o.check && t.label == o.label && t.zone == o.zone) return t;
     }
     // The rule is the producing check's (a user model's classes share its rule), the severity the
     // model's class mapping's when it sets one.
     const rules::Schedule* schedule = nullptr;
-    const auto& name = camera_.rules.at(producer).schedule;
+    const std::string& check = checks_[producer]->name();
+    const auto& name = camera_.rules.at(check).schedule;
     if (!name.empty()) schedule = &site_.schedules.at(name);
-    events::TrackerRule rule = rule_for(producer);
+    events::TrackerRule rule = rule_for(check);
     if (o.severity > 0) rule.severity = o.severity;
     trackers_.push_back({o.check, o.label, o.zone,
                          events::EventTracker(camera_.id, o.check, o.label, o.zone, rule, site_.ids),
-                         schedule});
+                         schedule, rule.clear, {}, {}, {}});
     return trackers_.back();
 }
 
 void CameraPipeline::run_once() {
     const ingest::Frame* frame = frames_.take();
-    if (frame == nullptr) return;
+    if (frame != nullptr) analyse(*frame);
+}
+
+void CameraPipeline::analyse(const ingest::Frame& frame) {
     const auto began = std::chrono::steady_clock::now();
-    if (motion_) motion_->update(frame->image);
+    if (motion_) motion_->update(frame.image);
     passes_.begin_frame();
     observations_.clear();
     produced_.clear();
     for (std::size_t i = 0; i < checks_.size(); ++i) {
         auto& check = *checks_[i];
         raw_.clear();
+        auto& failures = failures_[i];
+        failures.failed_now = false;
         try {
-            check.analyse(*frame, raw_);
+            check.analyse(frame, raw_);
         } catch (const std::exception& e) {
             // A model that answers otherwise than its manifest says, on this frame: the check's
             // open events stay as they are (it saw nothing either way) and every other check,
-            // camera and sensor goes on.
+            // camera and sensor goes on. A check that keeps failing ends them (below).
             raw_.clear();
             check_failed(i, e);
         }
@@ -323,25 +347,37 @@ void CameraPipeline::run_once() {
     std::unique_lock trackers(trackers_mutex_);
     // A frame from before an outage, analysed after the outage ended its events, would reopen one
     // dated before that end.
-    if (outage_ended_at_ && frame->steady <= *outage_ended_at_) observations_.clear();
+    if (outage_ended_at_ && frame.steady <= *outage_ended_at_) observations_.clear();
     for (std::size_t i = 0; i < observations_.size(); ++i) {
         while (i >= produced_[producer]) ++producer;
         const auto& o = observations_[i];
-        Tracked& t = tracker_for(o, checks_[producer]->name());
+        Tracked& t = tracker_for(o, producer);
+        if (std::find(t.producers.begin(), t.producers.end(), producer) == t.producers.end())
+            t.producers.push_back(producer);
+        t.last_seen = frame.steady;
+        t.last_seen_wall = frame.time;
         // Outside its schedule a rule sees nothing: open events end, none start.
-        const bool in_schedule = t.schedule == nullptr || site_.calendar.active(*t.schedule, frame->time);
-        auto event = t.tracker.observe(frame->time, frame->steady, in_schedule ? o.score : 0.0f, o.boxes);
-        if (t.tracker.improved()) evidence_.best_frame(t.tracker.current(frame->time), *frame);
+        const bool in_schedule = t.schedule == nullptr || site_.calendar.active(*t.schedule, frame.time);
+        auto event = t.tracker.observe(frame.time, frame.steady, in_schedule ? o.score : 0.0f, o.boxes);
+        if (t.tracker.improved()) evidence_.best_frame(t.tracker.current(frame.time), frame);
         if (!event) continue;
         changed |= event->state != events::EventState::update;
-        evidence_.submit(*event, *frame);
+        evidence_.submit(*event, frame);
     }
+    failing_ended_.clear();
+    end_for_failing_checks(frame, failing_ended_);
     trackers.unlock();
+    for (auto& [end, best] : failing_ended_) {
+        log_->warn("{}/{} ended: not seen for {} s, its check failing on every frame", end.check, end.label,
+                   std::chrono::duration_cast<std::chrono::seconds>(frame.time - *end.end_time).count());
+        evidence_.submit_end(end, std::move(best));
+        changed = true;
+    }
     stats_.frame_analysed(std::chrono::steady_clock::now() - began);
     if (training_) {
         // On the analysis thread, which owns the frame; an encode every few minutes is cheap
         // beside the checks, and a copy for another thread would cost more.
-        if (auto saved = training_->offer(frame->image, frame->time)) {
+        if (auto saved = training_->offer(frame.image, frame.time)) {
             if (saved->ok) {
                 log_->debug("training frame {}", saved->path);
             } else {

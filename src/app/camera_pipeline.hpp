@@ -5,6 +5,7 @@
 // state report) runs on the gateway's timer.
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,9 +45,13 @@ struct SiteContext {
     const Logging& logging;
 };
 
+// Makes the check a camera's configuration names (tests give their own; empty: the built-in ones).
+using CheckFactory = std::function<std::unique_ptr<vision::Check>(const std::string& name)>;
+
 class CameraPipeline final : public AnalysisJob {
 public:
-    CameraPipeline(const config::Camera& camera, AnalysisPool& pool, const SiteContext& site);
+    CameraPipeline(const config::Camera& camera, AnalysisPool& pool, const SiteContext& site,
+                   const CheckFactory& make_checks = {});
     ~CameraPipeline() override;
 
     void start();
@@ -60,6 +65,9 @@ public:
 
     // Analysis side: runs the checks on the newest frame.
     void run_once() override;
+    // Runs the checks on one frame and turns what they see into events (run_once() on the newest).
+    // Analysis side: one thread at a time, frames in order.
+    void analyse(const ingest::Frame& frame);
 
     // Supervisor side (one thread): offline detection, due clips, the numbers for the state report.
     publish::CameraState supervise(TimePoint now);
@@ -75,15 +83,26 @@ private:
     // Ends the camera's open events (not its offline event) as of its last frame.
     publish::CameraState report(TimePoint now, bool observe);  // supervise() and final_state()
     void end_for_offline(TimePoint last_frame);
+    // An end made under trackers_mutex_, with its best frame, for evidence_ once the lock is let go.
+    using EndedEvent = std::pair<events::Event, std::optional<evidence::EventEvidence::BestFrame>>;
     struct Tracked {
         std::string check, label, zone;
         events::EventTracker tracker;
         const rules::Schedule* schedule;  // null: always applies
+        Duration clear;                   // its rule's: how long it may go unseen while a check fails
+        // The checks (indices in checks_) whose observations it has had: two checks may report the
+        // same check name and label (a user's model beside a built-in check).
+        std::vector<std::size_t> producers;
+        SteadyPoint last_seen{};  // and on the wall clock: its last observation
+        TimePoint last_seen_wall{};
     };
-    Tracked& tracker_for(const vision::Observation& o, const std::string& producer);
+    Tracked& tracker_for(const vision::Observation& o, std::size_t producer);
     events::TrackerRule rule_for(const std::string& check) const;
     std::unique_ptr<vision::Check> make_check(const std::string& name);
     void check_failed(std::size_t check, const std::exception& e);
+    // Ends the open events that no check has seen for their rule's clear time because the checks
+    // that see them fail. Under trackers_mutex_; the ends go into `ended`, for evidence_ after it.
+    void end_for_failing_checks(const ingest::Frame& frame, std::vector<EndedEvent>& ended);
 
     const config::Camera camera_;
     AnalysisPool& pool_;
@@ -111,11 +130,14 @@ private:
     std::mutex trackers_mutex_;
     std::optional<SteadyPoint> outage_ended_at_;  // under trackers_mutex_: the last end_for_offline()
     std::vector<vision::Observation> raw_, observations_;
+    std::vector<EndedEvent> failing_ended_;  // end_for_failing_checks(), reused frame after frame
 
     // A check that throws loses its observations of that frame; the others and the camera go on.
+    // One that keeps failing ends its open events once their rule's clear time has passed.
     struct CheckFailures {
         std::uint64_t unlogged = 0;  // failures since the last log line
         std::optional<std::chrono::steady_clock::time_point> logged;
+        bool failed_now = false;  // on the frame being analysed
     };
     std::vector<CheckFailures> failures_;  // per checks_[i]
 

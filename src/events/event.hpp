@@ -20,6 +20,10 @@ inline constexpr const char* kEndStopped = "gateway stopped";
 // end_reason of the ends a camera's events get when it goes offline: without frames the condition
 // can be neither seen nor seen to clear (end_time is its last frame).
 inline constexpr const char* kEndCameraOffline = "camera offline";
+// end_reason of the ends a camera's events get when the check that sees them has failed on every
+// frame for the rule's `clear`: it can no longer tell whether the condition holds or cleared
+// (end_time is the check's last good frame).
+inline constexpr const char* kEndCheckFailing = "check failing";
 // end_reason of the ends a starting gateway sends for the events its previous run left open
 // (killed, crashed, power cut): it could not end them itself.
 inline constexpr const char* kEndRestarted = "gateway restarted";
@@ -55,7 +59,8 @@ struct Event {
     std::vector<vision::Box> boxes;
     EventEvidence evidence;
     // Why an end was sent: empty when the condition cleared; set when the gateway ended the event
-    // itself (kEndStopped, kEndRestarted), so the room does not take it for a resolved condition.
+    // itself (kEndStopped, kEndRestarted, kEndCameraOffline, kEndCheckFailing), so the room does not take it
+    // for a resolved condition.
     std::string end_reason;
 
     std::string message_id() const;

@@ -112,12 +112,16 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
 
 std::optional<Event> EventTracker::close(TimePoint t, const std::string& reason,
                                          std::optional<SteadyPoint> cooldown_from) {
-    if (!active_) return std::nullopt;
-    active_ = false;
-    if (cooldown_from) last_end_ = *cooldown_from;
+    // What was seen before is forgotten, open or not: a condition pending confirmation when the
+    // frames stopped must be confirmed again on frames seen after, not be started by the first.
     present_since_.reset();
     absent_since_.reset();
     pending_top_ = 0;
+    window_.clear();
+    window_next_ = 0;
+    if (!active_) return std::nullopt;
+    active_ = false;
+    if (cooldown_from) last_end_ = *cooldown_from;
     Event e = message(EventState::end, t);
     e.end_time = t;
     e.end_reason = reason;

@@ -40,7 +40,8 @@ public:
     }
 
     // Ends an open event now, whatever the condition (the gateway stops or reloads, the camera went
-    // offline): the end carries `reason`, and the tracker starts afresh. Nothing if no event is open.
+    // offline): the end carries `reason`, and the tracker starts afresh. Nothing if no event is open,
+    // but a condition pending confirmation is forgotten all the same.
     // With `cooldown_from`, the rule's cooldown runs from then, as after an end of its own: a tracker
     // that lives on (a camera back from an outage) opens no second event for a condition that held.
     std::optional<Event> close(TimePoint t, const std::string& reason,

@@ -39,8 +39,9 @@ struct EventMessage {
     std::int64_t seq = 0;  // start 0, update-<n> n, end highest
     std::string start_time;
     std::optional<std::string> end_time;
-    // Why an `end` ended (docs/mqtt.md): "cleared", or "gateway stopped" / "gateway restarted", which
-    // say nothing about the condition itself. Absent from older gateways.
+    // Why an `end` ended (docs/mqtt.md): "cleared", or one of the gateway's own ("gateway stopped",
+    // "gateway restarted", "camera offline", "check failing"), which say nothing about the condition
+    // itself. Absent from older gateways.
     std::optional<std::string> end_reason;
     std::string time;
     double score = 0, top_score = 0;

@@ -1,0 +1,239 @@
+// One camera's analysis side (src/app/camera_pipeline): frames through its checks into events,
+// driven frame by frame with scripted checks, without a camera, a pool thread or a broker.
+#include "app/camera_pipeline.hpp"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <opencv2/core.hpp>
+
+#include "config/config_loader.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using kg::events::Event;
+using kg::events::EventState;
+
+// confirm 2 s, clear 3 s, no smoothing; the mask's cooldown 5 s: each step below is one frame a
+// second.
+const char* kConfig = R"(site: {id: sch-0101, name: No. 1 canteen, timezone: Asia/Shanghai}
+mqtt: {url: mqtt://127.0.0.1:1883}
+cameras:
+  - id: kitchen
+    url: rtsp://127.0.0.1:8554/kitchen
+    checks: [mask, head_covering]
+    rules:
+      mask: {confirm: 2s, clear: 3s, cooldown: 5s, median_window: 1}
+      head_covering: {confirm: 2s, clear: 3s, cooldown: 0s, median_window: 1}
+)";
+
+// What a check sees on the next frame: a score for its label, or an exception. `check` and `label`
+// name what its observations are of (a user's model reports a built-in check's); empty: its own.
+struct Script {
+    float score = 0;
+    bool fail = false;
+    std::string check, label;
+};
+
+class ScriptedCheck final : public kg::vision::Check {
+public:
+    ScriptedCheck(std::string name, std::string label, const Script& script)
+        : name_(std::move(name)), label_(std::move(label)), script_(script) {}
+    const std::string& name() const override { return name_; }
+    void analyse(const kg::ingest::Frame&, std::vector<kg::vision::Observation>& out) override {
+        if (script_.fail) throw std::runtime_error("the model's output is not what its manifest says");
+        kg::vision::Observation o;
+        o.check = script_.check.empty() ? name_ : script_.check;
+        o.label = script_.label.empty() ? label_ : script_.label;
+        o.score = script_.score;
+        o.present = script_.score >= 0.5f;
+        out.push_back(std::move(o));
+    }
+
+private:
+    std::string name_, label_;
+    const Script& script_;
+};
+
+class Events final : public kg::events::EventSink {
+public:
+    void submit(const Event& e) override { all.push_back(e); }
+    void submit_snapshot(const Event&, std::string) override {}
+    void submit_clip(const kg::events::ClipReport&) override {}
+    std::vector<Event> of(const std::string& check) const {
+        std::vector<Event> out;
+        for (const auto& e : all) {
+            if (e.check == check && e.state != EventState::update) out.push_back(e);
+        }
+        return out;
+    }
+    std::vector<Event> all;
+};
+
+class CameraPipelineTest : public ::testing::Test {
+protected:
+    CameraPipelineTest()
+        : config_(kg::config::load_string(kConfig, "gateway.yaml")),
+          calendar_(config_.site.timezone, config_.site.holidays),
+          logging_("error", false),
+          site_{config_, calendar_, schedules_, nullptr, nullptr, events_, ids_, logging_},
+          pipeline_(config_.cameras.at(0), pool_, site_, [this](const std::string& name) {
+              return std::make_unique<ScriptedCheck>(name, name == "mask" ? "no_mask" : "bare_head",
+                                                     name == "mask" ? mask_ : head_);
+          }) {
+        frame_.image = cv::Mat::zeros(36, 64, CV_8UC3);
+    }
+
+    // One frame, `seconds` after the first.
+    void frame_at(int seconds) {
+        frame_.seq = static_cast<std::uint64_t>(seconds);
+        frame_.time = wall0_ + std::chrono::seconds(seconds);
+        frame_.steady = steady0_ + std::chrono::seconds(seconds);
+        pipeline_.analyse(frame_);
+    }
+
+    kg::TimePoint at(int seconds) const { return wall0_ + std::chrono::seconds(seconds); }
+
+    kg::config::Gateway config_;
+    kg::rules::Calendar calendar_;
+    std::map<std::string, kg::rules::Schedule> schedules_;
+    kg::Logging logging_;
+    Events events_;
+    kg::events::EventIdGenerator ids_;
+    kg::app::AnalysisPool pool_{1};  // never started: the test is the analysis thread
+    kg::app::SiteContext site_;
+    Script mask_, head_;
+    kg::app::CameraPipeline pipeline_;
+    kg::ingest::Frame frame_;
+    const kg::TimePoint wall0_ = kg::Clock::now();
+    const kg::SteadyPoint steady0_ = std::chrono::steady_clock::now() + 1h;
+};
+
+TEST_F(CameraPipelineTest, ACheckThatFailsOnEveryFrameEndsItsOpenEventAfterTheRulesClearTime) {
+    mask_.score = head_.score = 0.9f;
+    for (int s = 0; s <= 4; ++s) frame_at(s);
+    ASSERT_EQ(events_.of("mask").size(), 1u);
+    ASSERT_EQ(events_.of("head_covering").size(), 1u);
+
+    mask_.fail = true;  // from the frame at 5 s; 4 s was its last observation
+    frame_at(5);
+    frame_at(6);
+    EXPECT_EQ(events_.of("mask").size(), 1u) << "ended before the rule's clear time (3 s) unseen";
+    frame_at(7);
+    const auto mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 2u);
+    EXPECT_EQ(mask[1].state, EventState::end);
+    EXPECT_EQ(mask[1].id, mask[0].id);
+    EXPECT_EQ(mask[1].end_reason, kg::events::kEndCheckFailing);
+    ASSERT_TRUE(mask[1].end_time.has_value());
+    EXPECT_EQ(*mask[1].end_time, at(4)) << "the end is dated at its last observation";
+
+    // The other check saw the whole time: its event is untouched.
+    EXPECT_EQ(events_.of("head_covering").size(), 1u);
+
+    // Still failing: nothing more is sent, and no second end.
+    for (int s = 8; s <= 20; ++s) frame_at(s);
+    EXPECT_EQ(events_.of("mask").size(), 2u);
+
+    // Back, with the condition still there: a new event once confirmed again.
+    mask_.fail = false;
+    for (int s = 21; s <= 23; ++s) frame_at(s);
+    const auto again = events_.of("mask");
+    ASSERT_EQ(again.size(), 3u);
+    EXPECT_EQ(again[2].state, EventState::start);
+    EXPECT_EQ(again[2].start_time, at(21));
+    EXPECT_NE(again[2].id, mask[0].id);
+    EXPECT_EQ(events_.of("head_covering").size(), 1u);
+}
+
+TEST_F(CameraPipelineTest, ACheckBackWithinTheCooldownOpensNoSecondAlertBeforeItEnds) {
+    mask_.score = 0.9f;
+    for (int s = 0; s <= 4; ++s) frame_at(s);
+    mask_.fail = true;
+    for (int s = 5; s <= 7; ++s) frame_at(s);  // ended at 7, the cooldown (5 s) from then
+    ASSERT_EQ(events_.of("mask").size(), 2u);
+    mask_.fail = false;
+    for (int s = 8; s <= 11; ++s) frame_at(s);  // confirmed at 10, but within the cooldown
+    EXPECT_EQ(events_.of("mask").size(), 2u) << "a second alert within the cooldown of the failing end";
+    frame_at(12);
+    const auto mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 3u);
+    EXPECT_EQ(mask[2].state, EventState::start);
+}
+
+TEST_F(CameraPipelineTest, FailuresShorterThanTheClearTimeLeaveTheEventOpen) {
+    mask_.score = 0.9f;
+    for (int s = 0; s <= 4; ++s) frame_at(s);
+    ASSERT_EQ(events_.of("mask").size(), 1u);
+    // Two failed frames at a time between good frames that still see the condition: never 3 s
+    // unseen.
+    for (int round = 0; round < 5; ++round) {
+        const int t = 5 + round * 3;
+        mask_.fail = true;
+        frame_at(t);
+        frame_at(t + 1);  // 2 s after its last observation: under clear
+        mask_.fail = false;
+        frame_at(t + 2);
+    }
+    EXPECT_EQ(events_.of("mask").size(), 1u) << "failures under clear must not end the event";
+
+    // The condition clears as usual: the end is an ordinary one.
+    mask_.score = 0;
+    for (int s = 21; s <= 25; ++s) frame_at(s);
+    const auto mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 2u);
+    EXPECT_EQ(mask[1].state, EventState::end);
+    EXPECT_TRUE(mask[1].end_reason.empty() || mask[1].end_reason == "cleared") << mask[1].end_reason;
+}
+
+TEST_F(CameraPipelineTest, ACheckFailingFromTheStartOpensAndEndsNothing) {
+    mask_.fail = true;
+    head_.score = 0.9f;
+    for (int s = 0; s <= 10; ++s) frame_at(s);
+    EXPECT_TRUE(events_.of("mask").empty());
+    EXPECT_EQ(events_.of("head_covering").size(), 1u);
+    // Once it works, its condition is confirmed as any other.
+    mask_.fail = false;
+    mask_.score = 0.9f;
+    for (int s = 11; s <= 13; ++s) frame_at(s);
+    ASSERT_EQ(events_.of("mask").size(), 1u);
+    EXPECT_EQ(events_.of("mask")[0].state, EventState::start);
+}
+
+TEST_F(CameraPipelineTest, AConditionPendingConfirmationWhenTheCheckFailsIsConfirmedAgainAfter) {
+    mask_.score = 0.9f;
+    frame_at(0);  // seen, not yet confirmed (2 s)
+    mask_.fail = true;
+    for (int s = 1; s <= 30; ++s) frame_at(s);
+    mask_.fail = false;
+    frame_at(31);
+    frame_at(32);
+    EXPECT_TRUE(events_.of("mask").empty()) << "started by the first frame after a long failure";
+    frame_at(33);
+    const auto mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 1u);
+    EXPECT_EQ(mask[0].start_time, at(31)) << "dated before the failure";
+}
+
+TEST_F(CameraPipelineTest, AConditionTwoChecksReportEndsOnlyWhenNeitherSeesIt) {
+    // head_covering reports mask/no_mask too, as a user's model mapped to the mask check would.
+    head_.check = "mask";
+    head_.label = "no_mask";
+    mask_.score = head_.score = 0.9f;
+    for (int s = 0; s <= 4; ++s) frame_at(s);
+    ASSERT_EQ(events_.of("mask").size(), 1u);
+    mask_.fail = true;  // the other check still sees it
+    for (int s = 5; s <= 20; ++s) frame_at(s);
+    ASSERT_EQ(events_.of("mask").size(), 1u) << "ended while another check still saw it";
+    head_.fail = true;
+    for (int s = 21; s <= 23; ++s) frame_at(s);
+    const auto mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 2u);
+    EXPECT_EQ(mask[1].end_reason, kg::events::kEndCheckFailing);
+    EXPECT_EQ(*mask[1].end_time, at(20));
+    for (int s = 24; s <= 40; ++s) frame_at(s);
+    EXPECT_EQ(events_.of("mask").size(), 2u);
+}
+
+}  // namespace
