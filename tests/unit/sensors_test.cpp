@@ -5,6 +5,7 @@
 #include <spdlog/sinks/base_sink.h>
 
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -542,5 +543,86 @@ TEST(MqttSensorInput, AHandlerThatWaitsHoldsUpNoOtherClientAndLosesNoReading) {
     let_go();
     stopper.join();
     EXPECT_EQ(values, (std::vector<double>{1.0, 2.0, 3.0, 4.0}));
+    device.disconnect()->wait_for(5s);
+}
+
+TEST(MqttSensorInput, AFloodBehindAHandlerThatWaitsKeepsTheNewestTenThousand) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+
+    kg::config::Sensor fridge;
+    fridge.id = "fridge";
+    fridge.interval = 1s;
+    fridge.source.topic = "fridge";
+    std::mutex m;
+    std::condition_variable cv;
+    bool release = false;
+    std::vector<double> values;
+    auto handler = [&](const Reading& r) {
+        std::unique_lock lock(m);
+        values.push_back(r.value);
+        cv.notify_all();
+        cv.wait_for(lock, 60s, [&] { return release; });
+    };
+    auto let_go = [&] {
+        {
+            std::lock_guard lock(m);
+            release = true;
+        }
+        cv.notify_all();
+    };
+    auto sink = std::make_shared<LinesSink>();
+    auto log = std::make_shared<spdlog::logger>("sensors", sink);
+    kg::sensors::MqttSensorInput input({broker.url(), "", "", std::nullopt}, "kg-test-sensors", {&fridge},
+                                       handler, log);
+    struct Release {
+        std::function<void()> f;
+        ~Release() { f(); }
+    } released{let_go};
+    input.start();
+    ASSERT_TRUE(within(10s, [&] { return sink->contains("reading 1 MQTT sensors from " + broker.url()); }));
+
+    mqtt::async_client device(broker.url(), "kg-test-device");
+    ASSERT_TRUE(device.connect()->wait_for(10s));
+    auto send = [&](int value) {
+        return device.publish("fridge", "{\"temperature\": " + std::to_string(value) + "}", 1, false);
+    };
+    ASSERT_TRUE(send(1)->wait_for(5s));
+    {
+        std::unique_lock lock(m);
+        ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return !values.empty(); }))
+            << "the first reading never came";
+    }
+    // The handler waits on the first; 10005 more arrive: the bound is 10000 waiting, the oldest
+    // dropped first.
+    constexpr int kLast = 10006;
+    std::deque<mqtt::delivery_token_ptr> unacknowledged;  // Paho buffers only so many
+    for (int v = 2; v <= kLast; ++v) {
+        unacknowledged.push_back(send(v));
+        if (unacknowledged.size() > 50) {
+            ASSERT_TRUE(unacknowledged.front()->wait_for(10s));
+            unacknowledged.pop_front();
+        }
+    }
+    ASSERT_TRUE(unacknowledged.back()->wait_for(30s));
+    // Said at the first drop (and every 10000th), not at each.
+    ASSERT_TRUE(within(10s, [&] {
+        return sink->contains("readings arrive faster than they are handled; 1 dropped");
+    })) << "the first drop was not said";
+    let_go();
+    ASSERT_TRUE(within(30s,
+                       [&] {
+                           std::lock_guard lock(m);
+                           return values.size() == 10001;
+                       }))
+        << values.size() << " readings handled";
+    input.stop();
+    std::lock_guard lock(m);
+    EXPECT_EQ(values.size(), 10001u);
+    EXPECT_EQ(values[0], 1.0);
+    EXPECT_EQ(values[1], 7.0) << "the oldest are dropped first";
+    EXPECT_EQ(values.back(), static_cast<double>(kLast));
+    EXPECT_TRUE(std::is_sorted(values.begin(), values.end())) << "handled out of order";
     device.disconnect()->wait_for(5s);
 }
