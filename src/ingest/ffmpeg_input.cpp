@@ -4,6 +4,8 @@
 
 #include <opencv2/core.hpp>
 
+#include "ingest/parameter_sets.hpp"
+
 extern "C" {
 #include <libavdevice/avdevice.h>
 #include <libavutil/imgutils.h>
@@ -135,7 +137,14 @@ void FfmpegInput::open() {
         stream->avg_frame_rate.num > 0 ? av_rescale_q(1, av_inv_q(stream->avg_frame_rate), stream->time_base)
                                        : 1;
     timeline_.emplace(stream->time_base, frame_ticks);
-    if (observer_ != nullptr) observer_->on_stream_opened(*stream);
+    // Without a picture size the outputs could make nothing of this connection: they are told of
+    // it at its first key frame instead, which carries what the probe did not find.
+    announced_ = false;
+    key_frames_tried_ = 0;
+    if (observer_ != nullptr && has_picture_size(*stream->codecpar)) {
+        observer_->on_stream_opened(*stream);
+        announced_ = true;
+    }
 }
 
 bool FfmpegInput::next_frame() {
@@ -187,9 +196,20 @@ bool FfmpegInput::next_frame() {
                     timeline_steps_seconds_ += shifted->seconds;
                 }
             }
-            const AVStream& stream = *format_->streams[stream_index_];
-            if (observer_ != nullptr) observer_->on_packet(*packet_, stream);
+            AVStream& stream = *format_->streams[stream_index_];
             const bool key = (packet_->flags & AV_PKT_FLAG_KEY) != 0;
+            if (observer_ != nullptr && !announced_ && key) {
+                // A key frame may lack the parameter sets (a recovery point, an H.265 CRA, an SPS
+                // lost in transit): the next ones are tried. Past a few, the outputs are told all
+                // the same and say why they wait.
+                constexpr int kKeyFramesTried = 3;
+                if (complete_from_key_frame(*stream.codecpar, *packet_) ||
+                    ++key_frames_tried_ >= kKeyFramesTried) {
+                    observer_->on_stream_opened(stream);
+                    announced_ = true;
+                }
+            }
+            if (observer_ != nullptr && announced_) observer_->on_packet(*packet_, stream);
             if (!options_.keyframes_only || key) {
                 err = avcodec_send_packet(codec_.get(), packet_.get());
                 if (err < 0 && err != AVERROR(EAGAIN)) ++decode_errors_;

@@ -24,7 +24,10 @@ public:
 };
 
 // Sees every demuxed packet of the video stream before decoding (for remuxing outputs: clip
-// ring, HLS, FLV). Called on the ingest thread; must not block.
+// ring, HLS, FLV). Called on the ingest thread; must not block. A connection whose probe found no
+// picture size is opened at the first key frame that carries its size and parameter sets
+// (ingest/parameter_sets.hpp; at the latest the third, opened unsized); the packets before are
+// not shown.
 class PacketObserver {
 public:
     virtual ~PacketObserver() = default;
@@ -112,6 +115,8 @@ private:
     std::uint64_t timeline_jumps_ = 0, timeline_steps_ = 0;
     double last_jump_seconds_ = 0.0, timeline_steps_seconds_ = 0.0;
     PacketObserver* observer_ = nullptr;
+    bool announced_ = false;    // observer_ told of this connection (on_stream_opened)
+    int key_frames_tried_ = 0;  // without the size they lack, before it is told
 };
 
 }  // namespace kg::ingest

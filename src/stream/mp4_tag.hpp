@@ -16,8 +16,9 @@ extern "C" {
 namespace kg::stream {
 
 // The codec_tag to set on an MP4 output stream of `params`: 0 lets the muxer choose. `hvc1` needs the
-// parameter sets in the sample entry: a camera that sends them only in the stream (none in its SDP,
-// so no extradata) keeps `hev1`, which carries them in band and still plays outside Apple's players.
+// parameter sets in the sample entry (extradata). FFmpeg's probe, or ingest at the first key frame
+// (ingest/parameter_sets.hpp), takes them from the stream when the SDP has none; a stream still
+// without them keeps `hev1`, which carries them in band and plays outside Apple's players.
 inline std::uint32_t mp4_codec_tag(const AVCodecParameters& params) {
     return params.codec_id == AV_CODEC_ID_HEVC && params.extradata_size > 0 ? MKTAG('h', 'v', 'c', '1') : 0;
 }

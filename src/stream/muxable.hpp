@@ -33,9 +33,11 @@ inline bool starts_output(const AVPacket& packet) {
 // Why no output can be made of a stream with these parameters; empty when one can. A connection
 // whose description and probed packets gave no picture size (no parameter sets: a camera that
 // sends them only with its key frames, and none came within the probe) makes the MP4-based
-// muxers refuse their header. FFmpeg 5.1's HLS muxer also leaks about 260 KB every time its
-// header fails that way (found under AddressSanitizer, bench/soak.py), so the outputs do not try:
-// the next connection probes again.
+// muxers refuse their header. Ingest completes such a stream from its first key frame before the
+// outputs see it (ingest/parameter_sets.hpp); what reaches here without a size is a stream whose
+// key frame did not tell it either (a codec other than H.264 and H.265, a damaged frame). FFmpeg 5.1's HLS
+// muxer also leaks about 260 KB every time its header fails that way (found under AddressSanitizer,
+// bench/soak.py), so the outputs do not try: the next connection probes again.
 inline std::string unmuxable_reason(const AVCodecParameters& params) {
     if (params.width <= 0 || params.height <= 0) {
         return "the camera's stream gave no picture size (no parameter sets in its description or first "

@@ -6,13 +6,17 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
 
 #include "common/log_throttle.hpp"
 #include "ingest/ffmpeg_input.hpp"
+#include "ingest/packet_fanout.hpp"
+#include "ingest/parameter_sets.hpp"
 #include "stream/flv_hub.hpp"
 #include "stream/hls_writer.hpp"
 #include "stream/mp4_tag.hpp"
@@ -257,10 +261,11 @@ TEST(HlsWriter, AGopLargerThanItHoldsIsLetGoAndTheStreamWaitsForAKeyFrame) {
     fs::remove(clip);
 }
 
-// A connection whose probe found no picture size (a camera that sends its parameter sets only with
-// key frames, none within the probe) cannot be segmented: FFmpeg's HLS muxer refuses the header, and
-// FFmpeg 5.1's leaks about 260 KB each time it does (AddressSanitizer, bench/soak.py). The writer
-// does not try, says why once for the same camera, and segments the next connection that has one.
+// A stream that reaches the writer without a picture size (neither its probe nor its first key
+// frames gave one: ingest/parameter_sets.hpp) cannot be segmented: FFmpeg's HLS muxer refuses the
+// header, and FFmpeg 5.1's leaks about 260 KB each time it does (AddressSanitizer, bench/soak.py).
+// The writer does not try, says why once for the same camera, and segments the next connection
+// that has one.
 TEST(HlsWriter, AStreamWithoutAPictureSizeIsNotSegmentedAndTheReasonIsSaidOnce) {
     namespace fs = std::filesystem;
     const auto dir = fs::temp_directory_path() / ("kg-hls-nosize-" + std::to_string(::getpid()));
@@ -307,6 +312,125 @@ TEST(HlsWriter, AStreamWithoutAPictureSizeIsNotSegmentedAndTheReasonIsSaidOnce) 
             << log_text.str();  // its header went out
     }
     fs::remove_all(dir);
+}
+
+// What ingest takes from a key frame when the probe found nothing: the cropped size (180, not the
+// 192 of whole macroblocks), the pixel format, and the SPS and PPS as extradata, padded.
+TEST(ParameterSets, AKeyFrameGivesTheSizeThePixelFormatAndTheParameterSets) {
+    namespace fs = std::filesystem;
+    const auto clip = fs::temp_directory_path() / ("kg-sps-" + std::to_string(::getpid()) + ".h264");
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 1 -c:v libx264 "
+        "-preset ultrafast -pix_fmt yuv420p -f h264 " +
+        clip.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    AVFormatContext* raw = nullptr;
+    ASSERT_EQ(avformat_open_input(&raw, clip.c_str(), nullptr, nullptr), 0);
+    std::unique_ptr<AVFormatContext, void (*)(AVFormatContext*)> format(
+        raw, [](AVFormatContext* f) { avformat_close_input(&f); });
+    std::unique_ptr<AVPacket, void (*)(AVPacket*)> key(av_packet_alloc(),
+                                                       [](AVPacket* p) { av_packet_free(&p); });
+    ASSERT_EQ(av_read_frame(format.get(), key.get()), 0);  // no probe: the demuxer's first packet
+    ASSERT_NE(key->flags & AV_PKT_FLAG_KEY, 0);
+
+    std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> params(
+        avcodec_parameters_alloc(), [](AVCodecParameters* p) { avcodec_parameters_free(&p); });
+    params->codec_type = AVMEDIA_TYPE_VIDEO;
+    params->codec_id = AV_CODEC_ID_H264;
+    ASSERT_TRUE(kg::ingest::complete_from_key_frame(*params, *key));
+    EXPECT_EQ(params->width, 320);
+    EXPECT_EQ(params->height, 180);
+    EXPECT_EQ(params->format, AV_PIX_FMT_YUV420P);
+    ASSERT_GT(params->extradata_size, 8);
+    // Annex B: the NAL units' types, each after a 00 00 01 start code.
+    const std::uint8_t* x = params->extradata;
+    std::vector<int> types;
+    for (int i = 0; i + 3 < params->extradata_size; ++i) {
+        if (x[i] == 0 && x[i + 1] == 0 && x[i + 2] == 1) types.push_back(x[i + 3] & 0x1f);
+    }
+    EXPECT_EQ(types, (std::vector<int>{7, 8})) << "the SPS, then the PPS";
+    for (int i = 0; i < AV_INPUT_BUFFER_PADDING_SIZE; ++i) ASSERT_EQ(x[params->extradata_size + i], 0);
+
+    // A packet without parameter sets completes nothing.
+    std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> empty(
+        avcodec_parameters_alloc(), [](AVCodecParameters* p) { avcodec_parameters_free(&p); });
+    empty->codec_type = AVMEDIA_TYPE_VIDEO;
+    empty->codec_id = AV_CODEC_ID_H264;
+    std::unique_ptr<AVPacket, void (*)(AVPacket*)> next(av_packet_alloc(),
+                                                        [](AVPacket* p) { av_packet_free(&p); });
+    ASSERT_EQ(av_read_frame(format.get(), next.get()), 0);
+    EXPECT_FALSE(kg::ingest::complete_from_key_frame(*empty, *next));
+    EXPECT_EQ(empty->extradata_size, 0);
+    fs::remove(clip);
+}
+
+// A camera that sends its parameter sets only with its key frames, none in its description, with a
+// GOP longer than the 2 s probe: the connection opens with no picture size. Its public streams used
+// to wait for a connection that probed better (with such a camera, maybe never); they start at its
+// first key frame now, which carries the size and the parameter sets.
+TEST(HlsWriter, AConnectionWhoseProbeFoundNoPictureSizeIsServedFromItsFirstKeyFrame) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-late-size-" + std::to_string(::getpid()));
+    const auto whole = dir.string() + "-whole.ts";
+    const auto clip = dir.string() + ".ts";
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 12 -c:v libx264 "
+        "-preset ultrafast -g 100 -keyint_min 100 -sc_threshold 0 -pix_fmt yuv420p -f mpegts " +
+        whole;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    {
+        // Cut 5% into the first 4 s GOP, on a 188-byte packet's boundary: the probe's 2 s hold no
+        // parameter sets (ffprobe with the same limits says 0x0).
+        std::ifstream in(whole, std::ios::binary);
+        const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const std::size_t cut = bytes.size() / 188 / 20 * 188;
+        std::ofstream(clip, std::ios::binary)
+            .write(bytes.data() + cut, static_cast<std::streamsize>(bytes.size() - cut));
+    }
+    std::atomic<bool> stop{false};
+    {
+        std::ostringstream log_text;
+        auto log = std::make_shared<spdlog::logger>(
+            "hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+        kg::stream::HlsWriter writer(dir.string(), 1, log);
+        kg::stream::FlvHub hub("kitchen", log);
+        kg::ingest::PacketFanout outputs;
+        outputs.add(&writer);
+        outputs.add(&hub);
+        kg::ingest::FfmpegInput input({clip}, stop);
+        input.set_packet_observer(&outputs);
+        input.open();
+        EXPECT_NE(input.describe().find("0x0"), std::string::npos)
+            << "the probe found a size: " << input.describe();
+        bool live = false;
+        std::shared_ptr<kg::web::LiveStream> viewer;
+        std::vector<kg::web::Chunk> got;
+        while (input.next_frame()) {
+            if (!viewer) viewer = hub.subscribe(1 << 20);  // at the first picture: the first key frame
+            ASSERT_NE(viewer, nullptr) << "no FLV stream at the first picture";
+            viewer->take(got);
+            live |= writer.live();
+        }
+        const std::string text = log_text.str();
+        EXPECT_TRUE(live) << text;
+        EXPECT_EQ(text.find("gave no picture size"), std::string::npos) << text;
+        ASSERT_FALSE(viewer->overflowed());
+        ASSERT_GT(got.size(), 30u) << text;
+        EXPECT_EQ(static_cast<unsigned char>((*got[1])[11]), 0x17) << "the FLV viewer starts on a key frame";
+
+        // The playlist's video is 320x180, as a player reads it from the init segment's avcC.
+        const std::string probe =
+            "ffprobe -v error -select_streams v -show_entries stream=width,height -of csv=p=0 " +
+            (dir / "index.m3u8").string();
+        std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(probe.c_str(), "r"), ::pclose);
+        ASSERT_TRUE(pipe);
+        char line[64] = {};
+        ASSERT_NE(std::fgets(line, sizeof line, pipe.get()), nullptr);
+        EXPECT_EQ(std::string(line), "320,180\n");
+    }
+    fs::remove_all(dir);
+    fs::remove(clip);
+    fs::remove(whole);
 }
 
 // HLS file names never come back after a restart: segments are served with max-age=60, and a player
