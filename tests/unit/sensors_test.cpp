@@ -474,6 +474,58 @@ bool within(std::chrono::milliseconds limit, Predicate done) {
 
 }  // namespace
 
+// A reading handler that records each value, then waits until let go (at most `limit`): the first
+// reading holds up all after it, as a handler waiting on a disk would.
+class HeldHandler {
+public:
+    explicit HeldHandler(std::chrono::seconds limit) : limit_(limit) {}
+    kg::sensors::ReadingHandler handler() {
+        return [this](const Reading& r) {
+            std::unique_lock lock(mutex_);
+            values_.push_back(r.value);
+            cv_.notify_all();
+            cv_.wait_for(lock, limit_, [&] { return released_; });
+        };
+    }
+    void let_go() {
+        {
+            std::lock_guard lock(mutex_);
+            released_ = true;
+        }
+        cv_.notify_all();
+    }
+    bool wait_for_first(std::chrono::seconds limit) {
+        std::unique_lock lock(mutex_);
+        return cv_.wait_for(lock, limit, [&] { return !values_.empty(); });
+    }
+    std::vector<double> values() {
+        std::lock_guard lock(mutex_);
+        return values_;
+    }
+
+private:
+    const std::chrono::seconds limit_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool released_ = false;
+    std::vector<double> values_;
+};
+
+// Declared after the input, so destroyed before it: a failed assertion returns early, and the
+// input's destructor must not wait on a handler held up.
+struct LetGoAtExit {
+    HeldHandler& held;
+    ~LetGoAtExit() { held.let_go(); }
+};
+
+kg::config::Sensor fridge_on(const std::string& topic) {
+    kg::config::Sensor fridge;
+    fridge.id = "fridge";
+    fridge.interval = 1s;
+    fridge.source.topic = topic;
+    return fridge;
+}
+
 // Paho calls a message's handler holding a mutex that every Paho client in the process takes too.
 // The gateway's handler commits an event to the outbox (an fsync), and once took locks the
 // supervisor held while it published: the uplink waited for a sensor, and could deadlock with it.
@@ -484,37 +536,13 @@ TEST(MqttSensorInput, AHandlerThatWaitsHoldsUpNoOtherClientAndLosesNoReading) {
         GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
     kg::test::TestBroker broker;
 
-    kg::config::Sensor fridge;
-    fridge.id = "fridge";
-    fridge.interval = 1s;
-    fridge.source.topic = "fridge";
-    std::mutex m;
-    std::condition_variable cv;
-    bool release = false;
-    std::vector<double> values;
-    auto handler = [&](const Reading& r) {
-        std::unique_lock lock(m);
-        values.push_back(r.value);
-        cv.notify_all();
-        cv.wait_for(lock, 20s, [&] { return release; });  // the first holds up the rest until released
-    };
-    auto let_go = [&] {
-        {
-            std::lock_guard lock(m);
-            release = true;
-        }
-        cv.notify_all();
-    };
+    const auto fridge = fridge_on("fridge");
+    HeldHandler held(20s);
     auto sink = std::make_shared<LinesSink>();
     auto log = std::make_shared<spdlog::logger>("sensors", sink);
     kg::sensors::MqttSensorInput input({broker.url(), "", "", std::nullopt}, "kg-test-sensors", {&fridge},
-                                       handler, log);
-    // After the input, so gone before it: a failed assertion returns early, and the input's
-    // destructor must not wait on a handler held up.
-    struct Release {
-        std::function<void()> f;
-        ~Release() { f(); }
-    } released{let_go};
+                                       held.handler(), log);
+    LetGoAtExit released{held};
     input.start();
     // Said once the subscription is granted: a message published after it is delivered.
     ASSERT_TRUE(within(10s, [&] { return sink->contains("reading 1 MQTT sensors from " + broker.url()); }));
@@ -526,11 +554,7 @@ TEST(MqttSensorInput, AHandlerThatWaitsHoldsUpNoOtherClientAndLosesNoReading) {
             ->wait_for(5s);
     };
     ASSERT_TRUE(send(1.0));
-    {
-        std::unique_lock lock(m);
-        ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return !values.empty(); }))
-            << "the first reading never came";
-    }
+    ASSERT_TRUE(held.wait_for_first(10s)) << "the first reading never came";
     // The handler waits. Another client still publishes and is acknowledged; a new one connects.
     for (double v : {2.0, 3.0, 4.0}) EXPECT_TRUE(send(v)) << "a publish waited for the sensor's handler";
     mqtt::async_client other(broker.url(), "kg-test-other");
@@ -540,9 +564,9 @@ TEST(MqttSensorInput, AHandlerThatWaitsHoldsUpNoOtherClientAndLosesNoReading) {
     // Stopped while the handler still waits: what was delivered before the stop is handled.
     std::thread stopper([&] { input.stop(); });
     std::this_thread::sleep_for(200ms);
-    let_go();
+    held.let_go();
     stopper.join();
-    EXPECT_EQ(values, (std::vector<double>{1.0, 2.0, 3.0, 4.0}));
+    EXPECT_EQ(held.values(), (std::vector<double>{1.0, 2.0, 3.0, 4.0}));
     device.disconnect()->wait_for(5s);
 }
 
@@ -551,35 +575,13 @@ TEST(MqttSensorInput, AFloodBehindAHandlerThatWaitsKeepsTheNewestTenThousand) {
         GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
     kg::test::TestBroker broker;
 
-    kg::config::Sensor fridge;
-    fridge.id = "fridge";
-    fridge.interval = 1s;
-    fridge.source.topic = "fridge";
-    std::mutex m;
-    std::condition_variable cv;
-    bool release = false;
-    std::vector<double> values;
-    auto handler = [&](const Reading& r) {
-        std::unique_lock lock(m);
-        values.push_back(r.value);
-        cv.notify_all();
-        cv.wait_for(lock, 60s, [&] { return release; });
-    };
-    auto let_go = [&] {
-        {
-            std::lock_guard lock(m);
-            release = true;
-        }
-        cv.notify_all();
-    };
+    const auto fridge = fridge_on("fridge");
+    HeldHandler held(60s);
     auto sink = std::make_shared<LinesSink>();
     auto log = std::make_shared<spdlog::logger>("sensors", sink);
     kg::sensors::MqttSensorInput input({broker.url(), "", "", std::nullopt}, "kg-test-sensors", {&fridge},
-                                       handler, log);
-    struct Release {
-        std::function<void()> f;
-        ~Release() { f(); }
-    } released{let_go};
+                                       held.handler(), log);
+    LetGoAtExit released{held};
     input.start();
     ASSERT_TRUE(within(10s, [&] { return sink->contains("reading 1 MQTT sensors from " + broker.url()); }));
 
@@ -589,11 +591,7 @@ TEST(MqttSensorInput, AFloodBehindAHandlerThatWaitsKeepsTheNewestTenThousand) {
         return device.publish("fridge", "{\"temperature\": " + std::to_string(value) + "}", 1, false);
     };
     ASSERT_TRUE(send(1)->wait_for(5s));
-    {
-        std::unique_lock lock(m);
-        ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return !values.empty(); }))
-            << "the first reading never came";
-    }
+    ASSERT_TRUE(held.wait_for_first(10s)) << "the first reading never came";
     // The handler waits on the first; 10005 more arrive: the bound is 10000 waiting, the oldest
     // dropped first.
     constexpr int kLast = 10006;
@@ -610,15 +608,11 @@ TEST(MqttSensorInput, AFloodBehindAHandlerThatWaitsKeepsTheNewestTenThousand) {
     ASSERT_TRUE(within(10s, [&] {
         return sink->contains("readings arrive faster than they are handled; 1 dropped");
     })) << "the first drop was not said";
-    let_go();
-    ASSERT_TRUE(within(30s,
-                       [&] {
-                           std::lock_guard lock(m);
-                           return values.size() == 10001;
-                       }))
-        << values.size() << " readings handled";
+    held.let_go();
+    ASSERT_TRUE(within(30s, [&] { return held.values().size() == 10001; }))
+        << held.values().size() << " readings handled";
     input.stop();
-    std::lock_guard lock(m);
+    const auto values = held.values();
     EXPECT_EQ(values.size(), 10001u);
     EXPECT_EQ(values[0], 1.0);
     EXPECT_EQ(values[1], 7.0) << "the oldest are dropped first";
