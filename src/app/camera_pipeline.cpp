@@ -235,7 +235,8 @@ void CameraPipeline::end_for_failing_checks(const ingest::Frame& frame, std::vec
     for (auto& t : trackers_) {
         const bool failing = std::any_of(t.producers.begin(), t.producers.end(),
                                          [this](std::size_t p) { return failures_[p].failed_now; });
-        if (!failing || frame.steady - t.last_seen < t.clear) continue;
+        // Unseen for its rule's clear time, as a condition seen gone must be to end.
+        if (!failing || frame.steady - t.last_seen < t.tracker.rule().clear) continue;
         // As of its last observation, as an outage ends as of the last frame. The cooldown runs from
         // now: a check that recovers with the condition still there opens no second alert within
         // it. Not open, a condition pending confirmation is forgotten.
@@ -307,9 +308,14 @@ CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& 
     if (!name.empty()) schedule = &site_.schedules.at(name);
     events::TrackerRule rule = rule_for(check);
     if (o.severity > 0) rule.severity = o.severity;
-    trackers_.push_back({o.check, o.label, o.zone,
+    trackers_.push_back({o.check,
+                         o.label,
+                         o.zone,
                          events::EventTracker(camera_.id, o.check, o.label, o.zone, rule, site_.ids),
-                         schedule, rule.clear, {}, {}, {}});
+                         schedule,
+                         {},
+                         {},
+                         {}});
     return trackers_.back();
 }
 

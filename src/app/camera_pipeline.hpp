@@ -89,7 +89,6 @@ private:
         std::string check, label, zone;
         events::EventTracker tracker;
         const rules::Schedule* schedule;  // null: always applies
-        Duration clear;                   // its rule's: how long it may go unseen while a check fails
         // The checks (indices in checks_) whose observations it has had: two checks may report the
         // same check name and label (a user's model beside a built-in check).
         std::vector<std::size_t> producers;

@@ -59,8 +59,8 @@ struct Event {
     std::vector<vision::Box> boxes;
     EventEvidence evidence;
     // Why an end was sent: empty when the condition cleared; set when the gateway ended the event
-    // itself (kEndStopped, kEndRestarted, kEndCameraOffline, kEndCheckFailing), so the room does not take it
-    // for a resolved condition.
+    // itself (kEndStopped, kEndRestarted, kEndCameraOffline, kEndCheckFailing), so the room does not
+    // take it for a resolved condition.
     std::string end_reason;
 
     std::string message_id() const;

@@ -53,6 +53,7 @@ public:
     // The open event as it stands, for evidence of the best frame.
     Event current(TimePoint t) const { return message(EventState::update, t); }
     const std::string& label() const { return label_; }
+    const TrackerRule& rule() const { return rule_; }
 
 private:
     float smoothed(float score);

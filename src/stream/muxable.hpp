@@ -15,6 +15,8 @@ extern "C" {
 #include <cstdint>
 #include <string>
 
+#include "ingest/parameter_sets.hpp"
+
 namespace kg::stream {
 
 // True when `packet` can be written after a packet with decoding time `last_dts` (updated).
@@ -39,7 +41,7 @@ inline bool starts_output(const AVPacket& packet) {
 // muxer also leaks about 260 KB every time its header fails that way (found under AddressSanitizer,
 // bench/soak.py), so the outputs do not try: the next connection probes again.
 inline std::string unmuxable_reason(const AVCodecParameters& params) {
-    if (params.width <= 0 || params.height <= 0) {
+    if (!ingest::has_picture_size(params)) {
         return "the camera's stream gave no picture size (no parameter sets in its description or first "
                "packets)";
     }
