@@ -115,9 +115,8 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
         throw BuildFailed(e.what());
     }
     kg::app::Gateway& gateway = *built;
-    gateway.adopt(std::exchange(carry, {}));
     try {
-        gateway.start();
+        gateway.start(std::exchange(carry, {}));
     } catch (const std::exception& e) {
         // What started is stopped, in order, as the gateway is destroyed. After a reload the configuration
         // that ran before starts again, as when the build fails; what the sensors carried over is

@@ -169,7 +169,7 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
 
 Gateway::~Gateway() { stop(); }
 
-void Gateway::start() {
+void Gateway::start(SensorCarryOver carried) {
     started_at_ = Clock::now();
     log_->info("site {} ({}): {} cameras, {} sensors, {} analysis threads; evidence in {} ({} files, {} MiB)",
                cfg_.site.id, cfg_.site.name, cameras_.size(), cfg_.sensors.size(), pool_.size(),
@@ -203,6 +203,7 @@ void Gateway::start() {
     for (auto& clip : outbox_.clips_left_pending(events::kClipRestarted)) {
         event_log_.submit_clip(evidence::settle_left_clip(*evidence_, std::move(clip), *log_));
     }
+    adopt(std::move(carried));
     // Set before the first thread starts: if a later start throws, stop() (from the destructor)
     // stops what did start, in order, instead of members being destroyed under running threads.
     running_ = true;
@@ -262,7 +263,7 @@ void Gateway::publish_states(TimePoint now, bool due) {
     }
 }
 
-void Gateway::adopt(SensorCarryOver carried) {
+void Gateway::adopt(SensorCarryOver&& carried) {
     if (sensors_) {
         sensors_->adopt(std::move(carried));
         return;

@@ -608,6 +608,52 @@ def test_a_reload_keeps_a_door_open_and_the_minute_in_progress(broker, collector
         local.kill()
 
 
+def test_a_gas_leak_across_a_reload_stays_open_in_the_room(broker, collector, gateways, tmp_path):
+    """A gas alarm raises at its first reading (no `for`), so the reloaded run reopened it from the
+    reading it carried over as it was built, before its start ended what the previous run had left
+    open in the room. That end ("gateway restarted") took the fresh alarm with it: the room saw the
+    leak end while it went on, and the real end, when the gas cleared, carried the message id the
+    room had already had and was dropped. Now the carried readings are applied after that."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    try:
+        sensors = [
+            {"id": "gas", "kind": "gas", "unit": "", "interval": "1h",
+             "source": {"mqtt": {"topic": "zigbee2mqtt/gas", "value": "gas"}},
+             "thresholds": [{"label": "leak", "above": 0, "clear_for": "0s"}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "reading 1 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+
+        def gas(on):
+            publish.single("zigbee2mqtt/gas", json.dumps({"gas": on}), hostname="127.0.0.1", port=local.port)
+
+        def leak_events():
+            return [(e["state"], e.get("end_reason")) for e in collector.events() if e.get("sensor") == "gas"]
+
+        gas(True)
+        collector.wait_for(lambda: leak_events() == [("start", None)], 10, what="the leak alarm")
+        runs = gw.output().count("reading 1 MQTT sensors")
+        gw.proc.send_signal(signal.SIGHUP)
+        kg_e2e.wait_until(lambda: gw.output().count("reading 1 MQTT sensors") > runs, 15, what="the reloaded run")
+        # The stop ends the first run's alarm; the reloaded run raises it again from the carried reading.
+        collector.wait_for(lambda: len(leak_events()) >= 3, 10, what="the leak raised again after the reload")
+        time.sleep(2)  # anything the reloaded run's start sends has arrived by now
+        assert leak_events() == [("start", None), ("end", "gateway stopped"), ("start", None)], leak_events()
+        assert "did not stop cleanly" not in gw.output()
+
+        gas(False)
+        collector.wait_for(lambda: len(leak_events()) >= 4, 10, what="the leak's end when the gas clears")
+        assert leak_events()[3] == ("end", "cleared"), leak_events()
+        ids = [e["id"] for e in collector.events() if e.get("sensor") == "gas"]
+        assert ids[2] == ids[3] and ids[1] != ids[2], ids
+        assert gw.terminate() == 0
+    finally:
+        local.kill()
+
+
 def test_mqtt_sensors_read_with_an_account(gateways, tmp_path):
     """MQTT sensors on a broker that wants an account. Without `sensors_mqtt` they are read from
     `mqtt`'s broker with `mqtt`'s account (they used to connect anonymously and were refused,
