@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/backoff.hpp"
+#include "common/json_depth.hpp"
 #include "common/sqlite_db.hpp"
 #include "monitor/iso_time.hpp"
 
@@ -29,6 +30,7 @@ constexpr std::int64_t kEndSequence = std::int64_t{1} << 62;
 // the room's disk a message at a time. Refused before it touches the store.
 constexpr std::size_t kMaxJson = 256 * 1024;
 constexpr std::size_t kMaxSnapshot = 8 * 1024 * 1024;
+constexpr std::size_t kMaxJsonDepth = 32;
 
 std::vector<std::string> split(const std::string& topic) {
     std::vector<std::string> parts;
@@ -327,6 +329,10 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         return;
     }
 
+    // A gateway's messages nest a few levels. Far deeper is a broken or hostile site, and storing it
+    // would crash the room each time the broker hands it back retained (common/json_depth.hpp).
+    if (json_nested_deeper_than(payload, kMaxJsonDepth))
+        return refuse(topic, payload, fmt::format("nested deeper than {} levels", kMaxJsonDepth));
     const json j = json::parse(payload, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return refuse(topic, payload, "not a JSON object");
 

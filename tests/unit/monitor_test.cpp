@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/json_depth.hpp"
 #include "common/logging.hpp"
 #include "monitor/alert_state.hpp"
 #include "monitor/api.hpp"
@@ -353,6 +354,31 @@ TEST(MonitorIngest, AHugePayloadIsRefusedBeforeTheStore) {
     EXPECT_EQ(store.count_alerts(), 1);
     EXPECT_EQ(store.snapshot(id).value_or("").size(), 3u * 1024 * 1024);
     EXPECT_EQ(ingest.counters().refused.load(), 2);
+}
+
+TEST(MonitorIngest, JsonNestedTooDeeplyIsRefusedBeforeItCanCrashTheRoom) {
+    // 100 000 brackets fit in the size limit. nlohmann parses them, but writing them out again
+    // recursed once per level and overflowed the stack: a retained camera state, handed back at
+    // every connect, crashed the monitor each time it restarted.
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    ingest.handle("kitchen/sch-0101/cameras/c1/state",
+                  R"({"site":"sch-0101","camera":"c1","online":true,"x":)" + deep + "}", true, kT0);
+    auto seq = event("19ab3c0f2e1-ffffffffffffff03", "start");
+    seq["stream"] = "0123456789abcdef";
+    ingest.handle("kitchen/sch-0101/events", seq.dump().insert(1, R"("seq":)" + deep + ","), false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 2u);
+    EXPECT_NO_THROW(store.sites());
+    // Brackets inside texts are not nesting: a label of them is an ordinary event.
+    auto brackets = event("19ab3c0f2e1-ffffffffffffff04", "start");
+    brackets["note"] = std::string(1000, '[') + "\\\"{";
+    ingest.handle("kitchen/sch-0101/events", brackets.dump(), false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 2u);
+    EXPECT_EQ(store.count_alerts(), 1);
+    EXPECT_TRUE(kg::json_nested_deeper_than(R"({"a":[[1]]})", 2));
+    EXPECT_FALSE(kg::json_nested_deeper_than(R"({"a":[[1]]})", 3));
+    EXPECT_FALSE(kg::json_nested_deeper_than(R"({"a":"[[[\"[["})", 1));
 }
 
 TEST(MonitorIngest, MessageSequence) {
