@@ -105,7 +105,8 @@ void HlsWriter::open_muxer() {
     // hvc1 for H.265 (the fMP4 muxer's hev1 does not play on iPhones and Safari), else its choice.
     s->codecpar->codec_tag = mp4_codec_tag(*s->codecpar);
     s->time_base = time_base_;
-    av_opt_set_int(out_->priv_data, "hls_time", segment_seconds_, 0);
+    // A duration option, in microseconds: the integer 2 would be 2 us, a segment at every key frame.
+    av_opt_set_int(out_->priv_data, "hls_time", std::int64_t{segment_seconds_} * 1000000, 0);
     av_opt_set_int(out_->priv_data, "hls_list_size", 6, 0);
     // temp_file: segments and the playlist are written under .tmp names and renamed when complete,
     // so the web side never reads one half written (FFmpeg truncates and rewrites them in place).

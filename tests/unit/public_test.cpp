@@ -472,6 +472,42 @@ TEST(HlsWriter, FileNamesDifferFromOneRunToTheNext) {
     fs::remove(clip);
 }
 
+// `public.segment` is the length of a segment, cut at the first key frame after it. FFmpeg 5.1's
+// hls_time is a duration in microseconds: set as the integer 2 it was 2 us, and every key frame
+// cut a segment (1 s segments from a camera with a 1 s GOP, whatever the configuration said).
+TEST(HlsWriter, SegmentsAreAsLongAsConfiguredNotOneGopEach) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-length-" + std::to_string(::getpid()));
+    const auto clip = dir.string() + ".mp4";
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 9 -c:v libx264 "
+        "-preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p " +
+        clip;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    std::string playlist;
+    {
+        kg::stream::HlsWriter writer(dir.string(), 2, spdlog::default_logger());
+        std::atomic<bool> stop{false};
+        kg::ingest::FfmpegInput input({clip}, stop);
+        input.set_packet_observer(&writer);
+        input.open();
+        while (input.next_frame()) {
+        }
+        std::ifstream in(dir / "index.m3u8");
+        playlist.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    EXPECT_NE(playlist.find("#EXT-X-TARGETDURATION:2\n"), std::string::npos) << playlist;
+    const std::regex extinf(R"(#EXTINF:([0-9.]+),)");
+    int segments = 0;
+    for (std::sregex_iterator it(playlist.begin(), playlist.end(), extinf), end; it != end; ++it) {
+        EXPECT_NEAR(std::stod((*it)[1]), 2.0, 0.05) << playlist;
+        ++segments;
+    }
+    EXPECT_GE(segments, 3) << playlist;  // 9 s of video: four closed 2 s segments
+    fs::remove_all(dir);
+    fs::remove(clip);
+}
+
 TEST(Mp4Tag, H265IsTaggedHvc1OnlyWithItsParameterSetsOutOfBand) {
     AVCodecParameters params{};
     params.codec_id = AV_CODEC_ID_H264;
