@@ -230,7 +230,12 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
     }
     for (auto [key, out] : {std::pair{"score", &m.score}, std::pair{"top_score", &m.top_score}}) {
         const auto it = j.find(key);
-        if (it != j.end() && it->is_number()) *out = it->get<double>();
+        if (it == j.end()) continue;
+        if (!it->is_number()) {
+            error = fmt::format("'{}' is {}, not a number", key, it->type_name());
+            return std::nullopt;
+        }
+        *out = it->get<double>();
     }
     if (const auto it = j.find("value"); it != j.end() && it->is_number()) m.value = it->get<double>();
     if (const auto it = j.find("unit"); it != j.end() && it->is_string()) m.unit = it->get<std::string>();
@@ -371,6 +376,10 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         }
     }
     if (kind == "gateway" && parts.size() == 3) {
+        for (const auto* key : {"version", "started_at"}) {
+            if (const auto it = j.find(key); it != j.end() && !it->is_string())
+                return refuse(topic, payload, fmt::format("'{}' is {}, not a text", key, it->type_name()));
+        }
         // Its seq: everything up to it was acknowledged by the broker.
         const auto seq = sequence_of(topic, j, 0);
         const auto track = store_.set_gateway_info(site, j, now, seq);

@@ -539,8 +539,9 @@ json Store::sites() {
         if (const auto gw = s.opt_text(5)) {
             const auto info = json::parse(*gw, nullptr, false);
             if (info.is_object()) {
-                site["version"] = info.value("version", "");
-                site["started_at"] = info.value("started_at", "");
+                // Read by type: a site's message of another shape must not break the list for all.
+                site["version"] = text(info, "version").value_or("");
+                site["started_at"] = text(info, "started_at").value_or("");
             }
         }
         out.push_back(std::move(site));
@@ -659,7 +660,9 @@ json Store::alert_history(const std::string& id) {
              {"state", s.text(2)},
              {"time", s.text(3)},
              {"received_at", s.text(4)},
-             {"score", payload.is_object() ? payload.value("score", 0.0) : 0.0},
+             {"score", payload.is_object() && payload.contains("score") && payload["score"].is_number()
+                           ? payload["score"].get<double>()
+                           : 0.0},
              {"end_reason", payload.is_object() && payload.contains("end_reason") ? payload["end_reason"]
                                                                                   : json(nullptr)}});
     }

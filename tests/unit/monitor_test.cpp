@@ -381,6 +381,36 @@ TEST(MonitorIngest, JsonNestedTooDeeplyIsRefusedBeforeItCanCrashTheRoom) {
     EXPECT_FALSE(kg::json_nested_deeper_than(R"({"a":"[[[\"[["})", 1));
 }
 
+TEST(MonitorIngest, FieldsOfTheWrongTypeAreRefusedAndWhatIsStoredIsReadByType) {
+    // nlohmann's value() throws when the key is there with another type: one site's gateway message
+    // with a number for `version` made every GET /api/sites answer 500, and one event with a text
+    // for `score` its alert's history.
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    ingest.handle("kitchen/sch-0101/gateway", R"({"site":"sch-0101","version":2,"started_at":null})", true,
+                  kT0);
+    auto text_score = event("19ab3c0f2e1-ffffffffffffff05", "start");
+    text_score["score"] = "high";
+    ingest.handle("kitchen/sch-0101/events", text_score.dump(), false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 2u);
+    EXPECT_EQ(store.count_alerts(), 0);
+    // Stored before these checks (an earlier version of the monitor): read as missing.
+    store.set_gateway_info("sch-0101", json{{"site", "sch-0101"}, {"version", 2}, {"started_at", nullptr}},
+                           kT0, std::nullopt);
+    auto sites = store.sites();
+    ASSERT_EQ(sites.size(), 1u);
+    EXPECT_EQ(sites[0]["version"], "");
+    std::string error;
+    text_score["score"] = 0.75;
+    auto m = parse_event("sch-0101", text_score.dump(), error);
+    ASSERT_TRUE(m) << error;
+    m->raw = text_score.dump().replace(text_score.dump().find("0.75"), 4, "null");
+    store.add_event(*m, kT0);
+    const auto history = store.alert_history("19ab3c0f2e1-ffffffffffffff05");
+    ASSERT_EQ(history.size(), 1u);
+    EXPECT_EQ(history[0]["score"], 0.0);
+}
+
 TEST(MonitorIngest, MessageSequence) {
     EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:start", "start"), 0);
     EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:update-7", "update"), 7);
