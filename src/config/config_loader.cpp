@@ -1265,8 +1265,27 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
                 }
                 th.label = th.above ? "too_high" : "too_low";
                 if (t[i]["label"]) r.string(t[i]["label"], key + ".label", th.label);
+                // A door, gas, smoke or leak detector reports a state, 1 or 0 (a Modbus register, a
+                // number in JSON): past `above: 0` by 0.5 is a value it never sends, and its first
+                // alarm would never end.
+                if (s.kind == "door" || s.kind == "gas" || s.kind == "smoke" || s.kind == "leak")
+                    th.hysteresis = 0;
                 if (t[i]["hysteresis"])
                     r.number(t[i]["hysteresis"], key + ".hysteresis", th.hysteresis, 0, 1e6);
+                // The same, said at load, for any sensor whose valid range leaves no value to end on.
+                if (t[i]["above"] && s.min_valid && th.value - th.hysteresis < *s.min_valid) {
+                    r.error(t[i], key,
+                            fmt::format(
+                                "above {} with hysteresis {} ends only at or under {}, below valid_range's "
+                                "{}: the event could never end",
+                                th.value, th.hysteresis, th.value - th.hysteresis, *s.min_valid));
+                } else if (t[i]["below"] && s.max_valid && th.value + th.hysteresis > *s.max_valid) {
+                    r.error(t[i], key,
+                            fmt::format(
+                                "below {} with hysteresis {} ends only at or over {}, above valid_range's "
+                                "{}: the event could never end",
+                                th.value, th.hysteresis, th.value + th.hysteresis, *s.max_valid));
+                }
                 // A gas or smoke alarm is a danger now, not a fridge warming through a delivery:
                 // without a `for` of its own it raises at the first reading past the limit.
                 if (s.kind == "gas" || s.kind == "smoke") th.for_time = Duration::zero();

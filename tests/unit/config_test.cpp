@@ -324,6 +324,38 @@ TEST(ConfigLoader, AGasOrSmokeThresholdWithoutForRaisesAtOnce) {
     EXPECT_EQ(g.sensors[2].thresholds.at(0).for_time, 10min);
 }
 
+TEST(ConfigLoader, AStateSensorsAlarmCanEnd) {
+    // A door, gas, smoke or leak detector sends 1 and 0, as a Modbus register or a JSON number:
+    // with the default hysteresis of 0.5, `above: 0` ended only at -0.5 and `below: 1` only at 1.5,
+    // values it never sends, so its first alarm never ended and no later one could start.
+    const auto g = load_string(
+        kHead +
+            "sensors:\n"
+            "  - {id: gas, kind: gas, source: {modbus: {device: 'tcp://10.0.0.5:502', address: 0}},\n"
+            "     thresholds: [{above: 0, label: leak}]}\n"
+            "  - {id: door, kind: door, source: {mqtt: {topic: t/d, value: contact}},\n"
+            "     thresholds: [{below: 1, label: door_open, hysteresis: 0.2}]}\n"
+            "  - {id: fridge, source: {mqtt: {topic: t/f}}, thresholds: [{above: 8}]}\n",
+        "g.yaml");
+    ASSERT_EQ(g.sensors.size(), 3u);
+    EXPECT_EQ(g.sensors[0].thresholds.at(0).hysteresis, 0.0);
+    EXPECT_EQ(g.sensors[1].thresholds.at(0).hysteresis, 0.2);  // its own stands
+    EXPECT_EQ(g.sensors[2].thresholds.at(0).hysteresis, 0.5);
+    // Any other sensor whose valid range leaves no value to end on is refused, naming why.
+    const auto e = only_error(kHead +
+                              "sensors:\n"
+                              "  - {id: alarm, valid_range: [0, 1], source: {mqtt: {topic: t/a, value: a}},\n"
+                              "     thresholds: [{above: 0}]}\n");
+    EXPECT_EQ(e.key, "sensors[0].thresholds[0]");
+    EXPECT_NE(e.message.find("ends only at or under -0.5, below valid_range's 0: the event could never end"),
+              std::string::npos)
+        << e.message;
+    only_error(kHead +
+               "sensors:\n"
+               "  - {id: cold, valid_range: [-40, 10], source: {mqtt: {topic: t/c}},\n"
+               "     thresholds: [{below: 10, hysteresis: 1}]}\n");
+}
+
 TEST(ConfigLoader, TheShippedExamplesLoad) {
     for (const char* name : {"gateway.example.yaml", "demo.yaml"}) {
         const std::string path = std::string(KG_SOURCE_DIR) + "/config/" + name;
