@@ -98,7 +98,12 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
     const bool valid = in_valid_range(sensor_, v);
     emit(invalid_.observe(t, valid ? 0.0f : 1.0f), v, out);
     last_valid_ = valid;
-    if (!valid) return;  // an impossible value says the probe is broken, not that the fridge is warm
+    if (!valid) {
+        // An impossible value says the probe is broken, not that the fridge is warm; and a warm
+        // spell it interrupts is not known to have lasted through it.
+        forget_pending(t);
+        return;
+    }
     value_ = v;
     binary_ = reading.binary;
 
@@ -122,6 +127,12 @@ void SensorRules::resume(const Reading& last, TimePoint now, std::vector<events:
     check_limits(last.value, now - (arrived - last.time), out);  // on the readings' clock, as tick()
 }
 
+void SensorRules::forget_pending(TimePoint t) {
+    for (auto& l : limits_) {
+        if (!l.tracker.active()) l.tracker.close(t, {});  // an open event stays; nothing is sent
+    }
+}
+
 void SensorRules::check_limits(double v, TimePoint t, std::vector<events::Event>& out) {
     for (auto& l : limits_) {
         const auto& th = *l.config;
@@ -139,6 +150,9 @@ void SensorRules::tick(TimePoint now, std::vector<events::Event>& out) {
     const TimePoint seen = last_arrival_.value_or(started_);
     const bool stale = now - seen >= sensor_.interval * sensor_.stale_after;
     emit(offline_.observe(now, stale ? 1.0f : 0.0f), value_, out);
+    // `for` counts what the sensor keeps seeing: a condition pending confirmation when it went silent
+    // starts afresh at its next reading, not dated back over the silence.
+    if (stale) forget_pending(now);
     if (!stale && last_valid_ && value_) {
         // The last reading holds until the next one: a door contact reports when the door opens,
         // then nothing while it stays open, and `for` must run out all the same. On the readings'

@@ -184,6 +184,40 @@ TEST(SensorRules, ASilentSensorIsOfflineNotAnAlarm) {
     EXPECT_FALSE(r.state(at(22)).conditions.size());
 }
 
+TEST(SensorRules, AWarmSpellCutBySilenceOrAnImpossibleValueStartsAgainAfterIt) {
+    // `for` counts a condition the sensor keeps seeing. A fridge that read 9 degC and then went
+    // silent for four hours (a dead battery) raised too_warm at its first reading back, dated four
+    // hours earlier; so did one whose probe read impossible values in between.
+    Rig rig;
+    rig.sensor.id = "sample-fridge";
+    rig.sensor.interval = 1min;
+    rig.sensor.stale_after = 3;
+    rig.sensor.min_valid = -40;
+    rig.sensor.max_valid = 60;
+    rig.sensor.thresholds = {above(8.0, 10min)};
+    auto r = rig.make();
+    rig.feed(r, 0, 5, 9.0);
+    for (double m = 5; m < 240; m += 1) r.tick(at(m), rig.out);
+    rig.feed(r, 240, 249, 9.0);  // back, warm: 9 minutes of it
+    EXPECT_EQ(rig.states(),
+              (std::vector<std::string>{"sensor_health/offline:start", "sensor_health/offline:end"}));
+    rig.feed(r, 249, 252, 9.0);
+    ASSERT_EQ(rig.states().back(), "sensor/too_warm:start");
+    EXPECT_EQ(rig.out.back().start_time, at(240));
+
+    Rig glitch;
+    glitch.sensor = rig.sensor;
+    auto g = glitch.make();
+    glitch.feed(g, 0, 5, 9.0);
+    glitch.feed(g, 5, 6, 850.0);  // a DS18B20's power-on value: the probe says nothing true
+    glitch.feed(g, 6, 15, 9.0);
+    EXPECT_EQ(std::count(glitch.states().begin(), glitch.states().end(), "sensor/too_warm:start"), 0)
+        << ::testing::PrintToString(glitch.states());
+    glitch.feed(g, 15, 17, 9.0);
+    ASSERT_EQ(glitch.states().back(), "sensor/too_warm:start");
+    EXPECT_EQ(glitch.out.back().start_time, at(6));
+}
+
 TEST(SensorRules, ADeviceClockBehindIsNotSilence) {
     // Readings every minute whose own time is 4 minutes behind their arrival (a device clock that
     // lags, within what is believed): alive, and the thresholds still time on the device's clock.
