@@ -291,6 +291,20 @@ spdlog::level::level_enum repeat_level(std::uint64_t n) {
     return n % 1000 == 0 ? spdlog::level::warn : spdlog::level::debug;
 }
 
+// "host:port", "[v6]:port" or "host" (port 502) of a tcp:// device, as the configuration checked it.
+std::pair<std::string, std::string> modbus_host_port(const std::string& authority) {
+    std::string host = authority, port = "502";
+    if (!authority.empty() && authority.front() == '[') {
+        const auto close = authority.find(']');
+        host = authority.substr(1, close - 1);
+        if (close + 1 < authority.size() && authority[close + 1] == ':') port = authority.substr(close + 2);
+    } else if (const auto colon = authority.rfind(':'); colon != std::string::npos) {
+        host = authority.substr(0, colon);
+        port = authority.substr(colon + 1);
+    }
+    return {host, port};
+}
+
 // Said with the first failure of a run (`count` after it): what the log will and will not repeat.
 std::string repeat_note(std::uint64_t count) {
     if (count == 1) return " (further failures in a row at debug level, every 1000th as a warning)";
@@ -335,16 +349,20 @@ void ModbusPoller::run() {
         if (!ctx) {
             modbus_t* m = nullptr;
             if (tcp) {
-                const auto hostport = device_.substr(6);
-                const auto colon = hostport.rfind(':');
-                const std::string host = colon == std::string::npos ? hostport : hostport.substr(0, colon);
-                const int port = colon == std::string::npos ? 502 : std::stoi(hostport.substr(colon + 1));
-                m = modbus_new_tcp(host.c_str(), port);
+                const auto [host, port] = modbus_host_port(device_.substr(6));
+                // The _pi form resolves with getaddrinfo: a host name or an IPv6 address, where
+                // modbus_new_tcp takes a dotted IPv4 address only.
+                m = modbus_new_tcp_pi(host.c_str(), port.c_str());
             } else {
                 m = modbus_new_rtu(device_.substr(4).c_str(), src.baud, src.parity, src.data_bits,
                                    src.stop_bits);
             }
-            if (m != nullptr) {
+            if (m == nullptr) {
+                const int err = errno;
+                const auto streak = connect_failing++;
+                log_->log(repeat_level(streak), "Modbus device {}: cannot set up a connection: {}{}", device_,
+                          modbus_strerror(err), repeat_note(streak + 1));
+            } else {
                 set_response_timeout(m, src.response_timeout);
                 if (modbus_connect(m) == 0) {
                     ctx.reset(m);
