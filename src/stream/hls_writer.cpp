@@ -2,8 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <string_view>
 
 #include "stream/mp4_tag.hpp"
 #include "stream/muxable.hpp"
@@ -24,6 +28,20 @@ std::string random_run() {
         value /= 36;
     }
     return run;
+}
+
+// The media sequence number after the last segment `playlist` lists; `otherwise` without one.
+std::int64_t next_sequence_after(const std::string& playlist, std::int64_t otherwise) {
+    std::ifstream in(playlist);
+    std::string line;
+    std::int64_t first = -1, listed = 0;
+    while (std::getline(in, line)) {
+        constexpr std::string_view kTag = "#EXT-X-MEDIA-SEQUENCE:";
+        if (line.starts_with(kTag)) first = std::strtoll(line.c_str() + kTag.size(), nullptr, 10);
+        if (line.starts_with("#EXTINF:")) ++listed;
+    }
+    // One more than the last listed: the segment the muxer had begun took the next number.
+    return first < 0 ? otherwise : std::max(otherwise, first + listed + 1);
 }
 
 }  // namespace
@@ -50,6 +68,7 @@ void HlsWriter::close() {
         if (started_) av_write_trailer(out_);
         avformat_free_context(out_);  // the HLS muxer closes its own files
         out_ = nullptr;
+        next_sequence_ = next_sequence_after(folder_ + "/index.m3u8", next_sequence_);
     }
     av_packet_free(&packet_);
     started_ = false;
@@ -108,9 +127,16 @@ void HlsWriter::open_muxer() {
     // A duration option, in microseconds: the integer 2 would be 2 us, a segment at every key frame.
     av_opt_set_int(out_->priv_data, "hls_time", std::int64_t{segment_seconds_} * 1000000, 0);
     av_opt_set_int(out_->priv_data, "hls_list_size", 6, 0);
+    // A player reloading the playlist across a reconnect (Safari's and iPhones' own, which the page
+    // cannot restart) waits for numbers past the last it played: they keep rising, and the first
+    // segment of a new muxer is marked a discontinuity (new timestamps, new init segment).
+    av_opt_set_int(out_->priv_data, "start_number", next_sequence_, 0);
     // temp_file: segments and the playlist are written under .tmp names and renamed when complete,
     // so the web side never reads one half written (FFmpeg truncates and rewrites them in place).
-    av_opt_set(out_->priv_data, "hls_flags", "delete_segments+independent_segments+omit_endlist+temp_file",
+    av_opt_set(out_->priv_data, "hls_flags",
+               next_sequence_ > 0
+                   ? "delete_segments+independent_segments+omit_endlist+temp_file+discont_start"
+                   : "delete_segments+independent_segments+omit_endlist+temp_file",
                0);
     // Fragmented MP4 segments: what browsers' Media Source Extensions take as they are (the page's
     // player) and what Safari and phones play natively; MPEG-TS would need transmuxing in the page.

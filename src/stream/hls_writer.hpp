@@ -49,8 +49,9 @@ private:
     // never come back, across reconnects (generation) nor restarts (run), or a player or a cache
     // could mix a file from before with one after. The run is random, not the start time: a box
     // without a battery-backed clock can start at the same time twice.
-    std::string run_;     // 6 characters [0-9a-z], drawn when the writer is made
-    int generation_ = 0;  // bumps on every reconnect
+    std::string run_;                 // 6 characters [0-9a-z], drawn when the writer is made
+    int generation_ = 0;              // bumps on every reconnect
+    std::int64_t next_sequence_ = 0;  // the media sequence number the next muxer starts at
     // The camera's stream, kept to start the muxer again after a GOP too large to segment.
     std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> codecpar_{nullptr, nullptr};
     AVRational time_base_{1, 90000};

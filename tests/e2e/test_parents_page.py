@@ -97,3 +97,54 @@ def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways
     assert shot.stat().st_size > 10000
     print(f"screenshot: {shot}")
     assert gw.terminate() == 0
+
+
+# A browser without Media Source Extensions that plays HLS itself, as an iPhone's Safari does:
+# MediaSource hidden, canPlayType answering for HLS, and every video.src the page sets recorded.
+NATIVE_HLS_ONLY = """
+Object.defineProperty(window, "MediaSource", {value: undefined, configurable: true});
+Object.defineProperty(window, "ManagedMediaSource", {value: undefined, configurable: true});
+HTMLMediaElement.prototype.canPlayType = function (type) { return "maybe"; };
+window.__sources = [];
+const src = Object.getOwnPropertyDescriptor(HTMLMediaElement.prototype, "src");
+Object.defineProperty(HTMLMediaElement.prototype, "src", {
+  configurable: true,
+  get() { return src.get.call(this); },
+  set(v) { window.__sources.push(String(v)); src.set.call(this, v); },
+});
+"""
+
+
+def test_a_phone_player_is_loaded_again_after_the_camera_reconnects(broker, rtsp_server, make_clip, gateways,
+                                                                     browser, tmp_path):
+    """On an iPhone the page hands the playlist to the phone's own player and, before, never looked
+    at it again. A camera that reconnected starts a new stream (new init segment, timestamps from
+    zero) and the picture froze until the parent reloaded the page. Now the page watches the
+    playlist and loads the player afresh when the stream is a new one. (Chromium stands in for the
+    phone with Media Source Extensions hidden; what plays is not checked here, only what the page
+    does. The gateway's side, the media sequence rising with a discontinuity, is
+    HlsWriter.AReconnectKeepsTheMediaSequenceRisingAndMarksTheDiscontinuity.)"""
+    server = rtsp_server({"/kitchen": make_clip([("normal", 90)])})
+    config = kg_e2e.base_config(broker, [kg_e2e.camera("kitchen", server.url("/kitchen"), public=True)], tmp_path)
+    config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s"}
+    gw = gateways(config)
+    port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
+                                 what="the public side").group(1))
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[1].count(b".m4s") >= 2, 30,
+                      what="the kitchen's first segments")
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NATIVE_HLS_ONLY})
+    browser.get(f"http://127.0.0.1:{port}/")
+
+    def sources():
+        return [s for s in browser.execute_script("return window.__sources") if "index.m3u8" in s]
+
+    kg_e2e.wait_until(sources, 20, interval=0.5, what="the playlist handed to the browser's own player")
+    time.sleep(3)
+    assert len(sources()) == 1, sources()  # watched, not reloaded while the stream goes on
+
+    server.kill()
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[0] != 200, 20, what="the stream gone")
+    server.start()
+    kg_e2e.wait_until(lambda: len(sources()) >= 2, 40, interval=0.5,
+                      what="the player loaded again on the reconnected stream")
+    assert gw.terminate() == 0

@@ -508,6 +508,49 @@ TEST(HlsWriter, SegmentsAreAsLongAsConfiguredNotOneGopEach) {
     fs::remove(clip);
 }
 
+// Safari and iPhones play the playlist with their own player, which the page cannot restart. After
+// a reconnect the playlist began again at media sequence 0 with no discontinuity: such a player
+// waits for numbers past the last it played, and the picture froze until the parent reloaded.
+TEST(HlsWriter, AReconnectKeepsTheMediaSequenceRisingAndMarksTheDiscontinuity) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-seq-" + std::to_string(::getpid()));
+    const auto clip = dir.string() + ".mp4";
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 6 -c:v libx264 "
+        "-preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p " +
+        clip;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    auto read_playlist = [&] {
+        std::ifstream in(dir / "index.m3u8");
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    auto media_sequence = [](const std::string& playlist) {
+        const auto at = playlist.find("#EXT-X-MEDIA-SEQUENCE:");
+        return at == std::string::npos ? -1 : std::stoi(playlist.substr(at + 22));
+    };
+    kg::stream::HlsWriter writer(dir.string(), 1, spdlog::default_logger());
+    std::string first, second;
+    for (std::string* playlist : {&first, &second}) {
+        std::atomic<bool> stop{false};
+        kg::ingest::FfmpegInput input({clip}, stop);  // a connection: opened, played, closed
+        input.set_packet_observer(&writer);
+        input.open();
+        while (input.next_frame()) {
+        }
+        *playlist = read_playlist();
+        writer.on_stream_closed();
+    }
+    const std::regex extinf("#EXTINF");
+    const auto listed = static_cast<int>(
+        std::distance(std::sregex_iterator(first.begin(), first.end(), extinf), std::sregex_iterator()));
+    ASSERT_GE(listed, 3) << first;
+    EXPECT_EQ(first.find("#EXT-X-DISCONTINUITY"), std::string::npos) << first;
+    EXPECT_GT(media_sequence(second), media_sequence(first) + listed - 1) << first << "\n" << second;
+    EXPECT_NE(second.find("#EXT-X-DISCONTINUITY\n"), std::string::npos) << second;
+    fs::remove_all(dir);
+    fs::remove(clip);
+}
+
 TEST(Mp4Tag, H265IsTaggedHvc1OnlyWithItsParameterSetsOutOfBand) {
     AVCodecParameters params{};
     params.codec_id = AV_CODEC_ID_H264;
