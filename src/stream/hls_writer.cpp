@@ -44,6 +44,12 @@ std::int64_t next_sequence_after(const std::string& playlist, std::int64_t other
     return first < 0 ? otherwise : std::max(otherwise, first + listed + 1);
 }
 
+// A packet's time on the stream's clock, in whole seconds (0 without one).
+std::int64_t seconds_of(const AVPacket& packet, const AVStream& stream) {
+    const auto t = packet.dts != AV_NOPTS_VALUE ? packet.dts : packet.pts;
+    return t == AV_NOPTS_VALUE ? 0 : av_rescale_q(t, stream.time_base, AVRational{1, 1});
+}
+
 }  // namespace
 
 HlsWriter::HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<spdlog::logger> log,
@@ -87,6 +93,8 @@ void HlsWriter::clear_folder() {
 void HlsWriter::on_stream_opened(const AVStream& stream) {
     close();
     clear_folder();
+    failures_ = 0;
+    retry_wait_ = 0;
     codecpar_ = {avcodec_parameters_alloc(), [](AVCodecParameters* p) { avcodec_parameters_free(&p); }};
     if (!codecpar_ || avcodec_parameters_copy(codecpar_.get(), stream.codecpar) < 0) {
         log_->error("HLS: cannot describe the stream");
@@ -149,15 +157,33 @@ void HlsWriter::open_muxer() {
     last_dts_ = AV_NOPTS_VALUE;
 }
 
+void HlsWriter::fail(const AVPacket& packet, const AVStream& stream, const char* what) {
+    close();
+    clear_folder();  // no frozen playlist left to serve meanwhile
+    retry_wait_ = std::clamp(retry_wait_ * 2, kFirstRetry, kLastRetry);
+    retry_at_ = seconds_of(packet, stream) + retry_wait_;
+    ++failures_;
+    log_->log(failures_ == 1 ? spdlog::level::warn : spdlog::level::debug,
+              "HLS in {}: {}; the public stream starts again at a key frame in {} s{}", folder_, what,
+              retry_wait_, failures_ == 1 ? " (further failures in a row at debug level)" : "");
+}
+
 void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
-    if (out_ == nullptr) return;
+    if (out_ == nullptr) {
+        // After a failed write (a full tmpfs, no descriptor left): tried again on the stream's own
+        // clock, backing off, without waiting for the camera's next connection.
+        if (failures_ == 0 || codecpar_ == nullptr || !starts_output(packet) ||
+            seconds_of(packet, stream) < retry_at_)
+            return;
+        retry_at_ = seconds_of(packet, stream) + retry_wait_;
+        open_muxer();
+        if (out_ == nullptr) return;
+    }
     if (!started_) {
         // A segment must start on a key frame, or players show garbage until the next one.
         if (!starts_output(packet)) return;
-        if (avformat_write_header(out_, nullptr) < 0) {
-            log_->error("HLS: cannot write the playlist header in {}", folder_);
-            return close();
-        }
+        if (avformat_write_header(out_, nullptr) < 0)
+            return fail(packet, stream, "cannot write the playlist header");
         started_ = true;
     }
     if (!muxable(packet, last_dts_)) return;
@@ -182,9 +208,8 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
     packet_->stream_index = 0;
     av_packet_rescale_ts(packet_, stream.time_base, out_->streams[0]->time_base);
     if (av_write_frame(out_, packet_) < 0) {
-        log_->warn("HLS: write failed in {}; the public stream restarts with the next connection", folder_);
         av_packet_unref(packet_);
-        return close();
+        return fail(packet, stream, "a write failed");
     }
     av_packet_unref(packet_);
     // A segment closes at a key frame, and the playlist is (re)written then: looked for at key
@@ -192,6 +217,11 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
     if (!listed_ && (packet.flags & AV_PKT_FLAG_KEY) != 0) {
         std::error_code ec;
         listed_ = std::filesystem::exists(folder_ + "/index.m3u8", ec);
+        if (listed_ && failures_ > 0) {
+            log_->info("HLS in {}: serving again after {} failed attempts", folder_, failures_);
+            failures_ = 0;
+            retry_wait_ = 0;
+        }
     }
 }
 

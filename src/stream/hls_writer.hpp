@@ -2,7 +2,8 @@
 // A live HLS rendition of one camera for the public side: the camera's own H.264/H.265 packets
 // segmented by FFmpeg's HLS muxer (no decode, no encode) into fragmented-MP4 segments in a folder
 // on tmpfs, a short sliding playlist with old segments deleted. Fed on the ingest thread; a muxer error
-// disables the output until the camera's next connection, never the camera.
+// stops the output (its files deleted) and it starts again at a later key frame, backing off from 2 s to
+// a minute; never the camera.
 
 #include <spdlog/logger.h>
 
@@ -36,6 +37,9 @@ private:
     void close();
     void clear_folder();
     void open_muxer();
+    // Gives up the muxer after an error and schedules another, `retry_wait_` on the stream's clock
+    // after this packet.
+    void fail(const AVPacket& packet, const AVStream& stream, const char* what);
 
     std::string folder_;
     int segment_seconds_;
@@ -58,6 +62,10 @@ private:
     std::size_t max_gop_bytes_;
     std::size_t gop_bytes_ = 0;  // since the last key frame: what the open segment holds, on tmpfs
     bool warned_gop_ = false;
+    // Failed writes in a row since the stream last played, and when (stream seconds) to try again.
+    static constexpr std::int64_t kFirstRetry = 2, kLastRetry = 60;
+    std::uint64_t failures_ = 0;
+    std::int64_t retry_wait_ = 0, retry_at_ = 0;
     std::string unmuxable_;  // why the last connection's stream could not be segmented; empty if it could
 };
 

@@ -551,6 +551,56 @@ TEST(HlsWriter, AReconnectKeepsTheMediaSequenceRisingAndMarksTheDiscontinuity) {
     fs::remove(clip);
 }
 
+// A write that fails (tmpfs full, no descriptor left) turned HLS off until the camera's next
+// connection, weeks on a stable camera, and left the last playlist on disk to be served frozen.
+// Now its files go at once and the writer starts again at a key frame, backing off.
+TEST(HlsWriter, AFailedWriteStopsTheStreamAndItStartsAgainWithoutAReconnect) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-fail-" + std::to_string(::getpid()));
+    const auto aside = fs::path(dir.string() + "-aside");
+    const auto clip = dir.string() + ".mp4";
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 16 -c:v libx264 "
+        "-preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p " +
+        clip;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    std::ostringstream log_text;
+    auto log =
+        std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    bool live_before = false, live_while_failing = false;
+    {
+        kg::stream::HlsWriter writer(dir.string(), 1, log);
+        std::atomic<bool> stop{false};
+        kg::ingest::FfmpegInput input({clip}, stop);
+        input.set_packet_observer(&writer);
+        input.open();
+        for (int frame = 0; input.next_frame(); ++frame) {
+            if (frame == 100) {  // 4 s in: the folder becomes a file, so every open fails
+                live_before = writer.live();
+                fs::rename(dir, aside);
+                std::ofstream(dir) << "not a folder";
+            }
+            if (frame > 130 && frame < 175) {
+                live_while_failing |= writer.live();
+            }
+            if (frame == 175) {  // 7 s in: writable again
+                fs::remove(dir);
+                fs::create_directories(dir);
+            }
+        }
+        EXPECT_TRUE(live_before);
+        EXPECT_FALSE(live_while_failing);
+        EXPECT_TRUE(writer.live()) << log_text.str();
+        EXPECT_TRUE(fs::exists(dir / "index.m3u8"));
+    }
+    EXPECT_NE(log_text.str().find("the public stream starts again at a key frame in 2 s"), std::string::npos)
+        << log_text.str();
+    EXPECT_NE(log_text.str().find("serving again after"), std::string::npos) << log_text.str();
+    fs::remove_all(dir);
+    fs::remove_all(aside);
+    fs::remove(clip);
+}
+
 TEST(Mp4Tag, H265IsTaggedHvc1OnlyWithItsParameterSetsOutOfBand) {
     AVCodecParameters params{};
     params.codec_id = AV_CODEC_ID_H264;
