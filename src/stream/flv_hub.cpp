@@ -136,14 +136,16 @@ void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
     av_packet_unref(packet_);
     if (rc < 0) {
         log_->warn("HTTP-FLV for {}: mux error; restarting at the next connection", camera_);
-        disconnect_all();
+        end_stream();
         return close();
     }
     avio_flush(io_);
     if (pending_.empty()) return;
     auto tag = take_pending();
+    // One critical section for the GOP and the viewers: a viewer subscribing in between would get
+    // this tag twice, once with the GOP and once broadcast.
+    std::lock_guard lock(mutex_);
     {
-        std::lock_guard lock(mutex_);
         if (key) {
             gop_.clear();
             gop_bytes_ = 0;
@@ -160,11 +162,10 @@ void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
             }
         }
     }
-    broadcast(tag, key);
+    broadcast_locked(tag, key);
 }
 
-void FlvHub::broadcast(const web::Chunk& chunk, bool key) {
-    std::lock_guard lock(mutex_);
+void FlvHub::broadcast_locked(const web::Chunk& chunk, bool key) {
     // A viewer whose queue overflowed or who left is dropped here.
     std::erase_if(viewers_, [&](Viewer& v) {
         if (v.waiting_for_key && !key) return v.stream->finished();
@@ -210,8 +211,19 @@ void FlvHub::disconnect_all() {
     viewers_.clear();
 }
 
+void FlvHub::end_stream() {
+    std::lock_guard lock(mutex_);
+    for (auto& v : viewers_) v.stream->finish();
+    viewers_.clear();
+    // In the same critical section: a viewer subscribing after this is refused, not given the
+    // ending stream's header and then nothing, holding a connection until the camera's next one.
+    header_.reset();
+    gop_.clear();
+    gop_bytes_ = 0;
+}
+
 void FlvHub::on_stream_closed() {
-    disconnect_all();
+    end_stream();
     close();
 }
 

@@ -51,7 +51,9 @@ public:
 private:
     void close();
     web::Chunk take_pending();
-    void broadcast(const web::Chunk& chunk, bool key);
+    void broadcast_locked(const web::Chunk& chunk, bool key);  // mutex_ held
+    // Ends every viewer and the stream itself (header and GOP) in one critical section.
+    void end_stream();
 
     std::string camera_;
     std::shared_ptr<spdlog::logger> log_;

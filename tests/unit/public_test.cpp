@@ -12,6 +12,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "common/log_throttle.hpp"
 #include "ingest/ffmpeg_input.hpp"
@@ -220,6 +221,54 @@ TEST(FlvHub, AViewerJoiningALargeGopWaitsForTheNextKeyFrameInsteadOfBeingRefused
     // The early one got the GOP so far, from its key frame, without waiting.
     ASSERT_GT(early_got.size(), late_got.size());
     EXPECT_TRUE(is_key_tag(early_got[1]));
+    fs::remove(clip);
+}
+
+// Viewers joining on the HTTP threads while the ingest thread muxes. A viewer subscribing between
+// the GOP's update and the broadcast got that tag twice (a corrupt picture until the next key
+// frame); one subscribing as the stream ended got its header and then nothing, holding its
+// connection until the camera's next one. Each window is a few instructions wide: this runs
+// thousands of joins across them.
+TEST(FlvHub, ViewersJoiningWhileItMuxesGetEachTagOnceAndEndWithTheStream) {
+    namespace fs = std::filesystem;
+    const auto clip = fs::temp_directory_path() / ("kg-flv-race-" + std::to_string(::getpid()) + ".mp4");
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 20 -c:v libx264 "
+        "-preset ultrafast -g 5 -pix_fmt yuv420p " +
+        clip.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    kg::stream::FlvHub hub("kitchen", spdlog::default_logger());
+    std::atomic<bool> done{false};
+    std::atomic<int> joins{0}, twice{0};
+    std::vector<std::shared_ptr<kg::web::LiveStream>> kept;  // the subscriber thread's, read after join()
+    std::thread viewers([&] {
+        while (!done) {
+            auto s = hub.subscribe(1 << 20);
+            if (!s) continue;
+            ++joins;
+            std::vector<kg::web::Chunk> got;
+            for (int i = 0; i < 3; ++i) s->take(got);
+            std::set<const std::string*> seen;
+            for (const auto& c : got) twice += seen.insert(c.get()).second ? 0 : 1;
+            kept.push_back(s);
+            if (kept.size() > 64) kept.erase(kept.begin(), kept.begin() + 32);
+            for (std::size_t i = 0; i + 8 < kept.size(); ++i) kept[i]->finish();  // viewers who left
+        }
+    });
+    for (int connection = 0; connection < 3; ++connection) {
+        std::atomic<bool> stop{false};
+        kg::ingest::FfmpegInput input({clip.string()}, stop);
+        input.set_packet_observer(&hub);
+        input.open();
+        while (input.next_frame()) {
+        }
+        hub.on_stream_closed();
+    }
+    done = true;
+    viewers.join();
+    EXPECT_GT(joins.load(), 100);
+    EXPECT_EQ(twice.load(), 0);
+    for (const auto& s : kept) EXPECT_TRUE(s->finished()) << "a viewer left holding a stream that ended";
     fs::remove(clip);
 }
 
