@@ -73,6 +73,9 @@ void SensorHub::stop(SensorCarryOver* carry) {
     if (stopped_) return;
     stopped_ = true;
     if (mqtt_) mqtt_->stop();
+    // All asked first, then each joined: each may be in a read that waits out its timeout, and
+    // the devices' waits overlap instead of adding up.
+    for (auto& m : modbus_) m->request_stop();
     for (auto& m : modbus_) m->stop();
     std::vector<StateMessage> states;
     {

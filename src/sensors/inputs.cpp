@@ -320,6 +320,8 @@ void ModbusPoller::start() {
     thread_.start([this] { run(); });
 }
 
+void ModbusPoller::request_stop() { thread_.request_stop(); }
+
 void ModbusPoller::stop() { thread_.stop(); }
 
 void ModbusPoller::run() {
@@ -386,7 +388,9 @@ void ModbusPoller::run() {
             }
         }
         const auto now = std::chrono::steady_clock::now();
-        for (std::size_t k = 0; k < sensors_.size(); ++k) {
+        for (std::size_t k = 0; k < sensors_.size() && !thread_.stopping(); ++k) {
+            // A stop asked between reads: on a line of unpowered units each read waits its whole
+            // timeout (up to a minute), and a reload would wait for all of them.
             const std::size_t i = (first + k) % sensors_.size();
             if (now < due[i]) continue;
             const auto* s = sensors_[i];

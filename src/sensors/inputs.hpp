@@ -91,6 +91,8 @@ public:
                  std::shared_ptr<spdlog::logger> log);
     ~ModbusPoller();
     void start();
+    // Asks the poller to stop after the read in progress, without waiting (stop() waits).
+    void request_stop();
     void stop();
     std::uint64_t failures() const { return failures_.load(); }
 

@@ -172,6 +172,30 @@ def test_a_late_modbus_answer_does_not_take_the_sensor_offline(broker, collector
         slow.close()
 
 
+def test_a_stop_does_not_wait_for_every_silent_unit_on_a_serial_line(broker, collector, gateways, tmp_path):
+    """A serial line whose units are all unpowered: each read waits its whole timeout. A stop asked
+    during the first read went on reading the others, one timeout each, before the gateway could
+    exit (and a reload waited the same, with nothing to feed the watchdog). Now the poller stops
+    after the read in progress, and the pollers of several devices are all asked before any is
+    joined."""
+    pty = kg_e2e.PtyPair(tmp_path)  # nothing answers on the other end
+    try:
+        sensors = [{"id": f"unit{u}", "interval": "1s",
+                    "source": {"modbus": {"device": f"rtu:{pty.b}", "unit_id": u, "address": 0, "timeout": "4s"}}}
+                   for u in (1, 2, 3)]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors)
+        del config["cameras"]
+        gw = gateways(config)
+        # The first unit's read has timed out; the poller waits out a late answer, then reads unit 2.
+        kg_e2e.wait_until(lambda: "sensor unit1: Modbus read" in gw.output(), 10, what="the first read timing out")
+        asked = time.monotonic()
+        assert gw.terminate() == 0
+        took = time.monotonic() - asked
+        assert took < 4.5, f"the stop took {took:.1f} s: it waited for the other units' reads"
+    finally:
+        pty.close()
+
+
 def test_modbus_sensors_keep_every_descriptor_under_1024(broker, collector, gateways, tmp_path):
     """libmodbus waits with select(), which writes past its set for a descriptor of 1024 or more.
     With Modbus sensors the gateway keeps its soft open-files limit at 1024 even when its unit or
