@@ -84,7 +84,28 @@ bool MqttClient::connect_once() {
             client_->disconnect()->wait_for(std::chrono::seconds(2));
             return false;
         }
-        for (const auto& f : filters) log_->debug("subscribed to {}", f);
+        // MQTT 3.1.1 refuses a filter inside the SUBACK (0x80), which Paho reports as a success of
+        // the whole subscribe: an ACL without the room's user on events would leave it connected,
+        // ready and deaf. (Mosquitto grants what its ACL denies and then sends nothing; EMQX and
+        // others refuse.)
+        const auto codes = sub->get_subscribe_response().get_reason_codes();
+        bool events_refused = false;
+        for (std::size_t i = 0; i < filters.size(); ++i) {
+            if (i < codes.size() && codes[i] >= 0x80) {
+                const bool events = filters[i].find("/+/events/#") != std::string::npos;
+                events_refused |= events;
+                log_->error("the broker refused the subscription to {} (code 0x{:x}; its ACL?): {}",
+                            filters[i], static_cast<int>(codes[i]),
+                            events ? "no alerts can be received; connecting again until it is granted"
+                                   : "those messages are not received");
+            } else {
+                log_->debug("subscribed to {}", filters[i]);
+            }
+        }
+        if (events_refused) {
+            client_->disconnect()->wait_for(std::chrono::seconds(2));
+            return false;
+        }
     } catch (const mqtt::exception& e) {
         log_->warn("cannot connect to {}: {}", cfg_.url, e.what());
         return false;
