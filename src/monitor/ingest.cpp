@@ -31,6 +31,8 @@ constexpr std::int64_t kEndSequence = std::int64_t{1} << 62;
 constexpr std::size_t kMaxJson = 256 * 1024;
 constexpr std::size_t kMaxSnapshot = 8 * 1024 * 1024;
 constexpr std::size_t kMaxJsonDepth = 32;
+// A camera's or sensor's state is a few hundred bytes; all of a site's go out in every GET /api/sites.
+constexpr std::size_t kMaxState = 16 * 1024;
 
 std::vector<std::string> split(const std::string& topic) {
     std::vector<std::string> parts;
@@ -390,14 +392,22 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     if (kind == "lost" && parts.size() == 3) return route_lost(topic, site, payload, j, now);
     if (kind == "cameras" && parts.size() == 5 && parts[4] == "state") {
         if (!std::regex_match(parts[3], kId)) return refuse(topic, payload, "the camera level is not an id");
-        store_.set_camera_state(site, parts[3], j);
+        if (payload.size() > kMaxState)
+            return refuse(topic, payload, fmt::format("a state over {} KiB", kMaxState >> 10));
+        if (!store_.set_camera_state(site, parts[3], j))
+            return refuse(topic, payload,
+                          fmt::format("a camera beyond the {} the site has", Store::kMaxSourcesPerSite));
         notify_({Change::Kind::site, site, {}});
         return;
     }
     if (kind == "sensors" && parts.size() == 5 && (parts[4] == "state" || parts[4] == "rollup")) {
         if (!std::regex_match(parts[3], kId)) return refuse(topic, payload, "the sensor level is not an id");
         if (parts[4] == "state") {
-            store_.set_sensor_state(site, parts[3], j);
+            if (payload.size() > kMaxState)
+                return refuse(topic, payload, fmt::format("a state over {} KiB", kMaxState >> 10));
+            if (!store_.set_sensor_state(site, parts[3], j))
+                return refuse(topic, payload,
+                              fmt::format("a sensor beyond the {} the site has", Store::kMaxSourcesPerSite));
             notify_({Change::Kind::site, site, {}});
             return;
         }

@@ -181,8 +181,20 @@ TrackResult Store::set_gateway_info(const std::string& site, const json& info, T
     });
 }
 
-void Store::set_camera_state(const std::string& site, const std::string& camera, const json& state) {
+bool Store::room_for_source(const char* table, const char* column, const std::string& site,
+                            const std::string& id) {
+    const std::string sql = fmt::format(
+        "SELECT EXISTS (SELECT 1 FROM {0} WHERE site = ?1 AND {1} = ?2), (SELECT COUNT(*) FROM {0} WHERE "
+        "site = ?1)",
+        table, column);
+    Stmt s(db_, sql.c_str());
+    s.bind(1, site).bind(2, id);
+    return s.step() && (s.integer(0) != 0 || s.integer(1) < kMaxSourcesPerSite);
+}
+
+bool Store::set_camera_state(const std::string& site, const std::string& camera, const json& state) {
     std::lock_guard lock(mutex_);
+    if (!room_for_source("cameras", "camera", site, camera)) return false;
     ensure_site(site);
     const auto online = state.find("online");
     Stmt s(db_,
@@ -196,10 +208,12 @@ void Store::set_camera_state(const std::string& site, const std::string& camera,
         s.bind_null(4);
     }
     s.bind(5, state.dump()).bind(6, text(state, "time")).run();
+    return true;
 }
 
-void Store::set_sensor_state(const std::string& site, const std::string& sensor, const json& state) {
+bool Store::set_sensor_state(const std::string& site, const std::string& sensor, const json& state) {
     std::lock_guard lock(mutex_);
+    if (!room_for_source("sensors", "sensor", site, sensor)) return false;
     ensure_site(site);
     const auto online = state.find("online");
     Stmt s(db_,
@@ -219,6 +233,7 @@ void Store::set_sensor_state(const std::string& site, const std::string& sensor,
         s.bind_null(6);
     }
     s.bind(7, state.dump()).bind(8, text(state, "time")).run();
+    return true;
 }
 
 EventStored Store::add_event(const EventMessage& m, TimePoint now, const std::optional<Sequence>& seq) {
@@ -429,6 +444,17 @@ bool Store::add_snapshot(const std::string& site, const std::string& event_id, c
         .bind(2, site)
         .bind_blob(3, jpeg)
         .bind(4, iso8601_utc(now))
+        .run();
+    // Pictures of alerts that have not come (yet): a site sending pictures of events that never
+    // come cannot fill the room's disk with them.
+    Stmt(db_,
+         "DELETE FROM snapshots WHERE event_id IN (SELECT event_id FROM (SELECT event_id, row_number() OVER w"
+         " AS n, sum(length(jpeg)) OVER w AS b FROM snapshots WHERE site = ?1 AND NOT EXISTS (SELECT 1 FROM"
+         " alerts WHERE alerts.id = snapshots.event_id) WINDOW w AS (ORDER BY received_at DESC, rowid DESC))"
+         " WHERE n > 1 AND (n > ?2 OR b > ?3))")
+        .bind(1, site)
+        .bind(2, kMaxOrphanSnapshots)
+        .bind(3, kMaxOrphanSnapshotBytes)
         .run();
     return true;
 }

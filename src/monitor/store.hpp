@@ -185,13 +185,21 @@ public:
     // up to it. The TrackResult says what the number did to the site's stream (`ignored` without one).
     TrackResult set_gateway_info(const std::string& site, const nlohmann::json& info, TimePoint when,
                                  const std::optional<Sequence>& seq = std::nullopt);
-    void set_camera_state(const std::string& site, const std::string& camera, const nlohmann::json& state);
-    void set_sensor_state(const std::string& site, const std::string& sensor, const nlohmann::json& state);
+    // False for a camera (sensor) the site did not have when it has kMaxSourcesPerSite already: one
+    // broken or hostile site naming a new one in every message cannot grow the room's tables, and
+    // every GET /api/sites with them, without end.
+    bool set_camera_state(const std::string& site, const std::string& camera, const nlohmann::json& state);
+    bool set_sensor_state(const std::string& site, const std::string& sensor, const nlohmann::json& state);
+    static constexpr int kMaxSourcesPerSite = 256;
     EventStored add_event(const EventMessage& m, TimePoint now,
                           const std::optional<Sequence>& seq = std::nullopt);
     // False when the event belongs to another site (a site cannot attach pictures to others' alerts).
     bool add_snapshot(const std::string& site, const std::string& event_id, const std::string& jpeg,
                       TimePoint now);
+    // At most this many snapshots, and this many bytes of them, per site wait for their alert
+    // (the newest one always); beyond them the oldest go.
+    static constexpr int kMaxOrphanSnapshots = 100;
+    static constexpr std::int64_t kMaxOrphanSnapshotBytes = std::int64_t{64} << 20;
     // At most this many clip reports per site wait for their alert; beyond it the oldest go.
     static constexpr int kMaxPendingClips = 1000;
     // Ranges of lost numbers kept per stream to recognise one that arrives after all (the newest; as
@@ -276,6 +284,10 @@ public:
     const Retention& retention() const { return retention_; }
 
 private:
+    // Whether `id` may have a row in `table` (cameras or sensors) of `site`: it has one, or the site has
+    // fewer than kMaxSourcesPerSite. The caller holds mutex_.
+    bool room_for_source(const char* table, const char* column, const std::string& site,
+                         const std::string& id);
     Alert read_alert(sqlite::Stmt& s);
     void add_end_reason_column();
     bool was_deleted(const std::string& id);  // caller holds mutex_

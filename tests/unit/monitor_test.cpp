@@ -1,5 +1,6 @@
 // kitchen-monitor without the network: the store's dedup and update ordering, the alert state
 // machine and deadlines, the ingest router's handling of bad messages, and the config loader.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -409,6 +410,46 @@ TEST(MonitorIngest, FieldsOfTheWrongTypeAreRefusedAndWhatIsStoredIsReadByType) {
     const auto history = store.alert_history("19ab3c0f2e1-ffffffffffffff05");
     ASSERT_EQ(history.size(), 1u);
     EXPECT_EQ(history[0]["score"], 0.0);
+}
+
+TEST(MonitorIngest, OneSiteCannotGrowTheRoomsTablesWithoutEnd) {
+    // Each message was bounded, the total was not: a site naming a new camera in every state, or
+    // sending pictures of events that never come (8 MiB each, kept 180 days), grew the room's
+    // memory (every GET /api/sites carries every state) and its disk without end.
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    auto state = [](const std::string& camera) {
+        return json{{"site", "sch-0101"}, {"camera", camera}, {"online", true}}.dump();
+    };
+    for (int i = 0; i < Store::kMaxSourcesPerSite + 20; ++i)
+        ingest.handle("kitchen/sch-0101/cameras/c" + std::to_string(i) + "/state",
+                      state("c" + std::to_string(i)), true, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 20u);
+    ingest.handle("kitchen/sch-0101/cameras/c0/state", state("c0"), true, kT0);  // a known one: taken
+    auto big = json::parse(state("c1"));
+    big["detail"] = std::string(20 * 1024, 'x');
+    ingest.handle("kitchen/sch-0101/cameras/c1/state", big.dump(), true, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 21u);
+    ASSERT_EQ(store.sites().size(), 1u);
+    EXPECT_EQ(store.sites()[0]["cameras"].size(), static_cast<std::size_t>(Store::kMaxSourcesPerSite));
+    ingest.handle("kitchen/sch-0202/cameras/c0/state",
+                  json{{"site", "sch-0202"}, {"camera", "c0"}, {"online", true}}.dump(), true, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 21u);  // another site has its own
+
+    // Pictures of alerts that have not come: the newest kMaxOrphanSnapshots are kept; a picture of
+    // an alert that did come is not counted among them.
+    const std::string jpeg("\xff\xd8\xff\xe0picture", 11);
+    const std::string alert = "19ab3c0f2e1-ffffffffffffff06";
+    ingest.handle("kitchen/sch-0101/events", event(alert, "start").dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events/" + alert + "/snapshot", jpeg, false, kT0);
+    for (int i = 0; i < Store::kMaxOrphanSnapshots + 10; ++i) {
+        ingest.handle(fmt::format("kitchen/sch-0101/events/19ab3c0f2e1-{:016x}/snapshot", i + 1), jpeg, false,
+                      kT0 + std::chrono::seconds(i));
+    }
+    EXPECT_TRUE(store.snapshot(alert));
+    EXPECT_FALSE(store.snapshot(fmt::format("19ab3c0f2e1-{:016x}", 1)));  // the oldest went
+    EXPECT_TRUE(store.snapshot(fmt::format("19ab3c0f2e1-{:016x}", 11)));  // the newest 100 stay
+    EXPECT_TRUE(store.snapshot(fmt::format("19ab3c0f2e1-{:016x}", 110)));
 }
 
 TEST(MonitorIngest, MessageSequence) {
