@@ -650,6 +650,52 @@ TEST(HlsWriter, AFailedWriteStopsTheStreamAndItStartsAgainWithoutAReconnect) {
     fs::remove(clip);
 }
 
+// FFmpeg 5.1's HLS muxer keeps about 260 KB each time its header fails, and a folder it cannot
+// write fails the header: tried again for ever, a folder that stays so would leak 15 MB an hour.
+// Ten headers in a row (about six minutes of the stream) and it waits for the next connection.
+TEST(HlsWriter, AFolderThatStaysUnwritableIsTriedForMinutesNotForEver) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-unwritable-" + std::to_string(::getpid()));
+    const auto aside = fs::path(dir.string() + "-aside");
+    const auto clip = dir.string() + ".mp4";
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=96x64:rate=5 -t 600 -c:v libx264 "
+        "-preset ultrafast -g 5 -keyint_min 5 -sc_threshold 0 -pix_fmt yuv420p " +
+        clip;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    std::ostringstream log_text;
+    auto log =
+        std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    log->set_level(spdlog::level::debug);
+    {
+        kg::stream::HlsWriter writer(dir.string(), 1, log);
+        std::atomic<bool> stop{false};
+        kg::ingest::FfmpegInput input({clip}, stop);
+        input.set_packet_observer(&writer);
+        input.open();
+        for (int frame = 0; input.next_frame(); ++frame) {
+            if (frame == 20) {  // 4 s in, for good
+                fs::rename(dir, aside);
+                std::ofstream(dir) << "not a folder";
+            }
+        }
+        EXPECT_FALSE(writer.live());
+    }
+    const auto text = log_text.str();
+    std::size_t headers = 0;
+    for (auto at = text.find("cannot write the playlist header"); at != std::string::npos;
+         at = text.find("cannot write the playlist header", at + 1))
+        ++headers;
+    EXPECT_EQ(headers, 9u) << text;  // the tenth gives up
+    EXPECT_NE(text.find("the playlist header failed 10 times in a row; the public stream waits for the "
+                        "camera's next connection"),
+              std::string::npos)
+        << text;
+    fs::remove_all(dir);
+    fs::remove_all(aside);
+    fs::remove(clip);
+}
+
 TEST(Mp4Tag, H265IsTaggedHvc1OnlyWithItsParameterSetsOutOfBand) {
     AVCodecParameters params{};
     params.codec_id = AV_CODEC_ID_H264;
