@@ -151,10 +151,16 @@ void Store::ensure_site(const std::string& site) {
 void Store::site_seen(const std::string& site, TimePoint when) {
     std::lock_guard lock(mutex_);
     ensure_site(site);
-    // ISO 8601 UTC strings with milliseconds sort as times do.
-    Stmt(db_, "UPDATE sites SET last_seen = ?2 WHERE site = ?1 AND (last_seen IS NULL OR last_seen < ?2)")
+    // ISO 8601 UTC strings with milliseconds sort as times do. Only forward (instances sharing the
+    // database take messages out of order), unless what is stored is more than a minute ahead of
+    // `when`: the room's clock was stepped back, and a site seen "in the future" would show online,
+    // however long silent, until the clock got there.
+    Stmt(db_,
+         "UPDATE sites SET last_seen = ?2 WHERE site = ?1 AND (last_seen IS NULL OR last_seen < ?2 OR "
+         "last_seen > ?3)")
         .bind(1, site)
         .bind(2, iso8601_utc(when))
+        .bind(3, iso8601_utc(when + std::chrono::minutes(1)))
         .run();
 }
 

@@ -452,6 +452,19 @@ TEST(MonitorIngest, OneSiteCannotGrowTheRoomsTablesWithoutEnd) {
     EXPECT_TRUE(store.snapshot(fmt::format("19ab3c0f2e1-{:016x}", 110)));
 }
 
+TEST(MonitorStore, ASiteSeenBeforeTheRoomsClockWasSteppedBackIsSeenAgainAtTheNewTime) {
+    // last_seen only rose: after the room's clock ran two hours ahead and was set right, a site
+    // that then went silent showed as seen "in the future", online, for those two hours.
+    Store store(":memory:");
+    store.site_seen("sch-0101", kT0 + std::chrono::hours(2));
+    store.site_seen("sch-0101", kT0);
+    EXPECT_EQ(store.sites()[0]["last_seen"], kg::iso8601_utc(kT0));
+    // Out of order by seconds (two instances on one database): the later time stays.
+    store.site_seen("sch-0101", kT0 + std::chrono::seconds(30));
+    store.site_seen("sch-0101", kT0 + std::chrono::seconds(10));
+    EXPECT_EQ(store.sites()[0]["last_seen"], kg::iso8601_utc(kT0 + std::chrono::seconds(30)));
+}
+
 TEST(MonitorIngest, MessageSequence) {
     EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:start", "start"), 0);
     EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:update-7", "update"), 7);
