@@ -94,8 +94,8 @@ void HlsWriter::on_stream_opened(const AVStream& stream) {
     close();
     clear_folder();
     failures_ = 0;
-    header_failures_ = 0;
-    retry_wait_ = 0;
+    retry_wait_ = 0;  // header_failures_ is not reset here: a folder that stays unwritable gets one
+                      // header per connection after the first ten, as before the retries
     codecpar_ = {avcodec_parameters_alloc(), [](AVCodecParameters* p) { avcodec_parameters_free(&p); }};
     if (!codecpar_ || avcodec_parameters_copy(codecpar_.get(), stream.codecpar) < 0) {
         log_->error("HLS: cannot describe the stream");

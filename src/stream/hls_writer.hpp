@@ -65,8 +65,8 @@ private:
     // Failed writes in a row since the stream last played, and when (stream seconds) to try again.
     static constexpr std::int64_t kFirstRetry = 2, kLastRetry = 60;
     std::uint64_t failures_ = 0;
-    // Failed headers in a row; at kMaxHeaderFailures (about 6 minutes of tries) it waits for the next
-    // connection.
+    // Failed headers in a row, across connections; from kMaxHeaderFailures (about 6 minutes of
+    // tries) on, no retries: one header per connection.
     static constexpr int kMaxHeaderFailures = 10;
     int header_failures_ = 0;
     std::int64_t retry_wait_ = 0, retry_at_ = 0;
