@@ -100,11 +100,15 @@ def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways
 
 
 # A browser without Media Source Extensions that plays HLS itself, as an iPhone's Safari does:
-# MediaSource hidden, canPlayType answering for HLS, and every video.src the page sets recorded.
+# MediaSource hidden, canPlayType answering for HLS, the player's errors hidden, and every video.src
+# the page sets recorded.
 NATIVE_HLS_ONLY = """
 Object.defineProperty(window, "MediaSource", {value: undefined, configurable: true});
 Object.defineProperty(window, "ManagedMediaSource", {value: undefined, configurable: true});
 HTMLMediaElement.prototype.canPlayType = function (type) { return "maybe"; };
+// Chromium's player cannot play the playlist and says so; a phone's plays it. Without this the
+// page would take the error for an undecodable stream and stop, never reaching what is tested.
+Object.defineProperty(HTMLMediaElement.prototype, "error", {configurable: true, get() { return null; }});
 window.__sources = [];
 const src = Object.getOwnPropertyDescriptor(HTMLMediaElement.prototype, "src");
 Object.defineProperty(HTMLMediaElement.prototype, "src", {
@@ -147,4 +151,32 @@ def test_a_phone_player_is_loaded_again_after_the_camera_reconnects(broker, rtsp
     server.start()
     kg_e2e.wait_until(lambda: len(sources()) >= 2, 40, interval=0.5,
                       what="the player loaded again on the reconnected stream")
+    assert gw.terminate() == 0
+
+
+def test_a_phone_player_that_cannot_play_the_stream_says_so_once(broker, rtsp_server, make_clip, gateways,
+                                                                 browser, tmp_path):
+    """The other side of the phone player's watch: a player that said "maybe" and then cannot decode
+    the stream (Chromium here, with no HLS of its own) is not loaded again every few seconds: the
+    card says the browser cannot play it, as for a codec refused up front."""
+    server = rtsp_server({"/kitchen": make_clip([("normal", 60)])})
+    config = kg_e2e.base_config(broker, [kg_e2e.camera("kitchen", server.url("/kitchen"), public=True)], tmp_path)
+    config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s"}
+    gw = gateways(config)
+    port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
+                                 what="the public side").group(1))
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[1].count(b".m4s") >= 2, 30,
+                      what="the kitchen's first segments")
+    without_error_stub = NATIVE_HLS_ONLY.replace(
+        'Object.defineProperty(HTMLMediaElement.prototype, "error", {configurable: true, get() { return null; }});',
+        "")
+    assert without_error_stub != NATIVE_HLS_ONLY
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": without_error_stub})
+    browser.get(f"http://127.0.0.1:{port}/")
+    msg = "return document.querySelector('[data-camera=\"kitchen\"] .msg').textContent"
+    kg_e2e.wait_until(lambda: "cannot play" in (browser.execute_script(msg) or ""), 20, interval=0.5,
+                      what="the card saying the browser cannot play the stream")
+    time.sleep(8)  # two of the page's watch periods and a session's pause
+    sources = [s for s in browser.execute_script("return window.__sources") if "index.m3u8" in s]
+    assert len(sources) == 1, sources
     assert gw.terminate() == 0
