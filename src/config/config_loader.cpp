@@ -1272,14 +1272,17 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
                     th.hysteresis = 0;
                 if (t[i]["hysteresis"])
                     r.number(t[i]["hysteresis"], key + ".hysteresis", th.hysteresis, 0, 1e6);
-                // The same, said at load, for any sensor whose valid range leaves no value to end on.
-                if (t[i]["above"] && s.min_valid && th.value - th.hysteresis < *s.min_valid) {
+                // The same, said at load, for a Modbus sensor whose valid range leaves no value to end
+                // on. Not for MQTT: a true/false payload ends without hysteresis (sensor_rules.cpp).
+                const bool numbers_only = s.source.kind == SensorSource::Kind::modbus;
+                if (numbers_only && t[i]["above"] && s.min_valid && th.value - th.hysteresis < *s.min_valid) {
                     r.error(t[i], key,
                             fmt::format(
                                 "above {} with hysteresis {} ends only at or under {}, below valid_range's "
                                 "{}: the event could never end",
                                 th.value, th.hysteresis, th.value - th.hysteresis, *s.min_valid));
-                } else if (t[i]["below"] && s.max_valid && th.value + th.hysteresis > *s.max_valid) {
+                } else if (numbers_only && t[i]["below"] && s.max_valid &&
+                           th.value + th.hysteresis > *s.max_valid) {
                     r.error(t[i], key,
                             fmt::format(
                                 "below {} with hysteresis {} ends only at or over {}, above valid_range's "

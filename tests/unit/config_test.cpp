@@ -341,10 +341,11 @@ TEST(ConfigLoader, AStateSensorsAlarmCanEnd) {
     EXPECT_EQ(g.sensors[0].thresholds.at(0).hysteresis, 0.0);
     EXPECT_EQ(g.sensors[1].thresholds.at(0).hysteresis, 0.2);  // its own stands
     EXPECT_EQ(g.sensors[2].thresholds.at(0).hysteresis, 0.5);
-    // Any other sensor whose valid range leaves no value to end on is refused, naming why.
+    // Any other Modbus sensor whose valid range leaves no value to end on is refused, naming why.
     const auto e = only_error(kHead +
                               "sensors:\n"
-                              "  - {id: alarm, valid_range: [0, 1], source: {mqtt: {topic: t/a, value: a}},\n"
+                              "  - {id: alarm, valid_range: [0, 1],\n"
+                              "     source: {modbus: {device: 'tcp://10.0.0.5:502', address: 1}},\n"
                               "     thresholds: [{above: 0}]}\n");
     EXPECT_EQ(e.key, "sensors[0].thresholds[0]");
     EXPECT_NE(e.message.find("ends only at or under -0.5, below valid_range's 0: the event could never end"),
@@ -352,8 +353,17 @@ TEST(ConfigLoader, AStateSensorsAlarmCanEnd) {
         << e.message;
     only_error(kHead +
                "sensors:\n"
-               "  - {id: cold, valid_range: [-40, 10], source: {mqtt: {topic: t/c}},\n"
+               "  - {id: cold, valid_range: [-40, 10],\n"
+               "     source: {modbus: {device: 'tcp://10.0.0.5:502', address: 2}},\n"
                "     thresholds: [{below: 10, hysteresis: 1}]}\n");
+    // Over MQTT the value may come as true/false, which ends without hysteresis: not refused.
+    const auto mqtt = load_string(kHead +
+                                      "sensors:\n"
+                                      "  - {id: motion, kind: motion, valid_range: [0, 1],\n"
+                                      "     source: {mqtt: {topic: t/m, value: occupancy}},\n"
+                                      "     thresholds: [{above: 0}]}\n",
+                                  "g.yaml");
+    EXPECT_EQ(mqtt.sensors.size(), 1u);
 }
 
 TEST(ConfigLoader, TheShippedExamplesLoad) {
