@@ -131,6 +131,9 @@ void SensorRules::forget_pending(TimePoint t) {
     for (auto& l : limits_) {
         if (!l.tracker.active()) l.tracker.close(t, {});  // an open event stays; nothing is sent
     }
+    // Nor does a disinfection cycle count across a gap nobody saw: hot before and after is not hot
+    // throughout.
+    hot_since_.reset();
 }
 
 void SensorRules::check_limits(double v, TimePoint t, std::vector<events::Event>& out) {

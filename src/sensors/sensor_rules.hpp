@@ -64,7 +64,8 @@ private:
     void track_cycle(double value, TimePoint t);
     // Feeds `v`, the value at `t` on the readings' clock, to every threshold.
     void check_limits(double v, TimePoint t, std::vector<events::Event>& out);
-    // Forgets conditions pending confirmation (`for` running); open events stay open.
+    // Forgets conditions pending confirmation (`for` running) and a disinfection cycle in progress;
+    // open events stay open.
     void forget_pending(TimePoint t);
 
     const config::Sensor& sensor_;

@@ -295,6 +295,32 @@ TEST(SensorRules, ADisinfectionCycleOneMinuteTooShortIsMissed) {
     EXPECT_EQ(rig.states().back(), "disinfection/missed_cycle:end");
 }
 
+TEST(SensorRules, ACycleNobodySawThroughASilenceDoesNotCount) {
+    // Hot at 13:10, silent, hot again at 13:30: hot before and after is not hot throughout, and the
+    // window's cycle is missed (it counted as a complete cycle, hiding the missed one).
+    Rig rig;
+    kg::rules::Schedule after_lunch;
+    after_lunch.windows = {kg::rules::parse_window("13:00-14:00")};
+    rig.schedules["after_lunch"] = after_lunch;
+    rig.sensor.id = "cabinet";
+    rig.sensor.interval = 1min;
+    rig.sensor.stale_after = 3;
+    kg::config::Disinfection d;
+    d.setpoint = 120;
+    d.min_time = 10min;
+    d.schedule = "after_lunch";
+    rig.sensor.disinfection = d;
+    auto r = rig.make();
+    rig.feed(r, 12 * 60, 13 * 60 + 10, 25.0);
+    rig.feed(r, 13 * 60 + 10, 13 * 60 + 12, 125.0);
+    for (double m = 13 * 60 + 12; m < 13 * 60 + 30; m += 1) r.tick(at(m), rig.out);  // silent
+    rig.feed(r, 13 * 60 + 30, 13 * 60 + 33, 125.0);
+    rig.feed(r, 13 * 60 + 33, 14 * 60 + 5, 40.0);
+    const auto states = rig.states();
+    EXPECT_EQ(std::count(states.begin(), states.end(), "disinfection/missed_cycle:start"), 1)
+        << ::testing::PrintToString(states);
+}
+
 TEST(SensorRules, AFullCycleInTheWindowRaisesNothing) {
     Rig rig;
     kg::rules::Schedule after_lunch;
