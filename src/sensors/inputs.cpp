@@ -291,16 +291,19 @@ spdlog::level::level_enum repeat_level(std::uint64_t n) {
     return n % 1000 == 0 ? spdlog::level::warn : spdlog::level::debug;
 }
 
-// "host:port", "[v6]:port" or "host" (port 502) of a tcp:// device, as the configuration checked it.
-std::pair<std::string, std::string> modbus_host_port(const std::string& authority) {
+// "host:port", "[v6]:port" or "host" (port 502) of a tcp:// device, read as the configuration's
+// check reads it (a path, query or user part ignored).
+std::pair<std::string, std::string> modbus_host_port(std::string authority) {
+    authority = authority.substr(0, authority.find_first_of("/?#"));
+    if (const auto at = authority.rfind('@'); at != std::string::npos) authority = authority.substr(at + 1);
     std::string host = authority, port = "502";
     if (!authority.empty() && authority.front() == '[') {
         const auto close = authority.find(']');
         host = authority.substr(1, close - 1);
-        if (close + 1 < authority.size() && authority[close + 1] == ':') port = authority.substr(close + 2);
+        if (close + 2 < authority.size() && authority[close + 1] == ':') port = authority.substr(close + 2);
     } else if (const auto colon = authority.rfind(':'); colon != std::string::npos) {
         host = authority.substr(0, colon);
-        port = authority.substr(colon + 1);
+        if (colon + 1 < authority.size()) port = authority.substr(colon + 1);
     }
     return {host, port};
 }
