@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS deleted_alerts (
   id TEXT PRIMARY KEY, site TEXT NOT NULL, deleted_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS deleted_alerts_at ON deleted_alerts(deleted_at);
 CREATE INDEX IF NOT EXISTS snapshots_received ON snapshots(received_at);
+CREATE INDEX IF NOT EXISTS snapshots_site ON snapshots(site, received_at);
 CREATE INDEX IF NOT EXISTS rollups_minute ON rollups(minute);
 CREATE TABLE IF NOT EXISTS seq_streams (
   site TEXT NOT NULL, stream TEXT NOT NULL, mark INTEGER NOT NULL, top INTEGER NOT NULL,
@@ -431,10 +432,12 @@ std::map<std::string, std::int64_t> Store::queued_notifications() {
 bool Store::add_snapshot(const std::string& site, const std::string& event_id, const std::string& jpeg,
                          TimePoint now) {
     std::lock_guard lock(mutex_);
+    bool has_alert = false;
     {
         Stmt s(db_, "SELECT site FROM alerts WHERE id = ?");
         s.bind(1, event_id);
-        if (s.step() && s.text(0) != site) return false;
+        has_alert = s.step();
+        if (has_alert && s.text(0) != site) return false;
     }
     {
         Stmt s(db_, "SELECT site FROM snapshots WHERE event_id = ?");
@@ -451,8 +454,9 @@ bool Store::add_snapshot(const std::string& site, const std::string& event_id, c
         .bind_blob(3, jpeg)
         .bind(4, iso8601_utc(now))
         .run();
+    if (has_alert) return true;
     // Pictures of alerts that have not come (yet): a site sending pictures of events that never
-    // come cannot fill the room's disk with them.
+    // come cannot fill the room's disk with them. Looked at only when this is one of them.
     Stmt(db_,
          "DELETE FROM snapshots WHERE event_id IN (SELECT event_id FROM (SELECT event_id, row_number() OVER w"
          " AS n, sum(length(jpeg)) OVER w AS b FROM snapshots WHERE site = ?1 AND NOT EXISTS (SELECT 1 FROM"
