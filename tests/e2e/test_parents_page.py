@@ -119,6 +119,19 @@ Object.defineProperty(HTMLMediaElement.prototype, "src", {
 """
 
 
+def public_kitchen(server, broker, gateways, tmp_path):
+    """A gateway with one public camera at the server's /kitchen: (gateway, public port), once its
+    playlist names two segments."""
+    config = kg_e2e.base_config(broker, [kg_e2e.camera("kitchen", server.url("/kitchen"), public=True)], tmp_path)
+    config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s"}
+    gw = gateways(config)
+    port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
+                                 what="the public side").group(1))
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[1].count(b".m4s") >= 2, 30,
+                      what="the kitchen's first segments")
+    return gw, port
+
+
 def test_a_phone_player_is_loaded_again_after_the_camera_reconnects(broker, rtsp_server, make_clip, gateways,
                                                                      browser, tmp_path):
     """On an iPhone the page hands the playlist to the phone's own player and, before, never looked
@@ -129,13 +142,7 @@ def test_a_phone_player_is_loaded_again_after_the_camera_reconnects(broker, rtsp
     does. The gateway's side, the media sequence rising with a discontinuity, is
     HlsWriter.AReconnectKeepsTheMediaSequenceRisingAndMarksTheDiscontinuity.)"""
     server = rtsp_server({"/kitchen": make_clip([("normal", 90)])})
-    config = kg_e2e.base_config(broker, [kg_e2e.camera("kitchen", server.url("/kitchen"), public=True)], tmp_path)
-    config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s"}
-    gw = gateways(config)
-    port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
-                                 what="the public side").group(1))
-    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[1].count(b".m4s") >= 2, 30,
-                      what="the kitchen's first segments")
+    gw, port = public_kitchen(server, broker, gateways, tmp_path)
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NATIVE_HLS_ONLY})
     browser.get(f"http://127.0.0.1:{port}/")
 
@@ -160,13 +167,7 @@ def test_a_phone_player_that_cannot_play_the_stream_says_so_once(broker, rtsp_se
     the stream (Chromium here, with no HLS of its own) is not loaded again every few seconds: the
     card says the browser cannot play it, as for a codec refused up front."""
     server = rtsp_server({"/kitchen": make_clip([("normal", 60)])})
-    config = kg_e2e.base_config(broker, [kg_e2e.camera("kitchen", server.url("/kitchen"), public=True)], tmp_path)
-    config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s"}
-    gw = gateways(config)
-    port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
-                                 what="the public side").group(1))
-    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[1].count(b".m4s") >= 2, 30,
-                      what="the kitchen's first segments")
+    gw, port = public_kitchen(server, broker, gateways, tmp_path)
     without_error_stub = NATIVE_HLS_ONLY.replace(
         'Object.defineProperty(HTMLMediaElement.prototype, "error", {configurable: true, get() { return null; }});',
         "")
