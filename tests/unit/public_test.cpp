@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -24,6 +25,33 @@
 #include "web/live_stream.hpp"
 #include "web/viewer_counter.hpp"
 #include "web/viewer_token.hpp"
+
+namespace {
+
+// Encodes FFmpeg's test pattern as an H.264 MP4 at `path`: `size`, `rate` frames a second, `seconds`
+// long, a key frame every `gop` frames exactly. False when ffmpeg failed.
+bool encode_test_clip(const std::string& path, const std::string& size, int rate, int seconds, int gop) {
+    const std::string cmd = fmt::format(
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size={}:rate={} -t {} -c:v libx264 -preset ultrafast "
+        "-g {} -keyint_min {} -sc_threshold 0 -pix_fmt yuv420p {}",
+        size, rate, seconds, gop, gop, path);
+    return std::system(cmd.c_str()) == 0;
+}
+
+// Plays `clip` through `observer` as one connection of a camera, as fast as it decodes, calling
+// `on_frame` with each frame's number after it.
+void play(const std::string& clip, kg::ingest::PacketObserver& observer,
+          const std::function<void(int)>& on_frame = {}) {
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip}, stop);
+    input.set_packet_observer(&observer);
+    input.open();
+    for (int frame = 0; input.next_frame(); ++frame) {
+        if (on_frame) on_frame(frame);
+    }
+}
+
+}  // namespace
 
 namespace kg::web {
 namespace {
@@ -232,11 +260,7 @@ TEST(FlvHub, AViewerJoiningALargeGopWaitsForTheNextKeyFrameInsteadOfBeingRefused
 TEST(FlvHub, ViewersJoiningWhileItMuxesGetEachTagOnceAndEndWithTheStream) {
     namespace fs = std::filesystem;
     const auto clip = fs::temp_directory_path() / ("kg-flv-race-" + std::to_string(::getpid()) + ".mp4");
-    const std::string cmd =
-        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 20 -c:v libx264 "
-        "-preset ultrafast -g 5 -pix_fmt yuv420p " +
-        clip.string();
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    ASSERT_TRUE(encode_test_clip(clip.string(), "160x90", 25, 20, 5));
     kg::stream::FlvHub hub("kitchen", spdlog::default_logger());
     std::atomic<bool> done{false};
     std::atomic<int> joins{0}, twice{0};
@@ -256,12 +280,7 @@ TEST(FlvHub, ViewersJoiningWhileItMuxesGetEachTagOnceAndEndWithTheStream) {
         }
     });
     for (int connection = 0; connection < 3; ++connection) {
-        std::atomic<bool> stop{false};
-        kg::ingest::FfmpegInput input({clip.string()}, stop);
-        input.set_packet_observer(&hub);
-        input.open();
-        while (input.next_frame()) {
-        }
+        play(clip.string(), hub);
         hub.on_stream_closed();
     }
     done = true;
@@ -528,20 +547,11 @@ TEST(HlsWriter, SegmentsAreAsLongAsConfiguredNotOneGopEach) {
     namespace fs = std::filesystem;
     const auto dir = fs::temp_directory_path() / ("kg-hls-length-" + std::to_string(::getpid()));
     const auto clip = dir.string() + ".mp4";
-    const std::string cmd =
-        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 9 -c:v libx264 "
-        "-preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p " +
-        clip;
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 9, 25));
     std::string playlist;
     {
         kg::stream::HlsWriter writer(dir.string(), 2, spdlog::default_logger());
-        std::atomic<bool> stop{false};
-        kg::ingest::FfmpegInput input({clip}, stop);
-        input.set_packet_observer(&writer);
-        input.open();
-        while (input.next_frame()) {
-        }
+        play(clip, writer);
         std::ifstream in(dir / "index.m3u8");
         playlist.assign(std::istreambuf_iterator<char>(in), {});
     }
@@ -564,11 +574,7 @@ TEST(HlsWriter, AReconnectKeepsTheMediaSequenceRisingAndMarksTheDiscontinuity) {
     namespace fs = std::filesystem;
     const auto dir = fs::temp_directory_path() / ("kg-hls-seq-" + std::to_string(::getpid()));
     const auto clip = dir.string() + ".mp4";
-    const std::string cmd =
-        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 6 -c:v libx264 "
-        "-preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p " +
-        clip;
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 6, 25));
     auto read_playlist = [&] {
         std::ifstream in(dir / "index.m3u8");
         return std::string(std::istreambuf_iterator<char>(in), {});
@@ -580,12 +586,7 @@ TEST(HlsWriter, AReconnectKeepsTheMediaSequenceRisingAndMarksTheDiscontinuity) {
     kg::stream::HlsWriter writer(dir.string(), 1, spdlog::default_logger());
     std::string first, second;
     for (std::string* playlist : {&first, &second}) {
-        std::atomic<bool> stop{false};
-        kg::ingest::FfmpegInput input({clip}, stop);  // a connection: opened, played, closed
-        input.set_packet_observer(&writer);
-        input.open();
-        while (input.next_frame()) {
-        }
+        play(clip, writer);  // a connection: opened, played, closed
         *playlist = read_playlist();
         writer.on_stream_closed();
     }
@@ -608,22 +609,14 @@ TEST(HlsWriter, AFailedWriteStopsTheStreamAndItStartsAgainWithoutAReconnect) {
     const auto dir = fs::temp_directory_path() / ("kg-hls-fail-" + std::to_string(::getpid()));
     const auto aside = fs::path(dir.string() + "-aside");
     const auto clip = dir.string() + ".mp4";
-    const std::string cmd =
-        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 16 -c:v libx264 "
-        "-preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p " +
-        clip;
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 16, 25));
     std::ostringstream log_text;
     auto log =
         std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
     bool live_before = false, live_while_failing = false;
     {
         kg::stream::HlsWriter writer(dir.string(), 1, log);
-        std::atomic<bool> stop{false};
-        kg::ingest::FfmpegInput input({clip}, stop);
-        input.set_packet_observer(&writer);
-        input.open();
-        for (int frame = 0; input.next_frame(); ++frame) {
+        play(clip, writer, [&](int frame) {
             if (frame == 100) {  // 4 s in: the folder becomes a file, so every open fails
                 live_before = writer.live();
                 fs::rename(dir, aside);
@@ -636,7 +629,7 @@ TEST(HlsWriter, AFailedWriteStopsTheStreamAndItStartsAgainWithoutAReconnect) {
                 fs::remove(dir);
                 fs::create_directories(dir);
             }
-        }
+        });
         EXPECT_TRUE(live_before);
         EXPECT_FALSE(live_while_failing);
         EXPECT_TRUE(writer.live()) << log_text.str();
@@ -658,27 +651,19 @@ TEST(HlsWriter, AFolderThatStaysUnwritableIsTriedForMinutesNotForEver) {
     const auto dir = fs::temp_directory_path() / ("kg-hls-unwritable-" + std::to_string(::getpid()));
     const auto aside = fs::path(dir.string() + "-aside");
     const auto clip = dir.string() + ".mp4";
-    const std::string cmd =
-        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=96x64:rate=5 -t 600 -c:v libx264 "
-        "-preset ultrafast -g 5 -keyint_min 5 -sc_threshold 0 -pix_fmt yuv420p " +
-        clip;
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    ASSERT_TRUE(encode_test_clip(clip, "96x64", 5, 600, 5));
     std::ostringstream log_text;
     auto log =
         std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
     log->set_level(spdlog::level::debug);
     {
         kg::stream::HlsWriter writer(dir.string(), 1, log);
-        std::atomic<bool> stop{false};
-        kg::ingest::FfmpegInput input({clip}, stop);
-        input.set_packet_observer(&writer);
-        input.open();
-        for (int frame = 0; input.next_frame(); ++frame) {
+        play(clip, writer, [&](int frame) {
             if (frame == 20) {  // 4 s in, for good
                 fs::rename(dir, aside);
                 std::ofstream(dir) << "not a folder";
             }
-        }
+        });
         EXPECT_FALSE(writer.live());
     }
     const auto text = log_text.str();
