@@ -271,8 +271,8 @@ TEST(SensorRules, AProbeThatGlitchesNowAndThenIsOneInvalidConditionNotAnAlertPer
               (std::vector<std::string>{"sensor_health/invalid:start", "sensor_health/invalid:end"}));
 }
 
-TEST(SensorRules, ADisinfectionCycleOneMinuteTooShortIsMissed) {
-    Rig rig;
+// A disinfection cabinet read every minute, a cycle (120 degC for 10 minutes) due after lunch.
+void disinfection_cabinet(Rig& rig) {
     kg::rules::Schedule after_lunch;
     after_lunch.windows = {kg::rules::parse_window("13:00-14:00")};
     rig.schedules["after_lunch"] = after_lunch;
@@ -283,6 +283,11 @@ TEST(SensorRules, ADisinfectionCycleOneMinuteTooShortIsMissed) {
     d.min_time = 10min;
     d.schedule = "after_lunch";
     rig.sensor.disinfection = d;
+}
+
+TEST(SensorRules, ADisinfectionCycleOneMinuteTooShortIsMissed) {
+    Rig rig;
+    disinfection_cabinet(rig);
     auto r = rig.make();
     rig.feed(r, 12 * 60, 13 * 60 + 20, 25.0);
     rig.feed(r, 13 * 60 + 20, 13 * 60 + 29, 125.0);  // 9 minutes hot: one minute too short
@@ -299,17 +304,8 @@ TEST(SensorRules, ACycleNobodySawThroughASilenceDoesNotCount) {
     // Hot at 13:10, silent, hot again at 13:30: hot before and after is not hot throughout, and the
     // window's cycle is missed (it counted as a complete cycle, hiding the missed one).
     Rig rig;
-    kg::rules::Schedule after_lunch;
-    after_lunch.windows = {kg::rules::parse_window("13:00-14:00")};
-    rig.schedules["after_lunch"] = after_lunch;
-    rig.sensor.id = "cabinet";
-    rig.sensor.interval = 1min;
+    disinfection_cabinet(rig);
     rig.sensor.stale_after = 3;
-    kg::config::Disinfection d;
-    d.setpoint = 120;
-    d.min_time = 10min;
-    d.schedule = "after_lunch";
-    rig.sensor.disinfection = d;
     auto r = rig.make();
     rig.feed(r, 12 * 60, 13 * 60 + 10, 25.0);
     rig.feed(r, 13 * 60 + 10, 13 * 60 + 12, 125.0);
@@ -323,14 +319,7 @@ TEST(SensorRules, ACycleNobodySawThroughASilenceDoesNotCount) {
 
 TEST(SensorRules, AFullCycleInTheWindowRaisesNothing) {
     Rig rig;
-    kg::rules::Schedule after_lunch;
-    after_lunch.windows = {kg::rules::parse_window("13:00-14:00")};
-    rig.schedules["after_lunch"] = after_lunch;
-    rig.sensor.id = "cabinet";
-    rig.sensor.interval = 1min;
-    kg::config::Disinfection d;
-    d.schedule = "after_lunch";
-    rig.sensor.disinfection = d;
+    disinfection_cabinet(rig);
     auto r = rig.make();
     rig.feed(r, 12 * 60, 13 * 60 + 20, 25.0);
     rig.feed(r, 13 * 60 + 20, 13 * 60 + 31, 125.0);  // 11 minutes
