@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -42,6 +43,21 @@ std::int64_t next_sequence_after(const std::string& playlist, std::int64_t other
     }
     // One more than the last listed: the segment the muxer had begun took the next number.
     return first < 0 ? otherwise : std::max(otherwise, first + listed + 1);
+}
+
+// The lowest media sequence number a muxer opened now may start at, from the wall clock: a gateway
+// that restarts (a reload, an upgrade, a crash) begins a new writer, and a phone player still
+// reloading the playlist waits for numbers past the last it played. Half-seconds since 2020: segments
+// last a second or more (two short ones at most at a reconnect), so counting up from one start never
+// overtakes the next run's; and FFmpeg puts the number in segment names through an int, which this
+// fits until 2054. A clock set back (a box without a battery starting in 1970) starts at 0, as every
+// start did before.
+std::int64_t sequence_floor_now() {
+    using namespace std::chrono;
+    constexpr std::int64_t k2020 = 1577836800;  // 2020-01-01T00:00:00Z, Unix seconds
+    const auto half_seconds =
+        duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count() / 500;
+    return std::max<std::int64_t>(0, half_seconds - 2 * k2020);
 }
 
 // A packet's time on the stream's clock, in whole seconds (0 without one).
@@ -139,14 +155,13 @@ void HlsWriter::open_muxer() {
     // A player reloading the playlist across a reconnect (Safari's and iPhones' own, which the page
     // cannot restart) waits for numbers past the last it played: they keep rising, and the first
     // segment of a new muxer is marked a discontinuity (new timestamps, new init segment).
+    // The first muxer of a run is marked too: a player may have played the run before.
+    next_sequence_ = std::max(next_sequence_, sequence_floor_now());
     av_opt_set_int(out_->priv_data, "start_number", next_sequence_, 0);
     // temp_file: segments and the playlist are written under .tmp names and renamed when complete,
     // so the web side never reads one half written (FFmpeg truncates and rewrites them in place).
     av_opt_set(out_->priv_data, "hls_flags",
-               next_sequence_ > 0
-                   ? "delete_segments+independent_segments+omit_endlist+temp_file+discont_start"
-                   : "delete_segments+independent_segments+omit_endlist+temp_file",
-               0);
+               "delete_segments+independent_segments+omit_endlist+temp_file+discont_start", 0);
     // Fragmented MP4 segments: what browsers' Media Source Extensions take as they are (the page's
     // player) and what Safari and phones play natively; MPEG-TS would need transmuxing in the page.
     av_opt_set(out_->priv_data, "hls_segment_type", "fmp4", 0);

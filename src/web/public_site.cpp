@@ -249,7 +249,7 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         const std::string path = target.substr(0, target.find('?'));
         // Names are matched whole: a camera id, then the playlist or a file the muxer names, or .flv.
         static const std::regex hls(
-            R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|[0-9a-z]{6}g[0-9]{1,6}-(init\.mp4|[0-9]{5,9}\.m4s))$)");
+            R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|[0-9a-z]{6}g[0-9]{1,6}-(init\.mp4|[0-9]{5,10}\.m4s))$)");
         static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
         std::smatch m;
         const bool is_hls = std::regex_match(path, m, hls);

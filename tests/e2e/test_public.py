@@ -68,6 +68,12 @@ def playlist_with_segments(port, camera, query="", count=2, timeout=20):
         and r[2].decode(), timeout, what=f"a playlist of {camera} with segments")
 
 
+def first_sequence(playlist):
+    """The media sequence number a playlist starts at: the gateway's first segment's number in the
+    first playlist it serves (numbers start from the clock, to keep rising across restarts)."""
+    return int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", playlist).group(1))
+
+
 def probe(url, entries="stream=codec_name,width,height"):
     # FLV, HLS and RTMP may add streams later (no stream list in their header), so FFmpeg reads a live
     # one for its whole analyzeduration (5 s by default) before answering. The video stream's codec,
@@ -438,6 +444,50 @@ def test_rtmp_push_reaches_nginx(broker, clips, gateways, tmp_path):
         nginx.kill()
 
 
+def test_the_playlist_numbers_keep_rising_across_a_reload_and_a_restart(broker, clips, gateways, tmp_path):
+    """A phone's own player (Safari, iPhones: the page cannot restart it) only reloads the playlist and
+    waits for media sequence numbers past the last it played. Before, every new run of the gateway (a
+    reload, an upgrade, a crash) started again at 0, and that player froze until the parent reloaded
+    the page. Now a reload and a restart both go on above the last number, marked a discontinuity."""
+    clip = public_clip(clips)
+    config = public_config(broker, tmp_path, [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)])
+    config["api"]["token"] = "test-api-token"
+
+    def last_number(port):
+        playlist = playlist_with_segments(port, "kitchen", count=3)
+        return max(int(n) for n in re.findall(r"-(\d+)\.m4s", playlist)), playlist
+
+    def after(port, before, earlier_init):
+        """The first playlist of a new run: a new init segment, numbers above `before`, marked."""
+        playlist = kg_e2e.wait_until(
+            lambda: (p := playlist_with_segments(port, "kitchen")) and earlier_init not in p and p, 20,
+            what="a playlist of the new run")
+        assert first_sequence(playlist) > before, (before, playlist)
+        lines = playlist.splitlines()
+        first_segment = next(i for i, line in enumerate(lines) if line.startswith("#EXTINF"))
+        assert "#EXT-X-DISCONTINUITY" in lines[:first_segment], playlist
+        return playlist
+
+    gw = gateways(config)
+    port = public_port(gw)
+    before, playlist = last_number(port)
+    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist).group(1)
+
+    log_at = len(gw.output())
+    status, _, body = get(gw.api_port(), "/api/reload", method="POST",
+                          headers={"Authorization": "Bearer test-api-token"})
+    assert status == 202, body
+    port = public_port(gw, after=log_at)
+    after(port, before, init)
+    before, playlist = last_number(port)
+    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist).group(1)
+    assert gw.terminate() == 0
+
+    gw = gateways(config, "restarted")
+    after(public_port(gw), before, init)
+    assert gw.terminate() == 0
+
+
 def test_segments_are_served_only_when_complete(broker, clips, gateways, tmp_path):
     """A player (or a script) that asks for the next segment before the playlist names it gets 404, and
     once it is served every viewer gets the whole segment as on disk. Before, the shared segment cache
@@ -484,12 +534,12 @@ def test_a_looped_clip_keeps_streaming_after_its_end(broker, clips, gateways, tm
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)]
     gw = gateways(public_config(broker, tmp_path, cams))
     port = public_port(gw)
-    playlist_with_segments(port, "kitchen")
+    first = first_sequence(playlist_with_segments(port, "kitchen"))
 
-    def newest_segment():
+    def newest_segment():  # counted from the first
         status, _, body = get(port, "/live/kitchen/index.m3u8")
         numbers = [int(n) for n in re.findall(r"-(\d+)\.m4s", body.decode())] if status == 200 else []
-        return max(numbers, default=-1)
+        return max(numbers, default=first - 1) - first
 
     # HTTP-FLV over the rewinds: 6 s recorded by FFmpeg from the end of the first pass (a rewind every
     # 4 s: at least one inside them) hold 6 s of video. Recorded while the segments below come.
@@ -537,7 +587,7 @@ def test_a_camera_clock_that_jumps_keeps_the_public_streams_going(broker, gatewa
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": False}, public=True)]
     gw = gateways(public_config(broker, tmp_path, cams))
     port = public_port(gw)
-    playlist_with_segments(port, "kitchen")
+    first = first_sequence(playlist_with_segments(port, "kitchen"))
     # An FFmpeg viewer of HTTP-FLV from here (about 2 s into the first part) for 12 s: across the jump.
     recorded = tmp_path / "across.flv"
     viewer = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "5000000", "-i",
@@ -549,7 +599,7 @@ def test_a_camera_clock_that_jumps_keeps_the_public_streams_going(broker, gatewa
             if status != 200:
                 return -1
             durations.extend(float(d) for d in re.findall(r"#EXTINF:([\d.]+)", body.decode()))
-            return max((int(n) for n in re.findall(r"-(\d+)\.m4s", body.decode())), default=-1)
+            return max((int(n) for n in re.findall(r"-(\d+)\.m4s", body.decode())), default=first - 1) - first
 
         # One-second segments: the first part gives about six, eight seconds of the second part the rest.
         kg_e2e.wait_until(lambda: newest_segment() >= 12, 25, what="segments after the camera's clock jumped")
@@ -626,7 +676,7 @@ def test_a_camera_clock_stepped_back_by_ntp_loses_no_video(broker, gateways, tmp
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": False}, public=True)]
     gw = gateways(public_config(broker, tmp_path, cams))
     port = public_port(gw)
-    playlist_with_segments(port, "kitchen")
+    first = first_sequence(playlist_with_segments(port, "kitchen"))
     # An FFmpeg viewer of HTTP-FLV from here (about 2 s into the clip) for 10 s: across the step at 6 s.
     recorded = tmp_path / "across.flv"
     viewer = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rw_timeout", "5000000", "-i",
@@ -636,7 +686,7 @@ def test_a_camera_clock_stepped_back_by_ntp_loses_no_video(broker, gateways, tmp
         def playlist_past_the_step():
             status, _, body = get(port, "/live/kitchen/index.m3u8")
             numbers = [int(n) for n in re.findall(r"-(\d+)\.m4s", body.decode())] if status == 200 else []
-            return max(numbers, default=-1) >= 9 and body.decode()
+            return max(numbers, default=first - 1) - first >= 9 and body.decode()
 
         playlist = kg_e2e.wait_until(playlist_past_the_step, 25, what="segments past the camera's clock step")
         names = [re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist).group(1)]

@@ -531,7 +531,7 @@ TEST(HlsWriter, FileNamesDifferFromOneRunToTheNext) {
     const auto first = names_of_a_run(), second = names_of_a_run();
     ASSERT_GE(first.size(), 3u);
     ASSERT_GE(second.size(), 3u);
-    const std::regex short_name(R"([0-9a-z]{6}g1-(init\.mp4|[0-9]{5}\.m4s))");
+    const std::regex short_name(R"([0-9a-z]{6}g1-(init\.mp4|[0-9]{5,10}\.m4s))");
     for (const auto& name : first) {
         EXPECT_TRUE(std::regex_match(name, short_name)) << name;
         EXPECT_FALSE(second.contains(name)) << name << " came back after a restart";
@@ -594,7 +594,6 @@ TEST(HlsWriter, AReconnectKeepsTheMediaSequenceRisingAndMarksTheDiscontinuity) {
     const auto listed = static_cast<int>(
         std::distance(std::sregex_iterator(first.begin(), first.end(), extinf), std::sregex_iterator()));
     ASSERT_GE(listed, 3) << first;
-    EXPECT_EQ(first.find("#EXT-X-DISCONTINUITY"), std::string::npos) << first;
     EXPECT_GT(media_sequence(second), media_sequence(first) + listed - 1) << first << "\n" << second;
     EXPECT_NE(second.find("#EXT-X-DISCONTINUITY\n"), std::string::npos) << second;
     fs::remove_all(dir);
