@@ -19,6 +19,22 @@ std::vector<std::string_view> levels(std::string_view s) {
 
 }  // namespace
 
+std::string topic_prefix_problem(const std::string& prefix) {
+    if (prefix.empty()) return "empty";
+    if (prefix.size() > 1024) return "longer than 1024 bytes";
+    if (prefix.find('\0') != std::string::npos) return "contains a NUL character";
+    if (prefix.find_first_of("#+") != std::string::npos) return "contains a wildcard ('#' or '+')";
+    if (prefix.front() == '$') return "starts with '$' (topics the broker keeps for itself)";
+    for (const auto level : levels(prefix)) {
+        if (level.empty()) return "has an empty level (a leading, trailing or double '/')";
+    }
+    return {};
+}
+
+bool tls_broker_url(const std::string& url) {
+    return url.starts_with("ssl://") || url.starts_with("mqtts://") || url.starts_with("wss://");
+}
+
 std::string topic_filter_problem(const std::string& filter) {
     if (filter.empty()) return "an empty topic filter";
     if (filter.size() > 65535) return "longer than MQTT allows (65535 bytes)";

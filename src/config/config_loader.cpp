@@ -440,6 +440,16 @@ void read_tls(Reader& r, const YAML::Node& t, const std::string& path, std::opti
     out = tls;
 }
 
+// TLS settings for a plain URL used to be dropped without a word: the link ran in the clear,
+// account and password included.
+void check_tls_scheme(Reader& r, const YAML::Node& at, const std::string& key, const std::string& url) {
+    if (!tls_broker_url(url)) {
+        r.error(at, key,
+                fmt::format("TLS settings for '{}', which is not a TLS URL: use ssl://, mqtts:// or wss://",
+                            shown(url)));
+    }
+}
+
 void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {
     if (!r.map(n, "mqtt",
                {"url", "client_id", "topic_prefix", "username", "password", "tls", "keepalive", "reconnect",
@@ -449,11 +459,8 @@ void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {
     if (n["url"] && r.string(n["url"], "mqtt.url", m.url)) check_broker_url(r, n["url"], "mqtt.url", m.url);
     if (n["client_id"]) r.string(n["client_id"], "mqtt.client_id", m.client_id);
     if (n["topic_prefix"] && r.string(n["topic_prefix"], "mqtt.topic_prefix", m.topic_prefix)) {
-        if (m.topic_prefix.find_first_of("#+") != std::string::npos || starts_with(m.topic_prefix, "/") ||
-            (!m.topic_prefix.empty() && m.topic_prefix.back() == '/')) {
-            r.error(n["topic_prefix"], "mqtt.topic_prefix",
-                    "must not contain '#' or '+' nor start or end with '/'");
-        }
+        if (const auto problem = topic_prefix_problem(m.topic_prefix); !problem.empty())
+            r.error(n["topic_prefix"], "mqtt.topic_prefix", fmt::format("'{}': {}", m.topic_prefix, problem));
     }
     if (n["username"]) r.string(n["username"], "mqtt.username", m.username);
     if (n["password"]) r.string(n["password"], "mqtt.password", m.password);
@@ -464,7 +471,10 @@ void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {
         if (rc["max"]) r.duration(rc["max"], "mqtt.reconnect.max", m.reconnect_max);
         if (m.reconnect_min > m.reconnect_max) r.error(rc, "mqtt.reconnect", "min is longer than max");
     }
-    if (n["tls"]) read_tls(r, n["tls"], "mqtt.tls", m.tls);
+    if (n["tls"]) {
+        read_tls(r, n["tls"], "mqtt.tls", m.tls);
+        check_tls_scheme(r, n["tls"], "mqtt.tls", m.url);
+    }
 }
 
 // `sensors_mqtt`: a broker URL (anonymous), or {url, username, password, tls}.
@@ -487,7 +497,10 @@ void read_sensors_broker(Reader& r, const YAML::Node& n, std::optional<BrokerAcc
     }
     if (n["username"]) r.string(n["username"], "sensors_mqtt.username", b.username);
     if (n["password"]) r.string(n["password"], "sensors_mqtt.password", b.password);
-    if (n["tls"]) read_tls(r, n["tls"], "sensors_mqtt.tls", b.tls);
+    if (n["tls"]) {
+        read_tls(r, n["tls"], "sensors_mqtt.tls", b.tls);
+        check_tls_scheme(r, n["tls"], "sensors_mqtt.tls", b.url);
+    }
     out = b;
 }
 
@@ -589,7 +602,11 @@ void read_rule(Reader& r, const YAML::Node& n, const std::string& path, Rule& ru
     if (n["schedule"]) r.string(n["schedule"], path + ".schedule", rule.schedule);
 }
 
-// Per check name; a check's built-in rule is overridden by defaults.rules, then by the camera's.
+Rule builtin_rule(const std::string& check);
+
+// Per check name; a check's built-in rule is overridden by defaults.rules, then by the camera's, a
+// key at a time: `defaults.rules.after_hours_motion: {schedule: closed}` used to start from a plain
+// rule, and the rodent check lost its severity 1 and its 1 s confirm on every camera.
 void read_rules(Reader& r, const YAML::Node& n, const std::string& path, std::map<std::string, Rule>& rules) {
     if (!r.map_of_names(n, path, "a map of check names to rules")) return;
     for (const auto& [check, key_node, value] : Reader::entries(n)) {
@@ -598,7 +615,7 @@ void read_rules(Reader& r, const YAML::Node& n, const std::string& path, std::ma
             r.error(key_node, key, fmt::format("unknown check '{}'", check));
             continue;
         }
-        read_rule(r, value, key, rules[check]);
+        read_rule(r, value, key, rules.try_emplace(check, builtin_rule(check)).first->second);
     }
 }
 

@@ -298,9 +298,12 @@ void Ingest::stop() {
 }
 
 void Ingest::route(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {
-    const auto parts = split(topic);
-    if (parts.size() < 3 || parts[0] != prefix_)
+    // The prefix may be more than one level (district-7/kitchen): parts[0] stands for all of it.
+    if (!topic.starts_with(prefix_) || topic.size() <= prefix_.size() + 1 || topic[prefix_.size()] != '/')
         return refuse(topic, payload, "not a topic of the site tree");
+    auto parts = split(topic.substr(prefix_.size() + 1));
+    parts.insert(parts.begin(), prefix_);
+    if (parts.size() < 3) return refuse(topic, payload, "not a topic of the site tree");
     const std::string& site = parts[1];
     if (!std::regex_match(site, kId)) return refuse(topic, payload, "the site level is not an id");
     const std::string& kind = parts[2];

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/listen_address.hpp"
+#include "common/mqtt_topic.hpp"
 #include "config/yaml_reader.hpp"
 #include "monitor/http_post.hpp"
 
@@ -101,8 +102,9 @@ void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {
     if (!m.password.empty() && m.username.empty())
         r.error(node["password"], join(p, "password"), "a password needs a username");
     r.optional_string(node, p, "topic_prefix", m.topic_prefix);
-    if (!std::regex_match(m.topic_prefix, kIdPattern))
-        r.error(node["topic_prefix"], join(p, "topic_prefix"), "use letters, digits, '_' and '-'");
+    if (const auto problem = topic_prefix_problem(m.topic_prefix); !problem.empty())
+        r.error(node["topic_prefix"], join(p, "topic_prefix"),
+                fmt::format("'{}': {}", m.topic_prefix, problem));
     r.optional_string(node, p, "share_group", m.share_group);
     if (!m.share_group.empty() && !std::regex_match(m.share_group, kIdPattern))
         r.error(node["share_group"], join(p, "share_group"),
@@ -132,6 +134,11 @@ void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {
             }
             m.tls = t;
         }
+        if (!m.url.empty() && !tls_broker_url(m.url))
+            r.error(
+                tls, tp,
+                fmt::format("TLS settings for '{}', which is not a TLS URL: use ssl://, mqtts:// or wss://",
+                            m.url));
     }
 }
 

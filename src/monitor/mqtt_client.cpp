@@ -65,7 +65,7 @@ bool MqttClient::connect_once() {
                        .automatic_reconnect(false);
     if (!cfg_.username.empty()) builder.user_name(cfg_.username);
     if (!cfg_.password.empty()) builder.password(cfg_.password);
-    if (cfg_.tls) publish::apply_tls(builder, *cfg_.tls);
+    publish::apply_tls(builder, cfg_.url, cfg_.tls);
     const auto losses = losses_.load();
     try {
         auto token = client_->connect(builder.finalize());

@@ -3,6 +3,7 @@
 #include <mqtt/async_client.h>
 
 #include "common/backoff.hpp"
+#include "common/mqtt_topic.hpp"
 
 namespace kg::publish {
 namespace {
@@ -13,7 +14,12 @@ constexpr auto kConnectedCheck = std::chrono::seconds(5);
 
 }  // namespace
 
-void apply_tls(mqtt::connect_options_builder& builder, const config::Tls& tls) {
+void apply_tls(mqtt::connect_options_builder& builder, const std::string& url,
+               const std::optional<config::Tls>& given) {
+    // A TLS URL without a `tls` block is TLS with the system's trust store: Paho refuses an ssl://
+    // URI without SSL options ("Invalid (NULL) parameter" at every connect, for as long as it ran).
+    if (!given && !tls_broker_url(url)) return;
+    const config::Tls tls = given.value_or(config::Tls{});
     auto ssl =
         mqtt::ssl_options_builder().enable_server_cert_auth(tls.verify_server).verify(tls.verify_server);
     if (!tls.ca_file.empty()) ssl.trust_store(tls.ca_file);
@@ -76,7 +82,7 @@ bool MqttLink::connect_once() {
                        .will(mqtt::message(availability_topic_, "offline", kQos1, true));
     if (!cfg_.username.empty()) builder.user_name(cfg_.username);
     if (!cfg_.password.empty()) builder.password(cfg_.password);
-    if (cfg_.tls) apply_tls(builder, *cfg_.tls);
+    apply_tls(builder, cfg_.url, cfg_.tls);
     std::uint64_t losses = 0;
     {
         std::lock_guard lock(mutex_);

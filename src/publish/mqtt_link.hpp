@@ -29,9 +29,11 @@ namespace kg::publish {
 // Paho C accepts tcp:// and ssl://; mqtt:// and mqtts:// are the spellings users know.
 std::string paho_uri(const std::string& url);
 
-// TLS of a broker connection from the config (trust store, client certificate, server check);
-// shared by the gateway's link and kitchen-monitor's client.
-void apply_tls(mqtt::connect_options_builder& builder, const config::Tls& tls);
+// TLS of a broker connection from the config (trust store, client certificate, server check), or
+// the defaults (the system's trust store, the server checked) for a TLS URL without any; shared by
+// the gateway's link, its sensor broker and kitchen-monitor's client.
+void apply_tls(mqtt::connect_options_builder& builder, const std::string& url,
+               const std::optional<config::Tls>& tls);
 
 // One message handed to the broker, awaited through its delivery token. Waiting again on the
 // same delivery (rather than publishing again) is what keeps a slow PUBACK from producing copies.

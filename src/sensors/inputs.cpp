@@ -137,7 +137,7 @@ void MqttSensorInput::run() {
                                    .connect_timeout(kConnectTimeout);
                 if (!broker_.username.empty()) builder.user_name(broker_.username);
                 if (!broker_.password.empty()) builder.password(broker_.password);
-                if (broker_.tls) publish::apply_tls(builder, *broker_.tls);
+                publish::apply_tls(builder, broker_.url, broker_.tls);
                 // A clean session: every subscription went with the previous connection. Listed
                 // before the attempt, not after its success: an attempt that outlives our wait may
                 // still connect, and is then found connected at the next turn.

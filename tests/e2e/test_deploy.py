@@ -106,6 +106,23 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
             kg_e2e.wait_until(lambda: rc, 5, what="a CONNACK")
             assert rc[0] != 0
             bad.loop_stop()
+            # The gateway of sch-0102 over TLS without a `tls` block: the system's trust store (here
+            # OpenSSL's SSL_CERT_FILE, where a real box has the district CA installed). Before, Paho
+            # refused an ssl:// URL without TLS options at every connect, after "configuration OK".
+            second = json.loads(json.dumps(config))
+            second["site"]["id"] = "sch-0102"
+            second["mqtt"].update({"password": out["sch-0102"], "username": "sch-0102"})
+            del second["mqtt"]["tls"]
+            second["outbox"] = {"path": str(tmp_path / "outbox-0102.db")}
+            second["evidence"] = {**second["evidence"], "path": str(tmp_path / "evidence-0102")}
+            gw2 = kg_e2e.Gateway(tmp_path, second, "gateway-0102", env={"SSL_CERT_FILE": str(tmp_path / "tls/ca.crt")})
+            try:
+                kg_e2e.wait_until(lambda: ("kitchen/sch-0102/availability", b"online") in got, 15,
+                                  what="sch-0102 online over TLS with the system's trust store")
+                assert gw2.terminate() == 0
+            finally:
+                if gw2.running():
+                    gw2.kill()
             assert gw.terminate() == 0
         finally:
             if gw.running():

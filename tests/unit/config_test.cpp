@@ -169,6 +169,46 @@ TEST(ConfigLoader, SensorsAreReadWithMqttsAccountUnlessTheirOwnIsGiven) {
     EXPECT_FALSE(b.tls);
 }
 
+// A TLS URL needs no `tls` block (the system's trust store; the link supplies the defaults), and a
+// prefix may be more than one level.
+TEST(ConfigLoader, ATlsUrlAloneAndAPrefixOfLevels) {
+    const auto g = load_string(
+        "site: {id: s, name: S}\nmqtt: {url: 'mqtts://broker.example:8883', topic_prefix: "
+        "district-7/kitchen}\n"
+        "cameras: [{id: a, url: a.mp4}]\n",
+        "g.yaml");
+    EXPECT_FALSE(g.mqtt.tls);
+    EXPECT_EQ(g.mqtt.topic_prefix, "district-7/kitchen");
+}
+
+// `defaults.rules.<check>` overrides the check's built-in rule a key at a time, as a camera's own
+// rules do. It used to start from a plain rule: the rodent check lost its severity 1 and its 1 s
+// confirm on every camera, and cleanliness its 60 s confirm.
+TEST(ConfigLoader, DefaultRulesKeepTheBuiltInRuleExceptWhatTheyName) {
+    const auto g = load_string(R"(site: {id: s, name: S}
+schedules:
+  closed: {times: ["20:00-06:00"]}
+defaults:
+  checks: [camera_health, after_hours_motion, cleanliness]
+  scene: {reference: ref.jpg}
+  rules:
+    after_hours_motion: {schedule: closed}
+    cleanliness: {severity: 2}
+cameras: [{id: a, url: a.mp4}]
+)",
+                               "/etc/kg/g.yaml");
+    const auto& rules = g.cameras.at(0).rules;
+    const auto& motion = rules.at("after_hours_motion");
+    EXPECT_EQ(motion.schedule, "closed");
+    EXPECT_EQ(motion.severity, 1);
+    EXPECT_EQ(motion.confirm, 1s);
+    EXPECT_EQ(motion.median_window, 1);
+    const auto& clean = rules.at("cleanliness");
+    EXPECT_EQ(clean.severity, 2);
+    EXPECT_EQ(clean.confirm, 60s);
+    EXPECT_EQ(rules.at("camera_health").severity, 2);  // not named in the defaults: built in
+}
+
 TEST(ConfigLoader, HygieneChecksModelsAndScenes) {
     const auto g =
         load_string(kHead +
@@ -593,9 +633,11 @@ INSTANTIATE_TEST_SUITE_P(
                 "expected a non-empty list of cameras"},
         BadCase{"empty_file", "", 0, "", "the file is empty"},
         // Unknown keys, at every level.
-        BadCase{"unknown_tls_key",
-                kHead + "mqtt:\n  tls:\n    ca_fil: ca.crt\ncameras: [{id: a, url: a.mp4}]\n", 4,
-                "mqtt.tls.ca_fil", "unknown key 'ca_fil' (did you mean 'ca_file'?)"},
+        BadCase{
+            "unknown_tls_key",
+            kHead +
+                "mqtt:\n  url: ssl://b:8883\n  tls:\n    ca_fil: ca.crt\ncameras: [{id: a, url: a.mp4}]\n",
+            5, "mqtt.tls.ca_fil", "unknown key 'ca_fil' (did you mean 'ca_file'?)"},
         BadCase{"unknown_defaults_key",
                 kHead + "defaults:\n  helth: {confirm: 1s}\ncameras: [{id: a, url: a.mp4}]\n", 3,
                 "defaults.helth", "did you mean 'health'?"},
@@ -710,7 +752,24 @@ INSTANTIATE_TEST_SUITE_P(
                 "site: {id: s, name: S, timezone: ../../etc/passwd}\ncameras: [{id: a, url: a.mp4}]\n", 1,
                 "site.timezone", "no such file under /usr/share/zoneinfo"},
         BadCase{"bad_detectors", kHead + "detectors: {masks: classic:mask}\ncameras: [{id: a, url: a.mp4}]\n",
-                2, "detectors.masks", "did you mean 'mask'?"}),
+                2, "detectors.masks", "did you mean 'mask'?"},
+        // Mosquitto drops what a client publishes under $SYS and still acknowledges it (MQTT 3.1.1):
+        // every alert would have been taken for delivered.
+        BadCase{"prefix_of_the_broker",
+                kHead + "mqtt: {topic_prefix: $SYS/kitchen}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "mqtt.topic_prefix", "starts with '$'"},
+        BadCase{"prefix_with_an_empty_level",
+                kHead + "mqtt: {topic_prefix: district//kitchen}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "mqtt.topic_prefix", "empty level"},
+        // TLS settings on a plain URL were dropped without a word: the account went in the clear.
+        BadCase{"tls_on_a_plain_url",
+                kHead + "mqtt:\n  url: tcp://broker:1883\n  tls: {verify_server: true}\ncameras: [{id: a, "
+                        "url: a.mp4}]\n",
+                4, "mqtt.tls", "not a TLS URL"},
+        BadCase{"sensor_tls_on_a_plain_url",
+                kHead + "sensors_mqtt:\n  url: tcp://z2m:1883\n  tls: {}\nsensors: [{id: f, source: {mqtt: "
+                        "{topic: t/f}}}]\n",
+                4, "sensors_mqtt.tls", "not a TLS URL"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
 
 // Every accepted camera URL form, and what is stored: relative file paths become absolute

@@ -333,6 +333,21 @@ TEST(MonitorIngest, RoutesTheSiteTreeAndRefusesBadMessages) {
     EXPECT_FALSE(store.rollups("sch-0102", "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z"));
 }
 
+// A district's gateways may publish under a prefix of more than one level.
+TEST(MonitorIngest, APrefixOfSeveralLevels) {
+    Store store(":memory:");
+    Ingest ingest(store, "district-7/kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const std::string id = "19ab3c0f2e1-ffffffffffffff07";
+    ingest.handle("district-7/kitchen/sch-0101/events", event(id, "start").dump(), false, kT0);
+    ingest.handle("district-7/kitchen/sch-0101/availability", "online", false, kT0);
+    EXPECT_TRUE(store.alert(id).has_value());
+    ingest.handle("district-7/kitchenette/sch-0101/availability", "online", false, kT0);
+    ingest.handle("district-7/kitchen", "online", false, kT0);
+    ingest.handle("district-7/kitchen/", "online", false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 3);
+    EXPECT_EQ(store.count_alerts(), 1);
+}
+
 TEST(MonitorIngest, AHugePayloadIsRefusedBeforeTheStore) {
     // One site must not fill the room's disk: a well-formed event padded to 300 KiB, a "snapshot" of
     // 9 MiB with JPEG magic. A snapshot of a few MiB (a 4K frame) is still taken.
@@ -570,6 +585,24 @@ TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
     std::string env = kGood;
     env.replace(env.find("correct-horse"), 13, "${KGM_TEST_UNSET}");
     EXPECT_NE(config_error(env).find("environment variable KGM_TEST_UNSET is not set"), std::string::npos);
+}
+
+// The room reads the prefixes the gateways may publish under, and refuses what they may not: a
+// prefix of more than one level used to be refused here while the gateways took it, and TLS
+// settings on a plain URL were dropped without a word.
+TEST(MonitorConfig, TopicPrefixesAndTlsAsTheGatewaysHaveThem) {
+    std::string levels = kGood;
+    levels.replace(levels.find("  url: tcp://127.0.0.1:1883\n"), 0, "  topic_prefix: district-7/kitchen\n");
+    EXPECT_EQ(load_monitor_config_string(levels, "/etc/kitchen-monitor/monitor.yaml").mqtt.topic_prefix,
+              "district-7/kitchen");
+    std::string sys = kGood;
+    sys.replace(sys.find("  url: tcp://127.0.0.1:1883\n"), 0, "  topic_prefix: $SYS\n");
+    EXPECT_NE(config_error(sys).find("mqtt.topic_prefix: '$SYS': starts with '$'"), std::string::npos);
+    std::string plain_tls = kGood;
+    plain_tls.replace(plain_tls.find("  url: tcp://127.0.0.1:1883\n"), 0, "  tls: {verify_server: true}\n");
+    EXPECT_NE(config_error(plain_tls).find(
+                  "mqtt.tls: TLS settings for 'tcp://127.0.0.1:1883', which is not a TLS URL"),
+              std::string::npos);
 }
 
 namespace {
