@@ -20,6 +20,7 @@
 #include "app/gateway.hpp"
 #include "common/backoff.hpp"
 #include "common/file_limit.hpp"
+#include "common/log_throttle.hpp"
 #include "common/logging.hpp"
 #include "common/process_signals.hpp"
 #include "config/config_loader.hpp"
@@ -238,11 +239,19 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     }
     for (auto& l : listeners) try_open(*l);
     kg::SignalWatch signals(io, process_signals);
+    kg::LogThrottle tick_failures;
     std::function<void()> schedule_tick = [&] {
         timer.expires_after(kg::app::Gateway::kTickInterval);
         timer.async_wait([&](const boost::system::error_code& ec) {
             if (ec) return;
-            gateway.tick();
+            // A tick that throws must not take the daemon down with it (out of io.run(), then
+            // again in ~Gateway: std::terminate, a restart loop): said, and tried at the next.
+            try {
+                gateway.tick();
+            } catch (const std::exception& e) {
+                if (const auto n = tick_failures.pass())
+                    log->error("supervision tick failed ({} time(s) since the last line): {}", n, e.what());
+            }
             sd_notify(0, "WATCHDOG=1");  // the supervision loop is alive
             schedule_tick();
         });

@@ -135,7 +135,9 @@ void publish_rollup(outbox::Outbox& outbox, const publish::Topics& topics, const
         {"site", site}, {"sensor", sensor.id}, {"unit", sensor.unit}, {"minute", iso8601_utc(r.minute)},
         {"min", r.min}, {"mean", r.mean()},    {"max", r.max},        {"count", r.count}};
     // Through the outbox: the day's curve survives an outage, but goes first when space runs out.
-    outbox.enqueue({0, topics.sensor_rollup(sensor.id), j.dump(), 1, false, outbox::Priority::telemetry});
+    outbox.enqueue({0, topics.sensor_rollup(sensor.id),
+                    j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 1, false,
+                    outbox::Priority::telemetry});
 }
 
 void SensorHub::publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r) {
@@ -156,7 +158,7 @@ SensorHub::StateMessage SensorHub::state_message(const Entry& e, TimePoint now, 
                         {"time", iso8601_utc(now)}};
     j["value"] = st.value ? nlohmann::json(*st.value) : nlohmann::json(nullptr);
     j["reading_time"] = st.time ? nlohmann::json(iso8601_utc(*st.time)) : nlohmann::json(nullptr);
-    return {topics_.sensor_state(s.id), j.dump()};
+    return {topics_.sensor_state(s.id), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }
 
 void SensorHub::publish_states(const std::vector<StateMessage>& messages) {

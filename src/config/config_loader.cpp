@@ -874,10 +874,17 @@ void read_outbox(Reader& r, const YAML::Node& n, Outbox& o) {
     }
     if (n["keep_sent"]) {
         // "none" (or 0) keeps nothing: every replay request is then answered lost.
-        if (n["keep_sent"].IsScalar() && n["keep_sent"].Scalar() == "none") {
-            o.keep_sent = Duration::zero();
-        } else {
-            r.duration(n["keep_sent"], "outbox.keep_sent", o.keep_sent, true);
+        // Compared after ${NAME} is replaced: `keep_sent: ${KEEP}` with KEEP=none was refused.
+        const auto keep = n["keep_sent"];
+        std::string text;
+        if (!keep.IsScalar()) {
+            r.duration(keep, "outbox.keep_sent", o.keep_sent, true);  // says what it expected
+        } else if (r.string(keep, "outbox.keep_sent", text)) {
+            if (text == "none") {
+                o.keep_sent = Duration::zero();
+            } else {
+                r.duration(keep, "outbox.keep_sent", o.keep_sent, true);
+            }
         }
     }
     if (n["keep_sent_size"]) r.size(n["keep_sent_size"], "outbox.keep_sent_size", o.keep_sent_bytes, true);

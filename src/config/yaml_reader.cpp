@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/env.hpp"
+#include "common/utf8.hpp"
 
 namespace kg::config {
 
@@ -82,6 +83,15 @@ bool YamlReader::text(const YAML::Node& node, const std::string& path, const cha
     std::string missing;
     if (!expand_env(node.Scalar(), out, missing)) {
         error(node, path, unset_variable(missing));
+        return false;
+    }
+    // Notepad on a Chinese Windows saves "ANSI", GBK: such a name went into every JSON message and
+    // MQTT topic payload, and the first one written threw (the gateway crashed at each start).
+    if (const auto at = invalid_utf8_at(out)) {
+        error(node, path,
+              fmt::format("not UTF-8 text (byte 0x{:02X} at offset {}): save the file as UTF-8 (in Notepad: "
+                          "Save As, Encoding UTF-8)",
+                          static_cast<unsigned char>(out[*at]), *at));
         return false;
     }
     return true;

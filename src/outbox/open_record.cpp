@@ -23,7 +23,7 @@ std::string open_record(const events::Event& e) {
                               {"label", e.label},       {"zone", e.zone},
                               {"severity", e.severity}, {"start_ms", to_ms(e.start_time)},
                               {"score", e.score},       {"top_score", e.top_score}};
-    return j.dump();
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 events::Event end_from_record(const std::string& id, const std::string& record, TimePoint now,
@@ -56,7 +56,7 @@ events::Event end_from_record(const std::string& id, const std::string& record, 
 std::string clip_record(const events::Event& start) {
     const nlohmann::json j = {
         {"camera", start.source}, {"path", start.evidence.clip}, {"start_ms", to_ms(start.start_time)}};
-    return j.dump();
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 events::ClipReport clip_from_record(const std::string& event_id, const std::string& record,

@@ -232,8 +232,11 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         if (path == "/")
             return text_response(req, http::status::ok, parents_page(), "text/html; charset=utf-8");
         if (path == "/public/status") {
-            return with_cors(text_response(req, http::status::ok, guard->view.public_status().dump() + "\n",
-                                           "application/json"));
+            return with_cors(text_response(
+                req, http::status::ok,
+                guard->view.public_status().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                    "\n",
+                "application/json"));
         }
         return text_response(req, http::status::not_found, "not found\n");
     };

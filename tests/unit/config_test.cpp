@@ -254,7 +254,8 @@ TEST(ConfigLoader, OutboxKeepsSentMessagesForReplay) {
         "/etc/kg/gateway.yaml");
     EXPECT_EQ(set.outbox.keep_sent, std::chrono::hours(48));
     EXPECT_EQ(set.outbox.keep_sent_bytes, std::size_t{64} << 20);
-    for (const char* none : {"none", "0"}) {
+    setenv("KG_TEST_KEEP", "none", 1);  // read after ${NAME} is replaced, as every value is
+    for (const char* none : {"none", "0", "'${KG_TEST_KEEP}'"}) {
         const auto off =
             load_string(kHead + "outbox: {keep_sent: " + none + "}\ncameras: [{id: a, url: a.mp4}]\n",
                         "/etc/kg/gateway.yaml");
@@ -753,6 +754,12 @@ INSTANTIATE_TEST_SUITE_P(
                 "site.timezone", "no such file under /usr/share/zoneinfo"},
         BadCase{"bad_detectors", kHead + "detectors: {masks: classic:mask}\ncameras: [{id: a, url: a.mp4}]\n",
                 2, "detectors.masks", "did you mean 'mask'?"},
+        // Saved by Notepad as "ANSI" on a Chinese Windows: GBK. The name went into every JSON
+        // message, and the first one written threw: the gateway crashed 0.5 s after each start.
+        BadCase{"name_in_gbk",
+                kHead + "sensors:\n  - id: fridge\n    name: \xc1\xf4\xd1\xf9\xb1\xf9\xcf\xe4\n"
+                        "    source: {mqtt: {topic: t/f}}\n",
+                4, "sensors[0].name", "not UTF-8 text (byte 0xC1 at offset 0): save the file as UTF-8"},
         // Mosquitto drops what a client publishes under $SYS and still acknowledges it (MQTT 3.1.1):
         // every alert would have been taken for delivered.
         BadCase{"prefix_of_the_broker",
