@@ -1,5 +1,7 @@
 #include "evidence/packet_ring.hpp"
 
+#include <algorithm>
+
 namespace kg::evidence {
 namespace {
 
@@ -14,8 +16,12 @@ std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> copy_codecpar(c
 
 }  // namespace
 
-PacketRing::PacketRing(Duration keep, Duration longest_gop)
-    : keep_(keep), longest_gop_(std::max(2 * keep, longest_gop)) {}
+PacketRing::PacketRing(Duration keep, Duration longest_gop, std::size_t max_bytes,
+                       std::shared_ptr<spdlog::logger> log)
+    : keep_(keep),
+      longest_gop_(std::max(2 * keep, longest_gop)),
+      max_bytes_(max_bytes),
+      log_(std::move(log)) {}
 
 void PacketRing::on_stream_opened(const AVStream& stream) {
     std::lock_guard lock(mutex_);
@@ -34,7 +40,7 @@ void PacketRing::on_packet(const AVPacket& packet, const AVStream&) {
     PacketRef ref;
     ref.packet.reset(av_packet_clone(&packet));  // a new reference, not a copy of the data
     if (!ref.packet) return;
-    ref.arrival = Clock::now();
+    ref.arrival = std::chrono::steady_clock::now();
     ref.key = key;
     bytes_ += static_cast<std::size_t>(packet.size);
     ring_.push_back(std::move(ref));
@@ -43,7 +49,23 @@ void PacketRing::on_packet(const AVPacket& packet, const AVStream&) {
 
 void PacketRing::on_stream_closed() {}
 
-void PacketRing::trim(TimePoint now) {
+void PacketRing::drop_first_gop() {
+    auto next_key = std::find_if(ring_.begin() + 1, ring_.end(), [](const PacketRef& p) { return p.key; });
+    for (auto it = ring_.begin(); it != next_key; ++it) bytes_ -= static_cast<std::size_t>(it->packet->size);
+    ring_.erase(ring_.begin(), next_key);
+}
+
+void PacketRing::trim(std::chrono::steady_clock::time_point now) {
+    while (bytes_ > max_bytes_ && !ring_.empty()) {
+        if (!warned_bytes_ && log_) {
+            warned_bytes_ = true;
+            log_->warn(
+                "evidence: {} MiB of one camera's video is held for clips; older GOPs go, and clips reach "
+                "back {:.0f} s",
+                max_bytes_ >> 20, std::chrono::duration<double>(now - ring_.front().arrival).count());
+        }
+        drop_first_gop();
+    }
     // Drop whole GOPs from the front while the second key frame is still older than `keep`, so
     // the ring always covers `keep` and always starts on a key frame.
     for (;;) {
@@ -58,13 +80,17 @@ void PacketRing::trim(TimePoint now) {
             return;
         }
         if (ring_.size() < 2 || next_key == ring_.end() || now - next_key->arrival < keep_) return;
-        for (auto it = ring_.begin(); it != next_key; ++it)
-            bytes_ -= static_cast<std::size_t>(it->packet->size);
-        ring_.erase(ring_.begin(), next_key);
+        drop_first_gop();
     }
 }
 
-PacketSpan PacketRing::span(TimePoint from, TimePoint to) const {
+PacketSpan PacketRing::span(TimePoint from_time, TimePoint to_time, TimePoint now) const {
+    // Wall-clock times as ages on the steady clock the packets were stamped with.
+    const auto steady_now = std::chrono::steady_clock::now();
+    const auto from =
+        steady_now - std::chrono::duration_cast<std::chrono::steady_clock::duration>(now - from_time);
+    const auto to =
+        steady_now - std::chrono::duration_cast<std::chrono::steady_clock::duration>(now - to_time);
     PacketSpan out;
     std::lock_guard lock(mutex_);
     if (ring_.empty() || !codecpar_) return out;

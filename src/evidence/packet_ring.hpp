@@ -3,7 +3,10 @@
 // copy of the data), always starting on a key frame, so that a clip around an event can be cut
 // without re-encoding. Fed by the ingest thread, read by whoever cuts clips.
 
+#include <spdlog/logger.h>
+
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -17,7 +20,9 @@ struct PacketRef {
         void operator()(AVPacket* p) const { av_packet_free(&p); }
     };
     std::unique_ptr<AVPacket, Unref> packet;
-    TimePoint arrival;  // wall clock, the clock event times are in
+    // On the steady clock: a wall clock set back (a box that started before NTP, an RTC in local
+    // time read as UTC) kept every packet younger than `keep` for hours, without bound.
+    std::chrono::steady_clock::time_point arrival;
     bool key = false;
 };
 
@@ -32,23 +37,33 @@ class PacketRing final : public ingest::PacketObserver {
 public:
     // `keep`: how far back a clip may start. A GOP is held whole up to twice that (at least
     // `longest_gop`); a longer one is dropped, so memory stays bounded however rare key frames are.
-    explicit PacketRing(Duration keep, Duration longest_gop = std::chrono::seconds(30));
+    // `max_bytes` bounds it whatever the bitrate and `keep` (a long health.frozen_after lengthens
+    // `keep`): past it the oldest GOPs go, and clips reach back less far.
+    explicit PacketRing(Duration keep, Duration longest_gop = std::chrono::seconds(30),
+                        std::size_t max_bytes = kDefaultMaxBytes,
+                        std::shared_ptr<spdlog::logger> log = nullptr);
+    static constexpr std::size_t kDefaultMaxBytes = std::size_t{96} << 20;
 
     void on_stream_opened(const AVStream& stream) override;
     void on_packet(const AVPacket& packet, const AVStream& stream) override;
     void on_stream_closed() override;
 
-    // Packets from the last key frame at or before `from` up to `to` (by arrival time).
-    // Empty if the ring holds nothing for that span (camera down, or older than `keep`).
-    PacketSpan span(TimePoint from, TimePoint to) const;
+    // Packets from the last key frame at or before `from` up to `to` (wall-clock times, as events
+    // have them, taken as that long before `now`). Empty if the ring holds nothing for that span
+    // (camera down, or older than `keep`).
+    PacketSpan span(TimePoint from, TimePoint to, TimePoint now = Clock::now()) const;
 
     std::size_t packets() const;
     std::size_t bytes() const;
 
 private:
-    void trim(TimePoint now);
+    void trim(std::chrono::steady_clock::time_point now);
+    void drop_first_gop();
 
     Duration keep_, longest_gop_;
+    std::size_t max_bytes_;
+    std::shared_ptr<spdlog::logger> log_;  // may be null
+    bool warned_bytes_ = false;
     mutable std::mutex mutex_;
     std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> codecpar_{nullptr, nullptr};
     AVRational time_base_{1, 90000};

@@ -537,6 +537,51 @@ TEST(PacketRing, AGopLongerThanItHoldsWholeIsLetGoSoMemoryStaysBounded) {
     fs::remove(source);
 }
 
+// However long `keep` is (a long health.frozen_after lengthens it) and whatever the bitrate, the
+// ring holds at most its byte bound, dropping whole GOPs from the front: it still starts on a key
+// frame and still gives the newest seconds.
+TEST(PacketRing, HoldsNoMoreThanItsByteBound) {
+    std::atomic<bool> stop{false};
+    auto read_into = [&](kg::evidence::PacketRing& ring) {
+        kg::ingest::FfmpegInput input({clip_source()}, stop);
+        input.set_packet_observer(&ring);
+        input.open();
+        while (input.next_frame()) {
+        }
+    };
+    kg::evidence::PacketRing whole(1h);
+    read_into(whole);
+    const std::size_t bound = whole.bytes() / 3;  // twelve GOPs of 25 frames: about four fit
+    kg::evidence::PacketRing bounded(1h, 30s, bound);
+    read_into(bounded);
+    EXPECT_LE(bounded.bytes(), bound);
+    EXPECT_GT(bounded.packets(), 50u);
+    EXPECT_LT(bounded.packets(), 150u);
+    const auto now = kg::Clock::now();
+    const auto span = bounded.span(now - 1h, now);
+    ASSERT_FALSE(span.packets.empty());
+    EXPECT_TRUE(span.packets.front().key);
+    EXPECT_EQ(span.packets.back().packet->pts, whole.span(now - 1h, now).packets.back().packet->pts);
+}
+
+// Packets are timed on the steady clock; a clip's wall-clock span is read as ages before `now`. A
+// wall clock set back 8 h (an RTC in local time read as UTC, then NTP) used to keep the ring from
+// trimming for 8 h, gigabytes per camera, and clips asked for at the new time found nothing.
+TEST(PacketRing, AClipAfterTheWallClockWasSetBackIsTheSameClip) {
+    kg::evidence::PacketRing ring(30s);
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip_source()}, stop);
+    input.set_packet_observer(&ring);
+    input.open();
+    while (input.next_frame()) {
+    }
+    const auto now = kg::Clock::now(), stepped = now - 8h;
+    const auto before = ring.span(now - 2s, now, now), after = ring.span(stepped - 2s, stepped, stepped);
+    ASSERT_FALSE(before.packets.empty());
+    ASSERT_EQ(after.packets.size(), before.packets.size());
+    EXPECT_EQ(after.packets.front().packet->pts, before.packets.front().packet->pts);
+}
+
 namespace {
 
 // Where EventEvidence sends its clip reports.
