@@ -16,6 +16,14 @@ bool contains(const Polygon& poly, Point p) {
     return inside;
 }
 
+Point standing_point(const vision::Box& b) {
+    // Just inside the picture: detectors clip boxes to it, and a box down to the bottom edge (feet
+    // out of shot, a ceiling camera's usual view) stood at y = 1.0, on the edge of a zone reaching
+    // the bottom, which the even-odd test puts outside: it counted in no zone at all.
+    constexpr float kInside = 1.0f - 1e-4f;
+    return {std::clamp(b.x + b.w / 2, 0.0f, kInside), std::clamp(b.y + b.h, 0.0f, kInside)};
+}
+
 bool Zone::applies_to(const std::string& check) const {
     return checks.empty() || std::find(checks.begin(), checks.end(), check) != checks.end();
 }
@@ -73,7 +81,7 @@ void ZoneFilter::apply(const vision::Observation& raw, const std::string& produc
         if (!applies(z)) continue;
         vision::Observation o = per_zone(z);
         for (const auto& b : kept.boxes) {
-            if (contains(z.polygon, {b.x + b.w / 2, b.y + b.h})) o.boxes.push_back(b);
+            if (contains(z.polygon, standing_point(b))) o.boxes.push_back(b);
         }
         o.score = max_score(o.boxes);
         o.present = raw.present && !o.boxes.empty();

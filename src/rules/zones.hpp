@@ -17,6 +17,9 @@ using Polygon = std::vector<Point>;
 
 bool contains(const Polygon& polygon, Point p);
 
+// Where a detection stands, for zones: the middle of its bottom edge, kept inside the picture.
+Point standing_point(const vision::Box& box);
+
 struct Zone {
     std::string name;
     Polygon polygon;

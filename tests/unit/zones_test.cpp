@@ -45,6 +45,18 @@ TEST(Zones, ADetectionBelongsToTheZoneWhereItStands) {
     EXPECT_FALSE(out[1].present);
 }
 
+// Detectors clip boxes to the picture: a person whose feet are out of shot stands at y = 1.0, on
+// the bottom edge of a zone reaching it, and counted in no zone, not even one covering the picture.
+TEST(Zones, ADetectionDownToTheBottomEdgeIsInTheZoneThatReachesIt) {
+    const Polygon whole{{0, 0}, {1, 0}, {1, 1}, {0, 1}};
+    ZoneFilter f({{"stove", kRightHalf, {}}, {"all", whole, {}}}, {});
+    std::vector<Observation> out;
+    f.apply(detection({{0.6f, 0.4f, 0.4f, 0.6f, "no_mask", 0.9f}}), out);  // to x = 1 and y = 1
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_TRUE(out[0].present) << out[0].zone;
+    EXPECT_TRUE(out[1].present) << out[1].zone;
+}
+
 TEST(Zones, ZonesForOtherChecksDoNotApply) {
     ZoneFilter f({{"bins", kLeftHalf, {"bin_lid"}}}, {});
     std::vector<Observation> out;
