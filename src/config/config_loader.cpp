@@ -99,7 +99,9 @@ bool parse_size(const std::string& text, std::size_t& out) {
     if (unit == "GiB") factor = 1024.0 * 1024 * 1024;
     if (unit == "T" || unit == "TB") factor = 1e12;
     if (unit == "TiB") factor = 1024.0 * 1024 * 1024 * 1024;
-    out = static_cast<std::size_t>(std::stod(m[1]) * factor);
+    const double bytes = std::stod(m[1]) * factor;
+    if (bytes >= 0x1p60) return false;  // converting past size_t is undefined (20 EB came out as 0)
+    out = static_cast<std::size_t>(bytes);
     return true;
 }
 
@@ -216,7 +218,7 @@ public:
         if (!text(node, path, "a size", t)) return false;
         std::size_t s = 0;
         if (!parse_size(t, s) || (s == 0 && !allow_zero)) {
-            error(node, path, fmt::format("'{}' is not a size (like 512MiB, 2GB)", t));
+            error(node, path, fmt::format("'{}' is not a size (like 512MiB, 2GB; under 1 EiB)", t));
             return false;
         }
         out = s;
@@ -399,6 +401,24 @@ void check_listen(Reader& r, const YAML::Node& at, const std::string& key, const
     }
 }
 
+// The local API and the public side on one port: the second could not bind, and retried for as
+// long as the gateway ran, with only a log line to say so.
+void check_listeners_apart(Reader& r, const YAML::Node& root, const Gateway& g) {
+    if (g.api.listen.empty() || g.public_side.listen.empty()) return;
+    const auto api = parse_listen_address(g.api.listen), pub = parse_listen_address(g.public_side.listen);
+    if (!api || !pub || api->port == 0 || api->port != pub->port) return;
+    auto every = [](const ListenAddress& a) {
+        return a.host.empty() || a.host == "0.0.0.0" || a.host == "::";
+    };
+    if (api->host != pub->host && !every(*api) && !every(*pub)) return;
+    const auto at = root["public"] && root["public"]["listen"] ? root["public"]["listen"]
+                    : root["api"] && root["api"]["listen"]     ? root["api"]["listen"]
+                                                               : root;
+    r.error(at, root["public"] && root["public"]["listen"] ? "public.listen" : "api.listen",
+            fmt::format("'{}' and api.listen '{}' share port {}: give each its own", g.public_side.listen,
+                        g.api.listen, pub->port));
+}
+
 void check_broker_url(Reader& r, const YAML::Node& at, const std::string& key, const std::string& url) {
     for (std::string_view scheme : {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"}) {
         if (starts_with(url, scheme)) {
@@ -464,7 +484,11 @@ void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {
     }
     if (n["username"]) r.string(n["username"], "mqtt.username", m.username);
     if (n["password"]) r.string(n["password"], "mqtt.password", m.password);
-    if (n["keepalive"]) r.duration(n["keepalive"], "mqtt.keepalive", m.keepalive);
+    // MQTT carries it as whole seconds in 16 bits: 500ms went out as 0 (no keep-alive: the last
+    // will never sent on a silent loss) and 1d wrapped to 20864 s.
+    if (n["keepalive"] && r.duration(n["keepalive"], "mqtt.keepalive", m.keepalive) &&
+        (m.keepalive < std::chrono::seconds(1) || m.keepalive > std::chrono::seconds(65535)))
+        r.error(n["keepalive"], "mqtt.keepalive", "must be from 1s to 65535s (18h12m15s)");
     if (n["state_interval"]) r.duration(n["state_interval"], "mqtt.state_interval", m.state_interval);
     if (const auto rc = n["reconnect"]; rc && r.map(rc, "mqtt.reconnect", {"min", "max"})) {
         if (rc["min"]) r.duration(rc["min"], "mqtt.reconnect.min", m.reconnect_min);
@@ -619,6 +643,17 @@ void read_rules(Reader& r, const YAML::Node& n, const std::string& path, std::ma
     }
 }
 
+constexpr double kMinPolygonArea = 1e-4;  // 1% by 1% of the picture
+
+// Shoelace formula, in shares of the picture.
+double polygon_area(const std::vector<Point>& points) {
+    double twice = 0;
+    for (std::size_t i = 0, j = points.size() - 1; i < points.size(); j = i++)
+        twice +=
+            static_cast<double>(points[j].x) * points[i].y - static_cast<double>(points[i].x) * points[j].y;
+    return std::abs(twice) / 2;
+}
+
 std::vector<Point> read_polygon(Reader& r, const YAML::Node& n, const std::string& path) {
     std::vector<Point> points;
     if (!n.IsSequence() || n.size() < 3) {
@@ -636,6 +671,14 @@ std::vector<Point> read_polygon(Reader& r, const YAML::Node& n, const std::strin
         if (r.number(p[0], key, x, 0, 1) && r.number(p[1], key, y, 0, 1)) {
             points.push_back({static_cast<float>(x), static_cast<float>(y)});
         }
+    }
+    // Points in a line (or repeated) enclose nothing: no detection ever stood in such a zone, and
+    // `unattended` there was raised for the whole schedule.
+    if (points.size() == n.size() && polygon_area(points) < kMinPolygonArea) {
+        r.error(n, path,
+                fmt::format("the polygon encloses {:.4f}% of the picture, less than {:.2f}%: its points are "
+                            "(nearly) in a line",
+                            100 * polygon_area(points), 100 * kMinPolygonArea));
     }
     return points;
 }
@@ -746,7 +789,28 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
     if (n["analysis"]) read_analysis(r, n["analysis"], path + ".analysis", cam.analysis);
     if (n["health"]) read_health(r, n["health"], path + ".health", cam.health);
     if (n["scene"]) read_scene(r, n["scene"], path + ".scene", cam.scene);
-    if (n["zones"]) read_zones(r, n["zones"], path + ".zones", cam.zones);
+    if (n["zones"]) {
+        read_zones(r, n["zones"], path + ".zones", cam.zones);
+        // `unattended` counts movement as a share of the whole picture (min_area), so that steam
+        // over a small stove zone does not pass for a cook: a zone smaller than that share could
+        // never show anyone, and was raised for the whole schedule.
+        const bool unattended =
+            std::find(cam.checks.begin(), cam.checks.end(), "unattended") != cam.checks.end();
+        for (const auto& z : cam.zones) {
+            const bool applies = z.checks.empty() ||
+                                 std::find(z.checks.begin(), z.checks.end(), "unattended") != z.checks.end();
+            if (!unattended || !applies || z.polygon.size() < 3) continue;
+            if (const double area = polygon_area(z.polygon);
+                area >= kMinPolygonArea && area < cam.scene.min_area) {
+                r.error(
+                    n["zones"][z.name]["polygon"], join(path + ".zones", z.name) + ".polygon",
+                    fmt::format("covers {:.2f}% of the picture, less than scene.min_area ({:.2f}%): no one "
+                                "working there could be seen, and unattended would always be raised; draw "
+                                "the zone larger or lower min_area",
+                                100 * area, 100 * cam.scene.min_area));
+            }
+        }
+    }
     if (const auto m = n["masks"]) {
         if (!m.IsSequence()) {
             r.error(m, path + ".masks", "expected a list of polygons");
@@ -832,19 +896,43 @@ void read_schedules(Reader& r, const YAML::Node& n, std::vector<Schedule>& sched
         if (value["on_holidays"]) r.boolean(value["on_holidays"], key + ".on_holidays", s.on_holidays);
         schedules.push_back(std::move(s));
     }
+    // In rounds: `not` may name another `not` written further down (`open: {not: closed}` before
+    // `closed: {not: working}`), and the inverse of an inverse is the schedule itself.
+    struct Pending {
+        std::string name, of;
+        YAML::Node at;
+    };
+    std::vector<Pending> pending;
     for (const auto& [name, target] : inversions) {
         std::string of;
-        if (!r.string(target, join("schedules", name) + ".not", of)) continue;
-        auto it =
-            std::find_if(schedules.begin(), schedules.end(), [&](const Schedule& s) { return s.name == of; });
-        if (it == schedules.end()) {
-            r.error(target, join("schedules", name) + ".not", fmt::format("no schedule named '{}'", of));
-            continue;
+        if (r.string(target, join("schedules", name) + ".not", of)) pending.push_back({name, of, target});
+    }
+    auto find = [&](const std::string& name) {
+        return std::find_if(schedules.begin(), schedules.end(),
+                            [&](const Schedule& s) { return s.name == name; });
+    };
+    for (bool progress = true; progress && !pending.empty();) {
+        progress = false;
+        for (auto p = pending.begin(); p != pending.end();) {
+            const auto it = find(p->of);
+            if (it == schedules.end()) {
+                ++p;
+                continue;
+            }
+            Schedule inverted = *it;
+            inverted.name = p->name;
+            inverted.inverted = !it->inverted;
+            schedules.push_back(std::move(inverted));
+            p = pending.erase(p);
+            progress = true;
         }
-        Schedule inverted = *it;
-        inverted.name = name;
-        inverted.inverted = true;
-        schedules.push_back(std::move(inverted));
+    }
+    for (const auto& p : pending) {
+        const bool inverse =
+            std::any_of(pending.begin(), pending.end(), [&](const Pending& q) { return q.name == p.of; });
+        r.error(p.at, join("schedules", p.name) + ".not",
+                inverse ? fmt::format("'{}' is itself an inverse of a schedule in a loop back here", p.of)
+                        : fmt::format("no schedule named '{}'", p.of));
     }
 }
 
@@ -1403,6 +1491,7 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
         if (a["header_timeout"]) r.duration(a["header_timeout"], "api.header_timeout", g.api.header_timeout);
         if (a["idle_timeout"]) r.duration(a["idle_timeout"], "api.idle_timeout", g.api.idle_timeout);
     }
+    check_listeners_apart(r, root, g);
     if (root["sensors_mqtt"]) read_sensors_broker(r, root["sensors_mqtt"], g.sensors_mqtt);
     if (const auto sensors = root["sensors"]) {
         if (!sensors.IsSequence()) {

@@ -111,6 +111,9 @@ void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {
                 "use letters, digits, '_' and '-' (a topic level)");
     r.boolean(node, p, "clean_session", m.clean_session);
     r.duration(node, p, "keepalive", m.keepalive);
+    if (node["keepalive"] &&
+        (m.keepalive < std::chrono::seconds(1) || m.keepalive > std::chrono::seconds(65535)))
+        r.error(node["keepalive"], join(p, "keepalive"), "must be from 1s to 65535s (MQTT's 16-bit seconds)");
     if (const auto rc = node["reconnect"]; rc && r.map(rc, join(p, "reconnect"), {"min", "max"})) {
         r.duration(rc, join(p, "reconnect"), "min", m.reconnect_min);
         r.duration(rc, join(p, "reconnect"), "max", m.reconnect_max);

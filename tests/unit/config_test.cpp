@@ -169,6 +169,26 @@ TEST(ConfigLoader, SensorsAreReadWithMqttsAccountUnlessTheirOwnIsGiven) {
     EXPECT_FALSE(b.tls);
 }
 
+// `not` may name another `not` further down, and the inverse of an inverse is the schedule itself.
+// It was resolved in file order ("no schedule named 'closed'") and always inverted once.
+TEST(ConfigLoader, AnInverseOfAnInverseIsTheSchedule) {
+    const auto g = load_string(R"(site: {id: s, name: S}
+schedules:
+  open_again: {not: closed}
+  closed: {not: working}
+  working: {days: mon-fri, times: ["06:00-13:30"]}
+cameras: [{id: a, url: a.mp4}]
+)",
+                               "g.yaml");
+    const auto find = [&](const std::string& name) {
+        return *std::find_if(g.schedules.begin(), g.schedules.end(),
+                             [&](const kg::config::Schedule& s) { return s.name == name; });
+    };
+    EXPECT_TRUE(find("closed").inverted);
+    EXPECT_FALSE(find("open_again").inverted);
+    EXPECT_EQ(find("open_again").times, find("working").times);
+}
+
 // A TLS URL needs no `tls` block (the system's trust store; the link supplies the defaults), and a
 // prefix may be more than one level.
 TEST(ConfigLoader, ATlsUrlAloneAndAPrefixOfLevels) {
@@ -754,6 +774,38 @@ INSTANTIATE_TEST_SUITE_P(
                 "site.timezone", "no such file under /usr/share/zoneinfo"},
         BadCase{"bad_detectors", kHead + "detectors: {masks: classic:mask}\ncameras: [{id: a, url: a.mp4}]\n",
                 2, "detectors.masks", "did you mean 'mask'?"},
+        // MQTT carries it as whole seconds in 16 bits: 500ms went out as 0, no keep-alive at all.
+        BadCase{"keepalive_under_a_second",
+                kHead + "mqtt: {keepalive: 500ms}\ncameras: [{id: a, url: a.mp4}]\n", 2, "mqtt.keepalive",
+                "must be from 1s to 65535s"},
+        // Past size_t the conversion is undefined: 20 EB came out as 0, the free-disk floor off.
+        BadCase{"size_past_what_fits",
+                kHead + "evidence: {min_free: 20000000000000000000}\ncameras: [{id: a, url: a.mp4}]\n", 2,
+                "evidence.min_free", "under 1 EiB"},
+        // The second server could not bind, and retried for as long as the gateway ran.
+        BadCase{
+            "api_and_public_on_one_port",
+            kHead +
+                "api: {listen: '0.0.0.0:8080'}\npublic: {listen: '127.0.0.1:8080'}\ncameras: [{id: a, url: "
+                "a.mp4}]\n",
+            3, "public.listen", "share port 8080"},
+        BadCase{
+            "polygon_in_a_line",
+            kHead +
+                "cameras:\n  - id: a\n    url: a.mp4\n    zones:\n      line: {polygon: [[0, 0], [0.5, 0.5], "
+                "[1, 1]]}\n",
+            6, "cameras[0].zones.line.polygon", "(nearly) in a line"},
+        // unattended counts movement as a share of the whole picture: in a zone smaller than
+        // min_area no one could be seen, and the alert stood for the whole schedule.
+        BadCase{
+            "unattended_zone_under_min_area",
+            kHead +
+                "cameras:\n  - id: a\n    url: a.mp4\n    checks: [camera_health, unattended]\n    zones:\n"
+                "      pot: {polygon: [[0.5, 0.5], [0.55, 0.5], [0.55, 0.55], [0.5, 0.55]]}\n",
+            7, "cameras[0].zones.pot.polygon", "less than scene.min_area"},
+        BadCase{"schedules_inverting_each_other",
+                kHead + "schedules:\n  a: {not: a}\ncameras: [{id: a, url: a.mp4}]\n", 3, "schedules.a.not",
+                "in a loop"},
         // Saved by Notepad as "ANSI" on a Chinese Windows: GBK. The name went into every JSON
         // message, and the first one written threw: the gateway crashed 0.5 s after each start.
         BadCase{"name_in_gbk",
