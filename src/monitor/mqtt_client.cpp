@@ -125,13 +125,15 @@ bool MqttClient::connect_once() {
 
 void MqttClient::run() {
     Backoff backoff(cfg_.reconnect_min, cfg_.reconnect_max);
+    bool first = true;
     while (!worker_.stopping()) {
         if (!connected_) {
-            if (connect_once()) {
-                backoff.reset();
-            } else {
-                worker_.wait_for(backoff.next());
-            }
+            // After a loss too, not only after a failed attempt: a broker that closes every
+            // connection at once (another monitor with this client id) was reconnected to in a
+            // tight loop.
+            if (!first) worker_.wait_for(backoff.next());
+            first = false;
+            if (!worker_.stopping() && connect_once()) backoff.connected();
             continue;
         }
         // Woken by the connection-lost handler or stop(); Paho's own view is checked now and then
@@ -155,6 +157,9 @@ void MqttClient::stop() {
         connected_ = false;
         log_->info("disconnected");
     }
+    // Paho's threads may still call in (a disconnect that did not finish within the wait), and
+    // the handler they call is destroyed before the client.
+    client_->disable_callbacks();
 }
 
 bool MqttClient::publish_confirmed(const std::string& topic, const std::string& payload, int qos,

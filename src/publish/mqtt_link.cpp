@@ -1,5 +1,6 @@
 #include "publish/mqtt_link.hpp"
 
+#include <fmt/format.h>
 #include <mqtt/async_client.h>
 
 #include "common/backoff.hpp"
@@ -39,13 +40,22 @@ MqttLink::MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared
     // No Paho persistence: what must survive a restart lives in the gateway's own outbox.
     client_ = std::make_unique<mqtt::async_client>(paho_uri(cfg_.url), cfg_.client_id);
     client_->set_connection_lost_handler([this](const std::string& cause) {
+        std::chrono::steady_clock::duration lasted{};
         {
             // Under the lock so that run() cannot miss the wake-up between its check and its wait.
             std::lock_guard lock(mutex_);
             connected_ = false;
             ++losses_;
+            lasted = std::chrono::steady_clock::now() - connected_since_;
         }
-        log_->warn("connection to {} lost{}{}", cfg_.url, cause.empty() ? "" : ": ", cause);
+        // A broker closes a connection at once when another client connects with the same id: two
+        // boxes from one SD card image, each taking the session from the other.
+        log_->warn(
+            "connection to {} lost{}{}{}", cfg_.url, cause.empty() ? "" : ": ", cause,
+            lasted < std::chrono::seconds(10)
+                ? fmt::format(" {:.1f} s after it was made (is another client using the client id '{}'?)",
+                              std::chrono::duration<double>(lasted).count(), cfg_.client_id)
+                : std::string());
         cv_.notify_all();
     });
 }
@@ -145,6 +155,7 @@ bool MqttLink::connect_once() {
         }
         connection_.fetch_add(1);
         connected_ = true;
+        connected_since_ = std::chrono::steady_clock::now();
     }
     log_->info("connected to {} as {}", cfg_.url, cfg_.client_id);
     for (auto& hook : hooks_) hook();
@@ -154,19 +165,22 @@ bool MqttLink::connect_once() {
 
 void MqttLink::run() {
     Backoff backoff(cfg_.reconnect_min, cfg_.reconnect_max);
-    bool first = true;
+    bool first = true, was_up = false;  // was_up: the last attempt connected (and the link was lost since)
     while (!stop_) {
         if (!connected_) {
             // Also after a lost connection, not only after a failed attempt: Paho is still closing
             // the old one when its connection-lost handler runs, and a connect then is ignored
             // (MQTT error -18), which left the client in a state no later connect completed from.
             if (!first) {
+                const auto wait = backoff.next();
+                if (was_up) log_->info("connecting to {} again in {} ms", cfg_.url, wait.count());
                 std::unique_lock lock(mutex_);
-                cv_.wait_for(lock, backoff.next(), [this] { return stop_.load(); });
+                cv_.wait_for(lock, wait, [this] { return stop_.load(); });
                 if (stop_) break;
             }
             first = false;
-            if (connect_once()) backoff.reset();
+            was_up = connect_once();
+            if (was_up) backoff.connected();
             continue;
         }
         std::unique_lock lock(mutex_);
@@ -201,6 +215,9 @@ void MqttLink::stop() {
         }
         connected_ = false;
     }
+    // Paho's threads may still call in (a connection that did not close within the wait, a
+    // message arriving meanwhile), and the client outlives this object's mutex and handlers.
+    client_->disable_callbacks();
     log_->info("disconnected");
 }
 

@@ -102,7 +102,8 @@ private:
 
     std::atomic<bool> connected_{false};
     std::atomic<std::uint64_t> connection_{0};
-    std::uint64_t losses_ = 0;  // under mutex_: connection-lost callbacks so far
+    std::uint64_t losses_ = 0;                               // under mutex_: connection-lost callbacks so far
+    std::chrono::steady_clock::time_point connected_since_;  // under mutex_
     std::atomic<bool> stop_{false};
     std::mutex mutex_;
     std::condition_variable cv_;

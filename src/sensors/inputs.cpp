@@ -124,9 +124,16 @@ void MqttSensorInput::handle_messages() {
 void MqttSensorInput::run() {
     constexpr auto kConnectTimeout = std::chrono::seconds(10);
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
-    bool announce = false;
+    bool announce = false, was_connected = false;
     while (!thread_.stopping()) {
         if (!client_->is_connected()) {
+            if (was_connected) {
+                // Lost: waited for as after a failed attempt, so that a broker closing every
+                // connection at once is not reconnected to in a tight loop.
+                was_connected = false;
+                thread_.wait_for(backoff.next());
+                continue;
+            }
             try {
                 auto builder = mqtt::connect_options_builder()
                                    .clean_session(true)
@@ -155,7 +162,8 @@ void MqttSensorInput::run() {
                 thread_.wait_for(backoff.next());
                 continue;
             }
-            backoff.reset();
+            backoff.connected();
+            was_connected = true;
         }
         subscribe_pending();
         // Said once the broker granted the subscriptions, not at the connect: a message published

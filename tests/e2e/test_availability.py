@@ -4,6 +4,7 @@ at once (the socket closes with the process, no keep-alive wait). Retained value
 subscribers, as a monitoring room that connects later would see them."""
 
 import json
+import re
 import time
 
 import kg_e2e
@@ -80,3 +81,28 @@ def test_systemd_readiness_and_watchdog(broker, clips, tmp_path):
         if gw.running():
             gw.kill()
         sock.close()
+
+
+def test_two_gateways_with_one_client_id_back_off_and_say_why(broker, make_clip, gateway, tmp_path):
+    """Two boxes from one SD card image connect with the same client id: the broker closes each
+    connection when the other connects. Both reconnected at the minimum wait for ever, a storm
+    that flapped the site's availability; now the wait grows while connections last only moments,
+    and the log names the likely cause."""
+    clip = make_clip([("normal", 4)])
+
+    def config(name):
+        cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cam", clip, input={"loop": True})], tmp_path / name)
+        cfg["mqtt"].update({"client_id": "kitchen-gateway-cloned", "reconnect": {"min": "200ms", "max": "8s"}})
+        return cfg
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = gateway(config("a"), "a"), gateway(config("b"), "b")
+    time.sleep(15)
+    log = first.output() + second.output()
+    # At the minimum wait (what it was) each box tried again 200 ms after every loss; now the waits
+    # after losses grow: 200, 400, 800, 1600, 3200 ms and on, in 15 s.
+    waits = [int(w) for w in re.findall(r"connecting to \S+ again in (\d+) ms", log)]
+    assert len(waits) >= 4 and max(waits) >= 1600, waits
+    assert "is another client using the client id 'kitchen-gateway-cloned'?" in log
+    assert first.terminate() == 0 and second.terminate() == 0

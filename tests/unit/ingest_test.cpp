@@ -83,6 +83,22 @@ TEST(Backoff, DoublesUpToTheCapAndResets) {
     EXPECT_EQ(b.next(), 500ms);
 }
 
+// A broker that closes each connection at once (another box with the same client id takes the
+// session) was reconnected to at the minimum wait for ever: back-off starts over only after a
+// connection that lasted.
+TEST(Backoff, StartsOverOnlyAfterAConnectionThatLasted) {
+    const auto t0 = std::chrono::steady_clock::now();
+    kg::Backoff b(500ms, 8s, 1min);
+    EXPECT_EQ(b.next(t0), 500ms);
+    b.connected(t0);
+    EXPECT_EQ(b.next(t0 + 2s), 1000ms);  // lost after 2 s: still backing off
+    b.connected(t0 + 3s);
+    EXPECT_EQ(b.next(t0 + 4s), 2000ms);
+    b.connected(t0 + 5s);
+    EXPECT_EQ(b.next(t0 + 5s + 1min), 500ms);   // a minute up: from the start again
+    EXPECT_EQ(b.next(t0 + 5s + 1min), 1000ms);  // a failed attempt after it
+}
+
 TEST(CameraStats, CountsReconnectsAndStallsInTheLastHour) {
     kg::ingest::CameraStats stats;
     const auto t0 = kg::Clock::now();
