@@ -197,6 +197,7 @@ std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& nam
 
 void CameraPipeline::start() {
     started_at_ = Clock::now();
+    started_steady_ = std::chrono::steady_clock::now();
     worker_->start();
 }
 
@@ -402,39 +403,49 @@ void CameraPipeline::analyse(const ingest::Frame& frame) {
     }
 }
 
-publish::CameraState CameraPipeline::supervise(TimePoint now) { return report(now, true); }
+publish::CameraState CameraPipeline::supervise(TimePoint now, SteadyPoint steady) {
+    return report(now, steady, true);
+}
 
-publish::CameraState CameraPipeline::final_state(TimePoint now) { return report(now, false); }
+publish::CameraState CameraPipeline::final_state(TimePoint now) {
+    return report(now, std::chrono::steady_clock::now(), false);
+}
 
-publish::CameraState CameraPipeline::report(TimePoint now, bool observe) {
+publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, bool observe) {
     publish::CameraState state;
     state.camera = &camera_;
     state.stats = stats_.snapshot(now);
-    const TimePoint seen = state.stats.last_frame.value_or(started_at_);
-    state.online = state.stats.last_frame.has_value() && now - seen < camera_.health.offline_after;
+    // How long ago on the steady clock; on the wall clock a step back of an hour kept a camera that
+    // died online for that hour, and a step ahead raised a false offline that ended its alerts.
+    const auto silent =
+        steady - std::max(state.stats.last_frame_steady.value_or(started_steady_), started_steady_);
+    const TimePoint seen =
+        now - std::chrono::duration_cast<TimePoint::duration>(silent);  // the wall time of it
+    state.online = state.stats.last_frame_steady.has_value() && silent < camera_.health.offline_after;
 
-    const bool offline = now - seen >= camera_.health.offline_after;
+    const bool offline = silent >= camera_.health.offline_after;
     std::optional<events::Event> event;
-    if (observe) event = offline_->observe(now, std::chrono::steady_clock::now(), offline ? 1.0f : 0.0f);
+    if (observe) event = offline_->observe(now, steady, offline ? 1.0f : 0.0f);
     if (event) {
         if (event->state == events::EventState::start) {
             log_->warn("offline: no frame for {} ms ({})",
-                       std::chrono::duration_cast<std::chrono::milliseconds>(now - seen).count(),
+                       std::chrono::duration_cast<std::chrono::milliseconds>(silent).count(),
                        state.stats.last_error.empty() ? "no error reported" : state.stats.last_error);
         }
         site_.sink.submit(*event);
         // Its open events end with the last frame: left open, a `no_mask` would last as long as
         // the outage in the room's figures. A condition still there when frames return is a new
         // event once confirmed again.
-        if (event->state == events::EventState::start) end_for_offline(std::max(seen, started_at_));
+        if (event->state == events::EventState::start) end_for_offline(seen);
     }
     if (observe && site_.evidence != nullptr) evidence_.poll(now);
 
     rate_samples_.push_back(
-        {now, state.stats.frames_in, state.stats.frames_analysed, state.stats.analysis_ns});
-    while (rate_samples_.size() > 2 && now - rate_samples_.front().t > kRateWindow) rate_samples_.pop_front();
+        {steady, state.stats.frames_in, state.stats.frames_analysed, state.stats.analysis_ns});
+    while (rate_samples_.size() > 2 && steady - rate_samples_.front().t > kRateWindow)
+        rate_samples_.pop_front();
     const auto& first = rate_samples_.front();
-    const double span = seconds_between(first.t, now);
+    const double span = std::chrono::duration<double>(steady - first.t).count();
     if (span > 0.5) {
         state.fps_in = static_cast<double>(state.stats.frames_in - first.in) / span;
         state.fps_analysed = static_cast<double>(state.stats.frames_analysed - first.analysed) / span;

@@ -70,7 +70,8 @@ public:
     void analyse(const ingest::Frame& frame);
 
     // Supervisor side (one thread): offline detection, due clips, the numbers for the state report.
-    publish::CameraState supervise(TimePoint now);
+    // `steady`: the same moment on the steady clock, which judges how long ago the last frame was.
+    publish::CameraState supervise(TimePoint now, SteadyPoint steady = std::chrono::steady_clock::now());
     // The numbers for the last state report of a stopping gateway, after close_events(): nothing is
     // observed, so no event opens (an offline camera's would, right after its "gateway stopped").
     publish::CameraState final_state(TimePoint now);
@@ -81,7 +82,8 @@ public:
 
 private:
     // Ends the camera's open events (not its offline event) as of its last frame.
-    publish::CameraState report(TimePoint now, bool observe);  // supervise() and final_state()
+    publish::CameraState report(TimePoint now, SteadyPoint steady,
+                                bool observe);  // supervise() and final_state()
     void end_for_offline(TimePoint last_frame);
     // An end made under trackers_mutex_, with its best frame, for evidence_ once the lock is let go.
     using EndedEvent = std::pair<events::Event, std::optional<evidence::EventEvidence::BestFrame>>;
@@ -147,9 +149,10 @@ private:
 
     // Supervisor side.
     TimePoint started_at_{};
+    SteadyPoint started_steady_{};
     std::unique_ptr<events::EventTracker> offline_;
     struct RateSample {
-        TimePoint t;
+        SteadyPoint t;
         std::uint64_t in, analysed, analysis_ns;
     };
     std::deque<RateSample> rate_samples_;

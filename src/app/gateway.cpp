@@ -218,16 +218,19 @@ void Gateway::start(SensorCarryOver carried) {
 void Gateway::tick() {
     if (!running_) return;
     const auto now = Clock::now();
-    const bool due = republish_.exchange(false) || now - last_state_publish_ >= cfg_.mqtt.state_interval;
-    if (due) last_state_publish_ = now;
+    // Intervals on the steady clock: a wall clock set back an hour stopped every state (and the
+    // room saw the site go silent), one set ahead republished everything at once.
+    const auto steady = std::chrono::steady_clock::now();
+    const bool due = republish_.exchange(false) || steady - last_state_publish_ >= cfg_.mqtt.state_interval;
+    if (due) last_state_publish_ = steady;
     publish_states(now, due);
     // The room learns of a loss at the tail of the stream (the last message before a quiet hour)
     // from this number: republished when it changed, at most once a state_interval.
     if (due && outbox_.acknowledged() != published_acknowledged_.load()) publish_gateway(now);
     apply_public_hours(now);
     if (sensors_) sensors_->tick(now, due);
-    if (now - last_expiry_ >= kExpiryInterval) {
-        last_expiry_ = now;
+    if (steady - last_expiry_ >= kExpiryInterval) {
+        last_expiry_ = steady;
         evidence_->expire(now);
         if (training_frames_) training_frames_->expire(now);
     }

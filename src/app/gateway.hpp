@@ -99,8 +99,8 @@ private:
     std::vector<publish::CameraState> states_;  // as last supervised
 
     TimePoint started_at_{};
-    TimePoint last_state_publish_{};
-    TimePoint last_expiry_{};
+    SteadyPoint last_state_publish_{};
+    SteadyPoint last_expiry_{};
     std::atomic<bool> republish_{false};
     // The highest acknowledged number the retained gateway message last carried (-1: none yet).
     std::atomic<std::int64_t> published_acknowledged_{-1};

@@ -26,14 +26,18 @@ struct CameraStatsSnapshot {
     int stalls_1h = 0;
     bool connected = false;
     std::optional<TimePoint> last_frame;
+    // The same moment on the steady clock: how long ago it was is judged on this one, since a wall
+    // clock set back made a camera that stopped look alive for as long as the step.
+    std::optional<SteadyPoint> last_frame_steady;
     std::string last_error;
 };
 
 class CameraStats {
 public:
-    void frame_decoded(TimePoint t) {
+    void frame_decoded(TimePoint t, SteadyPoint steady = std::chrono::steady_clock::now()) {
         frames_in_.fetch_add(1, std::memory_order_relaxed);
         last_frame_ns_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+        last_frame_steady_ns_.store(steady.time_since_epoch().count(), std::memory_order_relaxed);
     }
     void frame_sampled() { frames_sampled_.fetch_add(1, std::memory_order_relaxed); }
     // One frame through the checks, and how long that took.
@@ -72,6 +76,8 @@ public:
         s.timestamp_jumps = timestamp_jumps_.load(std::memory_order_relaxed);
         const auto last = last_frame_ns_.load(std::memory_order_relaxed);
         if (last != 0) s.last_frame = TimePoint(TimePoint::duration(last));
+        if (const auto steady = last_frame_steady_ns_.load(std::memory_order_relaxed); steady != 0)
+            s.last_frame_steady = SteadyPoint(SteadyPoint::duration(steady));
         std::lock_guard lock(mutex_);
         s.connected = connected_;
         s.last_error = last_error_;
@@ -96,6 +102,7 @@ private:
     std::atomic<std::uint64_t> frames_in_{0}, frames_sampled_{0}, frames_analysed_{0}, frames_dropped_{0},
         decode_errors_{0}, check_errors_{0}, analysis_ns_{0}, timestamp_jumps_{0};
     std::atomic<TimePoint::rep> last_frame_ns_{0};
+    std::atomic<SteadyPoint::rep> last_frame_steady_ns_{0};
     mutable std::mutex mutex_;
     bool connected_ = false;
     std::string last_error_;

@@ -28,6 +28,8 @@ GATEWAY_BIN = os.environ.get("KG_GATEWAY_BIN", str(SOURCE_DIR / "build/gateway/k
 MODBUS_SERVER_BIN = str(pathlib.Path(os.environ.get("KG_TEST_RTSP_SERVER", str(SOURCE_DIR / "build/tests/support/x")))
                         .with_name("kg-test-modbus-server"))
 RTSP_SERVER_BIN = os.environ.get("KG_TEST_RTSP_SERVER", str(SOURCE_DIR / "build/tests/support/kg-test-rtsp-server"))
+# LD_PRELOAD: the wall clock stepped by KG_CLOCK_STEP_S seconds after KG_CLOCK_STEP_AFTER_S (tests/support).
+CLOCK_STEP_LIB = str(pathlib.Path(RTSP_SERVER_BIN).with_name("kg-test-clock-step.so"))
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
 
 

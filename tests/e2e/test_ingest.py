@@ -336,3 +336,25 @@ def test_a_stop_with_a_camera_offline_ends_its_offline_event_and_opens_none(brok
     state = collector.last_json(STATE.format("gone"))
     assert state["online"] is False and state["conditions"] == [], state
     schemas.validate_all(collector)
+
+
+def test_a_wall_clock_set_back_neither_hides_a_dead_camera_nor_silences_the_site(broker, collector, make_clip,
+                                                                                 gateway, tmp_path):
+    """The box's wall clock is stepped back an hour a second after the start (a box that started on an
+    RTC in local time read as UTC, then NTP). Liveness was judged on the wall clock: a camera that never
+    sent a frame stayed online for the hour, no offline event was raised, and no camera state went out
+    until the clock caught up, so the room saw the site go silent. Now both are judged on the steady
+    clock: the dead camera goes offline within offline_after, and states keep coming every interval."""
+    cams = [kg_e2e.camera("gone", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/x", health={"offline_after": "3s"}),
+            kg_e2e.camera("live", make_clip([("normal", 4)]), input={"loop": True})]
+    gw = gateway(kg_e2e.base_config(broker, cams, tmp_path),
+                 env={"LD_PRELOAD": kg_e2e.CLOCK_STEP_LIB, "KG_CLOCK_STEP_AFTER_S": "1", "KG_CLOCK_STEP_S": "-3600"})
+    collector.wait_for(lambda: any(e["camera"] == "gone" and e["label"] == "offline" for e in collector.events()),
+                       15, what="the dead camera's offline event after the step")
+    # States still go out each second (state_interval 1s), stamped on the stepped clock.
+    seen = len(collector.on(STATE.format("live")))
+    time.sleep(4)
+    assert len(collector.on(STATE.format("live"))) >= seen + 2, collector.on(STATE.format("live"))
+    live = latest_state(collector, "live")
+    assert live["online"] is True and parse_time(live["time"]) < time.time() - 3000, live
+    assert gw.terminate() == 0
