@@ -63,7 +63,7 @@ struct BuildFailed : std::runtime_error {
 // `fallback`: a configuration that ran before this one (this run is a reload) and is started again
 // if this one cannot be built.
 RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
-                const kg::ProcessSignals& process_signals, kg::app::SensorCarryOver& carry, bool fallback) {
+                const kg::ProcessSignals& process_signals, kg::app::CarryOver& carry, bool fallback) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -275,7 +275,7 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
 
 int run(kg::config::Gateway cfg, const std::string& config_path, const kg::ProcessSignals& signals) {
     kg::ingest::initialise_ffmpeg();
-    kg::app::SensorCarryOver carry;
+    kg::app::CarryOver carry;
     // The configuration of the run before a reload, while the reloaded one has not started.
     std::optional<kg::config::Gateway> previous;
     for (;;) {

@@ -1,5 +1,8 @@
 #include "app/event_log.hpp"
 
+#include <algorithm>
+#include <utility>
+
 #include "publish/payloads.hpp"
 
 namespace kg::app {
@@ -15,13 +18,18 @@ void EventLog::submit(const events::Event& event) {
         ++counts_[{event.check, events::to_string(event.state)}];
         if (event.state == events::EventState::start) {
             open_[event.id] = event.check;
-            day_.emplace_back(event.time, event.check, false);
+            day_.push_back({event.time, event.check, event.id, false});
         } else if (event.state == events::EventState::end) {
             open_.erase(event.id);
-            day_.emplace_back(event.time, event.check, true);
+            if (event.end_reason.empty()) {
+                // Resolved: the condition cleared. An end the gateway forced (stopped, restarted,
+                // camera offline, check failing) is not a resolution.
+                day_.push_back({event.time, event.check, event.id, true});
+            } else if (event.end_reason == events::kEndStopped) {
+                std::erase_if(day_, [&](const DayEntry& d) { return d.event_id == event.id; });
+            }
         }
-        while (!day_.empty() && event.time - std::get<0>(day_.front()) > std::chrono::hours(48))
-            day_.pop_front();
+        while (!day_.empty() && event.time - day_.front().time > std::chrono::hours(48)) day_.pop_front();
     }
     next_.submit(event);
 }
@@ -78,11 +86,22 @@ std::map<std::string, EventLog::DayCount> EventLog::day_summary(
     std::map<std::string, DayCount> out;
     for (const auto& [id, check] : open_) ++out[check].open;
     const auto today = date_of(now);
-    for (const auto& [t, check, resolved] : day_) {
-        if (now - t > std::chrono::hours(26) || date_of(t) != today) continue;
-        ++(resolved ? out[check].resolved : out[check].raised);
+    for (const auto& d : day_) {
+        if (now - d.time > std::chrono::hours(26) || date_of(d.time) != today) continue;
+        ++(d.resolved ? out[d.check].resolved : out[d.check].raised);
     }
     return out;
+}
+
+EventLog::Day EventLog::take_day() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(day_, {});
+}
+
+void EventLog::adopt_day(Day earlier) {
+    std::lock_guard lock(mutex_);
+    earlier.insert(earlier.end(), day_.begin(), day_.end());
+    day_ = std::move(earlier);
 }
 
 }  // namespace kg::app

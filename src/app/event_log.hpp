@@ -35,6 +35,18 @@ public:
     std::map<std::string, DayCount> day_summary(const std::function<std::string(TimePoint)>& date_of,
                                                 TimePoint now) const;
 
+    // The last two days' raises and resolutions, handed from a run to the next at a reload: the
+    // page said "nothing today" after every reload. A raise whose event the stop ended is left
+    // out: if its condition is still there, the next run raises it again.
+    struct DayEntry {
+        TimePoint time;
+        std::string check, event_id;
+        bool resolved = false;
+    };
+    using Day = std::deque<DayEntry>;
+    Day take_day();
+    void adopt_day(Day earlier);
+
 private:
     events::EventSink& next_;
     std::string site_;
@@ -44,8 +56,7 @@ private:
     std::map<std::string, std::string> clips_;  // event id -> written clip path
     std::map<std::pair<std::string, std::string>, std::uint64_t> counts_;
     std::map<std::string, std::string> open_;  // event id -> check
-    std::deque<std::tuple<TimePoint, std::string, bool>>
-        day_;  // (time, check, resolved), last 2 days at most
+    Day day_;                                  // last 2 days at most
 };
 
 }  // namespace kg::app

@@ -169,7 +169,7 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
 
 Gateway::~Gateway() { stop(); }
 
-void Gateway::start(SensorCarryOver carried) {
+void Gateway::start(CarryOver carried) {
     started_at_ = Clock::now();
     log_->info("site {} ({}): {} cameras, {} sensors, {} analysis threads; evidence in {} ({} files, {} MiB)",
                cfg_.site.id, cfg_.site.name, cameras_.size(), cfg_.sensors.size(), pool_.size(),
@@ -194,6 +194,7 @@ void Gateway::start(SensorCarryOver carried) {
         }
     }
     apply_public_hours(started_at_);
+    event_log_.adopt_day(std::move(carried.event_day));
     // The previous run died without ending its events (SIGKILL, a crash, a power cut): the room
     // would show them open for ever. Ended first, behind whatever that run left queued (their starts
     // among it), and before any camera or sensor here can open an event.
@@ -266,7 +267,7 @@ void Gateway::publish_states(TimePoint now, bool due) {
     }
 }
 
-void Gateway::adopt(SensorCarryOver&& carried) {
+void Gateway::adopt(CarryOver&& carried) {
     if (sensors_) {
         sensors_->adopt(std::move(carried));
         return;
@@ -278,7 +279,7 @@ void Gateway::adopt(SensorCarryOver&& carried) {
     }
 }
 
-void Gateway::stop(SensorCarryOver* carry) {
+void Gateway::stop(CarryOver* carry) {
     if (!running_) return;
     running_ = false;
     log_->info("stopping");
@@ -306,6 +307,7 @@ void Gateway::stop(SensorCarryOver* carry) {
     replay_desk_.stop();
     outbox_.stop(kShutdownDrain);
     link_.stop();
+    if (carry != nullptr) carry->event_day = event_log_.take_day();
     log_->info("stopped");
 }
 

@@ -36,12 +36,12 @@ public:
     // `carried`: at a reload, the previous run's sensor readings and minutes in progress. Taken over
     // inside start(), after the events a crashed run left open are ended: a reading that raises an
     // alarm at once (gas, no `for`) would otherwise open an event those ends would close.
-    void start(SensorCarryOver carried = {});
+    void start(CarryOver carried = {});
     // Periodic supervision, from the main thread's timer: offline detection, clips, state reports.
     void tick();
     // With `carry` (a reload: the process goes on) the sensors hand their readings and minutes in
     // progress over instead of sending partial roll-ups.
-    void stop(SensorCarryOver* carry = nullptr);
+    void stop(CarryOver* carry = nullptr);
 
     static constexpr auto kTickInterval = std::chrono::milliseconds(500);
 
@@ -62,7 +62,7 @@ public:
     web::ViewerCounter& viewers() const override { return *viewers_; }
 
 private:
-    void adopt(SensorCarryOver&& carried);
+    void adopt(CarryOver&& carried);
     void publish_states(TimePoint now, bool due);
     void publish_gateway(TimePoint now);
     void apply_public_hours(TimePoint now);

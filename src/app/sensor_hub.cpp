@@ -43,7 +43,7 @@ void SensorHub::start() {
     for (auto& m : modbus_) m->start();
 }
 
-void SensorHub::adopt(SensorCarryOver carried) {
+void SensorHub::adopt(CarryOver carried) {
     std::lock_guard order(deliver_mutex_);
     std::vector<events::Event> out;
     {
@@ -69,7 +69,7 @@ void SensorHub::adopt(SensorCarryOver carried) {
     deliver(out);
 }
 
-void SensorHub::stop(SensorCarryOver* carry) {
+void SensorHub::stop(CarryOver* carry) {
     if (stopped_) return;
     stopped_ = true;
     if (mqtt_) mqtt_->stop();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "app/camera_pipeline.hpp"
+#include "app/event_log.hpp"
 #include "outbox/outbox.hpp"
 #include "publish/mqtt_link.hpp"
 #include "publish/topics.hpp"
@@ -23,13 +24,15 @@ namespace kg::app {
 // reading and its minute in progress. A door contact reports once when the door opens; without its
 // last reading the next run would not know the door is open until it shut again. And the minute
 // in progress goes on in the next run instead of being sent twice, cut in two.
-struct SensorCarryOver {
+// What a run hands to the next across a reload (the process goes on).
+struct CarryOver {
     struct Sensor {
         config::Sensor config;  // as the previous run read it
         std::optional<sensors::Reading> last;
         sensors::Roller roller;
     };
     std::map<std::string, Sensor> sensors;
+    EventLog::Day event_day;  // the parents' "today" figures
 };
 
 // One minute's roll-up of a sensor, through the outbox as telemetry.
@@ -44,11 +47,11 @@ public:
 
     // Before start(): takes over the previous run's readings and minutes (a reload) for the sensors
     // read the same way as before (same source and unit); the minutes of the others are sent now.
-    void adopt(SensorCarryOver carried);
+    void adopt(CarryOver carried);
     void start();
     // Ends the sensors' events and publishes their states offline. With `carry` (a reload) each
     // sensor's last reading and minute in progress go there instead of a partial roll-up.
-    void stop(SensorCarryOver* carry = nullptr);
+    void stop(CarryOver* carry = nullptr);
     // Reading from any input thread.
     void on_reading(const sensors::Reading& reading);
     // Supervisor: staleness, disinfection windows, roll-ups of quiet minutes, state reports.

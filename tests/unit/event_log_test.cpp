@@ -1,0 +1,76 @@
+// The parents' "today" figures (src/app/event_log): raised and resolved by check, across a reload.
+#include "app/event_log.hpp"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+using namespace std::chrono_literals;
+using kg::events::Event;
+using kg::events::EventState;
+
+struct Discard final : kg::events::EventSink {
+    void submit(const Event&) override {}
+    void submit_snapshot(const Event&, std::string) override {}
+    void submit_clip(const kg::events::ClipReport&) override {}
+};
+
+const kg::TimePoint kT0 = kg::Clock::now();
+
+Event event(const std::string& id, EventState state, int second, std::string end_reason = {}) {
+    Event e;
+    e.id = id;
+    e.source = "kitchen";
+    e.check = "mask";
+    e.label = "no_mask";
+    e.state = state;
+    e.time = e.start_time = kT0 + std::chrono::seconds(second);
+    if (state == EventState::end) {
+        e.end_time = e.time;
+        e.end_reason = std::move(end_reason);
+    }
+    return e;
+}
+
+kg::app::EventLog::DayCount today(const kg::app::EventLog& log) {
+    const auto all = log.day_summary([](kg::TimePoint) { return std::string("2026-12-02"); }, kT0 + 1min);
+    const auto it = all.find("mask");
+    return it == all.end() ? kg::app::EventLog::DayCount{} : it->second;
+}
+
+}  // namespace
+
+// An end the gateway forced is not a resolution: every end used to count as resolved, and the
+// ends a start sends for what a crashed run left open were "resolved" with no raise before them.
+TEST(EventLog, OnlyAConditionThatClearedIsResolved) {
+    Discard next;
+    kg::app::EventLog log(next, "s");
+    log.submit(event("a", EventState::start, 0));
+    log.submit(event("a", EventState::end, 5));
+    log.submit(event("b", EventState::start, 6));
+    log.submit(event("b", EventState::end, 9, kg::events::kEndCameraOffline));
+    log.submit(event("c", EventState::end, 10, kg::events::kEndRestarted));
+    const auto n = today(log);
+    EXPECT_EQ(n.raised, 2u);
+    EXPECT_EQ(n.resolved, 1u);
+    EXPECT_EQ(n.open, 0u);
+}
+
+// A reload made a new log, and the page said "nothing today" after a morning of alerts. The day is
+// handed over; an alert the stop ended is raised again by the next run if it is still there, and
+// counted once.
+TEST(EventLog, TheDayIsCarriedAcrossAReloadAndAnAlertStillThereCountsOnce) {
+    Discard next;
+    kg::app::EventLog before(next, "s");
+    before.submit(event("a", EventState::start, 0));
+    before.submit(event("a", EventState::end, 5));
+    before.submit(event("b", EventState::start, 6));
+    before.submit(event("b", EventState::end, 9, kg::events::kEndStopped));  // the reload's stop
+    kg::app::EventLog after(next, "s");
+    after.adopt_day(before.take_day());
+    after.submit(event("b2", EventState::start, 12));  // the same condition, raised again
+    const auto n = today(after);
+    EXPECT_EQ(n.raised, 2u);
+    EXPECT_EQ(n.resolved, 1u);
+    EXPECT_EQ(n.open, 1u);
+}
