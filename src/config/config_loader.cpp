@@ -797,8 +797,8 @@ void read_camera(Reader& r, const YAML::Node& n, const std::string& path, const 
         const bool unattended =
             std::find(cam.checks.begin(), cam.checks.end(), "unattended") != cam.checks.end();
         for (const auto& z : cam.zones) {
-            const bool applies = z.checks.empty() ||
-                                 std::find(z.checks.begin(), z.checks.end(), "unattended") != z.checks.end();
+            // Only a zone that names it: otherwise unattended judges the whole picture.
+            const bool applies = std::find(z.checks.begin(), z.checks.end(), "unattended") != z.checks.end();
             if (!unattended || !applies || z.polygon.size() < 3) continue;
             if (const double area = polygon_area(z.polygon);
                 area >= kMinPolygonArea && area < cam.scene.min_area) {

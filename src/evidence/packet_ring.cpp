@@ -66,6 +66,7 @@ void PacketRing::trim(std::chrono::steady_clock::time_point now) {
         }
         drop_first_gop();
     }
+    if (ring_.empty()) return;  // one GOP over the bound went whole
     // Drop whole GOPs from the front while the second key frame is still older than `keep`, so
     // the ring always covers `keep` and always starts on a key frame.
     for (;;) {

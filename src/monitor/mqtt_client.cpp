@@ -159,7 +159,12 @@ void MqttClient::stop() {
     }
     // Paho's threads may still call in (a disconnect that did not finish within the wait), and
     // the handler they call is destroyed before the client.
-    client_->disable_callbacks();
+    try {
+        client_->disable_callbacks();
+    } catch (const mqtt::exception& e) {
+        // Paho refuses while a disconnect is still in progress; nothing more can be done here.
+        log_->warn("cannot detach from the MQTT client: {}", e.what());
+    }
 }
 
 bool MqttClient::publish_confirmed(const std::string& topic, const std::string& payload, int qos,

@@ -217,7 +217,12 @@ void MqttLink::stop() {
     }
     // Paho's threads may still call in (a connection that did not close within the wait, a
     // message arriving meanwhile), and the client outlives this object's mutex and handlers.
-    client_->disable_callbacks();
+    try {
+        client_->disable_callbacks();
+    } catch (const mqtt::exception& e) {
+        // Paho refuses while a disconnect is still in progress; nothing more can be done here.
+        log_->warn("cannot detach from the MQTT client: {}", e.what());
+    }
     log_->info("disconnected");
 }
 

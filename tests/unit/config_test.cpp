@@ -801,7 +801,8 @@ INSTANTIATE_TEST_SUITE_P(
             "unattended_zone_under_min_area",
             kHead +
                 "cameras:\n  - id: a\n    url: a.mp4\n    checks: [camera_health, unattended]\n    zones:\n"
-                "      pot: {polygon: [[0.5, 0.5], [0.55, 0.5], [0.55, 0.55], [0.5, 0.55]]}\n",
+                "      pot: {checks: [unattended], polygon: [[0.5, 0.5], [0.55, 0.5], [0.55, 0.55], [0.5, "
+                "0.55]]}\n",
             7, "cameras[0].zones.pot.polygon", "less than scene.min_area"},
         BadCase{"schedules_inverting_each_other",
                 kHead + "schedules:\n  a: {not: a}\ncameras: [{id: a, url: a.mp4}]\n", 3, "schedules.a.not",
