@@ -35,6 +35,11 @@ bool tls_broker_url(const std::string& url) {
     return url.starts_with("ssl://") || url.starts_with("mqtts://") || url.starts_with("wss://");
 }
 
+std::string tls_settings_problem(const std::string& url, const std::string& shown) {
+    if (tls_broker_url(url)) return {};
+    return "TLS settings for '" + shown + "', which is not a TLS URL: use ssl://, mqtts:// or wss://";
+}
+
 std::string topic_filter_problem(const std::string& filter) {
     if (filter.empty()) return "an empty topic filter";
     if (filter.size() > 65535) return "longer than MQTT allows (65535 bytes)";

@@ -19,6 +19,10 @@ std::string topic_prefix_problem(const std::string& prefix);
 // Whether a broker URL's scheme is TLS (ssl://, mqtts://, wss://).
 bool tls_broker_url(const std::string& url);
 
+// Why TLS settings cannot go with `url`, or empty when they can: with a plain URL they used to be
+// dropped without a word, and the link ran in the clear. `shown`: the URL as the message may show it.
+std::string tls_settings_problem(const std::string& url, const std::string& shown);
+
 // Whether a message on `topic` matches `filter`: '+' is one level, '#' the rest including none
 // ("a/#" matches "a"); wildcards at the first level do not match topics starting with '$'.
 bool topic_matches(const std::string& filter, const std::string& topic);

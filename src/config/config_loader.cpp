@@ -460,14 +460,9 @@ void read_tls(Reader& r, const YAML::Node& t, const std::string& path, std::opti
     out = tls;
 }
 
-// TLS settings for a plain URL used to be dropped without a word: the link ran in the clear,
-// account and password included.
 void check_tls_scheme(Reader& r, const YAML::Node& at, const std::string& key, const std::string& url) {
-    if (!tls_broker_url(url)) {
-        r.error(at, key,
-                fmt::format("TLS settings for '{}', which is not a TLS URL: use ssl://, mqtts:// or wss://",
-                            shown(url)));
-    }
+    if (const auto problem = tls_settings_problem(url, shown(url)); !problem.empty())
+        r.error(at, key, problem);
 }
 
 void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {

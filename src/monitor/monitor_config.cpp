@@ -137,11 +137,8 @@ void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {
             }
             m.tls = t;
         }
-        if (!m.url.empty() && !tls_broker_url(m.url))
-            r.error(
-                tls, tp,
-                fmt::format("TLS settings for '{}', which is not a TLS URL: use ssl://, mqtts:// or wss://",
-                            m.url));
+        if (const auto problem = tls_settings_problem(m.url, m.url); !m.url.empty() && !problem.empty())
+            r.error(tls, tp, problem);
     }
 }
 

@@ -32,6 +32,13 @@ Event event(const std::string& id, EventState state, int second, std::string end
     return e;
 }
 
+// A morning: `a` raised and cleared, `b` raised.
+void raise_a_and_clear_it_then_raise_b(kg::app::EventLog& log) {
+    log.submit(event("a", EventState::start, 0));
+    log.submit(event("a", EventState::end, 5));
+    log.submit(event("b", EventState::start, 6));
+}
+
 kg::app::EventLog::DayCount today(const kg::app::EventLog& log) {
     const auto all = log.day_summary([](kg::TimePoint) { return std::string("2026-12-02"); }, kT0 + 1min);
     const auto it = all.find("mask");
@@ -45,9 +52,7 @@ kg::app::EventLog::DayCount today(const kg::app::EventLog& log) {
 TEST(EventLog, OnlyAConditionThatClearedIsResolved) {
     Discard next;
     kg::app::EventLog log(next, "s");
-    log.submit(event("a", EventState::start, 0));
-    log.submit(event("a", EventState::end, 5));
-    log.submit(event("b", EventState::start, 6));
+    raise_a_and_clear_it_then_raise_b(log);
     log.submit(event("b", EventState::end, 9, kg::events::kEndCameraOffline));
     log.submit(event("c", EventState::end, 10, kg::events::kEndRestarted));
     const auto n = today(log);
@@ -62,9 +67,7 @@ TEST(EventLog, OnlyAConditionThatClearedIsResolved) {
 TEST(EventLog, TheDayIsCarriedAcrossAReloadAndAnAlertStillThereCountsOnce) {
     Discard next;
     kg::app::EventLog before(next, "s");
-    before.submit(event("a", EventState::start, 0));
-    before.submit(event("a", EventState::end, 5));
-    before.submit(event("b", EventState::start, 6));
+    raise_a_and_clear_it_then_raise_b(before);
     before.submit(event("b", EventState::end, 9, kg::events::kEndStopped));  // the reload's stop
     kg::app::EventLog after(next, "s");
     after.adopt_day(before.take_day());
