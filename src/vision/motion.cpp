@@ -13,6 +13,20 @@ void MotionMap::update(const cv::Mat& bgr) {
     cv::cvtColor(bgr, gray_, cv::COLOR_BGR2GRAY);
     cv::resize(gray_, small_, {kWidth, kHeight}, 0, 0, cv::INTER_AREA);
     model_->apply(small_, foreground_);
+    const double total = static_cast<double>(kWidth) * kHeight;
+    lighting_changed_ = static_cast<double>(cv::countNonZero(foreground_)) / total >= kLightingShare;
+    if (lighting_changed_) {
+        // A learning rate of 1 starts the model over from this frame: the new lighting is the
+        // background at once, instead of the whole picture reading as foreground for the ~10 s the
+        // model would take to learn it.
+        model_->apply(small_, foreground_, 1.0);
+        foreground_.setTo(0);
+        moving_.create(small_.size(), CV_8U);
+        moving_.setTo(0);
+        small_.copyTo(previous_);
+        moved_fraction_ = 0;
+        return;
+    }
     // Sensor noise makes single pixels flicker: open removes them, close joins a body's parts.
     cv::morphologyEx(foreground_, foreground_, cv::MORPH_OPEN, kernel_);
     cv::morphologyEx(foreground_, foreground_, cv::MORPH_CLOSE, kernel_, {-1, -1}, 2);
@@ -21,8 +35,7 @@ void MotionMap::update(const cv::Mat& bgr) {
     cv::threshold(moving_, moving_, 15, 255, cv::THRESH_BINARY);
     cv::dilate(moving_, moving_, kernel_, {-1, -1}, 3);  // a moving body's edges, widened to its body
     small_.copyTo(previous_);
-    moved_fraction_ =
-        static_cast<double>(cv::countNonZero(foreground_)) / (static_cast<double>(kWidth) * kHeight);
+    moved_fraction_ = static_cast<double>(cv::countNonZero(foreground_)) / total;
 }
 
 cv::Mat MotionMap::region_mask(const rules::Polygon& polygon) {

@@ -1,6 +1,9 @@
 #pragma once
 // Where the picture moves: a background model (MOG2) on a small grey copy of the frame, shared by
 // the motion-gated detectors and the region checks. Works on infrared (grey) night pictures too.
+// A change of the whole picture at once (lights switched, the camera's day/night switch, its
+// exposure) is no movement: as Frigate's `lightning_threshold`, when most of the picture changes
+// in one frame the background is learned again from that frame and nothing is reported as moving.
 
 #include <opencv2/video/background_segm.hpp>
 #include <vector>
@@ -23,6 +26,8 @@ public:
     // The share of the picture that moved in this frame (computed once per frame: every
     // motion-gated detector reads it).
     double moved_fraction() const { return moved_fraction_; }
+    // This frame changed as a whole (lighting): foreground() and moving() are empty for it.
+    bool lighting_changed() const { return lighting_changed_; }
     // The share of the picture that moved inside `region` (a region_mask(); empty: anywhere).
     double moved_share(const cv::Mat& region) const;
     // Boxes around blobs of `binary` larger than `min_area` (share of the picture) inside `region`
@@ -34,11 +39,15 @@ public:
     static cv::Mat region_mask(const rules::Polygon& polygon);
 
     static constexpr int kWidth = 320, kHeight = 180;
+    // The share of the picture that, changed in one frame, is taken for a lighting change. A body
+    // seen by a ceiling camera covers far less; Frigate's default is 0.8.
+    static constexpr double kLightingShare = 0.7;
 
 private:
     cv::Ptr<cv::BackgroundSubtractorMOG2> model_;
     cv::Mat gray_, small_, previous_, foreground_, moving_, kernel_;
     double moved_fraction_ = 0;
+    bool lighting_changed_ = false;
     mutable cv::Mat scratch_;
     mutable std::vector<std::vector<cv::Point>> contours_;
 };

@@ -1,5 +1,6 @@
 #include "vision/region_checks.hpp"
 
+#include <algorithm>
 #include <opencv2/imgproc.hpp>
 
 namespace kg::vision {
@@ -7,6 +8,10 @@ namespace {
 
 constexpr int kLearnFrames = 4;        // reference = average of the first frames when none is given
 constexpr double kChangeLevel = 30.0;  // grey levels of difference that count as changed
+// The picture is brought to the reference's brightness before they are compared, so that lights
+// dimmed or the camera's exposure are not taken for dirt; within these bounds, beyond which (lights
+// off) noise would be amplified into change.
+constexpr double kMinGain = 0.4, kMaxGain = 2.5;
 
 Observation observation(const std::string& check, const std::string& label, const Region& r) {
     Observation o;
@@ -100,6 +105,9 @@ void ReferenceChangeCheck::analyse(const ingest::Frame&, std::vector<Observation
         for (const auto& r : regions_) out.push_back(observation(name_, label_, r));
         return;
     }
+    const double now = cv::mean(blurred_)[0];
+    const double gain = std::clamp(now > 1.0 ? cv::mean(reference_)[0] / now : kMaxGain, kMinGain, kMaxGain);
+    blurred_.convertTo(blurred_, CV_8U, gain);
     reference_.convertTo(diff_, CV_8U);
     cv::absdiff(blurred_, diff_, diff_);
     cv::threshold(diff_, changed_, kChangeLevel, 255, cv::THRESH_BINARY);

@@ -5,7 +5,7 @@
 // - unattended: nobody moved at the station for `unattended_after` (e.g. a stove while cooking);
 // - cleanliness and bin_lid: the region differs from its reference (clean floor, closed bin) where
 //   nothing is moving, i.e. something was left there or the lid is open; the rule's `confirm`
-//   decides how long it must persist.
+//   decides how long it must persist. The picture is brought to the reference's brightness first.
 // Each zone of the camera that names the check is judged on its own (all zones when none names it:
 // the whole picture). They share the camera's MotionMap.
 

@@ -1,0 +1,97 @@
+// The region checks and the motion map they share, on synthetic pictures: a change of the lighting
+// is neither motion nor dirt, while a thing that moves or is left behind still is.
+#include "vision/region_checks.hpp"
+
+#include <gtest/gtest.h>
+
+#include <opencv2/imgproc.hpp>
+
+#include "vision/motion.hpp"
+
+using kg::vision::MotionCheck;
+using kg::vision::MotionMap;
+using kg::vision::Observation;
+using kg::vision::ReferenceChangeCheck;
+
+namespace {
+
+// A kitchen-like scene, lit at `light` (1: as learned), with a sensor's noise in every frame.
+cv::Mat scene(cv::RNG& rng, double light = 1.0) {
+    cv::Mat img(360, 640, CV_8UC3, cv::Scalar(150, 160, 170));
+    for (int y = 0; y < 360; y += 24) cv::line(img, {0, y}, {640, y}, cv::Scalar(90, 90, 90), 2);
+    for (int x = 0; x < 640; x += 24) cv::line(img, {x, 0}, {x, 200}, cv::Scalar(90, 90, 90), 2);
+    cv::rectangle(img, {100, 220}, {540, 330}, cv::Scalar(60, 70, 200), cv::FILLED);
+    img.convertTo(img, -1, light);
+    cv::Mat noise(img.size(), img.type());
+    rng.fill(noise, cv::RNG::NORMAL, 0, 4);
+    cv::add(img, noise, img);
+    return img;
+}
+
+// One camera's motion map with its checks, fed one picture at a time as the pipeline does.
+struct Regions {
+    MotionMap motion;
+    MotionCheck after_hours{{{"", {}}}, motion, 0.002};
+    ReferenceChangeCheck cleanliness{"cleanliness", "dirty", {{"", {}}}, motion, 0.002, cv::Mat()};
+    kg::ingest::Frame frame;
+
+    // Returns whether {motion, dirt} are present in this picture.
+    std::pair<bool, bool> feed(const cv::Mat& img) {
+        img.copyTo(frame.image);
+        ++frame.seq;
+        motion.update(frame.image);
+        std::vector<Observation> out;
+        after_hours.analyse(frame, out);
+        cleanliness.analyse(frame, out);
+        EXPECT_EQ(out.size(), 2u);
+        return {out.at(0).present, out.at(1).present};
+    }
+};
+
+}  // namespace
+
+TEST(RegionChecks, ALightingChangeIsNeitherMotionNorDirt) {
+    cv::RNG rng(7);
+    Regions r;
+    for (int i = 0; i < 30; ++i) r.feed(scene(rng));
+    ASSERT_EQ(r.feed(scene(rng)), std::make_pair(false, false)) << "the still scene is quiet once learned";
+
+    // The lights are dimmed by 40% (a bank switched off), then the camera's exposure brings part of
+    // it back: two changes of the whole picture, each within one frame.
+    for (double light : {0.6, 0.8}) {
+        for (int i = 0; i < 20; ++i) {
+            const auto [moved, dirty] = r.feed(scene(rng, light));
+            EXPECT_FALSE(moved) << "light " << light << ", frame " << i << " after the change";
+            EXPECT_FALSE(dirty) << "light " << light << ", frame " << i << " after the change";
+            if (i == 0) {
+                EXPECT_TRUE(r.motion.lighting_changed()) << "light " << light;
+            }
+        }
+    }
+}
+
+TEST(RegionChecks, AfterALightingChangeWhatMovesAndWhatIsLeftAreStillSeen) {
+    cv::RNG rng(11);
+    Regions r;
+    for (int i = 0; i < 30; ++i) r.feed(scene(rng));
+    for (int i = 0; i < 10; ++i) r.feed(scene(rng, 0.6));
+
+    // A rodent runs along the counter in the dimmed kitchen.
+    bool moved = false;
+    for (int i = 0; i < 8; ++i) {
+        cv::Mat img = scene(rng, 0.6);
+        cv::circle(img, {120 + 40 * i, 240}, 20, cv::Scalar(20, 20, 20), cv::FILLED);
+        moved = r.feed(img).first || moved;
+        EXPECT_FALSE(r.motion.lighting_changed());
+    }
+    EXPECT_TRUE(moved);
+
+    // A sack is left on the floor and stays there.
+    bool dirty = false;
+    for (int i = 0; i < 20; ++i) {
+        cv::Mat img = scene(rng, 0.6);
+        cv::rectangle(img, {400, 60}, {480, 140}, cv::Scalar(30, 40, 50), cv::FILLED);
+        dirty = r.feed(img).second;
+    }
+    EXPECT_TRUE(dirty) << "the sack, at the dimmed kitchen's brightness";
+}
