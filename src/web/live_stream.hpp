@@ -4,10 +4,12 @@
 // bounded in bytes: a client that cannot keep up is cut off instead of growing the gateway's
 // memory or slowing the camera (the producer never blocks).
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,20 +21,31 @@ class LiveStream {
 public:
     explicit LiveStream(std::size_t max_queued_bytes) : max_bytes_(max_queued_bytes) {}
 
-    // Producer side (any thread). False once the stream is finished or the client fell behind.
+    // The stream ends at `deadline` (the viewer's token expires): the client is sent what is queued,
+    // then the end. Checked at each push, which a live camera makes several times a second.
+    void end_at(std::chrono::system_clock::time_point deadline) {
+        std::lock_guard lock(mutex_);
+        deadline_ = deadline;
+    }
+
+    // Producer side (any thread). False once the stream is finished, the client fell behind or the
+    // deadline passed.
     bool push(Chunk chunk) {
         std::function<void()> wake;
         bool ok = true;
         {
             std::lock_guard lock(mutex_);
             if (finished_) return false;
-            queued_bytes_ += chunk->size();
-            if (queued_bytes_ > max_bytes_) {
+            if (deadline_ && std::chrono::system_clock::now() >= *deadline_) {
+                finished_ = expired_ = true;  // what is queued still goes out, then the end
+                ok = false;
+            } else if (queued_bytes_ + chunk->size() > max_bytes_) {
                 finished_ = overflowed_ = true;
                 queue_.clear();
                 queued_bytes_ = 0;
                 ok = false;
             } else {
+                queued_bytes_ += chunk->size();
                 queue_.push_back(std::move(chunk));
             }
             wake = waker_;
@@ -86,6 +99,11 @@ public:
         std::lock_guard lock(mutex_);
         return overflowed_;
     }
+    // Ended at its deadline (end_at).
+    bool expired() const {
+        std::lock_guard lock(mutex_);
+        return expired_;
+    }
     bool finished() const {
         std::lock_guard lock(mutex_);
         return finished_;
@@ -98,6 +116,8 @@ private:
     std::size_t queued_bytes_ = 0;
     bool finished_ = false;
     bool overflowed_ = false;
+    bool expired_ = false;
+    std::optional<std::chrono::system_clock::time_point> deadline_;
     std::function<void()> waker_;
 };
 

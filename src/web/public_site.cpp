@@ -93,9 +93,11 @@ struct Guard {
     mutable LogThrottle viewer_refusals{};
 
     // Everything a stream request must pass: the camera is public, the hours are open, the token
-    // (if required) is good. Returns the feed, or a refusal in `res`.
+    // (if required) is good. Returns the feed, or a refusal in `res`; `token_expires`, the token's
+    // expiry when one was required.
     stream::PublicFeed* admit(const Request& req, const std::string& camera, const std::string& client,
-                              std::optional<Response>& res) const {
+                              std::optional<Response>& res,
+                              std::optional<std::int64_t>& token_expires) const {
         auto* feed = view.public_feed(camera);
         if (feed == nullptr) {
             res = refuse(req, http::status::not_found, "not found");
@@ -103,10 +105,12 @@ struct Guard {
         }
         if (!settings.token_secret.empty()) {
             const auto token = query_value(std::string(req.target()), "token");
+            std::int64_t expires = 0;
             const auto check = check_viewer_token(settings.token_secret, camera, token,
                                                   std::chrono::duration_cast<std::chrono::seconds>(
                                                       std::chrono::system_clock::now().time_since_epoch())
-                                                      .count());
+                                                      .count(),
+                                                  &expires);
             if (check != TokenCheck::ok) {
                 if (const auto n = token_refusals.pass(); n == 1) {
                     log->info("stream {} refused to {}: {}", camera, client, to_string(check));
@@ -118,6 +122,7 @@ struct Guard {
                 res = refuse(req, http::status::forbidden, to_string(check));
                 return nullptr;
             }
+            token_expires = expires;
         }
         if (!feed->open()) {
             res = refuse(req, http::status::forbidden, "outside public hours");
@@ -259,7 +264,8 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         if (!is_hls && !(flv_on && std::regex_match(path, m, flv))) return {};
         const std::string camera = m[1];
         std::optional<Response> refused;
-        auto* feed = guard->admit(req, camera, client, refused);
+        std::optional<std::int64_t> token_expires;
+        auto* feed = guard->admit(req, camera, client, refused, token_expires);
         if (feed == nullptr) return std::move(*refused);
         const auto now = std::chrono::steady_clock::now();
 
@@ -296,6 +302,12 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             // Up to ~4 MiB queued per viewer: a few seconds of video; beyond it the viewer is too slow.
             auto stream = feed->flv().subscribe(4u << 20);
             if (!stream) return starting(req);
+            // HLS asks for the token again at every playlist; an HTTP-FLV stream is one request,
+            // and ends when its token expires (valid through its second, as at admission).
+            if (token_expires) {
+                stream->end_at(
+                    std::chrono::system_clock::time_point(std::chrono::seconds(*token_expires + 1)));
+            }
             guard->view.viewers().add_flv(camera, client, stream);
             reply.head.set(http::field::content_type, "video/x-flv");
             reply.head.set(http::field::cache_control, "no-store");

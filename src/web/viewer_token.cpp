@@ -32,7 +32,7 @@ std::string sign_viewer_token(const std::string& secret, const std::string& came
 }
 
 TokenCheck check_viewer_token(const std::string& secret, const std::string& camera, const std::string& token,
-                              std::int64_t now) {
+                              std::int64_t now, std::int64_t* expires_out) {
     if (token.empty()) return TokenCheck::missing;
     const auto dot = token.find('.');
     if (dot == std::string::npos || dot == 0 || token.size() - dot - 1 != 64) return TokenCheck::malformed;
@@ -46,6 +46,7 @@ TokenCheck check_viewer_token(const std::string& secret, const std::string& came
     const bool for_site = same(given, hmac_hex(secret, fmt::format("*:{}", expires)));
     if (!for_camera && !for_site) return TokenCheck::bad_signature;
     if (expires < now) return TokenCheck::expired;
+    if (expires_out != nullptr) *expires_out = expires;
     return TokenCheck::ok;
 }
 

@@ -12,8 +12,9 @@ namespace kg::web {
 enum class TokenCheck { ok, missing, malformed, expired, bad_signature };
 
 std::string sign_viewer_token(const std::string& secret, const std::string& camera, std::int64_t expires);
+// On ok, `expires` (when given) receives the token's expiry: a stream opened with it ends then.
 TokenCheck check_viewer_token(const std::string& secret, const std::string& camera, const std::string& token,
-                              std::int64_t now);
+                              std::int64_t now, std::int64_t* expires = nullptr);
 const char* to_string(TokenCheck check);
 
 }  // namespace kg::web

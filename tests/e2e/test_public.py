@@ -282,6 +282,56 @@ def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
     assert gw.terminate() == 0
 
 
+def test_an_flv_stream_ends_when_its_viewer_token_expires(broker, clips, gateways, tmp_path):
+    """HLS asks for the token again with every playlist; an HTTP-FLV stream is one request. Before, a
+    stream opened with a token about to expire played on for as long as the viewer kept it open."""
+    cams = [kg_e2e.camera("kitchen", public_clip(clips), input={"loop": True}, public=True)]
+    config = public_config(broker, tmp_path, cams, token_secret="0123456789abcdef0123456789abcdef")
+    gw = gateways(config)
+    port = public_port(gw)
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[0] == 403, 10, what="the public side")
+
+    def token(ttl):
+        r = subprocess.run([kg_e2e.GATEWAY_BIN, "--config", str(gw.config_path), "--make-token", "kitchen", "--ttl",
+                            str(ttl)], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    lasting = token(600)
+    kg_e2e.wait_until(lambda: get(port, f"/live/kitchen.flv?token={lasting}", method="HEAD")[0] == 200, 15,
+                      what="FLV to go live")
+    short = token(6)
+    expires = int(short.split(".")[0])
+
+    def read_stream(tok, seconds):
+        """(bytes received, when it ended on the wall clock, or None if still going after `seconds`)."""
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+        conn.request("GET", f"/live/kitchen.flv?token={tok}")
+        r = conn.getresponse()
+        assert r.status == 200, r.read()
+        received, began = 0, time.monotonic()
+        try:
+            while time.monotonic() - began < seconds:
+                data = r.read1(65536)
+                if not data:
+                    return received, time.time()
+                received += len(data)
+            return received, None
+        finally:
+            conn.close()
+
+    received, ended = read_stream(short, 20)
+    assert received > 10000, "no video came before the token expired"
+    assert ended is not None, "the stream went on past its token's expiry"
+    assert expires <= ended < expires + 4, f"ended at {ended}, the token expired at {expires}"
+    # A lasting token's stream plays on over the same seconds, and the expired one is refused anew.
+    received, ended = read_stream(lasting, 8)
+    assert ended is None and received > 10000
+    status, _, body = get(port, f"/live/kitchen.flv?token={short}")
+    assert status == 403 and b"expired" in body
+    assert gw.terminate() == 0
+
+
 def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
     """HEAD on a stream gets the status a GET would get, without counting as a viewer. Before, a HEAD on
     HTTP-FLV answered 200 at the viewer cap and while the stream was not live (a GET: 503), and a HEAD on

@@ -194,6 +194,25 @@ TEST(LiveStream, SlowClientOverflowsAndIsDropped) {
     EXPECT_TRUE(out.empty());
 }
 
+TEST(LiveStream, EndsAtItsDeadlineAfterWhatWasQueued) {
+    LiveStream s(1000);
+    int wakes = 0;
+    s.set_waker([&] { ++wakes; });
+    s.end_at(std::chrono::system_clock::now() + std::chrono::hours(1));
+    EXPECT_TRUE(s.push(chunk(10)));
+    s.end_at(std::chrono::system_clock::now() - std::chrono::seconds(1));  // the token expired
+    EXPECT_FALSE(s.push(chunk(20)));
+    EXPECT_TRUE(s.expired());
+    EXPECT_FALSE(s.overflowed());
+    EXPECT_EQ(wakes, 2) << "the consumer is woken to send the end";
+    std::vector<Chunk> out;
+    EXPECT_TRUE(s.take(out));
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0]->size(), 10u);
+    out.clear();
+    EXPECT_FALSE(s.take(out));
+}
+
 TEST(LiveStream, FinishedStreamStillDrainsWhatWasQueued) {
     LiveStream s(100);
     s.push(chunk(5));
