@@ -23,6 +23,7 @@
 #include "common/log_throttle.hpp"
 #include "common/logging.hpp"
 #include "common/process_signals.hpp"
+#include "common/watchdog_keeper.hpp"
 #include "config/config_loader.hpp"
 #include "ingest/ffmpeg_input.hpp"
 #include "kg/version.hpp"
@@ -62,8 +63,10 @@ struct BuildFailed : std::runtime_error {
 // run ends for a reload.
 // `fallback`: a configuration that ran before this one (this run is a reload) and is started again
 // if this one cannot be built.
+// `watchdog`: feeds systemd's watchdog from when a reload is asked for until the next run is ready.
 RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
-                const kg::ProcessSignals& process_signals, kg::app::CarryOver& carry, bool fallback) {
+                const kg::ProcessSignals& process_signals, kg::app::CarryOver& carry, bool fallback,
+                kg::WatchdogKeeper& watchdog) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -133,6 +136,8 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     }
     // Without systemd (no NOTIFY_SOCKET) these are no-ops.
     sd_notify(0, "READY=1");
+    watchdog.end();  // the supervision tick feeds it from here
+    sd_notify(0, "WATCHDOG=1");
 
     boost::asio::io_context io;
     Outcome outcome = Outcome::stop;
@@ -152,9 +157,12 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     // A reload is accepted only if the file on disk is valid now: a typo must not take the
     // running gateway down. Returns the errors, or nothing when the reload goes ahead.
     auto reload = [&]() -> std::optional<std::string> {
+        // From here the supervision tick stops: the checks load every model on this thread.
+        watchdog.begin();
         try {
             next = kg::app::load_and_check(config_path);
         } catch (const kg::config::ConfigInvalid& e) {
+            watchdog.end();
             std::string text;
             for (const auto& err : e.errors) text += err.to_string() + "\n";
             log->error("reload refused: {} error(s) in {}; still running the previous configuration",
@@ -275,13 +283,20 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
 
 int run(kg::config::Gateway cfg, const std::string& config_path, const kg::ProcessSignals& signals) {
     kg::ingest::initialise_ffmpeg();
+    // Under systemd with WatchdogSec, fed twice an interval. A reload longer than kReloadLongest is
+    // taken for hung, and left to the watchdog.
+    constexpr auto kReloadLongest = std::chrono::minutes(5);
+    std::uint64_t watchdog_usec = 0;
+    const auto every = std::chrono::milliseconds(
+        sd_watchdog_enabled(0, &watchdog_usec) > 0 ? static_cast<std::int64_t>(watchdog_usec / 2000) : 0);
+    kg::WatchdogKeeper watchdog([] { sd_notify(0, "WATCHDOG=1"); }, every, kReloadLongest);
     kg::app::CarryOver carry;
     // The configuration of the run before a reload, while the reloaded one has not started.
     std::optional<kg::config::Gateway> previous;
     for (;;) {
         RunEnd end;
         try {
-            end = run_once(cfg, config_path, signals, carry, previous.has_value());
+            end = run_once(cfg, config_path, signals, carry, previous.has_value(), watchdog);
         } catch (const BuildFailed&) {
             // Logged by run_once. What the stopped run handed over is still in `carry` if the run
             // that failed was not built; one that failed to start took it with it.

@@ -5,6 +5,7 @@ subscribers, as a monitoring room that connects later would see them."""
 
 import json
 import re
+import threading
 import time
 
 import kg_e2e
@@ -106,3 +107,61 @@ def test_two_gateways_with_one_client_id_back_off_and_say_why(broker, make_clip,
     assert len(waits) >= 4 and max(waits) >= 1600, waits
     assert "is another client using the client id 'kitchen-gateway-cloned'?" in log
     assert first.terminate() == 0 and second.terminate() == 0
+
+
+def test_the_watchdog_is_fed_through_a_reload(broker, tmp_path):
+    """A reload checks the file, loads the models, stops everything and starts it again on the thread
+    whose supervision tick feeds systemd's watchdog. Nothing fed it meanwhile: a reload longer than
+    WatchdogSec had the gateway killed for doing what it was asked. Here the watchdog is 1 s, and the
+    reload waits for a Modbus read that a silent unit lets run to its 4 s timeout (the stop joins the
+    poller); no two feeds may be a second apart."""
+    import signal
+    import socket
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(30)
+    device = kg_e2e.ScriptedModbusTcp(units=set())  # answers no unit
+    sensors = [{"id": "fridge", "interval": "1s", "stale_after": 30,
+                "source": {"modbus": {"device": device.url, "unit_id": 1, "address": 0, "timeout": "4s"}}}]
+    cfg = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors)
+    del cfg["cameras"]
+    gw = kg_e2e.Gateway(tmp_path, cfg, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    try:
+        seen = []  # (monotonic time, message), stamped as they come by a reader of their own
+
+        def read():
+            while True:
+                try:
+                    seen.append((time.monotonic(), sock.recv(1024)))
+                except OSError:
+                    return
+
+        threading.Thread(target=read, daemon=True).start()
+
+        def receive_until(done):
+            kg_e2e.wait_until(done, 30, what="the notifications")
+
+        receive_until(lambda: sum(m == b"WATCHDOG=1" for _, m in seen) >= 3)
+        assert seen[0][1] == b"READY=1"
+        # Just after a request: the read has its whole timeout to wait when the stop comes.
+        requests = device.requests
+        kg_e2e.wait_until(lambda: device.requests > requests, 10, what="a Modbus request")
+        asked = time.monotonic()
+        gw.proc.send_signal(signal.SIGHUP)
+        receive_until(lambda: any(m == b"READY=1" and t > asked for t, m in seen))
+        ready = next(t for t, m in seen if m == b"READY=1" and t > asked)
+        receive_until(lambda: sum(m == b"WATCHDOG=1" and t > ready for t, m in seen) >= 2)
+        assert any(m == b"RELOADING=1" for t, m in seen if t > asked)
+        feeds = [t for t, m in seen if m == b"WATCHDOG=1"]
+        gaps = [b - a for a, b in zip(feeds, feeds[1:])]
+        print(f"reload took {ready - asked:.2f} s; longest gap between feeds {max(gaps):.2f} s")
+        assert ready - asked > 2, "the reload was too quick to show anything"
+        assert max(gaps) < 1.0, gaps
+        assert gw.terminate() == 0
+    finally:
+        if gw.running():
+            gw.kill()
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        device.close()

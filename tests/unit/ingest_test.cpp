@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <thread>
 #include <vector>
 
 #include "common/backoff.hpp"
+#include "common/watchdog_keeper.hpp"
 #include "ingest/camera_stats.hpp"
 #include "ingest/ffmpeg_input.hpp"
 #include "ingest/frame_sampler.hpp"
@@ -97,6 +100,38 @@ TEST(Backoff, StartsOverOnlyAfterAConnectionThatLasted) {
     b.connected(t0 + 5s);
     EXPECT_EQ(b.next(t0 + 5s + 1min), 500ms);   // a minute up: from the start again
     EXPECT_EQ(b.next(t0 + 5s + 1min), 1000ms);  // a failed attempt after it
+}
+
+TEST(WatchdogKeeper, FeedsFromItsThreadUntilEndedAndNoLongerThanItsBound) {
+    std::atomic<int> fed{0};
+    kg::WatchdogKeeper keeper([&] { ++fed; }, 20ms, 10s);
+    keeper.begin();
+    EXPECT_EQ(fed.load(), 1) << "fed at once";
+    keeper.begin();  // again while begun: nothing more
+    std::this_thread::sleep_for(150ms);
+    EXPECT_GE(fed.load(), 3);
+    keeper.end();
+    const int ended = fed.load();
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(fed.load(), ended) << "nothing after end()";
+    EXPECT_FALSE(keeper.active());
+
+    // A reload that hangs: fed for `longest`, then no more, so the watchdog catches it.
+    std::atomic<int> bounded{0};
+    kg::WatchdogKeeper short_lived([&] { ++bounded; }, 20ms, 100ms);
+    short_lived.begin();
+    std::this_thread::sleep_for(400ms);
+    const int at_bound = bounded.load();
+    EXPECT_LE(at_bound, 100 / 20 + 2);
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(bounded.load(), at_bound);
+
+    // No watchdog (systemd did not ask for one): begin() does nothing.
+    int none = 0;
+    kg::WatchdogKeeper off([&] { ++none; }, 0ms, 10s);
+    off.begin();
+    EXPECT_EQ(none, 0);
+    EXPECT_FALSE(off.active());
 }
 
 TEST(CameraStats, CountsReconnectsAndStallsInTheLastHour) {
