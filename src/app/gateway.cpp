@@ -229,7 +229,7 @@ void Gateway::tick() {
     // from this number: republished when it changed, at most once a state_interval.
     if (due && outbox_.acknowledged() != published_acknowledged_.load()) publish_gateway(now);
     apply_public_hours(now);
-    if (sensors_) sensors_->tick(now, due);
+    if (sensors_) sensors_->tick(now, steady, due);
     if (steady - last_expiry_ >= kExpiryInterval) {
         last_expiry_ = steady;
         evidence_->expire(now);

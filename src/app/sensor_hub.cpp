@@ -9,11 +9,12 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
     : site_(site), outbox_(outbox), link_(link), topics_(topics), log_(site.logging.get("sensors")) {
     const auto& cfg = site_.config;
     const auto now = Clock::now();
+    const auto steady_now = std::chrono::steady_clock::now();
     std::vector<const config::Sensor*> mqtt_sensors;
     std::map<std::string, std::vector<const config::Sensor*>> devices;
     for (const auto& s : cfg.sensors) {
-        entries_[s.id].rules =
-            std::make_unique<sensors::SensorRules>(s, site_.calendar, site_.schedules, site_.ids, now);
+        entries_[s.id].rules = std::make_unique<sensors::SensorRules>(s, site_.calendar, site_.schedules,
+                                                                      site_.ids, now, steady_now);
         if (entries_[s.id].rules->skips_current_window()) {
             log_->info(
                 "sensor {}: started within its disinfection window ({}): a cycle before now is unknown, "
@@ -48,7 +49,7 @@ void SensorHub::adopt(CarryOver carried) {
     std::vector<events::Event> out;
     {
         std::lock_guard lock(mutex_);
-        const auto now = Clock::now();
+        const auto steady_now = std::chrono::steady_clock::now();
         for (auto& [id, c] : carried.sensors) {
             auto it = entries_.find(id);
             const bool same = it != entries_.end() && it->second.rules->sensor().source == c.config.source &&
@@ -61,7 +62,7 @@ void SensorHub::adopt(CarryOver carried) {
             e.roller = c.roller;
             if (!c.last) continue;
             e.last = *c.last;
-            e.rules->resume(*c.last, now, out);
+            e.rules->resume(*c.last, steady_now, out);
             log_->debug("sensor {}: the last reading before the reload holds ({} {})", id, c.last->value,
                         e.rules->sensor().unit);
         }
@@ -146,7 +147,7 @@ void SensorHub::publish_rollup(const config::Sensor& sensor, const sensors::Roll
 
 SensorHub::StateMessage SensorHub::state_message(const Entry& e, TimePoint now, bool running) const {
     const auto& s = e.rules->sensor();
-    const auto st = e.rules->state(now);
+    const auto st = e.rules->state(std::chrono::steady_clock::now());
     nlohmann::json j = {{"site", site_.config.site.id},
                         {"sensor", s.id},
                         {"name", s.name},
@@ -170,7 +171,7 @@ nlohmann::json SensorHub::states(TimePoint now) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& [id, e] : entries_) {
         const auto& s = e.rules->sensor();
-        const auto st = e.rules->state(now);
+        const auto st = e.rules->state(std::chrono::steady_clock::now());
         out.push_back(
             {{"sensor", id},
              {"name", s.name},
@@ -185,7 +186,7 @@ nlohmann::json SensorHub::states(TimePoint now) {
     return out;
 }
 
-void SensorHub::tick(TimePoint now, bool publish_all_states) {
+void SensorHub::tick(TimePoint now, SteadyPoint steady_now, bool publish_all_states) {
     std::vector<StateMessage> states;
     {
         std::lock_guard order(deliver_mutex_);
@@ -193,9 +194,9 @@ void SensorHub::tick(TimePoint now, bool publish_all_states) {
         {
             std::lock_guard lock(mutex_);
             for (auto& [id, e] : entries_) {
-                e.rules->tick(now, out);
+                e.rules->tick(now, steady_now, out);
                 if (auto done = e.roller.expire(now)) publish_rollup(e.rules->sensor(), *done);
-                const auto conditions = e.rules->state(now).conditions;
+                const auto conditions = e.rules->state(steady_now).conditions;
                 if (publish_all_states || conditions != e.last_conditions) {
                     e.last_conditions = conditions;
                     states.push_back(state_message(e, now));

@@ -55,7 +55,8 @@ public:
     // Reading from any input thread.
     void on_reading(const sensors::Reading& reading);
     // Supervisor: staleness, disinfection windows, roll-ups of quiet minutes, state reports.
-    void tick(TimePoint now, bool publish_all_states);
+    // `steady_now`: the same moment on the monotonic clock, on which staleness and `for` are timed.
+    void tick(TimePoint now, SteadyPoint steady_now, bool publish_all_states);
 
     std::size_t size() const { return entries_.size(); }
     // Current state of every sensor, for the local API and the metrics.

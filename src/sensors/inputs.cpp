@@ -268,6 +268,7 @@ void MqttSensorInput::on_message(const Message& message) {
     // Stamped here, not in Paho's callback: a supervisor tick between the two would otherwise judge
     // the sensor stale at a `now` later than this reading's arrival, or close its minute first.
     const auto arrival = Clock::now();
+    const auto arrived_steady = std::chrono::steady_clock::now();
     nlohmann::json doc = nlohmann::json::parse(payload, nullptr, false);
     for (const auto* s : sensors_) {
         if (!topic_matches(s->source.topic, topic)) continue;
@@ -281,7 +282,8 @@ void MqttSensorInput::on_message(const Message& message) {
         }
         const auto time = reading_time(*s, doc, retained, arrival);
         if (!time) continue;
-        handler_(Reading{s->id, *value, *time, arrival, boolean_at(doc, s->source.value_path)});
+        handler_(
+            Reading{s->id, *value, *time, arrival, boolean_at(doc, s->source.value_path), arrived_steady});
     }
 }
 
@@ -450,7 +452,7 @@ void ModbusPoller::run() {
                            s->source.address, failing[i]);
                 failing[i] = 0;
             }
-            handler_({s->id, value, Clock::now(), std::nullopt});
+            handler_({s->id, value, Clock::now(), std::nullopt, false, std::chrono::steady_clock::now()});
         }
         // A connection dropped after a timeout is made again at once: the sensors after the one
         // that timed out are due now.

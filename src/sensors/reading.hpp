@@ -18,6 +18,10 @@ struct Reading {
     // The payload said true/false (a door contact, a gas or leak detector): two states, so a
     // threshold's hysteresis does not apply (it would put the end beyond the value that ends it).
     bool binary = false;
+    // When it reached the gateway on the monotonic clock: liveness and durations are timed on it,
+    // so a step of the wall clock (NTP at boot) neither takes every sensor for silent nor confirms a
+    // threshold's `for` at once. Absent (scripted readings): the wall times stand in.
+    std::optional<SteadyPoint> arrived_steady{};
 };
 
 }  // namespace kg::sensors

@@ -15,6 +15,18 @@ events::TrackerRule immediate(int severity) {
     return r;
 }
 
+// When the reading arrived, and when it was measured, on the monotonic clock. A device's own time
+// (believed only within minutes of the arrival, MqttSensorInput::reading_time) says how long before
+// its arrival it was measured.
+struct SteadyTimes {
+    SteadyPoint arrived, measured;
+};
+SteadyTimes steady_times(const Reading& r) {
+    const TimePoint arrival = r.arrival.value_or(r.time);
+    const SteadyPoint arrived = r.arrived_steady.value_or(steady_from_wall(arrival));
+    return {arrived, arrived - std::chrono::duration_cast<SteadyPoint::duration>(arrival - r.time)};
+}
+
 // A probe that reads impossible values now and then (a DS18B20's -127 or 85 on a loose wire) is one
 // fault, not an alert per glitch: the condition ends only once the readings have stayed possible for
 // two intervals.
@@ -33,12 +45,14 @@ bool in_valid_range(const config::Sensor& sensor, double value) {
 
 SensorRules::SensorRules(const config::Sensor& sensor, const rules::Calendar& calendar,
                          const std::map<std::string, rules::Schedule>& schedules,
-                         events::EventIdGenerator& ids, TimePoint started)
+                         events::EventIdGenerator& ids, TimePoint started,
+                         std::optional<SteadyPoint> started_steady)
     : sensor_(sensor),
       calendar_(calendar),
       offline_(sensor.id, "sensor_health", "offline", "", immediate(2), ids),
       invalid_(sensor.id, "sensor_health", "invalid", "", invalid_rule(sensor), ids),
-      started_(started) {
+      started_(started),
+      started_steady_(started_steady.value_or(steady_from_wall(started))) {
     for (const auto& th : sensor_.thresholds) {
         events::TrackerRule r = immediate(th.severity);
         r.confirm = th.for_time;
@@ -90,13 +104,15 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
     const double v = reading.value;
     const TimePoint t = reading.time;
     const TimePoint arrived = reading.arrival.value_or(t);
+    const auto steady = steady_times(reading);
     last_time_ = std::max(last_time_.value_or(t), t);
-    last_arrival_ = std::max(last_arrival_.value_or(arrived), arrived);
+    last_measured_steady_ = std::max(last_measured_steady_.value_or(steady.measured), steady.measured);
+    last_arrival_steady_ = std::max(last_arrival_steady_.value_or(steady.arrived), steady.arrived);
     // On the arrival's clock, like tick(): a device whose clock lags must not read as silent.
-    emit(offline_.observe(arrived, 0.0f), v, out);
+    emit(offline_.observe(arrived, steady.arrived, 0.0f), v, out);
 
     const bool valid = in_valid_range(sensor_, v);
-    emit(invalid_.observe(t, valid ? 0.0f : 1.0f), v, out);
+    emit(invalid_.observe(t, steady.measured, valid ? 0.0f : 1.0f), v, out);
     last_valid_ = valid;
     if (!valid) {
         // An impossible value says the probe is broken, not that the fridge is warm; and a warm
@@ -107,24 +123,28 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
     value_ = v;
     binary_ = reading.binary;
 
-    check_limits(v, t, out);
+    check_limits(v, t, steady.measured, out);
     if (sensor_.disinfection) {
         track_cycle(v, t);
         // A complete cycle clears a missed one.
         if (missed_->active() && last_cycle_ && *last_cycle_ >= window_start_)
-            emit(missed_->observe(t, 0.0f), v, out);
+            emit(missed_->observe(t, steady.measured, 0.0f), v, out);
     }
 }
 
-void SensorRules::resume(const Reading& last, TimePoint now, std::vector<events::Event>& out) {
+void SensorRules::resume(const Reading& last, SteadyPoint steady_now, std::vector<events::Event>& out) {
     if (!in_valid_range(sensor_, last.value)) return;
-    const TimePoint arrived = last.arrival.value_or(last.time);
+    const auto steady = steady_times(last);
     last_time_ = last.time;
-    last_arrival_ = arrived;
+    last_measured_steady_ = steady.measured;
+    last_arrival_steady_ = steady.arrived;
     last_valid_ = true;
     value_ = last.value;
     binary_ = last.binary;
-    check_limits(last.value, now - (arrived - last.time), out);  // on the readings' clock, as tick()
+    // Judged now, on the readings' clock, as tick() does.
+    const auto since = steady_now - steady.arrived;
+    check_limits(last.value, last.time + std::chrono::duration_cast<Duration>(since), steady.measured + since,
+                 out);
 }
 
 void SensorRules::forget_pending(TimePoint t) {
@@ -136,7 +156,7 @@ void SensorRules::forget_pending(TimePoint t) {
     hot_since_.reset();
 }
 
-void SensorRules::check_limits(double v, TimePoint t, std::vector<events::Event>& out) {
+void SensorRules::check_limits(double v, TimePoint t, SteadyPoint steady, std::vector<events::Event>& out) {
     for (auto& l : limits_) {
         const auto& th = *l.config;
         // Hysteresis: a violation ends only once the value is back past the limit by `hysteresis`.
@@ -145,22 +165,25 @@ void SensorRules::check_limits(double v, TimePoint t, std::vector<events::Event>
         const double limit = l.tracker.active() ? (th.above ? th.value - h : th.value + h) : th.value;
         bool violated = th.above ? v > limit : v < limit;
         if (l.schedule != nullptr && !calendar_.active(*l.schedule, t)) violated = false;
-        emit(l.tracker.observe(t, violated ? 1.0f : 0.0f), v, out);
+        emit(l.tracker.observe(t, steady, violated ? 1.0f : 0.0f), v, out);
     }
 }
 
-void SensorRules::tick(TimePoint now, std::vector<events::Event>& out) {
-    const TimePoint seen = last_arrival_.value_or(started_);
-    const bool stale = now - seen >= sensor_.interval * sensor_.stale_after;
-    emit(offline_.observe(now, stale ? 1.0f : 0.0f), value_, out);
+void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out) {
+    const SteadyPoint seen = last_arrival_steady_.value_or(started_steady_);
+    const bool stale = steady_now - seen >= sensor_.interval * sensor_.stale_after;
+    emit(offline_.observe(now, steady_now, stale ? 1.0f : 0.0f), value_, out);
     // `for` counts what the sensor keeps seeing: a condition pending confirmation when it went silent
     // starts afresh at its next reading, not dated back over the silence.
     if (stale) forget_pending(now);
     if (!stale && last_valid_ && value_) {
         // The last reading holds until the next one: a door contact reports when the door opens,
         // then nothing while it stays open, and `for` must run out all the same. On the readings'
-        // clock, as they are timed; not once the sensor is silent or its last reading impossible.
-        check_limits(*value_, now - (*last_arrival_ - *last_time_), out);
+        // clock, as they are timed (the time since the last arrival added to the last reading's);
+        // not once the sensor is silent or its last reading impossible.
+        const auto since = steady_now - *last_arrival_steady_;
+        check_limits(*value_, *last_time_ + std::chrono::duration_cast<Duration>(since),
+                     *last_measured_steady_ + since, out);
     }
 
     if (window_ != nullptr) {
@@ -178,11 +201,12 @@ void SensorRules::tick(TimePoint now, std::vector<events::Event>& out) {
     }
 }
 
-SensorState SensorRules::state(TimePoint now) const {
+SensorState SensorRules::state(SteadyPoint steady_now) const {
     SensorState s;
     s.value = value_;
     s.time = last_time_;
-    s.online = last_arrival_ && now - *last_arrival_ < sensor_.interval * sensor_.stale_after;
+    s.online =
+        last_arrival_steady_ && steady_now - *last_arrival_steady_ < sensor_.interval * sensor_.stale_after;
     if (offline_.active()) s.conditions.push_back("offline");
     if (invalid_.active()) s.conditions.push_back("invalid");
     for (const auto& l : limits_) {

@@ -1,6 +1,8 @@
 #pragma once
 // The rules of one sensor, driven only by the times it is given (readings carry theirs; tick()
-// brings the present), so 48-hour and 10-minute rules are tested in a second:
+// brings the present), so 48-hour and 10-minute rules are tested in a second. Durations (`for`,
+// `clear_for`, staleness) are timed on the monotonic clock, reports and schedules on the wall clock;
+// callers without a monotonic time (scripted tests) let their wall times stand in:
 // - thresholds with a duration and hysteresis ("sample fridge above 8 degC for 10 minutes"); a
 //   reading holds until the next one while the sensor is online, so `for` runs out between readings;
 // - a value outside the physically possible range is `sensor_health/invalid`, not a false alarm;
@@ -36,18 +38,23 @@ class SensorRules {
 public:
     SensorRules(const config::Sensor& sensor, const rules::Calendar& calendar,
                 const std::map<std::string, rules::Schedule>& schedules, events::EventIdGenerator& ids,
-                TimePoint started);
+                TimePoint started, std::optional<SteadyPoint> started_steady = std::nullopt);
 
     void observe(const Reading& reading, std::vector<events::Event>& out);
     // The previous run's last reading, at a reload: it holds here as it did there (a door contact
     // that reported "open" and then nothing), with its own times, so the sensor is no fresher than it
     // was; but its limits are judged from `now` on, since the stop ended their events and a new one
     // must not start before that end. An impossible value is not taken over.
-    void resume(const Reading& last, TimePoint now, std::vector<events::Event>& out);
-    void tick(TimePoint now, std::vector<events::Event>& out);
+    void resume(const Reading& last, SteadyPoint steady_now, std::vector<events::Event>& out);
+    void resume(const Reading& last, TimePoint now, std::vector<events::Event>& out) {
+        resume(last, steady_from_wall(now), out);
+    }
+    void tick(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out);
+    void tick(TimePoint now, std::vector<events::Event>& out) { tick(now, steady_from_wall(now), out); }
     // Ends every open event of this sensor with `reason` (the gateway stops or reloads).
     void close(TimePoint now, const std::string& reason, std::vector<events::Event>& out);
-    SensorState state(TimePoint now) const;
+    SensorState state(SteadyPoint steady_now) const;
+    SensorState state(TimePoint now) const { return state(steady_from_wall(now)); }
     const config::Sensor& sensor() const { return sensor_; }
     // Whether the disinfection window running now goes unjudged: it was already running when these
     // rules started, so a cycle before then is unknown.
@@ -62,8 +69,9 @@ private:
     void emit(std::optional<events::Event> e, std::optional<double> value,
               std::vector<events::Event>& out) const;
     void track_cycle(double value, TimePoint t);
-    // Feeds `v`, the value at `t` on the readings' clock, to every threshold.
-    void check_limits(double v, TimePoint t, std::vector<events::Event>& out);
+    // Feeds `v`, the value at `t` on the readings' clock (`steady` on the monotonic one), to every
+    // threshold.
+    void check_limits(double v, TimePoint t, SteadyPoint steady, std::vector<events::Event>& out);
     // Forgets conditions pending confirmation (`for` running) and a disinfection cycle in progress;
     // open events stay open.
     void forget_pending(TimePoint t);
@@ -76,11 +84,13 @@ private:
     const rules::Schedule* window_ = nullptr;
 
     TimePoint started_;
+    SteadyPoint started_steady_;
     std::optional<double> value_;
-    bool binary_ = false;                    // value_ came as true/false
-    bool last_valid_ = false;                // the newest reading was within valid_range
-    std::optional<TimePoint> last_time_;     // the newest reading's own time
-    std::optional<TimePoint> last_arrival_;  // when the newest reading arrived: liveness
+    bool binary_ = false;                 // value_ came as true/false
+    bool last_valid_ = false;             // the newest reading was within valid_range
+    std::optional<TimePoint> last_time_;  // the newest reading's own time
+    // The newest reading on the monotonic clock: when it was measured, and when it arrived (liveness).
+    std::optional<SteadyPoint> last_measured_steady_, last_arrival_steady_;
     // Disinfection cycle tracking.
     std::optional<TimePoint> hot_since_;
     std::optional<TimePoint> last_cycle_;  // when the last complete cycle reached its minimum time

@@ -729,3 +729,48 @@ def test_mqtt_sensors_read_with_an_account(gateways, tmp_path):
     finally:
         uplink.kill()
         local.kill()
+
+
+def test_a_wall_clock_set_ahead_neither_silences_the_sensors_nor_confirms_a_threshold_early(broker, collector,
+                                                                                              gateways, tmp_path):
+    """NTP sets the box's clock an hour ahead a few seconds after the start (a box without a battery
+    clock) while a fridge is warm. Staleness and `for` were timed on the wall clock: every sensor was
+    taken for silent for an hour (an offline alert each, ended by its next reading), and the fridge's
+    two warm seconds for an hour (too_warm at once, not after `for: 12s`). Both are timed on the
+    steady clock now."""
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    try:
+        sensors = [
+            {"id": "fridge", "kind": "temperature", "unit": "degC", "interval": "1s", "stale_after": 3,
+             "source": {"mqtt": {"topic": "sensors/fridge", "value": "temperature"}},
+             "thresholds": [{"label": "too_warm", "above": 8, "for": "12s", "clear_for": "0s"}]},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config, env={"LD_PRELOAD": kg_e2e.CLOCK_STEP_LIB, "KG_CLOCK_STEP_AFTER_S": "5",
+                                   "KG_CLOCK_STEP_S": "3600"})
+        kg_e2e.wait_until(lambda: "reading 1 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+
+        def events():
+            return [e for e in collector.events() if e.get("sensor") == "fridge"]
+
+        started = time.monotonic()
+        warm_from = None
+        while time.monotonic() - started < 22:
+            warm = time.monotonic() - started > 3
+            if warm and warm_from is None:
+                warm_from = time.monotonic()
+            publish.single("sensors/fridge", json.dumps({"temperature": 9.0 if warm else 4.0}), hostname="127.0.0.1",
+                           port=local.port)
+            if events():
+                break
+            time.sleep(0.5)
+        # The step came about 5 s after the start, with the fridge warm for about 2 s of its 12.
+        assert [(e["label"], e["state"]) for e in events()][:1] == [("too_warm", "start")], events()
+        confirmed_after = time.monotonic() - warm_from
+        assert confirmed_after > 10, f"too_warm after {confirmed_after:.1f} s warm, not 12"
+        assert not any(e["check"] == "sensor_health" for e in events()), events()
+        assert gw.terminate() == 0
+    finally:
+        local.kill()

@@ -242,6 +242,67 @@ TEST(SensorRules, ADeviceClockBehindIsNotSilence) {
     EXPECT_EQ(rig.out.back().time, at(32));  // 3 intervals after the last arrival
 }
 
+namespace {
+
+// Minute m on the monotonic clock from `steady0`.
+kg::SteadyPoint minute(kg::SteadyPoint steady0, double m) {
+    return steady0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         std::chrono::duration<double>(m * 60));
+}
+
+// Readings every minute from `from` to `to` (monotonic minutes from `steady0`), arriving when
+// measured; the wall clock reads `wall(m)` at monotonic minute m. A tick half a minute after each.
+template <typename Wall>
+void feed_with_clocks(Rig& rig, SensorRules& r, kg::SteadyPoint steady0, double from, double to, double value,
+                      Wall wall) {
+    const auto steady = [&](double m) { return minute(steady0, m); };
+    for (double m = from; m < to - 1e-9; m += 1) {
+        Reading reading{rig.sensor.id, value, wall(m), wall(m)};
+        reading.arrived_steady = steady(m);
+        r.observe(reading, rig.out);
+        r.tick(wall(m + 0.5), steady(m + 0.5), rig.out);
+    }
+}
+
+}  // namespace
+
+TEST(SensorRules, AWallClockSetAheadNeitherSilencesTheSensorsNorConfirmsAThresholdEarly) {
+    // A box without a battery clock boots, reads its sensors, and NTP sets its clock an hour ahead
+    // while a fridge is warm. On the wall clock every sensor had gone silent for an hour (offline
+    // alerts for the whole kitchen), and the fridge had been warm for an hour (too_warm at once).
+    Rig rig;
+    rig.sensor.id = "fridge";
+    rig.sensor.interval = 1min;
+    rig.sensor.stale_after = 3;
+    rig.sensor.thresholds = {above(8.0, 10min)};
+    const auto started = std::chrono::steady_clock::now();
+    auto r = SensorRules(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(0), started);
+    const auto wall = [](double m) { return at(m) + (m >= 9.25 ? 1h : 0h); };
+    feed_with_clocks(rig, r, started, 0, 5, 4.0, wall);
+    feed_with_clocks(rig, r, started, 5, 14, 9.0, wall);  // warm from 5; the clock is set ahead at 9.25
+    EXPECT_TRUE(rig.out.empty()) << ::testing::PrintToString(rig.states());
+    EXPECT_TRUE(r.state(minute(started, 14)).online);
+    feed_with_clocks(rig, r, started, 14, 17, 9.0, wall);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/too_warm:start"});
+    EXPECT_EQ(rig.out[0].start_time, at(5)) << "dated on the wall clock as it read then";
+}
+
+TEST(SensorRules, AWallClockSetBackDoesNotHideASilentSensor) {
+    Rig rig;
+    rig.sensor.id = "freezer";
+    rig.sensor.interval = 1min;
+    rig.sensor.stale_after = 3;
+    const auto started = std::chrono::steady_clock::now();
+    auto r = SensorRules(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(0), started);
+    const auto wall = [](double m) { return at(m) - (m >= 9.25 ? 1h : 0h); };
+    feed_with_clocks(rig, r, started, 0, 10, -20.0, wall);
+    // Silent from 10 (its last reading at 9), the clock set back an hour at 9.25.
+    for (double m = 10; m < 15; m += 0.5) r.tick(wall(m), minute(started, m), rig.out);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor_health/offline:start"});
+    EXPECT_EQ(rig.out[0].time, wall(12));  // 3 intervals after the last reading
+    EXPECT_FALSE(r.state(minute(started, 15)).online);
+}
+
 TEST(SensorRules, AnImpossibleValueIsInvalidAndDoesNotTriggerThresholds) {
     Rig rig;
     rig.sensor.id = "fridge";
