@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <opencv2/imgcodecs.hpp>
+#include <stdexcept>
 
 #include "app/detector_preflight.hpp"
 #include "vision/camera_health.hpp"
@@ -327,6 +328,26 @@ void CameraPipeline::run_once() {
 }
 
 void CameraPipeline::analyse(const ingest::Frame& frame) {
+    // A check that fails is handled in analyse_frame(). Whatever else throws on one frame (the
+    // motion map, zones, evidence) loses that frame, not the pool's thread: out of it, the
+    // exception would end the process, and systemd would restart it into the same frame's cause.
+    try {
+        analyse_frame(frame);
+    } catch (const std::exception& e) {
+        frame_failed(e.what());
+    } catch (...) {
+        frame_failed("an exception that is not a std::exception");
+    }
+}
+
+void CameraPipeline::frame_failed(const char* what) {
+    stats_.check_failed();
+    if (const auto n = frame_failures_.pass())
+        log_->error("analysis of a frame failed ({} time(s) since the last report), the frame lost: {}", n,
+                    what);
+}
+
+void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
     const auto began = std::chrono::steady_clock::now();
     if (motion_) motion_->update(frame.image);
     passes_.begin_frame();
@@ -345,6 +366,9 @@ void CameraPipeline::analyse(const ingest::Frame& frame) {
             // camera and sensor goes on. A check that keeps failing ends them (below).
             raw_.clear();
             check_failed(i, e);
+        } catch (...) {
+            raw_.clear();
+            check_failed(i, std::runtime_error("an exception that is not a std::exception"));
         }
         for (const auto& o : raw_) zones_.apply(o, check.name(), observations_);
         produced_.push_back(observations_.size());

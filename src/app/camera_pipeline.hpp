@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "app/analysis_pool.hpp"
+#include "common/log_throttle.hpp"
 #include "common/logging.hpp"
 #include "config/config.hpp"
 #include "events/event_tracker.hpp"
@@ -101,6 +102,8 @@ private:
     events::TrackerRule rule_for(const std::string& check) const;
     std::unique_ptr<vision::Check> make_check(const std::string& name);
     void check_failed(std::size_t check, const std::exception& e);
+    void analyse_frame(const ingest::Frame& frame);
+    void frame_failed(const char* what);
     // Ends the open events that no check has seen for their rule's clear time because the checks
     // that see them fail. Under trackers_mutex_; the ends go into `ended`, for evidence_ after it.
     void end_for_failing_checks(const ingest::Frame& frame, std::vector<EndedEvent>& ended);
@@ -141,6 +144,7 @@ private:
         bool failed_now = false;  // on the frame being analysed
     };
     std::vector<CheckFailures> failures_;  // per checks_[i]
+    LogThrottle frame_failures_;           // frames lost to anything but a check
 
     // Shared with the supervisor.
     std::mutex conditions_mutex_;

@@ -33,6 +33,7 @@ cameras:
 struct Script {
     float score = 0;
     bool fail = false;
+    bool fail_oddly = false;  // throws what is not a std::exception (a library's own type)
     std::string check, label;
 };
 
@@ -43,6 +44,7 @@ public:
     const std::string& name() const override { return name_; }
     void analyse(const kg::ingest::Frame&, std::vector<kg::vision::Observation>& out) override {
         if (script_.fail) throw std::runtime_error("the model's output is not what its manifest says");
+        if (script_.fail_oddly) throw 42;
         kg::vision::Observation o;
         o.check = script_.check.empty() ? name_ : script_.check;
         o.label = script_.label.empty() ? label_ : script_.label;
@@ -145,6 +147,19 @@ TEST_F(CameraPipelineTest, ACheckThatFailsOnEveryFrameEndsItsOpenEventAfterTheRu
     EXPECT_EQ(again[2].start_time, at(21));
     EXPECT_NE(again[2].id, mask[0].id);
     EXPECT_EQ(events_.of("head_covering").size(), 1u);
+}
+
+TEST_F(CameraPipelineTest, ACheckThatThrowsWhatIsNotAStdExceptionIsAFailingCheckToo) {
+    // Out of analyse(), on a pool thread, it ended the process.
+    mask_.score = head_.score = 0.9f;
+    for (int s = 0; s <= 4; ++s) frame_at(s);
+    ASSERT_EQ(events_.of("mask").size(), 1u);
+    mask_.fail_oddly = true;
+    for (int s = 5; s <= 7; ++s) EXPECT_NO_THROW(frame_at(s));
+    const auto mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 2u);
+    EXPECT_EQ(mask[1].end_reason, kg::events::kEndCheckFailing);
+    EXPECT_EQ(events_.of("head_covering").size(), 1u) << "the other check goes on";
 }
 
 TEST_F(CameraPipelineTest, ACheckBackWithinTheCooldownOpensNoSecondAlertBeforeItEnds) {
