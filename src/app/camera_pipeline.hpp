@@ -62,7 +62,7 @@ public:
     void close_events(TimePoint now, const std::string& reason);
     // Cuts and reports the clips still waiting for their post-roll (EventEvidence::flush). Only
     // once stopped: the ring no longer grows and no new clip is pending.
-    void flush_clips(TimePoint now, std::chrono::steady_clock::time_point deadline);
+    void flush_clips(std::chrono::steady_clock::time_point deadline);
 
     // Analysis side: runs the checks on the newest frame.
     void run_once() override;

@@ -302,7 +302,7 @@ void Gateway::stop(CarryOver* carry) {
     // The starts named their clips: those still waiting for clip_post are cut from what the rings
     // hold, and their reports committed, before the outbox closes.
     const auto clips_by = std::chrono::steady_clock::now() + kClipFlushTime;
-    for (auto& camera : cameras_) camera->flush_clips(now, clips_by);
+    for (auto& camera : cameras_) camera->flush_clips(clips_by);
     // No more answers to queue: what was asked meanwhile the room asks again.
     replay_desk_.stop();
     outbox_.stop(kShutdownDrain);

@@ -115,6 +115,11 @@ std::string EventEvidence::attach(events::Event& event, const ingest::Frame& fra
             clip.report.start_time = event.start_time;
             clip.from = event.start_time - cfg_.clip_pre;
             clip.to = event.time + cfg_.clip_post;
+            // The frame's two clocks place the span on the steady one, once.
+            clip.steady_from =
+                frame.steady - std::chrono::duration_cast<SteadyPoint::duration>(frame.time - clip.from);
+            clip.steady_to =
+                frame.steady + std::chrono::duration_cast<SteadyPoint::duration>(clip.to - frame.time);
             clip_out = std::move(clip);
         }
     } else if (event.state == events::EventState::end) {
@@ -150,19 +155,19 @@ void EventEvidence::best_frame(const events::Event& event, const ingest::Frame& 
     it->second.event = event;
 }
 
-void EventEvidence::poll(TimePoint now) {
+void EventEvidence::poll(SteadyPoint now) {
     std::vector<PendingClip> due;
     {
         std::lock_guard lock(pending_mutex_);
         auto split = std::partition(pending_.begin(), pending_.end(),
-                                    [&](const PendingClip& c) { return c.to > now; });
+                                    [&](const PendingClip& c) { return c.steady_to > now; });
         due.assign(std::make_move_iterator(split), std::make_move_iterator(pending_.end()));
         pending_.erase(split, pending_.end());
     }
-    for (auto& clip : due) cut(clip, clip.to);
+    for (auto& clip : due) cut(clip, clip.steady_to);
 }
 
-void EventEvidence::flush(TimePoint now, std::chrono::steady_clock::time_point deadline) {
+void EventEvidence::flush(SteadyPoint now, SteadyPoint deadline) {
     std::vector<PendingClip> all;
     {
         std::lock_guard lock(pending_mutex_);
@@ -177,8 +182,8 @@ void EventEvidence::flush(TimePoint now, std::chrono::steady_clock::time_point d
             sink_.submit_clip(report);
             continue;
         }
-        const bool short_of_post_roll = clip.to > now;
-        cut(clip, std::min(clip.to, now));
+        const bool short_of_post_roll = clip.steady_to > now;
+        cut(clip, std::min(clip.steady_to, now));
         if (short_of_post_roll && report.error.empty()) {
             log_->info("event {}: clip cut short by the stop: {:.1f} s of the {:.1f} s asked",
                        report.event_id, report.seconds, seconds_between(clip.from, clip.to));
@@ -186,8 +191,8 @@ void EventEvidence::flush(TimePoint now, std::chrono::steady_clock::time_point d
     }
 }
 
-void EventEvidence::cut(PendingClip& clip, TimePoint to) {
-    const PacketSpan span = ring_.span(clip.from, to);
+void EventEvidence::cut(PendingClip& clip, SteadyPoint to) {
+    const PacketSpan span = ring_.span(clip.steady_from, to);
     std::size_t estimate = 0;
     for (const auto& p : span.packets) estimate += static_cast<std::size_t>(p.packet->size);
     auto& report = clip.report;

@@ -57,13 +57,15 @@ public:
     std::optional<BestFrame> take_best(const std::string& event_id);
     void submit_end(events::Event& event, std::optional<BestFrame> best);
 
-    // Supervisor thread: cuts the clips whose post-roll has passed.
-    void poll(TimePoint now);
+    // Supervisor thread: cuts the clips whose post-roll has passed. Clips are timed on the steady
+    // clock, as the ring's packets are: NTP setting the wall clock during a post-roll neither holds
+    // a clip back for the size of the step nor cuts other seconds than the event's.
+    void poll(SteadyPoint now);
     // Supervisor thread, at a stop or a reload once the camera no longer delivers: the start
     // messages have named clips that must exist, so every clip still waiting for its post-roll is
     // cut now from what the ring holds (shorter than asked; its report gives its length) and
     // reported. Those not begun by `deadline` are reported as not kept, so the stop stays bounded.
-    void flush(TimePoint now, std::chrono::steady_clock::time_point deadline);
+    void flush(SteadyPoint now, SteadyPoint deadline);
 
     static std::vector<Outline> outlines(const config::Camera& camera, const std::string& zone);
 
@@ -71,14 +73,15 @@ private:
     using Best = BestFrame;
     struct PendingClip {
         events::ClipReport report;
-        TimePoint from, to;
+        TimePoint from, to;                  // as the event reports them
+        SteadyPoint steady_from, steady_to;  // the same span on the steady clock, which cuts it
     };
     // Fills `event.evidence`; returns the start snapshot's JPEG for MQTT (empty when none is to be
     // sent) and sets `clip` to the clip a start names.
     std::string attach(events::Event& event, const ingest::Frame& frame, std::optional<PendingClip>& clip);
     std::string path_for(const events::Event& e, const std::string& suffix) const;
     // Writes the clip up to `to` (at most its own end) and submits its report.
-    void cut(PendingClip& clip, TimePoint to);
+    void cut(PendingClip& clip, SteadyPoint to);
     // `canvas`: where the picture is annotated (canvas_ on the analysis side).
     std::string write_snapshot(const events::Event& e, const cv::Mat& image, const std::string& suffix,
                                std::string* jpeg_out, std::vector<std::string>& errors, cv::Mat& canvas);

@@ -92,6 +92,10 @@ PacketSpan PacketRing::span(TimePoint from_time, TimePoint to_time, TimePoint no
         steady_now - std::chrono::duration_cast<std::chrono::steady_clock::duration>(now - from_time);
     const auto to =
         steady_now - std::chrono::duration_cast<std::chrono::steady_clock::duration>(now - to_time);
+    return span(from, to);
+}
+
+PacketSpan PacketRing::span(SteadyPoint from, SteadyPoint to) const {
     PacketSpan out;
     std::lock_guard lock(mutex_);
     if (ring_.empty() || !codecpar_) return out;

@@ -52,6 +52,8 @@ public:
     // have them, taken as that long before `now`). Empty if the ring holds nothing for that span
     // (camera down, or older than `keep`).
     PacketSpan span(TimePoint from, TimePoint to, TimePoint now = Clock::now()) const;
+    // The same, on the steady clock the packets are stamped with.
+    PacketSpan span(SteadyPoint from, SteadyPoint to) const;
 
     std::size_t packets() const;
     std::size_t bytes() const;

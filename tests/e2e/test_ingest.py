@@ -358,3 +358,24 @@ def test_a_wall_clock_set_back_neither_hides_a_dead_camera_nor_silences_the_site
     live = latest_state(collector, "live")
     assert live["online"] is True and parse_time(live["time"]) < time.time() - 3000, live
     assert gw.terminate() == 0
+
+
+def test_a_clip_pending_when_the_wall_clock_is_set_back_is_cut_on_time(broker, collector, make_clip, gateway,
+                                                                       tmp_path):
+    """A black picture starts an event; during its clip's post-roll NTP sets the wall clock back an
+    hour. The clip was due on the wall clock, an hour late: it came only after the hour (or, at a
+    stop, cut from the wrong seconds). It is timed on the steady clock now, as the ring's packets."""
+    cam = kg_e2e.camera("cam", make_clip([("normal", 3), ("black", 30)]))
+    config = kg_e2e.base_config(broker, [cam], tmp_path, evidence={"clip_pre": "2s", "clip_post": "8s"})
+    gw = gateway(config, env={"LD_PRELOAD": kg_e2e.CLOCK_STEP_LIB, "KG_CLOCK_STEP_AFTER_S": "9",
+                              "KG_CLOCK_STEP_S": "-3600"})
+    start = collector.wait_for(lambda: next((e for e in collector.events() if e["label"] == "black"
+                                             and e["state"] == "start"), None), 15, what="the black picture's event")
+    assert abs(parse_time(start["time"]) - time.time()) < 60, "the event came after the step: nothing to show"
+    confirmed = time.monotonic()
+    topic = f"kitchen/test-site/events/{start['id']}/clip"
+    report = collector.wait_for(lambda: collector.json_on(topic), 20, what="the clip report")[0]
+    assert time.monotonic() - confirmed < 14, "the clip came late"
+    assert report["path"] == start["evidence"]["clip"] and "error" not in report, report
+    assert report["duration_s"] >= 8, report
+    assert gw.terminate() == 0

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <opencv2/imgcodecs.hpp>
 #include <optional>
@@ -615,7 +616,8 @@ struct PendingClipRig {
         camera, cfg, &store, ring, sink, calendar, kg::Logging::null_logger()};
     kg::events::Event start;
 
-    PendingClipRig() {
+    // `tweak`: changes the event and its frame before they are submitted.
+    explicit PendingClipRig(const std::function<void(kg::events::Event&, kg::ingest::Frame&)>& tweak = {}) {
         std::atomic<bool> stop{false};
         kg::ingest::FfmpegInput input({clip_source()}, stop);
         input.set_packet_observer(&ring);
@@ -629,6 +631,8 @@ struct PendingClipRig {
         kg::ingest::Frame frame;
         frame.image = cv::Mat(180, 320, CV_8UC3, cv::Scalar(40, 40, 40));
         frame.time = start.time;
+        frame.steady = std::chrono::steady_clock::now();
+        if (tweak) tweak(start, frame);
         evidence.submit(start, frame);
     }
     ~PendingClipRig() { fs::remove_all(dir); }
@@ -639,9 +643,9 @@ struct PendingClipRig {
 TEST(EventEvidence, AStopCutsAPendingClipFromWhatTheRingHoldsAndReportsItsLength) {
     PendingClipRig rig;
     ASSERT_FALSE(rig.start.evidence.clip.empty());
-    rig.evidence.poll(kg::Clock::now());
+    rig.evidence.poll(std::chrono::steady_clock::now());
     EXPECT_TRUE(rig.sink.clips.empty());  // an hour of post-roll to go
-    rig.evidence.flush(kg::Clock::now(), std::chrono::steady_clock::now() + 5s);
+    rig.evidence.flush(std::chrono::steady_clock::now(), std::chrono::steady_clock::now() + 5s);
     ASSERT_EQ(rig.sink.clips.size(), 1u);
     const auto& report = rig.sink.clips[0];
     ASSERT_TRUE(report.error.empty()) << report.error;
@@ -655,13 +659,31 @@ TEST(EventEvidence, AStopCutsAPendingClipFromWhatTheRingHoldsAndReportsItsLength
     EXPECT_LT(report.seconds, 12.5);
     EXPECT_NEAR(report.seconds, d, 0.2);
     EXPECT_EQ(report.bytes, fs::file_size(file));
-    rig.evidence.flush(kg::Clock::now(), std::chrono::steady_clock::now() + 5s);
+    rig.evidence.flush(std::chrono::steady_clock::now(), std::chrono::steady_clock::now() + 5s);
     EXPECT_EQ(rig.sink.clips.size(), 1u);  // flushed once: nothing left pending
+}
+
+TEST(EventEvidence, AClipIsTheEventsSecondsWhateverTheWallClockReadsAfterIt) {
+    // The event's frame was stamped on both clocks; its clip is cut by the steady one. Here the
+    // wall clock reads 8 hours later at the cut than at the event (NTP set it during the post-roll):
+    // the span was taken as 8 hours before the cut, and the clip was empty.
+    PendingClipRig rig;
+    PendingClipRig stepped([](kg::events::Event& event, kg::ingest::Frame& frame) {
+        event.start_time -= 8h;
+        event.time -= 8h;
+        frame.time -= 8h;
+    });
+    rig.evidence.flush(std::chrono::steady_clock::now(), std::chrono::steady_clock::now() + 5s);
+    stepped.evidence.flush(std::chrono::steady_clock::now(), std::chrono::steady_clock::now() + 5s);
+    ASSERT_EQ(rig.sink.clips.size(), 1u);
+    ASSERT_EQ(stepped.sink.clips.size(), 1u);
+    ASSERT_TRUE(stepped.sink.clips[0].error.empty()) << stepped.sink.clips[0].error;
+    EXPECT_NEAR(stepped.sink.clips[0].seconds, rig.sink.clips[0].seconds, 0.2);
 }
 
 TEST(EventEvidence, AClipAStopHasNoTimeLeftToCutIsReportedAsNotKept) {
     PendingClipRig rig;
-    rig.evidence.flush(kg::Clock::now(), std::chrono::steady_clock::now() - 1s);
+    rig.evidence.flush(std::chrono::steady_clock::now(), std::chrono::steady_clock::now() - 1s);
     ASSERT_EQ(rig.sink.clips.size(), 1u);
     const auto& report = rig.sink.clips[0];
     EXPECT_EQ(report.error, "the gateway stopped before the clip could be cut");
@@ -695,7 +717,7 @@ TEST(EventEvidence, AClipLeftPendingByACrashIsReportedAsNotRecordedWhenNothingIs
 
 TEST(EventEvidence, WhatACrashLeftOfAClipIsDeletedAndNoLongerCounted) {
     PendingClipRig rig;
-    rig.evidence.flush(kg::Clock::now(), std::chrono::steady_clock::now() + 5s);
+    rig.evidence.flush(std::chrono::steady_clock::now(), std::chrono::steady_clock::now() + 5s);
     ASSERT_EQ(rig.sink.clips.size(), 1u);
     const auto whole = rig.store.absolute(rig.start.evidence.clip);
     std::string bytes;
@@ -727,7 +749,7 @@ TEST(EventEvidence, WhatACrashLeftOfAClipIsDeletedAndNoLongerCounted) {
 
 TEST(EventEvidence, AWholeClipWhoseReportACrashLostIsReportedAsKept) {
     PendingClipRig rig;
-    rig.evidence.flush(kg::Clock::now(), std::chrono::steady_clock::now() + 5s);
+    rig.evidence.flush(std::chrono::steady_clock::now(), std::chrono::steady_clock::now() + 5s);
     ASSERT_EQ(rig.sink.clips.size(), 1u);
     const auto& written = rig.sink.clips[0];
     ASSERT_TRUE(written.error.empty()) << written.error;
@@ -747,7 +769,7 @@ namespace {
 // event, the supervisor thread's poll() runs (the worst moment it can pick).
 struct OrderSink final : kg::events::EventSink {
     void submit(const kg::events::Event& e) override {
-        if (evidence != nullptr) evidence->poll(kg::Clock::now() + 1h);
+        if (evidence != nullptr) evidence->poll(std::chrono::steady_clock::now() + 1h);
         order.push_back("start " + e.id);
     }
     void submit_snapshot(const kg::events::Event&, std::string) override {}
@@ -781,9 +803,10 @@ TEST(EventEvidence, AClipIsReportedOnlyAfterTheStartThatNamesItWasSubmitted) {
     kg::ingest::Frame frame;
     frame.image = cv::Mat(180, 320, CV_8UC3, cv::Scalar(40, 40, 40));
     frame.time = start.time;
+    frame.steady = std::chrono::steady_clock::now();
     evidence.submit(start, frame);
     ASSERT_FALSE(start.evidence.clip.empty());
-    evidence.poll(kg::Clock::now() + 1h);
+    evidence.poll(std::chrono::steady_clock::now() + 1h);
     EXPECT_EQ(sink.order, (std::vector<std::string>{"start ev1", "clip ev1"}));
     fs::remove_all(dir);
 }
