@@ -156,19 +156,26 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     };
     // A reload is accepted only if the file on disk is valid now: a typo must not take the
     // running gateway down. Returns the errors, or nothing when the reload goes ahead.
+    bool reloading = false;  // a reload was accepted: the watchdog is fed until the next run is ready
     auto reload = [&]() -> std::optional<std::string> {
         // From here the supervision tick stops: the checks load every model on this thread.
         watchdog.begin();
+        std::optional<kg::config::Gateway> checked;
         try {
-            next = kg::app::load_and_check(config_path);
+            checked = kg::app::load_and_check(config_path);
         } catch (const kg::config::ConfigInvalid& e) {
-            watchdog.end();
+            if (!reloading) watchdog.end();
             std::string text;
             for (const auto& err : e.errors) text += err.to_string() + "\n";
             log->error("reload refused: {} error(s) in {}; still running the previous configuration",
                        e.errors.size(), config_path);
             return text;
+        } catch (...) {
+            if (!reloading) watchdog.end();
+            throw;
         }
+        next = std::move(checked);
+        reloading = true;
         log->info("reloading {}", config_path);
         // A moment's grace, so the answer to POST /api/reload reaches the client first.
         reload_timer.expires_after(std::chrono::milliseconds(300));

@@ -334,17 +334,46 @@ void CameraPipeline::analyse(const ingest::Frame& frame) {
     try {
         analyse_frame(frame);
     } catch (const std::exception& e) {
-        frame_failed(e.what());
+        frame_failed(frame, e.what());
     } catch (...) {
-        frame_failed("an exception that is not a std::exception");
+        frame_failed(frame, "an exception that is not a std::exception");
     }
 }
 
-void CameraPipeline::frame_failed(const char* what) {
-    stats_.check_failed();
+void CameraPipeline::frame_failed(const ingest::Frame& frame, const char* what) {
     if (const auto n = frame_failures_.pass())
         log_->error("analysis of a frame failed ({} time(s) since the last report), the frame lost: {}", n,
                     what);
+    // Lost to every check, as if each had failed on it: a cause that stays (every frame lost) ends
+    // the open events after their clear time, and the state names the checks as failing, instead of
+    // events left open for good behind a camera that reads as online and well.
+    const auto now = std::chrono::steady_clock::now();
+    stats_.check_failed();
+    {
+        std::lock_guard lock(conditions_mutex_);
+        for (auto& at : failed_at_) at = now;
+    }
+    for (auto& f : failures_) f.failed_now = true;
+    try {
+        std::unique_lock trackers(trackers_mutex_);
+        failing_ended_.clear();
+        end_for_failing_checks(frame, failing_ended_);
+        if (!failing_ended_.empty()) {
+            std::lock_guard lock(conditions_mutex_);
+            conditions_.clear();
+            for (const auto& t : trackers_) {
+                if (t.tracker.active()) conditions_.push_back(t.label);
+            }
+        }
+        trackers.unlock();
+        for (auto& [end, best] : failing_ended_) {
+            log_->warn("{}/{} ended: not seen for its clear time, the analysis failing on every frame",
+                       end.check, end.label);
+            evidence_.submit_end(end, std::move(best));
+        }
+    } catch (const std::exception& e) {
+        log_->error("ending the events of a failing analysis failed: {}", e.what());
+    }
 }
 
 void CameraPipeline::analyse_frame(const ingest::Frame& frame) {

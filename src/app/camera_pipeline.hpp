@@ -103,7 +103,7 @@ private:
     std::unique_ptr<vision::Check> make_check(const std::string& name);
     void check_failed(std::size_t check, const std::exception& e);
     void analyse_frame(const ingest::Frame& frame);
-    void frame_failed(const char* what);
+    void frame_failed(const ingest::Frame& frame, const char* what);
     // Ends the open events that no check has seen for their rule's clear time because the checks
     // that see them fail. Under trackers_mutex_; the ends go into `ended`, for evidence_ after it.
     void end_for_failing_checks(const ingest::Frame& frame, std::vector<EndedEvent>& ended);

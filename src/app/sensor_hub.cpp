@@ -105,7 +105,11 @@ void SensorHub::stop(CarryOver* carry) {
     publish_states(states);
 }
 
-void SensorHub::on_reading(const sensors::Reading& reading) {
+void SensorHub::on_reading(const sensors::Reading& given) {
+    // Timed on the steady clock as the ticks are: an input that did not stamp its arrival on it is
+    // stamped here, or its sensor would never go stale.
+    sensors::Reading reading = given;
+    if (!reading.arrived_steady) reading.arrived_steady = std::chrono::steady_clock::now();
     std::lock_guard order(deliver_mutex_);
     std::vector<events::Event> out;
     {

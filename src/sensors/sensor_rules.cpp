@@ -195,7 +195,7 @@ void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events
         if (!active && in_window_ && judge_window_) {
             // The window just ended: was there a complete cycle in it?
             const bool done = last_cycle_ && *last_cycle_ >= window_start_;
-            if (!done) emit(missed_->observe(now, 1.0f), value_, out);
+            if (!done) emit(missed_->observe(now, steady_now, 1.0f), value_, out);
         }
         in_window_ = active;
     }

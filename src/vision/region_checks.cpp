@@ -1,6 +1,8 @@
 #include "vision/region_checks.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <opencv2/imgproc.hpp>
 
 namespace kg::vision {
@@ -12,6 +14,12 @@ constexpr double kChangeLevel = 30.0;  // grey levels of difference that count a
 // dimmed or the camera's exposure are not taken for dirt; within these bounds, beyond which (lights
 // off) noise would be amplified into change.
 constexpr double kMinGain = 0.4, kMaxGain = 2.5;
+// The gain is judged on a grid of cells: the median, over the still cells, of the reference's
+// brightness over the picture's. A change of the lighting changes every cell; a cook in a white
+// coat, a window gone dark or something left behind changes some. Within the dead band it is 1.
+constexpr int kGainColumns = 16, kGainRows = 9;
+constexpr double kGainDeadBand = 0.08;
+constexpr double kDarkestCell = 8.0;  // grey levels: a ratio to a black cell says nothing
 
 Observation observation(const std::string& check, const std::string& label, const Region& r) {
     Observation o;
@@ -92,10 +100,32 @@ ReferenceChangeCheck::ReferenceChangeCheck(std::string name, std::string label, 
     }
 }
 
+double ReferenceChangeCheck::gain() {
+    if (reference_cells_.empty())
+        cv::resize(reference_, reference_cells_, {kGainColumns, kGainRows}, 0, 0, cv::INTER_AREA);
+    cv::resize(blurred_, cells_, {kGainColumns, kGainRows}, 0, 0, cv::INTER_AREA);
+    cv::resize(motion_.moving(), moving_cells_, {kGainColumns, kGainRows}, 0, 0, cv::INTER_AREA);
+    ratios_.clear();
+    for (int y = 0; y < kGainRows; ++y) {
+        for (int x = 0; x < kGainColumns; ++x) {
+            const double now = cells_.at<std::uint8_t>(y, x);
+            if (moving_cells_.at<std::uint8_t>(y, x) != 0 || now < kDarkestCell) continue;
+            ratios_.push_back(reference_cells_.at<float>(y, x) / now);
+        }
+    }
+    // Too few still cells to say (the picture is mostly moving or black): as it is.
+    if (ratios_.size() < static_cast<std::size_t>(kGainColumns * kGainRows / 4)) return 1.0;
+    const auto middle = ratios_.begin() + static_cast<std::ptrdiff_t>(ratios_.size() / 2);
+    std::nth_element(ratios_.begin(), middle, ratios_.end());
+    if (std::abs(*middle - 1.0) < kGainDeadBand) return 1.0;
+    return std::clamp(*middle, kMinGain, kMaxGain);
+}
+
 void ReferenceChangeCheck::analyse(const ingest::Frame&, std::vector<Observation>& out) {
     cv::GaussianBlur(motion_.gray(), blurred_, {5, 5}, 0);
     if (learned_ < kLearnFrames) {
         // No reference picture given: the scene at start-up is taken as clean (or closed).
+        reference_cells_.release();
         if (learned_ == 0) {
             blurred_.convertTo(reference_, CV_32F);
         } else {
@@ -105,9 +135,7 @@ void ReferenceChangeCheck::analyse(const ingest::Frame&, std::vector<Observation
         for (const auto& r : regions_) out.push_back(observation(name_, label_, r));
         return;
     }
-    const double now = cv::mean(blurred_)[0];
-    const double gain = std::clamp(now > 1.0 ? cv::mean(reference_)[0] / now : kMaxGain, kMinGain, kMaxGain);
-    blurred_.convertTo(blurred_, CV_8U, gain);
+    if (const double g = gain(); g != 1.0) blurred_.convertTo(blurred_, CV_8U, g);
     reference_.convertTo(diff_, CV_8U);
     cv::absdiff(blurred_, diff_, diff_);
     cv::threshold(diff_, changed_, kChangeLevel, 255, cv::THRESH_BINARY);

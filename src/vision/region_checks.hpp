@@ -69,9 +69,14 @@ private:
     std::vector<Region> regions_;
     const MotionMap& motion_;
     double min_area_;
+    // The gain that brings the picture (blurred_) to the reference's brightness.
+    double gain();
+
     cv::Mat reference_;  // grey, MotionMap size, blurred
     int learned_ = 0;
     cv::Mat blurred_, diff_, changed_, still_;
+    cv::Mat reference_cells_, cells_, moving_cells_;  // for gain()
+    std::vector<double> ratios_;
 };
 
 }  // namespace kg::vision

@@ -304,7 +304,12 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
             if (!stream) return starting(req);
             // HLS asks for the token again at every playlist; an HTTP-FLV stream is one request,
             // and ends when its token expires (valid through its second, as at admission).
-            if (token_expires) {
+            // A token for "never" (9999999999 and the like) is past what a time_point holds.
+            constexpr auto kLatest = std::chrono::duration_cast<std::chrono::seconds>(
+                                         std::chrono::system_clock::time_point::max().time_since_epoch())
+                                         .count() -
+                                     1;
+            if (token_expires && *token_expires < kLatest) {
                 stream->end_at(
                     std::chrono::system_clock::time_point(std::chrono::seconds(*token_expires + 1)));
             }

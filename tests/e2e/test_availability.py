@@ -112,9 +112,9 @@ def test_two_gateways_with_one_client_id_back_off_and_say_why(broker, make_clip,
 def test_the_watchdog_is_fed_through_a_reload(broker, tmp_path):
     """A reload checks the file, loads the models, stops everything and starts it again on the thread
     whose supervision tick feeds systemd's watchdog. Nothing fed it meanwhile: a reload longer than
-    WatchdogSec had the gateway killed for doing what it was asked. Here the watchdog is 1 s, and the
-    reload waits for a Modbus read that a silent unit lets run to its 4 s timeout (the stop joins the
-    poller); no two feeds may be a second apart."""
+    WatchdogSec had the gateway killed for doing what it was asked. Here the watchdog is 2 s (fed
+    every second), and the reload waits for a Modbus read that a silent unit lets run to its 4 s
+    timeout (the stop joins the poller); no two feeds may be 1.6 s apart."""
     import signal
     import socket
     path = str(tmp_path / "notify.sock")
@@ -126,7 +126,7 @@ def test_the_watchdog_is_fed_through_a_reload(broker, tmp_path):
                 "source": {"modbus": {"device": device.url, "unit_id": 1, "address": 0, "timeout": "4s"}}}]
     cfg = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors)
     del cfg["cameras"]
-    gw = kg_e2e.Gateway(tmp_path, cfg, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    gw = kg_e2e.Gateway(tmp_path, cfg, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})
     try:
         seen = []  # (monotonic time, message), stamped as they come by a reader of their own
 
@@ -157,7 +157,7 @@ def test_the_watchdog_is_fed_through_a_reload(broker, tmp_path):
         gaps = [b - a for a, b in zip(feeds, feeds[1:])]
         print(f"reload took {ready - asked:.2f} s; longest gap between feeds {max(gaps):.2f} s")
         assert ready - asked > 2, "the reload was too quick to show anything"
-        assert max(gaps) < 1.0, gaps
+        assert max(gaps) < 1.6, gaps
         assert gw.terminate() == 0
     finally:
         if gw.running():

@@ -748,7 +748,7 @@ def test_a_wall_clock_set_ahead_neither_silences_the_sensors_nor_confirms_a_thre
         ]
         config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
         del config["cameras"]
-        gw = gateways(config, env={"LD_PRELOAD": kg_e2e.CLOCK_STEP_LIB, "KG_CLOCK_STEP_AFTER_S": "5",
+        gw = gateways(config, env={"LD_PRELOAD": kg_e2e.CLOCK_STEP_LIB, "KG_CLOCK_STEP_AFTER_S": "8",
                                    "KG_CLOCK_STEP_S": "3600"})
         kg_e2e.wait_until(lambda: "reading 1 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
 
@@ -758,7 +758,7 @@ def test_a_wall_clock_set_ahead_neither_silences_the_sensors_nor_confirms_a_thre
         started = time.monotonic()
         warm_from = None
         while time.monotonic() - started < 22:
-            warm = time.monotonic() - started > 3
+            warm = time.monotonic() - started > 2
             if warm and warm_from is None:
                 warm_from = time.monotonic()
             publish.single("sensors/fridge", json.dumps({"temperature": 9.0 if warm else 4.0}), hostname="127.0.0.1",
@@ -766,7 +766,7 @@ def test_a_wall_clock_set_ahead_neither_silences_the_sensors_nor_confirms_a_thre
             if events():
                 break
             time.sleep(0.5)
-        # The step came about 5 s after the start, with the fridge warm for about 2 s of its 12.
+        # The step came 8 s after the process started, with the fridge warm for a few seconds of its 12.
         assert [(e["label"], e["state"]) for e in events()][:1] == [("too_warm", "start")], events()
         confirmed_after = time.monotonic() - warm_from
         assert confirmed_after > 10, f"too_warm after {confirmed_after:.1f} s warm, not 12"

@@ -34,17 +34,18 @@ struct Regions {
     MotionCheck after_hours{{{"", {}}}, motion, 0.002};
     ReferenceChangeCheck cleanliness{"cleanliness", "dirty", {{"", {}}}, motion, 0.002, cv::Mat()};
     kg::ingest::Frame frame;
+    std::vector<Observation> last;  // {motion, dirt} of the last picture
 
     // Returns whether {motion, dirt} are present in this picture.
     std::pair<bool, bool> feed(const cv::Mat& img) {
         img.copyTo(frame.image);
         ++frame.seq;
         motion.update(frame.image);
-        std::vector<Observation> out;
-        after_hours.analyse(frame, out);
-        cleanliness.analyse(frame, out);
-        EXPECT_EQ(out.size(), 2u);
-        return {out.at(0).present, out.at(1).present};
+        last.clear();
+        after_hours.analyse(frame, last);
+        cleanliness.analyse(frame, last);
+        EXPECT_EQ(last.size(), 2u);
+        return {last.at(0).present, last.at(1).present};
     }
 };
 
@@ -76,22 +77,62 @@ TEST(RegionChecks, AfterALightingChangeWhatMovesAndWhatIsLeftAreStillSeen) {
     for (int i = 0; i < 30; ++i) r.feed(scene(rng));
     for (int i = 0; i < 10; ++i) r.feed(scene(rng, 0.6));
 
-    // A rodent runs along the counter in the dimmed kitchen.
+    ASSERT_EQ(r.feed(scene(rng, 0.6)), std::make_pair(false, false)) << "the dimmed kitchen is quiet";
+
+    // A rodent runs along the counter in the dimmed kitchen: boxed where it runs.
     bool moved = false;
     for (int i = 0; i < 8; ++i) {
         cv::Mat img = scene(rng, 0.6);
-        cv::circle(img, {120 + 40 * i, 240}, 20, cv::Scalar(20, 20, 20), cv::FILLED);
-        moved = r.feed(img).first || moved;
+        const cv::Point rodent{120 + 40 * i, 240};
+        cv::circle(img, rodent, 20, cv::Scalar(20, 20, 20), cv::FILLED);
+        if (!r.feed(img).first) continue;
+        moved = true;
         EXPECT_FALSE(r.motion.lighting_changed());
+        for (const auto& b : r.last.at(0).boxes) {
+            EXPECT_NEAR((b.x + b.w / 2) * 640, rodent.x, 60) << "frame " << i;
+            EXPECT_NEAR((b.y + b.h / 2) * 360, rodent.y, 40) << "frame " << i;
+        }
     }
     EXPECT_TRUE(moved);
 
-    // A sack is left on the floor and stays there.
+    // A sack is left on the floor and stays there: boxed where it lies.
     bool dirty = false;
     for (int i = 0; i < 20; ++i) {
         cv::Mat img = scene(rng, 0.6);
         cv::rectangle(img, {400, 60}, {480, 140}, cv::Scalar(30, 40, 50), cv::FILLED);
         dirty = r.feed(img).second;
     }
-    EXPECT_TRUE(dirty) << "the sack, at the dimmed kitchen's brightness";
+    ASSERT_TRUE(dirty) << "the sack, at the dimmed kitchen's brightness";
+    ASSERT_EQ(r.last.at(1).boxes.size(), 1u);
+    const auto& sack = r.last.at(1).boxes[0];
+    EXPECT_NEAR(sack.x * 640, 400, 12);
+    EXPECT_NEAR(sack.y * 360, 60, 12);
+    EXPECT_NEAR(sack.w * 640, 80, 16);
+    EXPECT_NEAR(sack.h * 360, 80, 16);
+}
+
+TEST(RegionChecks, SomethingBrightInOnePartOfThePictureIsNoLightingChangeForTheRest) {
+    // A cook in a white coat stands still at the right of the picture: only the floor zone at the
+    // left is judged. Brought to the reference's brightness by the whole picture's mean, the floor
+    // read 25% darker, and dirty; the gain is the median of still cells, which the coat does not
+    // move.
+    cv::RNG rng(5);
+    MotionMap motion;
+    const kg::rules::Polygon left{{0, 0}, {0.45, 0}, {0.45, 1}, {0, 1}};
+    ReferenceChangeCheck floor{"cleanliness", "dirty", {{"floor", MotionMap::region_mask(left)}},
+                               motion,        0.002,   cv::Mat()};
+    kg::ingest::Frame frame;
+    const auto dirty = [&](const cv::Mat& img) {
+        img.copyTo(frame.image);
+        motion.update(frame.image);
+        std::vector<Observation> out;
+        floor.analyse(frame, out);
+        return out.at(0).present;
+    };
+    for (int i = 0; i < 30; ++i) dirty(scene(rng));
+    for (int i = 0; i < 20; ++i) {
+        cv::Mat img = scene(rng);
+        cv::rectangle(img, {352, 0}, {640, 360}, cv::Scalar(250, 250, 250), cv::FILLED);
+        EXPECT_FALSE(dirty(img)) << "frame " << i;
+    }
 }
