@@ -6,6 +6,13 @@
 #include "publish/payloads.hpp"
 
 namespace kg::app {
+namespace {
+
+std::string condition_of(const events::Event& e) {
+    return e.source + '\x1f' + e.check + '\x1f' + e.label + '\x1f' + e.zone;
+}
+
+}  // namespace
 
 EventLog::EventLog(events::EventSink& next, std::string site, std::size_t keep)
     : next_(next), site_(std::move(site)), keep_(keep) {}
@@ -18,15 +25,20 @@ void EventLog::submit(const events::Event& event) {
         ++counts_[{event.check, events::to_string(event.state)}];
         if (event.state == events::EventState::start) {
             open_[event.id] = event.check;
-            day_.push_back({event.time, event.check, event.id, false});
+            auto condition = condition_of(event);
+            // The same condition the reload's stop ended, raised again: one alert.
+            std::erase_if(day_, [&](const DayEntry& d) { return d.stopped && d.condition == condition; });
+            day_.push_back({event.time, event.check, event.id, false, std::move(condition)});
         } else if (event.state == events::EventState::end) {
             open_.erase(event.id);
             if (event.end_reason.empty()) {
                 // Resolved: the condition cleared. An end the gateway forced (stopped, restarted,
                 // camera offline, check failing) is not a resolution.
-                day_.push_back({event.time, event.check, event.id, true});
+                day_.push_back({event.time, event.check, event.id, true, condition_of(event)});
             } else if (event.end_reason == events::kEndStopped) {
-                std::erase_if(day_, [&](const DayEntry& d) { return d.event_id == event.id; });
+                for (auto& d : day_) {
+                    if (d.event_id == event.id && !d.resolved) d.stopped = true;
+                }
             }
         }
         while (!day_.empty() && event.time - day_.front().time > std::chrono::hours(48)) day_.pop_front();

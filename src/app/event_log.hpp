@@ -36,12 +36,16 @@ public:
                                                 TimePoint now) const;
 
     // The last two days' raises and resolutions, handed from a run to the next at a reload: the
-    // page said "nothing today" after every reload. A raise whose event the stop ended is left
-    // out: if its condition is still there, the next run raises it again.
+    // page said "nothing today" after every reload. A raise whose event the stop ended stays
+    // counted until the next run raises the same condition again (same source, check, label and
+    // zone), which then counts instead of it: one alert, not two. One that is not raised again (a
+    // missed disinfection cycle, raised when its window closed; a condition gone meanwhile) stays.
     struct DayEntry {
         TimePoint time;
         std::string check, event_id;
         bool resolved = false;
+        std::string condition;  // source, check, label, zone
+        bool stopped = false;   // a raise the stop of a reload ended
     };
     using Day = std::deque<DayEntry>;
     Day take_day();
