@@ -14,7 +14,10 @@ DetectorCheck::DetectorCheck(std::string name, std::unique_ptr<Detector> detecto
 
 void DetectorCheck::analyse(const ingest::Frame& frame, std::vector<Observation>& out) {
     const bool stale = !last_run_ || frame.steady - *last_run_ >= refresh_;
-    const bool moved = motion_ == nullptr || motion_->moved_fraction() >= kMotionGateFraction;
+    // A picture that changed as a whole (lights, a day/night switch) is no motion for the region
+    // checks, but what the detector saw before may no longer be there: it runs again.
+    const bool moved =
+        motion_ == nullptr || motion_->moved_fraction() >= kMotionGateFraction || motion_->lighting_changed();
     if (moved || stale) {
         detector_->detect(frame.image, detections_);
         last_run_ = frame.steady;
