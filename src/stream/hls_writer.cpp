@@ -78,6 +78,9 @@ HlsWriter::HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<sp
     std::error_code ec;
     std::filesystem::create_directories(folder_, ec);
     if (ec) log_->error("HLS folder {}: {}", folder_, ec.message());
+    // A run that ended without its destructor (a crash, the watchdog's SIGKILL) left its playlist
+    // and segments here: served until this camera is back, they were old video shown as live.
+    clear_folder();
 }
 
 HlsWriter::~HlsWriter() {

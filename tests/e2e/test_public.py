@@ -332,6 +332,32 @@ def test_an_flv_stream_ends_when_its_viewer_token_expires(broker, clips, gateway
     assert gw.terminate() == 0
 
 
+def test_what_a_crashed_run_left_in_the_hls_folder_is_not_served_as_live(broker, gateways, tmp_path):
+    """A run killed without its destructor (the watchdog's SIGKILL, a crash) leaves its playlist and
+    segments in the HLS folder. The next start served them to parents as live, minutes or hours old,
+    until its camera's first connection attempt ended (a camera that does not answer: its whole
+    timeout). The folder is emptied when its writer starts."""
+    silent = socket.socket()  # takes the connection (the kernel does), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    cams = [kg_e2e.camera("kitchen", f"rtsp://127.0.0.1:{silent.getsockname()[1]}/cam", public=True,
+                          input={"timeout": "20s"})]
+    config = public_config(broker, tmp_path, cams)
+    folder = tmp_path / "hls" / "test-site" / "kitchen"
+    folder.mkdir(parents=True)
+    (folder / "index.m3u8").write_text("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n"
+                                       "#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:1.000000,\nabcdefg1-00001.m4s\n")
+    (folder / "abcdefg1-00001.m4s").write_bytes(b"\0" * 1000)
+    gw = gateways(config)
+    port = public_port(gw)
+    status, _, body = get(port, "/live/kitchen/index.m3u8")
+    assert status == 503, (status, body)
+    assert get(port, "/live/kitchen/abcdefg1-00001.m4s")[0] == 404
+    assert list(folder.iterdir()) == []
+    assert gw.terminate() == 0
+    silent.close()
+
+
 def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
     """HEAD on a stream gets the status a GET would get, without counting as a viewer. Before, a HEAD on
     HTTP-FLV answered 200 at the viewer cap and while the stream was not live (a GET: 503), and a HEAD on
