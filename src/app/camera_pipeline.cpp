@@ -358,13 +358,7 @@ void CameraPipeline::frame_failed(const ingest::Frame& frame, const char* what) 
         std::unique_lock trackers(trackers_mutex_);
         failing_ended_.clear();
         end_for_failing_checks(frame, failing_ended_);
-        if (!failing_ended_.empty()) {
-            std::lock_guard lock(conditions_mutex_);
-            conditions_.clear();
-            for (const auto& t : trackers_) {
-                if (t.tracker.active()) conditions_.push_back(t.label);
-            }
-        }
+        if (!failing_ended_.empty()) refresh_conditions();
         trackers.unlock();
         for (auto& [end, best] : failing_ended_) {
             log_->warn("{}/{} ended: not seen for its clear time, the analysis failing on every frame",
@@ -448,11 +442,15 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
     }
     if (changed) {
         std::lock_guard held(trackers_mutex_);
-        std::lock_guard lock(conditions_mutex_);
-        conditions_.clear();
-        for (const auto& t : trackers_) {
-            if (t.tracker.active()) conditions_.push_back(t.label);
-        }
+        refresh_conditions();
+    }
+}
+
+void CameraPipeline::refresh_conditions() {
+    std::lock_guard lock(conditions_mutex_);
+    conditions_.clear();
+    for (const auto& t : trackers_) {
+        if (t.tracker.active()) conditions_.push_back(t.label);
     }
 }
 

@@ -104,6 +104,8 @@ private:
     void check_failed(std::size_t check, const std::exception& e);
     void analyse_frame(const ingest::Frame& frame);
     void frame_failed(const ingest::Frame& frame, const char* what);
+    // The labels of the open events, for the state report. Under trackers_mutex_.
+    void refresh_conditions();
     // Ends the open events that no check has seen for their rule's clear time because the checks
     // that see them fail. Under trackers_mutex_; the ends go into `ended`, for evidence_ after it.
     void end_for_failing_checks(const ingest::Frame& frame, std::vector<EndedEvent>& ended);
