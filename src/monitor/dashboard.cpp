@@ -279,7 +279,7 @@ async function refreshDetail() {
   $("#d-facts").innerHTML = `Status <b>${esc(a.status)}</b>${a.overdue ? ` <span class="flag">OVERDUE (${esc(a.overdue_reason)})</span>` : ""}` +
     `<br>Condition ${conditionHtml(a)} since ${esc(when(a.start_time))}` +
     (!a.end_time ? "" : condition(a).unknown
-      ? ` &middot; <span class="unknown-end">the gateway ended it at ${esc(when(a.end_time))} because ${a.end_reason === "gateway restarted" ? "it restarted after a crash or kill" : a.end_reason === "camera offline" ? "the camera went offline (its last frame)" : a.end_reason === "check failing" ? "the check failed on every frame (its last good frame)" : "it stopped"}; whether the condition cleared is not known: check on site</span>`
+      ? ` &middot; <span class="unknown-end">${a.end_reason === "outbox replaced" ? "the room" : "the gateway"} ended it at ${esc(when(a.end_time))} because ${a.end_reason === "gateway restarted" ? "it restarted after a crash or kill" : a.end_reason === "camera offline" ? "the camera went offline (its last frame)" : a.end_reason === "check failing" ? "the check failed on every frame (its last good frame)" : a.end_reason === "outbox replaced" ? "the gateway's outbox was replaced (a damaged file moved aside), and the end it held will not come" : "it stopped"}; whether the condition cleared is not known: check on site</span>`
       : `, ended ${esc(when(a.end_time))}`) +
     `<br>Received ${esc(when(a.received_at))}${due ? ` &middot; ${esc(due)}` : ""}` +
     (a.clip && a.clip.path ? `<br>Clip at the site: ${esc(a.clip.path)} (${esc(a.clip.duration_s)} s)` : "");

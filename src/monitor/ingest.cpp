@@ -490,6 +490,10 @@ void Ingest::report(const std::string& site, const std::string& stream, const Tr
                            ? fmt::format(" and its {} missing numbers will never come: counted as lost",
                                          r.replaced_missing)
                            : "");
+            if (!r.ended_alerts.empty())
+                log_->warn("{}: {} alert(s) it left open ended as '{}': their ends went with the old outbox",
+                           site, r.ended_alerts.size(), kEndOutboxReplaced);
+            for (const auto& id : r.ended_alerts) notify_({Change::Kind::alert, site, id});
         }
     }
     if (r.given_up) {

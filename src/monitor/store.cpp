@@ -245,8 +245,11 @@ bool Store::set_sensor_state(const std::string& site, const std::string& sensor,
 
 EventStored Store::add_event(const EventMessage& m, TimePoint now, const std::optional<Sequence>& seq) {
     return in_transaction([&] {
-        EventStored out{store_event(m, now), {}};
+        // The number first: a new stream ends the alerts its site's old outbox left open, and this
+        // message's own alert must not be one of them.
+        EventStored out;
         if (seq) out.track = record_received(m.site, *seq, now);
+        out.outcome = store_event(m, now);
         return out;
     });
 }
@@ -256,12 +259,14 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
     // The alert, if known, must be this site's: ids are random, a clash means a site is trying to
     // touch another site's alert.
     std::optional<std::int64_t> last_seq;
+    bool ended_by_room = false;
     {
-        Stmt s(db_, "SELECT site, last_seq FROM alerts WHERE id = ?");
-        s.bind(1, m.id);
+        Stmt s(db_, "SELECT site, last_seq, condition = 'end' AND end_reason IS ? FROM alerts WHERE id = ?");
+        s.bind(1, std::string(kEndOutboxReplaced)).bind(2, m.id);
         if (s.step()) {
             if (s.text(0) != m.site) return IngestOutcome::rejected;
             last_seq = s.integer(1);
+            ended_by_room = s.integer(2) != 0;
         }
     }
     // Decided on the room's own record of what retention deleted, never on the gateway's clock: a
@@ -294,7 +299,9 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
         s.bind(14, m.unit).bind(15, m.seq).bind(16, received).bind(17, m.end_reason).run();
         attach_pending_clip(m.site, m.id);
         outcome = IngestOutcome::created;
-    } else if (m.seq > *last_seq) {
+    } else if (ended_by_room ? m.state == "end" : m.seq > *last_seq) {
+        // An alert the room ended when its outbox was replaced takes the gateway's own end, should
+        // one come late after all, and no update: it would open the alert again for good.
         Stmt s(db_,
                "UPDATE alerts SET condition = ?2, end_time = ?3, score = ?4, top_score = max(top_score, ?5),"
                " value = coalesce(?6, value), severity = ?7, label = ?8, last_seq = ?9, updated_at = ?10,"

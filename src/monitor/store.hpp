@@ -119,6 +119,9 @@ struct TrackResult {
     // were still missing (the old outbox is gone: they are counted as lost, no longer asked for).
     std::string replaced_stream;
     std::int64_t replaced_missing = 0;
+    // With `started` for a site that had a stream: its alerts still open, ended by the room with
+    // kEndOutboxReplaced (the gateway's record of them went with its outbox).
+    std::vector<std::string> ended_alerts;
 };
 
 // What add_event did with an event message, and what its number did to the site's stream.
@@ -150,6 +153,10 @@ struct QueuedNotification {
 
 // The kinds of notification: "open" when an alert arrives, "end" when the gateway ends it.
 inline constexpr const char* kNotifyOpen = "open";
+// The end_reason of an alert the room ended itself: its gateway started a new outbox (the old one was
+// damaged and moved aside, or could not be opened), and with it went the record from which a restarted
+// gateway ends what its last run left open. Only the gateway's own `end` replaces it.
+inline constexpr const char* kEndOutboxReplaced = "outbox replaced";
 inline constexpr const char* kNotifyEnd = "end";
 
 // Which notification targets take `kind` ("open" or "end") of this event message (empty: none).
@@ -305,7 +312,8 @@ private:
     // Takes `seq` out of the numbers counted lost of the site's stream; false when it was not one.
     bool take_lost(const std::string& site, const std::string& stream, std::int64_t seq);
     void start_stream(const std::string& site, const StreamTrack& track, TimePoint now, TrackResult& result);
-    void retire_stream(const std::string& site, const StreamTrack& old, TrackResult& result);
+    void retire_stream(const std::string& site, const StreamTrack& old, TimePoint now, TrackResult& result);
+    void end_alerts_of_replaced_outbox(const std::string& site, TimePoint now, TrackResult& result);
     enum class Creates { from_gateway, from_message, never };
     // Loads the site's track of `s.stream` (starting it as `creates` says), applies `apply(track)`
     // and writes back what changed. The caller holds mutex_ and a transaction.

@@ -155,7 +155,8 @@ void Store::start_stream(const std::string& site, const StreamTrack& track, Time
     result.changed = true;
 }
 
-void Store::retire_stream(const std::string& site, const StreamTrack& old, TrackResult& result) {
+void Store::retire_stream(const std::string& site, const StreamTrack& old, TimePoint now,
+                          TrackResult& result) {
     // The site's outbox was replaced: the old stream's missing numbers went with it and will never
     // come. They are lost, no longer asked for.
     result.replaced_stream = old.stream();
@@ -170,6 +171,47 @@ void Store::retire_stream(const std::string& site, const StreamTrack& old, Track
         .bind(3, old.missing_count())
         .run();
     Stmt(db_, "UPDATE seq_streams SET current = 0 WHERE site = ?").bind(1, site).run();
+    end_alerts_of_replaced_outbox(site, now, result);
+}
+
+void Store::end_alerts_of_replaced_outbox(const std::string& site, TimePoint now, TrackResult& result) {
+    // Every alert of the site still open belongs to the old stream: add_event records a message's
+    // number before it stores the message, so the new stream's first alert is not among them. Their
+    // ends were in the old outbox (or would have come from it after a crash), and the room would
+    // show them open for good. The end time is the room's: when it learnt that no end will come.
+    std::vector<EventMessage> ended;
+    {
+        Stmt s(db_,
+               "SELECT id, source_kind, source, check_name, label, severity, start_time FROM alerts"
+               " WHERE site = ? AND condition <> 'end'");
+        s.bind(1, site);
+        while (s.step()) {
+            EventMessage m;
+            m.id = s.text(0);
+            m.site = site;
+            m.source_kind = s.text(1);
+            m.source = s.text(2);
+            m.check = s.text(3);
+            m.label = s.text(4);
+            m.severity = static_cast<int>(s.integer(5));
+            m.start_time = s.text(6);
+            m.state = "end";
+            m.end_reason = kEndOutboxReplaced;
+            ended.push_back(std::move(m));
+        }
+    }
+    const std::string when = iso8601_utc(now);
+    for (const auto& m : ended) {
+        Stmt(db_,
+             "UPDATE alerts SET condition = 'end', end_time = ?2, end_reason = ?3, updated_at = ?2"
+             " WHERE id = ?1")
+            .bind(1, m.id)
+            .bind(2, when)
+            .bind(3, std::string(kEndOutboxReplaced))
+            .run();
+        queue_notifications(m, IngestOutcome::updated, now);
+        result.ended_alerts.push_back(m.id);
+    }
 }
 
 template <typename Apply>
@@ -183,7 +225,7 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
         if (track) {
             // A site the room follows: the new stream is numbered from 1, and what the room has not
             // seen of it is missing (asked for), not taken as delivered.
-            retire_stream(site, *track, result);
+            retire_stream(site, *track, now, result);
             track = StreamTrack::replacing(s.stream, track->lost() + track->missing_count());
         } else {
             // A site the room has never followed (a monitor deployed after its gateway): what came

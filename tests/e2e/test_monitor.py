@@ -242,6 +242,33 @@ def test_real_gateway_alert_reaches_the_monitor(broker, collector, clips, gatewa
     assert mon.terminate() == 0
 
 
+def test_alerts_a_replaced_outbox_left_open_are_ended_by_the_room(broker, clips, gateways, monitors, tmp_path):
+    """A gateway killed with an alert open whose outbox is then found damaged: the next run moves it aside
+    and starts a new stream, and the end the old file would have sent never comes. The room ends it."""
+    mon = monitors(broker)
+    cam = kg_e2e.camera("cam", black_clip(clips), input={"loop": True})
+    cfg = kg_e2e.base_config(broker, [cam], tmp_path)
+    first = gateways(cfg, "first")
+    old = kg_e2e.wait_until(lambda: [a for a in mon.get("/api/alerts") if a["check"] == "camera_health"], 30,
+                            what="the first run's camera_health alert in the monitor")[0]
+    first.kill()  # SIGKILL: the alert stays open in the outbox, to be ended at the next start
+    for leftover in tmp_path.glob("outbox.db*"):
+        leftover.unlink()
+    (tmp_path / "outbox.db").write_bytes(bytes(range(256)) * 32)  # the disk mangled it
+    gateways(cfg, "second")
+    kg_e2e.wait_until(lambda: mon.get(f"/api/alerts/{old['id']}")["condition"] == "end", 30,
+                      what="the old alert ended by the room")
+    ended = mon.get(f"/api/alerts/{old['id']}")
+    assert ended["end_reason"] == "outbox replaced", ended
+    assert ended["status"] == "open"  # ended is not handled: the operator still closes it
+    assert re.search(r"test-site: 1 alert\(s\) it left open ended as 'outbox replaced'", mon.output())
+    # The second run raises the condition again under an id of its own, and that one stays open.
+    fresh = kg_e2e.wait_until(
+        lambda: [a for a in mon.get("/api/alerts") if a["check"] == "camera_health" and a["id"] != old["id"]
+                 and a["condition"] != "end"], 30, what="the second run's alert")[0]
+    assert fresh["id"] != old["id"]
+
+
 def test_two_instances_split_a_shared_subscription(broker, monitors, tmp_path):
     n = 200
     a = monitors(broker, name="monitor-a", share_group="room")

@@ -5,6 +5,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -340,6 +341,71 @@ TEST(MonitorSequenceStore, ANewStreamOfAFollowedSiteStartsFromOneAndTheOldOnesMi
     EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{1, 4}}));
     EXPECT_EQ(store.stream_track("sch-0101")->lost(), 16);
     EXPECT_EQ(ingest.counters().lost_numbers.load(), 16u);
+}
+
+// A message of event `id` (update or end) numbered `seq` of `stream`.
+json numbered_message(const std::string& id, const std::string& state, int seq, const std::string& stream) {
+    json j = numbered_event(seq, stream);
+    j["id"] = id;
+    j["message_id"] = state == "end" ? id + ":end" : fmt::format("{}:update-{}", id, seq);
+    j["state"] = state;
+    if (state == "end") {
+        j["end_time"] = "2026-12-01T08:05:00.000Z";
+        j["end_reason"] = "cleared";
+    }
+    return j;
+}
+
+TEST(MonitorSequenceIngest, TheAlertsAReplacedOutboxLeftOpenAreEndedByTheRoom) {
+    Store store(":memory:");
+    store.set_notify_routes(
+        [](const EventMessage&, const std::string&) { return std::vector<std::string>{"duty"}; });
+    std::vector<Change> changes;
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(),
+                  [&](const Change& c) { changes.push_back(c); });
+    const std::string open_one = fmt::format("19ab3c0f2e1-{:016x}", 1);
+    const std::string cleared = fmt::format("19ab3c0f2e1-{:016x}", 2);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(1).dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(2).dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events", numbered_message(cleared, "end", 3, kStream).dump(), false, kT0);
+    ASSERT_EQ(store.alert(open_one)->condition, "start");
+    // Its outbox is moved aside as corrupt: the new stream's first message raises an alert of its own.
+    changes.clear();
+    const std::string fresh = "19ab3c0f2e2-00000000000000aa";
+    json first = numbered_event(1, kOther);
+    first["id"] = fresh;
+    first["message_id"] = fresh + ":start";
+    ingest.handle("kitchen/sch-0101/events", first.dump(), false, kT0 + 60s);
+    const auto ended = store.alert(open_one);
+    EXPECT_EQ(ended->condition, "end");
+    EXPECT_EQ(ended->end_reason, std::string(kEndOutboxReplaced));
+    EXPECT_EQ(ended->end_time, kg::iso8601_utc(kT0 + 60s));
+    EXPECT_EQ(store.alert(cleared)->end_reason, "cleared");  // ended by its gateway: left as it was
+    EXPECT_EQ(store.alert(fresh)->condition, "start");       // the new stream's own
+    EXPECT_TRUE(std::any_of(changes.begin(), changes.end(), [&](const Change& c) {
+        return c.kind == Change::Kind::alert && c.event_id == open_one;
+    }));
+    // Its end is notified once, like an end the gateway sent.
+    int ends = 0;
+    while (const auto n = store.take_notification("duty", kT0 + 61s, 1min)) {
+        if (n->event_id == open_one && n->kind == kNotifyEnd) ++ends;
+        store.notification_done(n->id);
+    }
+    EXPECT_EQ(ends, 1);
+
+    // A late update of the old stream (the broker still held it) does not open it again; a late end of
+    // the gateway's own replaces the room's.
+    ingest.handle("kitchen/sch-0101/events", numbered_message(open_one, "update", 4, kStream).dump(), false,
+                  kT0 + 70s);
+    EXPECT_EQ(store.alert(open_one)->condition, "end");
+    EXPECT_EQ(store.alert(open_one)->end_reason, std::string(kEndOutboxReplaced));
+    ingest.handle("kitchen/sch-0101/events", numbered_message(open_one, "end", 5, kStream).dump(), false,
+                  kT0 + 71s);
+    EXPECT_EQ(store.alert(open_one)->end_reason, "cleared");
+    EXPECT_EQ(store.alert(open_one)->end_time, "2026-12-01T08:05:00.000Z");
+    // A site's first stream (a monitor deployed after its gateway) ends nothing.
+    ingest.handle("kitchen/sch-0202/events", numbered_event(7, kStream, "sch-0202").dump(), false, kT0);
+    EXPECT_EQ(store.alert(fmt::format("19ab3c0f2e1-{:016x}", 7))->condition, "start");
 }
 
 TEST(MonitorSequenceIngest, FieldsAreReadAndAWrongOneIsLoggedWhileTheMessageIsStored) {
