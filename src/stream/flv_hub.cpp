@@ -25,8 +25,9 @@ int write_cb(void* opaque, std::uint8_t* buf, int size) {
 
 }  // namespace
 
-FlvHub::FlvHub(std::string camera, std::shared_ptr<spdlog::logger> log)
-    : camera_(std::move(camera)), log_(std::move(log)), last_dts_(AV_NOPTS_VALUE) {}
+FlvHub::FlvHub(std::string camera, std::shared_ptr<spdlog::logger> log,
+               std::chrono::milliseconds restart_after)
+    : camera_(std::move(camera)), log_(std::move(log)), clock_(restart_after), last_dts_(AV_NOPTS_VALUE) {}
 
 FlvHub::~FlvHub() {
     close();
@@ -80,13 +81,17 @@ void FlvHub::on_stream_opened(const AVStream& stream) {
         return;
     }
     unmuxable_.clear();
+    open_muxer(*stream.codecpar);
+}
+
+void FlvHub::open_muxer(const AVCodecParameters& params) {
     if (avformat_alloc_output_context2(&out_, nullptr, "flv", nullptr) < 0 || out_ == nullptr) {
         out_ = nullptr;
         log_->error("HTTP-FLV for {}: cannot create the muxer", camera_);
         return;
     }
     AVStream* s = avformat_new_stream(out_, nullptr);
-    if (s == nullptr || avcodec_parameters_copy(s->codecpar, stream.codecpar) < 0) {
+    if (s == nullptr || avcodec_parameters_copy(s->codecpar, &params) < 0) {
         log_->error("HTTP-FLV for {}: cannot describe the stream", camera_);
         return close();
     }
@@ -105,6 +110,7 @@ void FlvHub::on_stream_opened(const AVStream& stream) {
     av_opt_set(out_->priv_data, "flvflags", "no_duration_filesize", 0);
     packet_ = av_packet_alloc();
     last_dts_ = AV_NOPTS_VALUE;
+    clock_.reset();
 }
 
 web::Chunk FlvHub::take_pending() {
@@ -116,12 +122,24 @@ web::Chunk FlvHub::take_pending() {
 void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
     if (out_ == nullptr) return;
     const bool key = (packet.flags & AV_PKT_FLAG_KEY) != 0;
+    if (started_ && clock_.due(packet)) {
+        log_->info(
+            "HTTP-FLV for {}: starting over after {} days of one connection, before FLV's times wrap at "
+            "24.8; "
+            "its viewers reconnect",
+            camera_, std::chrono::duration_cast<std::chrono::hours>(clock_.restart_after()).count() / 24.0);
+        end_stream();
+        close();
+        open_muxer(*stream.codecpar);
+        if (out_ == nullptr) return;
+    }
     if (!started_) {
         if (!starts_output(packet)) return;  // viewers must start on a key frame
         if (avformat_write_header(out_, nullptr) < 0) {
             log_->error("HTTP-FLV for {}: cannot write the header", camera_);
             return close();
         }
+        clock_.start(packet, stream.time_base);
         avio_flush(io_);
         auto header = take_pending();
         std::lock_guard lock(mutex_);
@@ -131,6 +149,7 @@ void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
     if (!muxable(packet, last_dts_)) return;
     if (av_packet_ref(packet_, &packet) < 0) return;
     packet_->stream_index = 0;
+    clock_.place(*packet_);
     av_packet_rescale_ts(packet_, stream.time_base, out_->streams[0]->time_base);
     const int rc = av_write_frame(out_, packet_);
     av_packet_unref(packet_);

@@ -9,12 +9,14 @@
 #include <spdlog/logger.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "ingest/ffmpeg_input.hpp"
+#include "stream/flv_clock.hpp"
 #include "web/live_stream.hpp"
 
 struct AVIOContext;
@@ -23,7 +25,9 @@ namespace kg::stream {
 
 class FlvHub final : public ingest::PacketObserver {
 public:
-    FlvHub(std::string camera, std::shared_ptr<spdlog::logger> log);
+    // `restart_after`: how long one connection is muxed before the hub starts over (flv_clock.hpp).
+    FlvHub(std::string camera, std::shared_ptr<spdlog::logger> log,
+           std::chrono::milliseconds restart_after = FlvClock::kRestartAfter);
     ~FlvHub() override;
     FlvHub(const FlvHub&) = delete;
     FlvHub& operator=(const FlvHub&) = delete;
@@ -50,6 +54,7 @@ public:
 
 private:
     void close();
+    void open_muxer(const AVCodecParameters& params);
     web::Chunk take_pending();
     void broadcast_locked(const web::Chunk& chunk, bool key);  // mutex_ held
     // Ends every viewer and the stream itself (header and GOP) in one critical section.
@@ -62,6 +67,7 @@ private:
     AVIOContext* io_ = nullptr;
     AVPacket* packet_ = nullptr;
     bool started_ = false;
+    FlvClock clock_;
     std::int64_t last_dts_;
     std::string pending_;
 

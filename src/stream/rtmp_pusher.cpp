@@ -40,8 +40,12 @@ std::string av_error(int rc) {
 void RtmpPusher::PacketDeleter::operator()(AVPacket* p) const { av_packet_free(&p); }
 void RtmpPusher::ParamsDeleter::operator()(AVCodecParameters* p) const { avcodec_parameters_free(&p); }
 
-RtmpPusher::RtmpPusher(std::string url, std::shared_ptr<spdlog::logger> log)
-    : url_(std::move(url)), shown_url_(without_secrets(url_)), log_(std::move(log)) {
+RtmpPusher::RtmpPusher(std::string url, std::shared_ptr<spdlog::logger> log,
+                       std::chrono::milliseconds restart_after)
+    : url_(std::move(url)),
+      restart_after_(restart_after),
+      shown_url_(without_secrets(url_)),
+      log_(std::move(log)) {
     thread_.start([this] { run(); });
 }
 
@@ -138,9 +142,10 @@ void RtmpPusher::run() {
             continue;
         }
         const auto began = std::chrono::steady_clock::now();
-        push_once(params, time_base, generation);
+        const bool again = push_once(params, time_base, generation);
         connected_ = false;
         if (thread_.stopping()) break;
+        if (again) continue;
         if (std::chrono::steady_clock::now() - began > std::chrono::seconds(30)) backoff.reset();
         {
             std::lock_guard lock(mutex_);
@@ -165,19 +170,19 @@ void RtmpPusher::run() {
     }
 }
 
-void RtmpPusher::push_once(const std::shared_ptr<AVCodecParameters>& params, AVRational time_base,
+bool RtmpPusher::push_once(const std::shared_ptr<AVCodecParameters>& params, AVRational time_base,
                            int generation) {
     AVFormatContext* out = nullptr;
     if (avformat_alloc_output_context2(&out, nullptr, "flv", url_.c_str()) < 0 || out == nullptr) {
         log_->error("RTMP push to {}: cannot create the muxer", shown_url_);
-        return;
+        return false;
     }
     std::unique_ptr<AVFormatContext, void (*)(AVFormatContext*)> guard(out, [](AVFormatContext* c) {
         if (c->pb != nullptr) avio_closep(&c->pb);
         avformat_free_context(c);
     });
     AVStream* s = avformat_new_stream(out, nullptr);
-    if (s == nullptr || avcodec_parameters_copy(s->codecpar, params.get()) < 0) return;
+    if (s == nullptr || avcodec_parameters_copy(s->codecpar, params.get()) < 0) return false;
     s->codecpar->codec_tag = 0;
     s->time_base = AVRational{1, 1000};
     out->interrupt_callback.callback = [](void* self) -> int {
@@ -190,17 +195,18 @@ void RtmpPusher::push_once(const std::shared_ptr<AVCodecParameters>& params, AVR
     av_dict_free(&options);
     if (rc < 0) {
         log_->warn("RTMP push to {}: cannot connect: {}", shown_url_, av_error(rc));
-        return;
+        return false;
     }
     av_opt_set(out->priv_data, "flvflags", "no_duration_filesize", 0);
     if ((rc = avformat_write_header(out, nullptr)) < 0) {
         log_->warn("RTMP push to {}: handshake failed: {}", shown_url_, av_error(rc));
-        return;
+        return false;
     }
     connects_.fetch_add(1, std::memory_order_relaxed);
     connected_ = true;
     log_->info("RTMP push to {}: connected", shown_url_);
     std::int64_t last_dts = AV_NOPTS_VALUE;
+    FlvClock clock(restart_after_);
     std::deque<PacketPtr> batch;
     while (!thread_.stopping()) {
         {
@@ -213,19 +219,42 @@ void RtmpPusher::push_once(const std::shared_ptr<AVCodecParameters>& params, AVR
             thread_.wait_for(std::chrono::milliseconds(200));
             continue;
         }
-        for (auto& p : batch) {
+        for (auto it = batch.begin(); it != batch.end(); ++it) {
+            auto& p = *it;
+            if (clock.due(*p)) {
+                // The key frame and what follows it go back to the queue's head: the next push starts
+                // with them, at once.
+                {
+                    std::lock_guard lock(mutex_);
+                    if (generation == generation_) {
+                        for (auto back = batch.end(); back != it;) {
+                            --back;
+                            queued_bytes_ += static_cast<std::size_t>((*back)->size);
+                            queue_.push_front(std::move(*back));
+                        }
+                    }
+                }
+                av_write_trailer(out);
+                log_->info("RTMP push to {}: starting over after {} days, before FLV's times wrap at 24.8",
+                           shown_url_,
+                           std::chrono::duration_cast<std::chrono::hours>(restart_after_).count() / 24.0);
+                return true;
+            }
             if (!muxable(*p, last_dts)) continue;
+            if (clock.idle()) clock.start(*p, time_base);  // the first packet: a key frame
             p->stream_index = 0;
+            clock.place(*p);
             av_packet_rescale_ts(p.get(), time_base, s->time_base);
             if ((rc = av_interleaved_write_frame(out, p.get())) < 0) {
                 log_->warn("RTMP push to {}: write failed: {}; reconnecting", shown_url_, av_error(rc));
-                return;
+                return false;
             }
             sent_.fetch_add(1, std::memory_order_relaxed);
         }
         batch.clear();
     }
     av_write_trailer(out);
+    return false;
 }
 
 }  // namespace kg::stream

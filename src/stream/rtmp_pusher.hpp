@@ -10,6 +10,7 @@
 #include <spdlog/logger.h>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 
 #include "common/worker_thread.hpp"
 #include "ingest/ffmpeg_input.hpp"
+#include "stream/flv_clock.hpp"
 
 struct AVCodecParameters;
 
@@ -24,7 +26,9 @@ namespace kg::stream {
 
 class RtmpPusher final : public ingest::PacketObserver {
 public:
-    RtmpPusher(std::string url, std::shared_ptr<spdlog::logger> log);
+    // `restart_after`: how long one push runs before it starts over (flv_clock.hpp).
+    RtmpPusher(std::string url, std::shared_ptr<spdlog::logger> log,
+               std::chrono::milliseconds restart_after = FlvClock::kRestartAfter);
     ~RtmpPusher() override;
     RtmpPusher(const RtmpPusher&) = delete;
     RtmpPusher& operator=(const RtmpPusher&) = delete;
@@ -48,10 +52,12 @@ private:
     };
 
     void run();
-    // One connection: returns when it fails, the stream changes or the pusher stops.
-    void push_once(const std::shared_ptr<AVCodecParameters>& params, AVRational time_base, int generation);
+    // One connection: returns when it fails, the stream changes or the pusher stops (false), or when
+    // it ran `restart_after_` and starts over at a key frame, which waits at the queue's head (true).
+    bool push_once(const std::shared_ptr<AVCodecParameters>& params, AVRational time_base, int generation);
 
     std::string url_;
+    std::chrono::milliseconds restart_after_;
     std::string shown_url_;  // without credentials or stream key
     std::shared_ptr<spdlog::logger> log_;
 

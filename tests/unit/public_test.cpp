@@ -22,6 +22,7 @@
 #include "stream/flv_hub.hpp"
 #include "stream/hls_writer.hpp"
 #include "stream/mp4_tag.hpp"
+#include "stream/rtmp_pusher.hpp"
 #include "web/live_stream.hpp"
 #include "web/viewer_counter.hpp"
 #include "web/viewer_token.hpp"
@@ -50,6 +51,56 @@ void play(const std::string& clip, kg::ingest::PacketObserver& observer,
         if (on_frame) on_frame(frame);
     }
 }
+
+// A camera connection that has run for `age` when the test starts: every packet's times are moved
+// on by it on their way to `next`.
+class Aged final : public kg::ingest::PacketObserver {
+public:
+    Aged(kg::ingest::PacketObserver& next, std::chrono::milliseconds age) : next_(next), age_(age) {}
+    ~Aged() override { av_packet_free(&copy_); }
+    void on_stream_opened(const AVStream& stream) override { next_.on_stream_opened(stream); }
+    void on_packet(const AVPacket& packet, const AVStream& stream) override {
+        if (av_packet_ref(copy_, &packet) < 0) return;
+        const std::int64_t shift = av_rescale_q(age_.count(), AVRational{1, 1000}, stream.time_base);
+        if (copy_->dts != AV_NOPTS_VALUE) copy_->dts += shift;
+        if (copy_->pts != AV_NOPTS_VALUE) copy_->pts += shift;
+        next_.on_packet(*copy_, stream);
+        av_packet_unref(copy_);
+    }
+    void on_stream_closed() override { next_.on_stream_closed(); }
+
+private:
+    kg::ingest::PacketObserver& next_;
+    std::chrono::milliseconds age_;
+    AVPacket* copy_ = av_packet_alloc();
+};
+
+// The times (ms) of the video frames in an FLV byte stream, as a player reads them: 24 bits and
+// the extended byte above them. The sequence header is not a frame.
+std::vector<std::int64_t> flv_frame_times(const std::string& flv) {
+    std::vector<std::int64_t> out;
+    std::size_t at = 0;
+    if (flv.compare(0, 3, "FLV") == 0) at = 9 + 4;
+    const auto byte = [&](std::size_t i) {
+        return static_cast<std::int64_t>(static_cast<unsigned char>(flv[i]));
+    };
+    while (at + 11 <= flv.size()) {
+        const std::int64_t size = byte(at + 1) << 16 | byte(at + 2) << 8 | byte(at + 3);
+        const std::int64_t time = byte(at + 7) << 24 | byte(at + 4) << 16 | byte(at + 5) << 8 | byte(at + 6);
+        if (at + 11 + static_cast<std::size_t>(size) > flv.size()) break;
+        if (byte(at) == 9 && size > 2 && byte(at + 12) == 1) out.push_back(time);  // AVC NALU
+        at += 11 + static_cast<std::size_t>(size) + 4;
+    }
+    return out;
+}
+
+std::string joined(const std::vector<kg::web::Chunk>& chunks) {
+    std::string all;
+    for (const auto& c : chunks) all += *c;
+    return all;
+}
+
+constexpr std::chrono::milliseconds kNearTheWrap{(std::int64_t{1} << 31) - 1500};  // 1.5 s before 2^31 ms
 
 }  // namespace
 
@@ -308,6 +359,106 @@ TEST(FlvHub, ViewersJoiningWhileItMuxesGetEachTagOnceAndEndWithTheStream) {
     EXPECT_EQ(twice.load(), 0);
     for (const auto& s : kept) EXPECT_TRUE(s->finished()) << "a viewer left holding a stream that ended";
     fs::remove(clip);
+}
+
+// FLV writes a time in 31 bits of milliseconds: 24.8 days of one camera connection, and every
+// viewer's time went back to 0 (the player froze). The hub counts from its own first key frame.
+TEST(FlvHub, AViewersTimesCountFromTheStreamsStartNotTheConnections) {
+    namespace fs = std::filesystem;
+    const auto clip = fs::temp_directory_path() / ("kg-flv-aged-" + std::to_string(::getpid()) + ".mp4");
+    ASSERT_TRUE(encode_test_clip(clip.string(), "160x90", 25, 4, 25));
+    kg::stream::FlvHub hub("kitchen", spdlog::default_logger());
+    Aged aged(hub, kNearTheWrap);
+    std::shared_ptr<kg::web::LiveStream> viewer;
+    std::vector<kg::web::Chunk> got;
+    play(clip.string(), aged, [&](int) {
+        if (!viewer) viewer = hub.subscribe(8 << 20);
+        if (viewer) viewer->take(got);
+    });
+    ASSERT_TRUE(viewer);
+    const auto times = flv_frame_times(joined(got));
+    ASSERT_GT(times.size(), 90u);
+    EXPECT_EQ(times.front(), 0);
+    EXPECT_TRUE(std::is_sorted(times.begin(), times.end())) << "a time went back";
+    EXPECT_LT(times.back(), 4000);
+    fs::remove(clip);
+}
+
+// Past `restart_after` the hub starts over at a key frame: its viewers' streams end (the page
+// reconnects), and the next viewer's times count from 0 again, long before the wrap.
+TEST(FlvHub, StartsOverAtAKeyFrameAfterItsRestartTime) {
+    namespace fs = std::filesystem;
+    const auto clip = fs::temp_directory_path() / ("kg-flv-restart-" + std::to_string(::getpid()) + ".mp4");
+    ASSERT_TRUE(encode_test_clip(clip.string(), "160x90", 25, 8, 25));
+    kg::stream::FlvHub hub("kitchen", spdlog::default_logger(), std::chrono::seconds(5));
+    Aged aged(hub, kNearTheWrap);
+    std::shared_ptr<kg::web::LiveStream> first, second;
+    std::vector<kg::web::Chunk> first_got, second_got;
+    play(clip.string(), aged, [&](int) {
+        if (!first) first = hub.subscribe(8 << 20);
+        if (first) first->take(first_got);
+        if (first && first->finished() && !second) second = hub.subscribe(8 << 20);
+        if (second) second->take(second_got);
+    });
+    ASSERT_TRUE(first && second);
+    const auto before = flv_frame_times(joined(first_got));
+    const auto after = flv_frame_times(joined(second_got));
+    ASSERT_FALSE(before.empty());
+    EXPECT_EQ(before.front(), 0);
+    EXPECT_EQ(before.back(), 4960);  // the last frame before the key frame at 5 s (25 a second)
+    ASSERT_EQ(after.size(), 75u);    // the clip's last 3 s
+    EXPECT_EQ(after.front(), 0);
+    EXPECT_TRUE(std::is_sorted(after.begin(), after.end()));
+    EXPECT_EQ(after.back(), 2960);
+    fs::remove(clip);
+}
+
+// The RTMP push writes FLV too: its times count from its own first key frame, and past
+// `restart_after` it ends the push and starts a new one at once from the key frame (here into a
+// file, which a new push starts afresh).
+TEST(RtmpPusher, ItsTimesCountFromThePushsStartAndItStartsOverBeforeTheyWrap) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-rtmp-aged-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const auto clip = dir / "clip.mp4";
+    ASSERT_TRUE(encode_test_clip(clip.string(), "160x90", 25, 8, 25));
+    for (const bool restarts : {false, true}) {
+        const auto out = dir / (restarts ? "restarts.flv" : "plain.flv");
+        std::uint64_t connects = 0;
+        {
+            kg::stream::RtmpPusher pusher(
+                out.string(), spdlog::default_logger(),
+                restarts ? std::chrono::milliseconds(5000) : kg::stream::FlvClock::kRestartAfter);
+            Aged aged(pusher, kNearTheWrap);
+            int frames = 0;
+            play(clip.string(), aged, [&](int) { ++frames; });
+            for (int i = 0; i < 500 && pusher.packets_sent() + pusher.packets_dropped() <
+                                           static_cast<std::uint64_t>(frames);
+                 ++i)
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            EXPECT_EQ(pusher.packets_dropped(), 0u);
+            // The connection ends (not the pusher, whose stop interrupts its writes): the push writes
+            // what it buffered and its trailer.
+            pusher.on_stream_closed();
+            for (int i = 0; i < 500 && pusher.connected(); ++i)
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            connects = pusher.connects();
+        }
+        std::ifstream in(out, std::ios::binary);
+        const std::string flv((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const auto times = flv_frame_times(flv);
+        ASSERT_FALSE(times.empty()) << out;
+        EXPECT_EQ(times.front(), 0) << out;
+        EXPECT_TRUE(std::is_sorted(times.begin(), times.end())) << out << ": a time went back";
+        if (restarts) {
+            EXPECT_EQ(connects, 2u);
+            EXPECT_EQ(times.back(), 2960);  // the second push: the clip's last 3 s, from 0
+        } else {
+            EXPECT_EQ(connects, 1u);
+            EXPECT_EQ(times.back(), 7960);
+        }
+    }
+    fs::remove_all(dir);
 }
 
 // HLS: a camera that sends one key frame and then only P-frames. The open segment, on tmpfs, grew
