@@ -1,5 +1,7 @@
 #include "monitor/monitor.hpp"
 
+#include <algorithm>
+
 namespace kg::monitor {
 
 using nlohmann::json;
@@ -10,6 +12,10 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
       store_(cfg.db_path, cfg.retention),
       auth_(cfg.http.operators, cfg.http.session_ttl),
       hub_(std::make_shared<EventHub>()) {
+    // A site shown silent at most 1/12 of heartbeat_timeout late, its heartbeat written at most that
+    // often (at least 100 ms, at most 5 s: 5 s at the default 60 s).
+    store_.set_seen_resolution(std::clamp<Duration>(cfg_.heartbeat_timeout / 12,
+                                                    std::chrono::milliseconds(100), std::chrono::seconds(5)));
     // Before ingest exists: from its first message, storing an alert queues its notifications.
     if (!cfg_.notify.targets.empty())
         notifier_ = std::make_unique<Notifier>(store_, cfg_, logging.get("notify"));

@@ -151,6 +151,12 @@ void Store::ensure_site(const std::string& site) {
 
 void Store::site_seen(const std::string& site, TimePoint when) {
     std::lock_guard lock(mutex_);
+    if (const auto [it, first] = seen_written_.try_emplace(site, when); !first) {
+        // Earlier than the last write: the room's clock was stepped back, which the UPDATE below
+        // must see at once.
+        if (when >= it->second && when - it->second < seen_resolution_) return;
+        it->second = when;
+    }
     ensure_site(site);
     // ISO 8601 UTC strings with milliseconds sort as times do. Only forward (instances sharing the
     // database take messages out of order), unless what is stored is more than a minute ahead of

@@ -181,8 +181,16 @@ public:
     Store& operator=(const Store&) = delete;
 
     // --- ingest (from the MQTT thread) ---
-    // Any live message from a site: its heartbeat.
+    // Any live message from a site: its heartbeat. Written at most once per `resolution` a site by
+    // this instance: each write is a commit, and at synchronous=FULL an fsync that the alerts behind
+    // it wait for. A site's status messages (cameras, sensors, the gateway) come several a second at
+    // city scale, and every one of them wrote it.
     void site_seen(const std::string& site, TimePoint when);
+    // How fresh `last_seen` is kept (1 s until set); the monitor sets a fraction of heartbeat_timeout.
+    void set_seen_resolution(Duration resolution) {
+        std::lock_guard lock(mutex_);
+        seen_resolution_ = resolution;
+    }
     // Returns true when the state changed (online <-> offline).
     bool set_availability(const std::string& site, const std::string& state, TimePoint when);
     // The gateway, event and clip messages may carry a sequence number (`seq`, docs/mqtt.md): it is
@@ -345,6 +353,8 @@ private:
     NotifyRoutes notify_routes_;
     std::mt19937_64 lease_tokens_{std::random_device{}()};
     std::mutex mutex_;
+    Duration seen_resolution_ = std::chrono::seconds(1);
+    std::map<std::string, TimePoint> seen_written_;  // per site, the last `last_seen` this instance wrote
     sqlite::Db db_;
 };
 

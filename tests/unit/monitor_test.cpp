@@ -480,6 +480,33 @@ TEST(MonitorStore, ASiteSeenBeforeTheRoomsClockWasSteppedBackIsSeenAgainAtTheNew
     EXPECT_EQ(store.sites()[0]["last_seen"], kg::iso8601_utc(kT0 + std::chrono::seconds(30)));
 }
 
+// Every live message is a site's heartbeat, and each write of it was a commit (an fsync at
+// synchronous=FULL) for the alerts behind it to wait for: at city scale, several a second a site.
+TEST(MonitorStore, ASitesHeartbeatIsWrittenOncePerResolutionNotForEveryMessage) {
+    using std::chrono::milliseconds, std::chrono::seconds;
+    TempDir tmp;
+    Store store(tmp.path("monitor.db"));
+    store.set_seen_resolution(seconds(5));
+    kg::sqlite::Db probe(tmp.path("monitor.db"), {.label = "probe"});
+    const auto written = [&] {
+        kg::sqlite::Stmt s(probe, "SELECT last_seen FROM sites WHERE site = 'sch-0101'");
+        return s.step() ? s.text(0) : std::string();
+    };
+    store.site_seen("sch-0101", kT0);
+    EXPECT_EQ(written(), kg::iso8601_utc(kT0));
+    for (int i = 1; i < 50; ++i)
+        store.site_seen("sch-0101", kT0 + milliseconds(100 * i));  // 4.9 s of chatter
+    EXPECT_EQ(written(), kg::iso8601_utc(kT0));
+    store.site_seen("sch-0101", kT0 + seconds(5));
+    EXPECT_EQ(written(), kg::iso8601_utc(kT0 + seconds(5)));
+    // Another site has its own.
+    store.site_seen("sch-0202", kT0 + seconds(6));
+    EXPECT_EQ(store.sites().size(), 2u);
+    // The room's clock stepped back: written at once.
+    store.site_seen("sch-0101", kT0 - std::chrono::hours(1));
+    EXPECT_EQ(written(), kg::iso8601_utc(kT0 - std::chrono::hours(1)));
+}
+
 TEST(MonitorIngest, MessageSequence) {
     EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:start", "start"), 0);
     EXPECT_EQ(message_sequence("abcdefgh", "abcdefgh:update-7", "update"), 7);
