@@ -146,9 +146,18 @@ public:
         if ((path == "/healthz" || path == "/readyz" || path == "/metrics") && !reading) return get_only();
         if (path == "/healthz") return {make_response(req, http::status::ok, "ok\n")};
         if (path == "/readyz") {
-            const bool ready = ctx_.mqtt_connected();
-            return {make_response(req, ready ? http::status::ok : http::status::service_unavailable,
-                                  ready ? "ready\n" : "not connected to the broker\n")};
+            // Connected but unable to store is not ready: what arrives waits at the broker (Paho's
+            // thread retries the message in hand), and a balancer or a probe must hear it.
+            const std::string failure = ctx_.store_failure ? ctx_.store_failure() : std::string();
+            const bool connected = ctx_.mqtt_connected();
+            if (connected && failure.empty()) return {make_response(req, http::status::ok, "ready\n")};
+            std::string why = connected ? "" : "not connected to the broker\n";
+            if (!failure.empty())
+                why += fmt::format(
+                    "the database does not take messages (retrying; the broker holds what "
+                    "follows): {}\n",
+                    failure);
+            return {make_response(req, http::status::service_unavailable, why)};
         }
         if (path == "/metrics") return {metrics(req)};
         if (path == "/api/login") {

@@ -31,6 +31,8 @@ struct ApiContext {
     std::function<std::uint64_t()> replay_requests;     // replay requests the broker took
     std::function<std::uint64_t()> replay_given_up;     // numbers given up for want of an answer
     std::function<std::string()> notification_metrics;  // the notifier's lines, empty without one
+    // Why the database does not take messages now (empty: it does); /readyz is 503 meanwhile.
+    std::function<std::string()> store_failure;
 };
 
 WebHandler make_api(ApiContext ctx, std::shared_ptr<spdlog::logger> log);

@@ -265,10 +265,19 @@ void Ingest::handle(const std::string& topic, const std::string& payload, bool r
     for (;;) {
         try {
             route(topic, payload, retained, now);
+            if (store_failing_.load(std::memory_order_relaxed)) {
+                store_failing_ = false;
+                log_->info("the database takes messages again (message on {} stored)", topic);
+            }
             return;
         } catch (const sqlite::Error& e) {
             if (!e.transient()) return refuse(topic, payload, e.what());
             ++counters_.store_retries;
+            {
+                std::lock_guard lock(failure_mutex_);
+                store_failure_ = e.what();
+            }
+            store_failing_ = true;
             const auto steady = std::chrono::steady_clock::now();
             if (!logged || steady - *logged >= std::chrono::minutes(1)) {
                 log_->error("message on {} not stored yet (retrying; the broker holds what follows): {}",
@@ -287,6 +296,12 @@ void Ingest::handle(const std::string& topic, const std::string& payload, bool r
             return refuse(topic, payload, e.what());
         }
     }
+}
+
+std::string Ingest::store_failure() const {
+    if (!store_failing_.load()) return {};
+    std::lock_guard lock(failure_mutex_);
+    return store_failure_;
 }
 
 void Ingest::stop() {

@@ -65,6 +65,9 @@ public:
             store_retries{0}, expired{0}, lost_numbers{0}, found_numbers{0};
     };
     const Counters& counters() const { return counters_; }
+    // Why the database does not take the message in hand (a transient error, retried: disk full,
+    // locked, read-only); empty while it takes what comes. /readyz says it (any thread).
+    std::string store_failure() const;
 
 private:
     void route(const std::string& topic, const std::string& payload, bool retained, TimePoint now);
@@ -93,6 +96,9 @@ private:
     };
     std::mutex found_mutex_;
     std::map<std::string, FoundLog> found_logs_;
+    std::atomic<bool> store_failing_{false};
+    mutable std::mutex failure_mutex_;
+    std::string store_failure_;  // under failure_mutex_
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;
     bool stopping_ = false;

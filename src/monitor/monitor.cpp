@@ -52,7 +52,8 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
                    &ingest_->counters(),
                    [this] { return replay_ ? replay_->requests() : 0; },
                    [this] { return replay_ ? replay_->given_up() : 0; },
-                   [this] { return notifier_ ? notifier_->metrics_text() : std::string(); }};
+                   [this] { return notifier_ ? notifier_->metrics_text() : std::string(); },
+                   [this] { return ingest_->store_failure(); }};
     auto http_log = logging.get("http");
     web_ = std::make_unique<WebServer>(io, cfg_.http.listen, WebLimits{}, make_api(std::move(ctx), http_log),
                                        hub_, http_log);

@@ -656,8 +656,10 @@ int run_full_database(const fs::path& dir) {
     setrlimit(RLIMIT_FSIZE, &limit);
     // The disk has room again after a second: the message that arrived meanwhile is stored, not
     // dropped (the broker had its PUBACK already).
+    std::string failure_meanwhile;
     std::thread space([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+        failure_meanwhile = ingest.store_failure();  // what /readyz says while it retries
         rlimit more = limit;
         more.rlim_cur = hard;
         setrlimit(RLIMIT_FSIZE, &more);
@@ -666,6 +668,8 @@ int run_full_database(const fs::path& dir) {
     space.join();
     check(1, store.alert(b).has_value());
     check(2, ingest.counters().store_retries >= 1 && ingest.counters().refused == 0);
+    check(4, failure_meanwhile.find("database") != std::string::npos);
+    check(5, ingest.store_failure().empty());
 
     // Full again, and the monitor stops: the wait ends, the message is counted as refused.
     setrlimit(RLIMIT_FSIZE, &limit);
@@ -819,7 +823,8 @@ struct ApiProbe {
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
     WebHandler handler = make_api(
-        ApiContext{store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}},
+        ApiContext{
+            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
         kg::Logging::null_logger());
 
     std::pair<int, std::string> call(http::verb method, const std::string& target, bool signed_in = true) {
@@ -831,6 +836,47 @@ struct ApiProbe {
 };
 
 }  // namespace
+
+// Connected to the broker but unable to store: the monitor was "ready" while every message waited
+// at the broker behind the one it kept retrying.
+TEST(MonitorApi, ReadyzSaysWhenTheDatabaseDoesNotTakeMessages) {
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
+    bool connected = true;
+    std::string failure;
+    WebHandler handler = make_api(ApiContext{store,
+                                             auth,
+                                             cfg,
+                                             [&] { return connected; },
+                                             [](const ActionRecord&) {},
+                                             nullptr,
+                                             {},
+                                             {},
+                                             {},
+                                             [&] { return failure; }},
+                                  kg::Logging::null_logger());
+    const auto readyz = [&] {
+        const auto reply = handler(Request{http::verb::get, "/readyz", 11}, "127.0.0.1");
+        return std::pair{static_cast<int>(reply.response.result_int()), reply.response.body()};
+    };
+    EXPECT_EQ(readyz(), (std::pair<int, std::string>{200, "ready\n"}));
+    failure = "database /var/lib/kitchen-monitor/monitor.db: database or disk is full";
+    auto [status, body] = readyz();
+    EXPECT_EQ(status, 503);
+    EXPECT_NE(body.find("the database does not take messages (retrying; the broker holds what follows): "
+                        "database /var/lib/kitchen-monitor/monitor.db: database or disk is full"),
+              std::string::npos)
+        << body;
+    connected = false;
+    std::tie(status, body) = readyz();
+    EXPECT_EQ(status, 503);
+    EXPECT_NE(body.find("not connected to the broker"), std::string::npos) << body;
+    EXPECT_NE(body.find("disk is full"), std::string::npos) << body;
+    failure.clear();
+    connected = true;
+    EXPECT_EQ(readyz().first, 200);
+}
 
 TEST(MonitorApi, BadQueryValuesAndWrongMethodsAreRefusedClearly) {
     ApiProbe api;
