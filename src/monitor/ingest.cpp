@@ -354,6 +354,19 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         return;
     }
 
+    // An empty retained message clears a state topic (`mosquitto_pub -r -n`): the camera or sensor
+    // is gone.
+    if (payload.empty() && (kind == "cameras" || kind == "sensors") && parts.size() == 5 &&
+        parts[4] == "state" && std::regex_match(parts[3], kId)) {
+        const bool had =
+            kind == "cameras" ? store_.forget_camera(site, parts[3]) : store_.forget_sensor(site, parts[3]);
+        if (had) {
+            log_->info("{}: {} {} cleared from the broker: forgotten", site,
+                       kind == "cameras" ? "camera" : "sensor", parts[3]);
+            notify_({Change::Kind::site, site, {}});
+        }
+        return;
+    }
     // A gateway's messages nest a few levels. Far deeper is a broken or hostile site, and storing it
     // would crash the room each time the broker hands it back retained (common/json_depth.hpp).
     if (json_nested_deeper_than(payload, kMaxJsonDepth))
@@ -402,9 +415,12 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         }
         // Its seq: everything up to it was acknowledged by the broker.
         const auto seq = sequence_of(topic, j, 0);
-        const auto track = store_.set_gateway_info(site, j, now, seq);
+        const auto stored = store_.set_gateway_info(site, j, now, seq);
+        if (!stored.removed.empty())
+            log_->info("{}: {} no longer in its gateway's list: forgotten", site,
+                       fmt::join(stored.removed, ", "));
         notify_({Change::Kind::site, site, {}});
-        if (seq) report(site, seq->stream, track, now);
+        if (seq) report(site, seq->stream, stored.track, now);
         return;
     }
     if (kind == "lost" && parts.size() == 3) return route_lost(topic, site, payload, j, now);
@@ -412,9 +428,19 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         if (!std::regex_match(parts[3], kId)) return refuse(topic, payload, "the camera level is not an id");
         if (payload.size() > kMaxState)
             return refuse(topic, payload, fmt::format("a state over {} KiB", kMaxState >> 10));
-        if (!store_.set_camera_state(site, parts[3], j))
-            return refuse(topic, payload,
-                          fmt::format("a camera beyond the {} the site has", Store::kMaxSourcesPerSite));
+        switch (store_.set_camera_state(site, parts[3], j)) {
+            case Store::SourceStored::beyond_cap:
+                return refuse(topic, payload,
+                              fmt::format("a camera beyond the {} the site has", Store::kMaxSourcesPerSite));
+            case Store::SourceStored::not_listed:
+                log_->debug(
+                    "{}: state of camera {}, which its gateway no longer lists, ignored (kept retained "
+                    "by the broker from before)",
+                    site, parts[3]);
+                return;
+            case Store::SourceStored::stored:
+                break;
+        }
         notify_({Change::Kind::site, site, {}});
         return;
     }
@@ -423,9 +449,20 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         if (parts[4] == "state") {
             if (payload.size() > kMaxState)
                 return refuse(topic, payload, fmt::format("a state over {} KiB", kMaxState >> 10));
-            if (!store_.set_sensor_state(site, parts[3], j))
-                return refuse(topic, payload,
-                              fmt::format("a sensor beyond the {} the site has", Store::kMaxSourcesPerSite));
+            switch (store_.set_sensor_state(site, parts[3], j)) {
+                case Store::SourceStored::beyond_cap:
+                    return refuse(
+                        topic, payload,
+                        fmt::format("a sensor beyond the {} the site has", Store::kMaxSourcesPerSite));
+                case Store::SourceStored::not_listed:
+                    log_->debug(
+                        "{}: state of sensor {}, which its gateway no longer lists, ignored (kept "
+                        "retained by the broker from before)",
+                        site, parts[3]);
+                    return;
+                case Store::SourceStored::stored:
+                    break;
+            }
             notify_({Change::Kind::site, site, {}});
             return;
         }

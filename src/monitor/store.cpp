@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "monitor/iso_time.hpp"
 
@@ -181,8 +182,8 @@ bool Store::set_availability(const std::string& site, const std::string& state, 
     return db_.changes() > 0;
 }
 
-TrackResult Store::set_gateway_info(const std::string& site, const json& info, TimePoint when,
-                                    const std::optional<Sequence>& seq) {
+GatewayStored Store::set_gateway_info(const std::string& site, const json& info, TimePoint when,
+                                      const std::optional<Sequence>& seq) {
     return in_transaction([&] {
         ensure_site(site);
         Stmt(db_, "UPDATE sites SET gateway = ?2, name = coalesce(?3, name) WHERE site = ?1")
@@ -190,8 +191,56 @@ TrackResult Store::set_gateway_info(const std::string& site, const json& info, T
             .bind(2, info.dump())
             .bind(3, text(info, "name"))
             .run();
-        return seq ? record_sent(site, *seq, when) : TrackResult{};
+        GatewayStored out;
+        for (const auto& [list, table, column] :
+             {std::tuple{"cameras", "cameras", "camera"}, std::tuple{"sensors", "sensors", "sensor"}}) {
+            if (!info.contains(list) || !info[list].is_array()) continue;
+            const std::string gone = fmt::format(
+                "SELECT {1} FROM {0} WHERE site = ?1 AND {1} NOT IN (SELECT json_extract(value, '$.id') FROM "
+                "json_each(?2))",
+                table, column);
+            std::vector<std::string> ids;
+            {
+                Stmt s(db_, gone.c_str());
+                s.bind(1, site).bind(2, info[list].dump());
+                while (s.step()) ids.push_back(s.text(0));
+            }
+            for (const auto& id : ids) {
+                forget_source(table, column, site, id);
+                out.removed.push_back(fmt::format("{} {}", column, id));
+            }
+        }
+        if (seq) out.track = record_sent(site, *seq, when);
+        return out;
     });
+}
+
+bool Store::listed_source(const char* list, const std::string& site, const std::string& id) {
+    const std::string sql = fmt::format(
+        "SELECT json_type(gateway, '$.{0}') = 'array' AND NOT EXISTS (SELECT 1 FROM json_each(gateway, "
+        "'$.{0}')"
+        " WHERE json_extract(value, '$.id') = ?2) FROM sites WHERE site = ?1 AND json_valid(gateway)",
+        list);
+    Stmt s(db_, sql.c_str());
+    s.bind(1, site).bind(2, id);
+    return !(s.step() && s.integer(0) != 0);
+}
+
+bool Store::forget_source(const char* table, const char* column, const std::string& site,
+                          const std::string& id) {
+    const std::string sql = fmt::format("DELETE FROM {} WHERE site = ? AND {} = ?", table, column);
+    Stmt(db_, sql.c_str()).bind(1, site).bind(2, id).run();
+    return db_.changes() > 0;
+}
+
+bool Store::forget_camera(const std::string& site, const std::string& camera) {
+    std::lock_guard lock(mutex_);
+    return forget_source("cameras", "camera", site, camera);
+}
+
+bool Store::forget_sensor(const std::string& site, const std::string& sensor) {
+    std::lock_guard lock(mutex_);
+    return forget_source("sensors", "sensor", site, sensor);
 }
 
 bool Store::room_for_source(const char* table, const char* column, const std::string& site,
@@ -205,9 +254,11 @@ bool Store::room_for_source(const char* table, const char* column, const std::st
     return s.step() && (s.integer(0) != 0 || s.integer(1) < kMaxSourcesPerSite);
 }
 
-bool Store::set_camera_state(const std::string& site, const std::string& camera, const json& state) {
+Store::SourceStored Store::set_camera_state(const std::string& site, const std::string& camera,
+                                            const json& state) {
     std::lock_guard lock(mutex_);
-    if (!room_for_source("cameras", "camera", site, camera)) return false;
+    if (!listed_source("cameras", site, camera)) return SourceStored::not_listed;
+    if (!room_for_source("cameras", "camera", site, camera)) return SourceStored::beyond_cap;
     ensure_site(site);
     const auto online = state.find("online");
     Stmt s(db_,
@@ -221,12 +272,14 @@ bool Store::set_camera_state(const std::string& site, const std::string& camera,
         s.bind_null(4);
     }
     s.bind(5, state.dump()).bind(6, text(state, "time")).run();
-    return true;
+    return SourceStored::stored;
 }
 
-bool Store::set_sensor_state(const std::string& site, const std::string& sensor, const json& state) {
+Store::SourceStored Store::set_sensor_state(const std::string& site, const std::string& sensor,
+                                            const json& state) {
     std::lock_guard lock(mutex_);
-    if (!room_for_source("sensors", "sensor", site, sensor)) return false;
+    if (!listed_source("sensors", site, sensor)) return SourceStored::not_listed;
+    if (!room_for_source("sensors", "sensor", site, sensor)) return SourceStored::beyond_cap;
     ensure_site(site);
     const auto online = state.find("online");
     Stmt s(db_,
@@ -246,7 +299,7 @@ bool Store::set_sensor_state(const std::string& site, const std::string& sensor,
         s.bind_null(6);
     }
     s.bind(7, state.dump()).bind(8, text(state, "time")).run();
-    return true;
+    return SourceStored::stored;
 }
 
 EventStored Store::add_event(const EventMessage& m, TimePoint now, const std::optional<Sequence>& seq) {

@@ -124,6 +124,12 @@ struct TrackResult {
     std::vector<std::string> ended_alerts;
 };
 
+// What set_gateway_info did: the number's effect, and the cameras and sensors it forgot.
+struct GatewayStored {
+    TrackResult track;
+    std::vector<std::string> removed;  // "camera <id>", "sensor <id>"
+};
+
 // What add_event did with an event message, and what its number did to the site's stream.
 struct EventStored {
     IngestOutcome outcome = IngestOutcome::rejected;
@@ -198,13 +204,26 @@ public:
     // or refused, the message was delivered: its number counts as received all the same (asking for
     // it again would bring the same message); the gateway message's says the broker has everything
     // up to it. The TrackResult says what the number did to the site's stream (`ignored` without one).
-    TrackResult set_gateway_info(const std::string& site, const nlohmann::json& info, TimePoint when,
-                                 const std::optional<Sequence>& seq = std::nullopt);
-    // False for a camera (sensor) the site did not have when it has kMaxSourcesPerSite already: one
-    // broken or hostile site naming a new one in every message cannot grow the room's tables, and
-    // every GET /api/sites with them, without end.
-    bool set_camera_state(const std::string& site, const std::string& camera, const nlohmann::json& state);
-    bool set_sensor_state(const std::string& site, const std::string& sensor, const nlohmann::json& state);
+    //
+    // The gateway message lists the site's cameras and sensors (`cameras`, `sensors`: each with its
+    // `id`): those the room has that it no longer lists are forgotten (`removed`, "camera <id>" or
+    // "sensor <id>"). An installer who took a camera out of the configuration otherwise left it
+    // offline in the room for good. A gateway of an older version lists no sensors: its are kept.
+    GatewayStored set_gateway_info(const std::string& site, const nlohmann::json& info, TimePoint when,
+                                   const std::optional<Sequence>& seq = std::nullopt);
+    // beyond_cap for a camera (sensor) the site did not have when it has kMaxSourcesPerSite already:
+    // one broken or hostile site naming a new one in every message cannot grow the room's tables, and
+    // every GET /api/sites with them, without end. not_listed for one the site's last gateway message
+    // does not list: a state the broker kept (retained) from before it was removed.
+    enum class SourceStored { stored, beyond_cap, not_listed };
+    SourceStored set_camera_state(const std::string& site, const std::string& camera,
+                                  const nlohmann::json& state);
+    SourceStored set_sensor_state(const std::string& site, const std::string& sensor,
+                                  const nlohmann::json& state);
+    // A state topic cleared (an empty retained message): the camera or sensor is forgotten. True when
+    // the room had it.
+    bool forget_camera(const std::string& site, const std::string& camera);
+    bool forget_sensor(const std::string& site, const std::string& sensor);
     static constexpr int kMaxSourcesPerSite = 256;
     EventStored add_event(const EventMessage& m, TimePoint now,
                           const std::optional<Sequence>& seq = std::nullopt);
@@ -303,6 +322,10 @@ private:
     // fewer than kMaxSourcesPerSite. The caller holds mutex_.
     bool room_for_source(const char* table, const char* column, const std::string& site,
                          const std::string& id);
+    // Whether the site's last gateway message lists `id` in its `list` ("cameras", "sensors"); true
+    // when it has no such list (no gateway message yet, a gateway of an older version).
+    bool listed_source(const char* list, const std::string& site, const std::string& id);
+    bool forget_source(const char* table, const char* column, const std::string& site, const std::string& id);
     Alert read_alert(sqlite::Stmt& s);
     void add_end_reason_column();
     bool was_deleted(const std::string& id);  // caller holds mutex_

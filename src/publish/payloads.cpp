@@ -104,12 +104,18 @@ std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, Ti
     for (const auto& c : cfg.cameras) {
         cameras.push_back({{"id", c.id}, {"name", c.name}, {"public", c.is_public}, {"checks", c.checks}});
     }
+    // The room forgets the cameras and sensors a site no longer lists (docs/monitor.md).
+    json sensors = json::array();
+    for (const auto& s : cfg.sensors) {
+        sensors.push_back({{"id", s.id}, {"name", s.name}, {"kind", s.kind}, {"unit", s.unit}});
+    }
     return dump({
         {"site", cfg.site.id},
         {"name", cfg.site.name},
         {"version", kVersion},
         {"started_at", iso8601_utc(started_at)},
         {"cameras", std::move(cameras)},
+        {"sensors", std::move(sensors)},
         {"stream", stream},
         {"seq", acknowledged},
         {"time", iso8601_utc(now)},

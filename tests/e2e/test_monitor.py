@@ -269,6 +269,44 @@ def test_alerts_a_replaced_outbox_left_open_are_ended_by_the_room(broker, clips,
     assert fresh["id"] != old["id"]
 
 
+def test_a_camera_and_a_sensor_taken_out_of_the_configuration_leave_the_room(broker, clips, gateways, monitors,
+                                                                             tmp_path):
+    """An installer removes a camera and a sensor and reloads: the room showed them offline for good.
+    The gateway message lists what the site has; the room forgets the rest, and the states the broker
+    still holds retained do not bring them back when the monitor restarts."""
+    mon = monitors(broker)
+    clip = black_clip(clips)
+    cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cooking", clip, input={"loop": True}),
+                                      kg_e2e.camera("store", clip, input={"loop": True})], tmp_path)
+    cfg["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "t/fridge"}}},
+                      {"id": "freezer", "source": {"mqtt": {"topic": "t/freezer"}}}]
+    gw = gateways(cfg)
+
+    def site():
+        found = [s for s in mon.get("/api/sites") if s["site"] == "test-site"]
+        return found[0] if found else {"cameras": [], "sensors": []}
+
+    def ids(kind):
+        return sorted(c["camera" if kind == "cameras" else "sensor"] for c in site()[kind])
+
+    kg_e2e.wait_until(lambda: ids("cameras") == ["cooking", "store"] and ids("sensors") == ["freezer", "fridge"], 30,
+                      what="both cameras and both sensors in the room")
+    cfg["cameras"] = cfg["cameras"][:1]
+    cfg["sensors"] = cfg["sensors"][:1]
+    gw.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    gw.proc.send_signal(signal.SIGHUP)
+    kg_e2e.wait_until(lambda: ids("cameras") == ["cooking"] and ids("sensors") == ["fridge"], 30,
+                      what="the removed camera and sensor forgotten")
+    assert "test-site: camera store, sensor freezer no longer in its gateway's list: forgotten" in mon.output()
+    # The monitor restarts: the broker hands it every retained state again, the removed ones too.
+    assert mon.terminate() == 0
+    mon = monitors(broker, name="again", db=tmp_path / "monitor.db")
+    kg_e2e.wait_until(lambda: ids("cameras") == ["cooking"] and site()["state"] == "online", 20,
+                      what="the room back with the site")
+    time.sleep(2)  # every retained message has arrived by now
+    assert ids("cameras") == ["cooking"] and ids("sensors") == ["fridge"]
+
+
 def test_two_instances_split_a_shared_subscription(broker, monitors, tmp_path):
     n = 200
     a = monitors(broker, name="monitor-a", share_group="room")

@@ -262,7 +262,7 @@ TEST(MonitorSequenceStore, SurvivesARestartAndStartsAfreshForANewOutbox) {
     const auto db = tmp.path("monitor.db");
     {
         Store store(db);
-        EXPECT_EQ(store.set_gateway_info("sch-0101", gateway_info(3), kT0, Sequence{kStream, 3}).kind,
+        EXPECT_EQ(store.set_gateway_info("sch-0101", gateway_info(3), kT0, Sequence{kStream, 3}).track.kind,
                   TrackResult::Kind::started);
         store.track_received("sch-0101", {kStream, 4}, kT0);
         const auto r = store.track_received("sch-0101", {kStream, 9}, kT0 + 1s);  // 5-8 missing
@@ -575,7 +575,7 @@ TEST(MonitorSequenceStore, ANumberCountsAsReceivedWhateverTheStoreDidWithItsMess
     // Without a number, nothing is tracked.
     EXPECT_EQ(store.add_event(event(4), kT0).track.kind, TrackResult::Kind::ignored);
     EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{4, 4}}));
-    EXPECT_EQ(store.set_gateway_info("sch-0101", gateway_info(9), kT0, Sequence{kStream, 9}).kind,
+    EXPECT_EQ(store.set_gateway_info("sch-0101", gateway_info(9), kT0, Sequence{kStream, 9}).track.kind,
               TrackResult::Kind::tracked);
     EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{4, 4}, {6, 9}}));
 }

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "common/json_depth.hpp"
@@ -331,6 +332,66 @@ TEST(MonitorIngest, RoutesTheSiteTreeAndRefusesBadMessages) {
     ASSERT_EQ(rollups->size(), 1u);
     EXPECT_EQ((*rollups)[0]["points"][0]["mean"], 3.4);
     EXPECT_FALSE(store.rollups("sch-0102", "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z"));
+}
+
+// An installer takes a camera and a sensor out of the configuration: the room showed them offline for
+// good. The gateway message lists what the site has; the rest is forgotten, and a state the broker
+// kept retained from before does not bring it back.
+TEST(MonitorIngest, CamerasAndSensorsTheSiteNoLongerListsAreForgotten) {
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const auto camera = [](const std::string& id) {
+        return json{{"site", "sch-0101"}, {"camera", id}, {"name", id}, {"online", false}}.dump();
+    };
+    const auto sensor = [](const std::string& id) {
+        return json{{"site", "sch-0101"}, {"sensor", id}, {"name", id}, {"unit", "degC"}, {"online", false}}
+            .dump();
+    };
+    const auto listed = [&](const char* what) {
+        std::set<std::string> ids;
+        const json sites = store.sites();
+        for (const auto& c : sites.at(0)[what])
+            ids.insert(c[what == std::string("cameras") ? "camera" : "sensor"].get<std::string>());
+        return ids;
+    };
+    for (const auto* id : {"cooking", "store"})
+        ingest.handle(fmt::format("kitchen/sch-0101/cameras/{}/state", id), camera(id), true, kT0);
+    for (const auto* id : {"fridge", "freezer"})
+        ingest.handle(fmt::format("kitchen/sch-0101/sensors/{}/state", id), sensor(id), true, kT0);
+    ASSERT_EQ(listed("cameras"), (std::set<std::string>{"cooking", "store"}));
+    ASSERT_EQ(listed("sensors"), (std::set<std::string>{"fridge", "freezer"}));
+
+    json info = {
+        {"site", "sch-0101"},
+        {"name", "No. 1"},
+        {"version", "0.3.0"},
+        {"cameras",
+         json::array(
+             {{{"id", "cooking"}, {"name", "Cooking"}, {"public", true}, {"checks", json::array()}}})},
+        {"sensors",
+         json::array({{{"id", "fridge"}, {"name", "Fridge"}, {"kind", "temperature"}, {"unit", "degC"}}})}};
+    ingest.handle("kitchen/sch-0101/gateway", info.dump(), true, kT0);
+    EXPECT_EQ(listed("cameras"), (std::set<std::string>{"cooking"}));
+    EXPECT_EQ(listed("sensors"), (std::set<std::string>{"fridge"}));
+    // The broker hands the old retained states over again (the monitor restarted): still gone.
+    ingest.handle("kitchen/sch-0101/cameras/store/state", camera("store"), true, kT0);
+    ingest.handle("kitchen/sch-0101/sensors/freezer/state", sensor("freezer"), true, kT0);
+    EXPECT_EQ(listed("cameras"), (std::set<std::string>{"cooking"}));
+    EXPECT_EQ(listed("sensors"), (std::set<std::string>{"fridge"}));
+    EXPECT_EQ(ingest.counters().refused.load(), 0u);  // not an error: what a broker keeps
+    // A gateway of an older version lists no sensors: the room keeps what it has of them.
+    info.erase("sensors");
+    info["cameras"].push_back(
+        {{"id", "hall"}, {"name", "Hall"}, {"public", false}, {"checks", json::array()}});
+    ingest.handle("kitchen/sch-0101/gateway", info.dump(), true, kT0);
+    ingest.handle("kitchen/sch-0101/cameras/hall/state", camera("hall"), true, kT0);
+    ingest.handle("kitchen/sch-0101/sensors/freezer/state", sensor("freezer"), true, kT0);
+    EXPECT_EQ(listed("cameras"), (std::set<std::string>{"cooking", "hall"}));
+    EXPECT_EQ(listed("sensors"), (std::set<std::string>{"fridge", "freezer"}));
+    // A state topic cleared on the broker (an empty retained message) forgets it too.
+    ingest.handle("kitchen/sch-0101/cameras/hall/state", "", false, kT0);
+    EXPECT_EQ(listed("cameras"), (std::set<std::string>{"cooking"}));
+    EXPECT_EQ(ingest.counters().refused.load(), 0u);
 }
 
 // A district's gateways may publish under a prefix of more than one level.
