@@ -15,6 +15,12 @@
 
 namespace kg::stream {
 
+// The names of the files a writer makes, as the web side admits them: its run (6 characters), `g`
+// and the connection's generation, then the init segment or a numbered segment. The generation
+// counts every reconnect of the camera for the whole run: months of a flapping camera pass a
+// million, which the first pattern (6 digits) refused, a dead public stream until a restart.
+inline constexpr const char* kHlsFileName = R"([0-9a-z]{6}g[0-9]{1,10}-(init\.mp4|[0-9]{5,10}\.m4s))";
+
 class HlsWriter final : public ingest::PacketObserver {
 public:
     // `max_gop_bytes`: the most video held in one open segment waiting for a key frame (on tmpfs:

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/log_throttle.hpp"
+#include "stream/hls_writer.hpp"
 #include "web/live_stream.hpp"
 #include "web/viewer_token.hpp"
 
@@ -256,8 +257,8 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
         // Names are matched whole: a camera id, then the playlist or a file the muxer names, or .flv.
-        static const std::regex hls(
-            R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|[0-9a-z]{6}g[0-9]{1,6}-(init\.mp4|[0-9]{5,10}\.m4s))$)");
+        static const std::regex hls(std::string(R"(^/live/([A-Za-z0-9_-]{1,64})/(index\.m3u8|)") +
+                                    stream::kHlsFileName + ")$");
         static const std::regex flv(R"(^/live/([A-Za-z0-9_-]{1,64})\.flv$)");
         std::smatch m;
         const bool is_hls = std::regex_match(path, m, hls);

@@ -702,8 +702,14 @@ TEST(HlsWriter, FileNamesDifferFromOneRunToTheNext) {
     ASSERT_GE(first.size(), 3u);
     ASSERT_GE(second.size(), 3u);
     const std::regex short_name(R"([0-9a-z]{6}g1-(init\.mp4|[0-9]{5,10}\.m4s))");
+    const std::regex served(kg::stream::kHlsFileName);
+    // What the web side admits: these names, and those of a camera that reconnected a million times.
+    EXPECT_TRUE(std::regex_match("k3f9a2g1000000-00042.m4s", served));
+    EXPECT_TRUE(std::regex_match("k3f9a2g2147483647-init.mp4", served));
+    EXPECT_FALSE(std::regex_match("k3f9a2g1-00042.m4s.tmp", served));
     for (const auto& name : first) {
         EXPECT_TRUE(std::regex_match(name, short_name)) << name;
+        EXPECT_TRUE(std::regex_match(name, served)) << name;
         EXPECT_FALSE(second.contains(name)) << name << " came back after a restart";
     }
     fs::remove_all(dir);
