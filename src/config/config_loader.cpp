@@ -453,6 +453,14 @@ void read_tls(Reader& r, const YAML::Node& t, const std::string& path, std::opti
                               std::pair{"key_file", &tls.key_file}}) {
         if (t[key] && r.string(t[key], join(path, key), *field) && !field->empty()) {
             *field = r.resolve(*field).string();
+            // Said here, with the line: at the connection Paho says only "SSL error", at every
+            // retry, and a reload would have swapped a working connection for that.
+            std::error_code ec;
+            if (!std::filesystem::is_regular_file(*field, ec))
+                r.error(
+                    t[key], join(path, key),
+                    fmt::format("{} {}", *field,
+                                std::filesystem::exists(*field, ec) ? "is not a file" : "does not exist"));
         }
     }
     if (t["verify_server"]) r.boolean(t["verify_server"], path + ".verify_server", tls.verify_server);

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "common/listen_address.hpp"
 #include "config/config_loader.hpp"
@@ -82,18 +83,54 @@ const std::string kHead = "site: {id: s1, name: S}\n";  // line 1
 
 }  // namespace
 
+// A TLS file that is not there was taken, and the connection then failed at every retry with Paho's
+// "SSL error" (a reload swapped a working connection for that): it is a configuration error, with
+// its line.
+TEST(ConfigLoader, ATlsFileThatIsNotThereIsAnErrorWithItsLine) {
+    const auto dir = std::filesystem::temp_directory_path() / ("kg-config-tls-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir / "certs");
+    const std::string head =
+        "site: {id: s1, name: S}\ncameras: [{id: a, url: a.mp4}]\nmqtt:\n  url: mqtts://b:8883\n  tls:\n";
+    for (const auto& [tls, where, what] : {
+             std::tuple{"    ca_file: certs/ca.crt\n", "mqtt.tls.ca_file", "certs/ca.crt does not exist"},
+             std::tuple{"    ca_file: certs\n", "mqtt.tls.ca_file", "certs is not a file"},
+             std::tuple{"    cert_file: /nonexistent/me.crt\n    key_file: certs/me.key\n",
+                        "mqtt.tls.cert_file", "/nonexistent/me.crt does not exist"},
+         }) {
+        try {
+            load_string(head + tls, (dir / "gateway.yaml").string());
+            ADD_FAILURE() << "accepted: " << tls;
+        } catch (const ConfigInvalid& e) {
+            const std::string text = e.what();
+            EXPECT_NE(text.find(where), std::string::npos) << text;
+            EXPECT_NE(text.find(what), std::string::npos) << text;
+            EXPECT_NE(text.find("gateway.yaml:6"), std::string::npos) << text;
+        }
+    }
+    std::ofstream(dir / "certs" / "ca.crt") << "-----BEGIN CERTIFICATE-----\n";
+    EXPECT_EQ(
+        load_string(head + "    ca_file: certs/ca.crt\n", (dir / "gateway.yaml").string()).mqtt.tls->ca_file,
+        (dir / "certs" / "ca.crt").string());
+    std::filesystem::remove_all(dir);
+}
+
 TEST(ConfigLoader, AValidDocumentGivesTheTree) {
     setenv("KG_TEST_SECRET", "s3cret", 1);
     setenv("KG_TEST_THREADS", "3", 1);
-    const auto g = load_string(kValid, "/etc/kg/gateway.yaml");
-    EXPECT_EQ(g.source_file, "/etc/kg/gateway.yaml");
+    // The TLS files are read from the configuration's folder, and must be there.
+    const auto dir = std::filesystem::temp_directory_path() / ("kg-config-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir / "certs");
+    std::ofstream(dir / "certs" / "ca.crt") << "-----BEGIN CERTIFICATE-----\n";
+    const auto g = load_string(kValid, (dir / "gateway.yaml").string());
+    std::filesystem::remove_all(dir);
+    EXPECT_EQ(g.source_file, (dir / "gateway.yaml").string());
     EXPECT_EQ(g.site.id, "sch-0101");
     EXPECT_EQ(g.site.holidays, std::vector<std::string>{"2026-10-01"});
     EXPECT_EQ(g.mqtt.url, "mqtts://broker.example:8883");
     EXPECT_EQ(g.mqtt.password, "s3cret");
     EXPECT_EQ(g.mqtt.client_id, "kitchen-gateway-sch-0101");
     ASSERT_TRUE(g.mqtt.tls);
-    EXPECT_EQ(g.mqtt.tls->ca_file, "/etc/kg/certs/ca.crt");
+    EXPECT_EQ(g.mqtt.tls->ca_file, (dir / "certs" / "ca.crt").string());
     EXPECT_EQ(g.mqtt.reconnect_min, 500ms);
     EXPECT_EQ(g.mqtt.reconnect_max, 60s);
     EXPECT_EQ(g.mqtt.keepalive, 30s);  // built-in default
@@ -120,7 +157,7 @@ TEST(ConfigLoader, AValidDocumentGivesTheTree) {
 
     const auto& demo = g.cameras[1];
     EXPECT_EQ(demo.name, "demo");  // defaults to the id
-    EXPECT_EQ(demo.url, "/etc/kg/clips/demo.mp4");
+    EXPECT_EQ(demo.url, (dir / "clips" / "demo.mp4").string());
     EXPECT_TRUE(demo.input.loop);
     EXPECT_EQ(demo.input.transport, kg::config::Transport::udp);
     EXPECT_EQ(demo.input.timeout, 2500ms);
