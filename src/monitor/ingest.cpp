@@ -271,7 +271,10 @@ void Ingest::handle(const std::string& topic, const std::string& payload, bool r
             }
             return;
         } catch (const sqlite::Error& e) {
-            if (!e.transient()) return refuse(topic, payload, e.what());
+            if (!e.transient()) {
+                store_failing_ = false;  // the database answered: this message is what it refused
+                return refuse(topic, payload, e.what());
+            }
             ++counters_.store_retries;
             {
                 std::lock_guard lock(failure_mutex_);
@@ -293,6 +296,7 @@ void Ingest::handle(const std::string& topic, const std::string& payload, bool r
             }
         } catch (const std::exception& e) {
             // A payload field of an unexpected type.
+            store_failing_ = false;
             return refuse(topic, payload, e.what());
         }
     }
@@ -493,6 +497,9 @@ void Ingest::route_event(const std::string& topic, const std::string& site, cons
     }
     const auto stored = store_.add_event(*m, now, seq);
     if (seq) report(site, seq->stream, stored.track, now);
+    if (stored.track.retired_stream && !stored.track.ended_alerts.empty())
+        log_->warn("{}: alert {} first seen in a late message of replaced stream {}: ended as '{}'", site,
+                   m->id, seq->stream, kEndOutboxReplaced);
     switch (stored.outcome) {
         case IngestOutcome::created:
             ++counters_.created;

@@ -152,12 +152,11 @@ void Store::ensure_site(const std::string& site) {
 
 void Store::site_seen(const std::string& site, TimePoint when) {
     std::lock_guard lock(mutex_);
-    if (const auto [it, first] = seen_written_.try_emplace(site, when); !first) {
-        // Earlier than the last write: the room's clock was stepped back, which the UPDATE below
-        // must see at once.
-        if (when >= it->second && when - it->second < seen_resolution_) return;
-        it->second = when;
-    }
+    // Earlier than the last write: the room's clock was stepped back, which the UPDATE below must
+    // see at once.
+    if (const auto it = seen_written_.find(site);
+        it != seen_written_.end() && when >= it->second && when - it->second < seen_resolution_)
+        return;
     ensure_site(site);
     // ISO 8601 UTC strings with milliseconds sort as times do. Only forward (instances sharing the
     // database take messages out of order), unless what is stored is more than a minute ahead of
@@ -170,6 +169,7 @@ void Store::site_seen(const std::string& site, TimePoint when) {
         .bind(2, iso8601_utc(when))
         .bind(3, iso8601_utc(when + std::chrono::minutes(1)))
         .run();
+    seen_written_[site] = when;  // only once written: a failed write is tried again at the next message
 }
 
 bool Store::set_availability(const std::string& site, const std::string& state, TimePoint when) {
@@ -309,6 +309,13 @@ EventStored Store::add_event(const EventMessage& m, TimePoint now, const std::op
         EventStored out;
         if (seq) out.track = record_received(m.site, *seq, now);
         out.outcome = store_event(m, now);
+        // A late message of a replaced outbox that is the first the room sees of its alert (another
+        // instance of a share group held it, or the broker did): the room ended that outbox's alerts
+        // when the new one began, and nothing will end this one either.
+        if (out.outcome == IngestOutcome::created && out.track.retired_stream && m.state != "end") {
+            end_as_outbox_replaced(m, now);
+            out.track.ended_alerts.push_back(m.id);
+        }
         return out;
     });
 }

@@ -119,6 +119,8 @@ struct TrackResult {
     // were still missing (the old outbox is gone: they are counted as lost, no longer asked for).
     std::string replaced_stream;
     std::int64_t replaced_missing = 0;
+    // With `ignored`: the number is of a stream the site replaced (a late message of its old outbox).
+    bool retired_stream = false;
     // With `started` for a site that had a stream: its alerts still open, ended by the room with
     // kEndOutboxReplaced (the gateway's record of them went with its outbox).
     std::vector<std::string> ended_alerts;
@@ -345,6 +347,8 @@ private:
     void start_stream(const std::string& site, const StreamTrack& track, TimePoint now, TrackResult& result);
     void retire_stream(const std::string& site, const StreamTrack& old, TimePoint now, TrackResult& result);
     void end_alerts_of_replaced_outbox(const std::string& site, TimePoint now, TrackResult& result);
+    // Ends `alert` (already stored) as the room does when its outbox was replaced, and queues the end.
+    void end_as_outbox_replaced(const EventMessage& alert, TimePoint now);
     enum class Creates { from_gateway, from_message, never };
     // Loads the site's track of `s.stream` (starting it as `creates` says), applies `apply(track)`
     // and writes back what changed. The caller holds mutex_ and a transaction.

@@ -200,18 +200,23 @@ void Store::end_alerts_of_replaced_outbox(const std::string& site, TimePoint now
             ended.push_back(std::move(m));
         }
     }
-    const std::string when = iso8601_utc(now);
     for (const auto& m : ended) {
-        Stmt(db_,
-             "UPDATE alerts SET condition = 'end', end_time = ?2, end_reason = ?3, updated_at = ?2"
-             " WHERE id = ?1")
-            .bind(1, m.id)
-            .bind(2, when)
-            .bind(3, std::string(kEndOutboxReplaced))
-            .run();
-        queue_notifications(m, IngestOutcome::updated, now);
+        end_as_outbox_replaced(m, now);
         result.ended_alerts.push_back(m.id);
     }
+}
+
+void Store::end_as_outbox_replaced(const EventMessage& alert, TimePoint now) {
+    Stmt(db_,
+         "UPDATE alerts SET condition = 'end', end_time = ?2, end_reason = ?3, updated_at = ?2 WHERE id = ?1")
+        .bind(1, alert.id)
+        .bind(2, iso8601_utc(now))
+        .bind(3, std::string(kEndOutboxReplaced))
+        .run();
+    EventMessage end = alert;
+    end.state = "end";
+    end.end_reason = kEndOutboxReplaced;
+    queue_notifications(end, IngestOutcome::updated, now);
 }
 
 template <typename Apply>
@@ -221,7 +226,11 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
     TrackResult result;
     auto track = load_current_track(site);
     if (!track || track->stream() != s.stream) {
-        if (creates == Creates::never || is_retired_stream(site, s.stream)) return result;
+        if (creates == Creates::never) return result;
+        if (is_retired_stream(site, s.stream)) {
+            result.retired_stream = true;
+            return result;
+        }
         if (track) {
             // A site the room follows: the new stream is numbered from 1, and what the room has not
             // seen of it is missing (asked for), not taken as delivered.

@@ -145,7 +145,10 @@ void RtmpPusher::run() {
         const bool again = push_once(params, time_base, generation);
         connected_ = false;
         if (thread_.stopping()) break;
-        if (again) continue;
+        if (again) {
+            backoff.reset();  // a push that ran for weeks: a failing re-publish starts its back-off afresh
+            continue;
+        }
         if (std::chrono::steady_clock::now() - began > std::chrono::seconds(30)) backoff.reset();
         {
             std::lock_guard lock(mutex_);

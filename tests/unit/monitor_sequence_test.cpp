@@ -403,6 +403,13 @@ TEST(MonitorSequenceIngest, TheAlertsAReplacedOutboxLeftOpenAreEndedByTheRoom) {
                   kT0 + 71s);
     EXPECT_EQ(store.alert(open_one)->end_reason, "cleared");
     EXPECT_EQ(store.alert(open_one)->end_time, "2026-12-01T08:05:00.000Z");
+    // The old stream's start of an alert the room has never seen (another instance of a share group
+    // held it): nothing will end it either, so it is stored ended.
+    const std::string late = fmt::format("19ab3c0f2e1-{:016x}", 6);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(6).dump(), false, kT0 + 80s);
+    ASSERT_TRUE(store.alert(late));
+    EXPECT_EQ(store.alert(late)->condition, "end");
+    EXPECT_EQ(store.alert(late)->end_reason, std::string(kEndOutboxReplaced));
     // A site's first stream (a monitor deployed after its gateway) ends nothing.
     ingest.handle("kitchen/sch-0202/events", numbered_event(7, kStream, "sch-0202").dump(), false, kT0);
     EXPECT_EQ(store.alert(fmt::format("19ab3c0f2e1-{:016x}", 7))->condition, "start");
