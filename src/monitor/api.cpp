@@ -166,7 +166,7 @@ public:
             return {login(req, client, now)};
         }
 
-        const auto who = ctx_.auth.identify(req, now);
+        const auto who = ctx_.auth.identify(req, now, client);
         if (!who) {
             auto res = error(req, http::status::unauthorized, "sign in first");
             // No WWW-Authenticate: the browser must not pop up its own dialog over the page's form.
@@ -234,7 +234,17 @@ private:
             !body.contains("password") || !body["password"].is_string())
             return error(req, http::status::bad_request, "expected {\"operator\": ..., \"password\": ...}");
         const std::string name = body["operator"];
-        const auto token = ctx_.auth.login(name, body["password"], now);
+        if (const auto wait = ctx_.auth.retry_after(client, now); wait > Duration::zero()) {
+            const auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
+            log_->warn("sign-in as '{}' from {} refused: too many wrong passwords from there, {} s to wait",
+                       name.substr(0, 64), client, seconds);
+            auto res =
+                error(req, http::status::too_many_requests,
+                      fmt::format("too many wrong passwords from this address: try again in {} s", seconds));
+            res.set(http::field::retry_after, std::to_string(seconds));
+            return res;
+        }
+        const auto token = ctx_.auth.login(name, body["password"], now, client);
         if (!token) {
             log_->warn("failed sign-in as '{}' from {}", name.substr(0, 64), client);
             return error(req, http::status::unauthorized, "wrong operator or password");

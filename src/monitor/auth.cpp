@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/beast/core/string.hpp>
 #include <random>
 
@@ -87,7 +88,39 @@ std::optional<std::string> Auth::check_password(const std::string& name, const s
     return std::nullopt;
 }
 
-std::optional<std::string> Auth::identify(const Request& req, TimePoint now) {
+Duration Auth::retry_after(const std::string& client, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    const auto it = guesses_.find(client);
+    if (it == guesses_.end() || it->second.failed < kFreeGuesses || now - it->second.last > kGuessWindow)
+        return Duration::zero();
+    const int over = std::min(it->second.failed - kFreeGuesses, 6);  // 2^6 s is past the cap
+    const Duration wait = std::min<Duration>(std::chrono::seconds(1 << over), kMaxGuessWait);
+    const auto left = it->second.last + wait - now;
+    return left > Duration::zero() ? std::chrono::ceil<Duration>(left) : Duration::zero();
+}
+
+std::optional<std::string> Auth::checked_password(const std::string& name, const std::string& password,
+                                                  TimePoint now, const std::string& client) {
+    if (retry_after(client, now) > Duration::zero()) return std::nullopt;
+    auto who = check_password(name, password);
+    std::lock_guard lock(mutex_);
+    if (who) {
+        guesses_.erase(client);
+        return who;
+    }
+    if (guesses_.size() >= kMaxGuessers) {
+        std::erase_if(guesses_, [&](const auto& kv) { return now - kv.second.last > kGuessWindow; });
+        // Still full: addresses enough to fill it are guessing at once; forget them rather than grow.
+        if (guesses_.size() >= kMaxGuessers) guesses_.clear();
+    }
+    auto& g = guesses_[client];
+    if (now - g.last > kGuessWindow) g.failed = 0;
+    ++g.failed;
+    g.last = now;
+    return std::nullopt;
+}
+
+std::optional<std::string> Auth::identify(const Request& req, TimePoint now, const std::string& client) {
     if (const auto token = cookie(req, kSessionCookie)) {
         std::lock_guard lock(mutex_);
         std::erase_if(sessions_, [&](const auto& kv) { return kv.second.expires < now; });
@@ -111,13 +144,14 @@ std::optional<std::string> Auth::identify(const Request& req, TimePoint now) {
         if (!decoded) return std::nullopt;
         const auto colon = decoded->find(':');
         if (colon == std::string::npos) return std::nullopt;
-        return check_password(decoded->substr(0, colon), decoded->substr(colon + 1));
+        return checked_password(decoded->substr(0, colon), decoded->substr(colon + 1), now, client);
     }
     return std::nullopt;
 }
 
-std::optional<std::string> Auth::login(const std::string& name, const std::string& password, TimePoint now) {
-    const auto who = check_password(name, password);
+std::optional<std::string> Auth::login(const std::string& name, const std::string& password, TimePoint now,
+                                       const std::string& client) {
+    const auto who = checked_password(name, password, now, client);
     if (!who) return std::nullopt;
     auto token = random_token();
     std::lock_guard lock(mutex_);

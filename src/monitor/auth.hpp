@@ -22,9 +22,20 @@ class Auth {
 public:
     Auth(std::vector<Operator> operators, Duration session_ttl);
 
-    std::optional<std::string> identify(const Request& req, TimePoint now);
-    // A new session token for a correct name and password.
-    std::optional<std::string> login(const std::string& name, const std::string& password, TimePoint now);
+    // `client`: the address the request came from; password guesses are counted per address.
+    std::optional<std::string> identify(const Request& req, TimePoint now, const std::string& client = {});
+    // A new session token for a correct name and password; none while `client` must wait.
+    std::optional<std::string> login(const std::string& name, const std::string& password, TimePoint now,
+                                     const std::string& client = {});
+    // How long `client` must wait before its password is checked again (zero: it need not). After
+    // kFreeGuesses wrong passwords within kGuessWindow, each further one doubles the wait, from 1 s to at
+    // most kMaxGuessWait: a script guessing runs at one try a minute, and an operator who mistyped,
+    // or shares a reverse proxy's address with the guesser, waits a minute at most. Bearer tokens and
+    // sessions are never held up.
+    Duration retry_after(const std::string& client, TimePoint now);
+    static constexpr int kFreeGuesses = 5;
+    static constexpr Duration kGuessWindow = std::chrono::minutes(15);
+    static constexpr Duration kMaxGuessWait = std::chrono::minutes(1);
     void logout(const Request& req);
     Duration session_ttl() const { return ttl_; }
 
@@ -39,6 +50,15 @@ private:
         TimePoint expires;
     };
     std::map<std::string, Session> sessions_;
+    // Password checks of one address: a wrong one counts, a right one clears (under mutex_).
+    std::optional<std::string> checked_password(const std::string& name, const std::string& password,
+                                                TimePoint now, const std::string& client);
+    struct Guesses {
+        int failed = 0;
+        TimePoint last;
+    };
+    std::map<std::string, Guesses> guesses_;
+    static constexpr std::size_t kMaxGuessers = 4096;
 };
 
 // Equal strings, in a time that does not depend on where they differ.

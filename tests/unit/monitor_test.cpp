@@ -610,6 +610,72 @@ TEST(MonitorAuth, PasswordsTokensAndSessions) {
     EXPECT_FALSE(auth.identify(browser, kT0 + std::chrono::hours(2)));  // expired
 }
 
+// Sign-in guesses were not held up: a script could try passwords as fast as the room answered. After
+// five wrong ones from an address, each further one waits, doubling to a minute; other addresses,
+// bearer tokens and sessions are not held up, and a right password clears the count.
+TEST(MonitorAuth, WrongPasswordsFromAnAddressAreHeldUp) {
+    using std::chrono::seconds;
+    Auth auth({{"wang", "correct-horse", ""}, {"bot", "", "0123456789abcdef0123"}}, std::chrono::hours(1));
+    const std::string guesser = "203.0.113.9", colleague = "10.0.0.7";
+    auto now = kT0;
+    for (int i = 0; i < Auth::kFreeGuesses; ++i) {
+        EXPECT_EQ(auth.retry_after(guesser, now), kg::Duration::zero()) << i;
+        EXPECT_FALSE(auth.login("wang", fmt::format("guess-{}", i), now, guesser));
+    }
+    EXPECT_EQ(auth.retry_after(guesser, now), seconds(1));
+    // Meanwhile even the right password is not checked from there; elsewhere it is.
+    EXPECT_FALSE(auth.login("wang", "correct-horse", now, guesser));
+    EXPECT_TRUE(auth.login("wang", "correct-horse", now, colleague));
+    Request basic;
+    basic.set(http::field::authorization, "Basic d2FuZzpjb3JyZWN0LWhvcnNl");  // wang:correct-horse
+    EXPECT_FALSE(auth.identify(basic, now, guesser));
+    Request bearer;
+    bearer.set(http::field::authorization, "Bearer 0123456789abcdef0123");
+    EXPECT_EQ(auth.identify(bearer, now, guesser).value_or(""), "bot");
+    // Each wrong one after the wait doubles it, up to a minute.
+    std::vector<long> waits;
+    for (int i = 0; i < 8; ++i) {
+        now += auth.retry_after(guesser, now);
+        EXPECT_FALSE(auth.login("wang", "still-wrong", now, guesser));
+        waits.push_back(std::chrono::duration_cast<seconds>(auth.retry_after(guesser, now)).count());
+    }
+    EXPECT_EQ(waits, (std::vector<long>{2, 4, 8, 16, 32, 60, 60, 60}));
+    // A right password after the wait signs in and clears the count.
+    now += auth.retry_after(guesser, now);
+    EXPECT_TRUE(auth.login("wang", "correct-horse", now, guesser));
+    EXPECT_EQ(auth.retry_after(guesser, now), kg::Duration::zero());
+    // Wrong ones further apart than the window do not add up.
+    for (int i = 0; i < 10; ++i) {
+        now += Auth::kGuessWindow + seconds(1);
+        EXPECT_FALSE(auth.login("wang", "typo", now, colleague));
+    }
+    EXPECT_EQ(auth.retry_after(colleague, now), kg::Duration::zero());
+}
+
+TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
+    WebHandler handler = make_api(
+        ApiContext{
+            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
+        kg::Logging::null_logger());
+    const auto login = [&](const std::string& password) {
+        Request req{http::verb::post, "/api/login", 11};
+        req.set(http::field::content_type, "application/json");
+        req.body() = json{{"operator", "wang"}, {"password", password}}.dump();
+        req.prepare_payload();
+        return handler(req, "203.0.113.9").response;
+    };
+    for (int i = 0; i < Auth::kFreeGuesses; ++i) EXPECT_EQ(login("wrong").result_int(), 401u);
+    const auto held = login("correct-horse");
+    EXPECT_EQ(held.result_int(), 429u);
+    EXPECT_EQ(held[http::field::retry_after], "1");
+    EXPECT_NE(held.body().find("too many wrong passwords from this address: try again in 1 s"),
+              std::string::npos)
+        << held.body();
+}
+
 namespace {
 
 std::string config_error(const std::string& yaml) {
