@@ -456,11 +456,18 @@ void read_tls(Reader& r, const YAML::Node& t, const std::string& path, std::opti
             // Said here, with the line: at the connection Paho says only "SSL error", at every
             // retry, and a reload would have swapped a working connection for that.
             std::error_code ec;
-            if (!std::filesystem::is_regular_file(*field, ec))
-                r.error(
-                    t[key], join(path, key),
-                    fmt::format("{} {}", *field,
-                                std::filesystem::exists(*field, ec) ? "is not a file" : "does not exist"));
+            const auto status = std::filesystem::status(*field, ec);
+            if (status.type() == std::filesystem::file_type::not_found) {
+                r.error(t[key], join(path, key), fmt::format("{} does not exist", *field));
+            } else if (ec) {
+                // A folder on the way that this user may not enter (a key under /etc/ssl/private).
+                r.error(t[key], join(path, key), fmt::format("{}: {}", *field, ec.message()));
+            } else if (status.type() != std::filesystem::file_type::regular) {
+                r.error(t[key], join(path, key), fmt::format("{} is not a file", *field));
+            } else if (!std::ifstream(*field)) {
+                // The service's user (kitchen-gateway) must read it, not only root checking by hand.
+                r.error(t[key], join(path, key), fmt::format("{} cannot be read by this user", *field));
+            }
         }
     }
     if (t["verify_server"]) r.boolean(t["verify_server"], path + ".verify_server", tls.verify_server);

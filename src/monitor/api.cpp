@@ -234,13 +234,15 @@ private:
             !body.contains("password") || !body["password"].is_string())
             return error(req, http::status::bad_request, "expected {\"operator\": ..., \"password\": ...}");
         const std::string name = body["operator"];
-        if (const auto wait = ctx_.auth.retry_after(client, now); wait > Duration::zero()) {
+        if (const auto wait = ctx_.auth.retry_after(client, name); wait > Duration::zero()) {
             const auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
-            log_->warn("sign-in as '{}' from {} refused: too many wrong passwords from there, {} s to wait",
-                       name.substr(0, 64), client, seconds);
-            auto res =
-                error(req, http::status::too_many_requests,
-                      fmt::format("too many wrong passwords from this address: try again in {} s", seconds));
+            log_->warn(
+                "sign-in as '{}' from {} refused: too many wrong passwords for it from there, {} s to wait",
+                name.substr(0, 64), client, seconds);
+            auto res = error(
+                req, http::status::too_many_requests,
+                fmt::format("too many wrong passwords for this operator from this address: try again in {} s",
+                            seconds));
             res.set(http::field::retry_after, std::to_string(seconds));
             return res;
         }

@@ -88,9 +88,12 @@ std::optional<std::string> Auth::check_password(const std::string& name, const s
     return std::nullopt;
 }
 
-Duration Auth::retry_after(const std::string& client, TimePoint now) {
-    std::lock_guard lock(mutex_);
-    const auto it = guesses_.find(client);
+namespace {
+std::string guess_key(const std::string& client, const std::string& name) { return client + '\n' + name; }
+}  // namespace
+
+Duration Auth::retry_after_locked(const std::string& key, SteadyPoint now) const {
+    const auto it = guesses_.find(key);
     if (it == guesses_.end() || it->second.failed < kFreeGuesses || now - it->second.last > kGuessWindow)
         return Duration::zero();
     const int over = std::min(it->second.failed - kFreeGuesses, 6);  // 2^6 s is past the cap
@@ -99,22 +102,35 @@ Duration Auth::retry_after(const std::string& client, TimePoint now) {
     return left > Duration::zero() ? std::chrono::ceil<Duration>(left) : Duration::zero();
 }
 
-std::optional<std::string> Auth::checked_password(const std::string& name, const std::string& password,
-                                                  TimePoint now, const std::string& client) {
-    if (retry_after(client, now) > Duration::zero()) return std::nullopt;
-    auto who = check_password(name, password);
+Duration Auth::retry_after(const std::string& client, const std::string& name) {
     std::lock_guard lock(mutex_);
+    return retry_after_locked(guess_key(client, name), steady_now_());
+}
+
+std::optional<std::string> Auth::checked_password(const std::string& name, const std::string& password,
+                                                  const std::string& client) {
+    const std::string key = guess_key(client, name);
+    std::lock_guard lock(mutex_);
+    const auto now = steady_now_();
+    // Checked and counted under one lock: parallel requests cannot all pass before one is counted.
+    if (retry_after_locked(key, now) > Duration::zero()) return std::nullopt;
+    auto who = check_password(name, password);
     if (who) {
-        guesses_.erase(client);
+        guesses_.erase(key);
         return who;
     }
-    if (guesses_.size() >= kMaxGuessers) {
+    if (!guesses_.contains(key) && guesses_.size() >= kMaxGuessers) {
         std::erase_if(guesses_, [&](const auto& kv) { return now - kv.second.last > kGuessWindow; });
-        // Still full: addresses enough to fill it are guessing at once; forget them rather than grow.
-        if (guesses_.size() >= kMaxGuessers) guesses_.clear();
+        // Still full (many addresses or names at once): the one guessed at longest ago goes, never
+        // a whole map whose clearing would reset the guesser's own count.
+        if (guesses_.size() >= kMaxGuessers) {
+            guesses_.erase(
+                std::min_element(guesses_.begin(), guesses_.end(),
+                                 [](const auto& a, const auto& b) { return a.second.last < b.second.last; }));
+        }
     }
-    auto& g = guesses_[client];
-    if (now - g.last > kGuessWindow) g.failed = 0;
+    auto& g = guesses_[key];
+    if (g.failed > 0 && now - g.last > kGuessWindow) g.failed = 0;
     ++g.failed;
     g.last = now;
     return std::nullopt;
@@ -144,14 +160,14 @@ std::optional<std::string> Auth::identify(const Request& req, TimePoint now, con
         if (!decoded) return std::nullopt;
         const auto colon = decoded->find(':');
         if (colon == std::string::npos) return std::nullopt;
-        return checked_password(decoded->substr(0, colon), decoded->substr(colon + 1), now, client);
+        return checked_password(decoded->substr(0, colon), decoded->substr(colon + 1), client);
     }
     return std::nullopt;
 }
 
 std::optional<std::string> Auth::login(const std::string& name, const std::string& password, TimePoint now,
                                        const std::string& client) {
-    const auto who = checked_password(name, password, now, client);
+    const auto who = checked_password(name, password, client);
     if (!who) return std::nullopt;
     auto token = random_token();
     std::lock_guard lock(mutex_);

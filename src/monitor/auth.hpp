@@ -4,6 +4,7 @@
 // sign-in with name and password), a bearer token (scripts), or HTTP Basic. Every action is
 // recorded under that name, never under a name the request body claims.
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -22,20 +23,24 @@ class Auth {
 public:
     Auth(std::vector<Operator> operators, Duration session_ttl);
 
-    // `client`: the address the request came from; password guesses are counted per address.
+    // `client`: the address the request came from; password guesses are counted per address and
+    // operator name.
     std::optional<std::string> identify(const Request& req, TimePoint now, const std::string& client = {});
-    // A new session token for a correct name and password; none while `client` must wait.
+    // A new session token for a correct name and password; none while `client` must wait for `name`.
     std::optional<std::string> login(const std::string& name, const std::string& password, TimePoint now,
                                      const std::string& client = {});
-    // How long `client` must wait before its password is checked again (zero: it need not). After
-    // kFreeGuesses wrong passwords within kGuessWindow, each further one doubles the wait, from 1 s to at
-    // most kMaxGuessWait: a script guessing runs at one try a minute, and an operator who mistyped,
-    // or shares a reverse proxy's address with the guesser, waits a minute at most. Bearer tokens and
-    // sessions are never held up.
-    Duration retry_after(const std::string& client, TimePoint now);
+    // How long `client` must wait before a password for `name` is checked again (zero: it need not).
+    // After kFreeGuesses wrong ones within kGuessWindow of each other, each further one doubles the
+    // wait, from 1 s to at most kMaxGuessWait: a script guessing runs at one try a minute. Counted per
+    // address and name, so that a right password of one operator does not clear guesses at another's,
+    // and a guesser behind a shared reverse proxy holds up only the name it guesses. Bearer tokens and
+    // sessions are never held up. Timed on the steady clock: a clock set back does not lock anyone out.
+    Duration retry_after(const std::string& client, const std::string& name);
     static constexpr int kFreeGuesses = 5;
     static constexpr Duration kGuessWindow = std::chrono::minutes(15);
     static constexpr Duration kMaxGuessWait = std::chrono::minutes(1);
+    // Tests: the steady clock the guesses are timed on.
+    void set_steady_clock(std::function<SteadyPoint()> clock) { steady_now_ = std::move(clock); }
     void logout(const Request& req);
     Duration session_ttl() const { return ttl_; }
 
@@ -50,15 +55,17 @@ private:
         TimePoint expires;
     };
     std::map<std::string, Session> sessions_;
-    // Password checks of one address: a wrong one counts, a right one clears (under mutex_).
+    // A password check from `client`: a wrong one counts, a right one clears (its address and name).
     std::optional<std::string> checked_password(const std::string& name, const std::string& password,
-                                                TimePoint now, const std::string& client);
+                                                const std::string& client);
+    Duration retry_after_locked(const std::string& key, SteadyPoint now) const;  // mutex_ held
     struct Guesses {
         int failed = 0;
-        TimePoint last;
+        SteadyPoint last;
     };
-    std::map<std::string, Guesses> guesses_;
+    std::map<std::string, Guesses> guesses_;  // by address and name
     static constexpr std::size_t kMaxGuessers = 4096;
+    std::function<SteadyPoint()> steady_now_ = [] { return std::chrono::steady_clock::now(); };
 };
 
 // Equal strings, in a time that does not depend on where they differ.

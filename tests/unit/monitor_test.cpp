@@ -611,45 +611,59 @@ TEST(MonitorAuth, PasswordsTokensAndSessions) {
 }
 
 // Sign-in guesses were not held up: a script could try passwords as fast as the room answered. After
-// five wrong ones from an address, each further one waits, doubling to a minute; other addresses,
-// bearer tokens and sessions are not held up, and a right password clears the count.
+// five wrong ones for an operator from an address, each further one waits, doubling to a minute;
+// other addresses, other operators, bearer tokens and sessions are not held up, and a right password
+// clears the count of its own name only.
 TEST(MonitorAuth, WrongPasswordsFromAnAddressAreHeldUp) {
     using std::chrono::seconds;
-    Auth auth({{"wang", "correct-horse", ""}, {"bot", "", "0123456789abcdef0123"}}, std::chrono::hours(1));
+    Auth auth(
+        {{"wang", "correct-horse", ""}, {"li", "battery-staple", ""}, {"bot", "", "0123456789abcdef0123"}},
+        std::chrono::hours(1));
+    kg::SteadyPoint steady{};
+    auth.set_steady_clock([&] { return steady; });
     const std::string guesser = "203.0.113.9", colleague = "10.0.0.7";
-    auto now = kT0;
+    Request wrong_basic;
+    wrong_basic.set(http::field::authorization, "Basic d2FuZzp3cm9uZw==");  // wang:wrong
     for (int i = 0; i < Auth::kFreeGuesses; ++i) {
-        EXPECT_EQ(auth.retry_after(guesser, now), kg::Duration::zero()) << i;
-        EXPECT_FALSE(auth.login("wang", fmt::format("guess-{}", i), now, guesser));
+        EXPECT_EQ(auth.retry_after(guesser, "wang"), kg::Duration::zero()) << i;
+        // Sign-in and HTTP Basic count alike.
+        if (i % 2) {
+            EXPECT_FALSE(auth.identify(wrong_basic, kT0, guesser));
+        } else {
+            EXPECT_FALSE(auth.login("wang", fmt::format("guess-{}", i), kT0, guesser));
+        }
     }
-    EXPECT_EQ(auth.retry_after(guesser, now), seconds(1));
-    // Meanwhile even the right password is not checked from there; elsewhere it is.
-    EXPECT_FALSE(auth.login("wang", "correct-horse", now, guesser));
-    EXPECT_TRUE(auth.login("wang", "correct-horse", now, colleague));
+    EXPECT_EQ(auth.retry_after(guesser, "wang"), seconds(1));
+    // Meanwhile even the right password for that name is not checked from there; from elsewhere, or
+    // for another name, it is, and that does not clear the guesses at wang.
+    EXPECT_FALSE(auth.login("wang", "correct-horse", kT0, guesser));
+    EXPECT_TRUE(auth.login("wang", "correct-horse", kT0, colleague));
+    EXPECT_TRUE(auth.login("li", "battery-staple", kT0, guesser));
+    EXPECT_EQ(auth.retry_after(guesser, "wang"), seconds(1));
     Request basic;
     basic.set(http::field::authorization, "Basic d2FuZzpjb3JyZWN0LWhvcnNl");  // wang:correct-horse
-    EXPECT_FALSE(auth.identify(basic, now, guesser));
+    EXPECT_FALSE(auth.identify(basic, kT0, guesser));
     Request bearer;
     bearer.set(http::field::authorization, "Bearer 0123456789abcdef0123");
-    EXPECT_EQ(auth.identify(bearer, now, guesser).value_or(""), "bot");
+    EXPECT_EQ(auth.identify(bearer, kT0, guesser).value_or(""), "bot");
     // Each wrong one after the wait doubles it, up to a minute.
     std::vector<long> waits;
     for (int i = 0; i < 8; ++i) {
-        now += auth.retry_after(guesser, now);
-        EXPECT_FALSE(auth.login("wang", "still-wrong", now, guesser));
-        waits.push_back(std::chrono::duration_cast<seconds>(auth.retry_after(guesser, now)).count());
+        steady += auth.retry_after(guesser, "wang");
+        EXPECT_FALSE(auth.login("wang", "still-wrong", kT0, guesser));
+        waits.push_back(std::chrono::duration_cast<seconds>(auth.retry_after(guesser, "wang")).count());
     }
     EXPECT_EQ(waits, (std::vector<long>{2, 4, 8, 16, 32, 60, 60, 60}));
     // A right password after the wait signs in and clears the count.
-    now += auth.retry_after(guesser, now);
-    EXPECT_TRUE(auth.login("wang", "correct-horse", now, guesser));
-    EXPECT_EQ(auth.retry_after(guesser, now), kg::Duration::zero());
+    steady += auth.retry_after(guesser, "wang");
+    EXPECT_TRUE(auth.login("wang", "correct-horse", kT0, guesser));
+    EXPECT_EQ(auth.retry_after(guesser, "wang"), kg::Duration::zero());
     // Wrong ones further apart than the window do not add up.
     for (int i = 0; i < 10; ++i) {
-        now += Auth::kGuessWindow + seconds(1);
-        EXPECT_FALSE(auth.login("wang", "typo", now, colleague));
+        steady += Auth::kGuessWindow + seconds(1);
+        EXPECT_FALSE(auth.login("li", "typo", kT0, colleague));
     }
-    EXPECT_EQ(auth.retry_after(colleague, now), kg::Duration::zero());
+    EXPECT_EQ(auth.retry_after(colleague, "li"), kg::Duration::zero());
 }
 
 TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
@@ -671,8 +685,9 @@ TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
     const auto held = login("correct-horse");
     EXPECT_EQ(held.result_int(), 429u);
     EXPECT_EQ(held[http::field::retry_after], "1");
-    EXPECT_NE(held.body().find("too many wrong passwords from this address: try again in 1 s"),
-              std::string::npos)
+    EXPECT_NE(
+        held.body().find("too many wrong passwords for this operator from this address: try again in 1 s"),
+        std::string::npos)
         << held.body();
 }
 
