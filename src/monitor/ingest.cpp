@@ -252,6 +252,24 @@ Ingest::Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::l
       notify_(std::move(notify)),
       track_sequences_(track_sequences) {}
 
+void Ingest::state_stored(Store::SourceStored stored, const std::string& topic, const std::string& payload,
+                          const std::string& site, const char* what, const std::string& id) {
+    switch (stored) {
+        case Store::SourceStored::beyond_cap:
+            return refuse(topic, payload,
+                          fmt::format("a {} beyond the {} the site has", what, Store::kMaxSourcesPerSite));
+        case Store::SourceStored::not_listed:
+            log_->debug(
+                "{}: state of {} {}, which its gateway no longer lists, ignored (kept retained by the broker "
+                "from before)",
+                site, what, id);
+            return;
+        case Store::SourceStored::stored:
+            notify_({Change::Kind::site, site, {}});
+            return;
+    }
+}
+
 void Ingest::refuse(const std::string& topic, const std::string& payload, const std::string& why) {
     ++counters_.refused;
     log_->warn("refused message on {}: {} (payload {} bytes: {})", topic, why, payload.size(),
@@ -432,43 +450,16 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         if (!std::regex_match(parts[3], kId)) return refuse(topic, payload, "the camera level is not an id");
         if (payload.size() > kMaxState)
             return refuse(topic, payload, fmt::format("a state over {} KiB", kMaxState >> 10));
-        switch (store_.set_camera_state(site, parts[3], j)) {
-            case Store::SourceStored::beyond_cap:
-                return refuse(topic, payload,
-                              fmt::format("a camera beyond the {} the site has", Store::kMaxSourcesPerSite));
-            case Store::SourceStored::not_listed:
-                log_->debug(
-                    "{}: state of camera {}, which its gateway no longer lists, ignored (kept retained "
-                    "by the broker from before)",
-                    site, parts[3]);
-                return;
-            case Store::SourceStored::stored:
-                break;
-        }
-        notify_({Change::Kind::site, site, {}});
-        return;
+        return state_stored(store_.set_camera_state(site, parts[3], j), topic, payload, site, "camera",
+                            parts[3]);
     }
     if (kind == "sensors" && parts.size() == 5 && (parts[4] == "state" || parts[4] == "rollup")) {
         if (!std::regex_match(parts[3], kId)) return refuse(topic, payload, "the sensor level is not an id");
         if (parts[4] == "state") {
             if (payload.size() > kMaxState)
                 return refuse(topic, payload, fmt::format("a state over {} KiB", kMaxState >> 10));
-            switch (store_.set_sensor_state(site, parts[3], j)) {
-                case Store::SourceStored::beyond_cap:
-                    return refuse(
-                        topic, payload,
-                        fmt::format("a sensor beyond the {} the site has", Store::kMaxSourcesPerSite));
-                case Store::SourceStored::not_listed:
-                    log_->debug(
-                        "{}: state of sensor {}, which its gateway no longer lists, ignored (kept "
-                        "retained by the broker from before)",
-                        site, parts[3]);
-                    return;
-                case Store::SourceStored::stored:
-                    break;
-            }
-            notify_({Change::Kind::site, site, {}});
-            return;
+            return state_stored(store_.set_sensor_state(site, parts[3], j), topic, payload, site, "sensor",
+                                parts[3]);
         }
         for (const auto* key : {"min", "mean", "max"})
             if (!j.contains(key) || !j[key].is_number())

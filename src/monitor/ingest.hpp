@@ -72,6 +72,9 @@ public:
 private:
     void route(const std::string& topic, const std::string& payload, bool retained, TimePoint now);
     void refuse(const std::string& topic, const std::string& payload, const std::string& why);
+    // What a camera's or sensor's state did (`what`: "camera" or "sensor"): refused, ignored or shown.
+    void state_stored(Store::SourceStored stored, const std::string& topic, const std::string& payload,
+                      const std::string& site, const char* what, const std::string& id);
     void route_event(const std::string& topic, const std::string& site, const std::string& payload,
                      const nlohmann::json& j, TimePoint now);
     void route_lost(const std::string& topic, const std::string& site, const std::string& payload,
