@@ -222,7 +222,10 @@ void Gateway::tick() {
     // Intervals on the steady clock: a wall clock set back an hour stopped every state (and the
     // room saw the site go silent), one set ahead republished everything at once.
     const auto steady = std::chrono::steady_clock::now();
-    const bool due = republish_.exchange(false) || steady - last_state_publish_ >= cfg_.mqtt.state_interval;
+    // A republish asked for by a new connection waits until its gateway message is out
+    // (MqttLink::publish holds the states until then).
+    const bool due = (link_.announced() && republish_.exchange(false)) ||
+                     steady - last_state_publish_ >= cfg_.mqtt.state_interval;
     if (due) last_state_publish_ = steady;
     publish_states(now, due);
     // The room learns of a loss at the tail of the stream (the last message before a quiet hour)

@@ -154,16 +154,25 @@ bool MqttLink::connect_once() {
             return false;
         }
         connection_.fetch_add(1);
+        announced_ = false;
         connected_ = true;
         connected_since_ = std::chrono::steady_clock::now();
     }
     log_->info("connected to {} as {}", cfg_.url, cfg_.client_id);
-    for (auto& hook : hooks_) hook();
+    for (auto& hook : hooks_) {
+        try {
+            hook();
+        } catch (const std::exception& e) {
+            log_->error("after connecting: {}", e.what());  // the connection stays, and the other hooks run
+        }
+    }
+    announced_ = true;
     cv_.notify_all();
     return true;
 }
 
 void MqttLink::run() {
+    hooks_thread_ = std::this_thread::get_id();
     Backoff backoff(cfg_.reconnect_min, cfg_.reconnect_max);
     bool first = true, was_up = false;  // was_up: the last attempt connected (and the link was lost since)
     while (!stop_) {
@@ -255,6 +264,7 @@ std::optional<Delivery> MqttLink::send(const std::string& topic, const std::stri
 
 bool MqttLink::publish(const std::string& topic, const std::string& payload, int qos, bool retain) {
     if (!connected_) return false;
+    if (!announced_ && std::this_thread::get_id() != hooks_thread_.load()) return false;
     try {
         client_->publish(topic, payload.data(), payload.size(), qos, retain);
         return true;

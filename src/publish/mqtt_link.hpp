@@ -72,6 +72,8 @@ public:
     void stop();
 
     bool connected() const { return connected_.load(); }
+    // Connected, and this connection's on_connected hooks have run: publish() takes anything.
+    bool announced() const { return connected_.load() && announced_.load(); }
     // Blocks until connected, stopped or `timeout`; true if connected.
     bool wait_connected(std::chrono::milliseconds timeout);
 
@@ -82,7 +84,10 @@ public:
     // Hands the message to the broker without waiting; nullopt (logged at debug) if not connected
     // or refused at once. The caller keeps the message until the delivery is acknowledged.
     std::optional<Delivery> send(const std::string& topic, const std::string& payload, int qos, bool retain);
-    // Publishes without waiting (retained state). False if not connected.
+    // Publishes without waiting (retained state). False if not connected, and, on a new connection,
+    // until its on_connected hooks have run, unless called from them: the room learns what the site
+    // has (the gateway message a hook publishes) before a state of a camera or sensor it would not
+    // know yet. send() is not held: an alert does not wait.
     bool publish(const std::string& topic, const std::string& payload, int qos, bool retain);
 
 private:
@@ -101,6 +106,8 @@ private:
     std::vector<Subscription> subscriptions_;
 
     std::atomic<bool> connected_{false};
+    std::atomic<bool> announced_{false};           // this connection's hooks have run
+    std::atomic<std::thread::id> hooks_thread_{};  // where they run: the link's thread
     std::atomic<std::uint64_t> connection_{0};
     std::uint64_t losses_ = 0;                               // under mutex_: connection-lost callbacks so far
     std::chrono::steady_clock::time_point connected_since_;  // under mutex_
