@@ -75,6 +75,22 @@ json opt(const std::optional<std::string>& v) { return v ? json(*v) : json(nullp
 
 }  // namespace
 
+void add_site_state(json& site, TimePoint now, Duration heartbeat_timeout) {
+    // online/offline from the availability topic; "silent" when it claims online but nothing
+    // arrived within heartbeat_timeout (a half-open connection, a hung gateway).
+    std::string state =
+        site["availability"].is_string() ? site["availability"].get<std::string>() : "unknown";
+    std::optional<double> age;
+    if (site["last_seen"].is_string()) {
+        if (const auto t = parse_iso8601_utc(site["last_seen"].get<std::string>()))
+            age = std::chrono::duration<double>(now - *t).count();
+    }
+    if (state == "online" && (!age || *age * 1000 > static_cast<double>(heartbeat_timeout.count())))
+        state = "silent";
+    site["state"] = state;
+    site["heartbeat_age_s"] = age ? json(std::round(*age * 10) / 10) : json(nullptr);
+}
+
 json alert_json(const Alert& a, const std::array<Deadline, 3>& deadlines, TimePoint now) {
     const auto received = parse_iso8601_utc(a.received_at).value_or(now);
     const auto d = deadline_state(deadlines, a.severity, a.status, received, now);
@@ -261,22 +277,7 @@ private:
 
     Response sites(const Request& req, TimePoint now) {
         auto list = ctx_.store.sites();
-        for (auto& s : list) {
-            // online/offline from the availability topic; "silent" when it claims online but
-            // nothing arrived within heartbeat_timeout (a half-open connection, a hung gateway).
-            std::string state =
-                s["availability"].is_string() ? s["availability"].get<std::string>() : "unknown";
-            std::optional<double> age;
-            if (s["last_seen"].is_string()) {
-                if (const auto t = parse_iso8601_utc(s["last_seen"].get<std::string>()))
-                    age = std::chrono::duration<double>(now - *t).count();
-            }
-            if (state == "online" &&
-                (!age || *age * 1000 > static_cast<double>(ctx_.cfg.heartbeat_timeout.count())))
-                state = "silent";
-            s["state"] = state;
-            s["heartbeat_age_s"] = age ? json(std::round(*age * 10) / 10) : json(nullptr);
-        }
+        for (auto& s : list) add_site_state(s, now, ctx_.cfg.heartbeat_timeout);
         return json_response(req, list);
     }
 

@@ -20,6 +20,10 @@ namespace kg::monitor {
 // An alert as the API and the event stream show it, with its deadlines and overdue flag at `now`.
 nlohmann::json alert_json(const Alert& a, const std::array<Deadline, 3>& deadlines, TimePoint now);
 
+// A site of Store::sites() as the API and the event stream show it: its state (online, offline,
+// unknown, or silent: online but nothing heard within `heartbeat_timeout`) and heartbeat age at `now`.
+void add_site_state(nlohmann::json& site, TimePoint now, Duration heartbeat_timeout);
+
 struct ApiContext {
     Store& store;
     Auth& auth;

@@ -125,7 +125,7 @@ const std::string& dashboard_html() {
 const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
-const state = { selected: null, stream: null, pending: new Set(), timer: null };
+const state = { selected: null, stream: null, pending: new Set(), timer: null, sites: new Map() };
 // The gateway's condition. An end the gateway made because it stopped or restarted (its previous
 // run was killed) says nothing about the condition: it must not read like a resolved one.
 function condition(a) {
@@ -160,7 +160,9 @@ function showApp(name) {
 }
 function setLive(on) { const e = $("#live"); e.textContent = on ? "live" : "offline"; e.classList.toggle("on", on); }
 
-// Live updates: the stream says what changed, the page reloads just that list (coalesced).
+// Live updates: the stream says what changed, the page reloads just that list (coalesced). A site's
+// row comes with its event: a city's room changes hundreds of sites a second, and refetching every
+// site for each of them held the room's store for nothing anyone could see.
 function schedule(kind) {
   state.pending.add(kind);
   if (state.timer) return;
@@ -168,6 +170,7 @@ function schedule(kind) {
     const kinds = state.pending; state.pending = new Set(); state.timer = null;
     if (kinds.has("alerts")) refreshAlerts();
     if (kinds.has("sites")) refreshSites();
+    else if (kinds.has("rows")) renderSites();
     if (kinds.has("detail")) refreshDetail();
     if (kinds.has("charts")) refreshCharts();
   }, 150);
@@ -186,10 +189,14 @@ function connectStream() {
   };
   es.addEventListener("alert", (e) => {
     const a = JSON.parse(e.data);
-    schedule("alerts"); schedule("sites");
+    schedule("alerts");  // its site's open count comes as a "site" event
     if (a.id === state.selected) schedule("detail");
   });
-  es.addEventListener("site", () => schedule("sites"));
+  es.addEventListener("site", (e) => {
+    const d = JSON.parse(e.data);
+    if (d.row && typeof d.row === "object") { state.sites.set(d.site, d.row); schedule("rows"); }
+    else schedule("sites");
+  });
   es.addEventListener("rollup", (e) => { if (JSON.parse(e.data).site === $("#s-site").value) schedule("charts"); });
 }
 
@@ -218,6 +225,12 @@ function messages(s) {
 async function refreshSites() {
   let sites;
   try { sites = await api("/api/sites"); } catch (e) { return; }
+  state.sites = new Map(sites.map((s) => [s.site, s]));
+  renderSites();
+}
+
+function renderSites() {
+  const sites = [...state.sites.values()].sort((a, b) => (a.site < b.site ? -1 : a.site > b.site ? 1 : 0));
   $("#sites").innerHTML = sites.map((s) => {
     const cams = s.cameras || [];
     const online = cams.filter((c) => c.online).length;
@@ -230,6 +243,9 @@ async function refreshSites() {
       `<td class="messages">${messages(s)}</td></tr>`;
   }).join("") || `<tr><td colspan="7" class="muted">No site has reported yet.</td></tr>`;
   const ids = sites.map((s) => s.site);
+  // Refilled only when a site came or went: an open drop-down would close at every live update.
+  if (ids.join("\n") === state.siteIds) return;
+  state.siteIds = ids.join("\n");
   fillSelect($("#f-site"), ids, true);
   const sensorSel = $("#s-site"); const before = sensorSel.value;
   fillSelect(sensorSel, ids, false);

@@ -33,6 +33,8 @@ constexpr std::size_t kMaxSnapshot = 8 * 1024 * 1024;
 constexpr std::size_t kMaxJsonDepth = 32;
 // A camera's or sensor's state is a few hundred bytes; all of a site's go out in every GET /api/sites.
 constexpr std::size_t kMaxState = 16 * 1024;
+// How far ahead of the room's clock a sensor minute may be (a site's clock a little fast).
+constexpr auto kRollupAhead = std::chrono::hours(24);
 
 std::vector<std::string> split(const std::string& topic) {
     std::vector<std::string> parts;
@@ -289,20 +291,28 @@ void Ingest::handle(const std::string& topic, const std::string& payload, bool r
             }
             return;
         } catch (const sqlite::Error& e) {
-            if (!e.transient()) {
+            // A damaged file is not this message's fault either: refused, every message after it
+            // would be dropped too. Held, they wait at the broker until the file is mended.
+            if (!e.transient() && !e.corrupt()) {
                 store_failing_ = false;  // the database answered: this message is what it refused
                 return refuse(topic, payload, e.what());
             }
             ++counters_.store_retries;
+            const auto why = e.corrupt()
+                                 ? fmt::format(
+                                       "the database file is damaged ({}): stop the monitor and recover it "
+                                       "(docs/monitor.md, \"A damaged database\")",
+                                       e.what())
+                                 : std::string(e.what());
             {
                 std::lock_guard lock(failure_mutex_);
-                store_failure_ = e.what();
+                store_failure_ = why;
             }
             store_failing_ = true;
             const auto steady = std::chrono::steady_clock::now();
             if (!logged || steady - *logged >= std::chrono::minutes(1)) {
                 log_->error("message on {} not stored yet (retrying; the broker holds what follows): {}",
-                            topic, e.what());
+                            topic, why);
                 logged = steady;
             }
             std::unique_lock lock(stop_mutex_);
@@ -466,6 +476,12 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
                 return refuse(topic, payload, fmt::format("'{}' is not a number", key));
         if (!j.contains("minute") || !is_time(j["minute"]))
             return refuse(topic, payload, "'minute' is not a time");
+        // A site whose clock runs years ahead would leave minutes that retention, counting from
+        // them, never deletes, and that every later curve of the sensor would be drawn to.
+        if (*parse_iso8601_utc(j["minute"].get<std::string>()) > now + kRollupAhead)
+            return refuse(
+                topic, payload,
+                "'minute' is more than a day ahead of the room's clock: is the site's clock right?");
         if (!j.contains("count") || !j["count"].is_number_integer())
             return refuse(topic, payload, "'count' is not an integer");
         store_.add_rollup(site, parts[3], j);

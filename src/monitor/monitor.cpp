@@ -11,7 +11,19 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
       log_(logging.get("monitor")),
       store_(cfg.db_path, cfg.retention),
       auth_(cfg.http.operators, cfg.http.session_ttl),
-      hub_(std::make_shared<EventHub>()) {
+      hub_(std::make_shared<EventHub>()),
+      site_updates_(
+          kSiteUpdatePeriod,
+          [this](const std::string& site) {
+              auto row = store_.site(site);
+              if (row) add_site_state(*row, Clock::now(), cfg_.heartbeat_timeout);
+              return row;
+          },
+          [this](const std::string& site, const json& row) {
+              hub_->broadcast("site", json{{"site", site}, {"row", row}}.dump(
+                                          -1, ' ', false, json::error_handler_t::replace));
+          },
+          logging.get("monitor")) {
     // A site shown silent at most 1/12 of heartbeat_timeout late, its heartbeat written at most that
     // often (at least 100 ms, at most 5 s: 5 s at the default 60 s).
     store_.set_seen_resolution(std::clamp<Duration>(cfg_.heartbeat_timeout / 12,
@@ -64,6 +76,7 @@ Monitor::~Monitor() { stop(); }
 void Monitor::start() {
     web_->start();
     log_->info("dashboard on {} (port {})", cfg_.http.listen, web_->port());
+    site_updates_.start();
     decisions_->start();
     {
         // With or without a notify section: a target taken out of it takes its queue along.
@@ -129,6 +142,7 @@ void Monitor::stop() {
     mqtt_->stop();
     if (notifier_) notifier_->stop();
     decisions_->stop();
+    site_updates_.stop();
     web_->stop();
 }
 
@@ -138,6 +152,7 @@ void Monitor::notify(const Change& change) {
         switch (change.kind) {
             case Change::Kind::alert: {
                 if (notifier_) notifier_->wake();
+                site_updates_.mark(change.site);  // its open counts
                 const auto a = store_.alert(change.event_id);
                 if (!a) return;  // a snapshot or clip report ahead of its event
                 hub_->broadcast("alert", alert_json(*a, cfg_.deadlines, Clock::now())
@@ -145,7 +160,7 @@ void Monitor::notify(const Change& change) {
                 return;
             }
             case Change::Kind::site:
-                hub_->broadcast("site", json{{"site", change.site}}.dump());
+                site_updates_.mark(change.site);
                 return;
             case Change::Kind::rollup:
                 hub_->broadcast("rollup", json{{"site", change.site}}.dump());

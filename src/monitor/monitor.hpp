@@ -17,6 +17,7 @@
 #include "monitor/mqtt_client.hpp"
 #include "monitor/notifier.hpp"
 #include "monitor/replay.hpp"
+#include "monitor/site_updates.hpp"
 #include "monitor/store.hpp"
 #include "monitor/web_server.hpp"
 
@@ -44,6 +45,10 @@ private:
     Store store_;
     Auth auth_;
     std::shared_ptr<EventHub> hub_;
+    // Before ingest: its first message marks a site. A site's change reaches the dashboards within
+    // kSiteUpdatePeriod, its alerts at once.
+    static constexpr std::chrono::seconds kSiteUpdatePeriod{1};
+    SiteUpdates site_updates_;
     std::unique_ptr<Ingest> ingest_;
     std::unique_ptr<MqttClient> mqtt_;
     std::unique_ptr<DecisionPublisher> decisions_;

@@ -621,6 +621,17 @@ void Store::add_rollup(const std::string& site, const std::string& sensor, const
 
 json Store::sites() {
     std::lock_guard lock(mutex_);
+    return read_sites(std::nullopt);
+}
+
+std::optional<json> Store::site(const std::string& site) {
+    std::lock_guard lock(mutex_);
+    auto list = read_sites(site);
+    if (list.empty()) return std::nullopt;
+    return std::move(list[0]);
+}
+
+json Store::read_sites(const std::optional<std::string>& only) {
     json out = json::array();
     Stmt s(
         db_,
@@ -630,7 +641,9 @@ json Store::sites() {
         " q.stream, q.lost,"
         " (SELECT COALESCE(SUM(m.to_seq - m.from_seq + 1), 0) FROM seq_missing m WHERE m.site = q.site AND"
         " m.stream = q.stream)"
-        " FROM sites s LEFT JOIN seq_streams q ON q.site = s.site AND q.current = 1 ORDER BY s.site");
+        " FROM sites s LEFT JOIN seq_streams q ON q.site = s.site AND q.current = 1"
+        " WHERE ?1 IS NULL OR s.site = ?1 ORDER BY s.site");
+    if (only) s.bind(1, *only);
     while (s.step()) {
         json site = {{"site", s.text(0)},
                      {"name", s.opt_text(1) ? json(*s.opt_text(1)) : json(nullptr)},

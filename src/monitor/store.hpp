@@ -266,6 +266,8 @@ public:
 
     // --- queries (from the HTTP thread) ---
     nlohmann::json sites();  // each with cameras, sensors, open alert counts
+    // One site's entry of sites(); nullopt for a site the room has not heard of.
+    std::optional<nlohmann::json> site(const std::string& site);
     std::vector<Alert> alerts(const AlertFilter& filter);
     // How many alerts the filter matches, whatever its limit: the page says when it shows fewer.
     std::int64_t count_alerts(const AlertFilter& filter);
@@ -329,6 +331,7 @@ private:
     bool listed_source(const char* list, const std::string& site, const std::string& id);
     bool forget_source(const char* table, const char* column, const std::string& site, const std::string& id);
     Alert read_alert(sqlite::Stmt& s);
+    nlohmann::json read_sites(const std::optional<std::string>& only);  // all when nullopt
     void add_end_reason_column();
     bool was_deleted(const std::string& id);  // caller holds mutex_
     // How long an alert retention deleted is remembered, so that a late copy cannot reopen it.

@@ -23,6 +23,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 
 import paho.mqtt.client as mqtt
@@ -404,6 +405,95 @@ def test_retention_deletes_closed_alerts_and_old_curves(broker, monitors, tmp_pa
     assert mon.terminate() == 0
 
 
+class LiveStream(threading.Thread):
+    """The monitor's /api/stream as a dashboard holds it: the (event, data) pairs, as they come."""
+
+    def __init__(self, mon):
+        super().__init__(daemon=True)
+        auth = base64.b64encode(f"{OPERATOR}:{PASSWORD}".encode()).decode()
+        self.conn = http.client.HTTPConnection("127.0.0.1", mon.port, timeout=30)
+        self.conn.request("GET", "/api/stream", headers={"Authorization": f"Basic {auth}"})
+        self.sock = self.conn.sock  # the response takes it over
+        self.response = self.conn.getresponse()
+        assert self.response.status == 200
+        self.events = []
+        self.lock = threading.Lock()
+        self.start()
+
+    def run(self):
+        event, data = None, []
+        try:
+            for line in self.response:
+                line = line.decode().rstrip("\r\n")
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif not line:
+                    if event:
+                        with self.lock:
+                            self.events.append((event, json.loads("\n".join(data))))
+                    event, data = None, []
+        except (OSError, ValueError):
+            pass  # closed by close()
+
+    def of(self, kind):
+        with self.lock:
+            return [d for e, d in self.events if e == kind]
+
+    def close(self):
+        try:
+            self.sock.shutdown(2)
+        except OSError:
+            pass
+
+
+def test_a_burst_of_states_reaches_the_dashboards_as_one_row_a_site_a_second(broker, monitors):
+    """A city's room takes hundreds of state messages a second. The open dashboards get, for each site,
+    at most one update a second carrying the site's row as /api/sites lists it (its last values, its
+    open alerts), not one event a message upon which each dashboard fetched every site again
+    (bench/monitor_dashboards.py measures what that cost)."""
+    mon = monitors(broker)
+    live = LiveStream(mon)
+    site, other = "sch-0301", "sch-0302"
+    pub = publisher(broker)
+    t0 = time.monotonic()
+    messages = []
+    for i in range(150):
+        for s in (site, other):
+            state = {"site": s, "sensor": "fridge", "name": "Fridge", "kind": "temperature", "location": "fridge",
+                     "unit": "°C", "online": True, "value": round(i * 0.1, 1), "reading_time": now_iso(),
+                     "conditions": [], "time": now_iso()}
+            messages.append((f"kitchen/{s}/sensors/fridge/state", json.dumps(state)))
+    alert_id = "19ab3c0f2e9-0000000000000301"
+    messages.append((f"kitchen/{site}/events", json.dumps(event(alert_id, site))))
+    publish_all(pub, messages)
+
+    def last_row(s):
+        rows = [d.get("row") for d in live.of("site") if d.get("site") == s]
+        return rows[-1] if rows else None
+
+    kg_e2e.wait_until(lambda: (last_row(site) or {}).get("open_alerts") == 1, 10,
+                      what=f"{site}'s row with its alert on the live stream")
+    kg_e2e.wait_until(lambda: live.of("alert"), 5, what="the alert itself on the live stream")
+    time.sleep(1.5)  # a further update would come now
+    elapsed = time.monotonic() - t0
+    live.close()
+    pub.disconnect()
+    for s in (site, other):
+        updates = [d for d in live.of("site") if d.get("site") == s]
+        print(f"{s}: 150 state messages -> {len(updates)} live updates in {elapsed:.1f} s")
+        assert all(isinstance(d.get("row"), dict) and d["row"]["site"] == s for d in updates), updates
+        assert len(updates) <= elapsed + 2, f"{len(updates)} updates of {s} in {elapsed:.1f} s"
+        row = updates[-1]["row"]
+        assert [x["value"] for x in row["sensors"]] == [14.9]
+        assert row["state"] in ("online", "silent", "unknown") and "heartbeat_age_s" in row
+        assert row == next(x for x in mon.get("/api/sites") if x["site"] == s) | {
+            "heartbeat_age_s": row["heartbeat_age_s"]}
+    assert last_row(other)["open_alerts"] == 0
+    assert mon.terminate() == 0
+
+
 selenium = pytest.importorskip("selenium", reason="python3-selenium is not installed")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -493,6 +583,18 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
     kg_e2e.wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 10, what="the alert row on the page")
     assert browser.execute_script("return window.__noReload") == 42, "the page reloaded"
     assert "bin_lid / open" in browser.find_element(By.CSS_SELECTOR, row).text
+    # Its site's row counts it, and shows a new fridge reading, from the row on the live stream: the
+    # page fetches the whole list only every 20 s.
+    site_row = f'#sites tr[data-site="{site}"]'
+    # Read in one script: the live updates replace the table's rows under a found element.
+    row_text = lambda: browser.execute_script(
+        "const r = document.querySelector(arguments[0]); return r ? r.textContent : ''", site_row)
+    kg_e2e.wait_until(lambda: "1 (1 tier 1)" in row_text(), 5, what="the site's open alert counted")
+    publish_all(pub, [(f"kitchen/{site}/sensors/fridge1/state", json.dumps(
+        {"site": site, "sensor": "fridge1", "name": "Fridge 1", "kind": "temperature", "location": "fridge",
+         "unit": "degC", "online": True, "value": 7.7, "reading_time": now_iso(), "conditions": [],
+         "time": now_iso()}))])
+    kg_e2e.wait_until(lambda: "fridge1: 7.7 degC" in row_text(), 5, what="the new reading in the site's row")
 
     # Acknowledge in the page -> a decision on the site's topic.
     click(browser, f'button.ack[data-id="{event_id}"]')

@@ -2,12 +2,16 @@
 // machine and deadlines, the ingest router's handling of bad messages, and the config loader.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -22,6 +26,7 @@
 #include "monitor/iso_time.hpp"
 #include "monitor/monitor_config.hpp"
 #include "monitor/mqtt_client.hpp"
+#include "monitor/site_updates.hpp"
 #include "monitor/store.hpp"
 
 using namespace kg::monitor;
@@ -392,6 +397,104 @@ TEST(MonitorIngest, CamerasAndSensorsTheSiteNoLongerListsAreForgotten) {
     ingest.handle("kitchen/sch-0101/cameras/hall/state", "", false, kT0);
     EXPECT_EQ(listed("cameras"), (std::set<std::string>{"cooking"}));
     EXPECT_EQ(ingest.counters().refused.load(), 0u);
+}
+
+// A site whose clock runs years ahead: its minutes would outlive retention (counted from them) and
+// pull every later curve of the sensor to 2037. Refused; a clock a little fast is taken.
+TEST(MonitorIngest, ASensorMinuteFarAheadOfTheRoomsClockIsRefused) {
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const auto rollup_at = [](const std::string& minute) {
+        return json{{"site", "sch-0101"}, {"sensor", "fridge"}, {"unit", "degC"}, {"minute", minute},
+                    {"min", 3.1},         {"mean", 3.4},        {"max", 3.9},     {"count", 6}}
+            .dump();
+    };
+    ingest.handle("kitchen/sch-0101/sensors/fridge/rollup", rollup_at("2037-01-01T00:00:00.000Z"), false,
+                  kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 1u);
+    ingest.handle("kitchen/sch-0101/sensors/fridge/rollup", rollup_at("2026-11-25T05:00:00.000Z"), false,
+                  kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 1u);  // 23 h ahead: taken
+    const auto kept = store.rollups("sch-0101", "2026-11-24T00:00:00.000Z", "2038-01-01T00:00:00.000Z");
+    ASSERT_TRUE(kept);
+    ASSERT_EQ(kept->size(), 1u);
+    ASSERT_EQ((*kept)[0]["points"].size(), 1u);
+    EXPECT_EQ((*kept)[0]["points"][0]["minute"], "2026-11-25T05:00:00.000Z");
+}
+
+// Every state message changes its site. The open dashboards get one update a site per period, with
+// the site's row as /api/sites lists it, not one event a message upon which each refetched every site.
+TEST(MonitorSiteUpdates, ManyChangesOfASiteMakeOneUpdateWithItsRow) {
+    Store store(":memory:");
+    std::vector<std::pair<std::string, json>> sent;
+    SiteUpdates updates(
+        std::chrono::seconds(1), [&](const std::string& site) { return store.site(site); },
+        [&](const std::string& site, const json& row) { sent.emplace_back(site, row); },
+        kg::Logging::null_logger());
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [&](const Change& c) {
+        if (c.kind == Change::Kind::site) updates.mark(c.site);
+    });
+    for (int i = 0; i < 50; ++i) {
+        for (const auto* site : {"sch-0101", "sch-0102"}) {
+            const json state = {{"site", site},   {"sensor", "fridge"}, {"name", "Fridge"},
+                                {"unit", "degC"}, {"online", true},     {"value", 3.0 + i * 0.1}};
+            ingest.handle(fmt::format("kitchen/{}/sensors/fridge/state", site), state.dump(), false, kT0);
+        }
+    }
+    ASSERT_EQ(updates.flush(), 2u);
+    ASSERT_EQ(sent.size(), 2u);
+    EXPECT_EQ(sent[0].first, "sch-0101");
+    EXPECT_EQ(sent[1].first, "sch-0102");
+    for (const auto& [site, row] : sent) {
+        EXPECT_EQ(row["site"], site);
+        ASSERT_EQ(row["sensors"].size(), 1u);
+        EXPECT_DOUBLE_EQ(row["sensors"][0]["value"].get<double>(), 3.0 + 49 * 0.1);  // the last value
+        EXPECT_EQ(row, store.sites()[site == "sch-0101" ? 0 : 1]);                   // what /api/sites lists
+    }
+    EXPECT_EQ(updates.flush(), 0u);  // nothing changed since
+    // A site the store does not have sends nothing.
+    updates.mark("sch-0999");
+    EXPECT_EQ(updates.flush(), 0u);
+    EXPECT_FALSE(store.site("sch-0999"));
+}
+
+TEST(MonitorSiteUpdates, ARowThatCannotBeReadDoesNotHoldTheOthersBack) {
+    std::vector<std::string> sent;
+    SiteUpdates updates(
+        std::chrono::seconds(1),
+        [](const std::string& site) -> std::optional<json> {
+            if (site == "sch-0101") throw std::runtime_error("database is locked");
+            return json{{"site", site}};
+        },
+        [&](const std::string& site, const json&) { sent.push_back(site); }, kg::Logging::null_logger());
+    for (const auto* site : {"sch-0101", "sch-0102", "sch-0103"}) updates.mark(site);
+    EXPECT_EQ(updates.flush(), 2u);
+    EXPECT_EQ(sent, (std::vector<std::string>{"sch-0102", "sch-0103"}));
+}
+
+// The period is the thread's: started, a mark goes out without anyone calling flush().
+TEST(MonitorSiteUpdates, ItsThreadSendsWhatIsMarked) {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::vector<std::string> sent;
+    SiteUpdates updates(
+        std::chrono::milliseconds(20),
+        [](const std::string& site) {
+            return std::optional<json>(json{{"site", site}});
+        },
+        [&](const std::string& site, const json&) {
+            std::lock_guard lock(mutex);
+            sent.push_back(site);
+            cv.notify_all();
+        },
+        kg::Logging::null_logger());
+    updates.start();
+    updates.mark("sch-0101");
+    std::unique_lock lock(mutex);
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !sent.empty(); }));
+    lock.unlock();
+    updates.stop();
+    EXPECT_EQ(sent, std::vector<std::string>{"sch-0101"});
 }
 
 // A district's gateways may publish under a prefix of more than one level.
@@ -836,6 +939,72 @@ TEST(MonitorIngest, AMessageTheDatabaseCannotTakeNowIsRetriedNotDropped) {
     ASSERT_EQ(waitpid(child, &status, 0), child);
     ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
     EXPECT_EQ(WEXITSTATUS(status), 0) << "failed checks (bits): " << WEXITSTATUS(status);
+}
+
+namespace {
+
+// Overwrites the pages of `table`'s b-trees (its rows and indexes) with noise, as a failing disk may.
+void damage_table(const fs::path& db, const std::string& table) {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(db.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    std::vector<std::int64_t> pages;
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(
+        sqlite3_prepare_v2(raw, "SELECT rootpage FROM sqlite_master WHERE tbl_name = ?1 AND rootpage > 1", -1,
+                           &stmt, nullptr),
+        SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, table.c_str(), -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(stmt) == SQLITE_ROW) pages.push_back(sqlite3_column_int64(stmt, 0));
+    sqlite3_finalize(stmt);
+    sqlite3_stmt* size = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(raw, "PRAGMA page_size", -1, &size, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(size), SQLITE_ROW);
+    const auto page_size = sqlite3_column_int64(size, 0);
+    sqlite3_finalize(size);
+    sqlite3_close(raw);
+    ASSERT_FALSE(pages.empty());
+    std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
+    const std::string noise(static_cast<std::size_t>(page_size), '\xab');
+    for (const auto page : pages) {
+        f.seekp((page - 1) * page_size);
+        f.write(noise.data(), static_cast<std::streamsize>(noise.size()));
+    }
+    ASSERT_TRUE(f.good());
+}
+
+}  // namespace
+
+// A damaged file is the database's failure, not the message's: refused, this message and every one
+// after it would be dropped (the broker had their PUBACKs). Held, they wait at the broker, and
+// /readyz says what to do, until the file is mended.
+TEST(MonitorIngest, ADamagedDatabaseHoldsTheMessagesInsteadOfDroppingThem) {
+    TempDir tmp;
+    const auto db = tmp.dir / "monitor.db";
+    {
+        Store store(db.string());
+        ASSERT_EQ(store.add_event(parsed(event("19ab3c0f2e1-aaaaaaaaaaaaaaaa", "start")), kT0).outcome,
+                  IngestOutcome::created);
+    }
+    damage_table(db, "alerts");
+    Store store(db.string());
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    std::string failure_meanwhile;
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+        failure_meanwhile = ingest.store_failure();  // what /readyz says meanwhile
+        ingest.stop();
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    ingest.handle("kitchen/sch-0101/events", event("19ab3c0f2e1-bbbbbbbbbbbbbbbb", "start").dump(), false,
+                  kT0);
+    const auto held = std::chrono::steady_clock::now() - t0;
+    stopper.join();
+    EXPECT_GE(held, std::chrono::milliseconds(1000)) << "refused at once, not held";
+    EXPECT_GE(ingest.counters().store_retries.load(), 1u);
+    EXPECT_NE(failure_meanwhile.find("the database file is damaged"), std::string::npos) << failure_meanwhile;
+    EXPECT_NE(failure_meanwhile.find("malformed"), std::string::npos) << failure_meanwhile;
+    // Given up only because the monitor stopped: counted, and logged as lost.
+    EXPECT_EQ(ingest.counters().refused.load(), 1u);
 }
 
 TEST(MonitorConfig, RetentionDefaultsNoneAndUnitSlips) {
