@@ -283,7 +283,8 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     });
     io.run();
 
-    gateway.stop(outcome == Outcome::reload ? &carry : nullptr);
+    gateway.stop(outcome == Outcome::reload ? &carry : nullptr,
+                 outcome == Outcome::reload && next ? &*next : nullptr);
     log->info(outcome == Outcome::reload ? "stopped for the reload" : "bye");
     return {outcome, outcome == Outcome::reload ? std::move(next) : std::nullopt};
 }

@@ -282,12 +282,12 @@ void Gateway::adopt(CarryOver&& carried) {
     }
 }
 
-void Gateway::stop(CarryOver* carry) {
+void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     if (!running_) return;
     running_ = false;
     log_->info("stopping");
     for (auto& camera : cameras_) camera->stop();
-    if (sensors_) sensors_->stop(carry);  // ends its open events
+    if (sensors_) sensors_->stop(carry, next);  // ends its open events
     pool_.stop();
     // Committed before the link closes: the room sees every open event end, and the next start
     // opens a new one if the condition is still there, instead of a second alert beside this one.
@@ -299,8 +299,10 @@ void Gateway::stop(CarryOver* carry) {
     for (auto& camera : cameras_) {
         auto state = camera->final_state(now);
         state.online = false;
+        const bool kept = next == nullptr || has_camera(*next, state.camera->id);
         link_.publish(topics_.camera_state(state.camera->id),
-                      publish::camera_state_payload(state, cfg_.site.id, now), 1, true);
+                      kept ? publish::camera_state_payload(state, cfg_.site.id, now) : std::string(), 1,
+                      true);
     }
     // The starts named their clips: those still waiting for clip_post are cut from what the rings
     // hold, and their reports committed, before the outbox closes.

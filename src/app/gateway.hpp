@@ -40,8 +40,10 @@ public:
     // Periodic supervision, from the main thread's timer: offline detection, clips, state reports.
     void tick();
     // With `carry` (a reload: the process goes on) the sensors hand their readings and minutes in
-    // progress over instead of sending partial roll-ups.
-    void stop(CarryOver* carry = nullptr);
+    // progress over instead of sending partial roll-ups. With `next` (the configuration the reload
+    // goes on with) the retained states of the cameras and sensors it no longer has are cleared on
+    // the broker (an empty retained message): shown offline, they stayed there for every subscriber.
+    void stop(CarryOver* carry = nullptr, const config::Gateway* next = nullptr);
 
     static constexpr auto kTickInterval = std::chrono::milliseconds(500);
 

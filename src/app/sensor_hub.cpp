@@ -70,7 +70,7 @@ void SensorHub::adopt(CarryOver carried) {
     deliver(out);
 }
 
-void SensorHub::stop(CarryOver* carry) {
+void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
     if (stopped_) return;
     stopped_ = true;
     if (mqtt_) mqtt_->stop();
@@ -98,6 +98,7 @@ void SensorHub::stop(CarryOver* carry) {
                 // a sensor as read that nobody reads now: a reload may have removed it, and its last
                 // state would stay on the broker, and in the room, for good.
                 states.push_back(state_message(e, now, false));
+                if (next != nullptr && !has_sensor(*next, id)) states.back().payload.clear();
             }
         }
         deliver(ends);

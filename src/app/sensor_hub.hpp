@@ -50,8 +50,9 @@ public:
     void adopt(CarryOver carried);
     void start();
     // Ends the sensors' events and publishes their states offline. With `carry` (a reload) each
-    // sensor's last reading and minute in progress go there instead of a partial roll-up.
-    void stop(CarryOver* carry = nullptr);
+    // sensor's last reading and minute in progress go there instead of a partial roll-up. The states
+    // of sensors `next` (the reload's configuration) does not have are cleared instead.
+    void stop(CarryOver* carry = nullptr, const config::Gateway* next = nullptr);
     // Reading from any input thread.
     void on_reading(const sensors::Reading& reading);
     // Supervisor: staleness, disinfection windows, roll-ups of quiet minutes, state reports.

@@ -2,6 +2,7 @@
 // The typed configuration tree of kitchen-gateway. Loaded from one YAML file by
 // config::load_file(); every value here has already been validated.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -299,5 +300,13 @@ struct Gateway {
 
 // The checks this build knows, by config name.
 const std::vector<std::string>& known_checks();
+
+// Whether the configuration has a camera (enabled or not) or a sensor of that id.
+inline bool has_camera(const Gateway& cfg, const std::string& id) {
+    return std::any_of(cfg.cameras.begin(), cfg.cameras.end(), [&](const Camera& c) { return c.id == id; });
+}
+inline bool has_sensor(const Gateway& cfg, const std::string& id) {
+    return std::any_of(cfg.sensors.begin(), cfg.sensors.end(), [&](const Sensor& s) { return s.id == id; });
+}
 
 }  // namespace kg::config

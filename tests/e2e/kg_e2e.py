@@ -376,6 +376,8 @@ class Schemas:
             return [str(e)]
         if name is None:
             return [] if payload[:2] == b"\xff\xd8" else [f"{topic}: not a JPEG"]
+        if name in ("camera-state", "sensor-state") and payload == b"":
+            return []  # a retained state cleared: the camera or sensor was removed (docs/mqtt.md)
         try:
             value = payload.decode() if name == "availability" else json.loads(payload)
         except (UnicodeDecodeError, ValueError) as e:

@@ -171,9 +171,9 @@ def publisher(broker):
     return client
 
 
-def publish_all(client, messages):
+def publish_all(client, messages, retain=False):
     """Publishes (topic, payload) at QoS 1 and waits for every PUBACK."""
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    infos = [client.publish(topic, payload, qos=1, retain=retain) for topic, payload in messages]
     for info in infos:
         info.wait_for_publish(10)
         assert info.is_published()
@@ -273,8 +273,9 @@ def test_alerts_a_replaced_outbox_left_open_are_ended_by_the_room(broker, clips,
 def test_a_camera_and_a_sensor_taken_out_of_the_configuration_leave_the_room(broker, clips, gateways, monitors,
                                                                              tmp_path):
     """An installer removes a camera and a sensor and reloads: the room showed them offline for good.
-    The gateway message lists what the site has; the room forgets the rest, and the states the broker
-    still holds retained do not bring them back when the monitor restarts."""
+    The gateway message lists what the site has; the room forgets the rest, the reload clears their
+    retained states on the broker, and states a broker still holds from before (an older gateway, a
+    restart with an edited configuration) do not bring them back when the monitor restarts."""
     mon = monitors(broker)
     clip = black_clip(clips)
     cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cooking", clip, input={"loop": True}),
@@ -298,8 +299,28 @@ def test_a_camera_and_a_sensor_taken_out_of_the_configuration_leave_the_room(bro
     gw.proc.send_signal(signal.SIGHUP)
     kg_e2e.wait_until(lambda: ids("cameras") == ["cooking"] and ids("sensors") == ["fridge"], 30,
                       what="the removed camera and sensor forgotten")
-    assert "test-site: camera store, sensor freezer no longer in its gateway's list: forgotten" in mon.output()
-    # The monitor restarts: the broker hands it every retained state again, the removed ones too.
+    # The stopping run cleared their retained states: the room forgets them then, before the new
+    # gateway message (which would make it forget them anyway).
+    assert "test-site: camera store cleared from the broker: forgotten" in mon.output()
+    assert "test-site: sensor freezer cleared from the broker: forgotten" in mon.output()
+    # Nor does the broker keep them for other subscribers: the reload cleared their retained states.
+    retained = kg_e2e.Collector(broker, topic="kitchen/test-site/+/+/state")
+    kg_e2e.wait_until(lambda: {t for t, p, r, _ in retained.messages if r and p} >= {
+        "kitchen/test-site/cameras/cooking/state", "kitchen/test-site/sensors/fridge/state"}, 10,
+        what="the retained states of the camera and sensor kept")
+    time.sleep(0.5)
+    retained.close()
+    left = {t for t, p, r, _ in retained.messages if r and p}
+    assert left == {"kitchen/test-site/cameras/cooking/state", "kitchen/test-site/sensors/fridge/state"}, left
+    # What a gateway of an older version, or one restarted with an edited configuration, leaves behind.
+    pub = publisher(broker)
+    publish_all(pub, [("kitchen/test-site/cameras/store/state", json.dumps(
+                          {"site": "test-site", "camera": "store", "name": "store", "online": False})),
+                      ("kitchen/test-site/sensors/freezer/state", json.dumps(
+                          {"site": "test-site", "sensor": "freezer", "name": "freezer", "online": False}))],
+                retain=True)
+    pub.disconnect()
+    # The monitor restarts: the broker hands it every retained state again, those left behind too.
     assert mon.terminate() == 0
     mon = monitors(broker, name="again", db=tmp_path / "monitor.db")
     kg_e2e.wait_until(lambda: "state of camera store, which its gateway no longer lists, ignored" in mon.output()
