@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/beast/core/string.hpp>
+#include <cctype>
 #include <regex>
 
 #include "monitor/iso_time.hpp"
@@ -72,6 +74,18 @@ Response error(const Request& req, http::status status, const std::string& messa
 }
 
 json opt(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
+
+// The session cookie's attributes. Behind a reverse proxy that terminates TLS (the page is https
+// to the operator's browser) it is Secure: the browser then never sends it over plain HTTP, where
+// anyone on the path could take the session. The monitor itself serves plain HTTP only, and a
+// Secure cookie over it would not be kept, hence the proxy's word (`X-Forwarded-Proto`, first value).
+std::string cookie_attributes(const Request& req) {
+    std::string proto(req["X-Forwarded-Proto"]);
+    proto = proto.substr(0, proto.find(','));
+    std::erase_if(proto, [](unsigned char c) { return std::isspace(c) != 0; });
+    const bool https = boost::beast::iequals(proto, "https");
+    return https ? "Path=/; HttpOnly; SameSite=Strict; Secure" : "Path=/; HttpOnly; SameSite=Strict";
+}
 
 }  // namespace
 
@@ -194,7 +208,7 @@ public:
             ctx_.auth.logout(req);
             auto res = json_response(req, json{{"ok", true}});
             res.set(http::field::set_cookie,
-                    fmt::format("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict", kSessionCookie));
+                    fmt::format("{}=; Max-Age=0; {}", kSessionCookie, cookie_attributes(req)));
             return {std::move(res)};
         }
         const auto parts = path_parts(path);
@@ -270,8 +284,8 @@ private:
         log_->info("{} signed in from {}", name, client);
         auto res = json_response(req, json{{"operator", name}});
         res.set(http::field::set_cookie,
-                fmt::format("{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict", kSessionCookie, *token,
-                            ctx_.auth.session_ttl().count() / 1000));
+                fmt::format("{}={}; Max-Age={}; {}", kSessionCookie, *token,
+                            ctx_.auth.session_ttl().count() / 1000, cookie_attributes(req)));
         return res;
     }
 

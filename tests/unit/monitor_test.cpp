@@ -794,6 +794,50 @@ TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
         << held.body();
 }
 
+// Behind a proxy that terminates TLS, the session cookie is Secure: the browser never sends it
+// over plain HTTP. Straight to the monitor (plain HTTP) it cannot be, or the browser would drop it.
+TEST(MonitorApi, TheSessionCookieIsSecureBehindAnHttpsProxy) {
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
+    WebHandler handler = make_api(
+        ApiContext{
+            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
+        kg::Logging::null_logger());
+    const auto cookie = [&](const char* proto) {
+        Request req{http::verb::post, "/api/login", 11};
+        req.set(http::field::content_type, "application/json");
+        if (proto != nullptr) req.set("X-Forwarded-Proto", proto);
+        req.body() = json{{"operator", "wang"}, {"password", "correct-horse"}}.dump();
+        req.prepare_payload();
+        const auto res = handler(req, "203.0.113.9").response;
+        EXPECT_EQ(res.result_int(), 200u);
+        return std::string(res[http::field::set_cookie]);
+    };
+    const auto plain = cookie(nullptr);
+    EXPECT_NE(plain.find("HttpOnly; SameSite=Strict"), std::string::npos) << plain;
+    EXPECT_EQ(plain.find("Secure"), std::string::npos) << plain;
+    EXPECT_EQ(cookie("http").find("Secure"), std::string::npos);
+    for (const auto* https : {"https", "HTTPS", " https , http"}) {
+        const auto c = cookie(https);
+        EXPECT_NE(c.find("; Secure"), std::string::npos) << https << ": " << c;
+        EXPECT_NE(c.find("Max-Age=3600"), std::string::npos) << c;
+    }
+    // Signing out clears it with the same attributes, or the browser would keep the Secure one.
+    const auto signed_in = cookie("https");
+    const auto token = signed_in.substr(0, signed_in.find(';'));
+    Request out{http::verb::post, "/api/logout", 11};
+    out.set("X-Forwarded-Proto", "https");
+    out.set(http::field::cookie, token);
+    out.prepare_payload();
+    const auto res = handler(out, "203.0.113.9").response;
+    EXPECT_EQ(res.result_int(), 200u);
+    EXPECT_NE(std::string(res[http::field::set_cookie])
+                  .find("Max-Age=0; Path=/; HttpOnly; SameSite=Strict; Secure"),
+              std::string::npos)
+        << res[http::field::set_cookie];
+}
+
 namespace {
 
 std::string config_error(const std::string& yaml) {
