@@ -69,12 +69,13 @@ std::int64_t seconds_of(const AVPacket& packet, const AVStream& stream) {
 }  // namespace
 
 HlsWriter::HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<spdlog::logger> log,
-                     std::size_t max_gop_bytes)
+                     std::size_t max_gop_bytes, std::size_t max_folder_bytes)
     : folder_(std::move(folder)),
       segment_seconds_(segment_seconds),
       log_(std::move(log)),
       run_(random_run()),
-      max_gop_bytes_(max_gop_bytes) {
+      max_gop_bytes_(max_gop_bytes),
+      max_folder_bytes_(max_folder_bytes) {
     std::error_code ec;
     std::filesystem::create_directories(folder_, ec);
     if (ec) log_->error("HLS folder {}: {}", folder_, ec.message());
@@ -238,6 +239,24 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
         clear_folder();
         return open_muxer();
     }
+    if ((packet.flags & AV_PKT_FLAG_KEY) != 0) {
+        if (const auto bytes = folder_bytes(); bytes > max_folder_bytes_) {
+            if (!warned_folder_) {
+                log_->warn(
+                    "HLS in {}: the segments take {} MiB, more than {} MiB (long GOPs at a high bitrate: "
+                    "give "
+                    "the public feed the camera's sub-stream, or an I-frame interval of 1-2 s); the public "
+                    "stream starts over at this key frame, and does each time it gets there",
+                    folder_, bytes >> 20, max_folder_bytes_ >> 20);
+                warned_folder_ = true;
+            }
+            close();
+            clear_folder();
+            open_muxer();
+            if (out_ == nullptr) return;
+            return on_packet(packet, stream);  // this key frame starts the new one; the folder is empty
+        }
+    }
     if (av_packet_ref(packet_, &packet) < 0) return;
     packet_->stream_index = 0;
     av_packet_rescale_ts(packet_, stream.time_base, out_->streams[0]->time_base);
@@ -257,6 +276,17 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
             retry_wait_ = 0;
         }
     }
+}
+
+std::uintmax_t HlsWriter::folder_bytes() const {
+    std::uintmax_t bytes = 0;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(folder_, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code size_ec;
+        const auto size = it->file_size(size_ec);  // a segment FFmpeg deleted meanwhile counts nothing
+        if (!size_ec) bytes += size;
+    }
+    return bytes;
 }
 
 void HlsWriter::on_stream_closed() {

@@ -24,9 +24,13 @@ inline constexpr const char* kHlsFileName = R"([0-9a-z]{6}g[0-9]{1,10}-(init\.mp
 class HlsWriter final : public ingest::PacketObserver {
 public:
     // `max_gop_bytes`: the most video held in one open segment waiting for a key frame (on tmpfs:
-    // memory); past it the stream starts over at the next key frame.
+    // memory); past it the stream starts over at the next key frame. `max_folder_bytes`: the most
+    // the folder's segments may take, checked at key frames; past it the stream starts over there.
+    // The playlist keeps 6 segments (and FFmpeg one more), each at least a GOP long: a camera with
+    // long GOPs at a high bitrate, each under the GOP limit, filled the tmpfs with them.
     HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<spdlog::logger> log,
-              std::size_t max_gop_bytes = std::size_t{64} << 20);
+              std::size_t max_gop_bytes = std::size_t{64} << 20,
+              std::size_t max_folder_bytes = std::size_t{96} << 20);
     ~HlsWriter() override;
 
     void on_stream_opened(const AVStream& stream) override;
@@ -42,6 +46,7 @@ public:
 private:
     void close();
     void clear_folder();
+    std::uintmax_t folder_bytes() const;
     void open_muxer();
     // Gives up the muxer after an error and schedules another, `retry_wait_` on the stream's clock
     // after this packet.
@@ -68,6 +73,8 @@ private:
     std::size_t max_gop_bytes_;
     std::size_t gop_bytes_ = 0;  // since the last key frame: what the open segment holds, on tmpfs
     bool warned_gop_ = false;
+    std::size_t max_folder_bytes_;
+    bool warned_folder_ = false;
     // Failed writes in a row since the stream last played, and when (stream seconds) to try again.
     static constexpr std::int64_t kFirstRetry = 2, kLastRetry = 60;
     std::uint64_t failures_ = 0;

@@ -499,6 +499,64 @@ TEST(HlsWriter, AGopLargerThanItHoldsIsLetGoAndTheStreamWaitsForAKeyFrame) {
     fs::remove(clip);
 }
 
+// HLS: a camera with long GOPs at a high bitrate, each GOP under the GOP limit. The playlist keeps
+// 6 segments and FFmpeg one more, each at least a GOP: on tmpfs (memory) they took up to 8 GOP
+// limits a camera. Past the folder's limit the stream starts over at a key frame.
+TEST(HlsWriter, ItsFolderStaysWithinItsLimitAndTheStreamGoesOn) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-folder-" + std::to_string(::getpid()));
+    const auto clip = dir.string() + ".mp4";
+    // 2 s GOPs of noise: large ones, as a busy kitchen at a high bitrate gives.
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25,noise=alls=40:allf=t -t 24 "
+        "-c:v libx264 -preset ultrafast -g 50 -keyint_min 50 -sc_threshold 0 -pix_fmt yuv420p " +
+        clip;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    auto bytes_in = [](const fs::path& folder) {
+        std::uintmax_t n = 0;
+        std::error_code ec;
+        for (const auto& f : fs::directory_iterator(folder, ec)) n += f.file_size(ec);
+        return n;
+    };
+    std::uintmax_t unbounded = 0, bounded = 0, largest_gop = 0;
+    for (const bool limited : {false, true}) {
+        std::atomic<bool> stop{false};
+        std::ostringstream log_text;
+        auto log = std::make_shared<spdlog::logger>(
+            "hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+        const std::size_t limit = 512 << 10;
+        kg::stream::HlsWriter writer(dir.string(), 1, log, std::size_t{64} << 20,
+                                     limited ? limit : std::size_t{1} << 40);
+        kg::ingest::FfmpegInput input({clip}, stop);
+        input.set_packet_observer(&writer);
+        input.open();
+        std::uintmax_t most = 0, live_frames = 0;
+        while (input.next_frame()) {
+            most = std::max(most, bytes_in(dir));
+            live_frames += writer.live() ? 1 : 0;
+        }
+        (limited ? bounded : unbounded) = most;
+        if (limited) {
+            EXPECT_NE(log_text.str().find("the public stream starts over at this key frame"),
+                      std::string::npos)
+                << log_text.str();
+            // Over the limit by at most what one GOP adds before the next key frame is checked.
+            EXPECT_LE(bounded, limit + largest_gop) << bounded;
+            EXPECT_GT(live_frames, 100u);  // served most of the time between the start-overs
+        } else {
+            // The GOPs' sizes, from the segments FFmpeg wrote (one GOP each: 2 s GOPs, 1 s segments).
+            for (const auto& f : fs::directory_iterator(dir))
+                if (f.path().extension() == ".m4s") largest_gop = std::max(largest_gop, f.file_size());
+        }
+        writer.on_stream_closed();
+    }
+    std::cout << "folder at most " << (unbounded >> 10) << " KiB without the limit, " << (bounded >> 10)
+              << " KiB with 512 KiB (a GOP up to " << (largest_gop >> 10) << " KiB)\n";
+    EXPECT_GT(unbounded, 2 * (std::uintmax_t{512} << 10)) << "the clip is too small to show the limit";
+    fs::remove_all(dir);
+    fs::remove(clip);
+}
+
 // A stream that reaches the writer without a picture size (neither its probe nor its first key
 // frames gave one: ingest/parameter_sets.hpp) cannot be segmented: FFmpeg's HLS muxer refuses the
 // header, and FFmpeg 5.1's leaks about 260 KB each time it does (AddressSanitizer, bench/soak.py).
