@@ -6,8 +6,8 @@ with --cameras cameras and --sensors sensors, as docs/mqtt.md describes them) an
 --messages camera and sensor state messages at QoS 1 as fast as the broker takes them, spread over
 the sites as a city's gateways send them (each state every state_interval). Rounds alternate
 between no dashboard open and --dashboards emulated dashboards: each holds /api/stream open and does
-what src/monitor/dashboard.cpp does with the live events (a "site" event that carries the site's
-row patches that row; one that does not, and an "alert", refetch /api/sites 150 ms later, at most
+what src/monitor/dashboard.cpp does with the live events (the rows of a "sites" event are patched in;
+a "site" event of the monitor before it, and its "alert", refetch /api/sites 150 ms later, at most
 one fetch in flight). A round's time runs from its first publish until a last message (an alert,
 published after the states) is in the API: the monitor stores one message after the other.
 
@@ -50,6 +50,7 @@ class Dashboard(threading.Thread):
         self.fetch_times = []
         self.fetch_bytes = []
         self.patched = 0
+        self.rows_seen = False
         self.conn = None
         self.fetcher = threading.Thread(target=self.fetch_loop, daemon=True)
 
@@ -83,13 +84,13 @@ class Dashboard(threading.Thread):
             return  # closed by stop()
 
     def dispatch(self, event, data):
-        if event == "site":
-            body = json.loads(data)
-            if isinstance(body.get("row"), dict):
-                with self.lock:
-                    self.patched += 1
-                return
-        if event in ("site", "alert"):
+        if event == "sites":  # rows to patch: this version's dashboard fetches no list for them
+            with self.lock:
+                self.patched += len(json.loads(data)["rows"])
+                self.rows_seen = True
+            return
+        # An alert: the list before rows came with the events; now only the alerts' own list.
+        if event == "site" or (event == "alert" and not self.rows_seen):
             self.due.set()
 
     def fetch_loop(self):

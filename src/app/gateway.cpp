@@ -162,8 +162,10 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
     link_.subscribe(topics_.replay(),
                     [this](std::string payload) { replay_desk_.submit(std::move(payload)); });
     link_.on_connected([this] {
-        publish_gateway(Clock::now());
+        // First: taken once the hooks ran (Gateway::tick), so a gateway message that throws still
+        // leaves the states to be republished.
         republish_ = true;  // the next tick republishes every camera's retained state
+        publish_gateway(Clock::now());
     });
 }
 

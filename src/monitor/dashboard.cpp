@@ -125,7 +125,7 @@ const std::string& dashboard_html() {
 const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
-const state = { selected: null, stream: null, pending: new Set(), timer: null, sites: new Map() };
+const state = { selected: null, stream: null, pending: new Set(), timer: null, sites: new Map(), fetchingSites: false, rowsMeanwhile: [] };
 // The gateway's condition. An end the gateway made because it stopped or restarted (its previous
 // run was killed) says nothing about the condition: it must not read like a resolved one.
 function condition(a) {
@@ -192,10 +192,13 @@ function connectStream() {
     schedule("alerts");  // its site's open count comes as a "site" event
     if (a.id === state.selected) schedule("detail");
   });
-  es.addEventListener("site", (e) => {
-    const d = JSON.parse(e.data);
-    if (d.row && typeof d.row === "object") { state.sites.set(d.site, d.row); schedule("rows"); }
-    else schedule("sites");
+  // The rows of the sites that changed, at most once a second.
+  es.addEventListener("sites", (e) => {
+    const rows = JSON.parse(e.data).rows || [];
+    for (const row of rows) state.sites.set(row.site, row);
+    // A list being fetched is older than these rows: they are laid over it when it comes.
+    if (state.fetchingSites) state.rowsMeanwhile.push(...rows);
+    schedule("rows");
   });
   es.addEventListener("rollup", (e) => { if (JSON.parse(e.data).site === $("#s-site").value) schedule("charts"); });
 }
@@ -224,8 +227,11 @@ function messages(s) {
 
 async function refreshSites() {
   let sites;
-  try { sites = await api("/api/sites"); } catch (e) { return; }
+  state.fetchingSites = true; state.rowsMeanwhile = [];
+  try { sites = await api("/api/sites"); } catch (e) { return; } finally { state.fetchingSites = false; }
   state.sites = new Map(sites.map((s) => [s.site, s]));
+  for (const row of state.rowsMeanwhile) state.sites.set(row.site, row);
+  state.rowsMeanwhile = [];
   renderSites();
 }
 

@@ -19,9 +19,9 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
               if (row) add_site_state(*row, Clock::now(), cfg_.heartbeat_timeout);
               return row;
           },
-          [this](const std::string& site, const json& row) {
-              hub_->broadcast("site", json{{"site", site}, {"row", row}}.dump(
-                                          -1, ' ', false, json::error_handler_t::replace));
+          [this](const json& rows) {
+              hub_->broadcast("sites",
+                              json{{"rows", rows}}.dump(-1, ' ', false, json::error_handler_t::replace));
           },
           logging.get("monitor")) {
     // A site shown silent at most 1/12 of heartbeat_timeout late, its heartbeat written at most that

@@ -18,12 +18,16 @@ std::size_t SiteUpdates::flush() {
         sites.swap(marked_);
     }
     std::size_t sent = 0;
+    auto rows = nlohmann::json::array();
+    const auto send = [&] {
+        if (rows.empty()) return;
+        sent += rows.size();
+        send_(rows);
+        rows = nlohmann::json::array();
+    };
     for (const auto& site : sites) {
         try {
-            if (auto row = row_of_(site)) {
-                send_(site, *row);
-                ++sent;
-            }
+            if (auto row = row_of_(site)) rows.push_back(std::move(*row));
         } catch (const std::exception& e) {
             // The dashboards keep the row they have until the site's next change (or their own
             // refresh, every 20 s); the other sites' updates go on.
@@ -32,7 +36,9 @@ std::size_t SiteUpdates::flush() {
                     "live update of site {} not sent: {} ({} such failure(s) since the last such line)", site,
                     e.what(), n);
         }
+        if (rows.size() >= kRowsPerSend) send();
     }
+    send();
     return sent;
 }
 

@@ -22,10 +22,14 @@ namespace kg::monitor {
 
 class SiteUpdates {
 public:
-    // The site's row as the API shows it now (nullopt: the room does not have it), and where an
-    // update goes. Both run on this object's thread, or on the caller's of flush().
+    // The site's row as the API shows it now (nullopt: the room does not have it), and where the
+    // rows go: a JSON array of at most kRowsPerSend. Both run on this object's thread, or on the
+    // caller's of flush().
     using RowOf = std::function<std::optional<nlohmann::json>(const std::string& site)>;
-    using Send = std::function<void(const std::string& site, const nlohmann::json& row)>;
+    using Send = std::function<void(const nlohmann::json& rows)>;
+    // A frame per site, hundreds at once, overflowed a dashboard's stream queue on a slow link
+    // (it is closed then, and the page reconnects and fetches everything): a few frames instead.
+    static constexpr std::size_t kRowsPerSend = 100;
 
     SiteUpdates(std::chrono::milliseconds period, RowOf row_of, Send send,
                 std::shared_ptr<spdlog::logger> log);
@@ -35,7 +39,7 @@ public:
 
     // The site changed; from any thread, without waiting on the store.
     void mark(const std::string& site);
-    // Sends one update for each site marked since the last flush; how many went.
+    // Sends the row of each site marked since the last flush; how many rows went.
     std::size_t flush();
 
     void start();  // flushes every period

@@ -427,9 +427,13 @@ TEST(MonitorIngest, ASensorMinuteFarAheadOfTheRoomsClockIsRefused) {
 TEST(MonitorSiteUpdates, ManyChangesOfASiteMakeOneUpdateWithItsRow) {
     Store store(":memory:");
     std::vector<std::pair<std::string, json>> sent;
+    int sends = 0;
     SiteUpdates updates(
         std::chrono::seconds(1), [&](const std::string& site) { return store.site(site); },
-        [&](const std::string& site, const json& row) { sent.emplace_back(site, row); },
+        [&](const json& rows) {
+            ++sends;
+            for (const auto& row : rows) sent.emplace_back(row["site"], row);
+        },
         kg::Logging::null_logger());
     Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [&](const Change& c) {
         if (c.kind == Change::Kind::site) updates.mark(c.site);
@@ -443,6 +447,7 @@ TEST(MonitorSiteUpdates, ManyChangesOfASiteMakeOneUpdateWithItsRow) {
     }
     ASSERT_EQ(updates.flush(), 2u);
     ASSERT_EQ(sent.size(), 2u);
+    EXPECT_EQ(sends, 1);  // one frame for both
     EXPECT_EQ(sent[0].first, "sch-0101");
     EXPECT_EQ(sent[1].first, "sch-0102");
     for (const auto& [site, row] : sent) {
@@ -456,6 +461,17 @@ TEST(MonitorSiteUpdates, ManyChangesOfASiteMakeOneUpdateWithItsRow) {
     updates.mark("sch-0999");
     EXPECT_EQ(updates.flush(), 0u);
     EXPECT_FALSE(store.site("sch-0999"));
+    // Hundreds of sites at once go in frames of at most kRowsPerSend rows, not one frame a site
+    // (a dashboard's stream queue holds 256 frames).
+    sends = 0;
+    sent.clear();
+    for (int i = 0; i < 250; ++i) {
+        const auto site = fmt::format("sch-{:04d}", 1000 + i);
+        ingest.handle(fmt::format("kitchen/{}/availability", site), "online", true, kT0);
+    }
+    EXPECT_EQ(updates.flush(), 250u);
+    EXPECT_EQ(sent.size(), 250u);
+    EXPECT_EQ(sends, 3);
 }
 
 TEST(MonitorSiteUpdates, ARowThatCannotBeReadDoesNotHoldTheOthersBack) {
@@ -466,7 +482,10 @@ TEST(MonitorSiteUpdates, ARowThatCannotBeReadDoesNotHoldTheOthersBack) {
             if (site == "sch-0101") throw std::runtime_error("database is locked");
             return json{{"site", site}};
         },
-        [&](const std::string& site, const json&) { sent.push_back(site); }, kg::Logging::null_logger());
+        [&](const json& rows) {
+            for (const auto& row : rows) sent.push_back(row["site"]);
+        },
+        kg::Logging::null_logger());
     for (const auto* site : {"sch-0101", "sch-0102", "sch-0103"}) updates.mark(site);
     EXPECT_EQ(updates.flush(), 2u);
     EXPECT_EQ(sent, (std::vector<std::string>{"sch-0102", "sch-0103"}));
@@ -482,9 +501,9 @@ TEST(MonitorSiteUpdates, ItsThreadSendsWhatIsMarked) {
         [](const std::string& site) {
             return std::optional<json>(json{{"site", site}});
         },
-        [&](const std::string& site, const json&) {
+        [&](const json& rows) {
             std::lock_guard lock(mutex);
-            sent.push_back(site);
+            for (const auto& row : rows) sent.push_back(row["site"]);
             cv.notify_all();
         },
         kg::Logging::null_logger());
