@@ -166,6 +166,7 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
         // leaves the states to be republished.
         republish_ = true;  // the next tick republishes every camera's retained state
         publish_gateway(Clock::now());
+        for (const auto& topic : cleared_states_) link_.publish(topic, std::string(), 1, true);
     });
 }
 
@@ -197,6 +198,15 @@ void Gateway::start(CarryOver carried) {
     }
     apply_public_hours(started_at_);
     event_log_.adopt_day(std::move(carried.event_day));
+    // Not those of this run's own cameras and sensors (a reload that failed fell back to the
+    // configuration that has them).
+    std::erase_if(carried.cleared_states, [this](const std::string& topic) {
+        return std::any_of(cfg_.cameras.begin(), cfg_.cameras.end(),
+                           [&](const auto& c) { return topics_.camera_state(c.id) == topic; }) ||
+               std::any_of(cfg_.sensors.begin(), cfg_.sensors.end(),
+                           [&](const auto& s) { return topics_.sensor_state(s.id) == topic; });
+    });
+    cleared_states_ = std::move(carried.cleared_states);
     // The previous run died without ending its events (SIGKILL, a crash, a power cut): the room
     // would show them open for ever. Ended first, behind whatever that run left queued (their starts
     // among it), and before any camera or sensor here can open an event.
@@ -302,9 +312,21 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
         auto state = camera->final_state(now);
         state.online = false;
         const bool kept = next == nullptr || has_camera(*next, state.camera->id);
-        link_.publish(topics_.camera_state(state.camera->id),
-                      kept ? publish::camera_state_payload(state, cfg_.site.id, now) : std::string(), 1,
-                      true);
+        const auto topic = topics_.camera_state(state.camera->id);
+        link_.publish(topic, kept ? publish::camera_state_payload(state, cfg_.site.id, now) : std::string(),
+                      1, true);
+        if (!kept && carry != nullptr) carry->cleared_states.push_back(topic);
+    }
+    // Those an earlier reload removed stay cleared, unless this one brings them back.
+    if (carry != nullptr && next != nullptr) {
+        for (auto& topic : cleared_states_) {
+            const bool back =
+                std::any_of(next->cameras.begin(), next->cameras.end(),
+                            [&](const auto& c) { return topics_.camera_state(c.id) == topic; }) ||
+                std::any_of(next->sensors.begin(), next->sensors.end(),
+                            [&](const auto& s) { return topics_.sensor_state(s.id) == topic; });
+            if (!back) carry->cleared_states.push_back(std::move(topic));
+        }
     }
     // The starts named their clips: those still waiting for clip_post are cut from what the rings
     // hold, and their reports committed, before the outbox closes.

@@ -104,6 +104,8 @@ private:
     SteadyPoint last_state_publish_{};
     SteadyPoint last_expiry_{};
     std::atomic<bool> republish_{false};
+    // Cleared on every connection (CarryOver::cleared_states); set before the link starts.
+    std::vector<std::string> cleared_states_;
     // The highest acknowledged number the retained gateway message last carried (-1: none yet).
     std::atomic<std::int64_t> published_acknowledged_{-1};
     bool running_ = false;

@@ -98,7 +98,10 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
                 // a sensor as read that nobody reads now: a reload may have removed it, and its last
                 // state would stay on the broker, and in the room, for good.
                 states.push_back(state_message(e, now, false));
-                if (next != nullptr && !has_sensor(*next, id)) states.back().payload.clear();
+                if (next != nullptr && !has_sensor(*next, id)) {
+                    states.back().payload.clear();
+                    if (carry != nullptr) carry->cleared_states.push_back(states.back().topic);
+                }
             }
         }
         deliver(ends);

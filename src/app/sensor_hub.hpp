@@ -32,6 +32,10 @@ struct CarryOver {
         sensors::Roller roller;
     };
     std::map<std::string, Sensor> sensors;
+    // The state topics of the cameras and sensors reloads removed: cleared (an empty retained
+    // message) again on each connection of the next run, for the broker that was down when the
+    // stopping run cleared them, or would keep their last states for good.
+    std::vector<std::string> cleared_states;
     EventLog::Day event_day;  // the parents' "today" figures
 };
 

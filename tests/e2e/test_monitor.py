@@ -329,6 +329,32 @@ def test_a_camera_and_a_sensor_taken_out_of_the_configuration_leave_the_room(bro
     assert ids("cameras") == ["cooking"] and ids("sensors") == ["fridge"]
 
 
+def test_a_camera_removed_while_the_broker_is_down_is_cleared_when_it_is_back(clips, gateways, tmp_path):
+    """A reload removes a camera while the broker is down: the stopping run's clear (an empty retained
+    message) cannot go, and the next run has no such camera. It clears the removed camera's state on
+    each of its connections, or the broker (persistent, as deployed) keeps the last state for good."""
+    (tmp_path / "persistent").mkdir()
+    broker = kg_e2e.Broker(tmp_path / "persistent", persistent=True)
+    try:
+        clip = black_clip(clips)
+        cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cooking", clip, input={"loop": True}),
+                                          kg_e2e.camera("store", clip, input={"loop": True})], tmp_path)
+        gw = gateways(cfg)
+        store, cooking = "kitchen/test-site/cameras/store/state", "kitchen/test-site/cameras/cooking/state"
+        kg_e2e.wait_until(lambda: kg_e2e.retained(broker, store) is not None, 20, what="the store camera's state")
+        broker.stop()  # its retained messages are saved, as Mosquitto's persistence does
+        cfg["cameras"] = cfg["cameras"][:1]
+        gw.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        gw.proc.send_signal(signal.SIGHUP)
+        kg_e2e.wait_until(lambda: ": 1 cameras," in gw.output(), 20, what="the reloaded run with one camera")
+        broker.start()
+        kg_e2e.wait_until(lambda: kg_e2e.retained(broker, cooking) is not None, 20, what="the kept camera's state")
+        kg_e2e.wait_until(lambda: kg_e2e.retained(broker, store) is None, 10, what="the removed camera's state cleared")
+        assert gw.terminate() == 0
+    finally:
+        broker.kill()
+
+
 def test_two_instances_split_a_shared_subscription(broker, monitors, tmp_path):
     n = 200
     a = monitors(broker, name="monitor-a", share_group="room")
