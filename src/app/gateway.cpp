@@ -318,14 +318,17 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
         if (!kept && carry != nullptr) carry->cleared_states.push_back(topic);
     }
     // Those an earlier reload removed stay cleared, unless this one brings them back.
+    // Copied, not moved: the link's thread may be reading them for a connection meanwhile. Compared
+    // with the next run's topics (its prefix and site id may differ).
     if (carry != nullptr && next != nullptr) {
-        for (auto& topic : cleared_states_) {
+        const publish::Topics next_topics(next->mqtt.topic_prefix, next->site.id);
+        for (const auto& topic : cleared_states_) {
             const bool back =
                 std::any_of(next->cameras.begin(), next->cameras.end(),
-                            [&](const auto& c) { return topics_.camera_state(c.id) == topic; }) ||
+                            [&](const auto& c) { return next_topics.camera_state(c.id) == topic; }) ||
                 std::any_of(next->sensors.begin(), next->sensors.end(),
-                            [&](const auto& s) { return topics_.sensor_state(s.id) == topic; });
-            if (!back) carry->cleared_states.push_back(std::move(topic));
+                            [&](const auto& s) { return next_topics.sensor_state(s.id) == topic; });
+            if (!back) carry->cleared_states.push_back(topic);
         }
     }
     // The starts named their clips: those still waiting for clip_post are cut from what the rings

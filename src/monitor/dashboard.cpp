@@ -125,7 +125,7 @@ const std::string& dashboard_html() {
 const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
-const state = { selected: null, stream: null, pending: new Set(), timer: null, sites: new Map(), fetchingSites: false, rowsMeanwhile: [] };
+const state = { selected: null, stream: null, pending: new Set(), timer: null, sites: new Map(), siteFetches: new Set(), latestSiteFetch: null };
 // The gateway's condition. An end the gateway made because it stopped or restarted (its previous
 // run was killed) says nothing about the condition: it must not read like a resolved one.
 function condition(a) {
@@ -197,7 +197,7 @@ function connectStream() {
     const rows = JSON.parse(e.data).rows || [];
     for (const row of rows) state.sites.set(row.site, row);
     // A list being fetched is older than these rows: they are laid over it when it comes.
-    if (state.fetchingSites) state.rowsMeanwhile.push(...rows);
+    for (const f of state.siteFetches) f.rows.push(...rows);
     schedule("rows");
   });
   es.addEventListener("rollup", (e) => { if (JSON.parse(e.data).site === $("#s-site").value) schedule("charts"); });
@@ -226,12 +226,13 @@ function messages(s) {
 }
 
 async function refreshSites() {
+  const fetching = { rows: [] };
+  state.siteFetches.add(fetching); state.latestSiteFetch = fetching;
   let sites;
-  state.fetchingSites = true; state.rowsMeanwhile = [];
-  try { sites = await api("/api/sites"); } catch (e) { return; } finally { state.fetchingSites = false; }
+  try { sites = await api("/api/sites"); } catch (e) { return; } finally { state.siteFetches.delete(fetching); }
+  if (state.latestSiteFetch !== fetching) return;  // a newer list is on its way
   state.sites = new Map(sites.map((s) => [s.site, s]));
-  for (const row of state.rowsMeanwhile) state.sites.set(row.site, row);
-  state.rowsMeanwhile = [];
+  for (const row of fetching.rows) state.sites.set(row.site, row);
   renderSites();
 }
 

@@ -21,8 +21,15 @@ std::size_t SiteUpdates::flush() {
     auto rows = nlohmann::json::array();
     const auto send = [&] {
         if (rows.empty()) return;
-        sent += rows.size();
-        send_(rows);
+        try {
+            send_(rows);
+            sent += rows.size();
+        } catch (const std::exception& e) {
+            if (const auto n = failures_.pass())
+                log_->warn(
+                    "live update of {} site(s) not sent: {} ({} such failure(s) since the last such line)",
+                    rows.size(), e.what(), n);
+        }
         rows = nlohmann::json::array();
     };
     for (const auto& site : sites) {

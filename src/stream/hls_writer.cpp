@@ -239,7 +239,7 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
         clear_folder();
         return open_muxer();
     }
-    if ((packet.flags & AV_PKT_FLAG_KEY) != 0) {
+    if ((packet.flags & AV_PKT_FLAG_KEY) != 0 && !starting_over_) {
         if (const auto bytes = folder_bytes(); bytes > max_folder_bytes_) {
             if (!warned_folder_) {
                 log_->warn(
@@ -250,11 +250,18 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
                     folder_, bytes >> 20, max_folder_bytes_ >> 20);
                 warned_folder_ = true;
             }
+            // Cleared first too: the trailer writes the open segment, which must not land on top.
+            clear_folder();
             close();
             clear_folder();
             open_muxer();
             if (out_ == nullptr) return;
-            return on_packet(packet, stream);  // this key frame starts the new one; the folder is empty
+            // This key frame starts the new muxer, once: a file that would not go (not ours, not
+            // removable) must not make it start over again and again on the same frame.
+            starting_over_ = true;
+            on_packet(packet, stream);
+            starting_over_ = false;
+            return;
         }
     }
     if (av_packet_ref(packet_, &packet) < 0) return;

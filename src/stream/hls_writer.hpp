@@ -75,6 +75,7 @@ private:
     bool warned_gop_ = false;
     std::size_t max_folder_bytes_;
     bool warned_folder_ = false;
+    bool starting_over_ = false;  // on_packet is feeding the key frame that started over
     // Failed writes in a row since the stream last played, and when (stream seconds) to try again.
     static constexpr std::int64_t kFirstRetry = 2, kLastRetry = 60;
     std::uint64_t failures_ = 0;
