@@ -40,7 +40,22 @@ public:
     static constexpr const char* kMosquitto = "/usr/sbin/mosquitto";
     static bool available() { return std::filesystem::exists(kMosquitto); }
 
-    TestBroker() : port_(free_port()) {
+    TestBroker() : port_(free_port()) { spawn(); }
+    ~TestBroker() { stop(); }
+    TestBroker(const TestBroker&) = delete;
+    TestBroker& operator=(const TestBroker&) = delete;
+
+    int port() const { return port_; }
+    std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+
+    // Killed and started again on the same port: its clients lose their connections and make new ones.
+    void restart() {
+        stop();
+        spawn();
+    }
+
+private:
+    void spawn() {
         const std::string port = std::to_string(port_);
         char* argv[] = {const_cast<char*>(kMosquitto), const_cast<char*>("-p"),
                         const_cast<char*>(port.c_str()), nullptr};
@@ -60,14 +75,6 @@ public:
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
     }
-    ~TestBroker() { stop(); }
-    TestBroker(const TestBroker&) = delete;
-    TestBroker& operator=(const TestBroker&) = delete;
-
-    int port() const { return port_; }
-    std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
-
-private:
     bool accepts() const {
         const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
         sockaddr_in a{};
