@@ -120,6 +120,15 @@ std::unique_ptr<evidence::EvidenceStore> open_training_frames(const config::Trai
                                                      evidence::is_training_frame, cfg.min_free);
 }
 
+// Whether `topic` is the state topic of one of `cfg`'s cameras or sensors (under its prefix and site).
+bool has_state_topic(const config::Gateway& cfg, const std::string& topic) {
+    const publish::Topics topics(cfg.mqtt.topic_prefix, cfg.site.id);
+    return std::any_of(cfg.cameras.begin(), cfg.cameras.end(),
+                       [&](const auto& c) { return topics.camera_state(c.id) == topic; }) ||
+           std::any_of(cfg.sensors.begin(), cfg.sensors.end(),
+                       [&](const auto& s) { return topics.sensor_state(s.id) == topic; });
+}
+
 }  // namespace
 
 Gateway::Gateway(config::Gateway cfg, const Logging& logging)
@@ -200,12 +209,8 @@ void Gateway::start(CarryOver carried) {
     event_log_.adopt_day(std::move(carried.event_day));
     // Not those of this run's own cameras and sensors (a reload that failed fell back to the
     // configuration that has them).
-    std::erase_if(carried.cleared_states, [this](const std::string& topic) {
-        return std::any_of(cfg_.cameras.begin(), cfg_.cameras.end(),
-                           [&](const auto& c) { return topics_.camera_state(c.id) == topic; }) ||
-               std::any_of(cfg_.sensors.begin(), cfg_.sensors.end(),
-                           [&](const auto& s) { return topics_.sensor_state(s.id) == topic; });
-    });
+    std::erase_if(carried.cleared_states,
+                  [this](const std::string& topic) { return has_state_topic(cfg_, topic); });
     cleared_states_ = std::move(carried.cleared_states);
     // The previous run died without ending its events (SIGKILL, a crash, a power cut): the room
     // would show them open for ever. Ended first, behind whatever that run left queued (their starts
@@ -321,15 +326,8 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     // Copied, not moved: the link's thread may be reading them for a connection meanwhile. Compared
     // with the next run's topics (its prefix and site id may differ).
     if (carry != nullptr && next != nullptr) {
-        const publish::Topics next_topics(next->mqtt.topic_prefix, next->site.id);
-        for (const auto& topic : cleared_states_) {
-            const bool back =
-                std::any_of(next->cameras.begin(), next->cameras.end(),
-                            [&](const auto& c) { return next_topics.camera_state(c.id) == topic; }) ||
-                std::any_of(next->sensors.begin(), next->sensors.end(),
-                            [&](const auto& s) { return next_topics.sensor_state(s.id) == topic; });
-            if (!back) carry->cleared_states.push_back(topic);
-        }
+        for (const auto& topic : cleared_states_)
+            if (!has_state_topic(*next, topic)) carry->cleared_states.push_back(topic);
     }
     // The starts named their clips: those still waiting for clip_post are cut from what the rings
     // hold, and their reports committed, before the outbox closes.
