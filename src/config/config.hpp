@@ -265,6 +265,8 @@ struct Public {
     Duration header_timeout{std::chrono::seconds(10)};
     Duration idle_timeout{std::chrono::seconds(30)};
     std::size_t max_connections = 512;
+    // Reverse proxies (or CDN nodes) in front: their X-Forwarded-For names the viewer the caps count.
+    std::vector<std::string> trusted_proxies;
 };
 
 struct Log {

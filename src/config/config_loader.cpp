@@ -1452,7 +1452,7 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
         p && r.map(p, "public",
                    {"listen", "hls_dir", "segment", "hours", "flv", "rtmp_push", "max_viewers_per_camera",
                     "max_viewers_per_address", "token_secret", "privacy", "header_timeout", "idle_timeout",
-                    "max_connections"})) {
+                    "max_connections", "trusted_proxies"})) {
         auto& pub = g.public_side;
         if (p["listen"] && r.string(p["listen"], "public.listen", pub.listen) && !pub.listen.empty())
             check_listen(r, p["listen"], "public.listen", pub.listen);
@@ -1492,6 +1492,8 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
         }
         if (p["header_timeout"]) r.duration(p["header_timeout"], "public.header_timeout", pub.header_timeout);
         if (p["idle_timeout"]) r.duration(p["idle_timeout"], "public.idle_timeout", pub.idle_timeout);
+        if (p["trusted_proxies"])
+            r.trusted_proxies(p["trusted_proxies"], "public.trusted_proxies", pub.trusted_proxies);
     }
     if (const auto a = root["api"];
         a && r.map(a, "api", {"listen", "token", "header_timeout", "idle_timeout"})) {

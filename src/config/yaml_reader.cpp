@@ -6,6 +6,7 @@
 
 #include "common/env.hpp"
 #include "common/utf8.hpp"
+#include "web/trusted_proxies.hpp"
 
 namespace kg::config {
 
@@ -95,6 +96,25 @@ bool YamlReader::text(const YAML::Node& node, const std::string& path, const cha
         return false;
     }
     return true;
+}
+
+void YamlReader::trusted_proxies(const YAML::Node& node, const std::string& path,
+                                 std::vector<std::string>& out) {
+    if (!node.IsSequence()) {
+        error(node, path,
+              fmt::format("expected a list of addresses or networks, e.g. [127.0.0.1, 10.0.0.0/8], not {}",
+                          describe(node)));
+        return;
+    }
+    for (std::size_t i = 0; i < node.size(); ++i) {
+        const auto at = fmt::format("{}[{}]", path, i);
+        std::string entry;
+        if (!text(node[i], at, "an address or network", entry)) continue;
+        if (auto why = web::TrustedProxies::problem(entry); !why.empty())
+            error(node[i], at, why);
+        else
+            out.push_back(entry);
+    }
 }
 
 std::filesystem::path YamlReader::resolve(const std::string& path) const {

@@ -43,6 +43,10 @@ public:
 
     std::filesystem::path resolve(const std::string& path) const;
 
+    // A list of proxy addresses and networks ("127.0.0.1", "10.0.0.0/8"): each one checked, the
+    // good ones kept in `out`.
+    void trusted_proxies(const YAML::Node& node, const std::string& path, std::vector<std::string>& out);
+
 protected:
     // The loaders word these two differently, and their tests and documentation quote the words.
     // `repeated`: the key was just reported as a duplicate.

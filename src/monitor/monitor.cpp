@@ -67,8 +67,10 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
                    [this] { return notifier_ ? notifier_->metrics_text() : std::string(); },
                    [this] { return ingest_->store_failure(); }};
     auto http_log = logging.get("http");
-    web_ = std::make_unique<WebServer>(io, cfg_.http.listen, WebLimits{}, make_api(std::move(ctx), http_log),
-                                       hub_, http_log);
+    WebLimits limits;
+    limits.http.trusted_proxies = web::TrustedProxies::parse(cfg_.http.trusted_proxies);
+    web_ = std::make_unique<WebServer>(io, cfg_.http.listen, limits, make_api(std::move(ctx), http_log), hub_,
+                                       http_log);
 }
 
 Monitor::~Monitor() { stop(); }

@@ -144,12 +144,14 @@ void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {
 
 void read_http(Reader& r, const YAML::Node& node, HttpSettings& h) {
     const std::string p = "http";
-    if (!r.map(node, p, {"listen", "operators", "session_ttl"})) return;
+    if (!r.map(node, p, {"listen", "operators", "session_ttl", "trusted_proxies"})) return;
     r.optional_string(node, p, "listen", h.listen);
     if (std::string why; !parse_listen_address(h.listen, &why))
         r.error(node["listen"], join(p, "listen"),
                 fmt::format("'{}' is not IP:PORT (or :PORT): {}", h.listen, why));
     r.duration(node, p, "session_ttl", h.session_ttl);
+    if (node["trusted_proxies"])
+        r.trusted_proxies(node["trusted_proxies"], join(p, "trusted_proxies"), h.trusted_proxies);
     const auto ops = node["operators"];
     // No default operator and no default password: a dashboard nobody configured is not reachable.
     if (!ops || !ops.IsSequence() || ops.size() == 0) {

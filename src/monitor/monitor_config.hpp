@@ -45,6 +45,8 @@ struct HttpSettings {
     std::string listen = "127.0.0.1:8090";
     std::vector<Operator> operators;
     Duration session_ttl{std::chrono::hours(12)};
+    // The reverse proxy in front: its X-Forwarded-For names the client that passwords are counted for.
+    std::vector<std::string> trusted_proxies;
 };
 
 // How long an alert of one tier may stay unacknowledged / unclosed, counted from when the

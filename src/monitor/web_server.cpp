@@ -153,11 +153,12 @@ private:
 
     void on_request(Request req) override {
         Reply reply;
+        const std::string client = client_of(req);
         try {
-            reply = shared_->handler(req, ticket_.client());
+            reply = shared_->handler(req, client);
         } catch (const std::exception& e) {
             shared_->log->error("{} {} from {}: {}", std::string(req.method_string()),
-                                std::string(req.target()), ticket_.client(), e.what());
+                                std::string(req.target()), client, e.what());
             reply.response = make_response(req, http::status::internal_server_error, "internal error\n");
         }
         if (reply.event_stream) return become_stream();

@@ -26,7 +26,11 @@ using Request = web::Request;
 using Response = web::Response;
 
 struct WebLimits {
-    web::Limits http{.max_per_address = 32};
+    web::Limits http = [] {
+        web::Limits l;
+        l.max_per_address = 32;
+        return l;
+    }();
     std::size_t stream_queue = 256;  // frames a slow stream may have pending before it is closed
     std::chrono::milliseconds ping_interval{15000};  // keeps proxies from closing idle streams
 };

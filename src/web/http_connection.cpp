@@ -127,12 +127,13 @@ void Listener::accept() {
             {
                 beast::error_code peer_ec;
                 const auto peer = socket.remote_endpoint(peer_ec);
-                const std::string client = peer_ec ? "unknown" : peer.address().to_string();
+                const std::string client = peer_ec ? "unknown" : canonical(peer.address()).to_string();
+                const bool proxy = !peer_ec && state->limits.trusted_proxies.contains(peer.address());
                 bool admitted = false;
                 {
                     std::lock_guard lock(state->mutex);
                     if (state->connections < state->limits.max_connections &&
-                        state->per_address[client] < state->limits.max_per_address) {
+                        (proxy || state->per_address[client] < state->limits.max_per_address)) {
                         ++state->connections;
                         ++state->per_address[client];
                         admitted = true;

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "common/log_throttle.hpp"
+#include "web/trusted_proxies.hpp"
 
 namespace kg::web {
 
@@ -34,7 +35,8 @@ struct Limits {
     std::size_t header_limit = 8 * 1024;              // bytes of request line and headers
     std::size_t body_limit = 64 * 1024;
     std::size_t max_connections = 256;
-    std::size_t max_per_address = 16;
+    std::size_t max_per_address = 16;  // not for trusted proxies: their connections carry many clients
+    TrustedProxies trusted_proxies;    // believed about the client (X-Forwarded-For)
 };
 
 // "127.0.0.1:8080", "[::1]:8080", ":8080" (all addresses); throws std::invalid_argument.
@@ -116,6 +118,10 @@ protected:
     virtual void on_unreadable(boost::beast::error_code ec, http::status status) = 0;
 
     void read(std::chrono::milliseconds timeout);
+    // Who sent `req`: the peer, or the client a trusted proxy says it forwards.
+    std::string client_of(const Request& req) const {
+        return limits_.trusted_proxies.client(ticket_.client(), req.base());
+    }
     // Writes `res`, then reads the next request unless the connection ends: not kept alive, the
     // write failed, or the server stopped.
     // `req`: the request answered. A HEAD request gets the head alone, with the length the body

@@ -50,18 +50,19 @@ private:
     void on_request(Request req) override {
         Response res;
         try {
+            client_ = client_of(req);
             StreamResult routed;
-            if (shared_->stream_handler) routed = shared_->stream_handler(req, ticket_.client());
+            if (shared_->stream_handler) routed = shared_->stream_handler(req, client_);
             if (auto* reply = std::get_if<StreamReply>(&routed))
                 return stream(std::move(*reply), req.keep_alive());
             if (auto* plain = std::get_if<Response>(&routed)) {
                 res = std::move(*plain);
             } else {
-                res = shared_->handler(req, ticket_.client());
+                res = shared_->handler(req, client_);
             }
         } catch (const std::exception& e) {
             shared_->log->error("{} {} from {}: {}", std::string(req.method_string()),
-                                std::string(req.target()), ticket_.client(), e.what());
+                                std::string(req.target()), client_, e.what());
             res = text_response(req, http::status::internal_server_error, "internal error\n");
         }
         send(std::move(res), req);
@@ -99,8 +100,7 @@ private:
         chunks_.clear();
         if (!live_->take(chunks_)) {
             if (live_->overflowed())
-                shared_->log->warn("live stream to {} dropped: the client reads too slowly",
-                                   ticket_.client());
+                shared_->log->warn("live stream to {} dropped: the client reads too slowly", client_);
             if (finite_keep_alive_ && !ticket_.server_stopped()) {
                 live_->cancel();  // drops the waker's hold on this session; the read below holds it
                 live_.reset();
@@ -127,6 +127,7 @@ private:
     }
 
     std::shared_ptr<HttpServer::Shared> shared_;
+    std::string client_;  // of the request being answered
     // Live body state (HTTP-FLV).
     std::shared_ptr<LiveStream> live_;
     std::shared_ptr<http::response<http::empty_body>> head_;

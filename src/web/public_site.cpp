@@ -219,6 +219,7 @@ Limits public_limits(const config::Public& settings) {
     limits.max_connections = settings.max_connections;
     // Connections per address cover the page, its status polls and the streams of every camera.
     limits.max_per_address = settings.max_viewers_per_address * 2 + 8;
+    limits.trusted_proxies = TrustedProxies::parse(settings.trusted_proxies);
     return limits;
 }
 

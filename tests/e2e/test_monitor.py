@@ -593,6 +593,30 @@ def jpeg_bytes():
     return cv2.imencode(".jpg", img)[1].tobytes()
 
 
+def test_behind_a_trusted_proxy_a_password_guesser_holds_up_only_its_own_address(broker, monitors):
+    """Behind the TLS proxy docs/monitor.md asks for, every request comes from the proxy's address. The
+    proxy named in http.trusted_proxies is believed about the client (X-Forwarded-For): a guesser
+    holds up the sign-in of its own address only, not of every operator behind the proxy."""
+    mon = monitors(broker, extra={"http": {"listen": "127.0.0.1:0", "trusted_proxies": ["127.0.0.1"],
+                                           "operators": [{"name": OPERATOR, "password": PASSWORD}]}})
+
+    def login(password, client):
+        conn = http.client.HTTPConnection("127.0.0.1", mon.port, timeout=10)
+        conn.request("POST", "/api/login", body=json.dumps({"operator": OPERATOR, "password": password}),
+                     headers={"Content-Type": "application/json", "X-Forwarded-For": f"198.51.100.1, {client}"})
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        return r.status
+
+    guesser, colleague = "203.0.113.66", "203.0.113.10"
+    assert [login("wrong", guesser) for _ in range(5)] == [401] * 5
+    assert login(PASSWORD, guesser) == 429, "the guesser's address is not held up"
+    assert login(PASSWORD, colleague) == 200, "an operator behind the same proxy was held up too"
+    kg_e2e.wait_until(lambda: f"from {guesser}" in mon.output(), 5, what="the guesser's own address in the log")
+    assert "198.51.100.1" not in mon.output(), "an address the client wrote, left of the proxy's, was believed"
+
+
 def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gateways, tmp_path):
     mon = monitors(broker)
     decisions = kg_e2e.Collector(broker, topic="kitchen/+/decisions/#")

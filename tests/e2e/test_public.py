@@ -36,16 +36,16 @@ def public_port(gw, after=0):
     return int(found[-1])
 
 
-def watch(port, camera, query, method="GET"):
+def watch(port, camera, query, method="GET", headers=None):
     """(status, body) of what a player does to start watching: the playlist, then its first media
     segment (a session counts as a viewer from its first segment, not from the playlist or the init
     file); the playlist's answer when that is a refusal."""
-    status, _, body = get(port, f"/live/{camera}/index.m3u8{query}")
+    status, _, body = get(port, f"/live/{camera}/index.m3u8{query}", headers=headers)
     if status != 200:
         return status, body
     segment = next((line for line in body.decode().splitlines() if ".m4s?" in line), None)
     assert segment, body
-    status, _, body = get(port, f"/live/{camera}/{segment}", method=method)
+    status, _, body = get(port, f"/live/{camera}/{segment}", method=method, headers=headers)
     return status, body
 
 
@@ -218,8 +218,9 @@ def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True),
             kg_e2e.camera("hall", clip, input={"loop": True}, public=True)]
     secret = "0123456789abcdef0123456789abcdef"
+    # This test's requests come straight from 127.0.0.1 (no X-Forwarded-For): the proxy's own.
     config = public_config(broker, tmp_path, cams, max_viewers_per_camera=2, max_viewers_per_address=3,
-                           token_secret=secret)
+                           token_secret=secret, trusted_proxies=["127.0.0.1"])
     config["api"]["token"] = "test-api-token"
     gw = gateways(config)
     port = public_port(gw)
@@ -272,6 +273,10 @@ def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
     # 3 per address: a, b and h are this address's three; a fourth on another camera is refused (429).
     status, body = watch(port, "hall", f"?token={site}&sid=z")
     assert status == 429 and b"your address" in body
+    # Parents behind a trusted proxy (a TLS front, a CDN node) are counted each by the address it
+    # forwards, not all as the proxy's.
+    status, body = watch(port, "hall", f"?token={site}&sid=z", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert status == 200, body
     # ... and so is an FLV viewer over the camera cap.
     assert get(port, f"/live/kitchen.flv?token={good}")[0] in (503, 429)
 

@@ -920,6 +920,16 @@ TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
     std::string env = kGood;
     env.replace(env.find("correct-horse"), 13, "${KGM_TEST_UNSET}");
     EXPECT_NE(config_error(env).find("environment variable KGM_TEST_UNSET is not set"), std::string::npos);
+    // The proxy in front, named by address (a host name cannot be matched against a peer).
+    std::string proxies = kGood;
+    proxies.replace(proxies.find("  operators:"), 0, "  trusted_proxies: [127.0.0.1, 'fd00::/8']\n");
+    EXPECT_EQ(load_monitor_config_string(proxies, "m.yaml").http.trusted_proxies,
+              (std::vector<std::string>{"127.0.0.1", "fd00::/8"}));
+    proxies.replace(proxies.find("'fd00::/8'"), 10, "nginx");
+    EXPECT_EQ(config_error(proxies),
+              "/etc/kitchen-monitor/monitor.yaml:9:32: http.trusted_proxies[1]: 'nginx' is not an IP address "
+              "(a host "
+              "name cannot be matched)");
 }
 
 // The room reads the prefixes the gateways may publish under, and refuses what they may not: a

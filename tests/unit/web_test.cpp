@@ -1,0 +1,198 @@
+// Who a request is from, behind a reverse proxy: TrustedProxies alone, then through a real
+// HttpServer (its per-address connection cap and the client its handler is given).
+#include <gtest/gtest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/logging.hpp"
+#include "config/config_loader.hpp"
+#include "web/http_server.hpp"
+#include "web/trusted_proxies.hpp"
+
+namespace {
+
+using kg::web::TrustedProxies;
+namespace http = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+http::fields forwarded(std::initializer_list<const char*> values) {
+    http::fields f;
+    for (const char* v : values) f.insert("X-Forwarded-For", v);
+    return f;
+}
+
+TEST(TrustedProxies, NamesWhatIsWrongWithAnEntry) {
+    EXPECT_EQ(TrustedProxies::problem("10.0.0.0/8"), "");
+    EXPECT_EQ(TrustedProxies::problem("::1"), "");
+    EXPECT_EQ(TrustedProxies::problem("fd00::/8"), "");
+    EXPECT_EQ(TrustedProxies::problem("proxy.local"),
+              "'proxy.local' is not an IP address (a host name cannot be matched)");
+    EXPECT_EQ(TrustedProxies::problem("10.0.0.0/33"), "'/33' is not a prefix length of 0 to 32");
+    EXPECT_EQ(TrustedProxies::problem("10.0.0.0/"), "'/' is not a prefix length of 0 to 32");
+    EXPECT_EQ(TrustedProxies::problem("fd00::/129"), "'/129' is not a prefix length of 0 to 128");
+    EXPECT_EQ(TrustedProxies::problem("10.0.0.0/8x"), "'/8x' is not a prefix length of 0 to 32");
+    try {
+        TrustedProxies::parse({"127.0.0.1", "nginx"});
+        FAIL() << "a host name was taken";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_STREQ(e.what(),
+                     "trusted proxy 'nginx': 'nginx' is not an IP address (a host name cannot be matched)");
+    }
+}
+
+TEST(TrustedProxies, MatchAddressesAndNetworksOfBothFamilies) {
+    const auto t = TrustedProxies::parse({"127.0.0.1", "10.1.2.3/16", "fd00::/8"});
+    const auto in = [&](const char* a) { return t.contains(net::ip::make_address(a)); };
+    EXPECT_TRUE(in("127.0.0.1"));
+    EXPECT_FALSE(in("127.0.0.2"));
+    EXPECT_TRUE(in("10.1.200.7")) << "10.1.2.3/16 is the network 10.1.0.0/16";
+    EXPECT_FALSE(in("10.2.0.1"));
+    EXPECT_TRUE(in("fd12::1"));
+    EXPECT_FALSE(in("fe80::1"));
+    EXPECT_TRUE(in("::ffff:127.0.0.1")) << "an IPv4 peer on an IPv6 socket";
+    EXPECT_FALSE(TrustedProxies().contains(net::ip::make_address("127.0.0.1")));
+}
+
+TEST(TrustedProxies, TheClientIsTheNearestAddressNoTrustedProxyWrote) {
+    const auto t = TrustedProxies::parse({"127.0.0.1", "10.0.0.0/8"});
+    // A peer that is not a proxy is the client, whatever it writes.
+    EXPECT_EQ(t.client("198.51.100.4", forwarded({"203.0.113.7"})), "198.51.100.4");
+    EXPECT_EQ(TrustedProxies().client("127.0.0.1", forwarded({"203.0.113.7"})), "127.0.0.1");
+    // The proxy's word, and nothing it did not check: what the client wrote to the left is not read.
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({"203.0.113.7"})), "203.0.113.7");
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({"1.2.3.4, 203.0.113.7"})), "203.0.113.7");
+    // A chain of proxies: read from the right past every trusted one.
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({"1.2.3.4, 203.0.113.7, 10.9.9.9"})), "203.0.113.7");
+    // Several fields are one list, in order.
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({"203.0.113.7", "10.9.9.9"})), "203.0.113.7");
+    // Ports and brackets as some proxies write them; an IPv4 client seen on an IPv6 socket.
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({"203.0.113.7:51234"})), "203.0.113.7");
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({"[2001:db8::5]:443"})), "2001:db8::5");
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({" 2001:db8::5 "})), "2001:db8::5");
+    EXPECT_EQ(t.client("::ffff:127.0.0.1", forwarded({"::ffff:203.0.113.7"})), "203.0.113.7");
+    // What is not an address ends the walk at the proxy that passed it on.
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({"unknown"})), "127.0.0.1");
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({"203.0.113.7, garbage, 10.9.9.9"})), "10.9.9.9");
+    // No header: the proxy itself (its own requests, a health check).
+    EXPECT_EQ(t.client("127.0.0.1", http::fields{}), "127.0.0.1");
+}
+
+// A real server on the loopback, its handler answering with the client it was given.
+class Server {
+public:
+    explicit Server(kg::web::Limits limits) {
+        server_ = std::make_unique<kg::web::HttpServer>(
+            io_, "127.0.0.1:0", limits,
+            [](const kg::web::Request& req, const std::string& client) {
+                return kg::web::text_response(req, http::status::ok, client);
+            },
+            kg::Logging::null_logger());
+        server_->start();
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    ~Server() {
+        net::post(io_, [this] { server_->stop(); });
+        io_.stop();
+        thread_.join();
+    }
+    unsigned short port() const { return server_->port(); }
+
+private:
+    net::io_context io_;
+    std::unique_ptr<kg::web::HttpServer> server_;
+    std::thread thread_;
+};
+
+// A kept-alive connection; ask() answers the client the server saw, or nothing when the server
+// closed it (refused over a cap).
+class Client {
+public:
+    explicit Client(unsigned short port) : socket_(io_) {
+        socket_.connect({net::ip::make_address("127.0.0.1"), port});
+    }
+    std::optional<std::string> ask(const char* forwarded_for) {
+        http::request<http::empty_body> req{http::verb::get, "/", 11};
+        req.set(http::field::host, "127.0.0.1");
+        if (forwarded_for != nullptr) req.set("X-Forwarded-For", forwarded_for);
+        boost::beast::error_code ec;
+        http::write(socket_, req, ec);
+        http::response<http::string_body> res;
+        if (!ec) http::read(socket_, buffer_, res, ec);
+        if (ec) return std::nullopt;
+        return res.body();
+    }
+
+private:
+    net::io_context io_;
+    tcp::socket socket_;
+    boost::beast::flat_buffer buffer_;
+};
+
+TEST(HttpServerBehindAProxy, ItsClientsAreCountedByTheirOwnAddressesAndOthersCannotChooseTheirs) {
+    kg::web::Limits limits;
+    limits.max_per_address = 2;
+    {
+        // No proxy named: the header is not read, and the third connection is over the cap.
+        Server server(limits);
+        Client a(server.port()), b(server.port()), c(server.port());
+        EXPECT_EQ(a.ask("203.0.113.7"), "127.0.0.1");
+        EXPECT_EQ(b.ask(nullptr), "127.0.0.1");
+        EXPECT_EQ(c.ask("203.0.113.8"), std::nullopt) << "a third connection from one address";
+    }
+    limits.trusted_proxies = TrustedProxies::parse({"127.0.0.1"});
+    Server server(limits);
+    // Each connection of the proxy carries other clients: the per-address cap is not the proxy's.
+    std::vector<std::unique_ptr<Client>> open;
+    for (int i = 0; i < 6; ++i) {
+        open.push_back(std::make_unique<Client>(server.port()));
+        const auto who = "203.0.113." + std::to_string(10 + i);
+        EXPECT_EQ(open.back()->ask(who.c_str()), who) << "connection " << i + 1 << " of the proxy";
+    }
+    // One connection, several clients in turn (a proxy's kept-alive upstream connection).
+    EXPECT_EQ(open[0]->ask("198.51.100.1"), "198.51.100.1");
+    EXPECT_EQ(open[0]->ask("1.1.1.1, 198.51.100.2"), "198.51.100.2");
+    EXPECT_EQ(open[0]->ask(nullptr), "127.0.0.1");
+}
+
+TEST(HttpServerBehindAProxy, TheConfigurationNamesAnEntryThatIsNotAnAddress) {
+    // The gateway's public side and the monitor read the list alike (config/yaml_reader.cpp).
+    const std::string yaml = R"(site: {id: s1, name: S}
+mqtt: {url: 'tcp://127.0.0.1:1883'}
+cameras: [{id: k, name: K, url: 'rtsp://127.0.0.1/k'}]
+public:
+  listen: 127.0.0.1:8081
+  trusted_proxies: [127.0.0.1, 10.0.0.0/40, nginx]
+)";
+    try {
+        kg::config::load_string(yaml, "/etc/kg/gateway.yaml");
+        FAIL() << "loaded";
+    } catch (const kg::config::ConfigInvalid& e) {
+        std::string all;
+        for (const auto& err : e.errors) all += err.to_string() + "\n";
+        EXPECT_NE(all.find("/etc/kg/gateway.yaml:6:32: public.trusted_proxies[1]: '/40' is not a prefix "
+                           "length of 0 to 32"),
+                  std::string::npos)
+            << all;
+        EXPECT_NE(all.find("public.trusted_proxies[2]: 'nginx' is not an IP address"), std::string::npos)
+            << all;
+        EXPECT_EQ(all.find("trusted_proxies[0]"), std::string::npos) << all;
+    }
+    const auto cfg = kg::config::load_string(
+        "site: {id: s1, name: S}\nmqtt: {url: 'tcp://127.0.0.1:1883'}\ncameras: [{id: k, name: K, url: "
+        "'rtsp://127.0.0.1/k'}]\npublic: {listen: '127.0.0.1:8081', "
+        "trusted_proxies: [127.0.0.1, 'fd00::/8']}\n",
+        "/etc/kg/gateway.yaml");
+    EXPECT_EQ(cfg.public_side.trusted_proxies, (std::vector<std::string>{"127.0.0.1", "fd00::/8"}));
+}
+
+}  // namespace
