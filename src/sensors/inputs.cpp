@@ -86,6 +86,7 @@ void MqttSensorInput::receive(Message message) {
             dropped = ++dropped_;
         }
         queue_.push_back(std::move(message));
+        ++received_;
     }
     if (dropped == 1 || (dropped != 0 && dropped % 10000 == 0)) {
         log_->warn("sensor broker {}: readings arrive faster than they are handled; {} dropped so far", url_,

@@ -40,6 +40,7 @@ public:
     void stop();
     std::uint64_t rejected() const { return rejected_.load(); }  // payloads that held no usable value
     std::uint64_t dropped() const { return dropped_.load(); }    // readings a flood pushed out, oldest first
+    std::uint64_t received() const { return received_.load(); }  // messages Paho handed over, queued
 
 private:
     void run();
@@ -77,9 +78,10 @@ private:
     // uplink never waits for a sensor's disk write, nor can it deadlock with it.
     std::mutex queue_mutex_;
     std::deque<Message> queue_;
-    std::atomic<std::uint64_t> dropped_{0};  // counted under queue_mutex_
-    WorkerThread thread_;                    // connects and subscribes
-    WorkerThread handling_;                  // turns messages into readings
+    std::atomic<std::uint64_t> dropped_{0};   // counted under queue_mutex_
+    std::atomic<std::uint64_t> received_{0};  // counted under queue_mutex_, once queued
+    WorkerThread thread_;                     // connects and subscribes
+    WorkerThread handling_;                   // turns messages into readings
     // Last, so destroyed first: a callback Paho still runs while the client goes (a disconnect that
     // failed at stop) finds the queue and the threads whole.
     std::unique_ptr<mqtt::async_client> client_;

@@ -237,7 +237,8 @@ def test_an_outbox_that_cannot_be_opened_runs_in_memory_and_says_so(broker, gate
     assert "events will be kept in memory only" in gw.output()
     # Still serving the room: its retained `gateway` message names the stream of the memory outbox.
     import json
-    info = json.loads(kg_e2e.retained(broker, "kitchen/test-site/gateway") or "{}")
+    info = json.loads(kg_e2e.wait_until(lambda: kg_e2e.retained(broker, "kitchen/test-site/gateway"), 10,
+                                        what="the retained gateway message"))
     assert re.fullmatch(r"[0-9a-f]{16}", info.get("stream", "")), info
     assert gw.terminate() == 0
 

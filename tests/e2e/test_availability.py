@@ -36,7 +36,7 @@ def test_online_offline_and_the_last_will(broker, collector, schemas, make_clip,
     count = len(values(collector))
     assert gw.terminate() == 0
     collector.wait_for(lambda: values(collector)[count:] == [b"offline"], 5, what="offline on a clean stop")
-    assert kg_e2e.retained(broker, TOPIC) == "offline"
+    collector.wait_for(lambda: kg_e2e.retained(broker, TOPIC) == "offline", 10, what="retained offline")
 
     # A restart: `online` again.
     gw = gateway(cfg, name="second")
@@ -49,7 +49,8 @@ def test_online_offline_and_the_last_will(broker, collector, schemas, make_clip,
     collector.wait_for(lambda: values(collector)[count:] == [b"offline"], 10, what="the last will")
     arrived = [m[3] for m in collector.on(TOPIC)][-1]
     assert arrived - killed_at < 5, f"the will took {arrived - killed_at:.1f}s: keep-alive expiry, not socket close"
-    assert kg_e2e.retained(broker, TOPIC) == "offline"  # the will is retained
+    collector.wait_for(lambda: kg_e2e.retained(broker, TOPIC) == "offline", 10,
+                       what="the will retained")  # the will is retained
     schemas.validate_all(collector)
 
 

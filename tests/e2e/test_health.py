@@ -41,9 +41,13 @@ class HealthRun:
 
     def run(self):
         c = self.collector
-        # Stop before the files end (then the cameras go offline, which would be other events),
-        # whatever did or did not arrive by then: the tests below say what is missing.
-        stop_by = self.started_at + BEFORE + SEGMENT + AFTER - 2
+        # Stop once the events have ended (about BEFORE + SEGMENT into the files), before the files
+        # end (then the cameras go offline, which would be other events). A last resort, whatever
+        # did or did not arrive by then (the tests below say what is missing): measured from before
+        # the gateway spawned, and a loaded machine may take long to start it and its cameras (the
+        # files play from when their camera opens them), so it leaves room; a run that gets what it
+        # waits for stops at once.
+        stop_by = self.started_at + BEFORE + SEGMENT + AFTER + 20
 
         def ended(label):
             return any(e["camera"] == label and e["state"] == "end" for e in c.events())

@@ -250,7 +250,9 @@ def test_rtmp_push_of_an_h265_camera_is_refused_once_with_the_reason(broker, mak
                           what="the H.264 camera's push to connect")
         streams = ffprobe(nginx.url("live/avc"), "stream=codec_name,width")["streams"]
         assert streams[0] == {"codec_name": "h264", "width": 640}, streams
-        time.sleep(6)  # three of the H.265 camera's key frames
+        kg_e2e.wait_until(lambda: re.search(r"\[public:hevc\] .*RTMP push.*H\.265", gw.output()), 15,
+                          what="the H.265 camera's push refused")
+        time.sleep(6)  # three of the H.265 camera's key frames: it is not tried again
         output = gw.output()
         refusals = re.findall(r"\[public:hevc\] .*RTMP push.*", output)
         assert len(refusals) == 1 and "H.265" in refusals[0] and "H.264" in refusals[0], refusals
@@ -303,8 +305,8 @@ def test_the_parents_page_says_when_the_browser_cannot_play_h265(broker, make_cl
     assert re.fullmatch(rf"hvc1\.1\.6\.L{hevc_level}\.[0-9A-F]{{2}}(\.[0-9A-F]{{2}})*", codec), (codec, hevc_level)
     assert browser.execute_script(f"return MediaSource.isTypeSupported('video/mp4; codecs=\"{codec}\"')") is False
     assert browser.execute_script(f"return {card.format('hevc')}.querySelector('video').error") is None
-    time.sleep(2)
-    assert browser.execute_script(f"return {video}.currentTime") - first > 1.5
+    kg_e2e.wait_until(lambda: browser.execute_script(f"return {video}.currentTime") - first > 1.5, 15,
+                      interval=0.5, what=f"the H.264 camera to play on from {first:.1f}s")
     shot = tmp_path / "parents-page-hevc.png"
     browser.save_screenshot(str(shot))
     print(f"screenshot: {shot}")

@@ -328,9 +328,14 @@ def test_a_stop_with_a_camera_offline_ends_its_offline_event_and_opens_none(brok
     gw = gateway(kg_e2e.base_config(broker, [kg_e2e.camera("gone", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/x")],
                                     tmp_path))
     collector.wait_for(lambda: any(e["label"] == "offline" for e in collector.events()), 15, what="the offline event")
+    availability = "kitchen/test-site/availability"
+    said = len(collector.on(availability))
     assert gw.terminate() == 0
     collector.wait_for(lambda: any(e["state"] == "end" for e in collector.events()), 5, what="its end")
-    time.sleep(0.5)
+    # `offline` is the last thing a clean stop publishes, on the same connection: once it is here,
+    # whatever the stop sent before it (its end, the last state, an offline start) is here too.
+    collector.wait_for(lambda: [m[1] for m in collector.on(availability)[said:]] == [b"offline"], 10,
+                       what="the stop's offline")
     assert [(e["state"], e.get("end_reason")) for e in collector.events() if e["state"] != "update"] == \
         [("start", None), ("end", "gateway stopped")], collector.events()
     state = collector.last_json(STATE.format("gone"))

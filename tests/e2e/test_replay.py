@@ -79,7 +79,8 @@ def test_numbers_without_gaps_and_replay_answers(tmp_path, clips, broker, collec
         assert any(t.endswith("/clip") for _, _, t, _ in got), "clip reports share the numbering"
 
         # The retained gateway message names the stream and how far the broker acknowledged it.
-        info = json.loads(kg_e2e.retained(broker, f"kitchen/{SITE}/gateway"))
+        info = json.loads(kg_e2e.wait_until(lambda: kg_e2e.retained(broker, f"kitchen/{SITE}/gateway"), 10,
+                                            what="the retained gateway message"))
         assert info["stream"] == stream
         assert 1 <= info["seq"] <= max(seqs) + 5
 

@@ -257,7 +257,13 @@ def test_a_stop_leaves_no_condition_in_a_cameras_retained_state(tmp_path, broker
 
     kg_e2e.wait_until(lambda: retained()["conditions"] == ["black"], 20, what="the black condition in the state")
     assert gw.terminate() == 0
-    ends = [e for e in collector.events() if e.get("camera") == "dark" and e["state"] == "end"]
-    assert [e["end_reason"] for e in ends] == ["gateway stopped"], ends
-    state = retained()
+
+    def ends():
+        return [e for e in collector.events() if e.get("camera") == "dark" and e["state"] == "end"]
+
+    # What the stop sent was acknowledged by the broker; the collector may get it a moment later.
+    collector.wait_for(ends, 10, what="the black event's end")
+    assert [e["end_reason"] for e in ends()] == ["gateway stopped"], ends()
+    state = kg_e2e.wait_until(lambda: (s := retained())["conditions"] is not None and s["online"] is False and s,
+                              10, what="the camera's retained state offline")
     assert state["conditions"] == [] and state["online"] is False, state

@@ -77,7 +77,13 @@ def test_sensors_from_mqtt_modbus_tcp_and_rtu(broker, collector, schemas, gatewa
         for _ in range(6):
             fridge(5.0)
             time.sleep(0.5)
-        assert events("sample-fridge") == [("sensor", "too_warm", "start"), ("sensor", "too_warm", "end")]
+        # The end comes 1 s after the first cool reading, on the gateway's clock: wait for it. The
+        # fridge then goes silent, so its offline start may follow the end by the time it is read.
+        fridge_events = kg_e2e.wait_until(
+            lambda: ev if ("sensor", "too_warm", "end") in (ev := events("sample-fridge")) else None, 15,
+            what="the sample fridge's alarm to end")
+        assert fridge_events[:2] == [("sensor", "too_warm", "start"), ("sensor", "too_warm", "end")], fridge_events
+        assert all(e == ("sensor_health", "offline", "start") for e in fridge_events[2:]), fridge_events
         warm = [e for e in collector.events() if e.get("sensor") == "sample-fridge"][0]
         assert warm["value"] >= 8 and warm["unit"] == "degC" and warm["severity"] == 2
 
@@ -470,6 +476,7 @@ def test_a_reload_that_removes_a_sensor_leaves_no_alarm_in_its_retained_state(br
     (tmp_path / "local").mkdir()
     local = kg_e2e.Broker(tmp_path / "local")
     feeding = threading.Event()
+    feeder = None
     try:
         sensors = [
             {"id": "fridge", "interval": "1s", "stale_after": 5, "source": {"mqtt": {"topic": "fridge"}},
@@ -488,19 +495,23 @@ def test_a_reload_that_removes_a_sensor_leaves_no_alarm_in_its_retained_state(br
                 publish.single("gas", json.dumps({"gas": 1500}), hostname="127.0.0.1", port=local.port)
                 time.sleep(0.3)
 
-        feeder = threading.Thread(target=feed)
+        # A daemon, and joined before the broker goes: paho's publish.single retries for ever when the
+        # broker is killed under it, which held pytest at exit after a failure.
+        feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
 
         def events(sensor):
             return [(e["label"], e["state"], e.get("end_reason")) for e in collector.events()
                     if e.get("sensor") == sensor]
 
-        def retained(sensor):
-            return json.loads(kg_e2e.retained(broker, f"{PREFIX}/sensors/{sensor}/state"))
+        def retained(sensor):  # None while there is none
+            text = kg_e2e.retained(broker, f"{PREFIX}/sensors/{sensor}/state")
+            return json.loads(text) if text else None
 
         kg_e2e.wait_until(lambda: ("too_warm", "start", None) in events("fridge") and
                           ("leak", "start", None) in events("gas"), 10, what="both alarms")
-        kg_e2e.wait_until(lambda: retained("gas")["conditions"] == ["leak"], 5, what="the leak in the state")
+        kg_e2e.wait_until(lambda: (s := retained("gas")) and s["conditions"] == ["leak"], 5,
+                          what="the leak in the state")
 
         reloaded = json.loads(json.dumps(config))
         reloaded["sensors"] = [reloaded["sensors"][0]]
@@ -508,21 +519,32 @@ def test_a_reload_that_removes_a_sensor_leaves_no_alarm_in_its_retained_state(br
         gw.config_path.write_text(yaml.safe_dump(reloaded, sort_keys=False))
         gw.proc.send_signal(signal.SIGHUP)
         kg_e2e.wait_until(lambda: gw.output().count("reading 1 MQTT sensors") >= 1, 15, what="the reloaded run")
-        time.sleep(2)
-        assert events("gas") == [("leak", "start", None), ("leak", "end", "gateway stopped")]
-        assert events("fridge") == [("too_warm", "start", None), ("too_warm", "end", "gateway stopped")]
+        reloaded_at = time.time()
+        gas_events = [("leak", "start", None), ("leak", "end", "gateway stopped")]
+        fridge_events = [("too_warm", "start", None), ("too_warm", "end", "gateway stopped")]
+        kg_e2e.wait_until(lambda: events("gas") == gas_events, 10, what=f"gas events {gas_events}")
+        kg_e2e.wait_until(lambda: events("fridge") == fridge_events, 10, what=f"fridge events {fridge_events}")
         # The removed detector's retained state is cleared, not left on the broker for good.
-        assert kg_e2e.retained(broker, f"{PREFIX}/sensors/gas/state") is None
-        fridge = retained("fridge")  # still read after the reload, at 9 now within its new limit of 10
-        assert fridge["conditions"] == [] and fridge["online"] is True and fridge["value"] == 9.0, fridge
+        kg_e2e.wait_until(lambda: kg_e2e.retained(broker, f"{PREFIX}/sensors/gas/state") is None, 10,
+                          what="the gas detector's retained state cleared")
+        # Still read after the reload, at 9 now within its new limit of 10.
+        kg_e2e.wait_until(lambda: (f := retained("fridge")) and f["conditions"] == [] and f["online"] is True
+                          and f["value"] == 9.0, 10, what="the fridge online at 9.0 with no condition")
+        # Nothing more for either sensor in the 2 s after the reload (9.0 is within the new limit).
+        time.sleep(max(0.0, reloaded_at + 2 - time.time()))
+        assert events("gas") == gas_events
+        assert events("fridge") == fridge_events
         feeding.set()
         feeder.join()
         assert gw.terminate() == 0
-        fridge = retained("fridge")
+        fridge = kg_e2e.wait_until(lambda: (f := retained("fridge")) and f["online"] is False and f, 10,
+                                   what="the fridge's retained state offline")
         assert fridge["conditions"] == [] and fridge["online"] is False, fridge
         schemas.validate_all(collector)
     finally:
         feeding.set()
+        if feeder is not None:
+            feeder.join(10)
         local.kill()
 
 

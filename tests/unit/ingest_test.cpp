@@ -108,7 +108,9 @@ TEST(WatchdogKeeper, FeedsFromItsThreadUntilEndedAndNoLongerThanItsBound) {
     keeper.begin();
     EXPECT_EQ(fed.load(), 1) << "fed at once";
     keeper.begin();  // again while begun: nothing more
-    std::this_thread::sleep_for(150ms);
+    // Fed every 20 ms from its thread: twice more within 40 ms, however long a loaded machine takes.
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (fed.load() < 3 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(10ms);
     EXPECT_GE(fed.load(), 3);
     keeper.end();
     const int ended = fed.load();

@@ -671,6 +671,9 @@ TEST(MqttSensorInput, AHandlerThatWaitsHoldsUpNoOtherClientAndLosesNoReading) {
     mqtt::async_client other(broker.url(), "kg-test-other");
     EXPECT_TRUE(other.connect()->wait_for(5s)) << "a connect waited for the sensor's handler";
     if (other.is_connected()) other.disconnect()->wait_for(5s);
+    // The device's acknowledgements are the broker's, not the input's: wait until the input has had
+    // all four, or the stop's disconnect could come before the broker delivered the last ones.
+    ASSERT_TRUE(within(10s, [&] { return input.received() == 4; })) << input.received() << " received";
 
     // Stopped while the handler still waits: what was delivered before the stop is handled.
     std::thread stopper([&] { input.stop(); });
