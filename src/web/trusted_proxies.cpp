@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <stdexcept>
 
@@ -42,9 +43,13 @@ std::optional<ip::address> forwarded_address(std::string_view entry) {
 }  // namespace
 
 ip::address canonical(const ip::address& address) {
-    if (address.is_v6() && address.to_v6().is_v4_mapped())
-        return ip::make_address_v4(ip::v4_mapped, address.to_v6());
-    return address;
+    if (!address.is_v6()) return address;
+    auto v6 = address.to_v6();
+    if (v6.is_v4_mapped()) return ip::make_address_v4(ip::v4_mapped, v6);
+    // A link-local peer carries its interface; a network written in the configuration does not, and
+    // Boost compares it.
+    v6.scope_id(0);
+    return v6;
 }
 
 std::string TrustedProxies::problem(std::string_view entry) {
@@ -69,9 +74,13 @@ TrustedProxies TrustedProxies::parse(const std::vector<std::string>& entries) {
         if (auto why = problem(entry); !why.empty())
             throw std::invalid_argument(fmt::format("trusted proxy '{}': {}", entry, why));
         const auto slash = entry.find('/');
-        const auto a = ip::make_address(entry.substr(0, slash));
-        const auto bits =
-            slash == std::string::npos ? (a.is_v4() ? 32 : 128) : std::stoi(entry.substr(slash + 1));
+        const auto written = ip::make_address(entry.substr(0, slash));
+        auto bits =
+            slash == std::string::npos ? (written.is_v4() ? 32 : 128) : std::stoi(entry.substr(slash + 1));
+        // "::ffff:10.0.0.1" (as a dual-stack listener's logs print an IPv4 peer) is the IPv4 address
+        // peers are matched as.
+        const auto a = canonical(written);
+        if (written.is_v6() && a.is_v4()) bits = std::max(0, bits - 96);
         // The network of the address's prefix: "10.1.2.3/8" is 10.0.0.0/8, as it is meant.
         if (a.is_v4())
             out.networks_.emplace_back(

@@ -61,6 +61,14 @@ TEST(TrustedProxies, MatchAddressesAndNetworksOfBothFamilies) {
     EXPECT_FALSE(in("fe80::1"));
     EXPECT_TRUE(in("::ffff:127.0.0.1")) << "an IPv4 peer on an IPv6 socket";
     EXPECT_FALSE(TrustedProxies().contains(net::ip::make_address("127.0.0.1")));
+    // Written as a dual-stack listener's logs print an IPv4 peer: the same IPv4 proxy.
+    const auto mapped = TrustedProxies::parse({"::ffff:192.0.2.1", "::ffff:198.51.100.0/120"});
+    EXPECT_TRUE(mapped.contains(net::ip::make_address("192.0.2.1")));
+    EXPECT_TRUE(mapped.contains(net::ip::make_address("198.51.100.77")));
+    EXPECT_FALSE(mapped.contains(net::ip::make_address("198.51.101.1")));
+    // A link-local proxy: the peer carries its interface, the configured network does not.
+    EXPECT_TRUE(TrustedProxies::parse({"fe80::/10"}).contains(net::ip::make_address("fe80::1%1")));
+    EXPECT_NE(TrustedProxies::problem(""), "");
 }
 
 TEST(TrustedProxies, TheClientIsTheNearestAddressNoTrustedProxyWrote) {
@@ -73,6 +81,10 @@ TEST(TrustedProxies, TheClientIsTheNearestAddressNoTrustedProxyWrote) {
     EXPECT_EQ(t.client("127.0.0.1", forwarded({"1.2.3.4, 203.0.113.7"})), "203.0.113.7");
     // A chain of proxies: read from the right past every trusted one.
     EXPECT_EQ(t.client("127.0.0.1", forwarded({"1.2.3.4, 203.0.113.7, 10.9.9.9"})), "203.0.113.7");
+    // Every address a trusted proxy: the leftmost, the farthest the chain vouches for.
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({"10.1.1.1, 10.2.2.2"})), "10.1.1.1");
+    // An empty entry (a trailing comma) is not an address: the walk ends at the proxy that passed it.
+    EXPECT_EQ(t.client("127.0.0.1", forwarded({"203.0.113.7,"})), "127.0.0.1");
     // Several fields are one list, in order.
     EXPECT_EQ(t.client("127.0.0.1", forwarded({"203.0.113.7", "10.9.9.9"})), "203.0.113.7");
     // Ports and brackets as some proxies write them; an IPv4 client seen on an IPv6 socket.
