@@ -6,6 +6,8 @@
 #include <boost/beast/core/string.hpp>
 #include <random>
 
+#include "web/trusted_proxies.hpp"
+
 namespace kg::monitor {
 
 bool constant_time_equal(const std::string& a, const std::string& b) {
@@ -89,7 +91,10 @@ std::optional<std::string> Auth::check_password(const std::string& name, const s
 }
 
 namespace {
-std::string guess_key(const std::string& client, const std::string& name) { return client + '\n' + name; }
+// An IPv6 client by its /64: a host picks any address of its network, each with 5 free guesses.
+std::string guess_key(const std::string& client, const std::string& name) {
+    return web::address_block(client) + '\n' + name;
+}
 }  // namespace
 
 Duration Auth::retry_after_locked(const std::string& key, SteadyPoint now) const {

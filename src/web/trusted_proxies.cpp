@@ -52,6 +52,12 @@ ip::address canonical(const ip::address& address) {
     return v6;
 }
 
+std::string address_block(const std::string& client) {
+    const auto a = address_of(client);
+    if (!a || a->is_v4()) return a ? a->to_string() : client;
+    return ip::make_network_v6(a->to_v6(), 64).canonical().to_string();
+}
+
 std::string TrustedProxies::problem(std::string_view entry) {
     const auto slash = entry.find('/');
     const std::string_view host = entry.substr(0, slash);

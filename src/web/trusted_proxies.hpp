@@ -44,4 +44,10 @@ private:
 // is the IPv4 one.
 boost::asio::ip::address canonical(const boost::asio::ip::address& address);
 
+// What a client is counted as by the per-address caps and the password throttle: its IPv4 address,
+// or its IPv6 /64 ("2001:db8:1:2::/64"). One household or one host has a whole /64 and picks any
+// address in it, so counting each IPv6 address alone would give it as many places and guesses as
+// it likes. Text that is not an address is returned as it is.
+std::string address_block(const std::string& client);
+
 }  // namespace kg::web

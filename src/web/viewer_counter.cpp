@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "web/trusted_proxies.hpp"
+
 namespace kg::web {
 
 void ViewerCounter::expire(Clock::time_point now) {
@@ -36,12 +38,12 @@ ViewerCounter::Admit ViewerCounter::session(const std::string& camera, const std
                                             const std::string& session, Clock::time_point now, Seen seen) {
     std::lock_guard lock(mutex_);
     expire(now);
-    const auto key = std::make_tuple(camera, address, session);
+    const auto key = std::make_tuple(camera, address_block(address), session);
     if (auto it = hls_.find(key); it != hls_.end()) {
         if (seen != Seen::peek) it->second = now;
         return Admit::ok;
     }
-    const auto admit = check(camera, address);
+    const auto admit = check(camera, std::get<1>(key));
     if (admit == Admit::ok && seen == Seen::count) hls_.emplace(key, now);
     return admit;
 }
@@ -65,13 +67,13 @@ ViewerCounter::Admit ViewerCounter::admit_flv(const std::string& camera, const s
                                               Clock::time_point now) {
     std::lock_guard lock(mutex_);
     expire(now);
-    return check(camera, address);
+    return check(camera, address_block(address));
 }
 
 void ViewerCounter::add_flv(const std::string& camera, const std::string& address,
                             std::shared_ptr<LiveStream> stream) {
     std::lock_guard lock(mutex_);
-    flv_.push_back({camera, address, stream});
+    flv_.push_back({camera, address_block(address), stream});
 }
 
 ViewerCounter::Count ViewerCounter::viewers(const std::string& camera, Clock::time_point now) {

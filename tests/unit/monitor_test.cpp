@@ -788,6 +788,18 @@ TEST(MonitorAuth, WrongPasswordsFromAnAddressAreHeldUp) {
     EXPECT_EQ(auth.retry_after(colleague, "li"), kg::Duration::zero());
 }
 
+// A host picks any address of its IPv6 /64: its guesses add up, another network's do not.
+TEST(MonitorAuth, WrongPasswordsFromOneIPv6NetworkAddUp) {
+    Auth auth({{"wang", "correct-horse", ""}}, std::chrono::hours(1));
+    kg::SteadyPoint steady{};
+    auth.set_steady_clock([&] { return steady; });
+    for (int i = 0; i < Auth::kFreeGuesses; ++i)
+        EXPECT_FALSE(auth.login("wang", "wrong", kT0, fmt::format("2001:db8:1:2::{:x}", i + 1)));
+    EXPECT_EQ(auth.retry_after("2001:db8:1:2:aaaa::1", "wang"), std::chrono::seconds(1));
+    EXPECT_EQ(auth.retry_after("2001:db8:1:3::1", "wang"), kg::Duration::zero());
+    EXPECT_TRUE(auth.login("wang", "correct-horse", kT0, "2001:db8:1:3::1"));
+}
+
 TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
     Store store{":memory:"};
     MonitorConfig cfg;

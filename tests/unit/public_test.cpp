@@ -24,6 +24,7 @@
 #include "stream/mp4_tag.hpp"
 #include "stream/rtmp_pusher.hpp"
 #include "web/live_stream.hpp"
+#include "web/trusted_proxies.hpp"
 #include "web/viewer_counter.hpp"
 #include "web/viewer_token.hpp"
 
@@ -181,6 +182,24 @@ TEST(ViewerCounter, AddressCapCountsHlsAndFlv) {
     stream->finish();  // the FLV viewer leaves: its place is free again
     EXPECT_EQ(viewers.viewers("b", t).flv, 0u);
     EXPECT_EQ(viewers.admit_flv("c", "10.0.0.1", t), ViewerCounter::Admit::ok);
+}
+
+// An IPv6 host picks any address of its /64: its viewers are counted together, not one each.
+TEST(ViewerCounter, AnIPv6ClientIsCountedByItsSlash64) {
+    ViewerCounter viewers({10, 2}, std::chrono::seconds(10));
+    const auto t = Clock::now();
+    EXPECT_EQ(viewers.hls("a", "2001:db8:1:2::a", "s1", t), ViewerCounter::Admit::ok);
+    auto stream = std::make_shared<LiveStream>(1024);
+    ASSERT_EQ(viewers.admit_flv("b", "2001:db8:1:2:ffff::1", t), ViewerCounter::Admit::ok);
+    viewers.add_flv("b", "2001:db8:1:2:ffff::1", stream);
+    EXPECT_EQ(viewers.hls("c", "2001:db8:1:2::c", "s3", t), ViewerCounter::Admit::address_full);
+    EXPECT_EQ(viewers.admit_flv("c", "2001:db8:1:2::d", t), ViewerCounter::Admit::address_full);
+    EXPECT_EQ(viewers.hls("c", "2001:db8:1:3::c", "s3", t), ViewerCounter::Admit::ok) << "another /64";
+    // The same session from another address of its /64 (privacy addresses rotate) is the same viewer.
+    EXPECT_EQ(viewers.hls("a", "2001:db8:1:2::99", "s1", t), ViewerCounter::Admit::ok);
+    EXPECT_EQ(kg::web::address_block("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+    EXPECT_EQ(kg::web::address_block("::ffff:192.0.2.7"), "192.0.2.7");
+    EXPECT_EQ(kg::web::address_block("unknown"), "unknown");
 }
 
 // A HEAD is answered as a GET would be, without taking a viewer's place.
