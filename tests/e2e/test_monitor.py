@@ -584,6 +584,16 @@ def click(browser, css, timeout=10):
     kg_e2e.wait_until(attempt, timeout, what=f"a click on {css}")
 
 
+def text_of(browser, selector):
+    """The text of the element `selector` finds, or "" while there is none: the page redraws its rows
+    as updates come, and an element found a moment before may be gone when its text is read."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    try:
+        return browser.find_element(By.CSS_SELECTOR, selector).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def jpeg_bytes():
     import cv2
     import numpy as np
@@ -659,7 +669,7 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
     row = f'tr.alert[data-id="{event_id}"]'
     kg_e2e.wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 10, what="the alert row on the page")
     assert browser.execute_script("return window.__noReload") == 42, "the page reloaded"
-    assert "bin_lid / open" in browser.find_element(By.CSS_SELECTOR, row).text
+    kg_e2e.wait_until(lambda: "bin_lid / open" in text_of(browser, row), 10, what="the alert's check and label")
     # Its site's row counts it, and shows a new fridge reading, from the row on the live stream: the
     # page fetches the whole list only every 20 s.
     site_row = f'#sites tr[data-site="{site}"]'
@@ -714,7 +724,7 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
                              what="the real gateway's alert")[0]
     gw_row = f'tr.alert[data-id="{real["id"]}"]'
     kg_e2e.wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, gw_row), 10, what="its row on the page")
-    assert "camera_health" in browser.find_element(By.CSS_SELECTOR, gw_row).text
+    kg_e2e.wait_until(lambda: "camera_health" in text_of(browser, gw_row), 10, what="the real alert's check")
     click(browser, f'button.ack[data-id="{real["id"]}"]')
     acked = kg_e2e.wait_until(lambda: decisions.json_on(f"kitchen/test-site/decisions/{real['id']}"), 10,
                               what="the decision on the real site's topic")[0]
@@ -723,7 +733,7 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
     assert browser.execute_script("return window.__noReload") == 42
     # The gateway ended its open event as it stopped ("gateway stopped"): the camera may still be
     # black, so the row must not read like a cleared condition.
-    kg_e2e.wait_until(lambda: "gateway stopped: not seen to clear" in browser.find_element(By.CSS_SELECTOR, gw_row).text,
+    kg_e2e.wait_until(lambda: "gateway stopped: not seen to clear" in text_of(browser, gw_row),
                       10, what="the stopped gateway's end shown as not cleared")
     # A gateway killed with its event open ends it at its next start ("gateway restarted",
     # docs/mqtt.md): shown as such in the row and the detail, never as "ended" like a cleared one.
