@@ -189,12 +189,16 @@ void HttpSession::on_read(beast::error_code ec) {
 void HttpSession::send(Response res, const Request& req) {
     const bool keep_alive = req.keep_alive();
     res.keep_alive(keep_alive);
-    res.prepare_payload();
+    std::optional<std::uint64_t> head_length;
     if (req.method() == http::verb::head) {
-        const auto length = res.body().size();
+        // A handler that did not read a body it knows the length of (a file) gave that length.
+        head_length = res.body().size();
+        if (head_length == 0 && res.has_content_length())
+            head_length = std::stoull(std::string(res[http::field::content_length]));
         res.body().clear();
-        res.content_length(length);
     }
+    res.prepare_payload();
+    if (head_length) res.content_length(*head_length);
     response_ = std::make_shared<Response>(std::move(res));
     stream_.expires_after(limits_.idle_timeout);
     http::async_write(stream_, *response_,

@@ -3,9 +3,9 @@
 #include <fmt/format.h>
 
 #include <boost/beast/core/string.hpp>
-#include <fstream>
 #include <regex>
-#include <sstream>
+
+#include "web/file_response.hpp"
 
 namespace kg::web {
 namespace {
@@ -24,14 +24,6 @@ Response json_response(const Request& req, const nlohmann::json& body,
     return text_response(req, status,
                          body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
                          "application/json");
-}
-
-Response file_response(const Request& req, const std::string& path, const std::string& type) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return text_response(req, http::status::not_found, "evidence file is gone\n");
-    std::ostringstream data;
-    data << in.rdbuf();
-    return text_response(req, http::status::ok, data.str(), type);
 }
 
 std::size_t limit_of(const std::string& target) {

@@ -4,7 +4,7 @@
 //   GET /readyz             cameras delivering frames and the broker connected (503 with reasons if not)
 //   GET /metrics            Prometheus text format
 //   GET /api/cameras, /api/sensors, /api/events?limit=N, /api/events/<id>,
-//       /api/events/<id>/snapshot.jpg, /api/events/<id>/clip.mp4
+//       /api/events/<id>/snapshot.jpg, /api/events/<id>/clip.mp4 (whole or in byte ranges)
 //   GET /api/outbox/dead?limit=N   the messages the broker refused, moved aside
 //   POST /api/outbox/requeue       puts them back in the queue (after the cause was mended)
 // The /api routes need `Authorization: Bearer <token>` with the configured token; without a token

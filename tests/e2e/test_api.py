@@ -80,6 +80,18 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
     assert status == 200 and ctype == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
     status, ctype, mp4 = get(port, f"/api/events/{start['id']}/clip.mp4", token=TOKEN)
     assert status == 200 and ctype == "video/mp4" and mp4[4:8] == b"ftyp"
+    # A player that seeks, or a download resumed, asks for a part; HEAD reads no body.
+    status, ctype, part = get(port, f"/api/events/{start['id']}/clip.mp4", token=TOKEN,
+                              headers={"Range": "bytes=100-"})
+    assert status == 206 and part == mp4[100:]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("HEAD", f"/api/events/{start['id']}/clip.mp4", headers={"Authorization": f"Bearer {TOKEN}"})
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("Content-Length") == str(len(mp4)) and r.read() == b""
+    assert r.getheader("Accept-Ranges") == "bytes"
+    conn.close()
+    assert get(port, f"/api/events/{start['id']}/clip.mp4", token=TOKEN,
+               headers={"Range": f"bytes={len(mp4)}-"})[0] == 416
 
     # Abuse, each refused cleanly.
     for path in ["/api/events/../../../../etc/passwd", "/api/events/%2e%2e%2fetc%2fpasswd/snapshot.jpg",

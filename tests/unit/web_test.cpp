@@ -1,11 +1,14 @@
 // Who a request is from, behind a reverse proxy: TrustedProxies alone, then through a real
-// HttpServer (its per-address connection cap and the client its handler is given).
+// HttpServer (its per-address connection cap and the client its handler is given). A stored file
+// served whole and in the parts a player or a resumed download asks for.
 #include <gtest/gtest.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -15,6 +18,7 @@
 
 #include "common/logging.hpp"
 #include "config/config_loader.hpp"
+#include "web/file_response.hpp"
 #include "web/http_server.hpp"
 #include "web/trusted_proxies.hpp"
 
@@ -99,16 +103,17 @@ TEST(TrustedProxies, TheClientIsTheNearestAddressNoTrustedProxyWrote) {
     EXPECT_EQ(t.client("127.0.0.1", http::fields{}), "127.0.0.1");
 }
 
-// A real server on the loopback, its handler answering with the client it was given.
+// A handler that answers with the client it was given.
+kg::web::Response the_client(const kg::web::Request& req, const std::string& client) {
+    return kg::web::text_response(req, http::status::ok, client);
+}
+
+// A real server on the loopback.
 class Server {
 public:
-    explicit Server(kg::web::Limits limits) {
-        server_ = std::make_unique<kg::web::HttpServer>(
-            io_, "127.0.0.1:0", limits,
-            [](const kg::web::Request& req, const std::string& client) {
-                return kg::web::text_response(req, http::status::ok, client);
-            },
-            kg::Logging::null_logger());
+    explicit Server(kg::web::Limits limits, kg::web::Handler handler = the_client) {
+        server_ = std::make_unique<kg::web::HttpServer>(io_, "127.0.0.1:0", limits, std::move(handler),
+                                                        kg::Logging::null_logger());
         server_->start();
         thread_ = std::thread([this] { io_.run(); });
     }
@@ -205,6 +210,107 @@ public:
         "trusted_proxies: [127.0.0.1, 'fd00::/8']}\n",
         "/etc/kg/gateway.yaml");
     EXPECT_EQ(cfg.public_side.trusted_proxies, (std::vector<std::string>{"127.0.0.1", "fd00::/8"}));
+}
+
+using kg::web::byte_range;
+using Kind = kg::web::ByteRange::Kind;
+
+::testing::AssertionResult is_part(const kg::web::ByteRange& r, std::uint64_t first, std::uint64_t last) {
+    if (r.kind == Kind::part && r.first == first && r.last == last) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << "kind " << static_cast<int>(r.kind) << ", " << r.first << "-" << r.last;
+}
+
+TEST(ByteRange, ReadsTheRangesOfRfc9110) {
+    EXPECT_TRUE(is_part(byte_range("bytes=0-99", 1000), 0, 99));
+    EXPECT_TRUE(is_part(byte_range("bytes=100-", 1000), 100, 999));
+    EXPECT_TRUE(is_part(byte_range("bytes=-10", 1000), 990, 999)) << "the last ten bytes";
+    EXPECT_TRUE(is_part(byte_range("bytes=-5000", 1000), 0, 999)) << "more than there is: all of it";
+    EXPECT_TRUE(is_part(byte_range("bytes=990-5000", 1000), 990, 999)) << "a last byte past the end";
+    EXPECT_TRUE(is_part(byte_range("Bytes = 5-5 ", 1000), 5, 5)) << "the unit is case-insensitive";
+    EXPECT_TRUE(is_part(byte_range("bytes=0-99999999999999999999999", 1000), 0, 999));
+    // Past the end: 416.
+    EXPECT_EQ(byte_range("bytes=1000-", 1000).kind, Kind::unsatisfiable);
+    EXPECT_EQ(byte_range("bytes=99999999999999999999999-", 1000).kind, Kind::unsatisfiable);
+    EXPECT_EQ(byte_range("bytes=-0", 1000).kind, Kind::unsatisfiable);
+    EXPECT_EQ(byte_range("bytes=0-", 0).kind, Kind::unsatisfiable) << "an empty file has no bytes";
+    EXPECT_EQ(byte_range("bytes=-5", 0).kind, Kind::unsatisfiable);
+    // What this server does not answer is answered with the whole file.
+    for (const char* field : {"bytes=0-1,5-9", "items=0-5", "bytes=5-2", "bytes=a-b", "bytes=", "bytes=-",
+                              "bytes 0-5", "bytes=1-x", "bytes=+1-2", "bytes=0x10-"})
+        EXPECT_EQ(byte_range(field, 1000).kind, Kind::whole) << field;
+}
+
+// A GET or HEAD of `target` with `headers`; the answer whole (a HEAD's has no body).
+http::response<http::string_body> fetch(unsigned short port, http::verb verb,
+                                        std::vector<std::pair<std::string, std::string>> headers) {
+    net::io_context io;
+    tcp::socket socket(io);
+    socket.connect({net::ip::make_address("127.0.0.1"), port});
+    http::request<http::empty_body> req{verb, "/clip.mp4", 11};
+    req.set(http::field::host, "127.0.0.1");
+    for (const auto& [name, value] : headers) req.set(name, value);
+    http::write(socket, req);
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(1 << 24);
+    parser.skip(verb == http::verb::head);
+    http::read(socket, buffer, parser);
+    return parser.release();
+}
+
+TEST(FileResponse, AFileIsServedWholeOrInThePartAskedFor) {
+    const auto path =
+        std::filesystem::temp_directory_path() / ("kg-file-response-" + std::to_string(::getpid()));
+    std::string data;
+    for (int i = 0; i < 100000; ++i) data += static_cast<char>(i * 7 % 251);
+    std::ofstream(path, std::ios::binary) << data;
+    Server server({}, [&](const kg::web::Request& req, const std::string&) {
+        return kg::web::file_response(req, path.string(), "video/mp4");
+    });
+    const auto port = server.port();
+
+    auto whole = fetch(port, http::verb::get, {});
+    EXPECT_EQ(whole.result(), http::status::ok);
+    EXPECT_EQ(whole.body(), data);
+    EXPECT_EQ(whole[http::field::accept_ranges], "bytes");
+    EXPECT_EQ(whole[http::field::content_type], "video/mp4");
+    const std::string etag(whole[http::field::etag]);
+    EXPECT_FALSE(etag.empty());
+
+    auto part = fetch(port, http::verb::get, {{"Range", "bytes=1000-1999"}});
+    EXPECT_EQ(part.result(), http::status::partial_content);
+    EXPECT_EQ(part[http::field::content_range], "bytes 1000-1999/100000");
+    EXPECT_EQ(part.body(), data.substr(1000, 1000));
+    EXPECT_EQ(part[http::field::content_length], "1000");
+
+    auto tail = fetch(port, http::verb::get, {{"Range", "bytes=-10"}});
+    EXPECT_EQ(tail.result(), http::status::partial_content);
+    EXPECT_EQ(tail.body(), data.substr(99990));
+
+    auto past = fetch(port, http::verb::get, {{"Range", "bytes=100000-"}});
+    EXPECT_EQ(past.result(), http::status::range_not_satisfiable);
+    EXPECT_EQ(past[http::field::content_range], "bytes */100000");
+
+    // HEAD: the length the body would have, and no range (RFC 9110 14.2: ranges are for GET).
+    auto head = fetch(port, http::verb::head, {{"Range", "bytes=0-9"}});
+    EXPECT_EQ(head.result(), http::status::ok);
+    EXPECT_EQ(head[http::field::content_length], "100000");
+    EXPECT_EQ(head[http::field::etag], etag);
+
+    // A resumed download names the file it has the start of: the rest of the same file, or all of a
+    // file that changed since.
+    auto resumed = fetch(port, http::verb::get, {{"Range", "bytes=50000-"}, {"If-Range", etag}});
+    EXPECT_EQ(resumed.result(), http::status::partial_content);
+    EXPECT_EQ(resumed.body(), data.substr(50000));
+    std::ofstream(path, std::ios::binary | std::ios::app) << "more";
+    auto changed = fetch(port, http::verb::get, {{"Range", "bytes=50000-"}, {"If-Range", etag}});
+    EXPECT_EQ(changed.result(), http::status::ok);
+    EXPECT_EQ(changed.body(), data + "more");
+    EXPECT_NE(changed[http::field::etag], etag);
+
+    std::filesystem::remove(path);
+    EXPECT_EQ(fetch(port, http::verb::get, {}).result(), http::status::not_found);
 }
 
 }  // namespace

@@ -1,0 +1,123 @@
+#include "web/file_response.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/beast/core/string.hpp>
+#include <cerrno>
+#include <charconv>
+#include <limits>
+#include <optional>
+
+namespace kg::web {
+namespace {
+
+std::string_view trimmed(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// 1*DIGIT; a number too large for 64 bits reads as the largest (it is past any file's end).
+std::optional<std::uint64_t> number(std::string_view digits) {
+    if (digits.empty()) return std::nullopt;
+    for (const char c : digits)
+        if (c < '0' || c > '9') return std::nullopt;
+    std::uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (ec == std::errc::result_out_of_range) return std::numeric_limits<std::uint64_t>::max();
+    return value;
+}
+
+class Descriptor {
+public:
+    explicit Descriptor(int fd) : fd_(fd) {}
+    ~Descriptor() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    Descriptor(const Descriptor&) = delete;
+    Descriptor& operator=(const Descriptor&) = delete;
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+}  // namespace
+
+ByteRange byte_range(std::string_view field, std::uint64_t size) {
+    const ByteRange whole;
+    const auto eq = field.find('=');
+    if (eq == std::string_view::npos) return whole;
+    const auto unit = trimmed(field.substr(0, eq));
+    if (!boost::beast::iequals(boost::beast::string_view(unit.data(), unit.size()), "bytes")) return whole;
+    const auto spec = trimmed(field.substr(eq + 1));
+    const auto dash = spec.find('-');
+    if (spec.find(',') != std::string_view::npos || dash == std::string_view::npos) return whole;
+    const auto from = number(spec.substr(0, dash));
+    const auto to = spec.size() > dash + 1 ? number(spec.substr(dash + 1)) : std::nullopt;
+    if (dash + 1 < spec.size() && !to) return whole;  // "5-x"
+    if (!from) {
+        // "-N": the last N bytes; all of them when the file is shorter.
+        if (dash != 0 || !to) return whole;
+        if (*to == 0 || size == 0) return {ByteRange::Kind::unsatisfiable};
+        return {ByteRange::Kind::part, size - std::min(*to, size), size - 1};
+    }
+    if (to && *to < *from) return whole;  // not a range at all (RFC 9110 14.1.1)
+    if (*from >= size) return {ByteRange::Kind::unsatisfiable};
+    return {ByteRange::Kind::part, *from, to ? std::min(*to, size - 1) : size - 1};
+}
+
+Response file_response(const Request& req, const std::string& path, const std::string& content_type) {
+    const Descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st {};
+    if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+        return text_response(req, http::status::not_found, "evidence file is gone\n");
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    const std::string etag = fmt::format("\"{:x}-{:x}.{:x}\"", size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+
+    ByteRange range;
+    // Ranges are for GET alone (RFC 9110 14.2); a validator other than this file's current one asks
+    // for the whole file.
+    const auto asked = req[http::field::range];
+    const std::string_view if_range(req[http::field::if_range].data(), req[http::field::if_range].size());
+    if (req.method() == http::verb::get && !asked.empty() && (if_range.empty() || if_range == etag))
+        range = byte_range(std::string_view(asked.data(), asked.size()), size);
+    if (range.kind == ByteRange::Kind::unsatisfiable) {
+        auto res =
+            text_response(req, http::status::range_not_satisfiable,
+                          fmt::format("the range asked for is past the file's end ({} bytes)\n", size));
+        res.set(http::field::content_range, fmt::format("bytes */{}", size));
+        return res;
+    }
+    const bool part = range.kind == ByteRange::Kind::part;
+    const std::uint64_t first = part ? range.first : 0;
+    const std::uint64_t count = part ? range.last - range.first + 1 : size;
+    auto res = text_response(req, part ? http::status::partial_content : http::status::ok, {}, content_type);
+    res.set(http::field::accept_ranges, "bytes");
+    res.set(http::field::etag, etag);
+    if (part) res.set(http::field::content_range, fmt::format("bytes {}-{}/{}", first, range.last, size));
+    if (req.method() == http::verb::head) {
+        res.content_length(count);  // HttpSession::send keeps it for a HEAD with no body
+        return res;
+    }
+    std::string body(count, '\0');
+    std::uint64_t done = 0;
+    while (done < count) {
+        const auto n = ::pread(fd.get(), body.data() + done, count - done, static_cast<off_t>(first + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            // Cut short while it was read (expired, or written over): the client asks again.
+            return text_response(req, http::status::service_unavailable,
+                                 "the evidence file changed while it was read; ask again\n");
+        }
+        done += static_cast<std::uint64_t>(n);
+    }
+    res.body() = std::move(body);
+    return res;
+}
+
+}  // namespace kg::web
