@@ -429,6 +429,11 @@ private:
                 "# TYPE kgm_lost_messages_found_total counter\nkgm_lost_messages_found_total {}\n",
                 c->found_numbers.load());
         }
+        // What /readyz says, as a gauge an alert rule can watch: while it is 1, every site's messages
+        // wait at the broker, which drops them past its queue.
+        if (ctx_.store_failure)
+            out += fmt::format("# TYPE kgm_store_failing gauge\nkgm_store_failing {}\n",
+                               ctx_.store_failure().empty() ? 0 : 1);
         if (ctx_.replay_requests)
             out += fmt::format("# TYPE kgm_replay_requests_total counter\nkgm_replay_requests_total {}\n",
                                ctx_.replay_requests());

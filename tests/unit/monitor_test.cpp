@@ -1256,8 +1256,16 @@ TEST(MonitorApi, ReadyzSaysWhenTheDatabaseDoesNotTakeMessages) {
         const auto reply = handler(Request{http::verb::get, "/readyz", 11}, "127.0.0.1");
         return std::pair{static_cast<int>(reply.response.result_int()), reply.response.body()};
     };
+    // And /metrics, for an alert rule.
+    const auto failing = [&] {
+        const auto body = handler(Request{http::verb::get, "/metrics", 11}, "127.0.0.1").response.body();
+        const auto at = body.find("\nkgm_store_failing ");
+        return at == std::string::npos ? std::string("absent") : body.substr(at + 19, 1);
+    };
     EXPECT_EQ(readyz(), (std::pair<int, std::string>{200, "ready\n"}));
+    EXPECT_EQ(failing(), "0");
     failure = "database /var/lib/kitchen-monitor/monitor.db: database or disk is full";
+    EXPECT_EQ(failing(), "1");
     auto [status, body] = readyz();
     EXPECT_EQ(status, 503);
     EXPECT_NE(body.find("the database does not take messages (retrying; the broker holds what follows): "
