@@ -111,6 +111,15 @@ bool PrivacyMasker::open_encoder(int width, int height) {
         cv::fillPoly(luma_mask_, std::vector<std::vector<cv::Point>>{pts}, cv::Scalar(255));
     }
     cv::resize(luma_mask_, chroma_mask_, cv::Size(out_w / 2, out_h / 2), 0, 0, cv::INTER_NEAREST);
+    // Only the masks' bounding box is pixelated, on block boundaries, so its blocks fall where they
+    // would over the whole picture: a cash desk in a corner costs a corner.
+    const cv::Rect box = cv::boundingRect(luma_mask_);
+    const auto down = [](int v) { return v / kBlock * kBlock; };
+    const auto up = [&](int v, int limit) { return std::min(limit, (v + kBlock - 1) / kBlock * kBlock); };
+    const int x0 = down(box.x), y0 = down(box.y);
+    const int x1 = up(box.x + box.width, out_w), y1 = up(box.y + box.height, out_h);
+    regions_[0] = box.empty() ? cv::Rect() : cv::Rect(x0, y0, x1 - x0, y1 - y0);
+    regions_[1] = box.empty() ? cv::Rect() : cv::Rect(x0 / 2, y0 / 2, x1 / 2 - x0 / 2, y1 / 2 - y0 / 2);
 
     proxy_ = avformat_alloc_context();
     AVStream* s = proxy_ != nullptr ? avformat_new_stream(proxy_, nullptr) : nullptr;
@@ -178,16 +187,20 @@ void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
 
 void PrivacyMasker::pixelate() {
     if (options_.masks.empty()) return;
-    const cv::Mat* masks[3] = {&luma_mask_, &chroma_mask_, &chroma_mask_};
     for (int plane = 0; plane < 3; ++plane) {
-        const cv::Mat& mask = *masks[plane];
-        cv::Mat view(mask.rows, mask.cols, CV_8UC1, scaled_->data[plane],
-                     static_cast<std::size_t>(scaled_->linesize[plane]));
-        const int block = plane == 0 ? kBlock : kBlock / 2;
-        cv::resize(view, mosaic_, cv::Size(std::max(1, mask.cols / block), std::max(1, mask.rows / block)), 0,
-                   0, cv::INTER_AREA);
-        cv::resize(mosaic_, mosaic_, view.size(), 0, 0, cv::INTER_NEAREST);
-        mosaic_.copyTo(view, mask);
+        const int kind = plane == 0 ? 0 : 1;  // luma, or one of the two chroma planes
+        const cv::Rect& region = regions_[kind];
+        if (region.empty()) return;
+        const cv::Mat& mask = kind == 0 ? luma_mask_ : chroma_mask_;
+        const cv::Mat view = cv::Mat(mask.rows, mask.cols, CV_8UC1, scaled_->data[plane],
+                                     static_cast<std::size_t>(scaled_->linesize[plane]))(region);
+        const int block = kind == 0 ? kBlock : kBlock / 2;
+        // Into buffers of this plane kind's size, kept from frame to frame: no allocation per frame.
+        cv::resize(view, small_[kind],
+                   cv::Size(std::max(1, region.width / block), std::max(1, region.height / block)), 0, 0,
+                   cv::INTER_AREA);
+        cv::resize(small_[kind], mosaic_[kind], region.size(), 0, 0, cv::INTER_NEAREST);
+        mosaic_[kind].copyTo(view, mask(region));
     }
 }
 

@@ -66,7 +66,9 @@ private:
     std::int64_t last_ms_ = 0;
     bool have_last_ = false;
     std::int64_t last_out_pts_ = -1;
-    cv::Mat luma_mask_, chroma_mask_, mosaic_;  // at the output size, made once per size
+    cv::Mat luma_mask_, chroma_mask_;  // at the output size, made once per size
+    cv::Rect regions_[2];              // the masks' block-aligned bounding box: luma, chroma
+    cv::Mat small_[2], mosaic_[2];     // pixelation buffers, luma and chroma, reused every frame
     std::uint64_t encoded_ = 0;
 };
 

@@ -468,9 +468,10 @@ def test_public_hours_and_reload(broker, clips, gateways, tmp_path):
 
 def test_privacy_mask_pixelates_the_region(broker, clips, gateways, tmp_path):
     clip = public_clip(clips)
-    # The left half is masked; the public feed is re-encoded at 320 px wide.
+    # The middle is masked (the pixelation covers the masks' bounding box alone, which must land where
+    # the mask is); the public feed is re-encoded at 320 px wide.
     cams = [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True,
-                          privacy_masks=[[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]])]
+                          privacy_masks=[[[0.25, 0.25], [0.75, 0.25], [0.75, 0.75], [0.25, 0.75]]])]
     gw = gateways(public_config(broker, tmp_path, cams, privacy={"width": 320, "fps": 5}))
     port = public_port(gw)
     playlist_with_segments(port, "kitchen")
@@ -484,10 +485,12 @@ def test_privacy_mask_pixelates_the_region(broker, clips, gateways, tmp_path):
     grey = cv2.imread(str(frame), cv2.IMREAD_GRAYSCALE).astype(np.float32)
     # Inside the mask every 16x16 block is one flat colour (up to coding noise); outside it, the
     # picture keeps its detail.
-    def block_spread(x0, x1):
-        return np.median([grey[y:y + 16, x:x + 16].std() for y in range(0, 176, 16) for x in range(x0, x1, 16)])
-    masked, clear = block_spread(0, 160 - 16), block_spread(160 + 16, 320 - 16)
-    assert masked < 4 and clear > 2 * masked, (masked, clear)
+    def block_spread(x0, x1, y0=0, y1=176):
+        return np.median([grey[y:y + 16, x:x + 16].std() for y in range(y0, y1, 16) for x in range(x0, x1, 16)])
+    # The mask is x 80-240, y 45-135: its whole blocks, and the columns either side of it.
+    masked = block_spread(80, 240, 48, 128)
+    left, right = block_spread(0, 64), block_spread(256, 320)
+    assert masked < 4 and left > 2 * masked and right > 2 * masked, (masked, left, right)
     assert "privacy mask: public feed re-encoded at 320x180" in gw.output()
     assert gw.terminate() == 0
 
