@@ -220,6 +220,9 @@ public:
             (parts.size() == 4 && parts[0] == "api" && parts[1] == "sites" && parts[3] == "rollups");
         if (read_route && !reading) return get_only();
         if (path == "/api/stream") {
+            // A HEAD asks what a GET would be, not for the stream itself.
+            if (method == http::verb::head)
+                return {make_response(req, http::status::ok, std::string(), "text/event-stream")};
             Reply r;
             r.event_stream = true;
             return r;
@@ -438,9 +441,16 @@ private:
             out += fmt::format("# TYPE kgm_replay_requests_total counter\nkgm_replay_requests_total {}\n",
                                ctx_.replay_requests());
         // By status: what the room has to act on (open, acknowledged) apart from history (closed).
-        out += "# TYPE kgm_alerts gauge\n";
-        for (const auto& [status, n] : ctx_.store.count_alerts_by_status())
-            out += fmt::format("kgm_alerts{{status=\"{}\"}} {}\n", status, n);
+        // Left out when the database does not answer (damaged, locked): the rest, kgm_store_failing
+        // first, is what an alert rule needs then.
+        try {
+            std::string alerts = "# TYPE kgm_alerts gauge\n";
+            for (const auto& [status, n] : ctx_.store.count_alerts_by_status())
+                alerts += fmt::format("kgm_alerts{{status=\"{}\"}} {}\n", status, n);
+            out += alerts;
+        } catch (const sqlite::Error& e) {
+            log_->warn("/metrics without kgm_alerts: {}", e.what());
+        }
         if (ctx_.notification_metrics) out += ctx_.notification_metrics();
         return make_response(req, http::status::ok, std::move(out), "text/plain; version=0.0.4");
     }

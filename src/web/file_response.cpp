@@ -9,6 +9,7 @@
 #include <boost/beast/core/string.hpp>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <limits>
 #include <optional>
 
@@ -72,8 +73,18 @@ ByteRange byte_range(std::string_view field, std::uint64_t size) {
 }
 
 Response file_response(const Request& req, const std::string& path, const std::string& content_type) {
-    const Descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    // Not blocking: a FIFO put where a file was would hold the server's thread until a writer came.
+    const Descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+    const int error = fd.get() < 0 ? errno : 0;
     struct stat st {};
+    if (fd.get() < 0 && error != ENOENT && error != ENOTDIR) {
+        // Out of file descriptors, an I/O error: not a file that is gone, which a client gives up on.
+        auto res = text_response(
+            req, http::status::service_unavailable,
+            fmt::format("the evidence file cannot be read now ({}); ask again\n", std::strerror(error)));
+        res.set(http::field::retry_after, "5");
+        return res;
+    }
     if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
         return text_response(req, http::status::not_found, "evidence file is gone\n");
     const auto size = static_cast<std::uint64_t>(st.st_size);
@@ -110,9 +121,14 @@ Response file_response(const Request& req, const std::string& path, const std::s
         const auto n = ::pread(fd.get(), body.data() + done, count - done, static_cast<off_t>(first + done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            // Cut short while it was read (expired, or written over): the client asks again.
-            return text_response(req, http::status::service_unavailable,
-                                 "the evidence file changed while it was read; ask again\n");
+            // Cut short while it was read (written over), or a read error: the client asks again.
+            auto res =
+                text_response(req, http::status::service_unavailable,
+                              n == 0 ? std::string("the evidence file changed while it was read; ask again\n")
+                                     : fmt::format("the evidence file cannot be read now ({}); ask again\n",
+                                                   std::strerror(errno)));
+            res.set(http::field::retry_after, "5");
+            return res;
         }
         done += static_cast<std::uint64_t>(n);
     }

@@ -189,16 +189,13 @@ void HttpSession::on_read(beast::error_code ec) {
 void HttpSession::send(Response res, const Request& req) {
     const bool keep_alive = req.keep_alive();
     res.keep_alive(keep_alive);
-    std::optional<std::uint64_t> head_length;
-    if (req.method() == http::verb::head) {
-        // A handler that did not read a body it knows the length of (a file) gave that length.
-        head_length = res.body().size();
-        if (head_length == 0 && res.has_content_length())
-            head_length = std::stoull(std::string(res[http::field::content_length]));
+    if (req.method() != http::verb::head) {
+        res.prepare_payload();
+    } else if (!res.body().empty() || !res.has_content_length()) {
+        const auto length = res.body().size();
         res.body().clear();
-    }
-    res.prepare_payload();
-    if (head_length) res.content_length(*head_length);
+        res.content_length(length);
+    }  // else a handler that knew the body's length without reading it (a file) gave it: kept as set
     response_ = std::make_shared<Response>(std::move(res));
     stream_.expires_after(limits_.idle_timeout);
     http::async_write(stream_, *response_,

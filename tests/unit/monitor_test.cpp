@@ -1282,6 +1282,54 @@ TEST(MonitorApi, ReadyzSaysWhenTheDatabaseDoesNotTakeMessages) {
     EXPECT_EQ(readyz().first, 200);
 }
 
+TEST(MonitorApi, MetricsSayTheStoreFailsWhenItsAlertsCannotBeCounted) {
+    // A database that does not answer (here its alerts table is damaged): the scrape still answers,
+    // with kgm_store_failing, rather than a 500 the alert rule never sees.
+    TempDir tmp;
+    const auto db = tmp.dir / "monitor.db";
+    {
+        Store store(db.string());
+        ASSERT_EQ(store.add_event(parsed(event("19ab3c0f2e1-aaaaaaaaaaaaaaaa", "start")), kT0).outcome,
+                  IngestOutcome::created);
+    }
+    damage_table(db, "alerts");
+    Store store(db.string());
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
+    WebHandler handler = make_api(ApiContext{store,
+                                             auth,
+                                             cfg,
+                                             [] { return true; },
+                                             [](const ActionRecord&) {},
+                                             nullptr,
+                                             {},
+                                             {},
+                                             {},
+                                             [] { return std::string("the database file is damaged"); }},
+                                  kg::Logging::null_logger());
+    const auto reply = handler(Request{http::verb::get, "/metrics", 11}, "127.0.0.1");
+    const auto& body = reply.response.body();
+    EXPECT_EQ(reply.response.result_int(), 200);
+    EXPECT_NE(body.find("kgm_store_failing 1"), std::string::npos) << body;
+    EXPECT_EQ(body.find("kgm_alerts"), std::string::npos) << body;
+}
+
+TEST(MonitorApi, AHeadOfTheEventStreamIsNotAStream) {
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
+    WebHandler handler = make_api(
+        ApiContext{
+            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
+        kg::Logging::null_logger());
+    Request req{http::verb::head, "/api/stream", 11};
+    req.set(http::field::authorization, "Bearer tok-0123456789abcdef");
+    const auto reply = handler(req, "127.0.0.1");
+    EXPECT_FALSE(reply.event_stream);
+    EXPECT_EQ(reply.response.result_int(), 200);
+    EXPECT_EQ(reply.response[http::field::content_type], "text/event-stream");
+}
+
 TEST(MonitorApi, BadQueryValuesAndWrongMethodsAreRefusedClearly) {
     ApiProbe api;
     const std::string id = "19ab3c0f2e1-ffffffffffffff01";
