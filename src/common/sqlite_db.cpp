@@ -107,7 +107,23 @@ Db::Db(const std::string& path, Options options) : label_(std::move(options.labe
     exec("PRAGMA journal_mode=WAL");
     exec(options.synchronous == Synchronous::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     if (options.foreign_keys) exec("PRAGMA foreign_keys=ON");
+    const int found = options.version > 0 ? user_version() : 0;
+    if (found > options.version) {
+        fail("schema version",
+             fmt::format(
+                 "the file was written by a later version of this program (schema version {}; this one "
+                 "reads up to {}): run that version again, or move the file aside to start a new one",
+                 found, options.version),
+             SQLITE_ERROR);
+    }
     if (options.schema != nullptr) exec(options.schema);
+    if (found < options.version) exec(fmt::format("PRAGMA user_version={}", options.version).c_str());
+}
+
+int Db::user_version() {
+    Stmt s(*this, "PRAGMA user_version");
+    if (!s.step()) fail("reading the schema version");
+    return static_cast<int>(s.integer(0));
 }
 
 void Db::exec(const char* sql) {

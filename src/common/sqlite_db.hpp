@@ -45,6 +45,12 @@ struct Options {
     bool foreign_keys = false;
     // Run once the connection is set up; a schema here exists before any member Stmt is prepared.
     const char* schema = nullptr;
+    // The schema's version, kept in the file (PRAGMA user_version) from the first version that had
+    // one (0: not kept). A file of a later version is refused before anything touches it: a program
+    // downgraded after an upgrade would misread its tables (a column it does not know, rows its
+    // INSERT OR IGNORE skips) and write rows the newer one misreads in turn. An earlier version's
+    // file is the owner's to bring up to date; it is marked with this version once the schema ran.
+    int version = 0;
 };
 
 class Db;
@@ -105,6 +111,8 @@ public:
     void exec(const char* sql);
     int changes() const;
     std::int64_t last_insert_rowid() const;
+    // The file's schema version (PRAGMA user_version; Options::version).
+    int user_version();
     // Throws with `what` and SQLite's message for the connection's last failure.
     [[noreturn]] void fail(const std::string& what) const;
     // Throws with `what` and `why`: for a reason that is not (or no longer) the connection's last

@@ -33,6 +33,9 @@ const char* to_string(IngestOutcome o) {
 
 namespace {
 
+// Raised with every change of the tables a previous release cannot read as it did (see
+// sqlite::Options::version); version 1 is the schema below with alerts.end_reason.
+constexpr int kSchemaVersion = 1;
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS sites (
   site TEXT PRIMARY KEY, name TEXT, availability TEXT, availability_time TEXT, last_seen TEXT,
@@ -127,7 +130,8 @@ Store::Store(const std::string& path, Retention retention)
                  // on arrival), so a transaction a power cut took back would be an alert lost.
                  .synchronous = sqlite::Synchronous::full,
                  .foreign_keys = true,
-                 .schema = kSchema}) {
+                 .schema = kSchema,
+                 .version = kSchemaVersion}) {
     add_end_reason_column();
 }
 

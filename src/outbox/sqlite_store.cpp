@@ -13,6 +13,9 @@ static_assert(static_cast<int>(Priority::replay) == 3);
 
 namespace {
 
+// Raised with every change of the tables a previous release cannot read as it did (see
+// sqlite::Options::version); version 1 is the schema below with the stream_seq columns.
+constexpr int kSchemaVersion = 1;
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
@@ -73,7 +76,8 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
       db_(path, {.label = "outbox",
                  // FULL: a committed message survives a power cut, not only a crash of the process.
                  .synchronous = sqlite::Synchronous::full,
-                 .schema = kSchema}),
+                 .schema = kSchema,
+                 .version = kSchemaVersion}),
       stream_(open_stream(db_)),
       insert_(db_,
               "INSERT INTO messages(topic, payload, qos, retain, priority, stream_seq) VALUES(?,?,?,?,?,?)",

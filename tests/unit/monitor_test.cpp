@@ -1282,6 +1282,32 @@ TEST(MonitorApi, ReadyzSaysWhenTheDatabaseDoesNotTakeMessages) {
     EXPECT_EQ(readyz().first, 200);
 }
 
+TEST(MonitorStore, ADatabaseOfALaterVersionIsRefusedAndLeftAsItWas) {
+    // A monitor downgraded after an upgrade would misread the later version's tables, and write rows
+    // the later version misreads in turn: it refuses to start, saying why.
+    TempDir tmp;
+    const auto db = tmp.dir / "monitor.db";
+    {
+        Store store(db.string());
+        ASSERT_EQ(store.add_event(parsed(event("19ab3c0f2e1-aaaaaaaaaaaaaaaa", "start")), kT0).outcome,
+                  IngestOutcome::created);
+    }
+    kg::sqlite::Db(db.string(), {}).exec("PRAGMA user_version=7");
+    try {
+        Store store(db.string());
+        FAIL() << "opened";
+    } catch (const kg::sqlite::Error& e) {
+        EXPECT_NE(std::string(e.what()).find(
+                      "schema version: the file was written by a later version of this program (schema "
+                      "version 7; this one reads up to 1)"),
+                  std::string::npos)
+            << e.what();
+    }
+    kg::sqlite::Db(db.string(), {}).exec("PRAGMA user_version=1");
+    Store store(db.string());
+    EXPECT_TRUE(store.alert("19ab3c0f2e1-aaaaaaaaaaaaaaaa").has_value()) << "left as it was";
+}
+
 TEST(MonitorApi, MetricsSayTheStoreFailsWhenItsAlertsCannotBeCounted) {
     // A database that does not answer (here its alerts table is damaged): the scrape still answers,
     // with kgm_store_failing, rather than a 500 the alert rule never sees.

@@ -636,6 +636,7 @@ TEST(SqliteStore, ADatabaseFromBeforeTheStreamIsBroughtUpToDate) {
     }
     SqliteStore store(db.path(), {});
     EXPECT_EQ(store.stream().size(), 16u);
+    EXPECT_EQ(kg::sqlite::Db(db.path(), {.label = "look"}).user_version(), 1) << "brought up to version 1";
     const auto old = store.front();
     ASSERT_TRUE(old);
     EXPECT_EQ(old->payload, "old");
@@ -659,6 +660,38 @@ TEST(SqliteStore, ADatabaseFromBeforeTheStreamIsBroughtUpToDate) {
               "SEARCH dead USING COVERING INDEX dead_stream_seq (stream_seq>? AND stream_seq<?);");
     EXPECT_EQ(plan("DELETE FROM sent WHERE sent_at < 5"),
               "SEARCH sent USING INDEX sent_sent_at (sent_at<?);");
+}
+
+TEST(SqliteStore, AFileOfALaterVersionIsRefusedAndLeftAsItWas) {
+    // A gateway downgraded after an upgrade: the later version's outbox holds messages only it reads
+    // right. Refused, the gateway runs on memory (said in /readyz) and the file waits for that version.
+    TempDb db;
+    {
+        SqliteStore store(db.path(), {});
+        auto m = msg("queued by the later version");
+        store.append(m);
+    }
+    {
+        kg::sqlite::Db file(db.path(), {.label = "later"});
+        EXPECT_EQ(file.user_version(), 1) << "the version this one writes";
+        file.exec("PRAGMA user_version=2");
+    }
+    try {
+        SqliteStore store(db.path(), {});
+        FAIL() << "opened";
+    } catch (const kg::outbox::StoreError& e) {
+        EXPECT_EQ(std::string(e.what()),
+                  "outbox " + db.path() +
+                      ": schema version: the file was written by a later version of this program (schema "
+                      "version 2; this one reads up to 1): run that version again, or move the file aside to "
+                      "start a new one");
+        EXPECT_FALSE(e.corrupt()) << "a damaged file is moved aside; this one is not damaged";
+    }
+    kg::sqlite::Db file(db.path(), {.label = "later"});
+    EXPECT_EQ(file.user_version(), 2);
+    kg::sqlite::Stmt left(file, "SELECT payload FROM messages");
+    ASSERT_TRUE(left.step());
+    EXPECT_EQ(left.text(0), "queued by the later version");
 }
 
 TEST(SqliteStore, AppendAllCommitsEachMessageAsAppendWould) {
