@@ -484,7 +484,10 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
                 "'minute' is more than a day ahead of the room's clock: is the site's clock right?");
         if (!j.contains("count") || !j["count"].is_number_integer())
             return refuse(topic, payload, "'count' is not an integer");
-        store_.add_rollup(site, parts[3], j);
+        if (!store_.add_rollup(site, parts[3], j))
+            return refuse(topic, payload,
+                          fmt::format("roll-ups of a sensor beyond the {} the site has them of",
+                                      Store::kMaxSourcesPerSite));
         notify_({Change::Kind::rollup, site, {}});
         return;
     }

@@ -609,8 +609,26 @@ void Store::attach_pending_clip(const std::string& site, const std::string& even
         .run();
 }
 
-void Store::add_rollup(const std::string& site, const std::string& sensor, const json& r) {
+bool Store::room_for_rollups(const std::string& site, const std::string& sensor) {
+    auto [known, first] = rollup_sensors_.try_emplace(site);
+    if (known->second.contains(sensor)) return true;
+    if (first || known->second.size() >= static_cast<std::size_t>(kMaxSourcesPerSite)) {
+        // The site's sensors, one index lookup each (a skip scan): not its every minute.
+        Stmt s(db_,
+               "WITH RECURSIVE s(sensor) AS (SELECT min(sensor) FROM rollups WHERE site = ?1 UNION ALL "
+               "SELECT (SELECT min(sensor) FROM rollups WHERE site = ?1 AND sensor > s.sensor) FROM s "
+               "WHERE s.sensor IS NOT NULL) SELECT sensor FROM s WHERE sensor IS NOT NULL");
+        s.bind(1, site);
+        known->second.clear();
+        while (s.step()) known->second.insert(s.text(0));
+    }
+    return known->second.contains(sensor) ||
+           known->second.size() < static_cast<std::size_t>(kMaxSourcesPerSite);
+}
+
+bool Store::add_rollup(const std::string& site, const std::string& sensor, const json& r) {
     std::lock_guard lock(mutex_);
+    if (!room_for_rollups(site, sensor)) return false;
     ensure_site(site);
     // A redelivered minute replaces itself.
     Stmt s(db_,
@@ -621,6 +639,8 @@ void Store::add_rollup(const std::string& site, const std::string& sensor, const
         .bind(6, r.at("mean").get<double>())
         .bind(7, r.at("max").get<double>());
     s.bind(8, r.at("count").get<std::int64_t>()).run();
+    rollup_sensors_[site].insert(sensor);  // once stored: a failed write is not a sensor the site has
+    return true;
 }
 
 json Store::sites() {

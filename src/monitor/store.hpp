@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -244,7 +245,10 @@ public:
     static constexpr int kMaxLostRanges = 1000;
     ClipStored set_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report,
                         TimePoint now, const std::optional<Sequence>& seq = std::nullopt);
-    void add_rollup(const std::string& site, const std::string& sensor, const nlohmann::json& rollup);
+    // False (nothing stored) for a sensor the site has no roll-ups of when it has roll-ups of
+    // kMaxSourcesPerSite sensors already: a broken or hostile site naming a new sensor in every
+    // message would grow the table, and every chart's list of sensors, without end.
+    bool add_rollup(const std::string& site, const std::string& sensor, const nlohmann::json& rollup);
 
     // --- sequence tracking (docs/mqtt.md, "Sequence numbers and replay") ---
     // A numbered message arrived that never reached the store (refused for its body): it was
@@ -326,6 +330,8 @@ private:
     // fewer than kMaxSourcesPerSite. The caller holds mutex_.
     bool room_for_source(const char* table, const char* column, const std::string& site,
                          const std::string& id);
+    // Whether `sensor` may have roll-ups of `site` (add_rollup); the caller holds mutex_.
+    bool room_for_rollups(const std::string& site, const std::string& sensor);
     // Whether the site's last gateway message lists `id` in its `list` ("cameras", "sensors"); true
     // when it has no such list (no gateway message yet, a gateway of an older version).
     bool listed_source(const char* list, const std::string& site, const std::string& id);
@@ -385,6 +391,9 @@ private:
     std::mutex mutex_;
     Duration seen_resolution_ = std::chrono::seconds(1);
     std::map<std::string, TimePoint> seen_written_;  // per site, the last `last_seen` this instance wrote
+    // Per site, the sensors it has roll-ups of (read from the table at its first roll-up here, and
+    // again when a new one would be over the cap: retention, or another instance, changes the table).
+    std::map<std::string, std::set<std::string>> rollup_sensors_;
     sqlite::Db db_;
 };
 

@@ -399,6 +399,58 @@ TEST(MonitorIngest, CamerasAndSensorsTheSiteNoLongerListsAreForgotten) {
     EXPECT_EQ(ingest.counters().refused.load(), 0u);
 }
 
+// A broken or hostile site naming a new sensor in every roll-up would grow the table, and every
+// chart's list of sensors, without end: past 256 sensors a new one is refused, and the cap holds
+// across a restart of the room (read back from the table).
+TEST(MonitorIngest, RollupsOfMoreSensorsThanASiteCanHaveAreRefused) {
+    TempDir tmp;
+    const auto db = (tmp.dir / "monitor.db").string();
+    const auto rollup = [](const std::string& site, const std::string& sensor, const std::string& minute) {
+        return std::pair{fmt::format("kitchen/{}/sensors/{}/rollup", site, sensor), json{{"site", site},
+                                                                                         {"sensor", sensor},
+                                                                                         {"unit", "degC"},
+                                                                                         {"minute", minute},
+                                                                                         {"min", 3.1},
+                                                                                         {"mean", 3.4},
+                                                                                         {"max", 3.9},
+                                                                                         {"count", 6}}
+                                                                                        .dump()};
+    };
+    const auto sensors_of = [](Store& store, const std::string& site) {
+        std::set<std::string> out;
+        const auto rollups = store.rollups(site, "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z");
+        for (const auto& s : *rollups) out.insert(s["sensor"].get<std::string>());
+        return out;
+    };
+    {
+        Store store(db);
+        Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+        const auto send = [&](const std::string& site, const std::string& sensor, const std::string& minute) {
+            const auto [topic, payload] = rollup(site, sensor, minute);
+            ingest.handle(topic, payload, false, kT0);
+        };
+        for (int i = 0; i < Store::kMaxSourcesPerSite; ++i)
+            send("sch-0101", fmt::format("s{:03}", i), "2026-11-24T08:00:00.000Z");
+        EXPECT_EQ(ingest.counters().refused.load(), 0u);
+        send("sch-0101", "one-too-many", "2026-11-24T08:00:00.000Z");
+        EXPECT_EQ(ingest.counters().refused.load(), 1u);
+        send("sch-0101", "s000", "2026-11-24T08:01:00.000Z");    // a sensor it has: its next minute
+        send("sch-0102", "fridge", "2026-11-24T08:00:00.000Z");  // another site: its own count
+        EXPECT_EQ(ingest.counters().refused.load(), 1u);
+        const auto kept = sensors_of(store, "sch-0101");
+        EXPECT_EQ(kept.size(), static_cast<std::size_t>(Store::kMaxSourcesPerSite));
+        EXPECT_FALSE(kept.contains("one-too-many"));
+    }
+    Store store(db);
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    for (const char* sensor : {"another", "s001"}) {
+        const auto [topic, payload] = rollup("sch-0101", sensor, "2026-11-24T09:00:00.000Z");
+        ingest.handle(topic, payload, false, kT0);
+    }
+    EXPECT_EQ(ingest.counters().refused.load(), 1u) << "the new sensor, not s001";
+    EXPECT_FALSE(sensors_of(store, "sch-0101").contains("another"));
+}
+
 // A site whose clock runs years ahead: its minutes would outlive retention (counted from them) and
 // pull every later curve of the sensor to 2037. Refused; a clock a little fast is taken.
 TEST(MonitorIngest, ASensorMinuteFarAheadOfTheRoomsClockIsRefused) {
