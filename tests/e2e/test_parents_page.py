@@ -53,6 +53,14 @@ def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways
     kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[1].count(b".m4s") >= 2, 20,
                       what="the kitchen's first segments")
 
+    # The object URLs the page makes and lets go of: one kept per player session would keep that
+    # session's MediaSource for as long as the page is open.
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
+window.__urls = {made: 0, revoked: 0};
+const make = URL.createObjectURL, revoke = URL.revokeObjectURL;
+URL.createObjectURL = function (o) { window.__urls.made++; return make.call(URL, o); };
+URL.revokeObjectURL = function (u) { window.__urls.revoked++; return revoke.call(URL, u); };
+"""})
     browser.get(f"http://127.0.0.1:{port}/")
     video = "document.querySelector('[data-camera=\"kitchen\"] video')"
     kg_e2e.wait_until(lambda: browser.execute_script(f"return {video} !== null"), 15, what="the camera card")
@@ -61,6 +69,8 @@ def test_parents_page_plays_in_chromium(broker, rtsp_server, make_clip, gateways
                               interval=0.5, what="the video to start playing")
     kg_e2e.wait_until(lambda: browser.execute_script(f"return {video}.currentTime") - first > 2.0, 15,
                       interval=0.5, what=f"the video to play on from {first:.1f}s by more than two seconds")
+    urls = browser.execute_script("return window.__urls")
+    assert urls["made"] >= 1 and urls["revoked"] == urls["made"], urls
     state = browser.execute_script(
         f"const v = {video}; return {{paused: v.paused, width: v.videoWidth, height: v.videoHeight, "
         "ready: v.readyState, error: v.error && v.error.message}")
