@@ -6,6 +6,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <string_view>
 #include <thread>
 
 #include "publish/payloads.hpp"
@@ -129,6 +130,22 @@ bool has_state_topic(const config::Gateway& cfg, const std::string& topic) {
                        [&](const auto& s) { return topics.sensor_state(s.id) == topic; });
 }
 
+// The state topics a run of `cfg` publishes: its enabled cameras' and its sensors'.
+std::set<std::string> own_state_topics(const config::Gateway& cfg, const publish::Topics& topics) {
+    std::set<std::string> out;
+    for (const auto& c : cfg.cameras)
+        if (c.enabled) out.insert(topics.camera_state(c.id));
+    for (const auto& s : cfg.sensors) out.insert(topics.sensor_state(s.id));
+    return out;
+}
+
+// The level of `topic`, which matches `filter`, where `filter` has its one '+' (the prefix and site
+// id before it hold no wildcard: the configuration's checks).
+std::string wildcard_level(const std::string& filter, const std::string& topic) {
+    const auto at = filter.find('+');
+    return topic.substr(at, topic.size() + 1 - filter.size());
+}
+
 }  // namespace
 
 Gateway::Gateway(config::Gateway cfg, const Logging& logging)
@@ -155,7 +172,8 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
             event_log_,
             ids_,
             logging},
-      pool_(analysis_threads(cfg_.analysis_threads)) {
+      pool_(analysis_threads(cfg_.analysis_threads)),
+      own_states_(own_state_topics(cfg_, topics_)) {
     for (const auto& camera : cfg_.cameras) {
         if (!camera.enabled) continue;
         cameras_.push_back(std::make_unique<CameraPipeline>(camera, pool_, site_));
@@ -169,7 +187,17 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
                  3 * std::chrono::duration_cast<std::chrono::seconds>(cfg_.public_side.segment)));
     if (!cfg_.sensors.empty()) sensors_ = std::make_unique<SensorHub>(site_, outbox_, link_, topics_);
     link_.subscribe(topics_.replay(),
-                    [this](std::string payload) { replay_desk_.submit(std::move(payload)); });
+                    [this](const publish::MqttLink::Message& m) { replay_desk_.submit(m.payload); });
+    // A camera or sensor removed while the gateway was stopped, or disabled, kept its last state
+    // retained for good, shown by every dashboard: the broker hands it to these subscriptions.
+    // Optional: the clears across reloads (cleared_states_) do without them.
+    for (auto [filter, kind] :
+         {std::pair{topics_.camera_state("+"), "camera"}, std::pair{topics_.sensor_state("+"), "sensor"}}) {
+        link_.subscribe(
+            filter,
+            [this, filter, kind](const publish::MqttLink::Message& m) { note_state(m, filter, kind); },
+            publish::MqttLink::Need::optional);
+    }
     link_.on_connected([this] {
         // First: taken once the hooks ran (Gateway::tick), so a gateway message that throws still
         // leaves the states to be republished.
@@ -248,12 +276,42 @@ void Gateway::tick() {
     // The room learns of a loss at the tail of the stream (the last message before a quiet hour)
     // from this number: republished when it changed, at most once a state_interval.
     if (due && outbox_.acknowledged() != published_acknowledged_.load()) publish_gateway(now);
+    clear_foreign_states();
     apply_public_hours(now);
     if (sensors_) sensors_->tick(now, steady, due);
     if (steady - last_expiry_ >= kExpiryInterval) {
         last_expiry_ = steady;
         evidence_->expire(now);
         if (training_frames_) training_frames_->expire(now);
+    }
+}
+
+void Gateway::note_state(const publish::MqttLink::Message& m, const std::string& filter, const char* kind) {
+    // Not retained: this run's own states coming back (MQTT 3.1.1 has no no-local). Empty: cleared.
+    if (!m.retained || m.payload.empty() || own_states_.contains(m.topic)) return;
+    const auto id = wildcard_level(filter, m.topic);
+    const bool disabled = std::string_view(kind) == "camera" && config::has_camera(cfg_, id);
+    auto whose = fmt::format("{} '{}' cleared: {}", kind, id,
+                             disabled ? "disabled in this configuration" : "not in this configuration");
+    std::lock_guard lock(foreign_mutex_);
+    foreign_states_.emplace(m.topic, std::move(whose));
+}
+
+void Gateway::clear_foreign_states() {
+    if (!link_.announced()) return;  // publish() would refuse them: kept for a tick that can send
+    std::map<std::string, std::string> due;
+    {
+        std::lock_guard lock(foreign_mutex_);
+        due.swap(foreign_states_);
+    }
+    for (auto& [topic, whose] : due) {
+        if (link_.publish(topic, std::string(), 1, true)) {
+            log_->info("retained state of {}", whose);
+        } else {
+            // The connection went meanwhile, or Paho refused it (logged by the link): the next tick that can.
+            std::lock_guard lock(foreign_mutex_);
+            foreign_states_.emplace(topic, std::move(whose));
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "app/analysis_pool.hpp"
@@ -68,6 +70,9 @@ private:
     void publish_states(TimePoint now, bool due);
     void publish_gateway(TimePoint now);
     void apply_public_hours(TimePoint now);
+    // On Paho's callback thread: a retained state of a camera or sensor this run has not is queued.
+    void note_state(const publish::MqttLink::Message& message, const std::string& filter, const char* kind);
+    void clear_foreign_states();
 
     const config::Gateway cfg_;
     std::shared_ptr<spdlog::logger> log_;
@@ -106,6 +111,15 @@ private:
     std::atomic<bool> republish_{false};
     // Cleared on every connection (CarryOver::cleared_states); set before the link starts.
     std::vector<std::string> cleared_states_;
+    // The state topics this run publishes (its enabled cameras, its sensors): a retained state on
+    // any other of the site's is left from a camera or sensor it does not have, and is cleared.
+    // Fixed at construction, so read from Paho's thread without a lock.
+    const std::set<std::string> own_states_;
+    std::mutex foreign_mutex_;
+    // Under foreign_mutex_: topic -> whose state it is ("camera 'x'"), for the next tick to clear
+    // (MqttLink::publish refuses until the connection's hooks ran, and the broker sends the retained
+    // states before).
+    std::map<std::string, std::string> foreign_states_;
     // The highest acknowledged number the retained gateway message last carried (-1: none yet).
     std::atomic<std::int64_t> published_acknowledged_{-1};
     bool running_ = false;

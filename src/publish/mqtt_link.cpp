@@ -64,16 +64,17 @@ MqttLink::~MqttLink() { stop(); }
 
 void MqttLink::on_connected(std::function<void()> hook) { hooks_.push_back(std::move(hook)); }
 
-void MqttLink::subscribe(std::string topic, std::function<void(std::string)> handler) {
-    subscriptions_.push_back({std::move(topic), std::move(handler)});
+void MqttLink::subscribe(std::string filter, std::function<void(const Message&)> handler, Need need) {
+    subscriptions_.push_back({std::move(filter), std::move(handler), need});
 }
 
 void MqttLink::start() {
     if (!subscriptions_.empty()) {
         // Set once, before the first connect: the list does not change while the client runs.
         client_->set_message_callback([this](mqtt::const_message_ptr message) {
+            const Message m{message->get_topic(), message->to_string(), message->is_retained()};
             for (const auto& s : subscriptions_) {
-                if (s.topic == message->get_topic()) s.handler(message->to_string());
+                if (topic_matches(s.filter, m.topic)) s.handler(m);
             }
         });
     }
@@ -104,24 +105,7 @@ bool MqttLink::connect_once() {
             log_->warn("connect to {} timed out", cfg_.url);
             return false;
         }
-        for (const auto& s : subscriptions_) {
-            try {
-                auto sub = client_->subscribe(s.topic, kQos1);
-                if (!sub->wait_for(kConnectTimeout)) {
-                    log_->error(
-                        "subscribing to {} timed out: its messages are not received on this connection",
-                        s.topic);
-                } else if (const auto codes = sub->get_subscribe_response().get_reason_codes();
-                           !codes.empty() && codes.front() >= 0x80) {
-                    log_->error(
-                        "the broker refused the subscription to {} (its ACL?): its messages are not received",
-                        s.topic);
-                }
-            } catch (const mqtt::exception& e) {
-                // Publishing goes on without it: alerts matter more than answering replay requests.
-                log_->error("cannot subscribe to {}: {}", s.topic, e.what());
-            }
-        }
+        for (auto& s : subscriptions_) subscribe_once(s);
         // After the subscriptions: the room reads `online` as "asks on replay are answered now".
         try {
             if (!client_->publish(availability_topic_, std::string("online"), kQos1, true)
@@ -169,6 +153,33 @@ bool MqttLink::connect_once() {
     announced_ = true;
     cv_.notify_all();
     return true;
+}
+
+void MqttLink::subscribe_once(Subscription& s) {
+    // No MQTT 5 no-local option: the link speaks 3.1.1 (connect_once), so a handler also gets this
+    // link's own publishes on its filter, never flagged retained.
+    try {
+        auto sub = client_->subscribe(s.filter, kQos1);
+        if (!sub->wait_for(kConnectTimeout)) {
+            subscription_missing(s, "subscribing timed out");
+        } else if (const auto codes = sub->get_subscribe_response().get_reason_codes();
+                   !codes.empty() && codes.front() >= 0x80) {
+            subscription_missing(s, "the broker refused it (its ACL?)");
+        }
+    } catch (const mqtt::exception& e) {
+        // Publishing goes on without it: alerts matter more than answering replay requests.
+        subscription_missing(s, e.what());
+    }
+}
+
+void MqttLink::subscription_missing(Subscription& s, const std::string& why) {
+    if (s.need == Need::required) {
+        log_->error("cannot subscribe to {}: {}: its messages are not received on this connection", s.filter,
+                    why);
+    } else if (!s.missing_said) {
+        s.missing_said = true;
+        log_->warn("cannot subscribe to {}: {}; going on without it (said once)", s.filter, why);
+    }
 }
 
 void MqttLink::run() {

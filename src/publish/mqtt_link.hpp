@@ -1,8 +1,8 @@
 #pragma once
 // The gateway's one connection to its MQTT broker (Paho). Keeps itself connected with capped
 // back-off, sets the retained `offline` last will, publishes `online` on every connect, subscribes
-// to the topics it was asked to (the room's replay requests) and runs the on-connect hooks
-// (retained state republished), and publishes `offline` on a clean stop.
+// to the topics it was asked to (the room's replay requests, the site's retained states) and runs the
+// on-connect hooks (retained state republished), and publishes `offline` on a clean stop.
 
 #include <spdlog/logger.h>
 
@@ -60,12 +60,26 @@ public:
     MqttLink(const MqttLink&) = delete;
     MqttLink& operator=(const MqttLink&) = delete;
 
+    // A message on a subscribed topic.
+    struct Message {
+        std::string topic;
+        std::string payload;
+        // Stored by the broker and sent because of the subscription (MQTT sets the flag on nothing
+        // else), not a publish that came while subscribed.
+        bool retained = false;
+    };
+    // Whether the gateway does its work without a subscription: the broker refusing or failing one
+    // that is not needed is a warning once per run, not an error at every connect.
+    enum class Need { required, optional };
+
     // Hooks run on the link's thread after each successful connect, in registration order.
     void on_connected(std::function<void()> hook);
-    // Subscribes (QoS 1) to `topic` on every connect (the session is clean, so the broker forgets
-    // it with each connection). `handler` gets each message's payload on Paho's callback thread:
-    // it must not block. Before start().
-    void subscribe(std::string topic, std::function<void(std::string)> handler);
+    // Subscribes (QoS 1) to `filter` (wildcards allowed) on every connect, before the on_connected
+    // hooks (the session is clean, so the broker forgets it with each connection). `handler` gets
+    // each message matching it on Paho's callback thread: it must not block, and publish() refuses
+    // there until the hooks have run. Before start().
+    void subscribe(std::string filter, std::function<void(const Message&)> handler,
+                   Need need = Need::required);
 
     void start();
     // Publishes `offline` (retained) if connected, disconnects, joins.
@@ -93,6 +107,10 @@ public:
 private:
     void run();
     bool connect_once();
+    struct Subscription;
+    void subscribe_once(Subscription& s);
+    // Says why a subscription is not there: at every connect if it is needed, else once.
+    void subscription_missing(Subscription& s, const std::string& why);
 
     config::Mqtt cfg_;
     std::string availability_topic_;
@@ -100,8 +118,10 @@ private:
     std::unique_ptr<mqtt::async_client> client_;
     std::vector<std::function<void()>> hooks_;
     struct Subscription {
-        std::string topic;
-        std::function<void(std::string)> handler;
+        std::string filter;
+        std::function<void(const Message&)> handler;
+        Need need;
+        bool missing_said = false;  // on the link's thread: an optional one's absence was logged
     };
     std::vector<Subscription> subscriptions_;
 

@@ -166,3 +166,68 @@ def test_the_watchdog_is_fed_through_a_reload(broker, tmp_path):
         sock.shutdown(socket.SHUT_RDWR)
         sock.close()
         device.close()
+
+
+def retained_states(broker, topic="kitchen/test-site/#", settle=1.0):
+    """{topic: payload} of every retained message under `topic`, as a fresh subscriber (a dashboard
+    that connects now) gets them right after its SUBACK."""
+    import paho.mqtt.client as mqtt
+    got = {}
+    subscribed = threading.Event()
+    client = mqtt.Client(client_id=f"e2e-retained-all-{time.time_ns()}", clean_session=True)
+    client.on_connect = lambda c, u, f, rc: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda c, u, mid, granted: subscribed.set()
+    client.on_message = lambda c, u, m: got.__setitem__(m.topic, bytes(m.payload)) if m.retain else None
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        if not subscribed.wait(5):
+            raise AssertionError(f"could not subscribe to {topic} on {broker.url}")
+        time.sleep(settle)  # the broker sends its retained messages right after the SUBACK
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got
+
+
+def test_retained_states_of_cameras_and_sensors_this_run_has_not_are_cleared(broker, rtsp_server, make_clip,
+                                                                            gateway, tmp_path):
+    """A camera or sensor removed from gateway.yaml while the gateway was stopped, or a camera set
+    `enabled: false`, kept its last retained state on the broker for good: every dashboard showed a
+    camera that no longer exists, online or with an open condition. Only reloads cleared such
+    states, from memory. The gateway now reads its site's retained states at each connection and
+    clears those of ids it does not publish, and keeps its own."""
+    import paho.mqtt.publish as publish
+    site = "kitchen/test-site"
+    left = {
+        f"{site}/cameras/gone/state": {"site": "test-site", "camera": "gone", "online": True,
+                                       "conditions": ["smoke"]},
+        f"{site}/cameras/spare/state": {"site": "test-site", "camera": "spare", "online": True, "conditions": []},
+        f"{site}/sensors/gone-fridge/state": {"site": "test-site", "sensor": "gone-fridge", "online": True,
+                                              "value": 9.5, "conditions": ["too_warm"]},
+    }
+    publish.multiple([{"topic": t, "payload": json.dumps(p), "qos": 1, "retain": True} for t, p in left.items()],
+                     hostname="127.0.0.1", port=broker.port)
+    before = kg_e2e.wait_until(lambda: (r := retained_states(broker)) and set(left) <= set(r) and r, 10,
+                               what="the left states retained before the start")
+    assert set(before) == set(left), before
+
+    server = rtsp_server({"/cam": make_clip([("normal", 60)])})
+    cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cam", server.url("/cam")),
+                                      kg_e2e.camera("spare", server.url("/cam"), enabled=False)], tmp_path)
+    gw = gateway(cfg)
+
+    def cleared_and_own_kept():
+        now = retained_states(broker)
+        state = json.loads(now.get(f"{site}/cameras/cam/state") or "null")
+        return not set(left) & set(now) and state and state["online"] and now
+
+    now = kg_e2e.wait_until(cleared_and_own_kept, 30, interval=0.5,
+                            what="the left states cleared and the camera's own online")
+    assert f"{site}/sensors/gone-fridge/state" not in now and f"{site}/cameras/spare/state" not in now
+    log = gw.output()
+    for line in ["retained state of camera 'gone' cleared: not in this configuration",
+                 "retained state of camera 'spare' cleared: disabled in this configuration",
+                 "retained state of sensor 'gone-fridge' cleared: not in this configuration"]:
+        assert log.count(line) == 1, f"{line!r} not logged once:\n{log}"
+    assert gw.terminate() == 0

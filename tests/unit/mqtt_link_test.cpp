@@ -153,3 +153,54 @@ TEST(MqttLink, ANewConnectionsHooksPublishBeforeAnyState) {
     link.stop();
     EXPECT_GE(refused.load(), 4);  // held while the hooks ran, twice, not queued
 }
+
+// The gateway clears the retained states of cameras it does not have (Gateway::note_state): it needs
+// each message's topic, not only its payload, and whether the broker had stored it. What the link
+// publishes itself comes back on its own filter too (MQTT 3.1.1 has no no-local), never retained.
+TEST(MqttLink, AWildcardSubscriptionSaysTheTopicAndWhetherTheMessageWasStored) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    {
+        mqtt::async_client before(broker.url(), "mqtt-link-test-before");
+        before.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
+        before.publish("kitchen/s/cameras/gone/state", std::string("{}"), 1, true)->wait();
+        before.disconnect()->wait();
+    }
+    kg::config::Mqtt cfg;
+    cfg.url = broker.url();
+    cfg.client_id = "mqtt-link-test";
+    kg::publish::MqttLink link(cfg, "kitchen/s/availability", kg::Logging::null_logger());
+    std::mutex mutex;
+    std::vector<kg::publish::MqttLink::Message> got;  // under mutex
+    link.subscribe("kitchen/s/cameras/+/state", [&](const kg::publish::MqttLink::Message& m) {
+        std::lock_guard lock(mutex);
+        got.push_back(m);
+    });
+    const auto received = [&] {
+        std::lock_guard lock(mutex);
+        return got;
+    };
+    const auto wait_for = [&](std::size_t n) {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (received().size() < n && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        return received().size() >= n;
+    };
+    link.start();
+    ASSERT_TRUE(wait_for(1)) << "the stored state never came";
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!link.announced() && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_TRUE(link.publish("kitchen/s/cameras/own/state", "{\"online\":true}", 1, true));
+    EXPECT_TRUE(wait_for(2)) << "the link's own publish did not come back";
+    link.stop();
+    const auto messages = received();
+    ASSERT_EQ(messages.size(), 2u);
+    EXPECT_EQ(messages[0].topic, "kitchen/s/cameras/gone/state");
+    EXPECT_EQ(messages[0].payload, "{}");
+    EXPECT_TRUE(messages[0].retained);
+    EXPECT_EQ(messages[1].topic, "kitchen/s/cameras/own/state");
+    EXPECT_EQ(messages[1].payload, "{\"online\":true}");
+    EXPECT_FALSE(messages[1].retained);  // published while subscribed, though retained at the broker
+}
