@@ -229,8 +229,10 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
     PublicRoutes routes;
 
     routes.handler = [guard](const Request& req, const std::string&) -> Response {
+        // Every answer, refusals too, carries CORS: a parents' app on another origin then reads a 404
+        // or a 405 as one, not as a network failure it cannot tell from the box being away.
         if (req.method() != http::verb::get && req.method() != http::verb::head) {
-            auto res = text_response(req, http::status::method_not_allowed, "only GET\n");
+            auto res = refuse(req, http::status::method_not_allowed, "only GET");
             res.set(http::field::allow, "GET, HEAD");
             return res;
         }
@@ -245,7 +247,7 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
                     "\n",
                 "application/json"));
         }
-        return text_response(req, http::status::not_found, "not found\n");
+        return refuse(req, http::status::not_found, "not found");
     };
 
     // Every /live/ request is decided here, once: the playlist as a plain response, segments and

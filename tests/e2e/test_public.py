@@ -407,6 +407,19 @@ def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
     # The sessions already watching are still let through, HEAD or GET.
     assert get(port, "/live/kitchen/index.m3u8?sid=a", method="HEAD")[0] == 200
     assert viewers("hls") == 2 and viewers("flv") == 0
+
+    # Parents' apps and mini-programs load the streams from another origin: every answer allows it,
+    # what they are refused too (a 404 without it reads as a network failure in the app).
+    for method, path, status in [("GET", "/live/kitchen/index.m3u8?sid=a", 200), ("HEAD", "/live/kitchen.flv", 503),
+                                 ("GET", "/live/gone.flv", 503), ("GET", "/public/status", 200),
+                                 ("GET", "/live/nobody/index.m3u8", 404), ("GET", "/no/such/page", 404),
+                                 ("POST", "/public/status", 405)]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request(method, path)
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        assert (r.status, r.getheader("Access-Control-Allow-Origin")) == (status, "*"), (method, path, r.status)
     assert gw.terminate() == 0
 
 
