@@ -107,17 +107,37 @@ Db::Db(const std::string& path, Options options) : label_(std::move(options.labe
     exec("PRAGMA journal_mode=WAL");
     exec(options.synchronous == Synchronous::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     if (options.foreign_keys) exec("PRAGMA foreign_keys=ON");
-    const int found = options.version > 0 ? user_version() : 0;
-    if (found > options.version) {
+    if (options.version == 0) {
+        if (options.schema != nullptr) exec(options.schema);
+        return;
+    }
+    const auto refuse_later = [&](int found) {
+        if (found <= options.version) return;
         fail("schema version",
              fmt::format(
                  "the file was written by a later version of this program (schema version {}; this one "
                  "reads up to {}): run that version again, or move the file aside to start a new one",
                  found, options.version),
              SQLITE_ERROR);
+    };
+    // The look, the schema and the mark in one transaction: an instance of an earlier version
+    // starting beside a later one's migration (a share group upgraded one by one) reads the later
+    // mark, or writes its own before the later one does, never over it.
+    try {
+        exec("BEGIN IMMEDIATE");
+        const int found = user_version();
+        refuse_later(found);
+        if (options.schema != nullptr) exec(options.schema);
+        if (found < options.version) exec(fmt::format("PRAGMA user_version={}", options.version).c_str());
+        exec("COMMIT");
+    } catch (const Error& e) {
+        sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+        // A file this process may read but not write (its schema already there): opened as before
+        // the version was kept, unmarked until a run that may write it.
+        if (e.code() != SQLITE_READONLY) throw;
+        refuse_later(user_version());
+        if (options.schema != nullptr) exec(options.schema);
     }
-    if (options.schema != nullptr) exec(options.schema);
-    if (found < options.version) exec(fmt::format("PRAGMA user_version={}", options.version).c_str());
 }
 
 int Db::user_version() {

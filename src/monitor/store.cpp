@@ -610,20 +610,28 @@ void Store::attach_pending_clip(const std::string& site, const std::string& even
 }
 
 bool Store::room_for_rollups(const std::string& site, const std::string& sensor) {
-    auto [known, first] = rollup_sensors_.try_emplace(site);
-    if (known->second.contains(sensor)) return true;
-    if (first || known->second.size() >= static_cast<std::size_t>(kMaxSourcesPerSite)) {
-        // The site's sensors, one index lookup each (a skip scan): not its every minute.
-        Stmt s(db_,
-               "WITH RECURSIVE s(sensor) AS (SELECT min(sensor) FROM rollups WHERE site = ?1 UNION ALL "
-               "SELECT (SELECT min(sensor) FROM rollups WHERE site = ?1 AND sensor > s.sensor) FROM s "
-               "WHERE s.sensor IS NOT NULL) SELECT sensor FROM s WHERE sensor IS NOT NULL");
-        s.bind(1, site);
-        known->second.clear();
-        while (s.step()) known->second.insert(s.text(0));
-    }
-    return known->second.contains(sensor) ||
-           known->second.size() < static_cast<std::size_t>(kMaxSourcesPerSite);
+    auto& known = rollup_sensors_[site];
+    if (known.contains(sensor)) return true;
+    // Not one this instance stored: read the site's sensors again (another instance of a share
+    // group may have stored it, retention may have freed places), one index lookup per sensor (a
+    // skip scan), not its every minute. Kept only when read whole.
+    Stmt s(db_,
+           "WITH RECURSIVE s(sensor) AS (SELECT min(sensor) FROM rollups WHERE site = ?1 UNION ALL "
+           "SELECT (SELECT min(sensor) FROM rollups WHERE site = ?1 AND sensor > s.sensor) FROM s "
+           "WHERE s.sensor IS NOT NULL) SELECT sensor FROM s WHERE sensor IS NOT NULL");
+    s.bind(1, site);
+    std::set<std::string> found;
+    while (s.step()) found.insert(s.text(0));
+    known = std::move(found);
+    if (known.contains(sensor) || known.size() < static_cast<std::size_t>(kMaxSourcesPerSite)) return true;
+    // A site at the cap that renamed a sensor: the old name's minutes keep their place until
+    // retention deletes them, and the new name is in the site's gateway message.
+    Stmt listed(
+        db_,
+        "SELECT EXISTS (SELECT 1 FROM sites, json_each(sites.gateway, '$.sensors') WHERE sites.site = ?1 "
+        "AND json_valid(sites.gateway) AND json_extract(value, '$.id') = ?2)");
+    listed.bind(1, site).bind(2, sensor);
+    return listed.step() && listed.integer(0) != 0;
 }
 
 bool Store::add_rollup(const std::string& site, const std::string& sensor, const json& r) {

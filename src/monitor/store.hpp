@@ -246,8 +246,9 @@ public:
     ClipStored set_clip(const std::string& site, const std::string& event_id, const nlohmann::json& report,
                         TimePoint now, const std::optional<Sequence>& seq = std::nullopt);
     // False (nothing stored) for a sensor the site has no roll-ups of when it has roll-ups of
-    // kMaxSourcesPerSite sensors already: a broken or hostile site naming a new sensor in every
-    // message would grow the table, and every chart's list of sensors, without end.
+    // kMaxSourcesPerSite sensors already, unless its last gateway message lists it (a sensor
+    // renamed): a broken or hostile site naming a new sensor in every message would grow the table,
+    // and every chart's list of sensors, without end.
     bool add_rollup(const std::string& site, const std::string& sensor, const nlohmann::json& rollup);
 
     // --- sequence tracking (docs/mqtt.md, "Sequence numbers and replay") ---
@@ -391,8 +392,8 @@ private:
     std::mutex mutex_;
     Duration seen_resolution_ = std::chrono::seconds(1);
     std::map<std::string, TimePoint> seen_written_;  // per site, the last `last_seen` this instance wrote
-    // Per site, the sensors it has roll-ups of (read from the table at its first roll-up here, and
-    // again when a new one would be over the cap: retention, or another instance, changes the table).
+    // Per site, the sensors it has roll-ups of (read again from the table for a sensor not in it:
+    // retention, or another instance, changes the table).
     std::map<std::string, std::set<std::string>> rollup_sensors_;
     sqlite::Db db_;
 };

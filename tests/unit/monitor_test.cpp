@@ -440,6 +440,17 @@ TEST(MonitorIngest, RollupsOfMoreSensorsThanASiteCanHaveAreRefused) {
         const auto kept = sensors_of(store, "sch-0101");
         EXPECT_EQ(kept.size(), static_cast<std::size_t>(Store::kMaxSourcesPerSite));
         EXPECT_FALSE(kept.contains("one-too-many"));
+        // A sensor renamed at the cap: the old name's minutes stay until retention, the new name is
+        // in the site's gateway message.
+        store.set_gateway_info("sch-0101",
+                               json{{"site", "sch-0101"},
+                                    {"version", 2},
+                                    {"started_at", nullptr},
+                                    {"sensors", json::array({json{{"id", "renamed"}}})}},
+                               kT0);
+        send("sch-0101", "renamed", "2026-11-24T08:02:00.000Z");
+        EXPECT_EQ(ingest.counters().refused.load(), 1u);
+        EXPECT_TRUE(sensors_of(store, "sch-0101").contains("renamed"));
     }
     Store store(db);
     Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
