@@ -7,24 +7,10 @@
 #include <cstring>
 #include <utility>
 
+#include "common/fd.hpp"
+
 namespace kg {
 namespace {
-
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    int get() const { return fd_; }
-    // Closes now: close() can report a write-back error that fsync() did not.
-    bool close() { return ::close(std::exchange(fd_, -1)) == 0; }
-
-private:
-    int fd_;
-};
 
 std::optional<std::string> sync_open(const std::filesystem::path& path, int flags) {
     Fd fd(::open(path.c_str(), flags | O_CLOEXEC));
@@ -61,7 +47,8 @@ std::optional<std::string> rename_file(const std::filesystem::path& from, const 
 
 std::optional<std::string> sync_parent_folder(const std::filesystem::path& path) {
     const auto folder = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-    if (auto why = sync_open(folder, O_RDONLY | O_DIRECTORY)) return "cannot flush the folder " + folder.string() + ": " + *why;
+    if (auto why = sync_open(folder, O_RDONLY | O_DIRECTORY))
+        return "cannot flush the folder " + folder.string() + ": " + *why;
     return std::nullopt;
 }
 

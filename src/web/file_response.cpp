@@ -13,14 +13,11 @@
 #include <limits>
 #include <optional>
 
+#include "common/fd.hpp"
+#include "web/field_value.hpp"
+
 namespace kg::web {
 namespace {
-
-std::string_view trimmed(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 // 1*DIGIT; a number too large for 64 bits reads as the largest (it is past any file's end).
 std::optional<std::uint64_t> number(std::string_view digits) {
@@ -33,29 +30,15 @@ std::optional<std::uint64_t> number(std::string_view digits) {
     return value;
 }
 
-class Descriptor {
-public:
-    explicit Descriptor(int fd) : fd_(fd) {}
-    ~Descriptor() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Descriptor(const Descriptor&) = delete;
-    Descriptor& operator=(const Descriptor&) = delete;
-    int get() const { return fd_; }
-
-private:
-    int fd_;
-};
-
 }  // namespace
 
 ByteRange byte_range(std::string_view field, std::uint64_t size) {
     const ByteRange whole;
     const auto eq = field.find('=');
     if (eq == std::string_view::npos) return whole;
-    const auto unit = trimmed(field.substr(0, eq));
+    const auto unit = without_ows(field.substr(0, eq));
     if (!boost::beast::iequals(boost::beast::string_view(unit.data(), unit.size()), "bytes")) return whole;
-    const auto spec = trimmed(field.substr(eq + 1));
+    const auto spec = without_ows(field.substr(eq + 1));
     const auto dash = spec.find('-');
     if (spec.find(',') != std::string_view::npos || dash == std::string_view::npos) return whole;
     const auto from = number(spec.substr(0, dash));
@@ -74,7 +57,7 @@ ByteRange byte_range(std::string_view field, std::uint64_t size) {
 
 Response file_response(const Request& req, const std::string& path, const std::string& content_type) {
     // Not blocking: a FIFO put where a file was would hold the server's thread until a writer came.
-    const Descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+    const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
     const int error = fd.get() < 0 ? errno : 0;
     struct stat st {};
     if (fd.get() < 0 && error != ENOENT && error != ENOTDIR) {

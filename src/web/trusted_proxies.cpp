@@ -6,17 +6,13 @@
 #include <charconv>
 #include <stdexcept>
 
+#include "web/field_value.hpp"
+
 namespace kg::web {
 
 namespace ip = boost::asio::ip;
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 std::optional<ip::address> address_of(std::string_view text) {
     boost::system::error_code ec;
@@ -28,7 +24,7 @@ std::optional<ip::address> address_of(std::string_view text) {
 // An X-Forwarded-For entry: an address, as most proxies write it, or with a port ("1.2.3.4:5678",
 // "[2001:db8::1]:5678"), as some do.
 std::optional<ip::address> forwarded_address(std::string_view entry) {
-    entry = trim(entry);
+    entry = without_ows(entry);
     if (entry.size() > 2 && entry.front() == '[') {
         const auto close = entry.find(']');
         if (close == std::string_view::npos) return std::nullopt;

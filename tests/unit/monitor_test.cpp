@@ -1120,6 +1120,16 @@ void damage_table(const fs::path& db, const std::string& table) {
     ASSERT_TRUE(f.good());
 }
 
+// A database with one alert whose alerts table is then damaged.
+void make_damaged_database(const fs::path& db) {
+    {
+        Store store(db.string());
+        ASSERT_EQ(store.add_event(parsed(event("19ab3c0f2e1-aaaaaaaaaaaaaaaa", "start")), kT0).outcome,
+                  IngestOutcome::created);
+    }
+    damage_table(db, "alerts");
+}
+
 }  // namespace
 
 // A damaged file is the database's failure, not the message's: refused, this message and every one
@@ -1128,12 +1138,7 @@ void damage_table(const fs::path& db, const std::string& table) {
 TEST(MonitorIngest, ADamagedDatabaseHoldsTheMessagesInsteadOfDroppingThem) {
     TempDir tmp;
     const auto db = tmp.dir / "monitor.db";
-    {
-        Store store(db.string());
-        ASSERT_EQ(store.add_event(parsed(event("19ab3c0f2e1-aaaaaaaaaaaaaaaa", "start")), kT0).outcome,
-                  IngestOutcome::created);
-    }
-    damage_table(db, "alerts");
+    ASSERT_NO_FATAL_FAILURE(make_damaged_database(db));
     Store store(db.string());
     Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
     std::string failure_meanwhile;
@@ -1376,12 +1381,7 @@ TEST(MonitorApi, MetricsSayTheStoreFailsWhenItsAlertsCannotBeCounted) {
     // with kgm_store_failing, rather than a 500 the alert rule never sees.
     TempDir tmp;
     const auto db = tmp.dir / "monitor.db";
-    {
-        Store store(db.string());
-        ASSERT_EQ(store.add_event(parsed(event("19ab3c0f2e1-aaaaaaaaaaaaaaaa", "start")), kT0).outcome,
-                  IngestOutcome::created);
-    }
-    damage_table(db, "alerts");
+    ASSERT_NO_FATAL_FAILURE(make_damaged_database(db));
     Store store(db.string());
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};

@@ -1,0 +1,26 @@
+#pragma once
+// An owned POSIX file descriptor: closed when it goes, or now by close() to hear its error.
+
+#include <unistd.h>
+
+#include <utility>
+
+namespace kg {
+
+class Fd {
+public:
+    explicit Fd(int fd) : fd_(fd) {}
+    ~Fd() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    int get() const { return fd_; }
+    // Closes now: close() can report a write-back error that fsync() did not.
+    bool close() { return ::close(std::exchange(fd_, -1)) == 0; }
+
+private:
+    int fd_;
+};
+
+}  // namespace kg
