@@ -27,10 +27,12 @@ struct WebServer::Shared {
 // to notice that the browser went away.
 class StreamSession : public std::enable_shared_from_this<StreamSession> {
 public:
-    StreamSession(tcp::socket socket, web::ConnectionTicket ticket, std::size_t max_queue,
+    // `client`: who asked for it (behind a trusted proxy, the client the proxy forwards), for the log.
+    StreamSession(tcp::socket socket, web::ConnectionTicket ticket, std::string client, std::size_t max_queue,
                   std::shared_ptr<spdlog::logger> log)
         : socket_(std::move(socket)),
           ticket_(std::move(ticket)),
+          client_(std::move(client)),
           max_queue_(max_queue),
           log_(std::move(log)) {}
 
@@ -45,7 +47,7 @@ public:
             if (self->queue_.size() >= self->max_queue_) {
                 // Too slow (or gone without a FIN): dropping frames would leave the page wrong
                 // without it knowing; closing makes the browser reconnect and reload.
-                self->log_->warn("event stream to {} closed: {} frames pending", self->ticket_.client(),
+                self->log_->warn("event stream to {} closed: {} frames pending", self->client_,
                                  self->queue_.size());
                 return self->close();
             }
@@ -89,6 +91,7 @@ private:
 
     tcp::socket socket_;
     web::ConnectionTicket ticket_;
+    std::string client_;
     std::size_t max_queue_;
     std::shared_ptr<spdlog::logger> log_;
     std::deque<std::shared_ptr<const std::string>> queue_;
@@ -161,14 +164,14 @@ private:
                                 std::string(req.target()), client, e.what());
             reply.response = make_response(req, http::status::internal_server_error, "internal error\n");
         }
-        if (reply.event_stream) return become_stream();
+        if (reply.event_stream) return become_stream(client);
         send(std::move(reply.response), req);
     }
 
-    void become_stream() {
+    void become_stream(std::string client) {
         stream_.expires_never();
         auto socket = stream_.release_socket();
-        auto s = std::make_shared<StreamSession>(std::move(socket), std::move(ticket_),
+        auto s = std::make_shared<StreamSession>(std::move(socket), std::move(ticket_), std::move(client),
                                                  shared_->limits.stream_queue, shared_->log);
         // No Content-Length: the body is the stream, until either side closes it.
         s->start(

@@ -2,11 +2,18 @@
 // machine and deadlines, the ingest router's handling of bad messages, and the config loader.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
@@ -14,6 +21,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "common/json_depth.hpp"
@@ -28,6 +36,8 @@
 #include "monitor/mqtt_client.hpp"
 #include "monitor/site_updates.hpp"
 #include "monitor/store.hpp"
+#include "monitor/web_server.hpp"
+#include "web/trusted_proxies.hpp"
 
 using namespace kg::monitor;
 using nlohmann::json;
@@ -1458,4 +1468,49 @@ TEST(MonitorApi, BadQueryValuesAndWrongMethodsAreRefusedClearly) {
     EXPECT_EQ(api.call(http::verb::get, "/api/alerts/" + id).first, 200);
     EXPECT_EQ(api.call(http::verb::get, "/api/alerts", false).first, 401);
     EXPECT_EQ(api.store.alert(id)->status, Status::open);
+}
+
+// Behind a trusted proxy, a stream closed for falling behind is logged with the client the proxy
+// forwards, as the requests are: the proxy's own address named every operator alike.
+TEST(MonitorWebServer, AStreamClosedForFallingBehindNamesTheClientBehindTheProxy) {
+    namespace net = boost::asio;
+    std::ostringstream lines;
+    auto log =
+        std::make_shared<spdlog::logger>("web", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
+    WebLimits limits;
+    limits.stream_queue = 4;
+    limits.http.trusted_proxies = kg::web::TrustedProxies::parse({"127.0.0.1"});
+    auto hub = std::make_shared<EventHub>();
+    net::io_context io;
+    WebServer server(
+        io, "127.0.0.1:0", limits,
+        [](const Request&, const std::string&) {
+            return Reply{{}, true};
+        },
+        hub, log);
+    server.start();
+    std::thread runner([&] { io.run(); });
+
+    net::io_context client_io;
+    net::ip::tcp::socket client(client_io);
+    client.connect({net::ip::make_address("127.0.0.1"), server.port()});
+    net::write(client, net::buffer(std::string("GET /api/stream HTTP/1.1\r\nHost: room\r\n"
+                                               "X-Forwarded-For: 203.0.113.9\r\n\r\n")));
+    net::streambuf head;
+    net::read_until(client, head, "\r\n\r\n");  // a stream now; the client reads no more
+    for (int i = 0; i < 200 && hub->streams() == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(hub->streams(), 1u);
+    // Far more than the socket's buffers hold: the queue fills and the stream is closed.
+    const std::string big(64 * 1024, 'x');
+    for (int i = 0; i < 400 && hub->streams() > 0; ++i) {
+        hub->broadcast("alert", big);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    for (int i = 0; i < 500 && lines.str().find("closed") == std::string::npos; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    net::post(io, [&] { server.stop(); });
+    io.stop();
+    runner.join();
+    EXPECT_NE(lines.str().find("event stream to 203.0.113.9 closed"), std::string::npos) << lines.str();
 }
