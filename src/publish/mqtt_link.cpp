@@ -1,6 +1,7 @@
 #include "publish/mqtt_link.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <mqtt/async_client.h>
 
 #include "common/backoff.hpp"
@@ -12,8 +13,21 @@ namespace {
 constexpr int kQos1 = 1;
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr auto kConnectedCheck = std::chrono::seconds(5);
+// How long an optional subscription is held after its SUBACK. The broker queues its stored messages
+// for the new subscription right behind the SUBACK, on the same connection, so they arrive within
+// a few round trips of it (tens of QoS 1 messages for a site, 20 in flight at a time by Mosquitto's
+// default): 5 s covers round trips of over a second on a loaded LTE link, and costs at most one copy
+// of each state the link publishes meanwhile (the connection's first republish, at the next tick).
+constexpr auto kRetainedWindow = std::chrono::seconds(5);
 
 }  // namespace
+
+struct MqttLink::Listener : mqtt::iaction_listener {
+    explicit Listener(std::function<void(const mqtt::token&, bool)> f) : done(std::move(f)) {}
+    void on_success(const mqtt::token& token) override { done(token, true); }
+    void on_failure(const mqtt::token& token) override { done(token, false); }
+    std::function<void(const mqtt::token&, bool)> done;
+};
 
 void apply_tls(mqtt::connect_options_builder& builder, const std::string& url,
                const std::optional<config::Tls>& given) {
@@ -39,14 +53,27 @@ MqttLink::MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared
     : cfg_(std::move(cfg)), availability_topic_(std::move(availability_topic)), log_(std::move(log)) {
     // No Paho persistence: what must survive a restart lives in the gateway's own outbox.
     client_ = std::make_unique<mqtt::async_client>(paho_uri(cfg_.url), cfg_.client_id);
+    subscribed_ = std::make_unique<Listener>(
+        [this](const mqtt::token& token, bool ok) { optional_answered(token, ok); });
+    unsubscribed_ = std::make_unique<Listener>([this](const mqtt::token&, bool ok) {
+        std::lock_guard lock(mutex_);
+        if (optional_.step != Optional::Step::leaving) return;  // the connection ended meanwhile
+        optional_held_ = false;
+        optional_.step = Optional::Step::none;
+        if (!ok)
+            log_->warn("cannot unsubscribe from {}: its messages come until the connection ends",
+                       fmt::join(optional_.granted, " and "));
+    });
     client_->set_connection_lost_handler([this](const std::string& cause) {
         std::chrono::steady_clock::duration lasted{};
+        bool given_up = false;
         {
             // Under the lock so that run() cannot miss the wake-up between its check and its wait.
             std::lock_guard lock(mutex_);
             connected_ = false;
             ++losses_;
             lasted = std::chrono::steady_clock::now() - connected_since_;
+            given_up = optional_lost();
         }
         // A broker closes a connection at once when another client connects with the same id: two
         // boxes from one SD card image, each taking the session from the other.
@@ -56,6 +83,7 @@ MqttLink::MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared
                 ? fmt::format(" {:.1f} s after it was made (is another client using the client id '{}'?)",
                               std::chrono::duration<double>(lasted).count(), cfg_.client_id)
                 : std::string());
+        if (given_up) say_optional_given_up();
         cv_.notify_all();
     });
 }
@@ -105,8 +133,11 @@ bool MqttLink::connect_once() {
             log_->warn("connect to {} timed out", cfg_.url);
             return false;
         }
-        for (auto& s : subscriptions_) subscribe_once(s);
-        // After the subscriptions: the room reads `online` as "asks on replay are answered now".
+        for (auto& s : subscriptions_)
+            if (s.need == Need::required) subscribe_once(s);
+        // After the required subscriptions: the room reads `online` as "asks on replay are
+        // answered now". Not after the optional ones: a broker that leaves a SUBSCRIBE unanswered
+        // would hold back `online`, and with it every alert, for each of them.
         try {
             if (!client_->publish(availability_topic_, std::string("online"), kQos1, true)
                      ->wait_for(kConnectTimeout)) {
@@ -152,12 +183,142 @@ bool MqttLink::connect_once() {
     }
     announced_ = true;
     cv_.notify_all();
+    subscribe_optional();
     return true;
+}
+
+void MqttLink::subscribe_optional() {
+    std::vector<std::string> filters;
+    for (const auto& s : subscriptions_)
+        if (s.need == Need::optional) filters.push_back(s.filter);
+    if (filters.empty()) return;
+    {
+        std::lock_guard lock(mutex_);
+        if (optional_given_up_ || !connected_) return;
+        optional_ =
+            Optional{Optional::Step::asked, connection_.load(), std::chrono::steady_clock::now(), {}, false};
+        ++optional_events_;
+    }
+    cv_.notify_all();
+    try {
+        // One SUBSCRIBE: one round trip and one answer to wait for, with a reason code per filter.
+        client_->subscribe(mqtt::string_collection::create(filters), std::vector<int>(filters.size(), kQos1),
+                           nullptr, *subscribed_);
+    } catch (const mqtt::exception& e) {
+        std::lock_guard lock(mutex_);
+        if (optional_.step == Optional::Step::asked) optional_.step = Optional::Step::none;
+        for (auto& s : subscriptions_)
+            if (s.need == Need::optional) subscription_missing(s, e.what());
+    }
+}
+
+void MqttLink::optional_answered(const mqtt::token& token, bool ok) {
+    std::vector<mqtt::ReasonCode> codes;
+    if (ok) {
+        try {
+            codes = token.get_subscribe_response().get_reason_codes();
+        } catch (const mqtt::exception&) {
+            // No response kept: read as granted, as Paho does for 3.1.1.
+        }
+    }
+    const bool up = client_->is_connected();
+    bool given_up = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (optional_.step != Optional::Step::asked || optional_.connection != connection_.load()) return;
+        if (!ok && (!up || !connected_)) {
+            // Failed by the connection's end: the lost handler may not have run yet.
+            given_up = optional_lost();
+        } else {
+            // MQTT 3.1.1 refuses a filter inside the SUBACK (0x80), which Paho reports as a success
+            // of the whole SUBSCRIBE when it has more than one filter (and as a failure with one).
+            std::size_t i = 0;
+            for (auto& s : subscriptions_) {
+                if (s.need != Need::optional) continue;
+                if (!ok) {
+                    subscription_missing(s, "the broker refused it (its ACL?)");
+                } else if (i < codes.size() && codes[i] >= 0x80) {
+                    subscription_missing(s, fmt::format("the broker refused it (code 0x{:x}; its ACL?)",
+                                                        static_cast<int>(codes[i])));
+                } else {
+                    optional_.granted.push_back(s.filter);
+                }
+                ++i;
+            }
+            optional_.step = optional_.granted.empty() ? Optional::Step::none : Optional::Step::granted;
+            optional_.since = std::chrono::steady_clock::now();
+            optional_held_ = !optional_.granted.empty();
+            ++optional_events_;
+        }
+    }
+    if (given_up) say_optional_given_up();
+    cv_.notify_all();
+}
+
+std::chrono::steady_clock::time_point MqttLink::optional_due(std::chrono::steady_clock::time_point now) {
+    std::vector<std::string> leave;
+    std::chrono::steady_clock::time_point next = std::chrono::steady_clock::time_point::max();
+    {
+        std::lock_guard lock(mutex_);
+        if (optional_.step == Optional::Step::asked && !optional_.unanswered_said) {
+            if (now - optional_.since >= kConnectTimeout) {
+                optional_.unanswered_said = true;  // the SUBACK may still come, and is then used
+                for (auto& s : subscriptions_)
+                    if (s.need == Need::optional)
+                        subscription_missing(
+                            s,
+                            fmt::format(
+                                "no answer within {} s",
+                                std::chrono::duration_cast<std::chrono::seconds>(kConnectTimeout).count()));
+            } else {
+                next = optional_.since + kConnectTimeout;
+            }
+        } else if (optional_.step == Optional::Step::granted) {
+            if (now - optional_.since >= kRetainedWindow) {
+                optional_.step = Optional::Step::leaving;
+                leave = optional_.granted;
+            } else {
+                next = optional_.since + kRetainedWindow;
+            }
+        }
+    }
+    if (!leave.empty()) {
+        try {
+            client_->unsubscribe(mqtt::string_collection::create(leave), nullptr, *unsubscribed_);
+        } catch (const mqtt::exception& e) {
+            // Not connected any more (the subscriptions went with the connection), or Paho refused.
+            log_->debug("cannot unsubscribe from {}: {}", fmt::join(leave, " and "), e.what());
+        }
+    }
+    return next;
+}
+
+bool MqttLink::optional_lost() {
+    const bool unanswered = optional_.step == Optional::Step::asked;
+    optional_ = Optional{};
+    optional_held_ = false;
+    ++optional_events_;
+    if (!unanswered || optional_given_up_ || stop_) return false;
+    optional_given_up_ = true;
+    return true;
+}
+
+void MqttLink::say_optional_given_up() {
+    std::vector<std::string> filters;
+    for (const auto& s : subscriptions_)
+        if (s.need == Need::optional) filters.push_back(s.filter);
+    // A broker that closes the connection on a SUBSCRIBE it does not allow (EMQX with
+    // deny_action=disconnect, AWS IoT) would otherwise do so at every connection, for good.
+    log_->warn(
+        "the connection was lost while subscribing to {}: not subscribing to them again in this run "
+        "(if the broker closes connections on subscriptions it does not allow, its ACL needs them)",
+        fmt::join(filters, " and "));
 }
 
 void MqttLink::subscribe_once(Subscription& s) {
     // No MQTT 5 no-local option: the link speaks 3.1.1 (connect_once), so a handler also gets this
-    // link's own publishes on its filter, never flagged retained.
+    // link's own publishes on its filter, never flagged retained (and an optional subscription,
+    // which would get every one, is therefore dropped once the stored messages came).
     try {
         auto sub = client_->subscribe(s.filter, kQos1);
         if (!sub->wait_for(kConnectTimeout)) {
@@ -203,15 +364,24 @@ void MqttLink::run() {
             if (was_up) backoff.connected();
             continue;
         }
+        const auto now = std::chrono::steady_clock::now();
+        const auto until = std::min(now + kConnectedCheck, optional_due(now));
         std::unique_lock lock(mutex_);
-        cv_.wait_for(lock, kConnectedCheck, [this] { return stop_.load() || !connected_.load(); });
+        const auto events = optional_events_;
+        cv_.wait_until(lock, until,
+                       [&] { return stop_.load() || !connected_.load() || optional_events_ != events; });
         lock.unlock();
         // The lost handler is what ends a connection here; Paho's own view is checked now and then
         // too, so that a loss it never reported cannot hold every alert back until a restart.
         if (!stop_ && connected_ && !client_->is_connected()) {
             log_->warn("connection to {} found closed; connecting again", cfg_.url);
-            std::lock_guard relock(mutex_);
-            connected_ = false;
+            bool given_up = false;
+            {
+                std::lock_guard relock(mutex_);
+                connected_ = false;
+                given_up = optional_lost();
+            }
+            if (given_up) say_optional_given_up();
         }
     }
 }

@@ -22,6 +22,7 @@ namespace mqtt {
 class async_client;
 class connect_options_builder;
 class delivery_token;
+class token;
 }  // namespace mqtt
 
 namespace kg::publish {
@@ -68,18 +69,24 @@ public:
         // else), not a publish that came while subscribed.
         bool retained = false;
     };
-    // Whether the gateway does its work without a subscription: the broker refusing or failing one
-    // that is not needed is a warning once per run, not an error at every connect.
+    // Whether the gateway does its work without a subscription. A required one is made before
+    // `online` and the hooks, and held for the connection. An optional one only reads what the
+    // broker has stored: the optional filters go in one SUBSCRIBE after the hooks, awaited by
+    // nothing, and are unsubscribed kRetainedWindow after the SUBACK, since held they would bring
+    // back every message the link publishes on them (3.1.1 has no no-local). Its refusal is a
+    // warning once per run, and a connection lost while it is unanswered ends them for the run.
     enum class Need { required, optional };
 
     // Hooks run on the link's thread after each successful connect, in registration order.
     void on_connected(std::function<void()> hook);
-    // Subscribes (QoS 1) to `filter` (wildcards allowed) on every connect, before the on_connected
-    // hooks (the session is clean, so the broker forgets it with each connection). `handler` gets
-    // each message matching it on Paho's callback thread: it must not block, and publish() refuses
-    // there until the hooks have run. Before start().
+    // Subscribes (QoS 1) to `filter` (wildcards allowed) on every connect, as `need` says (the
+    // session is clean, so the broker forgets it with each connection). `handler` gets each message
+    // matching it on Paho's callback thread: it must not block, and publish() refuses there until
+    // the hooks have run. Before start().
     void subscribe(std::string filter, std::function<void(const Message&)> handler,
                    Need need = Need::required);
+    // This connection's optional subscriptions are granted and not yet unsubscribed (tests).
+    bool optional_held() const { return optional_held_.load(); }
 
     void start();
     // Publishes `offline` (retained) if connected, disconnects, joins.
@@ -105,16 +112,32 @@ public:
     bool publish(const std::string& topic, const std::string& payload, int qos, bool retain);
 
 private:
+    struct Listener;
     void run();
     bool connect_once();
     struct Subscription;
     void subscribe_once(Subscription& s);
-    // Says why a subscription is not there: at every connect if it is needed, else once.
+    // Says why a subscription is not there: at every connect if it is needed, else once (under
+    // mutex_ for an optional one: Paho's thread says it too).
     void subscription_missing(Subscription& s, const std::string& why);
+    // After the hooks: asks for the optional subscriptions without waiting for the answer.
+    void subscribe_optional();
+    // On Paho's thread: the SUBACK (or a failure) of this connection's optional subscriptions.
+    void optional_answered(const mqtt::token& token, bool ok);
+    // On the link's thread: what is due for them at `now` (a warning, the UNSUBSCRIBE), and when
+    // the next step is due.
+    std::chrono::steady_clock::time_point optional_due(std::chrono::steady_clock::time_point now);
+    // Under mutex_, the connection having ended: true if an optional SUBSCRIBE was unanswered then
+    // (the caller says, once, that they are not asked again).
+    bool optional_lost();
+    void say_optional_given_up();
 
     config::Mqtt cfg_;
     std::string availability_topic_;
     std::shared_ptr<spdlog::logger> log_;
+    // Paho's listeners of the optional SUBSCRIBE and UNSUBSCRIBE: before client_, so that they
+    // outlive whatever of its threads still calls them.
+    std::unique_ptr<Listener> subscribed_, unsubscribed_;
     std::unique_ptr<mqtt::async_client> client_;
     std::vector<std::function<void()>> hooks_;
     struct Subscription {
@@ -124,6 +147,17 @@ private:
         bool missing_said = false;  // on the link's thread: an optional one's absence was logged
     };
     std::vector<Subscription> subscriptions_;
+    // Under mutex_: this connection's optional subscriptions.
+    struct Optional {
+        enum class Step { none, asked, granted, leaving } step = Step::none;
+        std::uint64_t connection = 0;                 // the connection they were asked on
+        std::chrono::steady_clock::time_point since;  // of the step
+        std::vector<std::string> granted;             // the filters the SUBACK granted
+        bool unanswered_said = false;
+    } optional_;
+    bool optional_given_up_ = false;     // under mutex_: a connection was lost while one was unanswered
+    std::uint64_t optional_events_ = 0;  // under mutex_: counts the answers, so that run() wakes
+    std::atomic<bool> optional_held_{false};
 
     std::atomic<bool> connected_{false};
     std::atomic<bool> announced_{false};           // this connection's hooks have run

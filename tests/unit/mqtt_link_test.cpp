@@ -204,3 +204,62 @@ TEST(MqttLink, AWildcardSubscriptionSaysTheTopicAndWhetherTheMessageWasStored) {
     EXPECT_EQ(messages[1].payload, "{\"online\":true}");
     EXPECT_FALSE(messages[1].retained);  // published while subscribed, though retained at the broker
 }
+
+// Held for the connection, the gateway's subscription to its site's states brought back every state
+// it published (3.1.1 has no no-local): twice the state traffic on a metered link. An optional
+// subscription now reads what the broker stored and is dropped a few seconds after the SUBACK.
+TEST(MqttLink, AnOptionalSubscriptionIsDroppedOnceTheStoredMessagesCame) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    mqtt::async_client other(broker.url(), "mqtt-link-test-other");
+    other.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
+    other.publish("kitchen/s/cameras/gone/state", std::string("{}"), 1, true)->wait();
+    kg::config::Mqtt cfg;
+    cfg.url = broker.url();
+    cfg.client_id = "mqtt-link-test";
+    kg::publish::MqttLink link(cfg, "kitchen/s/availability", kg::Logging::null_logger());
+    std::mutex mutex;
+    std::vector<std::string> states, replays;  // under mutex
+    link.subscribe("kitchen/s/replay", [&](const kg::publish::MqttLink::Message& m) {
+        std::lock_guard lock(mutex);
+        replays.push_back(m.payload);
+    });
+    link.subscribe(
+        "kitchen/s/cameras/+/state",
+        [&](const kg::publish::MqttLink::Message& m) {
+            std::lock_guard lock(mutex);
+            states.push_back(m.topic + (m.retained ? " retained" : ""));
+        },
+        kg::publish::MqttLink::Need::optional);
+    const auto within = [](std::chrono::seconds limit, const auto& done) {
+        const auto until = std::chrono::steady_clock::now() + limit;
+        while (!done() && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        return done();
+    };
+    const auto got = [&](std::vector<std::string>& v) {
+        std::lock_guard lock(mutex);
+        return v;
+    };
+    link.start();
+    ASSERT_TRUE(within(std::chrono::seconds(10), [&] { return link.optional_held(); })) << "never subscribed";
+    ASSERT_TRUE(within(std::chrono::seconds(10), [&] { return !got(states).empty(); }))
+        << "nothing stored came";
+    // While held, the link's own state comes back: what the subscription cost before.
+    ASSERT_TRUE(link.publish("kitchen/s/cameras/own/state", "{\"online\":true}", 1, true));
+    ASSERT_TRUE(within(std::chrono::seconds(10), [&] { return got(states).size() == 2; }));
+    ASSERT_TRUE(within(std::chrono::seconds(15), [&] { return !link.optional_held(); }))
+        << "never unsubscribed";
+    // The broker hands one client's messages on in order: once the replay message that followed them
+    // came, the states before it would have too.
+    EXPECT_TRUE(link.publish("kitchen/s/cameras/own/state", "{\"online\":false}", 1, true));
+    other.publish("kitchen/s/cameras/late/state", std::string("{}"), 1, true)->wait();
+    EXPECT_TRUE(link.publish("kitchen/s/replay", "after the link's own", 1, false));
+    other.publish("kitchen/s/replay", std::string("after the other's"), 1, false)->wait();
+    EXPECT_TRUE(within(std::chrono::seconds(10), [&] { return got(replays).size() == 2; }));
+    link.stop();
+    other.disconnect()->wait();
+    EXPECT_EQ(got(states), (std::vector<std::string>{"kitchen/s/cameras/gone/state retained",
+                                                     "kitchen/s/cameras/own/state"}));
+}
