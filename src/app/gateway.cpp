@@ -9,6 +9,7 @@
 #include <string_view>
 #include <thread>
 
+#include "config/config_loader.hpp"
 #include "publish/payloads.hpp"
 
 namespace kg::app {
@@ -190,7 +191,8 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
                     [this](const publish::MqttLink::Message& m) { replay_desk_.submit(m.payload); });
     // A camera or sensor removed while the gateway was stopped, or disabled, kept its last state
     // retained for good, shown by every dashboard: the broker hands it to these subscriptions.
-    // Optional: the clears across reloads (cleared_states_) do without them.
+    // Optional: the clears across reloads (cleared_states_) do without them. Held only while the
+    // broker hands over what it stored (MqttLink::Need).
     for (auto [filter, kind] :
          {std::pair{topics_.camera_state("+"), "camera"}, std::pair{topics_.sensor_state("+"), "sensor"}}) {
         link_.subscribe(
@@ -290,6 +292,12 @@ void Gateway::note_state(const publish::MqttLink::Message& m, const std::string&
     // Not retained: this run's own states coming back (MQTT 3.1.1 has no no-local). Empty: cleared.
     if (!m.retained || m.payload.empty() || own_states_.contains(m.topic)) return;
     const auto id = wildcard_level(filter, m.topic);
+    if (!config::valid_id(id)) {
+        // No configuration has it, so no run of this gateway published it, and its payload is
+        // someone else's: cleared, it would only reach the room as a message it refuses.
+        log_->debug("retained state on {} left: '{}' is not a camera or sensor id", m.topic, id);
+        return;
+    }
     const bool disabled = std::string_view(kind) == "camera" && config::has_camera(cfg_, id);
     auto whose = fmt::format("{} '{}' cleared: {}", kind, id,
                              disabled ? "disabled in this configuration" : "not in this configuration");

@@ -246,7 +246,7 @@ public:
 
     bool id(const YAML::Node& node, const std::string& path, std::string& out) {
         if (!string(node, path, out)) return false;
-        if (!std::regex_match(out, kIdPattern)) {
+        if (!valid_id(out)) {
             error(node, path,
                   fmt::format("'{}' is not a valid id: use 1-64 letters, digits, '_' or '-'", out));
             return false;
@@ -1601,6 +1601,8 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
 }
 
 }  // namespace
+
+bool valid_id(const std::string& id) { return std::regex_match(id, kIdPattern); }
 
 Gateway load_string(const std::string& yaml, const std::string& source_name) {
     Reader reader(source_name, fs::absolute(fs::path(source_name)).parent_path());

@@ -32,6 +32,10 @@ Gateway load_file(const std::string& path);
 // `source_name` is used in messages and to resolve relative file paths (its directory).
 Gateway load_string(const std::string& yaml, const std::string& source_name);
 
+// Whether `id` is one the configuration accepts for a site, camera, sensor or zone: 1-64 letters,
+// digits, '_' or '-'.
+bool valid_id(const std::string& id);
+
 // "500ms", "10s", "5m", "1h30m", "7d", or a number of seconds.
 bool parse_duration(const std::string& text, Duration& out);
 // "512MiB", "2GB", "100k", or a number of bytes.

@@ -196,7 +196,9 @@ def test_retained_states_of_cameras_and_sensors_this_run_has_not_are_cleared(bro
     `enabled: false`, kept its last retained state on the broker for good: every dashboard showed a
     camera that no longer exists, online or with an open condition. Only reloads cleared such
     states, from memory. The gateway now reads its site's retained states at each connection and
-    clears those of ids it does not publish, and keeps its own."""
+    clears those of ids it does not publish, keeps its own (stored before it starts: a fresh broker
+    has none at its first connection), and leaves those whose level no configuration can have as an
+    id (cleared, the room refused their empty payload as "not a JSON object")."""
     import paho.mqtt.publish as publish
     site = "kitchen/test-site"
     left = {
@@ -206,28 +208,46 @@ def test_retained_states_of_cameras_and_sensors_this_run_has_not_are_cleared(bro
         f"{site}/sensors/gone-fridge/state": {"site": "test-site", "sensor": "gone-fridge", "online": True,
                                               "value": 9.5, "conditions": ["too_warm"]},
     }
-    publish.multiple([{"topic": t, "payload": json.dumps(p), "qos": 1, "retain": True} for t, p in left.items()],
+    own = {
+        f"{site}/cameras/cam/state": {"site": "test-site", "camera": "cam", "online": False, "conditions": []},
+        f"{site}/sensors/fridge/state": {"site": "test-site", "sensor": "fridge", "online": False,
+                                         "conditions": []},
+    }
+    not_ids = {f"{site}/cameras//state": {"camera": ""}, f"{site}/cameras/not.an.id/state": {"camera": "x"},
+               f"{site}/sensors/{'s' * 65}/state": {"sensor": "too long"}}
+    stored = {**left, **own, **not_ids}
+    publish.multiple([{"topic": t, "payload": json.dumps(p), "qos": 1, "retain": True} for t, p in stored.items()],
                      hostname="127.0.0.1", port=broker.port)
-    before = kg_e2e.wait_until(lambda: (r := retained_states(broker)) and set(left) <= set(r) and r, 10,
-                               what="the left states retained before the start")
-    assert set(before) == set(left), before
+    before = kg_e2e.wait_until(lambda: (r := retained_states(broker)) and set(stored) <= set(r) and r, 10,
+                               what="the states retained before the start")
+    assert set(before) == set(stored), before
+    # From before the gateway starts: every message it publishes on the site, an empty one included.
+    collector = kg_e2e.Collector(broker, f"{site}/#")
+    try:
+        server = rtsp_server({"/cam": make_clip([("normal", 60)])})
+        cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cam", server.url("/cam")),
+                                          kg_e2e.camera("spare", server.url("/cam"), enabled=False)], tmp_path)
+        cfg["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "t/fridge"}}}]
+        gw = gateway(cfg)
 
-    server = rtsp_server({"/cam": make_clip([("normal", 60)])})
-    cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cam", server.url("/cam")),
-                                      kg_e2e.camera("spare", server.url("/cam"), enabled=False)], tmp_path)
-    gw = gateway(cfg)
+        def cleared():
+            return all(any(p == b"" for _, p, _, _ in collector.on(t)) for t in left)
 
-    def cleared_and_own_kept():
+        kg_e2e.wait_until(cleared, 30, interval=0.2, what="the left states cleared")
+        # Published by this run (not flagged retained: the collector was subscribed).
+        kg_e2e.wait_until(lambda: all(any(not r for _, _, r, _ in collector.on(t)) for t in own), 30,
+                          what="the camera's and the sensor's own states published")
         now = retained_states(broker)
-        state = json.loads(now.get(f"{site}/cameras/cam/state") or "null")
-        return not set(left) & set(now) and state and state["online"] and now
-
-    now = kg_e2e.wait_until(cleared_and_own_kept, 30, interval=0.5,
-                            what="the left states cleared and the camera's own online")
-    assert f"{site}/sensors/gone-fridge/state" not in now and f"{site}/cameras/spare/state" not in now
-    log = gw.output()
-    for line in ["retained state of camera 'gone' cleared: not in this configuration",
-                 "retained state of camera 'spare' cleared: disabled in this configuration",
-                 "retained state of sensor 'gone-fridge' cleared: not in this configuration"]:
-        assert log.count(line) == 1, f"{line!r} not logged once:\n{log}"
-    assert gw.terminate() == 0
+        assert not set(left) & set(now), now
+        assert set(own) | set(not_ids) <= set(now), now
+        for topic in list(own) + list(not_ids):
+            assert all(p != b"" for _, p, _, _ in collector.on(topic)), (topic, collector.on(topic))
+        log = gw.output()
+        for line in ["retained state of camera 'gone' cleared: not in this configuration",
+                     "retained state of camera 'spare' cleared: disabled in this configuration",
+                     "retained state of sensor 'gone-fridge' cleared: not in this configuration"]:
+            assert log.count(line) == 1, f"{line!r} not logged once:\n{log}"
+        assert log.count("cleared:") == 3, log
+        assert gw.terminate() == 0
+    finally:
+        collector.close()
