@@ -58,6 +58,20 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
         monitor.loop_start()
         assert subscribed.wait(10), "the monitor's subscription was not granted"
 
+        # A state each site left retained (of a camera sch-0101's configuration no longer has): the
+        # ACL's `pattern read kitchen/%u/cameras/+/state` lets the gateway read, and clear, its own.
+        for user, topic in (("sch-0101", "kitchen/sch-0101/cameras/gone/state"),
+                            ("sch-0102", "kitchen/sch-0102/cameras/gone/state")):
+            left = mqtt.Client(client_id=f"left-{user}")
+            left.username_pw_set(user, out[user])
+            left.connect("127.0.0.1", plain)
+            left.loop_start()
+            left.publish(topic, b'{"camera": "gone", "online": true}', qos=1, retain=True).wait_for_publish(5)
+            left.disconnect()
+            left.loop_stop()
+        kg_e2e.wait_until(lambda: sum(t.endswith("/cameras/gone/state") for t, _ in got) == 2, 5,
+                          what="the left states stored")
+
         # The gateway of sch-0101, over TLS with the site's credentials.
         cam = kg_e2e.camera("cam", clips("short", [("normal", 4)]), input={"loop": True})
         config = kg_e2e.base_config(type("B", (), {"url": f"ssl://localhost:{tls}"})(), [cam], tmp_path)
@@ -68,6 +82,8 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
         try:
             # `online` comes after the gateway's subscriptions (its replay requests among them).
             kg_e2e.wait_until(lambda: ("kitchen/sch-0101/availability", b"online") in got, 15, what="online over TLS")
+            kg_e2e.wait_until(lambda: ("kitchen/sch-0101/cameras/gone/state", b"") in got, 15,
+                              what="the site's left state cleared under the deployment's ACL")
             # The same credentials cannot speak for another site: the broker drops the message.
             intruder = mqtt.Client(client_id="intruder")
             intruder.username_pw_set("sch-0101", out["sch-0101"])
@@ -77,7 +93,7 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
             intruder.publish("kitchen/sch-0101/probe", b"mine", qos=1).wait_for_publish(5)
             kg_e2e.wait_until(lambda: ("kitchen/sch-0101/probe", b"mine") in got, 5, what="own topic delivered")
             time.sleep(0.5)
-            assert not [t for t, _ in got if t.startswith("kitchen/sch-0102/")]
+            assert [t for t, _ in got if t.startswith("kitchen/sch-0102/")] == ["kitchen/sch-0102/cameras/gone/state"]
             intruder.loop_stop()
             # Replay: only the room may ask a site; the site reads its requests and answers on lost.
             def replay_request(request_id):
@@ -119,6 +135,9 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
             try:
                 kg_e2e.wait_until(lambda: ("kitchen/sch-0102/availability", b"online") in got, 15,
                                   what="sch-0102 online over TLS with the system's trust store")
+                # The pattern is per user: sch-0102's own gateway reads and clears its left state.
+                kg_e2e.wait_until(lambda: ("kitchen/sch-0102/cameras/gone/state", b"") in got, 15,
+                                  what="sch-0102's left state cleared by its own gateway")
                 assert gw2.terminate() == 0
             finally:
                 if gw2.running():
