@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <boost/beast/core/string.hpp>
 #include <cctype>
 #include <regex>
 
@@ -78,12 +77,9 @@ json opt(const std::optional<std::string>& v) { return v ? json(*v) : json(nullp
 // The session cookie's attributes. Behind a reverse proxy that terminates TLS (the page is https
 // to the operator's browser) it is Secure: the browser then never sends it over plain HTTP, where
 // anyone on the path could take the session. The monitor itself serves plain HTTP only, and a
-// Secure cookie over it would not be kept, hence the proxy's word (`X-Forwarded-Proto`, first value).
-std::string cookie_attributes(const Request& req) {
-    std::string proto(req["X-Forwarded-Proto"]);
-    proto = proto.substr(0, proto.find(','));
-    std::erase_if(proto, [](unsigned char c) { return std::isspace(c) != 0; });
-    const bool https = boost::beast::iequals(proto, "https");
+// Secure cookie over it would not be kept, hence the proxy's word (`https`: X-Forwarded-Proto as
+// web::TrustedProxies::forwarded_https believes it).
+std::string cookie_attributes(bool https) {
     return https ? "Path=/; HttpOnly; SameSite=Strict; Secure" : "Path=/; HttpOnly; SameSite=Strict";
 }
 
@@ -150,7 +146,8 @@ class Api {
 public:
     Api(ApiContext ctx, std::shared_ptr<spdlog::logger> log) : ctx_(std::move(ctx)), log_(std::move(log)) {}
 
-    Reply handle(const Request& req, const std::string& client) {
+    Reply handle(const Request& req, const Sender& from) {
+        const std::string& client = from.client;
         const std::string target(req.target());
         const auto qmark = target.find('?');
         const std::string path = target.substr(0, qmark);
@@ -193,7 +190,7 @@ public:
         if (path == "/api/login") {
             if (method != http::verb::post)
                 return {error(req, http::status::method_not_allowed, "POST only")};
-            return {login(req, client, now)};
+            return {login(req, from, now)};
         }
 
         const auto who = ctx_.auth.identify(req, now, client);
@@ -208,7 +205,7 @@ public:
             ctx_.auth.logout(req);
             auto res = json_response(req, json{{"ok", true}});
             res.set(http::field::set_cookie,
-                    fmt::format("{}=; Max-Age=0; {}", kSessionCookie, cookie_attributes(req)));
+                    fmt::format("{}=; Max-Age=0; {}", kSessionCookie, cookie_attributes(from.https)));
             return {std::move(res)};
         }
         const auto parts = path_parts(path);
@@ -261,7 +258,8 @@ public:
     }
 
 private:
-    Response login(const Request& req, const std::string& client, TimePoint now) {
+    Response login(const Request& req, const Sender& from, TimePoint now) {
+        const std::string& client = from.client;
         const auto body = json::parse(req.body(), nullptr, false);
         if (!body.is_object() || !body.contains("operator") || !body["operator"].is_string() ||
             !body.contains("password") || !body["password"].is_string())
@@ -288,7 +286,7 @@ private:
         auto res = json_response(req, json{{"operator", name}});
         res.set(http::field::set_cookie,
                 fmt::format("{}={}; Max-Age={}; {}", kSessionCookie, *token,
-                            ctx_.auth.session_ttl().count() / 1000, cookie_attributes(req)));
+                            ctx_.auth.session_ttl().count() / 1000, cookie_attributes(from.https)));
         return res;
     }
 
@@ -463,7 +461,7 @@ private:
 
 WebHandler make_api(ApiContext ctx, std::shared_ptr<spdlog::logger> log) {
     auto api = std::make_shared<Api>(std::move(ctx), std::move(log));
-    return [api](const Request& req, const std::string& client) { return api->handle(req, client); };
+    return [api](const Request& req, const Sender& from) { return api->handle(req, from); };
 }
 
 }  // namespace kg::monitor

@@ -156,15 +156,15 @@ private:
 
     void on_request(Request req) override {
         Reply reply;
-        const std::string client = client_of(req);
+        Sender from{client_of(req), limits_.trusted_proxies.forwarded_https(ticket_.client(), req.base())};
         try {
-            reply = shared_->handler(req, client);
+            reply = shared_->handler(req, from);
         } catch (const std::exception& e) {
             shared_->log->error("{} {} from {}: {}", std::string(req.method_string()),
-                                std::string(req.target()), client, e.what());
+                                std::string(req.target()), from.client, e.what());
             reply.response = make_response(req, http::status::internal_server_error, "internal error\n");
         }
-        if (reply.event_stream) return become_stream(client);
+        if (reply.event_stream) return become_stream(std::move(from.client));
         send(std::move(reply.response), req);
     }
 

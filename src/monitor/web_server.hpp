@@ -40,7 +40,13 @@ struct Reply {
     bool event_stream = false;  // true: ignore `response`, turn the connection into an SSE stream
 };
 
-using WebHandler = std::function<Reply(const Request&, const std::string& client)>;
+// Who sent a request, as far as the server believes it (web::TrustedProxies).
+struct Sender {
+    std::string client;  // the peer, or behind a trusted proxy the client it forwards
+    bool https = false;  // the client reached the TLS proxy in front over https (X-Forwarded-Proto)
+};
+
+using WebHandler = std::function<Reply(const Request&, const Sender& from)>;
 
 class StreamSession;
 

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/beast/core/string.hpp>
 #include <charconv>
+#include <iterator>
 #include <stdexcept>
 
 #include "web/field_value.hpp"
@@ -132,6 +134,20 @@ std::string TrustedProxies::client(const std::string& peer, const boost::beast::
         if (!contains(*current)) break;
     }
     return current->to_string();
+}
+
+bool TrustedProxies::forwarded_https(const std::string& peer,
+                                     const boost::beast::http::fields& headers) const {
+    if (!networks_.empty()) {
+        const auto a = address_of(peer);
+        if (!a || !contains(*a)) return false;
+    }
+    const auto [first, last] = headers.equal_range("X-Forwarded-Proto");
+    if (first == last) return false;
+    const std::string_view list(std::prev(last)->value().data(), std::prev(last)->value().size());
+    const auto comma = list.rfind(',');
+    const auto value = without_ows(comma == std::string_view::npos ? list : list.substr(comma + 1));
+    return boost::beast::iequals(boost::beast::string_view(value.data(), value.size()), "https");
 }
 
 }  // namespace kg::web

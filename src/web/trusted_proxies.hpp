@@ -2,8 +2,9 @@
 // Who a request comes from when a reverse proxy (TLS in front, a CDN, a tunnel) stands between the
 // client and the server. Every request then has the proxy's address, so the caps and the password
 // throttle that count per address would count every client as one. The proxies named here are
-// believed about the client (`X-Forwarded-For`); any other peer is the client itself, whatever it
-// sends, so a client cannot choose the address it is counted under by writing a header.
+// believed about the client (`X-Forwarded-For`) and the scheme it used (`X-Forwarded-Proto`); any
+// other peer is the client itself, whatever it sends, so a client cannot choose the address it is
+// counted under by writing a header.
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/network_v4.hpp>
@@ -35,6 +36,16 @@ public:
     // read from the right, as each proxy appends the address it saw. An entry that is not an address
     // ends the walk at the proxy that wrote it: what lies left of it is what a client wrote.
     std::string client(const std::string& peer, const boost::beast::http::fields& headers) const;
+
+    // Whether the client reached the proxy in front over https, as `X-Forwarded-Proto` says: its last
+    // value (every such field, in order, as one list), the one the nearest proxy wrote, whether it
+    // replaced the field (nginx's proxy_set_header, Traefik) or added to what came (HAProxy's
+    // add-header): a value left of it is what someone before that proxy wrote. With proxies listed,
+    // only a listed `peer` is believed: any other is a client connected straight, over plain HTTP,
+    // whatever it writes. With none listed, every peer is, as before the list existed (a TLS proxy
+    // in front is all docs/monitor.md asks for a Secure cookie): the server cannot tell its proxy
+    // from a client then, and a client that claims https only gets a cookie its own browser drops.
+    bool forwarded_https(const std::string& peer, const boost::beast::http::fields& headers) const;
 
 private:
     std::vector<std::variant<boost::asio::ip::network_v4, boost::asio::ip::network_v6>> networks_;

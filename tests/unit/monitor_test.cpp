@@ -14,10 +14,12 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -886,7 +888,7 @@ TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
         req.set(http::field::content_type, "application/json");
         req.body() = json{{"operator", "wang"}, {"password", password}}.dump();
         req.prepare_payload();
-        return handler(req, "203.0.113.9").response;
+        return handler(req, {"203.0.113.9"}).response;
     };
     for (int i = 0; i < Auth::kFreeGuesses; ++i) EXPECT_EQ(login("wrong").result_int(), 401u);
     const auto held = login("correct-horse");
@@ -900,6 +902,7 @@ TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
 
 // Behind a proxy that terminates TLS, the session cookie is Secure: the browser never sends it
 // over plain HTTP. Straight to the monitor (plain HTTP) it cannot be, or the browser would drop it.
+// Whether the request came over https is the server's reading (the next test, with a real one).
 TEST(MonitorApi, TheSessionCookieIsSecureBehindAnHttpsProxy) {
     Store store{":memory:"};
     MonitorConfig cfg;
@@ -908,38 +911,114 @@ TEST(MonitorApi, TheSessionCookieIsSecureBehindAnHttpsProxy) {
         ApiContext{
             store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
         kg::Logging::null_logger());
-    const auto cookie = [&](const char* proto) {
+    const auto cookie = [&](bool https) {
         Request req{http::verb::post, "/api/login", 11};
         req.set(http::field::content_type, "application/json");
-        if (proto != nullptr) req.set("X-Forwarded-Proto", proto);
         req.body() = json{{"operator", "wang"}, {"password", "correct-horse"}}.dump();
         req.prepare_payload();
-        const auto res = handler(req, "203.0.113.9").response;
+        const auto res = handler(req, {"203.0.113.9", https}).response;
         EXPECT_EQ(res.result_int(), 200u);
         return std::string(res[http::field::set_cookie]);
     };
-    const auto plain = cookie(nullptr);
+    const auto plain = cookie(false);
     EXPECT_NE(plain.find("HttpOnly; SameSite=Strict"), std::string::npos) << plain;
     EXPECT_EQ(plain.find("Secure"), std::string::npos) << plain;
-    EXPECT_EQ(cookie("http").find("Secure"), std::string::npos);
-    for (const auto* https : {"https", "HTTPS", " https , http"}) {
-        const auto c = cookie(https);
-        EXPECT_NE(c.find("; Secure"), std::string::npos) << https << ": " << c;
-        EXPECT_NE(c.find("Max-Age=3600"), std::string::npos) << c;
-    }
+    const auto secure = cookie(true);
+    EXPECT_NE(secure.find("; Secure"), std::string::npos) << secure;
+    EXPECT_NE(secure.find("Max-Age=3600"), std::string::npos) << secure;
     // Signing out clears it with the same attributes, or the browser would keep the Secure one.
-    const auto signed_in = cookie("https");
-    const auto token = signed_in.substr(0, signed_in.find(';'));
+    const auto token = secure.substr(0, secure.find(';'));
     Request out{http::verb::post, "/api/logout", 11};
-    out.set("X-Forwarded-Proto", "https");
     out.set(http::field::cookie, token);
     out.prepare_payload();
-    const auto res = handler(out, "203.0.113.9").response;
+    const auto res = handler(out, {"203.0.113.9", true}).response;
     EXPECT_EQ(res.result_int(), 200u);
     EXPECT_NE(std::string(res[http::field::set_cookie])
                   .find("Max-Age=0; Path=/; HttpOnly; SameSite=Strict; Secure"),
               std::string::npos)
         << res[http::field::set_cookie];
+}
+
+namespace {
+
+// The session cookie a real WebServer on `port` sets for a sign-in sent from `from` (an address of
+// this host) with these X-Forwarded-Proto fields.
+std::string session_cookie(unsigned short port, const std::string& from,
+                           const std::vector<std::string>& protos) {
+    namespace net = boost::asio;
+    net::io_context io;
+    net::ip::tcp::socket socket(io);
+    socket.open(net::ip::tcp::v4());
+    socket.bind({net::ip::make_address(from), 0});
+    socket.connect({net::ip::make_address("127.0.0.1"), port});
+    Request req{http::verb::post, "/api/login", 11};
+    req.set(http::field::host, "room");
+    req.set(http::field::content_type, "application/json");
+    for (const auto& proto : protos) req.insert("X-Forwarded-Proto", proto);
+    req.body() = json{{"operator", "wang"}, {"password", "correct-horse"}}.dump();
+    req.prepare_payload();
+    http::write(socket, req);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(socket, buffer, res);
+    EXPECT_EQ(res.result_int(), 200u) << res.body();
+    return std::string(res[http::field::set_cookie]);
+}
+
+bool secure(const std::string& cookie) { return cookie.find("; Secure") != std::string::npos; }
+
+}  // namespace
+
+// X-Forwarded-Proto decides whether the session cookie is Secure. With trusted proxies listed, it is
+// believed from a listed proxy only, and its last value, the one that proxy wrote: what a client
+// connected straight writes, or wrote before the proxy appended its own, is not. With none listed,
+// any peer's last value is, as docs/monitor.md has promised a TLS proxy in front that sends it.
+TEST(MonitorWebServer, XForwardedProtoIsBelievedFromATrustedProxyAndItsLastValueOnly) {
+    namespace net = boost::asio;
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
+    const WebHandler handler = make_api(
+        ApiContext{
+            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
+        kg::Logging::null_logger());
+    const auto serve = [&](const std::vector<std::string>& proxies,
+                           const std::function<void(unsigned short)>& use) {
+        WebLimits limits;
+        limits.http.trusted_proxies = kg::web::TrustedProxies::parse(proxies);
+        net::io_context io;
+        WebServer server(io, "127.0.0.1:0", limits, handler, std::make_shared<EventHub>(),
+                         kg::Logging::null_logger());
+        server.start();
+        std::thread runner([&] { io.run(); });
+        use(server.port());
+        net::post(io, [&] { server.stop(); });
+        io.stop();
+        runner.join();
+    };
+    // The proxy connects from 127.0.0.2, a client straight from 127.0.0.1.
+    serve({"127.0.0.2"}, [](unsigned short port) {
+        EXPECT_FALSE(secure(session_cookie(port, "127.0.0.1", {"https"})))
+            << "a client straight claims https";
+        EXPECT_TRUE(secure(session_cookie(port, "127.0.0.2", {"https"})));
+        EXPECT_TRUE(secure(session_cookie(port, "127.0.0.2", {"HTTPS"})));
+        EXPECT_FALSE(secure(session_cookie(port, "127.0.0.2", {"http"})));
+        EXPECT_FALSE(secure(session_cookie(port, "127.0.0.2", {})));
+        // The proxy appended to what its client wrote: its own value is the last.
+        EXPECT_FALSE(secure(session_cookie(port, "127.0.0.2", {"https, http"}))) << "the client's value";
+        EXPECT_TRUE(secure(session_cookie(port, "127.0.0.2", {"http, https "})));
+        // Or added a field of its own (HAProxy's add-header): the fields are one list, in order.
+        EXPECT_FALSE(secure(session_cookie(port, "127.0.0.2", {"https", "http"})));
+        EXPECT_TRUE(secure(session_cookie(port, "127.0.0.2", {"http", "https"})));
+        EXPECT_FALSE(secure(session_cookie(port, "127.0.0.2", {"https,"})));
+    });
+    // No proxy listed: every peer is believed, its last value.
+    serve({}, [](unsigned short port) {
+        EXPECT_TRUE(secure(session_cookie(port, "127.0.0.1", {"https"})));
+        EXPECT_TRUE(secure(session_cookie(port, "127.0.0.1", {"http, https"})));
+        EXPECT_FALSE(secure(session_cookie(port, "127.0.0.1", {"https, http"})));
+        EXPECT_FALSE(secure(session_cookie(port, "127.0.0.1", {})));
+    });
 }
 
 namespace {
@@ -1304,7 +1383,7 @@ struct ApiProbe {
     std::pair<int, std::string> call(http::verb method, const std::string& target, bool signed_in = true) {
         Request req{method, target, 11};
         if (signed_in) req.set(http::field::authorization, "Bearer tok-0123456789abcdef");
-        const auto reply = handler(req, "127.0.0.1");
+        const auto reply = handler(req, {"127.0.0.1"});
         return {static_cast<int>(reply.response.result_int()), reply.response.body()};
     }
 };
@@ -1331,12 +1410,12 @@ TEST(MonitorApi, ReadyzSaysWhenTheDatabaseDoesNotTakeMessages) {
                                              [&] { return failure; }},
                                   kg::Logging::null_logger());
     const auto readyz = [&] {
-        const auto reply = handler(Request{http::verb::get, "/readyz", 11}, "127.0.0.1");
+        const auto reply = handler(Request{http::verb::get, "/readyz", 11}, {"127.0.0.1"});
         return std::pair{static_cast<int>(reply.response.result_int()), reply.response.body()};
     };
     // And /metrics, for an alert rule.
     const auto failing = [&] {
-        const auto body = handler(Request{http::verb::get, "/metrics", 11}, "127.0.0.1").response.body();
+        const auto body = handler(Request{http::verb::get, "/metrics", 11}, {"127.0.0.1"}).response.body();
         const auto at = body.find("\nkgm_store_failing ");
         return at == std::string::npos ? std::string("absent") : body.substr(at + 19, 1);
     };
@@ -1406,7 +1485,7 @@ TEST(MonitorApi, MetricsSayTheStoreFailsWhenItsAlertsCannotBeCounted) {
                                              {},
                                              [] { return std::string("the database file is damaged"); }},
                                   kg::Logging::null_logger());
-    const auto reply = handler(Request{http::verb::get, "/metrics", 11}, "127.0.0.1");
+    const auto reply = handler(Request{http::verb::get, "/metrics", 11}, {"127.0.0.1"});
     const auto& body = reply.response.body();
     EXPECT_EQ(reply.response.result_int(), 200);
     EXPECT_NE(body.find("kgm_store_failing 1"), std::string::npos) << body;
@@ -1423,7 +1502,7 @@ TEST(MonitorApi, AHeadOfTheEventStreamIsNotAStream) {
         kg::Logging::null_logger());
     Request req{http::verb::head, "/api/stream", 11};
     req.set(http::field::authorization, "Bearer tok-0123456789abcdef");
-    const auto reply = handler(req, "127.0.0.1");
+    const auto reply = handler(req, {"127.0.0.1"});
     EXPECT_FALSE(reply.event_stream);
     EXPECT_EQ(reply.response.result_int(), 200);
     EXPECT_EQ(reply.response[http::field::content_type], "text/event-stream");
@@ -1484,7 +1563,7 @@ TEST(MonitorWebServer, AStreamClosedForFallingBehindNamesTheClientBehindTheProxy
     net::io_context io;
     WebServer server(
         io, "127.0.0.1:0", limits,
-        [](const Request&, const std::string&) {
+        [](const Request&, const Sender&) {
             return Reply{{}, true};
         },
         hub, log);
