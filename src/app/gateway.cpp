@@ -152,6 +152,7 @@ std::string wildcard_level(const std::string& filter, const std::string& topic) 
 Gateway::Gateway(config::Gateway cfg, const Logging& logging)
     : cfg_(std::move(cfg)),
       log_(logging.get("gateway")),
+      tick_parts_(log_),
       topics_(cfg_.mqtt.topic_prefix, cfg_.site.id),
       calendar_(cfg_.site.timezone, cfg_.site.holidays),
       schedules_(make_schedules(cfg_.schedules)),
@@ -274,18 +275,33 @@ void Gateway::tick() {
     const bool due = (link_.announced() && republish_.exchange(false)) ||
                      steady - last_state_publish_ >= cfg_.mqtt.state_interval;
     if (due) last_state_publish_ = steady;
-    publish_states(now, due);
+    // Each on its own: one that throws (every tick, it may be) must not stop those after it, the
+    // sensor rules among them.
+    run_part("camera states", steady, [&] { publish_states(now, due); });
     // The room learns of a loss at the tail of the stream (the last message before a quiet hour)
     // from this number: republished when it changed, at most once a state_interval.
-    if (due && outbox_.acknowledged() != published_acknowledged_.load()) publish_gateway(now);
-    clear_foreign_states();
-    apply_public_hours(now);
-    if (sensors_) sensors_->tick(now, steady, due);
+    run_part("gateway message", steady, [&] {
+        if (due && outbox_.acknowledged() != published_acknowledged_.load()) publish_gateway(now);
+    });
+    run_part("clearing foreign states", steady, [&] { clear_foreign_states(); });
+    run_part("public hours", steady, [&] { apply_public_hours(now); });
+    if (sensors_) run_part("sensor rules", steady, [&] { sensors_->tick(now, steady, due); });
     if (steady - last_expiry_ >= kExpiryInterval) {
         last_expiry_ = steady;
-        evidence_->expire(now);
-        if (training_frames_) training_frames_->expire(now);
+        run_part("evidence expiry", steady, [&] { evidence_->expire(now); });
+        if (training_frames_)
+            run_part("training frames expiry", steady, [&] { training_frames_->expire(now); });
     }
+}
+
+void Gateway::run_part(std::string_view name, SteadyPoint now, const std::function<void()>& part) {
+    tick_parts_.run(
+        name,
+        [&] {
+            if (before_part_) before_part_(name);
+            part();
+        },
+        now);
 }
 
 void Gateway::note_state(const publish::MqttLink::Message& m, const std::string& filter, const char* kind) {

@@ -3,17 +3,20 @@
 // (broker link, outbox, analysis, cameras) and stops them in reverse.
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <vector>
 
 #include "app/analysis_pool.hpp"
 #include "app/camera_pipeline.hpp"
 #include "app/event_log.hpp"
 #include "app/sensor_hub.hpp"
+#include "app/tick_parts.hpp"
 #include "common/file_lock.hpp"
 #include "common/logging.hpp"
 #include "config/config.hpp"
@@ -39,8 +42,13 @@ public:
     // inside start(), after the events a crashed run left open are ended: a reading that raises an
     // alarm at once (gas, no `for`) would otherwise open an event those ends would close.
     void start(CarryOver carried = {});
-    // Periodic supervision, from the main thread's timer: offline detection, clips, state reports.
+    // Periodic supervision, from the main thread's timer: offline detection, clips, state reports,
+    // the sensor rules, evidence expiry. Each part runs on its own (TickParts): one that throws is
+    // logged and the others still run.
     void tick();
+    // A seam for tests: called with a part's name before tick() runs that part; what it throws is that
+    // part's failure. Unset in the daemon.
+    void before_tick_part(std::function<void(std::string_view part)> hook) { before_part_ = std::move(hook); }
     // With `carry` (a reload: the process goes on) the sensors hand their readings and minutes in
     // progress over instead of sending partial roll-ups. With `next` (the configuration the reload
     // goes on with) the retained states of the cameras and sensors it no longer has are cleared on
@@ -73,9 +81,12 @@ private:
     // On Paho's callback thread: a retained state of a camera or sensor this run has not is queued.
     void note_state(const publish::MqttLink::Message& message, const std::string& filter, const char* kind);
     void clear_foreign_states();
+    void run_part(std::string_view name, SteadyPoint now, const std::function<void()>& part);
 
     const config::Gateway cfg_;
     std::shared_ptr<spdlog::logger> log_;
+    TickParts tick_parts_;
+    std::function<void(std::string_view)> before_part_;
     publish::Topics topics_;
     events::EventIdGenerator ids_;
     rules::Calendar calendar_;

@@ -1,0 +1,193 @@
+// The gateway's supervision tick (Gateway::tick): each part runs on its own. A real Gateway on a
+// real Mosquitto, with a real sensor; a part fails through the gateway's test seam
+// (before_tick_part), as no input makes one throw today.
+#include "app/gateway.hpp"
+
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "app/tick_parts.hpp"
+#include "common/logging.hpp"
+#include "config/config_loader.hpp"
+#include "test_broker.hpp"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A logger whose lines a test reads back.
+struct Lines {
+    std::ostringstream out;
+    std::shared_ptr<spdlog::logger> log =
+        std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_st>(out));
+    Lines() { log->set_pattern("%l %v"); }
+    std::string text() const { return out.str(); }
+    std::size_t count(const std::string& what) const {
+        std::size_t n = 0;
+        const auto all = out.str();
+        for (auto at = all.find(what); at != std::string::npos; at = all.find(what, at + 1)) ++n;
+        return n;
+    }
+};
+
+// A folder of its own under /tmp, removed at the end.
+struct TempDir {
+    fs::path path = fs::temp_directory_path() /
+                    ("kg-gateway-test-" + std::to_string(::getpid()) + "-" +
+                     std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+    TempDir() { fs::create_directories(path); }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+// A gateway with no camera and one fridge read over MQTT from `broker_url`: too warm above 8 degC
+// for 1 s. The `for` runs out in the sensor rules' tick, not on a reading.
+kg::config::Gateway fridge_site(const std::string& broker_url, const fs::path& dir) {
+    const std::string yaml = R"(
+site: {id: test-site, name: Test canteen}
+mqtt: {url: )" + broker_url +
+                             R"(, topic_prefix: kitchen, state_interval: 1s, reconnect: {min: 200ms, max: 1s}}
+outbox: {path: )" + (dir / "outbox.db").string() +
+                             R"(}
+evidence: {path: )" + (dir / "evidence").string() +
+                             R"(, min_free: 1MiB}
+sensors:
+  - id: fridge
+    location: fridge
+    interval: 1s
+    stale_after: 30
+    source: {mqtt: {topic: test/fridge, value: temperature}}
+    thresholds: [{label: too_warm, above: 8, for: 1s, clear_for: 1s}]
+)";
+    return kg::config::load_string(yaml, "gateway_test.yaml");
+}
+
+bool within(std::chrono::milliseconds limit, const std::function<bool()>& done,
+            const std::function<void()>& meanwhile = {}) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+        if (done()) return true;
+        if (meanwhile) meanwhile();
+        std::this_thread::sleep_for(50ms);
+    }
+    return done();
+}
+
+bool has_event(const nlohmann::json& events, const std::string& label, const std::string& state) {
+    for (const auto& e : events) {
+        if (e.value("label", "") == label && e.value("state", "") == state) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+TEST(TickParts, AFailingPartIsNamedWithWhyAtMostOnceAMinuteAndSaidWhenItWorksAgain) {
+    Lines lines;
+    kg::app::TickParts parts(lines.log);
+    const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
+    bool broken = true;
+    auto expiry = [&] {
+        if (broken)
+            throw std::runtime_error("cannot list /var/lib/kitchen-gateway/evidence: Not a directory");
+    };
+    EXPECT_FALSE(parts.run("evidence expiry", expiry, t0));
+    EXPECT_FALSE(parts.run("evidence expiry", expiry, t0 + 500ms));
+    EXPECT_FALSE(parts.run("evidence expiry", expiry, t0 + 1s));
+    EXPECT_EQ(lines.count("supervision: evidence expiry failed"), 1u) << lines.text();
+    EXPECT_NE(lines.text().find("cannot list /var/lib/kitchen-gateway/evidence: Not a directory"),
+              std::string::npos)
+        << lines.text();
+    // A minute on: one more line, standing for the failures held back.
+    EXPECT_FALSE(parts.run("evidence expiry", expiry, t0 + 61s));
+    EXPECT_EQ(lines.count("supervision: evidence expiry failed"), 2u) << lines.text();
+    EXPECT_NE(lines.text().find("failed (3 time(s) since the last line)"), std::string::npos) << lines.text();
+    // Another part is logged on its own throttle, and works meanwhile.
+    EXPECT_FALSE(parts.run(
+        "camera states", [] { throw std::runtime_error("x"); }, t0 + 62s));
+    EXPECT_EQ(lines.count("supervision: camera states failed"), 1u) << lines.text();
+    EXPECT_TRUE(parts.run(
+        "sensor rules", [] {}, t0 + 62s));
+    broken = false;
+    EXPECT_TRUE(parts.run("evidence expiry", expiry, t0 + 121s));
+    EXPECT_NE(lines.text().find("supervision: evidence expiry works again, after 4 failure(s) over 61 s"),
+              std::string::npos)
+        << lines.text();
+}
+
+TEST(TickParts, APartIsFailingForABoundOnlyWhenItFailedOnEveryRunThatLong) {
+    kg::app::TickParts parts(kg::Logging::null_logger());
+    const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
+    auto fails = [] { throw std::runtime_error("the store fails"); };
+    // Once a minute (evidence expiry): 4 minutes of failures are not 5.
+    for (int m = 0; m <= 4; ++m) parts.run("evidence expiry", fails, t0 + std::chrono::minutes(m));
+    EXPECT_EQ(parts.failing_for(5min), std::nullopt);
+    parts.run("evidence expiry", fails, t0 + 5min);
+    EXPECT_EQ(parts.failing_for(5min),
+              "evidence expiry has failed on every run for 300 s (6 times): the store fails");
+    // One run that works starts it afresh.
+    parts.run(
+        "evidence expiry", [] {}, t0 + 6min);
+    EXPECT_EQ(parts.failing_for(5min), std::nullopt);
+    parts.run("evidence expiry", fails, t0 + 7min);
+    parts.run("evidence expiry", fails, t0 + 11min);
+    EXPECT_EQ(parts.failing_for(5min), std::nullopt);
+}
+
+// The sensor rules came after the camera states, the gateway message, the foreign states and the
+// public hours in one unguarded sequence: one of those throwing on every tick left the rules unrun
+// for good, and a warm fridge raised no alert. Now it is raised, and the log names the part.
+TEST(GatewayTick, AWarmFridgeRaisesItsAlertWhileAnEarlierPartFailsOnEveryTick) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    TempDir dir;
+    kg::Logging logging("info", false);
+    kg::app::Gateway gateway(fridge_site(broker.url(), dir.path), logging);
+    gateway.before_tick_part([](std::string_view part) {
+        if (part == "camera states") throw std::runtime_error("the camera states cannot be published");
+    });
+    testing::internal::CaptureStderr();
+    gateway.start();
+
+    mqtt::async_client device(broker.url(), "kg-gateway-test-device");
+    ASSERT_TRUE(device.connect()->wait_for(10s));
+    // One warm reading, sent until the gateway has it (its subscription is made after the start):
+    // judged on the reading alone, the `for` has not run out, so only the tick can raise the alert.
+    auto reading_in = [&] { return !gateway.sensors().at(0).at("value").is_null(); };
+    ASSERT_TRUE(within(10s, reading_in, [&] {
+        device.publish("test/fridge", R"({"temperature": 12.5})", 1, false)->wait_for(5s);
+    })) << "the gateway never had the reading";
+    // Ticked as the daemon's timer does: it catches what a tick throws, and ticks again.
+    auto tick = [&] {
+        try {
+            gateway.tick();
+        } catch (const std::exception&) {
+        }
+    };
+    const bool alerted = within(
+        5s, [&] { return has_event(gateway.recent_events(50), "too_warm", "start"); }, tick);
+    gateway.stop();
+    device.disconnect()->wait_for(5s);
+    const auto log = testing::internal::GetCapturedStderr();
+    EXPECT_TRUE(alerted) << "no too_warm alert; events: " << gateway.recent_events(50).dump();
+    EXPECT_NE(log.find("supervision: camera states failed (1 time(s) since the last line): the camera states "
+                       "cannot be published; the other parts go on"),
+              std::string::npos)
+        << log;
+}
