@@ -1,5 +1,6 @@
 #pragma once
-// An owned POSIX file descriptor: closed when it goes, or now by close() to hear its error.
+// An owned POSIX file descriptor: closed when it goes, or now by close() to hear its error; moved,
+// it goes with its new owner.
 
 #include <unistd.h>
 
@@ -12,6 +13,14 @@ public:
     explicit Fd(int fd) : fd_(fd) {}
     ~Fd() {
         if (fd_ >= 0) ::close(fd_);
+    }
+    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    Fd& operator=(Fd&& other) noexcept {
+        if (this != &other) {
+            if (fd_ >= 0) ::close(fd_);
+            fd_ = std::exchange(other.fd_, -1);
+        }
+        return *this;
     }
     Fd(const Fd&) = delete;
     Fd& operator=(const Fd&) = delete;

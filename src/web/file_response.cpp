@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <boost/beast/core/string.hpp>
@@ -55,9 +54,9 @@ ByteRange byte_range(std::string_view field, std::uint64_t size) {
     return {ByteRange::Kind::part, *from, to ? std::min(*to, size - 1) : size - 1};
 }
 
-Response file_response(const Request& req, const std::string& path, const std::string& content_type) {
+Answer file_response(const Request& req, const std::string& path, const std::string& content_type) {
     // Not blocking: a FIFO put where a file was would hold the server's thread until a writer came.
-    const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
     const int error = fd.get() < 0 ? errno : 0;
     struct stat st {};
     if (fd.get() < 0 && error != ENOENT && error != ENOTDIR) {
@@ -98,25 +97,13 @@ Response file_response(const Request& req, const std::string& path, const std::s
         res.content_length(count);  // HttpSession::send keeps it for a HEAD with no body
         return res;
     }
-    std::string body(count, '\0');
-    std::uint64_t done = 0;
-    while (done < count) {
-        const auto n = ::pread(fd.get(), body.data() + done, count - done, static_cast<off_t>(first + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            // Cut short while it was read (written over), or a read error: the client asks again.
-            auto res =
-                text_response(req, http::status::service_unavailable,
-                              n == 0 ? std::string("the evidence file changed while it was read; ask again\n")
-                                     : fmt::format("the evidence file cannot be read now ({}); ask again\n",
-                                                   std::strerror(errno)));
-            res.set(http::field::retry_after, "5");
-            return res;
-        }
-        done += static_cast<std::uint64_t>(n);
-    }
-    res.body() = std::move(body);
-    return res;
+    // Read as it is sent (FilePartBody), from the descriptor opened here: a file replaced meanwhile
+    // is still the one the head describes.
+    FileAnswer answer(std::move(res.base()));
+    answer.body().file = std::move(fd);
+    answer.body().offset = first;
+    answer.body().size = count;
+    return answer;
 }
 
 }  // namespace kg::web

@@ -31,7 +31,8 @@ ByteRange byte_range(std::string_view field, std::uint64_t size);
 // The file at `path` as the answer to `req` (GET or HEAD), of `content_type`: 200 with
 // `Accept-Ranges: bytes`, 206 with the part a GET asked for, 416 for a part past the end, 404 when
 // the file is gone. Its ETag (size and modification time) is what `If-Range` is checked against: a
-// part of a file that changed since the client's last part is not spliced onto it.
-Response file_response(const Request& req, const std::string& path, const std::string& content_type);
+// part of a file that changed since the client's last part is not spliced onto it. A GET's body is
+// a FileAnswer holding the file open; everything else is a Response built whole.
+Answer file_response(const Request& req, const std::string& path, const std::string& content_type);
 
 }  // namespace kg::web

@@ -200,9 +200,42 @@ void HttpSession::send(Response res, const Request& req) {
     stream_.expires_after(limits_.idle_timeout);
     http::async_write(stream_, *response_,
                       [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
-                          if (ec || !keep_alive || self->ticket_.server_stopped()) return self->close();
-                          self->read(self->limits_.idle_timeout);
+                          if (ec) return self->close();
+                          self->written(keep_alive);
                       });
+}
+
+struct HttpSession::FileWrite {
+    explicit FileWrite(FileAnswer res, bool keep_alive_)
+        : response(std::move(res)), serializer(response), keep_alive(keep_alive_) {}
+    FileAnswer response;
+    http::response_serializer<FilePartBody> serializer;
+    bool keep_alive;
+};
+
+void HttpSession::send(FileAnswer res, const Request& req) {
+    const bool keep_alive = req.keep_alive();
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    response_.reset();
+    write_file(std::make_shared<FileWrite>(std::move(res), keep_alive));
+}
+
+void HttpSession::write_file(std::shared_ptr<FileWrite> write) {
+    stream_.expires_after(limits_.idle_timeout);
+    auto& serializer = write->serializer;
+    http::async_write_some(
+        stream_, serializer,
+        [self = shared_from_this(), write = std::move(write)](beast::error_code ec, std::size_t) mutable {
+            if (ec) return self->close();
+            if (!write->serializer.is_done()) return self->write_file(std::move(write));
+            self->written(write->keep_alive);
+        });
+}
+
+void HttpSession::written(bool keep_alive) {
+    if (!keep_alive || ticket_.server_stopped()) return close();
+    read(limits_.idle_timeout);
 }
 
 void HttpSession::close() {

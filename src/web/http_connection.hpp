@@ -21,6 +21,7 @@
 #include <string>
 
 #include "common/log_throttle.hpp"
+#include "web/file_body.hpp"
 #include "web/trusted_proxies.hpp"
 
 namespace kg::web {
@@ -127,6 +128,10 @@ protected:
     // `req`: the request answered. A HEAD request gets the head alone, with the length the body
     // would have (RFC 9110 9.3.2), whatever the handler put in the body.
     void send(Response res, const Request& req);
+    // A file's part (a GET answered by file_response), read as the socket takes it. The idle timeout
+    // is for each write, not the whole body: a clip of 90 MiB takes minutes to a slow phone, and
+    // only a client that takes nothing for idle_timeout is dropped.
+    void send(FileAnswer res, const Request& req);
     void close();
 
     boost::beast::tcp_stream stream_;
@@ -134,7 +139,11 @@ protected:
     ConnectionTicket ticket_;
 
 private:
+    struct FileWrite;
     void on_read(boost::beast::error_code ec);
+    void write_file(std::shared_ptr<FileWrite> write);
+    // After a response was written whole: the next request, or the end of the connection.
+    void written(bool keep_alive);
 
     boost::beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;

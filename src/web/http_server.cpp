@@ -48,7 +48,7 @@ private:
     }
 
     void on_request(Request req) override {
-        Response res;
+        Answer answer;
         try {
             client_ = client_of(req);
             StreamResult routed;
@@ -56,16 +56,16 @@ private:
             if (auto* reply = std::get_if<StreamReply>(&routed))
                 return stream(std::move(*reply), req.keep_alive());
             if (auto* plain = std::get_if<Response>(&routed)) {
-                res = std::move(*plain);
+                answer = std::move(*plain);
             } else {
-                res = shared_->handler(req, client_);
+                answer = shared_->handler(req, client_);
             }
         } catch (const std::exception& e) {
             shared_->log->error("{} {} from {}: {}", std::string(req.method_string()),
                                 std::string(req.target()), client_, e.what());
-            res = text_response(req, http::status::internal_server_error, "internal error\n");
+            answer = text_response(req, http::status::internal_server_error, "internal error\n");
         }
-        send(std::move(res), req);
+        std::visit([&](auto& res) { send(std::move(res), req); }, answer);
     }
 
     // Live body: the head, then whatever the producer queued, one gathered write at a time. A

@@ -18,7 +18,9 @@
 
 namespace kg::web {
 
-using Handler = std::function<Response(const Request&, const std::string& client)>;
+// What a handler answers: a response built whole, or a stored file read as it is sent.
+using Answer = std::variant<Response, FileAnswer>;
+using Handler = std::function<Answer(const Request&, const std::string& client)>;
 
 class LiveStream;
 // A response whose body comes from a LiveStream: the head goes out at once, then the stream's chunks

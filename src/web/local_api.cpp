@@ -38,7 +38,7 @@ std::size_t limit_of(const std::string& target) {
 Handler local_api(GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log,
                   ReloadFn reload) {
     return [&view, token = std::move(token), log, reload = std::move(reload)](
-               const Request& req, const std::string& client) -> Response {
+               const Request& req, const std::string& client) -> Answer {
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
         // The two actions are POST only; everything else is read with GET or HEAD.

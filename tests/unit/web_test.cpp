@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "common/logging.hpp"
@@ -311,6 +312,110 @@ TEST(FileResponse, AFileIsServedWholeOrInThePartAskedFor) {
 
     std::filesystem::remove(path);
     EXPECT_EQ(fetch(port, http::verb::get, {}).result(), http::status::not_found);
+}
+
+// A file of `size` bytes in a pattern that shows a byte out of place; removed when it goes.
+struct PatternFile {
+    PatternFile(const std::string& name, std::size_t size)
+        : path(std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()))) {
+        data.resize(size);
+        for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<char>((i * 7 + i / 251) % 251);
+        std::ofstream(path, std::ios::binary) << data;
+    }
+    ~PatternFile() { std::filesystem::remove(path); }
+    std::filesystem::path path;
+    std::string data;
+};
+
+TEST(FileResponse, AGetHoldsTheFileOpenInsteadOfReadingIt) {
+    // A clip of 64 MiB to 16 connections was 2 GiB of memory: the GET's answer holds the file
+    // open and the part asked for, and reads nothing until it is sent.
+    const PatternFile file("kg-file-answer", 1 << 20);
+    kg::web::Request req{http::verb::get, "/clip.mp4", 11};
+    auto whole = kg::web::file_response(req, file.path.string(), "video/mp4");
+    ASSERT_TRUE(std::holds_alternative<kg::web::FileAnswer>(whole));
+    const auto& body = std::get<kg::web::FileAnswer>(whole).body();
+    EXPECT_GE(body.file.get(), 0);
+    EXPECT_EQ(body.offset, 0u);
+    EXPECT_EQ(body.size, file.data.size());
+
+    req.set(http::field::range, "bytes=1000-");
+    auto part = kg::web::file_response(req, file.path.string(), "video/mp4");
+    ASSERT_TRUE(std::holds_alternative<kg::web::FileAnswer>(part));
+    EXPECT_EQ(std::get<kg::web::FileAnswer>(part).body().offset, 1000u);
+    EXPECT_EQ(std::get<kg::web::FileAnswer>(part).body().size, file.data.size() - 1000);
+
+    req.method(http::verb::head);
+    auto head = kg::web::file_response(req, file.path.string(), "video/mp4");
+    ASSERT_TRUE(std::holds_alternative<kg::web::Response>(head)) << "a HEAD opens nothing to send";
+    EXPECT_TRUE(std::get<kg::web::Response>(head).body().empty());
+}
+
+TEST(FileResponse, AClientThatKeepsReadingGetsAFileLongerThanTheTimeoutToSend) {
+    // A phone on a poor link takes minutes over a clip; the idle timeout is for a client that takes
+    // nothing. Here the client takes about 3 MB/s of 12 MiB, much more than the server's socket
+    // buffer holds (4 MiB at most), so sending takes about 4 s against an idle timeout of 1 s.
+    const PatternFile file("kg-file-slow", 12 << 20);
+    kg::web::Limits limits;
+    limits.idle_timeout = std::chrono::milliseconds(1000);
+    Server server(limits, [&](const kg::web::Request& req, const std::string&) {
+        return kg::web::file_response(req, file.path.string(), "video/mp4");
+    });
+
+    net::io_context io;
+    tcp::socket socket(io);
+    socket.open(tcp::v4());
+    socket.set_option(net::socket_base::receive_buffer_size(256 * 1024));
+    socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
+    http::request<http::empty_body> req{http::verb::get, "/clip.mp4", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(socket, req);
+
+    std::string received;
+    std::vector<char> chunk(256 * 1024);
+    boost::system::error_code ec;
+    const auto started = std::chrono::steady_clock::now();
+    while (!ec) {
+        const auto n = socket.read_some(net::buffer(chunk), ec);
+        received.append(chunk.data(), n);
+        std::this_thread::sleep_for(std::chrono::milliseconds(80));
+        const auto head_end = received.find("\r\n\r\n");
+        if (head_end != std::string::npos && received.size() - head_end - 4 >= file.data.size()) break;
+    }
+    const auto took = std::chrono::steady_clock::now() - started;
+    const auto head_end = received.find("\r\n\r\n");
+    ASSERT_NE(head_end, std::string::npos) << ec.message();
+    EXPECT_EQ(received.substr(0, 15), "HTTP/1.1 200 OK");
+    const auto body_size = received.size() - head_end - 4;
+    ASSERT_EQ(body_size, file.data.size())
+        << "cut after " << std::chrono::duration<double>(took).count() << " s: " << ec.message();
+    EXPECT_TRUE(received.compare(head_end + 4, std::string::npos, file.data) == 0);
+    EXPECT_GT(took, limits.idle_timeout) << "the client read faster than the test means";
+}
+
+TEST(FileResponse, AClientThatTakesNothingIsDroppedAfterTheIdleTimeout) {
+    const PatternFile file("kg-file-stalled", 12 << 20);
+    kg::web::Limits limits;
+    limits.idle_timeout = std::chrono::milliseconds(300);
+    Server server(limits, [&](const kg::web::Request& req, const std::string&) {
+        return kg::web::file_response(req, file.path.string(), "video/mp4");
+    });
+    net::io_context io;
+    tcp::socket socket(io);
+    socket.open(tcp::v4());
+    socket.set_option(net::socket_base::receive_buffer_size(64 * 1024));
+    socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
+    http::request<http::empty_body> req{http::verb::get, "/clip.mp4", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(socket, req);
+    // Takes nothing for well over the timeout, then drains what was sent before the server gave up.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    std::size_t received = 0;
+    std::vector<char> chunk(1 << 20);
+    boost::system::error_code ec;
+    while (!ec) received += socket.read_some(net::buffer(chunk), ec);
+    EXPECT_EQ(ec, net::error::eof) << ec.message();
+    EXPECT_LT(received, file.data.size()) << "the whole file went into buffers: the test proves nothing";
 }
 
 }  // namespace
