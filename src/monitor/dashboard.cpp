@@ -125,7 +125,7 @@ const std::string& dashboard_html() {
 const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
-const state = { selected: null, stream: null, pending: new Set(), timer: null, sites: new Map(), siteFetches: new Set(), latestSiteFetch: null };
+const state = { selected: null, stream: null, pending: new Set(), timer: null, sites: new Map(), siteFetches: new Set(), siteFetchesStarted: 0, sitesShown: 0 };
 // The gateway's condition. An end the gateway made because it stopped or restarted (its previous
 // run was killed) says nothing about the condition: it must not read like a resolved one.
 function condition(a) {
@@ -225,12 +225,17 @@ function messages(s) {
   return parts.join("<br>") || "all received";
 }
 
+// The whole list: when the stream connects (rows may have been missed meanwhile) and every 20 s, so
+// two fetches may be on their way at once. Each answer is shown unless one of a fetch started later
+// already is (then it is the older), with the rows that came over the stream while it was on its way
+// laid over it: an answer is not held back for a later fetch that may fail, and no row is lost to it.
 async function refreshSites() {
-  const fetching = { rows: [] };
-  state.siteFetches.add(fetching); state.latestSiteFetch = fetching;
+  const fetching = { started: ++state.siteFetchesStarted, rows: [] };
+  state.siteFetches.add(fetching);
   let sites;
   try { sites = await api("/api/sites"); } catch (e) { return; } finally { state.siteFetches.delete(fetching); }
-  if (state.latestSiteFetch !== fetching) return;  // a newer list is on its way
+  if (fetching.started < state.sitesShown) return;
+  state.sitesShown = fetching.started;
   state.sites = new Map(sites.map((s) => [s.site, s]));
   for (const row of fetching.rows) state.sites.set(row.site, row);
   renderSites();

@@ -824,6 +824,107 @@ def test_dashboard_lists_every_active_alert(broker, monitors, browser):
     assert mon.terminate() == 0
 
 
+
+# Holds the page's answers of /api/sites until the test releases them (or fails them, as a network
+# error would), so that its fetches overlap as they do when the stream's connect and the 20 s refresh
+# meet. The requests themselves go to the monitor at once: each answer is the list as it was then.
+HOLD_SITE_FETCHES = """
+window.__siteFetches = [];
+const realFetch = window.fetch;
+window.fetch = (path, options) => {
+  if (path !== "/api/sites") return realFetch.call(window, path, options);
+  const held = { answered: false };
+  window.__siteFetches.push(held);
+  return new Promise((resolve, reject) => realFetch.call(window, path, options).then((r) => {
+    held.release = () => resolve(r);
+    held.fail = () => reject(new TypeError("Failed to fetch"));
+    held.answered = true;
+  }, reject));
+};
+"""
+
+
+def test_overlapping_site_list_fetches_keep_the_live_rows_and_the_list(broker, monitors, browser):
+    """The page fetches the site list when its stream connects and every 20 s, and a site's row comes
+    over the stream when it changes; two fetches may be on their way at once. The first one's answer,
+    older than a row that came meanwhile, must not bring the site's old values back (the later fetch
+    once dropped the rows the first had gathered), nor be thrown away for a later fetch that has not
+    answered (it was: the list waited for that one, and for the next refresh when it failed); an
+    answer older than one already shown is not shown."""
+    mon = monitors(broker)
+    pub = publisher(broker)
+    changing, quiet = "sch-0401", "sch-0402"
+
+    def fridge(site, value):
+        return (f"kitchen/{site}/sensors/fridge/state", json.dumps(
+            {"site": site, "sensor": "fridge", "name": "Fridge", "kind": "temperature", "location": "fridge",
+             "unit": "degC", "online": True, "value": value, "reading_time": now_iso(), "conditions": [],
+             "time": now_iso()}))
+
+    publish_all(pub, [(f"kitchen/{changing}/availability", "online"), (f"kitchen/{quiet}/availability", "online"),
+                      fridge(changing, 1.5), fridge(quiet, 4.0)])
+    kg_e2e.wait_until(lambda: {s["site"] for s in mon.get("/api/sites")} == {changing, quiet}, 10,
+                      what="both sites stored")
+    time.sleep(1.5)  # their rows went out on the live stream (once a second), before the page's opens
+
+    browser.get(f"http://127.0.0.1:{mon.port}/")
+    kg_e2e.wait_until(lambda: browser.find_element(By.ID, "login-operator").is_displayed(), 10, what="the sign-in form")
+    browser.execute_script(HOLD_SITE_FETCHES)
+    browser.find_element(By.ID, "login-operator").send_keys(OPERATOR)
+    browser.find_element(By.ID, "login-password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login-submit").click()
+    kg_e2e.wait_until(lambda: browser.find_element(By.ID, "live").text == "live", 10, what="the live stream")
+
+    def answered(i):
+        return browser.execute_script("const f = window.__siteFetches[arguments[0]]; return !!(f && f.answered)", i)
+
+    def start_fetch():
+        """The refresh the page makes every 20 s, made now; the index of its fetch."""
+        i = browser.execute_script("return window.__siteFetches.length")
+        browser.execute_script("refreshSites()")
+        kg_e2e.wait_until(lambda: answered(i), 10, what=f"site fetch {i} answered")
+        return i
+
+    def settle(i, how="release"):
+        browser.execute_script(f"window.__siteFetches[arguments[0]].{how}()", i)
+        time.sleep(0.5)  # the page reads the body and draws the table
+
+    def row(site):
+        return browser.execute_script(
+            "const r = document.querySelector(`#sites tr[data-site='${arguments[0]}']`); return r ? r.textContent : ''",
+            site)
+
+    # The connect's fetch (0) answered with fridge 1.5; then 2.5 comes over the stream, and the
+    # refresh (1) starts.
+    kg_e2e.wait_until(lambda: answered(0), 10, what="the connect's site fetch answered")
+    publish_all(pub, [fridge(changing, 2.5)])
+    kg_e2e.wait_until(lambda: "fridge: 2.5 degC" in row(changing), 5, what="the new reading from the live row")
+    assert row(quiet) == "", "listed before any list came"
+    refresh = start_fetch()
+    # The older answer comes first: it is shown (the quiet site appears), with the row laid over it.
+    settle(0)
+    assert "fridge: 4 degC" in row(quiet), f"the first list was not shown: {row(quiet)!r}"
+    assert "fridge: 2.5 degC" in row(changing), f"the live row was lost to an older list: {row(changing)!r}"
+    # The refresh fails: what is shown stays.
+    settle(refresh, "fail")
+    assert "fridge: 4 degC" in row(quiet) and "fridge: 2.5 degC" in row(changing)
+
+    # Two more overlap, the later answering first: the earlier one's answer, older, is not shown. The
+    # quiet site's heartbeat age tells the two answers apart (2 s between them).
+    earlier = start_fetch()
+    time.sleep(2.2)
+    publish_all(pub, [fridge(changing, 3.5)])
+    kg_e2e.wait_until(lambda: "fridge: 3.5 degC" in row(changing), 5, what="3.5 from the live row")
+    later = start_fetch()
+    settle(later)
+    shown = row(quiet)
+    settle(earlier)
+    assert row(quiet) == shown, f"an older list replaced a newer one: {shown!r} -> {row(quiet)!r}"
+    assert "fridge: 3.5 degC" in row(changing)
+    assert browser.execute_script("return window.__siteFetches.length") == later + 1, "a site fetch the test did not make"
+    pub.disconnect()
+    assert mon.terminate() == 0
+
 def numbered(n, site, stream):
     """Event number `n` of a gateway's numbered stream (docs/mqtt.md, "Sequence numbers and replay")."""
     return dict(event(f"19ab3c0f2f4-{n:016x}", site), stream=stream, seq=n)
