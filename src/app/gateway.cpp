@@ -439,7 +439,14 @@ nlohmann::json Gateway::recent_events(std::size_t limit) const { return event_lo
 
 std::optional<std::string> Gateway::evidence_file(const std::string& event_id,
                                                   const std::string& kind) const {
-    const auto relative = event_log_.evidence(event_id, kind);
+    auto relative = event_log_.evidence(event_id, kind);
+    if (!relative) {
+        // An event of an earlier run (before a restart or a reload), or older than the log keeps:
+        // its files are still on disk under the names EventEvidence gives them, until the evidence
+        // budget deletes them, and the room still links to them.
+        const char* suffix = kind == "clip" ? ".mp4" : kind == "snapshot_end" ? "-best.jpg" : "-start.jpg";
+        relative = evidence_->find_named(event_id + suffix);
+    }
     if (!relative) return std::nullopt;
     return evidence_->absolute(*relative).string();
 }

@@ -180,6 +180,19 @@ std::optional<TimePoint> EvidenceStore::newest(const std::string& prefix) const 
     return std::nullopt;
 }
 
+std::optional<std::string> EvidenceStore::find_named(const std::string& name) const {
+    if (name.empty()) return std::nullopt;
+    std::lock_guard lock(mutex_);
+    // A scan: it answers an operator's request, a few thousand files at most, never a frame.
+    for (auto it = files_.rbegin(); it != files_.rend(); ++it) {
+        const auto& path = it->first.second;
+        if (path.ends_with(name) &&
+            (path.size() == name.size() || path[path.size() - name.size() - 1] == '/'))
+            return path;
+    }
+    return std::nullopt;
+}
+
 std::size_t EvidenceStore::files() const {
     std::lock_guard lock(mutex_);
     return files_.size();

@@ -60,6 +60,9 @@ public:
     std::size_t files() const;
     // The time the newest file whose path starts with `prefix` was written, if there is one.
     std::optional<TimePoint> newest(const std::string& prefix) const;
+    // The path of the newest file named `name` (its last component) in any folder, if there is one:
+    // an event's evidence by its id, also of events an earlier run wrote.
+    std::optional<std::string> find_named(const std::string& name) const;
     const std::filesystem::path& root() const { return root_; }
     std::filesystem::path absolute(const std::string& relative) const { return root_ / relative; }
 

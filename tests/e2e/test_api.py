@@ -113,6 +113,20 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
     broker.start()
     assert gw.terminate() == 0
 
+    # After a restart (a power cut, an upgrade) the earlier event's evidence is still served: the
+    # room links to it, and the files are on disk until the evidence budget deletes them.
+    gw = gateways(config)
+    # The log goes on from the first run's: its API line is the second.
+    ports = lambda: re.findall(r"local API on \S+ \(port (\d+)\)", gw.output())
+    port = int(kg_e2e.wait_until(lambda: ports()[1:], 15, what="the restarted gateway's API")[0])
+    assert get(port, f"/api/events/{start['id']}/snapshot.jpg", token=TOKEN)[2] == jpeg
+    assert get(port, f"/api/events/{start['id']}/clip.mp4", token=TOKEN)[2] == mp4
+    assert get(port, f"/api/events/{start['id']}/clip.mp4", token=TOKEN,
+               headers={"Range": "bytes=100-"})[2] == mp4[100:]
+    assert get(port, f"/api/events/{'0' * 26}/clip.mp4", token=TOKEN)[0] == 404
+    assert get(port, f"/api/events/{start['id']}/clip.mp4")[0] == 401
+    assert gw.terminate() == 0
+
 
 def test_sighup_during_a_reload_queues_another(broker, gateways, tmp_path):
     """SIGHUP is the daemon's reload signal at every moment of its life: one that arrives while a reload

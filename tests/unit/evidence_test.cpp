@@ -271,6 +271,29 @@ TEST(EvidenceStore, CountsWhatAnEarlierRunLeftAndExpiresOldFiles) {
     fs::remove_all(dir);
 }
 
+TEST(EvidenceStore, FindsAnEventsFileByNameAlsoFromAnEarlierRun) {
+    const auto dir = temp_dir();
+    {
+        kg::evidence::EvidenceStore store(dir, 1 << 20, 24h);
+        store.write("cam1/2026-11-24/0193abcd-start.jpg", "jpeg");
+        store.write("cam1/2026-11-24/0193abcd.mp4", "mp4");
+    }
+    kg::evidence::EvidenceStore again(dir, 1 << 20, 24h);
+    again.write("cam2/2026-11-25/0193ffff-start.jpg", "jpeg");
+    EXPECT_EQ(again.find_named("0193abcd.mp4"), "cam1/2026-11-24/0193abcd.mp4");
+    EXPECT_EQ(again.find_named("0193abcd-start.jpg"), "cam1/2026-11-24/0193abcd-start.jpg");
+    EXPECT_EQ(again.find_named("0193ffff-start.jpg"), "cam2/2026-11-25/0193ffff-start.jpg");
+    // Only a whole last component: not a longer name that ends the same, nor a folder.
+    EXPECT_FALSE(again.find_named("abcd.mp4").has_value());
+    EXPECT_FALSE(again.find_named("0193abcd-best.jpg").has_value());
+    EXPECT_FALSE(again.find_named("2026-11-24").has_value());
+    EXPECT_FALSE(again.find_named("").has_value());
+    // Gone with the budget, gone here.
+    again.remove("cam1/2026-11-24/0193abcd.mp4");
+    EXPECT_FALSE(again.find_named("0193abcd.mp4").has_value());
+    fs::remove_all(dir);
+}
+
 TEST(EvidenceStore, AnUnwritableFolderIsReportedNotThrown) {
     kg::evidence::EvidenceStore store("/proc/kg-evidence", 1 << 20, 24h);
     const auto r = store.write("cam/x.jpg", "data");
