@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/iso_time.hpp"
 #include "publish/payloads.hpp"
 
 namespace kg::app {
@@ -114,6 +115,54 @@ void EventLog::adopt_day(Day earlier) {
     std::lock_guard lock(mutex_);
     earlier.insert(earlier.end(), day_.begin(), day_.end());
     day_ = std::move(earlier);
+}
+
+void EventLog::adopt_history(const std::vector<std::string>& payloads, bool with_day) {
+    std::lock_guard lock(mutex_);
+    std::map<std::string, std::size_t> raised;  // event id -> its raise in day_, while not ended
+    for (const auto& payload : payloads) {
+        auto j = nlohmann::json::parse(payload, nullptr, false);
+        if (!j.is_object() || !j.contains("id") || !j.contains("state") || !j.contains("check")) continue;
+        try {
+            j.erase("stream");  // the outbox's numbering; this run's own entries have none
+            j.erase("seq");
+            const auto time = parse_iso8601_utc(j.value("time", ""));
+            const std::string id = j.at("id").get<std::string>(), state = j.at("state").get<std::string>();
+            const std::string check = j.at("check").get<std::string>();
+            if (with_day && time) {
+                const std::string source =
+                    j.contains("sensor") ? j.value("sensor", "") : j.value("camera", "");
+                const auto zone =
+                    j.value("zone", nlohmann::json()).is_string() ? j["zone"].get<std::string>() : "";
+                auto condition = source + '\x1f' + check + '\x1f' + j.value("label", "") + '\x1f' + zone;
+                if (state == "start") {
+                    raised[id] = day_.size();
+                    day_.push_back({*time, check, id, false, std::move(condition), true});
+                } else if (state == "end") {
+                    const auto reason = j.value("end_reason", "");
+                    const auto it = raised.find(id);
+                    if (reason == "cleared") {
+                        if (it != raised.end()) day_[it->second].stopped = false;
+                        day_.push_back({*time, check, id, true, std::move(condition)});
+                    }
+                    // Ended by the gateway (stopped, restarted, camera offline): stays a raise the
+                    // next raise of the same condition replaces only when a stop ended it.
+                    if (it != raised.end() && reason != "cleared" && reason != events::kEndStopped &&
+                        reason != events::kEndRestarted)
+                        day_[it->second].stopped = false;
+                    if (it != raised.end()) raised.erase(it);
+                }
+            }
+            recent_.push_front(std::move(j));
+            if (recent_.size() > keep_) recent_.pop_back();
+        } catch (const nlohmann::json::exception&) {
+            continue;  // a field of another type: not an event message this gateway wrote
+        }
+    }
+    if (!day_.empty()) {
+        const auto newest = day_.back().time;
+        while (!day_.empty() && newest - day_.front().time > std::chrono::hours(48)) day_.pop_front();
+    }
 }
 
 }  // namespace kg::app

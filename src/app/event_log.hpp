@@ -8,7 +8,9 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "events/event.hpp"
 
@@ -16,7 +18,8 @@ namespace kg::app {
 
 class EventLog final : public events::EventSink {
 public:
-    EventLog(events::EventSink& next, std::string site, std::size_t keep = 500);
+    static constexpr std::size_t kKeep = 500;
+    EventLog(events::EventSink& next, std::string site, std::size_t keep = kKeep);
 
     void submit(const events::Event& event) override;
     void submit_snapshot(const events::Event& event, std::string jpeg) override;
@@ -50,6 +53,14 @@ public:
     using Day = std::deque<DayEntry>;
     Day take_day();
     void adopt_day(Day earlier);
+
+    // The event messages the runs before this one published (their payloads, oldest first, from the
+    // outbox): the local API lists them, and with `with_day` (a start, not a reload, which hands
+    // the day over itself) the parents' figures count today's raises and resolutions from them, so
+    // a restart at noon no longer says "nothing today". A raise the history does not end, or ended
+    // by a stop, counts as one the stop ended (see above). Payloads that are not an event's are
+    // skipped. Call before this run submits anything.
+    void adopt_history(const std::vector<std::string>& payloads, bool with_day);
 
 private:
     events::EventSink& next_;

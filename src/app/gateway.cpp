@@ -237,6 +237,9 @@ void Gateway::start(CarryOver carried) {
         }
     }
     apply_public_hours(started_at_);
+    // What the runs before published: the local API's list, and at a fresh start today's figures
+    // (a reload hands its own day over, with the raises its stop ended marked).
+    event_log_.adopt_history(outbox_.latest_numbered(topics_.events(), EventLog::kKeep), !carried.from_a_run);
     event_log_.adopt_day(std::move(carried.event_day));
     // Not those of this run's own cameras and sensors (a reload that failed fell back to the
     // configuration that has them).
@@ -419,7 +422,10 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     replay_desk_.stop();
     outbox_.stop(kShutdownDrain);
     link_.stop();
-    if (carry != nullptr) carry->event_day = event_log_.take_day();
+    if (carry != nullptr) {
+        carry->event_day = event_log_.take_day();
+        carry->from_a_run = true;
+    }
     log_->info("stopped");
 }
 

@@ -37,6 +37,7 @@ struct CarryOver {
     // stopping run cleared them, or would keep their last states for good.
     std::vector<std::string> cleared_states;
     EventLog::Day event_day;  // the parents' "today" figures
+    bool from_a_run = false;  // handed over by a run of this process (a reload), not a fresh start
 };
 
 // One minute's roll-up of a sensor, through the outbox as telemetry.

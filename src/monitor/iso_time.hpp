@@ -1,14 +1,10 @@
 #pragma once
-// Reading back the times the gateway and the store write: "2026-11-24T06:26:13.123Z" (UTC, the
-// fraction optional). Writing them is kg::iso8601_utc (common/time.hpp).
+// The monitor reads the gateway's times with the gateway's own reader (common/iso_time.hpp).
 
-#include <optional>
-#include <string>
-
-#include "common/time.hpp"
+#include "common/iso_time.hpp"
 
 namespace kg::monitor {
 
-std::optional<TimePoint> parse_iso8601_utc(const std::string& text);
+using kg::parse_iso8601_utc;
 
 }  // namespace kg::monitor

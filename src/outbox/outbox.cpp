@@ -587,4 +587,13 @@ void Outbox::run() {
     }
 }
 
+std::vector<std::string> Outbox::latest_numbered(const std::string& topic, std::size_t limit) {
+    try {
+        return store_.latest_numbered(topic, limit);
+    } catch (const std::exception& e) {
+        log_->warn("the events of the runs before cannot be read from the outbox: {}", e.what());
+        return {};
+    }
+}
+
 }  // namespace kg::outbox

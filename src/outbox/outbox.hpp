@@ -98,6 +98,8 @@ public:
         return store_.dead_messages(limit);
     }
     std::size_t requeue_dead();
+    // SqliteStore::latest_numbered; nothing when the store cannot be read (said in the log).
+    std::vector<std::string> latest_numbered(const std::string& topic, std::size_t limit);
 
 private:
     bool accept(Message message, bool numbered);

@@ -527,6 +527,19 @@ SqliteStore::Whereabouts SqliteStore::whereabouts(std::int64_t from, std::int64_
     return out;
 }
 
+std::vector<std::string> SqliteStore::latest_numbered(const std::string& topic, std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    sqlite::Stmt s(db_,
+                   "SELECT payload FROM (SELECT seq AS n, payload FROM sent WHERE topic = ?1 UNION ALL "
+                   "SELECT stream_seq AS n, payload FROM messages WHERE topic = ?1 AND stream_seq > 0) "
+                   "ORDER BY n DESC LIMIT ?2");
+    s.bind(1, topic).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<std::string> out;
+    while (s.step()) out.push_back(s.blob(0));
+    std::reverse(out.begin(), out.end());
+    return out;
+}
+
 std::int64_t SqliteStore::last_stream_seq() const {
     std::lock_guard lock(mutex_);
     return last_stream_seq_;

@@ -120,6 +120,10 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
     ports = lambda: re.findall(r"local API on \S+ \(port (\d+)\)", gw.output())
     port = int(kg_e2e.wait_until(lambda: ports()[1:], 15, what="the restarted gateway's API")[0])
     assert get(port, f"/api/events/{start['id']}/snapshot.jpg", token=TOKEN)[2] == jpeg
+    # ... and the event itself is listed, from what the outbox kept of the run before.
+    listed = json.loads(get(port, "/api/events?limit=10", token=TOKEN)[2])
+    assert start["id"] in [e["id"] for e in listed], listed
+    assert json.loads(get(port, f"/api/events/{start['id']}", token=TOKEN)[2])["check"] == "camera_health"
     assert get(port, f"/api/events/{start['id']}/clip.mp4", token=TOKEN)[2] == mp4
     assert get(port, f"/api/events/{start['id']}/clip.mp4", token=TOKEN,
                headers={"Range": "bytes=100-"})[2] == mp4[100:]

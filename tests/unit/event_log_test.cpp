@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "publish/payloads.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -95,4 +97,62 @@ TEST(EventLog, ARaiseTheReloadEndedThatIsNotRaisedAgainStaysCounted) {
     EXPECT_EQ(n.raised, 3u);
     EXPECT_EQ(n.resolved, 1u);
     EXPECT_EQ(n.open, 1u);
+}
+
+namespace {
+
+// As the outbox keeps a published event message: numbered.
+std::string published(const Event& e, int seq) {
+    auto payload = kg::publish::event_payload(e, "s");
+    payload.pop_back();
+    return payload + ",\"stream\":\"00000000000000aa\",\"seq\":" + std::to_string(seq) + "}";
+}
+
+}  // namespace
+
+// A restart (a power cut, an upgrade) made a new log from nothing: at noon the parents' page said
+// "nothing today" and the local API listed no event. Both come back from what the runs before
+// published; `b`, left open by the crash, is ended by the start and raised again: one alert.
+TEST(EventLog, TheDayAndTheListComeBackFromWhatEarlierRunsPublished) {
+    Discard next;
+    const std::vector<std::string> history = {
+        published(event("a", EventState::start, 0), 1), published(event("a", EventState::end, 5), 2),
+        R"({"not":"an event"})", "not json", published(event("b", EventState::start, 6), 3)};
+    kg::app::EventLog after(next, "s");
+    after.adopt_history(history, true);
+    EXPECT_EQ(today(after).raised, 2u);
+    EXPECT_EQ(today(after).resolved, 1u);
+    EXPECT_EQ(today(after).open, 0u) << "the start ends what a crash left open itself";
+    after.submit(event("b", EventState::end, 10, kg::events::kEndRestarted));
+    after.submit(event("b2", EventState::start, 12));
+    auto n = today(after);
+    EXPECT_EQ(n.raised, 2u);
+    EXPECT_EQ(n.resolved, 1u);
+    EXPECT_EQ(n.open, 1u);
+
+    const auto list = after.recent(10);
+    ASSERT_EQ(list.size(), 5u);
+    EXPECT_EQ(list[0]["id"], "b2");
+    EXPECT_EQ(list[2]["id"], "b");
+    EXPECT_EQ(list[4]["id"], "a");
+    EXPECT_EQ(list[4]["state"], "start");
+    EXPECT_FALSE(list[4].contains("seq")) << "listed as this run's own are, without the outbox's numbering";
+
+    // An end the gateway forced for another reason than a stop (the camera went offline) is a
+    // raise of its own: the next raise of the condition is a second alert.
+    kg::app::EventLog other(next, "s");
+    other.adopt_history({published(event("c", EventState::start, 0), 1),
+                         published(event("c", EventState::end, 3, kg::events::kEndCameraOffline), 2)},
+                        true);
+    other.submit(event("c2", EventState::start, 20));
+    EXPECT_EQ(today(other).raised, 2u);
+}
+
+// A reload hands its day over itself: the history fills the list only.
+TEST(EventLog, AfterAReloadTheHistoryFillsTheListAndNotTheDay) {
+    Discard next;
+    kg::app::EventLog after(next, "s");
+    after.adopt_history({published(event("a", EventState::start, 0), 1)}, false);
+    EXPECT_EQ(today(after).raised, 0u);
+    EXPECT_EQ(after.recent(10).size(), 1u);
 }

@@ -711,3 +711,29 @@ TEST(SqliteStore, AppendAllCommitsEachMessageAsAppendWould) {
     }
     EXPECT_EQ(order, "a{b");
 }
+
+// What a new run lists of the events the runs before published: sent (the sent table) and still
+// queued alike, by number, only the numbered messages of the topic asked for, the last `limit`.
+TEST(SqliteStore, TheLatestNumberedMessagesOfATopicComeFromTheSentAndTheQueuedAlike) {
+    TempDb db;
+    {
+        SqliteStore store(db.path(), {});
+        for (int n = 1; n <= 5; ++n) {
+            auto m = msg("e" + std::to_string(n));
+            m.stream_seq = n;
+            store.append(m);
+        }
+        auto other = msg("state");
+        other.topic = "kitchen/site/cameras/k/state";
+        store.append(other);
+        auto unnumbered = msg("snapshot");
+        store.append(unnumbered);
+        store.remove(store.front()->seq);  // e1 and e2 sent
+        store.remove(store.front()->seq);
+    }
+    SqliteStore reopened(db.path(), {});
+    EXPECT_EQ(reopened.latest_numbered("kitchen/site/events", 10),
+              (std::vector<std::string>{"e1", "e2", "e3", "e4", "e5"}));
+    EXPECT_EQ(reopened.latest_numbered("kitchen/site/events", 2), (std::vector<std::string>{"e4", "e5"}));
+    EXPECT_TRUE(reopened.latest_numbered("kitchen/other/events", 10).empty());
+}

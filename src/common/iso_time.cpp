@@ -1,9 +1,9 @@
-#include "monitor/iso_time.hpp"
+#include "common/iso_time.hpp"
 
 #include <cstdio>
 #include <ctime>
 
-namespace kg::monitor {
+namespace kg {
 
 std::optional<TimePoint> parse_iso8601_utc(const std::string& text) {
     int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, consumed = 0;
@@ -31,4 +31,4 @@ std::optional<TimePoint> parse_iso8601_utc(const std::string& text) {
     return TimePoint(std::chrono::seconds(secs)) + std::chrono::milliseconds(millis);
 }
 
-}  // namespace kg::monitor
+}  // namespace kg
