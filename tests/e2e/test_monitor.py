@@ -825,22 +825,46 @@ def test_dashboard_lists_every_active_alert(broker, monitors, browser):
 
 
 
-# Holds the page's answers of /api/sites until the test releases them (or fails them, as a network
-# error would), so that its fetches overlap as they do when the stream's connect and the 20 s refresh
-# meet. The requests themselves go to the monitor at once: each answer is the list as it was then.
+# Installed before the page's own script (Page.addScriptToEvaluateOnNewDocument), so that the test
+# alone decides when the page fetches the site list and when each answer arrives:
+# - the page's refresh timer (every 20 s, setInterval) is held back, not run: on a slow machine it
+#   would otherwise start a fetch the test did not make; the test runs it once, by hand, at the end;
+# - the answers of /api/sites are held until the test releases them (or fails them, as a network
+#   error would), so that fetches overlap as they do when the stream's connect and the refresh meet.
+#   The requests themselves go to the monitor at once: each answer is the list as it was then;
+# - each call of refreshSites marks its fetch `handled` once the page is done with the answer (shown
+#   or not), so the test waits for that rather than for a guessed time.
 HOLD_SITE_FETCHES = """
-window.__siteFetches = [];
-const realFetch = window.fetch;
-window.fetch = (path, options) => {
-  if (path !== "/api/sites") return realFetch.call(window, path, options);
-  const held = { answered: false };
-  window.__siteFetches.push(held);
-  return new Promise((resolve, reject) => realFetch.call(window, path, options).then((r) => {
-    held.release = () => resolve(r);
-    held.fail = () => reject(new TypeError("Failed to fetch"));
-    held.answered = true;
-  }, reject));
-};
+(() => {  // its names kept out of the page's
+  window.__heldTimers = [];
+  const realSetInterval = window.setInterval;
+  window.setInterval = function (fn, ms, ...args) {
+    if (typeof fn === "function" && String(fn).includes('"sites"')) { window.__heldTimers.push(fn); return 0; }
+    return realSetInterval.call(window, fn, ms, ...args);
+  };
+  window.__siteFetches = [];
+  const realFetch = window.fetch;
+  window.fetch = (path, options) => {
+    if (path !== "/api/sites") return realFetch.call(window, path, options);
+    const held = { answered: false, handled: false };
+    window.__siteFetches.push(held);
+    return new Promise((resolve, reject) => realFetch.call(window, path, options).then((r) => {
+      held.release = () => resolve(r);
+      held.fail = () => reject(new TypeError("Failed to fetch"));
+      held.answered = true;
+    }, reject));
+  };
+  window.addEventListener("DOMContentLoaded", () => {
+    const realRefreshSites = window.refreshSites;
+    window.refreshSites = function () {
+      const before = window.__siteFetches.length;
+      const done = realRefreshSites.apply(this, arguments);
+      const held = window.__siteFetches[before];  // the fetch this call made (at once, through api())
+      if (held) done.finally(() => { held.handled = true; });
+      return done;
+    };
+  });
+})();
 """
 
 
@@ -849,8 +873,8 @@ def test_overlapping_site_list_fetches_keep_the_live_rows_and_the_list(broker, m
     over the stream when it changes; two fetches may be on their way at once. The first one's answer,
     older than a row that came meanwhile, must not bring the site's old values back (the later fetch
     once dropped the rows the first had gathered), nor be thrown away for a later fetch that has not
-    answered (it was: the list waited for that one, and for the next refresh when it failed); an
-    answer older than one already shown is not shown."""
+    answered or has failed (it was: the list waited for that one, and for the next refresh when it
+    failed), whichever of the two comes first; an answer older than one already shown is not shown."""
     mon = monitors(broker)
     pub = publisher(broker)
     changing, quiet = "sch-0401", "sch-0402"
@@ -867,27 +891,25 @@ def test_overlapping_site_list_fetches_keep_the_live_rows_and_the_list(broker, m
                       what="both sites stored")
     time.sleep(1.5)  # their rows went out on the live stream (once a second), before the page's opens
 
-    browser.get(f"http://127.0.0.1:{mon.port}/")
-    kg_e2e.wait_until(lambda: browser.find_element(By.ID, "login-operator").is_displayed(), 10, what="the sign-in form")
-    browser.execute_script(HOLD_SITE_FETCHES)
-    browser.find_element(By.ID, "login-operator").send_keys(OPERATOR)
-    browser.find_element(By.ID, "login-password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "login-submit").click()
-    kg_e2e.wait_until(lambda: browser.find_element(By.ID, "live").text == "live", 10, what="the live stream")
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": HOLD_SITE_FETCHES})
+    sign_in(browser, mon)
+    assert browser.execute_script("return window.__heldTimers.length") == 1, "the page's refresh timer was not held"
 
-    def answered(i):
-        return browser.execute_script("const f = window.__siteFetches[arguments[0]]; return !!(f && f.answered)", i)
+    def fetched(i, what):
+        return browser.execute_script("const f = window.__siteFetches[arguments[0]]; return !!(f && f[arguments[1]])",
+                                      i, what)
 
     def start_fetch():
         """The refresh the page makes every 20 s, made now; the index of its fetch."""
         i = browser.execute_script("return window.__siteFetches.length")
         browser.execute_script("refreshSites()")
-        kg_e2e.wait_until(lambda: answered(i), 10, what=f"site fetch {i} answered")
+        kg_e2e.wait_until(lambda: fetched(i, "answered"), 10, what=f"site fetch {i} answered")
         return i
 
     def settle(i, how="release"):
+        """Gives the page fetch i's answer (or its failure) and waits until the page is done with it."""
         browser.execute_script(f"window.__siteFetches[arguments[0]].{how}()", i)
-        time.sleep(0.5)  # the page reads the body and draws the table
+        kg_e2e.wait_until(lambda: fetched(i, "handled"), 10, what=f"the page done with site fetch {i}")
 
     def row(site):
         return browser.execute_script(
@@ -896,21 +918,33 @@ def test_overlapping_site_list_fetches_keep_the_live_rows_and_the_list(broker, m
 
     # The connect's fetch (0) answered with fridge 1.5; then 2.5 comes over the stream, and the
     # refresh (1) starts.
-    kg_e2e.wait_until(lambda: answered(0), 10, what="the connect's site fetch answered")
+    kg_e2e.wait_until(lambda: fetched(0, "answered"), 10, what="the connect's site fetch answered")
     publish_all(pub, [fridge(changing, 2.5)])
     kg_e2e.wait_until(lambda: "fridge: 2.5 degC" in row(changing), 5, what="the new reading from the live row")
     assert row(quiet) == "", "listed before any list came"
     refresh = start_fetch()
-    # The older answer comes first: it is shown (the quiet site appears), with the row laid over it.
-    settle(0)
-    assert "fridge: 4 degC" in row(quiet), f"the first list was not shown: {row(quiet)!r}"
-    assert "fridge: 2.5 degC" in row(changing), f"the live row was lost to an older list: {row(changing)!r}"
-    # The refresh fails: what is shown stays.
+    # The later fetch fails first: nothing to show, and the earlier answer is still to be shown.
     settle(refresh, "fail")
-    assert "fridge: 4 degC" in row(quiet) and "fridge: 2.5 degC" in row(changing)
+    assert row(quiet) == "", f"a failed fetch showed a list: {row(quiet)!r}"
+    # The older answer comes next: it is shown (the quiet site appears), with the row laid over it.
+    settle(0)
+    assert "fridge: 4 degC" in row(quiet), f"the first list was not shown after a later fetch failed: {row(quiet)!r}"
+    assert "fridge: 2.5 degC" in row(changing), f"the live row was lost to an older list: {row(changing)!r}"
 
-    # Two more overlap, the later answering first: the earlier one's answer, older, is not shown. The
-    # quiet site's heartbeat age tells the two answers apart (2 s between them).
+    # Two more overlap, the earlier answering first and the later failing after it: the earlier answer
+    # is shown, not held back for the later one, and stays. The quiet site's heartbeat age tells the
+    # lists apart (over 2 s between them).
+    time.sleep(2.2)
+    first_list = row(quiet)
+    earlier = start_fetch()
+    later = start_fetch()
+    settle(earlier)
+    assert row(quiet) != first_list, f"an answer was held back for a later fetch on its way: {row(quiet)!r}"
+    second_list = row(quiet)
+    settle(later, "fail")
+    assert row(quiet) == second_list and "fridge: 2.5 degC" in row(changing), (row(quiet), row(changing))
+
+    # Two more overlap, the later answering first: the earlier one's answer, older, is not shown.
     earlier = start_fetch()
     time.sleep(2.2)
     publish_all(pub, [fridge(changing, 3.5)])
@@ -918,12 +952,18 @@ def test_overlapping_site_list_fetches_keep_the_live_rows_and_the_list(broker, m
     later = start_fetch()
     settle(later)
     shown = row(quiet)
+    assert shown != second_list, f"the later answer was not shown: {shown!r}"
     settle(earlier)
     assert row(quiet) == shown, f"an older list replaced a newer one: {shown!r} -> {row(quiet)!r}"
     assert "fridge: 3.5 degC" in row(changing)
     assert browser.execute_script("return window.__siteFetches.length") == later + 1, "a site fetch the test did not make"
+    # The timer held back is the page's refresh of the list: run once, it fetches the list.
+    browser.execute_script("window.__heldTimers[0]()")
+    kg_e2e.wait_until(lambda: fetched(later + 1, "answered"), 10, what="the refresh timer's site fetch")
+    settle(later + 1)
     pub.disconnect()
     assert mon.terminate() == 0
+
 
 def numbered(n, site, stream):
     """Event number `n` of a gateway's numbered stream (docs/mqtt.md, "Sequence numbers and replay")."""
