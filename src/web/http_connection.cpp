@@ -214,6 +214,12 @@ struct HttpSession::FileWrite {
 };
 
 void HttpSession::send(FileAnswer res, const Request& req) {
+    if (req.method() == http::verb::head) {
+        // The head alone, with the length the body would have (as send(Response) does).
+        Response head(std::move(res.base()));
+        head.content_length(res.body().size);
+        return send(std::move(head), req);
+    }
     const bool keep_alive = req.keep_alive();
     res.keep_alive(keep_alive);
     res.prepare_payload();
@@ -227,7 +233,23 @@ void HttpSession::write_file(std::shared_ptr<FileWrite> write) {
     http::async_write_some(
         stream_, serializer,
         [self = shared_from_this(), write = std::move(write)](beast::error_code ec, std::size_t) mutable {
+            if (ec && !write->serializer.is_header_done() &&
+                ec.category() == boost::system::system_category()) {
+                // The file could not be read before anything went out (cut short, an I/O error):
+                // a status the client can act on, as a failed open gets, instead of an empty reply.
+                Request asked{http::verb::get, "/", write->response.version()};
+                asked.keep_alive(false);
+                auto res =
+                    plain_response(asked, http::status::service_unavailable,
+                                   "the evidence file cannot be read now (" + ec.message() + "); ask again\n",
+                                   "text/plain; charset=utf-8", write->response[http::field::server]);
+                res.set(http::field::retry_after, "5");
+                return self->send(std::move(res), asked);
+            }
             if (ec) return self->close();
+            // A server stopping ends the connection between two writes, not after a body that may
+            // take minutes.
+            if (self->ticket_.server_stopped()) return self->close();
             if (!write->serializer.is_done()) return self->write_file(std::move(write));
             self->written(write->keep_alive);
         });

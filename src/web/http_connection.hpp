@@ -129,8 +129,8 @@ protected:
     // would have (RFC 9110 9.3.2), whatever the handler put in the body.
     void send(Response res, const Request& req);
     // A file's part (a GET answered by file_response), read as the socket takes it. The idle timeout
-    // is for each write, not the whole body: a clip of 90 MiB takes minutes to a slow phone, and
-    // only a client that takes nothing for idle_timeout is dropped.
+    // is for each write, not the whole body: a clip of 90 MiB takes minutes to a slow phone, and a
+    // client is dropped when the socket takes no new chunk for idle_timeout. A HEAD gets the head.
     void send(FileAnswer res, const Request& req);
     void close();
 

@@ -124,6 +124,10 @@ public:
         thread_.join();
     }
     unsigned short port() const { return server_->port(); }
+    // The server stops; its io_context runs on, as the gateway's does for a moment.
+    void stop() {
+        net::post(io_, [this] { server_->stop(); });
+    }
 
 private:
     net::io_context io_;
@@ -416,6 +420,59 @@ TEST(FileResponse, AClientThatTakesNothingIsDroppedAfterTheIdleTimeout) {
     while (!ec) received += socket.read_some(net::buffer(chunk), ec);
     EXPECT_EQ(ec, net::error::eof) << ec.message();
     EXPECT_LT(received, file.data.size()) << "the whole file went into buffers: the test proves nothing";
+}
+
+TEST(FileResponse, AFileCutShortBeforeItsFirstByteWentIsA503) {
+    const PatternFile file("kg-file-cut", 100000);
+    Server server({}, [&](const kg::web::Request& req, const std::string&) {
+        auto answer = kg::web::file_response(req, file.path.string(), "video/mp4");
+        std::filesystem::resize_file(file.path, 0);  // written over between the open and the send
+        return answer;
+    });
+    auto res = fetch(server.port(), http::verb::get, {});
+    EXPECT_EQ(res.result(), http::status::service_unavailable) << res.body();
+    EXPECT_EQ(res[http::field::retry_after], "5");
+}
+
+TEST(FileResponse, AHeadAnsweredWithAFileGetsTheHeadAlone) {
+    const PatternFile file("kg-file-head", 100000);
+    Server server({}, [&](const kg::web::Request& req, const std::string&) {
+        auto get = req;
+        get.method(http::verb::get);  // a handler that answers HEAD as GET
+        return kg::web::file_response(get, file.path.string(), "video/mp4");
+    });
+    auto head = fetch(server.port(), http::verb::head, {});
+    EXPECT_EQ(head.result(), http::status::ok);
+    EXPECT_EQ(head[http::field::content_length], "100000");
+    EXPECT_TRUE(head.body().empty());
+}
+
+TEST(FileResponse, AStoppingServerEndsADownloadBetweenWrites) {
+    const PatternFile file("kg-file-stop", 12 << 20);
+    Server server({}, [&](const kg::web::Request& req, const std::string&) {
+        return kg::web::file_response(req, file.path.string(), "video/mp4");
+    });
+    net::io_context io;
+    tcp::socket socket(io);
+    socket.open(tcp::v4());
+    socket.set_option(net::socket_base::receive_buffer_size(64 * 1024));
+    socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
+    http::request<http::empty_body> req{http::verb::get, "/clip.mp4", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(socket, req);
+    std::size_t received = 0;
+    std::vector<char> chunk(128 * 1024);
+    boost::system::error_code ec;
+    received += socket.read_some(net::buffer(chunk), ec);
+    server.stop();
+    // Read slowly on: the body would take about 10 s; the server lets go at its next write.
+    const auto started = std::chrono::steady_clock::now();
+    while (!ec && std::chrono::steady_clock::now() - started < std::chrono::seconds(20)) {
+        received += socket.read_some(net::buffer(chunk), ec);
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(ec, net::error::eof) << ec.message();
+    EXPECT_LT(received, file.data.size() / 2);
 }
 
 }  // namespace
