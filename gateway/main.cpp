@@ -18,9 +18,9 @@
 
 #include "app/detector_preflight.hpp"
 #include "app/gateway.hpp"
-#include "app/supervision.hpp"
 #include "common/backoff.hpp"
 #include "common/file_limit.hpp"
+#include "common/log_throttle.hpp"
 #include "common/logging.hpp"
 #include "common/process_signals.hpp"
 #include "common/watchdog_keeper.hpp"
@@ -64,11 +64,9 @@ struct BuildFailed : std::runtime_error {
 // `fallback`: a configuration that ran before this one (this run is a reload) and is started again
 // if this one cannot be built.
 // `watchdog`: feeds systemd's watchdog from when a reload is asked for until the next run is ready.
-// `failing_limit`: a part of the supervision tick that failed on every run this long stops the
-// tick from feeding the watchdog (kg::app::Supervision); zero without one.
 RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
                 const kg::ProcessSignals& process_signals, kg::app::CarryOver& carry, bool fallback,
-                kg::WatchdogKeeper& watchdog, std::chrono::milliseconds failing_limit) {
+                kg::WatchdogKeeper& watchdog) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -256,13 +254,20 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     }
     for (auto& l : listeners) try_open(*l);
     kg::SignalWatch signals(io, process_signals);
-    kg::app::Supervision supervision(
-        gateway, [] { sd_notify(0, "WATCHDOG=1"); }, failing_limit, log);
+    kg::LogThrottle tick_failures;
     std::function<void()> schedule_tick = [&] {
         timer.expires_after(kg::app::Gateway::kTickInterval);
         timer.async_wait([&](const boost::system::error_code& ec) {
             if (ec) return;
-            supervision.tick();  // never throws; feeds the watchdog unless a part is broken for good
+            // A tick that throws must not take the daemon down with it (out of io.run(), then
+            // again in ~Gateway: std::terminate, a restart loop): said, and tried at the next.
+            try {
+                gateway.tick();
+            } catch (const std::exception& e) {
+                if (const auto n = tick_failures.pass())
+                    log->error("supervision tick failed ({} time(s) since the last line): {}", n, e.what());
+            }
+            sd_notify(0, "WATCHDOG=1");  // the supervision loop is alive
             schedule_tick();
         });
     };
@@ -293,19 +298,13 @@ int run(kg::config::Gateway cfg, const std::string& config_path, const kg::Proce
     const auto every = std::chrono::milliseconds(
         sd_watchdog_enabled(0, &watchdog_usec) > 0 ? static_cast<std::int64_t>(watchdog_usec / 2000) : 0);
     kg::WatchdogKeeper watchdog([] { sd_notify(0, "WATCHDOG=1"); }, every, kReloadLongest);
-    // A part of the supervision tick that failed on every run for ten watchdog intervals (5 minutes
-    // under the shipped unit's WatchdogSec=30) is broken for good: the watchdog is no longer fed, and
-    // systemd restarts the gateway. A fault that passes sooner (a disk full for a while, a broker
-    // away) does not restart it.
-    constexpr int kFailingIntervals = 10;
-    const std::chrono::milliseconds failing_limit = every * 2 * kFailingIntervals;
     kg::app::CarryOver carry;
     // The configuration of the run before a reload, while the reloaded one has not started.
     std::optional<kg::config::Gateway> previous;
     for (;;) {
         RunEnd end;
         try {
-            end = run_once(cfg, config_path, signals, carry, previous.has_value(), watchdog, failing_limit);
+            end = run_once(cfg, config_path, signals, carry, previous.has_value(), watchdog);
         } catch (const BuildFailed&) {
             // Logged by run_once. What the stopped run handed over is still in `carry` if the run
             // that failed was not built; one that failed to start took it with it.

@@ -46,11 +46,6 @@ public:
     // the sensor rules, evidence expiry. Each part runs on its own (TickParts): one that throws is
     // logged and the others still run.
     void tick();
-    // A part of tick() that has failed on every run for at least `bound`, and why (TickParts); nothing
-    // while the parts work or fail only for a while.
-    std::optional<std::string> failing_part(std::chrono::steady_clock::duration bound) const {
-        return tick_parts_.failing_for(bound);
-    }
     // A seam for tests: called with a part's name before tick() runs that part; what it throws is that
     // part's failure. Unset in the daemon.
     void before_tick_part(std::function<void(std::string_view part)> hook) { before_part_ = std::move(hook); }

@@ -1,7 +1,6 @@
-// The gateway's supervision tick (Gateway::tick) and what the daemon's timer does with it
-// (Supervision): each part runs on its own, and a part broken for good stops feeding systemd's
-// watchdog. A real Gateway on a real Mosquitto, with a real sensor; a part fails through the
-// gateway's test seam (before_tick_part), as no input makes one throw today.
+// The gateway's supervision tick (Gateway::tick): each part runs on its own. A real Gateway on a
+// real Mosquitto, with a real sensor; a part fails through the gateway's test seam
+// (before_tick_part), as no input makes one throw today.
 #include "app/gateway.hpp"
 
 #include <gtest/gtest.h>
@@ -19,7 +18,6 @@
 #include <string>
 #include <thread>
 
-#include "app/supervision.hpp"
 #include "app/tick_parts.hpp"
 #include "common/logging.hpp"
 #include "config/config_loader.hpp"
@@ -192,65 +190,4 @@ TEST(GatewayTick, AWarmFridgeRaisesItsAlertWhileAnEarlierPartFailsOnEveryTick) {
                        "cannot be published; the other parts go on"),
               std::string::npos)
         << log;
-}
-
-// The daemon fed systemd's watchdog after every tick, whatever the tick did: a gateway whose
-// supervision failed for good was never restarted. A part failing for less than the limit goes on
-// being fed; one failing longer stops the feeding, and it starts again once the part works.
-TEST(Supervision, APartFailingForGoodStopsFeedingTheWatchdogAndAPassingFaultDoesNot) {
-    TempDir dir;
-    // No broker: the supervision's parts run all the same.
-    kg::Logging logging("error", false);
-    kg::app::Gateway gateway(
-        fridge_site("tcp://127.0.0.1:" + std::to_string(kg::test::free_port()), dir.path), logging);
-    std::atomic<bool> failing{false};
-    gateway.before_tick_part([&](std::string_view part) {
-        if (failing && part == "sensor rules") throw std::runtime_error("the sensor rules fail");
-    });
-    gateway.start();
-    Lines lines;
-    int feeds = 0;
-    kg::app::Supervision supervision(
-        gateway, [&] { ++feeds; }, 400ms, lines.log);
-    auto run_for = [&](std::chrono::milliseconds span) {
-        const auto until = std::chrono::steady_clock::now() + span;
-        while (std::chrono::steady_clock::now() < until) {
-            supervision.tick();
-            std::this_thread::sleep_for(20ms);
-        }
-    };
-    run_for(100ms);
-    ASSERT_GT(feeds, 0);
-
-    // A fault that passes within the limit: fed throughout.
-    failing = true;
-    int before = feeds;
-    run_for(200ms);
-    EXPECT_GE(feeds - before, 5) << "a passing fault stopped the feeding";
-    failing = false;
-    run_for(100ms);
-
-    // A fault that stays: fed until the part has failed for 400 ms, then not.
-    failing = true;
-    run_for(600ms);
-    EXPECT_FALSE(supervision.feeding());
-    before = feeds;
-    run_for(200ms);
-    EXPECT_EQ(feeds, before) << "the watchdog was still fed with the sensor rules failing for good";
-    EXPECT_NE(lines.text().find("supervision broken: sensor rules has failed on every run for "),
-              std::string::npos)
-        << lines.text();
-    EXPECT_NE(lines.text().find("the sensor rules fail; systemd's watchdog is no longer fed"),
-              std::string::npos)
-        << lines.text();
-    EXPECT_EQ(lines.count("supervision broken"), 1u) << lines.text();
-
-    // Mended before systemd's restart came: fed again.
-    failing = false;
-    before = feeds;
-    run_for(100ms);
-    EXPECT_GT(feeds, before);
-    EXPECT_TRUE(supervision.feeding());
-    EXPECT_NE(lines.text().find("supervision works again"), std::string::npos) << lines.text();
-    gateway.stop();
 }
