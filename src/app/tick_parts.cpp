@@ -27,12 +27,16 @@ bool TickParts::run(std::string_view name, const std::function<void()>& part, Cl
     }
     auto it = parts_.find(name);
     if (why.empty()) {
-        if (it != parts_.end() && it->second.failures > 0) {
-            log_->info("supervision: {} works again, after {} failure(s) over {} s", name,
-                       it->second.failures,
-                       whole_seconds(it->second.last_failure - it->second.first_failure));
-            it->second.failures = 0;
+        if (it == parts_.end() || it->second.failures == 0) return true;
+        auto& p = it->second;
+        // Only after a failed line: a part that fails on every other tick would otherwise say once a
+        // minute that it failed and every second that it works again.
+        if (p.said_failing) {
+            log_->info("supervision: {} works again, after {} failure(s) over {} s (the last: {})", name,
+                       p.failures, whole_seconds(p.last_failure - p.first_failure), p.why);
         }
+        p.failures = 0;
+        p.said_failing = false;
         return true;
     }
     if (it == parts_.end()) it = parts_.emplace(std::string(name), Part{}).first;
@@ -42,20 +46,16 @@ bool TickParts::run(std::string_view name, const std::function<void()>& part, Cl
     p.last_failure = now;
     p.why = why;
     if (!p.throttle) p.throttle = std::make_unique<LogThrottle>(log_every_);
-    if (const auto n = p.throttle->pass(now)) {
+    auto n = p.throttle->pass(now);
+    // A reason not said before goes out at once: held back, it could be lost to a recovery.
+    if (n == 0 && why != p.said_why) n = 1;
+    if (n > 0) {
         log_->error("supervision: {} failed ({} time(s) since the last line): {}; the other parts go on",
                     name, n, why);
+        p.said_why = why;
+        p.said_failing = true;
     }
     return false;
-}
-
-std::optional<std::string> TickParts::failing_for(Clock::duration bound) const {
-    for (const auto& [name, p] : parts_) {
-        if (p.failures == 0 || p.last_failure - p.first_failure < bound) continue;
-        return fmt::format("{} has failed on every run for {} s ({} times): {}", name,
-                           whole_seconds(p.last_failure - p.first_failure), p.failures, p.why);
-    }
-    return std::nullopt;
 }
 
 }  // namespace kg::app

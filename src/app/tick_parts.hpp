@@ -3,9 +3,7 @@
 // rules, evidence expiry, ...), each run on its own: one that throws is logged with its name and
 // why, and the parts after it still run. Run one after another unguarded, a part that threw on
 // every tick stopped every part after it for good: a failing state publish left the sensor rules
-// unrun, and a warm fridge raised no alert. Also keeps how long each part has failed without
-// working in between, so that the daemon can tell a part broken for good (it stops feeding
-// systemd's watchdog) from one that failed for a while.
+// unrun, and a warm fridge raised no alert.
 
 #include <spdlog/spdlog.h>
 
@@ -14,7 +12,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -26,25 +23,23 @@ class TickParts {
 public:
     using Clock = std::chrono::steady_clock;
 
-    // `log_every`: a part that fails on every run is logged at most this often, each line with how
-    // many failures it stands for.
+    // `log_every`: a part failing for the same reason is logged at most this often, each line
+    // standing for the failures held back, and said to work again only after such a line; a
+    // failure for a reason not said before goes out at once.
     explicit TickParts(std::shared_ptr<spdlog::logger> log,
                        Clock::duration log_every = std::chrono::minutes(1));
 
     // Runs `part` named `name`. What it throws is caught and logged (naming the part and why); false
-    // then, and the caller goes on with its next part. On the tick's thread, as failing_for().
+    // then, and the caller goes on with its next part. On the tick's thread.
     bool run(std::string_view name, const std::function<void()>& part, Clock::time_point now = Clock::now());
-
-    // A part that has failed on every run it had for at least `bound` (its first and its latest
-    // failure since it last worked at least `bound` apart): "<name> has failed on every run for
-    // <n> s (<count> times): <why>". Nothing while every part works, or fails for less than that.
-    std::optional<std::string> failing_for(Clock::duration bound) const;
 
 private:
     struct Part {
         std::uint64_t failures = 0;  // since it last worked
         Clock::time_point first_failure, last_failure;
         std::string why;                        // the latest failure's
+        std::string said_why;                   // the last reason a line gave
+        bool said_failing = false;              // a failed line went out since the part last worked
         std::unique_ptr<LogThrottle> throttle;  // its own: one noisy part does not hide another
     };
 
