@@ -331,6 +331,25 @@ struct PatternFile {
     std::string data;
 };
 
+// A handler serving `file` as a clip.
+kg::web::Handler serving(const PatternFile& file) {
+    return [&file](const kg::web::Request& req, const std::string&) {
+        return kg::web::file_response(req, file.path.string(), "video/mp4");
+    };
+}
+
+// A connection that has asked for the clip, reading into a buffer of about `receive_buffer` bytes.
+tcp::socket ask_for_the_clip(net::io_context& io, unsigned short port, int receive_buffer) {
+    tcp::socket socket(io);
+    socket.open(tcp::v4());
+    socket.set_option(net::socket_base::receive_buffer_size(receive_buffer));
+    socket.connect({net::ip::make_address("127.0.0.1"), port});
+    http::request<http::empty_body> req{http::verb::get, "/clip.mp4", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(socket, req);
+    return socket;
+}
+
 TEST(FileResponse, AGetHoldsTheFileOpenInsteadOfReadingIt) {
     // A clip of 64 MiB to 16 connections was 2 GiB of memory: the GET's answer holds the file
     // open and the part asked for, and reads nothing until it is sent.
@@ -362,18 +381,10 @@ TEST(FileResponse, AClientThatKeepsReadingGetsAFileLongerThanTheTimeoutToSend) {
     const PatternFile file("kg-file-slow", 12 << 20);
     kg::web::Limits limits;
     limits.idle_timeout = std::chrono::milliseconds(1000);
-    Server server(limits, [&](const kg::web::Request& req, const std::string&) {
-        return kg::web::file_response(req, file.path.string(), "video/mp4");
-    });
+    Server server(limits, serving(file));
 
     net::io_context io;
-    tcp::socket socket(io);
-    socket.open(tcp::v4());
-    socket.set_option(net::socket_base::receive_buffer_size(256 * 1024));
-    socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
-    http::request<http::empty_body> req{http::verb::get, "/clip.mp4", 11};
-    req.set(http::field::host, "127.0.0.1");
-    http::write(socket, req);
+    auto socket = ask_for_the_clip(io, server.port(), 256 * 1024);
 
     std::string received;
     std::vector<char> chunk(256 * 1024);
@@ -401,17 +412,9 @@ TEST(FileResponse, AClientThatTakesNothingIsDroppedAfterTheIdleTimeout) {
     const PatternFile file("kg-file-stalled", 12 << 20);
     kg::web::Limits limits;
     limits.idle_timeout = std::chrono::milliseconds(300);
-    Server server(limits, [&](const kg::web::Request& req, const std::string&) {
-        return kg::web::file_response(req, file.path.string(), "video/mp4");
-    });
+    Server server(limits, serving(file));
     net::io_context io;
-    tcp::socket socket(io);
-    socket.open(tcp::v4());
-    socket.set_option(net::socket_base::receive_buffer_size(64 * 1024));
-    socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
-    http::request<http::empty_body> req{http::verb::get, "/clip.mp4", 11};
-    req.set(http::field::host, "127.0.0.1");
-    http::write(socket, req);
+    auto socket = ask_for_the_clip(io, server.port(), 64 * 1024);
     // Takes nothing for well over the timeout, then drains what was sent before the server gave up.
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     std::size_t received = 0;
@@ -449,17 +452,9 @@ TEST(FileResponse, AHeadAnsweredWithAFileGetsTheHeadAlone) {
 
 TEST(FileResponse, AStoppingServerEndsADownloadBetweenWrites) {
     const PatternFile file("kg-file-stop", 12 << 20);
-    Server server({}, [&](const kg::web::Request& req, const std::string&) {
-        return kg::web::file_response(req, file.path.string(), "video/mp4");
-    });
+    Server server({}, serving(file));
     net::io_context io;
-    tcp::socket socket(io);
-    socket.open(tcp::v4());
-    socket.set_option(net::socket_base::receive_buffer_size(64 * 1024));
-    socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
-    http::request<http::empty_body> req{http::verb::get, "/clip.mp4", 11};
-    req.set(http::field::host, "127.0.0.1");
-    http::write(socket, req);
+    auto socket = ask_for_the_clip(io, server.port(), 64 * 1024);
     std::size_t received = 0;
     std::vector<char> chunk(128 * 1024);
     boost::system::error_code ec;
