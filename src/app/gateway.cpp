@@ -537,6 +537,10 @@ bool Gateway::ready(std::string& why_not) const {
         if (!s.online) problems.push_back("camera " + s.camera->id + " offline");
     }
     if (cameras_.size() != states_.size()) problems.push_back("starting");
+    // A part of the supervision that throws on every tick (the sensor rules, the states) leaves
+    // the box up and its work undone: said here as well as in the log.
+    for (auto& part : tick_parts_.failing(std::chrono::steady_clock::now()))
+        problems.push_back("supervision: " + std::move(part));
     for (const auto& p : problems) why_not += (why_not.empty() ? "" : "; ") + p;
     return problems.empty();
 }
@@ -658,6 +662,11 @@ std::string Gateway::metrics() const {
     m += fmt::format("kg_outbox_dead_total {}\n", outbox_.dead());
     family("kg_outbox_delivered_total", "counter", "messages acknowledged by the broker since start");
     m += fmt::format("kg_outbox_delivered_total {}\n", outbox_.delivered());
+    family("kg_supervision_failures_total", "counter",
+           "runs of a part of the supervision tick (camera states, sensor rules, expiry, ...) that threw; "
+           "a part is listed once it first failed");
+    for (const auto& [part, n] : tick_parts_.failures_total())
+        m += fmt::format("kg_supervision_failures_total{{part=\"{}\"}} {}\n", label(part), n);
     family("kg_mqtt_connected", "gauge", "1 while connected to the broker");
     m += fmt::format("kg_mqtt_connected {}\n", link_.connected() ? 1 : 0);
     if (sensors_) {

@@ -43,6 +43,7 @@ bool TickParts::run(std::string_view name, const std::function<void()>& part, Cl
     auto& p = it->second;
     if (p.failures == 0) p.first_failure = now;
     ++p.failures;
+    ++p.total;
     p.last_failure = now;
     p.why = why;
     if (!p.throttle) p.throttle = std::make_unique<LogThrottle>(log_every_);
@@ -56,6 +57,22 @@ bool TickParts::run(std::string_view name, const std::function<void()>& part, Cl
         p.said_failing = true;
     }
     return false;
+}
+
+std::vector<std::string> TickParts::failing(Clock::time_point now) const {
+    std::vector<std::string> out;
+    for (const auto& [name, p] : parts_) {
+        if (p.failures > 0)
+            out.push_back(
+                fmt::format("{} failing for {} s: {}", name, whole_seconds(now - p.first_failure), p.why));
+    }
+    return out;
+}
+
+std::map<std::string, std::uint64_t> TickParts::failures_total() const {
+    std::map<std::string, std::uint64_t> out;
+    for (const auto& [name, p] : parts_) out[name] = p.total;
+    return out;
 }
 
 }  // namespace kg::app

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/log_throttle.hpp"
 
@@ -33,9 +34,15 @@ public:
     // then, and the caller goes on with its next part. On the tick's thread.
     bool run(std::string_view name, const std::function<void()>& part, Clock::time_point now = Clock::now());
 
+    // The parts whose latest run failed, by name: "<name> failing for <n> s: <why>" (for /readyz).
+    std::vector<std::string> failing(Clock::time_point now = Clock::now()) const;
+    // Each part that ever failed, with its failures since this TickParts began (for the metrics).
+    std::map<std::string, std::uint64_t> failures_total() const;
+
 private:
     struct Part {
         std::uint64_t failures = 0;  // since it last worked
+        std::uint64_t total = 0;     // ever
         Clock::time_point first_failure, last_failure;
         std::string why;                        // the latest failure's
         std::string said_why;                   // the last reason a line gave

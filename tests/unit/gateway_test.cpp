@@ -194,6 +194,18 @@ TEST(GatewayTick, AWarmFridgeRaisesItsAlertWhileAnEarlierPartFailsOnEveryTick) {
     // raised it).
     const bool alerted = within(
         15s, [&] { return has_event(gateway.recent_events(50), "too_warm", "start"); }, tick);
+    // Said where an operator looks too: /readyz and the metrics.
+    std::string why;
+    EXPECT_FALSE(gateway.ready(why));
+    EXPECT_NE(why.find("supervision: camera states failing for "), std::string::npos) << why;
+    EXPECT_NE(why.find("s: the camera states cannot be published"), std::string::npos) << why;
+    EXPECT_NE(gateway.metrics().find("kg_supervision_failures_total{part=\"camera states\"} "),
+              std::string::npos);
+    gateway.before_tick_part({});
+    tick();
+    why.clear();
+    gateway.ready(why);
+    EXPECT_EQ(why.find("supervision"), std::string::npos) << why;
     gateway.stop();
     device.disconnect()->wait_for(5s);
     const auto log = testing::internal::GetCapturedStderr();
