@@ -529,10 +529,14 @@ SqliteStore::Whereabouts SqliteStore::whereabouts(std::int64_t from, std::int64_
 
 std::vector<std::string> SqliteStore::latest_numbered(const std::string& topic, std::size_t limit) {
     std::lock_guard lock(mutex_);
+    // Each table walked back from its newest number (its primary key, the stream_seq index) until
+    // it has `limit`: a start reads some hundreds of rows, not the 16 MiB the sent table may hold.
     sqlite::Stmt s(db_,
-                   "SELECT payload FROM (SELECT seq AS n, payload FROM sent WHERE topic = ?1 UNION ALL "
-                   "SELECT stream_seq AS n, payload FROM messages WHERE topic = ?1 AND stream_seq > 0) "
-                   "ORDER BY n DESC LIMIT ?2");
+                   "SELECT payload FROM ("
+                   "SELECT * FROM (SELECT seq AS n, payload FROM sent WHERE topic = ?1 ORDER BY seq DESC "
+                   "LIMIT ?2) UNION ALL "
+                   "SELECT * FROM (SELECT stream_seq AS n, payload FROM messages WHERE topic = ?1 AND "
+                   "stream_seq > 0 ORDER BY stream_seq DESC LIMIT ?2)) ORDER BY n DESC LIMIT ?2");
     s.bind(1, topic).bind(2, static_cast<std::int64_t>(limit));
     std::vector<std::string> out;
     while (s.step()) out.push_back(s.blob(0));
