@@ -435,6 +435,14 @@ private:
         if (ctx_.store_failure)
             out += fmt::format("# TYPE kgm_store_failing gauge\nkgm_store_failing {}\n",
                                ctx_.store_failure().empty() ? 0 : 1);
+        if (ctx_.clock != nullptr) {
+            if (const auto off = ctx_.clock->offset())
+                out += fmt::format(
+                    "# HELP kgm_clock_offset_seconds the sites' clocks minus the room's (the median over "
+                    "the sites heard from in 10 min; > 0: the room is behind)\n"
+                    "# TYPE kgm_clock_offset_seconds gauge\nkgm_clock_offset_seconds {:.3f}\n",
+                    off->seconds);
+        }
         if (ctx_.replay_requests)
             out += fmt::format("# TYPE kgm_replay_requests_total counter\nkgm_replay_requests_total {}\n",
                                ctx_.replay_requests());

@@ -37,6 +37,8 @@ struct ApiContext {
     std::function<std::string()> notification_metrics;  // the notifier's lines, empty without one
     // Why the database does not take messages now (empty: it does); /readyz is 503 meanwhile.
     std::function<std::string()> store_failure;
+    // The sites' clocks against the room's (Ingest::clock()); /metrics gives it when it is known.
+    const ClockWatch* clock = nullptr;
 };
 
 WebHandler make_api(ApiContext ctx, std::shared_ptr<spdlog::logger> log);

@@ -252,7 +252,8 @@ Ingest::Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::l
       prefix_(std::move(topic_prefix)),
       log_(std::move(log)),
       notify_(std::move(notify)),
-      track_sequences_(track_sequences) {}
+      track_sequences_(track_sequences),
+      clock_(log_) {}
 
 void Ingest::state_stored(Store::SourceStored stored, const std::string& topic, const std::string& payload,
                           const std::string& site, const char* what, const std::string& id) {
@@ -438,6 +439,13 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
                                kind == "cameras" ? "camera" : "sensor");
                 !e.empty())
                 return refuse(topic, payload, e);
+        }
+    }
+    // A live state was stamped by its gateway a moment ago: the room's clock is checked against it
+    // (a retained one may be hours old).
+    if (!retained && kind != "gateway" && parts.size() == 5 && parts[4] == "state") {
+        if (const auto t = j.find("time"); t != j.end() && t->is_string()) {
+            if (const auto sent = parse_iso8601_utc(t->get<std::string>())) clock_.heard(site, *sent, now);
         }
     }
     if (kind == "gateway" && parts.size() == 3) {

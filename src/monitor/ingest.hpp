@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/time.hpp"
+#include "monitor/clock_watch.hpp"
 #include "monitor/store.hpp"
 
 namespace kg::monitor {
@@ -65,6 +66,8 @@ public:
             store_retries{0}, expired{0}, lost_numbers{0}, found_numbers{0};
     };
     const Counters& counters() const { return counters_; }
+    // The room's clock against the sites' (their live states' times).
+    const ClockWatch& clock() const { return clock_; }
     // Why the database does not take the message in hand (a transient error, retried: disk full,
     // locked, read-only); empty while it takes what comes. /readyz says it (any thread).
     std::string store_failure() const;
@@ -92,6 +95,7 @@ private:
     Notify notify_;
     bool track_sequences_;
     Counters counters_;
+    ClockWatch clock_;
     // Per site: when a found number was last logged, and how many were found since.
     struct FoundLog {
         std::optional<TimePoint> last;

@@ -65,7 +65,8 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
                    [this] { return replay_ ? replay_->requests() : 0; },
                    [this] { return replay_ ? replay_->given_up() : 0; },
                    [this] { return notifier_ ? notifier_->metrics_text() : std::string(); },
-                   [this] { return ingest_->store_failure(); }};
+                   [this] { return ingest_->store_failure(); },
+                   &ingest_->clock()};
     auto http_log = logging.get("http");
     WebLimits limits;
     limits.http.trusted_proxies = web::TrustedProxies::parse(cfg_.http.trusted_proxies);

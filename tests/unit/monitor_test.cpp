@@ -1593,3 +1593,53 @@ TEST(MonitorWebServer, AStreamClosedForFallingBehindNamesTheClientBehindTheProxy
     runner.join();
     EXPECT_NE(lines.str().find("event stream to 203.0.113.9 closed"), std::string::npos) << lines.str();
 }
+
+// A room whose clock is a day behind refused every site's roll-ups as ahead, and nothing said its
+// own clock was the cause. Live states carry their gateway's time: the median over the sites says
+// it, once an hour, and /metrics gives it; one site's wrong clock, and retained states, do not.
+TEST(MonitorClock, TheRoomSaysWhenMostSitesAgreeItsClockIsOff) {
+    using std::chrono::hours;
+    using std::chrono::minutes;
+    using std::chrono::seconds;
+    std::ostringstream lines;
+    auto log =
+        std::make_shared<spdlog::logger>("ingest", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", log, [](const Change&) {});
+    const auto room = kT0;  // the room's clock; the sites' read a day later
+    auto state = [&](const std::string& site, kg::TimePoint sent) {
+        return nlohmann::json{
+            {"site", site}, {"camera", "k"}, {"online", true}, {"time", kg::iso8601_utc(sent)}}
+            .dump();
+    };
+    // Two sites: too few to outvote one wrong clock.
+    ingest.handle("kitchen/s1/cameras/k/state", state("s1", room + hours(24)), false, room);
+    ingest.handle("kitchen/s2/cameras/k/state", state("s2", room + hours(24)), false, room);
+    EXPECT_FALSE(ingest.clock().offset().has_value());
+    // A retained state is hours old whatever the clocks: not counted.
+    ingest.handle("kitchen/s3/cameras/k/state", state("s3", room - hours(5)), true, room);
+    EXPECT_FALSE(ingest.clock().offset().has_value());
+    ingest.handle("kitchen/s3/cameras/k/state", state("s3", room + hours(24) + seconds(1)), false, room);
+    const auto off = ingest.clock().offset();
+    ASSERT_TRUE(off.has_value());
+    EXPECT_NEAR(off->seconds, 86400, 1);
+    EXPECT_EQ(off->sites, 3u);
+    // One site's own clock a year off does not move the median.
+    ingest.handle("kitchen/s4/cameras/k/state", state("s4", room - hours(24 * 365)), false, room);
+    EXPECT_NEAR(ingest.clock().offset()->seconds, 86400, 1);
+
+    // The warning: checked at most once a minute, said at most once an hour.
+    kg::monitor::ClockWatch watch(log);
+    const auto t = std::chrono::steady_clock::time_point{} + hours(1);
+    for (const auto* site : {"a", "b", "c"}) watch.heard(site, room + seconds(30), room, t);
+    watch.heard("a", room + seconds(30), room, t + minutes(2));
+    EXPECT_EQ(lines.str().find("the room's clock is"), std::string::npos) << "30 s is a delivery delay";
+    for (const auto* site : {"a", "b", "c"}) watch.heard(site, room + hours(24), room, t + minutes(4));
+    watch.heard("a", room + hours(24), room, t + minutes(5));
+    watch.heard("a", room + hours(24), room, t + minutes(7));
+    const auto text = lines.str();
+    EXPECT_NE(text.find("the room's clock is 86400 s behind the clocks of 3 sites"), std::string::npos)
+        << text;
+    EXPECT_EQ(text.find("the room's clock is", text.find("the room's clock is") + 1), std::string::npos)
+        << "once an hour: " << text;
+}

@@ -1,0 +1,57 @@
+#pragma once
+// The room's own clock against the sites'. Every live camera or sensor state carries the time its
+// gateway sent it; when most sites agree that the room's clock is off (NTP down on the room's
+// server), the room says so: a clock a day behind refuses every site's roll-ups as "ahead", and a
+// wrong clock makes every alert's age and every heartbeat wrong. One site's clock being off is
+// that site's problem, and the median over the sites is not moved by it.
+
+#include <spdlog/logger.h>
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/time.hpp"
+
+namespace kg::monitor {
+
+class ClockWatch {
+public:
+    static constexpr std::size_t kMinSites = 3;                // fewer cannot outvote one site's clock
+    static constexpr auto kWithin = std::chrono::minutes(10);  // sites heard from this recently count
+    static constexpr double kOffBy = 120;                      // seconds: beyond delivery delays
+    static constexpr std::size_t kMaxSites = 10000;
+
+    explicit ClockWatch(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {}
+
+    // A live message of `site`, stamped `sent` by its gateway, came at `now` on the room's clock.
+    // Warns, at most once an hour, while the median is off by more than kOffBy.
+    void heard(const std::string& site, TimePoint sent, TimePoint now,
+               std::chrono::steady_clock::time_point steady = std::chrono::steady_clock::now());
+
+    struct Offset {
+        double seconds = 0;  // the sites' clocks minus the room's (the median): > 0, the room is behind
+        std::size_t sites = 0;
+    };
+    // Over the sites heard within kWithin; nothing with fewer than kMinSites.
+    std::optional<Offset> offset(
+        std::chrono::steady_clock::time_point steady = std::chrono::steady_clock::now()) const;
+
+private:
+    std::optional<Offset> offset_locked(std::chrono::steady_clock::time_point steady) const;
+
+    std::shared_ptr<spdlog::logger> log_;
+    mutable std::mutex mutex_;
+    struct Heard {
+        double offset = 0;
+        std::chrono::steady_clock::time_point when;
+    };
+    std::map<std::string, Heard> sites_;
+    std::optional<std::chrono::steady_clock::time_point> checked_, warned_;
+};
+
+}  // namespace kg::monitor
