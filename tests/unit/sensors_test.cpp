@@ -718,8 +718,10 @@ TEST(MqttSensorInput, AFloodBehindAHandlerThatWaitsKeepsTheNewestTenThousand) {
         }
     }
     ASSERT_TRUE(unacknowledged.back()->wait_for(30s));
-    // Said at the first drop (and every 10000th), not at each.
-    ASSERT_TRUE(within(10s, [&] {
+    // Said at the first drop (and every 10000th), not at each. The broker's acknowledgements come
+    // ahead of the input's deliveries: on a loaded machine the drop is seconds behind them (CI once
+    // took more than 10 s), as the waits below allow.
+    ASSERT_TRUE(within(30s, [&] {
         return sink->contains("readings arrive faster than they are handled; 1 dropped");
     })) << "the first drop was not said";
     // The device's acknowledgements are the broker's, not the input's: wait until the input has had
