@@ -9,9 +9,12 @@
 namespace kg::app {
 namespace {
 
-std::string condition_of(const events::Event& e) {
-    return e.source + '\x1f' + e.check + '\x1f' + e.label + '\x1f' + e.zone;
+std::string condition_of(const std::string& source, const std::string& check, const std::string& label,
+                         const std::string& zone) {
+    return source + '\x1f' + check + '\x1f' + label + '\x1f' + zone;
 }
+
+std::string condition_of(const events::Event& e) { return condition_of(e.source, e.check, e.label, e.zone); }
 
 }  // namespace
 
@@ -134,23 +137,20 @@ void EventLog::adopt_history(const std::vector<std::string>& payloads, bool with
                     j.contains("sensor") ? j.value("sensor", "") : j.value("camera", "");
                 const auto zone =
                     j.value("zone", nlohmann::json()).is_string() ? j["zone"].get<std::string>() : "";
-                auto condition = source + '\x1f' + check + '\x1f' + j.value("label", "") + '\x1f' + zone;
+                auto condition = condition_of(source, check, j.value("label", ""), zone);
                 if (state == "start") {
                     raised[id] = day_.size();
                     day_.push_back({*time, check, id, false, std::move(condition), true});
                 } else if (state == "end") {
                     const auto reason = j.value("end_reason", "");
-                    const auto it = raised.find(id);
-                    if (reason == "cleared") {
-                        if (it != raised.end()) day_[it->second].stopped = false;
-                        day_.push_back({*time, check, id, true, std::move(condition)});
+                    if (const auto it = raised.find(id); it != raised.end()) {
+                        // Only a stop or a crash leaves a raise the next run's raise replaces; a
+                        // cleared condition or another forced end (camera offline) keeps it counted.
+                        day_[it->second].stopped =
+                            reason == events::kEndStopped || reason == events::kEndRestarted;
+                        raised.erase(it);
                     }
-                    // Ended by the gateway (stopped, restarted, camera offline): stays a raise the
-                    // next raise of the same condition replaces only when a stop ended it.
-                    if (it != raised.end() && reason != "cleared" && reason != events::kEndStopped &&
-                        reason != events::kEndRestarted)
-                        day_[it->second].stopped = false;
-                    if (it != raised.end()) raised.erase(it);
+                    if (reason == "cleared") day_.push_back({*time, check, id, true, std::move(condition)});
                 }
             }
             recent_.push_front(std::move(j));
