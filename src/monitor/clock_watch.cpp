@@ -21,13 +21,29 @@ void ClockWatch::heard(const std::string& site, TimePoint sent, TimePoint now,
     warned_ = steady;
     log_->warn(
         "the room's clock is {:.0f} s {} the clocks of {} sites (their median): set it right (NTP), or "
-        "roll-ups are refused as out of range and alert ages and heartbeats read wrong",
+        "alert ages and heartbeats read wrong (roll-ups and retention go by the sites' clocks meanwhile)",
         std::abs(off->seconds), off->seconds > 0 ? "behind" : "ahead of", off->sites);
 }
 
 std::optional<ClockWatch::Offset> ClockWatch::offset(std::chrono::steady_clock::time_point steady) const {
     std::lock_guard lock(mutex_);
     return offset_locked(steady);
+}
+
+namespace {
+TimePoint::duration as_duration(double seconds) {
+    return std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(seconds));
+}
+}  // namespace
+
+TimePoint ClockWatch::later_of(TimePoint now, std::chrono::steady_clock::time_point steady) const {
+    const auto off = offset(steady);
+    return off && off->seconds > 0 ? now + as_duration(off->seconds) : now;
+}
+
+TimePoint ClockWatch::earlier_of(TimePoint now, std::chrono::steady_clock::time_point steady) const {
+    const auto off = offset(steady);
+    return off && off->seconds < 0 ? now + as_duration(off->seconds) : now;
 }
 
 std::optional<ClockWatch::Offset> ClockWatch::offset_locked(

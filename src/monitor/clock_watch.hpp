@@ -41,6 +41,15 @@ public:
     std::optional<Offset> offset(
         std::chrono::steady_clock::time_point steady = std::chrono::steady_clock::now()) const;
 
+    // The later of the room's clock `now` and the sites' (their median, when known): what a site's
+    // time may not run far beyond. A room clock a day behind would otherwise refuse every roll-up.
+    TimePoint later_of(TimePoint now,
+                       std::chrono::steady_clock::time_point steady = std::chrono::steady_clock::now()) const;
+    // The earlier of the two: what retention counts back from. A room clock set a year ahead would
+    // otherwise delete every record as past its time.
+    TimePoint earlier_of(
+        TimePoint now, std::chrono::steady_clock::time_point steady = std::chrono::steady_clock::now()) const;
+
 private:
     std::optional<Offset> offset_locked(std::chrono::steady_clock::time_point steady) const;
 

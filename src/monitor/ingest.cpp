@@ -485,11 +485,17 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         if (!j.contains("minute") || !is_time(j["minute"]))
             return refuse(topic, payload, "'minute' is not a time");
         // A site whose clock runs years ahead would leave minutes that retention, counting from
-        // them, never deletes, and that every later curve of the sensor would be drawn to.
-        if (*parse_iso8601_utc(j["minute"].get<std::string>()) > now + kRollupAhead)
-            return refuse(
-                topic, payload,
-                "'minute' is more than a day ahead of the room's clock: is the site's clock right?");
+        // them, never deletes, and that every later curve of the sensor would be drawn to. When
+        // most sites agree that the room's own clock is behind (NTP down on its server), their
+        // clock is the measure: else every site's roll-ups would be refused, and lost, until
+        // someone set the room's clock right.
+        const auto measure = clock_.later_of(now);
+        if (*parse_iso8601_utc(j["minute"].get<std::string>()) > measure + kRollupAhead)
+            return refuse(topic, payload,
+                          measure == now ? "'minute' is more than a day ahead of the room's clock: is the "
+                                           "site's clock right?"
+                                         : "'minute' is more than a day ahead of the clocks of most sites: "
+                                           "is the site's clock right?");
         if (!j.contains("count") || !j["count"].is_number_integer())
             return refuse(topic, payload, "'count' is not an integer");
         if (!store_.add_rollup(site, parts[3], j))

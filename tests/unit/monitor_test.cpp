@@ -1643,3 +1643,55 @@ TEST(MonitorClock, TheRoomSaysWhenMostSitesAgreeItsClockIsOff) {
     EXPECT_EQ(text.find("the room's clock is", text.find("the room's clock is") + 1), std::string::npos)
         << "once an hour: " << text;
 }
+
+// The room's clock two days behind refused every site's roll-ups as ahead, acknowledged to the
+// broker and lost; set a year ahead, retention would delete every record as past its time. When
+// most sites agree, their clock is the measure for both; one site, or two, cannot move it.
+TEST(MonitorClock, RollUpsAndRetentionGoByTheSitesClocksWhenMostAgreeTheRoomsIsOff) {
+    using std::chrono::hours;
+    const auto day = hours(24);
+    Store store(":memory:", Retention{.alerts = day * 10, .snapshots = day * 5, .rollups = day * 2});
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const auto room = kT0;  // the room's clock; the sites' read two days later
+    const auto sites = room + day * 2;
+    auto state = [&](const std::string& site) {
+        return json{{"site", site}, {"camera", "k"}, {"online", true}, {"time", kg::iso8601_utc(sites)}}
+            .dump();
+    };
+    auto rollup_at = [](kg::TimePoint minute) {
+        return json{
+            {"site", "s1"}, {"sensor", "fridge"}, {"unit", "degC"}, {"minute", kg::iso8601_utc(minute)},
+            {"min", 3.1},   {"mean", 3.4},        {"max", 3.9},     {"count", 6}}
+            .dump();
+    };
+    auto kept = [&] {
+        const auto r = store.rollups("s1", "2026-11-01T00:00:00.000Z", "2027-01-01T00:00:00.000Z");
+        return r && !r->empty() ? (*r)[0]["points"].size() : 0u;
+    };
+    ingest.handle("kitchen/s1/cameras/k/state", state("s1"), false, room);
+    ingest.handle("kitchen/s2/cameras/k/state", state("s2"), false, room);
+    ingest.handle("kitchen/s1/sensors/fridge/rollup", rollup_at(sites), false, room);
+    EXPECT_EQ(ingest.counters().refused.load(), 1u) << "two sites are too few to outvote the room";
+    EXPECT_EQ(kept(), 0u);
+    ingest.handle("kitchen/s3/cameras/k/state", state("s3"), false, room);
+    EXPECT_EQ(ingest.clock().later_of(room), sites);
+    EXPECT_EQ(ingest.clock().earlier_of(room), room) << "the room is behind, not ahead";
+    ingest.handle("kitchen/s1/sensors/fridge/rollup", rollup_at(sites), false, room);
+    EXPECT_EQ(ingest.counters().refused.load(), 1u) << "the sites' minute, two days after the room's";
+    EXPECT_EQ(kept(), 1u);
+    // A site's minute far beyond the sites' clocks is still refused.
+    ingest.handle("kitchen/s1/sensors/fridge/rollup", rollup_at(sites + day * 2), false, room);
+    EXPECT_EQ(ingest.counters().refused.load(), 2u);
+    EXPECT_EQ(kept(), 1u);
+
+    // The room a year ahead: retention counts back from the sites' clocks, and keeps yesterday's
+    // minute that the room's own clock would call a year old.
+    kg::monitor::ClockWatch watch(kg::Logging::null_logger());
+    const auto ahead = sites + day * 365;
+    for (const auto* site : {"a", "b", "c"}) watch.heard(site, sites, ahead);
+    EXPECT_EQ(watch.later_of(ahead), ahead);
+    ASSERT_EQ(watch.earlier_of(ahead), sites);
+    EXPECT_EQ(store.prune(watch.earlier_of(ahead), 500).rollups, 0);
+    EXPECT_EQ(kept(), 1u);
+    EXPECT_EQ(store.prune(ahead, 500).rollups, 1) << "by the room's own clock it would have gone";
+}
