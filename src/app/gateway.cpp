@@ -11,6 +11,7 @@
 
 #include "config/config_loader.hpp"
 #include "publish/payloads.hpp"
+#include "stream/hls_writer.hpp"
 
 namespace kg::app {
 namespace {
@@ -237,6 +238,13 @@ void Gateway::start(CarryOver carried) {
         }
     }
     apply_public_hours(started_at_);
+    if (!cfg_.public_side.listen.empty()) {
+        std::vector<std::string> public_cameras;
+        for (const auto& c : cfg_.cameras)
+            if (c.enabled && c.is_public) public_cameras.push_back(c.id);
+        stream::remove_stale_hls_folders(cfg_.public_side.hls_dir + "/" + cfg_.site.id, public_cameras,
+                                         *log_);
+    }
     // What the runs before published: the local API's list, and at a fresh start today's figures
     // (a reload hands its own day over, with the raises its stop ended marked).
     event_log_.adopt_history(outbox_.latest_numbered(topics_.events(), EventLog::kKeep), !carried.from_a_run);

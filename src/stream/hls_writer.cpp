@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <string_view>
 
 #include "stream/mp4_tag.hpp"
@@ -67,6 +68,36 @@ std::int64_t seconds_of(const AVPacket& packet, const AVStream& stream) {
 }
 
 }  // namespace
+
+std::uintmax_t remove_stale_hls_folders(const std::string& site_folder,
+                                        const std::vector<std::string>& cameras, spdlog::logger& log) {
+    static const std::regex own(std::string(kHlsFileName) + R"((\.tmp)?|index\.m3u8(\.tmp)?)");
+    std::uintmax_t freed = 0;
+    std::error_code ec;
+    for (const auto& folder : std::filesystem::directory_iterator(site_folder, ec)) {
+        const auto name = folder.path().filename().string();
+        if (!folder.is_directory(ec) || std::find(cameras.begin(), cameras.end(), name) != cameras.end())
+            continue;
+        std::uintmax_t bytes = 0;
+        bool others = false;
+        for (const auto& file : std::filesystem::directory_iterator(folder.path(), ec)) {
+            if (!file.is_regular_file(ec) || !std::regex_match(file.path().filename().string(), own)) {
+                others = true;
+                continue;
+            }
+            const auto size = file.file_size(ec);
+            if (std::filesystem::remove(file.path(), ec) && !ec) bytes += size;
+        }
+        if (!others) std::filesystem::remove(folder.path(), ec);
+        freed += bytes;
+        if (bytes > 0 || !others)
+            log.info(
+                "HLS: what an earlier run left in {} (camera '{}', not public in this configuration) "
+                "removed: {} KiB{}",
+                folder.path().string(), name, bytes >> 10, others ? "; other files in it kept" : "");
+    }
+    return freed;
+}
 
 HlsWriter::HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<spdlog::logger> log,
                      std::size_t max_gop_bytes, std::size_t max_folder_bytes)

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ingest/ffmpeg_input.hpp"
 
@@ -20,6 +21,14 @@ namespace kg::stream {
 // counts every reconnect of the camera for the whole run: months of a flapping camera pass a
 // million, which the first pattern (6 digits) refused, a dead public stream until a restart.
 inline constexpr const char* kHlsFileName = R"([0-9a-z]{6}g[0-9]{1,10}-(init\.mp4|[0-9]{5,10}\.m4s))";
+
+// Removes, from `site_folder` (hls_dir/<site>), the folders of cameras not in `cameras`: a run that
+// crashed left its segments there (a writer clears its folder as it closes), and a camera no
+// longer public after it kept them on tmpfs, up to the folder limit in memory, until a reboot. Only
+// a writer's own files are deleted (the playlist, segments, their .tmp names), and the folder once
+// empty; anything else keeps it, as the folder may not be ours. Returns the bytes freed.
+std::uintmax_t remove_stale_hls_folders(const std::string& site_folder,
+                                        const std::vector<std::string>& cameras, spdlog::logger& log);
 
 class HlsWriter final : public ingest::PacketObserver {
 public:

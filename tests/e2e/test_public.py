@@ -341,7 +341,8 @@ def test_what_a_crashed_run_left_in_the_hls_folder_is_not_served_as_live(broker,
     """A run killed without its destructor (the watchdog's SIGKILL, a crash) leaves its playlist and
     segments in the HLS folder. The next start served them to parents as live, minutes or hours old,
     until its camera's first connection attempt ended (a camera that does not answer: its whole
-    timeout). The folder is emptied when its writer starts."""
+    timeout). The folder is emptied when its writer starts, and a camera's no longer public is
+    removed."""
     silent = socket.socket()  # takes the connection (the kernel does), never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(4)
@@ -353,12 +354,20 @@ def test_what_a_crashed_run_left_in_the_hls_folder_is_not_served_as_live(broker,
     (folder / "index.m3u8").write_text("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n"
                                        "#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:1.000000,\nabcdefg1-00001.m4s\n")
     (folder / "abcdefg1-00001.m4s").write_bytes(b"\0" * 1000)
+    # A camera the crashed run streamed and this configuration does not: its segments stayed on
+    # tmpfs until a reboot. Removed at start, folder and all.
+    gone = tmp_path / "hls" / "test-site" / "pass"
+    gone.mkdir()
+    for name in ("index.m3u8", "abcdefg1-init.mp4", "abcdefg1-00001.m4s"):
+        (gone / name).write_bytes(b"\0" * 1000)
     gw = gateways(config)
     port = public_port(gw)
     status, _, body = get(port, "/live/kitchen/index.m3u8")
     assert status == 503, (status, body)
     assert get(port, "/live/kitchen/abcdefg1-00001.m4s")[0] == 404
     assert list(folder.iterdir()) == []
+    assert not gone.exists(), list(gone.iterdir())
+    assert "(camera 'pass', not public in this configuration) removed: 2 KiB" in gw.output()
     assert gw.terminate() == 0
     silent.close()
 

@@ -957,3 +957,43 @@ TEST(LogThrottle, LetsALineThroughOnceAnIntervalWithHowManyItStandsFor) {
     EXPECT_EQ(throttle.pass(t0 + 61s), 0u);
     EXPECT_EQ(throttle.pass(t0 + 10min), 2u);
 }
+
+// A run that crashed left its segments in its cameras' folders on tmpfs (a writer clears its own as
+// it closes, and again as it opens): a camera no longer public after it kept them in memory until a
+// reboot. Only a writer's own files go, and the folder once empty.
+TEST(HlsWriter, FoldersOfCamerasNoLongerPublicAreRemovedAndOnlyTheirOwnFiles) {
+    namespace fs = std::filesystem;
+    const auto site = fs::temp_directory_path() / ("kg-hls-stale-" + std::to_string(::getpid())) / "sch-0101";
+    fs::remove_all(site.parent_path());
+    auto write = [](const fs::path& path, std::size_t bytes) {
+        fs::create_directories(path.parent_path());
+        std::ofstream(path) << std::string(bytes, 'x');
+    };
+    write(site / "kitchen" / "index.m3u8", 100);  // public now: kept
+    write(site / "kitchen" / "k3f9a2g1-00001.m4s", 4096);
+    write(site / "old" / "index.m3u8", 100);  // gone from the configuration
+    write(site / "old" / "k3f9a2g1-init.mp4", 1024);
+    write(site / "old" / "k3f9a2g1-00001.m4s", 8192);
+    write(site / "old" / "k3f9a2g1-00002.m4s.tmp", 2048);
+    write(site / "mixed" / "k3f9a2g7-00001.m4s", 4096);  // not ours beside it: folder kept
+    write(site / "mixed" / "notes.txt", 10);
+    write(site / "README", 10);  // not a folder: left
+
+    std::ostringstream text;
+    spdlog::logger log("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
+    EXPECT_EQ(kg::stream::remove_stale_hls_folders(site.string(), {"kitchen", "pass"}, log),
+              100u + 1024 + 8192 + 2048 + 4096);
+    EXPECT_TRUE(fs::exists(site / "kitchen" / "k3f9a2g1-00001.m4s"));
+    EXPECT_TRUE(fs::exists(site / "kitchen" / "index.m3u8"));
+    EXPECT_FALSE(fs::exists(site / "old"));
+    EXPECT_FALSE(fs::exists(site / "mixed" / "k3f9a2g7-00001.m4s"));
+    EXPECT_TRUE(fs::exists(site / "mixed" / "notes.txt"));
+    EXPECT_TRUE(fs::exists(site / "README"));
+    EXPECT_NE(text.str().find("(camera 'old', not public in this configuration) removed: 11 KiB"),
+              std::string::npos)
+        << text.str();
+    EXPECT_NE(text.str().find("other files in it kept"), std::string::npos) << text.str();
+    // A site folder not made yet (the first start): nothing to do, nothing thrown.
+    EXPECT_EQ(kg::stream::remove_stale_hls_folders((site / "none").string(), {}, log), 0u);
+    fs::remove_all(site.parent_path());
+}
