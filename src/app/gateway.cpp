@@ -238,10 +238,11 @@ void Gateway::start(CarryOver carried) {
         }
     }
     apply_public_hours(started_at_);
-    if (!cfg_.public_side.listen.empty()) {
+    {
+        // Also with the public side off: a crashed run's segments would stay on tmpfs till a reboot.
         std::vector<std::string> public_cameras;
         for (const auto& c : cfg_.cameras)
-            if (c.enabled && c.is_public) public_cameras.push_back(c.id);
+            if (c.enabled && c.is_public && !cfg_.public_side.listen.empty()) public_cameras.push_back(c.id);
         stream::remove_stale_hls_folders(cfg_.public_side.hls_dir + "/" + cfg_.site.id, public_cameras,
                                          *log_);
     }
