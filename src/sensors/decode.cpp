@@ -8,6 +8,7 @@
 #include <date/date.h>
 #pragma GCC diagnostic pop
 #include <algorithm>
+#include <cctype>
 #include <sstream>
 
 namespace kg::sensors {
@@ -85,25 +86,70 @@ bool boolean_at(const nlohmann::json& doc, const std::string& path) {
     return node != nullptr && node->is_boolean();
 }
 
+namespace {
+
+// The years a device's time may name (a clock never set reads 1970: the clock check says so).
+// Beyond them it is a wrong unit, and TimePoint (nanoseconds) overflows past 2262: a reading
+// dated 1677 passed the clock check (its difference overflowed too) and stopped every threshold
+// of its sensor.
+constexpr double kEarliest = 0;         // 1970-01-01
+constexpr double kLatest = 7258118400;  // 2200-01-01
+
+std::optional<TimePoint> from_seconds(double seconds) {
+    if (!std::isfinite(seconds) || seconds < kEarliest || seconds >= kLatest) return std::nullopt;
+    return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(seconds)));
+}
+
+}  // namespace
+
 std::optional<TimePoint> time_at(const nlohmann::json& doc, const std::string& path) {
     const auto* node = node_at(doc, path);
     if (node == nullptr) return std::nullopt;
     if (node->is_number()) {
-        double v = node->get<double>();
-        if (v > 1e11) v /= 1000.0;  // milliseconds
-        return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(v)));
+        // Epoch seconds, milliseconds, microseconds or nanoseconds, told apart by size: this
+        // century in each unit lies in its own range.
+        const double v = node->get<double>();
+        int exponent = 0;  // of the unit: 1e0 s ... 1e9 ns
+        while (exponent <= 9 && v >= kLatest * std::pow(10.0, exponent)) exponent += 3;
+        if (exponent > 9 || !from_seconds(v / std::pow(10.0, exponent))) return std::nullopt;
+        if (node->is_number_float()) {
+            return TimePoint(std::chrono::duration_cast<TimePoint::duration>(
+                std::chrono::duration<double>(v / std::pow(10.0, exponent))));
+        }
+        // Integers as they are: a microsecond or nanosecond epoch is past a double's precision.
+        const auto n = node->get<std::int64_t>();
+        using namespace std::chrono;
+        switch (exponent) {
+            case 0:
+                return TimePoint(duration_cast<TimePoint::duration>(seconds(n)));
+            case 3:
+                return TimePoint(duration_cast<TimePoint::duration>(milliseconds(n)));
+            case 6:
+                return TimePoint(duration_cast<TimePoint::duration>(microseconds(n)));
+            default:
+                return TimePoint(duration_cast<TimePoint::duration>(nanoseconds(n)));
+        }
     }
     if (!node->is_string()) return std::nullopt;
-    std::istringstream in(node->get<std::string>());
-    date::sys_time<std::chrono::milliseconds> t{};
-    in >> date::parse("%FT%T%Ez", t);
-    if (in.fail()) {
-        in.clear();
-        in.str(node->get<std::string>());
-        in >> date::parse("%FT%TZ", t);
+    // The fraction cut to microseconds: Python gives 6 digits and Go's RFC 3339 up to 9, and
+    // date::parse takes as many as its precision and read the rest as the offset (".123456+08:00"
+    // came out two days early).
+    std::string text = node->get<std::string>();
+    if (const auto dot = text.find('.'); dot != std::string::npos) {
+        auto end = dot + 1;
+        while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
+        if (end - dot - 1 > 6) text.erase(dot + 7, end - dot - 7);
     }
-    if (in.fail()) return std::nullopt;
-    return std::chrono::time_point_cast<TimePoint::duration>(t);
+    for (const char* format : {"%FT%T%Ez", "%FT%TZ"}) {
+        std::istringstream in(text);
+        date::sys_time<std::chrono::microseconds> t{};
+        in >> date::parse(format, t);
+        // Whatever follows what was read makes it another format, not a time to half-read.
+        if (in.fail() || in.peek() != std::char_traits<char>::eof()) continue;
+        if (!from_seconds(std::chrono::duration<double>(t.time_since_epoch()).count())) return std::nullopt;
+        return std::chrono::time_point_cast<TimePoint::duration>(t);
+    }
+    return std::nullopt;
 }
 
 }  // namespace kg::sensors

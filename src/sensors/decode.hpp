@@ -25,7 +25,8 @@ const nlohmann::json* node_at(const nlohmann::json& doc, const std::string& path
 std::optional<double> number_at(const nlohmann::json& doc, const std::string& path);
 // Whether the value at `path` is true or false (number_at reads it as 1 or 0).
 bool boolean_at(const nlohmann::json& doc, const std::string& path);
-// The time at `path`: ISO 8601 (with Z or an offset) or epoch seconds/milliseconds.
+// The time at `path`: ISO 8601 (with Z or an offset; a fraction of any length) or epoch seconds,
+// milliseconds, microseconds or nanoseconds (told apart by size); nothing outside 1970-2200.
 std::optional<TimePoint> time_at(const nlohmann::json& doc, const std::string& path);
 
 }  // namespace kg::sensors

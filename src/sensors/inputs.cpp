@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/backoff.hpp"
+#include "common/json_depth.hpp"
 #include "common/mqtt_topic.hpp"
 #include "common/time.hpp"
 #include "publish/mqtt_link.hpp"
@@ -17,6 +18,9 @@
 namespace kg::sensors {
 
 namespace {
+
+// Deeper than any device's payload (Zigbee2MQTT's nest three or four levels).
+constexpr std::size_t kMaxPayloadDepth = 32;
 
 // libmodbus takes the timeout as seconds and microseconds.
 void set_response_timeout(modbus_t* ctx, Duration timeout) {
@@ -235,7 +239,8 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
         if (node != nullptr && time_warned_.insert(s.id).second) {
             log_->warn(
                 "sensor {}: its time at '{}' ({:.40}) is not ISO 8601 with Z or an offset, nor epoch "
-                "seconds or milliseconds; its readings are timed by their arrival",
+                "seconds, milliseconds, microseconds or nanoseconds of 1970-2200; its readings are timed "
+                "by their arrival",
                 s.id, s.source.time_path, node->dump());
         }
     }
@@ -270,15 +275,24 @@ void MqttSensorInput::on_message(const Message& message) {
     // the sensor stale at a `now` later than this reading's arrival, or close its minute first.
     const auto arrival = Clock::now();
     const auto arrived_steady = std::chrono::steady_clock::now();
-    nlohmann::json doc = nlohmann::json::parse(payload, nullptr, false);
+    // Printing a value recurses once per level: a payload of nested brackets would overflow the
+    // stack where the warning below shows its time.
+    const bool too_deep = json_nested_deeper_than(payload, kMaxPayloadDepth);
+    nlohmann::json doc = too_deep ? nlohmann::json(nlohmann::json::value_t::discarded)
+                                  : nlohmann::json::parse(payload, nullptr, false);
     for (const auto* s : sensors_) {
         if (!topic_matches(s->source.topic, topic)) continue;
         const auto value = doc.is_discarded() ? std::nullopt : number_at(doc, s->source.value_path);
         if (!value) {
             // Garbage is counted and logged with what was wrong, and the sensor keeps its last value.
             const auto n = ++rejected_;
-            log_->warn("sensor {}: payload on {} has no number at '{}' ({} rejected so far): {:.120}", s->id,
-                       topic, s->source.value_path, n, payload);
+            if (const auto lines = rejected_logs_.try_emplace(s->id).first->second.pass()) {
+                log_->warn("sensor {}: payload on {} has no number at '{}'{} ({} rejected so far{}): {:.120}",
+                           s->id, topic, s->source.value_path,
+                           too_deep ? fmt::format(": nested over {} levels", kMaxPayloadDepth) : "", n,
+                           lines > 1 ? fmt::format("; {} of this sensor's since its last line", lines) : "",
+                           payload);
+            }
             continue;
         }
         const auto time = reading_time(*s, doc, retained, arrival);

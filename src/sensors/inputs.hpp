@@ -9,6 +9,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/log_throttle.hpp"
 #include "common/worker_thread.hpp"
 #include "config/config.hpp"
 #include "sensors/reading.hpp"
@@ -71,6 +73,9 @@ private:
     std::vector<Pending> pending_;  // subscriptions not (yet) granted; input thread only
     // Sensors already logged about; handling thread only.
     std::set<std::string> clock_warned_, retained_warned_, time_warned_;
+    // A device that sends, on every message, one the sensor cannot read (Zigbee2MQTT's partial
+    // updates, a humidity-only message on the same topic) is said at most once a minute a sensor.
+    std::map<std::string, LogThrottle> rejected_logs_;
     std::atomic<std::uint64_t> rejected_{0};
     // Paho C calls message callbacks on one receive thread shared by every client in the process
     // (the uplink's acknowledgements arrive on it too), holding a mutex they take to publish. So the

@@ -112,7 +112,10 @@ def test_sensors_from_mqtt_modbus_tcp_and_rtu(broker, collector, schemas, gatewa
         assert gw.running()
         assert gw.terminate() == 0
         log = gw.output()
-        assert "has no number at 'temperature'" in log and "2 rejected so far" in log
+        # Both counted; said once a minute a sensor (a device whose every message is unreadable
+        # would write a line each).
+        assert "has no number at 'temperature' (1 rejected so far)" in log
+        assert "2 rejected so far" not in log
         # What the stop sent was acknowledged by the broker; the collector may get it a moment later.
         fridge_state = collector.wait_for(lambda: (s := state("sample-fridge")) and s["value"] == 5.0 and s, 5,
                                           what="the fridge's last state")

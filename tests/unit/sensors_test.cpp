@@ -134,6 +134,33 @@ TEST(JsonPath, FindsNumbersInZigbeeAndTasmotaPayloads) {
     EXPECT_FALSE(kg::sensors::time_at(nlohmann::json::parse(R"({"Time":"2026-11-24T10:00:00"})"), "Time"));
 }
 
+// A device's time in every unit and form devices give it. A microsecond epoch overflowed the
+// nanosecond TimePoint to 1677, passed the clock check (its difference overflowed too) and stopped
+// every threshold of the sensor; Python's 6-digit fraction was read into the offset, two days off.
+TEST(JsonPath, ADevicesTimeInAnyUnitOrFractionIsPlacedOrRefused) {
+    using std::chrono::microseconds;
+    using std::chrono::milliseconds;
+    using std::chrono::seconds;
+    const TimePoint at(seconds(1795478400));  // 2026-11-24T00:00:00Z
+    auto time_of = [](const std::string& value) {
+        return kg::sensors::time_at(nlohmann::json::parse(R"({"ts":)" + value + "}"), "ts");
+    };
+    EXPECT_EQ(time_of("1795478400"), at);
+    EXPECT_EQ(time_of("1795478400.5"), at + milliseconds(500));
+    EXPECT_EQ(time_of("1795478400250"), at + milliseconds(250));
+    EXPECT_EQ(time_of("1795478400000250"), at + microseconds(250));
+    EXPECT_EQ(time_of("1795478400000000000"), at);
+    EXPECT_EQ(time_of("3600"), TimePoint(seconds(3600)));  // a clock never set: the clock check says so
+    EXPECT_FALSE(time_of("-5"));
+    EXPECT_FALSE(time_of("1e30"));
+    EXPECT_EQ(time_of(R"("2026-11-24T08:00:00.123456+08:00")"), at + microseconds(123456));
+    EXPECT_EQ(time_of(R"("2026-11-24T08:00:00.123456789+08:00")"), at + microseconds(123456));
+    EXPECT_EQ(time_of(R"("2026-11-24T00:00:00.5Z")"), at + milliseconds(500));
+    EXPECT_EQ(time_of(R"("2026-11-24T00:00:00Z")"), at);
+    EXPECT_FALSE(time_of(R"("2026-11-24T00:00:00Z trailing")"));
+    EXPECT_FALSE(time_of(R"("2300-01-01T00:00:00Z")"));  // past what a TimePoint holds: refused
+}
+
 TEST(SensorRules, SampleFridgeAboveEightForTenMinutesWithHysteresis) {
     Rig rig;
     rig.sensor.id = "sample-fridge";
@@ -562,6 +589,12 @@ public:
             if (l.find(text) != std::string::npos) return true;
         return false;
     }
+    std::size_t count(const std::string& text) {
+        std::lock_guard lock(mutex_);
+        return static_cast<std::size_t>(
+            std::count_if(lines_.begin(), lines_.end(),
+                          [&](const std::string& l) { return l.find(text) != std::string::npos; }));
+    }
 
 protected:
     void sink_it_(const spdlog::details::log_msg& msg) override {
@@ -681,6 +714,51 @@ TEST(MqttSensorInput, AHandlerThatWaitsHoldsUpNoOtherClientAndLosesNoReading) {
     held.let_go();
     stopper.join();
     EXPECT_EQ(held.values(), (std::vector<double>{1.0, 2.0, 3.0, 4.0}));
+    device.disconnect()->wait_for(5s);
+}
+
+// A device whose every message is one the sensor cannot read wrote a warning each (thousands a
+// day, over months); and a payload nesting its time 100 000 levels deep overflowed the stack where
+// that time was printed. Both are counted; the first is said once a minute, the second refused.
+TEST(MqttSensorInput, UnreadablePayloadsAreSaidOnceAMinuteAndDeepOnesRefused) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    auto fridge = fridge_on("fridge");
+    fridge.source.time_path = "ts";
+    std::mutex mutex;
+    std::vector<double> values;
+    auto sink = std::make_shared<LinesSink>();
+    auto log = std::make_shared<spdlog::logger>("sensors", sink);
+    kg::sensors::MqttSensorInput input(
+        {broker.url(), "", "", std::nullopt}, "kg-test-sensors", {&fridge},
+        [&](const kg::sensors::Reading& r) {
+            std::lock_guard lock(mutex);
+            values.push_back(r.value);
+        },
+        log);
+    input.start();
+    ASSERT_TRUE(within(10s, [&] { return sink->contains("reading 1 MQTT sensors from " + broker.url()); }));
+    mqtt::async_client device(broker.url(), "kg-test-device");
+    ASSERT_TRUE(device.connect()->wait_for(10s));
+    auto send = [&](const std::string& payload) {
+        return device.publish("fridge", payload, 1, false)->wait_for(5s);
+    };
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(send(R"({"humidity": 61})"));
+    ASSERT_TRUE(
+        send(R"({"temperature": 5, "ts": )" + std::string(100000, '[') + std::string(100000, ']') + "}"));
+    ASSERT_TRUE(send(R"({"temperature": 6})"));
+    ASSERT_TRUE(within(10s, [&] {
+        std::lock_guard lock(mutex);
+        return !values.empty();
+    }));
+    EXPECT_EQ(input.rejected(), 6u);
+    {
+        std::lock_guard lock(mutex);
+        EXPECT_EQ(values, std::vector<double>{6.0});
+    }
+    EXPECT_EQ(sink->count("has no number at 'temperature'"), 1u) << "once a minute, not one line a message";
+    input.stop();
     device.disconnect()->wait_for(5s);
 }
 
