@@ -1,5 +1,6 @@
 #include "sensors/sensor_rules.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace kg::sensors {
@@ -88,16 +89,23 @@ void SensorRules::close(TimePoint now, const std::string& reason, std::vector<ev
 }
 
 void SensorRules::track_cycle(double value, TimePoint t) {
-    const auto& d = *sensor_.disinfection;
-    if (value >= d.setpoint) {
+    if (value >= sensor_.disinfection->setpoint) {
         if (!hot_since_) hot_since_ = t;
-        // Complete as soon as it has held long enough, even if it is still running.
-        if (t - *hot_since_ >= d.min_time && (!last_cycle_ || *last_cycle_ < *hot_since_ + d.min_time)) {
-            last_cycle_ = *hot_since_ + d.min_time;
-        }
+        extend_cycle(t);
     } else {
+        // The last hot reading held until this one, as a threshold's does: a probe read every 5
+        // minutes saw a 13-minute cycle hot for 5 of them.
+        extend_cycle(t);
         hot_since_.reset();
     }
+}
+
+void SensorRules::extend_cycle(TimePoint until) {
+    // Complete once it has held long enough, and a cycle at every moment it goes on: one that
+    // began before the window and ran into it, or a cabinet hot all through the window, counts for
+    // that window (only the moment it first held long enough was kept, before the window: missed).
+    if (hot_since_ && until - *hot_since_ >= sensor_.disinfection->min_time)
+        last_cycle_ = std::max(last_cycle_.value_or(until), until);
 }
 
 void SensorRules::observe(const Reading& reading, std::vector<events::Event>& out) {
@@ -184,6 +192,7 @@ void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events
         const auto since = steady_now - *last_arrival_steady_;
         check_limits(*value_, *last_time_ + std::chrono::duration_cast<Duration>(since),
                      *last_measured_steady_ + since, out);
+        if (sensor_.disinfection) extend_cycle(*last_time_ + std::chrono::duration_cast<Duration>(since));
     }
 
     if (window_ != nullptr) {
@@ -196,6 +205,9 @@ void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events
             // The window just ended: was there a complete cycle in it?
             const bool done = last_cycle_ && *last_cycle_ >= window_start_;
             if (!done) emit(missed_->observe(now, steady_now, 1.0f), value_, out);
+        } else if (missed_->active() && last_cycle_ && *last_cycle_ >= window_start_) {
+            // A cycle complete since (one the last reading, still hot, completed by holding).
+            emit(missed_->observe(now, steady_now, 0.0f), value_, out);
         }
         in_window_ = active;
     }

@@ -69,6 +69,8 @@ private:
     void emit(std::optional<events::Event> e, std::optional<double> value,
               std::vector<events::Event>& out) const;
     void track_cycle(double value, TimePoint t);
+    // The hot spell in progress lasted until `until`: a complete cycle then, if long enough.
+    void extend_cycle(TimePoint until);
     // Feeds `v`, the value at `t` on the readings' clock (`steady` on the monotonic one), to every
     // threshold.
     void check_limits(double v, TimePoint t, SteadyPoint steady, std::vector<events::Event>& out);
@@ -93,7 +95,7 @@ private:
     std::optional<SteadyPoint> last_measured_steady_, last_arrival_steady_;
     // Disinfection cycle tracking.
     std::optional<TimePoint> hot_since_;
-    std::optional<TimePoint> last_cycle_;  // when the last complete cycle reached its minimum time
+    std::optional<TimePoint> last_cycle_;  // the latest moment of a complete cycle
     bool in_window_ = false;
     bool judge_window_ = false;  // false for a window already running when these rules started
     TimePoint window_start_{};

@@ -415,6 +415,51 @@ TEST(SensorRules, AFullCycleInTheWindowRaisesNothing) {
     EXPECT_TRUE(rig.out.empty());
 }
 
+// Only the moment a hot spell first held long enough was kept: a cycle begun before the window
+// and finishing in it, or a cabinet hot all through the window, raised missed_cycle (review).
+TEST(SensorRules, ACycleRunningIntoTheWindowOrHotThroughItCounts) {
+    for (const auto& [from, to] :
+         {std::pair{12 * 60 + 45, 13 * 60 + 5}, std::pair{12 * 60 + 30, 14 * 60 + 30}}) {
+        Rig rig;
+        disinfection_cabinet(rig);
+        auto r = rig.make();
+        rig.feed(r, 12 * 60, from, 25.0);
+        rig.feed(r, from, to, 125.0);
+        rig.feed(r, to, 15 * 60, 40.0);
+        EXPECT_TRUE(rig.out.empty()) << from << "-" << to << ": " << ::testing::PrintToString(rig.states());
+    }
+    // Hot only before the window: missed, as before.
+    Rig rig;
+    disinfection_cabinet(rig);
+    auto r = rig.make();
+    rig.feed(r, 12 * 60, 12 * 60 + 30, 25.0);
+    rig.feed(r, 12 * 60 + 30, 12 * 60 + 50, 125.0);
+    rig.feed(r, 12 * 60 + 50, 14 * 60 + 5, 40.0);
+    EXPECT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+}
+
+// A reading holds until the next one, for a cycle as for a threshold: a probe read every 5
+// minutes saw a 12-minute cycle hot at two readings 5 minutes apart, and the cycle was missed.
+TEST(SensorRules, ACycleReadEveryFiveMinutesCountsTheTimeItsLastHotReadingHeld) {
+    Rig rig;
+    disinfection_cabinet(rig);
+    rig.sensor.interval = 5min;
+    auto r = rig.make();
+    rig.feed(r, 12 * 60, 13 * 60 + 5, 25.0, 5);
+    rig.feed(r, 13 * 60 + 5, 13 * 60 + 15, 125.0, 5);  // hot at 13:05 and 13:10
+    rig.feed(r, 13 * 60 + 15, 15 * 60, 40.0, 5);       // cool at 13:15: hot 10 minutes
+    EXPECT_TRUE(rig.out.empty()) << ::testing::PrintToString(rig.states());
+    // One reading hot (13:05 here), the next cool: 5 minutes, not a cycle.
+    Rig short_rig;
+    disinfection_cabinet(short_rig);
+    short_rig.sensor.interval = 5min;
+    auto s = short_rig.make();
+    short_rig.feed(s, 12 * 60, 13 * 60 + 5, 25.0, 5);
+    short_rig.feed(s, 13 * 60 + 5, 13 * 60 + 10, 125.0, 5);
+    short_rig.feed(s, 13 * 60 + 10, 14 * 60 + 5, 40.0, 5);
+    EXPECT_EQ(short_rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+}
+
 TEST(SensorRules, AStopEndsEveryOpenEventOfTheSensor) {
     Rig rig;
     rig.sensor.id = "sample-fridge";
