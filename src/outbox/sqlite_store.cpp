@@ -8,9 +8,6 @@
 
 namespace kg::outbox {
 
-// front_ and front_replay_ name the replay priority in their SQL.
-static_assert(static_cast<int>(Priority::replay) == 3);
-
 namespace {
 
 // Raised with every change of the tables a previous release cannot read as it did (see
@@ -83,13 +80,9 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
               "INSERT INTO messages(topic, payload, qos, retain, priority, stream_seq) VALUES(?,?,?,?,?,?)",
               kPersistent),
       front_(db_,
-             "SELECT seq, topic, payload, qos, retain, priority, stream_seq FROM messages WHERE seq > ? "
-             "AND priority <> 3 ORDER BY seq LIMIT 1",
+             "SELECT seq, topic, payload, qos, retain, priority, stream_seq FROM messages WHERE priority = ? "
+             "AND seq > ? ORDER BY seq LIMIT 1",
              kPersistent),
-      front_replay_(db_,
-                    "SELECT seq, topic, payload, qos, retain, priority, stream_seq FROM messages "
-                    "WHERE priority = 3 AND seq > ? ORDER BY seq LIMIT 1",
-                    kPersistent),
       remove_(db_, "DELETE FROM messages WHERE seq = ? RETURNING length(payload) + length(topic), stream_seq",
               kPersistent),
       oldest_of_(db_,
@@ -393,14 +386,13 @@ void SqliteStore::forget_pending_clip(const std::string& event_id) {
 
 std::optional<Message> SqliteStore::front(std::int64_t after) {
     std::lock_guard lock(mutex_);
-    // Live messages first, in the order they were committed; replay answers after them: an answer of
-    // thousands of copies on a slow uplink must not hold back an alert raised meanwhile.
-    for (auto* stmt : {&front_, &front_replay_}) {
-        auto& q = *stmt;
+    // The head of one priority's queue (the index on priority and seq: no scan of the others).
+    auto head = [&](Priority priority) -> std::optional<Message> {
+        auto& q = front_;
         q.reset();
-        if (!q.bind(1, after).step()) {
+        if (!q.bind(1, static_cast<std::int64_t>(priority)).bind(2, after).step()) {
             q.reset();
-            continue;
+            return std::nullopt;
         }
         Message m;
         m.seq = q.integer(0);
@@ -412,8 +404,18 @@ std::optional<Message> SqliteStore::front(std::int64_t after) {
         m.stream_seq = q.integer(6);
         q.reset();
         return m;
-    }
-    return std::nullopt;
+    };
+    // Alerts and their evidence first, together in the order they were committed (a start before
+    // its snapshot, clip report and end; the numbers in order). Then the sensors' roll-ups: after
+    // a broker outage of days, thousands of them queued ahead of an alert raised meanwhile, and it
+    // waited for each one's round trip. Replay answers last: an answer of thousands of copies on a
+    // slow uplink must not hold back an alert either.
+    auto alert = head(Priority::alert);
+    auto evidence = head(Priority::evidence);
+    if (alert && (!evidence || alert->seq < evidence->seq)) return alert;
+    if (evidence) return evidence;
+    if (auto rollup = head(Priority::telemetry)) return rollup;
+    return head(Priority::replay);
 }
 
 bool SqliteStore::erase(std::int64_t seq) {

@@ -103,8 +103,9 @@ public:
     // Appends the messages as append() would, in one transaction (one sync to the disk instead of
     // one per message): all of them or, if the store fails, none.
     std::vector<Appended> append_all(std::vector<Message>& messages);
-    // The oldest live message queued, or else the oldest replay answer; of those after seq `after`
-    // when given (those before it were sent, and could not be removed yet).
+    // What to send next: the oldest alert or evidence message queued, else the oldest roll-up,
+    // else the oldest replay answer; of those after seq `after` when given (those before it were
+    // sent, and could not be removed yet).
     std::optional<Message> front(std::int64_t after = 0);
     // Removes a message the broker acknowledged. A numbered one is copied into the sent table in the
     // same transaction (unless keep_sent is 0) and becomes the highest acknowledged if it is.
@@ -193,9 +194,9 @@ private:
     sqlite::Db db_;
     std::string stream_;  // set up (and the schema brought up to date) before any statement is prepared
     // Declared after db_: finalized before the connection closes.
-    sqlite::Stmt insert_, front_, front_replay_, remove_, oldest_of_, evictable_, save_meta_, raise_meta_,
-        bury_, trim_dead_, open_, close_, closing_, reopen_, closed_, clip_pending_, clip_reported_,
-        keep_sent_, insert_sent_, drop_oldest_sent_, expire_sent_;
+    sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, raise_meta_, bury_, trim_dead_,
+        open_, close_, closing_, reopen_, closed_, clip_pending_, clip_reported_, keep_sent_, insert_sent_,
+        drop_oldest_sent_, expire_sent_;
     mutable std::mutex mutex_;
     std::size_t count_ = 0, bytes_ = 0;
     std::uint64_t dropped_ = 0, refused_ = 0, dead_ = 0;

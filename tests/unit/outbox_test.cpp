@@ -2,6 +2,7 @@
 // RLIMIT_FSIZE in a child process), then can again.
 #include "outbox/outbox.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <sys/resource.h>
@@ -534,6 +535,35 @@ TEST(Outbox, NumbersEveryEventAndClipReportInTheOrderAcceptedAndGoesOnAfterARest
     ASSERT_EQ(queued.size(), 1u);
     EXPECT_EQ(json::parse(queued[0].payload)["seq"], 4);  // never a number the first run gave
     EXPECT_EQ(again.store.highest_acknowledged(), 4);
+}
+
+// After a broker outage of days, thousands of sensor roll-ups were queued ahead of an alert raised
+// meanwhile, and it went out after each one's round trip: half an hour late on a mobile uplink
+// (review). Alerts and their evidence go first, in the order committed; roll-ups after them, in
+// theirs; replay answers last.
+TEST(Outbox, AnAlertGoesAheadOfTheRollUpsQueuedBeforeIt) {
+    TempDir tmp;
+    Rig rig(tmp.db());
+    auto rollup = [&](int minute) {
+        rig.outbox.enqueue({0, "kitchen/s/sensors/f/rollup", fmt::format(R"({{"minute":{}}})", minute), 1,
+                            false, Priority::telemetry});
+    };
+    for (int m = 0; m < 500; ++m) rollup(m);
+    const auto start = clip_start("e1");
+    rig.outbox.submit(start);
+    rollup(500);
+    rig.outbox.submit_snapshot(start, "JPEG");
+    rig.outbox.submit_clip(clip_report("e1"));
+    rig.outbox.submit(sensor_event("f1", EventState::start));
+    const auto queued = drain_all(rig.store);
+    ASSERT_EQ(queued.size(), 505u);
+    EXPECT_EQ(json::parse(queued[0].payload)["seq"], 1);
+    EXPECT_EQ(queued[1].payload, "JPEG");
+    EXPECT_EQ(json::parse(queued[2].payload)["seq"], 2);  // the clip report
+    EXPECT_EQ(json::parse(queued[3].payload)["seq"], 3);  // the fridge's alert
+    for (int m = 0; m <= 500; ++m) {
+        ASSERT_EQ(queued[4 + static_cast<std::size_t>(m)].payload, fmt::format(R"({{"minute":{}}})", m)) << m;
+    }
 }
 
 namespace {
