@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <utility>
 
 #include "outbox/open_record.hpp"
 #include "publish/payloads.hpp"
@@ -181,15 +182,43 @@ bool Outbox::keep_in_memory(Message message) {
 }
 
 void Outbox::flush_overflow() {
-    std::size_t moved = 0;
-    while (auto m = overflow_.front()) {
-        const auto seq = m->seq;
-        m->seq = 0;
-        if (append(*m) == Appended::store_failed) break;
-        overflow_.pop(seq);  // stored, or refused by the budget for good (logged)
-        ++moved;
+    // In chunks, one transaction each: a commit per message held the producers' lock for 10 000
+    // syncs after a full disk was mended (minutes on an SD card), and every camera's analysis and
+    // the supervision tick, which feeds the watchdog, with it.
+    std::size_t chunk_size = 500;
+    std::size_t moved = 0, refused = 0, dropped = 0;
+    for (;;) {
+        auto chunk = overflow_.first(chunk_size);
+        if (chunk.empty()) break;
+        std::vector<std::int64_t> ids;
+        ids.reserve(chunk.size());
+        for (auto& m : chunk) ids.push_back(std::exchange(m.seq, 0));
+        std::vector<SqliteStore::Appended> results;
+        try {
+            results = store_.append_all(chunk);
+            store_recovered();
+        } catch (const StoreError& e) {
+            store_failed(e.what());
+            // A disk with room for a few: smaller chunks, down to one message, before giving up.
+            if (chunk.size() == 1) break;
+            chunk_size = chunk.size() / 2;
+            continue;
+        }
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            overflow_.pop(ids[i]);  // stored, or refused by the budget for good (counted below)
+            refused += results[i].stored ? 0 : 1;
+            dropped += results[i].dropped;
+        }
+        moved += ids.size();
     }
-    if (moved > 0) log_->info("{} messages moved from memory into the outbox store", moved);
+    if (refused > 0 || dropped > 0) {
+        log_->error(
+            "outbox full: of the messages moved from memory, {} refused (only more important messages could "
+            "make room for them, or one alone exceeds outbox.max_size), {} older messages dropped for them "
+            "({} refused and {} dropped in total)",
+            refused, dropped, store_.refused_total(), store_.dropped_total());
+    }
+    if (moved > 0) log_->info("{} messages moved from memory into the outbox store", moved - refused);
 }
 
 void Outbox::store_failed(const std::string& error) {

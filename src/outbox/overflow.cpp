@@ -56,6 +56,12 @@ std::optional<Message> Overflow::front() const {
     return messages_.front();
 }
 
+std::vector<Message> Overflow::first(std::size_t n) const {
+    std::lock_guard lock(mutex_);
+    const auto count = std::min(n, messages_.size());
+    return {messages_.begin(), messages_.begin() + static_cast<std::ptrdiff_t>(count)};
+}
+
 bool Overflow::pop(std::int64_t seq) {
     std::lock_guard lock(mutex_);
     if (messages_.empty() || messages_.front().seq != seq) return false;

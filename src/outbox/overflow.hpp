@@ -9,6 +9,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "outbox/sqlite_store.hpp"
 
@@ -30,6 +31,8 @@ public:
     // Keeps the message under a negative seq of its own (stored messages have positive ones).
     Pushed push(Message message);
     std::optional<Message> front() const;
+    // Copies of the first `n` messages, oldest first.
+    std::vector<Message> first(std::size_t n) const;
     // Removes the front message if it is still the one with `seq` (true if removed).
     bool pop(std::int64_t seq);
 
