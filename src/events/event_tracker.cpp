@@ -68,6 +68,7 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
         active_ = true;
         id_ = ids_.next(present_since_->wall);
         start_time_ = present_since_->wall;
+        start_steady_ = present_since_->steady;
         score_ = s;
         top_score_ = pending_top_;
         last_sent_score_ = s;
@@ -104,8 +105,14 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
     pending_top_ = 0;
     last_end_ = now;
     Event e = message(EventState::end, t);
-    // The condition ended when it was first seen gone, not when that was confirmed.
-    e.end_time = absent_since_->wall;
+    // The condition ended when it was first seen gone, not when that was confirmed. A wall clock
+    // stepped back meanwhile (NTP on a box without a battery clock) put that before the start: a
+    // negative duration the schema refuses, and a room that validates would keep the alert open.
+    // Then the end is the start plus the time the condition lasted on the monotonic clock.
+    e.end_time = absent_since_->wall >= start_time_
+                     ? absent_since_->wall
+                     : start_time_ + std::chrono::duration_cast<TimePoint::duration>(std::max(
+                                         absent_since_->steady - start_steady_, SteadyPoint::duration{}));
     absent_since_.reset();
     return e;
 }
@@ -123,7 +130,7 @@ std::optional<Event> EventTracker::close(TimePoint t, const std::string& reason,
     active_ = false;
     if (cooldown_from) last_end_ = *cooldown_from;
     Event e = message(EventState::end, t);
-    e.end_time = t;
+    e.end_time = std::max(t, start_time_);  // never before the start, whatever the wall clock did
     e.end_reason = reason;
     return e;
 }

@@ -78,6 +78,7 @@ private:
     std::optional<SteadyPoint> last_end_, last_update_;
     std::string id_;
     TimePoint start_time_{};
+    SteadyPoint start_steady_{};
     float score_ = 0, top_score_ = 0, last_sent_score_ = 0, pending_top_ = 0;
     std::uint32_t updates_ = 0;
     std::vector<vision::Box> boxes_;

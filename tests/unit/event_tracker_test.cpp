@@ -206,6 +206,19 @@ TEST(EventTracker, AWallClockStepBackNeitherHoldsAStartNorAnEnd) {
     }
     ASSERT_TRUE(end) << "no end in 20 s of a clear condition";
     EXPECT_EQ(end->time, at(1015 + 2 * step_back));
+    // Its wall time was an hour before the start: the end is the start plus the 10 s the condition
+    // lasted on the monotonic clock (it was -3590 s, which the schema refuses).
+    ASSERT_TRUE(end->end_time);
+    EXPECT_EQ(*end->end_time, at(1010));
+
+    // Closed (a stop) with the wall clock behind the start: ended at the start, not before it.
+    std::optional<kg::events::Event> again;
+    for (int i = 0; i <= 40 && !again; ++i)
+        again = t.observe(at(2000 + 0.5 * i), steady(2000 + 0.5 * i), 1.0f);
+    ASSERT_TRUE(again);
+    const auto stopped = t.close(at(2000 + step_back), kg::events::kEndStopped);
+    ASSERT_TRUE(stopped && stopped->end_time);
+    EXPECT_EQ(*stopped->end_time, at(2000));
 }
 
 TEST(EventTracker, AWallClockStepForwardDoesNotOpenAnEventEarly) {
