@@ -169,7 +169,12 @@ void SensorRules::check_limits(double v, TimePoint t, SteadyPoint steady, std::v
         const auto& th = *l.config;
         // Hysteresis: a violation ends only once the value is back past the limit by `hysteresis`.
         // Not for true/false: `above: 0` on a gas detector's 1/0 would then never end.
-        const double h = binary_ ? 0.0 : th.hysteresis;
+        double h = binary_ ? 0.0 : th.hysteresis;
+        // Nor past the valid range's edge, the furthest value an end can wait for: an MQTT alarm
+        // that sends 1 and 0 as numbers ({"alarm": 1}, valid_range [0, 1]) under `above: 0` ended
+        // only at -0.5, never. (A Modbus sensor so configured is refused at load.)
+        if (th.above && sensor_.min_valid) h = std::min(h, std::max(0.0, th.value - *sensor_.min_valid));
+        if (!th.above && sensor_.max_valid) h = std::min(h, std::max(0.0, *sensor_.max_valid - th.value));
         const double limit = l.tracker.active() ? (th.above ? th.value - h : th.value + h) : th.value;
         bool violated = th.above ? v > limit : v < limit;
         if (l.schedule != nullptr && !calendar_.active(*l.schedule, t)) violated = false;

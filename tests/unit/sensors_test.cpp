@@ -510,6 +510,28 @@ TEST(SensorRules, TrueFalseSensorsEndWhenTheStateReturns) {
     EXPECT_EQ(rig.states(), (std::vector<std::string>{"sensor/door_open:start"}));
 }
 
+// An MQTT alarm that sends 1 and 0 as numbers, with valid_range [0, 1] and the default hysteresis:
+// `above: 0` ended only at -0.5, a value it may not send, so its first alarm never ended (review).
+// The valid range's edge is as far as an end waits.
+TEST(SensorRules, ANumericAlarmEndsAtTheEdgeOfItsValidRange) {
+    Rig rig;
+    rig.sensor.id = "co";
+    rig.sensor.min_valid = 0;
+    rig.sensor.max_valid = 1;
+    auto alarm = above(0.0, 0min, "alarm");
+    alarm.clear_for = 0min;
+    auto low = above(1.0, 0min, "off");
+    low.above = false;
+    low.clear_for = 0min;
+    rig.sensor.thresholds = {alarm, low};
+    auto r = rig.make();
+    for (double m = 0; m < 4; ++m)
+        r.observe({rig.sensor.id, m == 1 || m == 2 ? 0.0 : 1.0, at(m), std::nullopt}, rig.out);
+    EXPECT_EQ(rig.states(),
+              (std::vector<std::string>{"sensor/alarm:start", "sensor/alarm:end", "sensor/off:start",
+                                        "sensor/alarm:start", "sensor/off:end"}));
+}
+
 TEST(SensorRules, AWindowJoinedAfterItsCycleIsNotJudged) {
     // The cabinet ran its full cycle 13:10-13:22; the gateway restarted (a reload, an upgrade) at
     // 13:40, inside the window: it cannot know about that cycle, and used to raise missed_cycle at
