@@ -1198,6 +1198,29 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
                 node_at(at, {"disinfection", "schedule"}), at,
                 fmt::format("sensors[{}].disinfection.schedule", i),
                 fmt::format("sensor '{}': no schedule named '{}'", sensor.id, sensor.disinfection->schedule));
+        } else if (sensor.disinfection && !sensor.disinfection->schedule.empty()) {
+            // A window is judged when it ends: one that never does never raises a missed cycle.
+            const auto& name = sensor.disinfection->schedule;
+            const auto it = std::find_if(g.schedules.begin(), g.schedules.end(),
+                                         [&](const Schedule& s) { return s.name == name; });
+            rules::Schedule windows{it->name, it->days, {}, it->on_holidays, it->inverted};
+            bool parsed = true;  // a bad time is an error of its own, said where the schedule is read
+            for (const auto& t : it->times) {
+                try {
+                    windows.windows.push_back(rules::parse_window(t));
+                } catch (const std::invalid_argument&) {
+                    parsed = false;
+                }
+            }
+            if (parsed && rules::never_ends(windows)) {
+                report(
+                    node_at(at, {"disinfection", "schedule"}), at,
+                    fmt::format("sensors[{}].disinfection.schedule", i),
+                    fmt::format("sensor '{}': schedule '{}' is active all week, so its window never ends "
+                                "and a missed cycle is never judged: give the windows a cycle must run in, "
+                                "e.g. the hour after each meal",
+                                sensor.id, name));
+            }
         }
     }
     for (std::size_t i = 0; i < g.cameras.size(); ++i) {

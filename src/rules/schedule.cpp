@@ -4,6 +4,7 @@
 #include <date/tz.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 
@@ -126,6 +127,23 @@ bool Calendar::in_windows(const Schedule& s, const LocalTime& lt) const {
         }
     }
     return false;
+}
+
+bool never_ends(const Schedule& s) {
+    constexpr int kWeek = 7 * 1440;
+    std::vector<bool> in(kWeek, false);
+    for (const auto& w : s.windows) {
+        // A window belongs to the day it starts on; one whose end is not after its start runs
+        // into the next day (the whole day when they are equal).
+        const int length = w.start_minute < w.end_minute ? w.end_minute - w.start_minute
+                                                         : 1440 - w.start_minute + w.end_minute;
+        for (int day = 0; day < 7; ++day) {
+            if (!(s.days & (1u << day))) continue;
+            for (int m = 0; m < length; ++m)
+                in[static_cast<std::size_t>((day * 1440 + w.start_minute + m) % kWeek)] = true;
+        }
+    }
+    return std::all_of(in.begin(), in.end(), [&](bool b) { return b != s.inverted; });
 }
 
 bool Calendar::active(const Schedule& s, TimePoint t) const {

@@ -30,6 +30,10 @@ TimeWindow parse_window(const std::string& text);
 // Parses "mon-fri", "sat,sun", "mon-sun", "daily"; throws std::invalid_argument.
 unsigned parse_days(const std::string& text);
 
+// True when the schedule is active at every minute of an ordinary week (holidays aside): a rule
+// judged at the end of its windows would never be judged.
+bool never_ends(const Schedule& schedule);
+
 class Calendar {
 public:
     // time_zone: an IANA name such as Asia/Shanghai; holidays: "YYYY-MM-DD" local dates.

@@ -404,6 +404,33 @@ TEST(ConfigLoader, SensorsWithoutCameras) {
     EXPECT_EQ(g.sensors[1].disinfection->schedule, "wash");
 }
 
+// A disinfection window is judged when it ends: "00:00-24:00" every day, meant as "a cycle a day",
+// never ended, and forty hours without a cycle raised nothing (review). Refused; a window that
+// ends on some day of the week is judged then.
+TEST(ConfigLoader, ADisinfectionScheduleThatNeverEndsIsRefused) {
+    const std::string cabinet =
+        "sensors:\n"
+        "  - {id: cabinet, source: {mqtt: {topic: t/c}}, disinfection: {schedule: wash}}\n";
+    for (const char* schedule : {"{times: ['00:00-24:00']}", "{times: ['06:00-06:00']}",
+                                 "{times: ['00:00-12:00', '12:00-00:00']}"}) {
+        const auto e = only_error(kHead + "schedules: {wash: " + schedule + "}\n" + cabinet);
+        EXPECT_EQ(e.key, "sensors[0].disinfection.schedule") << schedule;
+        EXPECT_NE(e.message.find("schedule 'wash' is active all week, so its window never ends"),
+                  std::string::npos)
+            << schedule << ": " << e.message;
+    }
+    // A time that is no time is its own error (the check did not crash on it).
+    EXPECT_EQ(only_error(kHead + "schedules: {wash: {times: ['25:00-24:00']}}\n" + cabinet).key,
+              "schedules.wash.times[0]");
+    for (const char* schedule : {"{times: ['13:00-14:00']}", "{days: mon-fri, times: ['00:00-24:00']}",
+                                 "{times: ['22:00-21:00']}"}) {
+        EXPECT_EQ(
+            load_string(kHead + "schedules: {wash: " + schedule + "}\n" + cabinet, "g.yaml").sensors.size(),
+            1u)
+            << schedule;
+    }
+}
+
 TEST(ConfigLoader, AGasOrSmokeThresholdWithoutForRaisesAtOnce) {
     // `for` defaults to 10m (a fridge door open through a delivery is no alarm), but a gas detector
     // written without one must not alarm ten minutes late.
