@@ -1489,6 +1489,12 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
             !pub.rtmp_push.empty() && pub.rtmp_push.rfind("rtmp://", 0) != 0 &&
             pub.rtmp_push.rfind("rtmps://", 0) != 0) {
             r.error(p["rtmp_push"], "public.rtmp_push", "expected an rtmp:// or rtmps:// URL");
+        } else if (!pub.rtmp_push.empty() && pub.listen.empty()) {
+            // The public feeds, the push among them, are made only with the public side on: without
+            // it the push was silently never made (review).
+            r.error(p["rtmp_push"], "public.rtmp_push",
+                    "needs public.listen: the public side is off without it, and nothing would be pushed "
+                    "(listen on 127.0.0.1 to keep the box's own page private)");
         }
         int n = 0;
         if (p["max_viewers_per_camera"] &&
