@@ -185,8 +185,10 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
     viewers_ = std::make_unique<web::ViewerCounter>(
         web::ViewerLimits{cfg_.public_side.max_viewers_per_camera, cfg_.public_side.max_viewers_per_address},
         // An HLS player polls the playlist every segment or so: a viewer unseen for three segments
-        // (and at least 10 s) has left.
-        std::max(std::chrono::seconds(10),
+        // has left. At least 30 s: a segment is at least a GOP, and a camera's GOP may be 10 s
+        // (H.264+ "smart" codecs) whatever the configured segment; with 10 s, a parent still
+        // watching lost the place to a newcomer between two polls (review).
+        std::max(std::chrono::seconds(30),
                  3 * std::chrono::duration_cast<std::chrono::seconds>(cfg_.public_side.segment)));
     if (!cfg_.sensors.empty()) sensors_ = std::make_unique<SensorHub>(site_, outbox_, link_, topics_);
     link_.subscribe(topics_.replay(),

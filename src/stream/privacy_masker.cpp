@@ -47,6 +47,7 @@ void PrivacyMasker::close() {
     src_format_ = -1;
     have_last_ = false;
     last_out_pts_ = -1;
+    last_key_ms_ = -1;
 }
 
 void PrivacyMasker::on_stream_opened(const AVStream& stream) {
@@ -90,6 +91,7 @@ bool PrivacyMasker::open_encoder(int width, int height) {
     av_opt_set(encoder_->priv_data, "preset", "veryfast", 0);
     av_opt_set(encoder_->priv_data, "tune", "zerolatency", 0);
     av_opt_set_int(encoder_->priv_data, "crf", options_.crf, 0);
+    av_opt_set(encoder_->priv_data, "forced-idr", "1", 0);  // a forced key frame starts a segment
     if (avcodec_open2(encoder_, codec, nullptr) < 0) {
         log_->error("privacy mask: cannot open the H.264 encoder");
         return false;
@@ -166,6 +168,7 @@ void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
         }
         src_w_ = frame->width;
         src_h_ = frame->height;
+        last_key_ms_ = -1;  // a new encoder starts on a key frame
         src_format_ = frame->format;
         if (!open_encoder(src_w_, src_h_)) {
             log_->error("privacy mask: the public feed of this camera stays off");
@@ -181,6 +184,12 @@ void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
     if (ms <= last_out_pts_) return;  // the encoder refuses non-increasing timestamps
     last_out_pts_ = ms;
     scaled_->pts = ms;
+    // A key frame every 2 s of the camera's time. gop_size counts frames: a camera sending 2 a
+    // second got 10 s GOPs, segments as long, and players that poll once a segment lost their
+    // place among the capped viewers between two polls.
+    const bool key = last_key_ms_ < 0 || ms - last_key_ms_ >= kKeyEveryMs;
+    scaled_->pict_type = key ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
+    if (key) last_key_ms_ = ms;
     if (avcodec_send_frame(encoder_, scaled_) < 0) return;
     drain_encoder();
 }

@@ -66,6 +66,8 @@ private:
     std::int64_t last_ms_ = 0;
     bool have_last_ = false;
     std::int64_t last_out_pts_ = -1;
+    static constexpr std::int64_t kKeyEveryMs = 2000;
+    std::int64_t last_key_ms_ = -1;    // the last forced key frame, on the output's clock
     cv::Mat luma_mask_, chroma_mask_;  // at the output size, made once per size
     cv::Rect regions_[2];              // the masks' block-aligned bounding box: luma, chroma
     cv::Mat small_[2], mosaic_[2];     // pixelation buffers, luma and chroma, reused every frame

@@ -16,12 +16,14 @@
 #include <thread>
 
 #include "common/log_throttle.hpp"
+#include "common/logging.hpp"
 #include "ingest/ffmpeg_input.hpp"
 #include "ingest/packet_fanout.hpp"
 #include "ingest/parameter_sets.hpp"
 #include "stream/flv_hub.hpp"
 #include "stream/hls_writer.hpp"
 #include "stream/mp4_tag.hpp"
+#include "stream/privacy_masker.hpp"
 #include "stream/rtmp_pusher.hpp"
 #include "web/live_stream.hpp"
 #include "web/trusted_proxies.hpp"
@@ -996,4 +998,42 @@ TEST(HlsWriter, FoldersOfCamerasNoLongerPublicAreRemovedAndOnlyTheirOwnFiles) {
     // A site folder not made yet (the first start): nothing to do, nothing thrown.
     EXPECT_EQ(kg::stream::remove_stale_hls_folders((site / "none").string(), {}, log), 0u);
     fs::remove_all(site.parent_path());
+}
+
+// The masker's key frames came every 20 frames at its 10 a second cap, so a camera sending 2
+// frames a second got 10 s GOPs: segments as long, and a player polling once a segment lost its
+// place among the capped viewers between polls (review). Every 2 s of the camera's time now.
+TEST(PrivacyMasker, KeyFramesComeEveryTwoSecondsOfTheCamerasTimeWhateverItsFrameRate) {
+    namespace fs = std::filesystem;
+    const auto clip = fs::temp_directory_path() / ("kg-mask-2fps-" + std::to_string(::getpid()) + ".mp4");
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=2 -t 20 -c:v libx264 "
+        "-preset ultrafast -g 40 -pix_fmt yuv420p " +
+        clip.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    struct Keys : kg::ingest::PacketObserver {
+        std::vector<std::int64_t> ms;
+        void on_stream_opened(const AVStream&) override {}
+        void on_packet(const AVPacket& p, const AVStream& s) override {
+            if (p.flags & AV_PKT_FLAG_KEY)
+                ms.push_back(av_rescale_q(p.pts, s.time_base, AVRational{1, 1000}));
+        }
+        void on_stream_closed() override {}
+    } keys;
+    kg::stream::PrivacyOptions options;
+    options.masks = {{{0.1f, 0.1f}, {0.5f, 0.1f}, {0.5f, 0.5f}, {0.1f, 0.5f}}};
+    options.width = 320;
+    kg::stream::PrivacyMasker masker(options, keys, kg::Logging::null_logger());
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip.string()}, stop);
+    input.set_packet_observer(&masker);
+    input.open();
+    while (input.next_frame()) {
+    }
+    masker.on_stream_closed();
+    fs::remove(clip);
+    ASSERT_GE(keys.ms.size(), 2u) << "40 frames encoded: " << masker.frames_encoded();
+    for (std::size_t i = 1; i < keys.ms.size(); ++i)
+        EXPECT_LE(keys.ms[i] - keys.ms[i - 1], 2000) << "key frames at " << ::testing::PrintToString(keys.ms);
+    EXPECT_GE(keys.ms.size(), 9u) << ::testing::PrintToString(keys.ms);
 }
