@@ -117,11 +117,12 @@ TEST(SqliteStore, ReplayAnswersGoFirstAndMakeRoomOnlyAmongThemselves) {
         left.push_back(m->payload);
         store.remove(m->seq);
     }
-    EXPECT_EQ(left, (std::vector<std::string>{"t1", "t2", "a1"}));
+    EXPECT_EQ(left, (std::vector<std::string>{"a1", "t1", "t2"}));  // the alert ahead of the roll-ups
 }
 
 TEST(SqliteStore, LiveMessagesGoBeforeReplayAnswersQueuedEarlier) {
-    // An answer of thousands of copies on a slow uplink must not hold back an alert raised meanwhile.
+    // An answer of thousands of copies on a slow uplink must not hold back an alert raised meanwhile,
+    // nor must the roll-ups a broker outage of days queued.
     TempDb db;
     SqliteStore store(db.path(), {100, 1u << 20});
     auto r1 = msg("r1", Priority::replay), r2 = msg("r2", Priority::replay), a1 = msg("a1"),
@@ -132,7 +133,7 @@ TEST(SqliteStore, LiveMessagesGoBeforeReplayAnswersQueuedEarlier) {
         order.push_back(m->payload);
         store.remove(m->seq);
     }
-    EXPECT_EQ(order, (std::vector<std::string>{"a1", "t1", "a2", "r1", "r2"}));
+    EXPECT_EQ(order, (std::vector<std::string>{"a1", "a2", "t1", "r1", "r2"}));
     // After seqs that could not be removed yet (the store failing), live messages still go first.
     auto r3 = msg("r3", Priority::replay), a3 = msg("a3"), a4 = msg("a4");
     for (auto* m : {&r3, &a3, &a4}) store.append(*m);
