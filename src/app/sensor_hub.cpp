@@ -60,6 +60,8 @@ void SensorHub::adopt(CarryOver carried) {
             }
             auto& e = it->second;
             e.roller = c.roller;
+            if (c.config.disinfection && e.rules->sensor().disinfection)
+                e.rules->resume_cycles(c.cycles, Clock::now(), steady_now, out);
             if (!c.last) continue;
             e.last = *c.last;
             e.rules->resume(*c.last, steady_now, out);
@@ -89,7 +91,7 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
             const auto now = Clock::now();
             for (auto& [id, e] : entries_) {
                 if (carry != nullptr) {
-                    carry->sensors[id] = {e.rules->sensor(), e.last, e.roller};
+                    carry->sensors[id] = {e.rules->sensor(), e.last, e.roller, e.rules->cycles()};
                 } else if (auto partial = e.roller.take()) {
                     publish_rollup(e.rules->sensor(), *partial);
                 }

@@ -218,6 +218,24 @@ void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events
     }
 }
 
+SensorRules::Cycles SensorRules::cycles() const {
+    Cycles c;
+    c.last_cycle = last_cycle_;
+    if (missed_ && missed_->active()) c.missed_since = window_start_;
+    return c;
+}
+
+void SensorRules::resume_cycles(const Cycles& carried, TimePoint now, SteadyPoint steady_now,
+                                std::vector<events::Event>& out) {
+    if (!missed_) return;
+    if (carried.last_cycle)
+        last_cycle_ = std::max(last_cycle_.value_or(*carried.last_cycle), *carried.last_cycle);
+    if (!carried.missed_since || (last_cycle_ && *last_cycle_ >= *carried.missed_since)) return;
+    // A cycle from that window's start on ends it, as before the reload.
+    window_start_ = *carried.missed_since;
+    emit(missed_->observe(now, steady_now, 1.0f), value_, out);
+}
+
 SensorState SensorRules::state(SteadyPoint steady_now) const {
     SensorState s;
     s.value = value_;

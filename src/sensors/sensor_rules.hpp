@@ -49,6 +49,18 @@ public:
     void resume(const Reading& last, TimePoint now, std::vector<events::Event>& out) {
         resume(last, steady_from_wall(now), out);
     }
+    // What a disinfection cabinet's rules know that its readings do not: the last complete cycle,
+    // and a missed cycle open since the end of a window. Handed to the next run at a reload.
+    struct Cycles {
+        std::optional<TimePoint> last_cycle;
+        std::optional<TimePoint> missed_since;  // the start of the window judged missed, while open
+    };
+    Cycles cycles() const;
+    // The previous run's, at a reload: its stop ended an open missed_cycle, which the room would
+    // take for mended, and nothing judged it again until the next window ended. It starts again now
+    // (a new event, as a threshold's condition still there does), and ends with the next cycle.
+    void resume_cycles(const Cycles& carried, TimePoint now, SteadyPoint steady_now,
+                       std::vector<events::Event>& out);
     void tick(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out);
     void tick(TimePoint now, std::vector<events::Event>& out) { tick(now, steady_from_wall(now), out); }
     // Ends every open event of this sensor with `reason` (the gateway stops or reloads).

@@ -460,6 +460,43 @@ TEST(SensorRules, ACycleReadEveryFiveMinutesCountsTheTimeItsLastHotReadingHeld) 
     EXPECT_EQ(short_rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
 }
 
+// A reload's stop ended an open missed_cycle, which the room takes for mended, and the next run
+// knew nothing of it until the next window ended (review). It starts again at once, and the next
+// complete cycle ends it; a cycle the first run saw is not lost either.
+TEST(SensorRules, AMissedCycleOpenAtAReloadStartsAgainInTheNextRun) {
+    Rig rig;
+    disinfection_cabinet(rig);
+    auto first = rig.make();
+    rig.feed(first, 12 * 60, 14 * 60 + 10, 40.0);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+    const auto carried = first.cycles();
+    first.close(at(14 * 60 + 10), kg::events::kEndStopped, rig.out);
+    ASSERT_EQ(rig.states().back(), "disinfection/missed_cycle:end");
+
+    rig.out.clear();
+    SensorRules next(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(14 * 60 + 10));
+    next.resume_cycles(carried, at(14 * 60 + 10), kg::steady_from_wall(at(14 * 60 + 10)), rig.out);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+    rig.feed(next, 14 * 60 + 10, 15 * 60, 40.0);
+    EXPECT_EQ(rig.states().size(), 1u) << "still missed: " << ::testing::PrintToString(rig.states());
+    rig.feed(next, 15 * 60, 15 * 60 + 11, 125.0);  // a full cycle
+    EXPECT_EQ(rig.states().back(), "disinfection/missed_cycle:end");
+
+    // Nothing missed, a cycle seen: nothing raised, and the cycle counts in the next run.
+    Rig quiet;
+    disinfection_cabinet(quiet);
+    auto before = quiet.make();
+    quiet.feed(before, 12 * 60, 12 * 60 + 50, 40.0);
+    quiet.feed(before, 12 * 60 + 50, 13 * 60 + 5, 125.0);  // running into the window
+    const auto cycles = before.cycles();
+    ASSERT_TRUE(cycles.last_cycle);
+    EXPECT_FALSE(cycles.missed_since);
+    SensorRules after(quiet.sensor, quiet.calendar, quiet.schedules, quiet.ids, at(12 * 60));
+    after.resume_cycles(cycles, at(12 * 60), kg::steady_from_wall(at(12 * 60)), quiet.out);
+    quiet.feed(after, 12 * 60, 14 * 60 + 5, 40.0);
+    EXPECT_TRUE(quiet.out.empty()) << ::testing::PrintToString(quiet.states());
+}
+
 TEST(SensorRules, AStopEndsEveryOpenEventOfTheSensor) {
     Rig rig;
     rig.sensor.id = "sample-fridge";
