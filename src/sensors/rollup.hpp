@@ -22,12 +22,22 @@ struct Rollup {
 class Roller {
 public:
     // Adds a reading taken at `t` (its own time) that arrived at `arrived`; returns the finished
-    // minute when this reading starts a new one.
+    // minute when this reading starts a new one. A reading up to 5 minutes behind a minute already
+    // begun or sent is left out.
     std::optional<Rollup> add(TimePoint t, double v, TimePoint arrived) {
         // How far the device's clock runs behind: expire() waits for it, or a batching device's
         // minute would be sent before most of its readings arrived.
         lag_ = std::max(TimePoint::duration::zero(), arrived - t);
         const auto minute = std::chrono::floor<std::chrono::minutes>(t);
+        // A reading of a minute already closed, a little behind the ones before it (a device whose
+        // clock sits near the limit where its own time is believed, flipping between its time and
+        // the arrival): it stays out of the curve. Starting that minute again sent it twice, the
+        // second time with this one reading, and the room keeps the last. Further back is a clock
+        // stepped back: the minutes start over from there.
+        const bool behind = current_.count > 0
+                                ? minute < current_.minute && current_.minute - minute <= kStraggler
+                                : last_sent_ && minute <= *last_sent_ && *last_sent_ - minute <= kStraggler;
+        if (behind) return std::nullopt;
         std::optional<Rollup> done;
         if (current_.count > 0 && minute != current_.minute) done = flush();
         if (current_.count == 0) current_.minute = minute;
@@ -52,11 +62,14 @@ public:
 private:
     Rollup flush() {
         Rollup r = current_;
+        last_sent_ = current_.minute;
         current_ = Rollup{};
         return r;
     }
+    static constexpr auto kStraggler = std::chrono::minutes(5);
     Rollup current_;
-    TimePoint::duration lag_{};  // arrival - own time of the newest reading
+    std::optional<TimePoint> last_sent_;  // the minute flushed last
+    TimePoint::duration lag_{};           // arrival - own time of the newest reading
 };
 
 }  // namespace kg::sensors

@@ -590,6 +590,38 @@ TEST(SensorRules, AWindowJoinedAfterItsCycleIsNotJudged) {
     EXPECT_EQ(rig.out[0].time, at(20 * 60));
 }
 
+// A reading a little behind the minute in progress, or of a minute already sent, started that
+// minute again: it went to the room twice, the second time holding that one reading, and the room
+// keeps the last (review). Left out now; a clock stepped back further starts the minutes over.
+TEST(Rollup, AReadingOfAMinuteAlreadyClosedDoesNotSendItAgain) {
+    kg::sensors::Roller roller;
+    std::vector<kg::sensors::Rollup> done;
+    auto add = [&](double minute, double v) {
+        if (auto r = roller.add(at(minute), v, at(minute))) done.push_back(*r);
+    };
+    add(60.1, 4.0);
+    add(60.5, 5.0);
+    add(61.2, 6.0);  // closes minute 60
+    add(60.9, 9.0);  // behind: left out, minute 61 goes on
+    add(61.8, 7.0);
+    if (auto r = roller.expire(at(62.5))) done.push_back(*r);
+    add(61.95, 9.5);  // of minute 61, already sent
+    add(62.6, 3.0);
+    ASSERT_EQ(done.size(), 2u);
+    EXPECT_EQ(done[0].minute, at(60));
+    EXPECT_EQ(done[0].count, 2);
+    EXPECT_EQ(done[1].minute, at(61));
+    EXPECT_EQ(done[1].count, 2);
+    EXPECT_DOUBLE_EQ(done[1].max, 7.0);
+    // The clock stepped back an hour: the minutes start over there.
+    add(2.5, 4.0);
+    const auto last = roller.take();
+    ASSERT_TRUE(last);
+    EXPECT_EQ(last->minute, at(2));
+    ASSERT_EQ(done.size(), 3u);
+    EXPECT_EQ(done[2].minute, at(62));
+}
+
 TEST(Rollup, ADeviceClockBehindStillGivesOneRollupPerMinute) {
     // Readings every 10 s whose own time is 2 minutes behind their arrival (a batching device, or a
     // clock that lags, within what is believed). The supervisor's tick expired each minute by the
