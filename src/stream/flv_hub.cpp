@@ -54,6 +54,7 @@ void FlvHub::close() {
 
 void FlvHub::on_stream_opened(const AVStream& stream) {
     close();
+    failures_ = 0;
     disconnect_all();  // a new connection may bring new parameters: players must start over
     const AVCodecID codec = stream.codecpar->codec_id;
     const std::string refused = flv_carries(codec) ? std::string() : codec_for_people(codec);
@@ -135,10 +136,7 @@ void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
     }
     if (!started_) {
         if (!starts_output(packet)) return;  // viewers must start on a key frame
-        if (avformat_write_header(out_, nullptr) < 0) {
-            log_->error("HTTP-FLV for {}: cannot write the header", camera_);
-            return close();
-        }
+        if (avformat_write_header(out_, nullptr) < 0) return fail(stream, "cannot write the header");
         clock_.start(packet, stream.time_base);
         avio_flush(io_);
         auto header = take_pending();
@@ -153,11 +151,8 @@ void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
     av_packet_rescale_ts(packet_, stream.time_base, out_->streams[0]->time_base);
     const int rc = av_write_frame(out_, packet_);
     av_packet_unref(packet_);
-    if (rc < 0) {
-        log_->warn("HTTP-FLV for {}: mux error; restarting at the next connection", camera_);
-        end_stream();
-        return close();
-    }
+    if (rc < 0) return fail(stream, "mux error");
+    if (key) failures_ = 0;  // a GOP begun well
     avio_flush(io_);
     if (pending_.empty()) return;
     auto tag = take_pending();
@@ -182,6 +177,23 @@ void FlvHub::on_packet(const AVPacket& packet, const AVStream& stream) {
         }
     }
     broadcast_locked(tag, key);
+}
+
+void FlvHub::fail(const AVStream& stream, const char* what) {
+    // Its viewers end (their players reconnect), and the stream starts again at the next key frame:
+    // it waited for the camera's next connection, weeks on a camera that stays up, and WeChat's
+    // viewers, FLV only, got 503 all that time. One packet FLV cannot carry (16 MiB or more) does
+    // not stop it; ten failures in a row without a GOP begun well do, until the next connection.
+    end_stream();
+    close();
+    if (++failures_ >= kMaxFailures) {
+        log_->error("HTTP-FLV for {}: {}, {} times in a row; restarting at the next connection", camera_,
+                    what, failures_);
+        return;
+    }
+    log_->log(failures_ == 1 ? spdlog::level::warn : spdlog::level::debug,
+              "HTTP-FLV for {}: {}; starting again at the next key frame", camera_, what);
+    open_muxer(*stream.codecpar);
 }
 
 void FlvHub::broadcast_locked(const web::Chunk& chunk, bool key) {

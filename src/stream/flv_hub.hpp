@@ -55,6 +55,8 @@ public:
 private:
     void close();
     void open_muxer(const AVCodecParameters& params);
+    // After a failed header or packet: ends the viewers and starts again at the next key frame.
+    void fail(const AVStream& stream, const char* what);
     web::Chunk take_pending();
     void broadcast_locked(const web::Chunk& chunk, bool key);  // mutex_ held
     // Ends every viewer and the stream itself (header and GOP) in one critical section.
@@ -67,6 +69,8 @@ private:
     AVIOContext* io_ = nullptr;
     AVPacket* packet_ = nullptr;
     bool started_ = false;
+    static constexpr int kMaxFailures = 10;
+    int failures_ = 0;  // failed headers or packets since a key frame was written
     FlvClock clock_;
     std::int64_t last_dts_;
     std::string pending_;

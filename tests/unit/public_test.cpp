@@ -343,6 +343,55 @@ TEST(FlvHub, AViewerJoiningALargeGopWaitsForTheNextKeyFrameInsteadOfBeingRefused
     fs::remove(clip);
 }
 
+// One packet FLV cannot carry (16 MiB or more) stopped HTTP-FLV until the camera's next connection,
+// weeks on a camera that stays up, and WeChat's viewers (FLV only) got 503 meanwhile (review). The
+// viewers of that moment end, and the stream starts again at the next key frame.
+TEST(FlvHub, AMuxErrorStartsTheStreamAgainAtTheNextKeyFrame) {
+    namespace fs = std::filesystem;
+    const auto clip = fs::temp_directory_path() / ("kg-flv-error-" + std::to_string(::getpid()) + ".mp4");
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 6 -c:v libx264 "
+        "-preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p " +
+        clip.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    std::ostringstream text;
+    auto log =
+        std::make_shared<spdlog::logger>("flv", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
+    kg::stream::FlvHub hub("kitchen", log);
+    // Between the input and the hub: packet 40 (mid-GOP) is replaced by one of 17 MiB, same times.
+    struct Spoiler : kg::ingest::PacketObserver {
+        kg::stream::FlvHub& hub;
+        int n = 0;
+        explicit Spoiler(kg::stream::FlvHub& h) : hub(h) {}
+        void on_stream_opened(const AVStream& s) override { hub.on_stream_opened(s); }
+        void on_packet(const AVPacket& p, const AVStream& s) override {
+            if (++n != 40) return hub.on_packet(p, s);
+            AVPacket* big = av_packet_alloc();
+            ASSERT_EQ(av_new_packet(big, 17 << 20), 0);
+            av_packet_copy_props(big, &p);
+            hub.on_packet(*big, s);
+            av_packet_free(&big);
+        }
+        void on_stream_closed() override { hub.on_stream_closed(); }
+    } spoiler(hub);
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip.string()}, stop);
+    input.set_packet_observer(&spoiler);
+    input.open();
+    std::shared_ptr<kg::web::LiveStream> before, after;
+    bool live_after = false;
+    for (int frame = 0; input.next_frame(); ++frame) {
+        if (frame == 30) before = hub.subscribe(1 << 20);
+        if (frame == 80 && (after = hub.subscribe(1 << 20))) live_after = true;
+    }
+    fs::remove(clip);
+    ASSERT_TRUE(before);
+    EXPECT_TRUE(before->finished()) << "the viewers of the failed stream end";
+    EXPECT_TRUE(live_after) << "HTTP-FLV stayed off after the mux error: " << text.str();
+    EXPECT_NE(text.str().find("mux error; starting again at the next key frame"), std::string::npos)
+        << text.str();
+}
+
 // Viewers joining on the HTTP threads while the ingest thread muxes. A viewer subscribing between
 // the GOP's update and the broadcast got that tag twice (a corrupt picture until the next key
 // frame); one subscribing as the stream ended got its header and then nothing, holding its
