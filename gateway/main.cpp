@@ -352,6 +352,7 @@ int main(int argc, char** argv) {
             const auto cfg = kg::app::load_and_check(check_path);
             std::cout << check_path << ": configuration OK (site " << cfg.site.id << ", "
                       << cfg.cameras.size() << " cameras)\n";
+            for (const auto& doubt : kg::config::doubts(cfg)) std::cout << "warning: " << doubt << "\n";
             return 0;
         } catch (const kg::config::ConfigInvalid& e) {
             print_errors(e);

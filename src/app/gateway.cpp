@@ -240,6 +240,7 @@ void Gateway::start(CarryOver carried) {
         }
     }
     apply_public_hours(started_at_);
+    for (const auto& doubt : config::doubts(cfg_)) log_->warn("configuration: {}", doubt);
     {
         // Also with the public side off: a crashed run's segments would stay on tmpfs till a reboot.
         std::vector<std::string> public_cameras;

@@ -1198,29 +1198,6 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
                 node_at(at, {"disinfection", "schedule"}), at,
                 fmt::format("sensors[{}].disinfection.schedule", i),
                 fmt::format("sensor '{}': no schedule named '{}'", sensor.id, sensor.disinfection->schedule));
-        } else if (sensor.disinfection && !sensor.disinfection->schedule.empty()) {
-            // A window is judged when it ends: one that never does never raises a missed cycle.
-            const auto& name = sensor.disinfection->schedule;
-            const auto it = std::find_if(g.schedules.begin(), g.schedules.end(),
-                                         [&](const Schedule& s) { return s.name == name; });
-            rules::Schedule windows{it->name, it->days, {}, it->on_holidays, it->inverted};
-            bool parsed = true;  // a bad time is an error of its own, said where the schedule is read
-            for (const auto& t : it->times) {
-                try {
-                    windows.windows.push_back(rules::parse_window(t));
-                } catch (const std::invalid_argument&) {
-                    parsed = false;
-                }
-            }
-            if (parsed && rules::never_ends(windows)) {
-                report(
-                    node_at(at, {"disinfection", "schedule"}), at,
-                    fmt::format("sensors[{}].disinfection.schedule", i),
-                    fmt::format("sensor '{}': schedule '{}' is active all week, so its window never ends "
-                                "and a missed cycle is never judged: give the windows a cycle must run in, "
-                                "e.g. the hour after each meal",
-                                sensor.id, name));
-            }
         }
     }
     for (std::size_t i = 0; i < g.cameras.size(); ++i) {
@@ -1489,12 +1466,6 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
             !pub.rtmp_push.empty() && pub.rtmp_push.rfind("rtmp://", 0) != 0 &&
             pub.rtmp_push.rfind("rtmps://", 0) != 0) {
             r.error(p["rtmp_push"], "public.rtmp_push", "expected an rtmp:// or rtmps:// URL");
-        } else if (!pub.rtmp_push.empty() && pub.listen.empty()) {
-            // The public feeds, the push among them, are made only with the public side on: without
-            // it the push was silently never made (review).
-            r.error(p["rtmp_push"], "public.rtmp_push",
-                    "needs public.listen: the public side is off without it, and nothing would be pushed "
-                    "(listen on 127.0.0.1 to keep the box's own page private)");
         }
         int n = 0;
         if (p["max_viewers_per_camera"] &&
@@ -1682,6 +1653,39 @@ Gateway load_file(const std::string& path) {
     text << in.rdbuf();
     if (in.bad()) throw ConfigInvalid({{path, 0, 0, "", "cannot read the file: read error"}});
     return load_string(text.str(), path);
+}
+
+std::vector<std::string> doubts(const Gateway& g) {
+    std::vector<std::string> out;
+    // The public feeds, the push among them, are made only with the public side on.
+    if (!g.public_side.rtmp_push.empty() && g.public_side.listen.empty()) {
+        out.push_back(
+            "public.rtmp_push is set but public.listen is not: the public side is off, and nothing is pushed "
+            "(listen on 127.0.0.1 to keep the box's own page private)");
+    }
+    // A disinfection window is judged when it ends: one that never does never raises a missed cycle.
+    for (const auto& sensor : g.sensors) {
+        if (!sensor.disinfection) continue;
+        const auto& name = sensor.disinfection->schedule;
+        const auto it = std::find_if(g.schedules.begin(), g.schedules.end(),
+                                     [&](const Schedule& s) { return s.name == name; });
+        if (it == g.schedules.end()) continue;
+        rules::Schedule windows{it->name, it->days, {}, it->on_holidays, it->inverted};
+        try {
+            for (const auto& t : it->times) windows.windows.push_back(rules::parse_window(t));
+        } catch (const std::invalid_argument&) {
+            continue;  // an error of its own
+        }
+        if (rules::never_ends(windows)) {
+            out.push_back(fmt::format(
+                "sensor '{}': disinfection.schedule '{}' is active all week, so its window never ends and a "
+                "missed cycle is never judged: give the windows a cycle must run in, e.g. the hour after "
+                "each "
+                "meal",
+                sensor.id, name));
+        }
+    }
+    return out;
 }
 
 }  // namespace kg::config

@@ -32,6 +32,11 @@ Gateway load_file(const std::string& path);
 // `source_name` is used in messages and to resolve relative file paths (its directory).
 Gateway load_string(const std::string& yaml, const std::string& source_name);
 
+// What a valid configuration asks for that will not happen as its writer likely meant: each a
+// sentence naming the key. Not errors: a configuration that ran before an upgrade keeps running
+// (logged at start, printed by --check-config).
+std::vector<std::string> doubts(const Gateway& g);
+
 // Whether `id` is one the configuration accepts for a site, camera, sensor or zone: 1-64 letters,
 // digits, '_' or '-'.
 bool valid_id(const std::string& id);
