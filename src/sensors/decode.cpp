@@ -140,7 +140,10 @@ std::optional<TimePoint> time_at(const nlohmann::json& doc, const std::string& p
         while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
         if (end - dot - 1 > 6) text.erase(dot + 7, end - dot - 7);
     }
-    for (const char* format : {"%FT%T%Ez", "%FT%TZ"}) {
+    // Trailing blanks are no part of the time ("...Z " from a hand-made payload).
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+    // "+08:00", "Z", and ISO 8601's basic "+0800" (Java's pattern letter Z writes it).
+    for (const char* format : {"%FT%T%Ez", "%FT%TZ", "%FT%T%z"}) {
         std::istringstream in(text);
         date::sys_time<std::chrono::microseconds> t{};
         in >> date::parse(format, t);

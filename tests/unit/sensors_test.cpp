@@ -157,6 +157,9 @@ TEST(JsonPath, ADevicesTimeInAnyUnitOrFractionIsPlacedOrRefused) {
     EXPECT_EQ(time_of(R"("2026-11-24T08:00:00.123456789+08:00")"), at + microseconds(123456));
     EXPECT_EQ(time_of(R"("2026-11-24T00:00:00.5Z")"), at + milliseconds(500));
     EXPECT_EQ(time_of(R"("2026-11-24T00:00:00Z")"), at);
+    EXPECT_EQ(time_of(R"("2026-11-24T08:00:00+0800")"), at);  // ISO 8601's basic offset, as Java writes it
+    EXPECT_EQ(time_of(R"("2026-11-24T08:00:00.123+0800")"), at + milliseconds(123));
+    EXPECT_EQ(time_of(R"("2026-11-24T00:00:00Z ")"), at);
     EXPECT_FALSE(time_of(R"("2026-11-24T00:00:00Z trailing")"));
     EXPECT_FALSE(time_of(R"("2300-01-01T00:00:00Z")"));  // past what a TimePoint holds: refused
 }
