@@ -185,7 +185,11 @@ void Outbox::flush_overflow() {
     // In chunks, one transaction each: a commit per message held the producers' lock for 10 000
     // syncs after a full disk was mended (minutes on an SD card), and every camera's analysis and
     // the supervision tick, which feeds the watchdog, with it.
-    std::size_t chunk_size = 500;
+    // While the store fails, each producer and the sender's second try this: one message first,
+    // doubling while they go in (a disk with room for a few takes them); one failure ends the try.
+    // Trying 500 and halving cost nine failed transactions of up to 64 MiB each, every call.
+    constexpr std::size_t kChunk = 500;
+    std::size_t chunk_size = store_problem() ? 1 : kChunk;
     std::size_t moved = 0, refused = 0, dropped = 0;
     for (;;) {
         auto chunk = overflow_.first(chunk_size);
@@ -199,11 +203,12 @@ void Outbox::flush_overflow() {
             store_recovered();
         } catch (const StoreError& e) {
             store_failed(e.what());
-            // A disk with room for a few: smaller chunks, down to one message, before giving up.
-            if (chunk.size() == 1) break;
-            chunk_size = chunk.size() / 2;
+            // A full chunk that fails where the store seemed to work: one message, once.
+            if (chunk.size() == 1 || chunk_size != kChunk) break;
+            chunk_size = 1;
             continue;
         }
+        chunk_size = std::min(kChunk, chunk_size * 2);
         for (std::size_t i = 0; i < ids.size(); ++i) {
             overflow_.pop(ids[i]);  // stored, or refused by the budget for good (counted below)
             refused += results[i].stored ? 0 : 1;
@@ -478,6 +483,7 @@ void Outbox::settle_with_store() {
         }
     });
     apply(unremoved_, [this](std::int64_t seq) { store_.remove(seq); });
+    if (unremoved_.empty()) unremoved_after_ = {};
     apply(sent_from_memory_, [this](const Message& m) { store_.record_sent(m); });
 }
 
@@ -488,11 +494,18 @@ void Outbox::pause(std::chrono::milliseconds how_long) {
 
 std::optional<Message> Outbox::next() {
     try {
-        // After the last message sent that the store could not remove yet: those before it went.
-        if (auto m = store_.front(unremoved_.empty() ? 0 : unremoved_.back())) {
+        // Past the messages sent that the store could not remove yet, in each class.
+        if (auto m = store_.front(unremoved_after_)) {
             // A read that works clears a one-off failure, unless messages still wait in memory
             // for the store to take them (a full disk still reads).
             if (overflow_.size() == 0) store_recovered();
+            // An alert kept in memory (the store failing) does not wait behind stored roll-ups or
+            // replay answers; no stored alert is left ahead of it, so the numbers stay in order.
+            if (m->priority == Priority::telemetry || m->priority == Priority::replay) {
+                if (auto kept = overflow_.front();
+                    kept && (kept->priority == Priority::alert || kept->priority == Priority::evidence))
+                    return kept;
+            }
             return m;
         }
     } catch (const StoreError& e) {
@@ -609,6 +622,7 @@ void Outbox::run() {
                 // Delivered but not removed: skipped from now on, removed once the store works (sent
                 // again only if the gateway stops first, and receivers deduplicate).
                 unremoved_.push_back(head.seq);
+                unremoved_after_.mark(head.priority, head.seq);
                 store_failed(e.what());
             }
         }

@@ -162,6 +162,7 @@ private:
     // head again and again instead flooded the broker with thousands of copies a second while the
     // disk was full, and nothing behind it went out.
     std::vector<std::int64_t> unremoved_;  // sender thread only (and stop(), after it)
+    SqliteStore::Sent unremoved_after_;    // where unremoved_ leaves each class's queue off
     // Numbered messages delivered from memory, for the sent table once the store works (else a
     // replay request would find them lost). Sender thread only (and stop(), after it).
     std::vector<Message> sent_from_memory_;

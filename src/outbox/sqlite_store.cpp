@@ -384,10 +384,20 @@ void SqliteStore::forget_pending_clip(const std::string& event_id) {
     clip_reported_.bind(1, event_id).run();
 }
 
-std::optional<Message> SqliteStore::front(std::int64_t after) {
+void SqliteStore::Sent::mark(Priority p, std::int64_t seq) {
+    auto& cursor = p == Priority::telemetry ? telemetry : p == Priority::replay ? replay : live;
+    cursor = std::max(cursor, seq);
+}
+
+std::optional<Message> SqliteStore::front() { return front(Sent{}); }
+
+std::optional<Message> SqliteStore::front(const Sent& sent) {
     std::lock_guard lock(mutex_);
     // The head of one priority's queue (the index on priority and seq: no scan of the others).
     auto head = [&](Priority priority) -> std::optional<Message> {
+        const std::int64_t after = priority == Priority::telemetry ? sent.telemetry
+                                   : priority == Priority::replay  ? sent.replay
+                                                                   : sent.live;
         auto& q = front_;
         q.reset();
         if (!q.bind(1, static_cast<std::int64_t>(priority)).bind(2, after).step()) {

@@ -103,10 +103,17 @@ public:
     // Appends the messages as append() would, in one transaction (one sync to the disk instead of
     // one per message): all of them or, if the store fails, none.
     std::vector<Appended> append_all(std::vector<Message>& messages);
+    // Per class of what is sent (alerts with their evidence, roll-ups, replay answers), the seq up
+    // to which all was sent: the messages at or below it that are still queued were sent and could
+    // not be removed yet (the store failing). Each class goes in seq order, so one cursor a class.
+    struct Sent {
+        std::int64_t live = 0, telemetry = 0, replay = 0;
+        void mark(Priority p, std::int64_t seq);
+    };
     // What to send next: the oldest alert or evidence message queued, else the oldest roll-up,
-    // else the oldest replay answer; of those after seq `after` when given (those before it were
-    // sent, and could not be removed yet).
-    std::optional<Message> front(std::int64_t after = 0);
+    // else the oldest replay answer; of those past `sent`.
+    std::optional<Message> front(const Sent& sent);
+    std::optional<Message> front();
     // Removes a message the broker acknowledged. A numbered one is copied into the sent table in the
     // same transaction (unless keep_sent is 0) and becomes the highest acknowledged if it is.
     void remove(std::int64_t seq);
