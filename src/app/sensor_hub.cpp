@@ -60,13 +60,16 @@ void SensorHub::adopt(CarryOver carried) {
             }
             auto& e = it->second;
             e.roller = c.roller;
+            if (c.last) {
+                e.last = *c.last;
+                e.rules->resume(*c.last, steady_now, out);
+                log_->debug("sensor {}: the last reading before the reload holds ({} {})", id, c.last->value,
+                            e.rules->sensor().unit);
+            }
+            // After the last reading: a missed cycle raised again carries its value, and a cycle in
+            // progress goes on only while that reading is hot.
             if (c.config.disinfection && e.rules->sensor().disinfection)
                 e.rules->resume_cycles(c.cycles, Clock::now(), steady_now, out);
-            if (!c.last) continue;
-            e.last = *c.last;
-            e.rules->resume(*c.last, steady_now, out);
-            log_->debug("sensor {}: the last reading before the reload holds ({} {})", id, c.last->value,
-                        e.rules->sensor().unit);
         }
     }
     deliver(out);

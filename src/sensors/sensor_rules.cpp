@@ -222,6 +222,7 @@ SensorRules::Cycles SensorRules::cycles() const {
     Cycles c;
     c.last_cycle = last_cycle_;
     if (missed_ && missed_->active()) c.missed_since = window_start_;
+    c.hot_since = hot_since_;
     return c;
 }
 
@@ -230,6 +231,10 @@ void SensorRules::resume_cycles(const Cycles& carried, TimePoint now, SteadyPoin
     if (!missed_) return;
     if (carried.last_cycle)
         last_cycle_ = std::max(last_cycle_.value_or(*carried.last_cycle), *carried.last_cycle);
+    // A cycle running at the reload goes on, if the last reading taken over (resume()) is hot: a
+    // 20-minute cycle cut by a reload at its 13th minute counted 7, and its window was missed.
+    if (carried.hot_since && value_ && last_valid_ && *value_ >= sensor_.disinfection->setpoint)
+        hot_since_ = std::min(hot_since_.value_or(*carried.hot_since), *carried.hot_since);
     if (!carried.missed_since || (last_cycle_ && *last_cycle_ >= *carried.missed_since)) return;
     // A cycle from that window's start on ends it, as before the reload.
     window_start_ = *carried.missed_since;

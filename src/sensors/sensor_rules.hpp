@@ -54,6 +54,7 @@ public:
     struct Cycles {
         std::optional<TimePoint> last_cycle;
         std::optional<TimePoint> missed_since;  // the start of the window judged missed, while open
+        std::optional<TimePoint> hot_since;     // a cycle in progress: hot since then
     };
     Cycles cycles() const;
     // The previous run's, at a reload: its stop ended an open missed_cycle, which the room would

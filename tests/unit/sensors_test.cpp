@@ -485,6 +485,25 @@ TEST(SensorRules, AMissedCycleOpenAtAReloadStartsAgainInTheNextRun) {
     rig.feed(next, 15 * 60, 15 * 60 + 11, 125.0);  // a full cycle
     EXPECT_EQ(rig.states().back(), "disinfection/missed_cycle:end");
 
+    // A cycle running at the reload (12:45, reload at 12:58, window 13:00-14:00) goes on in the
+    // next run: it counted only from the reload, 6 hot minutes, and the window was missed.
+    {
+        Rig cut;
+        disinfection_cabinet(cut);
+        cut.sensor.disinfection->min_time = 20min;
+        auto a = cut.make();
+        cut.feed(a, 12 * 60, 12 * 60 + 45, 40.0);
+        cut.feed(a, 12 * 60 + 45, 12 * 60 + 58, 125.0);
+        const auto mid = a.cycles();
+        ASSERT_TRUE(mid.hot_since);
+        SensorRules b(cut.sensor, cut.calendar, cut.schedules, cut.ids, at(12 * 60 + 58));
+        b.resume({cut.sensor.id, 125.0, at(12 * 60 + 57), std::nullopt}, at(12 * 60 + 58), cut.out);
+        b.resume_cycles(mid, at(12 * 60 + 58), kg::steady_from_wall(at(12 * 60 + 58)), cut.out);
+        cut.feed(b, 12 * 60 + 58, 13 * 60 + 5, 125.0);
+        cut.feed(b, 13 * 60 + 5, 14 * 60 + 5, 40.0);
+        EXPECT_TRUE(cut.out.empty()) << ::testing::PrintToString(cut.states());
+    }
+
     // Nothing missed, a cycle seen: nothing raised, and the cycle counts in the next run.
     Rig quiet;
     disinfection_cabinet(quiet);
