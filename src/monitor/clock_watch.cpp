@@ -34,16 +34,22 @@ namespace {
 TimePoint::duration as_duration(double seconds) {
     return std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(seconds));
 }
+
+// Whether the sites agree enough for their median to stand for the room's clock.
+bool trusted(const std::optional<ClockWatch::Offset>& off) {
+    return off && off->agreeing >= ClockWatch::kMinSites && off->agreeing * 4 >= off->sites * 3;
+}
+
 }  // namespace
 
 TimePoint ClockWatch::later_of(TimePoint now, std::chrono::steady_clock::time_point steady) const {
     const auto off = offset(steady);
-    return off && off->seconds > 0 ? now + as_duration(off->seconds) : now;
+    return trusted(off) && off->seconds > 0 ? now + as_duration(off->seconds) : now;
 }
 
 TimePoint ClockWatch::earlier_of(TimePoint now, std::chrono::steady_clock::time_point steady) const {
     const auto off = offset(steady);
-    return off && off->seconds < 0 ? now + as_duration(off->seconds) : now;
+    return trusted(off) && off->seconds < 0 ? now + as_duration(off->seconds) : now;
 }
 
 std::optional<ClockWatch::Offset> ClockWatch::offset_locked(
@@ -55,7 +61,10 @@ std::optional<ClockWatch::Offset> ClockWatch::offset_locked(
     if (offsets.size() < kMinSites) return std::nullopt;
     const auto mid = offsets.begin() + static_cast<std::ptrdiff_t>(offsets.size() / 2);
     std::nth_element(offsets.begin(), mid, offsets.end());
-    return Offset{*mid, offsets.size()};
+    const double median = *mid;
+    const auto agreeing = static_cast<std::size_t>(std::count_if(
+        offsets.begin(), offsets.end(), [&](double o) { return std::abs(o - median) <= kAgree; }));
+    return Offset{median, offsets.size(), agreeing};
 }
 
 }  // namespace kg::monitor

@@ -36,13 +36,17 @@ public:
     struct Offset {
         double seconds = 0;  // the sites' clocks minus the room's (the median): > 0, the room is behind
         std::size_t sites = 0;
+        std::size_t agreeing = 0;  // of them, within kAgree of the median
     };
+    static constexpr double kAgree = 600;  // seconds
     // Over the sites heard within kWithin; nothing with fewer than kMinSites.
     std::optional<Offset> offset(
         std::chrono::steady_clock::time_point steady = std::chrono::steady_clock::now()) const;
 
-    // The later of the room's clock `now` and the sites' (their median, when known): what a site's
-    // time may not run far beyond. A room clock a day behind would otherwise refuse every roll-up.
+    // The later of the room's clock `now` and the sites' (their median, when at least 3 sites and
+    // three in four agree on it within 10 minutes: two sites of three a year off must not move it):
+    // what a site's time may not run far beyond. A room clock a day behind would otherwise refuse
+    // every roll-up.
     TimePoint later_of(TimePoint now,
                        std::chrono::steady_clock::time_point steady = std::chrono::steady_clock::now()) const;
     // The earlier of the two: what retention counts back from. A room clock set a year ahead would

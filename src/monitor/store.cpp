@@ -996,6 +996,17 @@ void Store::mark_published(std::int64_t seq, TimePoint when) {
 Pruned Store::prune(TimePoint now, int batch) {
     std::lock_guard lock(mutex_);
     Pruned out;
+    {
+        // Never counted from more than a day after the last message any site sent: a room whose
+        // clock came up a year ahead at a boot (before any site could outvote it, ClockWatch) would
+        // delete every record as past its time at the pass at start. A room that ran on is not
+        // held back: its sites' messages keep the last one recent.
+        Stmt latest(db_, "SELECT max(last_seen) FROM sites");
+        if (latest.step() && !latest.is_null(0)) {
+            if (const auto seen = parse_iso8601_utc(latest.text(0)))
+                now = std::min(now, *seen + std::chrono::hours(24));
+        }
+    }
     Transaction tx(db_);
     if (retention_.alerts) {
         // An alert whose decisions are not all published yet stays until they are: the site has
