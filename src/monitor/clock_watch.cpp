@@ -21,7 +21,8 @@ void ClockWatch::heard(const std::string& site, TimePoint sent, TimePoint now,
     warned_ = steady;
     log_->warn(
         "the room's clock is {:.0f} s {} the clocks of {} sites (their median): set it right (NTP), or "
-        "alert ages and heartbeats read wrong (roll-ups and retention go by the sites' clocks meanwhile)",
+        "alert ages and heartbeats read wrong (roll-ups and retention go by the sites' clocks while 3 in 4 "
+        "agree)",
         std::abs(off->seconds), off->seconds > 0 ? "behind" : "ahead of", off->sites);
 }
 

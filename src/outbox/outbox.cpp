@@ -494,6 +494,11 @@ void Outbox::pause(std::chrono::milliseconds how_long) {
 
 std::optional<Message> Outbox::next() {
     try {
+        // Memory first, then the store: a producer's flush that moves the memory's head into the
+        // store between the two reads then shows it as the store's live head, sent from there. Read
+        // the other way round, the moved alert's successor went out ahead of it, numbers out of
+        // order (review).
+        auto kept = overflow_.front();
         // Past the messages sent that the store could not remove yet, in each class.
         if (auto m = store_.front(unremoved_after_)) {
             // A read that works clears a one-off failure, unless messages still wait in memory
@@ -501,11 +506,9 @@ std::optional<Message> Outbox::next() {
             if (overflow_.size() == 0) store_recovered();
             // An alert kept in memory (the store failing) does not wait behind stored roll-ups or
             // replay answers; no stored alert is left ahead of it, so the numbers stay in order.
-            if (m->priority == Priority::telemetry || m->priority == Priority::replay) {
-                if (auto kept = overflow_.front();
-                    kept && (kept->priority == Priority::alert || kept->priority == Priority::evidence))
-                    return kept;
-            }
+            if ((m->priority == Priority::telemetry || m->priority == Priority::replay) && kept &&
+                (kept->priority == Priority::alert || kept->priority == Priority::evidence))
+                return kept;
             return m;
         }
     } catch (const StoreError& e) {
