@@ -185,11 +185,12 @@ void Outbox::flush_overflow() {
     // In chunks, one transaction each: a commit per message held the producers' lock for 10 000
     // syncs after a full disk was mended (minutes on an SD card), and every camera's analysis and
     // the supervision tick, which feeds the watchdog, with it.
-    // While the store fails, each producer and the sender's second try this: one message first,
-    // doubling while they go in (a disk with room for a few takes them); one failure ends the try.
-    // Trying 500 and halving cost nine failed transactions of up to 64 MiB each, every call.
+    // Messages wait in memory only because the store failed, and it may still (a store that
+    // removed a sent message can still be too full to add one): one message first, doubling while
+    // they go in (a disk with room for a few takes them); one failure ends the try. Trying 500 and
+    // halving cost nine failed transactions of up to 64 MiB each, on every producer's call.
     constexpr std::size_t kChunk = 500;
-    std::size_t chunk_size = store_problem() ? 1 : kChunk;
+    std::size_t chunk_size = 1;
     std::size_t moved = 0, refused = 0, dropped = 0;
     for (;;) {
         auto chunk = overflow_.first(chunk_size);
@@ -203,10 +204,7 @@ void Outbox::flush_overflow() {
             store_recovered();
         } catch (const StoreError& e) {
             store_failed(e.what());
-            // A full chunk that fails where the store seemed to work: one message, once.
-            if (chunk.size() == 1 || chunk_size != kChunk) break;
-            chunk_size = 1;
-            continue;
+            break;
         }
         chunk_size = std::min(kChunk, chunk_size * 2);
         for (std::size_t i = 0; i < ids.size(); ++i) {
