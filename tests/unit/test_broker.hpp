@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -57,8 +58,17 @@ public:
 private:
     void spawn() {
         const std::string port = std::to_string(port_);
-        char* argv[] = {const_cast<char*>(kMosquitto), const_cast<char*>("-p"),
-                        const_cast<char*>(port.c_str()), nullptr};
+        // Its default queue per client is 1000 messages: a test that floods a client the loaded CI
+        // machine lets fall behind lost the rest at the broker, silently (a flood test then never
+        // saw the input's own bound reached). No limit here: what a test floods arrives.
+        config_ = std::filesystem::temp_directory_path() /
+                  ("kg-test-broker-" + port + "-" + std::to_string(::getpid()) + ".conf");
+        {
+            std::ofstream conf(config_);
+            conf << "listener " << port << " 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n";
+        }
+        char* argv[] = {const_cast<char*>(kMosquitto), const_cast<char*>("-c"),
+                        const_cast<char*>(config_.c_str()), nullptr};
         posix_spawn_file_actions_t quiet;  // its log would fill the test's output
         posix_spawn_file_actions_init(&quiet);
         posix_spawn_file_actions_addopen(&quiet, 1, "/dev/null", O_WRONLY, 0);
@@ -90,9 +100,12 @@ private:
         ::kill(pid_, SIGTERM);
         ::waitpid(pid_, nullptr, 0);
         pid_ = 0;
+        std::error_code ec;
+        std::filesystem::remove(config_, ec);
     }
 
     int port_;
+    std::string config_;
     pid_t pid_ = 0;
 };
 
