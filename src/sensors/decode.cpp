@@ -111,11 +111,8 @@ std::optional<TimePoint> time_at(const nlohmann::json& doc, const std::string& p
         const double v = node->get<double>();
         int exponent = 0;  // of the unit: 1e0 s ... 1e9 ns
         while (exponent <= 9 && v >= kLatest * std::pow(10.0, exponent)) exponent += 3;
-        if (exponent > 9 || !from_seconds(v / std::pow(10.0, exponent))) return std::nullopt;
-        if (node->is_number_float()) {
-            return TimePoint(std::chrono::duration_cast<TimePoint::duration>(
-                std::chrono::duration<double>(v / std::pow(10.0, exponent))));
-        }
+        const auto placed = exponent > 9 ? std::nullopt : from_seconds(v / std::pow(10.0, exponent));
+        if (!placed || node->is_number_float()) return placed;
         // Integers as they are: a microsecond or nanosecond epoch is past a double's precision.
         const auto n = node->get<std::int64_t>();
         using namespace std::chrono;
