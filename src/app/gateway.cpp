@@ -9,6 +9,7 @@
 #include <string_view>
 #include <thread>
 
+#include "app/missed_cycles.hpp"
 #include "config/config_loader.hpp"
 #include "publish/payloads.hpp"
 #include "stream/hls_writer.hpp"
@@ -251,7 +252,9 @@ void Gateway::start(CarryOver carried) {
     }
     // What the runs before published: the local API's list, and at a fresh start today's figures
     // (a reload hands its own day over, with the raises its stop ended marked).
-    event_log_.adopt_history(outbox_.latest_numbered(topics_.events(), EventLog::kKeep), !carried.from_a_run);
+    const auto history = outbox_.latest_numbered(topics_.events(), EventLog::kKeep);
+    event_log_.adopt_history(history, !carried.from_a_run);
+    if (!carried.from_a_run) carry_missed_cycles(history, carried);
     event_log_.adopt_day(std::move(carried.event_day));
     // Not those of this run's own cameras and sensors (a reload that failed fell back to the
     // configuration that has them).
@@ -381,6 +384,23 @@ void Gateway::publish_states(TimePoint now, bool due) {
         last_online_[i] = state.online;
         link_.publish(topics_.camera_state(state.camera->id),
                       publish::camera_state_payload(state, cfg_.site.id, now), 1, true);
+    }
+}
+
+void Gateway::carry_missed_cycles(const std::vector<std::string>& history, CarryOver& carried) {
+    // Only while the raise is recent: after a longer outage a cycle may have run unseen.
+    constexpr auto kMaxAge = std::chrono::hours(24);
+    for (const auto& [id, raised] : missed_cycles_left(history, started_at_, kMaxAge)) {
+        const auto it = std::find_if(cfg_.sensors.begin(), cfg_.sensors.end(),
+                                     [&id](const config::Sensor& s) { return s.id == id; });
+        if (it == cfg_.sensors.end() || !it->disinfection) continue;
+        log_->info(
+            "sensor {}: the missed disinfection cycle raised at {} was ended by the previous run's stop, "
+            "and no cycle has been seen since: raised again",
+            id, iso8601_utc(raised));
+        auto& c = carried.sensors[id];
+        c.config = *it;
+        c.cycles.missed_since = raised;
     }
 }
 

@@ -75,6 +75,9 @@ public:
 
 private:
     void adopt(CarryOver&& carried);
+    // At a fresh start: the missed disinfection cycles the previous run's stop ended (`history`,
+    // the event messages it published), raised again through `carried` as a reload hands them over.
+    void carry_missed_cycles(const std::vector<std::string>& history, CarryOver& carried);
     void publish_states(TimePoint now, bool due);
     void publish_gateway(TimePoint now);
     void apply_public_hours(TimePoint now);

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "app/missed_cycles.hpp"
 #include "publish/payloads.hpp"
 
 namespace {
@@ -155,4 +156,58 @@ TEST(EventLog, AfterAReloadTheHistoryFillsTheListAndNotTheDay) {
     after.adopt_history({published(event("a", EventState::start, 0), 1)}, false);
     EXPECT_EQ(today(after).raised, 0u);
     EXPECT_EQ(after.recent(10).size(), 1u);
+}
+
+namespace {
+
+// A sensor event as published: `source` a sensor's id.
+std::string missed(const std::string& id, EventState state, int raised_s, int second,
+                   std::string end_reason = {}, const std::string& sensor = "cabinet") {
+    Event e = event(id, state, second, std::move(end_reason), sensor);
+    e.from_sensor = true;
+    e.check = "disinfection";
+    e.label = "missed_cycle";
+    e.start_time = kT0 + std::chrono::seconds(raised_s);
+    return kg::publish::event_payload(e, "s");
+}
+
+}  // namespace
+
+// The missed cycles a previous run left raised are found in its event messages: a start it never
+// ended, or one its stop ended; not one a cycle cleared, nor one raised too long ago.
+TEST(MissedCyclesLeft, FindsTheRaisesAStopOrACrashEndedAndNoOther) {
+    using kg::app::missed_cycles_left;
+    const auto now = kT0 + 1h;
+    const std::vector<std::string> history = {
+        // cabinet: raised at 0, ended by the stop at 600.
+        missed("c1", EventState::start, 0, 0),
+        missed("c1", EventState::end, 0, 600, kg::events::kEndStopped),
+        // a camera's event and another check are not missed cycles.
+        kg::publish::event_payload(event("m1", EventState::start, 10), "s"),
+        // dish: raised at 100, cleared by a cycle at 200.
+        missed("d1", EventState::start, 100, 100, {}, "dish"),
+        missed("d1", EventState::end, 100, 200, {}, "dish"),
+        // oven: raised at 300, never ended (the run crashed).
+        missed("o1", EventState::start, 300, 300, {}, "oven"),
+        // steamer: raised 2 days ago, its end made by a restart.
+        missed("s1", EventState::start, -48 * 3600, -48 * 3600, {}, "steamer"),
+        missed("s1", EventState::end, -48 * 3600, 500, kg::events::kEndRestarted, "steamer"),
+        // rack: raised, stopped, raised again by the next run and then cleared.
+        missed("r1", EventState::start, 0, 0, {}, "rack"),
+        missed("r1", EventState::end, 0, 50, kg::events::kEndStopped, "rack"),
+        missed("r2", EventState::start, 60, 60, {}, "rack"),
+        missed("r2", EventState::end, 60, 70, {}, "rack"),
+        // shelf: the outbox no longer keeps its start; its end by a stop says when it was raised.
+        missed("h1", EventState::end, 30, 900, kg::events::kEndStopped, "shelf"),
+        "not json",
+        R"({"check": "disinfection", "label": "missed_cycle", "sensor": 5, "state": "start"})",
+    };
+    const auto left = missed_cycles_left(history, now, 24h);
+    // As published: to the millisecond.
+    const auto ms = [](kg::TimePoint t) { return std::chrono::floor<std::chrono::milliseconds>(t); };
+    const std::map<std::string, kg::TimePoint> expected = {
+        {"cabinet", ms(kT0)}, {"oven", ms(kT0 + 300s)}, {"shelf", ms(kT0 + 30s)}};
+    EXPECT_EQ(left, expected);
+    // Ended by a stop and raised within the day, but the clock says the raise is yet to come.
+    EXPECT_TRUE(missed_cycles_left(history, kT0 - 1h, 24h).empty());
 }

@@ -21,6 +21,8 @@
 #include "app/tick_parts.hpp"
 #include "common/logging.hpp"
 #include "config/config_loader.hpp"
+#include "outbox/outbox.hpp"
+#include "outbox/sqlite_store.hpp"
 #include "test_broker.hpp"
 
 namespace fs = std::filesystem;
@@ -214,4 +216,95 @@ TEST(GatewayTick, AWarmFridgeRaisesItsAlertWhileAnEarlierPartFailsOnEveryTick) {
                        "cannot be published; the other parts go on"),
               std::string::npos)
         << log;
+}
+
+namespace {
+
+// A gateway with one disinfection cabinet read over MQTT (never reached here: a restart is judged
+// from the outbox alone), its cycle due after lunch.
+kg::config::Gateway cabinet_site(const fs::path& dir) {
+    const std::string yaml = R"(
+site: {id: test-site, name: Test canteen}
+mqtt: {url: "tcp://127.0.0.1:1", topic_prefix: kitchen}
+outbox: {path: )" + (dir / "outbox.db").string() +
+                             R"(}
+evidence: {path: )" + (dir / "evidence").string() +
+                             R"(, min_free: 1MiB}
+schedules:
+  after_lunch: {times: ["13:00-14:00"]}
+sensors:
+  - id: cabinet
+    location: cabinet
+    interval: 1m
+    source: {mqtt: {topic: test/cabinet, value: temperature}}
+    disinfection: {setpoint: 120, min_time: 10m, schedule: after_lunch}
+)";
+    return kg::config::load_string(yaml, "gateway_test.yaml");
+}
+
+// The missed_cycle starts in `events` (newest first), by id.
+std::vector<std::string> missed_starts(const nlohmann::json& events) {
+    std::vector<std::string> ids;
+    for (const auto& e : events) {
+        if (e.value("label", "") == "missed_cycle" && e.value("state", "") == "start")
+            ids.push_back(e.value("id", ""));
+    }
+    return ids;
+}
+
+// What a previous run published about the cabinet's missed cycle: raised an hour ago, then ended
+// by its stop (`end_reason` set) or cleared by a cycle (empty).
+void previous_run(const fs::path& dir, const std::string& end_reason) {
+    kg::outbox::SqliteStore store((dir / "outbox.db").string(), {});
+    kg::config::Mqtt mqtt;
+    mqtt.url = "tcp://127.0.0.1:1";  // never started
+    mqtt.client_id = "gateway-test";
+    kg::publish::MqttLink link(mqtt, "kitchen/test-site/availability", kg::Logging::null_logger());
+    kg::outbox::Outbox outbox(store, link, kg::publish::Topics("kitchen", "test-site"), "test-site",
+                              kg::Logging::null_logger());
+    kg::events::Event e;
+    e.id = "raised-before";
+    e.source = "cabinet";
+    e.from_sensor = true;
+    e.check = "disinfection";
+    e.label = "missed_cycle";
+    e.severity = 2;
+    e.start_time = e.time = kg::Clock::now() - 1h;
+    outbox.submit(e);
+    e.state = kg::events::EventState::end;
+    e.end_time = e.time = kg::Clock::now() - 10min;
+    e.end_reason = end_reason;
+    outbox.submit(e);
+}
+
+}  // namespace
+
+// A missed disinfection cycle open when the gateway stopped was ended by the stop, which the room
+// does not take for mended, and nothing raised it again until the next window ended: an upgrade
+// or a power cut after lunch hid it for the day. The next start raises it again, and so does the
+// start after that; one that a cycle cleared is not.
+TEST(GatewayStart, AMissedCycleTheLastStopEndedIsRaisedAgainAndOneACycleClearedIsNot) {
+    TempDir dir;
+    kg::Logging logging("info", false);
+    previous_run(dir.path, kg::events::kEndStopped);
+    std::vector<std::string> seen = {"raised-before"};
+    for (int run = 0; run < 2; ++run) {
+        kg::app::Gateway gateway(cabinet_site(dir.path), logging);
+        gateway.start();
+        const auto starts = missed_starts(gateway.recent_events(50));
+        gateway.stop();
+        // This run's raise is the newest, and a new event: the room keeps the ended one ended.
+        ASSERT_EQ(starts.size(), seen.size() + 1) << gateway.recent_events(50).dump();
+        EXPECT_EQ(std::vector<std::string>(starts.begin() + 1, starts.end()),
+                  std::vector<std::string>(seen.rbegin(), seen.rend()));
+        seen.push_back(starts.front());
+    }
+
+    TempDir cleared;
+    previous_run(cleared.path, "");
+    kg::app::Gateway gateway(cabinet_site(cleared.path), logging);
+    gateway.start();
+    const auto events = gateway.recent_events(50);
+    gateway.stop();
+    EXPECT_EQ(missed_starts(events), std::vector<std::string>{"raised-before"}) << events.dump();
 }
