@@ -8,7 +8,9 @@ import json
 import pathlib
 import re
 import shutil
+import stat
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -22,31 +24,51 @@ import kg_e2e
 DEPLOY = kg_e2e.SOURCE_DIR / "deploy"
 
 
-def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
-    passwd = tmp_path / "passwd"
+@pytest.fixture
+def broker_dir():
+    """A folder user mosquitto can read: a broker started as root runs as that user, as Debian's
+    service does, before it reads its password file, ACL and TLS key, and pytest's tmp_path lies
+    under /tmp/pytest-of-root, 0700."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="kg-deploy-broker-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_site_credentials_acl_and_tls(tmp_path, broker_dir, clips, schemas):
+    passwd = broker_dir / "passwd"
     out = {}
     for user in ("sch-0101", "sch-0102", "monitor"):
         line = subprocess.run([str(DEPLOY / "mosquitto/add-site.sh"), user, str(passwd)], check=True,
                               capture_output=True, text=True).stdout
         out[user] = line.split("password ")[1].split(" ")[0]
-    subprocess.run([str(DEPLOY / "tls/make-test-ca.sh"), str(tmp_path / "tls"), "localhost"], check=True,
+    assert stat.S_IMODE(passwd.stat().st_mode) & 0o007 == 0, "add-site.sh left the password hashes world-readable"
+    shutil.copy(DEPLOY / "mosquitto/acl", broker_dir / "acl")
+    subprocess.run([str(DEPLOY / "tls/make-test-ca.sh"), str(broker_dir / "tls"), "localhost"], check=True,
                    capture_output=True)
     plain, tls = kg_e2e.free_port(), kg_e2e.free_port()
     # The shipped configuration, with this test's paths and ports.
     conf = (DEPLOY / "mosquitto/mosquitto.conf").read_text()
     conf = (conf.replace("/etc/mosquitto/kitchen/passwd", str(passwd))
-                .replace("/etc/mosquitto/kitchen/acl", str(DEPLOY / "mosquitto/acl"))
-                .replace("/etc/mosquitto/kitchen/tls", str(tmp_path / "tls"))
+                .replace("/etc/mosquitto/kitchen/acl", str(broker_dir / "acl"))
+                .replace("/etc/mosquitto/kitchen/tls", str(broker_dir / "tls"))
                 .replace("listener 1883 127.0.0.1", f"listener {plain} 127.0.0.1")
                 .replace("listener 8883", f"listener {tls} 127.0.0.1")
                 .replace("persistence true", "persistence false")
                 .replace("persistence_location /var/lib/mosquitto/", ""))
-    (tmp_path / "mosquitto.conf").write_text(conf + "user root\n")
-    broker = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
-                              stderr=subprocess.DEVNULL)
+    # No `user root`: started as root, Mosquitto runs as its default user, mosquitto, as a district's
+    # broker does, so the files the scripts made must be readable by it (the TLS key, the passwd file).
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    log = tmp_path / "mosquitto.log"
+    with open(log, "wb") as broker_log:
+        broker = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+                                  stdout=broker_log, stderr=broker_log)
     try:
-        kg_e2e.wait_port(plain)
-        kg_e2e.wait_port(tls)
+        try:
+            kg_e2e.wait_port(plain, proc=broker, what="mosquitto")
+            kg_e2e.wait_port(tls, proc=broker, what="mosquitto")
+        except (AssertionError, TimeoutError) as e:
+            raise AssertionError(f"{e}\n{kg_e2e.tail(log)}") from None
         got = []
         monitor = mqtt.Client(client_id="monitor-test")
         monitor.username_pw_set("monitor", out["monitor"])
@@ -77,7 +99,7 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
         config = kg_e2e.base_config(type("B", (), {"url": f"ssl://localhost:{tls}"})(), [cam], tmp_path)
         config["site"]["id"] = "sch-0101"
         config["mqtt"].update({"username": "sch-0101", "password": out["sch-0101"],
-                               "tls": {"ca_file": str(tmp_path / "tls/ca.crt")}})
+                               "tls": {"ca_file": str(broker_dir / "tls/ca.crt")}})
         gw = kg_e2e.Gateway(tmp_path, config)
         try:
             # `online` comes after the gateway's subscriptions (its replay requests among them).
@@ -131,7 +153,7 @@ def test_site_credentials_acl_and_tls(tmp_path, clips, schemas):
             del second["mqtt"]["tls"]
             second["outbox"] = {"path": str(tmp_path / "outbox-0102.db")}
             second["evidence"] = {**second["evidence"], "path": str(tmp_path / "evidence-0102")}
-            gw2 = kg_e2e.Gateway(tmp_path, second, "gateway-0102", env={"SSL_CERT_FILE": str(tmp_path / "tls/ca.crt")})
+            gw2 = kg_e2e.Gateway(tmp_path, second, "gateway-0102", env={"SSL_CERT_FILE": str(broker_dir / "tls/ca.crt")})
             try:
                 kg_e2e.wait_until(lambda: ("kitchen/sch-0102/availability", b"online") in got, 15,
                                   what="sch-0102 online over TLS with the system's trust store")
