@@ -318,6 +318,9 @@ CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& 
                          schedule,
                          {},
                          {},
+                         {},
+                         0,
+                         0.0f,
                          {}});
     return trackers_.back();
 }
@@ -403,18 +406,37 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
     // A frame from before an outage, analysed after the outage ended its events, would reopen one
     // dated before that end.
     if (outage_ended_at_ && frame.steady <= *outage_ended_at_) observations_.clear();
+    // One observation per tracker and frame: two checks that report the same condition (a user's
+    // model beside a built-in check) and disagree fed it 0.9, 0, 0.9, ..., and with every absent
+    // value its confirmation started over, so the alert never started. The frame's score is the
+    // highest, its boxes all of theirs.
+    ++frame_mark_;
+    touched_.clear();
     for (std::size_t i = 0; i < observations_.size(); ++i) {
         while (i >= produced_[producer]) ++producer;
-        const auto& o = observations_[i];
+        auto& o = observations_[i];
         Tracked& t = tracker_for(o, producer);
         if (std::find(t.producers.begin(), t.producers.end(), producer) == t.producers.end())
             t.producers.push_back(producer);
         t.last_seen = frame.steady;
         t.last_seen_wall = frame.time;
+        if (t.frame_mark != frame_mark_) {
+            t.frame_mark = frame_mark_;
+            t.frame_score = o.score;
+            t.frame_boxes.swap(o.boxes);  // observations_ is made again for each frame
+            touched_.push_back(&t);
+        } else {
+            t.frame_score = std::max(t.frame_score, o.score);
+            t.frame_boxes.insert(t.frame_boxes.end(), o.boxes.begin(), o.boxes.end());
+        }
+    }
+    for (Tracked* t : touched_) {
         // Outside its schedule a rule sees nothing: open events end, none start.
-        const bool in_schedule = t.schedule == nullptr || site_.calendar.active(*t.schedule, frame.time);
-        auto event = t.tracker.observe(frame.time, frame.steady, in_schedule ? o.score : 0.0f, o.boxes);
-        if (t.tracker.improved()) evidence_.best_frame(t.tracker.current(frame.time), frame);
+        const bool in_schedule = t->schedule == nullptr || site_.calendar.active(*t->schedule, frame.time);
+        auto event =
+            t->tracker.observe(frame.time, frame.steady, in_schedule ? t->frame_score : 0.0f, t->frame_boxes);
+        t->frame_boxes.clear();
+        if (t->tracker.improved()) evidence_.best_frame(t->tracker.current(frame.time), frame);
         if (!event) continue;
         changed |= event->state != events::EventState::update;
         evidence_.submit(*event, frame);

@@ -97,6 +97,10 @@ private:
         std::vector<std::size_t> producers;
         SteadyPoint last_seen{};  // and on the wall clock: its last observation
         TimePoint last_seen_wall{};
+        // This frame's observation, from all its producers (analyse()): marked with the frame.
+        std::uint64_t frame_mark = 0;
+        float frame_score = 0;
+        std::vector<vision::Box> frame_boxes;
     };
     Tracked& tracker_for(const vision::Observation& o, std::size_t producer);
     events::TrackerRule rule_for(const std::string& check) const;
@@ -133,6 +137,8 @@ private:
     // A deque: trackers are never moved once made. Under trackers_mutex_: the supervisor ends their
     // events when the camera goes offline, when no frame comes to the analysis side.
     std::deque<Tracked> trackers_;
+    std::uint64_t frame_mark_ = 0;   // counts the frames analyse() judged
+    std::vector<Tracked*> touched_;  // the trackers this frame observed, in order
     std::mutex trackers_mutex_;
     std::optional<SteadyPoint> outage_ended_at_;  // under trackers_mutex_: the last end_for_offline()
     std::vector<vision::Observation> raw_, observations_;

@@ -52,7 +52,9 @@ Event EventTracker::message(EventState state, TimePoint t) const {
 std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float score,
                                            const std::vector<vision::Box>& boxes) {
     const float s = smoothed(score);
-    const bool present = s >= rule_.threshold;
+    // A score of 0 is nothing seen, whatever the threshold (a detector check's is 0: its boxes
+    // passed the detector's own).
+    const bool present = s > 0.0f && s >= rule_.threshold;
     improved_ = false;
 
     if (!active_) {
@@ -65,10 +67,20 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
         pending_top_ = std::max(pending_top_, s);
         if (now - present_since_->steady < rule_.confirm) return std::nullopt;
         if (last_end_ && now - *last_end_ < rule_.cooldown) return std::nullopt;
+        // Back within the cooldown and held through it: the new event starts where the cooldown
+        // ends. Dated from its return, it began up to a cooldown before its confirmation, asked for
+        // a clip from then that the packet ring (sized for the confirmation) no longer held, and
+        // placed a new alert within the cooldown of the last one's end.
+        Moment since = *present_since_;
+        if (last_end_ && since.steady < *last_end_ + rule_.cooldown) {
+            const auto shift = *last_end_ + rule_.cooldown - since.steady;
+            since.steady += shift;
+            since.wall += std::chrono::duration_cast<TimePoint::duration>(shift);
+        }
         active_ = true;
-        id_ = ids_.next(present_since_->wall);
-        start_time_ = present_since_->wall;
-        start_steady_ = present_since_->steady;
+        id_ = ids_.next(since.wall);
+        start_time_ = since.wall;
+        start_steady_ = since.steady;
         score_ = s;
         top_score_ = pending_top_;
         last_sent_score_ = s;

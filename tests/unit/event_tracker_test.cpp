@@ -99,6 +99,9 @@ TEST(EventTracker, CooldownDelaysTheNextStart) {
     EXPECT_EQ(s.sent[2].state, EventState::start);
     EXPECT_NE(s.sent[2].id, s.sent[0].id);
     EXPECT_EQ(s.sent[2].time, at(14));
+    // Present since t=5, within the cooldown: it starts where the cooldown ends (dated from t=5,
+    // its clip reached back beyond what the packet ring holds).
+    EXPECT_EQ(s.sent[2].start_time, at(14));
 }
 
 TEST(EventTracker, MedianIgnoresASingleSpike) {
