@@ -204,6 +204,20 @@ void EventEvidence::cut(PendingClip& clip, SteadyPoint to) {
         if (written.ok) {
             if (!written.warning.empty())
                 log_->warn("event {}: clip {} kept, but {}", report.event_id, report.path, written.warning);
+            // Shorter than asked, said where an operator looks: the room has its length only.
+            const auto late = span.packets.front().arrival - clip.steady_from;
+            const auto early = to - span.packets.back().arrival;
+            if (late > std::chrono::seconds(1)) {
+                log_->warn(
+                    "event {}: clip {} starts {:.1f} s after the time it was asked from: the camera's "
+                    "video before then was no longer held",
+                    report.event_id, report.path, std::chrono::duration<double>(late).count());
+            } else if (early > std::chrono::seconds(2)) {
+                log_->info(
+                    "event {}: clip {} ends {:.1f} s before the time it was asked to (the camera "
+                    "reconnected, or sent nothing since)",
+                    report.event_id, report.path, std::chrono::duration<double>(early).count());
+            }
             store_->adopt(report.path);
             report.seconds = written.seconds;
             report.bytes = written.bytes;

@@ -25,62 +25,68 @@ PacketRing::PacketRing(Duration keep, Duration longest_gop, std::size_t max_byte
 
 void PacketRing::on_stream_opened(const AVStream& stream) {
     std::lock_guard lock(mutex_);
-    // A new connection may bring new parameters; old packets no longer decode with them.
-    ring_.clear();
-    bytes_ = 0;
-    codecpar_ = copy_codecpar(stream.codecpar);
-    time_base_ = stream.time_base;
+    if (!current_.packets.empty()) previous_ = std::move(current_);
+    current_ = Run{};
+    current_.codecpar = copy_codecpar(stream.codecpar);
+    current_.time_base = stream.time_base;
 }
 
 void PacketRing::on_packet(const AVPacket& packet, const AVStream&) {
     const bool key = (packet.flags & AV_PKT_FLAG_KEY) != 0;
     std::lock_guard lock(mutex_);
+    auto& ring = current_.packets;
     // A clip must start on a key frame: packets before the first one are useless.
-    if (ring_.empty() && !key) return;
+    if (ring.empty() && !key) return;
     PacketRef ref;
     ref.packet.reset(av_packet_clone(&packet));  // a new reference, not a copy of the data
     if (!ref.packet) return;
     ref.arrival = std::chrono::steady_clock::now();
     ref.key = key;
-    bytes_ += static_cast<std::size_t>(packet.size);
-    ring_.push_back(std::move(ref));
-    trim(ring_.back().arrival);
+    current_.bytes += static_cast<std::size_t>(packet.size);
+    ring.push_back(std::move(ref));
+    trim(ring.back().arrival);
 }
 
 void PacketRing::on_stream_closed() {}
 
 void PacketRing::drop_first_gop() {
-    auto next_key = std::find_if(ring_.begin() + 1, ring_.end(), [](const PacketRef& p) { return p.key; });
-    for (auto it = ring_.begin(); it != next_key; ++it) bytes_ -= static_cast<std::size_t>(it->packet->size);
-    ring_.erase(ring_.begin(), next_key);
+    auto& ring = current_.packets;
+    auto next_key = std::find_if(ring.begin() + 1, ring.end(), [](const PacketRef& p) { return p.key; });
+    for (auto it = ring.begin(); it != next_key; ++it)
+        current_.bytes -= static_cast<std::size_t>(it->packet->size);
+    ring.erase(ring.begin(), next_key);
 }
 
 void PacketRing::trim(std::chrono::steady_clock::time_point now) {
-    while (bytes_ > max_bytes_ && !ring_.empty()) {
+    // The connection before goes once no clip can start in it, or first when memory is short.
+    if (!previous_.packets.empty() &&
+        (now - previous_.packets.back().arrival > keep_ || current_.bytes + previous_.bytes > max_bytes_))
+        previous_ = Run{};
+    auto& ring = current_.packets;
+    while (current_.bytes > max_bytes_ && !ring.empty()) {
         if (!warned_bytes_ && log_) {
             warned_bytes_ = true;
             log_->warn(
                 "evidence: {} MiB of one camera's video is held for clips; older GOPs go, and clips reach "
                 "back {:.0f} s",
-                max_bytes_ >> 20, std::chrono::duration<double>(now - ring_.front().arrival).count());
+                max_bytes_ >> 20, std::chrono::duration<double>(now - ring.front().arrival).count());
         }
         drop_first_gop();
     }
-    if (ring_.empty()) return;  // one GOP over the bound went whole
+    if (ring.empty()) return;  // one GOP over the bound went whole
     // Drop whole GOPs from the front while the second key frame is still older than `keep`, so
     // the ring always covers `keep` and always starts on a key frame.
     for (;;) {
-        auto next_key =
-            std::find_if(ring_.begin() + 1, ring_.end(), [](const PacketRef& p) { return p.key; });
-        if (next_key == ring_.end() && !ring_.empty() && now - ring_.front().arrival > longest_gop_) {
+        auto next_key = std::find_if(ring.begin() + 1, ring.end(), [](const PacketRef& p) { return p.key; });
+        if (next_key == ring.end() && !ring.empty() && now - ring.front().arrival > longest_gop_) {
             // One GOP longer than the ring holds whole (a camera that sends a key frame rarely, or
             // once): held on, it would grow with the bitrate for ever. Let it go; the ring starts
             // again at the next key frame, and a clip meanwhile is reported missing.
-            ring_.clear();
-            bytes_ = 0;
+            ring.clear();
+            current_.bytes = 0;
             return;
         }
-        if (ring_.size() < 2 || next_key == ring_.end() || now - next_key->arrival < keep_) return;
+        if (ring.size() < 2 || next_key == ring.end() || now - next_key->arrival < keep_) return;
         drop_first_gop();
     }
 }
@@ -96,21 +102,32 @@ PacketSpan PacketRing::span(TimePoint from_time, TimePoint to_time, TimePoint no
 }
 
 PacketSpan PacketRing::span(SteadyPoint from, SteadyPoint to) const {
-    PacketSpan out;
     std::lock_guard lock(mutex_);
-    if (ring_.empty() || !codecpar_) return out;
+    // `from` in the connection before this one (the camera reconnected since): its packets, up to
+    // where it ended. Joined to this connection's, the clip would mix two streams' timestamps and
+    // perhaps parameters.
+    const bool before_current = current_.packets.empty() || from < current_.packets.front().arrival;
+    if (before_current && !previous_.packets.empty() && from <= previous_.packets.back().arrival)
+        return span_of(previous_, from, to);
+    return span_of(current_, from, to);
+}
+
+PacketSpan PacketRing::span_of(const Run& run, SteadyPoint from, SteadyPoint to) {
+    PacketSpan out;
+    const auto& ring = run.packets;
+    if (ring.empty() || !run.codecpar) return out;
     // The last key frame at or before `from` (or the first one held, if `from` is older).
     std::size_t start = 0;
-    for (std::size_t i = 0; i < ring_.size() && ring_[i].arrival <= from; ++i) {
-        if (ring_[i].key) start = i;
+    for (std::size_t i = 0; i < ring.size() && ring[i].arrival <= from; ++i) {
+        if (ring[i].key) start = i;
     }
-    out.codecpar = copy_codecpar(codecpar_.get());
-    out.time_base = time_base_;
-    for (std::size_t i = start; i < ring_.size() && ring_[i].arrival <= to; ++i) {
+    out.codecpar = copy_codecpar(run.codecpar.get());
+    out.time_base = run.time_base;
+    for (std::size_t i = start; i < ring.size() && ring[i].arrival <= to; ++i) {
         PacketRef ref;
-        ref.packet.reset(av_packet_clone(ring_[i].packet.get()));
-        ref.arrival = ring_[i].arrival;
-        ref.key = ring_[i].key;
+        ref.packet.reset(av_packet_clone(ring[i].packet.get()));
+        ref.arrival = ring[i].arrival;
+        ref.key = ring[i].key;
         if (ref.packet) out.packets.push_back(std::move(ref));
     }
     return out;
@@ -118,12 +135,12 @@ PacketSpan PacketRing::span(SteadyPoint from, SteadyPoint to) const {
 
 std::size_t PacketRing::packets() const {
     std::lock_guard lock(mutex_);
-    return ring_.size();
+    return current_.packets.size() + previous_.packets.size();
 }
 
 std::size_t PacketRing::bytes() const {
     std::lock_guard lock(mutex_);
-    return bytes_;
+    return current_.bytes + previous_.bytes;
 }
 
 }  // namespace kg::evidence

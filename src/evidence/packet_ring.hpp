@@ -44,13 +44,19 @@ public:
                         std::shared_ptr<spdlog::logger> log = nullptr);
     static constexpr std::size_t kDefaultMaxBytes = std::size_t{96} << 20;
 
+    // A new connection starts the ring again (its parameters may differ, and old packets no longer
+    // decode with them); the previous connection's packets are kept beside it, with their own
+    // parameters, for as long as a clip may start in them (`keep`): a camera that dropped during an
+    // event's post-roll lost the event's video, and the clip cut from the new connection alone was
+    // reported as kept.
     void on_stream_opened(const AVStream& stream) override;
     void on_packet(const AVPacket& packet, const AVStream& stream) override;
     void on_stream_closed() override;
 
     // Packets from the last key frame at or before `from` up to `to` (wall-clock times, as events
-    // have them, taken as that long before `now`). Empty if the ring holds nothing for that span
-    // (camera down, or older than `keep`).
+    // have them, taken as that long before `now`), of one connection: the one `from` falls in (up
+    // to its end, if the camera reconnected since), or the first held after it. Empty if the ring
+    // holds nothing for that span (camera down, or older than `keep`).
     PacketSpan span(TimePoint from, TimePoint to, TimePoint now = Clock::now()) const;
     // The same, on the steady clock the packets are stamped with.
     PacketSpan span(SteadyPoint from, SteadyPoint to) const;
@@ -59,18 +65,23 @@ public:
     std::size_t bytes() const;
 
 private:
+    // One connection's packets, always starting on a key frame.
+    struct Run {
+        std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> codecpar{nullptr, nullptr};
+        AVRational time_base{1, 90000};
+        std::deque<PacketRef> packets;
+        std::size_t bytes = 0;
+    };
     void trim(std::chrono::steady_clock::time_point now);
     void drop_first_gop();
+    static PacketSpan span_of(const Run& run, SteadyPoint from, SteadyPoint to);
 
     Duration keep_, longest_gop_;
     std::size_t max_bytes_;
     std::shared_ptr<spdlog::logger> log_;  // may be null
     bool warned_bytes_ = false;
     mutable std::mutex mutex_;
-    std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> codecpar_{nullptr, nullptr};
-    AVRational time_base_{1, 90000};
-    std::deque<PacketRef> ring_;
-    std::size_t bytes_ = 0;
+    Run current_, previous_;  // this connection's, and the one before while a clip may need it
 };
 
 }  // namespace kg::evidence

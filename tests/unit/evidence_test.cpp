@@ -73,10 +73,12 @@ struct Timed final : kg::ingest::PacketObserver {
         before.push_back(kg::Clock::now());
         ring.on_packet(packet, stream);
         after.push_back(kg::Clock::now());
+        steady_after.push_back(std::chrono::steady_clock::now());
     }
     void on_stream_closed() override { ring.on_stream_closed(); }
     kg::evidence::PacketRing& ring;
     std::vector<kg::TimePoint> before, after;
+    std::vector<kg::SteadyPoint> steady_after;
 };
 
 TEST(PacketRing, CutsAClipStartingOnAKeyFrameWithoutReencoding) {
@@ -591,6 +593,51 @@ TEST(PacketRing, HoldsNoMoreThanItsByteBound) {
 // Packets are timed on the steady clock; a clip's wall-clock span is read as ages before `now`. A
 // wall clock set back 8 h (an RTC in local time read as UTC, then NTP) used to keep the ring from
 // trimming for 8 h, gigabytes per camera, and clips asked for at the new time found nothing.
+// A camera that reconnects during an event's post-roll: the new connection started the ring again,
+// and the clip, cut from its packets alone, held none of the event's seconds yet was reported kept.
+// The connection before stays beside the new one while a clip may start in it.
+TEST(PacketRing, AClipAskedFromBeforeAReconnectIsCutFromTheConnectionItStartedIn) {
+    kg::evidence::PacketRing ring(1h);
+    Timed first(ring);
+    std::atomic<bool> stop{false};
+    {
+        kg::ingest::FfmpegInput input({clip_source()}, stop);
+        input.set_packet_observer(&first);
+        input.open();
+        while (input.next_frame()) {
+        }
+    }
+    ASSERT_EQ(first.after.size(), 300u);
+    const auto first_ended = first.steady_after.back();
+    Timed second(ring);
+    {
+        kg::ingest::FfmpegInput input({clip_source()}, stop);  // the camera again, a new connection
+        input.set_packet_observer(&second);
+        input.open();
+        for (int i = 0; i < 50 && input.next_frame(); ++i) {
+        }
+    }
+    ASSERT_FALSE(second.after.empty());
+    // From the key frame at or before `from` (packet 125, a key frame), to where that connection
+    // ended; none of the next.
+    const auto span = ring.span(first.steady_after[125], second.steady_after.back());
+    ASSERT_FALSE(span.packets.empty());
+    EXPECT_TRUE(span.packets.front().key);
+    EXPECT_EQ(span.packets.size(), 175u);
+    EXPECT_GT(span.packets.back().arrival, first.steady_after[298]);
+    EXPECT_LE(span.packets.back().arrival, first_ended);
+
+    const auto dir = temp_dir();
+    const auto r = kg::evidence::write_mp4(span, (dir / "clip.mp4").string());
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_NEAR(r.seconds, 7.0, 0.1);  // packets 125-299 of the first connection
+    // A clip asked from after the reconnect comes from the new connection, as before.
+    const auto later = ring.span(second.steady_after[25], second.steady_after.back());
+    ASSERT_FALSE(later.packets.empty());
+    EXPECT_GT(later.packets.front().arrival, first_ended);
+    fs::remove_all(dir);
+}
+
 TEST(PacketRing, AClipAfterTheWallClockWasSetBackIsTheSameClip) {
     kg::evidence::PacketRing ring(30s);
     std::atomic<bool> stop{false};
