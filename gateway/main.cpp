@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "app/detector_preflight.hpp"
 #include "app/gateway.hpp"
 #include "common/backoff.hpp"
+#include "common/env.hpp"
 #include "common/file_limit.hpp"
 #include "common/log_throttle.hpp"
 #include "common/logging.hpp"
@@ -166,9 +168,21 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
         } catch (const kg::config::ConfigInvalid& e) {
             if (!reloading) watchdog.end();
             std::string text;
-            for (const auto& err : e.errors) text += err.to_string() + "\n";
+            bool unset = false;
+            for (const auto& err : e.errors) {
+                text += err.to_string() + "\n";
+                unset |= err.message.rfind("environment variable", 0) == 0;
+            }
+            // Each said here too: a SIGHUP has no one to answer, and the log was all an operator
+            // had ("1 error(s)", and not which).
             log->error("reload refused: {} error(s) in {}; still running the previous configuration",
                        e.errors.size(), config_path);
+            for (const auto& err : e.errors) log->error("  {}", err.to_string());
+            if (unset) {
+                log->error(
+                    "  the gateway's environment is the one it started with: a variable added since (to "
+                    "secrets.env) needs a restart, not a reload (systemctl restart kitchen-gateway)");
+            }
             return text;
         } catch (...) {
             if (!reloading) watchdog.end();
@@ -322,6 +336,35 @@ int run(kg::config::Gateway cfg, const std::string& config_path, const kg::Proce
     }
 }
 
+// systemd reads EnvironmentFile= again for each command it starts, so `systemctl reload` checks the
+// file with the new secrets.env, but the SIGHUP makes the gateway read it with the environment it
+// started with: a rotated broker password was accepted and never used (the next connection after a
+// broker restart, weeks later, refused for good), and a variable added since refused the reload
+// with "configuration OK" printed. Both are refused here, before the signal, naming the variables.
+int check_reload_environment(const kg::config::Gateway& cfg, const std::string& path, pid_t pid) {
+    const auto theirs = kg::process_environment(pid);
+    if (!theirs) {
+        std::cout << "warning: cannot read the environment of process " << pid
+                  << ": whether the variables the file uses are the ones it runs with is not known\n";
+        return 0;
+    }
+    std::vector<std::string> changed;
+    for (const auto& name : cfg.environment) {
+        const char* mine = std::getenv(name.c_str());
+        const auto it = theirs->find(name);
+        if ((mine == nullptr) != (it == theirs->end()) || (mine != nullptr && it->second != mine))
+            changed.push_back(name);
+    }
+    if (changed.empty()) return 0;
+    std::string names;
+    for (const auto& name : changed) names += (names.empty() ? "" : ", ") + name;
+    std::cerr << path << ": " << names << (changed.size() == 1 ? " is" : " are")
+              << " set otherwise here than in the running gateway (pid " << pid
+              << "), whose environment a reload does not change (secrets.env changed since it started?): "
+                 "restart it instead (systemctl restart kitchen-gateway)\n";
+    return kExitConfigError;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -331,9 +374,15 @@ int main(int argc, char** argv) {
     std::string check_path;
     std::string token_camera;
     long token_ttl = 24 * 3600;
+    pid_t reloading_pid = 0;
     bool version = false;
     app.add_option("-c,--config", config_path, "configuration file to run with")->check(CLI::ExistingFile);
     app.add_option("--check-config", check_path, "validate a configuration file and exit");
+    app.add_option("--reloading", reloading_pid,
+                   "with --check-config: the running gateway (systemd's $MAINPID) the file is for; refused "
+                   "if a variable the file uses (${NAME}) is set otherwise here than in that process, which "
+                   "keeps its environment through a reload")
+        ->check(CLI::PositiveNumber);
     app.add_flag("--version", version, "print the version and exit");
     app.add_option(
         "--make-token", token_camera,
@@ -353,6 +402,7 @@ int main(int argc, char** argv) {
             std::cout << check_path << ": configuration OK (site " << cfg.site.id << ", "
                       << cfg.cameras.size() << " cameras)\n";
             for (const auto& doubt : kg::config::doubts(cfg)) std::cout << "warning: " << doubt << "\n";
+            if (reloading_pid > 0) return check_reload_environment(cfg, check_path, reloading_pid);
             return 0;
         } catch (const kg::config::ConfigInvalid& e) {
             print_errors(e);

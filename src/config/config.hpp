@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -298,6 +299,9 @@ struct Gateway {
         return sensors_mqtt ? *sensors_mqtt : BrokerAccount{mqtt.url, mqtt.username, mqtt.password, mqtt.tls};
     }
     std::string source_file;
+    // The environment variables the file uses (`${NAME}`): a reload reads the file again but not
+    // the environment, which is the process's from its start (systemd's EnvironmentFile=).
+    std::set<std::string> environment;
 };
 
 // The checks this build knows, by config name.

@@ -494,6 +494,11 @@ void read_mqtt(Reader& r, const YAML::Node& n, Mqtt& m) {
     }
     if (n["username"]) r.string(n["username"], "mqtt.username", m.username);
     if (n["password"]) r.string(n["password"], "mqtt.password", m.password);
+    // MQTT 3.1.1 forbids it and Mosquitto closes such a connection: the gateway said only "TCP
+    // connect completion failure", every few seconds, for ever (the example's username line left
+    // commented out).
+    if (!m.password.empty() && m.username.empty())
+        r.error(n["password"], "mqtt.password", "a password needs a username (mqtt.username)");
     // MQTT carries it as whole seconds in 16 bits: 500ms went out as 0 (no keep-alive: the last
     // will never sent on a silent loss) and 1d wrapped to 20864 s.
     if (n["keepalive"] && r.duration(n["keepalive"], "mqtt.keepalive", m.keepalive) &&
@@ -531,6 +536,9 @@ void read_sensors_broker(Reader& r, const YAML::Node& n, std::optional<BrokerAcc
     }
     if (n["username"]) r.string(n["username"], "sensors_mqtt.username", b.username);
     if (n["password"]) r.string(n["password"], "sensors_mqtt.password", b.password);
+    if (!b.password.empty() && b.username.empty())
+        r.error(n["password"], "sensors_mqtt.password",
+                "a password needs a username (sensors_mqtt.username)");
     if (n["tls"]) {
         read_tls(r, n["tls"], "sensors_mqtt.tls", b.tls);
         check_tls_scheme(r, n["tls"], "sensors_mqtt.tls", b.url);
@@ -1642,6 +1650,7 @@ Gateway load_string(const std::string& yaml, const std::string& source_name) {
         throw ConfigInvalid(std::move(reader.errors));
     }
     g.source_file = source_name;
+    g.environment = std::move(reader.variables);
     return g;
 }
 

@@ -82,7 +82,7 @@ bool YamlReader::text(const YAML::Node& node, const std::string& path, const cha
         return false;
     }
     std::string missing;
-    if (!expand_env(node.Scalar(), out, missing)) {
+    if (!expand_env(node.Scalar(), out, missing, &variables)) {
         error(node, path, unset_variable(missing));
         return false;
     }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <initializer_list>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,7 @@ public:
     virtual ~YamlReader() = default;
 
     std::vector<ConfigError> errors;
+    std::set<std::string> variables;  // the ${NAME}s the values read so far use
 
     void error(const YAML::Node& at, const std::string& key, std::string message);
 

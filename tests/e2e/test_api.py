@@ -301,3 +301,45 @@ def test_a_port_taken_at_start_is_tried_again(broker, gateways, tmp_path):
     kg_e2e.wait_until(lambda: "local API started after all" in gw.output(), 15, what="the API on the freed port")
     assert get(port, "/healthz")[0] == 200
     assert gw.terminate() == 0
+
+
+def test_a_reload_that_would_not_see_a_changed_secret_is_refused_and_says_why(broker, gateways, tmp_path):
+    """systemd reads secrets.env again for the unit's `--check-config ... --reloading $MAINPID`, but the
+    gateway keeps the environment it started with: a rotated password passed the check and was never
+    used, and a variable added since refused the SIGHUP with only "1 error(s)" in the log. The check
+    now names what changed, and the refused reload names its errors."""
+    import os
+    import subprocess
+    import yaml
+
+    config = kg_e2e.base_config(broker, [], tmp_path)
+    del config["cameras"]
+    config["site"]["name"] = "${KG_TEST_SITE_NAME}"
+    config["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "t/fridge"}}}]
+    gw = gateways(config, env={"KG_TEST_SITE_NAME": "No. 1 canteen"})
+    kg_e2e.wait_until(lambda: "[mqtt] connected" in gw.output(), 20, what="the gateway connected")
+
+    def check(**env):
+        return subprocess.run([kg_e2e.GATEWAY_BIN, "--check-config", str(gw.config_path), "--reloading",
+                               str(gw.proc.pid)], capture_output=True, text=True, timeout=30,
+                              env=dict(os.environ, **env))
+
+    same = check(KG_TEST_SITE_NAME="No. 1 canteen")
+    assert same.returncode == 0, same.stderr
+    rotated = check(KG_TEST_SITE_NAME="No. 2 canteen")
+    assert rotated.returncode == 2, rotated.stdout + rotated.stderr
+    assert "KG_TEST_SITE_NAME is set otherwise here than in the running gateway" in rotated.stderr, rotated.stderr
+    assert "systemctl restart kitchen-gateway" in rotated.stderr
+    assert "canteen" not in rotated.stderr  # names, never values (a password's)
+
+    # A variable the running gateway never had: refused in its log with the error and what to do.
+    config["mqtt"]["client_id"] = "${KG_TEST_ADDED_SINCE}"
+    gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    gw.proc.send_signal(signal.SIGHUP)
+    kg_e2e.wait_until(lambda: "reload refused" in gw.output(), 15, what="the reload refused")
+    time.sleep(0.5)
+    out = gw.output()
+    assert "mqtt.client_id: environment variable 'KG_TEST_ADDED_SINCE' is not set" in out, out[-3000:]
+    assert "needs a restart, not a reload" in out, out[-3000:]
+    assert gw.running()
+    assert gw.terminate() == 0

@@ -27,6 +27,7 @@ mqtt:
   url: mqtts://broker.example:8883
   password: ${KG_TEST_SECRET}
   tls: {ca_file: certs/ca.crt}
+  username: sch-0101
   reconnect: {min: 500ms, max: 1m}
 log: {level: debug, json: true}
 analysis_threads: ${KG_TEST_THREADS}
@@ -128,6 +129,8 @@ TEST(ConfigLoader, AValidDocumentGivesTheTree) {
     EXPECT_EQ(g.site.holidays, std::vector<std::string>{"2026-10-01"});
     EXPECT_EQ(g.mqtt.url, "mqtts://broker.example:8883");
     EXPECT_EQ(g.mqtt.password, "s3cret");
+    // The variables it uses, for a reload's check of the environment (--reloading).
+    EXPECT_EQ(g.environment, (std::set<std::string>{"KG_TEST_SECRET", "KG_TEST_THREADS"}));
     EXPECT_EQ(g.mqtt.client_id, "kitchen-gateway-sch-0101");
     ASSERT_TRUE(g.mqtt.tls);
     EXPECT_EQ(g.mqtt.tls->ca_file, (dir / "certs" / "ca.crt").string());
@@ -149,7 +152,7 @@ TEST(ConfigLoader, AValidDocumentGivesTheTree) {
     EXPECT_EQ(cooking.health.frozen_after, 90min);
     EXPECT_EQ(cooking.checks, std::vector<std::string>{"camera_health"});
     EXPECT_EQ(cooking.rules.at("camera_health").severity, 1);
-    EXPECT_EQ(cooking.source_line, 23);
+    EXPECT_EQ(cooking.source_line, 24);
     EXPECT_EQ(cooking.url, "rtsp://10.0.0.5/stream1");
     EXPECT_FALSE(cooking.input.loop);
     EXPECT_EQ(cooking.input.reconnect_min, 1s);   // built-in
@@ -168,7 +171,7 @@ TEST(ConfigLoader, AValidDocumentGivesTheTree) {
     ASSERT_EQ(demo.zones.size(), 1u);
     EXPECT_EQ(demo.zones[0].polygon.size(), 3u);
     ASSERT_EQ(demo.masks.size(), 1u);
-    EXPECT_EQ(demo.source_line, 28);
+    EXPECT_EQ(demo.source_line, 29);
 
     const auto& cold = g.cameras[2];
     EXPECT_EQ(cold.name, "凉菜间 Ready-to-eat room");
@@ -959,6 +962,21 @@ TEST(ConfigLoader, PasswordsAreNotEchoed) {
     const auto e =
         only_error(kHead + "mqtt: {url: 'http://u:hunter2@b:1883'}\ncameras: [{id: a, url: a.mp4}]\n");
     EXPECT_EQ(e.message.find("hunter2"), std::string::npos) << e.message;
+}
+
+// The example's `# username:` left commented out, its password line not: Mosquitto closes such a
+// connection (MQTT 3.1.1 forbids it), and the gateway said only "TCP connect completion failure".
+TEST(ConfigLoader, APasswordWithoutAUsernameIsRefusedWhereItIsGiven) {
+    auto e = only_error(kHead + "mqtt: {url: 'tcp://b:1883', password: x}\ncameras: [{id: a, url: a.mp4}]\n");
+    EXPECT_EQ(e.key, "mqtt.password");
+    EXPECT_EQ(e.message, "a password needs a username (mqtt.username)");
+    EXPECT_EQ(e.line, 2);
+    e = only_error(kHead +
+                   "sensors_mqtt: {url: 'tcp://b:1883', password: x}\ncameras: [{id: a, url: a.mp4}]\n");
+    EXPECT_EQ(e.key, "sensors_mqtt.password");
+    EXPECT_NO_THROW(load_string(kHead + "mqtt: {url: 'tcp://b:1883', username: u, password: x}\n"
+                                        "cameras: [{id: a, url: a.mp4}]\n",
+                                "/etc/kg/gateway.yaml"));
 }
 
 TEST(ConfigLoader, TheExceptionSummarisesAllErrors) {
