@@ -59,6 +59,25 @@ EvidenceStore::EvidenceStore(fs::path root, std::uint64_t max_bytes, Duration ma
         bytes_ += size;
     }
     for (const auto& p : unfinished) fs::remove(p, ec);
+    redate_future(Clock::now());
+}
+
+void EvidenceStore::redate_future(TimePoint now) {
+    // Written while the clock ran ahead (a boot before NTP, an RTC in local time read as UTC): taken
+    // as written just before now, in their order. Left ahead, they dated every later file after
+    // them (adopt()), and nothing expired by age until the clock caught up: a year's error kept
+    // staff photos a year past max_age.
+    std::vector<std::pair<std::string, std::uint64_t>> ahead;  // newest first
+    while (!files_.empty() && files_.rbegin()->first.first > now) {
+        const auto it = std::prev(files_.end());
+        ahead.emplace_back(it->first.second, it->second);
+        files_.erase(it);
+    }
+    auto at = now - Duration(static_cast<Duration::rep>(ahead.size()));
+    for (auto it = ahead.rbegin(); it != ahead.rend(); ++it) {
+        files_[{at, it->first}] = it->second;
+        at += Duration(1);
+    }
 }
 
 void EvidenceStore::erase_oldest() {
@@ -118,6 +137,7 @@ void EvidenceStore::adopt(const std::string& relative) {
     const auto size = fs::file_size(root_ / relative, ec);
     if (ec) return;
     const TimePoint now = Clock::now();
+    redate_future(now);  // the clock was set back since they were written
     const TimePoint at = files_.empty() ? now : std::max(now, files_.rbegin()->first.first + Duration(1));
     files_[{at, relative}] = size;
     bytes_ += size;

@@ -72,6 +72,7 @@ private:
     std::optional<std::string> make_room(std::uint64_t size);
     bool below_floor(std::uint64_t size) const;  // writing `size` bytes would leave < min_free_
     void erase_oldest();                         // mutex_ held
+    void redate_future(TimePoint now);           // mutex_ held, or in the constructor
 
     std::filesystem::path root_;
     std::uint64_t max_bytes_;

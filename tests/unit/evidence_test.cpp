@@ -520,6 +520,19 @@ TEST(EvidenceStore, FilesFromBeforeAClockWasSetBackAreNotKeptOverNewerOnes) {
     fs::remove_all(dir);
 }
 
+// A file written while the clock ran a year fast dated every later file after it, and none
+// expired by age until the clock caught up: staff photos kept a year past max_age.
+TEST(EvidenceStore, AFileDatedAheadOfTheClockHoldsNoLaterFilePastItsAge) {
+    const auto dir = temp_dir();
+    touch(dir / "ahead.jpg", std::string(400, 'x'));
+    fs::last_write_time(dir / "ahead.jpg", fs::file_time_type::clock::now() + 24h * 365);
+    kg::evidence::EvidenceStore store(dir, 1u << 20, 24h * 15);
+    ASSERT_TRUE(store.write("today.jpg", std::string(400, 'x')).ok);
+    store.expire(kg::Clock::now() + 24h * 30);
+    EXPECT_TRUE(names_in(dir).empty()) << "kept a month with max_age 15 days";
+    fs::remove_all(dir);
+}
+
 TEST(TrainingFrames, AnUnwritableFolderIsReportedAndRetriedAnIntervalLater) {
     const kg::rules::Calendar calendar("UTC", {});
     auto store = training_store("/proc/kg-training");
