@@ -19,7 +19,11 @@ void DetectorCheck::analyse(const ingest::Frame& frame, std::vector<Observation>
     const bool moved =
         motion_ == nullptr || motion_->moved_fraction() >= kMotionGateFraction || motion_->lighting_changed();
     if (moved || stale) {
-        detector_->detect(frame.image, detections_);
+        // Into a scratch list, kept only once the run worked: a detector clears its output before
+        // it can throw, and the still frames after a failed run reused "nothing seen" until the
+        // refresh, long enough to end an open event as cleared and raise it again later.
+        detector_->detect(frame.image, scratch_);
+        detections_.swap(scratch_);
         last_run_ = frame.steady;
         ++runs_;
     } else {

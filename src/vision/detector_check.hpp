@@ -38,7 +38,7 @@ private:
     std::vector<Violation> violations_;
     const MotionMap* motion_;  // null: no gating
     Duration refresh_;
-    std::vector<Detection> detections_;
+    std::vector<Detection> detections_, scratch_;
     std::optional<SteadyPoint> last_run_;
     std::uint64_t runs_ = 0, skipped_ = 0;
 };

@@ -178,3 +178,59 @@ TEST(RegionChecks, APictureThatChangedAsAWholeRunsTheMotionGatedDetectorsAgain) 
     EXPECT_TRUE(motion.lighting_changed());
     EXPECT_EQ(runs, still + 1);
 }
+
+namespace {
+
+// Sees one bare face; throws (after clearing its output, as the real ones do) when told to.
+class FailingDetector final : public kg::vision::Detector {
+public:
+    FailingDetector(const bool& fail, int& runs) : fail_(fail), runs_(runs) {}
+    void detect(const cv::Mat&, std::vector<kg::vision::Detection>& out) override {
+        ++runs_;
+        out.clear();
+        if (fail_) throw std::runtime_error("the network's output is not what its manifest says");
+        kg::vision::Detection d;
+        d.label = "no_mask";
+        d.score = 0.8f;
+        d.w = d.h = 0.1f;
+        out.push_back(d);
+    }
+    const std::vector<std::string>& labels() const override { return labels_; }
+
+private:
+    const bool& fail_;
+    int& runs_;
+    std::vector<std::string> labels_{"no_mask"};
+};
+
+}  // namespace
+
+// A run that throws keeps what the last run saw: the still frames after it reused an emptied list
+// ("nothing seen") until the refresh, long enough to end an open no_mask as cleared and raise it
+// again later, a second alert in the room.
+TEST(RegionChecks, AFailedDetectorRunLeavesTheStillFramesAfterItWithWhatWasLastSeen) {
+    cv::RNG rng(3);
+    MotionMap motion;
+    bool fail = false;
+    int runs = 0;
+    kg::vision::DetectorCheck check("mask", std::make_unique<FailingDetector>(fail, runs),
+                                    {{"no_mask", "mask", "no_mask"}}, &motion, std::chrono::hours(1));
+    kg::ingest::Frame frame;
+    const auto feed = [&](const cv::Mat& img) {
+        img.copyTo(frame.image);
+        motion.update(frame.image);
+        std::vector<Observation> out;
+        check.analyse(frame, out);
+        return out.at(0);
+    };
+    for (int i = 0; i < 30; ++i) EXPECT_TRUE(feed(scene(rng)).present);
+    fail = true;
+    // A whole-picture change runs the detector: it throws, and the check fails that frame.
+    EXPECT_THROW(feed(scene(rng, 0.6)), std::runtime_error);
+    fail = false;
+    const int ran = runs;
+    const auto still = feed(scene(rng, 0.6));
+    ASSERT_EQ(runs, ran) << "the still picture is not looked at again before the refresh";
+    EXPECT_TRUE(still.present) << "a failed run left 'nothing seen' for the still frames after it";
+    EXPECT_FLOAT_EQ(still.score, 0.8f);
+}

@@ -117,9 +117,11 @@ void TwoStageDetector::classify(const cv::Mat& bgr, std::span<const Detection> b
         const int best = static_cast<int>(std::max_element(v, v + k) - v);
         const int id = class_id_[static_cast<std::size_t>(best)];
         if (id < 0) continue;  // not a face or head: the detector's false alarm
-        if (v[best] < spec_.min_probability[static_cast<std::size_t>(best)]) continue;
+        // As `!(x >= t)`, as the decoders do: a NaN probability (a broken export) passed `x < t`
+        // both times, and the box went on with a NaN score.
+        if (!(v[best] >= spec_.min_probability[static_cast<std::size_t>(best)])) continue;
         const float score = d.score * v[best];
-        if (score < spec_.min_score) continue;
+        if (!(score >= spec_.min_score)) continue;
         Detection o = d;
         o.class_id = id;
         o.label = labels_[static_cast<std::size_t>(id)];
