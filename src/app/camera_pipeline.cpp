@@ -223,12 +223,19 @@ void CameraPipeline::check_failed(std::size_t i, const std::exception& e) {
 }
 
 void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
+    std::vector<EndedEvent> ended;
     {
         std::lock_guard trackers(trackers_mutex_);
         for (auto& t : trackers_) {
-            if (auto end = t.tracker.close(now, reason)) site_.sink.submit(*end);
+            auto end = t.tracker.close(now, reason);
+            if (!end) continue;
+            // With its best frame as the end's snapshot, as every other end has: a stop or a reload
+            // sent it without, and dropped the frame kept for it.
+            auto best = evidence_.take_best(end->id);
+            ended.emplace_back(std::move(*end), std::move(best));
         }
     }
+    for (auto& [end, best] : ended) evidence_.submit_end(end, std::move(best));
     if (auto end = offline_->close(now, reason)) site_.sink.submit(*end);
     std::lock_guard lock(conditions_mutex_);
     conditions_.clear();

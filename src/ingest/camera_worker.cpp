@@ -62,17 +62,21 @@ void CameraWorker::run() {
                 stats_.disconnected(file_ended ? "end of file" : "stopped");
             }
         } catch (const IngestError& e) {
-            if (stop_) break;
-            if (e.kind == IngestError::Kind::stall) stats_.stall(Clock::now());
-            stats_.disconnected(e.what());
-            log_->warn("{}: {}", shown_url, e.what());
+            if (!stop_) {  // a stop interrupts the read: not the camera's fault, and not said
+                if (e.kind == IngestError::Kind::stall) stats_.stall(Clock::now());
+                stats_.disconnected(e.what());
+                log_->warn("{}: {}", shown_url, e.what());
+            }
         } catch (const std::exception& e) {
             // Not the stream's fault as far as we know (out of memory in a frame buffer, a packet
             // observer that failed): the connection is dropped and made again, the gateway goes on.
-            if (stop_) break;
-            stats_.disconnected(e.what());
-            log_->error("{}: {}", shown_url, e.what());
+            if (!stop_) {
+                stats_.disconnected(e.what());
+                log_->error("{}: {}", shown_url, e.what());
+            }
         }
+        // Also at a stop that interrupted the read, as at one between two reads: the stream's
+        // observers (HLS, FLV, RTMP, the masker) end it the same way whichever way it stopped.
         if (observer_ != nullptr) observer_->on_stream_closed();
         if (stop_) break;
         if (file_ended) {

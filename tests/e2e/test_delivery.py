@@ -216,6 +216,10 @@ def test_a_stop_ends_every_open_event_and_the_restart_opens_a_new_one(tmp_path, 
         ends = ends()
         for event_id in opened:
             assert ends[event_id]["end_reason"] == "gateway stopped"
+        # With its best frame, as every other end: a stop sent it without one.
+        dark = [ends[i] for i in opened if opened[i]["camera"] == "dark"]
+        assert dark and all(e["evidence"]["snapshot_end"] for e in dark), dark
+        assert all((tmp_path / "evidence" / e["evidence"]["snapshot_end"]).exists() for e in dark)
         assert {(e["camera"], e["label"]) for e in opened.values()} >= {("dark", "black"), ("gone", "offline")}
 
         second = kg_e2e.Gateway(tmp_path, cfg, "second")
