@@ -66,6 +66,14 @@ UnattendedCheck::UnattendedCheck(std::vector<Region> regions, const MotionMap& m
       last_activity_(regions_.size()) {}
 
 void UnattendedCheck::analyse(const ingest::Frame& frame, std::vector<Observation>& out) {
+    // After an outage longer than `after` the first frame back raised `unattended` at once, though
+    // nothing could be seen meanwhile: the unseen time moves the last activity on.
+    if (last_frame_ && frame.steady - *last_frame_ > kUnseenGap) {
+        const auto unseen = frame.steady - *last_frame_;
+        for (auto& a : last_activity_)
+            if (a) *a += unseen;
+    }
+    last_frame_ = frame.steady;
     for (std::size_t i = 0; i < regions_.size(); ++i) {
         const auto& r = regions_[i];
         // Someone working at a station moves; a station where nothing moved is unattended. The

@@ -53,6 +53,10 @@ private:
     double min_area_;
     Duration after_;
     std::vector<std::optional<SteadyPoint>> last_activity_;  // monotonic, as event timing
+    std::optional<SteadyPoint> last_frame_;
+    // A longer gap between two frames is time nobody saw (the camera was down, or stalled): it does
+    // not count as time without activity.
+    static constexpr auto kUnseenGap = std::chrono::seconds(10);
 };
 
 class ReferenceChangeCheck final : public Check {

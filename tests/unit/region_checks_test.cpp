@@ -234,3 +234,28 @@ TEST(RegionChecks, AFailedDetectorRunLeavesTheStillFramesAfterItWithWhatWasLastS
     EXPECT_TRUE(still.present) << "a failed run left 'nothing seen' for the still frames after it";
     EXPECT_FLOAT_EQ(still.score, 0.8f);
 }
+
+// A station watched for 2 minutes without movement, then a camera outage of 10 minutes: the first
+// frame back raised `unattended` at once (5 minutes without activity), though nothing could be
+// seen meanwhile. The unseen time does not count; 3 more minutes of seen stillness do.
+TEST(RegionChecks, TimeNobodySawDoesNotCountAsUnattended) {
+    cv::RNG rng(5);
+    MotionMap motion;
+    kg::vision::UnattendedCheck check({{"", {}}}, motion, 0.002, std::chrono::minutes(5));
+    kg::ingest::Frame frame;
+    frame.steady = kg::SteadyPoint{} + std::chrono::hours(1);
+    const auto feed = [&](std::chrono::seconds after) {
+        frame.steady += after;
+        scene(rng).copyTo(frame.image);
+        motion.update(frame.image);
+        std::vector<Observation> out;
+        check.analyse(frame, out);
+        return out.at(0).present;
+    };
+    for (int i = 0; i < 120; ++i) EXPECT_FALSE(feed(std::chrono::seconds(1)));  // 2 minutes still
+    EXPECT_FALSE(feed(std::chrono::minutes(10))) << "raised on the first frame after an outage";
+    for (int i = 0; i < 170; ++i) EXPECT_FALSE(feed(std::chrono::seconds(1))) << i;
+    bool raised = false;
+    for (int i = 0; i < 20 && !raised; ++i) raised = feed(std::chrono::seconds(1));
+    EXPECT_TRUE(raised) << "5 minutes of seen stillness";
+}
