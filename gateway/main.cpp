@@ -434,6 +434,22 @@ int main(int argc, char** argv) {
             std::cerr << config_path << ": public.token_secret is not set: stream URLs need no token\n";
             return kExitConfigError;
         }
+        // A misspelt id, or a camera that is not public, made a token that opens nothing, and the
+        // parent holding it got 403 or 404 with no hint why.
+        std::string public_ids;
+        bool known = token_camera == "*";
+        for (const auto& c : cfg.cameras) {
+            if (!c.is_public || !c.enabled) continue;
+            public_ids += (public_ids.empty() ? "" : ", ") + c.id;
+            known |= c.id == token_camera;
+        }
+        if (!known) {
+            std::cerr << config_path << ": '" << token_camera
+                      << "' is not a public camera of this configuration ("
+                      << (public_ids.empty() ? "it has none" : "public: " + public_ids)
+                      << "; '*' signs a token for all of them)\n";
+            return kExitConfigError;
+        }
         const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();

@@ -232,6 +232,11 @@ def test_viewer_caps_tokens_and_metrics(broker, clips, gateways, tmp_path):
         return r.stdout.strip()
 
     good = token("kitchen")
+    # A misspelt id, or a camera that is not public: no token that would open nothing.
+    wrong = subprocess.run([kg_e2e.GATEWAY_BIN, "--config", str(gw.config_path), "--make-token", "kitchn"],
+                           capture_output=True, text=True, timeout=10)
+    assert wrong.returncode == 2 and not wrong.stdout, wrong
+    assert "'kitchn' is not a public camera of this configuration (public: kitchen, hall" in wrong.stderr, wrong.stderr
     # Tokens: none, malformed, forged, for another camera, expired: all refused with a reason.
     assert get(port, "/live/kitchen/index.m3u8")[0] == 403
     assert get(port, "/live/kitchen.flv")[0] == 403
