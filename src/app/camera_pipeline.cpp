@@ -494,7 +494,7 @@ publish::CameraState CameraPipeline::final_state(TimePoint now) {
 publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, bool observe) {
     publish::CameraState state;
     state.camera = &camera_;
-    state.stats = stats_.snapshot(now);
+    state.stats = stats_.snapshot(steady);
     // How long ago on the steady clock; on the wall clock a step back of an hour kept a camera that
     // died online for that hour, and a step ahead raised a false offline that ended its alerts.
     const auto silent =

@@ -61,10 +61,12 @@ public:
         connected_ = false;
         last_error_ = std::move(why);
     }
-    void reconnect(TimePoint t) { remember(reconnects_, t); }
-    void stall(TimePoint t) { remember(stalls_, t); }
+    // On the monotonic clock: a wall clock set back an hour counted the reconnects before it as
+    // within the last hour for an hour more, and one set ahead hid them.
+    void reconnect(SteadyPoint t) { remember(reconnects_, t); }
+    void stall(SteadyPoint t) { remember(stalls_, t); }
 
-    CameraStatsSnapshot snapshot(TimePoint now) const {
+    CameraStatsSnapshot snapshot(SteadyPoint now) const {
         CameraStatsSnapshot s;
         s.frames_in = frames_in_.load(std::memory_order_relaxed);
         s.frames_sampled = frames_sampled_.load(std::memory_order_relaxed);
@@ -87,13 +89,13 @@ public:
     }
 
 private:
-    void remember(std::deque<TimePoint>& q, TimePoint t) {
+    void remember(std::deque<SteadyPoint>& q, SteadyPoint t) {
         std::lock_guard lock(mutex_);
         q.push_back(t);
         // Bounded: an hour of reconnects at the fastest back-off fits; older ones no longer count.
         while (q.size() > 4096 || (!q.empty() && q.front() < t - std::chrono::hours(1))) q.pop_front();
     }
-    static int count_since(const std::deque<TimePoint>& q, TimePoint since) {
+    static int count_since(const std::deque<SteadyPoint>& q, SteadyPoint since) {
         int n = 0;
         for (auto it = q.rbegin(); it != q.rend() && *it >= since; ++it) ++n;
         return n;
@@ -106,7 +108,7 @@ private:
     mutable std::mutex mutex_;
     bool connected_ = false;
     std::string last_error_;
-    std::deque<TimePoint> reconnects_, stalls_;
+    std::deque<SteadyPoint> reconnects_, stalls_;
 };
 
 }  // namespace kg::ingest

@@ -41,7 +41,7 @@ void CameraWorker::run() {
     const std::string shown_url = without_password(camera_.url);
     bool first = true;
     while (!stop_) {
-        if (!first) stats_.reconnect(Clock::now());
+        if (!first) stats_.reconnect(std::chrono::steady_clock::now());
         first = false;
 
         FfmpegInput input(options, stop_);
@@ -63,7 +63,7 @@ void CameraWorker::run() {
             }
         } catch (const IngestError& e) {
             if (!stop_) {  // a stop interrupts the read: not the camera's fault, and not said
-                if (e.kind == IngestError::Kind::stall) stats_.stall(Clock::now());
+                if (e.kind == IngestError::Kind::stall) stats_.stall(std::chrono::steady_clock::now());
                 stats_.disconnected(e.what());
                 log_->warn("{}: {}", shown_url, e.what());
             }
