@@ -55,36 +55,18 @@ EvidenceStore::EvidenceStore(fs::path root, std::uint64_t max_bytes, Duration ma
         }
         const auto size = it->file_size(ec);
         if (ec) continue;
-        files_[{file_time(it->path()), relative}] = size;
+        const auto written = file_time(it->path());
+        files_[{written, relative}] = {size, written};
         bytes_ += size;
     }
     for (const auto& p : unfinished) fs::remove(p, ec);
-    redate_future(Clock::now());
-}
-
-void EvidenceStore::redate_future(TimePoint now) {
-    // Written while the clock ran ahead (a boot before NTP, an RTC in local time read as UTC): taken
-    // as written just before now, in their order. Left ahead, they dated every later file after
-    // them (adopt()), and nothing expired by age until the clock caught up: a year's error kept
-    // staff photos a year past max_age.
-    std::vector<std::pair<std::string, std::uint64_t>> ahead;  // newest first
-    while (!files_.empty() && files_.rbegin()->first.first > now) {
-        const auto it = std::prev(files_.end());
-        ahead.emplace_back(it->first.second, it->second);
-        files_.erase(it);
-    }
-    auto at = now - Duration(static_cast<Duration::rep>(ahead.size()));
-    for (auto it = ahead.rbegin(); it != ahead.rend(); ++it) {
-        files_[{at, it->first}] = it->second;
-        at += Duration(1);
-    }
 }
 
 void EvidenceStore::erase_oldest() {
     auto it = files_.begin();
     std::error_code ec;
     fs::remove(root_ / it->first.second, ec);
-    bytes_ -= it->second;
+    bytes_ -= it->second.size;
     files_.erase(it);
 }
 
@@ -137,9 +119,8 @@ void EvidenceStore::adopt(const std::string& relative) {
     const auto size = fs::file_size(root_ / relative, ec);
     if (ec) return;
     const TimePoint now = Clock::now();
-    redate_future(now);  // the clock was set back since they were written
     const TimePoint at = files_.empty() ? now : std::max(now, files_.rbegin()->first.first + Duration(1));
-    files_[{at, relative}] = size;
+    files_[{at, relative}] = {size, now};
     bytes_ += size;
     // A clip may come out larger than reserved: the budget and the floor still hold afterwards.
     while (bytes_ > max_bytes_ && files_.size() > 1) erase_oldest();
@@ -154,7 +135,7 @@ std::vector<std::string> EvidenceStore::remove(const std::string& relative) {
     }
     for (auto it = files_.begin(); it != files_.end(); ++it) {
         if (it->first.second != relative) continue;
-        bytes_ -= std::min(bytes_, it->second);
+        bytes_ -= std::min(bytes_, it->second.size);
         files_.erase(it);
         break;
     }
@@ -184,7 +165,21 @@ StoreResult EvidenceStore::write(const std::string& relative, std::string_view d
 
 void EvidenceStore::expire(TimePoint now) {
     std::lock_guard lock(mutex_);
-    while (!files_.empty() && now - files_.begin()->first.first > max_age_) erase_oldest();
+    // By each file's own write time, over all of them: the order (the map's key) puts a file
+    // written after one dated ahead of the clock behind it, and stopping at the first one not yet
+    // due kept every later staff photo until the clock caught up with that one. Rewriting the
+    // dates instead deleted a box's whole evidence when NTP set a clock that had booted behind.
+    // Called once a minute; a walk over some thousands of entries.
+    for (auto it = files_.begin(); it != files_.end();) {
+        if (now - it->second.written <= max_age_) {
+            ++it;
+            continue;
+        }
+        std::error_code ec;
+        fs::remove(root_ / it->first.second, ec);
+        bytes_ -= std::min(bytes_, it->second.size);
+        it = files_.erase(it);
+    }
 }
 
 std::uint64_t EvidenceStore::bytes() const {

@@ -72,7 +72,6 @@ private:
     std::optional<std::string> make_room(std::uint64_t size);
     bool below_floor(std::uint64_t size) const;  // writing `size` bytes would leave < min_free_
     void erase_oldest();                         // mutex_ held
-    void redate_future(TimePoint now);           // mutex_ held, or in the constructor
 
     std::filesystem::path root_;
     std::uint64_t max_bytes_;
@@ -81,9 +80,14 @@ private:
     std::uint64_t min_free_;
     FreeSpace free_space_;
     mutable std::mutex mutex_;
-    // Oldest first: (time written, relative path) -> size. A file is never dated before the newest
-    // already kept, so that a clock set back does not make the newest files the first to go.
-    std::map<std::pair<TimePoint, std::string>, std::uint64_t> files_;
+    // Oldest first: (order, relative path) -> its size and time written. The order is the time
+    // written, but never before the newest already kept, so that a clock set back does not make the
+    // newest files the first to go; the age is judged on the time written.
+    struct Entry {
+        std::uint64_t size = 0;
+        TimePoint written;
+    };
+    std::map<std::pair<TimePoint, std::string>, Entry> files_;
     std::uint64_t bytes_ = 0;
 };
 

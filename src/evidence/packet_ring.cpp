@@ -103,11 +103,18 @@ PacketSpan PacketRing::span(TimePoint from_time, TimePoint to_time, TimePoint no
 
 PacketSpan PacketRing::span(SteadyPoint from, SteadyPoint to) const {
     std::lock_guard lock(mutex_);
-    // `from` in the connection before this one (the camera reconnected since): its packets, up to
-    // where it ended. Joined to this connection's, the clip would mix two streams' timestamps and
-    // perhaps parameters.
-    const bool before_current = current_.packets.empty() || from < current_.packets.front().arrival;
-    if (before_current && !previous_.packets.empty() && from <= previous_.packets.back().arrival)
+    // One connection's packets: joined, the clip would mix two streams' timestamps and perhaps
+    // parameters. The one that holds more of the span: an event cut by a reconnect in its post-roll
+    // is the connection before (up to where it ended), one that began just after a reconnect, with
+    // its pre-roll reaching back before it, the new one.
+    const auto overlap = [&](const Run& run) {
+        if (run.packets.empty()) return SteadyPoint::duration::zero();
+        const auto begin = std::max(from, run.packets.front().arrival);
+        const auto end = std::min(to, run.packets.back().arrival);
+        return std::max(SteadyPoint::duration::zero(), end - begin);
+    };
+    if (!previous_.packets.empty() && from <= previous_.packets.back().arrival &&
+        (current_.packets.empty() || overlap(previous_) > overlap(current_)))
         return span_of(previous_, from, to);
     return span_of(current_, from, to);
 }

@@ -54,8 +54,8 @@ public:
     void on_stream_closed() override;
 
     // Packets from the last key frame at or before `from` up to `to` (wall-clock times, as events
-    // have them, taken as that long before `now`), of one connection: the one `from` falls in (up
-    // to its end, if the camera reconnected since), or the first held after it. Empty if the ring
+    // have them, taken as that long before `now`), of one connection: the one that holds more of
+    // the span (the one before a reconnect up to its end, if it does). Empty if the ring
     // holds nothing for that span (camera down, or older than `keep`).
     PacketSpan span(TimePoint from, TimePoint to, TimePoint now = Clock::now()) const;
     // The same, on the steady clock the packets are stamped with.

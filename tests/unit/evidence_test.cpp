@@ -521,7 +521,9 @@ TEST(EvidenceStore, FilesFromBeforeAClockWasSetBackAreNotKeptOverNewerOnes) {
 }
 
 // A file written while the clock ran a year fast dated every later file after it, and none
-// expired by age until the clock caught up: staff photos kept a year past max_age.
+// expired by age until the clock caught up: staff photos kept a year past max_age. Ages are each
+// file's own: the later ones go on time (the one dated ahead keeps its date: nothing tells it
+// apart from a file the clock, booted behind, now sees ahead).
 TEST(EvidenceStore, AFileDatedAheadOfTheClockHoldsNoLaterFilePastItsAge) {
     const auto dir = temp_dir();
     touch(dir / "ahead.jpg", std::string(400, 'x'));
@@ -529,7 +531,24 @@ TEST(EvidenceStore, AFileDatedAheadOfTheClockHoldsNoLaterFilePastItsAge) {
     kg::evidence::EvidenceStore store(dir, 1u << 20, 24h * 15);
     ASSERT_TRUE(store.write("today.jpg", std::string(400, 'x')).ok);
     store.expire(kg::Clock::now() + 24h * 30);
-    EXPECT_TRUE(names_in(dir).empty()) << "kept a month with max_age 15 days";
+    EXPECT_EQ(names_in(dir), std::vector<std::string>{"ahead.jpg"}) << "kept a month with max_age 15 days";
+    fs::remove_all(dir);
+}
+
+// A box without a clock battery boots a year behind: its files from before are ahead of the clock.
+// When NTP sets it, they are a day old, and stay (taking them as written at boot deleted them all).
+TEST(EvidenceStore, FilesAheadOfAClockBootedBehindKeepTheirAgeWhenItIsSet) {
+    const auto dir = temp_dir();
+    const auto real_now = fs::file_time_type::clock::now() + 24h * 365;  // the clock is a year behind
+    for (const auto* name : {"a.jpg", "b.jpg", "c.jpg"}) {
+        touch(dir / name, std::string(400, 'x'));
+        fs::last_write_time(dir / name, real_now - 24h);  // written yesterday
+    }
+    kg::evidence::EvidenceStore store(dir, 1u << 20, 24h * 15);
+    store.expire(kg::Clock::now() + 24h * 365);  // NTP sets the clock
+    EXPECT_EQ(names_in(dir).size(), 3u);
+    store.expire(kg::Clock::now() + 24h * 365 + 24h * 15);
+    EXPECT_TRUE(names_in(dir).empty());
     fs::remove_all(dir);
 }
 
@@ -644,6 +663,12 @@ TEST(PacketRing, AClipAskedFromBeforeAReconnectIsCutFromTheConnectionItStartedIn
     const auto r = kg::evidence::write_mp4(span, (dir / "clip.mp4").string());
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_NEAR(r.seconds, 7.0, 0.1);  // packets 125-299 of the first connection
+    // An event just after the reconnect, its pre-roll reaching back into the last two packets of
+    // the first connection: the new one holds more of it, and its clip comes from there.
+    const auto just_after = ring.span(first.steady_after[297], second.steady_after.back());
+    ASSERT_FALSE(just_after.packets.empty());
+    EXPECT_GT(just_after.packets.front().arrival, first_ended);
+    EXPECT_GE(just_after.packets.size(), 25u);
     // A clip asked from after the reconnect comes from the new connection, as before.
     const auto later = ring.span(second.steady_after[25], second.steady_after.back());
     ASSERT_FALSE(later.packets.empty());
