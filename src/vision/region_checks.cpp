@@ -68,10 +68,17 @@ UnattendedCheck::UnattendedCheck(std::vector<Region> regions, const MotionMap& m
 void UnattendedCheck::analyse(const ingest::Frame& frame, std::vector<Observation>& out) {
     // After an outage longer than `after` the first frame back raised `unattended` at once, though
     // nothing could be seen meanwhile: the unseen time moves the last activity on.
-    if (last_frame_ && frame.steady - *last_frame_ > kUnseenGap) {
-        const auto unseen = frame.steady - *last_frame_;
-        for (auto& a : last_activity_)
-            if (a) *a += unseen;
+    if (last_frame_) {
+        const auto gap = frame.steady - *last_frame_;
+        const SteadyPoint::duration limit = std::max<SteadyPoint::duration>(kUnseenGap, 5 * usual_gap_);
+        if (usual_gap_ == SteadyPoint::duration::zero()) {
+            usual_gap_ = gap;  // the first: nothing to compare it with
+        } else if (gap > limit) {
+            for (auto& a : last_activity_)
+                if (a) *a += gap;
+        } else {
+            usual_gap_ = (7 * usual_gap_ + gap) / 8;
+        }
     }
     last_frame_ = frame.steady;
     for (std::size_t i = 0; i < regions_.size(); ++i) {

@@ -54,9 +54,12 @@ private:
     Duration after_;
     std::vector<std::optional<SteadyPoint>> last_activity_;  // monotonic, as event timing
     std::optional<SteadyPoint> last_frame_;
-    // A longer gap between two frames is time nobody saw (the camera was down, or stalled): it does
-    // not count as time without activity.
+    // A gap between two frames longer than 10 s and than 5 of this camera's usual gaps is time
+    // nobody saw (the camera was down, or stalled): it does not count as time without activity.
+    // Relative to the usual gap, so a camera analysed every 15 s (a low analysis.fps, key frames
+    // only with long GOPs, a loaded box) is still watched.
     static constexpr auto kUnseenGap = std::chrono::seconds(10);
+    SteadyPoint::duration usual_gap_{};  // a running mean of the gaps seen
 };
 
 class ReferenceChangeCheck final : public Check {

@@ -259,3 +259,25 @@ TEST(RegionChecks, TimeNobodySawDoesNotCountAsUnattended) {
     for (int i = 0; i < 20 && !raised; ++i) raised = feed(std::chrono::seconds(1));
     EXPECT_TRUE(raised) << "5 minutes of seen stillness";
 }
+
+// A camera analysed every 15 s (a low analysis.fps, key frames only with a long GOP): every gap was
+// over the 10 s taken for an outage, and the station was never judged. Its usual gap is the measure.
+TEST(RegionChecks, AStationAnalysedEveryFifteenSecondsIsStillJudged) {
+    cv::RNG rng(5);
+    MotionMap motion;
+    kg::vision::UnattendedCheck check({{"", {}}}, motion, 0.002, std::chrono::minutes(5));
+    kg::ingest::Frame frame;
+    frame.steady = kg::SteadyPoint{} + std::chrono::hours(1);
+    bool raised = false;
+    int frames = 0;
+    for (; frames < 30 && !raised; ++frames) {  // 7.5 minutes of still frames, 15 s apart
+        frame.steady += std::chrono::seconds(15);
+        scene(rng).copyTo(frame.image);
+        motion.update(frame.image);
+        std::vector<Observation> out;
+        check.analyse(frame, out);
+        raised = out.at(0).present;
+    }
+    EXPECT_TRUE(raised) << "never raised in 7.5 minutes of stillness";
+    EXPECT_LE(frames, 23);  // about 5 minutes after the first frame
+}
