@@ -388,19 +388,41 @@ void Gateway::publish_states(TimePoint now, bool due) {
 }
 
 void Gateway::carry_missed_cycles(const std::vector<std::string>& history, CarryOver& carried) {
-    // Only while the raise is recent: after a longer outage a cycle may have run unseen.
-    constexpr auto kMaxAge = std::chrono::hours(24);
-    for (const auto& [id, raised] : missed_cycles_left(history, started_at_, kMaxAge)) {
+    // Read from every missed_cycle message the outbox keeps, not only the last events: a busy
+    // site's 500 could all come after a lunch raise.
+    const auto left = missed_cycles_left(outbox_.latest_numbered(topics_.events(), 1000, "\"missed_cycle\""));
+    const auto events_seen = newest_time(history);
+    for (const auto& [id, missed] : left) {
         const auto it = std::find_if(cfg_.sensors.begin(), cfg_.sensors.end(),
                                      [&id](const config::Sensor& s) { return s.id == id; });
         if (it == cfg_.sensors.end() || !it->disinfection) continue;
+        // Only if no complete cycle can have run while nobody watched: the gateway down for less
+        // than the cycle's min_time. When it was last alive: its stop, or after a crash its last
+        // message (an event, or the cabinet's roll-up of a minute).
+        auto alive = missed.stopped;
+        if (!alive) {
+            alive = events_seen;
+            const auto rollup = newest_time(outbox_.latest_numbered(topics_.sensor_rollup(id), 1));
+            if (rollup && (!alive || *rollup > *alive)) alive = rollup;
+        }
+        if (!alive || started_at_ - *alive > it->disinfection->min_time) {
+            log_->info(
+                "sensor {}: the missed disinfection cycle raised at {} is not raised again: the gateway "
+                "was down {}, long enough for a cycle nobody saw",
+                id, iso8601_utc(missed.raised),
+                alive ? fmt::format(
+                            "for {} s",
+                            std::chrono::duration_cast<std::chrono::seconds>(started_at_ - *alive).count())
+                      : std::string("for a time not known"));
+            continue;
+        }
         log_->info(
-            "sensor {}: the missed disinfection cycle raised at {} was ended by the previous run's stop, "
-            "and no cycle has been seen since: raised again",
-            id, iso8601_utc(raised));
+            "sensor {}: the missed disinfection cycle raised at {} was ended when the previous run "
+            "stopped, and no cycle has been seen since: raised again",
+            id, iso8601_utc(missed.raised));
         auto& c = carried.sensors[id];
         c.config = *it;
-        c.cycles.missed_since = raised;
+        c.cycles.missed_since = missed.raised;
     }
 }
 

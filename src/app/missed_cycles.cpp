@@ -8,11 +8,11 @@
 
 namespace kg::app {
 
-std::map<std::string, TimePoint> missed_cycles_left(const std::vector<std::string>& payloads, TimePoint now,
-                                                    Duration max_age) {
+std::map<std::string, MissedCycleLeft> missed_cycles_left(const std::vector<std::string>& payloads) {
     struct Newest {
         std::string id;
         std::optional<TimePoint> raised;  // unset: cleared by a cycle (or unreadable)
+        std::optional<TimePoint> stopped;
     };
     std::map<std::string, Newest> newest;  // sensor -> its newest missed_cycle message
     for (const auto& payload : payloads) {
@@ -25,25 +25,43 @@ std::map<std::string, TimePoint> missed_cycles_left(const std::vector<std::strin
             const auto sensor = j.at("sensor").get<std::string>();
             const auto id = j.value("id", ""), state = j.value("state", "");
             if (state == "start") {
-                newest[sensor] = {id, parse_iso8601_utc(j.value("start_time", ""))};
+                newest[sensor] = {id, parse_iso8601_utc(j.value("start_time", "")), std::nullopt};
             } else if (state == "end") {
                 const auto reason = j.value("end_reason", "");
                 const bool by_gateway = reason == events::kEndStopped || reason == events::kEndRestarted;
                 // An end the gateway made keeps the raise it ends (an end of another event, one
                 // whose start the outbox no longer keeps, counts as raised at its own start).
                 auto& n = newest[sensor];
-                if (n.id != id) n = {id, parse_iso8601_utc(j.value("start_time", ""))};
+                if (n.id != id) n = {id, parse_iso8601_utc(j.value("start_time", "")), std::nullopt};
                 if (!by_gateway) n.raised.reset();
+                n.stopped = parse_iso8601_utc(j.value("time", ""));
             }
         } catch (const nlohmann::json::exception&) {
             continue;  // a field of another type: not an event message this gateway wrote
         }
     }
-    std::map<std::string, TimePoint> left;
+    std::map<std::string, MissedCycleLeft> left;
     for (const auto& [sensor, n] : newest) {
-        if (n.raised && *n.raised <= now && now - *n.raised <= max_age) left[sensor] = *n.raised;
+        if (n.raised) left[sensor] = {*n.raised, n.stopped};
     }
     return left;
+}
+
+std::optional<TimePoint> newest_time(const std::vector<std::string>& payloads) {
+    std::optional<TimePoint> newest;
+    for (const auto& payload : payloads) {
+        const auto j = nlohmann::json::parse(payload, nullptr, false);
+        if (!j.is_object()) continue;
+        std::optional<TimePoint> t;
+        if (j.contains("time") && j["time"].is_string()) {
+            t = parse_iso8601_utc(j["time"].get<std::string>());
+        } else if (j.contains("minute") && j["minute"].is_string()) {
+            t = parse_iso8601_utc(j["minute"].get<std::string>());
+            if (t) *t += std::chrono::minutes(1);
+        }
+        if (t && (!newest || *t > *newest)) newest = t;
+    }
+    return newest;
 }
 
 }  // namespace kg::app

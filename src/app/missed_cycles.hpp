@@ -5,6 +5,7 @@
 // them over itself (CarryOver); a restart finds them in the event messages the outbox keeps.
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,11 +13,18 @@
 
 namespace kg::app {
 
-// Sensor id -> when its missed cycle was raised, for each sensor whose newest `missed_cycle`
-// message in `payloads` (event messages as published, oldest first) is a start not ended, or an end
-// the gateway made itself (a stop, a restart): not one that a cycle cleared. Only those raised within
-// `max_age` before `now`: after a longer outage a cycle may have run unseen.
-std::map<std::string, TimePoint> missed_cycles_left(const std::vector<std::string>& payloads, TimePoint now,
-                                                    Duration max_age);
+struct MissedCycleLeft {
+    TimePoint raised;
+    std::optional<TimePoint> stopped;  // when the stop ended it; unset: left open (a crash)
+};
+
+// Sensor id -> its missed cycle, for each sensor whose newest `missed_cycle` message in `payloads`
+// (event messages as published, oldest first) is a start not ended, or an end the gateway made
+// itself (a stop, a restart): not one that a cycle cleared.
+std::map<std::string, MissedCycleLeft> missed_cycles_left(const std::vector<std::string>& payloads);
+
+// The newest `time` (or a roll-up's `minute`, plus the minute) among `payloads`: when the run that
+// published them was last seen alive.
+std::optional<TimePoint> newest_time(const std::vector<std::string>& payloads);
 
 }  // namespace kg::app

@@ -631,9 +631,10 @@ void Outbox::run() {
     }
 }
 
-std::vector<std::string> Outbox::latest_numbered(const std::string& topic, std::size_t limit) {
+std::vector<std::string> Outbox::latest_numbered(const std::string& topic, std::size_t limit,
+                                                 const std::string& containing) {
     try {
-        return store_.latest_numbered(topic, limit);
+        return store_.latest_numbered(topic, limit, containing);
     } catch (const std::exception& e) {
         log_->warn("the events of the runs before cannot be read from the outbox: {}", e.what());
         return {};

@@ -539,17 +539,20 @@ SqliteStore::Whereabouts SqliteStore::whereabouts(std::int64_t from, std::int64_
     return out;
 }
 
-std::vector<std::string> SqliteStore::latest_numbered(const std::string& topic, std::size_t limit) {
+std::vector<std::string> SqliteStore::latest_numbered(const std::string& topic, std::size_t limit,
+                                                      const std::string& containing) {
     std::lock_guard lock(mutex_);
     // Each table walked back from its newest number (its primary key, the stream_seq index) until
-    // it has `limit`: a start reads some hundreds of rows, not the 16 MiB the sent table may hold.
+    // it has `limit`: a start reads some hundreds of rows, not the 16 MiB the sent table may hold
+    // (with `containing`, it may read them all, to find a few).
     sqlite::Stmt s(db_,
                    "SELECT payload FROM ("
-                   "SELECT * FROM (SELECT seq AS n, payload FROM sent WHERE topic = ?1 ORDER BY seq DESC "
-                   "LIMIT ?2) UNION ALL "
+                   "SELECT * FROM (SELECT seq AS n, payload FROM sent WHERE topic = ?1 AND (?3 = '' OR "
+                   "instr(CAST(payload AS TEXT), ?3) > 0) ORDER BY seq DESC LIMIT ?2) UNION ALL "
                    "SELECT * FROM (SELECT stream_seq AS n, payload FROM messages WHERE topic = ?1 AND "
-                   "stream_seq > 0 ORDER BY stream_seq DESC LIMIT ?2)) ORDER BY n DESC LIMIT ?2");
-    s.bind(1, topic).bind(2, static_cast<std::int64_t>(limit));
+                   "stream_seq > 0 AND (?3 = '' OR instr(CAST(payload AS TEXT), ?3) > 0) ORDER BY stream_seq "
+                   "DESC LIMIT ?2)) ORDER BY n DESC LIMIT ?2");
+    s.bind(1, topic).bind(2, static_cast<std::int64_t>(limit)).bind(3, containing);
     std::vector<std::string> out;
     while (s.step()) out.push_back(s.blob(0));
     std::reverse(out.begin(), out.end());

@@ -144,7 +144,9 @@ public:
     Whereabouts whereabouts(std::int64_t from, std::int64_t to, std::int64_t now);
     // The payloads of the last `limit` numbered messages on `topic`, sent (kept in the sent table) or
     // still queued, oldest first: what a new run shows of the events the runs before it published.
-    std::vector<std::string> latest_numbered(const std::string& topic, std::size_t limit);
+    // With `containing`, only the payloads that hold that text (a label), over all those kept.
+    std::vector<std::string> latest_numbered(const std::string& topic, std::size_t limit,
+                                             const std::string& containing = {});
     std::size_t sent_count() const;
     std::size_t sent_bytes() const;
     // Moves a message the broker keeps refusing out of the queue into the `dead` table, where it

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "app/missed_cycles.hpp"
+#include "common/iso_time.hpp"
 #include "publish/payloads.hpp"
 
 namespace {
@@ -174,10 +175,9 @@ std::string missed(const std::string& id, EventState state, int raised_s, int se
 }  // namespace
 
 // The missed cycles a previous run left raised are found in its event messages: a start it never
-// ended, or one its stop ended; not one a cycle cleared, nor one raised too long ago.
+// ended, or one its stop ended, with when it stopped; not one a cycle cleared.
 TEST(MissedCyclesLeft, FindsTheRaisesAStopOrACrashEndedAndNoOther) {
     using kg::app::missed_cycles_left;
-    const auto now = kT0 + 1h;
     const std::vector<std::string> history = {
         // cabinet: raised at 0, ended by the stop at 600.
         missed("c1", EventState::start, 0, 0),
@@ -202,12 +202,19 @@ TEST(MissedCyclesLeft, FindsTheRaisesAStopOrACrashEndedAndNoOther) {
         "not json",
         R"({"check": "disinfection", "label": "missed_cycle", "sensor": 5, "state": "start"})",
     };
-    const auto left = missed_cycles_left(history, now, 24h);
+    const auto left = missed_cycles_left(history);
     // As published: to the millisecond.
     const auto ms = [](kg::TimePoint t) { return std::chrono::floor<std::chrono::milliseconds>(t); };
-    const std::map<std::string, kg::TimePoint> expected = {
-        {"cabinet", ms(kT0)}, {"oven", ms(kT0 + 300s)}, {"shelf", ms(kT0 + 30s)}};
-    EXPECT_EQ(left, expected);
-    // Ended by a stop and raised within the day, but the clock says the raise is yet to come.
-    EXPECT_TRUE(missed_cycles_left(history, kT0 - 1h, 24h).empty());
+    std::map<std::string, std::pair<kg::TimePoint, std::optional<kg::TimePoint>>> got;
+    for (const auto& [sensor, l] : left) got[sensor] = {l.raised, l.stopped};
+    const std::map<std::string, std::pair<kg::TimePoint, std::optional<kg::TimePoint>>> expected = {
+        {"cabinet", {ms(kT0), ms(kT0 + 600s)}},
+        {"oven", {ms(kT0 + 300s), std::nullopt}},
+        {"shelf", {ms(kT0 + 30s), ms(kT0 + 900s)}},
+        {"steamer", {ms(kT0 - 48h), ms(kT0 + 500s)}}};
+    EXPECT_EQ(got, expected);
+    // When the run was last seen: the newest message's time (a roll-up's minute counts to its end).
+    EXPECT_EQ(kg::app::newest_time(history), ms(kT0 + 900s));
+    EXPECT_EQ(kg::app::newest_time({R"({"minute": "2026-12-04T05:00:00.000Z"})"}),
+              kg::parse_iso8601_utc("2026-12-04T05:01:00.000Z"));
 }

@@ -253,8 +253,9 @@ std::vector<std::string> missed_starts(const nlohmann::json& events) {
 }
 
 // What a previous run published about the cabinet's missed cycle: raised an hour ago, then ended
-// by its stop (`end_reason` set) or cleared by a cycle (empty).
-void previous_run(const fs::path& dir, const std::string& end_reason) {
+// `ago` by its stop (`end_reason` set) or cleared by a cycle (empty).
+void previous_run(const fs::path& dir, const std::string& end_reason,
+                  std::chrono::minutes ago = std::chrono::minutes(1)) {
     kg::outbox::SqliteStore store((dir / "outbox.db").string(), {});
     kg::config::Mqtt mqtt;
     mqtt.url = "tcp://127.0.0.1:1";  // never started
@@ -272,7 +273,7 @@ void previous_run(const fs::path& dir, const std::string& end_reason) {
     e.start_time = e.time = kg::Clock::now() - 1h;
     outbox.submit(e);
     e.state = kg::events::EventState::end;
-    e.end_time = e.time = kg::Clock::now() - 10min;
+    e.end_time = e.time = kg::Clock::now() - ago;
     e.end_reason = end_reason;
     outbox.submit(e);
 }
@@ -282,7 +283,8 @@ void previous_run(const fs::path& dir, const std::string& end_reason) {
 // A missed disinfection cycle open when the gateway stopped was ended by the stop, which the room
 // does not take for mended, and nothing raised it again until the next window ended: an upgrade
 // or a power cut after lunch hid it for the day. The next start raises it again, and so does the
-// start after that; one that a cycle cleared is not.
+// start after that; not after a stop longer than a cycle (one may have run unseen), nor one that a
+// cycle cleared.
 TEST(GatewayStart, AMissedCycleTheLastStopEndedIsRaisedAgainAndOneACycleClearedIsNot) {
     TempDir dir;
     kg::Logging logging("info", false);
@@ -298,6 +300,17 @@ TEST(GatewayStart, AMissedCycleTheLastStopEndedIsRaisedAgainAndOneACycleClearedI
         EXPECT_EQ(std::vector<std::string>(starts.begin() + 1, starts.end()),
                   std::vector<std::string>(seen.rbegin(), seen.rend()));
         seen.push_back(starts.front());
+    }
+
+    // Down for 30 minutes, longer than the cabinet's 10-minute cycle: one may have run unseen.
+    TempDir down;
+    previous_run(down.path, kg::events::kEndStopped, std::chrono::minutes(30));
+    {
+        kg::app::Gateway gateway(cabinet_site(down.path), logging);
+        gateway.start();
+        const auto events = gateway.recent_events(50);
+        gateway.stop();
+        EXPECT_EQ(missed_starts(events), std::vector<std::string>{"raised-before"}) << events.dump();
     }
 
     TempDir cleared;

@@ -744,4 +744,6 @@ TEST(SqliteStore, TheLatestNumberedMessagesOfATopicComeFromTheSentAndTheQueuedAl
               (std::vector<std::string>{"e1", "e2", "e3", "e4", "e5"}));
     EXPECT_EQ(reopened.latest_numbered("kitchen/site/events", 2), (std::vector<std::string>{"e4", "e5"}));
     EXPECT_TRUE(reopened.latest_numbered("kitchen/other/events", 10).empty());
+    // Only those holding a text (a missed_cycle among a busy day's events), however far back.
+    EXPECT_EQ(reopened.latest_numbered("kitchen/site/events", 1, "e2"), (std::vector<std::string>{"e2"}));
 }
