@@ -391,7 +391,7 @@ void Gateway::carry_missed_cycles(const std::vector<std::string>& history, Carry
     // Read from every missed_cycle message the outbox keeps, not only the last events: a busy
     // site's 500 could all come after a lunch raise.
     const auto left = missed_cycles_left(outbox_.latest_numbered(topics_.events(), 1000, "\"missed_cycle\""));
-    const auto events_seen = newest_time(history);
+    std::optional<std::optional<TimePoint>> events_seen;  // parsed only after a crash, once
     for (const auto& [id, missed] : left) {
         const auto it = std::find_if(cfg_.sensors.begin(), cfg_.sensors.end(),
                                      [&id](const config::Sensor& s) { return s.id == id; });
@@ -401,7 +401,8 @@ void Gateway::carry_missed_cycles(const std::vector<std::string>& history, Carry
         // message (an event, or the cabinet's roll-up of a minute).
         auto alive = missed.stopped;
         if (!alive) {
-            alive = events_seen;
+            if (!events_seen) events_seen = newest_time(history);
+            alive = *events_seen;
             const auto rollup = newest_time(outbox_.latest_numbered(topics_.sensor_rollup(id), 1));
             if (rollup && (!alive || *rollup > *alive)) alive = rollup;
         }

@@ -140,15 +140,26 @@ TEST(RegionChecks, SomethingBrightInOnePartOfThePictureIsNoLightingChangeForTheR
 
 namespace {
 
-// Counts how often it is asked to look.
-class CountingDetector final : public kg::vision::Detector {
+// Sees one bare face, counting how often it is asked to look; throws (after clearing its output,
+// as the real ones do) while `fail` is set.
+class FakeDetector final : public kg::vision::Detector {
 public:
-    explicit CountingDetector(int& runs) : runs_(runs) {}
-    void detect(const cv::Mat&, std::vector<kg::vision::Detection>&) override { ++runs_; }
+    FakeDetector(int& runs, const bool& fail) : runs_(runs), fail_(fail) {}
+    void detect(const cv::Mat&, std::vector<kg::vision::Detection>& out) override {
+        ++runs_;
+        out.clear();
+        if (fail_) throw std::runtime_error("the network's output is not what its manifest says");
+        kg::vision::Detection d;
+        d.label = "no_mask";
+        d.score = 0.8f;
+        d.w = d.h = 0.1f;
+        out.push_back(d);
+    }
     const std::vector<std::string>& labels() const override { return labels_; }
 
 private:
     int& runs_;
+    const bool& fail_;
     std::vector<std::string> labels_{"no_mask"};
 };
 
@@ -161,7 +172,8 @@ TEST(RegionChecks, APictureThatChangedAsAWholeRunsTheMotionGatedDetectorsAgain) 
     cv::RNG rng(3);
     MotionMap motion;
     int runs = 0;
-    kg::vision::DetectorCheck check("mask", std::make_unique<CountingDetector>(runs),
+    const bool never = false;
+    kg::vision::DetectorCheck check("mask", std::make_unique<FakeDetector>(runs, never),
                                     {{"no_mask", "mask", "no_mask"}}, &motion, std::chrono::hours(1));
     kg::ingest::Frame frame;
     const auto feed = [&](const cv::Mat& img) {
@@ -179,32 +191,6 @@ TEST(RegionChecks, APictureThatChangedAsAWholeRunsTheMotionGatedDetectorsAgain) 
     EXPECT_EQ(runs, still + 1);
 }
 
-namespace {
-
-// Sees one bare face; throws (after clearing its output, as the real ones do) when told to.
-class FailingDetector final : public kg::vision::Detector {
-public:
-    FailingDetector(const bool& fail, int& runs) : fail_(fail), runs_(runs) {}
-    void detect(const cv::Mat&, std::vector<kg::vision::Detection>& out) override {
-        ++runs_;
-        out.clear();
-        if (fail_) throw std::runtime_error("the network's output is not what its manifest says");
-        kg::vision::Detection d;
-        d.label = "no_mask";
-        d.score = 0.8f;
-        d.w = d.h = 0.1f;
-        out.push_back(d);
-    }
-    const std::vector<std::string>& labels() const override { return labels_; }
-
-private:
-    const bool& fail_;
-    int& runs_;
-    std::vector<std::string> labels_{"no_mask"};
-};
-
-}  // namespace
-
 // A run that throws keeps what the last run saw: the still frames after it reused an emptied list
 // ("nothing seen") until the refresh, long enough to end an open no_mask as cleared and raise it
 // again later, a second alert in the room.
@@ -213,7 +199,7 @@ TEST(RegionChecks, AFailedDetectorRunLeavesTheStillFramesAfterItWithWhatWasLastS
     MotionMap motion;
     bool fail = false;
     int runs = 0;
-    kg::vision::DetectorCheck check("mask", std::make_unique<FailingDetector>(fail, runs),
+    kg::vision::DetectorCheck check("mask", std::make_unique<FakeDetector>(runs, fail),
                                     {{"no_mask", "mask", "no_mask"}}, &motion, std::chrono::hours(1));
     kg::ingest::Frame frame;
     const auto feed = [&](const cv::Mat& img) {
