@@ -14,7 +14,10 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
       hub_(std::make_shared<EventHub>()),
       site_updates_(
           kSiteUpdatePeriod,
-          [this](const std::string& site) {
+          [this](const std::string& site) -> std::optional<json> {
+              // Nobody to send it to: a dashboard opened later reads /api/sites first, and the row
+              // costs the store's lock that ingest waits on.
+              if (hub_->streams() == 0) return std::nullopt;
               auto row = store_.site(site);
               if (row) add_site_state(*row, Clock::now(), cfg_.heartbeat_timeout);
               return row;

@@ -284,6 +284,67 @@ TEST(MonitorAlertState, StoreRecordsEachActionForPublication) {
     EXPECT_EQ(store.alerts(all).size(), 1u);
 }
 
+// The list and its count give, for every combination of filters, exactly the alerts a reading of
+// each one finds (the filter's SQL is built from the conditions given, to use the active indexes).
+TEST(MonitorAlertState, EveryFilterCombinationListsAndCountsTheAlertsItMatches) {
+    Store store(":memory:");
+    struct Row {
+        std::string id, site, check;
+        int severity;
+        Status status;
+    };
+    std::vector<Row> rows;
+    const std::vector<std::string> sites = {"sch-0101", "sch-0202"}, checks = {"mask", "camera_health"};
+    for (int i = 0; i < 24; ++i) {
+        Row r{fmt::format("19ab3c0f2e1-{:016x}", i), sites[i % 2], checks[(i / 2) % 2], 1 + i % 3,
+              Status::open};
+        auto msg = event(r.id, "start", 0, r.site, r.severity);
+        msg["check"] = r.check;
+        ASSERT_EQ(store.add_event(parsed(msg), kT0 + std::chrono::seconds(i)).outcome,
+                  IngestOutcome::created);
+        if (i % 4 != 0) {
+            ASSERT_EQ(store.act(r.id, Action::acknowledge, "wang", "", kT0).code, ActionResult::Code::ok);
+            r.status = Status::acknowledged;
+        }
+        if (i % 4 == 3) {
+            ASSERT_EQ(store.act(r.id, Action::close, "wang", "done", kT0).code, ActionResult::Code::ok);
+            r.status = Status::closed;
+        }
+        rows.push_back(r);
+    }
+    int combinations = 0;
+    for (const std::optional<std::string>& site : {std::optional<std::string>{}, std::optional(sites[1])})
+        for (const std::optional<std::string>& check :
+             {std::optional<std::string>{}, std::optional(checks[0])})
+            for (const std::optional<int> severity : {std::optional<int>{}, std::optional(2)})
+                for (const std::optional<Status> status :
+                     {std::optional<Status>{}, std::optional(Status::open),
+                      std::optional(Status::acknowledged), std::optional(Status::closed)})
+                    for (const bool all : {false, true}) {
+                        const AlertFilter f{site, check, severity, status, all, 1000};
+                        std::set<std::string> expected;
+                        for (const auto& r : rows) {
+                            const bool status_ok =
+                                all || (status ? r.status == *status : r.status != Status::closed);
+                            if ((!site || r.site == *site) && (!check || r.check == *check) &&
+                                (!severity || r.severity == *severity) && status_ok)
+                                expected.insert(r.id);
+                        }
+                        std::set<std::string> listed;
+                        for (const auto& a : store.alerts(f)) listed.insert(a.id);
+                        const auto what =
+                            fmt::format("site {} check {} severity {} status {} all {}", site.value_or("-"),
+                                        check.value_or("-"), severity.value_or(0),
+                                        status ? to_string(*status) : "-", all);
+                        EXPECT_EQ(listed, expected) << what;
+                        EXPECT_EQ(store.count_alerts(f), static_cast<std::int64_t>(expected.size())) << what;
+                        ++combinations;
+                    }
+    EXPECT_EQ(combinations, 64);
+    EXPECT_EQ(store.checks(), (std::vector<std::string>{"camera_health", "mask"}));
+    EXPECT_TRUE(Store(":memory:").checks().empty());
+}
+
 TEST(MonitorAlertState, OverdueByTier) {
     const MonitorConfig cfg;  // defaults: tier 1 ack 15 min / close 2 h; tier 2 ack 2 h / close 72 h
     using std::chrono::hours;
