@@ -393,7 +393,9 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
         // Older than what is shown (a redelivered update after a newer one): history only.
         outcome = IngestOutcome::stale;
     }
-    queue_notifications(m, outcome, now);
+    // The room's own end already went out (end_as_outbox_replaced); once sent, its row is gone and
+    // the queue's UNIQUE no longer stops a second one for the gateway's late end.
+    if (!ended_by_room) queue_notifications(m, outcome, now);
     return outcome;
 }
 

@@ -403,6 +403,11 @@ TEST(MonitorSequenceIngest, TheAlertsAReplacedOutboxLeftOpenAreEndedByTheRoom) {
                   kT0 + 71s);
     EXPECT_EQ(store.alert(open_one)->end_reason, "cleared");
     EXPECT_EQ(store.alert(open_one)->end_time, "2026-12-01T08:05:00.000Z");
+    // ...and is not notified again: the room's end went out (and its row is gone) above.
+    while (const auto n = store.take_notification("duty", kT0 + 72s, 1min)) {
+        EXPECT_FALSE(n->event_id == open_one && n->kind == kNotifyEnd) << "a second end of " << open_one;
+        store.notification_done(n->id);
+    }
     // The old stream's start of an alert the room has never seen (another instance of a share group
     // held it): nothing will end it either, so it is stored ended.
     const std::string late = fmt::format("19ab3c0f2e1-{:016x}", 6);
@@ -413,6 +418,36 @@ TEST(MonitorSequenceIngest, TheAlertsAReplacedOutboxLeftOpenAreEndedByTheRoom) {
     // A site's first stream (a monitor deployed after its gateway) ends nothing.
     ingest.handle("kitchen/sch-0202/events", numbered_event(7, kStream, "sch-0202").dump(), false, kT0);
     EXPECT_EQ(store.alert(fmt::format("19ab3c0f2e1-{:016x}", 7))->condition, "start");
+}
+
+// What a site sends goes into notifications and the dashboard: a name of kilobytes (a robot refuses
+// the whole message, and the duty group's queue waited a day behind it) or a severity that is 1 only
+// once cut to an int is refused, by name; the site's next message is stored.
+TEST(MonitorSequenceIngest, AnOverlongNameAndASeverityOutOfRangeAreRefusedByName) {
+    Store store(":memory:");
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    const auto refused = [&](int n, const char* key, const json& value) {
+        auto e = numbered_event(n);
+        e[key] = value;
+        ingest.handle("kitchen/sch-0101/events", e.dump(), false, kT0);
+        return !store.alert(e["id"].get<std::string>());
+    };
+    EXPECT_TRUE(refused(1, "label", std::string(5000, 'x')));
+    EXPECT_TRUE(refused(2, "check", "mask\n**urgent**"));
+    EXPECT_TRUE(refused(3, "severity", 4294967297ULL));
+    EXPECT_TRUE(refused(4, "severity", -4294967295LL));
+    EXPECT_TRUE(refused(5, "unit", std::string(40, 'C')));
+    EXPECT_FALSE(refused(6, "label", std::string(128, 'x')));  // as long as a name may be
+    EXPECT_FALSE(refused(7, "check", "model:" + std::string(64, 'm')));
+    EXPECT_FALSE(refused(8, "label", "\u672a\u6234\u53e3\u7f69"));  // a name in Chinese
+    EXPECT_EQ(ingest.counters().refused.load(), 5u);
+    EXPECT_NE(log.str().find("'label' is not a text of at most 128 bytes without control characters"),
+              std::string::npos)
+        << log.str();
+    EXPECT_NE(log.str().find("'check' is not a text"), std::string::npos);
+    EXPECT_NE(log.str().find("severity missing or not 1, 2 or 3"), std::string::npos);
+    EXPECT_NE(log.str().find("'unit' is not a text of at most 32 bytes"), std::string::npos);
 }
 
 TEST(MonitorSequenceIngest, FieldsAreReadAndAWrongOneIsLoggedWhileTheMessageIsStored) {
