@@ -19,6 +19,7 @@
 
 #include "common/listen_address.hpp"
 #include "common/mqtt_topic.hpp"
+#include "common/short_text.hpp"
 #include "common/url_text.hpp"
 #include "config/yaml_reader.hpp"
 #include "rules/schedule.hpp"
@@ -148,6 +149,21 @@ public:
     // as well as a password.
     bool string(const YAML::Node& node, const std::string& path, std::string& out) {
         return text(node, path, "a string", out);
+    }
+
+    // A label or unit that goes out in every event (common/short_text.hpp: the room refuses longer).
+    bool short_text(const YAML::Node& node, const std::string& path, std::string& out, std::size_t max_bytes,
+                    bool may_be_empty = false) {
+        std::string t;
+        if (!string(node, path, t)) return false;
+        if (!(may_be_empty && t.empty()) && !is_short_text(t, max_bytes)) {
+            error(node, path,
+                  fmt::format("expected a text of {} to {} bytes without control characters",
+                              may_be_empty ? 0 : 1, max_bytes));
+            return false;
+        }
+        out = std::move(t);
+        return true;
     }
 
     bool boolean(const YAML::Node& node, const std::string& path, bool& out) {
@@ -1358,7 +1374,7 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
     if (s.name.empty()) s.name = s.id;
     if (n["kind"]) r.string(n["kind"], path + ".kind", s.kind);
     if (n["location"]) r.string(n["location"], path + ".location", s.location);
-    if (n["unit"]) r.string(n["unit"], path + ".unit", s.unit);
+    if (n["unit"]) r.short_text(n["unit"], path + ".unit", s.unit, kMaxUnitBytes, true);
     if (n["interval"]) r.duration(n["interval"], path + ".interval", s.interval);
     if (n["stale_after"]) r.integer(n["stale_after"], path + ".stale_after", s.stale_after, 1, 1000);
     if (const auto v = n["valid_range"]) {
@@ -1399,7 +1415,7 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
                     r.error(t[i], key, "missing above or below");
                 }
                 th.label = th.above ? "too_high" : "too_low";
-                if (t[i]["label"]) r.string(t[i]["label"], key + ".label", th.label);
+                if (t[i]["label"]) r.short_text(t[i]["label"], key + ".label", th.label, kMaxNameBytes);
                 // A door, gas, smoke or leak detector reports a state, 1 or 0 (a Modbus register, a
                 // number in JSON): past `above: 0` by 0.5 is a value it never sends, and its first
                 // alarm would never end.

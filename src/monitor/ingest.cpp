@@ -9,6 +9,7 @@
 
 #include "common/backoff.hpp"
 #include "common/json_depth.hpp"
+#include "common/short_text.hpp"
 #include "common/sqlite_db.hpp"
 #include "monitor/iso_time.hpp"
 
@@ -19,6 +20,7 @@ using nlohmann::json;
 namespace {
 
 const std::regex kId("^[A-Za-z0-9_-]{1,64}$");
+
 const std::regex kEventId("^[A-Za-z0-9_-]{8,80}$");
 const std::regex kStream("^[0-9a-f]{16}$");
 // Sequence numbers stay within what every JSON reader holds exactly.
@@ -175,6 +177,16 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
     m.state = j["state"];
     m.start_time = j["start_time"];
     m.time = j["time"];
+    // Short, printable names: they go into every notification (a robot refuses a message over 4 KiB,
+    // and one refused message held a duty group's queue for a day), the dashboard's filters and lists.
+    for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"check", &m.check},
+                                     std::pair<const char*, const std::string*>{"label", &m.label}}) {
+        if (!is_short_text(*value)) {
+            error = fmt::format("'{}' is not a text of at most {} bytes without control characters", key,
+                                kMaxNameBytes);
+            return std::nullopt;
+        }
+    }
     if (!std::regex_match(m.id, kEventId)) {
         error = fmt::format("id '{}' is not an event id", m.id);
         return std::nullopt;
@@ -195,7 +207,10 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
     }
     m.seq = *seq;
     const auto sev = j.find("severity");
-    if (sev == j.end() || !sev->is_number_integer() || sev->get<int>() < 1 || sev->get<int>() > 3) {
+    // Compared as the number sent: read as an int, 4294967297 was 1, an urgent alert.
+    if (sev == j.end() || !sev->is_number_integer() ||
+        (sev->is_number_unsigned() ? sev->get<std::uint64_t>() > 3
+                                   : sev->get<std::int64_t>() < 1 || sev->get<std::int64_t>() > 3)) {
         error = "severity missing or not 1, 2 or 3";
         return std::nullopt;
     }
@@ -242,7 +257,14 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
         *out = it->get<double>();
     }
     if (const auto it = j.find("value"); it != j.end() && it->is_number()) m.value = it->get<double>();
-    if (const auto it = j.find("unit"); it != j.end() && it->is_string()) m.unit = it->get<std::string>();
+    if (const auto it = j.find("unit"); it != j.end() && it->is_string()) {
+        if (!it->get<std::string>().empty() && !is_short_text(it->get<std::string>(), kMaxUnitBytes)) {
+            error = fmt::format("'unit' is not a text of at most {} bytes without control characters",
+                                kMaxUnitBytes);
+            return std::nullopt;
+        }
+        m.unit = it->get<std::string>();
+    }
     return m;
 }
 

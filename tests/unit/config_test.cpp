@@ -979,6 +979,26 @@ TEST(ConfigLoader, APasswordWithoutAUsernameIsRefusedWhereItIsGiven) {
                                 "/etc/kg/gateway.yaml"));
 }
 
+// A threshold's label and a sensor's unit go out in every event: the room refuses a label over 128
+// bytes or with a control character, so the gateway refuses it where it is written.
+TEST(ConfigLoader, ALabelOrUnitTheRoomWouldRefuseIsRefusedWhereItIsGiven) {
+    const auto sensor = [](const std::string& unit, const std::string& label) {
+        return kHead + "sensors:\n  - id: fridge\n    unit: '" + unit +
+               "'\n    source: {mqtt: {topic: t/fridge, value: temperature}}\n"
+               "    thresholds: [{above: 8, label: '" +
+               label + "'}]\n";
+    };
+    auto e = only_error(sensor("degC", std::string(129, 'x')));
+    EXPECT_EQ(e.key, "sensors[0].thresholds[0].label");
+    EXPECT_EQ(e.message, "expected a text of 1 to 128 bytes without control characters");
+    e = only_error(sensor(std::string(33, 'C'), "too_warm"));
+    EXPECT_EQ(e.key, "sensors[0].unit");
+    EXPECT_EQ(e.line, 4);
+    EXPECT_EQ(only_error(sensor("degC", "too\twarm")).key, "sensors[0].thresholds[0].label");
+    const auto g = load_string(sensor("\u00b0C", std::string(128, 'x')), "g.yaml");
+    EXPECT_EQ(g.sensors.at(0).thresholds.at(0).label.size(), 128u);
+}
+
 TEST(ConfigLoader, TheExceptionSummarisesAllErrors) {
     try {
         load_string(kHead + "cameras:\n  - id: a\n    url: ftp://x\n    analysis: {fps: 0}\n", "g.yaml");

@@ -766,6 +766,34 @@ TEST(OwnModels, AnEnsembleMemberAtItsOwnInputAddsItsScoreMapsResizedToTheModelsG
     if (!real) GTEST_SKIP() << "no photos in ../shared: compared on synthetic frames (possibly no boxes)";
 }
 
+// A class's label goes out in every event of it: the room refuses one over 128 bytes or with a
+// control character, so the manifest is refused at load, naming the class.
+TEST(OwnModels, AClassLabelTheRoomWouldRefuseIsRefusedNamingTheClass) {
+    const fs::path dir = fs::temp_directory_path() / ("kg-label-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string text = read_text(kModels / "kitchen-mask.yaml");
+    const std::string entry = "{name: no_mask, label: no_mask, check: mask, severity: 3}";
+    ASSERT_NE(text.find(entry), std::string::npos);
+    const auto write = [&](const std::string& name, const std::string& replacement) {
+        std::string t = text;
+        t.replace(t.find(entry), entry.size(), replacement);
+        std::ofstream(dir / name) << t;
+        return (dir / name).string();
+    };
+    const auto load = [](const std::string& f) { return kg::vision::dnn::load_manifest(f); };
+    const auto long_label =
+        write("long.yaml", "{name: no_mask, label: " + std::string(129, 'x') + ", check: mask}");
+    expect_refused([&] { load(long_label); }, "long.yaml", "classifier.classes[0]: the label 'xxxx");
+    const auto tab = write("tab.yaml", "{name: no_mask, label: \"no\\tmask\", check: mask}");
+    expect_refused([&] { load(tab); }, "tab.yaml",
+                   "is not a text of 1 to 128 bytes without control characters");
+    EXPECT_EQ(load(write("ok.yaml", "{name: no_mask, label: " + std::string(128, 'x') + ", check: mask}"))
+                  .classifier->classes.at(0)
+                  .label.size(),
+              128u);
+    fs::remove_all(dir);
+}
+
 TEST(OwnModels, AnEnsembleMemberWithItsOwnInputIsReadAndCheckedNamingTheEntry) {
     const fs::path dir = fs::temp_directory_path() / ("kg-ens-in-" + std::to_string(::getpid()));
     fs::create_directories(dir);

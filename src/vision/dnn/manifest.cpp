@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "common/env.hpp"
+#include "common/short_text.hpp"
 
 namespace kg::vision::dnn {
 namespace fs = std::filesystem;
@@ -120,6 +121,15 @@ std::vector<ModelClass> read_classes(const Reader& r, const YAML::Node& classes,
             }
         }
         if (mc.label.empty()) mc.label = mc.name;
+        // Each goes out in every event of the class (common/short_text.hpp: the room refuses longer).
+        if (!is_short_text(mc.label))
+            r.fail(c, k,
+                   fmt::format("the label '{}' is not a text of 1 to {} bytes without control characters",
+                               mc.label.substr(0, 40), kMaxNameBytes));
+        if (!mc.check.empty() && !is_short_text(mc.check))
+            r.fail(c, k,
+                   fmt::format("the check '{}' is not a text of 1 to {} bytes without control characters",
+                               mc.check.substr(0, 40), kMaxNameBytes));
         out.push_back(std::move(mc));
     }
     return out;
