@@ -62,8 +62,28 @@ void exchange(asio::io_context& io, Stream& stream, http::request<http::string_b
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(kMaxAnswer);
-    http::async_read(stream, buffer, parser, [&ec](beast::error_code e, std::size_t) { ec = e; });
-    finish(io, ec, "read the answer");
+    // An answer longer than we read is still an answer: its status line says whether the target
+    // took the message (a ticket system that echoes the ticket, an HTML page). The header is read
+    // on its own because Beast 1.74 checks a Content-Length against the limit there, and not when
+    // http::async_read parses header and body in one go: it read the whole body, however long.
+    const auto read = [&](const auto& start) {
+        start();
+        try {
+            finish(io, ec, "read the answer");
+        } catch (const StepFailed& e) {
+            if (e.code != http::error::body_limit || !parser.is_header_done()) throw;
+            return false;
+        }
+        return true;
+    };
+    if (read([&] {
+            http::async_read_header(stream, buffer, parser,
+                                    [&ec](beast::error_code e, std::size_t) { ec = e; });
+        }) &&
+        !parser.is_done())
+        read([&] {
+            http::async_read(stream, buffer, parser, [&ec](beast::error_code e, std::size_t) { ec = e; });
+        });
     answer.status = static_cast<int>(parser.get().result_int());
     answer.body = std::move(parser.get().body());
 }

@@ -460,6 +460,15 @@ TEST(HttpPost, SaysWhatFailedAndWhen) {
     EXPECT_EQ(answer.error, "read the answer: timed out after 0.3 s");
 }
 
+TEST(HttpPost, AnAnswerLongerThanItReadsIsJudgedByItsStatus) {
+    WebhookServer server({{200, std::string(200 * 1024, 'x')}});
+    const auto answer =
+        http_post(*parse_web_url(server.url()), "{}", "application/json", std::chrono::seconds(10));
+    EXPECT_EQ(answer.status, 200) << answer.error;
+    EXPECT_TRUE(answer.error.empty()) << answer.error;
+    EXPECT_LE(answer.body.size(), 64u * 1024);
+}
+
 TEST(Notifier, TriesADownTargetOnceForAllItWaitsForAndDropsThemAfterGiveUp) {
     WebhookServer server({{503, "busy"}});
     // give_up far below the file's minimum (1m): the loader is for operators, this is the mechanism.
