@@ -18,6 +18,8 @@ const std::regex kEventId("^[A-Za-z0-9_-]{8,80}$");
 const std::regex kId("^[A-Za-z0-9_-]{1,64}$");
 constexpr std::size_t kMaxNote = 4000;
 constexpr int kMaxLimit = 5000;  // alerts in one answer
+// Sensor minutes in one answer: a week is 10,080 a sensor (a site's ten sensors, about 5 MB of JSON).
+constexpr Duration kMaxRollupSpan = std::chrono::hours(24 * 7);
 
 std::string url_decode(const std::string& s) {
     std::string out;
@@ -391,18 +393,27 @@ private:
         // Default: the last 24 hours. The page asks for the operator's own day (local midnight).
         std::string from = iso8601_utc(now - std::chrono::hours(24));
         std::string to = iso8601_utc(now + std::chrono::minutes(1));
+        // Compared as text with the stored minutes, so written as they are: `...T00:00:00Z` (no
+        // milliseconds) sorted after the 00:00 minute's `...T00:00:00.000Z` and left it out.
         if (auto it = q.find("from"); it != q.end()) {
-            if (!parse_iso8601_utc(it->second))
-                return error(req, http::status::bad_request, "from is an ISO 8601 UTC time");
-            from = it->second;
+            const auto t = parse_iso8601_utc(it->second);
+            if (!t) return error(req, http::status::bad_request, "from is an ISO 8601 UTC time");
+            from = iso8601_utc(*t);
         }
         if (auto it = q.find("to"); it != q.end()) {
-            if (!parse_iso8601_utc(it->second))
-                return error(req, http::status::bad_request, "to is an ISO 8601 UTC time");
-            to = it->second;
+            const auto t = parse_iso8601_utc(it->second);
+            if (!t) return error(req, http::status::bad_request, "to is an ISO 8601 UTC time");
+            to = iso8601_utc(*t);
         }
-        if (*parse_iso8601_utc(from) > *parse_iso8601_utc(to))
+        const auto span = *parse_iso8601_utc(to) - *parse_iso8601_utc(from);
+        if (span < Duration::zero())
             return error(req, http::status::bad_request, fmt::format("from {} is after to {}", from, to));
+        // Built on the HTTP thread under the store's lock: a year of a site's minutes would hold both.
+        if (span > kMaxRollupSpan)
+            return error(
+                req, http::status::bad_request,
+                fmt::format("from {} to {} is more than {} days: ask for fewer", from, to,
+                            std::chrono::duration_cast<std::chrono::hours>(kMaxRollupSpan).count() / 24));
         auto sensors = ctx_.store.rollups(site, from, to);
         if (!sensors) return error(req, http::status::not_found, fmt::format("no such site '{}'", site));
         return json_response(req,

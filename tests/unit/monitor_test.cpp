@@ -1590,6 +1590,24 @@ TEST(MonitorApi, BadQueryValuesAndWrongMethodsAreRefusedClearly) {
     // A site the room has never heard from is not a site without sensors.
     api.store.site_seen("sch-0101", kT0);
     EXPECT_EQ(api.call(http::verb::get, "/api/sites/sch-0101/rollups").first, 200);
+    // Times written without milliseconds are read as the stored minutes are written: from included,
+    // to not (compared as text, `...00:00Z` sorted after `...00:00.000Z`: the first minute was left
+    // out and the last one taken in).
+    for (const char* minute : {"2026-11-24T00:00:00.000Z", "2026-11-24T01:00:00.000Z"})
+        ASSERT_TRUE(api.store.add_rollup(
+            "sch-0101", "fridge",
+            {{"minute", minute}, {"min", 3.0}, {"mean", 3.5}, {"max", 4.0}, {"count", 6}, {"unit", "degC"}}));
+    const auto [window, points] = api.call(
+        http::verb::get, "/api/sites/sch-0101/rollups?from=2026-11-24T00:00:00Z&to=2026-11-24T01:00:00Z");
+    ASSERT_EQ(window, 200) << points;
+    const auto got = json::parse(points)["sensors"].at(0)["points"];
+    ASSERT_EQ(got.size(), 1u) << points;
+    EXPECT_EQ(got[0]["minute"], "2026-11-24T00:00:00.000Z") << points;
+    // A span longer than a week is asked for in parts, not built whole under the store's lock.
+    const auto [long_span, long_body] = api.call(
+        http::verb::get, "/api/sites/sch-0101/rollups?from=2025-11-24T00:00:00Z&to=2026-11-24T00:00:00Z");
+    EXPECT_EQ(long_span, 400);
+    EXPECT_NE(long_body.find("is more than 7 days"), std::string::npos) << long_body;
     const auto [unknown, unknown_body] = api.call(http::verb::get, "/api/sites/sch-9999/rollups");
     EXPECT_EQ(unknown, 404);
     EXPECT_NE(unknown_body.find("no such site 'sch-9999'"), std::string::npos) << unknown_body;
