@@ -221,10 +221,17 @@ void read_replay(Reader& r, const YAML::Node& node, const std::string& share_gro
     r.duration(node, "replay", "after", out.after);
     r.duration(node, "replay", "every", out.every);
     r.duration(node, "replay", "give_up", out.give_up);
-    if (node["give_up"] && out.give_up <= out.after)
-        r.error(node["give_up"], join("replay", "give_up"),
-                fmt::format("not longer than replay.after ({} s): nothing would be asked for",
-                            out.after.count() / 1000.0));
+    // Judged whichever of the two the file sets: `after: 48h` beside the default give_up gave every
+    // gap up before it was ever asked for.
+    if ((node["give_up"] || node["after"]) && out.give_up <= out.after) {
+        const bool own = node["give_up"].IsDefined();
+        r.error(own ? node["give_up"] : node["after"], join("replay", own ? "give_up" : "after"),
+                own ? fmt::format("not longer than replay.after ({} s): nothing would be asked for",
+                                  out.after.count() / 1000.0)
+                    : fmt::format("not shorter than replay.give_up ({} s, the default): nothing would be "
+                                  "asked for; set give_up longer too",
+                                  out.give_up.count() / 1000.0));
+    }
     // The gateway answers through its outbox, behind what is queued: asking faster only repeats.
     for (auto [key, value] : {std::pair{"after", out.after}, std::pair{"every", out.every}}) {
         if (node[key] && value.count() > 0 && value < std::chrono::seconds(1))

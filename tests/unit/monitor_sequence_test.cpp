@@ -980,6 +980,12 @@ http:
     EXPECT_EQ(error(base + "replay: {give_up: 30s}\n"),
               "/etc/kitchen-monitor/monitor.yaml:10:19: replay.give_up: not longer than replay.after (60 s): "
               "nothing would be asked for");
+    // `after` alone, past the default give_up (24 h): every gap would be given up unasked.
+    EXPECT_EQ(
+        error(base + "replay: {after: 48h}\n"),
+        "/etc/kitchen-monitor/monitor.yaml:10:17: replay.after: not shorter than replay.give_up (86400 s, "
+        "the default): nothing would be asked for; set give_up longer too");
+    EXPECT_EQ(load(base + "replay: {after: 48h, give_up: 7d}\n").replay.after, 48h);
     EXPECT_EQ(
         error(base + "replay: {give_up: 0s}\n"),
         "/etc/kitchen-monitor/monitor.yaml:10:19: replay.give_up: expected a positive duration like 30s, "
