@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 namespace kg::monitor {
@@ -10,13 +11,29 @@ void ClockWatch::heard(const std::string& site, TimePoint sent, TimePoint now,
                        std::chrono::steady_clock::time_point steady) {
     std::lock_guard lock(mutex_);
     if (sites_.size() >= kMaxSites && !sites_.contains(site)) return;
-    sites_[site] = {std::chrono::duration<double>(sent - now).count(), steady};
+    // A site's offset is the largest of its last minutes: a message can only come late, and after
+    // the room's own outage the broker delivers its backlog as live, each message as old as the
+    // outage; taken as it came, the room's clock read that far ahead. Within the burst the site's
+    // newest message, sent just before the room came back, sets it right.
+    const double offset = std::chrono::duration<double>(sent - now).count();
+    auto [it, added] = sites_.try_emplace(site, Heard{offset, steady, steady});
+    auto& h = it->second;
+    if (!added && (offset >= h.offset || steady - h.best_when > kLargestOf)) {
+        h.offset = offset;
+        h.best_when = steady;
+    }
+    h.when = steady;
     // At most once a minute: with hundreds of sites a state comes many times a second.
     if (checked_ && steady - *checked_ < std::chrono::minutes(1)) return;
     checked_ = steady;
     std::erase_if(sites_, [&](const auto& s) { return steady - s.second.when > kWithin; });
     const auto off = offset_locked(steady);
+    const auto before = std::exchange(last_off_, std::nullopt);
     if (!off || std::abs(off->seconds) <= kOffBy) return;
+    last_off_ = off->seconds;
+    // Said only when two checks a minute apart agree: while a backlog drains, the offset climbs
+    // towards 0 from one check to the next; a clock that is off stays where it is.
+    if (!before || std::abs(off->seconds - *before) > kSteady) return;
     if (warned_ && steady - *warned_ < std::chrono::hours(1)) return;
     warned_ = steady;
     log_->warn(

@@ -59,12 +59,15 @@ private:
 
     std::shared_ptr<spdlog::logger> log_;
     mutable std::mutex mutex_;
+    static constexpr auto kLargestOf = std::chrono::minutes(2);  // a site's offset: the largest of these
     struct Heard {
         double offset = 0;
-        std::chrono::steady_clock::time_point when;
+        std::chrono::steady_clock::time_point when, best_when;  // last heard; when `offset` was
     };
     std::map<std::string, Heard> sites_;
+    static constexpr double kSteady = 60;  // seconds: two checks agree within this
     std::optional<std::chrono::steady_clock::time_point> checked_, warned_;
+    std::optional<double> last_off_;  // the last check's offset, when it was off
 };
 
 }  // namespace kg::monitor

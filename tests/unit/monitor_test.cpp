@@ -1723,6 +1723,38 @@ TEST(MonitorClock, TheRoomSaysWhenMostSitesAgreeItsClockIsOff) {
         << "once an hour: " << text;
 }
 
+// After the room's own outage the broker delivers what it kept as live messages, each as old as the
+// outage: the room read its clock as that far ahead, and said so, while the backlog drained.
+TEST(MonitorClock, ABacklogDeliveredAfterTheRoomsOutageIsNotTakenForItsClock) {
+    using std::chrono::minutes;
+    using std::chrono::seconds;
+    std::ostringstream lines;
+    auto log =
+        std::make_shared<spdlog::logger>("ingest", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
+    kg::monitor::ClockWatch watch(log);
+    const auto steady = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+    const std::vector<std::string> sites = {"a", "b", "c", "d", "e"};
+    for (const auto& site : sites) watch.heard(site, kT0, kT0, steady);
+    // Down 30 minutes; back, it takes 3 minutes to drain what the sites sent meanwhile and still
+    // send, oldest first, while their clocks and its own agree.
+    const auto back = kT0 + minutes(31);
+    const auto drain = steady + minutes(31);
+    for (int i = 0; i < 60; ++i) {
+        for (std::size_t k = 0; k < sites.size(); ++k) {
+            const auto arrives = drain + seconds(3 * i) + std::chrono::milliseconds(100 * k);
+            const auto room_now = back + (arrives - drain);
+            // Sent from a minute after the outage began until a second before it is drained.
+            const auto sent = kT0 + minutes(1) + (room_now - seconds(1) - kT0 - minutes(1)) * i / 59;
+            watch.heard(sites[k], sent, room_now, arrives);
+        }
+    }
+    EXPECT_EQ(lines.str().find("the room's clock is"), std::string::npos) << lines.str();
+    // Drained: the offset is the sites' newest message's, a delivery delay.
+    const auto off = watch.offset(drain + minutes(3));
+    ASSERT_TRUE(off.has_value());
+    EXPECT_LT(std::abs(off->seconds), 120) << off->seconds;
+}
+
 // The room's clock two days behind refused every site's roll-ups as ahead, acknowledged to the
 // broker and lost; set a year ahead, retention would delete every record as past its time. When
 // most sites agree, their clock is the measure for both; one site, or two, cannot move it.
