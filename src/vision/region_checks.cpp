@@ -70,14 +70,27 @@ void UnattendedCheck::analyse(const ingest::Frame& frame, std::vector<Observatio
     // nothing could be seen meanwhile: the unseen time moves the last activity on.
     if (last_frame_) {
         const auto gap = frame.steady - *last_frame_;
-        const SteadyPoint::duration limit = std::max<SteadyPoint::duration>(kUnseenGap, 5 * usual_gap_);
+        const auto unseen = [](SteadyPoint::duration gap, SteadyPoint::duration usual) {
+            return gap > std::max<SteadyPoint::duration>(kUnseenGap, 5 * usual);
+        };
         if (usual_gap_ == SteadyPoint::duration::zero()) {
             usual_gap_ = gap;  // the first: nothing to compare it with
-        } else if (gap > limit) {
-            for (auto& a : last_activity_)
-                if (a) *a += gap;
         } else {
-            usual_gap_ = (7 * usual_gap_ + gap) / 8;
+            if (unseen(gap, usual_gap_)) {
+                // An outage is one long gap, followed by usual ones. Long gaps in a row are the
+                // camera's new cadence (analysed less often for good, or a burst at connect measured
+                // as the usual gap): without this, every later gap was unseen and the station never
+                // judged. The shortest of them, so that an outage among them is still one.
+                shortest_long_gap_ = long_gaps_ == 0 ? gap : std::min(shortest_long_gap_, gap);
+                if (++long_gaps_ >= kLongGapsForNewCadence) usual_gap_ = shortest_long_gap_;
+            }
+            if (unseen(gap, usual_gap_)) {
+                for (auto& a : last_activity_)
+                    if (a) *a += gap;
+            } else {
+                long_gaps_ = 0;
+                usual_gap_ = (7 * usual_gap_ + gap) / 8;
+            }
         }
     }
     last_frame_ = frame.steady;

@@ -57,9 +57,13 @@ private:
     // A gap between two frames longer than 10 s and than 5 of this camera's usual gaps is time
     // nobody saw (the camera was down, or stalled): it does not count as time without activity.
     // Relative to the usual gap, so a camera analysed every 15 s (a low analysis.fps, key frames
-    // only with long GOPs, a loaded box) is still watched.
+    // only with long GOPs, a loaded box) is still watched; and 3 such gaps in a row are its new
+    // usual gap, not an outage (see analyse()).
     static constexpr auto kUnseenGap = std::chrono::seconds(10);
     SteadyPoint::duration usual_gap_{};  // a running mean of the gaps seen
+    static constexpr int kLongGapsForNewCadence = 3;
+    int long_gaps_ = 0;  // unseen gaps in a row
+    SteadyPoint::duration shortest_long_gap_{};
 };
 
 class ReferenceChangeCheck final : public Check {

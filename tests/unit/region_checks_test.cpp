@@ -267,3 +267,42 @@ TEST(RegionChecks, AStationAnalysedEveryFifteenSecondsIsStillJudged) {
     EXPECT_TRUE(raised) << "never raised in 7.5 minutes of stillness";
     EXPECT_LE(frames, 23);  // about 5 minutes after the first frame
 }
+
+// A camera analysed every second for 2 minutes, then every 12 s for good (a stretched GOP with key
+// frames only, a loaded box), or whose first gap was a burst's few milliseconds at connect: every
+// later gap was over 10 s and 5 usual gaps, taken for time nobody saw, and the station was never
+// judged (the reviewer's program: never raised in an hour). Long gaps in a row are the new cadence.
+TEST(RegionChecks, AStationWhoseAnalysisSlowsForGoodIsStillJudged) {
+    using std::chrono::milliseconds;
+    using std::chrono::seconds;
+    struct Case {
+        const char* name;
+        milliseconds before;  // the gap of the first frames
+        int frames_before;
+    };
+    for (const Case c :
+         {Case{"1 s for 2 minutes", seconds(1), 120}, Case{"a burst at connect", milliseconds(5), 3}}) {
+        cv::RNG rng(5);
+        MotionMap motion;
+        kg::vision::UnattendedCheck check({{"", {}}}, motion, 0.002, std::chrono::minutes(5));
+        kg::ingest::Frame frame;
+        frame.steady = kg::SteadyPoint{} + std::chrono::hours(1);
+        const auto first = frame.steady + c.before;
+        const auto feed = [&](milliseconds after) {
+            frame.steady += after;
+            scene(rng).copyTo(frame.image);
+            motion.update(frame.image);
+            std::vector<Observation> out;
+            check.analyse(frame, out);
+            return out.at(0).present;
+        };
+        for (int i = 0; i < c.frames_before; ++i) EXPECT_FALSE(feed(c.before)) << c.name;
+        bool raised = false;
+        for (int i = 0; i < 300 && !raised; ++i) raised = feed(seconds(12));  // an hour, 12 s apart
+        EXPECT_TRUE(raised) << c.name << ": never raised in an hour of stillness";
+        if (!raised) continue;
+        // 5 minutes after the first frame, and at most the first 3 gaps of 12 s taken for unseen.
+        EXPECT_GE(frame.steady - first, std::chrono::minutes(5)) << c.name;
+        EXPECT_LE(frame.steady - first, std::chrono::minutes(5) + seconds(3 * 12 + 12)) << c.name;
+    }
+}
