@@ -1,5 +1,7 @@
 #include "vision/camera_health.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <opencv2/imgproc.hpp>
 
 namespace kg::vision {
@@ -13,7 +15,16 @@ constexpr double kCellEdgeFloor = 1.0;        // grey levels per pixel: less is 
 constexpr double kBlackMaxStddev = 18.0;      // a dark picture with real content is not "black"
 constexpr double kCoveredEdgeRatio = 0.35;    // covered: detail fell below this share of the baseline
 constexpr double kCoveredEdgeAbsolute = 0.8;  // ... or below this when no baseline is learned yet
-constexpr double kBaselineRate = 0.02;        // per healthy frame: ~25 s to adapt at 2 fps
+// The baseline rises quickly, as a healthy frame with more detail is proof of what the camera shows:
+// per frame, ~25 s to adapt at 2 fps. It falls over hours: followed as quickly, a lens fogging over
+// (steam) or smeared in a few minutes was learned as the normal picture and never reported. The
+// price: a scene that loses detail for good (lights dimmed, the camera turned to a wall) is learned
+// in hours, not seconds; if it loses so much that it reads as covered, it is reported until its
+// detail comes back, as a sudden change always was (covered frames teach nothing: a lens covered
+// on purpose must stay reported). Timed, not per frame, as the analysis rate varies.
+constexpr double kBaselineRate = 0.02;
+constexpr auto kBaselineFallTime = std::chrono::hours(1);
+constexpr auto kBaselineLongestStep = std::chrono::minutes(1);  // after an outage: one frame's worth
 
 Observation make(const std::string& label, bool present) {
     Observation o;
@@ -79,9 +90,18 @@ void CameraHealthCheck::analyse(const ingest::Frame& frame, std::vector<Observat
     const bool frozen = same_since_ && frame.steady - *same_since_ >= cfg_.frozen_after;
 
     if (!black && !blank && !covered && !same) {
-        baseline_edge_ =
-            baseline_edge_ ? *baseline_edge_ + kBaselineRate * (m.edge - *baseline_edge_) : m.edge;
+        if (!baseline_edge_) {
+            baseline_edge_ = m.edge;
+        } else if (m.edge >= *baseline_edge_) {
+            *baseline_edge_ += kBaselineRate * (m.edge - *baseline_edge_);
+        } else if (previous_steady_) {
+            const auto step =
+                std::clamp<SteadyPoint::duration>(frame.steady - *previous_steady_, {}, kBaselineLongestStep);
+            *baseline_edge_ +=
+                std::chrono::duration<double>(step) / kBaselineFallTime * (m.edge - *baseline_edge_);
+        }
     }
+    previous_steady_ = frame.steady;
 
     out.push_back(make("black", black));
     out.push_back(make("blank", blank));

@@ -42,6 +42,7 @@ private:
     // The detail this camera normally shows, learned from healthy frames: a covered lens is
     // judged against it, so a plain wall is not mistaken for a hand over the lens.
     std::optional<double> baseline_edge_;
+    std::optional<SteadyPoint> previous_steady_;  // of the previous frame
     HealthMeasures measures_;
 };
 
