@@ -8,7 +8,9 @@
 namespace kg::vision {
 namespace {
 
-constexpr int kLearnFrames = 4;        // reference = average of the first frames when none is given
+// Without a reference picture, the reference is the average of the first frames in a row in which
+// nothing moves in the regions (6: 3 s at the default 2 fps).
+constexpr int kLearnFrames = 6;
 constexpr double kChangeLevel = 30.0;  // grey levels of difference that count as changed
 // The picture is brought to the reference's brightness before they are compared, so that lights
 // dimmed or the camera's exposure are not taken for dirt; within these bounds, beyond which (lights
@@ -149,11 +151,35 @@ double ReferenceChangeCheck::gain() {
     return std::clamp(*middle, kMinGain, kMaxGain);
 }
 
+bool ReferenceChangeCheck::still() {
+    // A change of the lighting is no movement, but the frames averaged must be lit alike.
+    if (motion_.lighting_changed()) return false;
+    const double total = static_cast<double>(MotionMap::kWidth) * MotionMap::kHeight;
+    for (const auto& r : regions_) {
+        // What moves now, and what arrived or left lately (a place someone stood at start-up).
+        if (motion_.moved_share(r.mask) >= min_area_) return false;
+        if (r.mask.empty()) {
+            motion_.moving().copyTo(still_);
+        } else {
+            cv::bitwise_and(motion_.moving(), r.mask, still_);
+        }
+        if (cv::countNonZero(still_) / total >= min_area_) return false;
+    }
+    return true;
+}
+
 void ReferenceChangeCheck::analyse(const ingest::Frame&, std::vector<Observation>& out) {
     cv::GaussianBlur(motion_.gray(), blurred_, {5, 5}, 0);
     if (learned_ < kLearnFrames) {
-        // No reference picture given: the scene at start-up is taken as clean (or closed).
+        // No reference picture given: the scene at start-up is taken as clean (or closed), once
+        // nothing moves in it. The first frames were taken whatever was in them: a cook walking
+        // across the floor then was `dirty` once gone, until the next restart.
         reference_cells_.release();
+        if (!still()) {
+            learned_ = 0;
+            for (const auto& r : regions_) out.push_back(observation(name_, label_, r));
+            return;
+        }
         if (learned_ == 0) {
             blurred_.convertTo(reference_, CV_32F);
         } else {

@@ -69,7 +69,7 @@ private:
 class ReferenceChangeCheck final : public Check {
 public:
     // reference: a picture of the region as it should be (clean, lid closed); empty: the first
-    // frames seen are taken as the reference.
+    // frames in a row in which nothing moves in the regions are taken as the reference.
     ReferenceChangeCheck(std::string name, std::string label, std::vector<Region> regions,
                          const MotionMap& motion, double min_area, const cv::Mat& reference);
     const std::string& name() const override { return name_; }
@@ -82,6 +82,8 @@ private:
     double min_area_;
     // The gain that brings the picture (blurred_) to the reference's brightness.
     double gain();
+    // Nothing moves in the regions in this frame (for learning the reference).
+    bool still();
 
     cv::Mat reference_;  // grey, MotionMap size, blurred
     int learned_ = 0;
