@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -12,6 +13,51 @@
 
 namespace kg::eval {
 namespace fs = std::filesystem;
+
+namespace {
+
+struct LabelLine {
+    int cls;
+    float cx, cy, w, h;
+};
+
+// Exactly "class cx cy w h", normalised, the box's size more than nothing. Only the first five
+// numbers were read: a segmentation export's polygon (class x1 y1 x2 y2 ...) passed as a box made of
+// its first two points, and boxes in pixels or with no size were counted as labelled objects.
+LabelLine parse_label_line(const std::string& line, const std::string& file, int n) {
+    std::istringstream in(line);
+    std::vector<std::string> fields;
+    for (std::string f; in >> f;) fields.push_back(f);
+    if (fields.size() != 5) {
+        throw std::runtime_error(
+            fmt::format("{}:{}: expected 'class cx cy w h', found {} fields (a segmentation export's "
+                        "polygon? export boxes)",
+                        file, n, fields.size()));
+    }
+    LabelLine out{};
+    const auto [end, ec] = std::from_chars(fields[0].data(), fields[0].data() + fields[0].size(), out.cls);
+    if (ec != std::errc() || end != fields[0].data() + fields[0].size() || out.cls < 0) {
+        throw std::runtime_error(fmt::format("{}:{}: '{}' is not a class id", file, n, fields[0]));
+    }
+    const char* names[] = {"cx", "cy", "w", "h"};
+    float* values[] = {&out.cx, &out.cy, &out.w, &out.h};
+    for (std::size_t i = 0; i < 4; ++i) {
+        const std::string& f = fields[i + 1];
+        const auto [e, c] = std::from_chars(f.data(), f.data() + f.size(), *values[i]);
+        if (c != std::errc() || e != f.data() + f.size() || !std::isfinite(*values[i])) {
+            throw std::runtime_error(fmt::format("{}:{}: {} '{}' is not a number", file, n, names[i], f));
+        }
+        const bool size = i >= 2;
+        if (size ? !(*values[i] > 0 && *values[i] <= 1) : !(*values[i] >= 0 && *values[i] <= 1)) {
+            throw std::runtime_error(
+                fmt::format("{}:{}: {} {} is outside {} (YOLO labels are fractions of the picture)", file, n,
+                            names[i], f, size ? "(0, 1]" : "[0, 1]"));
+        }
+    }
+    return out;
+}
+
+}  // namespace
 
 std::vector<LabelledImage> load_yolo_folder(const std::string& folder,
                                             const std::map<int, std::string>& classes) {
@@ -33,13 +79,7 @@ std::vector<LabelledImage> load_yolo_folder(const std::string& folder,
         while (std::getline(in, line)) {
             ++n;
             if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-            std::istringstream fields(line);
-            int cls = -1;
-            float cx, cy, w, h;
-            if (!(fields >> cls >> cx >> cy >> w >> h)) {
-                throw std::runtime_error(
-                    fmt::format("{}:{}: expected 'class cx cy w h'", label_file.string(), n));
-            }
+            const auto [cls, cx, cy, w, h] = parse_label_line(line, label_file.string(), n);
             const auto it = classes.find(cls);
             if (it == classes.end()) continue;
             vision::Detection d;

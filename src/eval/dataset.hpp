@@ -16,7 +16,8 @@ struct LabelledImage {
 };
 
 // `classes` maps the dataset's class ids to names (ids not in the map are ignored).
-// Throws std::runtime_error naming the file for a malformed label line.
+// Throws std::runtime_error naming the file and line for a label line that is not exactly
+// "class cx cy w h" with the centre in [0, 1] and the size in (0, 1].
 std::vector<LabelledImage> load_yolo_folder(const std::string& folder,
                                             const std::map<int, std::string>& classes);
 

@@ -375,3 +375,39 @@ TEST(ClassMap, NamesWhatIsNotAClassId) {
     EXPECT_THROW(kg::eval::parse_class_map("1x=a"), std::invalid_argument);
     EXPECT_THROW(kg::eval::parse_class_map("-1=a"), std::invalid_argument);
 }
+
+TEST(YoloFolder, ALabelLineThatIsNotOneNormalisedBoxIsNamedByFileAndLine) {
+    // Only the first five numbers were read: a segmentation export's polygon passed as a box of its
+    // first two points, and boxes in pixels or of no size were counted as labelled objects.
+    namespace fs = std::filesystem;
+    const fs::path dir = fresh_yolo_folder("kg-yolo-lines");
+    std::ofstream(dir / "images" / "frame.jpg") << "not read here";
+    const std::pair<const char*, const char*> bad[] = {
+        {"0 0.1 0.2 0.3 0.2 0.3 0.4", "found 7 fields"},  // a polygon
+        {"0 0.5 0.5 0.2", "found 4 fields"},
+        {"1 320 180 64 64", "cx 320 is outside [0, 1]"},  // pixels
+        {"1 0.5 -0.1 0.2 0.2", "cy -0.1 is outside [0, 1]"},
+        {"1 0.5 0.5 0 0.2", "w 0 is outside (0, 1]"},
+        {"1 0.5 0.5 0.2 1.5", "h 1.5 is outside (0, 1]"},
+        {"1 0.5 0.5 0.2 nan", "h 'nan' is not a number"},
+        {"one 0.5 0.5 0.2 0.2", "'one' is not a class id"},
+        {"1 0.5 0.5 0.2 0.2x", "h '0.2x' is not a number"},
+    };
+    for (const auto& [line, message] : bad) {
+        std::ofstream(dir / "labels" / "frame.txt") << "0 0.5 0.5 0.2 0.2\n\n" << line << "\n";
+        try {
+            (void)kg::eval::load_yolo_folder(dir.string(), {{0, "covered"}, {1, "bare"}});
+            ADD_FAILURE() << "accepted: " << line;
+        } catch (const std::runtime_error& e) {
+            const std::string what = e.what();
+            EXPECT_NE(what.find("frame.txt:3: "), std::string::npos) << line << ": " << what;
+            EXPECT_NE(what.find(message), std::string::npos) << line << ": " << what;
+        }
+    }
+    // The edges are boxes: a centre on the border, a box the size of the picture.
+    std::ofstream(dir / "labels" / "frame.txt") << "0 0 1 1 1\n1 0.5 0.5 0.000001 1\n";
+    const auto images = kg::eval::load_yolo_folder(dir.string(), {{0, "covered"}, {1, "bare"}});
+    ASSERT_EQ(images.size(), 1u);
+    EXPECT_EQ(images[0].truth.size(), 2u);
+    fs::remove_all(dir);
+}
