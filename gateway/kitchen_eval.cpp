@@ -170,7 +170,9 @@ int main(int argc, char** argv) {
     app.add_option("--data", data, "folder with images/ and labels/ (YOLO format)")
         ->required()
         ->check(CLI::ExistingDirectory);
-    app.add_option("--classes", classes_text, "dataset class ids to names, e.g. 0=no_mask,1=with_mask")
+    app.add_option("--classes", classes_text,
+                   "dataset class ids to names, e.g. 0=no_mask,1=with_mask: names of the detector's classes "
+                   "(unless --any-class)")
         ->required();
     app.add_option("--json", json_path, "also write the results as JSON to this file");
     app.add_option("--dump", dump_path, "write every image's detections as JSON to this file");
@@ -252,6 +254,10 @@ int main(int argc, char** argv) {
         Judge detector = make(detector_spec);
         Judge other;
         if (!compare_spec.empty()) other = make(compare_spec);
+        if (!any_class) {
+            kg::eval::require_detector_classes(classes, detector_spec, detector.detector->labels());
+            if (other) kg::eval::require_detector_classes(classes, compare_spec, other.detector->labels());
+        }
         std::vector<kg::eval::ImageCounts> per_image, per_image_other;  // at IoU 0.3, for the bootstrap
         std::map<std::string, int> label_ids;  // class name -> the first dataset id of that name
         for (const auto& [id, name] : class_map) label_ids.emplace(name, id);

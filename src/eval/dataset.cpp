@@ -1,6 +1,7 @@
 #include "eval/dataset.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cctype>
@@ -114,6 +115,17 @@ std::string yolo_label_lines(const std::vector<vision::Detection>& detections,
                            x2 - x1, y2 - y1);
     }
     return out;
+}
+
+void require_detector_classes(const std::vector<std::string>& classes, const std::string& detector,
+                              const std::vector<std::string>& labels) {
+    for (const auto& cls : classes) {
+        if (std::find(labels.begin(), labels.end(), cls) != labels.end()) continue;
+        throw std::invalid_argument(fmt::format(
+            "--classes names '{}', which {} never gives (its classes: {}): name its classes, or give "
+            "--any-class to count every box it finds as the one class named",
+            cls, detector, fmt::join(labels, ", ")));
+    }
 }
 
 std::map<int, std::string> parse_class_map(const std::string& text) {

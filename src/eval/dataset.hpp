@@ -29,6 +29,12 @@ std::vector<LabelledImage> load_yolo_folder(const std::string& folder,
 std::string yolo_label_lines(const std::vector<vision::Detection>& detections,
                              const std::map<std::string, int>& ids);
 
+// Throws std::invalid_argument naming the class and the detector's labels when one of `classes`
+// is not among them: no box of that class would ever be found, and its 0/0/0 read as a verdict
+// (a typo, or a detector that names it otherwise).
+void require_detector_classes(const std::vector<std::string>& classes, const std::string& detector,
+                              const std::vector<std::string>& labels);
+
 // "0=no_mask,1=with_mask" -> {0: no_mask, 1: with_mask}; throws std::invalid_argument.
 std::map<int, std::string> parse_class_map(const std::string& text);
 

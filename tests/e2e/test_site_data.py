@@ -22,6 +22,7 @@ import re
 import time
 
 import cv2
+import numpy as np
 import pytest
 
 import kg_e2e
@@ -150,6 +151,31 @@ def test_a_good_site_folder_reads_as_written(tmp_path):
     assert r.returncode == 0 and "2 frames (1 with no head), 1 no_mask, 0 with_mask, 1 background" in r.stdout, r
     r = check(site, "heads")  # class 2 is no head-detector class
     assert r.returncode == 2 and "a.txt:3: class 2 is not one of 0 to 1" in r.stderr, r
+
+
+def one_labelled_frame(root):
+    """A frame with nothing in it (a flat grey wall) and one face labelled no_mask: no detector finds
+    anything there."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    cv2.imwrite(str(root / "images" / "wall.jpg"), np.full((360, 640, 3), 128, np.uint8))
+    (root / "labels" / "wall.txt").write_text("0 0.5 0.5 0.2 0.3\n")
+    return root
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--classes", "0=no_mask,1=mask"], "'mask', which classic:mask never gives (its classes: with_mask, no_mask)"),
+    (["--classes", "0=no_mask,1=with_mask", "--compare", "classic:head"],
+     "'no_mask', which classic:head never gives (its classes: covered, bare)"),
+])
+def test_a_class_the_detector_never_gives_is_refused(args, message, tmp_path):
+    # A typo or another detector's name gave that class a silent 0/0/0.
+    r = kitchen_eval("-d", "classic:mask", "--data", one_labelled_frame(tmp_path / "d"), *args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr, r.stderr
+    # Counted as one class, any detector's boxes are that class.
+    r = kitchen_eval("-d", "classic:mask", "--data", tmp_path / "d", "--classes", "0=face", "--any-class")
+    assert r.returncode == 0, r.stderr
 
 
 HAVE_TORCH = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0

@@ -411,3 +411,19 @@ TEST(YoloFolder, ALabelLineThatIsNotOneNormalisedBoxIsNamedByFileAndLine) {
     EXPECT_EQ(images[0].truth.size(), 2u);
     fs::remove_all(dir);
 }
+
+TEST(ClassMap, AClassTheDetectorNeverGivesIsRefusedNamingItsClasses) {
+    // A typo or another model's name (helmet for covered) gave a silent 0/0/0 for that class.
+    const std::vector<std::string> labels{"covered", "bare"};
+    EXPECT_NO_THROW(kg::eval::require_detector_classes({"bare", "covered"}, "classic:head", labels));
+    try {
+        kg::eval::require_detector_classes({"covered", "helmet"}, "classic:head", labels);
+        ADD_FAILURE() << "accepted";
+    } catch (const std::invalid_argument& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("'helmet'"), std::string::npos) << what;
+        EXPECT_NE(what.find("classic:head never gives (its classes: covered, bare)"), std::string::npos)
+            << what;
+        EXPECT_NE(what.find("--any-class"), std::string::npos) << what;
+    }
+}
