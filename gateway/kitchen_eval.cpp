@@ -41,6 +41,11 @@ double percentile(std::vector<double> v, double p) {
     return v[std::min(i, v.size() - 1)];
 }
 
+// A ratio with nothing to divide by is null, as it prints "-" (kg::eval::ratio_text).
+nlohmann::json ratio_json(std::optional<double> ratio) {
+    return ratio ? nlohmann::json(*ratio) : nlohmann::json();
+}
+
 int count_of(const std::map<std::string, int>& m, const std::string& key) {
     const auto it = m.find(key);
     return it == m.end() ? 0 : it->second;
@@ -147,10 +152,11 @@ void print_comparison(const std::string& other, const std::vector<kg::eval::Imag
     for (const auto& cls : classes) {
         const auto a = kg::eval::total(ours, cls), b = kg::eval::total(theirs, cls);
         const auto& d = diffs.at(cls);
-        fmt::print("{:<12} {:>7.3f} {:>7.3f} {:>+7.3f}   [{:+.3f}, {:+.3f}] {:>13.1f}%\n", cls, a.f1(),
-                   b.f1(), d.observed, d.interval.lo, d.interval.hi, d.share_positive * 100);
-        out["classes"][cls] = {{"f1_this", a.f1()},
-                               {"f1_other", b.f1()},
+        fmt::print("{:<12} {:>7} {:>7} {:>+7.3f}   [{:+.3f}, {:+.3f}] {:>13.1f}%\n", cls,
+                   kg::eval::ratio_text(a.f1()), kg::eval::ratio_text(b.f1()), d.observed, d.interval.lo,
+                   d.interval.hi, d.share_positive * 100);
+        out["classes"][cls] = {{"f1_this", ratio_json(a.f1())},
+                               {"f1_other", ratio_json(b.f1())},
                                {"difference", d.observed},
                                {"interval", interval_json(d.interval)},
                                {"share_this_higher", d.share_positive}};
@@ -375,12 +381,17 @@ int main(int argc, char** argv) {
             const auto a = at30.counts().count(cls) ? at30.counts().at(cls) : kg::eval::ClassCounts{};
             const auto b = at50.counts().count(cls) ? at50.counts().at(cls) : kg::eval::ClassCounts{};
             labelled += a.tp + a.fn;
-            fmt::print("{:<12} {:>5} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>7.3f}\n", cls,
-                       a.tp + a.fn, a.precision(), a.recall(), a.f1(), b.precision(), b.recall(), b.f1());
+            using kg::eval::ratio_text;
+            fmt::print("{:<12} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}\n", cls, a.tp + a.fn,
+                       ratio_text(a.precision()), ratio_text(a.recall()), ratio_text(a.f1()),
+                       ratio_text(b.precision()), ratio_text(b.recall()), ratio_text(b.f1()));
             auto counts = [](const kg::eval::ClassCounts& c) {
-                return nlohmann::json{{"tp", c.tp},           {"fp", c.fp},
-                                      {"fn", c.fn},           {"precision", c.precision()},
-                                      {"recall", c.recall()}, {"f1", c.f1()}};
+                return nlohmann::json{{"tp", c.tp},
+                                      {"fp", c.fp},
+                                      {"fn", c.fn},
+                                      {"precision", ratio_json(c.precision())},
+                                      {"recall", ratio_json(c.recall())},
+                                      {"f1", ratio_json(c.f1())}};
             };
             result["classes"][cls] = {{"gt", a.tp + a.fn}, {"iou_0.3", counts(a)}, {"iou_0.5", counts(b)}};
         }
@@ -405,15 +416,16 @@ int main(int argc, char** argv) {
                 for (std::size_t t = 0; t < sweep.size(); ++t) {
                     const auto& counts = sweep[t].counts();
                     const auto c = counts.count(cls) ? counts.at(cls) : kg::eval::ClassCounts{};
-                    fmt::print("{:<12} {:>9.2f} {:>5} {:>5} {:>7.3f} {:>7.3f} {:>7.3f}\n", cls,
-                               sweep_thresholds[t], c.tp, c.fp, c.precision(), c.recall(), c.f1());
+                    fmt::print("{:<12} {:>9.2f} {:>5} {:>5} {:>7} {:>7} {:>7}\n", cls, sweep_thresholds[t],
+                               c.tp, c.fp, kg::eval::ratio_text(c.precision()),
+                               kg::eval::ratio_text(c.recall()), kg::eval::ratio_text(c.f1()));
                     result["operating_points"][cls].push_back({{"threshold", sweep_thresholds[t]},
                                                                {"tp", c.tp},
                                                                {"fp", c.fp},
                                                                {"fn", c.fn},
-                                                               {"precision", c.precision()},
-                                                               {"recall", c.recall()},
-                                                               {"f1", c.f1()}});
+                                                               {"precision", ratio_json(c.precision())},
+                                                               {"recall", ratio_json(c.recall())},
+                                                               {"f1", ratio_json(c.f1())}});
                 }
             }
         }

@@ -69,9 +69,9 @@ std::map<std::string, ClassIntervals> bootstrap_intervals(const std::vector<Imag
         for (const auto& cls : classes) {
             const auto c = sum(images, drawn, cls);
             auto& v = values[cls];
-            if (c.tp + c.fp > 0) v[0].push_back(c.precision());
-            if (c.tp + c.fn > 0) v[1].push_back(c.recall());
-            if (c.tp + c.fp + c.fn > 0) v[2].push_back(c.f1());
+            if (const auto p = c.precision()) v[0].push_back(*p);
+            if (const auto r = c.recall()) v[1].push_back(*r);
+            if (const auto f = c.f1()) v[2].push_back(*f);
         }
     });
     std::map<std::string, ClassIntervals> out;
@@ -101,11 +101,13 @@ std::map<std::string, F1Difference> bootstrap_f1_difference(const std::vector<Im
     std::map<std::string, F1Difference> out;
     for (const auto& cls : classes) {
         diffs[cls].reserve(static_cast<std::size_t>(options.replicates));
-        out[cls].observed = total(a, cls).f1() - total(b, cls).f1();
+        // Neither labelled nor found by either: no difference.
+        out[cls].observed = total(a, cls).f1().value_or(0.0) - total(b, cls).f1().value_or(0.0);
     }
     resample(a.size(), options, [&](const std::vector<std::size_t>& drawn) {
         for (const auto& cls : classes)
-            diffs[cls].push_back(sum(a, drawn, cls).f1() - sum(b, drawn, cls).f1());
+            diffs[cls].push_back(sum(a, drawn, cls).f1().value_or(0.0) -
+                                 sum(b, drawn, cls).f1().value_or(0.0));
     });
     for (auto& [cls, d] : diffs) {
         const auto positive = std::count_if(d.begin(), d.end(), [](double v) { return v > 0; });

@@ -1,8 +1,12 @@
 #include "eval/metrics.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace kg::eval {
+
+std::string ratio_text(std::optional<double> ratio) { return ratio ? fmt::format("{:.3f}", *ratio) : "-"; }
 
 ImageCounts count_image(const std::vector<vision::Detection>& truth,
                         const std::vector<vision::Detection>& dets, const std::vector<std::string>& classes,

@@ -4,6 +4,7 @@
 // precision and recall count it.
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,10 +14,20 @@ namespace kg::eval {
 
 struct ClassCounts {
     int tp = 0, fp = 0, fn = 0;
-    double precision() const { return tp + fp > 0 ? static_cast<double>(tp) / (tp + fp) : 0.0; }
-    double recall() const { return tp + fn > 0 ? static_cast<double>(tp) / (tp + fn) : 0.0; }
-    double f1() const {
-        const double p = precision(), r = recall();
+    // Empty where there is nothing to divide by: precision when nothing was found, recall when
+    // nothing was labelled, F1 when neither. A 0 there (as they were) read as a verdict on the
+    // detector. F1 is 0, not empty, when objects were labelled and none found.
+    std::optional<double> precision() const {
+        if (tp + fp == 0) return std::nullopt;
+        return static_cast<double>(tp) / (tp + fp);
+    }
+    std::optional<double> recall() const {
+        if (tp + fn == 0) return std::nullopt;
+        return static_cast<double>(tp) / (tp + fn);
+    }
+    std::optional<double> f1() const {
+        if (tp + fp + fn == 0) return std::nullopt;
+        const double p = precision().value_or(0.0), r = recall().value_or(0.0);
         return p + r > 0 ? 2 * p * r / (p + r) : 0.0;
     }
     ClassCounts& operator+=(const ClassCounts& o) {
@@ -26,6 +37,9 @@ struct ClassCounts {
         return *this;
     }
 };
+
+// A ratio as kitchen-eval prints it: three decimals, or "-" where it is undefined.
+std::string ratio_text(std::optional<double> ratio);
 
 // One image's counts per class: the matching that Accumulator sums, kept per image where the
 // photos are to be resampled (bootstrap.hpp). Detections whose label is not among `classes` are

@@ -178,6 +178,24 @@ def test_a_class_the_detector_never_gives_is_refused(args, message, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_a_figure_with_nothing_to_divide_by_is_a_dash_not_zero(tmp_path):
+    # Nothing found on the frame: no precision (it printed 0.000, as if every box were wrong); recall
+    # and F1 are 0 against the one face. Nothing labelled and nothing found: no figure at all.
+    r = kitchen_eval("-d", "classic:mask", "--data", one_labelled_frame(tmp_path / "d"), "--classes",
+                     "0=no_mask,1=with_mask", "--operating-points", "--json", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[2:4]}
+    assert rows == {"no_mask": ["1", "-", "0.000", "0.000", "-", "0.000", "0.000"],
+                    "with_mask": ["0", "-", "-", "-", "-", "-", "-"]}, r.stdout
+    points = [line.split() for line in r.stdout.splitlines() if line.startswith("no_mask ")][1:]
+    assert points and all(p[4:] == ["-", "0.000", "0.000"] for p in points), r.stdout
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["classes"]["no_mask"]["iou_0.3"] == {"tp": 0, "fp": 0, "fn": 1, "precision": None, "recall": 0,
+                                                        "f1": 0}
+    assert result["classes"]["with_mask"]["iou_0.3"]["f1"] is None
+    assert result["operating_points"]["no_mask"][0]["precision"] is None
+
+
 HAVE_TORCH = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
 
 

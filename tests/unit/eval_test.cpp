@@ -45,7 +45,7 @@ TEST(Accumulator, AWrongClassIsOneMissAndOneFalseAlarm) {
     EXPECT_EQ(c.at("no_mask").tp, 0);
     EXPECT_EQ(c.at("with_mask").tp, 1);
     EXPECT_EQ(c.at("with_mask").fp, 1);
-    EXPECT_DOUBLE_EQ(c.at("with_mask").precision(), 0.5);
+    EXPECT_EQ(c.at("with_mask").precision(), 0.5);
 }
 
 TEST(ErrorBreakdown, TellsConfusionsDuplicatesMisplacedAndBackgroundApart) {
@@ -426,4 +426,30 @@ TEST(ClassMap, AClassTheDetectorNeverGivesIsRefusedNamingItsClasses) {
             << what;
         EXPECT_NE(what.find("--any-class"), std::string::npos) << what;
     }
+}
+
+TEST(Accumulator, ARatioWithNothingToDivideByIsUndefinedNotZero) {
+    // Nothing found where 3 faces were labelled: no precision to speak of, where 0.000 read as every
+    // box wrong; recall and F1 are 0. Nothing labelled and nothing found: no figure at all.
+    kg::eval::ClassCounts none_found{0, 0, 3};
+    EXPECT_EQ(none_found.precision(), std::nullopt);
+    EXPECT_EQ(none_found.recall(), 0.0);
+    EXPECT_EQ(none_found.f1(), 0.0);
+    EXPECT_EQ(kg::eval::ratio_text(none_found.precision()), "-");
+    EXPECT_EQ(kg::eval::ratio_text(none_found.recall()), "0.000");
+    EXPECT_EQ(kg::eval::ratio_text(none_found.f1()), "0.000");
+    const kg::eval::ClassCounts nothing;
+    EXPECT_EQ(nothing.precision(), std::nullopt);
+    EXPECT_EQ(nothing.recall(), std::nullopt);
+    EXPECT_EQ(nothing.f1(), std::nullopt);
+    EXPECT_EQ(kg::eval::ratio_text(nothing.f1()), "-");
+    // Boxes on nothing labelled: precision 0, recall undefined, F1 0.
+    const kg::eval::ClassCounts only_wrong{0, 2, 0};
+    EXPECT_EQ(only_wrong.precision(), 0.0);
+    EXPECT_EQ(only_wrong.recall(), std::nullopt);
+    EXPECT_EQ(only_wrong.f1(), 0.0);
+    const kg::eval::ClassCounts some{1, 1, 0};
+    EXPECT_EQ(kg::eval::ratio_text(some.precision()), "0.500");
+    EXPECT_EQ(kg::eval::ratio_text(some.recall()), "1.000");
+    EXPECT_EQ(kg::eval::ratio_text(some.f1()), "0.667");
 }
