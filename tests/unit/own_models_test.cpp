@@ -982,5 +982,12 @@ TEST(OwnModels, AManifestThatDisagreesWithItsNetworkIsRefusedAtStartUpNamingIt) 
             "classifier.input.resize: unknown key");
     refused(write("kitchen-mask.yaml", "nan.yaml", "scale: 0.00784313725490196}", "scale: .nan}"),
             "input.scale: expected a finite number");
+    // A classifier input its network cannot take (a head network off its stride, as the classifier):
+    // OpenCV's bare assertion ended the start-up, naming neither the manifest nor the input.
+    refused(
+        write("kitchen-mask.yaml", "classifier-size.yaml",
+              "  model: kitchen-mask-classifier.onnx\n  input: {width: 64, height: 64,",
+              "  model: kitchen-one-pass-heads.onnx\n  output: heads\n  input: {width: 450, height: 448,"),
+        "classifier.input: the classifier");
     fs::remove_all(dir);
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/dnn/shape_utils.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -51,8 +52,23 @@ TwoStageDetector::TwoStageDetector(Manifest manifest, NetworkPasses* passes)
     // classifier's output would otherwise fail on every box.
     std::vector<cv::dnn::MatShape> in, out;
     const cv::Size size = spec_.input.size;
-    classifier_.getLayerShapes(cv::dnn::MatShape{1, 3, size.height, size.width},
-                               classifier_.getLayerId(output_names_[0]), in, out);
+    try {
+        // OpenCV logs a failed shape inference as lines of its internals before it throws (as in
+        // NetworkPass): the error below says it, naming the manifest.
+        struct QuietOpenCv {
+            cv::utils::logging::LogLevel was =
+                cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+            ~QuietOpenCv() { cv::utils::logging::setLogLevel(was); }
+        } quiet;
+        classifier_.getLayerShapes(cv::dnn::MatShape{1, 3, size.height, size.width},
+                                   classifier_.getLayerId(output_names_[0]), in, out);
+    } catch (const cv::Exception& e) {
+        // Otherwise OpenCV's assertion, naming neither the manifest nor the size, ended the start-up
+        // (or kitchen-eval).
+        throw ManifestError(
+            fmt::format("{}: classifier.input: the classifier {} cannot take an input of {}x{}: {}", source_,
+                        spec_.model, size.width, size.height, e.err));
+    }
     if (!out.empty() && static_cast<std::size_t>(cv::dnn::total(out[0])) != spec_.classes.size()) {
         throw ManifestError(
             fmt::format("{}: the classifier {} gives {} probabilities, classifier.classes names {}", source_,
