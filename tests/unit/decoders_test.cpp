@@ -272,8 +272,19 @@ TEST(Decoders, NotANumberIsBelowEveryThreshold) {
     EXPECT_TRUE(d.empty());
     dnn::decode_yolov8(tensor({1, 5, 1}, {4, 4, 2, 2, nan}), cv::Size(8, 8), 0.3f, d);
     EXPECT_TRUE(d.empty());
+    // UltraFace's class is the highest score, background included: a NaN never wins it (`s[c] > s[best]`
+    // is false), so its class score never meets the threshold; {0, nan} was dropped as background.
+    // What is pinned: a NaN among the scores takes no box, and leaves the real one its class.
     dnn::decode_ultraface(tensor({1, 1, 4}, {0, 0, 1, 1}), tensor({1, 1, 2}, {0, nan}), 0.3f, d);
     EXPECT_TRUE(d.empty());
+    dnn::decode_ultraface(tensor({1, 2, 4}, {0, 0, 1, 1, 0, 0, 1, 1}),
+                          tensor({1, 2, 3}, {0.1f, 0.9f, nan, 0.1f, nan, 0.6f}), 0.3f, d);
+    ASSERT_EQ(d.size(), 2u);
+    EXPECT_EQ(d[0].class_id, 0);
+    EXPECT_EQ(d[0].score, 0.9f);
+    EXPECT_EQ(d[1].class_id, 1);
+    EXPECT_EQ(d[1].score, 0.6f);
+    d.clear();
     // A confident score on a box that is not a number: no place in the picture, dropped.
     dnn::decode_ultraface(tensor({1, 1, 4}, {nan, 0, 1, 1}), tensor({1, 1, 2}, {0.1f, 0.9f}), 0.3f, d);
     EXPECT_TRUE(d.empty());

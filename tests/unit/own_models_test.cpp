@@ -489,6 +489,32 @@ TEST(OwnModels, ALetterboxedPassKeepsTheScaleOfItsOwnPicture) {
     if (real) {
         EXPECT_GT(first.size(), 0u) << "no heads found: nothing was compared";
     }
+    // Where its boxes land, which the comparison above does not say (a scale wrong for both would
+    // pass it): a letterboxed pass is a stretched one of the picture padded below to a square, with
+    // the padding's grey; its boxes, stretched back by the square's height over the picture's.
+    auto stretch_manifest = x_manifest;
+    stretch_manifest.letterbox = false;
+    kg::vision::dnn::DnnDetector stretch(stretch_manifest);
+    cv::Mat square;
+    ASSERT_GT(frames[0].cols, frames[0].rows);
+    cv::copyMakeBorder(frames[0], square, 0, frames[0].cols - frames[0].rows, 0, 0, cv::BORDER_CONSTANT,
+                       cv::Scalar::all(114));
+    std::vector<Detection> want;
+    stretch.detect(square, want);
+    const float k = static_cast<float>(square.rows) / static_cast<float>(frames[0].rows);
+    for (auto& d : want) {
+        d.y *= k;
+        d.h = std::min(d.h * k, 1.0f - d.y);
+    }
+    for (std::size_t i = 0; i < first.size(); ++i) {
+        float best = 0;
+        for (const auto& w : want) {
+            if (w.label == first[i].label) best = std::max(best, kg::vision::iou(first[i], w));
+        }
+        EXPECT_GT(best, 0.9f) << "box " << i << " at " << first[i].x << "," << first[i].y << " " << first[i].w
+                              << "x" << first[i].h;
+    }
+    EXPECT_NEAR(static_cast<double>(want.size()), static_cast<double>(first.size()), 1.0);
 }
 
 TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
