@@ -21,6 +21,8 @@ constexpr auto kShutdownDrain = std::chrono::seconds(3);
 // For the clips still pending at a stop: remuxing a ring's packets takes well under a second each.
 constexpr auto kClipFlushTime = std::chrono::seconds(5);
 constexpr auto kExpiryInterval = std::chrono::minutes(1);
+// How often the heartbeat is written: a crashed run's down-time is known to within this.
+constexpr auto kAliveInterval = std::chrono::minutes(1);
 
 int analysis_threads(int configured) {
     if (configured > 0) return configured;
@@ -218,6 +220,13 @@ Gateway::~Gateway() { stop(); }
 
 void Gateway::start(CarryOver carried) {
     started_at_ = Clock::now();
+    // Read before this run's first tick writes its own.
+    std::optional<TimePoint> alive_before;
+    try {
+        if (const auto ms = store_->alive_at()) alive_before = TimePoint(std::chrono::milliseconds(*ms));
+    } catch (const std::exception& e) {
+        log_->warn("the last run's heartbeat cannot be read from the outbox: {}", e.what());
+    }
     log_->info("site {} ({}): {} cameras, {} sensors, {} analysis threads; evidence in {} ({} files, {} MiB)",
                cfg_.site.id, cfg_.site.name, cameras_.size(), cfg_.sensors.size(), pool_.size(),
                cfg_.evidence.path, evidence_->files(), evidence_->bytes() >> 20);
@@ -254,7 +263,7 @@ void Gateway::start(CarryOver carried) {
     // (a reload hands its own day over, with the raises its stop ended marked).
     const auto history = outbox_.latest_numbered(topics_.events(), EventLog::kKeep);
     event_log_.adopt_history(history, !carried.from_a_run);
-    if (!carried.from_a_run) carry_missed_cycles(history, carried);
+    if (!carried.from_a_run) carry_missed_cycles(history, alive_before, carried);
     event_log_.adopt_day(std::move(carried.event_day));
     // Not those of this run's own cameras and sensors (a reload that failed fell back to the
     // configuration that has them).
@@ -304,6 +313,10 @@ void Gateway::tick() {
     run_part("clearing foreign states", steady, [&] { clear_foreign_states(); });
     run_part("public hours", steady, [&] { apply_public_hours(now); });
     if (sensors_) run_part("sensor rules", steady, [&] { sensors_->tick(now, steady, due); });
+    if (steady - last_alive_note_ >= kAliveInterval) {
+        last_alive_note_ = steady;
+        run_part("heartbeat", steady, [&] { note_alive(now); });
+    }
     if (steady - last_expiry_ >= kExpiryInterval) {
         last_expiry_ = steady;
         run_part("evidence expiry", steady, [&] { evidence_->expire(now); });
@@ -387,7 +400,12 @@ void Gateway::publish_states(TimePoint now, bool due) {
     }
 }
 
-void Gateway::carry_missed_cycles(const std::vector<std::string>& history, CarryOver& carried) {
+void Gateway::note_alive(TimePoint now) {
+    store_->note_alive(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
+}
+
+void Gateway::carry_missed_cycles(const std::vector<std::string>& history, std::optional<TimePoint> alive_at,
+                                  CarryOver& carried) {
     // Read from every missed_cycle message the outbox keeps, not only the last events: a busy
     // site's 500 could all come after a lunch raise.
     const auto left = missed_cycles_left(outbox_.latest_numbered(topics_.events(), 1000, "\"missed_cycle\""));
@@ -398,13 +416,13 @@ void Gateway::carry_missed_cycles(const std::vector<std::string>& history, Carry
         if (it == cfg_.sensors.end() || !it->disinfection) continue;
         // Only if no complete cycle can have run while nobody watched: the gateway down for less
         // than the cycle's min_time. When it was last alive: its stop, or after a crash its last
-        // message (an event, or the cabinet's roll-up of a minute).
+        // heartbeat or its last event, whichever is newer (a quiet site's newest event may be the
+        // raise itself, hours before the crash).
         auto alive = missed.stopped;
         if (!alive) {
             if (!events_seen) events_seen = newest_time(history);
             alive = *events_seen;
-            const auto rollup = newest_time(outbox_.latest_numbered(topics_.sensor_rollup(id), 1));
-            if (rollup && (!alive || *rollup > *alive)) alive = rollup;
+            if (alive_at && (!alive || *alive_at > *alive)) alive = alive_at;
         }
         if (!alive || started_at_ - *alive > it->disinfection->min_time) {
             log_->info(
@@ -477,6 +495,11 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     replay_desk_.stop();
     outbox_.stop(kShutdownDrain);
     link_.stop();
+    try {
+        note_alive(Clock::now());
+    } catch (const std::exception& e) {
+        log_->warn("the heartbeat cannot be written to the outbox: {}", e.what());
+    }
     if (carry != nullptr) {
         carry->event_day = event_log_.take_day();
         carry->from_a_run = true;

@@ -76,8 +76,11 @@ public:
 private:
     void adopt(CarryOver&& carried);
     // At a fresh start: the missed disinfection cycles the previous run's stop ended (`history`,
-    // the event messages it published), raised again through `carried` as a reload hands them over.
-    void carry_missed_cycles(const std::vector<std::string>& history, CarryOver& carried);
+    // the event messages it published; `alive_at`, its last heartbeat), raised again through
+    // `carried` as a reload hands them over.
+    void carry_missed_cycles(const std::vector<std::string>& history, std::optional<TimePoint> alive_at,
+                             CarryOver& carried);
+    void note_alive(TimePoint now);  // the heartbeat in the outbox (SqliteStore::note_alive)
     void publish_states(TimePoint now, bool due);
     void publish_gateway(TimePoint now);
     void apply_public_hours(TimePoint now);
@@ -122,6 +125,7 @@ private:
     TimePoint started_at_{};
     SteadyPoint last_state_publish_{};
     SteadyPoint last_expiry_{};
+    SteadyPoint last_alive_note_{};
     std::atomic<bool> republish_{false};
     // Cleared on every connection (CarryOver::cleared_states); set before the link starts.
     std::vector<std::string> cleared_states_;

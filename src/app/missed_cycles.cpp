@@ -28,12 +28,15 @@ std::map<std::string, MissedCycleLeft> missed_cycles_left(const std::vector<std:
                 newest[sensor] = {id, parse_iso8601_utc(j.value("start_time", "")), std::nullopt};
             } else if (state == "end") {
                 const auto reason = j.value("end_reason", "");
-                const bool by_gateway = reason == events::kEndStopped || reason == events::kEndRestarted;
-                // An end the gateway made keeps the raise it ends (an end of another event, one
-                // whose start the outbox no longer keeps, counts as raised at its own start).
+                // A stop's end keeps the raise it ends (an end of another event, one whose start
+                // the outbox no longer keeps, counts as raised at its own start). A restart's end
+                // does not: the start that wrote it, dated at that start, already judged the
+                // crashed run's raise, and had it carried it, its own raise would be newer. Taken
+                // for a stop at that time, a second restart soon after raised a miss again that
+                // the first, after hours down, rightly let go.
                 auto& n = newest[sensor];
                 if (n.id != id) n = {id, parse_iso8601_utc(j.value("start_time", "")), std::nullopt};
-                if (!by_gateway) n.raised.reset();
+                if (reason != events::kEndStopped) n.raised.reset();
                 n.stopped = parse_iso8601_utc(j.value("time", ""));
             }
         } catch (const nlohmann::json::exception&) {

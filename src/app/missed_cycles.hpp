@@ -19,8 +19,9 @@ struct MissedCycleLeft {
 };
 
 // Sensor id -> its missed cycle, for each sensor whose newest `missed_cycle` message in `payloads`
-// (event messages as published, oldest first) is a start not ended, or an end the gateway made
-// itself (a stop, a restart): not one that a cycle cleared.
+// (event messages as published, oldest first) is a start not ended (a crash), or an end made by
+// the gateway's stop: not one that a cycle cleared, nor the end a start made of a crashed run's
+// raise (that start already judged it).
 std::map<std::string, MissedCycleLeft> missed_cycles_left(const std::vector<std::string>& payloads);
 
 // The newest `time` (or a roll-up's `minute`, plus the minute) among `payloads`: when the run that

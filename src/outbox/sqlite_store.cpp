@@ -559,6 +559,19 @@ std::vector<std::string> SqliteStore::latest_numbered(const std::string& topic, 
     return out;
 }
 
+void SqliteStore::note_alive(std::int64_t unix_ms) {
+    std::lock_guard lock(mutex_);
+    save_meta_.reset();
+    save_meta_.bind(1, "alive_at").bind(2, unix_ms).run();
+}
+
+std::optional<std::int64_t> SqliteStore::alive_at() {
+    std::lock_guard lock(mutex_);
+    sqlite::Stmt m(db_, "SELECT value FROM meta WHERE key = 'alive_at'");
+    if (!m.step()) return std::nullopt;
+    return m.integer(0);
+}
+
 std::int64_t SqliteStore::last_stream_seq() const {
     std::lock_guard lock(mutex_);
     return last_stream_seq_;

@@ -149,6 +149,11 @@ public:
                                              const std::string& containing = {});
     std::size_t sent_count() const;
     std::size_t sent_bytes() const;
+    // The gateway's heartbeat (milliseconds since the epoch), kept in the meta table: after a crash,
+    // when the run was last alive, which no message need say on a quiet site (roll-ups are not
+    // numbered, so the sent table keeps none). Unset: no run wrote one.
+    void note_alive(std::int64_t unix_ms);
+    std::optional<std::int64_t> alive_at();
     // Moves a message the broker keeps refusing out of the queue into the `dead` table, where it
     // stays (with `reason`) for someone to look at; the queue behind it flows on. A message that
     // was never stored (seq <= 0) is only written there. Returns how many older moved-aside

@@ -176,7 +176,7 @@ std::string missed(const std::string& id, EventState state, int raised_s, int se
 
 // The missed cycles a previous run left raised are found in its event messages: a start it never
 // ended, or one its stop ended, with when it stopped; not one a cycle cleared.
-TEST(MissedCyclesLeft, FindsTheRaisesAStopOrACrashEndedAndNoOther) {
+TEST(MissedCyclesLeft, FindsTheRaisesAStopEndedOrACrashLeftOpenAndNoOther) {
     using kg::app::missed_cycles_left;
     const std::vector<std::string> history = {
         // cabinet: raised at 0, ended by the stop at 600.
@@ -189,7 +189,10 @@ TEST(MissedCyclesLeft, FindsTheRaisesAStopOrACrashEndedAndNoOther) {
         missed("d1", EventState::end, 100, 200, {}, "dish"),
         // oven: raised at 300, never ended (the run crashed).
         missed("o1", EventState::start, 300, 300, {}, "oven"),
-        // steamer: raised 2 days ago, its end made by a restart.
+        // steamer: raised 2 days ago, its end made by a restart. That start judged the crashed
+        // run's raise already (had it carried it, its own raise would be newer): not left, or a
+        // second restart soon after took the end's time (the first restart's start) for a stop
+        // and raised it again after the first had let it go.
         missed("s1", EventState::start, -48 * 3600, -48 * 3600, {}, "steamer"),
         missed("s1", EventState::end, -48 * 3600, 500, kg::events::kEndRestarted, "steamer"),
         // rack: raised, stopped, raised again by the next run and then cleared.
@@ -210,8 +213,7 @@ TEST(MissedCyclesLeft, FindsTheRaisesAStopOrACrashEndedAndNoOther) {
     const std::map<std::string, std::pair<kg::TimePoint, std::optional<kg::TimePoint>>> expected = {
         {"cabinet", {ms(kT0), ms(kT0 + 600s)}},
         {"oven", {ms(kT0 + 300s), std::nullopt}},
-        {"shelf", {ms(kT0 + 30s), ms(kT0 + 900s)}},
-        {"steamer", {ms(kT0 - 48h), ms(kT0 + 500s)}}};
+        {"shelf", {ms(kT0 + 30s), ms(kT0 + 900s)}}};
     EXPECT_EQ(got, expected);
     // When the run was last seen: the newest message's time (a roll-up's minute counts to its end).
     EXPECT_EQ(kg::app::newest_time(history), ms(kT0 + 900s));

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -254,7 +255,8 @@ std::vector<std::string> missed_starts(const nlohmann::json& events) {
 
 // What a previous run published about the cabinet's missed cycle: raised an hour ago, then ended
 // `ago` by its stop (`end_reason` set) or cleared by a cycle (empty).
-void previous_run(const fs::path& dir, const std::string& end_reason,
+// With no `end_reason`, the run crashed, its heartbeat last written `ago`, and left the raise open.
+void previous_run(const fs::path& dir, std::optional<std::string> end_reason,
                   std::chrono::minutes ago = std::chrono::minutes(1)) {
     kg::outbox::SqliteStore store((dir / "outbox.db").string(), {});
     kg::config::Mqtt mqtt;
@@ -272,9 +274,15 @@ void previous_run(const fs::path& dir, const std::string& end_reason,
     e.severity = 2;
     e.start_time = e.time = kg::Clock::now() - 1h;
     outbox.submit(e);
+    if (!end_reason) {
+        store.note_alive(
+            std::chrono::duration_cast<std::chrono::milliseconds>((kg::Clock::now() - ago).time_since_epoch())
+                .count());
+        return;
+    }
     e.state = kg::events::EventState::end;
     e.end_time = e.time = kg::Clock::now() - ago;
-    e.end_reason = end_reason;
+    e.end_reason = *end_reason;
     outbox.submit(e);
 }
 
@@ -316,6 +324,48 @@ TEST(GatewayStart, AMissedCycleTheLastStopEndedIsRaisedAgainAndOneACycleClearedI
     TempDir cleared;
     previous_run(cleared.path, "");
     kg::app::Gateway gateway(cabinet_site(cleared.path), logging);
+    gateway.start();
+    const auto events = gateway.recent_events(50);
+    gateway.stop();
+    EXPECT_EQ(missed_starts(events), std::vector<std::string>{"raised-before"}) << events.dump();
+}
+
+// A crash (a power cut) an hour after the raise, on a site with no other event since: its last
+// event is the raise itself, and it was taken for the time the gateway was last alive, so a
+// 1-minute outage counted as an hour's and the missed cycle was not raised again. The heartbeat
+// the crashed run kept in the outbox says when it was last alive.
+TEST(GatewayStart, AMissedCycleLeftOpenByACrashIsRaisedAgainAfterAShortOutageOnly) {
+    kg::Logging logging("info", false);
+    TempDir dir;
+    previous_run(dir.path, std::nullopt, std::chrono::minutes(1));
+    {
+        kg::app::Gateway gateway(cabinet_site(dir.path), logging);
+        gateway.start();
+        const auto events = gateway.recent_events(50);
+        gateway.stop();
+        const auto starts = missed_starts(events);
+        ASSERT_EQ(starts.size(), 2u) << events.dump();
+        EXPECT_EQ(starts.back(), "raised-before");
+    }
+
+    // Down for 30 minutes, longer than the cabinet's 10-minute cycle.
+    TempDir down;
+    previous_run(down.path, std::nullopt, std::chrono::minutes(30));
+    kg::app::Gateway gateway(cabinet_site(down.path), logging);
+    gateway.start();
+    const auto events = gateway.recent_events(50);
+    gateway.stop();
+    EXPECT_EQ(missed_starts(events), std::vector<std::string>{"raised-before"}) << events.dump();
+}
+
+// A run crashed with the cycle missed; the next start, hours later, rightly let it go and ended
+// it as "gateway restarted", dated at that start. That end was taken for a stop at that time, so a
+// restart a few minutes later raised the miss again.
+TEST(GatewayStart, AMissedCycleARestartEndedIsNotRaisedAgain) {
+    kg::Logging logging("info", false);
+    TempDir dir;
+    previous_run(dir.path, kg::events::kEndRestarted, std::chrono::minutes(1));
+    kg::app::Gateway gateway(cabinet_site(dir.path), logging);
     gateway.start();
     const auto events = gateway.recent_events(50);
     gateway.stop();
