@@ -575,14 +575,18 @@ nlohmann::json Gateway::public_status() const {
         if (s["kind"] == "temperature") {
             // Offline as the sensor rules say (silent for interval x stale_after), not merely without a
             // reading since a start or reload. A value only while fresh: an offline probe's last value
-            // would read to a parent as the fridge's temperature now.
+            // would read to a parent as the fridge's temperature now, and so would a broken probe's
+            // (one reading impossible values keeps its last good one, however old).
             const auto& conditions = s["conditions"];
-            const bool offline =
-                std::find(conditions.begin(), conditions.end(), "offline") != conditions.end();
+            const auto has = [&conditions](const char* c) {
+                return std::find(conditions.begin(), conditions.end(), c) != conditions.end();
+            };
+            const bool offline = has("offline");
+            const bool fresh = s["online"].get<bool>() && !has("invalid");
             temps.push_back({{"name", s["name"]},
                              {"location", s["location"]},
                              {"online", !offline},
-                             {"value", s["online"].get<bool>() ? s["value"] : nlohmann::json(nullptr)},
+                             {"value", fresh ? s["value"] : nlohmann::json(nullptr)},
                              {"unit", s["unit"]}});
         }
     }

@@ -129,6 +129,7 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
         return;
     }
     value_ = v;
+    value_time_ = t;
     binary_ = reading.binary;
 
     check_limits(v, t, steady.measured, out);
@@ -148,6 +149,7 @@ void SensorRules::resume(const Reading& last, SteadyPoint steady_now, std::vecto
     last_arrival_steady_ = steady.arrived;
     last_valid_ = true;
     value_ = last.value;
+    value_time_ = last.time;
     binary_ = last.binary;
     // Judged now, on the readings' clock, as tick() does.
     const auto since = steady_now - steady.arrived;
@@ -244,7 +246,7 @@ void SensorRules::resume_cycles(const Cycles& carried, TimePoint now, SteadyPoin
 SensorState SensorRules::state(SteadyPoint steady_now) const {
     SensorState s;
     s.value = value_;
-    s.time = last_time_;
+    s.time = value_time_;
     s.online =
         last_arrival_steady_ && steady_now - *last_arrival_steady_ < sensor_.interval * sensor_.stale_after;
     if (offline_.active()) s.conditions.push_back("offline");

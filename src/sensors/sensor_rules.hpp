@@ -25,8 +25,8 @@
 namespace kg::sensors {
 
 struct SensorState {
-    std::optional<double> value;
-    std::optional<TimePoint> time;
+    std::optional<double> value;    // the last valid reading
+    std::optional<TimePoint> time;  // its own time (not that of an invalid reading since)
     bool online = false;
     std::vector<std::string> conditions;  // labels of the open events
 };
@@ -104,6 +104,9 @@ private:
     bool binary_ = false;                 // value_ came as true/false
     bool last_valid_ = false;             // the newest reading was within valid_range
     std::optional<TimePoint> last_time_;  // the newest reading's own time
+    // value_'s own time: a probe that reads only impossible values for hours keeps its last good
+    // value, which must not show as taken now.
+    std::optional<TimePoint> value_time_;
     // The newest reading on the monotonic clock: when it was measured, and when it arrived (liveness).
     std::optional<SteadyPoint> last_measured_steady_, last_arrival_steady_;
     // Disinfection cycle tracking.

@@ -8,6 +8,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -60,7 +61,8 @@ struct TempDir {
 
 // A gateway with no camera and one fridge read over MQTT from `broker_url`: too warm above 8 degC
 // for 1 s. The `for` runs out in the sensor rules' tick, not on a reading.
-kg::config::Gateway fridge_site(const std::string& broker_url, const fs::path& dir) {
+kg::config::Gateway fridge_site(const std::string& broker_url, const fs::path& dir,
+                                const std::string& sensor_extra = "") {
     const std::string yaml = R"(
 site: {id: test-site, name: Test canteen}
 mqtt: {url: )" + broker_url +
@@ -76,7 +78,7 @@ sensors:
     stale_after: 30
     source: {mqtt: {topic: test/fridge, value: temperature}}
     thresholds: [{label: too_warm, above: 8, for: 1s, clear_for: 1s}]
-)";
+)" + sensor_extra;
     return kg::config::load_string(yaml, "gateway_test.yaml");
 }
 
@@ -217,6 +219,52 @@ TEST(GatewayTick, AWarmFridgeRaisesItsAlertWhileAnEarlierPartFailsOnEveryTick) {
                        "cannot be published; the other parts go on"),
               std::string::npos)
         << log;
+}
+
+// A probe reading only impossible values (a DS18B20's -127 on a broken wire) kept its last good
+// value, shown to parents on /public/status as the fridge's temperature now, and with the age of the
+// impossible readings on the local API. The public value is null while the probe is invalid, and
+// the age is the good value's.
+TEST(GatewayPublicStatus, ABrokenProbesLastGoodValueIsNotShownAsCurrent) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    TempDir dir;
+    kg::Logging logging("info", false);
+    kg::app::Gateway gateway(fridge_site(broker.url(), dir.path, "    valid_range: [-40, 60]\n"), logging);
+    gateway.start();
+    mqtt::async_client device(broker.url(), "kg-gateway-test-device");
+    ASSERT_TRUE(device.connect()->wait_for(10s));
+    auto fridge = [&] { return gateway.sensors().at(0); };
+    ASSERT_TRUE(within(
+        10s, [&] { return !fridge().at("value").is_null(); },
+        [&] { device.publish("test/fridge", R"({"temperature": 4.0})", 1, false)->wait_for(5s); }))
+        << "the gateway never had the reading";
+    EXPECT_EQ(gateway.public_status().at("sensors").at(0).at("value"), 4.0);
+    const auto good_at = std::chrono::steady_clock::now();
+    auto invalid = [&] {
+        const auto sensor = fridge();
+        const auto& c = sensor.at("conditions");
+        return std::find(c.begin(), c.end(), "invalid") != c.end();
+    };
+    ASSERT_TRUE(within(10s, invalid, [&] {
+        device.publish("test/fridge", R"({"temperature": -127})", 1, false)->wait_for(5s);
+        std::this_thread::sleep_for(200ms);
+    })) << fridge().dump();
+    // One more impossible reading, a second on, to set the old code's age back to that reading's.
+    std::this_thread::sleep_for(1s);
+    device.publish("test/fridge", R"({"temperature": -127})", 1, false)->wait_for(5s);
+    std::this_thread::sleep_for(300ms);
+    const double since_good =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - good_at).count();
+    const auto sensor = fridge();
+    const auto status = gateway.public_status().at("sensors").at(0);
+    gateway.stop();
+    device.disconnect()->wait_for(5s);
+    EXPECT_EQ(sensor.at("value"), 4.0) << sensor.dump();  // the local API keeps it, with its age
+    EXPECT_GE(sensor.at("age_s").get<double>(), since_good - 0.05) << sensor.dump();
+    EXPECT_TRUE(status.at("value").is_null()) << status.dump();
+    EXPECT_TRUE(status.at("online").get<bool>()) << status.dump();
 }
 
 namespace {

@@ -362,6 +362,28 @@ TEST(SensorRules, AProbeThatGlitchesNowAndThenIsOneInvalidConditionNotAnAlertPer
               (std::vector<std::string>{"sensor_health/invalid:start", "sensor_health/invalid:end"}));
 }
 
+// A probe reading -127 for two hours kept its 4.0 degC from before, shown with the time of the
+// last (impossible) reading: a value two hours old, taken for the fridge's now. The state gives the
+// good value's own time.
+TEST(SensorRules, ABrokenProbesLastGoodValueKeepsItsOwnTime) {
+    Rig rig;
+    rig.sensor.id = "fridge";
+    rig.sensor.min_valid = -40;
+    rig.sensor.max_valid = 60;
+    auto r = rig.make();
+    rig.feed(r, 0, 1, 4.0);
+    rig.feed(r, 1, 121, -127.0);
+    const auto st = r.state(at(120) + 10s);
+    ASSERT_TRUE(st.value);
+    EXPECT_DOUBLE_EQ(*st.value, 4.0);
+    ASSERT_TRUE(st.time);
+    EXPECT_EQ(*st.time, at(0));
+    EXPECT_TRUE(st.online);  // it does send
+    EXPECT_EQ(st.conditions, std::vector<std::string>{"invalid"});
+    rig.feed(r, 121, 122, 5.0);
+    EXPECT_EQ(*r.state(at(121)).time, at(121));
+}
+
 // A disinfection cabinet read every minute, a cycle (120 degC for 10 minutes) due after lunch.
 void disinfection_cabinet(Rig& rig) {
     kg::rules::Schedule after_lunch;
