@@ -453,7 +453,7 @@ void Gateway::adopt(CarryOver&& carried) {
     // No sensors in this run: the minutes the last run had begun go out as they are.
     for (auto& [id, c] : carried.sensors) {
         if (auto partial = c.roller.take())
-            publish_rollup(outbox_, topics_, cfg_.site.id, c.config, *partial);
+            publish_rollup(outbox_, topics_, cfg_.site.id, c.config, *partial, true);
     }
 }
 

@@ -96,7 +96,7 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
                 if (carry != nullptr) {
                     carry->sensors[id] = {e.rules->sensor(), e.last, e.roller, e.rules->cycles()};
                 } else if (auto partial = e.roller.take()) {
-                    publish_rollup(e.rules->sensor(), *partial);
+                    publish_rollup(e.rules->sensor(), *partial, true);
                 }
                 e.rules->close(now, events::kEndStopped, ends);
                 // The retained state must not keep showing the conditions whose events just ended, nor
@@ -144,18 +144,21 @@ void SensorHub::deliver(std::vector<events::Event>& events) {
 }
 
 void publish_rollup(outbox::Outbox& outbox, const publish::Topics& topics, const std::string& site,
-                    const config::Sensor& sensor, const sensors::Rollup& r) {
-    const nlohmann::json j = {
+                    const config::Sensor& sensor, const sensors::Rollup& r, bool partial) {
+    nlohmann::json j = {
         {"site", site}, {"sensor", sensor.id}, {"unit", sensor.unit}, {"minute", iso8601_utc(r.minute)},
         {"min", r.min}, {"mean", r.mean()},    {"max", r.max},        {"count", r.count}};
+    if (partial) j["partial"] = true;
     // Through the outbox: the day's curve survives an outage, but goes first when space runs out.
     outbox.enqueue({0, topics.sensor_rollup(sensor.id),
                     j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 1, false,
                     outbox::Priority::telemetry});
 }
 
-void SensorHub::publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r) {
-    app::publish_rollup(outbox_, topics_, site_.config.site.id, sensor, r);
+void SensorHub::publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r, bool stopping) {
+    // A restart within a minute: the stop sent the part before, and this run sends the part after;
+    // kept as the last, the room's minute lost its first part.
+    app::publish_rollup(outbox_, topics_, site_.config.site.id, sensor, r, stopping || r.minute < created_);
 }
 
 SensorHub::StateMessage SensorHub::state_message(const Entry& e, TimePoint now, bool running) const {

@@ -41,9 +41,11 @@ struct CarryOver {
     bool from_a_run = false;  // handed over by a run of this process (a reload), not a fresh start
 };
 
-// One minute's roll-up of a sensor, through the outbox as telemetry.
+// One minute's roll-up of a sensor, through the outbox as telemetry. `partial`: another run may
+// send the rest of the minute (it is cut by a stop, or began before this run), so the room adds the
+// two instead of keeping the last.
 void publish_rollup(outbox::Outbox& outbox, const publish::Topics& topics, const std::string& site,
-                    const config::Sensor& sensor, const sensors::Rollup& r);
+                    const config::Sensor& sensor, const sensors::Rollup& r, bool partial = false);
 
 class SensorHub {
 public:
@@ -77,7 +79,8 @@ private:
         std::optional<sensors::Reading> last;  // the last reading received, for the next run
     };
     void deliver(std::vector<events::Event>& events);
-    void publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r);
+    // Partial when cut by the stop (`stopping`) or begun before this hub was made.
+    void publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r, bool stopping = false);
     struct StateMessage {
         std::string topic;
         std::string payload;
@@ -95,6 +98,7 @@ private:
     publish::MqttLink& link_;
     const publish::Topics& topics_;
     std::shared_ptr<spdlog::logger> log_;
+    const TimePoint created_ = Clock::now();  // a minute begun before it may be partly another run's
 
     std::mutex mutex_;  // readings arrive on input threads, ticks on the supervisor
     // Taken before mutex_ by whatever makes events, and held until they are in the outbox: two

@@ -520,6 +520,8 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
                                            "is the site's clock right?");
         if (!j.contains("count") || !j["count"].is_number_integer())
             return refuse(topic, payload, "'count' is not an integer");
+        if (j.contains("partial") && !j["partial"].is_boolean())
+            return refuse(topic, payload, "'partial' is not true or false");
         if (!store_.add_rollup(site, parts[3], j))
             return refuse(topic, payload,
                           fmt::format("roll-ups of a sensor beyond the {} the site has them of",

@@ -645,10 +645,19 @@ bool Store::add_rollup(const std::string& site, const std::string& sensor, const
     std::lock_guard lock(mutex_);
     if (!room_for_rollups(site, sensor)) return false;
     ensure_site(site);
-    // A redelivered minute replaces itself.
-    Stmt s(db_,
-           "INSERT OR REPLACE INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
-           " VALUES(?,?,?,?,?,?,?,?)");
+    // A redelivered minute replaces itself. A partial one (a gateway restarted within it: the
+    // stop sent the part before, the next run the part after) adds to the part already there:
+    // replaced, the minute kept only its last part.
+    const auto partial = r.value("partial", false);
+    Stmt s(db_, partial ? "INSERT INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
+                          " VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(site, sensor, minute) DO UPDATE SET"
+                          " unit = excluded.unit, min = min(rollups.min, excluded.min),"
+                          " max = max(rollups.max, excluded.max), mean = CASE WHEN rollups.count +"
+                          " excluded.count > 0 THEN (rollups.mean * rollups.count + excluded.mean *"
+                          " excluded.count) / (rollups.count + excluded.count) ELSE excluded.mean END,"
+                          " count = rollups.count + excluded.count"
+                        : "INSERT OR REPLACE INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
+                          " VALUES(?,?,?,?,?,?,?,?)");
     s.bind(1, site).bind(2, sensor).bind(3, r.at("minute").get<std::string>()).bind(4, text(r, "unit"));
     s.bind(5, r.at("min").get<double>())
         .bind(6, r.at("mean").get<double>())

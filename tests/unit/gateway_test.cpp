@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -20,7 +21,9 @@
 #include <string>
 #include <thread>
 
+#include "app/sensor_hub.hpp"
 #include "app/tick_parts.hpp"
+#include "common/iso_time.hpp"
 #include "common/logging.hpp"
 #include "config/config_loader.hpp"
 #include "outbox/outbox.hpp"
@@ -418,4 +421,54 @@ TEST(GatewayStart, AMissedCycleARestartEndedIsNotRaisedAgain) {
     const auto events = gateway.recent_events(50);
     gateway.stop();
     EXPECT_EQ(missed_starts(events), std::vector<std::string>{"raised-before"}) << events.dump();
+}
+
+namespace {
+
+struct NoEvents : kg::events::EventSink {
+    void submit(const kg::events::Event&) override {}
+    void submit_snapshot(const kg::events::Event&, std::string) override {}
+    void submit_clip(const kg::events::ClipReport&) override {}
+};
+
+}  // namespace
+
+// A restart within a minute: the stop sent the part of the minute before it, the next run the part
+// after, and the room kept the last, as for a redelivered minute. Both parts are marked partial, so
+// the room adds them up: the minute the stop cut, and one begun before the run (its first part may
+// be the last run's); a whole minute of this run is not.
+TEST(SensorHub, TheMinutesARestartCutInTwoAreMarkedPartial) {
+    TempDir dir;
+    const auto cfg = fridge_site("tcp://127.0.0.1:1", dir.path);  // never started
+    kg::Logging logging("info", false);
+    kg::rules::Calendar calendar(cfg.site.timezone, cfg.site.holidays);
+    const std::map<std::string, kg::rules::Schedule> schedules;
+    kg::events::EventIdGenerator ids;
+    NoEvents sink;
+    const kg::app::SiteContext site{cfg, calendar, schedules, nullptr, nullptr, sink, ids, logging};
+    kg::outbox::SqliteStore store(":memory:", {});
+    kg::publish::MqttLink link(cfg.mqtt, "kitchen/test-site/availability", kg::Logging::null_logger());
+    const kg::publish::Topics topics("kitchen", "test-site");
+    kg::outbox::Outbox outbox(store, link, topics, "test-site", kg::Logging::null_logger());
+
+    const auto minute = std::chrono::floor<std::chrono::minutes>(kg::Clock::now());
+    {
+        kg::app::SensorHub hub(site, outbox, link, topics);
+        auto reading = [&](kg::TimePoint t, double v) { hub.on_reading({"fridge", v, t, std::nullopt}); };
+        reading(minute + 10s, 4.0);  // the minute the run began in
+        reading(minute + 2min + 5s, 5.0);
+        reading(minute + 3min + 5s, 6.0);  // ends the whole minute before
+        hub.stop();                        // cuts this one
+    }
+    std::map<std::string, bool> partial;  // minute -> marked
+    while (auto m = store.front()) {
+        store.remove(m->seq);
+        if (m->topic != topics.sensor_rollup("fridge")) continue;
+        const auto j = nlohmann::json::parse(m->payload);
+        partial[j.at("minute").get<std::string>()] = j.value("partial", false);
+    }
+    const std::map<std::string, bool> expected = {{kg::iso8601_utc(minute), true},
+                                                  {kg::iso8601_utc(minute + 2min), false},
+                                                  {kg::iso8601_utc(minute + 3min), true}};
+    EXPECT_EQ(partial, expected);
 }

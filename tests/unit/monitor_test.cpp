@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -556,6 +557,49 @@ TEST(MonitorIngest, ASensorMinuteFarAheadOfTheRoomsClockIsRefused) {
     ASSERT_EQ(kept->size(), 1u);
     ASSERT_EQ((*kept)[0]["points"].size(), 1u);
     EXPECT_EQ((*kept)[0]["points"][0]["minute"], "2026-11-25T05:00:00.000Z");
+}
+
+// A gateway restarted within a minute: its stop sent the part of the minute before, the next run
+// the part after, and the room kept the last, losing the minute's first part (its lowest reading,
+// here). Parts marked partial add up, in either order; a whole minute sent twice stays one.
+TEST(MonitorIngest, ThePartsOfAMinuteCutByARestartAddUp) {
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const auto part = [](const std::string& sensor, double min, double mean, double max, int count,
+                         json partial) {
+        json j{{"site", "sch-0101"}, {"sensor", sensor},
+               {"unit", "degC"},     {"minute", "2026-11-24T08:00:00.000Z"},
+               {"min", min},         {"mean", mean},
+               {"max", max},         {"count", count}};
+        if (!partial.is_null()) j["partial"] = partial;
+        return j.dump();
+    };
+    const auto send = [&](const std::string& sensor, const std::string& payload) {
+        ingest.handle("kitchen/sch-0101/sensors/" + sensor + "/rollup", payload, false, kT0);
+    };
+    send("fridge", part("fridge", 3.0, 3.5, 4.0, 2, true));    // the stop's part
+    send("fridge", part("fridge", 2.0, 5.0, 6.0, 6, true));    // the next run's
+    send("freezer", part("freezer", 2.0, 5.0, 6.0, 6, true));  // the other way round
+    send("freezer", part("freezer", 3.0, 3.5, 4.0, 2, true));
+    send("cellar", part("cellar", 3.0, 3.5, 4.0, 2, nullptr));  // whole, redelivered
+    send("cellar", part("cellar", 3.0, 3.5, 4.0, 2, nullptr));
+    send("cellar", part("cellar", 3.0, 3.5, 4.0, 2, "yes"));
+    EXPECT_EQ(ingest.counters().refused.load(), 1u);
+    const auto kept = store.rollups("sch-0101", "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z");
+    ASSERT_TRUE(kept);
+    std::map<std::string, json> point;
+    for (const auto& s : *kept) {
+        ASSERT_EQ(s["points"].size(), 1u) << s.dump();
+        point[s["sensor"].get<std::string>()] = s["points"][0];
+    }
+    for (const char* sensor : {"fridge", "freezer"}) {
+        const auto& p = point[sensor];
+        EXPECT_EQ(p["min"], 2.0) << sensor << " " << p.dump();
+        EXPECT_EQ(p["max"], 6.0) << sensor << " " << p.dump();
+        EXPECT_DOUBLE_EQ(p["mean"].get<double>(), (3.5 * 2 + 5.0 * 6) / 8) << sensor << " " << p.dump();
+        EXPECT_EQ(p["count"], 8) << sensor << " " << p.dump();
+    }
+    EXPECT_EQ(point["cellar"]["count"], 2) << point["cellar"].dump();
 }
 
 // Every state message changes its site. The open dashboards get one update a site per period, with
