@@ -371,6 +371,9 @@ void ModbusPoller::run() {
     // it fails and when it comes back, not at every poll for the months it may stay so.
     std::vector<std::uint64_t> failing(sensors_.size(), 0);
     std::uint64_t connect_failing = 0;
+    // The connection was dropped for a read that has failed before: its reconnect is a matter of
+    // routine, every poll for as long as the unit stays silent behind a live TCP gateway.
+    bool routine_reconnect = false;
     Modbus ctx;
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
     const bool tcp = device_.rfind("tcp://", 0) == 0;
@@ -396,9 +399,12 @@ void ModbusPoller::run() {
                 set_response_timeout(m, src.response_timeout);
                 if (modbus_connect(m) == 0) {
                     ctx.reset(m);
-                    log_->info("connected to Modbus device {}{}", device_,
-                               connect_failing > 0 ? fmt::format(" after {} failed attempts", connect_failing)
-                                                   : std::string());
+                    log_->log(routine_reconnect && connect_failing == 0 ? spdlog::level::debug
+                                                                        : spdlog::level::info,
+                              "connected to Modbus device {}{}", device_,
+                              connect_failing > 0 ? fmt::format(" after {} failed attempts", connect_failing)
+                                                  : std::string());
+                    routine_reconnect = false;
                     connect_failing = 0;
                     backoff.reset();
                 } else {
@@ -441,8 +447,11 @@ void ModbusPoller::run() {
                     // The answer may still come, and would be read as the answer to the next request:
                     // Modbus TCP would then never match a transaction id again.
                     if (tcp || connection_lost(err)) {
-                        log_->info("Modbus device {}: reconnecting{}", device_,
-                                   tcp ? ", so that a late answer is not read as the next" : "");
+                        // As often as the failed read itself is: said when it starts failing.
+                        routine_reconnect = streak > 0;
+                        log_->log(streak % 1000 == 0 ? spdlog::level::info : spdlog::level::debug,
+                                  "Modbus device {}: reconnecting{}", device_,
+                                  tcp ? ", so that a late answer is not read as the next" : "");
                         ctx.reset();
                         first = (i + 1) % sensors_.size();
                         break;
