@@ -1693,6 +1693,31 @@ std::vector<std::string> doubts(const Gateway& g) {
             "public.rtmp_push is set but public.listen is not: the public side is off, and nothing is pushed "
             "(listen on 127.0.0.1 to keep the box's own page private)");
     }
+    // Limits a valid reading can never cross, or always has: the rule can never say anything (a
+    // reading past valid_range is an `invalid` event, not a value the rules judge).
+    for (const auto& sensor : g.sensors) {
+        const auto range =
+            fmt::format("valid_range [{}, {}]", sensor.min_valid ? fmt::format("{}", *sensor.min_valid) : "",
+                        sensor.max_valid ? fmt::format("{}", *sensor.max_valid) : "");
+        if (sensor.disinfection && sensor.max_valid && sensor.disinfection->setpoint > *sensor.max_valid) {
+            out.push_back(fmt::format(
+                "sensor '{}': disinfection.setpoint {} is above its {}: no valid reading reaches it, so no "
+                "cycle ever counts and every window is a missed cycle",
+                sensor.id, sensor.disinfection->setpoint, range));
+        }
+        for (const auto& th : sensor.thresholds) {
+            const bool never = th.above ? sensor.max_valid && th.value >= *sensor.max_valid
+                                        : sensor.min_valid && th.value <= *sensor.min_valid;
+            const bool always = th.above ? sensor.min_valid && th.value < *sensor.min_valid
+                                         : sensor.max_valid && th.value > *sensor.max_valid;
+            if (!never && !always) continue;
+            out.push_back(fmt::format(
+                "sensor '{}': threshold '{}' ({} {}) lies outside its {}: {} valid reading "
+                "is {} it, so '{}' is {}",
+                sensor.id, th.label, th.above ? "above" : "below", th.value, range, never ? "no" : "every",
+                th.above ? "above" : "below", th.label, never ? "never raised" : "raised for good"));
+        }
+    }
     // A disinfection window is judged when it ends: one that never does never raises a missed cycle.
     for (const auto& sensor : g.sensors) {
         if (!sensor.disinfection) continue;

@@ -441,6 +441,51 @@ TEST(ConfigLoader, DoubtsNameWhatAValidConfigurationAsksForInVain) {
                     .empty());
 }
 
+// Valid configurations that can never work: a cabinet whose set point lies above the highest
+// valid reading (every reading that could complete a cycle is `invalid`), and a threshold that no
+// valid reading crosses, or that every one does. Said at start and by --check-config.
+TEST(ConfigLoader, DoubtsNameSetPointsAndThresholdsOutsideTheValidRange) {
+    const auto doubts_of = [](const std::string& sensor) {
+        return kg::config::doubts(load_string(
+            kHead + "schedules: {wash: {times: ['13:00-14:00']}}\nsensors:\n  - " + sensor + "\n", "g.yaml"));
+    };
+    const auto cabinet = doubts_of(
+        "{id: cabinet, valid_range: [-20, 100], source: {mqtt: {topic: t/c}}, disinfection: {setpoint: 120, "
+        "schedule: wash}}");
+    ASSERT_EQ(cabinet.size(), 1u);
+    EXPECT_NE(
+        cabinet[0].find("sensor 'cabinet': disinfection.setpoint 120 is above its valid_range [-20, 100]"),
+        std::string::npos)
+        << cabinet[0];
+    EXPECT_TRUE(
+        doubts_of("{id: cabinet, valid_range: [-20, 120], source: {mqtt: {topic: t/c}}, disinfection: "
+                  "{setpoint: 120, schedule: wash}}")
+            .empty());
+    const auto fridge = doubts_of(
+        "{id: fridge, valid_range: [-40, 60], source: {mqtt: {topic: t/f}}, thresholds: [{label: hot, above: "
+        "60}, {label: cold, below: -50}, {label: warm, above: 8}, {label: iced, below: -40.5}, {label: edge, "
+        "above: -39}]}");
+    ASSERT_EQ(fridge.size(), 3u) << fridge[0];
+    EXPECT_NE(fridge[0].find("threshold 'hot' (above 60) lies outside its valid_range [-40, 60]: no valid "
+                             "reading is above it, so 'hot' is never raised"),
+              std::string::npos)
+        << fridge[0];
+    EXPECT_NE(fridge[1].find("threshold 'cold' (below -50) lies outside"), std::string::npos) << fridge[1];
+    EXPECT_NE(fridge[2].find("threshold 'iced' (below -40.5) lies outside"), std::string::npos) << fridge[2];
+    // Every valid reading past the limit: raised for good.
+    const auto always = doubts_of(
+        "{id: fridge, valid_range: [0, 60], source: {mqtt: {topic: t/f}}, thresholds: [{label: low, below: "
+        "70}]}");
+    ASSERT_EQ(always.size(), 1u);
+    EXPECT_NE(always[0].find("every valid reading is below it, so 'low' is raised for good"),
+              std::string::npos)
+        << always[0];
+    // No range, no doubt.
+    EXPECT_TRUE(
+        doubts_of("{id: fridge, source: {mqtt: {topic: t/f}}, thresholds: [{label: hot, above: 600}]}")
+            .empty());
+}
+
 TEST(ConfigLoader, AGasOrSmokeThresholdWithoutForRaisesAtOnce) {
     // `for` defaults to 10m (a fridge door open through a delivery is no alarm), but a gas detector
     // written without one must not alarm ten minutes late.
