@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace kg {
@@ -20,6 +21,19 @@ inline bool is_short_text(std::string_view text, std::size_t max_bytes = kMaxNam
         const auto u = static_cast<unsigned char>(c);
         return u < 0x20 || u == 0x7f;
     });
+}
+
+// `text` made short and printable: control characters become spaces, and past `max_bytes` it is
+// cut at a character's start and ends in "...". For a name a site sent that the room must not
+// refuse with its alert.
+inline std::string shortened_text(std::string text, std::size_t max_bytes = kMaxNameBytes) {
+    for (auto& c : text)
+        if (const auto u = static_cast<unsigned char>(c); u < 0x20 || u == 0x7f) c = ' ';
+    if (text.size() <= max_bytes) return text;
+    std::size_t cut = max_bytes - 3;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not mid-character
+    text.resize(cut);
+    return text + "...";
 }
 
 }  // namespace kg

@@ -1,10 +1,12 @@
 #include "monitor/ingest.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
+#include <tuple>
 #include <vector>
 
 #include "common/backoff.hpp"
@@ -179,13 +181,13 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
     m.time = j["time"];
     // Short, printable names: they go into every notification (a robot refuses a message over 4 KiB,
     // and one refused message held a duty group's queue for a day), the dashboard's filters and lists.
-    for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"check", &m.check},
-                                     std::pair<const char*, const std::string*>{"label", &m.label}}) {
-        if (!is_short_text(*value)) {
-            error = fmt::format("'{}' is not a text of at most {} bytes without control characters", key,
-                                kMaxNameBytes);
-            return std::nullopt;
-        }
+    // Shortened, not refused: an alert is never dropped for its name (a gateway of an older version
+    // may have a long label; today's refuses one at load).
+    for (auto [key, value, max] :
+         {std::tuple{"check", &m.check, kMaxNameBytes}, std::tuple{"label", &m.label, kMaxNameBytes}}) {
+        if (is_short_text(*value, max)) continue;
+        *value = shortened_text(std::move(*value), max);
+        m.cleaned.emplace_back(key);
     }
     if (!std::regex_match(m.id, kEventId)) {
         error = fmt::format("id '{}' is not an event id", m.id);
@@ -209,7 +211,7 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
     const auto sev = j.find("severity");
     // Compared as the number sent: read as an int, 4294967297 was 1, an urgent alert.
     if (sev == j.end() || !sev->is_number_integer() ||
-        (sev->is_number_unsigned() ? sev->get<std::uint64_t>() > 3
+        (sev->is_number_unsigned() ? sev->get<std::uint64_t>() < 1 || sev->get<std::uint64_t>() > 3
                                    : sev->get<std::int64_t>() < 1 || sev->get<std::int64_t>() > 3)) {
         error = "severity missing or not 1, 2 or 3";
         return std::nullopt;
@@ -258,12 +260,11 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
     }
     if (const auto it = j.find("value"); it != j.end() && it->is_number()) m.value = it->get<double>();
     if (const auto it = j.find("unit"); it != j.end() && it->is_string()) {
-        if (!it->get<std::string>().empty() && !is_short_text(it->get<std::string>(), kMaxUnitBytes)) {
-            error = fmt::format("'unit' is not a text of at most {} bytes without control characters",
-                                kMaxUnitBytes);
-            return std::nullopt;
-        }
         m.unit = it->get<std::string>();
+        if (!m.unit.empty() && !is_short_text(m.unit, kMaxUnitBytes)) {
+            m.unit = shortened_text(std::move(m.unit), kMaxUnitBytes);
+            m.cleaned.emplace_back("unit");
+        }
     }
     return m;
 }
@@ -543,6 +544,11 @@ void Ingest::route_event(const std::string& topic, const std::string& site, cons
         if (seq) report(site, seq->stream, store_.track_received(site, *seq, now), now);
         return refuse(topic, payload, error);
     }
+    if (!m->cleaned.empty())
+        log_->warn(
+            "{}: {} of alert {} stored shortened or with its control characters replaced (the room "
+            "takes at most {} bytes of printable text, {} for a unit): {}",
+            site, fmt::join(m->cleaned, ", "), m->id, kMaxNameBytes, kMaxUnitBytes, excerpt(payload));
     const auto stored = store_.add_event(*m, now, seq);
     if (seq) report(site, seq->stream, stored.track, now);
     if (stored.track.retired_stream && !stored.track.ended_alerts.empty())

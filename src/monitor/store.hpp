@@ -49,6 +49,8 @@ struct EventMessage {
     std::optional<double> value;
     std::string unit;
     std::string raw;  // the payload as received
+    // Names ingest shortened or cleaned to store them ("label" ...), for its log; empty mostly.
+    std::vector<std::string> cleaned;
 };
 
 // expired: a late copy of a message of an alert that retention deleted (remembered 30 days): not
