@@ -1,6 +1,7 @@
 #include "monitor/store.hpp"
 
 #include <fmt/format.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <tuple>
@@ -55,11 +56,6 @@ CREATE TABLE IF NOT EXISTS alerts (
   closed_by TEXT, closed_at TEXT, close_note TEXT, clip TEXT, end_reason TEXT);
 CREATE INDEX IF NOT EXISTS alerts_status ON alerts(status, severity, received_at);
 CREATE INDEX IF NOT EXISTS alerts_site ON alerts(site, received_at);
--- The active alerts alone (a few hundred among a city's years of closed ones, bench/monitor_history.py):
--- every site's open counts in /api/sites, and the dashboard's list and its count, read these.
-CREATE INDEX IF NOT EXISTS alerts_active_site ON alerts(site, severity) WHERE status != 'closed';
-CREATE INDEX IF NOT EXISTS alerts_active ON alerts(severity, received_at) WHERE status != 'closed';
-CREATE INDEX IF NOT EXISTS alerts_check ON alerts(check_name);
 CREATE TABLE IF NOT EXISTS event_messages (
   message_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
   time TEXT, received_at TEXT NOT NULL, payload TEXT NOT NULL);
@@ -107,6 +103,16 @@ CREATE TABLE IF NOT EXISTS notifications (
 CREATE INDEX IF NOT EXISTS notifications_target ON notifications(target, id);
 )sql";
 
+// The active alerts alone (a few hundred among a city's years of closed ones, bench/monitor_history.py):
+// every site's open counts in /api/sites, and the dashboard's list and its count, read these; and
+// the check names for /api/checks. Kept out of kSchema (add_read_indexes): on an existing database
+// they are a write, and a build of some seconds the first time.
+constexpr const char* kReadIndexes = R"sql(
+CREATE INDEX IF NOT EXISTS alerts_active_site ON alerts(site, severity) WHERE status != 'closed';
+CREATE INDEX IF NOT EXISTS alerts_active ON alerts(severity, received_at) WHERE status != 'closed';
+CREATE INDEX IF NOT EXISTS alerts_check ON alerts(check_name);
+)sql";
+
 constexpr const char* kAlertColumns =
     "a.id, a.site, a.source_kind, a.source, a.check_name, a.label, a.severity, a.condition, a.start_time,"
     " a.end_time, a.score, a.top_score, a.value, a.unit, a.last_seq, a.received_at, a.updated_at, a.status,"
@@ -138,6 +144,17 @@ Store::Store(const std::string& path, Retention retention)
                  .schema = kSchema,
                  .version = kSchemaVersion}) {
     add_end_reason_column();
+    add_read_indexes();
+}
+
+void Store::add_read_indexes() {
+    // Speed only: a file this process may not write (read-only, as Db allows), or another instance
+    // building them now, leaves the reads as they were, correct and slower, until the next start.
+    try {
+        db_.exec(kReadIndexes);
+    } catch (const sqlite::Error& e) {
+        if (e.code() != SQLITE_READONLY && e.code() != SQLITE_BUSY && e.code() != SQLITE_LOCKED) throw;
+    }
 }
 
 void Store::add_end_reason_column() {

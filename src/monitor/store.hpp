@@ -342,6 +342,7 @@ private:
     Alert read_alert(sqlite::Stmt& s);
     nlohmann::json read_sites(const std::optional<std::string>& only);  // all when nullopt
     void add_end_reason_column();
+    void add_read_indexes();
     bool was_deleted(const std::string& id);  // caller holds mutex_
     // How long an alert retention deleted is remembered, so that a late copy cannot reopen it.
     static constexpr auto kDeletedAlertMemory = std::chrono::hours(24 * 30);
