@@ -11,7 +11,8 @@ namespace {
 // Without a reference picture, the reference is the average of the first frames in a row in which
 // nothing moves in the regions (6: 3 s at the default 2 fps).
 constexpr int kLearnFrames = 6;
-constexpr double kChangeLevel = 30.0;  // grey levels of difference that count as changed
+constexpr auto kLearnPatience = std::chrono::minutes(2);  // then frames are learned, moving or not
+constexpr double kChangeLevel = 30.0;                     // grey levels of difference that count as changed
 // The picture is brought to the reference's brightness before they are compared, so that lights
 // dimmed or the camera's exposure are not taken for dirt; within these bounds, beyond which (lights
 // off) noise would be amplified into change.
@@ -168,14 +169,19 @@ bool ReferenceChangeCheck::still() {
     return true;
 }
 
-void ReferenceChangeCheck::analyse(const ingest::Frame&, std::vector<Observation>& out) {
+void ReferenceChangeCheck::analyse(const ingest::Frame& frame, std::vector<Observation>& out) {
     cv::GaussianBlur(motion_.gray(), blurred_, {5, 5}, 0);
     if (learned_ < kLearnFrames) {
         // No reference picture given: the scene at start-up is taken as clean (or closed), once
         // nothing moves in it. The first frames were taken whatever was in them: a cook walking
         // across the floor then was `dirty` once gone, until the next restart.
         reference_cells_.release();
-        if (!still()) {
+        // A zone where something always moves (a hood fan, steam, a busy service after a reload)
+        // has no still frames in a row: after a while the frames are taken as they come, as they
+        // always were, rather than leave the check off with nothing said. What moves is masked
+        // out when the picture is judged anyway.
+        if (!learning_since_) learning_since_ = frame.steady;
+        if (frame.steady - *learning_since_ < kLearnPatience && !still()) {
             learned_ = 0;
             for (const auto& r : regions_) out.push_back(observation(name_, label_, r));
             return;

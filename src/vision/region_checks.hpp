@@ -87,6 +87,7 @@ private:
 
     cv::Mat reference_;  // grey, MotionMap size, blurred
     int learned_ = 0;
+    std::optional<SteadyPoint> learning_since_;  // the first frame seen without a reference
     cv::Mat blurred_, diff_, changed_, still_;
     cv::Mat reference_cells_, cells_, moving_cells_;  // for gain()
     std::vector<double> ratios_;
