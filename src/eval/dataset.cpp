@@ -48,6 +48,11 @@ LabelLine parse_label_line(const std::string& line, const std::string& file, int
         if (c != std::errc() || e != f.data() + f.size() || !std::isfinite(*values[i])) {
             throw std::runtime_error(fmt::format("{}:{}: {} '{}' is not a number", file, n, names[i], f));
         }
+        // A rounding hair outside (1.0000001, -1e-7: exports write what a float division gave) is
+        // the edge of the picture; only a value clearly outside is refused.
+        constexpr float kRounding = 1e-3F;
+        if (*values[i] > 1 && *values[i] <= 1 + kRounding) *values[i] = 1;
+        if (*values[i] < 0 && *values[i] >= -kRounding) *values[i] = 0;
         const bool size = i >= 2;
         if (size ? !(*values[i] > 0 && *values[i] <= 1) : !(*values[i] >= 0 && *values[i] <= 1)) {
             throw std::runtime_error(

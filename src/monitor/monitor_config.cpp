@@ -223,7 +223,7 @@ void read_replay(Reader& r, const YAML::Node& node, const std::string& share_gro
     r.duration(node, "replay", "give_up", out.give_up);
     // Judged whichever of the two the file sets: `after: 48h` beside the default give_up gave every
     // gap up before it was ever asked for.
-    if ((node["give_up"] || node["after"]) && out.give_up <= out.after) {
+    if (out.enabled && (node["give_up"] || node["after"]) && out.give_up <= out.after) {
         const bool own = node["give_up"].IsDefined();
         r.error(own ? node["give_up"] : node["after"], join("replay", own ? "give_up" : "after"),
                 own ? fmt::format("not longer than replay.after ({} s): nothing would be asked for",

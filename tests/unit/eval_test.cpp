@@ -404,11 +404,13 @@ TEST(YoloFolder, ALabelLineThatIsNotOneNormalisedBoxIsNamedByFileAndLine) {
             EXPECT_NE(what.find(message), std::string::npos) << line << ": " << what;
         }
     }
-    // The edges are boxes: a centre on the border, a box the size of the picture.
-    std::ofstream(dir / "labels" / "frame.txt") << "0 0 1 1 1\n1 0.5 0.5 0.000001 1\n";
+    // The edges are boxes: a centre on the border, a box the size of the picture, and a float
+    // export's rounding hair outside them.
+    std::ofstream(dir / "labels" / "frame.txt") << "0 0 1 1 1\n1 0.5 0.5 0.000001 1\n"
+                                                << "1 1.0000001 -0.0000001 0.2 1.0000002\n";
     const auto images = kg::eval::load_yolo_folder(dir.string(), {{0, "covered"}, {1, "bare"}});
     ASSERT_EQ(images.size(), 1u);
-    EXPECT_EQ(images[0].truth.size(), 2u);
+    EXPECT_EQ(images[0].truth.size(), 3u);
     fs::remove_all(dir);
 }
 

@@ -515,6 +515,9 @@ TEST(OwnModels, ALetterboxedPassKeepsTheScaleOfItsOwnPicture) {
                               << "x" << first[i].h;
     }
     EXPECT_NEAR(static_cast<double>(want.size()), static_cast<double>(first.size()), 1.0);
+    if (first.empty())
+        GTEST_SKIP()
+            << "no boxes on the synthetic frames (no ../shared photos): where they land is unchecked";
 }
 
 TEST(OwnModels, AnOutputNameTheNetworkLacksIsRefusedAtStartNamingTheManifest) {
