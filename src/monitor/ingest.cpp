@@ -523,7 +523,13 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
             return refuse(topic, payload, "'count' is not an integer");
         if (j.contains("partial") && !j["partial"].is_boolean())
             return refuse(topic, payload, "'partial' is not true or false");
-        if (!store_.add_rollup(site, parts[3], j))
+        // Stored as the room writes a minute: the row's key and the order retention and the curves
+        // read it in are that text, and `...T06:00:00Z` beside `...T06:00:00.000Z` was two rows
+        // of one minute.
+        json rollup = j;
+        rollup["minute"] = iso8601_utc(
+            std::chrono::floor<std::chrono::minutes>(*parse_iso8601_utc(j["minute"].get<std::string>())));
+        if (!store_.add_rollup(site, parts[3], rollup))
             return refuse(topic, payload,
                           fmt::format("roll-ups of a sensor beyond the {} the site has them of",
                                       Store::kMaxSourcesPerSite));

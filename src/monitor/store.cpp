@@ -666,15 +666,23 @@ bool Store::add_rollup(const std::string& site, const std::string& sensor, const
     // stop sent the part before, the next run the part after) adds to the part already there:
     // replaced, the minute kept only its last part.
     const auto partial = r.value("partial", false);
-    Stmt s(db_, partial ? "INSERT INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
-                          " VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(site, sensor, minute) DO UPDATE SET"
-                          " unit = excluded.unit, min = min(rollups.min, excluded.min),"
-                          " max = max(rollups.max, excluded.max), mean = CASE WHEN rollups.count +"
-                          " excluded.count > 0 THEN (rollups.mean * rollups.count + excluded.mean *"
-                          " excluded.count) / (rollups.count + excluded.count) ELSE excluded.mean END,"
-                          " count = rollups.count + excluded.count"
-                        : "INSERT OR REPLACE INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
-                          " VALUES(?,?,?,?,?,?,?,?)");
+    // Parts in two units (the sensor's unit changed at that reload or restart) are not one minute:
+    // merged, degF and degC made a false excursion on the day's curve; the later part replaces.
+    Stmt s(db_, partial
+                    ? "INSERT INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
+                      " VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(site, sensor, minute) DO UPDATE SET"
+                      " unit = excluded.unit,"
+                      " min = CASE WHEN rollups.unit IS excluded.unit THEN min(rollups.min, excluded.min)"
+                      " ELSE excluded.min END,"
+                      " max = CASE WHEN rollups.unit IS excluded.unit THEN max(rollups.max, excluded.max)"
+                      " ELSE excluded.max END,"
+                      " mean = CASE WHEN rollups.unit IS excluded.unit AND rollups.count + excluded.count > 0"
+                      " THEN (rollups.mean * rollups.count + excluded.mean * excluded.count) /"
+                      " (rollups.count + excluded.count) ELSE excluded.mean END,"
+                      " count = CASE WHEN rollups.unit IS excluded.unit THEN rollups.count + excluded.count"
+                      " ELSE excluded.count END"
+                    : "INSERT OR REPLACE INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
+                      " VALUES(?,?,?,?,?,?,?,?)");
     s.bind(1, site).bind(2, sensor).bind(3, r.at("minute").get<std::string>()).bind(4, text(r, "unit"));
     s.bind(5, r.at("min").get<double>())
         .bind(6, r.at("mean").get<double>())

@@ -441,7 +441,7 @@ def test_retention_deletes_closed_alerts_and_old_curves(broker, monitors, tmp_pa
     assert mon.alert_ids() == [still_open["id"]]
     assert mon.request("GET", f"/api/alerts/{closed['id']}")[0] == 404
     assert mon.request("GET", f"/api/alerts/{still_open['id']}/snapshot.jpg")[0] == 200  # open: its picture stays
-    sensors = mon.get(f"/api/sites/{site}/rollups?from={minute(10)}&to={minute(-1)}")["sensors"]
+    sensors = mon.get(f"/api/sites/{site}/rollups?from={minute(5)}&to={minute(-1)}")["sensors"]
     assert [p["minute"] for p in sensors[0]["points"]] == [minute(0)], sensors
     # A late copy of the deleted alert's start (it started three days ago) is not an alert again.
     late = dict(closed, start_time=now_iso(-3 * 86400), message_id=closed["message_id"])

@@ -635,6 +635,36 @@ TEST(MonitorIngest, ThePartsOfAMinuteCutByARestartAddUp) {
         EXPECT_EQ(p["count"], 8) << sensor << " " << p.dump();
     }
     EXPECT_EQ(point["cellar"]["count"], 2) << point["cellar"].dump();
+    // Parts in two units (changed at that restart) are not added up: the later one stands.
+    auto fahrenheit = json::parse(part("pantry", 39.0, 39.5, 40.0, 2, true));
+    fahrenheit["unit"] = "degF";
+    send("pantry", fahrenheit.dump());
+    send("pantry", part("pantry", 3.0, 3.5, 4.0, 6, true));
+    json pantry;
+    const auto all = store.rollups("sch-0101", "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z");
+    ASSERT_TRUE(all);
+    for (const auto& sensor : *all)
+        if (sensor["sensor"] == "pantry") pantry = sensor["points"].at(0);
+    EXPECT_EQ(pantry["max"], 4.0) << pantry.dump();
+    EXPECT_EQ(pantry["count"], 6) << pantry.dump();
+}
+
+// A minute written otherwise (no milliseconds, seconds into it) is the same minute: one row, in the
+// room's own form, where it made two rows of one minute.
+TEST(MonitorIngest, AMinuteWrittenOtherwiseIsTheSameRow) {
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    for (const char* minute :
+         {"2026-11-24T08:00:00Z", "2026-11-24T08:00:00.000Z", "2026-11-24T08:00:30.5Z"}) {
+        const json j{{"site", "sch-0101"}, {"sensor", "fridge"}, {"unit", "degC"}, {"minute", minute},
+                     {"min", 3.0},         {"mean", 3.5},        {"max", 4.0},     {"count", 2}};
+        ingest.handle("kitchen/sch-0101/sensors/fridge/rollup", j.dump(), false, kT0);
+    }
+    const auto kept = store.rollups("sch-0101", "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z");
+    ASSERT_TRUE(kept);
+    ASSERT_EQ(kept->size(), 1u);
+    ASSERT_EQ((*kept)[0]["points"].size(), 1u) << kept->dump();
+    EXPECT_EQ((*kept)[0]["points"][0]["minute"], "2026-11-24T08:00:00.000Z");
 }
 
 // Every state message changes its site. The open dashboards get one update a site per period, with
