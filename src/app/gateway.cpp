@@ -582,7 +582,15 @@ nlohmann::json Gateway::public_status() const {
                 return std::find(conditions.begin(), conditions.end(), c) != conditions.end();
             };
             const bool offline = has("offline");
-            const bool fresh = s["online"].get<bool>() && !has("invalid");
+            // Fresh: its last valid reading is younger than the silence that makes a probe offline.
+            // Not "while `invalid` is open": that condition ends only after two intervals of valid
+            // readings, so a probe that glitches to -127 every few minutes showed parents nothing.
+            const auto cfg = std::find_if(cfg_.sensors.begin(), cfg_.sensors.end(),
+                                          [&](const auto& c) { return c.id == s["sensor"]; });
+            const bool fresh = s["online"].get<bool>() && s["age_s"].is_number() &&
+                               cfg != cfg_.sensors.end() &&
+                               s["age_s"].get<double>() <
+                                   std::chrono::duration<double>(cfg->interval * cfg->stale_after).count();
             temps.push_back({{"name", s["name"]},
                              {"location", s["location"]},
                              {"online", !offline},
@@ -752,7 +760,7 @@ std::string Gateway::metrics() const {
     family("kg_mqtt_connected", "gauge", "1 while connected to the broker");
     m += fmt::format("kg_mqtt_connected {}\n", link_.connected() ? 1 : 0);
     if (sensors_) {
-        family("kg_sensor_age_seconds", "gauge", "seconds since the sensor's last reading");
+        family("kg_sensor_age_seconds", "gauge", "seconds since the sensor's last valid reading");
         for (const auto& s : sensors_->states(Clock::now())) {
             if (s["age_s"].is_number()) {
                 m += fmt::format("kg_sensor_age_seconds{{sensor=\"{}\"}} {:.1f}\n",
