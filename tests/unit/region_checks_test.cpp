@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <opencv2/imgproc.hpp>
 
 #include "vision/detector_check.hpp"
@@ -48,6 +49,17 @@ struct Regions {
         cleanliness.analyse(frame, last);
         EXPECT_EQ(last.size(), 2u);
         return {last.at(0).present, last.at(1).present};
+    }
+
+    // Whether a sack left on the floor of the pictures `picture(i)` reads as dirt within 20 frames.
+    bool sack_left(const std::function<cv::Mat(int)>& picture) {
+        bool dirty = false;
+        for (int i = 0; i < 20; ++i) {
+            cv::Mat img = picture(i);
+            cv::rectangle(img, {400, 60}, {480, 140}, cv::Scalar(30, 40, 50), cv::FILLED);
+            dirty = feed(img).second;
+        }
+        return dirty;
     }
 };
 
@@ -323,13 +335,7 @@ TEST(RegionChecks, AZoneThatNeverStopsMovingIsStillLearnedAndJudged) {
         return img;
     };
     for (int i = 0; i < 300; ++i) EXPECT_FALSE(r.feed(with_fan(i)).second) << "frame " << i;  // 2.5 min
-    bool dirty = false;
-    for (int i = 0; i < 20; ++i) {
-        cv::Mat img = with_fan(i);
-        cv::rectangle(img, {400, 60}, {480, 140}, cv::Scalar(30, 40, 50), cv::FILLED);
-        dirty = r.feed(img).second;
-    }
-    EXPECT_TRUE(dirty) << "a sack left beside the fan";
+    EXPECT_TRUE(r.sack_left(with_fan)) << "a sack left beside the fan";
 }
 
 TEST(RegionChecks, SomeoneWalkingAtStartUpIsNotLearnedAsTheCleanFloor) {
@@ -343,11 +349,5 @@ TEST(RegionChecks, SomeoneWalkingAtStartUpIsNotLearnedAsTheCleanFloor) {
     for (int i = 0; i < 200; ++i)
         EXPECT_FALSE(r.feed(scene(rng)).second) << "frame " << i << " after the cook left";
     // Still judged: a sack left on the floor.
-    bool dirty = false;
-    for (int i = 0; i < 20; ++i) {
-        cv::Mat img = scene(rng);
-        cv::rectangle(img, {400, 60}, {480, 140}, cv::Scalar(30, 40, 50), cv::FILLED);
-        dirty = r.feed(img).second;
-    }
-    EXPECT_TRUE(dirty) << "the sack";
+    EXPECT_TRUE(r.sack_left([&](int) { return scene(rng); })) << "the sack";
 }

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "vision/dnn/blob.hpp"
+#include "vision/dnn/quiet_opencv.hpp"
 
 namespace kg::vision::dnn {
 
@@ -84,15 +84,7 @@ cv::dnn::MatShape NetworkPass::output_shape(const std::string& name, const std::
     std::vector<cv::dnn::MatShape> in, out;
     const cv::Size size = input_->size();
     try {
-        // OpenCV logs a failed shape inference as five lines of its internals before it throws; the
-        // error below says what they say, naming the manifest. (The level is process-wide: this
-        // runs while detectors are built, and silences only other threads' OpenCV lines of that
-        // moment.)
-        struct QuietOpenCv {
-            cv::utils::logging::LogLevel was =
-                cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
-            ~QuietOpenCv() { cv::utils::logging::setLogLevel(was); }
-        } quiet;
+        const QuietOpenCv quiet;  // the error below says what OpenCV would log
         net_.getLayerShapes(cv::dnn::MatShape{1, 3, size.height, size.width}, net_.getLayerId(name), in, out);
     } catch (const cv::Exception& e) {
         // Otherwise OpenCV's assertion, naming neither the manifest nor the size, ends the start-up.

@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/dnn/shape_utils.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "vision/dnn/blob.hpp"
+#include "vision/dnn/quiet_opencv.hpp"
 
 namespace kg::vision::dnn {
 namespace {
@@ -53,13 +53,7 @@ TwoStageDetector::TwoStageDetector(Manifest manifest, NetworkPasses* passes)
     std::vector<cv::dnn::MatShape> in, out;
     const cv::Size size = spec_.input.size;
     try {
-        // OpenCV logs a failed shape inference as lines of its internals before it throws (as in
-        // NetworkPass): the error below says it, naming the manifest.
-        struct QuietOpenCv {
-            cv::utils::logging::LogLevel was =
-                cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
-            ~QuietOpenCv() { cv::utils::logging::setLogLevel(was); }
-        } quiet;
+        const QuietOpenCv quiet;  // the error below says what OpenCV would log
         classifier_.getLayerShapes(cv::dnn::MatShape{1, 3, size.height, size.width},
                                    classifier_.getLayerId(output_names_[0]), in, out);
     } catch (const cv::Exception& e) {
