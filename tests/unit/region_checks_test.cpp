@@ -63,6 +63,25 @@ struct Regions {
     }
 };
 
+// One station under `unattended` (5 minutes), fed still pictures at the gaps a test gives.
+struct Station {
+    cv::RNG rng{5};
+    MotionMap motion;
+    kg::vision::UnattendedCheck check{{{"", {}}}, motion, 0.002, std::chrono::minutes(5)};
+    kg::ingest::Frame frame;
+    Station() { frame.steady = kg::SteadyPoint{} + std::chrono::hours(1); }
+
+    // Whether `unattended` is present in a still picture `after` the last one.
+    bool feed(kg::SteadyPoint::duration after) {
+        frame.steady += after;
+        scene(rng).copyTo(frame.image);
+        motion.update(frame.image);
+        std::vector<Observation> out;
+        check.analyse(frame, out);
+        return out.at(0).present;
+    }
+};
+
 }  // namespace
 
 TEST(RegionChecks, ALightingChangeIsNeitherMotionNorDirt) {
@@ -238,19 +257,8 @@ TEST(RegionChecks, AFailedDetectorRunLeavesTheStillFramesAfterItWithWhatWasLastS
 // frame back raised `unattended` at once (5 minutes without activity), though nothing could be
 // seen meanwhile. The unseen time does not count; 3 more minutes of seen stillness do.
 TEST(RegionChecks, TimeNobodySawDoesNotCountAsUnattended) {
-    cv::RNG rng(5);
-    MotionMap motion;
-    kg::vision::UnattendedCheck check({{"", {}}}, motion, 0.002, std::chrono::minutes(5));
-    kg::ingest::Frame frame;
-    frame.steady = kg::SteadyPoint{} + std::chrono::hours(1);
-    const auto feed = [&](std::chrono::seconds after) {
-        frame.steady += after;
-        scene(rng).copyTo(frame.image);
-        motion.update(frame.image);
-        std::vector<Observation> out;
-        check.analyse(frame, out);
-        return out.at(0).present;
-    };
+    Station station;
+    const auto feed = [&](std::chrono::seconds after) { return station.feed(after); };
     for (int i = 0; i < 120; ++i) EXPECT_FALSE(feed(std::chrono::seconds(1)));  // 2 minutes still
     EXPECT_FALSE(feed(std::chrono::minutes(10))) << "raised on the first frame after an outage";
     for (int i = 0; i < 170; ++i) EXPECT_FALSE(feed(std::chrono::seconds(1))) << i;
@@ -262,21 +270,11 @@ TEST(RegionChecks, TimeNobodySawDoesNotCountAsUnattended) {
 // A camera analysed every 15 s (a low analysis.fps, key frames only with a long GOP): every gap was
 // over the 10 s taken for an outage, and the station was never judged. Its usual gap is the measure.
 TEST(RegionChecks, AStationAnalysedEveryFifteenSecondsIsStillJudged) {
-    cv::RNG rng(5);
-    MotionMap motion;
-    kg::vision::UnattendedCheck check({{"", {}}}, motion, 0.002, std::chrono::minutes(5));
-    kg::ingest::Frame frame;
-    frame.steady = kg::SteadyPoint{} + std::chrono::hours(1);
+    Station station;
     bool raised = false;
     int frames = 0;
-    for (; frames < 30 && !raised; ++frames) {  // 7.5 minutes of still frames, 15 s apart
-        frame.steady += std::chrono::seconds(15);
-        scene(rng).copyTo(frame.image);
-        motion.update(frame.image);
-        std::vector<Observation> out;
-        check.analyse(frame, out);
-        raised = out.at(0).present;
-    }
+    for (; frames < 30 && !raised; ++frames)  // 7.5 minutes of still frames, 15 s apart
+        raised = station.feed(std::chrono::seconds(15));
     EXPECT_TRUE(raised) << "never raised in 7.5 minutes of stillness";
     EXPECT_LE(frames, 23);  // about 5 minutes after the first frame
 }
@@ -295,20 +293,10 @@ TEST(RegionChecks, AStationWhoseAnalysisSlowsForGoodIsStillJudged) {
     };
     for (const Case c :
          {Case{"1 s for 2 minutes", seconds(1), 120}, Case{"a burst at connect", milliseconds(5), 3}}) {
-        cv::RNG rng(5);
-        MotionMap motion;
-        kg::vision::UnattendedCheck check({{"", {}}}, motion, 0.002, std::chrono::minutes(5));
-        kg::ingest::Frame frame;
-        frame.steady = kg::SteadyPoint{} + std::chrono::hours(1);
+        Station station;
+        auto& frame = station.frame;
         const auto first = frame.steady + c.before;
-        const auto feed = [&](milliseconds after) {
-            frame.steady += after;
-            scene(rng).copyTo(frame.image);
-            motion.update(frame.image);
-            std::vector<Observation> out;
-            check.analyse(frame, out);
-            return out.at(0).present;
-        };
+        const auto feed = [&](milliseconds after) { return station.feed(after); };
         for (int i = 0; i < c.frames_before; ++i) EXPECT_FALSE(feed(c.before)) << c.name;
         bool raised = false;
         for (int i = 0; i < 300 && !raised; ++i) raised = feed(seconds(12));  // an hour, 12 s apart
