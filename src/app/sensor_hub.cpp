@@ -1,5 +1,7 @@
 #include "app/sensor_hub.hpp"
 
+#include <fmt/format.h>
+
 #include <nlohmann/json.hpp>
 
 namespace kg::app {
@@ -148,7 +150,10 @@ void publish_rollup(outbox::Outbox& outbox, const publish::Topics& topics, const
     nlohmann::json j = {
         {"site", site}, {"sensor", sensor.id}, {"unit", sensor.unit}, {"minute", iso8601_utc(r.minute)},
         {"min", r.min}, {"mean", r.mean()},    {"max", r.max},        {"count", r.count}};
-    if (partial) j["partial"] = true;
+    if (partial) {
+        j["partial"] = true;
+        j["part"] = fmt::format("{:016x}", r.part);
+    }
     // Through the outbox: the day's curve survives an outage, but goes first when space runs out.
     outbox.enqueue({0, topics.sensor_rollup(sensor.id),
                     j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 1, false,

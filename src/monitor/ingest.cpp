@@ -22,6 +22,7 @@ using nlohmann::json;
 namespace {
 
 const std::regex kId("^[A-Za-z0-9_-]{1,64}$");
+const std::regex kPart("^[A-Za-z0-9_-]{1,32}$");  // a roll-up part's id
 
 const std::regex kEventId("^[A-Za-z0-9_-]{8,80}$");
 const std::regex kStream("^[0-9a-f]{16}$");
@@ -523,6 +524,10 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
             return refuse(topic, payload, "'count' is not an integer");
         if (j.contains("partial") && !j["partial"].is_boolean())
             return refuse(topic, payload, "'partial' is not true or false");
+        // Kept (see Store::add_rollup) and compared inside a comma-separated list.
+        if (j.contains("part") &&
+            (!j["part"].is_string() || !std::regex_match(j["part"].get<std::string>(), kPart)))
+            return refuse(topic, payload, "'part' is not an id (1 to 32 letters, digits, '-' or '_')");
         // Stored as the room writes a minute: the row's key and the order retention and the curves
         // read it in are that text, and `...T06:00:00Z` beside `...T06:00:00.000Z` was two rows
         // of one minute.

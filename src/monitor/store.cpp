@@ -35,7 +35,8 @@ const char* to_string(IngestOutcome o) {
 namespace {
 
 // Raised with every change of the tables a previous release cannot read as it did (see
-// sqlite::Options::version); version 1 is the schema below with alerts.end_reason.
+// sqlite::Options::version); version 1 is the schema below with alerts.end_reason. rollups.parts
+// needs no new version: a release before it writes its rows without, as it did.
 constexpr int kSchemaVersion = 1;
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS sites (
@@ -64,7 +65,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
   event_id TEXT PRIMARY KEY, site TEXT NOT NULL, jpeg BLOB NOT NULL, received_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rollups (
   site TEXT NOT NULL, sensor TEXT NOT NULL, minute TEXT NOT NULL, unit TEXT, min REAL, mean REAL,
-  max REAL, count INTEGER, PRIMARY KEY (site, sensor, minute));
+  max REAL, count INTEGER, parts TEXT, PRIMARY KEY (site, sensor, minute));
 CREATE TABLE IF NOT EXISTS actions (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, site TEXT NOT NULL,
   action TEXT NOT NULL, status_after TEXT NOT NULL, operator TEXT NOT NULL, note TEXT NOT NULL,
@@ -143,7 +144,8 @@ Store::Store(const std::string& path, Retention retention)
                  .foreign_keys = true,
                  .schema = kSchema,
                  .version = kSchemaVersion}) {
-    add_end_reason_column();
+    add_column("alerts", "end_reason");
+    add_column("rollups", "parts");
     add_read_indexes();
 }
 
@@ -157,16 +159,17 @@ void Store::add_read_indexes() {
     }
 }
 
-void Store::add_end_reason_column() {
-    // A database made before end_reason was kept has no such column; ADD COLUMN is instant. Another
+void Store::add_column(const char* table, const char* column) {
+    // A database made before the column was kept has no such column; ADD COLUMN is instant. Another
     // instance on the same file may add it between the look and the ALTER: then it is there.
-    const auto has_it = [this] {
-        Stmt s(db_, "SELECT 1 FROM pragma_table_info('alerts') WHERE name = 'end_reason'");
+    const auto has_it = [&] {
+        Stmt s(db_, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2");
+        s.bind(1, table).bind(2, column);
         return s.step();
     };
     if (has_it()) return;
     try {
-        db_.exec("ALTER TABLE alerts ADD COLUMN end_reason TEXT");
+        db_.exec(fmt::format("ALTER TABLE {} ADD COLUMN {} TEXT", table, column).c_str());
     } catch (const sqlite::Error&) {
         if (!has_it()) throw;
     }
@@ -664,30 +667,44 @@ bool Store::add_rollup(const std::string& site, const std::string& sensor, const
     ensure_site(site);
     // A redelivered minute replaces itself. A partial one (a gateway restarted within it: the
     // stop sent the part before, the next run the part after) adds to the part already there:
-    // replaced, the minute kept only its last part.
+    // replaced, the minute kept only its last part. A part is added once: the ids of those added
+    // are kept, and one delivered again (QoS 1: its PUBACK was lost) leaves the row as it is. A
+    // part without an id (a gateway before ids) is added each time it comes.
     const auto partial = r.value("partial", false);
+    const auto part = partial ? text(r, "part") : std::nullopt;
     // Parts in two units (the sensor's unit changed at that reload or restart) are not one minute:
     // merged, degF and degC made a false excursion on the day's curve; the later part replaces.
-    Stmt s(db_, partial
-                    ? "INSERT INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
-                      " VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(site, sensor, minute) DO UPDATE SET"
-                      " unit = excluded.unit,"
-                      " min = CASE WHEN rollups.unit IS excluded.unit THEN min(rollups.min, excluded.min)"
-                      " ELSE excluded.min END,"
-                      " max = CASE WHEN rollups.unit IS excluded.unit THEN max(rollups.max, excluded.max)"
-                      " ELSE excluded.max END,"
-                      " mean = CASE WHEN rollups.unit IS excluded.unit AND rollups.count + excluded.count > 0"
-                      " THEN (rollups.mean * rollups.count + excluded.mean * excluded.count) /"
-                      " (rollups.count + excluded.count) ELSE excluded.mean END,"
-                      " count = CASE WHEN rollups.unit IS excluded.unit THEN rollups.count + excluded.count"
-                      " ELSE excluded.count END"
-                    : "INSERT OR REPLACE INTO rollups(site, sensor, minute, unit, min, mean, max, count)"
-                      " VALUES(?,?,?,?,?,?,?,?)");
+    // The ids stop being kept past kMaxPartsText (a gateway restarting in a loop within a minute):
+    // the parts after it are still added, and a redelivery of one of them counts twice.
+    Stmt s(db_,
+           partial
+               ? "INSERT INTO rollups(site, sensor, minute, unit, min, mean, max, count, parts)"
+                 " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9) ON CONFLICT(site, sensor, minute) DO UPDATE SET"
+                 " unit = excluded.unit,"
+                 " min = CASE WHEN rollups.unit IS excluded.unit THEN min(rollups.min, excluded.min)"
+                 " ELSE excluded.min END,"
+                 " max = CASE WHEN rollups.unit IS excluded.unit THEN max(rollups.max, excluded.max)"
+                 " ELSE excluded.max END,"
+                 " mean = CASE WHEN rollups.unit IS excluded.unit AND rollups.count + excluded.count > 0"
+                 " THEN (rollups.mean * rollups.count + excluded.mean * excluded.count) /"
+                 " (rollups.count + excluded.count) ELSE excluded.mean END,"
+                 " count = CASE WHEN rollups.unit IS excluded.unit THEN rollups.count + excluded.count"
+                 " ELSE excluded.count END,"
+                 " parts = CASE WHEN rollups.unit IS NOT excluded.unit THEN excluded.parts"
+                 " WHEN excluded.parts IS NULL OR length(rollups.parts) >= ?10 THEN rollups.parts"
+                 " WHEN rollups.parts IS NULL THEN excluded.parts"
+                 " ELSE rollups.parts || ',' || excluded.parts END"
+                 " WHERE rollups.unit IS NOT excluded.unit OR excluded.parts IS NULL OR"
+                 " instr(',' || COALESCE(rollups.parts, '') || ',', ',' || excluded.parts || ',') = 0"
+               : "INSERT OR REPLACE INTO rollups(site, sensor, minute, unit, min, mean, max, count, parts)"
+                 " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
     s.bind(1, site).bind(2, sensor).bind(3, r.at("minute").get<std::string>()).bind(4, text(r, "unit"));
     s.bind(5, r.at("min").get<double>())
         .bind(6, r.at("mean").get<double>())
         .bind(7, r.at("max").get<double>());
-    s.bind(8, r.at("count").get<std::int64_t>()).run();
+    s.bind(8, r.at("count").get<std::int64_t>()).bind(9, part);
+    if (partial) s.bind(10, static_cast<std::int64_t>(kMaxPartsText));
+    s.run();
     rollup_sensors_[site].insert(sensor);  // once stored: a failed write is not a sensor the site has
     return true;
 }

@@ -230,6 +230,8 @@ public:
     bool forget_camera(const std::string& site, const std::string& camera);
     bool forget_sensor(const std::string& site, const std::string& sensor);
     static constexpr int kMaxSourcesPerSite = 256;
+    // How long the ids of a roll-up minute's parts added may grow (see add_rollup): 16 of the gateway's ids.
+    static constexpr int kMaxPartsText = 256;
     EventStored add_event(const EventMessage& m, TimePoint now,
                           const std::optional<Sequence>& seq = std::nullopt);
     // False when the event belongs to another site (a site cannot attach pictures to others' alerts).
@@ -341,7 +343,8 @@ private:
     bool forget_source(const char* table, const char* column, const std::string& site, const std::string& id);
     Alert read_alert(sqlite::Stmt& s);
     nlohmann::json read_sites(const std::optional<std::string>& only);  // all when nullopt
-    void add_end_reason_column();
+    // A TEXT column the table had not in an earlier release (alerts.end_reason, rollups.parts).
+    void add_column(const char* table, const char* column);
     void add_read_indexes();
     bool was_deleted(const std::string& id);  // caller holds mutex_
     // How long an alert retention deleted is remembered, so that a late copy cannot reopen it.

@@ -2,8 +2,10 @@
 // Per-minute min / mean / max of a sensor's readings, so the monitor can draw a day's curve
 // without receiving every reading.
 
+#include <cstdint>
 #include <limits>
 #include <optional>
+#include <random>
 #include <string>
 
 #include "common/time.hpp"
@@ -16,11 +18,19 @@ struct Rollup {
     double max = -std::numeric_limits<double>::infinity();
     double sum = 0;
     int count = 0;
+    // Which Roller summed it: the parts of one minute that two runs send (a restart within it) have
+    // two, and a part the broker delivers twice has the same one, so the room adds it up once.
+    std::uint64_t part = 0;
     double mean() const { return count > 0 ? sum / count : 0.0; }
 };
 
 class Roller {
 public:
+    // Random, not counted: two processes (a stop's part and the next run's) must not meet on one id,
+    // and they share nothing to count with. A copy (a reload carrying the minute on) keeps the id,
+    // for it sends the same part.
+    Roller() : part_((static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}()) {}
+
     // Adds a reading taken at `t` (its own time) that arrived at `arrived`; returns the finished
     // minute when this reading starts a new one. A reading up to 5 minutes behind a minute already
     // begun or sent is left out.
@@ -62,11 +72,13 @@ public:
 private:
     Rollup flush() {
         Rollup r = current_;
+        r.part = part_;
         last_sent_ = current_.minute;
         current_ = Rollup{};
         return r;
     }
     static constexpr auto kStraggler = std::chrono::minutes(5);
+    std::uint64_t part_;
     Rollup current_;
     std::optional<TimePoint> last_sent_;  // the minute flushed last
     TimePoint::duration lag_{};           // arrival - own time of the newest reading

@@ -649,6 +649,98 @@ TEST(MonitorIngest, ThePartsOfAMinuteCutByARestartAddUp) {
     EXPECT_EQ(pantry["count"], 6) << pantry.dump();
 }
 
+// QoS 1 delivers a message again when its PUBACK is lost. A whole minute replaces itself, but a part
+// was added again, counting its readings twice. Each part carries its run's id: the same part again
+// leaves the minute as it is, another part adds; a part without an id (a gateway from before ids) is
+// added as it always was.
+TEST(MonitorIngest, APartDeliveredTwiceIsAddedOnce) {
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const auto send = [&](double min, double max, int count, json part, const char* unit = "degC") {
+        json j{{"site", "sch-0101"}, {"sensor", "fridge"},
+               {"unit", unit},       {"minute", "2026-11-24T08:00:00.000Z"},
+               {"min", min},         {"mean", (min + max) / 2},
+               {"max", max},         {"count", count},
+               {"partial", true}};
+        if (!part.is_null()) j["part"] = part;
+        ingest.handle("kitchen/sch-0101/sensors/fridge/rollup", j.dump(), false, kT0);
+    };
+    const auto minute = [&] {
+        const auto kept = store.rollups("sch-0101", "2026-11-24T00:00:00.000Z", "2026-11-25T00:00:00.000Z");
+        EXPECT_TRUE(kept && kept->size() == 1u && (*kept)[0]["points"].size() == 1u);
+        return kept && !kept->empty() && !(*kept)[0]["points"].empty() ? (*kept)[0]["points"][0] : json();
+    };
+    send(3.0, 4.0, 2, "a1b2c3d4e5f60718");  // the stop's part
+    send(3.0, 4.0, 2, "a1b2c3d4e5f60718");  // delivered again
+    EXPECT_EQ(minute()["count"], 2) << minute().dump();
+    send(2.0, 6.0, 6, "0f0e0d0c0b0a0908");  // the next run's
+    send(3.0, 4.0, 2, "a1b2c3d4e5f60718");  // the first, once more, after it
+    send(2.0, 6.0, 6, "0f0e0d0c0b0a0908");
+    auto p = minute();
+    EXPECT_EQ(p["count"], 8) << p.dump();
+    EXPECT_EQ(p["min"], 2.0) << p.dump();
+    EXPECT_EQ(p["max"], 6.0) << p.dump();
+    EXPECT_DOUBLE_EQ(p["mean"].get<double>(), (3.5 * 2 + 4.0 * 6) / 8) << p.dump();
+    send(1.0, 1.0, 1, nullptr);  // no id: added each time
+    send(1.0, 1.0, 1, nullptr);
+    EXPECT_EQ(minute()["count"], 10) << minute().dump();
+    // A part in another unit replaces the minute, and the ids with it: a part of the old unit
+    // delivered again after it is another change of unit, not a repeat.
+    send(38.0, 40.0, 3, "1111111111111111", "degF");
+    send(38.0, 40.0, 3, "1111111111111111", "degF");
+    EXPECT_EQ(minute()["count"], 3) << minute().dump();
+    EXPECT_EQ(ingest.counters().refused.load(), 0u);
+    for (const json& bad : {json(7), json(""), json("a,b"), json(std::string(33, 'a'))}) {
+        send(1.0, 1.0, 1, bad);
+        EXPECT_EQ(minute()["count"], 3) << bad.dump();
+    }
+    EXPECT_EQ(ingest.counters().refused.load(), 4u);
+}
+
+// The ids kept are bounded: a gateway restarting in a loop within one minute sends many parts, and
+// past the bound they are still added (each one once it is new), not refused.
+TEST(MonitorStore, ThePartsOfAMinuteKeepTheirIdsUpToABound) {
+    Store store(":memory:");
+    const auto add = [&](int i) {
+        const json r{{"unit", "degC"},  {"minute", "2026-11-24T08:00:00.000Z"},
+                     {"min", 1.0},      {"mean", 1.0},
+                     {"max", 1.0},      {"count", 1},
+                     {"partial", true}, {"part", fmt::format("{:016x}", i)}};
+        ASSERT_TRUE(store.add_rollup("sch-0101", "fridge", r));
+    };
+    const auto count = [&] {
+        return (*store.rollups("sch-0101", "2026-11-24T00:00:00.000Z",
+                               "2026-11-25T00:00:00.000Z"))[0]["points"][0]["count"]
+            .get<int>();
+    };
+    for (int i = 0; i < 40; ++i) add(i);
+    EXPECT_EQ(count(), 40);
+    add(3);  // among the ids kept
+    EXPECT_EQ(count(), 40);
+    add(39);  // past the bound: counted again
+    EXPECT_EQ(count(), 41);
+}
+
+TEST(MonitorStore, ADatabaseFromBeforePartIdsGetsTheColumn) {
+    TempDir tmp;
+    const json r{{"unit", "degC"},  {"minute", "2026-11-24T08:00:00.000Z"},
+                 {"min", 1.0},      {"mean", 1.0},
+                 {"max", 1.0},      {"count", 1},
+                 {"partial", true}, {"part", "00000000000000aa"}};
+    { Store store(tmp.path("old.db")); }
+    {
+        // As a monitor of yesterday left it: no parts column.
+        kg::sqlite::Db db(tmp.path("old.db"), {.label = "database"});
+        db.exec("ALTER TABLE rollups DROP COLUMN parts");
+    }
+    Store store(tmp.path("old.db"));
+    ASSERT_TRUE(store.add_rollup("sch-0101", "fridge", r));
+    ASSERT_TRUE(store.add_rollup("sch-0101", "fridge", r));
+    EXPECT_EQ((*store.rollups("sch-0101", "2026-11-24T00:00:00.000Z",
+                              "2026-11-25T00:00:00.000Z"))[0]["points"][0]["count"],
+              1);
+}
+
 // A minute written otherwise (no milliseconds, seconds into it) is the same minute: one row, in the
 // room's own form, where it made two rows of one minute.
 TEST(MonitorIngest, AMinuteWrittenOtherwiseIsTheSameRow) {
