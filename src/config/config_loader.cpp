@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <regex>
 #include <set>
@@ -1259,7 +1260,8 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
     }
 }
 
-void read_source(Reader& r, const YAML::Node& n, const std::string& path, SensorSource& src) {
+void read_source(Reader& r, const YAML::Node& n, const std::string& path, const std::string& sensor,
+                 SensorSource& src) {
     if (!r.map(n, path, {"mqtt", "modbus"})) return;
     if (n["mqtt"] && n["modbus"]) r.error(n, path, "one of mqtt or modbus, not both");
     if (const auto m = n["mqtt"]) {
@@ -1309,7 +1311,23 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, Sensor
         }
         if (b["data_bits"]) r.integer(b["data_bits"], p + ".data_bits", src.data_bits, 5, 8);
         if (b["stop_bits"]) r.integer(b["stop_bits"], p + ".stop_bits", src.stop_bits, 1, 2);
-        if (b["unit_id"]) r.integer(b["unit_id"], p + ".unit_id", src.unit_id, 0, 247);
+        if (b["unit_id"]) {
+            // Modbus TCP devices and gateways often answer as 255 or 0 only; on a serial line 0 is the
+            // broadcast address, which no unit answers, and 248..255 are reserved.
+            const bool tcp = src.device.rfind("tcp://", 0) == 0;
+            const int lo = tcp ? 0 : 1, hi = tcp ? 255 : 247;
+            int id = 0;
+            if (r.integer(b["unit_id"], p + ".unit_id", id, std::numeric_limits<int>::min(),
+                          std::numeric_limits<int>::max())) {
+                if (id < lo || id > hi) {
+                    r.error(b["unit_id"], p + ".unit_id",
+                            fmt::format("sensor '{}': unit_id {} is out of range for Modbus {} ({}..{})",
+                                        sensor, id, tcp ? "TCP" : "RTU", lo, hi));
+                } else {
+                    src.unit_id = id;
+                }
+            }
+        }
         if (b["address"]) {
             r.integer(b["address"], p + ".address", src.address, 0, 65535);
         } else {
@@ -1389,7 +1407,7 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
         }
     }
     if (n["source"]) {
-        read_source(r, n["source"], path + ".source", s.source);
+        read_source(r, n["source"], path + ".source", s.id, s.source);
     } else {
         r.error(n, path + ".source", "missing required key");
     }

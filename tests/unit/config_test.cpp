@@ -407,6 +407,25 @@ TEST(ConfigLoader, SensorsWithoutCameras) {
     EXPECT_EQ(g.sensors[1].disinfection->schedule, "wash");
 }
 
+// Modbus TCP devices and gateways often answer only as unit 255 or 0 (refused at 247 before); a
+// serial line keeps 1..247.
+TEST(ConfigLoader, AModbusTcpUnitIdTakesTheWholeByte) {
+    const auto g =
+        load_string(kHead +
+                        "sensors:\n"
+                        "  - id: a\n"
+                        "    source: {modbus: {device: 'tcp://10.0.0.5:502', unit_id: 255, address: 0}}\n"
+                        "  - id: b\n"
+                        "    source: {modbus: {device: 'tcp://10.0.0.6:502', unit_id: 0, address: 0}}\n"
+                        "  - id: c\n"
+                        "    source: {modbus: {device: 'rtu:/dev/ttyUSB0', unit_id: 247, address: 0}}\n",
+                    "g.yaml");
+    ASSERT_EQ(g.sensors.size(), 3u);
+    EXPECT_EQ(g.sensors[0].source.unit_id, 255);
+    EXPECT_EQ(g.sensors[1].source.unit_id, 0);
+    EXPECT_EQ(g.sensors[2].source.unit_id, 247);
+}
+
 // A disinfection window is judged when it ends: "00:00-24:00" every day, meant as "a cycle a day",
 // never ended, and forty hours without a cycle raised nothing; and rtmp_push without listen pushed
 // nothing, with "configuration OK" (reviews). Said, not refused: a box whose configuration ran
@@ -729,6 +748,21 @@ INSTANTIATE_TEST_SUITE_P(
                 kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'tcp://h:502', address: 0, "
                         "timeout: 2m}}\n",
                 4, "sensors[0].source.modbus.timeout", "at most 60s"},
+        BadCase{"modbus_tcp_unit_id_above_255",
+                kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'tcp://h:502', address: 0, "
+                        "unit_id: 256}}\n",
+                4, "sensors[0].source.modbus.unit_id",
+                "sensor 'f': unit_id 256 is out of range for Modbus TCP (0..255)"},
+        BadCase{"modbus_rtu_broadcast_unit_id",
+                kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'rtu:/dev/ttyUSB0', address: 0, "
+                        "unit_id: 0}}\n",
+                4, "sensors[0].source.modbus.unit_id",
+                "sensor 'f': unit_id 0 is out of range for Modbus RTU (1..247)"},
+        BadCase{"modbus_rtu_reserved_unit_id",
+                kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'rtu:/dev/ttyUSB0', address: 0, "
+                        "unit_id: 248}}\n",
+                4, "sensors[0].source.modbus.unit_id",
+                "sensor 'f': unit_id 248 is out of range for Modbus RTU (1..247)"},
         BadCase{
             "serial_line_settings_differ",
             kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'rtu:/dev/ttyUSB0', address: 0}}\n"
