@@ -1723,6 +1723,14 @@ std::vector<std::string> doubts(const Gateway& g) {
                 "cycle ever counts and every window is a missed cycle",
                 sensor.id, sensor.disinfection->setpoint, range));
         }
+        // A cycle counts while the value is at or above the set point: with the set point at or below
+        // the lowest valid reading, a cold cabinet reads as one disinfecting all the time.
+        if (sensor.disinfection && sensor.min_valid && sensor.disinfection->setpoint <= *sensor.min_valid) {
+            out.push_back(fmt::format(
+                "sensor '{}': disinfection.setpoint {} is at or below the min of its {}: every valid reading "
+                "is hot, so the cabinet always reads as disinfecting and a missed cycle is never raised",
+                sensor.id, sensor.disinfection->setpoint, range));
+        }
         for (const auto& th : sensor.thresholds) {
             const bool never = th.above ? sensor.max_valid && th.value >= *sensor.max_valid
                                         : sensor.min_valid && th.value <= *sensor.min_valid;

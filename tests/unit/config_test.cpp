@@ -480,6 +480,22 @@ TEST(ConfigLoader, DoubtsNameSetPointsAndThresholdsOutsideTheValidRange) {
         doubts_of("{id: cabinet, valid_range: [-20, 120], source: {mqtt: {topic: t/c}}, disinfection: "
                   "{setpoint: 120, schedule: wash}}")
             .empty());
+    // A set point at or below the lowest valid reading: every valid reading is hot.
+    for (const char* setpoint : {"20", "-30"}) {
+        const auto cold =
+            doubts_of(std::string("{id: cabinet, valid_range: [20, 150], source: {mqtt: {topic: "
+                                  "t/c}}, disinfection: {setpoint: ") +
+                      setpoint + ", schedule: wash}}");
+        ASSERT_EQ(cold.size(), 1u) << setpoint;
+        EXPECT_NE(
+            cold[0].find(std::string("sensor 'cabinet': disinfection.setpoint ") + setpoint +
+                         " is at or below the min of its valid_range [20, 150]: every valid reading is hot"),
+            std::string::npos)
+            << cold[0];
+    }
+    EXPECT_TRUE(doubts_of("{id: cabinet, valid_range: [20, 150], source: {mqtt: {topic: t/c}}, disinfection: "
+                          "{setpoint: 20.5, schedule: wash}}")
+                    .empty());
     const auto fridge = doubts_of(
         "{id: fridge, valid_range: [-40, 60], source: {mqtt: {topic: t/f}}, thresholds: [{label: hot, above: "
         "60}, {label: cold, below: -50}, {label: warm, above: 8}, {label: iced, below: -40.5}, {label: edge, "
