@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "app/missed_cycles.hpp"
+#include "common/url_text.hpp"
 #include "config/config_loader.hpp"
 #include "publish/payloads.hpp"
 #include "stream/hls_writer.hpp"
@@ -767,6 +768,27 @@ std::string Gateway::metrics() const {
                                  label(s["sensor"].get<std::string>()), s["age_s"].get<double>());
             }
         }
+        const auto counts = sensors_->input_counts();
+        auto per_sensor = [&](const char* name, const char* help, auto value) {
+            family(name, "counter", help);
+            for (const auto& [id, c] : counts)
+                m += fmt::format("{}{{sensor=\"{}\"}} {}\n", name, label(id), value(c));
+        };
+        using Counts = sensors::InputCounts;
+        per_sensor("kg_sensor_messages_rejected_total",
+                   "MQTT payloads on the sensor's topic without a number at its value path",
+                   [](const Counts& c) { return c.rejected; });
+        per_sensor("kg_sensor_messages_dropped_total",
+                   "MQTT messages on the sensor's topic pushed out, unread, by a flood of messages",
+                   [](const Counts& c) { return c.dropped; });
+        per_sensor("kg_sensor_read_failures_total",
+                   "Modbus reads of the sensor that failed or held no number",
+                   [](const Counts& c) { return c.read_failures; });
+        family("kg_sensor_connect_failures_total", "counter", "failed connects to a Modbus device");
+        // A device URL may carry an account (tcp://user:password@host): not its password here.
+        for (const auto& [device, n] : sensors_->connect_failures())
+            m += fmt::format("kg_sensor_connect_failures_total{{device=\"{}\"}} {}\n",
+                             label(without_password(device)), n);
     }
     const auto p = process_stats();
     family("process_cpu_seconds_total", "counter", "user and system CPU time of the gateway");

@@ -207,6 +207,20 @@ nlohmann::json SensorHub::states(TimePoint now) {
     return out;
 }
 
+sensors::SensorCounts SensorHub::input_counts() const {
+    sensors::SensorCounts out;
+    for (const auto& [id, e] : entries_) out[id];  // every sensor listed, at 0 until it counts
+    if (mqtt_) mqtt_->add_counts(out);
+    for (const auto& m : modbus_) m->add_counts(out);
+    return out;
+}
+
+std::map<std::string, std::uint64_t> SensorHub::connect_failures() const {
+    std::map<std::string, std::uint64_t> out;
+    for (const auto& m : modbus_) out[m->device()] = m->connect_failures();
+    return out;
+}
+
 void SensorHub::tick(TimePoint now, SteadyPoint steady_now, bool publish_all_states) {
     std::vector<StateMessage> states;
     {

@@ -70,6 +70,10 @@ public:
     std::size_t size() const { return entries_.size(); }
     // Current state of every sensor, for the local API and the metrics.
     nlohmann::json states(TimePoint now);
+    // What the inputs could not turn into readings, for the metrics: by sensor (each of this hub's
+    // sensors listed), and failed connects by Modbus device.
+    sensors::SensorCounts input_counts() const;
+    std::map<std::string, std::uint64_t> connect_failures() const;
 
 private:
     struct Entry {

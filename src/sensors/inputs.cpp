@@ -48,7 +48,9 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
       client_id_(std::move(client_id)),
       sensors_(std::move(sensors)),
       handler_(std::move(handler)),
-      log_(std::move(log)) {
+      log_(std::move(log)),
+      rejected_by_(std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size())),
+      dropped_by_(std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size())) {
     client_ = std::make_unique<mqtt::async_client>(publish::paho_uri(url_), client_id_);
     client_->set_message_callback([this](mqtt::const_message_ptr msg) {
         receive({msg->get_topic(), msg->to_string(), msg->is_retained()});
@@ -60,6 +62,14 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
 }
 
 MqttSensorInput::~MqttSensorInput() { stop(); }
+
+void MqttSensorInput::add_counts(SensorCounts& out) const {
+    for (std::size_t i = 0; i < sensors_.size(); ++i) {
+        auto& c = out[sensors_[i]->id];
+        c.rejected += rejected_by_[i].load();
+        c.dropped += dropped_by_[i].load();
+    }
+}
 
 void MqttSensorInput::start() {
     handling_.start([this] { handle_messages(); });
@@ -86,6 +96,8 @@ void MqttSensorInput::receive(Message message) {
     {
         std::lock_guard lock(queue_mutex_);
         if (queue_.size() >= kMaxQueued) {
+            for (std::size_t i = 0; i < sensors_.size(); ++i)
+                if (topic_matches(sensors_[i]->source.topic, queue_.front().topic)) ++dropped_by_[i];
             queue_.pop_front();
             dropped = ++dropped_;
         }
@@ -280,11 +292,13 @@ void MqttSensorInput::on_message(const Message& message) {
     const bool too_deep = json_nested_deeper_than(payload, kMaxPayloadDepth);
     nlohmann::json doc = too_deep ? nlohmann::json(nlohmann::json::value_t::discarded)
                                   : nlohmann::json::parse(payload, nullptr, false);
-    for (const auto* s : sensors_) {
+    for (std::size_t i = 0; i < sensors_.size(); ++i) {
+        const auto* s = sensors_[i];
         if (!topic_matches(s->source.topic, topic)) continue;
         const auto value = doc.is_discarded() ? std::nullopt : number_at(doc, s->source.value_path);
         if (!value) {
             // Garbage is counted and logged with what was wrong, and the sensor keeps its last value.
+            ++rejected_by_[i];
             const auto n = ++rejected_;
             if (const auto lines = rejected_logs_.try_emplace(s->id).first->second.pass()) {
                 log_->warn("sensor {}: payload on {} has no number at '{}'{} ({} rejected so far{}): {:.120}",
@@ -307,7 +321,8 @@ ModbusPoller::ModbusPoller(std::string device, std::vector<const config::Sensor*
     : device_(std::move(device)),
       sensors_(std::move(sensors)),
       handler_(std::move(handler)),
-      log_(std::move(log)) {}
+      log_(std::move(log)),
+      read_failures_(std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size())) {}
 
 namespace {
 
@@ -343,6 +358,11 @@ std::string repeat_note(std::uint64_t count) {
 }  // namespace
 
 ModbusPoller::~ModbusPoller() { stop(); }
+
+void ModbusPoller::add_counts(SensorCounts& out) const {
+    for (std::size_t i = 0; i < sensors_.size(); ++i)
+        out[sensors_[i]->id].read_failures += read_failures_[i].load();
+}
 
 void ModbusPoller::start() {
     thread_.start([this] { run(); });
@@ -417,6 +437,7 @@ void ModbusPoller::run() {
             }
             if (!ctx) {
                 ++failures_;
+                ++connect_failures_;
                 thread_.wait_for(backoff.next());
                 continue;
             }
@@ -440,6 +461,7 @@ void ModbusPoller::run() {
             if (n != static_cast<int>(regs.size())) {
                 const int err = n < 0 ? errno : EMBMDATA;  // before the log can change it
                 ++failures_;
+                ++read_failures_[i];
                 const auto streak = failing[i]++;
                 log_->log(repeat_level(streak), "sensor {}: Modbus read of {} register {} failed: {}{}",
                           s->id, device_, s->source.address, modbus_strerror(err), repeat_note(streak + 1));
@@ -466,6 +488,7 @@ void ModbusPoller::run() {
             if (!std::isfinite(value)) {
                 // float32 NaN is how many devices say "no measurement": not a reading.
                 ++failures_;
+                ++read_failures_[i];
                 const auto streak = failing[i]++;
                 log_->log(repeat_level(streak), "sensor {}: {} register {} holds no number ({}){}", s->id,
                           device_, s->source.address, value, repeat_note(streak + 1));

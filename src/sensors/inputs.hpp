@@ -31,6 +31,14 @@ namespace kg::sensors {
 
 using ReadingHandler = std::function<void(const Reading&)>;
 
+// What an input could not turn into readings, by sensor id (the gateway's /metrics).
+struct InputCounts {
+    std::uint64_t rejected = 0;       // MQTT: payloads on its topic without a number at its value path
+    std::uint64_t dropped = 0;        // MQTT: messages on its topic a flood pushed out before handled
+    std::uint64_t read_failures = 0;  // Modbus: reads that failed or held no number
+};
+using SensorCounts = std::map<std::string, InputCounts>;
+
 class MqttSensorInput {
 public:
     // `broker`: where the sensors publish, with the account and TLS to read them with.
@@ -43,6 +51,8 @@ public:
     std::uint64_t rejected() const { return rejected_.load(); }  // payloads that held no usable value
     std::uint64_t dropped() const { return dropped_.load(); }    // readings a flood pushed out, oldest first
     std::uint64_t received() const { return received_.load(); }  // messages Paho handed over, queued
+    // Adds this input's counts of each of its sensors to `out`.
+    void add_counts(SensorCounts& out) const;
 
 private:
     void run();
@@ -77,6 +87,8 @@ private:
     // updates, a humidity-only message on the same topic) is said at most once a minute a sensor.
     std::map<std::string, LogThrottle> rejected_logs_;
     std::atomic<std::uint64_t> rejected_{0};
+    // By the index of the sensor in sensors_: a flood's drop counts for each sensor its topic matches.
+    std::unique_ptr<std::atomic<std::uint64_t>[]> rejected_by_, dropped_by_;
     // Paho C calls message callbacks on one receive thread shared by every client in the process
     // (the uplink's acknowledgements arrive on it too), holding a mutex they take to publish. So the
     // handler (rules, and an event's outbox commit with its fsync) runs on a thread of its own: the
@@ -103,6 +115,11 @@ public:
     void request_stop();
     void stop();
     std::uint64_t failures() const { return failures_.load(); }
+    // Adds the failed reads of each of its sensors to `out` (failed connects are the device's:
+    // connect_failures()).
+    void add_counts(SensorCounts& out) const;
+    std::uint64_t connect_failures() const { return connect_failures_.load(); }
+    const std::string& device() const { return device_; }
 
 private:
     void run();
@@ -111,7 +128,8 @@ private:
     std::vector<const config::Sensor*> sensors_;
     ReadingHandler handler_;
     std::shared_ptr<spdlog::logger> log_;
-    std::atomic<std::uint64_t> failures_{0};
+    std::atomic<std::uint64_t> failures_{0}, connect_failures_{0};
+    std::unique_ptr<std::atomic<std::uint64_t>[]> read_failures_;  // by the index in sensors_
     WorkerThread thread_;
 };
 

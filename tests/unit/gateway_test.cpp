@@ -280,6 +280,66 @@ TEST(GatewayPublicStatus, ABrokenProbesLastGoodValueIsNotShownAsCurrent) {
     EXPECT_TRUE(status.at("online").get<bool>()) << status.dump();
 }
 
+// The value of the line of `metrics` that starts with `series` and a space, or -1.
+double metric(const std::string& metrics, const std::string& series) {
+    const auto at = metrics.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(metrics.substr(at + series.size() + 2));
+}
+
+// The sensor inputs' counts (payloads without a value, messages a flood pushed out, failed Modbus
+// reads and connects) were in the log only: an installer's Prometheus never saw a sensor whose every
+// message is unreadable, or a Modbus unit that never answers, until its offline alert.
+TEST(GatewayMetrics, TheSensorInputsCountsAreThereBySensor) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    TempDir dir;
+    kg::Logging logging("info", false);
+    // A Modbus device that takes the connection and never answers (the kernel accepts it), and one
+    // nobody listens on.
+    const int mute = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    ASSERT_EQ(::bind(mute, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(::listen(mute, 8), 0);
+    ::getsockname(mute, reinterpret_cast<sockaddr*>(&a), &len);
+    const auto mute_device = "tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    const auto gone_device = "tcp://127.0.0.1:" + std::to_string(kg::test::free_port());
+    kg::app::Gateway gateway(
+        fridge_site(broker.url(), dir.path,
+                    "  - id: tank\n    interval: 1s\n    source: {modbus: {device: '" + mute_device +
+                        "', address: 0, timeout: 100ms}}\n"
+                        "  - id: gone\n    interval: 1s\n    source: {modbus: {device: '" +
+                        gone_device + "', address: 0}}\n"),
+        logging);
+    gateway.start();
+    mqtt::async_client device(broker.url(), "kg-gateway-test-device");
+    ASSERT_TRUE(device.connect()->wait_for(10s));
+    ASSERT_TRUE(within(
+        10s, [&] { return !gateway.sensors().at(0).at("value").is_null(); },
+        [&] { device.publish("test/fridge", R"({"temperature": 4.0})", 1, false)->wait_for(5s); }))
+        << gateway.sensors().dump();
+    for (int i = 0; i < 2; ++i) device.publish("test/fridge", R"({"humidity": 61})", 1, false)->wait_for(5s);
+    const bool counted = within(10s, [&] {
+        const auto m = gateway.metrics();
+        return metric(m, R"(kg_sensor_messages_rejected_total{sensor="fridge"})") == 2 &&
+               metric(m, R"(kg_sensor_read_failures_total{sensor="tank"})") >= 1 &&
+               metric(m, "kg_sensor_connect_failures_total{device=\"" + gone_device + "\"}") >= 1;
+    });
+    const auto m = gateway.metrics();
+    gateway.stop();
+    device.disconnect()->wait_for(5s);
+    ::close(mute);
+    EXPECT_TRUE(counted) << m;
+    EXPECT_EQ(metric(m, R"(kg_sensor_messages_dropped_total{sensor="fridge"})"), 0) << m;
+    EXPECT_EQ(metric(m, R"(kg_sensor_messages_rejected_total{sensor="tank"})"), 0) << m;
+    EXPECT_EQ(metric(m, R"(kg_sensor_read_failures_total{sensor="fridge"})"), 0) << m;
+    EXPECT_NE(m.find("# TYPE kg_sensor_read_failures_total counter"), std::string::npos) << m;
+}
+
 namespace {
 
 // A gateway with one disinfection cabinet read over MQTT (never reached here: a restart is judged
