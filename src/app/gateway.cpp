@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -402,6 +403,11 @@ void Gateway::publish_states(TimePoint now, bool due) {
 }
 
 void Gateway::note_alive(TimePoint now) {
+    // Read only to judge a missed disinfection cycle after a crash: a site without a cabinet would
+    // write its outbox once a minute for nothing (wear on an SD card).
+    const bool needed = std::any_of(cfg_.sensors.begin(), cfg_.sensors.end(),
+                                    [](const config::Sensor& s) { return s.disinfection.has_value(); });
+    if (!needed) return;
     store_->note_alive(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
 }
 

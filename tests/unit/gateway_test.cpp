@@ -493,6 +493,27 @@ TEST(GatewayStart, AMissedCycleARestartEndedIsNotRaisedAgain) {
     EXPECT_EQ(missed_starts(events), std::vector<std::string>{"raised-before"}) << events.dump();
 }
 
+// The heartbeat is read only to judge a missed disinfection cycle after a crash: a site without a
+// cabinet wrote it to its outbox once a minute and at each stop for nothing. A cabinet's site
+// still writes it.
+TEST(GatewayStart, OnlyASiteWithADisinfectionCabinetWritesTheHeartbeat) {
+    kg::Logging logging("info", false);
+    const auto heartbeat_after_a_run = [&](const kg::config::Gateway& cfg, const fs::path& dir) {
+        {
+            kg::app::Gateway gateway(cfg, logging);
+            gateway.start();
+            gateway.tick();
+            gateway.stop();
+        }
+        return kg::outbox::SqliteStore((dir / "outbox.db").string(), {}).alive_at();
+    };
+    TempDir fridge;
+    EXPECT_EQ(heartbeat_after_a_run(fridge_site("tcp://127.0.0.1:1", fridge.path), fridge.path),
+              std::nullopt);
+    TempDir cabinet;
+    EXPECT_NE(heartbeat_after_a_run(cabinet_site(cabinet.path), cabinet.path), std::nullopt);
+}
+
 namespace {
 
 struct NoEvents : kg::events::EventSink {
