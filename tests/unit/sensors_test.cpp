@@ -997,3 +997,50 @@ TEST(MqttSensorInput, AFloodBehindAHandlerThatWaitsKeepsTheNewestTenThousand) {
     EXPECT_TRUE(std::is_sorted(values.begin(), values.end())) << "handled out of order";
     device.disconnect()->wait_for(5s);
 }
+
+// Sensors whose filters overlap (one on a device's topic, one on its '+' level; two reading
+// different fields of one topic): a broker that sent one copy of a message per matching
+// subscription would give each sensor each reading twice. Mosquitto 2 sends a 3.1.1 client one
+// copy, and the input hands it to every sensor whose filter matches: each reads it once.
+TEST(MqttSensorInput, SensorsWithOverlappingFiltersReadEachMessageOnce) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    auto one = fridge_on("z2m/fridge-1");
+    auto all = fridge_on("z2m/+");
+    all.id = "all";
+    auto humidity = fridge_on("z2m/fridge-1");
+    humidity.id = "humidity";
+    humidity.source.value_path = "humidity";
+    std::mutex mutex;
+    std::map<std::string, std::vector<double>> values;
+    auto sink = std::make_shared<LinesSink>();
+    auto log = std::make_shared<spdlog::logger>("sensors", sink);
+    kg::sensors::MqttSensorInput input(
+        {broker.url(), "", "", std::nullopt}, "kg-test-sensors", {&one, &all, &humidity},
+        [&](const kg::sensors::Reading& r) {
+            std::lock_guard lock(mutex);
+            values[r.sensor].push_back(r.value);
+        },
+        log);
+    input.start();
+    ASSERT_TRUE(within(10s, [&] { return sink->contains("reading 3 MQTT sensors from " + broker.url()); }));
+    mqtt::async_client device(broker.url(), "kg-test-device");
+    ASSERT_TRUE(device.connect()->wait_for(10s));
+    for (int i = 1; i <= 3; ++i) {
+        const auto payload = fmt::format(R"({{"temperature": {}, "humidity": {}}})", i, 50 + i);
+        ASSERT_TRUE(device.publish("z2m/fridge-1", payload, 1, false)->wait_for(5s));
+    }
+    ASSERT_TRUE(device.publish("z2m/fridge-2", R"({"temperature": 9})", 1, false)->wait_for(5s));
+    // The last message is only the '+' sensor's: once it is in, every copy before it is too.
+    ASSERT_TRUE(within(10s, [&] {
+        std::lock_guard lock(mutex);
+        return !values["all"].empty() && values["all"].back() == 9.0;
+    }));
+    input.stop();
+    device.disconnect()->wait_for(5s);
+    EXPECT_EQ(values["fridge"], (std::vector<double>{1, 2, 3}));
+    EXPECT_EQ(values["all"], (std::vector<double>{1, 2, 3, 9}));
+    EXPECT_EQ(values["humidity"], (std::vector<double>{51, 52, 53}));
+    EXPECT_EQ(input.received(), 4u) << "the broker sent copies";
+}
