@@ -2,6 +2,7 @@
 // a fixture (models/train/fixtures/<name>.json) with the PyTorch outputs for a fixed input; cv::dnn
 // must give the same within a tolerance. Also: the manifests load, "auto:*" finds them, and the
 // two-stage glue runs on a real-sized frame.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -174,6 +175,70 @@ TEST(OwnModels, ManifestsLoadWithTheClassifierSection) {
     EXPECT_EQ(head.ensemble[0].model, (kModels / "kitchen-covering-heads.onnx").lexically_normal().string());
     ASSERT_EQ(head.classes.size(), 2u);
     EXPECT_EQ(head.classes[1].label, "bare");
+}
+
+TEST(OwnModels, SsdKeysAreRefusedForLayoutsThatDoNotReadThemNamingFileKeyAndLayout) {
+    // Before, a centernet, yolo or ultraface manifest loaded with them and decoded as without.
+    const fs::path dir = fs::temp_directory_path() / ("kg-ssd-keys-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const struct {
+        const char* manifest;
+        const char* layout_line;
+        const char* layout;
+    } bases[] = {
+        {"kitchen-head-covering.yaml", "  layout: centernet", "centernet"},
+        {"kitchen-mask.yaml", "  layout: centernet", "centernet"},
+        {"kitchen-head-covering.yaml", "  layout: centernet", "yolov8"},
+        {"kitchen-head-covering.yaml", "  layout: centernet", "yolov5"},
+        {"reference/ultraface-rfb-320.yaml", "  layout: ultraface", "ultraface"},
+    };
+    const struct {
+        const char* key;
+        const char* yaml;
+    } keys[] = {
+        {"output.priors", "  priors: {feature_maps: [[4, 4]], sizes: [[0.1]], ratios: [[1.0]]}"},
+        {"output.variances", "  variances: [0.1, 0.1, 0.2, 0.2]"},
+        {"output.background_first", "  background_first: false"},
+    };
+    const EnvGuard env("KG_SHARED_DIR", "/nonexistent");  // expanded, never opened by the loader
+    for (const auto& b : bases) {
+        const std::string text = read_text(kModels / b.manifest);
+        for (const auto& k : keys) {
+            std::string t = text;
+            const auto at = t.find(b.layout_line);
+            ASSERT_NE(at, std::string::npos) << b.manifest;
+            const auto eol = t.find('\n', at);
+            t.replace(at, eol - at, fmt::format("  layout: {}\n{}", b.layout, k.yaml));
+            // Without the ensemble, which only centernet takes (refused first otherwise).
+            if (std::string(b.layout) != "centernet") {
+                const auto e = t.find("\nensemble:");
+                if (e != std::string::npos) t.erase(e, t.find('\n', e + 1) - e);
+            }
+            const fs::path path = dir / "extra.yaml";
+            std::ofstream(path) << t;
+            SCOPED_TRACE(std::string(b.manifest) + " as " + b.layout + " with " + k.key);
+            expect_refused([&] { kg::vision::dnn::load_manifest(path.string()); }, "extra.yaml",
+                           fmt::format("{}: the {} layout does not read it (ssd only)", k.key, b.layout));
+        }
+    }
+    fs::remove_all(dir);
+}
+
+TEST(OwnModels, EveryManifestInTheRepositoryLoads) {
+    // The shipped ones, the references (the ssd one sets all three ssd keys) and any under config/
+    // or tests/: a manifest is a YAML file with a top-level `output:`.
+    const EnvGuard env("KG_SHARED_DIR", "/nonexistent");
+    int loaded = 0;
+    for (const char* top : {"models", "config", "tests"}) {
+        for (const auto& e : fs::recursive_directory_iterator(fs::path(KG_SOURCE_DIR) / top)) {
+            if (!e.is_regular_file() || e.path().extension() != ".yaml") continue;
+            if (read_text(e.path()).find("\noutput:") == std::string::npos) continue;
+            SCOPED_TRACE(e.path().string());
+            EXPECT_NO_THROW(kg::vision::dnn::load_manifest(e.path().string()));
+            ++loaded;
+        }
+    }
+    EXPECT_GE(loaded, 7);
 }
 
 TEST(OwnModels, AutoFindsTheOwnModelsAndFallsBackToClassic) {

@@ -240,6 +240,14 @@ Manifest load_manifest(const std::string& path) {
     if (!m.outputs.empty() && m.outputs.size() != wanted) {
         r.fail(out["names"], "output.names", fmt::format("the {} layout reads {} outputs", layout, wanted));
     }
+    // Only the ssd decoder reads these; elsewhere they would pass --check-config and change nothing.
+    if (m.layout != Layout::ssd) {
+        for (const char* key : {"priors", "variances", "background_first"}) {
+            if (out[key])
+                r.fail(out[key], fmt::format("output.{}", key),
+                       fmt::format("the {} layout does not read it (ssd only)", layout));
+        }
+    }
     if (m.layout == Layout::ssd) {
         const auto priors = r.need(out, "priors");
         r.only(priors, "output.priors", {"feature_maps", "sizes", "ratios"});
