@@ -22,11 +22,13 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core/utility.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <optional>
 #include <stdexcept>
 
 #include "eval/bootstrap.hpp"
 #include "eval/dataset.hpp"
 #include "eval/errors.hpp"
+#include "eval/label_folder.hpp"
 #include "eval/metrics.hpp"
 #include "vision/detector_factory.hpp"
 #include "vision/dnn/manifest.hpp"
@@ -267,21 +269,15 @@ int main(int argc, char** argv) {
         std::vector<kg::eval::ImageCounts> per_image, per_image_other;  // at IoU 0.3, for the bootstrap
         std::map<std::string, int> label_ids;  // class name -> the first dataset id of that name
         for (const auto& [id, name] : class_map) label_ids.emplace(name, id);
-        auto label_file = [&](const std::string& image) {
-            return std::filesystem::path(labels_dir) /
-                   (std::filesystem::path(image).stem().string() + ".txt");
-        };
+        // Checked before any image is run; written all or nothing (a person corrects these files).
+        std::optional<kg::eval::LabelFolder> label_folder;
         if (!labels_dir.empty()) {
-            // Checked before any image is run: a label file there may be a person's work, and a run
-            // stopped halfway would leave a folder half old, half new.
-            std::filesystem::create_directories(labels_dir);
-            for (const auto& li : images) {
-                if (std::filesystem::exists(label_file(li.image))) {
-                    throw std::runtime_error(fmt::format(
-                        "--write-labels: {} exists (it may hold labels a person made): give an empty folder",
-                        label_file(li.image).string()));
-                }
-            }
+            std::vector<std::string> paths;
+            for (const auto& li : images) paths.push_back(li.image);
+            label_folder.emplace(
+                labels_dir, paths,
+                any_class ? std::vector<std::string>{classes.front()} : detector.detector->labels(),
+                label_ids);
         }
 
         kg::eval::Accumulator at30(0.3f), at50(0.5f);
@@ -349,10 +345,7 @@ int main(int argc, char** argv) {
             }
             if (!labels_dir.empty()) {
                 for (const auto& d : found) ++boxes_written[d.label];
-                const auto path = label_file(li.image);
-                std::ofstream file(path);
-                file << kg::eval::yolo_label_lines(found, label_ids);
-                if (!file.flush()) throw std::runtime_error(fmt::format("cannot write {}", path.string()));
+                label_folder->write(li.image, found);
             }
             per_image.push_back(at30.add(li.truth, found, classes));
             if (errors) breakdown.add(li.truth, found, classes, img.cols);
@@ -365,6 +358,8 @@ int main(int argc, char** argv) {
                 sweep[t].add(li.truth, kept, classes);
             }
         }
+
+        if (label_folder) label_folder->commit();
 
         nlohmann::json result = {{"detector", detector_spec},
                                  {"data", data},

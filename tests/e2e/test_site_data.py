@@ -178,6 +178,29 @@ def test_a_class_the_detector_never_gives_is_refused(args, message, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_write_labels_checks_everything_before_writing_anything(tmp_path):
+    # All the files or none. a.jpg and a.png both wrote a.txt, the second replacing the first; and a
+    # class of the detector that --classes gives no id stopped the run at its first box, with the
+    # files of the images before it written (on these flat frames nothing is found: all were written).
+    d = tmp_path / "d"
+    (d / "images").mkdir(parents=True)
+    for name in ("a.jpg", "a.png", "b.jpg"):
+        cv2.imwrite(str(d / "images" / name), np.full((240, 320, 3), 128, np.uint8))
+    both = ["--classes", "0=no_mask,1=with_mask", "--write-labels", d / "labels"]
+    r = kitchen_eval("-d", "classic:mask", "--data", d, *both)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert str(d / "images" / "a.jpg") in r.stderr and str(d / "images" / "a.png") in r.stderr, r.stderr
+    assert sorted(p.name for p in d.iterdir()) == ["images"]
+    (d / "images" / "a.png").unlink()
+    r = kitchen_eval("-d", "classic:mask", "--data", d, "--classes", "0=no_mask", "--write-labels", d / "labels")
+    assert r.returncode == 2 and "'with_mask'" in r.stderr, (r.stdout, r.stderr)
+    assert sorted(p.name for p in d.iterdir()) == ["images"]
+    r = kitchen_eval("-d", "classic:mask", "--data", d, *both)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in d.iterdir()) == ["images", "labels"]
+    assert sorted(p.name for p in (d / "labels").iterdir()) == ["a.txt", "b.txt"]
+
+
 def test_a_figure_with_nothing_to_divide_by_is_a_dash_not_zero(tmp_path):
     # Nothing found on the frame: no precision (it printed 0.000, as if every box were wrong); recall
     # and F1 are 0 against the one face. Nothing labelled and nothing found: no figure at all.

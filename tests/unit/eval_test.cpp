@@ -3,6 +3,7 @@
 // one that the counts must tell apart.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include "eval/bootstrap.hpp"
 #include "eval/dataset.hpp"
 #include "eval/errors.hpp"
+#include "eval/label_folder.hpp"
 #include "eval/metrics.hpp"
 
 using kg::vision::Detection;
@@ -340,6 +342,98 @@ TEST(YoloLabels, AClassTheMapDoesNotNameIsAnErrorNotALostBox) {
     } catch (const std::runtime_error& e) {
         EXPECT_NE(std::string(e.what()).find("'with_mask'"), std::string::npos) << e.what();
     }
+}
+
+namespace {
+
+// The names in `dir` (hidden ones too: a run's staging folder), sorted.
+std::vector<std::string> names_in(const std::filesystem::path& dir) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+}  // namespace
+
+TEST(LabelFolder, IsRefusedBeforeAnythingIsWrittenNamingTheCause) {
+    namespace fs = std::filesystem;
+    const fs::path root = fs::path(::testing::TempDir()) / "kg-label-folder-refused";
+    fs::remove_all(root);
+    fs::create_directories(root);
+    const std::map<std::string, int> ids{{"covered", 0}, {"bare", 1}};
+    auto refused = [&](const std::vector<std::string>& images, const std::vector<std::string>& labels,
+                       const std::vector<std::string>& named) {
+        try {
+            kg::eval::LabelFolder folder(root / "labels", images, labels, ids);
+            ADD_FAILURE() << "accepted";
+        } catch (const std::runtime_error& e) {
+            for (const auto& n : named)
+                EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+        }
+        EXPECT_EQ(names_in(root), std::vector<std::string>{});
+    };
+    // Both would write a.txt: the second replaced the first.
+    refused({"img/a.jpg", "img/b.jpg", "img/a.png"}, {"covered", "bare"},
+            {"img/a.jpg", "img/a.png", "a.txt"});
+    // A class with no id: the run stopped at its first box, after the images before it were written.
+    refused({"img/a.jpg"}, {"covered", "bare", "person"}, {"'person'"});
+    // A label file already there.
+    fs::create_directories(root / "labels");
+    std::ofstream(root / "labels" / "b.txt") << "0 0.5 0.5 0.1 0.1\n";
+    try {
+        kg::eval::LabelFolder folder(root / "labels", {"img/a.jpg", "img/b.jpg"}, {"covered"}, ids);
+        ADD_FAILURE() << "accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("b.txt exists"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(names_in(root), std::vector<std::string>{"labels"});
+    EXPECT_EQ(names_in(root / "labels"), std::vector<std::string>{"b.txt"});
+    fs::remove_all(root);
+}
+
+TEST(LabelFolder, ARunThatFailsLeavesNothingAndOneThatEndsPutsEveryFileInPlace) {
+    namespace fs = std::filesystem;
+    const fs::path root = fs::path(::testing::TempDir()) / "kg-label-folder-run";
+    fs::remove_all(root);
+    fs::create_directories(root);
+    const std::map<std::string, int> ids{{"covered", 0}, {"bare", 1}};
+    const std::vector<Detection> found{box(0.1f, 0.2f, 0.3f, 0.4f, "bare")};
+    // Stopped after the first image (a throw, an unreadable network): no folder, no staging left.
+    try {
+        kg::eval::LabelFolder folder(root / "labels", {"img/a.jpg", "img/b.jpg"}, {"covered", "bare"}, ids);
+        folder.write("img/a.jpg", found);
+        throw std::runtime_error("stopped");
+    } catch (const std::runtime_error&) {
+    }
+    EXPECT_EQ(names_in(root), std::vector<std::string>{});
+    // To the end: the folder, whole (its name given with a trailing slash, as shells complete it).
+    {
+        kg::eval::LabelFolder folder((root / "labels").string() + "/", {"img/a.jpg", "img/b.png"},
+                                     {"covered", "bare"}, ids);
+        folder.write("img/a.jpg", found);
+        folder.write("img/b.png", {});
+        EXPECT_FALSE(fs::exists(root / "labels"));  // nothing in place before the end
+        folder.commit();
+    }
+    EXPECT_EQ(names_in(root), std::vector<std::string>{"labels"});
+    EXPECT_EQ(names_in(root / "labels"), (std::vector<std::string>{"a.txt", "b.txt"}));
+    std::ifstream in(root / "labels" / "a.txt");
+    const std::string text(std::istreambuf_iterator<char>(in), {});
+    EXPECT_EQ(text, kg::eval::yolo_label_lines(found, ids));
+    // Into a folder that holds other files (a labelling tool's classes.txt): they stay.
+    fs::remove_all(root / "labels");
+    fs::create_directories(root / "labels");
+    std::ofstream(root / "labels" / "classes.txt") << "covered\nbare\n";
+    {
+        kg::eval::LabelFolder folder(root / "labels", {"img/a.jpg"}, {"covered", "bare"}, ids);
+        folder.write("img/a.jpg", found);
+        folder.commit();
+    }
+    EXPECT_EQ(names_in(root), std::vector<std::string>{"labels"});
+    EXPECT_EQ(names_in(root / "labels"), (std::vector<std::string>{"a.txt", "classes.txt"}));
+    fs::remove_all(root);
 }
 
 TEST(YoloFolder, ReadsImagesWhateverTheCaseOfTheirSuffix) {
