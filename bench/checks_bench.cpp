@@ -196,10 +196,35 @@ void BM_Unattended(benchmark::State& state) {
     run_check(state, check, &motion);
 }
 
+// What every camera with camera health and a motion-gated check pays per frame before the checks:
+// the motion map and camera health, each converting the frame to grey (Separate, as before
+// 2026-12-04) or both reading one FramePasses' grey picture (Shared, as the pipeline does).
+void health_and_motion(benchmark::State& state, bool shared) {
+    cv::setNumThreads(1);
+    vision::FramePasses passes;
+    vision::MotionMap motion(shared ? &passes : nullptr);
+    vision::CameraHealthCheck health(config::Health{}, shared ? &passes : nullptr);
+    auto frame = make_frame();
+    std::vector<vision::Observation> out;
+    for (auto _ : state) {
+        out.clear();
+        passes.begin_frame();
+        motion.update(frame.image);
+        health.analyse(frame, out);
+        frame.steady += std::chrono::milliseconds(500);
+        benchmark::DoNotOptimize(out.data());
+    }
+}
+
+void BM_HealthAndMotionSeparate(benchmark::State& state) { health_and_motion(state, false); }
+void BM_HealthAndMotionShared(benchmark::State& state) { health_and_motion(state, true); }
+
 }  // namespace
 
 BENCHMARK(BM_CameraHealth)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MotionMap)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_HealthAndMotionSeparate)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_HealthAndMotionShared)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MaskClassic)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HeadClassic)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MaskAizoo)->Unit(benchmark::kMillisecond);

@@ -86,7 +86,7 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
       training_(training_frames_for(camera_, site)),
       zones_(zones_of(camera), masks_of(camera)) {
     if (std::any_of(camera_.checks.begin(), camera_.checks.end(), needs_motion)) {
-        motion_ = std::make_unique<vision::MotionMap>();
+        motion_ = std::make_unique<vision::MotionMap>(&passes_);
     }
     for (const auto& name : camera_.checks)
         checks_.push_back(make_checks ? make_checks(name) : make_check(name));
@@ -147,7 +147,7 @@ CameraPipeline::~CameraPipeline() { stop(); }
 std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& name) {
     const auto& scene = camera_.scene;
     if (name == vision::CameraHealthCheck::kName)
-        return std::make_unique<vision::CameraHealthCheck>(camera_.health);
+        return std::make_unique<vision::CameraHealthCheck>(camera_.health, &passes_);
     if (const auto hygiene = hygiene_detector(site_.config, name)) {
         log_->info("{} check: detector {}", name, hygiene->spec);
         std::vector<vision::Violation> violations;
@@ -382,8 +382,8 @@ void CameraPipeline::frame_failed(const ingest::Frame& frame, const char* what) 
 
 void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
     const auto began = std::chrono::steady_clock::now();
+    passes_.begin_frame();  // before the motion map, which reads the frame's grey picture there
     if (motion_) motion_->update(frame.image);
-    passes_.begin_frame();
     observations_.clear();
     produced_.clear();
     for (std::size_t i = 0; i < checks_.size(); ++i) {

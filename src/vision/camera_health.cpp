@@ -4,6 +4,8 @@
 #include <chrono>
 #include <opencv2/imgproc.hpp>
 
+#include "vision/frame_passes.hpp"
+
 namespace kg::vision {
 namespace {
 
@@ -38,11 +40,13 @@ Observation make(const std::string& label, bool present) {
 
 }  // namespace
 
-CameraHealthCheck::CameraHealthCheck(const config::Health& cfg) : cfg_(cfg) {}
+CameraHealthCheck::CameraHealthCheck(const config::Health& cfg, FramePasses* passes)
+    : cfg_(cfg), passes_(passes) {}
 
 void CameraHealthCheck::measure(const cv::Mat& bgr) {
-    cv::cvtColor(bgr, gray_, cv::COLOR_BGR2GRAY);
-    cv::resize(gray_, small_, cv::Size(kSmallWidth, kSmallHeight), 0, 0, cv::INTER_AREA);
+    if (passes_ == nullptr) cv::cvtColor(bgr, gray_, cv::COLOR_BGR2GRAY);
+    cv::resize(passes_ != nullptr ? passes_->gray(bgr) : gray_, small_, cv::Size(kSmallWidth, kSmallHeight),
+               0, 0, cv::INTER_AREA);
 
     cv::Scalar mean, stddev;
     cv::meanStdDev(small_, mean, stddev);

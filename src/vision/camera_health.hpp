@@ -12,6 +12,8 @@
 
 namespace kg::vision {
 
+class FramePasses;
+
 // Per-frame measurements, exposed for tests and tuning.
 struct HealthMeasures {
     double mean = 0;             // luma mean, 0..255
@@ -25,7 +27,9 @@ class CameraHealthCheck final : public Check {
 public:
     static inline const std::string kName = "camera_health";
 
-    explicit CameraHealthCheck(const config::Health& cfg);
+    // `passes`: the grey picture is read from there (converted once per frame for every reader);
+    // none: converted here.
+    explicit CameraHealthCheck(const config::Health& cfg, FramePasses* passes = nullptr);
     const std::string& name() const override { return kName; }
     void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
 
@@ -35,6 +39,7 @@ private:
     void measure(const cv::Mat& bgr);
 
     config::Health cfg_;
+    FramePasses* passes_;
     // Working images, allocated on the first frame and reused.
     cv::Mat gray_, small_, previous_, gx_, gy_, magnitude_;
     bool have_previous_ = false;

@@ -1,6 +1,7 @@
 #pragma once
-// The work a camera's checks share on each frame: network passes (dnn/network_pass.hpp) and the
-// classic back-end's frontal-face search (classic/frontal_faces.hpp). One per camera pipeline, which
+// The work a camera's checks share on each frame: network passes (dnn/network_pass.hpp), the
+// classic back-end's frontal-face search (classic/frontal_faces.hpp) and the grey picture (motion
+// and camera health). One per camera pipeline, which
 // analyses one frame at a time and calls begin_frame() before the checks see a new picture.
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 
 #include "vision/classic/frontal_faces.hpp"
 #include "vision/dnn/network_pass.hpp"
+#include "vision/frame_stamp.hpp"
 
 namespace kg::vision {
 
@@ -23,6 +25,9 @@ public:
     const dnn::NetworkPasses& networks() const { return networks_; }
     // The frontal-face search of the cascades in `cascade_dir`, made on first use.
     std::shared_ptr<classic::FrontalFaces> frontal_faces(const std::string& cascade_dir);
+    // The picture in grey: converted on the first call of a frame, the same Mat after.
+    const cv::Mat& gray(const cv::Mat& bgr);
+    std::uint64_t gray_conversions() const { return gray_conversions_; }  // for tests
     // A new picture: every shared pass runs again when first read.
     void begin_frame() {
         ++*frame_;
@@ -33,6 +38,9 @@ private:
     std::shared_ptr<std::uint64_t> frame_;
     dnn::NetworkPasses networks_;
     std::vector<std::shared_ptr<classic::FrontalFaces>> faces_;
+    FrameStamp gray_stamp_{frame_};
+    cv::Mat gray_;
+    std::uint64_t gray_conversions_ = 0;
 };
 
 }  // namespace kg::vision

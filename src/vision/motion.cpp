@@ -2,16 +2,20 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "vision/frame_passes.hpp"
+
 namespace kg::vision {
 
-MotionMap::MotionMap()
-    : model_(
+MotionMap::MotionMap(FramePasses* passes)
+    : passes_(passes),
+      model_(
           cv::createBackgroundSubtractorMOG2(/*history=*/200, /*varThreshold=*/25, /*detectShadows=*/false)),
       kernel_(cv::getStructuringElement(cv::MORPH_ELLIPSE, {3, 3})) {}
 
 void MotionMap::update(const cv::Mat& bgr) {
-    cv::cvtColor(bgr, gray_, cv::COLOR_BGR2GRAY);
-    cv::resize(gray_, small_, {kWidth, kHeight}, 0, 0, cv::INTER_AREA);
+    if (passes_ == nullptr) cv::cvtColor(bgr, gray_, cv::COLOR_BGR2GRAY);
+    cv::resize(passes_ != nullptr ? passes_->gray(bgr) : gray_, small_, {kWidth, kHeight}, 0, 0,
+               cv::INTER_AREA);
     model_->apply(small_, foreground_);
     const double total = static_cast<double>(kWidth) * kHeight;
     lighting_changed_ = static_cast<double>(cv::countNonZero(foreground_)) / total >= kLightingShare;

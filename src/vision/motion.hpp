@@ -13,9 +13,13 @@
 
 namespace kg::vision {
 
+class FramePasses;
+
 class MotionMap {
 public:
-    MotionMap();
+    // `passes`: the grey picture is read from there (converted once per frame for every reader);
+    // none: converted here.
+    explicit MotionMap(FramePasses* passes = nullptr);
     // Updates the model with this frame; afterwards foreground() marks what moved.
     void update(const cv::Mat& bgr);
     const cv::Mat& foreground() const { return foreground_; }  // 0/255 at kWidth x kHeight
@@ -44,6 +48,7 @@ public:
     static constexpr double kLightingShare = 0.7;
 
 private:
+    FramePasses* passes_;
     cv::Ptr<cv::BackgroundSubtractorMOG2> model_;
     cv::Mat gray_, small_, previous_, foreground_, moving_, kernel_;
     double moved_fraction_ = 0;

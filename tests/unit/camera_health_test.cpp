@@ -5,6 +5,9 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "vision/frame_passes.hpp"
+#include "vision/motion.hpp"
+
 using namespace std::chrono_literals;
 using kg::vision::CameraHealthCheck;
 using kg::vision::Observation;
@@ -194,4 +197,36 @@ TEST(CameraHealth, AKitchenDimmedSlowlyIsNotCovered) {
     for (int i = 0; i < 120; ++i) EXPECT_TRUE(run.feed(dimmed(1.0 - 0.5 * i / 120)).empty()) << "frame " << i;
     for (int i = 0; i < 600; ++i) EXPECT_TRUE(run.feed(dimmed(0.5)).empty()) << "frame " << i;
     for (int i = 0; i < 10; ++i) EXPECT_EQ(run.feed(covered(rng)), std::vector<std::string>{"covered"}) << i;
+}
+
+TEST(CameraHealth, ShareTheFramesGreyPictureWithTheMotionMapAndMeasureTheSame) {
+    // The analysis converted each frame to grey twice, once for the motion map and once here. Fed by
+    // one FramePasses, once a frame, and both read what they read when converting for themselves.
+    kg::vision::FramePasses passes;
+    kg::vision::MotionMap shared_motion(&passes), own_motion;
+    CameraHealthCheck shared_health({}, &passes), own_health({});
+    cv::RNG rng(7);
+    kg::ingest::Frame frame;
+    std::vector<Observation> out;
+    int moved = 0;
+    for (int i = 0; i < 6; ++i) {
+        scene(rng).copyTo(frame.image);  // a new picture in the same buffer, as a camera's worker gives
+        if (i == 3) cv::rectangle(frame.image, {200, 100}, {300, 250}, cv::Scalar(20, 20, 20), cv::FILLED);
+        frame.steady += 500ms;
+        passes.begin_frame();
+        shared_motion.update(frame.image);
+        shared_health.analyse(frame, out);
+        own_motion.update(frame.image);
+        own_health.analyse(frame, out);
+        EXPECT_EQ(passes.gray_conversions(), static_cast<std::uint64_t>(i + 1));
+        const auto& a = shared_health.last_measures();
+        const auto& b = own_health.last_measures();
+        EXPECT_EQ(a.mean, b.mean);
+        EXPECT_EQ(a.edge, b.edge);
+        EXPECT_EQ(a.diff, b.diff);
+        EXPECT_EQ(cv::norm(shared_motion.foreground(), own_motion.foreground(), cv::NORM_L1), 0);
+        EXPECT_EQ(cv::norm(shared_motion.moving(), own_motion.moving(), cv::NORM_L1), 0);
+        moved += cv::countNonZero(own_motion.moving());
+    }
+    EXPECT_GT(moved, 0) << "nothing moved: the motion maps were compared on nothing";
 }
