@@ -22,17 +22,20 @@ struct LabelLine {
     float cx, cy, w, h;
 };
 
-// Exactly "class cx cy w h", normalised, the box's size more than nothing. Only the first five
-// numbers were read: a segmentation export's polygon (class x1 y1 x2 y2 ...) passed as a box made of
-// its first two points, and boxes in pixels or with no size were counted as labelled objects.
+// A box, "class cx cy w h", normalised, the box's size more than nothing; or a segmentation export's
+// polygon, "class x1 y1 x2 y2 x3 y3 ...", read as its bounding box as Ultralytics reads it: the box
+// must pass the same bounds, and is then clipped to the picture (a polygon traced past its
+// edge). Only the first five numbers were read once: a polygon passed as a box made of its first two
+// points, and boxes in pixels or with no size were counted as labelled objects.
 LabelLine parse_label_line(const std::string& line, const std::string& file, int n) {
     std::istringstream in(line);
     std::vector<std::string> fields;
     for (std::string f; in >> f;) fields.push_back(f);
-    if (fields.size() != 5) {
+    const bool polygon = fields.size() >= 7 && fields.size() % 2 == 1;
+    if (fields.size() != 5 && !polygon) {
         throw std::runtime_error(
-            fmt::format("{}:{}: expected 'class cx cy w h', found {} fields (a segmentation export's "
-                        "polygon? export boxes)",
+            fmt::format("{}:{}: expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...' (3 or "
+                        "more points), found {} fields",
                         file, n, fields.size()));
     }
     LabelLine out{};
@@ -40,25 +43,55 @@ LabelLine parse_label_line(const std::string& line, const std::string& file, int
     if (ec != std::errc() || end != fields[0].data() + fields[0].size() || out.cls < 0) {
         throw std::runtime_error(fmt::format("{}:{}: '{}' is not a class id", file, n, fields[0]));
     }
-    const char* names[] = {"cx", "cy", "w", "h"};
-    float* values[] = {&out.cx, &out.cy, &out.w, &out.h};
-    for (std::size_t i = 0; i < 4; ++i) {
-        const std::string& f = fields[i + 1];
-        const auto [e, c] = std::from_chars(f.data(), f.data() + f.size(), *values[i]);
-        if (c != std::errc() || e != f.data() + f.size() || !std::isfinite(*values[i])) {
-            throw std::runtime_error(fmt::format("{}:{}: {} '{}' is not a number", file, n, names[i], f));
+    auto number = [&](const std::string& f, const std::string& name) {
+        float v = 0;
+        const auto [e, c] = std::from_chars(f.data(), f.data() + f.size(), v);
+        if (c != std::errc() || e != f.data() + f.size() || !std::isfinite(v)) {
+            throw std::runtime_error(fmt::format("{}:{}: {} '{}' is not a number", file, n, name, f));
         }
+        return v;
+    };
+    std::string values[4];  // as written (a box), or the polygon's box
+    float* box[] = {&out.cx, &out.cy, &out.w, &out.h};
+    if (!polygon) {
+        const char* names[] = {"cx", "cy", "w", "h"};
+        for (std::size_t i = 0; i < 4; ++i) {
+            *box[i] = number(fields[i + 1], names[i]);
+            values[i] = fields[i + 1];
+        }
+    } else {
+        float x1 = 0, y1 = 0, x2 = 0, y2 = 0;
+        for (std::size_t i = 1; i < fields.size(); ++i) {
+            const bool x = i % 2 == 1;
+            const float v = number(fields[i], fmt::format("{}{}", x ? "x" : "y", (i + 1) / 2));
+            float& low = x ? x1 : y1;
+            float& high = x ? x2 : y2;
+            low = i <= 2 ? v : std::min(low, v);
+            high = i <= 2 ? v : std::max(high, v);
+        }
+        out = {out.cls, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1};
+        for (std::size_t i = 0; i < 4; ++i) values[i] = fmt::format("{:g}", *box[i]);
+    }
+    const char* names[] = {"cx", "cy", "w", "h"};
+    for (std::size_t i = 0; i < 4; ++i) {
         // A rounding hair outside (1.0000001, -1e-7: exports write what a float division gave) is
         // the edge of the picture; only a value clearly outside is refused.
         constexpr float kRounding = 1e-3F;
-        if (*values[i] > 1 && *values[i] <= 1 + kRounding) *values[i] = 1;
-        if (*values[i] < 0 && *values[i] >= -kRounding) *values[i] = 0;
+        if (*box[i] > 1 && *box[i] <= 1 + kRounding) *box[i] = 1;
+        if (*box[i] < 0 && *box[i] >= -kRounding) *box[i] = 0;
         const bool size = i >= 2;
-        if (size ? !(*values[i] > 0 && *values[i] <= 1) : !(*values[i] >= 0 && *values[i] <= 1)) {
+        if (size ? !(*box[i] > 0 && *box[i] <= 1) : !(*box[i] >= 0 && *box[i] <= 1)) {
             throw std::runtime_error(
-                fmt::format("{}:{}: {} {} is outside {} (YOLO labels are fractions of the picture)", file, n,
-                            names[i], f, size ? "(0, 1]" : "[0, 1]"));
+                fmt::format("{}:{}: {}{} {} is outside {} (YOLO labels are fractions of the "
+                            "picture)",
+                            file, n, polygon ? "the polygon's box: " : "", names[i], values[i],
+                            size ? "(0, 1]" : "[0, 1]"));
         }
+    }
+    if (polygon) {
+        const float x1 = std::max(0.0F, out.cx - out.w / 2), x2 = std::min(1.0F, out.cx + out.w / 2);
+        const float y1 = std::max(0.0F, out.cy - out.h / 2), y2 = std::min(1.0F, out.cy + out.h / 2);
+        out = {out.cls, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1};
     }
     return out;
 }

@@ -1,6 +1,7 @@
 #pragma once
 // A folder of labelled images in YOLO format (images/NAME.jpg, labels/NAME.txt with lines
-// "class cx cy w h", normalised), as the evaluation reads it.
+// "class cx cy w h", normalised, or segmentation polygons "class x1 y1 x2 y2 x3 y3 ..."), as the
+// evaluation reads it.
 
 #include <map>
 #include <string>
@@ -16,8 +17,10 @@ struct LabelledImage {
 };
 
 // `classes` maps the dataset's class ids to names (ids not in the map are ignored).
-// Throws std::runtime_error naming the file and line for a label line that is not exactly
-// "class cx cy w h" with the centre in [0, 1] and the size in (0, 1].
+// A polygon line (3 or more points) is read as its bounding box, as Ultralytics reads it: the box
+// must be one a box line could be, and is clipped to the picture. Throws std::runtime_error naming
+// the file and line for a label line that is neither "class cx cy w h" with the centre in [0, 1]
+// and the size in (0, 1] nor such a polygon.
 std::vector<LabelledImage> load_yolo_folder(const std::string& folder,
                                             const std::map<int, std::string>& classes);
 

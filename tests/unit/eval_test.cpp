@@ -477,8 +477,12 @@ TEST(YoloFolder, ALabelLineThatIsNotOneNormalisedBoxIsNamedByFileAndLine) {
     const fs::path dir = fresh_yolo_folder("kg-yolo-lines");
     std::ofstream(dir / "images" / "frame.jpg") << "not read here";
     const std::pair<const char*, const char*> bad[] = {
-        {"0 0.1 0.2 0.3 0.2 0.3 0.4", "found 7 fields"},  // a polygon
+        {"0 0.1 0.2 0.3 0.2 0.3 0.4 0.5", "found 8 fields"},  // a polygon with an odd coordinate
+        {"0 0.1 0.2 0.3 0.2 0.3", "found 6 fields"},
         {"0 0.5 0.5 0.2", "found 4 fields"},
+        {"0 100 200 300 200 300 400", "the polygon's box: cx 200 is outside [0, 1]"},  // pixels
+        {"0 0.1 0.2 0.3 0.2 0.6 0.2", "the polygon's box: h 0 is outside (0, 1]"},     // on a line
+        {"0 0.1 0.2 0.3 0.2 0.3 y", "y3 'y' is not a number"},
         {"1 320 180 64 64", "cx 320 is outside [0, 1]"},  // pixels
         {"1 0.5 -0.1 0.2 0.2", "cy -0.1 is outside [0, 1]"},
         {"1 0.5 0.5 0 0.2", "w 0 is outside (0, 1]"},
@@ -505,6 +509,32 @@ TEST(YoloFolder, ALabelLineThatIsNotOneNormalisedBoxIsNamedByFileAndLine) {
     const auto images = kg::eval::load_yolo_folder(dir.string(), {{0, "covered"}, {1, "bare"}});
     ASSERT_EQ(images.size(), 1u);
     EXPECT_EQ(images[0].truth.size(), 3u);
+    fs::remove_all(dir);
+}
+
+TEST(YoloFolder, APolygonLineIsReadAsItsBoundingBoxClippedToThePicture) {
+    // A segmentation export's line (class x1 y1 x2 y2 x3 y3 ...): Ultralytics trains on its box;
+    // kitchen-eval refused the folder.
+    namespace fs = std::filesystem;
+    const fs::path dir = fresh_yolo_folder("kg-yolo-polygons");
+    std::ofstream(dir / "images" / "frame.jpg") << "not read here";
+    std::ofstream(dir / "labels" / "frame.txt")
+        << "0 0.1 0.2 0.3 0.25 0.25 0.4\n"               // a triangle
+        << "1 -0.05 0.5 0.2 0.55 0.15 0.9 -0.05 0.85\n"  // traced past the left edge
+        << "0 0.5 0.5 0.2 0.2\n";                        // a box beside them
+    const auto images = kg::eval::load_yolo_folder(dir.string(), {{0, "covered"}, {1, "bare"}});
+    ASSERT_EQ(images.size(), 1u);
+    const auto& truth = images[0].truth;
+    ASSERT_EQ(truth.size(), 3u);
+    const float want[][4] = {{0.1f, 0.2f, 0.2f, 0.2f}, {0.0f, 0.5f, 0.2f, 0.4f}, {0.4f, 0.4f, 0.2f, 0.2f}};
+    const char* labels[] = {"covered", "bare", "covered"};
+    for (std::size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(truth[i].label, labels[i]);
+        EXPECT_NEAR(truth[i].x, want[i][0], 1e-6) << i;
+        EXPECT_NEAR(truth[i].y, want[i][1], 1e-6) << i;
+        EXPECT_NEAR(truth[i].w, want[i][2], 1e-6) << i;
+        EXPECT_NEAR(truth[i].h, want[i][3], 1e-6) << i;
+    }
     fs::remove_all(dir);
 }
 
