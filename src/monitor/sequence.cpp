@@ -56,8 +56,9 @@ bool StreamTrack::sent_up_to(std::int64_t seq, TimePoint now, std::optional<Give
     return true;
 }
 
-std::int64_t StreamTrack::lose(std::int64_t from, std::int64_t to, TimePoint now) {
-    if (to > top_) sent_up_to(to, now);
+std::int64_t StreamTrack::lose(std::int64_t from, std::int64_t to, TimePoint now,
+                               std::optional<GivenUp>* given_up) {
+    if (to > top_) sent_up_to(to, now, given_up);
     const std::int64_t settled = settle(std::max(from, mark_ + 1), to, true);
     advance_mark();
     return settled;

@@ -276,8 +276,9 @@ TrackResult Store::track_received(const std::string& site, const Sequence& s, Ti
 TrackResult Store::track_lost(const std::string& site, const std::string& stream, std::int64_t from,
                               std::int64_t to, TimePoint now) {
     return in_transaction([&] {
-        return apply_track(site, {stream, from}, Creates::never, now,
-                           [&](StreamTrack& t, TrackResult& r) { r.lost = t.lose(from, to, now); });
+        return apply_track(site, {stream, from}, Creates::never, now, [&](StreamTrack& t, TrackResult& r) {
+            r.lost = t.lose(from, to, now, &r.given_up);
+        });
     });
 }
 

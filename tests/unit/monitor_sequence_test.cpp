@@ -772,6 +772,26 @@ TEST(MonitorSequenceIngest, LostMessagesAreCountedLoggedAndCheckedFirst) {
     EXPECT_EQ(ingest.counters().lost_numbers.load(), 4u);
 }
 
+// A `lost` answer past the highest number the room knew sent: those numbers are taken as sent, which
+// can go past the cap of missing numbers and give the oldest up. The site's lost count had them, the
+// room's kgm_lost_messages_total did not: the two must agree.
+TEST(MonitorSequenceIngest, ALostAnswerPastTheCapCountsEveryNumberInTheMetricsToo) {
+    Store store(":memory:");
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    ingest.handle("kitchen/sch-0101/events", numbered_event(1).dump(), false, kT0);
+    ingest.handle("kitchen/sch-0101/events", numbered_event(100).dump(), false, kT0);  // 2-99 missing
+    const std::int64_t to = 100 + StreamTrack::kMaxMissing + 500;
+    ingest.handle("kitchen/sch-0101/lost", lost(150, to).dump(), false, kT0);
+    // 101-149 missing past the answer, the rest of it lost: the cap gave up 2-99 and 101 onward.
+    const auto t = store.stream_track("sch-0101");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->lost() + t->missing_count(), to - 2);  // every number but 1 and 100
+    EXPECT_EQ(ingest.counters().lost_numbers.load(), static_cast<std::uint64_t>(t->lost())) << log.str();
+    EXPECT_EQ(store.sites()[0]["lost_messages"], t->lost());
+    EXPECT_NE(log.str().find("no longer asked for, counted as lost"), std::string::npos) << log.str();
+}
+
 TEST(MonitorSequenceIngest, AMessageCountedLostThatArrivesAfterAllIsNoLongerCounted) {
     // The gateway had moved messages aside (refused by the broker) and answered "moved aside"; an
     // operator then requeued them (POST /api/outbox/requeue): they arrive with their own numbers.
