@@ -357,6 +357,8 @@ private:
     // Sequence tracking; the caller holds mutex_ (and a transaction to write).
     std::optional<StreamTrack> load_current_track(const std::string& site);
     bool is_retired_stream(const std::string& site, const std::string& stream);
+    // Writes the ranges `after` counted lost since `before` to seq_lost (part of save_track).
+    void save_lost(const std::string& site, const StreamTrack& before, const StreamTrack& after);
     void save_track(const std::string& site, const StreamTrack& before, const StreamTrack& after);
     // Takes `seq` out of the numbers counted lost of the site's stream; false when it was not one.
     bool take_lost(const std::string& site, const std::string& stream, std::int64_t seq);

@@ -73,6 +73,10 @@ void Store::save_track(const std::string& site, const StreamTrack& before, const
         s.bind(1, site).bind(2, after.stream()).bind(3, r.from).bind(4, r.to).bind(5, iso8601_utc(r.since));
         s.bind(6, r.asked_at ? std::optional<std::string>(iso8601_utc(*r.asked_at)) : std::nullopt).run();
     }
+    save_lost(site, before, after);
+}
+
+void Store::save_lost(const std::string& site, const StreamTrack& before, const StreamTrack& after) {
     // A number is counted lost once: it left the missing ranges when it was, so the ranges written
     // here never overlap one already kept.
     const auto& lost = after.newly_lost();
@@ -145,9 +149,11 @@ void Store::start_stream(const std::string& site, const StreamTrack& track, Time
         .bind(1, site)
         .bind(2, kRetiredStreams)
         .run();
-    // The lost numbers of a retired stream: its late messages are not tracked, so nothing can be
-    // found among them.
-    Stmt(db_, "DELETE FROM seq_lost WHERE site = ? AND stream <> ?")
+    // The lost numbers of a stream no longer remembered: a late message of it is not recognised, so
+    // nothing can be found among them. Those of the streams remembered stay (record_received).
+    Stmt(db_,
+         "DELETE FROM seq_lost WHERE site = ?1 AND stream <> ?2 AND stream NOT IN (SELECT stream FROM"
+         " seq_streams WHERE site = ?1)")
         .bind(1, site)
         .bind(2, track.stream())
         .run();
@@ -171,6 +177,11 @@ void Store::retire_stream(const std::string& site, const StreamTrack& old, TimeP
         .bind(3, old.missing_count())
         .run();
     Stmt(db_, "UPDATE seq_streams SET current = 0 WHERE site = ?").bind(1, site).run();
+    // Counted lost with the ones it lost before: a late message of one of them (the broker held it)
+    // takes it off again.
+    StreamTrack settled = old;
+    settled.give_up_missed_before(TimePoint::max());
+    save_lost(site, old, settled);
     end_alerts_of_replaced_outbox(site, now, result);
 }
 
@@ -255,13 +266,29 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
 }
 
 TrackResult Store::record_received(const std::string& site, const Sequence& s, TimePoint now) {
-    return apply_track(site, s, Creates::from_message, now, [&](StreamTrack& t, TrackResult& r) {
+    auto result = apply_track(site, s, Creates::from_message, now, [&](StreamTrack& t, TrackResult& r) {
         // Not new: a copy (QoS 1, a replay answer), or a number counted lost that came after all.
         if (!t.receive(s.seq, now, &r.given_up) && take_lost(site, t.stream(), s.seq)) {
             t.found_lost(1);
             r.found = s.seq;
         }
     });
+    // A late message of a stream the site replaced: its number was counted lost, by the old stream
+    // or at the replacement, and the site's count (which the current stream carries on) drops.
+    if (result.retired_stream && take_lost(site, s.stream, s.seq)) {
+        if (auto current = load_current_track(site)) {
+            const StreamTrack before = *current;
+            current->found_lost(1);
+            save_track(site, before, *current);
+        }
+        Stmt(db_, "UPDATE seq_streams SET lost = max(lost - 1, 0) WHERE site = ? AND stream = ?")
+            .bind(1, site)
+            .bind(2, s.stream)
+            .run();
+        result.found = s.seq;
+        result.changed = true;
+    }
+    return result;
 }
 
 TrackResult Store::record_sent(const std::string& site, const Sequence& s, TimePoint now) {
