@@ -1312,17 +1312,17 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, const 
         if (b["data_bits"]) r.integer(b["data_bits"], p + ".data_bits", src.data_bits, 5, 8);
         if (b["stop_bits"]) r.integer(b["stop_bits"], p + ".stop_bits", src.stop_bits, 1, 2);
         if (b["unit_id"]) {
-            // Modbus TCP devices and gateways often answer as 255 or 0 only; on a serial line 0 is the
-            // broadcast address, which no unit answers, and 248..255 are reserved.
+            // Modbus TCP devices and gateways often answer as 255 only; libmodbus refuses 248..254 on
+            // TCP (and would read the unit set before). On a serial line 248..255 are reserved; 0 is
+            // the broadcast address, which no unit answers: a doubt, not an error, as it loaded before.
             const bool tcp = src.device.rfind("tcp://", 0) == 0;
-            const int lo = tcp ? 0 : 1, hi = tcp ? 255 : 247;
             int id = 0;
             if (r.integer(b["unit_id"], p + ".unit_id", id, std::numeric_limits<int>::min(),
                           std::numeric_limits<int>::max())) {
-                if (id < lo || id > hi) {
+                if (id < 0 || (id > 247 && !(tcp && id == 255))) {
                     r.error(b["unit_id"], p + ".unit_id",
-                            fmt::format("sensor '{}': unit_id {} is out of range for Modbus {} ({}..{})",
-                                        sensor, id, tcp ? "TCP" : "RTU", lo, hi));
+                            fmt::format("sensor '{}': unit_id {} is out of range for Modbus {}", sensor, id,
+                                        tcp ? "TCP (0..247 or 255)" : "RTU (1..247)"));
                 } else {
                     src.unit_id = id;
                 }
@@ -1722,6 +1722,12 @@ std::vector<std::string> doubts(const Gateway& g) {
                 "sensor '{}': disinfection.setpoint {} is above its {}: no valid reading reaches it, so no "
                 "cycle ever counts and every window is a missed cycle",
                 sensor.id, sensor.disinfection->setpoint, range));
+        }
+        if (sensor.source.unit_id == 0 && sensor.source.device.rfind("rtu:", 0) == 0) {
+            out.push_back(fmt::format(
+                "sensor '{}': unit_id 0 is the broadcast address on a serial line: no unit answers it, so "
+                "the sensor is never read (give the unit's own address, 1..247)",
+                sensor.id));
         }
         // A cycle counts while the value is at or above the set point: with the set point at or below
         // the lowest valid reading, a cold cabinet reads as one disinfecting all the time.

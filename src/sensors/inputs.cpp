@@ -451,7 +451,17 @@ void ModbusPoller::run() {
             const auto* s = sensors_[i];
             due[i] = now + s->interval;
             std::vector<std::uint16_t> regs(static_cast<std::size_t>(register_count(s->source.type)));
-            modbus_set_slave(ctx.get(), s->source.unit_id);
+            // Refused (the configuration checks the range, but libmodbus is the judge), it keeps the
+            // unit set before: the read would give another unit's value as this sensor's.
+            if (modbus_set_slave(ctx.get(), s->source.unit_id) != 0) {
+                const int err = errno;
+                ++failures_;
+                ++read_failures_[i];
+                const auto streak = failing[i]++;
+                log_->log(repeat_level(streak), "sensor {}: libmodbus refuses unit_id {} on {}: {}{}", s->id,
+                          s->source.unit_id, device_, modbus_strerror(err), repeat_note(streak + 1));
+                continue;
+            }
             set_response_timeout(ctx.get(), s->source.response_timeout);
             const int n = s->source.input_register
                               ? modbus_read_input_registers(ctx.get(), s->source.address,

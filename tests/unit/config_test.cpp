@@ -407,9 +407,10 @@ TEST(ConfigLoader, SensorsWithoutCameras) {
     EXPECT_EQ(g.sensors[1].disinfection->schedule, "wash");
 }
 
-// Modbus TCP devices and gateways often answer only as unit 255 or 0 (refused at 247 before); a
-// serial line keeps 1..247.
-TEST(ConfigLoader, AModbusTcpUnitIdTakesTheWholeByte) {
+// Modbus TCP devices and gateways often answer only as unit 255 (refused at 247 before); libmodbus
+// refuses 248..254 on TCP and would read the unit set before, so they are refused here. A serial
+// line keeps 1..247, and its 0 (broadcast: nobody answers) loads, as it did, with a doubt.
+TEST(ConfigLoader, AModbusTcpUnitIdTakes255) {
     const auto g =
         load_string(kHead +
                         "sensors:\n"
@@ -424,6 +425,17 @@ TEST(ConfigLoader, AModbusTcpUnitIdTakesTheWholeByte) {
     EXPECT_EQ(g.sensors[0].source.unit_id, 255);
     EXPECT_EQ(g.sensors[1].source.unit_id, 0);
     EXPECT_EQ(g.sensors[2].source.unit_id, 247);
+    EXPECT_TRUE(kg::config::doubts(g).empty());
+    const auto broadcast = load_string(kHead +
+                                           "sensors:\n  - id: d\n    source: {modbus: {device: "
+                                           "'rtu:/dev/ttyUSB0', unit_id: 0, address: 0}}\n",
+                                       "g.yaml");
+    EXPECT_EQ(broadcast.sensors.at(0).source.unit_id, 0);
+    const auto doubts = kg::config::doubts(broadcast);
+    ASSERT_EQ(doubts.size(), 1u);
+    EXPECT_NE(doubts[0].find("sensor 'd': unit_id 0 is the broadcast address on a serial line"),
+              std::string::npos)
+        << doubts[0];
 }
 
 // A disinfection window is judged when it ends: "00:00-24:00" every day, meant as "a cycle a day",
@@ -768,12 +780,12 @@ INSTANTIATE_TEST_SUITE_P(
                 kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'tcp://h:502', address: 0, "
                         "unit_id: 256}}\n",
                 4, "sensors[0].source.modbus.unit_id",
-                "sensor 'f': unit_id 256 is out of range for Modbus TCP (0..255)"},
-        BadCase{"modbus_rtu_broadcast_unit_id",
-                kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'rtu:/dev/ttyUSB0', address: 0, "
-                        "unit_id: 0}}\n",
+                "sensor 'f': unit_id 256 is out of range for Modbus TCP (0..247 or 255)"},
+        BadCase{"modbus_tcp_reserved_unit_id",
+                kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'tcp://h:502', address: 0, "
+                        "unit_id: 250}}\n",
                 4, "sensors[0].source.modbus.unit_id",
-                "sensor 'f': unit_id 0 is out of range for Modbus RTU (1..247)"},
+                "sensor 'f': unit_id 250 is out of range for Modbus TCP (0..247 or 255)"},
         BadCase{"modbus_rtu_reserved_unit_id",
                 kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'rtu:/dev/ttyUSB0', address: 0, "
                         "unit_id: 248}}\n",
