@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
 #include <stdexcept>
 
@@ -14,6 +15,15 @@ namespace fs = std::filesystem;
 std::string LabelFolder::file_name(const std::string& image) {
     return fs::path(image).stem().string() + ".txt";
 }
+
+namespace {
+
+std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+}  // namespace
 
 LabelFolder::LabelFolder(fs::path dir, const std::vector<std::string>& images,
                          const std::vector<std::string>& labels, std::map<std::string, int> ids)
@@ -28,37 +38,52 @@ LabelFolder::LabelFolder(fs::path dir, const std::vector<std::string>& images,
                 label));
         }
     }
+    // By the name folded to lower case: on a stick's exFAT or FAT, A.txt and a.txt are one file.
     std::map<std::string, std::string> by_file;
     for (const auto& image : images) {
-        const auto [it, added] = by_file.emplace(file_name(image), image);
+        const auto [it, added] = by_file.emplace(lower(file_name(image)), image);
         if (!added) {
             throw std::runtime_error(
                 fmt::format("--write-labels: {} and {} would both write {}: rename one of them", it->second,
-                            image, it->first));
+                            image, file_name(image)));
         }
     }
     if (fs::exists(dir_)) {
         if (!fs::is_directory(dir_))
             throw std::runtime_error(fmt::format("--write-labels: {} is not a folder", dir_.string()));
         for (const auto& [file, image] : by_file) {
-            if (fs::exists(dir_ / file)) {
+            const auto path = dir_ / file_name(image);
+            if (fs::exists(path)) {
                 throw std::runtime_error(fmt::format(
                     "--write-labels: {} exists (it may hold labels a person made): give an empty folder",
-                    (dir_ / file).string()));
+                    path.string()));
             }
         }
+    } else {
+        fs::create_directories(dir_);
+        created_ = true;
     }
-    // A sibling: on the same file system, so that commit() is a rename.
-    staging_ = fs::absolute(dir_).parent_path() /
-               fmt::format(".{}.kitchen-eval-{}", dir_.filename().string(), ::getpid());
-    fs::remove_all(staging_);
-    fs::create_directories(staging_);
+    // Inside the folder itself: on its file system whatever it is (a symlink, a mount point, a
+    // stick), so that commit() is renames within one folder, and the folder keeps its owner and mode.
+    staging_ = dir_ / fmt::format(".kitchen-eval-{}", ::getpid());
+    std::error_code ec;
+    fs::remove_all(staging_, ec);
+    if (!fs::create_directory(staging_, ec) || ec) {
+        const auto why = ec ? ec.message() : std::string("it exists");
+        discard();
+        throw std::runtime_error(fmt::format("--write-labels: cannot write in {}: {}", dir_.string(), why));
+    }
 }
 
 LabelFolder::~LabelFolder() {
-    if (committed_) return;
+    if (!committed_) discard();
+}
+
+void LabelFolder::discard() {
     std::error_code ec;
     fs::remove_all(staging_, ec);
+    // A folder this run made, left empty: as it was, absent.
+    if (created_ && fs::is_empty(dir_, ec) && !ec) fs::remove(dir_, ec);
 }
 
 void LabelFolder::write(const std::string& image, const std::vector<vision::Detection>& found) {
@@ -69,12 +94,6 @@ void LabelFolder::write(const std::string& image, const std::vector<vision::Dete
 }
 
 void LabelFolder::commit() {
-    if (!fs::exists(dir_) || (fs::is_directory(dir_) && fs::is_empty(dir_))) {
-        fs::rename(staging_, dir_);  // replaces an empty folder
-        committed_ = true;
-        return;
-    }
-    // A folder with other files (a labelling tool's classes.txt, other images' labels) stays.
     std::vector<fs::path> files, moved;
     for (const auto& entry : fs::directory_iterator(staging_)) files.push_back(entry.path());
     try {

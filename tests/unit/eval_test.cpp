@@ -414,7 +414,7 @@ TEST(LabelFolder, ARunThatFailsLeavesNothingAndOneThatEndsPutsEveryFileInPlace) 
                                      {"covered", "bare"}, ids);
         folder.write("img/a.jpg", found);
         folder.write("img/b.png", {});
-        EXPECT_FALSE(fs::exists(root / "labels"));  // nothing in place before the end
+        EXPECT_FALSE(fs::exists(root / "labels" / "a.txt"));  // nothing in place before the end
         folder.commit();
     }
     EXPECT_EQ(names_in(root), std::vector<std::string>{"labels"});
@@ -433,6 +433,39 @@ TEST(LabelFolder, ARunThatFailsLeavesNothingAndOneThatEndsPutsEveryFileInPlace) 
     }
     EXPECT_EQ(names_in(root), std::vector<std::string>{"labels"});
     EXPECT_EQ(names_in(root / "labels"), (std::vector<std::string>{"a.txt", "classes.txt"}));
+    fs::remove_all(root);
+}
+
+// The folder given may be a symlink (to a dataset elsewhere), a mount point (a stick, a container's
+// volume) or one whose parent this user cannot write: the files were staged beside its path and
+// renamed at the end, which failed there ("Not a directory", a cross-device link, "busy") after the
+// detector had run through every image, and lost them all. A folder there already keeps its mode
+// (a group's shared folder). And A.jpg beside a.png is one label file on a stick's FAT.
+TEST(LabelFolder, WritesIntoASymlinkedFolderAndKeepsTheFoldersMode) {
+    namespace fs = std::filesystem;
+    const fs::path root = fs::path(::testing::TempDir()) / "kg-label-folder-link";
+    fs::remove_all(root);
+    fs::create_directories(root / "elsewhere");
+    fs::permissions(root / "elsewhere", fs::perms::owner_all | fs::perms::group_all | fs::perms::set_gid);
+    const auto mode = fs::status(root / "elsewhere").permissions();
+    fs::create_directory_symlink(root / "elsewhere", root / "labels");
+    const std::map<std::string, int> ids{{"covered", 0}, {"bare", 1}};
+    {
+        kg::eval::LabelFolder folder(root / "labels", {"img/a.jpg"}, {"covered", "bare"}, ids);
+        folder.write("img/a.jpg", {box(0.1f, 0.2f, 0.3f, 0.4f, "bare")});
+        folder.commit();
+    }
+    EXPECT_TRUE(fs::is_symlink(root / "labels"));
+    EXPECT_EQ(names_in(root / "elsewhere"), std::vector<std::string>{"a.txt"});
+    EXPECT_EQ(fs::status(root / "elsewhere").permissions(), mode);
+    try {
+        kg::eval::LabelFolder folder(root / "more", {"img/A.jpg", "img/a.png"}, {"covered"}, ids);
+        ADD_FAILURE() << "accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("img/A.jpg and img/a.png would both write"), std::string::npos)
+            << e.what();
+    }
+    EXPECT_FALSE(fs::exists(root / "more"));
     fs::remove_all(root);
 }
 
