@@ -673,31 +673,32 @@ bool Store::add_rollup(const std::string& site, const std::string& sensor, const
     const auto partial = r.value("partial", false);
     const auto part = partial ? text(r, "part") : std::nullopt;
     // Parts in two units (the sensor's unit changed at that reload or restart) are not one minute:
-    // merged, degF and degC made a false excursion on the day's curve; the later part replaces.
+    // merged, degF and degC made a false excursion on the day's curve; the later part replaces. The
+    // ids stay: a late copy of the old unit's part is a repeat, not the minute's newest part.
     // The ids stop being kept past kMaxPartsText (a gateway restarting in a loop within a minute):
     // the parts after it are still added, and a redelivery of one of them counts twice.
-    Stmt s(db_,
-           partial
-               ? "INSERT INTO rollups(site, sensor, minute, unit, min, mean, max, count, parts)"
-                 " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9) ON CONFLICT(site, sensor, minute) DO UPDATE SET"
-                 " unit = excluded.unit,"
-                 " min = CASE WHEN rollups.unit IS excluded.unit THEN min(rollups.min, excluded.min)"
-                 " ELSE excluded.min END,"
-                 " max = CASE WHEN rollups.unit IS excluded.unit THEN max(rollups.max, excluded.max)"
-                 " ELSE excluded.max END,"
-                 " mean = CASE WHEN rollups.unit IS excluded.unit AND rollups.count + excluded.count > 0"
-                 " THEN (rollups.mean * rollups.count + excluded.mean * excluded.count) /"
-                 " (rollups.count + excluded.count) ELSE excluded.mean END,"
-                 " count = CASE WHEN rollups.unit IS excluded.unit THEN rollups.count + excluded.count"
-                 " ELSE excluded.count END,"
-                 " parts = CASE WHEN rollups.unit IS NOT excluded.unit THEN excluded.parts"
-                 " WHEN excluded.parts IS NULL OR length(rollups.parts) >= ?10 THEN rollups.parts"
-                 " WHEN rollups.parts IS NULL THEN excluded.parts"
-                 " ELSE rollups.parts || ',' || excluded.parts END"
-                 " WHERE rollups.unit IS NOT excluded.unit OR excluded.parts IS NULL OR"
-                 " instr(',' || COALESCE(rollups.parts, '') || ',', ',' || excluded.parts || ',') = 0"
-               : "INSERT OR REPLACE INTO rollups(site, sensor, minute, unit, min, mean, max, count, parts)"
-                 " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
+    Stmt s(
+        db_,
+        partial
+            ? "INSERT INTO rollups(site, sensor, minute, unit, min, mean, max, count, parts)"
+              " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9) ON CONFLICT(site, sensor, minute) DO UPDATE SET"
+              " unit = excluded.unit,"
+              " min = CASE WHEN rollups.unit IS excluded.unit THEN min(rollups.min, excluded.min)"
+              " ELSE excluded.min END,"
+              " max = CASE WHEN rollups.unit IS excluded.unit THEN max(rollups.max, excluded.max)"
+              " ELSE excluded.max END,"
+              " mean = CASE WHEN rollups.unit IS excluded.unit AND rollups.count + excluded.count > 0"
+              " THEN (rollups.mean * rollups.count + excluded.mean * excluded.count) /"
+              " (rollups.count + excluded.count) ELSE excluded.mean END,"
+              " count = CASE WHEN rollups.unit IS excluded.unit THEN rollups.count + excluded.count"
+              " ELSE excluded.count END,"
+              " parts = CASE WHEN excluded.parts IS NULL OR length(rollups.parts) >= ?10 THEN rollups.parts"
+              " WHEN rollups.parts IS NULL THEN excluded.parts"
+              " ELSE rollups.parts || ',' || excluded.parts END"
+              " WHERE excluded.parts IS NULL OR"
+              " instr(',' || COALESCE(rollups.parts, '') || ',', ',' || excluded.parts || ',') = 0"
+            : "INSERT OR REPLACE INTO rollups(site, sensor, minute, unit, min, mean, max, count, parts)"
+              " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
     s.bind(1, site).bind(2, sensor).bind(3, r.at("minute").get<std::string>()).bind(4, text(r, "unit"));
     s.bind(5, r.at("min").get<double>())
         .bind(6, r.at("mean").get<double>())

@@ -684,11 +684,14 @@ TEST(MonitorIngest, APartDeliveredTwiceIsAddedOnce) {
     send(1.0, 1.0, 1, nullptr);  // no id: added each time
     send(1.0, 1.0, 1, nullptr);
     EXPECT_EQ(minute()["count"], 10) << minute().dump();
-    // A part in another unit replaces the minute, and the ids with it: a part of the old unit
-    // delivered again after it is another change of unit, not a repeat.
+    // A part in another unit replaces the minute; the ids it had stay, so a late copy of a part of
+    // the old unit is a repeat too, not the minute's newest part (it took the minute back).
     send(38.0, 40.0, 3, "1111111111111111", "degF");
     send(38.0, 40.0, 3, "1111111111111111", "degF");
     EXPECT_EQ(minute()["count"], 3) << minute().dump();
+    send(2.0, 6.0, 6, "0f0e0d0c0b0a0908");
+    EXPECT_EQ(minute()["count"], 3) << minute().dump();
+    EXPECT_EQ(minute()["max"], 40.0) << minute().dump();
     EXPECT_EQ(ingest.counters().refused.load(), 0u);
     for (const json& bad : {json(7), json(""), json("a,b"), json(std::string(33, 'a'))}) {
         send(1.0, 1.0, 1, bad);
