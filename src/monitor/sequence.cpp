@@ -58,8 +58,17 @@ bool StreamTrack::sent_up_to(std::int64_t seq, TimePoint now, std::optional<Give
 
 std::int64_t StreamTrack::lose(std::int64_t from, std::int64_t to, TimePoint now,
                                std::optional<GivenUp>* given_up) {
-    if (to > top_) sent_up_to(to, now, given_up);
-    const std::int64_t settled = settle(std::max(from, mark_ + 1), to, true);
+    const std::int64_t old_top = top_;
+    std::int64_t settled = settle(std::max(from, mark_ + 1), std::min(to, old_top), true);
+    if (to > old_top) {
+        // Counted lost at once, not made missing first: missing, they could push numbers still
+        // awaited (below `from`) past kMaxMissing, and those would be given up unasked.
+        const std::int64_t first = std::max(from, old_top + 1);
+        if (first - 1 > top_) extend(first - 1, now, given_up);  // sent, still awaited
+        count_lost(first, to);
+        settled += to - first + 1;
+        top_ = to;
+    }
     advance_mark();
     return settled;
 }

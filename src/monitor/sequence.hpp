@@ -68,9 +68,9 @@ public:
     // are missing from now. True when that raised what is known sent.
     bool sent_up_to(std::int64_t seq, TimePoint now, std::optional<GivenUp>* given_up = nullptr);
     // The gateway answered that from..to are gone: how many missing numbers that settled (those
-    // received are not lost; numbers above what was known sent are taken as sent and lost). Taking
-    // them as sent may go past kMaxMissing: the oldest missing numbers are then given up, as by
-    // sent_up_to, and not among those settled.
+    // received are not lost; numbers above what was known sent are taken as sent and lost, and those
+    // between them and `from` as sent and missing). That gap may go past kMaxMissing: the oldest
+    // missing numbers are then given up, as by sent_up_to, and not among those settled.
     std::int64_t lose(std::int64_t from, std::int64_t to, TimePoint now,
                       std::optional<GivenUp>* given_up = nullptr);
     // Gives up on the missing ranges first missed at or before `cutoff` (no answer came): counted as
