@@ -11,6 +11,8 @@
 // canteen's own frames, to be corrected in a labelling tool and trained on (models/README.md).
 
 #include <fmt/format.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -222,6 +224,20 @@ int main(int argc, char** argv) {
             << "kitchen-eval: --seed sets the resamplings of --bootstrap or --compare: give one of them\n";
         return 2;
     }
+    // With --write-labels a stop (Ctrl-C, a service's SIGTERM) is taken between two images, so that
+    // the label folder is left as it was: blocked here, before any thread exists that would take it
+    // (OpenCV's pool inherits this mask), and looked for with sigpending.
+    sigset_t stops;
+    sigemptyset(&stops);
+    for (const int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, sig);
+    if (!labels_dir.empty()) pthread_sigmask(SIG_BLOCK, &stops, nullptr);
+    const auto stop_asked = [&] {
+        sigset_t pending;
+        if (labels_dir.empty() || sigpending(&pending) != 0) return false;
+        for (const int sig : {SIGINT, SIGTERM, SIGHUP})
+            if (sigismember(&pending, sig) == 1) return true;
+        return false;
+    };
     cv::setNumThreads(threads);
 
     try {
@@ -313,6 +329,8 @@ int main(int argc, char** argv) {
             }
         };
         for (const auto& li : images) {
+            if (stop_asked())
+                throw std::runtime_error(fmt::format("stopped: nothing written to {}", labels_dir));
             const cv::Mat img = cv::imread(li.image, cv::IMREAD_COLOR);
             if (img.empty()) {
                 std::cerr << "kitchen-eval: cannot read " << li.image << ", skipped\n";

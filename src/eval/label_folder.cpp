@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <fstream>
+#include <random>
 #include <stdexcept>
 
 #include "eval/dataset.hpp"
@@ -44,8 +45,9 @@ LabelFolder::LabelFolder(fs::path dir, const std::vector<std::string>& images,
         const auto [it, added] = by_file.emplace(lower(file_name(image)), image);
         if (!added) {
             throw std::runtime_error(
-                fmt::format("--write-labels: {} and {} would both write {}: rename one of them", it->second,
-                            image, file_name(image)));
+                fmt::format("--write-labels: {} and {} would both write {} (one file where case is not told "
+                            "apart, as on FAT or exFAT): rename one of them",
+                            it->second, image, file_name(image)));
         }
     }
     if (fs::exists(dir_)) {
@@ -59,15 +61,26 @@ LabelFolder::LabelFolder(fs::path dir, const std::vector<std::string>& images,
                     path.string()));
             }
         }
-    } else {
-        fs::create_directories(dir_);
-        created_ = true;
+    }
+    std::error_code ec;
+    if (!fs::exists(dir_)) {
+        // The highest folder made, so that a failed run takes away every one it made.
+        made_ = fs::absolute(dir_).lexically_normal();
+        if (!made_.has_filename()) made_ = made_.parent_path();  // "a/b/." is "a/b/"
+        while (made_.has_parent_path() && made_.parent_path() != made_ && !fs::exists(made_.parent_path()))
+            made_ = made_.parent_path();
+        fs::create_directories(dir_, ec);
+        if (ec) {
+            made_.clear();
+            throw std::runtime_error(
+                fmt::format("--write-labels: cannot make the folder {}: {}", dir_.string(), ec.message()));
+        }
     }
     // Inside the folder itself: on its file system whatever it is (a symlink, a mount point, a
     // stick), so that commit() is renames within one folder, and the folder keeps its owner and mode.
-    staging_ = dir_ / fmt::format(".kitchen-eval-{}", ::getpid());
-    std::error_code ec;
-    fs::remove_all(staging_, ec);
+    // Not by the pid alone: two containers' kitchen-evals, each pid 1, may write into one volume.
+    std::random_device random;
+    staging_ = dir_ / fmt::format(".kitchen-eval-{}-{:08x}", ::getpid(), random());
     if (!fs::create_directory(staging_, ec) || ec) {
         const auto why = ec ? ec.message() : std::string("it exists");
         discard();
@@ -82,8 +95,14 @@ LabelFolder::~LabelFolder() {
 void LabelFolder::discard() {
     std::error_code ec;
     fs::remove_all(staging_, ec);
-    // A folder this run made, left empty: as it was, absent.
-    if (created_ && fs::is_empty(dir_, ec) && !ec) fs::remove(dir_, ec);
+    // The folders this run made, left empty: as they were, absent.
+    if (made_.empty()) return;
+    auto dir = fs::absolute(dir_).lexically_normal();
+    if (!dir.has_filename()) dir = dir.parent_path();
+    for (;; dir = dir.parent_path()) {
+        if (!fs::is_empty(dir, ec) || ec || !fs::remove(dir, ec)) break;
+        if (dir == made_ || !dir.has_parent_path() || dir.parent_path() == dir) break;
+    }
 }
 
 void LabelFolder::write(const std::string& image, const std::vector<vision::Detection>& found) {

@@ -37,7 +37,7 @@ private:
     std::filesystem::path dir_, staging_;
     std::map<std::string, int> ids_;
     bool committed_ = false;
-    bool created_ = false;  // `dir` was made by this
+    std::filesystem::path made_;  // the highest folder this made (`dir` or a parent), or empty
     void discard();
 };
 

@@ -201,6 +201,29 @@ def test_write_labels_checks_everything_before_writing_anything(tmp_path):
     assert sorted(p.name for p in (d / "labels").iterdir()) == ["a.txt", "b.txt"]
 
 
+def test_write_labels_stopped_by_ctrl_c_leaves_no_folder(tmp_path):
+    # Ctrl-C killed kitchen-eval outright: the label folder it had made (and its parents) stayed, with
+    # a hidden folder of half the labels in it. The stop is now taken between two images.
+    d = tmp_path / "d"
+    (d / "images").mkdir(parents=True)
+    noise = np.random.default_rng(7)
+    for i in range(120):
+        cv2.imwrite(str(d / "images" / f"{i:03}.jpg"), noise.integers(0, 255, (540, 960, 3), np.uint8))
+    labels = tmp_path / "out" / "run" / "labels"
+    p = subprocess.Popen([EVAL_BIN, "-d", "classic:mask", "--data", str(d), "--classes", "0=no_mask,1=with_mask",
+                          "--write-labels", str(labels)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, KG_SHARED_DIR=str(SHARED)))
+    deadline = time.monotonic() + 60
+    while not labels.exists() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert labels.exists(), p.communicate()
+    p.send_signal(2)  # SIGINT, as Ctrl-C
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 2, (out, err)
+    assert f"stopped: nothing written to {labels}" in err, err
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["d"]
+
+
 def test_a_figure_with_nothing_to_divide_by_is_a_dash_not_zero(tmp_path):
     # Nothing found on the frame: no precision (it printed 0.000, as if every box were wrong); recall
     # and F1 are 0 against the one face. Nothing labelled and nothing found: no figure at all.
