@@ -1322,7 +1322,7 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, const 
                 if (id < 0 || (id > 247 && !(tcp && id == 255))) {
                     r.error(b["unit_id"], p + ".unit_id",
                             fmt::format("sensor '{}': unit_id {} is out of range for Modbus {}", sensor, id,
-                                        tcp ? "TCP (0..247 or 255)" : "RTU (1..247)"));
+                                        tcp ? "TCP (0..247 or 255)" : "RTU (0..247)"));
                 } else {
                     src.unit_id = id;
                 }

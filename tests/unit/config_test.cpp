@@ -790,7 +790,7 @@ INSTANTIATE_TEST_SUITE_P(
                 kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'rtu:/dev/ttyUSB0', address: 0, "
                         "unit_id: 248}}\n",
                 4, "sensors[0].source.modbus.unit_id",
-                "sensor 'f': unit_id 248 is out of range for Modbus RTU (1..247)"},
+                "sensor 'f': unit_id 248 is out of range for Modbus RTU (0..247)"},
         BadCase{
             "serial_line_settings_differ",
             kHead + "sensors:\n  - id: f\n    source: {modbus: {device: 'rtu:/dev/ttyUSB0', address: 0}}\n"
