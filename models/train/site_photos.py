@@ -55,15 +55,19 @@ def read_folder(folder, n_classes):
 
 
 def read_labels(path, n_classes):
-    """[(class, cx, cy, w, h), ...] of one label file; blank lines are skipped."""
+    """[(class, cx, cy, w, h), ...] of one label file; blank lines are skipped. A segmentation
+    export's polygon, 'class x1 y1 x2 y2 x3 y3 ...', is read as its bounding box, clipped to the
+    frame, as Ultralytics and kitchen-eval read it."""
     boxes = []
     for n, line in enumerate(pathlib.Path(path).read_text().splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         where = f"{path}:{n}"
-        if len(fields) != 5:
-            raise SiteDataError(f"{where}: expected 'class cx cy w h', got {line.strip()!r}")
+        polygon = len(fields) >= 7 and len(fields) % 2 == 1
+        if len(fields) != 5 and not polygon:
+            raise SiteDataError(f"{where}: expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...', "
+                                f"got {line.strip()!r}")
         try:
             cls = int(fields[0])
         except ValueError:
@@ -71,15 +75,25 @@ def read_labels(path, n_classes):
         if not 0 <= cls < n_classes:
             raise SiteDataError(f"{where}: class {cls} is not one of 0 to {n_classes - 1}")
         try:
-            cx, cy, w, h = (float(v) for v in fields[1:])
+            values = [float(v) for v in fields[1:]]
         except ValueError:
-            raise SiteDataError(f"{where}: cx cy w h must be numbers, got {' '.join(fields[1:])!r}") from None
-        if not all(math.isfinite(v) for v in (cx, cy, w, h)):
-            raise SiteDataError(f"{where}: cx cy w h must be finite numbers")
+            raise SiteDataError(f"{where}: {'the points' if polygon else 'cx cy w h'} must be numbers, "
+                                f"got {' '.join(fields[1:])!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise SiteDataError(f"{where}: {'the points' if polygon else 'cx cy w h'} must be finite numbers")
+        if polygon:
+            xs, ys = values[0::2], values[1::2]
+            cx, cy, w, h = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)
+        else:
+            cx, cy, w, h = values
         if not (0 < w <= 1 and 0 < h <= 1):
             raise SiteDataError(f"{where}: w and h are shares of the frame, over 0 and at most 1 (pixels?)")
         if not (0 <= cx <= 1 and 0 <= cy <= 1):
             raise SiteDataError(f"{where}: cx and cy are shares of the frame, from 0 to 1 (pixels?)")
+        if polygon:  # a polygon traced past the frame's edge: the part inside
+            x1, x2 = max(0.0, cx - w / 2), min(1.0, cx + w / 2)
+            y1, y2 = max(0.0, cy - h / 2), min(1.0, cy + h / 2)
+            cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
         boxes.append((cls, cx, cy, w, h))
     return boxes
 

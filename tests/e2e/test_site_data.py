@@ -115,6 +115,8 @@ BAD_SITES = [
      ["frame.txt:2", "class 2 is not one of 0 to 1"]),
     ({"frame.txt": "1 320 240 40 40\n"}, ("frame.jpg",), 2, ["frame.txt:1", "pixels?"]),
     ({"frame.txt": "\n0 0.5 0.5 0.1\n"}, ("frame.jpg",), 2, ["frame.txt:2", "expected 'class cx cy w h'"]),
+    ({"frame.txt": "0 0.1 0.1 0.3 0.1 0.3 0.4 0.1\n"}, ("frame.jpg",), 2, ["frame.txt:1", "or a polygon"]),
+    ({"frame.txt": "0 10 10 300 10 300 200\n"}, ("frame.jpg",), 2, ["frame.txt:1", "pixels?"]),
     ({"frame.txt": "bare 0.5 0.5 0.1 0.1\n"}, ("frame.jpg",), 2, ["frame.txt:1", "not a whole number"]),
     ({"frame.txt": "0 0.5 0.5 nan 0.1\n"}, ("frame.jpg",), 2, ["frame.txt:1", "finite"]),
     ({"frame.txt": ""}, ("frame.jpg", "frame.png"), 2, ["frame.jpg", "frame.png", "frame.txt"]),
@@ -123,8 +125,8 @@ BAD_SITES = [
 
 
 @pytest.mark.parametrize("labels,images,n_classes,expected", BAD_SITES,
-                         ids=["no-label-file", "class-out-of-range", "pixels", "four-fields", "class-name",
-                              "nan", "two-images-one-label", "no-images"])
+                         ids=["no-label-file", "class-out-of-range", "pixels", "four-fields", "polygon-odd",
+                              "polygon-pixels", "class-name", "nan", "two-images-one-label", "no-images"])
 def test_a_site_folder_that_cannot_be_trained_on_is_refused_naming_the_fault(labels, images, n_classes,
                                                                              expected, tmp_path):
     site = make_site(tmp_path / "site", labels, images)
@@ -140,6 +142,12 @@ def test_a_good_site_folder_reads_as_written(tmp_path):
     got = site_photos.read_folder(site, 3)
     assert [(p.name, boxes) for p, boxes in got] == [
         ("B.JPEG", []), ("a.jpg", [(0, 0.5, 0.4, 0.2, 0.3), (2, 0.1, 0.1, 0.05, 0.05)])]
+    # A segmentation export's polygon is its box, clipped to the frame (kitchen-eval reads it so too;
+    # the trainer refused it).
+    (site / "labels" / "B.txt").write_text("1 0.25 0.5 0.5 0.25 0.75 0.5 0.5 0.75\n0 0.9 0.8 1.1 0.8 1.1 1.0 0.9 1.0\n")
+    got = dict((p.name, boxes) for p, boxes in site_photos.read_folder(site, 3))
+    assert got["B.JPEG"] == [(1, 0.5, 0.5, 0.5, 0.5), (0, pytest.approx(0.95), pytest.approx(0.9), pytest.approx(0.1), pytest.approx(0.2))]
+    (site / "labels" / "B.txt").write_text("")
     with pytest.raises(site_photos.SiteDataError, match="no images/ folder"):
         site_photos.read_folder(tmp_path / "elsewhere", 3)
 
