@@ -25,32 +25,66 @@ if [ ! -s "$clip" ]; then
     -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 -b:v 800k "$clip"
 fi
 
-pids=()
+broker="" conf="" gateway="" timer=""
+subscribers=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -z "$timer" ] || kill "$timer" 2>/dev/null || true
+  # The gateway first, and waited for: what it publishes as it stops (the camera offline, its events
+  # ended) is still printed.
+  if [ -n "$gateway" ]; then
+    kill "$gateway" 2>/dev/null || true
+    wait "$gateway" 2>/dev/null || true
+    sleep 0.3
+  fi
+  # mosquitto_sub 2.0 disconnects from inside its signal handler (SIGTERM, SIGINT, and the alarm of
+  # its own -W timeout), which can deadlock on the library's mutexes (eclipse-mosquitto/mosquitto
+  # #3175); only SIGKILL ends one then. They only print, so nothing is lost by killing them.
+  for pid in "${subscribers[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  [ -z "$broker" ] || kill "$broker" 2>/dev/null || true
   wait 2>/dev/null || true
+  [ -z "$conf" ] || rm -f "$conf"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
   echo "demo: starting mosquitto on 127.0.0.1:1883"
   conf="$(mktemp)"
   printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n' >"$conf"
   mosquitto -c "$conf" >/dev/null 2>&1 &
-  pids+=($!)
+  broker=$!
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null && break; sleep 0.1; done
 fi
 
 "$build/gateway/kitchen-gateway" --check-config "$root/config/demo.yaml"
 "$build/gateway/kitchen-gateway" --config "$root/config/demo.yaml" &
-pids+=($!)
+gateway=$!
 
 echo "demo: the parents' page plays the demo camera at http://127.0.0.1:8081/ (local API: http://127.0.0.1:8080/metrics)"
 echo "demo: the gateway runs; what it publishes on kitchen/# follows (black at ~20 s, frozen at ~50 s)"
 # Snapshots are JPEG bytes: printed as their size, not as bytes that garble the terminal.
 snapshots='kitchen/+/events/+/snapshot'
-wait_for=()
-[ -n "${KG_DEMO_SECONDS:-}" ] && wait_for=(-W "$KG_DEMO_SECONDS")
-mosquitto_sub -h 127.0.0.1 -p 1883 -t "$snapshots" -F '%t <JPEG snapshot, %l bytes>' "${wait_for[@]}" &
-pids+=($!)
-mosquitto_sub -h 127.0.0.1 -p 1883 -v -t 'kitchen/#' -T "$snapshots" "${wait_for[@]}" || true
+mosquitto_sub -h 127.0.0.1 -p 1883 -t "$snapshots" -F '%t <JPEG snapshot, %l bytes>' &
+subscribers+=($!)
+mosquitto_sub -h 127.0.0.1 -p 1883 -v -t 'kitchen/#' -T "$snapshots" &
+subscribers+=($!)
+
+# Until Ctrl-C, the gateway's end, or KG_DEMO_SECONDS. The shell waits in `wait`, which a signal
+# interrupts at once (a command in the foreground would hold the trap back until it ended).
+status=0
+if [ -n "${KG_DEMO_SECONDS:-}" ]; then
+  sleep "$KG_DEMO_SECONDS" &
+  timer=$!
+  wait -n "$gateway" "$timer" || status=$?
+else
+  wait "$gateway" || status=$?
+fi
+if ! kill -0 "$gateway" 2>/dev/null; then
+  # Ctrl-C reaches the gateway too, which stops cleanly (0); bash then takes the signal as handled by
+  # it and runs no trap of its own.
+  gateway=""
+  [ "$status" -eq 0 ] && exit 0
+  echo "demo: the gateway stopped (exit status $status); its log is above" >&2
+  exit 1
+fi

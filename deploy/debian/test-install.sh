@@ -59,7 +59,8 @@ else
   runuser -u kitchen-gateway -- ${exec_start/\/etc\/kitchen-gateway\/gateway.yaml/$work/gateway.yaml} &
   gateway_pid=$!
 fi
-state="$(timeout 20 mosquitto_sub -p "$port" -t kitchen/install-test/cameras/cam/state -C 3 | tail -n 1)"
+# -k: mosquitto_sub 2.0 can deadlock in its own SIGTERM handler (eclipse-mosquitto/mosquitto#3175).
+state="$(timeout -k 5 20 mosquitto_sub -p "$port" -t kitchen/install-test/cameras/cam/state -C 3 | tail -n 1)"
 echo "$state" | grep -q '"online":true' || fail "camera state never online: $state"
 echo "test-install: OK: the installed gateway published $state"
 

@@ -5,8 +5,10 @@ are shown as their size, not poured onto the terminal)."""
 
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -42,23 +44,45 @@ def _anonymous_broker_refuses():
         c.disconnect()
 
 
+def _stuck_subscriber(folder):
+    """A mosquitto_sub that no stop signal ends, put first on PATH: the real one, started with
+    SIGTERM, SIGINT, SIGALRM and SIGHUP blocked (a blocked signal stays blocked across exec). That is
+    how mosquitto_sub 2.0 is left when its signal handler deadlocks on the library's mutexes
+    (eclipse-mosquitto/mosquitto#3175), which happened to the demo in CI: its -W timeout never ended
+    it, and the demo ran until the test gave up."""
+    real = shutil.which("mosquitto_sub")
+    wrapper = folder / "mosquitto_sub"
+    wrapper.write_text(f"""#!{sys.executable}
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGHUP}})
+os.execv({real!r}, [{real!r}] + sys.argv[1:])
+""")
+    wrapper.chmod(0o755)
+    return folder
+
+
 @pytest.mark.skipif(any(_listening(p) for p in WEB_PORTS), reason="the demo's ports 8080/8081 are in use")
 @pytest.mark.skipif(_anonymous_broker_refuses(), reason="the broker on 1883 refuses anonymous clients")
-def test_demo_prints_events_as_text_and_serves_the_parents_page():
+def test_demo_prints_events_as_text_and_serves_the_parents_page(tmp_path):
     own_broker = not _listening(MQTT_PORT)
     build = pathlib.Path(kg_e2e.GATEWAY_BIN).resolve().parents[1]
     # 32 s: the black picture's event comes about 24 s after the gateway starts (black at 20 s of the
     # clip, confirmed after 3 s), with its snapshot; the rest of the demo's loop is not checked here.
-    env = dict(os.environ, KG_BUILD_DIR=str(build), KG_DEMO_SECONDS="32", KG_JOBS="2")
-    demo = subprocess.Popen([str(kg_e2e.SOURCE_DIR / "scripts/demo.sh")], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    # Its subscribers are ones that no signal stops: the demo must end anyway.
+    path = f"{_stuck_subscriber(tmp_path)}{os.pathsep}{os.environ['PATH']}"
+    env = dict(os.environ, KG_BUILD_DIR=str(build), KG_DEMO_SECONDS="32", KG_JOBS="2", PATH=path)
+    log = tmp_path / "demo.log"
+    with open(log, "wb") as stderr:
+        demo = subprocess.Popen([str(kg_e2e.SOURCE_DIR / "scripts/demo.sh")], stdout=subprocess.PIPE,
+                                stderr=stderr, env=env, start_new_session=True)
     out = bytearray()
 
     def read():  # as it comes: the checks below run while the demo does
         for chunk in iter(lambda: demo.stdout.read1(65536), b""):
             out.extend(chunk)
 
-    reader = threading.Thread(target=read)
+    # A daemon: a process of the demo left holding the pipe must not keep the test from reporting.
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         kg_e2e.wait_until(lambda: b"demo: the gateway runs" in out, 120, what="the demo started")
@@ -68,10 +92,16 @@ def test_demo_prints_events_as_text_and_serves_the_parents_page():
         playlist = kg_e2e.wait_until(lambda: _get("http://127.0.0.1:8081/live/demo-kitchen/index.m3u8"), 20,
                                      what="the demo camera's playlist")
         assert b"#EXTM3U" in playlist and b".m4s" in playlist
-        assert demo.wait(timeout=90) == 0
+        try:
+            assert demo.wait(timeout=90) == 0, log.read_text(errors="replace")[-3000:]
+        except subprocess.TimeoutExpired:
+            left = subprocess.run(["ps", "-s", str(demo.pid), "-o", "pid,stat,etime,args"], capture_output=True,
+                                  text=True).stdout
+            raise AssertionError(f"the demo did not end 90 s after its playlist; still running:\n{left}\n"
+                                 f"its log:\n{log.read_text(errors='replace')[-3000:]}") from None
     finally:
         if demo.poll() is None:
-            os.killpg(demo.pid, 15)
+            os.killpg(demo.pid, 9)  # the demo's own stop was what failed: nothing gentler would do
             demo.wait(timeout=10)
         reader.join(timeout=10)
     text = out.decode("utf-8")  # raises on a JPEG's bytes
