@@ -394,6 +394,15 @@ void ModbusPoller::run() {
     // The connection was dropped for a read that has failed before: its reconnect is a matter of
     // routine, every poll for as long as the unit stays silent behind a live TCP gateway.
     bool routine_reconnect = false;
+    // A failed read of sensor i, whatever failed: counted, and logged when it starts failing and at
+    // every 1000th after. Returns how many failed in a row before this one.
+    const auto read_failed = [&](std::size_t i, const std::string& what) {
+        ++failures_;
+        ++read_failures_[i];
+        const auto streak = failing[i]++;
+        log_->log(repeat_level(streak), "sensor {}: {}{}", sensors_[i]->id, what, repeat_note(streak + 1));
+        return streak;
+    };
     Modbus ctx;
     Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(30));
     const bool tcp = device_.rfind("tcp://", 0) == 0;
@@ -455,11 +464,8 @@ void ModbusPoller::run() {
             // unit set before: the read would give another unit's value as this sensor's.
             if (modbus_set_slave(ctx.get(), s->source.unit_id) != 0) {
                 const int err = errno;
-                ++failures_;
-                ++read_failures_[i];
-                const auto streak = failing[i]++;
-                log_->log(repeat_level(streak), "sensor {}: libmodbus refuses unit_id {} on {}: {}{}", s->id,
-                          s->source.unit_id, device_, modbus_strerror(err), repeat_note(streak + 1));
+                read_failed(i, fmt::format("libmodbus refuses unit_id {} on {}: {}", s->source.unit_id,
+                                           device_, modbus_strerror(err)));
                 continue;
             }
             set_response_timeout(ctx.get(), s->source.response_timeout);
@@ -470,11 +476,9 @@ void ModbusPoller::run() {
                                                       static_cast<int>(regs.size()), regs.data());
             if (n != static_cast<int>(regs.size())) {
                 const int err = n < 0 ? errno : EMBMDATA;  // before the log can change it
-                ++failures_;
-                ++read_failures_[i];
-                const auto streak = failing[i]++;
-                log_->log(repeat_level(streak), "sensor {}: Modbus read of {} register {} failed: {}{}",
-                          s->id, device_, s->source.address, modbus_strerror(err), repeat_note(streak + 1));
+                const auto streak =
+                    read_failed(i, fmt::format("Modbus read of {} register {} failed: {}", device_,
+                                               s->source.address, modbus_strerror(err)));
                 if (!device_answered(err)) {
                     // The answer may still come, and would be read as the answer to the next request:
                     // Modbus TCP would then never match a transaction id again.
@@ -497,11 +501,8 @@ void ModbusPoller::run() {
             const double value = decode_registers(regs, s->source);
             if (!std::isfinite(value)) {
                 // float32 NaN is how many devices say "no measurement": not a reading.
-                ++failures_;
-                ++read_failures_[i];
-                const auto streak = failing[i]++;
-                log_->log(repeat_level(streak), "sensor {}: {} register {} holds no number ({}){}", s->id,
-                          device_, s->source.address, value, repeat_note(streak + 1));
+                read_failed(
+                    i, fmt::format("{} register {} holds no number ({})", device_, s->source.address, value));
                 continue;
             }
             if (failing[i] > 0) {
