@@ -6,6 +6,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${KG_BUILD_DIR:-$root/build}"
+if [ -n "${KG_DEMO_SECONDS:-}" ] && ! [[ "$KG_DEMO_SECONDS" =~ ^[0-9]+$ ]]; then
+  echo "demo: KG_DEMO_SECONDS must be a whole number of seconds, not '$KG_DEMO_SECONDS'" >&2
+  exit 2
+fi
 
 "$root/scripts/setup.sh" --demo
 
@@ -28,21 +32,29 @@ fi
 broker="" conf="" gateway="" timer=""
 subscribers=()
 cleanup() {
+  local stopped=0
   [ -z "$timer" ] || kill "$timer" 2>/dev/null || true
   # The gateway first, and waited for: what it publishes as it stops (the camera offline, its events
-  # ended) is still printed.
+  # ended) is still carried and printed.
   if [ -n "$gateway" ]; then
     kill "$gateway" 2>/dev/null || true
-    wait "$gateway" 2>/dev/null || true
-    sleep 0.3
+    wait "$gateway" 2>/dev/null || stopped=$?
   fi
-  # mosquitto_sub 2.0 disconnects from inside its signal handler (SIGTERM, SIGINT, and the alarm of
-  # its own -W timeout), which can deadlock on the library's mutexes (eclipse-mosquitto/mosquitto
-  # #3175); only SIGKILL ends one then. They only print, so nothing is lost by killing them.
-  for pid in "${subscribers[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  if [ "${#subscribers[@]}" -gt 0 ]; then
+    sleep 0.3  # the broker's last deliveries to them
+    # mosquitto_sub 2.0 disconnects from inside its signal handler (SIGTERM, SIGINT, and the alarm
+    # of its own -W timeout), which can deadlock on the library's mutexes
+    # (eclipse-mosquitto/mosquitto#3175); only SIGKILL ends one then. They only print, and print
+    # each message as it comes, so nothing is lost. Waited for, so that bash says nothing of it.
+    for pid in "${subscribers[@]}"; do { kill -KILL "$pid" && wait "$pid"; } 2>/dev/null || true; done
+  fi
   [ -z "$broker" ] || kill "$broker" 2>/dev/null || true
   wait 2>/dev/null || true
   [ -z "$conf" ] || rm -f "$conf"
+  if [ "$stopped" -ne 0 ]; then
+    echo "demo: the gateway failed as it stopped (exit status $stopped); its log is above" >&2
+    exit 1
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -52,7 +64,9 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
   echo "demo: starting mosquitto on 127.0.0.1:1883"
   conf="$(mktemp)"
   printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n' >"$conf"
-  mosquitto -c "$conf" >/dev/null 2>&1 &
+  # In a session of its own, as the subscribers: Ctrl-C in the terminal reaches the gateway, which
+  # stops and says so, and not the broker that has to carry what it says.
+  setsid mosquitto -c "$conf" >/dev/null 2>&1 &
   broker=$!
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null && break; sleep 0.1; done
 fi
@@ -65,9 +79,9 @@ echo "demo: the parents' page plays the demo camera at http://127.0.0.1:8081/ (l
 echo "demo: the gateway runs; what it publishes on kitchen/# follows (black at ~20 s, frozen at ~50 s)"
 # Snapshots are JPEG bytes: printed as their size, not as bytes that garble the terminal.
 snapshots='kitchen/+/events/+/snapshot'
-mosquitto_sub -h 127.0.0.1 -p 1883 -t "$snapshots" -F '%t <JPEG snapshot, %l bytes>' &
+setsid mosquitto_sub -h 127.0.0.1 -p 1883 -t "$snapshots" -F '%t <JPEG snapshot, %l bytes>' &
 subscribers+=($!)
-mosquitto_sub -h 127.0.0.1 -p 1883 -v -t 'kitchen/#' -T "$snapshots" &
+setsid mosquitto_sub -h 127.0.0.1 -p 1883 -v -t 'kitchen/#' -T "$snapshots" &
 subscribers+=($!)
 
 # Until Ctrl-C, the gateway's end, or KG_DEMO_SECONDS. The shell waits in `wait`, which a signal
