@@ -252,7 +252,9 @@ void Gateway::start(CarryOver carried) {
         }
     }
     apply_public_hours(started_at_);
-    for (const auto& doubt : config::doubts(cfg_)) log_->warn("configuration: {}", doubt);
+    const auto doubts = config::doubts(cfg_);
+    config_warnings_ = doubts.size();
+    for (const auto& doubt : doubts) log_->warn("configuration: {}", doubt);
     {
         // Also with the public side off: a crashed run's segments would stay on tmpfs till a reboot.
         std::vector<std::string> public_cameras;
@@ -766,6 +768,11 @@ std::string Gateway::metrics() const {
         m += fmt::format("kg_supervision_failures_total{{part=\"{}\"}} {}\n", label(part), n);
     family("kg_mqtt_connected", "gauge", "1 while connected to the broker");
     m += fmt::format("kg_mqtt_connected {}\n", link_.connected() ? 1 : 0);
+    // Said once in the log at start, where months of an unattended run bury it: here a site's
+    // Prometheus can keep showing it.
+    family("kg_config_warnings", "gauge",
+           "warnings about the running configuration (each in the log at start and in --check-config)");
+    m += fmt::format("kg_config_warnings {}\n", config_warnings_);
     if (sensors_) {
         family("kg_sensor_age_seconds", "gauge", "seconds since the sensor's last valid reading");
         for (const auto& s : sensors_->states(Clock::now())) {

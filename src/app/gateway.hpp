@@ -123,6 +123,7 @@ private:
     std::vector<publish::CameraState> states_;  // as last supervised
 
     TimePoint started_at_{};
+    std::size_t config_warnings_ = 0;  // config::doubts of the running configuration
     SteadyPoint last_state_publish_{};
     SteadyPoint last_expiry_{};
     SteadyPoint last_alive_note_{};

@@ -340,6 +340,25 @@ TEST(GatewayMetrics, TheSensorInputsCountsAreThereBySensor) {
     EXPECT_NE(m.find("# TYPE kg_sensor_read_failures_total counter"), std::string::npos) << m;
 }
 
+// A warning about the configuration (a threshold its sensor can never reach, here) was said once, in
+// the log at start: after months unattended nobody reads that far back.
+TEST(GatewayMetrics, TheRunningConfigurationsWarningsAreCounted) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    for (const auto& [extra, warnings] :
+         {std::pair<std::string, double>{"", 0}, {"    valid_range: [-40, 5]\n", 1}}) {
+        TempDir dir;
+        kg::Logging logging("info", false);
+        kg::app::Gateway gateway(fridge_site(broker.url(), dir.path, extra), logging);
+        gateway.start();
+        const auto m = gateway.metrics();
+        gateway.stop();
+        EXPECT_EQ(metric(m, "kg_config_warnings"), warnings) << extra << m;
+        EXPECT_NE(m.find("# TYPE kg_config_warnings gauge"), std::string::npos) << m;
+    }
+}
+
 namespace {
 
 // A gateway with one disinfection cabinet read over MQTT (never reached here: a restart is judged
