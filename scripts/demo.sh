@@ -4,10 +4,13 @@
 # the gateway on config/demo.yaml and prints everything it publishes. Ctrl-C stops it all.
 # KG_DEMO_SECONDS=N stops by itself after N seconds. Idempotent.
 set -euo pipefail
+# No job control, even in `bash -i`: a background job would lead a process group of its own, and
+# `setsid` (below) would then fork, leaving $! a parent that has already gone.
+set +m
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${KG_BUILD_DIR:-$root/build}"
 if [ -n "${KG_DEMO_SECONDS:-}" ] && ! [[ "$KG_DEMO_SECONDS" =~ ^[0-9]+$ ]]; then
-  echo "demo: KG_DEMO_SECONDS must be a whole number of seconds, not '$KG_DEMO_SECONDS'" >&2
+  echo "demo: KG_DEMO_SECONDS must be a whole number of seconds (e.g. 60, not 1m or 1.5), not '$KG_DEMO_SECONDS'" >&2
   exit 2
 fi
 
@@ -65,36 +68,48 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
   conf="$(mktemp)"
   printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n' >"$conf"
   # In a session of its own, as the subscribers: Ctrl-C in the terminal reaches the gateway, which
-  # stops and says so, and not the broker that has to carry what it says.
-  setsid mosquitto -c "$conf" >/dev/null 2>&1 &
+  # stops and says so, and not the broker that has to carry what it says. Killed with this shell if
+  # it is killed outright (SIGKILL runs no trap), so that no demo broker keeps the port. Run as root,
+  # it is started as its own user: mosquitto would switch to it by itself, and that switch clears
+  # the parent-death signal.
+  as_broker=()
+  if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then
+    as_broker=(--reuid=mosquitto --regid=mosquitto --init-groups)
+    chmod 644 "$conf"
+  fi
+  setsid setpriv "${as_broker[@]}" --pdeathsig KILL mosquitto -c "$conf" >/dev/null 2>&1 &
   broker=$!
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null && break; sleep 0.1; done
 fi
 
 "$build/gateway/kitchen-gateway" --check-config "$root/config/demo.yaml"
-"$build/gateway/kitchen-gateway" --config "$root/config/demo.yaml" &
+# Stopped (SIGTERM: its clean stop) with this shell if it is killed outright, as are the others.
+setpriv --pdeathsig TERM "$build/gateway/kitchen-gateway" --config "$root/config/demo.yaml" &
 gateway=$!
 
 echo "demo: the parents' page plays the demo camera at http://127.0.0.1:8081/ (local API: http://127.0.0.1:8080/metrics)"
 echo "demo: the gateway runs; what it publishes on kitchen/# follows (black at ~20 s, frozen at ~50 s)"
 # Snapshots are JPEG bytes: printed as their size, not as bytes that garble the terminal.
 snapshots='kitchen/+/events/+/snapshot'
-setsid mosquitto_sub -h 127.0.0.1 -p 1883 -t "$snapshots" -F '%t <JPEG snapshot, %l bytes>' &
+setsid setpriv --pdeathsig KILL mosquitto_sub -h 127.0.0.1 -p 1883 -t "$snapshots" \
+  -F '%t <JPEG snapshot, %l bytes>' &
 subscribers+=($!)
-setsid mosquitto_sub -h 127.0.0.1 -p 1883 -v -t 'kitchen/#' -T "$snapshots" &
+setsid setpriv --pdeathsig KILL mosquitto_sub -h 127.0.0.1 -p 1883 -v -t 'kitchen/#' -T "$snapshots" &
 subscribers+=($!)
 
 # Until Ctrl-C, the gateway's end, or KG_DEMO_SECONDS. The shell waits in `wait`, which a signal
 # interrupts at once (a command in the foreground would hold the trap back until it ended).
-status=0
+status=0 ended="$gateway"
 if [ -n "${KG_DEMO_SECONDS:-}" ]; then
   sleep "$KG_DEMO_SECONDS" &
   timer=$!
-  wait -n "$gateway" "$timer" || status=$?
+  ended=""
+  wait -n -p ended "$gateway" "$timer" || status=$?
+fi
+if [ "$ended" = "$timer" ]; then
+  timer=""  # reaped: its pid is no longer this demo's to signal
 else
   wait "$gateway" || status=$?
-fi
-if ! kill -0 "$gateway" 2>/dev/null; then
   # Ctrl-C reaches the gateway too, which stops cleanly (0); bash then takes the signal as handled by
   # it and runs no trap of its own.
   gateway=""

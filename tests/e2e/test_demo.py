@@ -108,8 +108,8 @@ def test_demo_prints_events_as_text_and_serves_the_parents_page(tmp_path):
             # The demo stops 32 s after it printed that the gateway runs.
             assert demo.wait(timeout=60) == 0, log.read_text(errors="replace")[-3000:]
         except subprocess.TimeoutExpired:
-            left = subprocess.run(["ps", "--ppid", str(demo.pid), "-o", "pid,stat,etime,args"],
-                                  capture_output=True, text=True).stdout
+            left = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "--ppid", str(demo.pid), "-s",
+                                   str(demo.pid)], capture_output=True, text=True).stdout
             raise AssertionError(f"the demo did not end 60 s after its playlist; still running:\n{left}\n"
                                  f"its log:\n{log.read_text(errors='replace')[-3000:]}") from None
     finally:
@@ -129,7 +129,11 @@ def test_demo_prints_events_as_text_and_serves_the_parents_page(tmp_path):
             if (tmp_path / "subscribers").exists() else []
         left = [pid for pid in subscribers if _running(pid)]
         for pid in left:
-            os.kill(pid, 9)
+            try:
+                if b"mosquitto_sub" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, 9)
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # ended meanwhile
         reader.join(timeout=10)
     assert len(subscribers) == 2 and not left, f"subscribers {subscribers}, left running: {left}"
     text = out.decode("utf-8")  # raises on a JPEG's bytes
