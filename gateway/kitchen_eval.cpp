@@ -227,14 +227,15 @@ int main(int argc, char** argv) {
     // With --write-labels a stop (Ctrl-C, a service's SIGTERM) is taken between two images, so that
     // the label folder is left as it was: blocked here, before any thread exists that would take it
     // (OpenCV's pool inherits this mask), and looked for with sigpending.
+    constexpr std::array kStopSignals{SIGINT, SIGTERM, SIGHUP};
     sigset_t stops;
     sigemptyset(&stops);
-    for (const int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, sig);
+    for (const int sig : kStopSignals) sigaddset(&stops, sig);
     if (!labels_dir.empty()) pthread_sigmask(SIG_BLOCK, &stops, nullptr);
     const auto stop_asked = [&] {
         sigset_t pending;
         if (labels_dir.empty() || sigpending(&pending) != 0) return false;
-        for (const int sig : {SIGINT, SIGTERM, SIGHUP})
+        for (const int sig : kStopSignals)
             if (sigismember(&pending, sig) == 1) return true;
         return false;
     };

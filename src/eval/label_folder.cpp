@@ -24,6 +24,13 @@ std::string lower(std::string s) {
     return s;
 }
 
+// The folder as one absolute path without "." or "..": "a/b/." is "a/b", so that its parents are
+// the folders above it.
+fs::path absolute_folder(const fs::path& dir) {
+    auto path = fs::absolute(dir).lexically_normal();
+    return path.has_filename() ? path : path.parent_path();
+}
+
 }  // namespace
 
 LabelFolder::LabelFolder(fs::path dir, const std::vector<std::string>& images,
@@ -65,8 +72,7 @@ LabelFolder::LabelFolder(fs::path dir, const std::vector<std::string>& images,
     std::error_code ec;
     if (!fs::exists(dir_)) {
         // The highest folder made, so that a failed run takes away every one it made.
-        made_ = fs::absolute(dir_).lexically_normal();
-        if (!made_.has_filename()) made_ = made_.parent_path();  // "a/b/." is "a/b/"
+        made_ = absolute_folder(dir_);
         while (made_.has_parent_path() && made_.parent_path() != made_ && !fs::exists(made_.parent_path()))
             made_ = made_.parent_path();
         fs::create_directories(dir_, ec);
@@ -97,9 +103,7 @@ void LabelFolder::discard() {
     fs::remove_all(staging_, ec);
     // The folders this run made, left empty: as they were, absent.
     if (made_.empty()) return;
-    auto dir = fs::absolute(dir_).lexically_normal();
-    if (!dir.has_filename()) dir = dir.parent_path();
-    for (;; dir = dir.parent_path()) {
+    for (auto dir = absolute_folder(dir_);; dir = dir.parent_path()) {
         if (!fs::is_empty(dir, ec) || ec || !fs::remove(dir, ec)) break;
         if (dir == made_ || !dir.has_parent_path() || dir.parent_path() == dir) break;
     }
