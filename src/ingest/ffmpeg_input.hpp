@@ -103,6 +103,10 @@ private:
     FramePtr frame_;
     SwsContext* sws_ = nullptr;  // owned through sws_owner_; sws_getCachedContext may replace it
     SwsPtr sws_owner_;
+    // The matrix and range sws_ was last told (AVColorSpace, full range), so that its tables are
+    // set again only when the context or the stream's tagging changes.
+    int sws_colorspace_ = -1;
+    bool sws_full_range_ = false;
     int stream_index_ = -1;
     bool draining_ = false;
     // When the decoder last gave a picture (or the stream opened): a camera that keeps sending

@@ -1,5 +1,7 @@
 #include "stream/privacy_masker.hpp"
 
+#include "ingest/picture_colour.hpp"
+
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -69,7 +71,8 @@ void PrivacyMasker::on_stream_opened(const AVStream& stream) {
     packet_ = av_packet_alloc();
 }
 
-bool PrivacyMasker::open_encoder(int width, int height) {
+bool PrivacyMasker::open_encoder(const AVFrame& frame) {
+    const int width = frame.width, height = frame.height;
     const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
     if (codec == nullptr) codec = avcodec_find_encoder(AV_CODEC_ID_H264);
     if (codec == nullptr) {
@@ -82,6 +85,13 @@ bool PrivacyMasker::open_encoder(int width, int height) {
     encoder_->width = out_w;
     encoder_->height = out_h;
     encoder_->pix_fmt = AV_PIX_FMT_YUV420P;
+    // The camera's colours, said in the stream: a browser reads an untagged HD picture as BT.709
+    // and an SD one as BT.601, whatever the camera encoded. Written in limited range, as players
+    // expect of yuv420p (a full-range camera's picture is converted below).
+    encoder_->colorspace = frame.colorspace;
+    encoder_->color_primaries = frame.color_primaries;
+    encoder_->color_trc = frame.color_trc;
+    encoder_->color_range = AVCOL_RANGE_MPEG;
     encoder_->time_base = AVRational{1, 1000};
     encoder_->framerate = AVRational{options_.fps, 1};
     encoder_->gop_size = options_.fps * 2;  // a key frame every 2 s: HLS segments and late joiners
@@ -103,6 +113,7 @@ bool PrivacyMasker::open_encoder(int width, int height) {
     scaled_->width = out_w;
     scaled_->height = out_h;
     if (sws_ == nullptr || av_frame_get_buffer(scaled_, 0) < 0) return false;
+    ingest::read_as_tagged(*sws_, frame, false);
 
     // The masks, rasterised once at the output size.
     luma_mask_ = cv::Mat::zeros(out_h, out_w, CV_8UC1);
@@ -170,7 +181,7 @@ void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
         src_h_ = frame->height;
         last_key_ms_ = -1;  // a new encoder starts on a key frame
         src_format_ = frame->format;
-        if (!open_encoder(src_w_, src_h_)) {
+        if (!open_encoder(*frame)) {
             log_->error("privacy mask: the public feed of this camera stays off");
             avcodec_free_context(&decoder_);
             return;

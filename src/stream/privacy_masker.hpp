@@ -45,7 +45,7 @@ public:
 
 private:
     void close();
-    bool open_encoder(int width, int height);
+    bool open_encoder(const AVFrame& frame);  // its size, format and colour tagging
     void handle(AVFrame* decoded, AVRational in_time_base);
     void pixelate();
     void drain_encoder();
