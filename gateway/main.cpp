@@ -29,6 +29,7 @@
 #include "config/config_loader.hpp"
 #include "ingest/ffmpeg_input.hpp"
 #include "kg/version.hpp"
+#include "vision/opencv_threads.hpp"
 #include "web/http_server.hpp"
 #include "web/local_api.hpp"
 #include "web/public_site.hpp"
@@ -305,6 +306,7 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
 
 int run(kg::config::Gateway cfg, const std::string& config_path, const kg::ProcessSignals& signals) {
     kg::ingest::initialise_ffmpeg();
+    kg::vision::run_opencv_on_callers_threads();
     // Under systemd with WatchdogSec, fed twice an interval. A reload longer than kReloadLongest is
     // taken for hung, and left to the watchdog.
     constexpr auto kReloadLongest = std::chrono::minutes(5);

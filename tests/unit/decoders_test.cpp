@@ -7,10 +7,15 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
+#include <opencv2/core/utility.hpp>
 #include <opencv2/dnn.hpp>
 #include <opencv2/imgproc.hpp>
+#include <set>
+#include <thread>
 
 #include "vision/dnn/blob.hpp"
+#include "vision/opencv_threads.hpp"
 
 using kg::vision::Detection;
 namespace dnn = kg::vision::dnn;
@@ -299,4 +304,24 @@ TEST(SsdPriors, AFeatureMapWithoutSizesOrRatiosIsAnError) {
     EXPECT_THROW(dnn::make_priors({{cv::Size(2, 2)}, {{}}, {{1.0f}}}), std::invalid_argument);
     EXPECT_THROW(dnn::make_priors({{cv::Size(2, 2)}, {{0.2f}}, {{}}}), std::invalid_argument);
     EXPECT_THROW(dnn::make_priors({{cv::Size(0, 2)}, {{0.2f}}, {{1.0f}}}), std::invalid_argument);
+}
+
+// The gateway bounds the checks' CPU by its analysis threads; OpenCV's own pool (TBB) split every
+// network pass over all the cores besides, so one analysis thread took both cores of a 2-core box.
+TEST(OpenCvThreads, AfterStartUpOpenCvsLoopsRunOnTheCallersThreadOnly) {
+    struct Record : cv::ParallelLoopBody {
+        mutable std::mutex mutex;
+        mutable std::set<std::thread::id> threads;
+        void operator()(const cv::Range&) const override {
+            // Long enough that a pool would hand stripes to its workers.
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            const std::lock_guard lock(mutex);
+            threads.insert(std::this_thread::get_id());
+        }
+    };
+    kg::vision::run_opencv_on_callers_threads();
+    Record record;
+    cv::parallel_for_(cv::Range(0, 64), record, 64);
+    EXPECT_EQ(record.threads, std::set<std::thread::id>{std::this_thread::get_id()});
+    cv::setNumThreads(-1);  // OpenCV's default again, for the tests after this one
 }
