@@ -5,7 +5,6 @@
 #include <opencv2/core.hpp>
 
 #include "ingest/parameter_sets.hpp"
-#include "ingest/picture_colour.hpp"
 
 extern "C" {
 #include <libavdevice/avdevice.h>
@@ -234,30 +233,10 @@ bool FfmpegInput::rewind() {
 }
 
 void FfmpegInput::scale_into(cv::Mat& image) {
-    // SWS_ACCURATE_RND: the fast path reads saturated colours up to 7 levels off (0.16 ms more a
-    // 1280x720 picture, measured).
-    sws_ = sws_getCachedContext(sws_, frame_->width, frame_->height,
-                                static_cast<AVPixelFormat>(frame_->format), image.cols, image.rows,
-                                AV_PIX_FMT_BGR24, SWS_BILINEAR | SWS_ACCURATE_RND, nullptr, nullptr, nullptr);
-    // A new context (the picture's size or format changed) starts from swscale's defaults.
-    const bool sws_fresh = sws_owner_.get() != sws_;
-    if (sws_fresh) {
-        sws_owner_.release();  // sws_getCachedContext already freed the old one
-        sws_owner_.reset(sws_);
-    }
-    if (sws_ == nullptr) throw IngestError(IngestError::Kind::read, "cannot convert this pixel format");
-    // swscale reads every YUV picture as BT.601 unless told otherwise: an HD camera's BT.709
-    // picture then shifts by up to 20 levels a channel (a red cap browner, skin greener), unlike
-    // the photos the checks were trained and measured on.
-    const bool full_range = is_full_range(*frame_);
-    if (sws_fresh || frame_->colorspace != sws_colorspace_ || full_range != sws_full_range_) {
-        read_as_tagged(*sws_, *frame_, true);
-        sws_colorspace_ = frame_->colorspace;
-        sws_full_range_ = full_range;
-    }
     std::uint8_t* dst[4] = {image.data, nullptr, nullptr, nullptr};
-    int dst_stride[4] = {static_cast<int>(image.step[0]), 0, 0, 0};
-    sws_scale(sws_, frame_->data, frame_->linesize, 0, frame_->height, dst, dst_stride);
+    const int dst_stride[4] = {static_cast<int>(image.step[0]), 0, 0, 0};
+    if (!converter_.convert(*frame_, image.cols, image.rows, AV_PIX_FMT_BGR24, dst, dst_stride))
+        throw IngestError(IngestError::Kind::read, "cannot convert this pixel format");
 }
 
 double FfmpegInput::frame_time() const {

@@ -12,6 +12,7 @@
 #include "common/url_text.hpp"
 #include "config/config.hpp"
 #include "ingest/ffmpeg_ptr.hpp"
+#include "ingest/picture_converter.hpp"
 #include "ingest/timeline.hpp"
 
 namespace kg::ingest {
@@ -101,12 +102,7 @@ private:
     CodecContextPtr codec_;
     PacketPtr packet_;
     FramePtr frame_;
-    SwsContext* sws_ = nullptr;  // owned through sws_owner_; sws_getCachedContext may replace it
-    SwsPtr sws_owner_;
-    // The matrix and range sws_ was last told (AVColorSpace, full range), so that its tables are
-    // set again only when the context or the stream's tagging changes.
-    int sws_colorspace_ = -1;
-    bool sws_full_range_ = false;
+    PictureConverter converter_;
     int stream_index_ = -1;
     bool draining_ = false;
     // When the decoder last gave a picture (or the stream opened): a camera that keeps sending

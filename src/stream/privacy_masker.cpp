@@ -1,13 +1,13 @@
 #include "stream/privacy_masker.hpp"
 
-#include "ingest/picture_colour.hpp"
+#include "ingest/picture_converter.hpp"
 
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/imgutils.h>
 #include <libavutil/opt.h>
-#include <libswscale/swscale.h>
+#include <libavutil/pixdesc.h>
 }
 
 #include <opencv2/imgproc.hpp>
@@ -36,8 +36,7 @@ void PrivacyMasker::close() {
     }
     avcodec_free_context(&decoder_);
     avcodec_free_context(&encoder_);
-    sws_freeContext(sws_);
-    sws_ = nullptr;
+    converter_ = {};
     av_frame_free(&decoded_);
     av_frame_free(&scaled_);
     av_packet_free(&packet_);
@@ -87,11 +86,9 @@ bool PrivacyMasker::open_encoder(const AVFrame& frame) {
     encoder_->pix_fmt = AV_PIX_FMT_YUV420P;
     // The camera's colours, said in the stream: a browser reads an untagged HD picture as BT.709
     // and an SD one as BT.601, whatever the camera encoded. Written in limited range, as players
-    // expect of yuv420p (a full-range camera's picture is converted below).
-    encoder_->colorspace = frame.colorspace;
-    encoder_->color_primaries = frame.color_primaries;
-    encoder_->color_trc = frame.color_trc;
-    encoder_->color_range = AVCOL_RANGE_MPEG;
+    // expect of yuv420p (the converter brings a full-range camera's picture to it). Tags that
+    // change within a connection are not followed: the encoder would have to start again.
+    ingest::PictureConverter::tag_encoder(*encoder_, frame);
     encoder_->time_base = AVRational{1, 1000};
     encoder_->framerate = AVRational{options_.fps, 1};
     encoder_->gop_size = options_.fps * 2;  // a key frame every 2 s: HLS segments and late joiners
@@ -106,14 +103,11 @@ bool PrivacyMasker::open_encoder(const AVFrame& frame) {
         log_->error("privacy mask: cannot open the H.264 encoder");
         return false;
     }
-    sws_ = sws_getContext(width, height, static_cast<AVPixelFormat>(src_format_), out_w, out_h,
-                          AV_PIX_FMT_YUV420P, SWS_BILINEAR, nullptr, nullptr, nullptr);
     scaled_ = av_frame_alloc();
     scaled_->format = AV_PIX_FMT_YUV420P;
     scaled_->width = out_w;
     scaled_->height = out_h;
-    if (sws_ == nullptr || av_frame_get_buffer(scaled_, 0) < 0) return false;
-    ingest::read_as_tagged(*sws_, frame, false);
+    if (av_frame_get_buffer(scaled_, 0) < 0) return false;
 
     // The masks, rasterised once at the output size.
     luma_mask_ = cv::Mat::zeros(out_h, out_w, CV_8UC1);
@@ -171,8 +165,6 @@ void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
             if (output_open_) output_.on_stream_closed();
             output_open_ = false;
             avcodec_free_context(&encoder_);
-            sws_freeContext(sws_);
-            sws_ = nullptr;
             av_frame_free(&scaled_);
             if (proxy_ != nullptr) avformat_free_context(proxy_);
             proxy_ = nullptr;
@@ -190,7 +182,16 @@ void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
     last_ms_ = ms;
     have_last_ = true;
     if (av_frame_make_writable(scaled_) < 0) return;
-    sws_scale(sws_, frame->data, frame->linesize, 0, frame->height, scaled_->data, scaled_->linesize);
+    if (!converter_.convert(*frame, scaled_->width, scaled_->height, AV_PIX_FMT_YUV420P, scaled_->data,
+                            scaled_->linesize)) {
+        const char* format = av_get_pix_fmt_name(static_cast<AVPixelFormat>(frame->format));
+        log_->error(
+            "privacy mask: cannot convert the camera's pictures ({}); the public feed of this camera "
+            "stays off",
+            format != nullptr ? format : "unknown format");
+        avcodec_free_context(&decoder_);
+        return;
+    }
     pixelate();
     if (ms <= last_out_pts_) return;  // the encoder refuses non-increasing timestamps
     last_out_pts_ = ms;

@@ -18,7 +18,6 @@
 
 struct AVCodecContext;
 struct AVFrame;
-struct SwsContext;
 
 namespace kg::stream {
 
@@ -56,7 +55,7 @@ private:
 
     AVCodecContext* decoder_ = nullptr;
     AVCodecContext* encoder_ = nullptr;
-    SwsContext* sws_ = nullptr;
+    ingest::PictureConverter converter_;
     AVFrame* decoded_ = nullptr;
     AVFrame* scaled_ = nullptr;
     AVPacket* packet_ = nullptr;

@@ -292,10 +292,22 @@ TEST(CameraWorker, AStepBackIsCountedAndLoggedAndRepeatedTimesAreNot) {
     fs::remove_all(dir);
 }
 
+// A file removed when the test ends, however it ends.
+struct TempFile {
+    fs::path path;
+    explicit TempFile(const std::string& name)
+        : path(fs::temp_directory_path() / ("kg-" + std::to_string(getpid()) + "-" + name)) {}
+    ~TempFile() {
+        std::error_code ec;
+        fs::remove(path, ec);
+    }
+};
+
 // Cameras tag their streams with the matrix their pixels were encoded with (BT.709 for HD, BT.601
 // for SD) and with their range (limited, or full on many IP cameras). Read with the wrong matrix,
-// an HD camera's red cap and skin shift by up to 17 levels a channel: what the checks see must be
-// the colours FFmpeg's own conversion gives.
+// an HD camera's red cap and skin shift by up to 22 levels a channel: what the checks see must be
+// the colours FFmpeg's own conversion gives, on every frame (a full-range picture's conversion
+// was set up again on each frame, and fell back to BT.601 on some), and after a size change.
 TEST(FfmpegInput, ColoursAreReadWithTheMatrixAndRangeTheStreamIsTaggedWith) {
     struct Encoding {
         const char *name, *matrix, *range, *pix_fmt, *codec;
@@ -305,30 +317,34 @@ TEST(FfmpegInput, ColoursAreReadWithTheMatrixAndRangeTheStreamIsTaggedWith) {
         {"h264-bt601-limited", "smpte170m", "tv", "yuv420p", "libx264"},
         {"h264-bt709-full", "bt709", "pc", "yuvj420p", "libx264"},
         {"hevc-bt709-full", "bt709", "pc", "yuv420p", "libx265 -x265-params log-level=error"},
+        {"hevc10-bt709-full", "bt709", "pc", "yuv420p10le", "libx265 -x265-params log-level=error"},
         {"h264-bt2020-limited", "bt2020nc", "tv", "yuv420p", "libx264"},
     };
     const cv::Vec3b want(40, 40, 200);  // BGR of the picture encoded: 0xC82828
     for (const auto& e : encodings) {
         SCOPED_TRACE(e.name);
-        const fs::path p = fs::temp_directory_path() /
-                           ("kg-colour-test-" + std::to_string(getpid()) + "-" + e.name + ".mp4");
+        const TempFile clip(std::string("colour-") + e.name + ".mp4");
         const std::string cmd = std::string(
                                     "ffmpeg -loglevel error -y -f lavfi -i "
-                                    "color=c=0xC82828:s=1280x720:d=0.12:r=25 -vf "
+                                    "color=c=0xC82828:s=1280x720:d=0.4:r=25 -vf "
                                     "format=rgb24,scale=out_color_matrix=") +
                                 e.matrix + ":out_range=" + e.range + ",format=" + e.pix_fmt +
                                 " -colorspace " + e.matrix + " -color_range " + e.range + " -c:v " + e.codec +
-                                " -qp 4 " + p.string();
+                                " -qp 4 " + clip.path.string();
         ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
         std::atomic<bool> stop{false};
-        kg::ingest::FfmpegInput input({p.string()}, stop);
+        kg::ingest::FfmpegInput input({clip.path.string()}, stop);
         input.open();
-        ASSERT_TRUE(input.next_frame());
-        cv::Mat image(36, 64, CV_8UC3);
-        input.scale_into(image);
-        const auto got = image.at<cv::Vec3b>(18, 32);
-        for (int c = 0; c < 3; ++c)
-            EXPECT_NEAR(got[c], want[c], 5) << "channel " << c << " (BGR) of " << p.string();
-        fs::remove(p);
+        // Every frame, into two sizes in turn: each conversion keeps the stream's matrix and range.
+        cv::Mat small(36, 64, CV_8UC3), large(90, 160, CV_8UC3);
+        int frames = 0;
+        for (; frames < 10 && input.next_frame(); ++frames) {
+            cv::Mat& image = frames % 4 < 2 ? small : large;
+            input.scale_into(image);
+            const auto got = image.at<cv::Vec3b>(image.rows / 2, image.cols / 2);
+            for (int c = 0; c < 3; ++c)
+                EXPECT_NEAR(got[c], want[c], 5) << "channel " << c << " (BGR) of frame " << frames;
+        }
+        EXPECT_EQ(frames, 10);
     }
 }

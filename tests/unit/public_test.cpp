@@ -20,7 +20,7 @@
 #include "ingest/ffmpeg_input.hpp"
 #include "ingest/packet_fanout.hpp"
 #include "ingest/parameter_sets.hpp"
-#include "ingest/picture_colour.hpp"
+#include "ingest/picture_converter.hpp"
 #include "stream/flv_hub.hpp"
 #include "stream/hls_writer.hpp"
 #include "stream/mp4_tag.hpp"
@@ -1091,70 +1091,122 @@ TEST(PrivacyMasker, KeyFramesComeEveryTwoSecondsOfTheCamerasTimeWhateverItsFrame
 // The masked public feed said nothing of its colours, so a browser read an HD camera's BT.709
 // picture by its own guess, and a full-range camera's picture went out at full range, tagged as
 // nothing: washed-out or crushed. It is now tagged as the camera was and written in limited range:
-// decoded by what it says, the parents see the camera's colours.
+// decoded by what it says, the parents see the camera's colours. Also from a 10-bit full-range
+// HEVC camera, whose range swscale converts only when told before its set-up.
 TEST(PrivacyMasker, TheMaskedFeedIsTaggedWithTheCamerasColoursAndReadsBackAsThem) {
     namespace fs = std::filesystem;
-    const auto clip = fs::temp_directory_path() / ("kg-mask-colour-" + std::to_string(::getpid()) + ".mp4");
-    // A full-range BT.709 camera (yuvj420p, as FFmpeg 5.1 decodes it) of one colour, 0xC82828.
-    const std::string cmd =
-        "ffmpeg -loglevel error -y -f lavfi -i color=c=0xC82828:s=320x180:r=10:d=2 -vf "
-        "format=rgb24,scale=out_color_matrix=bt709:out_range=pc,format=yuvj420p -colorspace bt709 "
-        "-color_primaries bt709 -color_trc bt709 -color_range pc -c:v libx264 -qp 4 " +
-        clip.string();
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
-    struct Output : kg::ingest::PacketObserver {
-        AVCodecContext* decoder = nullptr;
-        AVFrame* frame = av_frame_alloc();
-        bool decoded = false;
-        cv::Vec3b centre;
-        int colorspace = -1, range = -1;
-        ~Output() override {
-            avcodec_free_context(&decoder);
-            av_frame_free(&frame);
+    struct Source {
+        const char *name, *pix_fmt, *codec;
+        int width;  // the masker's output is 320 wide: the 10-bit camera's pictures are not scaled
+    };
+    const Source sources[] = {
+        {"h264-full", "yuvj420p", "libx264", 640},
+        {"hevc10-full", "yuv420p10le", "libx265 -x265-params log-level=error", 320},
+    };
+    for (const auto& source : sources) {
+        SCOPED_TRACE(source.name);
+        const auto clip = fs::temp_directory_path() /
+                          ("kg-mask-colour-" + std::to_string(::getpid()) + "-" + source.name + ".mp4");
+        struct Remove {
+            fs::path path;
+            ~Remove() {
+                std::error_code ec;
+                fs::remove(path, ec);
+            }
+        } remove{clip};
+        // A full-range BT.709 camera of one colour, 0xC82828.
+        const std::string cmd =
+            "ffmpeg -loglevel error -y -f lavfi -i color=c=0xC82828:s=" + std::to_string(source.width) + "x" +
+            std::to_string(source.width * 9 / 16) +
+            ":r=10:d=2 -vf format=rgb24,scale=out_color_matrix=bt709:out_range=pc,format=" + source.pix_fmt +
+            " -colorspace bt709 -color_primaries bt709 -color_trc bt709 -color_range pc "
+            "-c:v " +
+            source.codec + " -qp 4 " + clip.string();
+        ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+        struct Output : kg::ingest::PacketObserver {
+            AVCodecContext* decoder = nullptr;
+            AVFrame* frame = av_frame_alloc();
+            kg::ingest::PictureConverter converter;
+            int decoded = 0;
+            std::vector<cv::Vec3b> centres;
+            int colorspace = -1, range = -1, primaries = -1, transfer = -1;
+            ~Output() override {
+                avcodec_free_context(&decoder);
+                av_frame_free(&frame);
+            }
+            void on_stream_opened(const AVStream& s) override {
+                colorspace = s.codecpar->color_space;
+                range = s.codecpar->color_range;
+                primaries = s.codecpar->color_primaries;
+                transfer = s.codecpar->color_trc;
+                decoder = avcodec_alloc_context3(avcodec_find_decoder(s.codecpar->codec_id));
+                avcodec_parameters_to_context(decoder, s.codecpar);
+                ASSERT_EQ(avcodec_open2(decoder, nullptr, nullptr), 0);
+            }
+            void on_packet(const AVPacket& p, const AVStream&) override {
+                if (decoder == nullptr || avcodec_send_packet(decoder, &p) < 0) return;
+                while (avcodec_receive_frame(decoder, frame) == 0) {
+                    // Read as the stream says, as a browser does.
+                    EXPECT_EQ(frame->colorspace, AVCOL_SPC_BT709);
+                    EXPECT_EQ(frame->color_range, AVCOL_RANGE_MPEG);
+                    cv::Mat bgr(frame->height, frame->width, CV_8UC3);
+                    std::uint8_t* dst[4] = {bgr.data, nullptr, nullptr, nullptr};
+                    const int stride[4] = {static_cast<int>(bgr.step[0]), 0, 0, 0};
+                    ASSERT_TRUE(converter.convert(*frame, frame->width, frame->height, AV_PIX_FMT_BGR24, dst,
+                                                  stride));
+                    centres.push_back(bgr.at<cv::Vec3b>(bgr.rows / 2, bgr.cols / 2));
+                    av_frame_unref(frame);
+                }
+            }
+            void on_stream_closed() override {}
+        } out;
+        kg::stream::PrivacyOptions options;
+        options.masks = {{{0.0f, 0.0f}, {0.2f, 0.0f}, {0.2f, 0.2f}, {0.0f, 0.2f}}};  // a corner
+        options.width = 320;
+        kg::stream::PrivacyMasker masker(options, out, kg::Logging::null_logger());
+        std::atomic<bool> stop{false};
+        kg::ingest::FfmpegInput input({clip.string()}, stop);
+        input.set_packet_observer(&masker);
+        input.open();
+        while (input.next_frame()) {
         }
-        void on_stream_opened(const AVStream& s) override {
-            colorspace = s.codecpar->color_space;
-            range = s.codecpar->color_range;
-            decoder = avcodec_alloc_context3(avcodec_find_decoder(s.codecpar->codec_id));
-            avcodec_parameters_to_context(decoder, s.codecpar);
-            ASSERT_EQ(avcodec_open2(decoder, nullptr, nullptr), 0);
-        }
-        void on_packet(const AVPacket& p, const AVStream&) override {
-            if (decoded || decoder == nullptr || avcodec_send_packet(decoder, &p) < 0) return;
-            if (avcodec_receive_frame(decoder, frame) != 0) return;
-            // Read as the stream says, as a browser does.
-            SwsContext* sws = sws_getContext(
-                frame->width, frame->height, static_cast<AVPixelFormat>(frame->format), frame->width,
-                frame->height, AV_PIX_FMT_BGR24, SWS_BILINEAR | SWS_ACCURATE_RND, nullptr, nullptr, nullptr);
-            ASSERT_NE(sws, nullptr);
-            kg::ingest::read_as_tagged(*sws, *frame, true);
-            cv::Mat bgr(frame->height, frame->width, CV_8UC3);
-            std::uint8_t* dst[4] = {bgr.data, nullptr, nullptr, nullptr};
-            int stride[4] = {static_cast<int>(bgr.step[0]), 0, 0, 0};
-            sws_scale(sws, frame->data, frame->linesize, 0, frame->height, dst, stride);
-            sws_freeContext(sws);
-            EXPECT_EQ(frame->colorspace, AVCOL_SPC_BT709);
-            EXPECT_EQ(frame->color_range, AVCOL_RANGE_MPEG);
-            centre = bgr.at<cv::Vec3b>(bgr.rows / 2, bgr.cols / 2);
-            decoded = true;
-        }
-        void on_stream_closed() override {}
-    } out;
-    kg::stream::PrivacyOptions options;
-    options.masks = {{{0.0f, 0.0f}, {0.2f, 0.0f}, {0.2f, 0.2f}, {0.0f, 0.2f}}};  // a corner
-    options.width = 320;
-    kg::stream::PrivacyMasker masker(options, out, kg::Logging::null_logger());
-    std::atomic<bool> stop{false};
-    kg::ingest::FfmpegInput input({clip.string()}, stop);
-    input.set_packet_observer(&masker);
-    input.open();
-    while (input.next_frame()) {
+        masker.on_stream_closed();
+        EXPECT_EQ(out.colorspace, AVCOL_SPC_BT709);
+        EXPECT_EQ(out.range, AVCOL_RANGE_MPEG);
+        EXPECT_EQ(out.primaries, AVCOL_PRI_BT709);
+        EXPECT_EQ(out.transfer, AVCOL_TRC_BT709);
+        ASSERT_GE(out.centres.size(), 3u);
+        const cv::Vec3b want(40, 40, 200);
+        for (std::size_t i = 0; i < out.centres.size(); ++i)
+            for (int c = 0; c < 3; ++c)
+                EXPECT_NEAR(out.centres[i][c], want[c], 5) << "channel " << c << " (BGR) of frame " << i;
     }
-    masker.on_stream_closed();
-    fs::remove(clip);
-    EXPECT_EQ(out.colorspace, AVCOL_SPC_BT709);
-    EXPECT_EQ(out.range, AVCOL_RANGE_MPEG);
-    ASSERT_TRUE(out.decoded);
-    const cv::Vec3b want(40, 40, 200);
-    for (int c = 0; c < 3; ++c) EXPECT_NEAR(out.centre[c], want[c], 5) << "channel " << c << " (BGR)";
+}
+
+// The encoder is given only tags a player can read: libx264 writes whatever it is given, and a
+// camera's reserved values or a GBR matrix on YCbCr made players read the feed as something else.
+TEST(PictureConverter, TagsAnEncoderOnlyWithValuesAPlayerCanRead) {
+    AVFrame* frame = av_frame_alloc();
+    AVCodecContext* encoder = avcodec_alloc_context3(nullptr);
+    frame->format = AV_PIX_FMT_YUV420P;
+    frame->colorspace = AVCOL_SPC_BT709;
+    frame->color_primaries = AVCOL_PRI_BT709;
+    frame->color_trc = AVCOL_TRC_BT709;
+    kg::ingest::PictureConverter::tag_encoder(*encoder, *frame);
+    EXPECT_EQ(encoder->colorspace, AVCOL_SPC_BT709);
+    EXPECT_EQ(encoder->color_primaries, AVCOL_PRI_BT709);
+    EXPECT_EQ(encoder->color_trc, AVCOL_TRC_BT709);
+    EXPECT_EQ(encoder->color_range, AVCOL_RANGE_MPEG);
+    frame->colorspace = AVCOL_SPC_RGB;  // a damaged header: GBR on YCbCr
+    frame->color_primaries = AVCOL_PRI_RESERVED;
+    frame->color_trc = AVCOL_TRC_RESERVED0;
+    kg::ingest::PictureConverter::tag_encoder(*encoder, *frame);
+    EXPECT_EQ(encoder->colorspace, AVCOL_SPC_UNSPECIFIED);
+    EXPECT_EQ(encoder->color_primaries, AVCOL_PRI_UNSPECIFIED);
+    EXPECT_EQ(encoder->color_trc, AVCOL_TRC_UNSPECIFIED);
+    frame->format = AV_PIX_FMT_BGR24;  // converted to YUV with swscale's default, BT.601
+    kg::ingest::PictureConverter::tag_encoder(*encoder, *frame);
+    EXPECT_EQ(encoder->colorspace, AVCOL_SPC_SMPTE170M);
+    avcodec_free_context(&encoder);
+    av_frame_free(&frame);
 }
