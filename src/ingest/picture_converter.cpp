@@ -1,5 +1,9 @@
 #include "ingest/picture_converter.hpp"
 
+#include <algorithm>
+#include <array>
+#include <cstddef>
+
 extern "C" {
 #include <libavutil/opt.h>
 #include <libavutil/pixdesc.h>
@@ -74,16 +78,33 @@ bool PictureConverter::convert(const AVFrame& frame, int width, int height, AVPi
             sws_.reset();
             return false;
         }
-        // The matrix, as FFmpeg's scale filter reads it: what the stream says, else BT.601.
-        if (!is_rgb(src_format)) {
+        // The matrix, as FFmpeg's scale filter reads it: what the stream says, else BT.601. Only
+        // for RGB out: a YUV picture keeps its matrix (swscale refuses to change it in one pass).
+        if (out_full && !is_rgb(src_format)) {
             const int* matrix =
                 sws_getCoefficients(known_matrix(frame.colorspace) ? frame.colorspace : SWS_CS_DEFAULT);
             sws_setColorspaceDetails(sws, matrix, full_range ? 1 : 0, matrix, out_full ? 1 : 0, 0, 1 << 16,
                                      1 << 16);
         }
+        stretch_grey_ = src_format == AV_PIX_FMT_GRAY8 && !full_range && frame.width == width &&
+                        frame.height == height && (format == AV_PIX_FMT_BGR24 || format == AV_PIX_FMT_RGB24);
         key_ = key;
     }
     sws_scale(sws_.get(), frame.data, frame.linesize, 0, frame.height, dst, dst_stride);
+    if (stretch_grey_) {
+        static constexpr auto kStretch = [] {
+            std::array<std::uint8_t, 256> t{};
+            for (int v = 0; v < 256; ++v) {
+                const int full = ((v - 16) * 255 + 219 / 2) / 219;
+                t[static_cast<std::size_t>(v)] = static_cast<std::uint8_t>(std::clamp(full, 0, 255));
+            }
+            return t;
+        }();
+        for (int y = 0; y < height; ++y) {
+            std::uint8_t* row = dst[0] + static_cast<std::ptrdiff_t>(y) * dst_stride[0];
+            for (int x = 0; x < width * 3; ++x) row[x] = kStretch[row[x]];
+        }
+    }
     return true;
 }
 

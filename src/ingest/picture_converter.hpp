@@ -33,6 +33,9 @@ private:
     };
     SwsPtr sws_;
     std::optional<Key> key_;
+    // swscale's unscaled grey-to-RGB path ignores the source's range: a limited-range monochrome
+    // camera read at its own size came out flat (16..235). Such pictures are stretched after.
+    bool stretch_grey_ = false;
 };
 
 }  // namespace kg::ingest

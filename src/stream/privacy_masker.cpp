@@ -189,6 +189,11 @@ void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
             "privacy mask: cannot convert the camera's pictures ({}); the public feed of this camera "
             "stays off",
             format != nullptr ? format : "unknown format");
+        // Closed for its viewers, as at a size change, rather than left to stop.
+        drain_encoder();
+        if (output_open_) output_.on_stream_closed();
+        output_open_ = false;
+        avcodec_free_context(&encoder_);
         avcodec_free_context(&decoder_);
         return;
     }

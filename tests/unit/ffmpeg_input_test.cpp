@@ -310,7 +310,8 @@ struct TempFile {
 // was set up again on each frame, and fell back to BT.601 on some), and after a size change.
 TEST(FfmpegInput, ColoursAreReadWithTheMatrixAndRangeTheStreamIsTaggedWith) {
     struct Encoding {
-        const char *name, *matrix, *range, *pix_fmt, *codec;
+        const char *name, *matrix, *range, *pix_fmt, *codec, *colour = "0xC82828";
+        cv::Vec3b want{40, 40, 200};  // BGR of `colour`
     };
     const Encoding encodings[] = {
         {"h264-bt709-limited", "bt709", "tv", "yuv420p", "libx264"},
@@ -319,31 +320,38 @@ TEST(FfmpegInput, ColoursAreReadWithTheMatrixAndRangeTheStreamIsTaggedWith) {
         {"hevc-bt709-full", "bt709", "pc", "yuv420p", "libx265 -x265-params log-level=error"},
         {"hevc10-bt709-full", "bt709", "pc", "yuv420p10le", "libx265 -x265-params log-level=error"},
         {"h264-bt2020-limited", "bt2020nc", "tv", "yuv420p", "libx264"},
+        // A monochrome camera (4:0:0), limited range: 153 is 153 read, not 159 nor 147.
+        {"hevc-grey-limited",
+         "bt709",
+         "tv",
+         "gray",
+         "libx265 -x265-params log-level=error",
+         "0x999999",
+         {153, 153, 153}},
     };
-    const cv::Vec3b want(40, 40, 200);  // BGR of the picture encoded: 0xC82828
     for (const auto& e : encodings) {
         SCOPED_TRACE(e.name);
         const TempFile clip(std::string("colour-") + e.name + ".mp4");
-        const std::string cmd = std::string(
-                                    "ffmpeg -loglevel error -y -f lavfi -i "
-                                    "color=c=0xC82828:s=1280x720:d=0.4:r=25 -vf "
-                                    "format=rgb24,scale=out_color_matrix=") +
-                                e.matrix + ":out_range=" + e.range + ",format=" + e.pix_fmt +
-                                " -colorspace " + e.matrix + " -color_range " + e.range + " -c:v " + e.codec +
-                                " -qp 4 " + clip.path.string();
+        const std::string cmd = std::string("ffmpeg -loglevel error -y -f lavfi -i color=c=") + e.colour +
+                                ":s=1280x720:d=0.4:r=25 -vf format=rgb24,scale=out_color_matrix=" + e.matrix +
+                                ":out_range=" + e.range + ",format=" + e.pix_fmt + " -colorspace " +
+                                e.matrix + " -color_range " + e.range + " -c:v " + e.codec + " -qp 4 " +
+                                clip.path.string();
         ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
         std::atomic<bool> stop{false};
         kg::ingest::FfmpegInput input({clip.path.string()}, stop);
         input.open();
-        // Every frame, into two sizes in turn: each conversion keeps the stream's matrix and range.
-        cv::Mat small(36, 64, CV_8UC3), large(90, 160, CV_8UC3);
+        // Every frame, into three sizes in turn (the camera's own too: swscale converts it by
+        // other paths): each conversion keeps the stream's matrix and range.
+        cv::Mat sizes[3] = {cv::Mat(36, 64, CV_8UC3), cv::Mat(720, 1280, CV_8UC3), cv::Mat(90, 160, CV_8UC3)};
         int frames = 0;
         for (; frames < 10 && input.next_frame(); ++frames) {
-            cv::Mat& image = frames % 4 < 2 ? small : large;
+            cv::Mat& image = sizes[(frames / 2) % 3];
             input.scale_into(image);
             const auto got = image.at<cv::Vec3b>(image.rows / 2, image.cols / 2);
             for (int c = 0; c < 3; ++c)
-                EXPECT_NEAR(got[c], want[c], 5) << "channel " << c << " (BGR) of frame " << frames;
+                EXPECT_NEAR(got[c], e.want[c], 5) << "channel " << c << " (BGR) of frame " << frames << " at "
+                                                  << image.cols << "x" << image.rows;
         }
         EXPECT_EQ(frames, 10);
     }
