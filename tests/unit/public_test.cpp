@@ -1050,6 +1050,28 @@ TEST(HlsWriter, FoldersOfCamerasNoLongerPublicAreRemovedAndOnlyTheirOwnFiles) {
     fs::remove_all(site.parent_path());
 }
 
+namespace {
+
+// Runs a 320-wide privacy masker with `masks` over every frame of `clip`, into `out`; returns the
+// frames it encoded.
+std::uint64_t mask_clip(const std::filesystem::path& clip, decltype(kg::stream::PrivacyOptions::masks) masks,
+                        kg::ingest::PacketObserver& out) {
+    kg::stream::PrivacyOptions options;
+    options.masks = std::move(masks);
+    options.width = 320;
+    kg::stream::PrivacyMasker masker(options, out, kg::Logging::null_logger());
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip.string()}, stop);
+    input.set_packet_observer(&masker);
+    input.open();
+    while (input.next_frame()) {
+    }
+    masker.on_stream_closed();
+    return masker.frames_encoded();
+}
+
+}  // namespace
+
 // The masker's key frames came every 20 frames at its 10 a second cap, so a camera sending 2
 // frames a second got 10 s GOPs: segments as long, and a player polling once a segment lost its
 // place among the capped viewers between polls (review). Every 2 s of the camera's time now.
@@ -1070,19 +1092,9 @@ TEST(PrivacyMasker, KeyFramesComeEveryTwoSecondsOfTheCamerasTimeWhateverItsFrame
         }
         void on_stream_closed() override {}
     } keys;
-    kg::stream::PrivacyOptions options;
-    options.masks = {{{0.1f, 0.1f}, {0.5f, 0.1f}, {0.5f, 0.5f}, {0.1f, 0.5f}}};
-    options.width = 320;
-    kg::stream::PrivacyMasker masker(options, keys, kg::Logging::null_logger());
-    std::atomic<bool> stop{false};
-    kg::ingest::FfmpegInput input({clip.string()}, stop);
-    input.set_packet_observer(&masker);
-    input.open();
-    while (input.next_frame()) {
-    }
-    masker.on_stream_closed();
+    const auto encoded = mask_clip(clip, {{{0.1f, 0.1f}, {0.5f, 0.1f}, {0.5f, 0.5f}, {0.1f, 0.5f}}}, keys);
     fs::remove(clip);
-    ASSERT_GE(keys.ms.size(), 2u) << "40 frames encoded: " << masker.frames_encoded();
+    ASSERT_GE(keys.ms.size(), 2u) << "40 frames encoded: " << encoded;
     for (std::size_t i = 1; i < keys.ms.size(); ++i)
         EXPECT_LE(keys.ms[i] - keys.ms[i - 1], 2000) << "key frames at " << ::testing::PrintToString(keys.ms);
     EXPECT_GE(keys.ms.size(), 9u) << ::testing::PrintToString(keys.ms);
@@ -1160,17 +1172,7 @@ TEST(PrivacyMasker, TheMaskedFeedIsTaggedWithTheCamerasColoursAndReadsBackAsThem
             }
             void on_stream_closed() override {}
         } out;
-        kg::stream::PrivacyOptions options;
-        options.masks = {{{0.0f, 0.0f}, {0.2f, 0.0f}, {0.2f, 0.2f}, {0.0f, 0.2f}}};  // a corner
-        options.width = 320;
-        kg::stream::PrivacyMasker masker(options, out, kg::Logging::null_logger());
-        std::atomic<bool> stop{false};
-        kg::ingest::FfmpegInput input({clip.string()}, stop);
-        input.set_packet_observer(&masker);
-        input.open();
-        while (input.next_frame()) {
-        }
-        masker.on_stream_closed();
+        mask_clip(clip, {{{0.0f, 0.0f}, {0.2f, 0.0f}, {0.2f, 0.2f}, {0.0f, 0.2f}}}, out);  // a corner
         EXPECT_EQ(out.colorspace, AVCOL_SPC_BT709);
         EXPECT_EQ(out.range, AVCOL_RANGE_MPEG);
         EXPECT_EQ(out.primaries, AVCOL_PRI_BT709);
