@@ -83,8 +83,7 @@ bool PictureConverter::convert(const AVFrame& frame, int width, int height, AVPi
         if (out_full && !is_rgb(src_format)) {
             const int* matrix =
                 sws_getCoefficients(known_matrix(frame.colorspace) ? frame.colorspace : SWS_CS_DEFAULT);
-            sws_setColorspaceDetails(sws, matrix, full_range ? 1 : 0, matrix, out_full ? 1 : 0, 0, 1 << 16,
-                                     1 << 16);
+            sws_setColorspaceDetails(sws, matrix, full_range ? 1 : 0, matrix, 1, 0, 1 << 16, 1 << 16);
         }
         stretch_grey_ = src_format == AV_PIX_FMT_GRAY8 && !full_range && frame.width == width &&
                         frame.height == height && (format == AV_PIX_FMT_BGR24 || format == AV_PIX_FMT_RGB24);

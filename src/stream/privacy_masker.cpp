@@ -150,6 +150,16 @@ void PrivacyMasker::on_packet(const AVPacket& packet, const AVStream& stream) {
     }
 }
 
+void PrivacyMasker::close_encoder() {
+    drain_encoder();
+    if (output_open_) output_.on_stream_closed();
+    output_open_ = false;
+    avcodec_free_context(&encoder_);
+    av_frame_free(&scaled_);
+    if (proxy_ != nullptr) avformat_free_context(proxy_);
+    proxy_ = nullptr;
+}
+
 void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
     const std::int64_t ts =
         frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp : frame->pts;
@@ -161,13 +171,7 @@ void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
         frame->format != src_format_) {
         if (encoder_ != nullptr) {
             log_->warn("privacy mask: the camera changed its picture size; restarting the encoder");
-            drain_encoder();
-            if (output_open_) output_.on_stream_closed();
-            output_open_ = false;
-            avcodec_free_context(&encoder_);
-            av_frame_free(&scaled_);
-            if (proxy_ != nullptr) avformat_free_context(proxy_);
-            proxy_ = nullptr;
+            close_encoder();
         }
         src_w_ = frame->width;
         src_h_ = frame->height;
@@ -189,11 +193,7 @@ void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
             "privacy mask: cannot convert the camera's pictures ({}); the public feed of this camera "
             "stays off",
             format != nullptr ? format : "unknown format");
-        // Closed for its viewers, as at a size change, rather than left to stop.
-        drain_encoder();
-        if (output_open_) output_.on_stream_closed();
-        output_open_ = false;
-        avcodec_free_context(&encoder_);
+        close_encoder();  // closed for its viewers, as at a size change, rather than left to stop
         avcodec_free_context(&decoder_);
         return;
     }

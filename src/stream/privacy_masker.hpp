@@ -48,6 +48,8 @@ private:
     void handle(AVFrame* decoded, AVRational in_time_base);
     void pixelate();
     void drain_encoder();
+    // Ends the output for its viewers and frees the encoder and what it wrote into.
+    void close_encoder();
 
     PrivacyOptions options_;
     ingest::PacketObserver& output_;
