@@ -26,9 +26,12 @@ const std::regex kIdPattern("^[A-Za-z0-9_-]{1,64}$");
 // A client id is also a topic-safe name in the broker's logs and ACLs.
 const std::regex kClientIdPattern("^[A-Za-z0-9_.-]{1,128}$");
 constexpr std::size_t kMinPasswordLength = 8;
+// The sensor kinds the gateway knows (docs/config.md, `sensors[].kind`): words an operator may take
+// for a check's name in a notification filter.
+const std::set<std::string> kSensorKinds{"temperature", "humidity", "gas", "smoke", "door", "leak", "power"};
 
-// kitchen-monitor's typed values keep their own messages, which its tests and operators match on;
-// a boolean is read as written, without ${NAME}.
+// kitchen-monitor's typed values keep their own messages, which its tests and operators match on.
+// Every value goes through text(), so ${NAME} works in all of them, as the gateway's do.
 class Reader : public config::YamlReader {
 public:
     using YamlReader::YamlReader;
@@ -45,8 +48,28 @@ public:
     void boolean(const YAML::Node& parent, const std::string& path, const char* key, bool& out) {
         const auto node = parent[key];
         if (!node) return;
-        if (!node.IsScalar() || !YAML::convert<bool>::decode(node, out))
+        if (!node.IsScalar()) {
             error(node, join(path, key), fmt::format("expected true or false, not {}", describe(node)));
+            return;
+        }
+        std::string t;
+        if (!string(node, join(path, key), t)) return;
+        if (!YAML::convert<bool>::decode(YAML::Node(t), out))
+            error(node, join(path, key), fmt::format("expected true or false, not '{}'", t));
+    }
+
+    // An integer in [min, max]; `what` names what was expected in the error.
+    bool integer(const YAML::Node& node, const std::string& path, int min, int max, const char* what,
+                 int& out) {
+        std::string t;
+        if (node.IsScalar() && string(node, path, t) && YAML::convert<int>::decode(YAML::Node(t), out) &&
+            out >= min && out <= max)
+            return true;
+        if (!node.IsScalar())
+            error(node, path, fmt::format("expected {}, not {}", what, describe(node)));
+        else if (!t.empty())
+            error(node, path, fmt::format("expected {}, not '{}'", what, t));
+        return false;
     }
 
     void duration(const YAML::Node& parent, const std::string& path, const char* key, Duration& out) {
@@ -64,13 +87,23 @@ public:
                           std::optional<Duration>& out) {
         const auto node = parent[key];
         if (!node) return;
-        if (node.IsNull() || (node.IsScalar() && node.Scalar() == "none")) {
+        if (node.IsNull()) {
+            out.reset();
+            return;
+        }
+        std::string text;
+        if (!string(node, join(path, key), text)) return;
+        if (text == "none") {  // after ${NAME}: `retention.alerts: ${KEEP}` with KEEP=none
             out.reset();
             return;
         }
         Duration d{};
-        duration(parent, path, key, d);
-        if (d.count() > 0) out = d;
+        if (!config::parse_duration(text, d) || d.count() <= 0) {
+            error(node, join(path, key),
+                  fmt::format("expected a positive duration like 30s, 15m, 2h, or none, not '{}'", text));
+            return;
+        }
+        out = d;
     }
 
     // An unset path stays unset rather than becoming the config's folder.
@@ -279,7 +312,7 @@ void read_notify_endpoint(Reader& r, const YAML::Node& node, const std::string& 
     }
 }
 
-// Which alerts a target takes: severities, checks, sites, on.
+// Which alerts a target takes: severities, checks, labels, sites, on.
 void read_notify_filters(Reader& r, const YAML::Node& node, const std::string& p, NotifyTarget& t) {
     if (const auto sev = node["severities"]) {
         t.severities.clear();
@@ -288,16 +321,13 @@ void read_notify_filters(Reader& r, const YAML::Node& node, const std::string& p
         } else {
             for (std::size_t i = 0; i < sev.size(); ++i) {
                 int v = 0;
-                if (!sev[i].IsScalar() || !YAML::convert<int>::decode(sev[i], v) || v < 1 || v > 3) {
-                    r.error(sev[i], fmt::format("{}.severities[{}]", p, i),
-                            fmt::format("expected 1, 2 or 3, not {}", describe(sev[i])));
-                    continue;
-                }
-                t.severities.push_back(v);
+                if (r.integer(sev[i], fmt::format("{}.severities[{}]", p, i), 1, 3, "1, 2 or 3", v))
+                    t.severities.push_back(v);
             }
         }
     }
-    for (auto [key, list] : {std::pair{"checks", &t.checks}, std::pair{"sites", &t.sites}}) {
+    for (auto [key, list] :
+         {std::pair{"checks", &t.checks}, std::pair{"labels", &t.labels}, std::pair{"sites", &t.sites}}) {
         const auto n = node[key];
         if (!n) continue;
         if (!n.IsSequence() || n.size() == 0) {
@@ -306,7 +336,19 @@ void read_notify_filters(Reader& r, const YAML::Node& node, const std::string& p
         }
         for (std::size_t i = 0; i < n.size(); ++i) {
             std::string v;
-            if (r.string(n[i], fmt::format("{}.{}[{}]", p, key, i), v)) list->push_back(v);
+            const auto at = fmt::format("{}.{}[{}]", p, key, i);
+            if (!r.string(n[i], at, v)) continue;
+            // A check list naming a sensor's kind would match no alert, and a gas leak's
+            // notification would never go out, silently: sensor alerts have check `sensor`.
+            if (list == &t.checks && kSensorKinds.contains(v)) {
+                r.error(n[i], at,
+                        fmt::format("'{}' is a kind of sensor, not a check: a sensor's alerts have the "
+                                    "check sensor (its thresholds, chosen by their label with labels: "
+                                    "[...]), sensor_health or disinfection",
+                                    v));
+                continue;
+            }
+            list->push_back(v);
         }
     }
     if (const auto on = node["on"]) {
@@ -332,7 +374,7 @@ void read_notify_filters(Reader& r, const YAML::Node& node, const std::string& p
 
 void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p, NotifyTarget& t) {
     if (!r.map(node, p,
-               {"name", "url", "format", "secret", "ca_file", "severities", "checks", "sites", "on",
+               {"name", "url", "format", "secret", "ca_file", "severities", "checks", "labels", "sites", "on",
                 "timeout", "give_up"}))
         return;
     if (!node["name"]) r.error(node, join(p, "name"), "required: a name for logs and metrics");

@@ -81,6 +81,7 @@ struct NotifyTarget {
     std::string ca_file;  // https: trust this CA instead of the system's
     std::vector<int> severities{1, 2, 3};
     std::vector<std::string> checks;  // empty: every check
+    std::vector<std::string> labels;  // empty: every label (a sensor threshold's `leak`, `too_warm`)
     std::vector<std::string> sites;   // empty: every site
     bool on_open = true;              // an alert arrives (its first message)
     bool on_end = false;              // the gateway ends it

@@ -126,7 +126,7 @@ std::vector<std::string> notify_targets_for(const NotifySettings& settings, cons
     for (const auto& t : settings.targets) {
         if (kind == kNotifyOpen ? !t.on_open : !t.on_end) continue;
         if (std::find(t.severities.begin(), t.severities.end(), m.severity) == t.severities.end()) continue;
-        if (!listed(t.checks, m.check) || !listed(t.sites, m.site)) continue;
+        if (!listed(t.checks, m.check) || !listed(t.labels, m.label) || !listed(t.sites, m.site)) continue;
         out.push_back(t.name);
     }
     return out;

@@ -1514,6 +1514,34 @@ TEST(MonitorIngest, ADamagedDatabaseHoldsTheMessagesInsteadOfDroppingThem) {
     EXPECT_EQ(ingest.counters().refused.load(), 1u);
 }
 
+// docs/monitor.md: "${NAME} in any value is replaced by the environment variable". Booleans, a
+// notification target's severities and a retention or deadline's `none` were read as written.
+TEST(MonitorConfig, EnvironmentVariablesWorkInEveryKindOfValue) {
+    setenv("KGM_TEST_JSON", "true", 1);
+    setenv("KGM_TEST_KEEP", "none", 1);
+    setenv("KGM_TEST_TIER", "2", 1);
+    setenv("KGM_TEST_WORD", "maybe", 1);
+    const auto cfg = load_monitor_config_string(
+        kGood +
+            "retention: {alerts: '${KGM_TEST_KEEP}'}\nreplay: {enabled: '${KGM_TEST_JSON}'}\n"
+            "notify: {targets: [{name: a, url: 'http://x/', severities: ['${KGM_TEST_TIER}']}]}\n"
+            "log: {json: '${KGM_TEST_JSON}'}\n",
+        "m.yaml");
+    EXPECT_FALSE(cfg.retention.alerts);
+    EXPECT_TRUE(cfg.replay.enabled);
+    EXPECT_TRUE(cfg.log_json);
+    EXPECT_EQ(cfg.notify.targets.at(0).severities, std::vector<int>{2});
+    EXPECT_EQ(config_error(kGood + "log: {json: '${KGM_TEST_WORD}'}\n"),
+              "/etc/kitchen-monitor/monitor.yaml:15:13: log.json: expected true or false, not 'maybe'");
+    EXPECT_EQ(config_error(kGood + "retention: {alerts: '${KGM_TEST_WORD}'}\n"),
+              "/etc/kitchen-monitor/monitor.yaml:15:21: retention.alerts: expected a positive duration like "
+              "30s, 15m, 2h, or none, not 'maybe'");
+    EXPECT_EQ(config_error(kGood + "log: {json: [true]}\n"),
+              "/etc/kitchen-monitor/monitor.yaml:15:13: log.json: expected true or false, not a list");
+    for (const char* name : {"KGM_TEST_JSON", "KGM_TEST_KEEP", "KGM_TEST_TIER", "KGM_TEST_WORD"})
+        unsetenv(name);
+}
+
 TEST(MonitorConfig, RetentionDefaultsNoneAndUnitSlips) {
     auto cfg = load_monitor_config_string(kGood, "/etc/kitchen-monitor/monitor.yaml");
     EXPECT_EQ(*cfg.retention.alerts, std::chrono::hours(24 * 730));

@@ -51,14 +51,15 @@ std::string config_error(const std::string& notify) {
 }
 
 EventMessage message(const std::string& id, const std::string& state, int severity = 1,
-                     const std::string& check = "mask", const std::string& site = "sch-0101") {
+                     const std::string& check = "mask", const std::string& site = "sch-0101",
+                     const std::string& label = "no_mask") {
     json j = {
         {"message_id", id + ":" + state},
         {"id", id},
         {"site", site},
         {"camera", "cooking"},
         {"check", check},
-        {"label", "no_mask"},
+        {"label", label},
         {"severity", severity},
         {"state", state},
         {"start_time", "2026-12-01T05:59:50.000Z"},
@@ -158,7 +159,8 @@ TEST(NotifyConfig, ReadsTargetsWithTheirFilters) {
       url: https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc
       format: wecom
       severities: [1, 2]
-      checks: [mask, gas]
+      checks: [mask, sensor]
+      labels: [no_mask, leak]
       on: [open, end]
     - {name: hook, url: "http://[::1]:8080/alerts"}
 )");
@@ -166,7 +168,8 @@ TEST(NotifyConfig, ReadsTargetsWithTheirFilters) {
     const auto& w = cfg.notify.targets[0];
     EXPECT_EQ(w.format, NotifyTarget::Format::wecom);
     EXPECT_EQ(w.severities, (std::vector<int>{1, 2}));
-    EXPECT_EQ(w.checks, (std::vector<std::string>{"mask", "gas"}));
+    EXPECT_EQ(w.checks, (std::vector<std::string>{"mask", "sensor"}));
+    EXPECT_EQ(w.labels, (std::vector<std::string>{"no_mask", "leak"}));
     EXPECT_TRUE(w.on_open && w.on_end);
     const auto& h = cfg.notify.targets[1];
     EXPECT_EQ(h.format, NotifyTarget::Format::json);
@@ -206,21 +209,35 @@ TEST(NotifyConfig, NamesWhatIsWrongAndWhere) {
               at + "5:19: notify.targets: required: a list of targets, each with a name and a url");
     EXPECT_EQ(config_error("notify: {targets: [{url: 'http://x/'}]}\n"),
               at + "5:20: notify.targets[0].name: required: a name for logs and metrics");
+    // A gas detector's alerts have the check `sensor`: a filter on `gas` would never notify anyone.
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', checks: [mask, gas]}]}\n"),
+              at + "5:63: notify.targets[0].checks[1]: 'gas' is a kind of sensor, not a check: a sensor's "
+                   "alerts have the check sensor (its thresholds, chosen by their label with labels: [...]), "
+                   "sensor_health or disinfection");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', labels: leak}]}\n"),
+              at + "5:56: notify.targets[0].labels: expected a list of labels (leave it out for all)");
 }
 
 TEST(Notify, TargetsTakeTheAlertsTheirFiltersName) {
     const auto cfg = config(R"(notify:
   targets:
     - {name: urgent, url: "http://x/", severities: [1]}
-    - {name: gas-ends, url: "http://x/", checks: [gas], on: [end]}
+    - {name: gas-ends, url: "http://x/", checks: [sensor], labels: [leak], on: [end]}
     - {name: one-site, url: "http://x/", sites: [sch-0202]}
 )");
     using V = std::vector<std::string>;
     EXPECT_EQ(notify_targets_for(cfg.notify, message(kE1, "start", 1), kNotifyOpen), V{"urgent"});
     EXPECT_EQ(notify_targets_for(cfg.notify, message(kE1, "start", 2), kNotifyOpen), V{});
-    EXPECT_EQ(notify_targets_for(cfg.notify, message(kE1, "end", 2, "gas"), kNotifyEnd), V{"gas-ends"});
-    EXPECT_EQ(notify_targets_for(cfg.notify, message(kE1, "start", 3, "gas", "sch-0202"), kNotifyOpen),
-              V{"one-site"});
+    EXPECT_EQ(
+        notify_targets_for(cfg.notify, message(kE1, "end", 2, "sensor", "sch-0101", "leak"), kNotifyEnd),
+        V{"gas-ends"});
+    // The fridge's too_warm is a sensor alert too, but not the label that target takes.
+    EXPECT_EQ(
+        notify_targets_for(cfg.notify, message(kE1, "end", 2, "sensor", "sch-0101", "too_warm"), kNotifyEnd),
+        V{});
+    EXPECT_EQ(
+        notify_targets_for(cfg.notify, message(kE1, "start", 3, "sensor", "sch-0202", "leak"), kNotifyOpen),
+        V{"one-site"});
 }
 
 TEST(Notify, RendersWhatEachKindOfTargetReads) {
