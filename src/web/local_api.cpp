@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/beast/core/string.hpp>
+#include <optional>
 #include <regex>
 
 #include "web/file_response.hpp"
@@ -26,11 +28,24 @@ Response json_response(const Request& req, const nlohmann::json& body,
                          "application/json");
 }
 
-std::size_t limit_of(const std::string& target) {
-    static const std::regex limit(R"([?&]limit=([0-9]{1,4})(&|$))");
+// `?limit=N` of a list: 100 when it is not given. A value that is not a whole number from 1 to
+// kMaxLimit is the client's mistake, answered as such (400), not quietly read as something else.
+constexpr std::size_t kDefaultLimit = 100;
+constexpr std::size_t kMaxLimit = 1000;
+struct Limit {
+    std::size_t n = kDefaultLimit;
+    std::optional<std::string> bad;  // the value as given, when it is not one
+};
+Limit limit_of(const std::string& target) {
+    static const std::regex param(R"([?&]limit=([^&#]*))");
     std::smatch m;
-    if (std::regex_search(target, m, limit)) return std::clamp<std::size_t>(std::stoul(m[1]), 1, 1000);
-    return 100;
+    if (!std::regex_search(target, m, param)) return {};
+    const std::string v = m[1];
+    const bool digits = !v.empty() && v.size() <= 4 &&
+                        std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const std::size_t n = digits ? std::stoul(v) : 0;
+    if (n < 1 || n > kMaxLimit) return {kDefaultLimit, v.substr(0, 32)};
+    return {n, std::nullopt};
 }
 
 }  // namespace
@@ -95,10 +110,18 @@ Handler local_api(GatewayView& view, std::string token, std::shared_ptr<spdlog::
                                      std::string("the outbox cannot take them now: ") + e.what() + "\n");
             }
         }
-        if (path == "/api/outbox/dead") return json_response(req, view.dead_messages(limit_of(target)));
+        if (path == "/api/outbox/dead" || path == "/api/events") {
+            const auto limit = limit_of(target);
+            if (limit.bad) {
+                return text_response(req, http::status::bad_request,
+                                     fmt::format("limit: expected a whole number from 1 to {}, not '{}'\n",
+                                                 kMaxLimit, *limit.bad));
+            }
+            return json_response(
+                req, path == "/api/events" ? view.recent_events(limit.n) : view.dead_messages(limit.n));
+        }
         if (path == "/api/cameras") return json_response(req, view.cameras());
         if (path == "/api/sensors") return json_response(req, view.sensors());
-        if (path == "/api/events") return json_response(req, view.recent_events(limit_of(target)));
 
         // /api/events/<id>[/snapshot.jpg|/best.jpg|/clip.mp4]; ids are [A-Za-z0-9_-], nothing else
         // reaches the file system.

@@ -76,6 +76,12 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
     assert cams[0]["camera"] == "cam" and cams[0]["online"] is True
     events = json.loads(get(port, "/api/events?limit=10", token=TOKEN)[2])
     assert events[0]["id"] == start["id"]
+    # A limit that is not one is refused and named, not read as the default.
+    for bad in ["0", "1001", "99999", "ten", ""]:
+        status, _, body = get(port, f"/api/events?limit={bad}", token=TOKEN)
+        assert (status, body) == (400, f"limit: expected a whole number from 1 to 1000, not '{bad}'\n".encode()), bad
+    assert get(port, "/api/outbox/dead?limit=-1", token=TOKEN)[:1] == (400,)
+    assert get(port, "/api/outbox/dead?limit=1000", token=TOKEN)[0] == 200
     status, ctype, jpeg = get(port, f"/api/events/{start['id']}/snapshot.jpg", token=TOKEN)
     assert status == 200 and ctype == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
     status, ctype, mp4 = get(port, f"/api/events/{start['id']}/clip.mp4", token=TOKEN)
