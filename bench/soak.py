@@ -3,8 +3,9 @@
 
 Canteen boxes run the gateway for months unattended. This runs one real gateway (the same peers as
 the e2e tests: the GStreamer RTSP server of tests/support, Mosquitto, kg_e2e helpers) for --minutes
-with 2 small cameras (640x360, 25 fps, camera_health at 2 analysed fps) and one MQTT fridge sensor,
-and meanwhile keeps churning what makes daemons of this kind leak:
+with 2 small cameras (640x360, 25 fps, camera_health at 2 analysed fps; cam0 also runs both hygiene
+checks on the shipped models, cam1's public feed has a privacy mask, so it is re-encoded while watched)
+and one MQTT fridge sensor, and meanwhile keeps churning what makes daemons of this kind leak:
 
   - cam0's stream ends every 40 s (the clip runs out): the gateway reconnects; each pass goes black
     for 10 s (a camera_health event: snapshot, clip, outbox);
@@ -265,11 +266,19 @@ def config(broker, work, urls, api_port, public_port):
             for i, url in enumerate(urls)]
     for cam in cams:
         cam["analysis"] = {"fps": 2, "width": 320, "height": 180}
+    # cam0 also runs both hygiene checks on the shipped models (the networks, their shared pass, the
+    # colour conversion into them); cam1's public feed has a privacy mask, so it is decoded, masked
+    # and re-encoded for as long as parents watch it.
+    cams[0]["checks"] = ["camera_health", "mask", "head_covering"]
+    cams[0]["analysis"] = {"fps": 2, "width": 640, "height": 360}
+    cams[1]["privacy_masks"] = [[[0.25, 0.25], [0.75, 0.25], [0.75, 0.75], [0.25, 0.75]]]
     cfg = kg_e2e.base_config(broker, cams, work)
+    cfg["detectors"] = {"mask": "auto", "head_covering": "auto"}
     cfg["evidence"].update({"max_size": "64MiB", "clip_pre": "2s", "clip_post": "2s"})
     # Fixed ports: a reload listens again on the same ones, so the churn never loses them.
     cfg["api"] = {"listen": f"127.0.0.1:{api_port}", "token": TOKEN}
-    cfg["public"] = {"listen": f"127.0.0.1:{public_port}", "hls_dir": str(work / "hls"), "segment": "2s"}
+    cfg["public"] = {"listen": f"127.0.0.1:{public_port}", "hls_dir": str(work / "hls"), "segment": "2s",
+                     "privacy": {"width": 320, "fps": 5}}
     cfg["sensors"] = [{"id": "fridge", "location": "fridge", "interval": "1s", "stale_after": 3,
                        "source": {"mqtt": {"topic": "zigbee2mqtt/fridge", "value": "temperature"}},
                        "thresholds": [{"label": "too_warm", "above": 8, "for": "2s", "clear_for": "2s"}]}]
@@ -437,7 +446,8 @@ def main():
     status = 0
     try:
         gw = kg_e2e.Gateway(work, config(broker, work, [rtsp0.url("/cam0"), rtsp1.url("/cam1")], api_port,
-                                         public_port), name="gateway")
+                                         public_port), name="gateway",
+                         env={"KG_MODELS_DIR": str(ROOT / "models")})  # this checkout's models
         kg_e2e.wait_until(lambda: gw.output().count("connected to rtsp") >= 2, 30, what="both cameras")
         kg_e2e.wait_port(public_port, what="the public side")
         t0 = time.monotonic()
