@@ -31,6 +31,7 @@ int run(const kg::monitor::MonitorConfig& cfg) {
     kg::Logging logging(cfg.log_level, cfg.log_json);
     auto log = logging.get("main");
     log->info("kitchen-monitor {} starting with {}", kg::kVersion, cfg.source_file);
+    for (const auto& w : cfg.warnings) log->warn("configuration: {}", w.to_string());
 
     boost::asio::io_context io;
     std::unique_ptr<kg::monitor::Monitor> monitor;
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
     if (!check_path.empty()) {
         try {
             const auto cfg = kg::monitor::load_monitor_config(check_path);
+            for (const auto& w : cfg.warnings) std::cout << "warning: " << w.to_string() << "\n";
             std::cout << check_path << ": configuration OK (client " << cfg.mqtt.client_id << ", "
                       << cfg.http.operators.size() << " operators)\n";
             return 0;

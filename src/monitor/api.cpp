@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "monitor/iso_time.hpp"
+#include "web/url_query.hpp"
 
 namespace kg::monitor {
 
@@ -20,38 +21,6 @@ constexpr std::size_t kMaxNote = 4000;
 constexpr int kMaxLimit = 5000;  // alerts in one answer
 // Sensor minutes in one answer: a week is 10,080 a sensor (a site's ten sensors, about 5 MB of JSON).
 constexpr Duration kMaxRollupSpan = std::chrono::hours(24 * 7);
-
-std::string url_decode(const std::string& s) {
-    std::string out;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '+') {
-            out += ' ';
-        } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-                   std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-            out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-            i += 2;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
-}
-
-std::map<std::string, std::string> parse_query(const std::string& q) {
-    std::map<std::string, std::string> out;
-    std::size_t pos = 0;
-    while (pos <= q.size() && !q.empty()) {
-        const auto amp = q.find('&', pos);
-        const std::string part = q.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
-        const auto eq = part.find('=');
-        if (!part.empty())
-            out[url_decode(part.substr(0, eq))] =
-                eq == std::string::npos ? "" : url_decode(part.substr(eq + 1));
-        if (amp == std::string::npos) break;
-        pos = amp + 1;
-    }
-    return out;
-}
 
 std::vector<std::string> path_parts(const std::string& path) {
     std::vector<std::string> parts;
@@ -153,7 +122,7 @@ public:
         const std::string target(req.target());
         const auto qmark = target.find('?');
         const std::string path = target.substr(0, qmark);
-        const auto query = parse_query(qmark == std::string::npos ? "" : target.substr(qmark + 1));
+        const auto query = web::parse_query(target);
         const auto method = req.method();
         const auto now = Clock::now();
 
@@ -320,13 +289,12 @@ private:
         if (auto it = q.find("limit"); it != q.end()) {
             // Digits only: "-1", "0" or "20x" were taken as 1, 1 and 20 and answered as if asked.
             const auto& v = it->second;
-            const bool digits = !v.empty() && v.size() <= 4 &&
-                                std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
-            if (!digits || std::stoi(v) < 1 || std::stoi(v) > kMaxLimit)
+            const auto n = web::whole_number(v, 1, kMaxLimit);
+            if (!n)
                 return error(
                     req, http::status::bad_request,
                     fmt::format("limit '{}' is not a whole number from 1 to {}", v.substr(0, 32), kMaxLimit));
-            f.limit = std::stoi(v);
+            f.limit = static_cast<int>(*n);
         }
         json out = json::array();
         for (const auto& a : ctx_.store.alerts(f)) out.push_back(alert_json(a, ctx_.cfg.deadlines, now));

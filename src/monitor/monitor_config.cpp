@@ -61,15 +61,23 @@ public:
     // An integer in [min, max]; `what` names what was expected in the error.
     bool integer(const YAML::Node& node, const std::string& path, int min, int max, const char* what,
                  int& out) {
-        std::string t;
-        if (node.IsScalar() && string(node, path, t) && YAML::convert<int>::decode(YAML::Node(t), out) &&
-            out >= min && out <= max)
-            return true;
-        if (!node.IsScalar())
+        if (!node.IsScalar()) {
             error(node, path, fmt::format("expected {}, not {}", what, describe(node)));
-        else if (!t.empty())
-            error(node, path, fmt::format("expected {}, not '{}'", what, t));
+            return false;
+        }
+        std::string t;
+        if (!string(node, path, t)) return false;  // said why (an unset variable, not UTF-8)
+        if (YAML::convert<int>::decode(YAML::Node(t), out) && out >= min && out <= max) return true;
+        error(node, path, fmt::format("expected {}, not '{}'", what, t));
         return false;
+    }
+
+    // What is legal but most likely not meant: said at start and by --check-config, with where.
+    std::vector<config::ConfigError> warnings;
+    void warn(const YAML::Node& at, const std::string& path, std::string message) {
+        error(at, path, std::move(message));
+        warnings.push_back(std::move(errors.back()));
+        errors.pop_back();
     }
 
     void duration(const YAML::Node& parent, const std::string& path, const char* key, Duration& out) {
@@ -338,15 +346,16 @@ void read_notify_filters(Reader& r, const YAML::Node& node, const std::string& p
             std::string v;
             const auto at = fmt::format("{}.{}[{}]", p, key, i);
             if (!r.string(n[i], at, v)) continue;
-            // A check list naming a sensor's kind would match no alert, and a gas leak's
-            // notification would never go out, silently: sensor alerts have check `sensor`.
+            // A sensor's kind as a check matches none of its alerts: a gas leak's notification
+            // would never go out, and nothing would say so. Not an error: a user model's manifest
+            // may name a check so (`smoke`).
             if (list == &t.checks && kSensorKinds.contains(v)) {
-                r.error(n[i], at,
-                        fmt::format("'{}' is a kind of sensor, not a check: a sensor's alerts have the "
-                                    "check sensor (its thresholds, chosen by their label with labels: "
-                                    "[...]), sensor_health or disinfection",
-                                    v));
-                continue;
+                r.warn(n[i], at,
+                       fmt::format("'{}' is a kind of sensor, and no built-in check: a sensor's alerts have "
+                                   "the check sensor (its thresholds, picked by their label with labels: "
+                                   "[...]), sensor_health or disinfection; only a model's check named '{}' "
+                                   "would match",
+                                   v, v));
             }
             list->push_back(v);
         }
@@ -454,6 +463,7 @@ MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::
         r.boolean(n, "log", "json", cfg.log_json);
     }
     if (!r.errors.empty()) throw config::ConfigInvalid(r.errors);
+    cfg.warnings = std::move(r.warnings);
     return cfg;
 }
 

@@ -97,6 +97,9 @@ struct NotifySettings {
 
 struct MonitorConfig {
     std::string source_file;
+    // Legal but most likely not meant ("FILE:LINE:COL: KEY: MESSAGE"): logged at start, printed by
+    // --check-config.
+    std::vector<config::ConfigError> warnings;
     MqttSettings mqtt;
     std::string db_path;
     HttpSettings http;

@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "web/file_response.hpp"
+#include "web/url_query.hpp"
 
 namespace kg::web {
 namespace {
@@ -31,21 +32,18 @@ Response json_response(const Request& req, const nlohmann::json& body,
 // `?limit=N` of a list: 100 when it is not given. A value that is not a whole number from 1 to
 // kMaxLimit is the client's mistake, answered as such (400), not quietly read as something else.
 constexpr std::size_t kDefaultLimit = 100;
-constexpr std::size_t kMaxLimit = 1000;
+constexpr long kMaxLimit = 1000;
 struct Limit {
     std::size_t n = kDefaultLimit;
     std::optional<std::string> bad;  // the value as given, when it is not one
 };
 Limit limit_of(const std::string& target) {
-    static const std::regex param(R"([?&]limit=([^&#]*))");
-    std::smatch m;
-    if (!std::regex_search(target, m, param)) return {};
-    const std::string v = m[1];
-    const bool digits = !v.empty() && v.size() <= 4 &&
-                        std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
-    const std::size_t n = digits ? std::stoul(v) : 0;
-    if (n < 1 || n > kMaxLimit) return {kDefaultLimit, v.substr(0, 32)};
-    return {n, std::nullopt};
+    const auto query = parse_query(target);
+    const auto it = query.find("limit");
+    if (it == query.end()) return {};
+    if (const auto n = whole_number(it->second, 1, kMaxLimit))
+        return {static_cast<std::size_t>(*n), std::nullopt};
+    return {kDefaultLimit, it->second.substr(0, 32)};
 }
 
 }  // namespace

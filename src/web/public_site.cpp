@@ -12,26 +12,15 @@
 #include "common/log_throttle.hpp"
 #include "stream/hls_writer.hpp"
 #include "web/live_stream.hpp"
+#include "web/url_query.hpp"
 #include "web/viewer_token.hpp"
 
 namespace kg::web {
 namespace {
 
-std::string query_value(const std::string& target, const std::string& key) {
-    const auto q = target.find('?');
-    if (q == std::string::npos) return {};
-    std::string rest = target.substr(q + 1);
-    std::size_t at = 0;
-    while (at <= rest.size()) {
-        const auto amp = rest.find('&', at);
-        const auto part = rest.substr(at, amp == std::string::npos ? std::string::npos : amp - at);
-        if (part.size() > key.size() && part.compare(0, key.size(), key) == 0 && part[key.size()] == '=') {
-            return part.substr(key.size() + 1);
-        }
-        if (amp == std::string::npos) break;
-        at = amp + 1;
-    }
-    return {};
+std::string value_of(const std::map<std::string, std::string>& query, const char* key) {
+    const auto it = query.find(key);
+    return it == query.end() ? std::string() : it->second;
 }
 
 // Session ids and tokens go back into playlists: only plain characters are accepted.
@@ -105,7 +94,8 @@ struct Guard {
             return nullptr;
         }
         if (!settings.token_secret.empty()) {
-            const auto token = query_value(std::string(req.target()), "token");
+            const auto token =
+                value_of(parse_query(std::string_view(req.target().data(), req.target().size())), "token");
             std::int64_t expires = 0;
             const auto check = check_viewer_token(settings.token_secret, camera, token,
                                                   std::chrono::duration_cast<std::chrono::seconds>(
@@ -325,8 +315,9 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
         }
 
         const std::string file = m[2];
-        const auto sid = query_value(target, "sid");
-        const auto token = query_value(target, "token");
+        const auto query = parse_query(target);
+        const auto sid = value_of(query, "sid");
+        const auto token = value_of(query, "token");
         if (!plain(sid, 64) || !plain(token, 128))
             return refuse(req, http::status::bad_request, "bad sid or token");
         // A HEAD is told what a GET would be told, but is not a viewer. Nor is a session that only

@@ -81,6 +81,8 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
         status, _, body = get(port, f"/api/events?limit={bad}", token=TOKEN)
         assert (status, body) == (400, f"limit: expected a whole number from 1 to 1000, not '{bad}'\n".encode()), bad
     assert get(port, "/api/outbox/dead?limit=-1", token=TOKEN)[:1] == (400,)
+    assert get(port, "/api/events?x=1&limit=5x", token=TOKEN)[0] == 400
+    assert len(json.loads(get(port, "/api/events?limit=%31", token=TOKEN)[2])) == 1  # decoded: 1
     assert get(port, "/api/outbox/dead?limit=1000", token=TOKEN)[0] == 200
     status, ctype, jpeg = get(port, f"/api/events/{start['id']}/snapshot.jpg", token=TOKEN)
     assert status == 200 and ctype == "image/jpeg" and jpeg[:2] == b"\xff\xd8"

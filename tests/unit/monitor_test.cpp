@@ -1517,10 +1517,18 @@ TEST(MonitorIngest, ADamagedDatabaseHoldsTheMessagesInsteadOfDroppingThem) {
 // docs/monitor.md: "${NAME} in any value is replaced by the environment variable". Booleans, a
 // notification target's severities and a retention or deadline's `none` were read as written.
 TEST(MonitorConfig, EnvironmentVariablesWorkInEveryKindOfValue) {
-    setenv("KGM_TEST_JSON", "true", 1);
-    setenv("KGM_TEST_KEEP", "none", 1);
-    setenv("KGM_TEST_TIER", "2", 1);
-    setenv("KGM_TEST_WORD", "maybe", 1);
+    struct Variables {  // unset again however the test ends
+        Variables() {
+            setenv("KGM_TEST_JSON", "true", 1);
+            setenv("KGM_TEST_KEEP", "none", 1);
+            setenv("KGM_TEST_TIER", "2", 1);
+            setenv("KGM_TEST_WORD", "maybe", 1);
+        }
+        ~Variables() {
+            for (const char* name : {"KGM_TEST_JSON", "KGM_TEST_KEEP", "KGM_TEST_TIER", "KGM_TEST_WORD"})
+                unsetenv(name);
+        }
+    } variables;
     const auto cfg = load_monitor_config_string(
         kGood +
             "retention: {alerts: '${KGM_TEST_KEEP}'}\nreplay: {enabled: '${KGM_TEST_JSON}'}\n"
@@ -1538,8 +1546,6 @@ TEST(MonitorConfig, EnvironmentVariablesWorkInEveryKindOfValue) {
               "30s, 15m, 2h, or none, not 'maybe'");
     EXPECT_EQ(config_error(kGood + "log: {json: [true]}\n"),
               "/etc/kitchen-monitor/monitor.yaml:15:13: log.json: expected true or false, not a list");
-    for (const char* name : {"KGM_TEST_JSON", "KGM_TEST_KEEP", "KGM_TEST_TIER", "KGM_TEST_WORD"})
-        unsetenv(name);
 }
 
 TEST(MonitorConfig, RetentionDefaultsNoneAndUnitSlips) {

@@ -209,13 +209,26 @@ TEST(NotifyConfig, NamesWhatIsWrongAndWhere) {
               at + "5:19: notify.targets: required: a list of targets, each with a name and a url");
     EXPECT_EQ(config_error("notify: {targets: [{url: 'http://x/'}]}\n"),
               at + "5:20: notify.targets[0].name: required: a name for logs and metrics");
-    // A gas detector's alerts have the check `sensor`: a filter on `gas` would never notify anyone.
-    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', checks: [mask, gas]}]}\n"),
-              at + "5:63: notify.targets[0].checks[1]: 'gas' is a kind of sensor, not a check: a sensor's "
-                   "alerts have the check sensor (its thresholds, chosen by their label with labels: [...]), "
-                   "sensor_health or disinfection");
+    EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', severities: ['']}]}\n"),
+              at + "5:61: notify.targets[0].severities[0]: expected 1, 2 or 3, not ''");
     EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', labels: leak}]}\n"),
               at + "5:56: notify.targets[0].labels: expected a list of labels (leave it out for all)");
+}
+
+// A gas detector's alerts have the check `sensor`: a filter on `gas` would never notify anyone, and
+// nothing would say so. It is said (a user model may name a check so: a warning, not an error).
+TEST(NotifyConfig, WarnsOfASensorKindGivenAsACheck) {
+    const auto cfg = config("notify: {targets: [{name: a, url: 'http://x/', checks: [mask, gas]}]}\n");
+    ASSERT_EQ(cfg.warnings.size(), 1u);
+    EXPECT_EQ(
+        cfg.warnings[0].to_string(),
+        "/etc/kitchen-monitor/monitor.yaml:5:63: notify.targets[0].checks[1]: 'gas' is a kind of sensor, "
+        "and no built-in check: a sensor's alerts have the check sensor (its thresholds, picked by their "
+        "label with labels: [...]), sensor_health or disinfection; only a model's check named 'gas' would "
+        "match");
+    EXPECT_EQ(cfg.notify.targets.at(0).checks, (std::vector<std::string>{"mask", "gas"}));
+    EXPECT_TRUE(config("notify: {targets: [{name: a, url: 'http://x/', checks: [sensor], labels: [leak]}]}\n")
+                    .warnings.empty());
 }
 
 TEST(Notify, TargetsTakeTheAlertsTheirFiltersName) {

@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -22,6 +23,7 @@
 #include "web/file_response.hpp"
 #include "web/http_server.hpp"
 #include "web/trusted_proxies.hpp"
+#include "web/url_query.hpp"
 
 namespace {
 
@@ -471,3 +473,26 @@ TEST(FileResponse, AStoppingServerEndsADownloadBetweenWrites) {
 }
 
 }  // namespace
+
+// One reading of a request's query for every HTTP side (local API, public site, the room's API).
+TEST(UrlQuery, ReadsParametersAsBrowsersAndClientsWriteThem) {
+    using M = std::map<std::string, std::string>;
+    EXPECT_EQ(kg::web::parse_query("/api/events"), M{});
+    EXPECT_EQ(kg::web::parse_query("/api/events?"), M{});
+    EXPECT_EQ(kg::web::parse_query("/a?limit=5&x=1"), (M{{"limit", "5"}, {"x", "1"}}));
+    EXPECT_EQ(kg::web::parse_query("/a?x=1&limit=5#top"), (M{{"limit", "5"}, {"x", "1"}}));
+    EXPECT_EQ(kg::web::parse_query("/a?limit=5&limit=abc"), (M{{"limit", "abc"}}));  // the last one
+    EXPECT_EQ(kg::web::parse_query("/a?limit&&q=a+b%20c%2"), (M{{"limit", ""}, {"q", "a b c%2"}}));
+    EXPECT_EQ(kg::web::parse_query("/a?foo_limit=3&x=?limit=0"), (M{{"foo_limit", "3"}, {"x", "?limit=0"}}));
+    EXPECT_EQ(kg::web::parse_query("/a?limit=%31%30"), (M{{"limit", "10"}}));
+    EXPECT_EQ(kg::web::url_decode("%e5%8e%a8%E6%88%BF"), "\u53a8\u623f");
+}
+
+TEST(UrlQuery, TakesACountOnlyAsAWholeNumberInItsRange) {
+    EXPECT_EQ(kg::web::whole_number("10", 1, 1000), 10);
+    EXPECT_EQ(kg::web::whole_number("00010", 1, 1000), 10);
+    EXPECT_EQ(kg::web::whole_number("1000", 1, 1000), 1000);
+    for (const char* bad :
+         {"", "0", "1001", "-1", "+5", " 5", "5 ", "5x", "1e3", "9999999999", "\xef\xbc\x95"})
+        EXPECT_EQ(kg::web::whole_number(bad, 1, 1000), std::nullopt) << bad;
+}
