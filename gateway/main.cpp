@@ -24,6 +24,7 @@
 #include "common/file_limit.hpp"
 #include "common/log_throttle.hpp"
 #include "common/logging.hpp"
+#include "common/malloc_arenas.hpp"
 #include "common/process_signals.hpp"
 #include "common/watchdog_keeper.hpp"
 #include "config/config_loader.hpp"
@@ -370,6 +371,7 @@ int check_reload_environment(const kg::config::Gateway& cfg, const std::string& 
 }  // namespace
 
 int main(int argc, char** argv) {
+    kg::bound_malloc_arenas();  // first: before any thread exists
     CLI::App app{
         "kitchen-gateway: bright-kitchen edge gateway (cameras and sensors in, alerts out over MQTT)"};
     std::string config_path;
