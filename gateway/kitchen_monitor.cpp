@@ -90,9 +90,9 @@ int main(int argc, char** argv) {
     if (!check_path.empty()) {
         try {
             const auto cfg = kg::monitor::load_monitor_config(check_path);
-            for (const auto& w : cfg.warnings) std::cout << "warning: " << w.to_string() << "\n";
             std::cout << check_path << ": configuration OK (client " << cfg.mqtt.client_id << ", "
                       << cfg.http.operators.size() << " operators)\n";
+            for (const auto& w : cfg.warnings) std::cout << "warning: " << w.to_string() << "\n";
             return 0;
         } catch (const kg::config::ConfigInvalid& e) {
             print_errors(e);
