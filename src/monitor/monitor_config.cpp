@@ -26,7 +26,7 @@ const std::regex kIdPattern("^[A-Za-z0-9_-]{1,64}$");
 // A client id is also a topic-safe name in the broker's logs and ACLs.
 const std::regex kClientIdPattern("^[A-Za-z0-9_.-]{1,128}$");
 constexpr std::size_t kMinPasswordLength = 8;
-// The sensor kinds the gateway knows (docs/config.md, `sensors[].kind`): words an operator may take
+// The sensor kinds docs/config.md names (`sensors[].kind` is free text): words an operator may take
 // for a check's name in a notification filter.
 const std::set<std::string> kSensorKinds{"temperature", "humidity", "gas", "smoke", "door", "leak", "power"};
 

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <boost/beast/core/string.hpp>
 #include <optional>
 #include <regex>

@@ -1,5 +1,6 @@
 // The gateway's assembly (src/app): the detector preflight that --check-config, the start and a
-// reload run after the loader, on the project's own manifests in models/.
+// reload run after the loader, on the project's own manifests in models/; and the bound on malloc's
+// arenas that main sets first.
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <unistd.h>
