@@ -223,13 +223,16 @@ def drop_omitted_inputs(path):
 
 
 def export(model, out, input_shape, output_names):
-    """Exports `model` to ONNX at `out` (input `input`), checks it in this machine's OpenCV against
-    PyTorch and, for a file in models/ (a shipped one), writes its equivalence fixture; scratch runs
-    elsewhere leave the fixtures alone."""
+    """Exports `model` to ONNX at `out` (input `input`), pads its narrow depthwise layers for cv::dnn's
+    fast path (fast_depthwise.py: same outputs, a network without them is left as exported), checks
+    it in this machine's OpenCV against PyTorch and, for a file in models/ (a shipped one), writes its
+    equivalence fixture; scratch runs elsewhere leave the fixtures alone."""
+    import fast_depthwise
     model.eval()
     torch.onnx.export(model, torch.zeros(input_shape), out, opset_version=OPSET, input_names=["input"],
                       output_names=output_names, do_constant_folding=True)
     drop_omitted_inputs(out)
+    fast_depthwise.rewrite_file(out, input_shape[-1])
     check_with_opencv(out, model, input_shape, output_names)
     path = pathlib.Path(out).resolve()
     if path.parent == MODELS.resolve():
