@@ -1,19 +1,23 @@
 """Rewrites an exported ONNX file so that OpenCV 4.6's cv::dnn runs its narrow depthwise convolutions
 on its fast path, with the same outputs.
 
-cv::dnn 4.6 runs a depthwise convolution with its vectorised code only when the output is wide enough;
-narrower maps fall back to a generic loop that is several times slower per value. The mask classifier
-at its 64x64 input has depthwise layers 16, 8 and 4 wide, and those took over half of its time. This
-rewrite pads each such layer's input on the right with zeros (an explicit Pad), so the convolution's
-output is at least MIN_WIDTH wide, and cuts the extra columns off again after it (a Slice that ends
-a fixed number of columns before the end). The columns kept see exactly the values they saw before:
-zero padding is what the convolution padded with anyway, and the extra columns are cut before any
-other layer reads them. The Slice counts from the end, so the file still works at any input size.
+cv::dnn 4.6 runs a 3x3 depthwise convolution with its vectorised code only when the map it reads is
+at least 16 + 2 x dilation wide, its own padding not counted (and that padding at most 1); a narrower
+one falls back to a generic loop that is several times slower per value. The mask classifier at its 64x64
+input has depthwise layers reading maps 16, 8 and 4 wide, and those took over half of its time.
+
+For each such layer the rewrite moves the padding into an explicit zero Pad in front of it, and
+where that is still too narrow pads further on the right. The extra columns it then computes are cut
+off again after it (a Slice that ends a fixed number of columns before the end: the right padding
+added is a whole number of strides, so that number is the same at any input size, and the file still
+works at any input size). The columns kept see exactly the values they saw before: zero padding is
+what the convolution padded with anyway, and the extra columns are cut before any other layer reads
+them.
 
 The head networks have no depthwise layers and are left byte for byte. The weights are untouched and
 keep their order, so common.init_from_onnx still fine-tunes from a rewritten file.
 
-    /usr/bin/python3 models/train/fast_depthwise.py FILE.onnx [--input 64] [--out OUT.onnx]
+    /usr/bin/python3 models/train/fast_depthwise.py FILE.onnx [--input 64 | --input WxH] [--out OUT.onnx]
 
 Needs python3-onnx only (not PyTorch). The training scripts' export (common.export) calls it.
 """
@@ -23,25 +27,33 @@ import sys
 
 import numpy as np
 
-# The narrowest output cv::dnn 4.6 takes on its fast depthwise path (measured with `--timings`: a
-# layer 16 wide runs at 0.8 GMAC/s, one padded to 18 at several times that).
-MIN_WIDTH = 18
+# cv::dnn 4.6 (modules/dnn/src/layers/convolution_layer.cpp): the fast depthwise path takes a 3x3
+# kernel whose input map, without the convolution's own padding, is at least this many values wide
+# plus the kernel's reach.
+FAST_MIN_INPUT = 16
+ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Clip")  # cv::dnn fuses these into the convolution
 
 
-def _output_widths(model, input_size):
-    """Width of every tensor at a square input of input_size, by ONNX's shape inference."""
+def _widths(model, input_shape):
+    """Width of every 4-D tensor at input_shape (N, C, H, W), by ONNX's shape inference; raises
+    ValueError when the graph cannot be inferred at that shape."""
     import onnx
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     dims = probe.graph.input[0].type.tensor_type.shape.dim
-    for d, v in zip(dims, [1, 3, input_size, input_size]):
+    if len(dims) != len(input_shape):
+        raise ValueError(f"the input has {len(dims)} dimensions, not {len(input_shape)}")
+    for d, v in zip(dims, input_shape):
         d.ClearField("dim_param")
-        d.dim_value = v
+        d.dim_value = int(v)
     # Shapes stored by the export for another size would disagree with the ones inferred here.
     del probe.graph.value_info[:]
     for o in probe.graph.output:
         o.type.tensor_type.ClearField("shape")
-    probe = onnx.shape_inference.infer_shapes(probe, strict_mode=True)
+    try:
+        probe = onnx.shape_inference.infer_shapes(probe, strict_mode=True)
+    except Exception as e:  # onnx raises its own InferenceError, or ValidationError, by version
+        raise ValueError(f"shape inference failed at input {list(input_shape)}: {e}") from e
     widths = {}
     for vi in list(probe.graph.value_info) + list(probe.graph.input) + list(probe.graph.output):
         shape = vi.type.tensor_type.shape.dim
@@ -50,70 +62,115 @@ def _output_widths(model, input_size):
     return widths
 
 
-def rewrite(model, input_size, min_width=MIN_WIDTH):
-    """Returns (rewritten model, number of layers rewritten). The model is not changed."""
+def _slow_depthwise(node, weights, widths):
+    """(stride, pads, right padding to add) for a depthwise 3x3 convolution cv::dnn would run on its
+    slow path; None for any other node."""
+    from onnx import helper
+    if node.op_type != "Conv":
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    group = attrs.get("group", 1)
+    weight = weights.get(node.input[1])
+    # One 3x3 filter per input channel; other kernels have no fast path to gain.
+    if group == 1 or weight is None or list(weight.dims) != [group, 1, 3, 3]:
+        return None
+    if attrs.get("auto_pad", b"NOTSET") != b"NOTSET":
+        return None
+    width = widths.get(node.input[0])
+    if width is None:
+        return None
+    stride = (attrs.get("strides") or [1, 1])[1]
+    dilation = (attrs.get("dilations") or [1, 1])[1]
+    pads = list(attrs.get("pads") or [0, 0, 0, 0])
+    if width >= FAST_MIN_INPUT + 2 * dilation and max(pads) <= 1:
+        return None  # already on the fast path
+    # Once its padding is an explicit Pad, the convolution reads the padded map: pad it to the width
+    # the fast path takes.
+    need = FAST_MIN_INPUT + 2 * dilation - (width + pads[1] + pads[3])
+    # A whole number of strides, so that the extra output columns are need/stride at any input width.
+    extra = -(-max(need, 0) // stride) * stride
+    return stride, pads, extra
+
+
+def rewrite(model, input_shape):
+    """Returns (rewritten model, number of layers rewritten); the model given is not changed.
+    input_shape: the network's input (N, C, H, W), or one side of a square RGB input. Raises
+    ValueError for a file it cannot rewrite (an opset without Pad's pads input, shapes that cannot be
+    inferred)."""
     import onnx
     from onnx import helper, numpy_helper
 
+    if isinstance(input_shape, int):
+        input_shape = (1, 3, input_shape, input_shape)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    widths = _output_widths(out, input_size)
+    widths = _widths(out, input_shape)
+    weights = {i.name: i for i in graph.initializer}
     consumers = {}
     for n in graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    cut_after = {}  # id(node) -> the Slice that follows it
+    graph_outputs = {o.name for o in graph.output}
+    taken = set(weights) | {t for n in graph.node for t in list(n.input) + list(n.output)}
+
+    def fresh(name):
+        k = 0
+        while f"{name}{'' if k == 0 else f'.{k}'}" in taken:
+            k += 1
+        name = f"{name}{'' if k == 0 else f'.{k}'}"
+        taken.add(name)
+        return name
+
+    cut_after = {}  # an activation's (renamed) output -> the Slice to place right after it
     nodes = []
     rewritten = 0
     for n in graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        group = attrs.get("group", 1)
-        depthwise = False
-        if n.op_type == "Conv" and group > 1:
-            # One filter per input channel: as many output channels as groups, one input each.
-            weight = next((i for i in graph.initializer if i.name == n.input[1]), None)
-            depthwise = weight is not None and weight.dims[0] == group and weight.dims[1] == 1
-        width = widths.get(n.output[0])
-        if (not depthwise or width is None or width >= min_width
-                or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+        plan = _slow_depthwise(n, weights, widths)
+        if plan is None:
             nodes.append(n)
-            for s in cut_after.pop(id(n), []):
-                nodes.append(s)
+            for o in n.output:
+                nodes.extend(cut_after.pop(o, []))
             continue
-        stride = (attrs.get("strides") or [1, 1])[1]
-        top, left, bottom, right = attrs.get("pads") or [0, 0, 0, 0]
-        extra = min_width - width  # output columns added, cut again below
+        if opset < 11:
+            raise ValueError(f"opset {opset}: Pad takes its pads as an input from opset 11 on")
+        stride, (top, left, bottom, right), extra = plan
         name = n.name or f"depthwise{rewritten}"
-        pads = numpy_helper.from_array(
-            np.array([0, 0, top, left, 0, 0, bottom, right + extra * stride], np.int64), f"{name}/fast_pads")
-        starts = numpy_helper.from_array(np.array([0], np.int64), f"{name}/fast_starts")
-        ends = numpy_helper.from_array(np.array([-extra], np.int64), f"{name}/fast_ends")
-        axes = numpy_helper.from_array(np.array([3], np.int64), f"{name}/fast_axes")
-        graph.initializer.extend([pads, starts, ends, axes])
-        padded = f"{name}/fast_padded"
+        pads = numpy_helper.from_array(np.array([0, 0, top, left, 0, 0, bottom, right + extra], np.int64),
+                                       fresh(f"{name}/fast_pads"))
+        graph.initializer.append(pads)
+        padded = fresh(f"{name}/fast_padded")
         nodes.append(helper.make_node("Pad", [n.input[0], pads.name], [padded], mode="constant",
-                                      name=f"{name}/fast_pad"))
+                                      name=fresh(f"{name}/fast_pad")))
         n.input[0] = padded
         for a in n.attribute:
             if a.name == "pads":
                 a.ints[:] = [0, 0, 0, 0]
         nodes.append(n)
-        # Cut after the activation that follows, so that cv::dnn still fuses it into the convolution.
+        rewritten += 1
+        if extra == 0:
+            continue  # the explicit Pad alone takes the fast path: nothing to cut
+        # Cut after the activation that follows, so that cv::dnn still fuses it into the convolution;
+        # not when something else reads the convolution's own output.
         tail = n
         follow = consumers.get(n.output[0], [])
-        if len(follow) == 1 and follow[0].op_type in ("Relu", "Clip", "LeakyRelu", "Sigmoid"):
+        if (n.output[0] not in graph_outputs and len(follow) == 1 and follow[0].op_type in ACTIVATIONS
+                and follow[0].input[0] == n.output[0]):
             tail = follow[0]
-        full = f"{tail.output[0]}/fast_full"
-        cut = helper.make_node("Slice", [full, starts.name, ends.name, axes.name], [tail.output[0]],
-                               name=f"{name}/fast_cut")
-        tail.output[0] = full
+        full = fresh(f"{tail.output[0]}/fast_full")
+        names = [fresh(f"{name}/fast_{k}") for k in ("starts", "ends", "axes")]
+        for nm, v in zip(names, ([0], [-(extra // stride)], [3])):
+            graph.initializer.append(numpy_helper.from_array(np.array(v, np.int64), nm))
+        cut = helper.make_node("Slice", [full, *names], [tail.output[0]], name=fresh(f"{name}/fast_cut"))
         if tail is n:
+            n.output[0] = full
             nodes.append(cut)
         else:
-            cut_after.setdefault(id(tail), []).append(cut)
-        rewritten += 1
-    assert not cut_after, "an activation after a rewritten convolution was not found in the graph"
+            tail.output[0] = full
+            cut_after.setdefault(full, []).append(cut)
+    if cut_after:
+        raise ValueError(f"an activation after a rewritten convolution is not in the graph: {list(cut_after)}")
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.value_info[:]  # stale for the renamed tensors; cv::dnn does not need them
@@ -121,12 +178,12 @@ def rewrite(model, input_size, min_width=MIN_WIDTH):
     return out, rewritten
 
 
-def rewrite_file(path, input_size, out_path=None):
+def rewrite_file(path, input_shape, out_path=None):
     """Rewrites path in place (or to out_path); a file with nothing to rewrite is left byte for byte.
     Returns the number of layers rewritten."""
     import onnx
     model = onnx.load(str(path))
-    new, count = rewrite(model, input_size)
+    new, count = rewrite(model, input_shape)
     if count:
         onnx.save(new, str(out_path or path))
     elif out_path:
@@ -134,12 +191,12 @@ def rewrite_file(path, input_size, out_path=None):
     return count
 
 
-def _timings(path, input_size, reps):
-    """cv::dnn's own time per layer (one thread), for the depthwise layers."""
+def _timings(path, input_shape, reps):
+    """cv::dnn's own time per inference (one thread), ms."""
     import cv2
     cv2.setNumThreads(1)
     net = cv2.dnn.readNetFromONNX(str(path))
-    x = np.random.RandomState(0).uniform(-1, 1, (1, 3, input_size, input_size)).astype(np.float32)
+    x = np.random.RandomState(0).uniform(-1, 1, input_shape).astype(np.float32)
     for _ in range(10):
         net.setInput(x)
         net.forward()
@@ -151,21 +208,38 @@ def _timings(path, input_size, reps):
     return total / reps / cv2.getTickFrequency() * 1e3
 
 
+def _input_shape(text):
+    w, _, h = text.partition("x")
+    try:
+        w, h = int(w), int(h or w)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the input as SIZE or WxH, e.g. 64 or 96x64")
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: the input's sides must be positive")
+    return (1, 3, h, w)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("onnx")
-    ap.add_argument("--input", type=int, default=64, help="the square input the layers' widths are read at")
+    ap.add_argument("--input", type=_input_shape, default=(1, 3, 64, 64), metavar="SIZE|WxH",
+                    help="the RGB input the layers' widths are read at (default 64)")
     ap.add_argument("--out", help="write here instead of in place")
     ap.add_argument("--timings", type=int, metavar="REPS",
                     help="print cv::dnn's time per inference before and after (needs python3-opencv)")
     args = ap.parse_args(argv)
     before = _timings(args.onnx, args.input, args.timings) if args.timings else None
-    count = rewrite_file(args.onnx, args.input, args.out)
-    print(f"{args.onnx}: {count} depthwise layer(s) padded to at least {MIN_WIDTH} wide"
+    try:
+        count = rewrite_file(args.onnx, args.input, args.out)
+    except (OSError, ValueError) as e:
+        print(f"{args.onnx}: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.onnx}: {count} depthwise layer(s) padded for cv::dnn's fast path"
           + (f" -> {args.out}" if args.out else ""))
     if args.timings:
         after = _timings(args.out or args.onnx, args.input, args.timings)
-        print(f"cv::dnn, one thread, {args.input}x{args.input}: {before:.3f} ms before, {after:.3f} ms after")
+        size = f"{args.input[3]}x{args.input[2]}"
+        print(f"cv::dnn, one thread, {size}: {before:.3f} ms before, {after:.3f} ms after")
     return 0
 
 
