@@ -1,9 +1,9 @@
 """Rewrites an exported ONNX file so that OpenCV 4.6's cv::dnn runs its narrow depthwise convolutions
 on its fast path, with the same outputs.
 
-cv::dnn 4.6 runs a 3x3 depthwise convolution with its vectorised code only when the map it reads is
-at least 16 + 2 x dilation wide, its own padding not counted (and that padding at most 1); a narrower
-one falls back to a generic loop that is several times slower per value. The mask classifier at its 64x64
+cv::dnn 4.6 runs a 3x3 depthwise convolution on its fast path only when the map it reads is at least
+16 + 2 x dilation wide, its own padding not counted, and that padding is at most 1 at the top and on
+the left; a narrower one falls back to a generic loop that is several times slower per value. The mask classifier at its 64x64
 input has depthwise layers reading maps 16, 8 and 4 wide, and those took over half of its time.
 
 For each such layer the rewrite moves the padding into an explicit zero Pad in front of it, and
@@ -23,6 +23,7 @@ Needs python3-onnx only (not PyTorch). The training scripts' export (common.expo
 """
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -31,7 +32,9 @@ import numpy as np
 # kernel whose input map, without the convolution's own padding, is at least this many values wide
 # plus the kernel's reach.
 FAST_MIN_INPUT = 16
-ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Clip")  # cv::dnn fuses these into the convolution
+# cv::dnn fuses these into the convolution before them. (Clip too, but cv::dnn 4.6 reads no opset-11
+# Clip, the only kind an opset-11 export writes.)
+ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid")
 
 
 def _widths(model, input_shape):
@@ -82,7 +85,8 @@ def _slow_depthwise(node, weights, widths):
     stride = (attrs.get("strides") or [1, 1])[1]
     dilation = (attrs.get("dilations") or [1, 1])[1]
     pads = list(attrs.get("pads") or [0, 0, 0, 0])
-    if width >= FAST_MIN_INPUT + 2 * dilation and max(pads) <= 1:
+    # cv::dnn's own test; uneven padding is split off into a padding layer of its own by its importer.
+    if width >= FAST_MIN_INPUT + 2 * dilation and pads[0] <= 1 and pads[1] <= 1:
         return None  # already on the fast path
     # Once its padding is an explicit Pad, the convolution reads the padded map: pad it to the width
     # the fast path takes.
@@ -113,7 +117,8 @@ def rewrite(model, input_shape):
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     graph_outputs = {o.name for o in graph.output}
-    taken = set(weights) | {t for n in graph.node for t in list(n.input) + list(n.output)}
+    # cv::dnn names each layer after its node and refuses two of one name: nodes' names are taken too.
+    taken = set(weights) | {t for n in graph.node for t in [*n.input, *n.output, n.name]}
 
     def fresh(name):
         k = 0
@@ -155,8 +160,7 @@ def rewrite(model, input_shape):
         # not when something else reads the convolution's own output.
         tail = n
         follow = consumers.get(n.output[0], [])
-        if (n.output[0] not in graph_outputs and len(follow) == 1 and follow[0].op_type in ACTIVATIONS
-                and follow[0].input[0] == n.output[0]):
+        if n.output[0] not in graph_outputs and len(follow) == 1 and follow[0].op_type in ACTIVATIONS:
             tail = follow[0]
         full = fresh(f"{tail.output[0]}/fast_full")
         names = [fresh(f"{name}/fast_{k}") for k in ("starts", "ends", "axes")]
@@ -174,7 +178,10 @@ def rewrite(model, input_shape):
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.value_info[:]  # stale for the renamed tensors; cv::dnn does not need them
-    onnx.checker.check_model(out)
+    try:
+        onnx.checker.check_model(out)
+    except onnx.checker.ValidationError as e:
+        raise ValueError(f"the rewritten graph is not valid ONNX: {e}") from e
     return out, rewritten
 
 
@@ -182,7 +189,11 @@ def rewrite_file(path, input_shape, out_path=None):
     """Rewrites path in place (or to out_path); a file with nothing to rewrite is left byte for byte.
     Returns the number of layers rewritten."""
     import onnx
-    model = onnx.load(str(path))
+    from google.protobuf.message import DecodeError
+    try:
+        model = onnx.load(str(path))
+    except DecodeError as e:
+        raise ValueError(f"not an ONNX file ({e})") from e
     new, count = rewrite(model, input_shape)
     if count:
         onnx.save(new, str(out_path or path))
@@ -195,7 +206,10 @@ def _timings(path, input_shape, reps):
     """cv::dnn's own time per inference (one thread), ms."""
     import cv2
     cv2.setNumThreads(1)
-    net = cv2.dnn.readNetFromONNX(str(path))
+    try:
+        net = cv2.dnn.readNetFromONNX(str(path))
+    except cv2.error as e:
+        raise ValueError(f"cv::dnn cannot read it: {str(e).strip().splitlines()[-1]}") from e
     x = np.random.RandomState(0).uniform(-1, 1, input_shape).astype(np.float32)
     for _ in range(10):
         net.setInput(x)
@@ -209,9 +223,9 @@ def _timings(path, input_shape, reps):
 
 
 def _input_shape(text):
-    w, _, h = text.partition("x")
+    w, x, h = text.partition("x")
     try:
-        w, h = int(w), int(h or w)
+        w, h = int(w), int(h if x else w)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give the input as SIZE or WxH, e.g. 64 or 96x64")
     if w < 1 or h < 1:
@@ -228,8 +242,10 @@ def main(argv=None):
     ap.add_argument("--timings", type=int, metavar="REPS",
                     help="print cv::dnn's time per inference before and after (needs python3-opencv)")
     args = ap.parse_args(argv)
-    before = _timings(args.onnx, args.input, args.timings) if args.timings else None
     try:
+        if not os.path.isfile(args.onnx):
+            raise OSError("no such file")
+        before = _timings(args.onnx, args.input, args.timings) if args.timings else None
         count = rewrite_file(args.onnx, args.input, args.out)
     except (OSError, ValueError) as e:
         print(f"{args.onnx}: {e}", file=sys.stderr)
