@@ -85,6 +85,13 @@ const cv::Mat& crowd720() {
     return frame;
 }
 
+// crowd720() is empty without ../shared: its benchmarks say so instead of timing nothing.
+bool skipped_without(benchmark::State& state, const cv::Mat& picture) {
+    if (!picture.empty()) return false;
+    state.SkipWithError("no labelled photo read from ../shared/datasets/mask-yolo/valid (KG_SHARED_DIR)");
+    return true;
+}
+
 ingest::Frame make_frame(const cv::Mat& picture = frame720()) {
     ingest::Frame f;
     picture.copyTo(f.image);
@@ -121,10 +128,7 @@ void BM_MotionMap(benchmark::State& state) {
 
 void detector_bench(benchmark::State& state, const std::string& spec, const char* violation,
                     const cv::Mat& picture = frame720()) {
-    if (picture.empty()) {
-        state.SkipWithError("no labelled photo read from ../shared/datasets/mask-yolo/valid (KG_SHARED_DIR)");
-        return;
-    }
+    if (skipped_without(state, picture)) return;
     std::unique_ptr<vision::Detector> detector;
     try {
         setenv("KG_SHARED_DIR", shared_dir().string().c_str(), 0);
@@ -167,10 +171,7 @@ void BM_HeadOwn(benchmark::State& s) {
 // network alike: the default manifests do (one head network), models/two-networks/ does not.
 void hygiene_both(benchmark::State& state, const std::string& mask_spec, const std::string& head_spec,
                   const cv::Mat& picture = frame720()) {
-    if (picture.empty()) {
-        state.SkipWithError("no labelled photo read from ../shared/datasets/mask-yolo/valid (KG_SHARED_DIR)");
-        return;
-    }
+    if (skipped_without(state, picture)) return;
     cv::setNumThreads(1);
     vision::MotionMap motion;
     vision::FramePasses passes;

@@ -120,11 +120,11 @@ def rewrite(model, input_shape):
     # cv::dnn names each layer after its node and refuses two of one name: nodes' names are taken too.
     taken = set(weights) | {t for n in graph.node for t in [*n.input, *n.output, n.name]}
 
-    def fresh(name):
-        k = 0
-        while f"{name}{'' if k == 0 else f'.{k}'}" in taken:
+    def fresh(base):
+        name, k = base, 0
+        while name in taken:
             k += 1
-        name = f"{name}{'' if k == 0 else f'.{k}'}"
+            name = f"{base}.{k}"
         taken.add(name)
         return name
 
