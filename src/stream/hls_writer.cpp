@@ -1,15 +1,22 @@
 #include "stream/hls_writer.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <regex>
 #include <string_view>
+#include <system_error>
 
 #include "stream/mp4_tag.hpp"
 #include "stream/muxable.hpp"
@@ -66,6 +73,8 @@ std::int64_t seconds_of(const AVPacket& packet, const AVStream& stream) {
     const auto t = packet.dts != AV_NOPTS_VALUE ? packet.dts : packet.pts;
     return t == AV_NOPTS_VALUE ? 0 : av_rescale_q(t, stream.time_base, AVRational{1, 1});
 }
+
+std::string errno_text() { return std::error_code(errno, std::generic_category()).message(); }
 
 }  // namespace
 
@@ -208,7 +217,24 @@ void HlsWriter::open_muxer() {
     last_dts_ = AV_NOPTS_VALUE;
 }
 
-void HlsWriter::fail(const AVPacket& packet, const AVStream& stream, const char* what) {
+std::string HlsWriter::unwritable_reason() const {
+    // The init segment's own name, so that a probe a crash leaves behind is one of the writer's
+    // files (kHlsFileName), cleared like the rest. A few KiB, as the header writes: a full tmpfs
+    // takes an empty file but not its bytes.
+    const std::string probe = fmt::format("{}/{}g{}-init.mp4.tmp", folder_, run_, generation_);
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return fmt::format("cannot write in the folder: {}", errno_text());
+    static constexpr std::array<char, 4096> kZeros{};
+    std::string why;
+    errno = 0;  // a short write sets none
+    if (::write(fd, kZeros.data(), kZeros.size()) != static_cast<ssize_t>(kZeros.size()))
+        why = fmt::format("cannot write in the folder: {}", errno != 0 ? errno_text() : "short write");
+    ::close(fd);
+    ::unlink(probe.c_str());
+    return why;
+}
+
+void HlsWriter::fail(const AVPacket& packet, const AVStream& stream, const std::string& what) {
     close();
     clear_folder();  // no frozen playlist left to serve meanwhile
     retry_wait_ = std::clamp(retry_wait_ * 2, kFirstRetry, kLastRetry);
@@ -233,10 +259,15 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
     if (!started_) {
         // A segment must start on a key frame, or players show garbage until the next one.
         if (!starts_output(packet)) return;
+        // FFmpeg 5.1's HLS muxer keeps about 260 KB each time its header fails (AddressSanitizer,
+        // bench/soak.py), as it does in a folder it cannot write (gone, read-only, a full tmpfs).
+        // Such a folder is found by a write of our own first, which costs nothing to try again:
+        // it is tried for as long as it lasts, backing off, and the stream comes back when the
+        // folder does, without the camera reconnecting.
+        if (const auto why = unwritable_reason(); !why.empty()) return fail(packet, stream, why);
         if (avformat_write_header(out_, nullptr) < 0) {
-            // FFmpeg 5.1's HLS muxer keeps about 260 KB each time its header fails (AddressSanitizer,
-            // bench/soak.py), as it does in a folder it cannot write: a folder that stays so is tried
-            // for some minutes, not for ever.
+            // A header that fails in a folder that took the test write: tried for some minutes,
+            // not for ever.
             if (++header_failures_ >= kMaxHeaderFailures) {
                 close();
                 clear_folder();
@@ -256,8 +287,9 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
     // A segment ends only at a key frame, and the open one grows on tmpfs (memory) until then: a
     // camera that sends key frames rarely, or once, would fill it. Past this the stream starts over
     // at the next key frame.
-    gop_bytes_ =
-        (packet.flags & AV_PKT_FLAG_KEY) != 0 ? 0 : gop_bytes_ + static_cast<std::size_t>(packet.size);
+    const bool key = (packet.flags & AV_PKT_FLAG_KEY) != 0;
+    const std::size_t gop_ended = key ? gop_bytes_ : 0;  // the GOP this key frame closes
+    gop_bytes_ = key ? 0 : gop_bytes_ + static_cast<std::size_t>(packet.size);
     if (gop_bytes_ > max_gop_bytes_) {
         if (!warned_gop_) {
             log_->warn(
@@ -295,6 +327,16 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
             return;
         }
     }
+    // FFmpeg 5.1's HLS muxer does not report a segment it could not write whole (a full tmpfs):
+    // the playlist then lists truncated segments that no player can play. Checked where the next
+    // segment begins: room for another GOP like the last, or the stream stops and is tried again.
+    if (key && gop_ended > 0) {
+        if (const auto free = free_bytes(); free && *free < gop_ended) {
+            return fail(packet, stream,
+                        fmt::format("its file system is full ({} KiB free, the last GOP took {} KiB)",
+                                    *free >> 10, gop_ended >> 10));
+        }
+    }
     if (av_packet_ref(packet_, &packet) < 0) return;
     packet_->stream_index = 0;
     av_packet_rescale_ts(packet_, stream.time_base, out_->streams[0]->time_base);
@@ -314,6 +356,12 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
             retry_wait_ = 0;
         }
     }
+}
+
+std::optional<std::uintmax_t> HlsWriter::free_bytes() const {
+    struct statvfs fs {};
+    if (::statvfs(folder_.c_str(), &fs) != 0) return std::nullopt;  // the next write says why
+    return std::uintmax_t{fs.f_bavail} * fs.f_frsize;
 }
 
 std::uintmax_t HlsWriter::folder_bytes() const {

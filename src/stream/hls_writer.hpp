@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,7 +60,11 @@ private:
     void open_muxer();
     // Gives up the muxer after an error and schedules another, `retry_wait_` on the stream's clock
     // after this packet.
-    void fail(const AVPacket& packet, const AVStream& stream, const char* what);
+    void fail(const AVPacket& packet, const AVStream& stream, const std::string& what);
+    // Why the folder cannot take the muxer's files now (empty if it can).
+    std::string unwritable_reason() const;
+    // Free bytes on the folder's file system, for this process (nothing if it cannot be read).
+    std::optional<std::uintmax_t> free_bytes() const;
 
     std::string folder_;
     int segment_seconds_;
@@ -88,8 +93,8 @@ private:
     // Failed writes in a row since the stream last played, and when (stream seconds) to try again.
     static constexpr std::int64_t kFirstRetry = 2, kLastRetry = 60;
     std::uint64_t failures_ = 0;
-    // Failed headers in a row, across connections; from kMaxHeaderFailures (about 6 minutes of
-    // tries) on, no retries: one header per connection.
+    // Failed headers in a row, across connections, in a folder that took a test write; from
+    // kMaxHeaderFailures (about 6 minutes of tries) on, no retries: one header per connection.
     static constexpr int kMaxHeaderFailures = 10;
     int header_failures_ = 0;
     std::int64_t retry_wait_ = 0, retry_at_ = 0;
