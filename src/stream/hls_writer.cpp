@@ -154,8 +154,8 @@ void HlsWriter::on_stream_opened(const AVStream& stream) {
     close();
     clear_folder();
     failures_ = 0;
-    retry_wait_ = 0;  // header_failures_ is not reset here: a folder that stays unwritable gets one
-                      // header per connection after the first ten, as before the retries
+    retry_wait_ = 0;  // header_failures_ is not reset here: headers that keep failing in a folder that
+                      // takes the test write get one try per connection after the first ten
     codecpar_ = {avcodec_parameters_alloc(), [](AVCodecParameters* p) { avcodec_parameters_free(&p); }};
     if (!codecpar_ || avcodec_parameters_copy(codecpar_.get(), stream.codecpar) < 0) {
         log_->error("HLS: cannot describe the stream");
@@ -222,7 +222,14 @@ std::string HlsWriter::unwritable_reason() const {
     // files (kHlsFileName), cleared like the rest. A few KiB, as the header writes: a full tmpfs
     // takes an empty file but not its bytes.
     const std::string probe = fmt::format("{}/{}g{}-init.mp4.tmp", folder_, run_, generation_);
-    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {
+        // The folder went (someone cleared /dev/shm): made again, as at start.
+        std::error_code ec;
+        std::filesystem::create_directories(folder_, ec);
+        if (ec) return fmt::format("cannot make the folder again: {}", ec.message());
+        fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    }
     if (fd < 0) return fmt::format("cannot write in the folder: {}", errno_text());
     static constexpr std::array<char, 4096> kZeros{};
     std::string why;
@@ -235,8 +242,11 @@ std::string HlsWriter::unwritable_reason() const {
 }
 
 void HlsWriter::fail(const AVPacket& packet, const AVStream& stream, const std::string& what) {
+    // Cleared before the trailer too: it writes the open segment and a playlist listing it, which a
+    // full file system would truncate. And after it: no frozen playlist left to serve meanwhile.
+    clear_folder();
     close();
-    clear_folder();  // no frozen playlist left to serve meanwhile
+    clear_folder();
     retry_wait_ = std::clamp(retry_wait_ * 2, kFirstRetry, kLastRetry);
     retry_at_ = seconds_of(packet, stream) + retry_wait_;
     ++failures_;
@@ -332,9 +342,11 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
     // segment begins: room for another GOP like the last, or the stream stops and is tried again.
     if (key && gop_ended > 0) {
         if (const auto free = free_bytes(); free && *free < gop_ended) {
+            // This camera's own segments said too: a tmpfs too small for the window fills with them.
             return fail(packet, stream,
-                        fmt::format("its file system is full ({} KiB free, the last GOP took {} KiB)",
-                                    *free >> 10, gop_ended >> 10));
+                        fmt::format("its file system is full ({} KiB free, the last GOP took {} KiB, this "
+                                    "camera's segments {} KiB)",
+                                    *free >> 10, gop_ended >> 10, folder_bytes() >> 10));
         }
     }
     if (av_packet_ref(packet_, &packet) < 0) return;
@@ -352,15 +364,23 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
         listed_ = std::filesystem::exists(folder_ + "/index.m3u8", ec);
         if (listed_ && failures_ > 0) {
             log_->info("HLS in {}: serving again after {} failed attempts", folder_, failures_);
-            failures_ = 0;
-            retry_wait_ = 0;
+            serving_since_ = seconds_of(packet, stream);
         }
+    }
+    // The back-off and the quiet log of a failure in a row end once the stream has played for a
+    // while, not at its first playlist: a tmpfs too small for the window frees room each time the
+    // stream stops, and would otherwise bring it back and fill again every few seconds, warning anew.
+    if (failures_ > 0 && listed_ && (packet.flags & AV_PKT_FLAG_KEY) != 0 &&
+        seconds_of(packet, stream) - serving_since_ >= kSteadySeconds) {
+        failures_ = 0;
+        retry_wait_ = 0;
     }
 }
 
 std::optional<std::uintmax_t> HlsWriter::free_bytes() const {
     struct statvfs fs {};
     if (::statvfs(folder_.c_str(), &fs) != 0) return std::nullopt;  // the next write says why
+    if (fs.f_blocks == 0) return std::nullopt;                      // ramfs and the like: no size
     return std::uintmax_t{fs.f_bavail} * fs.f_frsize;
 }
 

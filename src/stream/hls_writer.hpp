@@ -90,7 +90,8 @@ private:
     std::size_t max_folder_bytes_;
     bool warned_folder_ = false;
     bool starting_over_ = false;  // on_packet is feeding the key frame that started over
-    // Failed writes in a row since the stream last played, and when (stream seconds) to try again.
+    // Failed writes in a row since the stream last played for kSteadySeconds, and when (stream
+    // seconds) to try again.
     static constexpr std::int64_t kFirstRetry = 2, kLastRetry = 60;
     std::uint64_t failures_ = 0;
     // Failed headers in a row, across connections, in a folder that took a test write; from
@@ -98,6 +99,10 @@ private:
     static constexpr int kMaxHeaderFailures = 10;
     int header_failures_ = 0;
     std::int64_t retry_wait_ = 0, retry_at_ = 0;
+    // After failures, when (stream seconds) the stream was served again; the failures are forgotten
+    // kSteadySeconds later.
+    static constexpr std::int64_t kSteadySeconds = 60;
+    std::int64_t serving_since_ = 0;
     std::string unmuxable_;  // why the last connection's stream could not be segmented; empty if it could
 };
 

@@ -951,6 +951,39 @@ TEST(HlsWriter, AFailedWriteStopsTheStreamAndItStartsAgainWithoutAReconnect) {
     fs::remove(clip);
 }
 
+namespace {
+
+// A tmpfs of `size` at a new folder of its own, mounted in a mount namespace of this test process's
+// own (each test runs in a process of its own): nothing reaches the host or the other tests, and it
+// goes with the process. Needs root, as CI's and the installer's test runs are.
+struct OwnTmpfs {
+    std::filesystem::path base;
+    std::string error;  // why it could not be mounted; empty when it is
+    explicit OwnTmpfs(const std::string& name, const char* size)
+        : base(std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()))) {
+        std::filesystem::create_directories(base);
+        const std::string options = std::string("size=") + size;
+        if (::unshare(CLONE_NEWNS) != 0 || ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+            ::mount("tmpfs", base.c_str(), "tmpfs", 0, options.c_str()) != 0)
+            error = std::strerror(errno);
+    }
+    ~OwnTmpfs() {
+        if (error.empty()) ::umount2(base.c_str(), MNT_DETACH);
+        std::error_code ec;
+        std::filesystem::remove_all(base, ec);
+    }
+    OwnTmpfs(const OwnTmpfs&) = delete;
+    OwnTmpfs& operator=(const OwnTmpfs&) = delete;
+};
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+}
+
+}  // namespace
+
 // FFmpeg 5.1's HLS muxer keeps about 260 KB each time its header fails, and a folder it cannot
 // write fails the header. Ten headers in a row gave up until the camera's next connection, weeks on
 // a stable camera. Now the writer's own test write finds such a folder without a header (no leak:
@@ -985,11 +1018,7 @@ TEST(HlsWriter, AFolderUnwritableForLongCostsNoHeaderAndTheStreamComesBackWithIt
         EXPECT_TRUE(fs::exists(dir / "index.m3u8"));
     }
     const auto text = log_text.str();
-    const auto count = [&](const std::string& what) {
-        std::size_t n = 0;
-        for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-        return n;
-    };
+    const auto count = [&](const std::string& what) { return count_of(text, what); };
     EXPECT_EQ(count("cannot write the playlist header"), 0u) << text;  // FFmpeg's header never tried
     // The write at 4 s fails; then tries at 6, 10, 18, 34, 66 s and every minute after: 15 before the
     // folder is back at 700 s, each a test write.
@@ -1004,26 +1033,19 @@ TEST(HlsWriter, AFolderUnwritableForLongCostsNoHeaderAndTheStreamComesBackWithIt
 
 // A full tmpfs: FFmpeg 5.1's HLS muxer truncates its segments without a word, and the playlist went
 // on listing them, unplayable. The writer stops at the next segment instead, says why, and comes back
-// when there is room. A tmpfs of its own, mounted in a mount namespace of its own (needs root, as
-// CI's and the installer's test runs are; skipped otherwise).
+// when there is room.
 TEST(HlsWriter, AFullFileSystemStopsTheStreamInsteadOfServingTruncatedSegments) {
     namespace fs = std::filesystem;
-    const auto base = fs::temp_directory_path() / ("kg-hls-full-" + std::to_string(::getpid()));
-    const auto dir = base / "cam";
-    const auto clip = base.string() + ".mp4";
-    fs::create_directories(base);
-    if (::unshare(CLONE_NEWNS) != 0 || ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-        ::mount("tmpfs", base.c_str(), "tmpfs", 0, "size=1m") != 0) {
-        const std::string why = std::strerror(errno);
-        fs::remove_all(base);
-        GTEST_SKIP() << "cannot mount a tmpfs of the test's own: " << why;
-    }
+    const OwnTmpfs tmpfs("kg-hls-full", "1m");
+    if (!tmpfs.error.empty()) GTEST_SKIP() << "cannot mount a tmpfs of the test's own: " << tmpfs.error;
+    const auto dir = tmpfs.base / "cam";
+    const auto clip = tmpfs.base.string() + ".mp4";
     ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 16, 25));
     std::ostringstream log_text;
     auto log =
         std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
     log->set_level(spdlog::level::debug);
-    const auto filler = base / "filler";  // beside the camera's folder: not the writer's to clear
+    const auto filler = tmpfs.base / "filler";  // beside the camera's folder: not the writer's to clear
     bool live_before = false, live_while_full = false;
     {
         kg::stream::HlsWriter writer(dir.string(), 1, log);
@@ -1043,14 +1065,63 @@ TEST(HlsWriter, AFullFileSystemStopsTheStreamInsteadOfServingTruncatedSegments) 
         EXPECT_FALSE(live_while_full) << log_text.str();
         EXPECT_TRUE(writer.live()) << log_text.str();
     }
+    fs::remove(clip);
     const auto text = log_text.str();
     EXPECT_NE(text.find("its file system is full (0 KiB free"), std::string::npos) << text;
     // The tries while it stays full write no header (FFmpeg's leaks one each time it fails).
     EXPECT_NE(text.find("cannot write in the folder: No space left on device"), std::string::npos) << text;
     EXPECT_EQ(text.find("cannot write the playlist header"), std::string::npos) << text;
     EXPECT_NE(text.find("serving again after"), std::string::npos) << text;
-    ::umount2(base.c_str(), MNT_DETACH);
-    fs::remove_all(base);
+}
+
+// A tmpfs too small for the window fills with the camera's own segments: each stop frees them and
+// the stream comes back. It comes back less and less often, with one warning, not every few seconds
+// with a warning each time.
+TEST(HlsWriter, ATmpfsTooSmallForTheWindowBacksOffWithOneWarning) {
+    const OwnTmpfs tmpfs("kg-hls-small", "120k");
+    if (!tmpfs.error.empty()) GTEST_SKIP() << "cannot mount a tmpfs of the test's own: " << tmpfs.error;
+    const auto clip = tmpfs.base.string() + ".mp4";
+    ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 120, 25));  // about 30 KiB a second: 4 s fill it
+    std::ostringstream log_text;
+    auto log =
+        std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    log->set_level(spdlog::level::debug);
+    {
+        kg::stream::HlsWriter writer((tmpfs.base / "cam").string(), 1, log);
+        play(clip, writer, [](int) {});
+    }
+    std::filesystem::remove(clip);
+    const auto text = log_text.str();
+    const auto stops = count_of(text, "its file system is full");
+    EXPECT_GE(stops, 4u) << text;  // 2 s, 4, 8, 16, 32, 60: at most 8 in two minutes
+    EXPECT_LE(stops, 8u) << text;
+    EXPECT_EQ(count_of(text, "[warning]"), 1u) << text;
+    EXPECT_NE(text.find("starts again at a key frame in 32 s"), std::string::npos) << text;
+    EXPECT_NE(text.find("this camera's segments"), std::string::npos) << text;
+}
+
+// Someone cleared /dev/shm: the camera's folder is made again, and the stream goes on.
+TEST(HlsWriter, AFolderThatWentIsMadeAgain) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-gone-" + std::to_string(::getpid()));
+    const auto clip = dir.string() + ".mp4";
+    ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 12, 25));
+    std::ostringstream log_text;
+    auto log =
+        std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    bool gone_and_live = false;
+    {
+        kg::stream::HlsWriter writer(dir.string(), 1, log);
+        play(clip, writer, [&](int frame) {
+            if (frame == 100) fs::remove_all(dir);  // 4 s in
+            if (frame > 130 && frame < 150) gone_and_live |= writer.live();
+        });
+        EXPECT_FALSE(gone_and_live);
+        EXPECT_TRUE(writer.live()) << log_text.str();
+        EXPECT_TRUE(fs::exists(dir / "index.m3u8")) << log_text.str();
+    }
+    EXPECT_NE(log_text.str().find("serving again after"), std::string::npos) << log_text.str();
+    fs::remove_all(dir);
     fs::remove(clip);
 }
 
