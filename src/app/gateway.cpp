@@ -252,9 +252,8 @@ void Gateway::start(CarryOver carried) {
         }
     }
     apply_public_hours(started_at_);
-    const auto doubts = config::doubts(cfg_);
-    config_warnings_ = doubts.size();
-    for (const auto& doubt : doubts) log_->warn("configuration: {}", doubt);
+    config_warnings_ = config::doubts(cfg_);
+    for (const auto& doubt : config_warnings_) log_->warn("configuration: {}", doubt);
     {
         // Also with the public side off: a crashed run's segments would stay on tmpfs till a reboot.
         std::vector<std::string> public_cameras;
@@ -387,8 +386,9 @@ void Gateway::apply_public_hours(TimePoint now) {
 void Gateway::publish_gateway(TimePoint now) {
     const auto acknowledged = outbox_.acknowledged();
     if (link_.publish(topics_.gateway(),
-                      publish::gateway_payload(cfg_, started_at_, now, outbox_.stream(), acknowledged), 1,
-                      true))
+                      publish::gateway_payload(cfg_, started_at_, now, outbox_.stream(), acknowledged,
+                                               config_warnings_),
+                      1, true))
         published_acknowledged_ = acknowledged;
 }
 
@@ -772,7 +772,7 @@ std::string Gateway::metrics() const {
     // Prometheus can keep showing it.
     family("kg_config_warnings", "gauge",
            "warnings about the running configuration (each in the log at start and in --check-config)");
-    m += fmt::format("kg_config_warnings {}\n", config_warnings_);
+    m += fmt::format("kg_config_warnings {}\n", config_warnings_.size());
     if (sensors_) {
         family("kg_sensor_age_seconds", "gauge", "seconds since the sensor's last valid reading");
         for (const auto& s : sensors_->states(Clock::now())) {

@@ -123,7 +123,9 @@ private:
     std::vector<publish::CameraState> states_;  // as last supervised
 
     TimePoint started_at_{};
-    std::size_t config_warnings_ = 0;  // config::doubts of the running configuration
+    // config::doubts of the running configuration: in the log at start, in /metrics, and to the room
+    // in the gateway message.
+    std::vector<std::string> config_warnings_;
     SteadyPoint last_state_publish_{};
     SteadyPoint last_expiry_{};
     SteadyPoint last_alive_note_{};

@@ -36,6 +36,7 @@ const std::string& dashboard_html() {
   .state-online { color: var(--ok); font-weight: 600; } .state-offline { color: var(--sev1); font-weight: 600; }
   .state-silent { color: var(--sev2); font-weight: 600; } .state-unknown { color: #888; }
   .flag { color: var(--sev1); font-weight: 700; }
+  .config-warning { color: var(--sev1); font-size: 0.85em; max-width: 32em; }
   .unknown-end { color: var(--sev2); font-weight: 600; }
   .muted { color: #777; font-size: .85em; }
   .filters { display: flex; gap: .6em; flex-wrap: wrap; margin-bottom: .6em; }
@@ -248,7 +249,10 @@ function renderSites() {
     const online = cams.filter((c) => c.online).length;
     const age = s.heartbeat_age_s == null ? "never" : `${when(s.last_seen)} (${Math.round(s.heartbeat_age_s)} s ago)`;
     const sensors = (s.sensors || []).map((x) => `${esc(x.sensor)}: ${x.value == null ? "-" : esc(x.value)} ${esc(x.unit || "")}`).join("<br>");
-    return `<tr data-site="${esc(s.site)}"><td>${esc(s.site)}<div class="muted">${esc(s.name || "")}</div></td>` +
+    // What its gateway warned of its own configuration: a rule that can never fire is silent, so the
+    // room is told, not only the box's log.
+    const warnings = (s.config_warnings || []).map((w) => `<div class="config-warning">configuration: ${esc(w)}</div>`).join("");
+    return `<tr data-site="${esc(s.site)}"><td>${esc(s.site)}<div class="muted">${esc(s.name || "")}</div>${warnings}</td>` +
       `<td class="state-${esc(s.state)}">${esc(s.state)}</td><td>${esc(age)}</td>` +
       `<td>${online} / ${cams.length}</td><td class="muted">${sensors}</td>` +
       `<td>${s.open_alerts}${s.open_tier1 ? ` <span class="flag">(${s.open_tier1} tier 1)</span>` : ""}</td>` +

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <tuple>
 
+#include "common/short_text.hpp"
 #include "monitor/iso_time.hpp"
 
 namespace kg::monitor {
@@ -748,13 +749,25 @@ json Store::read_sites(const std::optional<std::string>& only) {
                      {"lost_messages", s.is_null(9) ? json(nullptr) : json(s.integer(9))},
                      {"missing_messages", s.is_null(8) ? json(nullptr) : json(s.integer(10))},
                      {"cameras", json::array()},
-                     {"sensors", json::array()}};
+                     {"sensors", json::array()},
+                     {"config_warnings", json::array()}};
         if (const auto gw = s.opt_text(5)) {
             const auto info = json::parse(*gw, nullptr, false);
             if (info.is_object()) {
                 // Read by type: a site's message of another shape must not break the list for all.
                 site["version"] = text(info, "version").value_or("");
                 site["started_at"] = text(info, "started_at").value_or("");
+                // What its gateway warned of its own configuration (a rule that can never fire):
+                // texts only, a few, each cut short, so that one site cannot fill the list.
+                json warnings = json::array();
+                if (const auto it = info.find("config_warnings"); it != info.end() && it->is_array()) {
+                    for (const auto& w : *it) {
+                        if (!w.is_string()) continue;
+                        if (warnings.size() == kMaxConfigWarnings) break;
+                        warnings.push_back(shortened_text(w.get<std::string>(), kMaxConfigWarningBytes));
+                    }
+                }
+                site["config_warnings"] = std::move(warnings);
             }
         }
         out.push_back(std::move(site));

@@ -243,6 +243,8 @@ public:
     static constexpr std::int64_t kMaxOrphanSnapshotBytes = std::int64_t{64} << 20;
     // At most this many clip reports per site wait for their alert; beyond it the oldest go.
     static constexpr int kMaxPendingClips = 1000;
+    // A site's configuration warnings listed with it (config_warnings in its gateway message).
+    static constexpr std::size_t kMaxConfigWarnings = 16, kMaxConfigWarningBytes = 512;
     // Ranges of lost numbers kept per stream to recognise one that arrives after all (the newest; as
     // many as a gateway's dead table keeps). A site that loses every other number does not grow
     // the table: the oldest ranges are forgotten (still counted lost, no longer recognised).

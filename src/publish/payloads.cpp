@@ -99,7 +99,8 @@ std::string camera_state_payload(const CameraState& s, const std::string& site, 
 }
 
 std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now,
-                            const std::string& stream, std::int64_t acknowledged) {
+                            const std::string& stream, std::int64_t acknowledged,
+                            const std::vector<std::string>& config_warnings) {
     json cameras = json::array();
     for (const auto& c : cfg.cameras) {
         cameras.push_back({{"id", c.id}, {"name", c.name}, {"public", c.is_public}, {"checks", c.checks}});
@@ -116,6 +117,8 @@ std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, Ti
         {"started_at", iso8601_utc(started_at)},
         {"cameras", std::move(cameras)},
         {"sensors", std::move(sensors)},
+        // Said once in the log at start, which nobody reads months later; the room shows them.
+        {"config_warnings", config_warnings},
         {"stream", stream},
         {"seq", acknowledged},
         {"time", iso8601_utc(now)},

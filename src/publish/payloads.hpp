@@ -25,8 +25,10 @@ struct CameraState {
 std::string camera_state_payload(const CameraState& state, const std::string& site, TimePoint now);
 
 // `stream` and `acknowledged`: the outbox's stream and the highest number the broker acknowledged.
+// `config_warnings`: config::doubts of the running configuration (a rule that can never fire, ...).
 std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now,
-                            const std::string& stream, std::int64_t acknowledged);
+                            const std::string& stream, std::int64_t acknowledged,
+                            const std::vector<std::string>& config_warnings);
 
 // The answer to a replay request for the numbers from..to that cannot be sent again, and why.
 struct Lost {

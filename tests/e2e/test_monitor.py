@@ -188,7 +188,9 @@ def black_clip(clips):
 def test_real_gateway_alert_reaches_the_monitor(broker, collector, clips, gateways, monitors, schemas, tmp_path):
     mon = monitors(broker)
     cam = kg_e2e.camera("cam", black_clip(clips), input={"loop": False})
-    gw = gateways(kg_e2e.base_config(broker, [cam], tmp_path))
+    # A push with the public side off: pushes nothing, a warning the room is told of.
+    gw = gateways(kg_e2e.base_config(broker, [cam], tmp_path,
+                                     public={"rtmp_push": "rtmp://127.0.0.1:1/live/{site}-{camera}"}))
 
     alert = kg_e2e.wait_until(lambda: [a for a in mon.get("/api/alerts") if a["check"] == "camera_health"], 30,
                               what="the gateway's camera_health alert in the monitor")[0]
@@ -205,6 +207,11 @@ def test_real_gateway_alert_reaches_the_monitor(broker, collector, clips, gatewa
                              10, what="the site and its camera")[0]
     assert site["state"] == "online" and site["name"] == "Test canteen" and site["heartbeat_age_s"] < 5
     assert site["cameras"][0]["camera"] == "cam"
+    gateway_message = collector.json_on("kitchen/test-site/gateway")[-1]
+    schemas.validate("kitchen/test-site/gateway", json.dumps(gateway_message).encode())
+    assert len(site["config_warnings"]) == 1, site
+    assert site["config_warnings"] == gateway_message["config_warnings"]
+    assert site["config_warnings"][0].startswith("public.rtmp_push is set but public.listen is not")
 
     # The broker redelivers the gateway's own start message (a lost PUBACK): still one alert, one message.
     before = mon.metric('kgm_messages_total{outcome="duplicate"}')
@@ -647,7 +654,9 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
     publish_all(pub, [(f"kitchen/{site}/availability", "online"),
                       (f"kitchen/{site}/gateway", json.dumps({"site": site, "name": "No. 1 Primary School canteen",
                                                               "version": "0.1.0", "started_at": now_iso(-3600),
-                                                              "cameras": [], "time": now_iso()})),
+                                                              "cameras": [], "time": now_iso(),
+                                                              "config_warnings": [
+                                                                  "sensor 'fridge1': threshold 'warm' <b>x</b>"]})),
                       (f"kitchen/{site}/sensors/fridge1/state", json.dumps(
                           {"site": site, "sensor": "fridge1", "name": "Fridge 1", "kind": "temperature",
                            "location": "fridge", "unit": "degC", "online": True, "value": 3.4,
@@ -677,6 +686,8 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
     row_text = lambda: browser.execute_script(
         "const r = document.querySelector(arguments[0]); return r ? r.textContent : ''", site_row)
     kg_e2e.wait_until(lambda: "1 (1 tier 1)" in row_text(), 5, what="the site's open alert counted")
+    # What its gateway warned of its configuration, under its name, as text (not markup).
+    assert "configuration: sensor 'fridge1': threshold 'warm' <b>x</b>" in row_text()
     publish_all(pub, [(f"kitchen/{site}/sensors/fridge1/state", json.dumps(
         {"site": site, "sensor": "fridge1", "name": "Fridge 1", "kind": "temperature", "location": "fridge",
          "unit": "degC", "online": True, "value": 7.7, "reading_time": now_iso(), "conditions": [],

@@ -29,6 +29,7 @@
 
 #include "common/json_depth.hpp"
 #include "common/logging.hpp"
+#include "common/utf8.hpp"
 #include "monitor/alert_state.hpp"
 #include "monitor/api.hpp"
 #include "monitor/auth.hpp"
@@ -918,6 +919,37 @@ TEST(MonitorIngest, JsonNestedTooDeeplyIsRefusedBeforeItCanCrashTheRoom) {
     EXPECT_TRUE(kg::json_nested_deeper_than(R"({"a":[[1]]})", 2));
     EXPECT_FALSE(kg::json_nested_deeper_than(R"({"a":[[1]]})", 3));
     EXPECT_FALSE(kg::json_nested_deeper_than(R"({"a":"[[[\"[["})", 1));
+}
+
+// A rule that can never fire is silent by its nature: the site's gateway names it in its gateway
+// message, and the room lists it with the site, read by type and bounded (one site cannot fill the
+// list of every operator's dashboard).
+TEST(MonitorStore, ASitesConfigurationWarningsAreListedWithItBoundedAndByType) {
+    Store store(":memory:");
+    json warnings = json::array(
+        {"sensor 'fridge': threshold 'warm' (above 60) lies outside its valid_range", 42, nullptr, ""});
+    for (int i = 0; i < 400; ++i) warnings[3] = warnings[3].get<std::string>() + "\u6e29";  // 3 bytes each
+    for (int i = 0; i < 30; ++i) warnings.push_back("doubt " + std::to_string(i));
+    store.set_gateway_info("sch-0101",
+                           json{{"site", "sch-0101"}, {"version", "0.1.0"}, {"config_warnings", warnings}},
+                           kT0, std::nullopt);
+    store.set_gateway_info("sch-0102",
+                           json{{"site", "sch-0102"}, {"version", "0.1.0"}, {"config_warnings", "x"}}, kT0,
+                           std::nullopt);
+    store.set_gateway_info("sch-0103", json{{"site", "sch-0103"}, {"version", "0.0.9"}}, kT0, std::nullopt);
+    const auto sites = store.sites();
+    ASSERT_EQ(sites.size(), 3u);
+    const auto& listed = sites[0]["config_warnings"];
+    ASSERT_EQ(listed.size(), Store::kMaxConfigWarnings) << listed;
+    EXPECT_EQ(listed[0], warnings[0]);
+    const auto long_one = listed[1].get<std::string>();  // the number and the null are left out
+    EXPECT_LE(long_one.size(), Store::kMaxConfigWarningBytes);
+    EXPECT_TRUE(long_one.starts_with("\u6e29") && long_one.ends_with("...")) << long_one;
+    EXPECT_FALSE(kg::invalid_utf8_at(long_one)) << "cut inside a character";
+    EXPECT_EQ(listed[2], "doubt 0");
+    EXPECT_EQ(listed[15], "doubt 13");
+    EXPECT_EQ(sites[1]["config_warnings"], json::array());  // not a list: nothing
+    EXPECT_EQ(sites[2]["config_warnings"], json::array());  // a gateway before the field
 }
 
 TEST(MonitorIngest, FieldsOfTheWrongTypeAreRefusedAndWhatIsStoredIsReadByType) {
