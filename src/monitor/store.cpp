@@ -761,11 +761,18 @@ json Store::read_sites(const std::optional<std::string>& only) {
                 // texts only, a few, each cut short, so that one site cannot fill the list.
                 json warnings = json::array();
                 if (const auto it = info.find("config_warnings"); it != info.end() && it->is_array()) {
+                    std::size_t more = 0;
                     for (const auto& w : *it) {
-                        if (!w.is_string()) continue;
-                        if (warnings.size() == kMaxConfigWarnings) break;
+                        if (!w.is_string() || w.get_ref<const std::string&>().empty()) continue;
+                        if (warnings.size() == kMaxConfigWarnings) {
+                            ++more;
+                            continue;
+                        }
                         warnings.push_back(shortened_text(w.get<std::string>(), kMaxConfigWarningBytes));
                     }
+                    // Not dropped unsaid: sensors copied from one bad template pass 16 easily.
+                    if (more > 0)
+                        warnings.push_back(fmt::format("... and {} more (see the site's log)", more));
                 }
                 site["config_warnings"] = std::move(warnings);
             }

@@ -154,6 +154,7 @@ void HlsWriter::on_stream_opened(const AVStream& stream) {
     close();
     clear_folder();
     failures_ = 0;
+    said_serving_ = false;
     retry_wait_ = 0;  // header_failures_ is not reset here: headers that keep failing in a folder that
                       // takes the test write get one try per connection after the first ten
     codecpar_ = {avcodec_parameters_alloc(), [](AVCodecParameters* p) { avcodec_parameters_free(&p); }};
@@ -363,7 +364,10 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
         std::error_code ec;
         listed_ = std::filesystem::exists(folder_ + "/index.m3u8", ec);
         if (listed_ && failures_ > 0) {
-            log_->info("HLS in {}: serving again after {} failed attempts", folder_, failures_);
+            // Said once an episode: a tmpfs too small for the window comes back about once a minute.
+            log_->log(!said_serving_ ? spdlog::level::info : spdlog::level::debug,
+                      "HLS in {}: serving again after {} failed attempts", folder_, failures_);
+            said_serving_ = true;
             serving_since_ = seconds_of(packet, stream);
         }
     }
@@ -374,6 +378,7 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
         seconds_of(packet, stream) - serving_since_ >= kSteadySeconds) {
         failures_ = 0;
         retry_wait_ = 0;
+        said_serving_ = false;
     }
 }
 

@@ -103,7 +103,8 @@ private:
     // kSteadySeconds later.
     static constexpr std::int64_t kSteadySeconds = 60;
     std::int64_t serving_since_ = 0;
-    std::string unmuxable_;  // why the last connection's stream could not be segmented; empty if it could
+    bool said_serving_ = false;  // "serving again" was logged at info in this run of failures
+    std::string unmuxable_;      // why the last connection's stream could not be segmented; empty if it could
 };
 
 }  // namespace kg::stream

@@ -929,6 +929,7 @@ TEST(MonitorStore, ASitesConfigurationWarningsAreListedWithItBoundedAndByType) {
     json warnings = json::array(
         {"sensor 'fridge': threshold 'warm' (above 60) lies outside its valid_range", 42, nullptr, ""});
     for (int i = 0; i < 400; ++i) warnings[3] = warnings[3].get<std::string>() + "\u6e29";  // 3 bytes each
+    warnings.push_back("");  // nothing to show: left out
     for (int i = 0; i < 30; ++i) warnings.push_back("doubt " + std::to_string(i));
     store.set_gateway_info("sch-0101",
                            json{{"site", "sch-0101"}, {"version", "0.1.0"}, {"config_warnings", warnings}},
@@ -940,7 +941,7 @@ TEST(MonitorStore, ASitesConfigurationWarningsAreListedWithItBoundedAndByType) {
     const auto sites = store.sites();
     ASSERT_EQ(sites.size(), 3u);
     const auto& listed = sites[0]["config_warnings"];
-    ASSERT_EQ(listed.size(), Store::kMaxConfigWarnings) << listed;
+    ASSERT_EQ(listed.size(), Store::kMaxConfigWarnings + 1) << listed;
     EXPECT_EQ(listed[0], warnings[0]);
     const auto long_one = listed[1].get<std::string>();  // the number and the null are left out
     EXPECT_LE(long_one.size(), Store::kMaxConfigWarningBytes);
@@ -948,8 +949,9 @@ TEST(MonitorStore, ASitesConfigurationWarningsAreListedWithItBoundedAndByType) {
     EXPECT_FALSE(kg::invalid_utf8_at(long_one)) << "cut inside a character";
     EXPECT_EQ(listed[2], "doubt 0");
     EXPECT_EQ(listed[15], "doubt 13");
-    EXPECT_EQ(sites[1]["config_warnings"], json::array());  // not a list: nothing
-    EXPECT_EQ(sites[2]["config_warnings"], json::array());  // a gateway before the field
+    EXPECT_EQ(listed[16], "... and 16 more (see the site's log)");  // not dropped unsaid
+    EXPECT_EQ(sites[1]["config_warnings"], json::array());          // not a list: nothing
+    EXPECT_EQ(sites[2]["config_warnings"], json::array());          // a gateway before the field
 }
 
 TEST(MonitorIngest, FieldsOfTheWrongTypeAreRefusedAndWhatIsStoredIsReadByType) {

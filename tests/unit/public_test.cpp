@@ -1096,6 +1096,7 @@ TEST(HlsWriter, ATmpfsTooSmallForTheWindowBacksOffWithOneWarning) {
     EXPECT_GE(stops, 4u) << text;  // 2 s, 4, 8, 16, 32, 60: at most 8 in two minutes
     EXPECT_LE(stops, 8u) << text;
     EXPECT_EQ(count_of(text, "[warning]"), 1u) << text;
+    EXPECT_EQ(count_of(text, "[info]"), 1u) << text;  // "serving again", once
     EXPECT_NE(text.find("starts again at a key frame in 32 s"), std::string::npos) << text;
     EXPECT_NE(text.find("this camera's segments"), std::string::npos) << text;
 }
