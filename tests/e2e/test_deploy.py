@@ -379,6 +379,9 @@ def test_the_trial_compose_file_publishes_nothing_beyond_this_machine():
         assert compose["services"][name].get("network_mode") != "host", name
         for port in ports:
             assert _published_address(port) in ("127.0.0.1", "::1"), f"{name} publishes {port} on every interface"
+    # The parents' segments go to /dev/shm, 64 MiB in a container unless compose says otherwise.
+    shm = str(compose["services"]["gateway"].get("shm_size", "64m"))
+    assert shm.endswith("m") and int(shm[:-1]) >= 128, f"the gateway's shm_size {shm}: one camera fills 64 MiB"
     # What the services themselves need: the broker inside compose's network, by its service name.
     gateway = yaml.safe_load((DEPLOY / "container/gateway.yaml").read_text())
     assert gateway["mqtt"]["url"] == "tcp://broker:1883"
