@@ -380,8 +380,11 @@ def test_the_trial_compose_file_publishes_nothing_beyond_this_machine():
         for port in ports:
             assert _published_address(port) in ("127.0.0.1", "::1"), f"{name} publishes {port} on every interface"
     # The parents' segments go to /dev/shm, 64 MiB in a container unless compose says otherwise.
-    shm = str(compose["services"]["gateway"].get("shm_size", "64m"))
-    assert shm.endswith("m") and int(shm[:-1]) >= 128, f"the gateway's shm_size {shm}: one camera fills 64 MiB"
+    shm = compose["services"]["gateway"].get("shm_size", "64m")
+    size = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmg]?)b?", str(shm).strip().lower())
+    assert size, f"the gateway's shm_size {shm!r} is not a size compose reads"
+    shm_bytes = float(size[1]) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[size[2]]
+    assert shm_bytes >= 128 << 20, f"the gateway's shm_size {shm!r}: one public camera fills 64 MiB"
     # What the services themselves need: the broker inside compose's network, by its service name.
     gateway = yaml.safe_load((DEPLOY / "container/gateway.yaml").read_text())
     assert gateway["mqtt"]["url"] == "tcp://broker:1883"
