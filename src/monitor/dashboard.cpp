@@ -249,8 +249,8 @@ function renderSites() {
     const online = cams.filter((c) => c.online).length;
     const age = s.heartbeat_age_s == null ? "never" : `${when(s.last_seen)} (${Math.round(s.heartbeat_age_s)} s ago)`;
     const sensors = (s.sensors || []).map((x) => `${esc(x.sensor)}: ${x.value == null ? "-" : esc(x.value)} ${esc(x.unit || "")}`).join("<br>");
-    // What its gateway warned of its own configuration: a rule that can never fire is silent, so the
-    // room is told, not only the box's log.
+    // What its gateway warned of its own configuration: settings that cannot work as meant are
+    // mostly silent (an alert that never comes), so the room is told, not only the box's log.
     const warnings = (s.config_warnings || []).map((w) => `<div class="config-warning">configuration: ${esc(w)}</div>`).join("");
     return `<tr data-site="${esc(s.site)}"><td>${esc(s.site)}<div class="muted">${esc(s.name || "")}</div>${warnings}</td>` +
       `<td class="state-${esc(s.state)}">${esc(s.state)}</td><td>${esc(age)}</td>` +

@@ -134,6 +134,25 @@ std::optional<std::string> text(const json& j, const char* key) {
     return it->get<std::string>();
 }
 
+// What a site's gateway warned of its own configuration (settings that cannot work as meant), from
+// its gateway message: texts only, a few, each cut short, so that one site cannot fill the list.
+json config_warnings(const json& info) {
+    json out = json::array();
+    const auto it = info.find("config_warnings");
+    if (it == info.end() || !it->is_array()) return out;
+    std::size_t more = 0;
+    for (const auto& w : *it) {
+        if (!w.is_string() || w.get_ref<const std::string&>().empty()) continue;
+        if (out.size() < Store::kMaxConfigWarnings)
+            out.push_back(shortened_text(w.get<std::string>(), Store::kMaxConfigWarningBytes));
+        else
+            ++more;
+    }
+    // Not dropped unsaid: sensors copied from one bad template pass 16 easily.
+    if (more > 0) out.push_back(fmt::format("... and {} more (see the site's log)", more));
+    return out;
+}
+
 }  // namespace
 
 Store::Store(const std::string& path, Retention retention)
@@ -757,24 +776,7 @@ json Store::read_sites(const std::optional<std::string>& only) {
                 // Read by type: a site's message of another shape must not break the list for all.
                 site["version"] = text(info, "version").value_or("");
                 site["started_at"] = text(info, "started_at").value_or("");
-                // What its gateway warned of its own configuration (a rule that can never fire):
-                // texts only, a few, each cut short, so that one site cannot fill the list.
-                json warnings = json::array();
-                if (const auto it = info.find("config_warnings"); it != info.end() && it->is_array()) {
-                    std::size_t more = 0;
-                    for (const auto& w : *it) {
-                        if (!w.is_string() || w.get_ref<const std::string&>().empty()) continue;
-                        if (warnings.size() == kMaxConfigWarnings) {
-                            ++more;
-                            continue;
-                        }
-                        warnings.push_back(shortened_text(w.get<std::string>(), kMaxConfigWarningBytes));
-                    }
-                    // Not dropped unsaid: sensors copied from one bad template pass 16 easily.
-                    if (more > 0)
-                        warnings.push_back(fmt::format("... and {} more (see the site's log)", more));
-                }
-                site["config_warnings"] = std::move(warnings);
+                site["config_warnings"] = config_warnings(info);
             }
         }
         out.push_back(std::move(site));

@@ -25,7 +25,7 @@ struct CameraState {
 std::string camera_state_payload(const CameraState& state, const std::string& site, TimePoint now);
 
 // `stream` and `acknowledged`: the outbox's stream and the highest number the broker acknowledged.
-// `config_warnings`: config::doubts of the running configuration (a rule that can never fire, ...).
+// `config_warnings`: config::doubts of the running configuration (settings that cannot work as meant).
 std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now,
                             const std::string& stream, std::int64_t acknowledged,
                             const std::vector<std::string>& config_warnings);

@@ -223,13 +223,16 @@ std::string HlsWriter::unwritable_reason() const {
     // files (kHlsFileName), cleared like the rest. A few KiB, as the header writes: a full tmpfs
     // takes an empty file but not its bytes.
     const std::string probe = fmt::format("{}/{}g{}-init.mp4.tmp", folder_, run_, generation_);
-    int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const auto open_probe = [&] {
+        return ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    };
+    int fd = open_probe();
     if (fd < 0 && errno == ENOENT) {
         // The folder went (someone cleared /dev/shm): made again, as at start.
         std::error_code ec;
         std::filesystem::create_directories(folder_, ec);
         if (ec) return fmt::format("cannot make the folder again: {}", ec.message());
-        fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        fd = open_probe();
     }
     if (fd < 0) return fmt::format("cannot write in the folder: {}", errno_text());
     static constexpr std::array<char, 4096> kZeros{};
@@ -313,7 +316,7 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
         clear_folder();
         return open_muxer();
     }
-    if ((packet.flags & AV_PKT_FLAG_KEY) != 0 && !starting_over_) {
+    if (key && !starting_over_) {
         if (const auto bytes = folder_bytes(); bytes > max_folder_bytes_) {
             if (!warned_folder_) {
                 log_->warn(
@@ -360,7 +363,7 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
     av_packet_unref(packet_);
     // A segment closes at a key frame, and the playlist is (re)written then: looked for at key
     // frames only, until it is there.
-    if (!listed_ && (packet.flags & AV_PKT_FLAG_KEY) != 0) {
+    if (!listed_ && key) {
         std::error_code ec;
         listed_ = std::filesystem::exists(folder_ + "/index.m3u8", ec);
         if (listed_ && failures_ > 0) {
@@ -374,8 +377,7 @@ void HlsWriter::on_packet(const AVPacket& packet, const AVStream& stream) {
     // The back-off and the quiet log of a failure in a row end once the stream has played for a
     // while, not at its first playlist: a tmpfs too small for the window frees room each time the
     // stream stops, and would otherwise bring it back and fill again every few seconds, warning anew.
-    if (failures_ > 0 && listed_ && (packet.flags & AV_PKT_FLAG_KEY) != 0 &&
-        seconds_of(packet, stream) - serving_since_ >= kSteadySeconds) {
+    if (failures_ > 0 && listed_ && key && seconds_of(packet, stream) - serving_since_ >= kSteadySeconds) {
         failures_ = 0;
         retry_wait_ = 0;
         said_serving_ = false;

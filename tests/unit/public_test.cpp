@@ -49,6 +49,11 @@ bool encode_test_clip(const std::string& path, const std::string& size, int rate
 
 // Plays `clip` through `observer` as one connection of a camera, as fast as it decodes, calling
 // `on_frame` with each frame's number after it.
+// A logger whose lines land in `text`, for tests that read what was said.
+std::shared_ptr<spdlog::logger> logger_into(std::ostringstream& text) {
+    return std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
+}
+
 void play(const std::string& clip, kg::ingest::PacketObserver& observer,
           const std::function<void(int)>& on_frame = {}) {
     std::atomic<bool> stop{false};
@@ -555,8 +560,7 @@ TEST(HlsWriter, AGopLargerThanItHoldsIsLetGoAndTheStreamWaitsForAKeyFrame) {
     std::atomic<bool> stop{false};
     {
         std::ostringstream log_text;
-        auto log = std::make_shared<spdlog::logger>(
-            "hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+        auto log = logger_into(log_text);
         kg::stream::HlsWriter writer(dir.string(), 1, log, 64 << 10);
         kg::ingest::FfmpegInput input({clip}, stop);
         input.set_packet_observer(&writer);
@@ -597,8 +601,7 @@ TEST(HlsWriter, ItsFolderStaysWithinItsLimitAndTheStreamGoesOn) {
     for (const bool limited : {false, true}) {
         std::atomic<bool> stop{false};
         std::ostringstream log_text;
-        auto log = std::make_shared<spdlog::logger>(
-            "hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+        auto log = logger_into(log_text);
         const std::size_t limit = 512 << 10;
         kg::stream::HlsWriter writer(dir.string(), 1, log, std::size_t{64} << 20,
                                      limited ? limit : std::size_t{1} << 40);
@@ -656,8 +659,7 @@ TEST(HlsWriter, AStreamWithoutAPictureSizeIsNotSegmentedAndTheReasonIsSaidOnce) 
     key->pts = key->dts = 0;
     std::ostringstream log_text;
     {
-        auto log = std::make_shared<spdlog::logger>(
-            "hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+        auto log = logger_into(log_text);
         kg::stream::HlsWriter writer(dir.string(), 1, log);
         for (int connection = 0; connection < 2; ++connection) {
             writer.on_stream_opened(*stream);
@@ -761,8 +763,7 @@ TEST(HlsWriter, AConnectionWhoseProbeFoundNoPictureSizeIsServedFromItsFirstKeyFr
     std::atomic<bool> stop{false};
     {
         std::ostringstream log_text;
-        auto log = std::make_shared<spdlog::logger>(
-            "hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+        auto log = logger_into(log_text);
         kg::stream::HlsWriter writer(dir.string(), 1, log);
         kg::stream::FlvHub hub("kitchen", log);
         kg::ingest::PacketFanout outputs;
@@ -919,8 +920,7 @@ TEST(HlsWriter, AFailedWriteStopsTheStreamAndItStartsAgainWithoutAReconnect) {
     const auto clip = dir.string() + ".mp4";
     ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 16, 25));
     std::ostringstream log_text;
-    auto log =
-        std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    auto log = logger_into(log_text);
     bool live_before = false, live_while_failing = false;
     {
         kg::stream::HlsWriter writer(dir.string(), 1, log);
@@ -996,8 +996,7 @@ TEST(HlsWriter, AFolderUnwritableForLongCostsNoHeaderAndTheStreamComesBackWithIt
     const auto clip = dir.string() + ".mp4";
     ASSERT_TRUE(encode_test_clip(clip, "96x64", 5, 900, 5));
     std::ostringstream log_text;
-    auto log =
-        std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    auto log = logger_into(log_text);
     log->set_level(spdlog::level::debug);
     bool live_while_unwritable = false;
     {
@@ -1042,8 +1041,7 @@ TEST(HlsWriter, AFullFileSystemStopsTheStreamInsteadOfServingTruncatedSegments) 
     const auto clip = tmpfs.base.string() + ".mp4";
     ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 16, 25));
     std::ostringstream log_text;
-    auto log =
-        std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    auto log = logger_into(log_text);
     log->set_level(spdlog::level::debug);
     const auto filler = tmpfs.base / "filler";  // beside the camera's folder: not the writer's to clear
     bool live_before = false, live_while_full = false;
@@ -1083,8 +1081,7 @@ TEST(HlsWriter, ATmpfsTooSmallForTheWindowBacksOffWithOneWarning) {
     const auto clip = tmpfs.base.string() + ".mp4";
     ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 120, 25));  // about 30 KiB a second: 4 s fill it
     std::ostringstream log_text;
-    auto log =
-        std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    auto log = logger_into(log_text);
     log->set_level(spdlog::level::debug);
     {
         kg::stream::HlsWriter writer((tmpfs.base / "cam").string(), 1, log);
@@ -1108,8 +1105,7 @@ TEST(HlsWriter, AFolderThatWentIsMadeAgain) {
     const auto clip = dir.string() + ".mp4";
     ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 12, 25));
     std::ostringstream log_text;
-    auto log =
-        std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    auto log = logger_into(log_text);
     bool gone_and_live = false;
     {
         kg::stream::HlsWriter writer(dir.string(), 1, log);
