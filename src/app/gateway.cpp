@@ -582,7 +582,7 @@ nlohmann::json Gateway::public_status() const {
     nlohmann::json temps = nlohmann::json::array();
     for (const auto& s : sensors()) {
         if (s["kind"] == "temperature") {
-            // Offline as the sensor rules say (silent for interval x stale_after), not merely without a
+            // Offline as the sensor rules say (silent for Sensor::silence_limit()), not merely without a
             // reading since a start or reload. A value only while fresh: an offline probe's last value
             // would read to a parent as the fridge's temperature now, and so would a broken probe's
             // (one reading impossible values keeps its last good one, however old).
@@ -596,10 +596,9 @@ nlohmann::json Gateway::public_status() const {
             // readings, so a probe that glitches to -127 every few minutes showed parents nothing.
             const auto cfg = std::find_if(cfg_.sensors.begin(), cfg_.sensors.end(),
                                           [&](const auto& c) { return c.id == s["sensor"]; });
-            const bool fresh = s["online"].get<bool>() && s["age_s"].is_number() &&
-                               cfg != cfg_.sensors.end() &&
-                               s["age_s"].get<double>() <
-                                   std::chrono::duration<double>(cfg->interval * cfg->stale_after).count();
+            const bool fresh =
+                s["online"].get<bool>() && s["age_s"].is_number() && cfg != cfg_.sensors.end() &&
+                s["age_s"].get<double>() < std::chrono::duration<double>(cfg->silence_limit()).count();
             temps.push_back({{"name", s["name"]},
                              {"location", s["location"]},
                              {"online", !offline},

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/config_loader.hpp"
+
 namespace kg::app {
 
 SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::MqttLink& link,
@@ -13,6 +15,8 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
     const auto now = Clock::now();
     const auto steady_now = std::chrono::steady_clock::now();
     std::vector<const config::Sensor*> mqtt_sensors;
+    // By connection, not by how the device is written: two connections to a device that serves one
+    // client at a time leave one of them unread, and two on one serial line garble each other.
     std::map<std::string, std::vector<const config::Sensor*>> devices;
     for (const auto& s : cfg.sensors) {
         entries_[s.id].rules = std::make_unique<sensors::SensorRules>(s, site_.calendar, site_.schedules,
@@ -26,7 +30,7 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
         if (s.source.kind == config::SensorSource::Kind::mqtt) {
             mqtt_sensors.push_back(&s);
         } else {
-            devices[s.source.device].push_back(&s);
+            devices[config::modbus_connection(s.source.device)].push_back(&s);
         }
     }
     auto handler = [this](const sensors::Reading& r) { on_reading(r); };
@@ -34,8 +38,10 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
         mqtt_ = std::make_unique<sensors::MqttSensorInput>(
             cfg.sensors_broker(), cfg.mqtt.client_id + "-sensors", mqtt_sensors, handler, log_);
     }
-    for (auto& [device, list] : devices) {
-        modbus_.push_back(std::make_unique<sensors::ModbusPoller>(device, list, handler, log_));
+    for (auto& [connection, list] : devices) {
+        // Connected as its first sensor writes it: a by-id path follows the adapter to another tty.
+        modbus_.push_back(
+            std::make_unique<sensors::ModbusPoller>(list.front()->source.device, list, handler, log_));
     }
 }
 

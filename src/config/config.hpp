@@ -216,6 +216,10 @@ struct Threshold {
     Duration clear_for{std::chrono::minutes(1)};
     int severity = 2;
     std::string schedule;  // empty: always
+    // Whether `for` and `hysteresis` were written, not taken from the sensor's kind: a kind the
+    // gateway does not know gives a measurement's defaults, which a detector's alarm must not get
+    // unnoticed (config::doubts).
+    bool for_given = false, hysteresis_given = false;
 };
 
 // A disinfection cabinet counts a cycle only when it stays at or above `setpoint` for `min_time`;
@@ -229,9 +233,9 @@ struct Disinfection {
 
 struct Sensor {
     std::string id, name;
-    std::string kind = "temperature";  // temperature, humidity, gas, door, power, ...
+    std::string kind = "temperature";  // lower case: temperature, humidity, gas, door, power, ...
     std::string location;              // fridge, freezer, sample_fridge, cabinet, ready_to_eat_room, ...
-    std::string unit = "degC";
+    std::string unit = "degC";         // by default the kind's (none for a kind without one)
     Duration interval{std::chrono::seconds(60)};  // expected reporting (MQTT) or polling (Modbus) interval
     int stale_after = 3;                          // intervals without a reading: offline
     std::optional<double> min_valid, max_valid;   // physically possible range
@@ -239,6 +243,14 @@ struct Sensor {
     std::vector<Threshold> thresholds;
     std::optional<Disinfection> disinfection;
     int source_line = 0;
+
+    // How long without a reading the sensor is offline: `stale_after` intervals, and half an interval
+    // more (at most 5 s) for the readings' own jitter. A device reporting every `interval`, or a
+    // Modbus poll, arrives a little after the interval as often as before it: with `stale_after: 1`
+    // and no margin, a sensor that never missed a reading went offline and back at every other one.
+    Duration silence_limit() const {
+        return interval * stale_after + std::min<Duration>(interval / 2, std::chrono::seconds(5));
+    }
 };
 
 // The local HTTP side: health, readiness, metrics and the token-protected JSON API.

@@ -2,9 +2,11 @@
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -301,6 +303,35 @@ private:
 };
 
 bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
+
+std::string lower_trimmed(const std::string& text) {
+    const auto first = text.find_first_not_of(" \t");
+    if (first == std::string::npos) return {};
+    std::string out = text.substr(first, text.find_last_not_of(" \t") - first + 1);
+    for (auto& c : out) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    return out;
+}
+
+// The kinds the gateway treats apart: a detector's thresholds (gas, smoke: no `for`; those and door,
+// leak: no hysteresis), the parents' page (temperature), the units below. Any other is carried as
+// written, with a measurement's defaults.
+constexpr std::array<std::string_view, 8> kKnownKinds = {"temperature", "humidity", "gas",   "smoke",
+                                                         "door",        "leak",     "power", "co2"};
+
+bool known_kind(const std::string& kind) {
+    return std::find(kKnownKinds.begin(), kKnownKinds.end(), kind) != kKnownKinds.end();
+}
+
+// A sensor's unit when its configuration gives none: a humidity in degC was what every kind got.
+std::string default_unit(const std::string& kind) {
+    if (kind == "temperature") return "degC";
+    if (kind == "humidity") return "%";
+    if (kind == "co2") return "ppm";
+    if (kind == "power") return "W";
+    return {};
+}
 
 // The URL as error messages show it: any password replaced, so that logs never carry it, and
 // control characters escaped, so that the message stays one readable line.
@@ -1194,7 +1225,8 @@ void check_references(Reader& r, const YAML::Node& root, Gateway& g) {
     for (std::size_t i = 0; i < g.sensors.size(); ++i) {
         const auto& src = g.sensors[i].source;
         if (src.kind != SensorSource::Kind::modbus || src.device.rfind("rtu:", 0) != 0) continue;
-        const auto [it, first] = first_on_line.emplace(src.device, i);
+        // By the line, not its spelling: /dev/serial/by-id/... and /dev/ttyUSB0 are one port.
+        const auto [it, first] = first_on_line.emplace(modbus_connection(src.device), i);
         if (first) continue;
         const auto& other = g.sensors[it->second];
         const auto& o = other.source;
@@ -1390,9 +1422,15 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
     }
     if (n["name"]) r.string(n["name"], path + ".name", s.name);
     if (s.name.empty()) s.name = s.id;
-    if (n["kind"]) r.string(n["kind"], path + ".kind", s.kind);
+    // The kinds are compared as words: `Gas` or ` gas` missed the gas detector's defaults (an alarm
+    // at the first reading) and got a fridge's ten minutes instead, without a word.
+    if (n["kind"] && r.string(n["kind"], path + ".kind", s.kind)) s.kind = lower_trimmed(s.kind);
     if (n["location"]) r.string(n["location"], path + ".location", s.location);
-    if (n["unit"]) r.short_text(n["unit"], path + ".unit", s.unit, kMaxUnitBytes, true);
+    if (n["unit"]) {
+        r.short_text(n["unit"], path + ".unit", s.unit, kMaxUnitBytes, true);
+    } else {
+        s.unit = default_unit(s.kind);
+    }
     if (n["interval"]) r.duration(n["interval"], path + ".interval", s.interval);
     if (n["stale_after"]) r.integer(n["stale_after"], path + ".stale_after", s.stale_after, 1, 1000);
     if (const auto v = n["valid_range"]) {
@@ -1439,8 +1477,10 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
                 // alarm would never end.
                 if (s.kind == "door" || s.kind == "gas" || s.kind == "smoke" || s.kind == "leak")
                     th.hysteresis = 0;
-                if (t[i]["hysteresis"])
+                if (t[i]["hysteresis"]) {
                     r.number(t[i]["hysteresis"], key + ".hysteresis", th.hysteresis, 0, 1e6);
+                    th.hysteresis_given = true;
+                }
                 // The same, said at load, for a Modbus sensor whose valid range leaves no value to end
                 // on. Not for MQTT: a true/false payload ends without hysteresis (sensor_rules.cpp).
                 const bool numbers_only = s.source.kind == SensorSource::Kind::modbus;
@@ -1461,7 +1501,10 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
                 // A gas or smoke alarm is a danger now, not a fridge warming through a delivery:
                 // without a `for` of its own it raises at the first reading past the limit.
                 if (s.kind == "gas" || s.kind == "smoke") th.for_time = Duration::zero();
-                if (t[i]["for"]) r.duration(t[i]["for"], key + ".for", th.for_time, true);
+                if (t[i]["for"]) {
+                    r.duration(t[i]["for"], key + ".for", th.for_time, true);
+                    th.for_given = true;
+                }
                 if (t[i]["clear_for"]) r.duration(t[i]["clear_for"], key + ".clear_for", th.clear_for, true);
                 if (t[i]["severity"]) r.integer(t[i]["severity"], key + ".severity", th.severity, 1, 3);
                 if (t[i]["schedule"]) r.string(t[i]["schedule"], key + ".schedule", th.schedule);
@@ -1649,6 +1692,39 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
 
 }  // namespace
 
+std::pair<std::string, std::string> modbus_host_port(std::string authority) {
+    authority = authority.substr(0, authority.find_first_of("/?#"));
+    if (const auto at = authority.rfind('@'); at != std::string::npos) authority = authority.substr(at + 1);
+    std::string host = authority, port = "502";
+    if (!authority.empty() && authority.front() == '[') {
+        const auto close = authority.find(']');
+        host = authority.substr(1, close - 1);
+        if (close + 2 < authority.size() && authority[close + 1] == ':') port = authority.substr(close + 2);
+    } else if (const auto colon = authority.rfind(':'); colon != std::string::npos) {
+        host = authority.substr(0, colon);
+        if (colon + 1 < authority.size()) port = authority.substr(colon + 1);
+    }
+    return {host, port};
+}
+
+std::string modbus_connection(const std::string& device) {
+    if (starts_with(device, "tcp://")) {
+        auto [host, port] = modbus_host_port(device.substr(6));
+        host = lower_trimmed(host);
+        // "0502" is port 502 too.
+        if (const auto digits = port.find_first_not_of('0'); digits != std::string::npos && digits > 0)
+            port = port.substr(digits);
+        if (host.find(':') != std::string::npos) return fmt::format("tcp://[{}]:{}", host, port);
+        return fmt::format("tcp://{}:{}", host, port);
+    }
+    if (starts_with(device, "rtu:")) {
+        std::error_code ec;
+        const auto resolved = fs::canonical(device.substr(4), ec);
+        if (!ec) return "rtu:" + resolved.string();
+    }
+    return device;
+}
+
 bool valid_id(const std::string& id) { return std::regex_match(id, kIdPattern); }
 
 Gateway load_string(const std::string& yaml, const std::string& source_name) {
@@ -1749,6 +1825,23 @@ std::vector<std::string> doubts(const Gateway& g) {
                 sensor.id, th.label, th.above ? "above" : "below", th.value, range, never ? "no" : "every",
                 th.above ? "above" : "below", th.label, never ? "never raised" : "raised for good"));
         }
+    }
+    // A kind the gateway does not know gives its thresholds a measurement's defaults. For a detector
+    // named otherwise (`lpg`, `smoke_detector`) that is an alarm ten minutes late, or one whose end
+    // waits for a value past 0 that it never sends.
+    for (const auto& sensor : g.sensors) {
+        if (known_kind(sensor.kind)) continue;
+        const bool defaults =
+            std::any_of(sensor.thresholds.begin(), sensor.thresholds.end(),
+                        [](const Threshold& th) { return !th.for_given || !th.hysteresis_given; });
+        if (!defaults) continue;
+        out.push_back(fmt::format(
+            "sensor '{}': kind '{}' is not one the gateway knows ({}), so its thresholds wait the default "
+            "`for` (10m) and end past the limit by the default hysteresis (0.5), as a fridge's do: a gas or "
+            "smoke detector is kind gas or smoke (an alarm at once), a door contact or leak detector kind "
+            "door "
+            "or leak; or give `for` and `hysteresis` in each threshold",
+            sensor.id, sensor.kind, fmt::join(kKnownKinds, ", ")));
     }
     // A disinfection window is judged when it ends: one that never does never raises a missed cycle.
     for (const auto& sensor : g.sensors) {

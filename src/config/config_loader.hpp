@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config/config.hpp"
@@ -36,6 +37,17 @@ Gateway load_string(const std::string& yaml, const std::string& source_name);
 // sentence naming the key. Not errors: a configuration that ran before an upgrade keeps running
 // (logged at start, printed by --check-config).
 std::vector<std::string> doubts(const Gateway& g);
+
+// "host:port", "[v6]:port" or "host" (port 502) of a tcp:// Modbus device's authority (what follows
+// `tcp://`), as host and port; a path, query or user part is ignored.
+std::pair<std::string, std::string> modbus_host_port(std::string authority);
+// The connection a Modbus `device` names, to tell two spellings of one device apart (each would get
+// a connection of its own, and a device that serves one client at a time would leave the second
+// unread; two on one serial line would garble each other's frames): `tcp://host:port` with the host
+// in lower case and the port written out, without a path; a serial line's device file with its
+// links resolved (`/dev/serial/by-id/...` is `/dev/ttyUSB0`) when it exists now. Host names are not
+// looked up: a name and an address of one device stay two.
+std::string modbus_connection(const std::string& device);
 
 // Whether `id` is one the configuration accepts for a site, camera, sensor or zone: 1-64 letters,
 // digits, '_' or '-'.

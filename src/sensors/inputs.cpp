@@ -3,6 +3,7 @@
 #include <modbus/modbus.h>
 #include <mqtt/async_client.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "common/json_depth.hpp"
 #include "common/mqtt_topic.hpp"
 #include "common/time.hpp"
+#include "config/config_loader.hpp"
 #include "publish/mqtt_link.hpp"
 #include "sensors/decode.hpp"
 
@@ -260,7 +262,7 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
         // The broker's copy of the last message, handed out on every subscribe: without its own
         // time it says nothing of whether the sensor is alive now (a dead Zigbee2MQTT sensor's last
         // value would read as fresh after each reconnect or reload).
-        const auto horizon = s.interval * s.stale_after;
+        const auto horizon = s.silence_limit();
         if (own && *own <= arrival + kAhead && arrival - *own < horizon) return std::min(*own, arrival);
         if (retained_warned_.insert(s.id).second) {
             log_->info(
@@ -331,23 +333,6 @@ spdlog::level::level_enum repeat_level(std::uint64_t n) {
     return n % 1000 == 0 ? spdlog::level::warn : spdlog::level::debug;
 }
 
-// "host:port", "[v6]:port" or "host" (port 502) of a tcp:// device, read as the configuration's
-// check reads it (a path, query or user part ignored).
-std::pair<std::string, std::string> modbus_host_port(std::string authority) {
-    authority = authority.substr(0, authority.find_first_of("/?#"));
-    if (const auto at = authority.rfind('@'); at != std::string::npos) authority = authority.substr(at + 1);
-    std::string host = authority, port = "502";
-    if (!authority.empty() && authority.front() == '[') {
-        const auto close = authority.find(']');
-        host = authority.substr(1, close - 1);
-        if (close + 2 < authority.size() && authority[close + 1] == ':') port = authority.substr(close + 2);
-    } else if (const auto colon = authority.rfind(':'); colon != std::string::npos) {
-        host = authority.substr(0, colon);
-        if (colon + 1 < authority.size()) port = authority.substr(colon + 1);
-    }
-    return {host, port};
-}
-
 // Said with the first failure of a run (`count` after it): what the log will and will not repeat.
 std::string repeat_note(std::uint64_t count) {
     if (count == 1) return " (further failures in a row at debug level, every 1000th as a warning)";
@@ -394,6 +379,11 @@ void ModbusPoller::run() {
     // The connection was dropped for a read that has failed before: its reconnect is a matter of
     // routine, every poll for as long as the unit stays silent behind a live TCP gateway.
     bool routine_reconnect = false;
+    // A read has been answered on this connection: one found closed after it was closed by the
+    // device while it lay idle (many TCP devices and serial gateways close a connection idle for a
+    // few seconds, shorter than a poll interval), not a failed read.
+    bool answered_here = false;
+    bool said_idle_close = false;
     // A failed read of sensor i, whatever failed: counted, and logged when it starts failing and at
     // every 1000th after. Returns how many failed in a row before this one.
     const auto read_failed = [&](std::size_t i, const std::string& what) {
@@ -411,7 +401,7 @@ void ModbusPoller::run() {
         if (!ctx) {
             modbus_t* m = nullptr;
             if (tcp) {
-                const auto [host, port] = modbus_host_port(device_.substr(6));
+                const auto [host, port] = config::modbus_host_port(device_.substr(6));
                 // The _pi form resolves with getaddrinfo: a host name or an IPv6 address, where
                 // modbus_new_tcp takes a dotted IPv4 address only.
                 m = modbus_new_tcp_pi(host.c_str(), port.c_str());
@@ -434,6 +424,7 @@ void ModbusPoller::run() {
                               connect_failing > 0 ? fmt::format(" after {} failed attempts", connect_failing)
                                                   : std::string());
                     routine_reconnect = false;
+                    answered_here = false;
                     connect_failing = 0;
                     backoff.reset();
                 } else {
@@ -458,7 +449,11 @@ void ModbusPoller::run() {
             const std::size_t i = (first + k) % sensors_.size();
             if (now < due[i]) continue;
             const auto* s = sensors_[i];
-            due[i] = now + s->interval;
+            // On the sensor's own beat, not `interval` after whenever this round came round: readings
+            // then arrive `interval` apart, as `stale_after` counts them. A round late by a whole
+            // interval (a slow line) starts the beat again from now.
+            due[i] += s->interval;
+            if (due[i] <= now) due[i] = now + s->interval;
             std::vector<std::uint16_t> regs(static_cast<std::size_t>(register_count(s->source.type)));
             // Refused (the configuration checks the range, but libmodbus is the judge), it keeps the
             // unit set before: the read would give another unit's value as this sensor's.
@@ -476,6 +471,23 @@ void ModbusPoller::run() {
                                                       static_cast<int>(regs.size()), regs.data());
             if (n != static_cast<int>(regs.size())) {
                 const int err = n < 0 ? errno : EMBMDATA;  // before the log can change it
+                if (tcp && answered_here && (err == ECONNRESET || err == EPIPE)) {
+                    // Closed by the device while idle: connect again and read at once. Once: a read
+                    // that fails on the new connection too is a failed read.
+                    log_->log(said_idle_close ? spdlog::level::debug : spdlog::level::info,
+                              "Modbus device {} closed the connection since the last read ({}): reconnecting "
+                              "before each read it closes{}",
+                              device_, modbus_strerror(err),
+                              said_idle_close ? ""
+                                              : " (devices and serial gateways often close an idle "
+                                                "connection; said once)");
+                    said_idle_close = true;
+                    routine_reconnect = true;
+                    ctx.reset();
+                    due[i] = now;
+                    first = i;
+                    break;
+                }
                 const auto streak =
                     read_failed(i, fmt::format("Modbus read of {} register {} failed: {}", device_,
                                                s->source.address, modbus_strerror(err)));
@@ -505,6 +517,7 @@ void ModbusPoller::run() {
                     i, fmt::format("{} register {} holds no number ({})", device_, s->source.address, value));
                 continue;
             }
+            answered_here = true;
             if (failing[i] > 0) {
                 log_->info("sensor {}: {} register {} read again after {} failed reads", s->id, device_,
                            s->source.address, failing[i]);
@@ -512,9 +525,14 @@ void ModbusPoller::run() {
             }
             handler_({s->id, value, Clock::now(), std::nullopt, false, std::chrono::steady_clock::now()});
         }
-        // A connection dropped after a timeout is made again at once: the sensors after the one
-        // that timed out are due now.
-        if (ctx) thread_.wait_for(std::min<Duration>(period, std::chrono::seconds(1)));
+        // Until the next sensor is due. A connection dropped after a timeout is made again at once:
+        // the sensors after the one that timed out are due now.
+        if (ctx) {
+            const auto next = *std::min_element(due.begin(), due.end());
+            const auto wait = next - std::chrono::steady_clock::now();
+            if (wait > Duration::zero())
+                thread_.wait_for(std::min<std::chrono::steady_clock::duration>(wait, period));
+        }
     }
 }
 

@@ -186,7 +186,7 @@ void SensorRules::check_limits(double v, TimePoint t, SteadyPoint steady, std::v
 
 void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out) {
     const SteadyPoint seen = last_arrival_steady_.value_or(started_steady_);
-    const bool stale = steady_now - seen >= sensor_.interval * sensor_.stale_after;
+    const bool stale = steady_now - seen >= sensor_.silence_limit();
     emit(offline_.observe(now, steady_now, stale ? 1.0f : 0.0f), value_, out);
     // `for` counts what the sensor keeps seeing: a condition pending confirmation when it went silent
     // starts afresh at its next reading, not dated back over the silence.
@@ -247,8 +247,7 @@ SensorState SensorRules::state(SteadyPoint steady_now) const {
     SensorState s;
     s.value = value_;
     s.time = value_time_;
-    s.online =
-        last_arrival_steady_ && steady_now - *last_arrival_steady_ < sensor_.interval * sensor_.stale_after;
+    s.online = last_arrival_steady_ && steady_now - *last_arrival_steady_ < sensor_.silence_limit();
     if (offline_.active()) s.conditions.push_back("offline");
     if (invalid_.active()) s.conditions.push_back("invalid");
     for (const auto& l : limits_) {

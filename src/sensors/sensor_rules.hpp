@@ -6,7 +6,8 @@
 // - thresholds with a duration and hysteresis ("sample fridge above 8 degC for 10 minutes"); a
 //   reading holds until the next one while the sensor is online, so `for` runs out between readings;
 // - a value outside the physically possible range is `sensor_health/invalid`, not a false alarm;
-// - no reading for `stale_after` intervals is `sensor_health/offline`;
+// - no reading for `stale_after` intervals (and a margin: config::Sensor::silence_limit()) is
+//   `sensor_health/offline`;
 // - disinfection: a cycle counts only at or above the set point for the minimum time; at the end
 //   of each window of its schedule without a complete cycle, `disinfection/missed_cycle` starts, and
 //   ends with the next complete cycle. A window already running at the start is not judged.

@@ -438,6 +438,76 @@ TEST(ConfigLoader, AModbusTcpUnitIdTakes255) {
         << doubts[0];
 }
 
+// `kind` was matched to the letter: `Gas` got a fridge's ten minutes of `for` and its hysteresis (a
+// leak of a minute raised nothing), and every kind carried degC (a review). A kind the gateway
+// does not know keeps those defaults, and says so where a threshold relies on them.
+TEST(ConfigLoader, ASensorsKindIsAWordWhateverItsCaseAndAnUnknownOneIsSaid) {
+    const auto g =
+        load_string(kHead +
+                        "sensors:\n"
+                        "  - {id: a, kind: ' Gas', source: {mqtt: {topic: t/a}}, thresholds: [{above: 0}]}\n"
+                        "  - {id: b, kind: Humidity, source: {mqtt: {topic: t/b}}}\n"
+                        "  - {id: c, kind: DOOR, source: {mqtt: {topic: t/c}}, thresholds: [{below: 1}]}\n"
+                        "  - {id: d, source: {mqtt: {topic: t/d}}}\n"
+                        "  - {id: e, kind: lpg, source: {mqtt: {topic: t/e}}, thresholds: [{above: 0}]}\n"
+                        "  - {id: f, kind: lpg, unit: '%LEL', source: {mqtt: {topic: t/f}},\n"
+                        "     thresholds: [{above: 20, for: 0s, hysteresis: 0}]}\n",
+                    "g.yaml");
+    ASSERT_EQ(g.sensors.size(), 6u);
+    EXPECT_EQ(g.sensors[0].kind, "gas");
+    EXPECT_EQ(g.sensors[0].thresholds.at(0).for_time, 0s) << "a gas alarm raises at once";
+    EXPECT_EQ(g.sensors[0].thresholds.at(0).hysteresis, 0);
+    EXPECT_EQ(g.sensors[0].unit, "");
+    EXPECT_EQ(g.sensors[1].kind, "humidity");
+    EXPECT_EQ(g.sensors[1].unit, "%");
+    EXPECT_EQ(g.sensors[2].thresholds.at(0).hysteresis, 0);
+    EXPECT_EQ(g.sensors[3].kind, "temperature");
+    EXPECT_EQ(g.sensors[3].unit, "degC");
+    EXPECT_EQ(g.sensors[4].thresholds.at(0).for_time, 10min);
+    EXPECT_EQ(g.sensors[5].unit, "%LEL");
+    const auto doubts = kg::config::doubts(g);
+    ASSERT_EQ(doubts.size(), 1u) << ::testing::PrintToString(doubts);
+    EXPECT_NE(doubts[0].find("sensor 'e': kind 'lpg' is not one the gateway knows (temperature, humidity, "
+                             "gas, smoke, door, leak, power, co2), so its thresholds wait the default `for` "
+                             "(10m)"),
+              std::string::npos)
+        << doubts[0];
+}
+
+// One device written two ways (a trailing '/', the default port, a by-id link to a serial port)
+// got two connections: a device that serves one client at a time left the second unread, and two
+// on one serial line would garble each other's frames (a review).
+TEST(ConfigLoader, AModbusDeviceIsKnownByItsConnectionNotItsSpelling) {
+    using kg::config::modbus_connection;
+    EXPECT_EQ(modbus_connection("tcp://10.0.0.5:502"), "tcp://10.0.0.5:502");
+    for (const char* same :
+         {"tcp://10.0.0.5", "tcp://10.0.0.5:502/", "tcp://10.0.0.5:0502", "tcp://u:p@10.0.0.5"})
+        EXPECT_EQ(modbus_connection(same), "tcp://10.0.0.5:502") << same;
+    EXPECT_EQ(modbus_connection("tcp://Gateway.Local:1502"), "tcp://gateway.local:1502");
+    EXPECT_EQ(modbus_connection("tcp://[FE80::1]"), "tcp://[fe80::1]:502");
+    EXPECT_NE(modbus_connection("tcp://10.0.0.5:1502"), "tcp://10.0.0.5:502");
+    // A serial port through a link, as /dev/serial/by-id/ gives one.
+    const auto dir = std::filesystem::temp_directory_path() / ("kg-config-tty-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    { std::ofstream(dir / "ttyUSB0") << ""; }
+    std::filesystem::create_symlink(dir / "ttyUSB0", dir / "usb-FTDI-if00");
+    const auto port = "rtu:" + (dir / "ttyUSB0").string(), link = "rtu:" + (dir / "usb-FTDI-if00").string();
+    EXPECT_EQ(modbus_connection(link), port);
+    EXPECT_EQ(modbus_connection("rtu:/dev/no-such-tty"), "rtu:/dev/no-such-tty") << "as written when absent";
+    // And the line's one setting is checked across the two spellings.
+    try {
+        load_string(kHead + "sensors:\n  - id: f\n    source: {modbus: {device: '" + port +
+                        "', address: 0}}\n" + "  - id: g\n    source: {modbus: {device: '" + link +
+                        "', address: 1, baud: 19200}}\n",
+                    "g.yaml");
+        ADD_FAILURE() << "two settings on one serial line loaded";
+    } catch (const ConfigInvalid& e) {
+        ASSERT_EQ(e.errors.size(), 1u);
+        EXPECT_EQ(e.errors[0].key, "sensors[1].source.modbus.baud");
+    }
+    std::filesystem::remove_all(dir);
+}
+
 // A disinfection window is judged when it ends: "00:00-24:00" every day, meant as "a cycle a day",
 // never ended, and forty hours without a cycle raised nothing; and rtmp_push without listen pushed
 // nothing, with "configuration OK" (reviews). Said, not refused: a box whose configuration ran

@@ -27,6 +27,7 @@
 #include "common/iso_time.hpp"
 #include "common/logging.hpp"
 #include "config/config_loader.hpp"
+#include "modbus_test_server.hpp"
 #include "outbox/outbox.hpp"
 #include "outbox/sqlite_store.hpp"
 #include "test_broker.hpp"
@@ -343,6 +344,39 @@ TEST(GatewayMetrics, TheSensorInputsCountsAreThereBySensor) {
     EXPECT_EQ(metric(m, R"(kg_sensor_read_failures_total{sensor="fridge"})"), 0) << m;
     EXPECT_NE(m.find("# TYPE kg_sensor_read_failures_total counter"), std::string::npos) << m;
     EXPECT_EQ(m.find("s3cret"), std::string::npos) << m;
+}
+
+// Two sensors of one Modbus device, its address written two ways: two connections, and a device
+// that serves one client at a time (many do, and serial gateways) left the second sensor unread
+// and offline for good (a review). One connection reads both.
+TEST(GatewayMetrics, OneModbusDeviceWrittenTwoWaysIsReadOverOneConnection) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    kg::test::ModbusTcpServer device(45);
+    TempDir dir;
+    kg::Logging logging("info", false);
+    const auto port = std::to_string(device.port());
+    kg::app::Gateway gateway(
+        fridge_site(
+            broker.url(), dir.path,
+            "  - id: tank\n    interval: 300ms\n    source: {modbus: {device: 'tcp://127.0.0.1:" + port +
+                "', address: 0, timeout: 300ms}}\n"
+                "  - id: drum\n    interval: 300ms\n    source: {modbus: {device: 'tcp://127.0.0.1:" +
+                port + "/', address: 1, timeout: 300ms}}\n"),
+        logging);
+    gateway.start();
+    const auto read = [&](const std::string& id) {
+        for (const auto& s : gateway.sensors())
+            if (s.at("sensor") == id) return !s.at("value").is_null();
+        return false;
+    };
+    const bool both = within(10s, [&] { return read("tank") && read("drum"); });
+    const auto m = gateway.metrics();
+    gateway.stop();
+    EXPECT_TRUE(both) << gateway.sensors().dump();
+    EXPECT_EQ(metric(m, R"(kg_sensor_read_failures_total{sensor="drum"})"), 0) << m;
+    EXPECT_EQ(metric(m, R"(kg_sensor_read_failures_total{sensor="tank"})"), 0) << m;
 }
 
 // A warning about the configuration (a threshold its sensor can never reach, here) was said once, in

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "common/mqtt_topic.hpp"
+#include "modbus_test_server.hpp"
 #include "sensors/decode.hpp"
 #include "sensors/inputs.hpp"
 #include "sensors/rollup.hpp"
@@ -218,10 +219,39 @@ TEST(SensorRules, ASilentSensorIsOfflineNotAnAlarm) {
     rig.feed(r, 0, 10, -20.0);
     for (double m = 10; m < 20; m += 0.5) r.tick(at(m), rig.out);  // it goes silent after t=9
     ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor_health/offline:start"});
-    EXPECT_EQ(rig.out[0].time, at(12));  // 3 intervals after the last reading
+    // 3 intervals and the 5 s margin after the last reading: the first tick after 12:05.
+    EXPECT_EQ(rig.out[0].time, at(12.5));
     rig.feed(r, 20, 22, -20.0);
     EXPECT_EQ(rig.states().back(), "sensor_health/offline:end");
     EXPECT_FALSE(r.state(at(22)).conditions.size());
+}
+
+// `stale_after: 1` took a sensor that never missed a reading for offline at every reading that came
+// a moment after its interval (a Modbus poll, a device's own timer): an offline alert and its end
+// every other reading, in the room and on the parents' page.
+TEST(SensorRules, StaleAfterOneForgivesAReadingALittleLate) {
+    Rig rig;
+    rig.sensor.id = "gas";
+    rig.sensor.interval = 2s;
+    rig.sensor.stale_after = 1;
+    auto r = rig.make();
+    const double interval = 2.0 / 60, late = 2.2 / 60, tick = 0.5 / 60;  // minutes
+    double next = 0;
+    for (double m = 0; m < 2; m += tick / 5) {
+        if (m >= next) {
+            r.observe({"gas", 0.0, at(m), std::nullopt}, rig.out);
+            next = m + (static_cast<int>(m / interval) % 2 ? late : interval * 0.95);
+        }
+        r.tick(at(m), rig.out);
+        ASSERT_TRUE(r.state(kg::steady_from_wall(at(m))).online) << m * 60 << " s";
+    }
+    EXPECT_TRUE(rig.out.empty()) << rig.states().size() << " events, the first " << rig.states().front();
+    // Silent for good: offline one interval and the margin (half of it) after the last reading.
+    const double last = next - late;
+    for (double m = 2; m < 2.2; m += tick / 5) r.tick(at(m), rig.out);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor_health/offline:start"});
+    EXPECT_GE(rig.out[0].time, at(last + 3.0 / 60 - 1e-6));
+    EXPECT_LE(rig.out[0].time, at(last + 3.0 / 60 + tick));
 }
 
 TEST(SensorRules, AWarmSpellCutBySilenceOrAnImpossibleValueStartsAgainAfterIt) {
@@ -279,7 +309,7 @@ TEST(SensorRules, ADeviceClockBehindIsNotSilence) {
     EXPECT_EQ(r.state(at(29.5)).time, at(25));                     // the reading's own time, as published
     for (double m = 30; m < 40; m += 0.5) r.tick(at(m), rig.out);  // then silent
     EXPECT_EQ(rig.states().back(), "sensor_health/offline:start");
-    EXPECT_EQ(rig.out.back().time, at(32));  // 3 intervals after the last arrival
+    EXPECT_EQ(rig.out.back().time, at(32.5));  // 3 intervals and 5 s after the last arrival, at a tick
 }
 
 namespace {
@@ -339,7 +369,7 @@ TEST(SensorRules, AWallClockSetBackDoesNotHideASilentSensor) {
     // Silent from 10 (its last reading at 9), the clock set back an hour at 9.25.
     for (double m = 10; m < 15; m += 0.5) r.tick(wall(m), minute(started, m), rig.out);
     ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor_health/offline:start"});
-    EXPECT_EQ(rig.out[0].time, wall(12));  // 3 intervals after the last reading
+    EXPECT_EQ(rig.out[0].time, wall(12.5));  // 3 intervals and 5 s after the last reading, at a tick
     EXPECT_FALSE(r.state(minute(started, 15)).online);
 }
 
@@ -1055,100 +1085,11 @@ TEST(MqttSensorInput, SensorsWithOverlappingFiltersReadEachMessageOnce) {
     EXPECT_EQ(input.received(), 4u) << "the broker sent copies";
 }
 
-namespace {
-
-// A real Modbus TCP server (libmodbus in server mode) on a thread: it answers every unit id with
-// the same registers, as a TCP device that ignores the unit does, and records the unit id of each
-// request.
-class ModbusTcpServer {
-public:
-    explicit ModbusTcpServer(std::uint16_t value)
-        : map_(modbus_mapping_new(0, 0, 16, 16)), ctx_(modbus_new_tcp("127.0.0.1", 0)) {
-        if (!map_ || !ctx_) throw std::runtime_error("cannot set up the Modbus server");
-        for (int i = 0; i < 16; ++i) map_->tab_registers[i] = map_->tab_input_registers[i] = value;
-        listener_ = modbus_tcp_listen(ctx_.get(), 1);
-        if (listener_ < 0) throw std::runtime_error("modbus_tcp_listen failed");
-        sockaddr_in addr{};
-        socklen_t len = sizeof addr;
-        if (getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-            ::close(listener_);
-            throw std::runtime_error("getsockname failed");
-        }
-        port_ = ntohs(addr.sin_port);
-        thread_ = std::thread([this] { serve(); });
-    }
-    ~ModbusTcpServer() {
-        stop_ = true;
-        thread_.join();
-        ::close(listener_);
-    }
-    std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
-    std::set<int> units() {
-        std::lock_guard lock(mutex_);
-        return units_;
-    }
-
-private:
-    void serve() {
-        int client = -1;
-        while (!stop_) {
-            fd_set fds;
-            FD_ZERO(&fds);
-            FD_SET(client < 0 ? listener_ : client, &fds);
-            timeval wait{0, 50'000};
-            if (select(std::max(client, listener_) + 1, &fds, nullptr, nullptr, &wait) <= 0) continue;
-            if (client < 0) {
-                client = modbus_tcp_accept(ctx_.get(), &listener_);
-                continue;
-            }
-            std::uint8_t query[MODBUS_TCP_MAX_ADU_LENGTH];
-            const int n = modbus_receive(ctx_.get(), query);
-            if (n < 0) {  // the poller closed its connection: take its next one
-                close_client(client);
-                continue;
-            }
-            if (n == 0) continue;
-            {
-                std::lock_guard lock(mutex_);
-                units_.insert(query[6]);  // the MBAP header's unit identifier
-            }
-            modbus_reply(ctx_.get(), query, n, map_.get());
-        }
-        if (client >= 0) close_client(client);
-    }
-    // The context holds the client's socket too: it must not close it again at its end.
-    void close_client(int& client) {
-        ::close(client);
-        client = -1;
-        modbus_set_socket(ctx_.get(), -1);
-    }
-
-    struct MappingFree {
-        void operator()(modbus_mapping_t* m) const { modbus_mapping_free(m); }
-    };
-    struct ContextFree {
-        void operator()(modbus_t* m) const {
-            modbus_close(m);
-            modbus_free(m);
-        }
-    };
-    std::unique_ptr<modbus_mapping_t, MappingFree> map_;
-    std::unique_ptr<modbus_t, ContextFree> ctx_;
-    int listener_ = -1;
-    std::uint16_t port_ = 0;
-    std::atomic<bool> stop_{false};
-    std::mutex mutex_;
-    std::set<int> units_;
-    std::thread thread_;
-};
-
-}  // namespace
-
 TEST(ModbusPoller, AUnitLibmodbusRefusesIsNotReadAsTheUnitBeforeIt) {
     // Units 248..254 are reserved on TCP: libmodbus refuses them and keeps the unit set before. The
     // configuration keeps them out; the poller does not rely on it, since the read would then give
     // the previous sensor's unit's register as this sensor's value, silently.
-    ModbusTcpServer server(215);  // 21.5 degC at scale 0.1
+    kg::test::ModbusTcpServer server(215);  // 21.5 degC at scale 0.1
     kg::config::Sensor fridge, freezer;
     for (auto* s : {&fridge, &freezer}) {
         s->interval = 200ms;
@@ -1190,4 +1131,32 @@ TEST(ModbusPoller, AUnitLibmodbusRefusesIsNotReadAsTheUnitBeforeIt) {
     EXPECT_TRUE(sink->contains("sensor freezer: libmodbus refuses unit_id 250"));
     // Said when it starts failing, not at every poll.
     EXPECT_EQ(sink->count("refuses unit_id"), 1u);
+}
+
+// Many Modbus TCP devices and serial gateways close a connection that lay idle for a few seconds.
+// With an idle timeout shorter than the interval, every read found the connection closed, failed,
+// and reconnected for the next poll, which found it closed again: a device answering every request
+// was never read after the first, and its sensor offline for good.
+TEST(ModbusPoller, ADeviceThatClosesIdleConnectionsIsReadAtEveryPoll) {
+    kg::test::ModbusTcpServer server(45, 300ms);  // 4.5 degC at scale 0.1
+    kg::config::Sensor fridge;
+    fridge.id = "fridge";
+    fridge.interval = 600ms;
+    fridge.source.kind = kg::config::SensorSource::Kind::modbus;
+    fridge.source.device = server.url();
+    fridge.source.scale = 0.1;
+    auto sink = std::make_shared<LinesSink>();
+    auto log = std::make_shared<spdlog::logger>("modbus-test", sink);
+    log->set_level(spdlog::level::debug);
+    std::atomic<int> readings{0};
+    kg::sensors::ModbusPoller poller(
+        server.url(), {&fridge}, [&](const Reading&) { ++readings; }, log);
+    poller.start();
+    EXPECT_TRUE(within(10s, [&] { return readings.load() >= 5; })) << readings.load() << " readings";
+    poller.stop();
+    EXPECT_GE(server.idle_closes(), 3) << "the device closed its idle connections";
+    EXPECT_EQ(poller.failures(), 0u) << "a connection the device closed is not a failed read";
+    // Said once, at info: why the device is connected to again at every poll.
+    EXPECT_GE(sink->count("closed the connection since the last read"), 3u);
+    EXPECT_EQ(sink->count("said once"), 1u);
 }

@@ -1,0 +1,131 @@
+#pragma once
+// A real Modbus TCP server (libmodbus in server mode) on a thread, for the tests of the Modbus
+// poller: it answers every unit id with the same registers, as a TCP device that ignores the unit
+// does, records the unit id of each request, and serves one client at a time, as many devices and
+// serial gateways do (a second connection waits unanswered in the listen queue).
+
+#include <arpa/inet.h>
+#include <modbus/modbus.h>
+#include <netinet/in.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace kg::test {
+
+class ModbusTcpServer {
+public:
+    // `idle_close`: the connection is closed when no request came for this long (zero: never), as
+    // devices with an idle timeout do.
+    explicit ModbusTcpServer(std::uint16_t value,
+                             std::chrono::milliseconds idle_close = std::chrono::milliseconds::zero())
+        : idle_close_(idle_close),
+          map_(modbus_mapping_new(0, 0, 16, 16)),
+          ctx_(modbus_new_tcp("127.0.0.1", 0)) {
+        if (!map_ || !ctx_) throw std::runtime_error("cannot set up the Modbus server");
+        for (int i = 0; i < 16; ++i) map_->tab_registers[i] = map_->tab_input_registers[i] = value;
+        listener_ = modbus_tcp_listen(ctx_.get(), 1);
+        if (listener_ < 0) throw std::runtime_error("modbus_tcp_listen failed");
+        sockaddr_in addr{};
+        socklen_t len = sizeof addr;
+        if (getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+            ::close(listener_);
+            throw std::runtime_error("getsockname failed");
+        }
+        port_ = ntohs(addr.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~ModbusTcpServer() {
+        stop_ = true;
+        thread_.join();
+        ::close(listener_);
+    }
+    ModbusTcpServer(const ModbusTcpServer&) = delete;
+    ModbusTcpServer& operator=(const ModbusTcpServer&) = delete;
+
+    std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+    std::uint16_t port() const { return port_; }
+    std::set<int> units() {
+        std::lock_guard lock(mutex_);
+        return units_;
+    }
+    // Requests answered, and connections closed for idling.
+    int answered() const { return answered_.load(); }
+    int idle_closes() const { return idle_closes_.load(); }
+
+private:
+    void serve() {
+        int client = -1;
+        auto last = std::chrono::steady_clock::now();
+        while (!stop_) {
+            if (client >= 0 && idle_close_ > std::chrono::milliseconds::zero() &&
+                std::chrono::steady_clock::now() - last > idle_close_) {
+                close_client(client);
+                ++idle_closes_;
+            }
+            fd_set fds;
+            FD_ZERO(&fds);
+            FD_SET(client < 0 ? listener_ : client, &fds);
+            timeval wait{0, 20'000};
+            if (select(std::max(client, listener_) + 1, &fds, nullptr, nullptr, &wait) <= 0) continue;
+            if (client < 0) {
+                client = modbus_tcp_accept(ctx_.get(), &listener_);
+                last = std::chrono::steady_clock::now();
+                continue;
+            }
+            std::uint8_t query[MODBUS_TCP_MAX_ADU_LENGTH];
+            const int n = modbus_receive(ctx_.get(), query);
+            if (n < 0) {  // the poller closed its connection: take its next one
+                close_client(client);
+                continue;
+            }
+            if (n == 0) continue;
+            {
+                std::lock_guard lock(mutex_);
+                units_.insert(query[6]);  // the MBAP header's unit identifier
+            }
+            modbus_reply(ctx_.get(), query, n, map_.get());
+            ++answered_;
+            last = std::chrono::steady_clock::now();
+        }
+        if (client >= 0) close_client(client);
+    }
+    // The context holds the client's socket too: it must not close it again at its end.
+    void close_client(int& client) {
+        ::close(client);
+        client = -1;
+        modbus_set_socket(ctx_.get(), -1);
+    }
+
+    struct MappingFree {
+        void operator()(modbus_mapping_t* m) const { modbus_mapping_free(m); }
+    };
+    struct ContextFree {
+        void operator()(modbus_t* m) const {
+            modbus_close(m);
+            modbus_free(m);
+        }
+    };
+    std::chrono::milliseconds idle_close_;
+    std::unique_ptr<modbus_mapping_t, MappingFree> map_;
+    std::unique_ptr<modbus_t, ContextFree> ctx_;
+    int listener_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> answered_{0}, idle_closes_{0};
+    std::mutex mutex_;
+    std::set<int> units_;
+    std::thread thread_;
+};
+
+}  // namespace kg::test
