@@ -57,14 +57,15 @@ Response plain_response(const Request& req, http::status status, std::string bod
     return res;
 }
 
-ConnectionTicket::ConnectionTicket(std::shared_ptr<ListenerState> state, std::string client)
-    : state_(std::move(state)), client_(std::move(client)) {}
+ConnectionTicket::ConnectionTicket(std::shared_ptr<ListenerState> state, std::string client,
+                                   std::string counted_as)
+    : state_(std::move(state)), client_(std::move(client)), counted_as_(std::move(counted_as)) {}
 
 ConnectionTicket::~ConnectionTicket() {
     if (!state_) return;  // moved from
     std::lock_guard lock(state_->mutex);
     --state_->connections;
-    if (--state_->per_address[client_] == 0) state_->per_address.erase(client_);
+    if (--state_->per_address[counted_as_] == 0) state_->per_address.erase(counted_as_);
 }
 
 bool ConnectionTicket::server_stopped() const { return !state_ || state_->stopped; }
@@ -129,20 +130,23 @@ void Listener::accept() {
                 const auto peer = socket.remote_endpoint(peer_ec);
                 const std::string client = peer_ec ? "unknown" : canonical(peer.address()).to_string();
                 const bool proxy = !peer_ec && state->limits.trusted_proxies.contains(peer.address());
+                // An IPv6 household has a whole /64 and picks any address in it: counted by address,
+                // one home filled every place from a few dozen of them, and no parent got in.
+                const std::string counted_as = address_block(client);
                 bool admitted = false;
                 {
                     std::lock_guard lock(state->mutex);
                     if (state->connections < state->limits.max_connections &&
-                        (proxy || state->per_address[client] < state->limits.max_per_address)) {
+                        (proxy || state->per_address[counted_as] < state->limits.max_per_address)) {
                         ++state->connections;
-                        ++state->per_address[client];
+                        ++state->per_address[counted_as];
                         admitted = true;
-                    } else if (state->per_address[client] == 0) {
-                        state->per_address.erase(client);
+                    } else if (state->per_address[counted_as] == 0) {
+                        state->per_address.erase(counted_as);
                     }
                 }
                 if (admitted) {
-                    on_connection_(std::move(socket), ConnectionTicket(state, client));
+                    on_connection_(std::move(socket), ConnectionTicket(state, client, counted_as));
                 } else {
                     if (const auto refusals = state->refusals.pass(); refusals == 1) {
                         state->log->warn("connection from {} refused: too many connections", client);

@@ -36,8 +36,13 @@ struct Limits {
     std::size_t header_limit = 8 * 1024;              // bytes of request line and headers
     std::size_t body_limit = 64 * 1024;
     std::size_t max_connections = 256;
-    std::size_t max_per_address = 16;  // not for trusted proxies: their connections carry many clients
-    TrustedProxies trusted_proxies;    // believed about the client (X-Forwarded-For)
+    // Per IPv4 address or IPv6 /64 (address_block()); not for trusted proxies: their connections
+    // carry many clients.
+    std::size_t max_per_address = 16;
+    TrustedProxies trusted_proxies;  // believed about the client (X-Forwarded-For)
+    // Access-Control-Allow-Origin of the answers the server makes itself (a request it cannot read,
+    // too large), as its handler gives it on its own; empty: none.
+    std::string allow_origin;
 };
 
 // "127.0.0.1:8080", "[::1]:8080", ":8080" (all addresses); throws std::invalid_argument.
@@ -57,16 +62,18 @@ public:
     ConnectionTicket(ConnectionTicket&&) noexcept = default;
     ConnectionTicket& operator=(ConnectionTicket&&) = delete;
     ~ConnectionTicket();
+    // The peer's address.
     const std::string& client() const { return client_; }
     // Once the server stops, a kept-alive connection ends after the response it is writing.
     bool server_stopped() const;
 
 private:
     friend class Listener;
-    ConnectionTicket(std::shared_ptr<ListenerState> state, std::string client);
+    ConnectionTicket(std::shared_ptr<ListenerState> state, std::string client, std::string counted_as);
 
     std::shared_ptr<ListenerState> state_;
     std::string client_;
+    std::string counted_as_;  // the per-address cap's key: address_block() of the peer
 };
 
 // Accepts connections, each on a strand of its own; one over a cap is refused at once,

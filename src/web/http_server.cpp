@@ -42,9 +42,11 @@ private:
         dummy.version(11);
         const bool over_limit = ec == http::error::header_limit || ec == http::error::body_limit;
         dummy.keep_alive(false);
-        send(text_response(dummy, status,
-                           over_limit ? ec.message() + "\n" : "bad request: " + ec.message() + "\n"),
-             dummy);
+        auto res = text_response(dummy, status,
+                                 over_limit ? ec.message() + "\n" : "bad request: " + ec.message() + "\n");
+        if (!shared_->limits.allow_origin.empty())
+            res.set(http::field::access_control_allow_origin, shared_->limits.allow_origin);
+        send(std::move(res), dummy);
     }
 
     void on_request(Request req) override {

@@ -39,7 +39,13 @@ TokenCheck check_viewer_token(const std::string& secret, const std::string& came
     std::int64_t expires = 0;
     const auto [end, ec] = std::from_chars(token.data(), token.data() + dot, expires);
     if (ec != std::errc() || end != token.data() + dot) return TokenCheck::malformed;
-    const std::string given = token.substr(dot + 1);
+    // Hex in either case: .NET's Convert.ToHexString and Java's printHexBinary write capitals, and a
+    // parents' app signing with them had every viewer refused. (Lower-cased whatever it holds: a
+    // character that is not hex fails the comparison all the same.)
+    std::string given = token.substr(dot + 1);
+    for (auto& c : given) {
+        if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+    }
     // The signature is checked before the expiry, so a forged token never learns whether its
     // expiry would have passed.
     const bool for_camera = same(given, hmac_hex(secret, fmt::format("{}:{}", camera, expires)));

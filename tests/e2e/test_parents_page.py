@@ -6,12 +6,14 @@ offline, not with its last value. A screenshot is kept as an artifact
 (parents-page.png in the test's folder). The `browser` fixture (conftest.py) skips the test when
 selenium, chromium or chromedriver is missing."""
 
+import datetime
 import http.client
 import json
 import re
 import time
 
 import paho.mqtt.publish as mqtt_publish
+import yaml
 
 import kg_e2e
 
@@ -19,6 +21,15 @@ import kg_e2e
 def get(port, path):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", path)
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, body
+
+
+def post(port, path, headers):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", path, headers=headers)
     r = conn.getresponse()
     body = r.read()
     conn.close()
@@ -189,4 +200,68 @@ def test_a_phone_player_that_cannot_play_the_stream_says_so_once(broker, rtsp_se
     time.sleep(8)  # two of the page's watch periods and a session's pause
     sources = [s for s in browser.execute_script("return window.__sources") if "index.m3u8" in s]
     assert len(sources) == 1, sources
+    assert gw.terminate() == 0
+
+
+# Every SourceBuffer the page makes, kept for the test to look at its listeners.
+KEEP_SOURCE_BUFFERS = """
+window.__buffers = [];
+const add = MediaSource.prototype.addSourceBuffer;
+MediaSource.prototype.addSourceBuffer = function (type) {
+  const sb = add.call(this, type); window.__buffers.push(sb); return sb;
+};
+"""
+
+
+def test_the_picture_goes_when_public_hours_end(broker, rtsp_server, make_clip, gateways, browser, tmp_path):
+    """Two things a parent's phone kept (a review): the player left an `error` listener behind on
+    its SourceBuffer at every segment, thousands over a day; and when public hours ended, the page
+    showed its notice over the kitchen's last picture, still attached, whose controls replayed the
+    last seconds. The hours end here by a reload (POST /api/reload) that gives the public side hours
+    three hours away, on the same port, so the page's next status poll reads them."""
+    server = rtsp_server({"/kitchen": make_clip([("normal", 90)])})
+    listen = f"127.0.0.1:{kg_e2e.free_port()}"
+    config = kg_e2e.base_config(broker, [kg_e2e.camera("kitchen", server.url("/kitchen"), public=True)], tmp_path)
+    config["public"] = {"listen": listen, "hls_dir": str(tmp_path / "hls"), "segment": "1s"}
+    config["api"]["token"] = "test-api-token"
+    config["site"]["timezone"] = "UTC"
+    gw = gateways(config)
+    port = int(listen.rsplit(":", 1)[1])
+    kg_e2e.wait_until(lambda: f"public side on {listen}" in gw.output(), 10, what="the public side")
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[1].count(b".m4s") >= 2, 30,
+                      what="the kitchen's first segments")
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": KEEP_SOURCE_BUFFERS})
+    browser.get(f"http://127.0.0.1:{port}/")
+    video = "document.querySelector('[data-camera=\"kitchen\"] video')"
+    kg_e2e.wait_until(lambda: browser.execute_script(f"const v = {video}; return v !== null && v.currentTime > 0.5"),
+                      30, interval=0.5, what="the video to start playing")
+    first = browser.execute_script(f"return {video}.currentTime")
+    # Six more segments appended to the same SourceBuffer.
+    kg_e2e.wait_until(lambda: browser.execute_script(f"return {video}.currentTime") - first > 6, 20, interval=0.5,
+                      what="six more seconds played")
+    assert browser.execute_script("return window.__buffers.length") == 1
+    buffer = browser.execute_cdp_cmd("Runtime.evaluate", {"expression": "window.__buffers[0]"})["result"]["objectId"]
+    listeners = browser.execute_cdp_cmd("DOMDebugger.getEventListeners", {"objectId": buffer})["listeners"]
+    kinds = [entry["type"] for entry in listeners]
+    # At most those of the append in flight.
+    assert kinds.count("error") <= 1 and kinds.count("updateend") <= 2, kinds
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = (now + datetime.timedelta(hours=3)).strftime("%H:00")
+    end = (now + datetime.timedelta(hours=4)).strftime("%H:00")
+    config["schedules"] = {"meals": {"times": [f"{start}-{end}"]}}
+    config["public"]["hours"] = "meals"
+    gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    status, _ = post(gw.api_port(), "/api/reload", {"Authorization": "Bearer test-api-token"})
+    assert status == 202
+    kg_e2e.wait_until(lambda: browser.execute_script("return !document.getElementById('notice').hidden"), 20,
+                      interval=0.5, what="the page's public-hours notice")
+    picture = f"const v = {video}; return {{ready: v.readyState, buffered: v.buffered.length, src: v.getAttribute('src')}}"
+    kg_e2e.wait_until(lambda: browser.execute_script(picture)["ready"] == 0, 5, interval=0.5,
+                      what="the last picture let go")
+    time.sleep(3)  # the player's session, stopped, does not come back to it
+    state = browser.execute_script(picture)
+    assert state == {"ready": 0, "buffered": 0, "src": None}, state
+    msg = "return document.querySelector('[data-camera=\"kitchen\"] .msg').textContent"
+    assert browser.execute_script(msg) == "", browser.execute_script(msg)
     assert gw.terminate() == 0

@@ -183,8 +183,13 @@ def test_hls_flv_status_and_abuse(broker, clips, rtsp_server, gateways, tmp_path
         assert get(port, path)[0] == 404, path
     assert get(port, "/public/status", method="POST")[0] == 405
 
-    # Oversized headers are refused with 431.
-    assert get(port, "/", headers={"X-Big": "a" * 9000})[0] == 431
+    # Oversized headers are refused with 431, with CORS as every refusal here: a parents' app on
+    # another origin reads the status, not a network failure (the server's own answer had none).
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/", headers={"X-Big": "a" * 9000})
+    big = conn.getresponse()
+    assert big.status == 431 and big.getheader("Access-Control-Allow-Origin") == "*", big.getheaders()
+    conn.close()
 
     # Slowloris: a client trickling its headers is cut off at header_timeout (2 s here) while the
     # others are served meanwhile.

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -136,6 +137,16 @@ TEST(ViewerToken, KnownVector) {
     // printf 'kitchen:1000' | openssl dgst -sha256 -hmac 0123456789abcdef0123456789abcdef
     EXPECT_EQ(sign_viewer_token(kSecret, "kitchen", 1000),
               "1000.e33c33b33b17c7a789fec5307fd10a48ece4c3669ccd86ab46843c5146dfe9a8");
+}
+
+// .NET's Convert.ToHexString and Java's printHexBinary write the signature in capitals: every viewer
+// of an app signing with them was refused (a review).
+TEST(ViewerToken, ASignatureInCapitalsIsTheSameSignature) {
+    auto token = sign_viewer_token(kSecret, "kitchen", 1000);
+    for (auto& c : token) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    EXPECT_EQ(token, "1000.E33C33B33B17C7A789FEC5307FD10A48ECE4C3669CCD86AB46843C5146DFE9A8");
+    EXPECT_EQ(check_viewer_token(kSecret, "kitchen", token, 999), TokenCheck::ok);
+    EXPECT_EQ(check_viewer_token(kSecret, "hall", token, 999), TokenCheck::bad_signature);
 }
 
 TEST(ViewerToken, SiteTokenOpensEveryCamera) {

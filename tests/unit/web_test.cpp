@@ -1,12 +1,21 @@
 // Who a request is from, behind a reverse proxy: TrustedProxies alone, then through a real
 // HttpServer (its per-address connection cap and the client its handler is given). A stored file
 // served whole and in the parts a player or a resumed download asks for.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <linux/ipv6.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -114,8 +123,9 @@ kg::web::Response the_client(const kg::web::Request& req, const std::string& cli
 // A real server on the loopback.
 class Server {
 public:
-    explicit Server(kg::web::Limits limits, kg::web::Handler handler = the_client) {
-        server_ = std::make_unique<kg::web::HttpServer>(io_, "127.0.0.1:0", limits, std::move(handler),
+    explicit Server(kg::web::Limits limits, kg::web::Handler handler = the_client,
+                    const std::string& listen = "127.0.0.1:0") {
+        server_ = std::make_unique<kg::web::HttpServer>(io_, listen, limits, std::move(handler),
                                                         kg::Logging::null_logger());
         server_->start();
         thread_ = std::thread([this] { io_.run(); });
@@ -143,6 +153,13 @@ class Client {
 public:
     explicit Client(unsigned short port) : socket_(io_) {
         socket_.connect({net::ip::make_address("127.0.0.1"), port});
+    }
+    // From `from` to `to` (both addresses of this host).
+    Client(const std::string& from, const std::string& to, unsigned short port) : socket_(io_) {
+        const auto source = net::ip::make_address(from);
+        socket_.open(source.is_v6() ? tcp::v6() : tcp::v4());
+        socket_.bind({source, 0});
+        socket_.connect({net::ip::make_address(to), port});
     }
     std::optional<std::string> ask(const char* forwarded_for) {
         http::request<http::empty_body> req{http::verb::get, "/", 11};
@@ -186,6 +203,54 @@ TEST(HttpServerBehindAProxy, ItsClientsAreCountedByTheirOwnAddressesAndOthersCan
     EXPECT_EQ(open[0]->ask("198.51.100.1"), "198.51.100.1");
     EXPECT_EQ(open[0]->ask("1.1.1.1, 198.51.100.2"), "198.51.100.2");
     EXPECT_EQ(open[0]->ask(nullptr), "127.0.0.1");
+}
+
+// Whether this process could be given a network of its own with `addresses` (IPv6, on its
+// loopback): needs root. The addresses' /64 is routed on the loopback.
+bool own_ipv6_network(const std::vector<std::string>& addresses, std::string& why) {
+    if (::unshare(CLONE_NEWNET) != 0) {
+        why = std::string("cannot make a network namespace: ") + std::strerror(errno);
+        return false;
+    }
+    const int fd = ::socket(AF_INET6, SOCK_DGRAM, 0);
+    ifreq up{};
+    std::strncpy(up.ifr_name, "lo", IFNAMSIZ - 1);
+    bool ok = fd >= 0 && ::ioctl(fd, SIOCGIFFLAGS, &up) == 0;
+    up.ifr_flags = static_cast<short>(up.ifr_flags | IFF_UP);
+    ok = ok && ::ioctl(fd, SIOCSIFFLAGS, &up) == 0;
+    const unsigned index = ::if_nametoindex("lo");
+    for (const auto& a : addresses) {
+        in6_ifreq add{};
+        ok = ok && ::inet_pton(AF_INET6, a.c_str(), &add.ifr6_addr) == 1;
+        add.ifr6_prefixlen = 64;
+        add.ifr6_ifindex = static_cast<int>(index);
+        ok = ok && ::ioctl(fd, SIOCSIFADDR, &add) == 0;
+    }
+    if (!ok) why = std::string("cannot set up the loopback: ") + std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return ok;
+}
+
+// One IPv6 household has a whole /64 and picks any address in it. The connection cap counted each
+// address alone: one home held every place from a few dozen of its addresses and no other parent
+// got in (a review). It counts the /64, as the viewer caps do.
+TEST(HttpServer, AnIpv6HomesAddressesShareOnePerAddressCap) {
+    const std::vector<std::string> home = {"2001:db8:1:2::10", "2001:db8:1:2::11", "2001:db8:1:2::12"};
+    const std::string other = "2001:db8:9:9::1";
+    std::string why;
+    auto all = home;
+    all.push_back(other);
+    if (!own_ipv6_network(all, why)) GTEST_SKIP() << why;
+    kg::web::Limits limits;
+    limits.max_per_address = 2;
+    Server server(limits, the_client, "[::1]:0");
+    Client a(home[0], "::1", server.port()), b(home[1], "::1", server.port()),
+        c(home[2], "::1", server.port());
+    EXPECT_EQ(a.ask(nullptr), home[0]);
+    EXPECT_EQ(b.ask(nullptr), home[1]);
+    EXPECT_EQ(c.ask(nullptr), std::nullopt) << "a third connection from one /64";
+    Client d(other, "::1", server.port());
+    EXPECT_EQ(d.ask(nullptr), other) << "another /64 is another household";
 }
 
 TEST(HttpServerBehindAProxy, TheConfigurationNamesAnEntryThatIsNotAnAddress) {
