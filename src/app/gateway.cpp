@@ -170,7 +170,8 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
       event_log_(outbox_, cfg_.site.id),
       evidence_(std::make_unique<evidence::EvidenceStore>(
           cfg_.evidence.path, cfg_.evidence.max_bytes, cfg_.evidence.max_age,
-          evidence::EvidenceStore::Manages{}, cfg_.evidence.min_free)),
+          evidence::EvidenceStore::Manages{}, cfg_.evidence.min_free, evidence::EvidenceStore::disk_free,
+          /*prune_folders=*/true)),
       training_frames_(open_training_frames(cfg_.training_frames)),
       site_{cfg_,
             calendar_,

@@ -72,6 +72,9 @@ struct Input {
     Duration reconnect_healthy_after{std::chrono::seconds(10)};
     bool loop = false;     // files only: start again at the end (demos and tests)
     bool realtime = true;  // files only: read at the stream's own pace, like `ffmpeg -re`
+    // V4L2 devices only: the picture format asked of the device (FFmpeg's `-input_format`: mjpeg,
+    // h264, yuyv422, ...); empty: the device's own choice, often raw pictures no clip can hold.
+    std::string format;
 };
 
 struct Analysis {

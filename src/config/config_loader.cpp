@@ -595,7 +595,7 @@ void read_sensors_broker(Reader& r, const YAML::Node& n, std::optional<BrokerAcc
 }
 
 void read_input(Reader& r, const YAML::Node& n, const std::string& path, Input& in) {
-    if (!r.map(n, path, {"transport", "timeout", "reconnect", "loop", "realtime"})) return;
+    if (!r.map(n, path, {"transport", "timeout", "reconnect", "loop", "realtime", "format"})) return;
     if (n["transport"]) {
         std::string t;
         if (r.string(n["transport"], path + ".transport", t)) {
@@ -620,6 +620,16 @@ void read_input(Reader& r, const YAML::Node& n, const std::string& path, Input& 
     }
     if (n["loop"]) r.boolean(n["loop"], path + ".loop", in.loop);
     if (n["realtime"]) r.boolean(n["realtime"], path + ".realtime", in.realtime);
+    if (n["format"] && r.string(n["format"], path + ".format", in.format)) {
+        const bool word = !in.format.empty() && in.format.size() <= 32 &&
+                          std::all_of(in.format.begin(), in.format.end(), [](char c) {
+                              return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+                          });
+        if (!word) {
+            r.error(n["format"], path + ".format",
+                    fmt::format("'{}' is not a pixel format's name like mjpeg, h264 or yuyv422", in.format));
+        }
+    }
 }
 
 void read_analysis(Reader& r, const YAML::Node& n, const std::string& path, Analysis& a) {
@@ -1786,6 +1796,15 @@ std::vector<std::string> doubts(const Gateway& g) {
         out.push_back(
             "public.rtmp_push is set but public.listen is not: the public side is off, and nothing is pushed "
             "(listen on 127.0.0.1 to keep the box's own page private)");
+    }
+    // A pixel format is asked of a V4L2 device only: a network camera or a file sends what it sends.
+    for (const auto& cam : g.cameras) {
+        if (cam.input.format.empty() || starts_with(cam.url, "/dev/") || starts_with(cam.url, "v4l2://"))
+            continue;
+        out.push_back(
+            fmt::format("camera '{}': input.format ({}) is for V4L2 devices (/dev/videoN) only: ignored "
+                        "for its URL",
+                        cam.id, cam.input.format));
     }
     // Limits a valid reading can never cross, or always has: the rule can never say anything (a
     // reading past valid_range is an `invalid` event, not a value the rules judge).

@@ -25,12 +25,15 @@ struct OutputCloser {
 
 ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
     ClipResult result;
+    // The reason first: a camera whose codec no clip can hold has nothing buffered either.
+    if (span.codecpar) {
+        if (std::string why = stream::unmuxable_reason(*span.codecpar); !why.empty()) {
+            result.error = std::move(why);
+            return result;
+        }
+    }
     if (span.packets.empty() || !span.codecpar) {
         result.error = "no video buffered for this time";
-        return result;
-    }
-    if (std::string why = stream::unmuxable_reason(*span.codecpar); !why.empty()) {
-        result.error = std::move(why);
         return result;
     }
     const std::string partial = path + ".part";

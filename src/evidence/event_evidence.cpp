@@ -222,6 +222,7 @@ void EventEvidence::cut(PendingClip& clip, SteadyPoint to) {
             report.seconds = written.seconds;
             report.bytes = written.bytes;
         } else {
+            store_->release(report.path);
             report.error = written.error;
         }
     }

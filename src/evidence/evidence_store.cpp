@@ -32,13 +32,14 @@ std::optional<std::uint64_t> EvidenceStore::disk_free(const fs::path& path) {
 }
 
 EvidenceStore::EvidenceStore(fs::path root, std::uint64_t max_bytes, Duration max_age, Manages manages,
-                             std::uint64_t min_free, FreeSpace free_space)
+                             std::uint64_t min_free, FreeSpace free_space, bool prune_folders)
     : root_(std::move(root)),
       max_bytes_(max_bytes),
       max_age_(max_age),
       manages_(std::move(manages)),
       min_free_(min_free),
-      free_space_(std::move(free_space)) {
+      free_space_(std::move(free_space)),
+      prune_folders_(prune_folders) {
     std::error_code ec;
     fs::create_directories(root_, ec);  // failure shows on the first write, with the reason
     std::vector<fs::path> unfinished;
@@ -67,7 +68,30 @@ void EvidenceStore::erase_oldest() {
     std::error_code ec;
     fs::remove(root_ / it->first.second, ec);
     bytes_ -= it->second.size;
+    const std::string relative = it->first.second;
     files_.erase(it);
+    prune(relative);
+}
+
+void EvidenceStore::prune(const std::string& relative) {
+    if (!prune_folders_) return;
+    for (fs::path folder = fs::path(relative).parent_path(); folder.has_parent_path();
+         folder = folder.parent_path()) {
+        if (writing_.count(folder.string()) != 0) return;
+        std::error_code ec;
+        // Only an empty one: remove() of a folder fails on one that holds anything (a person's file).
+        if (!fs::is_empty(root_ / folder, ec) || ec || !fs::remove(root_ / folder, ec) || ec) return;
+    }
+}
+
+void EvidenceStore::end_write(const std::string& relative) {
+    const auto it = writing_.find(fs::path(relative).parent_path().string());
+    if (it != writing_.end() && --it->second <= 0) writing_.erase(it);
+}
+
+void EvidenceStore::release(const std::string& relative) {
+    std::lock_guard lock(mutex_);
+    end_write(relative);
 }
 
 bool EvidenceStore::below_floor(std::uint64_t size) const {
@@ -108,6 +132,7 @@ StoreResult EvidenceStore::reserve(const std::string& relative, std::uint64_t si
             fmt::format("cannot create {}: {}", (root_ / relative).parent_path().string(), ec.message());
         return r;
     }
+    ++writing_[fs::path(relative).parent_path().string()];
     r.ok = true;
     r.path = relative;
     return r;
@@ -115,6 +140,7 @@ StoreResult EvidenceStore::reserve(const std::string& relative, std::uint64_t si
 
 void EvidenceStore::adopt(const std::string& relative) {
     std::lock_guard lock(mutex_);
+    end_write(relative);
     std::error_code ec;
     const auto size = fs::file_size(root_ / relative, ec);
     if (ec) return;
@@ -139,6 +165,7 @@ std::vector<std::string> EvidenceStore::remove(const std::string& relative) {
         files_.erase(it);
         break;
     }
+    if (!removed.empty()) prune(relative);
     return removed;
 }
 
@@ -154,6 +181,7 @@ StoreResult EvidenceStore::write(const std::string& relative, std::string_view d
     if (error) {
         std::error_code ec;
         fs::remove(partial, ec);
+        release(relative);
         return {false, "", fmt::format("cannot write {}: {}", target.string(), *error), ""};
     }
     // The file is whole and named: a folder that cannot be flushed (a failing disk) leaves it kept,
@@ -178,7 +206,9 @@ void EvidenceStore::expire(TimePoint now) {
         std::error_code ec;
         fs::remove(root_ / it->first.second, ec);
         bytes_ -= std::min(bytes_, it->second.size);
+        const std::string relative = it->first.second;
         it = files_.erase(it);
+        prune(relative);
     }
 }
 

@@ -39,8 +39,12 @@ public:
 
     // Scans `root` for what an earlier run left, so the budget counts it; a write an earlier run
     // did not finish (its ".part" file) is deleted. `min_free` 0: no floor on the disk's free space.
+    // `prune_folders`: a folder the deletion of its last file leaves empty goes too, short of the
+    // root's own first level (the events' `<camera>/<date>/`: one a camera a day otherwise piled up
+    // outside the budget). Not for the training frames, whose `<camera>/images/` a labelling tool
+    // expects to stay.
     EvidenceStore(std::filesystem::path root, std::uint64_t max_bytes, Duration max_age, Manages manages = {},
-                  std::uint64_t min_free = 0, FreeSpace free_space = disk_free);
+                  std::uint64_t min_free = 0, FreeSpace free_space = disk_free, bool prune_folders = false);
 
     // Writes `data` at `relative` (e.g. "cam1/2026-11-24/<id>-start.jpg").
     StoreResult write(const std::string& relative, std::string_view data);
@@ -48,6 +52,8 @@ public:
     // adopt() it (or forget it when writing failed).
     StoreResult reserve(const std::string& relative, std::uint64_t size);
     void adopt(const std::string& relative);
+    // A reserved write that failed: its folder may be pruned again.
+    void release(const std::string& relative);
     // Deletes the file at `relative` and an unfinished write of it (its ".part"), and stops counting
     // it. Returns what was deleted (nothing when neither existed); throws std::filesystem_error
     // naming the file when one exists and cannot be deleted.
@@ -72,6 +78,10 @@ private:
     std::optional<std::string> make_room(std::uint64_t size);
     bool below_floor(std::uint64_t size) const;  // writing `size` bytes would leave < min_free_
     void erase_oldest();                         // mutex_ held
+    // After `relative` was deleted (mutex_ held): its emptied folders, with prune_folders_, unless a
+    // reserved write is under way in one.
+    void prune(const std::string& relative);
+    void end_write(const std::string& relative);  // mutex_ held: reserve()'s write is over
 
     std::filesystem::path root_;
     std::uint64_t max_bytes_;
@@ -89,6 +99,9 @@ private:
     };
     std::map<std::pair<TimePoint, std::string>, Entry> files_;
     std::uint64_t bytes_ = 0;
+    bool prune_folders_;
+    // Folders (relative) with reserved writes under way, and how many: never pruned meanwhile.
+    std::map<std::string, int> writing_;
 };
 
 }  // namespace kg::evidence

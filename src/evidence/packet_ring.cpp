@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "stream/muxable.hpp"
+
 namespace kg::evidence {
 namespace {
 
@@ -29,12 +31,20 @@ void PacketRing::on_stream_opened(const AVStream& stream) {
     current_ = Run{};
     current_.codecpar = copy_codecpar(stream.codecpar);
     current_.time_base = stream.time_base;
+    // Packets no clip can hold are not kept: a raw USB camera filled the ring's 96 MiB for clips
+    // that all failed. The run keeps its parameters, so a clip asked of it says why.
+    current_.clippable = stream::mp4_holds(stream.codecpar->codec_id);
+    if (!current_.clippable && !said_unclippable_ && log_) {
+        said_unclippable_ = true;
+        log_->warn("no clips: {}", stream::unmuxable_reason(*stream.codecpar));
+    }
 }
 
 void PacketRing::on_packet(const AVPacket& packet, const AVStream&) {
     const bool key = (packet.flags & AV_PKT_FLAG_KEY) != 0;
     std::lock_guard lock(mutex_);
     auto& ring = current_.packets;
+    if (!current_.clippable) return;
     // A clip must start on a key frame: packets before the first one are useless.
     if (ring.empty() && !key) return;
     PacketRef ref;
@@ -122,6 +132,7 @@ PacketSpan PacketRing::span(SteadyPoint from, SteadyPoint to) const {
 PacketSpan PacketRing::span_of(const Run& run, SteadyPoint from, SteadyPoint to) {
     PacketSpan out;
     const auto& ring = run.packets;
+    if (!run.clippable && run.codecpar) out.codecpar = copy_codecpar(run.codecpar.get());  // for the reason
     if (ring.empty() || !run.codecpar) return out;
     // The last key frame at or before `from` (or the first one held, if `from` is older).
     std::size_t start = 0;

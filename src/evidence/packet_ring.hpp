@@ -71,6 +71,7 @@ private:
         AVRational time_base{1, 90000};
         std::deque<PacketRef> packets;
         std::size_t bytes = 0;
+        bool clippable = true;  // an MP4 file can hold its codec (stream::mp4_holds)
     };
     void trim(std::chrono::steady_clock::time_point now);
     void drop_first_gop();
@@ -80,6 +81,7 @@ private:
     std::size_t max_bytes_;
     std::shared_ptr<spdlog::logger> log_;  // may be null
     bool warned_bytes_ = false;
+    bool said_unclippable_ = false;  // a camera whose codec no clip can hold: said once
     mutable std::mutex mutex_;
     Run current_, previous_;  // this connection's, and the one before while a clip may need it
 };

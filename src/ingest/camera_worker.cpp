@@ -36,7 +36,7 @@ bool CameraWorker::wait_for(std::chrono::steady_clock::duration d) {
 void CameraWorker::run() {
     Backoff backoff(camera_.input.reconnect_min, camera_.input.reconnect_max);
     const InputOptions options{camera_.url, camera_.input.transport, camera_.input.timeout,
-                               camera_.analysis.keyframes_only};
+                               camera_.analysis.keyframes_only, camera_.input.format};
     // Logs end up in the journal and in support tickets: never with the camera's password.
     const std::string shown_url = without_password(camera_.url);
     bool first = true;

@@ -82,6 +82,8 @@ void FfmpegInput::open() {
     } else if (kind_ == SourceKind::device) {
         format = av_find_input_format("video4linux2");
         if (format == nullptr) throw IngestError(IngestError::Kind::open, "FFmpeg has no video4linux2 input");
+        if (!options_.device_format.empty())
+            av_dict_set(&opts, "input_format", options_.device_format.c_str(), 0);
     }
     // Keep the probe short: cameras are live, and a long probe delays every reconnect.
     av_dict_set(&opts, "probesize", "2000000", 0);

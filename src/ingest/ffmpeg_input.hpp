@@ -42,6 +42,7 @@ struct InputOptions {
     config::Transport transport = config::Transport::tcp;
     std::chrono::milliseconds timeout{10000};
     bool keyframes_only = false;
+    std::string device_format{};  // V4L2 only: FFmpeg's input_format; empty: the device's choice
 };
 
 // Registers FFmpeg's network and device inputs; call once at start-up, before any input opens.

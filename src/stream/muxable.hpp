@@ -7,10 +7,14 @@
 // muxers' own rule.
 
 extern "C" {
+#include <libavcodec/avcodec.h>
 #include <libavcodec/codec_par.h>
 #include <libavcodec/packet.h>
+#include <libavformat/avformat.h>
 #include <libavutil/avutil.h>
 }
+
+#include <fmt/format.h>
 
 #include <cstdint>
 #include <string>
@@ -40,7 +44,21 @@ inline bool starts_output(const AVPacket& packet) {
 // key frame did not tell it either (a codec other than H.264 and H.265, a damaged frame). FFmpeg 5.1's HLS
 // muxer also leaks about 260 KB every time its header fails that way (found under AddressSanitizer,
 // bench/soak.py), so the outputs do not try: the next connection probes again.
+// Whether an MP4 file (a clip, an HLS segment) can hold video of this codec, as FFmpeg's muxer
+// judges it. A USB camera left to its own choice gives raw YUYV, which it cannot.
+inline bool mp4_holds(AVCodecID codec) {
+    const AVOutputFormat* mp4 = av_guess_format("mp4", nullptr, nullptr);
+    return mp4 != nullptr && avformat_query_codec(mp4, codec, FF_COMPLIANCE_NORMAL) == 1;
+}
+
 inline std::string unmuxable_reason(const AVCodecParameters& params) {
+    if (!mp4_holds(params.codec_id)) {
+        return fmt::format(
+            "the camera sends {} video, which an MP4 file cannot hold (a USB camera gives raw pictures "
+            "unless "
+            "asked otherwise: set its input.format to mjpeg or h264)",
+            avcodec_get_name(params.codec_id));
+    }
     if (!ingest::has_picture_size(params)) {
         return "the camera's stream gave no picture size (no parameter sets in its description or first "
                "packets)";

@@ -474,6 +474,31 @@ TEST(ConfigLoader, ASensorsKindIsAWordWhateverItsCaseAndAnUnknownOneIsSaid) {
         << doubts[0];
 }
 
+// A USB camera left to its own choice sends raw pictures, which no clip can hold: its format is
+// asked of it (FFmpeg's -input_format), and only of a V4L2 device.
+TEST(ConfigLoader, AUsbCamerasPictureFormatIsAskedOfItAndOnlyOfIt) {
+    const auto g = load_string(kHead +
+                                   "cameras:\n"
+                                   "  - {id: usb, url: /dev/video0, input: {format: mjpeg}}\n"
+                                   "  - {id: ip, url: 'rtsp://10.0.0.9/stream1', input: {format: h264}}\n",
+                               "g.yaml");
+    EXPECT_EQ(g.cameras.at(0).input.format, "mjpeg");
+    const auto doubts = kg::config::doubts(g);
+    ASSERT_EQ(doubts.size(), 1u) << ::testing::PrintToString(doubts);
+    EXPECT_EQ(doubts[0],
+              "camera 'ip': input.format (h264) is for V4L2 devices (/dev/videoN) only: ignored for its URL");
+    try {
+        load_string(kHead + "cameras:\n  - {id: usb, url: /dev/video0, input: {format: 'mjpeg -f x'}}\n",
+                    "g.yaml");
+        ADD_FAILURE() << "a format that is not a name loaded";
+    } catch (const ConfigInvalid& e) {
+        ASSERT_EQ(e.errors.size(), 1u);
+        EXPECT_EQ(e.errors[0].key, "cameras[0].input.format");
+        EXPECT_NE(e.errors[0].message.find("is not a pixel format's name"), std::string::npos)
+            << e.errors[0].message;
+    }
+}
+
 // One device written two ways (a trailing '/', the default port, a by-id link to a serial port)
 // got two connections: a device that serves one client at a time left the second unread, and two
 // on one serial line would garble each other's frames (a review).

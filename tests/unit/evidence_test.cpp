@@ -1,6 +1,7 @@
 // Evidence: the packet ring, MP4 clips cut from it without re-encoding, the budgeted store, and
 // annotated snapshots.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <memory>
 #include <opencv2/imgcodecs.hpp>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "common/durable_file.hpp"
@@ -178,6 +180,45 @@ TEST(PacketRing, NothingBufferedIsAClearError) {
     EXPECT_FALSE(r.error.empty());
 }
 
+// A USB camera left to its own choice sends raw YUYV pictures, which no MP4 file can hold: the ring
+// held 96 MiB of them for clips that all failed with "cannot write the MP4 header: Invalid
+// argument" (a review). It keeps none, says why once, and a clip asked of it says why.
+TEST(PacketRing, RawPicturesNoClipCanHoldAreNotKeptAndTheClipSaysWhy) {
+    const auto dir = temp_dir();
+    const auto raw = dir / "usb-camera.nut";
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 2 -c:v rawvideo "
+        "-pix_fmt yuyv422 " +
+        raw.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    std::ostringstream said;
+    auto log =
+        std::make_shared<spdlog::logger>("evidence", std::make_shared<spdlog::sinks::ostream_sink_mt>(said));
+    kg::evidence::PacketRing ring(10s, 30s, kg::evidence::PacketRing::kDefaultMaxBytes, log);
+    std::atomic<bool> stop{false};
+    for (int connection = 0; connection < 2; ++connection) {
+        kg::ingest::FfmpegInput input({raw.string()}, stop);
+        input.set_packet_observer(&ring);
+        input.open();
+        int frames = 0;
+        while (input.next_frame()) ++frames;
+        EXPECT_EQ(frames, 50) << "the camera's pictures are analysed all the same";
+    }
+    EXPECT_EQ(ring.packets(), 0u);
+    EXPECT_EQ(ring.bytes(), 0u);
+    const auto r = kg::evidence::write_mp4(ring.span(kg::Clock::now() - 5s, kg::Clock::now()),
+                                           (dir / "clip.mp4").string());
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("the camera sends rawvideo video, which an MP4 file cannot hold"),
+              std::string::npos)
+        << r.error;
+    EXPECT_NE(r.error.find("input.format"), std::string::npos) << r.error;
+    const auto text = said.str();
+    EXPECT_NE(text.find("no clips: the camera sends rawvideo video"), std::string::npos) << text;
+    EXPECT_EQ(text.find("no clips", text.find("no clips") + 1), std::string::npos) << "said once: " << text;
+    fs::remove_all(dir);
+}
+
 TEST(EvidenceStore, TheBudgetIsNeverExceededAndTheOldestGoFirst) {
     const auto dir = temp_dir();
     kg::evidence::EvidenceStore store(dir, 1000, 24h);
@@ -211,6 +252,47 @@ struct SmallDisk {
         return used >= capacity ? 0 : capacity - used;
     }
 };
+
+// Each camera's events go to a folder a day: the files aged out or pushed out by the budget, and
+// the folders stayed, one a camera a day, outside the budget (a review). A folder the store
+// emptied goes, unless a write it reserved is under way in it; the camera's own folder stays.
+TEST(EvidenceStore, AFolderItEmptiedGoesUnlessAWriteIsUnderWayInIt) {
+    const auto dir = temp_dir();
+    using Store = kg::evidence::EvidenceStore;
+    Store store(dir, 1000, 24h, Store::Manages{}, 0, Store::disk_free, /*prune_folders=*/true);
+    ASSERT_TRUE(store.write("cam/2026-01-01/a-start.jpg", std::string(100, 'x')).ok);
+    ASSERT_TRUE(store.write("cam/2026-01-02/b-start.jpg", std::string(100, 'x')).ok);
+    ASSERT_TRUE(store.write("cam/2026-01-03/c-start.jpg", std::string(100, 'x')).ok);
+    // A clip reserved in the last day's folder, its file not written yet.
+    ASSERT_TRUE(store.reserve("cam/2026-01-03/c.mp4", 300).ok);
+    store.expire(kg::Clock::now() + 48h);
+    EXPECT_EQ(store.files(), 0u);
+    EXPECT_FALSE(fs::exists(dir / "cam/2026-01-01"));
+    EXPECT_FALSE(fs::exists(dir / "cam/2026-01-02"));
+    EXPECT_TRUE(fs::is_directory(dir / "cam/2026-01-03")) << "a write is under way in it";
+    EXPECT_TRUE(fs::is_directory(dir / "cam"));
+    { std::ofstream(dir / "cam/2026-01-03/c.mp4") << std::string(300, 'v'); }
+    store.adopt("cam/2026-01-03/c.mp4");
+    // The budget makes room: the oldest go, and their folders with them.
+    ASSERT_TRUE(store.write("cam/2026-01-04/d-start.jpg", std::string(800, 'x')).ok);
+    EXPECT_FALSE(fs::exists(dir / "cam/2026-01-03"));
+    // A folder that holds something else (a person's note) is left.
+    ASSERT_TRUE(store.write("cam/2026-01-05/e-start.jpg", std::string(100, 'x')).ok);
+    { std::ofstream(dir / "cam/2026-01-05/note.txt") << "seen"; }
+    EXPECT_EQ(store.remove("cam/2026-01-05/e-start.jpg").size(), 1u);
+    EXPECT_TRUE(fs::exists(dir / "cam/2026-01-05/note.txt"));
+    // A reserved write that failed lets its folder go with the next deletion.
+    ASSERT_TRUE(store.reserve("cam/2026-01-04/f.mp4", 10).ok);
+    store.release("cam/2026-01-04/f.mp4");
+    store.expire(kg::Clock::now() + 48h);
+    EXPECT_FALSE(fs::exists(dir / "cam/2026-01-04"));
+    // The training frames' store keeps its folders: a labelling tool expects <camera>/images/.
+    Store frames(dir / "frames", 1000, 24h);
+    ASSERT_TRUE(frames.write("cam/images/x.jpg", "x").ok);
+    frames.expire(kg::Clock::now() + 48h);
+    EXPECT_TRUE(fs::is_directory(dir / "frames/cam/images"));
+    fs::remove_all(dir);
+}
 
 TEST(EvidenceStore, ABudgetLargerThanTheDiskLeavesMinFreeOnIt) {
     const auto dir = temp_dir();
