@@ -1799,8 +1799,9 @@ std::vector<std::string> doubts(const Gateway& g) {
     }
     // A pixel format is asked of a V4L2 device only: a network camera or a file sends what it sends.
     for (const auto& cam : g.cameras) {
-        if (cam.input.format.empty() || starts_with(cam.url, "/dev/") || starts_with(cam.url, "v4l2://"))
-            continue;
+        const bool device = starts_with(cam.url, "/dev/video") || starts_with(cam.url, "/dev/v4l/") ||
+                            starts_with(cam.url, "v4l2://");
+        if (cam.input.format.empty() || device) continue;
         out.push_back(
             fmt::format("camera '{}': input.format ({}) is for V4L2 devices (/dev/videoN) only: ignored "
                         "for its URL",

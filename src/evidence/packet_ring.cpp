@@ -44,7 +44,10 @@ void PacketRing::on_packet(const AVPacket& packet, const AVStream&) {
     const bool key = (packet.flags & AV_PKT_FLAG_KEY) != 0;
     std::lock_guard lock(mutex_);
     auto& ring = current_.packets;
-    if (!current_.clippable) return;
+    if (!current_.clippable) {
+        trim(std::chrono::steady_clock::now());  // the connection before still ages out
+        return;
+    }
     // A clip must start on a key frame: packets before the first one are useless.
     if (ring.empty() && !key) return;
     PacketRef ref;

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "stream/flv_codecs.hpp"
 #include "stream/mp4_tag.hpp"
 #include "stream/muxable.hpp"
 
@@ -164,7 +165,14 @@ void HlsWriter::on_stream_opened(const AVStream& stream) {
         return;
     }
     time_base_ = stream.time_base;
-    const std::string why = unmuxable_reason(*codecpar_);
+    std::string why = unmuxable_reason(*codecpar_);
+    // An MP4 file holds MJPEG too, but no browser plays it as HLS: the page would try again every few
+    // seconds while the status called the camera live.
+    const auto codec = codecpar_->codec_id;
+    if (why.empty() && codec != AV_CODEC_ID_H264 && codec != AV_CODEC_ID_HEVC) {
+        why = fmt::format("the camera sends {} video, which browsers do not play as HLS (give it H.264)",
+                          codec_for_people(codec));
+    }
     if (!why.empty()) {
         // Said when it changes, not at every reconnect of the same camera.
         if (why != unmuxable_)

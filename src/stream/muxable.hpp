@@ -36,14 +36,6 @@ inline bool starts_output(const AVPacket& packet) {
     return (packet.flags & AV_PKT_FLAG_KEY) != 0 && packet.dts != AV_NOPTS_VALUE;
 }
 
-// Why no output can be made of a stream with these parameters; empty when one can. A connection
-// whose description and probed packets gave no picture size (no parameter sets: a camera that
-// sends them only with its key frames, and none came within the probe) makes the MP4-based
-// muxers refuse their header. Ingest completes such a stream from its first key frame before the
-// outputs see it (ingest/parameter_sets.hpp); what reaches here without a size is a stream whose
-// key frame did not tell it either (a codec other than H.264 and H.265, a damaged frame). FFmpeg 5.1's HLS
-// muxer also leaks about 260 KB every time its header fails that way (found under AddressSanitizer,
-// bench/soak.py), so the outputs do not try: the next connection probes again.
 // Whether an MP4 file (a clip, an HLS segment) can hold video of this codec, as FFmpeg's muxer
 // judges it. A USB camera left to its own choice gives raw YUYV, which it cannot.
 inline bool mp4_holds(AVCodecID codec) {
@@ -51,6 +43,14 @@ inline bool mp4_holds(AVCodecID codec) {
     return mp4 != nullptr && avformat_query_codec(mp4, codec, FF_COMPLIANCE_NORMAL) == 1;
 }
 
+// Why no output can be made of a stream with these parameters; empty when one can. A connection
+// whose description and probed packets gave no picture size (no parameter sets: a camera that
+// sends them only with its key frames, and none came within the probe) makes the MP4-based
+// muxers refuse their header, as they refuse a codec an MP4 file cannot hold. Ingest completes such a stream
+// from its first key frame before the outputs see it (ingest/parameter_sets.hpp); what reaches here without a
+// size is a stream whose key frame did not tell it either (a codec other than H.264 and H.265, a damaged
+// frame). FFmpeg 5.1's HLS muxer also leaks about 260 KB every time its header fails that way (found under
+// AddressSanitizer, bench/soak.py), so the outputs do not try: the next connection probes again.
 inline std::string unmuxable_reason(const AVCodecParameters& params) {
     if (!mp4_holds(params.codec_id)) {
         return fmt::format(

@@ -131,8 +131,11 @@ void Listener::accept() {
                 const std::string client = peer_ec ? "unknown" : canonical(peer.address()).to_string();
                 const bool proxy = !peer_ec && state->limits.trusted_proxies.contains(peer.address());
                 // An IPv6 household has a whole /64 and picks any address in it: counted by address,
-                // one home filled every place from a few dozen of them, and no parent got in.
-                const std::string counted_as = address_block(client);
+                // one home filled every place from a few dozen of them, and no parent got in. A
+                // trusted proxy is counted by its own address: its connections, never capped, must
+                // not take the places of the hosts beside it.
+                const std::string counted_as =
+                    state->limits.ipv6_homes && !proxy ? address_block(client) : client;
                 bool admitted = false;
                 {
                     std::lock_guard lock(state->mutex);

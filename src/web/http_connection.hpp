@@ -36,9 +36,13 @@ struct Limits {
     std::size_t header_limit = 8 * 1024;              // bytes of request line and headers
     std::size_t body_limit = 64 * 1024;
     std::size_t max_connections = 256;
-    // Per IPv4 address or IPv6 /64 (address_block()); not for trusted proxies: their connections
+    // Per IPv4 address, or per IPv6 /64 with ipv6_homes; not for trusted proxies: their connections
     // carry many clients.
     std::size_t max_per_address = 16;
+    // Counts an IPv6 client by its /64 (address_block()), as the viewer caps do: on the internet one
+    // household has a whole /64 and picks any address in it. Not on a LAN, where every host shares
+    // one /64 (the local API, the monitor's dashboard).
+    bool ipv6_homes = false;
     TrustedProxies trusted_proxies;  // believed about the client (X-Forwarded-For)
     // Access-Control-Allow-Origin of the answers the server makes itself (a request it cannot read,
     // too large), as its handler gives it on its own; empty: none.

@@ -209,6 +209,7 @@ Limits public_limits(const config::Public& settings) {
     limits.max_connections = settings.max_connections;
     // Connections per address cover the page, its status polls and the streams of every camera.
     limits.max_per_address = settings.max_viewers_per_address * 2 + 8;
+    limits.ipv6_homes = true;
     limits.trusted_proxies = TrustedProxies::parse(settings.trusted_proxies);
     // A parents' app on another origin reads a 431 (its cookies grew too large) as one, not as the
     // network failure a refusal without CORS looks like to it.

@@ -171,6 +171,9 @@ TEST(ClassifyUrl, KnowsNetworkFilesAndDevices) {
     EXPECT_EQ(kg::ingest::classify_url("file:///var/lib/demo.mp4"), SourceKind::file);
     EXPECT_EQ(kg::ingest::classify_url("/dev/video0"), SourceKind::device);
     EXPECT_EQ(kg::ingest::classify_url("v4l2:///dev/video2"), SourceKind::device);
+    // A USB camera's stable name (a review: it was opened as a file, and its input.format dropped).
+    EXPECT_EQ(kg::ingest::classify_url("/dev/v4l/by-id/usb-046d_C270-video-index0"), SourceKind::device);
+    EXPECT_EQ(kg::ingest::classify_url("/dev/shm/clip.mp4"), SourceKind::file);
 }
 
 namespace {

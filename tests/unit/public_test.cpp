@@ -752,6 +752,47 @@ TEST(ParameterSets, AKeyFrameGivesTheSizeThePixelFormatAndTheParameterSets) {
 // GOP longer than the 2 s probe: the connection opens with no picture size. Its public streams used
 // to wait for a connection that probed better (with such a camera, maybe never); they start at its
 // first key frame now, which carries the size and the parameter sets.
+// An MP4 file holds a USB camera's MJPEG (its clips are kept), but no browser plays it as HLS: the
+// writer made segments, the status called the camera live, and the parents' page tried again
+// every few seconds (a review). Raw pictures no MP4 file holds at all. Neither is segmented.
+TEST(HlsWriter, VideoNoBrowserPlaysAsHlsIsNotSegmentedAndSaysWhy) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-mjpeg-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    std::unique_ptr<AVFormatContext, void (*)(AVFormatContext*)> source(avformat_alloc_context(),
+                                                                        avformat_free_context);
+    AVStream* stream = avformat_new_stream(source.get(), nullptr);
+    ASSERT_NE(stream, nullptr);
+    stream->codecpar->codec_type = AVMEDIA_TYPE_VIDEO;
+    stream->codecpar->width = 320;
+    stream->codecpar->height = 180;
+    stream->time_base = AVRational{1, 90000};
+    std::unique_ptr<AVPacket, void (*)(AVPacket*)> key(av_packet_alloc(),
+                                                       [](AVPacket* p) { av_packet_free(&p); });
+    ASSERT_EQ(av_new_packet(key.get(), 64), 0);
+    std::fill_n(key->data, 64, std::uint8_t{0});
+    key->flags = AV_PKT_FLAG_KEY;
+    for (const auto& [codec, why] :
+         {std::pair{AV_CODEC_ID_MJPEG, "which browsers do not play as HLS (give it H.264)"},
+          std::pair{AV_CODEC_ID_RAWVIDEO,
+                    "the camera sends rawvideo video, which an MP4 file cannot hold"}}) {
+        stream->codecpar->codec_id = codec;
+        std::ostringstream log_text;
+        auto log = logger_into(log_text);
+        kg::stream::HlsWriter writer(dir.string(), 1, log);
+        writer.on_stream_opened(*stream);
+        for (int i = 0; i < 3; ++i) {
+            key->pts = key->dts = i * 90000;
+            writer.on_packet(*key, *stream);
+        }
+        EXPECT_FALSE(writer.live());
+        EXPECT_NE(log_text.str().find(why), std::string::npos) << log_text.str();
+        EXPECT_TRUE(fs::is_empty(dir)) << "nothing written for " << avcodec_get_name(codec);
+        writer.on_stream_closed();
+    }
+    fs::remove_all(dir);
+}
+
 TEST(HlsWriter, AConnectionWhoseProbeFoundNoPictureSizeIsServedFromItsFirstKeyFrame) {
     namespace fs = std::filesystem;
     const auto dir = fs::temp_directory_path() / ("kg-hls-late-size-" + std::to_string(::getpid()));
