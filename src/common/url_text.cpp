@@ -16,4 +16,11 @@ std::string without_password(const std::string& url) {
     return url.substr(0, colon + 1) + "***" + url.substr(at);
 }
 
+bool names_v4l2_device(const std::string& url) {
+    for (const char* prefix : {"v4l2://", "/dev/video", "/dev/v4l/"}) {
+        if (url.rfind(prefix, 0) == 0) return true;
+    }
+    return false;
+}
+
 }  // namespace kg

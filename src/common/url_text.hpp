@@ -10,4 +10,9 @@ namespace kg {
 // info (a password may itself hold an '@').
 std::string without_password(const std::string& url);
 
+// Whether a camera's URL names a V4L2 device: `v4l2://...`, `/dev/videoN`, or the name a USB camera
+// keeps whichever port it is in, `/dev/v4l/by-id/...`. Ingest opens it with FFmpeg's V4L2 input;
+// the configuration's checks ask the same question of it.
+bool names_v4l2_device(const std::string& url);
+
 }  // namespace kg

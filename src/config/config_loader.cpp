@@ -1799,9 +1799,7 @@ std::vector<std::string> doubts(const Gateway& g) {
     }
     // A pixel format is asked of a V4L2 device only: a network camera or a file sends what it sends.
     for (const auto& cam : g.cameras) {
-        const bool device = starts_with(cam.url, "/dev/video") || starts_with(cam.url, "/dev/v4l/") ||
-                            starts_with(cam.url, "v4l2://");
-        if (cam.input.format.empty() || device) continue;
+        if (cam.input.format.empty() || names_v4l2_device(cam.url)) continue;
         out.push_back(
             fmt::format("camera '{}': input.format ({}) is for V4L2 devices (/dev/videoN) only: ignored "
                         "for its URL",

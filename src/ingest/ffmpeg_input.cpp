@@ -39,9 +39,7 @@ void initialise_ffmpeg() {
 }
 
 SourceKind classify_url(const std::string& url) {
-    // /dev/v4l/by-id/...: the name a USB camera keeps whatever order the cameras are found in.
-    if (starts_with(url, "v4l2://") || starts_with(url, "/dev/video") || starts_with(url, "/dev/v4l/"))
-        return SourceKind::device;
+    if (names_v4l2_device(url)) return SourceKind::device;
     for (std::string_view scheme : {"rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://"}) {
         if (starts_with(url, scheme)) return SourceKind::network;
     }

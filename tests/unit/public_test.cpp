@@ -18,6 +18,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "common/log_throttle.hpp"
@@ -48,13 +49,34 @@ bool encode_test_clip(const std::string& path, const std::string& size, int rate
     return std::system(cmd.c_str()) == 0;
 }
 
-// Plays `clip` through `observer` as one connection of a camera, as fast as it decodes, calling
-// `on_frame` with each frame's number after it.
 // A logger whose lines land in `text`, for tests that read what was said.
 std::shared_ptr<spdlog::logger> logger_into(std::ostringstream& text) {
     return std::make_shared<spdlog::logger>("hls", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
 }
 
+// A camera's video stream made by hand, with no picture size unless the test gives one, and a key
+// frame of 64 zero bytes at time 0 for it: what an output sees of a camera, without one.
+struct HandMadeStream {
+    explicit HandMadeStream(AVCodecID codec) {
+        stream = avformat_new_stream(source.get(), nullptr);
+        if (stream == nullptr || av_new_packet(key.get(), 64) != 0)
+            throw std::runtime_error("cannot make a stream by hand");
+        stream->codecpar->codec_type = AVMEDIA_TYPE_VIDEO;
+        stream->codecpar->codec_id = codec;
+        stream->time_base = AVRational{1, 90000};
+        std::fill_n(key->data, 64, std::uint8_t{0});
+        key->flags = AV_PKT_FLAG_KEY;
+        key->pts = key->dts = 0;
+    }
+    std::unique_ptr<AVFormatContext, void (*)(AVFormatContext*)> source{avformat_alloc_context(),
+                                                                        avformat_free_context};
+    AVStream* stream = nullptr;
+    std::unique_ptr<AVPacket, void (*)(AVPacket*)> key{av_packet_alloc(),
+                                                       [](AVPacket* p) { av_packet_free(&p); }};
+};
+
+// Plays `clip` through `observer` as one connection of a camera, as fast as it decodes, calling
+// `on_frame` with each frame's number after it.
 void play(const std::string& clip, kg::ingest::PacketObserver& observer,
           const std::function<void(int)>& on_frame = {}) {
     std::atomic<bool> stop{false};
@@ -655,19 +677,9 @@ TEST(HlsWriter, AStreamWithoutAPictureSizeIsNotSegmentedAndTheReasonIsSaidOnce) 
     namespace fs = std::filesystem;
     const auto dir = fs::temp_directory_path() / ("kg-hls-nosize-" + std::to_string(::getpid()));
     fs::create_directories(dir);
-    std::unique_ptr<AVFormatContext, void (*)(AVFormatContext*)> source(avformat_alloc_context(),
-                                                                        avformat_free_context);
-    AVStream* stream = avformat_new_stream(source.get(), nullptr);
-    ASSERT_NE(stream, nullptr);
-    stream->codecpar->codec_type = AVMEDIA_TYPE_VIDEO;
-    stream->codecpar->codec_id = AV_CODEC_ID_H264;
-    stream->time_base = AVRational{1, 90000};
-    std::unique_ptr<AVPacket, void (*)(AVPacket*)> key(av_packet_alloc(),
-                                                       [](AVPacket* p) { av_packet_free(&p); });
-    ASSERT_EQ(av_new_packet(key.get(), 64), 0);
-    std::fill_n(key->data, 64, std::uint8_t{0});
-    key->flags = AV_PKT_FLAG_KEY;
-    key->pts = key->dts = 0;
+    HandMadeStream made(AV_CODEC_ID_H264);
+    AVStream* stream = made.stream;
+    auto& key = made.key;
     std::ostringstream log_text;
     {
         auto log = logger_into(log_text);
@@ -748,10 +760,6 @@ TEST(ParameterSets, AKeyFrameGivesTheSizeThePixelFormatAndTheParameterSets) {
     fs::remove(clip);
 }
 
-// A camera that sends its parameter sets only with its key frames, none in its description, with a
-// GOP longer than the 2 s probe: the connection opens with no picture size. Its public streams used
-// to wait for a connection that probed better (with such a camera, maybe never); they start at its
-// first key frame now, which carries the size and the parameter sets.
 // An MP4 file holds a USB camera's MJPEG (its clips are kept), but no browser plays it as HLS: the
 // writer made segments, the status called the camera live, and the parents' page tried again
 // every few seconds (a review). Raw pictures no MP4 file holds at all. Neither is segmented.
@@ -759,19 +767,11 @@ TEST(HlsWriter, VideoNoBrowserPlaysAsHlsIsNotSegmentedAndSaysWhy) {
     namespace fs = std::filesystem;
     const auto dir = fs::temp_directory_path() / ("kg-hls-mjpeg-" + std::to_string(::getpid()));
     fs::create_directories(dir);
-    std::unique_ptr<AVFormatContext, void (*)(AVFormatContext*)> source(avformat_alloc_context(),
-                                                                        avformat_free_context);
-    AVStream* stream = avformat_new_stream(source.get(), nullptr);
-    ASSERT_NE(stream, nullptr);
-    stream->codecpar->codec_type = AVMEDIA_TYPE_VIDEO;
+    HandMadeStream made(AV_CODEC_ID_MJPEG);
+    AVStream* stream = made.stream;
+    auto& key = made.key;
     stream->codecpar->width = 320;
     stream->codecpar->height = 180;
-    stream->time_base = AVRational{1, 90000};
-    std::unique_ptr<AVPacket, void (*)(AVPacket*)> key(av_packet_alloc(),
-                                                       [](AVPacket* p) { av_packet_free(&p); });
-    ASSERT_EQ(av_new_packet(key.get(), 64), 0);
-    std::fill_n(key->data, 64, std::uint8_t{0});
-    key->flags = AV_PKT_FLAG_KEY;
     for (const auto& [codec, why] :
          {std::pair{AV_CODEC_ID_MJPEG, "which browsers do not play as HLS (give it H.264)"},
           std::pair{AV_CODEC_ID_RAWVIDEO,
@@ -793,6 +793,10 @@ TEST(HlsWriter, VideoNoBrowserPlaysAsHlsIsNotSegmentedAndSaysWhy) {
     fs::remove_all(dir);
 }
 
+// A camera that sends its parameter sets only with its key frames, none in its description, with a
+// GOP longer than the 2 s probe: the connection opens with no picture size. Its public streams used
+// to wait for a connection that probed better (with such a camera, maybe never); they start at its
+// first key frame now, which carries the size and the parameter sets.
 TEST(HlsWriter, AConnectionWhoseProbeFoundNoPictureSizeIsServedFromItsFirstKeyFrame) {
     namespace fs = std::filesystem;
     const auto dir = fs::temp_directory_path() / ("kg-hls-late-size-" + std::to_string(::getpid()));
