@@ -437,11 +437,19 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
             t.frame_boxes.insert(t.frame_boxes.end(), o.boxes.begin(), o.boxes.end());
         }
     }
+    schedule_ended_.clear();
     for (Tracked* t : touched_) {
-        // Outside its schedule a rule sees nothing: open events end, none start.
-        const bool in_schedule = t->schedule == nullptr || site_.calendar.active(*t->schedule, frame.time);
-        auto event =
-            t->tracker.observe(frame.time, frame.steady, in_schedule ? t->frame_score : 0.0f, t->frame_boxes);
+        if (t->schedule != nullptr && !site_.calendar.active(*t->schedule, frame.time)) {
+            // Outside its schedule a rule judges nothing: an open event ends, not as cleared (the
+            // condition may well be there still), and none starts.
+            t->frame_boxes.clear();
+            if (auto end = t->tracker.close(frame.time, events::kEndScheduleEnded, frame.steady)) {
+                auto best = evidence_.take_best(end->id);
+                schedule_ended_.emplace_back(std::move(*end), std::move(best));
+            }
+            continue;
+        }
+        auto event = t->tracker.observe(frame.time, frame.steady, t->frame_score, t->frame_boxes);
         t->frame_boxes.clear();
         if (t->tracker.improved()) evidence_.best_frame(t->tracker.current(frame.time), frame);
         if (!event) continue;
@@ -451,6 +459,11 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
     failing_ended_.clear();
     end_for_failing_checks(frame, failing_ended_);
     trackers.unlock();
+    for (auto& [end, best] : schedule_ended_) {
+        log_->info("{}/{} ended: its schedule ended", end.check, end.label);
+        evidence_.submit_end(end, std::move(best));
+        changed = true;
+    }
     for (auto& [end, best] : failing_ended_) {
         log_->warn("{}/{} ended: not seen for {} s, its check failing on every frame", end.check, end.label,
                    std::chrono::duration_cast<std::chrono::seconds>(frame.time - *end.end_time).count());

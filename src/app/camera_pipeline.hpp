@@ -142,7 +142,8 @@ private:
     std::mutex trackers_mutex_;
     std::optional<SteadyPoint> outage_ended_at_;  // under trackers_mutex_: the last end_for_offline()
     std::vector<vision::Observation> raw_, observations_;
-    std::vector<EndedEvent> failing_ended_;  // end_for_failing_checks(), reused frame after frame
+    std::vector<EndedEvent> failing_ended_;   // end_for_failing_checks(), reused frame after frame
+    std::vector<EndedEvent> schedule_ended_;  // ended by their rule's schedule, reused likewise
 
     // A check that throws loses its observations of that frame; the others and the camera go on.
     // One that keeps failing ends its open events once their rule's clear time has passed.

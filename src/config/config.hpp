@@ -217,6 +217,10 @@ struct Threshold {
     double hysteresis = 0.5;  // the violation ends only past value -/+ hysteresis
     Duration for_time{std::chrono::minutes(10)};
     Duration clear_for{std::chrono::minutes(1)};
+    // No new event within this long of the last one's end: a gas detector that crosses its limit
+    // once a minute is one alert a cooldown, not sixty an hour. None by default: a fridge warm again
+    // is news.
+    Duration cooldown{0};
     int severity = 2;
     std::string schedule;  // empty: always
     // Whether `for` and `hysteresis` were written, not taken from the sensor's kind: a kind the

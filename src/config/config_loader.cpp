@@ -963,6 +963,11 @@ void read_schedules(Reader& r, const YAML::Node& n, std::vector<Schedule>& sched
         }
         if (value["times"]) {
             if (r.strings(value["times"], key + ".times", s.times)) {
+                // A schedule with no window is never active: a threshold under it never fires, a
+                // disinfection window under it is never judged, and nothing says so.
+                if (s.times.empty())
+                    r.error(value["times"], key + ".times",
+                            "no window: give at least one, e.g. [\"11:00-13:00\"]");
                 for (std::size_t i = 0; i < s.times.size(); ++i) {
                     try {
                         rules::parse_window(s.times[i]);
@@ -1467,8 +1472,8 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
                 const auto key = fmt::format("{}.thresholds[{}]", path, i);
                 Threshold th;
                 if (!r.map(t[i], key,
-                           {"label", "above", "below", "hysteresis", "for", "clear_for", "severity",
-                            "schedule"})) {
+                           {"label", "above", "below", "hysteresis", "for", "clear_for", "cooldown",
+                            "severity", "schedule"})) {
                     continue;
                 }
                 if (t[i]["above"] && t[i]["below"]) r.error(t[i], key, "one of above or below, not both");
@@ -1516,6 +1521,7 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
                     th.for_given = true;
                 }
                 if (t[i]["clear_for"]) r.duration(t[i]["clear_for"], key + ".clear_for", th.clear_for, true);
+                if (t[i]["cooldown"]) r.duration(t[i]["cooldown"], key + ".cooldown", th.cooldown, true);
                 if (t[i]["severity"]) r.integer(t[i]["severity"], key + ".severity", th.severity, 1, 3);
                 if (t[i]["schedule"]) r.string(t[i]["schedule"], key + ".schedule", th.schedule);
                 s.thresholds.push_back(th);

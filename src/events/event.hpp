@@ -27,6 +27,12 @@ inline constexpr const char* kEndCheckFailing = "check failing";
 // end_reason of the ends a starting gateway sends for the events its previous run left open
 // (killed, crashed, power cut): it could not end them itself.
 inline constexpr const char* kEndRestarted = "gateway restarted";
+// end_reason of the ends a sensor's events get when it goes silent (offline): without readings the
+// condition can be neither seen nor seen to clear (end_time is its last reading).
+inline constexpr const char* kEndSensorOffline = "sensor offline";
+// end_reason of the ends a rule's events get when the rule's schedule ends: outside it the
+// condition is not judged, so it is not known to have cleared.
+inline constexpr const char* kEndScheduleEnded = "schedule ended";
 // error of the clip reports a starting gateway sends for the clips its previous run promised in a
 // start and died before cutting (killed, crashed, power cut within clip_post of the start).
 inline constexpr const char* kClipRestarted = "gateway restarted before the clip was recorded";

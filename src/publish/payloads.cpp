@@ -13,6 +13,9 @@ using nlohmann::json;
 // Rounds to `decimals` places; dividing by a power of ten keeps the printed value short (24.99).
 double round_to(double v, int decimals) {
     const double scale = std::pow(10.0, decimals);
+    // Past 2^53 a double has no decimals to round, and v * scale may overflow to infinity, which
+    // JSON writes as null: a reading of 1e308 went out as "value": null.
+    if (!std::isfinite(v * scale) || std::abs(v) >= 9007199254740992.0) return v;
     return std::round(v * scale) / scale;
 }
 

@@ -86,6 +86,21 @@ bool boolean_at(const nlohmann::json& doc, const std::string& path) {
     return node != nullptr && node->is_boolean();
 }
 
+bool says_no_measurement(const nlohmann::json& doc, std::string_view payload, const std::string& path) {
+    auto nan_text = [](std::string_view text) {
+        while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+        while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+        if (!text.empty() && (text.front() == '-' || text.front() == '+')) text.remove_prefix(1);
+        return text.size() == 3 && std::tolower(static_cast<unsigned char>(text[0])) == 'n' &&
+               std::tolower(static_cast<unsigned char>(text[1])) == 'a' &&
+               std::tolower(static_cast<unsigned char>(text[2])) == 'n';
+    };
+    if (doc.is_discarded()) return path.empty() && nan_text(payload);
+    const auto* node = node_at(doc, path);
+    if (node == nullptr) return false;
+    return node->is_null() || (node->is_string() && nan_text(node->get_ref<const std::string&>()));
+}
+
 namespace {
 
 // The years a device's time may name (a clock never set reads 1970: the clock check says so).

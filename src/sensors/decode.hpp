@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/time.hpp"
@@ -25,6 +26,10 @@ const nlohmann::json* node_at(const nlohmann::json& doc, const std::string& path
 std::optional<double> number_at(const nlohmann::json& doc, const std::string& path);
 // Whether the value at `path` is true or false (number_at reads it as 1 or 0).
 bool boolean_at(const nlohmann::json& doc, const std::string& path);
+// Whether a payload says its device has no measurement: "nan" (ESPHome's state when a probe does
+// not answer; not JSON, so `doc` is discarded and only a whole payload can say it), or a null or
+// "nan" value at `path`. Such a message is an invalid reading, not garbage: the device is alive.
+bool says_no_measurement(const nlohmann::json& doc, std::string_view payload, const std::string& path);
 // The time at `path`: ISO 8601 (with Z or an offset; a fraction of any length) or epoch seconds,
 // milliseconds, microseconds or nanoseconds (told apart by size); nothing outside 1970-2200.
 std::optional<TimePoint> time_at(const nlohmann::json& doc, const std::string& path);

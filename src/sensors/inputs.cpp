@@ -299,9 +299,17 @@ void MqttSensorInput::on_message(const Message& message) {
         if (!topic_matches(s->source.topic, topic)) continue;
         const auto value = doc.is_discarded() ? std::nullopt : number_at(doc, s->source.value_path);
         if (!value) {
+            // A device that says it has no measurement (ESPHome's "nan" when a probe does not
+            // answer, a null value): it is alive, its probe is not. An invalid reading, as an
+            // impossible value is; dropped, it made the sensor offline, late.
+            if (says_no_measurement(doc, payload, s->source.value_path)) {
+                const auto time = reading_time(*s, doc, retained, arrival);
+                if (time) handler_(Reading{s->id, std::nan(""), *time, arrival, false, arrived_steady});
+                continue;
+            }
             // Garbage is counted and logged with what was wrong, and the sensor keeps its last value.
-            ++rejected_by_[i];
-            const auto n = ++rejected_;
+            ++rejected_;
+            const auto n = ++rejected_by_[i];
             if (const auto lines = rejected_logs_.try_emplace(s->id).first->second.pass()) {
                 log_->warn("sensor {}: payload on {} has no number at '{}'{} ({} rejected so far{}): {:.120}",
                            s->id, topic, s->source.value_path,
@@ -375,6 +383,7 @@ void ModbusPoller::run() {
     // Failed reads in a row, per sensor, and failed connects: a device that stays dead is logged when
     // it fails and when it comes back, not at every poll for the months it may stay so.
     std::vector<std::uint64_t> failing(sensors_.size(), 0);
+    std::vector<bool> no_measurement(sensors_.size(), false);
     std::uint64_t connect_failing = 0;
     // The connection was dropped for a read that has failed before: its reconnect is a matter of
     // routine, every poll for as long as the unit stays silent behind a live TCP gateway.
@@ -511,12 +520,17 @@ void ModbusPoller::run() {
                 continue;
             }
             const double value = decode_registers(regs, s->source);
-            if (!std::isfinite(value)) {
-                // float32 NaN is how many devices say "no measurement": not a reading.
-                read_failed(
-                    i, fmt::format("{} register {} holds no number ({})", device_, s->source.address, value));
-                continue;
+            // float32 NaN is how many devices say "no measurement": the device answers, its probe
+            // does not. An invalid reading (sensor_health/invalid), as an impossible value is; as a
+            // failed read it made the sensor offline, sending the operator to the network.
+            if (!std::isfinite(value) && !no_measurement[i]) {
+                log_->warn("sensor {}: {} register {} holds no number ({}): the device has no measurement",
+                           s->id, device_, s->source.address, value);
+            } else if (std::isfinite(value) && no_measurement[i]) {
+                log_->info("sensor {}: {} register {} holds a number again", s->id, device_,
+                           s->source.address);
             }
+            no_measurement[i] = !std::isfinite(value);
             answered_here = true;
             if (failing[i] > 0) {
                 log_->info("sensor {}: {} register {} read again after {} failed reads", s->id, device_,

@@ -30,10 +30,13 @@ SteadyTimes steady_times(const Reading& r) {
 
 // A probe that reads impossible values now and then (a DS18B20's -127 or 85 on a loose wire) is one
 // fault, not an alert per glitch: the condition ends only once the readings have stayed possible for
-// two intervals.
+// ten minutes (or two intervals, if longer). Two intervals alone ended it between glitches a few
+// readings apart: twelve alerts an hour from a probe read every minute and glitching every fifth.
+constexpr Duration kInvalidClearAtLeast = std::chrono::minutes(10);
+
 events::TrackerRule invalid_rule(const config::Sensor& sensor) {
     events::TrackerRule r = immediate(2);
-    r.clear = sensor.interval * 2;
+    r.clear = std::max<Duration>(sensor.interval * 2, kInvalidClearAtLeast);
     return r;
 }
 
@@ -58,6 +61,7 @@ SensorRules::SensorRules(const config::Sensor& sensor, const rules::Calendar& ca
         events::TrackerRule r = immediate(th.severity);
         r.confirm = th.for_time;
         r.clear = th.clear_for;
+        r.cooldown = th.cooldown;
         limits_.push_back({&th, th.schedule.empty() ? nullptr : &schedules.at(th.schedule),
                            events::EventTracker(sensor_.id, "sensor", th.label, "", r, ids)});
     }
@@ -76,7 +80,8 @@ void SensorRules::emit(std::optional<events::Event> e, std::optional<double> val
                        std::vector<events::Event>& out) const {
     if (!e) return;
     e->from_sensor = true;
-    e->value = value;
+    // A device's "no measurement" (NaN) is no value to show: the message has none.
+    if (value && std::isfinite(*value)) e->value = value;
     e->unit = sensor_.unit;
     out.push_back(std::move(*e));
 }
@@ -92,11 +97,15 @@ void SensorRules::track_cycle(double value, TimePoint t) {
     if (value >= sensor_.disinfection->setpoint) {
         if (!hot_since_) hot_since_ = t;
         extend_cycle(t);
+        // Hot since before these rules started, for all they know: a cycle begun at 12:15 and seen
+        // from a restart at 12:27 on ran 20 minutes, not the 8 seen, and its window is not judged.
+        if (!cycle_start_known_ && in_window_ && judge_window_) unknown_cycle_in_window_ = true;
     } else {
         // The last hot reading held until this one, as a threshold's does: a probe read every 5
         // minutes saw a 13-minute cycle hot for 5 of them.
         extend_cycle(t);
         hot_since_.reset();
+        cycle_start_known_ = true;
     }
 }
 
@@ -122,14 +131,15 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
     const bool valid = in_valid_range(sensor_, v);
     emit(invalid_.observe(t, steady.measured, valid ? 0.0f : 1.0f), v, out);
     last_valid_ = valid;
-    if (!valid) {
-        // An impossible value says the probe is broken, not that the fridge is warm; and a warm
-        // spell it interrupts is not known to have lasted through it.
-        forget_pending(t);
-        return;
-    }
+    // An impossible value says the probe is broken, not that the fridge is warm. It tells no more
+    // than a missing reading, so the last good one holds over it as over a gap (tick()), and only a
+    // run of them as long as a silence forgets what was pending: forgotten at every glitch, a fridge
+    // at 12 degC whose probe read -127 every fifth minute never raised its 10-minute too_warm.
+    if (!valid) return;
     value_ = v;
     value_time_ = t;
+    value_measured_steady_ = steady.measured;
+    value_arrival_steady_ = steady.arrived;
     binary_ = reading.binary;
 
     check_limits(v, t, steady.measured, out);
@@ -150,6 +160,8 @@ void SensorRules::resume(const Reading& last, SteadyPoint steady_now, std::vecto
     last_valid_ = true;
     value_ = last.value;
     value_time_ = last.time;
+    value_measured_steady_ = steady.measured;
+    value_arrival_steady_ = steady.arrived;
     binary_ = last.binary;
     // Judged now, on the readings' clock, as tick() does.
     const auto since = steady_now - steady.arrived;
@@ -177,41 +189,78 @@ void SensorRules::check_limits(double v, TimePoint t, SteadyPoint steady, std::v
         // only at -0.5, never. (A Modbus sensor so configured is refused at load.)
         if (th.above && sensor_.min_valid) h = std::min(h, std::max(0.0, th.value - *sensor_.min_valid));
         if (!th.above && sensor_.max_valid) h = std::min(h, std::max(0.0, *sensor_.max_valid - th.value));
+        if (l.schedule != nullptr && !calendar_.active(*l.schedule, t)) {
+            // Outside its schedule the rule judges nothing: an open event ends, not as cleared (the
+            // room took a fridge still at 10 degC for mended when the window closed), and nothing
+            // pending carries over to the next window.
+            emit(l.tracker.close(t, events::kEndScheduleEnded, steady), v, out);
+            continue;
+        }
         const double limit = l.tracker.active() ? (th.above ? th.value - h : th.value + h) : th.value;
-        bool violated = th.above ? v > limit : v < limit;
-        if (l.schedule != nullptr && !calendar_.active(*l.schedule, t)) violated = false;
+        const bool violated = th.above ? v > limit : v < limit;
         emit(l.tracker.observe(t, steady, violated ? 1.0f : 0.0f), v, out);
     }
+}
+
+void SensorRules::end_for_offline(SteadyPoint steady_now, std::vector<events::Event>& out) {
+    // As of the last reading, as a camera's events end as of its last frame: an outage of hours is
+    // not hours of the condition. Still there when readings return, it is a new event once
+    // confirmed again; the cooldown runs from now.
+    const TimePoint last = last_time_.value_or(started_);
+    for (auto& l : limits_) emit(l.tracker.close(last, events::kEndSensorOffline, steady_now), value_, out);
+    emit(invalid_.close(last, events::kEndSensorOffline, steady_now), value_, out);
+}
+
+void SensorRules::judge_window(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out) {
+    judgement_pending_ = false;
+    const bool done = last_cycle_ && *last_cycle_ >= window_start_;
+    if (!done && !unknown_cycle_in_window_) emit(missed_->observe(now, steady_now, 1.0f), value_, out);
 }
 
 void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out) {
     const SteadyPoint seen = last_arrival_steady_.value_or(started_steady_);
     const bool stale = steady_now - seen >= sensor_.silence_limit();
-    emit(offline_.observe(now, steady_now, stale ? 1.0f : 0.0f), value_, out);
-    // `for` counts what the sensor keeps seeing: a condition pending confirmation when it went silent
-    // starts afresh at its next reading, not dated back over the silence.
-    if (stale) forget_pending(now);
-    if (!stale && last_valid_ && value_) {
-        // The last reading holds until the next one: a door contact reports when the door opens,
-        // then nothing while it stays open, and `for` must run out all the same. On the readings'
-        // clock, as they are timed (the time since the last arrival added to the last reading's);
-        // not once the sensor is silent or its last reading impossible.
-        const auto since = steady_now - *last_arrival_steady_;
-        check_limits(*value_, *last_time_ + std::chrono::duration_cast<Duration>(since),
-                     *last_measured_steady_ + since, out);
-        if (sensor_.disinfection) extend_cycle(*last_time_ + std::chrono::duration_cast<Duration>(since));
+    auto offline = offline_.observe(now, steady_now, stale ? 1.0f : 0.0f);
+    const bool went_offline = offline && offline->state == events::EventState::start;
+    emit(std::move(offline), value_, out);
+    if (went_offline) end_for_offline(steady_now, out);
+    // The last good reading holds until the next one: a door contact reports when the door opens,
+    // then nothing while it stays open, and `for` must run out all the same. Over impossible
+    // readings too, for as long as over silence. On the readings' clock, as they are timed (the
+    // time since its arrival added to its own time).
+    const bool held =
+        value_ && value_arrival_steady_ && steady_now - *value_arrival_steady_ < sensor_.silence_limit();
+    if (held) {
+        const auto since = steady_now - *value_arrival_steady_;
+        const TimePoint at = *value_time_ + std::chrono::duration_cast<Duration>(since);
+        check_limits(*value_, at, *value_measured_steady_ + since, out);
+        if (sensor_.disinfection) extend_cycle(at);
+    } else {
+        // `for` counts what the sensor keeps seeing: a condition pending confirmation when it went
+        // silent (or read only impossible values as long) starts afresh at its next good reading,
+        // not dated back over the gap.
+        forget_pending(now);
     }
 
     if (window_ != nullptr) {
         const bool active = calendar_.active(*window_, now);
+        const bool cycle_over_or_done = !hot_since_ || (last_cycle_ && *last_cycle_ >= window_start_);
+        if (judgement_pending_ && (cycle_over_or_done || (active && !in_window_)))
+            judge_window(now, steady_now, out);
         if (active && !in_window_) {
             window_start_ = now;
             judge_window_ = true;
+            unknown_cycle_in_window_ = hot_since_ && !cycle_start_known_;
         }
         if (!active && in_window_ && judge_window_) {
-            // The window just ended: was there a complete cycle in it?
-            const bool done = last_cycle_ && *last_cycle_ >= window_start_;
-            if (!done) emit(missed_->observe(now, steady_now, 1.0f), value_, out);
+            // The window just ended: was there a complete cycle in it? A cycle still running is
+            // judged when it ends: a 45-minute cycle begun 15 minutes before the window's end
+            // raised missed_cycle at the end, with the cabinet at 125 degC.
+            if (cycle_over_or_done) {
+                judge_window(now, steady_now, out);
+            } else {
+                judgement_pending_ = true;
+            }
         } else if (missed_->active() && last_cycle_ && *last_cycle_ >= window_start_) {
             // A cycle complete since (one the last reading, still hot, completed by holding).
             emit(missed_->observe(now, steady_now, 0.0f), value_, out);
@@ -225,6 +274,8 @@ SensorRules::Cycles SensorRules::cycles() const {
     c.last_cycle = last_cycle_;
     if (missed_ && missed_->active()) c.missed_since = window_start_;
     c.hot_since = hot_since_;
+    c.start_known = cycle_start_known_;
+    if (judgement_pending_) c.pending_since = window_start_;
     return c;
 }
 
@@ -235,8 +286,17 @@ void SensorRules::resume_cycles(const Cycles& carried, TimePoint now, SteadyPoin
         last_cycle_ = std::max(last_cycle_.value_or(*carried.last_cycle), *carried.last_cycle);
     // A cycle running at the reload goes on, if the last reading taken over (resume()) is hot: a
     // 20-minute cycle cut by a reload at its 13th minute counted 7, and its window was missed.
-    if (carried.hot_since && value_ && last_valid_ && *value_ >= sensor_.disinfection->setpoint)
+    if (carried.hot_since && value_ && last_valid_ && *value_ >= sensor_.disinfection->setpoint) {
         hot_since_ = std::min(hot_since_.value_or(*carried.hot_since), *carried.hot_since);
+        cycle_start_known_ = carried.start_known;
+    } else {
+        cycle_start_known_ = true;  // the previous run saw the cabinet cool, or no cycle at all
+    }
+    // A window that ended during a cycle, not yet judged: judged when the cycle ends (tick()).
+    if (carried.pending_since) {
+        window_start_ = *carried.pending_since;
+        judgement_pending_ = true;
+    }
     if (!carried.missed_since || (last_cycle_ && *last_cycle_ >= *carried.missed_since)) return;
     // A cycle from that window's start on ends it, as before the reload.
     window_start_ = *carried.missed_since;

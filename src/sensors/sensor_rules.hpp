@@ -5,12 +5,16 @@
 // callers without a monotonic time (scripted tests) let their wall times stand in:
 // - thresholds with a duration and hysteresis ("sample fridge above 8 degC for 10 minutes"); a
 //   reading holds until the next one while the sensor is online, so `for` runs out between readings;
+//   a threshold with a schedule ends its open event when the schedule ends ("schedule ended");
 // - a value outside the physically possible range is `sensor_health/invalid`, not a false alarm;
+//   it tells no more than a missing reading, so the last good one holds over it as over a gap;
 // - no reading for `stale_after` intervals (and a margin: config::Sensor::silence_limit()) is
-//   `sensor_health/offline`;
+//   `sensor_health/offline`, and ends the thresholds' open events ("sensor offline");
 // - disinfection: a cycle counts only at or above the set point for the minimum time; at the end
 //   of each window of its schedule without a complete cycle, `disinfection/missed_cycle` starts, and
-//   ends with the next complete cycle. A window already running at the start is not judged.
+//   ends with the next complete cycle. A cycle still running when the window ends is judged when it
+//   ends. A window is not judged when a cycle the rules did not see begin could have completed it:
+//   one already running at the start, or hot at the first reading after the start or a silence.
 // Events share the cameras' life cycle (start/end, ids, severities) and go to the same outbox.
 
 #include <map>
@@ -54,8 +58,10 @@ public:
     // and a missed cycle open since the end of a window. Handed to the next run at a reload.
     struct Cycles {
         std::optional<TimePoint> last_cycle;
-        std::optional<TimePoint> missed_since;  // the start of the window judged missed, while open
-        std::optional<TimePoint> hot_since;     // a cycle in progress: hot since then
+        std::optional<TimePoint> missed_since;   // the start of the window judged missed, while open
+        std::optional<TimePoint> hot_since;      // a cycle in progress: hot since then
+        bool start_known = true;                 // whether that cycle was seen to begin
+        std::optional<TimePoint> pending_since;  // the start of a window that ended during that cycle
     };
     Cycles cycles() const;
     // The previous run's, at a reload: its stop ended an open missed_cycle, which the room would
@@ -91,6 +97,11 @@ private:
     // Forgets conditions pending confirmation (`for` running) and a disinfection cycle in progress;
     // open events stay open.
     void forget_pending(TimePoint t);
+    // The sensor went silent: its thresholds' and invalid's open events end as of its last reading.
+    void end_for_offline(SteadyPoint steady_now, std::vector<events::Event>& out);
+    // Whether the window that ended (or is ending) had a complete cycle; raises missed_cycle if not,
+    // unless a cycle of unknown start touched it.
+    void judge_window(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out);
 
     const config::Sensor& sensor_;
     const rules::Calendar& calendar_;
@@ -106,8 +117,10 @@ private:
     bool last_valid_ = false;             // the newest reading was within valid_range
     std::optional<TimePoint> last_time_;  // the newest reading's own time
     // value_'s own time: a probe that reads only impossible values for hours keeps its last good
-    // value, which must not show as taken now.
+    // value, which must not show as taken now. And when it was measured and arrived on the
+    // monotonic clock: it holds over impossible readings for as long as over silence.
     std::optional<TimePoint> value_time_;
+    std::optional<SteadyPoint> value_measured_steady_, value_arrival_steady_;
     // The newest reading on the monotonic clock: when it was measured, and when it arrived (liveness).
     std::optional<SteadyPoint> last_measured_steady_, last_arrival_steady_;
     // Disinfection cycle tracking.
@@ -116,6 +129,11 @@ private:
     bool in_window_ = false;
     bool judge_window_ = false;  // false for a window already running when these rules started
     TimePoint window_start_{};
+    // A cycle's start is seen only from a reading under the set point: after the start or a
+    // silence, a hot cabinet may have been hot for long unseen.
+    bool cycle_start_known_ = false;
+    bool unknown_cycle_in_window_ = false;  // such a cycle was hot during the window being judged
+    bool judgement_pending_ = false;        // the window ended during a cycle: judged when it ends
 };
 
 }  // namespace kg::sensors

@@ -293,9 +293,10 @@ def test_mqtt_sensor_filters_and_resubscribing(broker, collector, gateways, tmp_
 
 def test_no_value_and_impossible_values_stay_out_of_states_and_rollups(broker, collector, schemas, gateways,
                                                                          tmp_path):
-    """A Modbus float32 NaN (how devices say "no measurement") is not a reading, and a value outside
-    valid_range (-127 from a DS18B20 whose wire broke) raises `invalid` but stays out of the minute's
-    roll-up. Before, both went into the roll-ups as null / -127, which the schema does not allow."""
+    """A Modbus float32 NaN (how devices say "no measurement") and a value outside valid_range (-127
+    from a DS18B20 whose wire broke) raise `invalid` but stay out of states and the minute's roll-up.
+    Before, both went into the roll-ups as null / -127, which the schema does not allow; and the NaN,
+    taken for a failed read, made the answering device's sensor offline."""
     (tmp_path / "local").mkdir()
     local = kg_e2e.Broker(tmp_path / "local")
     device = kg_e2e.ScriptedModbusTcp()
@@ -318,8 +319,11 @@ def test_no_value_and_impossible_values_stay_out_of_states_and_rollups(broker, c
             time.sleep(0.3)
         kg_e2e.wait_until(lambda: any(e.get("sensor") == "fridge" and e["label"] == "invalid"
                                       for e in collector.events()), 10, what="the fridge's invalid event")
+        kg_e2e.wait_until(lambda: any(e.get("sensor") == "probe" and e["label"] == "invalid"
+                                      for e in collector.events()), 10, what="the probe's invalid event")
         probe = collector.last_json(f"{PREFIX}/sensors/probe/state")
         assert probe is not None and probe["value"] is None
+        assert not any(e.get("sensor") == "probe" and e["label"] == "offline" for e in collector.events())
         assert gw.terminate() == 0  # publishes the minute in progress as a partial roll-up
         collector.wait_for(lambda: collector.on(f"{PREFIX}/sensors/fridge/rollup"), 10, what="the fridge's roll-up")
         rollups = collector.json_on(f"{PREFIX}/sensors/fridge/rollup")

@@ -309,6 +309,29 @@ protected:
     CameraPipelineDefaultsTest() : CameraPipelineTest(kDefaultThresholdConfig) {}
 };
 
+// The mask rule under a schedule, all day here; the test turns it off.
+const char* kScheduledConfig = R"(site: {id: sch-0101, name: No. 1 canteen, timezone: Asia/Shanghai}
+mqtt: {url: mqtt://127.0.0.1:1883}
+schedules: {service: {times: ['00:00-00:00']}}
+cameras:
+  - id: kitchen
+    url: rtsp://127.0.0.1:8554/kitchen
+    checks: [mask, head_covering]
+    rules:
+      mask: {confirm: 2s, clear: 3s, cooldown: 5s, median_window: 1, schedule: service}
+)";
+
+class CameraPipelineScheduleTest : public CameraPipelineTest {
+protected:
+    CameraPipelineScheduleTest() : CameraPipelineTest(kScheduledConfig) {
+        for (const auto& c : config_.schedules) {
+            kg::rules::Schedule s{c.name, c.days, {}, c.on_holidays, c.inverted};
+            for (const auto& t : c.times) s.windows.push_back(kg::rules::parse_window(t));
+            schedules_[c.name] = s;
+        }
+    }
+};
+
 }  // namespace
 
 // A detector's boxes passed its own threshold (the shipped models' 0.3): the rule's 0.5 on top made
@@ -341,4 +364,27 @@ TEST_F(CameraPipelineTest, TwoChecksThatDisagreeOnAConditionRaiseItOnTheOneThatS
     ASSERT_EQ(mask.size(), 1u) << "the condition one check saw on every frame was never raised";
     EXPECT_EQ(mask[0].start_time, at(0));
     EXPECT_TRUE(events_.of("head_covering").empty());
+}
+
+// An event open when its rule's schedule ended was fed "nothing seen" and ended after the clear
+// time as "cleared", though nobody looked: the room took it for mended (review). It ends at once,
+// as "schedule ended"; nothing starts outside the schedule.
+TEST_F(CameraPipelineScheduleTest, AnEventOpenWhenItsScheduleEndsEndsAsScheduleEnded) {
+    mask_.score = 0.9f;
+    for (int s = 0; s <= 4; ++s) frame_at(s);
+    ASSERT_EQ(events_.of("mask").size(), 1u);
+    schedules_["service"].inverted = true;  // the schedule ends
+    frame_at(5);
+    auto mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 2u);
+    EXPECT_EQ(mask[1].state, EventState::end);
+    EXPECT_EQ(mask[1].end_reason, kg::events::kEndScheduleEnded);
+    EXPECT_EQ(*mask[1].end_time, at(5));
+    for (int s = 6; s <= 20; ++s) frame_at(s);
+    EXPECT_EQ(events_.of("mask").size(), 2u) << "nothing starts outside the schedule";
+    schedules_["service"].inverted = false;  // the next service
+    for (int s = 21; s <= 24; ++s) frame_at(s);
+    mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 3u);
+    EXPECT_EQ(mask[2].state, EventState::start);
 }

@@ -337,6 +337,14 @@ TEST(ConfigLoader, ReconnectHealthyAfterIsInheritedKeyByKey) {
     EXPECT_EQ(set.cameras[1].input.reconnect_min, 1s);
 }
 
+TEST(ConfigLoader, AThresholdsCooldownIsRead) {
+    const auto g = load_string(kHead +
+                                   "sensors:\n  - {id: gas, kind: gas, source: {mqtt: {topic: t/g}},\n"
+                                   "     thresholds: [{above: 0, cooldown: 10m}]}\n",
+                               "g.yaml");
+    EXPECT_EQ(g.sensors.at(0).thresholds.at(0).cooldown, 10min);
+}
+
 TEST(ConfigLoader, TrainingFrames) {
     const auto off = load_string(kHead + "cameras: [{id: a, url: a.mp4}]\n", "/etc/kg/gateway.yaml");
     EXPECT_FALSE(off.training_frames.enabled);  // they show staff: only when asked for
@@ -465,6 +473,7 @@ TEST(ConfigLoader, ASensorsKindIsAWordWhateverItsCaseAndAnUnknownOneIsSaid) {
     EXPECT_EQ(g.sensors[3].unit, "degC");
     EXPECT_EQ(g.sensors[4].thresholds.at(0).for_time, 10min);
     EXPECT_EQ(g.sensors[5].unit, "%LEL");
+    EXPECT_EQ(g.sensors[0].thresholds.at(0).cooldown, 0s) << "a threshold has no cooldown unless given";
     const auto doubts = kg::config::doubts(g);
     ASSERT_EQ(doubts.size(), 1u) << ::testing::PrintToString(doubts);
     EXPECT_NE(doubts[0].find("sensor 'e': kind 'lpg' is not one the gateway knows (temperature, humidity, "
@@ -1080,6 +1089,14 @@ INSTANTIATE_TEST_SUITE_P(
                 "      pot: {checks: [unattended], polygon: [[0.5, 0.5], [0.55, 0.5], [0.55, 0.55], [0.5, "
                 "0.55]]}\n",
             7, "cameras[0].zones.pot.polygon", "less than scene.min_area"},
+        // A schedule with no window is never active: a threshold under it never fired, silently.
+        BadCase{"schedule_without_windows",
+                kHead + "schedules:\n  meal: {times: []}\ncameras: [{id: a, url: a.mp4}]\n", 3,
+                "schedules.meal.times", "no window"},
+        BadCase{"threshold_cooldown_not_a_duration",
+                kHead + "sensors:\n  - id: gas\n    source: {mqtt: {topic: t/g}}\n"
+                        "    thresholds: [{above: 0, cooldown: often}]\n",
+                5, "sensors[0].thresholds[0].cooldown", "often"},
         BadCase{"schedules_inverting_each_other",
                 kHead + "schedules:\n  a: {not: a}\ncameras: [{id: a, url: a.mp4}]\n", 3, "schedules.a.not",
                 "in a loop"},

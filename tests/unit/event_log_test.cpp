@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "app/missed_cycles.hpp"
 #include "common/iso_time.hpp"
 #include "publish/payloads.hpp"
@@ -219,4 +221,18 @@ TEST(MissedCyclesLeft, FindsTheRaisesAStopEndedOrACrashLeftOpenAndNoOther) {
     EXPECT_EQ(kg::app::newest_time(history), ms(kT0 + 900s));
     EXPECT_EQ(kg::app::newest_time({R"({"minute": "2026-12-04T05:00:00.000Z"})"}),
               kg::parse_iso8601_utc("2026-12-04T05:01:00.000Z"));
+}
+
+// A reading of 1e308 (a device's error value, with no valid_range to catch it) went out as
+// "value": null: rounding to three places overflowed to infinity (review).
+TEST(EventPayload, AHugeValueIsSentAsItIsNotAsNull) {
+    auto e = event("v", EventState::start, 0);
+    e.from_sensor = true;
+    e.value = 1e308;
+    const auto j = nlohmann::json::parse(kg::publish::event_payload(e, "s"));
+    ASSERT_TRUE(j["value"].is_number()) << j.dump();
+    EXPECT_DOUBLE_EQ(j["value"].get<double>(), 1e308);
+    e.value = 24.98765;
+    EXPECT_DOUBLE_EQ(nlohmann::json::parse(kg::publish::event_payload(e, "s"))["value"].get<double>(),
+                     24.988);
 }
