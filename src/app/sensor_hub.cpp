@@ -134,11 +134,12 @@ void SensorHub::on_reading(const sensors::Reading& given) {
         auto it = entries_.find(reading.sensor);
         if (it == entries_.end()) return;
         auto& e = it->second;
-        e.last = reading;
         e.rules->observe(reading, out);
         // The day's curve holds what the sensor measured: a probe's error value (-127 from a DS18B20
-        // whose wire broke) is an `invalid` event, not a minute whose minimum is -127.
+        // whose wire broke) is an `invalid` event, not a minute whose minimum is -127. Nor is it
+        // the reading a reload hands over: the good one before it holds there, as here.
         if (sensors::in_valid_range(e.rules->sensor(), reading.value)) {
+            e.last = reading;
             if (auto done = e.roller.add(reading.time, reading.value, reading.arrival.value_or(reading.time)))
                 publish_rollup(e.rules->sensor(), *done);
         }

@@ -80,7 +80,7 @@ private:
         std::unique_ptr<sensors::SensorRules> rules;
         sensors::Roller roller;
         std::vector<std::string> last_conditions;
-        std::optional<sensors::Reading> last;  // the last reading received, for the next run
+        std::optional<sensors::Reading> last;  // the last valid reading, for the next run
     };
     void deliver(std::vector<events::Event>& events);
     // Partial when cut by the stop (`stopping`) or begun before this hub was made.

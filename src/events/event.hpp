@@ -30,6 +30,10 @@ inline constexpr const char* kEndRestarted = "gateway restarted";
 // end_reason of the ends a sensor's events get when it goes silent (offline): without readings the
 // condition can be neither seen nor seen to clear (end_time is its last reading).
 inline constexpr const char* kEndSensorOffline = "sensor offline";
+// end_reason of the ends a sensor's threshold events get when it has read only impossible values
+// (outside valid_range) for as long as a silence makes it offline: the condition can no longer be
+// seen (end_time is its last good reading).
+inline constexpr const char* kEndSensorInvalid = "sensor invalid";
 // end_reason of the ends a rule's events get when the rule's schedule ends: outside it the
 // condition is not judged, so it is not known to have cleared.
 inline constexpr const char* kEndScheduleEnded = "schedule ended";

@@ -142,7 +142,7 @@ std::optional<Event> EventTracker::close(TimePoint t, const std::string& reason,
     active_ = false;
     if (cooldown_from) last_end_ = *cooldown_from;
     Event e = message(EventState::end, t);
-    e.end_time = std::max(t, start_time_);  // never before the start, whatever the wall clock did
+    e.end_time = e.time = std::max(t, start_time_);  // never before the start, whatever the wall clock did
     e.end_reason = reason;
     return e;
 }

@@ -163,8 +163,10 @@ void SensorRules::resume(const Reading& last, SteadyPoint steady_now, std::vecto
     value_measured_steady_ = steady.measured;
     value_arrival_steady_ = steady.arrived;
     binary_ = last.binary;
-    // Judged now, on the readings' clock, as tick() does.
+    // Judged now, on the readings' clock, as tick() does; not a reading older than a silence, which
+    // no longer holds (a detector offline at the reload raised its alarm again in the next run).
     const auto since = steady_now - steady.arrived;
+    if (since >= sensor_.silence_limit()) return;
     check_limits(last.value, last.time + std::chrono::duration_cast<Duration>(since), steady.measured + since,
                  out);
 }
@@ -193,7 +195,7 @@ void SensorRules::check_limits(double v, TimePoint t, SteadyPoint steady, std::v
             // Outside its schedule the rule judges nothing: an open event ends, not as cleared (the
             // room took a fridge still at 10 degC for mended when the window closed), and nothing
             // pending carries over to the next window.
-            emit(l.tracker.close(t, events::kEndScheduleEnded, steady), v, out);
+            emit(l.tracker.close(t, events::kEndScheduleEnded), v, out);
             continue;
         }
         const double limit = l.tracker.active() ? (th.above ? th.value - h : th.value + h) : th.value;
@@ -202,19 +204,25 @@ void SensorRules::check_limits(double v, TimePoint t, SteadyPoint steady, std::v
     }
 }
 
-void SensorRules::end_for_offline(SteadyPoint steady_now, std::vector<events::Event>& out) {
+void SensorRules::end_for_offline(std::vector<events::Event>& out) {
     // As of the last reading, as a camera's events end as of its last frame: an outage of hours is
     // not hours of the condition. Still there when readings return, it is a new event once
-    // confirmed again; the cooldown runs from now.
+    // confirmed again. No cooldown runs from these ends: the condition was not seen to clear, and
+    // a gas alarm back with the detector must not wait out a cooldown unsaid.
     const TimePoint last = last_time_.value_or(started_);
-    for (auto& l : limits_) emit(l.tracker.close(last, events::kEndSensorOffline, steady_now), value_, out);
-    emit(invalid_.close(last, events::kEndSensorOffline, steady_now), value_, out);
+    for (auto& l : limits_) emit(l.tracker.close(last, events::kEndSensorOffline), value_, out);
+    emit(invalid_.close(last, events::kEndSensorOffline), value_, out);
 }
 
-void SensorRules::judge_window(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out) {
-    judgement_pending_ = false;
-    const bool done = last_cycle_ && *last_cycle_ >= window_start_;
-    if (!done && !unknown_cycle_in_window_) emit(missed_->observe(now, steady_now, 1.0f), value_, out);
+void SensorRules::end_for_invalid(std::vector<events::Event>& out) {
+    const TimePoint last = value_time_.value_or(started_);
+    for (auto& l : limits_) emit(l.tracker.close(last, events::kEndSensorInvalid), value_, out);
+}
+
+void SensorRules::judge(const Window& w, TimePoint now, SteadyPoint steady_now,
+                        std::vector<events::Event>& out) {
+    const bool done = last_cycle_ && *last_cycle_ >= w.start;
+    if (!done && !w.unknown_cycle) emit(missed_->observe(now, steady_now, 1.0f), value_, out);
 }
 
 void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out) {
@@ -223,7 +231,7 @@ void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events
     auto offline = offline_.observe(now, steady_now, stale ? 1.0f : 0.0f);
     const bool went_offline = offline && offline->state == events::EventState::start;
     emit(std::move(offline), value_, out);
-    if (went_offline) end_for_offline(steady_now, out);
+    if (went_offline) end_for_offline(out);
     // The last good reading holds until the next one: a door contact reports when the door opens,
     // then nothing while it stays open, and `for` must run out all the same. Over impossible
     // readings too, for as long as over silence. On the readings' clock, as they are timed (the
@@ -238,15 +246,18 @@ void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events
     } else {
         // `for` counts what the sensor keeps seeing: a condition pending confirmation when it went
         // silent (or read only impossible values as long) starts afresh at its next good reading,
-        // not dated back over the gap.
+        // not dated back over the gap. An event open through impossible readings ends, as one
+        // open through silence does: left open, it outlived its schedule and spanned the night.
         forget_pending(now);
+        if (!stale) end_for_invalid(out);
     }
 
     if (window_ != nullptr) {
         const bool active = calendar_.active(*window_, now);
-        const bool cycle_over_or_done = !hot_since_ || (last_cycle_ && *last_cycle_ >= window_start_);
-        if (judgement_pending_ && (cycle_over_or_done || (active && !in_window_)))
-            judge_window(now, steady_now, out);
+        if (pending_ && (!hot_since_ || (last_cycle_ && *last_cycle_ >= pending_->start))) {
+            judge(*pending_, now, steady_now, out);
+            pending_.reset();
+        }
         if (active && !in_window_) {
             window_start_ = now;
             judge_window_ = true;
@@ -256,10 +267,11 @@ void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events
             // The window just ended: was there a complete cycle in it? A cycle still running is
             // judged when it ends: a 45-minute cycle begun 15 minutes before the window's end
             // raised missed_cycle at the end, with the cabinet at 125 degC.
-            if (cycle_over_or_done) {
-                judge_window(now, steady_now, out);
-            } else {
-                judgement_pending_ = true;
+            const Window ended{window_start_, unknown_cycle_in_window_};
+            if (!hot_since_ || (last_cycle_ && *last_cycle_ >= window_start_)) {
+                judge(ended, now, steady_now, out);
+            } else if (!pending_) {  // an earlier window waiting on the same cycle is judged first
+                pending_ = ended;
             }
         } else if (missed_->active() && last_cycle_ && *last_cycle_ >= window_start_) {
             // A cycle complete since (one the last reading, still hot, completed by holding).
@@ -275,7 +287,7 @@ SensorRules::Cycles SensorRules::cycles() const {
     if (missed_ && missed_->active()) c.missed_since = window_start_;
     c.hot_since = hot_since_;
     c.start_known = cycle_start_known_;
-    if (judgement_pending_) c.pending_since = window_start_;
+    if (pending_) c.pending_since = pending_->start;
     return c;
 }
 
@@ -293,10 +305,7 @@ void SensorRules::resume_cycles(const Cycles& carried, TimePoint now, SteadyPoin
         cycle_start_known_ = true;  // the previous run saw the cabinet cool, or no cycle at all
     }
     // A window that ended during a cycle, not yet judged: judged when the cycle ends (tick()).
-    if (carried.pending_since) {
-        window_start_ = *carried.pending_since;
-        judgement_pending_ = true;
-    }
+    if (carried.pending_since) pending_ = Window{*carried.pending_since, false};
     if (!carried.missed_since || (last_cycle_ && *last_cycle_ >= *carried.missed_since)) return;
     // A cycle from that window's start on ends it, as before the reload.
     window_start_ = *carried.missed_since;

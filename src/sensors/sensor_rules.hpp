@@ -14,7 +14,7 @@
 //   of each window of its schedule without a complete cycle, `disinfection/missed_cycle` starts, and
 //   ends with the next complete cycle. A cycle still running when the window ends is judged when it
 //   ends. A window is not judged when a cycle the rules did not see begin could have completed it:
-//   one already running at the start, or hot at the first reading after the start or a silence.
+//   one already running at the start, or one hot at the first reading after the start.
 // Events share the cameras' life cycle (start/end, ids, severities) and go to the same outbox.
 
 #include <map>
@@ -98,10 +98,18 @@ private:
     // open events stay open.
     void forget_pending(TimePoint t);
     // The sensor went silent: its thresholds' and invalid's open events end as of its last reading.
-    void end_for_offline(SteadyPoint steady_now, std::vector<events::Event>& out);
-    // Whether the window that ended (or is ending) had a complete cycle; raises missed_cycle if not,
-    // unless a cycle of unknown start touched it.
-    void judge_window(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out);
+    void end_for_offline(std::vector<events::Event>& out);
+    // The sensor read only impossible values for as long as a silence: its thresholds' open events
+    // end as of its last good reading, as at an outage.
+    void end_for_invalid(std::vector<events::Event>& out);
+    // A window that ended, to be judged: its start, and whether a cycle the rules did not see begin
+    // was hot in it (it may have been complete: not judged).
+    struct Window {
+        TimePoint start;
+        bool unknown_cycle = false;
+    };
+    // Whether `w` had a complete cycle; raises missed_cycle if not, unless unknown_cycle.
+    void judge(const Window& w, TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out);
 
     const config::Sensor& sensor_;
     const rules::Calendar& calendar_;
@@ -132,8 +140,10 @@ private:
     // A cycle's start is seen only from a reading under the set point: after the start or a
     // silence, a hot cabinet may have been hot for long unseen.
     bool cycle_start_known_ = false;
-    bool unknown_cycle_in_window_ = false;  // such a cycle was hot during the window being judged
-    bool judgement_pending_ = false;        // the window ended during a cycle: judged when it ends
+    bool unknown_cycle_in_window_ = false;  // such a cycle was hot during the window running now
+    // A window that ended during a cycle: judged when the cycle ends (or has run long enough),
+    // even after the next window began, for which the same cycle counts too.
+    std::optional<Window> pending_;
 };
 
 }  // namespace kg::sensors

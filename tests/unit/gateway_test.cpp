@@ -637,3 +637,31 @@ TEST(SensorHub, TheMinutesARestartCutInTwoAreMarkedPartial) {
     ASSERT_EQ(second.size(), 1u);
     EXPECT_NE(second.at(kg::iso8601_utc(minute + 3min)), id);  // another run, another id
 }
+
+// A reload handed the next run the sensor's last reading, impossible or not: after a -127 the held
+// good value was lost there, and a disinfection judgement waiting on a cycle was judged missed,
+// the cycle's heat with it (review). The last valid reading is carried.
+TEST(SensorHub, AReloadCarriesTheLastValidReading) {
+    TempDir dir;
+    const auto cfg =
+        fridge_site("tcp://127.0.0.1:1", dir.path, "    valid_range: [-40, 60]\n");  // never started
+    kg::Logging logging("info", false);
+    kg::rules::Calendar calendar(cfg.site.timezone, cfg.site.holidays);
+    const std::map<std::string, kg::rules::Schedule> schedules;
+    kg::events::EventIdGenerator ids;
+    NoEvents sink;
+    const kg::app::SiteContext site{cfg, calendar, schedules, nullptr, nullptr, sink, ids, logging};
+    kg::outbox::SqliteStore store(":memory:", {});
+    kg::publish::MqttLink link(cfg.mqtt, "kitchen/test-site/availability", kg::Logging::null_logger());
+    const kg::publish::Topics topics("kitchen", "test-site");
+    kg::outbox::Outbox outbox(store, link, topics, "test-site", kg::Logging::null_logger());
+    kg::app::SensorHub hub(site, outbox, link, topics);
+    const auto now = kg::Clock::now();
+    hub.on_reading({"fridge", 5.0, now - 2s, std::nullopt});
+    hub.on_reading({"fridge", -127.0, now - 1s, std::nullopt});
+    kg::app::CarryOver carry;
+    hub.stop(&carry, &cfg);
+    ASSERT_TRUE(carry.sensors.count("fridge"));
+    ASSERT_TRUE(carry.sensors.at("fridge").last);
+    EXPECT_DOUBLE_EQ(carry.sensors.at("fridge").last->value, 5.0);
+}

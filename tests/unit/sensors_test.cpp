@@ -461,6 +461,69 @@ TEST(SensorRules, AThresholdsEventOpenWhenItsScheduleEndsEndsAsScheduleEnded) {
     }
 }
 
+// A gas alarm that went offline with its detector and came back with it waited out the cooldown
+// unsaid: the end for the outage started it, and the room and the API showed no condition while
+// the detector read gas (review). An end the sensor did not see starts no cooldown; and the end is
+// dated within the event.
+TEST(SensorRules, AnAlarmBackWithItsDetectorIsRaisedAgainWhateverTheCooldown) {
+    Rig rig;
+    rig.sensor.id = "gas";
+    rig.sensor.interval = 1min;
+    auto gas = above(0.0, 0min, "leak");
+    gas.hysteresis = 0;
+    gas.cooldown = 60min;
+    rig.sensor.thresholds = {gas};
+    auto r = rig.make();
+    rig.feed(r, 0, 5, 1.0);
+    for (double m = 5; m < 15; m += 0.5) r.tick(at(m), rig.out);  // silent
+    rig.feed(r, 15, 17, 1.0);
+    ASSERT_EQ(rig.states(),
+              (std::vector<std::string>{"sensor/leak:start", "sensor_health/offline:start", "sensor/leak:end",
+                                        "sensor_health/offline:end", "sensor/leak:start"}));
+    EXPECT_EQ(rig.out[2].end_reason, kg::events::kEndSensorOffline);
+    EXPECT_GE(rig.out[2].time, rig.out[2].start_time);
+    EXPECT_EQ(rig.out[4].time, at(15));
+    EXPECT_EQ(r.state(at(16)).conditions, std::vector<std::string>{"leak"});
+}
+
+// A fridge's too_warm, open when its probe began to read only -127, stayed open past its schedule
+// and through the night, and the next morning's first good reading carried it on (review). Read
+// only impossible values for as long as a silence, the sensor ends it, as of its last good reading.
+TEST(SensorRules, AnEventOpenThroughImpossibleReadingsEndsAsSensorInvalid) {
+    Rig rig;
+    rig.sensor.id = "fridge";
+    rig.sensor.min_valid = -40;
+    rig.sensor.max_valid = 60;
+    rig.sensor.thresholds = {above(8.0, 10min)};
+    auto r = rig.make();
+    rig.feed(r, 0, 20, 12.0);
+    rig.feed(r, 20, 40, -127.0);
+    ASSERT_EQ(rig.states(), (std::vector<std::string>{"sensor/too_warm:start", "sensor_health/invalid:start",
+                                                      "sensor/too_warm:end"}));
+    EXPECT_EQ(rig.out[2].end_reason, kg::events::kEndSensorInvalid);
+    EXPECT_EQ(*rig.out[2].end_time, at(19));
+    rig.feed(r, 40, 52, 12.0);  // good again and warm: a new event once confirmed
+    EXPECT_EQ(rig.states().back(), "sensor/too_warm:start");
+    EXPECT_EQ(rig.out.back().start_time, at(40));
+}
+
+// A reload while a gas detector was offline judged its last reading, an hour old, as the present:
+// the new run raised the alarm (review).
+TEST(SensorRules, AReadingOlderThanASilenceIsNotJudgedAtAReload) {
+    Rig rig;
+    rig.sensor.id = "gas";
+    rig.sensor.interval = 1min;
+    auto gas = above(0.0, 0min, "leak");
+    gas.hysteresis = 0;
+    rig.sensor.thresholds = {gas};
+    SensorRules next(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(100));
+    next.resume({"gas", 1.0, at(4), std::nullopt}, at(100), rig.out);
+    next.tick(at(100), rig.out);
+    EXPECT_TRUE(std::none_of(rig.out.begin(), rig.out.end(), [](const Event& e) {
+        return e.label == "leak";
+    })) << ::testing::PrintToString(rig.states());
+}
+
 // `cooldown` on a threshold: a gas detector crossing its limit for one reading a minute and
 // then back raised about one alert a minute, nearly sixty an hour (review).
 TEST(SensorRules, AThresholdsCooldownHoldsBackTheNextAlertAfterAnEnd) {
@@ -648,6 +711,29 @@ TEST(SensorRules, ACycleHotAtTheFirstReadingDoesNotMakeItsWindowMissed) {
     seen.feed(s, 12 * 60 + 57, 13 * 60 + 5, 125.0);
     seen.feed(s, 13 * 60 + 5, 14 * 60 + 5, 40.0);
     EXPECT_EQ(seen.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+}
+
+// Two windows, 13:00-14:00 and 14:05-15:00, and a 20-minute cycle from 13:55 to 14:20: the judgement
+// of the first waited for the cycle, and the second's start forced it before the cycle was
+// complete: missed_cycle raised at 14:05 and ended at 14:15 (review of the deferral). The cycle
+// counts for both.
+TEST(SensorRules, ACycleRunningIntoTheNextWindowCountsForBoth) {
+    Rig rig;
+    kg::rules::Schedule after_meals;
+    after_meals.windows = {kg::rules::parse_window("13:00-14:00"), kg::rules::parse_window("14:05-15:00")};
+    rig.schedules["after_meals"] = after_meals;
+    rig.sensor.id = "cabinet";
+    rig.sensor.interval = 1min;
+    kg::config::Disinfection d;
+    d.setpoint = 120;
+    d.min_time = 20min;
+    d.schedule = "after_meals";
+    rig.sensor.disinfection = d;
+    auto r = rig.make();
+    rig.feed(r, 12 * 60, 13 * 60 + 55, 25.0);
+    rig.feed(r, 13 * 60 + 55, 14 * 60 + 20, 125.0);
+    rig.feed(r, 14 * 60 + 20, 16 * 60, 40.0);
+    EXPECT_TRUE(rig.out.empty()) << ::testing::PrintToString(rig.states());
 }
 
 // A reload's stop ended an open missed_cycle, which the room takes for mended, and the next run
