@@ -443,7 +443,7 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
             // Outside its schedule a rule judges nothing: an open event ends, not as cleared (the
             // condition may well be there still), and none starts.
             t->frame_boxes.clear();
-            if (auto end = t->tracker.close(frame.time, events::kEndScheduleEnded, frame.steady)) {
+            if (auto end = t->tracker.close(frame.time, events::kEndScheduleEnded)) {
                 auto best = evidence_.take_best(end->id);
                 schedule_ended_.emplace_back(std::move(*end), std::move(best));
             }
@@ -514,11 +514,17 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
         steady - std::max(state.stats.last_frame_steady.value_or(started_steady_), started_steady_);
     const TimePoint seen =
         now - std::chrono::duration_cast<TimePoint::duration>(silent);  // the wall time of it
-    state.online = state.stats.last_frame_steady.has_value() && silent < camera_.health.offline_after;
-
     const bool offline = silent >= camera_.health.offline_after;
+    // Back only once frames have kept coming for health.clear on one connection: a camera on a bad
+    // link, giving 2 s of video a connection, ended its offline alert at each and raised it again
+    // 20 s later, about 110 alerts an hour while it was as good as down.
+    const auto& st = state.stats;
+    const bool back = !offline && st.streaming_since && st.last_frame_steady &&
+                      *st.last_frame_steady - *st.streaming_since >= camera_.health.clear;
     std::optional<events::Event> event;
-    if (observe) event = offline_->observe(now, steady, offline ? 1.0f : 0.0f);
+    if (observe)
+        event = offline_->observe(now, steady, offline || (offline_->active() && !back) ? 1.0f : 0.0f);
+    state.online = st.last_frame_steady.has_value() && !offline && !offline_->active();
     if (event) {
         if (event->state == events::EventState::start) {
             log_->warn("offline: no frame for {} ms ({})",

@@ -29,6 +29,8 @@ struct CameraStatsSnapshot {
     // The same moment on the steady clock: how long ago it was is judged on this one, since a wall
     // clock set back made a camera that stopped look alive for as long as the step.
     std::optional<SteadyPoint> last_frame_steady;
+    // The first frame of the connection in progress: how long the camera has been back.
+    std::optional<SteadyPoint> streaming_since;
     std::string last_error;
 };
 
@@ -38,6 +40,9 @@ public:
         frames_in_.fetch_add(1, std::memory_order_relaxed);
         last_frame_ns_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
         last_frame_steady_ns_.store(steady.time_since_epoch().count(), std::memory_order_relaxed);
+        SteadyPoint::rep none = 0;
+        streaming_since_ns_.compare_exchange_strong(none, steady.time_since_epoch().count(),
+                                                    std::memory_order_relaxed);
     }
     void frame_sampled() { frames_sampled_.fetch_add(1, std::memory_order_relaxed); }
     // One frame through the checks, and how long that took.
@@ -55,10 +60,12 @@ public:
     void connected() {
         std::lock_guard lock(mutex_);
         connected_ = true;
+        streaming_since_ns_.store(0, std::memory_order_relaxed);
     }
     void disconnected(std::string why) {
         std::lock_guard lock(mutex_);
         connected_ = false;
+        streaming_since_ns_.store(0, std::memory_order_relaxed);
         last_error_ = std::move(why);
     }
     // On the monotonic clock: a wall clock set back an hour counted the reconnects before it as
@@ -80,6 +87,8 @@ public:
         if (last != 0) s.last_frame = TimePoint(TimePoint::duration(last));
         if (const auto steady = last_frame_steady_ns_.load(std::memory_order_relaxed); steady != 0)
             s.last_frame_steady = SteadyPoint(SteadyPoint::duration(steady));
+        if (const auto since = streaming_since_ns_.load(std::memory_order_relaxed); since != 0)
+            s.streaming_since = SteadyPoint(SteadyPoint::duration(since));
         std::lock_guard lock(mutex_);
         s.connected = connected_;
         s.last_error = last_error_;
@@ -104,7 +113,7 @@ private:
     std::atomic<std::uint64_t> frames_in_{0}, frames_sampled_{0}, frames_analysed_{0}, frames_dropped_{0},
         decode_errors_{0}, check_errors_{0}, analysis_ns_{0}, timestamp_jumps_{0};
     std::atomic<TimePoint::rep> last_frame_ns_{0};
-    std::atomic<SteadyPoint::rep> last_frame_steady_ns_{0};
+    std::atomic<SteadyPoint::rep> last_frame_steady_ns_{0}, streaming_since_ns_{0};
     mutable std::mutex mutex_;
     bool connected_ = false;
     std::string last_error_;

@@ -95,7 +95,15 @@ void CameraWorker::run() {
 }
 
 CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered& delivered) {
-    const bool paced = input.kind() == SourceKind::file && camera_.input.realtime;
+    const bool paced_file = input.kind() == SourceKind::file && camera_.input.realtime;
+    // A live source keeps to the wall clock. One whose stream time runs ahead of it (an HTTP URL to
+    // a recording, a finished HLS playlist) was read as fast as it downloaded: 40 pictures a
+    // second analysed for a camera set to 2, a core taken from every other camera. It is read at
+    // real time, with room for a live source's burst at connect (an NVR's buffer).
+    const bool paced_network = input.kind() == SourceKind::network;
+    constexpr double kAheadAllowed = 5.0;    // seconds
+    constexpr double kAnchorRenewed = 30.0;  // seconds: a camera's clock drifting fast never adds up
+    bool said_ahead = false;
     FrameSampler sampler(camera_.analysis.fps);
     // A plain value and a flag rather than an optional: g++ 12 cannot see that the optional is set
     // before it is read and warned on every build (-Wmaybe-uninitialized).
@@ -160,7 +168,7 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
         const auto steady_now = std::chrono::steady_clock::now();
         if (t < 0) t = std::chrono::duration<double>(steady_now.time_since_epoch()).count();
 
-        if (paced) {
+        if (paced_file || paced_network) {
             // Like `ffmpeg -re`: a file plays at its own speed, as a camera would.
             // A jump of the file's clock (back, or far ahead) starts the pacing again from here:
             // measured from the previous frame, not from where the pacing started.
@@ -170,9 +178,23 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
                 pace_stream = t;
             }
             previous_t = t;
-            const auto due = pace_wall + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                             std::chrono::duration<double>(t - pace_stream));
-            if (due > steady_now && !wait_for(due - steady_now)) break;
+            const double elapsed = std::chrono::duration<double>(steady_now - pace_wall).count();
+            const double ahead = (t - pace_stream) - elapsed - (paced_network ? kAheadAllowed : 0.0);
+            if (paced_network && ahead < 1.0 - kAheadAllowed && elapsed > kAnchorRenewed) {
+                pace_wall = steady_now;
+                pace_stream = t;
+            } else if (ahead > 0) {
+                if (paced_network && !said_ahead) {
+                    said_ahead = true;
+                    log_->warn(
+                        "{}: its stream runs ahead of real time (a recording, not a live camera?); read "
+                        "at real time",
+                        without_password(camera_.url));
+                }
+                if (!wait_for(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        std::chrono::duration<double>(ahead))))
+                    break;
+            }
         }
         if (!sampler.accept(t)) continue;
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdarg>
 #include <opencv2/core.hpp>
 
 #include "ingest/parameter_sets.hpp"
@@ -14,6 +15,48 @@ extern "C" {
 
 namespace kg::ingest {
 namespace {
+
+// FFmpeg's own reason for a failure ("Failed to resolve hostname ...", "method SETUP failed: 453
+// Not Enough Bandwidth") goes to its log, not into the error code the calls return, which often
+// says only "Input/output error". Its last error line on this thread is kept for the message:
+// FFmpeg's log is process-wide, but each camera opens and reads on its own thread.
+thread_local std::string t_last_error;
+
+// The password in any URL the line names (an RTSP URL in a redirect, say): logs leave the box.
+std::string masked(const std::string& line) {
+    std::string out;
+    std::size_t from = 0;
+    while (from < line.size()) {
+        const auto space = std::min(line.find(' ', from), line.size());
+        out += without_password(line.substr(from, space - from));
+        if (space < line.size()) out += ' ';
+        from = space + 1;
+    }
+    return out;
+}
+
+void keep_error_line(void* avcl, int level, const char* format, va_list args) {
+    if (level > AV_LOG_ERROR) return;
+    char line[512];
+    int print_prefix = 0;  // without "[rtsp @ 0x...]": the camera is named by the caller
+    va_list copy;
+    va_copy(copy, args);
+    av_log_format_line2(avcl, level, format, copy, line, sizeof line, &print_prefix);
+    va_end(copy);
+    std::string text(line);
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
+        text.pop_back();
+    if (!text.empty()) t_last_error = masked(text);
+}
+
+// "cannot open: Input/output error (Failed to resolve hostname ...)": the code's text, and FFmpeg's
+// reason when it logged one since `cleared`.
+std::string with_reason(const std::string& what) {
+    std::string reason;
+    reason.swap(t_last_error);
+    if (reason.empty() || what.find(reason) != std::string::npos) return what;
+    return fmt::format("{} ({})", what, reason);
+}
 
 std::int64_t steady_now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -36,6 +79,7 @@ void initialise_ffmpeg() {
     avformat_network_init();
     avdevice_register_all();
     av_log_set_level(AV_LOG_FATAL);  // the ingest reports failures itself, with the camera id and cause
+    av_log_set_callback(&keep_error_line);  // ... and FFmpeg's own reason (with_reason())
 }
 
 SourceKind classify_url(const std::string& url) {
@@ -54,6 +98,7 @@ int FfmpegInput::interrupt_cb(void* opaque) {
     if (self->stop_.load(std::memory_order_relaxed)) return 1;
     if (steady_now_ns() > self->deadline_ns_.load(std::memory_order_relaxed)) {
         self->timed_out_ = true;
+        self->interrupted_ = true;
         return 1;
     }
     return 0;
@@ -90,6 +135,7 @@ void FfmpegInput::open() {
     av_dict_set(&opts, "analyzeduration", "2000000", 0);
 
     arm_deadline();
+    t_last_error.clear();
     int err = avformat_open_input(&raw, location.c_str(), format, &opts);
     av_dict_free(&opts);
     if (err < 0) {
@@ -97,15 +143,27 @@ void FfmpegInput::open() {
         throw IngestError(timed_out_ ? IngestError::Kind::stall : IngestError::Kind::open,
                           timed_out_
                               ? fmt::format("no answer within {} ms while opening", options_.timeout.count())
-                              : fmt::format("cannot open: {}", av_error_string(err)));
+                              : with_reason(fmt::format("cannot open: {}", av_error_string(err))));
     }
     format_.reset(raw);
 
     arm_deadline();
+    t_last_error.clear();
     err = avformat_find_stream_info(format_.get(), nullptr);
     if (err < 0) {
         throw IngestError(timed_out_ ? IngestError::Kind::stall : IngestError::Kind::open,
-                          fmt::format("cannot read stream info: {}", av_error_string(err)));
+                          with_reason(fmt::format("cannot read stream info: {}", av_error_string(err))));
+    }
+    if (timed_out_) {
+        // The probe gives up quietly when interrupted, with what it has: an RTSP session that
+        // accepted PLAY and sent nothing (RTP over UDP blocked by a firewall or NAT) read as
+        // connected, and failed only one timeout later.
+        throw IngestError(
+            IngestError::Kind::stall,
+            fmt::format("the session opened, but no video came within {} ms{}", options_.timeout.count(),
+                        starts_with(options_.url, "rtsp") && options_.transport == config::Transport::udp
+                            ? " (RTP over UDP blocked on the way? try input.transport: tcp)"
+                            : ""));
     }
     const AVCodec* decoder = nullptr;
     stream_index_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
@@ -174,7 +232,22 @@ bool FfmpegInput::next_frame() {
             }
         }
         arm_deadline();
+        t_last_error.clear();
         err = av_read_frame(format_.get(), packet_.get());
+        // Whatever the read returned once the deadline interrupted it: a parser or demuxer hands
+        // over what it held (the H.264 parser's pending frame, an MPEG-TS packet), and the next
+        // read, with a fresh deadline, waited a whole timeout more (RTSP) or failed on the
+        // interrupt's own code, "Immediate exit requested", counted as no stall (HTTP).
+        if (interrupted_ && !stop_.load()) {
+            av_packet_unref(packet_.get());
+            throw IngestError(IngestError::Kind::stall,
+                              fmt::format("no data for {} ms", options_.timeout.count()));
+        }
+        // RTSP over UDP times out itself (its `timeout`), with ETIMEDOUT: a stall too.
+        if (err == AVERROR(ETIMEDOUT) && !stop_.load()) {
+            throw IngestError(IngestError::Kind::stall,
+                              fmt::format("no data for {} ms", options_.timeout.count()));
+        }
         if (err == AVERROR_EOF || (err < 0 && kind_ == SourceKind::file && avio_feof(format_->pb))) {
             draining_ = true;
             avcodec_send_packet(codec_.get(), nullptr);  // flush the frames the decoder holds
@@ -186,7 +259,8 @@ bool FfmpegInput::next_frame() {
                                   fmt::format("no data for {} ms", options_.timeout.count()));
             }
             if (stop_.load()) throw IngestError(IngestError::Kind::read, "stopped");
-            throw IngestError(IngestError::Kind::read, fmt::format("read failed: {}", av_error_string(err)));
+            throw IngestError(IngestError::Kind::read,
+                              with_reason(fmt::format("read failed: {}", av_error_string(err))));
         }
         if (packet_->stream_index == stream_index_) {
             if (const auto shifted = timeline_->place(*packet_)) {
@@ -242,6 +316,10 @@ void FfmpegInput::scale_into(cv::Mat& image) {
 }
 
 double FfmpegInput::frame_time() const {
+    // A format without timestamps (an MJPEG camera's multipart HTTP stream) gets them made up at
+    // 25 a second, whatever the camera sends: a 5 fps camera was analysed at 0.4 fps, not 2. Its
+    // frames are timed by their arrival instead (-1).
+    if ((format_->iformat->flags & AVFMT_NOTIMESTAMPS) != 0) return -1.0;
     const AVStream* stream = format_->streams[stream_index_];
     const std::int64_t ts = frame_->best_effort_timestamp;
     if (ts == AV_NOPTS_VALUE) return -1.0;

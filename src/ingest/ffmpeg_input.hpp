@@ -97,7 +97,8 @@ private:
     const std::atomic<bool>& stop_;
     SourceKind kind_;
     std::atomic<std::int64_t> deadline_ns_{0};
-    bool timed_out_ = false;
+    bool timed_out_ = false;    // the current call's deadline interrupted it
+    bool interrupted_ = false;  // a deadline interrupted a read of this connection: it has stalled
 
     FormatContextPtr format_;
     CodecContextPtr codec_;

@@ -320,6 +320,24 @@ def test_a_camera_that_goes_offline_ends_its_open_events_at_its_last_frame(broke
     schemas.validate_all(collector)
 
 
+def test_a_camera_back_for_moments_only_is_one_offline_event(broker, collector, schemas, make_clip, rtsp_server,
+                                                            gateway, tmp_path):
+    """A camera on a bad link that gives two seconds of video a connection ended its offline event at
+    each and raised it again seconds later: about 110 alerts an hour while it was as good as down
+    (review). The event ends only once frames have kept coming for health.clear."""
+    server = rtsp_server({"/short": make_clip([("normal", 2)])})  # each connection: 2 s, then the end
+    cam = kg_e2e.camera("flaky", server.url("/short"), input={"reconnect": {"min": "4s", "max": "4s"}},
+                        health={"offline_after": "3s", "clear": "5s"})
+    gateway(kg_e2e.base_config(broker, [cam], tmp_path))
+    collector.wait_for(lambda: any(e["label"] == "offline" for e in collector.events()), 20,
+                       what="the first offline event")
+    time.sleep(20)  # three more connections of two seconds each
+    offline = [e["state"] for e in collector.events() if e["label"] == "offline" and e["state"] != "update"]
+    assert offline == ["start"], offline
+    assert collector.last_json(STATE.format("flaky"))["online"] is False
+    schemas.validate_all(collector)
+
+
 def test_a_stop_with_a_camera_offline_ends_its_offline_event_and_opens_none(broker, collector, schemas, gateway,
                                                                             tmp_path):
     """A stop ends the offline event of a camera that is down ("gateway stopped"), and the last state it
