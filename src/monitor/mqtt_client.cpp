@@ -65,7 +65,7 @@ bool MqttClient::connect_once() {
                        .automatic_reconnect(false);
     if (!cfg_.username.empty()) builder.user_name(cfg_.username);
     if (!cfg_.password.empty()) builder.password(cfg_.password);
-    publish::apply_tls(builder, cfg_.url, cfg_.tls);
+    publish::apply_tls(builder, cfg_.url, cfg_.tls, &tls_errors_);
     const auto losses = losses_.load();
     try {
         auto token = client_->connect(builder.finalize());
@@ -107,7 +107,10 @@ bool MqttClient::connect_once() {
             return false;
         }
     } catch (const mqtt::exception& e) {
-        log_->warn("cannot connect to {}: {}", cfg_.url, e.what());
+        bool refused = false;
+        const auto why = publish::connect_failure(e.get_return_code(), e.what(), &tls_errors_, &refused);
+        log_->log(refused ? spdlog::level::err : spdlog::level::warn, "cannot connect to {}: {}", cfg_.url,
+                  why);
         return false;
     }
     // A loss after the SUBACK and before this line has already been reported: marked up after it,

@@ -14,6 +14,7 @@
 
 #include "common/worker_thread.hpp"
 #include "monitor/monitor_config.hpp"
+#include "publish/mqtt_link.hpp"
 
 namespace mqtt {
 class async_client;
@@ -52,6 +53,7 @@ private:
     MqttSettings cfg_;
     MessageHandler handler_;
     std::shared_ptr<spdlog::logger> log_;
+    publish::TlsErrors tls_errors_;  // OpenSSL's reason for a failed handshake
     std::unique_ptr<mqtt::async_client> client_;
     std::atomic<bool> connected_{false};
     std::atomic<std::uint64_t> losses_{0};  // connection-lost callbacks so far

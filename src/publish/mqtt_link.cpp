@@ -29,8 +29,51 @@ struct MqttLink::Listener : mqtt::iaction_listener {
     std::function<void(const mqtt::token&, bool)> done;
 };
 
+void TlsErrors::add(const std::string& error) {
+    std::lock_guard lock(mutex_);
+    last_ = error;
+}
+
+std::string TlsErrors::take() {
+    std::lock_guard lock(mutex_);
+    std::string out;
+    out.swap(last_);
+    return out;
+}
+
+std::string connect_failure(int return_code, const std::string& what, TlsErrors* tls, bool* refused) {
+    // MQTT 3.1.1's CONNACK return codes (section 3.2.2.3), which Paho passes on as they are.
+    const char* meaning = nullptr;
+    switch (return_code) {
+        case 1:
+            meaning = "the broker does not accept MQTT 3.1.1";
+            break;
+        case 2:
+            meaning = "the broker refused the client id (check mqtt.client_id)";
+            break;
+        case 3:
+            meaning = "the broker says it is unavailable";
+            break;
+        case 4:
+            meaning = "bad user name or password (mqtt.username, mqtt.password)";
+            break;
+        case 5:
+            meaning = "not authorised: the broker refused these credentials, or none were given";
+            break;
+        default:
+            break;
+    }
+    if (refused != nullptr) *refused = return_code == 4 || return_code == 5;
+    std::string out = what;
+    if (meaning != nullptr) out += fmt::format(" ({})", meaning);
+    if (tls != nullptr) {
+        if (const auto reason = tls->take(); !reason.empty()) out += fmt::format(" (TLS: {})", reason);
+    }
+    return out;
+}
+
 void apply_tls(mqtt::connect_options_builder& builder, const std::string& url,
-               const std::optional<config::Tls>& given) {
+               const std::optional<config::Tls>& given, TlsErrors* errors) {
     // A TLS URL without a `tls` block is TLS with the system's trust store: Paho refuses an ssl://
     // URI without SSL options ("Invalid (NULL) parameter" at every connect, for as long as it ran).
     if (!given && !tls_broker_url(url)) return;
@@ -40,6 +83,7 @@ void apply_tls(mqtt::connect_options_builder& builder, const std::string& url,
     if (!tls.ca_file.empty()) ssl.trust_store(tls.ca_file);
     if (!tls.cert_file.empty()) ssl.key_store(tls.cert_file);
     if (!tls.key_file.empty()) ssl.private_key(tls.key_file);
+    if (errors != nullptr) ssl.error_handler([errors](const std::string& e) { errors->add(e); });
     builder.ssl(ssl.finalize());
 }
 
@@ -121,7 +165,7 @@ bool MqttLink::connect_once() {
                        .will(mqtt::message(availability_topic_, "offline", kQos1, true));
     if (!cfg_.username.empty()) builder.user_name(cfg_.username);
     if (!cfg_.password.empty()) builder.password(cfg_.password);
-    apply_tls(builder, cfg_.url, cfg_.tls);
+    apply_tls(builder, cfg_.url, cfg_.tls, &tls_errors_);
     std::uint64_t losses = 0;
     {
         std::lock_guard lock(mutex_);
@@ -154,7 +198,11 @@ bool MqttLink::connect_once() {
             }
         }
     } catch (const mqtt::exception& e) {
-        log_->warn("cannot connect to {}: {}", cfg_.url, e.what());
+        bool refused = false;
+        const auto why = connect_failure(e.get_return_code(), e.what(), &tls_errors_, &refused);
+        // A refusal no retry will mend is an error: no alert leaves the box until someone acts.
+        log_->log(refused ? spdlog::level::err : spdlog::level::warn, "cannot connect to {}: {}", cfg_.url,
+                  why);
         return false;
     }
     // The connection can drop between the broker's CONNACK and here (a subscribe it answered by

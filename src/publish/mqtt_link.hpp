@@ -33,8 +33,26 @@ std::string paho_uri(const std::string& url);
 // TLS of a broker connection from the config (trust store, client certificate, server check), or
 // the defaults (the system's trust store, the server checked) for a TLS URL without any; shared by
 // the gateway's link, its sensor broker and kitchen-monitor's client.
+// With `errors`, OpenSSL's reason for a failed handshake ("certificate verify failed") is kept
+// there; Paho itself says only "TCP/TLS connect failure", the same as for a broker that is down.
+class TlsErrors {
+public:
+    void add(const std::string& error);  // from Paho's thread
+    std::string take();                  // the last one since the last take, or empty
+
+private:
+    std::mutex mutex_;
+    std::string last_;
+};
 void apply_tls(mqtt::connect_options_builder& builder, const std::string& url,
-               const std::optional<config::Tls>& tls);
+               const std::optional<config::Tls>& tls, TlsErrors* errors = nullptr);
+
+// A failed connect as an installer can act on it: Paho's text ("MQTT error [5]: CONNACK return
+// code"), what the broker's refusal means (bad user name or password, not authorised, ...), and
+// the TLS error kept in `tls`. `refused` is set when the broker itself refused (the credentials or
+// the ACL: no retry will mend it).
+std::string connect_failure(int return_code, const std::string& what, TlsErrors* tls,
+                            bool* refused = nullptr);
 
 // One message handed to the broker, awaited through its delivery token. Waiting again on the
 // same delivery (rather than publishing again) is what keeps a slow PUBACK from producing copies.
@@ -135,6 +153,7 @@ private:
     config::Mqtt cfg_;
     std::string availability_topic_;
     std::shared_ptr<spdlog::logger> log_;
+    TlsErrors tls_errors_;  // OpenSSL's reason for a failed handshake
     // Paho's listeners of the optional SUBSCRIBE and UNSUBSCRIBE: before client_, so that they
     // outlive whatever of its threads still calls them.
     std::unique_ptr<Listener> subscribed_, unsubscribed_;

@@ -163,7 +163,7 @@ void MqttSensorInput::run() {
                                    .connect_timeout(kConnectTimeout);
                 if (!broker_.username.empty()) builder.user_name(broker_.username);
                 if (!broker_.password.empty()) builder.password(broker_.password);
-                publish::apply_tls(builder, broker_.url, broker_.tls);
+                publish::apply_tls(builder, broker_.url, broker_.tls, &tls_errors_);
                 // A clean session: every subscription went with the previous connection. Listed
                 // before the attempt, not after its success: an attempt that outlives our wait may
                 // still connect, and is then found connected at the next turn.
@@ -177,7 +177,8 @@ void MqttSensorInput::run() {
                     continue;
                 }
             } catch (const mqtt::exception& e) {
-                log_->warn("sensor broker {}: {}", url_, e.what());
+                log_->warn("sensor broker {}: {}", url_,
+                           publish::connect_failure(e.get_return_code(), e.what(), &tls_errors_));
                 thread_.wait_for(backoff.next());
                 continue;
             }

@@ -21,6 +21,7 @@
 #include "common/log_throttle.hpp"
 #include "common/worker_thread.hpp"
 #include "config/config.hpp"
+#include "publish/mqtt_link.hpp"
 #include "sensors/reading.hpp"
 
 namespace mqtt {
@@ -80,7 +81,8 @@ private:
     std::vector<const config::Sensor*> sensors_;
     ReadingHandler handler_;
     std::shared_ptr<spdlog::logger> log_;
-    std::vector<Pending> pending_;  // subscriptions not (yet) granted; input thread only
+    publish::TlsErrors tls_errors_;  // OpenSSL's reason for a failed handshake
+    std::vector<Pending> pending_;   // subscriptions not (yet) granted; input thread only
     // Sensors already logged about; handling thread only.
     std::set<std::string> clock_warned_, retained_warned_, time_warned_;
     // A device that sends, on every message, one the sensor cannot read (Zigbee2MQTT's partial

@@ -164,6 +164,29 @@ def test_site_credentials_acl_and_tls(tmp_path, broker_dir, clips, schemas):
             finally:
                 if gw2.running():
                     gw2.kill()
+            # A refused password and a broker certificate no trusted CA signed are said as what they
+            # are: Paho's "CONNACK return code" and "TCP/TLS connect failure" (the same as for a broker
+            # that is down) told an installer nothing (a review).
+            refused = json.loads(json.dumps(second))
+            refused["mqtt"].update({"url": f"mqtt://127.0.0.1:{plain}", "password": "wrong"})
+            refused["outbox"] = {"path": str(tmp_path / "outbox-refused.db")}
+            refused["evidence"] = {**second["evidence"], "path": str(tmp_path / "evidence-refused")}
+            untrusted = json.loads(json.dumps(second))
+            untrusted["outbox"] = {"path": str(tmp_path / "outbox-untrusted.db")}
+            untrusted["evidence"] = {**second["evidence"], "path": str(tmp_path / "evidence-untrusted")}
+            gw3 = kg_e2e.Gateway(tmp_path, refused, "gateway-refused")
+            gw4 = kg_e2e.Gateway(tmp_path, untrusted, "gateway-untrusted",
+                                 env={"SSL_CERT_FILE": str(broker_dir / "tls/broker.crt")})
+            try:
+                kg_e2e.wait_until(lambda: "cannot connect to" in gw3.output(), 15, what="the refusal said")
+                kg_e2e.wait_until(lambda: "(TLS: " in gw4.output(), 15, what="the TLS failure said")
+            finally:
+                gw3.kill()
+                gw4.kill()
+            line = next(l for l in gw3.output().splitlines() if "cannot connect to" in l)
+            assert "error" in line and ("bad user name or password" in line or "not authorised" in line), line
+            line = next(l for l in gw4.output().splitlines() if "(TLS: " in l)
+            assert "certificate" in line, line
             assert gw.terminate() == 0
         finally:
             if gw.running():
