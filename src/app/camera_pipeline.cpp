@@ -522,8 +522,14 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
     const bool back = !offline && st.streaming_since && st.last_frame_steady &&
                       *st.last_frame_steady - *st.streaming_since >= camera_.health.clear;
     std::optional<events::Event> event;
-    if (observe)
-        event = offline_->observe(now, steady, offline || (offline_->active() && !back) ? 1.0f : 0.0f);
+    if (observe && offline_->active() && back) {
+        // Ended as of the first frame back, as any event ends as of when it was first seen gone:
+        // not health.clear later, which the room would count as outage.
+        event = offline_->close(
+            now - std::chrono::duration_cast<TimePoint::duration>(steady - *st.streaming_since), "");
+    } else if (observe) {
+        event = offline_->observe(now, steady, offline || offline_->active() ? 1.0f : 0.0f);
+    }
     state.online = st.last_frame_steady.has_value() && !offline && !offline_->active();
     if (event) {
         if (event->state == events::EventState::start) {

@@ -689,7 +689,9 @@ std::string Gateway::metrics() const {
             m += fmt::format("{}{{camera=\"{}\"}} {}\n", name, label(s.camera->id), value(s));
     };
     using State = publish::CameraState;
-    per_camera("kg_camera_online", "gauge", "1 if the camera delivered a frame within health.offline_after",
+    per_camera("kg_camera_online", "gauge",
+               "1 if the camera delivered a frame within health.offline_after and is not offline (back "
+               "from an outage once frames kept coming for health.clear)",
                [](const State& s) { return s.online ? 1 : 0; });
     per_camera("kg_camera_fps_in", "gauge", "decoded frames per second, last 10 s",
                [](const State& s) { return fmt::format("{:.2f}", s.fps_in); });

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <optional>
+#include <utility>
 
 #include "common/backoff.hpp"
 #include "ingest/frame_sampler.hpp"
@@ -95,14 +97,20 @@ void CameraWorker::run() {
 }
 
 CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered& delivered) {
-    const bool paced_file = input.kind() == SourceKind::file && camera_.input.realtime;
+    const bool paced = input.kind() == SourceKind::file && camera_.input.realtime;
     // A live source keeps to the wall clock. One whose stream time runs ahead of it (an HTTP URL to
-    // a recording, a finished HLS playlist) was read as fast as it downloaded: 40 pictures a
-    // second analysed for a camera set to 2, a core taken from every other camera. It is read at
-    // real time, with room for a live source's burst at connect (an NVR's buffer).
-    const bool paced_network = input.kind() == SourceKind::network;
-    constexpr double kAheadAllowed = 5.0;    // seconds
-    constexpr double kAnchorRenewed = 30.0;  // seconds: a camera's clock drifting fast never adds up
+    // a recording, a finished HLS playlist) comes as fast as it downloads, and sampled by its own
+    // time it was analysed at 40 pictures a second for a camera set to 2, a core taken from every
+    // other camera. Not paced (waiting in the read loop delayed live cameras that burst at connect
+    // or whose clocks run fast, packets for the public feed and clips with them): a network
+    // source's pictures are also sampled at most twice the rate by the wall clock, and one far
+    // ahead is said once.
+    const bool network = input.kind() == SourceKind::network;
+    const auto min_gap = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(0.5 / camera_.analysis.fps));
+    constexpr double kFarAhead = 30.0;  // seconds of stream time ahead of the wall clock
+    std::optional<std::chrono::steady_clock::time_point> last_sampled;
+    std::optional<std::pair<std::chrono::steady_clock::time_point, double>> first_frame;
     bool said_ahead = false;
     FrameSampler sampler(camera_.analysis.fps);
     // A plain value and a flag rather than an optional: g++ 12 cannot see that the optional is set
@@ -168,7 +176,7 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
         const auto steady_now = std::chrono::steady_clock::now();
         if (t < 0) t = std::chrono::duration<double>(steady_now.time_since_epoch()).count();
 
-        if (paced_file || paced_network) {
+        if (paced) {
             // Like `ffmpeg -re`: a file plays at its own speed, as a camera would.
             // A jump of the file's clock (back, or far ahead) starts the pacing again from here:
             // measured from the previous frame, not from where the pacing started.
@@ -178,25 +186,25 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
                 pace_stream = t;
             }
             previous_t = t;
-            const double elapsed = std::chrono::duration<double>(steady_now - pace_wall).count();
-            const double ahead = (t - pace_stream) - elapsed - (paced_network ? kAheadAllowed : 0.0);
-            if (paced_network && ahead < 1.0 - kAheadAllowed && elapsed > kAnchorRenewed) {
-                pace_wall = steady_now;
-                pace_stream = t;
-            } else if (ahead > 0) {
-                if (paced_network && !said_ahead) {
-                    said_ahead = true;
-                    log_->warn(
-                        "{}: its stream runs ahead of real time (a recording, not a live camera?); read "
-                        "at real time",
-                        without_password(camera_.url));
-                }
-                if (!wait_for(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                        std::chrono::duration<double>(ahead))))
-                    break;
+            const auto due = pace_wall + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                             std::chrono::duration<double>(t - pace_stream));
+            if (due > steady_now && !wait_for(due - steady_now)) break;
+        }
+        if (network) {
+            if (!first_frame) first_frame.emplace(steady_now, t);
+            const double ahead = (t - first_frame->second) -
+                                 std::chrono::duration<double>(steady_now - first_frame->first).count();
+            if (ahead > kFarAhead && !said_ahead) {
+                said_ahead = true;
+                log_->warn(
+                    "{}: its stream runs {:.0f} s ahead of real time (a recording, not a live camera?); "
+                    "analysed at most at the analysis rate by the wall clock",
+                    without_password(camera_.url), ahead);
             }
         }
         if (!sampler.accept(t)) continue;
+        if (network && last_sampled && steady_now - *last_sampled < min_gap) continue;
+        last_sampled = steady_now;
 
         Frame& frame = out_.back();
         if (frame.image.rows != height || frame.image.cols != width)

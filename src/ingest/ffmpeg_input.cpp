@@ -37,7 +37,7 @@ std::string masked(const std::string& line) {
 
 void keep_error_line(void* avcl, int level, const char* format, va_list args) {
     if (level > AV_LOG_ERROR) return;
-    char line[512];
+    char line[2048];
     int print_prefix = 0;  // without "[rtsp @ 0x...]": the camera is named by the caller
     va_list copy;
     va_copy(copy, args);
@@ -238,7 +238,10 @@ bool FfmpegInput::next_frame() {
         // over what it held (the H.264 parser's pending frame, an MPEG-TS packet), and the next
         // read, with a fresh deadline, waited a whole timeout more (RTSP) or failed on the
         // interrupt's own code, "Immediate exit requested", counted as no stall (HTTP).
-        if (interrupted_ && !stop_.load()) {
+        // Over UDP FFmpeg's own timeout can fire a moment before the deadline and flush the
+        // parser with a success code: the deadline passed all the same.
+        if ((interrupted_ || steady_now_ns() > deadline_ns_.load(std::memory_order_relaxed)) &&
+            !stop_.load()) {
             av_packet_unref(packet_.get());
             throw IngestError(IngestError::Kind::stall,
                               fmt::format("no data for {} ms", options_.timeout.count()));
@@ -319,7 +322,8 @@ double FfmpegInput::frame_time() const {
     // A format without timestamps (an MJPEG camera's multipart HTTP stream) gets them made up at
     // 25 a second, whatever the camera sends: a 5 fps camera was analysed at 0.4 fps, not 2. Its
     // frames are timed by their arrival instead (-1).
-    if ((format_->iformat->flags & AVFMT_NOTIMESTAMPS) != 0) return -1.0;
+    // A file keeps the made-up times: they pace it (`realtime`), and it is read no faster.
+    if (kind_ == SourceKind::network && (format_->iformat->flags & AVFMT_NOTIMESTAMPS) != 0) return -1.0;
     const AVStream* stream = format_->streams[stream_index_];
     const std::int64_t ts = frame_->best_effort_timestamp;
     if (ts == AV_NOPTS_VALUE) return -1.0;
