@@ -91,6 +91,19 @@ std::unique_ptr<outbox::SqliteStore> open_store(const config::Outbox& cfg, spdlo
     }
 }
 
+// A start snapshot for a replay, if still in the evidence folder (and of a JPEG's size: a file that
+// grew past it is not one the gateway wrote).
+std::optional<std::string> read_snapshot(const std::filesystem::path& path) {
+    constexpr std::uintmax_t kLargest = 16u << 20;
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec || size == 0 || size > kLargest) return std::nullopt;
+    std::ifstream in(path, std::ios::binary);
+    std::string jpeg(static_cast<std::size_t>(size), '\0');
+    if (!in.read(jpeg.data(), static_cast<std::streamsize>(size))) return std::nullopt;
+    return jpeg;
+}
+
 std::map<std::string, rules::Schedule> make_schedules(const std::vector<config::Schedule>& configured) {
     std::map<std::string, rules::Schedule> out;
     for (const auto& c : configured) {
@@ -286,6 +299,12 @@ void Gateway::start(CarryOver carried) {
     adopt(std::move(carried));
     // Set before the first thread starts: if a later start throws, stop() (from the destructor)
     // stops what did start, in order, instead of members being destroyed under running threads.
+    if (cfg_.evidence.mqtt_snapshots) {
+        // A replayed start brings its snapshot again, from the evidence folder while it is there.
+        outbox_.set_snapshot_reader([store = evidence_.get()](const std::string& relative) {
+            return read_snapshot(store->absolute(relative));
+        });
+    }
     running_ = true;
     replay_desk_.start();
     link_.start();

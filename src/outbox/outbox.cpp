@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "outbox/open_record.hpp"
@@ -299,6 +300,19 @@ std::vector<events::ClipReport> Outbox::clips_left_pending(const std::string& er
     return reports;
 }
 
+// A replayed `start` whose snapshot the evidence folder may still hold: (id, relative path).
+void Outbox::note_snapshot(const std::string& payload,
+                           std::vector<std::pair<std::string, std::string>>& out) {
+    const auto j = nlohmann::json::parse(payload, nullptr, false);
+    if (!j.is_object() || j.value("state", "") != "start") return;
+    const auto evidence = j.find("evidence");
+    if (evidence == j.end() || !evidence->is_object()) return;
+    const auto snapshot = evidence->find("snapshot");
+    const auto id = j.find("id");
+    if (snapshot == evidence->end() || !snapshot->is_string() || id == j.end() || !id->is_string()) return;
+    out.emplace_back(id->get<std::string>(), snapshot->get<std::string>());
+}
+
 Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now,
                                     const std::function<bool()>& stopping) {
     ReplayAnswer a;
@@ -333,6 +347,7 @@ Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now,
     // In chunks: a request of 10000 kept messages would hold them all in memory at once. Each number
     // is looked up once, so one moving from queued to sent between two chunks is still seen once.
     constexpr std::int64_t kChunk = 500;
+    std::vector<std::pair<std::string, std::string>> snapshots;  // (event id, path) of replayed starts
     for (std::int64_t first = request.from; first <= to; first += kChunk) {
         if (first > request.from && stopping && stopping()) {
             // What was answered is queued; the room asks again for the rest.
@@ -362,6 +377,8 @@ Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now,
             }
             if (is_kept) {
                 end_run(n - 1);
+                if (snapshot_reader_ && kept->topic == topics_.events())
+                    note_snapshot(kept->payload, snapshots);
                 // Unchanged: the same message_id, stream, seq and topic; receivers deduplicate. It
                 // keeps its number, so that a request while it is queued finds it on its way.
                 out.push_back(
@@ -380,6 +397,15 @@ Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now,
         }
         queue_answers(std::move(out));
         out.clear();
+        // One at a time, after their starts: a chunk's snapshots together could be tens of MiB.
+        for (const auto& [id, relative] : snapshots) {
+            auto jpeg = snapshot_reader_(relative);
+            if (!jpeg) continue;
+            std::vector<Message> one;
+            one.push_back({0, topics_.event_snapshot(id), std::move(*jpeg), 1, false, Priority::replay});
+            a.snapshots += queue_answers(std::move(one));
+        }
+        snapshots.clear();
     }
     end_run(to);
     queue_answers(std::move(out));

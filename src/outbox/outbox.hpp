@@ -58,10 +58,17 @@ public:
     // (stopped_at: the first number not answered), so that a stop or reload does not wait for it.
     struct ReplayAnswer {
         std::size_t replayed = 0, queued = 0, lost = 0, lost_messages = 0, ignored = 0;
+        std::size_t snapshots = 0;    // start snapshots sent again after their starts
         std::int64_t stopped_at = 0;  // 0 if answered whole
     };
     ReplayAnswer answer(const ReplayRequest& request, TimePoint now,
                         const std::function<bool()>& stopping = {});
+    // Reads a start snapshot by its path relative to the evidence folder, if it is still there.
+    // Snapshots go unnumbered, so the room cannot ask for one; with a reader, a replayed `start`
+    // is followed by its snapshot again (a broker that lost both sent back only the start). Set
+    // before start().
+    using SnapshotReader = std::function<std::optional<std::string>(const std::string& relative)>;
+    void set_snapshot_reader(SnapshotReader reader) { snapshot_reader_ = std::move(reader); }
     // The stream's id, and the highest number the broker acknowledged (for the gateway message).
     const std::string& stream() const { return store_.stream(); }
     std::int64_t acknowledged() const { return acknowledged_.load(); }
@@ -108,6 +115,8 @@ private:
     // one sync to the disk each would take minutes on an SD card); returns how many were accepted.
     // Never into the memory overflow: throws StoreError instead.
     std::size_t queue_answers(std::vector<Message> messages);
+    static void note_snapshot(const std::string& payload,
+                              std::vector<std::pair<std::string, std::string>>& out);
     void number(Message& message);  // caller holds enqueue_mutex_
     void run();
     void set_aside(const Message& head, int losses);
@@ -129,6 +138,7 @@ private:
     publish::Topics topics_;
     std::string site_;
     std::shared_ptr<spdlog::logger> log_;
+    SnapshotReader snapshot_reader_;
 
     static const Overflow::Limits kOverflowLimits;
     Overflow overflow_;

@@ -124,10 +124,11 @@ void ReplayDesk::handle(const std::string& payload) {
         }
         log_->info(
             "replay request {} from {} for {}..{} of stream {}: {} sent again, {} still queued, {} lost in "
-            "{} "
-            "lost message(s), {} above the highest number given",
+            "{} lost "
+            "message(s), {} above the highest number given{}",
             request.request_id, request.monitor, request.from, request.to, request.stream, a.replayed,
-            a.queued, a.lost, a.lost_messages, a.ignored);
+            a.queued, a.lost, a.lost_messages, a.ignored,
+            a.snapshots > 0 ? fmt::format("; {} start snapshots with them", a.snapshots) : std::string());
     } catch (const StoreError& e) {
         log_->error("replay request {} for {}..{} not answered: {}", request.request_id, request.from,
                     request.to, e.what());
