@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -300,17 +301,68 @@ std::vector<events::ClipReport> Outbox::clips_left_pending(const std::string& er
     return reports;
 }
 
-// A replayed `start` whose snapshot the evidence folder may still hold: (id, relative path).
+// A replayed `start` whose snapshot the evidence folder may still hold: (id, relative path). Only
+// the name the gateway gives a start snapshot, inside the folder: the path is read from the
+// outbox's own database, but a damaged or foreign one must not make the gateway publish any file.
 void Outbox::note_snapshot(const std::string& payload,
                            std::vector<std::pair<std::string, std::string>>& out) {
     const auto j = nlohmann::json::parse(payload, nullptr, false);
-    if (!j.is_object() || j.value("state", "") != "start") return;
-    const auto evidence = j.find("evidence");
-    if (evidence == j.end() || !evidence->is_object()) return;
-    const auto snapshot = evidence->find("snapshot");
+    if (!j.is_object()) return;
+    const auto state = j.find("state");
     const auto id = j.find("id");
-    if (snapshot == evidence->end() || !snapshot->is_string() || id == j.end() || !id->is_string()) return;
-    out.emplace_back(id->get<std::string>(), snapshot->get<std::string>());
+    const auto evidence = j.find("evidence");
+    if (state == j.end() || !state->is_string() || *state != "start" || id == j.end() || !id->is_string() ||
+        evidence == j.end() || !evidence->is_object())
+        return;
+    const auto snapshot = evidence->find("snapshot");
+    if (snapshot == evidence->end() || !snapshot->is_string()) return;
+    const std::filesystem::path path(snapshot->get<std::string>());
+    const auto normal = path.lexically_normal();
+    if (path.is_absolute() || normal.empty() || *normal.begin() == ".." ||
+        path.filename() != id->get<std::string>() + "-start.jpg")
+        return;
+    out.emplace_back(id->get<std::string>(), normal.string());
+}
+
+// After the whole answer, so that no alert's copy waits behind pictures; only into room the queue
+// has free (at most half of it), so that a picture never pushes out a message, an alert's copy
+// least of all; in batches of a few MiB, one commit each, asking `stopping` between them. A picture
+// refused, or a store that fails, ends the pictures of this answer: the room cannot ask for them,
+// and the next request that replays their starts brings them.
+void Outbox::queue_snapshots(const std::vector<std::pair<std::string, std::string>>& snapshots,
+                             const std::function<bool()>& stopping, ReplayAnswer& a) {
+    constexpr std::size_t kBatchBytes = 4u << 20;
+    const auto& limits = store_.limits();
+    std::vector<Message> batch;
+    std::size_t batch_bytes = 0;
+    const auto flush = [&] {
+        if (batch.empty()) return true;
+        const auto n = batch.size();
+        const auto accepted = queue_answers(std::move(batch));
+        a.snapshots += accepted;
+        batch.clear();
+        batch_bytes = 0;
+        return accepted == n;
+    };
+    try {
+        for (const auto& [id, relative] : snapshots) {
+            if (stopping && stopping()) break;
+            auto jpeg = snapshot_reader_(relative);
+            if (!jpeg) continue;
+            if (store_.bytes() + batch_bytes + jpeg->size() > limits.max_bytes / 2 ||
+                store_.size() + batch.size() + 1 > limits.max_messages / 2) {
+                log_->warn(
+                    "replay: start snapshots left out from {}: the outbox has no room for them to spare", id);
+                break;
+            }
+            batch_bytes += jpeg->size();
+            batch.push_back({0, topics_.event_snapshot(id), std::move(*jpeg), 1, false, Priority::replay});
+            if (batch_bytes >= kBatchBytes && !flush()) break;
+        }
+        flush();
+    } catch (const StoreError& e) {
+        log_->warn("replay: start snapshots left out: {}", e.what());
+    }
 }
 
 Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now,
@@ -397,18 +449,10 @@ Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now,
         }
         queue_answers(std::move(out));
         out.clear();
-        // One at a time, after their starts: a chunk's snapshots together could be tens of MiB.
-        for (const auto& [id, relative] : snapshots) {
-            auto jpeg = snapshot_reader_(relative);
-            if (!jpeg) continue;
-            std::vector<Message> one;
-            one.push_back({0, topics_.event_snapshot(id), std::move(*jpeg), 1, false, Priority::replay});
-            a.snapshots += queue_answers(std::move(one));
-        }
-        snapshots.clear();
     }
     end_run(to);
     queue_answers(std::move(out));
+    queue_snapshots(snapshots, stopping, a);
     return a;
 }
 

@@ -115,6 +115,8 @@ private:
     // one sync to the disk each would take minutes on an SD card); returns how many were accepted.
     // Never into the memory overflow: throws StoreError instead.
     std::size_t queue_answers(std::vector<Message> messages);
+    void queue_snapshots(const std::vector<std::pair<std::string, std::string>>& snapshots,
+                         const std::function<bool()>& stopping, ReplayAnswer& a);
     static void note_snapshot(const std::string& payload,
                               std::vector<std::pair<std::string, std::string>>& out);
     void number(Message& message);  // caller holds enqueue_mutex_

@@ -132,6 +132,11 @@ void ReplayDesk::handle(const std::string& payload) {
     } catch (const StoreError& e) {
         log_->error("replay request {} for {}..{} not answered: {}", request.request_id, request.from,
                     request.to, e.what());
+    } catch (const std::exception& e) {
+        // A kept message the answer could not read (a damaged row): said, and the desk goes on; an
+        // exception out of its thread would end the gateway.
+        log_->error("replay request {} for {}..{} not answered: {}", request.request_id, request.from,
+                    request.to, e.what());
     }
 }
 

@@ -838,16 +838,41 @@ TEST(Outbox, AReplayedStartIsFollowedByItsSnapshotIfStillThere) {
         rig.outbox.submit(e);
     }
     rig.outbox.submit(camera_event("ev-1", EventState::end));
+    auto outside = camera_event("ev-3", EventState::start);  // a damaged row: never read
+    outside.evidence.snapshot = "../../ev-3-start.jpg";
+    rig.outbox.submit(outside);
     for (auto& q : drain_all(rig.store)) (void)q;  // all acknowledged
-    const auto a = rig.outbox.answer(request(rig.store.stream(), 1, 3), kg::Clock::now());
-    EXPECT_EQ(a.replayed, 3u);
+    const auto a = rig.outbox.answer(request(rig.store.stream(), 1, 4), kg::Clock::now());
+    EXPECT_EQ(a.replayed, 4u);
     EXPECT_EQ(a.snapshots, 1u);
     EXPECT_EQ(asked, (std::vector<std::string>{"cooking/ev-1-start.jpg", "cooking/ev-2-start.jpg"}));
     const auto queued = drain_all(rig.store);
-    ASSERT_EQ(queued.size(), 4u);
-    EXPECT_EQ(queued[3].topic, "kitchen/s/events/ev-1/snapshot");  // after the chunk's answers
-    EXPECT_EQ(queued[3].payload, "\xff\xd8 the picture");
-    EXPECT_EQ(queued[3].priority, Priority::replay);
+    ASSERT_EQ(queued.size(), 5u);
+    EXPECT_EQ(queued[4].topic, "kitchen/s/events/ev-1/snapshot");  // after the whole answer
+    EXPECT_EQ(queued[4].payload, "\xff\xd8 the picture");
+    EXPECT_EQ(queued[4].priority, Priority::replay);
+}
+
+// A picture goes only into room the queue has to spare: queued at Priority::replay into a full
+// queue, it pushed out the replayed alerts it came with (review of the replayed snapshots).
+TEST(Outbox, AReplayedSnapshotNeverPushesOutAMessage) {
+    TempDir tmp;
+    kg::outbox::SqliteStore::Limits limits;
+    limits.max_bytes = 64u << 10;
+    Rig rig(tmp.db(), limits);
+    rig.outbox.set_snapshot_reader(
+        [](const std::string&) -> std::optional<std::string> { return std::string(40u << 10, 'j'); });
+    auto e = camera_event("ev-1", EventState::start);
+    e.evidence.snapshot = "cooking/ev-1-start.jpg";
+    rig.outbox.submit(e);
+    for (auto& q : drain_all(rig.store)) (void)q;
+    const auto a = rig.outbox.answer(request(rig.store.stream(), 1, 1), kg::Clock::now());
+    EXPECT_EQ(a.replayed, 1u);
+    EXPECT_EQ(a.snapshots, 0u);
+    const auto queued = drain_all(rig.store);
+    ASSERT_EQ(queued.size(), 1u);
+    EXPECT_EQ(queued[0].topic, "kitchen/s/events");
+    EXPECT_EQ(rig.store.dropped_total(), 0u);
 }
 
 namespace {
