@@ -240,14 +240,11 @@ bool FfmpegInput::next_frame() {
         // interrupt's own code, "Immediate exit requested", counted as no stall (HTTP).
         // Over UDP FFmpeg's own timeout can fire a moment before the deadline and flush the
         // parser with a success code: the deadline passed all the same.
-        if ((interrupted_ || steady_now_ns() > deadline_ns_.load(std::memory_order_relaxed)) &&
-            !stop_.load()) {
+        // RTSP over UDP also times out itself (its `timeout`), with ETIMEDOUT: a stall too.
+        const bool stalled = interrupted_ || steady_now_ns() > deadline_ns_.load(std::memory_order_relaxed) ||
+                             err == AVERROR(ETIMEDOUT);
+        if (stalled && !stop_.load()) {
             av_packet_unref(packet_.get());
-            throw IngestError(IngestError::Kind::stall,
-                              fmt::format("no data for {} ms", options_.timeout.count()));
-        }
-        // RTSP over UDP times out itself (its `timeout`), with ETIMEDOUT: a stall too.
-        if (err == AVERROR(ETIMEDOUT) && !stop_.load()) {
             throw IngestError(IngestError::Kind::stall,
                               fmt::format("no data for {} ms", options_.timeout.count()));
         }

@@ -414,6 +414,33 @@ std::pair<std::string, std::string> rtsp_request(int fd) {
 
 void send_text(int fd, const std::string& text) { (void)send(fd, text.data(), text.size(), MSG_NOSIGNAL); }
 
+// The bytes of `seconds` of generated video, encoded by ffmpeg with `encode` (codec and container
+// options), kept in a temporary file only while it is made.
+std::string generated(const std::string& name, int rate, int seconds, const std::string& encode) {
+    const fs::path file = fs::temp_directory_path() / ("kg-" + name + "-" + std::to_string(getpid()));
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=" + std::to_string(rate) + " -t " +
+        std::to_string(seconds) + " " + encode + " " + file.string();
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("ffmpeg could not generate " + file.string());
+    std::ifstream in(file, std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    fs::remove(file);
+    return data;
+}
+
+const char* const kTs = "-c:v libx264 -preset ultrafast -g 25 -pix_fmt yuv420p -f mpegts";
+
+// Answers each HTTP request with `body` after a 200 header of `type`; `close`: then closes the
+// sending side, else keeps the connection open and silent.
+std::function<void(int)> http_answer(const std::string& type, const std::string& body, bool close) {
+    return [type, body, close](int fd) {
+        char request[4096];
+        (void)recv(fd, request, sizeof request, 0);
+        send_text(fd, "HTTP/1.0 200 OK\r\nContent-Type: " + type + "\r\n\r\n" + body);
+        if (close) shutdown(fd, SHUT_WR);
+    };
+}
+
 }  // namespace
 
 // An RTSP session that accepts PLAY and then sends nothing (RTP blocked by a firewall or a NAT)
@@ -453,20 +480,7 @@ TEST(FfmpegInput, ASessionThatOpensButSendsNoVideoIsAStallAtTheOpen) {
 // handed over a last packet, and the next failed with the interrupt's own "Immediate exit
 // requested", a read error, not a stall (review).
 TEST(FfmpegInput, AnHttpStreamThatStopsSendingIsAStall) {
-    const fs::path ts = fs::temp_directory_path() / ("kg-stall-" + std::to_string(getpid()) + ".ts");
-    ASSERT_EQ(
-        std::system(("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 2 -c:v libx264 "
-                     "-preset ultrafast -g 25 -pix_fmt yuv420p -f mpegts " +
-                     ts.string())
-                        .c_str()),
-        0);
-    std::ifstream in(ts, std::ios::binary);
-    const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    LoopbackServer server([&](int fd) {
-        char request[4096];
-        (void)recv(fd, request, sizeof request, 0);
-        send_text(fd, "HTTP/1.0 200 OK\r\nContent-Type: video/mp2t\r\n\r\n" + data);  // then nothing, open
-    });
+    LoopbackServer server(http_answer("video/mp2t", generated("stall", 25, 2, kTs), false));  // then silent
     std::atomic<bool> stop{false};
     kg::ingest::FfmpegInput input(
         {"http://127.0.0.1:" + std::to_string(server.port()) + "/cam.ts", kg::config::Transport::tcp, 1500ms},
@@ -480,35 +494,24 @@ TEST(FfmpegInput, AnHttpStreamThatStopsSendingIsAStall) {
         EXPECT_EQ(e.kind, kg::ingest::IngestError::Kind::stall) << e.what();
         EXPECT_EQ(std::string(e.what()), "no data for 1500 ms");
     }
-    fs::remove(ts);
 }
 
 // A multipart MJPEG stream (an IP camera's /video.mjpg) has no timestamps: FFmpeg made them up at
 // 25 a second, so a 5 fps camera was sampled at a fifth of analysis.fps (review). Its pictures are
 // timed by their arrival.
 TEST(FfmpegInput, AStreamWithoutTimestampsIsTimedByArrival) {
-    const fs::path mjpg = fs::temp_directory_path() / ("kg-mjpeg-" + std::to_string(getpid()) + ".mjpg");
-    ASSERT_EQ(
-        std::system(("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=5 -t 2 -c:v mjpeg "
-                     "-f mpjpeg " +
-                     mjpg.string())
-                        .c_str()),
-        0);
-    std::ifstream in(mjpg, std::ios::binary);
-    const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    LoopbackServer server([&](int fd) {
-        char request[4096];
-        (void)recv(fd, request, sizeof request, 0);
-        send_text(fd, "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=ffmpeg\r\n\r\n" + data);
-    });
+    const std::string mjpeg = generated("mjpeg", 5, 2, "-c:v mjpeg -f mpjpeg");
+    LoopbackServer server(http_answer("multipart/x-mixed-replace;boundary=ffmpeg", mjpeg, false));
     std::atomic<bool> stop{false};
-    kg::ingest::FfmpegInput camera(
-        {"http://127.0.0.1:" + std::to_string(server.port()) + "/video.mjpg", kg::config::Transport::tcp, 3000ms},
-        stop);
+    kg::ingest::FfmpegInput camera({"http://127.0.0.1:" + std::to_string(server.port()) + "/video.mjpg",
+                                    kg::config::Transport::tcp, 3000ms},
+                                   stop);
     camera.open();
     ASSERT_TRUE(camera.next_frame());
     EXPECT_EQ(camera.frame_time(), -1.0);
     // A file keeps the made-up times: they pace it (`realtime`).
+    const fs::path mjpg = fs::temp_directory_path() / ("kg-mjpeg-" + std::to_string(getpid()) + ".mjpg");
+    std::ofstream(mjpg, std::ios::binary) << mjpeg;
     kg::ingest::FfmpegInput file({mjpg.string()}, stop);
     file.open();
     ASSERT_TRUE(file.next_frame());
@@ -536,21 +539,7 @@ TEST(FfmpegInput, AnOpenThatFailsSaysFfmpegsReason) {
 // from every other camera (review). A network source's pictures are sampled at most twice the
 // rate by the wall clock too (not paced: waiting in the read loop delayed live cameras).
 TEST(CameraWorker, ANetworkSourceAheadOfRealTimeIsNotAnalysedFasterThanItsRate) {
-    const fs::path ts = fs::temp_directory_path() / ("kg-recording-" + std::to_string(getpid()) + ".ts");
-    ASSERT_EQ(
-        std::system(("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x90:rate=25 -t 10 -c:v libx264 "
-                     "-preset ultrafast -g 25 -pix_fmt yuv420p -f mpegts " +
-                     ts.string())
-                        .c_str()),
-        0);
-    std::ifstream in(ts, std::ios::binary);
-    const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    LoopbackServer server([&](int fd) {
-        char request[4096];
-        (void)recv(fd, request, sizeof request, 0);
-        send_text(fd, "HTTP/1.0 200 OK\r\nContent-Type: video/mp2t\r\n\r\n" + data);
-        shutdown(fd, SHUT_WR);
-    });
+    LoopbackServer server(http_answer("video/mp2t", generated("recording", 25, 10, kTs), true));
     kg::config::Camera cam = file_camera(false);
     cam.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/recording.ts";
     kg::ingest::CameraStats stats;
@@ -578,5 +567,4 @@ TEST(CameraWorker, ANetworkSourceAheadOfRealTimeIsNotAnalysedFasterThanItsRate) 
     EXPECT_LT(seconds, 5.0) << "read at real time";
     EXPECT_GE(seen, 1);
     EXPECT_LE(seen, static_cast<int>(seconds * 4) + 2) << seconds << " s";
-    fs::remove(ts);
 }

@@ -580,6 +580,27 @@ struct NoEvents : kg::events::EventSink {
     void submit_clip(const kg::events::ClipReport&) override {}
 };
 
+// What a SensorHub needs around it, for a site whose broker is never started: an outbox in memory.
+struct HubSite {
+    explicit HubSite(const kg::config::Gateway& config)
+        : cfg(config),
+          calendar(cfg.site.timezone, cfg.site.holidays),
+          site{cfg, calendar, schedules, nullptr, nullptr, sink, ids, logging},
+          link(cfg.mqtt, "kitchen/test-site/availability", kg::Logging::null_logger()),
+          outbox(store, link, topics, "test-site", kg::Logging::null_logger()) {}
+    const kg::config::Gateway& cfg;
+    kg::Logging logging{"info", false};
+    kg::rules::Calendar calendar;
+    const std::map<std::string, kg::rules::Schedule> schedules;
+    kg::events::EventIdGenerator ids;
+    NoEvents sink;
+    const kg::app::SiteContext site;
+    kg::outbox::SqliteStore store{":memory:", {}};
+    kg::publish::MqttLink link;
+    const kg::publish::Topics topics{"kitchen", "test-site"};
+    kg::outbox::Outbox outbox;
+};
+
 }  // namespace
 
 // A restart within a minute: the stop sent the part of the minute before it, the next run the part
@@ -589,16 +610,8 @@ struct NoEvents : kg::events::EventSink {
 TEST(SensorHub, TheMinutesARestartCutInTwoAreMarkedPartial) {
     TempDir dir;
     const auto cfg = fridge_site("tcp://127.0.0.1:1", dir.path);  // never started
-    kg::Logging logging("info", false);
-    kg::rules::Calendar calendar(cfg.site.timezone, cfg.site.holidays);
-    const std::map<std::string, kg::rules::Schedule> schedules;
-    kg::events::EventIdGenerator ids;
-    NoEvents sink;
-    const kg::app::SiteContext site{cfg, calendar, schedules, nullptr, nullptr, sink, ids, logging};
-    kg::outbox::SqliteStore store(":memory:", {});
-    kg::publish::MqttLink link(cfg.mqtt, "kitchen/test-site/availability", kg::Logging::null_logger());
-    const kg::publish::Topics topics("kitchen", "test-site");
-    kg::outbox::Outbox outbox(store, link, topics, "test-site", kg::Logging::null_logger());
+    HubSite h(cfg);
+    auto [store, outbox, link, topics, site] = std::tie(h.store, h.outbox, h.link, h.topics, h.site);
 
     const auto minute = std::chrono::floor<std::chrono::minutes>(kg::Clock::now());
     {
@@ -645,16 +658,8 @@ TEST(SensorHub, AReloadCarriesTheLastValidReading) {
     TempDir dir;
     const auto cfg =
         fridge_site("tcp://127.0.0.1:1", dir.path, "    valid_range: [-40, 60]\n");  // never started
-    kg::Logging logging("info", false);
-    kg::rules::Calendar calendar(cfg.site.timezone, cfg.site.holidays);
-    const std::map<std::string, kg::rules::Schedule> schedules;
-    kg::events::EventIdGenerator ids;
-    NoEvents sink;
-    const kg::app::SiteContext site{cfg, calendar, schedules, nullptr, nullptr, sink, ids, logging};
-    kg::outbox::SqliteStore store(":memory:", {});
-    kg::publish::MqttLink link(cfg.mqtt, "kitchen/test-site/availability", kg::Logging::null_logger());
-    const kg::publish::Topics topics("kitchen", "test-site");
-    kg::outbox::Outbox outbox(store, link, topics, "test-site", kg::Logging::null_logger());
+    HubSite h(cfg);
+    auto [store, outbox, link, topics, site] = std::tie(h.store, h.outbox, h.link, h.topics, h.site);
     kg::app::SensorHub hub(site, outbox, link, topics);
     const auto now = kg::Clock::now();
     hub.on_reading({"fridge", 5.0, now - 2s, std::nullopt});

@@ -569,10 +569,11 @@ TEST(SensorRules, ABrokenProbesLastGoodValueKeepsItsOwnTime) {
     EXPECT_EQ(*r.state(at(121)).time, at(121));
 }
 
-// A disinfection cabinet read every minute, a cycle (120 degC for 10 minutes) due after lunch.
-void disinfection_cabinet(Rig& rig) {
+// A disinfection cabinet read every minute, a cycle (120 degC for 10 minutes) due after lunch (or in
+// the windows given).
+void disinfection_cabinet(Rig& rig, const std::vector<std::string>& windows = {"13:00-14:00"}) {
     kg::rules::Schedule after_lunch;
-    after_lunch.windows = {kg::rules::parse_window("13:00-14:00")};
+    for (const auto& w : windows) after_lunch.windows.push_back(kg::rules::parse_window(w));
     rig.schedules["after_lunch"] = after_lunch;
     rig.sensor.id = "cabinet";
     rig.sensor.interval = 1min;
@@ -719,16 +720,8 @@ TEST(SensorRules, ACycleHotAtTheFirstReadingDoesNotMakeItsWindowMissed) {
 // counts for both.
 TEST(SensorRules, ACycleRunningIntoTheNextWindowCountsForBoth) {
     Rig rig;
-    kg::rules::Schedule after_meals;
-    after_meals.windows = {kg::rules::parse_window("13:00-14:00"), kg::rules::parse_window("14:05-15:00")};
-    rig.schedules["after_meals"] = after_meals;
-    rig.sensor.id = "cabinet";
-    rig.sensor.interval = 1min;
-    kg::config::Disinfection d;
-    d.setpoint = 120;
-    d.min_time = 20min;
-    d.schedule = "after_meals";
-    rig.sensor.disinfection = d;
+    disinfection_cabinet(rig, {"13:00-14:00", "14:05-15:00"});
+    rig.sensor.disinfection->min_time = 20min;
     auto r = rig.make();
     rig.feed(r, 12 * 60, 13 * 60 + 55, 25.0);
     rig.feed(r, 13 * 60 + 55, 14 * 60 + 20, 125.0);
@@ -871,14 +864,7 @@ TEST(SensorRules, AWindowJoinedAfterItsCycleIsNotJudged) {
     // 13:40, inside the window: it cannot know about that cycle, and used to raise missed_cycle at
     // 14:00, a false alarm. The next window is judged as usual.
     Rig rig;
-    kg::rules::Schedule after_meals;
-    after_meals.windows = {kg::rules::parse_window("13:00-14:00"), kg::rules::parse_window("19:00-20:00")};
-    rig.schedules["after_meals"] = after_meals;
-    rig.sensor.id = "cabinet";
-    rig.sensor.interval = 1min;
-    kg::config::Disinfection d;
-    d.schedule = "after_meals";
-    rig.sensor.disinfection = d;
+    disinfection_cabinet(rig, {"13:00-14:00", "19:00-20:00"});
     SensorRules r(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(13 * 60 + 40));
     rig.feed(r, 13 * 60 + 40, 15 * 60, 40.0);
     EXPECT_TRUE(rig.out.empty()) << rig.states().front();
