@@ -406,8 +406,8 @@ void Gateway::apply_public_hours(TimePoint now) {
 void Gateway::publish_gateway(TimePoint now) {
     const auto acknowledged = outbox_.acknowledged();
     if (link_.publish(topics_.gateway(),
-                      publish::gateway_payload(cfg_, started_at_, now, outbox_.stream(), acknowledged,
-                                               config_warnings_),
+                      publish::gateway_payload(cfg_, started_at_, now, outbox_.stream(),
+                                               outbox_.stream_started(), acknowledged, config_warnings_),
                       1, true))
         published_acknowledged_ = acknowledged;
 }

@@ -478,7 +478,14 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
                 return refuse(topic, payload, fmt::format("'{}' is {}, not a text", key, it->type_name()));
         }
         // Its seq: everything up to it was acknowledged by the broker.
-        const auto seq = sequence_of(topic, j, 0);
+        auto seq = sequence_of(topic, j, 0);
+        if (const auto it = j.find("stream_started"); it != j.end() && !it->is_null()) {
+            const auto started = it->is_string() ? parse_iso8601_utc(it->get<std::string>()) : std::nullopt;
+            if (!started)
+                return refuse(topic, payload,
+                              fmt::format("'stream_started' is {}, not a time", it->dump().substr(0, 40)));
+            if (seq) seq->started = started;
+        }
         const auto stored = store_.set_gateway_info(site, j, now, seq);
         if (!stored.removed.empty())
             log_->info("{}: {} no longer in its gateway's list: forgotten", site,
@@ -605,7 +612,9 @@ std::optional<Sequence> Ingest::sequence_of(const std::string& topic, const json
 void Ingest::report(const std::string& site, const std::string& stream, const TrackResult& r, TimePoint now) {
     if (r.kind == TrackResult::Kind::started) {
         if (r.replaced_stream.empty()) {
-            log_->info("{}: following stream {}", site, stream);
+            log_->info(
+                "{}: following stream {}{}", site, stream,
+                r.from_first ? " from its first number (it began after the room started watching)" : "");
         } else {
             counters_.lost_numbers += static_cast<std::uint64_t>(r.replaced_missing);
             log_->warn("{}: new stream {} (its outbox was replaced); stream {} is no longer followed{}", site,

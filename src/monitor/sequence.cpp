@@ -15,6 +15,8 @@ StreamTrack StreamTrack::from_message(std::string stream, std::int64_t seq) {
     return StreamTrack(std::move(stream), std::max<std::int64_t>(seq - 1, 0));
 }
 
+StreamTrack StreamTrack::from_start(std::string stream) { return StreamTrack(std::move(stream), 0); }
+
 StreamTrack StreamTrack::replacing(std::string stream, std::int64_t lost) {
     StreamTrack t(std::move(stream), 0);
     t.lost_ = lost;

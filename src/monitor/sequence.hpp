@@ -21,6 +21,8 @@ namespace kg::monitor {
 struct Sequence {
     std::string stream;
     std::int64_t seq = 0;
+    // When the stream began, on the gateway's clock (its `gateway` message says so; events do not).
+    std::optional<TimePoint> started = std::nullopt;
 };
 
 // Numbers from..to (inclusive) not received, noticed missing at `since`, last asked for at `asked_at`.
@@ -54,6 +56,9 @@ public:
     static StreamTrack from_gateway(std::string stream, std::int64_t sent);
     // A stream first seen through a numbered message: it starts just below it.
     static StreamTrack from_message(std::string stream, std::int64_t seq);
+    // A stream that began while the room was watching: every number from 1 is awaited, whatever
+    // number the room first hears of (a broker that lost the first ones lost them for the room too).
+    static StreamTrack from_start(std::string stream);
     // A new stream of a site the room already followed under another one (its outbox was replaced):
     // a gateway numbers a new stream from 1, so every number below the first one seen is missing.
     // `lost`: what the site had lost so far, carried over so that its count never goes back.

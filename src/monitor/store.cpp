@@ -103,6 +103,8 @@ CREATE TABLE IF NOT EXISTS notifications (
   lease INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
   UNIQUE (target, event_id, kind));
 CREATE INDEX IF NOT EXISTS notifications_target ON notifications(target, id);
+-- The room's own facts: 'watching_since', when this database began following sites.
+CREATE TABLE IF NOT EXISTS room (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 )sql";
 
 // The active alerts alone (a few hundred among a city's years of closed ones, bench/monitor_history.py):
@@ -155,7 +157,7 @@ json config_warnings(const json& info) {
 
 }  // namespace
 
-Store::Store(const std::string& path, Retention retention)
+Store::Store(const std::string& path, Retention retention, TimePoint now)
     : retention_(retention),
       db_(path, {.label = "database",
                  // FULL: the broker had its PUBACK before the message was stored (Paho acknowledges
@@ -167,6 +169,30 @@ Store::Store(const std::string& path, Retention retention)
     add_column("alerts", "end_reason");
     add_column("rollups", "parts");
     add_read_indexes();
+    watching_since_ = note_watching_since(now);
+}
+
+std::optional<TimePoint> Store::note_watching_since(TimePoint now) {
+    // A database from before this table: it starts watching now, the first start that can say so,
+    // so sites it already followed, or heard of before, keep being counted as they were.
+    try {
+        Stmt(db_, "INSERT INTO room(key, value) VALUES('watching_since', ?) ON CONFLICT(key) DO NOTHING")
+            .bind(1, iso8601_utc(now))
+            .run();
+    } catch (const sqlite::Error& e) {
+        // A file this process may only read, or without the table (read-only, made by a version before
+        // it): sites are then followed as before, from the number first heard.
+        if (e.code() != SQLITE_READONLY && e.code() != SQLITE_BUSY && e.code() != SQLITE_LOCKED &&
+            e.code() != SQLITE_ERROR)
+            throw;
+    }
+    try {
+        Stmt s(db_, "SELECT value FROM room WHERE key = 'watching_since'");
+        if (s.step()) return parse_iso8601_utc(s.text(0));
+    } catch (const sqlite::Error& e) {
+        if (e.code() != SQLITE_ERROR) throw;  // no such table
+    }
+    return std::nullopt;
 }
 
 void Store::add_read_indexes() {

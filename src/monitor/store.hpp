@@ -123,6 +123,9 @@ struct TrackResult {
     // were still missing (the old outbox is gone: they are counted as lost, no longer asked for).
     std::string replaced_stream;
     std::int64_t replaced_missing = 0;
+    // With `started` for a site new to the room: its stream began after the room started watching
+    // (by the two clocks), so it is followed from its first number, not from the number first heard.
+    bool from_first = false;
     // With `ignored`: the number is of a stream the site replaced (a late message of its old outbox).
     bool retired_stream = false;
     // With `started` for a site that had a stream: its alerts still open, ended by the room with
@@ -188,7 +191,8 @@ struct DueReplay {
 
 class Store {
 public:
-    explicit Store(const std::string& path, Retention retention = {});
+    // `now`: the room's clock, which dates its start of watching when the database is new.
+    explicit Store(const std::string& path, Retention retention = {}, TimePoint now = Clock::now());
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
 
@@ -332,8 +336,13 @@ public:
     // transaction, so ingest and the dashboard wait for one batch at most.
     Pruned prune(TimePoint now, int batch = 500);
     const Retention& retention() const { return retention_; }
+    // When this database began following sites (the room's clock): a site's stream that began after
+    // it was watched from its first number. Unknown for a database this process may not write that
+    // an earlier version made.
+    std::optional<TimePoint> watching_since() const { return watching_since_; }
 
 private:
+    std::optional<TimePoint> note_watching_since(TimePoint now);
     // Whether `id` may have a row in `table` (cameras or sensors) of `site`: it has one, or the site has
     // fewer than kMaxSourcesPerSite. The caller holds mutex_.
     bool room_for_source(const char* table, const char* column, const std::string& site,
@@ -398,6 +407,7 @@ private:
     void queue_notifications(const EventMessage& m, IngestOutcome outcome, TimePoint now);
 
     Retention retention_;
+    std::optional<TimePoint> watching_since_;
     NotifyRoutes notify_routes_;
     std::mt19937_64 lease_tokens_{std::random_device{}()};
     std::mutex mutex_;

@@ -247,6 +247,12 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
             // seen of it is missing (asked for), not taken as delivered.
             retire_stream(site, *track, now, result);
             track = StreamTrack::replacing(s.stream, track->lost() + track->missing_count());
+        } else if (s.started && watching_since_ && *s.started >= *watching_since_) {
+            // A site new to the room whose stream began after the room started watching: its first
+            // numbers were sent to the room, and those it has not seen (a broker without
+            // persistence that restarted while the room was away lost them) are missing.
+            track = StreamTrack::from_start(s.stream);
+            result.from_first = true;
         } else {
             // A site the room has never followed (a monitor deployed after its gateway): what came
             // before was delivered before the room watched.

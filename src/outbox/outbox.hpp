@@ -69,8 +69,10 @@ public:
     // before start().
     using SnapshotReader = std::function<std::optional<std::string>(const std::string& relative)>;
     void set_snapshot_reader(SnapshotReader reader) { snapshot_reader_ = std::move(reader); }
-    // The stream's id, and the highest number the broker acknowledged (for the gateway message).
+    // The stream's id, when it began (if known), and the highest number the broker acknowledged
+    // (for the gateway message).
     const std::string& stream() const { return store_.stream(); }
+    std::optional<TimePoint> stream_started() const { return store_.stream_started(); }
     std::int64_t acknowledged() const { return acknowledged_.load(); }
 
     // The events the previous run recorded as open and never ended (it crashed), each as an end at

@@ -38,8 +38,9 @@ constexpr std::int64_t kPruneEvery = 60;  // seconds between two deletions of ex
 std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
 // Brings a database of an earlier version up to date (the stream_seq columns and their indexes), and gives it
-// its stream id if it has none: once, when it is created (or first opened by this version).
-std::string open_stream(sqlite::Db& db) {
+// its stream id if it has none: once, when it is created (or first opened by this version), with
+// the time it began.
+SqliteStore::Stream open_stream(sqlite::Db& db) {
     for (const char* table : {"messages", "dead"}) {
         sqlite::Stmt has(db, "SELECT count(*) FROM pragma_table_info(?) WHERE name = 'stream_seq'");
         if (has.bind(1, table).step() && has.integer(0) == 0) {
@@ -56,14 +57,29 @@ std::string open_stream(sqlite::Db& db) {
     db.exec("CREATE INDEX IF NOT EXISTS sent_sent_at ON sent(sent_at)");
     // Records of ends no longer queued (removed by a version before the table): nothing to keep.
     db.exec("DELETE FROM closing_events WHERE seq NOT IN (SELECT seq FROM messages)");
-    std::random_device random;
-    const std::uint64_t id = (static_cast<std::uint64_t>(random()) << 32) | random();
-    sqlite::Stmt(db, "INSERT INTO meta(key, value) VALUES('stream', ?) ON CONFLICT(key) DO NOTHING")
-        .bind(1, static_cast<std::int64_t>(id))
-        .run();
-    sqlite::Stmt read(db, "SELECT value FROM meta WHERE key = 'stream'");
-    if (!read.step()) db.fail("reading the stream id");
-    return fmt::format("{:016x}", static_cast<std::uint64_t>(read.integer(0)));
+    SqliteStore::Stream out;
+    sqlite::Transaction transaction(db);
+    {
+        sqlite::Stmt read(db, "SELECT value FROM meta WHERE key = 'stream'");
+        if (read.step()) out.id = fmt::format("{:016x}", static_cast<std::uint64_t>(read.integer(0)));
+    }
+    if (out.id.empty()) {
+        // A new stream. When it began tells the room whether it watched it from its first number
+        // (docs/mqtt.md): a stream begun after the room's start is asked for from 1.
+        std::random_device random;
+        const std::uint64_t id = (static_cast<std::uint64_t>(random()) << 32) | random();
+        const auto now_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+        sqlite::Stmt(db, "INSERT INTO meta(key, value) VALUES('stream', ?)")
+            .bind(1, static_cast<std::int64_t>(id))
+            .run();
+        sqlite::Stmt(db, "INSERT INTO meta(key, value) VALUES('stream_started', ?)").bind(1, now_ms).run();
+        out.id = fmt::format("{:016x}", id);
+    }
+    transaction.commit();
+    sqlite::Stmt started(db, "SELECT value FROM meta WHERE key = 'stream_started'");
+    if (started.step()) out.started = TimePoint(std::chrono::milliseconds(started.integer(0)));
+    return out;
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/sqlite_db.hpp"
+#include "common/time.hpp"
 
 namespace kg::outbox {
 
@@ -127,7 +128,13 @@ public:
     // The stream: its id (16 lowercase hex digits, chosen when the database was created), the
     // highest number any message was given in it as far as the store knows (messages held in
     // memory while it failed may have higher ones), and the highest the broker acknowledged.
-    const std::string& stream() const { return stream_; }
+    const std::string& stream() const { return stream_.id; }
+    // When the stream began: unknown for one begun by a version that did not keep it.
+    std::optional<TimePoint> stream_started() const { return stream_.started; }
+    struct Stream {
+        std::string id;
+        std::optional<TimePoint> started;
+    };
     std::int64_t last_stream_seq() const;
     std::int64_t highest_acknowledged() const;
 
@@ -206,7 +213,7 @@ private:
 
     Limits limits_;
     sqlite::Db db_;
-    std::string stream_;  // set up (and the schema brought up to date) before any statement is prepared
+    Stream stream_;  // set up (and the schema brought up to date) before any statement is prepared
     // Declared after db_: finalized before the connection closes.
     sqlite::Stmt insert_, front_, remove_, oldest_of_, evictable_, save_meta_, raise_meta_, bury_, trim_dead_,
         open_, close_, closing_, reopen_, closed_, clip_pending_, clip_reported_, keep_sent_, insert_sent_,

@@ -102,8 +102,8 @@ std::string camera_state_payload(const CameraState& s, const std::string& site, 
 }
 
 std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now,
-                            const std::string& stream, std::int64_t acknowledged,
-                            const std::vector<std::string>& config_warnings) {
+                            const std::string& stream, std::optional<TimePoint> stream_started,
+                            std::int64_t acknowledged, const std::vector<std::string>& config_warnings) {
     json cameras = json::array();
     for (const auto& c : cfg.cameras) {
         cameras.push_back({{"id", c.id}, {"name", c.name}, {"public", c.is_public}, {"checks", c.checks}});
@@ -113,7 +113,7 @@ std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, Ti
     for (const auto& s : cfg.sensors) {
         sensors.push_back({{"id", s.id}, {"name", s.name}, {"kind", s.kind}, {"unit", s.unit}});
     }
-    return dump({
+    json j = {
         {"site", cfg.site.id},
         {"name", cfg.site.name},
         {"version", kVersion},
@@ -125,7 +125,11 @@ std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, Ti
         {"stream", stream},
         {"seq", acknowledged},
         {"time", iso8601_utc(now)},
-    });
+    };
+    // A room that first hears of the stream after its first numbers can tell from this whether it
+    // was watching when they were sent (and must ask for them) or came later.
+    if (stream_started) j["stream_started"] = iso8601_utc(*stream_started);
+    return dump(j);
 }
 
 std::string lost_payload(const Lost& lost, const std::string& site, TimePoint now) {

@@ -1,6 +1,7 @@
 #pragma once
 // JSON payloads, exactly as docs/schemas/*.schema.json describe them.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,11 +25,12 @@ struct CameraState {
 };
 std::string camera_state_payload(const CameraState& state, const std::string& site, TimePoint now);
 
-// `stream` and `acknowledged`: the outbox's stream and the highest number the broker acknowledged.
-// `config_warnings`: config::doubts of the running configuration (settings that cannot work as meant).
+// `stream`, `stream_started` and `acknowledged`: the outbox's stream, when it began (if known) and
+// the highest number the broker acknowledged. `config_warnings`: config::doubts of the running
+// configuration (settings that cannot work as meant).
 std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now,
-                            const std::string& stream, std::int64_t acknowledged,
-                            const std::vector<std::string>& config_warnings);
+                            const std::string& stream, std::optional<TimePoint> stream_started,
+                            std::int64_t acknowledged, const std::vector<std::string>& config_warnings);
 
 // The answer to a replay request for the numbers from..to that cannot be sent again, and why.
 struct Lost {

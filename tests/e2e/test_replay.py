@@ -6,6 +6,7 @@ request is logged and the gateway keeps answering. And the loss this exists for:
 persistence restarted while a persistent-session subscriber is away; and the same with the real
 kitchen-monitor as the room, which finds the gap and asks for it by itself."""
 
+import datetime
 import json
 import signal
 import time
@@ -193,52 +194,78 @@ def test_a_broker_that_lost_its_queue_is_caught_up_by_replay(tmp_path, clips, sc
 ROOM_REPLAY = {"replay": {"after": "2s", "every": "4s"}}
 
 
+class GasSite:
+    """A canteen whose only source is a gas detector on its own broker, so that each alarm is a
+    start and an end made on demand; and what of them the collector and the room have."""
+
+    def __init__(self, tmp_path, broker, collector, gateways):
+        self.local = kg_e2e.Broker(tmp_path)  # the canteen's own broker, where its gas detector publishes
+        self.broker, self.collector = broker, collector
+        sensors = [{"id": "gas", "kind": "gas", "location": "kitchen", "unit": "ppm", "interval": "1s",
+                    "stale_after": 60, "source": {"mqtt": {"topic": "tele/gas/SENSOR", "value": "MQ2.Gas"}},
+                    "thresholds": [{"label": "leak", "above": 1000, "for": "0s", "clear_for": "1s",
+                                    "severity": 1}]}]
+        self.config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=self.local.url)
+        del self.config["cameras"]
+        self.mon = None
+        try:
+            self.gw = gateways(self.config)
+            # A reading published before the gateway's subscription is granted is dropped by the broker.
+            kg_e2e.wait_until(lambda: "reading 1 MQTT sensors" in self.gw.output(), 10,
+                              what="the gas detector subscribed")
+        except BaseException:
+            self.local.kill()
+            raise
+
+    def gas(self, ppm):
+        publish.single("tele/gas/SENSOR", json.dumps({"MQ2": {"Gas": ppm}}), hostname="127.0.0.1",
+                       port=self.local.port)
+
+    def sent(self):
+        return {e["message_id"]: e for e in self.collector.events()}
+
+    def leaks(self, n):
+        """n gas alarms, each a start and an end the collector saw."""
+        for _ in range(n):
+            before = len(self.sent())
+            self.gas(2500)
+            kg_e2e.wait_until(lambda: len(self.sent()) == before + 1, 10, what="a leak's start")
+            kg_e2e.wait_until(lambda: (self.gas(10), len(self.sent()) == before + 2)[1], 10, interval=0.5,
+                              what="its end")
+
+    def acknowledged(self):
+        """Waits until the gateway's retained message says the broker acknowledged everything sent."""
+        top = max(e["seq"] for e in self.sent().values())
+        kg_e2e.wait_until(lambda: json.loads(kg_e2e.retained(self.broker, f"kitchen/{SITE}/gateway") or "{}")
+                          .get("seq") == top, 10, what="the gateway's acknowledged seq published")
+
+    def in_room(self):
+        ids = {e["id"] for e in self.sent().values()}
+        got = set()
+        for i in ids:
+            status, detail = self.mon.request("GET", f"/api/alerts/{i}")
+            if status == 200:
+                got |= {h["message_id"] for h in detail["history"]}
+        return got
+
+    def site(self):
+        return [s for s in self.mon.get("/api/sites") if s["site"] == SITE][0]
+
+    def close(self):
+        self.local.kill()
+
+
 def test_the_room_gets_back_what_the_broker_lost(tmp_path, broker, collector, gateways, schemas):
     """Both real sides: the gateway deletes a message once the broker acknowledged it; a broker that
     then dies before it saved the monitor's queue (here: one without persistence, killed while the
     monitor is away) loses it. The real kitchen-monitor sees the gap when the gateway reconnects,
     asks the real gateway on `replay`, and gets the very same messages again; what the gateway no
     longer keeps comes back as `lost`, counted, never asked for again."""
-    local = kg_e2e.Broker(tmp_path)  # the canteen's own broker, where its gas detector publishes
+    canteen = GasSite(tmp_path, broker, collector, gateways)
     try:
-        sensors = [{"id": "gas", "kind": "gas", "location": "kitchen", "unit": "ppm", "interval": "1s",
-                    "stale_after": 60, "source": {"mqtt": {"topic": "tele/gas/SENSOR", "value": "MQ2.Gas"}},
-                    "thresholds": [{"label": "leak", "above": 1000, "for": "0s", "clear_for": "1s",
-                                    "severity": 1}]}]
-        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
-        del config["cameras"]
-        gw = gateways(config)
-        mon = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)
-        # A reading published before the gateway's subscription is granted is dropped by the broker.
-        kg_e2e.wait_until(lambda: "reading 1 MQTT sensors" in gw.output(), 10, what="the gas detector subscribed")
-
-        def gas(ppm):
-            publish.single("tele/gas/SENSOR", json.dumps({"MQ2": {"Gas": ppm}}), hostname="127.0.0.1",
-                           port=local.port)
-
-        def sent():
-            return {e["message_id"]: e for e in collector.events()}
-
-        def leaks(n):
-            """n gas alarms, each a start and an end the collector saw."""
-            for _ in range(n):
-                before = len(sent())
-                gas(2500)
-                kg_e2e.wait_until(lambda: len(sent()) == before + 1, 10, what="a leak's start")
-                kg_e2e.wait_until(lambda: (gas(10), len(sent()) == before + 2)[1], 10, interval=0.5,
-                                  what="its end")
-
-        def in_room():
-            ids = {e["id"] for e in sent().values()}
-            got = set()
-            for i in ids:
-                status, detail = mon.request("GET", f"/api/alerts/{i}")
-                if status == 200:
-                    got |= {h["message_id"] for h in detail["history"]}
-            return got
-
-        def site():
-            return [s for s in mon.get("/api/sites") if s["site"] == "test-site"][0]
+        gw, config = canteen.gw, canteen.config
+        sent, leaks, in_room, site = canteen.sent, canteen.leaks, canteen.in_room, canteen.site
+        canteen.mon = mon = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)
 
         leaks(2)
         kg_e2e.wait_until(lambda: in_room() == set(sent()), 15, what="the first alarms in the room")
@@ -256,7 +283,7 @@ def test_the_room_gets_back_what_the_broker_lost(tmp_path, broker, collector, ga
                           .get("seq") == len(sent()), 10, what="the gateway's acknowledged seq published")
         broker.kill()
         broker.start()
-        mon = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)
+        canteen.mon = mon = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)
 
         # The gateway reconnects and says how far it got; the room sees the gap and asks for it.
         kg_e2e.wait_until(lambda: in_room() == set(sent()), 40, what="the lost alarms replayed into the room")
@@ -286,7 +313,7 @@ def test_the_room_gets_back_what_the_broker_lost(tmp_path, broker, collector, ga
                           what="the gateway's acknowledged seq published")
         broker.kill()
         broker.start()
-        mon = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)
+        canteen.mon = mon = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)
         kg_e2e.wait_until(lambda: site()["lost_messages"] == len(gone), 40, what="the lost messages counted")
         assert site()["missing_messages"] == 0
         lost = [json.loads(p) for t, p, r, _ in collector.messages if t == "kitchen/test-site/lost"]
@@ -299,4 +326,38 @@ def test_the_room_gets_back_what_the_broker_lost(tmp_path, broker, collector, ga
         assert mon.output().count("replay") == asked
         assert mon.terminate() == 0
     finally:
-        local.kill()
+        canteen.close()
+
+
+def test_a_new_sites_first_alarms_lost_by_the_broker_are_asked_for(tmp_path, broker, collector, gateways,
+                                                                   schemas):
+    """A canteen that joins while the room runs: its first alarms reach the broker, which
+    acknowledges them (the gateway lets them go) and dies, without persistence, before the room,
+    away for a moment, had them. The room first hears of the site through the gateway message the
+    restarted broker gets at the reconnect, at seq 4. It used to take 1-4 as delivered before it
+    watched, as for a site older than the room: four alarms lost with no gap shown. The gateway
+    message says when the stream began; begun after the room's start, the room asks from 1."""
+    room = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)  # the room, watching first
+    kg_e2e.wait_until(lambda: room.get("/api/sites") == [], 10, what="the room up")
+    assert room.terminate() == 0  # away: its persistent session keeps a queue on the broker
+    canteen = GasSite(tmp_path, broker, collector, gateways)
+    try:
+        canteen.leaks(2)
+        canteen.acknowledged()
+        first = canteen.sent()
+        assert sorted(e["seq"] for e in first.values()) == [1, 2, 3, 4]
+        gateway = json.loads(kg_e2e.retained(broker, f"kitchen/{SITE}/gateway"))
+        schemas.validate(f"kitchen/{SITE}/gateway", json.dumps(gateway))
+        began = datetime.datetime.fromisoformat(gateway["stream_started"].replace("Z", "+00:00"))
+        run = datetime.datetime.fromisoformat(gateway["started_at"].replace("Z", "+00:00"))
+        assert abs((began - run).total_seconds()) < 30  # a new outbox: its stream began with this run
+        broker.kill()
+        broker.start()
+        canteen.mon = test_monitor.Monitor(tmp_path, broker, extra=ROOM_REPLAY)
+        kg_e2e.wait_until(lambda: canteen.in_room() == set(first), 40,
+                          what="the new site's first alarms replayed into the room")
+        assert canteen.site()["missing_messages"] == 0 and canteen.site()["lost_messages"] == 0
+        assert "following stream " + gateway["stream"] + " from its first number" in canteen.mon.output()
+        assert canteen.mon.terminate() == 0
+    finally:
+        canteen.close()

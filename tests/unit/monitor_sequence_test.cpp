@@ -541,6 +541,65 @@ TEST(MonitorSequenceIngest, AReplayedMessageFillsTheGapWithoutCountingTheAlertTw
     EXPECT_EQ(store.stream_track("sch-0101")->mark(), 3);
 }
 
+// A new canteen whose first messages the broker lost after acknowledging them (one without
+// persistence restarted while the room was away): the room first hears of its stream through a
+// gateway message at seq 4. Counted from 4, as for a site that ran before the room, the four were
+// lost without a gap shown. The gateway says when its stream began; begun after the room started
+// watching, it is followed from 1, and 1-4 are asked for.
+TEST(MonitorSequenceIngest, ANewSitesStreamBegunAfterTheRoomIsFollowedFromItsFirstNumber) {
+    TempDir tmp;
+    const auto db = tmp.path("monitor.db");
+    { Store opened(db, {}, kT0); }   // the room's first start
+    Store store(db, {}, kT0 + 24h);  // a later one: it has watched since the first
+    ASSERT_TRUE(store.watching_since());
+    EXPECT_EQ(*store.watching_since(), kT0);
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    auto begun_after = gateway_info(4);
+    begun_after["stream_started"] = "2026-12-01T09:00:00.000Z";
+    ingest.handle("kitchen/sch-0101/gateway", begun_after.dump(), true, kT0 + 25h);
+    auto t = store.stream_track("sch-0101");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->mark(), 0);
+    EXPECT_EQ(ranges(*t), (Ranges{{1, 4}}));
+    const auto due = store.due_replays(kT0 + 25h + 61s, 60s, 5min);
+    ASSERT_EQ(due.size(), 1u);
+    EXPECT_EQ(plan_requests(due[0].ranges), (std::vector<ReplayRange>{{1, 4}}));
+    EXPECT_NE(log.str().find("sch-0101: following stream 00c0ffee00c0ffee from its first number"),
+              std::string::npos)
+        << log.str();
+    // The replay brings them; the gap closes.
+    for (int n = 1; n <= 4; ++n)
+        ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0 + 25h + 62s);
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
+    EXPECT_EQ(store.count_alerts(), 4);
+
+    // A site whose stream began before the room watched (a room deployed after its gateways): what
+    // came before was delivered before, as always; not a week of history asked for.
+    auto begun_before = gateway_info(500);
+    begun_before["site"] = "sch-0202";
+    begun_before["stream_started"] = "2026-11-20T09:00:00.000Z";
+    ingest.handle("kitchen/sch-0202/gateway", begun_before.dump(), true, kT0 + 25h);
+    EXPECT_EQ(store.stream_track("sch-0202")->mark(), 500);
+    EXPECT_EQ(store.stream_track("sch-0202")->missing_count(), 0);
+    // A gateway of a version that does not say: as before.
+    auto unsaid = gateway_info(7);
+    unsaid["site"] = "sch-0303";
+    ingest.handle("kitchen/sch-0303/gateway", unsaid.dump(), true, kT0 + 25h);
+    EXPECT_EQ(store.stream_track("sch-0303")->mark(), 7);
+    // Not a time: refused, with what is wrong, and nothing tracked from it.
+    auto garbled = gateway_info(3);
+    garbled["site"] = "sch-0404";
+    garbled["stream_started"] = "yesterday";
+    ingest.handle("kitchen/sch-0404/gateway", garbled.dump(), true, kT0 + 25h);
+    EXPECT_NE(
+        log.str().find("refused message on kitchen/sch-0404/gateway: 'stream_started' is \"yesterday\", "
+                       "not a time"),
+        std::string::npos)
+        << log.str();
+    EXPECT_FALSE(store.stream_track("sch-0404"));
+}
+
 TEST(MonitorSequenceIngest, AClipReportAheadOfItsLostStartWaitsForItAndIsAttached) {
     Store store(":memory:", Retention{.alerts = std::nullopt, .snapshots = 24h, .rollups = std::nullopt});
     CapturedLog log;

@@ -532,6 +532,30 @@ TEST(SqliteStore, TheStreamIdIsChosenOnceWhenTheDatabaseIsCreated) {
     EXPECT_NE(SqliteStore(":memory:", {}).stream(), SqliteStore(":memory:", {}).stream());
 }
 
+// The gateway message says when the stream began, so that a room that first hears of a new site
+// after the broker lost its first messages knows they were meant for it (docs/mqtt.md).
+TEST(SqliteStore, TheStreamsStartIsKeptWithItAndUnknownForAStreamFromBefore) {
+    TempDb db;
+    const auto before = kg::Clock::now();
+    std::optional<kg::TimePoint> started;
+    {
+        SqliteStore store(db.path(), {});
+        started = store.stream_started();
+    }
+    ASSERT_TRUE(started);
+    EXPECT_GE(*started, std::chrono::floor<std::chrono::milliseconds>(before));
+    EXPECT_LE(*started, kg::Clock::now());
+    EXPECT_EQ(SqliteStore(db.path(), {}).stream_started(), started);  // kept, not the time of each start
+    // A stream begun by a version that did not keep its start: unknown, not made up.
+    {
+        kg::sqlite::Db file(db.path(), {.label = "earlier"});
+        file.exec("DELETE FROM meta WHERE key = 'stream_started'");
+    }
+    SqliteStore earlier(db.path(), {});
+    EXPECT_FALSE(earlier.stream_started());
+    EXPECT_EQ(earlier.stream().size(), 16u);
+}
+
 TEST(SqliteStore, TheLastNumberGivenSurvivesAReopenEvenForARefusedOrDroppedMessage) {
     TempDb db;
     {
