@@ -175,6 +175,13 @@ void FfmpegInput::open() {
         if (static_cast<int>(i) != stream_index_) format_->streams[i]->discard = AVDISCARD_ALL;
     }
     AVStream* stream = format_->streams[stream_index_];
+    // A network format without timestamps (an MJPEG camera's multipart HTTP stream): FFmpeg makes
+    // them up at 25 a second whatever the camera sends, and the clips of a 5 fps camera played five
+    // times fast. Its packets are stamped by their arrival instead, in milliseconds; the stamps
+    // made up are overwritten at each read, before anything sees them.
+    arrival_stamps_ = kind_ == SourceKind::network && (format_->iformat->flags & AVFMT_NOTIMESTAMPS) != 0;
+    first_arrival_ns_ = -1;
+    if (arrival_stamps_) stream->time_base = AVRational{1, 1000};
 
     codec_.reset(avcodec_alloc_context3(decoder));
     if (!codec_) throw IngestError(IngestError::Kind::open, "out of memory");
@@ -263,6 +270,12 @@ bool FfmpegInput::next_frame() {
                               with_reason(fmt::format("read failed: {}", av_error_string(err))));
         }
         if (packet_->stream_index == stream_index_) {
+            if (arrival_stamps_) {
+                const std::int64_t now = steady_now_ns();
+                if (first_arrival_ns_ < 0) first_arrival_ns_ = now;
+                packet_->pts = packet_->dts = (now - first_arrival_ns_) / 1'000'000;
+                packet_->duration = 0;  // unknown until the next one comes
+            }
             if (const auto shifted = timeline_->place(*packet_)) {
                 if (shifted->kind == Timeline::Shift::Kind::jump) {
                     ++timeline_jumps_;
@@ -318,7 +331,8 @@ void FfmpegInput::scale_into(cv::Mat& image) {
 double FfmpegInput::frame_time() const {
     // A format without timestamps (an MJPEG camera's multipart HTTP stream) gets them made up at
     // 25 a second, whatever the camera sends: a 5 fps camera was analysed at 0.4 fps, not 2. Its
-    // frames are timed by their arrival instead (-1).
+    // frames are timed by their arrival instead (-1): the analysis reads the wall clock, as for any
+    // frame without a time (its packets' stamps, also by arrival, are for the clips).
     // A file keeps the made-up times: they pace it (`realtime`), and it is read no faster.
     if (kind_ == SourceKind::network && (format_->iformat->flags & AVFMT_NOTIMESTAMPS) != 0) return -1.0;
     const AVStream* stream = format_->streams[stream_index_];

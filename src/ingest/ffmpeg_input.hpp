@@ -117,6 +117,9 @@ private:
     std::uint64_t timeline_jumps_ = 0, timeline_steps_ = 0;
     double last_jump_seconds_ = 0.0, timeline_steps_seconds_ = 0.0;
     PacketObserver* observer_ = nullptr;
+    // A network source without timestamps: its packets are stamped by arrival, in ms since its first.
+    bool arrival_stamps_ = false;
+    std::int64_t first_arrival_ns_ = -1;
     bool announced_ = false;    // observer_ told of this connection (on_stream_opened)
     int key_frames_tried_ = 0;  // without the size they lack, before it is told
 };

@@ -519,6 +519,57 @@ TEST(FfmpegInput, AStreamWithoutTimestampsIsTimedByArrival) {
     fs::remove(mjpg);
 }
 
+// ... and so are its packets, which the clips are cut from: with the stamps FFmpeg made up, at 25 a
+// second, a 5 fps camera's clip played five times fast (review). Here the camera sends its
+// pictures at 5 a second, as a camera does.
+TEST(FfmpegInput, AStreamWithoutTimestampsGetsPacketsStampedByArrival) {
+    const std::string mjpeg = generated("mjpeg-paced", 5, 2, "-c:v mjpeg -f mpjpeg");
+    const std::string boundary = "--ffmpeg\r\n";
+    std::vector<std::string> pictures;
+    for (std::size_t at = mjpeg.find(boundary); at != std::string::npos;) {
+        const std::size_t next = mjpeg.find(boundary, at + boundary.size());
+        pictures.push_back(mjpeg.substr(at, next == std::string::npos ? std::string::npos : next - at));
+        at = next;
+    }
+    ASSERT_GE(pictures.size(), 10u);
+    LoopbackServer server([&pictures](int fd) {
+        char request[4096];
+        (void)recv(fd, request, sizeof request, 0);
+        send_text(fd, "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=ffmpeg\r\n\r\n");
+        for (const auto& picture : pictures) {
+            send_text(fd, picture);
+            std::this_thread::sleep_for(200ms);
+        }
+        shutdown(fd, SHUT_WR);
+    });
+    struct Stamps final : kg::ingest::PacketObserver {
+        AVRational time_base{0, 1};
+        std::vector<std::int64_t> pts;
+        void on_stream_opened(const AVStream& s) override { time_base = s.time_base; }
+        void on_packet(const AVPacket& p, const AVStream&) override { pts.push_back(p.pts); }
+        void on_stream_closed() override {}
+    } stamps;
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput camera({"http://127.0.0.1:" + std::to_string(server.port()) + "/video.mjpg",
+                                    kg::config::Transport::tcp, 3000ms},
+                                   stop);
+    camera.set_packet_observer(&stamps);
+    camera.open();
+    try {
+        while (camera.next_frame()) {
+        }
+    } catch (const kg::ingest::IngestError&) {  // the camera hung up: as a network source does
+    }
+    ASSERT_GE(stamps.pts.size(), 8u);
+    ASSERT_GT(stamps.time_base.num, 0);
+    for (std::size_t i = 1; i < stamps.pts.size(); ++i) ASSERT_GT(stamps.pts[i], stamps.pts[i - 1]) << i;
+    // n pictures 200 ms apart span (n - 1) x 0.2 s; made up at 25 a second, a fifth of it.
+    const double span =
+        static_cast<double>(stamps.pts.back() - stamps.pts.front()) * av_q2d(stamps.time_base);
+    EXPECT_GT(span, 0.2 * static_cast<double>(stamps.pts.size() - 1) * 0.8) << span;
+    EXPECT_LT(span, 0.2 * static_cast<double>(stamps.pts.size() - 1) + 1.0) << span;
+}
+
 // "cannot open: Input/output error" was all a camera whose host name does not resolve said: the
 // reason went to FFmpeg's log, which the gateway silences (review).
 TEST(FfmpegInput, AnOpenThatFailsSaysFfmpegsReason) {
