@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <string>
 
 namespace kg {
 
@@ -33,6 +34,64 @@ private:
     std::mutex mutex_;
     std::optional<Clock::time_point> last_;
     std::uint64_t held_ = 0;
+};
+
+// A failure that keeps coming back the same way (a camera unreachable for a week, tried every
+// 30 s: 240 lines an hour, hiding everything else in the journal) is logged the first few times
+// in a row, then once every `every` with how many tries it stands for. A new reason, or a success
+// between, starts the count again.
+class RepeatedFailure {
+public:
+    using Clock = std::chrono::steady_clock;
+    static constexpr std::uint64_t kShown = 3;  // failures in a row logged one by one
+
+    explicit RepeatedFailure(Clock::duration every = std::chrono::minutes(10)) : every_(every) {}
+
+    struct Verdict {
+        bool log = false;
+        std::uint64_t in_row = 0;  // this failure's number in the row, from 1
+        std::uint64_t held = 0;    // with `log`: failures since the last line that were not logged
+        // With `log` and `in_row` == kShown: from now on the failures are summarised.
+        bool quiet_from_now = false;
+    };
+
+    Verdict failed(const std::string& reason, Clock::time_point now = Clock::now()) {
+        Verdict v;
+        if (reason != reason_) {
+            reason_ = reason;
+            in_row_ = 0;
+            held_ = 0;
+        }
+        v.in_row = ++in_row_;
+        if (in_row_ <= kShown || now - last_logged_ >= every_) {
+            v.log = true;
+            v.held = held_;
+            v.quiet_from_now = in_row_ == kShown;
+            held_ = 0;
+            last_logged_ = now;
+        } else {
+            ++held_;
+        }
+        return v;
+    }
+
+    // The failures in a row are past kShown: only summarised.
+    bool quiet() const { return in_row_ >= kShown; }
+
+    // It worked: how many failures in a row came before (0 if none), and the count starts again.
+    std::uint64_t succeeded() {
+        const auto n = in_row_;
+        reason_.clear();
+        in_row_ = 0;
+        held_ = 0;
+        return n;
+    }
+
+private:
+    const Clock::duration every_;
+    std::string reason_;
+    std::uint64_t in_row_ = 0, held_ = 0;
+    Clock::time_point last_logged_{};
 };
 
 }  // namespace kg

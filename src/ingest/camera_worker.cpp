@@ -13,7 +13,13 @@ namespace kg::ingest {
 
 CameraWorker::CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats,
                            std::function<void()> on_frame, std::shared_ptr<spdlog::logger> log)
-    : camera_(camera), out_(out), stats_(stats), on_frame_(std::move(on_frame)), log_(std::move(log)) {}
+    : camera_(camera),
+      out_(out),
+      stats_(stats),
+      on_frame_(std::move(on_frame)),
+      log_(std::move(log)),
+      shown_url_(without_password(camera_.url)),
+      failures_(std::chrono::minutes(kFailureSummaryMinutes)) {}
 
 CameraWorker::~CameraWorker() { stop(); }
 
@@ -39,8 +45,6 @@ void CameraWorker::run() {
     Backoff backoff(camera_.input.reconnect_min, camera_.input.reconnect_max);
     const InputOptions options{camera_.url, camera_.input.transport, camera_.input.timeout,
                                camera_.analysis.keyframes_only, camera_.input.format};
-    // Logs end up in the journal and in support tickets: never with the camera's password.
-    const std::string shown_url = without_password(camera_.url);
     bool first = true;
     while (!stop_) {
         if (!first) stats_.reconnect(std::chrono::steady_clock::now());
@@ -50,16 +54,35 @@ void CameraWorker::run() {
         input.set_packet_observer(observer_);
         Delivered delivered;
         bool file_ended = false;
+        bool said = true;  // this try's end was logged: so is the retry
+        // A try that failed before any picture came, the same way as the tries before it, is
+        // logged the first few times, then summarised (failures_); one after pictures always is.
+        const auto failed = [&](spdlog::level::level_enum level, const std::string& what) {
+            if (delivered.first) {
+                log_->log(level, "{}: {}", shown_url_, what);
+                return;
+            }
+            const auto v = failures_.failed(what);
+            said = v.log;
+            if (!v.log) return;
+            log_->log(level, "{}: {}{}{}", shown_url_, what,
+                      v.held > 0 ? fmt::format(" ({} more tries failed so since the last line)", v.held) : "",
+                      v.quiet_from_now
+                          ? fmt::format(" ({} tries in a row: from now on said once every {} min "
+                                        "while it fails so)",
+                                        v.in_row, kFailureSummaryMinutes)
+                          : "");
+        };
         try {
             input.open();
             stats_.connected();
-            log_->info("connected to {}: {}", shown_url, input.describe());
+            if (!failures_.quiet()) log_->info("connected to {}: {}", shown_url_, input.describe());
             const bool ended = read_frames(input, delivered) == StreamEnd::end_of_file;
             // Only a file ends; a network or device stream that ends has gone away: reconnect.
             file_ended = ended && input.kind() == SourceKind::file;
             if (ended && !file_ended) {
                 stats_.disconnected("the stream ended");
-                log_->warn("{}: the stream ended", shown_url);
+                failed(spdlog::level::warn, "the stream ended");
             } else {
                 stats_.disconnected(file_ended ? "end of file" : "stopped");
             }
@@ -67,14 +90,14 @@ void CameraWorker::run() {
             if (!stop_) {  // a stop interrupts the read: not the camera's fault, and not said
                 if (e.kind == IngestError::Kind::stall) stats_.stall(std::chrono::steady_clock::now());
                 stats_.disconnected(e.what());
-                log_->warn("{}: {}", shown_url, e.what());
+                failed(spdlog::level::warn, e.what());
             }
         } catch (const std::exception& e) {
             // Not the stream's fault as far as we know (out of memory in a frame buffer, a packet
             // observer that failed): the connection is dropped and made again, the gateway goes on.
             if (!stop_) {
                 stats_.disconnected(e.what());
-                log_->error("{}: {}", shown_url, e.what());
+                failed(spdlog::level::err, e.what());
             }
         }
         // Also at a stop that interrupted the read, as at one between two reads: the stream's
@@ -83,7 +106,7 @@ void CameraWorker::run() {
         if (stop_) break;
         if (file_ended) {
             // A file without `loop` is played once; the camera then reads as offline.
-            log_->info("end of file {}; not looping", shown_url);
+            log_->info("end of file {}; not looping", shown_url_);
             std::unique_lock lock(wait_mutex_);
             wait_cv_.wait(lock, [this] { return stop_.load(); });
             break;
@@ -91,7 +114,7 @@ void CameraWorker::run() {
         if (delivered.first && *delivered.last - *delivered.first > camera_.input.reconnect_healthy_after)
             backoff.reset();
         const auto delay = backoff.next();
-        log_->info("reconnecting in {} ms", delay.count());
+        if (said) log_->info("reconnecting in {} ms", delay.count());
         if (!wait_for(delay)) break;
     }
 }
@@ -135,7 +158,14 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
         const auto now = Clock::now();
         stats_.frame_decoded(now);
         delivered.last = std::chrono::steady_clock::now();
-        if (!delivered.first) delivered.first = delivered.last;
+        if (!delivered.first) {
+            delivered.first = delivered.last;
+            // Pictures again after tries that were only summarised: said, or the log would end on
+            // the failure.
+            if (const auto tries = failures_.succeeded(); tries >= RepeatedFailure::kShown)
+                log_->info("{}: pictures again after {} failed tries: {}", shown_url_, tries,
+                           input.describe());
+        }
         if (input.decode_errors() != decode_errors_reported) {
             stats_.decode_errors(input.decode_errors() - decode_errors_reported);
             decode_errors_reported = input.decode_errors();

@@ -13,6 +13,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/log_throttle.hpp"
 #include "config/config.hpp"
 #include "ingest/camera_stats.hpp"
 #include "ingest/ffmpeg_input.hpp"
@@ -55,6 +56,10 @@ private:
     CameraStats& stats_;
     std::function<void()> on_frame_;
     std::shared_ptr<spdlog::logger> log_;
+    // Logs end up in the journal and in support tickets: never with the camera's password.
+    const std::string shown_url_;
+    static constexpr int kFailureSummaryMinutes = 10;
+    RepeatedFailure failures_;  // tries that failed before any picture, in a row (ingest thread)
     PacketObserver* observer_ = nullptr;
 
     std::atomic<bool> stop_{false};

@@ -366,11 +366,16 @@ namespace {
 // joined) at the end of the test.
 class LoopbackServer {
 public:
-    explicit LoopbackServer(std::function<void(int)> serve) : serve_(std::move(serve)) {
+    // `port` 0: any free one.
+    explicit LoopbackServer(std::function<void(int)> serve, std::uint16_t port = 0)
+        : serve_(std::move(serve)) {
         listener_ = socket(AF_INET, SOCK_STREAM, 0);
+        const int yes = 1;
+        setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
         addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = htons(port);
         bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
         listen(listener_, 4);
         socklen_t len = sizeof addr;
@@ -583,6 +588,54 @@ TEST(FfmpegInput, AnOpenThatFailsSaysFfmpegsReason) {
         EXPECT_NE(std::string(e.what()).find("resolve"), std::string::npos) << e.what();
         EXPECT_EQ(std::string(e.what()).find("secret"), std::string::npos) << e.what();
     }
+}
+
+// A camera unreachable for a week, tried every 30 s, wrote two lines a try: 240 an hour, hiding the
+// rest of the journal. The first tries are said, then a summary every 10 minutes; its pictures
+// coming back are said too.
+TEST(CameraWorker, AnUnreachableCameraIsSaidAFewTimesThenSummarisedAndItsReturnSaid) {
+    std::uint16_t port = 0;
+    {
+        port = LoopbackServer([](int) {}).port();
+    }  // a port nobody listens on now
+    kg::config::Camera cam = file_camera(false);
+    cam.url = "http://127.0.0.1:" + std::to_string(port) + "/cam.ts";
+    cam.input.reconnect_min = cam.input.reconnect_max = 20ms;
+    std::ostringstream lines;
+    auto log =
+        std::make_shared<spdlog::logger>("cam:gone", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
+    log->set_pattern("%l %v");
+    kg::ingest::CameraStats stats;
+    kg::ingest::LatestFrame slot;
+    std::atomic<int> frames{0};
+    kg::ingest::CameraWorker worker(
+        cam, slot, stats,
+        [&] {
+            if (slot.take() != nullptr) ++frames;
+        },
+        log);
+    worker.start();
+    for (int i = 0; i < 200 && stats.snapshot(std::chrono::steady_clock::now()).reconnects_1h < 12; ++i)
+        std::this_thread::sleep_for(50ms);
+    ASSERT_GE(stats.snapshot(std::chrono::steady_clock::now()).reconnects_1h, 12);
+    const auto count = [&](const std::string& what) {
+        const std::string text = lines.str();
+        std::size_t n = 0;
+        for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+        return n;
+    };
+    EXPECT_EQ(count("warning http://127.0.0.1"), 3u) << lines.str();
+    EXPECT_EQ(count("reconnecting in"), 3u) << lines.str();
+    EXPECT_EQ(count("3 tries in a row: from now on said once every 10 min while it fails so"), 1u)
+        << lines.str();
+    // It comes back.
+    LoopbackServer server(http_answer("video/mp2t", generated("back", 25, 4, kTs), false), port);
+    ASSERT_EQ(server.port(), port);
+    for (int i = 0; i < 200 && frames.load() == 0; ++i) std::this_thread::sleep_for(50ms);
+    worker.stop();
+    EXPECT_GT(frames.load(), 0);
+    EXPECT_EQ(count("info http://127.0.0.1:" + std::to_string(port) + "/cam.ts: pictures again after "), 1u)
+        << lines.str();
 }
 
 // An HTTP URL to a recording (or a finished HLS playlist) comes as fast as it downloads, and

@@ -1203,6 +1203,36 @@ TEST(LogThrottle, LetsALineThroughOnceAnIntervalWithHowManyItStandsFor) {
     EXPECT_EQ(throttle.pass(t0 + 10min), 2u);
 }
 
+TEST(RepeatedFailure, SaysTheFirstTriesThenOnceAnIntervalWithHowManyItStandsFor) {
+    using namespace std::chrono_literals;
+    kg::RepeatedFailure failures(10min);
+    const kg::RepeatedFailure::Clock::time_point t0{};
+    auto v = failures.failed("refused", t0);
+    EXPECT_TRUE(v.log);
+    EXPECT_EQ(v.in_row, 1u);
+    EXPECT_TRUE(failures.failed("refused", t0 + 30s).log);
+    v = failures.failed("refused", t0 + 60s);
+    EXPECT_TRUE(v.log);
+    EXPECT_TRUE(v.quiet_from_now);  // the third: from now on, summarised
+    EXPECT_TRUE(failures.quiet());
+    EXPECT_FALSE(failures.failed("refused", t0 + 90s).log);
+    EXPECT_FALSE(failures.failed("refused", t0 + 10min + 59s).log);
+    v = failures.failed("refused", t0 + 11min);  // ten minutes after the last line
+    EXPECT_TRUE(v.log);
+    EXPECT_FALSE(v.quiet_from_now);
+    EXPECT_EQ(v.held, 2u);
+    EXPECT_EQ(v.in_row, 6u);
+    // Another reason is news: said at once, and counted anew.
+    v = failures.failed("timed out", t0 + 11min + 30s);
+    EXPECT_TRUE(v.log);
+    EXPECT_EQ(v.in_row, 1u);
+    EXPECT_EQ(v.held, 0u);
+    EXPECT_FALSE(failures.quiet());
+    // A success ends the row: how long it was, and the next failure is the first again.
+    EXPECT_EQ(failures.succeeded(), 1u);
+    EXPECT_EQ(failures.failed("timed out", t0 + 12min).in_row, 1u);
+}
+
 // A run that crashed left its segments in its cameras' folders on tmpfs (a writer clears its own as
 // it closes, and again as it opens): a camera no longer public after it kept them in memory until a
 // reboot. Only a writer's own files go, and the folder once empty.
