@@ -481,10 +481,11 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         auto seq = sequence_of(topic, j, 0);
         if (const auto it = j.find("stream_started"); it != j.end() && !it->is_null()) {
             const auto started = it->is_string() ? parse_iso8601_utc(it->get<std::string>()) : std::nullopt;
-            if (!started)
-                return refuse(topic, payload,
-                              fmt::format("'stream_started' is {}, not a time", it->dump().substr(0, 40)));
-            if (seq) seq->started = started;
+            if (!started)  // the rest of the message still holds: only this is not taken
+                log_->warn("'stream_started' on {} ignored (the message is kept): {} is not a time", topic,
+                           it->dump().substr(0, 40));
+            else if (seq)
+                seq->started = started;
         }
         const auto stored = store_.set_gateway_info(site, j, now, seq);
         if (!stored.removed.empty())
@@ -629,6 +630,11 @@ void Ingest::report(const std::string& site, const std::string& stream, const Tr
             for (const auto& id : r.ended_alerts) notify_({Change::Kind::alert, site, id});
         }
     }
+    if (r.kind == TrackResult::Kind::tracked && r.from_first)
+        log_->info(
+            "{}: stream {} began after the room started following sites: its numbers from 1, taken "
+            "as delivered before, are awaited",
+            site, stream);
     if (r.given_up) {
         counters_.lost_numbers += static_cast<std::uint64_t>(r.given_up->count);
         log_->warn(

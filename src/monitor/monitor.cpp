@@ -43,6 +43,23 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
             ingest_->handle(topic, payload, retained, Clock::now());
         },
         logging.get("mqtt"));
+    if (cfg_.track_sequences()) {
+        mqtt_->set_on_subscribed([this] {
+            // Once: from then on a new site's stream that began later is followed from its first
+            // number (docs/mqtt.md, "What the monitor does").
+            if (watching_said_) return;
+            watching_said_ = true;
+            if (const auto since = store_.note_watching(Clock::now()))
+                log_->info(
+                    "following sites since {}: a new site's stream begun later is followed from its "
+                    "first number",
+                    iso8601_utc(*since));
+            else
+                log_->warn(
+                    "the database cannot keep when the room began following sites (may it be written?): "
+                    "a new site's stream is followed from the number first heard of it");
+        });
+    }
     decisions_ =
         std::make_unique<DecisionPublisher>(store_, *mqtt_, cfg_.mqtt.topic_prefix, logging.get("decisions"));
     if (cfg_.replay.enabled) {

@@ -57,6 +57,7 @@ private:
     std::unique_ptr<WebServer> web_;
     WorkerThread retention_;  // deletes what is past cfg_.retention: at start, then hourly
     bool stopped_ = false;
+    bool watching_said_ = false;  // on the MQTT client's thread
 };
 
 }  // namespace kg::monitor

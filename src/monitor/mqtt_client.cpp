@@ -123,6 +123,7 @@ bool MqttClient::connect_once() {
     }
     log_->info("connected to {} as {}{}", cfg_.url, cfg_.client_id,
                cfg_.share_group.empty() ? "" : " (share group " + cfg_.share_group + ")");
+    if (on_subscribed_) on_subscribed_();
     return true;
 }
 

@@ -38,6 +38,10 @@ public:
     MqttClient(const MqttClient&) = delete;
     MqttClient& operator=(const MqttClient&) = delete;
 
+    // Called (on the client's thread) after each connection whose events subscription the broker
+    // granted. Set before start().
+    void set_on_subscribed(std::function<void()> f) { on_subscribed_ = std::move(f); }
+
     void start();
     void stop();
     bool connected() const { return connected_.load(); }
@@ -52,6 +56,7 @@ private:
 
     MqttSettings cfg_;
     MessageHandler handler_;
+    std::function<void()> on_subscribed_;
     std::shared_ptr<spdlog::logger> log_;
     publish::TlsErrors tls_errors_;  // OpenSSL's reason for a failed handshake
     std::unique_ptr<mqtt::async_client> client_;

@@ -129,11 +129,25 @@ std::vector<MissingRange> StreamTrack::missing() const {
     return out;
 }
 
+void StreamTrack::reopen_first(std::int64_t upto, TimePoint now, std::optional<GivenUp>* given_up) {
+    upto = std::min(upto, mark_);
+    if (upto < 1) return;
+    // Below the mark nothing is missing, so 1..upto is one new range, before all the others.
+    missing_[1] = MissingRange{1, upto, now, std::nullopt};
+    missing_count_ += upto;
+    cap(given_up);
+    advance_mark();
+}
+
 void StreamTrack::extend(std::int64_t to, TimePoint now, std::optional<GivenUp>* given_up) {
     const std::int64_t from = top_ + 1;
     top_ = to;
     missing_[from] = MissingRange{from, to, now, std::nullopt};
     missing_count_ += to - from + 1;
+    cap(given_up);
+}
+
+void StreamTrack::cap(std::optional<GivenUp>* given_up) {
     // Beyond the cap the oldest numbers go first: they have had the longest to arrive, and what a
     // gateway kept is its newest.
     GivenUp gone;

@@ -63,6 +63,12 @@ public:
     // a gateway numbers a new stream from 1, so every number below the first one seen is missing.
     // `lost`: what the site had lost so far, carried over so that its count never goes back.
     static StreamTrack replacing(std::string stream, std::int64_t lost);
+    // The numbers 1..upto, taken as delivered when the stream was first heard of through a
+    // numbered message, turn out to have been sent while the room watched (the site's `gateway`
+    // message, which came after, says its stream began later): they are missing from `now`. None
+    // of them was counted received (a number at or below the mark is a copy), so one that did come
+    // is asked for once more and deduplicated.
+    void reopen_first(std::int64_t upto, TimePoint now, std::optional<GivenUp>* given_up = nullptr);
     // Read back from the store.
     StreamTrack(std::string stream, std::int64_t mark, std::int64_t top, std::int64_t lost,
                 std::vector<MissingRange> missing);
@@ -105,6 +111,8 @@ private:
     StreamTrack(std::string stream, std::int64_t mark);
     // Marks from..to missing (all above top_ before), then keeps at most kMaxMissing.
     void extend(std::int64_t to, TimePoint now, std::optional<GivenUp>* given_up);
+    // Gives up the oldest missing numbers beyond kMaxMissing.
+    void cap(std::optional<GivenUp>* given_up);
     void advance_mark();
     // Removes the numbers from..to from the missing ranges; returns how many were missing. With
     // `lost`, those numbers are counted lost.

@@ -103,8 +103,6 @@ CREATE TABLE IF NOT EXISTS notifications (
   lease INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
   UNIQUE (target, event_id, kind));
 CREATE INDEX IF NOT EXISTS notifications_target ON notifications(target, id);
--- The room's own facts: 'watching_since', when this database began following sites.
-CREATE TABLE IF NOT EXISTS room (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 )sql";
 
 // The active alerts alone (a few hundred among a city's years of closed ones, bench/monitor_history.py):
@@ -157,7 +155,7 @@ json config_warnings(const json& info) {
 
 }  // namespace
 
-Store::Store(const std::string& path, Retention retention, TimePoint now)
+Store::Store(const std::string& path, Retention retention)
     : retention_(retention),
       db_(path, {.label = "database",
                  // FULL: the broker had its PUBACK before the message was stored (Paho acknowledges
@@ -169,30 +167,53 @@ Store::Store(const std::string& path, Retention retention, TimePoint now)
     add_column("alerts", "end_reason");
     add_column("rollups", "parts");
     add_read_indexes();
-    watching_since_ = note_watching_since(now);
+    add_late_tables();
 }
 
-std::optional<TimePoint> Store::note_watching_since(TimePoint now) {
-    // A database from before this table: it starts watching now, the first start that can say so,
-    // so sites it already followed, or heard of before, keep being counted as they were.
+void Store::add_late_tables() {
+    // Not in kSchema: a file this process may only read, made by a version before these tables, is
+    // opened as before (Db runs the schema on it too), and simply has no start of watching.
     try {
-        Stmt(db_, "INSERT INTO room(key, value) VALUES('watching_since', ?) ON CONFLICT(key) DO NOTHING")
-            .bind(1, iso8601_utc(now))
-            .run();
+        db_.exec(
+            // The room's own facts: 'watching_since', when it began following sites.
+            "CREATE TABLE IF NOT EXISTS room (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            // Per site, the numbers 1..upto its current stream was taken to have delivered before
+            // the room watched, when a numbered message came before its first `gateway` message,
+            // which decides (StreamTrack::reopen_first).
+            "CREATE TABLE IF NOT EXISTS seq_assumed (site TEXT PRIMARY KEY, stream TEXT NOT NULL, upto "
+            "INTEGER "
+            "NOT NULL);");
     } catch (const sqlite::Error& e) {
-        // A file this process may only read, or without the table (read-only, made by a version before
-        // it): sites are then followed as before, from the number first heard.
-        if (e.code() != SQLITE_READONLY && e.code() != SQLITE_BUSY && e.code() != SQLITE_LOCKED &&
-            e.code() != SQLITE_ERROR)
-            throw;
+        if (e.code() != SQLITE_READONLY && e.code() != SQLITE_BUSY && e.code() != SQLITE_LOCKED) throw;
     }
+    watching_since_ = read_watching_since();
+}
+
+std::optional<TimePoint> Store::read_watching_since() {
     try {
         Stmt s(db_, "SELECT value FROM room WHERE key = 'watching_since'");
         if (s.step()) return parse_iso8601_utc(s.text(0));
     } catch (const sqlite::Error& e) {
-        if (e.code() != SQLITE_ERROR) throw;  // no such table
+        if (e.code() != SQLITE_ERROR) throw;  // no such table: a read-only file from before it
     }
     return std::nullopt;
+}
+
+std::optional<TimePoint> Store::note_watching(TimePoint now) {
+    std::lock_guard lock(mutex_);
+    if (watching_since_) return watching_since_;
+    try {
+        // The first instance of a share group to subscribe dates it; the others read its date.
+        Stmt(db_, "INSERT INTO room(key, value) VALUES('watching_since', ?) ON CONFLICT(key) DO NOTHING")
+            .bind(1, iso8601_utc(now))
+            .run();
+    } catch (const sqlite::Error& e) {
+        if (e.code() != SQLITE_READONLY && e.code() != SQLITE_BUSY && e.code() != SQLITE_LOCKED &&
+            e.code() != SQLITE_ERROR)
+            throw;
+    }
+    watching_since_ = read_watching_since();
+    return watching_since_;
 }
 
 void Store::add_read_indexes() {

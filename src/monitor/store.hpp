@@ -123,8 +123,9 @@ struct TrackResult {
     // were still missing (the old outbox is gone: they are counted as lost, no longer asked for).
     std::string replaced_stream;
     std::int64_t replaced_missing = 0;
-    // With `started` for a site new to the room: its stream began after the room started watching
-    // (by the two clocks), so it is followed from its first number, not from the number first heard.
+    // Its stream began after the room started following sites (by the two clocks), so it is
+    // followed from its first number: with `started`, a site new to the room; with `tracked`, a
+    // site first heard of through a numbered message, whose numbers below it are now awaited.
     bool from_first = false;
     // With `ignored`: the number is of a stream the site replaced (a late message of its old outbox).
     bool retired_stream = false;
@@ -191,8 +192,7 @@ struct DueReplay {
 
 class Store {
 public:
-    // `now`: the room's clock, which dates its start of watching when the database is new.
-    explicit Store(const std::string& path, Retention retention = {}, TimePoint now = Clock::now());
+    explicit Store(const std::string& path, Retention retention = {});
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
 
@@ -336,13 +336,24 @@ public:
     // transaction, so ingest and the dashboard wait for one batch at most.
     Pruned prune(TimePoint now, int batch = 500);
     const Retention& retention() const { return retention_; }
-    // When this database began following sites (the room's clock): a site's stream that began after
-    // it was watched from its first number. Unknown for a database this process may not write that
-    // an earlier version made.
-    std::optional<TimePoint> watching_since() const { return watching_since_; }
+    // When the room began following sites with this database (the room's clock): the first time
+    // the broker granted it the events, which note_watching() is told, once and for all. A site
+    // whose stream began after it is followed from the stream's first number. Unknown until then,
+    // and for a database this process may not write.
+    std::optional<TimePoint> note_watching(TimePoint now);
+    std::optional<TimePoint> watching_since() {
+        std::lock_guard lock(mutex_);
+        return watching_since_;
+    }
 
 private:
-    std::optional<TimePoint> note_watching_since(TimePoint now);
+    void add_late_tables();
+    // The stream began at or after the room started following sites (the caller holds mutex_).
+    bool began_while_watching(const Sequence& s) const;
+    // The numbers a site's stream was taken to have delivered before the room watched, when it
+    // was first heard of through a numbered message; forgotten once read (the caller holds mutex_).
+    std::optional<std::int64_t> take_assumed(const std::string& site, const std::string& stream);
+    std::optional<TimePoint> read_watching_since();
     // Whether `id` may have a row in `table` (cameras or sensors) of `site`: it has one, or the site has
     // fewer than kMaxSourcesPerSite. The caller holds mutex_.
     bool room_for_source(const char* table, const char* column, const std::string& site,
@@ -407,10 +418,10 @@ private:
     void queue_notifications(const EventMessage& m, IngestOutcome outcome, TimePoint now);
 
     Retention retention_;
-    std::optional<TimePoint> watching_since_;
     NotifyRoutes notify_routes_;
     std::mt19937_64 lease_tokens_{std::random_device{}()};
     std::mutex mutex_;
+    std::optional<TimePoint> watching_since_;  // guarded by mutex_
     Duration seen_resolution_ = std::chrono::seconds(1);
     std::map<std::string, TimePoint> seen_written_;  // per site, the last `last_seen` this instance wrote
     // Per site, the sensors it has roll-ups of (read again from the table for a sensor not in it:

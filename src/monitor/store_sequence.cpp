@@ -230,6 +230,22 @@ void Store::end_as_outbox_replaced(const EventMessage& alert, TimePoint now) {
     queue_notifications(end, IngestOutcome::updated, now);
 }
 
+bool Store::began_while_watching(const Sequence& s) const {
+    return s.started && watching_since_ && *s.started >= *watching_since_;
+}
+
+std::optional<std::int64_t> Store::take_assumed(const std::string& site, const std::string& stream) {
+    std::optional<std::int64_t> upto;
+    {
+        Stmt q(db_, "SELECT upto FROM seq_assumed WHERE site = ? AND stream = ?");
+        q.bind(1, site).bind(2, stream);
+        if (q.step()) upto = q.integer(0);
+    }
+    // Decided by this gateway message, whatever it says; a row of a replaced stream goes too.
+    if (upto) Stmt(db_, "DELETE FROM seq_assumed WHERE site = ?").bind(1, site).run();
+    return upto;
+}
+
 template <typename Apply>
 TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creates creates, TimePoint now,
                                Apply apply) {
@@ -247,7 +263,7 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
             // seen of it is missing (asked for), not taken as delivered.
             retire_stream(site, *track, now, result);
             track = StreamTrack::replacing(s.stream, track->lost() + track->missing_count());
-        } else if (s.started && watching_since_ && *s.started >= *watching_since_) {
+        } else if (began_while_watching(s)) {
             // A site new to the room whose stream began after the room started watching: its first
             // numbers were sent to the room, and those it has not seen (a broker without
             // persistence that restarted while the room was away lost them) are missing.
@@ -258,12 +274,29 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
             // before was delivered before the room watched.
             track = creates == Creates::from_gateway ? StreamTrack::from_gateway(s.stream, s.seq)
                                                      : StreamTrack::from_message(s.stream, s.seq);
+            // Heard of through a numbered message, which does not say when its stream began: the
+            // site's first `gateway` message will.
+            if (creates == Creates::from_message && track->mark() > 0) {
+                Stmt(db_, "INSERT OR REPLACE INTO seq_assumed(site, stream, upto) VALUES(?,?,?)")
+                    .bind(1, site)
+                    .bind(2, s.stream)
+                    .bind(3, track->mark())
+                    .run();
+            }
         }
         start_stream(site, *track, now, result);
     } else {
         result.kind = TrackResult::Kind::tracked;
     }
+    std::optional<std::int64_t> reopen;
+    if (creates == Creates::from_gateway && result.kind == TrackResult::Kind::tracked) {
+        if (const auto upto = take_assumed(site, s.stream); upto && began_while_watching(s)) reopen = upto;
+    }
     const StreamTrack before = *track;
+    if (reopen) {
+        track->reopen_first(*reopen, now, &result.given_up);
+        result.from_first = true;
+    }
     apply(*track, result);
     if (track->missing_count() != before.missing_count() || track->lost() != before.lost())
         result.changed = true;

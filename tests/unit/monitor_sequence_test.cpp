@@ -3,6 +3,7 @@
 // ingest of stream/seq and `lost`, the replay requester, and the replay config.
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -549,10 +550,14 @@ TEST(MonitorSequenceIngest, AReplayedMessageFillsTheGapWithoutCountingTheAlertTw
 TEST(MonitorSequenceIngest, ANewSitesStreamBegunAfterTheRoomIsFollowedFromItsFirstNumber) {
     TempDir tmp;
     const auto db = tmp.path("monitor.db");
-    { Store opened(db, {}, kT0); }   // the room's first start
-    Store store(db, {}, kT0 + 24h);  // a later one: it has watched since the first
-    ASSERT_TRUE(store.watching_since());
-    EXPECT_EQ(*store.watching_since(), kT0);
+    {
+        Store opened(db);
+        EXPECT_FALSE(opened.watching_since());      // a room not yet subscribed watches nothing
+        EXPECT_EQ(opened.note_watching(kT0), kT0);  // the broker granted the events
+    }
+    Store store(db);  // a later start: it has watched since the first
+    EXPECT_EQ(store.watching_since(), kT0);
+    EXPECT_EQ(store.note_watching(kT0 + 24h), kT0);  // once and for all
     CapturedLog log;
     Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
     auto begun_after = gateway_info(4);
@@ -587,17 +592,85 @@ TEST(MonitorSequenceIngest, ANewSitesStreamBegunAfterTheRoomIsFollowedFromItsFir
     unsaid["site"] = "sch-0303";
     ingest.handle("kitchen/sch-0303/gateway", unsaid.dump(), true, kT0 + 25h);
     EXPECT_EQ(store.stream_track("sch-0303")->mark(), 7);
-    // Not a time: refused, with what is wrong, and nothing tracked from it.
+    // Not a time: that field is not taken, said, and the rest of the message is (as before).
     auto garbled = gateway_info(3);
     garbled["site"] = "sch-0404";
     garbled["stream_started"] = "yesterday";
     ingest.handle("kitchen/sch-0404/gateway", garbled.dump(), true, kT0 + 25h);
+    EXPECT_NE(log.str().find("'stream_started' on kitchen/sch-0404/gateway ignored (the message is kept): "
+                             "\"yesterday\" is not a time"),
+              std::string::npos)
+        << log.str();
+    EXPECT_EQ(store.stream_track("sch-0404")->mark(), 3);
+    EXPECT_EQ(ingest.counters().refused.load(), 0u);
+}
+
+// The same site, heard of first through an event (a broker that hands over retained messages
+// after live ones: EMQX, a cluster, a bridge): the event does not say when its stream began, so
+// the numbers below it are taken as delivered only until the site's gateway message, which does.
+TEST(MonitorSequenceIngest, ANewSiteHeardOfThroughAnEventIsFollowedFromOneOnceItsGatewayMessageSaysSo) {
+    Store store(":memory:");
+    ASSERT_EQ(store.note_watching(kT0), kT0);
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    ingest.handle("kitchen/sch-0101/events", numbered_event(5).dump(), false, kT0 + 25h);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 5);
+    auto begun_after = gateway_info(5);
+    begun_after["stream_started"] = "2026-12-01T09:00:00.000Z";
+    ingest.handle("kitchen/sch-0101/gateway", begun_after.dump(), true, kT0 + 25h + 1s);
+    auto t = store.stream_track("sch-0101");
+    EXPECT_EQ(t->mark(), 0);
+    EXPECT_EQ(ranges(*t), (Ranges{{1, 4}}));
     EXPECT_NE(
-        log.str().find("refused message on kitchen/sch-0404/gateway: 'stream_started' is \"yesterday\", "
-                       "not a time"),
+        log.str().find("sch-0101: stream 00c0ffee00c0ffee began after the room started following sites"),
         std::string::npos)
         << log.str();
-    EXPECT_FALSE(store.stream_track("sch-0404"));
+    // Said once: the next gateway message changes nothing.
+    ingest.handle("kitchen/sch-0101/gateway", begun_after.dump(), false, kT0 + 25h + 2s);
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{1, 4}}));
+    for (int n = 1; n <= 4; ++n)
+        ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0 + 25h + 70s);
+    EXPECT_EQ(store.stream_track("sch-0101")->missing_count(), 0);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 5);
+
+    // A site whose stream began before the room watched, heard of through an event: stays as it was.
+    ingest.handle("kitchen/sch-0202/events", numbered_event(9, kStream, "sch-0202").dump(), false, kT0 + 25h);
+    auto older = gateway_info(9);
+    older["site"] = "sch-0202";
+    older["stream_started"] = "2026-11-20T09:00:00.000Z";
+    ingest.handle("kitchen/sch-0202/gateway", older.dump(), true, kT0 + 25h + 1s);
+    EXPECT_EQ(store.stream_track("sch-0202")->mark(), 9);
+    EXPECT_EQ(store.stream_track("sch-0202")->missing_count(), 0);
+}
+
+// A database file the monitor may only read (monitor.md), made by a version before the room's
+// start was kept: it opens as before, and sites are followed from the number first heard.
+TEST(MonitorSequenceStore, AReadOnlyDatabaseFromBeforeOpensWithoutAStartOfWatching) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root, to become nobody for the read-only open";
+    TempDir tmp;
+    const auto db = tmp.path("monitor.db");
+    {
+        Store made(db);
+        made.note_watching(kT0);
+    }
+    kg::sqlite::Db(db, {.label = "earlier"}).exec("DROP TABLE room; DROP TABLE seq_assumed");
+    fs::permissions(db, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+    fs::permissions(tmp.dir, fs::perms::all);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+        try {
+            Store store(db);
+            _exit(store.watching_since() || store.note_watching(kT0 + 1h) ? 2 : 0);
+        } catch (const std::exception&) {
+            _exit(1);
+        }
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "1: it did not open; 2: it kept a start of watching; 3: setuid";
 }
 
 TEST(MonitorSequenceIngest, AClipReportAheadOfItsLostStartWaitsForItAndIsAttached) {
