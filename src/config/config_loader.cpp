@@ -1867,6 +1867,24 @@ std::vector<std::string> doubts(const Gateway& g) {
             "or leak; or give `for` and `hysteresis` in each threshold",
             sensor.id, sensor.kind, fmt::join(kKnownKinds, ", ")));
     }
+    // `not` of a schedule active all week: a rule under it never applies (or only on holidays),
+    // and nothing says so.
+    for (const auto& schedule : g.schedules) {
+        if (!schedule.inverted) continue;
+        rules::Schedule windows{schedule.name, schedule.days, {}, schedule.on_holidays, schedule.inverted};
+        try {
+            for (const auto& t : schedule.times) windows.windows.push_back(rules::parse_window(t));
+        } catch (const std::invalid_argument&) {
+            continue;  // an error of its own
+        }
+        if (rules::never_active(windows)) {
+            out.push_back(
+                fmt::format("schedule '{}' is the 'not' of a schedule active all week, so it is {}: a rule "
+                            "under it {}",
+                            schedule.name, schedule.on_holidays ? "never active" : "active on holidays only",
+                            schedule.on_holidays ? "never applies" : "applies on holidays only"));
+        }
+    }
     // A disinfection window is judged when it ends: one that never does never raises a missed cycle.
     for (const auto& sensor : g.sensors) {
         if (!sensor.disinfection) continue;

@@ -129,7 +129,10 @@ bool Calendar::in_windows(const Schedule& s, const LocalTime& lt) const {
     return false;
 }
 
-bool never_ends(const Schedule& s) {
+namespace {
+
+// Which minutes of an ordinary week (from Monday 00:00) the schedule's windows cover, `not` aside.
+std::vector<bool> covered_minutes(const Schedule& s) {
     constexpr int kWeek = 7 * 1440;
     std::vector<bool> in(kWeek, false);
     for (const auto& w : s.windows) {
@@ -143,7 +146,19 @@ bool never_ends(const Schedule& s) {
                 in[static_cast<std::size_t>((day * 1440 + w.start_minute + m) % kWeek)] = true;
         }
     }
+    return in;
+}
+
+}  // namespace
+
+bool never_ends(const Schedule& s) {
+    const auto in = covered_minutes(s);
     return std::all_of(in.begin(), in.end(), [&](bool b) { return b != s.inverted; });
+}
+
+bool never_active(const Schedule& s) {
+    const auto in = covered_minutes(s);
+    return std::all_of(in.begin(), in.end(), [&](bool b) { return b == s.inverted; });
 }
 
 bool Calendar::active(const Schedule& s, TimePoint t) const {

@@ -33,6 +33,9 @@ unsigned parse_days(const std::string& text);
 // True when the schedule is active at every minute of an ordinary week (holidays aside): a rule
 // judged at the end of its windows would never be judged.
 bool never_ends(const Schedule& schedule);
+// True when it is active at no minute of an ordinary week: a `not` of a schedule that covers it all
+// (holidays, on which its windows may not apply, aside).
+bool never_active(const Schedule& schedule);
 
 class Calendar {
 public:

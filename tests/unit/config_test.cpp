@@ -566,6 +566,26 @@ TEST(ConfigLoader, DoubtsNameWhatAValidConfigurationAsksForInVain) {
                         .empty())
             << schedule;
     }
+    // `not` of a schedule that covers the whole week: never active, or on holidays only.
+    const std::string probe = "sensors:\n  - {id: fridge, source: {mqtt: {topic: t/f}}}\n";
+    for (const auto& [schedule, said] :
+         {std::pair{"{times: ['00:00-24:00']}", "active on holidays only"},
+          std::pair{"{times: ['00:00-24:00'], on_holidays: true}", "never active"},
+          std::pair{"{times: ['08:00-08:00']}", "active on holidays only"}}) {
+        const auto doubts = kg::config::doubts(load_string(
+            kHead + "schedules: {always: " + schedule + ", closed: {not: always}}\n" + probe, "g.yaml"));
+        ASSERT_EQ(doubts.size(), 1u) << schedule;
+        EXPECT_NE(doubts[0].find("schedule 'closed' is the 'not' of a schedule active all week, so it is " +
+                                 std::string(said)),
+                  std::string::npos)
+            << doubts[0];
+    }
+    EXPECT_TRUE(kg::config::doubts(load_string(kHead +
+                                                   "schedules: {working: {days: mon-fri, times: "
+                                                   "['00:00-24:00']}, closed: {not: working}}\n" +
+                                                   probe,
+                                               "g.yaml"))
+                    .empty());
     const auto push = kg::config::doubts(load_string(
         kHead + "cameras: [{id: a, url: a.mp4}]\npublic: {rtmp_push: 'rtmp://x/live'}\n", "g.yaml"));
     ASSERT_EQ(push.size(), 1u);
