@@ -51,13 +51,20 @@ public:
         bool log = false;
         std::uint64_t in_row = 0;  // this failure's number in the row, from 1
         std::uint64_t held = 0;    // with `log`: failures since the last line that were not logged
+        // With `log`, when the reason changed: the previous reason's failures not logged, and it.
+        std::uint64_t held_before = 0;
+        std::string reason_before;
         // With `log` and `in_row` == kShown: from now on the failures are summarised.
         bool quiet_from_now = false;
     };
 
     Verdict failed(const std::string& reason, Clock::time_point now = Clock::now()) {
         Verdict v;
+        ++total_;
         if (reason != reason_) {
+            // Said with the new reason's first line: a count held back is never dropped.
+            v.held_before = held_;
+            if (held_ > 0) v.reason_before = reason_;
             reason_ = reason;
             in_row_ = 0;
             held_ = 0;
@@ -78,9 +85,11 @@ public:
     // The failures in a row are past kShown: only summarised.
     bool quiet() const { return in_row_ >= kShown; }
 
-    // It worked: how many failures in a row came before (0 if none), and the count starts again.
+    // It worked: how many failures in a row came before, whatever their reasons (0 if none), and
+    // the count starts again.
     std::uint64_t succeeded() {
-        const auto n = in_row_;
+        const auto n = total_;
+        total_ = 0;
         reason_.clear();
         in_row_ = 0;
         held_ = 0;
@@ -90,7 +99,7 @@ public:
 private:
     const Clock::duration every_;
     std::string reason_;
-    std::uint64_t in_row_ = 0, held_ = 0;
+    std::uint64_t in_row_ = 0, held_ = 0, total_ = 0;
     Clock::time_point last_logged_{};
 };
 

@@ -181,6 +181,7 @@ void FfmpegInput::open() {
     // made up are overwritten at each read, before anything sees them.
     arrival_stamps_ = kind_ == SourceKind::network && (format_->iformat->flags & AVFMT_NOTIMESTAMPS) != 0;
     first_arrival_ns_ = -1;
+    last_arrival_ms_ = -1;
     if (arrival_stamps_) stream->time_base = AVRational{1, 1000};
 
     codec_.reset(avcodec_alloc_context3(decoder));
@@ -234,8 +235,10 @@ bool FfmpegInput::next_frame() {
             if (since > limit) {
                 throw IngestError(
                     IngestError::Kind::stall,
+                    // The limit, not the time it took to notice: the same failure says the same
+                    // words each time, so a camera failing so for days is summarised in the log.
                     fmt::format("packets but no picture for {} ms (no key frame the decoder can start from?)",
-                                std::chrono::duration_cast<std::chrono::milliseconds>(since).count()));
+                                std::chrono::duration_cast<std::chrono::milliseconds>(limit).count()));
             }
         }
         arm_deadline();
@@ -270,13 +273,20 @@ bool FfmpegInput::next_frame() {
                               with_reason(fmt::format("read failed: {}", av_error_string(err))));
         }
         if (packet_->stream_index == stream_index_) {
+            std::optional<Timeline::Shift> shifted;
             if (arrival_stamps_) {
+                // Forward only, a tick apart within a burst (a muxer drops a packet not after the
+                // one before). Not through the Timeline: a camera without a clock that pauses 12 s
+                // made no jump of its clock, and its clip keeps the pause.
                 const std::int64_t now = steady_now_ns();
                 if (first_arrival_ns_ < 0) first_arrival_ns_ = now;
-                packet_->pts = packet_->dts = (now - first_arrival_ns_) / 1'000'000;
+                const std::int64_t ms = std::max((now - first_arrival_ns_) / 1'000'000, last_arrival_ms_ + 1);
+                packet_->pts = packet_->dts = last_arrival_ms_ = ms;
                 packet_->duration = 0;  // unknown until the next one comes
+            } else {
+                shifted = timeline_->place(*packet_);
             }
-            if (const auto shifted = timeline_->place(*packet_)) {
+            if (shifted) {
                 if (shifted->kind == Timeline::Shift::Kind::jump) {
                     ++timeline_jumps_;
                     last_jump_seconds_ = shifted->seconds;

@@ -119,7 +119,7 @@ private:
     PacketObserver* observer_ = nullptr;
     // A network source without timestamps: its packets are stamped by arrival, in ms since its first.
     bool arrival_stamps_ = false;
-    std::int64_t first_arrival_ns_ = -1;
+    std::int64_t first_arrival_ns_ = -1, last_arrival_ms_ = -1;
     bool announced_ = false;    // observer_ told of this connection (on_stream_opened)
     int key_frames_tried_ = 0;  // without the size they lack, before it is told
 };

@@ -174,15 +174,9 @@ void Store::add_late_tables() {
     // Not in kSchema: a file this process may only read, made by a version before these tables, is
     // opened as before (Db runs the schema on it too), and simply has no start of watching.
     try {
-        db_.exec(
-            // The room's own facts: 'watching_since', when it began following sites.
-            "CREATE TABLE IF NOT EXISTS room (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-            // Per site, the numbers 1..upto its current stream was taken to have delivered before
-            // the room watched, when a numbered message came before its first `gateway` message,
-            // which decides (StreamTrack::reopen_first).
-            "CREATE TABLE IF NOT EXISTS seq_assumed (site TEXT PRIMARY KEY, stream TEXT NOT NULL, upto "
-            "INTEGER "
-            "NOT NULL);");
+        // The room's own facts: 'watching_since', when it began following sites.
+        db_.exec("CREATE TABLE IF NOT EXISTS room (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+        add_seq_assumed();
     } catch (const sqlite::Error& e) {
         if (e.code() != SQLITE_READONLY && e.code() != SQLITE_BUSY && e.code() != SQLITE_LOCKED) throw;
     }

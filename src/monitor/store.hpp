@@ -337,7 +337,10 @@ public:
     Pruned prune(TimePoint now, int batch = 500);
     const Retention& retention() const { return retention_; }
     // When the room began following sites with this database (the room's clock): the first time
-    // the broker granted it the events, which note_watching() is told, once and for all. A site
+    // the broker granted it the events, which note_watching() is told, once and for all. (Granted
+    // is not received: a broker grants what its ACL denies, and under a wrong prefix the room hears
+    // nothing. The room was meant to watch from then all the same: what the sites sent since is
+    // asked for once it hears them.) A site
     // whose stream began after it is followed from the stream's first number. Unknown until then,
     // and for a database this process may not write.
     std::optional<TimePoint> note_watching(TimePoint now);
@@ -348,6 +351,7 @@ public:
 
 private:
     void add_late_tables();
+    void add_seq_assumed();
     // The stream began at or after the room started following sites (the caller holds mutex_).
     bool began_while_watching(const Sequence& s) const;
     // The numbers a site's stream was taken to have delivered before the room watched, when it

@@ -230,12 +230,23 @@ void Store::end_as_outbox_replaced(const EventMessage& alert, TimePoint now) {
     queue_notifications(end, IngestOutcome::updated, now);
 }
 
+void Store::add_seq_assumed() {
+    // Per site, the numbers 1..upto its current stream was taken to have delivered before the room
+    // watched, when a numbered message came before its first `gateway` message, which decides
+    // (StreamTrack::reopen_first). Also made where it is written: a start that found the file busy
+    // went on without it.
+    db_.exec(
+        "CREATE TABLE IF NOT EXISTS seq_assumed (site TEXT PRIMARY KEY, stream TEXT NOT NULL, upto INTEGER "
+        "NOT NULL)");
+}
+
 bool Store::began_while_watching(const Sequence& s) const {
     return s.started && watching_since_ && *s.started >= *watching_since_;
 }
 
 std::optional<std::int64_t> Store::take_assumed(const std::string& site, const std::string& stream) {
     std::optional<std::int64_t> upto;
+    add_seq_assumed();
     {
         Stmt q(db_, "SELECT upto FROM seq_assumed WHERE site = ? AND stream = ?");
         q.bind(1, site).bind(2, stream);
@@ -277,6 +288,7 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
             // Heard of through a numbered message, which does not say when its stream began: the
             // site's first `gateway` message will.
             if (creates == Creates::from_message && track->mark() > 0) {
+                add_seq_assumed();
                 Stmt(db_, "INSERT OR REPLACE INTO seq_assumed(site, stream, upto) VALUES(?,?,?)")
                     .bind(1, site)
                     .bind(2, s.stream)
@@ -293,11 +305,22 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
         if (const auto upto = take_assumed(site, s.stream); upto && began_while_watching(s)) reopen = upto;
     }
     const StreamTrack before = *track;
+    std::optional<GivenUp> reopened_given_up;
     if (reopen) {
-        track->reopen_first(*reopen, now, &result.given_up);
+        track->reopen_first(*reopen, now, &reopened_given_up);
         result.from_first = true;
     }
     apply(*track, result);
+    if (reopened_given_up) {
+        // Both gave up numbers (the reopened ones are the oldest): one report of all of them.
+        if (result.given_up) {
+            result.given_up->from = std::min(result.given_up->from, reopened_given_up->from);
+            result.given_up->to = std::max(result.given_up->to, reopened_given_up->to);
+            result.given_up->count += reopened_given_up->count;
+        } else {
+            result.given_up = reopened_given_up;
+        }
+    }
     if (track->missing_count() != before.missing_count() || track->lost() != before.lost())
         result.changed = true;
     save_track(site, before, *track);

@@ -541,9 +541,10 @@ TEST(FfmpegInput, AStreamWithoutTimestampsGetsPacketsStampedByArrival) {
         char request[4096];
         (void)recv(fd, request, sizeof request, 0);
         send_text(fd, "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=ffmpeg\r\n\r\n");
-        for (const auto& picture : pictures) {
-            send_text(fd, picture);
-            std::this_thread::sleep_for(200ms);
+        for (std::size_t i = 0; i < pictures.size(); ++i) {
+            send_text(fd, pictures[i]);
+            // Halfway, a pause longer than any clock jump (10 s): the camera's, not a clock's.
+            std::this_thread::sleep_for(i == pictures.size() / 2 ? 10500ms : 200ms);
         }
         shutdown(fd, SHUT_WR);
     });
@@ -556,7 +557,7 @@ TEST(FfmpegInput, AStreamWithoutTimestampsGetsPacketsStampedByArrival) {
     } stamps;
     std::atomic<bool> stop{false};
     kg::ingest::FfmpegInput camera({"http://127.0.0.1:" + std::to_string(server.port()) + "/video.mjpg",
-                                    kg::config::Transport::tcp, 3000ms},
+                                    kg::config::Transport::tcp, 15000ms},
                                    stop);
     camera.set_packet_observer(&stamps);
     camera.open();
@@ -568,11 +569,14 @@ TEST(FfmpegInput, AStreamWithoutTimestampsGetsPacketsStampedByArrival) {
     ASSERT_GE(stamps.pts.size(), 8u);
     ASSERT_GT(stamps.time_base.num, 0);
     for (std::size_t i = 1; i < stamps.pts.size(); ++i) ASSERT_GT(stamps.pts[i], stamps.pts[i - 1]) << i;
-    // n pictures 200 ms apart span (n - 1) x 0.2 s; made up at 25 a second, a fifth of it.
+    // n pictures 200 ms apart, with one pause of 10.5 s, span (n - 2) x 0.2 + 10.5 s; made up at 25
+    // a second, (n - 1) x 0.04 s; a pause taken for a clock's jump would be cut to a frame.
     const double span =
         static_cast<double>(stamps.pts.back() - stamps.pts.front()) * av_q2d(stamps.time_base);
-    EXPECT_GT(span, 0.2 * static_cast<double>(stamps.pts.size() - 1) * 0.8) << span;
-    EXPECT_LT(span, 0.2 * static_cast<double>(stamps.pts.size() - 1) + 1.0) << span;
+    const double sent = 0.2 * static_cast<double>(stamps.pts.size() - 2) + 10.5;
+    EXPECT_GT(span, sent - 0.6) << span;
+    EXPECT_LT(span, sent + 1.0) << span;
+    EXPECT_EQ(camera.timeline_jumps(), 0u);
 }
 
 // "cannot open: Input/output error" was all a camera whose host name does not resolve said: the

@@ -1222,14 +1222,18 @@ TEST(RepeatedFailure, SaysTheFirstTriesThenOnceAnIntervalWithHowManyItStandsFor)
     EXPECT_FALSE(v.quiet_from_now);
     EXPECT_EQ(v.held, 2u);
     EXPECT_EQ(v.in_row, 6u);
-    // Another reason is news: said at once, and counted anew.
+    // Another reason is news: said at once, with the tries of the one before not yet said, and
+    // counted anew.
+    EXPECT_FALSE(failures.failed("refused", t0 + 11min + 10s).log);
     v = failures.failed("timed out", t0 + 11min + 30s);
     EXPECT_TRUE(v.log);
     EXPECT_EQ(v.in_row, 1u);
     EXPECT_EQ(v.held, 0u);
+    EXPECT_EQ(v.held_before, 1u);
+    EXPECT_EQ(v.reason_before, "refused");
     EXPECT_FALSE(failures.quiet());
-    // A success ends the row: how long it was, and the next failure is the first again.
-    EXPECT_EQ(failures.succeeded(), 1u);
+    // A success ends the row: how long it was, all reasons, and the next failure is the first again.
+    EXPECT_EQ(failures.succeeded(), 8u);
     EXPECT_EQ(failures.failed("timed out", t0 + 12min).in_row, 1u);
 }
 
