@@ -58,7 +58,17 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
         receive({msg->get_topic(), msg->to_string(), msg->is_retained()});
     });
     client_->set_connection_lost_handler([this](const std::string&) {
-        log_->warn("sensor broker {} lost; reconnecting", url_);
+        // A broker closes a connection at once when another client connects with the same id (two
+        // boxes from one SD card image): named, as the uplink names its own.
+        const auto lasted = std::chrono::steady_clock::now() -
+                            std::chrono::steady_clock::time_point(
+                                std::chrono::steady_clock::duration(connected_since_.load()));
+        log_->warn(
+            "sensor broker {} lost{}; reconnecting", url_,
+            lasted < std::chrono::seconds(10)
+                ? fmt::format(" {:.1f} s after it was made (is another client using the client id '{}'?)",
+                              std::chrono::duration<double>(lasted).count(), client_id_)
+                : std::string());
         thread_.wake();
     });
 }
@@ -184,6 +194,7 @@ void MqttSensorInput::run() {
             }
             backoff.connected();
             was_connected = true;
+            connected_since_ = std::chrono::steady_clock::now().time_since_epoch().count();
         }
         subscribe_pending();
         // Said once the broker granted the subscriptions, not at the connect: a message published

@@ -78,6 +78,8 @@ private:
 
     config::BrokerAccount broker_;
     std::string url_, client_id_;  // url_: the broker's, as logged
+    // When the connection was made (steady clock ticks; read by Paho's connection-lost callback).
+    std::atomic<std::int64_t> connected_since_{0};
     std::vector<const config::Sensor*> sensors_;
     ReadingHandler handler_;
     std::shared_ptr<spdlog::logger> log_;

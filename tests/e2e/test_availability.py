@@ -93,7 +93,11 @@ def test_two_gateways_with_one_client_id_back_off_and_say_why(broker, make_clip,
     clip = make_clip([("normal", 4)])
 
     def config(name):
-        cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cam", clip, input={"loop": True})], tmp_path / name)
+        # With an MQTT sensor on the same broker: its client takes the same id with "-sensors".
+        sensors = [{"id": "fridge", "kind": "temperature", "interval": "10s",
+                    "source": {"mqtt": {"topic": "tele/fridge/SENSOR", "value": "DS18B20.Temperature"}}}]
+        cfg = kg_e2e.base_config(broker, [kg_e2e.camera("cam", clip, input={"loop": True})], tmp_path / name,
+                                 sensors=sensors, sensors_mqtt=broker.url)
         cfg["mqtt"].update({"client_id": "kitchen-gateway-cloned", "reconnect": {"min": "200ms", "max": "8s"}})
         return cfg
 
@@ -107,6 +111,7 @@ def test_two_gateways_with_one_client_id_back_off_and_say_why(broker, make_clip,
     waits = [int(w) for w in re.findall(r"connecting to \S+ again in (\d+) ms", log)]
     assert len(waits) >= 4 and max(waits) >= 1600, waits
     assert "is another client using the client id 'kitchen-gateway-cloned'?" in log
+    assert "is another client using the client id 'kitchen-gateway-cloned-sensors'?" in log  # named too
     assert first.terminate() == 0 and second.terminate() == 0
 
 
