@@ -344,7 +344,7 @@ double FfmpegInput::frame_time() const {
     // frames are timed by their arrival instead (-1): the analysis reads the wall clock, as for any
     // frame without a time (its packets' stamps, also by arrival, are for the clips).
     // A file keeps the made-up times: they pace it (`realtime`), and it is read no faster.
-    if (kind_ == SourceKind::network && (format_->iformat->flags & AVFMT_NOTIMESTAMPS) != 0) return -1.0;
+    if (arrival_stamps_) return -1.0;
     const AVStream* stream = format_->streams[stream_index_];
     const std::int64_t ts = frame_->best_effort_timestamp;
     if (ts == AV_NOPTS_VALUE) return -1.0;

@@ -426,6 +426,7 @@ private:
     std::mt19937_64 lease_tokens_{std::random_device{}()};
     std::mutex mutex_;
     std::optional<TimePoint> watching_since_;  // guarded by mutex_
+    bool seq_assumed_made_ = false;            // guarded by mutex_ (the table exists)
     Duration seen_resolution_ = std::chrono::seconds(1);
     std::map<std::string, TimePoint> seen_written_;  // per site, the last `last_seen` this instance wrote
     // Per site, the sensors it has roll-ups of (read again from the table for a sensor not in it:

@@ -234,10 +234,12 @@ void Store::add_seq_assumed() {
     // Per site, the numbers 1..upto its current stream was taken to have delivered before the room
     // watched, when a numbered message came before its first `gateway` message, which decides
     // (StreamTrack::reopen_first). Also made where it is written: a start that found the file busy
-    // went on without it.
+    // went on without it. Once a run: every gateway message asks.
+    if (seq_assumed_made_) return;
     db_.exec(
         "CREATE TABLE IF NOT EXISTS seq_assumed (site TEXT PRIMARY KEY, stream TEXT NOT NULL, upto INTEGER "
         "NOT NULL)");
+    seq_assumed_made_ = true;
 }
 
 bool Store::began_while_watching(const Sequence& s) const {

@@ -594,6 +594,24 @@ TEST(FfmpegInput, AnOpenThatFailsSaysFfmpegsReason) {
     }
 }
 
+// A worker over `cam` that counts the pictures it hands on.
+struct CountingWorker {
+    kg::ingest::CameraStats stats;
+    kg::ingest::LatestFrame slot;
+    std::atomic<int> frames{0};
+    kg::ingest::CameraWorker worker;
+    CountingWorker(const kg::config::Camera& cam, std::shared_ptr<spdlog::logger> log)
+        : worker(
+              cam, slot, stats,
+              [this] {
+                  if (slot.take() != nullptr) ++frames;
+              },
+              std::move(log)) {}
+    std::tuple<kg::ingest::CameraStats&, std::atomic<int>&, kg::ingest::CameraWorker&> parts() {
+        return {stats, frames, worker};
+    }
+};
+
 // A camera unreachable for a week, tried every 30 s, wrote two lines a try: 240 an hour, hiding the
 // rest of the journal. The first tries are said, then a summary every 10 minutes; its pictures
 // coming back are said too.
@@ -609,15 +627,8 @@ TEST(CameraWorker, AnUnreachableCameraIsSaidAFewTimesThenSummarisedAndItsReturnS
     auto log =
         std::make_shared<spdlog::logger>("cam:gone", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
     log->set_pattern("%l %v");
-    kg::ingest::CameraStats stats;
-    kg::ingest::LatestFrame slot;
-    std::atomic<int> frames{0};
-    kg::ingest::CameraWorker worker(
-        cam, slot, stats,
-        [&] {
-            if (slot.take() != nullptr) ++frames;
-        },
-        log);
+    CountingWorker counting(cam, log);
+    auto [stats, frames, worker] = counting.parts();
     worker.start();
     for (int i = 0; i < 200 && stats.snapshot(std::chrono::steady_clock::now()).reconnects_1h < 12; ++i)
         std::this_thread::sleep_for(50ms);
@@ -650,15 +661,8 @@ TEST(CameraWorker, ANetworkSourceAheadOfRealTimeIsNotAnalysedFasterThanItsRate) 
     LoopbackServer server(http_answer("video/mp2t", generated("recording", 25, 10, kTs), true));
     kg::config::Camera cam = file_camera(false);
     cam.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/recording.ts";
-    kg::ingest::CameraStats stats;
-    kg::ingest::LatestFrame slot;
-    std::atomic<int> frames{0};
-    kg::ingest::CameraWorker worker(
-        cam, slot, stats,
-        [&] {
-            if (slot.take() != nullptr) ++frames;
-        },
-        kg::Logging::null_logger());
+    CountingWorker counting(cam, kg::Logging::null_logger());
+    auto [stats, frames, worker] = counting.parts();
     const auto t0 = std::chrono::steady_clock::now();
     worker.start();
     // Until the connection ends (the server closes it after the file: an end, or a failed read).
