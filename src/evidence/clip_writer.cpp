@@ -89,6 +89,12 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
             pkt->dts = last_dts + 1;
             if (pkt->pts != AV_NOPTS_VALUE && pkt->pts < pkt->dts) pkt->pts = pkt->dts;
         }
+        // A packet whose duration is not known (an MJPEG camera's, stamped by its arrival) lasts as
+        // long as the step before it: the MP4 muxer takes each sample's from the next one's time,
+        // but the last's from its own, and a clip of such a camera lasted a frame less (its last
+        // frame no time at all).
+        if (pkt->duration <= 0 && last_dts != AV_NOPTS_VALUE && pkt->dts != AV_NOPTS_VALUE)
+            pkt->duration = pkt->dts - last_dts;
         last_dts = pkt->dts;
         if (pkt->pts != AV_NOPTS_VALUE)
             last_end = std::max(last_end, pkt->pts + std::max<std::int64_t>(pkt->duration, 0));

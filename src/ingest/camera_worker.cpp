@@ -145,7 +145,8 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
     bool pacing = false;
     double pace_stream = 0.0, previous_t = 0.0;
     std::uint64_t seq = 0;
-    std::uint64_t decode_errors_reported = 0, jumps_reported = 0, steps_reported = 0, steps_logged = 0;
+    std::uint64_t decode_errors_reported = 0, jumps_reported = 0, steps_reported = 0, steps_logged = 0,
+                  picture_changes_reported = 0;
     double steps_seconds_logged = 0.0;
     const int width = camera_.analysis.width, height = camera_.analysis.height;
 
@@ -185,6 +186,13 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
                 added > 1 ? fmt::format(" ({} jumps since the last picture)", added) : "");
             stats_.timestamp_jumps(added);
             jumps_reported = input.timeline_jumps();
+        }
+        if (input.picture_changes() != picture_changes_reported) {
+            picture_changes_reported = input.picture_changes();
+            log_->info(
+                "the picture changed from {} within the connection (the camera's settings?); the "
+                "clips and public streams start again with it",
+                input.last_picture_change());
         }
         if (input.timeline_steps() != steps_reported) {
             // Counted with the jumps, as a camera whose clock keeps being corrected is worth a look.

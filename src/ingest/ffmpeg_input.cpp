@@ -4,6 +4,7 @@
 
 #include <cstdarg>
 #include <opencv2/core.hpp>
+#include <string_view>
 
 #include "ingest/parameter_sets.hpp"
 
@@ -146,6 +147,18 @@ void FfmpegInput::open() {
                               : with_reason(fmt::format("cannot open: {}", av_error_string(err))));
     }
     format_.reset(raw);
+    // HLS's demuxer gives a duration only to a finished playlist (#EXT-X-ENDLIST): a live one has
+    // none. Finished, its encoder has stopped, and its segments are past video: read, they were
+    // analysed as the kitchen now, and each reconnect replayed them, the camera online for as
+    // long as they lasted and offline again after.
+    if (kind_ == SourceKind::network && std::string_view(raw->iformat->name) == "hls" &&
+        raw->duration != AV_NOPTS_VALUE) {
+        throw IngestError(
+            IngestError::Kind::open,
+            fmt::format("the HLS playlist has ended (#EXT-X-ENDLIST, {:.0f} s of past video): its "
+                        "encoder has stopped; tried again until it is live",
+                        static_cast<double>(raw->duration) / AV_TIME_BASE));
+    }
 
     arm_deadline();
     t_last_error.clear();
@@ -209,6 +222,7 @@ void FfmpegInput::open() {
     // it at its first key frame instead, which carries what the probe did not find.
     announced_ = false;
     key_frames_tried_ = 0;
+    key_size_.reset();
     if (observer_ != nullptr && has_picture_size(*stream->codecpar)) {
         observer_->on_stream_opened(*stream);
         announced_ = true;
@@ -308,6 +322,7 @@ bool FfmpegInput::next_frame() {
                     announced_ = true;
                 }
             }
+            if (observer_ != nullptr && announced_ && key) renew_if_changed(stream);
             if (observer_ != nullptr && announced_) observer_->on_packet(*packet_, stream);
             if (!options_.keyframes_only || key) {
                 err = avcodec_send_packet(codec_.get(), packet_.get());
@@ -316,6 +331,24 @@ bool FfmpegInput::next_frame() {
         }
         av_packet_unref(packet_.get());
     }
+}
+
+void FfmpegInput::renew_if_changed(AVStream& stream) {
+    // Compared with the size the key frame before gave, not with the stream's: a parser and a
+    // decoder that crop differently must not restart the outputs at every key frame.
+    const auto size = key_frame_picture_size(*stream.codecpar, *packet_);
+    if (!size) return;
+    const auto before = std::exchange(key_size_, size);
+    if (!before || *before == *size) return;
+    // The outputs' headers (MP4's avcC, FLV's sequence header, the HLS init segment) describe one
+    // picture: a clip cut after the change kept the old size, and players fed the new pictures
+    // under the old header showed garbage or stopped. Told as a new stream, as at a reconnect.
+    last_picture_change_ =
+        fmt::format("{}x{} to {}x{}", before->first, before->second, size->first, size->second);
+    ++picture_changes_;
+    renew_from_key_frame(*stream.codecpar, *packet_);
+    observer_->on_stream_closed();
+    observer_->on_stream_opened(stream);
 }
 
 bool FfmpegInput::rewind() {

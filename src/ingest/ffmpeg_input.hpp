@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "common/url_text.hpp"
 #include "config/config.hpp"
@@ -86,12 +87,19 @@ public:
     // their sizes added up, in seconds (negative).
     std::uint64_t timeline_steps() const { return timeline_steps_; }
     double timeline_steps_seconds() const { return timeline_steps_seconds_; }
+    // Times the camera changed its picture size within a connection (its settings changed, an NVR
+    // switching streams): each time the outputs were told of a new stream. The latest change as
+    // "640x360 to 1280x720".
+    std::uint64_t picture_changes() const { return picture_changes_; }
+    const std::string& last_picture_change() const { return last_picture_change_; }
     std::string describe() const;  // "h264 1920x1080 25fps" for the log
     void set_packet_observer(PacketObserver* observer) { observer_ = observer; }
 
 private:
     static int interrupt_cb(void* opaque);
     void arm_deadline();
+    // At a key frame of an announced stream: the picture changed since the key frame before?
+    void renew_if_changed(AVStream& stream);
 
     InputOptions options_;
     const std::atomic<bool>& stop_;
@@ -122,6 +130,11 @@ private:
     std::int64_t first_arrival_ns_ = -1, last_arrival_ms_ = -1;
     bool announced_ = false;    // observer_ told of this connection (on_stream_opened)
     int key_frames_tried_ = 0;  // without the size they lack, before it is told
+    // The picture size the last key frame's parameter sets gave in this connection: a key frame
+    // giving another is a change of the camera's picture, told to the outputs as a new stream.
+    std::optional<std::pair<int, int>> key_size_;
+    std::uint64_t picture_changes_ = 0;
+    std::string last_picture_change_;
 };
 
 }  // namespace kg::ingest

@@ -22,22 +22,35 @@ struct BsfFreer {
     void operator()(AVBSFContext* b) const { av_bsf_free(&b); }
 };
 
-// The picture size and pixel format, as FFmpeg's parser reads them from the sequence parameter set.
-void size_from_parser(AVCodecParameters& params, const AVPacket& key) {
+// The picture size and pixel format, as FFmpeg's parser reads them from the sequence parameter set
+// (the packet's own, else the one in the extradata).
+struct ParsedPicture {
+    int width = 0, height = 0, format = -1;
+};
+ParsedPicture parse_picture(const AVCodecParameters& params, const AVPacket& key) {
     std::unique_ptr<AVCodecParserContext, ParserCloser> parser(av_parser_init(params.codec_id));
     CodecContextPtr context(avcodec_alloc_context3(nullptr));
-    if (!parser || !context || avcodec_parameters_to_context(context.get(), &params) < 0) return;
+    if (!parser || !context || avcodec_parameters_to_context(context.get(), &params) < 0) return {};
     // The packet is one whole access unit (what the demuxer gives): parsed at once, not buffered.
     parser->flags |= PARSER_FLAG_COMPLETE_FRAMES;
     std::uint8_t* out = nullptr;
     int out_size = 0;
     av_parser_parse2(parser.get(), context.get(), &out, &out_size, key.data, key.size, key.pts, key.dts,
                      key.pos);
-    if (parser->width > 0 && parser->height > 0) {
-        params.width = parser->width;
-        params.height = parser->height;
+    return {parser->width, parser->height, parser->format};
+}
+
+void size_from_parser(AVCodecParameters& params, const AVPacket& key) {
+    const ParsedPicture parsed = parse_picture(params, key);
+    if (parsed.width > 0 && parsed.height > 0) {
+        params.width = parsed.width;
+        params.height = parsed.height;
     }
-    if (params.format < 0 && parser->format >= 0) params.format = parser->format;
+    if (params.format < 0 && parsed.format >= 0) params.format = parsed.format;
+}
+
+bool parsed_codec(const AVCodecParameters& params) {
+    return params.codec_id == AV_CODEC_ID_H264 || params.codec_id == AV_CODEC_ID_HEVC;
 }
 
 // The parameter sets as extradata (Annex B), which the MP4 and FLV muxers turn into avcC / hvcC.
@@ -65,11 +78,29 @@ void extradata_from_key_frame(AVCodecParameters& params, const AVPacket& key) {
 }  // namespace
 
 bool complete_from_key_frame(AVCodecParameters& params, const AVPacket& key) {
-    if (params.codec_id != AV_CODEC_ID_H264 && params.codec_id != AV_CODEC_ID_HEVC)
-        return has_picture_size(params);
+    if (!parsed_codec(params)) return has_picture_size(params);
     if (params.extradata_size <= 0) extradata_from_key_frame(params, key);
     if (!has_picture_size(params)) size_from_parser(params, key);
     return has_picture_size(params);
+}
+
+std::optional<std::pair<int, int>> key_frame_picture_size(const AVCodecParameters& params,
+                                                          const AVPacket& key) {
+    if (!parsed_codec(params)) return std::nullopt;
+    const ParsedPicture parsed = parse_picture(params, key);
+    if (parsed.width <= 0 || parsed.height <= 0) return std::nullopt;
+    return std::pair{parsed.width, parsed.height};
+}
+
+void renew_from_key_frame(AVCodecParameters& params, const AVPacket& key) {
+    if (!parsed_codec(params)) return;
+    extradata_from_key_frame(params, key);  // replaced only when the packet carries them
+    const ParsedPicture parsed = parse_picture(params, key);
+    if (parsed.width > 0 && parsed.height > 0) {
+        params.width = parsed.width;
+        params.height = parsed.height;
+    }
+    if (parsed.format >= 0) params.format = parsed.format;
 }
 
 }  // namespace kg::ingest

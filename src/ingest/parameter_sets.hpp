@@ -7,6 +7,9 @@
 // without a size, and their viewers would wait for a connection that probed better. The first key
 // frame tells what the probe did not.
 
+#include <optional>
+#include <utility>
+
 extern "C" {
 #include <libavcodec/codec_par.h>
 #include <libavcodec/packet.h>
@@ -23,5 +26,16 @@ inline bool has_picture_size(const AVCodecParameters& params) {
 // sets (H.264, H.265). Returns has_picture_size() afterwards; `params` is left as it was for what
 // the packet does not carry.
 bool complete_from_key_frame(AVCodecParameters& params, const AVPacket& key);
+
+// The picture size (width, height) the sequence parameter set gives for `key`: its own in band,
+// else the one in `params`' extradata. Nothing for a codec other than H.264 and H.265, or when
+// neither gives one.
+std::optional<std::pair<int, int>> key_frame_picture_size(const AVCodecParameters& params,
+                                                          const AVPacket& key);
+
+// `params` said again from `key`'s in-band parameter sets, for a camera that changed its picture
+// within one connection: its size, and its parameter sets as extradata (the old ones would give
+// the outputs' headers, MP4's avcC and FLV's sequence header, the old picture).
+void renew_from_key_frame(AVCodecParameters& params, const AVPacket& key);
 
 }  // namespace kg::ingest

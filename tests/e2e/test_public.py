@@ -912,3 +912,53 @@ def test_a_starting_hls_stream_is_503_until_its_playlist_is_there(broker, clips,
         assert gw.terminate() == 0
     finally:
         gw.kill()
+
+
+def init_picture(port, camera="kitchen"):
+    """(width, height) in the HLS stream's init segment, as its H.264 sample entry gives them; None
+    while there is none."""
+    status, _, playlist = get(port, f"/live/{camera}/index.m3u8")
+    found = re.search(rb'#EXT-X-MAP:URI="([^"]+)"', playlist) if status == 200 else None
+    if not found:
+        return None
+    status, _, init = get(port, f"/live/{camera}/{found.group(1).decode()}")
+    at = init.find(b"avc1") if status == 200 else -1
+    if at < 4:
+        return None
+    # After the entry's type: 6 reserved bytes, the data reference index, 16 bytes of zeros, then
+    # width and height (ISO/IEC 14496-12, VisualSampleEntry).
+    return int.from_bytes(init[at + 28:at + 30], "big"), int.from_bytes(init[at + 30:at + 32], "big")
+
+
+def test_a_camera_whose_picture_size_changes_in_its_session_is_served_at_the_new_size(broker, rtsp_server, gateway,
+                                                                                      tmp_path):
+    """A camera whose resolution is changed in its web page while the gateway watches it: many keep
+    the RTSP session and send the new size in band with their next key frame. The parents' streams
+    kept the old header (the HLS init segment, FLV's sequence header) over the new pictures, and
+    players showed garbage or stopped, until a reconnect that might never come. The change is told to
+    the outputs as a new stream, without a reconnect: the HLS stream starts again at the new size."""
+    parts = []
+    for size, seconds, offset in (("320x180", 12, 0), ("640x360", 30, 12)):  # one clock, as a camera's
+        part = tmp_path / f"{size}.ts"
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=size={size}:rate=25", "-t", str(seconds), "-c:v", "libx264", "-preset",
+                        "veryfast", "-g", "25", "-pix_fmt", "yuv420p", "-f", "mpegts", "-output_ts_offset",
+                        str(offset), str(part)], check=True)
+        parts.append(part.read_bytes())
+    stream = tmp_path / "camera.ts"
+    stream.write_bytes(b"".join(parts))  # one MPEG-TS stream, served as one RTSP session
+    server = rtsp_server({"/cam": str(stream)})
+    gw = gateway(public_config(broker, tmp_path, [kg_e2e.camera("kitchen", server.url("/cam"), public=True)]))
+    port = public_port(gw)
+    playlist_with_segments(port, "kitchen")
+    assert init_picture(port) == (320, 180)
+    # The init segment is what a player sets its decoder up from (a probe reads the pictures' own
+    # parameter sets, and said the new size under the old header too).
+    kg_e2e.wait_until(lambda: init_picture(port) == (640, 360), 40, interval=0.5,
+                      what="the HLS stream's header at 640x360")
+    assert "the picture changed from 320x180 to 640x360 within the connection" in gw.output()
+    after = probe(f"http://127.0.0.1:{port}/live/kitchen/index.m3u8")
+    assert (after[0]["codec_name"], after[0]["width"], after[0]["height"]) == ("h264", 640, 360), after
+    out = gw.output()
+    assert out.count("connected to rtsp://") == 1, out  # followed within the session, not by a reconnect
+    assert "offline" not in out, out

@@ -1,9 +1,11 @@
 // A real RTSP server for the end-to-end tests (GStreamer's gst-rtsp-server): serves H.264 and H.265
-// MP4 files, paced in real time by the pipeline clock, one mount per file. Every client plays its file
-// from the start (the factories are not shared). Each file's codec is read from the file itself, so
-// a mount is spelt the same for both: many real cameras send H.265 by default.
+// MP4 files (and MPEG-TS files, `.ts`: a stream whose picture size changes midway, as a camera's
+// does when its settings change, can only be one), paced in real time by the pipeline clock, one
+// mount per file. Every client plays its file from the start (the factories are not shared). Each file's
+// codec is read from the file itself, so a mount is spelt the same for both: many real cameras send H.265 by
+// default.
 //
-//   kg-test-rtsp-server --port N --mount /cam=/path/clip.mp4 [--mount /other=/path2.mp4 ...]
+//   kg-test-rtsp-server --port N --mount /cam=/path/clip.mp4 [--mount /other=/path2.ts ...]
 //
 // Prints READY on stdout (flushed) once it listens on 127.0.0.1:N; on SIGINT/SIGTERM it closes its
 // clients and exits 0. Exit 2: bad arguments (a file that is missing or holds no H.264/H.265 video
@@ -40,12 +42,17 @@ struct CapsUnref {
     void operator()(GstCaps* c) const { gst_caps_unref(c); }
 };
 
+bool is_ts(const std::string& file) {
+    return file.size() > 3 && file.compare(file.size() - 3, 3, ".ts") == 0;
+}
+
 // The parser and payloader for the file's first video stream ("h264" or "h265"), or empty with the
-// reason in `why`: the caps qtdemux gives that stream, read by prerolling the served pipeline's
+// reason in `why`: the caps the demuxer gives that stream, read by prerolling the served pipeline's
 // first half into a fakesink. Nothing is decoded (no decoder needed, as none is for serving).
 std::string video_codec(const std::string& file, std::string& why) {
-    const std::string launch =
-        "filesrc location=\"" + file + "\" ! qtdemux name=d d.video_0 ! fakesink name=sink";
+    const std::string launch = "filesrc location=\"" + file + "\" ! " +
+                               (is_ts(file) ? "tsdemux" : "qtdemux name=d d.video_0") +
+                               " ! fakesink name=sink";
     GError* error = nullptr;
     const std::unique_ptr<GstElement, PipelineStop> pipeline(gst_parse_launch(launch.c_str(), &error));
     if (error != nullptr || !pipeline) {
@@ -56,7 +63,7 @@ std::string video_codec(const std::string& file, std::string& why) {
     gst_element_set_state(pipeline.get(), GST_STATE_PAUSED);
     if (gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND) !=
         GST_STATE_CHANGE_SUCCESS) {
-        why = "not an MP4 file with a video stream";
+        why = is_ts(file) ? "not an MPEG-TS file with a video stream" : "not an MP4 file with a video stream";
         return {};
     }
     GstElement* sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
@@ -93,8 +100,9 @@ bool add_mount(GstRTSPMountPoints* mounts, const char* spec) {
         return false;
     }
     // config-interval=1: the parameter sets again every second, in band, as cameras send them.
-    const std::string launch = "( filesrc location=\"" + file + "\" ! qtdemux ! " + codec + "parse ! rtp" +
-                               codec + "pay name=pay0 pt=96 config-interval=1 )";
+    const std::string launch = "( filesrc location=\"" + file + "\" ! " +
+                               (is_ts(file) ? "tsdemux" : "qtdemux") + " ! " + codec + "parse ! rtp" + codec +
+                               "pay name=pay0 pt=96 config-interval=1 )";
     GstRTSPMediaFactory* factory = gst_rtsp_media_factory_new();
     gst_rtsp_media_factory_set_launch(factory, launch.c_str());
     gst_rtsp_media_factory_set_shared(factory, FALSE);

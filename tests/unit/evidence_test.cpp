@@ -13,6 +13,7 @@
 #include <memory>
 #include <opencv2/imgcodecs.hpp>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -70,7 +71,10 @@ double probe_duration(const std::string& path, bool* starts_with_key) {
 // with its arrival in between.
 struct Timed final : kg::ingest::PacketObserver {
     explicit Timed(kg::evidence::PacketRing& r, std::chrono::milliseconds p = {}) : ring(r), pace(p) {}
-    void on_stream_opened(const AVStream& stream) override { ring.on_stream_opened(stream); }
+    void on_stream_opened(const AVStream& stream) override {
+        opened.emplace_back(stream.codecpar->width, stream.codecpar->height);
+        ring.on_stream_opened(stream);
+    }
     void on_packet(const AVPacket& packet, const AVStream& stream) override {
         if (pace.count() > 0) std::this_thread::sleep_for(pace);
         before.push_back(kg::Clock::now());
@@ -83,6 +87,7 @@ struct Timed final : kg::ingest::PacketObserver {
     std::chrono::milliseconds pace;  // a camera's packets come at a rate; a file's, at once
     std::vector<kg::TimePoint> before, after;
     std::vector<kg::SteadyPoint> steady_after;
+    std::vector<std::pair<int, int>> opened;  // the picture size of each stream told
 };
 
 TEST(PacketRing, CutsAClipStartingOnAKeyFrameWithoutReencoding) {
@@ -761,6 +766,104 @@ TEST(PacketRing, AClipAskedFromBeforeAReconnectIsCutFromTheConnectionItStartedIn
     const auto later = ring.span(second.steady_after[25], second.steady_after.back());
     ASSERT_FALSE(later.packets.empty());
     EXPECT_GT(later.packets.front().arrival, first_ended);
+    fs::remove_all(dir);
+}
+
+// A camera whose picture size is changed in its web page while the gateway watches it keeps its
+// RTSP session (many do), and sends the new size in band, with its next key frame. The outputs'
+// headers describe one picture: a clip cut after the change said the old size (160x90 in its avcC
+// and its track), and players showed garbage. The change is told to every output as a new stream.
+TEST(PacketRing, AClipAfterTheCameraChangedItsPictureWithinAConnectionHasTheNewPicture) {
+    const auto dir = temp_dir();
+    // 4 s at 160x90, then 4 s at 320x180: one MPEG-TS stream, parameter sets in band at each key
+    // frame, as a camera sends them.
+    for (const char* size : {"160x90", "320x180"}) {
+        // The second part's clock goes on from the first's, as a camera's does.
+        const std::string cmd =
+            std::string("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=") + size +
+            ":rate=25 -t 4 -c:v libx264 -preset ultrafast -g 25 -pix_fmt yuv420p -f mpegts " +
+            (std::string(size) == "320x180" ? "-output_ts_offset 4 " : "") +
+            (dir / (std::string(size) + ".ts")).string();
+        ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    }
+    const std::string camera = (dir / "camera.ts").string();
+    ASSERT_EQ(std::system(("cat " + (dir / "160x90.ts").string() + " " + (dir / "320x180.ts").string() +
+                           " > " + camera)
+                              .c_str()),
+              0);
+    kg::evidence::PacketRing ring(1h);
+    Timed timed(ring, 2ms);
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({camera}, stop);
+    input.set_packet_observer(&timed);
+    input.open();
+    std::set<std::string> decoded;
+    cv::Mat image(36, 64, CV_8UC3);
+    while (input.next_frame()) {
+        input.scale_into(image);  // the decoder follows the change itself
+        decoded.insert(input.describe());
+    }
+    ASSERT_EQ(timed.after.size(), 200u);
+    EXPECT_EQ(timed.opened, (std::vector<std::pair<int, int>>{{160, 90}, {320, 180}}));
+    EXPECT_EQ(input.picture_changes(), 1u);
+    EXPECT_EQ(input.last_picture_change(), "160x90 to 320x180");
+    EXPECT_EQ(decoded, (std::set<std::string>{"h264 160x90 25.0fps", "h264 320x180 25.0fps"}));
+
+    // A clip of the last two seconds, and one of the first: each with its own picture.
+    const auto probe = [](const std::string& path) {
+        std::atomic<bool> no{false};
+        kg::ingest::FfmpegInput clip({path}, no);
+        clip.open();
+        return clip.describe();
+    };
+    const auto after = ring.span(timed.steady_after[150], timed.steady_after.back());
+    ASSERT_FALSE(after.packets.empty());
+    const auto written_after = kg::evidence::write_mp4(after, (dir / "after.mp4").string());
+    ASSERT_TRUE(written_after.ok) << written_after.error;
+    EXPECT_EQ(probe((dir / "after.mp4").string()).rfind("h264 320x180", 0), 0u)
+        << probe((dir / "after.mp4").string());
+    const auto before = ring.span(timed.steady_after[25], timed.steady_after[75]);
+    ASSERT_FALSE(before.packets.empty());
+    const auto written_before = kg::evidence::write_mp4(before, (dir / "before.mp4").string());
+    ASSERT_TRUE(written_before.ok) << written_before.error;
+    EXPECT_EQ(probe((dir / "before.mp4").string()).rfind("h264 160x90", 0), 0u)
+        << probe((dir / "before.mp4").string());
+    fs::remove_all(dir);
+}
+
+// An MJPEG camera's packets are stamped by their arrival and have no duration (ingest): the MP4
+// muxer takes a sample's duration from the next one's time, but the last's from its own, and such
+// a clip lasted a frame less, its last picture shown for no time.
+TEST(ClipWriter, TheLastPacketWithoutADurationLastsAsLongAsTheOneBefore) {
+    // The 12 s source's packets, their durations taken away.
+    struct NoDurations final : kg::ingest::PacketObserver {
+        explicit NoDurations(kg::evidence::PacketRing& r) : ring(r) {}
+        void on_stream_opened(const AVStream& stream) override { ring.on_stream_opened(stream); }
+        void on_packet(const AVPacket& packet, const AVStream& stream) override {
+            AVPacket* copy = av_packet_clone(&packet);
+            ASSERT_NE(copy, nullptr);
+            copy->duration = 0;
+            ring.on_packet(*copy, stream);
+            av_packet_free(&copy);
+        }
+        void on_stream_closed() override { ring.on_stream_closed(); }
+        kg::evidence::PacketRing& ring;
+    };
+    kg::evidence::PacketRing ring(1h);
+    NoDurations camera(ring);
+    std::atomic<bool> stop{false};
+    kg::ingest::FfmpegInput input({clip_source()}, stop);
+    input.set_packet_observer(&camera);
+    input.open();
+    while (input.next_frame()) {
+    }
+    const auto span = ring.span(kg::Clock::now() - 1h, kg::Clock::now());
+    ASSERT_EQ(span.packets.size(), 300u);
+    ASSERT_EQ(span.packets.back().packet->duration, 0);
+    const auto dir = temp_dir();
+    const auto r = kg::evidence::write_mp4(span, (dir / "clip.mp4").string());
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_NEAR(r.seconds, 12.0, 0.005);  // 300 frames at 25 a second; 11.96 without the last one's
     fs::remove_all(dir);
 }
 

@@ -581,6 +581,59 @@ TEST(FfmpegInput, AStreamWithoutTimestampsGetsPacketsStampedByArrival) {
 
 // "cannot open: Input/output error" was all a camera whose host name does not resolve said: the
 // reason went to FFmpeg's log, which the gateway silences (review).
+// A camera given as an HLS URL whose encoder stopped: the web server still serves its playlist,
+// finished (#EXT-X-ENDLIST), and FFmpeg plays a finished playlist from its first segment. Its past
+// seconds were analysed as the kitchen now, at each reconnect, and the camera read as back for as
+// long as they lasted, then offline again: an offline alert raised and ended over and over
+// (review). A finished playlist is refused, with the reason; a live one is read.
+TEST(FfmpegInput, AFinishedHlsPlaylistIsRefusedAndALiveOneIsRead) {
+    const std::string segment = generated("hls-segment", 25, 1, kTs);
+    const std::string playlist =
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"
+        "#EXTINF:1.0,\nseg0.ts\n#EXTINF:1.0,\nseg1.ts\n";
+    std::atomic<int> segments_asked{0};
+    LoopbackServer server([&](int fd) {
+        std::string head;
+        char c = 0;
+        while (head.find("\r\n\r\n") == std::string::npos && recv(fd, &c, 1, 0) == 1) head += c;
+        const auto path =
+            head.substr(head.find(' ') + 1, head.find(' ', head.find(' ') + 1) - head.find(' ') - 1);
+        std::string type = "application/vnd.apple.mpegurl", body;
+        if (path == "/live.m3u8") {
+            body = playlist;
+        } else if (path == "/ended.m3u8") {
+            body = playlist + "#EXT-X-ENDLIST\n";
+        } else {
+            ++segments_asked;
+            type = "video/mp2t";
+            body = segment;
+        }
+        send_text(fd, "HTTP/1.0 200 OK\r\nContent-Type: " + type + "\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+        shutdown(fd, SHUT_WR);
+    });
+    const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
+    std::atomic<bool> stop{false};
+    {
+        kg::ingest::FfmpegInput input({base + "/ended.m3u8", kg::config::Transport::tcp, 3000ms}, stop);
+        try {
+            input.open();
+            ADD_FAILURE() << "a finished playlist was opened: " << input.describe();
+        } catch (const kg::ingest::IngestError& e) {
+            EXPECT_EQ(e.kind, kg::ingest::IngestError::Kind::open);
+            EXPECT_NE(
+                std::string(e.what()).find("the HLS playlist has ended (#EXT-X-ENDLIST, 2 s of past video)"),
+                std::string::npos)
+                << e.what();
+        }
+    }
+    EXPECT_GE(segments_asked.load(), 1) << "refused for another reason: the playlist was not read through";
+    kg::ingest::FfmpegInput input({base + "/live.m3u8", kg::config::Transport::tcp, 3000ms}, stop);
+    input.open();
+    EXPECT_TRUE(input.next_frame());
+    EXPECT_EQ(input.describe().rfind("h264 160x90", 0), 0u) << input.describe();
+}
+
 TEST(FfmpegInput, AnOpenThatFailsSaysFfmpegsReason) {
     kg::ingest::initialise_ffmpeg();  // as the gateway does at its start: it keeps FFmpeg's reasons
     std::atomic<bool> stop{false};
