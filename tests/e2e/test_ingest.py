@@ -5,6 +5,7 @@ gateway publishes on a real broker, and every message is validated against docs/
 
 import pathlib
 import re
+import signal
 import subprocess
 import time
 
@@ -406,3 +407,33 @@ def test_a_clip_pending_when_the_wall_clock_is_set_back_is_cut_on_time(broker, c
     assert report["path"] == start["evidence"]["clip"] and "error" not in report, report
     assert report["duration_s"] >= 8, report
     assert gw.terminate() == 0
+
+
+def test_an_rtsp_camera_over_udp_is_read_and_its_stall_is_seen_within_its_timeout(broker, collector, schemas,
+                                                                                 make_clip, rtsp_server, gateway,
+                                                                                 tmp_path):
+    """RTP over UDP (input.transport: udp), from a real RTSP server: read, then the server frozen
+    (SIGSTOP: no TEARDOWN, its TCP connection stays open, no RTP comes). FFmpeg's own UDP timeout
+    fires a moment before the gateway's deadline and flushes its parser with a success code; that
+    read was taken as data, and the stall was seen only one timeout later (6 s for a 3 s timeout,
+    measured by a review). Back once the server runs again."""
+    server = rtsp_server({"/cam": make_clip([("normal", 90)])})
+    cam = kg_e2e.camera("udp", server.url("/cam"), input={"transport": "udp", "timeout": "3s"})
+    gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
+    collector.wait_for(lambda: (s := frames_flowing(collector, "udp")) and s["fps_analysed"] >= 1, 20,
+                       what="frames over RTP/UDP")
+    frozen_at = time.monotonic()
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        kg_e2e.wait_until(lambda: "no data for 3000 ms" in gw.output(), 10, interval=0.05, what="the stall")
+        seen_after = time.monotonic() - frozen_at
+        collector.wait_for(lambda: (s := latest_state(collector, "udp")) and s["online"] is False, 10,
+                           what="the camera offline")
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    # The timeout, plus the log's way out of the process; a second timeout (the fault) would be 6 s.
+    assert seen_after < 4.8, f"the stall was seen {seen_after:.1f} s after the last packet"
+    resumed_at = time.time()
+    collector.wait_for(lambda: frames_flowing(collector, "udp", after=resumed_at), 30,
+                       what="frames again once the server runs")
+    schemas.validate_all(collector)
