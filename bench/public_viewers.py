@@ -10,11 +10,12 @@ gateway's CPU (utime + stime from /proc) and resident memory are measured over t
   2. with N concurrent HLS viewers on loopback (default 100), each behaving like a player: the
      playlist every second, the init segment once, every new segment once;
   3. with N HTTP-FLV viewers (one long-lived connection each);
-  4. the same camera with a privacy mask (decode, pixelate, re-encode at 640 px / 10 fps), no viewer.
+  4. the same camera with a privacy mask (pixelate the ingest's pictures, re-encode at 640 px / 10 fps),
+     no viewer; with --before GATEWAY, again with that binary (the code before a change), same run.
 
 As a peer in the same run: FFmpeg itself remuxing the same RTSP stream to HLS (`ffmpeg -c copy -f
 hls`), the cheapest a separate remuxer could be. Figures go to stdout; docs/performance.md quotes
-them. Usage: bench/public_viewers.py [--viewers 100] [--seconds 20] (after scripts/build.sh).
+them. Usage: bench/public_viewers.py [--viewers 100] [--seconds 20] [--before GATEWAY] (after scripts/build.sh).
 """
 
 import argparse
@@ -123,7 +124,7 @@ class FlvViewer(threading.Thread):
                 self.stop.wait(1.0)
 
 
-def run_gateway(workdir, broker, rtsp, privacy):
+def run_gateway(workdir, broker, rtsp, privacy, name=None):
     cam = kg_e2e.camera("kitchen", rtsp.url("/cam"), public=True, checks=["camera_health"],
                         analysis={"fps": 2, "width": 640, "height": 360})
     if privacy:
@@ -132,7 +133,7 @@ def run_gateway(workdir, broker, rtsp, privacy):
     config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(workdir / "hls"), "segment": "2s",
                         "max_viewers_per_camera": 1000, "max_viewers_per_address": 1000, "max_connections": 2048}
     config["log"] = {"level": "info"}
-    gw = kg_e2e.Gateway(workdir, config, name="privacy" if privacy else "gateway")
+    gw = kg_e2e.Gateway(workdir, config, name=name or ("privacy" if privacy else "gateway"))
     port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
                                  what="the public side").group(1))
     kg_e2e.wait_until(lambda: kg_e2e_get(port, "/live/kitchen/index.m3u8").count(b".m4s") >= 2, 30,
@@ -155,6 +156,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--viewers", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--before", metavar="GATEWAY", help="another kitchen-gateway binary (the code before a change) "
+                    "whose privacy mask is measured too, in the same run")
     args = ap.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="kg-bench-viewers-"))
     clip = work / "cam720.mp4"
@@ -211,6 +214,15 @@ def main():
         priv = measure(gw.proc.pid, args.seconds)
         rows.append(("gateway with a privacy mask, 0 viewers", *priv, "", ""))
         gw.terminate()
+        if args.before:
+            ours, kg_e2e.GATEWAY_BIN = kg_e2e.GATEWAY_BIN, args.before
+            try:
+                gw, port = run_gateway(work, broker, rtsp, privacy=True, name="privacy-before")
+            finally:
+                kg_e2e.GATEWAY_BIN = ours
+            time.sleep(3)
+            before = measure(gw.proc.pid, args.seconds)
+            gw.terminate()
 
         (work / "ffmpeg-hls").mkdir()
         peer = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i",
@@ -233,7 +245,12 @@ def main():
           f"{rows[1][2] - base_rss:+.1f} MiB")
     print(f"extra for {args.viewers} HTTP-FLV viewers: {rows[2][1] - base_cpu:+.1f} % of a core, "
           f"{rows[2][2] - base_rss:+.1f} MiB")
-    print(f"privacy mask (decode + pixelate + re-encode): {rows[3][1] - base_cpu:+.1f} % of a core")
+    print(f"privacy mask (pixelate + re-encode; the pictures are the ingest's): {rows[3][1] - base_cpu:+.1f} % of a "
+          "core")
+    if args.before:
+        print(f"privacy mask with --before {args.before}: {before[0] - base_cpu:+.1f} % of a core "
+              f"(gateway {before[0]:.1f} %, RSS {before[1]:.1f} MiB; this build's mask costs "
+              f"{(rows[3][1] - base_cpu) / max(before[0] - base_cpu, 0.01):.2f}x that)")
     print(f"gateway (ingest + camera_health + HLS + FLV, 0 viewers) vs ffmpeg remux alone: "
           f"{base_cpu / max(rows[4][1], 0.01):.2f}x")
 

@@ -52,6 +52,7 @@ void CameraWorker::run() {
 
         FfmpegInput input(options, stop_);
         input.set_packet_observer(observer_);
+        input.set_frame_observer(frame_observer_);
         Delivered delivered;
         bool file_ended = false;
         bool said = true;  // this try's end was logged: so is the retry

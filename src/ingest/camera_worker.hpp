@@ -36,6 +36,7 @@ public:
 
     // Receives every demuxed video packet (set before start()).
     void set_packet_observer(PacketObserver* observer) { observer_ = observer; }
+    void set_frame_observer(FrameObserver* observer) { frame_observer_ = observer; }
 
 private:
     enum class StreamEnd { stopped, end_of_file };
@@ -61,6 +62,7 @@ private:
     static constexpr int kFailureSummaryMinutes = 10;
     RepeatedFailure failures_;  // tries that failed before any picture, in a row (ingest thread)
     PacketObserver* observer_ = nullptr;
+    FrameObserver* frame_observer_ = nullptr;
 
     std::atomic<bool> stop_{false};
     std::mutex wait_mutex_;

@@ -234,6 +234,8 @@ bool FfmpegInput::next_frame() {
         int err = avcodec_receive_frame(codec_.get(), frame_.get());
         if (err == 0) {
             last_picture_ = std::chrono::steady_clock::now();
+            if (frame_observer_ != nullptr)
+                frame_observer_->on_frame(*frame_, format_->streams[stream_index_]->time_base);
             return true;
         }
         if (err == AVERROR_EOF) return false;

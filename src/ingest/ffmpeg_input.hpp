@@ -38,6 +38,17 @@ public:
     virtual void on_stream_closed() = 0;
 };
 
+// Sees every picture the decoder gives, as it comes out, before it is sampled for the analysis:
+// an output that needs pictures (the privacy masker) takes them here instead of decoding the camera
+// a second time. Called on the ingest thread; must not block, and must not keep `frame` (it is
+// reused for the next picture). Not called for the pictures skipped with keyframes_only.
+class FrameObserver {
+public:
+    virtual ~FrameObserver() = default;
+    // `time_base`: the stream's, which the frame's timestamps are in (the packets' too).
+    virtual void on_frame(const AVFrame& frame, AVRational time_base) = 0;
+};
+
 struct InputOptions {
     std::string url;
     config::Transport transport = config::Transport::tcp;
@@ -94,6 +105,7 @@ public:
     const std::string& last_picture_change() const { return last_picture_change_; }
     std::string describe() const;  // "h264 1920x1080 25fps" for the log
     void set_packet_observer(PacketObserver* observer) { observer_ = observer; }
+    void set_frame_observer(FrameObserver* observer) { frame_observer_ = observer; }
 
 private:
     static int interrupt_cb(void* opaque);
@@ -125,6 +137,7 @@ private:
     std::uint64_t timeline_jumps_ = 0, timeline_steps_ = 0;
     double last_jump_seconds_ = 0.0, timeline_steps_seconds_ = 0.0;
     PacketObserver* observer_ = nullptr;
+    FrameObserver* frame_observer_ = nullptr;
     // A network source without timestamps: its packets are stamped by arrival, in ms since its first.
     bool arrival_stamps_ = false;
     std::int64_t first_arrival_ns_ = -1, last_arrival_ms_ = -1;

@@ -46,28 +46,44 @@ void PrivacyMasker::close() {
     }
     src_w_ = src_h_ = 0;
     src_format_ = -1;
+    streaming_ = false;
     have_last_ = false;
     last_out_pts_ = -1;
     last_key_ms_ = -1;
 }
 
+void PrivacyMasker::turn_off() {
+    streaming_ = false;
+    avcodec_free_context(&decoder_);
+}
+
 void PrivacyMasker::on_stream_opened(const AVStream& stream) {
     close();
+    streaming_ = true;
+    packet_ = av_packet_alloc();  // the encoder's output
+    if (packet_ == nullptr) {
+        log_->error("privacy mask: out of memory; the public feed of this camera stays off");
+        return turn_off();
+    }
+    if (options_.frames_from_input) return;
     const AVCodec* codec = avcodec_find_decoder(stream.codecpar->codec_id);
     decoder_ = codec != nullptr ? avcodec_alloc_context3(codec) : nullptr;
     if (decoder_ == nullptr || avcodec_parameters_to_context(decoder_, stream.codecpar) < 0) {
         log_->error("privacy mask: no decoder for {}; the public feed of this camera stays off",
                     avcodec_get_name(stream.codecpar->codec_id));
-        return close();
+        return turn_off();
     }
     decoder_->thread_count = 1;  // the box's other core belongs to the checks
     decoder_->pkt_timebase = stream.time_base;
     if (avcodec_open2(decoder_, codec, nullptr) < 0) {
         log_->error("privacy mask: cannot open the decoder");
-        return close();
+        return turn_off();
     }
     decoded_ = av_frame_alloc();
-    packet_ = av_packet_alloc();
+    if (decoded_ == nullptr) {
+        log_->error("privacy mask: out of memory; the public feed of this camera stays off");
+        return turn_off();
+    }
 }
 
 bool PrivacyMasker::open_encoder(const AVFrame& frame) {
@@ -141,13 +157,17 @@ bool PrivacyMasker::open_encoder(const AVFrame& frame) {
 }
 
 void PrivacyMasker::on_packet(const AVPacket& packet, const AVStream& stream) {
-    if (decoder_ == nullptr) return;
+    if (decoder_ == nullptr || !streaming_) return;
     if (avcodec_send_packet(decoder_, &packet) < 0) return;  // a damaged packet: the next key frame heals it
     while (avcodec_receive_frame(decoder_, decoded_) == 0) {
-        handle(decoded_, stream.time_base);
+        handle(*decoded_, stream.time_base);
         av_frame_unref(decoded_);
         if (decoder_ == nullptr) return;
     }
+}
+
+void PrivacyMasker::on_frame(const AVFrame& frame, AVRational time_base) {
+    if (options_.frames_from_input && streaming_) handle(frame, time_base);
 }
 
 void PrivacyMasker::close_encoder() {
@@ -160,42 +180,40 @@ void PrivacyMasker::close_encoder() {
     proxy_ = nullptr;
 }
 
-void PrivacyMasker::handle(AVFrame* frame, AVRational in_time_base) {
+void PrivacyMasker::handle(const AVFrame& frame, AVRational in_time_base) {
     const std::int64_t ts =
-        frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp : frame->pts;
+        frame.best_effort_timestamp != AV_NOPTS_VALUE ? frame.best_effort_timestamp : frame.pts;
     if (ts == AV_NOPTS_VALUE) return;
     const std::int64_t ms = av_rescale_q(ts, in_time_base, AVRational{1, 1000});
     // The frame rate cap: only frames at least one output interval after the last one are encoded.
     if (have_last_ && ms - last_ms_ < 1000 / options_.fps - 5 && ms >= last_ms_) return;
-    if (encoder_ == nullptr || frame->width != src_w_ || frame->height != src_h_ ||
-        frame->format != src_format_) {
+    if (encoder_ == nullptr || frame.width != src_w_ || frame.height != src_h_ ||
+        frame.format != src_format_) {
         if (encoder_ != nullptr) {
             log_->warn("privacy mask: the camera changed its picture size; restarting the encoder");
             close_encoder();
         }
-        src_w_ = frame->width;
-        src_h_ = frame->height;
+        src_w_ = frame.width;
+        src_h_ = frame.height;
         last_key_ms_ = -1;  // a new encoder starts on a key frame
-        src_format_ = frame->format;
-        if (!open_encoder(*frame)) {
+        src_format_ = frame.format;
+        if (!open_encoder(frame)) {
             log_->error("privacy mask: the public feed of this camera stays off");
-            avcodec_free_context(&decoder_);
-            return;
+            return turn_off();
         }
     }
     last_ms_ = ms;
     have_last_ = true;
     if (av_frame_make_writable(scaled_) < 0) return;
-    if (!converter_.convert(*frame, scaled_->width, scaled_->height, AV_PIX_FMT_YUV420P, scaled_->data,
+    if (!converter_.convert(frame, scaled_->width, scaled_->height, AV_PIX_FMT_YUV420P, scaled_->data,
                             scaled_->linesize)) {
-        const char* format = av_get_pix_fmt_name(static_cast<AVPixelFormat>(frame->format));
+        const char* format = av_get_pix_fmt_name(static_cast<AVPixelFormat>(frame.format));
         log_->error(
             "privacy mask: cannot convert the camera's pictures ({}); the public feed of this camera "
             "stays off",
             format != nullptr ? format : "unknown format");
         close_encoder();  // closed for its viewers, as at a size change, rather than left to stop
-        avcodec_free_context(&decoder_);
-        return;
+        return turn_off();
     }
     pixelate();
     if (ms <= last_out_pts_) return;  // the encoder refuses non-increasing timestamps

@@ -3,6 +3,8 @@
 // a staff door) are pixelated before anything leaves for the public side. This is the only place the
 // public side decodes and re-encodes: the camera's packets are decoded, scaled down (a phone needs
 // no more), the regions pixelated, and the frames encoded again with libx264 at a low frame rate.
+// The pictures are the ingest's own (frames_from_input): the camera is decoded once, for the checks
+// and for the mask; only a camera analysed on its key frames alone is decoded here a second time.
 // Its output is a packet stream like a camera's, handed to the HLS/FLV/RTMP outputs. Runs on the
 // ingest thread of that one camera; its CPU cost is measured in docs/performance.md.
 
@@ -26,9 +28,12 @@ struct PrivacyOptions {
     int width = 640;                    // output width; height keeps the aspect ratio
     int fps = 10;                       // output frame rate cap
     int crf = 28;                       // x264 quality (higher: smaller)
+    // The pictures come decoded through on_frame() (FfmpegInput's frame observer): no decoder here.
+    // Else the masker decodes the packets itself.
+    bool frames_from_input = false;
 };
 
-class PrivacyMasker final : public ingest::PacketObserver {
+class PrivacyMasker final : public ingest::PacketObserver, public ingest::FrameObserver {
 public:
     PrivacyMasker(PrivacyOptions options, ingest::PacketObserver& output,
                   std::shared_ptr<spdlog::logger> log);
@@ -39,13 +44,17 @@ public:
     void on_stream_opened(const AVStream& stream) override;
     void on_packet(const AVPacket& packet, const AVStream& stream) override;
     void on_stream_closed() override;
+    void on_frame(const AVFrame& frame, AVRational time_base) override;
 
     std::uint64_t frames_encoded() const { return encoded_; }
 
 private:
     void close();
     bool open_encoder(const AVFrame& frame);  // its size, format and colour tagging
-    void handle(AVFrame* decoded, AVRational in_time_base);
+    void handle(const AVFrame& decoded, AVRational in_time_base);
+    // The feed cannot be made of this stream (no decoder, no encoder, pictures it cannot convert):
+    // off until the next one, said once.
+    void turn_off();
     void pixelate();
     void drain_encoder();
     // Ends the output for its viewers and frees the encoder and what it wrote into.
@@ -63,6 +72,7 @@ private:
     AVPacket* packet_ = nullptr;
     AVFormatContext* proxy_ = nullptr;  // holds the AVStream that describes our output
     bool output_open_ = false;
+    bool streaming_ = false;  // between on_stream_opened and on_stream_closed, and not turned off
     int src_w_ = 0, src_h_ = 0, src_format_ = -1;
     std::int64_t last_ms_ = 0;
     bool have_last_ = false;

@@ -64,6 +64,11 @@ void PublicFeed::on_packet(const AVPacket& packet, const AVStream& stream) {
     if (is_open_) entry_->on_packet(packet, stream);
 }
 
+void PublicFeed::on_frame(const AVFrame& frame, AVRational time_base) {
+    // After the packet it was decoded from, which opened or closed the feed for the public hours.
+    if (is_open_ && masker_ != nullptr) masker_->on_frame(frame, time_base);
+}
+
 void PublicFeed::on_stream_closed() {
     if (is_open_) entry_->on_stream_closed();
 }

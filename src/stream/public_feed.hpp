@@ -28,7 +28,7 @@ struct FeedOptions {
     std::optional<PrivacyOptions> privacy;  // set: decode, pixelate, re-encode
 };
 
-class PublicFeed final : public ingest::PacketObserver {
+class PublicFeed final : public ingest::PacketObserver, public ingest::FrameObserver {
 public:
     PublicFeed(FeedOptions options, std::shared_ptr<spdlog::logger> log);
     ~PublicFeed() override;
@@ -38,6 +38,9 @@ public:
     void on_stream_opened(const AVStream& stream) override;
     void on_packet(const AVPacket& packet, const AVStream& stream) override;
     void on_stream_closed() override;
+    // The camera's decoded pictures, for the privacy masker when it takes them from the ingest
+    // (PrivacyOptions::frames_from_input); ignored otherwise.
+    void on_frame(const AVFrame& frame, AVRational time_base) override;
 
     // Public hours: takes effect at the camera's next packet (any thread).
     void set_open(bool open) { want_open_ = open; }

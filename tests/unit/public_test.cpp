@@ -1279,17 +1279,23 @@ TEST(HlsWriter, FoldersOfCamerasNoLongerPublicAreRemovedAndOnlyTheirOwnFiles) {
 
 namespace {
 
+// How the masker gets its pictures: decoded by the ingest (as the gateway runs it, but for a camera
+// analysed on key frames alone), or decoded from the packets itself.
+enum class Pictures { from_input, own_decoder };
+
 // Runs a 320-wide privacy masker with `masks` over every frame of `clip`, into `out`; returns the
 // frames it encoded.
 std::uint64_t mask_clip(const std::filesystem::path& clip, decltype(kg::stream::PrivacyOptions::masks) masks,
-                        kg::ingest::PacketObserver& out) {
+                        kg::ingest::PacketObserver& out, Pictures pictures) {
     kg::stream::PrivacyOptions options;
     options.masks = std::move(masks);
     options.width = 320;
+    options.frames_from_input = pictures == Pictures::from_input;
     kg::stream::PrivacyMasker masker(options, out, kg::Logging::null_logger());
     std::atomic<bool> stop{false};
     kg::ingest::FfmpegInput input({clip.string()}, stop);
     input.set_packet_observer(&masker);
+    if (pictures == Pictures::from_input) input.set_frame_observer(&masker);
     input.open();
     while (input.next_frame()) {
     }
@@ -1319,12 +1325,72 @@ TEST(PrivacyMasker, KeyFramesComeEveryTwoSecondsOfTheCamerasTimeWhateverItsFrame
         }
         void on_stream_closed() override {}
     } keys;
-    const auto encoded = mask_clip(clip, {{{0.1f, 0.1f}, {0.5f, 0.1f}, {0.5f, 0.5f}, {0.1f, 0.5f}}}, keys);
+    for (const auto pictures : {Pictures::from_input, Pictures::own_decoder}) {
+        SCOPED_TRACE(pictures == Pictures::from_input ? "pictures from the ingest"
+                                                      : "pictures decoded by the masker");
+        keys.ms.clear();
+        const auto encoded =
+            mask_clip(clip, {{{0.1f, 0.1f}, {0.5f, 0.1f}, {0.5f, 0.5f}, {0.1f, 0.5f}}}, keys, pictures);
+        ASSERT_GE(keys.ms.size(), 2u) << "40 frames encoded: " << encoded;
+        for (std::size_t i = 1; i < keys.ms.size(); ++i)
+            EXPECT_LE(keys.ms[i] - keys.ms[i - 1], 2000)
+                << "key frames at " << ::testing::PrintToString(keys.ms);
+        EXPECT_GE(keys.ms.size(), 9u) << ::testing::PrintToString(keys.ms);
+    }
     fs::remove(clip);
-    ASSERT_GE(keys.ms.size(), 2u) << "40 frames encoded: " << encoded;
-    for (std::size_t i = 1; i < keys.ms.size(); ++i)
-        EXPECT_LE(keys.ms[i] - keys.ms[i - 1], 2000) << "key frames at " << ::testing::PrintToString(keys.ms);
-    EXPECT_GE(keys.ms.size(), 9u) << ::testing::PrintToString(keys.ms);
+}
+
+// A masked camera was decoded twice: by the ingest for the checks, and by the masker for the public
+// feed (5 % of a core for a 720p camera here, as much as the checks' own decode). The masker now
+// takes the ingest's pictures: given no packets at all, it still makes the feed.
+TEST(PrivacyMasker, TakesTheIngestsPicturesWithoutDecodingTheCameraAgain) {
+    namespace fs = std::filesystem;
+    const auto clip = fs::temp_directory_path() / ("kg-mask-frames-" + std::to_string(::getpid()) + ".mp4");
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=640x360:rate=25 -t 4 -c:v libx264 "
+        "-preset ultrafast -g 50 -pix_fmt yuv420p " +
+        clip.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    struct Count : kg::ingest::PacketObserver {
+        int packets = 0, opened = 0;
+        void on_stream_opened(const AVStream&) override { ++opened; }
+        void on_packet(const AVPacket&, const AVStream&) override { ++packets; }
+        void on_stream_closed() override {}
+    };
+    // The stream's opening and end reach the masker; its packets do not.
+    struct NoPackets : kg::ingest::PacketObserver {
+        kg::ingest::PacketObserver& to;
+        explicit NoPackets(kg::ingest::PacketObserver& t) : to(t) {}
+        void on_stream_opened(const AVStream& s) override { to.on_stream_opened(s); }
+        void on_packet(const AVPacket&, const AVStream&) override {}
+        void on_stream_closed() override { to.on_stream_closed(); }
+    };
+    for (const bool from_input : {true, false}) {
+        SCOPED_TRACE(from_input ? "pictures from the ingest" : "pictures decoded by the masker");
+        Count out;
+        kg::stream::PrivacyOptions options;
+        options.masks = {{{0.1f, 0.1f}, {0.5f, 0.1f}, {0.5f, 0.5f}, {0.1f, 0.5f}}};
+        options.width = 320;
+        options.frames_from_input = from_input;
+        kg::stream::PrivacyMasker masker(options, out, kg::Logging::null_logger());
+        NoPackets packets(masker);
+        std::atomic<bool> stop{false};
+        kg::ingest::FfmpegInput input({clip.string()}, stop);
+        input.set_packet_observer(&packets);
+        input.set_frame_observer(&masker);
+        input.open();
+        while (input.next_frame()) {
+        }
+        masker.on_stream_closed();
+        if (from_input) {
+            EXPECT_EQ(out.opened, 1);
+            EXPECT_GE(masker.frames_encoded(), 30u);  // 4 s under its cap of 10 a second: every third of 25
+            EXPECT_EQ(static_cast<std::uint64_t>(out.packets), masker.frames_encoded());
+        } else {
+            EXPECT_EQ(masker.frames_encoded(), 0u);  // told to decode, and given nothing to
+        }
+    }
+    fs::remove(clip);
 }
 
 // The masked public feed said nothing of its colours, so a browser read an HD camera's BT.709
@@ -1399,7 +1465,8 @@ TEST(PrivacyMasker, TheMaskedFeedIsTaggedWithTheCamerasColoursAndReadsBackAsThem
             }
             void on_stream_closed() override {}
         } out;
-        mask_clip(clip, {{{0.0f, 0.0f}, {0.2f, 0.0f}, {0.2f, 0.2f}, {0.0f, 0.2f}}}, out);  // a corner
+        mask_clip(clip, {{{0.0f, 0.0f}, {0.2f, 0.0f}, {0.2f, 0.2f}, {0.0f, 0.2f}}}, out,  // a corner
+                  Pictures::from_input);
         EXPECT_EQ(out.colorspace, AVCOL_SPC_BT709);
         EXPECT_EQ(out.range, AVCOL_RANGE_MPEG);
         EXPECT_EQ(out.primaries, AVCOL_PRI_BT709);
