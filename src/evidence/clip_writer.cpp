@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 #include <optional>
+#include <vector>
 
 #include "common/durable_file.hpp"
 #include "ingest/ffmpeg_ptr.hpp"
@@ -77,6 +80,10 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
     }
     const std::int64_t origin = (*start).packet->dts;
     std::int64_t last_dts = AV_NOPTS_VALUE, last_end = 0;
+    // The steps between packets' times, for a last packet that has no duration (below).
+    constexpr std::size_t kStepsKept = 256;
+    std::vector<std::int64_t> steps;
+    steps.reserve(kStepsKept);
     AVPacket* pkt = av_packet_alloc();
     for (auto it = start; it != span.packets.end(); ++it) {
         const auto& ref = *it;
@@ -89,12 +96,18 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
             pkt->dts = last_dts + 1;
             if (pkt->pts != AV_NOPTS_VALUE && pkt->pts < pkt->dts) pkt->pts = pkt->dts;
         }
-        // A packet whose duration is not known (an MJPEG camera's, stamped by its arrival) lasts as
-        // long as the step before it: the MP4 muxer takes each sample's from the next one's time,
-        // but the last's from its own, and a clip of such a camera lasted a frame less (its last
-        // frame no time at all).
-        if (pkt->duration <= 0 && last_dts != AV_NOPTS_VALUE && pkt->dts != AV_NOPTS_VALUE)
-            pkt->duration = pkt->dts - last_dts;
+        if (last_dts != AV_NOPTS_VALUE && pkt->dts != AV_NOPTS_VALUE && steps.size() < kStepsKept)
+            steps.push_back(pkt->dts - last_dts);
+        // The last packet, without a duration (an MJPEG camera's, stamped by its arrival), lasts a
+        // typical step: the MP4 muxer takes every other sample's duration from the next one's time,
+        // but the last's from its own, and such a clip lasted a frame less (its last frame no time
+        // at all). The median, at most a second: the step before it may be a pause of the camera,
+        // which held the last picture for as long, and the clip said that much longer.
+        if (pkt->duration <= 0 && std::next(it) == span.packets.end() && !steps.empty()) {
+            const auto middle = steps.begin() + static_cast<std::ptrdiff_t>(steps.size() / 2);
+            std::nth_element(steps.begin(), middle, steps.end());
+            pkt->duration = std::min(*middle, av_rescale_q(1, AVRational{1, 1}, span.time_base));
+        }
         last_dts = pkt->dts;
         if (pkt->pts != AV_NOPTS_VALUE)
             last_end = std::max(last_end, pkt->pts + std::max<std::int64_t>(pkt->duration, 0));

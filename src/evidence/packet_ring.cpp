@@ -27,7 +27,10 @@ PacketRing::PacketRing(Duration keep, Duration longest_gop, std::size_t max_byte
 
 void PacketRing::on_stream_opened(const AVStream& stream) {
     std::lock_guard lock(mutex_);
-    if (!current_.packets.empty()) previous_ = std::move(current_);
+    if (!current_.packets.empty()) {
+        earlier_.push_back(std::move(current_));
+        if (earlier_.size() > kEarlierRuns) earlier_.pop_front();
+    }
     current_ = Run{};
     current_.codecpar = copy_codecpar(stream.codecpar);
     current_.time_base = stream.time_base;
@@ -71,10 +74,15 @@ void PacketRing::drop_first_gop() {
 }
 
 void PacketRing::trim(std::chrono::steady_clock::time_point now) {
-    // The connection before goes once no clip can start in it, or first when memory is short.
-    if (!previous_.packets.empty() &&
-        (now - previous_.packets.back().arrival > keep_ || current_.bytes + previous_.bytes > max_bytes_))
-        previous_ = Run{};
+    // The streams before go once no clip can start in them, or first when memory is short (the
+    // oldest first).
+    std::size_t bytes = current_.bytes;
+    for (const auto& run : earlier_) bytes += run.bytes;
+    while (!earlier_.empty() &&
+           (now - earlier_.front().packets.back().arrival > keep_ || bytes > max_bytes_)) {
+        bytes -= earlier_.front().bytes;
+        earlier_.pop_front();
+    }
     auto& ring = current_.packets;
     while (current_.bytes > max_bytes_ && !ring.empty()) {
         if (!warned_bytes_ && log_) {
@@ -116,8 +124,8 @@ PacketSpan PacketRing::span(TimePoint from_time, TimePoint to_time, TimePoint no
 
 PacketSpan PacketRing::span(SteadyPoint from, SteadyPoint to) const {
     std::lock_guard lock(mutex_);
-    // One connection's packets: joined, the clip would mix two streams' timestamps and perhaps
-    // parameters. The one that holds more of the span: an event cut by a reconnect in its post-roll
+    // One stream's packets: joined, the clip would mix two streams' timestamps and perhaps
+    // parameters. The one that holds most of the span: an event cut by a reconnect in its post-roll
     // is the connection before (up to where it ended), one that began just after a reconnect, with
     // its pre-roll reaching back before it, the new one.
     const auto overlap = [&](const Run& run) {
@@ -126,10 +134,17 @@ PacketSpan PacketRing::span(SteadyPoint from, SteadyPoint to) const {
         const auto end = std::min(to, run.packets.back().arrival);
         return std::max(SteadyPoint::duration::zero(), end - begin);
     };
-    if (!previous_.packets.empty() && from <= previous_.packets.back().arrival &&
-        (current_.packets.empty() || overlap(previous_) > overlap(current_)))
-        return span_of(previous_, from, to);
-    return span_of(current_, from, to);
+    const Run* best = &current_;
+    auto most = overlap(current_);
+    for (auto it = earlier_.rbegin(); it != earlier_.rend(); ++it) {  // the latest first: it wins a tie
+        if (from > it->packets.back().arrival) continue;
+        const auto held = overlap(*it);
+        if (best->packets.empty() || held > most) {
+            best = &*it;
+            most = held;
+        }
+    }
+    return span_of(*best, from, to);
 }
 
 PacketSpan PacketRing::span_of(const Run& run, SteadyPoint from, SteadyPoint to) {
@@ -156,12 +171,16 @@ PacketSpan PacketRing::span_of(const Run& run, SteadyPoint from, SteadyPoint to)
 
 std::size_t PacketRing::packets() const {
     std::lock_guard lock(mutex_);
-    return current_.packets.size() + previous_.packets.size();
+    std::size_t n = current_.packets.size();
+    for (const auto& run : earlier_) n += run.packets.size();
+    return n;
 }
 
 std::size_t PacketRing::bytes() const {
     std::lock_guard lock(mutex_);
-    return current_.bytes + previous_.bytes;
+    std::size_t n = current_.bytes;
+    for (const auto& run : earlier_) n += run.bytes;
+    return n;
 }
 
 }  // namespace kg::evidence

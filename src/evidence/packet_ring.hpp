@@ -43,19 +43,22 @@ public:
                         std::size_t max_bytes = kDefaultMaxBytes,
                         std::shared_ptr<spdlog::logger> log = nullptr);
     static constexpr std::size_t kDefaultMaxBytes = std::size_t{96} << 20;
+    static constexpr std::size_t kEarlierRuns = 3;
 
     // A new connection starts the ring again (its parameters may differ, and old packets no longer
-    // decode with them); the previous connection's packets are kept beside it, with their own
-    // parameters, for as long as a clip may start in them (`keep`): a camera that dropped during an
-    // event's post-roll lost the event's video, and the clip cut from the new connection alone was
-    // reported as kept.
+    // decode with them), as does a new picture within one (ingest::FfmpegInput tells it as a new
+    // stream); the earlier streams' packets are kept beside it, with their own parameters, for as
+    // long as a clip may start in them (`keep`): a camera that dropped during an event's post-roll
+    // lost the event's video, and the clip cut from the new connection alone was reported as kept.
+    // Up to kEarlierRuns of them: a camera whose settings change drops its session soon after, and
+    // the one before the change went with the short one between.
     void on_stream_opened(const AVStream& stream) override;
     void on_packet(const AVPacket& packet, const AVStream& stream) override;
     void on_stream_closed() override;
 
     // Packets from the last key frame at or before `from` up to `to` (wall-clock times, as events
-    // have them, taken as that long before `now`), of one connection: the one that holds more of
-    // the span (the one before a reconnect up to its end, if it does). Empty if the ring
+    // have them, taken as that long before `now`), of one stream: the one that holds most of the
+    // span (the one before a reconnect up to its end, if it does). Empty if the ring
     // holds nothing for that span (camera down, or older than `keep`).
     PacketSpan span(TimePoint from, TimePoint to, TimePoint now = Clock::now()) const;
     // The same, on the steady clock the packets are stamped with.
@@ -83,7 +86,8 @@ private:
     bool warned_bytes_ = false;
     bool said_unclippable_ = false;  // a camera whose codec no clip can hold: said once
     mutable std::mutex mutex_;
-    Run current_, previous_;  // this connection's, and the one before while a clip may need it
+    Run current_;              // this stream's
+    std::deque<Run> earlier_;  // the ones before while a clip may need them, oldest first
 };
 
 }  // namespace kg::evidence

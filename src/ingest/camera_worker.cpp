@@ -126,7 +126,7 @@ void CameraWorker::run() {
 CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered& delivered) {
     const bool paced = input.kind() == SourceKind::file && camera_.input.realtime;
     // A live source keeps to the wall clock. One whose stream time runs ahead of it (an HTTP URL to
-    // a recording, a finished HLS playlist) comes as fast as it downloads, and sampled by its own
+    // a recording) comes as fast as it downloads, and sampled by its own
     // time it was analysed at 40 pictures a second for a camera set to 2, a core taken from every
     // other camera. Not paced (waiting in the read loop delayed live cameras that burst at connect
     // or whose clocks run fast, packets for the public feed and clips with them): a network

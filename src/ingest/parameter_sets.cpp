@@ -100,7 +100,8 @@ void renew_from_key_frame(AVCodecParameters& params, const AVPacket& key) {
         params.width = parsed.width;
         params.height = parsed.height;
     }
-    if (parsed.format >= 0) params.format = parsed.format;
+    // The parser never says a full-range ("J") format: the probe's stays, as do its colour tags.
+    if (params.format < 0 && parsed.format >= 0) params.format = parsed.format;
 }
 
 }  // namespace kg::ingest

@@ -857,14 +857,51 @@ TEST(ClipWriter, TheLastPacketWithoutADurationLastsAsLongAsTheOneBefore) {
     input.open();
     while (input.next_frame()) {
     }
-    const auto span = ring.span(kg::Clock::now() - 1h, kg::Clock::now());
+    auto span = ring.span(kg::Clock::now() - 1h, kg::Clock::now());
     ASSERT_EQ(span.packets.size(), 300u);
     ASSERT_EQ(span.packets.back().packet->duration, 0);
     const auto dir = temp_dir();
     const auto r = kg::evidence::write_mp4(span, (dir / "clip.mp4").string());
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_NEAR(r.seconds, 12.0, 0.005);  // 300 frames at 25 a second; 11.96 without the last one's
+    // A camera that paused 5 s before its last picture (packets 150-274 gone; 275 is a key frame):
+    // the last lasts a frame, not the pause (the step before it), which made the clip 5 s longer
+    // than what it shows (review).
+    span.packets.erase(span.packets.begin() + 150, span.packets.begin() + 275);
+    span.packets.erase(span.packets.begin() + 151, span.packets.end());
+    ASSERT_TRUE(span.packets.back().key);
+    const auto paused = kg::evidence::write_mp4(span, (dir / "paused.mp4").string());
+    ASSERT_TRUE(paused.ok) << paused.error;
+    EXPECT_NEAR(paused.seconds, 11.04, 0.005);  // frame 275 shown at 11.0 s, for one frame
     fs::remove_all(dir);
+}
+
+// A camera whose settings change often drops its session soon after: the stream before the change
+// (a new stream to the ring) was pushed out by the short one between the change and the reconnect,
+// and an event from before the change had no clip (review).
+TEST(PacketRing, TheStreamBeforeAPictureChangeOutlivesAReconnectSoonAfter) {
+    kg::evidence::PacketRing ring(1h);
+    std::atomic<bool> stop{false};
+    const auto read = [&](Timed& observer, int frames) {
+        kg::ingest::FfmpegInput input({clip_source()}, stop);
+        input.set_packet_observer(&observer);
+        input.open();
+        for (int i = 0; i < frames && input.next_frame(); ++i) {
+        }
+    };
+    Timed before(ring, 2ms), changed(ring, 2ms), reconnected(ring, 2ms);
+    read(before, 100);
+    read(changed, 25);
+    read(reconnected, 25);
+    const auto span = ring.span(before.steady_after[10], before.steady_after[90]);
+    ASSERT_FALSE(span.packets.empty());
+    EXPECT_GE(span.packets.size(), 80u);
+    EXPECT_LE(span.packets.back().arrival, before.steady_after.back());
+    // The latest stream is still the one a clip of now comes from.
+    const auto now = ring.span(reconnected.steady_after.front(), reconnected.steady_after.back());
+    ASSERT_FALSE(now.packets.empty());
+    EXPECT_GE(now.packets.front().arrival, reconnected.steady_after.front() - 1s);
+    EXPECT_GT(now.packets.front().arrival, changed.steady_after.back());
 }
 
 TEST(PacketRing, AClipAfterTheWallClockWasSetBackIsTheSameClip) {

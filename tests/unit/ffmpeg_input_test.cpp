@@ -579,8 +579,6 @@ TEST(FfmpegInput, AStreamWithoutTimestampsGetsPacketsStampedByArrival) {
     EXPECT_EQ(camera.timeline_jumps(), 0u);
 }
 
-// "cannot open: Input/output error" was all a camera whose host name does not resolve said: the
-// reason went to FFmpeg's log, which the gateway silences (review).
 // A camera given as an HLS URL whose encoder stopped: the web server still serves its playlist,
 // finished (#EXT-X-ENDLIST), and FFmpeg plays a finished playlist from its first segment. Its past
 // seconds were analysed as the kitchen now, at each reconnect, and the camera read as back for as
@@ -634,6 +632,8 @@ TEST(FfmpegInput, AFinishedHlsPlaylistIsRefusedAndALiveOneIsRead) {
     EXPECT_EQ(input.describe().rfind("h264 160x90", 0), 0u) << input.describe();
 }
 
+// "cannot open: Input/output error" was all a camera whose host name does not resolve said: the
+// reason went to FFmpeg's log, which the gateway silences (review).
 TEST(FfmpegInput, AnOpenThatFailsSaysFfmpegsReason) {
     kg::ingest::initialise_ffmpeg();  // as the gateway does at its start: it keeps FFmpeg's reasons
     std::atomic<bool> stop{false};
@@ -706,7 +706,7 @@ TEST(CameraWorker, AnUnreachableCameraIsSaidAFewTimesThenSummarisedAndItsReturnS
         << lines.str();
 }
 
-// An HTTP URL to a recording (or a finished HLS playlist) comes as fast as it downloads, and
+// An HTTP URL to a recording comes as fast as it downloads, and
 // sampled by its own time a camera set to 2 pictures a second was analysed at 40, a core taken
 // from every other camera (review). A network source's pictures are sampled at most twice the
 // rate by the wall clock too (not paced: waiting in the read loop delayed live cameras).
