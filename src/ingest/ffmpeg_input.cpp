@@ -223,6 +223,7 @@ void FfmpegInput::open() {
     announced_ = false;
     key_frames_tried_ = 0;
     key_size_.reset();
+    renewed_at_ = AV_NOPTS_VALUE;
     if (observer_ != nullptr && has_picture_size(*stream->codecpar)) {
         observer_->on_stream_opened(*stream);
         announced_ = true;
@@ -234,8 +235,9 @@ bool FfmpegInput::next_frame() {
         int err = avcodec_receive_frame(codec_.get(), frame_.get());
         if (err == 0) {
             last_picture_ = std::chrono::steady_clock::now();
-            if (frame_observer_ != nullptr)
+            if (frame_observer_ != nullptr && !before_renewal()) {
                 frame_observer_->on_frame(*frame_, format_->streams[stream_index_]->time_base);
+            }
             return true;
         }
         if (err == AVERROR_EOF) return false;
@@ -335,6 +337,15 @@ bool FfmpegInput::next_frame() {
     }
 }
 
+bool FfmpegInput::before_renewal() {
+    if (renewed_at_ == AV_NOPTS_VALUE) return false;
+    const std::int64_t t =
+        frame_->best_effort_timestamp != AV_NOPTS_VALUE ? frame_->best_effort_timestamp : frame_->pts;
+    if (t != AV_NOPTS_VALUE && t < renewed_at_) return true;
+    renewed_at_ = AV_NOPTS_VALUE;  // the new picture's first: nothing after it comes from before
+    return false;
+}
+
 void FfmpegInput::renew_if_changed(AVStream& stream) {
     // Compared with the size the key frame before gave, not with the stream's: a parser and a
     // decoder that crop differently must not restart the outputs at every key frame.
@@ -349,6 +360,7 @@ void FfmpegInput::renew_if_changed(AVStream& stream) {
         fmt::format("{}x{} to {}x{}", before->first, before->second, size->first, size->second);
     ++picture_changes_;
     renew_from_key_frame(*stream.codecpar, *packet_);
+    renewed_at_ = packet_->pts != AV_NOPTS_VALUE ? packet_->pts : packet_->dts;
     observer_->on_stream_closed();
     observer_->on_stream_opened(stream);
 }

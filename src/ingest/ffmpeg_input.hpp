@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <opencv2/core/mat.hpp>
 #include <optional>
 #include <stdexcept>
@@ -112,6 +113,9 @@ private:
     void arm_deadline();
     // At a key frame of an announced stream: the picture changed since the key frame before?
     void renew_if_changed(AVStream& stream);
+    // The current picture was decoded from packets before the last renewal: it has the old
+    // picture's size, and the frame observer, told of the new stream, must not get it.
+    bool before_renewal();
 
     InputOptions options_;
     const std::atomic<bool>& stop_;
@@ -147,6 +151,9 @@ private:
     // giving another is a change of the camera's picture, told to the outputs as a new stream.
     std::optional<std::pair<int, int>> key_size_;
     std::uint64_t picture_changes_ = 0;
+    // The renewing key frame's time: the decoder may still hold pictures of the old size (a camera
+    // with B-frames), which come out after it.
+    std::int64_t renewed_at_ = std::numeric_limits<std::int64_t>::min();  // AV_NOPTS_VALUE: none
     std::string last_picture_change_;
 };
 

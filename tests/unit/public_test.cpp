@@ -1393,6 +1393,42 @@ TEST(PrivacyMasker, TakesTheIngestsPicturesWithoutDecodingTheCameraAgain) {
     fs::remove(clip);
 }
 
+// A camera with B-frames that changes its picture size within its connection: the ingest tells the
+// outputs a new stream at the key frame, but its decoder still holds a picture of the old size,
+// which came out after it. The masker took it for a new stream of the old size, then restarted
+// again at the first new picture: every output cleared twice, FLV viewers cut off twice (review).
+TEST(PrivacyMasker, APictureChangeOfACameraWithBFramesRestartsTheFeedOnce) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-mask-change-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    for (const char* size : {"160x90", "320x240"}) {
+        const std::string cmd =
+            std::string("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=") + size +
+            ":rate=25 -t 4 -c:v libx264 -preset veryfast -bf 2 -g 25 -pix_fmt yuv420p -f mpegts " +
+            (std::string(size) == "320x240" ? "-output_ts_offset 4 " : "") +
+            (dir / (std::string(size) + ".ts")).string();
+        ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    }
+    const auto camera = dir / "camera.ts";
+    ASSERT_EQ(std::system(("cat " + (dir / "160x90.ts").string() + " " + (dir / "320x240.ts").string() +
+                           " > " + camera.string())
+                              .c_str()),
+              0);
+    struct Opens : kg::ingest::PacketObserver {
+        std::vector<std::pair<int, int>> sizes;
+        void on_stream_opened(const AVStream& s) override {
+            sizes.emplace_back(s.codecpar->width, s.codecpar->height);
+        }
+        void on_packet(const AVPacket&, const AVStream&) override {}
+        void on_stream_closed() override {}
+    } out;
+    const auto encoded = mask_clip(camera, {{{0.1f, 0.1f}, {0.5f, 0.1f}, {0.5f, 0.5f}, {0.1f, 0.5f}}}, out,
+                                   Pictures::from_input);
+    fs::remove_all(dir);
+    EXPECT_GE(encoded, 60u);
+    EXPECT_EQ(out.sizes, (std::vector<std::pair<int, int>>{{320, 180}, {320, 240}}));
+}
+
 // The masked public feed said nothing of its colours, so a browser read an HD camera's BT.709
 // picture by its own guess, and a full-range camera's picture went out at full range, tagged as
 // nothing: washed-out or crushed. It is now tagged as the camera was and written in limited range:
@@ -1408,8 +1444,12 @@ TEST(PrivacyMasker, TheMaskedFeedIsTaggedWithTheCamerasColoursAndReadsBackAsThem
         {"h264-full", "yuvj420p", "libx264", 640},
         {"hevc10-full", "yuv420p10le", "libx265 -x265-params log-level=error", 320},
     };
-    for (const auto& source : sources) {
-        SCOPED_TRACE(source.name);
+    for (const auto& [source, pictures] :
+         {std::pair{sources[0], Pictures::from_input}, std::pair{sources[1], Pictures::from_input},
+          std::pair{sources[0], Pictures::own_decoder}, std::pair{sources[1], Pictures::own_decoder}}) {
+        SCOPED_TRACE(std::string(source.name) + (pictures == Pictures::from_input
+                                                     ? ", the ingest's pictures"
+                                                     : ", the masker's own decoder"));
         const auto clip = fs::temp_directory_path() /
                           ("kg-mask-colour-" + std::to_string(::getpid()) + "-" + source.name + ".mp4");
         struct Remove {
@@ -1466,7 +1506,7 @@ TEST(PrivacyMasker, TheMaskedFeedIsTaggedWithTheCamerasColoursAndReadsBackAsThem
             void on_stream_closed() override {}
         } out;
         mask_clip(clip, {{{0.0f, 0.0f}, {0.2f, 0.0f}, {0.2f, 0.2f}, {0.0f, 0.2f}}}, out,  // a corner
-                  Pictures::from_input);
+                  pictures);
         EXPECT_EQ(out.colorspace, AVCOL_SPC_BT709);
         EXPECT_EQ(out.range, AVCOL_RANGE_MPEG);
         EXPECT_EQ(out.primaries, AVCOL_PRI_BT709);
