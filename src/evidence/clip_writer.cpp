@@ -84,6 +84,7 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
     constexpr std::size_t kStepsKept = 256;
     std::vector<std::int64_t> steps;
     steps.reserve(kStepsKept);
+    std::int64_t step_count = 0;
     AVPacket* pkt = av_packet_alloc();
     for (auto it = start; it != span.packets.end(); ++it) {
         const auto& ref = *it;
@@ -96,17 +97,26 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
             pkt->dts = last_dts + 1;
             if (pkt->pts != AV_NOPTS_VALUE && pkt->pts < pkt->dts) pkt->pts = pkt->dts;
         }
-        if (last_dts != AV_NOPTS_VALUE && pkt->dts != AV_NOPTS_VALUE && steps.size() < kStepsKept)
-            steps.push_back(pkt->dts - last_dts);
+        if (last_dts != AV_NOPTS_VALUE && pkt->dts != AV_NOPTS_VALUE) {
+            ++step_count;
+            // A step of one tick is a burst (arrival stamps a tick apart) or a repeated time made
+            // to increase: not a frame's length.
+            if (pkt->dts - last_dts > 1 && steps.size() < kStepsKept) steps.push_back(pkt->dts - last_dts);
+        }
         // The last packet, without a duration (an MJPEG camera's, stamped by its arrival), lasts a
         // typical step: the MP4 muxer takes every other sample's duration from the next one's time,
         // but the last's from its own, and such a clip lasted a frame less (its last frame no time
-        // at all). The median, at most a second: the step before it may be a pause of the camera,
-        // which held the last picture for as long, and the clip said that much longer.
-        if (pkt->duration <= 0 && std::next(it) == span.packets.end() && !steps.empty()) {
-            const auto middle = steps.begin() + static_cast<std::ptrdiff_t>(steps.size() / 2);
-            std::nth_element(steps.begin(), middle, steps.end());
-            pkt->duration = std::min(*middle, av_rescale_q(1, AVRational{1, 1}, span.time_base));
+        // at all). The smallest of the mean step, the lower median of the steps and a second: the
+        // step before it may be a pause of the camera, which held the last picture for as long,
+        // and the clip said that much longer.
+        if (pkt->duration <= 0 && std::next(it) == span.packets.end() && step_count > 0) {
+            std::int64_t typical = std::max<std::int64_t>(pkt->dts / step_count, 1);  // dts from 0 here
+            if (!steps.empty()) {
+                const auto lower = steps.begin() + static_cast<std::ptrdiff_t>((steps.size() - 1) / 2);
+                std::nth_element(steps.begin(), lower, steps.end());
+                typical = std::min(typical, *lower);
+            }
+            pkt->duration = std::min(typical, av_rescale_q(1, AVRational{1, 1}, span.time_base));
         }
         last_dts = pkt->dts;
         if (pkt->pts != AV_NOPTS_VALUE)

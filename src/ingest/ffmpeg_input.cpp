@@ -223,7 +223,7 @@ void FfmpegInput::open() {
     announced_ = false;
     key_frames_tried_ = 0;
     key_size_.reset();
-    renewed_at_ = AV_NOPTS_VALUE;
+    stale_left_ = 0;
     if (observer_ != nullptr && has_picture_size(*stream->codecpar)) {
         observer_->on_stream_opened(*stream);
         announced_ = true;
@@ -338,11 +338,14 @@ bool FfmpegInput::next_frame() {
 }
 
 bool FfmpegInput::before_renewal() {
-    if (renewed_at_ == AV_NOPTS_VALUE) return false;
-    const std::int64_t t =
-        frame_->best_effort_timestamp != AV_NOPTS_VALUE ? frame_->best_effort_timestamp : frame_->pts;
-    if (t != AV_NOPTS_VALUE && t < renewed_at_) return true;
-    renewed_at_ = AV_NOPTS_VALUE;  // the new picture's first: nothing after it comes from before
+    if (stale_left_ <= 0) return false;
+    // By size, not by time: a camera whose clock starts again at the change has its new key frame
+    // placed one frame after the last packet, and the old pictures held came out after it in time.
+    if (frame_->width == stale_size_.first && frame_->height == stale_size_.second) {
+        --stale_left_;
+        return true;
+    }
+    stale_left_ = 0;  // the new picture's first: nothing after it comes from before
     return false;
 }
 
@@ -360,7 +363,10 @@ void FfmpegInput::renew_if_changed(AVStream& stream) {
         fmt::format("{}x{} to {}x{}", before->first, before->second, size->first, size->second);
     ++picture_changes_;
     renew_from_key_frame(*stream.codecpar, *packet_);
-    renewed_at_ = packet_->pts != AV_NOPTS_VALUE ? packet_->pts : packet_->dts;
+    // The decoder has not seen this key frame yet: its size is the old pictures', and it holds at
+    // most its reorder depth of them.
+    stale_size_ = {codec_->width, codec_->height};
+    stale_left_ = codec_->has_b_frames;
     observer_->on_stream_closed();
     observer_->on_stream_opened(stream);
 }

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <limits>
 #include <opencv2/core/mat.hpp>
 #include <optional>
 #include <stdexcept>
@@ -151,9 +150,10 @@ private:
     // giving another is a change of the camera's picture, told to the outputs as a new stream.
     std::optional<std::pair<int, int>> key_size_;
     std::uint64_t picture_changes_ = 0;
-    // The renewing key frame's time: the decoder may still hold pictures of the old size (a camera
-    // with B-frames), which come out after it.
-    std::int64_t renewed_at_ = std::numeric_limits<std::int64_t>::min();  // AV_NOPTS_VALUE: none
+    // At a renewal the decoder may still hold pictures of the old size (a camera with B-frames),
+    // which come out after the new stream was told: their size, and how many may still come.
+    std::pair<int, int> stale_size_{0, 0};
+    int stale_left_ = 0;
     std::string last_picture_change_;
 };
 

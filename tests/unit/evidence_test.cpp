@@ -873,6 +873,13 @@ TEST(ClipWriter, TheLastPacketWithoutADurationLastsAsLongAsTheOneBefore) {
     const auto paused = kg::evidence::write_mp4(span, (dir / "paused.mp4").string());
     ASSERT_TRUE(paused.ok) << paused.error;
     EXPECT_NEAR(paused.seconds, 11.04, 0.005);  // frame 275 shown at 11.0 s, for one frame
+    // Three packets, 0, 1 and 275: of two steps, one a pause, the lower median (it was the pause,
+    // capped at a second: 12.0 s said).
+    span.packets.erase(span.packets.begin() + 2, span.packets.end() - 1);
+    ASSERT_EQ(span.packets.size(), 3u);
+    const auto three = kg::evidence::write_mp4(span, (dir / "three.mp4").string());
+    ASSERT_TRUE(three.ok) << three.error;
+    EXPECT_NEAR(three.seconds, 11.04, 0.005);
     fs::remove_all(dir);
 }
 
