@@ -114,6 +114,7 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
     if (camera_.is_public && !site.config.public_side.listen.empty()) {
         const auto& pub = site.config.public_side;
         stream::FeedOptions feed;
+        bool masker_takes_frames = false;  // the privacy masker takes the ingest's pictures
         feed.camera = camera_.id;
         feed.hls_folder = pub.hls_dir + "/" + site.config.site.id + "/" + camera_.id;
         feed.segment_seconds = static_cast<int>(
@@ -132,12 +133,13 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
             // decoding the camera again (5 % of a core for a 720p camera here). With key frames
             // only, the ingest decodes too few for the feed, and the masker decodes its own.
             privacy.frames_from_input = !camera_.analysis.keyframes_only;
+            masker_takes_frames = privacy.frames_from_input;
             feed.privacy = std::move(privacy);
         }
         feed_ =
             std::make_unique<stream::PublicFeed>(std::move(feed), site.logging.get("public:" + camera_.id));
         packets_.add(feed_.get());
-        if (feed_->reencoded() && !camera_.analysis.keyframes_only) worker_->set_frame_observer(feed_.get());
+        if (masker_takes_frames) worker_->set_frame_observer(feed_.get());
     }
     if (!packets_.empty()) worker_->set_packet_observer(&packets_);
     events::TrackerRule offline_rule = rule_for(vision::CameraHealthCheck::kName);

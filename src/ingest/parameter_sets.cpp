@@ -95,13 +95,9 @@ std::optional<std::pair<int, int>> key_frame_picture_size(const AVCodecParameter
 void renew_from_key_frame(AVCodecParameters& params, const AVPacket& key) {
     if (!parsed_codec(params)) return;
     extradata_from_key_frame(params, key);  // replaced only when the packet carries them
-    const ParsedPicture parsed = parse_picture(params, key);
-    if (parsed.width > 0 && parsed.height > 0) {
-        params.width = parsed.width;
-        params.height = parsed.height;
-    }
-    // The parser never says a full-range ("J") format: the probe's stays, as do its colour tags.
-    if (params.format < 0 && parsed.format >= 0) params.format = parsed.format;
+    // The size from the new parameter sets; the pixel format only if unset, as the parser never
+    // says a full-range ("J") one: the probe's stays, as do its colour tags.
+    size_from_parser(params, key);
 }
 
 }  // namespace kg::ingest
