@@ -74,7 +74,8 @@ private:
     bool output_open_ = false;
     bool streaming_ = false;  // between on_stream_opened and on_stream_closed, and not turned off
     int src_w_ = 0, src_h_ = 0, src_format_ = -1;
-    std::int64_t last_ms_ = 0;
+    std::int64_t last_ms_ = 0;      // the last picture taken, on the camera's clock
+    std::int64_t next_due_ms_ = 0;  // the frame rate cap's next output slot
     bool have_last_ = false;
     std::int64_t last_out_pts_ = -1;
     static constexpr std::int64_t kKeyEveryMs = 2000;
