@@ -1,6 +1,7 @@
 #include "web/http_server.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/system_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <optional>
@@ -92,9 +93,25 @@ private:
             // drops the waker and with it this reference.
             self->live_->set_waker(
                 [self, ex = self->stream_.get_executor()] { net::post(ex, [self] { self->pump(); }); });
+            self->watch_deadline();
             self->pump();
         });
         writing_ = true;
+    }
+
+    // A stream with a deadline (the viewer's token) ends at it even when the camera sends nothing
+    // (a stalled camera held an expired viewer until its next packet). The timer holds the session
+    // weakly: a viewer who leaves is not kept until its token's end.
+    void watch_deadline() {
+        const auto deadline = live_->deadline();
+        if (!deadline) return;
+        deadline_timer_.expires_at(*deadline);
+        deadline_timer_.async_wait([weak = std::weak_ptr<Session>(self())](beast::error_code ec) {
+            auto self = weak.lock();
+            if (ec || !self || !self->live_) return;
+            // A clock stepped back since: wait again for the deadline on the new clock.
+            if (!self->live_->expire_if_due() && !self->live_->finished()) self->watch_deadline();
+        });
     }
 
     void pump() {
@@ -106,6 +123,7 @@ private:
             if (finite_keep_alive_ && !ticket_.server_stopped()) {
                 live_->cancel();  // drops the waker's hold on this session; the read below holds it
                 live_.reset();
+                deadline_timer_.cancel();
                 serializer_.reset();
                 return read(limits_.idle_timeout);
             }
@@ -125,6 +143,7 @@ private:
 
     void end_stream() {
         if (live_) live_->cancel();
+        deadline_timer_.cancel();
         close();
     }
 
@@ -136,6 +155,7 @@ private:
     std::optional<http::response_serializer<http::empty_body>> serializer_;
     std::vector<Chunk> chunks_;
     std::vector<net::const_buffer> buffers_;
+    net::system_timer deadline_timer_{stream_.get_executor()};
     bool writing_ = false;
     bool finite_keep_alive_ = false;
 };

@@ -22,10 +22,27 @@ public:
     explicit LiveStream(std::size_t max_queued_bytes) : max_bytes_(max_queued_bytes) {}
 
     // The stream ends at `deadline` (the viewer's token expires): the client is sent what is queued,
-    // then the end. Checked at each push, which a live camera makes several times a second.
+    // then the end. Checked at each push, which a live camera makes several times a second, and by
+    // the connection's timer (expire_if_due) for a camera that sends nothing.
     void end_at(std::chrono::system_clock::time_point deadline) {
         std::lock_guard lock(mutex_);
         deadline_ = deadline;
+    }
+    std::optional<std::chrono::system_clock::time_point> deadline() const {
+        std::lock_guard lock(mutex_);
+        return deadline_;
+    }
+    // Ends the stream if its deadline has passed (what is queued still goes out); true if it did.
+    bool expire_if_due() {
+        std::function<void()> wake;
+        {
+            std::lock_guard lock(mutex_);
+            if (finished_ || !deadline_ || std::chrono::system_clock::now() < *deadline_) return false;
+            finished_ = expired_ = true;
+            wake = waker_;
+        }
+        if (wake) wake();
+        return true;
     }
 
     // Producer side (any thread). False once the stream is finished, the client fell behind or the

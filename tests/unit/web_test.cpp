@@ -32,6 +32,7 @@
 #include "config/config_loader.hpp"
 #include "web/file_response.hpp"
 #include "web/http_server.hpp"
+#include "web/live_stream.hpp"
 #include "web/trusted_proxies.hpp"
 #include "web/url_query.hpp"
 
@@ -125,9 +126,10 @@ kg::web::Response the_client(const kg::web::Request& req, const std::string& cli
 class Server {
 public:
     explicit Server(kg::web::Limits limits, kg::web::Handler handler = the_client,
-                    const std::string& listen = "127.0.0.1:0") {
+                    const std::string& listen = "127.0.0.1:0", kg::web::StreamHandler streams = {}) {
         server_ = std::make_unique<kg::web::HttpServer>(io_, listen, limits, std::move(handler),
                                                         kg::Logging::null_logger());
+        if (streams) server_->set_stream_handler(std::move(streams));
         server_->start();
         thread_ = std::thread([this] { io_.run(); });
     }
@@ -204,6 +206,51 @@ TEST(HttpServerBehindAProxy, ItsClientsAreCountedByTheirOwnAddressesAndOthersCan
     EXPECT_EQ(open[0]->ask("198.51.100.1"), "198.51.100.1");
     EXPECT_EQ(open[0]->ask("1.1.1.1, 198.51.100.2"), "198.51.100.2");
     EXPECT_EQ(open[0]->ask(nullptr), "127.0.0.1");
+}
+
+// An HTTP-FLV viewer's stream ends when its token expires. That was checked only when the camera
+// sent a packet, so a stalled camera (still connected, sending nothing) held an expired viewer's
+// connection open until its next packet, however long that took.
+TEST(HttpServer, ALiveStreamEndsAtItsDeadlineWhenNothingIsSent) {
+    std::shared_ptr<kg::web::LiveStream> live;
+    const auto streams = [&live](const kg::web::Request& req, const std::string&) -> kg::web::StreamResult {
+        kg::web::StreamReply reply;
+        reply.head.version(req.version());
+        reply.head.result(http::status::ok);
+        reply.head.set(http::field::content_type, "video/x-flv");
+        reply.body = std::make_shared<kg::web::LiveStream>(1u << 20);
+        reply.body->end_at(std::chrono::system_clock::now() + std::chrono::milliseconds(700));
+        live = reply.body;
+        return reply;
+    };
+    Server server(kg::web::Limits{}, the_client, "127.0.0.1:0", streams);
+    net::io_context io;
+    boost::beast::tcp_stream socket(io);
+    socket.connect(tcp::endpoint{net::ip::make_address("127.0.0.1"), server.port()});
+    http::request<http::empty_body> req{http::verb::get, "/live/kitchen.flv", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(socket, req);
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::string_body> res;
+    http::read_header(socket, buffer, res);
+    EXPECT_EQ(res.get().result(), http::status::ok);
+    const auto started = std::chrono::steady_clock::now();
+    // Nothing is ever pushed: the connection must still end, at the deadline, not at this read's
+    // own 10 s limit.
+    boost::beast::error_code ec;
+    bool read = false;
+    socket.expires_after(std::chrono::seconds(10));  // (a timeout holds for asynchronous reads only)
+    http::async_read(socket, buffer, res, [&](boost::beast::error_code e, std::size_t) {
+        ec = e;
+        read = true;
+    });
+    io.run();
+    ASSERT_TRUE(read);
+    const auto waited = std::chrono::steady_clock::now() - started;
+    EXPECT_NE(ec, boost::beast::error::timeout) << "the stream outlived its deadline";
+    EXPECT_LT(waited, std::chrono::seconds(5));
+    ASSERT_TRUE(live);
+    EXPECT_TRUE(live->expired());
 }
 
 // Whether this process could be given a network of its own with `addresses` (IPv6, on its
