@@ -4,13 +4,14 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <iterator>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <utility>
 
 #include "common/hmac.hpp"
+#include "common/short_text.hpp"
 #include "monitor/api.hpp"
 #include "monitor/iso_time.hpp"
 
@@ -50,12 +51,6 @@ std::string url_encode(const std::string& text) {
         }
     }
     return out;
-}
-
-// A robot's error page may echo the request: its key or token must not reach the log.
-std::string redact(const std::string& text) {
-    static const std::regex secret(R"(((?:key|access_token|sign)=)[^&\s"'<]+)");
-    return std::regex_replace(text, secret, "$1***");
 }
 
 // The room's local time: duty officers read their own clock, not UTC.
@@ -120,6 +115,33 @@ std::string markdown(const std::string& dashboard_url, const Alert& a, const std
 
 }  // namespace
 
+std::string redact_secrets(std::string_view text) {
+    // A plain scan: std::regex recursed once per character matched, and a robot's 30 KB answer
+    // after "key=" overflowed the stack (the monitor crashed at every retry of that notification).
+    static constexpr std::string_view kNames[] = {"key=", "access_token=", "sign="};
+    const auto ends_value = [](char c) {
+        return c == '&' || c == '"' || c == '\'' || c == '<' || std::isspace(static_cast<unsigned char>(c));
+    };
+    std::string out;
+    out.reserve(text.size());
+    std::size_t i = 0;
+    while (i < text.size()) {
+        std::size_t name = 0;
+        for (const auto n : kNames)
+            if (text.substr(i, n.size()) == n) name = n.size();
+        const std::size_t value = i + name;
+        if (name == 0 || value >= text.size() || ends_value(text[value])) {
+            out += text[i++];
+            continue;
+        }
+        out.append(text.substr(i, name));
+        out += "***";
+        i = value;
+        while (i < text.size() && !ends_value(text[i])) ++i;
+    }
+    return out;
+}
+
 std::vector<std::string> notify_targets_for(const NotifySettings& settings, const EventMessage& m,
                                             const std::string& kind) {
     std::vector<std::string> out;
@@ -170,7 +192,7 @@ NotifyVerdict notification_verdict(NotifyTarget::Format format, const HttpAnswer
         return NotifyVerdict::target_failed;
     }
     if (answer.status < 200 || answer.status > 299) {
-        why = fmt::format("HTTP {}: {}", answer.status, answer.body.substr(0, 200));
+        why = fmt::format("HTTP {}: {}", answer.status, shortened_text(answer.body, 200));
         // What an endpoint says of this one body (malformed, too large, not acceptable), as opposed to
         // itself (down, busy, moved, not authorised): retrying would only hold up the ones behind it.
         const bool this_body =
@@ -184,12 +206,16 @@ NotifyVerdict notification_verdict(NotifyTarget::Format format, const HttpAnswer
     const auto j = json::parse(answer.body, nullptr, false);
     if (j.is_object() && j.contains("errcode") && j["errcode"].is_number_integer()) {
         if (j["errcode"].get<long long>() == 0) return NotifyVerdict::taken;
-        why = fmt::format(
-            "errcode {}: {}", j["errcode"].get<long long>(),
-            j.contains("errmsg") && j["errmsg"].is_string() ? j["errmsg"].get<std::string>() : "");
+        // Cut short and printable, as the other answers are: the robot's text goes to the log and the
+        // store, and a robot (or what answers in its place) may say anything.
+        why = fmt::format("errcode {}: {}", j["errcode"].get<long long>(),
+                          j.contains("errmsg") && j["errmsg"].is_string()
+                              ? shortened_text(j["errmsg"].get<std::string>(), 200)
+                              : "");
         return NotifyVerdict::target_failed;
     }
-    why = fmt::format("HTTP {} without the robot's errcode: {}", answer.status, answer.body.substr(0, 200));
+    why = fmt::format("HTTP {} without the robot's errcode: {}", answer.status,
+                      shortened_text(answer.body, 200));
     return NotifyVerdict::target_failed;
 }
 
@@ -286,7 +312,7 @@ Duration Notifier::step(Sender& s) {
             ++s.dropped;
             store_.notification_done(n->id);
             log_->error("notification ({}) of alert {} to {} dropped: the target refuses it: {}", n->kind,
-                        n->event_id, target.name, redact(why));
+                        n->event_id, target.name, redact_secrets(why));
             return Duration(0);
         }
         if (verdict == NotifyVerdict::taken) {
@@ -304,7 +330,7 @@ Duration Notifier::step(Sender& s) {
             return Duration(0);
         }
     }
-    why = redact(why);
+    why = redact_secrets(why);
     ++s.failures;
     ++s.failing;
     s.last_error = why;

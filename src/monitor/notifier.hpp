@@ -14,6 +14,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/backoff.hpp"
@@ -45,6 +46,9 @@ std::string dingtalk_signed_url(const std::string& url, const std::string& secre
 // 415, 422): dropped, so that it does not hold up the ones behind it. target_failed: anything else,
 // tried again with back-off. `why` says what was wrong.
 enum class NotifyVerdict { taken, message_refused, target_failed };
+// A robot's error page may echo the request: its key or token must not reach the log. Each
+// key=, access_token= and sign= value becomes ***.
+std::string redact_secrets(std::string_view text);
 NotifyVerdict notification_verdict(NotifyTarget::Format format, const HttpAnswer& answer, std::string& why);
 
 class Notifier {

@@ -471,6 +471,43 @@ TEST(Notifier, KeepsWhatTheTargetRefusesAndSaysWhy) {
     EXPECT_NE(metrics.find("kgm_notifications_total{target=\"robot\",result=\"sent\"} 0"), std::string::npos);
 }
 
+// A robot's answer is read up to 64 KiB, and its errmsg was kept whole and searched for keys with a
+// std::regex that recursed once per character: an errmsg of 30 KB after "key=" overflowed the
+// stack, and the monitor crashed at every retry of the notification (a review, 50 000 bytes). The
+// reason is cut to 200 bytes, printable, and its keys hidden by a plain scan.
+TEST(Notifier, ARobotsLongAnswerIsCutAndItsKeysHiddenWithoutCrashingTheRoom) {
+    using F = NotifyTarget::Format;
+    const std::string secret(50000, 'a');
+    const std::string body = R"({"errcode":93000,"errmsg":"bad\nline key=)" + secret + R"("})";
+    std::string why;
+    EXPECT_EQ(notification_verdict(F::wecom, {200, body, ""}, why), NotifyVerdict::target_failed);
+    EXPECT_LE(why.size(), 220u);
+    EXPECT_EQ(why.find('\n'), std::string::npos) << "a line of the robot's own in the room's log";
+    EXPECT_EQ(redact_secrets(why), "errcode 93000: bad line key=***") << why;
+    // The scan on its own: every value of the three names, whatever it ends with.
+    EXPECT_EQ(redact_secrets("https://qyapi/send?key=k1&x=1 access_token=t2 'sign=s3' key= key"),
+              "https://qyapi/send?key=***&x=1 access_token=*** 'sign=***' key= key");
+    EXPECT_EQ(redact_secrets("monkey=banana"), "monkey=***") << "as the pattern did: names are not words";
+    EXPECT_EQ(redact_secrets(std::string(1 << 20, 'x') + "key=" + secret).size(), (1u << 20) + 7u);
+
+    WebhookServer server({{200, body}});
+    auto cfg = config("notify:\n  targets: [{name: robot, format: wecom, url: '" + server.url() + "'}]\n");
+    Store store(":memory:");
+    Notifier notifier(store, cfg, kg::Logging::null_logger());
+    notifier.start();
+    store.add_event(message(kE1, "start"), kg::Clock::now());
+    notifier.wake();
+    ASSERT_EQ(server.wait_for(1, std::chrono::seconds(10)).size(), 1u);
+    for (int i = 0;
+         i < 500 && notifier.metrics_text().find("failures_total{target=\"robot\"} 1") == std::string::npos;
+         ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    notifier.stop();
+    EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"robot", 1}}));
+    EXPECT_NE(notifier.metrics_text().find("kgm_notification_failures_total{target=\"robot\"} 1"),
+              std::string::npos);
+}
+
 TEST(HttpPost, SaysWhatFailedAndWhen) {
     // A port nobody listens on: a clear error, no exception.
     asio::io_context io;
