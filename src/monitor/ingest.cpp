@@ -385,11 +385,20 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
                       fmt::format("too large: {} bytes, at most {} KiB {}", payload.size(), max / 1024,
                                   snapshot ? "for a snapshot" : "for a JSON message"));
 
-    // A live message is the site's heartbeat; a retained one is only the broker's memory of it.
-    if (!retained) {
+    // A live message is the site's heartbeat; a retained one is only the broker's memory of it. A
+    // refused message beats for a site the room knows (its gateway is there, if broken), but does
+    // not make one: a garbage topic left a site in the list for good.
+    const auto refused = counters_.refused.load();
+    route_site(topic, parts, payload, retained, now);
+    if (!retained && (counters_.refused.load() == refused || store_.has_site(site)))
         store_.site_seen(site, now);
-    }
+}
 
+void Ingest::route_site(const std::string& topic, const std::vector<std::string>& parts,
+                        const std::string& payload, bool retained, TimePoint now) {
+    const std::string& site = parts[1];
+    const std::string& kind = parts[2];
+    const bool snapshot = kind == "events" && parts.size() == 5 && parts[4] == "snapshot";
     if (kind == "availability" && parts.size() == 3) {
         if (payload != "online" && payload != "offline")
             return refuse(topic, payload, "not online or offline");
@@ -476,6 +485,25 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
         for (const auto* key : {"version", "started_at"}) {
             if (const auto it = j.find(key); it != j.end() && !it->is_string())
                 return refuse(topic, payload, fmt::format("'{}' is {}, not a text", key, it->type_name()));
+        }
+        // Its lists name the site's cameras and sensors, and the store matches states against
+        // their ids: an entry that is not an object with an id (a camera given as "cam1") made
+        // every later state of that site fail in the database until the next good message.
+        for (const auto* list : {"cameras", "sensors"}) {
+            const auto it = j.find(list);
+            if (it == j.end() || it->is_null()) continue;
+            if (!it->is_array())
+                return refuse(topic, payload, fmt::format("'{}' is {}, not a list", list, it->type_name()));
+            for (std::size_t i = 0; i < it->size(); ++i) {
+                const auto& entry = (*it)[i];
+                const auto id = entry.is_object() ? entry.find("id") : entry.end();
+                if (!entry.is_object() || id == entry.end() || !id->is_string() ||
+                    !std::regex_match(id->get_ref<const std::string&>(), kId))
+                    return refuse(topic, payload,
+                                  fmt::format("'{}'[{}] is not an object with an 'id' (1 to 64 letters, "
+                                              "digits, '-' or '_')",
+                                              list, i));
+            }
         }
         // Its seq: everything up to it was acknowledged by the broker.
         auto seq = sequence_of(topic, j, 0);

@@ -74,6 +74,9 @@ public:
 
 private:
     void route(const std::string& topic, const std::string& payload, bool retained, TimePoint now);
+    // What follows a topic whose site level is an id (parts[0] the prefix, [1] the site, [2] the kind).
+    void route_site(const std::string& topic, const std::vector<std::string>& parts,
+                    const std::string& payload, bool retained, TimePoint now);
     void refuse(const std::string& topic, const std::string& payload, const std::string& why);
     // What a camera's or sensor's state did (`what`: "camera" or "sensor"): refused, ignored or shown.
     void state_stored(Store::SourceStored stored, const std::string& topic, const std::string& payload,

@@ -240,6 +240,13 @@ void Store::ensure_site(const std::string& site) {
     Stmt(db_, "INSERT OR IGNORE INTO sites(site) VALUES(?)").bind(1, site).run();
 }
 
+bool Store::has_site(const std::string& site) {
+    std::lock_guard lock(mutex_);
+    Stmt s(db_, "SELECT 1 FROM sites WHERE site = ?");
+    s.bind(1, site);
+    return s.step();
+}
+
 void Store::site_seen(const std::string& site, TimePoint when) {
     std::lock_guard lock(mutex_);
     // Earlier than the last write: the room's clock was stepped back, which the UPDATE below must
@@ -286,7 +293,8 @@ GatewayStored Store::set_gateway_info(const std::string& site, const json& info,
              {std::tuple{"cameras", "cameras", "camera"}, std::tuple{"sensors", "sensors", "sensor"}}) {
             if (!info.contains(list) || !info[list].is_array()) continue;
             const std::string gone = fmt::format(
-                "SELECT {1} FROM {0} WHERE site = ?1 AND {1} NOT IN (SELECT json_extract(value, '$.id') FROM "
+                "SELECT {1} FROM {0} WHERE site = ?1 AND {1} NOT IN (SELECT CASE WHEN json_each.type = "
+                "'object' THEN json_extract(value, '$.id') END FROM "
                 "json_each(?2))",
                 table, column);
             std::vector<std::string> ids;
@@ -309,7 +317,8 @@ bool Store::listed_source(const char* list, const std::string& site, const std::
     const std::string sql = fmt::format(
         "SELECT json_type(gateway, '$.{0}') = 'array' AND NOT EXISTS (SELECT 1 FROM json_each(gateway, "
         "'$.{0}')"
-        " WHERE json_extract(value, '$.id') = ?2) FROM sites WHERE site = ?1 AND json_valid(gateway)",
+        " WHERE CASE WHEN json_each.type = 'object' THEN json_extract(value, '$.id') END = ?2) FROM sites "
+        "WHERE site = ?1 AND json_valid(gateway)",
         list);
     Stmt s(db_, sql.c_str());
     s.bind(1, site).bind(2, id);
@@ -717,7 +726,8 @@ bool Store::room_for_rollups(const std::string& site, const std::string& sensor)
     Stmt listed(
         db_,
         "SELECT EXISTS (SELECT 1 FROM sites, json_each(sites.gateway, '$.sensors') WHERE sites.site = ?1 "
-        "AND json_valid(sites.gateway) AND json_extract(value, '$.id') = ?2)");
+        "AND json_valid(sites.gateway) AND CASE WHEN json_each.type = 'object' THEN json_extract(value, "
+        "'$.id') END = ?2)");
     listed.bind(1, site).bind(2, sensor);
     return listed.step() && listed.integer(0) != 0;
 }

@@ -202,6 +202,7 @@ public:
     // it wait for. A site's status messages (cameras, sensors, the gateway) come several a second at
     // city scale, and every one of them wrote it.
     void site_seen(const std::string& site, TimePoint when);
+    bool has_site(const std::string& site);
     // How fresh `last_seen` is kept (1 s until set); the monitor sets a fraction of heartbeat_timeout.
     void set_seen_resolution(Duration resolution) {
         std::lock_guard lock(mutex_);

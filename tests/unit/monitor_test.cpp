@@ -984,6 +984,56 @@ TEST(MonitorIngest, FieldsOfTheWrongTypeAreRefusedAndWhatIsStoredIsReadByType) {
     EXPECT_EQ(history[0]["score"], 0.0);
 }
 
+// A gateway message listing a camera as a text ("cameras": ["cam1"]) was stored, and every state of
+// that site's cameras then failed in the database ("malformed JSON": the store reads each entry's
+// id) until a good gateway message came (a review). It is refused, naming the entry; one stored by
+// an earlier version no longer breaks the states.
+TEST(MonitorIngest, AGatewayMessageWhoseListsAreNotOfObjectsWithIdsIsRefused) {
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    const auto gateway = [](json cameras) {
+        return json{{"site", "s1"}, {"version", "1.0"}, {"cameras", std::move(cameras)}}.dump();
+    };
+    const auto state = json{{"site", "s1"}, {"camera", "cam1"}, {"online", true}}.dump();
+    ingest.handle("kitchen/s1/gateway", gateway(json{{{"id", "cam1"}}}), true, kT0);
+    ASSERT_EQ(ingest.counters().refused.load(), 0u);
+    for (const auto& bad :
+         {json::array({"cam1"}), json::array({json{{"id", "cam1"}}, json{{"name", "x"}}}),
+          json::array({json{{"id", 7}}}), json::array({json{{"id", "a b"}}}), json("cam1")}) {
+        SCOPED_TRACE(bad.dump());
+        const auto before = ingest.counters().refused.load();
+        ingest.handle("kitchen/s1/gateway", gateway(bad), true, kT0);
+        EXPECT_EQ(ingest.counters().refused.load(), before + 1);
+        ingest.handle("kitchen/s1/cameras/cam1/state", state, true, kT0);
+        EXPECT_EQ(ingest.counters().refused.load(), before + 1) << "the camera's state after it";
+    }
+    // Stored by an earlier version: the states are told the camera is not listed, not a database error.
+    store.set_gateway_info("s1", json::parse(gateway(json::array({"cam1"}))), kT0, std::nullopt);
+    EXPECT_NO_THROW(
+        EXPECT_EQ(store.set_camera_state("s1", "cam1", json::parse(state)), Store::SourceStored::not_listed));
+    EXPECT_NO_THROW(store.set_gateway_info(
+        "s1", json::parse(gateway(json::array({"cam2", json{{"id", "cam1"}}}))), kT0, std::nullopt));
+}
+
+// Any live message made its site, refused or not: a garbage payload on kitchen/ghost-1/events left
+// "ghost-1" in the room's list for good (a review). A refused message still beats for a site the
+// room knows: its gateway is there, if broken.
+TEST(MonitorIngest, ARefusedMessageMakesNoSiteButBeatsForAKnownOne) {
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
+    ingest.handle("kitchen/ghost-1/events", "garbage", false, kT0);
+    ingest.handle("kitchen/ghost-2/cameras/c1/state", "{}", false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 2u);
+    EXPECT_TRUE(store.sites().empty()) << store.sites().dump();
+    ingest.handle("kitchen/s1/availability", "online", false, kT0);
+    ingest.handle("kitchen/s1/events", "garbage", false, kT0 + std::chrono::minutes(10));
+    EXPECT_EQ(ingest.counters().refused.load(), 3u);
+    const auto sites = store.sites();
+    ASSERT_EQ(sites.size(), 1u);
+    EXPECT_EQ(sites[0]["site"], "s1");
+    EXPECT_EQ(sites[0]["last_seen"], kg::iso8601_utc(kT0 + std::chrono::minutes(10)));
+}
+
 TEST(MonitorIngest, OneSiteCannotGrowTheRoomsTablesWithoutEnd) {
     // Each message was bounded, the total was not: a site naming a new camera in every state, or
     // sending pictures of events that never come (8 MiB each, kept 180 days), grew the room's
