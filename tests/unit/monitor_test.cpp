@@ -1034,6 +1034,25 @@ TEST(MonitorIngest, ARefusedMessageMakesNoSiteButBeatsForAKnownOne) {
     EXPECT_EQ(sites[0]["last_seen"], kg::iso8601_utc(kT0 + std::chrono::minutes(10)));
 }
 
+// The times a site sends are read strictly: sscanf took "-1" for an hour and 31 February as 3
+// March (both stored), and a year past 2262 wrapped round a nanosecond clock (a roll-up of
+// 2300-01-01 was stored as 1715-06-13, and an API range of 2300 answered from 1715): a review.
+TEST(IsoTime, ReadsOnlyRealTimesOfYearsTheClockHolds) {
+    using kg::parse_iso8601_utc;
+    EXPECT_EQ(parse_iso8601_utc("2026-11-24T06:00:00.000Z"), kT0);
+    EXPECT_EQ(parse_iso8601_utc("2026-11-24T06:00:00Z"), kT0);
+    EXPECT_EQ(parse_iso8601_utc("2026-11-24T06:00:00.5z"), kT0 + std::chrono::milliseconds(500));
+    EXPECT_EQ(kg::iso8601_utc(*parse_iso8601_utc("2028-02-29T23:59:60Z")), "2028-03-01T00:00:00.000Z");
+    EXPECT_EQ(kg::iso8601_utc(*parse_iso8601_utc("1970-01-01T00:00:00Z")), "1970-01-01T00:00:00.000Z");
+    EXPECT_TRUE(parse_iso8601_utc("2200-12-31T23:59:59Z"));
+    for (const char* bad :
+         {"2026-12-05T-1:-1:-1Z", "2026-02-31T06:00:00Z", "2027-02-29T06:00:00Z", "2300-01-01T00:00:00Z",
+          "1677-01-01T00:00:00Z", "+026-11-24T06:00:00Z", " 2026-11-24T06:00:00Z", "2026-11-24T06:00:00.Z",
+          "2026-11-24T06:00:00", "2026-11-24 06:00:00Z", "2026-1-24T06:00:00Z", "2026-11-24T24:00:00Z",
+          "2026-11-24T06:00:00+08:00", "", "2026-11-24T06:00:0Z"})
+        EXPECT_FALSE(parse_iso8601_utc(bad)) << bad;
+}
+
 TEST(MonitorIngest, OneSiteCannotGrowTheRoomsTablesWithoutEnd) {
     // Each message was bounded, the total was not: a site naming a new camera in every state, or
     // sending pictures of events that never come (8 MiB each, kept 180 days), grew the room's
