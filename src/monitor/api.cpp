@@ -6,6 +6,7 @@
 #include <cctype>
 #include <regex>
 
+#include "common/short_text.hpp"
 #include "monitor/iso_time.hpp"
 #include "web/url_query.hpp"
 
@@ -240,7 +241,7 @@ private:
             const auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
             log_->warn(
                 "sign-in as '{}' from {} refused: too many wrong passwords for it from there, {} s to wait",
-                name.substr(0, 64), client, seconds);
+                kg::shortened_text(name, 64), client, seconds);
             auto res = error(
                 req, http::status::too_many_requests,
                 fmt::format("too many wrong passwords for this operator from this address: try again in {} s",
@@ -250,7 +251,7 @@ private:
         }
         const auto token = ctx_.auth.login(name, body["password"], now, client);
         if (!token) {
-            log_->warn("failed sign-in as '{}' from {}", name.substr(0, 64), client);
+            log_->warn("failed sign-in as '{}' from {}", kg::shortened_text(name, 64), client);
             return error(req, http::status::unauthorized, "wrong operator or password");
         }
         log_->info("{} signed in from {}", name, client);

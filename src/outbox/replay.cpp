@@ -6,6 +6,7 @@
 #include <regex>
 #include <stdexcept>
 
+#include "common/short_text.hpp"
 #include "outbox/outbox.hpp"
 
 namespace kg::outbox {
@@ -109,10 +110,9 @@ void ReplayDesk::handle(const std::string& payload) {
     try {
         request = parse_replay_request(payload, site_);
     } catch (const std::invalid_argument& e) {
-        // Quoted in part: the line says what came, without letting a huge payload flood the log.
-        constexpr std::size_t kQuoted = 200;
-        log_->error("replay request ignored: {}: {}{}", e.what(), payload.substr(0, kQuoted),
-                    payload.size() > kQuoted ? "..." : "");
+        // Quoted in part and printable: the line says what came, without letting a huge payload
+        // flood the log or a line feed in it write a line of its own.
+        log_->error("replay request ignored: {}: {}", e.what(), kg::shortened_text(payload, 200));
         return;
     }
     try {

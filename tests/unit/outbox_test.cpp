@@ -941,7 +941,7 @@ TEST(ReplayDesk, LogsABadRequestAndAnswersTheNextOneOffTheCallersThread) {
                                                 std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
     kg::outbox::ReplayDesk desk(rig.outbox, "s", log);
     desk.start();
-    desk.submit("{\"from\": 41");  // cut short
+    desk.submit("{\"from\": 41\nerror [outbox] FORGED");  // cut short, with a line of its own
     desk.submit(request_json(R"({"stream":")" + rig.store.stream() + R"(","from":1,"to":3})"));
     desk.submit(request_json(R"({"from":1,"to":3})"));  // another stream
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -949,8 +949,11 @@ TEST(ReplayDesk, LogsABadRequestAndAnswersTheNextOneOffTheCallersThread) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     desk.stop();
     log->flush();
-    EXPECT_NE(log_text.str().find("replay request ignored: not JSON: {\"from\": 41"), std::string::npos)
+    EXPECT_NE(log_text.str().find("replay request ignored: not JSON: {\"from\": 41 error [outbox] FORGED"),
+              std::string::npos)
         << log_text.str();
+    // A line feed in what came was written as is, and made a log line that the gateway never wrote.
+    EXPECT_EQ(log_text.str().find("\nerror [outbox] FORGED"), std::string::npos) << log_text.str();
     // Nothing was ever numbered: 1..3 are above the highest, ignored; the other stream is lost.
     EXPECT_NE(log_text.str().find("0 sent again, 0 still queued, 0 lost in 0 lost message(s), 3 above"),
               std::string::npos)
