@@ -247,6 +247,7 @@ struct Sensor {
     int stale_after = 3;                          // intervals without a reading: offline
     std::optional<double> min_valid, max_valid;   // physically possible range
     SensorSource source;
+    bool value_path_given = false;  // source.mqtt.value written (else the kind's field)
     std::vector<Threshold> thresholds;
     std::optional<Disinfection> disinfection;
     int source_line = 0;

@@ -333,6 +333,16 @@ std::string default_unit(const std::string& kind) {
     return {};
 }
 
+// Where an MQTT sensor's number is when its configuration gives no `value`: the field Zigbee2MQTT
+// names after the kind. A humidity sensor read its payload's `temperature` (22.5 % said, and a
+// false "too dry" raised). Door contacts are left out: Zigbee2MQTT's `contact` is true when closed.
+std::string default_value_path(const std::string& kind) {
+    if (kind == "humidity" || kind == "co2" || kind == "power" || kind == "gas" || kind == "smoke")
+        return kind;
+    if (kind == "leak") return "water_leak";
+    return "temperature";
+}
+
 // The URL as error messages show it: any password replaced, so that logs never carry it, and
 // control characters escaped, so that the message stays one readable line.
 std::string shown(const std::string& url) {
@@ -1461,6 +1471,11 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
     }
     if (n["source"]) {
         read_source(r, n["source"], path + ".source", s.id, s.source);
+        if (s.source.kind == SensorSource::Kind::mqtt) {
+            s.value_path_given =
+                n["source"].IsMap() && n["source"]["mqtt"].IsMap() && n["source"]["mqtt"]["value"];
+            if (!s.value_path_given) s.source.value_path = default_value_path(s.kind);
+        }
     } else {
         r.error(n, path + ".source", "missing required key");
     }
@@ -1810,6 +1825,19 @@ std::vector<std::string> doubts(const Gateway& g) {
             fmt::format("camera '{}': input.format ({}) is for V4L2 devices (/dev/videoN) only: ignored "
                         "for its URL",
                         cam.id, cam.input.format));
+    }
+    // A kind without a field of its own reads `temperature` by default, which for a door or a kind
+    // of the site's own is most likely not its number.
+    for (const auto& sensor : g.sensors) {
+        if (sensor.source.kind != SensorSource::Kind::mqtt || sensor.value_path_given ||
+            sensor.source.value_path != "temperature" || sensor.kind == "temperature")
+            continue;
+        out.push_back(fmt::format(
+            "sensor '{}' (kind {}) reads the 'temperature' field of its payload (no source.mqtt.value "
+            "given): "
+            "name the field that holds its reading{}",
+            sensor.id, sensor.kind.empty() ? "none" : sensor.kind,
+            sensor.kind == "door" ? " (Zigbee2MQTT's 'contact' is true when the door is closed)" : ""));
     }
     // Limits a valid reading can never cross, or always has: the rule can never say anything (a
     // reading past valid_range is an `invalid` event, not a value the rules judge).

@@ -474,13 +474,37 @@ TEST(ConfigLoader, ASensorsKindIsAWordWhateverItsCaseAndAnUnknownOneIsSaid) {
     EXPECT_EQ(g.sensors[4].thresholds.at(0).for_time, 10min);
     EXPECT_EQ(g.sensors[5].unit, "%LEL");
     EXPECT_EQ(g.sensors[0].thresholds.at(0).cooldown, 0s) << "a threshold has no cooldown unless given";
+    // Each kind reads its own field: a humidity sensor read the payload's temperature (a review:
+    // 22.5 % said, and a false "too dry" raised). A door, or a kind of the site's own, is said.
+    EXPECT_EQ(g.sensors[0].source.value_path, "gas");
+    EXPECT_EQ(g.sensors[1].source.value_path, "humidity");
+    EXPECT_EQ(g.sensors[2].source.value_path, "temperature");
+    EXPECT_EQ(g.sensors[3].source.value_path, "temperature");
     const auto doubts = kg::config::doubts(g);
-    ASSERT_EQ(doubts.size(), 1u) << ::testing::PrintToString(doubts);
-    EXPECT_NE(doubts[0].find("sensor 'e': kind 'lpg' is not one the gateway knows (temperature, humidity, "
+    ASSERT_EQ(doubts.size(), 4u) << ::testing::PrintToString(doubts);
+    EXPECT_EQ(doubts[0],
+              "sensor 'c' (kind door) reads the 'temperature' field of its payload (no source.mqtt.value "
+              "given): name the field that holds its reading (Zigbee2MQTT's 'contact' is true when the door "
+              "is closed)");
+    EXPECT_EQ(doubts[1].find("sensor 'e' (kind lpg) reads the 'temperature' field"), 0u) << doubts[1];
+    EXPECT_EQ(doubts[2].find("sensor 'f' (kind lpg) reads the 'temperature' field"), 0u) << doubts[2];
+    EXPECT_NE(doubts[3].find("sensor 'e': kind 'lpg' is not one the gateway knows (temperature, humidity, "
                              "gas, smoke, door, leak, power, co2), so its thresholds wait the default `for` "
                              "(10m)"),
               std::string::npos)
-        << doubts[0];
+        << doubts[3];
+    // A field given is read as given, whatever the kind, and not doubted.
+    const auto given =
+        load_string(kHead +
+                        "sensors:\n"
+                        "  - {id: h, kind: humidity, source: {mqtt: {topic: t/h, value: temperature}}}\n"
+                        "  - {id: c, kind: door, source: {mqtt: {topic: t/c, value: contact}}}\n"
+                        "  - {id: l, kind: leak, source: {mqtt: {topic: t/l}}}\n",
+                    "g.yaml");
+    EXPECT_EQ(given.sensors.at(0).source.value_path, "temperature");
+    EXPECT_EQ(given.sensors.at(1).source.value_path, "contact");
+    EXPECT_EQ(given.sensors.at(2).source.value_path, "water_leak");
+    EXPECT_TRUE(kg::config::doubts(given).empty()) << ::testing::PrintToString(kg::config::doubts(given));
 }
 
 // A USB camera left to its own choice sends raw pictures, which no clip can hold: its format is
