@@ -377,6 +377,18 @@ void ModbusPoller::request_stop() { thread_.request_stop(); }
 
 void ModbusPoller::stop() { thread_.stop(); }
 
+namespace {
+
+// How long after its `silences`-th unanswered read in a row (2 or more) a unit is tried again.
+Duration silent_retry(Duration interval, std::uint32_t silences) {
+    constexpr Duration kLongest = std::chrono::minutes(2);
+    Duration wait = interval;
+    for (std::uint32_t k = 1; k < silences && wait < kLongest; ++k) wait *= 2;
+    return std::max(interval, std::min(wait, kLongest));
+}
+
+}  // namespace
+
 void ModbusPoller::run() {
     struct ModbusFree {
         void operator()(modbus_t* m) const {
@@ -396,6 +408,8 @@ void ModbusPoller::run() {
     // it fails and when it comes back, not at every poll for the months it may stay so.
     std::vector<std::uint64_t> failing(sensors_.size(), 0);
     std::vector<bool> no_measurement(sensors_.size(), false);
+    // Reads in a row the unit did not answer at all (timed out, the connection lost), per sensor.
+    std::vector<std::uint32_t> silent(sensors_.size(), 0);
     std::uint64_t connect_failing = 0;
     // The connection was dropped for a read that has failed before: its reconnect is a matter of
     // routine, every poll for as long as the unit stays silent behind a live TCP gateway.
@@ -464,11 +478,21 @@ void ModbusPoller::run() {
             }
         }
         const auto now = std::chrono::steady_clock::now();
+        // At most one unit that has stopped answering is tried in a round: each costs its timeout
+        // (twice on a serial line), and two or three unpowered units on one line held the healthy
+        // ones past their offline limit at every round (a review: a fridge offline every 40 s).
+        bool tried_a_silent_one = false;
         for (std::size_t k = 0; k < sensors_.size() && !thread_.stopping(); ++k) {
             // A stop asked between reads: on a line of unpowered units each read waits its whole
             // timeout (up to a minute), and a reload would wait for all of them.
             const std::size_t i = (first + k) % sensors_.size();
             if (now < due[i]) continue;
+            if (silent[i] > 0 && tried_a_silent_one) {
+                // After the next round of the others, not at once in a round of its own.
+                due[i] = std::max(due[i], now + period);
+                continue;
+            }
+            tried_a_silent_one = tried_a_silent_one || silent[i] > 0;
             const auto* s = sensors_[i];
             // On the sensor's own beat, not `interval` after whenever this round came round: readings
             // then arrive `interval` apart, as `stale_after` counts them. A round late by a whole
@@ -513,6 +537,11 @@ void ModbusPoller::run() {
                     read_failed(i, fmt::format("Modbus read of {} register {} failed: {}", device_,
                                                s->source.address, modbus_strerror(err)));
                 if (!device_answered(err)) {
+                    // A unit silent again and again is tried less often (its interval, doubled at
+                    // each silence, up to 2 minutes): it is offline already, and each try holds
+                    // up the units that answer. A unit switched back on is read within that time.
+                    if (silent[i]++ > 0)
+                        due[i] = std::chrono::steady_clock::now() + silent_retry(s->interval, silent[i]);
                     // The answer may still come, and would be read as the answer to the next request:
                     // Modbus TCP would then never match a transaction id again.
                     if (tcp || connection_lost(err)) {
@@ -544,6 +573,7 @@ void ModbusPoller::run() {
             }
             no_measurement[i] = !std::isfinite(value);
             answered_here = true;
+            silent[i] = 0;
             if (failing[i] > 0) {
                 log_->info("sensor {}: {} register {} read again after {} failed reads", s->id, device_,
                            s->source.address, failing[i]);

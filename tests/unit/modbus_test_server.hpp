@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -59,6 +60,18 @@ public:
         std::lock_guard lock(mutex_);
         return units_;
     }
+    // Requests to these units are not answered, as a serial gateway whose unit is switched off
+    // (and that sends no exception for it) does.
+    void silence(std::set<int> units) {
+        std::lock_guard lock(mutex_);
+        silent_ = std::move(units);
+    }
+    // Requests received for `unit`, answered or not.
+    int requests(int unit) {
+        std::lock_guard lock(mutex_);
+        const auto it = requests_.find(unit);
+        return it == requests_.end() ? 0 : it->second;
+    }
     // Requests answered, and connections closed for idling.
     int answered() const { return answered_.load(); }
     int idle_closes() const { return idle_closes_.load(); }
@@ -93,6 +106,8 @@ private:
             {
                 std::lock_guard lock(mutex_);
                 units_.insert(query[6]);  // the MBAP header's unit identifier
+                ++requests_[query[6]];
+                if (silent_.count(query[6]) > 0) continue;
             }
             modbus_reply(ctx_.get(), query, n, map_.get());
             ++answered_;
@@ -124,7 +139,8 @@ private:
     std::atomic<bool> stop_{false};
     std::atomic<int> answered_{0}, idle_closes_{0};
     std::mutex mutex_;
-    std::set<int> units_;
+    std::set<int> units_, silent_;
+    std::map<int, int> requests_;
     std::thread thread_;
 };
 

@@ -21,6 +21,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/logging.hpp"
 #include "common/mqtt_topic.hpp"
 #include "modbus_test_server.hpp"
 #include "sensors/decode.hpp"
@@ -1417,4 +1418,53 @@ TEST(ModbusPoller, ADeviceThatClosesIdleConnectionsIsReadAtEveryPoll) {
     // Said once, at info: why the device is connected to again at every poll.
     EXPECT_GE(sink->count("closed the connection since the last read"), 3u);
     EXPECT_EQ(sink->count("said once"), 1u);
+}
+
+// Two units switched off on a line of three: each read of them waited its timeout, at every round,
+// and the one that answered was read so seldom that it went offline again and again (a review:
+// a fridge offline every 40 s beside two unpowered disinfection cabinets). A silent unit is tried
+// less and less often, and at most one in a round.
+TEST(ModbusPoller, UnitsThatStopAnsweringDoNotHoldUpTheOnesThatAnswer) {
+    kg::test::ModbusTcpServer server(45);
+    server.silence({5, 6});
+    kg::config::Sensor fridge, cabinet1, cabinet2;
+    for (auto* s : {&fridge, &cabinet1, &cabinet2}) {
+        s->interval = 300ms;
+        s->source.kind = kg::config::SensorSource::Kind::modbus;
+        s->source.device = server.url();
+        s->source.response_timeout = 300ms;
+    }
+    fridge.id = "fridge";
+    fridge.source.unit_id = 3;
+    cabinet1.id = "cabinet1";
+    cabinet1.source.unit_id = 5;
+    cabinet2.id = "cabinet2";
+    cabinet2.source.unit_id = 6;
+    std::atomic<int> readings{0};
+    kg::sensors::ModbusPoller poller(
+        server.url(), {&fridge, &cabinet1, &cabinet2}, [&](const Reading&) { ++readings; },
+        kg::Logging::null_logger());
+    poller.start();
+    std::this_thread::sleep_for(8s);
+    poller.stop();
+    // Counts, not times: before, every round tried both cabinets, and the fridge was read as often as
+    // each (14 readings to 14 and 13 tries here); a loaded machine slows all three alike.
+    const int tries = std::max(server.requests(5), server.requests(6));
+    EXPECT_EQ(server.requests(3), readings.load());
+    EXPECT_GE(tries, 3) << "a silent unit is still tried";
+    EXPECT_GE(readings.load(), 3 * tries)
+        << readings.load() << " readings of the fridge, " << server.requests(5) << " and "
+        << server.requests(6) << " tries of the cabinets";
+    // And back: a unit that answers again is read again.
+    kg::test::ModbusTcpServer back(45);
+    back.silence({5});
+    cabinet1.source.device = back.url();
+    std::atomic<int> cabinet_readings{0};
+    kg::sensors::ModbusPoller again(
+        back.url(), {&cabinet1}, [&](const Reading&) { ++cabinet_readings; }, kg::Logging::null_logger());
+    again.start();
+    EXPECT_TRUE(within(10s, [&] { return back.requests(5) >= 3; }));
+    back.silence({});
+    EXPECT_TRUE(within(10s, [&] { return cabinet_readings.load() >= 2; }));
+    again.stop();
 }
