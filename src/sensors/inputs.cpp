@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "common/backoff.hpp"
 #include "common/json_depth.hpp"
@@ -379,6 +380,9 @@ void ModbusPoller::stop() { thread_.stop(); }
 
 namespace {
 
+// A connection quiet for this long that gives no answer is made again and the read tried at once.
+constexpr Duration kIdleBeforeRetry = std::chrono::seconds(1);
+
 // How long after its `silences`-th unanswered read in a row (2 or more) a unit is tried again.
 Duration silent_retry(Duration interval, std::uint32_t silences) {
     constexpr Duration kLongest = std::chrono::minutes(2);
@@ -419,6 +423,11 @@ void ModbusPoller::run() {
     // few seconds, shorter than a poll interval), not a failed read.
     bool answered_here = false;
     bool said_idle_close = false;
+    // Since when the connection has carried nothing (made, or last answered), and whether the read
+    // under way is the one retried at once on a new connection after an idle one gave no answer.
+    auto active_since = std::chrono::steady_clock::now();
+    bool retrying = false;
+    bool said_idle_silence = false;
     // A failed read of sensor i, whatever failed: counted, and logged when it starts failing and at
     // every 1000th after. Returns how many failed in a row before this one.
     const auto read_failed = [&](std::size_t i, const std::string& what) {
@@ -460,6 +469,7 @@ void ModbusPoller::run() {
                                                   : std::string());
                     routine_reconnect = false;
                     answered_here = false;
+                    active_since = std::chrono::steady_clock::now();
                     connect_failing = 0;
                     backoff.reset();
                 } else {
@@ -509,6 +519,8 @@ void ModbusPoller::run() {
                 continue;
             }
             set_response_timeout(ctx.get(), s->source.response_timeout);
+            const auto idle = std::chrono::steady_clock::now() - active_since;
+            const bool retried = std::exchange(retrying, false);
             const int n = s->source.input_register
                               ? modbus_read_input_registers(ctx.get(), s->source.address,
                                                             static_cast<int>(regs.size()), regs.data())
@@ -533,6 +545,28 @@ void ModbusPoller::run() {
                     first = i;
                     break;
                 }
+                if (tcp && err == ETIMEDOUT && !retried && idle >= kIdleBeforeRetry) {
+                    // No answer on a connection idle for a while: a NAT router or firewall on the
+                    // way may have dropped it without a word, and every read after an interval of
+                    // quiet would time out (the sensor offline for good, its device answering a
+                    // new connection at once). Connect again and read at once. Once: a read that
+                    // times out on the new connection too is a failed read.
+                    log_->log(said_idle_silence ? spdlog::level::debug : spdlog::level::info,
+                              "Modbus device {} gave no answer on a connection idle for {:.1f} s: connecting "
+                              "again and reading at once{}",
+                              device_, std::chrono::duration<double>(idle).count(),
+                              said_idle_silence ? ""
+                                                : " (a router or firewall on the way may drop idle "
+                                                  "connections; said once)");
+                    said_idle_silence = true;
+                    routine_reconnect = true;
+                    retrying = true;
+                    ctx.reset();
+                    due[i] = now;
+                    first = i;
+                    break;
+                }
+                if (device_answered(err)) active_since = std::chrono::steady_clock::now();
                 const auto streak =
                     read_failed(i, fmt::format("Modbus read of {} register {} failed: {}", device_,
                                                s->source.address, modbus_strerror(err)));
@@ -573,6 +607,7 @@ void ModbusPoller::run() {
             }
             no_measurement[i] = !std::isfinite(value);
             answered_here = true;
+            active_since = std::chrono::steady_clock::now();
             silent[i] = 0;
             if (failing[i] > 0) {
                 log_->info("sensor {}: {} register {} read again after {} failed reads", s->id, device_,

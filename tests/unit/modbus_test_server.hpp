@@ -66,6 +66,9 @@ public:
         std::lock_guard lock(mutex_);
         silent_ = std::move(units);
     }
+    // A connection quiet for longer than `after` is never answered again, as one a NAT router
+    // dropped without a word (zero: off).
+    void ignore_after_idle(std::chrono::milliseconds after) { ignore_after_ = after; }
     // Requests received for `unit`, answered or not.
     int requests(int unit) {
         std::lock_guard lock(mutex_);
@@ -80,6 +83,7 @@ private:
     void serve() {
         int client = -1;
         auto last = std::chrono::steady_clock::now();
+        bool dropped = false;  // the connection is dropped on the way (ignore_after_idle)
         while (!stop_) {
             if (client >= 0 && idle_close_ > std::chrono::milliseconds::zero() &&
                 std::chrono::steady_clock::now() - last > idle_close_) {
@@ -94,6 +98,7 @@ private:
             if (client < 0) {
                 client = modbus_tcp_accept(ctx_.get(), &listener_);
                 last = std::chrono::steady_clock::now();
+                dropped = false;
                 continue;
             }
             std::uint8_t query[MODBUS_TCP_MAX_ADU_LENGTH];
@@ -109,6 +114,11 @@ private:
                 ++requests_[query[6]];
                 if (silent_.count(query[6]) > 0) continue;
             }
+            const auto ignore_after = ignore_after_.load();
+            if (ignore_after > std::chrono::milliseconds::zero() &&
+                std::chrono::steady_clock::now() - last > ignore_after)
+                dropped = true;
+            if (dropped) continue;
             modbus_reply(ctx_.get(), query, n, map_.get());
             ++answered_;
             last = std::chrono::steady_clock::now();
@@ -138,6 +148,7 @@ private:
     std::uint16_t port_ = 0;
     std::atomic<bool> stop_{false};
     std::atomic<int> answered_{0}, idle_closes_{0};
+    std::atomic<std::chrono::milliseconds> ignore_after_{std::chrono::milliseconds::zero()};
     std::mutex mutex_;
     std::set<int> units_, silent_;
     std::map<int, int> requests_;

@@ -1468,3 +1468,29 @@ TEST(ModbusPoller, UnitsThatStopAnsweringDoNotHoldUpTheOnesThatAnswer) {
     EXPECT_TRUE(within(10s, [&] { return cabinet_readings.load() >= 2; }));
     again.stop();
 }
+
+// A NAT router or firewall between the gateway and a Modbus TCP device may drop a connection that
+// lies quiet, without a word: every read after an interval of quiet then timed out, and the
+// reconnect that followed lay quiet for an interval too. The sensor was read once and stayed
+// offline for good, its device answering a new connection at once (a review). A read that gets no
+// answer on an idle connection is tried again at once on a new one.
+TEST(ModbusPoller, AConnectionDroppedOnTheWayWhileIdleIsMadeAgainAndTheReadTriedAtOnce) {
+    kg::test::ModbusTcpServer server(45);
+    server.ignore_after_idle(800ms);
+    kg::config::Sensor freezer;
+    freezer.id = "freezer";
+    freezer.interval = 1500ms;
+    freezer.source.kind = kg::config::SensorSource::Kind::modbus;
+    freezer.source.device = server.url();
+    freezer.source.response_timeout = 300ms;
+    auto sink = std::make_shared<LinesSink>();
+    auto log = std::make_shared<spdlog::logger>("modbus-test", sink);
+    std::atomic<int> readings{0};
+    kg::sensors::ModbusPoller poller(
+        server.url(), {&freezer}, [&](const Reading&) { ++readings; }, log);
+    poller.start();
+    EXPECT_TRUE(within(15s, [&] { return readings.load() >= 4; })) << readings.load() << " readings";
+    poller.stop();
+    EXPECT_EQ(poller.failures(), 0u) << "a read answered on the new connection is not a failed read";
+    EXPECT_EQ(sink->count("said once"), 1u);
+}
