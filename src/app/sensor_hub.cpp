@@ -74,6 +74,7 @@ void SensorHub::adopt(CarryOver carried) {
                 log_->debug("sensor {}: the last reading before the reload holds ({} {})", id, c.last->value,
                             e.rules->sensor().unit);
             }
+            if (c.silent_since) e.rules->resume_silence(*c.silent_since);
             // After the last reading: a missed cycle raised again carries its value, and a cycle in
             // progress goes on only while that reading is hot.
             if (c.config.disinfection && e.rules->sensor().disinfection)
@@ -102,7 +103,8 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
             const auto now = Clock::now();
             for (auto& [id, e] : entries_) {
                 if (carry != nullptr) {
-                    carry->sensors[id] = {e.rules->sensor(), e.last, e.roller, e.rules->cycles()};
+                    carry->sensors[id] = {e.rules->sensor(), e.last, e.roller, e.rules->cycles(),
+                                          e.rules->silent_since()};
                 } else if (auto partial = e.roller.take()) {
                     publish_rollup(e.rules->sensor(), *partial, true);
                 }

@@ -30,7 +30,8 @@ struct CarryOver {
         config::Sensor config;  // as the previous run read it
         std::optional<sensors::Reading> last;
         sensors::Roller roller;
-        sensors::SensorRules::Cycles cycles;  // a disinfection cabinet's last cycle and missed one
+        sensors::SensorRules::Cycles cycles;      // a disinfection cabinet's last cycle and missed one
+        std::optional<SteadyPoint> silent_since;  // SensorRules::silent_since()
     };
     std::map<std::string, Sensor> sensors;
     // The state topics of the cameras and sensors reloads removed: cleared (an empty retained

@@ -54,6 +54,14 @@ public:
     void resume(const Reading& last, TimePoint now, std::vector<events::Event>& out) {
         resume(last, steady_from_wall(now), out);
     }
+    // Since when the sensor has been silent as the rules count it: its last reading's arrival, or
+    // the run's start. Handed to the next run at a reload (resume_silence), so that a sensor never
+    // read, offline at the reload, is offline again at once, not after a whole silence of the new
+    // run (its alert ended by the stop and raised again minutes, or hours, later).
+    SteadyPoint silent_since() const { return last_arrival_steady_.value_or(started_steady_); }
+    void resume_silence(SteadyPoint since) {
+        if (!last_arrival_steady_) started_steady_ = std::min(started_steady_, since);
+    }
     // What a disinfection cabinet's rules know that its readings do not: the last complete cycle,
     // and a missed cycle open since the end of a window. Handed to the next run at a reload.
     struct Cycles {

@@ -574,8 +574,10 @@ TEST(GatewayStart, OnlyASiteWithADisinfectionCabinetWritesTheHeartbeat) {
 
 namespace {
 
-struct NoEvents : kg::events::EventSink {
-    void submit(const kg::events::Event&) override {}
+// The events a SensorHub raised, kept.
+struct KeptEvents : kg::events::EventSink {
+    std::vector<kg::events::Event> events;
+    void submit(const kg::events::Event& e) override { events.push_back(e); }
     void submit_snapshot(const kg::events::Event&, std::string) override {}
     void submit_clip(const kg::events::ClipReport&) override {}
 };
@@ -593,7 +595,7 @@ struct HubSite {
     kg::rules::Calendar calendar;
     const std::map<std::string, kg::rules::Schedule> schedules;
     kg::events::EventIdGenerator ids;
-    NoEvents sink;
+    KeptEvents sink;
     const kg::app::SiteContext site;
     kg::outbox::SqliteStore store{":memory:", {}};
     kg::publish::MqttLink link;
@@ -649,6 +651,40 @@ TEST(SensorHub, TheMinutesARestartCutInTwoAreMarkedPartial) {
     const auto second = parts();
     ASSERT_EQ(second.size(), 1u);
     EXPECT_NE(second.at(kg::iso8601_utc(minute + 3min)), id);  // another run, another id
+}
+
+// A reload ends every open event (the stop), and the next run raises again what still holds. A
+// sensor never read, offline at the reload, was not offline again until a whole silence of the new
+// run had passed: for a door contact read once an hour, about an hour and a half without an alert
+// (a review: 18 s at a 5 s interval). Its silence is carried, and it is offline again at once.
+TEST(SensorHub, ASensorNeverReadIsOfflineAgainAtOnceAfterAReload) {
+    TempDir dir;
+    const auto cfg = fridge_site("tcp://127.0.0.1:1", dir.path, "", 1);  // offline after 1.5 s
+    HubSite h(cfg);
+    auto [store, outbox, link, topics, site] = std::tie(h.store, h.outbox, h.link, h.topics, h.site);
+    const auto offline_events = [&h] {
+        std::vector<std::string> out;
+        for (const auto& e : h.sink.events)
+            if (e.label == "offline") out.push_back(kg::events::to_string(e.state));
+        h.sink.events.clear();
+        return out;
+    };
+    const auto began = std::chrono::steady_clock::now();
+    kg::app::CarryOver carry;
+    {
+        kg::app::SensorHub hub(site, outbox, link, topics);
+        hub.tick(kg::Clock::now(), began + 1600ms, false);
+        hub.stop(&carry, &cfg);
+    }
+    EXPECT_EQ(offline_events(), (std::vector<std::string>{"start", "end"}))
+        << "offline, then ended by the stop";
+    std::this_thread::sleep_for(1s);  // the next run begins a second after the first
+    kg::app::SensorHub next(site, outbox, link, topics);
+    next.adopt(std::move(carry));
+    // 1.7 s after the first run began, 0.7 s after the second: offline since the first run's start.
+    next.tick(kg::Clock::now(), began + 1700ms, false);
+    EXPECT_EQ(offline_events(), std::vector<std::string>{"start"});
+    next.stop();
 }
 
 // A reload handed the next run the sensor's last reading, impossible or not: after a -127 the held
