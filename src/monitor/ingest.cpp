@@ -91,6 +91,20 @@ std::string clip_report_error(const json& j, const std::string& site, const std:
     return {};
 }
 
+// The payload as JSON, or in `error` why it is not: nlohmann's reason, which says where
+// ("parse error at line 1, column 7: ... last read: ..."), printable.
+std::optional<json> parse_json(const std::string& payload, std::string& error) {
+    try {
+        return json::parse(payload);
+    } catch (const json::exception& e) {
+        std::string why = e.what();
+        if (why.starts_with("[json.exception.")) why.erase(0, why.find(']') + 1);
+        while (!why.empty() && why.front() == ' ') why.erase(0, 1);
+        error = "not JSON: " + shortened_text(why, 200);
+        return std::nullopt;
+    }
+}
+
 // A printable start of a payload for a log line.
 std::string excerpt(const std::string& payload) {
     std::string out;
@@ -154,13 +168,11 @@ std::optional<std::int64_t> message_sequence(const std::string& event_id, const 
 
 std::optional<EventMessage> parse_event(const std::string& topic_site, const std::string& payload,
                                         std::string& error) {
-    const json j = json::parse(payload, nullptr, false);
-    if (j.is_discarded()) {
-        error = "not JSON";
-        return std::nullopt;
-    }
+    const auto parsed = parse_json(payload, error);
+    if (!parsed) return std::nullopt;
+    const json& j = *parsed;
     if (!j.is_object()) {
-        error = "not a JSON object";
+        error = fmt::format("not a JSON object but {}", j.type_name());
         return std::nullopt;
     }
     EventMessage m;
@@ -299,8 +311,10 @@ void Ingest::state_stored(Store::SourceStored stored, const std::string& topic, 
 
 void Ingest::refuse(const std::string& topic, const std::string& payload, const std::string& why) {
     ++counters_.refused;
-    log_->warn("refused message on {}: {} (payload {} bytes: {})", topic, why, payload.size(),
-               excerpt(payload));
+    // The reason may quote the payload's values: printable, or a line feed in one writes a log line
+    // of the sender's own.
+    log_->warn("refused message on {}: {} (payload {} bytes: {})", topic, shortened_text(why, 400),
+               payload.size(), excerpt(payload));
 }
 
 void Ingest::handle(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {
@@ -437,8 +451,11 @@ void Ingest::route_site(const std::string& topic, const std::vector<std::string>
     // would crash the room each time the broker hands it back retained (common/json_depth.hpp).
     if (json_nested_deeper_than(payload, kMaxJsonDepth))
         return refuse(topic, payload, fmt::format("nested deeper than {} levels", kMaxJsonDepth));
-    const json j = json::parse(payload, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return refuse(topic, payload, "not a JSON object");
+    std::string error;
+    const auto parsed = parse_json(payload, error);
+    if (!parsed) return refuse(topic, payload, error);
+    const json& j = *parsed;
+    if (!j.is_object()) return refuse(topic, payload, fmt::format("not a JSON object but {}", j.type_name()));
 
     if (kind == "events" && parts.size() == 3) return route_event(topic, site, payload, j, now);
     if (kind == "events" && parts.size() == 5 && parts[4] == "clip") {
@@ -447,7 +464,8 @@ void Ingest::route_site(const std::string& topic, const std::vector<std::string>
             return refuse(topic, payload, "the event level is not an id");
         if (const auto error = clip_report_error(j, site, parts[3]); !error.empty()) {
             // Delivered all the same, as a refused event is: asking again would bring the same one.
-            if (seq) report(site, seq->stream, store_.track_received(site, *seq, now), now);
+            if (seq && store_.has_site(site))
+                report(site, seq->stream, store_.track_received(site, *seq, now), now);
             return refuse(topic, payload, error);
         }
         const auto clip = store_.set_clip(site, parts[3], j, now, seq);
@@ -588,7 +606,9 @@ void Ingest::route_event(const std::string& topic, const std::string& site, cons
     if (!m) {
         // Refused for its body, it was delivered all the same: asking for it again would bring the
         // same message.
-        if (seq) report(site, seq->stream, store_.track_received(site, *seq, now), now);
+        // Not for a site the room does not know: that would make one of a refused message.
+        if (seq && store_.has_site(site))
+            report(site, seq->stream, store_.track_received(site, *seq, now), now);
         return refuse(topic, payload, error);
     }
     if (!m->cleaned.empty())

@@ -112,31 +112,33 @@ void ReplayDesk::handle(const std::string& payload) {
     } catch (const std::invalid_argument& e) {
         // Quoted in part and printable: the line says what came, without letting a huge payload
         // flood the log or a line feed in it write a line of its own.
-        log_->error("replay request ignored: {}: {}", e.what(), kg::shortened_text(payload, 200));
+        log_->error("replay request ignored: {}: {}", kg::shortened_text(e.what(), 300),
+                    kg::shortened_text(payload, 200));
         return;
     }
     try {
         const auto a = outbox_.answer(request, Clock::now(), [this] { return worker_.stopping(); });
         if (a.stopped_at > 0) {
             log_->info("replay request {} for {}..{} cut short at {} by the stop ({} sent again so far)",
-                       request.request_id, request.from, request.to, a.stopped_at, a.replayed);
+                       kg::shortened_text(request.request_id, 64), request.from, request.to, a.stopped_at,
+                       a.replayed);
             return;
         }
         log_->info(
             "replay request {} from {} for {}..{} of stream {}: {} sent again, {} still queued, {} lost in "
             "{} lost "
             "message(s), {} above the highest number given{}",
-            request.request_id, request.monitor, request.from, request.to, request.stream, a.replayed,
-            a.queued, a.lost, a.lost_messages, a.ignored,
+            kg::shortened_text(request.request_id, 64), kg::shortened_text(request.monitor, 64), request.from,
+            request.to, request.stream, a.replayed, a.queued, a.lost, a.lost_messages, a.ignored,
             a.snapshots > 0 ? fmt::format("; {} start snapshots with them", a.snapshots) : std::string());
     } catch (const StoreError& e) {
-        log_->error("replay request {} for {}..{} not answered: {}", request.request_id, request.from,
-                    request.to, e.what());
+        log_->error("replay request {} for {}..{} not answered: {}",
+                    kg::shortened_text(request.request_id, 64), request.from, request.to, e.what());
     } catch (const std::exception& e) {
         // A kept message the answer could not read (a damaged row): said, and the desk goes on; an
         // exception out of its thread would end the gateway.
-        log_->error("replay request {} for {}..{} not answered: {}", request.request_id, request.from,
-                    request.to, e.what());
+        log_->error("replay request {} for {}..{} not answered: {}",
+                    kg::shortened_text(request.request_id, 64), request.from, request.to, e.what());
     }
 }
 

@@ -231,7 +231,7 @@ def test_real_gateway_alert_reaches_the_monitor(broker, collector, clips, gatewa
                       (f"kitchen/test-site/events/{start['id']}/snapshot", b"not a jpeg")])
     kg_e2e.wait_until(lambda: mon.metric('kgm_messages_total{outcome="refused"}') == refused + 3, 10,
                       what="three refused messages")
-    assert "refused message on kitchen/test-site/events: not a JSON object" in mon.output()
+    assert "refused message on kitchen/test-site/events: not JSON: parse error at line 1, column 1" in mon.output()
     assert "site 'other-site' in the payload, 'test-site' in the topic" in mon.output()
     conn = http.client.HTTPConnection("127.0.0.1", mon.port, timeout=10)
     conn.request("GET", "/api/alerts")

@@ -1023,11 +1023,14 @@ TEST(MonitorIngest, ARefusedMessageMakesNoSiteButBeatsForAKnownOne) {
     Ingest ingest(store, "kitchen", kg::Logging::null_logger(), [](const Change&) {});
     ingest.handle("kitchen/ghost-1/events", "garbage", false, kT0);
     ingest.handle("kitchen/ghost-2/cameras/c1/state", "{}", false, kT0);
-    EXPECT_EQ(ingest.counters().refused.load(), 2u);
+    // A refused event is tracked as delivered (asked again, it would come the same), but not for a
+    // site the room does not know: that made the site (the review of this test's fix).
+    ingest.handle("kitchen/ghost-3/events", R"({"stream":"0123456789abcdef","seq":1})", false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 3u);
     EXPECT_TRUE(store.sites().empty()) << store.sites().dump();
     ingest.handle("kitchen/s1/availability", "online", false, kT0);
     ingest.handle("kitchen/s1/events", "garbage", false, kT0 + std::chrono::minutes(10));
-    EXPECT_EQ(ingest.counters().refused.load(), 3u);
+    EXPECT_EQ(ingest.counters().refused.load(), 4u);
     const auto sites = store.sites();
     ASSERT_EQ(sites.size(), 1u);
     EXPECT_EQ(sites[0]["site"], "s1");
@@ -1051,6 +1054,34 @@ TEST(IsoTime, ReadsOnlyRealTimesOfYearsTheClockHolds) {
           "2026-11-24T06:00:00", "2026-11-24 06:00:00Z", "2026-1-24T06:00:00Z", "2026-11-24T24:00:00Z",
           "2026-11-24T06:00:00+08:00", "", "2026-11-24T06:00:0Z"})
         EXPECT_FALSE(parse_iso8601_utc(bad)) << bad;
+}
+
+// A refusal says what is wrong and where: every payload that did not parse was "not a JSON object",
+// whatever it was (invalid UTF-8, garbage after the object, a number too large). And it is one
+// line: a reason quoting a payload's value with a line feed in it wrote a line of the sender's own
+// into the room's log (a review).
+TEST(MonitorIngest, ARefusalSaysWhyInOneLine) {
+    std::ostringstream text;
+    auto log =
+        std::make_shared<spdlog::logger>("ingest", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", log, [](const Change&) {});
+    ingest.handle("kitchen/s1/events", R"({"a": tru})", false, kT0);
+    ingest.handle("kitchen/s1/cameras/c1/state", "[1]", false, kT0);
+    ingest.handle("kitchen/s1/cameras/c1/state", R"({"x": 1e400})", false, kT0);
+    ingest.handle("kitchen/s1/cameras/c1/state", "{\"site\": \"x\\nerror [ingest] FORGED\"}", false, kT0);
+    ingest.handle("kitchen/s1/events", "{\"id\": \"x\\nerror [ingest] FORGED\"}", false, kT0);
+    log->flush();
+    const auto lines = text.str();
+    EXPECT_NE(lines.find("kitchen/s1/events: not JSON: parse error at line 1, column 10: syntax error while "
+                         "parsing value - invalid literal; last read: '\"a\": tru}'"),
+              std::string::npos)
+        << lines;
+    EXPECT_NE(lines.find("kitchen/s1/cameras/c1/state: not a JSON object but array"), std::string::npos)
+        << lines;
+    EXPECT_NE(lines.find("not JSON: number overflow parsing '1e400'"), std::string::npos) << lines;
+    EXPECT_EQ(lines.find("\nerror [ingest] FORGED"), std::string::npos) << lines;
+    EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 5) << lines;
 }
 
 TEST(MonitorIngest, OneSiteCannotGrowTheRoomsTablesWithoutEnd) {

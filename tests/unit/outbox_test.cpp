@@ -941,7 +941,8 @@ TEST(ReplayDesk, LogsABadRequestAndAnswersTheNextOneOffTheCallersThread) {
                                                 std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
     kg::outbox::ReplayDesk desk(rig.outbox, "s", log);
     desk.start();
-    desk.submit("{\"from\": 41\nerror [outbox] FORGED");  // cut short, with a line of its own
+    desk.submit("{\"from\": 41\nerror [outbox] FORGED");                  // cut short, with a line of its own
+    desk.submit(request_json(R"({"site":"x\nerror [outbox] FORGED"})"));  // quoted in the reason
     desk.submit(request_json(R"({"stream":")" + rig.store.stream() + R"(","from":1,"to":3})"));
     desk.submit(request_json(R"({"from":1,"to":3})"));  // another stream
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
