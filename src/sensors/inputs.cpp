@@ -41,6 +41,12 @@ bool connection_lost(int err) {
     return err == EBADF || err == ECONNRESET || err == EPIPE || err == ECONNREFUSED || err == EIO;
 }
 
+// The unit gave no answer: none came, the connection was lost, or a serial gateway says its unit did
+// not answer (exceptions 0x0A and 0x0B).
+bool unit_silent(int err) {
+    return err == ETIMEDOUT || connection_lost(err) || err == EMBXGPATH || err == EMBXGTAR;
+}
+
 }  // namespace
 
 MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string client_id,
@@ -414,6 +420,11 @@ void ModbusPoller::run() {
     std::vector<bool> no_measurement(sensors_.size(), false);
     // Reads in a row the unit did not answer at all (timed out, the connection lost), per sensor.
     std::vector<std::uint32_t> silent(sensors_.size(), 0);
+    // At most one unit that has stopped answering is tried at a time, a round of the others between
+    // two: each costs its timeout (twice on a serial line), and two or three unpowered units on one
+    // line held the healthy ones past their offline limit at every round (a review: a fridge offline
+    // every 40 s). Kept across reconnects: over TCP each silence ends its round.
+    auto silent_gate = std::chrono::steady_clock::time_point::min();
     std::uint64_t connect_failing = 0;
     // The connection was dropped for a read that has failed before: its reconnect is a matter of
     // routine, every poll for as long as the unit stays silent behind a live TCP gateway.
@@ -488,22 +499,20 @@ void ModbusPoller::run() {
             }
         }
         const auto now = std::chrono::steady_clock::now();
-        // At most one unit that has stopped answering is tried in a round: each costs its timeout
-        // (twice on a serial line), and two or three unpowered units on one line held the healthy
-        // ones past their offline limit at every round (a review: a fridge offline every 40 s).
-        bool tried_a_silent_one = false;
         for (std::size_t k = 0; k < sensors_.size() && !thread_.stopping(); ++k) {
             // A stop asked between reads: on a line of unpowered units each read waits its whole
             // timeout (up to a minute), and a reload would wait for all of them.
             const std::size_t i = (first + k) % sensors_.size();
             if (now < due[i]) continue;
-            if (silent[i] > 0 && tried_a_silent_one) {
-                // After the next round of the others, not at once in a round of its own.
-                due[i] = std::max(due[i], now + period);
-                continue;
-            }
-            tried_a_silent_one = tried_a_silent_one || silent[i] > 0;
             const auto* s = sensors_[i];
+            if (silent[i] > 0) {
+                if (now < silent_gate) {
+                    due[i] = std::max(due[i], silent_gate);
+                    continue;
+                }
+                // Its timeout, then a round of the others, before another silent unit is tried.
+                silent_gate = now + s->source.response_timeout + period;
+            }
             // On the sensor's own beat, not `interval` after whenever this round came round: readings
             // then arrive `interval` apart, as `stale_after` counts them. A round late by a whole
             // interval (a slow line) starts the beat again from now.
@@ -570,12 +579,18 @@ void ModbusPoller::run() {
                 const auto streak =
                     read_failed(i, fmt::format("Modbus read of {} register {} failed: {}", device_,
                                                s->source.address, modbus_strerror(err)));
-                if (!device_answered(err)) {
-                    // A unit silent again and again is tried less often (its interval, doubled at
-                    // each silence, up to 2 minutes): it is offline already, and each try holds
-                    // up the units that answer. A unit switched back on is read within that time.
+                // A unit silent again and again is tried less often (its interval, doubled at each
+                // silence, up to 2 minutes): it is offline already, and each try holds up the units
+                // that answer. A unit switched back on is read within that time. Silent: no answer,
+                // or its serial gateway's "target failed to respond" (after the gateway's own wait);
+                // a garbled answer is an answer (a noisy line), and is tried at its interval.
+                if (unit_silent(err)) {
                     if (silent[i]++ > 0)
                         due[i] = std::chrono::steady_clock::now() + silent_retry(s->interval, silent[i]);
+                } else {
+                    silent[i] = 0;
+                }
+                if (!device_answered(err)) {
                     // The answer may still come, and would be read as the answer to the next request:
                     // Modbus TCP would then never match a transaction id again.
                     if (tcp || connection_lost(err)) {

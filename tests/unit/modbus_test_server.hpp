@@ -21,6 +21,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace kg::test {
 
@@ -69,6 +70,17 @@ public:
     // A connection quiet for longer than `after` is never answered again, as one a NAT router
     // dropped without a word (zero: off).
     void ignore_after_idle(std::chrono::milliseconds after) { ignore_after_ = after; }
+    // Requests to these units are answered with the given exception (0x0B: a serial gateway's
+    // "target device failed to respond").
+    void answer_with_exception(std::map<int, int> codes) {
+        std::lock_guard lock(mutex_);
+        exceptions_ = std::move(codes);
+    }
+    // The units of the requests received, in order.
+    std::vector<int> order() {
+        std::lock_guard lock(mutex_);
+        return order_;
+    }
     // Requests received for `unit`, answered or not.
     int requests(int unit) {
         std::lock_guard lock(mutex_);
@@ -112,7 +124,13 @@ private:
                 std::lock_guard lock(mutex_);
                 units_.insert(query[6]);  // the MBAP header's unit identifier
                 ++requests_[query[6]];
+                order_.push_back(query[6]);
                 if (silent_.count(query[6]) > 0) continue;
+                if (const auto it = exceptions_.find(query[6]); it != exceptions_.end()) {
+                    modbus_reply_exception(ctx_.get(), query, static_cast<unsigned>(it->second));
+                    last = std::chrono::steady_clock::now();
+                    continue;
+                }
             }
             const auto ignore_after = ignore_after_.load();
             if (ignore_after > std::chrono::milliseconds::zero() &&
@@ -151,7 +169,8 @@ private:
     std::atomic<std::chrono::milliseconds> ignore_after_{std::chrono::milliseconds::zero()};
     std::mutex mutex_;
     std::set<int> units_, silent_;
-    std::map<int, int> requests_;
+    std::map<int, int> requests_, exceptions_;
+    std::vector<int> order_;
     std::thread thread_;
 };
 
