@@ -1839,6 +1839,22 @@ std::vector<std::string> doubts(const Gateway& g) {
             sensor.id, sensor.kind.empty() ? "none" : sensor.kind,
             sensor.kind == "door" ? " (Zigbee2MQTT's 'contact' is true when the door is closed)" : ""));
     }
+    // A detector's own field is true/false in Zigbee2MQTT (1 or 0 here): a threshold set for a
+    // concentration (above 20 %LEL, 1000 ppm) never fires on it.
+    for (const auto& sensor : g.sensors) {
+        if (sensor.source.kind != SensorSource::Kind::mqtt || sensor.value_path_given ||
+            (sensor.kind != "gas" && sensor.kind != "smoke" && sensor.kind != "leak"))
+            continue;
+        for (const auto& t : sensor.thresholds) {
+            if (!(t.above && t.value >= 1) && !(!t.above && t.value > 1)) continue;
+            out.push_back(fmt::format(
+                "sensor '{}': threshold '{}' ({} {}) is for a measured amount, but the sensor reads its "
+                "payload's '{}', which Zigbee2MQTT detectors send as true/false (1 or 0): it never fires; "
+                "name the field that holds the amount in source.mqtt.value",
+                sensor.id, t.label, t.above ? "above" : "below", t.value, sensor.source.value_path));
+            break;
+        }
+    }
     // Limits a valid reading can never cross, or always has: the rule can never say anything (a
     // reading past valid_range is an `invalid` event, not a value the rules judge).
     for (const auto& sensor : g.sensors) {

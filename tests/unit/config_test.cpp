@@ -505,6 +505,22 @@ TEST(ConfigLoader, ASensorsKindIsAWordWhateverItsCaseAndAnUnknownOneIsSaid) {
     EXPECT_EQ(given.sensors.at(1).source.value_path, "contact");
     EXPECT_EQ(given.sensors.at(2).source.value_path, "water_leak");
     EXPECT_TRUE(kg::config::doubts(given).empty()) << ::testing::PrintToString(kg::config::doubts(given));
+    // A detector's own field is true/false: a concentration's threshold on it never fires (the
+    // review of this default), and is said.
+    const auto lel =
+        load_string(kHead +
+                        "sensors:\n"
+                        "  - {id: g, kind: gas, unit: '%LEL', source: {mqtt: {topic: t/g}},\n"
+                        "     thresholds: [{label: leak, above: 20}]}\n"
+                        "  - {id: z, kind: gas, source: {mqtt: {topic: t/z}}, thresholds: [{above: 0}]}\n",
+                    "g.yaml");
+    const auto said = kg::config::doubts(lel);
+    ASSERT_EQ(said.size(), 1u) << ::testing::PrintToString(said);
+    EXPECT_EQ(
+        said[0],
+        "sensor 'g': threshold 'leak' (above 20) is for a measured amount, but the sensor reads its "
+        "payload's 'gas', which Zigbee2MQTT detectors send as true/false (1 or 0): it never fires; name "
+        "the field that holds the amount in source.mqtt.value");
 }
 
 // A USB camera left to its own choice sends raw pictures, which no clip can hold: its format is
