@@ -175,11 +175,21 @@ void HttpSession::read(std::chrono::milliseconds timeout) {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(limits_.header_limit));
     parser_->body_limit(limits_.body_limit);
-    // The first request gets the header timeout; later ones the idle timeout (slow clients cannot
-    // hold a connection by trickling bytes: the timer covers the whole read).
+    // The timer covers the whole read: slow clients cannot hold a connection by trickling bytes.
     stream_.expires_after(timeout);
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+}
+
+void HttpSession::next_request() {
+    if (buffer_.size() > 0) return read(limits_.header_timeout);  // pipelined: it has begun
+    stream_.expires_after(limits_.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                if (ec) return self->close();  // gone, or idle too long
+                                self->buffer_.commit(n);
+                                self->read(self->limits_.header_timeout);
+                            });
 }
 
 void HttpSession::on_read(beast::error_code ec) {
@@ -264,7 +274,7 @@ void HttpSession::write_file(std::shared_ptr<FileWrite> write) {
 
 void HttpSession::written(bool keep_alive) {
     if (!keep_alive || ticket_.server_stopped()) return close();
-    read(limits_.idle_timeout);
+    next_request();
 }
 
 void HttpSession::close() {

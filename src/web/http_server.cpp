@@ -125,7 +125,7 @@ private:
                 live_.reset();
                 deadline_timer_.cancel();
                 serializer_.reset();
-                return read(limits_.idle_timeout);
+                return next_request();
             }
             return end_stream();
         }

@@ -253,6 +253,45 @@ TEST(HttpServer, ALiveStreamEndsAtItsDeadlineWhenNothingIsSent) {
     EXPECT_TRUE(live->expired());
 }
 
+// A request's headers must arrive within header_timeout. After one quick request on a kept-alive
+// connection the next had the idle timeout for all of it: a client could trickle its headers for
+// 30 s instead of 10 (a review). Now idle_timeout is for its first byte, header_timeout for the rest.
+TEST(HttpServer, AKeptAliveConnectionsNextRequestHasTheHeaderTimeoutOnceItBegins) {
+    kg::web::Limits limits;
+    limits.header_timeout = std::chrono::milliseconds(400);
+    limits.idle_timeout = std::chrono::milliseconds(4000);
+    Server server(limits);
+    net::io_context io;
+    boost::beast::tcp_stream socket(io);
+    socket.connect(tcp::endpoint{net::ip::make_address("127.0.0.1"), server.port()});
+    http::request<http::empty_body> req{http::verb::get, "/", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(socket, req);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(socket, buffer, res);
+    ASSERT_EQ(res.result(), http::status::ok);
+    ASSERT_TRUE(res.keep_alive());
+    // Quiet for longer than the header timeout, within the idle one: the connection waits.
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    const std::string begun = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n";  // and then nothing
+    net::write(socket, net::buffer(begun));
+    const auto started = std::chrono::steady_clock::now();
+    char byte = 0;
+    boost::beast::error_code ec;
+    bool done = false;
+    socket.expires_after(std::chrono::seconds(3));
+    socket.async_read_some(net::buffer(&byte, 1), [&](boost::beast::error_code e, std::size_t) {
+        ec = e;
+        done = true;
+    });
+    io.run();
+    ASSERT_TRUE(done);
+    EXPECT_EQ(ec, net::error::eof) << ec.message();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(2500))
+        << "the headers had the idle timeout";
+}
+
 // Whether this process could be given a network of its own with `addresses` (IPv6, on its
 // loopback): needs root. The addresses' /64 is routed on the loopback.
 bool own_ipv6_network(const std::vector<std::string>& addresses, std::string& why) {
