@@ -425,6 +425,9 @@ void ModbusPoller::run() {
     // line held the healthy ones past their offline limit at every round (a review: a fridge offline
     // every 40 s). Kept across reconnects: over TCP each silence ends its round.
     auto silent_gate = std::chrono::steady_clock::time_point::min();
+    // Whether each unit has answered in this run: one that has not may be silent too, and is held by
+    // the gate after a silence (at a start or reload, each silent unit was tried in turn).
+    std::vector<bool> answered(sensors_.size(), false);
     std::uint64_t connect_failing = 0;
     // The connection was dropped for a read that has failed before: its reconnect is a matter of
     // routine, every poll for as long as the unit stays silent behind a live TCP gateway.
@@ -434,10 +437,10 @@ void ModbusPoller::run() {
     // few seconds, shorter than a poll interval), not a failed read.
     bool answered_here = false;
     bool said_idle_close = false;
-    // Since when the connection has carried nothing (made, or last answered), and whether the read
-    // under way is the one retried at once on a new connection after an idle one gave no answer.
+    // Since when the connection has carried nothing (made, or last answered), and the sensor whose
+    // read is retried at once on a new connection after an idle one gave no answer.
     auto active_since = std::chrono::steady_clock::now();
-    bool retrying = false;
+    std::optional<std::size_t> retry_sensor;
     bool said_idle_silence = false;
     // A failed read of sensor i, whatever failed: counted, and logged when it starts failing and at
     // every 1000th after. Returns how many failed in a row before this one.
@@ -505,14 +508,12 @@ void ModbusPoller::run() {
             const std::size_t i = (first + k) % sensors_.size();
             if (now < due[i]) continue;
             const auto* s = sensors_[i];
-            if (silent[i] > 0) {
-                if (now < silent_gate) {
-                    due[i] = std::max(due[i], silent_gate);
-                    continue;
-                }
-                // Its timeout, then a round of the others, before another silent unit is tried.
-                silent_gate = now + s->source.response_timeout + period;
+            const bool retried = retry_sensor == i;
+            if ((silent[i] > 0 || !answered[i]) && !retried && now < silent_gate) {
+                due[i] = std::max(due[i], silent_gate);
+                continue;
             }
+            if (retried) retry_sensor.reset();
             // On the sensor's own beat, not `interval` after whenever this round came round: readings
             // then arrive `interval` apart, as `stale_after` counts them. A round late by a whole
             // interval (a slow line) starts the beat again from now.
@@ -529,7 +530,6 @@ void ModbusPoller::run() {
             }
             set_response_timeout(ctx.get(), s->source.response_timeout);
             const auto idle = std::chrono::steady_clock::now() - active_since;
-            const bool retried = std::exchange(retrying, false);
             const int n = s->source.input_register
                               ? modbus_read_input_registers(ctx.get(), s->source.address,
                                                             static_cast<int>(regs.size()), regs.data())
@@ -554,7 +554,8 @@ void ModbusPoller::run() {
                     first = i;
                     break;
                 }
-                if (tcp && err == ETIMEDOUT && !retried && idle >= kIdleBeforeRetry) {
+                // Not for a unit known silent: it would never be counted silent, nor backed off.
+                if (tcp && err == ETIMEDOUT && !retried && silent[i] == 0 && idle >= kIdleBeforeRetry) {
                     // No answer on a connection idle for a while: a NAT router or firewall on the
                     // way may have dropped it without a word, and every read after an interval of
                     // quiet would time out (the sensor offline for good, its device answering a
@@ -569,7 +570,7 @@ void ModbusPoller::run() {
                                                   "connections; said once)");
                     said_idle_silence = true;
                     routine_reconnect = true;
-                    retrying = true;
+                    retry_sensor = i;
                     ctx.reset();
                     due[i] = now;
                     first = i;
@@ -587,8 +588,13 @@ void ModbusPoller::run() {
                 if (unit_silent(err)) {
                     if (silent[i]++ > 0)
                         due[i] = std::chrono::steady_clock::now() + silent_retry(s->interval, silent[i]);
+                    // No other unit that may be silent until a round of the others has gone (and,
+                    // on a serial line, the drain below), from the end of this one's wait.
+                    silent_gate = std::chrono::steady_clock::now() + period +
+                                  (tcp ? Duration::zero() : s->source.response_timeout);
                 } else {
                     silent[i] = 0;
+                    answered[i] = true;
                 }
                 if (!device_answered(err)) {
                     // The answer may still come, and would be read as the answer to the next request:
@@ -622,6 +628,7 @@ void ModbusPoller::run() {
             }
             no_measurement[i] = !std::isfinite(value);
             answered_here = true;
+            answered[i] = true;
             active_since = std::chrono::steady_clock::now();
             silent[i] = 0;
             if (failing[i] > 0) {

@@ -76,6 +76,12 @@ public:
         std::lock_guard lock(mutex_);
         exceptions_ = std::move(codes);
     }
+    // Requests to these units are answered with a frame of another transaction, as a noisy line or
+    // a confused gateway may: an answer, if not a reading.
+    void garble(std::set<int> units) {
+        std::lock_guard lock(mutex_);
+        garbled_ = std::move(units);
+    }
     // The units of the requests received, in order.
     std::vector<int> order() {
         std::lock_guard lock(mutex_);
@@ -126,6 +132,24 @@ private:
                 ++requests_[query[6]];
                 order_.push_back(query[6]);
                 if (silent_.count(query[6]) > 0) continue;
+                if (garbled_.count(query[6]) > 0 && n >= 12) {
+                    // The MBAP header with the transaction id changed, then the function's answer.
+                    const int count = (query[10] << 8) | query[11];
+                    std::string frame{static_cast<char>(query[0] ^ 0xff),
+                                      static_cast<char>(query[1] ^ 0xff),
+                                      0,
+                                      0,
+                                      0,
+                                      static_cast<char>(3 + 2 * count),
+                                      static_cast<char>(query[6]),
+                                      static_cast<char>(query[7]),
+                                      static_cast<char>(2 * count)};
+                    frame.append(static_cast<std::size_t>(2 * count), '\0');
+                    [[maybe_unused]] const auto sent =
+                        ::send(client, frame.data(), frame.size(), MSG_NOSIGNAL);
+                    last = std::chrono::steady_clock::now();
+                    continue;
+                }
                 if (const auto it = exceptions_.find(query[6]); it != exceptions_.end()) {
                     modbus_reply_exception(ctx_.get(), query, static_cast<unsigned>(it->second));
                     last = std::chrono::steady_clock::now();
@@ -168,7 +192,7 @@ private:
     std::atomic<int> answered_{0}, idle_closes_{0};
     std::atomic<std::chrono::milliseconds> ignore_after_{std::chrono::milliseconds::zero()};
     std::mutex mutex_;
-    std::set<int> units_, silent_;
+    std::set<int> units_, silent_, garbled_;
     std::map<int, int> requests_, exceptions_;
     std::vector<int> order_;
     std::thread thread_;
