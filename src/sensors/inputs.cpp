@@ -440,7 +440,8 @@ void ModbusPoller::run() {
     // Since when the connection has carried nothing (made, or last answered), and the sensor whose
     // read is retried at once on a new connection after an idle one gave no answer.
     auto active_since = std::chrono::steady_clock::now();
-    std::optional<std::size_t> retry_sensor;
+    constexpr std::size_t kNoRetry = static_cast<std::size_t>(-1);
+    std::size_t retry_sensor = kNoRetry;
     bool said_idle_silence = false;
     // A failed read of sensor i, whatever failed: counted, and logged when it starts failing and at
     // every 1000th after. Returns how many failed in a row before this one.
@@ -513,7 +514,7 @@ void ModbusPoller::run() {
                 due[i] = std::max(due[i], silent_gate);
                 continue;
             }
-            if (retried) retry_sensor.reset();
+            if (retried) retry_sensor = kNoRetry;
             // On the sensor's own beat, not `interval` after whenever this round came round: readings
             // then arrive `interval` apart, as `stale_after` counts them. A round late by a whole
             // interval (a slow line) starts the beat again from now.

@@ -37,8 +37,7 @@ public:
         std::function<void()> wake;
         {
             std::lock_guard lock(mutex_);
-            if (finished_ || !deadline_ || std::chrono::system_clock::now() < *deadline_) return false;
-            finished_ = expired_ = true;
+            if (finished_ || !expire_locked()) return false;
             wake = waker_;
         }
         if (wake) wake();
@@ -53,9 +52,8 @@ public:
         {
             std::lock_guard lock(mutex_);
             if (finished_) return false;
-            if (deadline_ && std::chrono::system_clock::now() >= *deadline_) {
-                finished_ = expired_ = true;  // what is queued still goes out, then the end
-                ok = false;
+            if (expire_locked()) {
+                ok = false;  // what is queued still goes out, then the end
             } else if (queued_bytes_ + chunk->size() > max_bytes_) {
                 finished_ = overflowed_ = true;
                 queue_.clear();
@@ -127,6 +125,13 @@ public:
     }
 
 private:
+    // Under the lock: ends the stream if its deadline has passed; true if it did.
+    bool expire_locked() {
+        if (!deadline_ || std::chrono::system_clock::now() < *deadline_) return false;
+        finished_ = expired_ = true;
+        return true;
+    }
+
     const std::size_t max_bytes_;
     mutable std::mutex mutex_;
     std::vector<Chunk> queue_;
