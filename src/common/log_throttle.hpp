@@ -4,10 +4,13 @@
 // journal, whose rate limit would then drop the gateway's own lines.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 
 namespace kg {
 
@@ -101,6 +104,73 @@ private:
     std::string reason_;
     std::uint64_t in_row_ = 0, held_ = 0, total_ = 0;
     Clock::time_point last_logged_{};
+};
+
+// Lines said because of what one sender did (a broken gateway's messages, one address's sign-ins),
+// throttled per sender: each key has its first `burst` lines in an interval logged, the rest held
+// back and counted, that count said with the key's next line after the interval. One sender in a
+// loop keeps its few lines a minute and cannot push the others' lines, or the daemon's own, out of
+// the journal (10 000 lines per 30 s per service by default). The keys kept are bounded: past
+// `max_keys`, new keys share one entry, so a sender that changes its key with every message (a site
+// name of its own each time) neither grows the map nor earns a burst per name. A count held back
+// for a key that goes quiet is not said; the daemon's counters have every occurrence.
+class KeyedLogThrottle {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    struct Verdict {
+        bool log = false;
+        std::uint64_t held = 0;  // with `log`: this key's occurrences held back before this one
+    };
+
+    explicit KeyedLogThrottle(std::size_t burst = 5, Clock::duration every = std::chrono::minutes(1),
+                              std::size_t max_keys = 256)
+        : burst_(burst), every_(every), max_keys_(max_keys) {}
+
+    std::size_t burst() const { return burst_; }
+
+    Verdict pass(std::string_view key, Clock::time_point now = Clock::now()) {
+        std::lock_guard lock(mutex_);
+        Entry& e = entry(key, now);
+        if (e.logged == 0 || now - e.window_start >= every_) {
+            e.window_start = now;
+            e.logged = 0;
+        }
+        if (e.logged < burst_) {
+            ++e.logged;
+            const Verdict v{true, e.held};
+            e.held = 0;
+            return v;
+        }
+        ++e.held;
+        return {};
+    }
+
+private:
+    struct Entry {
+        Clock::time_point window_start{};
+        std::size_t logged = 0;  // lines logged in the window from window_start
+        std::uint64_t held = 0;
+    };
+
+    Entry& entry(std::string_view key, Clock::time_point now) {
+        if (const auto it = entries_.find(std::string(key)); it != entries_.end()) return it->second;
+        if (entries_.size() >= max_keys_) {
+            // Entries whose window is over and that hold nothing back are as good as new: dropped.
+            std::erase_if(entries_, [&](const auto& kv) {
+                return kv.second.held == 0 && now - kv.second.window_start >= every_;
+            });
+            if (entries_.size() >= max_keys_) return others_;
+        }
+        return entries_[std::string(key)];
+    }
+
+    const std::size_t burst_;
+    const Clock::duration every_;
+    const std::size_t max_keys_;
+    std::mutex mutex_;
+    std::unordered_map<std::string, Entry> entries_;
+    Entry others_;  // the keys that found the map full
 };
 
 }  // namespace kg

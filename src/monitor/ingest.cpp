@@ -283,12 +283,15 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
 }
 
 Ingest::Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::logger> log, Notify notify,
-               bool track_sequences)
+               bool track_sequences, std::size_t warnings_per_minute)
     : store_(store),
       prefix_(std::move(topic_prefix)),
       log_(std::move(log)),
       notify_(std::move(notify)),
       track_sequences_(track_sequences),
+      // Bounded, though a key is only a site the room knows: a room of thousands of sites still
+      // keeps a small map.
+      message_warnings_(warnings_per_minute, std::chrono::minutes(1), 4096),
       clock_(log_) {}
 
 void Ingest::state_stored(Store::SourceStored stored, const std::string& topic, const std::string& payload,
@@ -309,12 +312,36 @@ void Ingest::state_stored(Store::SourceStored stored, const std::string& topic, 
     }
 }
 
+template <typename... Args>
+void Ingest::warn_of_message(const std::string& topic, fmt::format_string<Args...> format, Args&&... args) {
+    // The sender: a site the room knows, by the topic's site level; everyone else is one sender (a
+    // topic outside the tree, a site never heard right: anyone with the broker's password can send
+    // a new name with every message, and the known sites' lines must not wait behind theirs).
+    std::string sender = "(no site the room knows)";
+    if (topic.size() > prefix_.size() + 1 && topic.starts_with(prefix_) && topic[prefix_.size()] == '/') {
+        auto site = topic.substr(prefix_.size() + 1);
+        site.resize(std::min(site.find('/'), site.size()));
+        try {
+            if (std::regex_match(site, kId) && store_.has_site(site)) sender = std::move(site);
+        } catch (const std::exception&) {
+            // The database does not answer: one sender for all, the line still goes through.
+        }
+    }
+    const auto verdict = message_warnings_.pass(sender);
+    if (!verdict.log) return;
+    auto line = fmt::format(format, std::forward<Args>(args)...);
+    if (verdict.held > 0)
+        line += fmt::format(" [{} more such line(s) of {} not logged before this one: at most {} a minute]",
+                            verdict.held, sender, message_warnings_.burst());
+    log_->warn("{}", line);
+}
+
 void Ingest::refuse(const std::string& topic, const std::string& payload, const std::string& why) {
     ++counters_.refused;
     // The reason may quote the payload's values: printable, or a line feed in one writes a log line
     // of the sender's own.
-    log_->warn("refused message on {}: {} (payload {} bytes: {})", topic, shortened_text(why, 400),
-               payload.size(), excerpt(payload));
+    warn_of_message(topic, "refused message on {}: {} (payload {} bytes: {})", topic,
+                    shortened_text(why, 400), payload.size(), excerpt(payload));
 }
 
 void Ingest::handle(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {
@@ -473,8 +500,9 @@ void Ingest::route_site(const std::string& topic, const std::vector<std::string>
             log_->info("clip report for event {} kept until its alert arrives (its start is on its way)",
                        parts[3]);
         else if (!clip.attached)
-            log_->warn("clip report for event {} not kept: the event belongs to another site or was deleted",
-                       parts[3]);
+            warn_of_message(
+                topic, "clip report for event {} not kept: the event belongs to another site or was deleted",
+                parts[3]);
         if (clip.evicted)
             log_->warn("{}: more than {} clip reports wait for their alert: the {} oldest dropped", site,
                        Store::kMaxPendingClips, clip.evicted);
@@ -528,8 +556,9 @@ void Ingest::route_site(const std::string& topic, const std::vector<std::string>
         if (const auto it = j.find("stream_started"); it != j.end() && !it->is_null()) {
             const auto started = it->is_string() ? parse_iso8601_utc(it->get<std::string>()) : std::nullopt;
             if (!started)  // the rest of the message still holds: only this is not taken
-                log_->warn("'stream_started' on {} ignored (the message is kept): {} is not a time", topic,
-                           it->dump().substr(0, 40));
+                warn_of_message(topic,
+                                "'stream_started' on {} ignored (the message is kept): {} is not a time",
+                                topic, it->dump().substr(0, 40));
             else if (seq)
                 seq->started = started;
         }
@@ -654,7 +683,7 @@ std::optional<Sequence> Ingest::sequence_of(const std::string& topic, const json
     std::string error;
     auto s = parse_sequence(j, min_seq, error);
     if (!s && !error.empty())
-        log_->warn("sequence number on {} ignored (the message is kept): {}", topic, error);
+        warn_of_message(topic, "sequence number on {} ignored (the message is kept): {}", topic, error);
     return s;
 }
 

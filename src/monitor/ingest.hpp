@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include "common/log_throttle.hpp"
 #include "common/time.hpp"
 #include "monitor/clock_watch.hpp"
 #include "monitor/store.hpp"
@@ -49,9 +50,10 @@ public:
     using Notify = std::function<void(const Change&)>;
 
     // `track_sequences`: follow each site's numbered stream (off for an instance of a share group
-    // with its own database: it sees only part of each stream).
+    // with its own database: it sees only part of each stream). `warnings_per_minute`: see
+    // kWarningsPerMinute (a test that reads many reasons of one site raises it).
     Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::logger> log, Notify notify,
-           bool track_sequences = true);
+           bool track_sequences = true, std::size_t warnings_per_minute = kWarningsPerMinute);
 
     // Never throws: a bad message is logged and counted. When the database cannot take a message
     // now (disk full, locked), it is tried again, with back-off, until it is stored or stop() is
@@ -60,6 +62,9 @@ public:
     void handle(const std::string& topic, const std::string& payload, bool retained, TimePoint now);
     // Ends a wait in handle(): the monitor stops.
     void stop();
+
+    // Warnings caused by one sender's messages logged a minute, the rest counted (see KeyedLogThrottle).
+    static constexpr std::size_t kWarningsPerMinute = 5;
 
     struct Counters {
         std::atomic<std::uint64_t> received{0}, created{0}, updated{0}, duplicates{0}, stale{0}, refused{0},
@@ -78,6 +83,10 @@ private:
     void route_site(const std::string& topic, const std::vector<std::string>& parts,
                     const std::string& payload, bool retained, TimePoint now);
     void refuse(const std::string& topic, const std::string& payload, const std::string& why);
+    // A warning caused by one message (a refusal, a field ignored): throttled per sender, a site the
+    // room knows or, all together, the rest (see KeyedLogThrottle). Every such message is counted.
+    template <typename... Args>
+    void warn_of_message(const std::string& topic, fmt::format_string<Args...> format, Args&&... args);
     // What a camera's or sensor's state did (`what`: "camera" or "sensor"): refused, ignored or shown.
     void state_stored(Store::SourceStored stored, const std::string& topic, const std::string& payload,
                       const std::string& site, const char* what, const std::string& id);
@@ -98,6 +107,7 @@ private:
     Notify notify_;
     bool track_sequences_;
     Counters counters_;
+    KeyedLogThrottle message_warnings_;
     ClockWatch clock_;
     // Per site: when a found number was last logged, and how many were found since.
     struct FoundLog {

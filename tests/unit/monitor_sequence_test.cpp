@@ -815,7 +815,8 @@ TEST(MonitorSequenceIngest, ABadClipReportIsRefusedAndItsNumberStillCounts) {
     // it says as the site's clip.
     Store store(":memory:");
     CapturedLog log;
-    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    Ingest ingest(
+        store, "kitchen", log.logger, [](const Change&) {}, true, 100);  // every reason logged
     const std::string one = fmt::format("19ab3c0f2e1-{:016x}", 1);
     ingest.handle("kitchen/sch-0101/events", numbered_event(1).dump(), false, kT0);
     const std::string topic = "kitchen/sch-0101/events/" + one + "/clip";

@@ -1084,6 +1084,37 @@ TEST(MonitorIngest, ARefusalSaysWhyInOneLine) {
     EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 5) << lines;
 }
 
+// A broken gateway's refused messages are logged a few a minute for its site, and all counted:
+// 20 000 garbage payloads were 20 000 warning lines in 2 s, and the journal's rate limit then
+// drops the room's own lines, the warnings of lost numbers among them (the input review).
+TEST(MonitorIngest, OneSendersRefusalsAreLoggedAFewAMinuteAndAllCounted) {
+    std::ostringstream text;
+    auto log =
+        std::make_shared<spdlog::logger>("ingest", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
+    Store store(":memory:");
+    Ingest ingest(store, "kitchen", log, [](const Change&) {});
+    ingest.handle("kitchen/s1/availability", "online", false, kT0);
+    ingest.handle("kitchen/s2/availability", "online", false, kT0);
+    for (int i = 0; i < 500; ++i) ingest.handle("kitchen/s1/events", "garbage", false, kT0);
+    // Senders that are no site the room knows are one sender: one naming a new site with every
+    // message neither grows the throttle nor holds a known site's lines back.
+    for (int i = 0; i < 50; ++i) ingest.handle("elsewhere/" + std::to_string(i), "garbage", false, kT0);
+    for (int i = 0; i < 1000; ++i)
+        ingest.handle("kitchen/g" + std::to_string(i) + "/events", "x", false, kT0);
+    ingest.handle("kitchen/s2/events", "garbage", false, kT0);
+    EXPECT_EQ(ingest.counters().refused.load(), 1551u);
+    log->flush();
+    const auto lines = text.str();
+    const auto count = [&](const std::string& what) {
+        std::size_t n = 0;
+        for (auto at = lines.find(what); at != std::string::npos; at = lines.find(what, at + 1)) ++n;
+        return n;
+    };
+    EXPECT_EQ(count("on kitchen/s1/"), Ingest::kWarningsPerMinute) << lines;
+    EXPECT_EQ(count("on kitchen/s2/"), 1u) << lines;
+    EXPECT_EQ(count("refused message on"), 2 * Ingest::kWarningsPerMinute + 1) << lines;
+}
+
 TEST(MonitorIngest, OneSiteCannotGrowTheRoomsTablesWithoutEnd) {
     // Each message was bounded, the total was not: a site naming a new camera in every state, or
     // sending pictures of events that never come (8 MiB each, kept 180 days), grew the room's
@@ -1297,6 +1328,49 @@ TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
         held.body().find("too many wrong passwords for this operator from this address: try again in 1 s"),
         std::string::npos)
         << held.body();
+}
+
+// Failed sign-ins are logged a few a minute per address, and all counted: 2 000 anonymous tries
+// were 2 000 warning lines in 0.2 s, and the journal's rate limit (10 000 lines per 30 s) then
+// drops the room's own lines (the input review of the 52nd session).
+TEST(MonitorApi, FailedSignInsAreLoggedAFewAMinutePerAddressAndAllCounted) {
+    std::ostringstream text;
+    auto log =
+        std::make_shared<spdlog::logger>("api", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
+    WebHandler handler = make_api(
+        ApiContext{
+            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
+        log);
+    const auto login = [&](const std::string& client) {
+        Request req{http::verb::post, "/api/login", 11};
+        req.set(http::field::content_type, "application/json");
+        req.body() = json{{"operator", "wang"}, {"password", "wrong"}}.dump();
+        req.prepare_payload();
+        return handler(req, {client}).response.result_int();
+    };
+    for (int i = 0; i < 200; ++i) login("203.0.113.9");
+    EXPECT_EQ(login("198.51.100.7"), 401u);  // another address: its own line
+    log->flush();
+    const auto lines = text.str();
+    const auto count = [&](const std::string& what) {
+        std::size_t n = 0;
+        for (auto at = lines.find(what); at != std::string::npos; at = lines.find(what, at + 1)) ++n;
+        return n;
+    };
+    EXPECT_EQ(count("from 203.0.113.9"), 5u) << lines;
+    EXPECT_EQ(count("from 198.51.100.7"), 1u) << lines;
+    const auto metrics = handler(Request{http::verb::get, "/metrics", 11}, {"127.0.0.1"}).response.body();
+    EXPECT_NE(metrics.find(fmt::format("kgm_sign_ins_failed_total{{reason=\"wrong_password\"}} {}\n",
+                                       Auth::kFreeGuesses + 1)),
+              std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find(fmt::format("kgm_sign_ins_failed_total{{reason=\"throttled\"}} {}\n",
+                                       200 - Auth::kFreeGuesses)),
+              std::string::npos)
+        << metrics;
 }
 
 // Behind a proxy that terminates TLS, the session cookie is Secure: the browser never sends it

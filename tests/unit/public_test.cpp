@@ -1203,6 +1203,38 @@ TEST(LogThrottle, LetsALineThroughOnceAnIntervalWithHowManyItStandsFor) {
     EXPECT_EQ(throttle.pass(t0 + 10min), 2u);
 }
 
+TEST(KeyedLogThrottle, GivesEachSenderAFewLinesAnIntervalAndBoundsItsKeys) {
+    using namespace std::chrono_literals;
+    kg::KeyedLogThrottle throttle(2, 60s, 3);
+    const kg::KeyedLogThrottle::Clock::time_point t0{};
+    EXPECT_TRUE(throttle.pass("a", t0).log);
+    EXPECT_TRUE(throttle.pass("a", t0 + 1s).log);
+    for (int i = 0; i < 10; ++i) EXPECT_FALSE(throttle.pass("a", t0 + 2s).log);
+    // One sender's flood does not hold another's lines back.
+    EXPECT_TRUE(throttle.pass("b", t0 + 3s).log);
+    // After the interval: a line, with the ten held back.
+    auto v = throttle.pass("a", t0 + 61s);
+    EXPECT_TRUE(v.log);
+    EXPECT_EQ(v.held, 10u);
+    v = throttle.pass("a", t0 + 62s);
+    EXPECT_TRUE(v.log);
+    EXPECT_EQ(v.held, 0u);
+    EXPECT_FALSE(throttle.pass("a", t0 + 63s).log);
+    EXPECT_TRUE(throttle.pass("b", t0 + 63s).log);
+    // Past three keys the new ones share one entry: a sender naming itself anew with every
+    // message gets two lines an interval in all, not two each.
+    EXPECT_TRUE(throttle.pass("c", t0 + 64s).log);
+    int logged = 0;
+    for (int i = 0; i < 100; ++i) logged += throttle.pass("n" + std::to_string(i), t0 + 65s).log ? 1 : 0;
+    EXPECT_EQ(logged, 2);
+    // Keys whose interval is over and that hold nothing back make room again; "a" holds one back
+    // and keeps its entry, so its count is said.
+    EXPECT_TRUE(throttle.pass("d", t0 + 200s).log);
+    v = throttle.pass("a", t0 + 200s);
+    EXPECT_TRUE(v.log);
+    EXPECT_EQ(v.held, 1u);
+}
+
 TEST(RepeatedFailure, SaysTheFirstTriesThenOnceAnIntervalWithHowManyItStandsFor) {
     using namespace std::chrono_literals;
     kg::RepeatedFailure failures(10min);
