@@ -116,6 +116,15 @@ json alert_json(const Alert& a, const std::array<Deadline, 3>& deadlines, TimePo
 
 namespace {
 
+// The body is JSON by its Content-Type: application/json, in any case, with parameters or not
+// ("application/jsonx" is not; a media type is case-insensitive, RFC 9110 8.3.1).
+bool json_media_type(const Request& req) {
+    auto type = req[http::field::content_type];
+    type = type.substr(0, type.find(';'));
+    while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+    return boost::beast::iequals(type, "application/json");
+}
+
 // Said with a throttled line: how many lines like it from that address were not logged.
 std::string held_back(std::uint64_t held) {
     return held == 0
@@ -135,6 +144,19 @@ public:
         const auto query = web::parse_query(target);
         const auto method = req.method();
         const auto now = Clock::now();
+
+        // Origin-form only: "xapi/alerts/<id>" was served as /api/alerts/<id>.
+        if (!target.starts_with('/'))
+            return {error(req, http::status::bad_request,
+                          "the request target is not a path (it starts with '/')")};
+        // A browser says where a request comes from: a page of another site may post a form here
+        // (sign-in as the attacker's operator, whose name every action would then carry; a sign-out),
+        // and nothing on this side is meant to be reached from another site.
+        if (method != http::verb::get && method != http::verb::head) {
+            if (const auto site = req["Sec-Fetch-Site"]; boost::beast::iequals(site, "cross-site"))
+                return {
+                    error(req, http::status::forbidden, "refused: a request from a page of another site")};
+        }
 
         if (path == "/" || path == "/index.html") {
             if (method != http::verb::get && method != http::verb::head)
@@ -183,6 +205,8 @@ public:
         if (path == "/api/logout") {
             if (method != http::verb::post)
                 return {error(req, http::status::method_not_allowed, "POST only")};
+            if (!json_media_type(req))
+                return {error(req, http::status::unsupported_media_type, "send application/json")};
             ctx_.auth.logout(req);
             auto res = json_response(req, json{{"ok", true}});
             res.set(http::field::set_cookie,
@@ -241,6 +265,10 @@ public:
 private:
     Response login(const Request& req, const Sender& from, TimePoint now) {
         const std::string& client = from.client;
+        // JSON only, as the actions: an HTML form of another site can post a text/plain body that
+        // reads as JSON, and signed the room's browser in as another operator (the review).
+        if (!json_media_type(req))
+            return error(req, http::status::unsupported_media_type, "send application/json");
         const auto body = json::parse(req.body(), nullptr, false);
         if (!body.is_object() || !body.contains("operator") || !body["operator"].is_string() ||
             !body.contains("password") || !body["password"].is_string())
@@ -349,24 +377,34 @@ private:
     Response act(const Request& req, const std::string& id, Action action, const std::string& who,
                  const std::string& client, TimePoint now) {
         // JSON only: a cross-site form cannot send it without a CORS preflight, which is refused.
-        const auto ctype = req[http::field::content_type];
-        if (ctype.substr(0, 16) != "application/json")
+        if (!json_media_type(req))
             return error(req, http::status::unsupported_media_type, "send application/json");
-        const auto body = req.body().empty() ? json::object() : json::parse(req.body(), nullptr, false);
+        json body = json::object();
+        if (!req.body().empty()) {
+            try {
+                body = json::parse(req.body());
+            } catch (const json::exception& e) {
+                // nlohmann's reason says where (invalid UTF-8 in a note was "expected a JSON object").
+                return error(req, http::status::bad_request,
+                             "not JSON: " + kg::shortened_text(e.what(), 200));
+            }
+        }
         if (!body.is_object()) return error(req, http::status::bad_request, "expected a JSON object");
         std::string note;
         if (body.contains("note")) {
             if (!body["note"].is_string()) return error(req, http::status::bad_request, "note is a text");
             note = body["note"];
         }
-        if (note.size() > kMaxNote) return error(req, http::status::payload_too_large, "note too long");
+        if (note.size() > kMaxNote)
+            return error(req, http::status::payload_too_large,
+                         fmt::format("note too long: {} bytes, at most {} (UTF-8)", note.size(), kMaxNote));
         const auto result = ctx_.store.act(id, action, who, note, now, ctx_.cfg.mqtt.client_id);
         if (result.code == ActionResult::Code::not_found)
             return error(req, http::status::not_found, "no such alert");
         if (result.code == ActionResult::Code::refused)
             return error(req, http::status::conflict, result.error);
         log_->info("{} {} {} from {}{}", who, to_string(action), id, client,
-                   note.empty() ? "" : ": " + note.substr(0, 200));
+                   note.empty() ? "" : ": " + kg::shortened_text(note, 200));  // one printable line
         ctx_.on_action(*result.record);
         const auto a = ctx_.store.alert(id);
         return json_response(req, a ? alert_json(*a, ctx_.cfg.deadlines, now) : json::object());
@@ -375,21 +413,23 @@ private:
     Response rollups(const Request& req, const std::string& site, const std::map<std::string, std::string>& q,
                      TimePoint now) {
         // Default: the last 24 hours. The page asks for the operator's own day (local midnight).
-        std::string from = iso8601_utc(now - std::chrono::hours(24));
-        std::string to = iso8601_utc(now + std::chrono::minutes(1));
-        // Compared as text with the stored minutes, so written as they are: `...T00:00:00Z` (no
-        // milliseconds) sorted after the 00:00 minute's `...T00:00:00.000Z` and left it out.
+        TimePoint from_t = now - std::chrono::hours(24), to_t = now + std::chrono::minutes(1);
         if (auto it = q.find("from"); it != q.end()) {
             const auto t = parse_iso8601_utc(it->second);
             if (!t) return error(req, http::status::bad_request, "from is an ISO 8601 UTC time");
-            from = iso8601_utc(*t);
+            from_t = *t;
         }
         if (auto it = q.find("to"); it != q.end()) {
             const auto t = parse_iso8601_utc(it->second);
             if (!t) return error(req, http::status::bad_request, "to is an ISO 8601 UTC time");
-            to = iso8601_utc(*t);
+            to_t = *t;
         }
-        const auto span = *parse_iso8601_utc(to) - *parse_iso8601_utc(from);
+        // Compared as text with the stored minutes, so written as they are: `...T00:00:00Z` (no
+        // milliseconds) sorted after the 00:00 minute's `...T00:00:00.000Z` and left it out. The
+        // span is the times' own: a leap second of 2200 is written as 2201, which does not read
+        // back (the review found the empty result read).
+        const std::string from = iso8601_utc(from_t), to = iso8601_utc(to_t);
+        const auto span = to_t - from_t;
         if (span < Duration::zero())
             return error(req, http::status::bad_request, fmt::format("from {} is after to {}", from, to));
         // Built on the HTTP thread under the store's lock: a year of a site's minutes would hold both.

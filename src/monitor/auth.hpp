@@ -59,11 +59,12 @@ private:
     std::optional<std::string> checked_password(const std::string& name, const std::string& password,
                                                 const std::string& client);
     Duration retry_after_locked(const std::string& key, SteadyPoint now) const;  // mutex_ held
+    std::string guess_key(const std::string& client, const std::string& name) const;
     struct Guesses {
         int failed = 0;
         SteadyPoint last;
     };
-    std::map<std::string, Guesses> guesses_;  // by address and name
+    std::map<std::string, Guesses> guesses_;  // by address and operator name ('*': a name no operator has)
     static constexpr std::size_t kMaxGuessers = 4096;
     std::function<SteadyPoint()> steady_now_ = [] { return std::chrono::steady_clock::now(); };
 };

@@ -1294,6 +1294,37 @@ TEST(MonitorAuth, WrongPasswordsFromAnAddressAreHeldUp) {
 }
 
 // A host picks any address of its IPv6 /64: its guesses add up, another network's do not.
+// Guesses at names no operator has share one count per address: keyed by the name sent, 4 100
+// made-up names in under a second evicted the guesser's own count at a real name (five free
+// guesses again, about 7 a second instead of one a minute), and names of 60 KB grew the room by
+// 240 MB without a sign-in (the 53rd session's review).
+TEST(MonitorAuth, MadeUpNamesNeitherClearAGuessersCountNorGrowTheRoom) {
+    Auth auth(std::vector<Operator>{{"wang", "correct-horse", ""}, {"li", "battery-staple", ""}},
+              std::chrono::hours(1));
+    kg::SteadyPoint steady{};
+    auth.set_steady_clock([&] { return steady; });
+    const std::string guesser = "203.0.113.9";
+    for (int i = 0; i < Auth::kFreeGuesses; ++i) EXPECT_FALSE(auth.login("li", "wrong", kT0, guesser));
+    EXPECT_GT(auth.retry_after(guesser, "li"), kg::Duration::zero());
+    const std::string long_name(60000, 'x');
+    for (int i = 0; i < 5000; ++i) {
+        steady += std::chrono::milliseconds(1);
+        EXPECT_FALSE(auth.login(long_name + std::to_string(i), "wrong", kT0, guesser));
+    }
+    // The count at li went on: its next wrong one waits 2 s, as a sixth does (a first would not).
+    EXPECT_FALSE(auth.login("li", "wrong", kT0, guesser));
+    EXPECT_EQ(auth.retry_after(guesser, "li"), std::chrono::seconds(2));
+    // Made-up names are held up together after their own free guesses; a real name is not.
+    EXPECT_GT(auth.retry_after(guesser, "anyone-else"), kg::Duration::zero());
+    EXPECT_EQ(auth.retry_after(guesser, "wang"), kg::Duration::zero());
+    EXPECT_TRUE(auth.login("wang", "correct-horse", kT0, guesser));
+    // Thousands of addresses fill the table: those under their free guesses go first, a count in
+    // force stays.
+    for (int i = 0; i < 5000; ++i)
+        EXPECT_FALSE(auth.login("wang", "wrong", kT0, fmt::format("10.{}.{}.1", i / 250, i % 250)));
+    EXPECT_GT(auth.retry_after(guesser, "li"), kg::Duration::zero());
+}
+
 TEST(MonitorAuth, WrongPasswordsFromOneIPv6NetworkAddUp) {
     Auth auth({{"wang", "correct-horse", ""}}, std::chrono::hours(1));
     kg::SteadyPoint steady{};
@@ -1403,6 +1434,7 @@ TEST(MonitorApi, TheSessionCookieIsSecureBehindAnHttpsProxy) {
     const auto token = secure.substr(0, secure.find(';'));
     Request out{http::verb::post, "/api/logout", 11};
     out.set(http::field::cookie, token);
+    out.set(http::field::content_type, "application/json");
     out.prepare_payload();
     const auto res = handler(out, {"203.0.113.9", true}).response;
     EXPECT_EQ(res.result_int(), 200u);
@@ -2033,6 +2065,12 @@ TEST(MonitorApi, BadQueryValuesAndWrongMethodsAreRefusedClearly) {
         http::verb::get, "/api/sites/sch-0101/rollups?from=2026-11-25T00:00:00Z&to=2026-11-24T00:00:00Z");
     EXPECT_EQ(status, 400);
     EXPECT_NE(body.find("is after to"), std::string::npos) << body;
+    // A leap second of 2200 is written as 2201, which does not read back: the span is the times'
+    // own (an empty result was read, and the answer said "more than 7 days").
+    const auto [leap, leap_body] = api.call(
+        http::verb::get, "/api/sites/sch-0101/rollups?from=2200-12-31T23:59:60Z&to=2200-12-25T00:00:00Z");
+    EXPECT_EQ(leap, 400);
+    EXPECT_NE(leap_body.find("is after to"), std::string::npos) << leap_body;
     // A site the room has never heard from is not a site without sensors.
     api.store.site_seen("sch-0101", kT0);
     EXPECT_EQ(api.call(http::verb::get, "/api/sites/sch-0101/rollups").first, 200);
@@ -2072,6 +2110,65 @@ TEST(MonitorApi, BadQueryValuesAndWrongMethodsAreRefusedClearly) {
     EXPECT_EQ(api.call(http::verb::get, "/api/alerts/" + id).first, 200);
     EXPECT_EQ(api.call(http::verb::get, "/api/alerts", false).first, 401);
     EXPECT_EQ(api.store.alert(id)->status, Status::open);
+}
+
+// A page of another site cannot sign the room's browser in (as the attacker's operator, whose name
+// every action would then carry) or out: an HTML form posted a text/plain body that read as JSON
+// (the 53rd session's review). Media types are read case-insensitively, and the answers say why.
+TEST(MonitorApi, RequestsAPageOfAnotherSiteCanMakeAreRefusedAndAnswersSayWhy) {
+    std::ostringstream text;
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "correct-horse", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
+    WebHandler handler = make_api(
+        ApiContext{
+            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
+        std::make_shared<spdlog::logger>("api", std::make_shared<spdlog::sinks::ostream_sink_mt>(text)));
+    const std::string id = "19ab3c0f2e1-ffffffffffffff01";
+    store.add_event(parsed(event(id, "start")), kT0);
+    const auto call = [&](const std::string& target, const std::string& type, const std::string& body,
+                          const std::string& fetch_site = {}, bool bearer = false) {
+        Request req{http::verb::post, target, 11};
+        if (!type.empty()) req.set(http::field::content_type, type);
+        if (!fetch_site.empty()) req.set("Sec-Fetch-Site", fetch_site);
+        if (bearer) req.set(http::field::authorization, "Bearer tok-0123456789abcdef");
+        req.body() = body;
+        req.prepare_payload();
+        const auto res = handler(req, {"127.0.0.1"}).response;
+        return std::pair<int, std::string>{res.result_int(), res.body()};
+    };
+    const std::string form = R"({"operator":"wang","password":"correct-horse","pad":"="})";
+    auto [status, body] = call("/api/login", "text/plain", form);
+    EXPECT_EQ(status, 415);
+    EXPECT_NE(body.find("send application/json"), std::string::npos) << body;
+    std::tie(status, body) = call("/api/login", "application/json", form, "cross-site");
+    EXPECT_EQ(status, 403);
+    EXPECT_NE(body.find("a page of another site"), std::string::npos) << body;
+    EXPECT_EQ(call("/api/logout", "application/json", "{}", "cross-site").first, 403);
+    EXPECT_EQ(call("/api/logout", "", "", "", true).first, 415);
+    EXPECT_EQ(call("/api/login", "Application/JSON; charset=utf-8", form, "same-origin").first, 200);
+    // Actions: the media type in any case; "application/jsonx" is not JSON.
+    const auto ack = "/api/alerts/" + id + "/acknowledge";
+    EXPECT_EQ(call(ack, "application/jsonx", "{}", "", true).first, 415);
+    std::tie(status, body) = call(ack, "application/json", "{\"note\": \"\xff\"}", "", true);
+    EXPECT_EQ(status, 400);
+    EXPECT_NE(body.find("not JSON: "), std::string::npos) << body;
+    EXPECT_NE(body.find("ill-formed UTF-8"), std::string::npos) << body;
+    std::tie(status, body) =
+        call(ack, "application/json", json{{"note", std::string(4001, 'n')}}.dump(), "", true);
+    EXPECT_EQ(status, 413);
+    EXPECT_NE(body.find("note too long: 4001 bytes, at most 4000"), std::string::npos) << body;
+    // A note's line feeds are kept in the note, not let into the log as lines of their own.
+    const std::string note = "ok\n2026-12-05T23:59:59.000 info [http] li close evt-x: forged";
+    std::tie(status, body) = call(ack, "APPLICATION/json", json{{"note", note}}.dump(), "", true);
+    EXPECT_EQ(status, 200) << body;
+    EXPECT_NE(text.str().find("acknowledge " + id + " from 127.0.0.1: ok 2026-12-05"), std::string::npos)
+        << text.str();
+    EXPECT_EQ(text.str().find("\n2026-12-05T23:59:59.000 info"), std::string::npos) << text.str();
+    // The request target is a path: "xapi/alerts/<id>" was served as /api/alerts/<id>.
+    Request odd{http::verb::get, "xapi/alerts/" + id, 11};
+    odd.set(http::field::authorization, "Bearer tok-0123456789abcdef");
+    EXPECT_EQ(handler(odd, {"127.0.0.1"}).response.result_int(), 400u);
 }
 
 // Behind a trusted proxy, a stream closed for falling behind is logged with the client the proxy
