@@ -227,6 +227,14 @@ public:
                 return {make_response(req, http::status::ok, std::string(), "text/event-stream")};
             Reply r;
             r.event_stream = true;
+            // The credentials it opened with, asked again before each ping: a sign-out, a session's
+            // end or an operator removed from the configuration ends the stream within a ping.
+            Request credentials;
+            for (const auto field : {http::field::cookie, http::field::authorization})
+                if (const auto it = req.find(field); it != req.end()) credentials.set(field, it->value());
+            r.still_signed_in = [&auth = ctx_.auth, credentials = std::move(credentials), client] {
+                return auth.identify(credentials, Clock::now(), client).has_value();
+            };
             return r;
         }
         if (path == "/api/me") {

@@ -29,12 +29,25 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
 public:
     // `client`: who asked for it (behind a trusted proxy, the client the proxy forwards), for the log.
     StreamSession(tcp::socket socket, web::ConnectionTicket ticket, std::string client, std::size_t max_queue,
-                  std::shared_ptr<spdlog::logger> log)
+                  std::function<bool()> still_signed_in, std::shared_ptr<spdlog::logger> log)
         : socket_(std::move(socket)),
           ticket_(std::move(ticket)),
           client_(std::move(client)),
           max_queue_(max_queue),
+          still_signed_in_(std::move(still_signed_in)),
           log_(std::move(log)) {}
+
+    // Its sign-in ended (checked here, on the caller's thread): the stream ends. Checked only when
+    // the stream opened, a stream went on giving every alert after a sign-out and past the
+    // session's end (the review of the 53rd session).
+    void end_if_signed_out() {
+        if (closed_ || !still_signed_in_ || still_signed_in_()) return;
+        net::post(socket_.get_executor(), [self = shared_from_this()] {
+            if (self->closed_) return;
+            self->log_->info("event stream to {} ended: its sign-in no longer holds", self->client_);
+            self->close();
+        });
+    }
 
     void start(std::string header) {
         push(std::make_shared<const std::string>(std::move(header)));
@@ -93,6 +106,7 @@ private:
     web::ConnectionTicket ticket_;
     std::string client_;
     std::size_t max_queue_;
+    const std::function<bool()> still_signed_in_;
     std::shared_ptr<spdlog::logger> log_;
     std::deque<std::shared_ptr<const std::string>> queue_;
     bool writing_ = false;
@@ -119,6 +133,16 @@ void EventHub::broadcast(const std::string& event, const std::string& data) {
     if (!event.empty()) frame += "event: " + event + "\n";
     frame += "data: " + data + "\n\n";
     send(std::make_shared<const std::string>(std::move(frame)));
+}
+
+void EventHub::end_signed_out() {
+    std::vector<std::shared_ptr<StreamSession>> live;
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto& w : sessions_)
+            if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+    for (auto& s : live) s->end_if_signed_out();
 }
 
 void EventHub::send(const std::shared_ptr<const std::string>& frame) {
@@ -164,15 +188,17 @@ private:
                                 std::string(req.target()), from.client, e.what());
             reply.response = make_response(req, http::status::internal_server_error, "internal error\n");
         }
-        if (reply.event_stream) return become_stream(std::move(from.client));
+        if (reply.event_stream)
+            return become_stream(std::move(from.client), std::move(reply.still_signed_in));
         send(std::move(reply.response), req);
     }
 
-    void become_stream(std::string client) {
+    void become_stream(std::string client, std::function<bool()> still_signed_in) {
         stream_.expires_never();
         auto socket = stream_.release_socket();
         auto s = std::make_shared<StreamSession>(std::move(socket), std::move(ticket_), std::move(client),
-                                                 shared_->limits.stream_queue, shared_->log);
+                                                 shared_->limits.stream_queue, std::move(still_signed_in),
+                                                 shared_->log);
         // No Content-Length: the body is the stream, until either side closes it.
         s->start(
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
@@ -233,6 +259,7 @@ void WebServer::ping() {
     ping_timer_.expires_after(shared_->limits.ping_interval);
     ping_timer_.async_wait([this, shared = shared_](beast::error_code ec) {
         if (ec || shared->stopped) return;
+        shared->hub->end_signed_out();
         shared->hub->send(std::make_shared<const std::string>(": ping\n\n"));  // an SSE comment
         ping();
     });

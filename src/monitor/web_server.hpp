@@ -38,6 +38,9 @@ struct WebLimits {
 struct Reply {
     Response response;
     bool event_stream = false;  // true: ignore `response`, turn the connection into an SSE stream
+    // With `event_stream`: whether its sign-in still holds, asked before each keep-alive ping; false
+    // ends the stream (signed out, session expired, operator removed). Empty: never asked.
+    std::function<bool()> still_signed_in = {};
 };
 
 // Who sent a request, as far as the server believes it (web::TrustedProxies).
@@ -58,6 +61,9 @@ public:
     std::size_t streams();
     // A ready-made frame (e.g. an SSE comment used as a keep-alive).
     void send(const std::shared_ptr<const std::string>& frame);
+    // Ends the streams whose sign-in no longer holds (Reply::still_signed_in), on the caller's thread:
+    // the server's ping, while the server (and what the checks refer to) is alive.
+    void end_signed_out();
 
 private:
     std::mutex mutex_;

@@ -2216,6 +2216,71 @@ TEST(MonitorWebServer, AStreamClosedForFallingBehindNamesTheClientBehindTheProxy
     EXPECT_NE(lines.str().find("event stream to 203.0.113.9 closed"), std::string::npos) << lines.str();
 }
 
+// A stream's sign-in is asked again before each ping: checked only when it opened, a stream went
+// on giving every alert and site row after its sign-out and past its session's end (the review of
+// the 53rd session). A bearer token's stream, still signed in, goes on.
+TEST(MonitorWebServer, AStreamEndsWhenItsSignInNoLongerHolds) {
+    namespace net = boost::asio;
+    std::ostringstream lines;
+    auto log =
+        std::make_shared<spdlog::logger>("web", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "correct-horse", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
+    WebHandler handler = make_api(
+        ApiContext{
+            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
+        kg::Logging::null_logger());
+    Request login{http::verb::post, "/api/login", 11};
+    login.set(http::field::content_type, "application/json");
+    login.body() = json{{"operator", "wang"}, {"password", "correct-horse"}}.dump();
+    login.prepare_payload();
+    const auto set_cookie = std::string(handler(login, {"127.0.0.1"}).response[http::field::set_cookie]);
+    const auto cookie = set_cookie.substr(0, set_cookie.find(';'));
+    ASSERT_FALSE(cookie.empty());
+
+    WebLimits limits;
+    limits.ping_interval = std::chrono::milliseconds(100);
+    auto hub = std::make_shared<EventHub>();
+    net::io_context io;
+    WebServer server(io, "127.0.0.1:0", limits, handler, hub, log);
+    server.start();
+    std::thread runner([&] { io.run(); });
+    net::io_context client_io;
+    const auto open = [&](const std::string& credentials) {
+        auto socket = std::make_unique<net::ip::tcp::socket>(client_io);
+        socket->connect({net::ip::make_address("127.0.0.1"), server.port()});
+        net::write(*socket,
+                   net::buffer("GET /api/stream HTTP/1.1\r\nHost: room\r\n" + credentials + "\r\n\r\n"));
+        net::streambuf head;
+        net::read_until(*socket, head, "\r\n\r\n");
+        return socket;
+    };
+    auto by_cookie = open("Cookie: " + cookie);
+    auto by_token = open("Authorization: Bearer tok-0123456789abcdef");
+    for (int i = 0; i < 200 && hub->streams() < 2; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(hub->streams(), 2u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // pings: both still signed in
+    EXPECT_EQ(hub->streams(), 2u);
+    Request logout{http::verb::post, "/api/logout", 11};
+    logout.set(http::field::cookie, cookie);
+    logout.set(http::field::content_type, "application/json");
+    logout.prepare_payload();
+    EXPECT_EQ(handler(logout, {"127.0.0.1"}).response.result_int(), 200u);
+    for (int i = 0; i < 300 && hub->streams() > 1; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(hub->streams(), 1u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(hub->streams(), 1u);  // the token's
+    net::post(io, [&] { server.stop(); });
+    io.stop();
+    runner.join();
+    EXPECT_NE(lines.str().find("event stream to 127.0.0.1 ended: its sign-in no longer holds"),
+              std::string::npos)
+        << lines.str();
+}
+
 // A room whose clock is a day behind refused every site's roll-ups as ahead, and nothing said its
 // own clock was the cause. Live states carry their gateway's time: the median over the sites says
 // it, once an hour, and /metrics gives it; one site's wrong clock, and retained states, do not.
