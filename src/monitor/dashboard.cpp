@@ -126,7 +126,8 @@ const std::string& dashboard_html() {
 const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
-const state = { selected: null, stream: null, pending: new Set(), timer: null, sites: new Map(), siteFetches: new Set(), siteFetchesStarted: 0, sitesShown: 0 };
+const state = { selected: null, stream: null, signedIn: false, pending: new Set(), timer: null, sites: new Map(), siteFetches: new Set(), siteFetchesStarted: 0, sitesShown: 0,
+  inFlight: new Set() };
 // The gateway's condition. An end the gateway made because it stopped or restarted (its previous
 // run was killed) says nothing about the condition: it must not read like a resolved one.
 function condition(a) {
@@ -136,12 +137,17 @@ function condition(a) {
 }
 const conditionHtml = (a) => { const c = condition(a); return c.unknown ? `<span class="unknown-end">${esc(c.text)}</span>` : esc(c.text); };
 
+// Every request on its way is known with its start, so the badge can tell when answers stopped coming.
 async function api(path, options = {}, withResponse = false) {
-  const r = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
-  if (r.status === 401 && path !== "/api/login") { showLogin(); throw new Error("signed out"); }
-  const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(body.error || r.statusText);
-  return withResponse ? { body, response: r } : body;
+  const request = { started: Date.now() };
+  state.inFlight.add(request);
+  try {
+    const r = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
+    if (r.status === 401 && path !== "/api/login") { showLogin(); throw new Error("signed out"); }
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error || r.statusText);
+    return withResponse ? { body, response: r } : body;
+  } finally { state.inFlight.delete(request); }
 }
 // The most rows the list asks for. Past it the page says how many it does not show, so a room
 // with more alerts than that never takes the list for all of them.
@@ -151,15 +157,30 @@ const post = (path, body) => api(path, { method: "POST", headers: { "Content-Typ
 function showLogin() {
   $("#login").classList.remove("hidden"); $("#app").classList.add("hidden"); $("#logout").classList.add("hidden");
   $("#who").textContent = "";
-  if (state.stream) { state.stream.close(); state.stream = null; }
-  setLive(false);
+  state.signedIn = false;
+  closeStream();
 }
 function showApp(name) {
   $("#login").classList.add("hidden"); $("#app").classList.remove("hidden"); $("#logout").classList.remove("hidden");
   $("#who").textContent = name;
+  state.signedIn = true;
   connectStream();
 }
-function setLive(on) { const e = $("#live"); e.textContent = on ? "live" : "offline"; e.classList.toggle("on", on); }
+// "live" only while the stream is open and no answer has been awaited for longer than this: a page
+// whose requests wait for a connection (the browser's are all taken) shows nothing new, whatever
+// events its stream still brings.
+const kStalledMs = 5000;
+function showLive() {
+  const e = $("#live");
+  const open = !!state.stream && state.stream.readyState === EventSource.OPEN;
+  const now = Date.now();
+  const stalled = [...state.inFlight].some((r) => now - r.started > kStalledMs);
+  const live = open && !stalled;
+  e.textContent = live ? "live" : !state.signedIn ? "offline" : document.hidden ? "paused" : open ? "stalled" : "offline";
+  e.title = live ? "" : open ? `an answer from the room has been awaited for over ${kStalledMs / 1000} s` : "";
+  e.classList.toggle("on", live);
+}
+setInterval(showLive, 1000);
 
 // Live updates: the stream says what changed, the page reloads just that list (coalesced). A site's
 // row comes with its event: a city's room changes hundreds of sites a second, and refetching every
@@ -177,12 +198,12 @@ function schedule(kind) {
   }, 150);
 }
 function connectStream() {
-  if (state.stream) return;
+  if (state.stream || !state.signedIn || document.hidden) return;
   const es = new EventSource("/api/stream");
   state.stream = es;
-  es.onopen = () => { setLive(true); refreshAll(); };
+  es.onopen = () => { showLive(); refreshAll(); };
   es.onerror = () => {
-    setLive(false);
+    showLive();
     if (es.readyState === EventSource.CLOSED) {  // refused (signed out?) rather than interrupted
       state.stream = null;
       setTimeout(() => api("/api/me").then(() => connectStream()).catch(() => {}), 3000);
@@ -203,6 +224,29 @@ function connectStream() {
   });
   es.addEventListener("rollup", (e) => { if (JSON.parse(e.data).site === $("#s-site").value) schedule("charts"); });
 }
+
+function closeStream() {
+  if (state.stream) { state.stream.close(); state.stream = null; }
+  showLive();
+}
+
+// A tab nobody sees holds no stream. Chromium opens at most 6 HTTP/1.1 connections to one host for
+// all its tabs (the room speaks HTTP/1.1 only), and a stream holds one for good: with a tab per
+// notification link, the 6th tab never got a connection, and the first, its requests waiting for
+// one, stopped updating while it still said "live". So a tab closes its stream when hidden, left
+// (pagehide) or frozen, and connects again when shown, reloading everything (onopen): a hidden tab
+// shows nothing anyway. Sharing one stream between the tabs (BroadcastChannel) would hold one
+// connection for any number of them, visible or not, but needs one tab chosen to hold it and
+// another to take over when that one is closed, hidden or frozen (a frozen holder starves every
+// other tab without an error): more to get wrong than reconnecting when shown. What this leaves:
+// six or more windows on one room visible at once still exceed the limit; the badge then says
+// "stalled" or "offline", not "live".
+function resumeStream() { if (!document.hidden) connectStream(); }
+document.addEventListener("visibilitychange", () => (document.hidden ? closeStream() : resumeStream()));
+window.addEventListener("pagehide", closeStream);
+window.addEventListener("pageshow", resumeStream);  // back from the back/forward cache
+document.addEventListener("freeze", closeStream);
+document.addEventListener("resume", resumeStream);
 
 function refreshAll() { refreshSites(); refreshAlerts(); refreshChecks(); refreshDetail(); refreshCharts(); }
 

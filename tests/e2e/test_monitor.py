@@ -976,6 +976,112 @@ def test_overlapping_site_list_fetches_keep_the_live_rows_and_the_list(broker, m
     assert mon.terminate() == 0
 
 
+def test_eight_tabs_on_one_room_the_one_shown_is_live(broker, monitors, browser):
+    """Each notification link opens a tab, and each tab's page held a stream: Chromium opens at most 6
+    HTTP/1.1 connections to one host for all its tabs, so from the 6th tab on pages waited for a
+    connection forever (the 6th never showed its linked alert) and the first tab stopped updating
+    while it still said "live". A hidden tab now closes its stream and connects again when shown: with 8 tabs open,
+    the one shown gets a new alert within seconds, and so does the first when it is shown again."""
+    mon = monitors(broker)
+    pub = publisher(broker)
+    site = "sch-0501"
+    first, second = "19ab3c0f2f5-0000000000000001", "19ab3c0f2f5-0000000000000002"
+    publish_all(pub, [(f"kitchen/{site}/availability", "online"),
+                      (f"kitchen/{site}/events", json.dumps(event(first, site)))])
+    kg_e2e.wait_until(lambda: first in mon.alert_ids(), 10, what="the first alert stored")
+    from selenium.common.exceptions import TimeoutException
+    sign_in(browser, mon)
+    browser.set_page_load_timeout(15)
+    live = lambda: text_of(browser, "#live")
+    listed = lambda event_id: browser.execute_script(
+        "return !!document.querySelector(`tr.alert[data-id='${arguments[0]}']`)", event_id)
+    tabs = [browser.current_window_handle]
+    for n in range(2, 9):  # as notification links do: a new tab (shown, the one before hidden)
+        browser.switch_to.new_window("tab")
+        tabs.append(browser.current_window_handle)
+        try:
+            browser.get(f"http://127.0.0.1:{mon.port}/?from=notification#alert={first}")
+        except TimeoutException:
+            pytest.fail(f"tab {n} did not load in 15 s: the browser's connections to the room are all held")
+        kg_e2e.wait_until(lambda: live() == "live", 10, what=f"tab {n} live")
+        kg_e2e.wait_until(lambda: site in text_of(browser, "#d-title"), 10, what=f"the linked alert's detail in tab {n}")
+    assert len(browser.window_handles) == 8
+    publish_all(pub, [(f"kitchen/{site}/events", json.dumps(event(second, site, camera="prep", severity=1)))])
+    kg_e2e.wait_until(lambda: listed(second), 5, what="the new alert in the 8th tab, shown")
+    assert live() == "live"
+    # The first tab, shown again: connected again, everything reloaded, live.
+    browser.switch_to.window(tabs[0])
+    kg_e2e.wait_until(lambda: listed(second) and live() == "live", 5, what="the new alert in the first tab, shown again")
+    third = "19ab3c0f2f5-0000000000000003"
+    publish_all(pub, [(f"kitchen/{site}/events", json.dumps(event(third, site, camera="store")))])
+    kg_e2e.wait_until(lambda: listed(third), 5, what="an alert after that in the first tab")
+    pub.disconnect()
+    assert mon.terminate() == 0
+
+
+# Run in the page (after its own script): counts the requests of each path and holds the answers of
+# /api/alerts... requested while window.__hold is true (the test sets it around its own call of a
+# refresh only, so a fetch the page starts by itself is never held) until the test releases them. The
+# request itself goes to the monitor at once: each answer is the state as it was then.
+HOLD_ALERT_FETCHES = """
+window.__held = []; window.__hold = false; window.__requests = {};
+const realFetch = window.fetch;
+window.fetch = (path, options) => {
+  window.__requests[path] = (window.__requests[path] || 0) + 1;
+  if (!window.__hold || !String(path).startsWith("/api/alerts")) return realFetch.call(window, path, options);
+  const held = { path: String(path), answered: false };
+  window.__held.push(held);
+  return new Promise((resolve, reject) => realFetch.call(window, path, options).then((r) => {
+    held.release = () => resolve(r);
+    held.answered = true;
+  }, reject));
+};
+"""
+
+
+class HeldFetches:
+    """HOLD_ALERT_FETCHES installed in the page, and the test's side of it."""
+
+    def __init__(self, browser):
+        self.browser = browser
+        browser.execute_script(HOLD_ALERT_FETCHES)
+
+    def answered(self, i):
+        return self.browser.execute_script("const h = window.__held[arguments[0]]; return !!(h && h.answered)", i)
+
+    def start(self, call):
+        """Calls `call` (a refresh; its fetch starts at once) with its answer held; the fetch's index."""
+        i = self.browser.execute_script("return window.__held.length")
+        self.browser.execute_script(f"window.__done{i} = false; window.__hold = true; "
+                                    f"{call}.then(() => {{ window.__done{i} = true; }}); window.__hold = false")
+        kg_e2e.wait_until(lambda: self.answered(i), 10, what=f"fetch {i} answered")
+        return i
+
+    def release(self, i):
+        """Gives the page answer i and waits until the page is done with it."""
+        self.browser.execute_script("window.__held[arguments[0]].release()", i)
+        kg_e2e.wait_until(lambda: self.browser.execute_script(f"return window.__done{i}"), 10,
+                          what=f"the page done with fetch {i}")
+
+    def requests(self, path):
+        return self.browser.execute_script("return window.__requests[arguments[0]] || 0", path)
+
+
+def test_the_badge_says_live_only_while_answers_come(broker, monitors, browser):
+    """A page whose requests wait for a connection (all the browser's were held by other tabs'
+    streams) showed nothing new, and its badge said "live" as long as its stream was open. With an
+    answer awaited for over 5 s it says "stalled", and "live" again once the answer came."""
+    mon = monitors(broker)
+    sign_in(browser, mon)
+    held = HeldFetches(browser)
+    stuck = held.start("refreshAlerts()")
+    kg_e2e.wait_until(lambda: text_of(browser, "#live") not in ("", "live"), 8, what="the badge no longer live")
+    assert text_of(browser, "#live") == "stalled"
+    held.release(stuck)
+    kg_e2e.wait_until(lambda: text_of(browser, "#live") == "live", 3, what="live again")
+    assert mon.terminate() == 0
+
+
 def numbered(n, site, stream):
     """Event number `n` of a gateway's numbered stream (docs/mqtt.md, "Sequence numbers and replay")."""
     return dict(event(f"19ab3c0f2f4-{n:016x}", site), stream=stream, seq=n)
