@@ -127,7 +127,7 @@ const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
 const state = { selected: null, stream: null, signedIn: false, pending: new Set(), timer: null, sites: new Map(), siteFetches: new Set(), siteFetchesStarted: 0, sitesShown: 0,
-  inFlight: new Set() };
+  inFlight: new Set(), alertFetchesStarted: 0, alertsShown: 0, detailFetchesStarted: 0, detailShown: 0 };
 // The gateway's condition. An end the gateway made because it stopped or restarted (its previous
 // run was killed) says nothing about the condition: it must not read like a resolved one.
 function condition(a) {
@@ -312,16 +312,31 @@ function renderSites() {
   if (sensorSel.value !== before) refreshCharts();
 }
 
-async function refreshAlerts() {
+function alertQuery() {
   const q = new URLSearchParams();
   for (const [key, id] of [["site", "#f-site"], ["check", "#f-check"], ["severity", "#f-severity"], ["status", "#f-status"]])
     if ($(id).value) q.set(key, $(id).value);
   q.set("limit", kListLimit);
+  return String(q);
+}
+
+// The list is fetched at every alert event (coalesced), filter change, action and refresh, so several
+// fetches may be on their way, and on a slow link their answers come in any order: an unfiltered
+// answer coming last drew 100 sites' rows under a filter showing one. An answer is drawn only if no
+// later-started fetch's answer was drawn already, and only if it was asked with the filters chosen
+// now (as refreshSites: an answer is not held back for a later fetch that may fail).
+async function refreshAlerts() {
+  const started = ++state.alertFetchesStarted;
+  const query = alertQuery();
   let alerts, total;
   try {
-    const { body, response } = await api("/api/alerts?" + q, {}, true);
+    const { body, response } = await api("/api/alerts?" + query, {}, true);
     alerts = body; total = Number(response.headers.get("X-Total-Count") ?? body.length);
   } catch (e) { return; }
+  if (started < state.alertsShown) return;
+  // Filters changed with no change event (a site's option refilled away): the newest asks again.
+  if (query !== alertQuery()) { if (started === state.alertFetchesStarted) schedule("alerts"); return; }
+  state.alertsShown = started;
   const hidden = total - alerts.length;
   $("#alert-count").innerHTML = hidden > 0
     ? `(${alerts.length} shown, <span class="flag">${total} in all</span>)` : `(${alerts.length})`;
@@ -338,12 +353,17 @@ async function refreshAlerts() {
     `<tr><td colspan="8" class="muted">No alerts.</td></tr>`;
 }
 
+// As the list: an answer is drawn only for the alert selected now, and only if no later-started
+// fetch's answer was drawn already.
 async function refreshDetail() {
   const id = state.selected;
   if (!id) return;
+  const started = ++state.detailFetchesStarted;
   let a;
-  try { a = await api("/api/alerts/" + encodeURIComponent(id)); } catch (e) { $("#d-error").textContent = e.message; return; }
-  if (id !== state.selected) return;
+  try { a = await api("/api/alerts/" + encodeURIComponent(id)); }
+  catch (e) { if (id === state.selected && started > state.detailShown) $("#d-error").textContent = e.message; return; }
+  if (id !== state.selected || started < state.detailShown) return;
+  state.detailShown = started;
   $("#d-body").classList.remove("hidden");
   $("#d-title").innerHTML = `<span class="sev sev${a.severity}">${a.severity}</span> ${esc(a.site)} &middot; ${esc(a.camera || a.sensor)} &middot; ${esc(a.check)}/${esc(a.label)}`;
   const img = $("#d-snapshot");

@@ -1082,6 +1082,53 @@ def test_the_badge_says_live_only_while_answers_come(broker, monitors, browser):
     assert mon.terminate() == 0
 
 
+def test_the_dashboard_draws_no_older_answer_over_a_newer_one(broker, monitors, browser):
+    """The alert list and an alert's detail are fetched again at every alert event, filter change and
+    action, and on a slow link the answers may come in any order: an unfiltered list coming after
+    the filtered one drew every site's rows under a filter showing one site, and an older detail
+    drew the alert as it was before. The test holds the answers and gives them in reverse order."""
+    mon = monitors(broker)
+    pub = publisher(broker)
+    one, other = "sch-0601", "sch-0602"
+    mine, theirs = "19ab3c0f2f6-0000000000000001", "19ab3c0f2f6-0000000000000002"
+    publish_all(pub, [(f"kitchen/{one}/availability", "online"), (f"kitchen/{other}/availability", "online"),
+                      (f"kitchen/{one}/events", json.dumps(event(mine, one))),
+                      (f"kitchen/{other}/events", json.dumps(event(theirs, other)))])
+    kg_e2e.wait_until(lambda: {mine, theirs} <= set(mon.alert_ids()), 10, what="both alerts stored")
+    sign_in(browser, mon)
+    rows = lambda: browser.execute_script("return [...document.querySelectorAll('tr.alert')].map((r) => r.dataset.id)")
+    kg_e2e.wait_until(lambda: sorted(rows()) == sorted([mine, theirs]), 10, what="both alerts listed")
+    kg_e2e.wait_until(lambda: browser.execute_script(
+        "return [...document.querySelector('#f-site').options].some((o) => o.value === arguments[0])", one), 10,
+        what="the site in the filter")
+    held = HeldFetches(browser)
+    # The test alone starts fetches: no live event starts one.
+    browser.execute_script("state.stream.close(); state.stream = null;")
+    # The list as it is (all sites), then the operator picks one site; the filtered answer comes first.
+    unfiltered = held.start("refreshAlerts()")
+    browser.execute_script("document.querySelector('#f-site').value = arguments[0]", one)
+    filtered = held.start("refreshAlerts()")  # as the filter's change event does
+    held.release(filtered)
+    assert rows() == [mine]
+    held.release(unfiltered)
+    assert rows() == [mine], f"an older, unfiltered answer drawn under the filter for {one}: {rows()}"
+
+    # The detail: an answer from before the alert was acknowledged comes after one from after.
+    click(browser, f'tr.alert[data-id="{mine}"]')
+    facts = lambda: text_of(browser, "#d-facts")
+    kg_e2e.wait_until(lambda: "Status open" in facts(), 10, what="the detail, open")
+    before = held.start("refreshDetail()")
+    status, _ = mon.request("POST", f"/api/alerts/{mine}/acknowledge", {"note": ""})
+    assert status == 200
+    after = held.start("refreshDetail()")
+    held.release(after)
+    assert "Status acknowledged" in facts()
+    held.release(before)
+    assert "Status acknowledged" in facts(), f"an older detail drawn over a newer one: {facts()!r}"
+    pub.disconnect()
+    assert mon.terminate() == 0
+
+
 def numbered(n, site, stream):
     """Event number `n` of a gateway's numbered stream (docs/mqtt.md, "Sequence numbers and replay")."""
     return dict(event(f"19ab3c0f2f4-{n:016x}", site), stream=stream, seq=n)
