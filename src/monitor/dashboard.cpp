@@ -127,7 +127,8 @@ const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
 const state = { selected: null, stream: null, signedIn: false, pending: new Set(), timer: null, sites: new Map(), siteFetches: new Set(), siteFetchesStarted: 0, sitesShown: 0,
-  inFlight: new Set(), alertFetchesStarted: 0, alertsShown: 0, detailFetchesStarted: 0, detailShown: 0 };
+  inFlight: new Set(), alertFetchesStarted: 0, alertsShown: 0, detailFetchesStarted: 0, detailShown: 0,
+  detail: { last: 0, timer: null, busy: 0, again: false } };
 // The gateway's condition. An end the gateway made because it stopped or restarted (its previous
 // run was killed) says nothing about the condition: it must not read like a resolved one.
 function condition(a) {
@@ -193,7 +194,6 @@ function schedule(kind) {
     if (kinds.has("alerts")) refreshAlerts();
     if (kinds.has("sites")) refreshSites();
     else if (kinds.has("rows")) renderSites();
-    if (kinds.has("detail")) refreshDetail();
     if (kinds.has("charts")) refreshCharts();
   }, 150);
 }
@@ -212,7 +212,7 @@ function connectStream() {
   es.addEventListener("alert", (e) => {
     const a = JSON.parse(e.data);
     schedule("alerts");  // its site's open count comes as a "site" event
-    if (a.id === state.selected) schedule("detail");
+    if (a.id === state.selected) scheduleDetail();
   });
   // The rows of the sites that changed, at most once a second.
   es.addEventListener("sites", (e) => {
@@ -353,15 +353,30 @@ async function refreshAlerts() {
     `<tr><td colspan="8" class="muted">No alerts.</td></tr>`;
 }
 
+// The selected alert's events come at the rate its site sends them (30 a second seen), and its
+// detail with its whole history was fetched and drawn again at each: its refreshes from the stream
+// are at most one a second, the last one after the last event, so its last state is shown. One is
+// not started while another is on its way.
+const kDetailEveryMs = 1000;
+function scheduleDetail() {
+  const d = state.detail;
+  if (d.busy) { d.again = true; return; }
+  if (d.timer) return;
+  d.timer = setTimeout(() => { d.timer = null; refreshDetail(); }, Math.max(0, d.last + kDetailEveryMs - Date.now()));
+}
+
 // As the list: an answer is drawn only for the alert selected now, and only if no later-started
 // fetch's answer was drawn already.
 async function refreshDetail() {
   const id = state.selected;
   if (!id) return;
   const started = ++state.detailFetchesStarted;
+  const d = state.detail;
+  d.busy++; d.last = Date.now();
   let a;
   try { a = await api("/api/alerts/" + encodeURIComponent(id)); }
   catch (e) { if (id === state.selected && started > state.detailShown) $("#d-error").textContent = e.message; return; }
+  finally { if (--d.busy === 0 && d.again) { d.again = false; scheduleDetail(); } }
   if (id !== state.selected || started < state.detailShown) return;
   state.detailShown = started;
   $("#d-body").classList.remove("hidden");

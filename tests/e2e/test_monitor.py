@@ -1129,6 +1129,41 @@ def test_the_dashboard_draws_no_older_answer_over_a_newer_one(broker, monitors, 
     assert mon.terminate() == 0
 
 
+def test_a_selected_alert_updated_30_times_a_second_is_fetched_about_once_a_second(broker, monitors, browser):
+    """A site sent 30 updates a second of one alert, and the page fetched and drew its detail (its
+    whole history) again at each (coalesced to one every 150 ms): now at most about once a second,
+    and once after the last, so its last state is shown."""
+    mon = monitors(broker)
+    pub = publisher(broker)
+    site, event_id = "sch-0701", "19ab3c0f2f7-0000000000000001"
+    start = event(event_id, site)
+    publish_all(pub, [(f"kitchen/{site}/events", json.dumps(start))])
+    kg_e2e.wait_until(lambda: event_id in mon.alert_ids(), 10, what="the alert stored")
+    sign_in(browser, mon)
+    click(browser, f'tr.alert[data-id="{event_id}"]')
+    history = lambda: browser.execute_script("return document.querySelectorAll('#d-history li').length")
+    kg_e2e.wait_until(lambda: history() == 1, 10, what="the detail with its first message")
+    held = HeldFetches(browser)  # counts the fetches only: nothing is held
+    t0 = time.time()
+    infos = []
+    for k in range(90):  # 30 a second for 3 s
+        msg = dict(start, message_id=f"{event_id}:update-{k + 1}", state="update", time=now_iso(), score=0.5 + k / 1000)
+        infos.append(pub.publish(f"kitchen/{site}/events", json.dumps(msg), qos=1))
+        time.sleep(max(0.0, t0 + (k + 1) / 30 - time.time()))
+    for info in infos:
+        info.wait_for_publish(10)
+    kg_e2e.wait_until(lambda: mon.metric('kgm_messages_total{outcome="updated"}') == 90, 10,
+                      what="the 90 updates stored")
+    stored = len(mon.get(f"/api/alerts/{event_id}")["history"])
+    kg_e2e.wait_until(lambda: history() == stored, 5, what="the detail's last state (the trailing fetch)")
+    elapsed = time.time() - t0
+    fetches = held.requests(f"/api/alerts/{event_id}")
+    print(f"{fetches} detail fetches in {elapsed:.1f} s of updates at 30 a second")
+    assert fetches <= elapsed + 2, f"{fetches} detail fetches in {elapsed:.1f} s"
+    pub.disconnect()
+    assert mon.terminate() == 0
+
+
 def numbered(n, site, stream):
     """Event number `n` of a gateway's numbered stream (docs/mqtt.md, "Sequence numbers and replay")."""
     return dict(event(f"19ab3c0f2f4-{n:016x}", site), stream=stream, seq=n)
