@@ -99,15 +99,13 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
              "SELECT seq, topic, payload, qos, retain, priority, stream_seq FROM messages WHERE priority = ? "
              "AND seq > ? ORDER BY seq LIMIT 1",
              kPersistent),
-      remove_(db_, "DELETE FROM messages WHERE seq = ? RETURNING length(payload) + length(topic), stream_seq",
+      remove_(db_,
+              "DELETE FROM messages WHERE seq = ? RETURNING length(payload) + length(topic), stream_seq, "
+              "priority",
               kPersistent),
       oldest_of_(db_,
                  "SELECT seq, length(payload) + length(topic) FROM messages WHERE priority = ? ORDER BY seq "
                  "LIMIT 1",
-                 kPersistent),
-      evictable_(db_,
-                 "SELECT count(*), coalesce(sum(length(payload) + length(topic)), 0) FROM messages WHERE "
-                 "priority >= ?",
                  kPersistent),
       save_meta_(db_,
                  "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = "
@@ -176,10 +174,23 @@ SqliteStore::SqliteStore(const std::string& path, Limits limits)
 }
 
 void SqliteStore::load_totals() {
-    sqlite::Stmt s(db_, "SELECT count(*), coalesce(sum(length(payload) + length(topic)), 0) FROM messages");
-    if (!s.step()) db_.fail("counting messages");
-    count_ = static_cast<std::size_t>(s.integer(0));
-    bytes_ = static_cast<std::size_t>(s.integer(1));
+    sqlite::Stmt s(
+        db_,
+        "SELECT priority, count(*), coalesce(sum(length(payload) + length(topic)), 0) FROM messages "
+        "GROUP BY priority");
+    count_ = bytes_ = 0;
+    by_priority_ = {};
+    while (s.step()) {
+        const auto p = s.integer(0);
+        const auto count = static_cast<std::size_t>(s.integer(1));
+        const auto bytes = static_cast<std::size_t>(s.integer(2));
+        count_ += count;
+        bytes_ += bytes;
+        // A priority no version wrote (a damaged row) counts in the totals, and as the least important.
+        auto& t = by_priority_[static_cast<std::size_t>(std::clamp<std::int64_t>(p, 0, 3))];
+        t.count += count;
+        t.bytes += bytes;
+    }
     auto counter = [this](const char* key) -> std::uint64_t {
         sqlite::Stmt m(db_, "SELECT value FROM meta WHERE key = ?");
         return m.bind(1, key).step() ? static_cast<std::uint64_t>(m.integer(0)) : 0;
@@ -246,14 +257,31 @@ bool SqliteStore::fits(std::size_t count, std::size_t bytes, std::size_t incomin
     return count + 1 <= limits_.max_messages && bytes + incoming_bytes <= limits_.max_bytes;
 }
 
+void SqliteStore::counted_in(Priority p, std::size_t size) {
+    ++count_;
+    bytes_ += size;
+    auto& t = by_priority_[static_cast<std::size_t>(std::clamp(static_cast<int>(p), 0, 3))];
+    ++t.count;
+    t.bytes += size;
+}
+
+void SqliteStore::counted_out(Priority p, std::size_t size) {
+    count_ -= std::min<std::size_t>(count_, 1);
+    bytes_ -= std::min(bytes_, size);
+    auto& t = by_priority_[static_cast<std::size_t>(std::clamp(static_cast<int>(p), 0, 3))];
+    t.count -= std::min<std::size_t>(t.count, 1);
+    t.bytes -= std::min(t.bytes, size);
+}
+
 bool SqliteStore::room_possible(std::size_t incoming_bytes, Priority incoming) {
     if (fits(count_, bytes_, incoming_bytes)) return true;
     // What could go for it: the messages no more important than it (an equal or larger Priority).
-    evictable_.reset();
-    if (!evictable_.bind(1, static_cast<int>(incoming)).step()) db_.fail("measuring evictable messages");
-    const auto count = static_cast<std::size_t>(evictable_.integer(0));
-    const auto bytes = static_cast<std::size_t>(evictable_.integer(1));
-    evictable_.reset();
+    std::size_t count = 0, bytes = 0;
+    for (auto p = static_cast<std::size_t>(std::clamp(static_cast<int>(incoming), 0, 3));
+         p < by_priority_.size(); ++p) {
+        count += by_priority_[p].count;
+        bytes += by_priority_[p].bytes;
+    }
     return fits(count_ - std::min(count_, count), bytes_ - std::min(bytes_, bytes), incoming_bytes);
 }
 
@@ -306,8 +334,7 @@ SqliteStore::Appended SqliteStore::add(Message& m) {
     }
     insert(m);
     mark(m);
-    ++count_;
-    bytes_ += size;
+    counted_in(m.priority, size);
     return {.stored = true, .dropped = dropped};
 }
 
@@ -451,13 +478,13 @@ bool SqliteStore::erase(std::int64_t seq) {
         return false;  // already gone
     }
     const auto size = static_cast<std::size_t>(remove_.integer(0));
+    const auto priority = static_cast<Priority>(remove_.integer(2));
     remove_.run();
     reopen_.reset();
     reopen_.bind(1, seq).run();
     closed_.reset();
     closed_.bind(1, seq).run();
-    --count_;
-    bytes_ -= std::min(bytes_, size);
+    counted_out(priority, size);
     return true;
 }
 
@@ -480,16 +507,17 @@ void SqliteStore::remove(std::int64_t seq) {
         if (remove_.bind(1, seq).step()) {
             const auto size = static_cast<std::size_t>(remove_.integer(0));
             const auto stream_seq = remove_.integer(1);
+            const auto priority = static_cast<Priority>(remove_.integer(2));
             remove_.run();
             closed_.reset();
             closed_.bind(1, seq).run();
-            --count_;
-            bytes_ -= std::min(bytes_, size);
+            counted_out(priority, size);
             note_acknowledged(stream_seq);
         } else {
             remove_.reset();  // already gone
         }
-        if (now - last_prune_ >= kPruneEvery && sent_count_ > 0) expire_sent(now);
+        // A clock set back (now before the last prune) prunes too: else none until it caught up.
+        if ((now < last_prune_ || now - last_prune_ >= kPruneEvery) && sent_count_ > 0) expire_sent(now);
         tx.commit();
     } catch (...) {
         load_totals();  // the rollback took back what the counters already hold
@@ -670,8 +698,7 @@ std::size_t SqliteStore::requeue_dead() {
             if (!fits(count_, bytes_, size)) continue;
             insert(m);
             sqlite::Stmt(db_, "DELETE FROM dead WHERE seq = ?").bind(1, seq).run();
-            ++count_;
-            bytes_ += size;
+            counted_in(m.priority, size);
             ++back;
         }
         tx.commit();

@@ -201,6 +201,45 @@ TEST(SqliteStore, AMessageNeverDropsAMoreImportantOne) {
     EXPECT_EQ(reopened.refused_total(), 1u);
 }
 
+// What a message may push out is counted by priority in memory (a query over the whole queue took
+// 0.1-0.2 s at 100 000 messages, for every message once it was full): the counts follow appends,
+// drops and acknowledgements, and are read again at a reopen.
+TEST(SqliteStore, WhatAMessageMayPushOutIsCountedByPriorityThroughAReopen) {
+    TempDb db;
+    {
+        SqliteStore store(db.path(), {3, 1u << 20});
+        auto a1 = msg("a1"), t1 = msg("t1", Priority::telemetry), t2 = msg("t2", Priority::telemetry);
+        store.append(a1);
+        store.append(t1);
+        store.append(t2);
+        auto e1 = msg("e1", Priority::evidence);
+        EXPECT_EQ(store.append(e1).dropped, 1u);  // t1 goes
+        auto r1 = msg("r1", Priority::replay);
+        EXPECT_FALSE(store.append(r1).stored);  // nothing less important than a replay answer to push out
+    }
+    SqliteStore store(db.path(), {3, 1u << 20});  // a1, t2, e1
+    auto r2 = msg("r2", Priority::replay);
+    EXPECT_FALSE(store.append(r2).stored);
+    auto t3 = msg("t3", Priority::telemetry);
+    EXPECT_EQ(store.append(t3).dropped, 1u);  // t2 goes
+    auto front = store.front();               // a1, acknowledged: room for one
+    ASSERT_TRUE(front);
+    store.remove(front->seq);
+    auto r3 = msg("r3", Priority::replay);
+    EXPECT_TRUE(store.append(r3).stored);
+    auto e2 = msg("e2", Priority::evidence), e3 = msg("e3", Priority::evidence);
+    EXPECT_EQ(store.append(e2).dropped, 1u);  // r3
+    EXPECT_EQ(store.append(e3).dropped, 1u);  // t3
+    auto t4 = msg("t4", Priority::telemetry);
+    EXPECT_FALSE(store.append(t4).stored);  // only evidence left, none to push out for a roll-up
+    std::vector<std::string> left;
+    while (auto m = store.front()) {
+        left.push_back(m->payload);
+        store.remove(m->seq);
+    }
+    EXPECT_EQ(left, (std::vector<std::string>{"e1", "e2", "e3"}));
+}
+
 TEST(SqliteStore, AMessageLargerThanTheBudgetIsRefusedWithoutDroppingAnything) {
     TempDb db;
     const std::size_t budget = 200 * 1024;
