@@ -88,6 +88,22 @@ public:
     // The failures in a row are past kShown: only summarised.
     bool quiet() const { return in_row_ >= kShown; }
 
+    // What a logged failure's line adds: the tries not logged since the last line (and the reason
+    // they failed for, when it changed), and at the last one logged one by one, that from now on
+    // it is said once every interval.
+    std::string note(const Verdict& v) const {
+        std::string out;
+        if (v.held_before > 0)
+            out += " (after " + std::to_string(v.held_before) +
+                   " more tries that failed: " + v.reason_before + ")";
+        if (v.held > 0) out += " (" + std::to_string(v.held) + " more tries failed so since the last line)";
+        if (v.quiet_from_now)
+            out += " (" + std::to_string(v.in_row) + " tries in a row: from now on said once every " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::minutes>(every_).count()) +
+                   " min while it fails so)";
+        return out;
+    }
+
     // It worked: how many failures in a row came before, whatever their reasons (0 if none), and
     // the count starts again.
     std::uint64_t succeeded() {

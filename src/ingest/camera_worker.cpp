@@ -66,16 +66,7 @@ void CameraWorker::run() {
             const auto v = failures_.failed(what);
             said = v.log;
             if (!v.log) return;
-            log_->log(
-                level, "{}: {}{}{}{}", shown_url_, what,
-                v.held_before > 0
-                    ? fmt::format(" (after {} more tries that failed: {})", v.held_before, v.reason_before)
-                    : "",
-                v.held > 0 ? fmt::format(" ({} more tries failed so since the last line)", v.held) : "",
-                v.quiet_from_now ? fmt::format(" ({} tries in a row: from now on said once every {} min "
-                                               "while it fails so)",
-                                               v.in_row, kFailureSummaryMinutes)
-                                 : "");
+            log_->log(level, "{}: {}{}", shown_url_, what, failures_.note(v));
         };
         try {
             input.open();

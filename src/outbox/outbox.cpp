@@ -149,16 +149,24 @@ Outbox::Appended Outbox::append(Message& message) {
         if (!result.stored) {
             const std::size_t size = message.payload.size() + message.topic.size();
             const std::size_t budget = store_.limits().max_bytes;
-            log_->error("outbox full: refused a message of {} bytes for {}: {} ({} refused in total)", size,
-                        message.topic,
-                        size > budget ? fmt::format("it alone exceeds outbox.max_size ({} bytes)", budget)
-                                      : std::string("only more important messages could make room for it"),
-                        store_.refused_total());
+            // Once a minute at most: a queue full for days of an outage refused every roll-up, each
+            // a line (the review of the 53rd session: thousands a day).
+            if (refused_lines_.pass() > 0)
+                log_->error(
+                    "outbox full: refused a message of {} bytes for {}: {} ({} refused in total; said at "
+                    "most "
+                    "once a minute)",
+                    size, message.topic,
+                    size > budget ? fmt::format("it alone exceeds outbox.max_size ({} bytes)", budget)
+                                  : std::string("only more important messages could make room for it"),
+                    store_.refused_total());
             return Appended::refused;  // for good, not a failure of the store
         }
-        if (result.dropped > 0) {
-            log_->error("outbox full: dropped {} older messages to keep {} ({} dropped in total)",
-                        result.dropped, message.topic, store_.dropped_total());
+        if (result.dropped > 0 && dropped_lines_.pass() > 0) {
+            log_->error(
+                "outbox full: dropped {} older messages to keep {} ({} dropped in total; said at most once a "
+                "minute)",
+                result.dropped, message.topic, store_.dropped_total());
         }
         return Appended::stored;
     } catch (const StoreError& e) {

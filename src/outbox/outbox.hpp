@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/log_throttle.hpp"
 #include "events/event.hpp"
 #include "outbox/overflow.hpp"
 #include "outbox/replay.hpp"
@@ -142,6 +143,7 @@ private:
     publish::Topics topics_;
     std::string site_;
     std::shared_ptr<spdlog::logger> log_;
+    LogThrottle refused_lines_, dropped_lines_;  // a full queue's lines (the counters count each)
     SnapshotReader snapshot_reader_;
 
     static const Overflow::Limits kOverflowLimits;

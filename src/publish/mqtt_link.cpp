@@ -174,7 +174,8 @@ bool MqttLink::connect_once() {
     try {
         auto token = client_->connect(builder.finalize());
         if (!token->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
-            log_->warn("connect to {} timed out", cfg_.url);
+            if (const auto v = connect_failures_.failed("timed out"); v.log)
+                log_->warn("connect to {} timed out{}", cfg_.url, connect_failures_.note(v));
             return false;
         }
         for (auto& s : subscriptions_)
@@ -201,8 +202,11 @@ bool MqttLink::connect_once() {
         bool refused = false;
         const auto why = connect_failure(e.get_return_code(), e.what(), &tls_errors_, &refused);
         // A refusal no retry will mend is an error: no alert leaves the box until someone acts.
-        log_->log(refused ? spdlog::level::err : spdlog::level::warn, "cannot connect to {}: {}", cfg_.url,
-                  why);
+        // Logged the first few tries in a row, then once every 10 min with their count: a broker
+        // down for a week was a line a minute (1 440 a day) pushing the rest out of the journal.
+        if (const auto v = connect_failures_.failed(why); v.log)
+            log_->log(refused ? spdlog::level::err : spdlog::level::warn, "cannot connect to {}: {}{}",
+                      cfg_.url, why, connect_failures_.note(v));
         return false;
     }
     // The connection can drop between the broker's CONNACK and here (a subscribe it answered by
@@ -221,7 +225,10 @@ bool MqttLink::connect_once() {
         connected_ = true;
         connected_since_ = std::chrono::steady_clock::now();
     }
-    log_->info("connected to {} as {}", cfg_.url, cfg_.client_id);
+    if (const auto tries = connect_failures_.succeeded(); tries > 0)
+        log_->info("connected to {} as {} after {} failed tries", cfg_.url, cfg_.client_id, tries);
+    else
+        log_->info("connected to {} as {}", cfg_.url, cfg_.client_id);
     for (auto& hook : hooks_) {
         try {
             hook();

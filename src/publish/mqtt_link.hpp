@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/log_throttle.hpp"
 #include "config/config.hpp"
 
 namespace mqtt {
@@ -153,7 +154,8 @@ private:
     config::Mqtt cfg_;
     std::string availability_topic_;
     std::shared_ptr<spdlog::logger> log_;
-    TlsErrors tls_errors_;  // OpenSSL's reason for a failed handshake
+    TlsErrors tls_errors_;              // OpenSSL's reason for a failed handshake
+    RepeatedFailure connect_failures_;  // connect attempts failed in a row, for the log
     // Paho's listeners of the optional SUBSCRIBE and UNSUBSCRIBE: before client_, so that they
     // outlive whatever of its threads still calls them.
     std::unique_ptr<Listener> subscribed_, unsubscribed_;

@@ -189,17 +189,22 @@ void MqttSensorInput::run() {
                 announce = true;
                 if (!client_->connect(builder.finalize())
                          ->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
-                    log_->warn("sensor broker {} did not answer the connect within 10 s; retrying", url_);
+                    if (const auto v = connect_failures_.failed("no answer"); v.log)
+                        log_->warn("sensor broker {} did not answer the connect within 10 s; retrying{}",
+                                   url_, connect_failures_.note(v));
                     thread_.wait_for(backoff.next());
                     continue;
                 }
             } catch (const mqtt::exception& e) {
-                log_->warn("sensor broker {}: {}", url_,
-                           publish::connect_failure(e.get_return_code(), e.what(), &tls_errors_));
+                const auto why = publish::connect_failure(e.get_return_code(), e.what(), &tls_errors_);
+                if (const auto v = connect_failures_.failed(why); v.log)
+                    log_->warn("sensor broker {}: {}{}", url_, why, connect_failures_.note(v));
                 thread_.wait_for(backoff.next());
                 continue;
             }
             backoff.connected();
+            if (const auto tries = connect_failures_.succeeded(); tries > 0)
+                log_->info("sensor broker {} connected after {} failed tries", url_, tries);
             was_connected = true;
             connected_since_ = std::chrono::steady_clock::now().time_since_epoch().count();
         }

@@ -83,8 +83,9 @@ private:
     std::vector<const config::Sensor*> sensors_;
     ReadingHandler handler_;
     std::shared_ptr<spdlog::logger> log_;
-    publish::TlsErrors tls_errors_;  // OpenSSL's reason for a failed handshake
-    std::vector<Pending> pending_;   // subscriptions not (yet) granted; input thread only
+    publish::TlsErrors tls_errors_;     // OpenSSL's reason for a failed handshake
+    RepeatedFailure connect_failures_;  // connect attempts failed in a row, for the log
+    std::vector<Pending> pending_;      // subscriptions not (yet) granted; input thread only
     // Sensors already logged about; handling thread only.
     std::set<std::string> clock_warned_, retained_warned_, time_warned_;
     // A device that sends, on every message, one the sensor cannot read (Zigbee2MQTT's partial

@@ -933,6 +933,36 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequest{"no_monitor", request_json(R"({"monitor":null})"), "no 'monitor'"},
         BadRequest{"time_as_number", request_json(R"({"time":5})"), "'time' is number, not a string"}));
 
+// A queue full for days of an outage dropped or refused a message at every new one, each a line:
+// thousands a day pushing the rest out of the journal (the review of the 53rd session). Said once
+// a minute at most; the counters have each.
+TEST(Outbox, AFullQueueSaysSoOnceAMinuteAndCountsEveryDrop) {
+    TempDir tmp;
+    std::ostringstream log_text;
+    auto log = std::make_shared<spdlog::logger>("outbox",
+                                                std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text));
+    kg::outbox::SqliteStore store(tmp.db(), {3, 1u << 20});
+    kg::config::Mqtt mqtt;
+    mqtt.url = "tcp://127.0.0.1:1";  // never started: nothing is sent in this test
+    mqtt.client_id = "outbox-test";
+    kg::publish::MqttLink link(mqtt, "kitchen/s/availability", kg::Logging::null_logger());
+    kg::outbox::Outbox outbox(store, link, kg::publish::Topics("kitchen", "s"), "s", log);
+    for (int i = 0; i < 30; ++i) EXPECT_TRUE(outbox.enqueue(alert("a" + std::to_string(i))));
+    for (int i = 0; i < 30; ++i)
+        outbox.enqueue(Message{0, "kitchen/s/sensors/f/rollup", "r", 1, false, Priority::telemetry});
+    EXPECT_EQ(store.dropped_total(), 27u);
+    EXPECT_EQ(store.refused_total(), 30u);
+    log->flush();
+    const auto text = log_text.str();
+    const auto count = [&](const std::string& what) {
+        std::size_t n = 0;
+        for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+        return n;
+    };
+    EXPECT_EQ(count("outbox full: dropped"), 1u) << text;
+    EXPECT_EQ(count("outbox full: refused"), 1u) << text;
+}
+
 TEST(ReplayDesk, LogsABadRequestAndAnswersTheNextOneOffTheCallersThread) {
     TempDir tmp;
     Rig rig(tmp.db());

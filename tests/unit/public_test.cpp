@@ -1251,6 +1251,7 @@ TEST(RepeatedFailure, SaysTheFirstTriesThenOnceAnIntervalWithHowManyItStandsFor)
     EXPECT_FALSE(failures.failed("refused", t0 + 10min + 59s).log);
     v = failures.failed("refused", t0 + 11min);  // ten minutes after the last line
     EXPECT_TRUE(v.log);
+    EXPECT_EQ(failures.note(v), " (2 more tries failed so since the last line)");
     EXPECT_FALSE(v.quiet_from_now);
     EXPECT_EQ(v.held, 2u);
     EXPECT_EQ(v.in_row, 6u);
@@ -1263,6 +1264,7 @@ TEST(RepeatedFailure, SaysTheFirstTriesThenOnceAnIntervalWithHowManyItStandsFor)
     EXPECT_EQ(v.held, 0u);
     EXPECT_EQ(v.held_before, 1u);
     EXPECT_EQ(v.reason_before, "refused");
+    EXPECT_EQ(failures.note(v), " (after 1 more tries that failed: refused)");
     EXPECT_FALSE(failures.quiet());
     // A success ends the row: how long it was, all reasons, and the next failure is the first again.
     EXPECT_EQ(failures.succeeded(), 8u);
