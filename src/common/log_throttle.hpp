@@ -128,8 +128,9 @@ private:
 // loop keeps its few lines a minute and cannot push the others' lines, or the daemon's own, out of
 // the journal (10 000 lines per 30 s per service by default). The keys kept are bounded: past
 // `max_keys`, new keys share one entry, so a sender that changes its key with every message (a site
-// name of its own each time) neither grows the map nor earns a burst per name. A count held back
-// for a key that goes quiet is not said; the daemon's counters have every occurrence.
+// name of its own each time) neither grows the map nor earns a burst per name for longer than an
+// interval. A count held back for a key that goes quiet, or whose entry made room for others, is
+// not said; the daemon's counters have every occurrence.
 class KeyedLogThrottle {
 public:
     using Clock = std::chrono::steady_clock;
@@ -172,10 +173,10 @@ private:
     Entry& entry(std::string_view key, Clock::time_point now) {
         if (const auto it = entries_.find(std::string(key)); it != entries_.end()) return it->second;
         if (entries_.size() >= max_keys_) {
-            // Entries whose window is over and that hold nothing back are as good as new: dropped.
-            std::erase_if(entries_, [&](const auto& kv) {
-                return kv.second.held == 0 && now - kv.second.window_start >= every_;
-            });
+            // Entries whose window is over go, with what they held back (the daemon's counters have
+            // it): kept, a table once filled by a sender's many keys would share one entry among
+            // all new keys for good (the review of the 53rd session).
+            std::erase_if(entries_, [&](const auto& kv) { return now - kv.second.window_start >= every_; });
             if (entries_.size() >= max_keys_) return others_;
         }
         return entries_[std::string(key)];

@@ -189,6 +189,33 @@ std::optional<std::string> Auth::login(const std::string& name, const std::strin
     return token;
 }
 
+bool Auth::still_valid(const Request& req, TimePoint now) {
+    if (const auto token = cookie(req, kSessionCookie)) {
+        std::lock_guard lock(mutex_);
+        std::erase_if(sessions_, [&](const auto& kv) { return kv.second.expires < now; });
+        if (sessions_.contains(*token)) return true;
+    }
+    const auto it = req.find(http::field::authorization);
+    if (it == req.end()) return false;
+    const std::string value(it->value());
+    const auto scheme = [&](boost::beast::string_view name) {
+        return value.size() > name.size() && boost::beast::iequals(value.substr(0, name.size()), name);
+    };
+    if (scheme("Bearer ")) {
+        const std::string token = value.substr(7);
+        for (const auto& op : operators_)
+            if (!op.token.empty() && constant_time_equal(op.token, token)) return true;
+        return false;
+    }
+    if (scheme("Basic ")) {
+        const auto decoded = base64_decode(value.substr(6));
+        const auto colon = decoded ? decoded->find(':') : std::string::npos;
+        return colon != std::string::npos &&
+               check_password(decoded->substr(0, colon), decoded->substr(colon + 1));
+    }
+    return false;
+}
+
 void Auth::logout(const Request& req) {
     if (const auto token = cookie(req, kSessionCookie)) {
         std::lock_guard lock(mutex_);

@@ -42,6 +42,14 @@ public:
     // Tests: the steady clock the guesses are timed on.
     void set_steady_clock(std::function<SteadyPoint()> clock) { steady_now_ = std::move(clock); }
     void logout(const Request& req);
+    // Whether the credentials of `req` still sign someone in (a session not ended, a token or a
+    // password still configured), asked again of an open event stream. Unlike identify(), it
+    // neither counts nor clears a password's guesses, nor waits on them: a stream asking every 15 s
+    // cleared a guesser's count with its right password, and was ended by a guesser's count.
+    bool still_valid(const Request& req, TimePoint now);
+    // The key guesses are counted by: the client's address block and the operator's name, or '*'
+    // for every name no operator has. Failed sign-ins are logged by it too.
+    std::string guess_key(const std::string& client, const std::string& name) const;
     Duration session_ttl() const { return ttl_; }
 
 private:
@@ -59,7 +67,6 @@ private:
     std::optional<std::string> checked_password(const std::string& name, const std::string& password,
                                                 const std::string& client);
     Duration retry_after_locked(const std::string& key, SteadyPoint now) const;  // mutex_ held
-    std::string guess_key(const std::string& client, const std::string& name) const;
     struct Guesses {
         int failed = 0;
         SteadyPoint last;

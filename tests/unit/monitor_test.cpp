@@ -1320,9 +1320,13 @@ TEST(MonitorAuth, MadeUpNamesNeitherClearAGuessersCountNorGrowTheRoom) {
     EXPECT_TRUE(auth.login("wang", "correct-horse", kT0, guesser));
     // Thousands of addresses fill the table: those under their free guesses go first, a count in
     // force stays.
-    for (int i = 0; i < 5000; ++i)
+    for (int i = 0; i < 5000; ++i) {
+        steady += std::chrono::milliseconds(1);  // each newer than li's count: the oldest is li's
         EXPECT_FALSE(auth.login("wang", "wrong", kT0, fmt::format("10.{}.{}.1", i / 250, i % 250)));
-    EXPECT_GT(auth.retry_after(guesser, "li"), kg::Duration::zero());
+    }
+    // li's count went on: the next wrong one is the seventh, and waits 4 s (a first would not).
+    EXPECT_FALSE(auth.login("li", "wrong", kT0, guesser));
+    EXPECT_EQ(auth.retry_after(guesser, "li"), std::chrono::seconds(4));
 }
 
 TEST(MonitorAuth, WrongPasswordsFromOneIPv6NetworkAddUp) {
@@ -1384,6 +1388,11 @@ TEST(MonitorApi, FailedSignInsAreLoggedAFewAMinutePerAddressAndAllCounted) {
     };
     for (int i = 0; i < 200; ++i) login("203.0.113.9");
     EXPECT_EQ(login("198.51.100.7"), 401u);  // another address: its own line
+    // HTTP Basic with a wrong password: counted and logged as a sign-in (unsaid before, though it
+    // holds up the operator's sign-in).
+    Request basic{http::verb::get, "/api/me", 11};
+    basic.set(http::field::authorization, "Basic d2FuZzp3cm9uZw==");  // wang:wrong
+    EXPECT_EQ(handler(basic, {"192.0.2.1"}).response.result_int(), 401u);
     log->flush();
     const auto lines = text.str();
     const auto count = [&](const std::string& what) {
@@ -1393,9 +1402,10 @@ TEST(MonitorApi, FailedSignInsAreLoggedAFewAMinutePerAddressAndAllCounted) {
     };
     EXPECT_EQ(count("from 203.0.113.9"), 5u) << lines;
     EXPECT_EQ(count("from 198.51.100.7"), 1u) << lines;
+    EXPECT_EQ(count("failed HTTP Basic sign-in as 'wang' from 192.0.2.1"), 1u) << lines;
     const auto metrics = handler(Request{http::verb::get, "/metrics", 11}, {"127.0.0.1"}).response.body();
     EXPECT_NE(metrics.find(fmt::format("kgm_sign_ins_failed_total{{reason=\"wrong_password\"}} {}\n",
-                                       Auth::kFreeGuesses + 1)),
+                                       Auth::kFreeGuesses + 2)),
               std::string::npos)
         << metrics;
     EXPECT_NE(metrics.find(fmt::format("kgm_sign_ins_failed_total{{reason=\"throttled\"}} {}\n",
@@ -2258,21 +2268,31 @@ TEST(MonitorWebServer, AStreamEndsWhenItsSignInNoLongerHolds) {
     };
     auto by_cookie = open("Cookie: " + cookie);
     auto by_token = open("Authorization: Bearer tok-0123456789abcdef");
-    for (int i = 0; i < 200 && hub->streams() < 2; ++i)
+    auto by_basic = open("Authorization: Basic d2FuZzpjb3JyZWN0LWhvcnNl");  // wang:correct-horse
+    for (int i = 0; i < 200 && hub->streams() < 3; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ASSERT_EQ(hub->streams(), 2u);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // pings: both still signed in
-    EXPECT_EQ(hub->streams(), 2u);
+    ASSERT_EQ(hub->streams(), 3u);
+    // A guesser at wang from the stream's address: the Basic stream's check neither ends on his
+    // count nor clears it with its right password (the review of the fix).
+    Request guess{http::verb::post, "/api/login", 11};
+    guess.set(http::field::content_type, "application/json");
+    guess.body() = json{{"operator", "wang"}, {"password", "wrong"}}.dump();
+    guess.prepare_payload();
+    for (int i = 0; i < Auth::kFreeGuesses; ++i) handler(guess, {"127.0.0.1"});
+    EXPECT_GT(auth.retry_after("127.0.0.1", "wang"), kg::Duration::zero());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // pings: all still signed in
+    EXPECT_EQ(hub->streams(), 3u);
+    EXPECT_GT(auth.retry_after("127.0.0.1", "wang"), kg::Duration::zero());
     Request logout{http::verb::post, "/api/logout", 11};
     logout.set(http::field::cookie, cookie);
     logout.set(http::field::content_type, "application/json");
     logout.prepare_payload();
     EXPECT_EQ(handler(logout, {"127.0.0.1"}).response.result_int(), 200u);
-    for (int i = 0; i < 300 && hub->streams() > 1; ++i)
+    for (int i = 0; i < 300 && hub->streams() > 2; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    EXPECT_EQ(hub->streams(), 1u);
+    EXPECT_EQ(hub->streams(), 2u);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    EXPECT_EQ(hub->streams(), 1u);  // the token's
+    EXPECT_EQ(hub->streams(), 2u);  // the token's and the password's
     net::post(io, [&] { server.stop(); });
     io.stop();
     runner.join();

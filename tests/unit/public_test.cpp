@@ -1227,12 +1227,21 @@ TEST(KeyedLogThrottle, GivesEachSenderAFewLinesAnIntervalAndBoundsItsKeys) {
     int logged = 0;
     for (int i = 0; i < 100; ++i) logged += throttle.pass("n" + std::to_string(i), t0 + 65s).log ? 1 : 0;
     EXPECT_EQ(logged, 2);
-    // Keys whose interval is over and that hold nothing back make room again; "a" holds one back
-    // and keeps its entry, so its count is said.
-    EXPECT_TRUE(throttle.pass("d", t0 + 200s).log);
-    v = throttle.pass("a", t0 + 200s);
+    // A key that is not pushed out says what it held back.
+    v = throttle.pass("a", t0 + 130s);
     EXPECT_TRUE(v.log);
     EXPECT_EQ(v.held, 1u);
+    EXPECT_TRUE(throttle.pass("a", t0 + 131s).log);
+    EXPECT_FALSE(throttle.pass("a", t0 + 131s).log);
+    // Keys whose interval is over make room again, whatever they held back: the table is never
+    // filled for good.
+    EXPECT_TRUE(throttle.pass("d", t0 + 200s).log);
+    EXPECT_TRUE(throttle.pass("e", t0 + 200s).log);
+    EXPECT_TRUE(throttle.pass("f", t0 + 200s).log);
+    // The three new keys took the table: more new keys share one entry within this interval.
+    EXPECT_TRUE(throttle.pass("g", t0 + 200s).log);
+    EXPECT_TRUE(throttle.pass("h", t0 + 200s).log);
+    EXPECT_FALSE(throttle.pass("a", t0 + 200s).log);
 }
 
 TEST(RepeatedFailure, SaysTheFirstTriesThenOnceAnIntervalWithHowManyItStandsFor) {
