@@ -198,6 +198,32 @@ void EvidenceStore::expire(TimePoint now) {
     // due kept every later staff photo until the clock caught up with that one. Rewriting the
     // dates instead deleted a box's whole evidence when NTP set a clock that had booted behind.
     // Called once a minute; a walk over some thousands of entries.
+    //
+    // A file ahead of the clock keeps its date (above), except when this run saw the clock step
+    // back: then it was written while the clock ran ahead, and kept so it stayed until the clock
+    // caught up with it, a year past max_age for a clock a year fast (the review of the 53rd
+    // session). It is dated now, and so on disk, which a later run then reads. A clock booted
+    // behind only steps forward.
+    constexpr auto kSlack = std::chrono::minutes(5);
+    if (latest_now_ && now + kSlack < *latest_now_) {
+        std::vector<std::pair<TimePoint, std::string>> ahead;
+        for (const auto& [key, entry] : files_)
+            if (entry.written > now + kSlack) ahead.push_back(key);
+        // Re-keyed too: in the order of age (the size budget's), they are older than anything
+        // written since the step.
+        for (const auto& key : ahead) {
+            auto node = files_.extract(key);
+            node.key().first = now;
+            node.mapped().written = now;
+            std::error_code ec;
+            fs::last_write_time(root_ / key.second,
+                                std::chrono::file_clock::from_sys(
+                                    std::chrono::time_point_cast<std::chrono::system_clock::duration>(now)),
+                                ec);
+            files_.insert(std::move(node));
+        }
+    }
+    latest_now_ = now;
     for (auto it = files_.begin(); it != files_.end();) {
         if (now - it->second.written <= max_age_) {
             ++it;

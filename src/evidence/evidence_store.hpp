@@ -59,7 +59,9 @@ public:
     // naming the file when one exists and cannot be deleted.
     std::vector<std::string> remove(const std::string& relative);
 
-    // Deletes files past the age limit.
+    // Deletes files past the age limit. A clock seen to step back (a `now` well before an earlier
+    // one's) re-dates the files then ahead of it to `now`, on disk too, so that they go max_age
+    // later, not when the clock has caught up with them.
     void expire(TimePoint now);
 
     std::uint64_t bytes() const;
@@ -98,6 +100,7 @@ private:
         TimePoint written;
     };
     std::map<std::pair<TimePoint, std::string>, Entry> files_;
+    std::optional<TimePoint> latest_now_;  // the latest clock expire() was given
     std::uint64_t bytes_ = 0;
     bool prune_folders_;
     // Folders (relative) with reserved writes under way, and how many: never pruned meanwhile.

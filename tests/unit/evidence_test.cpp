@@ -624,6 +624,24 @@ TEST(EvidenceStore, AFileDatedAheadOfTheClockHoldsNoLaterFilePastItsAge) {
     fs::remove_all(dir);
 }
 
+// Written while the clock ran a year fast, then the clock was set right in this run: the files
+// from before the step go max_age after it (on disk too, for a later run), not a year later when
+// the clock caught up (the review of the 53rd session; a box booted behind only steps forward).
+TEST(EvidenceStore, FilesWrittenBeforeTheClockWasSetBackGoMaxAgeAfterIt) {
+    const auto dir = temp_dir();
+    const auto fast = kg::Clock::now() + 24h * 365;
+    touch(dir / "ahead.jpg", std::string(400, 'x'));
+    fs::last_write_time(dir / "ahead.jpg", fs::file_time_type::clock::now() + 24h * 365);
+    kg::evidence::EvidenceStore fast_store(dir, 1u << 20, 24h * 15);
+    fast_store.expire(fast);              // the clock a year fast
+    fast_store.expire(kg::Clock::now());  // set right
+    EXPECT_EQ(names_in(dir), std::vector<std::string>{"ahead.jpg"});
+    EXPECT_LT(fs::last_write_time(dir / "ahead.jpg"), fs::file_time_type::clock::now() + 1h);
+    fast_store.expire(kg::Clock::now() + 24h * 16);
+    EXPECT_TRUE(names_in(dir).empty()) << "kept past max_age after the clock was set back";
+    fs::remove_all(dir);
+}
+
 // A box without a clock battery boots a year behind: its files from before are ahead of the clock.
 // When NTP sets it, they are a day old, and stay (taking them as written at boot deleted them all).
 TEST(EvidenceStore, FilesAheadOfAClockBootedBehindKeepTheirAgeWhenItIsSet) {
