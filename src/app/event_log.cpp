@@ -45,7 +45,14 @@ void EventLog::submit(const events::Event& event) {
                 }
             }
         }
-        while (!day_.empty() && event.time - day_.front().time > std::chrono::hours(48)) day_.pop_front();
+        // By each entry's own time, not from the front: an entry stamped while the clock ran ahead
+        // (then set back) held every later one behind it, and the day grew by each event until
+        // the clock caught up (the 53rd session's review: 335 bytes an event). Entries two days
+        // ahead of this event go too: the clock that stamped them was wrong.
+        std::erase_if(day_, [&](const DayEntry& d) {
+            return event.time - d.time > std::chrono::hours(48) ||
+                   d.time - event.time > std::chrono::hours(48);
+        });
     }
     next_.submit(event);
 }

@@ -68,6 +68,22 @@ TEST(EventLog, OnlyAConditionThatClearedIsResolved) {
     EXPECT_EQ(n.open, 0u);
 }
 
+// An event stamped while the clock ran a year ahead, then set back: the day's entries behind it
+// were never pruned until the clock caught up (the review of the 53rd session). Each goes by its
+// own time, and one two days ahead of the clock goes too.
+TEST(EventLog, TheDayIsPrunedByEachEntrysTimeAfterTheClockWasSetBack) {
+    Discard next;
+    kg::app::EventLog log(next, "s");
+    auto ahead = event("ahead", EventState::start, 0);
+    ahead.time = ahead.start_time = kT0 + 24h * 365;
+    log.submit(ahead);
+    for (int i = 0; i < 100; ++i) log.submit(event("e" + std::to_string(i), EventState::start, i));
+    auto later = event("later", EventState::start, 0);
+    later.time = later.start_time = kT0 + 72h;
+    log.submit(later);
+    EXPECT_EQ(log.take_day().size(), 1u) << "only the last raise is within two days of it";
+}
+
 // A reload made a new log, and the page said "nothing today" after a morning of alerts. The day is
 // handed over; an alert the stop ended is raised again by the next run if it is still there, and
 // counted once.
