@@ -377,7 +377,9 @@ private:
         const auto a = ctx_.store.alert(id);
         if (!a) return error(req, http::status::not_found, "no such alert");
         json out = alert_json(*a, ctx_.cfg.deadlines, now);
-        out["history"] = ctx_.store.alert_history(id);
+        std::size_t total = 0;
+        out["history"] = ctx_.store.alert_history(id, &total);
+        out["history_total"] = total;  // more than `history` holds: its first and last messages
         json actions = json::array();
         for (const auto& r : ctx_.store.actions(id))
             actions.push_back({{"seq", r.seq},

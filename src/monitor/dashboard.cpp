@@ -397,8 +397,12 @@ async function refreshDetail() {
   $("#d-actions").innerHTML = a.actions.map((x) =>
     `<li>${esc(when(x.time))} <b>${esc(x.operator)}</b> ${esc(x.action)} &rarr; ${esc(x.status)}${x.note ? `: ${esc(x.note)}` : ""}` +
     ` <span class="muted">${x.published_at ? "sent to site" : "sending..."}</span></li>`).join("") || `<li class="muted">Nobody has handled it yet.</li>`;
-  $("#d-history").innerHTML = a.history.map((m) =>
-    `<li>${esc(when(m.time))} ${esc(m.state)}${m.end_reason ? ` (${esc(m.end_reason)})` : ""} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`).join("");
+  const history = a.history.map((m) =>
+    `<li>${esc(when(m.time))} ${esc(m.state)}${m.end_reason ? ` (${esc(m.end_reason)})` : ""} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`);
+  // The room sends a long history's first and last messages only: say what is between them.
+  if (a.history_total > a.history.length)
+    history.splice(a.history.length / 2, 0, `<li class="muted">&hellip; ${esc(a.history_total - a.history.length)} more messages not shown &hellip;</li>`);
+  $("#d-history").innerHTML = history.join("");
   $("#d-ack").disabled = a.status !== "open";
   $("#d-close").disabled = a.status !== "acknowledged";
 }

@@ -931,27 +931,42 @@ std::optional<Alert> Store::alert(const std::string& id) {
     return read_alert(s);
 }
 
-json Store::alert_history(const std::string& id) {
+json Store::alert_history(const std::string& id, std::size_t* total) {
     std::lock_guard lock(mutex_);
+    Stmt count(db_, "SELECT count(*) FROM event_messages WHERE event_id = ?");
+    count.bind(1, id);
+    const auto n = count.step() ? static_cast<std::size_t>(count.integer(0)) : 0;
+    if (total) *total = n;
     json out = json::array();
-    Stmt s(db_,
-           "SELECT message_id, seq, state, time, received_at, payload FROM event_messages WHERE event_id = ?"
-           " ORDER BY seq, received_at");
-    s.bind(1, id);
-    while (s.step()) {
-        json payload = json::parse(s.text(5), nullptr, false);
-        out.push_back(
-            {{"message_id", s.text(0)},
-             {"seq", s.integer(1)},
-             {"state", s.text(2)},
-             {"time", s.text(3)},
-             {"received_at", s.text(4)},
-             {"score", payload.is_object() && payload.contains("score") && payload["score"].is_number()
-                           ? payload["score"].get<double>()
-                           : 0.0},
-             {"end_reason", payload.is_object() && payload.contains("end_reason") ? payload["end_reason"]
-                                                                                  : json(nullptr)}});
-    }
+    const auto read = [&](const char* order, std::size_t limit) {
+        const auto sql = fmt::format(
+            "SELECT message_id, seq, state, time, received_at, payload FROM event_messages WHERE event_id = "
+            "? "
+            "ORDER BY seq {0}, received_at {0} LIMIT ?",
+            order);
+        Stmt s(db_, sql.c_str());
+        s.bind(1, id).bind(2, static_cast<std::int64_t>(limit));
+        json rows = json::array();
+        while (s.step()) {
+            json payload = json::parse(s.text(5), nullptr, false);
+            rows.push_back(
+                {{"message_id", s.text(0)},
+                 {"seq", s.integer(1)},
+                 {"state", s.text(2)},
+                 {"time", s.text(3)},
+                 {"received_at", s.text(4)},
+                 {"score", payload.is_object() && payload.contains("score") && payload["score"].is_number()
+                               ? payload["score"].get<double>()
+                               : 0.0},
+                 {"end_reason", payload.is_object() && payload.contains("end_reason") ? payload["end_reason"]
+                                                                                      : json(nullptr)}});
+        }
+        return rows;
+    };
+    if (n <= 2 * kHistoryEnds) return read("ASC", n);
+    out = read("ASC", kHistoryEnds);
+    auto last = read("DESC", kHistoryEnds);
+    for (auto it = last.rbegin(); it != last.rend(); ++it) out.push_back(std::move(*it));
     return out;
 }
 
