@@ -151,6 +151,11 @@ std::optional<std::string> Auth::checked_password(const std::string& name, const
 }
 
 std::optional<std::string> Auth::identify(const Request& req, TimePoint now, const std::string& client) {
+    return signed_in_as(req, now, client, true);
+}
+
+std::optional<std::string> Auth::signed_in_as(const Request& req, TimePoint now, const std::string& client,
+                                              bool count_guesses) {
     if (const auto token = cookie(req, kSessionCookie)) {
         std::lock_guard lock(mutex_);
         std::erase_if(sessions_, [&](const auto& kv) { return kv.second.expires < now; });
@@ -174,7 +179,9 @@ std::optional<std::string> Auth::identify(const Request& req, TimePoint now, con
         if (!decoded) return std::nullopt;
         const auto colon = decoded->find(':');
         if (colon == std::string::npos) return std::nullopt;
-        return checked_password(decoded->substr(0, colon), decoded->substr(colon + 1), client);
+        // A stream's recheck neither counts, clears nor waits on guesses (see still_valid).
+        return count_guesses ? checked_password(decoded->substr(0, colon), decoded->substr(colon + 1), client)
+                             : check_password(decoded->substr(0, colon), decoded->substr(colon + 1));
     }
     return std::nullopt;
 }
@@ -190,30 +197,7 @@ std::optional<std::string> Auth::login(const std::string& name, const std::strin
 }
 
 bool Auth::still_valid(const Request& req, TimePoint now) {
-    if (const auto token = cookie(req, kSessionCookie)) {
-        std::lock_guard lock(mutex_);
-        std::erase_if(sessions_, [&](const auto& kv) { return kv.second.expires < now; });
-        if (sessions_.contains(*token)) return true;
-    }
-    const auto it = req.find(http::field::authorization);
-    if (it == req.end()) return false;
-    const std::string value(it->value());
-    const auto scheme = [&](boost::beast::string_view name) {
-        return value.size() > name.size() && boost::beast::iequals(value.substr(0, name.size()), name);
-    };
-    if (scheme("Bearer ")) {
-        const std::string token = value.substr(7);
-        for (const auto& op : operators_)
-            if (!op.token.empty() && constant_time_equal(op.token, token)) return true;
-        return false;
-    }
-    if (scheme("Basic ")) {
-        const auto decoded = base64_decode(value.substr(6));
-        const auto colon = decoded ? decoded->find(':') : std::string::npos;
-        return colon != std::string::npos &&
-               check_password(decoded->substr(0, colon), decoded->substr(colon + 1));
-    }
-    return false;
+    return signed_in_as(req, now, {}, false).has_value();
 }
 
 void Auth::logout(const Request& req) {

@@ -54,6 +54,9 @@ public:
 
 private:
     std::optional<std::string> check_password(const std::string& name, const std::string& password) const;
+    // identify(), and with `count_guesses` false still_valid(): a password is checked plainly.
+    std::optional<std::string> signed_in_as(const Request& req, TimePoint now, const std::string& client,
+                                            bool count_guesses);
 
     std::vector<Operator> operators_;
     Duration ttl_;
