@@ -125,13 +125,6 @@ bool json_media_type(const Request& req) {
     return boost::beast::iequals(type, "application/json");
 }
 
-// Said with a throttled line: how many lines like it from that address were not logged.
-std::string held_back(std::uint64_t held) {
-    return held == 0
-               ? std::string()
-               : fmt::format(" [{} more failed sign-in line(s) from there not logged before this one]", held);
-}
-
 class Api {
 public:
     Api(ApiContext ctx, std::shared_ptr<spdlog::logger> log) : ctx_(std::move(ctx)), log_(std::move(log)) {}
@@ -276,16 +269,23 @@ private:
     // for its guesses): counted and logged as a failed sign-in is. Unsaid, a guesser using Basic
     // held up an operator's sign-in with nothing in the log or /metrics to say why.
     void basic_failed(const Request& req, const std::string& client) {
-        const auto it = req.find(http::field::authorization);
-        if (it == req.end() || it->value().size() < 6 ||
-            !boost::beast::iequals(it->value().substr(0, 6), "Basic "))
-            return;
-        const auto decoded = base64_decode(std::string(it->value().substr(6)));
-        const auto name = decoded ? decoded->substr(0, decoded->find(':')) : std::string();
+        const auto basic = basic_credentials(req);
+        if (!basic) return;
         ++sign_ins_wrong_;
-        if (const auto v = sign_in_warnings_.pass(ctx_.auth.guess_key(client, name)); v.log)
-            log_->warn("failed HTTP Basic sign-in as '{}' from {}{}", kg::shortened_text(name, 64), client,
-                       held_back(v.held));
+        if (const auto note = sign_in_line(client, basic->name))
+            log_->warn("failed HTTP Basic sign-in as '{}' from {}{}", kg::shortened_text(basic->name, 64),
+                       client, *note);
+    }
+
+    // Whether a failed sign-in's line is logged (a few a minute per address block and operator
+    // name: see KeyedLogThrottle), and then what it adds: the lines held back before it.
+    std::optional<std::string> sign_in_line(const std::string& client, const std::string& name) {
+        const auto v = sign_in_warnings_.pass(ctx_.auth.guess_key(client, name));
+        if (!v.log) return std::nullopt;
+        return v.held == 0
+                   ? std::string()
+                   : fmt::format(" [{} more failed sign-in line(s) from there not logged before this one]",
+                                 v.held);
     }
 
     Response login(const Request& req, const Sender& from, TimePoint now) {
@@ -302,11 +302,11 @@ private:
         if (const auto wait = ctx_.auth.retry_after(client, name); wait > Duration::zero()) {
             const auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
             ++sign_ins_throttled_;
-            if (const auto v = sign_in_warnings_.pass(ctx_.auth.guess_key(client, name)); v.log)
+            if (const auto note = sign_in_line(client, name))
                 log_->warn(
                     "sign-in as '{}' from {} refused: too many wrong passwords for it from there, {} s to "
                     "wait{}",
-                    kg::shortened_text(name, 64), client, seconds, held_back(v.held));
+                    kg::shortened_text(name, 64), client, seconds, *note);
             auto res = error(
                 req, http::status::too_many_requests,
                 fmt::format("too many wrong passwords for this operator from this address: try again in {} s",
@@ -317,9 +317,8 @@ private:
         const auto token = ctx_.auth.login(name, body["password"], now, client);
         if (!token) {
             ++sign_ins_wrong_;
-            if (const auto v = sign_in_warnings_.pass(ctx_.auth.guess_key(client, name)); v.log)
-                log_->warn("failed sign-in as '{}' from {}{}", kg::shortened_text(name, 64), client,
-                           held_back(v.held));
+            if (const auto note = sign_in_line(client, name))
+                log_->warn("failed sign-in as '{}' from {}{}", kg::shortened_text(name, 64), client, *note);
             return error(req, http::status::unauthorized, "wrong operator or password");
         }
         log_->info("{} signed in from {}", name, client);

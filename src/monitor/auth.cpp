@@ -174,16 +174,24 @@ std::optional<std::string> Auth::signed_in_as(const Request& req, TimePoint now,
             if (!op.token.empty() && constant_time_equal(op.token, token)) return op.name;
         return std::nullopt;
     }
-    if (scheme("Basic ")) {
-        const auto decoded = base64_decode(value.substr(6));
-        if (!decoded) return std::nullopt;
-        const auto colon = decoded->find(':');
-        if (colon == std::string::npos) return std::nullopt;
+    if (const auto basic = basic_credentials(req)) {
         // A stream's recheck neither counts, clears nor waits on guesses (see still_valid).
-        return count_guesses ? checked_password(decoded->substr(0, colon), decoded->substr(colon + 1), client)
-                             : check_password(decoded->substr(0, colon), decoded->substr(colon + 1));
+        return count_guesses ? checked_password(basic->name, basic->password, client)
+                             : check_password(basic->name, basic->password);
     }
     return std::nullopt;
+}
+
+std::optional<BasicCredentials> basic_credentials(const Request& req) {
+    const auto it = req.find(http::field::authorization);
+    // Schemes are case-insensitive (RFC 9110 11.1).
+    if (it == req.end() || it->value().size() <= 6 ||
+        !boost::beast::iequals(it->value().substr(0, 6), "Basic "))
+        return std::nullopt;
+    const auto decoded = base64_decode(std::string(it->value().substr(6)));
+    const auto colon = decoded ? decoded->find(':') : std::string::npos;
+    if (colon == std::string::npos) return std::nullopt;
+    return BasicCredentials{decoded->substr(0, colon), decoded->substr(colon + 1)};
 }
 
 std::optional<std::string> Auth::login(const std::string& name, const std::string& password, TimePoint now,

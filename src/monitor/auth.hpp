@@ -82,5 +82,10 @@ private:
 // Equal strings, in a time that does not depend on where they differ.
 bool constant_time_equal(const std::string& a, const std::string& b);
 std::optional<std::string> base64_decode(const std::string& text);
+// The name and password of an `Authorization: Basic` field, if it has one that reads.
+struct BasicCredentials {
+    std::string name, password;
+};
+std::optional<BasicCredentials> basic_credentials(const Request& req);
 
 }  // namespace kg::monitor

@@ -178,18 +178,11 @@ void SqliteStore::load_totals() {
         db_,
         "SELECT priority, count(*), coalesce(sum(length(payload) + length(topic)), 0) FROM messages "
         "GROUP BY priority");
-    count_ = bytes_ = 0;
     by_priority_ = {};
     while (s.step()) {
-        const auto p = s.integer(0);
-        const auto count = static_cast<std::size_t>(s.integer(1));
-        const auto bytes = static_cast<std::size_t>(s.integer(2));
-        count_ += count;
-        bytes_ += bytes;
-        // A priority no version wrote (a damaged row) counts in the totals, and as the least important.
-        auto& t = by_priority_[static_cast<std::size_t>(std::clamp<std::int64_t>(p, 0, 3))];
-        t.count += count;
-        t.bytes += bytes;
+        auto& t = totals_of(static_cast<Priority>(std::clamp<std::int64_t>(s.integer(0), 0, 3)));
+        t.count += static_cast<std::size_t>(s.integer(1));
+        t.bytes += static_cast<std::size_t>(s.integer(2));
     }
     auto counter = [this](const char* key) -> std::uint64_t {
         sqlite::Stmt m(db_, "SELECT value FROM meta WHERE key = ?");
@@ -253,43 +246,45 @@ void SqliteStore::trim_sent() {
     }
 }
 
-bool SqliteStore::fits(std::size_t count, std::size_t bytes, std::size_t incoming_bytes) const {
-    return count + 1 <= limits_.max_messages && bytes + incoming_bytes <= limits_.max_bytes;
+bool SqliteStore::fits(Totals queued, std::size_t incoming_bytes) const {
+    return queued.count + 1 <= limits_.max_messages && queued.bytes + incoming_bytes <= limits_.max_bytes;
+}
+
+SqliteStore::Totals& SqliteStore::totals_of(Priority p) {
+    return by_priority_[static_cast<std::size_t>(std::clamp(static_cast<int>(p), 0, 3))];
+}
+
+SqliteStore::Totals SqliteStore::sum(int from, int to) const {
+    Totals t;
+    for (int p = std::max(from, 0); p < std::min(to, 4); ++p) {
+        t.count += by_priority_[static_cast<std::size_t>(p)].count;
+        t.bytes += by_priority_[static_cast<std::size_t>(p)].bytes;
+    }
+    return t;
 }
 
 void SqliteStore::counted_in(Priority p, std::size_t size) {
-    ++count_;
-    bytes_ += size;
-    auto& t = by_priority_[static_cast<std::size_t>(std::clamp(static_cast<int>(p), 0, 3))];
+    auto& t = totals_of(p);
     ++t.count;
     t.bytes += size;
 }
 
 void SqliteStore::counted_out(Priority p, std::size_t size) {
-    count_ -= std::min<std::size_t>(count_, 1);
-    bytes_ -= std::min(bytes_, size);
-    auto& t = by_priority_[static_cast<std::size_t>(std::clamp(static_cast<int>(p), 0, 3))];
+    auto& t = totals_of(p);
     t.count -= std::min<std::size_t>(t.count, 1);
     t.bytes -= std::min(t.bytes, size);
 }
 
 bool SqliteStore::room_possible(std::size_t incoming_bytes, Priority incoming) {
-    if (fits(count_, bytes_, incoming_bytes)) return true;
-    // What could go for it: the messages no more important than it (an equal or larger Priority).
-    std::size_t count = 0, bytes = 0;
-    for (auto p = static_cast<std::size_t>(std::clamp(static_cast<int>(incoming), 0, 3));
-         p < by_priority_.size(); ++p) {
-        count += by_priority_[p].count;
-        bytes += by_priority_[p].bytes;
-    }
-    return fits(count_ - std::min(count_, count), bytes_ - std::min(bytes_, bytes), incoming_bytes);
+    // What stays whatever goes for it: the messages more important than it (a smaller Priority).
+    return fits(sum(0, static_cast<int>(incoming)), incoming_bytes);
 }
 
 std::size_t SqliteStore::drop_for_room(std::size_t incoming_bytes, Priority incoming) {
     std::size_t dropped = 0;
     for (Priority p : {Priority::replay, Priority::telemetry, Priority::evidence, Priority::alert}) {
         if (p < incoming) break;  // never evict a more important message for this one
-        while (count_ > 0 && !fits(count_, bytes_, incoming_bytes)) {
+        while (sum().count > 0 && !fits(sum(), incoming_bytes)) {
             oldest_of_.reset();
             if (!oldest_of_.bind(1, static_cast<int>(p)).step()) break;  // none of this priority left
             const auto seq = oldest_of_.integer(0);
@@ -695,7 +690,7 @@ std::size_t SqliteStore::requeue_dead() {
         for (auto& [seq, m] : rows) {
             const std::size_t size = m.payload.size() + m.topic.size();
             // Only into free room: these are older than anything queued, and must not push it out.
-            if (!fits(count_, bytes_, size)) continue;
+            if (!fits(sum(), size)) continue;
             insert(m);
             sqlite::Stmt(db_, "DELETE FROM dead WHERE seq = ?").bind(1, seq).run();
             counted_in(m.priority, size);
@@ -743,12 +738,12 @@ std::uint64_t SqliteStore::dead_total() const {
 
 std::size_t SqliteStore::size() const {
     std::lock_guard lock(mutex_);
-    return count_;
+    return sum().count;
 }
 
 std::size_t SqliteStore::bytes() const {
     std::lock_guard lock(mutex_);
-    return bytes_;
+    return sum().bytes;
 }
 
 std::uint64_t SqliteStore::dropped_total() const {

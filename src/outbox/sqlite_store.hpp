@@ -198,7 +198,6 @@ public:
     std::uint64_t dead_total() const;  // messages ever moved aside (the table keeps the newest)
 
 private:
-    bool fits(std::size_t count, std::size_t bytes, std::size_t incoming_bytes) const;
     bool room_possible(std::size_t incoming_bytes, Priority incoming);  // caller holds mutex_
     std::size_t drop_for_room(std::size_t incoming_bytes, Priority incoming);
     void save_counter(const char* key, std::uint64_t value);
@@ -220,16 +219,19 @@ private:
         close_, closing_, reopen_, closed_, clip_pending_, clip_reported_, keep_sent_, insert_sent_,
         drop_oldest_sent_, expire_sent_;
     mutable std::mutex mutex_;
-    std::size_t count_ = 0, bytes_ = 0;
-    // The same, by priority (indexed by Priority): what a message may push out is known without a
-    // query. Summed over the whole queue, that query took 0.1-0.2 s at 100 000 messages, and ran for
-    // every message once the queue was full (a review of the 53rd session).
+    // The queue's messages and bytes by priority (indexed by Priority): what a message may push out
+    // is known without a query. Summed over the whole queue, that query took 0.1-0.2 s at 100 000
+    // messages, and ran for every message once the queue was full (a review of the 53rd session).
     struct Totals {
         std::size_t count = 0, bytes = 0;
     };
     std::array<Totals, 4> by_priority_{};
+    Totals& totals_of(Priority p);  // a priority no version wrote counts as the least important
+    // The messages of priorities [from, to): all of them by default.
+    Totals sum(int from = 0, int to = 4) const;
     void counted_in(Priority p, std::size_t size);
     void counted_out(Priority p, std::size_t size);
+    bool fits(Totals queued, std::size_t incoming_bytes) const;
     std::uint64_t dropped_ = 0, refused_ = 0, dead_ = 0;
     std::int64_t last_stream_seq_ = 0, acknowledged_ = 0;
     std::size_t sent_count_ = 0, sent_bytes_ = 0;
