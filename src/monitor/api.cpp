@@ -42,10 +42,6 @@ Response json_response(const Request& req, const json& body, http::status status
                          "application/json");
 }
 
-Response error(const Request& req, http::status status, const std::string& message) {
-    return json_response(req, json{{"error", message}}, status);
-}
-
 json opt(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
 
 // The session cookie's attributes. Behind a reverse proxy that terminates TLS (the page is https
@@ -140,20 +136,20 @@ public:
 
         // Origin-form only: "xapi/alerts/<id>" was served as /api/alerts/<id>.
         if (!target.starts_with('/'))
-            return {error(req, http::status::bad_request,
-                          "the request target is not a path (it starts with '/')")};
+            return {error_response(req, http::status::bad_request,
+                                   "the request target is not a path (it starts with '/')")};
         // A browser says where a request comes from: a page of another site may post a form here
         // (sign-in as the attacker's operator, whose name every action would then carry; a sign-out),
         // and nothing on this side is meant to be reached from another site.
         if (method != http::verb::get && method != http::verb::head) {
             if (const auto site = req["Sec-Fetch-Site"]; boost::beast::iequals(site, "cross-site"))
-                return {
-                    error(req, http::status::forbidden, "refused: a request from a page of another site")};
+                return {error_response(req, http::status::forbidden,
+                                       "refused: a request from a page of another site")};
         }
 
         if (path == "/" || path == "/index.html") {
             if (method != http::verb::get && method != http::verb::head)
-                return {error(req, http::status::method_not_allowed, "GET only")};
+                return {error_response(req, http::status::method_not_allowed, "GET only")};
             auto res = make_response(req, http::status::ok, dashboard_html(), "text/html; charset=utf-8");
             // The page loads nothing from elsewhere; say so, so an injected script could not either.
             res.set(
@@ -165,7 +161,9 @@ public:
         // Every route but sign-in, sign-out and the actions only reads: another method is a
         // mistake the caller should hear about, not a read that looks like it worked.
         const bool reading = method == http::verb::get || method == http::verb::head;
-        const auto get_only = [&] { return Reply{error(req, http::status::method_not_allowed, "GET only")}; };
+        const auto get_only = [&] {
+            return Reply{error_response(req, http::status::method_not_allowed, "GET only")};
+        };
         if ((path == "/healthz" || path == "/readyz" || path == "/metrics") && !reading) return get_only();
         if (path == "/healthz") return {make_response(req, http::status::ok, "ok\n")};
         if (path == "/readyz") {
@@ -185,22 +183,22 @@ public:
         if (path == "/metrics") return {metrics(req)};
         if (path == "/api/login") {
             if (method != http::verb::post)
-                return {error(req, http::status::method_not_allowed, "POST only")};
+                return {error_response(req, http::status::method_not_allowed, "POST only")};
             return {login(req, from, now)};
         }
 
         const auto who = ctx_.auth.identify(req, now, client);
         if (!who) {
             basic_failed(req, client);
-            auto res = error(req, http::status::unauthorized, "sign in first");
+            auto res = error_response(req, http::status::unauthorized, "sign in first");
             // No WWW-Authenticate: the browser must not pop up its own dialog over the page's form.
             return {std::move(res)};
         }
         if (path == "/api/logout") {
             if (method != http::verb::post)
-                return {error(req, http::status::method_not_allowed, "POST only")};
+                return {error_response(req, http::status::method_not_allowed, "POST only")};
             if (!json_media_type(req))
-                return {error(req, http::status::unsupported_media_type, "send application/json")};
+                return {error_response(req, http::status::unsupported_media_type, "send application/json")};
             ctx_.auth.logout(req);
             auto res = json_response(req, json{{"ok", true}});
             res.set(http::field::set_cookie,
@@ -247,21 +245,21 @@ public:
         if (parts.size() >= 3 && parts[0] == "api" && parts[1] == "alerts") {
             const std::string& id = parts[2];
             if (!std::regex_match(id, kEventId))
-                return {error(req, http::status::not_found, "no such alert")};
+                return {error_response(req, http::status::not_found, "no such alert")};
             if (parts.size() == 3) return {alert(req, id, now)};
             if (parts.size() == 4 && parts[3] == "snapshot.jpg") return {snapshot(req, id)};
             if (parts.size() == 4 && parse_action(parts[3])) {
                 if (method != http::verb::post)
-                    return {error(req, http::status::method_not_allowed, "POST only")};
+                    return {error_response(req, http::status::method_not_allowed, "POST only")};
                 return {act(req, id, *parse_action(parts[3]), *who, client, now)};
             }
         }
         if (parts.size() == 4 && parts[0] == "api" && parts[1] == "sites" && parts[3] == "rollups") {
             if (!std::regex_match(parts[2], kId))
-                return {error(req, http::status::not_found, "no such site")};
+                return {error_response(req, http::status::not_found, "no such site")};
             return {rollups(req, parts[2], query, now)};
         }
-        return {error(req, http::status::not_found, "not found")};
+        return {error_response(req, http::status::not_found, "not found")};
     }
 
 private:
@@ -293,11 +291,12 @@ private:
         // JSON only, as the actions: an HTML form of another site can post a text/plain body that
         // reads as JSON, and signed the room's browser in as another operator (the review).
         if (!json_media_type(req))
-            return error(req, http::status::unsupported_media_type, "send application/json");
+            return error_response(req, http::status::unsupported_media_type, "send application/json");
         const auto body = json::parse(req.body(), nullptr, false);
         if (!body.is_object() || !body.contains("operator") || !body["operator"].is_string() ||
             !body.contains("password") || !body["password"].is_string())
-            return error(req, http::status::bad_request, "expected {\"operator\": ..., \"password\": ...}");
+            return error_response(req, http::status::bad_request,
+                                  "expected {\"operator\": ..., \"password\": ...}");
         const std::string name = body["operator"];
         if (const auto wait = ctx_.auth.retry_after(client, name); wait > Duration::zero()) {
             const auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
@@ -307,7 +306,7 @@ private:
                     "sign-in as '{}' from {} refused: too many wrong passwords for it from there, {} s to "
                     "wait{}",
                     kg::shortened_text(name, 64), client, seconds, *note);
-            auto res = error(
+            auto res = error_response(
                 req, http::status::too_many_requests,
                 fmt::format("too many wrong passwords for this operator from this address: try again in {} s",
                             seconds));
@@ -319,7 +318,7 @@ private:
             ++sign_ins_wrong_;
             if (const auto note = sign_in_line(client, name))
                 log_->warn("failed sign-in as '{}' from {}{}", kg::shortened_text(name, 64), client, *note);
-            return error(req, http::status::unauthorized, "wrong operator or password");
+            return error_response(req, http::status::unauthorized, "wrong operator or password");
         }
         log_->info("{} signed in from {}", name, client);
         auto res = json_response(req, json{{"operator", name}});
@@ -341,7 +340,7 @@ private:
         if (auto it = q.find("check"); it != q.end() && !it->second.empty()) f.check = it->second;
         if (auto it = q.find("severity"); it != q.end() && !it->second.empty()) {
             if (it->second != "1" && it->second != "2" && it->second != "3")
-                return error(req, http::status::bad_request, "severity is 1, 2 or 3");
+                return error_response(req, http::status::bad_request, "severity is 1, 2 or 3");
             f.severity = std::stoi(it->second);
         }
         if (auto it = q.find("status"); it != q.end() && !it->second.empty() && it->second != "active") {
@@ -350,8 +349,8 @@ private:
             } else if (const auto s = parse_status(it->second)) {
                 f.status = s;
             } else {
-                return error(req, http::status::bad_request,
-                             "status is active, open, acknowledged, closed or all");
+                return error_response(req, http::status::bad_request,
+                                      "status is active, open, acknowledged, closed or all");
             }
         }
         if (auto it = q.find("limit"); it != q.end()) {
@@ -359,7 +358,7 @@ private:
             const auto& v = it->second;
             const auto n = web::whole_number(v, 1, kMaxLimit);
             if (!n)
-                return error(
+                return error_response(
                     req, http::status::bad_request,
                     fmt::format("limit '{}' is not a whole number from 1 to {}", v.substr(0, 32), kMaxLimit));
             f.limit = static_cast<int>(*n);
@@ -374,7 +373,7 @@ private:
 
     Response alert(const Request& req, const std::string& id, TimePoint now) {
         const auto a = ctx_.store.alert(id);
-        if (!a) return error(req, http::status::not_found, "no such alert");
+        if (!a) return error_response(req, http::status::not_found, "no such alert");
         json out = alert_json(*a, ctx_.cfg.deadlines, now);
         std::size_t total = 0;
         out["history"] = ctx_.store.alert_history(id, &total);
@@ -394,7 +393,7 @@ private:
 
     Response snapshot(const Request& req, const std::string& id) {
         auto jpeg = ctx_.store.snapshot(id);
-        if (!jpeg) return error(req, http::status::not_found, "no snapshot for this alert");
+        if (!jpeg) return error_response(req, http::status::not_found, "no snapshot for this alert");
         auto res = make_response(req, http::status::ok, std::move(*jpeg), "image/jpeg");
         res.set(http::field::cache_control, "private, max-age=3600");  // a snapshot never changes
         return res;
@@ -404,31 +403,34 @@ private:
                  const std::string& client, TimePoint now) {
         // JSON only: a cross-site form cannot send it without a CORS preflight, which is refused.
         if (!json_media_type(req))
-            return error(req, http::status::unsupported_media_type, "send application/json");
+            return error_response(req, http::status::unsupported_media_type, "send application/json");
         json body = json::object();
         if (!req.body().empty()) {
             try {
                 body = json::parse(req.body());
             } catch (const json::exception& e) {
                 // nlohmann's reason says where (invalid UTF-8 in a note was "expected a JSON object").
-                return error(req, http::status::bad_request,
-                             "not JSON: " + kg::shortened_text(e.what(), 200));
+                return error_response(req, http::status::bad_request,
+                                      "not JSON: " + kg::shortened_text(e.what(), 200));
             }
         }
-        if (!body.is_object()) return error(req, http::status::bad_request, "expected a JSON object");
+        if (!body.is_object())
+            return error_response(req, http::status::bad_request, "expected a JSON object");
         std::string note;
         if (body.contains("note")) {
-            if (!body["note"].is_string()) return error(req, http::status::bad_request, "note is a text");
+            if (!body["note"].is_string())
+                return error_response(req, http::status::bad_request, "note is a text");
             note = body["note"];
         }
         if (note.size() > kMaxNote)
-            return error(req, http::status::payload_too_large,
-                         fmt::format("note too long: {} bytes, at most {} (UTF-8)", note.size(), kMaxNote));
+            return error_response(
+                req, http::status::payload_too_large,
+                fmt::format("note too long: {} bytes, at most {} (UTF-8)", note.size(), kMaxNote));
         const auto result = ctx_.store.act(id, action, who, note, now, ctx_.cfg.mqtt.client_id);
         if (result.code == ActionResult::Code::not_found)
-            return error(req, http::status::not_found, "no such alert");
+            return error_response(req, http::status::not_found, "no such alert");
         if (result.code == ActionResult::Code::refused)
-            return error(req, http::status::conflict, result.error);
+            return error_response(req, http::status::conflict, result.error);
         log_->info("{} {} {} from {}{}", who, to_string(action), id, client,
                    note.empty() ? "" : ": " + kg::shortened_text(note, 200));  // one printable line
         ctx_.on_action(*result.record);
@@ -442,12 +444,12 @@ private:
         TimePoint from_t = now - std::chrono::hours(24), to_t = now + std::chrono::minutes(1);
         if (auto it = q.find("from"); it != q.end()) {
             const auto t = parse_iso8601_utc(it->second);
-            if (!t) return error(req, http::status::bad_request, "from is an ISO 8601 UTC time");
+            if (!t) return error_response(req, http::status::bad_request, "from is an ISO 8601 UTC time");
             from_t = *t;
         }
         if (auto it = q.find("to"); it != q.end()) {
             const auto t = parse_iso8601_utc(it->second);
-            if (!t) return error(req, http::status::bad_request, "to is an ISO 8601 UTC time");
+            if (!t) return error_response(req, http::status::bad_request, "to is an ISO 8601 UTC time");
             to_t = *t;
         }
         // Compared as text with the stored minutes, so written as they are: `...T00:00:00Z` (no
@@ -457,15 +459,17 @@ private:
         const std::string from = iso8601_utc(from_t), to = iso8601_utc(to_t);
         const auto span = to_t - from_t;
         if (span < Duration::zero())
-            return error(req, http::status::bad_request, fmt::format("from {} is after to {}", from, to));
+            return error_response(req, http::status::bad_request,
+                                  fmt::format("from {} is after to {}", from, to));
         // Built on the HTTP thread under the store's lock: a year of a site's minutes would hold both.
         if (span > kMaxRollupSpan)
-            return error(
+            return error_response(
                 req, http::status::bad_request,
                 fmt::format("from {} to {} is more than {} days: ask for fewer", from, to,
                             std::chrono::duration_cast<std::chrono::hours>(kMaxRollupSpan).count() / 24));
         auto sensors = ctx_.store.rollups(site, from, to);
-        if (!sensors) return error(req, http::status::not_found, fmt::format("no such site '{}'", site));
+        if (!sensors)
+            return error_response(req, http::status::not_found, fmt::format("no such site '{}'", site));
         return json_response(req,
                              {{"site", site}, {"from", from}, {"to", to}, {"sensors", std::move(*sensors)}});
     }

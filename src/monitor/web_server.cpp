@@ -7,6 +7,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <deque>
+#include <nlohmann/json.hpp>
 
 namespace kg::monitor {
 
@@ -175,7 +176,9 @@ private:
         dummy.version(11);
         shared_->log->info("bad request from {}: {}", ticket_.client(), ec.message());
         dummy.keep_alive(false);
-        send(make_response(dummy, status, "bad request: " + ec.message() + "\n"), dummy);
+        const bool over_limit = ec == http::error::header_limit || ec == http::error::body_limit;
+        send(error_response(dummy, status, over_limit ? ec.message() : "bad request: " + ec.message()),
+             dummy);
     }
 
     void on_request(Request req) override {
@@ -186,7 +189,7 @@ private:
         } catch (const std::exception& e) {
             shared_->log->error("{} {} from {}: {}", std::string(req.method_string()),
                                 std::string(req.target()), from.client, e.what());
-            reply.response = make_response(req, http::status::internal_server_error, "internal error\n");
+            reply.response = error_response(req, http::status::internal_server_error, "internal error");
         }
         if (reply.event_stream)
             return become_stream(std::move(from.client), std::move(reply.still_signed_in));
@@ -225,6 +228,13 @@ Response make_response(const Request& req, http::status status, std::string body
     Response res = web::plain_response(req, status, std::move(body), content_type, "kitchen-monitor");
     res.set("X-Content-Type-Options", "nosniff");
     return res;
+}
+
+Response error_response(const Request& req, http::status status, const std::string& message) {
+    return make_response(
+        req, status,
+        nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+        "application/json");
 }
 
 WebServer::WebServer(net::io_context& io, const std::string& listen, WebLimits limits, WebHandler handler,

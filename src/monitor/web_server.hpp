@@ -93,4 +93,8 @@ private:
 Response make_response(const Request& req, http::status status, std::string body,
                        const std::string& content_type = "text/plain; charset=utf-8");
 
+// {"error": message} as application/json: every refusal of the room's, so a client reads one shape
+// whether the API refused the request or the server could not read it (413, 431, 400).
+Response error_response(const Request& req, http::status status, const std::string& message);
+
 }  // namespace kg::monitor

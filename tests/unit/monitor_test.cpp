@@ -1536,6 +1536,54 @@ TEST(MonitorWebServer, XForwardedProtoIsBelievedFromATrustedProxyAndItsLastValue
     });
 }
 
+// What the server cannot read is refused in the API's shape, {"error": ...} as JSON, as every other
+// refusal of the room's: it was text/plain, so a client reading the error field of a 413 or 431
+// (the dashboard, a script) found none.
+TEST(MonitorWebServer, RequestsItCannotReadAreRefusedAsJsonSayingWhy) {
+    namespace net = boost::asio;
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
+    const WebHandler handler = make_api(
+        ApiContext{
+            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
+        kg::Logging::null_logger());
+    net::io_context io;
+    WebServer server(io, "127.0.0.1:0", WebLimits{}, handler, std::make_shared<EventHub>(),
+                     kg::Logging::null_logger());
+    server.start();
+    std::thread runner([&] { io.run(); });
+    const auto ask = [&](const std::string& raw) {
+        net::io_context client;
+        net::ip::tcp::socket socket(client);
+        socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
+        net::write(socket, net::buffer(raw));
+        boost::beast::flat_buffer buffer;
+        http::response<http::string_body> res;
+        http::read(socket, buffer, res);
+        return res;
+    };
+    const auto said = [](const http::response<http::string_body>& res) {
+        EXPECT_EQ(res[http::field::content_type], "application/json") << res.body();
+        return json::parse(res.body()).value("error", std::string("(none)"));
+    };
+    auto res = ask("GET /api/alerts HTTP/1.1\r\nHost: room\r\nX-Pad: " + std::string(9000, 'p') +
+                   "\r\n\r\n");
+    EXPECT_EQ(res.result_int(), 431u);
+    EXPECT_EQ(said(res), "header limit exceeded");
+    res = ask("POST /api/alerts/x/acknowledge HTTP/1.1\r\nHost: room\r\nContent-Type: application/json"
+              "\r\nContent-Length: 70000\r\n\r\n" +
+              std::string(70000, ' '));
+    EXPECT_EQ(res.result_int(), 413u);
+    EXPECT_EQ(said(res), "body limit exceeded");
+    res = ask("GET /api/alerts HTTP/1.1\r\nHost room\r\n\r\n");
+    EXPECT_EQ(res.result_int(), 400u);
+    EXPECT_EQ(said(res).rfind("bad request: ", 0), 0u) << res.body();
+    net::post(io, [&] { server.stop(); });
+    io.stop();
+    runner.join();
+}
+
 namespace {
 
 std::string config_error(const std::string& yaml) {
