@@ -128,7 +128,7 @@ const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
 const state = { selected: null, stream: null, signedIn: false, pending: new Set(), timer: null, sites: new Map(), siteFetches: new Set(), siteFetchesStarted: 0, sitesShown: 0,
   inFlight: new Set(), alertFetchesStarted: 0, alertsShown: 0, detailFetchesStarted: 0, detailShown: 0,
-  detail: { last: 0, timer: null, busy: 0, again: false } };
+  detail: { last: 0, timer: null, busy: 0, again: false }, list: { last: 0, timer: null } };
 // The gateway's condition. An end the gateway made because it stopped or restarted (its previous
 // run was killed) says nothing about the condition: it must not read like a resolved one.
 function condition(a) {
@@ -211,7 +211,7 @@ function connectStream() {
   };
   es.addEventListener("alert", (e) => {
     const a = JSON.parse(e.data);
-    schedule("alerts");  // its site's open count comes as a "site" event
+    scheduleList();  // its site's open count comes as a "site" event
     if (a.id === state.selected) scheduleDetail();
   });
   // The rows of the sites that changed, at most once a second.
@@ -351,6 +351,18 @@ async function refreshAlerts() {
   }).join("") + (hidden > 0 ? `<tr id="alerts-more"><td colspan="8" class="flag">${hidden} more, less urgent or older,` +
     ` not shown: narrow the filters (site, check, severity).</td></tr>` : "") ||
     `<tr><td colspan="8" class="muted">No alerts.</td></tr>`;
+}
+
+// The list, for the stream's alert events: a city's room has alerts changing several times a second,
+// and every dashboard fetched its list at each (coalesced to one every 150 ms, ~6 a second). At most
+// one a second now, 150 ms after the first event of a quiet spell, the last after the last event;
+// filters, actions and refreshes still fetch at once.
+const kListEveryMs = 1000;
+function scheduleList() {
+  const l = state.list;
+  if (l.timer) return;
+  l.timer = setTimeout(() => { l.timer = null; l.last = Date.now(); refreshAlerts(); },
+    Math.max(150, l.last + kListEveryMs - Date.now()));
 }
 
 // The selected alert's events come at the rate its site sends them (30 a second seen), and its

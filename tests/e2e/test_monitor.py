@@ -1066,6 +1066,12 @@ class HeldFetches:
     def requests(self, path):
         return self.browser.execute_script("return window.__requests[arguments[0]] || 0", path)
 
+    def requests_under(self, prefix):
+        """The requests of every path that starts with `prefix`."""
+        return self.browser.execute_script(
+            "return Object.entries(window.__requests).filter(([p]) => p.startsWith(arguments[0]))"
+            ".reduce((n, [, k]) => n + k, 0)", prefix)
+
 
 def test_the_badge_says_live_only_while_answers_come(broker, monitors, browser):
     """A page whose requests wait for a connection (all the browser's were held by other tabs'
@@ -1160,6 +1166,10 @@ def test_a_selected_alert_updated_30_times_a_second_is_fetched_about_once_a_seco
     fetches = held.requests(f"/api/alerts/{event_id}")
     print(f"{fetches} detail fetches in {elapsed:.1f} s of updates at 30 a second")
     assert fetches <= elapsed + 2, f"{fetches} detail fetches in {elapsed:.1f} s"
+    # The list too: it was fetched every 150 ms.
+    lists = held.requests_under("/api/alerts?")
+    print(f"{lists} list fetches in {elapsed:.1f} s of updates at 30 a second")
+    assert lists <= elapsed + 2, f"{lists} list fetches in {elapsed:.1f} s"
     pub.disconnect()
     assert mon.terminate() == 0
 
