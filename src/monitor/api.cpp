@@ -203,7 +203,7 @@ public:
             auto res = json_response(req, json{{"ok", true}});
             res.set(http::field::set_cookie,
                     fmt::format("{}=; Max-Age=0; {}", kSessionCookie, cookie_attributes(from.https)));
-            return {std::move(res)};
+            return {std::move(res), false, {}, true};
         }
         const auto parts = path_parts(path);
         const bool read_route =

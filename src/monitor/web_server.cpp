@@ -193,6 +193,7 @@ private:
         }
         if (reply.event_stream)
             return become_stream(std::move(from.client), std::move(reply.still_signed_in));
+        if (reply.signed_out) shared_->hub->end_signed_out();
         send(std::move(reply.response), req);
     }
 

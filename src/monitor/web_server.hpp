@@ -41,6 +41,8 @@ struct Reply {
     // With `event_stream`: whether its sign-in still holds, asked before each keep-alive ping; false
     // ends the stream (signed out, session expired, operator removed). Empty: never asked.
     std::function<bool()> still_signed_in = {};
+    // A sign-out: the streams' sign-ins are asked at once, not at the next ping (up to 15 s later).
+    bool signed_out = false;
 };
 
 // Who sent a request, as far as the server believes it (web::TrustedProxies).

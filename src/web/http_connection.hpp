@@ -159,10 +159,16 @@ private:
     void write_file(std::shared_ptr<FileWrite> write);
     // After a response was written whole: the next request, or the end of the connection.
     void written(bool keep_alive);
+    // Reads and drops what the client still sends, until it closes or kLinger has passed (see close).
+    void drain(std::size_t dropped);
+
+    static constexpr std::chrono::seconds kLinger{2};
+    static constexpr std::size_t kMaxDrained = 1024 * 1024;
 
     boost::beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     std::shared_ptr<Response> response_;
+    bool unread_ = false;  // a request was refused before it was read whole: bytes may follow
 };
 
 }  // namespace kg::web
