@@ -55,6 +55,9 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
     // A score of 0 is nothing seen, whatever the threshold (a detector check's is 0: its boxes
     // passed the detector's own).
     const bool present = s > 0.0f && s >= rule_.threshold;
+    // Whether this observation shows the condition by itself: with a median over several, the
+    // smoothed score can say present on a frame that saw nothing.
+    const bool seen_here = score > 0.0f && score >= rule_.threshold;
     improved_ = false;
 
     if (!active_) {
@@ -67,6 +70,11 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
         pending_top_ = std::max(pending_top_, s);
         if (now - present_since_->steady < rule_.confirm) return std::nullopt;
         if (last_end_ && now - *last_end_ < rule_.cooldown) return std::nullopt;
+        // The start's boxes, and the snapshot of its frame, are its evidence: a frame that saw
+        // nothing gave a start with no box and a picture of people in hats (the 54th session's
+        // review). Confirmed, it starts at the next frame that shows the condition, still dated
+        // from when the condition began.
+        if (!seen_here) return std::nullopt;
         // Back within the cooldown and held through it: the new event starts where the cooldown
         // ends. Dated from its return, it began up to a cooldown before its confirmation, asked for
         // a clip from then that the packet ring (sized for the confirmation) no longer held, and
@@ -83,6 +91,7 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
         start_steady_ = since.steady;
         score_ = s;
         top_score_ = pending_top_;
+        evidence_score_ = score;
         last_sent_score_ = s;
         updates_ = 0;
         boxes_ = boxes;
@@ -94,8 +103,12 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
     if (present) {
         absent_since_.reset();
         score_ = s;
-        if (s > top_score_) {
-            top_score_ = s;
+        top_score_ = std::max(top_score_, s);
+        // A better frame for the evidence: one showing the condition with a higher score of its
+        // own than the kept one's (the top score, from frames whose picture was not kept, made
+        // every later frame look no better).
+        if (seen_here && score > evidence_score_) {
+            evidence_score_ = score;
             boxes_ = boxes;
             improved_ = true;
         }
@@ -104,7 +117,7 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
             ++updates_;
             last_sent_score_ = s;
             last_update_ = now;
-            boxes_ = boxes;
+            if (seen_here) boxes_ = boxes;  // else the last frame that showed it
             return message(EventState::update, t);
         }
         return std::nullopt;

@@ -80,6 +80,7 @@ private:
     TimePoint start_time_{};
     SteadyPoint start_steady_{};
     float score_ = 0, top_score_ = 0, last_sent_score_ = 0, pending_top_ = 0;
+    float evidence_score_ = 0;  // the own score of the frame whose boxes (and snapshot) are kept
     std::uint32_t updates_ = 0;
     std::vector<vision::Box> boxes_;
 };

@@ -118,6 +118,40 @@ TEST(EventTracker, MedianIgnoresASingleSpike) {
     EXPECT_EQ(s.sent[0].time, at(11));
 }
 
+// With a median over frames, the confirmation can end on a frame that saw nothing: the start then
+// carried no box and its snapshot showed no offender (the 54th session's review: a bare_head start
+// with "boxes": [] and a picture of two workers in hard hats). The start waits for a frame that
+// shows the condition, dated from when it began; a better frame is one with a higher score of its
+// own.
+TEST(EventTracker, AStartAndABetterFrameAreFramesThatShowTheCondition) {
+    Script s;
+    TrackerRule r = rule(2s, 5s);
+    r.median_window = 3;
+    EventTracker t("cam1", "head_covering", "bare_head", "", r, s.ids);
+    const std::vector<kg::vision::Box> head{{0.4f, 0.2f, 0.1f, 0.1f, "bare_head", 0.7f}};
+    const auto observe = [&](double when, float score) {
+        auto e = t.observe(at(when), score, score > 0 ? head : std::vector<kg::vision::Box>{});
+        if (e) s.sent.push_back(*e);
+        return t.improved();
+    };
+    // Seen for 2 s, then a frame that saw nothing: the median still says present, and the
+    // condition is confirmed at that frame.
+    for (double when = 0; when < 2.0; when += 0.5) observe(when, 0.7f);
+    observe(2.0, 0.0f);
+    EXPECT_TRUE(s.sent.empty()) << "a start on a frame that saw nothing";
+    observe(2.5, 0.7f);
+    ASSERT_EQ(s.sent.size(), 1u);
+    EXPECT_EQ(s.sent[0].state, EventState::start);
+    EXPECT_EQ(s.sent[0].start_time, at(0));
+    EXPECT_EQ(s.sent[0].time, at(2.5));
+    ASSERT_EQ(s.sent[0].boxes.size(), 1u);
+    // A frame that saw nothing is no better frame, a frame with a higher own score is.
+    EXPECT_FALSE(observe(3.0, 0.0f));
+    EXPECT_FALSE(observe(3.5, 0.7f));
+    EXPECT_TRUE(observe(4.0, 0.8f));
+    EXPECT_FALSE(observe(4.5, 0.75f));
+}
+
 TEST(EventTracker, UpdatesAreMaterialAndRateLimited) {
     Script s;
     TrackerRule r = rule(0s, 1s);
