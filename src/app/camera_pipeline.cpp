@@ -248,16 +248,18 @@ void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
     conditions_.clear();
 }
 
-void CameraPipeline::end_for_failing_checks(const ingest::Frame& frame, std::vector<EndedEvent>& ended) {
+void CameraPipeline::end_unseen(const ingest::Frame& frame, bool blind, std::vector<EndedEvent>& ended) {
     for (auto& t : trackers_) {
         const bool failing = std::any_of(t.producers.begin(), t.producers.end(),
                                          [this](std::size_t p) { return failures_[p].failed_now; });
+        const bool unseen = failing || (blind && t.check != vision::CameraHealthCheck::kName);
         // Unseen for its rule's clear time, as a condition seen gone must be to end.
-        if (!failing || frame.steady - t.last_seen < t.tracker.rule().clear) continue;
+        if (!unseen || frame.steady - t.last_seen < t.tracker.rule().clear) continue;
         // As of its last observation, as an outage ends as of the last frame. The cooldown runs from
-        // now: a check that recovers with the condition still there opens no second alert within
-        // it. Not open, a condition pending confirmation is forgotten.
-        auto end = t.tracker.close(t.last_seen_wall, events::kEndCheckFailing, frame.steady);
+        // now: a check that recovers, or a picture uncovered, with the condition still there opens
+        // no second alert within it. Not open, a condition pending confirmation is forgotten.
+        auto end = t.tracker.close(
+            t.last_seen_wall, failing ? events::kEndCheckFailing : events::kEndPictureUnusable, frame.steady);
         if (!end) continue;
         if (*end->end_time < end->start_time) end->end_time = end->time = end->start_time;
         auto best = evidence_.take_best(end->id);
@@ -374,7 +376,7 @@ void CameraPipeline::frame_failed(const ingest::Frame& frame, const char* what) 
     try {
         std::unique_lock trackers(trackers_mutex_);
         failing_ended_.clear();
-        end_for_failing_checks(frame, failing_ended_);
+        end_unseen(frame, false, failing_ended_);
         if (!failing_ended_.empty()) refresh_conditions();
         trackers.unlock();
         for (auto& [end, best] : failing_ended_) {
@@ -426,9 +428,18 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
     // highest, its boxes all of theirs.
     ++frame_mark_;
     touched_.clear();
+    // A black, blank or covered picture shows nothing: the other checks' "nothing seen" in it is no
+    // clearing (covering the lens ended an open bare_head as cleared half a second after the picture
+    // went black: the 54th session's review), nor their "seen" a condition (a hand on the lens is
+    // no dirt). Their trackers wait for a usable picture, and end unseen after their clear time.
+    const bool blind =
+        std::any_of(observations_.begin(), observations_.end(), [](const vision::Observation& o) {
+            return o.present && o.check == vision::CameraHealthCheck::kName && o.label != "frozen";
+        });
     for (std::size_t i = 0; i < observations_.size(); ++i) {
         while (i >= produced_[producer]) ++producer;
         auto& o = observations_[i];
+        if (blind && o.check != vision::CameraHealthCheck::kName) continue;
         Tracked& t = tracker_for(o, producer);
         if (std::find(t.producers.begin(), t.producers.end(), producer) == t.producers.end())
             t.producers.push_back(producer);
@@ -464,7 +475,7 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
         evidence_.submit(*event, frame);
     }
     failing_ended_.clear();
-    end_for_failing_checks(frame, failing_ended_);
+    end_unseen(frame, blind, failing_ended_);
     trackers.unlock();
     for (auto& [end, best] : schedule_ended_) {
         log_->info("{}/{} ended: its schedule ended", end.check, end.label);
@@ -472,8 +483,11 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
         changed = true;
     }
     for (auto& [end, best] : failing_ended_) {
-        log_->warn("{}/{} ended: not seen for {} s, its check failing on every frame", end.check, end.label,
-                   std::chrono::duration_cast<std::chrono::seconds>(frame.time - *end.end_time).count());
+        log_->warn("{}/{} ended: not seen for {} s, {}", end.check, end.label,
+                   std::chrono::duration_cast<std::chrono::seconds>(frame.time - *end.end_time).count(),
+                   end.end_reason == events::kEndCheckFailing
+                       ? "its check failing on every frame"
+                       : "the picture black, blank or covered (camera_health)");
         evidence_.submit_end(end, std::move(best));
         changed = true;
     }

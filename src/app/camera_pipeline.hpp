@@ -111,8 +111,10 @@ private:
     // The labels of the open events, for the state report. Under trackers_mutex_.
     void refresh_conditions();
     // Ends the open events that no check has seen for their rule's clear time because the checks
-    // that see them fail. Under trackers_mutex_; the ends go into `ended`, for evidence_ after it.
-    void end_for_failing_checks(const ingest::Frame& frame, std::vector<EndedEvent>& ended);
+    // that see them fail, or because the picture is unusable (`blind`: black, blank or covered, as
+    // camera_health sees this frame). Under trackers_mutex_; the ends go into `ended`, for
+    // evidence_ after it.
+    void end_unseen(const ingest::Frame& frame, bool blind, std::vector<EndedEvent>& ended);
 
     const config::Camera camera_;
     AnalysisPool& pool_;
@@ -142,7 +144,7 @@ private:
     std::mutex trackers_mutex_;
     std::optional<SteadyPoint> outage_ended_at_;  // under trackers_mutex_: the last end_for_offline()
     std::vector<vision::Observation> raw_, observations_;
-    std::vector<EndedEvent> failing_ended_;   // end_for_failing_checks(), reused frame after frame
+    std::vector<EndedEvent> failing_ended_;   // end_unseen(), reused frame after frame
     std::vector<EndedEvent> schedule_ended_;  // ended by their rule's schedule, reused likewise
 
     // A check that throws loses its observations of that frame; the others and the camera go on.

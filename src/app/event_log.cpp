@@ -37,7 +37,7 @@ void EventLog::submit(const events::Event& event) {
             open_.erase(event.id);
             if (event.end_reason.empty()) {
                 // Resolved: the condition cleared. An end the gateway forced (stopped, restarted,
-                // camera offline, check failing) is not a resolution.
+                // camera offline, check failing, picture unusable) is not a resolution.
                 day_.push_back({event.time, event.check, event.id, true, condition_of(event)});
             } else if (event.end_reason == events::kEndStopped) {
                 for (auto& d : day_) {

@@ -24,6 +24,10 @@ inline constexpr const char* kEndCameraOffline = "camera offline";
 // frame for the rule's `clear`: it can no longer tell whether the condition holds or cleared
 // (end_time is the check's last good frame).
 inline constexpr const char* kEndCheckFailing = "check failing";
+// end_reason of the ends a camera's events get when its picture has been black, blank or covered
+// (camera_health says so) for the rule's `clear`: nothing in it can be seen, not even the condition
+// clearing (end_time is the last usable frame).
+inline constexpr const char* kEndPictureUnusable = "picture unusable";
 // end_reason of the ends a starting gateway sends for the events its previous run left open
 // (killed, crashed, power cut): it could not end them itself.
 inline constexpr const char* kEndRestarted = "gateway restarted";

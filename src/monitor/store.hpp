@@ -41,7 +41,8 @@ struct EventMessage {
     std::string start_time;
     std::optional<std::string> end_time;
     // Why an `end` ended (docs/mqtt.md): "cleared", or one of the gateway's own ("gateway stopped",
-    // "gateway restarted", "camera offline", "check failing", "sensor offline", "sensor invalid",
+    // "gateway restarted", "camera offline", "check failing", "picture unusable", "sensor offline",
+    // "sensor invalid",
     // "schedule ended"),
     // which say nothing about the condition itself. Absent from older gateways.
     std::optional<std::string> end_reason;

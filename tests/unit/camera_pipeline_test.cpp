@@ -93,6 +93,7 @@ protected:
           logging_("error", false),
           site_{config_, calendar_, schedules_, nullptr, nullptr, events_, ids_, logging_},
           pipeline_(config_.cameras.at(0), pool_, site_, [this](const std::string& name) {
+              if (name == "camera_health") return std::make_unique<ScriptedCheck>(name, "black", health_);
               return std::make_unique<ScriptedCheck>(name, name == "mask" ? "no_mask" : "bare_head",
                                                      name == "mask" ? mask_ : head_);
           }) {
@@ -117,7 +118,7 @@ protected:
     kg::events::EventIdGenerator ids_;
     kg::app::AnalysisPool pool_{1};  // never started: the test is the analysis thread
     kg::app::SiteContext site_;
-    Script mask_, head_;
+    Script mask_, head_, health_;  // health_: the picture black
     kg::app::CameraPipeline pipeline_;
     kg::ingest::Frame frame_;
     const kg::TimePoint wall0_ = kg::Clock::now();
@@ -320,6 +321,59 @@ cameras:
     rules:
       mask: {confirm: 2s, clear: 3s, cooldown: 5s, median_window: 1, schedule: service}
 )";
+
+// With camera_health: its confirm and clear 2 s.
+const char* kHealthConfig = R"(site: {id: sch-0101, name: No. 1 canteen, timezone: Asia/Shanghai}
+mqtt: {url: mqtt://127.0.0.1:1883}
+cameras:
+  - id: kitchen
+    url: rtsp://127.0.0.1:8554/kitchen
+    checks: [camera_health, mask]
+    health: {confirm: 2s, clear: 2s}
+    rules:
+      mask: {confirm: 2s, clear: 3s, cooldown: 0s, median_window: 1}
+)";
+
+class CameraPipelineHealthTest : public CameraPipelineTest {
+protected:
+    CameraPipelineHealthTest() : CameraPipelineTest(kHealthConfig) {}
+};
+
+// Covering the lens ended an open no_mask as cleared half a second after the picture went black
+// (the 54th session's review, with the real gateway): what the mask check "sees" in a black picture
+// is nothing, and nothing for the clear time was taken for the condition gone. Unseen, it ends as
+// "picture unusable", dated at its last usable frame; and a picture that is black opens nothing.
+TEST_F(CameraPipelineHealthTest, ABlackPictureEndsNoEventAsClearedAndOpensNone) {
+    mask_.score = 0.9f;
+    for (int s = 0; s <= 4; ++s) frame_at(s);
+    ASSERT_EQ(events_.of("mask").size(), 1u);
+    // From 5 s the lens is covered: the picture black, the mask check sees no face in it.
+    health_.score = 0.9f;
+    mask_.score = 0.0f;
+    frame_at(5);
+    frame_at(6);
+    frame_at(7);
+    const auto mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 2u);
+    EXPECT_EQ(mask[1].state, EventState::end);
+    EXPECT_EQ(mask[1].end_reason, kg::events::kEndPictureUnusable) << "ended as cleared";
+    ASSERT_TRUE(mask[1].end_time.has_value());
+    EXPECT_EQ(*mask[1].end_time, at(4)) << "the end is dated at the last usable frame";
+    const auto health = events_.of("camera_health");
+    ASSERT_EQ(health.size(), 1u);
+    EXPECT_EQ(health[0].label, "black");
+    // A black picture in which the check would see its condition opens nothing.
+    mask_.score = 0.9f;
+    for (int s = 8; s <= 20; ++s) frame_at(s);
+    EXPECT_EQ(events_.of("mask").size(), 2u);
+    // Uncovered with the condition there: a new event once confirmed.
+    health_.score = 0.0f;
+    for (int s = 21; s <= 23; ++s) frame_at(s);
+    const auto again = events_.of("mask");
+    ASSERT_EQ(again.size(), 3u);
+    EXPECT_EQ(again[2].state, EventState::start);
+    EXPECT_EQ(again[2].start_time, at(21));
+}
 
 class CameraPipelineScheduleTest : public CameraPipelineTest {
 protected:
