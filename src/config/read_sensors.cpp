@@ -222,8 +222,12 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
     if (n["source"]) {
         read_source(r, n["source"], path + ".source", s.id, s.source);
         if (s.source.kind == SensorSource::Kind::mqtt) {
-            s.value_path_given =
-                n["source"].IsMap() && n["source"]["mqtt"].IsMap() && n["source"]["mqtt"]["value"];
+            // Each node asked whether it is there before what it is: yaml-cpp throws for the type of
+            // a key that is missing, and `source: {}` ended the reading of the whole document there
+            // (every later error unsaid, and this one without its line).
+            const auto source = n["source"];
+            const auto mqtt = source.IsMap() ? source["mqtt"] : YAML::Node();
+            s.value_path_given = mqtt && mqtt.IsMap() && mqtt["value"];
             if (!s.value_path_given) s.source.value_path = default_value_path(s.kind);
         }
     } else {

@@ -415,6 +415,30 @@ TEST(ConfigLoader, SensorsWithoutCameras) {
     EXPECT_EQ(g.sensors[1].disinfection->schedule, "wash");
 }
 
+// `source: {}` stopped the reading of the whole document with yaml-cpp's own words and no line
+// ("invalid node; first invalid key: \"mqtt\""): every later error went unsaid (the review of the
+// split of config_loader.cpp).
+TEST(ConfigLoader, AnEmptySensorSourceIsSaidWithItsPlaceAndTheRestIsRead) {
+    try {
+        load_string(kHead +
+                        "sensors:\n"
+                        "  - id: fridge\n"
+                        "    source: {}\n"
+                        "  - id: freezer\n"
+                        "    interval: often\n"
+                        "    source: {mqtt: {topic: a/b}}\n",
+                    "g.yaml");
+        FAIL() << "loaded";
+    } catch (const ConfigInvalid& e) {
+        std::string all;
+        for (const auto& err : e.errors) all += err.to_string() + "\n";
+        ASSERT_EQ(e.errors.size(), 2u) << all;
+        EXPECT_EQ(e.errors[0].key, "sensors[0].source") << all;
+        EXPECT_GT(e.errors[0].line, 0) << all;
+        EXPECT_EQ(e.errors[1].key, "sensors[1].interval") << all;
+    }
+}
+
 // Modbus TCP devices and gateways often answer only as unit 255 (refused at 247 before); libmodbus
 // refuses 248..254 on TCP and would read the unit set before, so they are refused here. A serial
 // line keeps 1..247, and its 0 (broadcast: nobody answers) loads, as it did, with a doubt.
