@@ -512,8 +512,11 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
 void CameraPipeline::refresh_conditions() {
     std::lock_guard lock(conditions_mutex_);
     conditions_.clear();
+    // Each label once: two zones each with an open bare_head said ["bare_head", "bare_head"].
     for (const auto& t : trackers_) {
-        if (t.tracker.active()) conditions_.push_back(t.label);
+        if (t.tracker.active() &&
+            std::find(conditions_.begin(), conditions_.end(), t.label) == conditions_.end())
+            conditions_.push_back(t.label);
     }
 }
 

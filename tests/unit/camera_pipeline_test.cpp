@@ -35,6 +35,7 @@ struct Script {
     bool fail = false;
     bool fail_oddly = false;  // throws what is not a std::exception (a library's own type)
     std::string check, label;
+    std::vector<kg::vision::Box> boxes;  // where it is seen (none: the whole picture)
 };
 
 class ScriptedCheck final : public kg::vision::Check {
@@ -50,6 +51,7 @@ public:
         o.label = script_.label.empty() ? label_ : script_.label;
         o.score = script_.score;
         o.present = script_.score >= 0.5f;
+        o.boxes = script_.boxes;
         out.push_back(std::move(o));
     }
 
@@ -373,6 +375,35 @@ TEST_F(CameraPipelineHealthTest, ABlackPictureEndsNoEventAsClearedAndOpensNone) 
     ASSERT_EQ(again.size(), 3u);
     EXPECT_EQ(again[2].state, EventState::start);
     EXPECT_EQ(again[2].start_time, at(21));
+}
+
+// Two zones for the head covering check.
+const char* kZonedConfig = R"(site: {id: sch-0101, name: No. 1 canteen, timezone: Asia/Shanghai}
+mqtt: {url: mqtt://127.0.0.1:1883}
+cameras:
+  - id: kitchen
+    url: rtsp://127.0.0.1:8554/kitchen
+    checks: [head_covering]
+    zones:
+      left: {polygon: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], checks: [head_covering]}
+      right: {polygon: [[0.5, 0], [1, 0], [1, 1], [0.5, 1]], checks: [head_covering]}
+    rules:
+      head_covering: {confirm: 2s, clear: 3s, median_window: 1}
+)";
+
+class CameraPipelineZonedTest : public CameraPipelineTest {
+protected:
+    CameraPipelineZonedTest() : CameraPipelineTest(kZonedConfig) {}
+};
+
+// The camera's state lists each open condition once: a bare head open in each of two zones said
+// ["bare_head", "bare_head"] (the 54th session's review, from reading).
+TEST_F(CameraPipelineZonedTest, TheCamerasStateListsEachOpenConditionOnce) {
+    head_.score = 0.9f;
+    head_.boxes = {{0.1f, 0.2f, 0.1f, 0.1f, "bare_head", 0.9f}, {0.7f, 0.2f, 0.1f, 0.1f, "bare_head", 0.9f}};
+    for (int s = 0; s <= 3; ++s) frame_at(s);
+    ASSERT_EQ(events_.of("head_covering").size(), 2u) << "one in each zone";
+    EXPECT_EQ(pipeline_.final_state(at(3)).conditions, std::vector<std::string>{"bare_head"});
 }
 
 class CameraPipelineScheduleTest : public CameraPipelineTest {
