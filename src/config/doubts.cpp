@@ -30,6 +30,19 @@ std::vector<std::string> doubts(const Gateway& g) {
                         "for its URL",
                         cam.id, cam.input.format));
     }
+    // A zone naming a check its camera does not run judges nothing there for it: most likely the
+    // check was meant to be added to the camera too (the 54th session's review: accepted unsaid).
+    for (const auto& cam : g.cameras) {
+        for (const auto& zone : cam.zones) {
+            for (const auto& check : zone.checks) {
+                if (std::find(cam.checks.begin(), cam.checks.end(), check) != cam.checks.end()) continue;
+                out.push_back(fmt::format(
+                    "camera '{}': zone '{}' names the check '{}', which the camera does not run: nothing is "
+                    "judged there for it (add it to the camera's checks)",
+                    cam.id, zone.name, check));
+            }
+        }
+    }
     // A kind without a field of its own reads `temperature` by default, which for a door or a kind
     // of the site's own is most likely not its number.
     for (const auto& sensor : g.sensors) {

@@ -439,6 +439,25 @@ TEST(ConfigLoader, AnEmptySensorSourceIsSaidWithItsPlaceAndTheRestIsRead) {
     }
 }
 
+// A zone naming a check its camera does not run was accepted unsaid (the 54th session's review).
+TEST(ConfigLoader, AZoneNamingACheckItsCameraDoesNotRunIsSaid) {
+    const auto g =
+        load_string(kHead +
+                        "mqtt: {url: mqtt://127.0.0.1:1883}\n"
+                        "cameras:\n"
+                        "  - id: kitchen\n"
+                        "    url: rtsp://127.0.0.1:8554/kitchen\n"
+                        "    checks: [head_covering]\n"
+                        "    zones:\n"
+                        "      prep: {polygon: [[0, 0], [1, 0], [1, 1]], checks: [mask, head_covering]}\n"
+                        "      floor: {polygon: [[0, 0], [1, 0], [1, 1]]}\n",
+                    "g.yaml");
+    EXPECT_EQ(kg::config::doubts(g),
+              std::vector<std::string>{
+                  "camera 'kitchen': zone 'prep' names the check 'mask', which the camera does "
+                  "not run: nothing is judged there for it (add it to the camera's checks)"});
+}
+
 // Modbus TCP devices and gateways often answer only as unit 255 (refused at 247 before); libmodbus
 // refuses 248..254 on TCP and would read the unit set before, so they are refused here. A serial
 // line keeps 1..247, and its 0 (broadcast: nobody answers) loads, as it did, with a doubt.
