@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <utility>
@@ -10,6 +11,17 @@
 #include "ingest/frame_sampler.hpp"
 
 namespace kg::ingest {
+
+std::optional<std::string> stretch_warning(double camera_aspect, int width, int height) {
+    if (camera_aspect <= 0 || width <= 0 || height <= 0) return std::nullopt;
+    const double analysed = static_cast<double>(width) / height;
+    if (std::abs(analysed / camera_aspect - 1.0) <= 0.05) return std::nullopt;
+    const int keeps = std::max(2, static_cast<int>(std::lround(width / camera_aspect / 2.0)) * 2);
+    return fmt::format(
+        "its pictures ({:.2f}:1) are analysed at {}x{} ({:.2f}:1): stretched, in the checks' eyes and in "
+        "snapshots; set analysis.height: {} to keep their shape",
+        camera_aspect, width, height, analysed, keeps);
+}
 
 CameraWorker::CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats,
                            std::function<void()> on_frame, std::shared_ptr<spdlog::logger> log)
@@ -242,6 +254,11 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
         Frame& frame = out_.back();
         if (frame.image.rows != height || frame.image.cols != width)
             frame.image.create(height, width, CV_8UC3);
+        if (!said_shape_) {
+            said_shape_ = true;
+            if (const auto warning = stretch_warning(input.display_aspect(), width, height))
+                log_->warn("{}: {}", shown_url_, *warning);
+        }
         input.scale_into(frame.image);
         frame.seq = ++seq;
         frame.time = Clock::now();

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "common/log_throttle.hpp"
@@ -20,6 +21,12 @@
 #include "ingest/latest_frame.hpp"
 
 namespace kg::ingest {
+
+// What to say when a camera's pictures (shown at `camera_aspect`, width / height) are analysed at a
+// size of another shape: every picture, snapshot and training frame is stretched to it (a 4:3 D1
+// camera at the default 640x360 made everyone short and wide, unsaid: the 54th session's review).
+// Nothing within 5 %.
+std::optional<std::string> stretch_warning(double camera_aspect, int width, int height);
 
 class CameraWorker {
 public:
@@ -61,6 +68,7 @@ private:
     const std::string shown_url_;
     static constexpr int kFailureSummaryMinutes = 10;
     RepeatedFailure failures_;  // tries that failed before any picture, in a row (ingest thread)
+    bool said_shape_ = false;   // a picture stretched to the analysis size was said (ingest thread)
     PacketObserver* observer_ = nullptr;
     FrameObserver* frame_observer_ = nullptr;
 

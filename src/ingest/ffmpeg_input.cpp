@@ -406,6 +406,14 @@ double FfmpegInput::frame_time() const {
 
 bool FfmpegInput::frame_is_key() const { return frame_->key_frame != 0; }
 
+double FfmpegInput::display_aspect() const {
+    if (!frame_ || frame_->width <= 0 || frame_->height <= 0) return 0.0;
+    double aspect = static_cast<double>(frame_->width) / frame_->height;
+    const AVRational sar = frame_->sample_aspect_ratio;
+    if (sar.num > 0 && sar.den > 0) aspect *= av_q2d(sar);
+    return aspect;
+}
+
 std::string FfmpegInput::describe() const {
     if (!codec_) return "not open";
     const AVStream* stream = format_->streams[stream_index_];

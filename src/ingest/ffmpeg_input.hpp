@@ -88,6 +88,9 @@ public:
 
     double frame_time() const;  // seconds, stream clock
     bool frame_is_key() const;
+    // The shape the last picture is shown in: width / height, times its sample aspect ratio when
+    // the stream gives one (a D1 camera's 704x576 with 12:11 is 4:3); 0 before any picture.
+    double display_aspect() const;
     SourceKind kind() const { return kind_; }
     std::uint64_t decode_errors() const { return decode_errors_; }
     // Jumps of the source's clock absorbed so far (see Timeline), and the size of the latest one in

@@ -710,6 +710,51 @@ TEST(CameraWorker, AnUnreachableCameraIsSaidAFewTimesThenSummarisedAndItsReturnS
 // sampled by its own time a camera set to 2 pictures a second was analysed at 40, a core taken
 // from every other camera (review). A network source's pictures are sampled at most twice the
 // rate by the wall clock too (not paced: waiting in the read loop delayed live cameras).
+// A 4:3 D1 camera (704x576, sample aspect 12:11) at the default 640x360 had every picture and
+// snapshot stretched, unsaid (the 54th session's review): it is said once, with the height that keeps
+// the shape. A camera of the analysis size's shape is not.
+TEST(CameraWorker, PicturesStretchedToTheAnalysisSizeAreSaidOnce) {
+    EXPECT_EQ(kg::ingest::stretch_warning(16.0 / 9, 640, 360), std::nullopt);
+    EXPECT_EQ(kg::ingest::stretch_warning(1920.0 / 1088, 640, 360), std::nullopt) << "within 5 %";
+    EXPECT_EQ(kg::ingest::stretch_warning(0, 640, 360), std::nullopt) << "no picture yet";
+    EXPECT_EQ(kg::ingest::stretch_warning(4.0 / 3, 640, 360),
+              "its pictures (1.33:1) are analysed at 640x360 (1.78:1): stretched, in the checks' eyes and in "
+              "snapshots; set analysis.height: 480 to keep their shape");
+
+    const fs::path file = fs::temp_directory_path() / ("kg-d1-" + std::to_string(getpid()) + ".mp4");
+    const std::string cmd =
+        "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=704x576:rate=25 -t 2 "
+        "-vf setsar=12/11 -c:v libx264 -preset ultrafast -pix_fmt yuv420p " +
+        file.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    for (const auto& [url, width, height] : std::vector<std::tuple<std::string, int, int>>{
+             {file.string(), 640, 360}, {file.string(), 640, 480}, {clip(), 640, 360}}) {
+        kg::config::Camera cam = file_camera(false);
+        cam.url = url;
+        cam.analysis.width = width;
+        cam.analysis.height = height;
+        std::ostringstream lines;
+        auto log =
+            std::make_shared<spdlog::logger>("cam", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
+        kg::ingest::CameraStats stats;
+        kg::ingest::LatestFrame slot;
+        kg::ingest::CameraWorker worker(
+            cam, slot, stats, [&] { slot.take(); }, log);
+        worker.start();
+        for (int i = 0;
+             i < 500 && stats.snapshot(std::chrono::steady_clock::now()).last_error != "end of file"; ++i)
+            std::this_thread::sleep_for(10ms);
+        worker.stop();
+        const auto said = lines.str();
+        const bool stretched = url == file.string() && height == 360;
+        EXPECT_EQ(said.find("set analysis.height: 480 to keep their shape") != std::string::npos, stretched)
+            << url << " at " << width << "x" << height << ":\n"
+            << said;
+        if (stretched) EXPECT_EQ(said.find("stretched"), said.rfind("stretched")) << "said once:\n" << said;
+    }
+    fs::remove(file);
+}
+
 TEST(CameraWorker, ANetworkSourceAheadOfRealTimeIsNotAnalysedFasterThanItsRate) {
     LoopbackServer server(http_answer("video/mp2t", generated("recording", 25, 10, kTs), true));
     kg::config::Camera cam = file_camera(false);
