@@ -1456,6 +1456,39 @@ TEST(MonitorApi, TheSessionCookieIsSecureBehindAnHttpsProxy) {
 
 namespace {
 
+// The room's API for operator wang (password correct-horse) served by a real WebServer on a
+// thread of its own, for the tests that speak HTTP to it.
+struct ServedApi {
+    explicit ServedApi(WebLimits limits = {})
+        : handler(make_api(
+              ApiContext{
+                  store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
+              kg::Logging::null_logger())),
+          server(io, "127.0.0.1:0", std::move(limits), handler, hub, kg::Logging::null_logger()) {
+        server.start();
+        runner = std::thread([this] { io.run(); });
+    }
+    ~ServedApi() {
+        boost::asio::post(io, [this] { server.stop(); });
+        io.stop();
+        runner.join();
+    }
+    unsigned short port() const { return server.port(); }
+
+    Store store{":memory:"};
+    MonitorConfig cfg;
+    Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
+    WebHandler handler;
+    std::shared_ptr<EventHub> hub = std::make_shared<EventHub>();
+    boost::asio::io_context io;
+    WebServer server;
+    std::thread runner;
+};
+
+}  // namespace
+
+namespace {
+
 // The session cookie a real WebServer on `port` sets for a sign-in sent from `from` (an address of
 // this host) with these X-Forwarded-Proto fields.
 std::string session_cookie(unsigned short port, const std::string& from,
@@ -1489,27 +1522,12 @@ bool secure(const std::string& cookie) { return cookie.find("; Secure") != std::
 // connected straight writes, or wrote before the proxy appended its own, is not. With none listed,
 // any peer's last value is, as docs/monitor.md has promised a TLS proxy in front that sends it.
 TEST(MonitorWebServer, XForwardedProtoIsBelievedFromATrustedProxyAndItsLastValueOnly) {
-    namespace net = boost::asio;
-    Store store{":memory:"};
-    MonitorConfig cfg;
-    Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
-    const WebHandler handler = make_api(
-        ApiContext{
-            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
-        kg::Logging::null_logger());
-    const auto serve = [&](const std::vector<std::string>& proxies,
-                           const std::function<void(unsigned short)>& use) {
+    const auto serve = [](const std::vector<std::string>& proxies,
+                          const std::function<void(unsigned short)>& use) {
         WebLimits limits;
         limits.http.trusted_proxies = kg::web::TrustedProxies::parse(proxies);
-        net::io_context io;
-        WebServer server(io, "127.0.0.1:0", limits, handler, std::make_shared<EventHub>(),
-                         kg::Logging::null_logger());
-        server.start();
-        std::thread runner([&] { io.run(); });
-        use(server.port());
-        net::post(io, [&] { server.stop(); });
-        io.stop();
-        runner.join();
+        ServedApi api(limits);
+        use(api.port());
     };
     // The proxy connects from 127.0.0.2, a client straight from 127.0.0.1.
     serve({"127.0.0.2"}, [](unsigned short port) {
@@ -1541,18 +1559,7 @@ TEST(MonitorWebServer, XForwardedProtoIsBelievedFromATrustedProxyAndItsLastValue
 // (the dashboard, a script) found none.
 TEST(MonitorWebServer, RequestsItCannotReadAreRefusedAsJsonSayingWhy) {
     namespace net = boost::asio;
-    Store store{":memory:"};
-    MonitorConfig cfg;
-    Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
-    const WebHandler handler = make_api(
-        ApiContext{
-            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
-        kg::Logging::null_logger());
-    net::io_context io;
-    WebServer server(io, "127.0.0.1:0", WebLimits{}, handler, std::make_shared<EventHub>(),
-                     kg::Logging::null_logger());
-    server.start();
-    std::thread runner([&] { io.run(); });
+    ServedApi api;
     // `rest` is sent once the server has refused the request: it reads and drops it, or the client
     // saw a reset instead of the refusal (a body sent after its head, as a client uploads).
     const auto ask = [&](const std::string& raw, const std::string& rest = {}) {
@@ -1560,7 +1567,7 @@ TEST(MonitorWebServer, RequestsItCannotReadAreRefusedAsJsonSayingWhy) {
         try {
             net::io_context client;
             net::ip::tcp::socket socket(client);
-            socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
+            socket.connect({net::ip::make_address("127.0.0.1"), api.port()});
             net::write(socket, net::buffer(raw));
             if (!rest.empty()) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -1591,9 +1598,6 @@ TEST(MonitorWebServer, RequestsItCannotReadAreRefusedAsJsonSayingWhy) {
     res = ask("GET /api/alerts HTTP/1.1\r\nHost room\r\n\r\n");
     EXPECT_EQ(res.result_int(), 400u);
     EXPECT_EQ(said(res).rfind("bad request: ", 0), 0u) << res.body();
-    net::post(io, [&] { server.stop(); });
-    io.stop();
-    runner.join();
 }
 
 namespace {
@@ -2388,24 +2392,14 @@ TEST(MonitorWebServer, AStreamEndsWhenItsSignInNoLongerHolds) {
 // went on receiving alerts in another until then.
 TEST(MonitorWebServer, ASignOutEndsItsStreamsAtOnce) {
     namespace net = boost::asio;
-    Store store{":memory:"};
-    MonitorConfig cfg;
-    Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(
-        ApiContext{
-            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
-        kg::Logging::null_logger());
     WebLimits limits;
     limits.ping_interval = std::chrono::hours(1);
-    auto hub = std::make_shared<EventHub>();
-    net::io_context io;
-    WebServer server(io, "127.0.0.1:0", limits, handler, hub, kg::Logging::null_logger());
-    server.start();
-    std::thread runner([&] { io.run(); });
-    const auto cookie = session_cookie(server.port(), "127.0.0.1", {});
+    ServedApi api(limits);
+    const auto& hub = api.hub;
+    const auto cookie = session_cookie(api.port(), "127.0.0.1", {});
     net::io_context client_io;
     net::ip::tcp::socket stream(client_io);
-    stream.connect({net::ip::make_address("127.0.0.1"), server.port()});
+    stream.connect({net::ip::make_address("127.0.0.1"), api.port()});
     net::write(stream, net::buffer("GET /api/stream HTTP/1.1\r\nHost: room\r\nCookie: " +
                                    cookie.substr(0, cookie.find(';')) + "\r\n\r\n"));
     net::streambuf head;
@@ -2414,7 +2408,7 @@ TEST(MonitorWebServer, ASignOutEndsItsStreamsAtOnce) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     ASSERT_EQ(hub->streams(), 1u);
     net::ip::tcp::socket other(client_io);
-    other.connect({net::ip::make_address("127.0.0.1"), server.port()});
+    other.connect({net::ip::make_address("127.0.0.1"), api.port()});
     Request logout{http::verb::post, "/api/logout", 11};
     logout.set(http::field::host, "room");
     logout.set(http::field::cookie, cookie.substr(0, cookie.find(';')));
@@ -2428,9 +2422,6 @@ TEST(MonitorWebServer, ASignOutEndsItsStreamsAtOnce) {
     for (int i = 0; i < 200 && hub->streams() > 0; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_EQ(hub->streams(), 0u) << "the stream outlived its sign-out";
-    net::post(io, [&] { server.stop(); });
-    io.stop();
-    runner.join();
 }
 
 // A room whose clock is a day behind refused every site's roll-ups as ahead, and nothing said its

@@ -195,6 +195,25 @@ private:
     std::vector<std::string> labels_{"no_mask"};
 };
 
+// A motion-gated no_mask check over `detector`, refreshed only hourly, fed one picture at a time
+// as the pipeline does (the motion map first).
+struct Gated {
+    explicit Gated(std::unique_ptr<kg::vision::Detector> detector)
+        : check("mask", std::move(detector), {{"no_mask", "mask", "no_mask"}}, &motion,
+                std::chrono::hours(1)) {}
+    Observation feed(const cv::Mat& img) {
+        img.copyTo(frame.image);
+        motion.update(frame.image);
+        std::vector<Observation> out;
+        check.analyse(frame, out);
+        return out.at(0);
+    }
+
+    MotionMap motion;
+    kg::vision::DetectorCheck check;
+    kg::ingest::Frame frame;
+};
+
 }  // namespace
 
 TEST(RegionChecks, APictureThatChangedAsAWholeRunsTheMotionGatedDetectorsAgain) {
@@ -202,24 +221,16 @@ TEST(RegionChecks, APictureThatChangedAsAWholeRunsTheMotionGatedDetectorsAgain) 
     // the faces seen before may be gone: skipped until its refresh, a detector kept reporting them,
     // and an alert outlived its condition by up to the refresh time.
     cv::RNG rng(3);
-    MotionMap motion;
     int runs = 0;
     const bool never = false;
-    kg::vision::DetectorCheck check("mask", std::make_unique<FakeDetector>(runs, never),
-                                    {{"no_mask", "mask", "no_mask"}}, &motion, std::chrono::hours(1));
-    kg::ingest::Frame frame;
-    const auto feed = [&](const cv::Mat& img) {
-        img.copyTo(frame.image);
-        motion.update(frame.image);
-        std::vector<Observation> out;
-        check.analyse(frame, out);
-    };
+    Gated gated(std::make_unique<FakeDetector>(runs, never));
+    const auto feed = [&](const cv::Mat& img) { return gated.feed(img).present; };
     for (int i = 0; i < 30; ++i) feed(scene(rng));
     const int still = runs;
     for (int i = 0; i < 5; ++i) feed(scene(rng));
     EXPECT_EQ(runs, still) << "a still picture is not looked at again before the refresh";
     feed(scene(rng, 0.6));
-    EXPECT_TRUE(motion.lighting_changed());
+    EXPECT_TRUE(gated.motion.lighting_changed());
     EXPECT_EQ(runs, still + 1);
 }
 
@@ -260,18 +271,9 @@ cv::Mat with_person(cv::RNG& rng) {
 // the real gateway). The picture differs from the one the detector last looked at: it looks again.
 TEST(RegionChecks, APictureBackToTheKnownBackgroundIsLookedAtAgain) {
     cv::RNG rng(5);
-    MotionMap motion;
     int runs = 0;
-    kg::vision::DetectorCheck check("mask", std::make_unique<PatchDetector>(runs),
-                                    {{"no_mask", "mask", "no_mask"}}, &motion, std::chrono::hours(1));
-    kg::ingest::Frame frame;
-    const auto feed = [&](const cv::Mat& img) {
-        img.copyTo(frame.image);
-        motion.update(frame.image);
-        std::vector<Observation> out;
-        check.analyse(frame, out);
-        return out.at(0).present;
-    };
+    Gated gated(std::make_unique<PatchDetector>(runs));
+    const auto feed = [&](const cv::Mat& img) { return gated.feed(img).present; };
     for (int i = 0; i < 100; ++i) EXPECT_FALSE(feed(scene(rng)));
     for (int k = 0; k < 3; ++k) {  // comes and goes, each time a few seconds
         EXPECT_TRUE(feed(with_person(rng))) << "visit " << k;
@@ -289,19 +291,10 @@ TEST(RegionChecks, APictureBackToTheKnownBackgroundIsLookedAtAgain) {
 // again later, a second alert in the room.
 TEST(RegionChecks, AFailedDetectorRunLeavesTheStillFramesAfterItWithWhatWasLastSeen) {
     cv::RNG rng(3);
-    MotionMap motion;
     bool fail = false;
     int runs = 0;
-    kg::vision::DetectorCheck check("mask", std::make_unique<FakeDetector>(runs, fail),
-                                    {{"no_mask", "mask", "no_mask"}}, &motion, std::chrono::hours(1));
-    kg::ingest::Frame frame;
-    const auto feed = [&](const cv::Mat& img) {
-        img.copyTo(frame.image);
-        motion.update(frame.image);
-        std::vector<Observation> out;
-        check.analyse(frame, out);
-        return out.at(0);
-    };
+    Gated gated(std::make_unique<FakeDetector>(runs, fail));
+    const auto feed = [&](const cv::Mat& img) { return gated.feed(img); };
     for (int i = 0; i < 30; ++i) EXPECT_TRUE(feed(scene(rng)).present);
     fail = true;
     // A whole-picture change runs the detector: it throws, and the check fails that frame.
