@@ -66,7 +66,10 @@ std::vector<config::ConfigError> check_detectors(const config::Gateway& cfg) {
     }
     std::vector<config::ConfigError> errors;
     const auto fail = [&](const std::string& key, const std::string& message) {
-        errors.push_back({cfg.source_file, 0, 0, key, message});
+        // At the key's place in the file; a detector the file does not name ("auto") has none.
+        const auto place = cfg.detector_places.find(key);
+        const auto [line, column] = place != cfg.detector_places.end() ? place->second : std::pair{0, 0};
+        errors.push_back({cfg.source_file, line, column, key, message});
     };
 
     for (const char* check : {"mask", "head_covering"}) {

@@ -307,6 +307,9 @@ struct Gateway {
     std::string mask_detector = "auto";
     std::string head_detector = "auto";
     std::map<std::string, std::string> models;  // user models by name -> manifest; checks "model:<name>"
+    // Where `detectors.<check>` and `models.<name>` stand in the file ({line, column}, 1-based), for
+    // the errors only loading the model finds (app::check_detectors).
+    std::map<std::string, std::pair<int, int>> detector_places;
     Outbox outbox;
     Evidence evidence;
     TrainingFrames training_frames;

@@ -46,6 +46,11 @@ ConfigInvalid::ConfigInvalid(std::vector<ConfigError> errs)
 namespace detail {
 namespace {
 
+std::pair<int, int> place_of(const YAML::Node& n) {
+    const auto mark = n.Mark();
+    return {mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0};
+}
+
 void read_site(Reader& r, const YAML::Node& n, Site& site) {
     if (!r.map(n, "site", {"id", "name", "timezone", "holidays"})) return;
     if (n["id"]) {
@@ -101,6 +106,7 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
         for (auto [key, field] :
              {std::pair{"mask", &g.mask_detector}, std::pair{"head_covering", &g.head_detector}}) {
             if (!d[key] || !r.string(d[key], join("detectors", key), *field)) continue;
+            g.detector_places[join("detectors", key)] = place_of(d[key]);
             if (*field != "auto" && field->rfind("classic:", 0) != 0) *field = r.resolve(*field).string();
         }
     }
@@ -110,8 +116,10 @@ Gateway read_document(Reader& r, const YAML::Node& root) {
                 std::string manifest;
                 if (!std::regex_match(name, kIdPattern))
                     r.error(key_node, join("models", name), "not a valid model name");
-                if (r.string(value, join("models", name), manifest))
+                if (r.string(value, join("models", name), manifest)) {
                     g.models[name] = r.resolve(manifest).string();
+                    g.detector_places[join("models", name)] = place_of(value);
+                }
             }
         }
     }

@@ -75,6 +75,28 @@ TEST(DetectorPreflight, AMissingManifestIsNamedWithItsKey) {
         << errors[0].message;
 }
 
+// The errors only loading a model finds name its place in the file, as the loader's do
+// (FILE:LINE:COLUMN, as docs/config.md promises): they said the file alone (the 54th session's
+// review).
+TEST(DetectorPreflight, ItsErrorsNameTheirPlaceInTheFile) {
+    const auto g = kg::config::load_string(
+        "site: {id: s1, name: S}\n"
+        "mqtt: {url: mqtt://127.0.0.1:1883}\n"
+        "cameras:\n"
+        "  - {id: kitchen, url: rtsp://10.0.0.5/x, checks: [mask, model:ppe]}\n"
+        "detectors:\n"
+        "  mask: /nonexistent/mask.yaml\n"
+        "models:\n"
+        "  ppe: /nonexistent/ppe.yaml\n",
+        "/etc/kitchen-gateway/gateway.yaml");
+    const auto errors = kg::app::check_detectors(g);
+    ASSERT_EQ(errors.size(), 2u) << all(errors);
+    EXPECT_EQ(errors[0].to_string().rfind("/etc/kitchen-gateway/gateway.yaml:6:9: detectors.mask: ", 0), 0u)
+        << all(errors);
+    EXPECT_EQ(errors[1].to_string().rfind("/etc/kitchen-gateway/gateway.yaml:8:8: models.ppe: ", 0), 0u)
+        << all(errors);
+}
+
 TEST(DetectorPreflight, OnlyWhatACameraUsesIsChecked) {
     auto g = with_cameras({"camera_health"});
     g.mask_detector = "/nonexistent/mask.yaml";
