@@ -248,13 +248,29 @@ void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
     conditions_.clear();
 }
 
+bool CameraPipeline::blinded(const std::string& check) {
+    // Not after_hours_motion: a dark store room is "black", and a torch or a rat moving in it is
+    // what that check is for (the review of the change: it never fired with the lights off). Nor
+    // a user's model (an infrared one may see in the dark), nor camera_health itself.
+    return check == "mask" || check == "head_covering" || check == "cleanliness" || check == "bin_lid" ||
+           check == "unattended";
+}
+
 void CameraPipeline::end_unseen(const ingest::Frame& frame, bool blind, std::vector<EndedEvent>& ended) {
     for (auto& t : trackers_) {
         const bool failing = std::any_of(t.producers.begin(), t.producers.end(),
                                          [this](std::size_t p) { return failures_[p].failed_now; });
-        const bool unseen = failing || (blind && t.check != vision::CameraHealthCheck::kName);
+        const bool unseen = failing || (blind && blinded(t.check));
         // Unseen for its rule's clear time, as a condition seen gone must be to end.
         if (!unseen || frame.steady - t.last_seen < t.tracker.rule().clear) continue;
+        // Seen gone before the picture went: it cleared, when it was first seen gone (a cleaner
+        // leaving who switched the lights off on the way out ended "not seen to clear", 4.5 s long).
+        if (const auto gone = t.tracker.clearing_since(); !failing && gone) {
+            auto end = t.tracker.close(*gone, "", frame.steady);
+            auto best = evidence_.take_best(end->id);
+            ended.emplace_back(std::move(*end), std::move(best));
+            continue;
+        }
         // As of its last observation, as an outage ends as of the last frame. The cooldown runs from
         // now: a check that recovers, or a picture uncovered, with the condition still there opens
         // no second alert within it. Not open, a condition pending confirmation is forgotten.
@@ -428,10 +444,11 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
     // highest, its boxes all of theirs.
     ++frame_mark_;
     touched_.clear();
-    // A black, blank or covered picture shows nothing: the other checks' "nothing seen" in it is no
-    // clearing (covering the lens ended an open bare_head as cleared half a second after the picture
-    // went black: the 54th session's review), nor their "seen" a condition (a hand on the lens is
-    // no dirt). Their trackers wait for a usable picture, and end unseen after their clear time.
+    // A black, blank or covered picture shows no person and no scene: the hygiene and scene checks'
+    // "nothing seen" in it is no clearing (covering the lens ended an open bare_head as cleared half
+    // a second after the picture went black: the 54th session's review), nor their "seen" a
+    // condition (a hand on the lens is no dirt). Their trackers wait for a usable picture, and end
+    // unseen after their clear time.
     const bool blind =
         std::any_of(observations_.begin(), observations_.end(), [](const vision::Observation& o) {
             return o.present && o.check == vision::CameraHealthCheck::kName && o.label != "frozen";
@@ -439,7 +456,7 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
     for (std::size_t i = 0; i < observations_.size(); ++i) {
         while (i >= produced_[producer]) ++producer;
         auto& o = observations_[i];
-        if (blind && o.check != vision::CameraHealthCheck::kName) continue;
+        if (blind && blinded(o.check)) continue;
         Tracked& t = tracker_for(o, producer);
         if (std::find(t.producers.begin(), t.producers.end(), producer) == t.producers.end())
             t.producers.push_back(producer);
@@ -485,9 +502,9 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
     for (auto& [end, best] : failing_ended_) {
         log_->warn("{}/{} ended: not seen for {} s, {}", end.check, end.label,
                    std::chrono::duration_cast<std::chrono::seconds>(frame.time - *end.end_time).count(),
-                   end.end_reason == events::kEndCheckFailing
-                       ? "its check failing on every frame"
-                       : "the picture black, blank or covered (camera_health)");
+                   end.end_reason == events::kEndCheckFailing ? "its check failing on every frame"
+                   : end.end_reason.empty() ? "seen gone before the picture went black, blank or covered"
+                                            : "the picture black, blank or covered (camera_health)");
         evidence_.submit_end(end, std::move(best));
         changed = true;
     }

@@ -115,6 +115,9 @@ private:
     // camera_health sees this frame). Under trackers_mutex_; the ends go into `ended`, for
     // evidence_ after it.
     void end_unseen(const ingest::Frame& frame, bool blind, std::vector<EndedEvent>& ended);
+    // Whether a check judges nothing in a black, blank or covered picture (its observations then
+    // ignored): the ones that look at people and the scene.
+    static bool blinded(const std::string& check);
 
     const config::Camera camera_;
     AnalysisPool& pool_;

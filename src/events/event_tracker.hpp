@@ -48,6 +48,10 @@ public:
                                std::optional<SteadyPoint> cooldown_from = std::nullopt);
 
     bool active() const { return active_; }
+    // Since when an open event's condition has been seen gone, waiting out `clear`; none otherwise.
+    std::optional<TimePoint> clearing_since() const {
+        return active_ && absent_since_ ? std::optional<TimePoint>(absent_since_->wall) : std::nullopt;
+    }
     // True when the last observe() raised an open event's top score (a better frame for evidence).
     bool improved() const { return improved_; }
     // The open event as it stands, for evidence of the best frame.

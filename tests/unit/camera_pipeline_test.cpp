@@ -330,10 +330,11 @@ mqtt: {url: mqtt://127.0.0.1:1883}
 cameras:
   - id: kitchen
     url: rtsp://127.0.0.1:8554/kitchen
-    checks: [camera_health, mask]
+    checks: [camera_health, mask, after_hours_motion]
     health: {confirm: 2s, clear: 2s}
     rules:
       mask: {confirm: 2s, clear: 3s, cooldown: 0s, median_window: 1}
+      after_hours_motion: {confirm: 2s, clear: 3s, median_window: 1}
 )";
 
 class CameraPipelineHealthTest : public CameraPipelineTest {
@@ -404,6 +405,31 @@ TEST_F(CameraPipelineZonedTest, TheCamerasStateListsEachOpenConditionOnce) {
     for (int s = 0; s <= 3; ++s) frame_at(s);
     ASSERT_EQ(events_.of("head_covering").size(), 2u) << "one in each zone";
     EXPECT_EQ(pipeline_.final_state(at(3)).conditions, std::vector<std::string>{"bare_head"});
+}
+
+// A condition seen gone before the picture went black cleared, when it was seen gone: a cleaner who
+// switched the lights off on the way out ended "picture unusable", 4.5 s too long (the review of
+// the change). And a dark room is "black", but motion in it (a torch, a rat) is what
+// after_hours_motion is for: it is judged in a black picture (it never fired with the lights off).
+TEST_F(CameraPipelineHealthTest, ABlackPictureLeavesAConditionSeenGoneClearedAndMotionJudged) {
+    mask_.score = 0.9f;
+    for (int s = 0; s <= 4; ++s) frame_at(s);
+    ASSERT_EQ(events_.of("mask").size(), 1u);
+    mask_.score = 0.0f;  // the face leaves at 5 s; the lights go off at 6 s
+    frame_at(5);
+    health_.score = 0.9f;
+    for (int s = 6; s <= 9; ++s) frame_at(s);
+    const auto mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 2u);
+    EXPECT_EQ(mask[1].end_reason, "") << "it was seen gone";
+    ASSERT_TRUE(mask[1].end_time.has_value());
+    EXPECT_EQ(*mask[1].end_time, at(5));
+    // In the dark, a torch moves: after_hours_motion raises it.
+    head_.score = 0.9f;
+    for (int s = 10; s <= 13; ++s) frame_at(s);
+    const auto motion = events_.of("after_hours_motion");
+    ASSERT_EQ(motion.size(), 1u) << "motion in a black picture was not judged";
+    EXPECT_EQ(motion[0].start_time, at(10));
 }
 
 class CameraPipelineScheduleTest : public CameraPipelineTest {
