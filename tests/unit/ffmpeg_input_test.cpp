@@ -750,7 +750,9 @@ TEST(CameraWorker, PicturesStretchedToTheAnalysisSizeAreSaidOnce) {
         EXPECT_EQ(said.find("set analysis.height: 480 to keep their shape") != std::string::npos, stretched)
             << url << " at " << width << "x" << height << ":\n"
             << said;
-        if (stretched) EXPECT_EQ(said.find("stretched"), said.rfind("stretched")) << "said once:\n" << said;
+        if (stretched) {
+            EXPECT_EQ(said.find("stretched"), said.rfind("stretched")) << "said once:\n" << said;
+        }
     }
     fs::remove(file);
 }
