@@ -118,10 +118,12 @@ def test_check_config_loads_the_detectors_the_cameras_use(watched, tmp_path):
                     + config_text(broker.url, camera.url(), "    checks: [mask, head_covering]\n"))
     r = run("--check-config", str(path))
     assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [line for line in r.stderr.splitlines() if line.startswith(f"{path}: ")]
+    # Each at its place in the file: line 1, the column where its value starts.
+    lines = [line for line in r.stderr.splitlines() if line.startswith(f"{path}:")]
     assert len(lines) == 2, r.stderr
-    assert lines[0].startswith(f"{path}: detectors.mask: ") and "no class labelled 'no_mask'" in lines[0], r.stderr
-    assert lines[1].startswith(f"{path}: detectors.head_covering: ") and "kitchen-head-covring.yaml" in lines[1]
+    assert lines[0].startswith(f"{path}:1:19: detectors.mask: ") and "no class labelled 'no_mask'" in lines[0], r.stderr
+    column = len(f"detectors: {{mask: {models / 'kitchen-head-covering.yaml'}, head_covering: ") + 1
+    assert lines[1].startswith(f"{path}:1:{column}: detectors.head_covering: ") and "kitchen-head-covring.yaml" in lines[1], r.stderr
     # The checks a camera does not run are not loaded.
     path.write_text(path.read_text().replace("    checks: [mask, head_covering]\n", ""))
     r = run("--check-config", str(path))
@@ -145,7 +147,7 @@ def test_check_config_names_an_input_size_the_network_cannot_take(watched, tmp_p
     r = run("--check-config", str(path))
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert lines[0].startswith(f"{path}: detectors.head_covering: "), r.stderr
+    assert lines[0].startswith(f"{path}:1:28: detectors.head_covering: "), r.stderr
     assert f"{manifest}: " in lines[0] and "cannot take an input of 500x500" in lines[0], r.stderr
     assert "[ERROR" not in r.stderr, r.stderr
 
