@@ -265,17 +265,14 @@ void CameraPipeline::end_unseen(const ingest::Frame& frame, bool blind, std::vec
         if (!unseen || frame.steady - t.last_seen < t.tracker.rule().clear) continue;
         // Seen gone before the picture went: it cleared, when it was first seen gone (a cleaner
         // leaving who switched the lights off on the way out ended "not seen to clear", 4.5 s long).
-        if (const auto gone = t.tracker.clearing_since(); !failing && gone) {
-            auto end = t.tracker.close(*gone, "", frame.steady);
-            auto best = evidence_.take_best(end->id);
-            ended.emplace_back(std::move(*end), std::move(best));
-            continue;
-        }
-        // As of its last observation, as an outage ends as of the last frame. The cooldown runs from
-        // now: a check that recovers, or a picture uncovered, with the condition still there opens
-        // no second alert within it. Not open, a condition pending confirmation is forgotten.
-        auto end = t.tracker.close(
-            t.last_seen_wall, failing ? events::kEndCheckFailing : events::kEndPictureUnusable, frame.steady);
+        // Else as of its last observation, as an outage ends as of the last frame. The cooldown runs
+        // from now: a check that recovers, or a picture uncovered, with the condition still there
+        // opens no second alert within it. Not open, a condition pending confirmation is forgotten.
+        const auto gone = failing ? std::nullopt : t.tracker.clearing_since();
+        auto end = gone ? t.tracker.close(*gone, "", frame.steady)
+                        : t.tracker.close(t.last_seen_wall,
+                                          failing ? events::kEndCheckFailing : events::kEndPictureUnusable,
+                                          frame.steady);
         if (!end) continue;
         if (*end->end_time < end->start_time) end->end_time = end->time = end->start_time;
         auto best = evidence_.take_best(end->id);

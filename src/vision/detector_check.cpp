@@ -22,9 +22,9 @@ void DetectorCheck::analyse(const ingest::Frame& frame, std::vector<Observation>
     // behind him is background again): by the model alone nothing moved, and the boxes of the
     // person who left stood until the refresh, drawn on the frames after, ending an alert up to
     // 10 s late and merging the next one into it (the 54th session's review).
-    const bool moved = motion_ == nullptr || motion_->moved_fraction() >= kMotionGateFraction ||
-                       motion_->lighting_changed() || changed_since_run();
-    if (moved || stale) {
+    // Stale first: a refresh due needs no comparison of the picture.
+    if (stale || motion_ == nullptr || motion_->moved_fraction() >= kMotionGateFraction ||
+        motion_->lighting_changed() || changed_since_run()) {
         // Into a scratch list, kept only once the run worked: a detector clears its output before
         // it can throw, and the still frames after a failed run reused "nothing seen" until the
         // refresh, long enough to end an open event as cleared and raise it again later. The picture
