@@ -21,12 +21,6 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
     for (const auto& s : cfg.sensors) {
         entries_[s.id].rules = std::make_unique<sensors::SensorRules>(s, site_.calendar, site_.schedules,
                                                                       site_.ids, now, steady_now);
-        if (entries_[s.id].rules->skips_current_window()) {
-            log_->info(
-                "sensor {}: started within its disinfection window ({}): a cycle before now is unknown, "
-                "so this window is not judged",
-                s.id, s.disinfection->schedule);
-        }
         if (s.source.kind == config::SensorSource::Kind::mqtt) {
             mqtt_sensors.push_back(&s);
         } else {
@@ -48,6 +42,15 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
 SensorHub::~SensorHub() { stop(); }
 
 void SensorHub::start() {
+    // Said here, after adopt(): a reload within a window the previous run judged goes on judging it.
+    for (const auto& [id, e] : entries_) {
+        if (e.rules->skips_current_window()) {
+            log_->info(
+                "sensor {}: started within its disinfection window ({}): a cycle before now is unknown, "
+                "so this window is not judged",
+                id, e.rules->sensor().disinfection->schedule);
+        }
+    }
     if (mqtt_) mqtt_->start();
     for (auto& m : modbus_) m->start();
 }

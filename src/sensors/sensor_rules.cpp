@@ -288,6 +288,10 @@ SensorRules::Cycles SensorRules::cycles() const {
     c.hot_since = hot_since_;
     c.start_known = cycle_start_known_;
     if (pending_) c.pending_since = pending_->start;
+    if (in_window_ && judge_window_) {
+        c.judging_since = window_start_;
+        c.unknown_cycle_in_window = unknown_cycle_in_window_;
+    }
     return c;
 }
 
@@ -306,10 +310,30 @@ void SensorRules::resume_cycles(const Cycles& carried, TimePoint now, SteadyPoin
     }
     // A window that ended during a cycle, not yet judged: judged when the cycle ends (tick()).
     if (carried.pending_since) pending_ = Window{*carried.pending_since, false};
+    // A reload within a window the previous run watched from its start: a cycle before the reload
+    // is known, so the window is judged (left unjudged, a site that pushes its configuration by
+    // reload around meal times missed its alerts: the 52nd session's review). Only while the
+    // schedule as now configured began that window then and has not left it since.
+    if (carried.judging_since && in_window_ && !judge_window_ &&
+        same_window_since(*carried.judging_since, now)) {
+        judge_window_ = true;
+        window_start_ = *carried.judging_since;
+        unknown_cycle_in_window_ = carried.unknown_cycle_in_window;
+    }
     if (!carried.missed_since || (last_cycle_ && *last_cycle_ >= *carried.missed_since)) return;
     // A cycle from that window's start on ends it, as before the reload.
     window_start_ = *carried.missed_since;
     emit(missed_->observe(now, steady_now, 1.0f), value_, out);
+}
+
+bool SensorRules::same_window_since(TimePoint since, TimePoint now) const {
+    using std::chrono::minutes;
+    if (since > now || now - since > std::chrono::hours(24 * 8)) return false;
+    if (calendar_.active(*window_, since - minutes(1))) return false;  // began earlier: not the same
+    for (TimePoint t = since; t < now; t += minutes(1)) {
+        if (!calendar_.active(*window_, t)) return false;
+    }
+    return true;
 }
 
 SensorState SensorRules::state(SteadyPoint steady_now) const {

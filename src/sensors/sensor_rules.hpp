@@ -70,11 +70,17 @@ public:
         std::optional<TimePoint> hot_since;      // a cycle in progress: hot since then
         bool start_known = true;                 // whether that cycle was seen to begin
         std::optional<TimePoint> pending_since;  // the start of a window that ended during that cycle
+        // The window running now, judged by that run since its start, and whether a cycle it did
+        // not see begin was hot in it.
+        std::optional<TimePoint> judging_since;
+        bool unknown_cycle_in_window = false;
     };
     Cycles cycles() const;
     // The previous run's, at a reload: its stop ended an open missed_cycle, which the room would
     // take for mended, and nothing judged it again until the next window ended. It starts again now
     // (a new event, as a threshold's condition still there does), and ends with the next cycle.
+    // A window the previous run judged from its start is judged here too, when the schedule (as
+    // now configured) has been the same window since then.
     void resume_cycles(const Cycles& carried, TimePoint now, SteadyPoint steady_now,
                        std::vector<events::Event>& out);
     void tick(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out);
@@ -85,7 +91,7 @@ public:
     SensorState state(TimePoint now) const { return state(steady_from_wall(now)); }
     const config::Sensor& sensor() const { return sensor_; }
     // Whether the disinfection window running now goes unjudged: it was already running when these
-    // rules started, so a cycle before then is unknown.
+    // rules started, so a cycle before then is unknown (a reload's resume_cycles() may take it up).
     bool skips_current_window() const { return in_window_ && !judge_window_; }
 
 private:
@@ -116,6 +122,8 @@ private:
         TimePoint start;
         bool unknown_cycle = false;
     };
+    // Whether the disinfection schedule began a window at `since` and was active from then to `now`.
+    bool same_window_since(TimePoint since, TimePoint now) const;
     // Whether `w` had a complete cycle; raises missed_cycle if not, unless unknown_cycle.
     void judge(const Window& w, TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out);
 

@@ -786,6 +786,61 @@ TEST(SensorRules, AMissedCycleOpenAtAReloadStartsAgainInTheNextRun) {
     EXPECT_TRUE(quiet.out.empty()) << ::testing::PrintToString(quiet.states());
 }
 
+// A reload at 13:20 within the 13:00-14:00 window, the cabinet cold throughout: no missed_cycle,
+// since the next run took the window for one already running at its start (the 52nd session's
+// review). The run before watched it from 13:00, so the next judges it; a cycle the run before saw
+// in it counts; a schedule reloaded to another window is not judged on the old one's start.
+TEST(SensorRules, AWindowAReloadFallsIntoIsJudged) {
+    const auto reload = [](Rig& rig, SensorRules& before, double minute) {
+        const auto carried = before.cycles();
+        before.close(at(minute), kg::events::kEndStopped, rig.out);
+        SensorRules next(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(minute));
+        next.resume({rig.sensor.id, 40.0, at(minute - 1), std::nullopt}, at(minute), rig.out);
+        next.resume_cycles(carried, at(minute), kg::steady_from_wall(at(minute)), rig.out);
+        return next;
+    };
+    {
+        Rig rig;
+        disinfection_cabinet(rig);
+        auto first = rig.make();
+        rig.feed(first, 12 * 60, 13 * 60 + 20, 40.0);
+        auto next = reload(rig, first, 13 * 60 + 20);
+        EXPECT_FALSE(next.skips_current_window());
+        rig.feed(next, 13 * 60 + 20, 14 * 60 + 5, 40.0);
+        EXPECT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+    }
+    {
+        Rig rig;  // a cycle 13:05-13:17 before the reload
+        disinfection_cabinet(rig);
+        auto first = rig.make();
+        rig.feed(first, 12 * 60, 13 * 60 + 5, 40.0);
+        rig.feed(first, 13 * 60 + 5, 13 * 60 + 17, 125.0);
+        rig.feed(first, 13 * 60 + 17, 13 * 60 + 20, 40.0);
+        auto next = reload(rig, first, 13 * 60 + 20);
+        rig.feed(next, 13 * 60 + 20, 14 * 60 + 5, 40.0);
+        EXPECT_TRUE(rig.out.empty()) << ::testing::PrintToString(rig.states());
+    }
+    {
+        Rig rig;  // reloaded with the window moved to 13:10-14:00: a cycle before 13:10 is not its
+        disinfection_cabinet(rig);
+        auto first = rig.make();
+        rig.feed(first, 12 * 60, 13 * 60 + 20, 40.0);
+        rig.schedules["after_lunch"].windows = {kg::rules::parse_window("13:10-14:00")};
+        auto next = reload(rig, first, 13 * 60 + 20);
+        EXPECT_TRUE(next.skips_current_window());
+        rig.feed(next, 13 * 60 + 20, 14 * 60 + 5, 40.0);
+        EXPECT_TRUE(rig.out.empty()) << ::testing::PrintToString(rig.states());
+    }
+    {
+        Rig rig;  // a fresh start within the window (nothing carried) is not judged, as before
+        disinfection_cabinet(rig);
+        SensorRules started(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(13 * 60 + 20));
+        EXPECT_TRUE(started.skips_current_window());
+        rig.feed(started, 13 * 60 + 20, 14 * 60 + 5, 40.0);
+        EXPECT_TRUE(rig.out.empty()) << ::testing::PrintToString(rig.states());
+    }
+}
+
 TEST(SensorRules, AStopEndsEveryOpenEventOfTheSensor) {
     Rig rig;
     rig.sensor.id = "sample-fridge";
