@@ -130,6 +130,9 @@ struct TrackResult {
     bool from_first = false;
     // With `ignored`: the number is of a stream the site replaced (a late message of its old outbox).
     bool retired_stream = false;
+    // With `started`: the stream is one the site had replaced, current again (its outbox came back);
+    // `replaced_stream` is the one it takes over from.
+    bool reinstated = false;
     // With `started` for a site that had a stream: its alerts still open, ended by the room with
     // kEndOutboxReplaced (the gateway's record of them went with its outbox).
     std::vector<std::string> ended_alerts;
@@ -389,6 +392,8 @@ private:
     void attach_pending_clip(const std::string& site, const std::string& event_id);
     // Sequence tracking; the caller holds mutex_ (and a transaction to write).
     std::optional<StreamTrack> load_current_track(const std::string& site);
+    // The site's track of `stream_id` (retired or current); the current one without it.
+    std::optional<StreamTrack> load_track(const std::string& site, const std::string* stream_id);
     bool is_retired_stream(const std::string& site, const std::string& stream);
     // Writes the ranges `after` counted lost since `before` to seq_lost (part of save_track).
     void save_lost(const std::string& site, const StreamTrack& before, const StreamTrack& after);
@@ -397,6 +402,10 @@ private:
     bool take_lost(const std::string& site, const std::string& stream, std::int64_t seq);
     void start_stream(const std::string& site, const StreamTrack& track, TimePoint now, TrackResult& result);
     void retire_stream(const std::string& site, const StreamTrack& old, TimePoint now, TrackResult& result);
+    // Makes the retired stream `back` the site's current one again, retiring `current` as a
+    // replacement does (its open alerts ended).
+    void reinstate_stream(const std::string& site, std::optional<StreamTrack> current,
+                          const StreamTrack& back, TimePoint now, TrackResult& result);
     void end_alerts_of_replaced_outbox(const std::string& site, TimePoint now, TrackResult& result);
     // Ends `alert` (already stored) as the room does when its outbox was replaced, and queues the end.
     void end_as_outbox_replaced(const EventMessage& alert, TimePoint now);

@@ -20,8 +20,15 @@ TimePoint read_time(const std::string& text) { return parse_iso8601_utc(text).va
 }  // namespace
 
 std::optional<StreamTrack> Store::load_current_track(const std::string& site) {
-    Stmt s(db_, "SELECT stream, mark, top, lost FROM seq_streams WHERE site = ? AND current = 1");
+    return load_track(site, nullptr);
+}
+
+std::optional<StreamTrack> Store::load_track(const std::string& site, const std::string* stream_id) {
+    Stmt s(db_, stream_id
+                    ? "SELECT stream, mark, top, lost FROM seq_streams WHERE site = ?1 AND stream = ?2"
+                    : "SELECT stream, mark, top, lost FROM seq_streams WHERE site = ?1 AND current = 1");
     s.bind(1, site);
+    if (stream_id) s.bind(2, *stream_id);
     if (!s.step()) return std::nullopt;
     const std::string stream = s.text(0);
     const std::int64_t mark = s.integer(1), top = s.integer(2), lost = s.integer(3);
@@ -185,6 +192,24 @@ void Store::retire_stream(const std::string& site, const StreamTrack& old, TimeP
     end_alerts_of_replaced_outbox(site, now, result);
 }
 
+void Store::reinstate_stream(const std::string& site, std::optional<StreamTrack> current,
+                             const StreamTrack& back, TimePoint now, TrackResult& result) {
+    // The site's lost count carries on, as at any replacement; the returning stream's own missing
+    // numbers were counted lost when it was retired, and a late one of them is still found.
+    const std::int64_t lost = current ? current->lost() + current->missing_count() : back.lost();
+    if (current) retire_stream(site, *current, now, result);
+    Stmt(db_,
+         "UPDATE seq_streams SET current = 1, lost = ?3, started_at = ?4 WHERE site = ?1 AND stream = ?2")
+        .bind(1, site)
+        .bind(2, back.stream())
+        .bind(3, lost)
+        .bind(4, iso8601_utc(now))
+        .run();
+    result.kind = TrackResult::Kind::started;
+    result.reinstated = true;
+    result.changed = true;
+}
+
 void Store::end_alerts_of_replaced_outbox(const std::string& site, TimePoint now, TrackResult& result) {
     // Every alert of the site still open belongs to the old stream: add_event records a message's
     // number before it stores the message, so the new stream's first alert is not among them. Their
@@ -268,10 +293,20 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
     if (!track || track->stream() != s.stream) {
         if (creates == Creates::never) return result;
         if (is_retired_stream(site, s.stream)) {
-            result.retired_stream = true;
-            return result;
-        }
-        if (track) {
+            auto back = load_track(site, &s.stream);
+            // A stream the site replaced is live again when the site's `gateway` message, which a
+            // gateway sends at each connection, names it with every number the room saw of it sent:
+            // its outbox came back (a disk mounted late, a folder mended and the gateway restarted).
+            // Left retired, each new alert of it was stored ended and its losses went unasked (the
+            // 55th session's review). A numbered message of it is a late one: one that another
+            // instance of a share group held can be numbered above what the room saw.
+            if (!back || creates != Creates::from_gateway || s.seq < back->top()) {
+                result.retired_stream = true;
+                return result;
+            }
+            reinstate_stream(site, std::move(track), *back, now, result);
+            track = load_current_track(site);
+        } else if (track) {
             // A site the room follows: the new stream is numbered from 1, and what the room has not
             // seen of it is missing (asked for), not taken as delivered.
             retire_stream(site, *track, now, result);
@@ -298,7 +333,7 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
                     .run();
             }
         }
-        start_stream(site, *track, now, result);
+        if (!result.reinstated) start_stream(site, *track, now, result);
     } else {
         result.kind = TrackResult::Kind::tracked;
     }

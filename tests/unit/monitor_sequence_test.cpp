@@ -423,6 +423,42 @@ TEST(MonitorSequenceIngest, TheAlertsAReplacedOutboxLeftOpenAreEndedByTheRoom) {
     EXPECT_EQ(store.alert(fmt::format("19ab3c0f2e1-{:016x}", 7))->condition, "start");
 }
 
+// The documented mend (config.md): an outbox folder that could not be opened made the gateway run
+// in memory, a new stream; mended, the gateway restarts on its old outbox. The room kept that stream
+// retired for good: each new alert of it was stored ended as `outbox replaced` and its losses were
+// never asked for (the 55th session's review). Its `gateway` message makes it current again.
+TEST(MonitorSequenceIngest, AStreamWhoseOutboxCameBackIsFollowedAgain) {
+    Store store(":memory:");
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    const auto id = [](int n) { return fmt::format("19ab3c0f2e1-{:016x}", n); };
+    ingest.handle("kitchen/sch-0101/gateway", gateway_info(0).dump(), true, kT0);
+    for (int n = 1; n <= 3; ++n)
+        ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0);
+    // The run in memory: its own stream, one alert.
+    ingest.handle("kitchen/sch-0101/gateway", gateway_info(0, kOther).dump(), true, kT0 + 60s);
+    json in_memory = numbered_event(1, kOther);
+    in_memory["id"] = "19ab3c0f2e2-00000000000000aa";
+    in_memory["message_id"] = "19ab3c0f2e2-00000000000000aa:start";
+    ingest.handle("kitchen/sch-0101/events", in_memory.dump(), false, kT0 + 61s);
+    EXPECT_EQ(store.alert(id(1))->end_reason, std::string(kEndOutboxReplaced));
+    // Back on the old outbox: its gateway message says every number up to 3 was sent.
+    ingest.handle("kitchen/sch-0101/gateway", gateway_info(3).dump(), true, kT0 + 120s);
+    EXPECT_EQ(store.sites()[0]["stream"], kStream);
+    EXPECT_EQ(store.alert("19ab3c0f2e2-00000000000000aa")->end_reason, std::string(kEndOutboxReplaced));
+    EXPECT_NE(log.str().find("sch-0101: stream 00c0ffee00c0ffee is back"), std::string::npos) << log.str();
+    // Its new alert is open, and a number the broker lost (4) is missing, to be asked for.
+    ingest.handle("kitchen/sch-0101/events", numbered_event(5).dump(), false, kT0 + 130s);
+    EXPECT_EQ(store.alert(id(5))->condition, "start");
+    EXPECT_EQ(ranges(*store.stream_track("sch-0101")), (Ranges{{4, 4}}));
+    EXPECT_EQ(store.sites()[0]["missing_messages"], 1);
+    // A late gateway message of the in-memory stream that says less than the room saw of it does
+    // not switch back.
+    ingest.handle("kitchen/sch-0101/gateway", gateway_info(0, kOther).dump(), false, kT0 + 131s);
+    EXPECT_EQ(store.sites()[0]["stream"], kStream);
+    EXPECT_EQ(store.alert(id(5))->condition, "start");
+}
+
 // What a site sends goes into notifications and the dashboard: a name of kilobytes (a robot refuses
 // the whole message, and the duty group's queue waited a day behind it) is stored shortened, with
 // its control characters replaced, and said in the log: the alert itself is never dropped for it. A
