@@ -130,6 +130,34 @@ MqttLink::MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared
         if (given_up) say_optional_given_up();
         cv_.notify_all();
     });
+    // Behind a broker cluster (bridged brokers, a load balancer), the node this gateway left can
+    // publish its last will after the gateway reconnected to another: the retained `offline` then
+    // reached the room after this connection's `online`, and the room showed a live site offline
+    // for good (the 55th session's review). Watching its own topic, the gateway says `online` again.
+    subscriptions_.push_back(
+        {availability_topic_, [this](const Message& m) { on_own_availability(m); }, Need::watch});
+}
+
+void MqttLink::on_own_availability(const Message& m) {
+    // Retained: what the broker held before this connection's `online` (the last run's will). Its
+    // own `offline` at a clean stop comes with stop_ set.
+    if (m.retained || m.payload != "offline" || stop_ || !connected_) return;
+    try {
+        client_->publish(availability_topic_, std::string("online"), kQos1, true);
+    } catch (const mqtt::exception& e) {
+        log_->warn("cannot publish online again on {}: {}", availability_topic_, e.what());
+        return;
+    }
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch())
+                         .count();
+    auto last = availability_said_.load();
+    if ((last == 0 || now - last >= 60000) && availability_said_.compare_exchange_strong(last, now)) {
+        log_->warn(
+            "the broker published {} offline while this gateway is connected (the last will of a connection "
+            "it no longer has, on another node of a broker cluster?): said online again",
+            availability_topic_);
+    }
 }
 
 MqttLink::~MqttLink() { stop(); }
@@ -178,8 +206,18 @@ bool MqttLink::connect_once() {
                 log_->warn("connect to {} timed out{}", cfg_.url, connect_failures_.note(v));
             return false;
         }
-        for (auto& s : subscriptions_)
-            if (s.need == Need::required) subscribe_once(s);
+        for (auto& s : subscriptions_) {
+            if (s.need == Need::optional || s.given_up) continue;
+            subscribe_once(s);
+            if (s.need == Need::watch && !client_->is_connected()) {
+                s.given_up = true;
+                log_->warn(
+                    "the connection was lost while subscribing to {}: not subscribing to it again in this "
+                    "run (if the broker closes connections on subscriptions it does not allow, its ACL "
+                    "needs it)",
+                    s.filter);
+            }
+        }
         // After the required subscriptions: the room reads `online` as "asks on replay are
         // answered now". Not after the optional ones: a broker that leaves a SUBSCRIBE unanswered
         // would hold back `online`, and with it every alert, for each of them.

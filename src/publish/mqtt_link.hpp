@@ -94,7 +94,10 @@ public:
     // nothing, and are unsubscribed kRetainedWindow after the SUBACK, since held they would bring
     // back every message the link publishes on them (3.1.1 has no no-local). Its refusal is a
     // warning once per run, and a connection lost while it is unanswered ends them for the run.
-    enum class Need { required, optional };
+    // A watched one is made and held as a required one, but done without: its refusal is a warning
+    // once per run, and a connection lost while it is made ends it for the run (a broker that
+    // closes connections on a SUBSCRIBE its ACL denies would otherwise keep every alert back).
+    enum class Need { required, optional, watch };
 
     // Hooks run on the link's thread after each successful connect, in registration order.
     void on_connected(std::function<void()> hook);
@@ -150,6 +153,8 @@ private:
     // (the caller says, once, that they are not asked again).
     bool optional_lost();
     void say_optional_given_up();
+    // On Paho's thread: a message on this gateway's own availability topic.
+    void on_own_availability(const Message& m);
 
     config::Mqtt cfg_;
     std::string availability_topic_;
@@ -166,6 +171,7 @@ private:
         std::function<void(const Message&)> handler;
         Need need;
         bool missing_said = false;  // on the link's thread: an optional one's absence was logged
+        bool given_up = false;      // on the link's thread: a watched one, not made again this run
     };
     std::vector<Subscription> subscriptions_;
     // Under mutex_: this connection's optional subscriptions.
@@ -187,6 +193,7 @@ private:
     std::uint64_t losses_ = 0;                               // under mutex_: connection-lost callbacks so far
     std::chrono::steady_clock::time_point connected_since_;  // under mutex_
     std::atomic<bool> stop_{false};
+    std::atomic<std::int64_t> availability_said_{0};  // steady ms when a stale `offline` was last logged
     std::mutex mutex_;
     std::condition_variable cv_;
     std::thread thread_;

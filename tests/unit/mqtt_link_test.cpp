@@ -263,3 +263,47 @@ TEST(MqttLink, AnOptionalSubscriptionIsDroppedOnceTheStoredMessagesCame) {
     EXPECT_EQ(got(states), (std::vector<std::string>{"kitchen/s/cameras/gone/state retained",
                                                      "kitchen/s/cameras/own/state"}));
 }
+
+// Behind bridged brokers the node a gateway left publishes its last will after the gateway came back
+// through another: the retained `offline` reached the room after the new connection's `online`, and
+// the room showed the live site offline for good (the 55th session's review). The link says
+// `online` again; a clean stop's own `offline` stays.
+TEST(MqttLink, AStaleLastWillWhileConnectedIsAnsweredOnline) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    kg::config::Mqtt cfg;
+    cfg.url = broker.url();
+    cfg.client_id = "mqtt-link-test";
+    kg::publish::MqttLink link(cfg, "kitchen/s/availability", kg::Logging::null_logger());
+    link.start();
+    ASSERT_TRUE(link.wait_connected(std::chrono::seconds(10)));
+    const auto retained_availability = [&] {
+        // What a dashboard connecting now reads.
+        mqtt::async_client reader(broker.url(), "mqtt-link-test-reader");
+        std::string value;
+        reader.start_consuming();
+        reader.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
+        reader.subscribe("kitchen/s/availability", 1)->wait();
+        if (auto m = reader.try_consume_message_for(std::chrono::seconds(2))) value = m->to_string();
+        reader.disconnect()->wait();
+        return value;
+    };
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (retained_availability() != "online" && std::chrono::steady_clock::now() < until) {
+    }
+    ASSERT_EQ(retained_availability(), "online");
+    {
+        mqtt::async_client bridge(broker.url(), "mqtt-link-test-bridge");
+        bridge.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
+        bridge.publish("kitchen/s/availability", std::string("offline"), 1, true)->wait();
+        bridge.disconnect()->wait();
+    }
+    std::string now;
+    const auto fixed_by = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while ((now = retained_availability()) != "online" && std::chrono::steady_clock::now() < fixed_by) {
+    }
+    EXPECT_EQ(now, "online") << "a live gateway left shown offline";
+    link.stop();
+    EXPECT_EQ(retained_availability(), "offline") << "a clean stop's offline was answered";
+}
