@@ -1,6 +1,8 @@
 #include "web/viewer_counter.hpp"
 
 #include <algorithm>
+#include <set>
+#include <string_view>
 
 #include "web/trusted_proxies.hpp"
 
@@ -21,16 +23,28 @@ std::size_t ViewerCounter::on_camera(const std::string& camera) const {
     return n;
 }
 
-std::size_t ViewerCounter::from_address(const std::string& address) const {
-    std::size_t n = 0;
-    for (const auto& [key, seen] : hls_) n += std::get<1>(key) == address;
+std::size_t ViewerCounter::from_address(const std::string& address, const std::string* session,
+                                        bool* session_known) const {
+    // One page is one viewer, however many cameras it shows: its players share a session id. Counted
+    // by camera, a page of 9 cameras could not show the ninth, and two reloads of one of 3 locked the
+    // household out of all of them until the old sessions expired (the 55th session's review).
+    std::set<std::string_view> sessions;
+    for (const auto& [key, seen] : hls_) {
+        if (std::get<1>(key) != address) continue;
+        sessions.insert(std::get<2>(key));
+        if (session && std::get<2>(key) == *session) *session_known = true;
+    }
+    std::size_t n = sessions.size();
     for (const auto& f : flv_) n += f.address == address;
     return n;
 }
 
-ViewerCounter::Admit ViewerCounter::check(const std::string& camera, const std::string& address) const {
+ViewerCounter::Admit ViewerCounter::check(const std::string& camera, const std::string& address,
+                                          const std::string* session) const {
     if (on_camera(camera) >= limits_.per_camera) return Admit::camera_full;
-    if (from_address(address) >= limits_.per_address) return Admit::address_full;
+    bool known = false;
+    const auto n = from_address(address, session, &known);
+    if (!known && n >= limits_.per_address) return Admit::address_full;
     return Admit::ok;
 }
 
@@ -43,7 +57,7 @@ ViewerCounter::Admit ViewerCounter::session(const std::string& camera, const std
         if (seen != Seen::peek) it->second = now;
         return Admit::ok;
     }
-    const auto admit = check(camera, std::get<1>(key));
+    const auto admit = check(camera, std::get<1>(key), &session);
     if (admit == Admit::ok && seen == Seen::count) hls_.emplace(key, now);
     return admit;
 }
@@ -67,7 +81,7 @@ ViewerCounter::Admit ViewerCounter::admit_flv(const std::string& camera, const s
                                               Clock::time_point now) {
     std::lock_guard lock(mutex_);
     expire(now);
-    return check(camera, address_block(address));
+    return check(camera, address_block(address), nullptr);
 }
 
 void ViewerCounter::add_flv(const std::string& camera, const std::string& address,

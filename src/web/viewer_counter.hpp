@@ -2,6 +2,8 @@
 // Who is watching which public camera, for the viewer caps and the metrics. HLS is plain HTTP
 // polling, so an HLS viewer is a session (client address + the player's session id) seen within
 // the last `hls_window`; an HTTP-FLV viewer is an open connection, counted while its stream lives.
+// Per camera, each session watching it counts; per address, each session once (a page's players
+// share one), and each FLV connection.
 // Thread-safe: asked from the HTTP side, read by the metrics.
 
 #include <chrono>
@@ -52,8 +54,12 @@ public:
 private:
     void expire(Clock::time_point now);
     std::size_t on_camera(const std::string& camera) const;
-    std::size_t from_address(const std::string& address) const;
-    Admit check(const std::string& camera, const std::string& address) const;
+    // Viewers from `address`: its HLS sessions (each once, whatever the cameras it watches) and
+    // FLV connections. `session_known`: set when `session` is one of them.
+    std::size_t from_address(const std::string& address, const std::string* session = nullptr,
+                             bool* session_known = nullptr) const;
+    // `session`: an HLS session joining `camera`; one the address already counts adds no viewer.
+    Admit check(const std::string& camera, const std::string& address, const std::string* session) const;
     // An HLS request: peek counts and refreshes nobody, refresh keeps a counted session, count also
     // counts a new one within the caps.
     enum class Seen { peek, refresh, count };

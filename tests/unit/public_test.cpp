@@ -229,6 +229,23 @@ TEST(ViewerCounter, AddressCapCountsHlsAndFlv) {
     EXPECT_EQ(viewers.admit_flv("c", "10.0.0.1", t), ViewerCounter::Admit::ok);
 }
 
+// One parents' page is one viewer of its address, however many cameras it shows: its players share
+// a session id. Counted per camera, a page of 9 cameras could not show the ninth under the default
+// cap of 8 (the 55th session's review). Per camera, each session still counts.
+TEST(ViewerCounter, APageOfManyCamerasIsOneViewerOfItsAddress) {
+    ViewerCounter viewers({10, 2}, std::chrono::seconds(10));
+    const auto t = Clock::now();
+    for (int c = 0; c < 9; ++c)
+        EXPECT_EQ(viewers.hls("cam" + std::to_string(c), "10.0.0.1", "page", t), ViewerCounter::Admit::ok)
+            << c;
+    EXPECT_EQ(viewers.hls("cam0", "10.0.0.1", "second-page", t), ViewerCounter::Admit::ok);
+    EXPECT_EQ(viewers.hls("cam0", "10.0.0.1", "third-page", t), ViewerCounter::Admit::address_full);
+    EXPECT_EQ(viewers.hls("cam9", "10.0.0.1", "page", t), ViewerCounter::Admit::ok)
+        << "a page already counted";
+    EXPECT_EQ(viewers.admit_flv("cam0", "10.0.0.1", t), ViewerCounter::Admit::address_full);
+    EXPECT_EQ(viewers.viewers("cam0", t).hls, 2u);
+}
+
 // An IPv6 host picks any address of its /64: its viewers are counted together, not one each.
 TEST(ViewerCounter, AnIPv6ClientIsCountedByItsSlash64) {
     ViewerCounter viewers({10, 2}, std::chrono::seconds(10));
