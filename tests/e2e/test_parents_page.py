@@ -112,6 +112,17 @@ URL.revokeObjectURL = function (u) { window.__urls.revoked++; return revoke.call
     width = browser.execute_script(f"return {video}.getBoundingClientRect().width")
     assert 300 < width <= 390, width
     browser.set_window_size(1280, 900)
+
+    # A reload keeps the page's session id: one viewer, not one more per reload until the old expired
+    # (three reloads of a page locked a household out under the per-address cap).
+    sid = browser.execute_script("return sessionStorage.getItem('kg-sid')")
+    assert sid
+    browser.refresh()
+    kg_e2e.wait_until(lambda: browser.execute_script(f"return {video} && {video}.currentTime") > 0.5, 30,
+                      interval=0.5, what="the video to play again after a reload")
+    assert browser.execute_script("return sessionStorage.getItem('kg-sid')") == sid
+    metrics = get(gw.api_port(), "/metrics")[1].decode()
+    assert 'kg_public_viewers{camera="kitchen",protocol="hls"} 1' in metrics, metrics
     shot = tmp_path / "parents-page.png"
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10000
