@@ -428,10 +428,13 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
 
     // A live message is the site's heartbeat; a retained one is only the broker's memory of it. A
     // refused message beats for a site the room knows (its gateway is there, if broken), but does
-    // not make one: a garbage topic left a site in the list for good.
+    // not make one: a garbage topic left a site in the list for good. Nor does `offline`: the
+    // broker publishes it for a gateway that is gone (its last will), and counted, "last heard"
+    // showed when the broker noticed, not the gateway's last word (the 55th session's review).
     const auto refused = counters_.refused.load();
     route_site(topic, parts, payload, retained, now);
-    if (!retained && (counters_.refused.load() == refused || store_.has_site(site)))
+    const bool will = kind == "availability" && payload == "offline";
+    if (!retained && !will && (counters_.refused.load() == refused || store_.has_site(site)))
         store_.site_seen(site, now);
 }
 

@@ -1035,6 +1035,10 @@ TEST(MonitorIngest, ARefusedMessageMakesNoSiteButBeatsForAKnownOne) {
     ASSERT_EQ(sites.size(), 1u);
     EXPECT_EQ(sites[0]["site"], "s1");
     EXPECT_EQ(sites[0]["last_seen"], kg::iso8601_utc(kT0 + std::chrono::minutes(10)));
+    // The broker's `offline` for a gateway that is gone (its last will) is not the gateway's word.
+    ingest.handle("kitchen/s1/availability", "offline", false, kT0 + std::chrono::minutes(12));
+    EXPECT_EQ(store.sites()[0]["last_seen"], kg::iso8601_utc(kT0 + std::chrono::minutes(10)));
+    EXPECT_EQ(store.sites()[0]["availability"], "offline");
 }
 
 // The times a site sends are read strictly: sscanf took "-1" for an hour and 31 February as 3
