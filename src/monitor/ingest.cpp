@@ -565,6 +565,8 @@ void Ingest::route_site(const std::string& topic, const std::vector<std::string>
             else if (seq)
                 seq->started = started;
         }
+        if (const auto it = j.find("started_at"); seq && it != j.end() && it->is_string())
+            seq->run_started = parse_iso8601_utc(it->get<std::string>());  // not a time: none
         const auto stored = store_.set_gateway_info(site, j, now, seq);
         if (!stored.removed.empty())
             log_->info("{}: {} no longer in its gateway's list: forgotten", site,

@@ -23,6 +23,8 @@ struct Sequence {
     std::int64_t seq = 0;
     // When the stream began, on the gateway's clock (its `gateway` message says so; events do not).
     std::optional<TimePoint> started = std::nullopt;
+    // When the run of the gateway that sent it began (its `gateway` message's `started_at`).
+    std::optional<TimePoint> run_started = std::nullopt;
 };
 
 // Numbers from..to (inclusive) not received, noticed missing at `since`, last asked for at `asked_at`.

@@ -166,6 +166,7 @@ Store::Store(const std::string& path, Retention retention)
                  .version = kSchemaVersion}) {
     add_column("alerts", "end_reason");
     add_column("rollups", "parts");
+    add_column("seq_streams", "run_started");
     add_read_indexes();
     add_late_tables();
 }

@@ -395,6 +395,8 @@ private:
     // The site's track of `stream_id` (retired or current); the current one without it.
     std::optional<StreamTrack> load_track(const std::string& site, const std::string* stream_id);
     bool is_retired_stream(const std::string& site, const std::string& stream);
+    // The start of the latest gateway run whose `gateway` message named the site's `stream`.
+    std::optional<TimePoint> run_started(const std::string& site, const std::string& stream);
     // Writes the ranges `after` counted lost since `before` to seq_lost (part of save_track).
     void save_lost(const std::string& site, const StreamTrack& before, const StreamTrack& after);
     void save_track(const std::string& site, const StreamTrack& before, const StreamTrack& after);

@@ -45,6 +45,14 @@ std::optional<StreamTrack> Store::load_track(const std::string& site, const std:
     return StreamTrack(stream, mark, top, lost, std::move(missing));
 }
 
+std::optional<TimePoint> Store::run_started(const std::string& site, const std::string& stream) {
+    Stmt s(db_, "SELECT run_started FROM seq_streams WHERE site = ? AND stream = ?");
+    s.bind(1, site).bind(2, stream);
+    if (!s.step()) return std::nullopt;
+    const auto text = s.opt_text(0);
+    return text ? parse_iso8601_utc(*text) : std::nullopt;
+}
+
 bool Store::is_retired_stream(const std::string& site, const std::string& stream) {
     Stmt s(db_, "SELECT 1 FROM seq_streams WHERE site = ? AND stream = ? AND current = 0");
     s.bind(1, site).bind(2, stream);
@@ -294,13 +302,17 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
         if (creates == Creates::never) return result;
         if (is_retired_stream(site, s.stream)) {
             auto back = load_track(site, &s.stream);
-            // A stream the site replaced is live again when the site's `gateway` message, which a
-            // gateway sends at each connection, names it with every number the room saw of it sent:
-            // its outbox came back (a disk mounted late, a folder mended and the gateway restarted).
-            // Left retired, each new alert of it was stored ended and its losses went unasked (the
-            // 55th session's review). A numbered message of it is a late one: one that another
-            // instance of a share group held can be numbered above what the room saw.
-            if (!back || creates != Creates::from_gateway || s.seq < back->top()) {
+            // A stream the site replaced is live again when the site's `gateway` message names it
+            // from a run of the gateway that began after the run of the current stream: its outbox
+            // came back (a disk mounted late, a folder mended and the gateway restarted). Left
+            // retired, each new alert of it was stored ended and its losses went unasked (the 55th
+            // session's review). A late copy of its old `gateway` message (another instance of a
+            // share group lagging, a broker node's retained copy) is of a run that began before,
+            // as is a numbered message of it, which says no run at all; and of two gateways with
+            // one site id, the one started first never takes the site back.
+            const auto current_run = track ? run_started(site, track->stream()) : std::nullopt;
+            if (!back || creates != Creates::from_gateway || !s.run_started || !current_run ||
+                *s.run_started <= *current_run || s.seq < back->top()) {
                 result.retired_stream = true;
                 return result;
             }
@@ -361,6 +373,16 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
     if (track->missing_count() != before.missing_count() || track->lost() != before.lost())
         result.changed = true;
     save_track(site, before, *track);
+    if (creates == Creates::from_gateway && s.run_started) {
+        // The latest run heard of on this stream (a gateway's clock may step back: never lowered).
+        Stmt(db_,
+             "UPDATE seq_streams SET run_started = ?3 WHERE site = ?1 AND stream = ?2 AND"
+             " (run_started IS NULL OR run_started < ?3)")
+            .bind(1, site)
+            .bind(2, track->stream())
+            .bind(3, iso8601_utc(*s.run_started))
+            .run();
+    }
     return result;
 }
 
