@@ -226,6 +226,7 @@ void SensorRules::judge(const Window& w, TimePoint now, SteadyPoint steady_now,
 }
 
 void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out) {
+    last_tick_ = now;
     const SteadyPoint seen = last_arrival_steady_.value_or(started_steady_);
     const bool stale = steady_now - seen >= sensor_.silence_limit();
     auto offline = offline_.observe(now, steady_now, stale ? 1.0f : 0.0f);
@@ -292,6 +293,7 @@ SensorRules::Cycles SensorRules::cycles() const {
         c.judging_since = window_start_;
         c.unknown_cycle_in_window = unknown_cycle_in_window_;
     }
+    c.last_tick = last_tick_;
     return c;
 }
 
@@ -314,16 +316,36 @@ void SensorRules::resume_cycles(const Cycles& carried, TimePoint now, SteadyPoin
     // is known, so the window is judged (left unjudged, a site that pushes its configuration by
     // reload around meal times missed its alerts: the 52nd session's review). Only while the
     // schedule as now configured began that window then and has not left it since.
+    if (carried.missed_since && !(last_cycle_ && *last_cycle_ >= *carried.missed_since)) {
+        // A cycle from that window's start on ends it, as before the reload.
+        window_start_ = *carried.missed_since;
+        emit(missed_->observe(now, steady_now, 1.0f), value_, out);
+    }
     if (carried.judging_since && in_window_ && !judge_window_ &&
         same_window_since(*carried.judging_since, now)) {
         judge_window_ = true;
         window_start_ = *carried.judging_since;
         unknown_cycle_in_window_ = carried.unknown_cycle_in_window;
+    } else if (carried.judging_since && !in_window_) {
+        // The window ended during the reload (the run before stopped ticking while the next was
+        // built): judged now, as its end would have been.
+        const Window ended{*carried.judging_since, carried.unknown_cycle_in_window};
+        if (!hot_since_ || (last_cycle_ && *last_cycle_ >= ended.start)) {
+            judge(ended, now, steady_now, out);
+        } else if (!pending_) {
+            pending_ = ended;
+        }
+    } else if (!carried.judging_since && in_window_ && !judge_window_ && carried.last_tick &&
+               *carried.last_tick <= now && !calendar_.active(*window_, *carried.last_tick)) {
+        // The window began during the reload: the run before watched the cabinet up to it.
+        TimePoint start = *carried.last_tick;
+        while (start < now && !calendar_.active(*window_, start)) start += std::chrono::minutes(1);
+        if (same_window_since(std::min(start, now), now)) {
+            judge_window_ = true;
+            window_start_ = std::min(start, now);
+            unknown_cycle_in_window_ = hot_since_ && !cycle_start_known_;
+        }
     }
-    if (!carried.missed_since || (last_cycle_ && *last_cycle_ >= *carried.missed_since)) return;
-    // A cycle from that window's start on ends it, as before the reload.
-    window_start_ = *carried.missed_since;
-    emit(missed_->observe(now, steady_now, 1.0f), value_, out);
 }
 
 bool SensorRules::same_window_since(TimePoint since, TimePoint now) const {

@@ -74,6 +74,9 @@ public:
         // not see begin was hot in it.
         std::optional<TimePoint> judging_since;
         bool unknown_cycle_in_window = false;
+        // That run's last tick: a window that began or ended after it began or ended during the
+        // reload, unseen by either run.
+        std::optional<TimePoint> last_tick;
     };
     Cycles cycles() const;
     // The previous run's, at a reload: its stop ended an open missed_cycle, which the room would
@@ -153,6 +156,7 @@ private:
     bool in_window_ = false;
     bool judge_window_ = false;  // false for a window already running when these rules started
     TimePoint window_start_{};
+    std::optional<TimePoint> last_tick_;  // the wall time of the last tick()
     // A cycle's start is seen only from a reading under the set point: after the start or a
     // silence, a hot cabinet may have been hot for long unseen.
     bool cycle_start_known_ = false;

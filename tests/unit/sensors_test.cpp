@@ -791,12 +791,14 @@ TEST(SensorRules, AMissedCycleOpenAtAReloadStartsAgainInTheNextRun) {
 // review). The run before watched it from 13:00, so the next judges it; a cycle the run before saw
 // in it counts; a schedule reloaded to another window is not judged on the old one's start.
 TEST(SensorRules, AWindowAReloadFallsIntoIsJudged) {
-    const auto reload = [](Rig& rig, SensorRules& before, double minute) {
+    // The run before stops at `minute`; the next starts at `resumed` (the reload's gap between).
+    const auto reload = [](Rig& rig, SensorRules& before, double minute, std::optional<double> resumed = {}) {
+        const double from = resumed.value_or(minute);
         const auto carried = before.cycles();
         before.close(at(minute), kg::events::kEndStopped, rig.out);
-        SensorRules next(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(minute));
-        next.resume({rig.sensor.id, 40.0, at(minute - 1), std::nullopt}, at(minute), rig.out);
-        next.resume_cycles(carried, at(minute), kg::steady_from_wall(at(minute)), rig.out);
+        SensorRules next(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(from));
+        next.resume({rig.sensor.id, 40.0, at(minute - 1), std::nullopt}, at(from), rig.out);
+        next.resume_cycles(carried, at(from), kg::steady_from_wall(at(from)), rig.out);
         return next;
     };
     {
@@ -830,6 +832,27 @@ TEST(SensorRules, AWindowAReloadFallsIntoIsJudged) {
         EXPECT_TRUE(next.skips_current_window());
         rig.feed(next, 13 * 60 + 20, 14 * 60 + 5, 40.0);
         EXPECT_TRUE(rig.out.empty()) << ::testing::PrintToString(rig.states());
+    }
+    // A window edge in the reload's gap (the run before stopped ticking while the next was built,
+    // seconds with detector models): seen by neither run, that window went unjudged (the review of
+    // the fix, reproduced with the real gateway).
+    {
+        Rig rig;  // the window ends in the gap: judged at once
+        disinfection_cabinet(rig);
+        auto first = rig.make();
+        rig.feed(first, 12 * 60, 14 * 60, 40.0);  // last tick 13:59
+        auto next = reload(rig, first, 13 * 60 + 59.9, 14 * 60 + 0.5);
+        EXPECT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+    }
+    {
+        Rig rig;  // the window begins in the gap: judged at its end
+        disinfection_cabinet(rig);
+        auto first = rig.make();
+        rig.feed(first, 12 * 60, 13 * 60, 40.0);  // last tick 12:59
+        auto next = reload(rig, first, 12 * 60 + 59.9, 13 * 60 + 0.5);
+        EXPECT_FALSE(next.skips_current_window());
+        rig.feed(next, 13 * 60 + 1, 14 * 60 + 5, 40.0);
+        EXPECT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
     }
     {
         Rig rig;  // a fresh start within the window (nothing carried) is not judged, as before
