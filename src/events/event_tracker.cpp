@@ -62,19 +62,10 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
 
     if (!active_) {
         if (!present) {
-            // A condition seen in about half the frames (a head turning at the analysis rate) has a
-            // median that flips at every frame: forgotten at each miss, it never confirmed (the
-            // 54th session's review). A run of misses no longer than the window's minority keeps it
-            // pending; one seen in fewer frames than that never makes the median present at all.
-            if (present_since_ && ++pending_misses_ <= (std::max(1, rule_.median_window) - 1) / 2) {
-                return std::nullopt;
-            }
             present_since_.reset();
             pending_top_ = 0;
-            pending_misses_ = 0;
             return std::nullopt;
         }
-        pending_misses_ = 0;
         if (!present_since_) present_since_ = Moment{t, now};
         pending_top_ = std::max(pending_top_, s);
         if (now - present_since_->steady < rule_.confirm) return std::nullopt;
@@ -137,7 +128,6 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
     active_ = false;
     present_since_.reset();
     pending_top_ = 0;
-    pending_misses_ = 0;
     last_end_ = now;
     Event e = message(EventState::end, t);
     // The condition ended when it was first seen gone, not when that was confirmed. A wall clock
@@ -159,7 +149,6 @@ std::optional<Event> EventTracker::close(TimePoint t, const std::string& reason,
     present_since_.reset();
     absent_since_.reset();
     pending_top_ = 0;
-    pending_misses_ = 0;
     window_.clear();
     window_next_ = 0;
     if (!active_) return std::nullopt;

@@ -79,8 +79,6 @@ private:
         SteadyPoint steady;
     };
     std::optional<Moment> present_since_, absent_since_;
-    // Consecutive observations whose smoothed score fell short while a condition awaits confirmation.
-    int pending_misses_ = 0;
     std::optional<SteadyPoint> last_end_, last_update_;
     std::string id_;
     TimePoint start_time_{};
