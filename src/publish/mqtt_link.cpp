@@ -206,16 +206,21 @@ bool MqttLink::connect_once() {
                 log_->warn("connect to {} timed out{}", cfg_.url, connect_failures_.note(v));
             return false;
         }
-        for (auto& s : subscriptions_) {
-            if (s.need == Need::optional || s.given_up) continue;
-            subscribe_once(s);
-            if (s.need == Need::watch && !client_->is_connected()) {
-                s.given_up = true;
-                log_->warn(
-                    "the connection was lost while subscribing to {}: not subscribing to it again in this "
-                    "run (if the broker closes connections on subscriptions it does not allow, its ACL "
-                    "needs it)",
-                    s.filter);
+        // The required ones first: a watched one's SUBACK (or a broker's silence) must not hold
+        // back what the room waits for.
+        for (const auto need : {Need::required, Need::watch}) {
+            for (auto& s : subscriptions_) {
+                if (s.need != need || s.given_up || !client_->is_connected()) continue;
+                subscribe_once(s);
+                if (s.need == Need::watch && !client_->is_connected()) {
+                    s.given_up = true;
+                    log_->warn(
+                        "the connection was lost while subscribing to {}: not subscribing to it again in "
+                        "this "
+                        "run (if the broker closes connections on subscriptions it does not allow, its ACL "
+                        "needs it)",
+                        s.filter);
+                }
             }
         }
         // After the required subscriptions: the room reads `online` as "asks on replay are
