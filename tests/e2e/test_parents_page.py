@@ -107,6 +107,16 @@ URL.revokeObjectURL = function (u) { window.__urls.revoked++; return revoke.call
     assert re.search(r"Cold room\s+-", browser.execute_script(sensors_text))
     assert get(port, "/live/office/index.m3u8")[0] == 404 and get(port, "/live/office.flv")[0] == 404
 
+    # A parent's pause holds (the player's loop restarted the video at its next pass), and play goes
+    # on from the live edge.
+    browser.execute_script(f"{video}.pause()")
+    time.sleep(4)
+    assert browser.execute_script(f"return {video}.paused"), "the pause did not hold"
+    browser.execute_script(f"{video}.play()")
+    resumed = browser.execute_script(f"return {video}.currentTime")
+    kg_e2e.wait_until(lambda: browser.execute_script(f"return {video}.currentTime") - resumed > 1.0, 15,
+                      interval=0.5, what="the video to play again after the pause")
+
     # Readable on a phone: the same page at a phone's width still shows the player across the screen.
     browser.set_window_size(390, 844)
     width = browser.execute_script(f"return {video}.getBoundingClientRect().width")
