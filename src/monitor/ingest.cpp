@@ -694,33 +694,24 @@ std::optional<Sequence> Ingest::sequence_of(const std::string& topic, const json
 
 void Ingest::report(const std::string& site, const std::string& stream, const TrackResult& r, TimePoint now) {
     if (r.kind == TrackResult::Kind::started) {
-        if (r.reinstated) {
-            counters_.lost_numbers += static_cast<std::uint64_t>(r.replaced_missing);
-            log_->warn(
-                "{}: stream {} is back (the outbox it replaced returned, or two gateways use this site id: "
-                "then this repeats); stream {} is no longer followed{}",
-                site, stream, r.replaced_stream,
-                r.replaced_missing
-                    ? fmt::format(" and its {} missing numbers are counted as lost", r.replaced_missing)
-                    : "");
-            if (!r.ended_alerts.empty())
-                log_->warn("{}: {} alert(s) it left open ended as '{}': their ends went with that outbox",
-                           site, r.ended_alerts.size(), kEndOutboxReplaced);
-            for (const auto& id : r.ended_alerts) notify_({Change::Kind::alert, site, id});
-        } else if (r.replaced_stream.empty()) {
+        if (r.replaced_stream.empty()) {
             log_->info(
                 "{}: following stream {}{}", site, stream,
                 r.from_first ? " from its first number (it began after the room started watching)" : "");
         } else {
+            // A new outbox, or one that came back: the one it takes over from is no longer followed.
             counters_.lost_numbers += static_cast<std::uint64_t>(r.replaced_missing);
-            log_->warn("{}: new stream {} (its outbox was replaced); stream {} is no longer followed{}", site,
-                       stream, r.replaced_stream,
+            log_->warn("{}: {}; stream {} is no longer followed{}", site,
+                       r.reinstated
+                           ? fmt::format("stream {} is back (the outbox it replaced returned)", stream)
+                           : fmt::format("new stream {} (its outbox was replaced)", stream),
+                       r.replaced_stream,
                        r.replaced_missing
                            ? fmt::format(" and its {} missing numbers will never come: counted as lost",
                                          r.replaced_missing)
                            : "");
             if (!r.ended_alerts.empty())
-                log_->warn("{}: {} alert(s) it left open ended as '{}': their ends went with the old outbox",
+                log_->warn("{}: {} alert(s) it left open ended as '{}': their ends went with that outbox",
                            site, r.ended_alerts.size(), kEndOutboxReplaced);
             for (const auto& id : r.ended_alerts) notify_({Change::Kind::alert, site, id});
         }

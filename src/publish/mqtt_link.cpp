@@ -216,9 +216,8 @@ bool MqttLink::connect_once() {
                     s.given_up = true;
                     log_->warn(
                         "the connection was lost while subscribing to {}: not subscribing to it again in "
-                        "this "
-                        "run (if the broker closes connections on subscriptions it does not allow, its ACL "
-                        "needs it)",
+                        "this run (if the broker closes connections on subscriptions it does not allow, "
+                        "its ACL needs it)",
                         s.filter);
                 }
             }

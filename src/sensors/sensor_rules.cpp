@@ -312,15 +312,15 @@ void SensorRules::resume_cycles(const Cycles& carried, TimePoint now, SteadyPoin
     }
     // A window that ended during a cycle, not yet judged: judged when the cycle ends (tick()).
     if (carried.pending_since) pending_ = Window{*carried.pending_since, false};
-    // A reload within a window the previous run watched from its start: a cycle before the reload
-    // is known, so the window is judged (left unjudged, a site that pushes its configuration by
-    // reload around meal times missed its alerts: the 52nd session's review). Only while the
-    // schedule as now configured began that window then and has not left it since.
     if (carried.missed_since && !(last_cycle_ && *last_cycle_ >= *carried.missed_since)) {
         // A cycle from that window's start on ends it, as before the reload.
         window_start_ = *carried.missed_since;
         emit(missed_->observe(now, steady_now, 1.0f), value_, out);
     }
+    // A reload within a window the previous run watched from its start: a cycle before the reload
+    // is known, so the window is judged (left unjudged, a site that pushes its configuration by
+    // reload around meal times missed its alerts: the 52nd session's review). Only while the
+    // schedule as now configured began that window then and has not left it since.
     if (carried.judging_since && in_window_ && !judge_window_ &&
         same_window_since(*carried.judging_since, now)) {
         judge_window_ = true;
@@ -340,9 +340,10 @@ void SensorRules::resume_cycles(const Cycles& carried, TimePoint now, SteadyPoin
         // The window began during the reload: the run before watched the cabinet up to it.
         TimePoint start = *carried.last_tick;
         while (start < now && !calendar_.active(*window_, start)) start += std::chrono::minutes(1);
-        if (same_window_since(std::min(start, now), now)) {
+        start = std::min(start, now);
+        if (same_window_since(start, now)) {
             judge_window_ = true;
-            window_start_ = std::min(start, now);
+            window_start_ = start;
             unknown_cycle_in_window_ = hot_since_ && !cycle_start_known_;
         }
     }
