@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <chrono>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -45,6 +47,22 @@ tcp::endpoint parse_listen(const std::string& text) {
             fmt::format("'{}' is not address:port with an IP address: {}", text, why));
     if (parsed->host.empty()) return {net::ip::address_v6::any(), parsed->port};
     return {net::ip::make_address(parsed->host), parsed->port};
+}
+
+std::string http_date(std::chrono::system_clock::time_point t) {
+    static constexpr std::array<const char*, 7> days{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static constexpr std::array<const char*, 12> months{"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    return fmt::format("{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT", days.at(tm.tm_wday), tm.tm_mday,
+                       months.at(tm.tm_mon), tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+void stamp_date(http::fields& head) {
+    if (head.find(http::field::date) == head.end())
+        head.set(http::field::date, http_date(std::chrono::system_clock::now()));
 }
 
 Response plain_response(const Request& req, http::status status, std::string body,
@@ -207,6 +225,7 @@ void HttpSession::on_read(beast::error_code ec) {
 void HttpSession::send(Response res, const Request& req) {
     const bool keep_alive = req.keep_alive();
     res.keep_alive(keep_alive);
+    stamp_date(res);
     if (req.method() != http::verb::head) {
         res.prepare_payload();
     } else if (!res.body().empty() || !res.has_content_length()) {
@@ -240,6 +259,7 @@ void HttpSession::send(FileAnswer res, const Request& req) {
     }
     const bool keep_alive = req.keep_alive();
     res.keep_alive(keep_alive);
+    stamp_date(res);
     res.prepare_payload();
     response_.reset();
     write_file(std::make_shared<FileWrite>(std::move(res), keep_alive));

@@ -52,6 +52,12 @@ struct Limits {
 // "127.0.0.1:8080", "[::1]:8080", ":8080" (all addresses); throws std::invalid_argument.
 boost::asio::ip::tcp::endpoint parse_listen(const std::string& text);
 
+// "Sun, 06 Dec 2026 09:06:47 GMT": the Date every answer carries (RFC 9110 6.6.1), in English
+// whatever the locale.
+std::string http_date(std::chrono::system_clock::time_point t);
+// Sets Date to now, unless the answer has one.
+void stamp_date(http::fields& head);
+
 // A response built whole, for the request's HTTP version; never cached (it says how things are now).
 Response plain_response(const Request& req, http::status status, std::string body,
                         const std::string& content_type, boost::beast::string_view server);

@@ -83,6 +83,7 @@ private:
         // live one ends with the connection.
         finite_keep_alive_ = keep_alive && head_->has_content_length();
         head_->keep_alive(finite_keep_alive_);
+        stamp_date(*head_);
         serializer_.emplace(*head_);
         stream_.expires_after(limits_.idle_timeout);
         http::async_write_header(stream_, *serializer_, [self = self()](beast::error_code ec, std::size_t) {
@@ -136,6 +137,11 @@ private:
         stream_.expires_after(limits_.idle_timeout);
         net::async_write(stream_, buffers_, [self = self()](beast::error_code ec, std::size_t) {
             self->writing_ = false;
+            if (ec == beast::error::timeout) {
+                // Said, as a queue overflow is: a viewer cut for taking nothing is otherwise silent.
+                self->shared_->log->warn("live stream to {} dropped: the client took nothing for {} s",
+                                         self->client_, self->limits_.idle_timeout.count() / 1000);
+            }
             if (ec) return self->end_stream();
             self->pump();
         });

@@ -225,9 +225,20 @@ PublicRoutes public_site(const PublicView& view, const config::Public& settings,
     routes.handler = [guard](const Request& req, const std::string&) -> Response {
         // Every answer, refusals too, carries CORS: a parents' app on another origin then reads a 404
         // or a 405 as one, not as a network failure it cannot tell from the box being away.
+        if (req.method() == http::verb::options) {
+            // A CORS preflight: a browser asks before an app on another origin sends a header outside
+            // the safelist (a player's Range). What every path serves is the same.
+            Response res{http::status::no_content, req.version()};
+            res.set(http::field::server, "kitchen-gateway");
+            res.set(http::field::allow, "GET, HEAD, OPTIONS");
+            res.set(http::field::access_control_allow_methods, "GET, HEAD");
+            res.set(http::field::access_control_allow_headers, "Range");
+            res.set(http::field::access_control_max_age, "86400");
+            return with_cors(std::move(res));
+        }
         if (req.method() != http::verb::get && req.method() != http::verb::head) {
             auto res = refuse(req, http::status::method_not_allowed, "only GET");
-            res.set(http::field::allow, "GET, HEAD");
+            res.set(http::field::allow, "GET, HEAD, OPTIONS");
             return res;
         }
         const std::string target(req.target());

@@ -439,6 +439,21 @@ def test_head_answers_what_a_get_would(broker, clips, gateways, tmp_path):
         r.read()
         conn.close()
         assert (r.status, r.getheader("Access-Control-Allow-Origin")) == (status, "*"), (method, path, r.status)
+        # Every answer says when it was made (RFC 9110 6.6.1); none did before.
+        assert re.fullmatch(r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT", r.getheader("Date") or ""), \
+            (method, path, r.getheader("Date"))
+    # A CORS preflight (an app on another origin about to send a player's Range) is answered with what
+    # it may do; it was a 405 without Access-Control-Allow-Methods, which browsers take as "no".
+    for path in ["/live/kitchen/index.m3u8?sid=a", "/live/kitchen.flv", "/public/status"]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("OPTIONS", path, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET",
+                                               "Access-Control-Request-Headers": "range"})
+        r = conn.getresponse()
+        assert r.read() == b"" and r.status == 204, (path, r.status)
+        assert (r.getheader("Access-Control-Allow-Origin"), r.getheader("Access-Control-Allow-Methods"),
+                r.getheader("Access-Control-Allow-Headers")) == ("*", "GET, HEAD", "Range"), (path, r.getheaders())
+        conn.close()
+    assert viewers("hls") == 2 and viewers("flv") == 0, "a preflight is not a viewer"
     assert gw.terminate() == 0
 
 

@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,7 +22,10 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <regex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -126,9 +130,10 @@ kg::web::Response the_client(const kg::web::Request& req, const std::string& cli
 class Server {
 public:
     explicit Server(kg::web::Limits limits, kg::web::Handler handler = the_client,
-                    const std::string& listen = "127.0.0.1:0", kg::web::StreamHandler streams = {}) {
-        server_ = std::make_unique<kg::web::HttpServer>(io_, listen, limits, std::move(handler),
-                                                        kg::Logging::null_logger());
+                    const std::string& listen = "127.0.0.1:0", kg::web::StreamHandler streams = {},
+                    std::shared_ptr<spdlog::logger> log = kg::Logging::null_logger()) {
+        server_ =
+            std::make_unique<kg::web::HttpServer>(io_, listen, limits, std::move(handler), std::move(log));
         if (streams) server_->set_stream_handler(std::move(streams));
         server_->start();
         thread_ = std::thread([this] { io_.run(); });
@@ -251,6 +256,87 @@ TEST(HttpServer, ALiveStreamEndsAtItsDeadlineWhenNothingIsSent) {
     EXPECT_LT(waited, std::chrono::seconds(5));
     ASSERT_TRUE(live);
     EXPECT_TRUE(live->expired());
+}
+
+// An HTTP-FLV viewer who stops taking the stream (a phone put to sleep with the page open) is cut
+// after idle_timeout, and said. A viewer cut for a full queue was logged, one cut by the write's
+// timeout went without a line (the feeds review: about 55 s after it stopped, nothing in the log).
+TEST(HttpServer, ALiveViewerWhoTakesNothingIsCutAndSaid) {
+    std::ostringstream lines;
+    auto log =
+        std::make_shared<spdlog::logger>("public", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
+    std::shared_ptr<kg::web::LiveStream> live;
+    std::mutex mutex;
+    const auto streams = [&](const kg::web::Request& req, const std::string&) -> kg::web::StreamResult {
+        kg::web::StreamReply reply;
+        reply.head.version(req.version());
+        reply.head.result(http::status::ok);
+        reply.head.set(http::field::content_type, "video/x-flv");
+        // A queue that never overflows here: the write's timeout is what cuts the viewer.
+        reply.body = std::make_shared<kg::web::LiveStream>(std::size_t{1} << 30);
+        std::lock_guard lock(mutex);
+        live = reply.body;
+        return reply;
+    };
+    kg::web::Limits limits;
+    limits.idle_timeout = std::chrono::seconds(1);
+    Server server(limits, the_client, "127.0.0.1:0", streams, log);
+    net::io_context io;
+    tcp::socket socket(io);
+    socket.open(tcp::v4());
+    socket.set_option(net::socket_base::receive_buffer_size(4096));  // fills at once
+    socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
+    http::request<http::empty_body> req{http::verb::get, "/live/kitchen.flv", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(socket, req);
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::string_body> res;
+    http::read_header(socket, buffer, res);
+    ASSERT_EQ(res.get().result(), http::status::ok);
+    std::shared_ptr<kg::web::LiveStream> stream;
+    {
+        std::lock_guard lock(mutex);
+        stream = live;
+    }
+    ASSERT_TRUE(stream);
+    // The camera goes on sending; the viewer reads nothing more.
+    const auto chunk = std::make_shared<const std::string>(std::size_t{1} << 20, 'v');
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    bool cut = false;
+    while (std::chrono::steady_clock::now() < until) {
+        if (!stream->push(chunk)) {
+            cut = true;
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_TRUE(cut) << "a viewer taking nothing was kept";
+    EXPECT_FALSE(stream->overflowed());
+    EXPECT_NE(lines.str().find("live stream to 127.0.0.1 dropped: the client took nothing for 1 s"),
+              std::string::npos)
+        << lines.str();
+}
+
+// Every answer says when it was made (RFC 9110 6.6.1: a server with a clock sends Date), in
+// English whatever the locale.
+TEST(HttpServer, EveryAnswerCarriesItsDate) {
+    EXPECT_EQ(kg::web::http_date(std::chrono::system_clock::from_time_t(1796548007)),
+              "Sun, 06 Dec 2026 09:06:47 GMT");
+    EXPECT_EQ(kg::web::http_date(std::chrono::system_clock::from_time_t(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
+    Server server(kg::web::Limits{});
+    net::io_context io;
+    tcp::socket socket(io);
+    socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
+    http::request<http::empty_body> req{http::verb::get, "/", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(socket, req);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(socket, buffer, res);
+    const std::string date(res[http::field::date]);
+    EXPECT_TRUE(std::regex_match(
+        date, std::regex(R"([A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT)")))
+        << "Date: " << date;
 }
 
 // A request's headers must arrive within header_timeout. After one quick request on a kept-alive
