@@ -13,6 +13,7 @@
 #include "app/missed_cycles.hpp"
 #include "common/url_text.hpp"
 #include "config/config_loader.hpp"
+#include "evidence/event_evidence.hpp"
 #include "publish/payloads.hpp"
 #include "stream/hls_writer.hpp"
 
@@ -182,8 +183,8 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
       replay_desk_(outbox_, cfg_.site.id, logging.get("replay")),
       event_log_(outbox_, cfg_.site.id),
       evidence_(std::make_unique<evidence::EvidenceStore>(
-          cfg_.evidence.path, cfg_.evidence.max_bytes, cfg_.evidence.max_age,
-          evidence::EvidenceStore::Manages{}, cfg_.evidence.min_free, evidence::EvidenceStore::disk_free,
+          cfg_.evidence.path, cfg_.evidence.max_bytes, cfg_.evidence.max_age, evidence::is_event_evidence,
+          cfg_.evidence.min_free, evidence::EvidenceStore::disk_free,
           /*prune_folders=*/true)),
       training_frames_(open_training_frames(cfg_.training_frames)),
       site_{cfg_,

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <regex>
+
 #include "evidence/clip_writer.hpp"
 
 namespace kg::evidence {
@@ -57,6 +59,14 @@ std::vector<Outline> EventEvidence::outlines(const config::Camera& camera, const
         out.push_back(std::move(o));
     }
     return out;
+}
+
+bool is_event_evidence(const std::string& relative) {
+    // The camera id as configuration allows it, the date as Calendar::local_date writes it, the id
+    // as EventIdGenerator makes it.
+    static const std::regex kName(
+        R"([A-Za-z0-9_-]{1,64}/\d{4}-\d\d-\d\d/[0-9a-f]{11,16}-[0-9a-f]{16}(-start\.jpg|-best\.jpg|\.mp4))");
+    return std::regex_match(relative, kName);
 }
 
 std::string EventEvidence::path_for(const events::Event& e, const std::string& suffix) const {

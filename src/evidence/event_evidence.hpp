@@ -31,6 +31,12 @@ namespace kg::evidence {
 // left that a report claims, or that the room could take for the clip. Failures are logged on `log`.
 events::ClipReport settle_left_clip(EvidenceStore& store, events::ClipReport report, spdlog::logger& log);
 
+// Whether `relative` (a path under the evidence folder) names a file the events write:
+// "<camera>/<date>/<event id>" with "-start.jpg", "-best.jpg" or ".mp4". Only these are counted
+// and ever deleted: a folder that holds anything else (the configuration itself, a person's files)
+// keeps it. Every file of the folder counted before, and went at max_age.
+bool is_event_evidence(const std::string& relative);
+
 class EventEvidence {
 public:
     EventEvidence(const config::Camera& camera, const config::Evidence& cfg, EvidenceStore* store,

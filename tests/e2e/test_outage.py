@@ -8,6 +8,7 @@ generated / delivered / duplicated / lost, with lost = 0 asserted.
 Events come from real cameras: clips that flicker between a normal and a black picture, so every
 camera opens and closes an event every few seconds."""
 
+import os
 import re
 import time
 
@@ -131,6 +132,17 @@ def test_unusable_or_tiny_evidence_folder_degrades_evidence_not_alerts(tmp_path,
                                         "clip_pre": "1s", "clip_post": "1s"})
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
+    # What else an installer keeps in the folder, old and large, is neither counted nor deleted; an old
+    # file of the gateway's own naming is (it goes first). Before, every file of the folder was the
+    # store's: the budget and max_age deleted a configuration kept there (a review).
+    month_ago = time.time() - 30 * 86400
+    foreign = [tmp_path / "tiny" / "gateway.yaml", tmp_path / "tiny" / "notes" / "big.bin",
+               tmp_path / "tiny" / "cam1" / "2020-01-01" / "readme.txt"]
+    old_own = tmp_path / "tiny" / "cam1" / "2020-01-01" / "0016f0a1b2c-0123456789abcdef-start.jpg"
+    for i, path in enumerate(foreign + [old_own]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * (2 * 1024 * 1024 if path.suffix == ".bin" else 1000))
+        os.utime(path, (month_ago + i, month_ago + i))
     unusable["site"]["id"] = "site-a"
     tiny["site"]["id"] = "site-b"
     a = kg_e2e.Gateway(tmp_path / "a", unusable)
@@ -139,7 +151,8 @@ def test_unusable_or_tiny_evidence_folder_degrades_evidence_not_alerts(tmp_path,
         sizes = []
         for _ in range(30):
             time.sleep(1)
-            sizes.append(sum(f.stat().st_size for f in (tmp_path / "tiny").rglob("*") if f.is_file()))
+            sizes.append(sum(f.stat().st_size for f in (tmp_path / "tiny").rglob("*")
+                             if f.is_file() and f not in foreign))
         assert a.terminate() == 0 and b.terminate() == 0
         for gw, site in ((a, "site-a"), (b, "site-b")):
             made = generated(gw)
@@ -159,6 +172,8 @@ def test_unusable_or_tiny_evidence_folder_degrades_evidence_not_alerts(tmp_path,
         assert starts and all(e["evidence"]["snapshot"] is None and e["evidence"]["errors"] for e in starts)
         assert max(sizes) <= budget, f"evidence grew to {max(sizes)} bytes over a {budget}-byte budget"
         assert any(f.suffix == ".mp4" for f in (tmp_path / "tiny").rglob("*"))
+        assert all(f.exists() for f in foreign), [str(f) for f in foreign if not f.exists()]
+        assert not old_own.exists(), "the gateway's own file older than max_age was kept"
         schemas.validate_all(collector, site="site-a")
         schemas.validate_all(collector, site="site-b")
     finally:
