@@ -190,6 +190,8 @@ Gateway load_string(const std::string& yaml, const std::string& source_name) {
         throw ConfigInvalid(
             {{source_name, e.mark.line + 1, e.mark.column + 1, "", "YAML syntax error: " + e.msg}});
     }
+    if (auto unclosed = unclosed_quote(yaml, documents, source_name))
+        throw ConfigInvalid({std::move(*unclosed)});
     if (documents.empty() || documents.front().IsNull()) {
         throw ConfigInvalid(
             {{source_name, 0, 0, "", "the file is empty: it needs at least site and cameras"}});

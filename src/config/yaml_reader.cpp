@@ -27,6 +27,64 @@ std::string describe(const YAML::Node& node) {
     }
 }
 
+namespace {
+
+// Where the quoted scalar opening at `text[at]` closes, or npos when it runs to the end.
+std::size_t closing_quote(const std::string& text, std::size_t at) {
+    const char quote = text[at];
+    for (std::size_t i = at + 1; i < text.size(); ++i) {
+        if (quote == '"' && text[i] == '\\') {
+            ++i;  // an escape: the next character is the value's
+        } else if (text[i] == quote) {
+            if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+                ++i;  // '' is a quote within a single-quoted value
+            } else {
+                return i;
+            }
+        }
+    }
+    return std::string::npos;
+}
+
+std::optional<YAML::Mark> first_unclosed(const std::string& text, const YAML::Node& node) {
+    if (node.IsScalar()) {
+        // A quoted value's tag is "!"; its mark is its opening quote. A mark that does not point at
+        // one (a block scalar, text yaml-cpp converted from UTF-16) is not looked into.
+        const auto mark = node.Mark();
+        if (node.Tag() != "!" || mark.pos < 0 || static_cast<std::size_t>(mark.pos) >= text.size())
+            return std::nullopt;
+        const auto at = static_cast<std::size_t>(mark.pos);
+        if (text[at] != '"' && text[at] != '\'') return std::nullopt;
+        if (closing_quote(text, at) != std::string::npos) return std::nullopt;
+        return mark;
+    }
+    if (node.IsSequence()) {
+        for (const auto& item : node)
+            if (auto found = first_unclosed(text, item)) return found;
+    } else if (node.IsMap()) {
+        for (const auto& kv : node) {
+            if (auto found = first_unclosed(text, kv.first)) return found;
+            if (auto found = first_unclosed(text, kv.second)) return found;
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<ConfigError> unclosed_quote(const std::string& text, const std::vector<YAML::Node>& documents,
+                                          const std::string& file) {
+    for (const auto& document : documents) {
+        if (const auto mark = first_unclosed(text, document)) {
+            return ConfigError{file, mark->line + 1, mark->column + 1, "",
+                               fmt::format("YAML syntax error: the quote ({}) opening this value is never "
+                                           "closed, so the value would run to the end of the file",
+                                           text[static_cast<std::size_t>(mark->pos)])};
+        }
+    }
+    return std::nullopt;
+}
+
 YamlReader::YamlReader(std::string file, std::filesystem::path base_dir)
     : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
 

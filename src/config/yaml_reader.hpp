@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <initializer_list>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -20,6 +21,12 @@ namespace kg::config {
 std::string join(const std::string& path, const std::string& key);
 // What a node is, for "expected X, not Y" messages.
 std::string describe(const YAML::Node& node);
+
+// A quoted value whose closing quote is missing, found in `text` (what `documents` were loaded
+// from): yaml-cpp 0.7 takes such a value to the end of the file, so `name: "厨房` swallowed every
+// camera after it without a word. Nothing when every quote closes.
+std::optional<ConfigError> unclosed_quote(const std::string& text, const std::vector<YAML::Node>& documents,
+                                          const std::string& file);
 
 // Walks one document and collects every error with where it is.
 class YamlReader {

@@ -477,6 +477,8 @@ MonitorConfig load_monitor_config_string(const std::string& yaml, const std::str
         throw config::ConfigInvalid({{source_name, e.mark.line >= 0 ? e.mark.line + 1 : 0,
                                       e.mark.column >= 0 ? e.mark.column + 1 : 0, "", e.msg}});
     }
+    if (auto unclosed = config::unclosed_quote(yaml, {root}, source_name))
+        throw config::ConfigInvalid({std::move(*unclosed)});
     return read(root, source_name, fs::path(source_name).parent_path());
 }
 

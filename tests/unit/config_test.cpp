@@ -812,6 +812,30 @@ TEST(ConfigLoader, TheShippedExamplesLoad) {
     }
 }
 
+// Quotes that close, however they are written, are not taken for unclosed ones.
+TEST(ConfigLoader, QuotedValuesThatCloseLoad) {
+    const std::string yaml = kHead +
+                             "cameras:\n"
+                             "  - id: a\n"
+                             "    url: \"a.mp4\"\n"
+                             "    name: \"a \\\" quote, \\\\ and a line\n      that goes on\"\n"
+                             "  - id: b\n"
+                             "    url: 'b.mp4'\n"
+                             "    name: 'it''s b'\n"
+                             "  - id: c\n"
+                             "    url: c.mp4\n"
+                             "    name: |\n      \"a block, its quote open\n";
+    try {
+        const auto g = load_string(yaml, "/etc/kg/gateway.yaml");
+        ASSERT_EQ(g.cameras.size(), 3u);
+        EXPECT_EQ(g.cameras[0].name, "a \" quote, \\ and a line that goes on");
+        EXPECT_EQ(g.cameras[1].name, "it's b");
+        EXPECT_EQ(g.cameras[2].name, "\"a block, its quote open\n");
+    } catch (const ConfigInvalid& e) {
+        ADD_FAILURE() << e.what();
+    }
+}
+
 struct BadCase {
     const char* name;
     std::string yaml;
@@ -837,6 +861,14 @@ INSTANTIATE_TEST_SUITE_P(
     Table, ConfigErrors,
     ::testing::Values(
         BadCase{"syntax", kHead + "cameras: [\n  - {id: a, url: x.mp4\n", 3, "", "YAML syntax error"},
+        // yaml-cpp takes a value whose closing quote is missing to the end of the file: camera b was
+        // read as part of a's name, and the file was "OK" (a review).
+        BadCase{"unclosed_double_quote",
+                kHead + "cameras:\n  - id: a\n    url: a.mp4\n    name: \"厨房\n  - id: b\n    url: b.mp4\n",
+                5, "", "the quote (\") opening this value is never closed"},
+        BadCase{"unclosed_single_quote",
+                kHead + "cameras:\n  - id: a\n    url: 'a.mp4\n  - id: b\n    url: b.mp4\n", 4, "",
+                "the quote (') opening this value is never closed"},
         BadCase{"unknown_top_key", kHead + "cameras: [{id: a, url: a.mp4}]\ncamera: []\n", 3, "camera",
                 "unknown key 'camera' (did you mean 'cameras'?)"},
         BadCase{"unknown_nested_key", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {fsp: 2}\n",

@@ -1663,6 +1663,13 @@ TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
                   .find(":13:29: deadlines.severity_2.acknowledge: expected a positive duration"),
               std::string::npos);
     EXPECT_NE(config_error("mqtt: [").find("/etc/kitchen-monitor/monitor.yaml:"), std::string::npos);
+    // A password whose closing quote is missing took the rest of the file with it.
+    std::string unclosed = kGood;
+    unclosed.replace(unclosed.find("correct-horse"), 13, "\"correct-horse");
+    EXPECT_NE(config_error(unclosed).find(
+                  ":11:17: YAML syntax error: the quote (\") opening this value is never closed"),
+              std::string::npos)
+        << config_error(unclosed);
     unsetenv("KGM_TEST_UNSET");
     std::string env = kGood;
     env.replace(env.find("correct-horse"), 13, "${KGM_TEST_UNSET}");
