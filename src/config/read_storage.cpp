@@ -4,16 +4,51 @@
 
 #include <chrono>
 #include <cstddef>
+#include <filesystem>
 #include <string>
 
 #include "config/read_sections.hpp"
 
 namespace kg::config::detail {
 
+namespace {
+
+// A folder's path: empty would be the configuration's own folder, never what was meant.
+bool folder_path(Reader& r, const YAML::Node& node, const std::string& key, std::string& out) {
+    std::string text;
+    if (!r.string(node, key, text)) return false;
+    if (text.empty()) {
+        r.error(node, key, "empty: give the folder's path");
+        return false;
+    }
+    out = r.resolve(text).string();
+    return true;
+}
+
+}  // namespace
+
 void read_outbox(Reader& r, const YAML::Node& n, Outbox& o) {
     if (!r.map(n, "outbox", {"path", "max_messages", "max_size", "keep_sent", "keep_sent_size"})) return;
-    if (n["path"] && r.string(n["path"], "outbox.path", o.path) && o.path != ":memory:") {
-        o.path = r.resolve(o.path).string();
+    if (n["path"]) {
+        // The outbox is a file: a folder's path was taken, failed to open at the start, and the
+        // gateway ran with its outbox in memory, lost at the next restart.
+        std::string text;
+        if (r.string(n["path"], "outbox.path", text)) {
+            std::error_code ec;
+            if (text.empty()) {
+                r.error(n["path"], "outbox.path",
+                        "empty: give the outbox's file, e.g. /var/lib/kitchen-gateway/outbox.db");
+            } else if (text == ":memory:") {
+                o.path = text;
+            } else if (const auto path = r.resolve(text);
+                       text.back() == '/' || std::filesystem::is_directory(path, ec)) {
+                r.error(n["path"], "outbox.path",
+                        fmt::format("'{}' is a folder: the outbox is a file, e.g. {}", text,
+                                    (path / "outbox.db").lexically_normal().string()));
+            } else {
+                o.path = path.string();
+            }
+        }
     }
     if (n["max_messages"]) {
         int v = 0;
@@ -58,7 +93,7 @@ void read_evidence(Reader& r, const YAML::Node& n, Evidence& e) {
                 "mqtt_snapshots"})) {
         return;
     }
-    if (n["path"] && r.string(n["path"], "evidence.path", e.path)) e.path = r.resolve(e.path).string();
+    if (n["path"]) folder_path(r, n["path"], "evidence.path", e.path);
     if (n["max_size"]) r.size(n["max_size"], "evidence.max_size", e.max_bytes);
     if (n["max_age"]) r.duration(n["max_age"], "evidence.max_age", e.max_age);
     if (n["min_free"]) r.size(n["min_free"], "evidence.min_free", e.min_free, true);
@@ -82,7 +117,7 @@ void read_training_frames(Reader& r, const YAML::Node& n, TrainingFrames& t) {
     }
     t.enabled = true;
     if (n["enabled"]) r.boolean(n["enabled"], "training_frames.enabled", t.enabled);
-    if (n["path"] && r.string(n["path"], "training_frames.path", t.path)) t.path = r.resolve(t.path).string();
+    if (n["path"]) folder_path(r, n["path"], "training_frames.path", t.path);
     if (n["every"] && r.duration(n["every"], "training_frames.every", t.every) &&
         t.every < std::chrono::seconds(1)) {
         // More often than any labelling needs, and file names carry only the second.

@@ -869,6 +869,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"unclosed_single_quote",
                 kHead + "cameras:\n  - id: a\n    url: 'a.mp4\n  - id: b\n    url: b.mp4\n", 4, "",
                 "the quote (') opening this value is never closed"},
+        // An outbox path that is a folder, or empty (the configuration's folder), opened nothing and
+        // the gateway ran with its outbox in memory, with --check-config's "OK" (a review).
+        BadCase{"outbox_empty", kHead + "cameras: [{id: a, url: a.mp4}]\noutbox: {path: ''}\n", 3,
+                "outbox.path", "empty: give the outbox's file"},
+        BadCase{"outbox_folder", kHead + "cameras: [{id: a, url: a.mp4}]\noutbox: {path: /tmp/}\n", 3,
+                "outbox.path", "'/tmp/' is a folder: the outbox is a file, e.g. /tmp/outbox.db"},
+        BadCase{"outbox_existing_folder", kHead + "cameras: [{id: a, url: a.mp4}]\noutbox: {path: /tmp}\n", 3,
+                "outbox.path", "'/tmp' is a folder"},
+        BadCase{"evidence_empty", kHead + "cameras: [{id: a, url: a.mp4}]\nevidence: {path: ''}\n", 3,
+                "evidence.path", "empty: give the folder's path"},
         BadCase{"unknown_top_key", kHead + "cameras: [{id: a, url: a.mp4}]\ncamera: []\n", 3, "camera",
                 "unknown key 'camera' (did you mean 'cameras'?)"},
         BadCase{"unknown_nested_key", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {fsp: 2}\n",
@@ -990,11 +1000,11 @@ INSTANTIATE_TEST_SUITE_P(
                         "url: a.mp4}]\n",
                 4, "outbox.path",
                 "inside evidence.path '/var/kg', whose size and age budget would delete it"},
-        BadCase{"hls_in_evidence",
-                kHead +
-                    "evidence: {path: /var/kg}\npublic:\n  listen: 127.0.0.1:8081\n  hls_dir: /var/kg/hls/\n"
+        BadCase{
+            "hls_in_evidence",
+            kHead + "evidence: {path: /var/kg}\npublic:\n  listen: 127.0.0.1:8081\n  hls_dir: /var/kg/hls/\n"
                     "cameras: [{id: a, url: a.mp4}]\n",
-                5, "public.hls_dir", "one inside the other"},
+            5, "public.hls_dir", "one inside the other"},
         BadCase{"unknown_model", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    checks: [model:ppe]\n", 5,
                 "cameras[0].checks[0]", "no model named 'ppe' under models"},
         BadCase{"bad_scene", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    scene: {min_area: 2}\n", 5,
