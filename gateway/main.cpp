@@ -68,9 +68,11 @@ struct BuildFailed : std::runtime_error {
 // `fallback`: a configuration that ran before this one (this run is a reload) and is started again
 // if this one cannot be built.
 // `watchdog`: feeds systemd's watchdog from when a reload is asked for until the next run is ready.
+// `last_reload`: how the last reload went, kept across runs for /metrics; this run's refusals and
+// its own making are recorded in it.
 RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
                 const kg::ProcessSignals& process_signals, kg::app::CarryOver& carry, bool fallback,
-                kg::WatchdogKeeper& watchdog) {
+                kg::WatchdogKeeper& watchdog, std::optional<kg::app::Gateway::ReloadOutcome>& last_reload) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -138,6 +140,8 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
         built.reset();
         throw BuildFailed(e.what());
     }
+    if (fallback) last_reload = kg::app::Gateway::ReloadOutcome{kg::Clock::now(), true};
+    if (last_reload) gateway.note_reload(*last_reload);
     // Without systemd (no NOTIFY_SOCKET) these are no-ops.
     sd_notify(0, "READY=1");
     watchdog.end();  // the supervision tick feeds it from here
@@ -168,7 +172,18 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
         try {
             checked = kg::app::load_and_check(config_path);
         } catch (const kg::config::ConfigInvalid& e) {
-            if (!reloading) watchdog.end();
+            watchdog.end();
+            last_reload = kg::app::Gateway::ReloadOutcome{kg::Clock::now(), false};
+            gateway.note_reload(*last_reload);
+            if (reloading) {
+                // A reload accepted a moment ago, not yet made: the file changed since, and what runs
+                // next must be the configuration of before or the file's, never a copy of the file
+                // that is neither (a review: the refusal was logged, then the earlier copy started).
+                reload_timer.cancel();
+                next.reset();
+                reloading = false;
+                log->error("the reload accepted before is not made either: the file changed since");
+            }
             std::string text;
             bool unset = false;
             for (const auto& err : e.errors) {
@@ -318,14 +333,16 @@ int run(kg::config::Gateway cfg, const std::string& config_path, const kg::Proce
     kg::app::CarryOver carry;
     // The configuration of the run before a reload, while the reloaded one has not started.
     std::optional<kg::config::Gateway> previous;
+    std::optional<kg::app::Gateway::ReloadOutcome> last_reload;
     for (;;) {
         RunEnd end;
         try {
-            end = run_once(cfg, config_path, signals, carry, previous.has_value(), watchdog);
+            end = run_once(cfg, config_path, signals, carry, previous.has_value(), watchdog, last_reload);
         } catch (const BuildFailed&) {
             // Logged by run_once. What the stopped run handed over is still in `carry` if the run
             // that failed was not built; one that failed to start took it with it.
             if (!previous) return 1;
+            last_reload = kg::app::Gateway::ReloadOutcome{kg::Clock::now(), false};
             cfg = std::move(*std::exchange(previous, std::nullopt));
             continue;
         } catch (const std::exception& e) {

@@ -795,6 +795,18 @@ std::string Gateway::metrics() const {
     family("kg_config_warnings", "gauge",
            "warnings about the running configuration (each in the log at start and in --check-config)");
     m += fmt::format("kg_config_warnings {}\n", config_warnings_.size());
+    family("kg_config_last_reload_successful", "gauge",
+           "0 when the last reload (SIGHUP, POST /api/reload) was refused or failed, and the configuration "
+           "of before runs instead of the file's; 1 when it was made, or none was asked for");
+    m += fmt::format("kg_config_last_reload_successful {}\n", !last_reload_ || last_reload_->made ? 1 : 0);
+    family(
+        "kg_config_last_reload_timestamp_seconds", "gauge",
+        "when the last reload was asked for, refused or made (Unix time); 0: none since the process started");
+    m += fmt::format(
+        "kg_config_last_reload_timestamp_seconds {}\n",
+        last_reload_
+            ? std::chrono::duration_cast<std::chrono::seconds>(last_reload_->at.time_since_epoch()).count()
+            : 0);
     if (sensors_) {
         family("kg_sensor_age_seconds", "gauge", "seconds since the sensor's last valid reading");
         for (const auto& s : sensors_->states(Clock::now())) {

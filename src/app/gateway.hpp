@@ -57,6 +57,15 @@ public:
 
     static constexpr auto kTickInterval = std::chrono::milliseconds(500);
 
+    // How the last reload asked for since the process started went (refused, failed and the
+    // configuration before it started again, or made), for /metrics: the log alone told that the box
+    // runs something else than its file.
+    struct ReloadOutcome {
+        TimePoint at;
+        bool made = false;
+    };
+    void note_reload(ReloadOutcome outcome) { last_reload_ = outcome; }
+
     // web::GatewayView, on the main thread (as tick()).
     nlohmann::json cameras() const override;
     nlohmann::json sensors() const override;
@@ -126,6 +135,7 @@ private:
     // config::doubts of the running configuration: in the log at start, in /metrics, and to the room
     // in the gateway message.
     std::vector<std::string> config_warnings_;
+    std::optional<ReloadOutcome> last_reload_;  // none since the process started: nothing to say
     SteadyPoint last_state_publish_{};
     SteadyPoint last_expiry_{};
     SteadyPoint last_alive_note_{};

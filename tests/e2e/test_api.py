@@ -31,6 +31,22 @@ def last_run_port(gw):
     return int(re.search(r"local API on \S+ \(port (\d+)\)", last_run).group(1))
 
 
+def post(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", path, headers={"Authorization": f"Bearer {TOKEN}"})
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    return r.status
+
+
+def reload_metrics(port):
+    """(kg_config_last_reload_successful, kg_config_last_reload_timestamp_seconds)"""
+    text = get(port, "/metrics")[2].decode()
+    return (int(re.search(r"^kg_config_last_reload_successful (\d+)$", text, re.M).group(1)),
+            int(re.search(r"^kg_config_last_reload_timestamp_seconds (\d+)$", text, re.M).group(1)))
+
+
 def sensor_ids(port):
     import json
     return [s["sensor"] for s in json.loads(get(port, "/api/sensors", token=TOKEN)[2])]
@@ -201,6 +217,23 @@ def test_a_reload_runs_the_configuration_it_checked(broker, gateways, tmp_path):
                       gw.output().count(" starting with ") == 2, 15, what="the reloaded gateway serving")
     port = last_run_port(gw)
     assert sensor_ids(port) == ["checked"]
+    made = reload_metrics(port)
+    assert made[0] == 1 and abs(made[1] - time.time()) < 60, made
+
+    # A reload accepted, then the file broken and a reload refused within those 300 ms: the refusal
+    # holds, and the configuration of before runs on. The accepted one used to start after the
+    # refusal was logged, a copy of the file that was neither what ran nor what is on disk (a review).
+    config["sensors"] = [{"id": "accepted", "source": {"mqtt": {"topic": "t/accepted"}}}]
+    gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert post(port, "/api/reload") == 202
+    gw.config_path.write_text("site: [\n")
+    assert post(port, "/api/reload") == 422
+    time.sleep(1.5)
+    assert gw.output().count(" starting with ") == 2, gw.output()[-2000:]
+    assert "the reload accepted before is not made either" in gw.output()
+    assert sensor_ids(port) == ["checked"]
+    refused = reload_metrics(port)
+    assert refused[0] == 0 and refused[1] >= made[1], refused
     assert gw.terminate() == 0
 
 
@@ -219,6 +252,7 @@ def test_a_reload_that_cannot_start_goes_back_to_the_running_configuration(broke
     gw = gateways(config)
     port = gw.api_port()
     assert sensor_ids(port) == ["fridge"]
+    assert reload_metrics(port) == (1, 0)  # none asked for yet
 
     held = tmp_path / "other" / "outbox.db"
     held.parent.mkdir()
@@ -239,6 +273,8 @@ def test_a_reload_that_cannot_start_goes_back_to_the_running_configuration(broke
                           what="the previous configuration serving again")
         port = last_run_port(gw)
         assert sensor_ids(port) == ["fridge"]  # the configuration that ran, not the one that failed
+        # Said where a site's Prometheus sees it, not in the log alone.
+        assert reload_metrics(port)[0] == 0
         kg_e2e.wait_until(lambda: get(port, "/readyz")[0] == 200, 10, what="ready again (the broker reconnected)")
         assert not held.exists()  # the failed run never opened the other gateway's outbox
 
@@ -248,6 +284,7 @@ def test_a_reload_that_cannot_start_goes_back_to_the_running_configuration(broke
                       "local API on" in gw.output().split(" starting with ")[-1], 20, what="the next reload")
     port = last_run_port(gw)
     assert sensor_ids(port) == ["freezer"]
+    assert reload_metrics(port)[0] == 1
     assert gw.terminate() == 0
 
 
