@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -29,6 +30,24 @@ std::vector<std::string> doubts(const Gateway& g) {
             fmt::format("camera '{}': input.format ({}) is for V4L2 devices (/dev/videoN) only: ignored "
                         "for its URL",
                         cam.id, cam.input.format));
+    }
+    // A file camera (a demo, a replay) whose file is not there stays offline, "cannot open", until it
+    // is: most often a typo, or an address half-written (`url: rtsp`).
+    for (const auto& cam : g.cameras) {
+        if (!cam.enabled || names_v4l2_device(cam.url)) continue;
+        std::string file;
+        if (cam.url.rfind("file://", 0) == 0) {
+            file = cam.url.substr(7);
+        } else if (cam.url.rfind('/', 0) == 0) {
+            file = cam.url;
+        } else {
+            continue;
+        }
+        std::error_code ec;
+        if (!std::filesystem::exists(file, ec)) {
+            out.push_back(fmt::format(
+                "camera '{}': its file {} is not there: the camera stays offline until it is", cam.id, file));
+        }
     }
     // A zone naming a check its camera does not run judges nothing there for it: most likely the
     // check was meant to be added to the camera too (the 54th session's review: accepted unsaid).

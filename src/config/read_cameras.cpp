@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <filesystem>
 #include <map>
 #include <regex>
 #include <string>
@@ -72,6 +73,18 @@ std::string check_camera_url(const Reader& r, const std::string& url, std::strin
         return fmt::format("'{}' is not a supported camera URL: {}", display, kCameraUrlForms);
     }
     resolved = r.resolve(url).string();  // a plain file path
+    // What an installer types for a camera's address without its scheme (its IP, host:port, a scheme
+    // missing its colon) was taken for a file's path: the camera stayed offline, "cannot open: No
+    // such file", and --check-config said OK (the configuration review). A file of that name wins.
+    static const std::regex address_like(
+        R"(^([A-Za-z][A-Za-z0-9+.-]*//|\d{1,3}(\.\d{1,3}){3}([:/].*)?$|[A-Za-z0-9.-]+:\d{1,5}(/.*)?$))");
+    std::error_code ec;
+    if (std::regex_search(url, address_like) && !std::filesystem::exists(resolved, ec)) {
+        return fmt::format(
+            "'{}' looks like a camera's address without its scheme, and is no file here: write "
+            "it as rtsp://HOST[:PORT]/PATH (the path the camera's manual gives); {}",
+            display, kCameraUrlForms);
+    }
     return "";
 }
 

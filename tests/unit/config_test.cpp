@@ -458,6 +458,24 @@ TEST(ConfigLoader, AZoneNamingACheckItsCameraDoesNotRunIsSaid) {
                   "not run: nothing is judged there for it (add it to the camera's checks)"});
 }
 
+// A file camera whose file is not there (a typo, an address cut short: `url: rtsp`) loads, and is
+// said: the camera stays offline until the file is there.
+TEST(ConfigLoader, AFileCameraWhoseFileIsNotThereIsSaid) {
+    const auto g = load_string(kHead +
+                                   "cameras:\n"
+                                   "  - {id: typo, url: /nowhere/kitchen.mp4}\n"
+                                   "  - {id: cut, url: 'file:///nowhere/rtsp'}\n"
+                                   "  - {id: there, url: '" +
+                                   std::string(KG_SOURCE_DIR) + "/config/demo.yaml'}\n" +
+                                   "  - {id: off, url: /nowhere/off.mp4, enabled: false}\n",
+                               "g.yaml");
+    EXPECT_EQ(
+        kg::config::doubts(g),
+        (std::vector<std::string>{
+            "camera 'typo': its file /nowhere/kitchen.mp4 is not there: the camera stays offline until it is",
+            "camera 'cut': its file /nowhere/rtsp is not there: the camera stays offline until it is"}));
+}
+
 // Modbus TCP devices and gateways often answer only as unit 255 (refused at 247 before); libmodbus
 // refuses 248..254 on TCP and would read the unit set before, so they are refused here. A serial
 // line keeps 1..247, and its 0 (broadcast: nobody answers) loads, as it did, with a doubt.
@@ -670,12 +688,14 @@ TEST(ConfigLoader, DoubtsNameWhatAValidConfigurationAsksForInVain) {
                                                "g.yaml"))
                     .empty());
     const auto push = kg::config::doubts(load_string(
-        kHead + "cameras: [{id: a, url: a.mp4}]\npublic: {rtmp_push: 'rtmp://x/live'}\n", "g.yaml"));
+        kHead + "cameras: [{id: a, url: 'rtsp://10.0.0.5/a'}]\npublic: {rtmp_push: 'rtmp://x/live'}\n",
+        "g.yaml"));
     ASSERT_EQ(push.size(), 1u);
     EXPECT_NE(push[0].find("public.rtmp_push is set but public.listen is not"), std::string::npos);
-    EXPECT_TRUE(kg::config::doubts(load_string(kHead + "cameras: [{id: a, url: a.mp4}]\npublic: {listen: "
-                                                       "'127.0.0.1:8081', rtmp_push: 'rtmp://x/live'}\n",
-                                               "g.yaml"))
+    EXPECT_TRUE(kg::config::doubts(
+                    load_string(kHead + "cameras: [{id: a, url: 'rtsp://10.0.0.5/a'}]\npublic: {listen: "
+                                        "'127.0.0.1:8081', rtmp_push: 'rtmp://x/live'}\n",
+                                "g.yaml"))
                     .empty());
 }
 
@@ -879,6 +899,14 @@ INSTANTIATE_TEST_SUITE_P(
                 "outbox.path", "'/tmp' is a folder"},
         BadCase{"evidence_empty", kHead + "cameras: [{id: a, url: a.mp4}]\nevidence: {path: ''}\n", 3,
                 "evidence.path", "empty: give the folder's path"},
+        // A camera's address without its scheme was taken for a file's path, and the camera stayed
+        // offline with "No such file" (a review).
+        BadCase{"url_ip_only", kHead + "cameras:\n  - id: a\n    url: 192.168.1.64\n", 4, "cameras[0].url",
+                "'192.168.1.64' looks like a camera's address without its scheme"},
+        BadCase{"url_host_port", kHead + "cameras:\n  - id: a\n    url: cam.local:554/live\n", 4,
+                "cameras[0].url", "looks like a camera's address without its scheme"},
+        BadCase{"url_scheme_no_colon", kHead + "cameras:\n  - id: a\n    url: rtsp//10.0.0.5/live\n", 4,
+                "cameras[0].url", "looks like a camera's address without its scheme"},
         BadCase{"unknown_top_key", kHead + "cameras: [{id: a, url: a.mp4}]\ncamera: []\n", 3, "camera",
                 "unknown key 'camera' (did you mean 'cameras'?)"},
         BadCase{"unknown_nested_key", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    analysis: {fsp: 2}\n",
