@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
     std::string config_path;
     std::string check_path;
     bool version = false;
-    app.add_option("-c,--config", config_path, "configuration file to run with")->check(CLI::ExistingFile);
+    app.add_option("-c,--config", config_path, "configuration file to run with");
     app.add_option("--check-config", check_path, "validate a configuration file and exit");
     app.add_flag("--version", version, "print the version and exit");
     CLI11_PARSE(app, argc, argv);

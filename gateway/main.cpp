@@ -397,7 +397,7 @@ int main(int argc, char** argv) {
     long token_ttl = 24 * 3600;
     pid_t reloading_pid = 0;
     bool version = false;
-    app.add_option("-c,--config", config_path, "configuration file to run with")->check(CLI::ExistingFile);
+    app.add_option("-c,--config", config_path, "configuration file to run with");
     app.add_option("--check-config", check_path, "validate a configuration file and exit");
     app.add_option("--reloading", reloading_pid,
                    "with --check-config: the running gateway (systemd's $MAINPID) the file is for; refused "

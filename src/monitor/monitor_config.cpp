@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <boost/asio/ssl/context.hpp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -483,8 +484,14 @@ MonitorConfig load_monitor_config_string(const std::string& yaml, const std::str
 }
 
 MonitorConfig load_monitor_config(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw config::ConfigInvalid({{path, 0, 0, "", "cannot read the file"}});
+    std::error_code ec;
+    if (fs::is_directory(path, ec))
+        throw config::ConfigInvalid({{path, 0, 0, "", "cannot read the file: it is a folder"}});
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw config::ConfigInvalid(
+            {{path, 0, 0, "", fmt::format("cannot read the file: {}", std::strerror(errno))}});
+    }
     std::stringstream text;
     text << in.rdbuf();
     return load_monitor_config_string(text.str(), path);

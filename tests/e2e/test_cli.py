@@ -2,6 +2,7 @@
 each (exit 2, `FILE:LINE:COL: key.path: message` naming the right line); check mode never contacts
 the broker or a camera (a real Mosquitto and a listening camera port watch for it)."""
 
+import os
 import re
 import subprocess
 
@@ -173,3 +174,16 @@ def test_running_with_a_bad_config_starts_nothing(watched, tmp_path):
     assert r.returncode == 2, (r.stdout, r.stderr)
     keys = [e["key"] for e in errors_of(r, path)]
     assert "site.nam" in keys or "site.name" in keys, r.stderr
+
+
+def test_a_configuration_file_that_cannot_be_read_is_a_configuration_error(tmp_path):
+    """--config with a file that is not there, or a folder, exits 2 naming why, as --check-config does
+    (systemd's unit and scripts read 2 as "fix the file"); it was CLI11's exit 105."""
+    for path in [tmp_path / "missing.yaml", tmp_path]:
+        for option in ["--config", "--check-config"]:
+            r = run(option, str(path))
+            assert r.returncode == 2, (option, path, r.returncode, r.stderr)
+            assert f"{path}: cannot read the file: " in r.stderr, r.stderr
+    for path, why in [(tmp_path / "missing.yaml", "No such file or directory"), (tmp_path, "it is a folder")]:
+        r = subprocess.run([os.environ.get("KG_MONITOR_BIN", str(kg_e2e.SOURCE_DIR / "build/gateway/kitchen-monitor")), "--config", str(path)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2 and f"{path}: cannot read the file: {why}" in r.stderr, (r.returncode, r.stderr)
