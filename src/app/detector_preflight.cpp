@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <opencv2/imgcodecs.hpp>
 #include <set>
 
@@ -107,17 +108,27 @@ std::vector<config::ConfigError> check_detectors(const config::Gateway& cfg) {
     }
     // A reference picture is read when the camera's check is built: a file that is missing or not
     // a picture would stop the gateway at start, or at a reload.
+    // Said once where it is written: one under `defaults` was said for each camera, without a line.
+    std::set<std::string> said;
     for (std::size_t i = 0; i < cfg.cameras.size(); ++i) {
         const auto& cam = cfg.cameras[i];
         const auto uses = [&](const char* check) {
             return std::find(cam.checks.begin(), cam.checks.end(), check) != cam.checks.end();
         };
-        if (!cam.enabled || cam.scene.reference.empty() || !(uses("cleanliness") || uses("bin_lid")))
+        const auto& scene = cam.scene;
+        // A configuration made otherwise than from a file has no key of its own: the camera's.
+        const auto key =
+            scene.reference_key.empty() ? fmt::format("cameras[{}].scene.reference", i) : scene.reference_key;
+        if (!cam.enabled || scene.reference.empty() || !(uses("cleanliness") || uses("bin_lid")) ||
+            said.count(key) != 0)
             continue;
-        if (cv::imread(cam.scene.reference, cv::IMREAD_COLOR).empty()) {
-            fail(fmt::format("cameras[{}].scene.reference", i),
-                 fmt::format("camera {}: cannot read {} as a picture", cam.id, cam.scene.reference));
-        }
+        std::error_code ec;
+        const bool there = std::filesystem::exists(scene.reference, ec);  // imread says nothing of why
+        if (there && !cv::imread(scene.reference, cv::IMREAD_COLOR).empty()) continue;
+        said.insert(key);
+        errors.push_back({cfg.source_file, scene.reference_place.first, scene.reference_place.second, key,
+                          fmt::format("camera {}: {} {}", cam.id, scene.reference,
+                                      there ? "cannot be read as a picture" : "is not there")});
     }
     return errors;
 }

@@ -100,6 +100,10 @@ struct Health {
 struct Scene {
     std::string
         reference;  // picture of the scene as it should be (clean floor, bin closed); empty: learned at start
+    // Where `reference` was written (a camera's own, or `defaults.scene.reference` it inherits), for
+    // the error only reading the picture finds (app::check_detectors): its key and {line, column}.
+    std::string reference_key;
+    std::pair<int, int> reference_place{0, 0};
     double min_area = 0.004;  // share of the picture a change or movement must cover
     Duration unattended_after{std::chrono::minutes(5)};  // `unattended`: no movement at the station this long
     Duration detect_refresh{

@@ -302,6 +302,9 @@ void read_scene(Reader& r, const YAML::Node& n, const std::string& path, Scene& 
     if (n["reference"] && r.string(n["reference"], path + ".reference", s.reference) &&
         !s.reference.empty()) {
         s.reference = r.resolve(s.reference).string();
+        const auto mark = n["reference"].Mark();
+        s.reference_key = path + ".reference";
+        s.reference_place = {mark.line + 1, mark.column + 1};
     }
     if (n["min_area"]) r.number(n["min_area"], path + ".min_area", s.min_area, 0, 1, true);
     if (n["unattended_after"])

@@ -97,6 +97,36 @@ TEST(DetectorPreflight, ItsErrorsNameTheirPlaceInTheFile) {
         << all(errors);
 }
 
+// A reference picture that is not there, or no picture, is said once where it is written: one under
+// `defaults` was said for every camera, without its line (the configuration review).
+TEST(DetectorPreflight, AReferencePictureThatCannotBeReadIsSaidOnceAtItsPlace) {
+    const auto notes =
+        fs::temp_directory_path() / ("kg-not-a-picture-" + std::to_string(::getpid()) + ".jpg");
+    std::ofstream(notes) << "not a picture";
+    const auto g = kg::config::load_string(
+        "site: {id: s1, name: S}\n"
+        "defaults:\n"
+        "  scene: {reference: /nonexistent/clean.jpg}\n"
+        "cameras:\n"
+        "  - {id: a, url: rtsp://10.0.0.5/a, checks: [cleanliness]}\n"
+        "  - {id: b, url: rtsp://10.0.0.5/b, checks: [cleanliness]}\n"
+        "  - id: c\n"
+        "    url: rtsp://10.0.0.5/c\n"
+        "    checks: [bin_lid]\n"
+        "    scene: {reference: " +
+            notes.string() + "}\n",
+        "/etc/kitchen-gateway/gateway.yaml");
+    const auto errors = kg::app::check_detectors(g);
+    fs::remove(notes);
+    ASSERT_EQ(errors.size(), 2u) << all(errors);
+    EXPECT_EQ(errors[0].to_string(),
+              "/etc/kitchen-gateway/gateway.yaml:3:22: defaults.scene.reference: camera a: "
+              "/nonexistent/clean.jpg is not there");
+    EXPECT_EQ(errors[1].to_string(),
+              "/etc/kitchen-gateway/gateway.yaml:10:24: cameras[2].scene.reference: camera c: " +
+                  notes.string() + " cannot be read as a picture");
+}
+
 TEST(DetectorPreflight, OnlyWhatACameraUsesIsChecked) {
     auto g = with_cameras({"camera_health"});
     g.mask_detector = "/nonexistent/mask.yaml";
