@@ -162,12 +162,20 @@ void FfmpegInput::open() {
 
     arm_deadline();
     t_last_error.clear();
+    const auto probe_start = std::chrono::steady_clock::now();
     err = avformat_find_stream_info(format_.get(), nullptr);
     if (err < 0) {
         throw IngestError(timed_out_ ? IngestError::Kind::stall : IngestError::Kind::open,
                           with_reason(fmt::format("cannot read stream info: {}", av_error_string(err))));
     }
-    if (timed_out_) {
+    // Over UDP FFmpeg's own wait for RTP (its `timeout`, the same length) can end the probe a moment
+    // before the deadline does, with success and a picture of 0x0: the camera was logged connected,
+    // and failed one timeout later without the hint below (the ingest review, every try). A probe
+    // that took nearly the whole timeout and found no picture size got nothing.
+    const auto probing = std::chrono::steady_clock::now() - probe_start;
+    const int best = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+    const bool no_picture = best < 0 || !has_picture_size(*format_->streams[best]->codecpar);
+    if (timed_out_ || (no_picture && probing * 5 >= options_.timeout * 4)) {
         // The probe gives up quietly when interrupted, with what it has: an RTSP session that
         // accepted PLAY and sent nothing (RTP over UDP blocked by a firewall or NAT) read as
         // connected, and failed only one timeout later.
@@ -212,7 +220,7 @@ void FfmpegInput::open() {
     frame_.reset(av_frame_alloc());
     if (!packet_ || !frame_) throw IngestError(IngestError::Kind::open, "out of memory");
     draining_ = false;
-    last_picture_ = std::chrono::steady_clock::now();
+    last_picture_ = last_video_packet_ = std::chrono::steady_clock::now();
     // A packet without a duration lasts one frame at the stream's rate.
     const std::int64_t frame_ticks =
         stream->avg_frame_rate.num > 0 ? av_rescale_q(1, av_inv_q(stream->avg_frame_rate), stream->time_base)
@@ -249,18 +257,27 @@ bool FfmpegInput::next_frame() {
         if (kind_ != SourceKind::file) {
             // With key frames only, a picture comes once a GOP: allow a few GOPs of a slow camera.
             const auto limit = options_.timeout * (options_.keyframes_only ? 3 : 1);
-            const auto since = std::chrono::steady_clock::now() - last_picture_;
-            if (since > limit) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now - last_picture_ > limit) {
+                // The limit, not the time it took to notice: the same failure says the same words
+                // each time, so a camera failing so for days is summarised in the log. Its audio
+                // coming on alone is not its video failing to decode (the ingest review: a camera
+                // whose video encoder stopped was said to lack key frames).
+                const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(limit).count();
                 throw IngestError(
                     IngestError::Kind::stall,
-                    // The limit, not the time it took to notice: the same failure says the same
-                    // words each time, so a camera failing so for days is summarised in the log.
-                    fmt::format("packets but no picture for {} ms (no key frame the decoder can start from?)",
-                                std::chrono::duration_cast<std::chrono::milliseconds>(limit).count()));
+                    now - last_video_packet_ > limit
+                        ? only_other_streams(ms)
+                        : fmt::format("packets but no picture for {} ms (no key frame the decoder "
+                                      "can start from?)",
+                                      ms));
             }
         }
         arm_deadline();
         t_last_error.clear();
+        // A demuxer that drops the streams not read (MPEG-TS) keeps reading while only audio comes:
+        // the bytes it took tell that from a camera sending nothing.
+        const std::int64_t bytes_before = format_->pb != nullptr ? format_->pb->bytes_read : 0;
         err = av_read_frame(format_.get(), packet_.get());
         // Whatever the read returned once the deadline interrupted it: a parser or demuxer hands
         // over what it held (the H.264 parser's pending frame, an MPEG-TS packet), and the next
@@ -273,8 +290,10 @@ bool FfmpegInput::next_frame() {
                              err == AVERROR(ETIMEDOUT);
         if (stalled && !stop_.load()) {
             av_packet_unref(packet_.get());
+            const bool bytes_came = format_->pb != nullptr && format_->pb->bytes_read > bytes_before;
             throw IngestError(IngestError::Kind::stall,
-                              fmt::format("no data for {} ms", options_.timeout.count()));
+                              bytes_came ? only_other_streams(options_.timeout.count())
+                                         : fmt::format("no data for {} ms", options_.timeout.count()));
         }
         if (err == AVERROR_EOF || (err < 0 && kind_ == SourceKind::file && avio_feof(format_->pb))) {
             draining_ = true;
@@ -291,6 +310,7 @@ bool FfmpegInput::next_frame() {
                               with_reason(fmt::format("read failed: {}", av_error_string(err))));
         }
         if (packet_->stream_index == stream_index_) {
+            last_video_packet_ = std::chrono::steady_clock::now();
             std::optional<Timeline::Shift> shifted;
             if (arrival_stamps_) {
                 // Forward only, a tick apart within a burst (a muxer drops a packet not after the
@@ -335,6 +355,13 @@ bool FfmpegInput::next_frame() {
         }
         av_packet_unref(packet_.get());
     }
+}
+
+std::string FfmpegInput::only_other_streams(std::int64_t ms) {
+    return fmt::format(
+        "no video for {} ms, only the camera's other streams (its audio): its video encoder has "
+        "stopped?",
+        ms);
 }
 
 bool FfmpegInput::before_renewal() {

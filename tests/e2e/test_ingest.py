@@ -409,6 +409,32 @@ def test_a_clip_pending_when_the_wall_clock_is_set_back_is_cut_on_time(broker, c
     assert gw.terminate() == 0
 
 
+def test_a_camera_whose_video_stops_while_its_audio_goes_on_says_so(broker, collector, gateway, tmp_path):
+    """A camera sends video for 2 s and its audio for 12 (MPEG-TS over HTTP, paced as sent): the stall
+    is seen, and said as the video stopping. It was said as "packets but no picture (no key frame the
+    decoder can start from?)", which sent an installer to the camera's GOP settings when its video
+    encoder had stopped (the ingest review, over RTSP with PCMA audio)."""
+    clip = tmp_path / "video-stops.ts"
+    # Its bytes mostly audio, so that sending them evenly sends both in about real time.
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "12",
+                    "-filter_complex", "[0:v]trim=duration=2[v]", "-map", "[v]", "-map", "1:a",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-b:v", "40k", "-pix_fmt", "yuv420p",
+                    "-c:a", "mp2", "-b:a", "384k", "-t", "12", "-f", "mpegts", str(clip)], check=True)
+    stream = PacedHttpStream(clip, clip.stat().st_size / 12)
+    try:
+        cam = kg_e2e.camera("av", f"http://127.0.0.1:{stream.port}/cam.ts", input={"timeout": "3s"})
+        gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
+        kg_e2e.wait_until(lambda: any(w in gw.output() for w in ("no video for", "packets but no picture",
+                                                                 "no data for")), 20, what="the stall\n" + gw.output()[-3000:])
+        gw.terminate()
+    finally:
+        stream.close()
+    out = gw.output()
+    assert "no video for 3000 ms, only the camera's other streams (its audio)" in out, out[-2000:]
+    assert "packets but no picture" not in out
+
+
 def test_an_rtsp_camera_over_udp_is_read_and_its_stall_is_seen_within_its_timeout(broker, collector, schemas,
                                                                                  make_clip, rtsp_server, gateway,
                                                                                  tmp_path):
