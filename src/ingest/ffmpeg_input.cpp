@@ -225,7 +225,11 @@ void FfmpegInput::open() {
     const std::int64_t frame_ticks =
         stream->avg_frame_rate.num > 0 ? av_rescale_q(1, av_inv_q(stream->avg_frame_rate), stream->time_base)
                                        : 1;
-    timeline_.emplace(stream->time_base, frame_ticks);
+    // A pause shorter than the timeout is the camera's, not a jump of its clock; a second's margin
+    // for the time the stall takes to be seen.
+    timeline_.emplace(
+        stream->time_base, frame_ticks,
+        std::chrono::duration<double>(options_.timeout).count() * (options_.keyframes_only ? 3 : 1) + 1.0);
     // Without a picture size the outputs could make nothing of this connection: they are told of
     // it at its first key frame instead, which carries what the probe did not find.
     announced_ = false;

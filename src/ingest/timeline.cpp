@@ -15,11 +15,11 @@ std::int64_t ticks(double seconds, AVRational time_base) {
 
 }  // namespace
 
-Timeline::Timeline(AVRational time_base, std::int64_t frame_ticks)
+Timeline::Timeline(AVRational time_base, std::int64_t frame_ticks, double max_ahead_seconds)
     : time_base_(time_base),
       frame_ticks_(std::max<std::int64_t>(frame_ticks, 1)),
       max_back_(ticks(kMaxBackSeconds, time_base)),
-      max_ahead_(ticks(kMaxAheadSeconds, time_base)) {}
+      max_ahead_(ticks(std::max(max_ahead_seconds, kMaxAheadSeconds), time_base)) {}
 
 std::optional<Timeline::Shift> Timeline::place(AVPacket& packet) {
     // Packets without a decoding time (the first ones of an RTSP stream with B-frames) are placed by

@@ -37,8 +37,10 @@ public:
     static constexpr double kMaxAheadSeconds = 10.0;
 
     // `time_base`: the stream's; `frame_ticks`: one frame in it (what a packet without a duration
-    // lasts).
-    Timeline(AVRational time_base, std::int64_t frame_ticks);
+    // lasts). `max_ahead_seconds`: the longest real pause (a connection's input.timeout, when longer
+    // than kMaxAheadSeconds: a 15 s pause within a 30 s timeout was cut out of the clips and streams
+    // as a clock fault, the ingest review).
+    Timeline(AVRational time_base, std::int64_t frame_ticks, double max_ahead_seconds = kMaxAheadSeconds);
 
     // The source starts again from its beginning (a file rewound for looping): the next packet
     // continues where the last one ended. Expected, so not a jump.

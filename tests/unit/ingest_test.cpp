@@ -247,6 +247,25 @@ TEST(Timeline, AJumpAheadOfAWrappedClockIsAbsorbed) {
     EXPECT_EQ(place(timeline, wrapped + kFrame, wrapped + kFrame).dts, last + 2 * kFrame);
 }
 
+// A camera that pauses 15 s within a 30 s input.timeout and goes on with its clock: a real pause,
+// kept, not a jump cut out of the clips and streams (the ingest review). Past the limit it is a jump.
+TEST(Timeline, APauseWithinALongerTimeoutIsNoJump) {
+    for (const auto& [gap, jumps] : {std::pair{15.0, false}, std::pair{35.0, true}}) {
+        kg::ingest::Timeline timeline(kRtp, kFrame, 31.0);
+        for (std::int64_t i = 0; i < 10; ++i) place(timeline, i * kFrame, i * kFrame);
+        const auto after = static_cast<std::int64_t>(10 * kFrame + gap * 90000);
+        const auto placed = place(timeline, after, after);
+        EXPECT_EQ(placed.jumped.has_value(), jumps) << gap;
+        if (!jumps) {
+            EXPECT_EQ(placed.dts, after) << gap;
+        }
+    }
+    // The default (and any shorter limit asked) stays 10 s.
+    kg::ingest::Timeline timeline(kRtp, kFrame, 3.0);
+    place(timeline, 0, 0);
+    EXPECT_TRUE(place(timeline, 11 * 90000, 11 * 90000).jumped);
+}
+
 TEST(Timeline, JitterThatKeepsTheDecodingTimeIncreasingIsLeftAlone) {
     // RTP times a camera stamps at capture: a few ms early or late, a step back of less than a frame.
     // Nothing is lost (each packet is still later than the last), so nothing is moved: shifting the
