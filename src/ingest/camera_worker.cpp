@@ -142,6 +142,13 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
     std::optional<std::chrono::steady_clock::time_point> last_sampled;
     std::optional<std::pair<std::chrono::steady_clock::time_point, double>> first_frame;
     bool said_ahead = false;
+    // A source whose clock stops or crawls (its stamps repeating, then one tick each): sampled by its
+    // own time, it was analysed about once in 30 minutes, the camera online and nothing said (the
+    // ingest review). Judged over windows of 20 s of the wall clock: under half of it in stream
+    // time, its pictures are sampled by the wall clock until its clock runs again.
+    constexpr auto kClockWindow = std::chrono::seconds(20);
+    std::optional<std::pair<std::chrono::steady_clock::time_point, double>> clock_window;
+    bool by_wall = false;
     FrameSampler sampler(camera_.analysis.fps);
     // A plain value and a flag rather than an optional: g++ 12 cannot see that the optional is set
     // before it is read and warned on every build (-Wmaybe-uninitialized).
@@ -247,7 +254,30 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
                     without_password(camera_.url), ahead);
             }
         }
-        if (!sampler.accept(t)) continue;
+        if (network) {
+            if (!clock_window) clock_window.emplace(steady_now, t);
+            const auto wall = steady_now - clock_window->first;
+            if (wall >= kClockWindow) {
+                const double rate = (t - clock_window->second) / std::chrono::duration<double>(wall).count();
+                if ((rate < 0.5) != by_wall) {
+                    by_wall = rate < 0.5;
+                    sampler.reset();
+                    if (by_wall) {
+                        log_->warn(
+                            "{}: its stream's clock ran {:.0f} s in the last {:.0f} s (stopped or crawling: "
+                            "a camera fault); its pictures are analysed by the wall clock",
+                            shown_url_, t - clock_window->second,
+                            std::chrono::duration<double>(wall).count());
+                    } else {
+                        log_->info("{}: its stream's clock runs again", shown_url_);
+                    }
+                }
+                clock_window.emplace(steady_now, t);
+            }
+        }
+        const double sampled_t =
+            by_wall ? std::chrono::duration<double>(steady_now.time_since_epoch()).count() : t;
+        if (!sampler.accept(sampled_t)) continue;
         if (network && last_sampled && steady_now - *last_sampled < min_gap) continue;
         last_sampled = steady_now;
 

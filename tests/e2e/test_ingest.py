@@ -409,6 +409,30 @@ def test_a_clip_pending_when_the_wall_clock_is_set_back_is_cut_on_time(broker, c
     assert gw.terminate() == 0
 
 
+def test_a_camera_whose_clock_crawls_is_said_and_analysed_by_the_wall_clock(broker, collector, gateway, tmp_path):
+    """A camera whose stream clock crawls (one tick of 90 kHz a frame, as a stopped RTP clock reaches the
+    timeline) was analysed by its own time: about once in 30 minutes, online, and nothing said (the
+    ingest review). It is said within the 20 s window, and its pictures are analysed at their rate by the
+    wall clock."""
+    clip = tmp_path / "crawl.ts"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+                    "-t", "40", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+                    "-bsf:v", "setts=ts=N", "-f", "mpegts", str(clip)], check=True)
+    stream = PacedHttpStream(clip, clip.stat().st_size / 40)
+    try:
+        cam = kg_e2e.camera("crawl", f"http://127.0.0.1:{stream.port}/cam.ts", analysis={"fps": 2})
+        gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
+        kg_e2e.wait_until(lambda: "its stream's clock ran" in gw.output(), 30, what="the crawling clock said")
+        said_at = time.time()
+        state = collector.wait_for(lambda: (s := frames_flowing(collector, "crawl", after=said_at + 2))
+                                   and s["fps_analysed"] >= 1 and s, 15, what="pictures analysed")
+        assert state["fps_analysed"] <= 2.5, state
+        gw.terminate()
+    finally:
+        stream.close()
+    assert "(stopped or crawling: a camera fault); its pictures are analysed by the wall clock" in gw.output()
+
+
 def test_a_camera_whose_video_stops_while_its_audio_goes_on_says_so(broker, collector, gateway, tmp_path):
     """A camera sends video for 2 s and its audio for 12 (MPEG-TS over HTTP, paced as sent): the stall
     is seen, and said as the video stopping. It was said as "packets but no picture (no key frame the
