@@ -77,7 +77,7 @@ std::string check_camera_url(const Reader& r, const std::string& url, std::strin
     // missing its colon) was taken for a file's path: the camera stayed offline, "cannot open: No
     // such file", and --check-config said OK (the configuration review). A file of that name wins.
     static const std::regex address_like(
-        R"(^([A-Za-z][A-Za-z0-9+.-]*//|\d{1,3}(\.\d{1,3}){3}([:/].*)?$|[A-Za-z0-9.-]+:\d{1,5}(/.*)?$))");
+        R"(^((rtsps?|rtmps?|https?)//|\d{1,3}(\.\d{1,3}){3}([:/].*)?$|[A-Za-z0-9.-]+:\d{1,5}(/.*)?$))");
     std::error_code ec;
     if (std::regex_search(url, address_like) && !std::filesystem::exists(resolved, ec)) {
         return fmt::format(

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <string_view>
 
 #include "common/env.hpp"
 #include "common/utf8.hpp"
@@ -74,12 +75,16 @@ std::optional<YAML::Mark> first_unclosed(const std::string& text, const YAML::No
 
 std::optional<ConfigError> unclosed_quote(const std::string& text, const std::vector<YAML::Node>& documents,
                                           const std::string& file) {
+    // yaml-cpp's positions start after a UTF-8 byte order mark (Notepad writes one): so does the
+    // text looked into (the review of the first version: a file with one was not checked).
+    constexpr std::string_view kBom = "\xEF\xBB\xBF";
+    const std::string body = text.rfind(kBom, 0) == 0 ? text.substr(kBom.size()) : text;
     for (const auto& document : documents) {
-        if (const auto mark = first_unclosed(text, document)) {
+        if (const auto mark = first_unclosed(body, document)) {
             return ConfigError{file, mark->line + 1, mark->column + 1, "",
                                fmt::format("YAML syntax error: the quote ({}) opening this value is never "
                                            "closed, so the value would run to the end of the file",
-                                           text[static_cast<std::size_t>(mark->pos)])};
+                                           body[static_cast<std::size_t>(mark->pos)])};
         }
     }
     return std::nullopt;

@@ -145,9 +145,12 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
     // A source whose clock stops or crawls (its stamps repeating, then one tick each): sampled by its
     // own time, it was analysed about once in 30 minutes, the camera online and nothing said (the
     // ingest review). Judged over windows of 20 s of the wall clock: under half of it in stream
-    // time, its pictures are sampled by the wall clock until its clock runs again.
+    // time in two windows running, its pictures are sampled by the wall clock until its clock runs
+    // again. One window is not enough: a network pause the timeout allows ends in a backlog whose
+    // first frame is old, and that window reads slow (the review of the first version of this).
     constexpr auto kClockWindow = std::chrono::seconds(20);
     std::optional<std::pair<std::chrono::steady_clock::time_point, double>> clock_window;
+    int slow_windows = 0;
     bool by_wall = false;
     FrameSampler sampler(camera_.analysis.fps);
     // A plain value and a flag rather than an optional: g++ 12 cannot see that the optional is set
@@ -259,8 +262,9 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
             const auto wall = steady_now - clock_window->first;
             if (wall >= kClockWindow) {
                 const double rate = (t - clock_window->second) / std::chrono::duration<double>(wall).count();
-                if ((rate < 0.5) != by_wall) {
-                    by_wall = rate < 0.5;
+                slow_windows = rate < 0.5 ? slow_windows + 1 : 0;
+                if ((slow_windows >= 2) != by_wall) {
+                    by_wall = slow_windows >= 2;
                     sampler.reset();
                     if (by_wall) {
                         log_->warn(

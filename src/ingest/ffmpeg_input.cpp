@@ -170,21 +170,23 @@ void FfmpegInput::open() {
     }
     // Over UDP FFmpeg's own wait for RTP (its `timeout`, the same length) can end the probe a moment
     // before the deadline does, with success and a picture of 0x0: the camera was logged connected,
-    // and failed one timeout later without the hint below (the ingest review, every try). A probe
-    // that took nearly the whole timeout and found no picture size got nothing.
+    // and failed one timeout later without the hint below (the ingest review, every try). A UDP
+    // probe that took nearly the whole timeout and found no picture size got nothing. Not over TCP
+    // or HTTP, whose probes end on their own: a camera slow to its first key frame gets its picture
+    // size from it (the review of the first version of this).
+    const bool rtp_over_udp =
+        starts_with(options_.url, "rtsp") && options_.transport == config::Transport::udp;
     const auto probing = std::chrono::steady_clock::now() - probe_start;
     const int best = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
     const bool no_picture = best < 0 || !has_picture_size(*format_->streams[best]->codecpar);
-    if (timed_out_ || (no_picture && probing * 5 >= options_.timeout * 4)) {
+    if (timed_out_ || (rtp_over_udp && no_picture && probing * 5 >= options_.timeout * 4)) {
         // The probe gives up quietly when interrupted, with what it has: an RTSP session that
         // accepted PLAY and sent nothing (RTP over UDP blocked by a firewall or NAT) read as
         // connected, and failed only one timeout later.
         throw IngestError(
             IngestError::Kind::stall,
             fmt::format("the session opened, but no video came within {} ms{}", options_.timeout.count(),
-                        starts_with(options_.url, "rtsp") && options_.transport == config::Transport::udp
-                            ? " (RTP over UDP blocked on the way? try input.transport: tcp)"
-                            : ""));
+                        rtp_over_udp ? " (RTP over UDP blocked on the way? try input.transport: tcp)" : ""));
     }
     const AVCodec* decoder = nullptr;
     stream_index_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
@@ -192,8 +194,13 @@ void FfmpegInput::open() {
         throw IngestError(IngestError::Kind::open, "no decodable video stream");
     }
     for (unsigned i = 0; i < format_->nb_streams; ++i) {
-        // Audio and data streams are not read past the demuxer.
-        if (static_cast<int>(i) != stream_index_) format_->streams[i]->discard = AVDISCARD_ALL;
+        // Data streams are not read past the demuxer. Audio packets are read and dropped (a few
+        // dozen small ones a second): their coming while the video does not tells a camera whose
+        // video encoder stopped from a network that did, which a demuxer dropping them (MPEG-TS)
+        // hid.
+        auto& st = *format_->streams[i];
+        if (static_cast<int>(i) != stream_index_)
+            st.discard = st.codecpar->codec_type == AVMEDIA_TYPE_AUDIO ? AVDISCARD_DEFAULT : AVDISCARD_ALL;
     }
     AVStream* stream = format_->streams[stream_index_];
     // A network format without timestamps (an MJPEG camera's multipart HTTP stream): FFmpeg makes
@@ -279,9 +286,6 @@ bool FfmpegInput::next_frame() {
         }
         arm_deadline();
         t_last_error.clear();
-        // A demuxer that drops the streams not read (MPEG-TS) keeps reading while only audio comes:
-        // the bytes it took tell that from a camera sending nothing.
-        const std::int64_t bytes_before = format_->pb != nullptr ? format_->pb->bytes_read : 0;
         err = av_read_frame(format_.get(), packet_.get());
         // Whatever the read returned once the deadline interrupted it: a parser or demuxer hands
         // over what it held (the H.264 parser's pending frame, an MPEG-TS packet), and the next
@@ -294,10 +298,8 @@ bool FfmpegInput::next_frame() {
                              err == AVERROR(ETIMEDOUT);
         if (stalled && !stop_.load()) {
             av_packet_unref(packet_.get());
-            const bool bytes_came = format_->pb != nullptr && format_->pb->bytes_read > bytes_before;
             throw IngestError(IngestError::Kind::stall,
-                              bytes_came ? only_other_streams(options_.timeout.count())
-                                         : fmt::format("no data for {} ms", options_.timeout.count()));
+                              fmt::format("no data for {} ms", options_.timeout.count()));
         }
         if (err == AVERROR_EOF || (err < 0 && kind_ == SourceKind::file && avio_feof(format_->pb))) {
             draining_ = true;

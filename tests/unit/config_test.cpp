@@ -886,6 +886,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"unclosed_double_quote",
                 kHead + "cameras:\n  - id: a\n    url: a.mp4\n    name: \"厨房\n  - id: b\n    url: b.mp4\n",
                 5, "", "the quote (\") opening this value is never closed"},
+        BadCase{"unclosed_quote_after_a_bom",
+                "\xEF\xBB\xBF" + kHead +
+                    "cameras:\n  - id: a\n    url: a.mp4\n    name: \"k\n  - id: b\n    url: b.mp4\n",
+                5, "", "the quote (\") opening this value is never closed"},
         BadCase{"unclosed_single_quote",
                 kHead + "cameras:\n  - id: a\n    url: 'a.mp4\n  - id: b\n    url: b.mp4\n", 4, "",
                 "the quote (') opening this value is never closed"},
