@@ -420,10 +420,14 @@ int main(int argc, char** argv) {
     if (!check_path.empty()) {
         try {
             const auto cfg = kg::app::load_and_check(check_path);
+            // The reload's own refusal first: "configuration OK" and then a refusal read as both.
+            if (reloading_pid > 0) {
+                if (const int refused = check_reload_environment(cfg, check_path, reloading_pid))
+                    return refused;
+            }
             std::cout << check_path << ": configuration OK (site " << cfg.site.id << ", "
                       << cfg.cameras.size() << " cameras)\n";
             for (const auto& doubt : kg::config::doubts(cfg)) std::cout << "warning: " << doubt << "\n";
-            if (reloading_pid > 0) return check_reload_environment(cfg, check_path, reloading_pid);
             return 0;
         } catch (const kg::config::ConfigInvalid& e) {
             print_errors(e);

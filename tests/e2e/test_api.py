@@ -376,6 +376,8 @@ def test_a_reload_that_would_not_see_a_changed_secret_is_refused_and_says_why(br
     assert "KG_TEST_SITE_NAME is set otherwise here than in the running gateway" in rotated.stderr, rotated.stderr
     assert "systemctl restart kitchen-gateway" in rotated.stderr
     assert "canteen" not in rotated.stderr  # names, never values (a password's)
+    assert "configuration OK" not in rotated.stdout, rotated.stdout  # it said OK, then refused
+    assert "configuration OK" in same.stdout
 
     # A variable the running gateway never had: refused in its log with the error and what to do.
     config["mqtt"]["client_id"] = "${KG_TEST_ADDED_SINCE}"
