@@ -278,7 +278,9 @@ bool FfmpegInput::next_frame() {
                 throw IngestError(
                     IngestError::Kind::stall,
                     now - last_video_packet_ > limit
-                        ? only_other_streams(ms)
+                        ? fmt::format("no video for {} ms, only the camera's other streams (its audio): its "
+                                      "video encoder has stopped?",
+                                      ms)
                         : fmt::format("packets but no picture for {} ms (no key frame the decoder "
                                       "can start from?)",
                                       ms));
@@ -361,13 +363,6 @@ bool FfmpegInput::next_frame() {
         }
         av_packet_unref(packet_.get());
     }
-}
-
-std::string FfmpegInput::only_other_streams(std::int64_t ms) {
-    return fmt::format(
-        "no video for {} ms, only the camera's other streams (its audio): its video encoder has "
-        "stopped?",
-        ms);
 }
 
 bool FfmpegInput::before_renewal() {

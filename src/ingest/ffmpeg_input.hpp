@@ -136,7 +136,6 @@ private:
     // When the decoder last gave a picture (or the stream opened): a camera that keeps sending
     // packets the decoder never turns into a picture (no key frame to start from) is a stall too.
     std::chrono::steady_clock::time_point last_picture_{};
-    static std::string only_other_streams(std::int64_t ms);      // the stall of a camera whose video stopped
     std::chrono::steady_clock::time_point last_video_packet_{};  // of the stream decoded: its audio aside
     std::uint64_t decode_errors_ = 0;
     // Every packet is placed on it before anyone sees it: a looped file or a camera whose clock
