@@ -724,6 +724,8 @@ std::string Gateway::metrics() const {
                [](const State& s) { return s.stats.frames_dropped; });
     per_camera("kg_camera_decode_errors_total", "counter", "packets the decoder rejected",
                [](const State& s) { return s.stats.decode_errors; });
+    per_camera("kg_camera_packets_lost_total", "counter", "RTP packets that never came (RTP over UDP)",
+               [](const State& s) { return s.stats.packets_lost; });
     per_camera("kg_camera_check_errors_total", "counter", "frames on which a check failed",
                [](const State& s) { return s.stats.check_errors; });
     per_camera("kg_camera_timestamp_jumps_total", "counter",

@@ -20,6 +20,7 @@ struct CameraStatsSnapshot {
     std::uint64_t analysis_ns = 0;     // time spent in the checks, in total
     std::uint64_t frames_dropped = 0;  // sampled but overwritten before analysis took them
     std::uint64_t decode_errors = 0;
+    std::uint64_t packets_lost = 0;     // RTP packets that never came (over UDP)
     std::uint64_t check_errors = 0;     // a check failed on a frame (its observations of that frame lost)
     std::uint64_t timestamp_jumps = 0;  // the camera's clock jumped or stepped back, no reconnect (absorbed)
     int reconnects_1h = 0;
@@ -52,6 +53,7 @@ public:
     }
     void frames_dropped(std::uint64_t total) { frames_dropped_.store(total, std::memory_order_relaxed); }
     void decode_errors(std::uint64_t added) { decode_errors_.fetch_add(added, std::memory_order_relaxed); }
+    void packets_lost(std::uint64_t added) { packets_lost_.fetch_add(added, std::memory_order_relaxed); }
     void check_failed() { check_errors_.fetch_add(1, std::memory_order_relaxed); }
     void timestamp_jumps(std::uint64_t added) {
         timestamp_jumps_.fetch_add(added, std::memory_order_relaxed);
@@ -81,6 +83,7 @@ public:
         s.analysis_ns = analysis_ns_.load(std::memory_order_relaxed);
         s.frames_dropped = frames_dropped_.load(std::memory_order_relaxed);
         s.decode_errors = decode_errors_.load(std::memory_order_relaxed);
+        s.packets_lost = packets_lost_.load(std::memory_order_relaxed);
         s.check_errors = check_errors_.load(std::memory_order_relaxed);
         s.timestamp_jumps = timestamp_jumps_.load(std::memory_order_relaxed);
         const auto last = last_frame_ns_.load(std::memory_order_relaxed);
@@ -111,7 +114,7 @@ private:
     }
 
     std::atomic<std::uint64_t> frames_in_{0}, frames_sampled_{0}, frames_analysed_{0}, frames_dropped_{0},
-        decode_errors_{0}, check_errors_{0}, analysis_ns_{0}, timestamp_jumps_{0};
+        decode_errors_{0}, packets_lost_{0}, check_errors_{0}, analysis_ns_{0}, timestamp_jumps_{0};
     std::atomic<TimePoint::rep> last_frame_ns_{0};
     std::atomic<SteadyPoint::rep> last_frame_steady_ns_{0}, streaming_since_ns_{0};
     mutable std::mutex mutex_;

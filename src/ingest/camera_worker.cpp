@@ -159,6 +159,10 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
     bool pacing = false;
     double pace_stream = 0.0, previous_t = 0.0;
     std::uint64_t seq = 0;
+    // Lost RTP packets are logged at most every 10 minutes: a lossy link loses some all the time.
+    constexpr auto kLossLogEvery = std::chrono::minutes(10);
+    std::uint64_t lost_reported = 0, lost_logged = 0;
+    std::optional<std::chrono::steady_clock::time_point> lost_logged_at;
     std::uint64_t decode_errors_reported = 0, jumps_reported = 0, steps_reported = 0, steps_logged = 0,
                   picture_changes_reported = 0;
     double steps_seconds_logged = 0.0;
@@ -187,6 +191,24 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
         if (input.decode_errors() != decode_errors_reported) {
             stats_.decode_errors(input.decode_errors() - decode_errors_reported);
             decode_errors_reported = input.decode_errors();
+        }
+        if (input.packets_lost() != lost_reported) {
+            stats_.packets_lost(input.packets_lost() - lost_reported);
+            lost_reported = input.packets_lost();
+        }
+        if (lost_reported != lost_logged &&
+            (!lost_logged_at || *delivered.last - *lost_logged_at >= kLossLogEvery)) {
+            log_->warn(
+                "{}: {} RTP packets lost on the network {} (pictures smear or freeze until the next key "
+                "frame; input.transport: tcp has them resent)",
+                shown_url_, lost_reported - lost_logged,
+                lost_logged_at
+                    ? fmt::format(
+                          "in the last {:.0f} min",
+                          std::chrono::duration<double>(*delivered.last - *lost_logged_at).count() / 60.0)
+                    : std::string("since it connected"));
+            lost_logged = lost_reported;
+            lost_logged_at = *delivered.last;
         }
         if (input.timeline_jumps() != jumps_reported) {
             // Absorbed at ingest (the outputs carry on), but worth knowing: a camera whose clock keeps

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstdarg>
+#include <cstring>
 #include <opencv2/core.hpp>
 #include <string_view>
 
@@ -23,6 +24,12 @@ namespace {
 // FFmpeg's log is process-wide, but each camera opens and reads on its own thread.
 thread_local std::string t_last_error;
 
+// RTP packets lost on the way, on this thread's camera since the input last took the count. FFmpeg's
+// RTP demuxer says each gap in the sequence numbers (RTP over UDP: over TCP nothing is lost) only
+// in its log, and never counts them where a caller could read them.
+thread_local std::uint64_t t_rtp_missed = 0;
+constexpr const char* kRtpMissedFormat = "RTP: missed %d packets\n";  // libavformat/rtpdec.c
+
 // The password in any URL the line names (an RTSP URL in a redirect, say): logs leave the box.
 std::string masked(const std::string& line) {
     std::string out;
@@ -37,6 +44,16 @@ std::string masked(const std::string& line) {
 }
 
 void keep_error_line(void* avcl, int level, const char* format, va_list args) {
+    if (level == AV_LOG_WARNING && format != nullptr && std::strcmp(format, kRtpMissedFormat) == 0) {
+        va_list copy;
+        va_copy(copy, args);
+        const int missed = va_arg(copy, int);
+        va_end(copy);
+        // A gap is counted forward from the last packet given out, so it is under 2^16; anything
+        // else is not a count of lost packets.
+        if (missed > 0 && missed < 65536) t_rtp_missed += static_cast<std::uint64_t>(missed);
+        return;
+    }
     if (level > AV_LOG_ERROR) return;
     char line[2048];
     int print_prefix = 0;  // without "[rtsp @ 0x...]": the camera is named by the caller
@@ -137,6 +154,7 @@ void FfmpegInput::open() {
 
     arm_deadline();
     t_last_error.clear();
+    t_rtp_missed = 0;
     int err = avformat_open_input(&raw, location.c_str(), format, &opts);
     av_dict_free(&opts);
     if (err < 0) {
@@ -164,6 +182,7 @@ void FfmpegInput::open() {
     t_last_error.clear();
     const auto probe_start = std::chrono::steady_clock::now();
     err = avformat_find_stream_info(format_.get(), nullptr);
+    packets_lost_ += std::exchange(t_rtp_missed, 0);
     if (err < 0) {
         throw IngestError(timed_out_ ? IngestError::Kind::stall : IngestError::Kind::open,
                           with_reason(fmt::format("cannot read stream info: {}", av_error_string(err))));
@@ -289,6 +308,7 @@ bool FfmpegInput::next_frame() {
         arm_deadline();
         t_last_error.clear();
         err = av_read_frame(format_.get(), packet_.get());
+        packets_lost_ += std::exchange(t_rtp_missed, 0);
         // Whatever the read returned once the deadline interrupted it: a parser or demuxer hands
         // over what it held (the H.264 parser's pending frame, an MPEG-TS packet), and the next
         // read, with a fresh deadline, waited a whole timeout more (RTSP) or failed on the

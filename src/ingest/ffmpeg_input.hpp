@@ -93,6 +93,8 @@ public:
     double display_aspect() const;
     SourceKind kind() const { return kind_; }
     std::uint64_t decode_errors() const { return decode_errors_; }
+    // RTP packets that never came (gaps in their sequence numbers: RTP over UDP), this connection.
+    std::uint64_t packets_lost() const { return packets_lost_; }
     // Jumps of the source's clock absorbed so far (see Timeline), and the size of the latest one in
     // seconds (negative: back).
     std::uint64_t timeline_jumps() const { return timeline_jumps_; }
@@ -138,6 +140,7 @@ private:
     std::chrono::steady_clock::time_point last_picture_{};
     std::chrono::steady_clock::time_point last_video_packet_{};  // of the stream decoded: its audio aside
     std::uint64_t decode_errors_ = 0;
+    std::uint64_t packets_lost_ = 0;
     // Every packet is placed on it before anyone sees it: a looped file or a camera whose clock
     // jumps is one continuous stream to every output and to the pacing.
     std::optional<Timeline> timeline_;

@@ -84,9 +84,9 @@ def schemas():
 
 @pytest.fixture
 def rtsp_server(tmp_path):
-    """rtsp_server({"/cam": clip, ...}) -> a started kg-test-rtsp-server: .url(mount), .stop(),
-    .start() (same port), .kill()."""
-    started = _Started(lambda mounts: kg_e2e.RtspServer(mounts, tmp_path), lambda s: s.kill())
+    """rtsp_server({"/cam": clip, ...}, drop_every=None) -> a started kg-test-rtsp-server: .url(mount),
+    .stop(), .start() (same port), .kill()."""
+    started = _Started(lambda mounts, **kw: kg_e2e.RtspServer(mounts, tmp_path, **kw), lambda s: s.kill())
     yield started
     started.cleanup()
 

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
 
 import kg_e2e
 from kg_e2e import parse_time
@@ -486,4 +487,27 @@ def test_an_rtsp_camera_over_udp_is_read_and_its_stall_is_seen_within_its_timeou
     resumed_at = time.time()
     collector.wait_for(lambda: frames_flowing(collector, "udp", after=resumed_at), 30,
                        what="frames again once the server runs")
+    schemas.validate_all(collector)
+
+
+def test_rtp_packets_lost_over_udp_are_counted_and_said_with_the_remedy(broker, collector, schemas, make_clip,
+                                                                      rtsp_server, gateway, tmp_path):
+    """A network that loses RTP packets over UDP (the server numbers every packet and never sends one
+    in 30, as a lossy link loses them). Only FFmpeg's log said so, and the gateway keeps only its
+    errors: an installer saw smeared pictures and nothing counting why. The loss is counted in the
+    camera's state and /metrics, and logged once (not once a packet) with the remedy."""
+    server = rtsp_server({"/cam": make_clip([("normal", 90)])}, drop_every=30)
+    cam = kg_e2e.camera("lossy", server.url("/cam"), input={"transport": "udp"})
+    gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
+    state = collector.wait_for(lambda: (s := frames_flowing(collector, "lossy")) and s["packets_lost"] >= 10 and s,
+                               30, what="lost packets counted")
+    time.sleep(3)
+    out = gw.output()
+    said = re.findall(r"(\d+) RTP packets lost on the network since it connected", out)
+    assert len(said) == 1 and int(said[0]) >= 1, out[-3000:]
+    assert "input.transport: tcp has them resent" in out
+    with urllib.request.urlopen(f"http://127.0.0.1:{gw.api_port()}/metrics", timeout=10) as r:
+        metrics = r.read().decode()
+    lost = int(re.search(r'^kg_camera_packets_lost_total\{camera="lossy"\} (\d+)$', metrics, re.M).group(1))
+    assert lost >= state["packets_lost"], metrics
     schemas.validate_all(collector)

@@ -5,7 +5,10 @@
 // codec is read from the file itself, so a mount is spelt the same for both: many real cameras send H.265 by
 // default.
 //
-//   kg-test-rtsp-server --port N --mount /cam=/path/clip.mp4 [--mount /other=/path2.ts ...]
+//   kg-test-rtsp-server --port N [--drop-every K] --mount /cam=/path/clip.mp4 [--mount /other=/path2.ts ...]
+//
+// --drop-every K: one RTP packet in K is never sent (after its sequence number is given), as a
+// lossy network loses it; the mounts given after it only.
 //
 // Prints READY on stdout (flushed) once it listens on 127.0.0.1:N; on SIGINT/SIGTERM it closes its
 // clients and exits 0. Exit 2: bad arguments (a file that is missing or holds no H.264/H.265 video
@@ -15,13 +18,15 @@
 #include <gst/rtsp-server/rtsp-server.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
 
 namespace {
 
-constexpr const char* kUsage = "usage: kg-test-rtsp-server --port N --mount /path=file.mp4 [--mount ...]\n";
+constexpr const char* kUsage =
+    "usage: kg-test-rtsp-server --port N [--drop-every K] --mount /path=file.mp4 [--mount ...]\n";
 
 gboolean on_signal(gpointer loop) {
     g_main_loop_quit(static_cast<GMainLoop*>(loop));
@@ -80,8 +85,51 @@ std::string video_codec(const std::string& file, std::string& why) {
     return {};
 }
 
+// Drops one RTP packet in `every` (a counter per client's media, as each client has its own).
+struct Dropper {
+    guint every = 0;
+    guint64 seen = 0;
+};
+
+bool drop_this(Dropper& d) { return ++d.seen % d.every == 0; }
+
+GstPadProbeReturn drop_some(GstPad*, GstPadProbeInfo* info, gpointer user_data) {
+    auto& dropper = *static_cast<Dropper*>(user_data);
+    if ((info->type & GST_PAD_PROBE_TYPE_BUFFER) != 0)
+        return drop_this(dropper) ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
+    if ((info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) != 0) {
+        // A payloader pushes the fragments of one NAL unit as a list.
+        GstBufferList* list = gst_buffer_list_make_writable(GST_PAD_PROBE_INFO_BUFFER_LIST(info));
+        for (guint i = 0; i < gst_buffer_list_length(list);) {
+            if (drop_this(dropper)) {
+                gst_buffer_list_remove(list, i, 1);
+            } else {
+                ++i;
+            }
+        }
+        GST_PAD_PROBE_INFO_DATA(info) = list;
+        if (gst_buffer_list_length(list) == 0) return GST_PAD_PROBE_DROP;
+    }
+    return GST_PAD_PROBE_OK;
+}
+
+void drop_from_payloader(GstRTSPMediaFactory*, GstRTSPMedia* media, gpointer every) {
+    GstElement* element = gst_rtsp_media_get_element(media);
+    GstElement* pay = gst_bin_get_by_name(GST_BIN(element), "pay0");
+    if (pay != nullptr) {
+        GstPad* src = gst_element_get_static_pad(pay, "src");
+        auto* dropper = new Dropper{GPOINTER_TO_UINT(every), 0};
+        gst_pad_add_probe(
+            src, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+            drop_some, dropper, [](gpointer d) { delete static_cast<Dropper*>(d); });
+        gst_object_unref(src);
+        gst_object_unref(pay);
+    }
+    gst_object_unref(element);
+}
+
 // Adds one `/path=file.mp4` mount; false (with a message) when the spec or the file is unusable.
-bool add_mount(GstRTSPMountPoints* mounts, const char* spec) {
+bool add_mount(GstRTSPMountPoints* mounts, const char* spec, guint drop_every) {
     const char* eq = std::strchr(spec, '=');
     if (eq == nullptr || spec[0] != '/' || eq == spec + 1 || eq[1] == '\0') {
         std::fprintf(stderr, "kg-test-rtsp-server: --mount wants /path=file.mp4, got '%s'\n", spec);
@@ -106,6 +154,9 @@ bool add_mount(GstRTSPMountPoints* mounts, const char* spec) {
     GstRTSPMediaFactory* factory = gst_rtsp_media_factory_new();
     gst_rtsp_media_factory_set_launch(factory, launch.c_str());
     gst_rtsp_media_factory_set_shared(factory, FALSE);
+    if (drop_every > 0)
+        g_signal_connect(factory, "media-configure", G_CALLBACK(drop_from_payloader),
+                         GUINT_TO_POINTER(drop_every));
     gst_rtsp_mount_points_add_factory(mounts, path.c_str(), factory);  // takes ownership of factory
     return true;
 }
@@ -119,13 +170,18 @@ int main(int argc, char** argv) {
     GstRTSPServer* server = gst_rtsp_server_new();
     GstRTSPMountPoints* mounts = gst_rtsp_server_get_mount_points(server);
     int n_mounts = 0;
+    guint drop_every = 0;
     bool args_ok = true;
     for (int i = 1; i < argc && args_ok; ++i) {
         if (std::strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             port = argv[++i];
         } else if (std::strcmp(argv[i], "--mount") == 0 && i + 1 < argc) {
-            args_ok = add_mount(mounts, argv[++i]);
+            args_ok = add_mount(mounts, argv[++i], drop_every);
             ++n_mounts;
+        } else if (std::strcmp(argv[i], "--drop-every") == 0 && i + 1 < argc) {
+            const long every = std::strtol(argv[++i], nullptr, 10);
+            args_ok = every >= 2;
+            drop_every = static_cast<guint>(every);
         } else {
             args_ok = false;
         }
