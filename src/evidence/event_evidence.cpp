@@ -130,6 +130,8 @@ std::string EventEvidence::attach(events::Event& event, const ingest::Frame& fra
                 frame.steady - std::chrono::duration_cast<SteadyPoint::duration>(frame.time - clip.from);
             clip.steady_to =
                 frame.steady + std::chrono::duration_cast<SteadyPoint::duration>(clip.to - frame.time);
+            clip.steady_start = frame.steady - std::chrono::duration_cast<SteadyPoint::duration>(
+                                                   frame.time - event.start_time);
             clip_out = std::move(clip);
         }
     } else if (event.state == events::EventState::end) {
@@ -202,7 +204,7 @@ void EventEvidence::flush(SteadyPoint now, SteadyPoint deadline) {
 }
 
 void EventEvidence::cut(PendingClip& clip, SteadyPoint to) {
-    const PacketSpan span = ring_.span(clip.steady_from, to);
+    const PacketSpan span = ring_.span(clip.steady_from, to, clip.steady_start);
     std::size_t estimate = 0;
     for (const auto& p : span.packets) estimate += static_cast<std::size_t>(p.packet->size);
     auto& report = clip.report;

@@ -81,6 +81,7 @@ private:
         events::ClipReport report;
         TimePoint from, to;                  // as the event reports them
         SteadyPoint steady_from, steady_to;  // the same span on the steady clock, which cuts it
+        SteadyPoint steady_start;            // the event's start on it: the clip's stream holds it
     };
     // Fills `event.evidence`; returns the start snapshot's JPEG for MQTT (empty when none is to be
     // sent) and sets `clip` to the clip a start names.

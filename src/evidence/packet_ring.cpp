@@ -122,10 +122,24 @@ PacketSpan PacketRing::span(TimePoint from_time, TimePoint to_time, TimePoint no
     return span(from, to);
 }
 
-PacketSpan PacketRing::span(SteadyPoint from, SteadyPoint to) const {
+PacketSpan PacketRing::span(SteadyPoint from, SteadyPoint to, std::optional<SteadyPoint> at) const {
     std::lock_guard lock(mutex_);
+    // The stream that holds the event's moment first: a camera whose picture changed (or that
+    // reconnected) a second after the event began held more of the span in its new stream, and the
+    // clip, cut from there, showed the condition already under way, its start and pre-roll gone
+    // (the evidence review).
+    if (at) {
+        const auto holds = [&](const Run& run) {
+            return !run.packets.empty() && run.packets.front().arrival <= *at &&
+                   *at <= run.packets.back().arrival;
+        };
+        if (holds(current_)) return span_of(current_, from, to);
+        for (auto it = earlier_.rbegin(); it != earlier_.rend(); ++it) {
+            if (holds(*it)) return span_of(*it, from, to);
+        }
+    }
     // One stream's packets: joined, the clip would mix two streams' timestamps and perhaps
-    // parameters. The one that holds most of the span: an event cut by a reconnect in its post-roll
+    // parameters. Else the one that holds most of the span: an event cut by a reconnect in its post-roll
     // is the connection before (up to where it ended), one that began just after a reconnect, with
     // its pre-roll reaching back before it, the new one.
     const auto overlap = [&](const Run& run) {

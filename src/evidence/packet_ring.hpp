@@ -8,6 +8,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "common/time.hpp"
@@ -61,8 +62,9 @@ public:
     // span (the one before a reconnect up to its end, if it does). Empty if the ring
     // holds nothing for that span (camera down, or older than `keep`).
     PacketSpan span(TimePoint from, TimePoint to, TimePoint now = Clock::now()) const;
-    // The same, on the steady clock the packets are stamped with.
-    PacketSpan span(SteadyPoint from, SteadyPoint to) const;
+    // The same, on the steady clock the packets are stamped with. With `at` (the event's moment),
+    // the stream that holds that moment, when one does: the clip shows how the event began.
+    PacketSpan span(SteadyPoint from, SteadyPoint to, std::optional<SteadyPoint> at = std::nullopt) const;
 
     std::size_t packets() const;
     std::size_t bytes() const;

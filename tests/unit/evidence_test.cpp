@@ -780,6 +780,16 @@ TEST(PacketRing, AClipAskedFromBeforeAReconnectIsCutFromTheConnectionItStartedIn
     ASSERT_FALSE(just_after.packets.empty());
     EXPECT_GT(just_after.packets.front().arrival, first_ended);
     EXPECT_GE(just_after.packets.size(), 25u);
+    // An event that began a moment before the reconnect, its post-roll reaching far into the new
+    // connection (which holds more of the span): cut from the connection it began in, so that the
+    // clip shows its start; without its moment, from the new one (the evidence review).
+    const auto began_before =
+        ring.span(first.steady_after[280], second.steady_after.back(), first.steady_after[290]);
+    ASSERT_FALSE(began_before.packets.empty());
+    EXPECT_LE(began_before.packets.back().arrival, first_ended);
+    EXPECT_LE(began_before.packets.front().arrival, first.steady_after[280]);
+    EXPECT_GT(ring.span(first.steady_after[280], second.steady_after.back()).packets.front().arrival,
+              first_ended);
     // A clip asked from after the reconnect comes from the new connection, as before.
     const auto later = ring.span(second.steady_after[25], second.steady_after.back());
     ASSERT_FALSE(later.packets.empty());
