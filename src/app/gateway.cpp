@@ -646,7 +646,11 @@ stream::PublicFeed* Gateway::public_feed(const std::string& camera) const {
 
 bool Gateway::ready(std::string& why_not) const {
     std::vector<std::string> problems;
-    if (!link_.connected()) problems.push_back("broker not connected");
+    if (const auto reach = link_.reach_problem(); !reach.empty()) {
+        problems.push_back(reach);
+    } else if (!link_.connected()) {
+        problems.push_back("broker not connected");
+    }
     if (auto outbox = outbox_.store_problem()) problems.push_back(*outbox);
     // Events still flow, but a restart or a reload loses what is queued and starts a new stream the
     // room counts the old one's gaps of as lost: not a state to leave a box in unnoticed.
@@ -792,6 +796,12 @@ std::string Gateway::metrics() const {
         m += fmt::format("kg_supervision_failures_total{{part=\"{}\"}} {}\n", label(part), n);
     family("kg_mqtt_connected", "gauge", "1 while connected to the broker");
     m += fmt::format("kg_mqtt_connected {}\n", link_.connected() ? 1 : 0);
+    family("kg_mqtt_delivery_confirmed", "gauge",
+           "1 when the broker delivered this gateway's own online back to it on its latest connection: it "
+           "takes what the gateway publishes (an acknowledgement alone does not tell a publish its ACL "
+           "refused)");
+    m += fmt::format("kg_mqtt_delivery_confirmed {}\n",
+                     link_.reach() == publish::MqttLink::Reach::confirmed ? 1 : 0);
     // Said once in the log at start, where months of an unattended run bury it: here a site's
     // Prometheus can keep showing it.
     family("kg_config_warnings", "gauge",

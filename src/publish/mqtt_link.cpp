@@ -139,6 +139,15 @@ MqttLink::MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared
 }
 
 void MqttLink::on_own_availability(const Message& m) {
+    if (!m.retained && m.payload == "online") {
+        // This link's own `online` back: the broker takes what it publishes.
+        {
+            std::lock_guard lock(mutex_);
+            online_echo_ = true;
+        }
+        cv_.notify_all();
+        return;
+    }
     // Retained: what the broker held before this connection's `online` (the last run's will). Its
     // own `offline` at a clean stop comes with stop_ set.
     if (m.retained || m.payload != "offline" || stop_ || !connected_) return;
@@ -208,10 +217,12 @@ bool MqttLink::connect_once() {
         }
         // The required ones first: a watched one's SUBACK (or a broker's silence) must not hold
         // back what the room waits for.
+        bool watching_own = false;  // this connection's subscription to its availability topic
         for (const auto need : {Need::required, Need::watch}) {
             for (auto& s : subscriptions_) {
                 if (s.need != need || s.given_up || !client_->is_connected()) continue;
-                subscribe_once(s);
+                const bool granted = subscribe_once(s);
+                if (s.filter == availability_topic_) watching_own = granted;
                 if (s.need == Need::watch && !client_->is_connected()) {
                     s.given_up = true;
                     log_->warn(
@@ -226,11 +237,24 @@ bool MqttLink::connect_once() {
         // answered now". Not after the optional ones: a broker that leaves a SUBSCRIBE unanswered
         // would hold back `online`, and with it every alert, for each of them.
         try {
+            {
+                std::lock_guard lock(mutex_);
+                online_echo_ = false;
+            }
             if (!client_->publish(availability_topic_, std::string("online"), kQos1, true)
                      ->wait_for(kConnectTimeout)) {
                 log_->warn("the broker has not acknowledged {} online within {} s; going on",
                            availability_topic_,
                            std::chrono::duration_cast<std::chrono::seconds>(kConnectTimeout).count());
+            } else if (watching_own && !online_came_back()) {
+                // Every message would be acknowledged and perhaps dropped: kept in the outbox
+                // instead, until a later connection sees its `online` come back.
+                try {
+                    client_->disconnect()->wait_for(std::chrono::seconds(5));
+                } catch (const mqtt::exception&) {
+                    // Closed already: the next connect starts afresh either way.
+                }
+                return false;
             }
         } catch (const mqtt::exception& e) {
             // A connection lost meanwhile is said (and made again) just below; otherwise the room
@@ -412,7 +436,49 @@ void MqttLink::say_optional_given_up() {
         fmt::join(filters, " and "));
 }
 
-void MqttLink::subscribe_once(Subscription& s) {
+bool MqttLink::online_came_back() {
+    std::unique_lock lock(mutex_);
+    // The broker hands the publish to its subscribers as it takes it: within a round trip, but a
+    // broker cluster routes through its nodes, so the connect timeout is allowed.
+    const bool came =
+        cv_.wait_for(lock, kConnectTimeout, [this] { return online_echo_ || stop_.load(); }) && online_echo_;
+    lock.unlock();
+    if (came || stop_) {
+        if (came && reach_.exchange(Reach::confirmed) == Reach::refused)
+            log_->info("the broker delivers what this gateway publishes again: the outbox is sent");
+        if (came) refused_failures_.succeeded();
+        return true;
+    }
+    if (!client_->is_connected()) return false;  // lost meanwhile: the lost handler says so
+    reach_ = Reach::refused;
+    // Mosquitto grants a subscription its ACL denies and then delivers nothing on it, so a refused
+    // read and a refused write look the same from here; either way nothing tells that the room
+    // gets what is sent. (A broker that refuses the subscription itself, in its SUBACK or by
+    // closing the connection, says what it refuses: the link goes on without it.)
+    const std::string why = fmt::format(
+        "the broker acknowledged this gateway's online on {} but never delivered it back to the "
+        "gateway's own subscription: either its ACL refuses what this gateway publishes (an MQTT 3.1.1 "
+        "broker acknowledges a refused publish as if it took it) or it does not let the gateway read its "
+        "own availability topic, and either way nothing tells that the room gets its messages. Nothing "
+        "is sent until it does, the outbox keeps every message; the broker must let user '{}' write {} "
+        "and read {} (deploy/mosquitto/acl does both, with the username the site id and "
+        "mqtt.topic_prefix its own)",
+        availability_topic_, cfg_.username,
+        availability_topic_.substr(0, availability_topic_.rfind('/')) + "/#", availability_topic_);
+    if (const auto v = refused_failures_.failed(why); v.log)
+        log_->error("{}{}", why, refused_failures_.note(v));
+    return false;
+}
+
+std::string MqttLink::reach_problem() const {
+    if (reach_.load() != Reach::refused) return {};
+    return fmt::format(
+        "nothing is sent: this gateway's own online on {} did not come back from the broker (its ACL drops "
+        "what the gateway publishes, or hides that topic from it); the outbox keeps every message",
+        availability_topic_);
+}
+
+bool MqttLink::subscribe_once(Subscription& s) {
     // No MQTT 5 no-local option: the link speaks 3.1.1 (connect_once), so a handler also gets this
     // link's own publishes on its filter, never flagged retained (and an optional subscription,
     // which would get every one, is therefore dropped once the stored messages came).
@@ -423,11 +489,14 @@ void MqttLink::subscribe_once(Subscription& s) {
         } else if (const auto codes = sub->get_subscribe_response().get_reason_codes();
                    !codes.empty() && codes.front() >= 0x80) {
             subscription_missing(s, "the broker refused it (its ACL?)");
+        } else {
+            return true;
         }
     } catch (const mqtt::exception& e) {
         // Publishing goes on without it: alerts matter more than answering replay requests.
         subscription_missing(s, e.what());
     }
+    return false;
 }
 
 void MqttLink::subscription_missing(Subscription& s, const std::string& why) {

@@ -115,6 +115,14 @@ public:
     void stop();
 
     bool connected() const { return connected_.load(); }
+    // Whether the broker is seen to take what this link publishes: its own `online` comes back to
+    // its subscription to its availability topic. An MQTT 3.1.1 broker acknowledges a publish its
+    // ACL refuses as if it took it (Mosquitto 2.0), so the acknowledgement alone proves nothing.
+    // Unknown before the first connect.
+    enum class Reach { unknown, confirmed, refused };
+    Reach reach() const { return reach_.load(); }
+    // Why nothing is sent while connected to the broker (for /readyz), or empty.
+    std::string reach_problem() const;
     // Connected, and this connection's on_connected hooks have run: publish() takes anything.
     bool announced() const { return connected_.load() && announced_.load(); }
     // Blocks until connected, stopped or `timeout`; true if connected.
@@ -138,7 +146,12 @@ private:
     void run();
     bool connect_once();
     struct Subscription;
-    void subscribe_once(Subscription& s);
+    // True when the broker granted it.
+    bool subscribe_once(Subscription& s);
+    // After `online` was acknowledged on a new connection: waits for it to come back on the link's
+    // own subscription (granted on this connection). False (said) when it does not: the broker
+    // drops what this link publishes, or hides its own topic from it.
+    bool online_came_back();
     // Says why a subscription is not there: at every connect if it is needed, else once (under
     // mutex_ for an optional one: Paho's thread says it too).
     void subscription_missing(Subscription& s, const std::string& why);
@@ -194,6 +207,9 @@ private:
     std::chrono::steady_clock::time_point connected_since_;  // under mutex_
     std::atomic<bool> stop_{false};
     std::atomic<std::int64_t> availability_said_{0};  // steady ms when a stale `offline` was last logged
+    std::atomic<Reach> reach_{Reach::unknown};
+    bool online_echo_ = false;          // under mutex_: this connection's `online` came back
+    RepeatedFailure refused_failures_;  // connections whose `online` never came back, for the log
     std::mutex mutex_;
     std::condition_variable cv_;
     std::thread thread_;

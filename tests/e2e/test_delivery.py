@@ -4,6 +4,7 @@ connection that drops while it is being set up. In each the alerts must arrive, 
 
 import http.client
 import json
+import signal
 import re
 import sqlite3
 import threading
@@ -313,4 +314,84 @@ def test_a_connection_lost_while_it_is_set_up_is_made_again(tmp_path, clips, sch
         gw.kill() if gw.running() else None
         collector.close()
         relay.close()
+        broker.kill()
+
+
+def readyz(gw):
+    conn = http.client.HTTPConnection("127.0.0.1", gw.api_port(), timeout=10)
+    conn.request("GET", "/readyz")
+    r = conn.getresponse()
+    body = r.read().decode()
+    conn.close()
+    return r.status, body
+
+
+def test_a_broker_whose_acl_drops_the_gateways_messages_gets_them_once_it_takes_them(tmp_path, clips, schemas):
+    """An MQTT 3.1.1 broker acknowledges a publish its ACL refuses as if it took it (Mosquitto 2.0):
+    a gateway the ACL did not let write (its username or topic prefix not the ACL's) counted its alerts
+    delivered, /readyz said nothing, and the room never saw them (the deployment review). Its own
+    `online` must come back to it: until it does, nothing is sent and the outbox keeps every message,
+    said in the log, /readyz and /metrics; once the ACL is mended, all of it goes, once each."""
+    acl = tmp_path / "acl"
+    # The room (the collector, anonymous) reads everything; the site may read its topics, not write them.
+    acl.write_text("topic read #\npattern read kitchen/%u/#\n")
+    broker = kg_e2e.Broker(tmp_path, extra_conf=f"acl_file {acl}\n")
+    collector = kg_e2e.Collector(broker)
+    config = kg_e2e.base_config(broker, cameras(flicker(clips), 1), tmp_path)
+    config["mqtt"]["username"] = "test-site"
+    gw = kg_e2e.Gateway(tmp_path, config)
+    try:
+        made = kg_e2e.wait_until(lambda: len(m := QUEUED.findall(gw.output())) >= 2 and m, 25,
+                                 what="2 events queued")
+        kg_e2e.wait_until(lambda: "never delivered it back to the gateway's own subscription" in gw.output(),
+                          20, what="the dropped online said")
+        status, body = readyz(gw)
+        assert status == 503 and "nothing is sent: this gateway's own online" in body, body
+        assert metric(gw, "kg_mqtt_delivery_confirmed") == 0
+        assert metric(gw, "kg_outbox_delivered_total") == 0 and metric(gw, "kg_outbox_depth") >= 2
+        assert not [t for t, *_ in collector.messages if t.startswith("kitchen/test-site/")]
+        # The installer mends the ACL; Mosquitto reads it again on SIGHUP.
+        acl.write_text("topic read #\npattern read kitchen/%u/#\npattern write kitchen/%u/#\n")
+        broker.proc.send_signal(signal.SIGHUP)
+        received = lambda: {e["message_id"] for e in collector.events()}
+        kg_e2e.wait_until(lambda: set(made) <= received(), 40, what="the kept events delivered")
+        assert "the broker delivers what this gateway publishes again" in gw.output()
+        assert metric(gw, "kg_mqtt_delivery_confirmed") == 1
+        assert "nothing is sent" not in readyz(gw)[1]
+        # The site's numbered messages (events and clip reports), from the first, none twice, none missing.
+        kg_e2e.wait_until(lambda: not metric(gw, "kg_outbox_depth"), 20, what="the outbox emptied")
+        seqs = sorted(json.loads(p)["seq"] for t, p, *_ in collector.messages
+                      if t.startswith("kitchen/test-site/events") and not t.endswith("/snapshot"))
+        assert seqs == list(range(1, len(seqs) + 1)), seqs
+        schemas.validate_all(collector)
+    finally:
+        gw.kill() if gw.running() else None
+        collector.close()
+        broker.kill()
+
+
+def test_a_broker_that_hides_the_gateways_own_topic_gets_nothing_until_it_shows_it(tmp_path, clips):
+    """A broker whose ACL lets the gateway write but not read its own availability topic: Mosquitto
+    grants the subscription and delivers nothing on it, which looks the same as a refused write, so
+    the gateway cannot tell its messages reach the room. It holds them and says what the broker must
+    allow; once it does, they go."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read #\npattern write kitchen/%u/#\n")
+    broker = kg_e2e.Broker(tmp_path, extra_conf=f"acl_file {acl}\n")
+    collector = kg_e2e.Collector(broker)
+    config = kg_e2e.base_config(broker, cameras(flicker(clips), 1), tmp_path)
+    config["mqtt"]["username"] = "test-site"
+    gw = kg_e2e.Gateway(tmp_path, config)
+    try:
+        kg_e2e.wait_until(lambda: QUEUED.search(gw.output()), 25, what="an event queued")
+        said = "the broker must let user 'test-site' write kitchen/test-site/# and read kitchen/test-site/availability"
+        kg_e2e.wait_until(lambda: said in gw.output(), 20, what="what the broker must allow said")
+        assert readyz(gw)[0] == 503 and not collector.events()
+        acl.write_text("topic read #\npattern write kitchen/%u/#\npattern read kitchen/%u/availability\n")
+        broker.proc.send_signal(signal.SIGHUP)
+        kg_e2e.wait_until(lambda: collector.events(), 40, what="the events delivered")
+        assert metric(gw, "kg_mqtt_delivery_confirmed") == 1
+    finally:
+        gw.kill() if gw.running() else None
+        collector.close()
         broker.kill()
