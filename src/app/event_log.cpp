@@ -29,6 +29,12 @@ void EventLog::submit(const events::Event& event) {
         ++counts_[{event.check, events::to_string(event.state)}];
         if (event.state == events::EventState::start) {
             open_[event.id] = event.check;
+            if (!event.evidence.clip.empty()) {
+                pending_clips_.insert(event.id);
+                // Ids begin with their time in hex: the first is the oldest. A report never made
+                // (the run ended first) does not hold its id for ever.
+                if (pending_clips_.size() > keep_) pending_clips_.erase(pending_clips_.begin());
+            }
             auto condition = condition_of(event);
             // The same condition the reload's stop ended, raised again: one alert.
             std::erase_if(day_, [&](const DayEntry& d) { return d.stopped && d.condition == condition; });
@@ -62,6 +68,10 @@ void EventLog::submit_snapshot(const events::Event& event, std::string jpeg) {
 }
 
 void EventLog::submit_clip(const events::ClipReport& clip) {
+    {
+        std::lock_guard lock(mutex_);
+        pending_clips_.erase(clip.event_id);
+    }
     if (clip.error.empty()) {
         std::lock_guard lock(mutex_);
         clips_[clip.event_id] = clip.path;
@@ -78,6 +88,20 @@ nlohmann::json EventLog::recent(std::size_t limit) const {
         out.push_back(e);
     }
     return out;
+}
+
+std::vector<nlohmann::json> EventLog::messages_of(const std::string& event_id) const {
+    std::lock_guard lock(mutex_);
+    std::vector<nlohmann::json> out;
+    for (const auto& e : recent_) {
+        if (e.value("id", "") == event_id) out.push_back(e);
+    }
+    return out;
+}
+
+bool EventLog::clip_pending(const std::string& event_id) const {
+    std::lock_guard lock(mutex_);
+    return pending_clips_.count(event_id) > 0;
 }
 
 std::optional<std::string> EventLog::evidence(const std::string& event_id, const std::string& kind) const {

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -26,6 +27,10 @@ public:
     void submit_clip(const events::ClipReport& clip) override;
 
     nlohmann::json recent(std::size_t limit) const;  // newest first
+    // The messages of one event it keeps, newest first.
+    std::vector<nlohmann::json> messages_of(const std::string& event_id) const;
+    // A start of this run named a clip, and its report has not come yet.
+    bool clip_pending(const std::string& event_id) const;
     // Relative evidence path of `kind` ("snapshot", "snapshot_end", "clip") for an event, if known.
     std::optional<std::string> evidence(const std::string& event_id, const std::string& kind) const;
     std::map<std::pair<std::string, std::string>, std::uint64_t> counts() const;  // (check, state) -> n
@@ -69,6 +74,7 @@ private:
     mutable std::mutex mutex_;
     std::deque<nlohmann::json> recent_;
     std::map<std::string, std::string> clips_;  // event id -> written clip path
+    std::set<std::string> pending_clips_;       // ids whose start named a clip not yet reported
     std::map<std::pair<std::string, std::string>, std::uint64_t> counts_;
     std::map<std::string, std::string> open_;  // event id -> check
     Day day_;                                  // last 2 days at most

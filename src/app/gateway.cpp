@@ -551,6 +551,54 @@ nlohmann::json Gateway::sensors() const {
 
 nlohmann::json Gateway::recent_events(std::size_t limit) const { return event_log_.recent(limit); }
 
+std::optional<nlohmann::json> Gateway::event(const std::string& event_id) const {
+    auto messages = event_log_.messages_of(event_id);  // newest first
+    if (messages.empty()) {
+        // Older than the log keeps (its last messages of all events), or of an earlier run: the
+        // outbox keeps what was sent for outbox.keep_sent, and the room links to it that long (the
+        // evidence review: a 404 "no such event" while its files were served).
+        const auto kept =
+            outbox_.latest_numbered(topics_.events(), 64, fmt::format("\"id\":\"{}\"", event_id));
+        for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
+            auto j = nlohmann::json::parse(*it, nullptr, false);
+            if (!j.is_discarded() && j.is_object() && j.value("id", "") == event_id)
+                messages.push_back(std::move(j));
+        }
+    }
+    if (messages.empty()) return std::nullopt;
+    nlohmann::json out = messages.front();
+    // The latest message names only what it added (an `end` its best frame, not the start's
+    // snapshot or clip): the event's evidence is what all of them named.
+    auto& evidence = out["evidence"];
+    if (!evidence.is_object()) evidence = nlohmann::json::object();
+    for (const char* key : {"snapshot", "snapshot_end", "clip"}) {
+        for (const auto& m : messages) {
+            if (evidence.value(key, nlohmann::json()).is_string()) break;
+            if (m.contains("evidence") && m["evidence"].is_object() &&
+                m["evidence"].value(key, nlohmann::json()).is_string())
+                evidence[key] = m["evidence"][key];
+        }
+    }
+    auto errors = nlohmann::json::array();
+    for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+        if (!it->contains("evidence") || !(*it)["evidence"].is_object()) continue;
+        for (const auto& e : (*it)["evidence"].value("errors", nlohmann::json::array()))
+            if (std::find(errors.begin(), errors.end(), e) == errors.end()) errors.push_back(e);
+    }
+    evidence["errors"] = std::move(errors);
+    // What GET .../snapshot.jpg, best.jpg, clip.mp4 would serve now: the budget deletes files.
+    const auto on_disk = [&](const char* kind) {
+        const auto file = evidence_file(event_id, kind);
+        std::error_code ec;
+        return file && std::filesystem::is_regular_file(*file, ec);
+    };
+    out["has_snapshot"] = on_disk("snapshot");
+    out["has_best"] = on_disk("snapshot_end");
+    out["has_clip"] = on_disk("clip");
+    out["clip_pending"] = event_log_.clip_pending(event_id);
+    return out;
+}
+
 std::optional<std::string> Gateway::evidence_file(const std::string& event_id,
                                                   const std::string& kind) const {
     auto relative = event_log_.evidence(event_id, kind);

@@ -70,6 +70,10 @@ public:
     nlohmann::json cameras() const override;
     nlohmann::json sensors() const override;
     nlohmann::json recent_events(std::size_t limit) const override;
+    std::optional<nlohmann::json> event(const std::string& event_id) const override;
+    bool clip_pending(const std::string& event_id) const override {
+        return event_log_.clip_pending(event_id);
+    }
     std::optional<std::string> evidence_file(const std::string& event_id,
                                              const std::string& kind) const override;
     bool ready(std::string& why_not) const override;

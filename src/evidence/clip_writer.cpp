@@ -144,6 +144,11 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
         std::remove(partial.c_str());
         return result;
     }
+    // Readable by the gateway's user and group only, as the snapshots are: FFmpeg creates the file
+    // with the umask's mode, and clips of the staff at work were readable by every local user.
+    std::error_code mode_error;
+    std::filesystem::permissions(partial, std::filesystem::perms(0640),
+                                 std::filesystem::perm_options::replace, mode_error);
     // On the disk before the rename, as snapshots are: after a power cut the name must not point
     // at an empty file whose report already reached the room.
     if (auto why = sync_file(partial)) {

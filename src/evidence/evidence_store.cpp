@@ -126,7 +126,15 @@ StoreResult EvidenceStore::reserve(const std::string& relative, std::uint64_t si
         return r;
     }
     std::error_code ec;
-    fs::create_directories((root_ / relative).parent_path(), ec);
+    const auto folder = (root_ / relative).parent_path();
+    if (fs::create_directories(folder, ec)) {
+        // A camera's and a day's folder, for the gateway's user and group only (the umask's 0755
+        // let every local user list the events' files).
+        for (auto f = folder; f.string().size() > root_.string().size(); f = f.parent_path()) {
+            std::error_code mode_error;
+            fs::permissions(f, fs::perms(0750), fs::perm_options::replace, mode_error);
+        }
+    }
     if (ec) {
         r.error =
             fmt::format("cannot create {}: {}", (root_ / relative).parent_path().string(), ec.message());

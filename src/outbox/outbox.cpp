@@ -710,7 +710,7 @@ void Outbox::run() {
 }
 
 std::vector<std::string> Outbox::latest_numbered(const std::string& topic, std::size_t limit,
-                                                 const std::string& containing) {
+                                                 const std::string& containing) const {
     try {
         return store_.latest_numbered(topic, limit, containing);
     } catch (const std::exception& e) {

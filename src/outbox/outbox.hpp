@@ -110,7 +110,7 @@ public:
     std::size_t requeue_dead();
     // SqliteStore::latest_numbered; nothing when the store cannot be read (said in the log).
     std::vector<std::string> latest_numbered(const std::string& topic, std::size_t limit,
-                                             const std::string& containing = {});
+                                             const std::string& containing = {}) const;
 
 private:
     bool accept(Message message, bool numbered);

@@ -128,9 +128,7 @@ Handler local_api(GatewayView& view, std::string token, std::shared_ptr<spdlog::
         if (std::regex_match(path, m, event)) {
             const std::string id = m[1];
             if (!m[3].matched) {
-                for (const auto& e : view.recent_events(1000)) {
-                    if (e.value("id", "") == id) return json_response(req, e);
-                }
+                if (auto e = view.event(id)) return json_response(req, *e);
                 return text_response(req, http::status::not_found, "no such event\n");
             }
             const std::string what = m[3];
@@ -138,6 +136,15 @@ Handler local_api(GatewayView& view, std::string token, std::shared_ptr<spdlog::
                                      : what == "best.jpg" ? "snapshot_end"
                                                           : "snapshot";
             const auto file = view.evidence_file(id, kind);
+            if (!file && kind == "clip" && view.clip_pending(id)) {
+                // Not written yet is not "never existed": a room that fetches at the start's
+                // message asks again instead of taking the event for one without a clip.
+                auto res =
+                    text_response(req, http::status::service_unavailable,
+                                  "the clip is still being recorded (its post-roll); ask again shortly\n");
+                res.set(http::field::retry_after, "5");
+                return res;
+            }
             if (!file) return text_response(req, http::status::not_found, "no such evidence\n");
             return file_response(req, *file, kind == "clip" ? "video/mp4" : "image/jpeg");
         }

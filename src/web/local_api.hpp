@@ -26,6 +26,12 @@ public:
     virtual nlohmann::json cameras() const = 0;
     virtual nlohmann::json sensors() const = 0;
     virtual nlohmann::json recent_events(std::size_t limit) const = 0;
+    // One event: its latest message, with the evidence its earlier messages named, and which of its
+    // files are on disk now (`has_snapshot`, `has_best`, `has_clip`); nothing if no message of it
+    // is kept (in memory, or in the outbox for outbox.keep_sent).
+    virtual std::optional<nlohmann::json> event(const std::string& event_id) const = 0;
+    // Its clip is being recorded (its post-roll) and not yet reported.
+    virtual bool clip_pending(const std::string& event_id) const = 0;
     // The evidence file of an event ("snapshot", "snapshot_end", "clip"), as an absolute path.
     virtual std::optional<std::string> evidence_file(const std::string& event_id,
                                                      const std::string& kind) const = 0;

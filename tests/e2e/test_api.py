@@ -3,9 +3,11 @@ event evidence downloads, and abuse (bad tokens, path traversal, oversized heade
 refused cleanly while the gateway keeps serving."""
 
 import http.client
+import json
 import re
 import signal
 import socket
+import stat
 import time
 
 import kg_e2e
@@ -57,7 +59,7 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
     cam = kg_e2e.camera("cam", clip, input={"loop": False})
     config = kg_e2e.base_config(broker, [cam], tmp_path)
     config["api"] = {"listen": "127.0.0.1:0", "token": TOKEN, "header_timeout": "2s"}
-    config["evidence"].update({"clip_pre": "2s", "clip_post": "2s"})
+    config["evidence"].update({"clip_pre": "2s", "clip_post": "5s"})
     gw = gateways(config)
     port = gw.api_port()
 
@@ -66,7 +68,29 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
 
     # An event with evidence, then the API shows it.
     start = kg_e2e.wait_until(lambda: [e for e in collector.events() if e["state"] == "start"], 20, what="an event")[0]
-    kg_e2e.wait_until(lambda: collector.on(f"kitchen/test-site/events/{start['id']}/clip"), 10, what="the clip")
+    # Its clip while its post-roll is recorded: not yet, which is not "no such evidence" (the
+    # evidence review: the same 404 as an id that never was).
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", f"/api/events/{start['id']}/clip.mp4", headers={"Authorization": f"Bearer {TOKEN}"})
+    r = conn.getresponse()
+    assert (r.status, r.getheader("Retry-After"), r.read()) == (
+        503, "5", b"the clip is still being recorded (its post-roll); ask again shortly\n")
+    conn.close()
+    assert json.loads(get(port, f"/api/events/{start['id']}", token=TOKEN)[2])["clip_pending"] is True
+    kg_e2e.wait_until(lambda: collector.on(f"kitchen/test-site/events/{start['id']}/clip"), 15, what="the clip")
+    # Ended, the event is its `end` message with what its earlier ones named: the start's snapshot
+    # and clip were null in the end message, and the API said so (the evidence review).
+    kg_e2e.wait_until(lambda: [e for e in collector.events() if e["id"] == start["id"] and e["state"] == "end"],
+                      20, what="the event's end")
+    event = json.loads(get(port, f"/api/events/{start['id']}", token=TOKEN)[2])
+    assert event["state"] == "end" and event["evidence"]["snapshot"] == start["evidence"]["snapshot"], event
+    assert event["evidence"]["clip"] == start["evidence"]["clip"] and event["evidence"]["snapshot_end"], event
+    assert (event["has_snapshot"], event["has_best"], event["has_clip"], event["clip_pending"]) == (True, True, True, False)
+    # Pictures of the staff at work: for the gateway's user and group only, the clip as the
+    # snapshots (it had the umask's 0644, its folders 0755: the evidence review).
+    clip_file = tmp_path / "evidence" / start["evidence"]["clip"]
+    assert [oct(stat.S_IMODE(p.stat().st_mode)) for p in (clip_file, clip_file.parent, clip_file.parent.parent)] == \
+        ["0o640", "0o750", "0o750"]
 
     status, ctype, body = get(port, "/metrics")
     text = body.decode()
@@ -87,7 +111,6 @@ def test_local_side(broker, collector, clips, gateways, tmp_path):
     assert get(port, "/api/cameras", headers={"Authorization": f"bearer {TOKEN.upper()}"})[0] == 401
     status, ctype, body = get(port, "/api/cameras", token=TOKEN)
     assert status == 200 and ctype == "application/json"
-    import json
     cams = json.loads(body)
     assert cams[0]["camera"] == "cam" and cams[0]["online"] is True
     events = json.loads(get(port, "/api/events?limit=10", token=TOKEN)[2])
