@@ -1,6 +1,8 @@
 """The deployment's broker configuration, for real: deploy/mosquitto's ACL and per-site credentials
 (made by add-site.sh) and a TLS listener with a CA from deploy/tls/make-test-ca.sh. A gateway
-publishes under its own site over TLS; the same credentials cannot publish under another site. And
+publishes under its own site over TLS; the same credentials cannot publish under another site, and
+another site's credentials cannot take over its connection (or the room's) by its client id; the
+shipped file is a drop-in for Debian's mosquitto.conf. And
 the Debian package, installed with dpkg in a private mount namespace: who may read its config and
 secrets."""
 
@@ -35,30 +37,88 @@ def broker_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_site_credentials_acl_and_tls(tmp_path, broker_dir, clips, schemas):
+def _broker_files(broker_dir):
+    """The central broker's files as a district makes them with deploy/'s scripts, in broker_dir:
+    two sites' accounts and the room's, the shipped ACL, a test CA. Returns the passwords by user."""
     passwd = broker_dir / "passwd"
     out = {}
-    for user in ("sch-0101", "sch-0102", "monitor"):
-        line = subprocess.run([str(DEPLOY / "mosquitto/add-site.sh"), user, str(passwd)], check=True,
+    for args in (["sch-0101"], ["sch-0102"], ["--room", "monitor-1"]):
+        line = subprocess.run([str(DEPLOY / "mosquitto/add-site.sh"), *args, str(passwd)], check=True,
                               capture_output=True, text=True).stdout
-        out[user] = line.split("password ")[1].split(" ")[0]
+        out[args[-1]] = line.split("password ")[1].split(" ")[0]
     assert stat.S_IMODE(passwd.stat().st_mode) & 0o007 == 0, "add-site.sh left the password hashes world-readable"
     shutil.copy(DEPLOY / "mosquitto/acl", broker_dir / "acl")
     subprocess.run([str(DEPLOY / "tls/make-test-ca.sh"), str(broker_dir / "tls"), "localhost"], check=True,
                    capture_output=True)
-    plain, tls = kg_e2e.free_port(), kg_e2e.free_port()
-    # The shipped configuration, with this test's paths and ports.
+    return out
+
+
+def _shipped_conf(broker_dir, plain, tls):
+    """The shipped configuration, with the test's paths and ports."""
     conf = (DEPLOY / "mosquitto/mosquitto.conf").read_text()
-    conf = (conf.replace("/etc/mosquitto/kitchen/passwd", str(passwd))
+    return (conf.replace("/etc/mosquitto/kitchen/passwd", str(broker_dir / "passwd"))
                 .replace("/etc/mosquitto/kitchen/acl", str(broker_dir / "acl"))
                 .replace("/etc/mosquitto/kitchen/tls", str(broker_dir / "tls"))
                 .replace("listener 1883 127.0.0.1", f"listener {plain} 127.0.0.1")
-                .replace("listener 8883", f"listener {tls} 127.0.0.1")
-                .replace("persistence true", "persistence false")
-                .replace("persistence_location /var/lib/mosquitto/", ""))
+                .replace("listener 8883", f"listener {tls} 127.0.0.1"))
+
+
+def test_the_room_accounts_are_not_site_ids(tmp_path):
+    """monitor and monitor-* are the room's accounts, which the ACL lets read every site: add-site.sh
+    gives them only with --room, and --room gives nothing else."""
+    add = str(DEPLOY / "mosquitto/add-site.sh")
+    for args in (["monitor"], ["monitor-1"], ["--room", "sch-0101"]):
+        run = subprocess.run([add, *args, str(tmp_path / "passwd")], capture_output=True, text=True)
+        assert run.returncode == 2 and "add-site: " in run.stderr, (args, run.stdout, run.stderr)
+    assert not (tmp_path / "passwd").exists() or "monitor" not in (tmp_path / "passwd").read_text()
+    shutil.copy(DEPLOY / "mosquitto/acl", tmp_path / "acl")
+    run = subprocess.run([add, "--room", "monitor-2", str(tmp_path / "passwd")], capture_output=True, text=True)
+    assert run.returncode == 0 and "room account monitor-2: username monitor-2 password " in run.stdout
+    assert "no 'user monitor-2' block" in run.stderr, "the room's second account, without its ACL block, not said"
+
+
+@pytest.mark.skipif(not pathlib.Path("/etc/mosquitto/mosquitto.conf").exists(), reason="no Debian mosquitto.conf")
+def test_the_broker_conf_is_a_drop_in_for_debians_mosquitto(tmp_path, broker_dir):
+    """Debian's /etc/mosquitto/mosquitto.conf (persistence, its location, include_dir conf.d) with the
+    shipped file in its conf.d: the broker starts. The shipped file once repeated the main file's
+    persistence_location, and Mosquitto refused to start (`Duplicate persistence_location value`)."""
+    _broker_files(broker_dir)
+    plain, tls = kg_e2e.free_port(), kg_e2e.free_port()
+    (broker_dir / "conf.d").mkdir()
+    (broker_dir / "conf.d/kitchen.conf").write_text(_shipped_conf(broker_dir, plain, tls))
+    state = broker_dir / "state"
+    state.mkdir()
+    shutil.chown(state, "mosquitto")
+    main = (pathlib.Path("/etc/mosquitto/mosquitto.conf").read_text()
+            .replace("/etc/mosquitto/conf.d", str(broker_dir / "conf.d"))
+            .replace("/run/mosquitto/mosquitto.pid", str(state / "mosquitto.pid"))
+            .replace("/var/lib/mosquitto/", f"{state}/")
+            .replace("log_dest file /var/log/mosquitto/mosquitto.log", "log_dest stderr"))
+    assert f"include_dir {broker_dir / 'conf.d'}" in main and f"persistence_location {state}/" in main, main
+    (tmp_path / "mosquitto.conf").write_text(main)
+    log = tmp_path / "mosquitto.log"
+    with open(log, "wb") as broker_log:
+        broker = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+                                  stdout=broker_log, stderr=broker_log)
+    try:
+        try:
+            kg_e2e.wait_port(plain, proc=broker, what="mosquitto")
+            kg_e2e.wait_port(tls, proc=broker, what="mosquitto")
+        except (AssertionError, TimeoutError) as e:
+            raise AssertionError(f"{e}\n{kg_e2e.tail(log)}") from None
+    finally:
+        broker.terminate()
+        broker.wait()
+    # Persistence from Debian's file: the broker saved its state where that file says.
+    assert (state / "mosquitto.db").exists(), kg_e2e.tail(log)
+
+
+def test_site_credentials_acl_and_tls(tmp_path, broker_dir, clips, schemas):
+    out = _broker_files(broker_dir)
+    plain, tls = kg_e2e.free_port(), kg_e2e.free_port()
     # No `user root`: started as root, Mosquitto runs as its default user, mosquitto, as a district's
     # broker does, so the files the scripts made must be readable by it (the TLS key, the passwd file).
-    (tmp_path / "mosquitto.conf").write_text(conf)
+    (tmp_path / "mosquitto.conf").write_text(_shipped_conf(broker_dir, plain, tls))
     log = tmp_path / "mosquitto.log"
     with open(log, "wb") as broker_log:
         broker = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
@@ -70,29 +130,48 @@ def test_site_credentials_acl_and_tls(tmp_path, broker_dir, clips, schemas):
         except (AssertionError, TimeoutError) as e:
             raise AssertionError(f"{e}\n{kg_e2e.tail(log)}") from None
         got = []
+        monitor_drops = []
         monitor = mqtt.Client(client_id="monitor-test")
-        monitor.username_pw_set("monitor", out["monitor"])
+        monitor.username_pw_set("monitor-1", out["monitor-1"])
         subscribed = threading.Event()
         monitor.on_connect = lambda c, u, f, rc: c.subscribe("kitchen/#", qos=1)
         monitor.on_subscribe = lambda c, u, mid, granted: subscribed.set()
         monitor.on_message = lambda c, u, m: got.append((m.topic, bytes(m.payload)))
+        monitor.on_disconnect = lambda c, u, rc: monitor_drops.append(rc)
         monitor.connect("127.0.0.1", plain)
         monitor.loop_start()
         assert subscribed.wait(10), "the monitor's subscription was not granted"
 
+        def connected(user, client_id):
+            client = mqtt.Client(client_id=client_id)
+            client.username_pw_set(user, out[user])
+            client.connect("127.0.0.1", plain)
+            client.loop_start()
+            return client
+
+        def done(client):
+            client.disconnect()
+            client.loop_stop()
+
         # A state each site left retained (of a camera sch-0101's configuration no longer has): the
         # ACL's `pattern read kitchen/%u/cameras/+/state` lets the gateway read, and clear, its own.
+        # These clients, like the intruder below, use a site's own account while its gateway is not
+        # connected: the broker names a session by its account, so one would end the gateway's.
         for user, topic in (("sch-0101", "kitchen/sch-0101/cameras/gone/state"),
                             ("sch-0102", "kitchen/sch-0102/cameras/gone/state")):
-            left = mqtt.Client(client_id=f"left-{user}")
-            left.username_pw_set(user, out[user])
-            left.connect("127.0.0.1", plain)
-            left.loop_start()
+            left = connected(user, f"left-{user}")
             left.publish(topic, b'{"camera": "gone", "online": true}', qos=1, retain=True).wait_for_publish(5)
-            left.disconnect()
-            left.loop_stop()
+            done(left)
         kg_e2e.wait_until(lambda: sum(t.endswith("/cameras/gone/state") for t, _ in got) == 2, 5,
                           what="the left states stored")
+        # The same credentials cannot speak for another site: the broker drops the message.
+        intruder = connected("sch-0101", "intruder")
+        intruder.publish("kitchen/sch-0102/events", b'{"fake": true}', qos=1).wait_for_publish(5)
+        intruder.publish("kitchen/sch-0101/probe", b"mine", qos=1).wait_for_publish(5)
+        kg_e2e.wait_until(lambda: ("kitchen/sch-0101/probe", b"mine") in got, 5, what="own topic delivered")
+        time.sleep(0.5)
+        assert [t for t, _ in got if t.startswith("kitchen/sch-0102/")] == ["kitchen/sch-0102/cameras/gone/state"]
+        done(intruder)
 
         # The gateway of sch-0101, over TLS with the site's credentials.
         cam = kg_e2e.camera("cam", clips("short", [("normal", 4)]), input={"loop": True})
@@ -106,28 +185,27 @@ def test_site_credentials_acl_and_tls(tmp_path, broker_dir, clips, schemas):
             kg_e2e.wait_until(lambda: ("kitchen/sch-0101/availability", b"online") in got, 15, what="online over TLS")
             kg_e2e.wait_until(lambda: ("kitchen/sch-0101/cameras/gone/state", b"") in got, 15,
                               what="the site's left state cleared under the deployment's ACL")
-            # The same credentials cannot speak for another site: the broker drops the message.
-            intruder = mqtt.Client(client_id="intruder")
-            intruder.username_pw_set("sch-0101", out["sch-0101"])
-            intruder.connect("127.0.0.1", plain)
-            intruder.loop_start()
-            intruder.publish("kitchen/sch-0102/events", b'{"fake": true}', qos=1).wait_for_publish(5)
-            intruder.publish("kitchen/sch-0101/probe", b"mine", qos=1).wait_for_publish(5)
-            kg_e2e.wait_until(lambda: ("kitchen/sch-0101/probe", b"mine") in got, 5, what="own topic delivered")
-            time.sleep(0.5)
-            assert [t for t, _ in got if t.startswith("kitchen/sch-0102/")] == ["kitchen/sch-0102/cameras/gone/state"]
-            intruder.loop_stop()
+            # Another canteen's account with this gateway's client id (and then with the room's): the
+            # broker takes the account as the session's name, so neither connection is taken over.
+            # Before (no use_username_as_clientid), the gateway was thrown off, its last will said
+            # `offline`, and the room's persistent session went to the intruder.
+            since = len(got)
+            for client_id in ("kitchen-gateway-sch-0101", "monitor-test"):
+                thief = connected("sch-0102", client_id)
+                time.sleep(1.5)
+                done(thief)
+            time.sleep(1)
+            assert not [l for l in gw.output().splitlines() if "connection to" in l and " lost" in l], gw.output()
+            assert ("kitchen/sch-0101/availability", b"offline") not in got[since:], got[since:]
+            assert monitor_drops == [], "the room's connection was taken over"
             # Replay: only the room may ask a site; the site reads its requests and answers on lost.
             def replay_request(request_id):
                 return json.dumps({"request_id": request_id, "site": "sch-0101", "stream": "0000000000000000",
                                    "from": 1, "to": 5, "monitor": "monitor-test",
                                    "time": "2026-12-01T10:00:00.000Z"}).encode()
-            other = mqtt.Client(client_id="other-site")
-            other.username_pw_set("sch-0102", out["sch-0102"])
-            other.connect("127.0.0.1", plain)
-            other.loop_start()
+            other = connected("sch-0102", "other-site")
             other.publish("kitchen/sch-0101/replay", replay_request("from-another-site"), qos=1).wait_for_publish(5)
-            other.loop_stop()
+            done(other)
             monitor.publish("kitchen/sch-0101/replay", replay_request("from-the-room"), qos=1).wait_for_publish(5)
             lost = lambda: [json.loads(p) for t, p in got if t == "kitchen/sch-0101/lost"]
             kg_e2e.wait_until(lost, 15, what="the site's answer on kitchen/sch-0101/lost")
@@ -213,9 +291,15 @@ def test_package_keeps_the_config_and_secrets_from_other_users(tmp_path):
     """The .deb, installed with dpkg: the config (which names camera passwords in RTSP URLs) is
     readable by root and the service's group only, the secrets file the unit reads is root's alone,
     and the service user can still check its config, as the unit's ExecStartPre does. A config an
-    earlier version left world-readable is tightened on upgrade, its content kept."""
+    earlier version left world-readable is tightened on upgrade, its content kept. A config that
+    takes its MQTT password from secrets.env passes deploy/README.md's check; an upgrade whose
+    program refuses the config installs and says so loudly, naming the error. The examples the
+    docs point to are in /usr/share/doc/kitchen-gateway/examples."""
     deb = _build_package(tmp_path)
     installed_here = pathlib.Path("/etc/kitchen-gateway/secrets.env").exists()
+    # deploy/README.md's check of the config, as the service user with secrets.env loaded.
+    readme_check = next(ln for ln in (DEPLOY / "README.md").read_text().splitlines()
+                        if ln.startswith("sh -c 'set -a; . /etc/kitchen-gateway/secrets.env;"))
     layers = kg_e2e.private_system(tmp_path)
     report = "stat -c 'STAT %n %U:%G %a' /etc/kitchen-gateway /etc/kitchen-gateway/gateway.yaml " \
              "/etc/kitchen-gateway/secrets.env\n"
@@ -234,10 +318,39 @@ DEBIAN_FRONTEND=noninteractive dpkg -i {deb} >/dev/null
 echo UPGRADE
 {report}
 tail -n 1 /etc/kitchen-gateway/gateway.yaml
+echo SECRETS
+# The config's MQTT password from secrets.env, as the example says: root's plain check cannot see it,
+# deploy/README.md's check (as the service user, with the secrets loaded) can.
+echo 'KG_MQTT_PASSWORD=s3cret' >>/etc/kitchen-gateway/secrets.env
+sed -i -e 's/^  # username: /  username: /' -e 's/^  # password: /  password: /' /etc/kitchen-gateway/gateway.yaml
+grep -q '^  password: ' /etc/kitchen-gateway/gateway.yaml && echo 'PASSWORD IN THE CONFIG'
+/usr/bin/kitchen-gateway --check-config /etc/kitchen-gateway/gateway.yaml >/dev/null 2>&1 || echo 'PLAIN CHECK REFUSED'
+{readme_check} >/dev/null && echo 'README CHECK OK'
+DEBIAN_FRONTEND=noninteractive dpkg -i {deb} >/dev/null 2>"{tmp_path}/upgrade-ok.err"
+grep -q WARNING "{tmp_path}/upgrade-ok.err" && echo 'WARNED ON A GOOD CONFIG'
+# An upgrade whose program refuses the config: installed, and said loudly.
+echo 'typo_key: 1' >>/etc/kitchen-gateway/gateway.yaml
+DEBIAN_FRONTEND=noninteractive dpkg -i {deb} >/dev/null 2>"{tmp_path}/upgrade.err" && echo 'BROKEN UPGRADE INSTALLED'
+echo WARNED
+cat "{tmp_path}/upgrade.err"
+echo EXAMPLES
+cd /usr/share/doc/kitchen-gateway/examples
+stat -c 'EXAMPLE %n %a' monitor.example.yaml deploy/README.md deploy/mosquitto/acl deploy/mosquitto/mosquitto.conf \
+    deploy/mosquitto/add-site.sh deploy/tls/make-test-ca.sh
 """
-    run = subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
     first, upgraded = run.stdout.split("UPGRADE\n")
+    upgraded, secrets = upgraded.split("SECRETS\n")
+    secrets, warned = secrets.split("WARNED\n")
+    warned, examples = warned.split("EXAMPLES\n")
+    assert secrets.splitlines() == ["PASSWORD IN THE CONFIG", "PLAIN CHECK REFUSED", "README CHECK OK",
+                                    "BROKEN UPGRADE INSTALLED"], run.stdout + run.stderr
+    assert "WARNING" in warned and "typo_key" in warned and "NOT restarted" in warned, warned
+    assert {ln.split()[1]: ln.split()[2] for ln in examples.splitlines() if ln.startswith("EXAMPLE ")} == {
+        "monitor.example.yaml": "644", "deploy/README.md": "644", "deploy/mosquitto/acl": "644",
+        "deploy/mosquitto/mosquitto.conf": "644", "deploy/mosquitto/add-site.sh": "755",
+        "deploy/tls/make-test-ca.sh": "755"}, examples
     modes = lambda text: {ln.split()[1]: tuple(ln.split()[2:]) for ln in text.splitlines() if ln.startswith("STAT ")}
     expected = {"/etc/kitchen-gateway": ("root:kitchen-gateway", "750"),
                 "/etc/kitchen-gateway/gateway.yaml": ("root:kitchen-gateway", "640"),
@@ -402,6 +515,10 @@ def test_the_trial_compose_file_publishes_nothing_beyond_this_machine():
         assert compose["services"][name].get("network_mode") != "host", name
         for port in ports:
             assert _published_address(port) in ("127.0.0.1", "::1"), f"{name} publishes {port} on every interface"
+    # Docker's json-file log grows without bound unless capped: months of a gateway's warnings.
+    for name, service in compose["services"].items():
+        options = (service.get("logging") or {}).get("options", {})
+        assert options.get("max-size") and options.get("max-file"), f"{name}'s log is not capped"
     # The parents' segments go to /dev/shm, 64 MiB in a container unless compose says otherwise.
     shm = compose["services"]["gateway"].get("shm_size", "64m")
     size = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmg]?)b?", str(shm).strip().lower())
