@@ -17,6 +17,20 @@ namespace kg::config {
 
 std::vector<std::string> doubts(const Gateway& g) {
     std::vector<std::string> out;
+    // Without sensors_mqtt the MQTT sensors are read through the central broker, on a second
+    // connection with the site's own account; a district broker that names sessions by account
+    // (deploy/mosquitto: use_username_as_clientid) holds one connection per account, and the two
+    // would throw each other off for ever (the install review).
+    if (!g.sensors_mqtt && !g.mqtt.username.empty() &&
+        std::any_of(g.sensors.begin(), g.sensors.end(),
+                    [](const Sensor& s) { return s.source.kind == SensorSource::Kind::mqtt; })) {
+        out.push_back(fmt::format(
+            "the MQTT sensors are read from the central broker ({}) with the site's account '{}', on a "
+            "second "
+            "connection: a broker that holds one connection per account (deploy/mosquitto's) throws the two "
+            "off each other; read them from the canteen's own broker with sensors_mqtt",
+            without_password(g.mqtt.url), g.mqtt.username));
+    }
     // The public feeds, the push among them, are made only with the public side on.
     if (!g.public_side.rtmp_push.empty() && g.public_side.listen.empty()) {
         out.push_back(

@@ -458,6 +458,31 @@ TEST(ConfigLoader, AZoneNamingACheckItsCameraDoesNotRunIsSaid) {
                   "not run: nothing is judged there for it (add it to the camera's checks)"});
 }
 
+// MQTT sensors read through the central broker with the site's account: on a broker that holds one
+// connection per account (deploy/mosquitto's) the two connections throw each other off (the
+// install review). Said; not for a broker without accounts (the demo's), nor with sensors_mqtt.
+TEST(ConfigLoader, MqttSensorsOnTheCentralBrokersAccountAreSaid) {
+    const std::string sensors = "sensors: [{id: fridge, source: {mqtt: {topic: t/f}}}]\n";
+    const auto g = load_string(
+        kHead + "mqtt: {url: 'mqtts://broker.example:8883', username: sch-0101}\n" + sensors, "g.yaml");
+    EXPECT_EQ(kg::config::doubts(g),
+              std::vector<std::string>{
+                  "the MQTT sensors are read from the central broker (mqtts://broker.example:8883) with the "
+                  "site's account 'sch-0101', on a second connection: a broker that holds one connection per "
+                  "account (deploy/mosquitto's) throws the two off each other; read them from the canteen's "
+                  "own broker with sensors_mqtt"});
+    EXPECT_TRUE(
+        kg::config::doubts(load_string(kHead + "mqtt: {url: 'mqtt://127.0.0.1:1883'}\n" + sensors, "g.yaml"))
+            .empty());
+    EXPECT_TRUE(
+        kg::config::doubts(load_string(kHead +
+                                           "mqtt: {url: 'mqtts://broker.example:8883', username: sch-0101}\n"
+                                           "sensors_mqtt: tcp://127.0.0.1:1883\n" +
+                                           sensors,
+                                       "g.yaml"))
+            .empty());
+}
+
 // A file camera whose file is not there (a typo, an address cut short: `url: rtsp`) loads, and is
 // said: the camera stays offline until the file is there.
 TEST(ConfigLoader, AFileCameraWhoseFileIsNotThereIsSaid) {
