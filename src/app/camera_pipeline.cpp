@@ -305,6 +305,10 @@ void CameraPipeline::end_for_offline(TimePoint last_frame) {
     }
 }
 
+void CameraPipeline::cut_due_clips(SteadyPoint now) {
+    if (site_.evidence != nullptr) evidence_.poll(now);
+}
+
 void CameraPipeline::flush_clips(std::chrono::steady_clock::time_point deadline) {
     if (site_.evidence != nullptr) evidence_.flush(std::chrono::steady_clock::now(), deadline);
 }
@@ -581,7 +585,6 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
         // event once confirmed again.
         if (event->state == events::EventState::start) end_for_offline(seen);
     }
-    if (observe && site_.evidence != nullptr) evidence_.poll(steady);
 
     rate_samples_.push_back(
         {steady, state.stats.frames_in, state.stats.frames_analysed, state.stats.analysis_ns});

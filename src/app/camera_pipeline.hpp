@@ -63,6 +63,9 @@ public:
     // Cuts and reports the clips still waiting for their post-roll (EventEvidence::flush). Only
     // once stopped: the ring no longer grows and no new clip is pending.
     void flush_clips(std::chrono::steady_clock::time_point deadline);
+    // Cuts the clips whose post-roll has passed (EventEvidence::poll): on the gateway's clip thread,
+    // not the supervisor's, which serves HTTP too.
+    void cut_due_clips(SteadyPoint now);
 
     // Analysis side: runs the checks on the newest frame.
     void run_once() override;

@@ -313,6 +313,22 @@ void Gateway::start(CarryOver carried) {
     pool_.start();
     if (sensors_) sensors_->start();
     for (auto& camera : cameras_) camera->start();
+    if (evidence_) {
+        clip_cutter_.start([this] {
+            // A quarter of a second late at most: a clip's post-roll is seconds.
+            while (clip_cutter_.wait_for(std::chrono::milliseconds(250))) {
+                try {
+                    for (auto& camera : cameras_) camera->cut_due_clips(std::chrono::steady_clock::now());
+                    clip_failures_.succeeded();
+                } catch (const std::exception& e) {
+                    // A clip that cannot be cut is reported by its camera with the reason; this is
+                    // what escaped that, said and tried again on the next round.
+                    if (const auto v = clip_failures_.failed(e.what()); v.log)
+                        log_->error("cutting clips failed: {}{}", e.what(), clip_failures_.note(v));
+                }
+            }
+        });
+    }
 }
 
 void Gateway::tick() {
@@ -492,6 +508,7 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     running_ = false;
     log_->info("stopping");
     for (auto& camera : cameras_) camera->stop();
+    clip_cutter_.stop();                        // what it had not cut yet, flush_clips() cuts below
     if (sensors_) sensors_->stop(carry, next);  // ends its open events
     pool_.stop();
     // Committed before the link closes: the room sees every open event end, and the next start
@@ -553,17 +570,22 @@ nlohmann::json Gateway::recent_events(std::size_t limit) const { return event_lo
 
 std::optional<nlohmann::json> Gateway::event(const std::string& event_id) const {
     auto messages = event_log_.messages_of(event_id);  // newest first
-    if (messages.empty()) {
+    const bool has_start = std::any_of(messages.begin(), messages.end(), [](const nlohmann::json& m) {
+        return m.value("state", "") == "start";
+    });
+    if (!has_start) {
         // Older than the log keeps (its last messages of all events), or of an earlier run: the
         // outbox keeps what was sent for outbox.keep_sent, and the room links to it that long (the
-        // evidence review: a 404 "no such event" while its files were served).
-        const auto kept =
-            outbox_.latest_numbered(topics_.events(), 64, fmt::format("\"id\":\"{}\"", event_id));
-        for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
+        // evidence review: a 404 "no such event" while its files were served). Also when the log
+        // holds only its latest messages: the start names its snapshot and clip.
+        std::vector<nlohmann::json> kept;
+        const auto payloads = outbox_.numbered_of_event(topics_.events(), event_id, 64);
+        for (auto it = payloads.rbegin(); it != payloads.rend(); ++it) {
             auto j = nlohmann::json::parse(*it, nullptr, false);
             if (!j.is_discarded() && j.is_object() && j.value("id", "") == event_id)
-                messages.push_back(std::move(j));
+                kept.push_back(std::move(j));
         }
+        if (!kept.empty()) messages = std::move(kept);
     }
     if (messages.empty()) return std::nullopt;
     nlohmann::json out = messages.front();

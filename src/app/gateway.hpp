@@ -18,7 +18,9 @@
 #include "app/sensor_hub.hpp"
 #include "app/tick_parts.hpp"
 #include "common/file_lock.hpp"
+#include "common/log_throttle.hpp"
 #include "common/logging.hpp"
+#include "common/worker_thread.hpp"
 #include "config/config.hpp"
 #include "events/event_id.hpp"
 #include "evidence/evidence_store.hpp"
@@ -129,6 +131,11 @@ private:
     SiteContext site_;
     AnalysisPool pool_;
     std::vector<std::unique_ptr<CameraPipeline>> cameras_;
+    // Cuts the clips whose post-roll has passed. Not on the supervisor's thread, which serves the
+    // local API and the parents' page: muxing and syncing three 30 MB clips held every request up
+    // to 288 ms (the evidence review), and an SD card takes seconds.
+    WorkerThread clip_cutter_;
+    RepeatedFailure clip_failures_;                // on clip_cutter_'s thread
     std::unique_ptr<web::ViewerCounter> viewers_;  // the public side's viewers, for its caps and metrics
     bool public_open_ = true;                      // within public hours, as last ticked
     std::unique_ptr<SensorHub> sensors_;

@@ -107,6 +107,8 @@ void CameraWorker::run() {
                 failed(spdlog::level::err, e.what());
             }
         }
+        // What the last reads lost (before a stall, the end, or a first frame that never came).
+        count_lost(input, delivered, std::chrono::steady_clock::now(), false);
         // Also at a stop that interrupted the read, as at one between two reads: the stream's
         // observers (HLS, FLV, RTMP, the masker) end it the same way whichever way it stopped.
         if (observer_ != nullptr) observer_->on_stream_closed();
@@ -124,6 +126,28 @@ void CameraWorker::run() {
         if (said) log_->info("reconnecting in {} ms", delay.count());
         if (!wait_for(delay)) break;
     }
+}
+
+void CameraWorker::count_lost(const FfmpegInput& input, Delivered& delivered,
+                              std::chrono::steady_clock::time_point now, bool say) {
+    if (input.packets_lost() > delivered.lost_counted) {
+        const auto added = input.packets_lost() - delivered.lost_counted;
+        stats_.packets_lost(added);
+        lost_ += added;
+        delivered.lost_counted = input.packets_lost();
+    }
+    // At most every 10 minutes: a lossy link loses some all the time.
+    constexpr auto kSayEvery = std::chrono::minutes(10);
+    if (!say || lost_ == lost_said_ || (lost_said_at_ && now - *lost_said_at_ < kSayEvery)) return;
+    log_->warn(
+        "{}: {} RTP packets lost on the network {} (pictures smear or freeze until the next key frame; "
+        "input.transport: tcp has them resent)",
+        shown_url_, lost_ - lost_said_,
+        lost_said_at_ ? fmt::format("in the last {:.0f} min",
+                                    std::chrono::duration<double>(now - *lost_said_at_).count() / 60.0)
+                      : std::string("since the camera was first read"));
+    lost_said_ = lost_;
+    lost_said_at_ = now;
 }
 
 CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered& delivered) {
@@ -159,10 +183,6 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
     bool pacing = false;
     double pace_stream = 0.0, previous_t = 0.0;
     std::uint64_t seq = 0;
-    // Lost RTP packets are logged at most every 10 minutes: a lossy link loses some all the time.
-    constexpr auto kLossLogEvery = std::chrono::minutes(10);
-    std::uint64_t lost_reported = 0, lost_logged = 0;
-    std::optional<std::chrono::steady_clock::time_point> lost_logged_at;
     std::uint64_t decode_errors_reported = 0, jumps_reported = 0, steps_reported = 0, steps_logged = 0,
                   picture_changes_reported = 0;
     double steps_seconds_logged = 0.0;
@@ -192,24 +212,7 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
             stats_.decode_errors(input.decode_errors() - decode_errors_reported);
             decode_errors_reported = input.decode_errors();
         }
-        if (input.packets_lost() != lost_reported) {
-            stats_.packets_lost(input.packets_lost() - lost_reported);
-            lost_reported = input.packets_lost();
-        }
-        if (lost_reported != lost_logged &&
-            (!lost_logged_at || *delivered.last - *lost_logged_at >= kLossLogEvery)) {
-            log_->warn(
-                "{}: {} RTP packets lost on the network {} (pictures smear or freeze until the next key "
-                "frame; input.transport: tcp has them resent)",
-                shown_url_, lost_reported - lost_logged,
-                lost_logged_at
-                    ? fmt::format(
-                          "in the last {:.0f} min",
-                          std::chrono::duration<double>(*delivered.last - *lost_logged_at).count() / 60.0)
-                    : std::string("since it connected"));
-            lost_logged = lost_reported;
-            lost_logged_at = *delivered.last;
-        }
+        count_lost(input, delivered, *delivered.last, true);
         if (input.timeline_jumps() != jumps_reported) {
             // Absorbed at ingest (the outputs carry on), but worth knowing: a camera whose clock keeps
             // jumping has a fault (its NTP, its firmware, the NVR in front of it).

@@ -54,7 +54,11 @@ private:
     // it has lasted a while (a camera that hangs while opening lasts the whole timeout).
     struct Delivered {
         std::optional<std::chrono::steady_clock::time_point> first, last;
+        std::uint64_t lost_counted = 0;  // of the connection's lost RTP packets, those in stats_
     };
+    // Counts the connection's lost RTP packets not counted yet; says them at most every 10 minutes.
+    void count_lost(const FfmpegInput& input, Delivered& delivered, std::chrono::steady_clock::time_point now,
+                    bool say);
     StreamEnd read_frames(FfmpegInput& input, Delivered& delivered);
     // Sleeps up to `d`; returns false if stopped meanwhile.
     bool wait_for(std::chrono::steady_clock::duration d);
@@ -69,6 +73,10 @@ private:
     static constexpr int kFailureSummaryMinutes = 10;
     RepeatedFailure failures_;  // tries that failed before any picture, in a row (ingest thread)
     bool said_shape_ = false;   // a picture stretched to the analysis size was said (ingest thread)
+    // Lost RTP packets, over every connection (ingest thread): a lossy UDP link that also stalls
+    // now and then said them again at each reconnect (the review of the first version).
+    std::uint64_t lost_ = 0, lost_said_ = 0;
+    std::optional<std::chrono::steady_clock::time_point> lost_said_at_;
     PacketObserver* observer_ = nullptr;
     FrameObserver* frame_observer_ = nullptr;
 

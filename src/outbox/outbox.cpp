@@ -709,6 +709,16 @@ void Outbox::run() {
     }
 }
 
+std::vector<std::string> Outbox::numbered_of_event(const std::string& topic, const std::string& event_id,
+                                                   std::size_t limit) const {
+    try {
+        return store_.numbered_of_event(topic, event_id, limit);
+    } catch (const std::exception& e) {
+        log_->warn("the messages of event {} cannot be read from the outbox: {}", event_id, e.what());
+        return {};
+    }
+}
+
 std::vector<std::string> Outbox::latest_numbered(const std::string& topic, std::size_t limit,
                                                  const std::string& containing) const {
     try {

@@ -111,6 +111,9 @@ public:
     // SqliteStore::latest_numbered; nothing when the store cannot be read (said in the log).
     std::vector<std::string> latest_numbered(const std::string& topic, std::size_t limit,
                                              const std::string& containing = {}) const;
+    // SqliteStore::numbered_of_event; nothing when the store cannot be read (said in the log).
+    std::vector<std::string> numbered_of_event(const std::string& topic, const std::string& event_id,
+                                               std::size_t limit) const;
 
 private:
     bool accept(Message message, bool numbered);

@@ -155,6 +155,10 @@ public:
     // With `containing`, only the payloads that hold that text (a label), over all those kept.
     std::vector<std::string> latest_numbered(const std::string& topic, std::size_t limit,
                                              const std::string& containing = {});
+    // The payloads of the last `limit` numbered messages on `topic` whose `id` is `event_id` (sent or
+    // queued), oldest first; by an index, not a scan.
+    std::vector<std::string> numbered_of_event(const std::string& topic, const std::string& event_id,
+                                               std::size_t limit);
     std::size_t sent_count() const;
     std::size_t sent_bytes() const;
     // The gateway's heartbeat (milliseconds since the epoch), kept in the meta table: after a crash,

@@ -124,8 +124,15 @@ MqttLink::MqttLink(config::Mqtt cfg, std::string availability_topic, std::shared
         log_->warn(
             "connection to {} lost{}{}{}", cfg_.url, cause.empty() ? "" : ": ", cause,
             lasted < std::chrono::seconds(10)
-                ? fmt::format(" {:.1f} s after it was made (is another client using the client id '{}'?)",
-                              std::chrono::duration<double>(lasted).count(), cfg_.client_id)
+                ? fmt::format(" {:.1f} s after it was made (is another client using the client id '{}'{}?)",
+                              std::chrono::duration<double>(lasted).count(), cfg_.client_id,
+                              // A broker that names sessions by account (deploy/mosquitto's) takes
+                              // any second connection of the account for the same client.
+                              cfg_.username.empty()
+                                  ? std::string()
+                                  : fmt::format(", or the account '{}' on a broker that holds "
+                                                "one connection per account",
+                                                cfg_.username))
                 : std::string());
         if (given_up) say_optional_given_up();
         cv_.notify_all();
@@ -246,7 +253,11 @@ bool MqttLink::connect_once() {
                 log_->warn("the broker has not acknowledged {} online within {} s; going on",
                            availability_topic_,
                            std::chrono::duration_cast<std::chrono::seconds>(kConnectTimeout).count());
-            } else if (watching_own && !online_came_back()) {
+            } else if (!watching_own) {
+                // Not checked on this connection: neither confirmed nor refused (a refusal of a
+                // connection before must not keep saying "nothing is sent" while the outbox sends).
+                reach_ = Reach::unknown;
+            } else if (!online_came_back()) {
                 // Every message would be acknowledged and perhaps dropped: kept in the outbox
                 // instead, until a later connection sees its `online` come back.
                 try {
