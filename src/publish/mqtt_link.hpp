@@ -118,7 +118,8 @@ public:
     // Whether the broker is seen to take what this link publishes: its own `online` comes back to
     // its subscription to its availability topic. An MQTT 3.1.1 broker acknowledges a publish its
     // ACL refuses as if it took it (Mosquitto 2.0), so the acknowledgement alone proves nothing.
-    // Unknown before the first connect.
+    // Unknown before the first connect, and on a connection where it could not be checked (the
+    // broker refused the subscription itself, or did not answer it).
     enum class Reach { unknown, confirmed, refused };
     Reach reach() const { return reach_.load(); }
     // Why nothing is sent while connected to the broker (for /readyz), or empty.
