@@ -71,11 +71,10 @@ void EventLog::submit_clip(const events::ClipReport& clip) {
     {
         std::lock_guard lock(mutex_);
         pending_clips_.erase(clip.event_id);
-    }
-    if (clip.error.empty()) {
-        std::lock_guard lock(mutex_);
-        clips_[clip.event_id] = clip.path;
-        if (clips_.size() > keep_) clips_.erase(clips_.begin());
+        if (clip.error.empty()) {
+            clips_[clip.event_id] = clip.path;
+            if (clips_.size() > keep_) clips_.erase(clips_.begin());
+        }
     }
     next_.submit_clip(clip);
 }

@@ -313,22 +313,20 @@ void Gateway::start(CarryOver carried) {
     pool_.start();
     if (sensors_) sensors_->start();
     for (auto& camera : cameras_) camera->start();
-    if (evidence_) {
-        clip_cutter_.start([this] {
-            // A quarter of a second late at most: a clip's post-roll is seconds.
-            while (clip_cutter_.wait_for(std::chrono::milliseconds(250))) {
-                try {
-                    for (auto& camera : cameras_) camera->cut_due_clips(std::chrono::steady_clock::now());
-                    clip_failures_.succeeded();
-                } catch (const std::exception& e) {
-                    // A clip that cannot be cut is reported by its camera with the reason; this is
-                    // what escaped that, said and tried again on the next round.
-                    if (const auto v = clip_failures_.failed(e.what()); v.log)
-                        log_->error("cutting clips failed: {}{}", e.what(), clip_failures_.note(v));
-                }
+    clip_cutter_.start([this] {
+        // A quarter of a second late at most: a clip's post-roll is seconds.
+        while (clip_cutter_.wait_for(std::chrono::milliseconds(250))) {
+            try {
+                for (auto& camera : cameras_) camera->cut_due_clips(std::chrono::steady_clock::now());
+                clip_failures_.succeeded();
+            } catch (const std::exception& e) {
+                // A clip that cannot be cut is reported by its camera with the reason; this is
+                // what escaped that, said and tried again on the next round.
+                if (const auto v = clip_failures_.failed(e.what()); v.log)
+                    log_->error("cutting clips failed: {}{}", e.what(), clip_failures_.note(v));
             }
-        });
-    }
+        }
+    });
 }
 
 void Gateway::tick() {
@@ -591,23 +589,23 @@ std::optional<nlohmann::json> Gateway::event(const std::string& event_id) const 
     nlohmann::json out = messages.front();
     // The latest message names only what it added (an `end` its best frame, not the start's
     // snapshot or clip): the event's evidence is what all of them named.
-    auto& evidence = out["evidence"];
-    if (!evidence.is_object()) evidence = nlohmann::json::object();
-    for (const char* key : {"snapshot", "snapshot_end", "clip"}) {
-        for (const auto& m : messages) {
-            if (evidence.value(key, nlohmann::json()).is_string()) break;
-            if (m.contains("evidence") && m["evidence"].is_object() &&
-                m["evidence"].value(key, nlohmann::json()).is_string())
-                evidence[key] = m["evidence"][key];
-        }
-    }
+    const auto evidence_of = [](const nlohmann::json& m) {
+        const auto it = m.find("evidence");
+        return it != m.end() && it->is_object() ? *it : nlohmann::json::object();
+    };
+    auto evidence = nlohmann::json::object();
     auto errors = nlohmann::json::array();
-    for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
-        if (!it->contains("evidence") || !(*it)["evidence"].is_object()) continue;
-        for (const auto& e : (*it)["evidence"].value("errors", nlohmann::json::array()))
+    for (auto it = messages.rbegin(); it != messages.rend(); ++it) {  // oldest first: the latest wins
+        const auto named = evidence_of(*it);
+        for (const char* key : {"snapshot", "snapshot_end", "clip"})
+            if (named.value(key, nlohmann::json()).is_string()) evidence[key] = named[key];
+        for (const auto& e : named.value("errors", nlohmann::json::array()))
             if (std::find(errors.begin(), errors.end(), e) == errors.end()) errors.push_back(e);
     }
+    for (const char* key : {"snapshot", "snapshot_end", "clip"})
+        if (!evidence.contains(key)) evidence[key] = nullptr;
     evidence["errors"] = std::move(errors);
+    out["evidence"] = std::move(evidence);
     // What GET .../snapshot.jpg, best.jpg, clip.mp4 would serve now: the budget deletes files.
     const auto on_disk = [&](const char* kind) {
         const auto file = evidence_file(event_id, kind);

@@ -136,8 +136,7 @@ StoreResult EvidenceStore::reserve(const std::string& relative, std::uint64_t si
         }
     }
     if (ec) {
-        r.error =
-            fmt::format("cannot create {}: {}", (root_ / relative).parent_path().string(), ec.message());
+        r.error = fmt::format("cannot create {}: {}", folder.string(), ec.message());
         return r;
     }
     ++writing_[fs::path(relative).parent_path().string()];

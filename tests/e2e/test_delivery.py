@@ -24,11 +24,18 @@ def cameras(clip, n):
                           health={"confirm": "500ms", "clear": "500ms"}) for i in range(n)]
 
 
-def metric(gw, name):
+def local_get(gw, path):
+    """(status, text) of a GET on the gateway's local HTTP side."""
     conn = http.client.HTTPConnection("127.0.0.1", gw.api_port(), timeout=10)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
+    conn.request("GET", path)
+    r = conn.getresponse()
+    text = r.read().decode()
     conn.close()
+    return r.status, text
+
+
+def metric(gw, name):
+    text = local_get(gw, "/metrics")[1]
     found = re.search(rf"^{name} (\S+)$", text, re.M)
     assert found, f"{name} not in /metrics:\n{text}"
     return float(found.group(1))
@@ -318,12 +325,19 @@ def test_a_connection_lost_while_it_is_set_up_is_made_again(tmp_path, clips, sch
 
 
 def readyz(gw):
-    conn = http.client.HTTPConnection("127.0.0.1", gw.api_port(), timeout=10)
-    conn.request("GET", "/readyz")
-    r = conn.getresponse()
-    body = r.read().decode()
-    conn.close()
-    return r.status, body
+    return local_get(gw, "/readyz")
+
+
+def site_behind_acl(tmp_path, clips, acl_text):
+    """A Mosquitto whose ACL file (returned, to be mended) holds `acl_text`, a collector (the room,
+    anonymous), and a gateway of one flickering camera with the account `test-site`."""
+    acl = tmp_path / "acl"
+    acl.write_text(acl_text)
+    broker = kg_e2e.Broker(tmp_path, extra_conf=f"acl_file {acl}\n")
+    collector = kg_e2e.Collector(broker)
+    config = kg_e2e.base_config(broker, cameras(flicker(clips), 1), tmp_path)
+    config["mqtt"]["username"] = "test-site"
+    return acl, broker, collector, kg_e2e.Gateway(tmp_path, config)
 
 
 def test_a_broker_whose_acl_drops_the_gateways_messages_gets_them_once_it_takes_them(tmp_path, clips, schemas):
@@ -332,14 +346,8 @@ def test_a_broker_whose_acl_drops_the_gateways_messages_gets_them_once_it_takes_
     delivered, /readyz said nothing, and the room never saw them (the deployment review). Its own
     `online` must come back to it: until it does, nothing is sent and the outbox keeps every message,
     said in the log, /readyz and /metrics; once the ACL is mended, all of it goes, once each."""
-    acl = tmp_path / "acl"
     # The room (the collector, anonymous) reads everything; the site may read its topics, not write them.
-    acl.write_text("topic read #\npattern read kitchen/%u/#\n")
-    broker = kg_e2e.Broker(tmp_path, extra_conf=f"acl_file {acl}\n")
-    collector = kg_e2e.Collector(broker)
-    config = kg_e2e.base_config(broker, cameras(flicker(clips), 1), tmp_path)
-    config["mqtt"]["username"] = "test-site"
-    gw = kg_e2e.Gateway(tmp_path, config)
+    acl, broker, collector, gw = site_behind_acl(tmp_path, clips, "topic read #\npattern read kitchen/%u/#\n")
     try:
         made = kg_e2e.wait_until(lambda: len(m := QUEUED.findall(gw.output())) >= 2 and m, 25,
                                  what="2 events queued")
@@ -375,13 +383,7 @@ def test_a_broker_that_hides_the_gateways_own_topic_gets_nothing_until_it_shows_
     grants the subscription and delivers nothing on it, which looks the same as a refused write, so
     the gateway cannot tell its messages reach the room. It holds them and says what the broker must
     allow; once it does, they go."""
-    acl = tmp_path / "acl"
-    acl.write_text("topic read #\npattern write kitchen/%u/#\n")
-    broker = kg_e2e.Broker(tmp_path, extra_conf=f"acl_file {acl}\n")
-    collector = kg_e2e.Collector(broker)
-    config = kg_e2e.base_config(broker, cameras(flicker(clips), 1), tmp_path)
-    config["mqtt"]["username"] = "test-site"
-    gw = kg_e2e.Gateway(tmp_path, config)
+    acl, broker, collector, gw = site_behind_acl(tmp_path, clips, "topic read #\npattern write kitchen/%u/#\n")
     try:
         kg_e2e.wait_until(lambda: QUEUED.search(gw.output()), 25, what="an event queued")
         said = "the broker must let user 'test-site' write kitchen/test-site/# and read kitchen/test-site/availability"

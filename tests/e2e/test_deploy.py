@@ -63,6 +63,21 @@ def _shipped_conf(broker_dir, plain, tls):
                 .replace("listener 8883", f"listener {tls} 127.0.0.1"))
 
 
+def _mosquitto(conf, log, *ports):
+    """Mosquitto on `conf`, its output in `log`, once it listens on every one of `ports` (else it is
+    stopped and the assertion has the log's tail)."""
+    with open(log, "wb") as broker_log:
+        broker = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=broker_log, stderr=broker_log)
+    try:
+        for port in ports:
+            kg_e2e.wait_port(port, proc=broker, what="mosquitto")
+    except (AssertionError, TimeoutError) as e:
+        broker.kill()
+        broker.wait()
+        raise AssertionError(f"{e}\n{kg_e2e.tail(log)}") from None
+    return broker
+
+
 def test_the_room_accounts_are_not_site_ids(tmp_path):
     """monitor and monitor-* are the room's accounts, which the ACL lets read every site: add-site.sh
     gives them only with --room, and --room gives nothing else."""
@@ -97,18 +112,9 @@ def test_the_broker_conf_is_a_drop_in_for_debians_mosquitto(tmp_path, broker_dir
     assert f"include_dir {broker_dir / 'conf.d'}" in main and f"persistence_location {state}/" in main, main
     (tmp_path / "mosquitto.conf").write_text(main)
     log = tmp_path / "mosquitto.log"
-    with open(log, "wb") as broker_log:
-        broker = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
-                                  stdout=broker_log, stderr=broker_log)
-    try:
-        try:
-            kg_e2e.wait_port(plain, proc=broker, what="mosquitto")
-            kg_e2e.wait_port(tls, proc=broker, what="mosquitto")
-        except (AssertionError, TimeoutError) as e:
-            raise AssertionError(f"{e}\n{kg_e2e.tail(log)}") from None
-    finally:
-        broker.terminate()
-        broker.wait()
+    broker = _mosquitto(tmp_path / "mosquitto.conf", log, plain, tls)
+    broker.terminate()
+    broker.wait()
     # Persistence from Debian's file: the broker saved its state where that file says.
     assert (state / "mosquitto.db").exists(), kg_e2e.tail(log)
 
@@ -119,16 +125,8 @@ def test_site_credentials_acl_and_tls(tmp_path, broker_dir, clips, schemas):
     # No `user root`: started as root, Mosquitto runs as its default user, mosquitto, as a district's
     # broker does, so the files the scripts made must be readable by it (the TLS key, the passwd file).
     (tmp_path / "mosquitto.conf").write_text(_shipped_conf(broker_dir, plain, tls))
-    log = tmp_path / "mosquitto.log"
-    with open(log, "wb") as broker_log:
-        broker = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
-                                  stdout=broker_log, stderr=broker_log)
+    broker = _mosquitto(tmp_path / "mosquitto.conf", tmp_path / "mosquitto.log", plain, tls)
     try:
-        try:
-            kg_e2e.wait_port(plain, proc=broker, what="mosquitto")
-            kg_e2e.wait_port(tls, proc=broker, what="mosquitto")
-        except (AssertionError, TimeoutError) as e:
-            raise AssertionError(f"{e}\n{kg_e2e.tail(log)}") from None
         got = []
         monitor_drops = []
         monitor = mqtt.Client(client_id="monitor-test")
