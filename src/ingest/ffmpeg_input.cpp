@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstring>
 #include <opencv2/core.hpp>
@@ -30,6 +31,12 @@ thread_local std::string t_last_error;
 thread_local std::uint64_t t_rtp_missed = 0;
 constexpr const char* kRtpMissedFormat = "RTP: missed %d packets\n";  // libavformat/rtpdec.c
 
+// When an RTSP answer's last line came on this thread (steady clock, ns): the handshake's progress.
+// FFmpeg's RTSP demuxer traces each line of an answer, and says nothing else a caller could see as
+// it goes from OPTIONS to PLAY.
+thread_local std::int64_t t_rtsp_answer_ns = 0;
+constexpr const char* kRtspLineFormat = "line='%s'\n";  // libavformat/rtsp.c, ff_rtsp_read_reply
+
 // The password in any URL the line names (an RTSP URL in a redirect, say): logs leave the box.
 std::string masked(const std::string& line) {
     std::string out;
@@ -43,7 +50,17 @@ std::string masked(const std::string& line) {
     return out;
 }
 
+std::int64_t steady_now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
 void keep_error_line(void* avcl, int level, const char* format, va_list args) {
+    if (level == AV_LOG_TRACE && format != nullptr && std::strcmp(format, kRtspLineFormat) == 0) {
+        t_rtsp_answer_ns = steady_now_ns();
+        return;
+    }
     if (level == AV_LOG_WARNING && format != nullptr && std::strcmp(format, kRtpMissedFormat) == 0) {
         va_list copy;
         va_copy(copy, args);
@@ -74,12 +91,6 @@ std::string with_reason(const std::string& what) {
     reason.swap(t_last_error);
     if (reason.empty() || what.find(reason) != std::string::npos) return what;
     return fmt::format("{} ({})", what, reason);
-}
-
-std::int64_t steady_now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
 }
 
 bool starts_with(const std::string& s, std::string_view prefix) { return s.rfind(prefix, 0) == 0; }
@@ -114,7 +125,14 @@ FfmpegInput::FfmpegInput(InputOptions options, const std::atomic<bool>& stop)
 int FfmpegInput::interrupt_cb(void* opaque) {
     auto* self = static_cast<FfmpegInput*>(opaque);
     if (self->stop_.load(std::memory_order_relaxed)) return 1;
-    if (steady_now_ns() > self->deadline_ns_.load(std::memory_order_relaxed)) {
+    const std::int64_t now = steady_now_ns();
+    if (self->opening_until_ns_ != 0 && t_rtsp_answer_ns > self->answered_ns_) {
+        // Each answer of the handshake gets the timeout again, up to the opening's own limit.
+        self->answered_ns_ = t_rtsp_answer_ns;
+        self->deadline_ns_.store(std::min(self->answered_ns_ + self->timeout_ns(), self->opening_until_ns_),
+                                 std::memory_order_relaxed);
+    }
+    if (now > self->deadline_ns_.load(std::memory_order_relaxed)) {
         self->timed_out_ = true;
         self->interrupted_ = true;
         return 1;
@@ -122,10 +140,11 @@ int FfmpegInput::interrupt_cb(void* opaque) {
     return 0;
 }
 
+std::int64_t FfmpegInput::timeout_ns() const { return std::chrono::nanoseconds(options_.timeout).count(); }
+
 void FfmpegInput::arm_deadline() {
     timed_out_ = false;
-    deadline_ns_.store(steady_now_ns() + std::chrono::nanoseconds(options_.timeout).count(),
-                       std::memory_order_relaxed);
+    deadline_ns_.store(steady_now_ns() + timeout_ns(), std::memory_order_relaxed);
 }
 
 void FfmpegInput::open() {
@@ -155,12 +174,24 @@ void FfmpegInput::open() {
     arm_deadline();
     t_last_error.clear();
     t_rtp_missed = 0;
+    // input.timeout bounds each answer of an RTSP handshake, as FFmpeg's own `timeout` does, not
+    // all of them: a camera taking 1.6 s over each of OPTIONS, DESCRIBE, SETUP and PLAY never
+    // connected with `timeout: 5s` (the ingest review). A handshake that goes on answering (a
+    // 401 and DESCRIBE again, a SETUP per track) ends all the same at kOpeningAnswers timeouts.
+    const std::int64_t open_start = steady_now_ns();
+    answered_ns_ = t_rtsp_answer_ns;
+    opening_until_ns_ = starts_with(options_.url, "rtsp") ? open_start + kOpeningAnswers * timeout_ns() : 0;
     int err = avformat_open_input(&raw, location.c_str(), format, &opts);
+    opening_until_ns_ = 0;
     av_dict_free(&opts);
     if (err < 0) {
+        // FFmpeg's own socket timeout (the same length) can end a silent step a moment before the
+        // deadline does, and its RTSP demuxer then says "Invalid data found": no answer all the same.
+        const std::int64_t waited = steady_now_ns() - std::max(open_start, t_rtsp_answer_ns);
+        const bool silent = timed_out_ || waited * 10 >= timeout_ns() * 9;
         // avformat_open_input frees the context on failure.
-        throw IngestError(timed_out_ ? IngestError::Kind::stall : IngestError::Kind::open,
-                          timed_out_
+        throw IngestError(silent ? IngestError::Kind::stall : IngestError::Kind::open,
+                          silent
                               ? fmt::format("no answer within {} ms while opening", options_.timeout.count())
                               : with_reason(fmt::format("cannot open: {}", av_error_string(err))));
     }

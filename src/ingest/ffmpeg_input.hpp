@@ -115,6 +115,7 @@ public:
 private:
     static int interrupt_cb(void* opaque);
     void arm_deadline();
+    std::int64_t timeout_ns() const;
     // At a key frame of an announced stream: the picture changed since the key frame before?
     void renew_if_changed(AVStream& stream);
     // The current picture was decoded from packets before the last renewal: it has the old
@@ -127,6 +128,11 @@ private:
     std::atomic<std::int64_t> deadline_ns_{0};
     bool timed_out_ = false;    // the current call's deadline interrupted it
     bool interrupted_ = false;  // a deadline interrupted a read of this connection: it has stalled
+    // While an RTSP input opens: the latest answer seen (steady ns) and the opening's own limit,
+    // kOpeningAnswers timeouts after its start (0: not opening an RTSP input).
+    static constexpr std::int64_t kOpeningAnswers = 8;
+    std::int64_t answered_ns_ = 0;
+    std::int64_t opening_until_ns_ = 0;
 
     FormatContextPtr format_;
     CodecContextPtr codec_;

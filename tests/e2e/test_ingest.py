@@ -7,6 +7,7 @@ import pathlib
 import re
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -521,3 +522,52 @@ def test_rtp_packets_lost_over_udp_are_counted_and_said_with_the_remedy(broker, 
     lost = int(re.search(r'^kg_camera_packets_lost_total\{camera="lossy"\} (\d+)$', metrics, re.M).group(1))
     assert lost >= state["packets_lost"], metrics
     schemas.validate_all(collector)
+
+
+class SlowAnswers(kg_e2e.Relay):
+    """A relay to an RTSP server that holds each RTSP answer for `delay` seconds (the RTP it
+    interleaves passes at once): a camera, or a link, slow to answer each step of the handshake."""
+
+    def __init__(self, port, delay):
+        self.delay = delay
+        self.answers = 0
+        super().__init__(port)
+
+    def carry(self, client, server, n):
+        def held(data):
+            if data.startswith(b"RTSP/"):
+                self.answers += 1
+                time.sleep(self.delay)
+
+        threading.Thread(target=self.pump, args=(client, server), daemon=True).start()
+        threading.Thread(target=self.pump_held, args=(server, client, held), daemon=True).start()
+
+    def pump_held(self, src, dst, before):
+        try:
+            while data := src.recv(65536):
+                before(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        self.drop(src, dst)
+
+    def url(self, mount="/cam"):
+        return f"rtsp://127.0.0.1:{self.port}{mount}"
+
+
+def test_a_camera_slow_to_answer_each_step_of_the_handshake_connects(broker, collector, make_clip, rtsp_server,
+                                                                       gateway, tmp_path):
+    """`input.timeout` bounds each answer, as FFmpeg's own `timeout` does, not the whole handshake:
+    a camera that takes 1.4 s over each of OPTIONS, DESCRIBE, SETUP and PLAY (a loaded camera, a
+    slow mobile link) connects with `timeout: 2s` (it never did: one deadline covered all four)."""
+    server = rtsp_server({"/cam": make_clip([("normal", 90)])})
+    slow = SlowAnswers(server.port, 1.4)
+    try:
+        gw = gateway(kg_e2e.base_config(broker, [kg_e2e.camera("slow", slow.url(), input={"timeout": "2s"})],
+                                        tmp_path))
+        state = collector.wait_for(lambda: frames_flowing(collector, "slow"), 30, what="frames from the slow camera")
+        assert slow.answers >= 4, slow.answers
+        assert state["reconnects_1h"] == 0, (state, gw.output())
+        assert "no answer" not in gw.output(), gw.output()
+    finally:
+        slow.close()
