@@ -157,7 +157,14 @@ void MqttLink::on_own_availability(const Message& m) {
     }
     // Retained: what the broker held before this connection's `online` (the last run's will). Its
     // own `offline` at a clean stop comes with stop_ set.
-    if (m.retained || m.payload != "offline" || stop_ || !connected_) return;
+    if (m.retained || m.payload != "offline" || stop_) return;
+    {
+        // After this connection's `online` came back: the broker hands a client its messages in
+        // the order it took them, so this `offline` came later, whether or not the link is marked
+        // up yet (it is, a moment after the echo).
+        std::lock_guard lock(mutex_);
+        if (!connected_ && !online_echo_) return;
+    }
     try {
         client_->publish(availability_topic_, std::string("online"), kQos1, true);
     } catch (const mqtt::exception& e) {
