@@ -29,6 +29,14 @@ std::vector<std::string> subscription_filters(const MqttSettings& cfg) {
     };
 }
 
+int subscription_qos(const std::string& filter) {
+    const auto ends_with = [&](std::string_view tail) {
+        return filter.size() >= tail.size() &&
+               filter.compare(filter.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    return ends_with("/+/cameras/+/state") || ends_with("/+/sensors/+/state") ? 0 : kQos1;
+}
+
 MqttClient::MqttClient(MqttSettings cfg, MessageHandler handler, std::shared_ptr<spdlog::logger> log)
     : cfg_(std::move(cfg)), handler_(std::move(handler)), log_(std::move(log)) {
     // No Paho persistence: what the monitor must keep is in its database, and with a persistent
@@ -77,7 +85,8 @@ bool MqttClient::connect_once() {
         // may have been expired by the broker.
         const auto filters = subscription_filters(cfg_);
         auto topics = mqtt::string_collection::create(filters);
-        std::vector<int> qos(filters.size(), kQos1);
+        std::vector<int> qos;
+        for (const auto& f : filters) qos.push_back(subscription_qos(f));
         auto sub = client_->subscribe(topics, qos);
         if (!sub->wait_for(kConnectTimeout)) {
             log_->warn("subscribe on {} timed out", cfg_.url);

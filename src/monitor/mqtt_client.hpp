@@ -28,6 +28,14 @@ namespace kg::monitor {
 // every instance, as brokers do not send retained messages to shared subscriptions.
 std::vector<std::string> subscription_filters(const MqttSettings& cfg);
 
+// The QoS the monitor asks for on a filter of subscription_filters(): 0 for the camera and sensor
+// states, 1 for the rest. A state is retained and superseded every mqtt.state_interval, so a
+// persistent session gains nothing by queueing it; queued at QoS 1 they filled the broker's
+// max_queued_messages for a room away for minutes (300 sites: 240 a second, 100000 in 7 minutes),
+// after which the broker dropped the alerts too. At QoS 0 Mosquitto queues none for an absent
+// session (queue_qos0_messages off) nor counts them against the alerts' queue.
+int subscription_qos(const std::string& filter);
+
 class MqttClient {
 public:
     using MessageHandler =

@@ -409,6 +409,37 @@ def test_two_instances_split_a_shared_subscription(broker, monitors, tmp_path):
     assert c.terminate() == 0 and d.terminate() == 0
 
 
+def test_states_queued_while_the_room_is_away_leave_room_for_its_alerts(monitors, tmp_path):
+    """The broker holds a bounded queue for the room's persistent session (max_queued_messages;
+    30 here, 100000 in deploy/mosquitto for about 300 sites). Camera and sensor states come every
+    10 s from every site and are retained: read at QoS 1 they were queued too, filled the queue
+    within minutes of the room going away, and the broker then dropped its alerts. The room reads
+    them at QoS 0: none is queued, the alert is there when the room is back."""
+    (tmp_path / "small").mkdir()
+    broker = kg_e2e.Broker(tmp_path / "small", extra_conf="max_queued_messages 30\n")
+    try:
+        room = monitors(broker, name="room")
+        assert room.terminate() == 0  # away: its session (clean_session false) stays at the broker
+        pub = publisher(broker)
+        state = {"site": "sch-0001", "name": "Cooking", "online": True, "fps_in": 25.0, "fps_analysed": 2.0,
+                 "frames_dropped": 0, "reconnects_1h": 0, "stalls_1h": 0, "decode_errors": 0, "conditions": []}
+        publish_all(pub, [(f"kitchen/sch-0001/cameras/cam{i % 4}/state",
+                           json.dumps({**state, "camera": f"cam{i % 4}", "last_frame_time": now_iso(),
+                                       "time": now_iso()}), ) for i in range(100)], retain=True)
+        alert = "19ab3c0f2e3-0000000000000001"
+        publish_all(pub, [("kitchen/sch-0001/events", json.dumps(event(alert, "sch-0001")))])
+        pub.disconnect()
+        back = monitors(broker, name="room")
+        kg_e2e.wait_until(lambda: alert in back.alert_ids(), 10, interval=0.3,
+                          what="the alert published while the room was away")
+        # The states are current all the same: the retained ones, sent again at the subscription.
+        kg_e2e.wait_until(lambda: len([c for s in back.get("/api/sites") for c in s.get("cameras", [])]) == 4, 10,
+                          what="the four cameras' retained states")
+        assert back.terminate() == 0
+    finally:
+        broker.stop()
+
+
 def test_retention_deletes_closed_alerts_and_old_curves(broker, monitors, tmp_path):
     """Months of a room's records do not fill its disk: a closed alert past `retention.alerts` goes with
     its history and picture, an open one of the same age stays, old roll-ups go, and a late copy of the

@@ -1222,6 +1222,19 @@ TEST(MonitorMqtt, SharedSubscriptionsOnlyForTheEventStreams) {
     EXPECT_EQ(subscription_filters(m).at(4), "kitchen/+/events/#");
 }
 
+TEST(MonitorMqtt, StatesAreReadAtQos0AndEverythingElseAtQos1) {
+    MqttSettings m;
+    m.share_group = "room";
+    std::vector<std::string> qos0;
+    for (const auto& f : subscription_filters(m)) {
+        if (subscription_qos(f) == 0)
+            qos0.push_back(f);
+        else
+            EXPECT_EQ(subscription_qos(f), 1) << f;
+    }
+    EXPECT_EQ(qos0, (std::vector<std::string>{"kitchen/+/cameras/+/state", "kitchen/+/sensors/+/state"}));
+}
+
 TEST(MonitorAuth, PasswordsTokensAndSessions) {
     Auth auth({{"wang", "correct-horse", ""}, {"bot", "", "0123456789abcdef0123"}}, std::chrono::hours(1));
     Request req;
