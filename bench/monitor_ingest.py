@@ -46,12 +46,13 @@ SITE, STREAM = "sch-0901", "00be9c4000be9c40"
 class Monitor:
     """kitchen-monitor on a generated config, its log in <workdir>/monitor.log."""
 
-    def __init__(self, binary, workdir, broker, name="bench-monitor"):
+    def __init__(self, binary, workdir, broker, name="bench-monitor", extra=None):
         cfg = {
             # Two monitors on one broker need two client ids: the broker closes the first at the second's connect.
             "mqtt": {"url": broker.url, "client_id": f"{name}-{os.getpid()}"},
             "db": {"path": str(workdir / "monitor.db")},
             "http": {"listen": "127.0.0.1:0", "operators": [{"name": OPERATOR, "password": PASSWORD}]},
+            **(extra or {}),
         }
         config = workdir / "monitor.yaml"
         config.write_text(yaml.safe_dump(cfg, sort_keys=False))

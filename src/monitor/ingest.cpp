@@ -694,7 +694,13 @@ std::optional<Sequence> Ingest::sequence_of(const std::string& topic, const json
 
 void Ingest::report(const std::string& site, const std::string& stream, const TrackResult& r, TimePoint now) {
     if (r.kind == TrackResult::Kind::started) {
-        if (r.replaced_stream.empty()) {
+        if (!r.renamed_from.empty()) {
+            log_->warn(
+                "{0}: following stream {1} from the number first heard: the room follows it as site {2} "
+                "too (the gateway's site.id was {2}: what it sent before stays there, replays of it "
+                "included; retire {2} once its alerts are dealt with)",
+                site, stream, r.renamed_from);
+        } else if (r.replaced_stream.empty()) {
             log_->info(
                 "{}: following stream {}{}", site, stream,
                 r.from_first ? " from its first number (it began after the room started watching)" : "");

@@ -133,6 +133,9 @@ struct TrackResult {
     // With `started`: the stream is one the site had replaced, current again (its outbox came back);
     // `replaced_stream` is the one it takes over from.
     bool reinstated = false;
+    // With `started` for a site new to the room: the site that follows the same stream (the
+    // gateway's site.id was that one's); the stream is followed here from the number first heard.
+    std::string renamed_from;
     // With `started` for a site that had a stream: its alerts still open, ended by the room with
     // kEndOutboxReplaced (the gateway's record of them went with its outbox).
     std::vector<std::string> ended_alerts;
@@ -344,6 +347,9 @@ public:
     // Deletes at most `batch` rows of each kind past the retention at `now`, in one short
     // transaction, so ingest and the dashboard wait for one batch at most.
     Pruned prune(TimePoint now, int batch = 500);
+    // Brings the query planner's statistics up to date where the tables grew a lot (PRAGMA
+    // optimize): after each retention pass. Speed only: a failure changes nothing else.
+    void optimize();
     const Retention& retention() const { return retention_; }
     // When the room began following sites with this database (the room's clock): the first time
     // the broker granted it the events, which note_watching() is told, once and for all. (Granted
@@ -380,8 +386,10 @@ private:
     Alert read_alert(sqlite::Stmt& s);
     nlohmann::json read_sites(const std::optional<std::string>& only);  // all when nullopt
     // A TEXT column the table had not in an earlier release (alerts.end_reason, rollups.parts).
-    void add_column(const char* table, const char* column);
+    void add_column(const char* table, const char* column, const char* type = "TEXT");
     void add_read_indexes();
+    // Runs a statistics statement (ANALYZE, PRAGMA optimize); its failure changes only speed.
+    void analyse(const char* sql);
     bool was_deleted(const std::string& id);  // caller holds mutex_
     // How long an alert retention deleted is remembered, so that a late copy cannot reopen it.
     static constexpr auto kDeletedAlertMemory = std::chrono::hours(24 * 30);
@@ -395,6 +403,8 @@ private:
     // The site's track of `stream_id` (retired or current); the current one without it.
     std::optional<StreamTrack> load_track(const std::string& site, const std::string* stream_id);
     bool is_retired_stream(const std::string& site, const std::string& stream);
+    // Another site whose current stream is `stream`: the gateway it came from now has another site id.
+    std::optional<std::string> site_following(const std::string& stream, const std::string& except);
     // The start of the latest gateway run whose `gateway` message named the site's `stream`.
     std::optional<TimePoint> run_started(const std::string& site, const std::string& stream);
     // Writes the ranges `after` counted lost since `before` to seq_lost (part of save_track).

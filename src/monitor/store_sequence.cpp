@@ -53,6 +53,13 @@ std::optional<TimePoint> Store::run_started(const std::string& site, const std::
     return text ? parse_iso8601_utc(*text) : std::nullopt;
 }
 
+std::optional<std::string> Store::site_following(const std::string& stream, const std::string& except) {
+    Stmt s(db_, "SELECT site FROM seq_streams WHERE stream = ? AND site != ? AND current = 1 LIMIT 1");
+    s.bind(1, stream).bind(2, except);
+    if (!s.step()) return std::nullopt;
+    return s.text(0);
+}
+
 bool Store::is_retired_stream(const std::string& site, const std::string& stream) {
     Stmt s(db_, "SELECT 1 FROM seq_streams WHERE site = ? AND stream = ? AND current = 0");
     s.bind(1, site).bind(2, stream);
@@ -323,6 +330,15 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
             // seen of it is missing (asked for), not taken as delivered.
             retire_stream(site, *track, now, result);
             track = StreamTrack::replacing(s.stream, track->lost() + track->missing_count());
+        } else if (auto other = site_following(s.stream, site)) {
+            // The stream of a site the room follows under another id: the gateway's site.id
+            // changed. Its numbers so far were delivered under that id, and a replay of them goes
+            // out under it too (the outbox keeps each message's topic). Followed from its first
+            // number here, they were asked for every 5 minutes for a day, each answer counted a
+            // duplicate of the other site, then declared lost (the months review).
+            track = creates == Creates::from_gateway ? StreamTrack::from_gateway(s.stream, s.seq)
+                                                     : StreamTrack::from_message(s.stream, s.seq);
+            result.renamed_from = std::move(*other);
         } else if (began_while_watching(s)) {
             // A site new to the room whose stream began after the room started watching: its first
             // numbers were sent to the room, and those it has not seen (a broker without

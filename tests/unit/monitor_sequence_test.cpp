@@ -1249,3 +1249,48 @@ http:
               "/etc/kitchen-monitor/monitor.yaml:10:19: replay.enabled: expected true or false, not 'maybe'");
     EXPECT_NE(error(base + "replay: {afer: 2s}\n").find("replay.afer: unknown key"), std::string::npos);
 }
+
+// A gateway whose site.id changed (sch-0101 to sch-0102) keeps its outbox and stream. The room
+// followed the new id from the stream's first number: every 5 minutes for a day it asked for
+// 1..40, each answer came under the old id (the outbox keeps each message's topic) as a duplicate
+// there, and at last 40 numbers were declared lost that had all arrived (the months review).
+TEST(MonitorSequenceIngest, ARenamedSiteFollowsItsStreamFromTheNumberFirstHeard) {
+    Store store(":memory:");
+    ASSERT_EQ(store.note_watching(kT0), kT0);
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    auto before = gateway_info(0);
+    before["stream_started"] = "2026-12-01T09:00:00.000Z";  // begun while the room watched
+    ingest.handle("kitchen/sch-0101/gateway", before.dump(), true, kT0 + 25h);
+    for (int n = 1; n <= 40; ++n)
+        ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0 + 25h + 1s);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 40);
+
+    auto renamed = gateway_info(40);
+    renamed["site"] = "sch-0102";
+    renamed["stream_started"] = "2026-12-01T09:00:00.000Z";
+    ingest.handle("kitchen/sch-0102/gateway", renamed.dump(), true, kT0 + 26h);
+    const auto t = store.stream_track("sch-0102");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->mark(), 40);
+    EXPECT_EQ(t->missing_count(), 0);
+    EXPECT_TRUE(store.due_replays(kT0 + 27h, 60s, 5min).empty());
+    EXPECT_NE(
+        log.str().find("sch-0102: following stream 00c0ffee00c0ffee from the number first heard: the room "
+                       "follows it as site sch-0101 too"),
+        std::string::npos)
+        << log.str();
+    // Its alerts from here on are its own, numbered on.
+    ingest.handle("kitchen/sch-0102/events", numbered_event(41, kStream, "sch-0102").dump(), false,
+                  kT0 + 26h + 1s);
+    EXPECT_EQ(store.stream_track("sch-0102")->mark(), 41);
+    EXPECT_EQ(store.stream_track("sch-0101")->mark(), 40);  // the old id keeps what it had
+    EXPECT_EQ(store.count_alerts(), 41);
+
+    // A site new to the room whose stream no other site follows is followed as before.
+    auto fresh = gateway_info(7, kOther);
+    fresh["site"] = "sch-0303";
+    fresh["stream_started"] = "2026-12-01T09:00:00.000Z";
+    ingest.handle("kitchen/sch-0303/gateway", fresh.dump(), true, kT0 + 26h);
+    EXPECT_EQ(store.stream_track("sch-0303")->missing_count(), 7);
+}
