@@ -21,6 +21,9 @@ namespace {
 const std::regex kEventId("^[A-Za-z0-9_-]{8,80}$");
 const std::regex kId("^[A-Za-z0-9_-]{1,64}$");
 constexpr std::size_t kMaxNote = 4000;
+// A retirement's note goes into the close note of each alert it closes, after the words naming the
+// retirement, and a decision's note is at most kMaxNote (decision.schema.json).
+constexpr std::size_t kMaxRetireNote = 1000;
 constexpr int kMaxLimit = 5000;  // alerts in one answer
 // Sensor minutes in one answer: a week is 10,080 a sensor (a site's ten sensors, about 5 MB of JSON).
 constexpr Duration kMaxRollupSpan = std::chrono::hours(24 * 7);
@@ -53,22 +56,53 @@ std::string cookie_attributes(bool https) {
     return https ? "Path=/; HttpOnly; SameSite=Strict; Secure" : "Path=/; HttpOnly; SameSite=Strict";
 }
 
+// What the site said (online/offline on its availability topic), made "silent" when it claims online
+// but nothing arrived within heartbeat_timeout of `heard_from` (a half-open connection, a hung gateway).
+std::string judged(const std::string& availability, std::optional<TimePoint> heard_from, TimePoint at,
+                   Duration heartbeat_timeout) {
+    if (availability == "online" && (!heard_from || at - *heard_from > heartbeat_timeout)) return "silent";
+    return availability;
+}
+
 }  // namespace
 
-void add_site_state(json& site, TimePoint now, Duration heartbeat_timeout) {
-    // online/offline from the availability topic; "silent" when it claims online but nothing
-    // arrived within heartbeat_timeout (a half-open connection, a hung gateway).
-    std::string state =
+void add_site_state(json& site, TimePoint now, Duration heartbeat_timeout, const BrokerLinkState& link) {
+    const std::string availability =
         site["availability"].is_string() ? site["availability"].get<std::string>() : "unknown";
-    std::optional<double> age;
-    if (site["last_seen"].is_string()) {
-        if (const auto t = parse_iso8601_utc(site["last_seen"].get<std::string>()))
-            age = std::chrono::duration<double>(now - *t).count();
-    }
-    if (state == "online" && (!age || *age * 1000 > static_cast<double>(heartbeat_timeout.count())))
-        state = "silent";
-    site["state"] = state;
+    std::optional<TimePoint> seen;
+    if (site["last_seen"].is_string()) seen = parse_iso8601_utc(site["last_seen"].get<std::string>());
+    const std::optional<double> age =
+        seen ? std::optional(std::chrono::duration<double>(now - *seen).count()) : std::nullopt;
     site["heartbeat_age_s"] = age ? json(std::round(*age * 10) / 10) : json(nullptr);
+    site["state_note"] = nullptr;
+    site["last_state"] = nullptr;
+    if (!link.connected) {
+        // Nothing comes while the room is away: the state it last knew, not a verdict on the site.
+        site["state"] = "unknown";
+        site["last_state"] = judged(availability, seen, link.since, heartbeat_timeout);
+        site["state_note"] =
+            fmt::format("the room is not connected to the broker since {}: the site's state is not known",
+                        iso8601_utc(link.since));
+        return;
+    }
+    // The room's own outage does not count against the site: its silence is counted from when the
+    // room could hear it again (its retained state comes at once, its live messages within its
+    // gateway's state_interval).
+    const auto heard_from = seen ? std::max(*seen, link.since) : link.since;
+    site["state"] = judged(availability, heard_from, now, heartbeat_timeout);
+    if (site["state"] == "online" && (!seen || *seen < link.since))
+        site["state_note"] = fmt::format(
+            "not heard from since the room connected to the broker at {}: silent if nothing comes by {}",
+            iso8601_utc(link.since), iso8601_utc(link.since + heartbeat_timeout));
+}
+
+json broker_link_json(const BrokerLinkState& link, TimePoint now, Duration heartbeat_timeout) {
+    const auto settled = link.since + heartbeat_timeout;
+    return {{"connected", link.connected},
+            {"since", iso8601_utc(link.since)},
+            {"last_error", link.last_error.empty() ? json(nullptr) : json(link.last_error)},
+            {"last_error_at", link.last_error_at ? json(iso8601_utc(*link.last_error_at)) : json(nullptr)},
+            {"settling_until", link.connected && now < settled ? json(iso8601_utc(settled)) : json(nullptr)}};
 }
 
 json alert_json(const Alert& a, const std::array<Deadline, 3>& deadlines, TimePoint now) {
@@ -119,6 +153,35 @@ bool json_media_type(const Request& req) {
     type = type.substr(0, type.find(';'));
     while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
     return boost::beast::iequals(type, "application/json");
+}
+
+// Why `site` (its row judged by add_site_state with `link`) may not be retired now; empty when it
+// may. Only an offline or silent site is: the room must not close the alerts of a canteen that is
+// working, nor guess while it cannot hear any.
+std::string retire_refusal(const json& row, const std::string& site, const BrokerLinkState& link,
+                           Duration heartbeat_timeout) {
+    if (!link.connected)
+        return fmt::format(
+            "the room is not connected to the broker since {}: whether {} is online is not known; retire it "
+            "once the room is connected again",
+            iso8601_utc(link.since), site);
+    const auto state = row["state"].get<std::string>();
+    if (state == "offline" || state == "silent") return {};
+    const auto age = row["heartbeat_age_s"];
+    const std::string heard =
+        age.is_number() ? fmt::format(", last heard {:.0f} s ago", age.get<double>()) : "";
+    if (state == "online")
+        return fmt::format(
+            "{} is online (its gateway says so{}{}): only a site that is offline or silent can be retired; "
+            "stop its gateway first",
+            site, heard, row["state_note"].is_string() ? "; " + row["state_note"].get<std::string>() : "");
+    // unknown: it never said online or offline. Retired once it is as quiet as a silent site.
+    if (age.is_number() && age.get<double>() * 1000 <= static_cast<double>(heartbeat_timeout.count()))
+        return fmt::format(
+            "{} is sending{} (it never said online or offline): only a site that is offline or silent can be "
+            "retired",
+            site, heard);
+    return {};
 }
 
 class Api {
@@ -208,7 +271,7 @@ public:
         const auto parts = path_parts(path);
         const bool read_route =
             path == "/api/stream" || path == "/api/me" || path == "/api/sites" || path == "/api/checks" ||
-            path == "/api/alerts" ||
+            path == "/api/alerts" || path == "/api/retired-sites" ||
             (parts.size() >= 3 && parts[0] == "api" && parts[1] == "alerts" &&
              (parts.size() == 3 || (parts.size() == 4 && parts[3] == "snapshot.jpg"))) ||
             (parts.size() == 4 && parts[0] == "api" && parts[1] == "sites" && parts[3] == "rollups");
@@ -235,10 +298,17 @@ public:
                 deadlines.push_back(
                     {{"acknowledge_s", d.acknowledge ? json(d.acknowledge->count() / 1000) : json(nullptr)},
                      {"close_s", d.close ? json(d.close->count() / 1000) : json(nullptr)}});
+            // The room's own link: while it is down the page says that no site's state is known,
+            // rather than show every canteen silent.
             return {json_response(
-                req, {{"operator", *who}, {"deadlines", deadlines}, {"time", iso8601_utc(now)}})};
+                req, {{"operator", *who},
+                      {"deadlines", deadlines},
+                      {"time", iso8601_utc(now)},
+                      {"heartbeat_timeout_s", ctx_.cfg.heartbeat_timeout.count() / 1000.0},
+                      {"broker", broker_link_json(link_state(), now, ctx_.cfg.heartbeat_timeout)}})};
         }
         if (path == "/api/sites") return {sites(req, now)};
+        if (path == "/api/retired-sites") return {json_response(req, ctx_.store.retirements())};
         if (path == "/api/checks") return {json_response(req, ctx_.store.checks())};
         if (path == "/api/alerts") return {alerts(req, query, now)};
 
@@ -258,6 +328,13 @@ public:
             if (!std::regex_match(parts[2], kId))
                 return {error_response(req, http::status::not_found, "no such site")};
             return {rollups(req, parts[2], query, now)};
+        }
+        if (parts.size() == 4 && parts[0] == "api" && parts[1] == "sites" && parts[3] == "retire") {
+            if (method != http::verb::post)
+                return {error_response(req, http::status::method_not_allowed, "POST only")};
+            if (!std::regex_match(parts[2], kId))
+                return {error_response(req, http::status::not_found, "no such site")};
+            return {retire(req, parts[2], *who, client, now)};
         }
         return {error_response(req, http::status::not_found, "not found")};
     }
@@ -330,7 +407,8 @@ private:
 
     Response sites(const Request& req, TimePoint now) {
         auto list = ctx_.store.sites();
-        for (auto& s : list) add_site_state(s, now, ctx_.cfg.heartbeat_timeout);
+        const auto link = link_state();
+        for (auto& s : list) add_site_state(s, now, ctx_.cfg.heartbeat_timeout, link);
         return json_response(req, list);
     }
 
@@ -399,8 +477,9 @@ private:
         return res;
     }
 
-    Response act(const Request& req, const std::string& id, Action action, const std::string& who,
-                 const std::string& client, TimePoint now) {
+    // The `note` of an operator action's body ({"note": "..."}, optional), or the answer refusing
+    // the request: not JSON, or a note that is not a text or is over `max` bytes.
+    std::optional<Response> read_note(const Request& req, std::size_t max, std::string& note) {
         // JSON only: a cross-site form cannot send it without a CORS preflight, which is refused.
         if (!json_media_type(req))
             return error_response(req, http::status::unsupported_media_type, "send application/json");
@@ -416,16 +495,22 @@ private:
         }
         if (!body.is_object())
             return error_response(req, http::status::bad_request, "expected a JSON object");
-        std::string note;
         if (body.contains("note")) {
             if (!body["note"].is_string())
                 return error_response(req, http::status::bad_request, "note is a text");
             note = body["note"];
         }
-        if (note.size() > kMaxNote)
+        if (note.size() > max)
             return error_response(
                 req, http::status::payload_too_large,
-                fmt::format("note too long: {} bytes, at most {} (UTF-8)", note.size(), kMaxNote));
+                fmt::format("note too long: {} bytes, at most {} (UTF-8)", note.size(), max));
+        return std::nullopt;
+    }
+
+    Response act(const Request& req, const std::string& id, Action action, const std::string& who,
+                 const std::string& client, TimePoint now) {
+        std::string note;
+        if (auto refused = read_note(req, kMaxNote, note)) return std::move(*refused);
         const auto result = ctx_.store.act(id, action, who, note, now, ctx_.cfg.mqtt.client_id);
         if (result.code == ActionResult::Code::not_found)
             return error_response(req, http::status::not_found, "no such alert");
@@ -436,6 +521,42 @@ private:
         ctx_.on_action(*result.record);
         const auto a = ctx_.store.alert(id);
         return json_response(req, a ? alert_json(*a, ctx_.cfg.deadlines, now) : json::object());
+    }
+
+    // An operator retires a site the room should no longer watch (decommissioned, renamed): its open
+    // alerts closed in its name, its cameras, sensors and sequence following forgotten, its row gone.
+    // Only a site that is offline or silent: one that is online is working, and would be back at
+    // its next message anyway.
+    Response retire(const Request& req, const std::string& site, const std::string& who,
+                    const std::string& client, TimePoint now) {
+        std::string note;
+        if (auto refused = read_note(req, kMaxRetireNote, note)) return std::move(*refused);
+        auto row = ctx_.store.site(site);
+        if (!row) return error_response(req, http::status::not_found, fmt::format("no such site '{}'", site));
+        const auto link = link_state();
+        add_site_state(*row, now, ctx_.cfg.heartbeat_timeout, link);
+        if (const auto why = retire_refusal(*row, site, link, ctx_.cfg.heartbeat_timeout); !why.empty())
+            return error_response(req, http::status::conflict, why);
+        const auto done = ctx_.store.retire_site(site, who, note, now, ctx_.cfg.mqtt.client_id);
+        if (!done)
+            return error_response(req, http::status::not_found, fmt::format("no such site '{}'", site));
+        log_->info(
+            "{} retired site {} from {}: {} open alert(s) closed, {} camera(s) and {} sensor(s) forgotten{}",
+            who, site, client, done->closed.size(), done->cameras, done->sensors,
+            note.empty() ? "" : ": " + kg::shortened_text(note, 200));  // one printable line
+        // Each closed alert is a decision published to the site, and a change the dashboards show.
+        json closed = json::array();
+        for (const auto& record : done->closed) {
+            ctx_.on_action(record);
+            closed.push_back(record.event_id);
+        }
+        return json_response(req, {{"site", site},
+                                   {"retired_at", done->retired_at},
+                                   {"operator", who},
+                                   {"note", note},
+                                   {"alerts_closed", closed},
+                                   {"cameras", done->cameras},
+                                   {"sensors", done->sensors}});
     }
 
     Response rollups(const Request& req, const std::string& site, const std::map<std::string, std::string>& q,
@@ -530,6 +651,10 @@ private:
         }
         if (ctx_.notification_metrics) out += ctx_.notification_metrics();
         return make_response(req, http::status::ok, std::move(out), "text/plain; version=0.0.4");
+    }
+
+    BrokerLinkState link_state() const {
+        return ctx_.broker_link ? ctx_.broker_link() : BrokerLinkState{true, TimePoint{}, {}, std::nullopt};
     }
 
     ApiContext ctx_;

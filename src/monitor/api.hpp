@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "monitor/auth.hpp"
+#include "monitor/broker_link.hpp"
 #include "monitor/ingest.hpp"
 #include "monitor/monitor_config.hpp"
 #include "monitor/store.hpp"
@@ -21,8 +22,17 @@ namespace kg::monitor {
 nlohmann::json alert_json(const Alert& a, const std::array<Deadline, 3>& deadlines, TimePoint now);
 
 // A site of Store::sites() as the API and the event stream show it: its state (online, offline,
-// unknown, or silent: online but nothing heard within `heartbeat_timeout`) and heartbeat age at `now`.
-void add_site_state(nlohmann::json& site, TimePoint now, Duration heartbeat_timeout);
+// unknown, or silent: online but nothing heard within `heartbeat_timeout`) and heartbeat age at `now`,
+// judged with the room's own link to the broker. While it is down every site is `unknown` (the room
+// hears nothing: a site gone quiet and the room's deafness look alike) with its `last_state`; once it
+// is up, a site's silence is counted from when the room could hear again, not across the room's
+// outage. `state_note` says why a state is not what the site itself said (null otherwise).
+void add_site_state(nlohmann::json& site, TimePoint now, Duration heartbeat_timeout,
+                    const BrokerLinkState& link);
+
+// The room's link as /api/me gives it: connected, since, the last error, and while the sites' states
+// are still coming in after it came up, until when (`settling_until`).
+nlohmann::json broker_link_json(const BrokerLinkState& link, TimePoint now, Duration heartbeat_timeout);
 
 struct ApiContext {
     Store& store;
@@ -39,6 +49,9 @@ struct ApiContext {
     std::function<std::string()> store_failure;
     // The sites' clocks against the room's (Ingest::clock()); /metrics gives it when it is known.
     const ClockWatch* clock = nullptr;
+    // The room's own link to the broker (MqttClient::link()), which the sites' states are judged
+    // with; without one, connected for good.
+    std::function<BrokerLinkState()> broker_link;
 };
 
 WebHandler make_api(ApiContext ctx, std::shared_ptr<spdlog::logger> log);

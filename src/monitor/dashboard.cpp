@@ -50,15 +50,20 @@ const std::string& dashboard_html() {
   svg.chart { width: 100%; height: 170px; background: #fafafa; border: 1px solid #eee; }
   ul.plain { list-style: none; padding: 0; margin: 0; }
   ul.plain li { padding: .15em 0; border-bottom: 1px dotted #eee; }
+  #room-banner { padding: .6em 1em; background: var(--sev1); color: #fff; font-weight: 600; }
+  #room-banner .detail { font-weight: normal; opacity: .9; }
+  #room-note { font-size: .85em; color: #ffe082; }
 </style>
 </head>
 <body>
 <header>
   <h1>Kitchen monitor &mdash; monitoring room</h1>
+  <span id="room-note"></span>
   <span id="live">offline</span>
   <span id="who"></span>
   <button id="logout" class="hidden">Sign out</button>
 </header>
+<div id="room-banner" class="hidden" role="alert"></div>
 
 <section id="login" class="hidden">
   <h2>Sign in</h2>
@@ -90,9 +95,10 @@ const std::string& dashboard_html() {
     <section>
       <h2>Sites</h2>
       <table>
-        <thead><tr><th>Site</th><th>State</th><th>Last heartbeat</th><th>Cameras online</th><th>Sensors</th><th>Open alerts</th><th>Messages</th></tr></thead>
+        <thead><tr><th>Site</th><th>State</th><th>Last heartbeat</th><th>Cameras online</th><th>Sensors</th><th>Open alerts</th><th>Messages</th><th></th></tr></thead>
         <tbody id="sites"></tbody>
       </table>
+      <p id="sites-error" class="error"></p>
     </section>
   </div>
   <div>
@@ -159,6 +165,7 @@ function showLogin() {
   $("#login").classList.remove("hidden"); $("#app").classList.add("hidden"); $("#logout").classList.add("hidden");
   $("#who").textContent = "";
   state.signedIn = false;
+  state.room = null; showRoom();
   closeStream();
 }
 function showApp(name) {
@@ -248,7 +255,34 @@ window.addEventListener("pageshow", resumeStream);  // back from the back/forwar
 document.addEventListener("freeze", closeStream);
 document.addEventListener("resume", resumeStream);
 
-function refreshAll() { refreshSites(); refreshAlerts(); refreshChecks(); refreshDetail(); refreshCharts(); }
+function refreshAll() { refreshRoom(); refreshSites(); refreshAlerts(); refreshChecks(); refreshDetail(); refreshCharts(); }
+
+// The room's own link to the broker (/api/me, every 5 s while shown). While it is down nothing comes
+// from any site: the page says so above everything and shows no site's state as known, where it
+// showed every canteen going silent. Once it is back the list is read again: the states are judged
+// anew as the sites' retained states come.
+const kRoomEveryMs = 5000;
+const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+function showRoom() {
+  const b = state.room, banner = $("#room-banner"), note = $("#room-note");
+  const down = !!b && !b.connected;
+  banner.classList.toggle("hidden", !down);
+  banner.innerHTML = !down ? "" : `The room is not connected to the broker since ${esc(clock(b.since))}: the sites' states are not known.` +
+    (b.last_error ? ` <span class="detail">Last error: ${esc(b.last_error)}${b.last_error_at ? ` (${esc(when(b.last_error_at))})` : ""}</span>` : "");
+  note.textContent = b && b.connected && b.settling_until ? `connected at ${clock(b.since)}: sites' states coming in` : "";
+  note.title = b && b.settling_until ? `a site not heard from since is judged silent from ${when(b.settling_until)}` : "";
+}
+async function refreshRoom() {
+  if (!state.signedIn || document.hidden) return;
+  let me;
+  try { me = await api("/api/me"); } catch (e) { return; }
+  const before = state.room;
+  state.room = me.broker || null;
+  showRoom();
+  if (!before || !state.room) return;
+  if (before.connected !== state.room.connected || before.since !== state.room.since) { renderSites(); readSiteListAgain(); }
+}
+setInterval(refreshRoom, kRoomEveryMs);
 
 function fillSelect(sel, values, keepFirst) {
   const current = sel.value;
@@ -286,6 +320,27 @@ async function refreshSites() {
   renderSites();
 }
 
+// A site's state as shown. While the room is not connected a row read before says what the room knew
+// then: shown as not known, with that as its last state.
+function siteState(s) {
+  const deaf = !!state.room && !state.room.connected;
+  const shown = deaf ? "unknown" : s.state;
+  const last = deaf ? (s.last_state || s.state) : s.last_state;
+  const lines = [];
+  if (shown === "unknown" && last && last !== "unknown") lines.push(`last: ${last}`);
+  if (!deaf && s.state === "online" && s.state_note) lines.push("not heard from since the room connected");
+  const note = deaf && !s.state_note ? "the room is not connected to the broker: the site's state is not known" : (s.state_note || "");
+  return `<td class="state state-${esc(shown)}" title="${esc(note)}">${esc(shown)}` +
+    lines.map((l) => `<div class="muted">${esc(l)}</div>`).join("") + "</td>";
+}
+// Only a site that is offline or silent can be retired (the room says why not otherwise), and not
+// while the room cannot hear any.
+function retireButton(s) {
+  const deaf = !!state.room && !state.room.connected;
+  return !deaf && ["offline", "silent", "unknown"].includes(s.state)
+    ? `<button class="retire" data-site="${esc(s.site)}" title="stop watching this site: decommissioned or renamed">Retire</button>` : "";
+}
+
 function renderSites() {
   const sites = [...state.sites.values()].sort((a, b) => (a.site < b.site ? -1 : a.site > b.site ? 1 : 0));
   $("#sites").innerHTML = sites.map((s) => {
@@ -297,11 +352,11 @@ function renderSites() {
     // mostly silent (an alert that never comes), so the room is told, not only the box's log.
     const warnings = (s.config_warnings || []).map((w) => `<div class="config-warning">configuration: ${esc(w)}</div>`).join("");
     return `<tr data-site="${esc(s.site)}"><td>${esc(s.site)}<div class="muted">${esc(s.name || "")}</div>${warnings}</td>` +
-      `<td class="state-${esc(s.state)}">${esc(s.state)}</td><td>${esc(age)}</td>` +
+      `${siteState(s)}<td>${esc(age)}</td>` +
       `<td>${online} / ${cams.length}</td><td class="muted">${sensors}</td>` +
       `<td>${s.open_alerts}${s.open_tier1 ? ` <span class="flag">(${s.open_tier1} tier 1)</span>` : ""}</td>` +
-      `<td class="messages">${messages(s)}</td></tr>`;
-  }).join("") || `<tr><td colspan="7" class="muted">No site has reported yet.</td></tr>`;
+      `<td class="messages">${messages(s)}</td><td>${retireButton(s)}</td></tr>`;
+  }).join("") || `<tr><td colspan="8" class="muted">No site has reported yet.</td></tr>`;
   const ids = sites.map((s) => s.site);
   // Refilled only when a site came or went: an open drop-down would close at every live update.
   if (ids.join("\n") === state.siteIds) return;
@@ -471,6 +526,25 @@ $("#alerts").addEventListener("click", (e) => {
   document.querySelectorAll("tr.alert").forEach((r) => r.classList.toggle("selected", r.dataset.id === state.selected));
   $("#d-note").value = ""; $("#d-error").textContent = "";
   refreshDetail();
+});
+// Retiring a site (decommissioned, renamed) closes its open alerts in the operator's name and takes it
+// out of the room: asked once more, with what it does, before it is done.
+async function retire(site) {
+  const s = state.sites.get(site) || {};
+  const question = `Retire site ${site}${s.name ? ` (${s.name})` : ""}?\n\n` +
+    `Its ${s.open_alerts || 0} open alert(s) will be closed in your name, its cameras and sensors forgotten, ` +
+    `and it leaves the list of sites. If it publishes again, it comes back as a new site.`;
+  if (!window.confirm(question)) return;
+  $("#sites-error").textContent = "";
+  try { await post(`/api/sites/${encodeURIComponent(site)}/retire`, {}); }
+  catch (e) { $("#sites-error").textContent = `retire ${site}: ${e.message}`; return; }
+  state.sites.delete(site);
+  renderSites(); readSiteListAgain(); refreshAlerts();
+}
+function readSiteListAgain() { schedule("sites"); }
+$("#sites").addEventListener("click", (e) => {
+  const btn = e.target.closest("button.retire");
+  if (btn) retire(btn.dataset.site);
 });
 $("#d-ack").addEventListener("click", () => act(state.selected, "acknowledge", $("#d-note").value));
 $("#d-close").addEventListener("click", async () => { if (await act(state.selected, "close", $("#d-note").value)) $("#d-note").value = ""; });

@@ -292,6 +292,7 @@ Ingest::Ingest(Store& store, std::string topic_prefix, std::shared_ptr<spdlog::l
       // Bounded, though a key is only a site the room knows: a room of thousands of sites still
       // keeps a small map.
       message_warnings_(warnings_per_minute, std::chrono::minutes(1), 4096),
+      clear_lines_(warnings_per_minute, std::chrono::minutes(1), 4096),
       clock_(log_) {}
 
 void Ingest::state_stored(Store::SourceStored stored, const std::string& topic, const std::string& payload,
@@ -312,21 +313,25 @@ void Ingest::state_stored(Store::SourceStored stored, const std::string& topic, 
     }
 }
 
-template <typename... Args>
-void Ingest::warn_of_message(const std::string& topic, fmt::format_string<Args...> format, Args&&... args) {
-    // The sender: a site the room knows, by the topic's site level; everyone else is one sender (a
-    // topic outside the tree, a site never heard right: anyone with the broker's password can send
-    // a new name with every message, and the known sites' lines must not wait behind theirs).
-    std::string sender = "(no site the room knows)";
+std::string Ingest::sender_of(const std::string& topic) {
+    // A site the room knows, by the topic's site level; everyone else is one sender (a topic outside
+    // the tree, a site never heard right: anyone with the broker's password can send a new name with
+    // every message, and the known sites' lines must not wait behind theirs).
     if (topic.size() > prefix_.size() + 1 && topic.starts_with(prefix_) && topic[prefix_.size()] == '/') {
         auto site = topic.substr(prefix_.size() + 1);
         site.resize(std::min(site.find('/'), site.size()));
         try {
-            if (std::regex_match(site, kId) && store_.has_site(site)) sender = std::move(site);
+            if (std::regex_match(site, kId) && store_.has_site(site)) return site;
         } catch (const std::exception&) {
             // The database does not answer: one sender for all, the line still goes through.
         }
     }
+    return "(no site the room knows)";
+}
+
+template <typename... Args>
+void Ingest::warn_of_message(const std::string& topic, fmt::format_string<Args...> format, Args&&... args) {
+    const auto sender = sender_of(topic);
     const auto verdict = message_warnings_.pass(sender);
     if (!verdict.log) return;
     auto line = fmt::format(format, std::forward<Args>(args)...);
@@ -342,6 +347,32 @@ void Ingest::refuse(const std::string& topic, const std::string& payload, const 
     // of the sender's own.
     warn_of_message(topic, "refused message on {}: {} (payload {} bytes: {})", topic,
                     shortened_text(why, 400), payload.size(), excerpt(payload));
+}
+
+void Ingest::retained_cleared(const std::string& topic, const std::string& site, const std::string& kind) {
+    // What the room last heard stays: a clear deletes the broker's copy (a site decommissioned, its
+    // topics tidied), it says nothing of the gateway. Refused, it was counted as a broken message and
+    // logged as one ("not online or offline", "not JSON"), twice a clear.
+    if (!clear_lines_.pass(sender_of(topic)).log) return;
+    log_->info(
+        "{}: its retained {} message was cleared on the broker (an empty message on {}): the room keeps "
+        "what it last heard",
+        site, kind, topic);
+}
+
+void Ingest::ignore_retired(const std::string& topic, const std::string& site) {
+    {
+        std::lock_guard lock(retired_mutex_);
+        if (!retired_said_.insert(site).second) {
+            log_->debug("{} ignored: {} was retired", topic, site);
+            return;
+        }
+    }
+    log_->info(
+        "{} was retired by an operator: what the broker kept of it ({}, sent again at each connection, and "
+        "its last will) is ignored; a message of its own brings it back as a new site (clear a retained "
+        "topic with mosquitto_pub -r -n -t <topic>)",
+        site, topic);
 }
 
 void Ingest::handle(const std::string& topic, const std::string& payload, bool retained, TimePoint now) {
@@ -431,10 +462,20 @@ void Ingest::route(const std::string& topic, const std::string& payload, bool re
     // not make one: a garbage topic left a site in the list for good. Nor does `offline`: the
     // broker publishes it for a gateway that is gone (its last will), and counted, "last heard"
     // showed when the broker noticed, not the gateway's last word (the 55th session's review).
+    const bool will = kind == "availability" && payload == "offline";
+    // An empty message on a topic that is kept retained clears it (the broker's way to delete a
+    // retained message): whoever tidied the broker spoke, not the site. No heartbeat, and no site.
+    const bool clear =
+        payload.empty() &&
+        (((kind == "availability" || kind == "gateway") && parts.size() == 3) ||
+         ((kind == "cameras" || kind == "sensors") && parts.size() == 5 && parts[4] == "state"));
+    // What the broker kept of a site an operator retired (its retained messages, sent again at each
+    // subscription, and its last will) would bring it back at every connection: its own next
+    // message does.
+    if ((retained || will) && !clear && store_.retired(site)) return ignore_retired(topic, site);
     const auto refused = counters_.refused.load();
     route_site(topic, parts, payload, retained, now);
-    const bool will = kind == "availability" && payload == "offline";
-    if (!retained && !will && (counters_.refused.load() == refused || store_.has_site(site)))
+    if (!retained && !will && !clear && (counters_.refused.load() == refused || store_.has_site(site)))
         store_.site_seen(site, now);
 }
 
@@ -443,6 +484,8 @@ void Ingest::route_site(const std::string& topic, const std::vector<std::string>
     const std::string& site = parts[1];
     const std::string& kind = parts[2];
     const bool snapshot = kind == "events" && parts.size() == 5 && parts[4] == "snapshot";
+    if (payload.empty() && (kind == "availability" || kind == "gateway") && parts.size() == 3)
+        return retained_cleared(topic, site, kind);
     if (kind == "availability" && parts.size() == 3) {
         if (payload != "online" && payload != "offline")
             return refuse(topic, payload, "not online or offline");

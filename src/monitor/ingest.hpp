@@ -14,6 +14,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "common/log_throttle.hpp"
@@ -83,6 +84,14 @@ private:
     void route_site(const std::string& topic, const std::vector<std::string>& parts,
                     const std::string& payload, bool retained, TimePoint now);
     void refuse(const std::string& topic, const std::string& payload, const std::string& why);
+    // Who sent a message, for the per-sender throttles: a site the room knows by the topic's site
+    // level, everyone else one sender.
+    std::string sender_of(const std::string& topic);
+    // An empty message on a site's availability or gateway topic: the broker's retained copy was
+    // deleted (`mosquitto_pub -r -n`). Said at info (a few a minute per sender), not refused.
+    void retained_cleared(const std::string& topic, const std::string& site, const std::string& kind);
+    // A retained message (or last will) of a site an operator retired: not stored, said once a site.
+    void ignore_retired(const std::string& topic, const std::string& site);
     // A warning caused by one message (a refusal, a field ignored): throttled per sender, a site the
     // room knows or, all together, the rest (see KeyedLogThrottle). Every such message is counted.
     template <typename... Args>
@@ -108,6 +117,9 @@ private:
     bool track_sequences_;
     Counters counters_;
     KeyedLogThrottle message_warnings_;
+    KeyedLogThrottle clear_lines_;  // retained_cleared's
+    std::mutex retired_mutex_;
+    std::set<std::string> retired_said_;  // the retired sites ignore_retired spoke of (this run)
     ClockWatch clock_;
     // Per site: when a found number was last logged, and how many were found since.
     struct FoundLog {

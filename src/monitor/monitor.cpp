@@ -19,7 +19,7 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
               // costs the store's lock that ingest waits on.
               if (hub_->streams() == 0) return std::nullopt;
               auto row = store_.site(site);
-              if (row) add_site_state(*row, Clock::now(), cfg_.heartbeat_timeout);
+              if (row) add_site_state(*row, Clock::now(), cfg_.heartbeat_timeout, mqtt_->link());
               return row;
           },
           [this](const json& rows) {
@@ -86,7 +86,8 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
                    [this] { return replay_ ? replay_->given_up() : 0; },
                    [this] { return notifier_ ? notifier_->metrics_text() : std::string(); },
                    [this] { return ingest_->store_failure(); },
-                   &ingest_->clock()};
+                   &ingest_->clock(),
+                   [this] { return mqtt_->link(); }};
     auto http_log = logging.get("http");
     WebLimits limits;
     limits.http.trusted_proxies = web::TrustedProxies::parse(cfg_.http.trusted_proxies);

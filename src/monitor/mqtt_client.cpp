@@ -46,6 +46,7 @@ MqttClient::MqttClient(MqttSettings cfg, MessageHandler handler, std::shared_ptr
         connected_ = false;
         losses_.fetch_add(1);
         log_->warn("connection to {} lost{}{}", cfg_.url, cause.empty() ? "" : ": ", cause);
+        link_down(cause.empty() ? "connection lost" : "connection lost: " + cause);
         worker_.wake();
     });
     client_->set_message_callback([this](mqtt::const_message_ptr msg) {
@@ -62,8 +63,11 @@ MqttClient::MqttClient(MqttSettings cfg, MessageHandler handler, std::shared_ptr
 MqttClient::~MqttClient() { stop(); }
 
 void MqttClient::start() {
+    link_.connecting(Clock::now());
     worker_.start([this] { run(); });
 }
+
+void MqttClient::link_down(std::string why) { link_.down(Clock::now(), std::move(why)); }
 
 bool MqttClient::connect_once() {
     auto builder = mqtt::connect_options_builder()
@@ -79,6 +83,7 @@ bool MqttClient::connect_once() {
         auto token = client_->connect(builder.finalize());
         if (!token->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
             log_->warn("connect to {} timed out", cfg_.url);
+            link_down("connecting timed out");
             return false;
         }
         // Subscribed again on every connect: a clean session forgot them, and a persistent one
@@ -90,6 +95,7 @@ bool MqttClient::connect_once() {
         auto sub = client_->subscribe(topics, qos);
         if (!sub->wait_for(kConnectTimeout)) {
             log_->warn("subscribe on {} timed out", cfg_.url);
+            link_down("subscribing timed out");
             client_->disconnect()->wait_for(std::chrono::seconds(2));
             return false;
         }
@@ -112,6 +118,7 @@ bool MqttClient::connect_once() {
             }
         }
         if (events_refused) {
+            link_down("the broker refused the subscription to the events (its ACL?)");
             client_->disconnect()->wait_for(std::chrono::seconds(2));
             return false;
         }
@@ -120,14 +127,19 @@ bool MqttClient::connect_once() {
         const auto why = publish::connect_failure(e.get_return_code(), e.what(), &tls_errors_, &refused);
         log_->log(refused ? spdlog::level::err : spdlog::level::warn, "cannot connect to {}: {}", cfg_.url,
                   why);
+        link_down("cannot connect: " + why);
         return false;
     }
     // A loss after the SUBACK and before this line has already been reported: marked up after it,
     // the client would never reconnect and the room would stop receiving alerts.
     connected_ = true;
+    // After the SUBACK: every site's retained state comes from here on. Marked before the look
+    // below, as connected_ is, so that a loss from here on leaves the link down.
+    link_.up(Clock::now());
     if (losses_.load() != losses || !client_->is_connected()) {
         connected_ = false;
         log_->warn("connection to {} lost while it was being set up; connecting again", cfg_.url);
+        link_down("connection lost while it was being set up");
         return false;
     }
     log_->info("connected to {} as {}{}", cfg_.url, cfg_.client_id,
@@ -155,6 +167,7 @@ void MqttClient::run() {
         if (!worker_.stopping() && connected_ && !client_->is_connected()) {
             log_->warn("connection to {} found closed; connecting again", cfg_.url);
             connected_ = false;
+            link_down("connection found closed");
         }
     }
 }
@@ -170,6 +183,7 @@ void MqttClient::stop() {
         connected_ = false;
         log_->info("disconnected");
     }
+    link_down("the monitor is stopping");
     // Paho's threads may still call in (a disconnect that did not finish within the wait), and
     // the handler they call is destroyed before the client.
     try {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/worker_thread.hpp"
+#include "monitor/broker_link.hpp"
 #include "monitor/monitor_config.hpp"
 #include "publish/mqtt_link.hpp"
 
@@ -53,6 +54,8 @@ public:
     void start();
     void stop();
     bool connected() const { return connected_.load(); }
+    // Connected or not, since when, and the last error: what the sites' states are judged with.
+    BrokerLinkState link() const { return link_.state(); }
 
     // QoS 1: waits for PUBACK; false on any failure or timeout (the caller tries again later).
     bool publish_confirmed(const std::string& topic, const std::string& payload, int qos,
@@ -61,6 +64,8 @@ public:
 private:
     bool connect_once();
     void run();
+    // Tells the link an attempt failed (or the connection was lost) and why: the dashboard says it.
+    void link_down(std::string why);
 
     MqttSettings cfg_;
     MessageHandler handler_;
@@ -70,6 +75,7 @@ private:
     std::unique_ptr<mqtt::async_client> client_;
     std::atomic<bool> connected_{false};
     std::atomic<std::uint64_t> losses_{0};  // connection-lost callbacks so far
+    BrokerLink link_;
     WorkerThread worker_;
 };
 

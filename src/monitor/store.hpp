@@ -320,6 +320,30 @@ public:
     std::vector<ActionRecord> unpublished_actions(int limit);
     void mark_published(std::int64_t seq, TimePoint when);
 
+    // --- retiring a site (store_sites.cpp) ---
+    // What retire_site did: when, the alerts it closed (as actions: decisions to publish to the site,
+    // as any close is), and how many cameras and sensors it forgot.
+    struct SiteRetired {
+        std::string retired_at;
+        std::vector<ActionRecord> closed;
+        std::int64_t cameras = 0, sensors = 0;
+    };
+    // An operator retires a site the room should stop watching (decommissioned, renamed), in one
+    // transaction: its alerts not closed are closed by `operator_name`, the note naming the
+    // retirement (kept, as closed alerts are, until retention.alerts); its cameras, sensors,
+    // sequence following (so no replay is asked of it again), and the clip reports and pictures
+    // waiting for an alert that never came are forgotten; its row goes, and the retirement is kept
+    // on record. The caller decides whether it may be (api.cpp: offline or silent). nullopt: the
+    // room has no such site. Should the site publish again, it comes back as a new site.
+    std::optional<SiteRetired> retire_site(const std::string& site, const std::string& operator_name,
+                                           const std::string& note, TimePoint now,
+                                           const std::string& monitor_id = "monitor");
+    // Retired and not heard from since (no row): what the broker kept of it (retained messages, sent
+    // again at each subscription; its last will) must not bring it back (ingest.cpp).
+    bool retired(const std::string& site);
+    // The retirements on record, newest first: who retired which site, when and why.
+    nlohmann::json retirements(int limit = 200);
+
     // --- notifications (monitor/notifier.hpp) ---
     // Set before ingest starts: from then on add_event queues, in its own transaction, one
     // notification per target the routes name, once per alert and kind.
