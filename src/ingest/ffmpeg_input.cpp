@@ -180,20 +180,29 @@ void FfmpegInput::open() {
     // 401 and DESCRIBE again, a SETUP per track) ends all the same at kOpeningAnswers timeouts.
     const std::int64_t open_start = steady_now_ns();
     answered_ns_ = t_rtsp_answer_ns;
-    opening_until_ns_ = starts_with(options_.url, "rtsp") ? open_start + kOpeningAnswers * timeout_ns() : 0;
+    const bool opening_rtsp = starts_with(options_.url, "rtsp");
+    opening_until_ns_ = opening_rtsp ? open_start + kOpeningAnswers * timeout_ns() : 0;
     int err = avformat_open_input(&raw, location.c_str(), format, &opts);
     opening_until_ns_ = 0;
     av_dict_free(&opts);
     if (err < 0) {
         // FFmpeg's own socket timeout (the same length) can end a silent step a moment before the
         // deadline does, and its RTSP demuxer then says "Invalid data found": no answer all the same.
-        const std::int64_t waited = steady_now_ns() - std::max(open_start, t_rtsp_answer_ns);
-        const bool silent = timed_out_ || waited * 10 >= timeout_ns() * 9;
+        // Not where FFmpeg said a reason of its own (a name that does not resolve, however slowly).
+        const std::int64_t now = steady_now_ns();
+        const std::int64_t waited = now - std::max(open_start, t_rtsp_answer_ns);
+        const bool silent =
+            timed_out_ || (opening_rtsp && t_last_error.empty() && waited * 10 >= timeout_ns() * 9);
+        // Answering all along, but not done within the opening's limit (a server that trickles).
+        const bool too_long = timed_out_ && opening_rtsp && t_rtsp_answer_ns > open_start &&
+                              now - open_start >= kOpeningAnswers * timeout_ns();
         // avformat_open_input frees the context on failure.
-        throw IngestError(silent ? IngestError::Kind::stall : IngestError::Kind::open,
-                          silent
-                              ? fmt::format("no answer within {} ms while opening", options_.timeout.count())
-                              : with_reason(fmt::format("cannot open: {}", av_error_string(err))));
+        throw IngestError(
+            silent ? IngestError::Kind::stall : IngestError::Kind::open,
+            too_long ? fmt::format("the camera answered, but its RTSP handshake did not end within {} ms",
+                                   kOpeningAnswers * options_.timeout.count())
+            : silent ? fmt::format("no answer within {} ms while opening", options_.timeout.count())
+                     : with_reason(fmt::format("cannot open: {}", av_error_string(err))));
     }
     format_.reset(raw);
     // HLS's demuxer gives a duration only to a finished playlist (#EXT-X-ENDLIST): a live one has

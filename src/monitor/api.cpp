@@ -166,17 +166,30 @@ std::string retire_refusal(const json& row, const std::string& site, const Broke
             "once the room is connected again",
             iso8601_utc(link.since), site);
     const auto state = row["state"].get<std::string>();
-    if (state == "offline" || state == "silent") return {};
     const auto age = row["heartbeat_age_s"];
     const std::string heard =
         age.is_number() ? fmt::format(", last heard {:.0f} s ago", age.get<double>()) : "";
+    const bool sending =
+        age.is_number() && age.get<double>() * 1000 <= static_cast<double>(heartbeat_timeout.count());
+    // `offline` may be a stale last will (a broker cluster's late one) while the site still sends:
+    // retired, its open alerts would be closed in an operator's name and the site back at its next
+    // message (the review). Heard since it said offline, and lately: it is sending.
+    const auto said = row["availability_time"];
+    const auto seen = row["last_seen"];
+    if (state == "offline" && sending && said.is_string() && seen.is_string() &&
+        seen.get<std::string>() > said.get<std::string>())
+        return fmt::format(
+            "{} says offline but was heard since{}: its offline may be a broker's stale last will; only a "
+            "site that is quiet can be retired",
+            site, heard);
+    if (state == "offline" || state == "silent") return {};
     if (state == "online")
         return fmt::format(
             "{} is online (its gateway says so{}{}): only a site that is offline or silent can be retired; "
             "stop its gateway first",
             site, heard, row["state_note"].is_string() ? "; " + row["state_note"].get<std::string>() : "");
     // unknown: it never said online or offline. Retired once it is as quiet as a silent site.
-    if (age.is_number() && age.get<double>() * 1000 <= static_cast<double>(heartbeat_timeout.count()))
+    if (sending)
         return fmt::format(
             "{} is sending{} (it never said online or offline): only a site that is offline or silent can be "
             "retired",

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <tuple>
 
 #include "common/short_text.hpp"
@@ -56,10 +57,12 @@ CREATE TABLE IF NOT EXISTS alerts (
   last_seq INTEGER NOT NULL, received_at TEXT NOT NULL, updated_at TEXT NOT NULL,
   status TEXT NOT NULL DEFAULT 'open', acknowledged_by TEXT, acknowledged_at TEXT,
   closed_by TEXT, closed_at TEXT, close_note TEXT, clip TEXT, end_reason TEXT);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts(status, severity, received_at);
 CREATE INDEX IF NOT EXISTS alerts_site ON alerts(site, received_at);
 CREATE TABLE IF NOT EXISTS event_messages (
   message_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
   time TEXT, received_at TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS event_messages_event ON event_messages(event_id, received_at);
 CREATE TABLE IF NOT EXISTS snapshots (
   event_id TEXT PRIMARY KEY, site TEXT NOT NULL, jpeg BLOB NOT NULL, received_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rollups (
@@ -117,22 +120,27 @@ CREATE INDEX IF NOT EXISTS alerts_active_check ON alerts(check_name, severity) W
 -- 0.5 s a list, the months review); with the status first for the status filters.
 CREATE INDEX IF NOT EXISTS alerts_listed ON alerts(status, severity, received_at DESC, id);
 CREATE INDEX IF NOT EXISTS alerts_ranked ON alerts(severity, received_at DESC, id);
-DROP INDEX IF EXISTS alerts_status;
 -- An alert's history in the order it is shown (by number): its first and last 100 read off the
--- index, not sorted out of all its messages (a month of updates: 86 400).
+-- index, not sorted out of all its messages (a month of updates: 86 400). (The indexes these take
+-- over from, alerts_status and event_messages_event, stay while an instance of an earlier release
+-- may share the file: it would build them again at its start.)
 CREATE INDEX IF NOT EXISTS event_messages_seq ON event_messages(event_id, seq, received_at);
-DROP INDEX IF EXISTS event_messages_event;
 )sql";
 
-constexpr const char* kAlertColumns =
-    "a.id, a.site, a.source_kind, a.source, a.check_name, a.label, a.severity, a.condition, a.start_time,"
-    " a.end_time, a.score, a.top_score, a.value, a.unit, a.last_seq, a.received_at, a.updated_at, a.status,"
-    " a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.close_note, a.clip,"
+#define KG_ALERT_COLUMNS                                                                                     \
+    "a.id, a.site, a.source_kind, a.source, a.check_name, a.label, a.severity, a.condition, a.start_time,"   \
+    " a.end_time, a.score, a.top_score, a.value, a.unit, a.last_seq, a.received_at, a.updated_at, a.status," \
+    " a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.close_note, a.clip,"                 \
     " EXISTS(SELECT 1 FROM snapshots s WHERE s.event_id = a.id),"
+constexpr const char* kAlertColumns = KG_ALERT_COLUMNS
     // Counted as they are stored (alerts.messages); counted here only for an alert stored by a
     // version before that column (NULL). Counted at each read, a month-old alert's 86 400 messages
     // cost every update of it 3 ms of the one ingest thread (the months review).
     " COALESCE(a.messages, (SELECT COUNT(*) FROM event_messages m WHERE m.event_id = a.id)), a.end_reason";
+// The same on a database this process may only read, made before alerts.messages.
+constexpr const char* kAlertColumnsUncounted =
+    KG_ALERT_COLUMNS " (SELECT COUNT(*) FROM event_messages m WHERE m.event_id = a.id), a.end_reason";
+#undef KG_ALERT_COLUMNS
 
 std::optional<double> number(const json& j, const char* key) {
     const auto it = j.find(key);
@@ -179,7 +187,7 @@ Store::Store(const std::string& path, Retention retention)
     add_column("alerts", "end_reason");
     add_column("rollups", "parts");
     add_column("seq_streams", "run_started");
-    add_column("alerts", "messages", "INTEGER");
+    add_message_count();
     add_read_indexes();
     add_late_tables();
 }
@@ -229,15 +237,7 @@ void Store::add_read_indexes() {
     // building them now, leaves the reads as they were, correct and slower, until the next start.
     try {
         db_.exec(kReadIndexes);
-        // Without statistics the planner took the status index for one site's closed alerts, all
-        // 600 000 of them, over the site's 2 000 (the months review): gathered here while the
-        // alerts have none (a database from before; a new one, until it holds alerts: cheap), then
-        // kept current by optimize(). Whole: 0.43 s for 600 000 alerts and 1.2 million messages;
-        // sampled (analysis_limit) it took 'closed' for a rare status and chose as badly.
-        bool analysed = false;
-        if (Stmt has_table(db_, "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'"); has_table.step())
-            analysed = Stmt(db_, "SELECT 1 FROM sqlite_stat1 WHERE tbl = 'alerts'").step();
-        if (!analysed) analyse("ANALYZE");
+        refresh_statistics();
     } catch (const sqlite::Error& e) {
         if (e.code() != SQLITE_READONLY && e.code() != SQLITE_BUSY && e.code() != SQLITE_LOCKED) throw;
     }
@@ -253,9 +253,33 @@ void Store::analyse(const char* sql) {
     }
 }
 
+void Store::refresh_statistics() {
+    // Without statistics the planner took the status index for one site's closed alerts, all
+    // 600 000 of them, over the site's 2 000 (the months review). Gathered where there are none (a
+    // database from before; a new one until it holds alerts: cheap) or the alerts have grown
+    // tenfold since (max(rowid): alerts are never renumbered). Whole, not sampled (analysis_limit
+    // took 'closed' for a rare status and chose as badly), and only these two tables: 0.43 s for
+    // 600 000 alerts and 1.2 million messages; the roll-ups, far the largest and read by their key
+    // alone, would make it minutes, before the unit's start timeout.
+    try {
+        std::int64_t analysed = -1;
+        if (Stmt has_table(db_, "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'");
+            has_table.step()) {
+            Stmt s(db_, "SELECT stat FROM sqlite_stat1 WHERE tbl = 'alerts' AND stat IS NOT NULL LIMIT 1");
+            if (s.step()) analysed = std::strtoll(s.text(0).c_str(), nullptr, 10);
+        }
+        Stmt rows(db_, "SELECT COALESCE(MAX(rowid), 0) FROM alerts");
+        rows.step();
+        if (analysed >= 0 && rows.integer(0) <= 10 * analysed + 1000) return;
+    } catch (const sqlite::Error&) {
+        return;  // speed only, as analyse() says: a damaged file must still open
+    }
+    analyse("ANALYZE alerts; ANALYZE event_messages;");
+}
+
 void Store::optimize() {
     std::lock_guard lock(mutex_);
-    analyse("PRAGMA optimize");
+    refresh_statistics();
 }
 
 void Store::add_column(const char* table, const char* column, const char* type) {
@@ -273,6 +297,28 @@ void Store::add_column(const char* table, const char* column, const char* type) 
         if (!has_it()) throw;
     }
 }
+
+void Store::add_message_count() {
+    try {
+        add_column("alerts", "messages", "INTEGER");
+        // In the database, so that an instance of an earlier release sharing the file (a share
+        // group upgraded one at a time, a downgrade and back) counts what it stores too: counted by
+        // this program alone, such an alert showed fewer messages for good, and its history hid
+        // its latest ones. NULL + 1 stays NULL: an alert from before is counted at its next message.
+        db_.exec(
+            "CREATE TRIGGER IF NOT EXISTS alerts_message_count AFTER INSERT ON event_messages BEGIN "
+            "UPDATE alerts SET messages = messages + 1 WHERE id = NEW.event_id; END");
+        message_count_ = true;
+    } catch (const sqlite::Error& e) {
+        // A file of before this process may only read (or another instance adding it now): its
+        // alerts are counted at each read, as they were.
+        if (e.code() != SQLITE_READONLY && e.code() != SQLITE_BUSY && e.code() != SQLITE_LOCKED) throw;
+        Stmt s(db_, "SELECT 1 FROM pragma_table_info('alerts') WHERE name = 'messages'");
+        message_count_ = s.step();
+    }
+}
+
+const char* Store::alert_columns() const { return message_count_ ? kAlertColumns : kAlertColumnsUncounted; }
 
 void Store::ensure_site(const std::string& site) {
     Stmt(db_, "INSERT OR IGNORE INTO sites(site) VALUES(?)").bind(1, site).run();
@@ -482,11 +528,13 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
     insert_message.bind(1, m.message_id).bind(2, m.id).bind(3, m.seq).bind(4, m.state).bind(5, m.time);
     insert_message.bind(6, received).bind(7, m.raw).run();
     if (db_.changes() == 0) return IngestOutcome::duplicate;
-    // An alert stored before the column (NULL) is counted once here, this message included.
-    if (last_seq)
+    // Counted by the trigger (alerts_message_count); an alert stored before the column (NULL) is
+    // counted once here, this message included.
+    if (last_seq && message_count_)
         Stmt(db_,
-             "UPDATE alerts SET messages = COALESCE(messages + 1, (SELECT COUNT(*) FROM event_messages WHERE "
-             "event_id = ?1)) WHERE id = ?1")
+             "UPDATE alerts SET messages = (SELECT COUNT(*) FROM event_messages WHERE event_id = ?1) WHERE "
+             "id = "
+             "?1 AND messages IS NULL")
             .bind(1, m.id)
             .run();
 
@@ -494,11 +542,17 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
     if (!last_seq) {
         // The first message seen of this event (normally its start; an update or end when the
         // start went to another instance or was lost).
-        Stmt s(db_,
-               "INSERT INTO alerts(id, site, source_kind, source, check_name, label, severity, condition,"
-               " start_time, end_time, score, top_score, value, unit, last_seq, received_at, updated_at,"
-               " end_reason, messages) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?16,?17,"
-               " 1)");
+        // Its message went in before it (the trigger found no alert to count it for): 1.
+        Stmt s(
+            db_,
+            message_count_
+                ? "INSERT INTO alerts(id, site, source_kind, source, check_name, label, severity, condition,"
+                  " start_time, end_time, score, top_score, value, unit, last_seq, received_at, updated_at,"
+                  " end_reason, messages) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
+                  "?16,?17,1)"
+                : "INSERT INTO alerts(id, site, source_kind, source, check_name, label, severity, condition,"
+                  " start_time, end_time, score, top_score, value, unit, last_seq, received_at, updated_at,"
+                  " end_reason) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?16,?17)");
         s.bind(1, m.id).bind(2, m.site).bind(3, m.source_kind).bind(4, m.source).bind(5, m.check);
         s.bind(6, m.label).bind(7, m.severity).bind(8, m.state).bind(9, m.start_time).bind(10, m.end_time);
         s.bind(11, m.score).bind(12, m.top_score);
@@ -950,7 +1004,7 @@ std::vector<Alert> Store::alerts(const AlertFilter& f) {
     // Most urgent first: tier 1 before tier 2 before tier 3, then the newest.
     const std::string sql =
         fmt::format("SELECT {} FROM alerts a WHERE {} ORDER BY a.severity, a.received_at DESC, a.id LIMIT ?5",
-                    kAlertColumns, filter_clause(f));
+                    alert_columns(), filter_clause(f));
     Stmt s(db_, sql.c_str());
     bind_filter(s, f);
     s.bind(5, f.limit);
@@ -970,7 +1024,7 @@ std::int64_t Store::count_alerts(const AlertFilter& f) {
 
 std::optional<Alert> Store::alert(const std::string& id) {
     std::lock_guard lock(mutex_);
-    const std::string sql = fmt::format("SELECT {} FROM alerts a WHERE a.id = ?", kAlertColumns);
+    const std::string sql = fmt::format("SELECT {} FROM alerts a WHERE a.id = ?", alert_columns());
     Stmt s(db_, sql.c_str());
     s.bind(1, id);
     if (!s.step()) return std::nullopt;
@@ -979,10 +1033,9 @@ std::optional<Alert> Store::alert(const std::string& id) {
 
 json Store::alert_history(const std::string& id, std::size_t* total) {
     std::lock_guard lock(mutex_);
-    Stmt count(
-        db_,
-        "SELECT COALESCE(messages, (SELECT count(*) FROM event_messages WHERE event_id = ?1)) FROM alerts "
-        "WHERE id = ?1");
+    Stmt count(db_, message_count_ ? "SELECT COALESCE(messages, (SELECT count(*) FROM event_messages WHERE "
+                                     "event_id = ?1)) FROM alerts WHERE id = ?1"
+                                   : "SELECT count(*) FROM event_messages WHERE event_id = ?1");
     count.bind(1, id);
     const auto n = count.step() ? static_cast<std::size_t>(count.integer(0)) : 0;
     if (total) *total = n;

@@ -371,8 +371,8 @@ public:
     // Deletes at most `batch` rows of each kind past the retention at `now`, in one short
     // transaction, so ingest and the dashboard wait for one batch at most.
     Pruned prune(TimePoint now, int batch = 500);
-    // Brings the query planner's statistics up to date where the tables grew a lot (PRAGMA
-    // optimize): after each retention pass. Speed only: a failure changes nothing else.
+    // Brings the query planner's statistics of the alerts up to date when they grew tenfold since
+    // (refresh_statistics): after each retention pass. Speed only: a failure changes nothing else.
     void optimize();
     const Retention& retention() const { return retention_; }
     // When the room began following sites with this database (the room's clock): the first time
@@ -412,8 +412,12 @@ private:
     // A TEXT column the table had not in an earlier release (alerts.end_reason, rollups.parts).
     void add_column(const char* table, const char* column, const char* type = "TEXT");
     void add_read_indexes();
-    // Runs a statistics statement (ANALYZE, PRAGMA optimize); its failure changes only speed.
+    // alerts.messages and the trigger that keeps it (message_count_), where the file can take them.
+    void add_message_count();
+    const char* alert_columns() const;  // kAlertColumns, or without alerts.messages
+    // Runs a statistics statement (ANALYZE); its failure changes only speed.
     void analyse(const char* sql);
+    void refresh_statistics();                // caller holds mutex_ (or constructs)
     bool was_deleted(const std::string& id);  // caller holds mutex_
     // How long an alert retention deleted is remembered, so that a late copy cannot reopen it.
     static constexpr auto kDeletedAlertMemory = std::chrono::hours(24 * 30);
@@ -477,6 +481,7 @@ private:
     std::mt19937_64 lease_tokens_{std::random_device{}()};
     std::mutex mutex_;
     std::optional<TimePoint> watching_since_;  // guarded by mutex_
+    bool message_count_ = false;               // alerts.messages is there (add_message_count)
     bool seq_assumed_made_ = false;            // guarded by mutex_ (the table exists)
     Duration seen_resolution_ = std::chrono::seconds(1);
     std::map<std::string, TimePoint> seen_written_;  // per site, the last `last_seen` this instance wrote

@@ -198,11 +198,8 @@ TEST(MonitorStore, AnAlertsMessagesAreCountedAsStoredAlsoForOneFromBefore) {
     {
         // As a monitor of yesterday left it: no count, and the indexes of then.
         kg::sqlite::Db db(tmp.path("old.db"), {.label = "database"});
-        db.exec("ALTER TABLE alerts DROP COLUMN messages");
+        db.exec("DROP TRIGGER alerts_message_count; ALTER TABLE alerts DROP COLUMN messages");
         db.exec("DROP INDEX event_messages_seq; DROP INDEX alerts_listed; DROP TABLE sqlite_stat1;");
-        db.exec(
-            "CREATE INDEX alerts_status ON alerts(status, severity, received_at);"
-            "CREATE INDEX event_messages_event ON event_messages(event_id, received_at);");
     }
     Store store(tmp.path("old.db"));
     EXPECT_EQ(store.alert(id)->messages, 2);
@@ -217,19 +214,35 @@ TEST(MonitorStore, AnAlertsMessagesAreCountedAsStoredAlsoForOneFromBefore) {
     every.all = true;
     EXPECT_EQ(store.alerts(every).at(0).messages, 4);
     store.optimize();  // runs on a database of any age
+    {
+        // An instance of an earlier release sharing the file stores a message of its own: counted
+        // too (by the trigger), so the history shows it.
+        kg::sqlite::Db other(tmp.path("old.db"), {.label = "database"});
+        kg::sqlite::Stmt(
+            other,
+            "INSERT INTO event_messages(message_id, event_id, seq, state, time, received_at, payload)"
+            " VALUES(?1 || ':update-9', ?1, 9, 'update', '2026-11-24T06:41:00.000Z',"
+            " '2026-11-24T06:41:00.000Z', '{}')")
+            .bind(1, id)
+            .run();
+    }
+    EXPECT_EQ(store.alert(id)->messages, 5);
+    EXPECT_EQ(store.alert_history(id, &total).size(), 5u);
 
     kg::sqlite::Db db(tmp.path("old.db"), {.label = "database"});
     kg::sqlite::Stmt counted(db, "SELECT messages FROM alerts WHERE id = ?");
     counted.bind(1, id);
     ASSERT_TRUE(counted.step());
-    EXPECT_EQ(counted.integer(0), 4);  // kept in the row from the first message after the upgrade
+    EXPECT_EQ(counted.integer(0), 5);  // kept in the row from the first message after the upgrade
     kg::sqlite::Stmt indexes(
         db,
         "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE name IN"
         " ('alerts_status', 'event_messages_event', 'alerts_listed', 'alerts_ranked',"
-        " 'event_messages_seq', 'sqlite_stat1') ORDER BY name)");
+        " 'event_messages_seq', 'sqlite_stat1', 'alerts_message_count') ORDER BY name)");
     ASSERT_TRUE(indexes.step());
-    EXPECT_EQ(indexes.text(0), "alerts_listed alerts_ranked event_messages_seq sqlite_stat1");
+    EXPECT_EQ(indexes.text(0),
+              "alerts_listed alerts_message_count alerts_ranked alerts_status event_messages_event "
+              "event_messages_seq sqlite_stat1");
 }
 
 TEST(MonitorIngest, AnEndReasonThatIsNotAShortTextIsRefused) {
