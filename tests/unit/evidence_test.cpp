@@ -39,18 +39,28 @@ fs::path temp_dir() {
     return d;
 }
 
+// The clip made once per test process, removed when the process ends (CTest runs each test in a process
+// of its own: a file left behind per test filled /tmp with a megabyte a test, every run).
+struct MadeClip {
+    fs::path path;
+    ~MadeClip() {
+        std::error_code ignored;  // nothing to do about a file already gone at exit
+        fs::remove(path, ignored);
+    }
+};
+
 // 12 s of H.264 at 25 fps with a key frame every second.
 std::string clip_source() {
-    static const std::string path = [] {
+    static const MadeClip clip = [] {
         const auto p = fs::temp_directory_path() / ("kg-evidence-src-" + std::to_string(getpid()) + ".mp4");
         const std::string cmd =
             "ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=25 -t 12 -c:v libx264 -preset "
             "ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p " +
             p.string();
         if (std::system(cmd.c_str()) != 0) throw std::runtime_error("ffmpeg failed");
-        return p.string();
+        return MadeClip{p};
     }();
-    return path;
+    return clip.path.string();
 }
 
 double probe_duration(const std::string& path, bool* starts_with_key) {

@@ -1424,10 +1424,19 @@ TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(
-        ApiContext{
-            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
-        kg::Logging::null_logger());
+    WebHandler handler = make_api(ApiContext{store,
+                                             auth,
+                                             cfg,
+                                             [] { return true; },
+                                             [](const ActionRecord&) {},
+                                             nullptr,
+                                             {},
+                                             {},
+                                             {},
+                                             {},
+                                             nullptr,
+                                             {}},
+                                  kg::Logging::null_logger());
     const auto login = [&](const std::string& password) {
         Request req{http::verb::post, "/api/login", 11};
         req.set(http::field::content_type, "application/json");
@@ -1455,10 +1464,19 @@ TEST(MonitorApi, FailedSignInsAreLoggedAFewAMinutePerAddressAndAllCounted) {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(
-        ApiContext{
-            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
-        log);
+    WebHandler handler = make_api(ApiContext{store,
+                                             auth,
+                                             cfg,
+                                             [] { return true; },
+                                             [](const ActionRecord&) {},
+                                             nullptr,
+                                             {},
+                                             {},
+                                             {},
+                                             {},
+                                             nullptr,
+                                             {}},
+                                  log);
     const auto login = [&](const std::string& client) {
         Request req{http::verb::post, "/api/login", 11};
         req.set(http::field::content_type, "application/json");
@@ -1501,10 +1519,19 @@ TEST(MonitorApi, TheSessionCookieIsSecureBehindAnHttpsProxy) {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(
-        ApiContext{
-            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
-        kg::Logging::null_logger());
+    WebHandler handler = make_api(ApiContext{store,
+                                             auth,
+                                             cfg,
+                                             [] { return true; },
+                                             [](const ActionRecord&) {},
+                                             nullptr,
+                                             {},
+                                             {},
+                                             {},
+                                             {},
+                                             nullptr,
+                                             {}},
+                                  kg::Logging::null_logger());
     const auto cookie = [&](bool https) {
         Request req{http::verb::post, "/api/login", 11};
         req.set(http::field::content_type, "application/json");
@@ -1540,10 +1567,19 @@ namespace {
 // thread of its own, for the tests that speak HTTP to it.
 struct ServedApi {
     explicit ServedApi(WebLimits limits = {})
-        : handler(make_api(
-              ApiContext{
-                  store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
-              kg::Logging::null_logger())),
+        : handler(make_api(ApiContext{store,
+                                      auth,
+                                      cfg,
+                                      [] { return true; },
+                                      [](const ActionRecord&) {},
+                                      nullptr,
+                                      {},
+                                      {},
+                                      {},
+                                      {},
+                                      nullptr,
+                                      {}},
+                           kg::Logging::null_logger())),
           server(io, "127.0.0.1:0", std::move(limits), handler, hub, kg::Logging::null_logger()) {
         server.start();
         runner = std::thread([this] { io.run(); });
@@ -2075,10 +2111,19 @@ struct ApiProbe {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(
-        ApiContext{
-            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
-        kg::Logging::null_logger());
+    WebHandler handler = make_api(ApiContext{store,
+                                             auth,
+                                             cfg,
+                                             [] { return true; },
+                                             [](const ActionRecord&) {},
+                                             nullptr,
+                                             {},
+                                             {},
+                                             {},
+                                             {},
+                                             nullptr,
+                                             {}},
+                                  kg::Logging::null_logger());
 
     std::pair<int, std::string> call(http::verb method, const std::string& target, bool signed_in = true) {
         Request req{method, target, 11};
@@ -2107,7 +2152,9 @@ TEST(MonitorApi, ReadyzSaysWhenTheDatabaseDoesNotTakeMessages) {
                                              {},
                                              {},
                                              {},
-                                             [&] { return failure; }},
+                                             [&] { return failure; },
+                                             nullptr,
+                                             {}},
                                   kg::Logging::null_logger());
     const auto readyz = [&] {
         const auto reply = handler(Request{http::verb::get, "/readyz", 11}, {"127.0.0.1"});
@@ -2183,7 +2230,9 @@ TEST(MonitorApi, MetricsSayTheStoreFailsWhenItsAlertsCannotBeCounted) {
                                              {},
                                              {},
                                              {},
-                                             [] { return std::string("the database file is damaged"); }},
+                                             [] { return std::string("the database file is damaged"); },
+                                             nullptr,
+                                             {}},
                                   kg::Logging::null_logger());
     const auto reply = handler(Request{http::verb::get, "/metrics", 11}, {"127.0.0.1"});
     const auto& body = reply.response.body();
@@ -2196,10 +2245,19 @@ TEST(MonitorApi, AHeadOfTheEventStreamIsNotAStream) {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(
-        ApiContext{
-            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
-        kg::Logging::null_logger());
+    WebHandler handler = make_api(ApiContext{store,
+                                             auth,
+                                             cfg,
+                                             [] { return true; },
+                                             [](const ActionRecord&) {},
+                                             nullptr,
+                                             {},
+                                             {},
+                                             {},
+                                             {},
+                                             nullptr,
+                                             {}},
+                                  kg::Logging::null_logger());
     Request req{http::verb::head, "/api/stream", 11};
     req.set(http::field::authorization, "Bearer tok-0123456789abcdef");
     const auto reply = handler(req, {"127.0.0.1"});
@@ -2282,8 +2340,18 @@ TEST(MonitorApi, RequestsAPageOfAnotherSiteCanMakeAreRefusedAndAnswersSayWhy) {
     MonitorConfig cfg;
     Auth auth{{{"wang", "correct-horse", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
     WebHandler handler = make_api(
-        ApiContext{
-            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
+        ApiContext{store,
+                   auth,
+                   cfg,
+                   [] { return true; },
+                   [](const ActionRecord&) {},
+                   nullptr,
+                   {},
+                   {},
+                   {},
+                   {},
+                   nullptr,
+                   {}},
         std::make_shared<spdlog::logger>("api", std::make_shared<spdlog::sinks::ostream_sink_mt>(text)));
     const std::string id = "19ab3c0f2e1-ffffffffffffff01";
     store.add_event(parsed(event(id, "start")), kT0);
@@ -2411,10 +2479,19 @@ TEST(MonitorWebServer, AStreamEndsWhenItsSignInNoLongerHolds) {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "correct-horse", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(
-        ApiContext{
-            store, auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {}},
-        kg::Logging::null_logger());
+    WebHandler handler = make_api(ApiContext{store,
+                                             auth,
+                                             cfg,
+                                             [] { return true; },
+                                             [](const ActionRecord&) {},
+                                             nullptr,
+                                             {},
+                                             {},
+                                             {},
+                                             {},
+                                             nullptr,
+                                             {}},
+                                  kg::Logging::null_logger());
     Request login{http::verb::post, "/api/login", 11};
     login.set(http::field::content_type, "application/json");
     login.body() = json{{"operator", "wang"}, {"password", "correct-horse"}}.dump();
