@@ -575,6 +575,50 @@ rtmp {{ server {{ listen 127.0.0.1:{self.port}; application live {{ live on; rec
             self.proc.wait(10)
 
 
+class PacedHttpStream:
+    """Serves a file over HTTP at `rate` bytes/s, looped for ever: a camera that keeps sending."""
+
+    def __init__(self, path, rate):
+        import http.server
+        import socketserver
+        import threading
+
+        data = pathlib.Path(path).read_bytes()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp2t")
+                self.end_headers()
+                start, sent, chunk = time.time(), 0, 188 * 20
+                try:
+                    while not server.closing:
+                        for i in range(0, len(data), chunk):
+                            self.wfile.write(data[i:i + chunk])
+                            sent += chunk
+                            ahead = start + sent / rate - time.time()
+                            if ahead > 0:
+                                time.sleep(ahead)
+                except OSError:
+                    pass  # the gateway hung up
+
+            def log_message(self, *args):
+                pass
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        server.closing = False
+        self.server = server
+        self.port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.closing = True
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class SilentServer:
     """Accepts TCP connections on a free loopback port and never sends a byte: a camera that hangs."""
 
