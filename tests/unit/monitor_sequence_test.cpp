@@ -1294,3 +1294,52 @@ TEST(MonitorSequenceIngest, ARenamedSiteFollowsItsStreamFromTheNumberFirstHeard)
     ingest.handle("kitchen/sch-0303/gateway", fresh.dump(), true, kT0 + 26h);
     EXPECT_EQ(store.stream_track("sch-0303")->missing_count(), 7);
 }
+
+TEST(MonitorSequenceIngest, ASiteRenamedBackTakesWhatItSentAsTheOtherAsDelivered) {
+    Store store(":memory:");
+    ASSERT_EQ(store.note_watching(kT0), kT0);
+    CapturedLog log;
+    Ingest ingest(store, "kitchen", log.logger, [](const Change&) {});
+    auto as_a = gateway_info(0);
+    as_a["stream_started"] = "2026-12-01T09:00:00.000Z";
+    ingest.handle("kitchen/sch-0101/gateway", as_a.dump(), true, kT0 + 25h);
+    for (int n = 1; n <= 40; ++n)
+        ingest.handle("kitchen/sch-0101/events", numbered_event(n).dump(), false, kT0 + 25h + 1s);
+    // Renamed sch-0102: 41..45 sent under it.
+    auto as_b = gateway_info(40);
+    as_b["site"] = "sch-0102";
+    as_b["stream_started"] = "2026-12-01T09:00:00.000Z";
+    ingest.handle("kitchen/sch-0102/gateway", as_b.dump(), true, kT0 + 26h);
+    for (int n = 41; n <= 45; ++n)
+        ingest.handle("kitchen/sch-0102/events", numbered_event(n, kStream, "sch-0102").dump(), false,
+                      kT0 + 26h + 1s);
+    ASSERT_EQ(store.stream_track("sch-0102")->mark(), 45);
+
+    // And back to sch-0101: its gateway message says 45 sent, which were all delivered as sch-0102.
+    auto back = gateway_info(45);
+    back["stream_started"] = "2026-12-01T09:00:00.000Z";
+    ingest.handle("kitchen/sch-0101/gateway", back.dump(), true, kT0 + 27h);
+    auto a = store.stream_track("sch-0101");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->mark(), 45);
+    EXPECT_EQ(a->missing_count(), 0);
+    EXPECT_NE(
+        log.str().find("sch-0101: stream 00c0ffee00c0ffee heard again under this id after site sch-0102 "
+                       "followed it (the gateway's site.id changed back): its numbers up to 45 were "
+                       "delivered as sch-0102"),
+        std::string::npos)
+        << log.str();
+    // What it sends as itself from here on is its own: a gap past the other's numbers is missing here.
+    ingest.handle("kitchen/sch-0101/events", numbered_event(48).dump(), false, kT0 + 27h + 1s);
+    a = store.stream_track("sch-0101");
+    EXPECT_EQ(a->mark(), 45);
+    EXPECT_EQ(a->top(), 48);
+    EXPECT_EQ(a->missing_count(), 2);  // 46 and 47
+    const auto due = store.due_replays(kT0 + 28h, 60s, 5min);
+    ASSERT_EQ(due.size(), 1u);
+    EXPECT_EQ(due[0].site, "sch-0101");
+    ASSERT_EQ(due[0].ranges.size(), 1u);
+    EXPECT_EQ(due[0].ranges[0].from, 46);
+    EXPECT_EQ(due[0].ranges[0].to, 47);
+    EXPECT_EQ(store.stream_track("sch-0102")->mark(), 45);  // the other id keeps what it had
+}
