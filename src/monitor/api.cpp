@@ -563,6 +563,7 @@ private:
             ctx_.on_action(record);
             closed.push_back(record.event_id);
         }
+        if (ctx_.on_site_removed) ctx_.on_site_removed(site);
         return json_response(req, {{"site", site},
                                    {"retired_at", done->retired_at},
                                    {"operator", who},

@@ -52,6 +52,8 @@ struct ApiContext {
     // The room's own link to the broker (MqttClient::link()), which the sites' states are judged
     // with; without one, connected for good.
     std::function<BrokerLinkState()> broker_link;
+    // An operator retired a site: the open dashboards drop its row.
+    std::function<void(const std::string& site)> on_site_removed;
 };
 
 WebHandler make_api(ApiContext ctx, std::shared_ptr<spdlog::logger> log);

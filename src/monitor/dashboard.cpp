@@ -224,7 +224,7 @@ function connectStream() {
   // The rows of the sites that changed, at most once a second.
   es.addEventListener("sites", (e) => {
     const rows = JSON.parse(e.data).rows || [];
-    for (const row of rows) state.sites.set(row.site, row);
+    for (const row of rows) laySiteRow(state.sites, row);
     // A list being fetched is older than these rows: they are laid over it when it comes.
     for (const f of state.siteFetches) f.rows.push(...rows);
     schedule("rows");
@@ -316,8 +316,13 @@ async function refreshSites() {
   if (fetching.started < state.sitesShown) return;
   state.sitesShown = fetching.started;
   state.sites = new Map(sites.map((s) => [s.site, s]));
-  for (const row of fetching.rows) state.sites.set(row.site, row);
+  for (const row of fetching.rows) laySiteRow(state.sites, row);
   renderSites();
+}
+// A row from the stream: a site's new state, or {site, removed} for one an operator retired.
+function laySiteRow(sites, row) {
+  if (row.removed) sites.delete(row.site);
+  else sites.set(row.site, row);
 }
 
 // A site's state as shown. While the room is not connected a row read before says what the room knew

@@ -19,7 +19,10 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
               // costs the store's lock that ingest waits on.
               if (hub_->streams() == 0) return std::nullopt;
               auto row = store_.site(site);
-              if (row) add_site_state(*row, Clock::now(), cfg_.heartbeat_timeout, mqtt_->link());
+              // Gone from the room (an operator retired it): the open dashboards drop its row now,
+              // not at their next reading of the whole list.
+              if (!row) return json{{"site", site}, {"removed", true}};
+              add_site_state(*row, Clock::now(), cfg_.heartbeat_timeout, mqtt_->link());
               return row;
           },
           [this](const json& rows) {
@@ -87,7 +90,10 @@ Monitor::Monitor(const MonitorConfig& cfg, const Logging& logging, boost::asio::
                    [this] { return notifier_ ? notifier_->metrics_text() : std::string(); },
                    [this] { return ingest_->store_failure(); },
                    &ingest_->clock(),
-                   [this] { return mqtt_->link(); }};
+                   [this] { return mqtt_->link(); },
+                   [this](const std::string& site) {
+                       notify({Change::Kind::site, site, {}});
+                   }};
     auto http_log = logging.get("http");
     WebLimits limits;
     limits.http.trusted_proxies = web::TrustedProxies::parse(cfg_.http.trusted_proxies);

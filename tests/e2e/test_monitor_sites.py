@@ -218,8 +218,8 @@ def test_dashboard_banner_and_retire_button(broker, monitors, browser):
     # Its alert before its offline: a site heard after it said offline may be a live one behind a
     # stale last will, and is not retired.
     publish_all(pub, [("kitchen/sch-9101/events", json.dumps(event(alert, "sch-9101")))])
-    publish_all(pub, [("kitchen/sch-9101/availability", "offline"), ("kitchen/sch-9102/availability", "online")],
-                retain=True)
+    publish_all(pub, [("kitchen/sch-9101/availability", "offline"), ("kitchen/sch-9102/availability", "online"),
+                      ("kitchen/sch-9103/availability", "offline")], retain=True)
     beats = Heartbeats(broker, ["sch-9102"])
     sign_in(browser, mon)
 
@@ -247,6 +247,12 @@ def test_dashboard_banner_and_retire_button(broker, monitors, browser):
     kg_e2e.wait_until(lambda: not text_of(browser, f"#alerts tr[data-id='{alert}']"), 10,
                       what="its alert gone from the open ones")
     assert mon.get(f"/api/alerts/{alert}")["closed_by"] == "wang"
+
+    # Another operator retires a site (here through the API): this page drops its row from the live
+    # stream, not at its reading of the whole list every 20 s.
+    kg_e2e.wait_until(lambda: "offline" in row("sch-9103"), 5, what="the other offline site")
+    assert mon.request("POST", "/api/sites/sch-9103/retire", {})[0] == 200
+    kg_e2e.wait_until(lambda: not row("sch-9103"), 3, what="the site another operator retired gone from the list")
 
     # The room loses the broker: the banner, and no site's state shown as known.
     assert not browser.find_element(By.ID, "room-banner").is_displayed()

@@ -104,7 +104,8 @@ struct Api {
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
     std::vector<ActionRecord> actions;
-    BrokerLink link;  // the room's link to the broker, as the test sets it
+    std::vector<std::string> removed;  // sites the API said retired
+    BrokerLink link;                   // the room's link to the broker, as the test sets it
     // Connected since `since`, or down since then.
     void set_link(bool connected, kg::TimePoint since) {
         link.connecting(since);
@@ -121,7 +122,8 @@ struct Api {
                                              {},
                                              {},
                                              nullptr,
-                                             [this] { return link.state(); }},
+                                             [this] { return link.state(); },
+                                             [this](const std::string& site) { removed.push_back(site); }},
                                   kg::Logging::null_logger());
 
     std::pair<int, json> call(http::verb method, const std::string& target, const std::string& body = "{}",
@@ -438,6 +440,8 @@ TEST(MonitorSiteRetire, TheApiRetiresOnlyAnOfflineOrSilentSite) {
     ASSERT_EQ(status, 200) << body.dump();
     EXPECT_EQ(body["operator"], "wang");
     EXPECT_TRUE(body["alerts_closed"].empty());
+    // Said to the open dashboards even without an alert closed (nothing else would mark the site).
+    EXPECT_EQ(api.removed, std::vector<std::string>{"sch-9002"});
     // Offline, but heard since: a stale last will (a broker cluster's late one) says so of a site
     // that still sends; retired, its alert would be closed in the operator's name and the site back
     // at its next message (the review of this change).
@@ -460,6 +464,7 @@ TEST(MonitorSiteRetire, TheApiRetiresOnlyAnOfflineOrSilentSite) {
     EXPECT_EQ(body["alerts_closed"], json::array({"sch-9004-evt-open"}));
     ASSERT_EQ(api.actions.size(), 1u);
     EXPECT_EQ(api.actions[0].event_id, "sch-9004-evt-open");
+    EXPECT_EQ(api.removed, (std::vector<std::string>{"sch-9002", "sch-9004"}));
     const auto alert = api.call(http::verb::get, "/api/alerts/sch-9004-evt-open").second;
     EXPECT_EQ(alert["status"], "closed");
     EXPECT_EQ(alert["closed_by"], "wang");

@@ -1435,6 +1435,7 @@ TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
                                              {},
                                              {},
                                              nullptr,
+                                             {},
                                              {}},
                                   kg::Logging::null_logger());
     const auto login = [&](const std::string& password) {
@@ -1475,6 +1476,7 @@ TEST(MonitorApi, FailedSignInsAreLoggedAFewAMinutePerAddressAndAllCounted) {
                                              {},
                                              {},
                                              nullptr,
+                                             {},
                                              {}},
                                   log);
     const auto login = [&](const std::string& client) {
@@ -1530,6 +1532,7 @@ TEST(MonitorApi, TheSessionCookieIsSecureBehindAnHttpsProxy) {
                                              {},
                                              {},
                                              nullptr,
+                                             {},
                                              {}},
                                   kg::Logging::null_logger());
     const auto cookie = [&](bool https) {
@@ -1578,6 +1581,7 @@ struct ServedApi {
                                       {},
                                       {},
                                       nullptr,
+                                      {},
                                       {}},
                            kg::Logging::null_logger())),
           server(io, "127.0.0.1:0", std::move(limits), handler, hub, kg::Logging::null_logger()) {
@@ -2122,6 +2126,7 @@ struct ApiProbe {
                                              {},
                                              {},
                                              nullptr,
+                                             {},
                                              {}},
                                   kg::Logging::null_logger());
 
@@ -2154,6 +2159,7 @@ TEST(MonitorApi, ReadyzSaysWhenTheDatabaseDoesNotTakeMessages) {
                                              {},
                                              [&] { return failure; },
                                              nullptr,
+                                             {},
                                              {}},
                                   kg::Logging::null_logger());
     const auto readyz = [&] {
@@ -2232,6 +2238,7 @@ TEST(MonitorApi, MetricsSayTheStoreFailsWhenItsAlertsCannotBeCounted) {
                                              {},
                                              [] { return std::string("the database file is damaged"); },
                                              nullptr,
+                                             {},
                                              {}},
                                   kg::Logging::null_logger());
     const auto reply = handler(Request{http::verb::get, "/metrics", 11}, {"127.0.0.1"});
@@ -2256,6 +2263,7 @@ TEST(MonitorApi, AHeadOfTheEventStreamIsNotAStream) {
                                              {},
                                              {},
                                              nullptr,
+                                             {},
                                              {}},
                                   kg::Logging::null_logger());
     Request req{http::verb::head, "/api/stream", 11};
@@ -2351,6 +2359,7 @@ TEST(MonitorApi, RequestsAPageOfAnotherSiteCanMakeAreRefusedAndAnswersSayWhy) {
                    {},
                    {},
                    nullptr,
+                   {},
                    {}},
         std::make_shared<spdlog::logger>("api", std::make_shared<spdlog::sinks::ostream_sink_mt>(text)));
     const std::string id = "19ab3c0f2e1-ffffffffffffff01";
@@ -2490,6 +2499,7 @@ TEST(MonitorWebServer, AStreamEndsWhenItsSignInNoLongerHolds) {
                                              {},
                                              {},
                                              nullptr,
+                                             {},
                                              {}},
                                   kg::Logging::null_logger());
     Request login{http::verb::post, "/api/login", 11};
