@@ -10,4 +10,4 @@ build="${KG_BUILD_DIR:-$root/build}"
 export KG_SHARED_DIR="${KG_SHARED_DIR:-$(cd "$root/.." && pwd)/shared}"
 "$root/scripts/setup.sh" --tests
 cd "$build"
-ctest --output-on-failure --timeout 600 -j "${KG_TEST_JOBS:-2}" "$@"
+ctest --output-on-failure --timeout 600 -j "${KG_TEST_JOBS:-3}" "$@"
