@@ -22,8 +22,12 @@ std::string Topics::event_clip(const std::string& event_id) const {
     return events_ + "/" + event_id + "/clip";
 }
 
-std::string Topics::sensor_state(const std::string& sensor) const { return base_ + "/sensors/" + sensor + "/state"; }
+std::string Topics::sensor_state(const std::string& sensor) const {
+    return base_ + "/sensors/" + sensor + "/state";
+}
 
-std::string Topics::sensor_rollup(const std::string& sensor) const { return base_ + "/sensors/" + sensor + "/rollup"; }
+std::string Topics::sensor_rollup(const std::string& sensor) const {
+    return base_ + "/sensors/" + sensor + "/rollup";
+}
 
 }  // namespace kg::publish
