@@ -85,11 +85,23 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
     std::vector<std::int64_t> steps;
     steps.reserve(kStepsKept);
     std::int64_t step_count = 0;
-    AVPacket* pkt = av_packet_alloc();
+    // Owned, so that every return (and an exception from the formatting below) frees it.
+    const ingest::PacketPtr packet(av_packet_alloc());
+    if (!packet) {
+        result.error = "cannot write the clip: out of memory";
+        std::remove(partial.c_str());
+        return result;
+    }
+    AVPacket* const pkt = packet.get();
     for (auto it = start; it != span.packets.end(); ++it) {
         const auto& ref = *it;
         if (ref.packet->dts == AV_NOPTS_VALUE) continue;
-        av_packet_ref(pkt, ref.packet.get());
+        // A failed reference leaves the packet blank: written, it would be an empty sample.
+        if ((err = av_packet_ref(pkt, ref.packet.get())) < 0) {
+            result.error = fmt::format("cannot write the clip: {}", ingest::av_error_string(err));
+            std::remove(partial.c_str());
+            return result;
+        }
         if (pkt->pts != AV_NOPTS_VALUE) pkt->pts -= origin;
         if (pkt->dts != AV_NOPTS_VALUE) pkt->dts -= origin;
         // Camera streams sometimes repeat a timestamp; the muxer insists on increasing dts.
@@ -126,13 +138,11 @@ ClipResult write_mp4(const PacketSpan& span, const std::string& path) {
         pkt->pos = -1;
         err = av_interleaved_write_frame(out.get(), pkt);  // takes the reference
         if (err < 0) {
-            av_packet_free(&pkt);
             result.error = fmt::format("cannot write the clip: {}", ingest::av_error_string(err));
             std::remove(partial.c_str());
             return result;
         }
     }
-    av_packet_free(&pkt);
     if ((err = av_write_trailer(out.get())) < 0) {
         result.error = fmt::format("cannot finish the clip: {}", ingest::av_error_string(err));
         std::remove(partial.c_str());
