@@ -97,6 +97,10 @@ bool PrivacyMasker::open_encoder(const AVFrame& frame) {
     const int out_w = options_.width;
     const int out_h = std::max(2, static_cast<int>(static_cast<long>(out_w) * height / width) & ~1);
     encoder_ = avcodec_alloc_context3(codec);
+    if (encoder_ == nullptr) {
+        log_->error("privacy mask: out of memory for the H.264 encoder");
+        return false;
+    }
     encoder_->width = out_w;
     encoder_->height = out_h;
     encoder_->pix_fmt = AV_PIX_FMT_YUV420P;
@@ -120,6 +124,7 @@ bool PrivacyMasker::open_encoder(const AVFrame& frame) {
         return false;
     }
     scaled_ = av_frame_alloc();
+    if (scaled_ == nullptr) return false;
     scaled_->format = AV_PIX_FMT_YUV420P;
     scaled_->width = out_w;
     scaled_->height = out_h;
