@@ -71,7 +71,10 @@ int run(const kg::monitor::MonitorConfig& cfg) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// A function try block: an exception no part caught (std::bad_alloc, one a start throws) ends the
+// process with its reason and an exit code, its objects destroyed in order (threads stopped), instead
+// of std::terminate's abort.
+int main(int argc, char** argv) try {
     CLI::App app{
         "kitchen-monitor: the monitoring room's side of kitchen-gateway (every site's alerts, closed-loop "
         "handling)"};
@@ -111,4 +114,7 @@ int main(int argc, char** argv) {
         return kExitConfigError;
     }
     return run(cfg);
+} catch (const std::exception& e) {
+    std::cerr << "kitchen-monitor: stopped on an error: " << e.what() << "\n";
+    return 1;
 }
