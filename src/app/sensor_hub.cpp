@@ -39,7 +39,15 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
     }
 }
 
-SensorHub::~SensorHub() { stop(); }
+SensorHub::~SensorHub() {
+    // A destructor that throws ends the process (std::terminate): what stop() could not finish
+    // (out of memory building the last states) is said, and the rest of the teardown goes on.
+    try {
+        stop();
+    } catch (const std::exception& e) {
+        log_->error("sensors: stop failed: {}", e.what());
+    }
+}
 
 void SensorHub::start() {
     // Said here, after adopt(): a reload within a window the previous run judged goes on judging it.
