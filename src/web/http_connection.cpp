@@ -101,7 +101,14 @@ Listener::Listener(net::io_context& io, const tcp::endpoint& endpoint, const std
     if (ec) throw std::runtime_error(fmt::format("cannot listen on {}: {}", listen, ec.message()));
 }
 
-Listener::~Listener() { stop(); }
+Listener::~Listener() {
+    // Noexcept: the timer's cancel() throws on a failure, which here would call std::terminate.
+    try {
+        stop();
+    } catch (const std::exception& e) {
+        state_->log->warn("stopping the listener: {}", e.what());
+    }
+}
 
 unsigned short Listener::port() const { return acceptor_.local_endpoint().port(); }
 
