@@ -290,6 +290,7 @@ int main(int argc, char** argv) {
         std::optional<kg::eval::LabelFolder> label_folder;
         if (!labels_dir.empty()) {
             std::vector<std::string> paths;
+            paths.reserve(images.size());
             for (const auto& li : images) paths.push_back(li.image);
             label_folder.emplace(
                 labels_dir, paths,

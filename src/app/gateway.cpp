@@ -46,7 +46,7 @@ std::string utc_stamp() {
 // Moves a damaged outbox (and its WAL) aside as <path>.corrupt-<UTC time>, kept for whoever wants
 // to recover from it; returns the new name.
 std::string move_aside(const std::string& path) {
-    const std::string aside = path + ".corrupt-" + utc_stamp();
+    std::string aside = path + ".corrupt-" + utc_stamp();
     std::filesystem::rename(path, aside);  // throws filesystem_error naming both paths
     for (const char* suffix : {"-wal", "-shm"}) {
         std::error_code ec;  // absent after a clean close

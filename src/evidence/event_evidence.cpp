@@ -81,7 +81,7 @@ std::string EventEvidence::write_snapshot(const events::Event& e, const cv::Mat&
         std::all_of(camera_.name.begin(), camera_.name.end(), [](unsigned char c) { return c < 0x80; });
     const SnapshotText text{ascii ? camera_.name : camera_.id, calendar_.local_text(e.time)};
     std::string jpeg = annotated_jpeg(image, e, outlines(camera_, e.zone), text, canvas, cfg_.jpeg_quality);
-    const auto relative = path_for(e, suffix);
+    auto relative = path_for(e, suffix);  // not const: returned by move
     const auto r = store_->write(relative, jpeg);
     if (jpeg_out != nullptr) *jpeg_out = std::move(jpeg);
     if (!r.ok) {

@@ -34,6 +34,7 @@ std::string annotated_jpeg(const cv::Mat& frame, const events::Event& event,
 
     for (const auto& zone : zones) {
         std::vector<cv::Point> pts;
+        pts.reserve(zone.size());
         for (const auto& p : zone) pts.emplace_back(cvRound(p.x * w), cvRound(p.y * h));
         if (pts.size() >= 2) cv::polylines(canvas, pts, true, kZoneColour, thickness, cv::LINE_AA);
     }

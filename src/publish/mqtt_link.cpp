@@ -194,7 +194,7 @@ void MqttLink::subscribe(std::string filter, std::function<void(const Message&)>
 void MqttLink::start() {
     if (!subscriptions_.empty()) {
         // Set once, before the first connect: the list does not change while the client runs.
-        client_->set_message_callback([this](mqtt::const_message_ptr message) {
+        client_->set_message_callback([this](const mqtt::const_message_ptr& message) {
             const Message m{message->get_topic(), message->to_string(), message->is_retained()};
             for (const auto& s : subscriptions_) {
                 if (topic_matches(s.filter, m.topic)) s.handler(m);

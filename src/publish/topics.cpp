@@ -2,7 +2,7 @@
 
 namespace kg::publish {
 
-Topics::Topics(std::string prefix, std::string site)
+Topics::Topics(const std::string& prefix, const std::string& site)
     : base_(prefix.empty() ? site : prefix + "/" + site),
       availability_(base_ + "/availability"),
       gateway_(base_ + "/gateway"),

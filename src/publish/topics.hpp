@@ -7,7 +7,7 @@ namespace kg::publish {
 
 class Topics {
 public:
-    Topics(std::string prefix, std::string site);
+    Topics(const std::string& prefix, const std::string& site);
 
     const std::string& availability() const { return availability_; }  // retained online/offline
     const std::string& gateway() const { return gateway_; }            // retained gateway info

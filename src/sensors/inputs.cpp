@@ -61,7 +61,7 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
       rejected_by_(std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size())),
       dropped_by_(std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size())) {
     client_ = std::make_unique<mqtt::async_client>(publish::paho_uri(url_), client_id_);
-    client_->set_message_callback([this](mqtt::const_message_ptr msg) {
+    client_->set_message_callback([this](const mqtt::const_message_ptr& msg) {
         receive({msg->get_topic(), msg->to_string(), msg->is_retained()});
     });
     client_->set_connection_lost_handler([this](const std::string&) {

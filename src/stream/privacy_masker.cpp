@@ -134,6 +134,7 @@ bool PrivacyMasker::open_encoder(const AVFrame& frame) {
     luma_mask_ = cv::Mat::zeros(out_h, out_w, CV_8UC1);
     for (const auto& poly : options_.masks) {
         std::vector<cv::Point> pts;
+        pts.reserve(poly.size());
         for (const auto& p : poly)
             pts.emplace_back(static_cast<int>(p.x * out_w + 0.5), static_cast<int>(p.y * out_h + 0.5));
         cv::fillPoly(luma_mask_, std::vector<std::vector<cv::Point>>{pts}, cv::Scalar(255));

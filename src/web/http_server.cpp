@@ -173,7 +173,7 @@ Response text_response(const Request& req, http::status status, std::string body
     return plain_response(req, status, std::move(body), content_type, "kitchen-gateway");
 }
 
-HttpServer::HttpServer(net::io_context& io, const std::string& listen, Limits limits, Handler handler,
+HttpServer::HttpServer(net::io_context& io, const std::string& listen, const Limits& limits, Handler handler,
                        std::shared_ptr<spdlog::logger> log)
     : shared_(std::make_shared<Shared>()), listener_(io, parse_listen(listen), listen, limits, log) {
     shared_->limits = limits;

@@ -40,7 +40,7 @@ using StreamHandler = std::function<StreamResult(const Request&, const std::stri
 class HttpServer {
 public:
     // Throws std::runtime_error naming the address when it cannot listen.
-    HttpServer(boost::asio::io_context& io, const std::string& listen, Limits limits, Handler handler,
+    HttpServer(boost::asio::io_context& io, const std::string& listen, const Limits& limits, Handler handler,
                std::shared_ptr<spdlog::logger> log);
     ~HttpServer();
     // Before start(): serve live streams too.

@@ -49,7 +49,7 @@ Limit limit_of(const std::string& target) {
 
 Handler local_api(GatewayView& view, std::string token, std::shared_ptr<spdlog::logger> log,
                   ReloadFn reload) {
-    return [&view, token = std::move(token), log, reload = std::move(reload)](
+    return [&view, token = std::move(token), log = std::move(log), reload = std::move(reload)](
                const Request& req, const std::string& client) -> Answer {
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));

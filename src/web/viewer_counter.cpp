@@ -85,7 +85,7 @@ ViewerCounter::Admit ViewerCounter::admit_flv(const std::string& camera, const s
 }
 
 void ViewerCounter::add_flv(const std::string& camera, const std::string& address,
-                            std::shared_ptr<LiveStream> stream) {
+                            const std::shared_ptr<LiveStream>& stream) {
     std::lock_guard lock(mutex_);
     flv_.push_back({camera, address_block(address), stream});
 }

@@ -44,7 +44,8 @@ public:
                    Clock::time_point now);
     // A new HTTP-FLV viewer: checked against the caps; on ok, call add_flv with its stream.
     Admit admit_flv(const std::string& camera, const std::string& address, Clock::time_point now);
-    void add_flv(const std::string& camera, const std::string& address, std::shared_ptr<LiveStream> stream);
+    void add_flv(const std::string& camera, const std::string& address,
+                 const std::shared_ptr<LiveStream>& stream);
 
     struct Count {
         std::size_t hls = 0, flv = 0;
