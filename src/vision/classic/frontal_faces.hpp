@@ -19,7 +19,8 @@ class FrontalFaces {
 public:
     // `frame`: the owner's frame counter (FramePasses'); without one, every call searches afresh.
     // Throws std::runtime_error naming the cascade file when it cannot be loaded.
-    FrontalFaces(const std::string& cascade_dir, std::shared_ptr<const std::uint64_t> frame = nullptr);
+    explicit FrontalFaces(const std::string& cascade_dir,
+                          std::shared_ptr<const std::uint64_t> frame = nullptr);
     FrontalFaces(const FrontalFaces&) = delete;
     FrontalFaces& operator=(const FrontalFaces&) = delete;
 
