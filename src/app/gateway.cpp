@@ -221,7 +221,10 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
          {std::pair{topics_.camera_state("+"), "camera"}, std::pair{topics_.sensor_state("+"), "sensor"}}) {
         link_.subscribe(
             filter,
-            [this, filter, kind](const publish::MqttLink::Message& m) { note_state(m, filter, kind); },
+            // Init-captures: clang-tidy 14's parser cannot capture structured bindings (C++20).
+            [this, filter = filter, kind = kind](const publish::MqttLink::Message& m) {
+                note_state(m, filter, kind);
+            },
             publish::MqttLink::Need::optional);
     }
     link_.on_connected([this] {
@@ -456,7 +459,7 @@ void Gateway::carry_missed_cycles(const std::vector<std::string>& history, std::
     std::optional<std::optional<TimePoint>> events_seen;  // parsed only after a crash, once
     for (const auto& [id, missed] : left) {
         const auto it = std::find_if(cfg_.sensors.begin(), cfg_.sensors.end(),
-                                     [&id](const config::Sensor& s) { return s.id == id; });
+                                     [&id = id](const config::Sensor& s) { return s.id == id; });
         if (it == cfg_.sensors.end() || !it->disinfection) continue;
         // Only if no complete cycle can have run while nobody watched: the gateway down for less
         // than the cycle's min_time. When it was last alive: its stop, or after a crash its last
