@@ -99,7 +99,8 @@ void FlvHub::open_muxer(const AVCodecParameters& params) {
     s->codecpar->codec_tag = 0;
     s->time_base = AVRational{1, 1000};
     auto* buffer = static_cast<std::uint8_t*>(av_malloc(kIoBufferSize));
-    io_ = avio_alloc_context(buffer, kIoBufferSize, 1, this, nullptr, write_cb, nullptr);
+    io_ = buffer != nullptr ? avio_alloc_context(buffer, kIoBufferSize, 1, this, nullptr, write_cb, nullptr)
+                            : nullptr;
     if (io_ == nullptr) {
         av_free(buffer);
         return close();
@@ -110,6 +111,10 @@ void FlvHub::open_muxer(const AVCodecParameters& params) {
     // A live stream has no duration or size to go back and fill in.
     av_opt_set(out_->priv_data, "flvflags", "no_duration_filesize", 0);
     packet_ = av_packet_alloc();
+    if (packet_ == nullptr) {
+        log_->error("HTTP-FLV for {}: out of memory for the muxer's packet", camera_);
+        return close();
+    }
     last_dts_ = AV_NOPTS_VALUE;
     clock_.reset();
 }

@@ -223,6 +223,10 @@ void HlsWriter::open_muxer() {
     av_opt_set(out_->priv_data, "hls_segment_filename", fmt::format("{}/{}-%05d.m4s", folder_, stem).c_str(),
                0);
     packet_ = av_packet_alloc();
+    if (packet_ == nullptr) {
+        log_->error("HLS: out of memory for the muxer's packet");
+        return close();
+    }
     last_dts_ = AV_NOPTS_VALUE;
 }
 
