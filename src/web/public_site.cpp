@@ -224,7 +224,7 @@ Limits public_limits(const config::Public& settings) {
 
 PublicRoutes public_site(const PublicView& view, const config::Public& settings,
                          std::shared_ptr<spdlog::logger> log) {
-    auto guard = std::make_shared<Guard>(view, settings, log);
+    auto guard = std::make_shared<Guard>(view, settings, std::move(log));
     PublicRoutes routes;
 
     routes.handler = [guard](const Request& req, const std::string&) -> Response {
