@@ -41,6 +41,7 @@ namespace {
 double percentile(std::vector<double> v, double p) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
+    // NOLINTNEXTLINE(bugprone-incorrect-roundings): p is within 0..1, never negative
     const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
     return v[std::min(i, v.size() - 1)];
 }
@@ -169,6 +170,7 @@ void print_comparison(const std::string& other, const std::vector<kg::eval::Imag
 
 }  // namespace
 
+// NOLINTNEXTLINE(bugprone-exception-escape): only CLI11's set-up (allocations) is outside the try below
 int main(int argc, char** argv) {
     CLI::App app{"kitchen-eval: accuracy and speed of a detector on labelled images"};
     std::string detector_spec, data, classes_text, json_path, dump_path, compare_spec, labels_dir;

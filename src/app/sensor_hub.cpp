@@ -63,6 +63,7 @@ void SensorHub::start() {
     for (auto& m : modbus_) m->start();
 }
 
+// NOLINTNEXTLINE(performance-unnecessary-value-param): moved in; changed through the bindings below
 void SensorHub::adopt(CarryOver carried) {
     std::lock_guard order(deliver_mutex_);
     std::vector<events::Event> out;

@@ -62,7 +62,7 @@ void read_schedules(Reader& r, const YAML::Node& n, std::vector<Schedule>& sched
     }
     // In rounds: `not` may name another `not` written further down (`open: {not: closed}` before
     // `closed: {not: working}`), and the inverse of an inverse is the schedule itself.
-    struct Pending {
+    struct Pending {  // NOLINT(bugprone-exception-escape): YAML::Node's assignment, not noexcept
         std::string name, of;
         YAML::Node at;
     };

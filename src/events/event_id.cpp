@@ -6,7 +6,7 @@
 
 namespace kg::events {
 
-EventIdGenerator::EventIdGenerator() {
+EventIdGenerator::EventIdGenerator() {  // NOLINT(cert-msc51-cpp): rng_ is seeded here, from random_device
     std::random_device rd;
     std::seed_seq seed{rd(), rd(), rd(), rd()};
     rng_.seed(seed);

@@ -136,6 +136,7 @@ bool PrivacyMasker::open_encoder(const AVFrame& frame) {
         std::vector<cv::Point> pts;
         pts.reserve(poly.size());
         for (const auto& p : poly)
+            // NOLINTNEXTLINE(bugprone-incorrect-roundings): points are within 0..1 (config), never negative
             pts.emplace_back(static_cast<int>(p.x * out_w + 0.5), static_cast<int>(p.y * out_h + 0.5));
         cv::fillPoly(luma_mask_, std::vector<std::vector<cv::Point>>{pts}, cv::Scalar(255));
     }

@@ -27,7 +27,7 @@ class LiveStream;
 // until it ends or the client goes. A live body (HTTP-FLV) closes the connection after it; a body
 // whose length the head gives (a shared, already finished stream: an HLS segment served from one
 // in-memory copy to every viewer) keeps the connection alive.
-struct StreamReply {
+struct StreamReply {  // NOLINT(bugprone-exception-escape): Beast's response moves, not noexcept
     http::response<http::empty_body> head;
     std::shared_ptr<LiveStream> body;
 };

@@ -36,6 +36,7 @@ DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes)
 
 DnnDetector::DnnDetector(Manifest manifest, NetworkPasses* passes, std::unique_ptr<NetworkPasses> own)
     : manifest_(std::move(manifest)), own_passes_(std::move(own)) {
+    // NOLINTNEXTLINE(clang-analyzer-core.NullDereference): `own` is made whenever `passes` is null
     NetworkPasses& all = own_passes_ ? *own_passes_ : *passes;
     pass_ = all.pass_for(manifest_);
     const auto names = manifest_.outputs.empty() ? pass_->unconnected_outputs() : manifest_.outputs;
