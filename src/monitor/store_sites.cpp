@@ -39,6 +39,8 @@ constexpr const char* kForget[] = {
     "DELETE FROM seq_streams WHERE site = ?1",
     "DELETE FROM seq_assumed WHERE site = ?1",
     "DELETE FROM pending_clips WHERE site = ?1",
+    // One statement over two lines, not two statements:
+    // NOLINTNEXTLINE(bugprone-suspicious-missing-comma)
     "DELETE FROM snapshots WHERE site = ?1 AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = "
     "snapshots.event_id)",
     "DELETE FROM sites WHERE site = ?1",

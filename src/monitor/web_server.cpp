@@ -249,7 +249,14 @@ WebServer::WebServer(net::io_context& io, const std::string& listen, WebLimits l
     shared_->log = std::move(log);
 }
 
-WebServer::~WebServer() { stop(); }
+WebServer::~WebServer() {
+    // Noexcept: the timer's cancel() throws on a failure, which here would call std::terminate.
+    try {
+        stop();
+    } catch (const std::exception& e) {
+        shared_->log->warn("stopping the web server: {}", e.what());
+    }
+}
 
 unsigned short WebServer::port() const { return listener_.port(); }
 
