@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <stdexcept>
+#include <string_view>
 
 #include "common/listen_address.hpp"
 #include "common/log_throttle.hpp"
@@ -139,6 +140,25 @@ void Listener::accept_failed(const boost::system::error_code& ec) {
     });
 }
 
+void Listener::refuse(tcp::socket& socket) {
+    // A short answer instead of a bare close, which a browser shows as "connection reset" and a
+    // player as a broken stream. Written without waiting (it fits any socket's send buffer), after
+    // taking what the client already sent: closed with bytes unread, the socket would send a reset
+    // that may destroy the answer before the client reads it.
+    static constexpr std::string_view kBusy =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: 41\r\nRetry-After: 10\r\nConnection: close\r\n\r\n"
+        "too many connections; try again shortly\r\n";
+    beast::error_code ec;
+    socket.non_blocking(true, ec);
+    std::array<char, 4096> sink{};
+    while (!ec && socket.available(ec) > 0) socket.read_some(net::buffer(sink), ec);
+    ec.clear();
+    socket.write_some(net::buffer(kBusy.data(), kBusy.size()), ec);
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+    socket.close(ec);
+}
+
 void Listener::accept() {
     // The handler may run after stop() (an accept already done): it checks the shared state before
     // it touches `this`.
@@ -184,7 +204,7 @@ void Listener::accept() {
                             "from {}",
                             refusals, client);
                     }
-                    socket.close(peer_ec);
+                    refuse(socket);
                 }
             }
             accept();

@@ -107,6 +107,8 @@ private:
     // the connection waiting in the backlog would make it fail again at once, in a loop on the
     // thread that also runs the supervision.
     void accept_failed(const boost::system::error_code& ec);
+    // Answers 503 to a connection over the caps and closes it.
+    static void refuse(boost::asio::ip::tcp::socket& socket);
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;
