@@ -177,8 +177,9 @@ void MqttLink::on_own_availability(const Message& m) {
     auto last = availability_said_.load();
     if ((last == 0 || now - last >= 60000) && availability_said_.compare_exchange_strong(last, now)) {
         log_->warn(
-            "the broker published {} offline while this gateway is connected (the last will of a connection "
-            "it no longer has, on another node of a broker cluster?): said online again",
+            "the broker published {} offline while this gateway is connected (a broker shutting down sends "
+            "its clients' last wills, Mosquitto does; or the last will of a connection it no longer has, on "
+            "another node of a broker cluster): said online again",
             availability_topic_);
     }
 }
