@@ -437,8 +437,7 @@ private:
     bool is_retired_stream(const std::string& site, const std::string& stream);
     // Another site whose current stream is `stream`: the gateway it came from now has another site id.
     std::optional<std::string> site_following(const std::string& stream, const std::string& except);
-    // Another site following `stream`, now offline, that has heard it beyond `above`: that site and
-    // its top.
+    // Another site following `stream` that has heard it beyond `above`: that site and its top.
     std::optional<std::pair<std::string, std::int64_t>> site_further_on(const std::string& stream,
                                                                         const std::string& except,
                                                                         std::int64_t above);

@@ -64,9 +64,8 @@ std::optional<std::pair<std::string, std::int64_t>> Store::site_further_on(const
                                                                            const std::string& except,
                                                                            std::int64_t above) {
     Stmt s(db_,
-           "SELECT q.site, q.top FROM seq_streams q JOIN sites s ON s.site = q.site WHERE q.stream = ? AND "
-           "q.site != ? AND q.current = 1 AND q.top > ? AND s.availability = 'offline' ORDER BY q.top DESC "
-           "LIMIT 1");
+           "SELECT site, top FROM seq_streams WHERE stream = ? AND site != ? AND current = 1 AND top > ? "
+           "ORDER BY top DESC LIMIT 1");
     s.bind(1, stream).bind(2, except).bind(3, above);
     if (!s.step()) return std::nullopt;
     return std::pair{s.text(0), s.integer(1)};
@@ -380,10 +379,7 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
         // gateway's site.id changed and then changed back (A, then B, then A again). What it sent
         // as the other was delivered there; counted missing here it was asked for on this id's
         // topic, answered under the other's as duplicates, and after a day declared lost (the 58th
-        // session's review). Only from a site that said offline (the gateway's stop under that id):
-        // two boxes sharing a stream at once (an SD card cloned with its outbox, the copy given a
-        // new id) each number their own, and the other's numbers say nothing of what this one lost.
-        // Looked up only past a gap, which a site that kept its id rarely has.
+        // session's review). Looked up only past a gap, which a site that kept its id rarely has.
         const std::int64_t heard = creates == Creates::from_gateway ? s.seq : s.seq - 1;
         if (creates != Creates::never && heard > track->top()) {
             if (auto other = site_further_on(s.stream, site, track->top())) {
