@@ -765,12 +765,6 @@ void Ingest::report(const std::string& site, const std::string& stream, const Tr
             for (const auto& id : r.ended_alerts) notify_({Change::Kind::alert, site, id});
         }
     }
-    if (r.kind == TrackResult::Kind::tracked && !r.back_from.empty())
-        log_->warn(
-            "{0}: stream {1} heard again under this id after site {2} followed it (the gateway's site.id "
-            "changed back): its numbers up to {3} were delivered as {2}; retire {2} once its alerts are "
-            "dealt with",
-            site, stream, r.back_from, r.back_from_up_to);
     if (r.kind == TrackResult::Kind::tracked && r.from_first)
         log_->info(
             "{}: stream {} began after the room started following sites: its numbers from 1, taken "

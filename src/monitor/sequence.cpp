@@ -75,12 +75,6 @@ std::int64_t StreamTrack::lose(std::int64_t from, std::int64_t to, TimePoint now
     return settled;
 }
 
-void StreamTrack::delivered_elsewhere_up_to(std::int64_t seq) {
-    if (seq <= top_) return;
-    top_ = seq;
-    advance_mark();
-}
-
 std::vector<GivenUp> StreamTrack::give_up_missed_before(TimePoint cutoff) {
     std::vector<GivenUp> out;
     for (auto it = missing_.begin(); it != missing_.end();) {

@@ -96,10 +96,6 @@ public:
     // The numbers this track counted lost since it was built or loaded, in the order it did.
     const std::vector<NumberRange>& newly_lost() const { return newly_lost_; }
 
-    // The numbers above top() up to `seq` were delivered to the room under another site id (the
-    // gateway's site.id changed, and then changed back to this one): none of them is missing here.
-    void delivered_elsewhere_up_to(std::int64_t seq);
-
     // Missing ranges asked for now (they are due again after `every`).
     void asked(std::int64_t from, std::int64_t to, TimePoint now);
 

@@ -136,10 +136,6 @@ struct TrackResult {
     // With `started` for a site new to the room: the site that follows the same stream (the
     // gateway's site.id was that one's); the stream is followed here from the number first heard.
     std::string renamed_from;
-    // With `tracked`: the site this one's stream was followed under meanwhile (the gateway's
-    // site.id changed and then changed back), and the number up to which it was delivered there.
-    std::string back_from;
-    std::int64_t back_from_up_to = 0;
     // With `started` for a site that had a stream: its alerts still open, ended by the room with
     // kEndOutboxReplaced (the gateway's record of them went with its outbox).
     std::vector<std::string> ended_alerts;
@@ -437,10 +433,6 @@ private:
     bool is_retired_stream(const std::string& site, const std::string& stream);
     // Another site whose current stream is `stream`: the gateway it came from now has another site id.
     std::optional<std::string> site_following(const std::string& stream, const std::string& except);
-    // Another site following `stream` that has heard it beyond `above`: that site and its top.
-    std::optional<std::pair<std::string, std::int64_t>> site_further_on(const std::string& stream,
-                                                                        const std::string& except,
-                                                                        std::int64_t above);
     // The start of the latest gateway run whose `gateway` message named the site's `stream`.
     std::optional<TimePoint> run_started(const std::string& site, const std::string& stream);
     // Writes the ranges `after` counted lost since `before` to seq_lost (part of save_track).

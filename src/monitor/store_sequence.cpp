@@ -60,17 +60,6 @@ std::optional<std::string> Store::site_following(const std::string& stream, cons
     return s.text(0);
 }
 
-std::optional<std::pair<std::string, std::int64_t>> Store::site_further_on(const std::string& stream,
-                                                                           const std::string& except,
-                                                                           std::int64_t above) {
-    Stmt s(db_,
-           "SELECT site, top FROM seq_streams WHERE stream = ? AND site != ? AND current = 1 AND top > ? "
-           "ORDER BY top DESC LIMIT 1");
-    s.bind(1, stream).bind(2, except).bind(3, above);
-    if (!s.step()) return std::nullopt;
-    return std::pair{s.text(0), s.integer(1)};
-}
-
 bool Store::is_retired_stream(const std::string& site, const std::string& stream) {
     Stmt s(db_, "SELECT 1 FROM seq_streams WHERE site = ? AND stream = ? AND current = 0");
     s.bind(1, site).bind(2, stream);
@@ -375,19 +364,6 @@ TrackResult Store::apply_track(const std::string& site, const Sequence& s, Creat
         if (!result.reinstated) start_stream(site, *track, now, result);
     } else {
         result.kind = TrackResult::Kind::tracked;
-        // Beyond what this site heard of its stream while another site id followed it further: the
-        // gateway's site.id changed and then changed back (A, then B, then A again). What it sent
-        // as the other was delivered there; counted missing here it was asked for on this id's
-        // topic, answered under the other's as duplicates, and after a day declared lost (the 58th
-        // session's review). Looked up only past a gap, which a site that kept its id rarely has.
-        const std::int64_t heard = creates == Creates::from_gateway ? s.seq : s.seq - 1;
-        if (creates != Creates::never && heard > track->top()) {
-            if (auto other = site_further_on(s.stream, site, track->top())) {
-                result.back_from_up_to = std::min(other->second, heard);
-                track->delivered_elsewhere_up_to(result.back_from_up_to);
-                result.back_from = std::move(other->first);
-            }
-        }
     }
     std::optional<std::int64_t> reopen;
     if (creates == Creates::from_gateway && result.kind == TrackResult::Kind::tracked) {
