@@ -36,6 +36,10 @@ public:
 
     ~Session() override {
         if (live_) live_->cancel();
+        // Gone without end_stream() (a stopping server cancels its streams, and the waker held the
+        // last reference): closed gracefully too. Only the write timer's own close resets.
+        beast::error_code ignored;
+        stream_.socket().set_option(net::socket_base::linger(false, 0), ignored);
     }
 
 private:

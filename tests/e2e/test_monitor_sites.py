@@ -252,7 +252,7 @@ def test_dashboard_banner_and_retire_button(broker, monitors, browser):
     # stream, not at its reading of the whole list every 20 s.
     kg_e2e.wait_until(lambda: "offline" in row("sch-9103"), 5, what="the other offline site")
     assert mon.request("POST", "/api/sites/sch-9103/retire", {})[0] == 200
-    kg_e2e.wait_until(lambda: not row("sch-9103"), 3, what="the site another operator retired gone from the list")
+    kg_e2e.wait_until(lambda: not row("sch-9103"), 5, what="the site another operator retired gone from the list")
 
     # The room loses the broker: the banner, and no site's state shown as known.
     assert not browser.find_element(By.ID, "room-banner").is_displayed()

@@ -356,6 +356,46 @@ TEST(HttpServer, ALiveViewerWhoTakesNothingIsCutAndSaid) {
     EXPECT_EQ(ec, net::error::connection_reset) << ec.message() << " after " << taken << " bytes";
 }
 
+// A stopping server ends its live streams with a clean end, not a reset (the write timer's reset of a
+// viewer who takes nothing must not reach the viewers of a gateway that stops: the review of it).
+TEST(HttpServer, ALiveStreamEndsCleanlyWhenTheServerStops) {
+    std::shared_ptr<kg::web::LiveStream> live;
+    std::mutex mutex;
+    const auto streams = [&](const kg::web::Request& req, const std::string&) -> kg::web::StreamResult {
+        kg::web::StreamReply reply;
+        reply.head.version(req.version());
+        reply.head.result(http::status::ok);
+        reply.head.set(http::field::content_type, "video/x-flv");
+        reply.body = std::make_shared<kg::web::LiveStream>(std::size_t{1} << 20);
+        std::lock_guard lock(mutex);
+        live = reply.body;
+        return reply;
+    };
+    Server server(kg::web::Limits{}, the_client, "127.0.0.1:0", streams);
+    net::io_context io;
+    tcp::socket socket(io);
+    socket.connect({net::ip::make_address("127.0.0.1"), server.port()});
+    http::request<http::empty_body> req{http::verb::get, "/live/kitchen.flv", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(socket, req);
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::string_body> res;
+    http::read_header(socket, buffer, res);
+    ASSERT_EQ(res.get().result(), http::status::ok);
+    {
+        std::lock_guard lock(mutex);
+        ASSERT_TRUE(live);
+        live->push(std::make_shared<const std::string>(std::size_t{64} << 10, 'v'));
+    }
+    server.stop();
+    boost::system::error_code ec;
+    std::vector<char> sink(1 << 16);
+    std::size_t taken = buffer.size();
+    while (!ec) taken += socket.read_some(net::buffer(sink), ec);
+    EXPECT_EQ(ec, net::error::eof) << ec.message() << " after " << taken << " bytes";
+    EXPECT_GE(taken, std::size_t{64} << 10) << "what was queued before the stop";
+}
+
 // Every answer says when it was made (RFC 9110 6.6.1: a server with a clock sends Date), in
 // English whatever the locale.
 TEST(HttpServer, EveryAnswerCarriesItsDate) {
