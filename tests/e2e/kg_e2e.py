@@ -766,6 +766,22 @@ def parse_time(iso):
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+CAMERA_STATE = "kitchen/test-site/cameras/{}/state"  # base_config's site
+
+
+def latest_state(collector, cam):
+    """The last state `cam` published, or None."""
+    return collector.last_json(CAMERA_STATE.format(cam))
+
+
+def frames_flowing(collector, cam, after=0.0):
+    """The latest state of `cam` when it is online with a frame decoded after `after` (epoch s)."""
+    s = latest_state(collector, cam)
+    if s and s["online"] and s["last_frame_time"] and parse_time(s["last_frame_time"]) > after:
+        return s
+    return None
+
+
 def in_parallel(calls):
     """The results of calls (functions without arguments), run on as many threads as there are cores:
     clips made by FFmpeg processes of their own, each mostly on one core, for a test that needs

@@ -13,21 +13,9 @@ import time
 import urllib.request
 
 import kg_e2e
-from kg_e2e import parse_time
+from kg_e2e import frames_flowing, latest_state, parse_time
 
-STATE = "kitchen/test-site/cameras/{}/state"
-
-
-def latest_state(collector, cam):
-    return collector.last_json(STATE.format(cam))
-
-
-def frames_flowing(collector, cam, after=0.0):
-    """The latest state of `cam` when it is online with a frame decoded after `after` (epoch s)."""
-    s = latest_state(collector, cam)
-    if s and s["online"] and s["last_frame_time"] and parse_time(s["last_frame_time"]) > after:
-        return s
-    return None
+STATE = kg_e2e.CAMERA_STATE
 
 
 def labels(collector, cam):

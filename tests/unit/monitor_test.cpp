@@ -49,6 +49,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The API's context for a test: the store, the operators and the configuration, the room connected,
+// every other part absent (as a monitor without replay, notifications or a clock watch has).
+ApiContext test_context(Store& store, Auth& auth, const MonitorConfig& cfg) {
+    return ApiContext{
+        store,   auth, cfg, [] { return true; }, [](const ActionRecord&) {}, nullptr, {}, {}, {}, {},
+        nullptr, {},   {}};
+}
+
 struct TempDir {
     fs::path dir =
         fs::temp_directory_path() / ("kg-monitor-" + std::to_string(getpid()) + "-" +
@@ -1424,20 +1432,7 @@ TEST(MonitorApi, ASignInHeldUpIsA429WithRetryAfter) {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(ApiContext{store,
-                                             auth,
-                                             cfg,
-                                             [] { return true; },
-                                             [](const ActionRecord&) {},
-                                             nullptr,
-                                             {},
-                                             {},
-                                             {},
-                                             {},
-                                             nullptr,
-                                             {},
-                                             {}},
-                                  kg::Logging::null_logger());
+    WebHandler handler = make_api(test_context(store, auth, cfg), kg::Logging::null_logger());
     const auto login = [&](const std::string& password) {
         Request req{http::verb::post, "/api/login", 11};
         req.set(http::field::content_type, "application/json");
@@ -1465,20 +1460,7 @@ TEST(MonitorApi, FailedSignInsAreLoggedAFewAMinutePerAddressAndAllCounted) {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(ApiContext{store,
-                                             auth,
-                                             cfg,
-                                             [] { return true; },
-                                             [](const ActionRecord&) {},
-                                             nullptr,
-                                             {},
-                                             {},
-                                             {},
-                                             {},
-                                             nullptr,
-                                             {},
-                                             {}},
-                                  log);
+    WebHandler handler = make_api(test_context(store, auth, cfg), log);
     const auto login = [&](const std::string& client) {
         Request req{http::verb::post, "/api/login", 11};
         req.set(http::field::content_type, "application/json");
@@ -1521,20 +1503,7 @@ TEST(MonitorApi, TheSessionCookieIsSecureBehindAnHttpsProxy) {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "correct-horse", ""}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(ApiContext{store,
-                                             auth,
-                                             cfg,
-                                             [] { return true; },
-                                             [](const ActionRecord&) {},
-                                             nullptr,
-                                             {},
-                                             {},
-                                             {},
-                                             {},
-                                             nullptr,
-                                             {},
-                                             {}},
-                                  kg::Logging::null_logger());
+    WebHandler handler = make_api(test_context(store, auth, cfg), kg::Logging::null_logger());
     const auto cookie = [&](bool https) {
         Request req{http::verb::post, "/api/login", 11};
         req.set(http::field::content_type, "application/json");
@@ -1570,20 +1539,7 @@ namespace {
 // thread of its own, for the tests that speak HTTP to it.
 struct ServedApi {
     explicit ServedApi(WebLimits limits = {})
-        : handler(make_api(ApiContext{store,
-                                      auth,
-                                      cfg,
-                                      [] { return true; },
-                                      [](const ActionRecord&) {},
-                                      nullptr,
-                                      {},
-                                      {},
-                                      {},
-                                      {},
-                                      nullptr,
-                                      {},
-                                      {}},
-                           kg::Logging::null_logger())),
+        : handler(make_api(test_context(store, auth, cfg), kg::Logging::null_logger())),
           server(io, "127.0.0.1:0", std::move(limits), handler, hub, kg::Logging::null_logger()) {
         server.start();
         runner = std::thread([this] { io.run(); });
@@ -2115,20 +2071,7 @@ struct ApiProbe {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(ApiContext{store,
-                                             auth,
-                                             cfg,
-                                             [] { return true; },
-                                             [](const ActionRecord&) {},
-                                             nullptr,
-                                             {},
-                                             {},
-                                             {},
-                                             {},
-                                             nullptr,
-                                             {},
-                                             {}},
-                                  kg::Logging::null_logger());
+    WebHandler handler = make_api(test_context(store, auth, cfg), kg::Logging::null_logger());
 
     std::pair<int, std::string> call(http::verb method, const std::string& target, bool signed_in = true) {
         Request req{method, target, 11};
@@ -2252,20 +2195,7 @@ TEST(MonitorApi, AHeadOfTheEventStreamIsNotAStream) {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(ApiContext{store,
-                                             auth,
-                                             cfg,
-                                             [] { return true; },
-                                             [](const ActionRecord&) {},
-                                             nullptr,
-                                             {},
-                                             {},
-                                             {},
-                                             {},
-                                             nullptr,
-                                             {},
-                                             {}},
-                                  kg::Logging::null_logger());
+    WebHandler handler = make_api(test_context(store, auth, cfg), kg::Logging::null_logger());
     Request req{http::verb::head, "/api/stream", 11};
     req.set(http::field::authorization, "Bearer tok-0123456789abcdef");
     const auto reply = handler(req, {"127.0.0.1"});
@@ -2348,19 +2278,7 @@ TEST(MonitorApi, RequestsAPageOfAnotherSiteCanMakeAreRefusedAndAnswersSayWhy) {
     MonitorConfig cfg;
     Auth auth{{{"wang", "correct-horse", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
     WebHandler handler = make_api(
-        ApiContext{store,
-                   auth,
-                   cfg,
-                   [] { return true; },
-                   [](const ActionRecord&) {},
-                   nullptr,
-                   {},
-                   {},
-                   {},
-                   {},
-                   nullptr,
-                   {},
-                   {}},
+        test_context(store, auth, cfg),
         std::make_shared<spdlog::logger>("api", std::make_shared<spdlog::sinks::ostream_sink_mt>(text)));
     const std::string id = "19ab3c0f2e1-ffffffffffffff01";
     store.add_event(parsed(event(id, "start")), kT0);
@@ -2488,20 +2406,7 @@ TEST(MonitorWebServer, AStreamEndsWhenItsSignInNoLongerHolds) {
     Store store{":memory:"};
     MonitorConfig cfg;
     Auth auth{{{"wang", "correct-horse", "tok-0123456789abcdef"}}, std::chrono::hours(1)};
-    WebHandler handler = make_api(ApiContext{store,
-                                             auth,
-                                             cfg,
-                                             [] { return true; },
-                                             [](const ActionRecord&) {},
-                                             nullptr,
-                                             {},
-                                             {},
-                                             {},
-                                             {},
-                                             nullptr,
-                                             {},
-                                             {}},
-                                  kg::Logging::null_logger());
+    WebHandler handler = make_api(test_context(store, auth, cfg), kg::Logging::null_logger());
     Request login{http::verb::post, "/api/login", 11};
     login.set(http::field::content_type, "application/json");
     login.body() = json{{"operator", "wang"}, {"password", "correct-horse"}}.dump();
