@@ -126,6 +126,16 @@ kg::web::Response the_client(const kg::web::Request& req, const std::string& cli
     return kg::web::text_response(req, http::status::ok, client);
 }
 
+// An HTTP-FLV answer whose body is a live stream with a queue of `queue` bytes.
+kg::web::StreamReply flv_reply(const kg::web::Request& req, std::size_t queue) {
+    kg::web::StreamReply reply;
+    reply.head.version(req.version());
+    reply.head.result(http::status::ok);
+    reply.head.set(http::field::content_type, "video/x-flv");
+    reply.body = std::make_shared<kg::web::LiveStream>(queue);
+    return reply;
+}
+
 // A real server on the loopback.
 class Server {
 public:
@@ -251,11 +261,7 @@ TEST(HttpServer, AConnectionOverTheCapIsAnswered503) {
 TEST(HttpServer, ALiveStreamEndsAtItsDeadlineWhenNothingIsSent) {
     std::shared_ptr<kg::web::LiveStream> live;
     const auto streams = [&live](const kg::web::Request& req, const std::string&) -> kg::web::StreamResult {
-        kg::web::StreamReply reply;
-        reply.head.version(req.version());
-        reply.head.result(http::status::ok);
-        reply.head.set(http::field::content_type, "video/x-flv");
-        reply.body = std::make_shared<kg::web::LiveStream>(1u << 20);
+        auto reply = flv_reply(req, 1u << 20);
         reply.body->end_at(std::chrono::system_clock::now() + std::chrono::milliseconds(700));
         live = reply.body;
         return reply;
@@ -300,12 +306,8 @@ TEST(HttpServer, ALiveViewerWhoTakesNothingIsCutAndSaid) {
     std::shared_ptr<kg::web::LiveStream> live;
     std::mutex mutex;
     const auto streams = [&](const kg::web::Request& req, const std::string&) -> kg::web::StreamResult {
-        kg::web::StreamReply reply;
-        reply.head.version(req.version());
-        reply.head.result(http::status::ok);
-        reply.head.set(http::field::content_type, "video/x-flv");
         // A queue that never overflows here: the write's timeout is what cuts the viewer.
-        reply.body = std::make_shared<kg::web::LiveStream>(std::size_t{1} << 30);
+        auto reply = flv_reply(req, std::size_t{1} << 30);
         std::lock_guard lock(mutex);
         live = reply.body;
         return reply;
@@ -362,11 +364,7 @@ TEST(HttpServer, ALiveStreamEndsCleanlyWhenTheServerStops) {
     std::shared_ptr<kg::web::LiveStream> live;
     std::mutex mutex;
     const auto streams = [&](const kg::web::Request& req, const std::string&) -> kg::web::StreamResult {
-        kg::web::StreamReply reply;
-        reply.head.version(req.version());
-        reply.head.result(http::status::ok);
-        reply.head.set(http::field::content_type, "video/x-flv");
-        reply.body = std::make_shared<kg::web::LiveStream>(std::size_t{1} << 20);
+        auto reply = flv_reply(req, std::size_t{1} << 20);
         std::lock_guard lock(mutex);
         live = reply.body;
         return reply;
