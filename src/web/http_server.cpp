@@ -36,8 +36,9 @@ public:
 
     ~Session() override {
         if (live_) live_->cancel();
-        // Gone without end_stream() (a stopping server cancels its streams, and the waker held the
-        // last reference): closed gracefully too. Only the write timer's own close resets.
+        // Before the socket goes: every end of a live stream closes gracefully (end_stream(), and a
+        // stopping server's cancel, which drops the waker's last reference); only the write timer's
+        // own close, before, resets.
         beast::error_code ignored;
         stream_.socket().set_option(net::socket_base::linger(false, 0), ignored);
     }
@@ -96,7 +97,7 @@ private:
             // stream's, which drops such a viewer. A quarter of a megabyte still carries 20 Mbit/s
             // at 100 ms of round trip. And a viewer cut for taking nothing (the write timer closes
             // the socket) is reset, not closed gracefully: its unsent bytes stayed with the kernel
-            // for minutes after the cut. end_stream() closes gracefully.
+            // for minutes after the cut. ~Session() restores the graceful close.
             beast::error_code ignored;
             stream_.socket().set_option(net::socket_base::send_buffer_size(kLiveSendBuffer), ignored);
             stream_.socket().set_option(net::socket_base::linger(true, 0), ignored);
@@ -168,8 +169,6 @@ private:
     void end_stream() {
         if (live_) live_->cancel();
         deadline_timer_.cancel();
-        beast::error_code ignored;  // closed already (the write timer's reset): nothing to undo
-        stream_.socket().set_option(net::socket_base::linger(false, 0), ignored);
         close();
     }
 
