@@ -99,10 +99,15 @@ void SensorHub::adopt(CarryOver carried) {
 void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
     if (stopped_) return;
     stopped_ = true;
-    if (mqtt_) mqtt_->stop();
     // All asked first, then each joined: each may be in a read that waits out its timeout, and
-    // the devices' waits overlap instead of adding up.
+    // the devices' waits overlap instead of adding up (the MQTT input's disconnect too).
     for (auto& m : modbus_) m->request_stop();
+    try {
+        if (mqtt_) mqtt_->stop();
+    } catch (const std::exception& e) {
+        // The Modbus pollers are still joined, and what was read is still closed and sent below.
+        log_->error("sensors: the MQTT input did not stop cleanly: {}", e.what());
+    }
     for (auto& m : modbus_) m->stop();
     std::vector<StateMessage> states;
     {

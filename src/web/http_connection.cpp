@@ -289,7 +289,17 @@ void HttpSession::send(FileAnswer res, const Request& req) {
     stamp_date(res);
     res.prepare_payload();
     response_.reset();
+    // A client that stops taking the file is cut by the write's timer, which closes the socket: with
+    // an abortive close the kernel drops what it still held for it (megabytes of a clip), instead of
+    // sending it on for minutes after the cut (FIN-WAIT-1), as the live streams are cut. Every other
+    // end of the write restores the graceful close.
+    abortive_close(true);
     write_file(std::make_shared<FileWrite>(std::move(res), keep_alive));
+}
+
+void HttpSession::abortive_close(bool on) {
+    beast::error_code ignored;
+    stream_.socket().set_option(net::socket_base::linger(on, 0), ignored);
 }
 
 void HttpSession::write_file(std::shared_ptr<FileWrite> write) {
@@ -302,6 +312,7 @@ void HttpSession::write_file(std::shared_ptr<FileWrite> write) {
                 ec.category() == boost::system::system_category()) {
                 // The file could not be read before anything went out (cut short, an I/O error):
                 // a status the client can act on, as a failed open gets, instead of an empty reply.
+                self->abortive_close(false);
                 Request asked{http::verb::get, "/", write->response.version()};
                 asked.keep_alive(false);
                 auto res =
@@ -311,11 +322,13 @@ void HttpSession::write_file(std::shared_ptr<FileWrite> write) {
                 res.set(http::field::retry_after, "5");
                 return self->send(std::move(res), asked);
             }
-            if (ec) return self->close();
+            if (ec) return self->close();  // a timeout has reset the connection already
+            if (!write->serializer.is_done() && !self->ticket_.server_stopped())
+                return self->write_file(std::move(write));
+            self->abortive_close(false);
             // A server stopping ends the connection between two writes, not after a body that may
             // take minutes.
             if (self->ticket_.server_stopped()) return self->close();
-            if (!write->serializer.is_done()) return self->write_file(std::move(write));
             self->written(write->keep_alive);
         });
 }

@@ -165,6 +165,8 @@ private:
     struct FileWrite;
     void on_read(boost::beast::error_code ec);
     void write_file(std::shared_ptr<FileWrite> write);
+    // Whether closing the socket resets the connection (SO_LINGER 0) instead of ending it gracefully.
+    void abortive_close(bool on);
     // After a response was written whole: the next request, or the end of the connection.
     void written(bool keep_alive);
     // Reads and drops what the client still sends, until it closes or kLinger has passed (see close).
