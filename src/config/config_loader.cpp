@@ -59,7 +59,9 @@ void read_site(Reader& r, const YAML::Node& n, Site& site) {
         r.error(n, "site.id", "missing required key");
     }
     if (n["name"]) {
-        r.string(n["name"], "site.name", site.name);
+        if (r.string(n["name"], "site.name", site.name) &&
+            site.name.find_first_not_of(" \t") == std::string::npos)
+            r.error(n["name"], "site.name", "empty: the canteen's name, shown to the monitoring room and to parents");
     } else {
         r.error(n, "site.name", "missing required key");
     }
@@ -209,10 +211,7 @@ Gateway load_string(const std::string& yaml, const std::string& source_name) {
         reader.errors.push_back({source_name, e.mark.line + 1, e.mark.column + 1, "", e.msg});
     }
     if (!reader.errors.empty()) {
-        std::stable_sort(reader.errors.begin(), reader.errors.end(),
-                         [](const ConfigError& a, const ConfigError& b) {
-                             return std::tie(a.line, a.column) < std::tie(b.line, b.column);
-                         });
+        sort_by_place(reader.errors);
         throw ConfigInvalid(std::move(reader.errors));
     }
     g.source_file = source_name;

@@ -66,38 +66,11 @@ namespace detail {
 
 const std::regex kIdPattern("^[A-Za-z0-9_-]{1,64}$");
 
-namespace {
-
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-    std::vector<std::size_t> row(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        std::size_t diagonal = row[0];
-        row[0] = i;
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            const std::size_t up = row[j];
-            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-            diagonal = up;
-        }
-    }
-    return row[b.size()];
-}
-
-}  // namespace
-
 std::string Reader::unknown_key_message(const std::string& key, std::initializer_list<const char*> allowed) {
     if (key == "<<")
         return "YAML merge keys ('<<') are not supported: put shared camera settings in 'defaults'";
-    std::string hint;
-    std::size_t best = 3;  // suggest only within an edit distance of 2
-    for (const char* a : allowed) {
-        const auto d = edit_distance(key, a);
-        if (d < best) {
-            best = d;
-            hint = fmt::format(" (did you mean '{}'?)", a);
-        }
-    }
-    return fmt::format("unknown key '{}'{}", key, hint);
+    const auto closest = closest_key(key, allowed);
+    return fmt::format("unknown key '{}'{}", key, closest ? fmt::format(" (did you mean '{}'?)", *closest) : "");
 }
 
 bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }

@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 #include <string_view>
+#include <tuple>
+#include <vector>
 
 #include "common/env.hpp"
 #include "common/utf8.hpp"
@@ -185,12 +188,47 @@ std::filesystem::path YamlReader::resolve(const std::string& path) const {
     return p.is_absolute() ? p : (base_dir_ / p).lexically_normal();
 }
 
+std::optional<std::string> closest_key(const std::string& key, std::initializer_list<const char*> allowed) {
+    std::optional<std::string> closest;
+    std::size_t best = 3;
+    std::vector<std::size_t> row;
+    for (const char* candidate : allowed) {
+        const std::string_view b(candidate);
+        // Levenshtein distance, one row at a time.
+        row.resize(b.size() + 1);
+        for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+        for (std::size_t i = 1; i <= key.size(); ++i) {
+            std::size_t diagonal = row[0];
+            row[0] = i;
+            for (std::size_t j = 1; j <= b.size(); ++j) {
+                const std::size_t up = row[j];
+                row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (key[i - 1] == b[j - 1] ? 0 : 1)});
+                diagonal = up;
+            }
+        }
+        if (row[b.size()] < best) {
+            best = row[b.size()];
+            closest = std::string(b);
+        }
+    }
+    return closest;
+}
+
+void sort_by_place(std::vector<ConfigError>& errors) {
+    std::stable_sort(errors.begin(), errors.end(), [](const ConfigError& a, const ConfigError& b) {
+        return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+    });
+}
+
 void YamlReader::unknown_key(const YAML::Node& at, const std::string& path, const std::string& key,
                              std::initializer_list<const char*> allowed, bool repeated) {
     if (repeated) return;  // its duplicate message already points at the line to fix
     std::string list;
     for (const auto* k : allowed) list += (list.empty() ? "" : ", ") + std::string(k);
-    error(at, join(path, key), fmt::format("unknown key (known here: {})", list));
+    const auto closest = closest_key(key, allowed);
+    error(at, join(path, key),
+          fmt::format("unknown key (known here: {}){}", list,
+                      closest ? fmt::format("; did you mean '{}'?", *closest) : ""));
 }
 
 std::string YamlReader::unset_variable(const std::string& name) const {

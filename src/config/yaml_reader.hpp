@@ -28,6 +28,12 @@ std::string describe(const YAML::Node& node);
 std::optional<ConfigError> unclosed_quote(const std::string& text, const std::vector<YAML::Node>& documents,
                                           const std::string& file);
 
+// The allowed key nearest to a mistyped `key`, within an edit distance of 2; nothing when none is.
+std::optional<std::string> closest_key(const std::string& key, std::initializer_list<const char*> allowed);
+
+// Errors in the order of the file (line, then column), as an installer fixes them.
+void sort_by_place(std::vector<ConfigError>& errors);
+
 // Walks one document and collects every error with where it is.
 class YamlReader {
 public:

@@ -129,9 +129,12 @@ void read_mqtt(Reader& r, const YAML::Node& node, MqttSettings& m) {
         return;
     if (!node["url"]) r.error(node, join(p, "url"), "required: the central broker, e.g. ssl://broker:8883");
     r.optional_string(node, p, "url", m.url);
-    if (!m.url.empty() && !std::regex_search(m.url, std::regex("^(tcp|ssl|mqtt|mqtts|ws|wss)://[^/]+$")))
+    // A WebSocket listener is usually at a path (wss://broker:443/mqtt), as the gateway's URL may be.
+    if (!m.url.empty() &&
+        !std::regex_search(m.url, std::regex("^((tcp|ssl|mqtt|mqtts)://[^/]+|(ws|wss)://[^/]+(/.*)?)$")))
         r.error(node["url"], join(p, "url"),
-                fmt::format("'{}' is not a broker URL (tcp://host:port, ssl://host:port, mqtt://, mqtts://)",
+                fmt::format("'{}' is not a broker URL (tcp://host:port, ssl://host:port, mqtt://, mqtts://, "
+                            "ws://host:port/path, wss://host:port/path)",
                             m.url));
     if (!node["client_id"])
         r.error(node, join(p, "client_id"), "required: a name unique to this monitor instance");
@@ -463,7 +466,10 @@ MonitorConfig read(const YAML::Node& root, const std::string& source, const fs::
             r.error(n["level"], "log.level", "expected trace, debug, info, warn or error");
         r.boolean(n, "log", "json", cfg.log_json);
     }
-    if (!r.errors.empty()) throw config::ConfigInvalid(r.errors);
+    if (!r.errors.empty()) {
+        config::sort_by_place(r.errors);
+        throw config::ConfigInvalid(r.errors);
+    }
     cfg.warnings = std::move(r.warnings);
     return cfg;
 }

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 
@@ -81,7 +82,10 @@ Calendar::Calendar(const std::string& time_zone, const std::vector<std::string>&
         std::istringstream in(h);
         date::year_month_day ymd{};
         in >> date::parse("%F", ymd);
-        if (in.fail() || !ymd.ok())
+        // The whole text, in its one form: "2026-10-01 to 2026-10-07" read as its first day alone
+        // would leave the rest of the week a school day.
+        static const std::regex form(R"(^\d{4}-\d{2}-\d{2}$)");
+        if (in.fail() || !ymd.ok() || !std::regex_match(h, form))
             throw std::invalid_argument(fmt::format("'{}' is not a date like 2026-10-01", h));
         holidays_.insert(date::sys_days(ymd).time_since_epoch().count());
     }

@@ -1133,6 +1133,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"missing_site", "cameras: [{id: a, url: a.mp4}]\n", 1, "site", "missing required key"},
         BadCase{"missing_site_name", "site: {id: s1}\ncameras: [{id: a, url: a.mp4}]\n", 1, "site.name",
                 "missing required key"},
+        BadCase{"empty_site_name", "site: {id: s1, name: ' '}\ncameras: [{id: a, url: a.mp4}]\n", 1,
+                "site.name", "empty: the canteen's name"},
+        // A week written as one entry would otherwise be read as its first day alone.
+        BadCase{"holiday_range", "site: {id: s1, name: x, holidays: ['2026-10-01 to 2026-10-07']}\ncameras: [{id: a, url: a.mp4}]\n",
+                1, "site.holidays[0]", "is not a date like 2026-10-01"},
         BadCase{"missing_camera_id", kHead + "cameras:\n  - id: a\n    url: a.mp4\n  - url: b.mp4\n", 5,
                 "cameras[1].id", "missing required key"},
         BadCase{"empty_cameras", kHead + "cameras: []\n", 2, "cameras",

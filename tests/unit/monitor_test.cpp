@@ -1705,6 +1705,33 @@ deadlines:
 
 }  // namespace
 
+TEST(MonitorConfig, ErrorsComeInTheFilesOrderAndATypoGetsTheKeyItMeant) {
+    // As the gateway's: an installer fixes them from the top (the password's error, read first,
+    // came before the log's above it).
+    std::string two = "log: {level: loud}\n" + kGood;
+    two.replace(two.find("correct-horse"), 13, "abc");
+    try {
+        load_monitor_config_string(two, "m.yaml");
+        FAIL() << "accepted";
+    } catch (const kg::config::ConfigInvalid& e) {
+        ASSERT_GE(e.errors.size(), 2u);
+        for (std::size_t i = 1; i < e.errors.size(); ++i)
+            EXPECT_LE(e.errors[i - 1].line, e.errors[i].line) << e.errors[i].to_string();
+        EXPECT_EQ(e.errors.front().key, "log.level");
+        EXPECT_EQ(e.errors.back().key, "http.operators[0].password");
+    }
+    EXPECT_EQ(config_error(kGood + "heartbeat_timout: 5m\n"),
+              "/etc/kitchen-monitor/monitor.yaml:15:1: heartbeat_timout: unknown key (known here: mqtt, db, "
+              "http, deadlines, retention, replay, notify, heartbeat_timeout, log); did you mean "
+              "'heartbeat_timeout'?");
+    // A WebSocket listener at its path, as the gateway takes it.
+    std::string ws = kGood;
+    ws.replace(ws.find("tcp://127.0.0.1:1883"), 20, "wss://broker.example:443/mqtt");
+    EXPECT_EQ(load_monitor_config_string(ws, "m.yaml").mqtt.url, "wss://broker.example:443/mqtt");
+    ws.replace(ws.find("wss://"), 6, "tcp://");
+    EXPECT_NE(config_error(ws).find("is not a broker URL"), std::string::npos);
+}
+
 TEST(MonitorConfig, LoadsAndNamesFileAndLineOfEachError) {
     const auto cfg = load_monitor_config_string(kGood, "/etc/kitchen-monitor/monitor.yaml");
     EXPECT_EQ(cfg.mqtt.share_group, "room");
