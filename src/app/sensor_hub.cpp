@@ -2,11 +2,24 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "config/config_loader.hpp"
 
 namespace kg::app {
+
+namespace {
+
+std::string mqtt_client_id(const config::Gateway& cfg) { return cfg.mqtt.client_id + "-sensors"; }
+
+bool has_mqtt_sensors(const config::Gateway& cfg) {
+    return std::any_of(cfg.sensors.begin(), cfg.sensors.end(),
+                       [](const config::Sensor& s) { return s.source.kind == config::SensorSource::Kind::mqtt; });
+}
+
+}  // namespace
 
 SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::MqttLink& link,
                      const publish::Topics& topics)
@@ -14,7 +27,6 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
     const auto& cfg = site_.config;
     const auto now = Clock::now();
     const auto steady_now = std::chrono::steady_clock::now();
-    std::vector<const config::Sensor*> mqtt_sensors;
     // By connection, not by how the device is written: two connections to a device that serves one
     // client at a time leave one of them unread, and two on one serial line garble each other.
     std::map<std::string, std::vector<const config::Sensor*>> devices;
@@ -22,16 +34,12 @@ SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::M
         entries_[s.id].rules = std::make_unique<sensors::SensorRules>(s, site_.calendar, site_.schedules,
                                                                       site_.ids, now, steady_now);
         if (s.source.kind == config::SensorSource::Kind::mqtt) {
-            mqtt_sensors.push_back(&s);
+            mqtt_sensors_.push_back(&s);
         } else {
             devices[config::modbus_connection(s.source.device)].push_back(&s);
         }
     }
     auto handler = [this](const sensors::Reading& r) { on_reading(r); };
-    if (!mqtt_sensors.empty()) {
-        mqtt_ = std::make_unique<sensors::MqttSensorInput>(
-            cfg.sensors_broker(), cfg.mqtt.client_id + "-sensors", mqtt_sensors, handler, log_);
-    }
     for (auto& [connection, list] : devices) {
         // Connected as its first sensor writes it: a by-id path follows the adapter to another tty.
         modbus_.push_back(
@@ -59,12 +67,28 @@ void SensorHub::start() {
                 id, e.rules->sensor().disinfection->schedule);
         }
     }
+    if (!mqtt_ && !mqtt_sensors_.empty()) {
+        const auto& cfg = site_.config;
+        mqtt_ = std::make_unique<sensors::MqttSensorInput>(
+            cfg.sensors_broker(), mqtt_client_id(cfg), mqtt_sensors_,
+            [this](const sensors::Reading& r) { on_reading(r); }, log_);
+    }
     if (mqtt_) mqtt_->start();
     for (auto& m : modbus_) m->start();
 }
 
 // NOLINTNEXTLINE(performance-unnecessary-value-param): moved in; changed through the bindings below
 void SensorHub::adopt(CarryOver carried) {
+    if (auto input = std::move(carried.mqtt_input)) {
+        // The last run's connection, if it is this run's too (a run started again after a failed
+        // reload may read another broker); else let go of here, before start() connects under the
+        // same client id.
+        const auto& cfg = site_.config;
+        if (!mqtt_sensors_.empty() && input->same_connection(cfg.sensors_broker(), mqtt_client_id(cfg))) {
+            input->attach(mqtt_sensors_, [this](const sensors::Reading& r) { on_reading(r); });
+            mqtt_ = std::move(input);
+        }
+    }
     std::lock_guard order(deliver_mutex_);
     std::vector<events::Event> out;
     {
@@ -103,7 +127,14 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
     // the devices' waits overlap instead of adding up (the MQTT input's disconnect too).
     for (auto& m : modbus_) m->request_stop();
     try {
-        if (mqtt_) mqtt_->stop();
+        if (mqtt_ && carry != nullptr && next != nullptr && has_mqtt_sensors(*next) &&
+            mqtt_->same_connection(next->sensors_broker(), mqtt_client_id(*next))) {
+            // Handled up to here by this run; the rest waits for the next (CarryOver::mqtt_input).
+            mqtt_->detach();
+            carry->mqtt_input = std::move(mqtt_);
+        } else if (mqtt_) {
+            mqtt_->stop();
+        }
     } catch (const std::exception& e) {
         // The Modbus pollers are still joined, and what was read is still closed and sent below.
         log_->error("sensors: the MQTT input did not stop cleanly: {}", e.what());

@@ -39,6 +39,10 @@ struct CarryOver {
     // stopping run cleared them, or would keep their last states for good.
     std::vector<std::string> cleared_states;
     EventLog::Day event_day;  // the parents' "today" figures
+    // The MQTT sensor input, still connected and subscribed, when the next run reads the same broker
+    // with the same account and client id (MqttSensorInput::detach): what the sensors send meanwhile waits
+    // in its queue for the next run.
+    std::unique_ptr<sensors::MqttSensorInput> mqtt_input;
     bool from_a_run = false;  // handed over by a run of this process (a reload), not a fresh start
 };
 
@@ -115,6 +119,7 @@ private:
     std::vector<events::Event> pending_;
     bool stopped_ = false;  // stop() ran: the destructor's call does nothing more
 
+    std::vector<const config::Sensor*> mqtt_sensors_;  // this run's, for the input start() makes or adopt() takes
     std::unique_ptr<sensors::MqttSensorInput> mqtt_;
     std::vector<std::unique_ptr<sensors::ModbusPoller>> modbus_;
 };

@@ -18,7 +18,13 @@ public:
     WorkerThread& operator=(const WorkerThread&) = delete;
     ~WorkerThread() { stop(); }
 
-    void start(std::function<void()> body) { thread_ = std::thread(std::move(body)); }
+    // Again after stop() too (the thread was joined).
+    void start(std::function<void()> body) {
+        stop_ = false;
+        woken_ = false;
+        thread_ = std::thread(std::move(body));
+    }
+    bool running() const { return thread_.joinable(); }
 
     void stop() {
         if (!thread_.joinable()) return;

@@ -36,6 +36,7 @@ struct Tls {
     std::string cert_file;  // client certificate (optional, with key_file)
     std::string key_file;
     bool verify_server = true;
+    bool operator==(const Tls&) const = default;
 };
 
 // A broker the gateway reads from and the account it reads with (sensors_mqtt).
@@ -44,6 +45,7 @@ struct BrokerAccount {
     std::string username;
     std::string password;
     std::optional<Tls> tls;
+    bool operator==(const BrokerAccount&) const = default;
 };
 
 struct Mqtt {

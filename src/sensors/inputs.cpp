@@ -55,11 +55,11 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
     : broker_(std::move(broker)),
       url_(broker_.url),
       client_id_(std::move(client_id)),
-      sensors_(std::move(sensors)),
       handler_(std::move(handler)),
       log_(std::move(log)),
-      rejected_by_(std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size())),
-      dropped_by_(std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size())) {
+      rejected_by_(std::make_unique<std::atomic<std::uint64_t>[]>(sensors.size())),
+      dropped_by_(std::make_unique<std::atomic<std::uint64_t>[]>(sensors.size())) {
+    for (const auto* sensor : sensors) sensors_.push_back(*sensor);
     client_ = std::make_unique<mqtt::async_client>(publish::paho_uri(url_), client_id_);
     client_->set_message_callback([this](const mqtt::const_message_ptr& msg) {
         receive({msg->get_topic(), msg->to_string(), msg->is_retained()});
@@ -83,16 +83,42 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
 MqttSensorInput::~MqttSensorInput() { stop(); }
 
 void MqttSensorInput::add_counts(SensorCounts& out) const {
+    std::lock_guard lock(queue_mutex_);
     for (std::size_t i = 0; i < sensors_.size(); ++i) {
-        auto& c = out[sensors_[i]->id];
+        auto& c = out[sensors_[i].id];
         c.rejected += rejected_by_[i].load();
         c.dropped += dropped_by_[i].load();
     }
 }
 
 void MqttSensorInput::start() {
-    handling_.start([this] { handle_messages(); });
-    thread_.start([this] { run(); });
+    if (!handling_.running()) handling_.start([this] { handle_messages(); });
+    if (!thread_.running()) thread_.start([this] { run(); });
+}
+
+void MqttSensorInput::detach() {
+    detaching_ = true;
+    handling_.stop();
+    detaching_ = false;
+}
+
+void MqttSensorInput::attach(const std::vector<const config::Sensor*>& sensors, ReadingHandler handler) {
+    {
+        std::lock_guard lock(queue_mutex_);
+        sensors_.clear();
+        for (const auto* sensor : sensors) sensors_.push_back(*sensor);
+        // Counted afresh, as by a new input: the metrics are per run.
+        rejected_by_ = std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size());
+        dropped_by_ = std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size());
+        rebind_ = true;
+    }
+    handler_ = std::move(handler);
+    // What the last run's sensors were warned about is said again for this run's.
+    clock_warned_.clear();
+    retained_warned_.clear();
+    time_warned_.clear();
+    rejected_logs_.clear();
+    thread_.wake();
 }
 
 void MqttSensorInput::stop() {
@@ -116,7 +142,7 @@ void MqttSensorInput::receive(Message message) {
         std::lock_guard lock(queue_mutex_);
         if (queue_.size() >= kMaxQueued) {
             for (std::size_t i = 0; i < sensors_.size(); ++i)
-                if (topic_matches(sensors_[i]->source.topic, queue_.front().topic)) ++dropped_by_[i];
+                if (topic_matches(sensors_[i].source.topic, queue_.front().topic)) ++dropped_by_[i];
             queue_.pop_front();
             dropped = ++dropped_;
         }
@@ -148,6 +174,8 @@ void MqttSensorInput::handle_messages() {
             }
         }
         batch.clear();
+        // Handed over to the next run: what comes from now on is its to handle.
+        if (handling_.stopping() && detaching_) return;
         if (handling_.stopping()) {
             std::lock_guard lock(queue_mutex_);
             if (queue_.empty()) return;  // else: what came during the last batch, then out
@@ -185,7 +213,13 @@ void MqttSensorInput::run() {
                 // before the attempt, not after its success: an attempt that outlives our wait may
                 // still connect, and is then found connected at the next turn.
                 pending_.clear();
-                for (const auto* s : sensors_) pending_.push_back({s, std::chrono::steady_clock::now()});
+                granted_.clear();
+                {
+                    std::lock_guard lock(queue_mutex_);
+                    for (const auto& s : sensors_)
+                        pending_.push_back({s.id, s.source.topic, std::chrono::steady_clock::now()});
+                    rebind_ = false;  // the list above is the new sensors' already
+                }
                 announce = true;
                 if (!client_->connect(builder.finalize())
                          ->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
@@ -208,19 +242,64 @@ void MqttSensorInput::run() {
             was_connected = true;
             connected_since_ = std::chrono::steady_clock::now().time_since_epoch().count();
         }
+        bool rebound = false;
+        {
+            std::lock_guard lock(queue_mutex_);
+            rebound = std::exchange(rebind_, false);
+        }
+        if (rebound) {
+            rebind();
+            announce = true;
+        }
         subscribe_pending();
         // Said once the broker granted the subscriptions, not at the connect: a message published
         // before then is not delivered, and installers (and the tests) take this line as "live".
         if (announce && client_->is_connected()) {
-            if (pending_.empty()) {
-                log_->info("reading {} MQTT sensors from {}", sensors_.size(), url_);
+            std::size_t count = 0;
+            {
+                std::lock_guard lock(queue_mutex_);
+                count = sensors_.size();
+            }
+            const std::size_t waiting = pending_.size();
+            const char* kept = rebound ? " (the connection kept across the reload)" : "";
+            if (waiting == 0) {
+                log_->info("reading {} MQTT sensors from {}{}", count, url_, kept);
             } else {
-                log_->warn("reading {} of {} MQTT sensors from {}; the others' subscriptions are retried",
-                           sensors_.size() - pending_.size(), sensors_.size(), url_);
+                log_->warn("reading {} of {} MQTT sensors from {}{}; the others' subscriptions are retried",
+                           count - std::min(count, waiting), count, url_, kept);
             }
             announce = false;
         }
         thread_.wait_for(std::chrono::seconds(1));
+    }
+}
+
+void MqttSensorInput::rebind() {
+    std::set<std::string> wanted;
+    std::vector<Pending> needed;
+    {
+        std::lock_guard lock(queue_mutex_);
+        for (const auto& s : sensors_) {
+            wanted.insert(s.source.topic);
+            if (!granted_.count(s.source.topic))
+                needed.push_back({s.id, s.source.topic, std::chrono::steady_clock::now()});
+        }
+    }
+    pending_ = std::move(needed);
+    for (auto it = granted_.begin(); it != granted_.end();) {
+        if (wanted.count(*it)) {
+            ++it;
+            continue;
+        }
+        // Not waited for long, nor retried: a filter left subscribed only brings messages that
+        // match no sensor, and the next connection (a clean session) drops it anyway.
+        try {
+            if (!client_->unsubscribe(*it)->wait_for(std::chrono::seconds(5)))
+                log_->warn("sensor broker {}: no answer to the end of the subscription to '{}'", url_, *it);
+        } catch (const mqtt::exception& e) {
+            log_->warn("sensor broker {}: the subscription to '{}' could not be ended: {}", url_, *it, e.what());
+        }
+        it = granted_.erase(it);
     }
 }
 
@@ -233,28 +312,29 @@ void MqttSensorInput::subscribe_pending() {
             ++it;
             continue;
         }
-        const auto* s = it->sensor;
+        const auto& s = *it;
         try {
-            auto token = client_->subscribe(s->source.topic, 1);
+            auto token = client_->subscribe(s.topic, 1);
             if (token->wait_for(std::chrono::seconds(5))) {
                 // MQTT 3.1.1 refuses a filter in the SUBACK itself (0x80), which Paho may report as
                 // a success: without this the sensor would wait for readings that never come.
                 const auto codes = token->get_subscribe_response().get_reason_codes();
                 if (codes.empty() || codes.front() < 0x80) {
+                    granted_.insert(s.topic);
                     it = pending_.erase(it);
                     continue;
                 }
                 log_->warn(
                     "sensor {}: the broker {} refused the subscription to '{}' (its ACL?); retrying in {} s",
-                    s->id, url_, s->source.topic, kRetry.count());
+                    s.sensor, url_, s.topic, kRetry.count());
             } else {
                 log_->warn("sensor {}: the broker {} did not answer the subscription to '{}'; retrying",
-                           s->id, url_, s->source.topic);
+                           s.sensor, url_, s.topic);
             }
         } catch (const mqtt::exception& e) {
             if (!client_->is_connected()) return;  // the connection went: the loop reconnects
             log_->warn("sensor {}: the broker {} refused the subscription to '{}' ({}); retrying in {} s",
-                       s->id, url_, s->source.topic, e.what(), kRetry.count());
+                       s.sensor, url_, s.topic, e.what(), kRetry.count());
         }
         it->retry_at = now + kRetry;
         ++it;
@@ -319,7 +399,7 @@ void MqttSensorInput::on_message(const Message& message) {
     nlohmann::json doc = too_deep ? nlohmann::json(nlohmann::json::value_t::discarded)
                                   : nlohmann::json::parse(payload, nullptr, false);
     for (std::size_t i = 0; i < sensors_.size(); ++i) {
-        const auto* s = sensors_[i];
+        const auto* s = &sensors_[i];
         if (!topic_matches(s->source.topic, topic)) continue;
         const auto value = doc.is_discarded() ? std::nullopt : number_at(doc, s->source.value_path);
         if (!value) {

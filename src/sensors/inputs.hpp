@@ -47,8 +47,21 @@ public:
                     std::vector<const config::Sensor*> sensors, ReadingHandler handler,
                     std::shared_ptr<spdlog::logger> log);
     ~MqttSensorInput();
+    // Starts what is not running: both threads at first, the handling thread after a hand-over.
     void start();
     void stop();
+    // A reload's hand-over: the connection and its subscriptions stay, so that what the sensors send
+    // while the runs change (a gas detector's one "true") is queued instead of lost, as it was in the
+    // second a clean session takes to connect and subscribe again. detach() stops handling (what
+    // was queued before is handled first, by the run that stops); what arrives after waits in the
+    // queue. attach() gives the next run's sensors and handler, subscribes what is new and lets go of
+    // what is no longer read; then start() handles the queue with them.
+    void detach();
+    void attach(const std::vector<const config::Sensor*>& sensors, ReadingHandler handler);
+    // Whether a run with this broker account and client id would make the same connection.
+    bool same_connection(const config::BrokerAccount& broker, const std::string& client_id) const {
+        return broker == broker_ && client_id == client_id_;
+    }
     std::uint64_t rejected() const { return rejected_.load(); }  // payloads that held no usable value
     std::uint64_t dropped() const { return dropped_.load(); }    // readings a flood pushed out, oldest first
     std::uint64_t received() const { return received_.load(); }  // messages Paho handed over, queued
@@ -72,20 +85,28 @@ private:
                                           bool retained, TimePoint arrival);
 
     struct Pending {
-        const config::Sensor* sensor;
+        std::string sensor, topic;
         std::chrono::steady_clock::time_point retry_at;
     };
+    // On the input thread, after attach(): the subscriptions the new sensors need, and the end of
+    // those no sensor reads now.
+    void rebind();
 
     config::BrokerAccount broker_;
     std::string url_, client_id_;  // url_: the broker's, as logged
     // When the connection was made (steady clock ticks; read by Paho's connection-lost callback).
     std::atomic<std::int64_t> connected_since_{0};
-    std::vector<const config::Sensor*> sensors_;
+    // Owned: a hand-over outlives the configuration of the run that made the input. Replaced by
+    // attach() under queue_mutex_ while the handling thread is stopped; read without the lock on that
+    // thread, under it elsewhere.
+    std::vector<config::Sensor> sensors_;
     ReadingHandler handler_;
     std::shared_ptr<spdlog::logger> log_;
     publish::TlsErrors tls_errors_;     // OpenSSL's reason for a failed handshake
     RepeatedFailure connect_failures_;  // connect attempts failed in a row, for the log
     std::vector<Pending> pending_;      // subscriptions not (yet) granted; input thread only
+    std::set<std::string> granted_;     // topics subscribed on this connection; input thread only
+    bool rebind_ = false;               // attach() changed sensors_; under queue_mutex_
     // Sensors already logged about; handling thread only.
     std::set<std::string> clock_warned_, retained_warned_, time_warned_;
     // A device that sends, on every message, one the sensor cannot read (Zigbee2MQTT's partial
@@ -98,12 +119,13 @@ private:
     // (the uplink's acknowledgements arrive on it too), holding a mutex they take to publish. So the
     // handler (rules, and an event's outbox commit with its fsync) runs on a thread of its own: the
     // uplink never waits for a sensor's disk write, nor can it deadlock with it.
-    std::mutex queue_mutex_;
+    mutable std::mutex queue_mutex_;
     std::deque<Message> queue_;
     std::atomic<std::uint64_t> dropped_{0};   // counted under queue_mutex_
     std::atomic<std::uint64_t> received_{0};  // counted under queue_mutex_, once queued
     WorkerThread thread_;                     // connects and subscribes
     WorkerThread handling_;                   // turns messages into readings
+    std::atomic<bool> detaching_{false};      // handling_ is stopped for a hand-over
     // Last, so destroyed first: a callback Paho still runs while the client goes (a disconnect that
     // failed at stop) finds the queue and the threads whole.
     std::unique_ptr<mqtt::async_client> client_;

@@ -667,6 +667,56 @@ def test_a_reload_keeps_a_door_open_and_the_minute_in_progress(broker, collector
         local.kill()
 
 
+def test_readings_sent_while_a_reload_changes_runs_are_all_taken(broker, collector, gateways, tmp_path):
+    """A reload made the sensor input again: its clean session took about a second to connect and
+    subscribe, and what the sensors sent (QoS 0, as Zigbee2MQTT and Tasmota do) in that second was
+    lost; a gas detector's one "true" waited for its next message. The connection is handed to the
+    next run now: every reading sent across the reload is taken, counted in the minute's roll-up."""
+    import paho.mqtt.client as mqtt
+
+    (tmp_path / "local").mkdir()
+    local = kg_e2e.Broker(tmp_path / "local")
+    device = mqtt.Client(client_id="kg-test-fridge")
+    try:
+        sensors = [
+            # Timed by its own clock, so that every reading falls in one minute whatever the hour.
+            {"id": "fridge", "interval": "1s", "stale_after": 600,
+             "source": {"mqtt": {"topic": "fridge/t", "time": "ts"}}},
+        ]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors, sensors_mqtt=local.url)
+        del config["cameras"]
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "reading 1 MQTT sensors" in gw.output(), 10, what="the sensor input subscribed")
+        device.connect("127.0.0.1", local.port)
+        device.loop_start()
+        minute = (int(time.time()) // 60 - 2) * 60  # two minutes back: within what a device clock may lag
+        runs = gw.output().count("reading 1 MQTT sensors")
+        sent = 0
+        started = time.time()
+        while time.time() - started < 4:
+            if sent == 25:
+                gw.proc.send_signal(signal.SIGHUP)  # the same file: nothing changes but the run
+            info = device.publish("fridge/t", json.dumps({"temperature": 3.0, "ts": minute + 10 + sent * 0.02}), qos=0)
+            info.wait_for_publish()
+            sent += 1
+            time.sleep(0.02)
+        kg_e2e.wait_until(lambda: gw.output().count("reading 1 MQTT sensors") > runs, 15, what="the reloaded run")
+        assert "the connection kept across the reload" in gw.output(), gw.output()[-3000:]
+        # The next minute closes the one before.
+        device.publish("fridge/t", json.dumps({"temperature": 3.0, "ts": minute + 70}), qos=0).wait_for_publish()
+        rollups = kg_e2e.wait_until(lambda: [r for r in collector.json_on(f"{PREFIX}/sensors/fridge/rollup")
+                                             if kg_e2e.parse_time(r["minute"]) == minute], 10,
+                                    what="the fridge's roll-up of the reloaded minute")
+        time.sleep(1)
+        rollups = [r for r in collector.json_on(f"{PREFIX}/sensors/fridge/rollup")
+                   if kg_e2e.parse_time(r["minute"]) == minute]
+        assert [r["count"] for r in rollups] == [sent], (sent, rollups)
+        assert gw.terminate() == 0
+    finally:
+        device.loop_stop()
+        local.kill()
+
+
 def test_a_gas_leak_across_a_reload_stays_open_in_the_room(broker, collector, gateways, tmp_path):
     """A gas alarm raises at its first reading (no `for`), so the reloaded run reopened it from the
     reading it carried over as it was built, before its start ended what the previous run had left

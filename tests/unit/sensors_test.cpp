@@ -1422,6 +1422,79 @@ TEST(MqttSensorInput, SensorsWithOverlappingFiltersReadEachMessageOnce) {
     EXPECT_EQ(input.received(), 4u) << "the broker sent copies";
 }
 
+// A reload made the sensor input again: a clean session took about a second to connect and
+// subscribe, and what the sensors sent meanwhile was lost (a gas detector's one "true" until its
+// next message). The input is handed over now: what arrives between the runs waits for the next
+// one, the connection stays, a sensor the reload adds is subscribed and one it removes let go.
+TEST(MqttSensorInput, AHandOverBetweenRunsLosesNothingTheSensorsSendMeanwhile) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    kg::test::TestBroker broker;
+    auto fridge = std::make_unique<kg::config::Sensor>(fridge_on("fridge"));
+    auto old_door = std::make_unique<kg::config::Sensor>(fridge_on("door"));
+    old_door->id = "door";
+    old_door->source.value_path = "contact";
+    std::mutex mutex;
+    std::vector<std::pair<std::string, double>> first, second;
+    auto keep = [&](std::vector<std::pair<std::string, double>>& into) {
+        return [&mutex, &into](const kg::sensors::Reading& r) {
+            std::lock_guard lock(mutex);
+            into.emplace_back(r.sensor, r.value);
+        };
+    };
+    auto sink = std::make_shared<LinesSink>();
+    auto log = std::make_shared<spdlog::logger>("sensors", sink);
+    kg::sensors::MqttSensorInput input({broker.url(), "", "", std::nullopt}, "kg-test-sensors",
+                                       {fridge.get(), old_door.get()}, keep(first), log);
+    input.start();
+    ASSERT_TRUE(within(10s, [&] { return sink->contains("reading 2 MQTT sensors from " + broker.url()); }));
+    mqtt::async_client device(broker.url(), "kg-test-device");
+    ASSERT_TRUE(device.connect()->wait_for(10s));
+    auto send = [&](const std::string& topic, const std::string& payload) {
+        return device.publish(topic, payload, 0, false)->wait_for(5s);  // QoS 0, as most devices send
+    };
+    ASSERT_TRUE(send("fridge", R"({"temperature": 1})"));
+    ASSERT_TRUE(within(10s, [&] {
+        std::lock_guard lock(mutex);
+        return first.size() == 1;
+    }));
+
+    input.detach();
+    for (int i = 2; i <= 40; ++i) ASSERT_TRUE(send("fridge", fmt::format(R"({{"temperature": {}}})", i)));
+    ASSERT_TRUE(within(10s, [&] { return input.received() == 40; })) << input.received() << " received";
+    // The run that made the sensors is gone: the input holds its own copies.
+    fridge.reset();
+    old_door.reset();
+    auto next_fridge = fridge_on("fridge");
+    auto gas = fridge_on("gas");
+    gas.id = "gas";
+    gas.source.value_path = "gas";
+    EXPECT_TRUE(input.same_connection({broker.url(), "", "", std::nullopt}, "kg-test-sensors"));
+    EXPECT_FALSE(input.same_connection({broker.url(), "other", "", std::nullopt}, "kg-test-sensors"));
+    input.attach({&next_fridge, &gas}, keep(second));
+    input.start();
+    ASSERT_TRUE(within(10s, [&] {
+        return sink->contains("reading 2 MQTT sensors from " + broker.url() + " (the connection kept across the reload)");
+    }));
+    ASSERT_TRUE(send("gas", R"({"gas": true})"));
+    ASSERT_TRUE(send("door", R"({"contact": false})"));  // no longer read
+    ASSERT_TRUE(send("fridge", R"({"temperature": 41})"));
+    ASSERT_TRUE(within(10s, [&] {
+        std::lock_guard lock(mutex);
+        return !second.empty() && second.back().second == 41;
+    }));
+    input.stop();
+    device.disconnect()->wait_for(5s);
+    std::vector<std::pair<std::string, double>> expected;
+    for (int i = 2; i <= 40; ++i) expected.emplace_back("fridge", i);
+    expected.emplace_back("gas", 1);
+    expected.emplace_back("fridge", 41);
+    EXPECT_EQ(first, (std::vector<std::pair<std::string, double>>{{"fridge", 1}}));
+    EXPECT_EQ(second, expected);
+    EXPECT_EQ(input.received(), 42u) << "the door's subscription was not let go";
+    EXPECT_EQ(sink->count("lost"), 0u) << "the connection was made again";
+}
+
 TEST(ModbusPoller, AUnitLibmodbusRefusesIsNotReadAsTheUnitBeforeIt) {
     // Units 248..254 are reserved on TCP: libmodbus refuses them and keeps the unit set before. The
     // configuration keeps them out; the poller does not rely on it, since the read would then give
