@@ -288,3 +288,142 @@ def test_the_picture_goes_when_public_hours_end(broker, rtsp_server, make_clip, 
     msg = "return document.querySelector('[data-camera=\"kitchen\"] .msg').textContent"
     assert browser.execute_script(msg) == "", browser.execute_script(msg)
     assert gw.terminate() == 0
+
+
+# Every fetch the page makes, with when (ms of the page's clock) and its answer's status.
+RECORD_FETCHES = """
+window.__fetches = [];
+const fetch0 = window.fetch;
+window.fetch = function (url, opts) {
+  const entry = {at: performance.now(), url: String(url), status: null};
+  window.__fetches.push(entry);
+  return fetch0.call(window, url, opts).then((r) => { entry.status = r.status; return r; });
+};
+"""
+
+
+def fetches(browser, since_ms=0, part=""):
+    return [f for f in browser.execute_script("return window.__fetches")
+            if f["at"] >= since_ms and part in f["url"]]
+
+
+def page_clock(browser):
+    return browser.execute_script("return performance.now()")
+
+
+def playing(browser, video, by=1.0, within=20):
+    """Waits until the video's picture has moved on by `by` seconds, without pressing play."""
+    first = browser.execute_script(f"return {video}.currentTime")
+    kg_e2e.wait_until(lambda: browser.execute_script(f"return {video}.currentTime") - first > by, within,
+                      interval=0.5, what=f"the video to play on from {first:.1f}s")
+
+
+def test_a_phone_back_from_the_background_plays_on_and_took_no_video_while_away(
+        broker, rtsp_server, make_clip, gateways, browser, tmp_path):
+    """A phone review: a phone pauses a page's video when it goes to the background, and the page
+    took that pause for the parent's; if the camera reconnected meanwhile, its new session never
+    played again: the picture stayed black after the parent came back, until they pressed play.
+    And nothing kept a hidden page from fetching the video where the browser goes on playing it.
+    Now a hidden page fetches no segments, and plays on from the live edge when it is shown."""
+    server = rtsp_server({"/kitchen": make_clip([("normal", 120)])})
+    gw, port = public_kitchen(server, broker, gateways, tmp_path)
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_FETCHES})
+    browser.get(f"http://127.0.0.1:{port}/")
+    video = "document.querySelector('[data-camera=\"kitchen\"] video')"
+    kg_e2e.wait_until(lambda: browser.execute_script(f"const v = {video}; return v !== null && v.currentTime > 0.5"),
+                      30, interval=0.5, what="the video to start playing")
+
+    window = browser.execute_cdp_cmd("Browser.getWindowForTarget", {})["windowId"]
+    browser.execute_cdp_cmd("Browser.setWindowBounds", {"windowId": window, "bounds": {"windowState": "minimized"}})
+    kg_e2e.wait_until(lambda: browser.execute_script("return document.visibilityState") == "hidden", 5,
+                      interval=0.2, what="the page hidden")
+    time.sleep(1)  # a segment fetch under way when it was hidden
+    hidden_at = page_clock(browser)
+    # The camera reconnects while the phone is in the pocket: a new stream, a new player session.
+    server.kill()
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[0] != 200, 20, what="the stream gone")
+    server.start()
+    kg_e2e.wait_until(lambda: get(port, "/live/kitchen/index.m3u8")[1].count(b".m4s") >= 2, 30,
+                      what="the camera's new stream")
+    time.sleep(6)
+    assert fetches(browser, hidden_at, ".m4s") == [], fetches(browser, hidden_at, ".m4s")
+    assert fetches(browser, hidden_at, "index.m3u8"), "the hidden page let go of its viewer's place"
+
+    browser.execute_cdp_cmd("Browser.setWindowBounds", {"windowId": window, "bounds": {"windowState": "normal"}})
+    kg_e2e.wait_until(lambda: browser.execute_script("return document.visibilityState") == "visible", 5,
+                      interval=0.2, what="the page shown again")
+    playing(browser, video, by=2.0, within=25)
+    assert not browser.execute_script(f"return {video}.paused")
+    assert gw.terminate() == 0
+
+
+def test_the_page_fits_a_phone_says_a_full_camera_and_fetches_only_what_is_on_screen(
+        broker, rtsp_server, make_clip, gateways, browser, tmp_path):
+    """The phone review's layout and data findings: a camera named by a long id without spaces
+    made a 375 px page 436 px wide (the phone then shrank all of it); a fridge probe's `sensor_health`
+    was shown to parents as that key; a camera at its viewer cap (503, Retry-After: 30) said
+    "connecting to the camera" and was asked again every 3 s; and every camera on the page streamed
+    whether on the screen or not (four cameras: 34 MB a minute)."""
+    server = rtsp_server({"/kitchen": make_clip([("normal", 120)])})
+    url = server.url("/kitchen")
+    cams = [kg_e2e.camera("kitchen", url, public=True, name="Storeroom_entrance_camera_NorthWing_01_and_more"),
+            kg_e2e.camera("full", url, public=True, name="Cold room"),
+            kg_e2e.camera("below", url, public=True, name="Bakery")]
+    config = kg_e2e.base_config(broker, cams, tmp_path)
+    config["public"] = {"listen": "127.0.0.1:0", "hls_dir": str(tmp_path / "hls"), "segment": "1s",
+                        "max_viewers_per_camera": 1}
+    # Never heard from: offline a few seconds in, counted among today's checks as sensor_health.
+    config["sensors"] = [{"id": "fridge1", "name": "Fridge 1", "kind": "temperature", "interval": "1s",
+                          "stale_after": 2, "source": {"mqtt": {"topic": "sensors/fridge1"}}}]
+    gw = gateways(config)
+    port = int(kg_e2e.wait_until(lambda: re.search(r"public side on \S+ \(port (\d+)\)", gw.output()), 10,
+                                 what="the public side").group(1))
+    for cam in ("kitchen", "full", "below"):
+        kg_e2e.wait_until(lambda: get(port, f"/live/{cam}/index.m3u8")[1].count(b".m4s") >= 2, 30,
+                          what=f"{cam}'s first segments")
+    # Another household takes the one place on `full`: a viewer is a session served a segment.
+    playlist = get(port, "/live/full/index.m3u8?sid=otherhouse")[1].decode()
+    segment = [line for line in playlist.splitlines() if line.endswith(".m4s") or ".m4s?" in line][-1]
+    assert get(port, "/live/full/" + segment.split("?")[0] + "?sid=otherhouse")[0] == 200
+
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 360, "height": 560, "deviceScaleFactor": 2, "mobile": False})
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_FETCHES})
+    browser.get(f"http://127.0.0.1:{port}/")
+    video = "document.querySelector('[data-camera=\"kitchen\"] video')"
+    kg_e2e.wait_until(lambda: browser.execute_script(f"const v = {video}; return v !== null && v.currentTime > 0.5"),
+                      30, interval=0.5, what="the video to start playing")
+    msg = "return document.querySelector('[data-camera=\"full\"] .msg').textContent"
+    kg_e2e.wait_until(lambda: "too many viewers on this camera" in browser.execute_script(msg), 15, interval=0.5,
+                      what="the full camera's card saying so")
+    refused_at = page_clock(browser)
+    kg_e2e.wait_until(lambda: "Sensor health" in browser.execute_script(
+        "return document.getElementById('checks').innerText"), 20, interval=0.5, what="the probe's check named")
+    checks = browser.execute_script("return document.getElementById('checks').innerText")
+    assert "sensor_health" not in checks, checks
+
+    # Nothing wider than the phone, at 360 px and at 320 px.
+    for width in (360, 320):
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": width, "height": 560, "deviceScaleFactor": 2, "mobile": False})
+        time.sleep(0.5)
+        wide = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert wide[0] <= wide[1], (width, wide)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 360, "height": 560, "deviceScaleFactor": 2, "mobile": False})
+    below_top = browser.execute_script("return document.querySelector('[data-camera=\"below\"] video')"
+                                       ".getBoundingClientRect().top")
+    assert below_top > 560, below_top  # the third camera is out of view
+    time.sleep(8)
+    assert fetches(browser, 0, "/live/below/index.m3u8"), "its viewer's place was not kept"
+    assert [f for f in fetches(browser, 0, "/live/below/") if ".m4s" in f["url"]] == [], \
+        "a camera out of view was streamed"
+    # The full camera was asked again after its Retry-After (30 s), not every 3 s.
+    assert len(fetches(browser, refused_at + 1, "/live/full/")) == 0, fetches(browser, refused_at + 1, "/live/full/")
+
+    # Scrolled into view, it plays.
+    browser.execute_script("document.querySelector('[data-camera=\"below\"]').scrollIntoView()")
+    below = "document.querySelector('[data-camera=\"below\"] video')"
+    kg_e2e.wait_until(lambda: browser.execute_script(f"return {below}.currentTime") > 0.5, 30, interval=0.5,
+                      what="the camera scrolled into view playing")
+    assert gw.terminate() == 0
