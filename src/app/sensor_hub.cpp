@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "config/config_loader.hpp"
@@ -15,8 +14,9 @@ namespace {
 std::string mqtt_client_id(const config::Gateway& cfg) { return cfg.mqtt.client_id + "-sensors"; }
 
 bool has_mqtt_sensors(const config::Gateway& cfg) {
-    return std::any_of(cfg.sensors.begin(), cfg.sensors.end(),
-                       [](const config::Sensor& s) { return s.source.kind == config::SensorSource::Kind::mqtt; });
+    return std::any_of(cfg.sensors.begin(), cfg.sensors.end(), [](const config::Sensor& s) {
+        return s.source.kind == config::SensorSource::Kind::mqtt;
+    });
 }
 
 }  // namespace
@@ -85,7 +85,8 @@ void SensorHub::adopt(CarryOver carried) {
         // same client id.
         const auto& cfg = site_.config;
         if (!mqtt_sensors_.empty() && input->same_connection(cfg.sensors_broker(), mqtt_client_id(cfg))) {
-            input->attach(mqtt_sensors_, [this](const sensors::Reading& r) { on_reading(r); });
+            input->attach(
+                mqtt_sensors_, [this](const sensors::Reading& r) { on_reading(r); }, log_);
             mqtt_ = std::move(input);
         }
     }

@@ -20,8 +20,11 @@ public:
 
     // Again after stop() too (the thread was joined).
     void start(std::function<void()> body) {
-        stop_ = false;
-        woken_ = false;
+        {
+            std::lock_guard lock(mutex_);  // wake() may come from another thread meanwhile
+            stop_ = false;
+            woken_ = false;
+        }
         thread_ = std::thread(std::move(body));
     }
     bool running() const { return thread_.joinable(); }

@@ -62,7 +62,7 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
     for (const auto* sensor : sensors) sensors_.push_back(*sensor);
     client_ = std::make_unique<mqtt::async_client>(publish::paho_uri(url_), client_id_);
     client_->set_message_callback([this](const mqtt::const_message_ptr& msg) {
-        receive({msg->get_topic(), msg->to_string(), msg->is_retained()});
+        receive({msg->get_topic(), msg->to_string(), msg->is_retained(), std::nullopt});
     });
     client_->set_connection_lost_handler([this](const std::string&) {
         // A broker closes a connection at once when another client connects with the same id (two
@@ -70,7 +70,7 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
         const auto lasted = std::chrono::steady_clock::now() -
                             std::chrono::steady_clock::time_point(
                                 std::chrono::steady_clock::duration(connected_since_.load()));
-        log_->warn(
+        this->log()->warn(
             "sensor broker {} lost{}; reconnecting", url_,
             lasted < std::chrono::seconds(10)
                 ? fmt::format(" {:.1f} s after it was made (is another client using the client id '{}'?)",
@@ -92,33 +92,66 @@ void MqttSensorInput::add_counts(SensorCounts& out) const {
 }
 
 void MqttSensorInput::start() {
+    if (detached_.exchange(false)) {
+        // After a hand-over: the new run's subscriptions, on the input thread.
+        std::lock_guard lock(queue_mutex_);
+        rebind_ = true;
+    }
     if (!handling_.running()) handling_.start([this] { handle_messages(); });
     if (!thread_.running()) thread_.start([this] { run(); });
+    thread_.wake();
 }
 
 void MqttSensorInput::detach() {
+    detached_ = true;
+    const auto before = received_.load();
     detaching_ = true;
     handling_.stop();
     detaching_ = false;
-}
-
-void MqttSensorInput::attach(const std::vector<const config::Sensor*>& sensors, ReadingHandler handler) {
+    // What was queued before the detach is this run's (its sensors, its carried readings): the
+    // handling thread left it at the end of its batch, so it is handled here, in order.
+    std::deque<Message> mine;
     {
         std::lock_guard lock(queue_mutex_);
+        const auto since = static_cast<std::size_t>(received_.load() - before);
+        const auto count = queue_.size() > since ? queue_.size() - since : 0;
+        for (std::size_t i = 0; i < count; ++i) {
+            mine.push_back(std::move(queue_.front()));
+            queue_.pop_front();
+        }
+    }
+    for (const auto& m : mine) handle(m);
+}
+
+void MqttSensorInput::attach(const std::vector<const config::Sensor*>& sensors, ReadingHandler handler,
+                             std::shared_ptr<spdlog::logger> log) {
+    {
+        std::lock_guard lock(queue_mutex_);
+        // A sensor read by both runs keeps its counts (drops while no run handled are likeliest).
+        auto rejected = std::make_unique<std::atomic<std::uint64_t>[]>(sensors.size());
+        auto dropped = std::make_unique<std::atomic<std::uint64_t>[]>(sensors.size());
+        for (std::size_t i = 0; i < sensors.size(); ++i) {
+            for (std::size_t j = 0; j < sensors_.size(); ++j) {
+                if (sensors_[j].id != sensors[i]->id) continue;
+                rejected[i] = rejected_by_[j].load();
+                dropped[i] = dropped_by_[j].load();
+            }
+        }
         sensors_.clear();
         for (const auto* sensor : sensors) sensors_.push_back(*sensor);
-        // Counted afresh, as by a new input: the metrics are per run.
-        rejected_by_ = std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size());
-        dropped_by_ = std::make_unique<std::atomic<std::uint64_t>[]>(sensors_.size());
-        rebind_ = true;
+        rejected_by_ = std::move(rejected);
+        dropped_by_ = std::move(dropped);
     }
     handler_ = std::move(handler);
+    {
+        std::lock_guard lock(log_mutex_);
+        log_ = std::move(log);  // the new run's level and format
+    }
     // What the last run's sensors were warned about is said again for this run's.
     clock_warned_.clear();
     retained_warned_.clear();
     time_warned_.clear();
     rejected_logs_.clear();
-    thread_.wake();
 }
 
 void MqttSensorInput::stop() {
@@ -146,14 +179,25 @@ void MqttSensorInput::receive(Message message) {
             queue_.pop_front();
             dropped = ++dropped_;
         }
+        if (detached_) message.arrived.emplace(Clock::now(), std::chrono::steady_clock::now());
         queue_.push_back(std::move(message));
         ++received_;
     }
     if (dropped == 1 || (dropped != 0 && dropped % 10000 == 0)) {
-        log_->warn("sensor broker {}: readings arrive faster than they are handled; {} dropped so far", url_,
-                   dropped);
+        log()->warn("sensor broker {}: readings arrive faster than they are handled; {} dropped so far", url_,
+                    dropped);
     }
     handling_.wake();
+}
+
+void MqttSensorInput::handle(const Message& m) {
+    try {
+        on_message(m);
+    } catch (const std::exception& e) {
+        // Not expected (parsing does not throw, the outbox keeps what it cannot store), but one
+        // message must not end the process: the thread is ours, not Paho's.
+        log()->error("sensor broker {}: a message on {} could not be handled: {}", url_, m.topic, e.what());
+    }
 }
 
 void MqttSensorInput::handle_messages() {
@@ -163,16 +207,7 @@ void MqttSensorInput::handle_messages() {
             std::lock_guard lock(queue_mutex_);
             batch.swap(queue_);
         }
-        for (const auto& m : batch) {
-            try {
-                on_message(m);
-            } catch (const std::exception& e) {
-                // Not expected (parsing does not throw, the outbox keeps what it cannot store), but
-                // one message must not end the process: the thread is ours, not Paho's.
-                log_->error("sensor broker {}: a message on {} could not be handled: {}", url_, m.topic,
-                            e.what());
-            }
-        }
+        for (const auto& m : batch) handle(m);
         batch.clear();
         // Handed over to the next run: what comes from now on is its to handle.
         if (handling_.stopping() && detaching_) return;
@@ -214,6 +249,7 @@ void MqttSensorInput::run() {
                 // still connect, and is then found connected at the next turn.
                 pending_.clear();
                 granted_.clear();
+                unsubscribe_.clear();
                 {
                     std::lock_guard lock(queue_mutex_);
                     for (const auto& s : sensors_)
@@ -224,21 +260,21 @@ void MqttSensorInput::run() {
                 if (!client_->connect(builder.finalize())
                          ->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
                     if (const auto v = connect_failures_.failed("no answer"); v.log)
-                        log_->warn("sensor broker {} did not answer the connect within 10 s; retrying{}",
-                                   url_, connect_failures_.note(v));
+                        log()->warn("sensor broker {} did not answer the connect within 10 s; retrying{}",
+                                    url_, connect_failures_.note(v));
                     thread_.wait_for(backoff.next());
                     continue;
                 }
             } catch (const mqtt::exception& e) {
                 const auto why = publish::connect_failure(e.get_return_code(), e.what(), &tls_errors_);
                 if (const auto v = connect_failures_.failed(why); v.log)
-                    log_->warn("sensor broker {}: {}{}", url_, why, connect_failures_.note(v));
+                    log()->warn("sensor broker {}: {}{}", url_, why, connect_failures_.note(v));
                 thread_.wait_for(backoff.next());
                 continue;
             }
             backoff.connected();
             if (const auto tries = connect_failures_.succeeded(); tries > 0)
-                log_->info("sensor broker {} connected after {} failed tries", url_, tries);
+                log()->info("sensor broker {} connected after {} failed tries", url_, tries);
             was_connected = true;
             connected_since_ = std::chrono::steady_clock::now().time_since_epoch().count();
         }
@@ -252,6 +288,9 @@ void MqttSensorInput::run() {
             announce = true;
         }
         subscribe_pending();
+        // The topics no sensor reads now, once those it reads are subscribed: a filter replaced by a
+        // narrower one (z/# by z/kitchen) loses nothing in between.
+        if (!unsubscribe_.empty() && client_->is_connected()) unsubscribe_stale();
         // Said once the broker granted the subscriptions, not at the connect: a message published
         // before then is not delivered, and installers (and the tests) take this line as "live".
         if (announce && client_->is_connected()) {
@@ -263,10 +302,10 @@ void MqttSensorInput::run() {
             const std::size_t waiting = pending_.size();
             const char* kept = rebound ? " (the connection kept across the reload)" : "";
             if (waiting == 0) {
-                log_->info("reading {} MQTT sensors from {}{}", count, url_, kept);
+                log()->info("reading {} MQTT sensors from {}{}", count, url_, kept);
             } else {
-                log_->warn("reading {} of {} MQTT sensors from {}{}; the others' subscriptions are retried",
-                           count - std::min(count, waiting), count, url_, kept);
+                log()->warn("reading {} of {} MQTT sensors from {}{}; the others' subscriptions are retried",
+                            count - std::min(count, waiting), count, url_, kept);
             }
             announce = false;
         }
@@ -275,32 +314,38 @@ void MqttSensorInput::run() {
 }
 
 void MqttSensorInput::rebind() {
+    // Every sensor's topic subscribed again, not only the new ones: a subscription made again gets
+    // the topic's retained message anew (MQTT 3.1.1, 3.8.4), as a new connection did, so a sensor
+    // added on a device's topic (its humidity beside its temperature) has the device's last message.
     std::set<std::string> wanted;
-    std::vector<Pending> needed;
+    pending_.clear();
     {
         std::lock_guard lock(queue_mutex_);
         for (const auto& s : sensors_) {
             wanted.insert(s.source.topic);
-            if (!granted_.count(s.source.topic))
-                needed.push_back({s.id, s.source.topic, std::chrono::steady_clock::now()});
+            pending_.push_back({s.id, s.source.topic, std::chrono::steady_clock::now()});
         }
     }
-    pending_ = std::move(needed);
-    for (auto it = granted_.begin(); it != granted_.end();) {
-        if (wanted.count(*it)) {
-            ++it;
-            continue;
-        }
-        // Not waited for long, nor retried: a filter left subscribed only brings messages that
-        // match no sensor, and the next connection (a clean session) drops it anyway.
+    unsubscribe_.clear();
+    for (const auto& topic : granted_)
+        if (!wanted.count(topic)) unsubscribe_.push_back(topic);
+}
+
+void MqttSensorInput::unsubscribe_stale() {
+    for (const auto& topic : unsubscribe_) {
+        // Not waited for long, nor retried: a filter left subscribed only brings messages that match
+        // no sensor, and the next connection (a clean session) drops it anyway.
         try {
-            if (!client_->unsubscribe(*it)->wait_for(std::chrono::seconds(5)))
-                log_->warn("sensor broker {}: no answer to the end of the subscription to '{}'", url_, *it);
+            if (!client_->unsubscribe(topic)->wait_for(std::chrono::seconds(5)))
+                log()->warn("sensor broker {}: no answer to the end of the subscription to '{}'", url_,
+                            topic);
         } catch (const mqtt::exception& e) {
-            log_->warn("sensor broker {}: the subscription to '{}' could not be ended: {}", url_, *it, e.what());
+            log()->warn("sensor broker {}: the subscription to '{}' could not be ended: {}", url_, topic,
+                        e.what());
         }
-        it = granted_.erase(it);
+        granted_.erase(topic);
     }
+    unsubscribe_.clear();
 }
 
 void MqttSensorInput::subscribe_pending() {
@@ -324,17 +369,17 @@ void MqttSensorInput::subscribe_pending() {
                     it = pending_.erase(it);
                     continue;
                 }
-                log_->warn(
+                log()->warn(
                     "sensor {}: the broker {} refused the subscription to '{}' (its ACL?); retrying in {} s",
                     s.sensor, url_, s.topic, kRetry.count());
             } else {
-                log_->warn("sensor {}: the broker {} did not answer the subscription to '{}'; retrying",
-                           s.sensor, url_, s.topic);
+                log()->warn("sensor {}: the broker {} did not answer the subscription to '{}'; retrying",
+                            s.sensor, url_, s.topic);
             }
         } catch (const mqtt::exception& e) {
             if (!client_->is_connected()) return;  // the connection went: the loop reconnects
-            log_->warn("sensor {}: the broker {} refused the subscription to '{}' ({}); retrying in {} s",
-                       s.sensor, url_, s.topic, e.what(), kRetry.count());
+            log()->warn("sensor {}: the broker {} refused the subscription to '{}' ({}); retrying in {} s",
+                        s.sensor, url_, s.topic, e.what(), kRetry.count());
         }
         it->retry_at = now + kRetry;
         ++it;
@@ -355,7 +400,7 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
         // once, or a configured time would be ignored without a word.
         const auto* node = own ? nullptr : node_at(doc, s.source.time_path);
         if (node != nullptr && time_warned_.insert(s.id).second) {
-            log_->warn(
+            log()->warn(
                 "sensor {}: its time at '{}' ({:.40}) is not ISO 8601 with Z or an offset, nor epoch "
                 "seconds, milliseconds, microseconds or nanoseconds of 1970-2200; its readings are timed "
                 "by their arrival",
@@ -369,7 +414,7 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
         const auto horizon = s.silence_limit();
         if (own && *own <= arrival + kAhead && arrival - *own < horizon) return std::min(*own, arrival);
         if (retained_warned_.insert(s.id).second) {
-            log_->info(
+            log()->info(
                 "sensor {}: retained messages on {} are not counted as readings ({})", s.id, s.source.topic,
                 own ? "their own time is not recent" : "the payload has no usable time at source.time_path");
         }
@@ -378,9 +423,9 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
     if (!own) return arrival;
     if (*own > arrival + kAhead || arrival - *own > kBehind) {
         if (clock_warned_.insert(s.id).second) {
-            log_->warn("sensor {}: its clock is {} s off ({}); its readings are timed by their arrival", s.id,
-                       std::chrono::duration_cast<std::chrono::seconds>(*own - arrival).count(),
-                       iso8601_utc(*own));
+            log()->warn("sensor {}: its clock is {} s off ({}); its readings are timed by their arrival",
+                        s.id, std::chrono::duration_cast<std::chrono::seconds>(*own - arrival).count(),
+                        iso8601_utc(*own));
         }
         return arrival;
     }
@@ -388,11 +433,15 @@ std::optional<TimePoint> MqttSensorInput::reading_time(const config::Sensor& s, 
 }
 
 void MqttSensorInput::on_message(const Message& message) {
-    const auto& [topic, payload, retained] = message;
+    const auto& topic = message.topic;
+    const auto& payload = message.payload;
+    const bool retained = message.retained;
     // Stamped here, not in Paho's callback: a supervisor tick between the two would otherwise judge
-    // the sensor stale at a `now` later than this reading's arrival, or close its minute first.
-    const auto arrival = Clock::now();
-    const auto arrived_steady = std::chrono::steady_clock::now();
+    // the sensor stale at a `now` later than this reading's arrival, or close its minute first. But
+    // a message that came during a hand-over is timed by its arrival: the gap between the runs may
+    // be seconds (the next run loading its models), and no tick judges the sensor meanwhile.
+    const auto arrival = message.arrived ? message.arrived->first : Clock::now();
+    const auto arrived_steady = message.arrived ? message.arrived->second : std::chrono::steady_clock::now();
     // Printing a value recurses once per level: a payload of nested brackets would overflow the
     // stack where the warning below shows its time.
     const bool too_deep = json_nested_deeper_than(payload, kMaxPayloadDepth);
@@ -415,11 +464,12 @@ void MqttSensorInput::on_message(const Message& message) {
             ++rejected_;
             const auto n = ++rejected_by_[i];
             if (const auto lines = rejected_logs_.try_emplace(s->id).first->second.pass()) {
-                log_->warn("sensor {}: payload on {} has no number at '{}'{} ({} rejected so far{}): {:.120}",
-                           s->id, topic, s->source.value_path,
-                           too_deep ? fmt::format(": nested over {} levels", kMaxPayloadDepth) : "", n,
-                           lines > 1 ? fmt::format("; {} of this sensor's since its last line", lines) : "",
-                           payload);
+                log()->warn(
+                    "sensor {}: payload on {} has no number at '{}'{} ({} rejected so far{}): {:.120}", s->id,
+                    topic, s->source.value_path,
+                    too_deep ? fmt::format(": nested over {} levels", kMaxPayloadDepth) : "", n,
+                    lines > 1 ? fmt::format("; {} of this sensor's since its last line", lines) : "",
+                    payload);
             }
             continue;
         }

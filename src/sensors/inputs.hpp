@@ -52,12 +52,14 @@ public:
     void stop();
     // A reload's hand-over: the connection and its subscriptions stay, so that what the sensors send
     // while the runs change (a gas detector's one "true") is queued instead of lost, as it was in the
-    // second a clean session takes to connect and subscribe again. detach() stops handling (what
-    // was queued before is handled first, by the run that stops); what arrives after waits in the
-    // queue. attach() gives the next run's sensors and handler, subscribes what is new and lets go of
-    // what is no longer read; then start() handles the queue with them.
+    // second a clean session takes to connect and subscribe again. detach() stops handling; what was
+    // queued before it is handled first, by the run that stops, and what arrives after waits in the
+    // queue, timed by its arrival. attach() gives the next run's sensors, handler and log; start()
+    // then subscribes again (the broker sends each topic's retained message anew, as to a new
+    // connection), lets go of the topics no sensor reads now, and handles the queue.
     void detach();
-    void attach(const std::vector<const config::Sensor*>& sensors, ReadingHandler handler);
+    void attach(const std::vector<const config::Sensor*>& sensors, ReadingHandler handler,
+                std::shared_ptr<spdlog::logger> log);
     // Whether a run with this broker account and client id would make the same connection.
     bool same_connection(const config::BrokerAccount& broker, const std::string& client_id) const {
         return broker == broker_ && client_id == client_id_;
@@ -75,9 +77,17 @@ private:
     struct Message {
         std::string topic, payload;
         bool retained;
+        // Set for a message that came while no run handled them (a hand-over): its arrival, on both
+        // clocks. Otherwise it is timed when it is handled.
+        std::optional<std::pair<TimePoint, std::chrono::steady_clock::time_point>> arrived;
     };
     void receive(Message message);
     void handle_messages();
+    void handle(const Message& message);  // on_message, any exception said
+    std::shared_ptr<spdlog::logger> log() const {
+        std::lock_guard lock(log_mutex_);
+        return log_;
+    }
     void on_message(const Message& message);
     // When a reading was taken: its own time when the payload has one that can be believed, else
     // its arrival. Null: the message tells nothing current (a retained message of unknown age).
@@ -91,6 +101,7 @@ private:
     // On the input thread, after attach(): the subscriptions the new sensors need, and the end of
     // those no sensor reads now.
     void rebind();
+    void unsubscribe_stale();
 
     config::BrokerAccount broker_;
     std::string url_, client_id_;  // url_: the broker's, as logged
@@ -102,11 +113,12 @@ private:
     std::vector<config::Sensor> sensors_;
     ReadingHandler handler_;
     std::shared_ptr<spdlog::logger> log_;
-    publish::TlsErrors tls_errors_;     // OpenSSL's reason for a failed handshake
-    RepeatedFailure connect_failures_;  // connect attempts failed in a row, for the log
-    std::vector<Pending> pending_;      // subscriptions not (yet) granted; input thread only
-    std::set<std::string> granted_;     // topics subscribed on this connection; input thread only
-    bool rebind_ = false;               // attach() changed sensors_; under queue_mutex_
+    publish::TlsErrors tls_errors_;         // OpenSSL's reason for a failed handshake
+    RepeatedFailure connect_failures_;      // connect attempts failed in a row, for the log
+    std::vector<Pending> pending_;          // subscriptions not (yet) granted; input thread only
+    std::set<std::string> granted_;         // topics subscribed on this connection; input thread only
+    bool rebind_ = false;                   // start() after a hand-over; under queue_mutex_
+    std::vector<std::string> unsubscribe_;  // after rebind(), once the new subscriptions are made
     // Sensors already logged about; handling thread only.
     std::set<std::string> clock_warned_, retained_warned_, time_warned_;
     // A device that sends, on every message, one the sensor cannot read (Zigbee2MQTT's partial
@@ -126,6 +138,8 @@ private:
     WorkerThread thread_;                     // connects and subscribes
     WorkerThread handling_;                   // turns messages into readings
     std::atomic<bool> detaching_{false};      // handling_ is stopped for a hand-over
+    std::atomic<bool> detached_{false};       // from detach() to start(): arrivals are stamped
+    mutable std::mutex log_mutex_;            // log_ is replaced by attach()
     // Last, so destroyed first: a callback Paho still runs while the client goes (a disconnect that
     // failed at stop) finds the queue and the threads whole.
     std::unique_ptr<mqtt::async_client> client_;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <atomic>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <chrono>
@@ -31,12 +32,51 @@ struct ListenerState {
     std::size_t connections = 0;
     std::map<std::string, std::size_t> per_address;
     std::atomic<bool> stopped{false};
-    LogThrottle refusals;  // connections refused over the caps
+    LogThrottle refusals;           // connections refused over the caps
+    std::atomic<int> lingering{0};  // refused connections still read from (Listener::refuse)
 };
 
 namespace {
 
 constexpr auto kAcceptRetry = std::chrono::milliseconds(500);
+// How long, and for how many at once, a refused connection is read from after its 503.
+constexpr auto kRefusalLinger = std::chrono::seconds(1);
+constexpr int kMaxLingering = 64;
+
+// A refused connection held for kRefusalLinger after its answer, its bytes read and dropped, so that
+// a request arriving after the refusal finds a socket that takes it instead of one that resets the
+// connection: a client may drop the unread 503 at a reset (Windows does), and show "connection
+// reset" instead.
+struct LingeringRefusal : std::enable_shared_from_this<LingeringRefusal> {
+    LingeringRefusal(tcp::socket s, std::shared_ptr<ListenerState> st)
+        : socket(std::move(s)), timer(socket.get_executor()), state(std::move(st)) {
+        ++state->lingering;
+    }
+    ~LingeringRefusal() { --state->lingering; }
+    void start() {
+        timer.expires_after(kRefusalLinger);
+        timer.async_wait([self = shared_from_this()](const beast::error_code& ec) {
+            if (ec) return;
+            beast::error_code ignored;
+            self->socket.close(ignored);
+        });
+        read();
+    }
+    void read() {
+        socket.async_read_some(net::buffer(sink),
+                               [self = shared_from_this()](const beast::error_code& ec, std::size_t) {
+                                   if (ec) {
+                                       self->timer.cancel();  // the client closed, or the time is up
+                                       return;
+                                   }
+                                   self->read();
+                               });
+    }
+    tcp::socket socket;
+    net::steady_timer timer;
+    std::shared_ptr<ListenerState> state;
+    std::array<char, 4096> sink{};
+};
 
 }  // namespace
 
@@ -140,11 +180,13 @@ void Listener::accept_failed(const boost::system::error_code& ec) {
     });
 }
 
-void Listener::refuse(tcp::socket& socket) {
+void Listener::refuse(tcp::socket socket, const std::shared_ptr<ListenerState>& state) {
     // A short answer instead of a bare close, which a browser shows as "connection reset" and a
     // player as a broken stream. Written without waiting (it fits any socket's send buffer), after
     // taking what the client already sent: closed with bytes unread, the socket would send a reset
-    // that may destroy the answer before the client reads it.
+    // that may destroy the answer before the client reads it. What comes later is taken for a
+    // moment (LingeringRefusal), unless many refusals linger already: a flood over the caps must
+    // not hold more descriptors than a few.
     static constexpr std::string_view kBusy =
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
         "Content-Length: 41\r\nRetry-After: 10\r\nConnection: close\r\n\r\n"
@@ -156,7 +198,11 @@ void Listener::refuse(tcp::socket& socket) {
     ec.clear();
     socket.write_some(net::buffer(kBusy.data(), kBusy.size()), ec);
     socket.shutdown(tcp::socket::shutdown_send, ec);
-    socket.close(ec);
+    if (ec || state->stopped || state->lingering.load() >= kMaxLingering) {
+        socket.close(ec);
+        return;
+    }
+    std::make_shared<LingeringRefusal>(std::move(socket), state)->start();
 }
 
 void Listener::accept() {
@@ -204,7 +250,7 @@ void Listener::accept() {
                             "from {}",
                             refusals, client);
                     }
-                    refuse(socket);
+                    refuse(std::move(socket), state);
                 }
             }
             accept();

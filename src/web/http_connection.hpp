@@ -108,7 +108,7 @@ private:
     // thread that also runs the supervision.
     void accept_failed(const boost::system::error_code& ec);
     // Answers 503 to a connection over the caps and closes it.
-    static void refuse(boost::asio::ip::tcp::socket& socket);
+    static void refuse(boost::asio::ip::tcp::socket socket, const std::shared_ptr<ListenerState>& state);
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;

@@ -1434,12 +1434,20 @@ TEST(MqttSensorInput, AHandOverBetweenRunsLosesNothingTheSensorsSendMeanwhile) {
     auto old_door = std::make_unique<kg::config::Sensor>(fridge_on("door"));
     old_door->id = "door";
     old_door->source.value_path = "contact";
+    struct Taken {
+        std::string sensor;
+        double value;
+        kg::TimePoint time;
+    };
     std::mutex mutex;
-    std::vector<std::pair<std::string, double>> first, second;
-    auto keep = [&](std::vector<std::pair<std::string, double>>& into) {
+    std::vector<Taken> first, second;
+    auto keep = [&](std::vector<Taken>& into) {
         return [&mutex, &into](const kg::sensors::Reading& r) {
+            // The stopping run is slow on its first reading: the readings after it wait in the
+            // queue when the hand-over begins.
+            if (r.value == 1) std::this_thread::sleep_for(300ms);
             std::lock_guard lock(mutex);
-            into.emplace_back(r.sensor, r.value);
+            into.push_back({r.sensor, r.value, r.time});
         };
     };
     auto sink = std::make_shared<LinesSink>();
@@ -1450,18 +1458,25 @@ TEST(MqttSensorInput, AHandOverBetweenRunsLosesNothingTheSensorsSendMeanwhile) {
     ASSERT_TRUE(within(10s, [&] { return sink->contains("reading 2 MQTT sensors from " + broker.url()); }));
     mqtt::async_client device(broker.url(), "kg-test-device");
     ASSERT_TRUE(device.connect()->wait_for(10s));
-    auto send = [&](const std::string& topic, const std::string& payload) {
-        return device.publish(topic, payload, 0, false)->wait_for(5s);  // QoS 0, as most devices send
+    auto send = [&](const std::string& topic, const std::string& payload, bool retained = false) {
+        return device.publish(topic, payload, 0, retained)->wait_for(5s);  // QoS 0, as most devices send
     };
-    ASSERT_TRUE(send("fridge", R"({"temperature": 1})"));
-    ASSERT_TRUE(within(10s, [&] {
-        std::lock_guard lock(mutex);
-        return first.size() == 1;
-    }));
+    // The device's last message, kept by the broker: the stopping run has no sensor for its humidity.
+    const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(kg::Clock::now().time_since_epoch()).count();
+    ASSERT_TRUE(send("z2m/room", fmt::format(R"({{"humidity": 55, "ts": {}}})", now_s), true));
+    ASSERT_TRUE(send("fridge", R"({"temperature": "warm"})"));  // rejected, counted for the fridge
+    for (int i = 1; i <= 5; ++i) ASSERT_TRUE(send("fridge", fmt::format(R"({{"temperature": {}}})", i)));
+    ASSERT_TRUE(within(10s, [&] { return input.received() == 6; })) << input.received() << " received";
 
     input.detach();
-    for (int i = 2; i <= 40; ++i) ASSERT_TRUE(send("fridge", fmt::format(R"({{"temperature": {}}})", i)));
-    ASSERT_TRUE(within(10s, [&] { return input.received() == 40; })) << input.received() << " received";
+    {
+        std::lock_guard lock(mutex);
+        ASSERT_EQ(first.size(), 5u) << "what came before the hand-over is the stopping run's";
+    }
+    for (int i = 6; i <= 40; ++i) ASSERT_TRUE(send("fridge", fmt::format(R"({{"temperature": {}}})", i)));
+    ASSERT_TRUE(within(10s, [&] { return input.received() == 41; })) << input.received() << " received";
+    std::this_thread::sleep_for(500ms);  // the next run takes its time to start
+    const auto attached_at = kg::Clock::now();
     // The run that made the sensors is gone: the input holds its own copies.
     fridge.reset();
     old_door.reset();
@@ -1469,29 +1484,46 @@ TEST(MqttSensorInput, AHandOverBetweenRunsLosesNothingTheSensorsSendMeanwhile) {
     auto gas = fridge_on("gas");
     gas.id = "gas";
     gas.source.value_path = "gas";
+    auto humidity = fridge_on("z2m/room");
+    humidity.id = "humidity";
+    humidity.source.value_path = "humidity";
+    humidity.source.time_path = "ts";
     EXPECT_TRUE(input.same_connection({broker.url(), "", "", std::nullopt}, "kg-test-sensors"));
     EXPECT_FALSE(input.same_connection({broker.url(), "other", "", std::nullopt}, "kg-test-sensors"));
-    input.attach({&next_fridge, &gas}, keep(second));
+    input.attach({&next_fridge, &gas, &humidity}, keep(second), log);
+    kg::sensors::SensorCounts counts;
+    input.add_counts(counts);
+    EXPECT_EQ(counts["fridge"].rejected, 1u) << "a sensor read by both runs keeps its counts";
     input.start();
     ASSERT_TRUE(within(10s, [&] {
-        return sink->contains("reading 2 MQTT sensors from " + broker.url() + " (the connection kept across the reload)");
+        return sink->contains("reading 3 MQTT sensors from " + broker.url() +
+                              " (the connection kept across the reload)");
     }));
     ASSERT_TRUE(send("gas", R"({"gas": true})"));
     ASSERT_TRUE(send("door", R"({"contact": false})"));  // no longer read
     ASSERT_TRUE(send("fridge", R"({"temperature": 41})"));
     ASSERT_TRUE(within(10s, [&] {
         std::lock_guard lock(mutex);
-        return !second.empty() && second.back().second == 41;
+        return !second.empty() && second.back().value == 41;
     }));
     input.stop();
     device.disconnect()->wait_for(5s);
+    std::vector<std::pair<std::string, double>> got;
+    for (const auto& t : second) got.emplace_back(t.sensor, t.value);
     std::vector<std::pair<std::string, double>> expected;
-    for (int i = 2; i <= 40; ++i) expected.emplace_back("fridge", i);
+    for (int i = 6; i <= 40; ++i) expected.emplace_back("fridge", i);
+    // Subscribed again, the device's topic brings its retained message to the sensor the reload added.
+    expected.emplace_back("humidity", 55);
     expected.emplace_back("gas", 1);
     expected.emplace_back("fridge", 41);
-    EXPECT_EQ(first, (std::vector<std::pair<std::string, double>>{{"fridge", 1}}));
-    EXPECT_EQ(second, expected);
-    EXPECT_EQ(input.received(), 42u) << "the door's subscription was not let go";
+    std::vector<std::pair<std::string, double>> before;
+    for (const auto& t : first) before.emplace_back(t.sensor, t.value);
+    EXPECT_EQ(before, (std::vector<std::pair<std::string, double>>{
+                          {"fridge", 1}, {"fridge", 2}, {"fridge", 3}, {"fridge", 4}, {"fridge", 5}}));
+    EXPECT_EQ(got, expected);
+    // Timed by their arrival, not by when the next run got to them.
+    for (const auto& t : second)
+        if (t.sensor == "fridge" && t.value <= 40) EXPECT_LT(t.time, attached_at) << t.value;
     EXPECT_EQ(sink->count("lost"), 0u) << "the connection was made again";
 }
 

@@ -255,6 +255,37 @@ TEST(HttpServer, AConnectionOverTheCapIsAnswered503) {
     EXPECT_EQ(held.ask(nullptr), "127.0.0.1") << "the admitted connection still served";
 }
 
+// A request that reaches the box after its connection was refused (a distant phone, a slow link)
+// was answered by a reset, at which a client may drop the 503 it has not read yet (Windows does):
+// the refused connection takes what comes for a moment now, and ends cleanly.
+TEST(HttpServer, ARequestThatComesAfterTheRefusalGetsItsAnswerAndACleanEnd) {
+    kg::web::Limits limits;
+    limits.max_per_address = 1;
+    Server server(limits);
+    Client held(server.port());
+    ASSERT_EQ(held.ask(nullptr), "127.0.0.1");
+    net::io_context io;
+    tcp::socket late(io);
+    late.connect({net::ip::make_address("127.0.0.1"), server.port()});
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // refused meanwhile
+    http::request<http::empty_body> req{http::verb::get, "/", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(late, req);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // its bytes reached the server
+    // Taken, not reset: a closed socket answers a request with a reset, after which the client's
+    // next write fails (EPIPE) and a client may drop what it has not read yet.
+    boost::system::error_code written;
+    net::write(late, net::buffer(std::string_view("X-More: 1\r\n\r\n")), written);
+    EXPECT_FALSE(written) << written.message();
+    std::string received;
+    std::array<char, 4096> chunk{};
+    boost::system::error_code ec;
+    while (!ec) received.append(chunk.data(), late.read_some(net::buffer(chunk), ec));
+    EXPECT_EQ(received.rfind("HTTP/1.1 503", 0), 0u) << received;
+    EXPECT_EQ(ec, net::error::eof) << ec.message();
+    EXPECT_EQ(held.ask(nullptr), "127.0.0.1") << "the admitted connection still served";
+}
+
 // An HTTP-FLV viewer's stream ends when its token expires. That was checked only when the camera
 // sent a packet, so a stalled camera (still connected, sending nothing) held an expired viewer's
 // connection open until its next packet, however long that took.
