@@ -1522,8 +1522,11 @@ TEST(MqttSensorInput, AHandOverBetweenRunsLosesNothingTheSensorsSendMeanwhile) {
                           {"fridge", 1}, {"fridge", 2}, {"fridge", 3}, {"fridge", 4}, {"fridge", 5}}));
     EXPECT_EQ(got, expected);
     // Timed by their arrival, not by when the next run got to them.
-    for (const auto& t : second)
-        if (t.sensor == "fridge" && t.value <= 40) EXPECT_LT(t.time, attached_at) << t.value;
+    for (const auto& t : second) {
+        if (t.sensor == "fridge" && t.value <= 40) {
+            EXPECT_LT(t.time, attached_at) << t.value;
+        }
+    }
     EXPECT_EQ(sink->count("lost"), 0u) << "the connection was made again";
 }
 
