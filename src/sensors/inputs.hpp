@@ -60,9 +60,13 @@ public:
     void detach();
     void attach(const std::vector<const config::Sensor*>& sensors, ReadingHandler handler,
                 std::shared_ptr<spdlog::logger> log);
-    // Whether a run with this broker account and client id would make the same connection.
+    // Whether a run with this broker account and client id would make the same connection. Not with
+    // TLS files: a certificate renewed at the same path is read only by a new connection, and a
+    // reload is how an installer has it taken.
     bool same_connection(const config::BrokerAccount& broker, const std::string& client_id) const {
-        return broker == broker_ && client_id == client_id_;
+        const bool files = broker_.tls && (!broker_.tls->ca_file.empty() || !broker_.tls->cert_file.empty() ||
+                                           !broker_.tls->key_file.empty());
+        return !files && broker == broker_ && client_id == client_id_;
     }
     std::uint64_t rejected() const { return rejected_.load(); }  // payloads that held no usable value
     std::uint64_t dropped() const { return dropped_.load(); }    // readings a flood pushed out, oldest first

@@ -427,3 +427,47 @@ def test_the_page_fits_a_phone_says_a_full_camera_and_fetches_only_what_is_on_sc
     kg_e2e.wait_until(lambda: browser.execute_script(f"return {below}.currentTime") > 0.5, 30, interval=0.5,
                       what="the camera scrolled into view playing")
     assert gw.terminate() == 0
+
+
+# The next media segment's answer comes with its headers and then no more bytes (a connection that
+# died mid-segment, Wi-Fi to mobile data), as a real fetch would, its body failing only when the
+# page aborts the fetch. One-shot: armed by `window.__stallNext = true`.
+STALL_A_SEGMENT = """
+window.__stallNext = false;
+window.__stalled = 0;
+const fetch1 = window.fetch;
+window.fetch = function (url, opts) {
+  if (!window.__stallNext || !String(url).includes(".m4s")) return fetch1.call(window, url, opts);
+  window.__stallNext = false;
+  window.__stalled++;
+  const signal = opts && opts.signal;
+  const body = new ReadableStream({ start(c) {
+    if (signal) signal.addEventListener("abort", () => c.error(new DOMException("aborted", "AbortError")));
+  } });
+  return Promise.resolve(new Response(body, { status: 200, headers: { "Content-Type": "video/mp4" } }));
+};
+"""
+
+
+def test_a_segment_whose_bytes_stop_coming_is_given_up_and_said(broker, rtsp_server, make_clip, gateways, browser,
+                                                                 tmp_path):
+    """The review of the phone fixes: the fetches' time limit covered the wait for the headers only,
+    so a segment whose bytes stopped coming after them froze the picture with nothing said, for good
+    (a dead connection lasts until the phone's kernel gives up, minutes). The limit covers the body
+    now: the page says the network is interrupted, and plays on once the next fetch goes through."""
+    server = rtsp_server({"/kitchen": make_clip([("normal", 120)])})
+    gw, port = public_kitchen(server, broker, gateways, tmp_path)
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": STALL_A_SEGMENT})
+    browser.get(f"http://127.0.0.1:{port}/")
+    video = "document.querySelector('[data-camera=\"kitchen\"] video')"
+    kg_e2e.wait_until(lambda: browser.execute_script(f"const v = {video}; return v !== null && v.currentTime > 0.5"),
+                      30, interval=0.5, what="the video to start playing")
+    browser.execute_script("window.__stallNext = true")
+    kg_e2e.wait_until(lambda: browser.execute_script("return window.__stalled") == 1, 10, interval=0.2,
+                      what="a segment stalled")
+    msg = "return document.querySelector('[data-camera=\"kitchen\"] .msg').textContent"
+    kg_e2e.wait_until(lambda: "network interrupted" in browser.execute_script(msg), 25, interval=0.5,
+                      what="the card saying the network is interrupted")
+    playing(browser, video, by=2.0, within=30)
+    assert browser.execute_script(msg) == ""
+    assert gw.terminate() == 0
