@@ -156,6 +156,10 @@ protected:
     // client is dropped when the socket takes no new chunk for idle_timeout. A HEAD gets the head.
     void send(FileAnswer res, const Request& req);
     void close();
+    // Whether closing the socket resets the connection (SO_LINGER 0) instead of ending it gracefully:
+    // on while a write may time out on a client that takes nothing, so that the kernel drops what it
+    // still holds for it at the cut.
+    void abortive_close(bool on);
 
     boost::beast::tcp_stream stream_;
     const Limits limits_;
@@ -165,8 +169,6 @@ private:
     struct FileWrite;
     void on_read(boost::beast::error_code ec);
     void write_file(std::shared_ptr<FileWrite> write);
-    // Whether closing the socket resets the connection (SO_LINGER 0) instead of ending it gracefully.
-    void abortive_close(bool on);
     // After a response was written whole: the next request, or the end of the connection.
     void written(bool keep_alive);
     // Reads and drops what the client still sends, until it closes or kLinger has passed (see close).

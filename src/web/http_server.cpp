@@ -39,8 +39,7 @@ public:
         // Before the socket goes: every end of a live stream closes gracefully (end_stream(), and a
         // stopping server's cancel, which drops the waker's last reference); only the write timer's
         // own close, before, resets.
-        beast::error_code ignored;
-        stream_.socket().set_option(net::socket_base::linger(false, 0), ignored);
+        abortive_close(false);
     }
 
 private:
@@ -100,7 +99,7 @@ private:
             // for minutes after the cut. ~Session() restores the graceful close.
             beast::error_code ignored;
             stream_.socket().set_option(net::socket_base::send_buffer_size(kLiveSendBuffer), ignored);
-            stream_.socket().set_option(net::socket_base::linger(true, 0), ignored);
+            abortive_close(true);
         }
         stamp_date(*head_);
         serializer_.emplace(*head_);

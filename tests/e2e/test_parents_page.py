@@ -256,8 +256,7 @@ def test_the_picture_goes_when_public_hours_end(broker, rtsp_server, make_clip, 
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": KEEP_SOURCE_BUFFERS})
     browser.get(f"http://127.0.0.1:{port}/")
     video = "document.querySelector('[data-camera=\"kitchen\"] video')"
-    kg_e2e.wait_until(lambda: browser.execute_script(f"const v = {video}; return v !== null && v.currentTime > 0.5"),
-                      30, interval=0.5, what="the video to start playing")
+    started(browser, video)
     first = browser.execute_script(f"return {video}.currentTime")
     # Six more segments appended to the same SourceBuffer.
     kg_e2e.wait_until(lambda: browser.execute_script(f"return {video}.currentTime") - first > 6, 20, interval=0.5,
@@ -311,6 +310,12 @@ def page_clock(browser):
     return browser.execute_script("return performance.now()")
 
 
+def started(browser, video):
+    """Waits until the card's video exists and has played half a second."""
+    kg_e2e.wait_until(lambda: browser.execute_script(f"const v = {video}; return v !== null && v.currentTime > 0.5"),
+                      30, interval=0.5, what="the video to start playing")
+
+
 def playing(browser, video, by=1.0, within=20):
     """Waits until the video's picture has moved on by `by` seconds, without pressing play."""
     first = browser.execute_script(f"return {video}.currentTime")
@@ -330,8 +335,7 @@ def test_a_phone_back_from_the_background_plays_on_and_took_no_video_while_away(
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_FETCHES})
     browser.get(f"http://127.0.0.1:{port}/")
     video = "document.querySelector('[data-camera=\"kitchen\"] video')"
-    kg_e2e.wait_until(lambda: browser.execute_script(f"const v = {video}; return v !== null && v.currentTime > 0.5"),
-                      30, interval=0.5, what="the video to start playing")
+    started(browser, video)
 
     window = browser.execute_cdp_cmd("Browser.getWindowForTarget", {})["windowId"]
     browser.execute_cdp_cmd("Browser.setWindowBounds", {"windowId": window, "bounds": {"windowState": "minimized"}})
@@ -391,8 +395,7 @@ def test_the_page_fits_a_phone_says_a_full_camera_and_fetches_only_what_is_on_sc
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_FETCHES})
     browser.get(f"http://127.0.0.1:{port}/")
     video = "document.querySelector('[data-camera=\"kitchen\"] video')"
-    kg_e2e.wait_until(lambda: browser.execute_script(f"const v = {video}; return v !== null && v.currentTime > 0.5"),
-                      30, interval=0.5, what="the video to start playing")
+    started(browser, video)
     msg = "return document.querySelector('[data-camera=\"full\"] .msg').textContent"
     kg_e2e.wait_until(lambda: "too many viewers on this camera" in browser.execute_script(msg), 15, interval=0.5,
                       what="the full camera's card saying so")
@@ -460,8 +463,7 @@ def test_a_segment_whose_bytes_stop_coming_is_given_up_and_said(broker, rtsp_ser
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": STALL_A_SEGMENT})
     browser.get(f"http://127.0.0.1:{port}/")
     video = "document.querySelector('[data-camera=\"kitchen\"] video')"
-    kg_e2e.wait_until(lambda: browser.execute_script(f"const v = {video}; return v !== null && v.currentTime > 0.5"),
-                      30, interval=0.5, what="the video to start playing")
+    started(browser, video)
     browser.execute_script("window.__stallNext = true")
     kg_e2e.wait_until(lambda: browser.execute_script("return window.__stalled") == 1, 10, interval=0.2,
                       what="a segment stalled")
