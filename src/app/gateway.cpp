@@ -415,6 +415,16 @@ void Gateway::apply_public_hours(TimePoint now) {
     const auto& hours = cfg_.public_side.hours;
     const bool open = hours.empty() || calendar_.active(schedules_.at(hours), now);
     if (open != public_open_) log_->info("public hours: the public feeds are {}", open ? "open" : "closed");
+    // Worked out again at each opening or closing, when the change it found is due, when the clock
+    // was set back, and hourly while none is within its horizon (a week of holidays ahead).
+    const auto& at = public_change_worked_at_;
+    if (hours.empty()) {
+        public_change_.reset();
+    } else if (open != public_open_ || !at || now < *at ||
+               (public_change_ ? now >= *public_change_ : now - *at >= std::chrono::hours(1))) {
+        public_change_ = calendar_.next_change(schedules_.at(hours), now);
+        public_change_worked_at_ = now;
+    }
     public_open_ = open;
     for (auto& camera : cameras_) {
         if (auto* feed = camera->public_feed()) feed->set_open(open);
@@ -701,6 +711,13 @@ nlohmann::json Gateway::public_status() const {
     return {{"site", cfg_.site.name},
             {"open", public_open_},
             {"hours", cfg_.public_side.hours},
+            // The site's wall clock, to the minute, as `date` is its day: what the page says to parents.
+            {"opens_at", !public_open_ && public_change_
+                             ? nlohmann::json(calendar_.local_text(*public_change_).substr(0, 16))
+                             : nlohmann::json(nullptr)},
+            {"closes_at", public_open_ && public_change_
+                              ? nlohmann::json(calendar_.local_text(*public_change_).substr(0, 16))
+                              : nlohmann::json(nullptr)},
             {"token_required", !cfg_.public_side.token_secret.empty()},
             {"cameras", cams},
             {"date", calendar_.local_date(now)},

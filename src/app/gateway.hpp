@@ -138,6 +138,10 @@ private:
     RepeatedFailure clip_failures_;                // on clip_cutter_'s thread
     std::unique_ptr<web::ViewerCounter> viewers_;  // the public side's viewers, for its caps and metrics
     bool public_open_ = true;                      // within public hours, as last ticked
+    // When the public hours next open or close (none: not within 8 days, or no hours), for the
+    // parents' page; worked out at a change, not on every tick (it walks the week minute by minute).
+    std::optional<TimePoint> public_change_;
+    std::optional<TimePoint> public_change_worked_at_;
     std::unique_ptr<SensorHub> sensors_;
     std::vector<bool> last_online_;
     std::vector<publish::CameraState> states_;  // as last supervised

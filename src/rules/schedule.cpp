@@ -170,4 +170,18 @@ bool Calendar::active(const Schedule& s, TimePoint t) const {
     return s.inverted ? !in : in;
 }
 
+std::optional<TimePoint> Calendar::next_change(const Schedule& s, TimePoint from,
+                                               std::chrono::minutes horizon) const {
+    // Minute by minute: windows are whole minutes, but a zone's offset may move by a quarter hour,
+    // so the local minutes that follow one another are not walked, the clock's are (8 days: 11 520
+    // look-ups, a few milliseconds, asked once per change).
+    const bool now = active(s, from);
+    auto t = std::chrono::time_point_cast<std::chrono::minutes>(from);
+    if (t <= from) t += std::chrono::minutes(1);
+    for (const auto end = from + horizon; t <= end; t += std::chrono::minutes(1)) {
+        if (active(s, t) != now) return TimePoint(t);
+    }
+    return std::nullopt;
+}
+
 }  // namespace kg::rules

@@ -3,7 +3,9 @@
 // preparation, closed hours), with holidays on which the canteen is closed all day. A window
 // whose end is before its start crosses midnight and belongs to the day it starts on.
 
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -46,6 +48,11 @@ public:
     Calendar(Calendar&&) noexcept;
 
     bool active(const Schedule& schedule, TimePoint t) const;
+    // The first whole minute after `from` at which active() differs from active(from), looked for
+    // up to `horizon` ahead (holidays and time-zone changes included); none when it does not change
+    // within it. For telling people when something opens or closes, not for timing rules.
+    std::optional<TimePoint> next_change(const Schedule& schedule, TimePoint from,
+                                         std::chrono::minutes horizon = std::chrono::hours(24 * 8)) const;
     bool holiday(TimePoint t) const;
     // "2026-11-24 14:30:05", the canteen's wall clock (burned into evidence).
     std::string local_text(TimePoint t) const;

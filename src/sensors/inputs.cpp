@@ -50,7 +50,7 @@ bool unit_silent(int err) {
 }  // namespace
 
 MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string client_id,
-                                 std::vector<const config::Sensor*> sensors, ReadingHandler handler,
+                                 const std::vector<const config::Sensor*>& sensors, ReadingHandler handler,
                                  std::shared_ptr<spdlog::logger> log)
     : broker_(std::move(broker)),
       url_(broker_.url),

@@ -44,7 +44,7 @@ class MqttSensorInput {
 public:
     // `broker`: where the sensors publish, with the account and TLS to read them with.
     MqttSensorInput(config::BrokerAccount broker, std::string client_id,
-                    std::vector<const config::Sensor*> sensors, ReadingHandler handler,
+                    const std::vector<const config::Sensor*>& sensors, ReadingHandler handler,
                     std::shared_ptr<spdlog::logger> log);
     ~MqttSensorInput();
     // Starts what is not running: both threads at first, the handling thread after a hand-over.

@@ -241,7 +241,8 @@ def test_the_picture_goes_when_public_hours_end(broker, rtsp_server, make_clip, 
     its SourceBuffer at every segment, thousands over a day; and when public hours ended, the page
     showed its notice over the kitchen's last picture, still attached, whose controls replayed the
     last seconds. The hours end here by a reload (POST /api/reload) that gives the public side hours
-    three hours away, on the same port, so the page's next status poll reads them."""
+    three hours away, on the same port, so the page's next status poll reads them; its notice says
+    when they open."""
     server = rtsp_server({"/kitchen": make_clip([("normal", 90)])})
     listen = f"127.0.0.1:{kg_e2e.free_port()}"
     config = kg_e2e.base_config(broker, [kg_e2e.camera("kitchen", server.url("/kitchen"), public=True)], tmp_path)
@@ -278,6 +279,11 @@ def test_the_picture_goes_when_public_hours_end(broker, rtsp_server, make_clip, 
     assert status == 202
     kg_e2e.wait_until(lambda: browser.execute_script("return !document.getElementById('notice').hidden"), 20,
                       interval=0.5, what="the page's public-hours notice")
+    # It says when they open (before: "during public hours only", and a parent could not know when).
+    opens = now + datetime.timedelta(hours=3)
+    when = ("today at " if opens.date() == now.date() else opens.strftime("on %Y-%m-%d at ")) + start
+    notice = browser.execute_script("return document.getElementById('notice').textContent")
+    assert f"they open {when}." in notice and start in notice.split("The kitchen")[0], notice
     picture = f"const v = {video}; return {{ready: v.readyState, buffered: v.buffered.length, src: v.getAttribute('src')}}"
     kg_e2e.wait_until(lambda: browser.execute_script(picture)["ready"] == 0, 5, interval=0.5,
                       what="the last picture let go")

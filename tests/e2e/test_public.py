@@ -475,6 +475,9 @@ def test_public_hours_and_reload(broker, clips, gateways, tmp_path):
 
     status_json = json.loads(get(port, "/public/status")[2])
     assert status_json["open"] is False and status_json["hours"] == "meals"
+    # When they open, on the site's clock, for the page to tell parents.
+    opens = (now + datetime.timedelta(hours=3)).strftime("%Y-%m-%d %H:00")
+    assert status_json["opens_at"] == opens and status_json["closes_at"] is None, status_json
     status, _, body = get(port, "/live/kitchen/index.m3u8")
     assert status == 403 and b"public hours" in body
     assert get(port, "/live/kitchen.flv")[0] == 403
@@ -508,7 +511,8 @@ def test_public_hours_and_reload(broker, clips, gateways, tmp_path):
     assert status == 202, body
     port = public_port(gw, after=before)
     playlist_with_segments(port, "kitchen")
-    assert json.loads(get(port, "/public/status")[2])["open"] is True
+    status_json = json.loads(get(port, "/public/status")[2])
+    assert status_json["open"] is True and status_json["opens_at"] is None and status_json["closes_at"] is None
     assert gw.running() and "stopped for the reload" in gw.output()
     assert gw.terminate() == 0
 

@@ -78,3 +78,37 @@ TEST(Schedule, BadInputIsAClearError) {
     EXPECT_EQ(kg::rules::parse_days("fri-mon"), 0b1110001u);
     EXPECT_EQ(kg::rules::parse_days("sat,sun"), 0b1100000u);
 }
+
+TEST(Schedule, TheNextChangeIsTheNextWindowEdgeAcrossWeekendsAndHolidays) {
+    Calendar cal("Asia/Shanghai", {"2026-11-30"});
+    const auto s = working();
+    // Within a window, seconds into a minute: its end, on the minute.
+    EXPECT_EQ(cal.next_change(s, shanghai(2026, 11, 24, 10, 0) + std::chrono::seconds(30)),
+              shanghai(2026, 11, 24, 13, 30));
+    // Between the windows: the afternoon's start.
+    EXPECT_EQ(cal.next_change(s, shanghai(2026, 11, 24, 13, 30)), shanghai(2026, 11, 24, 16, 0));
+    // Friday evening: over the weekend and the Monday holiday to Tuesday morning.
+    EXPECT_EQ(cal.next_change(s, shanghai(2026, 11, 27, 20, 0)), shanghai(2026, 12, 1, 6, 0));
+    // Beyond the horizon, none.
+    EXPECT_EQ(cal.next_change(s, shanghai(2026, 11, 27, 20, 0), std::chrono::hours(48)), std::nullopt);
+    // All day every day: none, unless the holiday closes it.
+    Schedule always;
+    always.windows = {kg::rules::parse_window("00:00-00:00")};
+    EXPECT_EQ(cal.next_change(always, shanghai(2026, 11, 24, 10, 0)), shanghai(2026, 11, 30, 0, 0));
+    always.on_holidays = true;
+    EXPECT_EQ(cal.next_change(always, shanghai(2026, 11, 24, 10, 0)), std::nullopt);
+}
+
+TEST(Schedule, TheNextChangeFollowsTheClockThroughASummerTimeChange) {
+    // 2026-03-29 in Berlin: 02:00 local does not exist, the clock goes from 01:59 (UTC+1) to 03:00 (UTC+2)
+    // at 01:00 UTC. A window of 01:00-03:00 local ends then, after one hour, not two.
+    Calendar cal("Europe/Berlin", {});
+    Schedule night;
+    night.windows = {kg::rules::parse_window("01:00-03:00")};
+    const auto utc = [](int d, int hh, int mm) {
+        return kg::TimePoint(date::sys_days(date::year(2026) / 3 / d) + std::chrono::hours(hh) +
+                             std::chrono::minutes(mm));
+    };
+    EXPECT_EQ(cal.next_change(night, utc(28, 23, 30)), utc(29, 0, 0));  // 00:30 local -> 01:00 local
+    EXPECT_EQ(cal.next_change(night, utc(29, 0, 30)), utc(29, 1, 0));   // 01:30 local -> 03:00 local
+}
