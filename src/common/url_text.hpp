@@ -7,8 +7,15 @@ namespace kg {
 
 // A password in the URL (rtsp://user:password@host/...) becomes "***"; the user name stays, so that
 // an installer still sees which account was asked for. The last '@' of the authority ends the user
-// info (a password may itself hold an '@').
+// info (a password may itself hold an '@'). A password holding '/', '?' or '#' unencoded (which no
+// client can use: the host seems to end there) is hidden too, up to the URL's last '@': more than
+// the password may go, never less.
 std::string without_password(const std::string& url);
+
+// Whether the host of a URL's authority (what follows the "://" up to the first '/', '?' or '#')
+// seems to end inside its user information: a ':' before that end, not followed by a port, and an
+// '@' after it, as in rtsp://admin:pa/ss@host/ (a password to percent-encode).
+bool account_breaks_authority(const std::string& url);
 
 // Whether a camera's URL names a V4L2 device: `v4l2://...`, `/dev/videoN`, or the name a USB camera
 // keeps whichever port it is in, `/dev/v4l/by-id/...`. Ingest opens it with FFmpeg's V4L2 input;

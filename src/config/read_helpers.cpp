@@ -70,7 +70,8 @@ std::string Reader::unknown_key_message(const std::string& key, std::initializer
     if (key == "<<")
         return "YAML merge keys ('<<') are not supported: put shared camera settings in 'defaults'";
     const auto closest = closest_key(key, allowed);
-    return fmt::format("unknown key '{}'{}", key, closest ? fmt::format(" (did you mean '{}'?)", *closest) : "");
+    return fmt::format("unknown key '{}'{}", key,
+                       closest ? fmt::format(" (did you mean '{}'?)", *closest) : "");
 }
 
 bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
@@ -86,6 +87,11 @@ std::string shown(const std::string& url) {
 }
 
 std::string check_authority(const std::string& rest) {
+    // Said before the port: what would be read as the port is a piece of the password.
+    if (account_breaks_authority("x://" + rest)) {
+        return "the host seems to end inside the user name or password: write a '/', '?' or '#' in them "
+               "percent-encoded (%2F, %3F, %23)";
+    }
     auto end = rest.find_first_of("/?#");
     std::string authority = rest.substr(0, end);
     if (const auto at = authority.rfind('@'); at != std::string::npos) authority = authority.substr(at + 1);

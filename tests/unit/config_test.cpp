@@ -986,6 +986,13 @@ INSTANTIATE_TEST_SUITE_P(
                 "no host"},
         BadCase{"bad_port", kHead + "cameras:\n  - id: a\n    url: rtsp://cam:70000/x\n", 4, "cameras[0].url",
                 "port '70000' is not 1..65535"},
+        // The message names the fix and not the password (the installer review: "port 'Kit' is not
+        // 1..65535", the URL quoted whole with it).
+        BadCase{
+            "slash_in_password", kHead + "cameras:\n  - id: a\n    url: rtsp://admin:Kit/chen@10.0.0.5/x\n",
+            4, "cameras[0].url",
+            "'rtsp://admin:***@10.0.0.5/x': the host seems to end inside the user name or password: write a "
+            "'/', '?' or '#' in them percent-encoded (%2F, %3F, %23)"},
         BadCase{"space_in_url", kHead + "cameras:\n  - id: a\n    url: rtsp://cam/my stream\n", 4,
                 "cameras[0].url", "spaces"},
         BadCase{"bad_duration", kHead + "cameras:\n  - id: a\n    url: a.mp4\n    input: {timeout: 10 sec}\n",
@@ -1136,7 +1143,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"empty_site_name", "site: {id: s1, name: ' '}\ncameras: [{id: a, url: a.mp4}]\n", 1,
                 "site.name", "empty: the canteen's name"},
         // A week written as one entry would otherwise be read as its first day alone.
-        BadCase{"holiday_range", "site: {id: s1, name: x, holidays: ['2026-10-01 to 2026-10-07']}\ncameras: [{id: a, url: a.mp4}]\n",
+        BadCase{"holiday_range",
+                "site: {id: s1, name: x, holidays: ['2026-10-01 to 2026-10-07']}\ncameras: [{id: a, url: "
+                "a.mp4}]\n",
                 1, "site.holidays[0]", "is not a date like 2026-10-01"},
         BadCase{"missing_camera_id", kHead + "cameras:\n  - id: a\n    url: a.mp4\n  - url: b.mp4\n", 5,
                 "cameras[1].id", "missing required key"},

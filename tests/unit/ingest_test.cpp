@@ -160,6 +160,17 @@ TEST(WithoutPassword, HidesTheCameraPasswordAndKeepsTheRest) {
     EXPECT_EQ(without_password("rtsp://cam/live?user=a:b@c"), "rtsp://cam/live?user=a:b@c");
     EXPECT_EQ(without_password("/var/lib/demo:1@x.mp4"), "/var/lib/demo:1@x.mp4");
     EXPECT_EQ(without_password("file:///srv/a:b@c.mp4"), "file:///srv/a:b@c.mp4");
+    // A password holding '/', '?' or '#' unencoded (the installer review: shown whole in the
+    // configuration's error and the reload's answer), with an '@' too.
+    EXPECT_EQ(without_password("rtsp://admin:Kit/chen2026@127.0.0.1:21555/stream1"),
+              "rtsp://admin:***@127.0.0.1:21555/stream1");
+    EXPECT_EQ(without_password("rtsp://admin:p@ss:w/rd@10.0.0.5:554/s"), "rtsp://admin:***@10.0.0.5:554/s");
+    EXPECT_EQ(without_password("rtsp://admin:pa#ss@cam/s"), "rtsp://admin:***@cam/s");
+    EXPECT_EQ(without_password("rtsp://admin:12/34@cam/s"), "rtsp://admin:***@cam/s");
+    EXPECT_EQ(without_password("rtsp://admin:/ab?c@cam"), "rtsp://admin:***@cam");
+    // A path with an '@' after a port is hidden from there too: more than the password, never less.
+    EXPECT_EQ(without_password("rtsp://cam:554/live@main"), "rtsp://cam:***@main");
+    EXPECT_EQ(without_password("rtsp://[fe80::1]:554/live@main"), "rtsp://[fe80::1]:554/live@main");
 }
 
 TEST(ClassifyUrl, KnowsNetworkFilesAndDevices) {
