@@ -534,6 +534,12 @@ Duration silent_retry(Duration interval, std::uint32_t silences) {
 
 }  // namespace
 
+std::string ModbusPoller::sensor_ids() const {
+    std::string ids;
+    for (const auto* s : sensors_) ids += (ids.empty() ? "" : ", ") + s->id;
+    return ids;
+}
+
 void ModbusPoller::run() {
     struct ModbusFree {
         void operator()(modbus_t* m) const {
@@ -625,8 +631,17 @@ void ModbusPoller::run() {
                 } else {
                     const int err = errno;
                     const auto streak = connect_failing++;
-                    log_->log(repeat_level(streak), "Modbus device {}: cannot connect: {}{}", device_,
-                              modbus_strerror(err), repeat_note(streak + 1));
+                    // libmodbus gives up a TCP connect after its response timeout with errno as the
+                    // non-blocking connect left it: "Operation now in progress" said nothing useful.
+                    const auto why =
+                        tcp && (err == EINPROGRESS || err == ETIMEDOUT)
+                            ? fmt::format(
+                                  "no answer within {:.1f} s (a wrong address, a device switched off, or "
+                                  "one at its limit of connections)",
+                                  std::chrono::duration<double>(src.response_timeout).count())
+                            : std::string(modbus_strerror(err));
+                    log_->log(repeat_level(streak), "Modbus device {} (sensors {}): cannot connect: {}{}",
+                              device_, sensor_ids(), why, repeat_note(streak + 1));
                     modbus_free(m);
                 }
             }
@@ -713,9 +728,12 @@ void ModbusPoller::run() {
                     break;
                 }
                 if (device_answered(err)) active_since = std::chrono::steady_clock::now();
-                const auto streak =
-                    read_failed(i, fmt::format("Modbus read of {} register {} failed: {}", device_,
-                                               s->source.address, modbus_strerror(err)));
+                const auto streak = read_failed(
+                    i, fmt::format("Modbus read of {} unit {} register {} failed: {}{}", device_,
+                                   s->source.unit_id, s->source.address, modbus_strerror(err),
+                                   unit_silent(err) ? " (no answer from the unit: its unit_id, its "
+                                                      "wiring or its power)"
+                                                    : ""));
                 // A unit silent again and again is tried less often (its interval, doubled at each
                 // silence, up to 2 minutes): it is offline already, and each try holds up the units
                 // that answer. A unit switched back on is read within that time. Silent: no answer,

@@ -168,6 +168,8 @@ public:
 
 private:
     void run();
+    // "fridge-1, freezer-2": who is without readings when the device cannot be reached.
+    std::string sensor_ids() const;
 
     std::string device_;
     std::vector<const config::Sensor*> sensors_;

@@ -1088,6 +1088,12 @@ public:
             if (l.find(text) != std::string::npos) return true;
         return false;
     }
+    std::string text() {
+        std::lock_guard lock(mutex_);
+        std::string all;
+        for (const auto& l : lines_) all += l + "\n";
+        return all;
+    }
     std::size_t count(const std::string& text) {
         std::lock_guard lock(mutex_);
         return static_cast<std::size_t>(
@@ -1462,7 +1468,8 @@ TEST(MqttSensorInput, AHandOverBetweenRunsLosesNothingTheSensorsSendMeanwhile) {
         return device.publish(topic, payload, 0, retained)->wait_for(5s);  // QoS 0, as most devices send
     };
     // The device's last message, kept by the broker: the stopping run has no sensor for its humidity.
-    const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(kg::Clock::now().time_since_epoch()).count();
+    const auto now_s =
+        std::chrono::duration_cast<std::chrono::seconds>(kg::Clock::now().time_since_epoch()).count();
     ASSERT_TRUE(send("z2m/room", fmt::format(R"({{"humidity": 55, "ts": {}}})", now_s), true));
     ASSERT_TRUE(send("fridge", R"({"temperature": "warm"})"));  // rejected, counted for the fridge
     for (int i = 1; i <= 5; ++i) ASSERT_TRUE(send("fridge", fmt::format(R"({{"temperature": {}}})", i)));
@@ -1576,6 +1583,51 @@ TEST(ModbusPoller, AUnitLibmodbusRefusesIsNotReadAsTheUnitBeforeIt) {
     EXPECT_TRUE(sink->contains("sensor freezer: libmodbus refuses unit_id 250"));
     // Said when it starts failing, not at every poll.
     EXPECT_EQ(sink->count("refuses unit_id"), 1u);
+}
+
+// A device that never answers the connect (a wrong address, one at its limit of connections): a
+// listener whose backlog is full drops the SYNs, as such an address does. libmodbus gives up after
+// its response timeout with errno as its non-blocking connect left it, and the log said "Operation
+// now in progress" (the installer review), naming no sensor.
+TEST(ModbusPoller, ADeviceThatNeverAnswersTheConnectIsSaidSoWithItsSensors) {
+    const int listener = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(listener, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    ASSERT_EQ(listen(listener, 0), 0);
+    ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    std::vector<int> fillers;  // never accepted: the backlog stays full
+    for (int i = 0; i < 4; ++i) {
+        const int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(c, reinterpret_cast<sockaddr*>(&addr), len);
+        fillers.push_back(c);
+    }
+    const auto url = "tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+    kg::config::Sensor fridge, freezer;
+    fridge.id = "fridge";
+    freezer.id = "freezer";
+    for (auto* s : {&fridge, &freezer}) {
+        s->interval = 1s;
+        s->source.kind = kg::config::SensorSource::Kind::modbus;
+        s->source.device = url;
+        s->source.response_timeout = 300ms;
+    }
+    auto sink = std::make_shared<LinesSink>();
+    kg::sensors::ModbusPoller poller(
+        url, {&fridge, &freezer}, [](const Reading&) {},
+        std::make_shared<spdlog::logger>("modbus-test", sink));
+    poller.start();
+    EXPECT_TRUE(within(5s, [&] { return poller.connect_failures() >= 1; }));
+    poller.stop();
+    for (const int fd : fillers) close(fd);
+    close(listener);
+    EXPECT_TRUE(sink->contains("Modbus device " + url +
+                               " (sensors fridge, freezer): cannot connect: no answer within 0.3 s"))
+        << sink->text();
+    EXPECT_FALSE(sink->contains("in progress"));
 }
 
 // Many Modbus TCP devices and serial gateways close a connection that lay idle for a few seconds.
