@@ -289,7 +289,8 @@ def test_package_keeps_the_config_and_secrets_from_other_users(tmp_path):
     """The .deb, installed with dpkg: the config (which names camera passwords in RTSP URLs) is
     readable by root and the service's group only, the secrets file the unit reads is root's alone,
     and the service user can still check its config, as the unit's ExecStartPre does. A config an
-    earlier version left world-readable is tightened on upgrade, its content kept. A config that
+    earlier version left world-readable is tightened on upgrade, its content kept; one made by hand
+    as root, closed to the service, is opened to its group. A config that
     takes its MQTT password from secrets.env passes deploy/README.md's check; an upgrade whose
     program refuses the config installs and says so loudly, naming the error. The examples the
     docs point to are in /usr/share/doc/kitchen-gateway/examples."""
@@ -316,6 +317,14 @@ DEBIAN_FRONTEND=noninteractive dpkg -i {deb} >/dev/null
 echo UPGRADE
 {report}
 tail -n 1 /etc/kitchen-gateway/gateway.yaml
+# Made by hand as root before the package (README's build from source): closed to the service.
+chown root:root /etc/kitchen-gateway /etc/kitchen-gateway/gateway.yaml
+chmod 0700 /etc/kitchen-gateway
+chmod 0600 /etc/kitchen-gateway/gateway.yaml
+DEBIAN_FRONTEND=noninteractive dpkg -i {deb} >/dev/null 2>"{tmp_path}/by-hand.err"
+echo BY_HAND
+{report}
+cat "{tmp_path}/by-hand.err"
 echo SECRETS
 # The config's MQTT password from secrets.env, as the example says: root's plain check cannot see it,
 # deploy/README.md's check (as the service user, with the secrets loaded) can.
@@ -340,6 +349,7 @@ stat -c 'EXAMPLE %n %a' monitor.example.yaml deploy/README.md deploy/mosquitto/a
     assert run.returncode == 0, run.stdout + run.stderr
     first, upgraded = run.stdout.split("UPGRADE\n")
     upgraded, secrets = upgraded.split("SECRETS\n")
+    upgraded, by_hand = upgraded.split("BY_HAND\n")
     secrets, warned = secrets.split("WARNED\n")
     warned, examples = warned.split("EXAMPLES\n")
     assert secrets.splitlines() == ["PASSWORD IN THE CONFIG", "PLAIN CHECK REFUSED", "README CHECK OK",
@@ -359,6 +369,10 @@ stat -c 'EXAMPLE %n %a' monitor.example.yaml deploy/README.md deploy/mosquitto/a
     assert "configuration OK" in first
     assert modes(upgraded) == expected, run.stdout
     assert upgraded.splitlines()[-1] == "# edited"
+    # What was made by hand as root is opened to the service's group, and said.
+    assert modes(by_hand) == expected, run.stdout
+    assert "/etc/kitchen-gateway was root:root 700" in by_hand, by_hand
+    assert "gateway.yaml was root:root 600, which the service cannot read" in by_hand, by_hand
     # Nothing leaked out of the namespace.
     assert pathlib.Path("/etc/kitchen-gateway/secrets.env").exists() == installed_here
 
