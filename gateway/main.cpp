@@ -221,6 +221,7 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     // service) is logged and tried again with back-off up to a minute: left down, the parents'
     // page would stay down until the next restart, which on an unattended box may be months.
     struct Listener {
+        std::string side;  // Gateway::note_listener's
         std::string what;
         std::shared_ptr<spdlog::logger> log;
         std::function<void()> open;  // throws when the address cannot be bound
@@ -232,8 +233,10 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     std::function<void(Listener&)> try_open = [&](Listener& l) {
         try {
             l.open();
+            gateway.note_listener(l.side, l.what, "");
             if (l.warned) l.log->info("{} started after all", l.what);
         } catch (const std::exception& e) {
+            gateway.note_listener(l.side, l.what, e.what());
             const auto wait = l.backoff.next();
             // Logged as an error once, then quietly: a port taken for good must not flood the log.
             if (!l.warned) {
@@ -252,7 +255,7 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     if (!cfg.api.listen.empty()) {
         auto api_log = logging.get("api");
         listeners.push_back(std::make_unique<Listener>(
-            Listener{"local API", api_log,
+            Listener{"api", "local API", api_log,
                      [&, api_log] {
                          kg::web::Limits limits;
                          limits.header_timeout = cfg.api.header_timeout;
@@ -269,7 +272,7 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     if (!cfg.public_side.listen.empty()) {
         auto public_log = logging.get("public");
         listeners.push_back(std::make_unique<Listener>(Listener{
-            "public side", public_log,
+            "public", "public side", public_log,
             [&, public_log] {
                 auto routes = kg::web::public_site(gateway, cfg.public_side, public_log);
                 public_side = std::make_unique<kg::web::HttpServer>(io, cfg.public_side.listen,

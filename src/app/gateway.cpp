@@ -748,6 +748,9 @@ bool Gateway::ready(std::string& why_not) const {
         if (!s.online) problems.push_back("camera " + s.camera->id + " offline");
     }
     if (cameras_.size() != states_.size()) problems.push_back("starting");
+    for (const auto& [side, note] : listeners_) {
+        if (!note.second.empty()) problems.push_back(note.first + " not listening: " + note.second);
+    }
     // A part of the supervision that throws on every tick (the sensor rules, the states) leaves
     // the box up and its work undone: said here as well as in the log.
     for (auto& part : tick_parts_.failing(std::chrono::steady_clock::now()))
@@ -831,6 +834,12 @@ std::string Gateway::metrics() const {
     for (const auto& [key, n] : event_log_.counts()) {
         m +=
             fmt::format("kg_events_total{{check=\"{}\",state=\"{}\"}} {}\n", label(key.first), key.second, n);
+    }
+    if (!listeners_.empty()) {
+        family("kg_http_listening", "gauge",
+               "1 while an HTTP side (api, public) listens; 0 while its address is refused");
+        for (const auto& [side, note] : listeners_)
+            m += fmt::format("kg_http_listening{{side=\"{}\"}} {}\n", side, note.second.empty() ? 1 : 0);
     }
     if (!cfg_.public_side.listen.empty()) {
         family("kg_public_viewers", "gauge", "viewers of a public camera, by protocol");

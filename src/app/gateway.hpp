@@ -67,6 +67,12 @@ public:
         bool made = false;
     };
     void note_reload(ReloadOutcome outcome) { last_reload_ = outcome; }
+    // An HTTP side the process opens (`side`: "api" or "public"; `what`: how the log names it):
+    // `problem` empty while it listens, else why not (a port taken: it is tried again with back-off).
+    // In /readyz and /metrics: a parents' page not served was in the log alone.
+    void note_listener(const std::string& side, std::string what, std::string problem) {
+        listeners_[side] = {std::move(what), std::move(problem)};
+    }
 
     // web::GatewayView, on the main thread (as tick()).
     nlohmann::json cameras() const override;
@@ -138,6 +144,8 @@ private:
     RepeatedFailure clip_failures_;                // on clip_cutter_'s thread
     std::unique_ptr<web::ViewerCounter> viewers_;  // the public side's viewers, for its caps and metrics
     bool public_open_ = true;                      // within public hours, as last ticked
+    std::map<std::string, std::pair<std::string, std::string>>
+        listeners_;  // note_listener: side -> what, problem
     // When the public hours next open or close (none: not within 8 days, or no hours), for the
     // parents' page; worked out at a change, not on every tick (it walks the week minute by minute).
     std::optional<TimePoint> public_change_;

@@ -9,6 +9,7 @@ import signal
 import socket
 import stat
 import time
+import urllib.request
 
 import kg_e2e
 
@@ -316,7 +317,6 @@ def test_an_outbox_that_cannot_be_opened_runs_in_memory_and_says_so(broker, gate
     owner of /var/lib/kitchen-gateway) leaves the gateway running on memory: alerts still flow, but a
     restart loses what is queued. Readiness and /metrics say so; it used to be one log line at the
     start, and a box ran "ready" for months without durability."""
-    import urllib.request
 
     (tmp_path / "not-a-folder").write_text("a file where the outbox's folder should be")
     config = kg_e2e.base_config(broker, [], tmp_path)
@@ -352,22 +352,38 @@ def test_an_outbox_that_cannot_be_opened_runs_in_memory_and_says_so(broker, gate
 
 def test_a_port_taken_at_start_is_tried_again(broker, gateways, tmp_path):
     """A port still held at start (the previous process closing it, another service) is not given up
-    for the life of the process: the gateway tries again with back-off and serves once it is free."""
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", 0))
-    blocker.listen(1)
-    port = blocker.getsockname()[1]
+    for the life of the process: the gateway tries again with back-off and serves once it is free.
+    Meanwhile the parents' side not served is in /readyz and /metrics, not in the log alone (the
+    installer review)."""
+    blockers = []
+    for _ in range(2):
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        blockers.append(blocker)
+    port, public = (b.getsockname()[1] for b in blockers)
     config = kg_e2e.base_config(broker, [], tmp_path)
     del config["cameras"]
     config["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "t/fridge"}}}]
     config["api"] = {"listen": f"127.0.0.1:{port}", "token": TOKEN}
+    config["public"] = {"listen": f"127.0.0.1:{public}", "hls_dir": str(tmp_path / "hls")}
     gw = gateways(config)
     kg_e2e.wait_until(lambda: "local API not started" in gw.output(), 10, what="the taken port logged")
     time.sleep(2)
     assert gw.output().count("local API not started") == 1  # once, not at every try
-    blocker.close()
+    blockers[0].close()
     kg_e2e.wait_until(lambda: "local API started after all" in gw.output(), 15, what="the API on the freed port")
     assert get(port, "/healthz")[0] == 200
+    status, _, body = get(port, "/readyz")
+    assert status == 503 and b"public side not listening: cannot listen on" in body, (status, body)
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert re.search(r'^kg_http_listening\{side="public"\} 0$', metrics, re.M), metrics
+    assert re.search(r'^kg_http_listening\{side="api"\} 1$', metrics, re.M), metrics
+    blockers[1].close()
+    kg_e2e.wait_until(lambda: "public side started after all" in gw.output(), 70, what="the public side on its port")
+    kg_e2e.wait_until(lambda: get(port, "/readyz")[0] == 200, 10, what="ready with both sides listening")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert re.search(r'^kg_http_listening\{side="public"\} 1$', metrics, re.M), metrics
     assert gw.terminate() == 0
 
 
