@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -238,6 +240,33 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
 
 Gateway::~Gateway() { stop(); }
 
+namespace {
+
+// Why a folder cannot be written by this process, or "" when it can. access() judges as the kernel
+// will: the user, the groups, and a read-only mount (systemd's ProtectSystem=strict outside the
+// state directory).
+std::string unwritable(const std::string& folder) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(folder, ec))
+        return ec ? ec.message() : std::string("not a folder, or not there");
+    if (::access(folder.c_str(), W_OK) != 0) return std::strerror(errno);
+    return "";
+}
+
+}  // namespace
+
+void Gateway::check_evidence_folder() {
+    auto why = unwritable(cfg_.evidence.path);
+    if (why == evidence_unwritable_) return;
+    if (!why.empty()) {
+        log_->error("evidence: {} cannot be written ({}): no snapshot or clip is kept until it can",
+                    cfg_.evidence.path, why);
+    } else {
+        log_->info("evidence: {} can be written again", cfg_.evidence.path);
+    }
+    evidence_unwritable_ = std::move(why);
+}
+
 void Gateway::start(CarryOver carried) {
     started_at_ = Clock::now();
     // Read before this run's first tick writes its own.
@@ -250,19 +279,20 @@ void Gateway::start(CarryOver carried) {
     log_->info("site {} ({}): {} cameras, {} sensors, {} analysis threads; evidence in {} ({} files, {} MiB)",
                cfg_.site.id, cfg_.site.name, cameras_.size(), cfg_.sensors.size(), pool_.size(),
                cfg_.evidence.path, evidence_->files(), evidence_->bytes() >> 20);
+    // Now, not at the first event's snapshot, which may be days away (the installer review).
+    check_evidence_folder();
     if (training_frames_) {
         const auto& t = cfg_.training_frames;
         const auto hours = std::chrono::duration_cast<std::chrono::hours>(t.max_age).count();
         const auto kept_for = hours % 24 == 0 ? fmt::format("{} d", hours / 24) : fmt::format("{} h", hours);
         // A folder that cannot be written shows now, not at the first frame due.
-        std::error_code ec;
-        const bool writable =
-            std::filesystem::is_directory(t.path, ec) && ::access(t.path.c_str(), W_OK) == 0;
+        const auto why = unwritable(t.path);
         if (!t.enabled) {
             log_->info("training frames: saving is off; the {} frames ({} MiB) in {} are deleted after {}",
                        training_frames_->files(), training_frames_->bytes() >> 20, t.path, kept_for);
-        } else if (!writable) {
-            log_->error("training frames: {} is not a writable folder: no frame will be kept", t.path);
+        } else if (!why.empty()) {
+            log_->error("training frames: {} is not a writable folder ({}): no frame will be kept", t.path,
+                        why);
         } else {
             log_->info("training frames in {}: {} kept ({} MiB of {} MiB), each for {}", t.path,
                        training_frames_->files(), training_frames_->bytes() >> 20, t.max_bytes >> 20,
@@ -360,7 +390,10 @@ void Gateway::tick() {
     }
     if (steady - last_expiry_ >= kExpiryInterval) {
         last_expiry_ = steady;
-        run_part("evidence expiry", steady, [&] { evidence_->expire(now); });
+        run_part("evidence expiry", steady, [&] {
+            evidence_->expire(now);
+            check_evidence_folder();
+        });
         if (training_frames_)
             run_part("training frames expiry", steady, [&] { training_frames_->expire(now); });
     }
@@ -744,6 +777,10 @@ bool Gateway::ready(std::string& why_not) const {
     // room counts the old one's gaps of as lost: not a state to leave a box in unnoticed.
     if (!outbox_memory_only_.empty())
         problems.push_back("outbox in memory only, lost on a restart (" + outbox_memory_only_ + ")");
+    // Alerts flow without their proof: the room sees events whose snapshots never come.
+    if (!evidence_unwritable_.empty())
+        problems.push_back("evidence folder " + cfg_.evidence.path + " cannot be written (" +
+                           evidence_unwritable_ + ")");
     for (const auto& s : states_) {
         if (!s.online) problems.push_back("camera " + s.camera->id + " offline");
     }

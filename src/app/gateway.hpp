@@ -126,6 +126,10 @@ private:
     // file (before store_).
     std::string outbox_memory_only_;
     std::uint64_t corrupt_outboxes_ = 0;  // damaged outbox files moved aside at the start (before store_)
+    // Why evidence.path cannot be written (no snapshot or clip kept), empty when it can: checked at the
+    // start and with each expiry, so that a folder mended meanwhile (chown, a drop-in) is seen.
+    std::string evidence_unwritable_;
+    void check_evidence_folder();
     std::unique_ptr<outbox::SqliteStore> store_;
     outbox::Outbox outbox_;
     outbox::ReplayDesk replay_desk_;  // answers the room's replay requests through the outbox

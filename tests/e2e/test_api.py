@@ -322,6 +322,9 @@ def test_an_outbox_that_cannot_be_opened_runs_in_memory_and_says_so(broker, gate
     config = kg_e2e.base_config(broker, [], tmp_path)
     del config["cameras"]
     config["outbox"] = {"path": str(tmp_path / "not-a-folder" / "outbox.db")}
+    # So is an evidence folder that cannot be written: said at the start, not at the first event's
+    # snapshot, days later (the installer review).
+    config["evidence"] = {**config.get("evidence", {}), "path": str(tmp_path / "not-a-folder" / "evidence")}
     config["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "t/fridge"}}}]
     config["api"] = {"listen": "127.0.0.1:0", "token": TOKEN}
     gw = gateways(config)
@@ -330,6 +333,8 @@ def test_an_outbox_that_cannot_be_opened_runs_in_memory_and_says_so(broker, gate
     status, _, body = get(port, "/readyz")
     assert status == 503, body
     assert b"outbox in memory only, lost on a restart" in body and b"not-a-folder" in body, body
+    assert f"evidence folder {tmp_path}/not-a-folder/evidence cannot be written".encode() in body, body
+    assert "no snapshot or clip is kept until it can" in gw.output()
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     assert re.search(r"^kg_outbox_durable 0$", metrics, re.M), metrics
     assert "events will be kept in memory only" in gw.output()
@@ -342,6 +347,7 @@ def test_an_outbox_that_cannot_be_opened_runs_in_memory_and_says_so(broker, gate
 
     # A usable folder: durable and ready.
     config["outbox"] = {"path": str(tmp_path / "outbox" / "outbox.db")}
+    config["evidence"]["path"] = str(tmp_path / "evidence-durable")
     gw = gateways(config, "durable")
     port = gw.api_port()
     kg_e2e.wait_until(lambda: get(port, "/readyz")[0] == 200, 15, what="ready with a durable outbox")
