@@ -37,6 +37,20 @@ std::vector<std::string> doubts(const Gateway& g) {
             "public.rtmp_push is set but public.listen is not: the public side is off, and nothing is pushed "
             "(listen on 127.0.0.1 to keep the box's own page private)");
     }
+    // A parents' page with no camera on it, or public cameras no page shows: each accepted unsaid,
+    // and the installer left to find why parents see nothing (the installer review).
+    const bool any_public =
+        std::any_of(g.cameras.begin(), g.cameras.end(), [](const Camera& c) { return c.is_public; });
+    if (!g.public_side.listen.empty() && !any_public) {
+        out.push_back(
+            "public.listen is set but no camera has public: true: the parents' page shows no kitchen (only "
+            "the checks and the temperatures)");
+    }
+    if (g.public_side.listen.empty() && any_public) {
+        out.push_back(
+            "cameras have public: true but public.listen is not set: the public side is off, and no parent "
+            "sees them");
+    }
     // A pixel format is asked of a V4L2 device only: a network camera or a file sends what it sends.
     for (const auto& cam : g.cameras) {
         if (cam.input.format.empty() || names_v4l2_device(cam.url)) continue;

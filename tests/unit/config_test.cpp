@@ -717,11 +717,23 @@ TEST(ConfigLoader, DoubtsNameWhatAValidConfigurationAsksForInVain) {
         "g.yaml"));
     ASSERT_EQ(push.size(), 1u);
     EXPECT_NE(push[0].find("public.rtmp_push is set but public.listen is not"), std::string::npos);
-    EXPECT_TRUE(kg::config::doubts(
-                    load_string(kHead + "cameras: [{id: a, url: 'rtsp://10.0.0.5/a'}]\npublic: {listen: "
-                                        "'127.0.0.1:8081', rtmp_push: 'rtmp://x/live'}\n",
-                                "g.yaml"))
-                    .empty());
+    EXPECT_TRUE(
+        kg::config::doubts(
+            load_string(kHead +
+                            "cameras: [{id: a, url: 'rtsp://10.0.0.5/a', public: true}]\npublic: {listen: "
+                            "'127.0.0.1:8081', rtmp_push: 'rtmp://x/live'}\n",
+                        "g.yaml"))
+            .empty());
+    // A page with no camera, and public cameras with no page (the installer review: both accepted unsaid).
+    const auto no_camera = kg::config::doubts(load_string(
+        kHead + "cameras: [{id: a, url: 'rtsp://10.0.0.5/a'}]\npublic: {listen: '127.0.0.1:8081'}\n",
+        "g.yaml"));
+    ASSERT_EQ(no_camera.size(), 1u);
+    EXPECT_NE(no_camera[0].find("public.listen is set but no camera has public: true"), std::string::npos);
+    const auto no_page = kg::config::doubts(
+        load_string(kHead + "cameras: [{id: a, url: 'rtsp://10.0.0.5/a', public: true}]\n", "g.yaml"));
+    ASSERT_EQ(no_page.size(), 1u);
+    EXPECT_NE(no_page[0].find("cameras have public: true but public.listen is not set"), std::string::npos);
 }
 
 // Valid configurations that can never work: a cabinet whose set point lies above the highest
