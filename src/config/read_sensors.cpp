@@ -171,7 +171,14 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, const 
                 src.low_word_first = order == "little";
             }
         }
-        if (b["scale"]) r.number(b["scale"], p + ".scale", src.scale, -1e9, 1e9);
+        // Two registers from the address on: the last one has no second (the installer review).
+        if (src.address == 65535 && src.type != SensorSource::Type::int16 &&
+            src.type != SensorSource::Type::uint16)
+            r.error(b["address"], p + ".address",
+                    "65535 is the last register: a 32-bit type reads two, from at most 65534");
+        if (b["scale"] && r.number(b["scale"], p + ".scale", src.scale, -1e9, 1e9) && src.scale == 0)
+            r.error(b["scale"], p + ".scale",
+                    "0 would make every reading 0 (the value is register x scale + offset)");
         if (b["offset"]) r.number(b["offset"], p + ".offset", src.offset, -1e9, 1e9);
         if (b["timeout"] && r.duration(b["timeout"], p + ".timeout", src.response_timeout) &&
             src.response_timeout > std::chrono::seconds(60))
@@ -214,9 +221,13 @@ void read_sensor(Reader& r, const YAML::Node& n, const std::string& path, Sensor
             r.error(v, path + ".valid_range", "expected [min, max]");
         } else if (r.number(v[0], path + ".valid_range", lo, -1e9, 1e9) &&
                    r.number(v[1], path + ".valid_range", hi, -1e9, 1e9)) {
-            if (lo >= hi) r.error(v, path + ".valid_range", "min must be below max");
-            s.min_valid = lo;
-            s.max_valid = hi;
+            // Not kept when refused: the thresholds' checks against it would add errors of their own.
+            if (lo >= hi) {
+                r.error(v, path + ".valid_range", "min must be below max");
+            } else {
+                s.min_valid = lo;
+                s.max_valid = hi;
+            }
         }
     }
     if (n["source"]) {

@@ -1259,6 +1259,23 @@ INSTANTIATE_TEST_SUITE_P(
             kHead + "mqtt: {url: 'tcp://site:s3cret@b:1883'}\ncameras: [{id: a, url: a.mp4}]\n", 2,
             "mqtt.url",
             "'tcp://site:***@b:1883': an account in the URL is not used; give it as username and password"},
+        // The installer review: a 32-bit value at the last register, a scale of 0, and a reversed
+        // valid_range, which was kept and refused the thresholds too ("the event could never end").
+        BadCase{
+            "float_at_the_last_register",
+            kHead +
+                "sensors:\n  - id: d\n    source: {modbus: {device: 'tcp://10.0.0.5:502', address: 65535, "
+                "type: float32}}\n",
+            4, "sensors[0].source.modbus.address", "a 32-bit type reads two, from at most 65534"},
+        BadCase{
+            "scale_zero",
+            kHead + "sensors:\n  - id: d\n    source: {modbus: {device: 'tcp://10.0.0.5:502', address: 0, "
+                    "scale: 0}}\n",
+            4, "sensors[0].source.modbus.scale", "0 would make every reading 0"},
+        BadCase{"reversed_valid_range_alone",
+                kHead + "sensors:\n  - id: d\n    valid_range: [60, -40]\n    thresholds: [{above: -18, "
+                        "hysteresis: 0.5}]\n    source: {mqtt: {topic: t/d}}\n",
+                4, "sensors[0].valid_range", "min must be below max"},
         BadCase{"sensors_broker_without_url",
                 kHead + "sensors_mqtt: {username: z2m}\ncameras: [{id: a, url: a.mp4}]\n", 2, "sensors_mqtt",
                 "url missing"},
