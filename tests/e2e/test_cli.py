@@ -187,3 +187,39 @@ def test_a_configuration_file_that_cannot_be_read_is_a_configuration_error(tmp_p
     for path, why in [(tmp_path / "missing.yaml", "No such file or directory"), (tmp_path, "it is a folder")]:
         r = subprocess.run([os.environ.get("KG_MONITOR_BIN", str(kg_e2e.SOURCE_DIR / "build/gateway/kitchen-monitor")), "--config", str(path)], capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and f"{path}: cannot read the file: {why}" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_log_lines_are_utc_and_carry_their_priority_for_the_journal(broker, gateway, tmp_path):
+    """The text log's times are UTC and say so (a box set to Shanghai time wrote local times without
+    an offset, 8 hours from the JSON log and every MQTT message); under systemd (stderr is the
+    journal's stream, JOURNAL_STREAM) each line starts with its syslog priority, so that
+    `journalctl -p warning` finds the warnings and errors (the installer review: it found none)."""
+    import datetime
+    config = kg_e2e.base_config(broker, [kg_e2e.camera("cam", "rtsp://127.0.0.1:1/none", public=True)], tmp_path)
+    for name, journal in (("plain", False), ("journal", True)):
+        log_path = tmp_path / f"{name}.log"
+        log_path.touch()
+        st = os.stat(log_path)
+        env = {"TZ": "Asia/Shanghai"}
+        if journal:
+            env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        before = datetime.datetime.now(datetime.timezone.utc)
+        gw = gateway(config, name, env=env)
+        # A warning (public cameras without the public side) and an error (the camera refused).
+        kg_e2e.wait_until(lambda: "[cam:cam]" in gw.output() and "configuration: " in gw.output(), 15,
+                          what="the camera's first refusal and the configuration's warning")
+        assert gw.terminate() == 0
+        lines = [ln for ln in gw.output().splitlines() if re.match(r"(<\d>)?\d{4}-", ln)]
+        assert lines, gw.output()
+        for line in lines:
+            m = re.match(r"(<(\d)>)?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (\w+) ", line)
+            assert m, line
+            assert (m.group(1) is not None) == journal, line
+            when = datetime.datetime.fromisoformat(m.group(3)).replace(tzinfo=datetime.timezone.utc)
+            assert abs((when - before).total_seconds()) < 60, line  # UTC, not Shanghai's +8 h
+            if journal:
+                assert m.group(2) == {"debug": "7", "info": "6", "warn": "4", "warning": "4", "error": "3",
+                                      "critical": "2"}[m.group(4)], line
+        if journal:
+            assert any(ln.startswith("<4>") and "configuration: " in ln for ln in lines), lines
+            assert any(ln.startswith("<6>") for ln in lines), lines
