@@ -90,6 +90,19 @@ std::vector<std::string> doubts(const Gateway& g) {
             }
         }
     }
+    // A register read with the wrong type, word order or scale gives numbers, only impossible ones
+    // (float32 read as int16, 275251.2 degC as uint32): without a range they are taken as readings,
+    // judged by the thresholds and shown to parents (the installer review).
+    for (const auto& sensor : g.sensors) {
+        if (sensor.source.kind != SensorSource::Kind::modbus || sensor.kind != "temperature" ||
+            (sensor.min_valid && sensor.max_valid))
+            continue;
+        out.push_back(fmt::format(
+            "sensor '{}': a Modbus temperature without valid_range: a wrong type, word_order or scale would "
+            "give impossible temperatures taken as readings (parents see them too); give the probe's range, "
+            "e.g. valid_range: [-40, 60]",
+            sensor.id));
+    }
     // A kind without a field of its own reads `temperature` by default, which for a door or a kind
     // of the site's own is most likely not its number.
     for (const auto& sensor : g.sensors) {

@@ -504,15 +504,30 @@ TEST(ConfigLoader, AFileCameraWhoseFileIsNotThereIsSaid) {
 // Modbus TCP devices and gateways often answer only as unit 255 (refused at 247 before); libmodbus
 // refuses 248..254 on TCP and would read the unit set before, so they are refused here. A serial
 // line keeps 1..247, and its 0 (broadcast: nobody answers) loads, as it did, with a doubt.
+// The installer review: a float32 register read as uint32 showed parents 275251.2 degC, unsaid.
+TEST(ConfigLoader, AModbusTemperatureWithoutAValidRangeIsDoubted) {
+    const auto g = load_string(kHead +
+                                   "sensors:\n  - id: freezer\n    source: {modbus: {device: "
+                                   "'tcp://10.0.0.5:502', address: 0, type: float32}}\n",
+                               "g.yaml");
+    const auto doubts = kg::config::doubts(g);
+    ASSERT_EQ(doubts.size(), 1u);
+    EXPECT_NE(doubts[0].find("sensor 'freezer': a Modbus temperature without valid_range"), std::string::npos)
+        << doubts[0];
+}
+
 TEST(ConfigLoader, AModbusTcpUnitIdTakes255) {
     const auto g =
         load_string(kHead +
                         "sensors:\n"
                         "  - id: a\n"
+                        "    valid_range: [-40, 60]\n"
                         "    source: {modbus: {device: 'tcp://10.0.0.5:502', unit_id: 255, address: 0}}\n"
                         "  - id: b\n"
+                        "    valid_range: [-40, 60]\n"
                         "    source: {modbus: {device: 'tcp://10.0.0.6:502', unit_id: 0, address: 0}}\n"
                         "  - id: c\n"
+                        "    valid_range: [-40, 60]\n"
                         "    source: {modbus: {device: 'rtu:/dev/ttyUSB0', unit_id: 247, address: 0}}\n",
                     "g.yaml");
     ASSERT_EQ(g.sensors.size(), 3u);
@@ -520,10 +535,11 @@ TEST(ConfigLoader, AModbusTcpUnitIdTakes255) {
     EXPECT_EQ(g.sensors[1].source.unit_id, 0);
     EXPECT_EQ(g.sensors[2].source.unit_id, 247);
     EXPECT_TRUE(kg::config::doubts(g).empty());
-    const auto broadcast = load_string(kHead +
-                                           "sensors:\n  - id: d\n    source: {modbus: {device: "
-                                           "'rtu:/dev/ttyUSB0', unit_id: 0, address: 0}}\n",
-                                       "g.yaml");
+    const auto broadcast =
+        load_string(kHead +
+                        "sensors:\n  - id: d\n    kind: power\n    source: {modbus: {device: "
+                        "'rtu:/dev/ttyUSB0', unit_id: 0, address: 0}}\n",
+                    "g.yaml");
     EXPECT_EQ(broadcast.sensors.at(0).source.unit_id, 0);
     const auto doubts = kg::config::doubts(broadcast);
     ASSERT_EQ(doubts.size(), 1u);
