@@ -18,6 +18,7 @@
 #include "evidence/event_evidence.hpp"
 #include "publish/payloads.hpp"
 #include "stream/hls_writer.hpp"
+#include "vision/detector_factory.hpp"
 
 namespace kg::app {
 namespace {
@@ -301,6 +302,25 @@ void Gateway::start(CarryOver carried) {
     }
     apply_public_hours(started_at_);
     config_warnings_ = config::doubts(cfg_);
+    // "auto" without the project's models (a binary outside its package's layout, a package built
+    // without them) ran the cascades with one line naming them: said, with where they were looked for,
+    // to the room too, since the accuracy is far from the models'.
+    for (const auto& [check, configured, key] :
+         {std::tuple{"mask", cfg_.mask_detector, "detectors.mask"},
+          std::tuple{"head_covering", cfg_.head_detector, "detectors.head_covering"}}) {
+        const bool used = std::any_of(cfg_.cameras.begin(), cfg_.cameras.end(), [&](const config::Camera& c) {
+            return c.enabled && std::find(c.checks.begin(), c.checks.end(), check) != c.checks.end();
+        });
+        if (!used || configured != "auto") continue;
+        const auto why =
+            vision::auto_fallback_reason(check == std::string("mask") ? "auto:mask" : "auto:head");
+        if (!why.empty())
+            config_warnings_.push_back(
+                fmt::format("{} is auto but the project's model was not found ({}): the {} check runs the "
+                            "classic back-end, "
+                            "far less accurate",
+                            key, why, check));
+    }
     for (const auto& doubt : config_warnings_) log_->warn("configuration: {}", doubt);
     {
         // Also with the public side off: a crashed run's segments would stay on tmpfs till a reboot.

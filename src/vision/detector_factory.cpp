@@ -71,6 +71,21 @@ std::string resolve_detector_spec(const std::string& spec) {
     throw std::runtime_error(fmt::format("unknown automatic detector '{}' (auto:mask, auto:head)", spec));
 }
 
+std::string auto_fallback_reason(const std::string& spec) {
+    if (spec.rfind("auto:", 0) != 0) return "";
+    for (const auto& own : kOwnModels) {
+        if (spec.substr(5) != own.check) continue;
+        std::string dirs;
+        for (const auto& dir : own_model_dirs()) {
+            if (usable(dir / own.manifest)) return "";
+            dirs += (dirs.empty() ? "" : ", ") + dir.string();
+        }
+        return fmt::format("{} with its network files, in {} (or $KG_MODELS_DIR)", own.manifest,
+                           dirs.empty() ? std::string("no folder") : dirs);
+    }
+    return "";
+}
+
 std::unique_ptr<Detector> make_detector(const std::string& spec_in, FramePasses* passes) {
     const std::string spec = resolve_detector_spec(spec_in);
     const auto faces = [&] { return passes ? passes->frontal_faces(classic::kCascadeDir) : nullptr; };

@@ -22,6 +22,10 @@ std::vector<std::filesystem::path> own_model_dirs();
 // files are present, else "classic:mask"; "auto:head" likewise with models/kitchen-head-covering.yaml
 // and "classic:head". Any other spec is returned unchanged.
 std::string resolve_detector_spec(const std::string& spec);
+// For an "auto:" spec that falls back to the classic back-end, why: which manifest was looked for
+// where ("kitchen-mask.yaml with its network files, in /a, /b"). Empty when the own model is found,
+// or for any other spec.
+std::string auto_fallback_reason(const std::string& spec);
 
 // Throws std::runtime_error (or dnn::ManifestError) saying what is wrong with the spec. With
 // `passes`, detectors that share work run it once per frame between them: model detectors that feed

@@ -223,3 +223,34 @@ def test_log_lines_are_utc_and_carry_their_priority_for_the_journal(broker, gate
         if journal:
             assert any(ln.startswith("<4>") and "configuration: " in ln for ln in lines), lines
             assert any(ln.startswith("<6>") for ln in lines), lines
+
+
+def test_a_gateway_without_the_projects_models_says_so_and_where_it_looked(broker, tmp_path):
+    """`detectors: auto` with the project's models missing (a binary outside its package's layout, a
+    package built without them) ran the cascades with one line naming them (the installer review):
+    now a warning, to the log and the room, naming the manifest and the folders looked in."""
+    import shutil
+    import yaml
+    bin_dir = tmp_path / "opt" / "bin"
+    bin_dir.mkdir(parents=True)
+    binary = shutil.copy(kg_e2e.GATEWAY_BIN, bin_dir / "kitchen-gateway")
+    config = kg_e2e.base_config(broker, [kg_e2e.camera("cam", "rtsp://127.0.0.1:1/none", checks=["mask"])], tmp_path)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = dict(os.environ)
+    env.pop("KG_MODELS_DIR", None)
+    proc = subprocess.Popen([binary, "--config", str(path)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True, env=env)
+    try:
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if "detectors.mask is auto" in line or len(lines) > 200:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    warning = next((ln for ln in lines if "detectors.mask is auto" in ln), None)
+    assert warning is not None, "".join(lines)
+    assert "kitchen-mask.yaml with its network files, in " in warning and str(tmp_path / "opt") in warning, warning
+    assert "classic back-end" in warning and "warn" in warning, warning
