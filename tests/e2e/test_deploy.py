@@ -343,7 +343,7 @@ cat "{tmp_path}/upgrade.err"
 echo EXAMPLES
 cd /usr/share/doc/kitchen-gateway/examples
 stat -c 'EXAMPLE %n %a' monitor.example.yaml deploy/README.md deploy/mosquitto/acl deploy/mosquitto/mosquitto.conf \
-    deploy/mosquitto/add-site.sh deploy/tls/make-test-ca.sh
+    deploy/mosquitto/add-site.sh deploy/tls/make-test-ca.sh ../docs/config.md ../docs/schemas/event.schema.json
 """
     run = subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -358,7 +358,9 @@ stat -c 'EXAMPLE %n %a' monitor.example.yaml deploy/README.md deploy/mosquitto/a
     assert {ln.split()[1]: ln.split()[2] for ln in examples.splitlines() if ln.startswith("EXAMPLE ")} == {
         "monitor.example.yaml": "644", "deploy/README.md": "644", "deploy/mosquitto/acl": "644",
         "deploy/mosquitto/mosquitto.conf": "644", "deploy/mosquitto/add-site.sh": "755",
-        "deploy/tls/make-test-ca.sh": "755"}, examples
+        "deploy/tls/make-test-ca.sh": "755",
+        # Where README.md's links (docs/config.md, ...) lead in the installed copy too.
+        "../docs/config.md": "644", "../docs/schemas/event.schema.json": "644"}, examples
     modes = lambda text: {ln.split()[1]: tuple(ln.split()[2:]) for ln in text.splitlines() if ln.startswith("STAT ")}
     expected = {"/etc/kitchen-gateway": ("root:kitchen-gateway", "750"),
                 "/etc/kitchen-gateway/gateway.yaml": ("root:kitchen-gateway", "640"),
