@@ -432,7 +432,7 @@ int main(int argc, char** argv) try {
                     return refused;
             }
             std::cout << check_path << ": configuration OK (site " << cfg.site.id << ", "
-                      << cfg.cameras.size() << " cameras)\n";
+                      << cfg.cameras.size() << " cameras, " << cfg.sensors.size() << " sensors)\n";
             for (const auto& doubt : kg::config::doubts(cfg)) std::cout << "warning: " << doubt << "\n";
             return 0;
         } catch (const kg::config::ConfigInvalid& e) {

@@ -61,7 +61,8 @@ void read_site(Reader& r, const YAML::Node& n, Site& site) {
     if (n["name"]) {
         if (r.string(n["name"], "site.name", site.name) &&
             site.name.find_first_not_of(" \t") == std::string::npos)
-            r.error(n["name"], "site.name", "empty: the canteen's name, shown to the monitoring room and to parents");
+            r.error(n["name"], "site.name",
+                    "empty: the canteen's name, shown to the monitoring room and to parents");
     } else {
         r.error(n, "site.name", "missing required key");
     }
@@ -189,8 +190,13 @@ Gateway load_string(const std::string& yaml, const std::string& source_name) {
     try {
         documents = YAML::LoadAll(yaml);
     } catch (const YAML::ParserException& e) {
+        // yaml-cpp's "illegal tab when looking for indentation" names the rule, not the fix: YAML
+        // indents with spaces only, and an editor's tab key is the usual cause.
+        const bool tab = e.msg.find("tab") != std::string::npos;
         throw ConfigInvalid(
-            {{source_name, e.mark.line + 1, e.mark.column + 1, "", "YAML syntax error: " + e.msg}});
+            {{source_name, e.mark.line + 1, e.mark.column + 1, "",
+              "YAML syntax error: " + e.msg +
+                  (tab ? " (YAML indents with spaces only: replace the tab with spaces)" : "")}});
     }
     if (auto unclosed = unclosed_quote(yaml, documents, source_name))
         throw ConfigInvalid({std::move(*unclosed)});

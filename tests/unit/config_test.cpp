@@ -934,6 +934,9 @@ INSTANTIATE_TEST_SUITE_P(
     Table, ConfigErrors,
     ::testing::Values(
         BadCase{"syntax", kHead + "cameras: [\n  - {id: a, url: x.mp4\n", 3, "", "YAML syntax error"},
+        // The installer review: yaml-cpp names the rule; the fix is said too.
+        BadCase{"tab_indent", kHead + "cameras:\n  - id: a\n\turl: x.mp4\n", 4, "",
+                "(YAML indents with spaces only: replace the tab with spaces)"},
         // yaml-cpp takes a value whose closing quote is missing to the end of the file: camera b was
         // read as part of a's name, and the file was "OK" (a review).
         BadCase{"unclosed_double_quote",
