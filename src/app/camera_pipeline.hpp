@@ -174,7 +174,7 @@ private:
     std::unique_ptr<events::EventTracker> offline_;
     struct RateSample {
         SteadyPoint t;
-        std::uint64_t in, analysed, analysis_ns;
+        std::uint64_t in = 0, analysed = 0, analysis_ns = 0;
     };
     std::deque<RateSample> rate_samples_;
 };

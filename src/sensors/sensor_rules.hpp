@@ -99,8 +99,8 @@ public:
 
 private:
     struct Limit {
-        const config::Threshold* config;
-        const rules::Schedule* schedule;
+        const config::Threshold* config = nullptr;
+        const rules::Schedule* schedule = nullptr;
         events::EventTracker tracker;
     };
     void emit(std::optional<events::Event> e, std::optional<double> value,
