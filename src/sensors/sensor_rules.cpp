@@ -122,11 +122,17 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
     const TimePoint t = reading.time;
     const TimePoint arrived = reading.arrival.value_or(t);
     const auto steady = steady_times(reading);
+    // Measured before the newest reading already taken (a device's queued message sent late, its
+    // own `time` believed): it says the sensor is alive, but not what it reads now. Taken as the
+    // current value it ended a real too_warm as "cleared" and set the state's time back (the sensors
+    // review); the roll-ups place it in its own minute.
+    const bool late = last_time_ && t < *last_time_;
     last_time_ = std::max(last_time_.value_or(t), t);
     last_measured_steady_ = std::max(last_measured_steady_.value_or(steady.measured), steady.measured);
     last_arrival_steady_ = std::max(last_arrival_steady_.value_or(steady.arrived), steady.arrived);
     // On the arrival's clock, like tick(): a device whose clock lags must not read as silent.
     emit(offline_.observe(arrived, steady.arrived, 0.0f), v, out);
+    if (late) return;
 
     const bool valid = in_valid_range(sensor_, v);
     emit(invalid_.observe(t, steady.measured, valid ? 0.0f : 1.0f), v, out);

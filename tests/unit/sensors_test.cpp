@@ -210,6 +210,29 @@ TEST(SensorRules, SampleFridgeAboveEightForTenMinutesWithHysteresis) {
     EXPECT_EQ(*rig.out[1].end_time, at(60));
 }
 
+// A device's queued message sent late, its own time believed: it is no one's current reading. It
+// ended a real too_warm as "cleared" and set the state's value and time back (the sensors review).
+TEST(SensorRules, AReadingOlderThanTheNewestNeitherEndsAnAlarmNorBecomesTheValue) {
+    Rig rig;
+    rig.sensor.id = "fridge";
+    rig.sensor.interval = 1min;
+    rig.sensor.thresholds = {above(8.0, 10min)};
+    rig.sensor.thresholds[0].clear_for = 0min;
+    auto r = rig.make();
+    rig.feed(r, 0, 20, 9.5);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/too_warm:start"});
+    // Measured two minutes before the newest, at 4 degC, arriving now (and online: the sensor lives).
+    r.observe({"fridge", 4.0, at(17), at(20)}, rig.out);
+    r.tick(at(20), rig.out);
+    EXPECT_EQ(rig.states(), std::vector<std::string>{"sensor/too_warm:start"});
+    const auto state = r.state(at(20));
+    ASSERT_TRUE(state.value);
+    EXPECT_DOUBLE_EQ(*state.value, 9.5);
+    // The next reading in order is judged as ever.
+    rig.feed(r, 20, 22, 4.0);
+    EXPECT_EQ(rig.states(), (std::vector<std::string>{"sensor/too_warm:start", "sensor/too_warm:end"}));
+}
+
 TEST(SensorRules, AFortyEightHourRuleInScriptedTime) {
     Rig rig;
     rig.sensor.id = "sample-fridge";
