@@ -97,6 +97,7 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
         boxes_ = boxes;
         absent_since_.reset();
         last_update_ = now;
+        last_sent_at_ = t;
         return message(EventState::start, t);
     }
 
@@ -118,6 +119,7 @@ std::optional<Event> EventTracker::observe(TimePoint t, SteadyPoint now, float s
             last_sent_score_ = s;
             last_update_ = now;
             if (seen_here) boxes_ = boxes;  // else the last frame that showed it
+            last_sent_at_ = std::max(last_sent_at_, t);
             return message(EventState::update, t);
         }
         return std::nullopt;
@@ -155,7 +157,11 @@ std::optional<Event> EventTracker::close(TimePoint t, const std::string& reason,
     active_ = false;
     if (cooldown_from) last_end_ = *cooldown_from;
     Event e = message(EventState::end, t);
-    e.end_time = e.time = std::max(t, start_time_);  // never before the start, whatever the wall clock did
+    // Never before the start, whatever the wall clock did, nor before a message that said the
+    // condition was there: a sensor's alarm confirmed by its held reading (a door contact that
+    // reported once, `for` later) ended "as of the last reading", before its own start message,
+    // with a duration of 0 (the sensors review).
+    e.end_time = e.time = std::max({t, start_time_, last_sent_at_});
     e.end_reason = reason;
     return e;
 }

@@ -82,6 +82,7 @@ private:
     std::optional<SteadyPoint> last_end_, last_update_;
     std::string id_;
     TimePoint start_time_{};
+    TimePoint last_sent_at_{};  // the time of its latest start or update message
     SteadyPoint start_steady_{};
     float score_ = 0, top_score_ = 0, last_sent_score_ = 0, pending_top_ = 0;
     float evidence_score_ = 0;  // the own score of the frame whose boxes (and snapshot) are kept

@@ -248,14 +248,17 @@ TEST(EventTracker, AWallClockStepBackNeitherHoldsAStartNorAnEnd) {
     ASSERT_TRUE(end->end_time);
     EXPECT_EQ(*end->end_time, at(1010));
 
-    // Closed (a stop) with the wall clock behind the start: ended at the start, not before it.
+    // Closed (a stop) with the wall clock behind the start: ended neither before the start nor
+    // before the start message that said the condition was there (5 s after it).
     std::optional<kg::events::Event> again;
     for (int i = 0; i <= 40 && !again; ++i)
         again = t.observe(at(2000 + 0.5 * i), steady(2000 + 0.5 * i), 1.0f);
     ASSERT_TRUE(again);
+    EXPECT_EQ(again->time, at(2005));
     const auto stopped = t.close(at(2000 + step_back), kg::events::kEndStopped);
     ASSERT_TRUE(stopped && stopped->end_time);
-    EXPECT_EQ(*stopped->end_time, at(2000));
+    EXPECT_EQ(*stopped->end_time, at(2005));
+    EXPECT_EQ(stopped->time, at(2005));
 }
 
 TEST(EventTracker, AWallClockStepForwardDoesNotOpenAnEventEarly) {

@@ -233,6 +233,35 @@ TEST(SensorRules, AReadingOlderThanTheNewestNeitherEndsAnAlarmNorBecomesTheValue
     EXPECT_EQ(rig.states(), (std::vector<std::string>{"sensor/too_warm:start", "sensor/too_warm:end"}));
 }
 
+// A door contact that reported once: its alarm confirmed `for` later on the held reading, then
+// the sensor silent. The end was dated at the last reading, before the start message, with a
+// duration of 0 (the sensors review): a room ordering by `time` put the end before its start.
+TEST(SensorRules, AnAlarmEndedByASilenceEndsNoEarlierThanItsStartMessage) {
+    Rig rig;
+    rig.sensor.id = "door";
+    rig.sensor.kind = "door";
+    rig.sensor.interval = 1min;
+    kg::config::Threshold open;
+    open.label = "door_open";
+    open.above = false;
+    open.value = 1;
+    open.hysteresis = 0;
+    open.for_time = 2min;
+    rig.sensor.thresholds = {open};
+    auto r = rig.make();
+    r.observe({"door", 0.0, at(0), std::nullopt, true}, rig.out);
+    for (double m = 0.5; m <= 5; m += 0.5) r.tick(at(m), rig.out);
+    ASSERT_EQ(rig.states(), (std::vector<std::string>{"sensor/door_open:start", "sensor_health/offline:start",
+                                                      "sensor/door_open:end"}));
+    const auto& start = rig.out[0];
+    const auto& end = rig.out[2];
+    EXPECT_EQ(start.start_time, at(0));
+    EXPECT_EQ(start.time, at(2));
+    EXPECT_EQ(end.end_reason, kg::events::kEndSensorOffline);
+    EXPECT_EQ(*end.end_time, at(2));
+    EXPECT_GE(end.time, start.time);
+}
+
 TEST(SensorRules, AFortyEightHourRuleInScriptedTime) {
     Rig rig;
     rig.sensor.id = "sample-fridge";
