@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config_loader.hpp"
+#include "publish/payloads.hpp"
 
 namespace kg::app {
 
@@ -207,8 +208,15 @@ void SensorHub::deliver(std::vector<events::Event>& events) {
 void publish_rollup(outbox::Outbox& outbox, const publish::Topics& topics, const std::string& site,
                     const config::Sensor& sensor, const sensors::Rollup& r, bool partial) {
     nlohmann::json j = {
-        {"site", site}, {"sensor", sensor.id}, {"unit", sensor.unit}, {"minute", iso8601_utc(r.minute)},
-        {"min", r.min}, {"mean", r.mean()},    {"max", r.max},        {"count", r.count}};
+        {"site", site},
+        {"sensor", sensor.id},
+        {"unit", sensor.unit},
+        {"minute", iso8601_utc(r.minute)},
+        // Rounded as the events' values are: 3276.7000000000003 from a register's 32767 x 0.1.
+        {"min", publish::round_to(r.min, 3)},
+        {"mean", publish::round_to(r.mean(), 3)},
+        {"max", publish::round_to(r.max, 3)},
+        {"count", r.count}};
     if (partial) {
         j["partial"] = true;
         j["part"] = fmt::format("{:016x}", r.part);
@@ -237,7 +245,7 @@ SensorHub::StateMessage SensorHub::state_message(const Entry& e, TimePoint now, 
                         {"online", running && st.online},
                         {"conditions", st.conditions},
                         {"time", iso8601_utc(now)}};
-    j["value"] = st.value ? nlohmann::json(*st.value) : nlohmann::json(nullptr);
+    j["value"] = st.value ? nlohmann::json(publish::round_to(*st.value, 3)) : nlohmann::json(nullptr);
     j["reading_time"] = st.time ? nlohmann::json(iso8601_utc(*st.time)) : nlohmann::json(nullptr);
     return {topics_.sensor_state(s.id), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }
@@ -259,7 +267,7 @@ nlohmann::json SensorHub::states(TimePoint now) {
              {"location", s.location},
              {"unit", s.unit},
              {"online", st.online},
-             {"value", st.value ? nlohmann::json(*st.value) : nlohmann::json(nullptr)},
+             {"value", st.value ? nlohmann::json(publish::round_to(*st.value, 3)) : nlohmann::json(nullptr)},
              {"age_s", st.time ? nlohmann::json(seconds_between(*st.time, now)) : nlohmann::json(nullptr)},
              {"conditions", st.conditions}});
     }

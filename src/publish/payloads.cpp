@@ -6,11 +6,8 @@
 #include "kg/version.hpp"
 
 namespace kg::publish {
-namespace {
 
-using nlohmann::json;
-
-// Rounds to `decimals` places; dividing by a power of ten keeps the printed value short (24.99).
+// Dividing by a power of ten keeps the printed value short (24.99).
 double round_to(double v, int decimals) {
     const double scale = std::pow(10.0, decimals);
     // Past 2^53 a double has no decimals to round, and v * scale may overflow to infinity, which
@@ -18,6 +15,10 @@ double round_to(double v, int decimals) {
     if (!std::isfinite(v * scale) || std::abs(v) >= 9007199254740992.0) return v;
     return std::round(v * scale) / scale;
 }
+
+namespace {
+
+using nlohmann::json;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 

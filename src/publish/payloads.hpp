@@ -11,6 +11,10 @@
 
 namespace kg::publish {
 
+// `v` rounded to `decimals` places, as every message carries measured numbers: 8.2, not
+// 8.200000000000001 from a register's 82 x 0.1.
+double round_to(double v, int decimals);
+
 std::string event_payload(const events::Event& event, const std::string& site);
 std::string clip_payload(const events::ClipReport& clip, const std::string& site);
 

@@ -707,3 +707,30 @@ TEST(SensorHub, AReloadCarriesTheLastValidReading) {
     ASSERT_TRUE(carry.sensors.at("fridge").last);
     EXPECT_DOUBLE_EQ(carry.sensors.at("fridge").last->value, 5.0);
 }
+
+// A register's 82 x 0.1 is 8.200000000000001 in a double: the roll-ups and the states said so,
+// where the events said 8.2 (the sensors review).
+TEST(SensorHub, TheMinutesAndTheStatesCarryRoundedValues) {
+    TempDir dir;
+    const auto cfg = fridge_site("tcp://127.0.0.1:1", dir.path);  // never started
+    HubSite h(cfg);
+    kg::sensors::Rollup r;
+    r.minute = std::chrono::floor<std::chrono::minutes>(kg::Clock::now());
+    r.min = 82 * 0.1;
+    r.max = 32767 * 0.1;
+    r.sum = r.min + r.max;
+    r.count = 2;
+    kg::app::publish_rollup(h.outbox, h.topics, "test-site", cfg.sensors.at(0), r, false);
+    const auto m = h.store.front();
+    ASSERT_TRUE(m);
+    const auto j = nlohmann::json::parse(m->payload);
+    EXPECT_EQ(j.at("min").get<double>(), 8.2) << m->payload;
+    EXPECT_EQ(j.at("max").get<double>(), 3276.7) << m->payload;
+    EXPECT_EQ(m->payload.find("00000"), std::string::npos) << m->payload;
+
+    kg::app::SensorHub hub(h.site, h.outbox, h.link, h.topics);
+    hub.on_reading({"fridge", 7.6000000000000005, kg::Clock::now(), std::nullopt});
+    const auto states = hub.states(kg::Clock::now());
+    ASSERT_EQ(states.size(), 1u);
+    EXPECT_EQ(states[0].at("value").dump(), "7.6");
+}
