@@ -74,6 +74,8 @@ std::optional<double> number_at(const nlohmann::json& doc, const std::string& pa
     }
     if (node->is_string()) {
         const auto& s = node->get_ref<const std::string&>();
+        // Decimal only: strtod reads "0x10" as 16 (and "0x1p4" too), which no sensor means.
+        if (s.find_first_of("xXpP") != std::string::npos) return std::nullopt;
         char* end = nullptr;
         const double v = std::strtod(s.c_str(), &end);
         if (end != s.c_str() && *end == 0 && std::isfinite(v)) return v;

@@ -450,12 +450,18 @@ void MqttSensorInput::on_message(const Message& message) {
     for (std::size_t i = 0; i < sensors_.size(); ++i) {
         const auto* s = &sensors_[i];
         if (!topic_matches(s->source.topic, topic)) continue;
-        const auto value = doc.is_discarded() ? std::nullopt : number_at(doc, s->source.value_path);
+        auto value = doc.is_discarded() ? std::nullopt : number_at(doc, s->source.value_path);
+        // true/false is a contact's or a detector's state, not a measurement: {"temperature": true}
+        // was taken as 1.0 degC, into the day's curve (the sensors review).
+        const bool flag = value && boolean_at(doc, s->source.value_path);
+        const bool measured_kind = s->kind == "temperature" || s->kind == "humidity" || s->kind == "co2";
+        const bool flag_refused = flag && measured_kind;
+        if (flag_refused) value.reset();
         if (!value) {
             // A device that says it has no measurement (ESPHome's "nan" when a probe does not
             // answer, a null value): it is alive, its probe is not. An invalid reading, as an
             // impossible value is; dropped, it made the sensor offline, late.
-            if (says_no_measurement(doc, payload, s->source.value_path)) {
+            if (!flag_refused && says_no_measurement(doc, payload, s->source.value_path)) {
                 const auto time = reading_time(*s, doc, retained, arrival);
                 if (time) handler_(Reading{s->id, std::nan(""), *time, arrival, false, arrived_steady});
                 continue;
@@ -467,16 +473,17 @@ void MqttSensorInput::on_message(const Message& message) {
                 log()->warn(
                     "sensor {}: payload on {} has no number at '{}'{} ({} rejected so far{}): {:.120}", s->id,
                     topic, s->source.value_path,
-                    too_deep ? fmt::format(": nested over {} levels", kMaxPayloadDepth) : "", n,
-                    lines > 1 ? fmt::format("; {} of this sensor's since its last line", lines) : "",
+                    too_deep       ? fmt::format(": nested over {} levels", kMaxPayloadDepth)
+                    : flag_refused ? fmt::format(": true/false is not a {}", s->kind)
+                                   : "",
+                    n, lines > 1 ? fmt::format("; {} of this sensor's since its last line", lines) : "",
                     payload);
             }
             continue;
         }
         const auto time = reading_time(*s, doc, retained, arrival);
         if (!time) continue;
-        handler_(
-            Reading{s->id, *value, *time, arrival, boolean_at(doc, s->source.value_path), arrived_steady});
+        handler_(Reading{s->id, *value, *time, arrival, flag, arrived_steady});
     }
 }
 

@@ -131,6 +131,8 @@ TEST(JsonPath, FindsNumbersInZigbeeAndTasmotaPayloads) {
         R"({"Time":"2026-11-24T10:00:00+08:00","DS18B20":{"Temperature":-19.5},"list":[{"t":1}]})");
     EXPECT_DOUBLE_EQ(*kg::sensors::number_at(tasmota, "DS18B20.Temperature"), -19.5);
     EXPECT_DOUBLE_EQ(*kg::sensors::number_at(tasmota, "list.0.t"), 1.0);
+    EXPECT_FALSE(kg::sensors::number_at(nlohmann::json::parse(R"({"t": "0x10"})"), "t"));  // strtod's hex
+    EXPECT_DOUBLE_EQ(*kg::sensors::number_at(nlohmann::json::parse(R"({"t": "-4.5e0"})"), "t"), -4.5);
     EXPECT_FALSE(kg::sensors::number_at(tasmota, "DS18B20.Humidity"));
     EXPECT_FALSE(kg::sensors::number_at(tasmota, "Time"));
     EXPECT_EQ(*kg::sensors::time_at(tasmota, "Time"), TimePoint(std::chrono::seconds(1795485600)));  // 02:00Z
@@ -1353,6 +1355,9 @@ TEST(MqttSensorInput, NoMeasurementIsAnInvalidReadingAndEachSensorCountsItsOwnGa
     ASSERT_TRUE(send("esp/sensor/t/state", "nan"));
     ASSERT_TRUE(send("fridge", R"({"temperature": null})"));
     ASSERT_TRUE(send("fridge", R"({"temperature": "NaN"})"));
+    // Neither a flag nor a hexadecimal text is a temperature (the sensors review: 1.0 and 16.0).
+    ASSERT_TRUE(send("fridge", R"({"temperature": true})"));
+    ASSERT_TRUE(send("fridge", R"({"temperature": "0x10"})"));
     ASSERT_TRUE(send("fridge", R"({"humidity": 61})"));
     ASSERT_TRUE(send("fridge", R"({"temperature": 4})"));
     ASSERT_TRUE(within(10s, [&] {
@@ -1368,9 +1373,11 @@ TEST(MqttSensorInput, NoMeasurementIsAnInvalidReadingAndEachSensorCountsItsOwnGa
         EXPECT_TRUE(std::isnan(readings[2].second));
         EXPECT_DOUBLE_EQ(readings[3].second, 4.0);
     }
-    EXPECT_EQ(input.rejected(), 4u);
-    EXPECT_TRUE(sink->contains(
-        "sensor fridge: payload on fridge has no number at 'temperature' (1 rejected so far)"));
+    EXPECT_EQ(input.rejected(), 6u);
+    EXPECT_TRUE(
+        sink->contains("sensor fridge: payload on fridge has no number at 'temperature': true/false is "
+                       "not a temperature (1 rejected so far)"))
+        << sink->text();
     EXPECT_TRUE(
         sink->contains("sensor esp: payload on esp/sensor/t/state has no number at '' (1 rejected so far)"));
     input.stop();
