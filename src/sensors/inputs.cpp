@@ -24,6 +24,10 @@ namespace {
 
 // Deeper than any device's payload (Zigbee2MQTT's nest three or four levels).
 constexpr std::size_t kMaxPayloadDepth = 32;
+// A reading's payload is a few hundred bytes (Zigbee2MQTT's with every attribute, about 1 KiB). One of
+// megabytes, queued, took memory the process kept: 60 of 4 MB raised it from 90 MB to 340 MB for good
+// (the sensors review), and the local broker allows 256 MB a message.
+constexpr std::size_t kMaxPayloadBytes = 64 * 1024;
 
 // libmodbus takes the timeout as seconds and microseconds.
 void set_response_timeout(modbus_t* ctx, Duration timeout) {
@@ -171,6 +175,10 @@ void MqttSensorInput::receive(Message message) {
     // the oldest readings go first, as the newest say most about now.
     constexpr std::size_t kMaxQueued = 10000;
     std::uint64_t dropped = 0;
+    if (message.payload.size() > kMaxPayloadBytes) {
+        message.oversize = message.payload.size();
+        std::string().swap(message.payload);  // counted and said where it is handled
+    }
     {
         std::lock_guard lock(queue_mutex_);
         if (queue_.size() >= kMaxQueued) {
@@ -450,18 +458,23 @@ void MqttSensorInput::on_message(const Message& message) {
     for (std::size_t i = 0; i < sensors_.size(); ++i) {
         const auto* s = &sensors_[i];
         if (!topic_matches(s->source.topic, topic)) continue;
-        auto value = doc.is_discarded() ? std::nullopt : number_at(doc, s->source.value_path);
+        auto value =
+            doc.is_discarded() || message.oversize ? std::nullopt : number_at(doc, s->source.value_path);
         // true/false is a contact's or a detector's state, not a measurement: {"temperature": true}
         // was taken as 1.0 degC, into the day's curve (the sensors review).
         const bool flag = value && boolean_at(doc, s->source.value_path);
-        const bool measured_kind = s->kind == "temperature" || s->kind == "humidity" || s->kind == "co2";
-        const bool flag_refused = flag && measured_kind;
+        // Only where the field is the measurement's own: a sensor left at the default kind that
+        // reads a detector's field (`value: gas`) takes its true/false as before.
+        const bool measured_field = (s->kind == "temperature" || s->kind == "humidity" || s->kind == "co2") &&
+                                    s->source.value_path == s->kind;
+        const bool flag_refused = flag && measured_field;
         if (flag_refused) value.reset();
         if (!value) {
             // A device that says it has no measurement (ESPHome's "nan" when a probe does not
             // answer, a null value): it is alive, its probe is not. An invalid reading, as an
             // impossible value is; dropped, it made the sensor offline, late.
-            if (!flag_refused && says_no_measurement(doc, payload, s->source.value_path)) {
+            if (!flag_refused && !message.oversize &&
+                says_no_measurement(doc, payload, s->source.value_path)) {
                 const auto time = reading_time(*s, doc, retained, arrival);
                 if (time) handler_(Reading{s->id, std::nan(""), *time, arrival, false, arrived_steady});
                 continue;
@@ -473,9 +486,11 @@ void MqttSensorInput::on_message(const Message& message) {
                 log()->warn(
                     "sensor {}: payload on {} has no number at '{}'{} ({} rejected so far{}): {:.120}", s->id,
                     topic, s->source.value_path,
-                    too_deep       ? fmt::format(": nested over {} levels", kMaxPayloadDepth)
-                    : flag_refused ? fmt::format(": true/false is not a {}", s->kind)
-                                   : "",
+                    message.oversize ? fmt::format(": {} bytes, over the {} KiB a reading may take",
+                                                   message.oversize, kMaxPayloadBytes / 1024)
+                    : too_deep       ? fmt::format(": nested over {} levels", kMaxPayloadDepth)
+                    : flag_refused   ? fmt::format(": true/false is not a {}", s->kind)
+                                     : "",
                     n, lines > 1 ? fmt::format("; {} of this sensor's since its last line", lines) : "",
                     payload);
             }

@@ -84,6 +84,8 @@ private:
         // Set for a message that came while no run handled them (a hand-over): its arrival, on both
         // clocks. Otherwise it is timed when it is handled.
         std::optional<std::pair<TimePoint, std::chrono::steady_clock::time_point>> arrived;
+        // The size of a payload too large for a reading, dropped on arrival (then `payload` is empty).
+        std::size_t oversize = 0;
     };
     void receive(Message message);
     void handle_messages();

@@ -1305,7 +1305,8 @@ TEST(MqttSensorInput, UnreadablePayloadsAreSaidOnceAMinuteAndDeepOnesRefused) {
     };
     for (int i = 0; i < 5; ++i) ASSERT_TRUE(send(R"({"humidity": 61})"));
     ASSERT_TRUE(
-        send(R"({"temperature": 5, "ts": )" + std::string(100000, '[') + std::string(100000, ']') + "}"));
+        // Under the 64 KiB a payload may take, so that it is refused for its depth.
+        send(R"({"temperature": 5, "ts": )" + std::string(30000, '[') + std::string(30000, ']') + "}"));
     ASSERT_TRUE(send(R"({"temperature": 6})"));
     ASSERT_TRUE(within(10s, [&] {
         std::lock_guard lock(mutex);
@@ -1358,6 +1359,9 @@ TEST(MqttSensorInput, NoMeasurementIsAnInvalidReadingAndEachSensorCountsItsOwnGa
     // Neither a flag nor a hexadecimal text is a temperature (the sensors review: 1.0 and 16.0).
     ASSERT_TRUE(send("fridge", R"({"temperature": true})"));
     ASSERT_TRUE(send("fridge", R"({"temperature": "0x10"})"));
+    // Nor is a payload of more than 64 KiB read, however right its number (a review: megabytes
+    // queued took memory the process kept).
+    ASSERT_TRUE(send("fridge", R"({"temperature": 4, "pad": ")" + std::string(70 * 1024, 'x') + "\"}"));
     ASSERT_TRUE(send("fridge", R"({"humidity": 61})"));
     ASSERT_TRUE(send("fridge", R"({"temperature": 4})"));
     ASSERT_TRUE(within(10s, [&] {
@@ -1373,7 +1377,7 @@ TEST(MqttSensorInput, NoMeasurementIsAnInvalidReadingAndEachSensorCountsItsOwnGa
         EXPECT_TRUE(std::isnan(readings[2].second));
         EXPECT_DOUBLE_EQ(readings[3].second, 4.0);
     }
-    EXPECT_EQ(input.rejected(), 6u);
+    EXPECT_EQ(input.rejected(), 7u);
     EXPECT_TRUE(
         sink->contains("sensor fridge: payload on fridge has no number at 'temperature': true/false is "
                        "not a temperature (1 rejected so far)"))
