@@ -48,6 +48,9 @@ build=(
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libsqlite3-dev libcli11-dev libmodbus-dev libsystemd-dev libhowardhinnant-date-dev tzdata
   libssl-dev ca-certificates
+  # `cpack -G DEB` (the package for a box): dpkg-shlibdeps, and the `file` CPackDeb calls, which a
+  # minimal Debian (a container, a netinst without standard utilities) lacks
+  dpkg-dev file
 )
 # scripts/demo.sh: a local broker and its clients, and FFmpeg to make the demo clip.
 demo=(mosquitto mosquitto-clients ffmpeg)

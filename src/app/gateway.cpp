@@ -243,14 +243,16 @@ Gateway::~Gateway() { stop(); }
 
 namespace {
 
-// Why a folder cannot be written by this process, or "" when it can. access() judges as the kernel
-// will: the user, the groups, and a read-only mount (systemd's ProtectSystem=strict outside the
-// state directory).
+// Why a folder cannot be written by this process, or "" when it can. Made first, as the stores make
+// it (one deleted meanwhile is made again, not reported gone). access() judges as the kernel will:
+// the user, the groups, and a read-only mount (systemd's ProtectSystem=strict outside the state
+// directory); a file is made in a folder only with search permission as well (a `chmod -R 660`).
 std::string unwritable(const std::string& folder) {
     std::error_code ec;
+    std::filesystem::create_directories(folder, ec);
     if (!std::filesystem::is_directory(folder, ec))
         return ec ? ec.message() : std::string("not a folder, or not there");
-    if (::access(folder.c_str(), W_OK) != 0) return std::strerror(errno);
+    if (::access(folder.c_str(), W_OK | X_OK) != 0) return std::strerror(errno);
     return "";
 }
 
@@ -798,7 +800,7 @@ bool Gateway::ready(std::string& why_not) const {
     if (!outbox_memory_only_.empty())
         problems.push_back("outbox in memory only, lost on a restart (" + outbox_memory_only_ + ")");
     // Alerts flow without their proof: the room sees events whose snapshots never come.
-    if (!evidence_unwritable_.empty())
+    if (!evidence_unwritable_.empty() && !cameras_.empty())  // a sensors-only site keeps no pictures
         problems.push_back("evidence folder " + cfg_.evidence.path + " cannot be written (" +
                            evidence_unwritable_ + ")");
     for (const auto& s : states_) {

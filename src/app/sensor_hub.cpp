@@ -192,7 +192,8 @@ void SensorHub::on_reading(const sensors::Reading& given) {
         // the reading a reload hands over: the good one before it holds there, as here.
         if (sensors::in_valid_range(e.rules->sensor(), reading.value)) {
             // The newest, not the latest to arrive: a late message is no one's current reading.
-            if (!e.last || reading.time >= e.last->time) e.last = reading;
+            // (Only a device's own time can make a reading late: an arrival time is the newest.)
+            if (!e.last || !reading.arrival || reading.time >= e.last->time) e.last = reading;
             if (auto done = e.roller.add(reading.time, reading.value, reading.arrival.value_or(reading.time)))
                 publish_rollup(e.rules->sensor(), *done);
         }

@@ -50,7 +50,10 @@ std::string without_password(const std::string& url) {
     const auto colon = url.find(':', a.start);
     if (colon == std::string::npos || colon >= a.end) return url;
     if (url[a.start] == '[' && a.at == std::string::npos) return url;  // an IPv6 host, no account
-    if (a.at != std::string::npos && !account_breaks_authority(url)) {
+    // An '@' after the authority may end a password that holds '/', '?' or '#' (rtsp://admin:p@ss/wd@cam/):
+    // then the standard reading would show most of it.
+    const bool at_after = url.find('@', a.end) != std::string::npos;
+    if (a.at != std::string::npos && !account_breaks_authority(url) && !at_after) {
         if (colon > a.at) return url;  // a user name only: rtsp://admin@host:554/
         return url.substr(0, colon + 1) + "***" + url.substr(a.at);
     }

@@ -8,8 +8,9 @@ namespace kg {
 // A password in the URL (rtsp://user:password@host/...) becomes "***"; the user name stays, so that
 // an installer still sees which account was asked for. The last '@' of the authority ends the user
 // info (a password may itself hold an '@'). A password holding '/', '?' or '#' unencoded (which no
-// client can use: the host seems to end there) is hidden too, up to the URL's last '@': more than
-// the password may go, never less.
+// client can use: the host seems to end there) is hidden too: with an account or a port in the
+// authority and an '@' after it, everything up to the URL's last '@' goes (more than the password
+// may go, an '@' in a path or query with it, never less).
 std::string without_password(const std::string& url);
 
 // Whether the host of a URL's authority (what follows the "://" up to the first '/', '?' or '#')

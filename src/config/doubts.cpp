@@ -39,17 +39,34 @@ std::vector<std::string> doubts(const Gateway& g) {
     }
     // A parents' page with no camera on it, or public cameras no page shows: each accepted unsaid,
     // and the installer left to find why parents see nothing (the installer review).
-    const bool any_public =
-        std::any_of(g.cameras.begin(), g.cameras.end(), [](const Camera& c) { return c.is_public; });
+    const bool any_public = std::any_of(g.cameras.begin(), g.cameras.end(),
+                                        [](const Camera& c) { return c.enabled && c.is_public; });
     if (!g.public_side.listen.empty() && !any_public) {
         out.push_back(
-            "public.listen is set but no camera has public: true: the parents' page shows no kitchen (only "
-            "the checks and the temperatures)");
+            "public.listen is set but no enabled camera has public: true: the parents' page shows no kitchen "
+            "(only the checks and the temperatures)");
     }
     if (g.public_side.listen.empty() && any_public) {
         out.push_back(
             "cameras have public: true but public.listen is not set: the public side is off, and no parent "
             "sees them");
+    }
+    // An '@' after the host, with an account or a port before it: most likely a password holding
+    // '/', '?' or '#' unencoded, whose rest the client takes for the path (rtsp://admin:12/34@cam/
+    // connects to host "admin", port 12). Said, not refused: an '@' may belong to a path.
+    for (const auto& cam : g.cameras) {
+        const auto scheme = cam.url.find("://");
+        if (scheme == std::string::npos || names_v4l2_device(cam.url) || cam.url.rfind("file:", 0) == 0)
+            continue;
+        const auto start = scheme + 3;
+        const auto end = std::min(cam.url.find_first_of("/?#", start), cam.url.size());
+        if (cam.url.find(':', start) < end && cam.url.find('@', end) != std::string::npos &&
+            !account_breaks_authority(cam.url)) {
+            out.push_back(fmt::format(
+                "camera '{}': its URL ({}) has an '@' after the host: if it ends the password, write the "
+                "password's '/', '?' or '#' percent-encoded (%2F, %3F, %23)",
+                cam.id, without_password(cam.url)));
+        }
     }
     // A pixel format is asked of a V4L2 device only: a network camera or a file sends what it sends.
     for (const auto& cam : g.cameras) {

@@ -97,7 +97,7 @@ void read_source(Reader& r, const YAML::Node& n, const std::string& path, const 
             if (src.device.rfind("tcp://", 0) == 0) {
                 const auto problem = check_authority(src.device.substr(6));
                 if (!problem.empty())
-                    r.error(b["device"], p + ".device", fmt::format("'{}': {}", src.device, problem));
+                    r.error(b["device"], p + ".device", fmt::format("'{}': {}", shown(src.device), problem));
             } else if (src.device.rfind("rtu:", 0) != 0 || src.device.size() <= 4) {
                 r.error(b["device"], p + ".device",
                         fmt::format("'{}' is not tcp://host:port or rtu:/dev/ttyXXX", src.device));

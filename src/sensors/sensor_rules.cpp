@@ -125,14 +125,21 @@ void SensorRules::observe(const Reading& reading, std::vector<events::Event>& ou
     // Measured before the newest reading already taken (a device's queued message sent late, its
     // own `time` believed): it says the sensor is alive, but not what it reads now. Taken as the
     // current value it ended a real too_warm as "cleared" and set the state's time back (the sensors
-    // review); the roll-ups place it in its own minute.
-    const bool late = last_time_ && t < *last_time_;
+    // review); the roll-ups place it in its own minute. Only a reading that carries the device's
+    // time, compared on the monotonic clock: one timed by its arrival is the newest by definition,
+    // whatever the gateway's wall clock did (set back, every reading would have been "late").
+    const bool late = reading.arrival && last_measured_steady_ && steady.measured < *last_measured_steady_;
     last_time_ = std::max(last_time_.value_or(t), t);
     last_measured_steady_ = std::max(last_measured_steady_.value_or(steady.measured), steady.measured);
     last_arrival_steady_ = std::max(last_arrival_steady_.value_or(steady.arrived), steady.arrived);
     // On the arrival's clock, like tick(): a device whose clock lags must not read as silent.
     emit(offline_.observe(arrived, steady.arrived, 0.0f), v, out);
-    if (late) return;
+    if (late) {
+        // The newest value still holds while the device keeps talking (its clock set back a few
+        // minutes sends only "late" readings until it catches up): not ended as impossible readings.
+        late_arrival_steady_ = steady.arrived;
+        return;
+    }
 
     const bool valid = in_valid_range(sensor_, v);
     emit(invalid_.observe(t, steady.measured, valid ? 0.0f : 1.0f), v, out);
@@ -244,7 +251,9 @@ void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events
     // readings too, for as long as over silence. On the readings' clock, as they are timed (the
     // time since its arrival added to its own time).
     const bool held =
-        value_ && value_arrival_steady_ && steady_now - *value_arrival_steady_ < sensor_.silence_limit();
+        value_ && value_arrival_steady_ &&
+        (steady_now - *value_arrival_steady_ < sensor_.silence_limit() ||
+         (late_arrival_steady_ && steady_now - *late_arrival_steady_ < sensor_.silence_limit()));
     if (held) {
         const auto since = steady_now - *value_arrival_steady_;
         const TimePoint at = *value_time_ + std::chrono::duration_cast<Duration>(since);

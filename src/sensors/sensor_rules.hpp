@@ -150,6 +150,8 @@ private:
     std::optional<SteadyPoint> value_measured_steady_, value_arrival_steady_;
     // The newest reading on the monotonic clock: when it was measured, and when it arrived (liveness).
     std::optional<SteadyPoint> last_measured_steady_, last_arrival_steady_;
+    std::optional<SteadyPoint>
+        late_arrival_steady_;  // the arrival of the latest reading older than the newest
     // Disinfection cycle tracking.
     std::optional<TimePoint> hot_since_;
     std::optional<TimePoint> last_cycle_;  // the latest moment of a complete cycle

@@ -504,6 +504,20 @@ TEST(ConfigLoader, AFileCameraWhoseFileIsNotThereIsSaid) {
 // Modbus TCP devices and gateways often answer only as unit 255 (refused at 247 before); libmodbus
 // refuses 248..254 on TCP and would read the unit set before, so they are refused here. A serial
 // line keeps 1..247, and its 0 (broadcast: nobody answers) loads, as it did, with a doubt.
+// A password holding a '/' whose first part reads as a port: the client connects to host "admin",
+// port 12. Said (an '@' may belong to a path), with the password hidden.
+TEST(ConfigLoader, ACameraUrlWithAnAtSignAfterItsHostIsDoubted) {
+    const auto g = load_string(kHead + "cameras: [{id: a, url: 'rtsp://admin:12/34@cam/s'}]\n", "g.yaml");
+    const auto doubts = kg::config::doubts(g);
+    ASSERT_EQ(doubts.size(), 1u);
+    EXPECT_EQ(doubts[0],
+              "camera 'a': its URL (rtsp://admin:***@cam/s) has an '@' after the host: if it ends the "
+              "password, write the password's '/', '?' or '#' percent-encoded (%2F, %3F, %23)");
+    EXPECT_TRUE(kg::config::doubts(
+                    load_string(kHead + "cameras: [{id: a, url: 'rtsp://admin:pw@cam/s'}]\n", "g.yaml"))
+                    .empty());
+}
+
 // The installer review: a float32 register read as uint32 showed parents 275251.2 degC, unsaid.
 TEST(ConfigLoader, AModbusTemperatureWithoutAValidRangeIsDoubted) {
     const auto g = load_string(kHead +
@@ -745,7 +759,8 @@ TEST(ConfigLoader, DoubtsNameWhatAValidConfigurationAsksForInVain) {
         kHead + "cameras: [{id: a, url: 'rtsp://10.0.0.5/a'}]\npublic: {listen: '127.0.0.1:8081'}\n",
         "g.yaml"));
     ASSERT_EQ(no_camera.size(), 1u);
-    EXPECT_NE(no_camera[0].find("public.listen is set but no camera has public: true"), std::string::npos);
+    EXPECT_NE(no_camera[0].find("public.listen is set but no enabled camera has public: true"),
+              std::string::npos);
     const auto no_page = kg::config::doubts(
         load_string(kHead + "cameras: [{id: a, url: 'rtsp://10.0.0.5/a', public: true}]\n", "g.yaml"));
     ASSERT_EQ(no_page.size(), 1u);
@@ -1280,6 +1295,10 @@ INSTANTIATE_TEST_SUITE_P(
             "'tcp://site:***@b:1883': an account in the URL is not used; give it as username and password"},
         // The installer review: a 32-bit value at the last register, a scale of 0, and a reversed
         // valid_range, which was kept and refused the thresholds too ("the event could never end").
+        BadCase{"modbus_device_password_hidden",
+                kHead + "sensors:\n  - id: d\n    valid_range: [-40, 60]\n    source: {modbus: {device: "
+                        "'tcp://u:pa/ss@10.0.0.5:502', address: 0}}\n",
+                5, "sensors[0].source.modbus.device", "'tcp://u:***@10.0.0.5:502': the host seems to end"},
         BadCase{
             "float_at_the_last_register",
             kHead +

@@ -230,8 +230,11 @@ TEST(SensorRules, AReadingOlderThanTheNewestNeitherEndsAnAlarmNorBecomesTheValue
     const auto state = r.state(at(20));
     ASSERT_TRUE(state.value);
     EXPECT_DOUBLE_EQ(*state.value, 9.5);
-    // The next reading in order is judged as ever.
-    rig.feed(r, 20, 22, 4.0);
+    // A reading timed by its arrival is the newest whatever the wall clock did: the gateway's clock
+    // set back ten minutes (the review of the change: every reading was "late", the alarm held
+    // until it ended as impossible readings), the fridge read 4 degC is judged.
+    r.observe({"fridge", 4.0, at(11), std::nullopt, false, kg::steady_from_wall(at(21))}, rig.out);
+    r.tick(at(11), kg::steady_from_wall(at(21)), rig.out);
     EXPECT_EQ(rig.states(), (std::vector<std::string>{"sensor/too_warm:start", "sensor/too_warm:end"}));
 }
 
