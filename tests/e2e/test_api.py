@@ -326,6 +326,8 @@ def test_an_outbox_that_cannot_be_opened_runs_in_memory_and_says_so(broker, gate
     # snapshot, days later (the installer review).
     config["evidence"] = {**config.get("evidence", {}), "path": str(tmp_path / "not-a-folder" / "evidence")}
     config["sensors"] = [{"id": "fridge", "source": {"mqtt": {"topic": "t/fridge"}}}]
+    # A camera (down): a sensors-only site keeps no pictures, and is not failed for its evidence folder.
+    config["cameras"] = [kg_e2e.camera("cam", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/none")]
     config["api"] = {"listen": "127.0.0.1:0", "token": TOKEN}
     gw = gateways(config)
     port = gw.api_port()
@@ -348,6 +350,7 @@ def test_an_outbox_that_cannot_be_opened_runs_in_memory_and_says_so(broker, gate
     # A usable folder: durable and ready.
     config["outbox"] = {"path": str(tmp_path / "outbox" / "outbox.db")}
     config["evidence"]["path"] = str(tmp_path / "evidence-durable")
+    del config["cameras"]
     gw = gateways(config, "durable")
     port = gw.api_port()
     kg_e2e.wait_until(lambda: get(port, "/readyz")[0] == 200, 15, what="ready with a durable outbox")
