@@ -120,6 +120,30 @@ std::vector<std::string> doubts(const Gateway& g) {
             "e.g. valid_range: [-40, 60]",
             sensor.id));
     }
+    // On a serial line a unit that stops answering holds the line for its timeout twice (the read, then
+    // the drain of a late answer), and a libmodbus unit ignores the frame after a request to another
+    // unit, so the next read may time out too: with a short interval and stale_after, the units that
+    // answer went offline at each retry of a dead one (the sensors review: every 2 minutes).
+    for (const auto& sensor : g.sensors) {
+        if (sensor.source.kind != SensorSource::Kind::modbus || sensor.source.device.rfind("rtu:", 0) != 0)
+            continue;
+        Duration others{0};
+        for (const auto& other : g.sensors) {
+            if (&other != &sensor && other.source.kind == SensorSource::Kind::modbus &&
+                other.source.device == sensor.source.device)
+                others = std::max(others, other.source.response_timeout);
+        }
+        if (others == Duration::zero()) continue;
+        const auto held = 2 * others + sensor.source.response_timeout;
+        if (sensor.interval + held < sensor.silence_limit()) continue;
+        const auto seconds = [](Duration d) { return std::chrono::duration<double>(d).count(); };
+        out.push_back(fmt::format(
+            "sensor '{}': another unit on {} that stops answering holds the line up to {:.1f} s (its timeout "
+            "twice, and this unit's own read after it); with this sensor's interval that reaches its offline "
+            "limit ({:.1f} s), so it would go offline at each retry of a dead unit: raise its stale_after or "
+            "lower the timeouts",
+            sensor.id, sensor.source.device, seconds(held), seconds(sensor.silence_limit())));
+    }
     // A kind without a field of its own reads `temperature` by default, which for a door or a kind
     // of the site's own is most likely not its number.
     for (const auto& sensor : g.sensors) {

@@ -530,6 +530,25 @@ TEST(ConfigLoader, AModbusTemperatureWithoutAValidRangeIsDoubted) {
         << doubts[0];
 }
 
+// The sensors review: one dead unit on a serial line read every second made the others flap
+// offline at each of its retries. Said when the timing allows it, not for the usual intervals.
+TEST(ConfigLoader, ASerialLineWhoseDeadUnitWouldHoldTheOthersPastTheirLimitIsDoubted) {
+    const auto line = [](const std::string& interval) {
+        return kHead + "sensors:\n" + "  - {id: a, kind: power, interval: " + interval +
+               ", source: {modbus: {device: 'rtu:/dev/ttyUSB0', unit_id: 3, address: 0, timeout: 2s}}}\n" +
+               "  - {id: b, kind: power, interval: " + interval +
+               ", source: {modbus: {device: 'rtu:/dev/ttyUSB0', unit_id: 5, address: 0}}}\n";
+    };
+    const auto tight = kg::config::doubts(load_string(line("1s"), "g.yaml"));
+    ASSERT_EQ(tight.size(), 2u);
+    EXPECT_EQ(tight[1],
+              "sensor 'b': another unit on rtu:/dev/ttyUSB0 that stops answering holds the line up to 5.0 s "
+              "(its timeout twice, and this unit's own read after it); with this sensor's interval that "
+              "reaches its offline limit (3.5 s), so it would go offline at each retry of a dead unit: "
+              "raise its stale_after or lower the timeouts");
+    EXPECT_TRUE(kg::config::doubts(load_string(line("30s"), "g.yaml")).empty());
+}
+
 TEST(ConfigLoader, AModbusTcpUnitIdTakes255) {
     const auto g =
         load_string(kHead +
