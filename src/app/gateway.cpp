@@ -307,15 +307,14 @@ void Gateway::start(CarryOver carried) {
     // "auto" without the project's models (a binary outside its package's layout, a package built
     // without them) ran the cascades with one line naming them: said, with where they were looked for,
     // to the room too, since the accuracy is far from the models'.
-    for (const auto& [check, configured, key] :
-         {std::tuple{"mask", cfg_.mask_detector, "detectors.mask"},
-          std::tuple{"head_covering", cfg_.head_detector, "detectors.head_covering"}}) {
+    for (const auto& [check, configured, key, spec] :
+         {std::tuple{"mask", cfg_.mask_detector, "detectors.mask", "auto:mask"},
+          std::tuple{"head_covering", cfg_.head_detector, "detectors.head_covering", "auto:head"}}) {
         const bool used = std::any_of(cfg_.cameras.begin(), cfg_.cameras.end(), [&](const config::Camera& c) {
             return c.enabled && std::find(c.checks.begin(), c.checks.end(), check) != c.checks.end();
         });
         if (!used || configured != "auto") continue;
-        const auto why =
-            vision::auto_fallback_reason(check == std::string("mask") ? "auto:mask" : "auto:head");
+        const auto why = vision::auto_fallback_reason(spec);
         if (!why.empty())
             config_warnings_.push_back(
                 fmt::format("{} is auto but the project's model was not found ({}): the {} check runs the "
@@ -763,16 +762,14 @@ nlohmann::json Gateway::public_status() const {
                              {"unit", s["unit"]}});
         }
     }
+    // The site's wall clock, to the minute, as `date` is its day: what the page says to parents.
+    const auto change = public_change_ ? nlohmann::json(calendar_.local_text(*public_change_).substr(0, 16))
+                                       : nlohmann::json(nullptr);
     return {{"site", cfg_.site.name},
             {"open", public_open_},
             {"hours", cfg_.public_side.hours},
-            // The site's wall clock, to the minute, as `date` is its day: what the page says to parents.
-            {"opens_at", !public_open_ && public_change_
-                             ? nlohmann::json(calendar_.local_text(*public_change_).substr(0, 16))
-                             : nlohmann::json(nullptr)},
-            {"closes_at", public_open_ && public_change_
-                              ? nlohmann::json(calendar_.local_text(*public_change_).substr(0, 16))
-                              : nlohmann::json(nullptr)},
+            {"opens_at", public_open_ ? nlohmann::json(nullptr) : change},
+            {"closes_at", public_open_ ? change : nlohmann::json(nullptr)},
             {"token_required", !cfg_.public_side.token_secret.empty()},
             {"cameras", cams},
             {"date", calendar_.local_date(now)},

@@ -44,6 +44,12 @@ bool account_breaks_authority(const std::string& url) {
     return url.find('@', a.end) != std::string::npos;
 }
 
+bool at_after_authority(const std::string& url) {
+    const auto a = authority_of(url);
+    return a.start != std::string::npos && url.find(':', a.start) < a.end &&
+           url.find('@', a.end) != std::string::npos;
+}
+
 std::string without_password(const std::string& url) {
     const auto a = authority_of(url);
     if (a.start == std::string::npos) return url;
@@ -52,8 +58,7 @@ std::string without_password(const std::string& url) {
     if (url[a.start] == '[' && a.at == std::string::npos) return url;  // an IPv6 host, no account
     // An '@' after the authority may end a password that holds '/', '?' or '#' (rtsp://admin:p@ss/wd@cam/):
     // then the standard reading would show most of it.
-    const bool at_after = url.find('@', a.end) != std::string::npos;
-    if (a.at != std::string::npos && !account_breaks_authority(url) && !at_after) {
+    if (a.at != std::string::npos && url.find('@', a.end) == std::string::npos) {
         if (colon > a.at) return url;  // a user name only: rtsp://admin@host:554/
         return url.substr(0, colon + 1) + "***" + url.substr(a.at);
     }

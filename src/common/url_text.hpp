@@ -13,6 +13,10 @@ namespace kg {
 // may go, an '@' in a path or query with it, never less).
 std::string without_password(const std::string& url);
 
+// Whether an '@' follows the authority of a URL whose authority holds a ':' (an account or a port):
+// it may end a password holding '/', '?' or '#' unencoded (or belong to a path).
+bool at_after_authority(const std::string& url);
+
 // Whether the host of a URL's authority (what follows the "://" up to the first '/', '?' or '#')
 // seems to end inside its user information: a ':' before that end, not followed by a port, and an
 // '@' after it, as in rtsp://admin:pa/ss@host/ (a password to percent-encode).

@@ -55,13 +55,7 @@ std::vector<std::string> doubts(const Gateway& g) {
     // '/', '?' or '#' unencoded, whose rest the client takes for the path (rtsp://admin:12/34@cam/
     // connects to host "admin", port 12). Said, not refused: an '@' may belong to a path.
     for (const auto& cam : g.cameras) {
-        const auto scheme = cam.url.find("://");
-        if (scheme == std::string::npos || names_v4l2_device(cam.url) || cam.url.rfind("file:", 0) == 0)
-            continue;
-        const auto start = scheme + 3;
-        const auto end = std::min(cam.url.find_first_of("/?#", start), cam.url.size());
-        if (cam.url.find(':', start) < end && cam.url.find('@', end) != std::string::npos &&
-            !account_breaks_authority(cam.url)) {
+        if (at_after_authority(cam.url) && !account_breaks_authority(cam.url)) {
             out.push_back(fmt::format(
                 "camera '{}': its URL ({}) has an '@' after the host: if it ends the password, write the "
                 "password's '/', '?' or '#' percent-encoded (%2F, %3F, %23)",
