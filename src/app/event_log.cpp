@@ -150,6 +150,16 @@ void EventLog::adopt_day(Day earlier) {
     day_ = std::move(earlier);
 }
 
+EventLog::Open EventLog::take_open() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(open_, {});
+}
+
+void EventLog::adopt_open(Open earlier) {
+    std::lock_guard lock(mutex_);
+    open_.merge(earlier);
+}
+
 void EventLog::adopt_history(const std::vector<std::string>& payloads, bool with_day) {
     std::lock_guard lock(mutex_);
     std::map<std::string, std::size_t> raised;  // event id -> its raise in day_, while not ended

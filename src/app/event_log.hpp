@@ -58,6 +58,12 @@ public:
     using Day = std::deque<DayEntry>;
     Day take_day();
     void adopt_day(Day earlier);
+    // The events open now (id -> check), handed over at a reload with the sensors' open events
+    // (SensorHub::stop): the parents' "open now" went on counting them, and their ends, if the
+    // next run sends them, take them out.
+    using Open = std::map<std::string, std::string>;
+    Open take_open();
+    void adopt_open(Open earlier);
 
     // The event messages the runs before this one published (their payloads, oldest first, from the
     // outbox): the local API lists them, and with `with_day` (a start, not a reload, which hands

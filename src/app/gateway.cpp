@@ -337,6 +337,7 @@ void Gateway::start(CarryOver carried) {
     event_log_.adopt_history(history, !carried.from_a_run);
     if (!carried.from_a_run) carry_missed_cycles(history, alive_before, carried);
     event_log_.adopt_day(std::move(carried.event_day));
+    event_log_.adopt_open(std::move(carried.open_events));
     // Not those of this run's own cameras and sensors (a reload that failed fell back to the
     // configuration that has them).
     std::erase_if(carried.cleared_states,
@@ -345,7 +346,12 @@ void Gateway::start(CarryOver carried) {
     // The previous run died without ending its events (SIGKILL, a crash, a power cut): the room
     // would show them open for ever. Ended first, behind whatever that run left queued (their starts
     // among it), and before any camera or sensor here can open an event.
-    for (const auto& end : outbox_.left_open(started_at_, events::kEndRestarted)) event_log_.submit(end);
+    // Not those the reload hands over (adopt() takes them over, or ends them as the stop would have).
+    std::set<std::string> handed_over;
+    for (const auto& [id, c] : carried.sensors)
+        for (const auto& h : c.open) handed_over.insert(h.id);
+    for (const auto& end : outbox_.left_open(started_at_, events::kEndRestarted, handed_over))
+        event_log_.submit(end);
     // Their starts named clips that run never cut: the room gets the clip report it waits for, and
     // a file the crash left at the named path is deleted unless it is a whole clip.
     for (auto& clip : outbox_.clips_left_pending(events::kClipRestarted)) {
@@ -561,7 +567,9 @@ void Gateway::adopt(CarryOver&& carried) {
         sensors_->adopt(std::move(carried));
         return;
     }
-    // No sensors in this run: the minutes the last run had begun go out as they are.
+    // No sensors in this run: the minutes the last run had begun go out as they are, and the events
+    // it handed over end as its stop would have ended them.
+    end_handed_over(event_log_, carried);
     for (auto& [id, c] : carried.sensors) {
         if (auto partial = c.roller.take())
             publish_rollup(outbox_, topics_, cfg_.site.id, c.config, *partial, true);
@@ -614,6 +622,7 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     }
     if (carry != nullptr) {
         carry->event_day = event_log_.take_day();
+        carry->open_events = event_log_.take_open();
         carry->from_a_run = true;
     }
     log_->info("stopped");

@@ -22,6 +22,18 @@ bool has_mqtt_sensors(const config::Gateway& cfg) {
 
 }  // namespace
 
+bool continues_events(const config::Gateway& now, const config::Gateway& next) {
+    return now.site.id == next.site.id && now.mqtt.topic_prefix == next.mqtt.topic_prefix &&
+           now.outbox.path == next.outbox.path;
+}
+
+void end_handed_over(events::EventSink& sink, CarryOver& carried) {
+    for (auto& [id, c] : carried.sensors) {
+        for (const auto& h : c.open) sink.submit(h.end);
+        c.open.clear();
+    }
+}
+
 SensorHub::SensorHub(const SiteContext& site, outbox::Outbox& outbox, publish::MqttLink& link,
                      const publish::Topics& topics)
     : site_(site), outbox_(outbox), link_(link), topics_(topics), log_(site.logging.get("sensors")) {
@@ -102,10 +114,24 @@ void SensorHub::adopt(CarryOver carried) {
                               it->second.rules->sensor().unit == c.config.unit;
             if (!same) {
                 if (auto partial = c.roller.take()) publish_rollup(c.config, *partial);
+                for (auto& h : c.open) out.push_back(std::move(h.end));
                 continue;
             }
             auto& e = it->second;
             e.roller = c.roller;
+            // Before the last reading is applied: a condition it shows goes on in the event taken
+            // over, instead of starting a second one.
+            for (auto& h : c.open) {
+                if (e.rules->take_over(h, c.config, Clock::now(), steady_now)) {
+                    log_->info("sensor {}: its {} alert ({}) goes on after the reload", id, h.end.label,
+                               h.id);
+                } else {
+                    log_->info(
+                        "sensor {}: its {} alert ({}) ends with the reload: its rule or reading changed", id,
+                        h.end.label, h.id);
+                    out.push_back(std::move(h.end));
+                }
+            }
             if (c.last) {
                 e.last = *c.last;
                 e.rules->resume(*c.last, steady_now, out);
@@ -151,10 +177,14 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
             // to the next run at a reload; and no event stays open in the room for a gateway that is gone.
             std::lock_guard lock(mutex_);
             const auto now = Clock::now();
+            const bool continues =
+                carry != nullptr && next != nullptr && continues_events(site_.config, *next);
             for (auto& [id, e] : entries_) {
                 if (carry != nullptr) {
-                    carry->sensors[id] = {e.rules->sensor(), e.last, e.roller, e.rules->cycles(),
-                                          e.rules->silent_since()};
+                    auto& c = carry->sensors[id] = {
+                        e.rules->sensor(), e.last, e.roller, e.rules->cycles(), e.rules->silent_since(), {}};
+                    if (continues && has_sensor(*next, id))
+                        c.open = e.rules->hand_over(now, events::kEndStopped);
                 } else if (auto partial = e.roller.take()) {
                     publish_rollup(e.rules->sensor(), *partial, true);
                 }

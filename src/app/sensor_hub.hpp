@@ -32,13 +32,17 @@ struct CarryOver {
         sensors::Roller roller;
         sensors::SensorRules::Cycles cycles;      // a disinfection cabinet's last cycle and missed one
         std::optional<SteadyPoint> silent_since;  // SensorRules::silent_since()
+        // Its open events, not ended by the stop (SensorRules::hand_over): taken over by the next
+        // run when it judges their conditions alike, else their ends are sent.
+        std::vector<events::EventTracker::Handover> open;
     };
     std::map<std::string, Sensor> sensors;
     // The state topics of the cameras and sensors reloads removed: cleared (an empty retained
     // message) again on each connection of the next run, for the broker that was down when the
     // stopping run cleared them, or would keep their last states for good.
     std::vector<std::string> cleared_states;
-    EventLog::Day event_day;  // the parents' "today" figures
+    EventLog::Day event_day;     // the parents' "today" figures
+    EventLog::Open open_events;  // and the events open now (those handed over, above)
     // The MQTT sensor input, still connected and subscribed, when the next run reads the same broker
     // with the same account and client id (MqttSensorInput::detach): what the sensors send meanwhile waits
     // in its queue for the next run.
@@ -49,6 +53,13 @@ struct CarryOver {
 // One minute's roll-up of a sensor, through the outbox as telemetry. `partial`: another run may
 // send the rest of the minute (it is cut by a stop, or began before this run), so the room adds the
 // two instead of keeping the last.
+// Whether a run of `next` sends its events where `now` does (the same site, topics and outbox), so
+// that an event open in one can go on in the other.
+bool continues_events(const config::Gateway& now, const config::Gateway& next);
+
+// The ends of the events a reload handed over that no run took over: sent as the stop would have.
+void end_handed_over(events::EventSink& sink, CarryOver& carried);
+
 void publish_rollup(outbox::Outbox& outbox, const publish::Topics& topics, const std::string& site,
                     const config::Sensor& sensor, const sensors::Rollup& r, bool partial = false);
 
@@ -63,8 +74,10 @@ public:
     void adopt(CarryOver carried);
     void start();
     // Ends the sensors' events and publishes their states offline. With `carry` (a reload) each
-    // sensor's last reading and minute in progress go there instead of a partial roll-up. The states
-    // of sensors `next` (the reload's configuration) does not have are cleared instead.
+    // sensor's last reading and minute in progress go there instead of a partial roll-up, and so do
+    // the open events of the sensors `next` (the reload's configuration) keeps, unended, when its
+    // events go to the same place (continues_events). The states of sensors `next` does not have
+    // are cleared instead.
     void stop(CarryOver* carry = nullptr, const config::Gateway* next = nullptr);
     // Reading from any input thread.
     void on_reading(const sensors::Reading& reading);
@@ -119,7 +132,8 @@ private:
     std::vector<events::Event> pending_;
     bool stopped_ = false;  // stop() ran: the destructor's call does nothing more
 
-    std::vector<const config::Sensor*> mqtt_sensors_;  // this run's, for the input start() makes or adopt() takes
+    std::vector<const config::Sensor*>
+        mqtt_sensors_;  // this run's, for the input start() makes or adopt() takes
     std::unique_ptr<sensors::MqttSensorInput> mqtt_;
     std::vector<std::unique_ptr<sensors::ModbusPoller>> modbus_;
 };

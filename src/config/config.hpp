@@ -233,6 +233,7 @@ struct Threshold {
     // gateway does not know gives a measurement's defaults, which a detector's alarm must not get
     // unnoticed (config::doubts).
     bool for_given = false, hysteresis_given = false;
+    bool operator==(const Threshold&) const = default;
 };
 
 // A disinfection cabinet counts a cycle only when it stays at or above `setpoint` for `min_time`;
@@ -242,6 +243,7 @@ struct Disinfection {
     Duration min_time{std::chrono::minutes(10)};
     std::string schedule;
     int severity = 2;
+    bool operator==(const Disinfection&) const = default;
 };
 
 struct Sensor {

@@ -166,4 +166,38 @@ std::optional<Event> EventTracker::close(TimePoint t, const std::string& reason,
     return e;
 }
 
+std::optional<EventTracker::Handover> EventTracker::hand_over(TimePoint t, const std::string& reason) {
+    if (!active_) {
+        close(t, reason);  // a condition pending confirmation is forgotten, as at a stop
+        return std::nullopt;
+    }
+    Handover h{id_, start_time_, last_sent_at_, score_, top_score_, last_sent_score_, updates_, boxes_, {}};
+    h.end = *close(t, reason);
+    return h;
+}
+
+bool EventTracker::take_over(const Handover& h, TimePoint t, SteadyPoint steady) {
+    if (active_) return false;
+    active_ = true;
+    improved_ = false;
+    id_ = h.id;
+    start_time_ = h.start_time;
+    // The start on this run's monotonic clock, as far as the wall clock tells: an end whose wall
+    // time the clock set back before the start is dated from it (observe()).
+    start_steady_ = steady - std::chrono::duration_cast<SteadyPoint::duration>(
+                                 std::max(t - h.start_time, TimePoint::duration::zero()));
+    score_ = h.score;
+    top_score_ = h.top_score;
+    evidence_score_ = h.top_score;
+    last_sent_score_ = h.last_sent_score;
+    updates_ = h.updates;
+    boxes_ = h.boxes;
+    last_sent_at_ = h.last_sent_at;
+    last_update_ = steady;
+    present_since_ = Moment{t, steady};
+    absent_since_.reset();
+    pending_top_ = 0;
+    return true;
+}
+
 }  // namespace kg::events

@@ -47,6 +47,26 @@ public:
     std::optional<Event> close(TimePoint t, const std::string& reason,
                                std::optional<SteadyPoint> cooldown_from = std::nullopt);
 
+    // An open event handed from one run to the next at a reload, not ended: the next run's tracker
+    // of the same condition takes it over, so the room sees one alert going on instead of an end
+    // ("gateway stopped", not seen to clear) and a new start with a new id, which it notified and
+    // asked to be acknowledged again after every configuration edit. `end` is what close() would
+    // have sent at the stop: sent instead when the next run judges the condition otherwise.
+    struct Handover {
+        std::string id;
+        TimePoint start_time{}, last_sent_at{};
+        float score = 0, top_score = 0, last_sent_score = 0;
+        std::uint32_t updates = 0;
+        std::vector<vision::Box> boxes;
+        Event end;
+    };
+    // As close(t, reason), but the open event is handed over instead of ended (nothing if none).
+    std::optional<Handover> hand_over(TimePoint t, const std::string& reason);
+    // Makes `h` this tracker's open event, its condition present as of `t`: nothing is sent; what
+    // this run observes goes on with it (updates numbered after the last run's) or clears it. False,
+    // and nothing taken, if an event is open here already.
+    bool take_over(const Handover& h, TimePoint t, SteadyPoint steady);
+
     bool active() const { return active_; }
     // Since when an open event's condition has been seen gone, waiting out `clear`; none otherwise.
     std::optional<TimePoint> clearing_since() const {

@@ -258,10 +258,12 @@ std::optional<std::string> Outbox::store_problem() const {
                        store_problem_);
 }
 
-std::vector<events::Event> Outbox::left_open(TimePoint now, const std::string& reason) {
+std::vector<events::Event> Outbox::left_open(TimePoint now, const std::string& reason,
+                                             const std::set<std::string>& except) {
     std::vector<events::Event> ends;
     try {
         for (const auto& open : store_.open_events()) {
+            if (except.count(open.id) > 0) continue;
             try {
                 ends.push_back(end_from_record(open.id, open.record, now, reason));
             } catch (const std::runtime_error& e) {

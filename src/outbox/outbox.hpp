@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -80,7 +81,9 @@ public:
     // `now` with `reason`, for the caller to submit before anything can open events. A record that
     // cannot be read is logged and forgotten; if the store cannot be read the error is logged and
     // those events are ended at a later start.
-    std::vector<events::Event> left_open(TimePoint now, const std::string& reason);
+    // `except`: events still open on purpose (a reload hands them to the next run).
+    std::vector<events::Event> left_open(TimePoint now, const std::string& reason,
+                                         const std::set<std::string>& except = {});
     // The clips whose starts the previous run committed and whose reports it never did (it died
     // within clip_post of the start), each as a report with `error` and the path the start named
     // (for the caller to look at, and delete what a crash left there); the report takes the record

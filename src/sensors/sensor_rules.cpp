@@ -76,14 +76,62 @@ SensorRules::SensorRules(const config::Sensor& sensor, const rules::Calendar& ca
     }
 }
 
+void SensorRules::decorate(events::Event& e, std::optional<double> value) const {
+    e.from_sensor = true;
+    // A device's "no measurement" (NaN) is no value to show: the message has none.
+    if (value && std::isfinite(*value)) e.value = value;
+    e.unit = sensor_.unit;
+}
+
 void SensorRules::emit(std::optional<events::Event> e, std::optional<double> value,
                        std::vector<events::Event>& out) const {
     if (!e) return;
-    e->from_sensor = true;
-    // A device's "no measurement" (NaN) is no value to show: the message has none.
-    if (value && std::isfinite(*value)) e->value = value;
-    e->unit = sensor_.unit;
+    decorate(*e, value);
     out.push_back(std::move(*e));
+}
+
+std::vector<events::EventTracker::Handover> SensorRules::hand_over(TimePoint now, const std::string& reason) {
+    std::vector<events::EventTracker::Handover> out;
+    const auto take = [&](events::EventTracker& tracker) {
+        if (auto h = tracker.hand_over(now, reason)) {
+            decorate(h->end, value_);
+            out.push_back(std::move(*h));
+        }
+    };
+    for (auto& l : limits_) take(l.tracker);
+    take(offline_);
+    take(invalid_);
+    if (missed_) take(*missed_);
+    return out;
+}
+
+bool SensorRules::take_over(const events::EventTracker::Handover& h, const config::Sensor& before,
+                            TimePoint now, SteadyPoint steady_now) {
+    // Read and judged alike: a new valid_range or silence may make the condition another one (a
+    // sensor "offline" under the old silence that is not under the new, ended as cleared unread).
+    const bool same_sensor = before.source == sensor_.source && before.unit == sensor_.unit &&
+                             before.min_valid == sensor_.min_valid && before.max_valid == sensor_.max_valid &&
+                             before.interval == sensor_.interval && before.stale_after == sensor_.stale_after;
+    if (!same_sensor || h.end.source != sensor_.id) return false;
+    events::EventTracker* tracker = nullptr;
+    const auto& check = h.end.check;
+    const auto& label = h.end.label;
+    if (check == "sensor_health") {
+        tracker = label == "offline" ? &offline_ : label == "invalid" ? &invalid_ : nullptr;
+    } else if (check == "disinfection") {
+        if (missed_ && label == "missed_cycle" && before.disinfection == sensor_.disinfection)
+            tracker = &*missed_;
+    } else if (check == "sensor") {
+        // A threshold changed (an installer raising a limit that alarmed falsely) judges anew: the
+        // alert of the old one ends as at a stop.
+        const auto was = std::find_if(before.thresholds.begin(), before.thresholds.end(),
+                                      [&](const config::Threshold& t) { return t.label == label; });
+        for (auto& l : limits_) {
+            if (l.config->label == label && was != before.thresholds.end() && *was == *l.config)
+                tracker = &l.tracker;
+        }
+    }
+    return tracker != nullptr && tracker->take_over(h, now, steady_now);
 }
 
 void SensorRules::close(TimePoint now, const std::string& reason, std::vector<events::Event>& out) {

@@ -90,6 +90,15 @@ public:
     void tick(TimePoint now, std::vector<events::Event>& out) { tick(now, steady_from_wall(now), out); }
     // Ends every open event of this sensor with `reason` (the gateway stops or reloads).
     void close(TimePoint now, const std::string& reason, std::vector<events::Event>& out);
+    // At a reload, instead of close(): the open events go to the next run unended, each with the
+    // end close() would have sent (EventTracker::Handover). Nothing is left open here.
+    std::vector<events::EventTracker::Handover> hand_over(TimePoint now, const std::string& reason);
+    // Takes over an event the previous run handed over, if this run judges its condition as that
+    // one did (`before`: the sensor as that run had it): read the same way, over the same range and
+    // silence, and the same threshold or disinfection rule. Call before resume(). False: not taken,
+    // and the caller sends its end.
+    bool take_over(const events::EventTracker::Handover& h, const config::Sensor& before, TimePoint now,
+                   SteadyPoint steady_now);
     SensorState state(SteadyPoint steady_now) const;
     SensorState state(TimePoint now) const { return state(steady_from_wall(now)); }
     const config::Sensor& sensor() const { return sensor_; }
@@ -105,6 +114,8 @@ private:
     };
     void emit(std::optional<events::Event> e, std::optional<double> value,
               std::vector<events::Event>& out) const;
+    // What a sensor's messages carry beside the tracker's: the value, the unit.
+    void decorate(events::Event& e, std::optional<double> value) const;
     void track_cycle(double value, TimePoint t);
     // The hot spell in progress lasted until `until`: a complete cycle then, if long enough.
     void extend_cycle(TimePoint until);

@@ -273,3 +273,42 @@ TEST(EventTracker, AWallClockStepForwardDoesNotOpenAnEventEarly) {
     ASSERT_TRUE(start);
     EXPECT_EQ(start->time, at(4605));  // after 5 real seconds
 }
+
+// A reload hands an open event to the next run's tracker: nothing is sent at the hand-over or the
+// take-over, the updates go on numbered after the last run's, and the end carries the id.
+TEST(EventTracker, AnEventHandedOverGoesOnInTheTrackerThatTakesItOver) {
+    kg::events::EventIdGenerator ids;
+    kg::events::TrackerRule rule;
+    rule.confirm = 0s;
+    rule.clear = 2s;
+    rule.update_interval = 1s;
+    rule.update_delta = 0.1f;
+    kg::events::EventTracker first("fridge", "sensor", "too_warm", "", rule, ids);
+    const auto t0 = kg::TimePoint(std::chrono::hours(24 * 365 * 50));
+    ASSERT_TRUE(first.observe(t0, 0.6f));
+    const auto update = first.observe(t0 + 2s, 0.9f);
+    ASSERT_TRUE(update);
+    EXPECT_EQ(update->message_id(), update->id + ":update-1");
+    const auto h = first.hand_over(t0 + 3s, kg::events::kEndStopped);
+    ASSERT_TRUE(h);
+    EXPECT_FALSE(first.active());
+    EXPECT_EQ(h->end.message_id(), h->id + ":end");
+    EXPECT_EQ(h->end.end_reason, "gateway stopped");
+    EXPECT_FALSE(first.hand_over(t0 + 3s, kg::events::kEndStopped)) << "nothing open any more";
+
+    kg::events::EventTracker next("fridge", "sensor", "too_warm", "", rule, ids);
+    ASSERT_TRUE(next.take_over(*h, t0 + 4s, kg::steady_from_wall(t0 + 4s)));
+    EXPECT_TRUE(next.active());
+    EXPECT_FALSE(next.observe(t0 + 4s, 0.9f)) << "the condition goes on: nothing to send";
+    const auto later = next.observe(t0 + 6s, 0.5f);
+    ASSERT_TRUE(later);
+    EXPECT_EQ(later->message_id(), h->id + ":update-2");
+    EXPECT_EQ(later->start_time, t0);
+    EXPECT_FALSE(next.observe(t0 + 7s, 0.0f));
+    const auto end = next.observe(t0 + 9s, 0.0f);
+    ASSERT_TRUE(end);
+    EXPECT_EQ(end->message_id(), h->id + ":end");
+    EXPECT_EQ(end->end_reason, "");
+    EXPECT_EQ(end->end_time, t0 + 7s);
+    EXPECT_FLOAT_EQ(end->top_score, 0.9f);
+}

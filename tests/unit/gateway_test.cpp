@@ -653,11 +653,12 @@ TEST(SensorHub, TheMinutesARestartCutInTwoAreMarkedPartial) {
     EXPECT_NE(second.at(kg::iso8601_utc(minute + 3min)), id);  // another run, another id
 }
 
-// A reload ends every open event (the stop), and the next run raises again what still holds. A
-// sensor never read, offline at the reload, was not offline again until a whole silence of the new
-// run had passed: for a door contact read once an hour, about an hour and a half without an alert
-// (a review: 18 s at a 5 s interval). Its silence is carried, and it is offline again at once.
-TEST(SensorHub, ASensorNeverReadIsOfflineAgainAtOnceAfterAReload) {
+// A reload hands the sensors' open events to the next run instead of ending them: the room saw
+// each alarm end ("gateway stopped", not seen to clear) and a new one start, notified and asked to
+// be acknowledged again, after every configuration edit. A sensor never read, offline at the
+// reload, stays offline in the one alert (its silence is carried: counted afresh, a door contact
+// read once an hour was an hour and a half without one), and its first reading ends it.
+TEST(SensorHub, ASensorOfflineAtAReloadStaysInOneAlertThatItsFirstReadingEnds) {
     TempDir dir;
     const auto cfg = fridge_site("tcp://127.0.0.1:1", dir.path, "", 1);  // offline after 1.5 s
     HubSite h(cfg);
@@ -665,8 +666,8 @@ TEST(SensorHub, ASensorNeverReadIsOfflineAgainAtOnceAfterAReload) {
     const auto offline_events = [&h] {
         std::vector<std::string> out;
         for (const auto& e : h.sink.events)
-            if (e.label == "offline") out.push_back(kg::events::to_string(e.state));
-        h.sink.events.clear();
+            if (e.label == "offline")
+                out.push_back(std::string(kg::events::to_string(e.state)) + ":" + e.end_reason);
         return out;
     };
     kg::app::CarryOver carry;
@@ -677,15 +678,111 @@ TEST(SensorHub, ASensorNeverReadIsOfflineAgainAtOnceAfterAReload) {
         hub.tick(kg::Clock::now(), began + 1600ms, false);
         hub.stop(&carry, &cfg);
     }
-    EXPECT_EQ(offline_events(), (std::vector<std::string>{"start", "end"}))
-        << "offline, then ended by the stop";
+    EXPECT_EQ(offline_events(), std::vector<std::string>{"start:"}) << "not ended by the stop";
+    ASSERT_EQ(carry.sensors.at("fridge").open.size(), 1u);
+    const auto id = h.sink.events.at(0).id;
+    EXPECT_EQ(carry.sensors.at("fridge").open.at(0).id, id);
     std::this_thread::sleep_for(1s);  // the next run begins a second after the first
     kg::app::SensorHub next(site, outbox, link, topics);
     next.adopt(std::move(carry));
-    // 1.7 s after the first run began, 0.7 s after the second: offline since the first run's start.
+    // 1.7 s after the first run began, 0.7 s after the second: offline since the first run's start,
+    // in the alert already open.
     next.tick(kg::Clock::now(), began + 1700ms, false);
-    EXPECT_EQ(offline_events(), std::vector<std::string>{"start"});
+    EXPECT_EQ(offline_events(), std::vector<std::string>{"start:"});
+    EXPECT_EQ(next.states(kg::Clock::now()).at(0).at("conditions"), nlohmann::json::array({"offline"}));
+    next.on_reading({"fridge", 4.0, kg::Clock::now(), std::nullopt});
+    ASSERT_EQ(offline_events(), (std::vector<std::string>{"start:", "end:"})) << "cleared by the reading";
+    EXPECT_EQ(h.sink.events.back().id, id);
     next.stop();
+}
+
+// An open alarm goes on across a reload only where the next run judges it as the last did: with
+// its threshold changed (an installer raising a limit that alarmed falsely) it ends as at a stop,
+// dated at the stop, and the next run judges the reading afresh; so does it for a sensor the reload
+// removes, at the stop. A warm fridge reloaded unchanged stays in its alert, and its updates and
+// end carry its id.
+TEST(SensorHub, AnAlarmGoesOnAcrossAReloadOnlyWhereItsRuleIsTheSame) {
+    TempDir dir;
+    const auto cfg = fridge_site("tcp://127.0.0.1:1", dir.path, R"(
+  - id: freezer
+    location: freezer
+    interval: 1s
+    source: {mqtt: {topic: test/freezer, value: temperature}}
+    thresholds: [{label: too_warm, above: -15, for: 0s, clear_for: 0s}]
+)");
+    HubSite h(cfg);
+    auto [store, outbox, link, topics, site] = std::tie(h.store, h.outbox, h.link, h.topics, h.site);
+    const auto events_of = [&h](const std::string& sensor) {
+        std::vector<std::string> out;
+        for (const auto& e : h.sink.events)
+            if (e.source == sensor)
+                out.push_back(std::string(kg::events::to_string(e.state)) + ":" + e.end_reason);
+        return out;
+    };
+    const auto warm = [](kg::app::SensorHub& hub, double fridge, double freezer) {
+        hub.on_reading({"fridge", fridge, kg::Clock::now(), std::nullopt});
+        hub.on_reading({"freezer", freezer, kg::Clock::now(), std::nullopt});
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    kg::app::CarryOver carry;
+    {
+        kg::app::SensorHub hub(site, outbox, link, topics);
+        warm(hub, 12.0, -5.0);
+        hub.tick(kg::Clock::now(), t0 + 1100ms, false);  // the fridge's `for: 1s` runs out
+        warm(hub, 12.0, -5.0);
+        ASSERT_EQ(events_of("fridge"), std::vector<std::string>{"start:"});
+        ASSERT_EQ(events_of("freezer"), std::vector<std::string>{"start:"});
+        hub.stop(&carry, &cfg);  // the same configuration: both go on
+    }
+    const auto fridge_id =
+        h.sink.events.at(0).source == "fridge" ? h.sink.events.at(0).id : h.sink.events.at(1).id;
+    {
+        kg::app::SensorHub next(site, outbox, link, topics);
+        next.adopt(std::move(carry));
+        warm(next, 12.5, -5.0);
+        next.tick(kg::Clock::now(), std::chrono::steady_clock::now(), false);
+        EXPECT_EQ(events_of("fridge"), std::vector<std::string>{"start:"}) << "one alert across the reload";
+        EXPECT_EQ(events_of("freezer"), std::vector<std::string>{"start:"});
+        carry = {};
+        next.stop(&carry, &cfg);
+    }
+    // The freezer's limit raised to -3: its alert ends as the stop would have ended it (dated then),
+    // and -5 is within the new limit. The fridge's goes on.
+    const auto changed = fridge_site("tcp://127.0.0.1:1", dir.path, R"(
+  - id: freezer
+    location: freezer
+    interval: 1s
+    source: {mqtt: {topic: test/freezer, value: temperature}}
+    thresholds: [{label: too_warm, above: -3, for: 0s, clear_for: 0s}]
+)");
+    const auto stopped_at = kg::Clock::now();
+    HubSite h3(changed);
+    kg::app::SensorHub third(h3.site, h3.outbox, h3.link, h3.topics);
+    third.adopt(std::move(carry));
+    warm(third, 12.5, -5.0);
+    ASSERT_EQ(h3.sink.events.size(), 1u);
+    const auto& ended = h3.sink.events.at(0);
+    EXPECT_EQ(ended.source, "freezer");
+    EXPECT_EQ(std::string(kg::events::to_string(ended.state)), "end");
+    EXPECT_EQ(ended.end_reason, "gateway stopped");
+    EXPECT_LE(ended.time, stopped_at);
+    // The fridge, cool again, ends its alert as cleared, under the id it started with.
+    third.on_reading({"fridge", 4.0, kg::Clock::now(), std::nullopt});
+    third.tick(kg::Clock::now(), std::chrono::steady_clock::now() + 1100ms, false);
+    ASSERT_EQ(h3.sink.events.size(), 2u);
+    EXPECT_EQ(h3.sink.events.at(1).id, fridge_id);
+    EXPECT_EQ(std::string(kg::events::to_string(h3.sink.events.at(1).state)), "end");
+    EXPECT_EQ(h3.sink.events.at(1).end_reason, "");
+    // A freezer alert open when a reload removes the freezer ends at the stop.
+    third.on_reading({"freezer", -1.0, kg::Clock::now(), std::nullopt});
+    ASSERT_EQ(h3.sink.events.size(), 3u);
+    const auto fridge_only = fridge_site("tcp://127.0.0.1:1", dir.path);
+    kg::app::CarryOver last;
+    third.stop(&last, &fridge_only);
+    ASSERT_EQ(h3.sink.events.size(), 4u);
+    EXPECT_EQ(h3.sink.events.at(3).id, h3.sink.events.at(2).id);
+    EXPECT_EQ(h3.sink.events.at(3).end_reason, "gateway stopped");
+    EXPECT_TRUE(last.sensors.at("freezer").open.empty());
 }
 
 // A reload handed the next run the sensor's last reading, impossible or not: after a -127 the held

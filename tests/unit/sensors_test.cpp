@@ -942,6 +942,51 @@ TEST(SensorRules, AStopEndsEveryOpenEventOfTheSensor) {
     EXPECT_TRUE(r.state(at(15)).conditions.empty());
 }
 
+// A reload hands a missed disinfection cycle over instead of ending it and raising it again (one
+// alert in the room, not two to acknowledge): the next run's first cycle ends it, under its id. With
+// the cabinet's rule changed (another set point), its end is sent as the stop would have sent it.
+TEST(SensorRules, AMissedCycleHandedOverAtAReloadGoesOnUntilACycle) {
+    Rig rig;
+    disinfection_cabinet(rig);
+    auto first = rig.make();
+    rig.feed(first, 12 * 60, 14 * 60 + 30, 40.0);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"});
+    const auto id = rig.out.at(0).id;
+    const auto carried = first.cycles();
+    auto open = first.hand_over(at(14 * 60 + 30), kg::events::kEndStopped);
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_EQ(open[0].id, id);
+    EXPECT_EQ(open[0].end.end_reason, "gateway stopped");
+    EXPECT_TRUE(open[0].end.from_sensor);
+    EXPECT_TRUE(first.state(at(14 * 60 + 30)).conditions.empty());
+    EXPECT_EQ(rig.out.size(), 1u) << "nothing sent at the hand-over";
+
+    const auto before = rig.sensor;
+    SensorRules next(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(14 * 60 + 31));
+    ASSERT_TRUE(next.take_over(open[0], before, at(14 * 60 + 31), kg::steady_from_wall(at(14 * 60 + 31))));
+    next.resume({rig.sensor.id, 40.0, at(14 * 60 + 29), std::nullopt}, at(14 * 60 + 31), rig.out);
+    next.resume_cycles(carried, at(14 * 60 + 31), kg::steady_from_wall(at(14 * 60 + 31)), rig.out);
+    EXPECT_EQ(next.state(at(14 * 60 + 31)).conditions, std::vector<std::string>{"missed_cycle"});
+    rig.feed(next, 14 * 60 + 31, 15 * 60, 40.0);
+    EXPECT_EQ(rig.states(), std::vector<std::string>{"disinfection/missed_cycle:start"})
+        << "not raised again";
+    rig.feed(next, 15 * 60, 15 * 60 + 12, 125.0);  // a whole cycle
+    rig.feed(next, 15 * 60 + 12, 15 * 60 + 14, 40.0);
+    ASSERT_EQ(rig.states(),
+              (std::vector<std::string>{"disinfection/missed_cycle:start", "disinfection/missed_cycle:end"}));
+    EXPECT_EQ(rig.out.at(1).id, id);
+    EXPECT_EQ(rig.out.at(1).end_reason, "");
+
+    // Another set point: not taken over; and no tracker takes an event it already has open.
+    auto changed = rig.sensor;
+    changed.disinfection->setpoint = 100;
+    SensorRules other(changed, rig.calendar, rig.schedules, rig.ids, at(14 * 60 + 31));
+    EXPECT_FALSE(other.take_over(open[0], before, at(14 * 60 + 31), kg::steady_from_wall(at(14 * 60 + 31))));
+    SensorRules same(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(14 * 60 + 31));
+    EXPECT_TRUE(same.take_over(open[0], before, at(14 * 60 + 31), kg::steady_from_wall(at(14 * 60 + 31))));
+    EXPECT_FALSE(same.take_over(open[0], before, at(14 * 60 + 31), kg::steady_from_wall(at(14 * 60 + 31))));
+}
+
 TEST(SensorRules, TrueFalseSensorsEndWhenTheStateReturns) {
     // Zigbee2MQTT's {"contact": false} (door open) and {"gas": true} read as 0 and 1. With the
     // default hysteresis of 0.5, `below: 1` ended only above 1.5 and `above: 0` only below -0.5:
