@@ -373,6 +373,12 @@ void Gateway::start(CarryOver carried) {
     pool_.start();
     if (sensors_) sensors_->start();
     for (auto& camera : cameras_) camera->start();
+    // Listed before the first tick: the HTTP sides listen from now on, and a parents' page that
+    // asked in the half second before it found no camera, took every card and player off, and
+    // asked again 10 s later (at every reload: the reload review). Offline until supervised.
+    const auto listed_at = Clock::now();
+    states_.clear();
+    for (auto& camera : cameras_) states_.push_back(camera->final_state(listed_at));
     clip_cutter_.start([this] {
         // A quarter of a second late at most: a clip's post-roll is seconds.
         while (clip_cutter_.wait_for(std::chrono::milliseconds(250))) {
@@ -502,6 +508,7 @@ void Gateway::publish_gateway(TimePoint now) {
 
 void Gateway::publish_states(TimePoint now, bool due) {
     states_.resize(cameras_.size());
+    supervised_ = true;
     for (std::size_t i = 0; i < cameras_.size(); ++i) {
         const auto& state = states_[i] = cameras_[i]->supervise(now);
         // A change of online state is reported at once, not at the next interval.
@@ -812,7 +819,7 @@ bool Gateway::ready(std::string& why_not) const {
     for (const auto& s : states_) {
         if (!s.online) problems.push_back("camera " + s.camera->id + " offline");
     }
-    if (cameras_.size() != states_.size()) problems.push_back("starting");
+    if (!supervised_) problems.push_back("starting");
     for (const auto& [side, note] : listeners_) {
         if (!note.second.empty()) problems.push_back(note.first + " not listening: " + note.second);
     }

@@ -156,7 +156,8 @@ private:
     std::optional<TimePoint> public_change_worked_at_;
     std::unique_ptr<SensorHub> sensors_;
     std::vector<bool> last_online_;
-    std::vector<publish::CameraState> states_;  // as last supervised
+    std::vector<publish::CameraState> states_;  // as last supervised (offline at the start)
+    bool supervised_ = false;                   // the first tick has supervised the cameras
 
     TimePoint started_at_{};
     // config::doubts of the running configuration: in the log at start, in /metrics, and to the room

@@ -232,6 +232,42 @@ TEST(GatewayTick, AWarmFridgeRaisesItsAlertWhileAnEarlierPartFailsOnEveryTick) {
 // impossible readings on the local API. The age is now the good value's, and the public value is
 // shown only while that is younger than the silence that makes a probe offline (here 2 s): a
 // glitch keeps it, a broken probe loses it.
+// The HTTP sides listen as soon as the gateway has started, before its first tick supervised the
+// cameras: the parents' page that asked then found no camera and took every card off for 10 s, at
+// every reload (the reload review). Listed from the start, offline, and not ready until supervised.
+TEST(GatewayPublicStatus, TheCamerasAreListedFromTheStartBeforeTheFirstTick) {
+    TempDir dir;
+    kg::Logging logging("info", false);
+    auto cfg = kg::config::load_string(R"(
+site: {id: test-site, name: Test canteen}
+mqtt: {url: "tcp://127.0.0.1:1", topic_prefix: kitchen}
+outbox: {path: )" + (dir.path / "outbox.db").string() +
+                                           R"(}
+evidence: {path: )" + (dir.path / "evidence").string() +
+                                           R"(, min_free: 1MiB}
+public: {listen: "127.0.0.1:0", hls_dir: )" +
+                                           (dir.path / "hls").string() + R"(}
+cameras:
+  - {id: cooking, url: "rtsp://127.0.0.1:1/cooking", public: true, checks: [camera_health]}
+)",
+                                       "gateway_test.yaml");
+    kg::app::Gateway gateway(cfg, logging);
+    gateway.start();
+    const auto status = gateway.public_status();
+    ASSERT_EQ(status.at("cameras").size(), 1u) << status.dump();
+    EXPECT_EQ(status.at("cameras").at(0).at("id"), "cooking");
+    EXPECT_EQ(status.at("cameras").at(0).at("online"), false);
+    ASSERT_EQ(gateway.cameras().size(), 1u);
+    std::string why;
+    EXPECT_FALSE(gateway.ready(why));
+    EXPECT_NE(why.find("starting"), std::string::npos) << why;
+    gateway.tick();
+    why.clear();
+    EXPECT_FALSE(gateway.ready(why));  // the broker and the camera are away, but it has started
+    EXPECT_EQ(why.find("starting"), std::string::npos) << why;
+    gateway.stop();
+}
+
 TEST(GatewayPublicStatus, ABrokenProbesLastGoodValueIsNotShownAsCurrent) {
     if (!kg::test::TestBroker::available())
         GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
