@@ -132,6 +132,7 @@ void SensorHub::adopt(CarryOver carried) {
                     out.push_back(std::move(h.end));
                 }
             }
+            e.rules->resume_pending(c.pending, c.config, Clock::now(), steady_now);
             if (c.last) {
                 e.last = *c.last;
                 e.rules->resume(*c.last, steady_now, out);
@@ -181,8 +182,13 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
                 carry != nullptr && next != nullptr && continues_events(site_.config, *next);
             for (auto& [id, e] : entries_) {
                 if (carry != nullptr) {
-                    auto& c = carry->sensors[id] = {
-                        e.rules->sensor(), e.last, e.roller, e.rules->cycles(), e.rules->silent_since(), {}};
+                    auto& c = carry->sensors[id] = {e.rules->sensor(),
+                                                    e.last,
+                                                    e.roller,
+                                                    e.rules->cycles(),
+                                                    e.rules->silent_since(),
+                                                    {},
+                                                    e.rules->pending_limits()};
                     if (continues && has_sensor(*next, id))
                         c.open = e.rules->hand_over(now, events::kEndStopped);
                 } else if (auto partial = e.roller.take()) {

@@ -35,6 +35,8 @@ struct CarryOver {
         // Its open events, not ended by the stop (SensorRules::hand_over): taken over by the next
         // run when it judges their conditions alike, else their ends are sent.
         std::vector<events::EventTracker::Handover> open;
+        // Its thresholds' conditions pending confirmation (SensorRules::pending_limits).
+        std::map<std::string, TimePoint> pending;
     };
     std::map<std::string, Sensor> sensors;
     // The state topics of the cameras and sensors reloads removed: cleared (an empty retained

@@ -200,4 +200,9 @@ bool EventTracker::take_over(const Handover& h, TimePoint t, SteadyPoint steady)
     return true;
 }
 
+void EventTracker::resume_pending(TimePoint since, TimePoint now, SteadyPoint steady) {
+    if (active_ || since > now) return;
+    present_since_ = Moment{since, steady - std::chrono::duration_cast<SteadyPoint::duration>(now - since)};
+}
+
 }  // namespace kg::events

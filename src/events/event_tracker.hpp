@@ -67,6 +67,15 @@ public:
     // and nothing taken, if an event is open here already.
     bool take_over(const Handover& h, TimePoint t, SteadyPoint steady);
 
+    // Since when a condition not yet confirmed has been present (its `confirm` running); none when
+    // an event is open or nothing is pending.
+    std::optional<TimePoint> pending_since() const {
+        return !active_ && present_since_ ? std::optional<TimePoint>(present_since_->wall) : std::nullopt;
+    }
+    // A condition the previous run saw pending since `since` (a reload): its `confirm` runs on from
+    // then, as far as the wall clock tells, instead of from this run's first observation.
+    void resume_pending(TimePoint since, TimePoint now, SteadyPoint steady);
+
     bool active() const { return active_; }
     // Since when an open event's condition has been seen gone, waiting out `clear`; none otherwise.
     std::optional<TimePoint> clearing_since() const {

@@ -105,14 +105,44 @@ std::vector<events::EventTracker::Handover> SensorRules::hand_over(TimePoint now
     return out;
 }
 
+bool SensorRules::judged_alike(const config::Sensor& before) const {
+    // A new valid_range or silence may make the condition another one (a sensor "offline" under the
+    // old silence that is not under the new, ended as cleared unread).
+    return before.id == sensor_.id && before.source == sensor_.source && before.unit == sensor_.unit &&
+           before.min_valid == sensor_.min_valid && before.max_valid == sensor_.max_valid &&
+           before.interval == sensor_.interval && before.stale_after == sensor_.stale_after;
+}
+
+SensorRules::Limit* SensorRules::same_limit(const std::string& label, const config::Sensor& before) {
+    // A threshold changed (an installer raising a limit that alarmed falsely) judges anew.
+    const auto was = std::find_if(before.thresholds.begin(), before.thresholds.end(),
+                                  [&](const config::Threshold& t) { return t.label == label; });
+    if (was == before.thresholds.end()) return nullptr;
+    for (auto& l : limits_) {
+        if (l.config->label == label && *was == *l.config) return &l;
+    }
+    return nullptr;
+}
+
+std::map<std::string, TimePoint> SensorRules::pending_limits() const {
+    std::map<std::string, TimePoint> out;
+    for (const auto& l : limits_) {
+        if (const auto since = l.tracker.pending_since()) out[l.config->label] = *since;
+    }
+    return out;
+}
+
+void SensorRules::resume_pending(const std::map<std::string, TimePoint>& pending,
+                                 const config::Sensor& before, TimePoint now, SteadyPoint steady_now) {
+    if (!judged_alike(before)) return;
+    for (const auto& [label, since] : pending) {
+        if (auto* l = same_limit(label, before)) l->tracker.resume_pending(since, now, steady_now);
+    }
+}
+
 bool SensorRules::take_over(const events::EventTracker::Handover& h, const config::Sensor& before,
                             TimePoint now, SteadyPoint steady_now) {
-    // Read and judged alike: a new valid_range or silence may make the condition another one (a
-    // sensor "offline" under the old silence that is not under the new, ended as cleared unread).
-    const bool same_sensor = before.source == sensor_.source && before.unit == sensor_.unit &&
-                             before.min_valid == sensor_.min_valid && before.max_valid == sensor_.max_valid &&
-                             before.interval == sensor_.interval && before.stale_after == sensor_.stale_after;
-    if (!same_sensor || h.end.source != sensor_.id) return false;
+    if (!judged_alike(before) || h.end.source != sensor_.id) return false;
     events::EventTracker* tracker = nullptr;
     const auto& check = h.end.check;
     const auto& label = h.end.label;
@@ -122,14 +152,8 @@ bool SensorRules::take_over(const events::EventTracker::Handover& h, const confi
         if (missed_ && label == "missed_cycle" && before.disinfection == sensor_.disinfection)
             tracker = &*missed_;
     } else if (check == "sensor") {
-        // A threshold changed (an installer raising a limit that alarmed falsely) judges anew: the
-        // alert of the old one ends as at a stop.
-        const auto was = std::find_if(before.thresholds.begin(), before.thresholds.end(),
-                                      [&](const config::Threshold& t) { return t.label == label; });
-        for (auto& l : limits_) {
-            if (l.config->label == label && was != before.thresholds.end() && *was == *l.config)
-                tracker = &l.tracker;
-        }
+        // The alert of a changed threshold ends as at a stop.
+        if (auto* l = same_limit(label, before)) tracker = &l->tracker;
     }
     return tracker != nullptr && tracker->take_over(h, now, steady_now);
 }

@@ -99,6 +99,14 @@ public:
     // and the caller sends its end.
     bool take_over(const events::EventTracker::Handover& h, const config::Sensor& before, TimePoint now,
                    SteadyPoint steady_now);
+    // The thresholds whose condition is pending confirmation (`for` running): label -> since when.
+    // Read at a reload before hand_over() and close(), which forget them.
+    std::map<std::string, TimePoint> pending_limits() const;
+    // Before resume(): a condition the previous run had pending, of a threshold judged as there
+    // (as take_over()), is pending here from the same moment. Its `for` started again at each
+    // reload: a site that reloads every few minutes never heard of a fridge warm for an hour.
+    void resume_pending(const std::map<std::string, TimePoint>& pending, const config::Sensor& before,
+                        TimePoint now, SteadyPoint steady_now);
     SensorState state(SteadyPoint steady_now) const;
     SensorState state(TimePoint now) const { return state(steady_from_wall(now)); }
     const config::Sensor& sensor() const { return sensor_; }
@@ -114,6 +122,11 @@ private:
     };
     void emit(std::optional<events::Event> e, std::optional<double> value,
               std::vector<events::Event>& out) const;
+    // Whether this sensor is read and judged as `before` was: the same source, unit, valid range
+    // and silence.
+    bool judged_alike(const config::Sensor& before) const;
+    // The threshold of `label`, if `before` had it with the same settings.
+    Limit* same_limit(const std::string& label, const config::Sensor& before);
     // What a sensor's messages carry beside the tracker's: the value, the unit.
     void decorate(events::Event& e, std::optional<double> value) const;
     void track_cycle(double value, TimePoint t);

@@ -987,6 +987,38 @@ TEST(SensorRules, AMissedCycleHandedOverAtAReloadGoesOnUntilACycle) {
     EXPECT_FALSE(same.take_over(open[0], before, at(14 * 60 + 31), kg::steady_from_wall(at(14 * 60 + 31))));
 }
 
+// A warm fridge whose `for` was running at a reload: the next run goes on counting from when the
+// condition began, not from the reload (a site reloading every few minutes never heard of a fridge
+// warm for an hour). Not for a threshold whose settings changed.
+TEST(SensorRules, AConditionPendingAtAReloadKeepsItsTime) {
+    for (const bool changed : {false, true}) {
+        Rig rig;
+        rig.sensor.id = "fridge";
+        rig.sensor.interval = 1min;
+        rig.sensor.thresholds = {above(8.0, 10min)};
+        auto first = rig.make();
+        rig.feed(first, 0, 6, 12.0);  // warm since 0:00, reloaded at 0:06
+        const auto pending = first.pending_limits();
+        ASSERT_EQ(pending.size(), 1u);
+        EXPECT_EQ(pending.at("too_warm"), at(0));
+        const auto before = rig.sensor;
+        if (changed) rig.sensor.thresholds[0].value = 9.0;
+        SensorRules next(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(6));
+        next.resume_pending(pending, before, at(6), kg::steady_from_wall(at(6)));
+        next.resume({rig.sensor.id, 12.0, at(5), std::nullopt}, at(6), rig.out);
+        rig.feed(next, 6, 11, 12.0);
+        if (!changed) {
+            ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/too_warm:start"});
+            EXPECT_EQ(rig.out[0].start_time, at(0));
+        } else {
+            EXPECT_TRUE(rig.out.empty()) << "judged afresh from the reload";
+            rig.feed(next, 11, 17, 12.0);
+            ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/too_warm:start"});
+            EXPECT_EQ(rig.out[0].start_time, at(6));
+        }
+    }
+}
+
 TEST(SensorRules, TrueFalseSensorsEndWhenTheStateReturns) {
     // Zigbee2MQTT's {"contact": false} (door open) and {"gas": true} read as 0 and 1. With the
     // default hysteresis of 0.5, `below: 1` ended only above 1.5 and `above: 0` only below -0.5:
