@@ -248,6 +248,20 @@ void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
     conditions_.clear();
 }
 
+std::optional<events::EventTracker::Handover> CameraPipeline::hand_over_offline(TimePoint now,
+                                                                                const std::string& reason) {
+    return offline_->hand_over(now, reason);
+}
+
+bool CameraPipeline::take_over_offline(const events::EventTracker::Handover& h,
+                                       const config::Camera& before) {
+    if (before.id != camera_.id || before.url != camera_.url ||
+        before.health.offline_after != camera_.health.offline_after)
+        return false;
+    const auto steady = std::chrono::steady_clock::now();
+    return offline_->take_over(h, Clock::now(), steady);
+}
+
 bool CameraPipeline::blinded(const std::string& check) {
     // Not after_hours_motion: a dark store room is "black", and a torch or a rat moving in it is
     // what that check is for (the review of the change: it never fired with the lights off). Nor

@@ -60,6 +60,14 @@ public:
     // Sends an end (with `reason`) for every open event of this camera. Only once stopped and its
     // frames are no longer analysed: the trackers belong to the analysis thread while it runs.
     void close_events(TimePoint now, const std::string& reason);
+    // At a reload, before close_events(): the camera's offline event, if open, is handed to the next
+    // run instead of ended (EventTracker::Handover), so that a camera down for days is one outage
+    // in the room, not one more at each configuration edit, its start time kept. Supervisor side.
+    std::optional<events::EventTracker::Handover> hand_over_offline(TimePoint now, const std::string& reason);
+    // Before start(): takes over the offline event the previous run's pipeline of this camera handed
+    // over, if this one is fetched from the same place and judged offline after the same silence
+    // (`before`: the camera as that run had it). It ends when frames are back, as its own would.
+    bool take_over_offline(const events::EventTracker::Handover& h, const config::Camera& before);
     // Cuts and reports the clips still waiting for their post-roll (EventEvidence::flush). Only
     // once stopped: the ring no longer grows and no new clip is pending.
     void flush_clips(std::chrono::steady_clock::time_point deadline);

@@ -350,6 +350,7 @@ void Gateway::start(CarryOver carried) {
     std::set<std::string> handed_over;
     for (const auto& [id, c] : carried.sensors)
         for (const auto& h : c.open) handed_over.insert(h.id);
+    for (const auto& [id, c] : carried.camera_offline) handed_over.insert(c.open.id);
     for (const auto& end : outbox_.left_open(started_at_, events::kEndRestarted, handed_over))
         event_log_.submit(end);
     // Their starts named clips that run never cut: the room gets the clip report it waits for, and
@@ -570,6 +571,18 @@ void Gateway::carry_missed_cycles(const std::vector<std::string>& history, std::
 }
 
 void Gateway::adopt(CarryOver&& carried) {
+    for (auto& [id, c] : carried.camera_offline) {
+        const auto it = std::find_if(cameras_.begin(), cameras_.end(),
+                                     [&id = id](const auto& camera) { return camera->camera().id == id; });
+        if (it != cameras_.end() && (*it)->take_over_offline(c.open, c.config)) {
+            log_->info("camera {}: its offline alert ({}) goes on after the reload", id, c.open.id);
+        } else {
+            log_->info("camera {}: its offline alert ({}) ends with the reload: the camera changed", id,
+                       c.open.id);
+            event_log_.submit(c.open.end);
+        }
+    }
+    carried.camera_offline.clear();
     if (sensors_) {
         sensors_->adopt(std::move(carried));
         return;
@@ -594,7 +607,15 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     // Committed before the link closes: the room sees every open event end, and the next start
     // opens a new one if the condition is still there, instead of a second alert beside this one.
     const auto now = Clock::now();
-    for (auto& camera : cameras_) camera->close_events(now, events::kEndStopped);
+    const bool continues = carry != nullptr && next != nullptr && continues_events(cfg_, *next);
+    for (auto& camera : cameras_) {
+        const auto& id = camera->camera().id;
+        if (continues && has_camera(*next, id)) {
+            if (auto h = camera->hand_over_offline(now, events::kEndStopped))
+                carry->camera_offline[id] = {camera->camera(), std::move(*h)};
+        }
+        camera->close_events(now, events::kEndStopped);
+    }
     // The retained states must not keep showing the conditions whose events just ended, nor a camera
     // as watched that nobody watches now: a reload may have removed it, and its last state would
     // stay on the broker, and in the room, for good (as the sensors' do, SensorHub::stop).

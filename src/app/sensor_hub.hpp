@@ -39,6 +39,13 @@ struct CarryOver {
         std::map<std::string, TimePoint> pending;
     };
     std::map<std::string, Sensor> sensors;
+    // The cameras' open offline events (CameraPipeline::hand_over_offline), by camera id, with the
+    // camera as that run had it.
+    struct CameraOffline {
+        config::Camera config;
+        events::EventTracker::Handover open;
+    };
+    std::map<std::string, CameraOffline> camera_offline;
     // The state topics of the cameras and sensors reloads removed: cleared (an empty retained
     // message) again on each connection of the next run, for the broker that was down when the
     // stopping run cleared them, or would keep their last states for good.

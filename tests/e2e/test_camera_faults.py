@@ -6,7 +6,10 @@ whose assertions are a rate or a stall's timing, which run alone (tests/e2e/CMak
 
 import re
 import subprocess
+import signal
 import time
+
+import yaml
 
 import kg_e2e
 from kg_e2e import frames_flowing, latest_state, parse_time
@@ -114,6 +117,43 @@ def test_a_stop_with_a_camera_offline_ends_its_offline_event_and_opens_none(brok
         [("start", None), ("end", "gateway stopped")], collector.events()
     state = collector.last_json(STATE.format("gone"))
     assert state["online"] is False and state["conditions"] == [], state
+    schemas.validate_all(collector)
+
+
+def test_a_camera_down_across_a_reload_is_one_outage(broker, collector, schemas, gateways, tmp_path):
+    """A reload ended a dead camera's offline event ("gateway stopped") and raised a new one
+    `offline_after` later: a camera down for a week was as many outages in the room as there were
+    configuration edits, each to acknowledge again, and the outage's start was lost (the reload
+    review). The offline event goes on in the next run, when the camera is fetched from the same URL;
+    one whose URL the reload changed ends with it, as before."""
+    cams = [kg_e2e.camera("gone", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/x", health={"offline_after": "2s"}),
+            kg_e2e.camera("moved", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/x", health={"offline_after": "2s"})]
+    cfg = kg_e2e.base_config(broker, cams, tmp_path)
+    gw = gateways(cfg)
+
+    def offline(camera):
+        return [(e["id"], e["state"], e.get("end_reason")) for e in collector.events()
+                if e["camera"] == camera and e["label"] == "offline" and e["state"] != "update"]
+
+    collector.wait_for(lambda: offline("gone") and offline("moved"), 15, what="both cameras offline")
+    gone_id = offline("gone")[0][0]
+    cfg["cameras"][1]["url"] = f"rtsp://127.0.0.1:{kg_e2e.free_port()}/y"
+    gw.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    gw.proc.send_signal(signal.SIGHUP)
+    kg_e2e.wait_until(lambda: "camera gone: its offline alert" in gw.output(), 20, what="the reloaded run")
+    # The moved camera's outage ends with the reload and a new one starts after its silence.
+    collector.wait_for(lambda: len(offline("moved")) >= 3, 15, what="the moved camera's end and new outage")
+    time.sleep(3)  # past the reloaded run's offline_after
+    assert offline("gone") == [(gone_id, "start", None)], offline("gone")
+    moved = offline("moved")
+    assert [(s, r) for _, s, r in moved] == [("start", None), ("end", "gateway stopped"), ("start", None)], moved
+    assert moved[0][0] == moved[1][0] != moved[2][0], moved
+    state = collector.last_json(STATE.format("gone"))
+    assert state["online"] is False and state["conditions"] == ["offline"], state
+    assert "ending them with" not in gw.output()  # not taken for left open by a crash
+    assert gw.terminate() == 0
+    collector.wait_for(lambda: len(offline("gone")) >= 2, 5, what="the outage's end at the stop")
+    assert offline("gone") == [(gone_id, "start", None), (gone_id, "end", "gateway stopped")], offline("gone")
     schemas.validate_all(collector)
 
 
