@@ -229,17 +229,20 @@ int malloc_arenas() {
 }
 
 // Arenas added while twice the bound's threads allocate at the same moment, as a reload's new camera
-// and analysis threads do.
+// and analysis threads do. None lets go of its blocks, or ends, before all have allocated: on a
+// loaded machine a thread that ran its whole loop and ended before another began handed that one
+// its arena (glibc's free list), and the unbounded case saw fewer arenas than threads (a CI run).
 int arenas_added_by_threads_allocating_at_once() {
     const int before = malloc_arenas();
     const int count = 2 * kg::malloc_arena_bound();
-    std::barrier start(count);
+    std::barrier start(count), allocated(count);
     std::vector<std::thread> threads;
     for (int t = 0; t < count; ++t) {
-        threads.emplace_back([&start] {
+        threads.emplace_back([&start, &allocated] {
             start.arrive_and_wait();
             std::vector<void*> blocks;
             for (int i = 0; i < 20000; ++i) blocks.push_back(std::malloc(64 + i % 512));
+            allocated.arrive_and_wait();
             for (void* b : blocks) std::free(b);
         });
     }
