@@ -345,6 +345,9 @@ int run(kg::config::Gateway cfg, const std::string& config_path, const kg::Proce
             // Logged by run_once. What the stopped run handed over is still in `carry` if the run
             // that failed was not built; one that failed to start took it with it.
             if (!previous) return 1;
+            // Taken by the failed start, what was handed over is in the outbox's record of open
+            // events alone: the next start ends it, as a stop's (not a crash's) ends.
+            if (!carry.from_a_run) carry.hand_over_lost = true;
             last_reload = kg::app::Gateway::ReloadOutcome{kg::Clock::now(), false};
             cfg = std::move(*std::exchange(previous, std::nullopt));
             continue;

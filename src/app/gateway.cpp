@@ -351,7 +351,8 @@ void Gateway::start(CarryOver carried) {
     for (const auto& [id, c] : carried.sensors)
         for (const auto& h : c.open) handed_over.insert(h.id);
     for (const auto& [id, c] : carried.camera_offline) handed_over.insert(c.open.id);
-    for (const auto& end : outbox_.left_open(started_at_, events::kEndRestarted, handed_over))
+    for (const auto& end : outbox_.left_open(
+             started_at_, carried.hand_over_lost ? events::kEndStopped : events::kEndRestarted, handed_over))
         event_log_.submit(end);
     // Their starts named clips that run never cut: the room gets the clip report it waits for, and
     // a file the crash left at the named path is deleted unless it is a whole clip.

@@ -36,7 +36,7 @@ struct CarryOver {
         // run when it judges their conditions alike, else their ends are sent.
         std::vector<events::EventTracker::Handover> open;
         // Its thresholds' conditions pending confirmation (SensorRules::pending_limits).
-        std::map<std::string, TimePoint> pending;
+        std::map<std::size_t, TimePoint> pending;
     };
     std::map<std::string, Sensor> sensors;
     // The cameras' open offline events (CameraPipeline::hand_over_offline), by camera id, with the
@@ -57,6 +57,10 @@ struct CarryOver {
     // in its queue for the next run.
     std::unique_ptr<sensors::MqttSensorInput> mqtt_input;
     bool from_a_run = false;  // handed over by a run of this process (a reload), not a fresh start
+    // A reload's next run failed in its start and took what was handed over with it: the events
+    // it left open in the outbox were ended by no crash, and end as stopped (the run after is the
+    // configuration before, started again).
+    bool hand_over_lost = false;
 };
 
 // One minute's roll-up of a sensor, through the outbox as telemetry. `partial`: another run may

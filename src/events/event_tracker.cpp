@@ -171,7 +171,8 @@ std::optional<EventTracker::Handover> EventTracker::hand_over(TimePoint t, const
         close(t, reason);  // a condition pending confirmation is forgotten, as at a stop
         return std::nullopt;
     }
-    Handover h{id_, start_time_, last_sent_at_, score_, top_score_, last_sent_score_, updates_, boxes_, {}};
+    Handover h{id_,    start_time_, last_sent_at_,   score_, top_score_, last_sent_score_, updates_,
+               boxes_, {},          clearing_since()};
     h.end = *close(t, reason);
     return h;
 }
@@ -196,6 +197,10 @@ bool EventTracker::take_over(const Handover& h, TimePoint t, SteadyPoint steady)
     last_update_ = steady;
     present_since_ = Moment{t, steady};
     absent_since_.reset();
+    if (h.clearing_since && *h.clearing_since <= t)
+        absent_since_ =
+            Moment{*h.clearing_since,
+                   steady - std::chrono::duration_cast<SteadyPoint::duration>(t - *h.clearing_since)};
     pending_top_ = 0;
     return true;
 }

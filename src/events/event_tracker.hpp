@@ -59,6 +59,12 @@ public:
         std::uint32_t updates = 0;
         std::vector<vision::Box> boxes;
         Event end;
+        // Since when its condition has been seen gone, waiting out `clear`: the clear goes on from
+        // then in the next run (restarted, a reload every few minutes kept an alert open for good).
+        std::optional<TimePoint> clearing_since;
+        // Which of its owner's trackers it came from (SensorRules: the threshold's index), where
+        // labels alone may not tell (two thresholds of one label).
+        int slot = -1;
     };
     // As close(t, reason), but the open event is handed over instead of ended (nothing if none).
     std::optional<Handover> hand_over(TimePoint t, const std::string& reason);

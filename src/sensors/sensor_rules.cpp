@@ -92,16 +92,17 @@ void SensorRules::emit(std::optional<events::Event> e, std::optional<double> val
 
 std::vector<events::EventTracker::Handover> SensorRules::hand_over(TimePoint now, const std::string& reason) {
     std::vector<events::EventTracker::Handover> out;
-    const auto take = [&](events::EventTracker& tracker) {
+    const auto take = [&](events::EventTracker& tracker, int slot) {
         if (auto h = tracker.hand_over(now, reason)) {
             decorate(h->end, value_);
+            h->slot = slot;
             out.push_back(std::move(*h));
         }
     };
-    for (auto& l : limits_) take(l.tracker);
-    take(offline_);
-    take(invalid_);
-    if (missed_) take(*missed_);
+    for (std::size_t i = 0; i < limits_.size(); ++i) take(limits_[i].tracker, static_cast<int>(i));
+    take(offline_, -1);
+    take(invalid_, -1);
+    if (missed_) take(*missed_, -1);
     return out;
 }
 
@@ -113,30 +114,25 @@ bool SensorRules::judged_alike(const config::Sensor& before) const {
            before.interval == sensor_.interval && before.stale_after == sensor_.stale_after;
 }
 
-SensorRules::Limit* SensorRules::same_limit(const std::string& label, const config::Sensor& before) {
+SensorRules::Limit* SensorRules::same_limit(std::size_t index, const config::Sensor& before) {
     // A threshold changed (an installer raising a limit that alarmed falsely) judges anew.
-    const auto was = std::find_if(before.thresholds.begin(), before.thresholds.end(),
-                                  [&](const config::Threshold& t) { return t.label == label; });
-    if (was == before.thresholds.end()) return nullptr;
-    for (auto& l : limits_) {
-        if (l.config->label == label && *was == *l.config) return &l;
-    }
-    return nullptr;
+    if (index >= limits_.size() || index >= before.thresholds.size()) return nullptr;
+    return before.thresholds[index] == *limits_[index].config ? &limits_[index] : nullptr;
 }
 
-std::map<std::string, TimePoint> SensorRules::pending_limits() const {
-    std::map<std::string, TimePoint> out;
-    for (const auto& l : limits_) {
-        if (const auto since = l.tracker.pending_since()) out[l.config->label] = *since;
+std::map<std::size_t, TimePoint> SensorRules::pending_limits() const {
+    std::map<std::size_t, TimePoint> out;
+    for (std::size_t i = 0; i < limits_.size(); ++i) {
+        if (const auto since = limits_[i].tracker.pending_since()) out[i] = *since;
     }
     return out;
 }
 
-void SensorRules::resume_pending(const std::map<std::string, TimePoint>& pending,
+void SensorRules::resume_pending(const std::map<std::size_t, TimePoint>& pending,
                                  const config::Sensor& before, TimePoint now, SteadyPoint steady_now) {
     if (!judged_alike(before)) return;
-    for (const auto& [label, since] : pending) {
-        if (auto* l = same_limit(label, before)) l->tracker.resume_pending(since, now, steady_now);
+    for (const auto& [index, since] : pending) {
+        if (auto* l = same_limit(index, before)) l->tracker.resume_pending(since, now, steady_now);
     }
 }
 
@@ -151,9 +147,10 @@ bool SensorRules::take_over(const events::EventTracker::Handover& h, const confi
     } else if (check == "disinfection") {
         if (missed_ && label == "missed_cycle" && before.disinfection == sensor_.disinfection)
             tracker = &*missed_;
-    } else if (check == "sensor") {
+    } else if (check == "sensor" && h.slot >= 0) {
         // The alert of a changed threshold ends as at a stop.
-        if (auto* l = same_limit(label, before)) tracker = &l->tracker;
+        auto* l = same_limit(static_cast<std::size_t>(h.slot), before);
+        if (l != nullptr && l->config->label == label) tracker = &l->tracker;
     }
     return tracker != nullptr && tracker->take_over(h, now, steady_now);
 }

@@ -60,7 +60,13 @@ public:
     // run (its alert ended by the stop and raised again minutes, or hours, later).
     SteadyPoint silent_since() const { return last_arrival_steady_.value_or(started_steady_); }
     void resume_silence(SteadyPoint since) {
-        if (!last_arrival_steady_) started_steady_ = std::min(started_steady_, since);
+        // Impossible readings after the last good one (which resume() takes) kept the sensor online
+        // there: taken for silent since the good one, a broken probe went offline at each reload.
+        if (last_arrival_steady_) {
+            last_arrival_steady_ = std::max(*last_arrival_steady_, since);
+        } else {
+            started_steady_ = std::min(started_steady_, since);
+        }
     }
     // What a disinfection cabinet's rules know that its readings do not: the last complete cycle,
     // and a missed cycle open since the end of a window. Handed to the next run at a reload.
@@ -99,13 +105,13 @@ public:
     // and the caller sends its end.
     bool take_over(const events::EventTracker::Handover& h, const config::Sensor& before, TimePoint now,
                    SteadyPoint steady_now);
-    // The thresholds whose condition is pending confirmation (`for` running): label -> since when.
-    // Read at a reload before hand_over() and close(), which forget them.
-    std::map<std::string, TimePoint> pending_limits() const;
+    // The thresholds whose condition is pending confirmation (`for` running): the threshold's index
+    // -> since when. Read at a reload before hand_over() and close(), which forget them.
+    std::map<std::size_t, TimePoint> pending_limits() const;
     // Before resume(): a condition the previous run had pending, of a threshold judged as there
     // (as take_over()), is pending here from the same moment. Its `for` started again at each
     // reload: a site that reloads every few minutes never heard of a fridge warm for an hour.
-    void resume_pending(const std::map<std::string, TimePoint>& pending, const config::Sensor& before,
+    void resume_pending(const std::map<std::size_t, TimePoint>& pending, const config::Sensor& before,
                         TimePoint now, SteadyPoint steady_now);
     SensorState state(SteadyPoint steady_now) const;
     SensorState state(TimePoint now) const { return state(steady_from_wall(now)); }
@@ -125,8 +131,9 @@ private:
     // Whether this sensor is read and judged as `before` was: the same source, unit, valid range
     // and silence.
     bool judged_alike(const config::Sensor& before) const;
-    // The threshold of `label`, if `before` had it with the same settings.
-    Limit* same_limit(const std::string& label, const config::Sensor& before);
+    // The threshold at `index`, if `before` had it there with the same settings (labels need not
+    // be unique: two thresholds of one label swapped their alerts).
+    Limit* same_limit(std::size_t index, const config::Sensor& before);
     // What a sensor's messages carry beside the tracker's: the value, the unit.
     void decorate(events::Event& e, std::optional<double> value) const;
     void track_cycle(double value, TimePoint t);

@@ -1000,7 +1000,7 @@ TEST(SensorRules, AConditionPendingAtAReloadKeepsItsTime) {
         rig.feed(first, 0, 6, 12.0);  // warm since 0:00, reloaded at 0:06
         const auto pending = first.pending_limits();
         ASSERT_EQ(pending.size(), 1u);
-        EXPECT_EQ(pending.at("too_warm"), at(0));
+        EXPECT_EQ(pending.at(0), at(0));
         const auto before = rig.sensor;
         if (changed) rig.sensor.thresholds[0].value = 9.0;
         SensorRules next(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(6));
@@ -1017,6 +1017,98 @@ TEST(SensorRules, AConditionPendingAtAReloadKeepsItsTime) {
             EXPECT_EQ(rig.out[0].start_time, at(6));
         }
     }
+}
+
+namespace {
+
+// A reload as SensorHub::stop and adopt make it: the open events handed over and taken over, the
+// pending conditions and the silence carried, the last valid reading resumed.
+std::unique_ptr<SensorRules> reloaded(Rig& rig, SensorRules& run, double minute, std::optional<double> last) {
+    const auto before = rig.sensor;
+    const auto silent = run.silent_since();
+    const auto pending = run.pending_limits();
+    auto open = run.hand_over(at(minute), kg::events::kEndStopped);
+    auto next = std::make_unique<SensorRules>(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(minute));
+    for (auto& h : open) {
+        if (!next->take_over(h, before, at(minute), kg::steady_from_wall(at(minute))))
+            rig.out.push_back(h.end);
+    }
+    next->resume_pending(pending, before, at(minute), kg::steady_from_wall(at(minute)));
+    if (last) next->resume({rig.sensor.id, *last, at(minute - 1), std::nullopt}, at(minute), rig.out);
+    next->resume_silence(silent);
+    return next;
+}
+
+}  // namespace
+
+// The review of the hand-over: a condition seen gone at a reload started its clear again in the
+// next run, so that a site reloading more often than `clear_for` kept the alert open for good. The
+// clear goes on from when the condition was first seen gone.
+TEST(SensorRules, AConditionClearingAtAReloadEndsWhenItsClearRunsOut) {
+    Rig rig;
+    rig.sensor.id = "fridge";
+    rig.sensor.interval = 1min;
+    auto th = above(8.0, 0min);
+    th.clear_for = 15min;
+    rig.sensor.thresholds = {th};
+    auto run = std::make_unique<SensorRules>(rig.make());
+    rig.feed(*run, 0, 20, 12.0);  // warm 0..20
+    rig.feed(*run, 20, 25, 4.0);  // cool from 20
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/too_warm:start"});
+    for (double m = 25; m < 60; m += 5) {  // a reload every 5 minutes
+        run = reloaded(rig, *run, m, 4.0);
+        rig.feed(*run, m, m + 5, 4.0);
+    }
+    ASSERT_EQ(rig.states(), (std::vector<std::string>{"sensor/too_warm:start", "sensor/too_warm:end"}));
+    EXPECT_EQ(rig.out[1].end_time, at(20));
+    EXPECT_EQ(rig.out[1].end_reason, "");
+    EXPECT_EQ(rig.out[1].time, at(35));
+}
+
+// A probe reading only impossible values for longer than a silence: the next run took it for
+// silent since its last good reading, raised `offline` and ended the `invalid` handed over.
+TEST(SensorRules, AnInvalidProbeHandedOverAtAReloadStaysInvalidNotOffline) {
+    Rig rig;
+    rig.sensor.id = "fridge";
+    rig.sensor.interval = 1min;
+    rig.sensor.min_valid = -40;
+    rig.sensor.max_valid = 60;
+    auto first = rig.make();
+    rig.feed(first, 0, 2, 4.0);
+    rig.feed(first, 2, 10, -127.0);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor_health/invalid:start"});
+    auto next = reloaded(rig, first, 10, 4.0);
+    next->tick(at(10), rig.out);
+    rig.feed(*next, 10, 14, -127.0);
+    EXPECT_EQ(rig.states(), std::vector<std::string>{"sensor_health/invalid:start"});
+    EXPECT_EQ(next->state(at(14)).conditions, std::vector<std::string>{"invalid"});
+}
+
+// Two thresholds of one label (every unlabelled `above` is `too_high`): the open alert of one went
+// into the other's tracker at a reload, and the first raised a second alert for the same condition.
+TEST(SensorRules, TwoThresholdsOfOneLabelKeepTheirOwnAlertsAcrossAReload) {
+    Rig rig;
+    rig.sensor.id = "fridge";
+    rig.sensor.interval = 1min;
+    auto warn = above(5.0, 30min, "too_high");
+    warn.severity = 3;
+    auto crit = above(8.0, 10min, "too_high");
+    crit.severity = 1;
+    rig.sensor.thresholds = {warn, crit};
+    auto first = rig.make();
+    rig.feed(first, 0, 15, 9.0);
+    ASSERT_EQ(rig.out.size(), 1u);
+    const auto crit_id = rig.out[0].id;
+    auto next = reloaded(rig, first, 15, 9.0);
+    rig.feed(*next, 15, 40, 9.0);
+    rig.feed(*next, 40, 50, 6.0);  // under 8 (crit clears), over 5 (warn holds)
+    ASSERT_EQ(rig.out.size(), 3u) << ::testing::PrintToString(rig.states());
+    EXPECT_EQ(rig.out[1].state, kg::events::EventState::start);
+    EXPECT_EQ(rig.out[1].severity, 3) << "the warning's own start";
+    EXPECT_EQ(rig.out[1].start_time, at(0)) << "its `for` counted from 0 across the reload";
+    EXPECT_EQ(rig.out[2].id, crit_id);
+    EXPECT_EQ(rig.out[2].state, kg::events::EventState::end);
+    EXPECT_EQ(rig.out[2].severity, 1);
 }
 
 TEST(SensorRules, TrueFalseSensorsEndWhenTheStateReturns) {
