@@ -585,6 +585,13 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
             now - std::chrono::duration_cast<TimePoint::duration>(steady - *st.streaming_since), "");
     } else if (observe) {
         event = offline_->observe(now, steady, offline || offline_->active() ? 1.0f : 0.0f);
+        // An outage begins at the last frame, as it ends at the first frame back (and the camera's
+        // other events end at it): dated at its finding, `offline_after` later, every outage read
+        // that much short in the room (the cameras review: 122 s as 101.7 s).
+        if (event && event->state == events::EventState::start) {
+            offline_->date_start(seen);
+            event->start_time = std::min(event->start_time, seen);
+        }
     }
     state.online = st.last_frame_steady.has_value() && !offline && !offline_->active();
     if (event) {

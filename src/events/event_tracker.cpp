@@ -205,6 +205,12 @@ bool EventTracker::take_over(const Handover& h, TimePoint t, SteadyPoint steady)
     return true;
 }
 
+void EventTracker::date_start(TimePoint since) {
+    if (!active_ || since >= start_time_) return;
+    start_steady_ -= std::chrono::duration_cast<SteadyPoint::duration>(start_time_ - since);
+    start_time_ = since;
+}
+
 void EventTracker::resume_pending(TimePoint since, TimePoint now, SteadyPoint steady) {
     if (active_ || since > now) return;
     present_since_ = Moment{since, steady - std::chrono::duration_cast<SteadyPoint::duration>(now - since)};

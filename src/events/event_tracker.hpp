@@ -82,6 +82,11 @@ public:
     // then, as far as the wall clock tells, instead of from this run's first observation.
     void resume_pending(TimePoint since, TimePoint now, SteadyPoint steady);
 
+    // Dates the open event's start back to `since` (no later than it is), for a condition that is
+    // known to have begun before it could be observed: a camera's outage begins at its last frame,
+    // `offline_after` before it is found.
+    void date_start(TimePoint since);
+
     bool active() const { return active_; }
     // Since when an open event's condition has been seen gone, waiting out `clear`; none otherwise.
     std::optional<TimePoint> clearing_since() const {

@@ -60,6 +60,10 @@ def test_a_camera_that_goes_offline_ends_its_open_events_at_its_last_frame(broke
         lambda: next((e for e in collector.events() if e["label"] == "offline" and e["state"] == "start"), None), 5,
         what="the offline event")
     assert parse_time(end["end_time"]) <= parse_time(offline["time"]), (end, offline)
+    # The outage is dated from the last frame, as the open events end, not from when it was found
+    # `offline_after` later (the cameras review: every outage read that much short in the room).
+    assert abs(parse_time(offline["start_time"]) - parse_time(end["end_time"])) <= 0.5, (offline, end)
+    assert parse_time(offline["start_time"]) <= killed_at + 1 < parse_time(offline["time"]), (offline, killed_at)
     best = end["evidence"]["snapshot_end"]
     assert best and (tmp_path / "evidence" / best).stat().st_size > 0, end
     assert [e["state"] for e in collector.events() if e["id"] == black["id"] and e["state"] != "update"] == \
