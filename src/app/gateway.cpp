@@ -349,8 +349,8 @@ void Gateway::start(CarryOver carried) {
     // Not those the reload hands over (adopt() takes them over, or ends them as the stop would have).
     std::set<std::string> handed_over;
     for (const auto& [id, c] : carried.sensors)
-        for (const auto& h : c.open) handed_over.insert(h.id);
-    for (const auto& [id, c] : carried.camera_offline) handed_over.insert(c.open.id);
+        for (const auto& h : c.open) handed_over.insert(h.id());
+    for (const auto& [id, c] : carried.camera_offline) handed_over.insert(c.open.id());
     for (const auto& end : outbox_.left_open(
              started_at_, carried.hand_over_lost ? events::kEndStopped : events::kEndRestarted, handed_over))
         event_log_.submit(end);
@@ -576,10 +576,10 @@ void Gateway::adopt(CarryOver&& carried) {
         const auto it = std::find_if(cameras_.begin(), cameras_.end(),
                                      [&id = id](const auto& camera) { return camera->camera().id == id; });
         if (it != cameras_.end() && (*it)->take_over_offline(c.open, c.config)) {
-            log_->info("camera {}: its offline alert ({}) goes on after the reload", id, c.open.id);
+            log_->info("camera {}: its offline alert ({}) goes on after the reload", id, c.open.id());
         } else {
             log_->info("camera {}: its offline alert ({}) ends with the reload: the camera changed", id,
-                       c.open.id);
+                       c.open.id());
             event_log_.submit(c.open.end);
         }
     }

@@ -124,11 +124,11 @@ void SensorHub::adopt(CarryOver carried) {
             for (auto& h : c.open) {
                 if (e.rules->take_over(h, c.config, Clock::now(), steady_now)) {
                     log_->info("sensor {}: its {} alert ({}) goes on after the reload", id, h.end.label,
-                               h.id);
+                               h.id());
                 } else {
                     log_->info(
                         "sensor {}: its {} alert ({}) ends with the reload: its rule or reading changed", id,
-                        h.end.label, h.id);
+                        h.end.label, h.id());
                     out.push_back(std::move(h.end));
                 }
             }

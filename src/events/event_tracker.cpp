@@ -171,8 +171,7 @@ std::optional<EventTracker::Handover> EventTracker::hand_over(TimePoint t, const
         close(t, reason);  // a condition pending confirmation is forgotten, as at a stop
         return std::nullopt;
     }
-    Handover h{id_,    start_time_, last_sent_at_,   score_, top_score_, last_sent_score_, updates_,
-               boxes_, {},          clearing_since()};
+    Handover h{{}, last_sent_at_, last_sent_score_, clearing_since()};
     h.end = *close(t, reason);
     return h;
 }
@@ -181,18 +180,19 @@ bool EventTracker::take_over(const Handover& h, TimePoint t, SteadyPoint steady)
     if (active_) return false;
     active_ = true;
     improved_ = false;
-    id_ = h.id;
-    start_time_ = h.start_time;
+    const Event& e = h.end;
+    id_ = e.id;
+    start_time_ = e.start_time;
     // The start on this run's monotonic clock, as far as the wall clock tells: an end whose wall
     // time the clock set back before the start is dated from it (observe()).
     start_steady_ = steady - std::chrono::duration_cast<SteadyPoint::duration>(
-                                 std::max(t - h.start_time, TimePoint::duration::zero()));
-    score_ = h.score;
-    top_score_ = h.top_score;
-    evidence_score_ = h.top_score;
+                                 std::max(t - e.start_time, TimePoint::duration::zero()));
+    score_ = e.score;
+    top_score_ = e.top_score;
+    evidence_score_ = e.top_score;
     last_sent_score_ = h.last_sent_score;
-    updates_ = h.updates;
-    boxes_ = h.boxes;
+    updates_ = e.update_number;
+    boxes_ = e.boxes;
     last_sent_at_ = h.last_sent_at;
     last_update_ = steady;
     present_since_ = Moment{t, steady};

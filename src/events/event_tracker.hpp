@@ -51,14 +51,13 @@ public:
     // of the same condition takes it over, so the room sees one alert going on instead of an end
     // ("gateway stopped", not seen to clear) and a new start with a new id, which it notified and
     // asked to be acknowledged again after every configuration edit. `end` is what close() would
-    // have sent at the stop: sent instead when the next run judges the condition otherwise.
+    // have sent at the stop: sent instead when the next run judges the condition otherwise. It
+    // carries what the event is (id, start, scores, boxes, updates so far); the rest is the tracker's.
     struct Handover {
-        std::string id;
-        TimePoint start_time{}, last_sent_at{};
-        float score = 0, top_score = 0, last_sent_score = 0;
-        std::uint32_t updates = 0;
-        std::vector<vision::Box> boxes;
         Event end;
+        const std::string& id() const { return end.id; }
+        TimePoint last_sent_at{};
+        float last_sent_score = 0;
         // Since when its condition has been seen gone, waiting out `clear`: the clear goes on from
         // then in the next run (restarted, a reload every few minutes kept an alert open for good).
         std::optional<TimePoint> clearing_since;

@@ -292,7 +292,7 @@ TEST(EventTracker, AnEventHandedOverGoesOnInTheTrackerThatTakesItOver) {
     const auto h = first.hand_over(t0 + 3s, kg::events::kEndStopped);
     ASSERT_TRUE(h);
     EXPECT_FALSE(first.active());
-    EXPECT_EQ(h->end.message_id(), h->id + ":end");
+    EXPECT_EQ(h->end.message_id(), h->id() + ":end");
     EXPECT_EQ(h->end.end_reason, "gateway stopped");
     EXPECT_FALSE(first.hand_over(t0 + 3s, kg::events::kEndStopped)) << "nothing open any more";
 
@@ -302,12 +302,12 @@ TEST(EventTracker, AnEventHandedOverGoesOnInTheTrackerThatTakesItOver) {
     EXPECT_FALSE(next.observe(t0 + 4s, 0.9f)) << "the condition goes on: nothing to send";
     const auto later = next.observe(t0 + 6s, 0.5f);
     ASSERT_TRUE(later);
-    EXPECT_EQ(later->message_id(), h->id + ":update-2");
+    EXPECT_EQ(later->message_id(), h->id() + ":update-2");
     EXPECT_EQ(later->start_time, t0);
     EXPECT_FALSE(next.observe(t0 + 7s, 0.0f));
     const auto end = next.observe(t0 + 9s, 0.0f);
     ASSERT_TRUE(end);
-    EXPECT_EQ(end->message_id(), h->id + ":end");
+    EXPECT_EQ(end->message_id(), h->id() + ":end");
     EXPECT_EQ(end->end_reason, "");
     EXPECT_EQ(end->end_time, t0 + 7s);
     EXPECT_FLOAT_EQ(end->top_score, 0.9f);

@@ -717,7 +717,7 @@ TEST(SensorHub, ASensorOfflineAtAReloadStaysInOneAlertThatItsFirstReadingEnds) {
     EXPECT_EQ(offline_events(), std::vector<std::string>{"start:"}) << "not ended by the stop";
     ASSERT_EQ(carry.sensors.at("fridge").open.size(), 1u);
     const auto id = h.sink.events.at(0).id;
-    EXPECT_EQ(carry.sensors.at("fridge").open.at(0).id, id);
+    EXPECT_EQ(carry.sensors.at("fridge").open.at(0).id(), id);
     std::this_thread::sleep_for(1s);  // the next run begins a second after the first
     kg::app::SensorHub next(site, outbox, link, topics);
     next.adopt(std::move(carry));

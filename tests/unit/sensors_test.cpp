@@ -955,7 +955,7 @@ TEST(SensorRules, AMissedCycleHandedOverAtAReloadGoesOnUntilACycle) {
     const auto carried = first.cycles();
     auto open = first.hand_over(at(14 * 60 + 30), kg::events::kEndStopped);
     ASSERT_EQ(open.size(), 1u);
-    EXPECT_EQ(open[0].id, id);
+    EXPECT_EQ(open[0].id(), id);
     EXPECT_EQ(open[0].end.end_reason, "gateway stopped");
     EXPECT_TRUE(open[0].end.from_sensor);
     EXPECT_TRUE(first.state(at(14 * 60 + 30)).conditions.empty());
