@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <opencv2/imgcodecs.hpp>
 #include <stdexcept>
+#include <utility>
 
 #include "app/detector_preflight.hpp"
 #include "vision/camera_health.hpp"
@@ -243,14 +244,19 @@ void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
         }
     }
     for (auto& [end, best] : ended) evidence_.submit_end(end, std::move(best));
-    if (auto end = offline_->close(now, reason)) site_.sink.submit(*end);
+    if (auto end = offline_->close(now, reason)) {
+        end->cause = outage_cause_;
+        site_.sink.submit(*end);
+    }
     std::lock_guard lock(conditions_mutex_);
     conditions_.clear();
 }
 
 std::optional<events::EventTracker::Handover> CameraPipeline::hand_over_offline(TimePoint now,
                                                                                 const std::string& reason) {
-    return offline_->hand_over(now, reason);
+    auto h = offline_->hand_over(now, reason);
+    if (h) h->end.cause = outage_cause_;
+    return h;
 }
 
 bool CameraPipeline::take_over_offline(const events::EventTracker::Handover& h,
@@ -259,7 +265,9 @@ bool CameraPipeline::take_over_offline(const events::EventTracker::Handover& h,
         before.health.offline_after != camera_.health.offline_after)
         return false;
     const auto steady = std::chrono::steady_clock::now();
-    return offline_->take_over(h, Clock::now(), steady);
+    if (!offline_->take_over(h, Clock::now(), steady)) return false;
+    outage_cause_ = h.end.cause;
+    return true;
 }
 
 bool CameraPipeline::blinded(const std::string& check) {
@@ -577,20 +585,43 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
     const auto& st = state.stats;
     const bool back = !offline && st.streaming_since && st.last_frame_steady &&
                       *st.last_frame_steady - *st.streaming_since >= camera_.health.clear;
+    // Why the camera cannot be read, as its latest failure since its last frame says: an outage
+    // says it (the cameras review: the reason was in the state's last_error alone, which the room
+    // did not show; a wrong password and a dead switch looked the same).
+    std::optional<events::EventCause> cause;
+    if (st.last_error_cause && st.last_error_time &&
+        (!st.last_frame || *st.last_error_time >= *st.last_frame))
+        cause = events::EventCause{ingest::to_string(*st.last_error_cause), st.last_error};
     std::optional<events::Event> event;
     if (observe && offline_->active() && back) {
         // Ended as of the first frame back, as any event ends as of when it was first seen gone:
         // not health.clear later, which the room would count as outage.
         event = offline_->close(
             now - std::chrono::duration_cast<TimePoint::duration>(steady - *st.streaming_since), "");
+        if (event) event->cause = std::exchange(outage_cause_, std::nullopt);
     } else if (observe) {
-        event = offline_->observe(now, steady, offline || offline_->active() ? 1.0f : 0.0f);
+        const bool was_active = offline_->active();
+        event = offline_->observe(now, steady, offline || was_active ? 1.0f : 0.0f);
         // An outage begins at the last frame, as it ends at the first frame back (and the camera's
         // other events end at it): dated at its finding, `offline_after` later, every outage read
         // that much short in the room (the cameras review: 122 s as 101.7 s).
         if (event && event->state == events::EventState::start) {
             offline_->date_start(seen);
             event->start_time = std::min(event->start_time, seen);
+            outage_cause_ = cause;
+            cause_sent_at_ = steady;
+            event->cause = cause;
+        } else if (was_active && cause && (!outage_cause_ || outage_cause_->kind != cause->kind) &&
+                   steady - cause_sent_at_ >= kCauseUpdateEvery) {
+            // Another cause than the room was told (a camera that stopped answering now refuses
+            // its password: reset to its factory settings?): an update says it. At most one a
+            // minute, for a camera whose failures alternate.
+            outage_cause_ = cause;
+            cause_sent_at_ = steady;
+            event = offline_->renew(now);
+            if (event) event->cause = cause;
+        } else if (was_active && cause && outage_cause_ && outage_cause_->kind == cause->kind) {
+            outage_cause_ = cause;  // the same cause in other words: its latest for the end
         }
     }
     state.online = st.last_frame_steady.has_value() && !offline && !offline_->active();

@@ -89,6 +89,8 @@ public:
     publish::CameraState final_state(TimePoint now);
 
     const config::Camera& camera() const { return camera_; }
+    // The camera's ingest counters, which its worker writes (and a test, without a camera).
+    ingest::CameraStats& stats() { return stats_; }
     // What the public sees of this camera; null unless it is public and the public side is on.
     stream::PublicFeed* public_feed() const { return feed_.get(); }
 
@@ -180,6 +182,11 @@ private:
     TimePoint started_at_{};
     SteadyPoint started_steady_{};
     std::unique_ptr<events::EventTracker> offline_;
+    // The open outage's cause as the room was last told it (or, in other words of the same kind,
+    // its latest), and when it was told.
+    std::optional<events::EventCause> outage_cause_;
+    SteadyPoint cause_sent_at_{};
+    static constexpr auto kCauseUpdateEvery = std::chrono::minutes(1);
     struct RateSample {
         SteadyPoint t;
         std::uint64_t in = 0, analysed = 0, analysis_ns = 0;

@@ -53,6 +53,14 @@ struct EventEvidence {
     std::vector<std::string> errors;  // why some evidence is missing (the event is sent regardless)
 };
 
+// What the gateway knows of why a condition holds, where it knows it: a camera's outage says its
+// latest failure to read the camera ("unauthorized": "cannot open: Server returned 401 ...").
+struct EventCause {
+    std::string kind;  // a word to sort by (ingest::FailureCause for cameras)
+    std::string text;  // the failure as it was said, passwords masked
+    bool operator==(const EventCause&) const = default;
+};
+
 struct Event {
     std::string id;
     std::string source;  // camera or sensor id
@@ -76,6 +84,7 @@ struct Event {
     // itself (kEndStopped, kEndRestarted, kEndCameraOffline, kEndCheckFailing), so the room does not
     // take it for a resolved condition.
     std::string end_reason;
+    std::optional<EventCause> cause;
 
     std::string message_id() const;
 };

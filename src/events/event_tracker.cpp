@@ -31,6 +31,13 @@ float EventTracker::smoothed(float score) {
     return *mid;
 }
 
+std::optional<Event> EventTracker::renew(TimePoint t) {
+    if (!active_) return std::nullopt;
+    ++updates_;
+    last_sent_at_ = std::max(last_sent_at_, t);
+    return message(EventState::update, t);
+}
+
 Event EventTracker::message(EventState state, TimePoint t) const {
     Event e;
     e.id = id_;

@@ -86,6 +86,10 @@ public:
     // `offline_after` before it is found.
     void date_start(TimePoint since);
 
+    // An update of the open event now, whatever its score: something the room should know of it
+    // changed (a camera's outage found to have another cause). Nothing if no event is open.
+    std::optional<Event> renew(TimePoint t);
+
     bool active() const { return active_; }
     // Since when an open event's condition has been seen gone, waiting out `clear`; none otherwise.
     std::optional<TimePoint> clearing_since() const {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/time.hpp"
+#include "ingest/failure_cause.hpp"
 
 namespace kg::ingest {
 
@@ -20,6 +21,9 @@ struct CameraStatsSnapshot {
     std::uint64_t analysis_ns = 0;     // time spent in the checks, in total
     std::uint64_t frames_dropped = 0;  // sampled but overwritten before analysis took them
     std::uint64_t decode_errors = 0;
+    // Pictures the decoder gave with parts it could not decode, filled in from around them (a
+    // damaged stream: packets lost or corrupted on the way, a failing encoder): smeared pictures.
+    std::uint64_t frames_damaged = 0;
     std::uint64_t packets_lost = 0;     // RTP packets that never came (over UDP)
     std::uint64_t check_errors = 0;     // a check failed on a frame (its observations of that frame lost)
     std::uint64_t timestamp_jumps = 0;  // the camera's clock jumped or stepped back, no reconnect (absorbed)
@@ -32,7 +36,11 @@ struct CameraStatsSnapshot {
     std::optional<SteadyPoint> last_frame_steady;
     // The first frame of the connection in progress: how long the camera has been back.
     std::optional<SteadyPoint> streaming_since;
+    // The latest failure to read the camera: what FFmpeg said, its cause, and when (the room
+    // reading `last_error` beside `online: true` could not tell an old failure from a new one).
     std::string last_error;
+    std::optional<FailureCause> last_error_cause;
+    std::optional<TimePoint> last_error_time;
 };
 
 class CameraStats {
@@ -53,6 +61,7 @@ public:
     }
     void frames_dropped(std::uint64_t total) { frames_dropped_.store(total, std::memory_order_relaxed); }
     void decode_errors(std::uint64_t added) { decode_errors_.fetch_add(added, std::memory_order_relaxed); }
+    void frames_damaged(std::uint64_t added) { frames_damaged_.fetch_add(added, std::memory_order_relaxed); }
     void packets_lost(std::uint64_t added) { packets_lost_.fetch_add(added, std::memory_order_relaxed); }
     void check_failed() { check_errors_.fetch_add(1, std::memory_order_relaxed); }
     void timestamp_jumps(std::uint64_t added) {
@@ -64,11 +73,20 @@ public:
         connected_ = true;
         streaming_since_ns_.store(0, std::memory_order_relaxed);
     }
-    void disconnected(std::string why) {
+    // The connection ended without a fault of the camera's (the gateway stops).
+    void disconnected() {
+        std::lock_guard lock(mutex_);
+        connected_ = false;
+        streaming_since_ns_.store(0, std::memory_order_relaxed);
+    }
+    // A try to read the camera failed (before or after pictures came), at `at`.
+    void failed(FailureCause cause, std::string why, TimePoint at) {
         std::lock_guard lock(mutex_);
         connected_ = false;
         streaming_since_ns_.store(0, std::memory_order_relaxed);
         last_error_ = std::move(why);
+        last_error_cause_ = cause;
+        last_error_time_ = at;
     }
     // On the monotonic clock: a wall clock set back an hour counted the reconnects before it as
     // within the last hour for an hour more, and one set ahead hid them.
@@ -83,6 +101,7 @@ public:
         s.analysis_ns = analysis_ns_.load(std::memory_order_relaxed);
         s.frames_dropped = frames_dropped_.load(std::memory_order_relaxed);
         s.decode_errors = decode_errors_.load(std::memory_order_relaxed);
+        s.frames_damaged = frames_damaged_.load(std::memory_order_relaxed);
         s.packets_lost = packets_lost_.load(std::memory_order_relaxed);
         s.check_errors = check_errors_.load(std::memory_order_relaxed);
         s.timestamp_jumps = timestamp_jumps_.load(std::memory_order_relaxed);
@@ -95,6 +114,8 @@ public:
         std::lock_guard lock(mutex_);
         s.connected = connected_;
         s.last_error = last_error_;
+        s.last_error_cause = last_error_cause_;
+        s.last_error_time = last_error_time_;
         s.reconnects_1h = count_since(reconnects_, now - std::chrono::hours(1));
         s.stalls_1h = count_since(stalls_, now - std::chrono::hours(1));
         return s;
@@ -114,12 +135,15 @@ private:
     }
 
     std::atomic<std::uint64_t> frames_in_{0}, frames_sampled_{0}, frames_analysed_{0}, frames_dropped_{0},
-        decode_errors_{0}, packets_lost_{0}, check_errors_{0}, analysis_ns_{0}, timestamp_jumps_{0};
+        decode_errors_{0}, frames_damaged_{0}, packets_lost_{0}, check_errors_{0}, analysis_ns_{0},
+        timestamp_jumps_{0};
     std::atomic<TimePoint::rep> last_frame_ns_{0};
     std::atomic<SteadyPoint::rep> last_frame_steady_ns_{0}, streaming_since_ns_{0};
     mutable std::mutex mutex_;
     bool connected_ = false;
     std::string last_error_;
+    std::optional<FailureCause> last_error_cause_;
+    std::optional<TimePoint> last_error_time_;
     std::deque<SteadyPoint> reconnects_, stalls_;
 };
 

@@ -58,6 +58,7 @@ void CameraWorker::run() {
     const InputOptions options{camera_.url, camera_.input.transport, camera_.input.timeout,
                                camera_.analysis.keyframes_only, camera_.input.format};
     bool first = true;
+    int refusals = 0;  // logins the camera refused in a row (401, 403), without a connection between
     while (!stop_) {
         if (!first) stats_.reconnect(std::chrono::steady_clock::now());
         first = false;
@@ -68,6 +69,7 @@ void CameraWorker::run() {
         Delivered delivered;
         bool file_ended = false;
         bool said = true;  // this try's end was logged: so is the retry
+        bool refused = false;
         // A try that failed before any picture came, the same way as the tries before it, is
         // logged the first few times, then summarised (failures_); one after pictures always is.
         const auto failed = [&](spdlog::level::level_enum level, const std::string& what) {
@@ -82,29 +84,37 @@ void CameraWorker::run() {
         };
         try {
             input.open();
+            refusals = 0;
             stats_.connected();
             if (!failures_.quiet()) log_->info("connected to {}: {}", shown_url_, input.describe());
             const bool ended = read_frames(input, delivered) == StreamEnd::end_of_file;
             // Only a file ends; a network or device stream that ends has gone away: reconnect.
             file_ended = ended && input.kind() == SourceKind::file;
             if (ended && !file_ended) {
-                stats_.disconnected("the stream ended");
+                stats_.failed(FailureCause::dropped, "the stream ended", Clock::now());
                 failed(spdlog::level::warn, "the stream ended");
+            } else if (file_ended) {
+                stats_.failed(FailureCause::ended, "end of file (not looping)", Clock::now());
             } else {
-                stats_.disconnected(file_ended ? "end of file" : "stopped");
+                stats_.disconnected();
             }
         } catch (const IngestError& e) {
             if (!stop_) {  // a stop interrupts the read: not the camera's fault, and not said
                 if (e.kind == IngestError::Kind::stall) stats_.stall(std::chrono::steady_clock::now());
-                stats_.disconnected(e.what());
+                stats_.failed(e.cause, e.what(), Clock::now());
                 failed(spdlog::level::warn, e.what());
+                refused = e.cause == FailureCause::unauthorized;
+            } else {
+                stats_.disconnected();
             }
         } catch (const std::exception& e) {
             // Not the stream's fault as far as we know (out of memory in a frame buffer, a packet
             // observer that failed): the connection is dropped and made again, the gateway goes on.
             if (!stop_) {
-                stats_.disconnected(e.what());
+                stats_.failed(FailureCause::error, e.what(), Clock::now());
                 failed(spdlog::level::err, e.what());
+            } else {
+                stats_.disconnected();
             }
         }
         // What the last reads lost (before a stall, the end, or a first frame that never came).
@@ -122,7 +132,27 @@ void CameraWorker::run() {
         }
         if (delivered.first && *delivered.last - *delivered.first > camera_.input.reconnect_healthy_after)
             backoff.reset();
-        const auto delay = backoff.next();
+        auto delay = backoff.next();
+        if (refused) {
+            // Each refused login counts against the camera's account: Hikvision and Dahua lock it
+            // (or this address) for about 30 minutes after 5-7 in a row, the installer locked out of
+            // the camera's own page too. Tried again 1, 2, 4, 8, then every 15 minutes, not every
+            // input.reconnect.max; a reload after the URL is mended tries at once.
+            const auto wait = std::min<std::chrono::milliseconds>(
+                kRefusedMax, kRefusedFirst * (1LL << std::min(refusals, 4)));
+            ++refusals;
+            if (wait > delay) {
+                delay = wait;
+                if (said)
+                    log_->warn(
+                        "{}: the camera refused the user or password{}; tried again in {} min (a camera "
+                        "locks "
+                        "the account after a few refused logins): mend the URL's user or password and reload",
+                        shown_url_, refusals > 1 ? fmt::format(" {} times in a row", refusals) : "",
+                        std::chrono::duration_cast<std::chrono::minutes>(delay).count());
+                said = false;  // the wait is said with the refusal, not again as a reconnect
+            }
+        }
         if (said) log_->info("reconnecting in {} ms", delay.count());
         if (!wait_for(delay)) break;
     }
@@ -148,6 +178,24 @@ void CameraWorker::count_lost(const FfmpegInput& input, Delivered& delivered,
                       : std::string("since the camera was first read"));
     lost_said_ = lost_;
     lost_said_at_ = now;
+}
+
+void CameraWorker::say_damaged(std::chrono::steady_clock::time_point now) {
+    // At most every 10 minutes, as lost packets: a damaged stream damages pictures all the time.
+    constexpr auto kSayEvery = std::chrono::minutes(10);
+    if (!damaged_since_) damaged_since_ = now;
+    if (now - *damaged_since_ < (damaged_said_ ? kSayEvery : std::chrono::seconds(10))) return;
+    if (damaged_ > 0) {
+        log_->warn(
+            "{}: {} of {} pictures in the last {:.0f} s were damaged (parts the decoder could not decode, "
+            "filled "
+            "in from around them: smeared pictures, checks that see less): the stream is damaged on the way "
+            "(packets lost or corrupted) or by the camera's encoder",
+            shown_url_, damaged_, decoded_, std::chrono::duration<double>(now - *damaged_since_).count());
+        damaged_said_ = true;
+    }
+    damaged_ = decoded_ = 0;
+    damaged_since_ = now;
 }
 
 CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered& delivered) {
@@ -183,8 +231,8 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
     bool pacing = false;
     double pace_stream = 0.0, previous_t = 0.0;
     std::uint64_t seq = 0;
-    std::uint64_t decode_errors_reported = 0, jumps_reported = 0, steps_reported = 0, steps_logged = 0,
-                  picture_changes_reported = 0;
+    std::uint64_t decode_errors_reported = 0, damaged_reported = 0, jumps_reported = 0, steps_reported = 0,
+                  steps_logged = 0, picture_changes_reported = 0;
     double steps_seconds_logged = 0.0;
     const int width = camera_.analysis.width, height = camera_.analysis.height;
 
@@ -212,6 +260,13 @@ CameraWorker::StreamEnd CameraWorker::read_frames(FfmpegInput& input, Delivered&
             stats_.decode_errors(input.decode_errors() - decode_errors_reported);
             decode_errors_reported = input.decode_errors();
         }
+        ++decoded_;
+        if (input.frames_damaged() != damaged_reported) {
+            stats_.frames_damaged(input.frames_damaged() - damaged_reported);
+            damaged_ += input.frames_damaged() - damaged_reported;
+            damaged_reported = input.frames_damaged();
+        }
+        say_damaged(*delivered.last);
         count_lost(input, delivered, *delivered.last, true);
         if (input.timeline_jumps() != jumps_reported) {
             // Absorbed at ingest (the outputs carry on), but worth knowing: a camera whose clock keeps

@@ -60,6 +60,9 @@ private:
     void count_lost(const FfmpegInput& input, Delivered& delivered, std::chrono::steady_clock::time_point now,
                     bool say);
     StreamEnd read_frames(FfmpegInput& input, Delivered& delivered);
+    // Says the damaged pictures decoded since it last did: the first 10 s after the first one,
+    // then at most every 10 minutes.
+    void say_damaged(std::chrono::steady_clock::time_point now);
     // Sleeps up to `d`; returns false if stopped meanwhile.
     bool wait_for(std::chrono::steady_clock::duration d);
 
@@ -71,12 +74,19 @@ private:
     // Logs end up in the journal and in support tickets: never with the camera's password.
     const std::string shown_url_;
     static constexpr int kFailureSummaryMinutes = 10;
+    // The wait after a refused login, doubling from the first to the longest (see run()).
+    static constexpr std::chrono::milliseconds kRefusedFirst{std::chrono::minutes(1)};
+    static constexpr std::chrono::milliseconds kRefusedMax{std::chrono::minutes(15)};
     RepeatedFailure failures_;  // tries that failed before any picture, in a row (ingest thread)
     bool said_shape_ = false;   // a picture stretched to the analysis size was said (ingest thread)
     // Lost RTP packets, over every connection (ingest thread): a lossy UDP link that also stalls
     // now and then said them again at each reconnect (the review of the first version).
     std::uint64_t lost_ = 0, lost_said_ = 0;
     std::optional<std::chrono::steady_clock::time_point> lost_said_at_;
+    // Pictures decoded, and of them damaged, since damaged_since_ (ingest thread; see say_damaged).
+    std::uint64_t decoded_ = 0, damaged_ = 0;
+    std::optional<std::chrono::steady_clock::time_point> damaged_since_;
+    bool damaged_said_ = false;
     PacketObserver* observer_ = nullptr;
     FrameObserver* frame_observer_ = nullptr;
 

@@ -197,12 +197,16 @@ void FfmpegInput::open() {
         const bool too_long = timed_out_ && opening_rtsp && t_rtsp_answer_ns > open_start &&
                               now - open_start >= kOpeningAnswers * timeout_ns();
         // avformat_open_input frees the context on failure.
+        const FailureCause cause = too_long ? FailureCause::error
+                                   : silent ? FailureCause::unreachable
+                                            : open_failure_cause(err, t_last_error);
         throw IngestError(
             silent ? IngestError::Kind::stall : IngestError::Kind::open,
             too_long ? fmt::format("the camera answered, but its RTSP handshake did not end within {} ms",
                                    kOpeningAnswers * options_.timeout.count())
             : silent ? fmt::format("no answer within {} ms while opening", options_.timeout.count())
-                     : with_reason(fmt::format("cannot open: {}", av_error_string(err))));
+                     : with_reason(fmt::format("cannot open: {}", av_error_string(err))),
+            cause);
     }
     format_.reset(raw);
     // HLS's demuxer gives a duration only to a finished playlist (#EXT-X-ENDLIST): a live one has
@@ -215,7 +219,8 @@ void FfmpegInput::open() {
             IngestError::Kind::open,
             fmt::format("the HLS playlist has ended (#EXT-X-ENDLIST, {:.0f} s of past video): its "
                         "encoder has stopped; tried again until it is live",
-                        static_cast<double>(raw->duration) / AV_TIME_BASE));
+                        static_cast<double>(raw->duration) / AV_TIME_BASE),
+            FailureCause::ended);
     }
 
     arm_deadline();
@@ -225,7 +230,8 @@ void FfmpegInput::open() {
     packets_lost_ += std::exchange(t_rtp_missed, 0);
     if (err < 0) {
         throw IngestError(timed_out_ ? IngestError::Kind::stall : IngestError::Kind::open,
-                          with_reason(fmt::format("cannot read stream info: {}", av_error_string(err))));
+                          with_reason(fmt::format("cannot read stream info: {}", av_error_string(err))),
+                          timed_out_ ? FailureCause::no_video : FailureCause::error);
     }
     // Over UDP FFmpeg's own wait for RTP (its `timeout`, the same length) can end the probe a moment
     // before the deadline does, with success and a picture of 0x0: the camera was logged connected,
@@ -245,12 +251,15 @@ void FfmpegInput::open() {
         throw IngestError(
             IngestError::Kind::stall,
             fmt::format("the session opened, but no video came within {} ms{}", options_.timeout.count(),
-                        rtp_over_udp ? " (RTP over UDP blocked on the way? try input.transport: tcp)" : ""));
+                        rtp_over_udp ? " (RTP over UDP blocked on the way? try input.transport: tcp)" : ""),
+            FailureCause::no_video);
     }
     const AVCodec* decoder = nullptr;
     stream_index_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
     if (stream_index_ < 0 || decoder == nullptr) {
-        throw IngestError(IngestError::Kind::open, "no decodable video stream");
+        throw IngestError(IngestError::Kind::open,
+                          best < 0 ? "no video stream (audio only?)" : "no decodable video stream",
+                          FailureCause::no_video);
     }
     for (unsigned i = 0; i < format_->nb_streams; ++i) {
         // Data streams are not read past the demuxer. Audio packets are read and dropped (a few
@@ -313,6 +322,10 @@ bool FfmpegInput::next_frame() {
         int err = avcodec_receive_frame(codec_.get(), frame_.get());
         if (err == 0) {
             last_picture_ = std::chrono::steady_clock::now();
+            // Concealed: the decoder filled in what it could not decode (FFmpeg says so only in its
+            // log, "error while decoding MB", which the ingest silences).
+            if (frame_->decode_error_flags != 0 || (frame_->flags & AV_FRAME_FLAG_CORRUPT) != 0)
+                ++frames_damaged_;
             if (frame_observer_ != nullptr && !before_renewal()) {
                 frame_observer_->on_frame(*frame_, format_->streams[stream_index_]->time_base);
             }
@@ -342,7 +355,8 @@ bool FfmpegInput::next_frame() {
                                       ms)
                         : fmt::format("packets but no picture for {} ms (no key frame the decoder "
                                       "can start from?)",
-                                      ms));
+                                      ms),
+                    FailureCause::no_video);
             }
         }
         arm_deadline();
@@ -374,8 +388,10 @@ bool FfmpegInput::next_frame() {
                                   fmt::format("no data for {} ms", options_.timeout.count()));
             }
             if (stop_.load()) throw IngestError(IngestError::Kind::read, "stopped");
+            const FailureCause cause = open_failure_cause(err, t_last_error);
             throw IngestError(IngestError::Kind::read,
-                              with_reason(fmt::format("read failed: {}", av_error_string(err))));
+                              with_reason(fmt::format("read failed: {}", av_error_string(err))),
+                              cause == FailureCause::error ? FailureCause::dropped : cause);
         }
         if (packet_->stream_index == stream_index_) {
             last_video_packet_ = std::chrono::steady_clock::now();

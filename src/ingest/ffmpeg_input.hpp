@@ -12,6 +12,7 @@
 
 #include "common/url_text.hpp"
 #include "config/config.hpp"
+#include "ingest/failure_cause.hpp"
 #include "ingest/ffmpeg_ptr.hpp"
 #include "ingest/picture_converter.hpp"
 #include "ingest/timeline.hpp"
@@ -21,8 +22,18 @@ namespace kg::ingest {
 class IngestError : public std::runtime_error {
 public:
     enum class Kind { open, stall, read };
-    IngestError(Kind kind, const std::string& what) : std::runtime_error(what), kind(kind) {}
+    IngestError(Kind kind, const std::string& what) : IngestError(kind, what, default_cause(kind)) {}
+    IngestError(Kind kind, const std::string& what, FailureCause cause)
+        : std::runtime_error(what), kind(kind), cause(cause) {}
     Kind kind;
+    FailureCause cause;
+
+private:
+    static FailureCause default_cause(Kind kind) {
+        return kind == Kind::stall  ? FailureCause::stalled
+               : kind == Kind::read ? FailureCause::dropped
+                                    : FailureCause::error;
+    }
 };
 
 // Sees every demuxed packet of the video stream before decoding (for remuxing outputs: clip
@@ -93,6 +104,8 @@ public:
     double display_aspect() const;
     SourceKind kind() const { return kind_; }
     std::uint64_t decode_errors() const { return decode_errors_; }
+    // Pictures decoded with errors, their damaged parts concealed, this connection.
+    std::uint64_t frames_damaged() const { return frames_damaged_; }
     // RTP packets that never came (gaps in their sequence numbers: RTP over UDP), this connection.
     std::uint64_t packets_lost() const { return packets_lost_; }
     // Jumps of the source's clock absorbed so far (see Timeline), and the size of the latest one in
@@ -145,7 +158,7 @@ private:
     // packets the decoder never turns into a picture (no key frame to start from) is a stall too.
     std::chrono::steady_clock::time_point last_picture_{};
     std::chrono::steady_clock::time_point last_video_packet_{};  // of the stream decoded: its audio aside
-    std::uint64_t decode_errors_ = 0;
+    std::uint64_t decode_errors_ = 0, frames_damaged_ = 0;
     std::uint64_t packets_lost_ = 0;
     // Every packet is placed on it before anyone sees it: a looped file or a camera whose clock
     // jumps is one continuous stream to every output and to the pacing.

@@ -119,6 +119,7 @@ json alert_json(const Alert& a, const std::array<Deadline, 3>& deadlines, TimePo
               {"start_time", a.start_time},
               {"end_time", opt(a.end_time)},
               {"end_reason", opt(a.end_reason)},
+              {"cause", a.cause ? json::parse(*a.cause, nullptr, false) : json(nullptr)},
               {"score", a.score},
               {"top_score", a.top_score},
               {"received_at", a.received_at},

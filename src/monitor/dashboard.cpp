@@ -144,6 +144,15 @@ function condition(a) {
 }
 const conditionHtml = (a) => { const c = condition(a); return c.unknown ? `<span class="unknown-end">${esc(c.text)}</span>` : esc(c.text); };
 
+// Why a camera cannot be read (an outage's cause, a camera state's last_error_cause), in words: whom
+// to send is the room's first question (the network's people, whoever changed the password).
+const kCauseWords = {
+  unauthorized: "refused the user or password", not_found: "no stream at that address",
+  unreachable: "cannot be reached", no_video: "connects, but sends no video", stalled: "its stream stopped",
+  dropped: "dropped the connection", ended: "its recording ended", error: "fails to be read",
+};
+const causeWords = (kind) => kCauseWords[kind] || kind;
+
 // Every request on its way is known with its start, so the badge can tell when answers stopped coming.
 async function api(path, options = {}, withResponse = false) {
   const request = { started: Date.now() };
@@ -351,6 +360,9 @@ function renderSites() {
   $("#sites").innerHTML = sites.map((s) => {
     const cams = s.cameras || [];
     const online = cams.filter((c) => c.online).length;
+    // Which are not, and why as far as their gateway knows.
+    const down = cams.filter((c) => !c.online).map((c) =>
+      `<div class="muted">${esc(c.camera)}${c.last_error_cause ? `: ${esc(causeWords(c.last_error_cause))}` : ""}</div>`).join("");
     const age = s.heartbeat_age_s == null ? "never" : `${when(s.last_seen)} (${Math.round(s.heartbeat_age_s)} s ago)`;
     const sensors = (s.sensors || []).map((x) => `${esc(x.sensor)}: ${x.value == null ? "-" : esc(x.value)} ${esc(x.unit || "")}`).join("<br>");
     // What its gateway warned of its own configuration: settings that cannot work as meant are
@@ -358,7 +370,7 @@ function renderSites() {
     const warnings = (s.config_warnings || []).map((w) => `<div class="config-warning">configuration: ${esc(w)}</div>`).join("");
     return `<tr data-site="${esc(s.site)}"><td>${esc(s.site)}<div class="muted">${esc(s.name || "")}</div>${warnings}</td>` +
       `${siteState(s)}<td>${esc(age)}</td>` +
-      `<td>${online} / ${cams.length}</td><td class="muted">${sensors}</td>` +
+      `<td>${online} / ${cams.length}${down}</td><td class="muted">${sensors}</td>` +
       `<td>${s.open_alerts}${s.open_tier1 ? ` <span class="flag">(${s.open_tier1} tier 1)</span>` : ""}</td>` +
       `<td class="messages">${messages(s)}</td><td>${retireButton(s)}</td></tr>`;
   }).join("") || `<tr><td colspan="8" class="muted">No site has reported yet.</td></tr>`;
@@ -402,7 +414,8 @@ async function refreshAlerts() {
     ? `(${alerts.length} shown, <span class="flag">${total} in all</span>)` : `(${alerts.length})`;
   $("#alerts").innerHTML = alerts.map((a) => {
     const where = esc(a.camera || a.sensor || "");
-    const what = `${esc(a.check)} / ${esc(a.label)}${a.value != null ? ` ${esc(a.value)} ${esc(a.unit || "")}` : ""}`;
+    const what = `${esc(a.check)} / ${esc(a.label)}${a.value != null ? ` ${esc(a.value)} ${esc(a.unit || "")}` : ""}` +
+      (a.cause ? ` <span class="cause">(${esc(causeWords(a.cause.kind))})</span>` : "");
     const overdue = a.overdue ? ` <span class="flag">OVERDUE (${esc(a.overdue_reason)})</span>` : "";
     const ack = a.status === "open" ? `<button class="ack" data-id="${esc(a.id)}">Acknowledge</button>` : "";
     return `<tr class="alert${a.overdue ? " overdue" : ""}${a.id === state.selected ? " selected" : ""}" data-id="${esc(a.id)}">` +
@@ -464,13 +477,14 @@ async function refreshDetail() {
     (!a.end_time ? "" : condition(a).unknown
       ? ` &middot; <span class="unknown-end">${a.end_reason === "outbox replaced" ? "the room" : "the gateway"} ended it at ${esc(when(a.end_time))} because ${a.end_reason === "gateway restarted" ? "it restarted after a crash or kill" : a.end_reason === "camera offline" ? "the camera went offline (its last frame)" : a.end_reason === "check failing" ? "the check failed on every frame (its last good frame)" : a.end_reason === "picture unusable" ? "the camera's picture was black, blank or covered (its last usable frame)" : a.end_reason === "sensor offline" ? "the sensor went silent (its last reading)" : a.end_reason === "sensor invalid" ? "the sensor read only impossible values (its last good reading)" : a.end_reason === "schedule ended" ? "its rule's schedule ended (outside it the condition is not judged)" : a.end_reason === "outbox replaced" ? "the gateway's outbox was replaced (a damaged file moved aside), and the end it held will not come" : "it stopped"}; whether the condition cleared is not known: check on site</span>`
       : `, ended ${esc(when(a.end_time))}`) +
+    (a.cause ? `<br>Cause <b class="cause">${esc(causeWords(a.cause.kind))}</b>: ${esc(a.cause.text)}` : "") +
     `<br>Received ${esc(when(a.received_at))}${due ? ` &middot; ${esc(due)}` : ""}` +
     (a.clip && a.clip.path ? `<br>Clip at the site: ${esc(a.clip.path)} (${esc(a.clip.duration_s)} s)` : "");
   $("#d-actions").innerHTML = a.actions.map((x) =>
     `<li>${esc(when(x.time))} <b>${esc(x.operator)}</b> ${esc(x.action)} &rarr; ${esc(x.status)}${x.note ? `: ${esc(x.note)}` : ""}` +
     ` <span class="muted">${x.published_at ? "sent to site" : "sending..."}</span></li>`).join("") || `<li class="muted">Nobody has handled it yet.</li>`;
   const history = a.history.map((m) =>
-    `<li>${esc(when(m.time))} ${esc(m.state)}${m.end_reason ? ` (${esc(m.end_reason)})` : ""} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`);
+    `<li>${esc(when(m.time))} ${esc(m.state)}${m.end_reason ? ` (${esc(m.end_reason)})` : ""}${m.cause ? ` [${esc(causeWords(m.cause.kind))}]` : ""} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`);
   // The room sends a long history's first and last messages only: say what is between them.
   if (a.history_total > a.history.length)
     history.splice(a.history.length / 2, 0, `<li class="muted">&hellip; ${esc(a.history_total - a.history.length)} more messages not shown &hellip;</li>`);

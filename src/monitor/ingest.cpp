@@ -13,6 +13,7 @@
 #include "common/json_depth.hpp"
 #include "common/short_text.hpp"
 #include "common/sqlite_db.hpp"
+#include "monitor/event_cause.hpp"
 #include "monitor/iso_time.hpp"
 
 namespace kg::monitor {
@@ -279,6 +280,9 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
             m.cleaned.emplace_back("unit");
         }
     }
+    const auto cause = read_event_cause(j);
+    if (cause.cause) m.cause = cause.cause->dump(-1, ' ', false, json::error_handler_t::replace);
+    if (cause.unusable) m.cleaned.emplace_back("cause (not an object of a kind and a text: left out)");
     return m;
 }
 

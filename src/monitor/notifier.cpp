@@ -105,6 +105,13 @@ std::string markdown(const std::string& dashboard_url, const Alert& a, const std
                                                          plain(a.end_reason.value_or("cleared")));
     text += fmt::format("> Site: {}\n> Where: {} {}\n", plain(a.site), a.source_kind, plain(a.source));
     if (a.value) text += fmt::format("> Value: {:g} {}\n", *a.value, plain(a.unit));
+    if (a.cause) {
+        // The room's own JSON of it (read_event_cause): a kind and a short text.
+        const auto cause = nlohmann::json::parse(*a.cause, nullptr, false);
+        if (cause.is_object() && cause.contains("kind") && cause.contains("text"))
+            text += fmt::format("> Cause: {} ({})\n", plain(cause["kind"].get<std::string>()),
+                                plain(cause["text"].get<std::string>()));
+    }
     text += fmt::format("> Since: {}\n", local_time(a.start_time));
     if (kind == kNotifyEnd && a.end_time) text += fmt::format("> Ended: {}\n", local_time(*a.end_time));
     text += fmt::format("> Received: {}\n", local_time(a.received_at));

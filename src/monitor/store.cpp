@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "common/short_text.hpp"
+#include "monitor/event_cause.hpp"
 #include "monitor/iso_time.hpp"
 
 namespace kg::monitor {
@@ -188,6 +189,7 @@ Store::Store(const std::string& path, Retention retention)
     add_column("rollups", "parts");
     add_column("seq_streams", "run_started");
     add_message_count();
+    add_cause_column();
     add_read_indexes();
     add_late_tables();
 }
@@ -318,7 +320,22 @@ void Store::add_message_count() {
     }
 }
 
-const char* Store::alert_columns() const { return message_count_ ? kAlertColumns : kAlertColumnsUncounted; }
+void Store::add_cause_column() {
+    try {
+        add_column("alerts", "cause");
+        cause_column_ = true;
+    } catch (const sqlite::Error& e) {
+        // A file of before this process may only read: its alerts have no cause, as they had none.
+        if (e.code() != SQLITE_READONLY && e.code() != SQLITE_BUSY && e.code() != SQLITE_LOCKED) throw;
+        Stmt s(db_, "SELECT 1 FROM pragma_table_info('alerts') WHERE name = 'cause'");
+        cause_column_ = s.step();
+    }
+}
+
+std::string Store::alert_columns() const {
+    return std::string(message_count_ ? kAlertColumns : kAlertColumnsUncounted) +
+           (cause_column_ ? ", a.cause" : ", NULL");
+}
 
 void Store::ensure_site(const std::string& site) {
     Stmt(db_, "INSERT OR IGNORE INTO sites(site) VALUES(?)").bind(1, site).run();
@@ -562,6 +579,8 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
             s.bind_null(13);
         }
         s.bind(14, m.unit).bind(15, m.seq).bind(16, received).bind(17, m.end_reason).run();
+        if (m.cause && cause_column_)
+            Stmt(db_, "UPDATE alerts SET cause = ?2 WHERE id = ?1").bind(1, m.id).bind(2, *m.cause).run();
         attach_pending_clip(m.site, m.id);
         outcome = IngestOutcome::created;
     } else if (ended_by_room ? m.state == "end" : m.seq > *last_seq) {
@@ -578,6 +597,9 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
             s.bind_null(6);
         }
         s.bind(7, m.severity).bind(8, m.label).bind(9, m.seq).bind(10, received).bind(11, m.end_reason).run();
+        // The latest cause said: a message without one (an outage's end after a stop) keeps it.
+        if (m.cause && cause_column_)
+            Stmt(db_, "UPDATE alerts SET cause = ?2 WHERE id = ?1").bind(1, m.id).bind(2, *m.cause).run();
         outcome = IngestOutcome::updated;
     } else {
         // Older than what is shown (a redelivered update after a newer one): history only.
@@ -972,6 +994,7 @@ Alert Store::read_alert(Stmt& s) {
     a.has_snapshot = s.integer(24) != 0;
     a.messages = static_cast<int>(s.integer(25));
     a.end_reason = s.opt_text(26);
+    a.cause = s.opt_text(27);
     return a;
 }
 
@@ -1061,7 +1084,9 @@ json Store::alert_history(const std::string& id, std::size_t* total) {
                                ? payload["score"].get<double>()
                                : 0.0},
                  {"end_reason", payload.is_object() && payload.contains("end_reason") ? payload["end_reason"]
-                                                                                      : json(nullptr)}});
+                                                                                      : json(nullptr)},
+                 {"cause", payload.is_object() ? read_event_cause(payload).cause.value_or(json(nullptr))
+                                               : json(nullptr)}});
         }
         return rows;
     };

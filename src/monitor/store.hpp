@@ -46,6 +46,9 @@ struct EventMessage {
     // "schedule ended"),
     // which say nothing about the condition itself. Absent from older gateways.
     std::optional<std::string> end_reason;
+    // Why, where the gateway knows (a camera's outage: "unauthorized", "unreachable", ...), as
+    // JSON {"kind", "text"}; absent from most events and from older gateways.
+    std::optional<std::string> cause;
     std::string time;
     double score = 0, top_score = 0;
     std::optional<double> value;
@@ -67,6 +70,7 @@ struct Alert {
     std::string start_time;
     std::optional<std::string> end_time;
     std::optional<std::string> end_reason;  // with condition "end", when the gateway said why
+    std::optional<std::string> cause;       // the latest cause a message of it gave (JSON), if any
     double score = 0, top_score = 0;
     std::optional<double> value;
     std::string unit;
@@ -414,7 +418,9 @@ private:
     void add_read_indexes();
     // alerts.messages and the trigger that keeps it (message_count_), where the file can take them.
     void add_message_count();
-    const char* alert_columns() const;  // kAlertColumns, or without alerts.messages
+    // alerts.cause (cause_column_), where the file can take it.
+    void add_cause_column();
+    std::string alert_columns() const;  // kAlertColumns, or without alerts.messages, and the cause
     // Runs a statistics statement (ANALYZE); its failure changes only speed.
     void analyse(const char* sql);
     void refresh_statistics();                // caller holds mutex_ (or constructs)
@@ -482,6 +488,7 @@ private:
     std::mutex mutex_;
     std::optional<TimePoint> watching_since_;  // guarded by mutex_
     bool message_count_ = false;               // alerts.messages is there (add_message_count)
+    bool cause_column_ = false;                // alerts.cause is there (add_cause_column)
     bool seq_assumed_made_ = false;            // guarded by mutex_ (the table exists)
     Duration seen_resolution_ = std::chrono::seconds(1);
     std::map<std::string, TimePoint> seen_written_;  // per site, the last `last_seen` this instance wrote

@@ -56,6 +56,7 @@ std::string event_payload(const events::Event& e, const std::string& site) {
     }
     if (e.end_time) j["duration_s"] = round_to(seconds_between(e.start_time, *e.end_time), 3);
     if (e.state == events::EventState::end) j["end_reason"] = e.end_reason.empty() ? "cleared" : e.end_reason;
+    if (e.cause) j["cause"] = {{"kind", e.cause->kind}, {"text", e.cause->text}};
     auto path_or_null = [](const std::string& p) { return p.empty() ? json(nullptr) : json(p); };
     j["evidence"] = {
         {"snapshot", path_or_null(e.evidence.snapshot)},
@@ -91,6 +92,7 @@ std::string camera_state_payload(const CameraState& s, const std::string& site, 
         {"reconnects_1h", s.stats.reconnects_1h},
         {"stalls_1h", s.stats.stalls_1h},
         {"decode_errors", s.stats.decode_errors},
+        {"frames_damaged", s.stats.frames_damaged},
         {"packets_lost", s.stats.packets_lost},
         {"check_errors", s.stats.check_errors},
         {"timestamp_jumps", s.stats.timestamp_jumps},
@@ -100,6 +102,8 @@ std::string camera_state_payload(const CameraState& s, const std::string& site, 
         {"time", iso8601_utc(now)},
     };
     if (!s.stats.last_error.empty()) j["last_error"] = s.stats.last_error;
+    if (s.stats.last_error_cause) j["last_error_cause"] = ingest::to_string(*s.stats.last_error_cause);
+    if (s.stats.last_error_time) j["last_error_time"] = iso8601_utc(*s.stats.last_error_time);
     return dump(j);
 }
 

@@ -473,16 +473,19 @@ class RtspServer:
     """kg-test-rtsp-server on a free port serving {mount: clip}; stoppable, restartable on the same
     port, killable."""
 
-    def __init__(self, mounts, workdir=None, drop_every=None):
+    def __init__(self, mounts, workdir=None, drop_every=None, auth=None):
         self.port = free_port()
         self.mounts = dict(mounts)
         self.drop_every = drop_every  # one RTP packet in this many is never sent (a lossy network)
+        self.auth = auth  # "user:password" every mount asks for (401 without it)
         self.log = pathlib.Path(workdir) / f"rtsp-server-{self.port}.log" if workdir else None
         self.proc = None
         self.start()
 
     def start(self, timeout=10):
         args = [RTSP_SERVER_BIN, "--port", str(self.port)]
+        if self.auth:
+            args += ["--auth", self.auth]
         if self.drop_every:
             args += ["--drop-every", str(self.drop_every)]
         for mount, path in self.mounts.items():

@@ -803,6 +803,34 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
     # The address names the alert shown, as the room's notifications link to it.
     assert browser.execute_script("return location.hash") == f"#alert={killed_id}"
 
+    # A camera down says why: its offline alert's cause in words in the row, with the gateway's text
+    # in the detail; its site's row names the camera and its state's last_error_cause.
+    down_id = "19ab3c0f2e1-00000000000000d2"
+    down = dict(event(down_id, site, camera="cooking", check="camera_health", label="offline"),
+                cause={"kind": "unauthorized", "text": "cannot open: Server returned 401 Unauthorized"})
+    publish_all(pub, [(f"kitchen/{site}/gateway", json.dumps(
+        {"site": site, "name": "No. 1 Primary School canteen", "version": "0.1.0", "started_at": now_iso(-3600),
+         "cameras": [{"id": "cooking", "name": "Cooking", "public": False, "checks": ["camera_health"]}],
+         "time": now_iso()})),
+        (f"kitchen/{site}/cameras/cooking/state", json.dumps(
+            {"site": site, "camera": "cooking", "name": "Cooking", "online": False, "fps_in": 0.0,
+             "fps_analysed": 0.0, "frames_dropped": 0, "reconnects_1h": 3, "stalls_1h": 0, "decode_errors": 0,
+             "frames_damaged": 0, "packets_lost": 0, "check_errors": 0, "timestamp_jumps": 0,
+             "failing_checks": [], "last_frame_time": None, "conditions": ["offline"],
+             "last_error": "cannot open: Server returned 401 Unauthorized", "last_error_cause": "unauthorized",
+             "last_error_time": now_iso(-2), "time": now_iso()})),
+        (f"kitchen/{site}/events", json.dumps(down))])
+    down_row = f'tr.alert[data-id="{down_id}"]'
+    kg_e2e.wait_until(lambda: "offline (refused the user or password)" in text_of(browser, down_row), 10,
+                      what="the offline alert's cause in its row")
+    kg_e2e.wait_until(lambda: "cooking: refused the user or password" in row_text(), 10,
+                      what="the camera down and why in its site's row")
+    click(browser, down_row)
+    kg_e2e.wait_until(lambda: "Cause refused the user or password: cannot open: Server returned 401 Unauthorized"
+                      in browser.find_element(By.ID, "d-facts").text, 10, what="the cause in the detail")
+    assert "[refused the user or password]" in browser.find_element(By.ID, "d-history").text
+    assert mon.get(f"/api/alerts/{down_id}")["cause"]["kind"] == "unauthorized"
+
     # A second alert stays open for the screenshot; the fridge curve is drawn.
     publish_all(pub, [(f"kitchen/{site}/events", json.dumps(event("19ab3c0f2e1-fedcba9876543210", site,
                                                                   camera="prep", check="mask", label="no_mask",

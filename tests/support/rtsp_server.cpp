@@ -5,11 +5,16 @@
 // codec is read from the file itself, so a mount is spelt the same for both: many real cameras send H.265 by
 // default.
 //
-//   kg-test-rtsp-server --port N [--drop-every K] --mount /cam=/path/clip.mp4 [--mount /other=/path2.ts ...]
+//   kg-test-rtsp-server --port N [--auth user:password] [--drop-every K] --mount /cam=/path/clip.mp4
+//                       [--mount /other=/path2.ts ...]
+//
+// --auth user:password: every mount asks for it (HTTP Basic, as cameras do besides Digest); a client
+// without it, or with others, is answered 401 Unauthorized.
 //
 // --drop-every K: one RTP packet in K is never sent (after its sequence number is given), as a
 // lossy network loses it; the mounts given after it only.
 //
+// Says "client connected" on stderr for each connection (a client's tries, counted by a test).
 // Prints READY on stdout (flushed) once it listens on 127.0.0.1:N; on SIGINT/SIGTERM it closes its
 // clients and exits 0. Exit 2: bad arguments (a file that is missing or holds no H.264/H.265 video
 // included); exit 1: cannot listen.
@@ -26,7 +31,8 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: kg-test-rtsp-server --port N [--drop-every K] --mount /path=file.mp4 [--mount ...]\n";
+    "usage: kg-test-rtsp-server --port N [--auth user:password] [--drop-every K] --mount /path=file.mp4 "
+    "[--mount ...]\n";
 
 gboolean on_signal(gpointer loop) {
     g_main_loop_quit(static_cast<GMainLoop*>(loop));
@@ -128,8 +134,14 @@ void drop_from_payloader(GstRTSPMediaFactory*, GstRTSPMedia* media, gpointer eve
     gst_object_unref(element);
 }
 
+void on_client_connected(GstRTSPServer*, GstRTSPClient*, gpointer) {
+    std::fputs("client connected\n", stderr);
+    std::fflush(stderr);
+}
+
 // Adds one `/path=file.mp4` mount; false (with a message) when the spec or the file is unusable.
-bool add_mount(GstRTSPMountPoints* mounts, const char* spec, guint drop_every) {
+// `with_auth`: only the role "user" (--auth) may open it.
+bool add_mount(GstRTSPMountPoints* mounts, const char* spec, guint drop_every, bool with_auth) {
     const char* eq = std::strchr(spec, '=');
     if (eq == nullptr || spec[0] != '/' || eq == spec + 1 || eq[1] == '\0') {
         std::fprintf(stderr, "kg-test-rtsp-server: --mount wants /path=file.mp4, got '%s'\n", spec);
@@ -157,6 +169,14 @@ bool add_mount(GstRTSPMountPoints* mounts, const char* spec, guint drop_every) {
     if (drop_every > 0)
         g_signal_connect(factory, "media-configure", G_CALLBACK(drop_from_payloader),
                          GUINT_TO_POINTER(drop_every));
+    if (with_auth) {
+        GstRTSPPermissions* permissions = gst_rtsp_permissions_new();
+        gst_rtsp_permissions_add_role(permissions, "user", GST_RTSP_PERM_MEDIA_FACTORY_ACCESS, G_TYPE_BOOLEAN,
+                                      TRUE, GST_RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, G_TYPE_BOOLEAN, TRUE,
+                                      nullptr);
+        gst_rtsp_media_factory_set_permissions(factory, permissions);
+        gst_rtsp_permissions_unref(permissions);
+    }
     gst_rtsp_mount_points_add_factory(mounts, path.c_str(), factory);  // takes ownership of factory
     return true;
 }
@@ -172,11 +192,29 @@ int main(int argc, char** argv) {
     int n_mounts = 0;
     guint drop_every = 0;
     bool args_ok = true;
+    bool with_auth = false;
     for (int i = 1; i < argc && args_ok; ++i) {
         if (std::strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             port = argv[++i];
+        } else if (std::strcmp(argv[i], "--auth") == 0 && i + 1 < argc && n_mounts == 0) {
+            const std::string pair = argv[++i];
+            const auto colon = pair.find(':');
+            args_ok = colon != std::string::npos && colon > 0;
+            if (args_ok) {
+                GstRTSPAuth* auth = gst_rtsp_auth_new();
+                GstRTSPToken* token =
+                    gst_rtsp_token_new(GST_RTSP_TOKEN_MEDIA_FACTORY_ROLE, G_TYPE_STRING, "user", nullptr);
+                gchar* basic =
+                    gst_rtsp_auth_make_basic(pair.substr(0, colon).c_str(), pair.substr(colon + 1).c_str());
+                gst_rtsp_auth_add_basic(auth, basic, token);
+                g_free(basic);
+                gst_rtsp_token_unref(token);
+                gst_rtsp_server_set_auth(server, auth);
+                g_object_unref(auth);
+                with_auth = true;
+            }
         } else if (std::strcmp(argv[i], "--mount") == 0 && i + 1 < argc) {
-            args_ok = add_mount(mounts, argv[++i], drop_every);
+            args_ok = add_mount(mounts, argv[++i], drop_every, with_auth);
             ++n_mounts;
         } else if (std::strcmp(argv[i], "--drop-every") == 0 && i + 1 < argc) {
             const long every = std::strtol(argv[++i], nullptr, 10);
@@ -195,6 +233,7 @@ int main(int argc, char** argv) {
 
     gst_rtsp_server_set_address(server, "127.0.0.1");
     gst_rtsp_server_set_service(server, port);
+    g_signal_connect(server, "client-connected", G_CALLBACK(on_client_connected), nullptr);
     const guint server_source = gst_rtsp_server_attach(server, nullptr);
     if (server_source == 0) {
         std::fprintf(stderr, "kg-test-rtsp-server: cannot listen on 127.0.0.1:%s\n", port);

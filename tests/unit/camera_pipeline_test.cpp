@@ -499,3 +499,59 @@ TEST_F(CameraPipelineScheduleTest, AnEventOpenWhenItsScheduleEndsEndsAsScheduleE
     ASSERT_EQ(mask.size(), 3u);
     EXPECT_EQ(mask[2].state, EventState::start);
 }
+
+// An outage says why the camera cannot be read: its latest failure after its last frame, at the
+// start; another kind of failure later in an update (at most one a minute); the last one at the end.
+TEST_F(CameraPipelineHealthTest, AnOutageSaysItsCauseAndACauseOfAnotherKindLater) {
+    using kg::ingest::FailureCause;
+    auto& stats = pipeline_.stats();
+    const auto steady = [&](int s) { return steady0_ + std::chrono::seconds(s); };
+    const auto offline = [&] {
+        std::vector<Event> out;
+        for (const auto& e : events_.all)
+            if (e.label == "offline") out.push_back(e);
+        return out;
+    };
+    stats.failed(FailureCause::stalled, "no data for 10000 ms", at(0));
+    pipeline_.supervise(at(0), steady(0));  // never a frame since the start: offline at once
+    ASSERT_EQ(offline().size(), 1u);
+    ASSERT_TRUE(offline()[0].cause);
+    EXPECT_EQ(offline()[0].cause->kind, "stalled");
+    EXPECT_EQ(offline()[0].cause->text, "no data for 10000 ms");
+
+    // The camera stops answering: said, but not before a minute from the start.
+    stats.failed(FailureCause::unreachable, "cannot open: Connection refused", at(10));
+    pipeline_.supervise(at(10), steady(10));
+    EXPECT_EQ(offline().size(), 1u);
+    pipeline_.supervise(at(61), steady(61));
+    ASSERT_EQ(offline().size(), 2u);
+    EXPECT_EQ(offline()[1].state, EventState::update);
+    EXPECT_EQ(offline()[1].id, offline()[0].id);
+    EXPECT_EQ(offline()[1].update_number, 1u);
+    EXPECT_EQ(offline()[1].cause->kind, "unreachable");
+
+    // The same kind in other words: no update; the end says the latest.
+    stats.failed(FailureCause::unreachable, "no answer within 10000 ms while opening", at(70));
+    pipeline_.supervise(at(130), steady(130));
+    EXPECT_EQ(offline().size(), 2u);
+    stats.connected();
+    stats.frame_decoded(at(140), steady(140));
+    stats.frame_decoded(at(150), steady(150));
+    pipeline_.supervise(at(150), steady(150));
+    ASSERT_EQ(offline().size(), 3u);
+    EXPECT_EQ(offline()[2].state, EventState::end);
+    ASSERT_TRUE(offline()[2].cause);
+    EXPECT_EQ(offline()[2].cause->text, "no answer within 10000 ms while opening");
+}
+
+// A failure from before the camera's last frame is not an outage's cause: nothing is known yet.
+TEST_F(CameraPipelineHealthTest, AFailureBeforeTheLastFrameIsNotTheOutagesCause) {
+    auto& stats = pipeline_.stats();
+    stats.failed(kg::ingest::FailureCause::unauthorized, "cannot open: 401", at(0));
+    stats.connected();
+    stats.frame_decoded(at(1), steady0_ + 1s);
+    pipeline_.supervise(at(100), steady0_ + 100s);
+    ASSERT_EQ(events_.all.size(), 1u);
+    EXPECT_EQ(events_.all[0].label, "offline");
+    EXPECT_FALSE(events_.all[0].cause);
+}

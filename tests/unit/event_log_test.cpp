@@ -252,3 +252,13 @@ TEST(EventPayload, AHugeValueIsSentAsItIsNotAsNull) {
     EXPECT_DOUBLE_EQ(nlohmann::json::parse(kg::publish::event_payload(e, "s"))["value"].get<double>(),
                      24.988);
 }
+
+// An outage's cause goes out as an object of its kind and text; no other event has one.
+TEST(EventPayload, ACauseIsSentAsItsKindAndText) {
+    auto e = event("c", EventState::start, 0);
+    EXPECT_FALSE(nlohmann::json::parse(kg::publish::event_payload(e, "s")).contains("cause"));
+    e.cause = kg::events::EventCause{"unreachable", "cannot open: Connection refused"};
+    const auto j = nlohmann::json::parse(kg::publish::event_payload(e, "s"));
+    EXPECT_EQ(j["cause"],
+              (nlohmann::json{{"kind", "unreachable"}, {"text", "cannot open: Connection refused"}}));
+}

@@ -312,3 +312,24 @@ TEST(EventTracker, AnEventHandedOverGoesOnInTheTrackerThatTakesItOver) {
     EXPECT_EQ(end->end_time, t0 + 7s);
     EXPECT_FLOAT_EQ(end->top_score, 0.9f);
 }
+
+// renew(): an update of the open event whatever its score (its cause changed), numbered on; nothing
+// when no event is open.
+TEST(EventTracker, RenewSendsAnUpdateOfTheOpenEventNumberedOn) {
+    EventIdGenerator ids;
+    EventTracker t("kitchen", "camera_health", "offline", "", rule(0s, 0s), ids);
+    EXPECT_FALSE(t.renew(at(0)));
+    const auto start = t.observe(at(1), 1.0f);
+    ASSERT_TRUE(start);
+    ASSERT_EQ(start->state, EventState::start);
+    const auto update = t.renew(at(2));
+    ASSERT_TRUE(update);
+    EXPECT_EQ(update->state, EventState::update);
+    EXPECT_EQ(update->id, start->id);
+    EXPECT_EQ(update->update_number, 1u);
+    EXPECT_EQ(update->start_time, start->start_time);
+    EXPECT_NE(update->message_id(), start->message_id());
+    const auto end = t.close(at(3), "");
+    ASSERT_TRUE(end);
+    EXPECT_EQ(end->update_number, 1u);
+}

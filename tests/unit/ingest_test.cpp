@@ -422,3 +422,42 @@ TEST(Timeline, EveryJumpIsAbsorbedAndTheTimelineKeepsGrowing) {
     }
     EXPECT_EQ(jumps, 4);
 }
+
+// What a failed open's FFmpeg code (and its own last log line) says of the cause.
+TEST(FailureCause, TheOpenErrorsCamerasGiveAreSortedByCause) {
+    using kg::ingest::FailureCause;
+    using kg::ingest::open_failure_cause;
+    EXPECT_EQ(open_failure_cause(AVERROR_HTTP_UNAUTHORIZED, ""), FailureCause::unauthorized);
+    EXPECT_EQ(open_failure_cause(AVERROR_HTTP_FORBIDDEN, ""), FailureCause::unauthorized);
+    EXPECT_EQ(open_failure_cause(AVERROR_HTTP_NOT_FOUND, ""), FailureCause::not_found);
+    EXPECT_EQ(open_failure_cause(AVERROR(ENOENT), ""), FailureCause::not_found);
+    EXPECT_EQ(open_failure_cause(AVERROR(ECONNREFUSED), ""), FailureCause::unreachable);
+    EXPECT_EQ(open_failure_cause(AVERROR(EHOSTUNREACH), ""), FailureCause::unreachable);
+    EXPECT_EQ(
+        open_failure_cause(AVERROR(EIO), "Failed to resolve hostname cam.invalid: Name or service not known"),
+        FailureCause::unreachable);
+    EXPECT_EQ(open_failure_cause(AVERROR(ECONNRESET), ""), FailureCause::dropped);
+    EXPECT_EQ(open_failure_cause(AVERROR(EIO), "method SETUP failed: 453 Not Enough Bandwidth"),
+              FailureCause::error);
+    EXPECT_EQ(open_failure_cause(AVERROR_INVALIDDATA, ""), FailureCause::error);
+    EXPECT_STREQ(kg::ingest::to_string(FailureCause::no_video), "no_video");
+}
+
+// A failure is kept with its cause and time, also once the camera is back; a stop is no failure.
+TEST(CameraStats, KeepsTheLastFailureWithItsCauseAndTime) {
+    kg::ingest::CameraStats stats;
+    const auto now = std::chrono::steady_clock::now();
+    EXPECT_FALSE(stats.snapshot(now).last_error_cause);
+    const kg::TimePoint t = kg::Clock::now();
+    stats.failed(kg::ingest::FailureCause::unauthorized, "cannot open: 401", t);
+    stats.connected();
+    stats.disconnected();
+    const auto s = stats.snapshot(now);
+    EXPECT_FALSE(s.connected);
+    EXPECT_EQ(s.last_error, "cannot open: 401");
+    ASSERT_TRUE(s.last_error_cause);
+    EXPECT_EQ(*s.last_error_cause, kg::ingest::FailureCause::unauthorized);
+    EXPECT_EQ(s.last_error_time, t);
+    stats.frames_damaged(3);
+    EXPECT_EQ(stats.snapshot(now).frames_damaged, 3u);
+}

@@ -34,6 +34,7 @@
 #include "monitor/api.hpp"
 #include "monitor/auth.hpp"
 #include "monitor/decisions.hpp"
+#include "monitor/event_cause.hpp"
 #include "monitor/ingest.hpp"
 #include "monitor/iso_time.hpp"
 #include "monitor/monitor_config.hpp"
@@ -263,6 +264,52 @@ TEST(MonitorIngest, AnEndReasonThatIsNotAShortTextIsRefused) {
     EXPECT_FALSE(parse_event("sch-0101", end.dump(), error));
     end.erase("end_reason");  // an older gateway
     EXPECT_FALSE(parsed(end).end_reason);
+}
+
+// An outage's cause (docs/mqtt.md): the alert keeps the latest a message of it gave (an end sent
+// at a stop has none, and keeps it), the API and each message of its history say it. One the room
+// cannot use is left out with the rest of the alert stored; a long text is shortened.
+TEST(MonitorStore, KeepsTheLatestCauseAnAlertWasGiven) {
+    Store store(":memory:");
+    const std::string id = "19ab3c0f2e1-eeeeeeeeeeeeeee5";
+    auto start = event(id, "start");
+    start["label"] = "offline";
+    start["cause"] = {{"kind", "stalled"}, {"text", "no data for 10000 ms"}};
+    store.add_event(parsed(start), kT0);
+    EXPECT_EQ(json::parse(store.alert(id)->cause.value_or("null"))["kind"], "stalled");
+    auto update = event(id, "update", 1);
+    update["label"] = "offline";
+    update["cause"] = {{"kind", "unauthorized"}, {"text", "cannot open: Server returned 401 Unauthorized"}};
+    store.add_event(parsed(update), kT0);
+    auto end = event(id, "end");
+    end["label"] = "offline";
+    end["end_reason"] = "gateway stopped";
+    store.add_event(parsed(end), kT0);
+    const auto a = store.alert(id);
+    ASSERT_TRUE(a);
+    const auto j = alert_json(*a, MonitorConfig{}.deadlines, kT0);
+    EXPECT_EQ(j["cause"],
+              (json{{"kind", "unauthorized"}, {"text", "cannot open: Server returned 401 Unauthorized"}}));
+    const auto history = store.alert_history(id);
+    ASSERT_EQ(history.size(), 3u);
+    EXPECT_EQ(history[0]["cause"]["kind"], "stalled");
+    EXPECT_EQ(history[1]["cause"]["kind"], "unauthorized");
+    EXPECT_TRUE(history[2]["cause"].is_null());
+
+    const std::string other = "19ab3c0f2e1-eeeeeeeeeeeeeee6";
+    auto odd = event(other, "start");
+    odd["cause"] = "the camera is down";  // not an object
+    const auto m = parsed(odd);
+    EXPECT_FALSE(m.cause);
+    ASSERT_EQ(m.cleaned.size(), 1u);
+    EXPECT_NE(m.cleaned[0].find("cause"), std::string::npos);
+    EXPECT_EQ(store.add_event(m, kT0).outcome, IngestOutcome::created);
+    EXPECT_TRUE(alert_json(*store.alert(other), MonitorConfig{}.deadlines, kT0)["cause"].is_null());
+    odd["cause"] = {{"kind", "Not A Word"}, {"text", "x"}};
+    EXPECT_FALSE(parsed(odd).cause);
+    odd["cause"] = {{"kind", "error"}, {"text", std::string(5000, 'x')}};
+    const auto shortened = json::parse(parsed(odd).cause.value_or("null"));
+    EXPECT_LE(shortened["text"].get<std::string>().size(), kg::monitor::kMaxCauseTextBytes);
 }
 
 TEST(MonitorStore, ASiteCannotTouchAnotherSitesAlert) {

@@ -287,6 +287,23 @@ TEST(Notify, RendersWhatEachKindOfTargetReads) {
                                              {"link", "https://room/#alert=19ab3c0f2e1-00000001"}}));
 }
 
+// An outage's cause goes into the message: whom to send is the duty officer's first question.
+TEST(Notify, AnAlertsCauseIsInItsMessage) {
+    Store store(":memory:");
+    store.add_event(message(kE1, "start", 2), kT0);
+    auto alert = *store.alert(kE1);
+    alert.cause = R"({"kind":"unauthorized","text":"cannot open: 401 Unauthorized"})";
+    const auto cfg = config(R"(notify:
+  targets:
+    - {name: w, url: "http://x/", format: wecom}
+)");
+    const auto wecom =
+        json::parse(render_notification(cfg.notify.targets[0], "", alert, "open", json::object()).body);
+    const std::string content = wecom["markdown"]["content"];
+    EXPECT_NE(content.find("> Cause: unauthorized (cannot open: 401 Unauthorized)"), std::string::npos)
+        << content;
+}
+
 TEST(Notify, SignsADingTalkRobotsUrlAsItsDocumentationSays) {
     // The reference: Python's hmac/base64/quote_plus, as in DingTalk's own example.
     EXPECT_EQ(dingtalk_signed_url("https://oapi.dingtalk.com/robot/send?access_token=t",
