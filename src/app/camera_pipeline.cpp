@@ -148,6 +148,11 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
     offline_rule.clear = Duration(0);
     offline_ = std::make_unique<events::EventTracker>(camera_.id, vision::CameraHealthCheck::kName, "offline",
                                                       "", offline_rule, site_.ids);
+    // Judged over an hour and a minute of the stream: no confirmation or clear time on top.
+    unstable_ = std::make_unique<events::EventTracker>(camera_.id, vision::CameraHealthCheck::kName,
+                                                       "unstable", "", offline_rule, site_.ids);
+    damaged_ = std::make_unique<events::EventTracker>(camera_.id, vision::CameraHealthCheck::kName, "damaged",
+                                                      "", offline_rule, site_.ids);
 }
 
 CameraPipeline::~CameraPipeline() { stop(); }
@@ -247,6 +252,9 @@ void CameraPipeline::close_events(TimePoint now, const std::string& reason) {
     if (auto end = offline_->close(now, reason)) {
         end->cause = outage_cause_;
         site_.sink.submit(*end);
+    }
+    for (auto* tracker : {unstable_.get(), damaged_.get()}) {
+        if (auto end = tracker->close(now, reason)) site_.sink.submit(*end);
     }
     std::lock_guard lock(conditions_mutex_);
     conditions_.clear();
@@ -638,6 +646,8 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
         if (event->state == events::EventState::start) end_for_offline(seen);
     }
 
+    if (observe) judge_stream(now, steady, st, offline, seen);
+
     rate_samples_.push_back(
         {steady, state.stats.frames_in, state.stats.frames_analysed, state.stats.analysis_ns});
     while (rate_samples_.size() > 2 && steady - rate_samples_.front().t > kRateWindow)
@@ -663,8 +673,54 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
                 state.failing_checks.push_back(checks_[i]->name());
         }
     }
+    if (damaged_->active()) state.conditions.insert(state.conditions.begin(), "damaged");
+    if (unstable_->active()) state.conditions.insert(state.conditions.begin(), "unstable");
     if (offline_->active()) state.conditions.insert(state.conditions.begin(), "offline");
     return state;
+}
+
+void CameraPipeline::judge_stream(TimePoint now, SteadyPoint steady, const ingest::CameraStatsSnapshot& st,
+                                  bool offline, TimePoint last_frame) {
+    const auto& health = camera_.health;
+    // A camera whose stream keeps breaking and coming back stays online between breaks, and its
+    // outages are each shorter than offline_after: the cameras review's camera stalling every 40 s
+    // lost a quarter of its video, unseen by the room (its stalls_1h in a state nobody reads).
+    if (health.unstable_after > 0) {
+        const bool breaking = st.breaks_1h >= health.unstable_after;
+        if (auto e = unstable_->observe(now, steady, breaking ? 1.0f : 0.0f)) {
+            if (e->state != events::EventState::end && st.last_error_cause)
+                e->cause = events::EventCause{ingest::to_string(*st.last_error_cause), st.last_error};
+            if (e->state == events::EventState::start)
+                log_->warn("unstable: its stream broke {} times in the last hour (the latest: {})",
+                           st.breaks_1h, st.last_error.empty() ? "no error reported" : st.last_error);
+            site_.sink.submit(*e);
+        }
+    }
+    // A smeared picture, online all along: the checks see less in it, parents and regulators see
+    // mush (the review's stream with 2% of its packets damaged: 40% of its pictures).
+    damage_samples_.push_back({steady, st.frames_in, st.frames_damaged});
+    while (damage_samples_.size() > 2 && steady - damage_samples_.front().t > kDamageWindow)
+        damage_samples_.pop_front();
+    if (health.damaged_share <= 0) return;
+    if (offline) {
+        // Without pictures there is nothing to judge, damaged or not.
+        if (auto e = damaged_->close(last_frame, events::kEndCameraOffline)) site_.sink.submit(*e);
+        return;
+    }
+    const auto& first = damage_samples_.front();
+    const auto decoded = st.frames_in - first.in;
+    if (steady - first.t < kDamageWindow * 5 / 6 || decoded < 10) return;  // not a minute of pictures yet
+    const double share =
+        static_cast<double>(st.frames_damaged - first.damaged) / static_cast<double>(decoded);
+    // Over at the share, back under half of it: a share near the line does not open and end alerts
+    // minute after minute.
+    const bool present = share >= (damaged_->active() ? health.damaged_share / 2 : health.damaged_share);
+    if (auto e = damaged_->observe(now, steady, present ? 1.0f : 0.0f)) {
+        if (e->state == events::EventState::start)
+            log_->warn("damaged: {:.0f}% of its pictures of the last minute were decoded with errors",
+                       share * 100);
+        site_.sink.submit(*e);
+    }
 }
 
 }  // namespace kg::app

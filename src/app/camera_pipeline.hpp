@@ -99,6 +99,11 @@ private:
     publish::CameraState report(TimePoint now, SteadyPoint steady,
                                 bool observe);  // supervise() and final_state()
     void end_for_offline(TimePoint last_frame);
+    // The stream's own health, on the supervisor's tick: `unstable` (it broke health.unstable_after
+    // times in the last hour) and `damaged` (health.damaged_share of the last minute's pictures
+    // decoded with errors).
+    void judge_stream(TimePoint now, SteadyPoint steady, const ingest::CameraStatsSnapshot& st, bool offline,
+                      TimePoint last_frame);
     // An end made under trackers_mutex_, with its best frame, for evidence_ once the lock is let go.
     using EndedEvent = std::pair<events::Event, std::optional<evidence::EventEvidence::BestFrame>>;
     struct Tracked {
@@ -187,6 +192,13 @@ private:
     std::optional<events::EventCause> outage_cause_;
     SteadyPoint cause_sent_at_{};
     static constexpr auto kCauseUpdateEvery = std::chrono::minutes(1);
+    std::unique_ptr<events::EventTracker> unstable_, damaged_;
+    struct DamageSample {
+        SteadyPoint t;
+        std::uint64_t in = 0, damaged = 0;
+    };
+    std::deque<DamageSample> damage_samples_;  // the last kDamageWindow of the supervisor's ticks
+    static constexpr std::chrono::seconds kDamageWindow{60};
     struct RateSample {
         SteadyPoint t;
         std::uint64_t in = 0, analysed = 0, analysis_ns = 0;

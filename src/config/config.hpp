@@ -96,6 +96,12 @@ struct Health {
     double frozen_diff = 0.6;  // mean abs difference (0-255) below which two frames are the same
     Duration confirm{std::chrono::seconds(5)};  // a condition must hold this long to open an event
     Duration clear{std::chrono::seconds(5)};    // and be gone this long to end it
+    // The stream broke (a connection that gave pictures failed) this often in the last hour ->
+    // unstable; 0: never.
+    int unstable_after = 6;
+    // At least this share of the pictures of the last minute damaged (decoded with errors) ->
+    // damaged; 0: never.
+    double damaged_share = 0.1;
 };
 
 // What the region checks compare against and how much change counts.

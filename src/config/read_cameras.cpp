@@ -141,7 +141,7 @@ void read_analysis(Reader& r, const YAML::Node& n, const std::string& path, Anal
 void read_health(Reader& r, const YAML::Node& n, const std::string& path, Health& h) {
     if (!r.map(n, path,
                {"offline_after", "black_luma", "blank_stddev", "covered_fraction", "frozen_after",
-                "frozen_diff", "confirm", "clear"})) {
+                "frozen_diff", "confirm", "clear", "unstable_after", "damaged_share"})) {
         return;
     }
     if (n["offline_after"]) r.duration(n["offline_after"], path + ".offline_after", h.offline_after);
@@ -153,6 +153,9 @@ void read_health(Reader& r, const YAML::Node& n, const std::string& path, Health
     if (n["frozen_diff"]) r.number(n["frozen_diff"], path + ".frozen_diff", h.frozen_diff, 0, 255);
     if (n["confirm"]) r.duration(n["confirm"], path + ".confirm", h.confirm, true);
     if (n["clear"]) r.duration(n["clear"], path + ".clear", h.clear, true);
+    if (n["unstable_after"])
+        r.integer(n["unstable_after"], path + ".unstable_after", h.unstable_after, 0, 1000);
+    if (n["damaged_share"]) r.number(n["damaged_share"], path + ".damaged_share", h.damaged_share, 0, 1);
 }
 
 // "model:<name>" checks name a user model declared under `models`; they are checked once the whole

@@ -29,6 +29,7 @@ struct CameraStatsSnapshot {
     std::uint64_t timestamp_jumps = 0;  // the camera's clock jumped or stepped back, no reconnect (absorbed)
     int reconnects_1h = 0;
     int stalls_1h = 0;
+    int breaks_1h = 0;  // connections that gave pictures and then failed, in the last hour
     bool connected = false;
     std::optional<TimePoint> last_frame;
     // The same moment on the steady clock: how long ago it was is judged on this one, since a wall
@@ -92,6 +93,9 @@ public:
     // within the last hour for an hour more, and one set ahead hid them.
     void reconnect(SteadyPoint t) { remember(reconnects_, t); }
     void stall(SteadyPoint t) { remember(stalls_, t); }
+    // A connection that had given pictures failed: the stream broke (a failed try to reconnect is
+    // not another break, nor is an outage's every try).
+    void broke(SteadyPoint t) { remember(breaks_, t); }
 
     CameraStatsSnapshot snapshot(SteadyPoint now) const {
         CameraStatsSnapshot s;
@@ -118,6 +122,7 @@ public:
         s.last_error_time = last_error_time_;
         s.reconnects_1h = count_since(reconnects_, now - std::chrono::hours(1));
         s.stalls_1h = count_since(stalls_, now - std::chrono::hours(1));
+        s.breaks_1h = count_since(breaks_, now - std::chrono::hours(1));
         return s;
     }
 
@@ -144,7 +149,7 @@ private:
     std::string last_error_;
     std::optional<FailureCause> last_error_cause_;
     std::optional<TimePoint> last_error_time_;
-    std::deque<SteadyPoint> reconnects_, stalls_;
+    std::deque<SteadyPoint> reconnects_, stalls_, breaks_;
 };
 
 }  // namespace kg::ingest

@@ -91,6 +91,7 @@ void CameraWorker::run() {
             // Only a file ends; a network or device stream that ends has gone away: reconnect.
             file_ended = ended && input.kind() == SourceKind::file;
             if (ended && !file_ended) {
+                if (delivered.first) stats_.broke(std::chrono::steady_clock::now());
                 stats_.failed(FailureCause::dropped, "the stream ended", Clock::now());
                 failed(spdlog::level::warn, "the stream ended");
             } else if (file_ended) {
@@ -101,6 +102,7 @@ void CameraWorker::run() {
         } catch (const IngestError& e) {
             if (!stop_) {  // a stop interrupts the read: not the camera's fault, and not said
                 if (e.kind == IngestError::Kind::stall) stats_.stall(std::chrono::steady_clock::now());
+                if (delivered.first) stats_.broke(std::chrono::steady_clock::now());
                 stats_.failed(e.cause, e.what(), Clock::now());
                 failed(spdlog::level::warn, e.what());
                 refused = e.cause == FailureCause::unauthorized;
@@ -111,6 +113,7 @@ void CameraWorker::run() {
             // Not the stream's fault as far as we know (out of memory in a frame buffer, a packet
             // observer that failed): the connection is dropped and made again, the gateway goes on.
             if (!stop_) {
+                if (delivered.first) stats_.broke(std::chrono::steady_clock::now());
                 stats_.failed(FailureCause::error, e.what(), Clock::now());
                 failed(spdlog::level::err, e.what());
             } else {

@@ -295,11 +295,11 @@ def test_an_offline_camera_says_why_and_a_refused_password_is_not_tried_every_se
     schemas.validate_all(collector)
 
 
-def test_a_damaged_stream_is_counted_and_said(broker, collector, make_clip, gateway, tmp_path):
+def test_a_damaged_stream_is_counted_said_and_raised(broker, collector, schemas, make_clip, gateway, tmp_path):
     """Pictures decoded with errors (their damaged parts filled in from around them: smeared) are
-    counted in the state's `frames_damaged` and said in the log (the cameras review: 2% of the stream's
-    packets damaged gave a smeared picture and 600 FFmpeg errors a minute, and the camera looked
-    healthy, `decode_errors` 0)."""
+    counted in the state's `frames_damaged`, said in the log, and a `damaged` alert once a tenth of a
+    minute's pictures are (the cameras review: 2% of the stream's packets damaged gave a smeared
+    picture and 600 FFmpeg errors a minute, and the camera looked healthy, `decode_errors` 0)."""
     clean = tmp_path / "clean.ts"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(make_clip([("normal", 20)])),
                     "-c", "copy", "-f", "mpegts", str(clean)], check=True)
@@ -324,4 +324,34 @@ def test_a_damaged_stream_is_counted_and_said(broker, collector, make_clip, gate
                       what="the damaged pictures said")
     clean_state = latest_state(collector, "clean")
     assert clean_state["frames_damaged"] == 0 and clean_state["fps_in"] > 0, clean_state
+    # Judged over a minute of pictures.
+    collector.wait_for(lambda: any(e["camera"] == "damaged" and e["label"] == "damaged" for e in collector.events()),
+                       80, what="the damaged alert")
+    assert "damaged" in collector.wait_for(lambda: latest_state(collector, "damaged")["conditions"], 10,
+                                           what="the condition in the state")
+    assert not any(e["camera"] == "clean" for e in collector.events()), collector.events()
     assert gw.terminate() == 0
+    schemas.validate_all(collector)
+
+
+def test_a_stream_that_keeps_breaking_is_unstable_while_online(broker, collector, schemas, make_clip, rtsp_server,
+                                                             gateway, tmp_path):
+    """A camera whose stream breaks and comes back within offline_after is online all along, and its
+    breaks were seen only in `stalls_1h`/`reconnects_1h` of a state the room does not read (the cameras
+    review: stalls every 40 s lost a quarter of the video). After health.unstable_after breaks in an
+    hour (3 here), an `unstable` alert with the latest failure as its cause."""
+    server = rtsp_server({"/short": make_clip([("normal", 3)])})  # each connection: 3 s, then the end
+    cam = kg_e2e.camera("shaky", server.url("/short"), input={"reconnect": {"min": "1s", "max": "1s"}},
+                        health={"offline_after": "10s", "unstable_after": 3})
+    gw = gateway(kg_e2e.base_config(broker, [cam], tmp_path))
+    start = collector.wait_for(
+        lambda: next((e for e in collector.events() if e["label"] == "unstable"), None), 40, what="the unstable alert")
+    assert start["state"] == "start" and start["check"] == "camera_health", start
+    assert start["cause"]["kind"] == "dropped" and start["cause"]["text"] == "the stream ended", start
+    state = collector.wait_for(lambda: (s := latest_state(collector, "shaky")) and s["breaks_1h"] >= 3 and s, 10,
+                               what="the breaks in the state")
+    assert "unstable" in state["conditions"], state
+    assert not any(e["label"] == "offline" for e in collector.events()), collector.events()
+    assert "unstable: its stream broke 3 times in the last hour" in gw.output()
+    assert gw.terminate() == 0
+    schemas.validate_all(collector)

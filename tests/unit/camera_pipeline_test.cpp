@@ -555,3 +555,88 @@ TEST_F(CameraPipelineHealthTest, AFailureBeforeTheLastFrameIsNotTheOutagesCause)
     EXPECT_EQ(events_.all[0].label, "offline");
     EXPECT_FALSE(events_.all[0].cause);
 }
+
+// A stream that keeps breaking and coming back stays online, each gap shorter than offline_after:
+// `unstable` once it broke health.unstable_after times in the last hour (6), with the latest
+// failure as its cause; it ends once the hour holds fewer breaks. A failed try to reconnect is no
+// break.
+TEST_F(CameraPipelineHealthTest, AStreamThatKeepsBreakingIsUnstableUntilTheHourHoldsFewerBreaks) {
+    using kg::ingest::FailureCause;
+    auto& stats = pipeline_.stats();
+    const auto steady = [&](int s) { return steady0_ + std::chrono::seconds(s); };
+    const auto of = [&](const char* label) {
+        std::vector<Event> out;
+        for (const auto& e : events_.all)
+            if (e.label == label) out.push_back(e);
+        return out;
+    };
+    stats.connected();
+    for (int i = 0; i < 6; ++i) {
+        const int t = i * 40;
+        stats.frame_decoded(at(t), steady(t));
+        pipeline_.supervise(at(t), steady(t));
+        if (i < 5) {
+            EXPECT_TRUE(of("unstable").empty()) << i;
+        }
+        stats.broke(steady(t));
+        stats.failed(FailureCause::stalled, "no data for 10000 ms", at(t));
+        stats.reconnect(steady(t));
+        stats.reconnect(steady(t));  // a try that failed too: not a break
+        stats.connected();
+    }
+    stats.frame_decoded(at(240), steady(240));
+    const auto state = pipeline_.supervise(at(240), steady(240));
+    ASSERT_EQ(of("unstable").size(), 1u);
+    EXPECT_EQ(of("unstable")[0].state, EventState::start);
+    ASSERT_TRUE(of("unstable")[0].cause);
+    EXPECT_EQ(of("unstable")[0].cause->kind, "stalled");
+    EXPECT_TRUE(state.online);
+    EXPECT_EQ(state.stats.breaks_1h, 6);
+    EXPECT_NE(std::find(state.conditions.begin(), state.conditions.end(), "unstable"),
+              state.conditions.end());
+    EXPECT_TRUE(of("offline").empty());
+    // An hour after the first break, five are left in it: ended.
+    stats.frame_decoded(at(3601), steady(3601));
+    pipeline_.supervise(at(3601), steady(3601));
+    ASSERT_EQ(of("unstable").size(), 2u);
+    EXPECT_EQ(of("unstable")[1].state, EventState::end);
+    EXPECT_EQ(of("unstable")[1].end_reason, "");
+}
+
+// Pictures decoded with errors: `damaged` once a tenth of the last minute's are, ended below half
+// that; a camera that goes offline ends it (nothing to judge).
+TEST_F(CameraPipelineHealthTest, AStreamWithManyDamagedPicturesIsDamagedUntilItIsClean) {
+    auto& stats = pipeline_.stats();
+    const auto steady = [&](int s) { return steady0_ + std::chrono::seconds(s); };
+    const auto damaged = [&] {
+        std::vector<Event> out;
+        for (const auto& e : events_.all)
+            if (e.label == "damaged") out.push_back(e);
+        return out;
+    };
+    stats.connected();
+    // 25 pictures a second, 2 of them damaged (8%): not enough.
+    int t = 0;
+    const auto run = [&](int seconds, int damaged_per_second) {
+        for (int end = t + seconds; t < end; ++t) {
+            for (int i = 0; i < 25; ++i) stats.frame_decoded(at(t), steady(t));
+            stats.frames_damaged(static_cast<std::uint64_t>(damaged_per_second));
+            pipeline_.supervise(at(t), steady(t));
+        }
+    };
+    run(90, 2);
+    EXPECT_TRUE(damaged().empty());
+    run(90, 5);  // 20%
+    ASSERT_EQ(damaged().size(), 1u);
+    EXPECT_EQ(damaged()[0].state, EventState::start);
+    run(90, 2);  // 8%: over half the share, still damaged
+    EXPECT_EQ(damaged().size(), 1u);
+    run(90, 0);
+    ASSERT_EQ(damaged().size(), 2u);
+    EXPECT_EQ(damaged()[1].state, EventState::end);
+    run(90, 5);
+    ASSERT_EQ(damaged().size(), 3u);
+    pipeline_.supervise(at(t + 100), steady(t + 100));  // no picture for 100 s: offline
+    ASSERT_EQ(damaged().size(), 4u);
+    EXPECT_EQ(damaged()[3].end_reason, "camera offline");
+}
