@@ -275,6 +275,9 @@ bool CameraPipeline::take_over_offline(const events::EventTracker::Handover& h,
     const auto steady = std::chrono::steady_clock::now();
     if (!offline_->take_over(h, Clock::now(), steady)) return false;
     outage_cause_ = h.end.cause;
+    // As the room was last told, near enough: the end carries the latest cause, which was told
+    // unless it came within the last minute.
+    told_kind_ = h.end.cause ? std::optional<std::string>(h.end.cause->kind) : std::nullopt;
     return true;
 }
 
@@ -596,9 +599,10 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
     // Why the camera cannot be read, as its latest failure since its last frame says: an outage
     // says it (the cameras review: the reason was in the state's last_error alone, which the room
     // did not show; a wrong password and a dead switch looked the same).
+    // Judged on the steady clock: a wall clock set back between the two made an old failure new.
     std::optional<events::EventCause> cause;
-    if (st.last_error_cause && st.last_error_time &&
-        (!st.last_frame || *st.last_error_time >= *st.last_frame))
+    if (st.last_error_cause && st.last_error_steady &&
+        (!st.last_frame_steady || *st.last_error_steady >= *st.last_frame_steady))
         cause = events::EventCause{ingest::to_string(*st.last_error_cause), st.last_error};
     std::optional<events::Event> event;
     if (observe && offline_->active() && back) {
@@ -607,6 +611,7 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
         event = offline_->close(
             now - std::chrono::duration_cast<TimePoint::duration>(steady - *st.streaming_since), "");
         if (event) event->cause = std::exchange(outage_cause_, std::nullopt);
+        told_kind_.reset();
     } else if (observe) {
         const bool was_active = offline_->active();
         event = offline_->observe(now, steady, offline || was_active ? 1.0f : 0.0f);
@@ -617,19 +622,21 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
             offline_->date_start(seen);
             event->start_time = std::min(event->start_time, seen);
             outage_cause_ = cause;
+            told_kind_ = cause ? std::optional<std::string>(cause->kind) : std::nullopt;
             cause_sent_at_ = steady;
             event->cause = cause;
-        } else if (was_active && cause && (!outage_cause_ || outage_cause_->kind != cause->kind) &&
-                   steady - cause_sent_at_ >= kCauseUpdateEvery) {
+        } else if (was_active && cause) {
+            outage_cause_ = cause;  // the latest, which the end says
             // Another cause than the room was told (a camera that stopped answering now refuses
-            // its password: reset to its factory settings?): an update says it. At most one a
+            // its password: reset to its factory settings?): an update says it. At once when the
+            // room was told none yet (a read that hung past offline_after); else at most one a
             // minute, for a camera whose failures alternate.
-            outage_cause_ = cause;
-            cause_sent_at_ = steady;
-            event = offline_->renew(now);
-            if (event) event->cause = cause;
-        } else if (was_active && cause && outage_cause_ && outage_cause_->kind == cause->kind) {
-            outage_cause_ = cause;  // the same cause in other words: its latest for the end
+            if (told_kind_ != cause->kind && (!told_kind_ || steady - cause_sent_at_ >= kCauseUpdateEvery)) {
+                told_kind_ = cause->kind;
+                cause_sent_at_ = steady;
+                event = offline_->renew(now);
+                if (event) event->cause = cause;
+            }
         }
     }
     state.online = st.last_frame_steady.has_value() && !offline && !offline_->active();

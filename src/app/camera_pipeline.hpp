@@ -187,9 +187,10 @@ private:
     TimePoint started_at_{};
     SteadyPoint started_steady_{};
     std::unique_ptr<events::EventTracker> offline_;
-    // The open outage's cause as the room was last told it (or, in other words of the same kind,
-    // its latest), and when it was told.
+    // The open outage's latest cause (which its end says), the kind the room was last told of it
+    // (none: no cause told yet), and when.
     std::optional<events::EventCause> outage_cause_;
+    std::optional<std::string> told_kind_;
     SteadyPoint cause_sent_at_{};
     static constexpr auto kCauseUpdateEvery = std::chrono::minutes(1);
     std::unique_ptr<events::EventTracker> unstable_, damaged_;

@@ -42,6 +42,7 @@ struct CameraStatsSnapshot {
     std::string last_error;
     std::optional<FailureCause> last_error_cause;
     std::optional<TimePoint> last_error_time;
+    std::optional<SteadyPoint> last_error_steady;  // the same moment on the steady clock
 };
 
 class CameraStats {
@@ -81,8 +82,10 @@ public:
         streaming_since_ns_.store(0, std::memory_order_relaxed);
     }
     // A try to read the camera failed (before or after pictures came), at `at`.
-    void failed(FailureCause cause, std::string why, TimePoint at) {
+    void failed(FailureCause cause, std::string why, TimePoint at,
+                SteadyPoint steady = std::chrono::steady_clock::now()) {
         std::lock_guard lock(mutex_);
+        last_error_steady_ = steady;
         connected_ = false;
         streaming_since_ns_.store(0, std::memory_order_relaxed);
         last_error_ = std::move(why);
@@ -120,6 +123,7 @@ public:
         s.last_error = last_error_;
         s.last_error_cause = last_error_cause_;
         s.last_error_time = last_error_time_;
+        s.last_error_steady = last_error_steady_;
         s.reconnects_1h = count_since(reconnects_, now - std::chrono::hours(1));
         s.stalls_1h = count_since(stalls_, now - std::chrono::hours(1));
         s.breaks_1h = count_since(breaks_, now - std::chrono::hours(1));
@@ -149,6 +153,7 @@ private:
     std::string last_error_;
     std::optional<FailureCause> last_error_cause_;
     std::optional<TimePoint> last_error_time_;
+    std::optional<SteadyPoint> last_error_steady_;
     std::deque<SteadyPoint> reconnects_, stalls_, breaks_;
 };
 

@@ -29,6 +29,10 @@ thread_local std::string t_last_error;
 // RTP demuxer says each gap in the sequence numbers (RTP over UDP: over TCP nothing is lost) only
 // in its log, and never counts them where a caller could read them.
 thread_local std::uint64_t t_rtp_missed = 0;
+
+// Error lines FFmpeg logged on this thread: a decoder that meets damage says so only there (H.265's
+// marks none of its pictures, unlike H.264's).
+thread_local std::uint64_t t_error_lines = 0;
 constexpr const char* kRtpMissedFormat = "RTP: missed %d packets\n";  // libavformat/rtpdec.c
 
 // When an RTSP answer's last line came on this thread (steady clock, ns): the handshake's progress.
@@ -72,6 +76,7 @@ void keep_error_line(void* avcl, int level, const char* format, va_list args) {
         return;
     }
     if (level > AV_LOG_ERROR) return;
+    ++t_error_lines;
     char line[2048];
     int print_prefix = 0;  // without "[rtsp @ 0x...]": the camera is named by the caller
     va_list copy;
@@ -291,6 +296,10 @@ void FfmpegInput::open() {
         throw IngestError(IngestError::Kind::open,
                           fmt::format("cannot open decoder: {}", av_error_string(err)));
 
+    // H.264's decoder marks each picture it concealed (decode_error_flags); the others are judged
+    // from their errors (next_frame()).
+    marks_damage_ = codec_->codec_id == AV_CODEC_ID_H264;
+    damage_until_key_ = false;
     packet_.reset(av_packet_alloc());
     frame_.reset(av_frame_alloc());
     if (!packet_ || !frame_) throw IngestError(IngestError::Kind::open, "out of memory");
@@ -324,7 +333,8 @@ bool FfmpegInput::next_frame() {
             last_picture_ = std::chrono::steady_clock::now();
             // Concealed: the decoder filled in what it could not decode (FFmpeg says so only in its
             // log, "error while decoding MB", which the ingest silences).
-            if (frame_->decode_error_flags != 0 || (frame_->flags & AV_FRAME_FLAG_CORRUPT) != 0)
+            if (frame_->decode_error_flags != 0 || (frame_->flags & AV_FRAME_FLAG_CORRUPT) != 0 ||
+                (!marks_damage_ && damage_until_key_))
                 ++frames_damaged_;
             if (frame_observer_ != nullptr && !before_renewal()) {
                 frame_observer_->on_frame(*frame_, format_->streams[stream_index_]->time_base);
@@ -362,7 +372,8 @@ bool FfmpegInput::next_frame() {
         arm_deadline();
         t_last_error.clear();
         err = av_read_frame(format_.get(), packet_.get());
-        packets_lost_ += std::exchange(t_rtp_missed, 0);
+        const auto lost = std::exchange(t_rtp_missed, 0);
+        packets_lost_ += lost;
         // Whatever the read returned once the deadline interrupted it: a parser or demuxer hands
         // over what it held (the H.264 parser's pending frame, an MPEG-TS packet), and the next
         // read, with a fresh deadline, waited a whole timeout more (RTSP) or failed on the
@@ -433,8 +444,19 @@ bool FfmpegInput::next_frame() {
             if (observer_ != nullptr && announced_ && key) renew_if_changed(stream);
             if (observer_ != nullptr && announced_) observer_->on_packet(*packet_, stream);
             if (!options_.keyframes_only || key) {
+                const auto lines = t_error_lines;
                 err = avcodec_send_packet(codec_.get(), packet_.get());
-                if (err < 0 && err != AVERROR(EAGAIN)) ++decode_errors_;
+                const bool failed = err < 0 && err != AVERROR(EAGAIN);
+                if (failed) ++decode_errors_;
+                // A decoder that does not mark the pictures it conceals: from an error it met (or a
+                // packet lost on the way) every picture is taken as damaged until the next key
+                // frame, from which the picture is whole again.
+                if (!marks_damage_) {
+                    if (failed || t_error_lines != lines || lost > 0)
+                        damage_until_key_ = true;
+                    else if (key)
+                        damage_until_key_ = false;
+                }
             }
         }
         av_packet_unref(packet_.get());

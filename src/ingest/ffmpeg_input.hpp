@@ -159,6 +159,8 @@ private:
     std::chrono::steady_clock::time_point last_picture_{};
     std::chrono::steady_clock::time_point last_video_packet_{};  // of the stream decoded: its audio aside
     std::uint64_t decode_errors_ = 0, frames_damaged_ = 0;
+    bool marks_damage_ = false;      // the decoder flags the pictures it concealed (H.264's)
+    bool damage_until_key_ = false;  // else: an error met since the last key frame
     std::uint64_t packets_lost_ = 0;
     // Every packet is placed on it before anyone sees it: a looped file or a camera whose clock
     // jumps is one continuous stream to every output and to the pacing.

@@ -151,7 +151,7 @@ const kCauseWords = {
   unreachable: "cannot be reached", no_video: "connects, but sends no video", stalled: "its stream stopped",
   dropped: "dropped the connection", ended: "its recording ended", error: "fails to be read",
 };
-const causeWords = (kind) => kCauseWords[kind] || kind;
+const causeWords = (kind) => (Object.hasOwn(kCauseWords, kind) ? kCauseWords[kind] : String(kind));
 
 // Every request on its way is known with its start, so the badge can tell when answers stopped coming.
 async function api(path, options = {}, withResponse = false) {
@@ -361,8 +361,12 @@ function renderSites() {
     const cams = s.cameras || [];
     const online = cams.filter((c) => c.online).length;
     // Which are not, and why as far as their gateway knows.
-    const down = cams.filter((c) => !c.online).map((c) =>
-      `<div class="muted">${esc(c.camera)}${c.last_error_cause ? `: ${esc(causeWords(c.last_error_cause))}` : ""}</div>`).join("");
+    // A failure from before the camera's last frame is not why it is down now (a camera that was
+    // streaming when its gateway stopped): only one since.
+    const down = cams.filter((c) => !c.online).map((c) => {
+      const why = c.last_error_cause && c.last_error_time && (!c.last_frame_time || c.last_error_time >= c.last_frame_time);
+      return `<div class="muted">${esc(c.camera)}${why ? `: ${esc(causeWords(c.last_error_cause))}` : ""}</div>`;
+    }).join("");
     const age = s.heartbeat_age_s == null ? "never" : `${when(s.last_seen)} (${Math.round(s.heartbeat_age_s)} s ago)`;
     const sensors = (s.sensors || []).map((x) => `${esc(x.sensor)}: ${x.value == null ? "-" : esc(x.value)} ${esc(x.unit || "")}`).join("<br>");
     // What its gateway warned of its own configuration: settings that cannot work as meant are

@@ -282,7 +282,8 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
     }
     const auto cause = read_event_cause(j);
     if (cause.cause) m.cause = cause.cause->dump(-1, ' ', false, json::error_handler_t::replace);
-    if (cause.unusable) m.cleaned.emplace_back("cause (not an object of a kind and a text: left out)");
+    if (cause.unusable)
+        m.cleaned.emplace_back("cause (not an object of a kind and a text: left out, not stored)");
     return m;
 }
 

@@ -214,8 +214,8 @@ def test_silent_server_accepts_and_never_answers(silent_server):
 
 
 STATE = {"site": "test-site", "camera": "cam1", "name": "Cooking", "online": True, "fps_in": 25.0,
-         "fps_analysed": 2.0, "frames_dropped": 0, "reconnects_1h": 1, "stalls_1h": 0, "decode_errors": 0,
-         "packets_lost": 0, "check_errors": 0, "timestamp_jumps": 0, "failing_checks": [],
+         "fps_analysed": 2.0, "frames_dropped": 0, "reconnects_1h": 1, "stalls_1h": 0, "breaks_1h": 0,
+         "decode_errors": 0, "frames_damaged": 0, "packets_lost": 0, "check_errors": 0, "timestamp_jumps": 0, "failing_checks": [],
          "last_frame_time": "2026-11-24T06:30:00.480Z", "conditions": [], "time": "2026-11-24T06:30:00.500Z"}
 
 

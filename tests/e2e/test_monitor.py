@@ -810,7 +810,8 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
                 cause={"kind": "unauthorized", "text": "cannot open: Server returned 401 Unauthorized"})
     publish_all(pub, [(f"kitchen/{site}/gateway", json.dumps(
         {"site": site, "name": "No. 1 Primary School canteen", "version": "0.1.0", "started_at": now_iso(-3600),
-         "cameras": [{"id": "cooking", "name": "Cooking", "public": False, "checks": ["camera_health"]}],
+         "cameras": [{"id": "cooking", "name": "Cooking", "public": False, "checks": ["camera_health"]},
+                     {"id": "store", "name": "Store", "public": False, "checks": ["camera_health"]}],
          "time": now_iso()})),
         (f"kitchen/{site}/cameras/cooking/state", json.dumps(
             {"site": site, "camera": "cooking", "name": "Cooking", "online": False, "fps_in": 0.0,
@@ -819,12 +820,22 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
              "failing_checks": [], "last_frame_time": None, "conditions": ["offline"],
              "last_error": "cannot open: Server returned 401 Unauthorized", "last_error_cause": "unauthorized",
              "last_error_time": now_iso(-2), "time": now_iso()})),
+        # Down with no failure since its last frame (its gateway stopped while it streamed): no cause.
+        (f"kitchen/{site}/cameras/store/state", json.dumps(
+            {"site": site, "camera": "store", "name": "Store", "online": False, "fps_in": 0.0,
+             "fps_analysed": 0.0, "frames_dropped": 0, "reconnects_1h": 0, "stalls_1h": 0, "decode_errors": 0,
+             "frames_damaged": 0, "packets_lost": 0, "check_errors": 0, "timestamp_jumps": 0,
+             "failing_checks": [], "last_frame_time": now_iso(-5), "conditions": [],
+             "last_error": "cannot open: Connection refused", "last_error_cause": "unreachable",
+             "last_error_time": now_iso(-60), "time": now_iso()})),
         (f"kitchen/{site}/events", json.dumps(down))])
     down_row = f'tr.alert[data-id="{down_id}"]'
     kg_e2e.wait_until(lambda: "offline (refused the user or password)" in text_of(browser, down_row), 10,
                       what="the offline alert's cause in its row")
     kg_e2e.wait_until(lambda: "cooking: refused the user or password" in row_text(), 10,
                       what="the camera down and why in its site's row")
+    kg_e2e.wait_until(lambda: "store" in row_text(), 10, what="the other camera down in its site's row")
+    assert "cannot be reached" not in row_text(), row_text()
     click(browser, down_row)
     kg_e2e.wait_until(lambda: "Cause refused the user or password: cannot open: Server returned 401 Unauthorized"
                       in browser.find_element(By.ID, "d-facts").text, 10, what="the cause in the detail")

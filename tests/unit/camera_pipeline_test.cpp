@@ -512,7 +512,7 @@ TEST_F(CameraPipelineHealthTest, AnOutageSaysItsCauseAndACauseOfAnotherKindLater
             if (e.label == "offline") out.push_back(e);
         return out;
     };
-    stats.failed(FailureCause::stalled, "no data for 10000 ms", at(0));
+    stats.failed(FailureCause::stalled, "no data for 10000 ms", at(0), steady(0));
     pipeline_.supervise(at(0), steady(0));  // never a frame since the start: offline at once
     ASSERT_EQ(offline().size(), 1u);
     ASSERT_TRUE(offline()[0].cause);
@@ -520,7 +520,7 @@ TEST_F(CameraPipelineHealthTest, AnOutageSaysItsCauseAndACauseOfAnotherKindLater
     EXPECT_EQ(offline()[0].cause->text, "no data for 10000 ms");
 
     // The camera stops answering: said, but not before a minute from the start.
-    stats.failed(FailureCause::unreachable, "cannot open: Connection refused", at(10));
+    stats.failed(FailureCause::unreachable, "cannot open: Connection refused", at(10), steady(10));
     pipeline_.supervise(at(10), steady(10));
     EXPECT_EQ(offline().size(), 1u);
     pipeline_.supervise(at(61), steady(61));
@@ -531,7 +531,7 @@ TEST_F(CameraPipelineHealthTest, AnOutageSaysItsCauseAndACauseOfAnotherKindLater
     EXPECT_EQ(offline()[1].cause->kind, "unreachable");
 
     // The same kind in other words: no update; the end says the latest.
-    stats.failed(FailureCause::unreachable, "no answer within 10000 ms while opening", at(70));
+    stats.failed(FailureCause::unreachable, "no answer within 10000 ms while opening", at(70), steady(70));
     pipeline_.supervise(at(130), steady(130));
     EXPECT_EQ(offline().size(), 2u);
     stats.connected();
@@ -547,7 +547,7 @@ TEST_F(CameraPipelineHealthTest, AnOutageSaysItsCauseAndACauseOfAnotherKindLater
 // A failure from before the camera's last frame is not an outage's cause: nothing is known yet.
 TEST_F(CameraPipelineHealthTest, AFailureBeforeTheLastFrameIsNotTheOutagesCause) {
     auto& stats = pipeline_.stats();
-    stats.failed(kg::ingest::FailureCause::unauthorized, "cannot open: 401", at(0));
+    stats.failed(kg::ingest::FailureCause::unauthorized, "cannot open: 401", at(0), steady0_);
     stats.connected();
     stats.frame_decoded(at(1), steady0_ + 1s);
     pipeline_.supervise(at(100), steady0_ + 100s);
@@ -579,7 +579,7 @@ TEST_F(CameraPipelineHealthTest, AStreamThatKeepsBreakingIsUnstableUntilTheHourH
             EXPECT_TRUE(of("unstable").empty()) << i;
         }
         stats.broke(steady(t));
-        stats.failed(FailureCause::stalled, "no data for 10000 ms", at(t));
+        stats.failed(FailureCause::stalled, "no data for 10000 ms", at(t), steady(t));
         stats.reconnect(steady(t));
         stats.reconnect(steady(t));  // a try that failed too: not a break
         stats.connected();
@@ -639,4 +639,44 @@ TEST_F(CameraPipelineHealthTest, AStreamWithManyDamagedPicturesIsDamagedUntilItI
     pipeline_.supervise(at(t + 100), steady(t + 100));  // no picture for 100 s: offline
     ASSERT_EQ(damaged().size(), 4u);
     EXPECT_EQ(damaged()[3].end_reason, "camera offline");
+}
+
+// A cause of another kind within the minute is not sent as an update, but the end says it (the
+// review: the end said the older one, and the room kept it); and an outage found before any failure
+// is told its first cause at once, not a minute after its start.
+TEST_F(CameraPipelineHealthTest, TheEndSaysTheLatestCauseAndAFirstCauseIsToldAtOnce) {
+    using kg::ingest::FailureCause;
+    auto& stats = pipeline_.stats();
+    const auto steady = [&](int s) { return steady0_ + std::chrono::seconds(s); };
+    const auto offline = [&] {
+        std::vector<Event> out;
+        for (const auto& e : events_.all)
+            if (e.label == "offline") out.push_back(e);
+        return out;
+    };
+    stats.failed(FailureCause::unreachable, "cannot open: Connection refused", at(0), steady(0));
+    pipeline_.supervise(at(0), steady(0));
+    stats.failed(FailureCause::not_found, "cannot open: Server returned 404 Not Found", at(20), steady(20));
+    pipeline_.supervise(at(20), steady(20));
+    ASSERT_EQ(offline().size(), 1u);  // within the minute: no update
+    stats.connected();
+    stats.frame_decoded(at(30), steady(30));
+    stats.frame_decoded(at(40), steady(40));
+    pipeline_.supervise(at(40), steady(40));
+    ASSERT_EQ(offline().size(), 2u);
+    EXPECT_EQ(offline()[1].state, EventState::end);
+    ASSERT_TRUE(offline()[1].cause);
+    EXPECT_EQ(offline()[1].cause->kind, "not_found");
+
+    // Down again, a read hanging past offline_after (20 s): no cause at the start; the stall found
+    // at once.
+    pipeline_.supervise(at(61), steady(61));
+    ASSERT_EQ(offline().size(), 3u);
+    EXPECT_EQ(offline()[2].state, EventState::start);
+    EXPECT_FALSE(offline()[2].cause);
+    stats.failed(FailureCause::stalled, "no data for 30000 ms", at(70), steady(70));
+    pipeline_.supervise(at(70), steady(70));
+    ASSERT_EQ(offline().size(), 4u);
+    EXPECT_EQ(offline()[3].state, EventState::update);
+    EXPECT_EQ(offline()[3].cause->kind, "stalled");
 }
