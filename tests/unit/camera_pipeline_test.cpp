@@ -111,6 +111,14 @@ protected:
     }
 
     kg::TimePoint at(int seconds) const { return wall0_ + std::chrono::seconds(seconds); }
+    kg::SteadyPoint steady(int seconds) const { return steady0_ + std::chrono::seconds(seconds); }
+    // Every message sent of the events of `label`, in order (updates too).
+    std::vector<Event> labelled(const std::string& label) const {
+        std::vector<Event> out;
+        for (const auto& e : events_.all)
+            if (e.label == label) out.push_back(e);
+        return out;
+    }
 
     kg::config::Gateway config_;
     kg::rules::Calendar calendar_;
@@ -505,13 +513,7 @@ TEST_F(CameraPipelineScheduleTest, AnEventOpenWhenItsScheduleEndsEndsAsScheduleE
 TEST_F(CameraPipelineHealthTest, AnOutageSaysItsCauseAndACauseOfAnotherKindLater) {
     using kg::ingest::FailureCause;
     auto& stats = pipeline_.stats();
-    const auto steady = [&](int s) { return steady0_ + std::chrono::seconds(s); };
-    const auto offline = [&] {
-        std::vector<Event> out;
-        for (const auto& e : events_.all)
-            if (e.label == "offline") out.push_back(e);
-        return out;
-    };
+    const auto offline = [&] { return labelled("offline"); };
     stats.failed(FailureCause::stalled, "no data for 10000 ms", at(0), steady(0));
     pipeline_.supervise(at(0), steady(0));  // never a frame since the start: offline at once
     ASSERT_EQ(offline().size(), 1u);
@@ -563,20 +565,13 @@ TEST_F(CameraPipelineHealthTest, AFailureBeforeTheLastFrameIsNotTheOutagesCause)
 TEST_F(CameraPipelineHealthTest, AStreamThatKeepsBreakingIsUnstableUntilTheHourHoldsFewerBreaks) {
     using kg::ingest::FailureCause;
     auto& stats = pipeline_.stats();
-    const auto steady = [&](int s) { return steady0_ + std::chrono::seconds(s); };
-    const auto of = [&](const char* label) {
-        std::vector<Event> out;
-        for (const auto& e : events_.all)
-            if (e.label == label) out.push_back(e);
-        return out;
-    };
     stats.connected();
     for (int i = 0; i < 6; ++i) {
         const int t = i * 40;
         stats.frame_decoded(at(t), steady(t));
         pipeline_.supervise(at(t), steady(t));
         if (i < 5) {
-            EXPECT_TRUE(of("unstable").empty()) << i;
+            EXPECT_TRUE(labelled("unstable").empty()) << i;
         }
         stats.broke(steady(t));
         stats.failed(FailureCause::stalled, "no data for 10000 ms", at(t), steady(t));
@@ -586,34 +581,28 @@ TEST_F(CameraPipelineHealthTest, AStreamThatKeepsBreakingIsUnstableUntilTheHourH
     }
     stats.frame_decoded(at(240), steady(240));
     const auto state = pipeline_.supervise(at(240), steady(240));
-    ASSERT_EQ(of("unstable").size(), 1u);
-    EXPECT_EQ(of("unstable")[0].state, EventState::start);
-    ASSERT_TRUE(of("unstable")[0].cause);
-    EXPECT_EQ(of("unstable")[0].cause->kind, "stalled");
+    ASSERT_EQ(labelled("unstable").size(), 1u);
+    EXPECT_EQ(labelled("unstable")[0].state, EventState::start);
+    ASSERT_TRUE(labelled("unstable")[0].cause);
+    EXPECT_EQ(labelled("unstable")[0].cause->kind, "stalled");
     EXPECT_TRUE(state.online);
     EXPECT_EQ(state.stats.breaks_1h, 6);
     EXPECT_NE(std::find(state.conditions.begin(), state.conditions.end(), "unstable"),
               state.conditions.end());
-    EXPECT_TRUE(of("offline").empty());
+    EXPECT_TRUE(labelled("offline").empty());
     // An hour after the first break, five are left in it: ended.
     stats.frame_decoded(at(3601), steady(3601));
     pipeline_.supervise(at(3601), steady(3601));
-    ASSERT_EQ(of("unstable").size(), 2u);
-    EXPECT_EQ(of("unstable")[1].state, EventState::end);
-    EXPECT_EQ(of("unstable")[1].end_reason, "");
+    ASSERT_EQ(labelled("unstable").size(), 2u);
+    EXPECT_EQ(labelled("unstable")[1].state, EventState::end);
+    EXPECT_EQ(labelled("unstable")[1].end_reason, "");
 }
 
 // Pictures decoded with errors: `damaged` once a tenth of the last minute's are, ended below half
 // that; a camera that goes offline ends it (nothing to judge).
 TEST_F(CameraPipelineHealthTest, AStreamWithManyDamagedPicturesIsDamagedUntilItIsClean) {
     auto& stats = pipeline_.stats();
-    const auto steady = [&](int s) { return steady0_ + std::chrono::seconds(s); };
-    const auto damaged = [&] {
-        std::vector<Event> out;
-        for (const auto& e : events_.all)
-            if (e.label == "damaged") out.push_back(e);
-        return out;
-    };
+    const auto damaged = [&] { return labelled("damaged"); };
     stats.connected();
     // 25 pictures a second, 2 of them damaged (8%): not enough.
     int t = 0;
@@ -647,13 +636,7 @@ TEST_F(CameraPipelineHealthTest, AStreamWithManyDamagedPicturesIsDamagedUntilItI
 TEST_F(CameraPipelineHealthTest, TheEndSaysTheLatestCauseAndAFirstCauseIsToldAtOnce) {
     using kg::ingest::FailureCause;
     auto& stats = pipeline_.stats();
-    const auto steady = [&](int s) { return steady0_ + std::chrono::seconds(s); };
-    const auto offline = [&] {
-        std::vector<Event> out;
-        for (const auto& e : events_.all)
-            if (e.label == "offline") out.push_back(e);
-        return out;
-    };
+    const auto offline = [&] { return labelled("offline"); };
     stats.failed(FailureCause::unreachable, "cannot open: Connection refused", at(0), steady(0));
     pipeline_.supervise(at(0), steady(0));
     stats.failed(FailureCause::not_found, "cannot open: Server returned 404 Not Found", at(20), steady(20));
