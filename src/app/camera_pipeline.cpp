@@ -15,6 +15,12 @@
 namespace kg::app {
 namespace {
 
+// The camera's latest failure to be read, as an event says it; none if it never failed.
+std::optional<events::EventCause> last_failure(const ingest::CameraStatsSnapshot& st) {
+    if (!st.last_error_cause) return std::nullopt;
+    return events::EventCause{ingest::to_string(*st.last_error_cause), st.last_error};
+}
+
 constexpr auto kRateWindow = std::chrono::seconds(10);
 // Beyond the clip itself the ring keeps a GOP's worth of margin, so a clip starts on a key frame.
 constexpr auto kRingMargin = std::chrono::seconds(10);
@@ -600,10 +606,11 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
     // says it (the cameras review: the reason was in the state's last_error alone, which the room
     // did not show; a wrong password and a dead switch looked the same).
     // Judged on the steady clock: a wall clock set back between the two made an old failure new.
-    std::optional<events::EventCause> cause;
-    if (st.last_error_cause && st.last_error_steady &&
-        (!st.last_frame_steady || *st.last_error_steady >= *st.last_frame_steady))
-        cause = events::EventCause{ingest::to_string(*st.last_error_cause), st.last_error};
+    const auto latest = last_failure(st);
+    const auto cause = latest && st.last_error_steady &&
+                               (!st.last_frame_steady || *st.last_error_steady >= *st.last_frame_steady)
+                           ? latest
+                           : std::nullopt;
     std::optional<events::Event> event;
     if (observe && offline_->active() && back) {
         // Ended as of the first frame back, as any event ends as of when it was first seen gone:
@@ -695,8 +702,7 @@ void CameraPipeline::judge_stream(TimePoint now, SteadyPoint steady, const inges
     if (health.unstable_after > 0) {
         const bool breaking = st.breaks_1h >= health.unstable_after;
         if (auto e = unstable_->observe(now, steady, breaking ? 1.0f : 0.0f)) {
-            if (e->state != events::EventState::end && st.last_error_cause)
-                e->cause = events::EventCause{ingest::to_string(*st.last_error_cause), st.last_error};
+            if (e->state != events::EventState::end) e->cause = last_failure(st);
             if (e->state == events::EventState::start)
                 log_->warn("unstable: its stream broke {} times in the last hour (the latest: {})",
                            st.breaks_1h, st.last_error.empty() ? "no error reported" : st.last_error);

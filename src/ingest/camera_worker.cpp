@@ -82,6 +82,11 @@ void CameraWorker::run() {
             if (!v.log) return;
             log_->log(level, "{}: {}{}", shown_url_, what, failures_.note(v));
         };
+        // A failure after pictures is also a break of the stream (unstable); one before is not.
+        const auto record = [&](FailureCause cause, const std::string& why) {
+            if (delivered.first) stats_.broke(std::chrono::steady_clock::now());
+            stats_.failed(cause, why, Clock::now());
+        };
         try {
             input.open();
             refusals = 0;
@@ -91,8 +96,7 @@ void CameraWorker::run() {
             // Only a file ends; a network or device stream that ends has gone away: reconnect.
             file_ended = ended && input.kind() == SourceKind::file;
             if (ended && !file_ended) {
-                if (delivered.first) stats_.broke(std::chrono::steady_clock::now());
-                stats_.failed(FailureCause::dropped, "the stream ended", Clock::now());
+                record(FailureCause::dropped, "the stream ended");
                 failed(spdlog::level::warn, "the stream ended");
             } else if (file_ended) {
                 stats_.failed(FailureCause::ended, "end of file (not looping)", Clock::now());
@@ -102,8 +106,7 @@ void CameraWorker::run() {
         } catch (const IngestError& e) {
             if (!stop_) {  // a stop interrupts the read: not the camera's fault, and not said
                 if (e.kind == IngestError::Kind::stall) stats_.stall(std::chrono::steady_clock::now());
-                if (delivered.first) stats_.broke(std::chrono::steady_clock::now());
-                stats_.failed(e.cause, e.what(), Clock::now());
+                record(e.cause, e.what());
                 failed(spdlog::level::warn, e.what());
                 refused = e.cause == FailureCause::unauthorized;
             } else {
@@ -113,8 +116,7 @@ void CameraWorker::run() {
             // Not the stream's fault as far as we know (out of memory in a frame buffer, a packet
             // observer that failed): the connection is dropped and made again, the gateway goes on.
             if (!stop_) {
-                if (delivered.first) stats_.broke(std::chrono::steady_clock::now());
-                stats_.failed(FailureCause::error, e.what(), Clock::now());
+                record(FailureCause::error, e.what());
                 failed(spdlog::level::err, e.what());
             } else {
                 stats_.disconnected();
@@ -191,8 +193,8 @@ void CameraWorker::say_damaged(std::chrono::steady_clock::time_point now) {
     if (damaged_ > 0) {
         log_->warn(
             "{}: {} of {} pictures in the last {:.0f} s were damaged (parts the decoder could not decode, "
-            "filled "
-            "in from around them: smeared pictures, checks that see less): the stream is damaged on the way "
+            "filled in from around them: smeared pictures, checks that see less): the stream is damaged on "
+            "the way "
             "(packets lost or corrupted) or by the camera's encoder",
             shown_url_, damaged_, decoded_, std::chrono::duration<double>(now - *damaged_since_).count());
         damaged_said_ = true;
