@@ -29,6 +29,7 @@
 #include "common/watchdog_keeper.hpp"
 #include "config/config_loader.hpp"
 #include "ingest/ffmpeg_input.hpp"
+#include "ingest/login_gate.hpp"
 #include "kg/version.hpp"
 #include "vision/opencv_threads.hpp"
 #include "web/http_server.hpp"
@@ -70,9 +71,11 @@ struct BuildFailed : std::runtime_error {
 // `watchdog`: feeds systemd's watchdog from when a reload is asked for until the next run is ready.
 // `last_reload`: how the last reload went, kept across runs for /metrics; this run's refusals and
 // its own making are recorded in it.
+// `logins`: the cameras' logins, kept across runs (a reload does not try a refused password again).
 RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
                 const kg::ProcessSignals& process_signals, kg::app::CarryOver& carry, bool fallback,
-                kg::WatchdogKeeper& watchdog, std::optional<kg::app::Gateway::ReloadOutcome>& last_reload) {
+                kg::WatchdogKeeper& watchdog, std::optional<kg::app::Gateway::ReloadOutcome>& last_reload,
+                kg::ingest::LoginGate& logins) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -110,7 +113,7 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     // that names its cause, not a crash.
     std::unique_ptr<kg::app::Gateway> built;
     try {
-        built = std::make_unique<kg::app::Gateway>(cfg, logging);
+        built = std::make_unique<kg::app::Gateway>(cfg, logging, &logins);
     } catch (const std::exception& e) {
         // The checks of a reload read the file and load the models, but some things only show when
         // the gateway is built (another gateway holding the outbox named now). Going back to what ran
@@ -337,10 +340,11 @@ int run(kg::config::Gateway cfg, const std::string& config_path, const kg::Proce
     // The configuration of the run before a reload, while the reloaded one has not started.
     std::optional<kg::config::Gateway> previous;
     std::optional<kg::app::Gateway::ReloadOutcome> last_reload;
+    kg::ingest::LoginGate logins;
     for (;;) {
         RunEnd end;
         try {
-            end = run_once(cfg, config_path, signals, carry, previous.has_value(), watchdog, last_reload);
+            end = run_once(cfg, config_path, signals, carry, previous.has_value(), watchdog, last_reload, logins);
         } catch (const BuildFailed&) {
             // Logged by run_once. What the stopped run handed over is still in `carry` if the run
             // that failed was not built; one that failed to start took it with it.

@@ -115,8 +115,10 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
     }
     raw_.reserve(16);
     observations_.reserve(16);
+    if (site.logins == nullptr) own_logins_ = std::make_unique<ingest::LoginGate>();
     worker_ = std::make_unique<ingest::CameraWorker>(
-        camera_, frames_, stats_, [this] { pool_.notify(*this); }, log_);
+        camera_, frames_, stats_, site.logins != nullptr ? *site.logins : *own_logins_,
+        [this] { pool_.notify(*this); }, log_);
     if (site.evidence != nullptr) packets_.add(&ring_);
     if (camera_.is_public && !site.config.public_side.listen.empty()) {
         const auto& pub = site.config.public_side;

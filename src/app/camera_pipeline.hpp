@@ -44,6 +44,9 @@ struct SiteContext {
     events::EventSink& sink;
     events::EventIdGenerator& ids;
     const Logging& logging;
+    // The cameras' logins, shared by every camera of the process and kept across reloads (see
+    // ingest::LoginGate); null: this camera's own (tests).
+    ingest::LoginGate* logins;
 };
 
 // Makes the check a camera's configuration names (tests give their own; empty: the built-in ones).
@@ -147,6 +150,7 @@ private:
     evidence::PacketRing ring_;
     std::unique_ptr<stream::PublicFeed> feed_;  // public cameras, when the public side is on
     ingest::PacketFanout packets_;
+    std::unique_ptr<ingest::LoginGate> own_logins_;  // without the site's (tests); before the worker
     std::unique_ptr<ingest::CameraWorker> worker_;
     evidence::EventEvidence evidence_;
     std::unique_ptr<evidence::TrainingFrames> training_;  // when training_frames covers this camera

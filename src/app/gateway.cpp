@@ -172,7 +172,7 @@ std::string wildcard_level(const std::string& filter, const std::string& topic) 
 
 }  // namespace
 
-Gateway::Gateway(config::Gateway cfg, const Logging& logging)
+Gateway::Gateway(config::Gateway cfg, const Logging& logging, ingest::LoginGate* logins)
     : cfg_(std::move(cfg)),
       log_(logging.get("gateway")),
       tick_parts_(log_),
@@ -190,6 +190,7 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
           cfg_.evidence.min_free, evidence::EvidenceStore::disk_free,
           /*prune_folders=*/true)),
       training_frames_(open_training_frames(cfg_.training_frames)),
+      own_logins_(logins != nullptr ? nullptr : std::make_unique<ingest::LoginGate>()),
       site_{cfg_,
             calendar_,
             schedules_,
@@ -197,7 +198,8 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging)
             cfg_.training_frames.enabled ? training_frames_.get() : nullptr,
             event_log_,
             ids_,
-            logging},
+            logging,
+            logins != nullptr ? logins : own_logins_.get()},
       pool_(analysis_threads(cfg_.analysis_threads)),
       own_states_(own_state_topics(cfg_, topics_)) {
     for (const auto& camera : cfg_.cameras) {

@@ -37,7 +37,9 @@ namespace kg::app {
 
 class Gateway final : public web::GatewayView, public web::PublicView {
 public:
-    Gateway(config::Gateway cfg, const Logging& logging);
+    // `logins`: the cameras' logins, kept by the process across reloads (see ingest::LoginGate);
+    // null: this run's own.
+    Gateway(config::Gateway cfg, const Logging& logging, ingest::LoginGate* logins = nullptr);
     ~Gateway() override;
 
     // `carried`: at a reload, the previous run's sensor readings and minutes in progress. Taken over
@@ -138,6 +140,7 @@ private:
     // Kept while saving is on, and also while it is off but the folder exists, so that frames
     // saved before still expire.
     std::unique_ptr<evidence::EvidenceStore> training_frames_;
+    std::unique_ptr<ingest::LoginGate> own_logins_;  // without the process's
     SiteContext site_;
     AnalysisPool pool_;
     std::vector<std::unique_ptr<CameraPipeline>> cameras_;

@@ -23,11 +23,21 @@ std::optional<std::string> stretch_warning(double camera_aspect, int width, int 
         camera_aspect, width, height, analysed, keeps);
 }
 
-CameraWorker::CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats,
+namespace {
+
+// A wait in whole minutes, at least one: "tried again in 0 min" read as "now".
+long minutes_said(std::chrono::steady_clock::duration d) {
+    return std::max(1L, std::lround(std::chrono::duration<double>(d).count() / 60.0));
+}
+
+}  // namespace
+
+CameraWorker::CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats, LoginGate& logins,
                            std::function<void()> on_frame, std::shared_ptr<spdlog::logger> log)
     : camera_(camera),
       out_(out),
       stats_(stats),
+      logins_(logins),
       on_frame_(std::move(on_frame)),
       log_(std::move(log)),
       shown_url_(without_password(camera_.url)),
@@ -58,8 +68,10 @@ void CameraWorker::run() {
     const InputOptions options{camera_.url, camera_.input.transport, camera_.input.timeout,
                                camera_.analysis.keyframes_only, camera_.input.format};
     bool first = true;
-    int refusals = 0;  // logins the camera refused in a row (401, 403), without a connection between
+    const std::string login = LoginGate::login_of(camera_.url);
     while (!stop_) {
+        auto pass = wait_for_login(login);
+        if (!pass) break;
         if (!first) stats_.reconnect(std::chrono::steady_clock::now());
         first = false;
 
@@ -69,7 +81,7 @@ void CameraWorker::run() {
         Delivered delivered;
         bool file_ended = false;
         bool said = true;  // this try's end was logged: so is the retry
-        bool refused = false;
+        std::optional<LoginGate::Pass::Refusal> refused;
         // A try that failed before any picture came, the same way as the tries before it, is
         // logged the first few times, then summarised (failures_); one after pictures always is.
         const auto failed = [&](spdlog::level::level_enum level, const std::string& what) {
@@ -89,7 +101,7 @@ void CameraWorker::run() {
         };
         try {
             input.open();
-            refusals = 0;
+            pass->accepted();
             stats_.connected();
             if (!failures_.quiet()) log_->info("connected to {}: {}", shown_url_, input.describe());
             const bool ended = read_frames(input, delivered) == StreamEnd::end_of_file;
@@ -108,7 +120,7 @@ void CameraWorker::run() {
                 if (e.kind == IngestError::Kind::stall) stats_.stall(std::chrono::steady_clock::now());
                 record(e.cause, e.what());
                 failed(spdlog::level::warn, e.what());
-                refused = e.cause == FailureCause::unauthorized;
+                if (e.cause == FailureCause::unauthorized) refused = pass->refused(std::chrono::steady_clock::now());
             } else {
                 stats_.disconnected();
             }
@@ -122,6 +134,9 @@ void CameraWorker::run() {
                 stats_.disconnected();
             }
         }
+        // A try that ended without an answer about the login: the next camera of the login may try
+        // now, not after this one's back-off.
+        pass.reset();
         // What the last reads lost (before a stall, the end, or a first frame that never came).
         count_lost(input, delivered, std::chrono::steady_clock::now(), false);
         // Also at a stop that interrupted the read, as at one between two reads: the stream's
@@ -139,28 +154,49 @@ void CameraWorker::run() {
             backoff.reset();
         auto delay = backoff.next();
         if (refused) {
-            // Each refused login counts against the camera's account: Hikvision and Dahua lock it
-            // (or this address) for about 30 minutes after 5-7 in a row, the installer locked out of
-            // the camera's own page too. Tried again 1, 2, 4, 8, then every 15 minutes, not every
-            // input.reconnect.max; a reload after the URL is mended tries at once.
-            const auto wait = std::min<std::chrono::milliseconds>(
-                kRefusedMax, kRefusedFirst * (1LL << std::min(refusals, 4)));
-            ++refusals;
+            // Each refused login counts against the camera's account (see LoginGate): tried again 1,
+            // 2, 4, 8, then every 15 minutes, not every input.reconnect.max; a reload after the URL is
+            // mended tries at once.
+            const auto wait = refused->next_try - std::chrono::steady_clock::now();
             if (wait > delay) {
-                delay = wait;
+                delay = std::chrono::ceil<std::chrono::milliseconds>(wait);
                 if (said)
                     log_->warn(
                         "{}: the camera refused the user or password{}; tried again in {} min (a camera "
-                        "locks "
-                        "the account after a few refused logins): mend the URL's user or password and reload",
-                        shown_url_, refusals > 1 ? fmt::format(" {} times in a row", refusals) : "",
-                        std::chrono::duration_cast<std::chrono::minutes>(delay).count());
+                        "locks the account after a few refused logins): mend the URL's user or password and "
+                        "reload",
+                        shown_url_, refused->in_a_row > 1 ? fmt::format(" {} times in a row", refused->in_a_row) : "",
+                        minutes_said(delay));
                 said = false;  // the wait is said with the refusal, not again as a reconnect
+                login_wait_said_ = refused->next_try;
             }
         }
         if (said) log_->info("reconnecting in {} ms", delay.count());
         if (!wait_for(delay)) break;
     }
+}
+
+std::optional<LoginGate::Pass> CameraWorker::wait_for_login(const std::string& login) {
+    while (!stop_) {
+        const auto now = std::chrono::steady_clock::now();
+        auto entry = logins_.enter(login, camera_.id, now);
+        if (auto* pass = std::get_if<LoginGate::Pass>(&entry)) return std::move(*pass);
+        const auto& wait = std::get<LoginGate::Wait>(entry);
+        // Waiting for another camera's first try of the login is not said: it takes a moment.
+        if (wait.refusals > 0 && login_wait_said_ != wait.until) {
+            login_wait_said_ = wait.until;
+            const auto why = fmt::format(
+                "not tried while its login is refused: camera '{}' was refused this user and password at this "
+                "address{}; tried again in {} min, by one camera of the login at a time (a camera locks the "
+                "account after a few refused logins)",
+                wait.refused, wait.refusals > 1 ? fmt::format(" {} times in a row", wait.refusals) : "",
+                minutes_said(wait.until - now));
+            stats_.failed(FailureCause::unauthorized, why, Clock::now(), now);
+            log_->warn("{}: {}", shown_url_, why);
+        }
+        if (!wait_for(wait.until - now)) break;
+    }
+    return std::nullopt;
 }
 
 void CameraWorker::count_lost(const FfmpegInput& input, Delivered& delivered,

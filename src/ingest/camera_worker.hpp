@@ -19,6 +19,7 @@
 #include "ingest/camera_stats.hpp"
 #include "ingest/ffmpeg_input.hpp"
 #include "ingest/latest_frame.hpp"
+#include "ingest/login_gate.hpp"
 
 namespace kg::ingest {
 
@@ -31,7 +32,8 @@ std::optional<std::string> stretch_warning(double camera_aspect, int width, int 
 class CameraWorker {
 public:
     // on_frame: called on the ingest thread after each new frame is published to `out`.
-    CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats,
+    // logins: shared with the other cameras (see LoginGate); outlives the worker.
+    CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats, LoginGate& logins,
                  std::function<void()> on_frame, std::shared_ptr<spdlog::logger> log);
     ~CameraWorker();
     CameraWorker(const CameraWorker&) = delete;
@@ -63,20 +65,24 @@ private:
     // Says the damaged pictures decoded since it last did: the first 10 s after the first one,
     // then at most every 10 minutes.
     void say_damaged(std::chrono::steady_clock::time_point now);
+    // Waits while the camera's login is refused or another camera's try of it is under way (see
+    // LoginGate); nothing when stopped meanwhile.
+    std::optional<LoginGate::Pass> wait_for_login(const std::string& login);
     // Sleeps up to `d`; returns false if stopped meanwhile.
     bool wait_for(std::chrono::steady_clock::duration d);
 
     const config::Camera camera_;
     LatestFrame& out_;
     CameraStats& stats_;
+    LoginGate& logins_;
     std::function<void()> on_frame_;
     std::shared_ptr<spdlog::logger> log_;
     // Logs end up in the journal and in support tickets: never with the camera's password.
     const std::string shown_url_;
     static constexpr int kFailureSummaryMinutes = 10;
-    // The wait after a refused login, doubling from the first to the longest (see run()).
-    static constexpr std::chrono::milliseconds kRefusedFirst{std::chrono::minutes(1)};
-    static constexpr std::chrono::milliseconds kRefusedMax{std::chrono::minutes(15)};
+    // The end of the refused login's wait this camera last said (ingest thread): said once, by the
+    // camera refused or by each one waiting with it.
+    std::optional<std::chrono::steady_clock::time_point> login_wait_said_;
     RepeatedFailure failures_;  // tries that failed before any picture, in a row (ingest thread)
     bool said_shape_ = false;   // a picture stretched to the analysis size was said (ingest thread)
     // Lost RTP packets, over every connection (ingest thread): a lossy UDP link that also stalls

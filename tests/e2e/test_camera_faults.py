@@ -252,44 +252,76 @@ def test_an_offline_camera_says_why_and_a_refused_password_is_not_tried_every_se
     words), as the camera's state does with its time (the cameras review: the reason was in the
     state's `last_error` alone, which the room did not show and which had no time; a wrong password
     and a dead switch looked the same). A refused login is not tried again at the reconnect back-off
-    (here every 2 s): cameras lock the account after a few."""
-    clip = make_clip([("normal", 40)])
-    locked = rtsp_server({"/cam": clip}, auth="admin:right")
+    (here every 2 s): cameras lock the account after a few refused logins, counted over all the
+    channels of a recorder, and a reload that leaves the password as it was does not try it again."""
+    clip = make_clip([("normal", 90)])
+    locked = rtsp_server({"/ch1": clip, "/ch2": clip, "/ch3": clip}, auth="admin:right")
     served = rtsp_server({"/cam": clip})
+    wrong = locked.url("/ch1").replace("rtsp://", "rtsp://admin:Wr0ngPw@")
     cams = [
-        kg_e2e.camera("badpw", locked.url("/cam").replace("rtsp://", "rtsp://admin:Wr0ngPw@")),
+        kg_e2e.camera("badpw", wrong),
+        # Two more channels of the same recorder: the same wrong login, and the right one.
+        kg_e2e.camera("badpw2", wrong.replace("/ch1", "/ch2")),
+        kg_e2e.camera("goodpw", locked.url("/ch3").replace("rtsp://", "rtsp://admin:right@")),
         kg_e2e.camera("badpath", served.url("/nothing")),
         kg_e2e.camera("gone", f"rtsp://127.0.0.1:{kg_e2e.free_port()}/cam"),
         kg_e2e.camera("ok", served.url("/cam")),
     ]
+    config = kg_e2e.base_config(broker, cams, tmp_path)
     started = time.time()
-    gw = gateway(kg_e2e.base_config(broker, cams, tmp_path))
+    gw = gateway(config)
 
     def offline(cam):
         return next((e for e in collector.events()
                      if e["camera"] == cam and e["label"] == "offline" and e["state"] == "start"), None)
 
-    collector.wait_for(lambda: all(offline(c) for c in ("badpw", "badpath", "gone")), 25,
-                       what="the three cameras' offline events")
-    causes = {c: offline(c)["cause"] for c in ("badpw", "badpath", "gone")}
+    down = ("badpw", "badpw2", "badpath", "gone")
+    collector.wait_for(lambda: all(offline(c) for c in down), 25, what="the cameras' offline events")
+    causes = {c: offline(c)["cause"] for c in down}
     assert causes["badpw"]["kind"] == "unauthorized" and "401" in causes["badpw"]["text"], causes
     assert causes["badpath"]["kind"] == "not_found" and "404" in causes["badpath"]["text"], causes
     assert causes["gone"]["kind"] == "unreachable" and "refused" in causes["gone"]["text"].lower(), causes
-    collector.wait_for(lambda: frames_flowing(collector, "ok"), 20, what="frames from the camera that works")
-    assert not any(e["camera"] == "ok" and e["label"] == "offline" for e in collector.events())
+    # One of the two channels with the wrong password tried it; the other waits for its turn.
+    tried, waiting = ("badpw", "badpw2") if "401" in causes["badpw"]["text"] else ("badpw2", "badpw")
+    assert causes[tried]["kind"] == "unauthorized" and "401" in causes[tried]["text"], causes
+    assert causes[waiting]["kind"] == "unauthorized", causes
+    assert "not tried while its login is refused" in causes[waiting]["text"], causes
+    assert f"camera '{tried}' was refused this user and password" in causes[waiting]["text"], causes
+    collector.wait_for(lambda: frames_flowing(collector, "ok") and frames_flowing(collector, "goodpw"), 20,
+                       what="frames from the cameras that work, the right password among them")
+    assert not any(e["camera"] in ("ok", "goodpw") and e["label"] == "offline" for e in collector.events())
     state = collector.wait_for(lambda: (s := latest_state(collector, "badpw")) and s.get("last_error_cause") and s,
                                10, what="the refused camera's state")
     assert state["online"] is False and state["last_error_cause"] == "unauthorized", state
     assert started - 1 <= parse_time(state["last_error_time"]) <= parse_time(state["time"]), state
     assert "last_error" not in latest_state(collector, "ok"), latest_state(collector, "ok")
 
-    # 20 s more: at the reconnect back-off (500 ms to 2 s) that was 10 more logins refused; now the
-    # first is tried again after a minute.
+    # 20 s more: at the reconnect back-off (500 ms to 2 s) that was 20 more logins refused, 10 for
+    # each channel; now one channel tries again after a minute. The other connection is `goodpw`'s.
+    def connections():
+        return kg_e2e.tail(locked.log, 10**9).count("client connected")
+
     time.sleep(max(0.0, started + 25 - time.time()))
-    tries = kg_e2e.tail(locked.log, 10**9).count("client connected")
-    assert tries == 1, f"{tries} connections to the camera that refuses the password"
+    assert connections() == 2, f"{connections()} connections to the recorder (one refused, one streaming)"
     log = gw.output()
     assert "the camera refused the user or password; tried again in 1 min" in log, log
+    assert f"[cam:{waiting}]" in log and "by one camera of the login at a time" in log, log
+
+    # A reload with the same passwords does not try the refused one again at once; one with the
+    # password mended does.
+    gw.proc.send_signal(signal.SIGHUP)
+    kg_e2e.wait_until(lambda: gw.output().count(" starting with ") == 2, 20, what="the reload")
+    time.sleep(4)
+    assert connections() == 3, f"{connections()} connections to the recorder after a reload (`goodpw` again)"
+    config["cameras"][0]["url"] = locked.url("/ch1").replace("rtsp://", "rtsp://admin:right@")
+    gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    gw.proc.send_signal(signal.SIGHUP)
+    kg_e2e.wait_until(lambda: gw.output().count(" starting with ") == 3, 20, what="the second reload")
+    reloaded = time.time()
+    collector.wait_for(lambda: (s := latest_state(collector, "badpw")) and parse_time(s["time"]) > reloaded
+                       and s["online"], 20, what="the camera with its password mended, online")
+    assert not (s := latest_state(collector, "badpw2"))["online"] and s["last_error_cause"] == "unauthorized", s
+    log = gw.output()
     assert "Wr0ngPw" not in log and all("Wr0ngPw" not in json.dumps(e) for e in collector.events())
     assert gw.terminate() == 0
     schemas.validate_all(collector)

@@ -93,7 +93,7 @@ protected:
         : config_(kg::config::load_string(config, "gateway.yaml")),
           calendar_(config_.site.timezone, config_.site.holidays),
           logging_("error", false),
-          site_{config_, calendar_, schedules_, nullptr, nullptr, events_, ids_, logging_},
+          site_{config_, calendar_, schedules_, nullptr, nullptr, events_, ids_, logging_, nullptr},
           pipeline_(config_.cameras.at(0), pool_, site_, [this](const std::string& name) {
               if (name == "camera_health") return std::make_unique<ScriptedCheck>(name, "black", health_);
               return std::make_unique<ScriptedCheck>(name, name == "mask" ? "no_mask" : "bare_head",

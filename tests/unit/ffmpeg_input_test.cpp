@@ -62,8 +62,9 @@ kg::config::Camera file_camera(bool keyframes_only) {
 int frames_from_file(bool keyframes_only, kg::ingest::CameraStats& stats) {
     kg::ingest::LatestFrame slot;
     std::atomic<int> frames{0};
+    kg::ingest::LoginGate logins;
     kg::ingest::CameraWorker worker(
-        file_camera(keyframes_only), slot, stats,
+        file_camera(keyframes_only), slot, stats, logins,
         [&] {
             const auto* f = slot.take();
             if (f != nullptr) {
@@ -272,8 +273,9 @@ TEST(CameraWorker, AStepBackIsCountedAndLoggedAndRepeatedTimesAreNot) {
     log->set_pattern("%l %v");
     kg::ingest::CameraStats stats;
     kg::ingest::LatestFrame slot;
+    kg::ingest::LoginGate logins;
     kg::ingest::CameraWorker worker(
-        cam, slot, stats, [&] { slot.take(); }, log);
+        cam, slot, stats, logins, [&] { slot.take(); }, log);
     worker.start();
     for (int i = 0; i < 200 && stats.snapshot(std::chrono::steady_clock::now()).last_error != "end of file";
          ++i) {
@@ -671,10 +673,11 @@ struct CountingWorker {
     kg::ingest::CameraStats stats;
     kg::ingest::LatestFrame slot;
     std::atomic<int> frames{0};
+    kg::ingest::LoginGate logins;
     kg::ingest::CameraWorker worker;
     CountingWorker(const kg::config::Camera& cam, std::shared_ptr<spdlog::logger> log)
         : worker(
-              cam, slot, stats,
+              cam, slot, stats, logins,
               [this] {
                   if (slot.take() != nullptr) ++frames;
               },
@@ -757,8 +760,9 @@ TEST(CameraWorker, PicturesStretchedToTheAnalysisSizeAreSaidOnce) {
             std::make_shared<spdlog::logger>("cam", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
         kg::ingest::CameraStats stats;
         kg::ingest::LatestFrame slot;
+        kg::ingest::LoginGate logins;
         kg::ingest::CameraWorker worker(
-            cam, slot, stats, [&] { slot.take(); }, log);
+            cam, slot, stats, logins, [&] { slot.take(); }, log);
         worker.start();
         for (int i = 0;
              i < 500 && stats.snapshot(std::chrono::steady_clock::now()).last_error != "end of file"; ++i)

@@ -623,7 +623,7 @@ struct HubSite {
     explicit HubSite(const kg::config::Gateway& config)
         : cfg(config),
           calendar(cfg.site.timezone, cfg.site.holidays),
-          site{cfg, calendar, schedules, nullptr, nullptr, sink, ids, logging},
+          site{cfg, calendar, schedules, nullptr, nullptr, sink, ids, logging, nullptr},
           link(cfg.mqtt, "kitchen/test-site/availability", kg::Logging::null_logger()),
           outbox(store, link, topics, "test-site", kg::Logging::null_logger()) {}
     const kg::config::Gateway& cfg;
