@@ -32,8 +32,9 @@ long minutes_said(std::chrono::steady_clock::duration d) {
 
 }  // namespace
 
-CameraWorker::CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats, LoginGate& logins,
-                           std::function<void()> on_frame, std::shared_ptr<spdlog::logger> log)
+CameraWorker::CameraWorker(const config::Camera& camera, LatestFrame& out, CameraStats& stats,
+                           LoginGate& logins, std::function<void()> on_frame,
+                           std::shared_ptr<spdlog::logger> log)
     : camera_(camera),
       out_(out),
       stats_(stats),
@@ -120,7 +121,8 @@ void CameraWorker::run() {
                 if (e.kind == IngestError::Kind::stall) stats_.stall(std::chrono::steady_clock::now());
                 record(e.cause, e.what());
                 failed(spdlog::level::warn, e.what());
-                if (e.cause == FailureCause::unauthorized) refused = pass->refused(std::chrono::steady_clock::now());
+                if (e.cause == FailureCause::unauthorized)
+                    refused = pass->refused(std::chrono::steady_clock::now());
             } else {
                 stats_.disconnected();
             }
@@ -165,7 +167,8 @@ void CameraWorker::run() {
                         "{}: the camera refused the user or password{}; tried again in {} min (a camera "
                         "locks the account after a few refused logins): mend the URL's user or password and "
                         "reload",
-                        shown_url_, refused->in_a_row > 1 ? fmt::format(" {} times in a row", refused->in_a_row) : "",
+                        shown_url_,
+                        refused->in_a_row > 1 ? fmt::format(" {} times in a row", refused->in_a_row) : "",
                         minutes_said(delay));
                 said = false;  // the wait is said with the refusal, not again as a reconnect
                 login_wait_said_ = refused->next_try;
@@ -186,7 +189,8 @@ std::optional<LoginGate::Pass> CameraWorker::wait_for_login(const std::string& l
         if (wait.refusals > 0 && login_wait_said_ != wait.until) {
             login_wait_said_ = wait.until;
             const auto why = fmt::format(
-                "not tried while its login is refused: camera '{}' was refused this user and password at this "
+                "not tried while its login is refused: camera '{}' was refused this user and password at "
+                "this "
                 "address{}; tried again in {} min, by one camera of the login at a time (a camera locks the "
                 "account after a few refused logins)",
                 wait.refused, wait.refusals > 1 ? fmt::format(" {} times in a row", wait.refusals) : "",

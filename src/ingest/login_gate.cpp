@@ -39,10 +39,9 @@ std::string LoginGate::login_of(const std::string& url) {
     const std::string scheme = lower(std::string_view(url).substr(0, scheme_end));
     const auto authority_begin = scheme_end + 3;
     const auto authority_end = url.find_first_of("/?#", authority_begin);
-    const std::string_view authority =
-        std::string_view(url).substr(authority_begin, authority_end == std::string::npos
-                                                          ? std::string::npos
-                                                          : authority_end - authority_begin);
+    const std::string_view authority = std::string_view(url).substr(
+        authority_begin,
+        authority_end == std::string::npos ? std::string::npos : authority_end - authority_begin);
     // The last '@': a password may hold one unescaped (cameras' own pages allow it, FFmpeg too).
     const auto at = authority.rfind('@');
     if (at == std::string_view::npos || at == 0) return {};
@@ -102,8 +101,8 @@ LoginGate::Pass::Refusal LoginGate::Pass::refused(SteadyPoint now) {
     return refusal;
 }
 
-std::variant<LoginGate::Pass, LoginGate::Wait> LoginGate::enter(const std::string& login, const std::string& camera,
-                                                                  SteadyPoint now) {
+std::variant<LoginGate::Pass, LoginGate::Wait> LoginGate::enter(const std::string& login,
+                                                                const std::string& camera, SteadyPoint now) {
     if (login.empty()) return Pass();
     std::lock_guard lock(mutex_);
     auto& l = logins_[login];
@@ -130,7 +129,8 @@ LoginGate::Pass::Refusal LoginGate::refused(const std::string& login, const std:
                                             SteadyPoint now) {
     std::lock_guard lock(mutex_);
     auto& l = logins_[login];
-    const auto wait = std::min<std::chrono::milliseconds>(kRefusedMax, kRefusedFirst * (1LL << std::min(l.refusals, 4)));
+    const auto wait =
+        std::min<std::chrono::milliseconds>(kRefusedMax, kRefusedFirst * (1LL << std::min(l.refusals, 4)));
     ++l.refusals;
     // Channels refused together (the password changed on the recorder while they streamed) do not
     // shorten each other's wait.
