@@ -81,7 +81,7 @@ std::string errno_text() { return std::error_code(errno, std::generic_category()
 
 std::uintmax_t remove_stale_hls_folders(const std::string& site_folder,
                                         const std::vector<std::string>& cameras, spdlog::logger& log) {
-    static const std::regex own(std::string(kHlsFileName) + R"((\.tmp)?|index\.m3u8(\.tmp)?)");
+    static const std::regex own(std::string(kHlsFileName) + R"((\.tmp)?|index\.m3u8(\.tmp){0,2})");
     std::uintmax_t freed = 0;
     std::error_code ec;
     for (const auto& folder : std::filesystem::directory_iterator(site_folder, ec)) {
@@ -117,6 +117,7 @@ HlsWriter::HlsWriter(std::string folder, int segment_seconds, std::shared_ptr<sp
       run_(random_run()),
       max_gop_bytes_(max_gop_bytes),
       max_folder_bytes_(max_folder_bytes) {
+    first_discontinuity_ = sequence_floor_now();
     std::error_code ec;
     std::filesystem::create_directories(folder_, ec);
     if (ec) log_->error("HLS folder {}: {}", folder_, ec.message());
@@ -222,12 +223,78 @@ void HlsWriter::open_muxer() {
     av_opt_set(out_->priv_data, "hls_fmp4_init_filename", (stem + "-init.mp4").c_str(), 0);
     av_opt_set(out_->priv_data, "hls_segment_filename", fmt::format("{}/{}-%05d.m4s", folder_, stem).c_str(),
                0);
+    // The playlist passes through our callbacks on its way to disk (number_discontinuities).
+    out_->opaque = this;
+    ffmpeg_io_open_ = out_->io_open;
+    ffmpeg_io_close2_ = out_->io_close2;
+    out_->io_open = &HlsWriter::io_open;
+    out_->io_close2 = &HlsWriter::io_close2;
+    playlist_out_ = nullptr;
     packet_ = av_packet_alloc();
     if (packet_ == nullptr) {
         log_->error("HLS: out of memory for the muxer's packet");
         return close();
     }
     last_dts_ = AV_NOPTS_VALUE;
+}
+
+int HlsWriter::io_open(AVFormatContext* s, AVIOContext** pb, const char* url, int flags,
+                       AVDictionary** options) {
+    auto& self = *static_cast<HlsWriter*>(s->opaque);
+    const int ret = self.ffmpeg_io_open_(s, pb, url, flags, options);
+    // temp_file: the playlist is written as index.m3u8.tmp, then renamed.
+    if (ret >= 0 && url != nullptr && self.folder_ + "/index.m3u8.tmp" == url) self.playlist_out_ = *pb;
+    return ret;
+}
+
+int HlsWriter::io_close2(AVFormatContext* s, AVIOContext* pb) {
+    auto& self = *static_cast<HlsWriter*>(s->opaque);
+    const bool playlist = pb != nullptr && pb == self.playlist_out_;
+    const int ret = self.ffmpeg_io_close2_(s, pb);
+    if (!playlist) return ret;
+    self.playlist_out_ = nullptr;
+    if (ret >= 0) self.number_discontinuities(self.folder_ + "/index.m3u8.tmp");
+    return ret;
+}
+
+void HlsWriter::number_discontinuities(const std::string& tmp_playlist) {
+    std::string text;
+    {
+        std::ifstream in(tmp_playlist, std::ios::binary);
+        text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    constexpr std::string_view kMediaSequence = "#EXT-X-MEDIA-SEQUENCE:";
+    const auto tag = text.find(kMediaSequence);
+    const auto line_end = tag == std::string::npos ? tag : text.find('\n', tag);
+    if (line_end == std::string::npos) {
+        if (!said_unnumbered_)
+            log_->warn(
+                "HLS in {}: the playlist FFmpeg wrote has no media sequence; served without a "
+                "discontinuity sequence",
+                folder_);
+        said_unnumbered_ = true;
+        return;
+    }
+    // This muxer's first segment is its one discontinuity; while listed, the discontinuities before
+    // it (one a muxer) are gone, and once it is gone too, one more.
+    const bool first_listed = text.find("\n#EXT-X-DISCONTINUITY\n") != std::string::npos;
+    const std::int64_t sequence = first_discontinuity_ + generation_ - 1 + (first_listed ? 0 : 1);
+    text.insert(line_end + 1, fmt::format("#EXT-X-DISCONTINUITY-SEQUENCE:{}\n", sequence));
+    // Written aside and renamed over FFmpeg's: a full tmpfs leaves its playlist whole, unnumbered
+    // (a player may then number a few segments wrongly), rather than a truncated one.
+    const std::string numbered = tmp_playlist + ".tmp";
+    {
+        std::ofstream out(numbered, std::ios::binary | std::ios::trunc);
+        out << text;
+        out.close();
+        std::error_code ec;
+        if (out && (std::filesystem::rename(numbered, tmp_playlist, ec), !ec)) return;
+        std::filesystem::remove(numbered, ec);
+    }
+    if (!said_unnumbered_)
+        log_->warn("HLS in {}: cannot number the playlist's discontinuities ({}); served without", folder_,
+                   errno_text());
+    said_unnumbered_ = true;
 }
 
 std::string HlsWriter::unwritable_reason() const {

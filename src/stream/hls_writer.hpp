@@ -81,6 +81,23 @@ private:
     std::string run_;                 // 6 characters [0-9a-z], drawn when the writer is made
     int generation_ = 0;              // bumps on every reconnect
     std::int64_t next_sequence_ = 0;  // the media sequence number the next muxer starts at
+    // EXT-X-DISCONTINUITY-SEQUENCE, which FFmpeg 5.1 never writes: each muxer's first segment is a
+    // discontinuity, and a playlist that no longer lists one must say so (RFC 8216 6.2.1), or a
+    // player numbers the segments after it as if it had not been (Safari's own player, on every
+    // parent's iPhone). The number of the first muxer's first segment: from the wall clock, as the
+    // media sequence, so that a new run's do not go back.
+    std::int64_t first_discontinuity_ = 0;
+    // FFmpeg's own file callbacks, called by ours (see open_muxer), and the playlist being written.
+    int (*ffmpeg_io_open_)(AVFormatContext*, AVIOContext**, const char*, int, AVDictionary**) = nullptr;
+    int (*ffmpeg_io_close2_)(AVFormatContext*, AVIOContext*) = nullptr;
+    AVIOContext* playlist_out_ = nullptr;
+    static int io_open(AVFormatContext* s, AVIOContext** pb, const char* url, int flags,
+                       AVDictionary** options);
+    static int io_close2(AVFormatContext* s, AVIOContext* pb);
+    // Adds the discontinuity sequence to the playlist FFmpeg has just written under its .tmp name,
+    // before it renames it into place.
+    void number_discontinuities(const std::string& tmp_playlist);
+    bool said_unnumbered_ = false;  // a playlist left without it was said (once a writer)
     // The camera's stream, kept to start the muxer again after a GOP too large to segment.
     std::unique_ptr<AVCodecParameters, void (*)(AVCodecParameters*)> codecpar_{nullptr, nullptr};
     AVRational time_base_{1, 90000};

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -979,6 +980,68 @@ TEST(HlsWriter, AReconnectKeepsTheMediaSequenceRisingAndMarksTheDiscontinuity) {
     ASSERT_GE(listed, 3) << first;
     EXPECT_GT(media_sequence(second), media_sequence(first) + listed - 1) << first << "\n" << second;
     EXPECT_NE(second.find("#EXT-X-DISCONTINUITY\n"), std::string::npos) << second;
+    fs::remove_all(dir);
+    fs::remove(clip);
+}
+
+// Each muxer's first segment is a discontinuity (discont_start), and FFmpeg 5.1 never writes
+// EXT-X-DISCONTINUITY-SEQUENCE: once that segment left the window, the playlist numbered the
+// segments after it one discontinuity lower than the playlist before had, and a player that keeps
+// its numbering across reloads (Safari's own, RFC 8216 6.2.1) took them for another timeline. A
+// segment's discontinuity number (the sequence plus the discontinuity tags up to it) is now the same
+// in every playlist that lists it, and never goes down from one segment to the next, across a
+// reconnect too.
+TEST(HlsWriter, EverySegmentKeepsItsDiscontinuityNumberAcrossPlaylistsAndReconnects) {
+    namespace fs = std::filesystem;
+    const auto dir = fs::temp_directory_path() / ("kg-hls-disc-" + std::to_string(::getpid()));
+    const auto clip = dir.string() + ".mp4";
+    ASSERT_TRUE(encode_test_clip(clip, "160x90", 25, 12, 25));  // 12 one-second GOPs
+    std::vector<std::string> playlists;
+    const auto keep_playlist = [&](int) {
+        std::ifstream in(dir / "index.m3u8");
+        std::string text(std::istreambuf_iterator<char>(in), {});
+        if (!text.empty() && (playlists.empty() || playlists.back() != text)) playlists.push_back(text);
+    };
+    kg::stream::HlsWriter writer(dir.string(), 1, spdlog::default_logger());
+    for (int connection = 0; connection < 2; ++connection) {
+        play(clip, writer, keep_playlist);
+        writer.on_stream_closed();
+    }
+    // Each segment's media sequence number and discontinuity number, as a player counts them.
+    std::map<long long, long long> numbered;  // media sequence -> discontinuity number
+    int without_first = 0;                    // playlists whose first discontinuity has left the window
+    for (const auto& text : playlists) {
+        std::istringstream lines(text);
+        std::string line;
+        long long sequence = -1, discontinuity = 0;  // 0 without the tag (RFC 8216 4.3.3.3)
+        bool tagged = false;
+        while (std::getline(lines, line)) {
+            if (line.starts_with("#EXT-X-MEDIA-SEQUENCE:")) sequence = std::stoll(line.substr(22));
+            if (line.starts_with("#EXT-X-DISCONTINUITY-SEQUENCE:")) {
+                ASSERT_EQ(sequence >= 0, true) << "after the media sequence, before any segment:\n" << text;
+                discontinuity = std::stoll(line.substr(30));
+            }
+            if (line == "#EXT-X-DISCONTINUITY") {
+                ++discontinuity;
+                tagged = true;
+            }
+            if (!line.empty() && line[0] != '#') {
+                const auto [at, fresh] = numbered.emplace(sequence, discontinuity);
+                EXPECT_EQ(at->second, discontinuity) << "segment " << sequence << " renumbered in\n" << text;
+                ++sequence;
+            }
+        }
+        if (!tagged) ++without_first;
+    }
+    EXPECT_GE(without_first, 2) << "the first segment of each connection left the window";
+    ASSERT_GE(numbered.size(), 16u);
+    long long last = -1, rises = 0;
+    for (const auto& [sequence, discontinuity] : numbered) {
+        EXPECT_GE(discontinuity, last) << "segment " << sequence;
+        rises += last >= 0 && discontinuity > last;
+        last = discontinuity;
+    }
+    EXPECT_EQ(rises, 1) << "one discontinuity between the two connections' segments";
     fs::remove_all(dir);
     fs::remove(clip);
 }
