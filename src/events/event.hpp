@@ -85,6 +85,9 @@ struct Event {
     // take it for a resolved condition.
     std::string end_reason;
     std::optional<EventCause> cause;
+    // disinfection/missed_cycle: the windows missed since it started (a window missed while it is
+    // open is an update with one more); 0 for any other event.
+    std::uint32_t windows_missed = 0;
 
     std::string message_id() const;
 };

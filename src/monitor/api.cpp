@@ -120,6 +120,7 @@ json alert_json(const Alert& a, const std::array<Deadline, 3>& deadlines, TimePo
               {"end_time", opt(a.end_time)},
               {"end_reason", opt(a.end_reason)},
               {"cause", a.cause ? json::parse(*a.cause, nullptr, false) : json(nullptr)},
+              {"windows_missed", a.windows_missed ? json(*a.windows_missed) : json(nullptr)},
               {"score", a.score},
               {"top_score", a.top_score},
               {"received_at", a.received_at},

@@ -419,7 +419,8 @@ async function refreshAlerts() {
   $("#alerts").innerHTML = alerts.map((a) => {
     const where = esc(a.camera || a.sensor || "");
     const what = `${esc(a.check)} / ${esc(a.label)}${a.value != null ? ` ${esc(a.value)} ${esc(a.unit || "")}` : ""}` +
-      (a.cause ? ` <span class="cause">(${esc(causeWords(a.cause.kind))})</span>` : "");
+      (a.cause ? ` <span class="cause">(${esc(causeWords(a.cause.kind))})</span>` : "") +
+      (a.windows_missed > 1 ? ` <span class="windows">(${esc(a.windows_missed)} windows missed)</span>` : "");
     const overdue = a.overdue ? ` <span class="flag">OVERDUE (${esc(a.overdue_reason)})</span>` : "";
     const ack = a.status === "open" ? `<button class="ack" data-id="${esc(a.id)}">Acknowledge</button>` : "";
     return `<tr class="alert${a.overdue ? " overdue" : ""}${a.id === state.selected ? " selected" : ""}" data-id="${esc(a.id)}">` +
@@ -482,13 +483,14 @@ async function refreshDetail() {
       ? ` &middot; <span class="unknown-end">${a.end_reason === "outbox replaced" ? "the room" : "the gateway"} ended it at ${esc(when(a.end_time))} because ${a.end_reason === "gateway restarted" ? "it restarted after a crash or kill" : a.end_reason === "camera offline" ? "the camera went offline (its last frame)" : a.end_reason === "check failing" ? "the check failed on every frame (its last good frame)" : a.end_reason === "picture unusable" ? "the camera's picture was black, blank or covered (its last usable frame)" : a.end_reason === "sensor offline" ? "the sensor went silent (its last reading)" : a.end_reason === "sensor invalid" ? "the sensor read only impossible values (its last good reading)" : a.end_reason === "schedule ended" ? "its rule's schedule ended (outside it the condition is not judged)" : a.end_reason === "outbox replaced" ? "the gateway's outbox was replaced (a damaged file moved aside), and the end it held will not come" : "it stopped"}; whether the condition cleared is not known: check on site</span>`
       : `, ended ${esc(when(a.end_time))}`) +
     (a.cause ? `<br>Cause <b class="cause">${esc(causeWords(a.cause.kind))}</b>: ${esc(a.cause.text)}` : "") +
+    (a.windows_missed ? `<br>Windows missed <b class="windows">${esc(a.windows_missed)}</b> (each window of the cabinet's schedule that ended without a complete cycle since it started)` : "") +
     `<br>Received ${esc(when(a.received_at))}${due ? ` &middot; ${esc(due)}` : ""}` +
     (a.clip && a.clip.path ? `<br>Clip at the site: ${esc(a.clip.path)} (${esc(a.clip.duration_s)} s)` : "");
   $("#d-actions").innerHTML = a.actions.map((x) =>
     `<li>${esc(when(x.time))} <b>${esc(x.operator)}</b> ${esc(x.action)} &rarr; ${esc(x.status)}${x.note ? `: ${esc(x.note)}` : ""}` +
     ` <span class="muted">${x.published_at ? "sent to site" : "sending..."}</span></li>`).join("") || `<li class="muted">Nobody has handled it yet.</li>`;
   const history = a.history.map((m) =>
-    `<li>${esc(when(m.time))} ${esc(m.state)}${m.end_reason ? ` (${esc(m.end_reason)})` : ""}${m.cause ? ` [${esc(causeWords(m.cause.kind))}]` : ""} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`);
+    `<li>${esc(when(m.time))} ${esc(m.state)}${m.end_reason ? ` (${esc(m.end_reason)})` : ""}${m.cause ? ` [${esc(causeWords(m.cause.kind))}]` : ""}${m.windows_missed ? ` [${esc(m.windows_missed)} window${m.windows_missed > 1 ? "s" : ""} missed]` : ""} <span class="muted">score ${esc(Number(m.score).toFixed(2))}, received ${esc(when(m.received_at))}</span></li>`);
   // The room sends a long history's first and last messages only: say what is between them.
   if (a.history_total > a.history.length)
     history.splice(a.history.length / 2, 0, `<li class="muted">&hellip; ${esc(a.history_total - a.history.length)} more messages not shown &hellip;</li>`);

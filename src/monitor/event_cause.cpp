@@ -29,4 +29,17 @@ CauseRead read_event_cause(const nlohmann::json& payload) {
     return out;
 }
 
+WindowsRead read_windows_missed(const nlohmann::json& payload) {
+    WindowsRead out;
+    const auto it = payload.find("windows_missed");
+    if (it == payload.end() || it->is_null()) return out;
+    // At most one window a minute can end: a million is more than a century of them.
+    if (it->is_number_integer() && it->get<std::int64_t>() >= 1 && it->get<std::int64_t>() <= 1000000) {
+        out.windows = it->get<std::int64_t>();
+    } else {
+        out.unusable = true;
+    }
+    return out;
+}
+
 }  // namespace kg::monitor

@@ -1,8 +1,10 @@
 #pragma once
-// An event message's `cause` (docs/mqtt.md: a camera's outage says why it cannot be read), as the
-// room keeps and shows it: a short kind to sort by and the gateway's text, made short and printable.
+// What an event message says beyond its common fields, as the room keeps and shows it: its `cause`
+// (docs/mqtt.md: a camera's outage says why it cannot be read), a short kind to sort by and the
+// gateway's text, made short and printable; a missed disinfection's `windows_missed`.
 
 #include <cstddef>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -18,5 +20,12 @@ struct CauseRead {
 
 // The payload's cause, if it has one the room can use; an event is never refused for its cause.
 CauseRead read_event_cause(const nlohmann::json& payload);
+
+struct WindowsRead {
+    std::optional<std::int64_t> windows;
+    bool unusable = false;  // there was one, not a whole number from 1
+};
+// The payload's windows_missed, if it is a whole number from 1; an event is never refused for it.
+WindowsRead read_windows_missed(const nlohmann::json& payload);
 
 }  // namespace kg::monitor

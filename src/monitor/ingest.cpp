@@ -284,6 +284,10 @@ std::optional<EventMessage> parse_event(const std::string& topic_site, const std
     if (cause.cause) m.cause = cause.cause->dump(-1, ' ', false, json::error_handler_t::replace);
     if (cause.unusable)
         m.cleaned.emplace_back("cause (not an object of a kind and a text: left out, not stored)");
+    const auto windows = read_windows_missed(j);
+    m.windows_missed = windows.windows;
+    if (windows.unusable)
+        m.cleaned.emplace_back("windows_missed (not a whole number from 1: left out, not stored)");
     return m;
 }
 

@@ -112,6 +112,7 @@ std::string markdown(const std::string& dashboard_url, const Alert& a, const std
             text += fmt::format("> Cause: {} ({})\n", plain(cause["kind"].get<std::string>()),
                                 plain(cause["text"].get<std::string>()));
     }
+    if (a.windows_missed) text += fmt::format("> Windows missed: {}\n", *a.windows_missed);
     text += fmt::format("> Since: {}\n", local_time(a.start_time));
     if (kind == kNotifyEnd && a.end_time) text += fmt::format("> Ended: {}\n", local_time(*a.end_time));
     text += fmt::format("> Received: {}\n", local_time(a.received_at));

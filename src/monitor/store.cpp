@@ -321,20 +321,37 @@ void Store::add_message_count() {
 }
 
 void Store::add_cause_column() {
+    cause_column_ = add_shown_column("cause", "TEXT");
+    windows_column_ = add_shown_column("windows_missed", "INTEGER");
+}
+
+bool Store::add_shown_column(const char* column, const char* type) {
     try {
-        add_column("alerts", "cause");
-        cause_column_ = true;
+        add_column("alerts", column, type);
+        return true;
     } catch (const sqlite::Error& e) {
-        // A file of before this process may only read: its alerts have no cause, as they had none.
+        // A file of before this process may only read: its alerts go without, as they went.
         if (e.code() != SQLITE_READONLY && e.code() != SQLITE_BUSY && e.code() != SQLITE_LOCKED) throw;
-        Stmt s(db_, "SELECT 1 FROM pragma_table_info('alerts') WHERE name = 'cause'");
-        cause_column_ = s.step();
+        Stmt s(db_, "SELECT 1 FROM pragma_table_info('alerts') WHERE name = ?1");
+        s.bind(1, column);
+        return s.step();
     }
+}
+
+void Store::keep_shown(const EventMessage& m) {
+    // The latest said: a message without one (an outage's end after a stop) keeps it.
+    if (m.cause && cause_column_)
+        Stmt(db_, "UPDATE alerts SET cause = ?2 WHERE id = ?1").bind(1, m.id).bind(2, *m.cause).run();
+    if (m.windows_missed && windows_column_)
+        Stmt(db_, "UPDATE alerts SET windows_missed = ?2 WHERE id = ?1")
+            .bind(1, m.id)
+            .bind(2, *m.windows_missed)
+            .run();
 }
 
 std::string Store::alert_columns() const {
     return std::string(message_count_ ? kAlertColumns : kAlertColumnsUncounted) +
-           (cause_column_ ? ", a.cause" : ", NULL");
+           (cause_column_ ? ", a.cause" : ", NULL") + (windows_column_ ? ", a.windows_missed" : ", NULL");
 }
 
 void Store::ensure_site(const std::string& site) {
@@ -579,8 +596,7 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
             s.bind_null(13);
         }
         s.bind(14, m.unit).bind(15, m.seq).bind(16, received).bind(17, m.end_reason).run();
-        if (m.cause && cause_column_)
-            Stmt(db_, "UPDATE alerts SET cause = ?2 WHERE id = ?1").bind(1, m.id).bind(2, *m.cause).run();
+        keep_shown(m);
         attach_pending_clip(m.site, m.id);
         outcome = IngestOutcome::created;
     } else if (ended_by_room ? m.state == "end" : m.seq > *last_seq) {
@@ -597,9 +613,7 @@ IngestOutcome Store::store_event(const EventMessage& m, TimePoint now) {
             s.bind_null(6);
         }
         s.bind(7, m.severity).bind(8, m.label).bind(9, m.seq).bind(10, received).bind(11, m.end_reason).run();
-        // The latest cause said: a message without one (an outage's end after a stop) keeps it.
-        if (m.cause && cause_column_)
-            Stmt(db_, "UPDATE alerts SET cause = ?2 WHERE id = ?1").bind(1, m.id).bind(2, *m.cause).run();
+        keep_shown(m);
         outcome = IngestOutcome::updated;
     } else {
         // Older than what is shown (a redelivered update after a newer one): history only.
@@ -995,6 +1009,7 @@ Alert Store::read_alert(Stmt& s) {
     a.messages = static_cast<int>(s.integer(25));
     a.end_reason = s.opt_text(26);
     a.cause = s.opt_text(27);
+    if (!s.is_null(28)) a.windows_missed = s.integer(28);
     return a;
 }
 
@@ -1074,6 +1089,10 @@ json Store::alert_history(const std::string& id, std::size_t* total) {
         json rows = json::array();
         while (s.step()) {
             json payload = json::parse(s.text(5), nullptr, false);
+            json windows = nullptr;
+            if (payload.is_object()) {
+                if (const auto read = read_windows_missed(payload); read.windows) windows = *read.windows;
+            }
             rows.push_back(
                 {{"message_id", s.text(0)},
                  {"seq", s.integer(1)},
@@ -1086,7 +1105,8 @@ json Store::alert_history(const std::string& id, std::size_t* total) {
                  {"end_reason", payload.is_object() && payload.contains("end_reason") ? payload["end_reason"]
                                                                                       : json(nullptr)},
                  {"cause", payload.is_object() ? read_event_cause(payload).cause.value_or(json(nullptr))
-                                               : json(nullptr)}});
+                                               : json(nullptr)},
+                 {"windows_missed", std::move(windows)}});
         }
         return rows;
     };

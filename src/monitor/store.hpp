@@ -49,6 +49,8 @@ struct EventMessage {
     // Why, where the gateway knows (a camera's outage: "unauthorized", "unreachable", ...), as
     // JSON {"kind", "text"}; absent from most events and from older gateways.
     std::optional<std::string> cause;
+    // disinfection/missed_cycle: the windows missed since it started (docs/mqtt.md); absent otherwise.
+    std::optional<std::int64_t> windows_missed;
     std::string time;
     double score = 0, top_score = 0;
     std::optional<double> value;
@@ -71,6 +73,7 @@ struct Alert {
     std::optional<std::string> end_time;
     std::optional<std::string> end_reason;  // with condition "end", when the gateway said why
     std::optional<std::string> cause;       // the latest cause a message of it gave (JSON), if any
+    std::optional<std::int64_t> windows_missed;  // the latest count a missed_cycle's message gave
     double score = 0, top_score = 0;
     std::optional<double> value;
     std::string unit;
@@ -420,6 +423,11 @@ private:
     void add_message_count();
     // alerts.cause (cause_column_), where the file can take it.
     void add_cause_column();
+    // Adds a column to alerts that this process needs only to show (a file it may only read goes
+    // without); whether the alerts have it.
+    bool add_shown_column(const char* column, const char* type);
+    // Keeps what an alert's message says that is only shown (its cause, the windows missed).
+    void keep_shown(const EventMessage& m);
     std::string alert_columns() const;  // kAlertColumns, or without alerts.messages, and the cause
     // Runs a statistics statement (ANALYZE); its failure changes only speed.
     void analyse(const char* sql);
@@ -489,6 +497,7 @@ private:
     std::optional<TimePoint> watching_since_;  // guarded by mutex_
     bool message_count_ = false;               // alerts.messages is there (add_message_count)
     bool cause_column_ = false;                // alerts.cause is there (add_cause_column)
+    bool windows_column_ = false;              // alerts.windows_missed is there
     bool seq_assumed_made_ = false;            // guarded by mutex_ (the table exists)
     Duration seen_resolution_ = std::chrono::seconds(1);
     std::map<std::string, TimePoint> seen_written_;  // per site, the last `last_seen` this instance wrote

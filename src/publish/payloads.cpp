@@ -57,6 +57,7 @@ std::string event_payload(const events::Event& e, const std::string& site) {
     if (e.end_time) j["duration_s"] = round_to(seconds_between(e.start_time, *e.end_time), 3);
     if (e.state == events::EventState::end) j["end_reason"] = e.end_reason.empty() ? "cleared" : e.end_reason;
     if (e.cause) j["cause"] = {{"kind", e.cause->kind}, {"text", e.cause->text}};
+    if (e.windows_missed > 0) j["windows_missed"] = e.windows_missed;
     auto path_or_null = [](const std::string& p) { return p.empty() ? json(nullptr) : json(p); };
     j["evidence"] = {
         {"snapshot", path_or_null(e.evidence.snapshot)},

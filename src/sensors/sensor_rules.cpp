@@ -81,6 +81,7 @@ void SensorRules::decorate(events::Event& e, std::optional<double> value) const 
     // A device's "no measurement" (NaN) is no value to show: the message has none.
     if (value && std::isfinite(*value)) e.value = value;
     e.unit = sensor_.unit;
+    if (e.check == "disinfection" && e.label == "missed_cycle") e.windows_missed = windows_missed_;
 }
 
 void SensorRules::emit(std::optional<events::Event> e, std::optional<double> value,
@@ -145,8 +146,10 @@ bool SensorRules::take_over(const events::EventTracker::Handover& h, const confi
     if (check == "sensor_health") {
         tracker = label == "offline" ? &offline_ : label == "invalid" ? &invalid_ : nullptr;
     } else if (check == "disinfection") {
-        if (missed_ && label == "missed_cycle" && before.disinfection == sensor_.disinfection)
+        if (missed_ && label == "missed_cycle" && before.disinfection == sensor_.disinfection) {
             tracker = &*missed_;
+            if (!missed_->active()) windows_missed_ = std::max<std::uint32_t>(1, h.end.windows_missed);
+        }
     } else if (check == "sensor" && h.slot >= 0) {
         // The alert of a changed threshold ends as at a stop.
         auto* l = same_limit(static_cast<std::size_t>(h.slot), before);
@@ -304,7 +307,16 @@ void SensorRules::end_for_invalid(std::vector<events::Event>& out) {
 void SensorRules::judge(const Window& w, TimePoint now, SteadyPoint steady_now,
                         std::vector<events::Event>& out) {
     const bool done = last_cycle_ && *last_cycle_ >= w.start;
-    if (!done && !w.unknown_cycle) emit(missed_->observe(now, steady_now, 1.0f), value_, out);
+    if (done || w.unknown_cycle) return;
+    if (missed_->active()) {
+        // Another window without a cycle: the room (and a regulator's tally of missed services)
+        // counts two where the alert open since the first said nothing more.
+        ++windows_missed_;
+        emit(missed_->renew(now), value_, out);
+        return;
+    }
+    windows_missed_ = 1;
+    emit(missed_->observe(now, steady_now, 1.0f), value_, out);
 }
 
 void SensorRules::tick(TimePoint now, SteadyPoint steady_now, std::vector<events::Event>& out) {
@@ -399,6 +411,7 @@ void SensorRules::resume_cycles(const Cycles& carried, TimePoint now, SteadyPoin
     if (carried.missed_since && !(last_cycle_ && *last_cycle_ >= *carried.missed_since)) {
         // A cycle from that window's start on ends it, as before the reload.
         window_start_ = *carried.missed_since;
+        if (!missed_->active()) windows_missed_ = 1;  // else taken over with its count (take_over())
         emit(missed_->observe(now, steady_now, 1.0f), value_, out);
     }
     // A reload within a window the previous run watched from its start: a cycle before the reload

@@ -166,6 +166,7 @@ private:
     std::vector<Limit> limits_;
     events::EventTracker offline_, invalid_;
     std::optional<events::EventTracker> missed_;
+    std::uint32_t windows_missed_ = 0;  // by the open missed_cycle (Event::windows_missed)
     const rules::Schedule* window_ = nullptr;
 
     TimePoint started_;

@@ -312,6 +312,52 @@ TEST(MonitorStore, KeepsTheLatestCauseAnAlertWasGiven) {
     EXPECT_LE(shortened["text"].get<std::string>().size(), kg::monitor::kMaxCauseTextBytes);
 }
 
+// A cabinet that missed a second window while its alert was open: the room shows the count the
+// latest message gave, each message's in the history, and leaves out one that is not a count.
+TEST(MonitorStore, KeepsTheWindowsAMissedDisinfectionCounted) {
+    Store store(":memory:");
+    const std::string id = "19ab3c0f2e1-eeeeeeeeeeeeeee7";
+    auto start = event(id, "start");
+    start["check"] = "disinfection";
+    start["label"] = "missed_cycle";
+    start["windows_missed"] = 1;
+    store.add_event(parsed(start), kT0);
+    EXPECT_EQ(store.alert(id)->windows_missed, 1);
+    auto update = event(id, "update", 1);
+    update["check"] = "disinfection";
+    update["label"] = "missed_cycle";
+    update["windows_missed"] = 2;
+    store.add_event(parsed(update), kT0);
+    auto end = event(id, "end");
+    end["check"] = "disinfection";
+    end["label"] = "missed_cycle";
+    end["windows_missed"] = 2;
+    store.add_event(parsed(end), kT0);
+    const auto a = store.alert(id);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(alert_json(*a, MonitorConfig{}.deadlines, kT0)["windows_missed"], 2);
+    const auto history = store.alert_history(id);
+    ASSERT_EQ(history.size(), 3u);
+    EXPECT_EQ(history[0]["windows_missed"], 1);
+    EXPECT_EQ(history[1]["windows_missed"], 2);
+
+    const std::string other = "19ab3c0f2e1-eeeeeeeeeeeeeee8";
+    auto odd = event(other, "start");
+    EXPECT_FALSE(parsed(odd).windows_missed);
+    odd["windows_missed"] = "two";
+    const auto m = parsed(odd);
+    EXPECT_FALSE(m.windows_missed);
+    ASSERT_EQ(m.cleaned.size(), 1u);
+    EXPECT_NE(m.cleaned[0].find("windows_missed"), std::string::npos);
+    EXPECT_EQ(store.add_event(m, kT0).outcome, IngestOutcome::created);
+    EXPECT_TRUE(alert_json(*store.alert(other), MonitorConfig{}.deadlines, kT0)["windows_missed"].is_null());
+    EXPECT_TRUE(store.alert_history(other)[0]["windows_missed"].is_null());
+    odd["windows_missed"] = 0;
+    EXPECT_FALSE(parsed(odd).windows_missed);
+    odd["windows_missed"] = 2.5;
+    EXPECT_FALSE(parsed(odd).windows_missed);
+}
+
 TEST(MonitorStore, ASiteCannotTouchAnotherSitesAlert) {
     Store store(":memory:");
     const std::string id = "19ab3c0f2e1-cccccccccccccccc";

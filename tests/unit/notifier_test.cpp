@@ -302,6 +302,11 @@ TEST(Notify, AnAlertsCauseIsInItsMessage) {
     const std::string content = wecom["markdown"]["content"];
     EXPECT_NE(content.find("> Cause: unauthorized (cannot open: 401 Unauthorized)"), std::string::npos)
         << content;
+    EXPECT_EQ(content.find("Windows missed"), std::string::npos) << content;
+    alert.windows_missed = 2;
+    const auto missed =
+        json::parse(render_notification(cfg.notify.targets[0], "", alert, "open", json::object()).body);
+    EXPECT_NE(missed["markdown"]["content"].get<std::string>().find("> Windows missed: 2\n"), std::string::npos);
 }
 
 TEST(Notify, SignsADingTalkRobotsUrlAsItsDocumentationSays) {

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <modbus/modbus.h>
+#include <nlohmann/json.hpp>
 #include <mqtt/async_client.h>
 #include <netinet/in.h>
 #include <spdlog/sinks/base_sink.h>
@@ -23,6 +24,7 @@
 
 #include "common/logging.hpp"
 #include "common/mqtt_topic.hpp"
+#include "publish/payloads.hpp"
 #include "modbus_test_server.hpp"
 #include "sensors/decode.hpp"
 #include "sensors/inputs.hpp"
@@ -985,6 +987,57 @@ TEST(SensorRules, AMissedCycleHandedOverAtAReloadGoesOnUntilACycle) {
     SensorRules same(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(14 * 60 + 31));
     EXPECT_TRUE(same.take_over(open[0], before, at(14 * 60 + 31), kg::steady_from_wall(at(14 * 60 + 31))));
     EXPECT_FALSE(same.take_over(open[0], before, at(14 * 60 + 31), kg::steady_from_wall(at(14 * 60 + 31))));
+}
+
+// A cabinet that missed the window after lunch and the one after dinner too: the alert open since
+// the first said nothing of the second, and a regulator's tally of missed services read one. Each
+// window missed while it is open is an update with the count one higher, across a reload too; the
+// next alert counts from one again.
+TEST(SensorRules, EachWindowMissedWhileTheAlertIsOpenIsCountedInAnUpdate) {
+    Rig rig;
+    disinfection_cabinet(rig, {"13:00-14:00", "19:00-20:00", "23:00-23:30"});
+    auto r = rig.make();
+    rig.feed(r, 12 * 60, 20 * 60 + 5, 40.0);
+    ASSERT_EQ(rig.states(),
+              (std::vector<std::string>{"disinfection/missed_cycle:start", "disinfection/missed_cycle:update"}));
+    EXPECT_EQ(rig.out[0].windows_missed, 1u);
+    EXPECT_EQ(rig.out[1].windows_missed, 2u);
+    EXPECT_EQ(rig.out[1].id, rig.out[0].id);
+    EXPECT_EQ(rig.out[1].time, at(20 * 60));
+    EXPECT_EQ(rig.out[1].update_number, 1u);
+    EXPECT_EQ(nlohmann::json::parse(kg::publish::event_payload(rig.out[1], "site")).at("windows_missed"), 2);
+
+    // A reload: the count goes on with the alert.
+    const auto carried = r.cycles();
+    auto open = r.hand_over(at(20 * 60 + 5), kg::events::kEndStopped);
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_EQ(open[0].end.windows_missed, 2u);
+    const auto before = rig.sensor;
+    SensorRules next(rig.sensor, rig.calendar, rig.schedules, rig.ids, at(20 * 60 + 6));
+    ASSERT_TRUE(next.take_over(open[0], before, at(20 * 60 + 6), kg::steady_from_wall(at(20 * 60 + 6))));
+    next.resume({rig.sensor.id, 40.0, at(20 * 60 + 5), std::nullopt}, at(20 * 60 + 6), rig.out);
+    next.resume_cycles(carried, at(20 * 60 + 6), kg::steady_from_wall(at(20 * 60 + 6)), rig.out);
+    rig.feed(next, 20 * 60 + 6, 23 * 60 + 35, 40.0);
+    ASSERT_EQ(rig.out.size(), 3u) << ::testing::PrintToString(rig.states());
+    EXPECT_EQ(rig.states()[2], "disinfection/missed_cycle:update");
+    EXPECT_EQ(rig.out[2].windows_missed, 3u);
+    EXPECT_EQ(rig.out[2].update_number, 2u);
+
+    // A whole cycle ends it, saying the three; the next window missed is a new alert, of one.
+    rig.feed(next, 23 * 60 + 35, 23 * 60 + 47, 125.0);
+    rig.feed(next, 23 * 60 + 47, 24 * 60 + 14 * 60 + 5, 40.0);
+    ASSERT_EQ(rig.out.size(), 5u) << ::testing::PrintToString(rig.states());
+    EXPECT_EQ(rig.states()[3], "disinfection/missed_cycle:end");
+    EXPECT_EQ(rig.out[3].windows_missed, 3u);
+    EXPECT_EQ(rig.states()[4], "disinfection/missed_cycle:start");
+    EXPECT_NE(rig.out[4].id, rig.out[0].id);
+    EXPECT_EQ(rig.out[4].windows_missed, 1u);
+    // Other events carry no count.
+    kg::events::Event warm = rig.out[0];
+    warm.check = "sensor";
+    warm.label = "too_warm";
+    warm.windows_missed = 0;
+    EXPECT_FALSE(nlohmann::json::parse(kg::publish::event_payload(warm, "site")).contains("windows_missed"));
 }
 
 // A warm fridge whose `for` was running at a reload: the next run goes on counting from when the
