@@ -842,6 +842,26 @@ def test_dashboard_in_chromium(broker, monitors, browser, schemas, clips, gatewa
     assert "[refused the user or password]" in browser.find_element(By.ID, "d-history").text
     assert mon.get(f"/api/alerts/{down_id}")["cause"]["kind"] == "unauthorized"
 
+    # A cabinet that missed a second window while its alert was open: the count in the row and the
+    # detail, each message's in the history.
+    missed_id = "19ab3c0f2e1-00000000000000d3"
+    missed = event(missed_id, site, check="disinfection", label="missed_cycle")
+    del missed["camera"]
+    missed.update(sensor="cabinet1", value=41.0, unit="degC", windows_missed=1)
+    again = dict(missed, message_id=f"{missed_id}:update-1", state="update", time=now_iso(), windows_missed=2)
+    publish_all(pub, [(f"kitchen/{site}/events", json.dumps(missed)), (f"kitchen/{site}/events", json.dumps(again))])
+    missed_row = f'tr.alert[data-id="{missed_id}"]'
+    kg_e2e.wait_until(lambda: "missed_cycle 41 degC (2 windows missed)" in text_of(browser, missed_row), 10,
+                      what="the windows missed in the row")
+    click(browser, missed_row)
+    kg_e2e.wait_until(lambda: "Windows missed 2" in browser.find_element(By.ID, "d-facts").text, 10,
+                      what="the windows missed in the detail")
+    history = browser.find_element(By.ID, "d-history").text
+    assert "[1 window missed]" in history and "[2 windows missed]" in history, history
+    assert mon.get(f"/api/alerts/{missed_id}")["windows_missed"] == 2
+    for message in (missed, again):
+        schemas.validate(f"kitchen/{site}/events", json.dumps(message).encode())
+
     # A second alert stays open for the screenshot; the fridge curve is drawn.
     publish_all(pub, [(f"kitchen/{site}/events", json.dumps(event("19ab3c0f2e1-fedcba9876543210", site,
                                                                   camera="prep", check="mask", label="no_mask",
