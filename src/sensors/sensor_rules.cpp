@@ -283,7 +283,11 @@ void SensorRules::check_limits(double v, TimePoint t, SteadyPoint steady, std::v
             emit(l.tracker.close(t, events::kEndScheduleEnded), v, out);
             continue;
         }
-        const double limit = l.tracker.active() ? (th.above ? th.value - h : th.value + h) : th.value;
+        // And the band holds on the way up too: a condition pending its `for` is not started again
+        // by a reading just back inside the limit (a fridge at 8.3, 8.4, 7.9, 8.5 degC repeated
+        // never confirmed `above: 8` while its food stayed warm for hours).
+        const bool held = l.tracker.active() || l.tracker.pending_since().has_value();
+        const double limit = held ? (th.above ? th.value - h : th.value + h) : th.value;
         const bool violated = th.above ? v > limit : v < limit;
         emit(l.tracker.observe(t, steady, violated ? 1.0f : 0.0f), v, out);
     }

@@ -214,6 +214,29 @@ TEST(SensorRules, SampleFridgeAboveEightForTenMinutesWithHysteresis) {
     EXPECT_EQ(*rig.out[1].end_time, at(60));
 }
 
+// A fridge hovering at its limit (8.3, 8.4, 7.9, 8.5 degC over and over) never confirmed `above: 8
+// for 10m`: each reading just under 8 started `for` again while its food stayed warm for hours (the
+// sensors review). The hysteresis band holds on the way up too; a reading out of it starts again.
+TEST(SensorRules, AReadingJustBackInsideTheLimitDoesNotStartForAgain) {
+    Rig rig;
+    rig.sensor.id = "sample-fridge";
+    rig.sensor.interval = 1min;
+    rig.sensor.thresholds = {above(8.0, 10min)};
+    auto r = rig.make();
+    const double hovering[] = {8.3, 8.4, 7.9, 8.5};
+    for (int m = 0; m < 12; ++m) rig.feed(r, m, m + 1, hovering[m % 4]);
+    ASSERT_EQ(rig.states(), std::vector<std::string>{"sensor/too_warm:start"});
+    EXPECT_EQ(rig.out[0].start_time, at(0));
+    EXPECT_EQ(rig.out[0].time, at(10));
+
+    Rig out_of_band;
+    out_of_band.sensor = rig.sensor;
+    auto o = out_of_band.make();
+    const double dipping[] = {8.3, 8.4, 7.4, 8.5};  // 7.4: past the 0.5 band, the door was shut
+    for (int m = 0; m < 30; ++m) out_of_band.feed(o, m, m + 1, dipping[m % 4]);
+    EXPECT_TRUE(out_of_band.out.empty()) << ::testing::PrintToString(out_of_band.states());
+}
+
 // A device's queued message sent late, its own time believed: it is no one's current reading. It
 // ended a real too_warm as "cleared" and set the state's value and time back (the sensors review).
 TEST(SensorRules, AReadingOlderThanTheNewestNeitherEndsAnAlarmNorBecomesTheValue) {
