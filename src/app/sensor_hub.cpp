@@ -342,9 +342,30 @@ void SensorHub::tick(TimePoint now, SteadyPoint steady_now, bool publish_all_sta
                 }
             }
         }
+        // A sensor gone offline says why, where its input knows (outside mutex_: the inputs' own
+        // locks are never taken inside it).
+        for (auto& e : out) {
+            if (e.check == "sensor_health" && e.label == "offline" && e.state == events::EventState::start &&
+                !e.cause)
+                e.cause = silence_cause(e.source);
+        }
         deliver(out);
     }
     publish_states(states);
+}
+
+std::optional<events::EventCause> SensorHub::silence_cause(const std::string& sensor) const {
+    const auto& sensors = site_.config.sensors;
+    const auto it =
+        std::find_if(sensors.begin(), sensors.end(), [&](const auto& s) { return s.id == sensor; });
+    if (it == sensors.end()) return std::nullopt;
+    if (it->source.kind == config::SensorSource::Kind::mqtt)
+        return mqtt_ ? mqtt_->silence_cause(sensor) : std::nullopt;
+    // A poller is named as its first sensor writes the device; the others may write it otherwise.
+    const auto device = config::modbus_connection(it->source.device);
+    for (const auto& m : modbus_)
+        if (config::modbus_connection(m->device()) == device) return m->silence_cause(sensor);
+    return std::nullopt;
 }
 
 }  // namespace kg::app

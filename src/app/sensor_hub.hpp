@@ -114,6 +114,8 @@ private:
         std::optional<sensors::Reading> last;  // the last valid reading, for the next run
     };
     void deliver(std::vector<events::Event>& events);
+    // Why `sensor` has no readings, as its input last found (sensors::SilenceCauses).
+    std::optional<events::EventCause> silence_cause(const std::string& sensor) const;
     // Partial when cut by the stop (`stopping`) or begun before this hub was made.
     void publish_rollup(const config::Sensor& sensor, const sensors::Rollup& r, bool stopping = false);
     struct StateMessage {

@@ -144,12 +144,14 @@ function condition(a) {
 }
 const conditionHtml = (a) => { const c = condition(a); return c.unknown ? `<span class="unknown-end">${esc(c.text)}</span>` : esc(c.text); };
 
-// Why a camera cannot be read (an outage's cause, a camera state's last_error_cause), in words: whom
-// to send is the room's first question (the network's people, whoever changed the password).
+// Why a camera or sensor cannot be read (an outage's cause, a camera state's last_error_cause), in
+// words: whom to send is the room's first question (the network's people, whoever changed the
+// password, whoever changes the sensor's battery).
 const kCauseWords = {
   unauthorized: "refused the user or password", not_found: "no stream at that address",
   unreachable: "cannot be reached", no_video: "connects, but sends no video", stalled: "its stream stopped",
   dropped: "dropped the connection", ended: "its recording ended", error: "fails to be read",
+  no_answer: "its unit does not answer", silent: "sends nothing",
 };
 const causeWords = (kind) => (Object.hasOwn(kCauseWords, kind) ? kCauseWords[kind] : String(kind));
 

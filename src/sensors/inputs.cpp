@@ -14,6 +14,7 @@
 #include "common/json_depth.hpp"
 #include "common/mqtt_topic.hpp"
 #include "common/time.hpp"
+#include "common/url_text.hpp"
 #include "config/config_loader.hpp"
 #include "publish/mqtt_link.hpp"
 #include "sensors/decode.hpp"
@@ -53,6 +54,22 @@ bool unit_silent(int err) {
 
 }  // namespace
 
+void SilenceCauses::failed(const std::string& sensor, events::EventCause cause) {
+    std::lock_guard lock(mutex_);
+    causes_[sensor] = std::move(cause);
+}
+
+void SilenceCauses::answered(const std::string& sensor) {
+    std::lock_guard lock(mutex_);
+    causes_.erase(sensor);
+}
+
+std::optional<events::EventCause> SilenceCauses::of(const std::string& sensor) const {
+    std::lock_guard lock(mutex_);
+    const auto it = causes_.find(sensor);
+    return it == causes_.end() ? std::nullopt : std::optional<events::EventCause>(it->second);
+}
+
 MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string client_id,
                                  const std::vector<const config::Sensor*>& sensors, ReadingHandler handler,
                                  std::shared_ptr<spdlog::logger> log)
@@ -74,6 +91,7 @@ MqttSensorInput::MqttSensorInput(config::BrokerAccount broker, std::string clien
         const auto lasted = std::chrono::steady_clock::now() -
                             std::chrono::steady_clock::time_point(
                                 std::chrono::steady_clock::duration(connected_since_.load()));
+        broker_failed("the connection to the sensor broker was lost");
         this->log()->warn(
             "sensor broker {} lost{}; reconnecting", url_,
             lasted < std::chrono::seconds(10)
@@ -267,6 +285,7 @@ void MqttSensorInput::run() {
                 announce = true;
                 if (!client_->connect(builder.finalize())
                          ->wait_for(kConnectTimeout + std::chrono::seconds(1))) {
+                    broker_failed("the sensor broker did not answer the connect within 10 s");
                     if (const auto v = connect_failures_.failed("no answer"); v.log)
                         log()->warn("sensor broker {} did not answer the connect within 10 s; retrying{}",
                                     url_, connect_failures_.note(v));
@@ -275,6 +294,7 @@ void MqttSensorInput::run() {
                 }
             } catch (const mqtt::exception& e) {
                 const auto why = publish::connect_failure(e.get_return_code(), e.what(), &tls_errors_);
+                broker_failed("cannot connect to the sensor broker: " + why);
                 if (const auto v = connect_failures_.failed(why); v.log)
                     log()->warn("sensor broker {}: {}{}", url_, why, connect_failures_.note(v));
                 thread_.wait_for(backoff.next());
@@ -285,6 +305,10 @@ void MqttSensorInput::run() {
                 log()->info("sensor broker {} connected after {} failed tries", url_, tries);
             was_connected = true;
             connected_since_ = std::chrono::steady_clock::now().time_since_epoch().count();
+            {
+                std::lock_guard lock(broker_failure_mutex_);
+                broker_failure_.reset();
+            }
         }
         bool rebound = false;
         {
@@ -354,6 +378,26 @@ void MqttSensorInput::unsubscribe_stale() {
         granted_.erase(topic);
     }
     unsubscribe_.clear();
+}
+
+void MqttSensorInput::broker_failed(std::string why) {
+    std::lock_guard lock(broker_failure_mutex_);
+    broker_failure_ = fmt::format("{} ({})", why, without_password(url_));
+}
+
+std::optional<events::EventCause> MqttSensorInput::silence_cause(const std::string& sensor) const {
+    {
+        std::lock_guard lock(broker_failure_mutex_);
+        if (broker_failure_) return events::EventCause{"unreachable", *broker_failure_};
+    }
+    std::lock_guard lock(queue_mutex_);
+    for (const auto& s : sensors_) {
+        if (s.id == sensor)
+            return events::EventCause{"silent", fmt::format("connected to the sensor broker; nothing usable "
+                                                            "on {} (the device, its battery or its radio)",
+                                                            s.source.topic)};
+    }
+    return std::nullopt;
 }
 
 void MqttSensorInput::subscribe_pending() {
@@ -608,9 +652,10 @@ void ModbusPoller::run() {
     bool said_idle_silence = false;
     // A failed read of sensor i, whatever failed: counted, and logged when it starts failing and at
     // every 1000th after. Returns how many failed in a row before this one.
-    const auto read_failed = [&](std::size_t i, const std::string& what) {
+    const auto read_failed = [&](std::size_t i, const std::string& what, const char* kind = "error") {
         ++failures_;
         ++read_failures_[i];
+        silences_.failed(sensors_[i]->id, {kind, what});
         const auto streak = failing[i]++;
         log_->log(repeat_level(streak), "sensor {}: {}{}", sensors_[i]->id, what, repeat_note(streak + 1));
         return streak;
@@ -664,6 +709,10 @@ void ModbusPoller::run() {
                             : std::string(modbus_strerror(err));
                     log_->log(repeat_level(streak), "Modbus device {} (sensors {}): cannot connect: {}{}",
                               device_, sensor_ids(), why, repeat_note(streak + 1));
+                    for (const auto* sensor : sensors_)
+                        silences_.failed(sensor->id, {"unreachable", fmt::format("cannot connect to Modbus "
+                                                                                 "device {}: {}",
+                                                                                 device_, why)});
                     modbus_free(m);
                 }
             }
@@ -750,12 +799,14 @@ void ModbusPoller::run() {
                     break;
                 }
                 if (device_answered(err)) active_since = std::chrono::steady_clock::now();
-                const auto streak = read_failed(
-                    i, fmt::format("Modbus read of {} unit {} register {} failed: {}{}", device_,
-                                   s->source.unit_id, s->source.address, modbus_strerror(err),
-                                   unit_silent(err) ? " (no answer from the unit: its unit_id, its "
-                                                      "wiring or its power)"
-                                                    : ""));
+                const auto streak =
+                    read_failed(i,
+                                fmt::format("Modbus read of {} unit {} register {} failed: {}{}", device_,
+                                            s->source.unit_id, s->source.address, modbus_strerror(err),
+                                            unit_silent(err) ? " (no answer from the unit: its unit_id, its "
+                                                               "wiring or its power)"
+                                                             : ""),
+                                unit_silent(err) ? "no_answer" : "error");
                 // A unit silent again and again is tried less often (its interval, doubled at each
                 // silence, up to 2 minutes): it is offline already, and each try holds up the units
                 // that answer. A unit switched back on is read within that time. Silent: no answer,
@@ -812,6 +863,7 @@ void ModbusPoller::run() {
                            s->source.address, failing[i]);
                 failing[i] = 0;
             }
+            silences_.answered(s->id);
             handler_({s->id, value, Clock::now(), std::nullopt, false, std::chrono::steady_clock::now()});
         }
         // Until the next sensor is due. A connection dropped after a timeout is made again at once:

@@ -21,6 +21,7 @@
 #include "common/log_throttle.hpp"
 #include "common/worker_thread.hpp"
 #include "config/config.hpp"
+#include "events/event.hpp"
 #include "publish/mqtt_link.hpp"
 #include "sensors/reading.hpp"
 
@@ -31,6 +32,23 @@ class async_client;
 namespace kg::sensors {
 
 using ReadingHandler = std::function<void(const Reading&)>;
+
+// Why an input has given a sensor no reading, as it last found: the cause an offline event says
+// (docs/mqtt.md), so that the room can tell a dead broker or a switched-off Modbus gateway, which
+// takes every sensor with it, from one sensor's flat battery. Kinds: `unreachable` (no connection
+// to the broker or the Modbus device), `no_answer` (a Modbus unit that does not answer), `error`
+// (a read the device refused or garbled), `silent` (connected, and the sensor sends nothing).
+// Written by the input's threads, read by the supervisor's.
+class SilenceCauses {
+public:
+    void failed(const std::string& sensor, events::EventCause cause);
+    void answered(const std::string& sensor);
+    std::optional<events::EventCause> of(const std::string& sensor) const;
+
+private:
+    mutable std::mutex mutex_;
+    std::map<std::string, events::EventCause> causes_;
+};
 
 // What an input could not turn into readings, by sensor id (the gateway's /metrics).
 struct InputCounts {
@@ -73,10 +91,14 @@ public:
     std::uint64_t received() const { return received_.load(); }  // messages Paho handed over, queued
     // Adds this input's counts of each of its sensors to `out`.
     void add_counts(SensorCounts& out) const;
+    // Why `sensor` may have no readings (SilenceCauses): the broker's failure while not connected,
+    // else `silent`.
+    std::optional<events::EventCause> silence_cause(const std::string& sensor) const;
 
 private:
     void run();
     void subscribe_pending();
+    void broker_failed(std::string why);
     // A message as Paho handed it over: copied out of its callback, handled on handling_.
     struct Message {
         std::string topic, payload;
@@ -113,6 +135,10 @@ private:
     std::string url_, client_id_;  // url_: the broker's, as logged
     // When the connection was made (steady clock ticks; read by Paho's connection-lost callback).
     std::atomic<std::int64_t> connected_since_{0};
+    // Why the broker is not connected, while it is not (set by run() and Paho's connection-lost
+    // callback); none once connected.
+    mutable std::mutex broker_failure_mutex_;
+    std::optional<std::string> broker_failure_;
     // Owned: a hand-over outlives the configuration of the run that made the input. Replaced by
     // attach() under queue_mutex_ while the handling thread is stopped; read without the lock on that
     // thread, under it elsewhere.
@@ -167,6 +193,11 @@ public:
     void add_counts(SensorCounts& out) const;
     std::uint64_t connect_failures() const { return connect_failures_.load(); }
     const std::string& device() const { return device_; }
+    // Why `sensor` has had no reading lately (SilenceCauses), if a read or connect failed since
+    // its last reading.
+    std::optional<events::EventCause> silence_cause(const std::string& sensor) const {
+        return silences_.of(sensor);
+    }
 
 private:
     void run();
@@ -179,6 +210,7 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     std::atomic<std::uint64_t> failures_{0}, connect_failures_{0};
     std::unique_ptr<std::atomic<std::uint64_t>[]> read_failures_;  // by the index in sensors_
+    SilenceCauses silences_;
     WorkerThread thread_;
 };
 

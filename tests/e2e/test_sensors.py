@@ -108,6 +108,10 @@ def test_sensors_from_mqtt_modbus_tcp_and_rtu(broker, collector, schemas, gatewa
                           what="sample fridge offline")
         assert state("sample-fridge")["online"] is False or kg_e2e.wait_until(
             lambda: state("sample-fridge")["online"] is False, 3, what="state offline")
+        # Why: the broker is connected, and nothing came on its topic (its device, battery or radio).
+        gone = next(e for e in collector.events()
+                    if e.get("sensor") == "sample-fridge" and e["label"] == "offline" and e["state"] == "start")
+        assert gone["cause"]["kind"] == "silent" and "zigbee2mqtt/sample_fridge" in gone["cause"]["text"], gone
 
         assert gw.running()
         assert gw.terminate() == 0
@@ -467,11 +471,22 @@ def test_a_unit_that_never_answers_does_not_silence_the_others_on_its_device(bro
         # or two a poll, for good, filled the journal.
         assert gw.output().count("reconnecting") == 1, gw.output()
         assert gw.output().count("connected to Modbus device") <= 2, gw.output()
+        # Its offline alert says why: the unit does not answer (its unit id, wiring or power).
+        silent = next(e for e in collector.events()
+                      if e.get("sensor") == "fridge" and e["label"] == "offline" and e["state"] == "start")
+        assert silent["cause"]["kind"] == "no_answer" and "unit 7" in silent["cause"]["text"], silent
         # The unit answers again (its controller was repaired): said once.
         device.units.add(7)
         kg_e2e.wait_until(lambda: "sensor fridge: " in gw.output() and "read again after" in gw.output(), 10,
                           what="the unit read again")
         assert gw.output().count(failed) == 1
+        # The whole device goes (its TCP gateway switched off): each sensor on it says so.
+        device.close()
+        kg_e2e.wait_until(lambda: ("offline", "start") in events("freezer"), 15, what="the freezer offline")
+        down = next(e for e in collector.events()
+                    if e.get("sensor") == "freezer" and e["label"] == "offline" and e["state"] == "start")
+        assert down["cause"]["kind"] == "unreachable" and "cannot connect to Modbus device" in down["cause"]["text"], \
+            down
         assert gw.terminate() == 0
     finally:
         device.close()

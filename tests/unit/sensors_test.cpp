@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <modbus/modbus.h>
-#include <nlohmann/json.hpp>
 #include <mqtt/async_client.h>
 #include <netinet/in.h>
 #include <spdlog/sinks/base_sink.h>
@@ -18,14 +17,15 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 #include <thread>
 
 #include "common/logging.hpp"
 #include "common/mqtt_topic.hpp"
-#include "publish/payloads.hpp"
 #include "modbus_test_server.hpp"
+#include "publish/payloads.hpp"
 #include "sensors/decode.hpp"
 #include "sensors/inputs.hpp"
 #include "sensors/rollup.hpp"
@@ -1021,8 +1021,8 @@ TEST(SensorRules, EachWindowMissedWhileTheAlertIsOpenIsCountedInAnUpdate) {
     disinfection_cabinet(rig, {"13:00-14:00", "19:00-20:00", "23:00-23:30"});
     auto r = rig.make();
     rig.feed(r, 12 * 60, 20 * 60 + 5, 40.0);
-    ASSERT_EQ(rig.states(),
-              (std::vector<std::string>{"disinfection/missed_cycle:start", "disinfection/missed_cycle:update"}));
+    ASSERT_EQ(rig.states(), (std::vector<std::string>{"disinfection/missed_cycle:start",
+                                                      "disinfection/missed_cycle:update"}));
     EXPECT_EQ(rig.out[0].windows_missed, 1u);
     EXPECT_EQ(rig.out[1].windows_missed, 2u);
     EXPECT_EQ(rig.out[1].id, rig.out[0].id);
@@ -1522,6 +1522,35 @@ TEST(MqttSensorInput, AHandlerThatWaitsHoldsUpNoOtherClientAndLosesNoReading) {
     stopper.join();
     EXPECT_EQ(held.values(), (std::vector<double>{1.0, 2.0, 3.0, 4.0}));
     device.disconnect()->wait_for(5s);
+}
+
+// A sensor broker that went down made every MQTT sensor offline, and nothing in their alerts named
+// the broker (the sensors review): the room sent someone to change batteries. The input says why a
+// sensor has no readings: the broker's failure while it is not connected, else the sensor is silent.
+TEST(MqttSensorInput, SaysWhyASensorHasNoReadings) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    std::optional<kg::test::TestBroker> broker(std::in_place);
+    const auto fridge = fridge_on("fridge");
+    auto sink = std::make_shared<LinesSink>();
+    kg::sensors::MqttSensorInput input(
+        {broker->url(), "", "", std::nullopt}, "kg-test-sensors", {&fridge},
+        [](const kg::sensors::Reading&) {}, std::make_shared<spdlog::logger>("s", sink));
+    input.start();
+    ASSERT_TRUE(within(10s, [&] { return sink->contains("reading 1 MQTT sensors"); }));
+    auto cause = input.silence_cause("fridge");
+    ASSERT_TRUE(cause);
+    EXPECT_EQ(cause->kind, "silent");
+    EXPECT_NE(cause->text.find("nothing usable on fridge"), std::string::npos) << cause->text;
+    EXPECT_FALSE(input.silence_cause("another"));
+
+    broker.reset();  // killed
+    ASSERT_TRUE(within(15s, [&] {
+        cause = input.silence_cause("fridge");
+        return cause && cause->kind == "unreachable";
+    })) << (cause ? cause->text : "no cause");
+    EXPECT_NE(cause->text.find("sensor broker"), std::string::npos) << cause->text;
+    input.stop();
 }
 
 // A device whose every message is one the sensor cannot read wrote a warning each (thousands a
