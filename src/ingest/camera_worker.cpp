@@ -83,6 +83,7 @@ void CameraWorker::run() {
         bool file_ended = false;
         bool said = true;  // this try's end was logged: so is the retry
         std::optional<LoginGate::Pass::Refusal> refused;
+        bool forbidden = false;  // refused with a 403: the user and password taken, not for this stream
         // A try that failed before any picture came, the same way as the tries before it, is
         // logged the first few times, then summarised (failures_); one after pictures always is.
         const auto failed = [&](spdlog::level::level_enum level, const std::string& what) {
@@ -121,8 +122,12 @@ void CameraWorker::run() {
                 if (e.kind == IngestError::Kind::stall) stats_.stall(std::chrono::steady_clock::now());
                 record(e.cause, e.what());
                 failed(spdlog::level::warn, e.what());
-                if (e.cause == FailureCause::unauthorized)
-                    refused = pass->refused(std::chrono::steady_clock::now());
+                if (e.cause == FailureCause::unauthorized) {
+                    refused = pass->refused(std::chrono::steady_clock::now(), e.forbidden);
+                    forbidden = e.forbidden;
+                } else {
+                    pass->unanswered(e.cause, e.what());
+                }
             } else {
                 stats_.disconnected();
             }
@@ -132,6 +137,7 @@ void CameraWorker::run() {
             if (!stop_) {
                 record(FailureCause::error, e.what());
                 failed(spdlog::level::err, e.what());
+                pass->unanswered(FailureCause::error, e.what());
             } else {
                 stats_.disconnected();
             }
@@ -162,14 +168,22 @@ void CameraWorker::run() {
             const auto wait = refused->next_try - std::chrono::steady_clock::now();
             if (wait > delay) {
                 delay = std::chrono::ceil<std::chrono::milliseconds>(wait);
-                if (said)
+                const auto times = refused->in_a_row > 1 ? fmt::format(" {} times in a row", refused->in_a_row)
+                                                         : std::string();
+                if (said && forbidden) {
+                    log_->warn(
+                        "{}: the camera refused this stream to the user{} (403: the user may not view it); "
+                        "tried again in {} min: give the user the right on the camera, or mend the URL, "
+                        "and reload",
+                        shown_url_, times, minutes_said(delay));
+                } else if (said) {
                     log_->warn(
                         "{}: the camera refused the user or password{}; tried again in {} min (a camera "
-                        "locks the account after a few refused logins): mend the URL's user or password and "
-                        "reload",
-                        shown_url_,
-                        refused->in_a_row > 1 ? fmt::format(" {} times in a row", refused->in_a_row) : "",
-                        minutes_said(delay));
+                        "locks the account after a few refused logins{}): mend the URL's user or password "
+                        "and reload",
+                        shown_url_, times, minutes_said(delay),
+                        refused->camera_only ? "; the other cameras of this login go on" : "");
+                }
                 said = false;  // the wait is said with the refusal, not again as a reconnect
                 login_wait_said_ = refused->next_try;
             }
@@ -185,18 +199,30 @@ std::optional<LoginGate::Pass> CameraWorker::wait_for_login(const std::string& l
         auto entry = logins_.enter(login, camera_.id, now);
         if (auto* pass = std::get_if<LoginGate::Pass>(&entry)) return std::move(*pass);
         const auto& wait = std::get<LoginGate::Wait>(entry);
-        // Waiting for another camera's first try of the login is not said: it takes a moment.
-        if (wait.refusals > 0 && login_wait_said_ != wait.until) {
-            login_wait_said_ = wait.until;
+        if (wait.refused_until && login_wait_said_ != *wait.refused_until) {
+            // Once a wait, however often the camera asks during it.
+            login_wait_said_ = *wait.refused_until;
+            const auto who = wait.refused == camera_.id ? std::string("this camera")
+                                                        : fmt::format("camera '{}'", wait.refused);
             const auto why = fmt::format(
-                "not tried while its login is refused: camera '{}' was refused this user and password at "
-                "this "
-                "address{}; tried again in {} min, by one camera of the login at a time (a camera locks the "
-                "account after a few refused logins)",
-                wait.refused, wait.refusals > 1 ? fmt::format(" {} times in a row", wait.refusals) : "",
-                minutes_said(wait.until - now));
+                "not tried while its login is refused: {} was refused {} at this address{}; tried again in {} "
+                "min{} (a camera locks the account after a few refused logins)",
+                who, wait.camera_only ? "this stream" : "this user and password",
+                wait.refusals > 1 ? fmt::format(" {} times in a row", wait.refusals) : "",
+                minutes_said(*wait.refused_until - now),
+                wait.camera_only ? "" : ", by one camera of the login at a time");
             stats_.failed(FailureCause::unauthorized, why, Clock::now(), now);
             log_->warn("{}: {}", shown_url_, why);
+        } else if (!wait.refused_until && wait.unanswered && wait.unanswered->number != unanswered_said_ &&
+                   wait.unanswered->camera != camera_.id) {
+            // Waiting for its first try while another camera of its login finds no answer: that
+            // camera's failure is this one's cause meanwhile (the room saw an outage without one).
+            unanswered_said_ = wait.unanswered->number;
+            stats_.failed(wait.unanswered->cause,
+                          fmt::format("not tried yet (its login is tried by one camera at a time until it is "
+                                      "known to work): camera '{}': {}",
+                                      wait.unanswered->camera, wait.unanswered->text),
+                          Clock::now(), now);
         }
         if (!wait_for(wait.until - now)) break;
     }

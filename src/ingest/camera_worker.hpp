@@ -83,6 +83,7 @@ private:
     // The end of the refused login's wait this camera last said (ingest thread): said once, by the
     // camera refused or by each one waiting with it.
     std::optional<std::chrono::steady_clock::time_point> login_wait_said_;
+    std::uint64_t unanswered_said_ = 0;  // the last unanswered try of its login it took as its cause
     RepeatedFailure failures_;  // tries that failed before any picture, in a row (ingest thread)
     bool said_shape_ = false;   // a picture stretched to the analysis size was said (ingest thread)
     // Lost RTP packets, over every connection (ingest thread): a lossy UDP link that also stalls

@@ -205,13 +205,15 @@ void FfmpegInput::open() {
         const FailureCause cause = too_long ? FailureCause::error
                                    : silent ? FailureCause::unreachable
                                             : open_failure_cause(err, t_last_error);
-        throw IngestError(
+        IngestError error(
             silent ? IngestError::Kind::stall : IngestError::Kind::open,
             too_long ? fmt::format("the camera answered, but its RTSP handshake did not end within {} ms",
                                    kOpeningAnswers * options_.timeout.count())
             : silent ? fmt::format("no answer within {} ms while opening", options_.timeout.count())
                      : with_reason(fmt::format("cannot open: {}", av_error_string(err))),
             cause);
+        error.forbidden = !too_long && !silent && err == AVERROR_HTTP_FORBIDDEN;
+        throw error;
     }
     format_.reset(raw);
     // HLS's demuxer gives a duration only to a finished playlist (#EXT-X-ENDLIST): a live one has

@@ -27,6 +27,9 @@ public:
         : std::runtime_error(what), kind(kind), cause(cause) {}
     Kind kind;
     FailureCause cause;
+    // The camera took the user and password but not for this stream (HTTP/RTSP 403: a channel the
+    // user may not view), as against 401, the user or password refused.
+    bool forbidden = false;
 
 private:
     static FailureCause default_cause(Kind kind) {
