@@ -10,6 +10,7 @@ import json
 import pathlib
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -78,6 +79,19 @@ def _mosquitto(conf, log, *ports):
     return broker
 
 
+def _answers_mqtt(port):
+    """Whether the broker on `port` answers an MQTT CONNECT (whatever its return code): its main loop
+    runs, and its signal handlers are set. Listening comes before both: a SIGTERM in between kills it
+    unsaved (CI, loaded: no mosquitto.db)."""
+    connect = bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 10, 0, 0])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(connect)
+            return s.recv(4)[:1] == b"\x20"
+    except OSError:
+        return False
+
+
 def test_the_room_accounts_are_not_site_ids(tmp_path):
     """monitor and monitor-* are the room's accounts, which the ACL lets read every site: add-site.sh
     gives them only with --room, and --room gives nothing else."""
@@ -113,6 +127,7 @@ def test_the_broker_conf_is_a_drop_in_for_debians_mosquitto(tmp_path, broker_dir
     (tmp_path / "mosquitto.conf").write_text(main)
     log = tmp_path / "mosquitto.log"
     broker = _mosquitto(tmp_path / "mosquitto.conf", log, plain, tls)
+    kg_e2e.wait_until(lambda: _answers_mqtt(plain), 10, what="the broker answering MQTT")
     broker.terminate()
     broker.wait()
     # Persistence from Debian's file: the broker saved its state where that file says.
