@@ -48,6 +48,12 @@ std::string percent_decoded(std::string_view s) {
     return out;
 }
 
+// The wait after a login refused `before` times in a row already: 1, 2, 4, 8, then 15 minutes.
+std::chrono::milliseconds refused_wait(int before) {
+    return std::min<std::chrono::milliseconds>(LoginGate::kRefusedMax,
+                                               LoginGate::kRefusedFirst * (1LL << std::min(before, 4)));
+}
+
 }  // namespace
 
 std::string LoginGate::login_of(const std::string& url) {
@@ -58,7 +64,8 @@ std::string LoginGate::login_of(const std::string& url) {
     const auto authority_begin = scheme_end + 3;
     const auto authority_end = url.find_first_of("/?#", authority_begin);
     const std::string_view authority = std::string_view(url).substr(
-        authority_begin, authority_end == std::string::npos ? std::string::npos : authority_end - authority_begin);
+        authority_begin,
+        authority_end == std::string::npos ? std::string::npos : authority_end - authority_begin);
     // The last '@': a password may hold one unescaped (cameras' own pages allow it, FFmpeg too).
     const auto at = authority.rfind('@');
     // No user: a login of its own (a password may be in the path or query, as XMEye's and Foscam's).
@@ -140,7 +147,8 @@ void LoginGate::ask(Login& l, const std::string& camera, SteadyPoint now) {
     std::erase_if(l.queue, [&](const auto& q) {
         return q.first != camera && now - std::max(q.second, waited_to) > 3 * kAskAgain;
     });
-    const auto it = std::find_if(l.queue.begin(), l.queue.end(), [&](const auto& q) { return q.first == camera; });
+    const auto it =
+        std::find_if(l.queue.begin(), l.queue.end(), [&](const auto& q) { return q.first == camera; });
     if (it == l.queue.end()) {
         l.queue.emplace_back(camera, now);
     } else {
@@ -148,8 +156,8 @@ void LoginGate::ask(Login& l, const std::string& camera, SteadyPoint now) {
     }
 }
 
-std::variant<LoginGate::Pass, LoginGate::Wait> LoginGate::enter(const std::string& login, const std::string& camera,
-                                                                  SteadyPoint now) {
+std::variant<LoginGate::Pass, LoginGate::Wait> LoginGate::enter(const std::string& login,
+                                                                const std::string& camera, SteadyPoint now) {
     if (login.empty()) return Pass();
     std::lock_guard lock(mutex_);
     auto& l = logins_[login];
@@ -161,7 +169,8 @@ std::variant<LoginGate::Pass, LoginGate::Wait> LoginGate::enter(const std::strin
     ask(l, camera, now);
     const bool refused = l.known == Login::Known::refused;
     const auto refused_until = refused ? std::optional<SteadyPoint>(l.next_try) : std::nullopt;
-    if (refused && now < l.next_try) return Wait{l.next_try, refused_until, l.refusals, l.refused, false, std::nullopt};
+    if (refused && now < l.next_try)
+        return Wait{l.next_try, refused_until, l.refusals, l.refused, false, std::nullopt};
     // One try at a time, in the order the cameras asked.
     if (l.trying || l.queue.front().first != camera)
         return Wait{now + kAskAgain, refused_until, l.refusals, l.refused, false, l.unanswered};
@@ -185,7 +194,7 @@ void LoginGate::accepted(const std::string& login, const std::string& camera, bo
 
 LoginGate::Pass::Refusal LoginGate::hold(Login& l, const std::string& camera, SteadyPoint now) {
     auto& h = l.holds[camera];
-    h.next_try = now + std::min<std::chrono::milliseconds>(kRefusedMax, kRefusedFirst * (1LL << std::min(h.refusals, 4)));
+    h.next_try = now + refused_wait(h.refusals);
     ++h.refusals;
     return {h.next_try, h.refusals, true};
 }
@@ -211,10 +220,9 @@ LoginGate::Pass::Refusal LoginGate::refused(const std::string& login, const std:
     // The login's: refused by the camera whose try the others waited for, or by a second camera of
     // a login known to work (the password changed on the recorder), which counts as one.
     const int before = l.known == Login::Known::accepted ? 0 : l.refusals;
-    const auto wait = std::min<std::chrono::milliseconds>(kRefusedMax, kRefusedFirst * (1LL << std::min(before, 4)));
     l.refusals = before + 1;
     l.known = Login::Known::refused;
-    l.next_try = now + wait;
+    l.next_try = now + refused_wait(before);
     l.refused = camera;
     l.refused_alone.clear();
     // The one refused tries last next time: another channel may be the one the user may view.

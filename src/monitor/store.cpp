@@ -189,7 +189,7 @@ Store::Store(const std::string& path, Retention retention)
     add_column("rollups", "parts");
     add_column("seq_streams", "run_started");
     add_message_count();
-    add_cause_column();
+    add_shown_columns();
     add_read_indexes();
     add_late_tables();
 }
@@ -320,7 +320,7 @@ void Store::add_message_count() {
     }
 }
 
-void Store::add_cause_column() {
+void Store::add_shown_columns() {
     cause_column_ = add_shown_column("cause", "TEXT");
     windows_column_ = add_shown_column("windows_missed", "INTEGER");
 }

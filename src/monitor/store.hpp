@@ -71,8 +71,8 @@ struct Alert {
     std::string condition;  // the gateway's last state: start, update or end
     std::string start_time;
     std::optional<std::string> end_time;
-    std::optional<std::string> end_reason;  // with condition "end", when the gateway said why
-    std::optional<std::string> cause;       // the latest cause a message of it gave (JSON), if any
+    std::optional<std::string> end_reason;       // with condition "end", when the gateway said why
+    std::optional<std::string> cause;            // the latest cause a message of it gave (JSON), if any
     std::optional<std::int64_t> windows_missed;  // the latest count a missed_cycle's message gave
     double score = 0, top_score = 0;
     std::optional<double> value;
@@ -421,8 +421,9 @@ private:
     void add_read_indexes();
     // alerts.messages and the trigger that keeps it (message_count_), where the file can take them.
     void add_message_count();
-    // alerts.cause (cause_column_), where the file can take it.
-    void add_cause_column();
+    // alerts.cause and alerts.windows_missed (cause_column_, windows_column_), where the file can
+    // take them.
+    void add_shown_columns();
     // Adds a column to alerts that this process needs only to show (a file it may only read goes
     // without); whether the alerts have it.
     bool add_shown_column(const char* column, const char* type);
@@ -496,8 +497,8 @@ private:
     std::mutex mutex_;
     std::optional<TimePoint> watching_since_;  // guarded by mutex_
     bool message_count_ = false;               // alerts.messages is there (add_message_count)
-    bool cause_column_ = false;                // alerts.cause is there (add_cause_column)
-    bool windows_column_ = false;              // alerts.windows_missed is there
+    bool cause_column_ = false;                // alerts.cause is there (add_shown_columns)
+    bool windows_column_ = false;              // alerts.windows_missed is there (add_shown_columns)
     bool seq_assumed_made_ = false;            // guarded by mutex_ (the table exists)
     Duration seen_resolution_ = std::chrono::seconds(1);
     std::map<std::string, TimePoint> seen_written_;  // per site, the last `last_seen` this instance wrote
