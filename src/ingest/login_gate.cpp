@@ -102,7 +102,8 @@ LoginGate::Pass::Pass(Pass&& other) noexcept
     : gate_(std::exchange(other.gate_, nullptr)),
       login_(std::move(other.login_)),
       camera_(std::move(other.camera_)),
-      turn_(other.turn_) {}
+      turn_(other.turn_),
+      after_unanswered_(std::move(other.after_unanswered_)) {}
 
 LoginGate::Pass& LoginGate::Pass::operator=(Pass&& other) noexcept {
     if (this != &other) {
@@ -111,6 +112,7 @@ LoginGate::Pass& LoginGate::Pass::operator=(Pass&& other) noexcept {
         login_ = std::move(other.login_);
         camera_ = std::move(other.camera_);
         turn_ = other.turn_;
+        after_unanswered_ = std::move(other.after_unanswered_);
     }
     return *this;
 }
@@ -176,7 +178,9 @@ std::variant<LoginGate::Pass, LoginGate::Wait> LoginGate::enter(const std::strin
         return Wait{now + kAskAgain, refused_until, l.refusals, l.refused, false, l.unanswered};
     l.queue.erase(l.queue.begin());
     l.trying = camera;
-    return Pass(this, login, camera, true);
+    Pass pass(this, login, camera, true);
+    if (l.unanswered && l.unanswered->camera != camera) pass.after_unanswered_ = l.unanswered;
+    return pass;
 }
 
 void LoginGate::accepted(const std::string& login, const std::string& camera, bool turn) {

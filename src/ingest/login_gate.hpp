@@ -67,13 +67,16 @@ public:
 
         void accepted();
         struct Refusal {
-            SteadyPoint next_try{};     // when this camera tries again at the earliest
-            int in_a_row = 0;           // refused logins in a row, this one included
-            bool camera_only = false;   // this camera alone waits; the login's other cameras go on
+            SteadyPoint next_try{};    // when this camera tries again at the earliest
+            int in_a_row = 0;          // refused logins in a row, this one included
+            bool camera_only = false;  // this camera alone waits; the login's other cameras go on
         };
         // `forbidden`: a 403, the user and password taken but not for this stream.
         Refusal refused(SteadyPoint now, bool forbidden = false);
         void unanswered(FailureCause cause, std::string text);
+        // The login's last try without an answer, another camera's, when this pass is that try's
+        // turn passed on: the recorder may not answer this one either.
+        const std::optional<Unanswered>& after_unanswered() const { return after_unanswered_; }
 
     private:
         friend class LoginGate;
@@ -84,6 +87,7 @@ public:
         LoginGate* gate_ = nullptr;  // null once told how the try went
         std::string login_, camera_;
         bool turn_ = false;  // this try is the one the other cameras of its login wait for
+        std::optional<Unanswered> after_unanswered_;
     };
 
     // Another camera's try of the login is under way, or a refused wait runs.

@@ -327,6 +327,86 @@ def test_an_offline_camera_says_why_and_a_refused_password_is_not_tried_every_se
     schemas.validate_all(collector)
 
 
+class SilentRecorder:
+    """A recorder that takes every TCP connection and never answers (hung, or its RTSP service dead
+    behind a live port): keeps how many connections it has had, and the most open at once."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.open = self.most = self.total = 0
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.open += 1
+                self.total += 1
+                self.most = max(self.most, self.open)
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn):
+        try:
+            while conn.recv(4096):  # read the request, answer nothing, until the client hangs up
+                pass
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            with self.lock:
+                self.open -= 1
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
+def test_the_channels_of_a_recorder_that_never_answers_each_say_why_they_are_offline(
+        broker, collector, schemas, gateway, tmp_path):
+    """Four channels of one recorder whose login is not known yet take turns (a wrong password
+    would otherwise be tried by all at once); a recorder that takes the connection and never
+    answers holds each try for `input.timeout` (3 s here), so `offline_after` (4 s) comes while
+    the second channel holds the turn. Every channel's offline alert says why:
+    the ones waiting, and the one trying, take the first channel's unanswered try as their cause
+    (the 64th session's review: the channel holding the turn had none, 1 of 8 offline alerts)."""
+    recorder = SilentRecorder()
+    try:
+        cams = [kg_e2e.camera(f"ch{n}", f"rtsp://admin:pw@127.0.0.1:{recorder.port}/ch{n}") for n in range(1, 5)]
+        gw = gateway(kg_e2e.base_config(broker, cams, tmp_path))
+
+        def offline(cam):
+            return next((e for e in collector.events()
+                         if e["camera"] == cam and e["label"] == "offline" and e["state"] == "start"), None)
+
+        names = [c["id"] for c in cams]
+        collector.wait_for(lambda: all(offline(c) for c in names), 20, what="every channel's offline alert")
+        causes = {c: offline(c).get("cause") for c in names}
+        assert all(c and c["kind"] == "unreachable" for c in causes.values()), causes
+        assert all("no answer within 3000 ms" in c["text"] for c in causes.values()), causes
+        # One of them tried first and timed out; the others name it.
+        first = [c for c in names if "camera '" not in causes[c]["text"]]
+        assert len(first) == 1, causes
+        assert all(f"camera '{first[0]}'" in causes[c]["text"] for c in names if c != first[0]), causes
+        assert any("trying now, after camera" in causes[c]["text"] for c in names), causes
+        # One try at a time while the login is not known to work.
+        assert recorder.most == 1, f"{recorder.most} connections at once"
+        assert gw.terminate() == 0
+        schemas.validate_all(collector)
+    finally:
+        recorder.close()
+
+
 def test_a_damaged_stream_is_counted_said_and_raised(broker, collector, schemas, make_clip, gateway, tmp_path):
     """Pictures decoded with errors (their damaged parts filled in from around them: smeared) are
     counted in the state's `frames_damaged`, said in the log, and a `damaged` alert once a tenth of a

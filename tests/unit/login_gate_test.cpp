@@ -52,7 +52,8 @@ TEST(LoginGate, ALoginIsItsUserAndPasswordAtItsHostAndPort) {
     // XMEye's and Foscam's take it, is still tried on the refused schedule).
     EXPECT_EQ(login("rtsp://192.168.1.64/user=admin&password=x&channel=1"),
               "url rtsp://192.168.1.64/user=admin&password=x&channel=1");
-    EXPECT_NE(login("http://10.0.0.3/videostream.cgi?user=admin&pwd=x"), login("http://10.0.0.3/snapshot.cgi"));
+    EXPECT_NE(login("http://10.0.0.3/videostream.cgi?user=admin&pwd=x"),
+              login("http://10.0.0.3/snapshot.cgi"));
     EXPECT_EQ(login("rtsp://10.0.0.2/a@b"), "url rtsp://10.0.0.2/a@b") << "an @ in the path is not a user";
     EXPECT_EQ(login("file:///srv/clips/kitchen.mp4"), "");
     EXPECT_EQ(login("/dev/video0"), "");
@@ -92,6 +93,11 @@ TEST(LoginGate, TurnsGoInTheOrderTheCamerasAskedAndATryWithoutAnAnswerIsTheirCau
     EXPECT_EQ(third->unanswered->number, 1u);
     auto second = pass_of(gate.enter(login, "ch2", t0 + 400ms));
     ASSERT_TRUE(second);
+    // The turn passed on says the try before it went unanswered: the cause of the camera that
+    // holds it while it tries (the recorder may not answer it either).
+    ASSERT_TRUE(second->after_unanswered());
+    EXPECT_EQ(second->after_unanswered()->camera, "ch1");
+    EXPECT_EQ(second->after_unanswered()->number, 1u);
     // A pass that goes untold (stopped) gives the turn on; one moved keeps it.
     LoginGate::Pass moved = std::move(*second);
     second.reset();
@@ -99,8 +105,11 @@ TEST(LoginGate, TurnsGoInTheOrderTheCamerasAskedAndATryWithoutAnAnswerIsTheirCau
     { LoginGate::Pass gone = std::move(moved); }
     auto third_turn = pass_of(gate.enter(login, "ch3", t0 + 600ms));
     ASSERT_TRUE(third_turn);
+    EXPECT_EQ(third_turn->after_unanswered()->camera, "ch1") << "ch2 gave its turn on without an answer";
     third_turn->accepted();
-    EXPECT_TRUE(pass_of(gate.enter(login, "ch1", t0 + 700ms)));
+    auto again = pass_of(gate.enter(login, "ch1", t0 + 700ms));
+    ASSERT_TRUE(again);
+    EXPECT_FALSE(again->after_unanswered()) << "the login works: nothing unanswered to say";
 }
 
 TEST(LoginGate, ACameraThatStoppedAskingLeavesTheQueue) {
