@@ -125,6 +125,13 @@ void SensorHub::adopt(CarryOver carried) {
                 if (e.rules->take_over(h, c.config, Clock::now(), steady_now)) {
                     log_->info("sensor {}: its {} alert ({}) goes on after the reload", id, h.end.label,
                                h.id());
+                    if (h.end.check == "sensor_health" && h.end.label == "offline" && h.end.cause) {
+                        // As the room was told, near enough: a later cause is said at once or
+                        // within the minute, not again at this run's first tick.
+                        e.cause = h.end.cause;
+                        e.told_kind = h.end.cause->kind;
+                        e.told_at = steady_now;
+                    }
                 } else {
                     log_->info(
                         "sensor {}: its {} alert ({}) ends with the reload: its rule or reading changed", id,
@@ -189,12 +196,18 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
                                                     e.rules->silent_since(),
                                                     {},
                                                     e.rules->pending_limits()};
-                    if (continues && has_sensor(*next, id))
+                    if (continues && has_sensor(*next, id)) {
                         c.open = e.rules->hand_over(now, events::kEndStopped);
+                        // The next run goes on with the cause the room was told.
+                        for (auto& h : c.open)
+                            if (h.end.label == "offline") h.end.cause = e.cause;
+                    }
                 } else if (auto partial = e.roller.take()) {
                     publish_rollup(e.rules->sensor(), *partial, true);
                 }
+                const auto begin = ends.size();
                 e.rules->close(now, events::kEndStopped, ends);
+                end_cause(e, ends, begin);
                 // The retained state must not keep showing the conditions whose events just ended, nor
                 // a sensor as read that nobody reads now: a reload may have removed it, and its last
                 // state would stay on the broker, and in the room, for good.
@@ -223,6 +236,7 @@ void SensorHub::on_reading(const sensors::Reading& given) {
         if (it == entries_.end()) return;
         auto& e = it->second;
         e.rules->observe(reading, out);
+        end_cause(e, out, 0);
         // The day's curve holds what the sensor measured: a probe's error value (-127 from a DS18B20
         // whose wire broke) is an `invalid` event, not a minute whose minimum is -127. Nor is it
         // the reading a reload hands over: the good one before it holds there, as here.
@@ -284,6 +298,7 @@ SensorHub::StateMessage SensorHub::state_message(const Entry& e, TimePoint now, 
                         {"time", iso8601_utc(now)}};
     j["value"] = st.value ? nlohmann::json(publish::round_to(*st.value, 3)) : nlohmann::json(nullptr);
     j["reading_time"] = st.time ? nlohmann::json(iso8601_utc(*st.time)) : nlohmann::json(nullptr);
+    if (running && e.cause) j["cause"] = publish::cause_json(*e.cause);
     return {topics_.sensor_state(s.id), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }
 
@@ -306,7 +321,8 @@ nlohmann::json SensorHub::states(TimePoint now) {
              {"online", st.online},
              {"value", st.value ? nlohmann::json(publish::round_to(*st.value, 3)) : nlohmann::json(nullptr)},
              {"age_s", st.time ? nlohmann::json(seconds_between(*st.time, now)) : nlohmann::json(nullptr)},
-             {"conditions", st.conditions}});
+             {"conditions", st.conditions},
+             {"cause", e.cause ? publish::cause_json(*e.cause) : nlohmann::json(nullptr)}});
     }
     return out;
 }
@@ -326,6 +342,10 @@ std::map<std::string, std::uint64_t> SensorHub::connect_failures() const {
 }
 
 void SensorHub::tick(TimePoint now, SteadyPoint steady_now, bool publish_all_states) {
+    // Why each sensor has no readings, as its input found: asked outside mutex_ (the inputs' own
+    // locks are never taken inside it), of every sensor, as which are offline is known under it.
+    std::map<std::string, std::optional<events::EventCause>> causes;
+    for (const auto& s : site_.config.sensors) causes[s.id] = silence_cause(s.id);
     std::vector<StateMessage> states;
     {
         std::lock_guard order(deliver_mutex_);
@@ -333,25 +353,75 @@ void SensorHub::tick(TimePoint now, SteadyPoint steady_now, bool publish_all_sta
         {
             std::lock_guard lock(mutex_);
             for (auto& [id, e] : entries_) {
+                const auto begin = out.size();
                 e.rules->tick(now, steady_now, out);
+                const auto cause = causes.find(id);
+                const bool cause_changed = follow_cause(
+                    e, cause != causes.end() ? cause->second : std::nullopt, now, steady_now, out, begin);
                 if (auto done = e.roller.expire(now)) publish_rollup(e.rules->sensor(), *done);
                 const auto conditions = e.rules->state(steady_now).conditions;
-                if (publish_all_states || conditions != e.last_conditions) {
+                if (publish_all_states || conditions != e.last_conditions || cause_changed) {
                     e.last_conditions = conditions;
                     states.push_back(state_message(e, now));
                 }
             }
         }
-        // A sensor gone offline says why, where its input knows (outside mutex_: the inputs' own
-        // locks are never taken inside it).
-        for (auto& e : out) {
-            if (e.check == "sensor_health" && e.label == "offline" && e.state == events::EventState::start &&
-                !e.cause)
-                e.cause = silence_cause(e.source);
-        }
         deliver(out);
     }
     publish_states(states);
+}
+
+bool SensorHub::follow_cause(Entry& e, const std::optional<events::EventCause>& cause, TimePoint now,
+                             SteadyPoint steady_now, std::vector<events::Event>& out, std::size_t begin) {
+    const auto kind = [](const std::optional<events::EventCause>& c) {
+        return c ? std::optional<std::string>(c->kind) : std::nullopt;
+    };
+    const auto before = kind(e.cause);
+    if (!e.rules->offline()) {
+        e.cause.reset();
+        e.told_kind.reset();
+        return before.has_value();
+    }
+    const bool started =
+        std::any_of(out.begin() + static_cast<std::ptrdiff_t>(begin), out.end(), [](const auto& ev) {
+            return ev.check == "sensor_health" && ev.label == "offline" &&
+                   ev.state == events::EventState::start;
+        });
+    if (started) {
+        for (auto it = out.begin() + static_cast<std::ptrdiff_t>(begin); it != out.end(); ++it) {
+            if (it->check == "sensor_health" && it->label == "offline" &&
+                it->state == events::EventState::start)
+                it->cause = cause;
+        }
+        e.cause = cause;
+        e.told_kind = kind(cause);
+        e.told_at = steady_now;
+        return before != e.told_kind;
+    }
+    // An input that knows nothing now (a reload's new poller before its first read) leaves the
+    // last cause standing.
+    if (!cause) return false;
+    e.cause = cause;
+    // Another cause than the room was told (the broker gone while the sensor was silent, a Modbus
+    // gateway switched off behind a unit that stopped answering): an update says it.
+    if (e.told_kind != cause->kind && (!e.told_kind || steady_now - e.told_at >= kCauseUpdateEvery)) {
+        e.told_kind = cause->kind;
+        e.told_at = steady_now;
+        const auto n = out.size();
+        e.rules->renew_offline(now, out);
+        if (out.size() > n) out.back().cause = cause;
+    }
+    return before != cause->kind;
+}
+
+void SensorHub::end_cause(Entry& e, std::vector<events::Event>& out, std::size_t begin) {
+    for (auto it = out.begin() + static_cast<std::ptrdiff_t>(begin); it != out.end(); ++it) {
+        if (it->check != "sensor_health" || it->label != "offline" || it->state != events::EventState::end)
+            continue;
+        it->cause = e.cause;
+        e.cause.reset();
+        e.told_kind.reset();
+    }
 }
 
 std::optional<events::EventCause> SensorHub::silence_cause(const std::string& sensor) const {

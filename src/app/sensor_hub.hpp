@@ -112,7 +112,24 @@ private:
         sensors::Roller roller;
         std::vector<std::string> last_conditions;
         std::optional<sensors::Reading> last;  // the last valid reading, for the next run
+        // While its offline event is open: why it has no readings, as its input found last (the
+        // state and the end say it), the kind the room was last told and when.
+        std::optional<events::EventCause> cause;
+        std::optional<std::string> told_kind;
+        SteadyPoint told_at{};
     };
+    // A silence's cause changed during the outage (a sensor silent, then its broker gone): an
+    // update says it, at once when the room was told none, else at most this often (an input whose
+    // failures alternate), as for a camera.
+    static constexpr std::chrono::minutes kCauseUpdateEvery{1};
+    // Keeps `e`'s cause as its input found it (`cause`) while its offline event is open, and adds
+    // an update to `out` when the room should hear of it. True when the cause changed.
+    // The events of `out` from `begin` on are the ones its rules made at this tick.
+    static bool follow_cause(Entry& e, const std::optional<events::EventCause>& cause, TimePoint now,
+                             SteadyPoint steady_now, std::vector<events::Event>& out, std::size_t begin);
+    // The end of its outage among `out` from `begin` on carries the latest cause, as a camera's
+    // does, and the entry forgets it.
+    static void end_cause(Entry& e, std::vector<events::Event>& out, std::size_t begin);
     void deliver(std::vector<events::Event>& events);
     // Why `sensor` has no readings, as its input last found (sensors::SilenceCauses).
     std::optional<events::EventCause> silence_cause(const std::string& sensor) const;

@@ -16,6 +16,10 @@ double round_to(double v, int decimals) {
     return std::round(v * scale) / scale;
 }
 
+nlohmann::json cause_json(const events::EventCause& cause) {
+    return {{"kind", cause.kind}, {"text", cause.text}};
+}
+
 namespace {
 
 using nlohmann::json;
@@ -56,7 +60,7 @@ std::string event_payload(const events::Event& e, const std::string& site) {
     }
     if (e.end_time) j["duration_s"] = round_to(seconds_between(e.start_time, *e.end_time), 3);
     if (e.state == events::EventState::end) j["end_reason"] = e.end_reason.empty() ? "cleared" : e.end_reason;
-    if (e.cause) j["cause"] = {{"kind", e.cause->kind}, {"text", e.cause->text}};
+    if (e.cause) j["cause"] = cause_json(*e.cause);
     if (e.windows_missed > 0) j["windows_missed"] = e.windows_missed;
     auto path_or_null = [](const std::string& p) { return p.empty() ? json(nullptr) : json(p); };
     j["evidence"] = {

@@ -1,6 +1,7 @@
 #pragma once
 // JSON payloads, exactly as docs/schemas/*.schema.json describe them.
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +16,8 @@ namespace kg::publish {
 // 8.200000000000001 from a register's 82 x 0.1.
 double round_to(double v, int decimals);
 
+// Why a source cannot be read, as an event and a sensor's state say it: {"kind", "text"}.
+nlohmann::json cause_json(const events::EventCause& cause);
 std::string event_payload(const events::Event& event, const std::string& site);
 std::string clip_payload(const events::ClipReport& clip, const std::string& site);
 

@@ -113,6 +113,12 @@ public:
     // reload: a site that reloads every few minutes never heard of a fridge warm for an hour.
     void resume_pending(const std::map<std::size_t, TimePoint>& pending, const config::Sensor& before,
                         TimePoint now, SteadyPoint steady_now);
+    // Whether its offline event is open, and that event again as an update (its input found
+    // another reason for the silence: the broker gone too). Nothing when it is not open.
+    bool offline() const { return offline_.active(); }
+    void renew_offline(TimePoint now, std::vector<events::Event>& out) {
+        emit(offline_.renew(now), value_, out);
+    }
     SensorState state(SteadyPoint steady_now) const;
     SensorState state(TimePoint now) const { return state(steady_from_wall(now)); }
     const config::Sensor& sensor() const { return sensor_; }

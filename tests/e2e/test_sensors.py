@@ -112,6 +112,9 @@ def test_sensors_from_mqtt_modbus_tcp_and_rtu(broker, collector, schemas, gatewa
         gone = next(e for e in collector.events()
                     if e.get("sensor") == "sample-fridge" and e["label"] == "offline" and e["state"] == "start")
         assert gone["cause"]["kind"] == "silent" and "zigbee2mqtt/sample_fridge" in gone["cause"]["text"], gone
+        # And its retained state says it while the outage lasts (the room's sensor list).
+        kg_e2e.wait_until(lambda: (state("sample-fridge").get("cause") or {}).get("kind") == "silent", 5,
+                          what="the state's cause")
 
         assert gw.running()
         assert gw.terminate() == 0

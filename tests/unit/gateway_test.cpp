@@ -732,6 +732,74 @@ TEST(SensorHub, ASensorOfflineAtAReloadStaysInOneAlertThatItsFirstReadingEnds) {
     next.stop();
 }
 
+// A sensor's offline alert said why on its start only: a fridge gone silent whose broker then went
+// too kept saying `silent`, and the room looked for a flat battery. A cause of another kind is an
+// update (at most one a minute after the start's), the end says the latest, and the sensor's state
+// carries it while the outage lasts.
+TEST(SensorHub, AnOfflineSensorsCauseIsUpdatedWhenItChangesAndItsStateSaysIt) {
+    if (!kg::test::TestBroker::available())
+        GTEST_SKIP() << "needs Mosquitto (" << kg::test::TestBroker::kMosquitto << ")";
+    std::optional<kg::test::TestBroker> broker(std::in_place);
+    TempDir dir;
+    const auto cfg = fridge_site(broker->url(), dir.path, "", 1);  // offline after 1.5 s
+    HubSite h(cfg);
+    kg::app::SensorHub hub(h.site, h.outbox, h.link, h.topics);
+    hub.start();
+    const auto state = [&] { return hub.states(kg::Clock::now()).at(0); };
+    const auto cause_kind = [&] {
+        const auto c = state().at("cause");
+        return c.is_null() ? std::string("none") : c.at("kind").get<std::string>();
+    };
+    {
+        mqtt::async_client device(broker->url(), "kg-gateway-test-device");
+        ASSERT_TRUE(device.connect()->wait_for(10s));
+        // Sent until the hub has it: its subscription is made after the start.
+        ASSERT_TRUE(within(
+            10s, [&] { return !state().at("value").is_null(); },
+            [&] { device.publish("test/fridge", R"({"temperature": 4})", 1, false)->wait_for(5s); }));
+        device.disconnect()->wait_for(5s);
+    }
+    EXPECT_EQ(cause_kind(), "none") << "read: no cause";
+    const auto t = std::chrono::steady_clock::now() + 2s;  // silent for longer than 1.5 s
+    hub.tick(kg::Clock::now(), t, false);
+    ASSERT_EQ(h.sink.events.size(), 1u);
+    const auto start = h.sink.events.at(0);  // a copy: more events come
+    ASSERT_EQ(start.label, "offline");
+    ASSERT_TRUE(start.cause);
+    EXPECT_EQ(start.cause->kind, "silent");
+    EXPECT_NE(start.cause->text.find("test/fridge"), std::string::npos) << start.cause->text;
+    EXPECT_EQ(cause_kind(), "silent");
+
+    broker.reset();  // killed: the input finds its broker gone
+    ASSERT_TRUE(within(15s, [&] {
+        hub.tick(kg::Clock::now(), t + 10s, false);
+        return cause_kind() == "unreachable";
+    })) << state().dump();
+    EXPECT_NE(state().at("cause").at("text").get<std::string>().find("sensor broker"), std::string::npos)
+        << state().dump();
+    EXPECT_EQ(h.sink.events.size(), 1u) << "told within the minute after the start's, not at once";
+    hub.tick(kg::Clock::now(), t + 61s, false);
+    ASSERT_EQ(h.sink.events.size(), 2u);
+    const auto update = h.sink.events.at(1);
+    EXPECT_EQ(update.state, kg::events::EventState::update);
+    EXPECT_EQ(update.id, start.id);
+    ASSERT_TRUE(update.cause);
+    EXPECT_EQ(update.cause->kind, "unreachable");
+    hub.tick(kg::Clock::now(), t + 130s, false);
+    EXPECT_EQ(h.sink.events.size(), 2u) << "the same cause is not said again";
+
+    kg::sensors::Reading back{"fridge", 4.0, kg::Clock::now(), std::nullopt};
+    back.arrived_steady = t + 131s;
+    hub.on_reading(back);
+    ASSERT_EQ(h.sink.events.size(), 3u);
+    const auto end = h.sink.events.at(2);
+    EXPECT_EQ(end.state, kg::events::EventState::end);
+    ASSERT_TRUE(end.cause) << "the end says the latest cause";
+    EXPECT_EQ(end.cause->kind, "unreachable");
+    EXPECT_EQ(cause_kind(), "none") << "back: no cause";
+    hub.stop();
+}
+
 // An open alarm goes on across a reload only where the next run judges it as the last did: with
 // its threshold changed (an installer raising a limit that alarmed falsely) it ends as at a stop,
 // dated at the stop, and the next run judges the reading afresh; so does it for a sensor the reload
