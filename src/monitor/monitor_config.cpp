@@ -365,20 +365,22 @@ void read_notify_filters(Reader& r, const YAML::Node& node, const std::string& p
         }
     }
     if (const auto on = node["on"]) {
-        t.on_open = t.on_end = false;
+        t.on_open = t.on_again = t.on_end = false;
         if (!on.IsSequence() || on.size() == 0) {
-            r.error(on, join(p, "on"), "expected a list of open and/or end");
+            r.error(on, join(p, "on"), "expected a list of open, again and/or end");
         } else {
             for (std::size_t i = 0; i < on.size(); ++i) {
                 std::string v;
                 if (!r.string(on[i], fmt::format("{}.on[{}]", p, i), v)) continue;
                 if (v == "open") {
                     t.on_open = true;
+                } else if (v == "again") {
+                    t.on_again = true;
                 } else if (v == "end") {
                     t.on_end = true;
                 } else {
                     r.error(on[i], fmt::format("{}.on[{}]", p, i),
-                            fmt::format("expected open or end, not '{}'", v));
+                            fmt::format("expected open, again or end, not '{}'", v));
                 }
             }
         }

@@ -99,10 +99,17 @@ std::string plain(const std::string& text) {
 // The lines of a WeCom or DingTalk markdown message (both read the same subset).
 std::string markdown(const std::string& dashboard_url, const Alert& a, const std::string& kind) {
     const std::string check = plain(a.check), label = plain(a.label);
-    std::string text = kind == kNotifyOpen ? fmt::format("**Alert, severity {} ({}): {} / {}**\n", a.severity,
-                                                         severity_word(a.severity), check, label)
-                                           : fmt::format("**Ended: {} / {}** ({})\n", check, label,
-                                                         plain(a.end_reason.value_or("cleared")));
+    std::string text;
+    if (kind == kNotifyOpen) {
+        text = fmt::format("**Alert, severity {} ({}): {} / {}**\n", a.severity, severity_word(a.severity),
+                           check, label);
+    } else if (const auto again = notify_again_count(kind)) {
+        text = fmt::format("**Again, severity {} ({}): {} / {}**, {} windows missed\n", a.severity,
+                           severity_word(a.severity), check, label, *again);
+    } else {
+        text =
+            fmt::format("**Ended: {} / {}** ({})\n", check, label, plain(a.end_reason.value_or("cleared")));
+    }
     text += fmt::format("> Site: {}\n> Where: {} {}\n", plain(a.site), a.source_kind, plain(a.source));
     if (a.value) text += fmt::format("> Value: {:g} {}\n", *a.value, plain(a.unit));
     if (a.cause) {
@@ -154,7 +161,8 @@ std::vector<std::string> notify_targets_for(const NotifySettings& settings, cons
                                             const std::string& kind) {
     std::vector<std::string> out;
     for (const auto& t : settings.targets) {
-        if (kind == kNotifyOpen ? !t.on_open : !t.on_end) continue;
+        const bool on = kind == kNotifyOpen ? t.on_open : notify_again_count(kind) ? t.on_again : t.on_end;
+        if (!on) continue;
         if (std::find(t.severities.begin(), t.severities.end(), m.severity) == t.severities.end()) continue;
         if (!listed(t.checks, m.check) || !listed(t.labels, m.label) || !listed(t.sites, m.site)) continue;
         out.push_back(t.name);
@@ -171,7 +179,10 @@ NotifyBody render_notification(const NotifyTarget& target, const std::string& da
                          {"markdown", {{"content", markdown(dashboard_url, alert, kind)}}}}
                         .dump(-1, ' ', false, json::error_handler_t::replace)};
         case NotifyTarget::Format::dingtalk: {
-            const auto title = fmt::format("{}: {} / {} at {}", kind == kNotifyOpen ? "Alert" : "Ended",
+            const auto title = fmt::format("{}: {} / {} at {}",
+                                           kind == kNotifyOpen        ? "Alert"
+                                           : notify_again_count(kind) ? "Again"
+                                                                      : "Ended",
                                            alert.check, alert.label, alert.site);
             return {"application/json",
                     json{{"msgtype", "markdown"},
@@ -182,7 +193,13 @@ NotifyBody render_notification(const NotifyTarget& target, const std::string& da
             break;
     }
     // `key` is the same for every attempt: a receiver that got it once drops a repeat.
-    json body = {{"key", alert.id + ":" + kind}, {"kind", kind}, {"alert", alert_json}};
+    json body = {{"key", alert.id + ":" + kind}, {"alert", alert_json}};
+    if (const auto again = notify_again_count(kind)) {
+        body["kind"] = std::string(kNotifyAgain);
+        body["windows_missed"] = *again;
+    } else {
+        body["kind"] = kind;
+    }
     if (!dashboard_url.empty()) body["link"] = dashboard_url + "#alert=" + alert.id;
     return {"application/json", body.dump(-1, ' ', false, json::error_handler_t::replace)};
 }

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <tuple>
 
@@ -631,12 +632,31 @@ std::int64_t epoch_ms(TimePoint t) {
 }
 }  // namespace
 
+std::string notify_again_kind(std::int64_t windows_missed) {
+    return fmt::format("{}:{}", kNotifyAgain, windows_missed);
+}
+
+std::optional<std::int64_t> notify_again_count(std::string_view kind) {
+    if (!kind.starts_with(kNotifyAgain) || kind.size() < kNotifyAgain.size() + 2 ||
+        kind[kNotifyAgain.size()] != ':')
+        return std::nullopt;
+    std::int64_t n = 0;
+    const auto digits = kind.substr(kNotifyAgain.size() + 1);
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    if (error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+    return n;
+}
+
 void Store::queue_notifications(const EventMessage& m, IngestOutcome outcome, TimePoint now) {
     if (!notify_routes_) return;
     // The alert's first message opens it (whatever its state: a start lost on the way is not
     // waited for); an end is one only while newer than what the alert shows.
     std::vector<std::string> kinds;
     if (outcome == IngestOutcome::created) kinds.emplace_back(kNotifyOpen);
+    // A further window missed while the alert is open: an update newer than what it shows, with
+    // the count one higher (a notification of the first window is the open's).
+    if (m.state == "update" && outcome == IngestOutcome::updated && m.windows_missed && *m.windows_missed > 1)
+        kinds.push_back(notify_again_kind(*m.windows_missed));
     if (m.state == "end" && (outcome == IngestOutcome::created || outcome == IngestOutcome::updated))
         kinds.emplace_back(kNotifyEnd);
     for (const auto& kind : kinds) {

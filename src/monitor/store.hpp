@@ -16,6 +16,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/sqlite_db.hpp"
@@ -188,8 +189,14 @@ inline constexpr const char* kNotifyOpen = "open";
 // gateway ends what its last run left open. Only the gateway's own `end` replaces it.
 inline constexpr const char* kEndOutboxReplaced = "outbox replaced";
 inline constexpr const char* kNotifyEnd = "end";
+// "again:<n>" when an open alert repeats: a disinfection cabinet that missed its n-th window while
+// its missed_cycle is open (a regulator's tally counts each). One a count, so that each is sent once.
+inline constexpr std::string_view kNotifyAgain = "again";
+std::string notify_again_kind(std::int64_t windows_missed);
+// The count an "again:<n>" kind says; none for another kind.
+std::optional<std::int64_t> notify_again_count(std::string_view kind);
 
-// Which notification targets take `kind` ("open" or "end") of this event message (empty: none).
+// Which notification targets take `kind` ("open", "again:<n>" or "end") of this event message (empty: none).
 using NotifyRoutes = std::function<std::vector<std::string>(const EventMessage&, const std::string& kind)>;
 
 // Missing ranges of a site's stream the room gave up on (no answer for replay.give_up).

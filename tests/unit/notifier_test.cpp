@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -52,9 +53,11 @@ std::string config_error(const std::string& notify) {
 
 EventMessage message(const std::string& id, const std::string& state, int severity = 1,
                      const std::string& check = "mask", const std::string& site = "sch-0101",
-                     const std::string& label = "no_mask") {
+                     const std::string& label = "no_mask", std::optional<int> windows_missed = std::nullopt) {
     json j = {
-        {"message_id", id + ":" + state},
+        // An update's number: a missed disinfection's count is one a window.
+        {"message_id",
+         id + ":" + (state == "update" ? "update-" + std::to_string(windows_missed.value_or(1)) : state)},
         {"id", id},
         {"site", site},
         {"camera", "cooking"},
@@ -75,6 +78,7 @@ EventMessage message(const std::string& id, const std::string& state, int severi
         j["duration_s"] = 130.0;
         j["end_reason"] = "cleared";
     }
+    if (windows_missed) j["windows_missed"] = *windows_missed;
     std::string error;
     auto m = parse_event(site, j.dump(), error);
     EXPECT_TRUE(m) << error;
@@ -175,7 +179,9 @@ TEST(NotifyConfig, ReadsTargetsWithTheirFilters) {
     EXPECT_EQ(h.format, NotifyTarget::Format::json);
     EXPECT_EQ(h.severities, (std::vector<int>{1, 2, 3}));
     EXPECT_TRUE(h.on_open);
+    EXPECT_TRUE(h.on_again) << "a further disinfection window missed, as its open";
     EXPECT_FALSE(h.on_end);
+    EXPECT_FALSE(w.on_again) << "`on` lists what it takes";
     EXPECT_EQ(h.timeout, std::chrono::seconds(10));
     EXPECT_EQ(h.give_up, std::chrono::hours(24));
     EXPECT_EQ(cfg.notify.dashboard_url, "https://room.example.cn/");
@@ -192,7 +198,7 @@ TEST(NotifyConfig, NamesWhatIsWrongAndWhere) {
     EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', severities: [1, 4]}]}\n"),
               at + "5:64: notify.targets[0].severities[1]: expected 1, 2 or 3, not '4'");
     EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', on: [start]}]}\n"),
-              at + "5:53: notify.targets[0].on[0]: expected open or end, not 'start'");
+              at + "5:53: notify.targets[0].on[0]: expected open, again or end, not 'start'");
     EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/'}, {name: a, url: 'http://y/'}]}\n"),
               at + "5:56: notify.targets[1].name: target 'a' is listed twice");
     EXPECT_EQ(config_error("notify: {targets: [{name: a, url: 'http://x/', give_up: 30s}]}\n"),
@@ -306,7 +312,8 @@ TEST(Notify, AnAlertsCauseIsInItsMessage) {
     alert.windows_missed = 2;
     const auto missed =
         json::parse(render_notification(cfg.notify.targets[0], "", alert, "open", json::object()).body);
-    EXPECT_NE(missed["markdown"]["content"].get<std::string>().find("> Windows missed: 2\n"), std::string::npos);
+    EXPECT_NE(missed["markdown"]["content"].get<std::string>().find("> Windows missed: 2\n"),
+              std::string::npos);
 }
 
 TEST(Notify, SignsADingTalkRobotsUrlAsItsDocumentationSays) {
@@ -407,6 +414,57 @@ TEST(NotifyQueue, AnEndWhoseStartWasLostOpensAndEndsAtOnce) {
     store.add_event(message(kE1, "end"), kT0);
     EXPECT_EQ(store.take_notification("a", kT0, std::chrono::seconds(40))->kind, "open");
     EXPECT_EQ(store.take_notification("a", kT0, std::chrono::seconds(40))->kind, "end");
+}
+
+// A disinfection cabinet that misses a second window while its alert is open: the duty officer
+// heard of the first only, and a regulator's tally from the messages read one. Each further window
+// is a notification of its own ("again:<n>", once each), for the targets that take `again` (the
+// default with `open`).
+TEST(NotifyQueue, AFurtherMissedWindowIsNotifiedOnceEach) {
+    Store store(":memory:");
+    const auto cfg = config(R"(notify:
+  targets:
+    - {name: duty, url: "http://x/"}
+    - {name: firsts, url: "http://x/", on: [open]}
+    - {name: all, url: "http://x/", format: dingtalk, on: [open, again, end]}
+)");
+    store.set_notify_routes([&](const EventMessage& m, const std::string& kind) {
+        return notify_targets_for(cfg.notify, m, kind);
+    });
+    const auto missed = [&](const std::string& state, std::optional<int> windows) {
+        return message(kE1, state, 2, "disinfection", "sch-0101", "missed_cycle", windows);
+    };
+    store.add_event(missed("start", 1), kT0);
+    store.add_event(missed("update", 2), kT0 + std::chrono::hours(8));
+    store.add_event(missed("update", 2),
+                    kT0 + std::chrono::hours(8) + std::chrono::seconds(1));  // redelivered
+    store.add_event(missed("update", 3), kT0 + std::chrono::hours(16));
+    EXPECT_EQ(store.queued_notifications(),
+              (std::map<std::string, std::int64_t>{{"duty", 3}, {"firsts", 1}, {"all", 3}}));
+    const auto lease = std::chrono::seconds(40);
+    std::vector<std::string> kinds;
+    while (const auto n = store.take_notification("all", kT0 + std::chrono::hours(17), lease)) {
+        kinds.push_back(n->kind);
+        store.notification_done(n->id);
+    }
+    EXPECT_EQ(kinds, (std::vector<std::string>{"open", "again:2", "again:3"}));
+    EXPECT_EQ(notify_again_count("again:12"), 12);
+    EXPECT_FALSE(notify_again_count("again"));
+    EXPECT_FALSE(notify_again_count("again:2x"));
+    EXPECT_FALSE(notify_again_count("end"));
+
+    // What each kind of target reads of it.
+    auto alert = *store.alert(kE1);
+    EXPECT_EQ(alert.windows_missed, 3);
+    const json aj = {{"id", kE1}};
+    const auto ding = json::parse(render_notification(cfg.notify.targets[2], "", alert, "again:3", aj).body);
+    EXPECT_EQ(ding["markdown"]["title"], "Again: disinfection / missed_cycle at sch-0101");
+    const std::string text = ding["markdown"]["text"];
+    EXPECT_NE(text.find("**Again, severity 2 (serious): disinfection / missed_cycle**, 3 windows missed"),
+              std::string::npos)
+        << text;
+    EXPECT_EQ(json::parse(render_notification(cfg.notify.targets[0], "", alert, "again:2", aj).body),
+              (json{{"key", kE1 + ":again:2"}, {"kind", "again"}, {"windows_missed", 2}, {"alert", aj}}));
 }
 
 TEST(NotifyQueue, WaitsInTheDatabaseForTheNextStart) {
