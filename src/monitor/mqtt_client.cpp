@@ -125,8 +125,8 @@ bool MqttClient::connect_once() {
     } catch (const mqtt::exception& e) {
         bool refused = false;
         const auto why = publish::connect_failure(e.get_return_code(), e.what(), &tls_errors_, &refused);
-        log_->log(refused ? spdlog::level::err : spdlog::level::warn, "cannot connect to {}: {}", cfg_.url,
-                  why);
+        log_->log(refused ? spdlog::level::err : spdlog::level::warn, "cannot connect to {}: {}{}", cfg_.url,
+                  why, publish::tcp_failure_detail(cfg_.url, e.what()));
         link_down("cannot connect: " + why);
         return false;
     }

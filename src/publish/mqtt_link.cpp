@@ -6,6 +6,7 @@
 
 #include "common/backoff.hpp"
 #include "common/mqtt_topic.hpp"
+#include "common/tcp_probe.hpp"
 
 namespace kg::publish {
 namespace {
@@ -70,6 +71,12 @@ std::string connect_failure(int return_code, const std::string& what, TlsErrors*
         if (const auto reason = tls->take(); !reason.empty()) out += fmt::format(" (TLS: {})", reason);
     }
     return out;
+}
+
+std::string tcp_failure_detail(const std::string& url, const std::string& what) {
+    if (what.find("TCP/TLS connect failure") == std::string::npos) return "";
+    const auto [host, port] = broker_host_port(url);
+    return fmt::format(" (TCP: {})", tcp_probe(host, port, std::chrono::seconds(2)));
 }
 
 void apply_tls(mqtt::connect_options_builder& builder, const std::string& url,
@@ -290,8 +297,8 @@ bool MqttLink::connect_once() {
         // Logged the first few tries in a row, then once every 10 min with their count: a broker
         // down for a week was a line a minute (1 440 a day) pushing the rest out of the journal.
         if (const auto v = connect_failures_.failed(why); v.log)
-            log_->log(refused ? spdlog::level::err : spdlog::level::warn, "cannot connect to {}: {}{}",
-                      cfg_.url, why, connect_failures_.note(v));
+            log_->log(refused ? spdlog::level::err : spdlog::level::warn, "cannot connect to {}: {}{}{}",
+                      cfg_.url, why, tcp_failure_detail(cfg_.url, e.what()), connect_failures_.note(v));
         return false;
     }
     // The connection can drop between the broker's CONNACK and here (a subscribe it answered by

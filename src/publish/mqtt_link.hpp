@@ -54,6 +54,10 @@ void apply_tls(mqtt::connect_options_builder& builder, const std::string& url,
 // the ACL: no retry will mend it).
 std::string connect_failure(int return_code, const std::string& what, TlsErrors* tls,
                             bool* refused = nullptr);
+// For Paho's "TCP/TLS connect failure" to `url`: what one TCP connect of our own finds (refused,
+// no answer, no route, or made: the failure is in TLS or MQTT), as " (TCP: ...)"; else empty. Takes
+// up to 2 s: called where a failure is logged, not at every retry.
+std::string tcp_failure_detail(const std::string& url, const std::string& what);
 
 // One message handed to the broker, awaited through its delivery token. Waiting again on the
 // same delivery (rather than publishing again) is what keeps a slow PUBACK from producing copies.

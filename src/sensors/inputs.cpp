@@ -296,7 +296,8 @@ void MqttSensorInput::run() {
                 const auto why = publish::connect_failure(e.get_return_code(), e.what(), &tls_errors_);
                 broker_failed("cannot connect to the sensor broker: " + why);
                 if (const auto v = connect_failures_.failed(why); v.log)
-                    log()->warn("sensor broker {}: {}{}", url_, why, connect_failures_.note(v));
+                    log()->warn("sensor broker {}: {}{}{}", url_, why,
+                                publish::tcp_failure_detail(url_, e.what()), connect_failures_.note(v));
                 thread_.wait_for(backoff.next());
                 continue;
             }

@@ -265,15 +265,28 @@ def test_site_credentials_acl_and_tls(tmp_path, broker_dir, clips, schemas):
             untrusted = json.loads(json.dumps(second))
             untrusted["outbox"] = {"path": str(tmp_path / "outbox-untrusted.db")}
             untrusted["evidence"] = {**second["evidence"], "path": str(tmp_path / "evidence-untrusted")}
+            # And a broker that is not running (nothing listens on its port): Paho's "TCP/TLS connect
+            # failure" again, now with what a connect of the gateway's own found.
+            stopped = json.loads(json.dumps(refused))
+            stopped["mqtt"] = {**second["mqtt"], "url": f"mqtt://127.0.0.1:{kg_e2e.free_port()}"}
+            stopped["outbox"] = {"path": str(tmp_path / "outbox-stopped.db")}
+            stopped["evidence"] = {**second["evidence"], "path": str(tmp_path / "evidence-stopped")}
             gw3 = kg_e2e.Gateway(tmp_path, refused, "gateway-refused")
             gw4 = kg_e2e.Gateway(tmp_path, untrusted, "gateway-untrusted",
                                  env={"SSL_CERT_FILE": str(broker_dir / "tls/broker.crt")})
+            gw5 = kg_e2e.Gateway(tmp_path, stopped, "gateway-stopped")
             try:
                 kg_e2e.wait_until(lambda: "cannot connect to" in gw3.output(), 15, what="the refusal said")
                 kg_e2e.wait_until(lambda: "(TLS: " in gw4.output(), 15, what="the TLS failure said")
+                kg_e2e.wait_until(lambda: "(TCP: " in gw5.output(), 15, what="the stopped broker said")
             finally:
                 gw3.kill()
                 gw4.kill()
+                gw5.kill()
+            line = next(l for l in gw5.output().splitlines() if "(TCP: " in l)
+            assert "TCP/TLS connect failure (TCP: connection refused by 127.0.0.1 port" in line, line
+            assert "nothing listens there (the broker is not running, or another port)" in line, line
+            assert "(TCP: " not in gw3.output(), "a broker that answered is not probed"
             line = next(l for l in gw3.output().splitlines() if "cannot connect to" in l)
             assert "error" in line and ("bad user name or password" in line or "not authorised" in line), line
             line = next(l for l in gw4.output().splitlines() if "(TLS: " in l)

@@ -1,8 +1,12 @@
 // The gateway's MQTT link against a real Mosquitto: what a new connection publishes first.
 #include "publish/mqtt_link.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <mqtt/async_client.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +18,7 @@
 #include <vector>
 
 #include "common/logging.hpp"
+#include "common/tcp_probe.hpp"
 #include "test_broker.hpp"
 
 namespace {
@@ -306,4 +311,45 @@ TEST(MqttLink, AStaleLastWillWhileConnectedIsAnsweredOnline) {
     EXPECT_EQ(now, "online") << "a live gateway left shown offline";
     link.stop();
     EXPECT_EQ(retained_availability(), "offline") << "a clean stop's offline was answered";
+}
+
+// Paho says "TCP/TLS connect failure" alike for a broker that is not running, a firewall and a
+// port that is not a broker's: an installer could not tell which to look at (the 61st session's
+// installer review). One connect of the gateway's own says which.
+TEST(TcpProbe, SaysWhyABrokerCannotBeReached) {
+    // A port bound but not listening: connects are refused, as with a broker that is not running.
+    const int bound = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(bound, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(bound, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::getsockname(bound, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    const auto port = std::to_string(ntohs(addr.sin_port));
+    const auto refused = kg::tcp_probe("127.0.0.1", port, std::chrono::seconds(2));
+    EXPECT_NE(refused.find("connection refused by 127.0.0.1 port " + port + ": nothing listens there"),
+              std::string::npos)
+        << refused;
+    // Listening (a port that is not a broker's, or TLS spoken to in plain): the connection is made.
+    ASSERT_EQ(::listen(bound, 4), 0);
+    const auto made = kg::tcp_probe("127.0.0.1", port, std::chrono::seconds(2));
+    EXPECT_NE(made.find("a TCP connection to 127.0.0.1 port " + port + " is made"), std::string::npos)
+        << made;
+    ::close(bound);
+    const auto unknown = kg::tcp_probe("no-such-broker.invalid", "1883", std::chrono::seconds(2));
+    EXPECT_NE(unknown.find("cannot resolve 'no-such-broker.invalid'"), std::string::npos) << unknown;
+
+    using HostPort = std::pair<std::string, std::string>;
+    EXPECT_EQ(kg::broker_host_port("mqtt://broker.lan"), (HostPort{"broker.lan", "1883"}));
+    EXPECT_EQ(kg::broker_host_port("mqtts://u:p@broker.lan"), (HostPort{"broker.lan", "8883"}));
+    EXPECT_EQ(kg::broker_host_port("ssl://10.0.0.5:9883"), (HostPort{"10.0.0.5", "9883"}));
+    EXPECT_EQ(kg::broker_host_port("tcp://[fe80::1]:1884/"), (HostPort{"fe80::1", "1884"}));
+    // Only Paho's TCP failure is probed: a broker that refused the password answered.
+    EXPECT_EQ(kg::publish::tcp_failure_detail("tcp://127.0.0.1:1", "MQTT error [5]: CONNACK return code"),
+              "");
+    EXPECT_NE(
+        kg::publish::tcp_failure_detail("tcp://127.0.0.1:" + port, "MQTT error [-1]: TCP/TLS connect failure")
+            .find(" (TCP: connection refused"),
+        std::string::npos);
 }
