@@ -125,12 +125,12 @@ void SensorHub::adopt(CarryOver carried) {
                 if (e.rules->take_over(h, c.config, Clock::now(), steady_now)) {
                     log_->info("sensor {}: its {} alert ({}) goes on after the reload", id, h.end.label,
                                h.id());
-                    if (h.end.check == "sensor_health" && h.end.label == "offline" && h.end.cause) {
-                        // As the room was told, near enough: a later cause is said at once or
-                        // within the minute, not again at this run's first tick.
+                    if (h.end.check == "sensor_health" && h.end.label == "offline") {
+                        // The latest cause, and what the room was told of it and when: one it was
+                        // not told is said as at that run's next tick, not lost nor said twice.
                         e.cause = h.end.cause;
-                        e.told_kind = h.end.cause->kind;
-                        e.told_at = steady_now;
+                        e.told_kind = c.cause_told;
+                        e.told_at = c.cause_told_at;
                     }
                 } else {
                     log_->info(
@@ -198,9 +198,12 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
                                                     e.rules->pending_limits()};
                     if (continues && has_sensor(*next, id)) {
                         c.open = e.rules->hand_over(now, events::kEndStopped);
-                        // The next run goes on with the cause the room was told.
+                        // The next run goes on from what the room was told: a cause found within
+                        // the minute before the reload is still said (the review of this change).
                         for (auto& h : c.open)
                             if (h.end.label == "offline") h.end.cause = e.cause;
+                        c.cause_told = e.told_kind;
+                        c.cause_told_at = e.told_at;
                     }
                 } else if (auto partial = e.roller.take()) {
                     publish_rollup(e.rules->sensor(), *partial, true);

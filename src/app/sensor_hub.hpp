@@ -33,10 +33,13 @@ struct CarryOver {
         sensors::SensorRules::Cycles cycles;      // a disinfection cabinet's last cycle and missed one
         std::optional<SteadyPoint> silent_since;  // SensorRules::silent_since()
         // Its open events, not ended by the stop (SensorRules::hand_over): taken over by the next
-        // run when it judges their conditions alike, else their ends are sent.
+        // run when it judges their conditions alike, else their ends are sent. An offline one's end
+        // carries the latest cause; the kind the room was told, and when, come below.
         std::vector<events::EventTracker::Handover> open;
         // Its thresholds' conditions pending confirmation (SensorRules::pending_limits).
         std::map<std::size_t, TimePoint> pending;
+        std::optional<std::string> cause_told;  // the offline cause's kind the room was told
+        SteadyPoint cause_told_at{};
     };
     std::map<std::string, Sensor> sensors;
     // The cameras' open offline events (CameraPipeline::hand_over_offline), by camera id, with the
