@@ -398,6 +398,9 @@ void read_notify_target(Reader& r, const YAML::Node& node, const std::string& p,
         r.error(node["name"], join(p, "name"), "use letters, digits, '_' and '-' (at most 64)");
     read_notify_endpoint(r, node, p, t);
     read_notify_filters(r, node, p, t);
+    // `again` by default where people read the messages (a WeCom or DingTalk group); a JSON
+    // endpoint is a program written to the kinds it knew ("open", "end"), told of it by `on`.
+    if (!node["on"]) t.on_again = t.format != NotifyTarget::Format::json;
     r.duration(node, p, "timeout", t.timeout);
     // Bounded: a stop waits for the attempt in progress, and systemd's patience is 90 s.
     if (node["timeout"] && (t.timeout < std::chrono::seconds(1) || t.timeout > std::chrono::seconds(60)))

@@ -84,8 +84,9 @@ struct NotifyTarget {
     std::vector<std::string> labels;  // empty: every label (a sensor threshold's `leak`, `too_warm`)
     std::vector<std::string> sites;   // empty: every site
     bool on_open = true;              // an alert arrives (its first message)
-    bool on_again = true;             // an open alert repeats: another disinfection window missed
-    bool on_end = false;              // the gateway ends it
+    bool on_again =
+        true;  // an open alert repeats (another disinfection window missed); json: only when in `on`
+    bool on_end = false;  // the gateway ends it
     Duration timeout{std::chrono::seconds(10)};
     Duration give_up{std::chrono::hours(24)};  // a notification not taken this long is dropped
 };

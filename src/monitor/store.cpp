@@ -40,8 +40,9 @@ namespace {
 
 // Raised with every change of the tables a previous release cannot read as it did (see
 // sqlite::Options::version); version 1 is the schema below with alerts.end_reason. rollups.parts
-// needs no new version: a release before it writes its rows without, as it did.
-constexpr int kSchemaVersion = 1;
+// needs no new version: a release before it writes its rows without, as it did. Version 2:
+// notifications.kind may be "again:<n>", which a release before sent as an alert's end.
+constexpr int kSchemaVersion = 2;
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS sites (
   site TEXT PRIMARY KEY, name TEXT, availability TEXT, availability_time TEXT, last_seen TEXT,
@@ -687,7 +688,8 @@ std::optional<QueuedNotification> Store::take_notification(const std::string& ta
     sqlite::Transaction tx(db_);
     Stmt s(db_,
            "UPDATE notifications SET lease_until = ?3, lease = ?4 WHERE id = (SELECT id FROM notifications"
-           " WHERE target = ?1 AND lease_until <= ?2 ORDER BY id LIMIT 1)"
+           " WHERE target = ?1 AND lease_until <= ?2"
+           " ORDER BY (SELECT severity FROM alerts WHERE alerts.id = notifications.event_id), id LIMIT 1)"
            " RETURNING id, event_id, kind, attempts, queued_at");
     s.bind(1, target).bind(2, epoch_ms(now)).bind(3, epoch_ms(now + lease)).bind(4, token);
     std::optional<QueuedNotification> out;

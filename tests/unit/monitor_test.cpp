@@ -2272,7 +2272,7 @@ TEST(MonitorStore, ADatabaseOfALaterVersionIsRefusedAndLeftAsItWas) {
     } catch (const kg::sqlite::Error& e) {
         EXPECT_NE(std::string(e.what()).find(
                       "schema version: the file was written by a later version of this program (schema "
-                      "version 7; this one reads up to 1)"),
+                      "version 7; this one reads up to 2)"),
                   std::string::npos)
             << e.what();
     }

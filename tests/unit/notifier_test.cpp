@@ -179,7 +179,7 @@ TEST(NotifyConfig, ReadsTargetsWithTheirFilters) {
     EXPECT_EQ(h.format, NotifyTarget::Format::json);
     EXPECT_EQ(h.severities, (std::vector<int>{1, 2, 3}));
     EXPECT_TRUE(h.on_open);
-    EXPECT_TRUE(h.on_again) << "a further disinfection window missed, as its open";
+    EXPECT_FALSE(h.on_again) << "a JSON endpoint's program knows open and end: `again` when it asks";
     EXPECT_FALSE(h.on_end);
     EXPECT_FALSE(w.on_again) << "`on` lists what it takes";
     EXPECT_EQ(h.timeout, std::chrono::seconds(10));
@@ -407,6 +407,27 @@ TEST(NotifyQueue, QueuesOncePerAlertAndKindHoweverOftenItsMessagesCome) {
     EXPECT_EQ(store.queued_notifications(), (std::map<std::string, std::int64_t>{{"a", 1}}));
 }
 
+// A robot takes a message every 3 s: what a city's canteens queued at one hour (missed
+// disinfections, severity 2 or 3) held a gas leak (severity 1) back for minutes. The most urgent
+// alert's go first; within a severity, and an alert's own open and end, in the order they came.
+TEST(NotifyQueue, TheMostUrgentAlertsGoFirst) {
+    Store store(":memory:");
+    store.set_notify_routes(
+        [](const EventMessage&, const std::string&) { return std::vector<std::string>{"a"}; });
+    const std::string e3 = "19ab3c0f2e1-00000003";
+    store.add_event(message(kE1, "start", 3), kT0);
+    store.add_event(message(e3, "start", 2), kT0 + std::chrono::seconds(1));
+    store.add_event(message(kE1, "end", 3), kT0 + std::chrono::seconds(2));
+    store.add_event(message(kE2, "start", 1), kT0 + std::chrono::seconds(3));  // the gas leak, last in
+    std::vector<std::string> order;
+    while (const auto n =
+               store.take_notification("a", kT0 + std::chrono::seconds(4), std::chrono::seconds(40))) {
+        order.push_back(n->event_id + ":" + n->kind);
+        store.notification_done(n->id);
+    }
+    EXPECT_EQ(order, (std::vector<std::string>{kE2 + ":open", e3 + ":open", kE1 + ":open", kE1 + ":end"}));
+}
+
 TEST(NotifyQueue, AnEndWhoseStartWasLostOpensAndEndsAtOnce) {
     Store store(":memory:");
     store.set_notify_routes(
@@ -418,15 +439,17 @@ TEST(NotifyQueue, AnEndWhoseStartWasLostOpensAndEndsAtOnce) {
 
 // A disinfection cabinet that misses a second window while its alert is open: the duty officer
 // heard of the first only, and a regulator's tally from the messages read one. Each further window
-// is a notification of its own ("again:<n>", once each), for the targets that take `again` (the
-// default with `open`).
+// is a notification of its own ("again:<n>", once each), for the targets that take `again` (by
+// default the robots people read; a JSON endpoint when its `on` lists it).
 TEST(NotifyQueue, AFurtherMissedWindowIsNotifiedOnceEach) {
     Store store(":memory:");
     const auto cfg = config(R"(notify:
   targets:
-    - {name: duty, url: "http://x/"}
-    - {name: firsts, url: "http://x/", on: [open]}
+    - {name: duty, url: "http://x/", format: wecom}
+    - {name: firsts, url: "http://x/", format: wecom, on: [open]}
     - {name: all, url: "http://x/", format: dingtalk, on: [open, again, end]}
+    - {name: program, url: "http://x/"}
+    - {name: program-again, url: "http://x/", on: [open, again]}
 )");
     store.set_notify_routes([&](const EventMessage& m, const std::string& kind) {
         return notify_targets_for(cfg.notify, m, kind);
@@ -440,7 +463,8 @@ TEST(NotifyQueue, AFurtherMissedWindowIsNotifiedOnceEach) {
                     kT0 + std::chrono::hours(8) + std::chrono::seconds(1));  // redelivered
     store.add_event(missed("update", 3), kT0 + std::chrono::hours(16));
     EXPECT_EQ(store.queued_notifications(),
-              (std::map<std::string, std::int64_t>{{"duty", 3}, {"firsts", 1}, {"all", 3}}));
+              (std::map<std::string, std::int64_t>{
+                  {"duty", 3}, {"firsts", 1}, {"all", 3}, {"program", 1}, {"program-again", 3}}));
     const auto lease = std::chrono::seconds(40);
     std::vector<std::string> kinds;
     while (const auto n = store.take_notification("all", kT0 + std::chrono::hours(17), lease)) {
@@ -463,7 +487,7 @@ TEST(NotifyQueue, AFurtherMissedWindowIsNotifiedOnceEach) {
     EXPECT_NE(text.find("**Again, severity 2 (serious): disinfection / missed_cycle**, 3 windows missed"),
               std::string::npos)
         << text;
-    EXPECT_EQ(json::parse(render_notification(cfg.notify.targets[0], "", alert, "again:2", aj).body),
+    EXPECT_EQ(json::parse(render_notification(cfg.notify.targets[4], "", alert, "again:2", aj).body),
               (json{{"key", kE1 + ":again:2"}, {"kind", "again"}, {"windows_missed", 2}, {"alert", aj}}));
 }
 
