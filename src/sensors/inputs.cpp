@@ -386,10 +386,19 @@ void MqttSensorInput::broker_failed(std::string why) {
     broker_failure_ = fmt::format("{} ({})", why, without_password(url_));
 }
 
+void MqttSensorInput::subscription_refused(const std::string& sensor, std::string why) {
+    std::lock_guard lock(broker_failure_mutex_);
+    refused_subscriptions_[sensor] = std::move(why);
+}
+
 std::optional<events::EventCause> MqttSensorInput::silence_cause(const std::string& sensor) const {
     {
         std::lock_guard lock(broker_failure_mutex_);
         if (broker_failure_) return events::EventCause{"unreachable", *broker_failure_};
+        // Not `silent`: nothing the device does would reach the gateway (the review of the 65th
+        // session's sensor causes).
+        if (const auto r = refused_subscriptions_.find(sensor); r != refused_subscriptions_.end())
+            return events::EventCause{"error", r->second};
     }
     std::lock_guard lock(queue_mutex_);
     for (const auto& s : sensors_) {
@@ -419,9 +428,16 @@ void MqttSensorInput::subscribe_pending() {
                 const auto codes = token->get_subscribe_response().get_reason_codes();
                 if (codes.empty() || codes.front() < 0x80) {
                     granted_.insert(s.topic);
+                    {
+                        std::lock_guard lock(broker_failure_mutex_);
+                        refused_subscriptions_.erase(s.sensor);
+                    }
                     it = pending_.erase(it);
                     continue;
                 }
+                subscription_refused(s.sensor, fmt::format("the sensor broker refused the subscription to '{}' "
+                                                           "(its ACL for this account?)",
+                                                           s.topic));
                 log()->warn(
                     "sensor {}: the broker {} refused the subscription to '{}' (its ACL?); retrying in {} s",
                     s.sensor, url_, s.topic, kRetry.count());
@@ -433,6 +449,8 @@ void MqttSensorInput::subscribe_pending() {
             if (!client_->is_connected()) return;  // the connection went: the loop reconnects
             log()->warn("sensor {}: the broker {} refused the subscription to '{}' ({}); retrying in {} s",
                         s.sensor, url_, s.topic, e.what(), kRetry.count());
+            subscription_refused(s.sensor, fmt::format("the sensor broker refused the subscription to '{}' ({})",
+                                                       s.topic, e.what()));
         }
         it->retry_at = now + kRetry;
         ++it;

@@ -99,6 +99,7 @@ private:
     void run();
     void subscribe_pending();
     void broker_failed(std::string why);
+    void subscription_refused(const std::string& sensor, std::string why);
     // A message as Paho handed it over: copied out of its callback, handled on handling_.
     struct Message {
         std::string topic, payload;
@@ -139,6 +140,9 @@ private:
     // callback); none once connected.
     mutable std::mutex broker_failure_mutex_;
     std::optional<std::string> broker_failure_;
+    // The sensors whose subscription the broker refused, with its words, until it is granted
+    // (under broker_failure_mutex_): their silence is that, not the device's.
+    std::map<std::string, std::string> refused_subscriptions_;
     // Owned: a hand-over outlives the configuration of the run that made the input. Replaced by
     // attach() under queue_mutex_ while the handling thread is stopped; read without the lock on that
     // thread, under it elsewhere.

@@ -495,6 +495,107 @@ def test_a_unit_that_never_answers_does_not_silence_the_others_on_its_device(bro
         device.close()
 
 
+class RefusingBroker:
+    """Just enough of an MQTT 3.1.1 broker to accept a connection and refuse every subscription
+    (SUBACK 0x80), as EMQX or HiveMQ do for a filter their ACL denies (Mosquitto grants it and
+    delivers nothing)."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.refused = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read_packet(conn):
+        head = conn.recv(1)
+        if not head:
+            return None, b""
+        length, shift = 0, 0
+        while True:
+            b = conn.recv(1)[0]
+            length |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        body = b""
+        while len(body) < length:
+            chunk = conn.recv(length - len(body))
+            if not chunk:
+                return None, b""
+            body += chunk
+        return head[0] >> 4, body
+
+    def _serve(self, conn):
+        try:
+            while True:
+                kind, body = self._read_packet(conn)
+                if kind is None or kind == 14:  # gone, or DISCONNECT
+                    return
+                if kind == 1:  # CONNECT: accepted
+                    conn.sendall(bytes([0x20, 2, 0, 0]))
+                elif kind == 8:  # SUBSCRIBE: its packet id, and 0x80 for each filter
+                    filters = 0
+                    i = 2
+                    while i < len(body):
+                        n = body[i] << 8 | body[i + 1]
+                        i += 2 + n + 1
+                        filters += 1
+                    self.refused += filters
+                    conn.sendall(bytes([0x90, 2 + filters]) + body[:2] + bytes([0x80] * filters))
+                elif kind == 10:  # UNSUBSCRIBE
+                    conn.sendall(bytes([0xB0, 2]) + body[:2])
+                elif kind == 12:  # PINGREQ
+                    conn.sendall(bytes([0xD0, 0]))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_sensor_whose_subscription_the_broker_refuses_says_so(broker, collector, schemas, gateways, tmp_path):
+    """A sensor broker that refuses the subscription (its ACL for the gateway's account): the
+    sensor's offline alert said `silent` ("nothing usable on its topic: the device, its battery or
+    its radio"), sending someone to the fridge (the review of the 65th session's sensor causes).
+    Now it says the broker refused it."""
+    refusing = RefusingBroker()
+    try:
+        sensors = [{"id": "fridge", "interval": "1s", "stale_after": 2,
+                    "source": {"mqtt": {"topic": "zigbee2mqtt/fridge"}}}]
+        config = kg_e2e.base_config(broker, [], tmp_path, sensors=sensors)
+        del config["cameras"]
+        config["sensors_mqtt"] = f"tcp://127.0.0.1:{refusing.port}"
+        gw = gateways(config)
+        kg_e2e.wait_until(lambda: "refused the subscription to 'zigbee2mqtt/fridge'" in gw.output(), 15,
+                          what="the refusal logged")
+        start = collector.wait_for(
+            lambda: next((e for e in collector.events() if e.get("sensor") == "fridge" and e["label"] == "offline"
+                          and e["state"] in ("start", "update") and e.get("cause", {}).get("kind") == "error"), None),
+            15, what="the offline alert saying the subscription was refused")
+        assert "refused the subscription to 'zigbee2mqtt/fridge'" in start["cause"]["text"], start
+        assert refusing.refused >= 1
+        assert gw.terminate() == 0
+        schemas.validate_all(collector)
+    finally:
+        refusing.close()
+
+
 def test_a_reload_that_removes_a_sensor_leaves_no_alarm_in_its_retained_state(broker, collector, schemas,
                                                                             gateways, tmp_path):
     """A gas detector in alarm is removed by a reload (SIGHUP) that also raises the fridge's limit.
