@@ -70,7 +70,10 @@ public:
     // Before start(): takes over the offline event the previous run's pipeline of this camera handed
     // over, if this one is fetched from the same place and judged offline after the same silence
     // (`before`: the camera as that run had it). It ends when frames are back, as its own would.
-    bool take_over_offline(const events::EventTracker::Handover& h, const config::Camera& before);
+    // `told`: what the room was told of its cause (the previous run's cause_told()).
+    bool take_over_offline(const events::EventTracker::Handover& h, const config::Camera& before,
+                           const events::CauseTold& told = {});
+    events::CauseTold cause_told() const { return {told_kind_, cause_sent_at_}; }
     // Cuts and reports the clips still waiting for their post-roll (EventEvidence::flush). Only
     // once stopped: the ring no longer grows and no new clip is pending.
     void flush_clips(std::chrono::steady_clock::time_point deadline);

@@ -577,7 +577,7 @@ void Gateway::adopt(CarryOver&& carried) {
     for (auto& [id, c] : carried.camera_offline) {
         const auto it = std::find_if(cameras_.begin(), cameras_.end(),
                                      [&id = id](const auto& camera) { return camera->camera().id == id; });
-        if (it != cameras_.end() && (*it)->take_over_offline(c.open, c.config)) {
+        if (it != cameras_.end() && (*it)->take_over_offline(c.open, c.config, c.cause_told)) {
             log_->info("camera {}: its offline alert ({}) goes on after the reload", id, c.open.id());
         } else {
             log_->info("camera {}: its offline alert ({}) ends with the reload: the camera changed", id,
@@ -615,7 +615,7 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
         const auto& id = camera->camera().id;
         if (continues && has_camera(*next, id)) {
             if (auto h = camera->hand_over_offline(now, events::kEndStopped))
-                carry->camera_offline[id] = {camera->camera(), std::move(*h)};
+                carry->camera_offline[id] = {camera->camera(), std::move(*h), camera->cause_told()};
         }
         camera->close_events(now, events::kEndStopped);
     }

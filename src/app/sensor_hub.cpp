@@ -129,8 +129,8 @@ void SensorHub::adopt(CarryOver carried) {
                         // The latest cause, and what the room was told of it and when: one it was
                         // not told is said as at that run's next tick, not lost nor said twice.
                         e.cause = h.end.cause;
-                        e.told_kind = c.cause_told;
-                        e.told_at = c.cause_told_at;
+                        e.told_kind = c.cause_told.kind;
+                        e.told_at = c.cause_told.at;
                     }
                 } else {
                     log_->info(
@@ -195,15 +195,15 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
                                                     e.rules->cycles(),
                                                     e.rules->silent_since(),
                                                     {},
-                                                    e.rules->pending_limits()};
+                                                    e.rules->pending_limits(),
+                                                    {}};
                     if (continues && has_sensor(*next, id)) {
                         c.open = e.rules->hand_over(now, events::kEndStopped);
                         // The next run goes on from what the room was told: a cause found within
                         // the minute before the reload is still said (the review of this change).
                         for (auto& h : c.open)
                             if (h.end.label == "offline") h.end.cause = e.cause;
-                        c.cause_told = e.told_kind;
-                        c.cause_told_at = e.told_at;
+                        c.cause_told = {e.told_kind, e.told_at};
                     }
                 } else if (auto partial = e.roller.take()) {
                     publish_rollup(e.rules->sensor(), *partial, true);

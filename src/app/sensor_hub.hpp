@@ -38,8 +38,7 @@ struct CarryOver {
         std::vector<events::EventTracker::Handover> open;
         // Its thresholds' conditions pending confirmation (SensorRules::pending_limits).
         std::map<std::size_t, TimePoint> pending;
-        std::optional<std::string> cause_told;  // the offline cause's kind the room was told
-        SteadyPoint cause_told_at{};
+        events::CauseTold cause_told;  // what the room was told of its offline event's cause
     };
     std::map<std::string, Sensor> sensors;
     // The cameras' open offline events (CameraPipeline::hand_over_offline), by camera id, with the
@@ -47,6 +46,7 @@ struct CarryOver {
     struct CameraOffline {
         config::Camera config;
         events::EventTracker::Handover open;
+        events::CauseTold cause_told;  // CameraPipeline::cause_told()
     };
     std::map<std::string, CameraOffline> camera_offline;
     // The state topics of the cameras and sensors reloads removed: cleared (an empty retained

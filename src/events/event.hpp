@@ -61,6 +61,13 @@ struct EventCause {
     bool operator==(const EventCause&) const = default;
 };
 
+// The kind of cause an open outage's messages last told the room, and when (monotonic clock): a
+// reload hands it to the next run, which then tells a cause of another kind found meanwhile.
+struct CauseTold {
+    std::optional<std::string> kind;
+    SteadyPoint at{};
+};
+
 struct Event {
     std::string id;
     std::string source;  // camera or sensor id
