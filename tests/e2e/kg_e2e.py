@@ -876,7 +876,41 @@ class PtyPair:
         self.proc.wait(5)
 
 
-class ScriptedModbusTcp:
+class LoopbackServer:
+    """A TCP server on a free loopback port for a fake device or broker: each connection is served
+    by `_serve(conn)` on a thread of its own, after `_accepted()` (under `.lock`) counts it."""
+
+    def __init__(self, backlog=8):
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self._accepted()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _accepted(self):
+        pass
+
+    def _serve(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
+class ScriptedModbusTcp(LoopbackServer):
     """A Modbus TCP device written in Python (functions 03 and 04), for what libmodbus's server will
     not do: answer late. The first `slow` answers are sent `delay` seconds after their request, as by
     a busy device or one behind a radio link. Registers: .registers[address] = 16-bit value (0 if
@@ -888,13 +922,7 @@ class ScriptedModbusTcp:
         self.registers = {}
         self.connections = 0
         self.requests = 0
-        self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
     def set_float(self, address, value):
         import struct
@@ -904,15 +932,8 @@ class ScriptedModbusTcp:
     def url(self):
         return f"tcp://127.0.0.1:{self.port}"
 
-    def _accept(self):
-        while not self.closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def _accepted(self):
+        self.connections += 1
 
     def _serve(self, conn):
         import struct
@@ -949,6 +970,3 @@ class ScriptedModbusTcp:
         except OSError:
             pass  # the gateway hung up meanwhile: what a real device sees too
 
-    def close(self):
-        self.closed = True
-        self.sock.close()

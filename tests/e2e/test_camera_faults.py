@@ -327,36 +327,20 @@ def test_an_offline_camera_says_why_and_a_refused_password_is_not_tried_every_se
     schemas.validate_all(collector)
 
 
-class SilentRecorder:
+class SilentRecorder(kg_e2e.LoopbackServer):
     """A recorder that takes every TCP connection and never answers (hung, or its RTSP service dead
     behind a live port): keeps how many connections it has had, and the most open at once."""
 
     def __init__(self):
-        import socket
-        import threading
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
         self.open = self.most = self.total = 0
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(backlog=16)
 
-    def _accept(self):
-        import threading
-        while not self.closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.open += 1
-                self.total += 1
-                self.most = max(self.most, self.open)
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+    def _accepted(self):
+        self.open += 1
+        self.total += 1
+        self.most = max(self.most, self.open)
 
-    def _hold(self, conn):
+    def _serve(self, conn):
         try:
             while conn.recv(4096):  # read the request, answer nothing, until the client hangs up
                 pass
@@ -366,10 +350,6 @@ class SilentRecorder:
             conn.close()
             with self.lock:
                 self.open -= 1
-
-    def close(self):
-        self.closed = True
-        self.sock.close()
 
 
 def test_the_channels_of_a_recorder_that_never_answers_each_say_why_they_are_offline(

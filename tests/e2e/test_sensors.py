@@ -495,29 +495,14 @@ def test_a_unit_that_never_answers_does_not_silence_the_others_on_its_device(bro
         device.close()
 
 
-class RefusingBroker:
+class RefusingBroker(kg_e2e.LoopbackServer):
     """Just enough of an MQTT 3.1.1 broker to accept a connection and refuse every subscription
     (SUBACK 0x80), as EMQX or HiveMQ do for a filter their ACL denies (Mosquitto grants it and
     delivers nothing)."""
 
     def __init__(self):
-        import socket
-        import threading
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
         self.refused = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        import threading
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__(backlog=4)
 
     @staticmethod
     def _read_packet(conn):
@@ -564,9 +549,6 @@ class RefusingBroker:
             pass
         finally:
             conn.close()
-
-    def close(self):
-        self.sock.close()
 
 
 def test_a_sensor_whose_subscription_the_broker_refuses_says_so(broker, collector, schemas, gateways, tmp_path):
