@@ -129,8 +129,7 @@ void SensorHub::adopt(CarryOver carried) {
                         // The latest cause, and what the room was told of it and when: one it was
                         // not told is said as at that run's next tick, not lost nor said twice.
                         e.cause = h.end.cause;
-                        e.told_kind = c.cause_told.kind;
-                        e.told_at = c.cause_told.at;
+                        e.told = c.cause_told;
                     }
                 } else {
                     log_->info(
@@ -203,7 +202,7 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
                         // the minute before the reload is still said (the review of this change).
                         for (auto& h : c.open)
                             if (h.end.label == "offline") h.end.cause = e.cause;
-                        c.cause_told = {e.told_kind, e.told_at};
+                        c.cause_told = e.told;
                     }
                 } else if (auto partial = e.roller.take()) {
                     publish_rollup(e.rules->sensor(), *partial, true);
@@ -382,24 +381,21 @@ bool SensorHub::follow_cause(Entry& e, const std::optional<events::EventCause>& 
     const auto before = kind(e.cause);
     if (!e.rules->offline()) {
         e.cause.reset();
-        e.told_kind.reset();
+        e.told.kind.reset();
         return before.has_value();
     }
-    const bool started =
-        std::any_of(out.begin() + static_cast<std::ptrdiff_t>(begin), out.end(), [](const auto& ev) {
-            return ev.check == "sensor_health" && ev.label == "offline" &&
-                   ev.state == events::EventState::start;
-        });
-    if (started) {
-        for (auto it = out.begin() + static_cast<std::ptrdiff_t>(begin); it != out.end(); ++it) {
-            if (it->check == "sensor_health" && it->label == "offline" &&
-                it->state == events::EventState::start)
-                it->cause = cause;
+    bool started = false;
+    for (auto it = out.begin() + static_cast<std::ptrdiff_t>(begin); it != out.end(); ++it) {
+        if (it->check == "sensor_health" && it->label == "offline" &&
+            it->state == events::EventState::start) {
+            it->cause = cause;
+            started = true;
         }
+    }
+    if (started) {
         e.cause = cause;
-        e.told_kind = kind(cause);
-        e.told_at = steady_now;
-        return before != e.told_kind;
+        e.told = {kind(cause), steady_now};
+        return before != e.told.kind;
     }
     // An input that knows nothing now (a reload's new poller before its first read) leaves the
     // last cause standing.
@@ -407,9 +403,8 @@ bool SensorHub::follow_cause(Entry& e, const std::optional<events::EventCause>& 
     e.cause = cause;
     // Another cause than the room was told (the broker gone while the sensor was silent, a Modbus
     // gateway switched off behind a unit that stopped answering): an update says it.
-    if (e.told_kind != cause->kind && (!e.told_kind || steady_now - e.told_at >= kCauseUpdateEvery)) {
-        e.told_kind = cause->kind;
-        e.told_at = steady_now;
+    if (e.told.kind != cause->kind && (!e.told.kind || steady_now - e.told.at >= kCauseUpdateEvery)) {
+        e.told = {cause->kind, steady_now};
         const auto n = out.size();
         e.rules->renew_offline(now, out);
         if (out.size() > n) out.back().cause = cause;
@@ -423,7 +418,7 @@ void SensorHub::end_cause(Entry& e, std::vector<events::Event>& out, std::size_t
             continue;
         it->cause = e.cause;
         e.cause.reset();
-        e.told_kind.reset();
+        e.told.kind.reset();
     }
 }
 

@@ -118,8 +118,7 @@ private:
         // While its offline event is open: why it has no readings, as its input found last (the
         // state and the end say it), the kind the room was last told and when.
         std::optional<events::EventCause> cause;
-        std::optional<std::string> told_kind;
-        SteadyPoint told_at{};
+        events::CauseTold told;
     };
     // A silence's cause changed during the outage (a sensor silent, then its broker gone): an
     // update says it, at once when the room was told none, else at most this often (an input whose
