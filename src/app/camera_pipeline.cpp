@@ -275,11 +275,22 @@ std::optional<events::EventTracker::Handover> CameraPipeline::hand_over_offline(
     return h;
 }
 
+bool watched_alike(const config::Camera& before, const config::Camera& after) {
+    return before.id == after.id && after.enabled && before.url == after.url &&
+           before.health.offline_after == after.health.offline_after;
+}
+
+bool CameraPipeline::take_over_seen(const config::Camera& before, TimePoint last_frame,
+                                    SteadyPoint last_frame_steady) {
+    if (!watched_alike(before, camera_)) return false;
+    seen_before_ = last_frame;
+    seen_before_steady_ = last_frame_steady;
+    return true;
+}
+
 bool CameraPipeline::take_over_offline(const events::EventTracker::Handover& h, const config::Camera& before,
                                        const events::CauseTold& told) {
-    if (before.id != camera_.id || before.url != camera_.url ||
-        before.health.offline_after != camera_.health.offline_after)
-        return false;
+    if (!watched_alike(before, camera_)) return false;
     const auto steady = std::chrono::steady_clock::now();
     if (!offline_->take_over(h, Clock::now(), steady)) return false;
     // The end carries the latest cause; what the room was told of it comes beside it, so that a
@@ -595,8 +606,16 @@ publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, b
     state.stats = stats_.snapshot(steady);
     // How long ago on the steady clock; on the wall clock a step back of an hour kept a camera that
     // died online for that hour, and a step ahead raised a false offline that ended its alerts.
-    const auto silent =
-        steady - std::max(state.stats.last_frame_steady.value_or(started_steady_), started_steady_);
+    // Silent since this run's last frame; before its first, since the previous run's last one if a
+    // reload handed it over (it stands for it in the report), else since the start.
+    SteadyPoint since = started_steady_;
+    if (state.stats.last_frame_steady) {
+        since = std::max(*state.stats.last_frame_steady, started_steady_);
+    } else if (seen_before_steady_) {
+        state.stats.last_frame = seen_before_;
+        state.stats.last_frame_steady = since = *seen_before_steady_;
+    }
+    const auto silent = steady - since;
     const TimePoint seen =
         now - std::chrono::duration_cast<TimePoint::duration>(silent);  // the wall time of it
     const bool offline = silent >= camera_.health.offline_after;

@@ -52,6 +52,10 @@ struct SiteContext {
 // Makes the check a camera's configuration names (tests give their own; empty: the built-in ones).
 using CheckFactory = std::function<std::unique_ptr<vision::Check>(const std::string& name)>;
 
+// Whether a camera configured as `after` is watched as `before` was: fetched from the same place,
+// judged offline after the same silence. What a reload hands over of its connection goes on then.
+bool watched_alike(const config::Camera& before, const config::Camera& after);
+
 class CameraPipeline final : public AnalysisJob {
 public:
     CameraPipeline(const config::Camera& camera, AnalysisPool& pool, const SiteContext& site,
@@ -74,6 +78,11 @@ public:
     bool take_over_offline(const events::EventTracker::Handover& h, const config::Camera& before,
                            const events::CauseTold& told = {});
     events::CauseTold cause_told() const { return {told_kind_, cause_sent_at_}; }
+    // Before start(): the last frame of the previous run's pipeline of this camera, online at the
+    // reload, if this one watches it as that one did (watched_alike). Until its own first frame the
+    // camera is online, and offline `offline_after` from that frame, as if the reload had not been:
+    // the room saw every camera offline at each reload, for the seconds its stream took to open.
+    bool take_over_seen(const config::Camera& before, TimePoint last_frame, SteadyPoint last_frame_steady);
     // Cuts and reports the clips still waiting for their post-roll (EventEvidence::flush). Only
     // once stopped: the ring no longer grows and no new clip is pending.
     void flush_clips(std::chrono::steady_clock::time_point deadline);
@@ -193,6 +202,9 @@ private:
     // Supervisor side.
     TimePoint started_at_{};
     SteadyPoint started_steady_{};
+    // The previous run's last frame (take_over_seen), for as long as this run has none of its own.
+    std::optional<TimePoint> seen_before_;
+    std::optional<SteadyPoint> seen_before_steady_;
     std::unique_ptr<events::EventTracker> offline_;
     // The open outage's latest cause (which its end says), the kind the room was last told of it
     // (none: no cause told yet), and when.

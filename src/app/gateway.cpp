@@ -504,7 +504,9 @@ void Gateway::apply_public_hours(TimePoint now) {
 void Gateway::publish_gateway(TimePoint now) {
     const auto acknowledged = outbox_.acknowledged();
     if (link_.publish(topics_.gateway(),
-                      publish::gateway_payload(cfg_, started_at_, now, outbox_.stream(),
+                      publish::gateway_payload(cfg_, process_started_.value_or(started_at_),
+                                               process_started_ ? std::optional(started_at_) : std::nullopt, now,
+                                               outbox_.stream(),
                                                outbox_.stream_started(), acknowledged, config_warnings_),
                       1, true))
         published_acknowledged_ = acknowledged;
@@ -586,6 +588,12 @@ void Gateway::adopt(CarryOver&& carried) {
         }
     }
     carried.camera_offline.clear();
+    for (const auto& [id, c] : carried.camera_seen) {
+        const auto it = std::find_if(cameras_.begin(), cameras_.end(),
+                                     [&id = id](const auto& camera) { return camera->camera().id == id; });
+        if (it != cameras_.end()) (*it)->take_over_seen(c.config, c.last_frame, c.last_frame_steady);
+    }
+    carried.camera_seen.clear();
     if (sensors_) {
         sensors_->adopt(std::move(carried));
         return;
@@ -611,6 +619,8 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     // opens a new one if the condition is still there, instead of a second alert beside this one.
     const auto now = Clock::now();
     const bool continues = carry != nullptr && next != nullptr && continues_events(cfg_, *next);
+    // The room is told of a stop, not of a reload that goes on as the same gateway.
+    const bool presence = continues && continues_presence(cfg_, *next);
     for (auto& camera : cameras_) {
         const auto& id = camera->camera().id;
         if (continues && has_camera(*next, id)) {
@@ -622,9 +632,15 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     // The retained states must not keep showing the conditions whose events just ended, nor a camera
     // as watched that nobody watches now: a reload may have removed it, and its last state would
     // stay on the broker, and in the room, for good (as the sensors' do, SensorHub::stop).
+    // One the next run watches as this one did stays online if it is (CarryOver::camera_seen).
     for (auto& camera : cameras_) {
         auto state = camera->final_state(now);
-        state.online = false;
+        const auto* after = next != nullptr ? config::find_camera(*next, state.camera->id) : nullptr;
+        state.online = state.online && presence && after != nullptr && watched_alike(camera->camera(), *after) &&
+                       state.stats.last_frame && state.stats.last_frame_steady;
+        if (state.online)
+            carry->camera_seen[state.camera->id] = {camera->camera(), *state.stats.last_frame,
+                                                    *state.stats.last_frame_steady};
         const bool kept = next == nullptr || has_camera(*next, state.camera->id);
         const auto topic = topics_.camera_state(state.camera->id);
         link_.publish(topic, kept ? publish::camera_state_payload(state, cfg_.site.id, now) : std::string(),
@@ -645,7 +661,7 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     // No more answers to queue: what was asked meanwhile the room asks again.
     replay_desk_.stop();
     outbox_.stop(kShutdownDrain);
-    link_.stop();
+    link_.stop(!presence);
     try {
         note_alive(Clock::now());
     } catch (const std::exception& e) {

@@ -69,6 +69,10 @@ public:
         bool made = false;
     };
     void note_reload(ReloadOutcome outcome) { last_reload_ = outcome; }
+    // Before start(), in a run a reload started (made or failed): when the process started. The
+    // room's `gateway` message says it as `started_at`, and this run's start as `reloaded_at`: a
+    // reload is not a restart.
+    void note_process_start(TimePoint at) { process_started_ = at; }
     // An HTTP side the process opens (`side`: "api" or "public"; `what`: how the log names it):
     // `problem` empty while it listens, else why not (a port taken: it is tried again with back-off).
     // In /readyz and /metrics: a parents' page not served was in the log alone.
@@ -163,6 +167,7 @@ private:
     bool supervised_ = false;                   // the first tick has supervised the cameras
 
     TimePoint started_at_{};
+    std::optional<TimePoint> process_started_;  // note_process_start: a run a reload started
     // config::doubts of the running configuration: in the log at start, in /metrics, and to the room
     // in the gateway message.
     std::vector<std::string> config_warnings_;

@@ -27,6 +27,15 @@ bool continues_events(const config::Gateway& now, const config::Gateway& next) {
            now.outbox.path == next.outbox.path;
 }
 
+bool continues_presence(const config::Gateway& now, const config::Gateway& next) {
+    return continues_events(now, next) && now.mqtt.url == next.mqtt.url &&
+           now.mqtt.username == next.mqtt.username && now.mqtt.password == next.mqtt.password;
+}
+
+bool reads_alike(const config::Sensor& before, const config::Sensor& after) {
+    return before.source == after.source && before.unit == after.unit;
+}
+
 void end_handed_over(events::EventSink& sink, CarryOver& carried) {
     for (auto& [id, c] : carried.sensors) {
         for (const auto& h : c.open) sink.submit(h.end);
@@ -110,8 +119,7 @@ void SensorHub::adopt(CarryOver carried) {
         const auto steady_now = std::chrono::steady_clock::now();
         for (auto& [id, c] : carried.sensors) {
             auto it = entries_.find(id);
-            const bool same = it != entries_.end() && it->second.rules->sensor().source == c.config.source &&
-                              it->second.rules->sensor().unit == c.config.unit;
+            const bool same = it != entries_.end() && reads_alike(c.config, it->second.rules->sensor());
             if (!same) {
                 if (auto partial = c.roller.take()) publish_rollup(c.config, *partial);
                 for (auto& h : c.open) out.push_back(std::move(h.end));
@@ -186,6 +194,7 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
             const auto now = Clock::now();
             const bool continues =
                 carry != nullptr && next != nullptr && continues_events(site_.config, *next);
+            const bool presence = continues && continues_presence(site_.config, *next);
             for (auto& [id, e] : entries_) {
                 if (carry != nullptr) {
                     auto& c = carry->sensors[id] = {e.rules->sensor(),
@@ -212,8 +221,11 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
                 end_cause(e, ends, begin);
                 // The retained state must not keep showing the conditions whose events just ended, nor
                 // a sensor as read that nobody reads now: a reload may have removed it, and its last
-                // state would stay on the broker, and in the room, for good.
-                states.push_back(state_message(e, now, false));
+                // state would stay on the broker, and in the room, for good. One the next run reads
+                // as this one did, with its last reading, stays as it is (online if it was).
+                const auto* after = next != nullptr ? config::find_sensor(*next, id) : nullptr;
+                const bool goes_on = presence && after != nullptr && reads_alike(e.rules->sensor(), *after);
+                states.push_back(state_message(e, now, goes_on));
                 if (next != nullptr && !has_sensor(*next, id)) {
                     states.back().payload.clear();
                     if (carry != nullptr) carry->cleared_states.push_back(states.back().topic);

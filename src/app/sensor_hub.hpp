@@ -49,6 +49,15 @@ struct CarryOver {
         events::CauseTold cause_told;  // CameraPipeline::cause_told()
     };
     std::map<std::string, CameraOffline> camera_offline;
+    // The cameras online at the stop that the next run watches as this one did, with their last
+    // frame (CameraPipeline::take_over_seen): online across the reload, not offline to the room
+    // until their first frame; judged offline from that frame if none comes.
+    struct CameraSeen {
+        config::Camera config;
+        TimePoint last_frame;
+        SteadyPoint last_frame_steady;  // the process's steady clock, which a reload keeps
+    };
+    std::map<std::string, CameraSeen> camera_seen;
     // The state topics of the cameras and sensors reloads removed: cleared (an empty retained
     // message) again on each connection of the next run, for the broker that was down when the
     // stopping run cleared them, or would keep their last states for good.
@@ -72,6 +81,13 @@ struct CarryOver {
 // Whether a run of `next` sends its events where `now` does (the same site, topics and outbox), so
 // that an event open in one can go on in the other.
 bool continues_events(const config::Gateway& now, const config::Gateway& next);
+// Whether a run of `next` is, to the room, the same gateway as `now` going on: it sends its events
+// where `now` does, to the same broker with the same account. A reload between them does not say
+// the site, its cameras and its sensors offline: the room saw each reload as a restart.
+bool continues_presence(const config::Gateway& now, const config::Gateway& next);
+// Whether a sensor configured as `before` is read as `after` is: its last reading and minute in
+// progress hold for the next run (the same source and unit).
+bool reads_alike(const config::Sensor& before, const config::Sensor& after);
 
 // The ends of the events a reload handed over that no run took over: sent as the stop would have.
 void end_handed_over(events::EventSink& sink, CarryOver& carried);

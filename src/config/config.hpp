@@ -351,5 +351,14 @@ inline bool has_camera(const Gateway& cfg, const std::string& id) {
 inline bool has_sensor(const Gateway& cfg, const std::string& id) {
     return std::any_of(cfg.sensors.begin(), cfg.sensors.end(), [&](const Sensor& s) { return s.id == id; });
 }
+// The camera or sensor of that id (enabled or not), or null.
+inline const Camera* find_camera(const Gateway& cfg, const std::string& id) {
+    const auto it = std::find_if(cfg.cameras.begin(), cfg.cameras.end(), [&](const Camera& c) { return c.id == id; });
+    return it == cfg.cameras.end() ? nullptr : &*it;
+}
+inline const Sensor* find_sensor(const Gateway& cfg, const std::string& id) {
+    const auto it = std::find_if(cfg.sensors.begin(), cfg.sensors.end(), [&](const Sensor& s) { return s.id == id; });
+    return it == cfg.sensors.end() ? nullptr : &*it;
+}
 
 }  // namespace kg::config

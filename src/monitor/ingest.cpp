@@ -583,7 +583,7 @@ void Ingest::route_site(const std::string& topic, const std::vector<std::string>
         }
     }
     if (kind == "gateway" && parts.size() == 3) {
-        for (const auto* key : {"version", "started_at"}) {
+        for (const auto* key : {"version", "started_at", "reloaded_at"}) {
             if (const auto it = j.find(key); it != j.end() && !it->is_string())
                 return refuse(topic, payload, fmt::format("'{}' is {}, not a text", key, it->type_name()));
         }
@@ -617,8 +617,13 @@ void Ingest::route_site(const std::string& topic, const std::vector<std::string>
             else if (seq)
                 seq->started = started;
         }
-        if (const auto it = j.find("started_at"); seq && it != j.end() && it->is_string())
-            seq->run_started = parse_iso8601_utc(it->get<std::string>());  // not a time: none
+        // The run is the configuration's: since a reload (`reloaded_at`), else since the start.
+        for (const auto* key : {"reloaded_at", "started_at"}) {
+            if (const auto it = j.find(key); seq && it != j.end() && it->is_string()) {
+                seq->run_started = parse_iso8601_utc(it->get<std::string>());  // not a time: none
+                break;
+            }
+        }
         const auto stored = store_.set_gateway_info(site, j, now, seq);
         if (!stored.removed.empty())
             log_->info("{}: {} no longer in its gateway's list: forgotten", site,

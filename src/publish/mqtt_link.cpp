@@ -578,7 +578,7 @@ void MqttLink::run() {
     }
 }
 
-void MqttLink::stop() {
+void MqttLink::stop(bool say_offline) {
     if (!thread_.joinable()) return;
     {
         std::lock_guard lock(mutex_);
@@ -588,9 +588,11 @@ void MqttLink::stop() {
     thread_.join();
     if (connected_) {
         try {
-            // The clean-shutdown counterpart of the last will.
-            client_->publish(availability_topic_, std::string("offline"), kQos1, true)
-                ->wait_for(std::chrono::seconds(5));
+            // The clean-shutdown counterpart of the last will. A clean disconnect discards the will,
+            // so without it `online` stays retained until the next run's connection says it again.
+            if (say_offline)
+                client_->publish(availability_topic_, std::string("offline"), kQos1, true)
+                    ->wait_for(std::chrono::seconds(5));
             client_->disconnect()->wait_for(std::chrono::seconds(5));
         } catch (const mqtt::exception& e) {
             log_->warn("clean disconnect failed: {}", e.what());

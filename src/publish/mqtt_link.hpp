@@ -115,8 +115,10 @@ public:
     bool optional_held() const { return optional_held_.load(); }
 
     void start();
-    // Publishes `offline` (retained) if connected, disconnects, joins.
-    void stop();
+    // Publishes `offline` (retained) if connected, disconnects, joins. Without `say_offline` (a
+    // reload whose next run connects to the same broker as the same site) it disconnects without:
+    // the room would see the site offline for the seconds the reload takes, as at a restart.
+    void stop(bool say_offline = true);
 
     bool connected() const { return connected_.load(); }
     // Whether the broker is seen to take what this link publishes: its own `online` comes back to

@@ -113,7 +113,8 @@ std::string camera_state_payload(const CameraState& s, const std::string& site, 
     return dump(j);
 }
 
-std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now,
+std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, std::optional<TimePoint> reloaded_at,
+                            TimePoint now,
                             const std::string& stream, std::optional<TimePoint> stream_started,
                             std::int64_t acknowledged, const std::vector<std::string>& config_warnings) {
     json cameras = json::array();
@@ -141,6 +142,7 @@ std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, Ti
     // A room that first hears of the stream after its first numbers can tell from this whether it
     // was watching when they were sent (and must ask for them) or came later.
     if (stream_started) j["stream_started"] = iso8601_utc(*stream_started);
+    if (reloaded_at) j["reloaded_at"] = iso8601_utc(*reloaded_at);
     return dump(j);
 }
 

@@ -35,7 +35,10 @@ std::string camera_state_payload(const CameraState& state, const std::string& si
 // `stream`, `stream_started` and `acknowledged`: the outbox's stream, when it began (if known) and
 // the highest number the broker acknowledged. `config_warnings`: config::doubts of the running
 // configuration (settings that cannot work as meant).
-std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, TimePoint now,
+// `started_at`: when the process started; `reloaded_at`: when the configuration it runs was loaded,
+// if by a reload since (none: at the start).
+std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, std::optional<TimePoint> reloaded_at,
+                            TimePoint now,
                             const std::string& stream, std::optional<TimePoint> stream_started,
                             std::int64_t acknowledged, const std::vector<std::string>& config_warnings);
 

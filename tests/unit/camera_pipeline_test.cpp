@@ -94,12 +94,17 @@ protected:
           calendar_(config_.site.timezone, config_.site.holidays),
           logging_("error", false),
           site_{config_, calendar_, schedules_, nullptr, nullptr, events_, ids_, logging_, nullptr},
-          pipeline_(config_.cameras.at(0), pool_, site_, [this](const std::string& name) {
-              if (name == "camera_health") return std::make_unique<ScriptedCheck>(name, "black", health_);
-              return std::make_unique<ScriptedCheck>(name, name == "mask" ? "no_mask" : "bare_head",
-                                                     name == "mask" ? mask_ : head_);
-          }) {
+          pipeline_(config_.cameras.at(0), pool_, site_, checks()) {
         frame_.image = cv::Mat::zeros(36, 64, CV_8UC3);
+    }
+
+    // The scripted checks, for pipeline_ and for the pipeline of a next run (a reload).
+    kg::app::CheckFactory checks() {
+        return [this](const std::string& name) -> std::unique_ptr<kg::vision::Check> {
+            if (name == "camera_health") return std::make_unique<ScriptedCheck>(name, "black", health_);
+            return std::make_unique<ScriptedCheck>(name, name == "mask" ? "no_mask" : "bare_head",
+                                                   name == "mask" ? mask_ : head_);
+        };
     }
 
     // One frame, `seconds` after the first.
@@ -647,11 +652,7 @@ TEST_F(CameraPipelineHealthTest, ACauseNotYetToldAtAReloadIsToldByTheNextRun) {
     ASSERT_EQ(offline().size(), 1u);  // the stall told; the refusal not yet, within the minute
     const auto handed = pipeline_.hand_over_offline(at(20), kg::events::kEndStopped);
     ASSERT_TRUE(handed);
-    kg::app::CameraPipeline next(config_.cameras.at(0), pool_, site_, [this](const std::string& name) {
-        if (name == "camera_health") return std::make_unique<ScriptedCheck>(name, "black", health_);
-        return std::make_unique<ScriptedCheck>(name, name == "mask" ? "no_mask" : "bare_head",
-                                               name == "mask" ? mask_ : head_);
-    });
+    kg::app::CameraPipeline next(config_.cameras.at(0), pool_, site_, checks());
     ASSERT_TRUE(next.take_over_offline(*handed, config_.cameras.at(0), pipeline_.cause_told()));
     next.stats().failed(FailureCause::unreachable, "cannot open: Connection refused", at(30), steady(30));
     next.supervise(at(30), steady(30));
@@ -693,4 +694,46 @@ TEST_F(CameraPipelineHealthTest, TheEndSaysTheLatestCauseAndAFirstCauseIsToldAtO
     ASSERT_EQ(offline().size(), 4u);
     EXPECT_EQ(offline()[3].state, EventState::update);
     EXPECT_EQ(offline()[3].cause->kind, "stalled");
+}
+
+// A reload showed every camera offline to the room for the seconds its stream took to open again
+// (the 62nd session's reload review). A camera online at the reload hands its last frame to the
+// next run: online until that run's own first frame, and offline `offline_after` from the last
+// frame if none comes, the outage dated at it, as if the reload had not been.
+TEST_F(CameraPipelineHealthTest, ACameraOnlineAtAReloadStaysOnlineUntilTheSilenceSinceItsLastFrame) {
+    const auto offline = [&] { return labelled("offline"); };
+    auto& stats = pipeline_.stats();
+    stats.connected();
+    for (int t = 0; t <= 5; ++t) stats.frame_decoded(at(t), steady(t));
+    ASSERT_TRUE(pipeline_.supervise(at(5), steady(5)).online);
+
+    auto moved = config_.cameras.at(0);
+    moved.url = "rtsp://192.0.2.9/elsewhere";
+    kg::app::CameraPipeline elsewhere(moved, pool_, site_, checks());
+    EXPECT_FALSE(elsewhere.take_over_seen(config_.cameras.at(0), at(5), steady(5)))
+        << "fetched from another place: its own start";
+
+    kg::app::CameraPipeline next(config_.cameras.at(0), pool_, site_, checks());
+    ASSERT_TRUE(next.take_over_seen(config_.cameras.at(0), at(5), steady(5)));
+    auto state = next.supervise(at(10), steady(10));
+    EXPECT_TRUE(state.online);
+    ASSERT_TRUE(state.stats.last_frame);
+    EXPECT_EQ(*state.stats.last_frame, at(5));
+    EXPECT_TRUE(next.supervise(at(24), steady(24)).online) << "19 s since the last frame, offline after 20";
+    EXPECT_TRUE(offline().empty());
+    state = next.supervise(at(26), steady(26));
+    EXPECT_FALSE(state.online);
+    ASSERT_EQ(offline().size(), 1u);
+    EXPECT_EQ(offline()[0].state, EventState::start);
+    EXPECT_EQ(offline()[0].start_time, at(5)) << "dated at the last frame, before the reload";
+
+    // One whose stream opens in the next run counts its silence from its own frames from then on.
+    kg::app::CameraPipeline opened(config_.cameras.at(0), pool_, site_, checks());
+    ASSERT_TRUE(opened.take_over_seen(config_.cameras.at(0), at(5), steady(5)));
+    opened.stats().connected();
+    opened.stats().frame_decoded(at(12), steady(12));
+    state = opened.supervise(at(30), steady(30));
+    EXPECT_TRUE(state.online) << "18 s since its own frame";
+    EXPECT_EQ(*state.stats.last_frame, at(12));
+    EXPECT_EQ(offline().size(), 1u);
 }
