@@ -72,12 +72,12 @@ struct BuildFailed : std::runtime_error {
 // `last_reload`: how the last reload went, kept across runs for /metrics; this run's refusals and
 // its own making are recorded in it.
 // `logins`: the cameras' logins, kept across runs (a reload does not try a refused password again).
-// `process_started`: when the process started, for each run after the first (see
-// Gateway::note_process_start).
+// `process_started`, `first_run`: when the process started, and whether this is its first run
+// (see Gateway::note_process_start).
 RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
                 const kg::ProcessSignals& process_signals, kg::app::CarryOver& carry, bool fallback,
                 kg::WatchdogKeeper& watchdog, std::optional<kg::app::Gateway::ReloadOutcome>& last_reload,
-                kg::ingest::LoginGate& logins, std::optional<kg::TimePoint> process_started) {
+                kg::ingest::LoginGate& logins, kg::TimePoint process_started, bool first_run) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -130,7 +130,7 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
         throw BuildFailed(e.what());
     }
     kg::app::Gateway& gateway = *built;
-    if (process_started) gateway.note_process_start(*process_started);
+    gateway.note_process_start(process_started, !first_run);
     try {
         gateway.start(std::exchange(carry, {}));
     } catch (const std::exception& e) {
@@ -349,8 +349,8 @@ int run(kg::config::Gateway cfg, const std::string& config_path, const kg::Proce
     for (;;) {
         RunEnd end;
         try {
-            end = run_once(cfg, config_path, signals, carry, previous.has_value(), watchdog, last_reload, logins,
-                           first_run ? std::nullopt : std::optional(process_started));
+            end = run_once(cfg, config_path, signals, carry, previous.has_value(), watchdog, last_reload,
+                           logins, process_started, first_run);
             first_run = false;
         } catch (const BuildFailed&) {
             // Logged by run_once. What the stopped run handed over is still in `carry` if the run

@@ -505,9 +505,9 @@ void Gateway::publish_gateway(TimePoint now) {
     const auto acknowledged = outbox_.acknowledged();
     if (link_.publish(topics_.gateway(),
                       publish::gateway_payload(cfg_, process_started_.value_or(started_at_),
-                                               process_started_ ? std::optional(started_at_) : std::nullopt, now,
-                                               outbox_.stream(),
-                                               outbox_.stream_started(), acknowledged, config_warnings_),
+                                               reloaded_ ? std::optional(started_at_) : std::nullopt, now,
+                                               outbox_.stream(), outbox_.stream_started(), acknowledged,
+                                               config_warnings_),
                       1, true))
         published_acknowledged_ = acknowledged;
 }
@@ -636,8 +636,9 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     for (auto& camera : cameras_) {
         auto state = camera->final_state(now);
         const auto* after = next != nullptr ? config::find_camera(*next, state.camera->id) : nullptr;
-        state.online = state.online && presence && after != nullptr && watched_alike(camera->camera(), *after) &&
-                       state.stats.last_frame && state.stats.last_frame_steady;
+        state.online = state.online && presence && after != nullptr &&
+                       watched_alike(camera->camera(), *after) && state.stats.last_frame &&
+                       state.stats.last_frame_steady;
         if (state.online)
             carry->camera_seen[state.camera->id] = {camera->camera(), *state.stats.last_frame,
                                                     *state.stats.last_frame_steady};

@@ -69,10 +69,13 @@ public:
         bool made = false;
     };
     void note_reload(ReloadOutcome outcome) { last_reload_ = outcome; }
-    // Before start(), in a run a reload started (made or failed): when the process started. The
-    // room's `gateway` message says it as `started_at`, and this run's start as `reloaded_at`: a
-    // reload is not a restart.
-    void note_process_start(TimePoint at) { process_started_ = at; }
+    // Before start(): when the process started, and whether a reload started this run (made, or
+    // failed and the configuration before started again). The room's `gateway` message says the
+    // first as `started_at` and then this run's start as `reloaded_at`: a reload is not a restart.
+    void note_process_start(TimePoint at, bool reloaded) {
+        process_started_ = at;
+        reloaded_ = reloaded;
+    }
     // An HTTP side the process opens (`side`: "api" or "public"; `what`: how the log names it):
     // `problem` empty while it listens, else why not (a port taken: it is tried again with back-off).
     // In /readyz and /metrics: a parents' page not served was in the log alone.
@@ -167,7 +170,8 @@ private:
     bool supervised_ = false;                   // the first tick has supervised the cameras
 
     TimePoint started_at_{};
-    std::optional<TimePoint> process_started_;  // note_process_start: a run a reload started
+    std::optional<TimePoint> process_started_;  // note_process_start (none: this run's start)
+    bool reloaded_ = false;
     // config::doubts of the running configuration: in the log at start, in /metrics, and to the room
     // in the gateway message.
     std::vector<std::string> config_warnings_;

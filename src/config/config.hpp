@@ -353,11 +353,13 @@ inline bool has_sensor(const Gateway& cfg, const std::string& id) {
 }
 // The camera or sensor of that id (enabled or not), or null.
 inline const Camera* find_camera(const Gateway& cfg, const std::string& id) {
-    const auto it = std::find_if(cfg.cameras.begin(), cfg.cameras.end(), [&](const Camera& c) { return c.id == id; });
+    const auto it =
+        std::find_if(cfg.cameras.begin(), cfg.cameras.end(), [&](const Camera& c) { return c.id == id; });
     return it == cfg.cameras.end() ? nullptr : &*it;
 }
 inline const Sensor* find_sensor(const Gateway& cfg, const std::string& id) {
-    const auto it = std::find_if(cfg.sensors.begin(), cfg.sensors.end(), [&](const Sensor& s) { return s.id == id; });
+    const auto it =
+        std::find_if(cfg.sensors.begin(), cfg.sensors.end(), [&](const Sensor& s) { return s.id == id; });
     return it == cfg.sensors.end() ? nullptr : &*it;
 }
 

@@ -985,6 +985,8 @@ json Store::read_sites(const std::optional<std::string>& only) {
                 // Read by type: a site's message of another shape must not break the list for all.
                 site["version"] = text(info, "version").value_or("");
                 site["started_at"] = text(info, "started_at").value_or("");
+                // Present after a reload: when the configuration the site runs was loaded.
+                if (const auto reloaded = text(info, "reloaded_at")) site["reloaded_at"] = *reloaded;
                 site["config_warnings"] = config_warnings(info);
             }
         }

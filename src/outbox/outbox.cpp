@@ -468,7 +468,7 @@ Outbox::ReplayAnswer Outbox::answer(const ReplayRequest& request, TimePoint now,
 
 void Outbox::start() {
     if (const auto n = store_.size(); n > 0)
-        log_->info("{} messages from before the restart wait to be sent", n);
+        log_->info("{} messages queued by an earlier run (before a restart or reload) wait to be sent", n);
     thread_ = std::thread([this] { run(); });
 }
 

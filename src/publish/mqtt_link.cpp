@@ -593,7 +593,10 @@ void MqttLink::stop(bool say_offline) {
             if (say_offline)
                 client_->publish(availability_topic_, std::string("offline"), kQos1, true)
                     ->wait_for(std::chrono::seconds(5));
-            client_->disconnect()->wait_for(std::chrono::seconds(5));
+            // Up to 2 s for what is in flight (the last states) to be acknowledged first: Mosquitto
+            // 2.0 takes a socket closed before its PUBACK went out for a lost connection and sends
+            // the last will, `offline`, in place of a reload's silence.
+            client_->disconnect(std::chrono::seconds(2))->wait_for(std::chrono::seconds(5));
         } catch (const mqtt::exception& e) {
             log_->warn("clean disconnect failed: {}", e.what());
         }

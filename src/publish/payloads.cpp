@@ -113,10 +113,10 @@ std::string camera_state_payload(const CameraState& s, const std::string& site, 
     return dump(j);
 }
 
-std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, std::optional<TimePoint> reloaded_at,
-                            TimePoint now,
-                            const std::string& stream, std::optional<TimePoint> stream_started,
-                            std::int64_t acknowledged, const std::vector<std::string>& config_warnings) {
+std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at,
+                            std::optional<TimePoint> reloaded_at, TimePoint now, const std::string& stream,
+                            std::optional<TimePoint> stream_started, std::int64_t acknowledged,
+                            const std::vector<std::string>& config_warnings) {
     json cameras = json::array();
     for (const auto& c : cfg.cameras) {
         cameras.push_back({{"id", c.id}, {"name", c.name}, {"public", c.is_public}, {"checks", c.checks}});

@@ -37,10 +37,10 @@ std::string camera_state_payload(const CameraState& state, const std::string& si
 // configuration (settings that cannot work as meant).
 // `started_at`: when the process started; `reloaded_at`: when the configuration it runs was loaded,
 // if by a reload since (none: at the start).
-std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at, std::optional<TimePoint> reloaded_at,
-                            TimePoint now,
-                            const std::string& stream, std::optional<TimePoint> stream_started,
-                            std::int64_t acknowledged, const std::vector<std::string>& config_warnings);
+std::string gateway_payload(const config::Gateway& cfg, TimePoint started_at,
+                            std::optional<TimePoint> reloaded_at, TimePoint now, const std::string& stream,
+                            std::optional<TimePoint> stream_started, std::int64_t acknowledged,
+                            const std::vector<std::string>& config_warnings);
 
 // The answer to a replay request for the numbers from..to that cannot be sent again, and why.
 struct Lost {

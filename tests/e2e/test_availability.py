@@ -5,8 +5,12 @@ subscribers, as a monitoring room that connects later would see them."""
 
 import json
 import re
+import signal
 import threading
 import time
+
+import paho.mqtt.publish as publish
+import yaml
 
 import kg_e2e
 
@@ -256,3 +260,75 @@ def test_retained_states_of_cameras_and_sensors_this_run_has_not_are_cleared(bro
         assert gw.terminate() == 0
     finally:
         collector.close()
+
+
+def test_a_reload_is_not_a_restart_to_the_room(broker, collector, schemas, make_clip, gateway, tmp_path):
+    """A reload (SIGHUP, here for a camera's new name) said the site `offline` and then `online`,
+    every camera and sensor `online: false` once, and a new `started_at`: to the room, each edit of
+    the file was a restart, its cameras down for the seconds their streams took to open again. A
+    reload that goes on as the same gateway (same site, topics, outbox, broker) now says none of it:
+    `started_at` stays and `reloaded_at` says the reload. A reload to another site says the old one
+    `offline`, as a stop does."""
+    prefix = "kitchen/test-site"
+    cam = kg_e2e.camera("cam", make_clip([("normal", 4)]), input={"loop": True}, health={"offline_after": "20s"})
+    sensors = [{"id": "fridge", "interval": "1s", "stale_after": 10, "source": {"mqtt": {"topic": "probe/fridge"}}}]
+    cfg = kg_e2e.base_config(broker, [cam], tmp_path, sensors=sensors)
+    feeding = threading.Event()
+
+    def feed():
+        while not feeding.is_set():
+            publish.single("probe/fridge", json.dumps({"temperature": 4.0}), hostname="127.0.0.1", port=broker.port)
+            time.sleep(0.5)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        gw = gateway(cfg)
+
+        def last(topic):
+            return collector.last_json(f"{prefix}/{topic}")
+
+        collector.wait_for(lambda: (c := last("cameras/cam/state")) and c["online"] and c["fps_in"] > 0 and
+                           (s := last("sensors/fridge/state")) and s["online"], 20,
+                           what="the camera and the fridge online")
+        first = json.loads(kg_e2e.retained(broker, f"{prefix}/gateway"))
+        assert "reloaded_at" not in first, first
+        mark = len(collector.messages)
+
+        edited = json.loads(json.dumps(cfg))
+        edited["cameras"][0]["name"] = "Cooking area"
+        gw.config_path.write_text(yaml.safe_dump(edited, sort_keys=False))
+        gw.proc.send_signal(signal.SIGHUP)
+        info = collector.wait_for(lambda: next((m for m in collector.json_on(f"{prefix}/gateway")[1:]
+                                                if "reloaded_at" in m), None), 20, what="the reloaded run's gateway")
+        assert info["started_at"] == first["started_at"], (first, info)
+        assert kg_e2e.parse_time(info["reloaded_at"]) > kg_e2e.parse_time(first["started_at"]), info
+        # The new run's own frames: its stream opened again.
+        collector.wait_for(lambda: (c := last("cameras/cam/state")) and c["name"] == "Cooking area" and
+                           c["fps_in"] > 0, 20, what="the camera streaming in the reloaded run")
+        time.sleep(1.5)
+
+        def since(topic):
+            return [m for m in collector.messages[mark:] if m[0] == f"{prefix}/{topic}"]
+
+        assert [m[1] for m in since("availability")] in ([], [b"online"]), since("availability")
+        for topic in ("cameras/cam/state", "sensors/fridge/state"):
+            states = [json.loads(m[1]) for m in since(topic)]
+            assert states and all(s["online"] for s in states), (topic, [(s["online"], s["time"]) for s in states])
+        assert "stopped for the reload" in gw.output()
+        assert not any(e["label"] == "offline" for e in collector.events()), collector.events()
+
+        # Another site: the old one is left, and said offline as at a stop.
+        moved = json.loads(json.dumps(edited))
+        moved["site"]["id"] = "test-site-2"
+        gw.config_path.write_text(yaml.safe_dump(moved, sort_keys=False))
+        gw.proc.send_signal(signal.SIGHUP)
+        collector.wait_for(lambda: kg_e2e.retained(broker, f"{prefix}/availability") == "offline", 20,
+                           what="the old site offline")
+        collector.wait_for(lambda: kg_e2e.retained(broker, "kitchen/test-site-2/availability") == "online", 20,
+                           what="the new site online")
+        assert json.loads(kg_e2e.retained(broker, f"{prefix}/cameras/cam/state"))["online"] is False
+        schemas.validate_all(collector)
+    finally:
+        feeding.set()
+        feeder.join(10)
