@@ -3,6 +3,7 @@
 
 #include <sys/select.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -19,6 +20,7 @@
 
 #include "app/detector_preflight.hpp"
 #include "app/gateway.hpp"
+#include "app/writable_places.hpp"
 #include "common/backoff.hpp"
 #include "common/env.hpp"
 #include "common/file_limit.hpp"
@@ -448,6 +450,9 @@ int main(int argc, char** argv) try {
             std::cout << check_path << ": configuration OK (site " << cfg.site.id << ", "
                       << cfg.cameras.size() << " cameras, " << cfg.sensors.size() << " sensors)\n";
             for (const auto& doubt : kg::config::doubts(cfg)) std::cout << "warning: " << doubt << "\n";
+            // As this user: under systemd, the service's own (ExecStartPre), in its sandbox.
+            for (const auto& place : kg::app::unwritable_places(cfg))
+                std::cout << "warning: " << place << " (checked as uid " << ::geteuid() << ")\n";
             return 0;
         } catch (const kg::config::ConfigInvalid& e) {
             print_errors(e);

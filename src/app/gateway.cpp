@@ -14,6 +14,7 @@
 
 #include "app/missed_cycles.hpp"
 #include "common/url_text.hpp"
+#include "common/writable_folder.hpp"
 #include "config/config_loader.hpp"
 #include "evidence/event_evidence.hpp"
 #include "publish/payloads.hpp"
@@ -243,25 +244,8 @@ Gateway::Gateway(config::Gateway cfg, const Logging& logging, ingest::LoginGate*
 
 Gateway::~Gateway() { stop(); }
 
-namespace {
-
-// Why a folder cannot be written by this process, or "" when it can. Made first, as the stores make
-// it (one deleted meanwhile is made again, not reported gone). access() judges as the kernel will:
-// the user, the groups, and a read-only mount (systemd's ProtectSystem=strict outside the state
-// directory); a file is made in a folder only with search permission as well (a `chmod -R 660`).
-std::string unwritable(const std::string& folder) {
-    std::error_code ec;
-    std::filesystem::create_directories(folder, ec);
-    if (!std::filesystem::is_directory(folder, ec))
-        return ec ? ec.message() : std::string("not a folder, or not there");
-    if (::access(folder.c_str(), W_OK | X_OK) != 0) return std::strerror(errno);
-    return "";
-}
-
-}  // namespace
-
 void Gateway::check_evidence_folder() {
-    auto why = unwritable(cfg_.evidence.path);
+    auto why = unwritable_folder(cfg_.evidence.path);
     if (why == evidence_unwritable_) return;
     if (!why.empty()) {
         log_->error("evidence: {} cannot be written ({}): no snapshot or clip is kept until it can",
@@ -291,7 +275,7 @@ void Gateway::start(CarryOver carried) {
         const auto hours = std::chrono::duration_cast<std::chrono::hours>(t.max_age).count();
         const auto kept_for = hours % 24 == 0 ? fmt::format("{} d", hours / 24) : fmt::format("{} h", hours);
         // A folder that cannot be written shows now, not at the first frame due.
-        const auto why = unwritable(t.path);
+        const auto why = unwritable_folder(t.path);
         if (!t.enabled) {
             log_->info("training frames: saving is off; the {} frames ({} MiB) in {} are deleted after {}",
                        training_frames_->files(), training_frames_->bytes() >> 20, t.path, kept_for);

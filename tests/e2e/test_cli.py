@@ -74,6 +74,34 @@ def test_check_config_accepts_a_valid_file_and_contacts_nothing(watched, tmp_pat
     assert errors_of(r, path) == []
 
 
+def test_check_config_says_which_places_cannot_be_written_and_makes_none(watched, tmp_path):
+    """The places the gateway writes, checked as the user that runs the check (the unit's
+    ExecStartPre runs it as the service's user): an unwritable one was found only by the running
+    gateway, in its log. Warnings, not errors: the gateway runs without them (alerts still go out).
+    Nothing is made: run as root, a folder the check made would be root's."""
+    broker, camera = watched
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "outbox.db").write_text("")
+    (tmp_path / "outbox.db").chmod(0o444)  # made by another user (root by hand): root writes it all the same
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text(broker.url, camera.url()) +
+                    f"outbox: {{path: {tmp_path / 'outbox.db'}}}\n"
+                    f"evidence: {{path: {tmp_path / 'a-file' / 'evidence'}}}\n"
+                    f"training_frames: {{enabled: true, path: {tmp_path / 'later' / 'frames'}}}\n")
+    r = run("--check-config", str(path))
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stdout.splitlines() if "cannot be written" in line]
+    root = os.geteuid() == 0
+    assert len(warnings) == (1 if root else 2), r.stdout
+    if not root:
+        assert warnings.pop(0).startswith(f"warning: outbox.path {tmp_path / 'outbox.db'} cannot be written "
+                                          "(Permission denied): the gateway keeps its messages in memory only"), r.stdout
+    assert warnings[0].startswith(f"warning: evidence.path {tmp_path / 'a-file' / 'evidence'} cannot be written "
+                                  f"(not there, and {tmp_path / 'a-file'} cannot take it: not a folder): "
+                                  "no snapshot or clip is kept (checked as uid "), r.stdout
+    assert not (tmp_path / "later").exists(), "the check made a folder"
+
+
 def test_check_config_accepts_the_shipped_example():
     path = kg_e2e.SOURCE_DIR / "config/gateway.example.yaml"
     r = run("--check-config", str(path))

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,6 +25,7 @@
 
 #include "app/sensor_hub.hpp"
 #include "app/tick_parts.hpp"
+#include "app/writable_places.hpp"
 #include "common/iso_time.hpp"
 #include "common/logging.hpp"
 #include "config/config_loader.hpp"
@@ -985,4 +987,49 @@ TEST(SensorHub, TheMinutesAndTheStatesCarryRoundedValues) {
     const auto states = hub.states(kg::Clock::now());
     ASSERT_EQ(states.size(), 1u);
     EXPECT_EQ(states[0].at("value").dump(), "7.6");
+}
+
+// --check-config said nothing of the places the gateway writes: a folder the service's user cannot
+// write was found by the running gateway, in its log, one consequence at a time (the installer
+// review). Nothing is made by the check: run as root, a folder it made would be root's.
+TEST(WritablePlaces, NamesEachPlaceThatCannotBeWrittenAndMakesNothing) {
+    const auto dir = std::filesystem::temp_directory_path() / ("kg-writable-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir / "outbox.db");  // a folder where the database should be
+    { std::ofstream(dir / "a-file") << "x"; }
+    auto cfg = kg::config::load_string(R"(
+site: {id: s1, name: S}
+public: {listen: "127.0.0.1:0"}
+cameras:
+  - {id: cam, name: Cam, url: "rtsp://192.0.2.1/s", public: true}
+)",
+                                       "writable.yaml");
+    cfg.outbox.path = (dir / "outbox.db").string();
+    cfg.evidence.path = (dir / "a-file" / "evidence").string();
+    cfg.training_frames.enabled = true;
+    cfg.training_frames.path = (dir / "not-yet" / "frames").string();  // made at the start: fine
+    cfg.public_side.hls_dir = (dir / "hls").string();
+    const auto places = kg::app::unwritable_places(cfg);
+    ASSERT_EQ(places.size(), 2u) << ::testing::PrintToString(places);
+    EXPECT_EQ(places[0], "outbox.path " + cfg.outbox.path +
+                             " cannot be written (a folder, not a file): the gateway keeps its messages in "
+                             "memory only, lost at a restart or power cut");
+    EXPECT_EQ(places[1], "evidence.path " + cfg.evidence.path + " cannot be written (not there, and " +
+                             (dir / "a-file").string() +
+                             " cannot take it: not a folder): no snapshot or clip is kept");
+    EXPECT_FALSE(std::filesystem::exists(dir / "not-yet")) << "the check makes nothing";
+    EXPECT_FALSE(std::filesystem::exists(dir / "hls"));
+    if (::geteuid() != 0) {
+        // Root writes where the mode says no; another user is refused, as the service's is.
+        std::filesystem::create_directories(dir / "locked");
+        std::filesystem::permissions(dir / "locked",
+                                     std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+        cfg.public_side.hls_dir = (dir / "locked" / "hls").string();
+        const auto locked = kg::app::unwritable_places(cfg);
+        ASSERT_EQ(locked.size(), 3u) << ::testing::PrintToString(locked);
+        EXPECT_NE(locked[2].find("public.hls_dir"), std::string::npos) << locked[2];
+        EXPECT_NE(locked[2].find("Permission denied"), std::string::npos) << locked[2];
+        std::filesystem::permissions(dir / "locked", std::filesystem::perms::owner_all);
+    }
+    std::filesystem::remove_all(dir);
 }
