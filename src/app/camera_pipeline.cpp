@@ -280,6 +280,71 @@ bool watched_alike(const config::Camera& before, const config::Camera& after) {
            before.health.offline_after == after.health.offline_after;
 }
 
+bool events_alike(const config::Camera& before, const config::Camera& after, const std::string& check,
+                  const std::string& label) {
+    // Judged on each picture afresh: the next run sees the condition within its first pictures, as
+    // this one did. Frozen, unattended and a floor against its learned reference need time or a
+    // reference the next run does not have yet: taken over, they would end as cleared meanwhile.
+    const bool afresh = check == "mask" || check == "head_covering" ||
+                        (check == vision::CameraHealthCheck::kName &&
+                         (label == "black" || label == "blank" || label == "covered"));
+    if (!afresh || !watched_alike(before, after)) return false;
+    if (std::find(after.checks.begin(), after.checks.end(), check) == after.checks.end()) return false;
+    const auto was = before.rules.find(check), is = after.rules.find(check);
+    if (was == before.rules.end() || is == after.rules.end() || !(was->second == is->second)) return false;
+    return before.zones == after.zones && before.masks == after.masks &&
+           (check != vision::CameraHealthCheck::kName || before.health == after.health);
+}
+
+std::vector<CameraPipeline::HandedEvent> CameraPipeline::hand_over_events(TimePoint now, const std::string& reason,
+                                                                          const config::Camera& after) {
+    std::vector<HandedEvent> out;
+    std::lock_guard trackers(trackers_mutex_);
+    for (auto& t : trackers_) {
+        if (!t.tracker.active() || !events_alike(camera_, after, t.check, t.label)) continue;
+        auto h = t.tracker.hand_over(now, reason);
+        if (!h) continue;
+        auto best = evidence_.take_best(h->id());
+        out.push_back({t.check, t.label, t.zone, std::move(*h), std::move(best)});
+    }
+    return out;
+}
+
+std::vector<std::string> CameraPipeline::take_over_events(std::vector<HandedEvent> handed,
+                                                          const config::Camera& before) {
+    std::vector<std::string> taken;
+    std::vector<HandedEvent> refused;
+    const auto now = Clock::now();
+    const auto steady = std::chrono::steady_clock::now();
+    {
+        std::lock_guard trackers(trackers_mutex_);
+        for (auto& e : handed) {
+            const auto producer = std::find_if(checks_.begin(), checks_.end(),
+                                               [&](const auto& c) { return c->name() == e.check; });
+            if (producer == checks_.end() || !events_alike(before, camera_, e.check, e.label)) {
+                refused.push_back(std::move(e));
+                continue;
+            }
+            auto& t = tracker_of(e.check, e.label, e.zone, static_cast<std::size_t>(producer - checks_.begin()), 0);
+            if (!t.tracker.take_over(e.open, now, steady)) {
+                refused.push_back(std::move(e));
+                continue;
+            }
+            // Seen as of now: not ended as unseen before this run's first pictures could see it.
+            t.last_seen = steady;
+            t.last_seen_wall = now;
+            // An empty frame when none was kept: this run's better ones replace it.
+            evidence_.keep_best(e.open.id(), e.best ? std::move(*e.best)
+                                                    : evidence::EventEvidence::BestFrame{cv::Mat(), e.open.end});
+            taken.push_back(e.open.id());
+        }
+        refresh_conditions();
+    }
+    // Outside the lock, as close_events() sends its ends (a snapshot is encoded and synced).
+    for (auto& e : refused) evidence_.submit_end(e.open.end, std::move(e.best));
+    return taken;
+}
+
 bool CameraPipeline::take_over_seen(const config::Camera& before, TimePoint last_frame,
                                     SteadyPoint last_frame_steady) {
     if (!watched_alike(before, camera_)) return false;
@@ -387,8 +452,13 @@ events::TrackerRule CameraPipeline::rule_for(const std::string& check) const {
 }
 
 CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& o, std::size_t producer) {
+    return tracker_of(o.check, o.label, o.zone, producer, o.severity);
+}
+
+CameraPipeline::Tracked& CameraPipeline::tracker_of(const std::string& check_name, const std::string& label,
+                                                    const std::string& zone, std::size_t producer, int severity) {
     for (auto& t : trackers_) {
-        if (t.check == o.check && t.label == o.label && t.zone == o.zone) return t;
+        if (t.check == check_name && t.label == label && t.zone == zone) return t;
     }
     // The rule is the producing check's (a user model's classes share its rule), the severity the
     // model's class mapping's when it sets one.
@@ -397,11 +467,11 @@ CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& 
     const auto& name = camera_.rules.at(check).schedule;
     if (!name.empty()) schedule = &site_.schedules.at(name);
     events::TrackerRule rule = rule_for(check);
-    if (o.severity > 0) rule.severity = o.severity;
-    trackers_.push_back({o.check,
-                         o.label,
-                         o.zone,
-                         events::EventTracker(camera_.id, o.check, o.label, o.zone, rule, site_.ids),
+    if (severity > 0) rule.severity = severity;
+    trackers_.push_back({check_name,
+                         label,
+                         zone,
+                         events::EventTracker(camera_.id, check_name, label, zone, rule, site_.ids),
                          schedule,
                          {},
                          {},

@@ -55,6 +55,11 @@ using CheckFactory = std::function<std::unique_ptr<vision::Check>(const std::str
 // Whether a camera configured as `after` is watched as `before` was: fetched from the same place,
 // judged offline after the same silence. What a reload hands over of its connection goes on then.
 bool watched_alike(const config::Camera& before, const config::Camera& after);
+// Whether an open event of `check` on a camera configured as `before` goes on where it is
+// configured as `after`: watched alike, the check still run, by the same rule, in the same zones and
+// masks, and judged on each picture afresh (handed_over_checks).
+bool events_alike(const config::Camera& before, const config::Camera& after, const std::string& check,
+                  const std::string& label);
 
 class CameraPipeline final : public AnalysisJob {
 public:
@@ -78,6 +83,25 @@ public:
     bool take_over_offline(const events::EventTracker::Handover& h, const config::Camera& before,
                            const events::CauseTold& told = {});
     events::CauseTold cause_told() const { return {told_kind_, cause_sent_at_}; }
+    // An open event of a check handed from one run to the next at a reload, with its best frame so
+    // far (the snapshot its end will carry).
+    struct HandedEvent {
+        std::string check, label, zone;
+        events::EventTracker::Handover open;
+        std::optional<evidence::EventEvidence::BestFrame> best;
+    };
+    // At a reload, before close_events(): the open events of the conditions judged on each picture
+    // afresh (a missing mask or head covering; a black, blank or covered picture), handed over
+    // instead of ended when `after` (the camera as the next run has it) judges them alike
+    // (events_alike): the room saw each reload end them as `gateway stopped` and raise them again as
+    // new alerts (the 62nd session's review: 31 `black` alerts of one camera in 35 reloads). Those
+    // judged over time (frozen, unattended, a floor against its learned reference) start afresh in
+    // the next run, and end at the reload as before. Only once stopped.
+    std::vector<HandedEvent> hand_over_events(TimePoint now, const std::string& reason, const config::Camera& after);
+    // Before start(): takes over what the previous run's pipeline of this camera handed over
+    // (`before`: the camera as that run had it); the end of each it does not judge alike is sent,
+    // with its best frame, as the stop would have. Returns the ids taken over.
+    std::vector<std::string> take_over_events(std::vector<HandedEvent> handed, const config::Camera& before);
     // Before start(): the last frame of the previous run's pipeline of this camera, online at the
     // reload, if this one watches it as that one did (watched_alike). Until its own first frame the
     // camera is online, and offline `offline_after` from that frame, as if the reload had not been:
@@ -136,6 +160,10 @@ private:
         std::vector<vision::Box> frame_boxes;
     };
     Tracked& tracker_for(const vision::Observation& o, std::size_t producer);
+    // The tracker of a condition, made for it if none is yet (`severity` > 0: the producer's own
+    // for it, a model's class mapping). Under trackers_mutex_.
+    Tracked& tracker_of(const std::string& check, const std::string& label, const std::string& zone,
+                        std::size_t producer, int severity);
     events::TrackerRule rule_for(const std::string& check) const;
     std::unique_ptr<vision::Check> make_check(const std::string& name);
     void check_failed(std::size_t check, const std::exception& e);

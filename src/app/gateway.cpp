@@ -337,6 +337,8 @@ void Gateway::start(CarryOver carried) {
     for (const auto& [id, c] : carried.sensors)
         for (const auto& h : c.open) handed_over.insert(h.id());
     for (const auto& [id, c] : carried.camera_offline) handed_over.insert(c.open.id());
+    for (const auto& [id, c] : carried.camera_events)
+        for (const auto& e : c.open) handed_over.insert(e.open.id());
     for (const auto& end : outbox_.left_open(
              started_at_, carried.hand_over_lost ? events::kEndStopped : events::kEndRestarted, handed_over))
         event_log_.submit(end);
@@ -578,6 +580,17 @@ void Gateway::adopt(CarryOver&& carried) {
         if (it != cameras_.end()) (*it)->take_over_seen(c.config, c.last_frame, c.last_frame_steady);
     }
     carried.camera_seen.clear();
+    for (auto& [id, c] : carried.camera_events) {
+        const auto it = std::find_if(cameras_.begin(), cameras_.end(),
+                                     [&id = id](const auto& camera) { return camera->camera().id == id; });
+        if (it == cameras_.end()) {
+            for (const auto& e : c.open) event_log_.submit(e.open.end);
+            continue;
+        }
+        const auto ids = (*it)->take_over_events(std::move(c.open), c.config);
+        for (const auto& event : ids) log_->info("camera {}: its alert {} goes on after the reload", id, event);
+    }
+    carried.camera_events.clear();
     if (sensors_) {
         sensors_->adopt(std::move(carried));
         return;
@@ -607,25 +620,29 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     const bool presence = continues && continues_presence(cfg_, *next);
     for (auto& camera : cameras_) {
         const auto& id = camera->camera().id;
-        if (continues && has_camera(*next, id)) {
+        if (const auto* after = continues ? config::find_camera(*next, id) : nullptr) {
             if (auto h = camera->hand_over_offline(now, events::kEndStopped))
                 carry->camera_offline[id] = {camera->camera(), std::move(*h), camera->cause_told()};
+            if (auto handed = camera->hand_over_events(now, events::kEndStopped, *after); !handed.empty())
+                carry->camera_events[id] = {camera->camera(), std::move(handed)};
         }
         camera->close_events(now, events::kEndStopped);
     }
     // The retained states must not keep showing the conditions whose events just ended, nor a camera
     // as watched that nobody watches now: a reload may have removed it, and its last state would
     // stay on the broker, and in the room, for good (as the sensors' do, SensorHub::stop).
-    // One the next run watches as this one did stays online if it is (CarryOver::camera_seen).
+    // One online that the next run watches as this one did is left as it is (CarryOver::camera_seen):
+    // that run publishes its state as it connects, online, with the conditions it took over.
     for (auto& camera : cameras_) {
         auto state = camera->final_state(now);
         const auto* after = next != nullptr ? config::find_camera(*next, state.camera->id) : nullptr;
-        state.online = state.online && presence && after != nullptr &&
-                       watched_alike(camera->camera(), *after) && state.stats.last_frame &&
-                       state.stats.last_frame_steady;
-        if (state.online)
+        if (state.online && presence && after != nullptr && watched_alike(camera->camera(), *after) &&
+            state.stats.last_frame && state.stats.last_frame_steady) {
             carry->camera_seen[state.camera->id] = {camera->camera(), *state.stats.last_frame,
                                                     *state.stats.last_frame_steady};
+            continue;
+        }
+        state.online = false;
         const bool kept = next == nullptr || has_camera(*next, state.camera->id);
         const auto topic = topics_.camera_state(state.camera->id);
         link_.publish(topic, kept ? publish::camera_state_payload(state, cfg_.site.id, now) : std::string(),

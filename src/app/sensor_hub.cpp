@@ -28,8 +28,11 @@ bool continues_events(const config::Gateway& now, const config::Gateway& next) {
 }
 
 bool continues_presence(const config::Gateway& now, const config::Gateway& next) {
+    // The whole connection: one the broker may refuse now (another client id against its
+    // clientid_prefixes, a new certificate) would leave the stop's silence, `online`, for good.
     return continues_events(now, next) && now.mqtt.url == next.mqtt.url &&
-           now.mqtt.username == next.mqtt.username && now.mqtt.password == next.mqtt.password;
+           now.mqtt.client_id == next.mqtt.client_id && now.mqtt.username == next.mqtt.username &&
+           now.mqtt.password == next.mqtt.password && now.mqtt.tls == next.mqtt.tls;
 }
 
 bool reads_alike(const config::Sensor& before, const config::Sensor& after) {
@@ -222,10 +225,12 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
                 // The retained state must not keep showing the conditions whose events just ended, nor
                 // a sensor as read that nobody reads now: a reload may have removed it, and its last
                 // state would stay on the broker, and in the room, for good. One the next run reads
-                // as this one did, with its last reading, stays as it is (online if it was).
+                // as this one did is left as it is: that run publishes its
+                // state as it connects, with the conditions whose events it took over (the review of
+                // this change: published here without them, an alarm read as none for a second).
                 const auto* after = next != nullptr ? config::find_sensor(*next, id) : nullptr;
-                const bool goes_on = presence && after != nullptr && reads_alike(e.rules->sensor(), *after);
-                states.push_back(state_message(e, now, goes_on));
+                if (presence && after != nullptr && reads_alike(e.rules->sensor(), *after)) continue;
+                states.push_back(state_message(e, now, false));
                 if (next != nullptr && !has_sensor(*next, id)) {
                     states.back().payload.clear();
                     if (carry != nullptr) carry->cleared_states.push_back(states.back().topic);

@@ -49,6 +49,13 @@ struct CarryOver {
         events::CauseTold cause_told;  // CameraPipeline::cause_told()
     };
     std::map<std::string, CameraOffline> camera_offline;
+    // The cameras' other open events the next run judges alike (CameraPipeline::hand_over_events),
+    // by camera id, with the camera as that run had it.
+    struct CameraEvents {
+        config::Camera config;
+        std::vector<CameraPipeline::HandedEvent> open;
+    };
+    std::map<std::string, CameraEvents> camera_events;
     // The cameras online at the stop that the next run watches as this one did, with their last
     // frame (CameraPipeline::take_over_seen): online across the reload, not offline to the room
     // until their first frame; judged offline from that frame if none comes.

@@ -102,6 +102,7 @@ struct Health {
     // At least this share of the pictures of the last minute damaged (decoded with errors) ->
     // damaged; 0: never.
     double damaged_share = 0.1;
+    bool operator==(const Health&) const = default;
 };
 
 // What the region checks compare against and how much change counts.
@@ -120,6 +121,7 @@ struct Scene {
 
 struct Point {
     float x = 0, y = 0;  // normalised 0..1
+    bool operator==(const Point&) const = default;
 };
 
 // A named region of one camera where some checks apply (empty `checks`: all).
@@ -127,6 +129,7 @@ struct Zone {
     std::string name;
     std::vector<Point> polygon;
     std::vector<std::string> checks;
+    bool operator==(const Zone&) const = default;
 };
 
 // How one check's observations become events (per camera; `defaults.rules` apply to all).
@@ -138,6 +141,7 @@ struct Rule {
     double threshold = 0.5;                       // the smoothed score that counts as present
     int median_window = 3;                        // smoothed score = median of the last N frames
     std::string schedule;                         // empty: always; else a name from `schedules`
+    bool operator==(const Rule&) const = default;
 };
 
 struct Camera {

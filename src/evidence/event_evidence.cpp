@@ -152,7 +152,7 @@ std::optional<EventEvidence::BestFrame> EventEvidence::take_best(const std::stri
 }
 
 void EventEvidence::submit_end(events::Event& event, std::optional<BestFrame> best) {
-    if (store_ != nullptr && best) {
+    if (store_ != nullptr && best && !best->image.empty()) {
         cv::Mat canvas;  // not canvas_: the analysis thread may be drawing on it
         event.evidence.snapshot_end =
             write_snapshot(best->event, best->image, "-best.jpg", nullptr, event.evidence.errors, canvas);

@@ -61,6 +61,9 @@ public:
     // the analysis or the supervisor's thread, which also serves HTTP): the end, with that frame as
     // its snapshot.
     std::optional<BestFrame> take_best(const std::string& event_id);
+    // Before the analysis starts: the best frame a reload's previous run kept for an open event it
+    // handed over (an empty one if none), improved on from here as this run's own.
+    void keep_best(const std::string& event_id, BestFrame best) { best_[event_id] = std::move(best); }
     void submit_end(events::Event& event, std::optional<BestFrame> best);
 
     // Supervisor thread: cuts the clips whose post-roll has passed. Clips are timed on the steady

@@ -619,10 +619,10 @@ void Ingest::route_site(const std::string& topic, const std::vector<std::string>
         }
         // The run is the configuration's: since a reload (`reloaded_at`), else since the start.
         for (const auto* key : {"reloaded_at", "started_at"}) {
-            if (const auto it = j.find(key); seq && it != j.end() && it->is_string()) {
-                seq->run_started = parse_iso8601_utc(it->get<std::string>());  // not a time: none
-                break;
-            }
+            const auto it = j.find(key);
+            if (!seq || it == j.end() || !it->is_string()) continue;
+            seq->run_started = parse_iso8601_utc(it->get<std::string>());  // not a time: the next
+            if (seq->run_started) break;
         }
         const auto stored = store_.set_gateway_info(site, j, now, seq);
         if (!stored.removed.empty())
