@@ -296,7 +296,8 @@ bool events_alike(const config::Camera& before, const config::Camera& after, con
            (check != vision::CameraHealthCheck::kName || before.health == after.health);
 }
 
-std::vector<CameraPipeline::HandedEvent> CameraPipeline::hand_over_events(TimePoint now, const std::string& reason,
+std::vector<CameraPipeline::HandedEvent> CameraPipeline::hand_over_events(TimePoint now,
+                                                                          const std::string& reason,
                                                                           const config::Camera& after) {
     std::vector<HandedEvent> out;
     std::lock_guard trackers(trackers_mutex_);
@@ -325,7 +326,8 @@ std::vector<std::string> CameraPipeline::take_over_events(std::vector<HandedEven
                 refused.push_back(std::move(e));
                 continue;
             }
-            auto& t = tracker_of(e.check, e.label, e.zone, static_cast<std::size_t>(producer - checks_.begin()), 0);
+            auto& t =
+                tracker_of(e.check, e.label, e.zone, static_cast<std::size_t>(producer - checks_.begin()), 0);
             if (!t.tracker.take_over(e.open, now, steady)) {
                 refused.push_back(std::move(e));
                 continue;
@@ -334,8 +336,9 @@ std::vector<std::string> CameraPipeline::take_over_events(std::vector<HandedEven
             t.last_seen = steady;
             t.last_seen_wall = now;
             // An empty frame when none was kept: this run's better ones replace it.
-            evidence_.keep_best(e.open.id(), e.best ? std::move(*e.best)
-                                                    : evidence::EventEvidence::BestFrame{cv::Mat(), e.open.end});
+            evidence_.keep_best(e.open.id(), e.best
+                                                 ? std::move(*e.best)
+                                                 : evidence::EventEvidence::BestFrame{cv::Mat(), e.open.end});
             taken.push_back(e.open.id());
         }
         refresh_conditions();
@@ -456,7 +459,8 @@ CameraPipeline::Tracked& CameraPipeline::tracker_for(const vision::Observation& 
 }
 
 CameraPipeline::Tracked& CameraPipeline::tracker_of(const std::string& check_name, const std::string& label,
-                                                    const std::string& zone, std::size_t producer, int severity) {
+                                                    const std::string& zone, std::size_t producer,
+                                                    int severity) {
     for (auto& t : trackers_) {
         if (t.check == check_name && t.label == label && t.zone == zone) return t;
     }

@@ -97,7 +97,8 @@ public:
     // new alerts (the 62nd session's review: 31 `black` alerts of one camera in 35 reloads). Those
     // judged over time (frozen, unattended, a floor against its learned reference) start afresh in
     // the next run, and end at the reload as before. Only once stopped.
-    std::vector<HandedEvent> hand_over_events(TimePoint now, const std::string& reason, const config::Camera& after);
+    std::vector<HandedEvent> hand_over_events(TimePoint now, const std::string& reason,
+                                              const config::Camera& after);
     // Before start(): takes over what the previous run's pipeline of this camera handed over
     // (`before`: the camera as that run had it); the end of each it does not judge alike is sent,
     // with its best frame, as the stop would have. Returns the ids taken over.

@@ -588,7 +588,8 @@ void Gateway::adopt(CarryOver&& carried) {
             continue;
         }
         const auto ids = (*it)->take_over_events(std::move(c.open), c.config);
-        for (const auto& event : ids) log_->info("camera {}: its alert {} goes on after the reload", id, event);
+        for (const auto& event : ids)
+            log_->info("camera {}: its alert {} goes on after the reload", id, event);
     }
     carried.camera_events.clear();
     if (sensors_) {
