@@ -283,11 +283,14 @@ bool watched_alike(const config::Camera& before, const config::Camera& after) {
 bool events_alike(const config::Camera& before, const config::Camera& after, const std::string& check,
                   const std::string& label) {
     // Judged on each picture afresh: the next run sees the condition within its first pictures, as
-    // this one did. Frozen, unattended and a floor against its learned reference need time or a
-    // reference the next run does not have yet: taken over, they would end as cleared meanwhile.
-    const bool afresh = check == "mask" || check == "head_covering" ||
-                        (check == vision::CameraHealthCheck::kName &&
-                         (label == "black" || label == "blank" || label == "covered"));
+    // this one did. Frozen, unattended, a covered lens (against the sharpness learned from earlier
+    // pictures) and a floor against its learned reference need time or a reference the next run
+    // does not have yet: taken over, they ended as cleared meanwhile (the review of this change: a
+    // lens still covered, `cleared` 2 s after the reload). Only the built-in checks' labels: a user
+    // model's event has its own rule and severity.
+    const bool afresh = (check == "mask" && label == "no_mask") ||
+                        (check == "head_covering" && label == "bare_head") ||
+                        (check == vision::CameraHealthCheck::kName && (label == "black" || label == "blank"));
     if (!afresh || !watched_alike(before, after)) return false;
     if (std::find(after.checks.begin(), after.checks.end(), check) == after.checks.end()) return false;
     const auto was = before.rules.find(check), is = after.rules.find(check);
@@ -302,7 +305,12 @@ std::vector<CameraPipeline::HandedEvent> CameraPipeline::hand_over_events(TimePo
     std::vector<HandedEvent> out;
     std::lock_guard trackers(trackers_mutex_);
     for (auto& t : trackers_) {
-        if (!t.tracker.active() || !events_alike(camera_, after, t.check, t.label)) continue;
+        // Seen by the built-in check of its name alone: one a user model reported too is judged by
+        // that model's rule, which the next run's tracker would not have.
+        const bool own =
+            !t.producers.empty() && std::all_of(t.producers.begin(), t.producers.end(),
+                                                [&](std::size_t p) { return checks_[p]->name() == t.check; });
+        if (!t.tracker.active() || !own || !events_alike(camera_, after, t.check, t.label)) continue;
         auto h = t.tracker.hand_over(now, reason);
         if (!h) continue;
         auto best = evidence_.take_best(h->id());
@@ -332,6 +340,10 @@ std::vector<std::string> CameraPipeline::take_over_events(std::vector<HandedEven
                 refused.push_back(std::move(e));
                 continue;
             }
+            // Its check, for end_unseen(): one that fails on every picture ends it as failing.
+            const auto index = static_cast<std::size_t>(producer - checks_.begin());
+            if (std::find(t.producers.begin(), t.producers.end(), index) == t.producers.end())
+                t.producers.push_back(index);
             // Seen as of now: not ended as unseen before this run's first pictures could see it.
             t.last_seen = steady;
             t.last_seen_wall = now;

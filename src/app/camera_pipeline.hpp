@@ -91,7 +91,7 @@ public:
         std::optional<evidence::EventEvidence::BestFrame> best;
     };
     // At a reload, before close_events(): the open events of the conditions judged on each picture
-    // afresh (a missing mask or head covering; a black, blank or covered picture), handed over
+    // afresh by the built-in checks (a missing mask or head covering; a black or blank picture), handed over
     // instead of ended when `after` (the camera as the next run has it) judges them alike
     // (events_alike): the room saw each reload end them as `gateway stopped` and raise them again as
     // new alerts (the 62nd session's review: 31 `black` alerts of one camera in 35 reloads). Those

@@ -136,11 +136,12 @@ std::string EventEvidence::attach(events::Event& event, const ingest::Frame& fra
         }
     } else if (event.state == events::EventState::end) {
         auto it = best_.find(event.id);
-        if (it != best_.end()) {
+        // Empty: an alert a reload handed over without a frame, none better seen since (keep_best).
+        if (it != best_.end() && !it->second.image.empty()) {
             event.evidence.snapshot_end = write_snapshot(it->second.event, it->second.image, "-best.jpg",
                                                          nullptr, event.evidence.errors, canvas_);
-            best_.erase(it);
         }
+        if (it != best_.end()) best_.erase(it);
     }
     return for_mqtt;
 }
