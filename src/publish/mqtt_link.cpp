@@ -588,15 +588,16 @@ void MqttLink::stop(bool say_offline) {
     thread_.join();
     if (connected_) {
         try {
-            // The clean-shutdown counterpart of the last will. A clean disconnect discards the will,
-            // so without it `online` stays retained until the next run's connection says it again.
-            if (say_offline)
-                client_->publish(availability_topic_, std::string("offline"), kQos1, true)
-                    ->wait_for(std::chrono::seconds(5));
-            // Up to 2 s for what is in flight (the last states) to be acknowledged first: Mosquitto
-            // 2.0 takes a socket closed before its PUBACK went out for a lost connection and sends
-            // the last will, `offline`, in place of a reload's silence.
-            client_->disconnect(std::chrono::seconds(2))->wait_for(std::chrono::seconds(5));
+            // The clean-shutdown counterpart of the last will; at a reload that goes on, `online`
+            // again, as retained (a clean disconnect drops the will). Either way a QoS 1 message
+            // whose PUBACK is waited for: Mosquitto 2.0 takes a socket closed before a PUBACK went
+            // out for a lost connection and sends the last will, so what is in flight (the last
+            // states) is acknowledged first. Not by a disconnect timeout: in CI, Paho's send thread
+            // called a null callback after one (a reload while the link was connecting).
+            client_
+                ->publish(availability_topic_, std::string(say_offline ? "offline" : "online"), kQos1, true)
+                ->wait_for(std::chrono::seconds(5));
+            client_->disconnect()->wait_for(std::chrono::seconds(5));
         } catch (const mqtt::exception& e) {
             log_->warn("clean disconnect failed: {}", e.what());
         }

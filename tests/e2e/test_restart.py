@@ -103,21 +103,24 @@ def test_events_left_open_by_a_kill_are_ended_at_the_next_start(tmp_path, broker
         kg_e2e.wait_until(lambda: all(ends(i) for i in second_ids), 5, what="the stop's ends at the collector")
         assert all(ends(i)[0]["end_reason"] == "gateway stopped" for i in second_ids)
 
-        # A reload ends each open event once, as stopped: the new life finds nothing left open.
+        # A reload hands the open events to the next life (the black picture goes on as one alert,
+        # since the 66th session; before, it ended `gateway stopped` and started again): none is
+        # ended at the reload, nor taken for left open by a crash; the stop ends each once.
         third = gateways(cfg, "third")
         kg_e2e.wait_until(lambda: [i for i in starts() if i not in opened and i not in second_ids], 30,
                           what="a new event in the third run")
         before_reload = [i for i in starts() if i not in opened and i not in second_ids]
         third.proc.send_signal(signal.SIGHUP)
         kg_e2e.wait_until(lambda: "stopped for the reload" in third.output(), 20, what="the reload")
-        for event_id in before_reload:
-            collector.wait_for(lambda: ends(event_id), 10, what=f"an end for {event_id} at the reload")
         kg_e2e.wait_until(lambda: third.output().count("messages waiting") >= 2, 10, what="the reloaded outbox")
         time.sleep(3)
         for event_id in before_reload:
-            assert [e["end_reason"] for e in ends(event_id)] == ["gateway stopped"]
+            assert ends(event_id) == [], ends(event_id)
         assert third.output().count("ending them with") == 0
         assert third.terminate() == 0
+        for event_id in before_reload:
+            collector.wait_for(lambda: ends(event_id), 10, what=f"an end for {event_id} at the stop")
+            assert [e["end_reason"] for e in ends(event_id)] == ["gateway stopped"]
         restarted = [e for e in collector.events() if e.get("end_reason") == "gateway restarted"]
         assert sorted(e["id"] for e in restarted) == sorted(opened), restarted
         schemas.validate_all(collector)
