@@ -334,14 +334,13 @@ std::vector<std::string> CameraPipeline::take_over_events(std::vector<HandedEven
                 refused.push_back(std::move(e));
                 continue;
             }
-            auto& t =
-                tracker_of(e.check, e.label, e.zone, static_cast<std::size_t>(producer - checks_.begin()), 0);
+            const auto index = static_cast<std::size_t>(producer - checks_.begin());
+            auto& t = tracker_of(e.check, e.label, e.zone, index, 0);
             if (!t.tracker.take_over(e.open, now, steady)) {
                 refused.push_back(std::move(e));
                 continue;
             }
             // Its check, for end_unseen(): one that fails on every picture ends it as failing.
-            const auto index = static_cast<std::size_t>(producer - checks_.begin());
             if (std::find(t.producers.begin(), t.producers.end(), index) == t.producers.end())
                 t.producers.push_back(index);
             // Seen as of now: not ended as unseen before this run's first pictures could see it.

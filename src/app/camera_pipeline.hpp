@@ -57,7 +57,7 @@ using CheckFactory = std::function<std::unique_ptr<vision::Check>(const std::str
 bool watched_alike(const config::Camera& before, const config::Camera& after);
 // Whether an open event of `check` on a camera configured as `before` goes on where it is
 // configured as `after`: watched alike, the check still run, by the same rule, in the same zones and
-// masks, and judged on each picture afresh (handed_over_checks).
+// masks, and judged on each picture afresh by a built-in check (no_mask, bare_head, black, blank).
 bool events_alike(const config::Camera& before, const config::Camera& after, const std::string& check,
                   const std::string& label);
 

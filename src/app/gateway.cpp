@@ -561,11 +561,16 @@ void Gateway::carry_missed_cycles(const std::vector<std::string>& history, std::
     }
 }
 
+CameraPipeline* Gateway::camera_pipeline(const std::string& id) const {
+    const auto it = std::find_if(cameras_.begin(), cameras_.end(),
+                                 [&](const auto& camera) { return camera->camera().id == id; });
+    return it == cameras_.end() ? nullptr : it->get();
+}
+
 void Gateway::adopt(CarryOver&& carried) {
     for (auto& [id, c] : carried.camera_offline) {
-        const auto it = std::find_if(cameras_.begin(), cameras_.end(),
-                                     [&id = id](const auto& camera) { return camera->camera().id == id; });
-        if (it != cameras_.end() && (*it)->take_over_offline(c.open, c.config, c.cause_told)) {
+        auto* camera = camera_pipeline(id);
+        if (camera != nullptr && camera->take_over_offline(c.open, c.config, c.cause_told)) {
             log_->info("camera {}: its offline alert ({}) goes on after the reload", id, c.open.id());
         } else {
             log_->info("camera {}: its offline alert ({}) ends with the reload: the camera changed", id,
@@ -575,20 +580,17 @@ void Gateway::adopt(CarryOver&& carried) {
     }
     carried.camera_offline.clear();
     for (const auto& [id, c] : carried.camera_seen) {
-        const auto it = std::find_if(cameras_.begin(), cameras_.end(),
-                                     [&id = id](const auto& camera) { return camera->camera().id == id; });
-        if (it != cameras_.end()) (*it)->take_over_seen(c.config, c.last_frame, c.last_frame_steady);
+        if (auto* camera = camera_pipeline(id))
+            camera->take_over_seen(c.config, c.last_frame, c.last_frame_steady);
     }
     carried.camera_seen.clear();
     for (auto& [id, c] : carried.camera_events) {
-        const auto it = std::find_if(cameras_.begin(), cameras_.end(),
-                                     [&id = id](const auto& camera) { return camera->camera().id == id; });
-        if (it == cameras_.end()) {
+        auto* camera = camera_pipeline(id);
+        if (camera == nullptr) {
             for (const auto& e : c.open) event_log_.submit(e.open.end);
             continue;
         }
-        const auto ids = (*it)->take_over_events(std::move(c.open), c.config);
-        for (const auto& event : ids)
+        for (const auto& event : camera->take_over_events(std::move(c.open), c.config))
             log_->info("camera {}: its alert {} goes on after the reload", id, event);
     }
     carried.camera_events.clear();
@@ -837,10 +839,8 @@ nlohmann::json Gateway::public_status() const {
 }
 
 stream::PublicFeed* Gateway::public_feed(const std::string& camera) const {
-    for (const auto& c : cameras_) {
-        if (c->camera().id == camera && c->camera().is_public) return c->public_feed();
-    }
-    return nullptr;
+    const auto* c = camera_pipeline(camera);
+    return c != nullptr && c->camera().is_public ? c->public_feed() : nullptr;
 }
 
 bool Gateway::ready(std::string& why_not) const {

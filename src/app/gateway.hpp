@@ -105,6 +105,7 @@ public:
 
 private:
     void adopt(CarryOver&& carried);
+    CameraPipeline* camera_pipeline(const std::string& id) const;  // null: no such camera in this run
     // At a fresh start: the missed disinfection cycles the previous run's stop ended (`history`,
     // the event messages it published; `alive_at`, its last heartbeat), raised again through
     // `carried` as a reload hands them over.

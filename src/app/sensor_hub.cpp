@@ -225,9 +225,9 @@ void SensorHub::stop(CarryOver* carry, const config::Gateway* next) {
                 // The retained state must not keep showing the conditions whose events just ended, nor
                 // a sensor as read that nobody reads now: a reload may have removed it, and its last
                 // state would stay on the broker, and in the room, for good. One the next run reads
-                // as this one did is left as it is: that run publishes its
-                // state as it connects, with the conditions whose events it took over (the review of
-                // this change: published here without them, an alarm read as none for a second).
+                // as this one did is left as it is: that run publishes its state as it connects, with
+                // the conditions whose events it took over (published here without them, an alarm
+                // read as none for a second).
                 const auto* after = next != nullptr ? config::find_sensor(*next, id) : nullptr;
                 if (presence && after != nullptr && reads_alike(e.rules->sensor(), *after)) continue;
                 states.push_back(state_message(e, now, false));

@@ -44,18 +44,14 @@ std::string unwritable_folder_as_is(const std::string& folder) {
     return "not there, nor any folder above it";
 }
 
-}  // namespace kg
-
-namespace kg {
-
 std::string unwritable_file_as_is(const std::string& file) {
+    const auto folder = std::filesystem::absolute(file).parent_path().string();
     std::error_code ec;
-    if (!std::filesystem::exists(file, ec))
-        return unwritable_folder_as_is(std::filesystem::absolute(file).parent_path().string());
+    if (!std::filesystem::exists(file, ec)) return unwritable_folder_as_is(folder);
     if (std::filesystem::is_directory(file, ec)) return "a folder, not a file";
     if (::access(file.c_str(), W_OK) != 0) return std::strerror(errno);
     // SQLite writes beside it (its -wal and -shm files, a journal): the folder too.
-    return unwritable_folder_as_is(std::filesystem::absolute(file).parent_path().string());
+    return unwritable_folder_as_is(folder);
 }
 
 }  // namespace kg

@@ -15,10 +15,6 @@ std::string unwritable_folder(const std::string& folder);
 // run as root: a folder it made would be root's, and the service's user could not write it.
 std::string unwritable_folder_as_is(const std::string& folder);
 
-}  // namespace kg
-
-namespace kg {
-
 // As unwritable_folder_as_is() for a file: one that is there must be writable itself (a database
 // first made by someone else, root running the gateway by hand), one that is not is judged by its
 // folder.
