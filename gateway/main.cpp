@@ -35,6 +35,7 @@
 #include "kg/version.hpp"
 #include "vision/opencv_threads.hpp"
 #include "web/http_server.hpp"
+#include "web/kept_listeners.hpp"
 #include "web/local_api.hpp"
 #include "web/public_site.hpp"
 #include "web/viewer_token.hpp"
@@ -74,12 +75,15 @@ struct BuildFailed : std::runtime_error {
 // `last_reload`: how the last reload went, kept across runs for /metrics; this run's refusals and
 // its own making are recorded in it.
 // `logins`: the cameras' logins, kept across runs (a reload does not try a refused password again).
+// `kept_listeners`: the HTTP sides' listening sockets, handed from a run that stops for a reload to
+// the next.
 // `process_started`, `first_run`: when the process started, and whether this is its first run
 // (see Gateway::note_process_start).
 RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
                 const kg::ProcessSignals& process_signals, kg::app::CarryOver& carry, bool fallback,
                 kg::WatchdogKeeper& watchdog, std::optional<kg::app::Gateway::ReloadOutcome>& last_reload,
-                kg::ingest::LoginGate& logins, kg::TimePoint process_started, bool first_run) {
+                kg::ingest::LoginGate& logins, kg::web::KeptListeners& kept_listeners,
+                kg::TimePoint process_started, bool first_run) {
     kg::Logging logging(cfg.log.level, cfg.log.json);
     auto log = logging.get("main");
     log->info("kitchen-gateway {} starting with {}", kg::kVersion, cfg.source_file);
@@ -166,8 +170,16 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
         outcome = why;
         sd_notify(0, why == Outcome::reload ? "RELOADING=1" : "STOPPING=1");
         timer.cancel();
-        if (api) api->stop();
-        if (public_side) public_side->stop();
+        // At a reload the ports stay open for the next run (KeptListeners): asked meanwhile, a
+        // parent's player waits for it instead of being refused and starting its stream over.
+        if (why == Outcome::reload) {
+            if (api) kept_listeners.keep("api", cfg.api.listen, api->release_listening());
+            if (public_side)
+                kept_listeners.keep("public", cfg.public_side.listen, public_side->release_listening());
+        } else {
+            if (api) api->stop();
+            if (public_side) public_side->stop();
+        }
         io.stop();
     };
     // A reload is accepted only if the file on disk is valid now: a typo must not take the
@@ -262,20 +274,20 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
     };
     if (!cfg.api.listen.empty()) {
         auto api_log = logging.get("api");
-        listeners.push_back(std::make_unique<Listener>(
-            Listener{"api", "local API", api_log,
-                     [&, api_log] {
-                         kg::web::Limits limits;
-                         limits.header_timeout = cfg.api.header_timeout;
-                         limits.idle_timeout = cfg.api.idle_timeout;
-                         api = std::make_unique<kg::web::HttpServer>(
-                             io, cfg.api.listen, limits,
-                             kg::web::local_api(gateway, cfg.api.token, api_log, reload), api_log);
-                         api->start();
-                         api_log->info("local API on {} (port {}){}", cfg.api.listen, api->port(),
-                                       cfg.api.token.empty() ? "; /api is off: no api.token" : "");
-                     },
-                     std::make_unique<boost::asio::steady_timer>(io)}));
+        listeners.push_back(std::make_unique<Listener>(Listener{
+            "api", "local API", api_log,
+            [&, api_log] {
+                kg::web::Limits limits;
+                limits.header_timeout = cfg.api.header_timeout;
+                limits.idle_timeout = cfg.api.idle_timeout;
+                api = std::make_unique<kg::web::HttpServer>(
+                    io, cfg.api.listen, limits, kg::web::local_api(gateway, cfg.api.token, api_log, reload),
+                    api_log, kept_listeners.take("api", cfg.api.listen));
+                api->start();
+                api_log->info("local API on {} (port {}){}", cfg.api.listen, api->port(),
+                              cfg.api.token.empty() ? "; /api is off: no api.token" : "");
+            },
+            std::make_unique<boost::asio::steady_timer>(io)}));
     }
     if (!cfg.public_side.listen.empty()) {
         auto public_log = logging.get("public");
@@ -283,9 +295,9 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
             "public", "public side", public_log,
             [&, public_log] {
                 auto routes = kg::web::public_site(gateway, cfg.public_side, public_log);
-                public_side = std::make_unique<kg::web::HttpServer>(io, cfg.public_side.listen,
-                                                                    kg::web::public_limits(cfg.public_side),
-                                                                    routes.handler, public_log);
+                public_side = std::make_unique<kg::web::HttpServer>(
+                    io, cfg.public_side.listen, kg::web::public_limits(cfg.public_side), routes.handler,
+                    public_log, kept_listeners.take("public", cfg.public_side.listen));
                 if (routes.stream_handler) public_side->set_stream_handler(routes.stream_handler);
                 public_side->start();
                 public_log->info(
@@ -295,6 +307,7 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
             std::make_unique<boost::asio::steady_timer>(io)}));
     }
     for (auto& l : listeners) try_open(*l);
+    kept_listeners.clear();  // a side this run does not open: its port closes now
     kg::SignalWatch signals(io, process_signals);
     kg::LogThrottle tick_failures;
     std::function<void()> schedule_tick = [&] {
@@ -346,13 +359,14 @@ int run(kg::config::Gateway cfg, const std::string& config_path, const kg::Proce
     std::optional<kg::config::Gateway> previous;
     std::optional<kg::app::Gateway::ReloadOutcome> last_reload;
     kg::ingest::LoginGate logins;
+    kg::web::KeptListeners kept_listeners;
     const auto process_started = kg::Clock::now();
     bool first_run = true;
     for (;;) {
         RunEnd end;
         try {
             end = run_once(cfg, config_path, signals, carry, previous.has_value(), watchdog, last_reload,
-                           logins, process_started, first_run);
+                           logins, kept_listeners, process_started, first_run);
             first_run = false;
         } catch (const BuildFailed&) {
             // Logged by run_once. What the stopped run handed over is still in `carry` if the run

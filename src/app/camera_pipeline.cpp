@@ -35,16 +35,6 @@ Duration ring_length(const config::Camera& camera, const config::Evidence& evide
 
 bool needs_motion(const std::string& check) { return check != vision::CameraHealthCheck::kName; }
 
-// "{site}" and "{camera}" in the push URL template become this camera's ids.
-std::string rtmp_url(std::string url, const std::string& site, const std::string& camera) {
-    for (const auto& [key, value] :
-         {std::pair<std::string, std::string>{"{site}", site}, {"{camera}", camera}}) {
-        for (auto at = url.find(key); at != std::string::npos; at = url.find(key, at + value.size()))
-            url.replace(at, key.size(), value);
-    }
-    return url;
-}
-
 std::vector<rules::Zone> zones_of(const config::Camera& camera) {
     std::vector<rules::Zone> zones;
     for (const auto& z : camera.zones) {
@@ -115,42 +105,8 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
     }
     raw_.reserve(16);
     observations_.reserve(16);
-    if (site.logins == nullptr) own_logins_ = std::make_unique<ingest::LoginGate>();
-    worker_ = std::make_unique<ingest::CameraWorker>(
-        camera_, frames_, stats_, site.logins != nullptr ? *site.logins : *own_logins_,
-        [this] { pool_.notify(*this); }, log_);
-    if (site.evidence != nullptr) packets_.add(&ring_);
-    if (camera_.is_public && !site.config.public_side.listen.empty()) {
-        const auto& pub = site.config.public_side;
-        stream::FeedOptions feed;
-        bool masker_takes_frames = false;  // the privacy masker takes the ingest's pictures
-        feed.camera = camera_.id;
-        feed.hls_folder = pub.hls_dir + "/" + site.config.site.id + "/" + camera_.id;
-        feed.segment_seconds = static_cast<int>(
-            std::max<long>(1, std::chrono::duration_cast<std::chrono::seconds>(pub.segment).count()));
-        if (!pub.rtmp_push.empty()) feed.rtmp_url = rtmp_url(pub.rtmp_push, site.config.site.id, camera_.id);
-        if (!camera_.privacy_masks.empty()) {
-            stream::PrivacyOptions privacy;
-            for (const auto& m : camera_.privacy_masks) {
-                rules::Polygon poly;
-                for (const auto& p : m) poly.push_back({p.x, p.y});
-                privacy.masks.push_back(std::move(poly));
-            }
-            privacy.width = pub.privacy_width;
-            privacy.fps = pub.privacy_fps;
-            // The ingest decodes every picture for the checks: the masker takes those instead of
-            // decoding the camera again (5 % of a core for a 720p camera here). With key frames
-            // only, the ingest decodes too few for the feed, and the masker decodes its own.
-            privacy.frames_from_input = !camera_.analysis.keyframes_only;
-            masker_takes_frames = privacy.frames_from_input;
-            feed.privacy = std::move(privacy);
-        }
-        feed_ =
-            std::make_unique<stream::PublicFeed>(std::move(feed), site.logging.get("public:" + camera_.id));
-        packets_.add(feed_.get());
-        if (masker_takes_frames) worker_->set_frame_observer(feed_.get());
-    }
-    if (!packets_.empty()) worker_->set_packet_observer(&packets_);
+    input_ = std::make_unique<CameraInput>(camera_, CameraInput::spec_of(camera_, site.config), site.logins,
+                                           log_, site.logging.get("public:" + camera_.id));
     events::TrackerRule offline_rule = rule_for(vision::CameraHealthCheck::kName);
     offline_rule.confirm = Duration(0);  // offline_after already is the confirmation time
     offline_rule.clear = Duration(0);
@@ -220,15 +176,35 @@ std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& nam
 void CameraPipeline::start() {
     started_at_ = Clock::now();
     started_steady_ = std::chrono::steady_clock::now();
-    worker_->start();
+    input_->set_frame_listener([this] { pool_.notify(*this); });
+    if (site_.evidence != nullptr) input_->set_clip_ring(&ring_);
+    input_->start();
 }
 
-void CameraPipeline::stop() { worker_->stop(); }
+void CameraPipeline::stop(bool keep_input) {
+    if (!input_) return;
+    if (!keep_input) {
+        input_->stop();
+        return;
+    }
+    // Goes on without this run: nothing of it is called from the ingest thread any more.
+    input_->set_frame_listener({});
+    input_->set_clip_ring(nullptr);
+}
+
+std::unique_ptr<CameraInput> CameraPipeline::release_input() { return std::move(input_); }
+
+bool CameraPipeline::take_over_input(std::unique_ptr<CameraInput>& input) {
+    if (!input || !(input->spec() == input_->spec())) return false;
+    input->set_open(input_->open());
+    input_ = std::move(input);
+    return true;
+}
 
 void CameraPipeline::check_failed(std::size_t i, const std::exception& e) {
     constexpr auto kLogEvery = std::chrono::minutes(1);
     const auto now = std::chrono::steady_clock::now();
-    stats_.check_failed();
+    input_->stats().check_failed();
     {
         std::lock_guard lock(conditions_mutex_);
         failed_at_[i] = now;
@@ -498,7 +474,7 @@ CameraPipeline::Tracked& CameraPipeline::tracker_of(const std::string& check_nam
 }
 
 void CameraPipeline::run_once() {
-    const ingest::Frame* frame = frames_.take();
+    const ingest::Frame* frame = input_->frames().take();
     if (frame != nullptr) analyse(*frame);
 }
 
@@ -523,7 +499,7 @@ void CameraPipeline::frame_failed(const ingest::Frame& frame, const char* what) 
     // the open events after their clear time, and the state names the checks as failing, instead of
     // events left open for good behind a camera that reads as online and well.
     const auto now = std::chrono::steady_clock::now();
-    stats_.check_failed();
+    input_->stats().check_failed();
     {
         std::lock_guard lock(conditions_mutex_);
         for (auto& at : failed_at_) at = now;
@@ -648,7 +624,7 @@ void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
         evidence_.submit_end(end, std::move(best));
         changed = true;
     }
-    stats_.frame_analysed(std::chrono::steady_clock::now() - began);
+    input_->stats().frame_analysed(std::chrono::steady_clock::now() - began);
     if (training_) {
         // On the analysis thread, which owns the frame; an encode every few minutes is cheap
         // beside the checks, and a copy for another thread would cost more.
@@ -688,7 +664,7 @@ publish::CameraState CameraPipeline::final_state(TimePoint now) {
 publish::CameraState CameraPipeline::report(TimePoint now, SteadyPoint steady, bool observe) {
     publish::CameraState state;
     state.camera = &camera_;
-    state.stats = stats_.snapshot(steady);
+    state.stats = input_->stats().snapshot(steady);
     // How long ago on the steady clock; on the wall clock a step back of an hour kept a camera that
     // died online for that hour, and a step ahead raised a false offline that ended its alerts.
     // Silent since this run's last frame; before its first, since the previous run's last one if a

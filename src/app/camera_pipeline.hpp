@@ -1,8 +1,8 @@
 #pragma once
-// Everything that belongs to one camera: its ingest worker and packet ring, the frame hand-off,
-// its checks, the zone and schedule rules, the event trackers and the evidence of their events.
-// The analysis side runs on the shared pool; the supervisor side (offline detection, clips, the
-// state report) runs on the gateway's timer.
+// Everything that belongs to one camera: its input (the ingest worker, the frame hand-off and the
+// parents' feed: CameraInput, which a reload may hand to the next run), its clip ring, its checks, the zone
+// and schedule rules, the event trackers and the evidence of their events. The analysis side runs on the
+// shared pool; the supervisor side (offline detection, clips, the state report) runs on the gateway's timer.
 
 #include <deque>
 #include <functional>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "app/analysis_pool.hpp"
+#include "app/camera_input.hpp"
 #include "common/log_throttle.hpp"
 #include "common/logging.hpp"
 #include "config/config.hpp"
@@ -23,7 +24,6 @@
 #include "ingest/camera_stats.hpp"
 #include "ingest/camera_worker.hpp"
 #include "ingest/latest_frame.hpp"
-#include "ingest/packet_fanout.hpp"
 #include "publish/payloads.hpp"
 #include "rules/schedule.hpp"
 #include "rules/zones.hpp"
@@ -68,7 +68,15 @@ public:
     ~CameraPipeline() override;
 
     void start();
-    void stop();
+    // Stops the camera's input, or with `keep_input` (a reload whose next run has the camera's input
+    // alike: CameraInput::Spec) detaches it from this pipeline and leaves it running, for
+    // release_input() once this run is done with its counters.
+    void stop(bool keep_input = false);
+    std::unique_ptr<CameraInput> release_input();
+    // Before start(): the input the previous run's pipeline of this camera released, if made alike;
+    // this one's own, made and not started, goes. False (`input` left as it was) otherwise.
+    bool take_over_input(std::unique_ptr<CameraInput>& input);
+    const CameraInput::Spec& input_spec() const { return input_->spec(); }
     // Sends an end (with `reason`) for every open event of this camera. Only once stopped and its
     // frames are no longer analysed: the trackers belong to the analysis thread while it runs.
     void close_events(TimePoint now, const std::string& reason);
@@ -130,9 +138,12 @@ public:
 
     const config::Camera& camera() const { return camera_; }
     // The camera's ingest counters, which its worker writes (and a test, without a camera).
-    ingest::CameraStats& stats() { return stats_; }
-    // What the public sees of this camera; null unless it is public and the public side is on.
-    stream::PublicFeed* public_feed() const { return feed_.get(); }
+    ingest::CameraStats& stats() { return input_->stats(); }
+    // What the public sees of this camera; null unless it is public and the public side is on, and
+    // until start().
+    stream::PublicFeed* public_feed() const { return input_ ? input_->feed() : nullptr; }
+    // Public hours, for its feed.
+    void set_public_open(bool open) { input_->set_open(open); }
 
 private:
     // Ends the camera's open events (not its offline event) as of its last frame.
@@ -186,13 +197,7 @@ private:
     const SiteContext& site_;
     std::shared_ptr<spdlog::logger> log_;
 
-    ingest::LatestFrame frames_;
-    ingest::CameraStats stats_;
-    evidence::PacketRing ring_;
-    std::unique_ptr<stream::PublicFeed> feed_;  // public cameras, when the public side is on
-    ingest::PacketFanout packets_;
-    std::unique_ptr<ingest::LoginGate> own_logins_;  // without the site's (tests); before the worker
-    std::unique_ptr<ingest::CameraWorker> worker_;
+    evidence::PacketRing ring_;  // attached to the input while this pipeline runs
     evidence::EventEvidence evidence_;
     std::unique_ptr<evidence::TrainingFrames> training_;  // when training_frames covers this camera
     rules::ZoneFilter zones_;
@@ -253,6 +258,8 @@ private:
         std::uint64_t in = 0, analysed = 0, analysis_ns = 0;
     };
     std::deque<RateSample> rate_samples_;
+    // Last, so that it stops (joining the ingest thread, which calls the members above) first.
+    std::unique_ptr<CameraInput> input_;
 };
 
 }  // namespace kg::app

@@ -482,9 +482,7 @@ void Gateway::apply_public_hours(TimePoint now) {
         public_change_worked_at_ = now;
     }
     public_open_ = open;
-    for (auto& camera : cameras_) {
-        if (auto* feed = camera->public_feed()) feed->set_open(open);
-    }
+    for (auto& camera : cameras_) camera->set_public_open(open);
 }
 
 void Gateway::publish_gateway(TimePoint now) {
@@ -594,6 +592,16 @@ void Gateway::adopt(CarryOver&& carried) {
             log_->info("camera {}: its alert {} goes on after the reload", id, event);
     }
     carried.camera_events.clear();
+    for (auto& [id, input] : carried.camera_inputs) {
+        auto* camera = camera_pipeline(id);
+        if (camera != nullptr && camera->take_over_input(input)) {
+            log_->info("camera {}: its stream goes on across the reload (not opened again){}", id,
+                       camera->public_feed() != nullptr ? ", and so do the parents' streams" : "");
+        }
+    }
+    // Those not taken (the run that handed them over fell back to this one, which has the camera
+    // otherwise) stop here: this run's own open the camera again.
+    carried.camera_inputs.clear();
     if (sensors_) {
         sensors_->adopt(std::move(carried));
         return;
@@ -611,7 +619,16 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     if (!running_) return;
     running_ = false;
     log_->info("stopping");
-    for (auto& camera : cameras_) camera->stop();
+    // The inputs the next run has alike go on (CarryOver::camera_inputs), detached from this run.
+    std::set<std::string> inputs_kept;
+    for (auto& camera : cameras_) {
+        const auto& id = camera->camera().id;
+        const auto* after = carry != nullptr && next != nullptr ? config::find_camera(*next, id) : nullptr;
+        const bool keep =
+            after != nullptr && after->enabled && camera->input_spec() == CameraInput::spec_of(*after, *next);
+        camera->stop(keep);
+        if (keep) inputs_kept.insert(id);
+    }
     clip_cutter_.stop();                        // what it had not cut yet, flush_clips() cuts below
     if (sensors_) sensors_->stop(carry, next);  // ends its open events
     pool_.stop();
@@ -671,6 +688,10 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
         note_alive(Clock::now());
     } catch (const std::exception& e) {
         log_->warn("the heartbeat cannot be written to the outbox: {}", e.what());
+    }
+    for (auto& camera : cameras_) {
+        const auto& id = camera->camera().id;
+        if (inputs_kept.count(id) != 0) carry->camera_inputs[id] = camera->release_input();
     }
     if (carry != nullptr) {
         carry->event_day = event_log_.take_day();

@@ -65,6 +65,10 @@ struct CarryOver {
         SteadyPoint last_frame_steady;  // the process's steady clock, which a reload keeps
     };
     std::map<std::string, CameraSeen> camera_seen;
+    // The cameras' inputs (their connection and parents' feed, CameraPipeline::release_input) that
+    // the next run has alike (CameraInput::Spec), still running, by camera id: the camera is not
+    // connected to again, and parents' streams go on.
+    std::map<std::string, std::unique_ptr<CameraInput>> camera_inputs;
     // The state topics of the cameras and sensors reloads removed: cleared (an empty retained
     // message) again on each connection of the next run, for the broker that was down when the
     // stopping run cleared them, or would keep their last states for good.

@@ -25,6 +25,8 @@ public:
     Fd(const Fd&) = delete;
     Fd& operator=(const Fd&) = delete;
     int get() const { return fd_; }
+    // Hands the descriptor to another owner (one that closes it itself).
+    int release() { return std::exchange(fd_, -1); }
     // Closes now: close() can report a write-back error that fsync() did not.
     bool close() { return ::close(std::exchange(fd_, -1)) == 0; }
 

@@ -77,6 +77,7 @@ struct Input {
     // V4L2 devices only: the picture format asked of the device (FFmpeg's `-input_format`: mjpeg,
     // h264, yuyv422, ...); empty: the device's own choice, often raw pictures no clip can hold.
     std::string format;
+    bool operator==(const Input&) const = default;
 };
 
 struct Analysis {
@@ -84,6 +85,7 @@ struct Analysis {
     int width = 640;   // analysis size; every frame is scaled once to this
     int height = 360;
     bool keyframes_only = false;  // decode only key frames (boxes with many cameras)
+    bool operator==(const Analysis&) const = default;
 };
 
 // Camera health thresholds (the regulators' "offline, black, blocked, frozen").
@@ -311,6 +313,7 @@ struct Public {
 struct Log {
     std::string level = "info";  // trace, debug, info, warn, error
     bool json = false;           // one JSON object per line instead of text
+    bool operator==(const Log&) const = default;
 };
 
 struct Gateway {

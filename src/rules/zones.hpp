@@ -12,6 +12,7 @@ namespace kg::rules {
 
 struct Point {
     float x = 0, y = 0;
+    bool operator==(const Point&) const = default;
 };
 using Polygon = std::vector<Point>;
 

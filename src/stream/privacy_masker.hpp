@@ -31,6 +31,7 @@ struct PrivacyOptions {
     // The pictures come decoded through on_frame() (FfmpegInput's frame observer): no decoder here.
     // Else the masker decodes the packets itself.
     bool frames_from_input = false;
+    bool operator==(const PrivacyOptions&) const = default;
 };
 
 class PrivacyMasker final : public ingest::PacketObserver, public ingest::FrameObserver {

@@ -26,6 +26,7 @@ struct FeedOptions {
     int segment_seconds = 2;
     std::string rtmp_url;                   // empty: no push
     std::optional<PrivacyOptions> privacy;  // set: decode, pixelate, re-encode
+    bool operator==(const FeedOptions&) const = default;
 };
 
 class PublicFeed final : public ingest::PacketObserver, public ingest::FrameObserver {

@@ -130,11 +130,23 @@ ConnectionTicket::~ConnectionTicket() {
 bool ConnectionTicket::server_stopped() const { return !state_ || state_->stopped; }
 
 Listener::Listener(net::io_context& io, const tcp::endpoint& endpoint, const std::string& listen,
-                   const Limits& limits, std::shared_ptr<spdlog::logger> log)
+                   const Limits& limits, std::shared_ptr<spdlog::logger> log, std::optional<Fd> kept)
     : io_(io), acceptor_(io), retry_(io), state_(std::make_shared<ListenerState>()) {
     state_->limits = limits;
     state_->log = std::move(log);
     beast::error_code ec;
+    if (kept && kept->get() >= 0) {
+        acceptor_.assign(endpoint.protocol(), kept->get(), ec);
+        if (!ec) {
+            kept->release();  // the acceptor's now
+            return;
+        }
+        // Not a socket of this address's family after all: closed (it holds the port), and a new one.
+        state_->log->warn("the socket kept for {} cannot be taken over ({}): listening anew", listen,
+                          ec.message());
+        kept.reset();
+        ec.clear();
+    }
     acceptor_.open(endpoint.protocol(), ec);
     if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(endpoint, ec);
@@ -163,6 +175,19 @@ void Listener::stop() {
     retry_.cancel();
     beast::error_code ignored;
     acceptor_.close(ignored);
+}
+
+Fd Listener::release() {
+    state_->stopped = true;
+    retry_.cancel();
+    beast::error_code ec;
+    if (!acceptor_.is_open()) return Fd(-1);
+    const int fd = acceptor_.release(ec);
+    if (ec) {
+        acceptor_.close(ec);
+        return Fd(-1);
+    }
+    return Fd(fd);
 }
 
 void Listener::accept_failed(const boost::system::error_code& ec) {

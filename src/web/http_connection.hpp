@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 
+#include "common/fd.hpp"
 #include "common/log_throttle.hpp"
 #include "web/file_body.hpp"
 #include "web/trusted_proxies.hpp"
@@ -93,12 +94,17 @@ public:
     using OnConnection = std::function<void(boost::asio::ip::tcp::socket, ConnectionTicket)>;
 
     // Throws std::runtime_error naming `listen` (the address as configured) when it cannot listen.
+    // `kept`: a socket already listening there, released by the run before a reload (release()).
     Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
-             const std::string& listen, const Limits& limits, std::shared_ptr<spdlog::logger> log);
+             const std::string& listen, const Limits& limits, std::shared_ptr<spdlog::logger> log,
+             std::optional<Fd> kept = std::nullopt);
     ~Listener();
     void start(OnConnection on_connection);
     // No more connections; those open see server_stopped().
     void stop();
+    // As stop(), but the socket goes on listening, for the next run of a reload: a connection made
+    // meanwhile waits in its backlog for that run instead of being refused. Invalid if it cannot.
+    Fd release();
     unsigned short port() const;  // the bound port (useful with :0)
 
 private:

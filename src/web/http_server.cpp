@@ -192,8 +192,9 @@ Response text_response(const Request& req, http::status status, std::string body
 }
 
 HttpServer::HttpServer(net::io_context& io, const std::string& listen, const Limits& limits, Handler handler,
-                       std::shared_ptr<spdlog::logger> log)
-    : shared_(std::make_shared<Shared>()), listener_(io, parse_listen(listen), listen, limits, log) {
+                       std::shared_ptr<spdlog::logger> log, std::optional<Fd> kept)
+    : shared_(std::make_shared<Shared>()),
+      listener_(io, parse_listen(listen), listen, limits, log, std::move(kept)) {
     shared_->limits = limits;
     shared_->handler = std::move(handler);
     shared_->log = std::move(log);
@@ -213,6 +214,16 @@ void HttpServer::start() {
 
 void HttpServer::stop() {
     listener_.stop();
+    end_live_streams();
+}
+
+Fd HttpServer::release_listening() {
+    auto fd = listener_.release();
+    end_live_streams();
+    return fd;
+}
+
+void HttpServer::end_live_streams() {
     // A live stream's session lives as long as its stream: end them, or they would outlive the server.
     for (auto& w : shared_->live) {
         if (auto s = w.lock()) s->cancel();

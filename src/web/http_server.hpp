@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -39,20 +40,25 @@ using StreamHandler = std::function<StreamResult(const Request&, const std::stri
 
 class HttpServer {
 public:
-    // Throws std::runtime_error naming the address when it cannot listen.
+    // Throws std::runtime_error naming the address when it cannot listen. `kept`: the socket the run
+    // before a reload listened on there (release_listening()).
     HttpServer(boost::asio::io_context& io, const std::string& listen, const Limits& limits, Handler handler,
-               std::shared_ptr<spdlog::logger> log);
+               std::shared_ptr<spdlog::logger> log, std::optional<Fd> kept = std::nullopt);
     ~HttpServer();
     // Before start(): serve live streams too.
     void set_stream_handler(StreamHandler handler);
     void start();
     void stop();
+    // As stop(), but the listening socket is handed over (Listener::release).
+    Fd release_listening();
     unsigned short port() const;  // the bound port (useful with :0)
 
     // Internal bookkeeping shared with sessions.
     struct Shared;
 
 private:
+    void end_live_streams();
+
     std::shared_ptr<Shared> shared_;
     Listener listener_;
 };

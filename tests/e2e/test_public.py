@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -583,7 +584,10 @@ def test_the_playlist_numbers_keep_rising_across_a_reload_and_a_restart(broker, 
     """A phone's own player (Safari, iPhones: the page cannot restart it) only reloads the playlist and
     waits for media sequence numbers past the last it played. Before, every new run of the gateway (a
     reload, an upgrade, a crash) started again at 0, and that player froze until the parent reloaded
-    the page. Now a reload and a restart both go on above the last number, marked a discontinuity."""
+    the page. Now a reload that changes the camera's input and a restart both go on above the last
+    number, marked a discontinuity; a reload that leaves the camera as it was does not touch its
+    stream at all (the camera is not opened again: the same init segment, the next numbers, no
+    discontinuity), where before every reload broke every parent's stream for seconds."""
     clip = public_clip(clips)
     config = public_config(broker, tmp_path, [kg_e2e.camera("kitchen", clip, input={"loop": True}, public=True)])
     config["api"]["token"] = "test-api-token"
@@ -603,16 +607,65 @@ def test_the_playlist_numbers_keep_rising_across_a_reload_and_a_restart(broker, 
         assert "#EXT-X-DISCONTINUITY" in lines[:first_segment], playlist
         return playlist
 
+    def reload(gw, config, port):
+        """Reloads with `config` while a player asks for the playlist every 50 ms; returns the new run's
+        public port, where its log starts, and what the player got that was not the playlist."""
+        gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        log_at = len(gw.output())
+        failures, done = [], threading.Event()
+
+        def player():
+            while not done.is_set():
+                try:
+                    status, _, _ = get(port, "/live/kitchen/index.m3u8", timeout=10)
+                    if status != 200:
+                        failures.append(status)
+                except OSError as e:
+                    failures.append(repr(e))
+                time.sleep(0.05)
+
+        asking = threading.Thread(target=player)
+        asking.start()
+        try:
+            api = int(re.findall(r"local API on \S+ \(port (\d+)\)", gw.output())[-1])  # this run's
+            status, _, body = get(api, "/api/reload", method="POST", headers={"Authorization": "Bearer test-api-token"})
+            assert status == 202, body
+            new_port = public_port(gw, after=log_at)
+            time.sleep(1)
+        finally:
+            done.set()
+            asking.join()
+        return new_port, log_at, failures
+
     gw = gateways(config)
     port = public_port(gw)
     before, playlist = last_number(port)
     init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist).group(1)
+    marks = playlist.count("#EXT-X-DISCONTINUITY\n")
 
-    log_at = len(gw.output())
-    status, _, body = get(gw.api_port(), "/api/reload", method="POST",
-                          headers={"Authorization": "Bearer test-api-token"})
-    assert status == 202, body
-    port = public_port(gw, after=log_at)
+    # The camera renamed and its checks' thresholds changed: its stream goes on as it was, and a
+    # player asking meanwhile is answered (the port stays open: asked between the two runs, before,
+    # it was refused, and the page started its stream over).
+    config["cameras"][0]["name"] = "Kitchen line"
+    config["cameras"][0]["health"] = {"black_luma": 20}
+    new_port, log_at, failures = reload(gw, config, port)
+    assert new_port == port and failures == [], (port, new_port, failures)
+    playlist = kg_e2e.wait_until(
+        lambda: (p := playlist_with_segments(port, "kitchen")) and
+        max(int(n) for n in re.findall(r"-(\d+)\.m4s", p)) > before + 1 and p, 20,
+        what="the playlist to go on after the reload")
+    numbers = [int(n) for n in re.findall(r"-(\d+)\.m4s", playlist)]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) and numbers[0] <= before + 1, \
+        (before, playlist)
+    assert re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist).group(1) == init, playlist
+    assert playlist.count("#EXT-X-DISCONTINUITY\n") <= marks, playlist
+    assert "camera kitchen: its stream goes on across the reload" in gw.output()[log_at:]
+    assert len(re.findall(r"\[cam:kitchen\].*connected to ", gw.output())) == 1, "the camera was opened again"
+
+    # Analysed at another rate: the camera's input is made again, and its stream starts anew.
+    before, playlist = last_number(port)
+    config["cameras"][0]["analysis"] = {"fps": 4}
+    port, log_at, _ = reload(gw, config, port)
     after(port, before, init)
     before, playlist = last_number(port)
     init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist).group(1)

@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <opencv2/core.hpp>
+#include <string>
+#include <vector>
 
 #include "config/config_loader.hpp"
 
@@ -818,4 +821,86 @@ TEST_F(CameraPipelineTest, ATakenOverAlertWhoseCheckFailsEndsAsFailing) {
     ASSERT_EQ(mask.size(), 2u);
     EXPECT_EQ(mask[1].state, EventState::end);
     EXPECT_EQ(mask[1].end_reason, kg::events::kEndCheckFailing);
+}
+
+namespace {
+
+// What a packet observer (the clip ring's place) was told, in order.
+struct Told final : kg::ingest::PacketObserver {
+    std::vector<std::string> calls;
+    void on_stream_opened(const AVStream&) override { calls.push_back("opened"); }
+    void on_packet(const AVPacket& p, const AVStream&) override {
+        calls.push_back((p.flags & AV_PKT_FLAG_KEY) != 0 ? "key" : "packet");
+    }
+    void on_stream_closed() override { calls.push_back("closed"); }
+};
+
+}  // namespace
+
+// A reload hands the camera's input to the next run's pipeline, which attaches its own clip ring
+// while the stream is being read: the ring is told of the stream before its first packet (it keeps
+// the codec's parameters for the clips), and the ring detached gets nothing more, since it goes with
+// the run. The spec says when an input serves the next run: not for another URL, analysis, public
+// feed or log, whatever else of the camera changes.
+TEST(CameraInput, ARingAttachedWhileStreamingIsToldOfTheStreamFirstAndADetachedOneGetsNothing) {
+    auto cfg = kg::config::load_string(kConfig, "camera_input_test.yaml");
+    const auto& camera = cfg.cameras.at(0);
+    kg::app::CameraInput input(camera, kg::app::CameraInput::spec_of(camera, cfg), nullptr,
+                               kg::Logging::null_logger(), kg::Logging::null_logger());
+    std::unique_ptr<AVFormatContext, void (*)(AVFormatContext*)> format(avformat_alloc_context(),
+                                                                        avformat_free_context);
+    AVStream* stream = avformat_new_stream(format.get(), nullptr);
+    ASSERT_NE(stream, nullptr);
+    stream->codecpar->codec_type = AVMEDIA_TYPE_VIDEO;
+    stream->codecpar->codec_id = AV_CODEC_ID_H264;
+    AVPacket key{}, other{};
+    key.flags = AV_PKT_FLAG_KEY;
+
+    Told first, second;
+    input.set_clip_ring(&first);
+    input.on_stream_opened(*stream);
+    input.on_packet(key, *stream);
+    input.set_clip_ring(nullptr);  // the run stops
+    input.on_packet(other, *stream);
+    input.set_clip_ring(&second);  // the next run starts, mid-stream
+    input.on_packet(other, *stream);
+    input.on_packet(key, *stream);
+    input.on_stream_closed();
+    EXPECT_EQ(first.calls, (std::vector<std::string>{"opened", "key"}));
+    EXPECT_EQ(second.calls, (std::vector<std::string>{"opened", "packet", "key", "closed"}));
+
+    const auto spec = kg::app::CameraInput::spec_of(camera, cfg);
+    auto changed = cfg;
+    auto& c = changed.cameras.at(0);
+    c.name = "Another name";
+    c.checks = {"camera_health"};
+    c.health.black_luma = 10;
+    EXPECT_EQ(kg::app::CameraInput::spec_of(c, changed), spec) << "what the input does not use";
+    for (const auto& change : std::vector<std::function<void(kg::config::Gateway&)>>{
+             [](auto& g) { g.cameras.at(0).url = "rtsp://127.0.0.1:8554/other"; },
+             [](auto& g) { g.cameras.at(0).input.timeout = std::chrono::seconds(3); },
+             [](auto& g) { g.cameras.at(0).analysis.width = 320; },
+             [](auto& g) { g.cameras.at(0).analysis.keyframes_only = true; },
+             [](auto& g) { g.log.level = "debug"; },
+             [](auto& g) {
+                 g.cameras.at(0).is_public = true;
+                 g.public_side.listen = "127.0.0.1:0";
+             },
+         }) {
+        auto other_cfg = cfg;
+        change(other_cfg);
+        EXPECT_FALSE(kg::app::CameraInput::spec_of(other_cfg.cameras.at(0), other_cfg) == spec);
+    }
+    // A public camera's feed: its privacy masks and the site's id (its HLS folder) are part of it.
+    auto shown = cfg;
+    shown.cameras.at(0).is_public = true;
+    shown.public_side.listen = "127.0.0.1:0";
+    const auto shown_spec = kg::app::CameraInput::spec_of(shown.cameras.at(0), shown);
+    ASSERT_TRUE(shown_spec.feed.has_value());
+    auto masked = shown;
+    masked.cameras.at(0).privacy_masks = {{{0.1f, 0.1f}, {0.5f, 0.1f}, {0.5f, 0.5f}}};
+    EXPECT_FALSE(kg::app::CameraInput::spec_of(masked.cameras.at(0), masked) == shown_spec);
+    auto moved = shown;
+    moved.site.id = "another-site";
+    EXPECT_FALSE(kg::app::CameraInput::spec_of(moved.cameras.at(0), moved) == shown_spec);
 }

@@ -1033,3 +1033,111 @@ cameras:
     }
     std::filesystem::remove_all(dir);
 }
+
+// A reload rebuilt every camera: each was opened again, and each parent's stream broke (`503 the
+// stream is starting` for seconds, a new init segment, a discontinuity; the 62nd session's reload
+// review). A camera the next run fetches, samples and shows alike keeps its connection and its feed:
+// the same playlist goes on. One whose input changes (here the analysis rate) is opened again.
+TEST(GatewayReload, AnUnchangedPublicCameraKeepsItsConnectionAndItsParentsStream) {
+    TempDir dir;
+    const auto clip = dir.path / "clip.mp4";
+    ASSERT_EQ(
+        std::system(("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=320x180:rate=10 -t 20 -c:v "
+                     "libx264 -preset ultrafast -g 10 -keyint_min 10 -sc_threshold 0 -pix_fmt yuv420p " +
+                     clip.string())
+                        .c_str()),
+        0);
+    kg::Logging logging("warn", false);
+    const auto site = [&](const std::string& camera_extra) {
+        return kg::config::load_string(
+            R"(
+site: {id: test-site, name: Test canteen}
+mqtt: {url: "tcp://127.0.0.1:1", topic_prefix: kitchen}
+outbox: {path: )" +
+                (dir.path / "outbox.db").string() +
+                R"(}
+evidence: {path: )" +
+                (dir.path / "evidence").string() +
+                R"(, min_free: 1MiB}
+public: {listen: "127.0.0.1:0", segment: 1s, hls_dir: )" +
+                (dir.path / "hls").string() + R"(}
+cameras:
+  - {id: cooking, url: ")" +
+                clip.string() + R"(", input: {loop: true}, public: true, checks: [camera_health])" +
+                camera_extra + R"(}
+)",
+            "gateway_test.yaml");
+    };
+    const auto playlist = dir.path / "hls" / "test-site" / "cooking" / "index.m3u8";
+    const auto read_playlist = [&] {
+        std::ifstream in(playlist);
+        return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    };
+    const std::regex segment_re(R"(-(\d+)\.m4s)"), init_re(R"re(#EXT-X-MAP:URI="([^"]+)")re");
+    const auto last_segment = [&](const std::string& text) {
+        long last = -1;
+        for (std::sregex_iterator it(text.begin(), text.end(), segment_re), end; it != end; ++it)
+            last = std::max(last, std::stol((*it)[1]));
+        return last;
+    };
+    const auto init_of = [&](const std::string& text) {
+        std::smatch m;
+        return std::regex_search(text, m, init_re) ? m[1].str() : std::string();
+    };
+    // Waits for a playlist naming a segment above `above`.
+    const auto playlist_past = [&](long above) {
+        for (int i = 0; i < 200; ++i) {
+            const auto text = read_playlist();
+            if (last_segment(text) > above) return text;
+            std::this_thread::sleep_for(100ms);
+        }
+        return std::string();
+    };
+    const auto discontinuities = [](const std::string& text) {
+        std::size_t n = 0;
+        for (auto at = text.find("#EXT-X-DISCONTINUITY\n"); at != std::string::npos;
+             at = text.find("#EXT-X-DISCONTINUITY\n", at + 1))
+            ++n;
+        return n;
+    };
+
+    const auto first_cfg = site("");
+    auto first = std::make_unique<kg::app::Gateway>(first_cfg, logging);
+    first->start();
+    const auto before = playlist_past(1);
+    ASSERT_FALSE(before.empty()) << "no playlist in 20 s";
+    const auto* feed = first->public_feed("cooking");
+    ASSERT_NE(feed, nullptr);
+
+    // The camera's name and health thresholds change: not how it is fetched or shown.
+    const auto renamed = site(", name: Cooking line, health: {black_luma: 20}");
+    kg::app::CarryOver carry;
+    first->stop(&carry, &renamed);
+    ASSERT_EQ(carry.camera_inputs.count("cooking"), 1u);
+    first.reset();
+    EXPECT_TRUE(fs::exists(playlist)) << "the stopping run took the parents' playlist with it";
+    auto second = std::make_unique<kg::app::Gateway>(renamed, logging);
+    second->start(std::move(carry));
+    EXPECT_EQ(second->public_feed("cooking"), feed) << "the feed was made again";
+    const auto after = playlist_past(last_segment(before) + 2);
+    ASSERT_FALSE(after.empty()) << "the playlist did not go on";
+    EXPECT_EQ(init_of(after), init_of(before)) << before << "\n---\n" << after;
+    EXPECT_EQ(discontinuities(after), discontinuities(before)) << before << "\n---\n" << after;
+    // Online from the start: its last picture is the input's, not the previous run's.
+    const auto cameras = second->cameras();
+    ASSERT_EQ(cameras.size(), 1u);
+    EXPECT_EQ(cameras.at(0).at("online"), true) << cameras.dump();
+
+    // Analysed at another rate: the worker samples to it, so the camera is opened again.
+    const auto faster = site(", name: Cooking line, health: {black_luma: 20}, analysis: {fps: 4}");
+    kg::app::CarryOver carry2;
+    second->stop(&carry2, &faster);
+    EXPECT_TRUE(carry2.camera_inputs.empty());
+    second.reset();
+    auto third = std::make_unique<kg::app::Gateway>(faster, logging);
+    third->start(std::move(carry2));
+    const auto reopened = playlist_past(-1);
+    ASSERT_FALSE(reopened.empty());
+    EXPECT_NE(init_of(reopened), init_of(after)) << "a new feed writes a new init segment";
+    third->stop();
+}
