@@ -342,12 +342,14 @@ def test_an_offline_camera_says_why_and_a_refused_password_is_not_tried_every_se
     assert "the camera refused the user or password; tried again in 1 min" in log, log
     assert f"[cam:{waiting}]" in log and "by one camera of the login at a time" in log, log
 
-    # A reload with the same passwords does not try the refused one again at once; one with the
-    # password mended does.
+    # A reload with the same passwords does not try the refused one again at once, and keeps the
+    # streaming camera's connection (not opened again: the same two connections); one with the
+    # password mended tries it.
     gw.proc.send_signal(signal.SIGHUP)
     kg_e2e.wait_until(lambda: gw.output().count(" starting with ") == 2, 20, what="the reload")
     time.sleep(4)
-    assert connections() == 3, f"{connections()} connections to the recorder after a reload (`goodpw` again)"
+    assert connections() == 2, f"{connections()} connections to the recorder after a reload"
+    assert "camera goodpw: its stream goes on across the reload" in gw.output()
     config["cameras"][0]["url"] = locked.url("/ch1").replace("rtsp://", "rtsp://admin:right@")
     gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     gw.proc.send_signal(signal.SIGHUP)
