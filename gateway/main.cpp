@@ -306,6 +306,10 @@ RunEnd run_once(const kg::config::Gateway& cfg, const std::string& config_path,
             },
             std::make_unique<boost::asio::steady_timer>(io)}));
     }
+    // Before any side binds: a kept socket on an address this run does not listen on for its side
+    // (the two sides' ports swapped) would hold the other side's port.
+    kept_listeners.drop_unless("api", cfg.api.listen);
+    kept_listeners.drop_unless("public", cfg.public_side.listen);
     for (auto& l : listeners) try_open(*l);
     kept_listeners.clear();  // a side this run does not open: its port closes now
     kg::SignalWatch signals(io, process_signals);
@@ -354,11 +358,14 @@ int run(kg::config::Gateway cfg, const std::string& config_path, const kg::Proce
     const auto every = std::chrono::milliseconds(
         sd_watchdog_enabled(0, &watchdog_usec) > 0 ? static_cast<std::int64_t>(watchdog_usec / 2000) : 0);
     kg::WatchdogKeeper watchdog([] { sd_notify(0, "WATCHDOG=1"); }, every, kReloadLongest);
+    // Before `carry`, which outlives none of it: the camera inputs a reload hands over run ingest
+    // threads that hold the logins' passes (a review: a reload whose fallback also failed left
+    // them in `carry` at the return, and their passes went back to a destroyed gate).
+    kg::ingest::LoginGate logins;
     kg::app::CarryOver carry;
     // The configuration of the run before a reload, while the reloaded one has not started.
     std::optional<kg::config::Gateway> previous;
     std::optional<kg::app::Gateway::ReloadOutcome> last_reload;
-    kg::ingest::LoginGate logins;
     kg::web::KeptListeners kept_listeners;
     const auto process_started = kg::Clock::now();
     bool first_run = true;

@@ -29,6 +29,11 @@ public:
         if (kept.listen != listen) return std::nullopt;
         return std::move(kept.socket);
     }
+    // Closes the socket kept for `side` unless it listens on `listen` (empty: the side is off).
+    void drop_unless(const std::string& side, const std::string& listen) {
+        const auto it = kept_.find(side);
+        if (it != kept_.end() && it->second.listen != listen) kept_.erase(it);
+    }
     // Closes those no side took (a side the next run does not open).
     void clear() { kept_.clear(); }
 

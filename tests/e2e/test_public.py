@@ -676,6 +676,30 @@ def test_the_playlist_numbers_keep_rising_across_a_reload_and_a_restart(broker, 
     assert gw.terminate() == 0
 
 
+def test_a_reload_that_swaps_the_two_ports_serves_both_at_once(broker, clips, gateways, tmp_path):
+    """A reload keeps each HTTP side's listening socket while its address is unchanged. One whose
+    address changes is closed before any side listens: the local API moved onto the public side's
+    old port was refused that port (`Address already in use`) for a second or more (the review of
+    the kept sockets), while the public side's kept socket still held it."""
+    first, second = kg_e2e.free_port(), kg_e2e.free_port()
+    config = public_config(broker, tmp_path, [kg_e2e.camera("kitchen", public_clip(clips), input={"loop": True},
+                                                            public=True)], listen=f"127.0.0.1:{first}")
+    config["api"] = {"listen": f"127.0.0.1:{second}", "token": "test-api-token"}
+    gw = gateways(config)
+    assert public_port(gw) == first
+    playlist_with_segments(first, "kitchen")
+    config["public"]["listen"], config["api"]["listen"] = f"127.0.0.1:{second}", f"127.0.0.1:{first}"
+    gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    log_at = len(gw.output())
+    status, _, body = get(second, "/api/reload", method="POST", headers={"Authorization": "Bearer test-api-token"})
+    assert status == 202, body
+    kg_e2e.wait_until(lambda: "public side on" in gw.output()[log_at:], 10, what="the public side of the new run")
+    assert get(first, "/healthz")[0] == 200
+    playlist_with_segments(second, "kitchen")
+    assert "not started" not in gw.output()[log_at:], gw.output()[log_at:]
+    assert gw.terminate() == 0
+
+
 def test_segments_are_served_only_when_complete(broker, clips, gateways, tmp_path):
     """A player (or a script) that asks for the next segment before the playlist names it gets 404, and
     once it is served every viewer gets the whole segment as on disk. Before, the shared segment cache
