@@ -198,7 +198,33 @@ bool CameraPipeline::take_over_input(std::unique_ptr<CameraInput>& input) {
     if (!input || !(input->spec() == input_->spec())) return false;
     input->set_open(input_->open());
     input_ = std::move(input);
+    input_taken_over_ = true;
     return true;
+}
+
+CameraPipeline::StreamEvents CameraPipeline::hand_over_stream_events(TimePoint now,
+                                                                     const std::string& reason) {
+    return {unstable_->hand_over(now, reason), damaged_->hand_over(now, reason)};
+}
+
+std::vector<events::Event> CameraPipeline::take_over_stream_events(StreamEvents handed,
+                                                                   const config::Camera& before) {
+    const auto rule = [](const config::Camera& c) {
+        const auto it = c.rules.find(vision::CameraHealthCheck::kName);
+        return it == c.rules.end() ? std::optional<config::Rule>() : std::optional<config::Rule>(it->second);
+    };
+    const bool alike = input_taken_over_ && before.id == camera_.id && rule(before) == rule(camera_);
+    const auto now = Clock::now();
+    const auto steady = std::chrono::steady_clock::now();
+    std::vector<events::Event> ends;
+    const auto take = [&](std::optional<events::EventTracker::Handover>& h, events::EventTracker& tracker,
+                          bool same) {
+        if (!h) return;
+        if (!(alike && same && tracker.take_over(*h, now, steady))) ends.push_back(h->end);
+    };
+    take(handed.unstable, *unstable_, before.health.unstable_after == camera_.health.unstable_after);
+    take(handed.damaged, *damaged_, before.health.damaged_share == camera_.health.damaged_share);
+    return ends;
 }
 
 void CameraPipeline::check_failed(std::size_t i, const std::exception& e) {

@@ -77,6 +77,19 @@ public:
     // this one's own, made and not started, goes. False (`input` left as it was) otherwise.
     bool take_over_input(std::unique_ptr<CameraInput>& input);
     const CameraInput::Spec& input_spec() const { return input_->spec(); }
+    // The open `unstable` and `damaged` events, judged from the input's counters (breaks in the last
+    // hour, damaged pictures), which go on with a handed-over input: ended at the reload, they were
+    // raised again at once by the next run from the same counters, one more alert each reload.
+    struct StreamEvents {
+        std::optional<events::EventTracker::Handover> unstable, damaged;
+    };
+    // At a reload that hands this camera's input over, before close_events(): handed over instead of
+    // ended. Supervisor side.
+    StreamEvents hand_over_stream_events(TimePoint now, const std::string& reason);
+    // Before start(), once take_over_input() took the input they were judged from: takes over those
+    // this camera judges alike (the same thresholds, `health.unstable_after` or
+    // `health.damaged_share`, and camera_health's rule). Returns the ends of the others, to be sent.
+    std::vector<events::Event> take_over_stream_events(StreamEvents handed, const config::Camera& before);
     // Sends an end (with `reason`) for every open event of this camera. Only once stopped and its
     // frames are no longer analysed: the trackers belong to the analysis thread while it runs.
     void close_events(TimePoint now, const std::string& reason);
@@ -260,6 +273,7 @@ private:
     std::deque<RateSample> rate_samples_;
     // Last, so that it stops (joining the ingest thread, which calls the members above) first.
     std::unique_ptr<CameraInput> input_;
+    bool input_taken_over_ = false;  // take_over_input(): its counters began in an earlier run
 };
 
 }  // namespace kg::app

@@ -339,6 +339,9 @@ void Gateway::start(CarryOver carried) {
     for (const auto& [id, c] : carried.camera_offline) handed_over.insert(c.open.id());
     for (const auto& [id, c] : carried.camera_events)
         for (const auto& e : c.open) handed_over.insert(e.open.id());
+    for (const auto& [id, c] : carried.camera_stream)
+        for (const auto* h : {&c.open.unstable, &c.open.damaged})
+            if (*h) handed_over.insert((*h)->id());
     for (const auto& end : outbox_.left_open(
              started_at_, carried.hand_over_lost ? events::kEndStopped : events::kEndRestarted, handed_over))
         event_log_.submit(end);
@@ -602,6 +605,18 @@ void Gateway::adopt(CarryOver&& carried) {
     // Those not taken (the run that handed them over fell back to this one, which has the camera
     // otherwise) stop here: this run's own open the camera again.
     carried.camera_inputs.clear();
+    for (auto& [id, c] : carried.camera_stream) {
+        auto* camera = camera_pipeline(id);
+        std::vector<events::Event> ends;
+        if (camera != nullptr) {
+            ends = camera->take_over_stream_events(std::move(c.open), c.config);
+        } else {
+            for (const auto* h : {&c.open.unstable, &c.open.damaged})
+                if (*h) ends.push_back((*h)->end);
+        }
+        for (const auto& end : ends) event_log_.submit(end);
+    }
+    carried.camera_stream.clear();
     if (sensors_) {
         sensors_->adopt(std::move(carried));
         return;
@@ -645,6 +660,11 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
                 carry->camera_offline[id] = {camera->camera(), std::move(*h), camera->cause_told()};
             if (auto handed = camera->hand_over_events(now, events::kEndStopped, *after); !handed.empty())
                 carry->camera_events[id] = {camera->camera(), std::move(handed)};
+            if (inputs_kept.count(id) != 0) {
+                if (auto s = camera->hand_over_stream_events(now, events::kEndStopped);
+                    s.unstable || s.damaged)
+                    carry->camera_stream[id] = {camera->camera(), std::move(s)};
+            }
         }
         camera->close_events(now, events::kEndStopped);
     }

@@ -69,6 +69,13 @@ struct CarryOver {
     // the next run has alike (CameraInput::Spec), still running, by camera id: the camera is not
     // connected to again, and parents' streams go on.
     std::map<std::string, std::unique_ptr<CameraInput>> camera_inputs;
+    // Their open `unstable` and `damaged` events (CameraPipeline::hand_over_stream_events), with
+    // the camera as that run had it.
+    struct CameraStream {
+        config::Camera config;
+        CameraPipeline::StreamEvents open;
+    };
+    std::map<std::string, CameraStream> camera_stream;
     // The state topics of the cameras and sensors reloads removed: cleared (an empty retained
     // message) again on each connection of the next run, for the broker that was down when the
     // stopping run cleared them, or would keep their last states for good.

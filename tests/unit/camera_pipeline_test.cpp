@@ -607,6 +607,57 @@ TEST_F(CameraPipelineHealthTest, AStreamThatKeepsBreakingIsUnstableUntilTheHourH
     EXPECT_EQ(labelled("unstable")[1].end_reason, "");
 }
 
+// A reload that keeps the camera's input keeps its counters, the breaks of the last hour among them:
+// its open `unstable` ended `gateway stopped` and the next run raised it again at once from the
+// same breaks, one more alert each reload. Handed over with the input it goes on as one alert, and
+// ends when the hour holds fewer breaks; with another `unstable_after` the next run judges it
+// afresh (its end sent at the reload).
+TEST_F(CameraPipelineHealthTest, AnUnstableStreamAcrossAReloadThatKeepsItsInputIsOneAlert) {
+    auto& stats = pipeline_.stats();
+    stats.connected();
+    for (int i = 0; i < 6; ++i) {
+        stats.frame_decoded(at(i * 40), steady(i * 40));
+        stats.broke(steady(i * 40));
+        stats.connected();
+    }
+    stats.frame_decoded(at(240), steady(240));
+    pipeline_.supervise(at(240), steady(240));
+    ASSERT_EQ(labelled("unstable").size(), 1u);
+    const auto id = labelled("unstable")[0].id;
+    auto handed = pipeline_.hand_over_stream_events(at(241), kg::events::kEndStopped);
+    pipeline_.close_events(at(241), kg::events::kEndStopped);
+    EXPECT_EQ(labelled("unstable").size(), 1u) << "handed over, not ended";
+    auto input = pipeline_.release_input();
+
+    const auto& camera = config_.cameras.at(0);
+    auto stricter = camera;
+    stricter.health.unstable_after = 10;
+    kg::app::CameraPipeline other(stricter, pool_, site_, checks());
+    ASSERT_TRUE(other.take_over_input(input)) << "the same input: health is not part of it";
+    auto copy = handed;
+    const auto ends = other.take_over_stream_events(std::move(copy), camera);
+    ASSERT_EQ(ends.size(), 1u) << "judged by another threshold";
+    EXPECT_EQ(ends[0].id, id);
+    EXPECT_EQ(ends[0].end_reason, kg::events::kEndStopped);
+    input = other.release_input();
+
+    kg::app::CameraPipeline next(camera, pool_, site_, checks());
+    kg::app::CameraPipeline::StreamEvents none;
+    EXPECT_TRUE(next.take_over_stream_events(std::move(none), camera).empty());
+    ASSERT_TRUE(next.take_over_input(input));
+    EXPECT_TRUE(next.take_over_stream_events(std::move(handed), camera).empty());
+    auto& carried = next.stats();
+    carried.frame_decoded(at(250), steady(250));
+    next.supervise(at(250), steady(250));
+    EXPECT_EQ(labelled("unstable").size(), 1u) << "raised again from the same breaks";
+    carried.frame_decoded(at(3601), steady(3601));
+    next.supervise(at(3601), steady(3601));
+    ASSERT_EQ(labelled("unstable").size(), 2u);
+    EXPECT_EQ(labelled("unstable")[1].id, id);
+    EXPECT_EQ(labelled("unstable")[1].state, EventState::end);
+    EXPECT_EQ(labelled("unstable")[1].end_reason, "");
+}
+
 // Pictures decoded with errors: `damaged` once a tenth of the last minute's are, ended below half
 // that; a camera that goes offline ends it (nothing to judge).
 TEST_F(CameraPipelineHealthTest, AStreamWithManyDamagedPicturesIsDamagedUntilItIsClean) {
