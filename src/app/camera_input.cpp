@@ -47,16 +47,16 @@ std::optional<stream::FeedOptions> feed_options(const config::Camera& camera, co
 }  // namespace
 
 CameraInput::Spec CameraInput::spec_of(const config::Camera& camera, const config::Gateway& site) {
-    return {camera.id, camera.url, camera.input, camera.analysis, feed_options(camera, site), site.log};
+    return {camera.id, camera.url, camera.input, camera.analysis, feed_options(camera, site), site.log.json};
 }
 
 CameraInput::CameraInput(const config::Camera& camera, Spec spec, ingest::LoginGate* logins,
                          std::shared_ptr<spdlog::logger> log, std::shared_ptr<spdlog::logger> feed_log)
-    : spec_(std::move(spec)), feed_log_(std::move(feed_log)) {
+    : spec_(std::move(spec)), log_(std::move(log)), feed_log_(std::move(feed_log)) {
     if (logins == nullptr) own_logins_ = std::make_unique<ingest::LoginGate>();
     worker_ = std::make_unique<ingest::CameraWorker>(
         camera, frames_, stats_, logins != nullptr ? *logins : *own_logins_, [this] { frame_arrived(); },
-        std::move(log));
+        log_);
 }
 
 CameraInput::~CameraInput() { stop(); }
@@ -93,6 +93,11 @@ void CameraInput::set_clip_ring(ingest::PacketObserver* ring) {
     std::lock_guard lock(ring_mutex_);
     ring_ = ring;
     ring_told_ = false;
+}
+
+void CameraInput::set_log_level(spdlog::level::level_enum level) {
+    log_->set_level(level);
+    feed_log_->set_level(level);
 }
 
 void CameraInput::set_open(bool open) {

@@ -33,7 +33,8 @@ public:
         config::Input input;
         config::Analysis analysis;                // the worker samples and scales the pictures to it
         std::optional<stream::FeedOptions> feed;  // public, with the public side on
-        config::Log log;                          // the loggers the worker and the feed keep
+        // The format of the loggers the worker and the feed keep (their level follows: set_log_level).
+        bool log_json = false;
         bool operator==(const Spec&) const = default;
     };
     // The spec of `camera` as `site` runs it.
@@ -61,6 +62,9 @@ public:
     // Given every packet from the next key frame on (null: none). Once it returns, the one before
     // is not given any again.
     void set_clip_ring(ingest::PacketObserver* ring);
+    // The level of the loggers the worker and the feed keep (a reload that changes only `log.level`
+    // keeps the input; any thread: spdlog's level is atomic).
+    void set_log_level(spdlog::level::level_enum level);
     // Public hours (any thread): kept for the feed made by start(), and passed on to it once made.
     void set_open(bool open);
     bool open() const { return open_; }
@@ -79,7 +83,7 @@ private:
     void frame_arrived();
 
     const Spec spec_;
-    std::shared_ptr<spdlog::logger> feed_log_;
+    std::shared_ptr<spdlog::logger> log_, feed_log_;
     ingest::LatestFrame frames_;
     ingest::CameraStats stats_;
     std::unique_ptr<ingest::LoginGate> own_logins_;  // without the site's (tests); before the worker

@@ -197,6 +197,7 @@ std::unique_ptr<CameraInput> CameraPipeline::release_input() { return std::move(
 bool CameraPipeline::take_over_input(std::unique_ptr<CameraInput>& input) {
     if (!input || !(input->spec() == input_->spec())) return false;
     input->set_open(input_->open());
+    input->set_log_level(spdlog::level::from_str(site_.config.log.level));
     input_ = std::move(input);
     input_taken_over_ = true;
     return true;

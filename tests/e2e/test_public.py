@@ -643,11 +643,12 @@ def test_the_playlist_numbers_keep_rising_across_a_reload_and_a_restart(broker, 
     init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist).group(1)
     marks = playlist.count("#EXT-X-DISCONTINUITY\n")
 
-    # The camera renamed and its checks' thresholds changed: its stream goes on as it was, and a
-    # player asking meanwhile is answered (the port stays open: asked between the two runs, before,
-    # it was refused, and the page started its stream over).
+    # The camera renamed, its checks' thresholds and the log's level changed: its stream goes on as it
+    # was, and a player asking meanwhile is answered (the port stays open: asked between the two runs,
+    # before, it was refused, and the page started its stream over).
     config["cameras"][0]["name"] = "Kitchen line"
     config["cameras"][0]["health"] = {"black_luma": 20}
+    config["log"] = {"level": "debug"}
     new_port, log_at, failures = reload(gw, config, port)
     assert new_port == port and failures == [], (port, new_port, failures)
     playlist = kg_e2e.wait_until(

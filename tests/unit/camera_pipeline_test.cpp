@@ -926,13 +926,14 @@ TEST(CameraInput, ARingAttachedWhileStreamingIsToldOfTheStreamFirstAndADetachedO
     c.name = "Another name";
     c.checks = {"camera_health"};
     c.health.black_luma = 10;
+    changed.log.level = "debug";  // applied to the input's loggers as it is taken over
     EXPECT_EQ(kg::app::CameraInput::spec_of(c, changed), spec) << "what the input does not use";
     for (const auto& change : std::vector<std::function<void(kg::config::Gateway&)>>{
              [](auto& g) { g.cameras.at(0).url = "rtsp://127.0.0.1:8554/other"; },
              [](auto& g) { g.cameras.at(0).input.timeout = std::chrono::seconds(3); },
              [](auto& g) { g.cameras.at(0).analysis.width = 320; },
              [](auto& g) { g.cameras.at(0).analysis.keyframes_only = true; },
-             [](auto& g) { g.log.level = "debug"; },
+             [](auto& g) { g.log.json = true; },
              [](auto& g) {
                  g.cameras.at(0).is_public = true;
                  g.public_side.listen = "127.0.0.1:0";
