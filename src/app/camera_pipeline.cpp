@@ -83,17 +83,17 @@ CameraPipeline::CameraPipeline(const config::Camera& camera, AnalysisPool& pool,
       training_(training_frames_for(camera_, site)),
       zones_(zones_of(camera), masks_of(camera)) {
     if (std::any_of(camera_.checks.begin(), camera_.checks.end(), needs_motion)) {
-        motion_ = std::make_unique<vision::MotionMap>(&passes_);
+        motion_ = std::make_unique<vision::MotionMap>(passes_.get());
     }
     for (const auto& name : camera_.checks)
         checks_.push_back(make_checks ? make_checks(name) : make_check(name));
     failures_.resize(checks_.size());
     failed_at_.resize(checks_.size());
-    if (const auto count = passes_.networks().count(); count > 0) {
+    if (const auto count = passes_->networks().count(); count > 0) {
         log_->info(
             "{} network pass(es) shared between checks: one run per frame each ({} network "
             "pass(es) per frame in all)",
-            passes_.networks().shared(), count);
+            passes_->networks().shared(), count);
     }
     if (training_) {
         log_->info("training frames: one every {:g} s{} into {}",
@@ -124,14 +124,14 @@ CameraPipeline::~CameraPipeline() { stop(); }
 std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& name) {
     const auto& scene = camera_.scene;
     if (name == vision::CameraHealthCheck::kName)
-        return std::make_unique<vision::CameraHealthCheck>(camera_.health, &passes_);
+        return std::make_unique<vision::CameraHealthCheck>(camera_.health, passes_.get());
     if (const auto hygiene = hygiene_detector(site_.config, name)) {
         log_->info("{} check: detector {}", name, hygiene->spec);
         std::vector<vision::Violation> violations;
         violations.push_back({hygiene->alarm_label, name, hygiene->event_label, 0});
-        return std::make_unique<vision::DetectorCheck>(name, vision::make_detector(hygiene->spec, &passes_),
-                                                       std::move(violations), motion_.get(),
-                                                       scene.detect_refresh);
+        return std::make_unique<vision::DetectorCheck>(
+            name, vision::make_detector(hygiene->spec, passes_.get()), std::move(violations), motion_.get(),
+            scene.detect_refresh);
     }
     if (name.rfind("model:", 0) == 0) {
         // A user's model: every class its manifest maps to a check becomes events of that check
@@ -144,7 +144,7 @@ std::unique_ptr<vision::Check> CameraPipeline::make_check(const std::string& nam
         for (const auto& c : vision::dnn::detection_classes(manifest)) {
             if (!c.check.empty()) violations.push_back({c.label, c.check, c.label, c.severity});
         }
-        return std::make_unique<vision::DetectorCheck>(name, vision::make_detector(path, &passes_),
+        return std::make_unique<vision::DetectorCheck>(name, vision::make_detector(path, passes_.get()),
                                                        std::move(violations), motion_.get(),
                                                        scene.detect_refresh);
     }
@@ -283,28 +283,42 @@ bool watched_alike(const config::Camera& before, const config::Camera& after) {
            before.health.offline_after == after.health.offline_after;
 }
 
+bool learns(const std::string& check) {
+    return check == vision::CameraHealthCheck::kName || check == vision::UnattendedCheck::kName ||
+           check == vision::MotionCheck::kName || check == "cleanliness" || check == "bin_lid";
+}
+
 bool events_alike(const config::Camera& before, const config::Camera& after, const std::string& check,
-                  const std::string& label) {
+                  const std::string& label, bool learned_kept) {
     // Judged on each picture afresh: the next run sees the condition within its first pictures, as
     // this one did. Frozen, unattended, a covered lens (against the sharpness learned from earlier
     // pictures) and a floor against its learned reference need time or a reference the next run
-    // does not have yet: taken over, they ended as cleared meanwhile (the review of this change: a
-    // lens still covered, `cleared` 2 s after the reload). Only the built-in checks' labels: a user
-    // model's event has its own rule and severity.
+    // has only where its check took over what this one's learned (`learned_kept`): taken over
+    // without it, they ended as cleared meanwhile (the review of the change that handed the others
+    // over: a lens still covered, `cleared` 2 s after the reload). Only the built-in checks'
+    // labels: a user model's event has its own rule and severity.
     const bool afresh = (check == "mask" && label == "no_mask") ||
                         (check == "head_covering" && label == "bare_head") ||
                         (check == vision::CameraHealthCheck::kName && (label == "black" || label == "blank"));
-    if (!afresh || !watched_alike(before, after)) return false;
+    if (!(afresh || (learned_kept && learns(check))) || !watched_alike(before, after)) return false;
     if (std::find(after.checks.begin(), after.checks.end(), check) == after.checks.end()) return false;
     const auto was = before.rules.find(check), is = after.rules.find(check);
     if (was == before.rules.end() || is == after.rules.end() || !(was->second == is->second)) return false;
-    return before.zones == after.zones && before.masks == after.masks &&
+    // What the region checks are made of (the zones are compared below); not where the reference
+    // was written in the file.
+    const auto& a = before.scene;
+    const auto& b = after.scene;
+    const bool scene =
+        check == vision::CameraHealthCheck::kName ||
+        (a.reference == b.reference && a.min_area == b.min_area && a.unattended_after == b.unattended_after);
+    return before.zones == after.zones && before.masks == after.masks && (!learns(check) || scene) &&
            (check != vision::CameraHealthCheck::kName || before.health == after.health);
 }
 
 std::vector<CameraPipeline::HandedEvent> CameraPipeline::hand_over_events(TimePoint now,
                                                                           const std::string& reason,
-                                                                          const config::Camera& after) {
+                                                                          const config::Camera& after,
+                                                                          bool input_kept) {
     std::vector<HandedEvent> out;
     std::lock_guard trackers(trackers_mutex_);
     for (auto& t : trackers_) {
@@ -313,7 +327,8 @@ std::vector<CameraPipeline::HandedEvent> CameraPipeline::hand_over_events(TimePo
         const bool own =
             !t.producers.empty() && std::all_of(t.producers.begin(), t.producers.end(),
                                                 [&](std::size_t p) { return checks_[p]->name() == t.check; });
-        if (!t.tracker.active() || !own || !events_alike(camera_, after, t.check, t.label)) continue;
+        if (!t.tracker.active() || !own || !events_alike(camera_, after, t.check, t.label, input_kept))
+            continue;
         auto h = t.tracker.hand_over(now, reason);
         if (!h) continue;
         auto best = evidence_.take_best(h->id());
@@ -333,7 +348,9 @@ std::vector<std::string> CameraPipeline::take_over_events(std::vector<HandedEven
         for (auto& e : handed) {
             const auto producer = std::find_if(checks_.begin(), checks_.end(),
                                                [&](const auto& c) { return c->name() == e.check; });
-            if (producer == checks_.end() || !events_alike(before, camera_, e.check, e.label)) {
+            const bool learned =
+                std::find(learned_taken_.begin(), learned_taken_.end(), e.check) != learned_taken_.end();
+            if (producer == checks_.end() || !events_alike(before, camera_, e.check, e.label, learned)) {
                 refused.push_back(std::move(e));
                 continue;
             }
@@ -360,6 +377,32 @@ std::vector<std::string> CameraPipeline::take_over_events(std::vector<HandedEven
     // Outside the lock, as close_events() sends its ends (a snapshot is encoded and synced).
     for (auto& e : refused) evidence_.submit_end(e.open.end, std::move(e.best));
     return taken;
+}
+
+std::unique_ptr<CameraPipeline::Analysis> CameraPipeline::release_analysis() {
+    auto out = std::make_unique<Analysis>();
+    out->passes = std::move(passes_);
+    out->motion = std::move(motion_);
+    out->checks = std::move(checks_);
+    return out;
+}
+
+const std::vector<std::string>& CameraPipeline::take_over_analysis(Analysis& earlier,
+                                                                   const config::Camera& before) {
+    learned_taken_.clear();
+    // Learned from the same pictures as this run will go on with: the same stream, analysed alike.
+    if (!input_taken_over_ || !watched_alike(before, camera_)) return learned_taken_;
+    // The checks that read the motion map judge only with its background: without it, none.
+    const bool motion = motion_ && earlier.motion;
+    if (motion) motion_->take_state_from(*earlier.motion);
+    for (auto& check : checks_) {
+        const auto& name = check->name();
+        if (!learns(name) || (name != vision::CameraHealthCheck::kName && !motion)) continue;
+        const auto it = std::find_if(earlier.checks.begin(), earlier.checks.end(),
+                                     [&](const auto& c) { return c && c->name() == name; });
+        if (it != earlier.checks.end() && check->take_state_from(**it)) learned_taken_.push_back(name);
+    }
+    return learned_taken_;
 }
 
 bool CameraPipeline::take_over_seen(const config::Camera& before, TimePoint last_frame,
@@ -550,7 +593,7 @@ void CameraPipeline::frame_failed(const ingest::Frame& frame, const char* what) 
 
 void CameraPipeline::analyse_frame(const ingest::Frame& frame) {
     const auto began = std::chrono::steady_clock::now();
-    passes_.begin_frame();  // before the motion map, which reads the frame's grey picture there
+    passes_->begin_frame();  // before the motion map, which reads the frame's grey picture there
     if (motion_) motion_->update(frame.image);
     observations_.clear();
     produced_.clear();

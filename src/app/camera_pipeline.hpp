@@ -57,9 +57,14 @@ using CheckFactory = std::function<std::unique_ptr<vision::Check>(const std::str
 bool watched_alike(const config::Camera& before, const config::Camera& after);
 // Whether an open event of `check` on a camera configured as `before` goes on where it is
 // configured as `after`: watched alike, the check still run, by the same rule, in the same zones and
-// masks, and judged on each picture afresh by a built-in check (no_mask, bare_head, black, blank).
+// masks, and judged on each picture afresh by a built-in check (no_mask, bare_head, black, blank),
+// or, with `learned_kept` (the next run's check took what this one's learned:
+// CameraPipeline::take_over_analysis), by a built-in check that learns over time (camera_health's
+// frozen and covered, unattended, after_hours_motion, cleanliness, bin_lid) set up alike.
 bool events_alike(const config::Camera& before, const config::Camera& after, const std::string& check,
-                  const std::string& label);
+                  const std::string& label, bool learned_kept = false);
+// Whether the built-in `check` learns over time from the pictures, as the five above do.
+bool learns(const std::string& check);
 
 class CameraPipeline final : public AnalysisJob {
 public:
@@ -118,12 +123,31 @@ public:
     // new alerts (the 62nd session's review: 31 `black` alerts of one camera in 35 reloads). Those
     // judged over time (frozen, unattended, a floor against its learned reference) start afresh in
     // the next run, and end at the reload as before. Only once stopped.
+    // With `input_kept` (the camera's input handed to the next run too) the events of the checks that
+    // learn over time go as well, for the next run's checks to take what these learned
+    // (release_analysis()).
     std::vector<HandedEvent> hand_over_events(TimePoint now, const std::string& reason,
-                                              const config::Camera& after);
+                                              const config::Camera& after, bool input_kept = false);
     // Before start(): takes over what the previous run's pipeline of this camera handed over
     // (`before`: the camera as that run had it); the end of each it does not judge alike is sent,
     // with its best frame, as the stop would have. Returns the ids taken over.
     std::vector<std::string> take_over_events(std::vector<HandedEvent> handed, const config::Camera& before);
+    // What this camera's analysis learned from its pictures: its checks and motion map (with the
+    // frame passes they read), for the next run's pipeline of a camera whose input goes on.
+    struct Analysis {
+        std::unique_ptr<vision::FramePasses> passes;
+        std::unique_ptr<vision::MotionMap> motion;
+        std::vector<std::unique_ptr<vision::Check>> checks;
+    };
+    // At a reload that hands the camera's input over: the last thing done with this pipeline, as
+    // release_input() (its checks go).
+    std::unique_ptr<Analysis> release_analysis();
+    // Before start(), once take_over_input() took the input that `earlier` analysed (`before`: the
+    // camera as that run had it): each check of the same name, set up alike, takes what its
+    // predecessor learned (vision::Check::take_state_from), and the motion map its background.
+    // Their open events, handed over, then go on (take_over_events(), after this). Returns the
+    // names of the checks that took it.
+    const std::vector<std::string>& take_over_analysis(Analysis& earlier, const config::Camera& before);
     // Before start(): the last frame of the previous run's pipeline of this camera, online at the
     // reload, if this one watches it as that one did (watched_alike). Until its own first frame the
     // camera is online, and offline `offline_after` from that frame, as if the reload had not been:
@@ -215,10 +239,15 @@ private:
     std::unique_ptr<evidence::TrainingFrames> training_;  // when training_frames covers this camera
     rules::ZoneFilter zones_;
 
-    // Analysis side, touched by one pool thread at a time.
-    std::unique_ptr<vision::MotionMap> motion_;  // when a check needs it
-    vision::FramePasses passes_;                 // work the checks share, done once per frame
+    // Analysis side, touched by one pool thread at a time. On the heap, in this order, so that
+    // release_analysis() hands them over together, the checks' pointers into the others still good.
+    std::unique_ptr<vision::FramePasses> passes_ =
+        std::make_unique<vision::FramePasses>();  // work the checks share, done once per frame
+    std::unique_ptr<vision::MotionMap> motion_;   // when a check needs it
     std::vector<std::unique_ptr<vision::Check>> checks_;
+    // The checks that took what the previous run's learned (take_over_analysis()): their open
+    // events go on across the reload as those judged afresh do.
+    std::vector<std::string> learned_taken_;
     std::vector<std::size_t> produced_;  // observations_ produced by checks_[i] end at produced_[i]
     // A deque: trackers are never moved once made. Under trackers_mutex_: the supervisor ends their
     // events when the camera goes offline, when no frame comes to the analysis side.

@@ -585,6 +585,25 @@ void Gateway::adopt(CarryOver&& carried) {
             camera->take_over_seen(c.config, c.last_frame, c.last_frame_steady);
     }
     carried.camera_seen.clear();
+    for (auto& [id, input] : carried.camera_inputs) {
+        auto* camera = camera_pipeline(id);
+        if (camera == nullptr || !camera->take_over_input(input)) continue;
+        log_->info("camera {}: its stream goes on across the reload (not opened again){}", id,
+                   camera->public_feed() != nullptr ? ", and so do the parents' streams" : "");
+        // Before the events: those of the checks that learn over time go on where these took over
+        // what the previous run's had learned.
+        if (auto it = carried.camera_analysis.find(id);
+            it != carried.camera_analysis.end() && it->second.analysis) {
+            const auto& taken = camera->take_over_analysis(*it->second.analysis, it->second.config);
+            if (!taken.empty())
+                log_->info("camera {}: what its checks learned from the stream goes on too ({})", id,
+                           fmt::join(taken, ", "));
+        }
+    }
+    // Those not taken (the run that handed them over fell back to this one, which has the camera
+    // otherwise) stop here: this run's own open the camera again.
+    carried.camera_inputs.clear();
+    carried.camera_analysis.clear();
     for (auto& [id, c] : carried.camera_events) {
         auto* camera = camera_pipeline(id);
         if (camera == nullptr) {
@@ -595,16 +614,6 @@ void Gateway::adopt(CarryOver&& carried) {
             log_->info("camera {}: its alert {} goes on after the reload", id, event);
     }
     carried.camera_events.clear();
-    for (auto& [id, input] : carried.camera_inputs) {
-        auto* camera = camera_pipeline(id);
-        if (camera != nullptr && camera->take_over_input(input)) {
-            log_->info("camera {}: its stream goes on across the reload (not opened again){}", id,
-                       camera->public_feed() != nullptr ? ", and so do the parents' streams" : "");
-        }
-    }
-    // Those not taken (the run that handed them over fell back to this one, which has the camera
-    // otherwise) stop here: this run's own open the camera again.
-    carried.camera_inputs.clear();
     for (auto& [id, c] : carried.camera_stream) {
         auto* camera = camera_pipeline(id);
         std::vector<events::Event> ends;
@@ -658,9 +667,11 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
         if (const auto* after = continues ? config::find_camera(*next, id) : nullptr) {
             if (auto h = camera->hand_over_offline(now, events::kEndStopped))
                 carry->camera_offline[id] = {camera->camera(), std::move(*h), camera->cause_told()};
-            if (auto handed = camera->hand_over_events(now, events::kEndStopped, *after); !handed.empty())
+            const bool kept = inputs_kept.count(id) != 0;
+            if (auto handed = camera->hand_over_events(now, events::kEndStopped, *after, kept);
+                !handed.empty())
                 carry->camera_events[id] = {camera->camera(), std::move(handed)};
-            if (inputs_kept.count(id) != 0) {
+            if (kept) {
                 if (auto s = camera->hand_over_stream_events(now, events::kEndStopped);
                     s.unstable || s.damaged)
                     carry->camera_stream[id] = {camera->camera(), std::move(s)};
@@ -711,7 +722,9 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
     }
     for (auto& camera : cameras_) {
         const auto& id = camera->camera().id;
-        if (inputs_kept.count(id) != 0) carry->camera_inputs[id] = camera->release_input();
+        if (inputs_kept.count(id) == 0) continue;
+        carry->camera_inputs[id] = camera->release_input();
+        carry->camera_analysis[id] = {camera->camera(), camera->release_analysis()};
     }
     if (carry != nullptr) {
         carry->event_day = event_log_.take_day();

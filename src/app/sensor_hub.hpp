@@ -69,6 +69,13 @@ struct CarryOver {
     // the next run has alike (CameraInput::Spec), still running, by camera id: the camera is not
     // connected to again, and parents' streams go on.
     std::map<std::string, std::unique_ptr<CameraInput>> camera_inputs;
+    // And what their analysis learned from them (CameraPipeline::release_analysis), with the camera
+    // as that run had it: the next run's checks set up alike take it over.
+    struct CameraAnalysis {
+        config::Camera config;
+        std::unique_ptr<CameraPipeline::Analysis> analysis;
+    };
+    std::map<std::string, CameraAnalysis> camera_analysis;
     // Their open `unstable` and `damaged` events (CameraPipeline::hand_over_stream_events), with
     // the camera as that run had it.
     struct CameraStream {

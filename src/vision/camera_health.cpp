@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <opencv2/imgproc.hpp>
+#include <utility>
 
 #include "vision/frame_passes.hpp"
 
@@ -74,6 +75,18 @@ void CameraHealthCheck::measure(const cv::Mat& bgr) {
     }
     small_.copyTo(previous_);
     have_previous_ = true;
+}
+
+bool CameraHealthCheck::take_state_from(Check& earlier) {
+    auto* e = dynamic_cast<CameraHealthCheck*>(&earlier);
+    if (e == nullptr || !(e->cfg_ == cfg_)) return false;
+    previous_ = std::move(e->previous_);
+    have_previous_ = std::exchange(e->have_previous_, false);
+    same_since_ = e->same_since_;
+    baseline_edge_ = e->baseline_edge_;
+    previous_steady_ = e->previous_steady_;
+    measures_ = e->measures_;
+    return true;
 }
 
 void CameraHealthCheck::analyse(const ingest::Frame& frame, std::vector<Observation>& out) {

@@ -32,6 +32,9 @@ public:
     explicit CameraHealthCheck(const config::Health& cfg, FramePasses* passes = nullptr);
     const std::string& name() const override { return kName; }
     void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
+    // The previous picture, when it began to stay the same and the lens's usual sharpness: with the
+    // same `health` settings.
+    bool take_state_from(Check& earlier) override;
 
     const HealthMeasures& last_measures() const { return measures_; }
 

@@ -37,6 +37,18 @@ public:
     // Appends this frame's observations to `out`. Called for one camera's frames in order, from
     // one thread at a time.
     virtual void analyse(const ingest::Frame& frame, std::vector<Observation>& out) = 0;
+    // At a reload that keeps the camera's stream going (app::CameraInput), the same check of the
+    // run before, `earlier`, which analysed that stream up to the reload: this one takes what it
+    // learned from those pictures (when a picture froze, how sharp the lens usually is, a station's
+    // last movement, a learned reference). Made afresh, it judged those conditions anew: a lens
+    // still covered read as uncovered, a station unattended for 10 minutes as attended, and the
+    // room saw each reload end such an alert and raise it again. True when this check now judges
+    // the next picture as `earlier` would have (of the same kind, set up alike); false (the
+    // default: a check that learns nothing over time) leaves it as made. `earlier` is spent after.
+    virtual bool take_state_from(Check& earlier) {
+        (void)earlier;
+        return false;
+    }
 };
 
 }  // namespace kg::vision

@@ -1,6 +1,7 @@
 #include "vision/motion.hpp"
 
 #include <opencv2/imgproc.hpp>
+#include <utility>
 
 #include "vision/frame_passes.hpp"
 
@@ -11,6 +12,17 @@ MotionMap::MotionMap(FramePasses* passes)
       model_(
           cv::createBackgroundSubtractorMOG2(/*history=*/200, /*varThreshold=*/25, /*detectShadows=*/false)),
       kernel_(cv::getStructuringElement(cv::MORPH_ELLIPSE, {3, 3})) {}
+
+void MotionMap::take_state_from(MotionMap& earlier) {
+    // Swapped: `earlier` is left a map that has seen nothing, still usable.
+    std::swap(model_, earlier.model_);
+    std::swap(previous_, earlier.previous_);
+    std::swap(foreground_, earlier.foreground_);
+    std::swap(moving_, earlier.moving_);
+    std::swap(small_, earlier.small_);
+    std::swap(moved_fraction_, earlier.moved_fraction_);
+    std::swap(lighting_changed_, earlier.lighting_changed_);
+}
 
 void MotionMap::update(const cv::Mat& bgr) {
     if (passes_ == nullptr) cv::cvtColor(bgr, gray_, cv::COLOR_BGR2GRAY);

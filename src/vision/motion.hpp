@@ -22,6 +22,11 @@ public:
     explicit MotionMap(FramePasses* passes = nullptr);
     // Updates the model with this frame; afterwards foreground() marks what moved.
     void update(const cv::Mat& bgr);
+    // At a reload that keeps the camera's stream going: the background the map of the run before
+    // learned from it (MOG2 takes its history, 200 frames, to learn one: made afresh, the first
+    // minutes after a reload saw movement everywhere the scene had changed since the start).
+    // This map's frame passes are kept.
+    void take_state_from(MotionMap& earlier);
     const cv::Mat& foreground() const { return foreground_; }  // 0/255 at kWidth x kHeight
     // What changed since the previous frame (0/255): moving now, unlike foreground(), which also
     // marks what arrived recently and stayed.

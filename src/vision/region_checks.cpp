@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <opencv2/imgproc.hpp>
+#include <utility>
 
 namespace kg::vision {
 namespace {
@@ -33,6 +34,16 @@ Observation observation(const std::string& check, const std::string& label, cons
     return o;
 }
 
+// The same regions, in the same order: each one's state is of the region at its place.
+bool same_regions(const std::vector<Region>& a, const std::vector<Region>& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (a[i].zone != b[i].zone || a[i].mask.size() != b[i].mask.size()) return false;
+        if (!a[i].mask.empty() && cv::norm(a[i].mask, b[i].mask, cv::NORM_L1) != 0) return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 std::vector<Region> regions_for(const std::string& check, const config::Camera& camera) {
@@ -58,6 +69,11 @@ void MotionCheck::analyse(const ingest::Frame&, std::vector<Observation>& out) {
         o.present = !o.boxes.empty();
         out.push_back(std::move(o));
     }
+}
+
+bool MotionCheck::take_state_from(Check& earlier) {
+    const auto* e = dynamic_cast<const MotionCheck*>(&earlier);
+    return e != nullptr && e->min_area_ == min_area_ && same_regions(e->regions_, regions_);
 }
 
 UnattendedCheck::UnattendedCheck(std::vector<Region> regions, const MotionMap& motion, double min_area,
@@ -110,6 +126,19 @@ void UnattendedCheck::analyse(const ingest::Frame& frame, std::vector<Observatio
     }
 }
 
+bool UnattendedCheck::take_state_from(Check& earlier) {
+    auto* e = dynamic_cast<UnattendedCheck*>(&earlier);
+    if (e == nullptr || e->min_area_ != min_area_ || e->after_ != after_ ||
+        !same_regions(e->regions_, regions_))
+        return false;
+    last_activity_ = e->last_activity_;
+    last_frame_ = e->last_frame_;
+    usual_gap_ = e->usual_gap_;
+    long_gaps_ = e->long_gaps_;
+    shortest_long_gap_ = e->shortest_long_gap_;
+    return true;
+}
+
 ReferenceChangeCheck::ReferenceChangeCheck(std::string name, std::string label, std::vector<Region> regions,
                                            const MotionMap& motion, double min_area, const cv::Mat& reference)
     : name_(std::move(name)),
@@ -128,7 +157,21 @@ ReferenceChangeCheck::ReferenceChangeCheck(std::string name, std::string label, 
         cv::GaussianBlur(small, reference_, {5, 5}, 0);
         reference_.convertTo(reference_, CV_32F);
         learned_ = kLearnFrames;
+        given_ = true;
     }
+}
+
+bool ReferenceChangeCheck::take_state_from(Check& earlier) {
+    auto* e = dynamic_cast<ReferenceChangeCheck*>(&earlier);
+    if (e == nullptr || e->name_ != name_ || e->min_area_ != min_area_ || e->given_ != given_ ||
+        !same_regions(e->regions_, regions_))
+        return false;
+    if (given_) return cv::norm(e->reference_, reference_, cv::NORM_L1) == 0;
+    std::swap(reference_, e->reference_);
+    std::swap(reference_cells_, e->reference_cells_);
+    learned_ = e->learned_;
+    learning_since_ = e->learning_since_;
+    return true;
 }
 
 double ReferenceChangeCheck::gain() {

@@ -32,6 +32,8 @@ public:
     MotionCheck(std::vector<Region> regions, const MotionMap& motion, double min_area);
     const std::string& name() const override { return kName; }
     void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
+    // Nothing of its own: what moves is the camera's MotionMap's, which its pipeline hands over.
+    bool take_state_from(Check& earlier) override;
     static inline const std::string kName = "after_hours_motion";
 
 private:
@@ -45,6 +47,9 @@ public:
     UnattendedCheck(std::vector<Region> regions, const MotionMap& motion, double min_area, Duration after);
     const std::string& name() const override { return kName; }
     void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
+    // Each station's last movement and the frames' usual gap, for the same stations and
+    // `unattended_after`.
+    bool take_state_from(Check& earlier) override;
     static inline const std::string kName = "unattended";
 
 private:
@@ -74,6 +79,10 @@ public:
                          const MotionMap& motion, double min_area, const cv::Mat& reference);
     const std::string& name() const override { return name_; }
     void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
+    // A learned reference (or the learning in progress), where neither check was given one; where
+    // both were, judging alike needs the very same picture (a file replaced under the same name
+    // is read again, and judged by).
+    bool take_state_from(Check& earlier) override;
 
 private:
     std::string name_, label_;
@@ -85,7 +94,8 @@ private:
     // Nothing moves in the regions in this frame (for learning the reference).
     bool still();
 
-    cv::Mat reference_;  // grey, MotionMap size, blurred
+    cv::Mat reference_;   // grey, MotionMap size, blurred
+    bool given_ = false;  // reference_ is the picture the configuration gave
     int learned_ = 0;
     std::optional<SteadyPoint> learning_since_;  // the first frame seen without a reference
     cv::Mat blurred_, diff_, changed_, still_;

@@ -12,6 +12,7 @@ import subprocess
 import signal
 import time
 
+import pytest
 import yaml
 
 import kg_e2e
@@ -164,38 +165,47 @@ def test_a_camera_down_across_a_reload_is_one_outage(broker, collector, schemas,
     schemas.validate_all(collector)
 
 
-def test_a_black_picture_across_a_reload_is_one_alert(broker, collector, schemas, make_clip, gateways, tmp_path):
+@pytest.mark.parametrize("fault", ["black", "frozen"])
+def test_a_camera_fault_across_a_reload_is_one_alert(broker, collector, schemas, make_clip, gateways, tmp_path,
+                                                     fault):
     """A reload ended a camera's `black` alert ("gateway stopped") and the next run raised it again
     as a new one once confirmed: the 62nd session's reload review counted 31 `black` alerts of one
     camera in 35 reloads, each notified and to acknowledge. A condition judged on each picture afresh
     now goes on in the next run as one alert, when the camera is fetched and judged alike; the camera
-    stays online in its retained state, with the condition."""
-    cam = kg_e2e.camera("cam", make_clip([("black", 20)]), input={"loop": True}, health={"offline_after": "20s"})
+    stays online in its retained state, with the condition. A frozen picture is judged over time
+    (health.frozen_after): the next run's check takes what the one before learned from the stream,
+    which the reload keeps, and its alert goes on too, instead of ending and starting again
+    frozen_after later."""
+    cam = kg_e2e.camera("cam", make_clip([(fault, 20)]), input={"loop": True}, health={"offline_after": "20s"})
     cfg = kg_e2e.base_config(broker, [cam], tmp_path)
     gw = gateways(cfg)
 
-    def black():
+    def alerts():
         return [(e["id"], e["state"], e.get("end_reason")) for e in collector.events()
-                if e["camera"] == "cam" and e["label"] == "black" and e["state"] != "update"]
+                if e["camera"] == "cam" and e["label"] == fault and e["state"] != "update"]
 
-    collector.wait_for(lambda: black(), 20, what="the black picture raised")
-    first = black()[0][0]
+    collector.wait_for(lambda: alerts(), 20, what=f"the {fault} picture raised")
+    first = alerts()[0][0]
     mark = len(collector.messages)
     cfg["cameras"][0]["name"] = "Cooking area"
     gw.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     gw.proc.send_signal(signal.SIGHUP)
     kg_e2e.wait_until(lambda: f"camera cam: its alert {first} goes on after the reload" in gw.output(), 20,
                       what="the alert taken over")
+    if fault == "frozen":
+        assert "camera cam: what its checks learned from the stream goes on too (camera_health)" in gw.output()
     collector.wait_for(lambda: (s := collector.last_json(STATE.format("cam"))) and s["name"] == "Cooking area"
                        and s["fps_in"] > 0, 20, what="the reloaded run's frames")
-    time.sleep(5)  # past the camera's confirm and clear (2 s each): a new alert or an end would be here
-    assert black() == [(first, "start", None)], black()
+    # Past the camera's confirm and clear (2 s each), and for a frozen picture its frozen_after (4 s)
+    # after the reload: a new alert or an end would be here.
+    time.sleep(7 if fault == "frozen" else 5)
+    assert alerts() == [(first, "start", None)], alerts()
     states = [json.loads(m[1]) for m in collector.messages[mark:] if m[0] == STATE.format("cam")]
-    assert states and all(s["online"] and s["conditions"] == ["black"] for s in states), \
+    assert states and all(s["online"] and s["conditions"] == [fault] for s in states), \
         [(s["online"], s["conditions"]) for s in states]
     assert gw.terminate() == 0
-    collector.wait_for(lambda: len(black()) >= 2, 5, what="the alert's end at the stop")
-    assert black() == [(first, "start", None), (first, "end", "gateway stopped")], black()
+    collector.wait_for(lambda: len(alerts()) >= 2, 5, what="the alert's end at the stop")
+    assert alerts() == [(first, "start", None), (first, "end", "gateway stopped")], alerts()
     schemas.validate_all(collector)
 
 

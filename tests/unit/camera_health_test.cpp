@@ -7,6 +7,7 @@
 
 #include "vision/frame_passes.hpp"
 #include "vision/motion.hpp"
+#include "vision/region_checks.hpp"
 
 using namespace std::chrono_literals;
 using kg::vision::CameraHealthCheck;
@@ -27,7 +28,9 @@ cv::Mat scene(cv::RNG& rng) {
     return img;
 }
 
-cv::Mat covered(cv::RNG& rng) {
+// `fingers`: the dark gaps between them, out of focus too: detail enough to pass for a plain wall
+// to a check that has not learned how sharp this camera's picture is.
+cv::Mat covered(cv::RNG& rng, int fingers = 0) {
     // A hand over the lens: dark brown, a smooth gradient, out of focus.
     cv::Mat img(360, 640, CV_8UC3);
     for (int y = 0; y < 360; ++y) {
@@ -36,6 +39,8 @@ cv::Mat covered(cv::RNG& rng) {
     cv::Mat noise(img.size(), img.type());
     rng.fill(noise, cv::RNG::NORMAL, 0, 1.5);
     cv::add(img, noise, img);
+    for (int f = 0; f < fingers; ++f)
+        cv::line(img, {100 + 120 * f, 0}, {160 + 120 * f, 359}, cv::Scalar(15, 20, 30), 10);
     cv::GaussianBlur(img, img, {0, 0}, 6);
     return img;
 }
@@ -133,6 +138,50 @@ TEST(CameraHealth, TheSamePictureForFrozenAfterIsFrozen) {
     // The first repeat is at i=1 (0.5 s later); 5 s of repeats makes it frozen at i=11.
     EXPECT_EQ(frozen_from, 11);
     EXPECT_TRUE(run.feed(scene(rng)).empty());
+}
+
+// A reload that keeps the camera's stream going hands the check of the run before to the next
+// run's, which takes what it learned: a picture frozen for 3 s at the reload is frozen 2 s after it
+// (frozen_after 5 s), not 5 s after; a hand over the lens at the reload is still covered, judged
+// against the sharpness learned before it (a check made afresh learns none, and read the covered
+// lens as a plain wall: the alert ended `cleared` 2 s after the reload). Set up otherwise (another
+// `frozen_after`), or of another kind, it takes nothing.
+TEST(CameraHealth, TheNextRunsCheckTakesWhatTheCheckBeforeLearnedFromTheStream) {
+    cv::RNG rng(5);
+    kg::config::Health cfg;
+    cfg.frozen_after = 5s;
+    HealthRun run(cfg);
+    for (int i = 0; i < 10; ++i) run.feed(scene(rng));
+    const cv::Mat still = scene(rng);
+    for (int i = 0; i < 7; ++i) EXPECT_TRUE(run.feed(still).empty()) << i;  // the same since i=1: 3 s
+
+    kg::config::Health other = cfg;
+    other.frozen_after = 6s;
+    HealthRun elsewhere(other);
+    EXPECT_FALSE(elsewhere.check.take_state_from(run.check)) << "another frozen_after";
+    kg::vision::MotionMap motion;
+    kg::vision::MotionCheck motion_check({{"", {}}}, motion, 0.002);
+    EXPECT_FALSE(elsewhere.check.take_state_from(motion_check)) << "another kind of check";
+
+    HealthRun next(cfg);
+    next.t = run.t;
+    ASSERT_TRUE(next.check.take_state_from(run.check));
+    int frozen_from = -1;
+    for (int i = 7; i < 14 && frozen_from < 0; ++i)
+        if (next.feed(still) == std::vector<std::string>{"frozen"}) frozen_from = i;
+    EXPECT_EQ(frozen_from, 11) << "5 s after the picture froze, as without the reload";
+
+    // A hand over the lens, across a reload.
+    HealthRun lens(cfg);
+    for (int i = 0; i < 40; ++i) lens.feed(scene(rng));
+    ASSERT_EQ(lens.feed(covered(rng, 2)), std::vector<std::string>{"covered"});
+    HealthRun fresh(cfg);
+    EXPECT_TRUE(fresh.feed(covered(rng, 2)).empty()) << "no sharpness learned: taken for a plain wall";
+    HealthRun after(cfg);
+    ASSERT_TRUE(after.check.take_state_from(lens.check));
+    for (int i = 0; i < 10; ++i)
+        EXPECT_EQ(after.feed(covered(rng, 2)), std::vector<std::string>{"covered"}) << i;
+    for (int i = 0; i < 5; ++i) EXPECT_TRUE(after.feed(scene(rng)).empty()) << i;
 }
 
 namespace {

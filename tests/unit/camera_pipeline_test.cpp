@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 #include <string>
 #include <vector>
 
@@ -872,6 +873,104 @@ TEST_F(CameraPipelineTest, ATakenOverAlertWhoseCheckFailsEndsAsFailing) {
     ASSERT_EQ(mask.size(), 2u);
     EXPECT_EQ(mask[1].state, EventState::end);
     EXPECT_EQ(mask[1].end_reason, kg::events::kEndCheckFailing);
+}
+
+// Built-in checks that learn over time: a frozen picture (4 s) and a station nobody moves at (8 s).
+const char* kLearningConfig = R"(site: {id: sch-0101, name: No. 1 canteen, timezone: Asia/Shanghai}
+mqtt: {url: mqtt://127.0.0.1:1883}
+cameras:
+  - id: kitchen
+    url: rtsp://127.0.0.1:8554/kitchen
+    checks: [camera_health, unattended]
+    health: {confirm: 2s, clear: 2s, frozen_after: 4s}
+    scene: {unattended_after: 8s}
+    rules:
+      unattended: {confirm: 2s, clear: 2s, median_window: 1}
+)";
+
+class CameraPipelineLearningTest : public CameraPipelineTest {
+protected:
+    CameraPipelineLearningTest() : CameraPipelineTest(kLearningConfig) {
+        // A tiled wall and a counter, the same picture frame after frame (frozen, and nobody there).
+        frame_.image = cv::Mat(180, 320, CV_8UC3, cv::Scalar(150, 160, 170));
+        for (int y = 0; y < 180; y += 12) cv::line(frame_.image, {0, y}, {320, y}, cv::Scalar(90, 90, 90), 1);
+        for (int x = 0; x < 320; x += 12) cv::line(frame_.image, {x, 0}, {x, 100}, cv::Scalar(90, 90, 90), 1);
+        cv::rectangle(frame_.image, {50, 110}, {270, 165}, cv::Scalar(60, 70, 200), cv::FILLED);
+        still_ = frame_.image.clone();
+    }
+    // A cook crossing the picture, somewhere else at each second.
+    void cook_at(int seconds) {
+        still_.copyTo(frame_.image);
+        const int x = 20 + (seconds * 40) % 260;
+        cv::rectangle(frame_.image, {x, 30}, {x + 40, 170}, cv::Scalar(30, 30, 30), cv::FILLED);
+    }
+    // The open events of this camera, by label, as their starts and ends.
+    std::vector<std::pair<std::string, std::string>> of(const std::string& label) const {
+        std::vector<std::pair<std::string, std::string>> out;
+        for (const auto& e : labelled(label))
+            if (e.state != EventState::update)
+                out.emplace_back(e.state == EventState::start ? "start" : "end:" + e.end_reason, e.id);
+        return out;
+    }
+    cv::Mat still_;
+};
+
+// A reload ended a frozen picture's alert and an unattended station's as `gateway stopped`, and the
+// next run, its checks made afresh, raised them again once they had seen the picture frozen, or the
+// station still, for as long again: the room saw one more alert for each at every configuration
+// edit, and the condition unreported meanwhile. With the camera's input kept, the next run's checks
+// take what these learned and the alerts go on as one, ending when the condition does. A reload
+// that changes how a check judges (`frozen_after`) ends its alert, as before.
+TEST_F(CameraPipelineLearningTest, AFrozenPictureAndAnUnattendedStationAcrossAReloadAreOneAlertEach) {
+    const auto& camera = config_.cameras.at(0);
+    kg::app::CameraPipeline first(camera, pool_, site_);
+    for (int s = 0; s <= 12; ++s) frame_at(first, s);
+    ASSERT_EQ(of("frozen").size(), 1u);
+    ASSERT_EQ(of("unattended").size(), 1u);
+    const auto frozen = of("frozen")[0].second, unattended = of("unattended")[0].second;
+
+    EXPECT_TRUE(first.hand_over_events(at(13), kg::events::kEndStopped, camera).empty())
+        << "the input not kept: learned again, so ended";
+    auto handed = first.hand_over_events(at(13), kg::events::kEndStopped, camera, true);
+    ASSERT_EQ(handed.size(), 2u);
+    first.close_events(at(13), kg::events::kEndStopped);
+    EXPECT_EQ(of("frozen").size(), 1u) << "handed over, not ended";
+    auto input = first.release_input();
+    auto analysis = first.release_analysis();
+
+    kg::app::CameraPipeline next(camera, pool_, site_);
+    ASSERT_TRUE(next.take_over_input(input));
+    EXPECT_EQ(next.take_over_analysis(*analysis, camera),
+              (std::vector<std::string>{"camera_health", "unattended"}));
+    EXPECT_EQ(next.take_over_events(std::move(handed), camera).size(), 2u);
+    EXPECT_EQ(next.final_state(at(14)).conditions, (std::vector<std::string>{"frozen", "unattended"}));
+    for (int s = 14; s <= 24; ++s) frame_at(next, s);
+    EXPECT_EQ(of("frozen").size(), 1u) << "still frozen: no second alert";
+    EXPECT_EQ(of("unattended").size(), 1u) << "still nobody: no second alert";
+    for (int s = 25; s <= 32; ++s) {
+        cook_at(s);
+        frame_at(next, s);
+    }
+    using Seen = std::vector<std::pair<std::string, std::string>>;
+    EXPECT_EQ(of("frozen"), (Seen{{"start", frozen}, {"end:", frozen}})) << "ended when the picture moved";
+    EXPECT_EQ(of("unattended"), (Seen{{"start", unattended}, {"end:", unattended}})) << "ended by the cook";
+
+    // Judged otherwise by the next run: its check takes nothing, and the alert ends at the reload.
+    kg::app::CameraPipeline again(camera, pool_, site_);
+    still_.copyTo(frame_.image);
+    for (int s = 40; s <= 52; ++s) frame_at(again, s);
+    ASSERT_EQ(of("frozen").size(), 3u);
+    handed = again.hand_over_events(at(53), kg::events::kEndStopped, camera, true);
+    input = again.release_input();
+    analysis = again.release_analysis();
+    auto slower = camera;
+    slower.health.frozen_after = std::chrono::seconds(6);
+    kg::app::CameraPipeline judged_otherwise(slower, pool_, site_);
+    ASSERT_TRUE(judged_otherwise.take_over_input(input)) << "health is not part of the input";
+    EXPECT_EQ(judged_otherwise.take_over_analysis(*analysis, camera), std::vector<std::string>{"unattended"});
+    EXPECT_EQ(judged_otherwise.take_over_events(std::move(handed), camera).size(), 1u) << "unattended alone";
+    ASSERT_EQ(of("frozen").size(), 4u);
+    EXPECT_EQ(of("frozen")[3].first, std::string("end:") + kg::events::kEndStopped);
 }
 
 namespace {

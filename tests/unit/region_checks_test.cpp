@@ -416,3 +416,58 @@ TEST(RegionChecks, SomeoneWalkingAtStartUpIsNotLearnedAsTheCleanFloor) {
     // Still judged: a sack left on the floor.
     EXPECT_TRUE(r.sack_left([&](int) { return scene(rng); })) << "the sack";
 }
+
+// A reload that keeps the camera's stream going hands the next run's checks those of the run
+// before (with the motion map they read): a station still for 4 minutes at the reload is
+// `unattended` a minute after it, not 5 minutes after; a sack left on the floor before the reload
+// is still `dirty` after it, judged against the reference learned from the clean floor (a check
+// made afresh learned the floor with the sack on it as clean). Set up otherwise, nothing is taken.
+TEST(RegionChecks, TheNextRunsChecksTakeWhatTheChecksBeforeLearned) {
+    Station station;
+    for (int i = 0; i < 240; ++i) ASSERT_FALSE(station.feed(std::chrono::seconds(1))) << i;
+    Station next;
+    next.frame.steady = station.frame.steady;
+    kg::vision::UnattendedCheck longer{{{"", {}}}, next.motion, 0.002, std::chrono::minutes(6)};
+    EXPECT_FALSE(longer.take_state_from(station.check)) << "another unattended_after";
+    next.motion.take_state_from(station.motion);
+    ASSERT_TRUE(next.check.take_state_from(station.check));
+    int seconds = 0;
+    while (seconds < 120 && !next.feed(std::chrono::seconds(1))) ++seconds;
+    EXPECT_GE(seconds, 55);
+    EXPECT_LE(seconds, 65) << "5 minutes of stillness in all, the reload within them";
+
+    cv::RNG rng(7);
+    Regions before;
+    for (int i = 0; i < 40; ++i) ASSERT_FALSE(before.feed(scene(rng)).second) << i;  // the clean floor
+    const auto with_sack = [&](int) {
+        cv::Mat img = scene(rng);
+        cv::rectangle(img, {400, 60}, {480, 140}, cv::Scalar(30, 40, 50), cv::FILLED);
+        return img;
+    };
+    ASSERT_TRUE(before.sack_left(with_sack));
+    Regions fresh;
+    for (int i = 0; i < 60; ++i)
+        EXPECT_FALSE(fresh.feed(with_sack(i)).second) << "learned with the sack, " << i;
+    Regions after;
+    after.motion.take_state_from(before.motion);
+    ReferenceChangeCheck bin{"bin_lid", "open", {{"", {}}}, after.motion, 0.002, cv::Mat()};
+    EXPECT_FALSE(bin.take_state_from(before.cleanliness)) << "another check";
+    ASSERT_TRUE(after.after_hours.take_state_from(before.after_hours));
+    ASSERT_TRUE(after.cleanliness.take_state_from(before.cleanliness));
+    for (int i = 0; i < 10; ++i) EXPECT_TRUE(after.feed(with_sack(i)).second) << "still there, " << i;
+    bool cleared = false;
+    for (int i = 0; i < 20 && !cleared; ++i) cleared = !after.feed(scene(rng)).second;
+    EXPECT_TRUE(cleared) << "the sack taken away";
+
+    // Given a reference picture, the next run's check reads it again: alike only if it is the same.
+    const cv::Mat clean = scene(rng);
+    cv::Mat other = clean.clone();
+    cv::rectangle(other, {10, 10}, {60, 60}, cv::Scalar(0, 0, 0), cv::FILLED);
+    MotionMap motion;
+    ReferenceChangeCheck given{"cleanliness", "dirty", {{"", {}}}, motion, 0.002, clean};
+    ReferenceChangeCheck same{"cleanliness", "dirty", {{"", {}}}, motion, 0.002, clean};
+    ReferenceChangeCheck replaced{"cleanliness", "dirty", {{"", {}}}, motion, 0.002, other};
+    EXPECT_TRUE(same.take_state_from(given));
+    EXPECT_FALSE(replaced.take_state_from(given)) << "the file replaced under the same name";
+    EXPECT_FALSE(given.take_state_from(before.cleanliness)) << "a learned reference for a given one";
+}
