@@ -381,6 +381,10 @@ std::vector<std::string> CameraPipeline::take_over_events(std::vector<HandedEven
 
 std::unique_ptr<CameraPipeline::Analysis> CameraPipeline::release_analysis() {
     auto out = std::make_unique<Analysis>();
+    // Only the checks that learn over time go: the detectors' networks would otherwise be held beside
+    // the next run's own until it took the rest (tens of MB a camera, twice, at each reload).
+    std::erase_if(checks_, [](const auto& check) { return !learns(check->name()); });
+    passes_->drop_detector_work();
     out->passes = std::move(passes_);
     out->motion = std::move(motion_);
     out->checks = std::move(checks_);

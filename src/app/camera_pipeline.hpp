@@ -132,8 +132,9 @@ public:
     // (`before`: the camera as that run had it); the end of each it does not judge alike is sent,
     // with its best frame, as the stop would have. Returns the ids taken over.
     std::vector<std::string> take_over_events(std::vector<HandedEvent> handed, const config::Camera& before);
-    // What this camera's analysis learned from its pictures: its checks and motion map (with the
-    // frame passes they read), for the next run's pipeline of a camera whose input goes on.
+    // What this camera's analysis learned from its pictures: its checks that learn over time and its
+    // motion map (with the frame passes they read, without the detectors' networks), for the next
+    // run's pipeline of a camera whose input goes on.
     struct Analysis {
         std::unique_ptr<vision::FramePasses> passes;
         std::unique_ptr<vision::MotionMap> motion;

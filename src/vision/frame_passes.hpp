@@ -28,6 +28,13 @@ public:
     // The picture in grey: converted on the first call of a frame, the same Mat after.
     const cv::Mat& gray(const cv::Mat& bgr);
     std::uint64_t gray_conversions() const { return gray_conversions_; }  // for tests
+    // Lets go of the networks and face searches, which only detectors read, once they are gone: what
+    // is left serves the checks that read the grey picture (a camera's analysis handed to the next
+    // run, which holds its own networks).
+    void drop_detector_work() {
+        networks_.clear();
+        faces_.clear();
+    }
     // A new picture: every shared pass runs again when first read.
     void begin_frame() {
         ++*frame_;

@@ -121,6 +121,11 @@ public:
     std::size_t count() const;
     // Frame preparations (resize and blob) per frame when every check reads.
     std::size_t inputs() const;
+    // Lets go of every network and preparation (the detectors that read them gone already).
+    void clear() {
+        passes_.clear();
+        inputs_.clear();
+    }
 
 private:
     std::shared_ptr<std::uint64_t> frame_;
