@@ -300,19 +300,45 @@ bool events_alike(const config::Camera& before, const config::Camera& after, con
     const bool afresh = (check == "mask" && label == "no_mask") ||
                         (check == "head_covering" && label == "bare_head") ||
                         (check == vision::CameraHealthCheck::kName && (label == "black" || label == "blank"));
-    if (!(afresh || (learned_kept && learns(check))) || !watched_alike(before, after)) return false;
+    const bool learned = learned_kept && learns(check);
+    if (!afresh && !learned) return false;
+    // The same stream: with the checks' state handed over, the input went on (its URL unchanged),
+    // whatever `offline_after` says; otherwise fetched alike (watched_alike).
+    const bool same_stream = learned ? before.id == after.id && after.enabled && before.url == after.url
+                                     : watched_alike(before, after);
+    if (!same_stream) return false;
     if (std::find(after.checks.begin(), after.checks.end(), check) == after.checks.end()) return false;
     const auto was = before.rules.find(check), is = after.rules.find(check);
     if (was == before.rules.end() || is == after.rules.end() || !(was->second == is->second)) return false;
-    // What the region checks are made of (the zones are compared below); not where the reference
-    // was written in the file.
+    // A condition of the whole picture: no zone splits it and it has no boxes a mask could remove.
+    // Judged by the picture's thresholds and camera_health's confirm and clear; the stream's own
+    // (offline_after, unstable_after, damaged_share) judge other events.
+    if (check == vision::CameraHealthCheck::kName) {
+        const auto picture = [](config::Health h) {
+            h.offline_after = {};
+            h.unstable_after = 0;
+            h.damaged_share = 0;
+            return h;
+        };
+        return picture(before.health) == picture(after.health);
+    }
+    // The hygiene checks' events are split by every zone.
+    if (!learns(check)) return before.zones == after.zones && before.masks == after.masks;
+    // A region check judges the zones that name it (vision::regions_for), and the masks remove its
+    // boxes (unattended has none); what it is made of of the scene, not where the reference was
+    // written in the file. An edit of another check's zone leaves its alert alone (the review: a
+    // floor zone added for `cleanliness` ended an open `unattended`).
+    const auto naming = [&](const config::Camera& c) {
+        std::vector<config::Zone> zones;
+        for (const auto& z : c.zones)
+            if (std::find(z.checks.begin(), z.checks.end(), check) != z.checks.end()) zones.push_back(z);
+        return zones;
+    };
     const auto& a = before.scene;
     const auto& b = after.scene;
-    const bool scene =
-        check == vision::CameraHealthCheck::kName ||
-        (a.reference == b.reference && a.min_area == b.min_area && a.unattended_after == b.unattended_after);
-    return before.zones == after.zones && before.masks == after.masks && (!learns(check) || scene) &&
-           (check != vision::CameraHealthCheck::kName || before.health == after.health);
+    if (naming(before) != naming(after) || a.min_area != b.min_area) return false;
+    if (check == vision::UnattendedCheck::kName) return a.unattended_after == b.unattended_after;
+    return before.masks == after.masks && (check == vision::MotionCheck::kName || a.reference == b.reference);
 }
 
 std::vector<CameraPipeline::HandedEvent> CameraPipeline::hand_over_events(TimePoint now,
@@ -395,7 +421,9 @@ const std::vector<std::string>& CameraPipeline::take_over_analysis(Analysis& ear
                                                                    const config::Camera& before) {
     learned_taken_.clear();
     // Learned from the same pictures as this run will go on with: the same stream, analysed alike.
-    if (!input_taken_over_ || !watched_alike(before, camera_)) return learned_taken_;
+    // Not watched_alike(): `offline_after` is no part of the stream (the review: editing it made the
+    // checks learn afresh, a littered floor taken for the clean reference).
+    if (!input_taken_over_ || before.id != camera_.id) return learned_taken_;
     // The checks that read the motion map judge only with its background: without it, none.
     const bool motion = motion_ && earlier.motion;
     if (motion) motion_->take_state_from(*earlier.motion);

@@ -78,8 +78,10 @@ void CameraHealthCheck::measure(const cv::Mat& bgr) {
 }
 
 bool CameraHealthCheck::take_state_from(Check& earlier) {
+    // What the stream showed, whatever the thresholds it is judged by now: a lens sharpness learned
+    // again after an edit of `confirm` would be learned from a lens covered at that moment.
     auto* e = dynamic_cast<CameraHealthCheck*>(&earlier);
-    if (e == nullptr || !(e->cfg_ == cfg_)) return false;
+    if (e == nullptr) return false;
     previous_ = std::move(e->previous_);
     have_previous_ = std::exchange(e->have_previous_, false);
     same_since_ = e->same_since_;

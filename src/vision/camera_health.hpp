@@ -32,8 +32,8 @@ public:
     explicit CameraHealthCheck(const config::Health& cfg, FramePasses* passes = nullptr);
     const std::string& name() const override { return kName; }
     void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
-    // The previous picture, when it began to stay the same and the lens's usual sharpness: with the
-    // same `health` settings.
+    // The previous picture, when it began to stay the same and the lens's usual sharpness, whatever
+    // the `health` settings now (whether its open alerts go on is the events' rule).
     bool take_state_from(Check& earlier) override;
 
     const HealthMeasures& last_measures() const { return measures_; }

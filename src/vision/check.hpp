@@ -42,9 +42,10 @@ public:
     // learned from those pictures (when a picture froze, how sharp the lens usually is, a station's
     // last movement, a learned reference). Made afresh, it judged those conditions anew: a lens
     // still covered read as uncovered, a station unattended for 10 minutes as attended, and the
-    // room saw each reload end such an alert and raise it again. True when this check now judges
-    // the next picture as `earlier` would have (of the same kind, set up alike); false (the
-    // default: a check that learns nothing over time) leaves it as made. `earlier` is spent after.
+    // room saw each reload end such an alert and raise it again. True when this check took it (of
+    // the same kind, judging the same regions): what the stream showed, whatever thresholds judge
+    // it now (whether an open alert goes on is the event stage's rule); false (the default: a check
+    // that learns nothing over time) leaves it as made. `earlier` is spent after.
     virtual bool take_state_from(Check& earlier) {
         (void)earlier;
         return false;

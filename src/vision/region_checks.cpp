@@ -72,8 +72,7 @@ void MotionCheck::analyse(const ingest::Frame&, std::vector<Observation>& out) {
 }
 
 bool MotionCheck::take_state_from(Check& earlier) {
-    const auto* e = dynamic_cast<const MotionCheck*>(&earlier);
-    return e != nullptr && e->min_area_ == min_area_ && same_regions(e->regions_, regions_);
+    return dynamic_cast<const MotionCheck*>(&earlier) != nullptr;
 }
 
 UnattendedCheck::UnattendedCheck(std::vector<Region> regions, const MotionMap& motion, double min_area,
@@ -128,9 +127,9 @@ void UnattendedCheck::analyse(const ingest::Frame& frame, std::vector<Observatio
 
 bool UnattendedCheck::take_state_from(Check& earlier) {
     auto* e = dynamic_cast<UnattendedCheck*>(&earlier);
-    if (e == nullptr || e->min_area_ != min_area_ || e->after_ != after_ ||
-        !same_regions(e->regions_, regions_))
-        return false;
+    // Each station's, whatever `unattended_after` or `min_area` say now: how long it has been still
+    // is what the stream showed.
+    if (e == nullptr || !same_regions(e->regions_, regions_)) return false;
     last_activity_ = e->last_activity_;
     last_frame_ = e->last_frame_;
     usual_gap_ = e->usual_gap_;
@@ -163,9 +162,9 @@ ReferenceChangeCheck::ReferenceChangeCheck(std::string name, std::string label, 
 
 bool ReferenceChangeCheck::take_state_from(Check& earlier) {
     auto* e = dynamic_cast<ReferenceChangeCheck*>(&earlier);
-    if (e == nullptr || e->name_ != name_ || e->min_area_ != min_area_ || e->given_ != given_ ||
-        !same_regions(e->regions_, regions_))
-        return false;
+    // The learned reference is of the whole picture: the zones and `min_area` it is judged by now do
+    // not change it.
+    if (e == nullptr || e->name_ != name_ || e->given_ != given_) return false;
     if (given_) return cv::norm(e->reference_, reference_, cv::NORM_L1) == 0;
     std::swap(reference_, e->reference_);
     std::swap(reference_cells_, e->reference_cells_);

@@ -47,8 +47,7 @@ public:
     UnattendedCheck(std::vector<Region> regions, const MotionMap& motion, double min_area, Duration after);
     const std::string& name() const override { return kName; }
     void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
-    // Each station's last movement and the frames' usual gap, for the same stations and
-    // `unattended_after`.
+    // Each station's last movement and the frames' usual gap, for the same stations.
     bool take_state_from(Check& earlier) override;
     static inline const std::string kName = "unattended";
 
@@ -79,9 +78,9 @@ public:
                          const MotionMap& motion, double min_area, const cv::Mat& reference);
     const std::string& name() const override { return name_; }
     void analyse(const ingest::Frame& frame, std::vector<Observation>& out) override;
-    // A learned reference (or the learning in progress), where neither check was given one; where
-    // both were, judging alike needs the very same picture (a file replaced under the same name
-    // is read again, and judged by).
+    // A learned reference (or the learning in progress), where neither check was given one, whatever
+    // zones judge it now; where both were, taken only for the very same picture (a file replaced
+    // under the same name is read again, and judged by).
     bool take_state_from(Check& earlier) override;
 
 private:

@@ -967,10 +967,46 @@ TEST_F(CameraPipelineLearningTest, AFrozenPictureAndAnUnattendedStationAcrossARe
     slower.health.frozen_after = std::chrono::seconds(6);
     kg::app::CameraPipeline judged_otherwise(slower, pool_, site_);
     ASSERT_TRUE(judged_otherwise.take_over_input(input)) << "health is not part of the input";
-    EXPECT_EQ(judged_otherwise.take_over_analysis(*analysis, camera), std::vector<std::string>{"unattended"});
+    EXPECT_EQ(judged_otherwise.take_over_analysis(*analysis, camera),
+              (std::vector<std::string>{"camera_health", "unattended"}))
+        << "what the stream showed, whatever judges it now";
     EXPECT_EQ(judged_otherwise.take_over_events(std::move(handed), camera).size(), 1u) << "unattended alone";
     ASSERT_EQ(of("frozen").size(), 4u);
     EXPECT_EQ(of("frozen")[3].first, std::string("end:") + kg::events::kEndStopped);
+
+    // Which edits end which alert (the review: a floor zone added for cleanliness ended an open
+    // `frozen` and `unattended`; `offline_after` edited made the checks learn afresh).
+    using kg::app::events_alike;
+    auto floor = camera;
+    floor.zones.push_back({"floor", {{0, 0.5f}, {1, 0.5f}, {1, 1}, {0, 1}}, {"cleanliness"}});
+    floor.masks.push_back({{0, 0}, {0.1f, 0}, {0.1f, 0.1f}});
+    floor.health.offline_after = std::chrono::seconds(60);
+    EXPECT_TRUE(events_alike(camera, floor, "camera_health", "frozen", true));
+    EXPECT_TRUE(events_alike(camera, floor, "unattended", "unattended", true));
+    EXPECT_FALSE(events_alike(camera, floor, "unattended", "unattended", false)) << "learned afresh";
+    auto station = camera;
+    station.zones.push_back({"stove", {{0, 0}, {0.5f, 0}, {0.5f, 0.5f}}, {"unattended"}});
+    EXPECT_TRUE(events_alike(camera, station, "camera_health", "frozen", true));
+    EXPECT_FALSE(events_alike(camera, station, "unattended", "unattended", true)) << "its own zone";
+    auto later = camera;
+    later.scene.unattended_after = std::chrono::seconds(20);
+    EXPECT_FALSE(events_alike(camera, later, "unattended", "unattended", true));
+    EXPECT_TRUE(events_alike(camera, later, "camera_health", "frozen", true));
+    auto moved = camera;
+    moved.url = "rtsp://192.0.2.9/other";
+    EXPECT_FALSE(events_alike(camera, moved, "camera_health", "frozen", true));
+
+    // Only offline_after edited: the stream and what was learned of it go on.
+    kg::app::CameraPipeline watched(camera, pool_, site_);
+    for (int s = 60; s <= 72; ++s) frame_at(watched, s);
+    input = watched.release_input();
+    analysis = watched.release_analysis();
+    auto patient = camera;
+    patient.health.offline_after = std::chrono::seconds(60);
+    kg::app::CameraPipeline after_edit(patient, pool_, site_);
+    ASSERT_TRUE(after_edit.take_over_input(input));
+    EXPECT_EQ(after_edit.take_over_analysis(*analysis, camera),
+              (std::vector<std::string>{"camera_health", "unattended"}));
 }
 
 namespace {
