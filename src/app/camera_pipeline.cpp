@@ -405,6 +405,40 @@ std::vector<std::string> CameraPipeline::take_over_events(std::vector<HandedEven
     return taken;
 }
 
+std::vector<CameraPipeline::PendingCondition> CameraPipeline::hand_over_pending(const config::Camera& after,
+                                                                                bool input_kept) {
+    std::vector<PendingCondition> out;
+    std::lock_guard trackers(trackers_mutex_);
+    for (const auto& t : trackers_) {
+        const auto since = t.tracker.pending_since();
+        const bool own =
+            !t.producers.empty() && std::all_of(t.producers.begin(), t.producers.end(),
+                                                [&](std::size_t p) { return checks_[p]->name() == t.check; });
+        if (since && own && events_alike(camera_, after, t.check, t.label, input_kept))
+            out.push_back({t.check, t.label, t.zone, *since});
+    }
+    return out;
+}
+
+void CameraPipeline::take_over_pending(const std::vector<PendingCondition>& pending,
+                                       const config::Camera& before) {
+    const auto now = Clock::now();
+    const auto steady = std::chrono::steady_clock::now();
+    std::lock_guard trackers(trackers_mutex_);
+    for (const auto& p : pending) {
+        const auto producer =
+            std::find_if(checks_.begin(), checks_.end(), [&](const auto& c) { return c->name() == p.check; });
+        const bool learned =
+            std::find(learned_taken_.begin(), learned_taken_.end(), p.check) != learned_taken_.end();
+        if (producer == checks_.end() || !events_alike(before, camera_, p.check, p.label, learned)) continue;
+        const auto index = static_cast<std::size_t>(producer - checks_.begin());
+        auto& t = tracker_of(p.check, p.label, p.zone, index, 0);
+        if (std::find(t.producers.begin(), t.producers.end(), index) == t.producers.end())
+            t.producers.push_back(index);
+        t.tracker.resume_pending(p.since, now, steady);
+    }
+}
+
 std::unique_ptr<CameraPipeline::Analysis> CameraPipeline::release_analysis() {
     auto out = std::make_unique<Analysis>();
     // Only the checks that learn over time go: the detectors' networks would otherwise be held beside

@@ -128,6 +128,19 @@ public:
     // (release_analysis()).
     std::vector<HandedEvent> hand_over_events(TimePoint now, const std::string& reason,
                                               const config::Camera& after, bool input_kept = false);
+    // A condition seen, not yet confirmed, at a reload: since when its `confirm` has been running.
+    struct PendingCondition {
+        std::string check, label, zone;
+        TimePoint since;
+    };
+    // At a reload, before close_events(): the conditions pending confirmation that `after` judges
+    // alike (as hand_over_events() judges the open ones). Forgotten, their confirmation started again
+    // in the next run: a reload every few minutes kept a condition from ever being raised, and each
+    // delayed it by its `confirm`. Only once stopped.
+    std::vector<PendingCondition> hand_over_pending(const config::Camera& after, bool input_kept = false);
+    // Before start(), after take_over_analysis(): their confirmation goes on from when the previous
+    // run first saw them, where this camera judges them alike.
+    void take_over_pending(const std::vector<PendingCondition>& pending, const config::Camera& before);
     // Before start(): takes over what the previous run's pipeline of this camera handed over
     // (`before`: the camera as that run had it); the end of each it does not judge alike is sent,
     // with its best frame, as the stop would have. Returns the ids taken over.

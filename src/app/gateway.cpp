@@ -612,6 +612,7 @@ void Gateway::adopt(CarryOver&& carried) {
         }
         for (const auto& event : camera->take_over_events(std::move(c.open), c.config))
             log_->info("camera {}: its alert {} goes on after the reload", id, event);
+        camera->take_over_pending(c.pending, c.config);
     }
     carried.camera_events.clear();
     for (auto& [id, c] : carried.camera_stream) {
@@ -668,9 +669,10 @@ void Gateway::stop(CarryOver* carry, const config::Gateway* next) {
             if (auto h = camera->hand_over_offline(now, events::kEndStopped))
                 carry->camera_offline[id] = {camera->camera(), std::move(*h), camera->cause_told()};
             const bool kept = inputs_kept.count(id) != 0;
-            if (auto handed = camera->hand_over_events(now, events::kEndStopped, *after, kept);
-                !handed.empty())
-                carry->camera_events[id] = {camera->camera(), std::move(handed)};
+            auto handed = camera->hand_over_events(now, events::kEndStopped, *after, kept);
+            auto pending = camera->hand_over_pending(*after, kept);
+            if (!handed.empty() || !pending.empty())
+                carry->camera_events[id] = {camera->camera(), std::move(handed), std::move(pending)};
             if (kept) {
                 if (auto s = camera->hand_over_stream_events(now, events::kEndStopped);
                     s.unstable || s.damaged)

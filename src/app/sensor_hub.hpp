@@ -54,6 +54,7 @@ struct CarryOver {
     struct CameraEvents {
         config::Camera config;
         std::vector<CameraPipeline::HandedEvent> open;
+        std::vector<CameraPipeline::PendingCondition> pending;  // CameraPipeline::hand_over_pending
     };
     std::map<std::string, CameraEvents> camera_events;
     // The cameras online at the stop that the next run watches as this one did, with their last

@@ -856,6 +856,40 @@ TEST_F(CameraPipelineTest, AnEventTheNextRunJudgesOtherwiseEndsAtTheReload) {
     EXPECT_TRUE(next.final_state(at(6)).conditions.empty());
 }
 
+// A condition seen at a reload but not yet confirmed was forgotten by the stop, and the next run
+// began its `confirm` again: each reload delayed it by that much, and reloads closer than its
+// `confirm` kept it from ever being raised. Its confirmation goes on from when it was first seen,
+// where the next run judges it alike; otherwise it starts again.
+TEST_F(CameraPipelineTest, AConditionPendingAtAReloadIsConfirmedFromWhenItWasFirstSeen) {
+    const auto& camera = config_.cameras.at(0);
+    mask_.score = 0.9f;
+    frame_at(0);  // seen; confirmed 2 s later
+    frame_at(1);
+    ASSERT_TRUE(events_.of("mask").empty());
+    EXPECT_TRUE(pipeline_.hand_over_events(at(1), kg::events::kEndStopped, camera).empty()) << "none open";
+    const auto pending = pipeline_.hand_over_pending(camera);
+    ASSERT_EQ(pending.size(), 1u);
+    EXPECT_EQ(pending[0].label, "no_mask");
+    EXPECT_EQ(pending[0].since, at(0));
+    pipeline_.close_events(at(1), kg::events::kEndStopped);
+    EXPECT_TRUE(events_.of("mask").empty());
+
+    auto edited = camera;
+    edited.rules.at("mask").confirm = std::chrono::seconds(3);
+    kg::app::CameraPipeline otherwise(edited, pool_, site_, checks());
+    otherwise.take_over_pending(pending, camera);
+    frame_at(otherwise, 2);
+    EXPECT_TRUE(events_.of("mask").empty()) << "another confirm: seen afresh from now";
+
+    kg::app::CameraPipeline next(camera, pool_, site_, checks());
+    next.take_over_pending(pending, camera);
+    frame_at(next, 2);
+    const auto mask = events_.of("mask");
+    ASSERT_EQ(mask.size(), 1u) << "confirmed 2 s after it was first seen, before the reload";
+    EXPECT_EQ(mask[0].state, EventState::start);
+    EXPECT_EQ(mask[0].start_time, at(0));
+}
+
 // A taken-over alert whose check then fails on every picture ends as `check failing`, as its own
 // would: made without an observation, its tracker knew no check (the review of this change), and
 // it stayed open for good, handed over again at each reload.
