@@ -341,6 +341,30 @@ bool events_alike(const config::Camera& before, const config::Camera& after, con
     return before.masks == after.masks && (check == vision::MotionCheck::kName || a.reference == b.reference);
 }
 
+bool CameraPipeline::own(const Tracked& t) const {
+    // Seen by the built-in check of its name alone: one a user model reported too is judged by that
+    // model's rule, which the next run's tracker would not have.
+    return !t.producers.empty() && std::all_of(t.producers.begin(), t.producers.end(),
+                                               [&](std::size_t p) { return checks_[p]->name() == t.check; });
+}
+
+CameraPipeline::Tracked* CameraPipeline::tracker_taking_over(const std::string& check,
+                                                             const std::string& label,
+                                                             const std::string& zone,
+                                                             const config::Camera& before) {
+    const auto producer =
+        std::find_if(checks_.begin(), checks_.end(), [&](const auto& c) { return c->name() == check; });
+    const bool learned =
+        std::find(learned_taken_.begin(), learned_taken_.end(), check) != learned_taken_.end();
+    if (producer == checks_.end() || !events_alike(before, camera_, check, label, learned)) return nullptr;
+    const auto index = static_cast<std::size_t>(producer - checks_.begin());
+    auto& t = tracker_of(check, label, zone, index, 0);
+    // Its check, for end_unseen(): one that fails on every picture ends it as failing.
+    if (std::find(t.producers.begin(), t.producers.end(), index) == t.producers.end())
+        t.producers.push_back(index);
+    return &t;
+}
+
 std::vector<CameraPipeline::HandedEvent> CameraPipeline::hand_over_events(TimePoint now,
                                                                           const std::string& reason,
                                                                           const config::Camera& after,
@@ -348,12 +372,7 @@ std::vector<CameraPipeline::HandedEvent> CameraPipeline::hand_over_events(TimePo
     std::vector<HandedEvent> out;
     std::lock_guard trackers(trackers_mutex_);
     for (auto& t : trackers_) {
-        // Seen by the built-in check of its name alone: one a user model reported too is judged by
-        // that model's rule, which the next run's tracker would not have.
-        const bool own =
-            !t.producers.empty() && std::all_of(t.producers.begin(), t.producers.end(),
-                                                [&](std::size_t p) { return checks_[p]->name() == t.check; });
-        if (!t.tracker.active() || !own || !events_alike(camera_, after, t.check, t.label, input_kept))
+        if (!t.tracker.active() || !own(t) || !events_alike(camera_, after, t.check, t.label, input_kept))
             continue;
         auto h = t.tracker.hand_over(now, reason);
         if (!h) continue;
@@ -372,23 +391,12 @@ std::vector<std::string> CameraPipeline::take_over_events(std::vector<HandedEven
     {
         std::lock_guard trackers(trackers_mutex_);
         for (auto& e : handed) {
-            const auto producer = std::find_if(checks_.begin(), checks_.end(),
-                                               [&](const auto& c) { return c->name() == e.check; });
-            const bool learned =
-                std::find(learned_taken_.begin(), learned_taken_.end(), e.check) != learned_taken_.end();
-            if (producer == checks_.end() || !events_alike(before, camera_, e.check, e.label, learned)) {
+            auto* tracked = tracker_taking_over(e.check, e.label, e.zone, before);
+            if (tracked == nullptr || !tracked->tracker.take_over(e.open, now, steady)) {
                 refused.push_back(std::move(e));
                 continue;
             }
-            const auto index = static_cast<std::size_t>(producer - checks_.begin());
-            auto& t = tracker_of(e.check, e.label, e.zone, index, 0);
-            if (!t.tracker.take_over(e.open, now, steady)) {
-                refused.push_back(std::move(e));
-                continue;
-            }
-            // Its check, for end_unseen(): one that fails on every picture ends it as failing.
-            if (std::find(t.producers.begin(), t.producers.end(), index) == t.producers.end())
-                t.producers.push_back(index);
+            auto& t = *tracked;
             // Seen as of now: not ended as unseen before this run's first pictures could see it.
             t.last_seen = steady;
             t.last_seen_wall = now;
@@ -411,10 +419,7 @@ std::vector<CameraPipeline::PendingCondition> CameraPipeline::hand_over_pending(
     std::lock_guard trackers(trackers_mutex_);
     for (const auto& t : trackers_) {
         const auto since = t.tracker.pending_since();
-        const bool own =
-            !t.producers.empty() && std::all_of(t.producers.begin(), t.producers.end(),
-                                                [&](std::size_t p) { return checks_[p]->name() == t.check; });
-        if (since && own && events_alike(camera_, after, t.check, t.label, input_kept))
+        if (since && own(t) && events_alike(camera_, after, t.check, t.label, input_kept))
             out.push_back({t.check, t.label, t.zone, *since});
     }
     return out;
@@ -426,16 +431,8 @@ void CameraPipeline::take_over_pending(const std::vector<PendingCondition>& pend
     const auto steady = std::chrono::steady_clock::now();
     std::lock_guard trackers(trackers_mutex_);
     for (const auto& p : pending) {
-        const auto producer =
-            std::find_if(checks_.begin(), checks_.end(), [&](const auto& c) { return c->name() == p.check; });
-        const bool learned =
-            std::find(learned_taken_.begin(), learned_taken_.end(), p.check) != learned_taken_.end();
-        if (producer == checks_.end() || !events_alike(before, camera_, p.check, p.label, learned)) continue;
-        const auto index = static_cast<std::size_t>(producer - checks_.begin());
-        auto& t = tracker_of(p.check, p.label, p.zone, index, 0);
-        if (std::find(t.producers.begin(), t.producers.end(), index) == t.producers.end())
-            t.producers.push_back(index);
-        t.tracker.resume_pending(p.since, now, steady);
+        if (auto* t = tracker_taking_over(p.check, p.label, p.zone, before))
+            t->tracker.resume_pending(p.since, now, steady);
     }
 }
 

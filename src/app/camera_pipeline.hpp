@@ -222,6 +222,13 @@ private:
         float frame_score = 0;
         std::vector<vision::Box> frame_boxes;
     };
+    // Whether the tracker's observations all came from the built-in check of its name.
+    bool own(const Tracked& t) const;
+    // At a take-over (under trackers_mutex_): the tracker of a condition the previous run handed over
+    // (`before`: the camera as it had it), its producing check noted; null where this camera has not
+    // the check, or judges the condition otherwise (events_alike).
+    Tracked* tracker_taking_over(const std::string& check, const std::string& label, const std::string& zone,
+                                 const config::Camera& before);
     Tracked& tracker_for(const vision::Observation& o, std::size_t producer);
     // The tracker of a condition, made for it if none is yet (`severity` > 0: the producer's own
     // for it, a model's class mapping). Under trackers_mutex_.
